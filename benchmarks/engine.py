@@ -1,0 +1,220 @@
+"""Engine overhead against plain asyncio doing the same work in the same process.
+
+    python benchmarks/engine.py [--json] [--only W1,W2]
+
+Prints one line per workload. Figures are medians over repeats; each workload's asyncio figure is
+measured in the same run, so compare the two (the machines are shared and noisy).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import json
+import statistics
+import sys
+import time
+import tracemalloc
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import wfkit as wf
+from wfkit.testing import MemorySink
+
+
+async def _noop(state: Any, ctx: Any = None) -> dict[str, Any]:
+    return {}
+
+
+async def _median_seconds(fn: Callable[[], Awaitable[Any]], repeats: int) -> float:
+    for _ in range(max(2, repeats // 10)):  # warm up
+        await fn()
+    samples = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        await fn()
+        samples.append(time.perf_counter() - t0)
+    return statistics.median(samples)
+
+
+def _chain(n: int) -> wf.Workflow:
+    flow = wf.Workflow(f"chain{n}")
+    names = [f"s{i}" for i in range(n)]
+    for name in names:
+        flow.step(_noop, name=name)
+    flow.chain(*names)
+    return flow
+
+
+async def w1(repeats: int) -> dict[str, Any]:
+    n = 100
+    flow, sink = _chain(n), MemorySink()
+
+    async def run_wfkit() -> None:
+        await flow.arun({}, sinks=[sink])
+        sink.clear()
+
+    fns = [_noop] * n
+
+    async def run_asyncio() -> None:
+        state: dict[str, Any] = {}
+        for fn in fns:
+            state.update(await fn(state))
+
+    a = await _median_seconds(run_wfkit, repeats)
+    b = await _median_seconds(run_asyncio, repeats)
+    return _row("W1", "linear chain of 100 no-op steps", a / n, b / n)
+
+
+async def w2(repeats: int) -> dict[str, Any]:
+    n = 50
+    flow, sink = wf.Workflow("fanout"), MemorySink()
+    flow.step(_noop, name="start")
+    branches = [f"b{i}" for i in range(n)]
+    for name in branches:
+        flow.step(_noop, name=name)
+        flow.edge(name, "join")
+    flow.step(_noop, name="join")
+    flow.edge("start", *branches)
+
+    async def run_wfkit() -> None:
+        await flow.arun({}, sinks=[sink])
+        sink.clear()
+
+    async def run_asyncio() -> None:
+        state: dict[str, Any] = {}
+        state.update(await _noop(state))
+        for update in await asyncio.gather(*(_noop(state) for _ in range(n))):
+            state.update(update)
+        state.update(await _noop(state))
+
+    a = await _median_seconds(run_wfkit, repeats)
+    b = await _median_seconds(run_asyncio, repeats)
+    return _row("W2", "fan-out to 50 parallel steps and a join", a / n, b / n)
+
+
+async def w3(repeats: int) -> dict[str, Any]:
+    laps = 200
+    flow, sink = wf.Workflow("loop"), MemorySink()
+
+    @flow.step(max_visits=laps + 1)
+    async def work(state: Any) -> dict[str, Any]:
+        return {"i": state["i"] + 1}
+
+    flow.route("work", wf.when("i", "lt", laps) >> wf.go("work"), default=wf.go(wf.END))
+
+    async def run_wfkit() -> None:
+        await flow.arun({"i": 0}, sinks=[sink])
+        sink.clear()
+
+    cond = wf.when("i", "lt", laps)
+
+    async def run_asyncio() -> None:
+        state = {"i": 0}
+        while True:
+            state.update(await work(state))
+            if not cond.evaluate(state):
+                break
+
+    a = await _median_seconds(run_wfkit, repeats)
+    b = await _median_seconds(run_asyncio, repeats)
+    return _row("W3", "loop of 200 laps through a conditional route", a / laps, b / laps)
+
+
+def _sleepy_chain() -> wf.Workflow:
+    flow = wf.Workflow("sleepy")
+    names = [f"s{i}" for i in range(5)]
+
+    async def nap(state: Any) -> None:
+        await asyncio.sleep(0.01)
+
+    for name in names:
+        flow.step(nap, name=name)
+    flow.chain(*names)
+    return flow
+
+
+async def _concurrent(runs: int, flow: wf.Workflow) -> tuple[float, float]:
+    async def plain() -> None:
+        for _ in range(5):
+            await asyncio.sleep(0.01)
+
+    gc.collect()
+    t0 = time.perf_counter()
+    await asyncio.gather(*(flow.arun({}) for _ in range(runs)))
+    a = time.perf_counter() - t0
+    gc.collect()
+    t0 = time.perf_counter()
+    await asyncio.gather(*(plain() for _ in range(runs)))
+    b = time.perf_counter() - t0
+    return a, b
+
+
+async def w5(repeats: int) -> dict[str, Any]:
+    flow = _sleepy_chain()
+    results = [await _concurrent(1000, flow) for _ in range(3)]
+    a = statistics.median(r[0] for r in results)
+    b = statistics.median(r[1] for r in results)
+    row = _row("W5", "1,000 concurrent runs of a 5-step chain of 10 ms sleeps", a, b, unit="s_wall")
+    row["ideal"] = 0.05
+    return row
+
+
+async def w6(repeats: int) -> dict[str, Any]:
+    flow = _sleepy_chain()
+    a, b = await _concurrent(10_000, flow)
+    gc.collect()
+    tracemalloc.start()
+    await asyncio.gather(*(flow.arun({}) for _ in range(10_000)))
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    row = _row("W6", "10,000 concurrent runs of a 5-step chain of 10 ms sleeps", a, b, unit="s_wall")
+    row["peak_mib"] = round(peak / 2**20, 1)
+    row["kib_per_run"] = round(peak / 1024 / 10_000, 2)
+    return row
+
+
+def _row(
+    workload: str, what: str, wfkit_v: float, asyncio_v: float, unit: str = "us_per_step"
+) -> dict[str, Any]:
+    scale = 1e6 if unit == "us_per_step" else 1.0
+    row = {
+        "workload": workload,
+        "what": what,
+        "wfkit": round(wfkit_v * scale, 3),
+        "asyncio": round(asyncio_v * scale, 3),
+        "unit": unit,
+        "ratio": round(wfkit_v / asyncio_v, 2) if asyncio_v else None,
+    }
+    if unit == "us_per_step":
+        row["overhead_us"] = round((wfkit_v - asyncio_v) * scale, 3)
+    return row
+
+
+WORKLOADS = {"W1": w1, "W2": w2, "W3": w3, "W5": w5, "W6": w6}
+
+
+async def main(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--json", action="store_true", help="one JSON object per line")
+    parser.add_argument("--only", default="", help="comma-separated workloads, e.g. W1,W3")
+    parser.add_argument("--repeats", type=int, default=200)
+    args = parser.parse_args(argv)
+    chosen = [w.strip() for w in args.only.split(",") if w.strip()] or list(WORKLOADS)
+    for name in chosen:
+        row = await WORKLOADS[name](args.repeats)
+        if args.json:
+            print(json.dumps(row), flush=True)
+        else:
+            extra = {
+                k: v for k, v in row.items() if k not in ("workload", "what", "wfkit", "asyncio", "unit")
+            }
+            figures = f"wfkit {row['wfkit']} vs asyncio {row['asyncio']} {row['unit']}"
+            print(f"{name}  {row['what']}: {figures}  {extra}", flush=True)
+
+
+if __name__ == "__main__":
+    asyncio.run(main(sys.argv[1:]))

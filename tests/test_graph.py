@@ -1,0 +1,144 @@
+"""Build-time validation: every problem reported at once, each saying how to fix it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+import wfkit as wf
+
+
+def noop(state: Any) -> None:
+    return None
+
+
+def _flow(*names: str, **opts: Any) -> wf.Workflow:
+    flow = wf.Workflow("t")
+    for name in names:
+        flow.step(noop, name=name, **opts.get(name, {}))
+    return flow
+
+
+def test_valid_workflow_compiles_with_fingerprint() -> None:
+    """A well-formed workflow compiles and gets a stable fingerprint."""
+    flow = _flow("a", "b").chain("a", "b")
+    graph = flow.validate()
+    assert graph.entry == "a"
+    assert graph.fingerprint == _flow("a", "b").chain("a", "b").validate().fingerprint
+
+
+def test_fingerprint_changes_with_definition() -> None:
+    """Changing a route or an option changes the fingerprint."""
+    a = _flow("a", "b").chain("a", "b").validate().fingerprint
+    b = _flow("a", "b", b={"timeout": 3}).chain("a", "b").validate().fingerprint
+    assert a != b
+
+
+def test_empty_workflow_is_rejected() -> None:
+    """A workflow with no steps says to add one."""
+    with pytest.raises(wf.WorkflowDefinitionError, match=r"no steps: add one with @flow\.step"):
+        wf.Workflow("empty").validate()
+
+
+def test_definition_error_is_a_value_error_listing_all_problems() -> None:
+    """Unknown target, unreachable step and unbounded loop are all reported together."""
+    flow = _flow("a", "b", "c", "orphan")
+    flow.edge("a", "b", "typo_step")
+    flow.route("b", default=wf.go("c"))
+    flow.route("c", wf.when("x", "eq", 1) >> wf.go("b"), default=wf.go(wf.END))
+    with pytest.raises(ValueError) as info:
+        flow.validate()
+    err = info.value
+    assert isinstance(err, wf.WorkflowDefinitionError)
+    text = str(err)
+    assert len(err.problems) == 3, text
+    assert "edge 'a' -> 'typo_step': no step named 'typo_step'" in text
+    assert "'orphan' is unreachable from the entry 'a'" in text
+    assert "loop b -> c -> b has no visit bound: set max_visits" in text
+
+
+def test_unknown_target_suggests_close_name() -> None:
+    """A misspelt target gets a did-you-mean hint."""
+    flow = _flow("classify", "answer").edge("classify", "anwser")
+    with pytest.raises(wf.WorkflowDefinitionError, match="did you mean 'answer'"):
+        flow.validate()
+
+
+def test_unknown_route_target_and_fallback() -> None:
+    """Routes and fallbacks to missing steps are reported."""
+    flow = _flow("a", "b", a={"fallback": "rescue"})
+    flow.route("a", wf.when("k", "eq", 1) >> wf.go("nowhere"), default=wf.go("b"))
+    with pytest.raises(wf.WorkflowDefinitionError) as info:
+        flow.validate()
+    text = str(info.value)
+    assert "route from 'a' -> 'nowhere': no step named 'nowhere'" in text
+    assert "falls back to 'rescue', which is not a step" in text
+
+
+def test_edges_from_unknown_step() -> None:
+    """An edge or route whose source is not a step is reported."""
+    flow = _flow("a").edge("ghost", "a")
+    flow.route("phantom", default=wf.go("a"))
+    with pytest.raises(wf.WorkflowDefinitionError) as info:
+        flow.validate()
+    assert "edge from unknown step 'ghost'" in str(info.value)
+    assert "routes from unknown step 'phantom'" in str(info.value)
+
+
+def test_missing_entry() -> None:
+    """An entry that names no step is reported with the known steps."""
+    flow = _flow("a").set_entry("start")
+    with pytest.raises(wf.WorkflowDefinitionError, match="entry 'start' is not a step; known steps: a"):
+        flow.validate()
+
+
+def test_bounded_loop_is_accepted() -> None:
+    """A loop with max_visits on one of its steps is fine."""
+    flow = _flow("a", "b", a={"max_visits": 3})
+    flow.edge("a", "b")
+    flow.route("b", wf.when("again", "eq", True) >> wf.go("a"), default=wf.go(wf.END))
+    flow.validate()
+
+
+def test_self_loop_without_bound() -> None:
+    """A step routing back to itself needs a bound."""
+    flow = _flow("a")
+    flow.route("a", wf.when("again", "eq", True) >> wf.go("a"), default=wf.go(wf.END))
+    with pytest.raises(wf.WorkflowDefinitionError, match="loop a -> a has no visit bound"):
+        flow.validate()
+
+
+def test_join_that_can_never_fire() -> None:
+    """A join waiting on a step that only runs after the join itself is rejected."""
+    flow = _flow("start", "join", "later", join={"max_visits": 2})
+    flow.edge("start", "join")
+    flow.edge("join", "later")
+    flow.edge("later", "join")
+    with pytest.raises(
+        wf.WorkflowDefinitionError, match="join 'join' waits for 'later', but 'later' only runs after 'join'"
+    ):
+        flow.validate()
+
+
+def test_step_with_edges_and_routes() -> None:
+    """A step cannot both fan out along edges and choose a route."""
+    flow = _flow("a", "b", "c").edge("a", "b")
+    flow.route("a", default=wf.go("c"))
+    with pytest.raises(wf.WorkflowDefinitionError, match="has both edges and routes"):
+        flow.validate()
+
+
+def test_validation_runs_before_first_run() -> None:
+    """Running an invalid workflow raises the definition error and runs nothing."""
+    ran = []
+    flow = wf.Workflow("t")
+
+    @flow.step
+    def a(state: Any) -> None:
+        ran.append("a")
+
+    flow.edge("a", "missing")
+    with pytest.raises(wf.WorkflowDefinitionError):
+        flow.run({})
+    assert ran == []

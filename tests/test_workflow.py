@@ -1,0 +1,210 @@
+"""Defining workflows and the three ways to run them: run, arun and start."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from typing import Any
+
+import pytest
+
+import wfkit as wf
+
+
+def _two_steps() -> wf.Workflow:
+    flow = wf.Workflow("two")
+
+    @flow.step
+    async def first(state: Any) -> dict[str, Any]:
+        await asyncio.sleep(0.01)
+        return {"x": state.get("x", 0) + 1}
+
+    @flow.step
+    def second(state: Any) -> dict[str, Any]:
+        return {"y": state["x"] * 10}
+
+    flow.chain("first", "second")
+    return flow
+
+
+def test_first_step_is_entry_unless_declared() -> None:
+    """The first declared step is the entry; entry=True or set_entry changes it."""
+    flow = wf.Workflow("e", merge={"order": wf.append})
+    flow.step(lambda s: {"order": "a"}, name="a", max_visits=2)
+    flow.step(lambda s: {"order": "b"}, name="b", entry=True)
+    flow.edge("b", "a")
+    flow.route("a", wf.when("order", "contains", "b") >> wf.go(wf.END), default=wf.go("b"))
+    assert flow.run({}).state["order"] == ["b", "a"]
+    flow.set_entry("a")
+    assert flow.run({}).state["order"] == ["a", "b", "a"]
+
+
+def test_decorator_returns_the_function() -> None:
+    """@flow.step leaves the function usable on its own."""
+    flow = wf.Workflow("d")
+
+    @flow.step(timeout=1)
+    def double(state: Any) -> dict[str, Any]:
+        return {"v": state["v"] * 2}
+
+    assert double({"v": 2}) == {"v": 4}
+    assert flow.steps["double"].timeout == 1
+
+
+def test_redefining_in_a_notebook_cell_replaces_the_step() -> None:
+    """Re-running a cell that defines the same function replaces the step."""
+    flow = wf.Workflow("nb")
+    for value in (1, 2):
+
+        def answer(state: Any, value: int = value) -> dict[str, Any]:
+            return {"v": value}
+
+        flow.step(answer)
+    assert flow.run({}).state["v"] == 2
+
+
+def test_two_functions_with_one_name_are_refused() -> None:
+    """Two different functions cannot share a step name."""
+    flow = wf.Workflow("dup")
+
+    def one(state: Any) -> None:
+        return None
+
+    def two(state: Any) -> None:
+        return None
+
+    flow.step(one, name="same")
+    with pytest.raises(ValueError, match="already has a step named 'same'"):
+        flow.step(two, name="same")
+
+
+def test_route_requires_route_objects_and_go_default() -> None:
+    """route() rejects a bare condition or a string default with a hint."""
+    flow = wf.Workflow("r")
+    flow.step(lambda s: None, name="a")
+    with pytest.raises(TypeError, match=r"wfkit.when\(...\) >> wfkit.go\(...\)"):
+        flow.route("a", wf.when("x", "eq", 1), default=wf.go("a"))  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"default must be wfkit\.go"):
+        flow.route("a", default="a")  # type: ignore[arg-type]
+
+
+def test_edge_needs_a_target_and_workflow_needs_a_name() -> None:
+    """Degenerate definitions fail at once with a clear message."""
+    with pytest.raises(ValueError, match="non-empty name"):
+        wf.Workflow("  ")
+    with pytest.raises(TypeError, match="at least one target"):
+        wf.Workflow("x").edge("a")
+
+
+def test_bad_run_timeout_is_refused() -> None:
+    """A run timeout of zero or less is refused before anything runs."""
+    with pytest.raises(ValueError, match="timeout must be > 0"):
+        _two_steps().run({}, timeout=0)
+
+
+def test_run_from_plain_python() -> None:
+    """run() works from synchronous code with no loop."""
+    run = _two_steps().run({"x": 1})
+    assert run.result() == {"x": 2, "y": 20}
+    assert run.status == "succeeded"
+
+
+def test_arun_and_run_inside_a_running_loop() -> None:
+    """Inside a running loop (a notebook cell) both await arun() and blocking run() work."""
+
+    async def cell() -> tuple[dict[str, Any], dict[str, Any]]:
+        flow = _two_steps()
+        awaited = await flow.arun({"x": 1})
+        blocking = flow.run({"x": 2})  # no nest_asyncio: runs on a worker thread's loop
+        return awaited.state, blocking.state
+
+    a, b = asyncio.run(cell())
+    assert a["y"] == 20
+    assert b["y"] == 30
+
+
+def test_start_returns_at_once_and_await_waits() -> None:
+    """start() inside a loop returns while the run goes on; awaiting it gives the result."""
+
+    async def cell() -> tuple[str, wf.Run]:
+        run = _two_steps().start({"x": 0})
+        status_at_start = run.status
+        finished = await run
+        return status_at_start, finished
+
+    status, run = asyncio.run(cell())
+    assert status in ("pending", "running")
+    assert run.state["y"] == 10
+
+
+def test_start_from_sync_code_uses_background_loop() -> None:
+    """start() with no running loop executes in the background; wait() blocks for it."""
+    run = _two_steps().start({"x": 4})
+    assert run.wait(timeout=5).state["y"] == 50
+    assert run.done()
+
+
+def test_await_failed_run_raises_with_run_attached() -> None:
+    """Awaiting a failed run raises its error, which carries the run."""
+    flow = wf.Workflow("fails")
+    flow.step(lambda s: 1 / 0, name="div")
+
+    async def cell() -> None:
+        await flow.start({})
+
+    with pytest.raises(wf.StepFailedError) as info:
+        asyncio.run(cell())
+    assert info.value.run.status == "failed"  # type: ignore[attr-defined]
+    assert isinstance(info.value.__cause__, ZeroDivisionError)
+
+
+def test_cancel_a_started_run() -> None:
+    """cancel() stops a started run; it ends as cancelled and awaiting does not hang."""
+    started = threading.Event()
+    flow = wf.Workflow("long")
+
+    @flow.step
+    async def forever(state: Any) -> None:
+        started.set()
+        await asyncio.sleep(60)
+
+    async def cell() -> wf.Run:
+        run = flow.start({})
+        await asyncio.to_thread(started.wait, 5)
+        run.cancel()
+        with pytest.raises(wf.RunError, match="cancelled"):
+            await run
+        return run
+
+    run = asyncio.run(cell())
+    assert run.status == "cancelled"
+    assert run.events[-1].error_type == "CancelledError"
+
+
+def test_result_before_end_and_wait_inside_loop_are_refused() -> None:
+    """result() of an unfinished run, and wait() from inside its own loop, explain themselves."""
+
+    async def cell() -> None:
+        run = _two_steps().start({})
+        with pytest.raises(RuntimeError, match="await it first"):
+            run.result()
+        with pytest.raises(RuntimeError, match="use `await run`"):
+            run.wait()
+        await run
+
+    asyncio.run(cell())
+
+
+def test_repr_is_informative() -> None:
+    """Workflow and Run reprs say what they are."""
+    flow = _two_steps()
+    assert repr(flow) == "<Workflow 'two': 2 steps, entry='first'>"
+    run = flow.run({})
+    assert f"<Run {run.run_id} of 'two': succeeded, 2 steps done, 2 events>" == repr(run)
+
+
+def test_version_defaults_to_fingerprint() -> None:
+    """Without a declared version the fingerprint stands in."""
+    flow = _two_steps()
+    assert flow.validate().fingerprint == flow.version
+    assert wf.Workflow("v", version="2.0").version == "2.0"

@@ -1,0 +1,72 @@
+"""wfkit: prototype and evaluate LLM-agent workflows in Jupyter.
+
+Workflows mix DAG fan-out and joins with state-machine loops and structured routes; steps retry
+by policy with classified errors, time out per step and per run, and emit one event per attempt.
+"""
+
+from wfkit._conditions import Condition, when
+from wfkit._context import Failure, StepContext
+from wfkit._engine import RunStatus
+from wfkit._errors import (
+    ConditionError,
+    RunError,
+    RunTimeoutError,
+    StateConflictError,
+    StateValueError,
+    StepFailedError,
+    StepTimeoutError,
+    VisitLimitError,
+    WfkitError,
+    WorkflowDefinitionError,
+)
+from wfkit._events import Status, StepEvent
+from wfkit._merge import add, append, extend, union
+from wfkit._retry import (
+    ErrorKind,
+    PermanentError,
+    RetryPolicy,
+    TransientError,
+    classify_error,
+    retry_after_of,
+)
+from wfkit._routing import END, Go, Route, go
+from wfkit._run import Run
+from wfkit._version import __version__
+from wfkit._workflow import Workflow
+
+__all__ = [
+    "END",
+    "Condition",
+    "ConditionError",
+    "ErrorKind",
+    "Failure",
+    "Go",
+    "PermanentError",
+    "RetryPolicy",
+    "Route",
+    "Run",
+    "RunError",
+    "RunStatus",
+    "RunTimeoutError",
+    "StateConflictError",
+    "StateValueError",
+    "Status",
+    "StepContext",
+    "StepEvent",
+    "StepFailedError",
+    "StepTimeoutError",
+    "TransientError",
+    "VisitLimitError",
+    "WfkitError",
+    "Workflow",
+    "WorkflowDefinitionError",
+    "__version__",
+    "add",
+    "append",
+    "classify_error",
+    "extend",
+    "go",
+    "retry_after_of",
+    "union",
+    "when",
+]

@@ -1,0 +1,600 @@
+"""The engine: one run of a compiled graph, driven as one asyncio task.
+
+The scheduler keeps a queue of ready activations (a step about to run, with the tools its route
+bound). A lone ready step runs inline in the scheduler's own task: a linear chain never pays for
+task creation. Two or more ready steps become tasks that run concurrently, and the scheduler
+sleeps until one finishes. Each finished activation is committed to the state (with conflict
+checks), routed, and recorded as a step event; joins fire when no predecessor can still arrive.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextvars
+import logging
+import random
+import socket
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
+from typing import Any
+
+from wfkit import _settings
+from wfkit._context import Failure, StepContext
+from wfkit._errors import (
+    RunError,
+    RunTimeoutError,
+    StateConflictError,
+    StateValueError,
+    StepFailedError,
+    StepTimeoutError,
+    VisitLimitError,
+)
+from wfkit._events import Status, StepEvent
+from wfkit._graph import Graph
+from wfkit._merge import Merge
+from wfkit._retry import ErrorKind, classify_error, retry_after_of
+from wfkit._routing import END
+from wfkit._steps import StepSpec
+
+logger = logging.getLogger("wfkit")
+
+_HOST = socket.gethostname()
+_executor: concurrent.futures.ThreadPoolExecutor | None = None
+
+
+def _thread_pool() -> concurrent.futures.ThreadPoolExecutor:
+    # Our own pool, so a sync step that overstays its timeout never starves asyncio's default one.
+    global _executor
+    if _executor is None:
+        _executor = concurrent.futures.ThreadPoolExecutor(32, thread_name_prefix="wfkit-step")
+    return _executor
+
+
+class RunStatus:
+    """The values of ``Run.status``."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    TIMED_OUT = "timed_out"
+    CANCELLED = "cancelled"
+
+    FINISHED = frozenset({SUCCEEDED, FAILED, TIMED_OUT, CANCELLED})
+
+
+class _Activation:
+    """One scheduled execution of a step."""
+
+    __slots__ = ("failure", "queued", "spec", "tools", "version", "visit")
+
+    def __init__(
+        self, spec: StepSpec, visit: int, tools: tuple[str, ...], version: int, failure: Failure | None
+    ) -> None:
+        self.spec = spec
+        self.visit = visit
+        self.tools = tools
+        self.version = version  # state version when queued: later writes by others are conflicts
+        self.failure = failure
+        self.queued = time.perf_counter()
+
+
+class _Outcome:
+    """How an activation ended: updates on success, the error otherwise, and the last attempt's timing."""
+
+    __slots__ = (
+        "attempt",
+        "error",
+        "kind",
+        "latency",
+        "queue_s",
+        "run_timeout",
+        "started_at",
+        "status",
+        "updates",
+        "usage",
+    )
+
+    def __init__(self) -> None:
+        self.updates: Mapping[str, Any] | None = None
+        self.error: BaseException | None = None
+        self.kind: ErrorKind | None = None
+        self.status = Status.OK
+        self.run_timeout = False
+        self.usage: dict[str, Any] | None = None
+        self.attempt = 0
+        self.started_at = 0.0
+        self.latency = 0.0
+        self.queue_s = 0.0
+
+
+class Execution:
+    """The mutable inside of one run. ``Run`` is its public handle."""
+
+    def __init__(
+        self,
+        graph: Graph,
+        merges: Mapping[str, Merge],
+        run_id: str,
+        inputs: Mapping[str, Any],
+        *,
+        version: str,
+        timeout: float | None,
+        sinks: tuple[Callable[[StepEvent], object], ...],
+        seed: int | None,
+        parameters_hash: str | None,
+    ) -> None:
+        settings = _settings.current()
+        self.graph = graph
+        self.merges = merges
+        self.run_id = run_id
+        self.workflow = graph.name
+        self.version = version
+        self.state: dict[str, Any] = dict(inputs)
+        self.status = RunStatus.PENDING
+        self.error: BaseException | None = None
+        self.events: list[StepEvent] = []
+        self.late_results: list[dict[str, Any]] = []
+        self.started_at: float | None = None
+        self.ended_at: float | None = None
+        self.timeout = timeout
+        self.deadline: float | None = None
+        self.parameters_hash = parameters_hash
+        self._sinks = (self.events.append, *sinks, *settings.extra_sinks)
+        self._sleep = settings.sleep
+        self._seed = seed if seed is not None else settings.seed
+        self._rng: random.Random | None = None
+        self._version = 0
+        self._writers: dict[str, tuple[int, str]] = {}
+        self._visits: dict[str, int] = {}
+        self._active: dict[str, int] = {}
+        self._arrived: dict[str, set[str]] = {}
+        self._ready: deque[_Activation] = deque()
+        self._tasks: dict[asyncio.Task[_Outcome], _Activation] = {}
+        self._done: deque[asyncio.Task[_Outcome]] = deque()
+        self._wake: asyncio.Future[None] | None = None
+        self._failed = False
+
+    def _get_rng(self) -> random.Random:
+        # Built on first use: seeding a Random costs more than a whole short run otherwise.
+        if self._rng is None:
+            self._rng = random.Random(self._seed)
+        return self._rng
+
+    # ---- driving -------------------------------------------------------------------------
+
+    async def drive(self) -> None:
+        """Run to the end. Never raises for a failed step: the outcome is in status and error."""
+        self.status = RunStatus.RUNNING
+        self.started_at = time.time()
+        if self.timeout is not None:
+            self.deadline = time.monotonic() + self.timeout
+        try:
+            self._activate(self.graph.entry, None, None)
+            await self._loop()
+        except asyncio.CancelledError:
+            self._fail(RunError("cancelled", run_id=self.run_id), RunStatus.CANCELLED)
+            await self._cancel_tasks()
+            raise
+        except Exception as exc:  # a bug or a failing sink: the run fails loudly, with the cause
+            self._fail(exc, RunStatus.FAILED)
+            await self._cancel_tasks()
+        finally:
+            self.ended_at = time.time()
+        if not self._failed:
+            self.status = RunStatus.SUCCEEDED
+
+    async def _loop(self) -> None:
+        ready, tasks, done = self._ready, self._tasks, self._done
+        loop = asyncio.get_running_loop()
+        while not self._failed:
+            if not tasks and len(ready) == 1:
+                act = ready.popleft()
+                outcome = await self._execute(act)
+                self._settle(act, outcome)
+                continue
+            while ready:
+                act = ready.popleft()
+                task = loop.create_task(self._execute(act))
+                task.add_done_callback(self._on_task_done)
+                tasks[task] = act
+            if not tasks:
+                return
+            if not done:
+                self._wake = loop.create_future()
+                await self._wake
+                self._wake = None
+            while done and not self._failed:
+                task = done.popleft()
+                self._settle(tasks.pop(task), task.result())
+        await self._cancel_tasks()
+
+    def _on_task_done(self, task: asyncio.Task[_Outcome]) -> None:
+        self._done.append(task)
+        wake = self._wake
+        if wake is not None and not wake.done():
+            wake.set_result(None)
+
+    async def _cancel_tasks(self) -> None:
+        pending = [t for t in self._tasks if not t.done()]
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.gather(*pending, return_exceptions=True)
+        self._tasks.clear()
+
+    def _fail(self, error: BaseException, status: str) -> None:
+        if not self._failed:
+            self._failed = True
+            self.error = error
+            self.status = status
+
+    # ---- scheduling ------------------------------------------------------------------------
+
+    def _activate(self, name: str, tools: tuple[str, ...] | None, failure: Failure | None) -> None:
+        spec = self.graph.steps[name]
+        visit = self._visits.get(name, 0) + 1
+        self._visits[name] = visit
+        if spec.max_visits is not None and visit > spec.max_visits:
+            self._visit_limit(spec, visit)
+            return
+        self._active[name] = self._active.get(name, 0) + 1
+        self._ready.append(
+            _Activation(spec, visit, spec.tools if tools is None else tools, self._version, failure)
+        )
+
+    def _visit_limit(self, spec: StepSpec, visit: int) -> None:
+        now = time.time()
+        error = VisitLimitError(
+            f"visited {visit} times, over its bound max_visits={spec.max_visits}; raise the "
+            f"bound or give the step a fallback (@flow.step(fallback=...)) to leave the loop",
+            run_id=self.run_id,
+            step=spec.name,
+        )
+        route = spec.fallback if spec.fallback and spec.fallback != END else None
+        self._emit(
+            self._event(
+                spec.name,
+                visit,
+                0,
+                Status.FAILED,
+                error,
+                ErrorKind.PERMANENT,
+                now,
+                0.0,
+                0.0,
+                None,
+                route,
+                spec.tools,
+                None,
+            )
+        )
+        if route is not None:
+            self._activate(route, None, self._failure_of(spec.name, 0, error, ErrorKind.PERMANENT))
+        elif spec.fallback != END:
+            self._fail(error, RunStatus.FAILED)
+
+    def _arrive(self, target: str, source: str) -> None:
+        """``source`` finished and its unconditional edge leads to ``target``."""
+        if len(self.graph.static_preds[target]) < 2:
+            self._activate(target, None, None)
+        else:
+            self._arrived.setdefault(target, set()).add(source)
+
+    def _fire_joins(self) -> None:
+        for join in list(self._arrived):
+            arrived = self._arrived[join]
+            blockers = self.graph.join_blockers[join]
+            missing = self.graph.static_preds[join] - arrived
+            active = self._active
+            if any(active.get(s) for p in missing for s in blockers[p]):
+                continue  # a predecessor can still arrive: keep waiting
+            del self._arrived[join]
+            self._activate(join, None, None)
+
+    def _settle(self, act: _Activation, out: _Outcome) -> None:
+        """Commit a finished activation: state, route, event, successors."""
+        spec = act.spec
+        name = spec.name
+        self._active[name] -= 1
+        route: str | None = None
+        if out.error is None:
+            chosen = None
+            router = self.graph.routers.get(name)
+            try:
+                if out.updates:
+                    self._commit(act, out.updates)
+                if router is not None:
+                    chosen = router.choose(self.state)
+                    route = chosen.target
+            except Exception as exc:  # a merge conflict or a condition that cannot be evaluated
+                out.error, out.kind, out.status = exc, ErrorKind.PERMANENT, Status.FAILED
+                self._emit(self._outcome_event(act, out, None))
+                self._fail(exc, RunStatus.FAILED)
+                return
+            self._emit(self._outcome_event(act, out, route))
+            if chosen is not None:
+                if route != END:
+                    self._activate(chosen.target, chosen.tools, None)
+            else:
+                for target in self.graph.edges.get(name, ()):
+                    self._arrive(target, name)
+        else:
+            fallback = spec.fallback
+            if out.run_timeout:
+                self._emit(self._outcome_event(act, out, None))
+                err: RunError = RunTimeoutError(
+                    f"the run's deadline of {self.timeout} s passed",
+                    run_id=self.run_id,
+                    step=name,
+                    attempt=out.attempt,
+                )
+                err.__cause__ = out.error
+                self._fail(err, RunStatus.TIMED_OUT)
+                return
+            self._emit(self._outcome_event(act, out, fallback))
+            assert out.kind is not None
+            if fallback == END:
+                pass
+            elif fallback is not None:
+                self._activate(fallback, None, self._failure_of(name, out.attempt, out.error, out.kind))
+            else:
+                err = StepFailedError(
+                    f"failed with {type(out.error).__name__} ({out.kind.value}): {out.error}",
+                    run_id=self.run_id,
+                    step=name,
+                    attempt=out.attempt,
+                )
+                err.__cause__ = out.error
+                self._fail(err, RunStatus.FAILED)
+                return
+        if self._arrived:
+            self._fire_joins()
+
+    def _commit(self, act: _Activation, updates: Mapping[str, Any]) -> None:
+        self._version += 1
+        version = self._version
+        state, writers, merges, name = self.state, self._writers, self.merges, act.spec.name
+        for key, value in updates.items():
+            merge = merges.get(key)
+            if merge is not None:
+                state[key] = merge(state.get(key), value)
+                continue
+            previous = writers.get(key)
+            if previous is not None and previous[0] > act.version and previous[1] != name:
+                raise StateConflictError(key, previous[1], name)
+            state[key] = value
+            writers[key] = (version, name)
+
+    def _failure_of(self, step: str, attempt: int, error: BaseException, kind: ErrorKind) -> Failure:
+        return Failure(step, attempt, kind.value, type(error).__name__, str(error))
+
+    # ---- one activation, with retries and timeouts ---------------------------------------------
+
+    async def _execute(self, act: _Activation) -> _Outcome:
+        spec = act.spec
+        policy = spec.retry
+        classify = spec.classifier or classify_error
+        out = _Outcome()
+        first_start = time.monotonic()
+        attempt = 0
+        while True:
+            attempt += 1
+            out.attempt = attempt
+            timeout, by_deadline = spec.timeout, False
+            if self.deadline is not None:
+                left = self.deadline - time.monotonic()
+                if timeout is None or left < timeout:
+                    timeout, by_deadline = max(left, 0.0), True
+            ctx = StepContext(
+                run_id=self.run_id,
+                workflow=self.workflow,
+                step=spec.name,
+                visit=act.visit,
+                attempt=attempt,
+                tools=act.tools,
+                rng_source=self._get_rng,
+                deadline=self.deadline,
+                failure=act.failure,
+            )
+            out.started_at = time.time()
+            t0 = time.perf_counter()
+            out.queue_s = t0 - act.queued if attempt == 1 else 0.0
+            try:
+                result = await self._call(spec, MappingProxyType(dict(self.state)), ctx, timeout)
+                if result is None:
+                    result = {}
+                elif not isinstance(result, Mapping):
+                    raise StateValueError(
+                        f"step {spec.name!r} returned {type(result).__name__}; a step returns a "
+                        f"dict of state updates (or None)"
+                    )
+                out.latency = time.perf_counter() - t0
+                out.updates, out.usage = result, ctx._usage
+                out.error = out.kind = None
+                out.status = Status.OK
+                return out
+            except asyncio.CancelledError:
+                out.latency = time.perf_counter() - t0
+                out.error, out.kind, out.status = (
+                    asyncio.CancelledError("cancelled"),
+                    ErrorKind.UNKNOWN,
+                    Status.FAILED,
+                )
+                self._emit(self._outcome_event(act, out, None))
+                raise
+            except Exception as exc:
+                out.latency = time.perf_counter() - t0
+                out.error, out.usage = exc, ctx._usage
+                timed_out = isinstance(exc, StepTimeoutError)
+                if timed_out and by_deadline:
+                    out.run_timeout, out.kind, out.status = True, ErrorKind.TRANSIENT, Status.TIMEOUT
+                    return out
+                kind = out.kind = classify(exc)
+                out.status = Status.TIMEOUT if timed_out else Status.FAILED
+                if not policy.allows(kind, attempt - 1):
+                    return out
+                delay = policy.backoff(attempt, self._get_rng())
+                wait = retry_after_of(exc)
+                if wait is not None and wait > delay:
+                    delay = wait
+                elapsed = time.monotonic() - first_start
+                if policy.max_elapsed is not None and elapsed + delay > policy.max_elapsed:
+                    return out
+                if self.deadline is not None and time.monotonic() + delay >= self.deadline:
+                    out.run_timeout = True
+                    return out
+                status = Status.TIMEOUT if timed_out else Status.RETRY
+                self._emit(
+                    self._event(
+                        spec.name,
+                        act.visit,
+                        attempt,
+                        status,
+                        exc,
+                        kind,
+                        out.started_at,
+                        out.latency,
+                        out.queue_s,
+                        delay,
+                        None,
+                        act.tools,
+                        out.usage,
+                    )
+                )
+                await self._sleep(delay)
+
+    async def _call(
+        self, spec: StepSpec, state: Mapping[str, Any], ctx: StepContext, timeout: float | None
+    ) -> Any:
+        args = (state, ctx) if spec.takes_context else (state,)
+        if spec.is_async:
+            if timeout is None:
+                return await spec.fn(*args)
+            scope = asyncio.timeout(timeout)
+            try:
+                async with scope:
+                    return await spec.fn(*args)
+            except TimeoutError:
+                if scope.expired():
+                    raise StepTimeoutError(spec.name, timeout) from None
+                raise
+        # Plain functions run in a worker thread so they never block the event loop (a notebook
+        # kernel stays responsive); the context is copied so contextvars reach the step.
+        call = contextvars.copy_context().run
+        cfut = _thread_pool().submit(call, spec.fn, *args)
+        fut = asyncio.wrap_future(cfut)
+        if timeout is None:
+            return await fut
+        try:
+            return await asyncio.wait_for(fut, timeout)
+        except TimeoutError:
+            if not cfut.done() or cfut.cancelled():
+                loop = asyncio.get_running_loop()
+                cfut.add_done_callback(lambda f: self._late_result(loop, spec.name, ctx, f))
+                raise StepTimeoutError(spec.name, timeout) from None
+            raise
+
+    def _late_result(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        step: str,
+        ctx: StepContext,
+        fut: concurrent.futures.Future[Any],
+    ) -> None:
+        """A timed-out sync step finished after all: discard its result, but keep a record."""
+        record = {
+            "step": step,
+            "visit": ctx.visit,
+            "attempt": ctx.attempt,
+            "at": time.time(),
+            "outcome": "cancelled"
+            if fut.cancelled()
+            else ("error: " + repr(fut.exception()))
+            if fut.exception()
+            else "result discarded",
+        }
+        self.late_results.append(record)  # list.append is atomic: safe from the worker thread
+        logger.warning(
+            "run %s: step %r attempt %d finished after its timeout; %s",
+            self.run_id,
+            step,
+            ctx.attempt,
+            record["outcome"],
+        )
+
+    # ---- events ----------------------------------------------------------------------------
+
+    def _outcome_event(self, act: _Activation, out: _Outcome, route: str | None) -> StepEvent:
+        return self._event(
+            act.spec.name,
+            act.visit,
+            out.attempt,
+            out.status,
+            out.error,
+            out.kind,
+            out.started_at,
+            out.latency,
+            out.queue_s,
+            None,
+            route,
+            act.tools,
+            out.usage,
+        )
+
+    def _event(
+        self,
+        step: str,
+        visit: int,
+        attempt: int,
+        status: str,
+        error: BaseException | None,
+        kind: ErrorKind | None,
+        started_at: float,
+        latency: float,
+        queue_s: float,
+        retry_delay: float | None,
+        route: str | None,
+        tools: tuple[str, ...],
+        usage: dict[str, Any] | None,
+    ) -> StepEvent:
+        if usage is None:
+            model = tokens_in = tokens_out = cost = extra = None
+        else:
+            model, tokens_in, tokens_out = usage.get("model"), usage.get("tokens_in"), usage.get("tokens_out")
+            cost, extra = usage.get("cost_usd"), usage.get("extra")
+        return StepEvent(
+            self.run_id,
+            self.workflow,
+            self.version,
+            step,
+            visit,
+            attempt,
+            status,
+            None if kind is None else kind.value,
+            None if error is None else type(error).__name__,
+            None if error is None else str(error),
+            started_at,
+            started_at + latency,
+            latency,
+            queue_s,
+            retry_delay,
+            route,
+            tools,
+            model,
+            tokens_in,
+            tokens_out,
+            cost,
+            None,
+            None,
+            self.parameters_hash,
+            _HOST,
+            extra,
+        )
+
+    def _emit(self, event: StepEvent) -> None:
+        for sink in self._sinks:
+            sink(event)

@@ -1,0 +1,92 @@
+"""Step events: one immutable record per attempt of a step, handed to sinks.
+
+The fields are the columns of the step log. They are appended to, never changed in type, so a
+sink written today keeps working when a field is added.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from collections.abc import Callable, Iterable
+from typing import Any, NamedTuple, Protocol, TypeAlias, runtime_checkable
+
+
+class Status:
+    """The values of :attr:`StepEvent.status`."""
+
+    OK = "ok"
+    RETRY = "retry"  # the attempt failed and another attempt follows
+    FAILED = "failed"  # the attempt failed and the step gave up
+    TIMEOUT = "timeout"  # the attempt ran out of time (another may follow: see retry_delay_s)
+    WAITING_APPROVAL = "waiting_approval"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+    SKIPPED = "skipped"
+
+
+class StepEvent(NamedTuple):
+    """One attempt of one step. Times are seconds since the epoch (UTC); see ``started``."""
+
+    run_id: str
+    workflow: str
+    workflow_version: str
+    step: str
+    visit: int
+    attempt: int
+    status: str
+    error_kind: str | None = None
+    error_type: str | None = None
+    error_message: str | None = None
+    started_at: float = 0.0
+    ended_at: float = 0.0
+    latency_s: float = 0.0
+    queue_s: float = 0.0
+    retry_delay_s: float | None = None
+    route_taken: str | None = None
+    tools: tuple[str, ...] | None = None
+    model: str | None = None
+    tokens_in: int | None = None
+    tokens_out: int | None = None
+    cost_usd: float | None = None
+    approver: str | None = None
+    decision_comment: str | None = None
+    parameters_hash: str | None = None
+    host: str | None = None
+    extra: dict[str, Any] | None = None
+
+    @property
+    def started(self) -> _dt.datetime:
+        """``started_at`` as an aware UTC datetime."""
+        return _dt.datetime.fromtimestamp(self.started_at, _dt.UTC)
+
+    @property
+    def ended(self) -> _dt.datetime:
+        """``ended_at`` as an aware UTC datetime."""
+        return _dt.datetime.fromtimestamp(self.ended_at, _dt.UTC)
+
+
+FIELDS: tuple[str, ...] = StepEvent._fields
+
+
+@runtime_checkable
+class SinkObject(Protocol):
+    """A sink with an ``emit`` method; a plain callable taking one event also works."""
+
+    def emit(self, event: StepEvent) -> None: ...
+
+
+Sink: TypeAlias = Callable[[StepEvent], object] | SinkObject
+
+
+def as_callables(sinks: Iterable[Sink]) -> tuple[Callable[[StepEvent], object], ...]:
+    """Normalise sinks to plain callables once per run, so emitting is one call per sink."""
+    out: list[Callable[[StepEvent], object]] = []
+    for sink in sinks:
+        emit = getattr(sink, "emit", None)
+        if callable(emit):
+            out.append(emit)
+        elif callable(sink):
+            out.append(sink)
+        else:
+            raise TypeError(f"a sink must be callable or have .emit(event), got {sink!r}")
+    return tuple(out)

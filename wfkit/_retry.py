@@ -1,0 +1,179 @@
+"""Error classification and retry policy: what is worth retrying, and how long to wait."""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import enum
+import math
+import random
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeAlias
+
+
+class ErrorKind(enum.Enum):
+    """Whether an error is worth retrying."""
+
+    TRANSIENT = "transient"  # timeouts, connection drops, 429, 5xx: retry with backoff
+    PERMANENT = "permanent"  # bad input, permission denied, other 4xx: retrying cannot help
+    UNKNOWN = "unknown"  # anything else: retried, but conservatively (see RetryPolicy)
+
+
+Classifier: TypeAlias = Callable[[BaseException], ErrorKind]
+
+
+class TransientError(Exception):
+    """Raise from a step to say "worth retrying"; ``retry_after`` (seconds) is honoured."""
+
+    def __init__(self, message: str = "", *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class PermanentError(Exception):
+    """Raise from a step to say "retrying cannot help"."""
+
+
+_TRANSIENT_TYPES: tuple[type[BaseException], ...] = (ConnectionError, TimeoutError, asyncio.TimeoutError)
+_PERMANENT_TYPES: tuple[type[BaseException], ...] = (ValueError, TypeError, PermissionError, KeyError)
+
+
+def _status_code(exc: BaseException) -> int | None:
+    """HTTP status carried by an exception: ``exc.status_code`` or ``exc.response.status_code``."""
+    for holder in (exc, getattr(exc, "response", None)):
+        status = getattr(holder, "status_code", None)
+        if status is not None:
+            try:
+                return int(status)
+            except (TypeError, ValueError):
+                return None
+    return None
+
+
+def _httpx_kind(exc: BaseException) -> ErrorKind | None:
+    # Checked only when the user's code already imported httpx, so `import wfkit` stays light.
+    httpx = sys.modules.get("httpx")
+    if httpx is None:
+        return None
+    if isinstance(exc, httpx.TimeoutException | httpx.NetworkError | httpx.RemoteProtocolError):
+        return ErrorKind.TRANSIENT
+    if isinstance(exc, httpx.UnsupportedProtocol | httpx.InvalidURL):
+        return ErrorKind.PERMANENT
+    return None
+
+
+def classify_error(exc: BaseException) -> ErrorKind:
+    """Classify an exception as transient, permanent or unknown.
+
+    In order: an explicit ``exc.error_kind`` (an ErrorKind or its value); wfkit's
+    TransientError / PermanentError; an HTTP status (429 and 5xx transient, 408 transient,
+    other 4xx permanent); httpx transport errors; connection errors and timeouts (transient);
+    ValueError, TypeError, KeyError and PermissionError (permanent); else unknown.
+    """
+    explicit = getattr(exc, "error_kind", None)
+    if explicit is not None:
+        return explicit if isinstance(explicit, ErrorKind) else ErrorKind(explicit)
+    if isinstance(exc, TransientError):
+        return ErrorKind.TRANSIENT
+    if isinstance(exc, PermanentError):
+        return ErrorKind.PERMANENT
+    status = _status_code(exc)
+    if status is not None:
+        if status in (408, 429) or status >= 500:
+            return ErrorKind.TRANSIENT
+        if 400 <= status < 500:
+            return ErrorKind.PERMANENT
+    kind = _httpx_kind(exc)
+    if kind is not None:
+        return kind
+    if isinstance(exc, _TRANSIENT_TYPES):
+        return ErrorKind.TRANSIENT
+    if isinstance(exc, _PERMANENT_TYPES):
+        return ErrorKind.PERMANENT
+    return ErrorKind.UNKNOWN
+
+
+def _parse_retry_after(value: Any) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, int | float):
+        return max(0.0, float(value))
+    text = str(value).strip()
+    try:
+        return max(0.0, float(text))
+    except ValueError:
+        pass
+    try:  # HTTP-date form: "Wed, 21 Oct 2026 07:28:00 GMT"
+        when = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def retry_after_of(exc: BaseException) -> float | None:
+    """Seconds the server asked us to wait: ``exc.retry_after`` or a ``Retry-After`` header."""
+    direct = _parse_retry_after(getattr(exc, "retry_after", None))
+    if direct is not None:
+        return direct
+    response = getattr(exc, "response", None)
+    headers: Any = getattr(response, "headers", None) or getattr(exc, "headers", None)
+    if headers is None or not hasattr(headers, "get"):
+        return None
+    return _parse_retry_after(headers.get("retry-after") or headers.get("Retry-After"))
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """How a step retries: exponential backoff with jitter, bounded in attempts and in time.
+
+    The wait before retry ``n`` (1-based) is ``base_delay * backoff_factor ** (n - 1)``, capped at
+    ``max_delay``, then scaled by a random factor in ``[1 - jitter, 1 + jitter]``. A server's
+    ``Retry-After`` raises the wait to at least what it asked. No retry starts once
+    ``max_elapsed`` seconds have passed since the first attempt. Permanent errors are never
+    retried; unknown ones at most ``max_unknown_retries`` times.
+    """
+
+    max_retries: int = 3
+    base_delay: float = 1.0
+    max_delay: float = 60.0
+    backoff_factor: float = 2.0
+    jitter: float = 0.5
+    max_elapsed: float | None = 300.0
+    max_unknown_retries: int = 1
+
+    def __post_init__(self) -> None:
+        problems = []
+        if not isinstance(self.max_retries, int) or self.max_retries < 0:
+            problems.append(f"max_retries must be an int >= 0, got {self.max_retries!r}")
+        if self.base_delay < 0 or self.max_delay < 0:
+            problems.append("base_delay and max_delay must be >= 0")
+        if self.backoff_factor < 1:
+            problems.append(f"backoff_factor must be >= 1, got {self.backoff_factor!r}")
+        if isinstance(self.jitter, bool) or not 0 <= self.jitter <= 1:
+            problems.append(f"jitter must be a fraction in [0, 1], got {self.jitter!r}")
+        if self.max_elapsed is not None and self.max_elapsed <= 0:
+            problems.append(f"max_elapsed must be > 0 or None, got {self.max_elapsed!r}")
+        if self.max_unknown_retries < 0:
+            problems.append("max_unknown_retries must be >= 0")
+        if problems:
+            raise ValueError("invalid RetryPolicy: " + "; ".join(problems))
+
+    def backoff(self, retry: int, rng: random.Random | None = None) -> float:
+        """Wait before retry number ``retry`` (1 for the first retry), jitter included."""
+        raw = self.base_delay * self.backoff_factor ** (retry - 1) if self.base_delay else 0.0
+        delay = min(raw if math.isfinite(raw) else self.max_delay, self.max_delay)
+        if self.jitter:
+            delay *= (rng or random).uniform(1.0 - self.jitter, 1.0 + self.jitter)
+        return delay
+
+    def allows(self, kind: ErrorKind, retries_done: int) -> bool:
+        """Whether another retry is allowed for an error of ``kind`` after ``retries_done``."""
+        if kind is ErrorKind.PERMANENT or retries_done >= self.max_retries:
+            return False
+        return kind is ErrorKind.TRANSIENT or retries_done < self.max_unknown_retries
+
+
+NO_RETRY = RetryPolicy(max_retries=0)
