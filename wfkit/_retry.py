@@ -146,25 +146,49 @@ class RetryPolicy:
 
     def __post_init__(self) -> None:
         problems = []
-        if not isinstance(self.max_retries, int) or self.max_retries < 0:
+        numbers = {
+            "base_delay": self.base_delay,
+            "max_delay": self.max_delay,
+            "backoff_factor": self.backoff_factor,
+            "max_elapsed": self.max_elapsed,
+        }
+        for name, value in numbers.items():
+            if (value is not None or name != "max_elapsed") and (
+                isinstance(value, bool) or not isinstance(value, int | float)
+            ):
+                problems.append(f"{name} must be a number, got {value!r}")
+        for name, count in (
+            ("max_retries", self.max_retries),
+            ("max_unknown_retries", self.max_unknown_retries),
+        ):
+            if isinstance(count, bool) or not isinstance(count, int):
+                problems.append(f"{name} must be an int >= 0, got {count!r}")
+        if isinstance(self.jitter, bool) or not isinstance(self.jitter, int | float):
+            problems.append(f"jitter must be a fraction in [0, 1], got {self.jitter!r}")
+        if problems:  # values of the wrong type cannot be compared below
+            raise ValueError("invalid RetryPolicy: " + "; ".join(problems))
+        if self.max_retries < 0:
             problems.append(f"max_retries must be an int >= 0, got {self.max_retries!r}")
+        if self.max_unknown_retries < 0:
+            problems.append("max_unknown_retries must be >= 0")
         if self.base_delay < 0 or self.max_delay < 0:
             problems.append("base_delay and max_delay must be >= 0")
         if self.backoff_factor < 1:
             problems.append(f"backoff_factor must be >= 1, got {self.backoff_factor!r}")
-        if isinstance(self.jitter, bool) or not 0 <= self.jitter <= 1:
+        if not 0 <= self.jitter <= 1:
             problems.append(f"jitter must be a fraction in [0, 1], got {self.jitter!r}")
         if self.max_elapsed is not None and self.max_elapsed <= 0:
             problems.append(f"max_elapsed must be > 0 or None, got {self.max_elapsed!r}")
-        if self.max_unknown_retries < 0:
-            problems.append("max_unknown_retries must be >= 0")
         if problems:
             raise ValueError("invalid RetryPolicy: " + "; ".join(problems))
 
     def backoff(self, retry: int, rng: random.Random | None = None) -> float:
         """Wait before retry number ``retry`` (1 for the first retry), jitter included."""
-        raw = self.base_delay * self.backoff_factor ** (retry - 1) if self.base_delay else 0.0
-        delay = min(raw if math.isfinite(raw) else self.max_delay, self.max_delay)
+        try:
+            raw = self.base_delay * self.backoff_factor ** (retry - 1)
+        except OverflowError:  # a huge retry number: the cap applies
+            raw = math.inf
+        delay = min(raw, self.max_delay)
         if self.jitter:
             delay *= (rng or random).uniform(1.0 - self.jitter, 1.0 + self.jitter)
         return delay

@@ -84,7 +84,9 @@ def make_spec(
     step_name = name or getattr(fn, "__name__", None)
     if not step_name or not isinstance(step_name, str) or step_name == "<lambda>":
         raise TypeError("a step needs a name: pass name='...' for lambdas and callables")
-    if timeout is not None and not timeout > 0:
+    if timeout is not None and (
+        isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0
+    ):
         raise ValueError(f"step {step_name!r}: timeout must be > 0 seconds, got {timeout!r}")
     if max_visits is not None and (not isinstance(max_visits, int) or max_visits < 1):
         raise ValueError(f"step {step_name!r}: max_visits must be an int >= 1, got {max_visits!r}")
@@ -93,7 +95,8 @@ def make_spec(
     return StepSpec(
         name=step_name,
         fn=fn,
-        is_async=inspect.iscoroutinefunction(fn),
+        is_async=inspect.iscoroutinefunction(fn)
+        or inspect.iscoroutinefunction(fn.__call__),
         takes_context=_arity(fn, step_name),
         retry=retry or NO_RETRY,
         timeout=timeout,

@@ -1,0 +1,229 @@
+"""Unit tests for wfkit._context: StepContext and Failure."""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+import time
+
+import pytest
+
+from wfkit._context import Failure, StepContext
+
+
+def make_ctx(**overrides: object) -> StepContext:
+    """A StepContext for run r1, step classify, visit 2, attempt 1."""
+    rng = random.Random(0)
+    kwargs: dict[str, object] = {
+        "run_id": "r1", "workflow": "triage", "step": "classify", "visit": 2, "attempt": 1,
+        "tools": ("web_search",), "rng_source": lambda: rng, "deadline": None, "failure": None,
+    }
+    kwargs.update(overrides)
+    return StepContext(**kwargs)  # type: ignore[arg-type]
+
+
+def usage_of(ctx: StepContext) -> dict[str, object] | None:
+    """What the engine copies into the step event: the context's recorded usage."""
+    return ctx._usage
+
+
+# --- construction -------------------------------------------------------------------------------
+
+
+def test_context_exposes_where_the_step_is():
+    """A context carries the run, workflow, step, visit, attempt and tools it was made with."""
+    ctx = make_ctx()
+    assert ("r1", "triage", "classify", 2, 1, ("web_search",)) == (
+        ctx.run_id, ctx.workflow, ctx.step, ctx.visit, ctx.attempt, ctx.tools,
+    )
+    assert ctx.failure is None
+
+
+def test_arguments_are_keyword_only():
+    """StepContext must be built with keyword arguments."""
+    with pytest.raises(TypeError):
+        StepContext("r1", "wf", "s", 1, 1, (), random.Random, None, None)  # type: ignore[misc]
+
+
+def test_context_has_no_instance_dict():
+    """StepContext uses slots, so a typo'd attribute cannot be set by mistake."""
+    ctx = make_ctx()
+    with pytest.raises(AttributeError):
+        ctx.modle = "x"  # type: ignore[attr-defined]
+
+
+def test_repr_names_the_step():
+    """repr shows run, step, visit, attempt and tools."""
+    expected = "StepContext(run_id='r1', step='classify', visit=2, attempt=1, tools=('web_search',))"
+    assert expected == repr(make_ctx())
+
+
+def test_failure_is_passed_through():
+    """A fallback step's context carries the Failure that led to it."""
+    failure = Failure("fetch", 3, "transient", "TimeoutError", "slow")
+    assert failure is make_ctx(failure=failure).failure
+
+
+def test_failure_is_immutable():
+    """A Failure is frozen."""
+    failure = Failure("fetch", 3, "transient", "TimeoutError", "slow")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        failure.attempt = 4  # type: ignore[misc]
+
+
+# --- idempotency_key ----------------------------------------------------------------------------
+
+
+def test_idempotency_key_is_run_step_visit():
+    """idempotency_key is 'run_id:step:visit'."""
+    assert "r1:classify:2" == make_ctx().idempotency_key
+
+
+def test_idempotency_key_is_stable_across_attempts():
+    """Retries of the same visit share an idempotency key."""
+    assert make_ctx(attempt=1).idempotency_key == make_ctx(attempt=4).idempotency_key
+
+
+def test_idempotency_key_differs_between_visits_and_runs():
+    """A new visit or a new run gets a different idempotency key."""
+    keys = {make_ctx().idempotency_key, make_ctx(visit=3).idempotency_key,
+            make_ctx(run_id="r2").idempotency_key, make_ctx(step="answer").idempotency_key}
+    assert 4 == len(keys)
+
+
+# --- time_left ----------------------------------------------------------------------------------
+
+
+def test_time_left_is_none_without_deadline():
+    """Without a run deadline time_left() is None."""
+    assert make_ctx(deadline=None).time_left() is None
+
+
+def test_time_left_counts_down_to_the_monotonic_deadline():
+    """With a deadline time_left() is the seconds until it on the monotonic clock."""
+    ctx = make_ctx(deadline=time.monotonic() + 30.0)
+    left = ctx.time_left()
+    assert left is not None
+    assert 30.0 == pytest.approx(left, abs=1.0)
+
+
+def test_time_left_is_negative_after_the_deadline():
+    """Past the deadline time_left() is negative."""
+    assert make_ctx(deadline=time.monotonic() - 5.0).time_left() < 0  # type: ignore[operator]
+
+
+# --- rng ----------------------------------------------------------------------------------------
+
+
+def test_rng_comes_from_the_run():
+    """ctx.rng is the generator returned by the run's rng source."""
+    rng = random.Random(99)
+    assert rng is make_ctx(rng_source=lambda: rng).rng
+
+
+def test_rng_source_is_called_lazily():
+    """The rng source is only called when ctx.rng is read."""
+    calls: list[int] = []
+
+    def source() -> random.Random:
+        calls.append(1)
+        return random.Random(1)
+
+    ctx = make_ctx(rng_source=source)
+    assert [] == calls
+    ctx.rng.random()
+    assert [1] == calls
+
+
+# --- record -------------------------------------------------------------------------------------
+
+
+def test_no_usage_until_record_is_called():
+    """Before record() the context has no usage to report."""
+    assert usage_of(make_ctx()) is None
+
+
+def test_record_sets_model_and_counts():
+    """record() stores the model, token counts and cost."""
+    ctx = make_ctx()
+    ctx.record(model="gpt-x", tokens_in=100, tokens_out=20, cost_usd=0.003)
+    assert {"model": "gpt-x", "tokens_in": 100, "tokens_out": 20, "cost_usd": 0.003} == usage_of(ctx)
+
+
+def test_record_accumulates_tokens_and_cost():
+    """Token counts and cost add up over several record() calls."""
+    ctx = make_ctx()
+    ctx.record(model="m", tokens_in=100, tokens_out=10, cost_usd=0.01)
+    ctx.record(tokens_in=50, tokens_out=5, cost_usd=0.02)
+    ctx.record(tokens_in=1, cost_usd=0.005)
+    usage = usage_of(ctx)
+    assert usage is not None
+    assert (151, 15) == (usage["tokens_in"], usage["tokens_out"])
+    assert 0.035 == pytest.approx(usage["cost_usd"])
+
+
+def test_record_counts_start_from_zero_when_first_given_later():
+    """A count first given on a later call starts from that value."""
+    ctx = make_ctx()
+    ctx.record(model="m")
+    ctx.record(tokens_out=7)
+    ctx.record(tokens_out=3)
+    assert {"model": "m", "tokens_out": 10} == usage_of(ctx)
+
+
+def test_record_zero_counts_are_recorded():
+    """A count of zero is recorded as 0, not skipped like None."""
+    ctx = make_ctx()
+    ctx.record(tokens_in=0, cost_usd=0.0)
+    assert {"tokens_in": 0, "cost_usd": 0.0} == usage_of(ctx)
+
+
+def test_record_last_model_wins():
+    """The model is replaced by each record() that names one and kept by those that do not."""
+    ctx = make_ctx()
+    ctx.record(model="small")
+    ctx.record(model="large", tokens_in=1)
+    ctx.record(tokens_in=1)
+    usage = usage_of(ctx)
+    assert usage is not None
+    assert "large" == usage["model"]
+
+
+def test_record_collects_extra_keywords():
+    """Extra keyword arguments are collected into 'extra', merged over calls with later keys winning."""
+    ctx = make_ctx()
+    ctx.record(model="m", prompt_id="p1", cache_hit=False)
+    ctx.record(cache_hit=True, temperature=0.2)
+    usage = usage_of(ctx)
+    assert usage is not None
+    assert {"prompt_id": "p1", "cache_hit": True, "temperature": 0.2} == usage["extra"]
+    assert "m" == usage["model"]
+
+
+def test_record_without_extras_has_no_extra_key():
+    """Without extra keywords no 'extra' entry is created."""
+    ctx = make_ctx()
+    ctx.record(tokens_in=1)
+    usage = usage_of(ctx)
+    assert usage is not None
+    assert "extra" not in usage
+
+
+def test_record_with_nothing_creates_empty_usage():
+    """record() with no arguments leaves an empty usage, which reports nothing."""
+    ctx = make_ctx()
+    ctx.record()
+    assert {} == usage_of(ctx)
+
+
+def test_record_is_keyword_only():
+    """record() accepts its values only by keyword."""
+    with pytest.raises(TypeError):
+        make_ctx().record("gpt-x")  # type: ignore[misc]
+
+
+def test_usage_is_per_context():
+    """Each attempt's context keeps its own usage."""
+    first, second = make_ctx(), make_ctx(attempt=2)
+    first.record(tokens_in=5)
+    assert usage_of(second) is None

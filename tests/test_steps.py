@@ -1,0 +1,317 @@
+"""Unit tests for wfkit._steps: make_spec and StepSpec."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Any
+
+import pytest
+
+from wfkit._retry import NO_RETRY, RetryPolicy, classify_error
+from wfkit._steps import StepSpec, make_spec
+
+
+def spec(fn: Any, **overrides: Any) -> StepSpec:
+    """make_spec with every option at its Workflow.step default unless overridden."""
+    options: dict[str, Any] = {
+        "name": None, "retry": None, "timeout": None, "max_visits": None, "fallback": None,
+        "classifier": None, "tools": (),
+    }
+    options.update(overrides)
+    return make_spec(fn, **options)
+
+
+def sync_one(state):
+    """Classify the query."""
+    return {}
+
+
+def sync_two(state, ctx):
+    return {}
+
+
+async def async_one(state):
+    return {}
+
+
+async def async_two(state, ctx):
+    return {}
+
+
+# --- sync / async and arity ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("fn", "is_async", "takes_context"),
+    [(sync_one, False, False), (sync_two, False, True), (async_one, True, False),
+     (async_two, True, True)],
+    ids=["sync-state", "sync-state-ctx", "async-state", "async-state-ctx"],
+)
+def test_detects_async_and_context(fn, is_async, takes_context):
+    """make_spec tells sync from async functions and (state) from (state, ctx) ones."""
+    s = spec(fn)
+    assert (is_async, takes_context) == (s.is_async, s.takes_context)
+    assert fn is s.fn
+
+
+def test_optional_parameters_do_not_count():
+    """Parameters with defaults are not required, so (state, ctx=None) takes only the state."""
+
+    def step(state, ctx=None, *, verbose=False):
+        return {}
+
+    assert not spec(step).takes_context
+
+
+def test_keyword_only_parameters_do_not_count():
+    """A keyword-only parameter beside (state, ctx) does not change the arity."""
+
+    def step(state, ctx, *, extra=1):
+        return {}
+
+    assert spec(step).takes_context
+
+
+def test_bound_method_arity_ignores_self():
+    """A bound method's self is not counted: (self, state, ctx) is the full form."""
+
+    class Agent:
+        def run(self, state, ctx):
+            return {}
+
+        def plain(self, state):
+            return {}
+
+    agent = Agent()
+    assert spec(agent.run).takes_context
+    assert not spec(agent.plain).takes_context
+
+
+def test_partial_arity_counts_remaining_arguments():
+    """A functools.partial counts only the arguments it leaves unbound."""
+
+    def step(prompt, state, ctx):
+        return {}
+
+    s = spec(functools.partial(step, "You are terse."), name="answer")
+    assert s.takes_context
+    assert not s.is_async
+
+
+def test_async_partial_is_async():
+    """A functools.partial of an async function is detected as async."""
+    s = spec(functools.partial(async_two), name="answer")
+    assert s.is_async
+
+
+def test_callable_object_with_name():
+    """A callable object is a valid step when given a name; its __call__ arity is used."""
+
+    class Classifier:
+        def __call__(self, state):
+            return {}
+
+    s = spec(Classifier(), name="classify")
+    assert ("classify", False, False) == (s.name, s.is_async, s.takes_context)
+
+
+def test_callable_object_with_async_call_is_async():
+    """An object whose __call__ is async is detected as an async step."""
+
+    class AsyncClassifier:
+        async def __call__(self, state):
+            return {}
+
+    assert spec(AsyncClassifier(), name="classify").is_async
+
+
+@pytest.mark.parametrize("arity", [0, 3, 4])
+def test_wrong_arity_rejected_with_clear_message(arity):
+    """A function taking neither (state) nor (state, ctx) raises TypeError saying what it takes."""
+    names = ", ".join(f"a{i}" for i in range(arity))
+    namespace: dict[str, Any] = {}
+    exec(f"def summarise({names}):\n    return {{}}", namespace)
+    with pytest.raises(
+        TypeError,
+        match=rf"step 'summarise' must take \(state\) or \(state, ctx\), but its function takes "
+        rf"{arity} required positional arguments",
+    ):
+        spec(namespace["summarise"])
+
+
+def test_three_argument_function_rejected():
+    """A (state, ctx, extra) function raises TypeError naming the step and the expected forms."""
+
+    def route(state, ctx, extra):
+        return {}
+
+    with pytest.raises(TypeError, match=r"step 'route' must take \(state\) or \(state, ctx\)"):
+        spec(route)
+
+
+def test_three_argument_function_with_default_is_accepted():
+    """A third parameter with a default is fine: only required ones count."""
+
+    def route(state, ctx, extra=None):
+        return {}
+
+    assert spec(route).takes_context
+
+
+def test_arity_error_uses_the_given_name():
+    """The arity error names the step by the name it was given, not the function's."""
+
+    def helper(a, b, c):
+        return {}
+
+    with pytest.raises(TypeError, match=r"step 'pick_tool' must take"):
+        spec(helper, name="pick_tool")
+
+
+def test_builtin_without_signature_is_assumed_to_take_context():
+    """A callable whose signature cannot be read is assumed to take (state, ctx)."""
+    s = spec(max, name="biggest")  # inspect.signature(max) raises ValueError
+    assert ("biggest", True, False) == (s.name, s.takes_context, s.is_async)
+
+
+# --- names --------------------------------------------------------------------------------------
+
+
+def test_name_defaults_to_function_name():
+    """Without name= the step is named after its function."""
+    assert "sync_one" == spec(sync_one).name
+
+
+def test_explicit_name_wins():
+    """name= overrides the function's own name."""
+    assert "classify" == spec(sync_one, name="classify").name
+
+
+def test_lambda_without_name_rejected():
+    """A lambda without name= raises TypeError asking for name='...'."""
+    with pytest.raises(TypeError, match=r"a step needs a name: pass name='...' for lambdas"):
+        spec(lambda state: {})
+
+
+def test_lambda_with_name_accepted():
+    """A lambda with name= is a valid step."""
+    s = spec(lambda state: {"n": 1}, name="count")
+    assert ("count", False) == (s.name, s.takes_context)
+
+
+def test_nameless_callable_rejected():
+    """A callable object without __name__ and without name= raises TypeError asking for one."""
+
+    class Step:
+        def __call__(self, state):
+            return {}
+
+    with pytest.raises(TypeError, match=r"pass name='...' for lambdas and callables"):
+        spec(Step())
+
+
+def test_empty_name_rejected_for_nameless_callable():
+    """name='' counts as no name."""
+    with pytest.raises(TypeError, match="a step needs a name"):
+        spec(lambda state: {}, name="")
+
+
+@pytest.mark.parametrize("fn", ["classify", None, 3])
+def test_non_callable_rejected(fn):
+    """Something that is not callable raises TypeError saying a step must be a function."""
+    with pytest.raises(TypeError, match=r"a step must be a function, got"):
+        spec(fn, name="x")
+
+
+# --- options ------------------------------------------------------------------------------------
+
+
+def test_defaults():
+    """Without options a step has no retries, no timeout, no visit bound and no fallback."""
+    s = spec(sync_one)
+    assert NO_RETRY is s.retry
+    assert (None, None, None, None, ()) == (s.timeout, s.max_visits, s.fallback, s.classifier, s.tools)
+
+
+def test_options_are_kept():
+    """Given options are stored on the spec unchanged."""
+    policy = RetryPolicy(max_retries=2)
+    s = spec(sync_two, retry=policy, timeout=1.5, max_visits=3, fallback="apologise",
+             classifier=classify_error, tools=("search",))
+    assert (policy, 1.5, 3, "apologise", classify_error, ("search",)) == (
+        s.retry, s.timeout, s.max_visits, s.fallback, s.classifier, s.tools,
+    )
+
+
+def test_description_is_first_docstring_line():
+    """The description is the first line of the function's docstring, or empty without one."""
+
+    def step(state):
+        """Pick a tool.
+
+        Longer explanation.
+        """
+        return {}
+
+    assert "Pick a tool." == spec(step).description
+    assert "" == spec(sync_two).description
+
+
+@pytest.mark.parametrize("timeout", [0, -1, -0.5, float("nan")])
+def test_non_positive_timeout_rejected(timeout):
+    """A timeout that is not > 0 raises ValueError naming the step and the rule."""
+    with pytest.raises(ValueError, match=r"step 'sync_one': timeout must be > 0 seconds, got"):
+        spec(sync_one, timeout=timeout)
+
+
+def test_non_numeric_timeout_rejected_with_clear_message():
+    """A non-numeric timeout raises an error naming the step and the timeout option."""
+    with pytest.raises((TypeError, ValueError), match=r"step 'sync_one': timeout must be"):
+        spec(sync_one, timeout="5")
+
+
+@pytest.mark.parametrize("max_visits", [0, -1, 1.5, "3"])
+def test_bad_max_visits_rejected(max_visits):
+    """max_visits that is not an int >= 1 raises ValueError naming the step and the rule."""
+    with pytest.raises(ValueError, match=r"step 'sync_one': max_visits must be an int >= 1, got"):
+        spec(sync_one, max_visits=max_visits)
+
+
+def test_max_visits_one_is_valid():
+    """max_visits=1 (run once, never loop back) is allowed."""
+    assert 1 == spec(sync_one, max_visits=1).max_visits
+
+
+@pytest.mark.parametrize("retry", [3, {"max_retries": 3}, "3"])
+def test_bad_retry_type_rejected(retry):
+    """retry that is not a RetryPolicy raises TypeError asking for wfkit.RetryPolicy."""
+    with pytest.raises(TypeError, match=r"step 'sync_one': retry must be a wfkit.RetryPolicy, got"):
+        spec(sync_one, retry=retry)
+
+
+# --- StepSpec -----------------------------------------------------------------------------------
+
+
+def test_describe_gives_behaviour_as_plain_data():
+    """describe() lists the behaviour-defining options as plain data."""
+    policy = RetryPolicy(max_retries=2, base_delay=0.5, max_delay=5.0, backoff_factor=3.0,
+                         jitter=0.1, max_elapsed=None, max_unknown_retries=0)
+    s = spec(async_two, name="answer", retry=policy, timeout=10.0, max_visits=4,
+             fallback="sorry", tools=("search", "calc"))
+    expected = {
+        "name": "answer",
+        "async": True,
+        "retry": [2, 0.5, 5.0, 3.0, 0.1, None, 0],
+        "timeout": 10.0,
+        "max_visits": 4,
+        "fallback": "sorry",
+        "tools": ["search", "calc"],
+    }
+    assert expected == s.describe()
+
+
+def test_spec_is_immutable():
+    """A StepSpec is frozen."""
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        spec(sync_one).timeout = 3.0  # type: ignore[misc]
