@@ -96,7 +96,7 @@ def make_spec(
         name=step_name,
         fn=fn,
         is_async=inspect.iscoroutinefunction(fn)
-        or inspect.iscoroutinefunction(fn.__call__),
+        or inspect.iscoroutinefunction(type(fn).__call__),
         takes_context=_arity(fn, step_name),
         retry=retry or NO_RETRY,
         timeout=timeout,
