@@ -1,0 +1,179 @@
+"""Where coroutines run: run_blocking from plain code or a running loop, and the background loop."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from contextvars import ContextVar
+
+import pytest
+
+from wfkit import _loops
+
+_REQUEST: ContextVar[str] = ContextVar("test_loops_request", default="unset")
+
+
+async def _thread_ident() -> int:
+    return threading.get_ident()
+
+
+async def _read_request() -> str:
+    return _REQUEST.get()
+
+
+async def _fail() -> None:
+    raise KeyError("missing thing")
+
+
+# ---- running_loop() ------------------------------------------------------------------------------
+
+
+def test_running_loop_is_none_outside_a_loop() -> None:
+    """running_loop() returns None from plain synchronous code."""
+    assert _loops.running_loop() is None
+
+
+def test_running_loop_is_the_current_loop_inside_one() -> None:
+    """running_loop() returns the loop the calling coroutine runs on."""
+
+    async def cell() -> bool:
+        return _loops.running_loop() is asyncio.get_running_loop()
+
+    assert asyncio.run(cell())
+
+
+# ---- run_blocking() ------------------------------------------------------------------------------
+
+
+def test_run_blocking_from_plain_code_returns_the_result_on_this_thread() -> None:
+    """From plain code run_blocking runs the coroutine on the calling thread and returns its result."""
+    assert threading.get_ident() == _loops.run_blocking(_thread_ident())
+
+
+def test_run_blocking_inside_a_running_loop_uses_another_thread() -> None:
+    """Inside a running loop run_blocking does the work on a worker thread, not the loop's thread."""
+
+    async def cell() -> tuple[int, int, str]:
+        loop_thread = threading.get_ident()
+
+        async def where() -> tuple[int, str]:
+            return threading.get_ident(), threading.current_thread().name
+
+        work_thread, name = _loops.run_blocking(where())
+        return loop_thread, work_thread, name
+
+    loop_thread, work_thread, name = asyncio.run(cell())
+    assert loop_thread != work_thread
+    assert name.startswith("wfkit-run")
+
+
+def test_run_blocking_inside_a_loop_leaves_that_loop_usable() -> None:
+    """After run_blocking returns inside a running loop, the loop keeps running coroutines."""
+
+    async def cell() -> tuple[int, int]:
+        blocked = _loops.run_blocking(asyncio.sleep(0, result=1))
+        await asyncio.sleep(0)
+        return blocked, 2
+
+    assert (1, 2) == asyncio.run(cell())
+
+
+def test_run_blocking_sees_the_callers_context_vars_from_plain_code() -> None:
+    """A ContextVar the caller set is visible inside the coroutine run from plain code."""
+    token = _REQUEST.set("plain")
+    try:
+        assert "plain" == _loops.run_blocking(_read_request())
+    finally:
+        _REQUEST.reset(token)
+
+
+def test_run_blocking_sees_the_callers_context_vars_inside_a_loop() -> None:
+    """A ContextVar set in a notebook cell reaches the coroutine run on the worker thread."""
+
+    async def cell() -> str:
+        _REQUEST.set("in-cell")  # the task's own context copy: nothing leaks out of asyncio.run
+        return _loops.run_blocking(_read_request())
+
+    assert "in-cell" == asyncio.run(cell())
+
+
+def test_run_blocking_does_not_leak_context_changes_back() -> None:
+    """ContextVar changes made inside the coroutine stay inside it."""
+
+    async def change() -> str:
+        _REQUEST.set("changed inside")
+        return _REQUEST.get()
+
+    token = _REQUEST.set("outside")
+    try:
+        assert "changed inside" == _loops.run_blocking(change())
+        assert "outside" == _REQUEST.get()
+    finally:
+        _REQUEST.reset(token)
+
+
+def test_run_blocking_propagates_exceptions_from_plain_code() -> None:
+    """An exception raised by the coroutine reaches the plain-code caller unchanged."""
+    with pytest.raises(KeyError, match="missing thing"):
+        _loops.run_blocking(_fail())
+
+
+def test_run_blocking_propagates_exceptions_inside_a_loop() -> None:
+    """An exception raised on the worker thread's loop reaches the caller inside the running loop."""
+
+    async def cell() -> None:
+        _loops.run_blocking(_fail())
+
+    with pytest.raises(KeyError, match="missing thing"):
+        asyncio.run(cell())
+
+
+# ---- background_loop() ---------------------------------------------------------------------------
+
+
+def test_background_loop_is_the_same_running_loop_each_time() -> None:
+    """Repeated calls give one loop, which runs coroutines and stays running."""
+    loop = _loops.background_loop()
+    assert loop is _loops.background_loop()
+    assert 7 == asyncio.run_coroutine_threadsafe(asyncio.sleep(0, result=7), loop).result(timeout=2)
+    assert loop.is_running()
+    assert not loop.is_closed()
+
+
+def test_background_loop_runs_on_its_own_daemon_thread() -> None:
+    """Coroutines sent to the background loop run on a daemon thread named wfkit-loop."""
+
+    async def where() -> tuple[int, str, bool]:
+        thread = threading.current_thread()
+        return threading.get_ident(), thread.name, thread.daemon
+
+    ident, name, daemon = asyncio.run_coroutine_threadsafe(where(), _loops.background_loop()).result(2)
+    assert threading.get_ident() != ident
+    assert "wfkit-loop" == name
+    assert daemon
+
+
+def test_background_loop_propagates_exceptions_through_the_future() -> None:
+    """An exception in a coroutine on the background loop is raised by the future's result()."""
+    future = asyncio.run_coroutine_threadsafe(_fail(), _loops.background_loop())
+    with pytest.raises(KeyError, match="missing thing"):
+        future.result(timeout=2)
+
+
+def test_background_loop_is_replaced_once_closed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """When the remembered background loop has been closed, a fresh running one takes its place."""
+    closed = asyncio.new_event_loop()
+    closed.close()
+    monkeypatch.setattr(_loops, "_background", closed)
+    fresh = _loops.background_loop()
+    try:
+        assert fresh is not closed
+        assert fresh is _loops.background_loop()
+        assert 3 == asyncio.run_coroutine_threadsafe(asyncio.sleep(0, result=3), fresh).result(timeout=2)
+    finally:
+        fresh.call_soon_threadsafe(fresh.stop)
+        deadline = time.monotonic() + 2
+        while fresh.is_running() and time.monotonic() < deadline:
+            time.sleep(0.001)
+        fresh.close()
