@@ -199,17 +199,13 @@ def test_exists(state, expected):
     assert expected == when("x", "exists").evaluate(state)
 
 
-@pytest.mark.parametrize(
-    ("state", "expected"), [({"x": 1}, True), ({"x": None}, False), ({}, False)]
-)
+@pytest.mark.parametrize(("state", "expected"), [({"x": 1}, True), ({"x": None}, False), ({}, False)])
 def test_exists_true_is_the_same_as_exists(state, expected):
     """exists with value True behaves like plain exists."""
     assert expected == when("x", "exists", True).evaluate(state)
 
 
-@pytest.mark.parametrize(
-    ("state", "expected"), [({"x": 1}, False), ({"x": None}, True), ({}, True)]
-)
+@pytest.mark.parametrize(("state", "expected"), [({"x": 1}, False), ({"x": None}, True), ({}, True)])
 def test_exists_false_means_missing(state, expected):
     """exists with value False holds when the field is missing or None."""
     assert expected == when("x", "exists", False).evaluate(state)

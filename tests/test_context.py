@@ -15,8 +15,15 @@ def make_ctx(**overrides: object) -> StepContext:
     """A StepContext for run r1, step classify, visit 2, attempt 1."""
     rng = random.Random(0)
     kwargs: dict[str, object] = {
-        "run_id": "r1", "workflow": "triage", "step": "classify", "visit": 2, "attempt": 1,
-        "tools": ("web_search",), "rng_source": lambda: rng, "deadline": None, "failure": None,
+        "run_id": "r1",
+        "workflow": "triage",
+        "step": "classify",
+        "visit": 2,
+        "attempt": 1,
+        "tools": ("web_search",),
+        "rng_source": lambda: rng,
+        "deadline": None,
+        "failure": None,
     }
     kwargs.update(overrides)
     return StepContext(**kwargs)  # type: ignore[arg-type]
@@ -34,7 +41,12 @@ def test_context_exposes_where_the_step_is():
     """A context carries the run, workflow, step, visit, attempt and tools it was made with."""
     ctx = make_ctx()
     assert ("r1", "triage", "classify", 2, 1, ("web_search",)) == (
-        ctx.run_id, ctx.workflow, ctx.step, ctx.visit, ctx.attempt, ctx.tools,
+        ctx.run_id,
+        ctx.workflow,
+        ctx.step,
+        ctx.visit,
+        ctx.attempt,
+        ctx.tools,
     )
     assert ctx.failure is None
 
@@ -86,8 +98,12 @@ def test_idempotency_key_is_stable_across_attempts():
 
 def test_idempotency_key_differs_between_visits_and_runs():
     """A new visit or a new run gets a different idempotency key."""
-    keys = {make_ctx().idempotency_key, make_ctx(visit=3).idempotency_key,
-            make_ctx(run_id="r2").idempotency_key, make_ctx(step="answer").idempotency_key}
+    keys = {
+        make_ctx().idempotency_key,
+        make_ctx(visit=3).idempotency_key,
+        make_ctx(run_id="r2").idempotency_key,
+        make_ctx(step="answer").idempotency_key,
+    }
     assert 4 == len(keys)
 
 

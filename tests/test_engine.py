@@ -381,9 +381,12 @@ def test_fallback_after_retries_exhausted() -> None:
     flow.step(lambda s, ctx: {"source": "cache", "why": ctx.failure.error_type}, name="cached")
     run = flow.run({})
     assert run.state == {"source": "cache", "why": "TimeoutError"}
-    assert [
-        (e.status, e.route_taken) for e in run.events
-    ] == [("retry", None), ("retry", None), ("failed", "cached"), ("ok", None)]
+    assert [(e.status, e.route_taken) for e in run.events] == [
+        ("retry", None),
+        ("retry", None),
+        ("failed", "cached"),
+        ("ok", None),
+    ]
 
 
 def test_fallback_to_end_finishes_branch_quietly() -> None:
@@ -553,9 +556,11 @@ def test_one_event_per_attempt_with_run_fields() -> None:
     with capture_events() as captured:
         run = flow.run({"q": 1}, sinks=[sink])
     assert run.events == sink.events == captured
-    assert [
-        (e.step, e.attempt, e.status) for e in sink.events
-    ] == [("a", 1, "retry"), ("a", 2, "ok"), ("b", 1, "ok")]
+    assert [(e.step, e.attempt, e.status) for e in sink.events] == [
+        ("a", 1, "retry"),
+        ("a", 2, "ok"),
+        ("b", 1, "ok"),
+    ]
     first = sink.events[0]
     assert (run.run_id, "ev", "v7") == (first.run_id, first.workflow, first.workflow_version)
     assert (first.model, first.tokens_in, first.tokens_out, first.cost_usd) == ("sim-1", 10, 5, 0.001)

@@ -10,18 +10,45 @@ import wfkit._events
 from wfkit._events import FIELDS, SinkObject, Status, StepEvent, as_callables
 
 EXPECTED_FIELDS = (
-    "run_id", "workflow", "workflow_version", "step", "visit", "attempt", "status",
-    "error_kind", "error_type", "error_message", "started_at", "ended_at", "latency_s", "queue_s",
-    "retry_delay_s", "route_taken", "tools", "model", "tokens_in", "tokens_out", "cost_usd",
-    "approver", "decision_comment", "parameters_hash", "host", "extra",
+    "run_id",
+    "workflow",
+    "workflow_version",
+    "step",
+    "visit",
+    "attempt",
+    "status",
+    "error_kind",
+    "error_type",
+    "error_message",
+    "started_at",
+    "ended_at",
+    "latency_s",
+    "queue_s",
+    "retry_delay_s",
+    "route_taken",
+    "tools",
+    "model",
+    "tokens_in",
+    "tokens_out",
+    "cost_usd",
+    "approver",
+    "decision_comment",
+    "parameters_hash",
+    "host",
+    "extra",
 )
 
 
 def make_event(**overrides: object) -> StepEvent:
     """A StepEvent with the required fields filled in."""
     fields: dict[str, object] = {
-        "run_id": "r1", "workflow": "triage", "workflow_version": "v1", "step": "classify",
-        "visit": 1, "attempt": 1, "status": Status.OK,
+        "run_id": "r1",
+        "workflow": "triage",
+        "workflow_version": "v1",
+        "step": "classify",
+        "visit": 1,
+        "attempt": 1,
+        "status": Status.OK,
     }
     fields.update(overrides)
     return StepEvent(**fields)  # type: ignore[arg-type]
@@ -134,8 +161,13 @@ def test_started_round_trips_to_the_timestamp():
 def test_status_values():
     """Status holds the string values written to the status column."""
     expected = {
-        "OK": "ok", "RETRY": "retry", "FAILED": "failed", "TIMEOUT": "timeout",
-        "WAITING_APPROVAL": "waiting_approval", "APPROVED": "approved", "REJECTED": "rejected",
+        "OK": "ok",
+        "RETRY": "retry",
+        "FAILED": "failed",
+        "TIMEOUT": "timeout",
+        "WAITING_APPROVAL": "waiting_approval",
+        "APPROVED": "approved",
+        "REJECTED": "rejected",
         "SKIPPED": "skipped",
     }
     actual = {k: v for k, v in vars(Status).items() if k.isupper()}

@@ -174,8 +174,15 @@ def test_status_code_on_response_attribute(status, expected):
 
 @pytest.mark.parametrize(
     ("status", "expected"),
-    [(408, TRANSIENT), (429, TRANSIENT), (500, TRANSIENT), (503, TRANSIENT),
-     (400, PERMANENT), (401, PERMANENT), (404, PERMANENT)],
+    [
+        (408, TRANSIENT),
+        (429, TRANSIENT),
+        (500, TRANSIENT),
+        (503, TRANSIENT),
+        (400, PERMANENT),
+        (401, PERMANENT),
+        (404, PERMANENT),
+    ],
 )
 def test_real_httpx_status_error(status, expected):
     """A real httpx.HTTPStatusError is classified by its response's status code."""
@@ -239,8 +246,9 @@ def test_explicit_error_kind_enum(kind):
     assert kind == classify_error(exc)
 
 
-@pytest.mark.parametrize(("value", "expected"), [("transient", TRANSIENT), ("permanent", PERMANENT),
-                                                 ("unknown", UNKNOWN)])
+@pytest.mark.parametrize(
+    ("value", "expected"), [("transient", TRANSIENT), ("permanent", PERMANENT), ("unknown", UNKNOWN)]
+)
 def test_explicit_error_kind_string(value, expected):
     """An error_kind given as the enum's string value is understood too."""
     exc = RuntimeError("x")
@@ -374,7 +382,12 @@ def test_default_policy():
     """The default policy retries 3 times, from 1 s doubling up to 60 s, with 50 % jitter."""
     p = RetryPolicy()
     assert (3, 1.0, 60.0, 2.0, 0.5, 300.0, 1) == (
-        p.max_retries, p.base_delay, p.max_delay, p.backoff_factor, p.jitter, p.max_elapsed,
+        p.max_retries,
+        p.base_delay,
+        p.max_delay,
+        p.backoff_factor,
+        p.jitter,
+        p.max_elapsed,
         p.max_unknown_retries,
     )
 

@@ -387,12 +387,6 @@ def _slow_to_cancel() -> tuple[wf.Workflow, threading.Event]:
     return flow, started
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: Run.wait() after cancel() of a background run returns at once, before the run "
-    "has ended (status still 'running', no RunError), because cancelling the concurrent future "
-    "marks it done before the engine has processed the cancellation (wfkit/_run.py:103-105)",
-)
 def test_wait_after_cancel_of_a_background_run_waits_for_the_end() -> None:
     """cancel() then wait() on a background run blocks until it has ended as cancelled, then raises."""
     flow, started = _slow_to_cancel()
@@ -409,11 +403,6 @@ def test_wait_after_cancel_of_a_background_run_waits_for_the_end() -> None:
             time.sleep(0.01)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: `await run` after cancel() of a background run returns the run while it is still "
-    "'running': the cancelled concurrent future counts as done (wfkit/_run.py:118-120; cancel() at 90-95)",
-)
 def test_await_after_cancel_of_a_background_run_waits_for_the_end() -> None:
     """cancel() then `await run` on a background run waits until it has ended as cancelled, then raises."""
     flow, started = _slow_to_cancel()

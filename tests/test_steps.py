@@ -15,8 +15,13 @@ from wfkit._steps import StepSpec, make_spec
 def spec(fn: Any, **overrides: Any) -> StepSpec:
     """make_spec with every option at its Workflow.step default unless overridden."""
     options: dict[str, Any] = {
-        "name": None, "retry": None, "timeout": None, "max_visits": None, "fallback": None,
-        "classifier": None, "tools": (),
+        "name": None,
+        "retry": None,
+        "timeout": None,
+        "max_visits": None,
+        "fallback": None,
+        "classifier": None,
+        "tools": (),
     }
     options.update(overrides)
     return make_spec(fn, **options)
@@ -44,8 +49,7 @@ async def async_two(state, ctx):
 
 @pytest.mark.parametrize(
     ("fn", "is_async", "takes_context"),
-    [(sync_one, False, False), (sync_two, False, True), (async_one, True, False),
-     (async_two, True, True)],
+    [(sync_one, False, False), (sync_two, False, True), (async_one, True, False), (async_two, True, True)],
     ids=["sync-state", "sync-state-ctx", "async-state", "async-state-ctx"],
 )
 def test_detects_async_and_context(fn, is_async, takes_context):
@@ -237,10 +241,22 @@ def test_defaults():
 def test_options_are_kept():
     """Given options are stored on the spec unchanged."""
     policy = RetryPolicy(max_retries=2)
-    s = spec(sync_two, retry=policy, timeout=1.5, max_visits=3, fallback="apologise",
-             classifier=classify_error, tools=("search",))
+    s = spec(
+        sync_two,
+        retry=policy,
+        timeout=1.5,
+        max_visits=3,
+        fallback="apologise",
+        classifier=classify_error,
+        tools=("search",),
+    )
     assert (policy, 1.5, 3, "apologise", classify_error, ("search",)) == (
-        s.retry, s.timeout, s.max_visits, s.fallback, s.classifier, s.tools,
+        s.retry,
+        s.timeout,
+        s.max_visits,
+        s.fallback,
+        s.classifier,
+        s.tools,
     )
 
 
@@ -295,10 +311,24 @@ def test_bad_retry_type_rejected(retry):
 
 def test_describe_gives_behaviour_as_plain_data():
     """describe() lists the behaviour-defining options as plain data."""
-    policy = RetryPolicy(max_retries=2, base_delay=0.5, max_delay=5.0, backoff_factor=3.0,
-                         jitter=0.1, max_elapsed=None, max_unknown_retries=0)
-    s = spec(async_two, name="answer", retry=policy, timeout=10.0, max_visits=4,
-             fallback="sorry", tools=("search", "calc"))
+    policy = RetryPolicy(
+        max_retries=2,
+        base_delay=0.5,
+        max_delay=5.0,
+        backoff_factor=3.0,
+        jitter=0.1,
+        max_elapsed=None,
+        max_unknown_retries=0,
+    )
+    s = spec(
+        async_two,
+        name="answer",
+        retry=policy,
+        timeout=10.0,
+        max_visits=4,
+        fallback="sorry",
+        tools=("search", "calc"),
+    )
     expected = {
         "name": "answer",
         "async": True,
@@ -307,6 +337,8 @@ def test_describe_gives_behaviour_as_plain_data():
         "max_visits": 4,
         "fallback": "sorry",
         "tools": ["search", "calc"],
+        "approval": None,
+        "irreversible": False,
     }
     assert expected == s.describe()
 

@@ -12,18 +12,25 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextvars
+import dataclasses
+import json
 import logging
 import random
 import socket
+import threading
 import time
+import uuid
 from collections import deque
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Any
 
 from wfkit import _settings
+from wfkit._approvals import FAIL, HALT, ApprovalPolicy, Ticket
 from wfkit._context import Failure, StepContext
 from wfkit._errors import (
+    ApprovalRejectedError,
+    ApprovalRequiredError,
     RunError,
     RunTimeoutError,
     StateConflictError,
@@ -31,6 +38,7 @@ from wfkit._errors import (
     StepFailedError,
     StepTimeoutError,
     VisitLimitError,
+    WorkflowChangedError,
 )
 from wfkit._events import Status, StepEvent
 from wfkit._graph import Graph
@@ -38,6 +46,8 @@ from wfkit._merge import Merge
 from wfkit._retry import ErrorKind, classify_error, retry_after_of
 from wfkit._routing import END
 from wfkit._steps import StepSpec
+from wfkit._store import LEASE_TTL, Store, encode_updates
+from wfkit._workspace import decision_event
 
 logger = logging.getLogger("wfkit")
 
@@ -62,8 +72,11 @@ class RunStatus:
     FAILED = "failed"
     TIMED_OUT = "timed_out"
     CANCELLED = "cancelled"
+    WAITING_APPROVAL = "waiting_approval"
+    NEEDS_RECONCILIATION = "needs_reconciliation"
 
     FINISHED = frozenset({SUCCEEDED, FAILED, TIMED_OUT, CANCELLED})
+    HALTED = frozenset({WAITING_APPROVAL, NEEDS_RECONCILIATION})
 
 
 class _Activation:
@@ -87,6 +100,7 @@ class _Outcome:
 
     __slots__ = (
         "attempt",
+        "encoded",
         "error",
         "kind",
         "latency",
@@ -100,6 +114,7 @@ class _Outcome:
 
     def __init__(self) -> None:
         self.updates: Mapping[str, Any] | None = None
+        self.encoded: str | None = None  # the updates as JSON, when the run is durable
         self.error: BaseException | None = None
         self.kind: ErrorKind | None = None
         self.status = Status.OK
@@ -126,6 +141,10 @@ class Execution:
         sinks: tuple[Callable[[StepEvent], object], ...],
         seed: int | None,
         parameters_hash: str | None,
+        store: Store | None = None,
+        policy: ApprovalPolicy = HALT,
+        count_waiting: bool = False,
+        elapsed_before: float = 0.0,
     ) -> None:
         settings = _settings.current()
         self.graph = graph
@@ -157,6 +176,19 @@ class Execution:
         self._done: deque[asyncio.Task[_Outcome]] = deque()
         self._wake: asyncio.Future[None] | None = None
         self._failed = False
+        # Durability: the store, the checkpoint counter, and what waits for a human.
+        self.store = store
+        self.policy = policy
+        self.count_waiting = count_waiting
+        self.elapsed_before = elapsed_before
+        self.finished = threading.Event()
+        self.parked: list[_Activation] = []  # waiting for an approval decision
+        self.unreconciled: list[_Activation] = []  # irreversible steps cut off mid-flight
+        self._seq = 0
+        self._resumed = False
+        self._replaying = False
+        self._attempt_base: dict[tuple[str, int], int] = {}
+        self._lease_renew_at = time.monotonic() + LEASE_TTL / 2
 
     def _get_rng(self) -> random.Random:
         # Built on first use: seeding a Random costs more than a whole short run otherwise.
@@ -167,13 +199,15 @@ class Execution:
     # ---- driving -------------------------------------------------------------------------
 
     async def drive(self) -> None:
-        """Run to the end. Never raises for a failed step: the outcome is in status and error."""
+        """Run until the end or a halt. Never raises for a failed step: see status and error."""
         self.status = RunStatus.RUNNING
-        self.started_at = time.time()
+        self.started_at = self.started_at or time.time()
+        t_start = time.monotonic()
         if self.timeout is not None:
-            self.deadline = time.monotonic() + self.timeout
+            self.deadline = t_start + max(self.timeout - self.elapsed_before, 0.0)
         try:
-            self._activate(self.graph.entry, None, None)
+            if not self._resumed:
+                self._activate(self.graph.entry, None, None)
             await self._loop()
         except asyncio.CancelledError:
             self._fail(RunError("cancelled", run_id=self.run_id), RunStatus.CANCELLED)
@@ -184,8 +218,25 @@ class Execution:
             await self._cancel_tasks()
         finally:
             self.ended_at = time.time()
-        if not self._failed:
-            self.status = RunStatus.SUCCEEDED
+            if not self._failed:
+                if self.parked:
+                    self.status = RunStatus.WAITING_APPROVAL
+                elif self.unreconciled:
+                    self.status = RunStatus.NEEDS_RECONCILIATION
+                else:
+                    self.status = RunStatus.SUCCEEDED
+            try:
+                if self.store is not None:
+                    self.store.finish(
+                        self.run_id,
+                        status=self.status,
+                        state=self.state,
+                        error=self.error,
+                        elapsed=self.elapsed_before + time.monotonic() - t_start,
+                        ended=self.status in RunStatus.FINISHED,
+                    )
+            finally:
+                self.finished.set()
 
     async def _loop(self) -> None:
         ready, tasks, done = self._ready, self._tasks, self._done
@@ -193,15 +244,21 @@ class Execution:
         while not self._failed:
             if not tasks and len(ready) == 1:
                 act = ready.popleft()
+                if act.spec.gated and not self._admit(act):
+                    continue
                 outcome = await self._execute(act)
                 self._settle(act, outcome)
                 continue
-            while ready:
+            while ready and not self._failed:
                 act = ready.popleft()
+                if act.spec.gated and not self._admit(act):
+                    continue
                 task = loop.create_task(self._execute(act))
                 task.add_done_callback(self._on_task_done)
                 tasks[task] = act
             if not tasks:
+                if ready:
+                    continue  # admitting queued more (a rejection routed elsewhere)
                 return
             if not done:
                 self._wake = loop.create_future()
@@ -255,7 +312,7 @@ class Execution:
             step=spec.name,
         )
         route = spec.fallback if spec.fallback and spec.fallback != END else None
-        self._emit(
+        self._record(
             self._event(
                 spec.name,
                 visit,
@@ -296,11 +353,10 @@ class Execution:
             self._activate(join, None, None)
 
     def _settle(self, act: _Activation, out: _Outcome) -> None:
-        """Commit a finished activation: state, route, event, successors."""
+        """Commit a finished activation: state, route, checkpoint, event, successors."""
         spec = act.spec
         name = spec.name
         self._active[name] -= 1
-        route: str | None = None
         if out.error is None:
             chosen = None
             router = self.graph.routers.get(name)
@@ -309,13 +365,15 @@ class Execution:
                     self._commit(act, out.updates)
                 if router is not None:
                     chosen = router.choose(self.state)
-                    route = chosen.target
             except Exception as exc:  # a merge conflict or a condition that cannot be evaluated
                 out.error, out.kind, out.status = exc, ErrorKind.PERMANENT, Status.FAILED
-                self._emit(self._outcome_event(act, out, None))
+                self._record(self._outcome_event(act, out, None))
                 self._fail(exc, RunStatus.FAILED)
                 return
-            self._emit(self._outcome_event(act, out, route))
+            route = None if chosen is None else chosen.target
+            event = self._outcome_event(act, out, route)
+            self._checkpoint(act, "ok", out.encoded, route, None, event)
+            self._emit(event)
             if chosen is not None:
                 if route != END:
                     self._activate(chosen.target, chosen.tools, None)
@@ -323,34 +381,36 @@ class Execution:
                 for target in self.graph.edges.get(name, ()):
                     self._arrive(target, name)
         else:
+            assert out.error is not None and out.kind is not None
             fallback = spec.fallback
-            if out.run_timeout:
-                self._emit(self._outcome_event(act, out, None))
-                err: RunError = RunTimeoutError(
-                    f"the run's deadline of {self.timeout} s passed",
-                    run_id=self.run_id,
-                    step=name,
-                    attempt=out.attempt,
-                )
+            if out.run_timeout or fallback is None:
+                self._record(self._outcome_event(act, out, None))
+                if spec.irreversible and self.store is not None:
+                    self.store.intent_end(self.run_id, name, act.visit, "failed")
+                err: RunError
+                if out.run_timeout:
+                    err = RunTimeoutError(
+                        f"the run's deadline of {self.timeout} s passed",
+                        run_id=self.run_id,
+                        step=name,
+                        attempt=out.attempt,
+                    )
+                else:
+                    err = StepFailedError(
+                        f"failed with {type(out.error).__name__} ({out.kind.value}): {out.error}",
+                        run_id=self.run_id,
+                        step=name,
+                        attempt=out.attempt,
+                    )
                 err.__cause__ = out.error
-                self._fail(err, RunStatus.TIMED_OUT)
+                self._fail(err, RunStatus.TIMED_OUT if out.run_timeout else RunStatus.FAILED)
                 return
-            self._emit(self._outcome_event(act, out, fallback))
-            assert out.kind is not None
-            if fallback == END:
-                pass
-            elif fallback is not None:
-                self._activate(fallback, None, self._failure_of(name, out.attempt, out.error, out.kind))
-            else:
-                err = StepFailedError(
-                    f"failed with {type(out.error).__name__} ({out.kind.value}): {out.error}",
-                    run_id=self.run_id,
-                    step=name,
-                    attempt=out.attempt,
-                )
-                err.__cause__ = out.error
-                self._fail(err, RunStatus.FAILED)
-                return
+            failure = self._failure_of(name, out.attempt, out.error, out.kind)
+            event = self._outcome_event(act, out, fallback)
+            self._checkpoint(act, "fallback", None, fallback, json.dumps(dataclasses.asdict(failure)), event)
+            self._emit(event)
+            if fallback != END:
+                self._activate(fallback, None, failure)
         if self._arrived:
             self._fire_joins()
 
@@ -380,7 +440,7 @@ class Execution:
         classify = spec.classifier or classify_error
         out = _Outcome()
         first_start = time.monotonic()
-        attempt = 0
+        attempt = self._attempt_base.get((spec.name, act.visit), 0) if self._attempt_base else 0
         while True:
             attempt += 1
             out.attempt = attempt
@@ -412,6 +472,8 @@ class Execution:
                         f"step {spec.name!r} returned {type(result).__name__}; a step returns a "
                         f"dict of state updates (or None)"
                     )
+                if self.store is not None:
+                    out.encoded = encode_updates(spec.name, result)
                 out.latency = time.perf_counter() - t0
                 out.updates, out.usage = result, ctx._usage
                 out.error = out.kind = None
@@ -424,7 +486,7 @@ class Execution:
                     ErrorKind.UNKNOWN,
                     Status.FAILED,
                 )
-                self._emit(self._outcome_event(act, out, None))
+                self._record(self._outcome_event(act, out, None))
                 raise
             except Exception as exc:
                 out.latency = time.perf_counter() - t0
@@ -448,7 +510,7 @@ class Execution:
                     out.run_timeout = True
                     return out
                 status = Status.TIMEOUT if timed_out else Status.RETRY
-                self._emit(
+                self._record(
                     self._event(
                         spec.name,
                         act.visit,
@@ -596,5 +658,221 @@ class Execution:
         )
 
     def _emit(self, event: StepEvent) -> None:
+        """Hand an event to the sinks (the journal write, if any, happened already)."""
+        if self._replaying:
+            return
         for sink in self._sinks:
             sink(event)
+
+    def _record(self, event: StepEvent) -> None:
+        """Journal an event that has no checkpoint of its own, then hand it to the sinks."""
+        if self._replaying:
+            return
+        if self.store is not None:
+            self.store.journal((event,))
+        self._emit(event)
+
+    # ---- durability --------------------------------------------------------------------------
+
+    def _checkpoint(
+        self,
+        act: _Activation,
+        outcome: str,
+        updates: str | None,
+        route: str | None,
+        failure: str | None,
+        event: StepEvent,
+    ) -> None:
+        if self.store is None or self._replaying:
+            return
+        self._seq += 1
+        now = time.monotonic()
+        lease_due = now >= self._lease_renew_at
+        if lease_due:
+            self._lease_renew_at = now + LEASE_TTL / 2
+        self.store.checkpoint(
+            self.run_id,
+            self._seq,
+            act.spec.name,
+            act.visit,
+            outcome,
+            updates,
+            route,
+            failure,
+            event,
+            lease_due,
+            intent_status="done" if outcome == "ok" else "failed",
+        )
+
+    def _admit(self, act: _Activation) -> bool:
+        """Before a gated step runs: its approval, then its intent. False when it must not run now."""
+        spec, store = act.spec, self.store
+        approval = spec.approval
+        if approval is not None and (approval.when is None or approval.when.evaluate(self.state)):
+            assert store is not None  # checked when the run was created
+            ticket = store.ticket_for(self.run_id, spec.name, act.visit)
+            if ticket is None:
+                ticket = self._open_ticket(act, approval.reason, approval.payload_for(self.state))
+            if ticket.is_open:
+                verdict = self.policy.decide(ticket)
+                if verdict is None:
+                    if self.policy is FAIL:
+                        self._fail(
+                            ApprovalRequiredError(
+                                f"needs approval ({approval.reason}) but the approval policy is 'fail'; "
+                                f"run it interactively, or choose policy='halt' to wait for a decision "
+                                f"(`wfkit approve {ticket.ticket_id} --by NAME`)",
+                                run_id=self.run_id,
+                                step=spec.name,
+                            ),
+                            RunStatus.FAILED,
+                        )
+                    else:
+                        self.parked.append(act)
+                    return False
+                ticket, _ = store.decide(
+                    ticket.ticket_id,
+                    verdict.decision,
+                    verdict.by,
+                    verdict.comment,
+                    lambda t: decision_event(t, self.version),
+                )
+            self._emit(self._decision_event(ticket, act))
+            if ticket.status == "rejected":
+                self._active[spec.name] -= 1
+                if approval.on_reject is None:
+                    self._fail(
+                        ApprovalRejectedError(
+                            f"rejected by {ticket.decided_by}: {ticket.comment or 'no comment'}; give the "
+                            f"gate an on_reject step (wfkit.Approval(..., on_reject='revise')) to revise "
+                            f"and resubmit instead",
+                            run_id=self.run_id,
+                            step=spec.name,
+                        ),
+                        RunStatus.FAILED,
+                    )
+                    return False
+                event = self._decision_event(ticket, act)._replace(route_taken=approval.on_reject)
+                self._checkpoint(act, "rejected", None, approval.on_reject, None, event)
+                self._activate(approval.on_reject, None, None)
+                if self._arrived:
+                    self._fire_joins()
+                return False
+        if spec.irreversible and store is not None:
+            status = store.intent_status(self.run_id, spec.name, act.visit)
+            if status == "pending":
+                # The process died between the intent and the result: a person must say
+                # whether the side effect happened. Never run it a second time by ourselves.
+                self.unreconciled.append(act)
+                return False
+            store.intent(self.run_id, spec.name, act.visit, f"{self.run_id}:{spec.name}:{act.visit}")
+        return True
+
+    def _open_ticket(self, act: _Activation, reason: str, payload: dict[str, Any]) -> Ticket:
+        assert self.store is not None
+        now = time.time()
+        ticket = Ticket(
+            ticket_id=uuid.uuid4().hex[:12],
+            run_id=self.run_id,
+            workflow=self.workflow,
+            step=act.spec.name,
+            visit=act.visit,
+            reason=reason,
+            payload=payload,
+            status="open",
+            decided_by=None,
+            comment=None,
+            created_at=now,
+            decided_at=None,
+        )
+        event = self._event(
+            act.spec.name,
+            act.visit,
+            0,
+            Status.WAITING_APPROVAL,
+            None,
+            None,
+            now,
+            0.0,
+            0.0,
+            None,
+            None,
+            act.tools,
+            None,
+        )._replace(extra={"ticket": ticket.ticket_id, "reason": reason})
+        ticket = self.store.create_ticket(ticket, event)
+        self._emit(event)
+        return ticket
+
+    def _decision_event(self, ticket: Ticket, act: _Activation) -> StepEvent:
+        at = ticket.decided_at or time.time()
+        return self._event(
+            act.spec.name,
+            act.visit,
+            0,
+            ticket.status,
+            None,
+            None,
+            at,
+            0.0,
+            0.0,
+            None,
+            None,
+            act.tools,
+            None,
+        )._replace(
+            approver=ticket.decided_by,
+            decision_comment=ticket.comment,
+            extra={"ticket": ticket.ticket_id},
+        )
+
+    def replay(self, checkpoints: list[tuple[Any, ...]], attempts: dict[tuple[str, int], int]) -> None:
+        """Rebuild state and schedule from a stored run's checkpoints, without running anything.
+
+        The same scheduling code runs as in a live run, fed with recorded outcomes, so the queue
+        ends holding exactly the steps that had not completed: siblings that finished before a
+        crash are not run again.
+        """
+        self._resumed = True
+        self._attempt_base = attempts
+        self._replaying = True
+        try:
+            self._activate(self.graph.entry, None, None)
+            for seq, step, visit, outcome, updates, route, failure in checkpoints:
+                act = next((a for a in self._ready if a.spec.name == step and a.visit == visit), None)
+                if act is None:
+                    raise WorkflowChangedError(
+                        f"checkpoint {seq} records step {step!r} (visit {visit}), but replaying the "
+                        f"current workflow never reaches it there; the workflow changed in a way "
+                        f"this run cannot survive: start a new run",
+                        run_id=self.run_id,
+                        step=step,
+                    )
+                self._ready.remove(act)
+                self._active[step] -= 1
+                self._seq = seq
+                if outcome == "ok":
+                    self._commit(act, json.loads(updates) if updates else {})
+                    router = self.graph.routers.get(step)
+                    if router is not None:
+                        go = next(
+                            (
+                                g
+                                for g in (*(r.go for r in router.routes), router.default)
+                                if g.target == route
+                            ),
+                            None,
+                        )
+                        if go is None:  # reconciled by hand, or the routes changed: decide anew
+                            go = router.choose(self.state)
+                        if go.target != END:
+                            self._activate(go.target, go.tools, None)
+                    else:
+                        for target in self.graph.edges.get(step, ()):
+                            self._arrive(target, step)
+                elif route is not None and route != END:
+                    self._activate(route, None, Failure(**json.loads(failure)) if failure else None)
+                if self._arrived:
+                    self._fire_joins()
+        finally:
+            self._replaying = False

@@ -6,10 +6,16 @@
     ├── StateConflictError (ValueError)        two parallel steps wrote one field with no merge rule
     ├── StateValueError (ValueError)           a step returned something that is not a dict of updates
     ├── StepTimeoutError (TimeoutError)        one attempt ran past its step timeout
+    ├── StoreCorruptError                      the run store is damaged, truncated or not wfkit's
+    ├── TicketError (ValueError)               unknown, closed or conflicting approval decision
     └── RunError                               a run ended badly; carries run_id (and step, attempt)
         ├── StepFailedError                    a step failed and had no fallback route
         ├── VisitLimitError                    a loop reached a step's visit bound
-        └── RunTimeoutError (TimeoutError)     the run's deadline passed
+        ├── RunTimeoutError (TimeoutError)     the run's deadline passed
+        ├── ApprovalRejectedError              a reviewer rejected a step with no on_reject route
+        ├── ApprovalRequiredError              a gate met the headless policy "fail"
+        ├── LeaseError                         another live process is executing the run
+        └── WorkflowChangedError (ValueError)  resuming would skip or lose completed steps
 
 Errors raised by a step's own code keep their type: they reach the run through `raise ... from`.
 """
@@ -85,3 +91,31 @@ class StepTimeoutError(WfkitError, TimeoutError):
     def __init__(self, step: str, timeout: float) -> None:
         self.step, self.timeout = step, timeout
         super().__init__(f"step {step!r} did not finish within {timeout:.3g} s")
+
+
+class StoreCorruptError(WfkitError):
+    """The run store cannot be trusted: damaged, truncated, or not a wfkit store at all."""
+
+
+class TicketError(WfkitError, ValueError):
+    """An approval decision that cannot be applied: unknown or closed ticket, conflicting decision."""
+
+
+class ApprovalRejectedError(RunError):
+    """A reviewer rejected a gated step that declares no ``on_reject`` route."""
+
+
+class LeaseError(RunError):
+    """Another live process holds the run's lease: only one process executes a run at a time."""
+
+
+class WorkflowChangedError(RunError, ValueError):
+    """The workflow changed so that a resumed run would lose completed steps."""
+
+
+class ApprovalRequiredError(RunError):
+    """A gated step was reached under the headless policy "fail" (no human, no recorded decision)."""
+
+
+class WorkflowChangedWarning(UserWarning):
+    """A run is resumed with a workflow whose definition differs from the one that started it."""

@@ -15,6 +15,7 @@ import hashlib
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from wfkit._errors import WorkflowDefinitionError
 from wfkit._routing import END, Router
@@ -31,16 +32,34 @@ class Graph:
     static_preds: Mapping[str, frozenset[str]]
     join_blockers: Mapping[str, Mapping[str, frozenset[str]]]
     fingerprint: str
+    description: Mapping[str, Any]
 
     def successors(self, step: str) -> set[str]:
         """Every step that can follow ``step``: edges, route targets and its fallback."""
         out = set(self.edges.get(step, ()))
         if step in self.routers:
             out |= self.routers[step].targets
-        fallback = self.steps[step].fallback
-        if fallback and fallback != END:
-            out.add(fallback)
+        spec = self.steps[step]
+        out |= {t for t in (spec.fallback, spec.approval and spec.approval.on_reject) if t and t != END}
         return out
+
+
+def describe_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> tuple[list[str], list[str]]:
+    """What changed between two stored descriptions: (steps removed, other changes)."""
+    old_steps = {s["name"]: s for s in old.get("steps", [])}
+    new_steps = {s["name"]: s for s in new.get("steps", [])}
+    removed = sorted(set(old_steps) - set(new_steps))
+    changes = [f"step {n!r} added" for n in sorted(set(new_steps) - set(old_steps))]
+    for name in sorted(set(old_steps) & set(new_steps)):
+        for key in sorted(set(old_steps[name]) | set(new_steps[name])):
+            if old_steps[name].get(key) != new_steps[name].get(key):
+                changes.append(
+                    f"step {name!r}: {key} {old_steps[name].get(key)!r} -> {new_steps[name].get(key)!r}"
+                )
+    for part in ("entry", "edges", "routes", "merge"):
+        if old.get(part) != new.get(part):
+            changes.append(f"{part} changed")
+    return removed, changes
 
 
 def _suggest(name: str, known: Iterable[str]) -> str:
@@ -158,6 +177,12 @@ def compile_graph(
                 f"step {spec.name!r} falls back to {spec.fallback!r}, which is not a step"
                 f"{_suggest(spec.fallback, known)}"
             )
+        on_reject = spec.approval.on_reject if spec.approval else None
+        if on_reject and on_reject not in known:
+            problems.append(
+                f"step {spec.name!r} routes rejections to {on_reject!r}, which is not a step"
+                f"{_suggest(on_reject, known)}"
+            )
 
     succ: dict[str, set[str]] = {s: set() for s in known}
     for src, targets in edges.items():
@@ -167,8 +192,9 @@ def compile_graph(
         if src in known:
             succ[src] |= router.targets & known
     for spec in steps.values():
-        if spec.fallback in known:
-            succ[spec.name].add(spec.fallback)
+        for target in (spec.fallback, spec.approval.on_reject if spec.approval else None):
+            if target in known:
+                succ[spec.name].add(target)
 
     reachable: set[str] = set()
     if entry in known:
@@ -232,6 +258,7 @@ def compile_graph(
         "merge": sorted(merge_fields),
     }
     blob = json.dumps(description, sort_keys=True, default=repr).encode()
+    description = json.loads(blob)  # as it will read back from the store: tuples become lists
     return Graph(
         name=name,
         entry=entry,
@@ -241,4 +268,5 @@ def compile_graph(
         static_preds={s: frozenset(p) for s, p in static_preds.items()},
         join_blockers=join_blockers,
         fingerprint=hashlib.sha256(blob).hexdigest()[:16],
+        description=description,
     )

@@ -1,29 +1,60 @@
-"""The handle on one run: its status, state, events and error, awaitable until it ends."""
+"""The handle on one run: its status, state, events and error, awaitable until it ends or halts,
+and the way to decide its approval gates and resume it."""
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
 import contextlib
+import os
 from collections.abc import Generator
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
+from wfkit._approvals import ApprovalPolicy, Ticket
 from wfkit._engine import Execution, RunStatus
-from wfkit._errors import RunError
+from wfkit._errors import TicketError
 from wfkit._events import StepEvent
+from wfkit._loops import background_loop, running_loop
+from wfkit._workspace import decision_event
+
+if TYPE_CHECKING:
+    from wfkit._events import Sink
+    from wfkit._workflow import Workflow
+
+WorkspaceArg: TypeAlias = "str | os.PathLike[str] | Literal[False] | None"
+
+
+@dataclass(frozen=True, slots=True)
+class _Options:
+    """How a run was asked to execute; kept so that resuming it behaves the same."""
+
+    timeout: float | None
+    sinks: tuple[Sink, ...]
+    seed: int | None
+    workspace: str | os.PathLike[str] | Literal[False] | None
+    policy: str | ApprovalPolicy | None
+    count_approval_wait: bool
 
 
 class Run:
-    """One run of a workflow. Returned by ``Workflow.start``, ``run`` and ``arun``.
+    """One run of a workflow. Returned by ``Workflow.start``, ``run``, ``arun`` and ``resume``.
 
-    ``await run`` (or ``run.wait()`` outside a loop) waits for the end and raises the run's error
-    if it failed; ``run.state`` is the state so far, ``run.events`` one event per attempt.
+    ``await run`` (or ``run.wait()`` outside a loop) waits until it ends or halts for approval,
+    and raises the run's error if it failed; ``run.state`` is the state so far, ``run.events``
+    one event per attempt. ``run.approve(by=...)`` decides an open gate and resumes the run.
     """
 
-    def __init__(self, execution: Execution) -> None:
+    def __init__(
+        self, execution: Execution, workflow: Workflow | None = None, options: _Options | None = None
+    ) -> None:
         self._exec = execution
+        self._workflow = workflow
+        self._options = options
         self._task: asyncio.Future[None] | None = None
         self._cfuture: concurrent.futures.Future[None] | None = None
+
+    # ---- what it is ----------------------------------------------------------------------------
 
     @property
     def run_id(self) -> str:
@@ -48,7 +79,7 @@ class Run:
 
     @property
     def events(self) -> list[StepEvent]:
-        """Every attempt's event so far, in emission order."""
+        """Every attempt's event in this process so far, in emission order."""
         return list(self._exec.events)
 
     @property
@@ -65,7 +96,8 @@ class Run:
         return self._exec.ended_at
 
     def done(self) -> bool:
-        return self._exec.status in RunStatus.FINISHED
+        """True once the run ended or halted (waiting for approval or reconciliation)."""
+        return self._exec.status in RunStatus.FINISHED or self._exec.status in RunStatus.HALTED
 
     def path(self) -> list[str]:
         """The steps that completed, in order (branches and loops included)."""
@@ -75,8 +107,9 @@ class Run:
         """Raise the run's error if it failed; return the run otherwise."""
         error = self._exec.error
         if error is not None:
-            if isinstance(error, RunError) and getattr(error, "run", None) is None:
-                error.run = self  # type: ignore[attr-defined]
+            if getattr(error, "run", None) is None:
+                with contextlib.suppress(AttributeError):  # some builtins refuse attributes
+                    error.run = self  # type: ignore[attr-defined]
             raise error
         return self
 
@@ -87,6 +120,69 @@ class Run:
         self.raise_for_status()
         return self.state
 
+    # ---- approvals and resuming ----------------------------------------------------------------
+
+    def tickets(self) -> list[Ticket]:
+        """This run's open approval tickets."""
+        store = self._exec.store
+        return [] if store is None else store.tickets(status="open", run_id=self.run_id)
+
+    def approve(self, *, by: str, comment: str = "", step: str | None = None, resume: bool = True) -> Run:
+        """Approve this run's open gate (the one at ``step`` if several) and resume the run."""
+        return self._decide("approve", by, comment, step, resume)
+
+    def reject(self, *, by: str, comment: str = "", step: str | None = None, resume: bool = True) -> Run:
+        """Reject this run's open gate; it routes to its ``on_reject`` step or fails the run."""
+        return self._decide("reject", by, comment, step, resume)
+
+    def _decide(
+        self, decision: Literal["approve", "reject"], by: str, comment: str, step: str | None, resume: bool
+    ) -> Run:
+        store = self._exec.store
+        if store is None:
+            raise TicketError(f"run {self.run_id} keeps no workspace, so it has no tickets")
+        tickets = [
+            t for t in store.tickets(status=None, run_id=self.run_id) if step is None or t.step == step
+        ]
+        open_ = [t for t in tickets if t.is_open] or tickets[-1:]
+        if not open_:
+            raise TicketError(
+                f"run {self.run_id} has no approval ticket" + (f" at step {step!r}" if step else "")
+            )
+        if len(open_) > 1:
+            steps = ", ".join(f"{t.step!r} ({t.ticket_id})" for t in open_)
+            raise TicketError(f"run {self.run_id} has several open tickets: {steps}; pass step=...")
+        _, changed = store.decide(
+            open_[0].ticket_id, decision, by, comment, lambda t: decision_event(t, self._exec.version)
+        )
+        if changed and resume and self.status in RunStatus.HALTED:
+            self.resume()
+        return self
+
+    def resume(self) -> Run:
+        """Continue this run from its last completed step, as :meth:`Workflow.start` would.
+
+        In a notebook the run continues as a task on the kernel's loop (``await run`` to wait);
+        from plain code it continues in the background (``run.wait()`` to block).
+        """
+        if self._workflow is None or self._options is None:
+            raise RuntimeError("this run handle has no workflow; use Workflow.resume(run_id)")
+        if not self.done():
+            raise RuntimeError(f"run {self.run_id} is still {self.status}; only a stopped run resumes")
+        self._exec = self._workflow._resumed_execution(self.run_id, self._options)
+        self._task = self._cfuture = None
+        self._launch()
+        return self
+
+    def _launch(self) -> None:
+        loop = running_loop()
+        if loop is not None:
+            self._task = loop.create_task(self._exec.drive(), name=f"wfkit-run-{self.run_id}")
+        else:
+            self._cfuture = asyncio.run_coroutine_threadsafe(self._exec.drive(), background_loop())
+
+    # ---- waiting -------------------------------------------------------------------------------
+
     def cancel(self) -> None:
         """Cancel a started run: running steps are cancelled and it ends as 'cancelled'."""
         if self._task is not None:
@@ -95,13 +191,16 @@ class Run:
             self._cfuture.cancel()
 
     def wait(self, timeout: float | None = None) -> Run:
-        """Block until a run started from synchronous code ends (not from inside its loop)."""
+        """Block until a run started from synchronous code ends or halts (not from inside its loop)."""
         if self._cfuture is None:
             if self.done():
                 return self.raise_for_status()
             raise RuntimeError("this run executes on the current event loop: use `await run`")
         with contextlib.suppress(concurrent.futures.CancelledError):
             self._cfuture.result(timeout)
+        # A cancelled future is done at once; the run itself ends a moment later.
+        if not self._exec.finished.wait(timeout):
+            raise TimeoutError(f"run {self.run_id} did not end within {timeout} s")
         return self.raise_for_status()
 
     def __await__(self) -> Generator[Any, None, Run]:
@@ -115,8 +214,12 @@ class Run:
             except asyncio.CancelledError:
                 if not self._task.cancelled():
                     raise  # the waiter was cancelled, not the run
-        elif self._cfuture is not None and not self._cfuture.done():
-            await asyncio.wrap_future(self._cfuture)
+        elif self._cfuture is not None:
+            if not self._cfuture.done():
+                with contextlib.suppress(concurrent.futures.CancelledError, asyncio.CancelledError):
+                    await asyncio.wrap_future(self._cfuture)
+            if not self._exec.finished.is_set():
+                await asyncio.to_thread(self._exec.finished.wait)
         return self.raise_for_status()
 
     def __repr__(self) -> str:

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeAlias
 
+from wfkit._approvals import Approval, as_approval
 from wfkit._retry import NO_RETRY, Classifier, RetryPolicy
 
 StepFunction: TypeAlias = Callable[..., Any]
@@ -27,6 +28,13 @@ class StepSpec:
     classifier: Classifier | None = None
     tools: tuple[str, ...] = ()
     description: str = ""
+    approval: Approval | None = None
+    irreversible: bool = False
+
+    @property
+    def gated(self) -> bool:
+        """Whether the engine must check something before running it (approval, intent)."""
+        return self.approval is not None or self.irreversible
 
     def describe(self) -> dict[str, Any]:
         """The options that define behaviour, as plain data (for fingerprints and display)."""
@@ -47,6 +55,8 @@ class StepSpec:
             "max_visits": self.max_visits,
             "fallback": self.fallback,
             "tools": list(self.tools),
+            "approval": None if self.approval is None else self.approval.describe(),
+            "irreversible": self.irreversible,
         }
 
 
@@ -78,6 +88,8 @@ def make_spec(
     fallback: str | None,
     classifier: Classifier | None,
     tools: tuple[str, ...],
+    approval: str | Approval | None = None,
+    irreversible: bool = False,
 ) -> StepSpec:
     if not callable(fn):
         raise TypeError(f"a step must be a function, got {fn!r}")
@@ -95,8 +107,7 @@ def make_spec(
     return StepSpec(
         name=step_name,
         fn=fn,
-        is_async=inspect.iscoroutinefunction(fn)
-        or inspect.iscoroutinefunction(type(fn).__call__),
+        is_async=inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(type(fn).__call__),
         takes_context=_arity(fn, step_name),
         retry=retry or NO_RETRY,
         timeout=timeout,
@@ -105,4 +116,6 @@ def make_spec(
         classifier=classifier,
         tools=tools,
         description=(inspect.getdoc(fn) or "").split("\n", 1)[0],
+        approval=as_approval(approval),
+        irreversible=bool(irreversible),
     )

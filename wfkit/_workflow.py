@@ -2,23 +2,29 @@
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import itertools
 import json
+import sys
+import time
 import uuid
+import warnings
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar, overload
 
-from wfkit._engine import Execution
+from wfkit._approvals import Approval, ApprovalPolicy, as_policy
+from wfkit._engine import Execution, RunStatus
+from wfkit._errors import WorkflowChangedError, WorkflowChangedWarning
 from wfkit._events import Sink, as_callables
-from wfkit._graph import Graph, compile_graph
-from wfkit._loops import background_loop, run_blocking, running_loop
+from wfkit._graph import Graph, compile_graph, describe_changes
+from wfkit._loops import run_blocking
 from wfkit._merge import Merge, check_merges
 from wfkit._retry import Classifier, RetryPolicy
 from wfkit._routing import Go, Route, Router
-from wfkit._run import Run
+from wfkit._run import Run, WorkspaceArg, _Options
 from wfkit._steps import StepFunction, StepSpec, make_spec
+from wfkit._store import Store, encode_state
+from wfkit._workspace import open_store
 
 F = TypeVar("F", bound=StepFunction)
 
@@ -64,6 +70,8 @@ class Workflow:
         self._routers: dict[str, Router] = {}
         self._entry: str | None = None
         self._graph: Graph | None = None
+        # Where the workflow was defined, so `wfkit resume` can import it again.
+        self._module: str | None = sys._getframe(1).f_globals.get("__name__")
 
     # ---- definition ------------------------------------------------------------------------
 
@@ -84,6 +92,8 @@ class Workflow:
         classify: Classifier | None = None,
         tools: Iterable[str] = (),
         entry: bool = False,
+        approval: str | Approval | None = None,
+        irreversible: bool = False,
     ) -> Callable[[F], F]: ...
 
     def step(
@@ -99,6 +109,8 @@ class Workflow:
         classify: Classifier | None = None,
         tools: Iterable[str] = (),
         entry: bool = False,
+        approval: str | Approval | None = None,
+        irreversible: bool = False,
     ) -> F | Callable[[F], F]:
         """Declare a step; use as ``@flow.step`` or ``@flow.step(retry=..., timeout=...)``.
 
@@ -113,6 +125,11 @@ class Workflow:
           branch quietly); without it the run fails.
         - ``classify``: replaces :func:`wfkit.classify_error` for this step.
         - ``tools``: the tools this step may use when no route binds others.
+        - ``approval``: a reason string or :class:`Approval`: the run halts for a human's decision
+          before the step runs (headless runs decide by policy).
+        - ``irreversible``: the step has a side effect that must happen at most once (an email,
+          a payment): an intent is committed before it runs, ``ctx.idempotency_key`` is stable
+          across retries and resumes, and a crash mid-step waits for reconciliation.
         """
 
         def register(func: F) -> F:
@@ -125,6 +142,8 @@ class Workflow:
                 fallback=fallback,
                 classifier=classify,
                 tools=tuple(tools),
+                approval=approval,
+                irreversible=irreversible,
             )
             old = self._steps.get(spec.name)
             if old is not None and getattr(old.fn, "__qualname__", None) != getattr(
@@ -210,31 +229,125 @@ class Workflow:
 
     # ---- running ---------------------------------------------------------------------------
 
-    def _execution(
-        self,
-        inputs: Mapping[str, Any] | None,
-        run_id: str | None,
-        timeout: float | None,
-        sinks: Iterable[Sink],
-        seed: int | None,
-    ) -> Execution:
+    def _ref(self) -> str | None:
+        """``module:attribute`` where this workflow can be imported again (for `wfkit resume`)."""
+        module = sys.modules.get(self._module or "")
+        if module is None or self._module == "__main__":
+            return None
+        for attr, value in vars(module).items():
+            if value is self:
+                return f"{self._module}:{attr}"
+        return None
+
+    def _store(self, workspace: WorkspaceArg) -> Store | None:
+        if workspace is False:
+            if any(s.approval is not None for s in self._steps.values()):
+                raise ValueError(
+                    f"workflow {self.name!r} has approval gates, whose tickets live in a workspace; "
+                    f"drop workspace=False (or pass a folder)"
+                )
+            return None
+        return open_store(workspace)
+
+    def _execution(self, inputs: Mapping[str, Any] | None, run_id: str | None, o: _Options) -> Execution:
         graph = self.validate()
         inputs = {} if inputs is None else inputs
         if not isinstance(inputs, Mapping) or not all(isinstance(k, str) for k in inputs):
             raise TypeError(f"a run's inputs are a dict with string keys, got {inputs!r}")
-        if timeout is not None and not timeout > 0:
-            raise ValueError(f"a run's timeout must be > 0 seconds, got {timeout!r}")
+        if o.timeout is not None and not o.timeout > 0:
+            raise ValueError(f"a run's timeout must be > 0 seconds, got {o.timeout!r}")
+        store = self._store(o.workspace)
+        run_id = run_id or uuid.uuid4().hex[:16]
+        version = self._version or graph.fingerprint
+        phash = _parameters_hash(inputs)
+        if store is not None:
+            store.create_run(
+                {
+                    "run_id": run_id,
+                    "workflow": self.name,
+                    "workflow_version": version,
+                    "fingerprint": graph.fingerprint,
+                    "definition": json.dumps(graph.description),
+                    "workflow_ref": self._ref(),
+                    "inputs": encode_state("the run's inputs", inputs),
+                    "seed": o.seed,
+                    "timeout": o.timeout,
+                    "count_waiting": int(o.count_approval_wait),
+                    "parameters_hash": phash,
+                }
+            )
         return Execution(
             graph,
             self._merge,
-            run_id or uuid.uuid4().hex[:16],
+            run_id,
             inputs,
-            version=self._version or graph.fingerprint,
-            timeout=timeout,
-            sinks=as_callables(sinks),
-            seed=seed,
-            parameters_hash=_parameters_hash(inputs),
+            version=version,
+            timeout=o.timeout,
+            sinks=as_callables(o.sinks),
+            seed=o.seed,
+            parameters_hash=phash,
+            store=store,
+            policy=as_policy(o.policy),
+            count_waiting=o.count_approval_wait,
         )
+
+    def _resumed_execution(self, run_id: str, o: _Options) -> Execution:
+        graph = self.validate()
+        store = self._store(o.workspace)
+        if store is None:
+            raise ValueError("resuming needs the workspace the run was stored in, not workspace=False")
+        row = store.run_row(run_id)
+        if row["workflow"] != self.name:
+            raise ValueError(
+                f"run {run_id} belongs to workflow {row['workflow']!r}, not {self.name!r}; "
+                f"resume it with that workflow"
+            )
+        if row["status"] == RunStatus.SUCCEEDED:
+            raise ValueError(f"run {run_id} already succeeded; there is nothing to resume")
+        checkpoints = store.checkpoints(run_id)
+        removed, changes = describe_changes(json.loads(row["definition"]), graph.description)
+        lost = sorted({c[1] for c in checkpoints} & set(removed))
+        if lost:
+            raise WorkflowChangedError(
+                f"completed step(s) {', '.join(map(repr, lost))} no longer exist in the workflow, so "
+                f"resuming would lose their results; restore them, or start a new run"
+                + (f" (other changes: {'; '.join(changes)})" if changes else ""),
+                run_id=run_id,
+            )
+        if row["fingerprint"] != graph.fingerprint:
+            warnings.warn(
+                WorkflowChangedWarning(
+                    f"run {run_id} was started with another definition of {self.name!r}; resuming "
+                    f"with the current one. Changes: {'; '.join(changes) or 'step code or options'}"
+                ),
+                stacklevel=3,
+            )
+        store.acquire(run_id)
+        try:
+            elapsed = row["elapsed"] or 0.0
+            if row["count_waiting"] and row["status"] in RunStatus.HALTED:
+                elapsed += max(0.0, time.time() - row["updated_at"])
+            execution = Execution(
+                graph,
+                self._merge,
+                run_id,
+                json.loads(row["inputs"]),
+                version=self._version or graph.fingerprint,
+                timeout=row["timeout"],
+                sinks=as_callables(o.sinks),
+                seed=row["seed"] if o.seed is None else o.seed,
+                parameters_hash=row["parameters_hash"],
+                store=store,
+                policy=as_policy(o.policy),
+                count_waiting=bool(row["count_waiting"]),
+                elapsed_before=elapsed,
+            )
+            execution.started_at = row["created_at"]
+            execution.replay(checkpoints, store.attempts_so_far(run_id))
+        except BaseException:
+            store.release(run_id)
+            raise
+        return execution
 
     async def arun(
         self,
@@ -244,12 +357,22 @@ class Workflow:
         timeout: float | None = None,
         sinks: Iterable[Sink] = (),
         seed: int | None = None,
+        workspace: WorkspaceArg = None,
+        policy: str | ApprovalPolicy | None = None,
+        count_approval_wait: bool = False,
         raise_on_error: bool = True,
     ) -> Run:
-        """Run to the end in the current task (``await flow.arun(...)`` in a notebook cell)."""
-        execution = self._execution(inputs, run_id, timeout, sinks, seed)
-        await execution.drive()
-        run = Run(execution)
+        """Run until it ends or halts, in the current task (``await flow.arun(...)`` in a cell).
+
+        ``workspace``: the folder that keeps the run (default ``$WFKIT_HOME`` or ``./.wfkit``);
+        ``False`` keeps it in memory only. ``policy`` decides approval gates when nobody is there:
+        ``"halt"`` (default: wait for a decision), ``"approve"``, ``"reject"``, ``"fail"``, or a
+        decisions file. ``count_approval_wait``: whether time halted for approval counts against
+        ``timeout``. With ``raise_on_error`` a failed run raises its error (``err.run`` is the run).
+        """
+        o = _Options(timeout, tuple(sinks), seed, workspace, policy, count_approval_wait)
+        run = Run(self._execution(inputs, run_id, o), self, o)
+        await run._exec.drive()
         return run.raise_for_status() if raise_on_error else run
 
     def run(
@@ -260,12 +383,15 @@ class Workflow:
         timeout: float | None = None,
         sinks: Iterable[Sink] = (),
         seed: int | None = None,
+        workspace: WorkspaceArg = None,
+        policy: str | ApprovalPolicy | None = None,
+        count_approval_wait: bool = False,
         raise_on_error: bool = True,
     ) -> Run:
-        """Run to the end from synchronous code, also inside a running loop (no nest_asyncio)."""
-        execution = self._execution(inputs, run_id, timeout, sinks, seed)
-        run_blocking(execution.drive())
-        run = Run(execution)
+        """Like :meth:`arun`, from synchronous code, also inside a running loop (no nest_asyncio)."""
+        o = _Options(timeout, tuple(sinks), seed, workspace, policy, count_approval_wait)
+        run = Run(self._execution(inputs, run_id, o), self, o)
+        run_blocking(run._exec.drive())
         return run.raise_for_status() if raise_on_error else run
 
     def start(
@@ -276,17 +402,50 @@ class Workflow:
         timeout: float | None = None,
         sinks: Iterable[Sink] = (),
         seed: int | None = None,
+        workspace: WorkspaceArg = None,
+        policy: str | ApprovalPolicy | None = None,
+        count_approval_wait: bool = False,
     ) -> Run:
         """Start a run and return its handle at once; ``await run`` waits for the end.
 
         In a notebook the run is a task on the kernel's loop, so the cell is free at once. From
         plain synchronous code it runs on a background loop; ``run.wait()`` blocks for it.
         """
-        execution = self._execution(inputs, run_id, timeout, sinks, seed)
-        run = Run(execution)
-        loop = running_loop()
-        if loop is not None:
-            run._task = loop.create_task(execution.drive(), name=f"wfkit-run-{execution.run_id}")
-        else:
-            run._cfuture = asyncio.run_coroutine_threadsafe(execution.drive(), background_loop())
+        o = _Options(timeout, tuple(sinks), seed, workspace, policy, count_approval_wait)
+        run = Run(self._execution(inputs, run_id, o), self, o)
+        run._launch()
         return run
+
+    def resume(
+        self,
+        run_id: str,
+        *,
+        workspace: WorkspaceArg = None,
+        policy: str | ApprovalPolicy | None = None,
+        sinks: Iterable[Sink] = (),
+        raise_on_error: bool = True,
+    ) -> Run:
+        """Continue a stored run from its last completed step (blocking, like :meth:`run`).
+
+        Completed steps never run again; an irreversible step cut off between its intent and its
+        result waits for :meth:`Workspace.reconcile` instead of running twice.
+        """
+        o = _Options(None, tuple(sinks), None, workspace, policy, False)
+        run = Run(self._resumed_execution(run_id, o), self, o)
+        run_blocking(run._exec.drive())
+        return run.raise_for_status() if raise_on_error else run
+
+    async def aresume(
+        self,
+        run_id: str,
+        *,
+        workspace: WorkspaceArg = None,
+        policy: str | ApprovalPolicy | None = None,
+        sinks: Iterable[Sink] = (),
+        raise_on_error: bool = True,
+    ) -> Run:
+        """Continue a stored run in the current task; see :meth:`resume`."""
+        o = _Options(None, tuple(sinks), None, workspace, policy, False)
+        run = Run(self._resumed_execution(run_id, o), self, o)
+        await run._exec.drive()
+        return run.raise_for_status() if raise_on_error else run

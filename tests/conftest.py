@@ -1,0 +1,22 @@
+"""Every test gets its own workspace, so runs never land in the repository's ./.wfkit."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def _workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    folder = tmp_path / "ws"
+    monkeypatch.setenv("WFKIT_HOME", str(folder))
+    # Tests run with SQLite's NORMAL sync (crash-safe, not power-loss-safe) unless they say otherwise.
+    monkeypatch.setenv("WFKIT_SYNCHRONOUS", "normal")
+    return folder
+
+
+@pytest.fixture
+def workspace(_workspace: Path) -> Path:
+    """The test's workspace folder (also in $WFKIT_HOME)."""
+    return _workspace

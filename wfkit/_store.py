@@ -1,0 +1,626 @@
+"""The run store: one SQLite file per workspace, in WAL mode, holding runs, checkpoints, the journal
+of attempts, intents of irreversible steps, and approval tickets.
+
+Why these choices:
+- WAL, ``BEGIN IMMEDIATE`` and a busy timeout let many processes write one workspace without
+  "database is locked": writers queue for the lock instead of failing at commit.
+- A checkpoint stores the *updates* a step returned (JSON), not the whole state: cost stays
+  proportional to what changed, and resume rebuilds the state by replaying them in order.
+- JSON, never pickle: a store may come from someone else's machine, and unpickling runs code.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import socket
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from wfkit._approvals import Ticket
+from wfkit._errors import LeaseError, StateValueError, StoreCorruptError, TicketError
+from wfkit._events import FIELDS, StepEvent
+
+SCHEMA_VERSION = 1
+_MAGIC = b"SQLite format 3\x00"
+LEASE_TTL = 60.0
+_HOST = socket.gethostname()
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS runs (
+    run_id TEXT PRIMARY KEY,
+    workflow TEXT NOT NULL,
+    workflow_version TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    definition TEXT NOT NULL,
+    workflow_ref TEXT,
+    status TEXT NOT NULL,
+    inputs TEXT NOT NULL,
+    state TEXT,
+    error_type TEXT,
+    error TEXT,
+    seed INTEGER,
+    timeout REAL,
+    elapsed REAL NOT NULL DEFAULT 0,
+    count_waiting INTEGER NOT NULL DEFAULT 0,
+    parameters_hash TEXT,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL,
+    ended_at REAL,
+    lease_owner TEXT,
+    lease_host TEXT,
+    lease_pid INTEGER,
+    lease_expires REAL
+);
+CREATE INDEX IF NOT EXISTS runs_by_created ON runs (created_at);
+CREATE TABLE IF NOT EXISTS checkpoints (
+    run_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    step TEXT NOT NULL,
+    visit INTEGER NOT NULL,
+    outcome TEXT NOT NULL,
+    updates TEXT,
+    route TEXT,
+    failure TEXT,
+    at REAL NOT NULL,
+    PRIMARY KEY (run_id, seq)
+);
+CREATE TABLE IF NOT EXISTS intents (
+    run_id TEXT NOT NULL,
+    step TEXT NOT NULL,
+    visit INTEGER NOT NULL,
+    key TEXT NOT NULL,
+    status TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    resolved_by TEXT,
+    PRIMARY KEY (run_id, step, visit)
+);
+CREATE TABLE IF NOT EXISTS tickets (
+    ticket_id TEXT PRIMARY KEY,
+    run_id TEXT NOT NULL,
+    workflow TEXT NOT NULL,
+    step TEXT NOT NULL,
+    visit INTEGER NOT NULL,
+    reason TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    status TEXT NOT NULL,
+    decided_by TEXT,
+    comment TEXT,
+    created_at REAL NOT NULL,
+    decided_at REAL,
+    UNIQUE (run_id, step, visit)
+);
+CREATE INDEX IF NOT EXISTS tickets_open ON tickets (status);
+CREATE TABLE IF NOT EXISTS journal (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    run_id TEXT NOT NULL, workflow TEXT NOT NULL, workflow_version TEXT NOT NULL,
+    step TEXT NOT NULL, visit INTEGER NOT NULL, attempt INTEGER NOT NULL, status TEXT NOT NULL,
+    error_kind TEXT, error_type TEXT, error_message TEXT,
+    started_at REAL NOT NULL, ended_at REAL NOT NULL, latency_s REAL NOT NULL, queue_s REAL NOT NULL,
+    retry_delay_s REAL, route_taken TEXT, tools TEXT, model TEXT, tokens_in INTEGER,
+    tokens_out INTEGER, cost_usd REAL, approver TEXT, decision_comment TEXT, parameters_hash TEXT,
+    host TEXT, extra TEXT
+);
+CREATE INDEX IF NOT EXISTS journal_by_run ON journal (run_id);
+"""
+
+_JOURNAL_INSERT = f"INSERT INTO journal ({', '.join(FIELDS)}) VALUES ({', '.join('?' for _ in FIELDS)})"
+_TOOLS_AT = FIELDS.index("tools")
+_EXTRA_AT = FIELDS.index("extra")
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), allow_nan=True)
+
+
+def encode_updates(step: str, updates: Mapping[str, Any]) -> str:
+    """JSON for a step's updates; a value JSON cannot hold is named with its step and field."""
+    return encode_state(f"step {step!r} wrote", updates)
+
+
+def encode_state(who: str, values: Mapping[str, Any]) -> str:
+    try:
+        return dumps(values)
+    except (TypeError, ValueError):
+        for key, value in values.items():
+            try:
+                dumps(value)
+            except (TypeError, ValueError) as exc:
+                raise StateValueError(
+                    f"{who} state field {key!r} = {type(value).__name__}, which "
+                    f"cannot be stored as JSON ({exc}); store plain data (str, int, float, bool, "
+                    f"None, lists and dicts of them), e.g. an ISO string for a datetime"
+                ) from exc
+        raise
+
+
+def _event_row(event: StepEvent) -> tuple[Any, ...]:
+    row: list[Any] = list(event)
+    tools = row[_TOOLS_AT]
+    row[_TOOLS_AT] = None if tools is None else dumps(list(tools))
+    extra = row[_EXTRA_AT]
+    row[_EXTRA_AT] = None if extra is None else json.dumps(extra, default=repr)
+    return tuple(row)
+
+
+def event_from_row(row: Sequence[Any]) -> StepEvent:
+    values = list(row)
+    if values[_TOOLS_AT] is not None:
+        values[_TOOLS_AT] = tuple(json.loads(values[_TOOLS_AT]))
+    if values[_EXTRA_AT] is not None:
+        values[_EXTRA_AT] = json.loads(values[_EXTRA_AT])
+    return StepEvent(*values)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class Store:
+    """Low-level access to one workspace's SQLite file. One connection per thread."""
+
+    def __init__(self, path: Path, *, synchronous: str = "full") -> None:
+        if synchronous.lower() not in ("full", "normal"):
+            raise ValueError(f"synchronous must be 'full' or 'normal', got {synchronous!r}")
+        self.path = path
+        self.synchronous = synchronous.upper()
+        self._local = threading.local()
+        self.owner = f"{_HOST}:{os.getpid()}:{id(self):x}"
+        self._check_file()
+        self._connect()
+
+    # ---- connection --------------------------------------------------------------------------
+
+    def _check_file(self) -> None:
+        if not self.path.exists():
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            return
+        with self.path.open("rb") as fh:
+            head = fh.read(16)
+        if head != _MAGIC:
+            what = "empty (truncated to 0 bytes)" if not head else "not an SQLite database"
+            raise StoreCorruptError(
+                f"the run store {self.path} is {what}; wfkit will not read it as an empty store. "
+                f"Move it aside (or restore a backup) and wfkit will create a new one"
+            )
+
+    def _connect(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is not None:
+            return conn
+        try:
+            conn = sqlite3.connect(self.path, timeout=60.0, isolation_level=None, check_same_thread=True)
+            conn.execute("PRAGMA busy_timeout = 60000")
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute(f"PRAGMA synchronous = {self.synchronous}")
+            conn.execute("PRAGMA foreign_keys = ON")
+            with _transaction(conn):
+                version = self._schema_version(conn)
+                if version is None:
+                    for statement in _SCHEMA.split(";"):
+                        if statement.strip():
+                            conn.execute(statement)
+                    conn.execute(
+                        "INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?)",
+                        (str(SCHEMA_VERSION),),
+                    )
+                elif version > SCHEMA_VERSION:
+                    raise StoreCorruptError(
+                        f"the run store {self.path} has schema version {version}, newer than this "
+                        f"wfkit understands ({SCHEMA_VERSION}); upgrade wfkit"
+                    )
+        except sqlite3.DatabaseError as exc:
+            if isinstance(exc, sqlite3.OperationalError):
+                raise
+            raise StoreCorruptError(
+                f"the run store {self.path} cannot be read ({exc}); it is damaged or truncated. "
+                f"Move it aside (or restore a backup) and wfkit will create a new one"
+            ) from exc
+        self._local.conn = conn
+        return conn
+
+    def _schema_version(self, conn: sqlite3.Connection) -> int | None:
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        if not tables:
+            return None
+        if "meta" not in tables or "runs" not in tables:
+            raise StoreCorruptError(
+                f"{self.path} is an SQLite file but not a wfkit run store (tables: "
+                f"{', '.join(sorted(tables))}); point WFKIT_HOME at another folder"
+            )
+        row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        if row is None:
+            raise StoreCorruptError(f"the run store {self.path} has no schema version; it is damaged")
+        return int(row[0])
+
+    @property
+    def conn(self) -> sqlite3.Connection:
+        return self._connect()
+
+    @contextmanager
+    def write(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction that takes the lock up front (``BEGIN IMMEDIATE``)."""
+        conn = self.conn
+        try:
+            with _transaction(conn):
+                yield conn
+        except sqlite3.DatabaseError as exc:
+            if isinstance(exc, sqlite3.OperationalError):
+                raise
+            raise StoreCorruptError(f"the run store {self.path} is damaged: {exc}") from exc
+
+    def read(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row | tuple[Any, ...]]:
+        try:
+            return list(self.conn.execute(sql, params))
+        except sqlite3.DatabaseError as exc:
+            if isinstance(exc, sqlite3.OperationalError) and "no such" not in str(exc):
+                raise
+            raise StoreCorruptError(f"the run store {self.path} is damaged: {exc}") from exc
+
+    def close(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+
+    # ---- runs and leases -----------------------------------------------------------------------
+
+    def create_run(self, row: Mapping[str, Any]) -> None:
+        now = time.time()
+        values = {
+            **row,
+            "created_at": now,
+            "updated_at": now,
+            "status": "running",
+            "lease_owner": self.owner,
+            "lease_host": _HOST,
+            "lease_pid": os.getpid(),
+            "lease_expires": now + LEASE_TTL,
+        }
+        cols = ", ".join(values)
+        marks = ", ".join("?" for _ in values)
+        with self.write() as conn:
+            try:
+                conn.execute(f"INSERT INTO runs ({cols}) VALUES ({marks})", tuple(values.values()))
+            except sqlite3.IntegrityError as exc:
+                raise ValueError(
+                    f"a run with id {row['run_id']!r} already exists in {self.path}; pass another "
+                    f"run_id, or resume that run"
+                ) from exc
+
+    def acquire(self, run_id: str) -> dict[str, Any]:
+        """Take the run's lease for this process; refuse if a live process holds it."""
+        now = time.time()
+        with self.write() as conn:
+            row = conn.execute("SELECT * FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+            if row is None:
+                raise KeyError(f"no run {run_id!r} in {self.path}; `wfkit runs` lists the runs there")
+            columns = [d[0] for d in conn.execute("SELECT * FROM runs LIMIT 0").description]
+            run = dict(zip(columns, row, strict=True))
+            owner, host, pid = run["lease_owner"], run["lease_host"], run["lease_pid"]
+            expires = run["lease_expires"]
+            if owner is not None and owner != self.owner and expires is not None and expires > now:
+                stale = host == _HOST and pid is not None and not _pid_alive(pid)
+                if not stale:
+                    raise LeaseError(
+                        f"run {run_id} is being executed by process {pid} on {host} (lease until "
+                        f"{time.strftime('%H:%M:%S', time.localtime(expires))}); only one process "
+                        f"may execute a run: wait for it to finish, or stop that process",
+                        run_id=run_id,
+                    )
+            conn.execute(
+                "UPDATE runs SET lease_owner=?, lease_host=?, lease_pid=?, lease_expires=?, "
+                "status='running', updated_at=? WHERE run_id=?",
+                (self.owner, _HOST, os.getpid(), now + LEASE_TTL, now, run_id),
+            )
+        return run
+
+    def release(self, run_id: str) -> None:
+        with self.write() as conn:
+            conn.execute(
+                "UPDATE runs SET lease_owner=NULL, lease_host=NULL, lease_pid=NULL, lease_expires=NULL "
+                "WHERE run_id=? AND lease_owner=?",
+                (run_id, self.owner),
+            )
+
+    def finish(
+        self,
+        run_id: str,
+        *,
+        status: str,
+        state: Mapping[str, Any],
+        error: BaseException | None,
+        elapsed: float,
+        ended: bool,
+    ) -> None:
+        """Record where a run stopped (ended, halted or failed) and release its lease."""
+        now = time.time()
+        try:
+            state_json = json.dumps(state, default=repr)
+        except ValueError:
+            state_json = None
+        with self.write() as conn:
+            conn.execute(
+                "UPDATE runs SET status=?, state=?, error_type=?, error=?, elapsed=?, updated_at=?, "
+                "ended_at=?, lease_owner=NULL, lease_host=NULL, lease_pid=NULL, lease_expires=NULL "
+                "WHERE run_id=? AND (lease_owner IS NULL OR lease_owner=?)",
+                (
+                    status,
+                    state_json,
+                    None if error is None else type(error).__name__,
+                    None if error is None else str(error),
+                    elapsed,
+                    now,
+                    now if ended else None,
+                    run_id,
+                    self.owner,
+                ),
+            )
+
+    # ---- checkpoints and journal ---------------------------------------------------------------
+
+    def checkpoint(
+        self,
+        run_id: str,
+        seq: int,
+        step: str,
+        visit: int,
+        outcome: str,
+        updates: str | None,
+        route: str | None,
+        failure: str | None,
+        event: StepEvent | None,
+        lease_due: bool,
+        intent_status: str = "done",
+    ) -> None:
+        """One transaction per settled step: its checkpoint, its final event, its intent's end."""
+        now = time.time()
+        with self.write() as conn:
+            conn.execute(
+                "INSERT INTO checkpoints (run_id, seq, step, visit, outcome, updates, route, failure, at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (run_id, seq, step, visit, outcome, updates, route, failure, now),
+            )
+            if event is not None:
+                conn.execute(_JOURNAL_INSERT, _event_row(event))
+            conn.execute(
+                "UPDATE intents SET status=? WHERE run_id=? AND step=? AND visit=? AND status='pending'",
+                (intent_status, run_id, step, visit),
+            )
+            if lease_due:
+                conn.execute(
+                    "UPDATE runs SET lease_expires=?, updated_at=? WHERE run_id=?",
+                    (now + LEASE_TTL, now, run_id),
+                )
+
+    def journal(self, events: Sequence[StepEvent]) -> None:
+        with self.write() as conn:
+            conn.executemany(_JOURNAL_INSERT, [_event_row(e) for e in events])
+
+    def checkpoints(self, run_id: str) -> list[tuple[Any, ...]]:
+        return [
+            tuple(r)
+            for r in self.read(
+                "SELECT seq, step, visit, outcome, updates, route, failure FROM checkpoints "
+                "WHERE run_id=? ORDER BY seq",
+                (run_id,),
+            )
+        ]
+
+    def events(self, run_id: str | None = None) -> list[StepEvent]:
+        sql = f"SELECT {', '.join(FIELDS)} FROM journal"
+        if run_id is None:
+            rows = self.read(sql + " ORDER BY seq")
+        else:
+            rows = self.read(sql + " WHERE run_id=? ORDER BY seq", (run_id,))
+        return [event_from_row(r) for r in rows]
+
+    def attempts_so_far(self, run_id: str) -> dict[tuple[str, int], int]:
+        rows = self.read(
+            "SELECT step, visit, MAX(attempt) FROM journal WHERE run_id=? GROUP BY step, visit", (run_id,)
+        )
+        return {(r[0], r[1]): r[2] for r in rows}
+
+    # ---- intents --------------------------------------------------------------------------------
+
+    def intent(self, run_id: str, step: str, visit: int, key: str) -> None:
+        with self.write() as conn:
+            conn.execute(
+                "INSERT INTO intents (run_id, step, visit, key, status, created_at) "
+                "VALUES (?, ?, ?, ?, 'pending', ?) ON CONFLICT (run_id, step, visit) "
+                "DO UPDATE SET status='pending'",
+                (run_id, step, visit, key, time.time()),
+            )
+
+    def intent_status(self, run_id: str, step: str, visit: int) -> str | None:
+        rows = self.read(
+            "SELECT status FROM intents WHERE run_id=? AND step=? AND visit=?", (run_id, step, visit)
+        )
+        return rows[0][0] if rows else None
+
+    def intents(self, run_id: str) -> list[dict[str, Any]]:
+        rows = self.read(
+            "SELECT step, visit, key, status, created_at, resolved_by FROM intents WHERE run_id=? "
+            "ORDER BY created_at",
+            (run_id,),
+        )
+        keys = ("step", "visit", "key", "status", "created_at", "resolved_by")
+        return [dict(zip(keys, r, strict=True)) for r in rows]
+
+    def intent_end(self, run_id: str, step: str, visit: int, status: str, by: str | None = None) -> None:
+        with self.write() as conn:
+            conn.execute(
+                "UPDATE intents SET status=?, resolved_by=? WHERE run_id=? AND step=? AND visit=?",
+                (status, by, run_id, step, visit),
+            )
+
+    # ---- runs, read side ----------------------------------------------------------------------
+
+    def run_row(self, run_id: str) -> dict[str, Any]:
+        conn = self.conn
+        try:
+            cur = conn.execute("SELECT * FROM runs WHERE run_id=?", (run_id,))
+            row = cur.fetchone()
+        except sqlite3.DatabaseError as exc:
+            raise StoreCorruptError(f"the run store {self.path} is damaged: {exc}") from exc
+        if row is None:
+            raise KeyError(f"no run {run_id!r} in {self.path}; `wfkit runs` lists the runs there")
+        return dict(zip([d[0] for d in cur.description], row, strict=True))
+
+    def run_rows(self, *, limit: int | None = None, status: str | None = None) -> list[dict[str, Any]]:
+        sql = (
+            "SELECT r.run_id, r.workflow, r.status, r.created_at, r.updated_at, r.ended_at, "
+            "(SELECT COUNT(*) FROM checkpoints c WHERE c.run_id = r.run_id AND c.outcome = 'ok'), "
+            "r.error_type, r.error FROM runs r"
+        )
+        params: list[Any] = []
+        if status is not None:
+            sql += " WHERE r.status = ?"
+            params.append(status)
+        sql += " ORDER BY r.created_at DESC"
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(limit)
+        keys = (
+            "run_id",
+            "workflow",
+            "status",
+            "started",
+            "updated",
+            "ended",
+            "steps_done",
+            "error_type",
+            "error",
+        )
+        return [dict(zip(keys, r, strict=True)) for r in self.read(sql, params)]
+
+    # ---- tickets --------------------------------------------------------------------------------
+
+    _TICKET_COLS = (
+        "ticket_id, run_id, workflow, step, visit, reason, payload, status, decided_by, comment, "
+        "created_at, decided_at"
+    )
+
+    @staticmethod
+    def _ticket(row: Sequence[Any]) -> Ticket:
+        values = list(row)
+        values[6] = json.loads(values[6])
+        return Ticket(*values)
+
+    def create_ticket(self, ticket: Ticket, event: StepEvent) -> Ticket:
+        """Persist a new ticket (or return the one that exists for this step visit)."""
+        with self.write() as conn:
+            row = conn.execute(
+                f"SELECT {self._TICKET_COLS} FROM tickets WHERE run_id=? AND step=? AND visit=?",
+                (ticket.run_id, ticket.step, ticket.visit),
+            ).fetchone()
+            if row is not None:
+                return self._ticket(row)
+            conn.execute(
+                f"INSERT INTO tickets ({self._TICKET_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    ticket.ticket_id,
+                    ticket.run_id,
+                    ticket.workflow,
+                    ticket.step,
+                    ticket.visit,
+                    ticket.reason,
+                    json.dumps(ticket.payload, default=repr),
+                    ticket.status,
+                    ticket.decided_by,
+                    ticket.comment,
+                    ticket.created_at,
+                    ticket.decided_at,
+                ),
+            )
+            conn.execute(_JOURNAL_INSERT, _event_row(event))
+        return ticket
+
+    def ticket(self, ticket_id: str) -> Ticket:
+        rows = self.read(f"SELECT {self._TICKET_COLS} FROM tickets WHERE ticket_id=?", (ticket_id,))
+        if not rows:
+            raise TicketError(
+                f"no approval ticket {ticket_id!r} in {self.path}; `wfkit pending` lists the open ones"
+            )
+        return self._ticket(rows[0])
+
+    def ticket_for(self, run_id: str, step: str, visit: int) -> Ticket | None:
+        rows = self.read(
+            f"SELECT {self._TICKET_COLS} FROM tickets WHERE run_id=? AND step=? AND visit=?",
+            (run_id, step, visit),
+        )
+        return self._ticket(rows[0]) if rows else None
+
+    def tickets(self, *, status: str | None = "open", run_id: str | None = None) -> list[Ticket]:
+        sql = f"SELECT {self._TICKET_COLS} FROM tickets WHERE 1=1"
+        params: list[Any] = []
+        if status is not None:
+            sql += " AND status=?"
+            params.append(status)
+        if run_id is not None:
+            sql += " AND run_id=?"
+            params.append(run_id)
+        return [self._ticket(r) for r in self.read(sql + " ORDER BY created_at", params)]
+
+    def decide(
+        self, ticket_id: str, decision: str, by: str, comment: str, event: Callable[[Ticket], StepEvent]
+    ) -> tuple[Ticket, bool]:
+        """Apply a decision once. Returns the ticket and whether this call changed it.
+
+        The same decision again is a no-op (False); a different one on a closed ticket is refused.
+        """
+        if decision not in ("approve", "reject"):
+            raise TicketError(f"a decision is 'approve' or 'reject', got {decision!r}")
+        if not by or not str(by).strip():
+            raise TicketError("a decision needs the reviewer's name (by=...)")
+        status = "approved" if decision == "approve" else "rejected"
+        with self.write() as conn:
+            row = conn.execute(
+                f"SELECT {self._TICKET_COLS} FROM tickets WHERE ticket_id=?", (ticket_id,)
+            ).fetchone()
+            if row is None:
+                raise TicketError(
+                    f"no approval ticket {ticket_id!r} in {self.path}; `wfkit pending` lists the open ones"
+                )
+            ticket = self._ticket(row)
+            if ticket.status == status:
+                return ticket, False
+            if ticket.status != "open":
+                raise TicketError(
+                    f"ticket {ticket_id} was already {ticket.status} by {ticket.decided_by}; a decision "
+                    f"is applied once and cannot be reversed (start a new run to decide again)"
+                )
+            now = time.time()
+            conn.execute(
+                "UPDATE tickets SET status=?, decided_by=?, comment=?, decided_at=? WHERE ticket_id=?",
+                (status, by, comment, now, ticket_id),
+            )
+            decided = dataclasses.replace(
+                ticket, status=status, decided_by=by, comment=comment, decided_at=now
+            )
+            conn.execute(_JOURNAL_INSERT, _event_row(event(decided)))
+        return decided, True
+
+
+@contextmanager
+def _transaction(conn: sqlite3.Connection) -> Iterator[None]:
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
