@@ -214,9 +214,7 @@ def test_exists_false_means_missing(state, expected):
 # --- missing fields, None values, dotted paths ------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    ("op", "value"), [("eq", None), ("contains", None), ("in", [None]), ("gt", 0), ("le", 0)]
-)
+@pytest.mark.parametrize(("op", "value"), [("eq", None), ("contains", None), ("in", [None]), ("gt", 0), ("le", 0)])
 def test_missing_field_equals_nothing(op, value):
     """On a missing field every operator but ne and exists is false, even against None."""
     assert not when("absent", op, value).evaluate({"other": 1})

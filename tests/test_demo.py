@@ -19,8 +19,6 @@ def test_demo_reports_retries_from_flaky_searches() -> None:
     assert run_demo(runs=40, seed=7, out=out) == 0
     lines = out.getvalue().splitlines()
     rows = {
-        line.split()[0]: line.split()
-        for line in lines
-        if line.startswith(("code_search", "web_search", "data_query"))
+        line.split()[0]: line.split() for line in lines if line.startswith(("code_search", "web_search", "data_query"))
     }
     assert sum(int(r[2]) for r in rows.values()) > 0, out.getvalue()

@@ -128,9 +128,7 @@ def test_definition_error_is_raised_by_validate_with_every_problem() -> None:
     flow = wf.Workflow("broken")
     flow.step(lambda s: None, name="a")
     flow.edge("a", "nowhere", "void")
-    with pytest.raises(
-        wf.WorkflowDefinitionError, match=r"workflow 'broken' has \d+ problems:\n  - "
-    ) as info:
+    with pytest.raises(wf.WorkflowDefinitionError, match=r"workflow 'broken' has \d+ problems:\n  - ") as info:
         flow.validate()
     assert len(info.value.problems) >= 2
     assert "broken" == info.value.workflow

@@ -207,9 +207,7 @@ def test_raise_for_status_returns_the_run_itself_when_fine() -> None:
 def test_raise_for_status_raises_with_the_run_attached() -> None:
     """raise_for_status() on a failed run raises its error, carrying the run as `.run`."""
     run = _failing().run({}, raise_on_error=False)
-    with pytest.raises(
-        wf.StepFailedError, match=r"step 'boom', attempt 1: failed with PermissionError"
-    ) as info:
+    with pytest.raises(wf.StepFailedError, match=r"step 'boom', attempt 1: failed with PermissionError") as info:
         run.raise_for_status()
     assert run is info.value.run  # type: ignore[attr-defined]
     assert run.error is info.value

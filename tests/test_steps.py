@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from wfkit._retry import NO_RETRY, RetryPolicy, classify_error
-from wfkit._steps import StepSpec, make_spec
+from wfkit._steps import StepSpec, code_hash, make_spec
 
 
 def spec(fn: Any, **overrides: Any) -> StepSpec:
@@ -339,6 +339,7 @@ def test_describe_gives_behaviour_as_plain_data():
         "tools": ["search", "calc"],
         "approval": None,
         "irreversible": False,
+        "code": code_hash(async_two),
     }
     assert expected == s.describe()
 
@@ -347,3 +348,19 @@ def test_spec_is_immutable():
     """A StepSpec is frozen."""
     with pytest.raises(dataclasses.FrozenInstanceError):
         spec(sync_one).timeout = 3.0  # type: ignore[misc]
+
+
+def test_code_hash_follows_behaviour_not_location():
+    """Two functions with the same body hash alike; a changed body hashes differently."""
+
+    def first(state):
+        return {"x": 1}
+
+    def second(state):
+        return {"x": 1}
+
+    def changed(state):
+        return {"x": 2}
+
+    assert code_hash(first) == code_hash(second)
+    assert code_hash(first) != code_hash(changed)

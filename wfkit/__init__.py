@@ -4,19 +4,27 @@ Workflows mix DAG fan-out and joins with state-machine loops and structured rout
 by policy with classified errors, time out per step and per run, and emit one event per attempt.
 """
 
+from wfkit._approvals import Approval, ApprovalPolicy, DecisionsFile, Ticket
 from wfkit._conditions import Condition, when
 from wfkit._context import Failure, StepContext
 from wfkit._engine import RunStatus
 from wfkit._errors import (
+    ApprovalRejectedError,
+    ApprovalRequiredError,
     ConditionError,
+    LeaseError,
     RunError,
     RunTimeoutError,
     StateConflictError,
     StateValueError,
     StepFailedError,
     StepTimeoutError,
+    StoreCorruptError,
+    TicketError,
     VisitLimitError,
     WfkitError,
+    WorkflowChangedError,
+    WorkflowChangedWarning,
     WorkflowDefinitionError,
 )
 from wfkit._events import Status, StepEvent
@@ -33,14 +41,21 @@ from wfkit._routing import END, Go, Route, go
 from wfkit._run import Run
 from wfkit._version import __version__
 from wfkit._workflow import Workflow
+from wfkit._workspace import Workspace
 
 __all__ = [
     "END",
+    "Approval",
+    "ApprovalPolicy",
+    "ApprovalRejectedError",
+    "ApprovalRequiredError",
     "Condition",
     "ConditionError",
+    "DecisionsFile",
     "ErrorKind",
     "Failure",
     "Go",
+    "LeaseError",
     "PermanentError",
     "RetryPolicy",
     "Route",
@@ -55,11 +70,17 @@ __all__ = [
     "StepEvent",
     "StepFailedError",
     "StepTimeoutError",
+    "StoreCorruptError",
+    "Ticket",
+    "TicketError",
     "TransientError",
     "VisitLimitError",
     "WfkitError",
     "Workflow",
+    "WorkflowChangedError",
+    "WorkflowChangedWarning",
     "WorkflowDefinitionError",
+    "Workspace",
     "__version__",
     "add",
     "append",

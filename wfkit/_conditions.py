@@ -95,13 +95,10 @@ class Compare(Condition):
             raise ConditionError(f"a condition's field must be a non-empty string, got {self.field!r}")
         if self.op not in OPERATORS:
             raise ConditionError(
-                f"unknown operator {self.op!r} in condition on {self.field!r}; "
-                f"use one of {', '.join(OPERATORS)}"
+                f"unknown operator {self.op!r} in condition on {self.field!r}; use one of {', '.join(OPERATORS)}"
             )
         if self.op == "in" and not hasattr(self.value, "__contains__"):
-            raise ConditionError(
-                f"operator 'in' on {self.field!r} needs a collection value, got {self.value!r}"
-            )
+            raise ConditionError(f"operator 'in' on {self.field!r} needs a collection value, got {self.value!r}")
 
     @property
     def path(self) -> tuple[str, ...]:
@@ -233,6 +230,4 @@ def condition_from_dict(data: Mapping[str, Any]) -> Condition:
     try:
         return Compare(data["field"], data["op"], data.get("value"))
     except KeyError as exc:
-        raise ConditionError(
-            f"a condition needs 'field' and 'op' (or 'all'/'any'/'not'), got {dict(data)!r}"
-        ) from exc
+        raise ConditionError(f"a condition needs 'field' and 'op' (or 'all'/'any'/'not'), got {dict(data)!r}") from exc

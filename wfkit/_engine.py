@@ -82,10 +82,16 @@ class RunStatus:
 class _Activation:
     """One scheduled execution of a step."""
 
-    __slots__ = ("failure", "queued", "spec", "tools", "version", "visit")
+    __slots__ = ("failure", "queued", "spec", "tools", "version", "view", "visit")
 
     def __init__(
-        self, spec: StepSpec, visit: int, tools: tuple[str, ...], version: int, failure: Failure | None
+        self,
+        spec: StepSpec,
+        visit: int,
+        tools: tuple[str, ...],
+        version: int,
+        failure: Failure | None,
+        state: dict[str, Any],
     ) -> None:
         self.spec = spec
         self.visit = visit
@@ -93,6 +99,9 @@ class _Activation:
         self.version = version  # state version when queued: later writes by others are conflicts
         self.failure = failure
         self.queued = time.perf_counter()
+        # The state as of activation: a parallel sibling's later commit is not visible, so what a
+        # step sees depends on the graph, not on timing (and a resumed step sees what it saw).
+        self.view: Mapping[str, Any] = MappingProxyType(dict(state))
 
 
 class _Outcome:
@@ -208,6 +217,8 @@ class Execution:
         try:
             if not self._resumed:
                 self._activate(self.graph.entry, None, None)
+            elif self.store is not None:
+                self.store.mark_running(self.run_id)
             await self._loop()
         except asyncio.CancelledError:
             self._fail(RunError("cancelled", run_id=self.run_id), RunStatus.CANCELLED)
@@ -300,7 +311,7 @@ class Execution:
             return
         self._active[name] = self._active.get(name, 0) + 1
         self._ready.append(
-            _Activation(spec, visit, spec.tools if tools is None else tools, self._version, failure)
+            _Activation(spec, visit, spec.tools if tools is None else tools, self._version, failure, self.state)
         )
 
     def _visit_limit(self, spec: StepSpec, visit: int) -> None:
@@ -464,7 +475,7 @@ class Execution:
             t0 = time.perf_counter()
             out.queue_s = t0 - act.queued if attempt == 1 else 0.0
             try:
-                result = await self._call(spec, MappingProxyType(dict(self.state)), ctx, timeout)
+                result = await self._call(spec, act.view, ctx, timeout)
                 if result is None:
                     result = {}
                 elif not isinstance(result, Mapping):
@@ -529,9 +540,7 @@ class Execution:
                 )
                 await self._sleep(delay)
 
-    async def _call(
-        self, spec: StepSpec, state: Mapping[str, Any], ctx: StepContext, timeout: float | None
-    ) -> Any:
+    async def _call(self, spec: StepSpec, state: Mapping[str, Any], ctx: StepContext, timeout: float | None) -> Any:
         args = (state, ctx) if spec.takes_context else (state,)
         if spec.is_async:
             if timeout is None:
@@ -856,11 +865,7 @@ class Execution:
                     router = self.graph.routers.get(step)
                     if router is not None:
                         go = next(
-                            (
-                                g
-                                for g in (*(r.go for r in router.routes), router.default)
-                                if g.target == route
-                            ),
+                            (g for g in (*(r.go for r in router.routes), router.default) if g.target == route),
                             None,
                         )
                         if go is None:  # reconciled by hand, or the routes changed: decide anew

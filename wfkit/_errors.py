@@ -61,9 +61,7 @@ class StateValueError(WfkitError, ValueError):
 class RunError(WfkitError):
     """A run that ended badly. `run_id`, `step` and `attempt` say where."""
 
-    def __init__(
-        self, message: str, *, run_id: str, step: str | None = None, attempt: int | None = None
-    ) -> None:
+    def __init__(self, message: str, *, run_id: str, step: str | None = None, attempt: int | None = None) -> None:
         self.run_id, self.step, self.attempt = run_id, step, attempt
         where = f"run {run_id}"
         if step is not None:

@@ -53,9 +53,7 @@ def describe_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> tuple[li
     for name in sorted(set(old_steps) & set(new_steps)):
         for key in sorted(set(old_steps[name]) | set(new_steps[name])):
             if old_steps[name].get(key) != new_steps[name].get(key):
-                changes.append(
-                    f"step {name!r}: {key} {old_steps[name].get(key)!r} -> {new_steps[name].get(key)!r}"
-                )
+                changes.append(f"step {name!r}: {key} {old_steps[name].get(key)!r} -> {new_steps[name].get(key)!r}")
     for part in ("entry", "edges", "routes", "merge"):
         if old.get(part) != new.get(part):
             changes.append(f"{part} changed")
@@ -147,9 +145,7 @@ def compile_graph(
 
     for src, targets in edges.items():
         if src not in known:
-            problems.append(
-                f"edge from unknown step {src!r}{_suggest(src, known)}: declare it with @flow.step"
-            )
+            problems.append(f"edge from unknown step {src!r}{_suggest(src, known)}: declare it with @flow.step")
         for dst in targets:
             if dst not in known:
                 problems.append(
@@ -158,9 +154,7 @@ def compile_graph(
                 )
     for src, router in routers.items():
         if src not in known:
-            problems.append(
-                f"routes from unknown step {src!r}{_suggest(src, known)}: declare it with @flow.step"
-            )
+            problems.append(f"routes from unknown step {src!r}{_suggest(src, known)}: declare it with @flow.step")
         for dst in sorted(router.targets - known):
             problems.append(
                 f"route from {src!r} -> {dst!r}: no step named {dst!r}{_suggest(dst, known)}; "

@@ -45,9 +45,7 @@ class Run:
     one event per attempt. ``run.approve(by=...)`` decides an open gate and resumes the run.
     """
 
-    def __init__(
-        self, execution: Execution, workflow: Workflow | None = None, options: _Options | None = None
-    ) -> None:
+    def __init__(self, execution: Execution, workflow: Workflow | None = None, options: _Options | None = None) -> None:
         self._exec = execution
         self._workflow = workflow
         self._options = options
@@ -141,14 +139,10 @@ class Run:
         store = self._exec.store
         if store is None:
             raise TicketError(f"run {self.run_id} keeps no workspace, so it has no tickets")
-        tickets = [
-            t for t in store.tickets(status=None, run_id=self.run_id) if step is None or t.step == step
-        ]
+        tickets = [t for t in store.tickets(status=None, run_id=self.run_id) if step is None or t.step == step]
         open_ = [t for t in tickets if t.is_open] or tickets[-1:]
         if not open_:
-            raise TicketError(
-                f"run {self.run_id} has no approval ticket" + (f" at step {step!r}" if step else "")
-            )
+            raise TicketError(f"run {self.run_id} has no approval ticket" + (f" at step {step!r}" if step else ""))
         if len(open_) > 1:
             steps = ", ".join(f"{t.step!r} ({t.ticket_id})" for t in open_)
             raise TicketError(f"run {self.run_id} has several open tickets: {steps}; pass step=...")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import inspect
+import types
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeAlias
@@ -57,7 +59,30 @@ class StepSpec:
             "tools": list(self.tools),
             "approval": None if self.approval is None else self.approval.describe(),
             "irreversible": self.irreversible,
+            "code": code_hash(self.fn),
         }
+
+
+def code_hash(fn: Any) -> str:
+    """A hash of what a function does (bytecode, names, constants), not of where it lives: line
+    numbers and file names (a notebook cell's file differs per kernel) do not change it."""
+    digest = hashlib.sha256()
+
+    def feed(code: types.CodeType) -> None:
+        digest.update(code.co_code)
+        digest.update(repr((code.co_names, code.co_varnames, code.co_freevars)).encode())
+        for const in code.co_consts:
+            if isinstance(const, types.CodeType):
+                feed(const)
+            else:
+                digest.update(repr(const).encode())
+
+    code = getattr(fn, "__code__", None) or getattr(type(fn).__call__, "__code__", None)
+    if isinstance(code, types.CodeType):
+        feed(code)
+    else:
+        digest.update(getattr(type(fn), "__qualname__", repr(type(fn))).encode())
+    return digest.hexdigest()[:12]
 
 
 def _arity(fn: StepFunction, name: str) -> bool:
@@ -96,9 +121,7 @@ def make_spec(
     step_name = name or getattr(fn, "__name__", None)
     if not step_name or not isinstance(step_name, str) or step_name == "<lambda>":
         raise TypeError("a step needs a name: pass name='...' for lambdas and callables")
-    if timeout is not None and (
-        isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0
-    ):
+    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0):
         raise ValueError(f"step {step_name!r}: timeout must be > 0 seconds, got {timeout!r}")
     if max_visits is not None and (not isinstance(max_visits, int) or max_visits < 1):
         raise ValueError(f"step {step_name!r}: max_visits must be an int >= 1, got {max_visits!r}")

@@ -186,7 +186,7 @@ class Store:
 
     def _check_file(self) -> None:
         if not self.path.exists():
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._create_file()
             return
         with self.path.open("rb") as fh:
             head = fh.read(16)
@@ -196,6 +196,28 @@ class Store:
                 f"the run store {self.path} is {what}; wfkit will not read it as an empty store. "
                 f"Move it aside (or restore a backup) and wfkit will create a new one"
             )
+
+    def _create_file(self) -> None:
+        """Build the schema in a private file, then link it into place: other processes never see
+        a half-made store (a 0-byte file is how a truncated store looks)."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+        conn = sqlite3.connect(tmp, isolation_level=None)
+        try:
+            conn.execute("PRAGMA journal_mode = WAL")
+            with _transaction(conn):
+                for statement in _SCHEMA.split(";"):
+                    if statement.strip():
+                        conn.execute(statement)
+                conn.execute("INSERT INTO meta (key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+        finally:
+            conn.close()
+        try:
+            os.link(tmp, self.path)
+        except FileExistsError:
+            pass  # another process made it first: theirs is as good as ours
+        finally:
+            tmp.unlink(missing_ok=True)
 
     def _connect(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
@@ -207,21 +229,14 @@ class Store:
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute(f"PRAGMA synchronous = {self.synchronous}")
             conn.execute("PRAGMA foreign_keys = ON")
-            with _transaction(conn):
-                version = self._schema_version(conn)
-                if version is None:
-                    for statement in _SCHEMA.split(";"):
-                        if statement.strip():
-                            conn.execute(statement)
-                    conn.execute(
-                        "INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?)",
-                        (str(SCHEMA_VERSION),),
-                    )
-                elif version > SCHEMA_VERSION:
-                    raise StoreCorruptError(
-                        f"the run store {self.path} has schema version {version}, newer than this "
-                        f"wfkit understands ({SCHEMA_VERSION}); upgrade wfkit"
-                    )
+            version = self._schema_version(conn)
+            if version is None:
+                raise StoreCorruptError(f"the run store {self.path} holds no tables; it is damaged or truncated")
+            if version > SCHEMA_VERSION:
+                raise StoreCorruptError(
+                    f"the run store {self.path} has schema version {version}, newer than this "
+                    f"wfkit understands ({SCHEMA_VERSION}); upgrade wfkit"
+                )
         except sqlite3.DatabaseError as exc:
             if isinstance(exc, sqlite3.OperationalError):
                 raise
@@ -322,11 +337,14 @@ class Store:
                         run_id=run_id,
                     )
             conn.execute(
-                "UPDATE runs SET lease_owner=?, lease_host=?, lease_pid=?, lease_expires=?, "
-                "status='running', updated_at=? WHERE run_id=?",
-                (self.owner, _HOST, os.getpid(), now + LEASE_TTL, now, run_id),
+                "UPDATE runs SET lease_owner=?, lease_host=?, lease_pid=?, lease_expires=? WHERE run_id=?",
+                (self.owner, _HOST, os.getpid(), now + LEASE_TTL, run_id),
             )
         return run
+
+    def mark_running(self, run_id: str) -> None:
+        with self.write() as conn:
+            conn.execute("UPDATE runs SET status='running', updated_at=? WHERE run_id=?", (time.time(), run_id))
 
     def release(self, run_id: str) -> None:
         with self.write() as conn:
@@ -429,9 +447,7 @@ class Store:
         return [event_from_row(r) for r in rows]
 
     def attempts_so_far(self, run_id: str) -> dict[tuple[str, int], int]:
-        rows = self.read(
-            "SELECT step, visit, MAX(attempt) FROM journal WHERE run_id=? GROUP BY step, visit", (run_id,)
-        )
+        rows = self.read("SELECT step, visit, MAX(attempt) FROM journal WHERE run_id=? GROUP BY step, visit", (run_id,))
         return {(r[0], r[1]): r[2] for r in rows}
 
     # ---- intents --------------------------------------------------------------------------------
@@ -446,15 +462,12 @@ class Store:
             )
 
     def intent_status(self, run_id: str, step: str, visit: int) -> str | None:
-        rows = self.read(
-            "SELECT status FROM intents WHERE run_id=? AND step=? AND visit=?", (run_id, step, visit)
-        )
+        rows = self.read("SELECT status FROM intents WHERE run_id=? AND step=? AND visit=?", (run_id, step, visit))
         return rows[0][0] if rows else None
 
     def intents(self, run_id: str) -> list[dict[str, Any]]:
         rows = self.read(
-            "SELECT step, visit, key, status, created_at, resolved_by FROM intents WHERE run_id=? "
-            "ORDER BY created_at",
+            "SELECT step, visit, key, status, created_at, resolved_by FROM intents WHERE run_id=? ORDER BY created_at",
             (run_id,),
         )
         keys = ("step", "visit", "key", "status", "created_at", "resolved_by")
@@ -510,8 +523,7 @@ class Store:
     # ---- tickets --------------------------------------------------------------------------------
 
     _TICKET_COLS = (
-        "ticket_id, run_id, workflow, step, visit, reason, payload, status, decided_by, comment, "
-        "created_at, decided_at"
+        "ticket_id, run_id, workflow, step, visit, reason, payload, status, decided_by, comment, created_at, decided_at"
     )
 
     @staticmethod
@@ -552,9 +564,7 @@ class Store:
     def ticket(self, ticket_id: str) -> Ticket:
         rows = self.read(f"SELECT {self._TICKET_COLS} FROM tickets WHERE ticket_id=?", (ticket_id,))
         if not rows:
-            raise TicketError(
-                f"no approval ticket {ticket_id!r} in {self.path}; `wfkit pending` lists the open ones"
-            )
+            raise TicketError(f"no approval ticket {ticket_id!r} in {self.path}; `wfkit pending` lists the open ones")
         return self._ticket(rows[0])
 
     def ticket_for(self, run_id: str, step: str, visit: int) -> Ticket | None:
@@ -588,9 +598,7 @@ class Store:
             raise TicketError("a decision needs the reviewer's name (by=...)")
         status = "approved" if decision == "approve" else "rejected"
         with self.write() as conn:
-            row = conn.execute(
-                f"SELECT {self._TICKET_COLS} FROM tickets WHERE ticket_id=?", (ticket_id,)
-            ).fetchone()
+            row = conn.execute(f"SELECT {self._TICKET_COLS} FROM tickets WHERE ticket_id=?", (ticket_id,)).fetchone()
             if row is None:
                 raise TicketError(
                     f"no approval ticket {ticket_id!r} in {self.path}; `wfkit pending` lists the open ones"
@@ -608,9 +616,7 @@ class Store:
                 "UPDATE tickets SET status=?, decided_by=?, comment=?, decided_at=? WHERE ticket_id=?",
                 (status, by, comment, now, ticket_id),
             )
-            decided = dataclasses.replace(
-                ticket, status=status, decided_by=by, comment=comment, decided_at=now
-            )
+            decided = dataclasses.replace(ticket, status=status, decided_by=by, comment=comment, decided_at=now)
             conn.execute(_JOURNAL_INSERT, _event_row(event(decided)))
         return decided, True
 

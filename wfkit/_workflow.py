@@ -146,9 +146,7 @@ class Workflow:
                 irreversible=irreversible,
             )
             old = self._steps.get(spec.name)
-            if old is not None and getattr(old.fn, "__qualname__", None) != getattr(
-                func, "__qualname__", None
-            ):
+            if old is not None and getattr(old.fn, "__qualname__", None) != getattr(func, "__qualname__", None):
                 raise ValueError(
                     f"workflow {self.name!r} already has a step named {spec.name!r} "
                     f"(function {getattr(old.fn, '__qualname__', old.fn)!r}); give this one another name"
@@ -190,9 +188,7 @@ class Workflow:
         """
         for r in routes:
             if not isinstance(r, Route):
-                raise TypeError(
-                    f"routes out of {source!r} must be `wfkit.when(...) >> wfkit.go(...)`, got {r!r}"
-                )
+                raise TypeError(f"routes out of {source!r} must be `wfkit.when(...) >> wfkit.go(...)`, got {r!r}")
         if not isinstance(default, Go):
             raise TypeError(f"default must be wfkit.go('step'), got {default!r}")
         self._routers[source] = Router(tuple(routes), default)
@@ -210,9 +206,7 @@ class Workflow:
     def validate(self) -> Graph:
         """Check the definition; raise WorkflowDefinitionError listing every problem."""
         if self._graph is None:
-            self._graph = compile_graph(
-                self.name, self._steps, self._edges, self._routers, self._entry, self._merge
-            )
+            self._graph = compile_graph(self.name, self._steps, self._edges, self._routers, self._entry, self._merge)
         return self._graph
 
     @property
@@ -299,31 +293,30 @@ class Workflow:
         row = store.run_row(run_id)
         if row["workflow"] != self.name:
             raise ValueError(
-                f"run {run_id} belongs to workflow {row['workflow']!r}, not {self.name!r}; "
-                f"resume it with that workflow"
+                f"run {run_id} belongs to workflow {row['workflow']!r}, not {self.name!r}; resume it with that workflow"
             )
         if row["status"] == RunStatus.SUCCEEDED:
             raise ValueError(f"run {run_id} already succeeded; there is nothing to resume")
-        checkpoints = store.checkpoints(run_id)
-        removed, changes = describe_changes(json.loads(row["definition"]), graph.description)
-        lost = sorted({c[1] for c in checkpoints} & set(removed))
-        if lost:
-            raise WorkflowChangedError(
-                f"completed step(s) {', '.join(map(repr, lost))} no longer exist in the workflow, so "
-                f"resuming would lose their results; restore them, or start a new run"
-                + (f" (other changes: {'; '.join(changes)})" if changes else ""),
-                run_id=run_id,
-            )
-        if row["fingerprint"] != graph.fingerprint:
-            warnings.warn(
-                WorkflowChangedWarning(
-                    f"run {run_id} was started with another definition of {self.name!r}; resuming "
-                    f"with the current one. Changes: {'; '.join(changes) or 'step code or options'}"
-                ),
-                stacklevel=3,
-            )
-        store.acquire(run_id)
+        row = store.acquire(run_id)  # first: "someone else is running it" trumps everything
         try:
+            checkpoints = store.checkpoints(run_id)
+            removed, changes = describe_changes(json.loads(row["definition"]), graph.description)
+            lost = sorted({c[1] for c in checkpoints} & set(removed))
+            if lost:
+                raise WorkflowChangedError(
+                    f"completed step(s) {', '.join(map(repr, lost))} no longer exist in the workflow, so "
+                    f"resuming would lose their results; restore them, or start a new run"
+                    + (f" (other changes: {'; '.join(changes)})" if changes else ""),
+                    run_id=run_id,
+                )
+            if row["fingerprint"] != graph.fingerprint:
+                warnings.warn(
+                    WorkflowChangedWarning(
+                        f"run {run_id} was started with another definition of {self.name!r}; resuming "
+                        f"with the current one. Changes: {'; '.join(changes) or 'step code or options'}"
+                    ),
+                    stacklevel=3,
+                )
             elapsed = row["elapsed"] or 0.0
             if row["count_waiting"] and row["status"] in RunStatus.HALTED:
                 elapsed += max(0.0, time.time() - row["updated_at"])

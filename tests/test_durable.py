@@ -1,0 +1,335 @@
+"""Durable runs across real process deaths: SIGKILL at every step boundary and inside steps,
+resume, at-most-once side effects, leases, many processes on one workspace."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import wfkit as wf
+from wfkit._workspace import Workspace
+
+HERE = Path(__file__).parent
+sys.path.insert(0, str(HERE))
+from crashflow import STEPS  # noqa: E402
+
+
+def _child(workspace: Path, logs: Path, crash_at: str | None = None) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "WFKIT_SYNCHRONOUS": "full", "PYTHONPATH": str(HERE.parent)}
+    args = [sys.executable, str(HERE / "crashflow.py"), str(workspace), str(logs)]
+    return subprocess.run(args + ([crash_at] if crash_at else []), env=env, capture_output=True, text=True, timeout=60)
+
+
+@pytest.fixture(scope="module")
+def baseline(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """The final state of a crash-free run."""
+    root = tmp_path_factory.mktemp("baseline")
+    logs = root / "logs"
+    logs.mkdir()
+    done = _child(root / "ws", logs)
+    assert 0 == done.returncode, done.stderr
+    result = json.loads((logs / "result.json").read_text())
+    assert "succeeded" == result["status"]
+    return dict(result["state"])
+
+
+@pytest.mark.parametrize("crash_at", [f"{s}:{p}" for s in STEPS for p in ("start", "middle")])
+def test_sigkill_then_resume_runs_each_step_once(crash_at: str, tmp_path: Path, baseline: dict[str, Any]) -> None:
+    """After kill -9 anywhere, resume completes the run with every step done once and one email."""
+    ws, logs = tmp_path / "ws", tmp_path / "logs"
+    logs.mkdir()
+    first = _child(ws, logs, crash_at)
+    assert -signal.SIGKILL == first.returncode, first.stderr
+    assert not (logs / "result.json").exists()
+
+    second = _child(ws, logs)
+    assert 0 == second.returncode, second.stderr
+    status = json.loads((logs / "result.json").read_text())["status"]
+    crashed_step, phase = crash_at.split(":")
+    if crashed_step == "email":
+        # Died between the intent and the result: never re-sent by itself; a person decides.
+        assert "needs_reconciliation" == status
+        outbox = logs / "outbox.txt"
+        sent = len(outbox.read_text().splitlines()) if outbox.exists() else 0
+        assert (0 if phase == "start" else 1) == sent
+        if sent:
+            Workspace(ws).reconcile(
+                "crash-run", "email", action="done", by="ops", updates={"trail": "email", "emailed": True}
+            )
+        else:
+            Workspace(ws).reconcile("crash-run", "email", action="retry", by="ops")
+        third = _child(ws, logs)
+        assert 0 == third.returncode, third.stderr
+        status = json.loads((logs / "result.json").read_text())["status"]
+
+    assert "succeeded" == status
+    assert baseline == json.loads((logs / "result.json").read_text())["state"]
+    lines = (logs / "ran.log").read_text().split()
+    # Steps in flight at the kill start again. `left` starts first and is fast: it dies at its
+    # start before `right` begins; it has committed by the time `right` dies in its middle.
+    in_flight = {crashed_step} - ({"email"} if phase == "middle" else set())
+    if crash_at in ("left:middle", "right:start"):
+        in_flight |= {"left", "right"}
+    for step in STEPS:
+        reconciled_by_hand = step == "email" and phase == "middle" and crashed_step == "email"
+        assert (0 if reconciled_by_hand else 1) == lines.count(f"done:{step}"), (step, lines)
+        assert (2 if step in in_flight else 1) == lines.count(f"start:{step}"), (step, lines)
+    assert 1 == len((logs / "outbox.txt").read_text().splitlines())
+    keys = {line.split("key=")[1] for line in (logs / "outbox.txt").read_text().splitlines()}
+    assert {"crash-run:email:1"} == keys
+
+
+def _steps_flow(calls: list[str] | None = None) -> wf.Workflow:
+    flow = wf.Workflow("resumable", merge={"trail": wf.append})
+
+    @flow.step
+    def one(state: Any) -> dict[str, Any]:
+        if calls is not None:
+            calls.append("one")
+        return {"trail": "one"}
+
+    @flow.step(retry=wf.RetryPolicy(max_retries=1, base_delay=0))
+    def two(state: Any) -> dict[str, Any]:
+        if calls is not None:
+            calls.append("two")
+        if state.get("break_two", True) and not os.environ.get("FIXED"):
+            raise ConnectionError("backend down")
+        return {"trail": "two"}
+
+    @flow.step
+    def three(state: Any) -> dict[str, Any]:
+        return {"trail": "three"}
+
+    flow.chain("one", "two", "three")
+    return flow
+
+
+def test_failed_run_resumes_from_failed_step(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run whose retries ran out resumes at that step; completed steps do not run again."""
+    calls: list[str] = []
+    flow = _steps_flow(calls)
+    run = flow.run({}, raise_on_error=False)
+    assert "failed" == run.status
+    assert ["one", "two", "two"] == calls
+    monkeypatch.setenv("FIXED", "1")
+    resumed = flow.resume(run.run_id)
+    assert "succeeded" == resumed.status
+    assert ["one", "two", "two", "two"] == calls
+    assert ["one", "two", "three"] == resumed.state["trail"]
+    # Attempts keep counting across the resume: one row per attempt, no duplicates.
+    rows = [(e.step, e.attempt, e.status) for e in Workspace().events(run.run_id)]
+    assert [("one", 1, "ok"), ("two", 1, "retry"), ("two", 2, "failed"), ("two", 3, "ok"), ("three", 1, "ok")] == rows
+
+
+def test_run_handle_resume_and_cli_listing(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """run.resume() continues the same handle; `wfkit runs` and `wfkit show` list it, also as JSON."""
+    from wfkit._cli import main
+
+    flow = _steps_flow()
+    run = flow.run({}, raise_on_error=False)
+    monkeypatch.setenv("FIXED", "1")
+    assert "succeeded" == run.resume().wait(10).status
+    assert 0 == main(["runs"])
+    out = capsys.readouterr().out
+    assert run.run_id in out
+    assert "succeeded" in out
+    assert 0 == main(["runs", "--json"])
+    rows = json.loads(capsys.readouterr().out)
+    assert [(run.run_id, "resumable", "succeeded", 3)] == [
+        (r["run_id"], r["workflow"], r["status"], r["steps_done"]) for r in rows
+    ]
+    assert 0 == main(["show", run.run_id, "--json"])
+    shown = json.loads(capsys.readouterr().out)
+    assert ["one", "two", "three"] == [s["step"] for s in shown["steps"]]
+    assert 5 == len(shown["events"])
+    assert 0 == main(["show", run.run_id])
+    assert "two" in capsys.readouterr().out
+    assert 1 == main(["show", "no-such-run"])
+    assert "no run 'no-such-run'" in capsys.readouterr().err
+
+
+def test_succeeded_run_does_not_resume() -> None:
+    """Resuming a finished run is refused with a clear message."""
+    flow = _steps_flow()
+    run = flow.run({"break_two": False})
+    with pytest.raises(ValueError, match="already succeeded; there is nothing to resume"):
+        flow.resume(run.run_id)
+
+
+def test_parallel_sibling_that_finished_is_not_rerun() -> None:
+    """After a failure in one branch, resume runs only that branch; its finished sibling is kept."""
+    calls: list[str] = []
+    flow = wf.Workflow("siblings", merge={"seen": wf.append})
+    flow.step(lambda s: None, name="start")
+
+    @flow.step
+    def fast(state: Any) -> dict[str, Any]:
+        calls.append("fast")
+        return {"seen": "fast"}
+
+    @flow.step
+    def fragile(state: Any) -> dict[str, Any]:
+        calls.append("fragile")
+        if len(calls) < 3:
+            raise PermissionError("not yet")
+        return {"seen": "fragile"}
+
+    flow.step(lambda s: {"joined": sorted(s["seen"])}, name="join")
+    flow.edge("start", "fast", "fragile")
+    flow.edge("fast", "join")
+    flow.edge("fragile", "join")
+    run = flow.run({}, raise_on_error=False)
+    assert "failed" == run.status
+    resumed = flow.resume(run.run_id)
+    assert ["fast", "fragile"] == resumed.state["joined"]
+    assert 1 == calls.count("fast")
+
+
+def test_state_that_cannot_be_stored_names_step_and_field() -> None:
+    """A step writing a value JSON cannot hold fails, naming the step and field."""
+    import datetime
+
+    flow = wf.Workflow("unstorable")
+    flow.step(lambda s: {"when": datetime.datetime.now()}, name="stamp")
+    with pytest.raises(wf.StepFailedError) as info:
+        flow.run({})
+    cause = info.value.__cause__
+    assert isinstance(cause, wf.StateValueError)
+    assert "step 'stamp' wrote state field 'when' = datetime" in str(cause)
+
+
+def test_inputs_that_cannot_be_stored_are_refused() -> None:
+    """Inputs must be JSON data when the run is durable; workspace=False lifts that."""
+    flow = wf.Workflow("inputs")
+    flow.step(lambda s: None, name="a")
+    with pytest.raises(wf.StateValueError, match="the run's inputs state field 'obj'"):
+        flow.run({"obj": object()})
+    assert "succeeded" == flow.run({"obj": object()}, workspace=False).status
+
+
+def test_second_executor_is_refused_by_the_lease(tmp_path: Path) -> None:
+    """While one live process executes a run, a resume from another process is refused."""
+    ws = tmp_path / "leased"
+    script = textwrap.dedent(
+        f"""
+        import asyncio, sys, wfkit as wf
+        flow = wf.Workflow("slow")
+        @flow.step
+        async def wait(state):
+            print("started", flush=True)
+            await asyncio.sleep(30)
+        flow.run({{}}, run_id="held", workspace={str(ws)!r})
+        """
+    )
+    with subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True) as holder:
+        try:
+            assert "started" == holder.stdout.readline().strip()  # type: ignore[union-attr]
+            flow = wf.Workflow("slow")
+            flow.step(lambda s: None, name="wait")
+            with pytest.raises(wf.LeaseError, match=f"being executed by process {holder.pid}"):
+                flow.resume("held", workspace=ws)  # refused before any definition check
+        finally:
+            holder.kill()
+    # The holder is dead now: its lease is stale and the run can be taken over.
+    flow = wf.Workflow("slow")
+    flow.step(lambda s: None, name="wait")
+    with pytest.warns(wf.WorkflowChangedWarning, match="step 'wait': async True -> False"):
+        assert "succeeded" == flow.resume("held", workspace=ws).status
+
+
+def test_changed_workflow_warns_or_refuses() -> None:
+    """Resuming with a changed definition warns; if a completed step is gone, it refuses."""
+    flow = _steps_flow()
+    run = flow.run({}, raise_on_error=False)
+
+    changed = _steps_flow()
+    changed.step(lambda s: None, name="four")
+    changed.edge("three", "four")
+    with pytest.warns(wf.WorkflowChangedWarning, match="step 'four' added"), pytest.raises(wf.StepFailedError):
+        changed.resume(run.run_id)
+
+    gone = wf.Workflow("resumable")
+    gone.step(lambda s: None, name="two")
+    with pytest.raises(wf.WorkflowChangedError, match="completed step\\(s\\) 'one' no longer exist"):
+        gone.resume(run.run_id)
+
+
+def test_run_deadline_survives_a_resume() -> None:
+    """Time used before a failure counts against the deadline after resume."""
+    import asyncio
+
+    flow = wf.Workflow("deadline")
+
+    @flow.step
+    async def slow(state: Any) -> dict[str, Any]:
+        await asyncio.sleep(0.3)
+        return {"slow": True}
+
+    @flow.step
+    def flaky(state: Any) -> None:
+        raise PermissionError("fails")
+
+    @flow.step
+    async def slow_again(state: Any) -> None:
+        await asyncio.sleep(0.3)
+
+    flow.chain("slow", "flaky", "slow_again")
+    run = flow.run({}, timeout=0.5, raise_on_error=False)
+    assert "failed" == run.status
+    flaky_ok = wf.Workflow("deadline")
+    flaky_ok.step(slow)
+    flaky_ok.step(lambda s: None, name="flaky")
+    flaky_ok.step(slow_again)
+    flaky_ok.chain("slow", "flaky", "slow_again")
+    with pytest.warns(wf.WorkflowChangedWarning):
+        resumed = flaky_ok.resume(run.run_id, raise_on_error=False)
+    assert "timed_out" == resumed.status
+
+
+CONCURRENT = textwrap.dedent(
+    """
+    import sys, wfkit as wf
+    flow = wf.Workflow("busy")
+    flow.step(lambda s: {"a": 1}, name="a")
+    flow.step(lambda s: {"b": s["a"] + 1}, name="b")
+    flow.step(lambda s: {"c": s["b"] + 1}, name="c")
+    flow.chain("a", "b", "c")
+    for i in range(50):
+        flow.run({"worker": int(sys.argv[1]), "i": i}, workspace=sys.argv[2])
+    print("ok")
+    """
+)
+
+
+def test_eight_processes_fifty_runs_each_share_one_workspace(tmp_path: Path) -> None:
+    """8 processes x 50 runs on one workspace: no lock errors, no lost run."""
+    ws = tmp_path / "shared"
+    env = {**os.environ, "WFKIT_SYNCHRONOUS": "normal"}
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", CONCURRENT, str(n), str(ws)],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for n in range(8)
+    ]
+    outputs = [p.communicate(timeout=120) for p in procs]
+    for proc, (out, err) in zip(procs, outputs, strict=True):
+        assert 0 == proc.returncode, err
+        assert "ok" == out.strip()
+        assert "locked" not in err
+    runs = Workspace(ws).runs()
+    assert 400 == len(runs)
+    assert {"succeeded"} == {r["status"] for r in runs}
+    assert {3} == {r["steps_done"] for r in runs}
+    assert 1200 == len(Workspace(ws).events())
