@@ -12,14 +12,19 @@ import argparse
 import asyncio
 import gc
 import json
+import os
+import sqlite3
 import statistics
 import sys
+import tempfile
 import time
 import tracemalloc
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import wfkit as wf
+from wfkit._workspace import open_store
 from wfkit.testing import MemorySink
 
 
@@ -52,7 +57,7 @@ async def w1(repeats: int) -> dict[str, Any]:
     flow, sink = _chain(n), MemorySink()
 
     async def run_wfkit() -> None:
-        await flow.arun({}, sinks=[sink])
+        await flow.arun({}, sinks=[sink], workspace=False)
         sink.clear()
 
     fns = [_noop] * n
@@ -79,7 +84,7 @@ async def w2(repeats: int) -> dict[str, Any]:
     flow.edge("start", *branches)
 
     async def run_wfkit() -> None:
-        await flow.arun({}, sinks=[sink])
+        await flow.arun({}, sinks=[sink], workspace=False)
         sink.clear()
 
     async def run_asyncio() -> None:
@@ -105,7 +110,7 @@ async def w3(repeats: int) -> dict[str, Any]:
     flow.route("work", wf.when("i", "lt", laps) >> wf.go("work"), default=wf.go(wf.END))
 
     async def run_wfkit() -> None:
-        await flow.arun({"i": 0}, sinks=[sink])
+        await flow.arun({"i": 0}, sinks=[sink], workspace=False)
         sink.clear()
 
     cond = wf.when("i", "lt", laps)
@@ -142,7 +147,7 @@ async def _concurrent(runs: int, flow: wf.Workflow) -> tuple[float, float]:
 
     gc.collect()
     t0 = time.perf_counter()
-    await asyncio.gather(*(flow.arun({}) for _ in range(runs)))
+    await asyncio.gather(*(flow.arun({}, workspace=False) for _ in range(runs)))
     a = time.perf_counter() - t0
     gc.collect()
     t0 = time.perf_counter()
@@ -166,7 +171,7 @@ async def w6(repeats: int) -> dict[str, Any]:
     a, b = await _concurrent(10_000, flow)
     gc.collect()
     tracemalloc.start()
-    await asyncio.gather(*(flow.arun({}) for _ in range(10_000)))
+    await asyncio.gather(*(flow.arun({}, workspace=False) for _ in range(10_000)))
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     row = _row("W6", "10,000 concurrent runs of a 5-step chain of 10 ms sleeps", a, b, unit="s_wall")
@@ -192,7 +197,45 @@ def _row(
     return row
 
 
-WORKLOADS = {"W1": w1, "W2": w2, "W3": w3, "W5": w5, "W6": w6}
+async def w4(repeats: int) -> list[dict[str, Any]]:
+    """A 100-step chain, checkpointed after every step, beside plain sqlite3 WAL commits."""
+    n = 100
+    rows = []
+    for sync in ("full", "normal"):
+        with tempfile.TemporaryDirectory() as tmp:
+            flow = _chain(n)
+            os.environ["WFKIT_SYNCHRONOUS"] = sync  # what flow.arun(workspace=tmp) will open
+            store = open_store(tmp)
+
+            async def run_wfkit(flow: wf.Workflow = flow, tmp: str = tmp) -> None:
+                await flow.arun({}, workspace=tmp)
+
+            conn = sqlite3.connect(Path(tmp) / "plain.db", isolation_level=None)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute(f"PRAGMA synchronous={sync.upper()}")
+            conn.execute("CREATE TABLE t (run TEXT, seq INTEGER, step TEXT, updates TEXT)")
+
+            async def run_sqlite(conn: sqlite3.Connection = conn) -> None:
+                state: dict[str, Any] = {}
+                for i in range(n):
+                    update = await _noop(state)
+                    conn.execute("BEGIN IMMEDIATE")
+                    conn.execute("INSERT INTO t VALUES (?, ?, ?, ?)", ("r", i, f"s{i}", json.dumps(update)))
+                    conn.execute("COMMIT")
+
+            reps = max(5, repeats // 20)
+            a = await _median_seconds(run_wfkit, reps)
+            b = await _median_seconds(run_sqlite, reps)
+            conn.close()
+            store.close()
+        row = _row("W4", f"100-step chain, durable store, synchronous={sync.upper()}", a / n, b / n)
+        row["sqlite3"] = row.pop("asyncio")  # the baseline: one INSERT + COMMIT per step, WAL
+        row["synchronous"] = sync
+        rows.append(row)
+    return rows
+
+
+WORKLOADS = {"W1": w1, "W2": w2, "W3": w3, "W4": w4, "W5": w5, "W6": w6}
 
 
 async def main(argv: list[str]) -> None:
@@ -205,15 +248,19 @@ async def main(argv: list[str]) -> None:
     args = parser.parse_args(argv)
     chosen = [w.strip() for w in args.only.split(",") if w.strip()] or list(WORKLOADS)
     for name in chosen:
-        row = await WORKLOADS[name](args.repeats)
-        if args.json:
-            print(json.dumps(row), flush=True)
-        else:
-            extra = {
-                k: v for k, v in row.items() if k not in ("workload", "what", "wfkit", "asyncio", "unit")
-            }
-            figures = f"wfkit {row['wfkit']} vs asyncio {row['asyncio']} {row['unit']}"
-            print(f"{name}  {row['what']}: {figures}  {extra}", flush=True)
+        result = await WORKLOADS[name](args.repeats)
+        for row in result if isinstance(result, list) else [result]:
+            _print(name, row, args.json)
+
+
+def _print(name: str, row: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(row), flush=True)
+        return
+    base = "sqlite3" if "sqlite3" in row else "asyncio"
+    extra = {k: v for k, v in row.items() if k not in ("workload", "what", "wfkit", base, "unit")}
+    figures = f"wfkit {row['wfkit']} vs {base} {row[base]} {row['unit']}"
+    print(f"{name}  {row['what']}: {figures}  {extra}", flush=True)
 
 
 if __name__ == "__main__":

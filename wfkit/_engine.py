@@ -193,7 +193,6 @@ class Execution:
         self.finished = threading.Event()
         self.parked: list[_Activation] = []  # waiting for an approval decision
         self.unreconciled: list[_Activation] = []  # irreversible steps cut off mid-flight
-        self._seq = 0
         self._resumed = False
         self._replaying = False
         self._attempt_base: dict[tuple[str, int], int] = {}
@@ -383,7 +382,7 @@ class Execution:
                 return
             route = None if chosen is None else chosen.target
             event = self._outcome_event(act, out, route)
-            self._checkpoint(act, "ok", out.encoded, route, None, event)
+            self._checkpoint(act, "ok", out.encoded, None, event)
             self._emit(event)
             if chosen is not None:
                 if route != END:
@@ -418,7 +417,7 @@ class Execution:
                 return
             failure = self._failure_of(name, out.attempt, out.error, out.kind)
             event = self._outcome_event(act, out, fallback)
-            self._checkpoint(act, "fallback", None, fallback, json.dumps(dataclasses.asdict(failure)), event)
+            self._checkpoint(act, "fallback", None, json.dumps(dataclasses.asdict(failure)), event)
             self._emit(event)
             if fallback != END:
                 self._activate(fallback, None, failure)
@@ -684,34 +683,16 @@ class Execution:
     # ---- durability --------------------------------------------------------------------------
 
     def _checkpoint(
-        self,
-        act: _Activation,
-        outcome: str,
-        updates: str | None,
-        route: str | None,
-        failure: str | None,
-        event: StepEvent,
+        self, act: _Activation, outcome: str, updates: str | None, failure: str | None, event: StepEvent
     ) -> None:
         if self.store is None or self._replaying:
             return
-        self._seq += 1
         now = time.monotonic()
         lease_due = now >= self._lease_renew_at
         if lease_due:
             self._lease_renew_at = now + LEASE_TTL / 2
-        self.store.checkpoint(
-            self.run_id,
-            self._seq,
-            act.spec.name,
-            act.visit,
-            outcome,
-            updates,
-            route,
-            failure,
-            event,
-            lease_due,
-            intent_status="done" if outcome == "ok" else "failed",
-        )
+        intent = None if not act.spec.irreversible else "done" if outcome == "ok" else "failed"
+        self.store.checkpoint(event, outcome, updates, failure, lease_due=lease_due, intent_status=intent)
 
     def _admit(self, act: _Activation) -> bool:
         """Before a gated step runs: its approval, then its intent. False when it must not run now."""
@@ -762,7 +743,7 @@ class Execution:
                     )
                     return False
                 event = self._decision_event(ticket, act)._replace(route_taken=approval.on_reject)
-                self._checkpoint(act, "rejected", None, approval.on_reject, None, event)
+                self._checkpoint(act, "rejected", None, None, event)
                 self._activate(approval.on_reject, None, None)
                 if self._arrived:
                     self._fire_joins()
@@ -859,7 +840,6 @@ class Execution:
                     )
                 self._ready.remove(act)
                 self._active[step] -= 1
-                self._seq = seq
                 if outcome == "ok":
                     self._commit(act, json.loads(updates) if updates else {})
                     router = self.graph.routers.get(step)

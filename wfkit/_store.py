@@ -1,5 +1,5 @@
-"""The run store: one SQLite file per workspace, in WAL mode, holding runs, checkpoints, the journal
-of attempts, intents of irreversible steps, and approval tickets.
+"""The run store: one SQLite file per workspace, in WAL mode, holding runs, the journal
+of attempts (which doubles as the checkpoint log), intents of irreversible steps, and approval tickets.
 
 Why these choices:
 - WAL, ``BEGIN IMMEDIATE`` and a busy timeout let many processes write one workspace without
@@ -60,18 +60,6 @@ CREATE TABLE IF NOT EXISTS runs (
     lease_expires REAL
 );
 CREATE INDEX IF NOT EXISTS runs_by_created ON runs (created_at);
-CREATE TABLE IF NOT EXISTS checkpoints (
-    run_id TEXT NOT NULL,
-    seq INTEGER NOT NULL,
-    step TEXT NOT NULL,
-    visit INTEGER NOT NULL,
-    outcome TEXT NOT NULL,
-    updates TEXT,
-    route TEXT,
-    failure TEXT,
-    at REAL NOT NULL,
-    PRIMARY KEY (run_id, seq)
-);
 CREATE TABLE IF NOT EXISTS intents (
     run_id TEXT NOT NULL,
     step TEXT NOT NULL,
@@ -99,19 +87,26 @@ CREATE TABLE IF NOT EXISTS tickets (
 );
 CREATE INDEX IF NOT EXISTS tickets_open ON tickets (status);
 CREATE TABLE IF NOT EXISTS journal (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    run_id TEXT NOT NULL, workflow TEXT NOT NULL, workflow_version TEXT NOT NULL,
+    run_id TEXT NOT NULL, seq INTEGER NOT NULL, workflow TEXT NOT NULL, workflow_version TEXT NOT NULL,
     step TEXT NOT NULL, visit INTEGER NOT NULL, attempt INTEGER NOT NULL, status TEXT NOT NULL,
     error_kind TEXT, error_type TEXT, error_message TEXT,
     started_at REAL NOT NULL, ended_at REAL NOT NULL, latency_s REAL NOT NULL, queue_s REAL NOT NULL,
     retry_delay_s REAL, route_taken TEXT, tools TEXT, model TEXT, tokens_in INTEGER,
     tokens_out INTEGER, cost_usd REAL, approver TEXT, decision_comment TEXT, parameters_hash TEXT,
-    host TEXT, extra TEXT
-);
-CREATE INDEX IF NOT EXISTS journal_by_run ON journal (run_id);
+    host TEXT, extra TEXT,
+    outcome TEXT, updates TEXT, failure TEXT,
+    PRIMARY KEY (run_id, seq)
+) WITHOUT ROWID
 """
 
-_JOURNAL_INSERT = f"INSERT INTO journal ({', '.join(FIELDS)}) VALUES ({', '.join('?' for _ in FIELDS)})"
+# One table is both the journal (a row per attempt) and the checkpoint log: the final event of a
+# settled step carries its outcome and the updates it returned. Clustered by (run_id, seq), one
+# B-tree takes each commit, which keeps a durable step near a bare SQLite commit.
+_JOURNAL_INSERT = (
+    f"INSERT INTO journal (seq, {', '.join(FIELDS)}, outcome, updates, failure) VALUES ("
+    f"(SELECT COALESCE(MAX(seq), 0) + 1 FROM journal WHERE run_id = ?), "
+    f"{', '.join('?' for _ in FIELDS)}, ?, ?, ?)"
+)
 _TOOLS_AT = FIELDS.index("tools")
 _EXTRA_AT = FIELDS.index("extra")
 
@@ -141,12 +136,14 @@ def encode_state(who: str, values: Mapping[str, Any]) -> str:
         raise
 
 
-def _event_row(event: StepEvent) -> tuple[Any, ...]:
-    row: list[Any] = list(event)
-    tools = row[_TOOLS_AT]
-    row[_TOOLS_AT] = None if tools is None else dumps(list(tools))
-    extra = row[_EXTRA_AT]
-    row[_EXTRA_AT] = None if extra is None else json.dumps(extra, default=repr)
+def _event_row(
+    event: StepEvent, outcome: str | None = None, updates: str | None = None, failure: str | None = None
+) -> tuple[Any, ...]:
+    row: list[Any] = [event.run_id, *event, outcome, updates, failure]
+    tools = event.tools
+    row[_TOOLS_AT + 1] = None if tools is None else dumps(list(tools))
+    extra = event.extra
+    row[_EXTRA_AT + 1] = None if extra is None else json.dumps(extra, default=repr)
     return tuple(row)
 
 
@@ -392,36 +389,27 @@ class Store:
 
     def checkpoint(
         self,
-        run_id: str,
-        seq: int,
-        step: str,
-        visit: int,
+        event: StepEvent,
         outcome: str,
         updates: str | None,
-        route: str | None,
         failure: str | None,
-        event: StepEvent | None,
+        *,
         lease_due: bool,
-        intent_status: str = "done",
+        intent_status: str | None = None,
     ) -> None:
-        """One transaction per settled step: its checkpoint, its final event, its intent's end."""
-        now = time.time()
+        """One transaction per settled step: its final event carrying the outcome and updates."""
         with self.write() as conn:
-            conn.execute(
-                "INSERT INTO checkpoints (run_id, seq, step, visit, outcome, updates, route, failure, at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (run_id, seq, step, visit, outcome, updates, route, failure, now),
-            )
-            if event is not None:
-                conn.execute(_JOURNAL_INSERT, _event_row(event))
-            conn.execute(
-                "UPDATE intents SET status=? WHERE run_id=? AND step=? AND visit=? AND status='pending'",
-                (intent_status, run_id, step, visit),
-            )
+            conn.execute(_JOURNAL_INSERT, _event_row(event, outcome, updates, failure))
+            if intent_status is not None:  # only irreversible steps have intents
+                conn.execute(
+                    "UPDATE intents SET status=? WHERE run_id=? AND step=? AND visit=? AND status='pending'",
+                    (intent_status, event.run_id, event.step, event.visit),
+                )
             if lease_due:
+                now = time.time()
                 conn.execute(
                     "UPDATE runs SET lease_expires=?, updated_at=? WHERE run_id=?",
-                    (now + LEASE_TTL, now, run_id),
+                    (now + LEASE_TTL, now, event.run_id),
                 )
 
     def journal(self, events: Sequence[StepEvent]) -> None:
@@ -432,8 +420,8 @@ class Store:
         return [
             tuple(r)
             for r in self.read(
-                "SELECT seq, step, visit, outcome, updates, route, failure FROM checkpoints "
-                "WHERE run_id=? ORDER BY seq",
+                "SELECT seq, step, visit, outcome, updates, route_taken, failure FROM journal "
+                "WHERE run_id=? AND outcome IS NOT NULL ORDER BY seq",
                 (run_id,),
             )
         ]
@@ -441,7 +429,7 @@ class Store:
     def events(self, run_id: str | None = None) -> list[StepEvent]:
         sql = f"SELECT {', '.join(FIELDS)} FROM journal"
         if run_id is None:
-            rows = self.read(sql + " ORDER BY seq")
+            rows = self.read(sql + " ORDER BY started_at, run_id, seq")
         else:
             rows = self.read(sql + " WHERE run_id=? ORDER BY seq", (run_id,))
         return [event_from_row(r) for r in rows]
@@ -473,6 +461,15 @@ class Store:
         keys = ("step", "visit", "key", "status", "created_at", "resolved_by")
         return [dict(zip(keys, r, strict=True)) for r in rows]
 
+    def settle_intent(self, event: StepEvent, updates: str | None, *, status: str, by: str) -> None:
+        """A person's verdict on an interrupted irreversible step; with updates it counts as done."""
+        with self.write() as conn:
+            conn.execute(_JOURNAL_INSERT, _event_row(event, None if updates is None else "ok", updates))
+            conn.execute(
+                "UPDATE intents SET status=?, resolved_by=? WHERE run_id=? AND step=? AND visit=?",
+                (status, by, event.run_id, event.step, event.visit),
+            )
+
     def intent_end(self, run_id: str, step: str, visit: int, status: str, by: str | None = None) -> None:
         with self.write() as conn:
             conn.execute(
@@ -496,7 +493,7 @@ class Store:
     def run_rows(self, *, limit: int | None = None, status: str | None = None) -> list[dict[str, Any]]:
         sql = (
             "SELECT r.run_id, r.workflow, r.status, r.created_at, r.updated_at, r.ended_at, "
-            "(SELECT COUNT(*) FROM checkpoints c WHERE c.run_id = r.run_id AND c.outcome = 'ok'), "
+            "(SELECT COUNT(*) FROM journal j WHERE j.run_id = r.run_id AND j.outcome = 'ok'), "
             "r.error_type, r.error FROM runs r"
         )
         params: list[Any] = []

@@ -182,18 +182,24 @@ class Workspace:
                 f"`wfkit show {run_id}` lists its intents"
             )
         intent = pending[-1]
-        with self.store.write() as conn:
-            if action == "done":
-                seq = conn.execute(
-                    "SELECT COALESCE(MAX(seq), 0) + 1 FROM checkpoints WHERE run_id=?", (run_id,)
-                ).fetchone()[0]
-                conn.execute(
-                    "INSERT INTO checkpoints (run_id, seq, step, visit, outcome, updates, at) "
-                    "VALUES (?, ?, ?, ?, 'ok', ?, ?)",
-                    (run_id, seq, step, intent["visit"], encode_updates(step, updates or {}), time.time()),
-                )
-            conn.execute(
-                "UPDATE intents SET status=?, resolved_by=? WHERE run_id=? AND step=? AND visit=?",
-                ("reconciled_done" if action == "done" else "retry", by, run_id, step, intent["visit"]),
-            )
+        status = "reconciled_done" if action == "done" else "retry"
+        row = self.store.run_row(run_id)
+        now = time.time()
+        event = StepEvent(
+            run_id=run_id,
+            workflow=row["workflow"],
+            workflow_version=row["workflow_version"],
+            step=step,
+            visit=intent["visit"],
+            attempt=0,
+            status="ok" if action == "done" else "skipped",
+            started_at=now,
+            ended_at=now,
+            latency_s=0.0,
+            queue_s=0.0,
+            extra={"reconciled": action, "by": by},
+        )
+        # "done": the step counts as completed, with these updates, when the run resumes.
+        encoded = encode_updates(step, updates or {}) if action == "done" else None
+        self.store.settle_intent(event, encoded, status=status, by=by)
         return {**intent, "status": "reconciled_done" if action == "done" else "retry", "resolved_by": by}
