@@ -333,3 +333,141 @@ def test_eight_processes_fifty_runs_each_share_one_workspace(tmp_path: Path) -> 
     assert {"succeeded"} == {r["status"] for r in runs}
     assert {3} == {r["steps_done"] for r in runs}
     assert 1200 == len(Workspace(ws).events())
+
+
+def test_ctrl_c_leaves_a_resumable_run(tmp_path: Path) -> None:
+    """SIGINT (Ctrl-C) mid-run records the run as cancelled; resume finishes it."""
+    ws = tmp_path / "interrupted"
+    script = textwrap.dedent(
+        f"""
+        import asyncio, wfkit as wf
+        flow = wf.Workflow("interruptible")
+        @flow.step
+        def first(state):
+            return {{"first": True}}
+        @flow.step
+        async def second(state):
+            print("second", flush=True)
+            await asyncio.sleep(30)
+            return {{"second": True}}
+        flow.chain("first", "second")
+        flow.run({{}}, run_id="ctrl-c", workspace={str(ws)!r})
+        """
+    )
+    with subprocess.Popen(
+        [sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    ) as proc:
+        assert "second" == proc.stdout.readline().strip()  # type: ignore[union-attr]
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=20)
+    assert proc.returncode != 0
+    assert "KeyboardInterrupt" in err
+    info = Workspace(ws).run_info("ctrl-c")
+    assert "cancelled" == info["status"]
+    assert ["first"] == [s["step"] for s in info["steps"]]
+    assert info["lease"] is None
+
+    flow = wf.Workflow("interruptible")
+    flow.step(lambda s: {"first": True}, name="first")
+    flow.step(lambda s: {"second": True}, name="second")
+    flow.chain("first", "second")
+    with pytest.warns(wf.WorkflowChangedWarning):
+        run = flow.resume("ctrl-c", workspace=ws)
+    assert {"first": True, "second": True} == run.state
+
+
+def _gated(calls: list[str]) -> wf.Workflow:
+    flow = wf.Workflow("refunds")
+    flow.step(lambda s: {"amount": s["amount"]}, name="quote")
+
+    @flow.step(approval=wf.Approval("Refunds over $100 need a human", payload=["amount"]), irreversible=True)
+    def refund(state: Any, ctx: wf.StepContext) -> dict[str, Any]:
+        calls.append(ctx.idempotency_key)
+        return {"refunded": state["amount"]}
+
+    flow.chain("quote", "refund")
+    return flow
+
+
+def test_approval_from_python_handle_resumes_the_run() -> None:
+    """A halted run shows its ticket; run.approve(by=...) decides it and the run finishes."""
+    calls: list[str] = []
+    flow = _gated(calls)
+    run = flow.run({"amount": 120})
+    assert "waiting_approval" == run.status
+    [ticket] = run.tickets()
+    assert {"amount": 120} == ticket.payload
+    assert "Refunds over $100 need a human" == ticket.reason
+    run.approve(by="alice", comment="ok").wait(10)
+    assert "succeeded" == run.status
+    assert [f"{run.run_id}:refund:1"] == calls
+    decided = [e for e in Workspace().events(run.run_id) if e.status in ("waiting_approval", "approved")]
+    assert [("waiting_approval", None), ("approved", "alice")] == [(e.status, e.approver) for e in decided]
+    # A second identical decision changes nothing; a conflicting one is refused.
+    run.approve(by="alice")
+    with pytest.raises(wf.TicketError, match="already approved by alice"):
+        run.reject(by="bob")
+
+
+def test_approval_inside_a_running_loop_continues_as_a_task() -> None:
+    """In a notebook-like loop, approve() resumes the run as a task; awaiting it gives the result."""
+    import asyncio
+
+    calls: list[str] = []
+    flow = _gated(calls)
+
+    async def cell() -> wf.Run:
+        run = flow.start({"amount": 500})
+        await run
+        assert "waiting_approval" == run.status
+        run.approve(by="carol")
+        return await run
+
+    run = asyncio.run(cell())
+    assert "succeeded" == run.status
+    assert 500 == run.state["refunded"]
+
+
+def test_cli_approve_reject_pending_resume(capsys: pytest.CaptureFixture[str]) -> None:
+    """The CLI lists open tickets, decides them once, and resumes a run by its recorded workflow."""
+    from wfkit._cli import main
+
+    flow = load_refunds()
+    run = flow.run({"amount": 250})
+    assert "waiting_approval" == run.status
+    assert 0 == main(["pending"])
+    out = capsys.readouterr().out
+    [ticket] = Workspace().pending()
+    assert ticket.ticket_id in out
+    assert 0 == main(["approve", ticket.ticket_id, "--by", "dana", "--comment", "fine"])
+    assert "approved by dana" in capsys.readouterr().out
+    assert 0 == main(["approve", ticket.ticket_id, "--by", "dana"])
+    assert "already approved" in capsys.readouterr().out
+    assert 1 == main(["reject", ticket.ticket_id, "--by", "eve"])
+    assert "cannot be reversed" in capsys.readouterr().err
+    assert 1 == main(["approve", "nope", "--by", "x"])
+    assert "no approval ticket 'nope'" in capsys.readouterr().err
+    assert 0 == main(["resume", run.run_id, "--workflow", "durable_flows:refunds"])
+    assert f"run {run.run_id}: succeeded" in capsys.readouterr().out
+
+
+def load_refunds() -> wf.Workflow:
+    import durable_flows
+
+    return durable_flows.refunds
+
+
+def test_count_approval_wait_is_explicit() -> None:
+    """With count_approval_wait the time halted for approval uses up the run's deadline."""
+    import time as _time
+
+    calls: list[str] = []
+    flow = _gated(calls)
+    counted = flow.run({"amount": 1}, timeout=0.3, count_approval_wait=True)
+    free = flow.run({"amount": 1}, timeout=0.3)
+    _time.sleep(0.4)
+    Workspace().approve(counted.tickets()[0].ticket_id, by="x")
+    Workspace().approve(free.tickets()[0].ticket_id, by="x")
+    assert "timed_out" == flow.resume(counted.run_id, raise_on_error=False).status
+    assert "succeeded" == flow.resume(free.run_id).status
+    assert [f"{free.run_id}:refund:1"] == calls

@@ -1,0 +1,18 @@
+"""An importable workflow, so `wfkit resume RUN --workflow durable_flows:refunds` can find it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import wfkit as wf
+
+refunds = wf.Workflow("refunds-cli")
+refunds.step(lambda s: {"amount": s["amount"]}, name="quote")
+
+
+@refunds.step(approval="Refunds need a human")
+def pay(state: Any) -> dict[str, Any]:
+    return {"paid": state["amount"]}
+
+
+refunds.chain("quote", "pay")

@@ -1,0 +1,553 @@
+"""The SQLite run store: file creation, refusing damaged or foreign files, JSON encoding of state,
+the journal, run ids and leases."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import random
+import re
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import closing
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import wfkit as wf
+from wfkit._store import _MAGIC, SCHEMA_VERSION, Store, encode_state, encode_updates
+from wfkit._workspace import DB_NAME, open_store
+
+# ---- helpers -------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Path:
+    """Where a test's own store file goes (outside the shared workspace)."""
+    return tmp_path / "store" / DB_NAME
+
+
+@pytest.fixture
+def store(db: Path) -> Iterator[Store]:
+    """A fresh store on its own file, closed at teardown."""
+    s = Store(db)
+    yield s
+    s.close()
+
+
+def _sql(path: Path, *statements: str) -> list[Any]:
+    """Run statements on a plain sqlite3 connection (closed afterwards); the last one's rows."""
+    with closing(sqlite3.connect(path)) as conn:
+        rows: list[Any] = []
+        for statement in statements:
+            rows = conn.execute(statement).fetchall()
+        conn.commit()
+        return rows
+
+
+def _row(run_id: str) -> dict[str, Any]:
+    """The columns Store.create_run needs for a run."""
+    return {
+        "run_id": run_id,
+        "workflow": "w",
+        "workflow_version": "v1",
+        "fingerprint": "f",
+        "definition": "{}",
+        "inputs": "{}",
+    }
+
+
+def _two_step_flow() -> wf.Workflow:
+    flow = wf.Workflow("two")
+
+    @flow.step
+    def draft(state: Any) -> dict[str, Any]:
+        return {"text": "x" * 200, "n": state.get("i", 0)}
+
+    @flow.step
+    def finish(state: Any) -> dict[str, Any]:
+        return {"done": True}
+
+    flow.chain("draft", "finish")
+    return flow
+
+
+def _open_and_read(path: Path) -> tuple[list[dict[str, Any]], list[wf.StepEvent]]:
+    """Open a new Store on ``path`` and read its runs and journal."""
+    s = Store(path)
+    try:
+        return s.run_rows(), s.events()
+    finally:
+        s.close()
+
+
+def _dead_pid() -> int:
+    """The pid of a process that has finished (and been reaped)."""
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def _open_handles(path: Path) -> list[str]:
+    """Files under ``path``'s folder that this process holds open (Linux /proc)."""
+    found = []
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith(str(path)):
+            found.append(target)
+    return found
+
+
+# ---- a new store -----------------------------------------------------------------------------------
+
+
+def test_new_store_file_is_in_wal_mode(store: Store, db: Path) -> None:
+    """A new store creates its file (and folder) in WAL journal mode, seen from a fresh connection."""
+    assert db.is_file()
+    assert [("wal",)] == _sql(db, "PRAGMA journal_mode")
+
+
+def test_new_store_records_schema_version(store: Store, db: Path) -> None:
+    """A new store writes the current schema_version into its meta table."""
+    assert [(str(SCHEMA_VERSION),)] == _sql(db, "SELECT value FROM meta WHERE key = 'schema_version'")
+
+
+def test_new_store_leaves_no_temporary_file(store: Store, db: Path) -> None:
+    """Creating a store leaves only the database (and SQLite's own WAL files) in the folder."""
+    names = {p.name for p in db.parent.iterdir()}
+    assert set() == names - {DB_NAME, f"{DB_NAME}-wal", f"{DB_NAME}-shm"}
+
+
+def test_reopening_a_store_keeps_its_runs(store: Store, db: Path) -> None:
+    """A second Store on an existing file reads the runs the first one wrote."""
+    store.create_run(_row("r1"))
+    again = Store(db)
+    try:
+        assert ["r1"] == [r["run_id"] for r in again.run_rows()]
+    finally:
+        again.close()
+
+
+@pytest.mark.parametrize(("level", "pragma"), [("full", 2), ("normal", 1), ("NORMAL", 1)])
+def test_synchronous_level_is_applied(db: Path, level: str, pragma: int) -> None:
+    """synchronous='full' or 'normal' (any case) sets SQLite's synchronous pragma on the connection."""
+    s = Store(db, synchronous=level)
+    try:
+        assert pragma == s.conn.execute("PRAGMA synchronous").fetchone()[0]
+    finally:
+        s.close()
+
+
+@pytest.mark.parametrize("level", ["off", "extra", ""])
+def test_synchronous_must_be_full_or_normal(db: Path, level: str) -> None:
+    """Any synchronous level other than 'full' or 'normal' is a ValueError, and no file is created."""
+    with pytest.raises(ValueError, match="synchronous must be 'full' or 'normal'"):
+        Store(db, synchronous=level)
+    assert not db.exists()
+
+
+# ---- damaged and foreign stores --------------------------------------------------------------------
+
+
+def test_zero_byte_store_is_refused(db: Path) -> None:
+    """A 0-byte store file raises StoreCorruptError saying it is empty and how to fix it."""
+    db.parent.mkdir(parents=True)
+    db.write_bytes(b"")
+    with pytest.raises(wf.StoreCorruptError, match=r"empty \(truncated to 0 bytes\).*Move it aside"):
+        Store(db)
+    assert 0 == db.stat().st_size
+
+
+def test_random_bytes_store_is_refused(db: Path) -> None:
+    """A file of random bytes raises StoreCorruptError saying it is not SQLite and how to fix it."""
+    db.parent.mkdir(parents=True)
+    db.write_bytes(random.Random(7).randbytes(8192))
+    with pytest.raises(wf.StoreCorruptError, match="not an SQLite database.*Move it aside"):
+        Store(db)
+
+
+def test_sqlite_header_with_garbage_is_refused(db: Path) -> None:
+    """A file with SQLite's magic header but garbage after it raises StoreCorruptError with the fix."""
+    db.parent.mkdir(parents=True)
+    db.write_bytes(_MAGIC + random.Random(7).randbytes(8192))
+    with pytest.raises(wf.StoreCorruptError, match="cannot be read.*Move it aside"):
+        Store(db)
+
+
+def test_foreign_sqlite_file_is_refused(db: Path) -> None:
+    """A valid SQLite file with other tables raises StoreCorruptError naming them and the fix."""
+    db.parent.mkdir(parents=True)
+    _sql(db, "CREATE TABLE customers (id INTEGER)", "CREATE TABLE orders (id INTEGER)")
+    with pytest.raises(wf.StoreCorruptError, match="not a wfkit run store.*customers, orders.*another folder"):
+        Store(db)
+    assert [("customers",), ("orders",)] == _sql(db, "SELECT name FROM sqlite_master ORDER BY name")
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason="BUG: Store._connect runs `PRAGMA journal_mode = WAL` before checking the schema, so a foreign "
+    "SQLite file it then refuses is converted to WAL for good",
+)
+def test_foreign_sqlite_file_is_left_unchanged(db: Path) -> None:
+    """Refusing a foreign SQLite file does not change it: its journal mode stays 'delete'."""
+    db.parent.mkdir(parents=True)
+    _sql(db, "CREATE TABLE customers (id INTEGER)")
+    with pytest.raises(wf.StoreCorruptError):
+        Store(db)
+    assert [("delete",)] == _sql(db, "PRAGMA journal_mode")
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs Linux /proc to list open files")
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason="BUG: Store._connect does not close its sqlite3 connection when it refuses the file; the "
+    "traceback (kept by Jupyter) holds the file open, so it cannot be moved aside on Windows",
+)
+def test_refused_store_is_not_held_open(db: Path) -> None:
+    """After refusing a file, the store holds no open handle on it while the error is kept."""
+    db.parent.mkdir(parents=True)
+    _sql(db, "CREATE TABLE customers (id INTEGER)")
+    with pytest.raises(wf.StoreCorruptError) as caught:
+        Store(db)
+    assert "customers" in str(caught.value)  # the error (and its traceback) is still alive here
+    assert [] == _open_handles(db)
+
+
+def test_newer_schema_version_is_refused(store: Store, db: Path) -> None:
+    """A store written by a newer wfkit (higher schema_version) raises StoreCorruptError: upgrade wfkit."""
+    store.close()
+    _sql(db, f"UPDATE meta SET value = '{SCHEMA_VERSION + 1}' WHERE key = 'schema_version'")
+    with pytest.raises(wf.StoreCorruptError, match=f"schema version {SCHEMA_VERSION + 1}.*upgrade wfkit"):
+        Store(db)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=ValueError,
+    reason="BUG: Store._schema_version calls int() unguarded, so a non-numeric schema_version is a bare "
+    "ValueError ('invalid literal for int()') instead of StoreCorruptError",
+)
+def test_non_numeric_schema_version_is_refused(store: Store, db: Path) -> None:
+    """A schema_version that is not a number raises StoreCorruptError saying how to fix it."""
+    store.close()
+    _sql(db, "UPDATE meta SET value = 'one' WHERE key = 'schema_version'")
+    with pytest.raises(wf.StoreCorruptError, match="Move it aside"):
+        Store(db)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason="BUG: Store._schema_version's 'has no schema version; it is damaged' message does not say how to fix it",
+)
+def test_missing_schema_version_is_refused_with_fix(store: Store, db: Path) -> None:
+    """A wfkit store with no schema_version raises StoreCorruptError saying how to fix it."""
+    store.close()
+    _sql(db, "DELETE FROM meta")
+    with pytest.raises(wf.StoreCorruptError, match="Move it aside"):
+        Store(db)
+
+
+def test_missing_schema_version_is_refused(store: Store, db: Path) -> None:
+    """A wfkit store with no schema_version raises StoreCorruptError instead of opening."""
+    store.close()
+    _sql(db, "DELETE FROM meta")
+    with pytest.raises(wf.StoreCorruptError, match="no schema version"):
+        Store(db)
+
+
+def test_sqlite_file_without_tables_is_refused(db: Path) -> None:
+    """An SQLite file that exists but holds no tables raises StoreCorruptError, not an empty store."""
+    db.parent.mkdir(parents=True)
+    _sql(db, "PRAGMA user_version = 3")
+    with pytest.raises(wf.StoreCorruptError, match="holds no tables"):
+        Store(db)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason="BUG: Store._connect's 'holds no tables; it is damaged or truncated' message does not say how to fix it",
+)
+def test_sqlite_file_without_tables_is_refused_with_fix(db: Path) -> None:
+    """An SQLite file with no tables raises StoreCorruptError saying how to fix it."""
+    db.parent.mkdir(parents=True)
+    _sql(db, "PRAGMA user_version = 3")
+    with pytest.raises(wf.StoreCorruptError, match="Move it aside"):
+        Store(db)
+
+
+@pytest.mark.parametrize("runs", [3, 40])
+def test_truncated_store_is_never_read_as_empty(workspace: Path, runs: int) -> None:
+    """A store cut to half its size after some runs raises StoreCorruptError on open or read, never []."""
+    flow = _two_step_flow()
+    for i in range(runs):
+        flow.run({"i": i})
+    open_store(workspace).close()  # the last connection: SQLite folds the WAL into the file
+    path = workspace / DB_NAME
+    assert not Path(f"{path}-wal").exists()
+    size = path.stat().st_size
+    with path.open("r+b") as fh:
+        fh.truncate(size // 2)
+    with pytest.raises(wf.StoreCorruptError, match="Move it aside"):
+        _open_and_read(path)
+
+
+def _zero_runs_page(store: Store, db: Path) -> None:
+    """Overwrite the page holding the runs table with zeros, as a bad disk sector would."""
+    for i in range(3):
+        store.create_run(_row(f"r{i}"))
+    store.close()
+    page_size, root = (
+        _sql(db, "PRAGMA page_size")[0][0],
+        _sql(db, "SELECT rootpage FROM sqlite_master WHERE name='runs'")[0][0],
+    )
+    with db.open("r+b") as fh:
+        fh.seek((root - 1) * page_size)
+        fh.write(bytes(page_size))
+
+
+def test_damaged_page_is_never_read_as_empty(store: Store, db: Path) -> None:
+    """A store whose runs page is zeroed opens, but listing runs raises StoreCorruptError, never []."""
+    _zero_runs_page(store, db)
+    with pytest.raises(wf.StoreCorruptError, match="damaged"):
+        _open_and_read(db)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason="BUG: Store.read/write/run_row raise 'the run store ... is damaged: ...' without saying how to "
+    "fix it (the open-time messages say 'Move it aside')",
+)
+def test_damaged_page_error_says_how_to_fix(store: Store, db: Path) -> None:
+    """The error for a store damaged inside says how to fix it, like the open-time errors do."""
+    _zero_runs_page(store, db)
+    with pytest.raises(wf.StoreCorruptError, match="Move it aside"):
+        _open_and_read(db)
+
+
+# ---- encoding state --------------------------------------------------------------------------------
+
+
+def test_encode_updates_names_step_and_field_of_a_datetime() -> None:
+    """A datetime in a step's updates raises StateValueError naming the step, the field and the type."""
+    with pytest.raises(wf.StateValueError, match=r"step 'fetch' wrote state field 'when' = datetime.*ISO string"):
+        encode_updates("fetch", {"ok": 1, "when": dt.datetime(2024, 1, 2, tzinfo=dt.UTC)})
+
+
+def test_encode_updates_names_step_and_field_of_a_set() -> None:
+    """A set in a step's updates raises StateValueError naming the step, the field and the type."""
+    with pytest.raises(wf.StateValueError, match=r"step 'tag' wrote state field 'tags' = set"):
+        encode_updates("tag", {"tags": {"a", "b"}})
+
+
+def test_encode_updates_names_the_field_holding_a_nested_bad_value() -> None:
+    """A datetime nested inside a dict is reported under its top-level state field."""
+    with pytest.raises(wf.StateValueError, match=r"state field 'meta' = dict"):
+        encode_updates("fetch", {"meta": {"at": [dt.date(2024, 1, 2)]}})
+
+
+def test_encode_state_names_who_wrote_it() -> None:
+    """encode_state puts the writer's description in front of the field it names."""
+    with pytest.raises(wf.StateValueError, match=r"^the run's inputs state field 'since' = date"):
+        encode_state("the run's inputs", {"since": dt.date(2024, 1, 2)})
+
+
+def test_state_value_error_is_a_value_error() -> None:
+    """StateValueError is a ValueError (and a WfkitError), so generic handlers catch it."""
+    with pytest.raises(ValueError, match="'s'"):
+        encode_updates("x", {"s": {1}})
+
+
+def test_encode_updates_passes_plain_json() -> None:
+    """Plain JSON values (str, int, float, bool, None, lists, dicts) encode and decode unchanged."""
+    updates = {"s": "héllo", "i": 3, "f": 2.5, "b": True, "n": None, "l": [1, "2", [3]], "d": {"k": {"v": []}}}
+    assert updates == json.loads(encode_updates("step", updates))
+    assert updates == json.loads(encode_state("the run's inputs", updates))
+
+
+def test_encode_updates_of_nothing_is_an_empty_object() -> None:
+    """A step that updated nothing encodes as '{}'."""
+    assert "{}" == encode_updates("step", {})
+
+
+# ---- the journal -----------------------------------------------------------------------------------
+
+
+def _tooling_flow() -> wf.Workflow:
+    flow = wf.Workflow("tooling")
+    calls = {"search": 0}
+
+    @flow.step(tools=["web_search", "calculator"], retry=wf.RetryPolicy(max_retries=1, base_delay=0))
+    def search(state: Any, ctx: wf.StepContext) -> dict[str, Any]:
+        calls["search"] += 1
+        if calls["search"] == 1:
+            raise ConnectionError("flaky backend")
+        ctx.record(model="m-1", tokens_in=12, tokens_out=34, cost_usd=0.25, trace={"ids": [1, 2]}, label="x")
+        return {"hits": 2}
+
+    @flow.step
+    def answer(state: Any) -> dict[str, Any]:
+        return {"answer": state["hits"]}
+
+    flow.route("search", wf.when("hits", "gt", 1) >> wf.go("answer"), default=wf.go(wf.END))
+    return flow
+
+
+def test_journal_round_trips_a_runs_events(workspace: Path, db: Path) -> None:
+    """Events journaled by a real run come back from a new Store equal to the run's own events."""
+    run = _tooling_flow().run({"q": "hi"})
+    reader = Store(workspace / DB_NAME)
+    try:
+        stored = reader.events(run.run_id)
+    finally:
+        reader.close()
+    assert run.events == stored
+    assert ["retry", "ok", "ok"] == [e.status for e in stored]
+    assert ("web_search", "calculator") == stored[1].tools
+    assert () == stored[2].tools
+    assert {"trace": {"ids": [1, 2]}, "label": "x"} == stored[1].extra
+    assert ("m-1", 12, 34, 0.25, "answer") == (
+        stored[1].model,
+        stored[1].tokens_in,
+        stored[1].tokens_out,
+        stored[1].cost_usd,
+        stored[1].route_taken,
+    )
+
+
+def test_journal_of_all_runs_is_in_commit_order(workspace: Path) -> None:
+    """Store.events() with no run id returns every run's events, oldest commit first."""
+    flow = _two_step_flow()
+    first, second = flow.run({}, run_id="first"), flow.run({}, run_id="second")
+    assert first.events + second.events == open_store(workspace).events()
+
+
+def test_journal_of_an_unknown_run_is_empty(store: Store) -> None:
+    """A run id with no events gives an empty list (the store itself is healthy)."""
+    assert [] == store.events("no-such-run")
+
+
+# ---- run ids ----------------------------------------------------------------------------------------
+
+
+def test_duplicate_run_id_is_refused(store: Store) -> None:
+    """create_run with an id that exists raises ValueError telling to pass another run_id."""
+    store.create_run(_row("r1"))
+    with pytest.raises(ValueError, match="run with id 'r1' already exists.*pass another run_id"):
+        store.create_run(_row("r1"))
+    assert ["r1"] == [r["run_id"] for r in store.run_rows()]
+
+
+def test_duplicate_run_id_through_a_workflow_is_refused() -> None:
+    """Workflow.run with a run_id already in the workspace raises ValueError and leaves the first run."""
+    flow = _two_step_flow()
+    flow.run({}, run_id="same")
+    with pytest.raises(ValueError, match="pass another run_id"):
+        flow.run({}, run_id="same")
+    assert ["succeeded"] == [r["status"] for r in open_store().run_rows()]
+
+
+# ---- leases -----------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def other(db: Path, store: Store) -> Iterator[Store]:
+    """A second Store object on the same file: another owner, as a second process would be."""
+    s = Store(db)
+    yield s
+    s.close()
+
+
+def _set_lease(store: Store, run_id: str, **columns: Any) -> None:
+    sets = ", ".join(f"lease_{k} = ?" for k in columns)
+    with store.write() as conn:
+        conn.execute(f"UPDATE runs SET {sets} WHERE run_id = ?", (*columns.values(), run_id))
+
+
+def test_a_new_run_is_leased_to_its_creator(store: Store) -> None:
+    """create_run leases the run to the creating store, this pid, for about LEASE_TTL seconds."""
+    store.create_run(_row("r1"))
+    row = store.run_row("r1")
+    assert (store.owner, os.getpid()) == (row["lease_owner"], row["lease_pid"])
+    assert row["lease_expires"] > time.time()
+
+
+def test_live_lease_is_refused_naming_the_pid(store: Store, other: Store) -> None:
+    """Acquiring a run whose fresh lease a live process holds raises LeaseError naming that pid."""
+    store.create_run(_row("r1"))
+    assert store.owner != other.owner
+    with pytest.raises(wf.LeaseError, match=rf"run r1 is being executed by process {os.getpid()} on .*wait for it"):
+        other.acquire("r1")
+    assert store.owner == store.run_row("r1")["lease_owner"]
+
+
+def test_lease_error_carries_the_run_id(store: Store, other: Store) -> None:
+    """The LeaseError is a RunError carrying the run id."""
+    store.create_run(_row("r1"))
+    with pytest.raises(wf.LeaseError) as caught:
+        other.acquire("r1")
+    assert "r1" == caught.value.run_id
+
+
+def test_lease_of_a_dead_process_is_taken_over(store: Store, other: Store) -> None:
+    """A fresh lease whose pid is dead on this host is taken over by the next acquirer."""
+    store.create_run(_row("r1"))
+    dead = _dead_pid()
+    _set_lease(store, "r1", pid=dead)
+    before = other.acquire("r1")
+    assert dead == before["lease_pid"]
+    row = other.run_row("r1")
+    assert (other.owner, os.getpid()) == (row["lease_owner"], row["lease_pid"])
+
+
+def test_expired_lease_is_taken_over(store: Store, other: Store) -> None:
+    """A lease past its expiry is taken over, even though its process is alive."""
+    store.create_run(_row("r1"))
+    _set_lease(store, "r1", expires=time.time() - 1)
+    other.acquire("r1")
+    row = other.run_row("r1")
+    assert other.owner == row["lease_owner"]
+    assert row["lease_expires"] > time.time()
+
+
+def test_released_lease_is_taken(store: Store, other: Store) -> None:
+    """After the holder releases a run, another store acquires it."""
+    store.create_run(_row("r1"))
+    store.release("r1")
+    assert store.run_row("r1")["lease_owner"] is None
+    other.acquire("r1")
+    assert other.owner == other.run_row("r1")["lease_owner"]
+
+
+def test_lease_on_another_host_is_respected(store: Store, other: Store) -> None:
+    """A fresh lease from another host is never taken over: its pid cannot be checked from here."""
+    store.create_run(_row("r1"))
+    _set_lease(store, "r1", host="elsewhere.example", pid=_dead_pid())
+    with pytest.raises(wf.LeaseError, match="on elsewhere.example"):
+        other.acquire("r1")
+
+
+def test_holder_may_acquire_its_own_lease_again(store: Store) -> None:
+    """The store that holds a lease can acquire it again (renewing it)."""
+    store.create_run(_row("r1"))
+    _set_lease(store, "r1", expires=time.time() + 5)
+    store.acquire("r1")
+    assert store.run_row("r1")["lease_expires"] > time.time() + 30
+
+
+def test_acquire_of_an_unknown_run_is_a_key_error(store: Store) -> None:
+    """Acquiring a run id the store does not hold raises KeyError pointing at `wfkit runs`."""
+    with pytest.raises(KeyError, match=re.escape("no run 'nope'")):
+        store.acquire("nope")
