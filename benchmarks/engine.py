@@ -180,9 +180,7 @@ async def w6(repeats: int) -> dict[str, Any]:
     return row
 
 
-def _row(
-    workload: str, what: str, wfkit_v: float, asyncio_v: float, unit: str = "us_per_step"
-) -> dict[str, Any]:
+def _row(workload: str, what: str, wfkit_v: float, asyncio_v: float, unit: str = "us_per_step") -> dict[str, Any]:
     scale = 1e6 if unit == "us_per_step" else 1.0
     row = {
         "workload": workload,
@@ -239,9 +237,7 @@ WORKLOADS = {"W1": w1, "W2": w2, "W3": w3, "W4": w4, "W5": w5, "W6": w6}
 
 
 async def main(argv: list[str]) -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--json", action="store_true", help="one JSON object per line")
     parser.add_argument("--only", default="", help="comma-separated workloads, e.g. W1,W3")
     parser.add_argument("--repeats", type=int, default=200)

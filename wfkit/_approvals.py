@@ -86,9 +86,11 @@ class Verdict:
 
 
 class ApprovalPolicy:
-    """Decides tickets when no human is there. ``decide`` returns None to halt and wait."""
+    """Decides tickets when no human is there. ``decide`` returns None when it has no verdict;
+    the run then halts and waits (``on_missing="halt"``) or fails (``on_missing="fail"``)."""
 
     name = "halt"
+    on_missing: Literal["halt", "fail"] = "halt"
 
     def decide(self, ticket: Ticket) -> Verdict | None:
         return None
@@ -108,6 +110,7 @@ class _Fixed(ApprovalPolicy):
 
 class _Fail(ApprovalPolicy):
     name = "fail"
+    on_missing: Literal["halt", "fail"] = "fail"
 
 
 class DecisionsFile(ApprovalPolicy):
@@ -120,7 +123,7 @@ class DecisionsFile(ApprovalPolicy):
     def __init__(self, path: str | Path, *, missing: Literal["halt", "fail"] = "halt") -> None:
         self.path = Path(path)
         self.name = f"file:{self.path.name}"
-        self.missing = missing
+        self.on_missing = missing
         self._by_visit: dict[tuple[str, str, int], Verdict] = {}
         self._by_step: dict[tuple[str, str], Verdict] = {}
         try:

@@ -30,6 +30,7 @@ class StepContext:
 
     __slots__ = (
         "_rng_source",
+        "_services",
         "_usage",
         "attempt",
         "deadline",
@@ -51,6 +52,7 @@ class StepContext:
         attempt: int,
         tools: tuple[str, ...],
         rng_source: Callable[[], random.Random],
+        services: Any = None,
         deadline: float | None,
         failure: Failure | None,
     ) -> None:
@@ -61,6 +63,7 @@ class StepContext:
         self.attempt = attempt
         self.tools = tools
         self._rng_source = rng_source
+        self._services = services  # the run: where ctx.llm and ctx.tool find their client and registry
         self.deadline = deadline
         self.failure = failure
         self._usage: dict[str, Any] | None = None
@@ -69,6 +72,25 @@ class StepContext:
     def rng(self) -> random.Random:
         """The run's random generator: seeded in test mode or with ``run(..., seed=...)``."""
         return self._rng_source()
+
+    @property
+    def llm(self) -> Any:
+        """The run's chat client (any OpenAI-compatible endpoint over httpx); offline, the
+        seeded simulated model. Set it with ``Workflow.run(..., llm=...)``."""
+        if self._services is None:
+            raise RuntimeError("this context belongs to no run")
+        return self._services.llm_client()
+
+    async def tool(self, name: str, /, **arguments: Any) -> Any:
+        """Call a registered tool. Only the tools the route to this step bound (``ctx.tools``)
+        may be called; the call is recorded in this attempt's event."""
+        from wfkit._tools import invoke  # type: ignore[import-not-found,unused-ignore]
+
+        return await invoke(self, name, arguments)
+
+    @property
+    def tool_registry(self) -> Any:
+        return None if self._services is None else self._services.tool_registry
 
     @property
     def idempotency_key(self) -> str:

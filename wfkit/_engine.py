@@ -26,7 +26,7 @@ from types import MappingProxyType
 from typing import Any
 
 from wfkit import _settings
-from wfkit._approvals import FAIL, HALT, ApprovalPolicy, Ticket
+from wfkit._approvals import HALT, ApprovalPolicy, Ticket
 from wfkit._context import Failure, StepContext
 from wfkit._errors import (
     ApprovalRejectedError,
@@ -154,6 +154,8 @@ class Execution:
         policy: ApprovalPolicy = HALT,
         count_waiting: bool = False,
         elapsed_before: float = 0.0,
+        llm: Any = None,
+        tool_registry: Any = None,
     ) -> None:
         settings = _settings.current()
         self.graph = graph
@@ -197,6 +199,16 @@ class Execution:
         self._replaying = False
         self._attempt_base: dict[tuple[str, int], int] = {}
         self._lease_renew_at = time.monotonic() + LEASE_TTL / 2
+        # What steps reach through ctx.llm and ctx.tool().
+        self.llm = llm
+        self.tool_registry = tool_registry
+
+    def llm_client(self) -> Any:
+        if self.llm is None:
+            from wfkit._llm import default_client  # type: ignore[import-not-found,unused-ignore]
+
+            self.llm = default_client(seed=self._seed)
+        return self.llm
 
     def _get_rng(self) -> random.Random:
         # Built on first use: seeding a Random costs more than a whole short run otherwise.
@@ -457,8 +469,16 @@ class Execution:
             timeout, by_deadline = spec.timeout, False
             if self.deadline is not None:
                 left = self.deadline - time.monotonic()
+                if left <= 0:  # the run is out of time: do not even start this attempt
+                    out.error, out.kind, out.status = (
+                        StepTimeoutError(spec.name, 0.0),
+                        ErrorKind.TRANSIENT,
+                        Status.TIMEOUT,
+                    )
+                    out.run_timeout, out.started_at, out.latency = True, time.time(), 0.0
+                    return out
                 if timeout is None or left < timeout:
-                    timeout, by_deadline = max(left, 0.0), True
+                    timeout, by_deadline = left, True
             ctx = StepContext(
                 run_id=self.run_id,
                 workflow=self.workflow,
@@ -467,6 +487,7 @@ class Execution:
                 attempt=attempt,
                 tools=act.tools,
                 rng_source=self._get_rng,
+                services=self,
                 deadline=self.deadline,
                 failure=act.failure,
             )
@@ -562,15 +583,14 @@ class Execution:
         try:
             return await asyncio.wait_for(fut, timeout)
         except TimeoutError:
-            if not cfut.done() or cfut.cancelled():
-                loop = asyncio.get_running_loop()
-                cfut.add_done_callback(lambda f: self._late_result(loop, spec.name, ctx, f))
-                raise StepTimeoutError(spec.name, timeout) from None
-            raise
+            if cfut.done() and not cfut.cancelled() and isinstance(cfut.exception(), TimeoutError):
+                raise  # the step's own TimeoutError, not ours
+            if not cfut.cancel():  # already running: let it finish, discard and record its result
+                cfut.add_done_callback(lambda f: self._late_result(spec.name, ctx, f))
+            raise StepTimeoutError(spec.name, timeout) from None
 
     def _late_result(
         self,
-        loop: asyncio.AbstractEventLoop,
         step: str,
         ctx: StepContext,
         fut: concurrent.futures.Future[Any],
@@ -581,11 +601,7 @@ class Execution:
             "visit": ctx.visit,
             "attempt": ctx.attempt,
             "at": time.time(),
-            "outcome": "cancelled"
-            if fut.cancelled()
-            else ("error: " + repr(fut.exception()))
-            if fut.exception()
-            else "result discarded",
+            "outcome": f"error: {fut.exception()!r}" if fut.exception() else "result discarded",
         }
         self.late_results.append(record)  # list.append is atomic: safe from the worker thread
         logger.warning(
@@ -706,7 +722,7 @@ class Execution:
             if ticket.is_open:
                 verdict = self.policy.decide(ticket)
                 if verdict is None:
-                    if self.policy is FAIL:
+                    if self.policy.on_missing == "fail":
                         self._fail(
                             ApprovalRequiredError(
                                 f"needs approval ({approval.reason}) but the approval policy is 'fail'; "
@@ -725,7 +741,7 @@ class Execution:
                     verdict.decision,
                     verdict.by,
                     verdict.comment,
-                    lambda t: decision_event(t, self.version),
+                    lambda t: decision_event(t, self.version, self.parameters_hash),
                 )
             self._emit(self._decision_event(ticket, act))
             if ticket.status == "rejected":
@@ -742,8 +758,8 @@ class Execution:
                         RunStatus.FAILED,
                     )
                     return False
-                event = self._decision_event(ticket, act)._replace(route_taken=approval.on_reject)
-                self._checkpoint(act, "rejected", None, None, event)
+                if not self._replaying:
+                    store.mark_rejection_routed(self.run_id, spec.name, act.visit, approval.on_reject)
                 self._activate(approval.on_reject, None, None)
                 if self._arrived:
                     self._fire_joins()

@@ -35,6 +35,8 @@ class _Options:
     workspace: str | os.PathLike[str] | Literal[False] | None
     policy: str | ApprovalPolicy | None
     count_approval_wait: bool
+    llm: Any = None
+    tools: Any = None
 
 
 class Run:
@@ -147,7 +149,11 @@ class Run:
             steps = ", ".join(f"{t.step!r} ({t.ticket_id})" for t in open_)
             raise TicketError(f"run {self.run_id} has several open tickets: {steps}; pass step=...")
         _, changed = store.decide(
-            open_[0].ticket_id, decision, by, comment, lambda t: decision_event(t, self._exec.version)
+            open_[0].ticket_id,
+            decision,
+            by,
+            comment,
+            lambda t: decision_event(t, self._exec.version, self._exec.parameters_hash),
         )
         if changed and resume and self.status in RunStatus.HALTED:
             self.resume()

@@ -28,6 +28,7 @@ from wfkit._errors import LeaseError, StateValueError, StoreCorruptError, Ticket
 from wfkit._events import FIELDS, StepEvent
 
 SCHEMA_VERSION = 1
+_FIX = "it is damaged or truncated. Move it aside (or restore a backup) and wfkit will create a new one"
 _MAGIC = b"SQLite format 3\x00"
 LEASE_TTL = 60.0
 _HOST = socket.gethostname()
@@ -190,8 +191,7 @@ class Store:
         if head != _MAGIC:
             what = "empty (truncated to 0 bytes)" if not head else "not an SQLite database"
             raise StoreCorruptError(
-                f"the run store {self.path} is {what}; wfkit will not read it as an empty store. "
-                f"Move it aside (or restore a backup) and wfkit will create a new one"
+                f"the run store {self.path} is {what}; wfkit will not read it as an empty store: {_FIX}"
             )
 
     def _create_file(self) -> None:
@@ -220,27 +220,28 @@ class Store:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is not None:
             return conn
+        conn = sqlite3.connect(self.path, timeout=60.0, isolation_level=None, check_same_thread=True)
         try:
-            conn = sqlite3.connect(self.path, timeout=60.0, isolation_level=None, check_same_thread=True)
             conn.execute("PRAGMA busy_timeout = 60000")
-            conn.execute("PRAGMA journal_mode = WAL")
-            conn.execute(f"PRAGMA synchronous = {self.synchronous}")
-            conn.execute("PRAGMA foreign_keys = ON")
+            # Check it is ours before changing anything in it (WAL mode persists in the file).
             version = self._schema_version(conn)
             if version is None:
-                raise StoreCorruptError(f"the run store {self.path} holds no tables; it is damaged or truncated")
+                raise StoreCorruptError(f"the run store {self.path} holds no tables; {_FIX}")
             if version > SCHEMA_VERSION:
                 raise StoreCorruptError(
                     f"the run store {self.path} has schema version {version}, newer than this "
                     f"wfkit understands ({SCHEMA_VERSION}); upgrade wfkit"
                 )
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute(f"PRAGMA synchronous = {self.synchronous}")
         except sqlite3.DatabaseError as exc:
+            conn.close()
             if isinstance(exc, sqlite3.OperationalError):
                 raise
-            raise StoreCorruptError(
-                f"the run store {self.path} cannot be read ({exc}); it is damaged or truncated. "
-                f"Move it aside (or restore a backup) and wfkit will create a new one"
-            ) from exc
+            raise StoreCorruptError(f"the run store {self.path} cannot be read ({exc}); {_FIX}") from exc
+        except BaseException:
+            conn.close()  # never keep a refused file open (it could not be moved aside on Windows)
+            raise
         self._local.conn = conn
         return conn
 
@@ -254,9 +255,12 @@ class Store:
                 f"{', '.join(sorted(tables))}); point WFKIT_HOME at another folder"
             )
         row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-        if row is None:
-            raise StoreCorruptError(f"the run store {self.path} has no schema version; it is damaged")
-        return int(row[0])
+        try:
+            return int(row[0])
+        except (TypeError, ValueError):
+            raise StoreCorruptError(
+                f"the run store {self.path} has no schema version or an invalid one ({row!r}); {_FIX}"
+            ) from None
 
     @property
     def conn(self) -> sqlite3.Connection:
@@ -272,7 +276,7 @@ class Store:
         except sqlite3.DatabaseError as exc:
             if isinstance(exc, sqlite3.OperationalError):
                 raise
-            raise StoreCorruptError(f"the run store {self.path} is damaged: {exc}") from exc
+            raise StoreCorruptError(f"the run store {self.path} is damaged: {exc}; {_FIX}") from exc
 
     def read(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row | tuple[Any, ...]]:
         try:
@@ -280,7 +284,7 @@ class Store:
         except sqlite3.DatabaseError as exc:
             if isinstance(exc, sqlite3.OperationalError) and "no such" not in str(exc):
                 raise
-            raise StoreCorruptError(f"the run store {self.path} is damaged: {exc}") from exc
+            raise StoreCorruptError(f"the run store {self.path} is damaged: {exc}; {_FIX}") from exc
 
     def close(self) -> None:
         conn = getattr(self._local, "conn", None)
@@ -338,6 +342,15 @@ class Store:
                 (self.owner, _HOST, os.getpid(), now + LEASE_TTL, run_id),
             )
         return run
+
+    def mark_rejection_routed(self, run_id: str, step: str, visit: int, route: str) -> None:
+        """The reviewer's "rejected" row becomes the checkpoint that routes to ``on_reject``."""
+        with self.write() as conn:
+            conn.execute(
+                "UPDATE journal SET outcome='rejected', route_taken=? "
+                "WHERE run_id=? AND step=? AND visit=? AND status='rejected'",
+                (route, run_id, step, visit),
+            )
 
     def mark_running(self, run_id: str) -> None:
         with self.write() as conn:
@@ -485,7 +498,7 @@ class Store:
             cur = conn.execute("SELECT * FROM runs WHERE run_id=?", (run_id,))
             row = cur.fetchone()
         except sqlite3.DatabaseError as exc:
-            raise StoreCorruptError(f"the run store {self.path} is damaged: {exc}") from exc
+            raise StoreCorruptError(f"the run store {self.path} is damaged: {exc}; {_FIX}") from exc
         if row is None:
             raise KeyError(f"no run {run_id!r} in {self.path}; `wfkit runs` lists the runs there")
         return dict(zip([d[0] for d in cur.description], row, strict=True))

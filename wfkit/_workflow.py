@@ -58,11 +58,13 @@ class Workflow:
         version: str | None = None,
         merge: Mapping[str, Merge] | None = None,
         description: str = "",
+        tools: Any = None,
     ) -> None:
         if not isinstance(name, str) or not name.strip():
             raise ValueError(f"a workflow needs a non-empty name, got {name!r}")
         self.name = name
         self.description = description
+        self.tools = tools  # the tool registry steps call through ctx.tool(); a run may override it
         self._version = version
         self._merge = check_merges(merge or {})
         self._steps: dict[str, StepSpec] = {}
@@ -283,6 +285,8 @@ class Workflow:
             store=store,
             policy=as_policy(o.policy),
             count_waiting=o.count_approval_wait,
+            llm=o.llm,
+            tool_registry=o.tools if o.tools is not None else self.tools,
         )
 
     def _resumed_execution(self, run_id: str, o: _Options) -> Execution:
@@ -334,6 +338,8 @@ class Workflow:
                 policy=as_policy(o.policy),
                 count_waiting=bool(row["count_waiting"]),
                 elapsed_before=elapsed,
+                llm=o.llm,
+                tool_registry=o.tools if o.tools is not None else self.tools,
             )
             execution.started_at = row["created_at"]
             execution.replay(checkpoints, store.attempts_so_far(run_id))
@@ -353,6 +359,8 @@ class Workflow:
         workspace: WorkspaceArg = None,
         policy: str | ApprovalPolicy | None = None,
         count_approval_wait: bool = False,
+        llm: Any = None,
+        tools: Any = None,
         raise_on_error: bool = True,
     ) -> Run:
         """Run until it ends or halts, in the current task (``await flow.arun(...)`` in a cell).
@@ -363,7 +371,7 @@ class Workflow:
         decisions file. ``count_approval_wait``: whether time halted for approval counts against
         ``timeout``. With ``raise_on_error`` a failed run raises its error (``err.run`` is the run).
         """
-        o = _Options(timeout, tuple(sinks), seed, workspace, policy, count_approval_wait)
+        o = _Options(timeout, tuple(sinks), seed, workspace, policy, count_approval_wait, llm, tools)
         run = Run(self._execution(inputs, run_id, o), self, o)
         await run._exec.drive()
         return run.raise_for_status() if raise_on_error else run
@@ -379,10 +387,12 @@ class Workflow:
         workspace: WorkspaceArg = None,
         policy: str | ApprovalPolicy | None = None,
         count_approval_wait: bool = False,
+        llm: Any = None,
+        tools: Any = None,
         raise_on_error: bool = True,
     ) -> Run:
         """Like :meth:`arun`, from synchronous code, also inside a running loop (no nest_asyncio)."""
-        o = _Options(timeout, tuple(sinks), seed, workspace, policy, count_approval_wait)
+        o = _Options(timeout, tuple(sinks), seed, workspace, policy, count_approval_wait, llm, tools)
         run = Run(self._execution(inputs, run_id, o), self, o)
         run_blocking(run._exec.drive())
         return run.raise_for_status() if raise_on_error else run
@@ -398,13 +408,15 @@ class Workflow:
         workspace: WorkspaceArg = None,
         policy: str | ApprovalPolicy | None = None,
         count_approval_wait: bool = False,
+        llm: Any = None,
+        tools: Any = None,
     ) -> Run:
         """Start a run and return its handle at once; ``await run`` waits for the end.
 
         In a notebook the run is a task on the kernel's loop, so the cell is free at once. From
         plain synchronous code it runs on a background loop; ``run.wait()`` blocks for it.
         """
-        o = _Options(timeout, tuple(sinks), seed, workspace, policy, count_approval_wait)
+        o = _Options(timeout, tuple(sinks), seed, workspace, policy, count_approval_wait, llm, tools)
         run = Run(self._execution(inputs, run_id, o), self, o)
         run._launch()
         return run
@@ -416,6 +428,8 @@ class Workflow:
         workspace: WorkspaceArg = None,
         policy: str | ApprovalPolicy | None = None,
         sinks: Iterable[Sink] = (),
+        llm: Any = None,
+        tools: Any = None,
         raise_on_error: bool = True,
     ) -> Run:
         """Continue a stored run from its last completed step (blocking, like :meth:`run`).
@@ -423,7 +437,7 @@ class Workflow:
         Completed steps never run again; an irreversible step cut off between its intent and its
         result waits for :meth:`Workspace.reconcile` instead of running twice.
         """
-        o = _Options(None, tuple(sinks), None, workspace, policy, False)
+        o = _Options(None, tuple(sinks), None, workspace, policy, False, llm, tools)
         run = Run(self._resumed_execution(run_id, o), self, o)
         run_blocking(run._exec.drive())
         return run.raise_for_status() if raise_on_error else run
@@ -435,10 +449,12 @@ class Workflow:
         workspace: WorkspaceArg = None,
         policy: str | ApprovalPolicy | None = None,
         sinks: Iterable[Sink] = (),
+        llm: Any = None,
+        tools: Any = None,
         raise_on_error: bool = True,
     ) -> Run:
         """Continue a stored run in the current task; see :meth:`resume`."""
-        o = _Options(None, tuple(sinks), None, workspace, policy, False)
+        o = _Options(None, tuple(sinks), None, workspace, policy, False, llm, tools)
         run = Run(self._resumed_execution(run_id, o), self, o)
         await run._exec.drive()
         return run.raise_for_status() if raise_on_error else run

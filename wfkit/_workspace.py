@@ -42,8 +42,8 @@ def open_store(path: str | os.PathLike[str] | None = None, *, synchronous: str |
         return store
 
 
-def decision_event(ticket: Ticket, workflow_version: str) -> StepEvent:
-    """The step-log row that records a reviewer's decision."""
+def decision_event(ticket: Ticket, workflow_version: str, parameters_hash: str | None = None) -> StepEvent:
+    """The step-log row that records a reviewer's decision (made where this process runs)."""
     at = ticket.decided_at or time.time()
     return StepEvent(
         run_id=ticket.run_id,
@@ -120,8 +120,14 @@ class Workspace:
         self, ticket_id: str, decision: Literal["approve", "reject"], *, by: str, comment: str = ""
     ) -> tuple[Ticket, bool]:
         """Apply a decision once; returns the ticket and whether this call changed it."""
-        version = self.store.run_row(self.store.ticket(ticket_id).run_id)["workflow_version"]
-        return self.store.decide(ticket_id, decision, by, comment, lambda t: decision_event(t, version))
+        row = self.store.run_row(self.store.ticket(ticket_id).run_id)
+        return self.store.decide(
+            ticket_id,
+            decision,
+            by,
+            comment,
+            lambda t: decision_event(t, row["workflow_version"], row["parameters_hash"]),
+        )
 
     def approve(self, ticket_id: str, *, by: str, comment: str = "") -> Ticket:
         """Approve a ticket. The same decision twice is a no-op; a conflicting one raises."""

@@ -1,0 +1,435 @@
+"""Approval gates: what a reviewer sees, the headless policies, recorded decisions, and gates in real
+runs (conditional gates, reject-and-revise loops, rejections that fail the run)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import wfkit as wf
+from wfkit._approvals import (
+    APPROVE_ALL,
+    FAIL,
+    HALT,
+    REJECT_ALL,
+    ApprovalPolicy,
+    DecisionsFile,
+    Verdict,
+    as_approval,
+    as_policy,
+)
+from wfkit._workspace import Workspace
+
+STATE = {"amount": 250, "customer": "c-1", "note": "late delivery"}
+
+
+def _ticket(workflow: str = "refunds", step: str = "pay", visit: int = 1) -> wf.Ticket:
+    return wf.Ticket(
+        ticket_id="t1",
+        run_id="r1",
+        workflow=workflow,
+        step=step,
+        visit=visit,
+        reason="why",
+        payload={},
+        status="open",
+        decided_by=None,
+        comment=None,
+        created_at=0.0,
+        decided_at=None,
+    )
+
+
+def _write(path: Path, *lines: str) -> Path:
+    path.write_text("".join(line + "\n" for line in lines))
+    return path
+
+
+# ---- Approval and as_approval -----------------------------------------------------------------------
+
+
+def test_payload_none_is_the_whole_state() -> None:
+    """Without a payload, the reviewer sees a copy of the whole state."""
+    payload = wf.Approval("check").payload_for(STATE)
+    assert STATE == payload
+    assert payload is not STATE
+
+
+def test_payload_fields_pick_those_fields() -> None:
+    """A list of field names shows only those fields; a missing one shows as None."""
+    assert {"amount": 250, "reason": None} == wf.Approval("check", payload=["amount", "reason"]).payload_for(STATE)
+
+
+def test_payload_function_computes_the_view() -> None:
+    """A function of the state computes what the reviewer sees, returned as a dict."""
+    approval = wf.Approval("check", payload=lambda s: {"refund": f"{s['amount']} EUR to {s['customer']}"})
+    assert {"refund": "250 EUR to c-1"} == approval.payload_for(STATE)
+
+
+def test_approval_describe_lists_reason_condition_and_reject_route() -> None:
+    """describe() gives the reason, the condition as data, and the on_reject step."""
+    approval = wf.Approval("big refunds", when=wf.when("amount", "gt", 100), on_reject="revise")
+    described = approval.describe()
+    assert ("big refunds", "revise") == (described["reason"], described["on_reject"])
+    assert wf.when("amount", "gt", 100).to_dict() == described["when"]
+
+
+def test_as_approval_of_a_string_is_an_approval_with_that_reason() -> None:
+    """A reason string becomes Approval(reason) with no payload, condition or reject route."""
+    assert wf.Approval("Refunds need a human") == as_approval("Refunds need a human")
+
+
+def test_as_approval_keeps_an_approval_and_none() -> None:
+    """An Approval is returned as is, and None means no gate."""
+    approval = wf.Approval("x", on_reject="revise")
+    assert approval is as_approval(approval)
+    assert as_approval(None) is None
+
+
+@pytest.mark.parametrize("bad", [42, "", "   ", ["reason"]])
+def test_as_approval_refuses_other_values(bad: Any) -> None:
+    """Anything but a non-blank string, an Approval or None raises TypeError saying what is accepted."""
+    with pytest.raises(TypeError, match=r"approval must be a reason string or wfkit\.Approval"):
+        as_approval(bad)
+
+
+def test_step_with_bad_approval_is_refused() -> None:
+    """@flow.step(approval=<not a string or Approval>) raises TypeError."""
+    flow = wf.Workflow("w")
+    with pytest.raises(TypeError, match="approval must be"):
+        flow.step(lambda s: {}, name="a", approval=3)  # type: ignore[arg-type]
+
+
+# ---- as_policy --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "policy"),
+    [
+        ("halt", HALT),
+        ("approve", APPROVE_ALL),
+        ("approve_all", APPROVE_ALL),
+        ("reject", REJECT_ALL),
+        ("reject_all", REJECT_ALL),
+        ("fail", FAIL),
+        ("Approve", APPROVE_ALL),
+        (None, HALT),
+    ],
+)
+def test_as_policy_names(name: str | None, policy: ApprovalPolicy) -> None:
+    """Policy names (any case) and None map to the shared policy objects."""
+    assert policy is as_policy(name)
+
+
+def test_as_policy_keeps_a_policy_object() -> None:
+    """A policy object is returned as is."""
+
+    class Always(ApprovalPolicy):
+        name = "always"
+
+        def decide(self, ticket: wf.Ticket) -> Verdict:
+            return Verdict("approve", "bot")
+
+    policy = Always()
+    assert policy is as_policy(policy)
+
+
+@pytest.mark.parametrize("as_str", [True, False])
+def test_as_policy_of_a_jsonl_path_is_a_decisions_file(tmp_path: Path, as_str: bool) -> None:
+    """A .jsonl path (str or Path) becomes a DecisionsFile reading that file."""
+    path = _write(tmp_path / "d.jsonl", '{"workflow": "refunds", "step": "pay", "decision": "approve"}')
+    policy = as_policy(str(path) if as_str else path)
+    assert isinstance(policy, DecisionsFile)
+    assert "file:d.jsonl" == policy.name
+    assert Verdict("approve", "recorded", "") == policy.decide(_ticket())
+
+
+def test_as_policy_of_a_missing_jsonl_file_says_it_cannot_read_it(tmp_path: Path) -> None:
+    """A .jsonl path that does not exist raises ValueError naming the file."""
+    with pytest.raises(ValueError, match=r"cannot read the decisions file .*nope\.jsonl"):
+        as_policy(str(tmp_path / "nope.jsonl"))
+
+
+@pytest.mark.parametrize("bad", ["approved", "yes", 3])
+def test_as_policy_unknown_value_lists_the_options(bad: Any) -> None:
+    """An unknown policy raises ValueError listing halt, approve, reject, fail and decisions files."""
+    with pytest.raises(ValueError, match=r"unknown approval policy .*'halt', 'approve', 'reject', 'fail'.*\.jsonl"):
+        as_policy(bad)
+
+
+def test_fixed_policies_decide_with_their_name() -> None:
+    """approve/reject policies give a verdict signed 'policy:<name>'; halt and fail give none."""
+    assert Verdict("approve", "policy:approve_all", "decided by the approve_all policy") == APPROVE_ALL.decide(
+        _ticket()
+    )
+    assert ("reject", "policy:reject_all") == (REJECT_ALL.decide(_ticket()).decision, REJECT_ALL.decide(_ticket()).by)
+    assert HALT.decide(_ticket()) is None
+    assert FAIL.decide(_ticket()) is None
+
+
+# ---- DecisionsFile ----------------------------------------------------------------------------------
+
+
+def test_decisions_file_exact_visit_wins_over_step_match(tmp_path: Path) -> None:
+    """A decision recorded for the ticket's visit wins; other visits fall back to the step's first one."""
+    path = _write(
+        tmp_path / "d.jsonl",
+        '{"workflow": "refunds", "step": "pay", "visit": 1, "decision": "reject", "by": "ana", "comment": "no"}',
+        '{"workflow": "refunds", "step": "pay", "visit": 2, "decision": "approve", "by": "bob", "comment": "ok"}',
+    )
+    policy = DecisionsFile(path)
+    assert Verdict("reject", "ana", "no") == policy.decide(_ticket(visit=1))
+    assert Verdict("approve", "bob", "ok") == policy.decide(_ticket(visit=2))
+    assert Verdict("reject", "ana", "no") == policy.decide(_ticket(visit=3))
+
+
+def test_decisions_file_later_line_for_a_visit_wins(tmp_path: Path) -> None:
+    """A visit-level match wins even when an earlier line set the step-level fallback."""
+    path = _write(
+        tmp_path / "d.jsonl",
+        '{"workflow": "refunds", "step": "pay", "visit": 1, "decision": "approve", "by": "ana"}',
+        '{"workflow": "refunds", "step": "pay", "visit": 3, "decision": "reject", "by": "bob"}',
+    )
+    assert "reject" == DecisionsFile(path).decide(_ticket(visit=3)).decision  # type: ignore[union-attr]
+
+
+def test_decisions_file_missing_decision_is_none(tmp_path: Path) -> None:
+    """A ticket of another workflow or step has no recorded decision: decide returns None."""
+    path = _write(tmp_path / "d.jsonl", '{"workflow": "refunds", "step": "pay", "visit": 1, "decision": "approve"}')
+    policy = DecisionsFile(path)
+    assert policy.decide(_ticket(workflow="other")) is None
+    assert policy.decide(_ticket(step="ship")) is None
+
+
+def test_decisions_file_skips_blank_lines_and_defaults(tmp_path: Path) -> None:
+    """Blank lines are skipped; a line without visit is visit 1, without by/comment 'recorded'/''."""
+    path = _write(tmp_path / "d.jsonl", "", '{"workflow": "refunds", "step": "pay", "decision": "approve"}', "   ")
+    assert Verdict("approve", "recorded", "") == DecisionsFile(path).decide(_ticket(visit=1))
+
+
+def test_empty_decisions_file_decides_nothing(tmp_path: Path) -> None:
+    """An empty decisions file is valid and has no decision for any ticket."""
+    assert DecisionsFile(_write(tmp_path / "d.jsonl")).decide(_ticket()) is None
+
+
+@pytest.mark.parametrize(
+    ("bad_line", "why"),
+    [
+        ("{not json", "Expecting property name"),
+        ('{"workflow": "refunds", "decision": "approve"}', "'step'"),
+        ('["refunds", "pay"]', "list indices"),
+        ('{"workflow": "refunds", "step": "pay", "visit": "first", "decision": "approve"}', "invalid literal"),
+    ],
+)
+def test_decisions_file_malformed_line_names_file_and_line(tmp_path: Path, bad_line: str, why: str) -> None:
+    """A malformed line raises ValueError naming the file, the line number, the problem and the format."""
+    path = _write(
+        tmp_path / "d.jsonl",
+        '{"workflow": "refunds", "step": "pay", "decision": "approve"}',
+        "",
+        bad_line,
+    )
+    with pytest.raises(ValueError, match=rf"^{re.escape(str(path))}, line 3: .*{re.escape(why)}.*each line is a JSON"):
+        DecisionsFile(path)
+
+
+def test_decisions_file_rejects_a_bad_decision_value(tmp_path: Path) -> None:
+    """A decision other than approve/reject raises ValueError naming the line and the value."""
+    path = _write(tmp_path / "d.jsonl", '{"workflow": "refunds", "step": "pay", "decision": "approved"}')
+    with pytest.raises(ValueError, match=r"line 1: decision must be 'approve' or 'reject', got 'approved'"):
+        DecisionsFile(path)
+
+
+# ---- gates in real runs -----------------------------------------------------------------------------
+
+
+def _refunds(approval: str | wf.Approval = "Refunds need a human") -> wf.Workflow:
+    flow = wf.Workflow("refunds")
+    flow.step(lambda s: {"checked": True}, name="check")
+
+    @flow.step(approval=approval)
+    def pay(state: Any) -> dict[str, Any]:
+        return {"paid": state["amount"]}
+
+    flow.chain("check", "pay")
+    return flow
+
+
+def _decisions(run_id: str) -> list[tuple[str, str, str | None]]:
+    """The journal's approval rows of a run: (step, status, approver)."""
+    return [
+        (e.step, e.status, e.approver)
+        for e in Workspace().events(run_id)
+        if e.status in ("waiting_approval", "approved", "rejected")
+    ]
+
+
+def test_policy_approve_passes_the_gate_at_once() -> None:
+    """policy='approve' approves the ticket in the run, journaled with approver 'policy:approve_all'."""
+    run = _refunds().run({"amount": 30}, policy="approve")
+    assert "succeeded" == run.status
+    assert {"amount": 30, "checked": True, "paid": 30} == run.state
+    assert [("pay", "waiting_approval", None), ("pay", "approved", "policy:approve_all")] == _decisions(run.run_id)
+    (ticket,) = Workspace().store.tickets(status=None, run_id=run.run_id)
+    assert ("approved", "policy:approve_all") == (ticket.status, ticket.decided_by)
+
+
+def test_policy_reject_fails_an_ungated_rejection() -> None:
+    """policy='reject' rejects at once (approver 'policy:reject_all'); with no on_reject the run fails."""
+    with pytest.raises(wf.ApprovalRejectedError, match="step 'pay': rejected by policy:reject_all") as caught:
+        _refunds().run({"amount": 30}, policy="reject")
+    run = caught.value.run  # type: ignore[attr-defined]
+    assert "failed" == run.status
+    assert "paid" not in run.state
+    assert [("pay", "waiting_approval", None), ("pay", "rejected", "policy:reject_all")] == _decisions(run.run_id)
+    assert "failed" == Workspace().run_info(run.run_id)["status"]
+
+
+def test_policy_fail_fails_the_run_at_the_gate() -> None:
+    """policy='fail' fails the run with ApprovalRequiredError naming the gate and how to decide it."""
+    with pytest.raises(wf.ApprovalRequiredError, match=r"step 'pay': needs approval \(Refunds need a human\).*'fail'"):
+        _refunds().run({"amount": 30}, policy="fail")
+    (row,) = Workspace().runs()
+    assert ("failed", "ApprovalRequiredError") == (row["status"], row["error_type"])
+
+
+def test_default_policy_halts_and_leaves_the_ticket_open() -> None:
+    """With no policy the run halts at the gate, the gated step not run, its ticket open."""
+    run = _refunds().run({"amount": 30})
+    assert "waiting_approval" == run.status
+    assert "paid" not in run.state
+    assert [("pay", "open")] == [(t.step, t.status) for t in run.tickets()]
+
+
+def test_conditional_gate_only_stops_large_amounts() -> None:
+    """Approval(when=amount > 100) lets small amounts through and halts large ones."""
+    flow = _refunds(wf.Approval("Large refunds need a human", when=wf.when("amount", "gt", 100)))
+    small = flow.run({"amount": 50})
+    assert "succeeded" == small.status
+    assert [] == _decisions(small.run_id)
+    large = flow.run({"amount": 500})
+    assert "waiting_approval" == large.status
+    (ticket,) = Workspace().pending()
+    assert (large.run_id, "Large refunds need a human") == (ticket.run_id, ticket.reason)
+
+
+def test_ticket_payload_follows_the_approval() -> None:
+    """The ticket shows the fields the Approval's payload names."""
+    _refunds(wf.Approval("check", payload=["amount"])).run({"amount": 70})
+    assert [{"amount": 70}] == [t.payload for t in Workspace().pending()]
+
+
+def _essay() -> wf.Workflow:
+    """draft -> publish (gated; a rejection routes to revise) and revise -> publish, at most 3 revisions."""
+    flow = wf.Workflow("essay")
+    flow.step(lambda s: {"version": 1}, name="draft")
+
+    @flow.step(max_visits=3)
+    def revise(state: Any) -> dict[str, Any]:
+        return {"version": state["version"] + 1}
+
+    @flow.step(approval=wf.Approval("Publish?", payload=["version"], on_reject="revise"))
+    def publish(state: Any) -> dict[str, Any]:
+        return {"published": state["version"]}
+
+    flow.chain("draft", "publish")
+    flow.route("revise", default=wf.go("publish"))
+    return flow
+
+
+def test_rejection_routes_to_revise_and_approval_completes() -> None:
+    """A rejection runs the on_reject step, the gate asks again, and approving that completes the run."""
+    flow = _essay()
+    run = flow.run({})
+    ws = Workspace()
+    (first,) = ws.pending()
+    assert (1, {"version": 1}) == (first.visit, first.payload)
+    ws.reject(first.ticket_id, by="ed", comment="too long")
+    again = flow.resume(run.run_id)
+    assert "waiting_approval" == again.status
+    (second,) = ws.pending()
+    assert (2, {"version": 2}) == (second.visit, second.payload)
+    ws.approve(second.ticket_id, by="ed")
+    done = flow.resume(run.run_id)
+    assert "succeeded" == done.status
+    assert {"version": 2, "published": 2} == done.state
+    steps = [(s["step"], s["visit"], s["outcome"], s["route"]) for s in ws.run_info(run.run_id)["steps"]]
+    assert [
+        ("draft", 1, "ok", None),
+        ("publish", 1, "rejected", "revise"),
+        ("revise", 1, "ok", "publish"),
+        ("publish", 2, "ok", None),
+    ] == steps
+
+
+def test_rejecting_every_revision_hits_the_visit_bound() -> None:
+    """Under policy='reject' the revise loop stops at max_visits with VisitLimitError."""
+    with pytest.raises(wf.VisitLimitError, match=r"step 'revise'.*max_visits=3"):
+        _essay().run({}, policy="reject")
+
+
+def test_rejection_routed_to_revise_is_journaled_once() -> None:
+    """One rejection of one visit is one 'rejected' row in the journal, as the sinks saw it."""
+    flow = _essay()
+    run = flow.run({})
+    ws = Workspace()
+    ws.reject(ws.pending()[0].ticket_id, by="ed")
+    again = flow.resume(run.run_id)
+    seen = [(e.step, e.visit) for e in again.events if e.status == "rejected"]
+    journaled = [(e.step, e.visit) for e in ws.events(run.run_id) if e.status == "rejected"]
+    assert [("publish", 1)] == seen
+    assert seen == journaled
+
+
+def test_human_rejection_without_on_reject_fails_the_run() -> None:
+    """A reviewer's rejection of a gate with no on_reject fails the resumed run with ApprovalRejectedError."""
+    flow = _refunds()
+    run = flow.run({"amount": 30})
+    Workspace().reject(run.tickets()[0].ticket_id, by="ana", comment="fraud")
+    with pytest.raises(wf.ApprovalRejectedError, match=r"rejected by ana: fraud.*on_reject") as caught:
+        flow.resume(run.run_id)
+    assert "pay" == caught.value.step
+    assert "failed" == Workspace().run_info(run.run_id)["status"]
+
+
+def test_run_approve_decides_and_resumes() -> None:
+    """Run.approve decides the run's open gate; after waiting the run has finished."""
+    run = _refunds().run({"amount": 30})
+    run.approve(by="ana").wait(10)
+    assert "succeeded" == run.status
+    assert [("pay", "waiting_approval", None), ("pay", "approved", "ana")] == _decisions(run.run_id)
+
+
+def test_gates_need_a_workspace() -> None:
+    """A workflow with an approval gate refuses workspace=False: tickets live in a workspace."""
+    with pytest.raises(ValueError, match=r"has approval gates.*drop workspace=False"):
+        _refunds().run({"amount": 1}, workspace=False)
+
+
+def test_decisions_file_policy_decides_in_a_run(tmp_path: Path) -> None:
+    """A decisions file passes a recorded gate in a run, signed by the recorded reviewer."""
+    path = _write(
+        tmp_path / "d.jsonl",
+        '{"workflow": "refunds", "step": "pay", "visit": 1, "decision": "approve", "by": "ana", "comment": "ok"}',
+    )
+    run = _refunds().run({"amount": 30}, policy=DecisionsFile(path))
+    assert "succeeded" == run.status
+    assert ("pay", "approved", "ana") == _decisions(run.run_id)[-1]
+
+
+def test_decisions_file_without_a_match_halts(tmp_path: Path) -> None:
+    """A decisions file with no decision for the gate halts the run (missing='halt', the default)."""
+    path = _write(tmp_path / "d.jsonl", '{"workflow": "other", "step": "pay", "decision": "approve"}')
+    run = _refunds().run({"amount": 30}, policy=DecisionsFile(path))
+    assert "waiting_approval" == run.status
+
+
+def test_decisions_file_missing_fail_fails_the_run(tmp_path: Path) -> None:
+    """A decisions file with missing='fail' and no decision for the gate fails the run."""
+    path = _write(tmp_path / "d.jsonl", '{"workflow": "other", "step": "pay", "decision": "approve"}')
+    run = _refunds().run({"amount": 30}, policy=DecisionsFile(path, missing="fail"), raise_on_error=False)
+    assert "failed" == run.status
+    assert isinstance(run.error, wf.ApprovalRequiredError)
