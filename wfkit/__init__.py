@@ -4,6 +4,7 @@ Workflows mix DAG fan-out and joins with state-machine loops and structured rout
 by policy with classified errors, time out per step and per run, and emit one event per attempt.
 """
 
+from wfkit._analysis import steps
 from wfkit._approvals import Approval, ApprovalPolicy, DecisionsFile, Ticket
 from wfkit._conditions import Condition, when
 from wfkit._context import Failure, StepContext
@@ -29,6 +30,7 @@ from wfkit._errors import (
 )
 from wfkit._events import Status, StepEvent
 from wfkit._merge import add, append, extend, union
+from wfkit._processors import mark_secret, redact_secrets, truncate
 from wfkit._retry import (
     ErrorKind,
     PermanentError,
@@ -87,7 +89,11 @@ __all__ = [
     "classify_error",
     "extend",
     "go",
+    "mark_secret",
+    "redact_secrets",
     "retry_after_of",
+    "steps",
+    "truncate",
     "union",
     "when",
 ]

@@ -114,6 +114,28 @@ def _reconcile(args: argparse.Namespace) -> int:
     return 0
 
 
+def _logs(args: argparse.Namespace) -> int:
+    from wfkit._steplog import compact, export_pending, exporter
+
+    ws = _workspace(args)
+    exporter.flush()
+    exported = export_pending(ws.store, ws.path)
+    if args.action == "export":
+        print(f"exported {exported} rows to {ws.path / 'steps'}")
+        return 0
+    result = compact(ws.path)
+    print(f"compacted {result['merged']} files into {result['written']} (exported {exported} rows first)")
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from wfkit._report import write_report
+
+    page = write_report(args.workspace, args.out, since=args.since, workflow=args.workflow)
+    print(f"report written to {page}")
+    return 0
+
+
 def load_workflow(ref: str) -> Any:
     """Import ``package.module:name``; a callable is called (a workflow factory)."""
     from wfkit._workflow import Workflow
@@ -200,6 +222,15 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument("--by", required=True, help="who checked")
     rec.add_argument("--updates", help="JSON object: the state updates the step would have returned")
     rec.set_defaults(handler=_reconcile)
+    logs = sub.add_parser("logs", parents=[common], help="step-log files: export missing rows, compact small files")
+    logs.add_argument("action", choices=["compact", "export"])
+    logs.set_defaults(handler=_logs)
+
+    report = sub.add_parser("report", parents=[common], help="latency, failures, cost and timeout advice as HTML + PNG")
+    report.add_argument("--out", required=True, help="folder to write index.html and the plots into")
+    report.add_argument("--since", help="only attempts started at or after this ISO date/time (UTC)")
+    report.add_argument("--workflow", help="only this workflow")
+    report.set_defaults(handler=_report)
     return parser
 
 

@@ -43,8 +43,10 @@ from wfkit._errors import (
 from wfkit._events import Status, StepEvent
 from wfkit._graph import Graph
 from wfkit._merge import Merge
+from wfkit._processors import DEFAULT_PROCESSORS, Processor, chain, redact_values, secret_values
 from wfkit._retry import ErrorKind, classify_error, retry_after_of
 from wfkit._routing import END
+from wfkit._steplog import exporter
 from wfkit._steps import StepSpec
 from wfkit._store import LEASE_TTL, Store, encode_updates
 from wfkit._workspace import decision_event
@@ -156,6 +158,7 @@ class Execution:
         elapsed_before: float = 0.0,
         llm: Any = None,
         tool_registry: Any = None,
+        processors: tuple[Processor, ...] = DEFAULT_PROCESSORS,
     ) -> None:
         settings = _settings.current()
         self.graph = graph
@@ -202,6 +205,10 @@ class Execution:
         # What steps reach through ctx.llm and ctx.tool().
         self.llm = llm
         self.tool_registry = tool_registry
+        # Events pass through the processors before the journal and any sink; state checkpoints
+        # lose the exact values of known secrets.
+        self._process = chain(processors)
+        self._secrets = secret_values() if store is not None else []
 
     def llm_client(self) -> Any:
         if self.llm is None:
@@ -257,6 +264,7 @@ class Execution:
                         elapsed=self.elapsed_before + time.monotonic() - t_start,
                         ended=self.status in RunStatus.FINISHED,
                     )
+                    exporter.submit(self.store, self.store.path.parent, self.run_id)
             finally:
                 self.finished.set()
 
@@ -505,6 +513,8 @@ class Execution:
                     )
                 if self.store is not None:
                     out.encoded = encode_updates(spec.name, result)
+                    if self._secrets:
+                        out.encoded = redact_values(out.encoded, self._secrets)
                 out.latency = time.perf_counter() - t0
                 out.updates, out.usage = result, ctx._usage
                 out.error = out.kind = None
@@ -652,7 +662,7 @@ class Execution:
         else:
             model, tokens_in, tokens_out = usage.get("model"), usage.get("tokens_in"), usage.get("tokens_out")
             cost, extra = usage.get("cost_usd"), usage.get("extra")
-        return StepEvent(
+        event = StepEvent(
             self.run_id,
             self.workflow,
             self.version,
@@ -680,6 +690,7 @@ class Execution:
             _HOST,
             extra,
         )
+        return event if self._process is None else self._process(event)
 
     def _emit(self, event: StepEvent) -> None:
         """Hand an event to the sinks (the journal write, if any, happened already)."""

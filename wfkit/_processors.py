@@ -47,6 +47,11 @@ def mark_secret(value: str) -> str:
     return value
 
 
+def secret_values() -> list[str]:
+    """The exact values to redact now: marked secrets and well-known key variables' values."""
+    return _secrets()
+
+
 def _secrets() -> list[str]:
     found = [v for v in (os.environ.get(name) for name in _KEY_VARIABLES) if v and len(v) >= 4]
     return sorted({*_marked, *found}, key=len, reverse=True)
@@ -65,9 +70,10 @@ def redact_text(text: str) -> str:
     return text
 
 
-def redact_json(text: str) -> str:
-    """Redact marked secrets (exact values only) from stored JSON such as checkpointed state."""
-    for secret in _secrets():
+def redact_values(text: str, secrets: Iterable[str]) -> str:
+    """Replace exact secret values in stored JSON such as checkpointed state (no patterns: state
+    is data, and a pattern could mangle it)."""
+    for secret in secrets:
         if secret in text:
             text = text.replace(secret, REDACTED)
     return text

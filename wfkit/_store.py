@@ -58,7 +58,8 @@ CREATE TABLE IF NOT EXISTS runs (
     lease_owner TEXT,
     lease_host TEXT,
     lease_pid INTEGER,
-    lease_expires REAL
+    lease_expires REAL,
+    exported_seq INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS runs_by_created ON runs (created_at);
 CREATE TABLE IF NOT EXISTS intents (

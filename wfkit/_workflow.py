@@ -19,6 +19,7 @@ from wfkit._events import Sink, as_callables
 from wfkit._graph import Graph, compile_graph, describe_changes
 from wfkit._loops import run_blocking
 from wfkit._merge import Merge, check_merges
+from wfkit._processors import DEFAULT_PROCESSORS, Processor
 from wfkit._retry import Classifier, RetryPolicy
 from wfkit._routing import Go, Route, Router
 from wfkit._run import Run, WorkspaceArg, _Options
@@ -59,12 +60,15 @@ class Workflow:
         merge: Mapping[str, Merge] | None = None,
         description: str = "",
         tools: Any = None,
+        processors: Iterable[Processor] | None = None,
     ) -> None:
         if not isinstance(name, str) or not name.strip():
             raise ValueError(f"a workflow needs a non-empty name, got {name!r}")
         self.name = name
         self.description = description
         self.tools = tools  # the tool registry steps call through ctx.tool(); a run may override it
+        # Event processors (redaction, truncation) applied before the journal and every sink.
+        self.processors: tuple[Processor, ...] = DEFAULT_PROCESSORS if processors is None else tuple(processors)
         self._version = version
         self._merge = check_merges(merge or {})
         self._steps: dict[str, StepSpec] = {}
@@ -287,6 +291,7 @@ class Workflow:
             count_waiting=o.count_approval_wait,
             llm=o.llm,
             tool_registry=o.tools if o.tools is not None else self.tools,
+            processors=self.processors,
         )
 
     def _resumed_execution(self, run_id: str, o: _Options) -> Execution:
@@ -340,6 +345,7 @@ class Workflow:
                 elapsed_before=elapsed,
                 llm=o.llm,
                 tool_registry=o.tools if o.tools is not None else self.tools,
+                processors=self.processors,
             )
             execution.started_at = row["created_at"]
             execution.replay(checkpoints, store.attempts_so_far(run_id))
