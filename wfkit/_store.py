@@ -177,6 +177,8 @@ class Store:
         self.path = path
         self.synchronous = synchronous.upper()
         self._local = threading.local()
+        self._conns: list[sqlite3.Connection] = []
+        self._conns_lock = threading.Lock()
         self.owner = f"{_HOST}:{os.getpid()}:{id(self):x}"
         self._check_file()
         self._connect()
@@ -221,7 +223,9 @@ class Store:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is not None:
             return conn
-        conn = sqlite3.connect(self.path, timeout=60.0, isolation_level=None, check_same_thread=True)
+        # Each thread gets its own connection; check_same_thread is off only so that close() can
+        # close them all (the export thread's too) from whichever thread calls it.
+        conn = sqlite3.connect(self.path, timeout=60.0, isolation_level=None, check_same_thread=False)
         try:
             conn.execute("PRAGMA busy_timeout = 60000")
             # Check it is ours before changing anything in it (WAL mode persists in the file).
@@ -244,6 +248,8 @@ class Store:
             conn.close()  # never keep a refused file open (it could not be moved aside on Windows)
             raise
         self._local.conn = conn
+        with self._conns_lock:
+            self._conns.append(conn)
         return conn
 
     def _schema_version(self, conn: sqlite3.Connection) -> int | None:
@@ -288,10 +294,12 @@ class Store:
             raise StoreCorruptError(f"the run store {self.path} is damaged: {exc}; {_FIX}") from exc
 
     def close(self) -> None:
-        conn = getattr(self._local, "conn", None)
-        if conn is not None:
+        """Close every thread's connection (the next use opens a fresh one)."""
+        with self._conns_lock:
+            conns, self._conns = self._conns, []
+        for conn in conns:
             conn.close()
-            self._local.conn = None
+        self._local = threading.local()
 
     # ---- runs and leases -----------------------------------------------------------------------
 
