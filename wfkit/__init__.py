@@ -30,6 +30,7 @@ from wfkit._errors import (
 )
 from wfkit._events import Status, StepEvent
 from wfkit._merge import add, append, extend, union
+from wfkit._pending import Pending, pending
 from wfkit._processors import mark_secret, redact_secrets, truncate
 from wfkit._retry import (
     ErrorKind,
@@ -40,7 +41,7 @@ from wfkit._retry import (
     retry_after_of,
 )
 from wfkit._routing import END, Go, Route, go
-from wfkit._run import Run
+from wfkit._run import Run, drain
 from wfkit._version import __version__
 from wfkit._workflow import Workflow
 from wfkit._workspace import Workspace
@@ -58,6 +59,7 @@ __all__ = [
     "Failure",
     "Go",
     "LeaseError",
+    "Pending",
     "PermanentError",
     "RetryPolicy",
     "Route",
@@ -87,9 +89,11 @@ __all__ = [
     "add",
     "append",
     "classify_error",
+    "drain",
     "extend",
     "go",
     "mark_secret",
+    "pending",
     "redact_secrets",
     "retry_after_of",
     "steps",

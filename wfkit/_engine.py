@@ -208,6 +208,7 @@ class Execution:
         # Events pass through the processors before the journal and any sink; state checkpoints
         # lose the exact values of known secrets.
         self._process = chain(processors)
+        self.observers: list[Callable[[StepEvent | None], object]] = []  # live views; None = status changed
         self._secrets = secret_values() if store is not None else []
 
     def llm_client(self) -> Any:
@@ -267,6 +268,8 @@ class Execution:
                     exporter.submit(self.store, self.store.path.parent, self.run_id)
             finally:
                 self.finished.set()
+                for observer in self.observers:
+                    observer(None)
 
     async def _loop(self) -> None:
         ready, tasks, done = self._ready, self._tasks, self._done
@@ -698,6 +701,8 @@ class Execution:
             return
         for sink in self._sinks:
             sink(event)
+        for observer in self.observers:
+            observer(event)
 
     def _record(self, event: StepEvent) -> None:
         """Journal an event that has no checkpoint of its own, then hand it to the sinks."""
@@ -736,9 +741,11 @@ class Execution:
                     if self.policy.on_missing == "fail":
                         self._fail(
                             ApprovalRequiredError(
-                                f"needs approval ({approval.reason}) but the approval policy is 'fail'; "
-                                f"run it interactively, or choose policy='halt' to wait for a decision "
-                                f"(`wfkit approve {ticket.ticket_id} --by NAME`)",
+                                f"needs approval ({approval.reason}), but this run is headless with the "
+                                f"approval policy '{self.policy.name}': no one can click Approve here. Pass "
+                                f"a policy (papermill -p wfkit_policy approve|reject|FILE.jsonl, or "
+                                f"policy=... in code, or $WFKIT_POLICY), run it interactively, or decide "
+                                f"with `wfkit approve {ticket.ticket_id} --by NAME` and resume",
                                 run_id=self.run_id,
                                 step=spec.name,
                             ),

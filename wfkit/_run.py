@@ -7,7 +7,8 @@ import asyncio
 import concurrent.futures
 import contextlib
 import os
-from collections.abc import Generator
+import weakref
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
@@ -21,6 +22,8 @@ from wfkit._workspace import decision_event
 if TYPE_CHECKING:
     from wfkit._events import Sink
     from wfkit._workflow import Workflow
+
+_started: weakref.WeakSet[Run] = weakref.WeakSet()  # runs launched in this process, for drain()
 
 WorkspaceArg: TypeAlias = "str | os.PathLike[str] | Literal[False] | None"
 
@@ -37,6 +40,7 @@ class _Options:
     count_approval_wait: bool
     llm: Any = None
     tools: Any = None
+    mode: str | None = None
 
 
 class Run:
@@ -53,6 +57,9 @@ class Run:
         self._options = options
         self._task: asyncio.Future[None] | None = None
         self._cfuture: concurrent.futures.Future[None] | None = None
+        # Live views; the list object is shared with each execution, resumed ones included.
+        self._observers: list[Callable[[StepEvent | None], object]] = execution.observers
+        self._view: Any = None
 
     # ---- what it is ----------------------------------------------------------------------------
 
@@ -170,11 +177,13 @@ class Run:
         if not self.done():
             raise RuntimeError(f"run {self.run_id} is still {self.status}; only a stopped run resumes")
         self._exec = self._workflow._resumed_execution(self.run_id, self._options)
+        self._exec.observers = self._observers
         self._task = self._cfuture = None
         self._launch()
         return self
 
     def _launch(self) -> None:
+        _started.add(self)
         loop = running_loop()
         if loop is not None:
             self._task = loop.create_task(self._exec.drive(), name=f"wfkit-run-{self.run_id}")
@@ -222,6 +231,30 @@ class Run:
                 await asyncio.to_thread(self._exec.finished.wait)
         return self.raise_for_status()
 
+    # ---- display ------------------------------------------------------------------------------
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
+        """A live widget in an interactive notebook; HTML and text elsewhere (papermill, terminal)."""
+        from wfkit._display import run_html, run_text
+        from wfkit._mode import current_mode
+
+        text = run_text(self)
+        if current_mode() == "interactive":
+            if self._view is None:
+                from wfkit.widgets import RunView
+
+                self._view = RunView(self)
+            bundle: dict[str, Any] = dict(self._view._repr_mimebundle_() or {})
+            bundle["text/plain"] = text
+            return bundle
+        svg = None
+        if self._workflow is not None:
+            from wfkit._display import statuses
+            from wfkit._graphview import to_svg
+
+            svg = to_svg(self._workflow.validate(), statuses(self._exec.events))
+        return {"text/plain": text, "text/html": run_html(self, graph_svg=svg)}
+
     def __repr__(self) -> str:
         steps = sum(1 for e in self._exec.events if e.status == "ok")
         err = f", error={type(self.error).__name__}" if self.error is not None else ""
@@ -229,3 +262,21 @@ class Run:
             f"<Run {self.run_id} of {self.workflow!r}: {self.status}, "
             f"{steps} steps done, {len(self._exec.events)} events{err}>"
         )
+
+
+async def drain(*, raise_on_error: bool = True) -> list[Run]:
+    """Wait for every run started in this process to end or halt (``await wfkit.drain()`` as the
+    last cell keeps a notebook from ending with a run in flight: its task would be lost)."""
+    done: list[Run] = []
+    while True:
+        pending = [r for r in list(_started) if r not in done]
+        if not pending:
+            break
+        for run in pending:
+            try:
+                await run
+            except Exception:
+                if raise_on_error:
+                    raise
+            done.append(run)
+    return done

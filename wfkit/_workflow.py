@@ -9,6 +9,7 @@ import sys
 import time
 import uuid
 import warnings
+import weakref
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar, overload
 
@@ -28,6 +29,23 @@ from wfkit._store import Store, encode_state
 from wfkit._workspace import open_store
 
 F = TypeVar("F", bound=StepFunction)
+
+
+def _resolve_policy(o: _Options) -> ApprovalPolicy:
+    if o.policy is not None:
+        return as_policy(o.policy)
+    from wfkit._mode import current_mode, default_policy
+
+    return as_policy(default_policy(current_mode(o.mode)))
+
+
+# Workflows by name, so a ticket found after a kernel restart (wfkit.pending()) can resume its run
+# with the workflow the notebook defined again.
+_by_name: weakref.WeakValueDictionary[str, Workflow] = weakref.WeakValueDictionary()
+
+
+def find_workflow(name: str) -> Workflow | None:
+    return _by_name.get(name)
 
 
 def _parameters_hash(inputs: Mapping[str, Any]) -> str:
@@ -76,6 +94,7 @@ class Workflow:
         self._routers: dict[str, Router] = {}
         self._entry: str | None = None
         self._graph: Graph | None = None
+        _by_name[name] = self
         # Where the workflow was defined, so `wfkit resume` can import it again.
         self._module: str | None = sys._getframe(1).f_globals.get("__name__")
 
@@ -227,6 +246,23 @@ class Workflow:
     def __repr__(self) -> str:
         return f"<Workflow {self.name!r}: {len(self._steps)} steps, entry={self._entry!r}>"
 
+    def describe(self) -> str:
+        """The graph as text: steps with their options, edges with their conditions."""
+        from wfkit._graphview import to_text
+
+        return to_text(self.validate())
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
+        """The graph as SVG (drawn here: no network, no graphviz) with a text fallback."""
+        from wfkit._errors import WorkflowDefinitionError
+        from wfkit._graphview import to_svg
+
+        try:
+            graph = self.validate()
+        except WorkflowDefinitionError as exc:
+            return {"text/plain": f"{self!r}\n{exc}"}
+        return {"text/plain": self.describe(), "text/html": to_svg(graph)}
+
     # ---- running ---------------------------------------------------------------------------
 
     def _ref(self) -> str | None:
@@ -257,6 +293,7 @@ class Workflow:
         if o.timeout is not None and not o.timeout > 0:
             raise ValueError(f"a run's timeout must be > 0 seconds, got {o.timeout!r}")
         store = self._store(o.workspace)
+        policy = _resolve_policy(o)
         run_id = run_id or uuid.uuid4().hex[:16]
         version = self._version or graph.fingerprint
         phash = _parameters_hash(inputs)
@@ -287,7 +324,7 @@ class Workflow:
             seed=o.seed,
             parameters_hash=phash,
             store=store,
-            policy=as_policy(o.policy),
+            policy=policy,
             count_waiting=o.count_approval_wait,
             llm=o.llm,
             tool_registry=o.tools if o.tools is not None else self.tools,
@@ -340,7 +377,7 @@ class Workflow:
                 seed=row["seed"] if o.seed is None else o.seed,
                 parameters_hash=row["parameters_hash"],
                 store=store,
-                policy=as_policy(o.policy),
+                policy=_resolve_policy(o),
                 count_waiting=bool(row["count_waiting"]),
                 elapsed_before=elapsed,
                 llm=o.llm,
@@ -367,6 +404,7 @@ class Workflow:
         count_approval_wait: bool = False,
         llm: Any = None,
         tools: Any = None,
+        mode: str | None = None,
         raise_on_error: bool = True,
     ) -> Run:
         """Run until it ends or halts, in the current task (``await flow.arun(...)`` in a cell).
@@ -377,7 +415,7 @@ class Workflow:
         decisions file. ``count_approval_wait``: whether time halted for approval counts against
         ``timeout``. With ``raise_on_error`` a failed run raises its error (``err.run`` is the run).
         """
-        o = _Options(timeout, tuple(sinks), seed, workspace, policy, count_approval_wait, llm, tools)
+        o = _Options(timeout, tuple(sinks), seed, workspace, policy, count_approval_wait, llm, tools, mode)
         run = Run(self._execution(inputs, run_id, o), self, o)
         await run._exec.drive()
         return run.raise_for_status() if raise_on_error else run
@@ -395,10 +433,11 @@ class Workflow:
         count_approval_wait: bool = False,
         llm: Any = None,
         tools: Any = None,
+        mode: str | None = None,
         raise_on_error: bool = True,
     ) -> Run:
         """Like :meth:`arun`, from synchronous code, also inside a running loop (no nest_asyncio)."""
-        o = _Options(timeout, tuple(sinks), seed, workspace, policy, count_approval_wait, llm, tools)
+        o = _Options(timeout, tuple(sinks), seed, workspace, policy, count_approval_wait, llm, tools, mode)
         run = Run(self._execution(inputs, run_id, o), self, o)
         run_blocking(run._exec.drive())
         return run.raise_for_status() if raise_on_error else run
@@ -416,13 +455,14 @@ class Workflow:
         count_approval_wait: bool = False,
         llm: Any = None,
         tools: Any = None,
+        mode: str | None = None,
     ) -> Run:
         """Start a run and return its handle at once; ``await run`` waits for the end.
 
         In a notebook the run is a task on the kernel's loop, so the cell is free at once. From
         plain synchronous code it runs on a background loop; ``run.wait()`` blocks for it.
         """
-        o = _Options(timeout, tuple(sinks), seed, workspace, policy, count_approval_wait, llm, tools)
+        o = _Options(timeout, tuple(sinks), seed, workspace, policy, count_approval_wait, llm, tools, mode)
         run = Run(self._execution(inputs, run_id, o), self, o)
         run._launch()
         return run

@@ -1,0 +1,70 @@
+"""Interactive or headless: whether a person can click an approval button in this process.
+
+Decided in this order: an explicit argument; a ``wfkit_mode`` parameter in the notebook (papermill
+injects parameters into the kernel's namespace); ``$WFKIT_MODE``; then detection: a JupyterLab
+kernel has a frontend (JupyterLab sets ``JPY_SESSION_NAME`` in the kernel's environment;
+papermill does not), anything else has none.
+
+Headless runs never wait for a click: the approval policy decides (``wfkit_policy`` parameter,
+``$WFKIT_POLICY``, else "fail" under papermill, where a halted gate would leave the notebook with
+no one to decide, and "halt" in a plain script, which exits and resumes later).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any, Literal
+
+Mode = Literal["interactive", "headless"]
+MODES: tuple[str, ...] = ("interactive", "headless")
+
+
+def _user_ns() -> dict[str, Any]:
+    ipython = sys.modules.get("IPython")
+    if ipython is None:
+        return {}
+    shell = ipython.get_ipython()
+    return dict(getattr(shell, "user_ns", None) or {})
+
+
+def in_kernel() -> bool:
+    """True inside a Jupyter kernel (not a terminal IPython, not plain Python)."""
+    ipython = sys.modules.get("IPython")
+    shell = ipython.get_ipython() if ipython is not None else None
+    return shell is not None and type(shell).__name__ == "ZMQInteractiveShell"
+
+
+def under_papermill() -> bool:
+    """A kernel started by papermill/nbclient: it has no frontend."""
+    return in_kernel() and "JPY_SESSION_NAME" not in os.environ
+
+
+def _check(value: str, where: str) -> Mode:
+    lowered = value.strip().lower()
+    if lowered not in MODES:
+        raise ValueError(f"{where} must be 'interactive' or 'headless', got {value!r}")
+    return lowered  # type: ignore[return-value]
+
+
+def current_mode(explicit: str | None = None) -> Mode:
+    """The mode: explicit argument, notebook parameter, $WFKIT_MODE, then detection."""
+    if explicit is not None:
+        return _check(explicit, "mode")
+    param = _user_ns().get("wfkit_mode")
+    if param:
+        return _check(str(param), "the notebook parameter wfkit_mode")
+    env = os.environ.get("WFKIT_MODE")
+    if env:
+        return _check(env, "$WFKIT_MODE")
+    return "interactive" if in_kernel() and not under_papermill() else "headless"
+
+
+def default_policy(mode: Mode) -> str:
+    """The approval policy when a run names none."""
+    if mode == "interactive":
+        return "halt"  # the widget, wfkit.pending() or the CLI decides
+    param = _user_ns().get("wfkit_policy") or os.environ.get("WFKIT_POLICY")
+    if param:
+        return str(param)
+    return "fail" if under_papermill() else "halt"
