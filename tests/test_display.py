@@ -1,0 +1,37 @@
+"""Text and HTML views of runs: readable in a terminal and in papermill outputs."""
+
+from __future__ import annotations
+
+import wfkit as wf
+from wfkit._display import run_html, run_text, statuses, step_rows
+
+
+def _failing_run() -> wf.Run:
+    flow = wf.Workflow("shown")
+    flow.step(lambda s: {"x": 1}, name="first")
+
+    @flow.step(retry=wf.RetryPolicy(max_retries=1, base_delay=0))
+    def second(state: object) -> None:
+        raise ConnectionError("backend <down>")
+
+    flow.chain("first", "second")
+    return flow.run({}, raise_on_error=False)
+
+
+def test_step_rows_summarise_each_visit() -> None:
+    """One row per step visit with its last status, attempts and error."""
+    rows = step_rows(_failing_run().events)
+    assert [("first", "ok", 1), ("second", "failed", 2)] == [(r["step"], r["status"], r["attempts"]) for r in rows]
+    assert "ConnectionError: backend <down>" == rows[1]["error"]
+    assert {"first": "ok", "second": "failed"} == statuses(_failing_run().events)
+
+
+def test_text_and_html_forms_name_the_error() -> None:
+    """Both forms show the run's status and its error; HTML escapes what it shows."""
+    run = _failing_run()
+    text = run_text(run)
+    assert f"run {run.run_id} of 'shown': failed" in text
+    assert "error: StepFailedError" in text
+    page = run_html(run)
+    assert "backend &lt;down&gt;" in page
+    assert "<table" in page

@@ -1,0 +1,147 @@
+"""The notebook widgets, driven in-process: panels decide once, the live view follows its run."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+
+import wfkit as wf
+from wfkit._approvals import Ticket
+from wfkit.widgets import ApprovalPanel, PendingView, RunView
+
+
+def _ticket(status: str = "open") -> Ticket:
+    return Ticket(
+        "t1",
+        "r1",
+        "refunds",
+        "refund",
+        1,
+        "Refunds need a human",
+        {"amount": 120},
+        status,
+        None if status == "open" else "zoe",
+        None,
+        0.0,
+        None,
+    )
+
+
+def test_panel_shows_reason_and_payload_and_decides_once() -> None:
+    """A click calls the decision once; the buttons disable; a second click does nothing."""
+    calls: list[tuple[str, str, str]] = []
+    panel = ApprovalPanel(_ticket(), lambda d, by, c: calls.append((d, by, c)))
+    assert "Refunds need a human" in panel.children[0].value
+    assert "&quot;amount&quot;: 120" in panel.children[0].value
+    panel.reviewer.value = "alice"
+    panel.comment.value = "fine"
+    panel.approve_button.click()
+    panel.reject_button.click()
+    assert [("approve", "alice", "fine")] == calls
+    assert panel.approve_button.disabled
+    assert panel.reject_button.disabled
+    assert "approved" in panel.result.value
+
+
+def test_panel_needs_a_reviewer_name() -> None:
+    """Without a reviewer name nothing is decided and the panel says why."""
+    calls: list[Any] = []
+    panel = ApprovalPanel(_ticket(), lambda *a: calls.append(a))
+    panel.reviewer.value = "  "
+    panel.approve_button.click()
+    assert [] == calls
+    assert "reviewer" in panel.result.value
+    assert not panel.approve_button.disabled
+
+
+def test_panel_shows_a_refused_decision() -> None:
+    """A decision the store refuses (ticket closed elsewhere) is shown, not swallowed."""
+
+    def refuse(*_: Any) -> None:
+        raise wf.TicketError("ticket t1 was already rejected by bob")
+
+    panel = ApprovalPanel(_ticket(), refuse)
+    panel.reviewer.value = "alice"
+    panel.approve_button.click()
+    assert "already rejected by bob" in panel.result.value
+
+
+def test_closed_ticket_panel_is_read_only() -> None:
+    """A ticket decided earlier renders with its decision and no live buttons."""
+    panel = ApprovalPanel(_ticket("approved"), lambda *a: None)
+    assert panel.approve_button.disabled
+    assert "approved" in panel.result.value
+
+
+def _gated_flow() -> wf.Workflow:
+    flow = wf.Workflow("widget-refunds")
+    flow.step(lambda s: {"amount": s["amount"]}, name="quote")
+    flow.step(lambda s: {"refunded": s["amount"]}, name="refund", approval="Refunds need a human")
+    flow.chain("quote", "refund")
+    return flow
+
+
+def test_run_view_gets_a_panel_and_the_click_resumes_the_run() -> None:
+    """A halted run's view shows its ticket; approving there resumes and finishes the run."""
+    run = _gated_flow().run({"amount": 70})
+    view = RunView(run)
+    assert "waiting_approval" in view.summary.value
+    assert view.graph.value.startswith("<svg")
+    [panel] = view.approvals.children
+    panel.reviewer.value = "carol"
+    panel.approve_button.click()
+    run.wait(10)
+    deadline = time.monotonic() + 5
+    while "succeeded" not in view.summary.value and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert "succeeded" == run.status
+    assert 70 == run.state["refunded"]
+    assert "succeeded" in view.summary.value
+    view.state_button.value = True
+    assert "refunded" in view.state.value
+
+
+def test_pending_view_decides_from_the_workspace() -> None:
+    """PendingView lists every open ticket; a decision there is recorded and handed on to resume."""
+    flow = _gated_flow()
+    runs = [flow.run({"amount": a}) for a in (10, 20)]
+    resumed: list[str] = []
+    pending = wf.pending()
+    assert 2 == len(pending)
+    view = PendingView(pending.workspace, pending.tickets, lambda t: resumed.append(t.run_id))
+    first = view.children[1]
+    first.reviewer.value = "dan"
+    first.reject_button.click()
+    assert [pending.tickets[0].run_id] == resumed
+    assert "rejected" == wf.Workspace().ticket(pending.tickets[0].ticket_id).status
+    assert {r.run_id for r in runs} == {t.run_id for t in pending}
+    assert "2 open approval ticket(s)" in pending._repr_html_()
+    assert "ticket " in repr(pending)
+
+
+def test_pending_after_restart_resumes_with_a_redefined_workflow() -> None:
+    """After a "restart" (a fresh handle), deciding in wfkit.pending() resumes the run."""
+    from wfkit._pending import resume_after_decision
+
+    flow = _gated_flow()
+    run = flow.run({"amount": 30})
+    [ticket] = wf.pending().tickets
+    decided, _ = wf.Workspace().decide(ticket.ticket_id, "approve", by="erin")
+    resume_after_decision(wf.Workspace(), decided)
+    deadline = time.monotonic() + 10
+    while wf.Workspace().run_info(run.run_id)["status"] != "succeeded" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert "succeeded" == wf.Workspace().run_info(run.run_id)["status"]
+
+
+@pytest.mark.parametrize("mode", ["headless"])
+def test_run_displays_as_html_and_text_headless(mode: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Headless a run shows as an HTML table with its graph and as plain text."""
+    monkeypatch.setenv("WFKIT_MODE", mode)
+    run = _gated_flow().run({"amount": 5})
+    bundle = run._repr_mimebundle_()
+    assert "waiting for approval: ticket" in bundle["text/plain"]
+    assert "<table" in bundle["text/html"]
+    assert "<svg" in bundle["text/html"]
