@@ -136,6 +136,31 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _replay(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from wfkit._replay import ReplayError, parse_value, print_rows, replay
+
+    notebooks = [Path(p) for p in args.notebooks] or sorted(Path("notebooks").glob("*.ipynb"))
+    parameters = {name: parse_value(value) for name, value in (args.parameter or [])}
+    try:
+        code, rows = replay(
+            notebooks,
+            baseline=Path(args.baseline),
+            report=Path(args.report),
+            jobs=args.jobs,
+            parameters=parameters,
+            update_baseline=args.update_baseline,
+            timeout=args.timeout,
+        )
+    except ReplayError as exc:
+        print(f"wfkit replay: {exc}", file=sys.stderr)
+        return 2
+    print_rows(rows)
+    print(f"report: {Path(args.report) / 'index.html'}")
+    return code
+
+
 def load_workflow(ref: str) -> Any:
     """Import ``package.module:name``; a callable is called (a workflow factory)."""
     from wfkit._workflow import Workflow
@@ -231,6 +256,22 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--since", help="only attempts started at or after this ISO date/time (UTC)")
     report.add_argument("--workflow", help="only this workflow")
     report.set_defaults(handler=_report)
+    rp = sub.add_parser("replay", help="run notebooks headless under papermill and compare with baselines")
+    rp.add_argument("notebooks", nargs="*", help="notebooks to replay (default: notebooks/*.ipynb)")
+    rp.add_argument("--baseline", default="data/baselines", help="folder of baseline summaries")
+    rp.add_argument("--report", default="replay-report", help="folder for the HTML report and summary.json")
+    rp.add_argument("--jobs", type=int, default=2, help="notebooks run in parallel processes")
+    rp.add_argument(
+        "-p",
+        "--parameter",
+        nargs=2,
+        action="append",
+        metavar=("NAME", "VALUE"),
+        help="a notebook parameter (must be declared in its parameters cell)",
+    )
+    rp.add_argument("--update-baseline", action="store_true", help="write the runs as the new baseline")
+    rp.add_argument("--timeout", type=float, default=600.0, help="seconds per cell")
+    rp.set_defaults(handler=_replay)
     return parser
 
 
