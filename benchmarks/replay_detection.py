@@ -73,7 +73,7 @@ def main(argv: list[str]) -> None:
     print(
         json.dumps(result)
         if args.json
-        else f"caught {len(caught)}/{len(CHANGES)} changes, {false_alarms} false alarms in {args.unchanged} unchanged runs"
+        else f"caught {len(caught)}/{len(CHANGES)} changes; {false_alarms} false alarms in {args.unchanged} re-runs"
     )
 
 
