@@ -141,15 +141,18 @@ def _run_notebook_child(notebook: str, out_dir: str, parameters: dict[str, Any],
 
 
 def _failing_cell(output: Path) -> int | None:
-    """The cell that was running when papermill gave up (its metadata says 'running')."""
+    """The last cell that started before papermill gave up. (On a cell timeout papermill marks
+    that cell "completed" with no exception, so the start times are what tells.)"""
     try:
         data = json.loads(output.read_text())
     except (OSError, ValueError):
         return None
-    for index, cell in enumerate(data.get("cells", [])):
-        if cell.get("metadata", {}).get("papermill", {}).get("status") == "running":
-            return index
-    return None
+    started = [
+        index
+        for index, cell in enumerate(data.get("cells", []))
+        if cell.get("metadata", {}).get("papermill", {}).get("start_time")
+    ]
+    return started[-1] if started else None
 
 
 def _comparison_settings(notebook: Path) -> dict[str, Any]:
@@ -383,7 +386,8 @@ def _write_report(report: Path, rows: list[dict[str, Any]]) -> None:
     )
 
 
-def print_rows(rows: list[dict[str, Any]], out: Any = sys.stdout) -> None:
+def print_rows(rows: list[dict[str, Any]], out: Any = None) -> None:
+    out = out or sys.stdout
     for r in rows:
         print(f"{r['status']:>16}  {r['notebook']}  ({r['runs']} runs, {r['seconds']} s)", file=out)
         if r["error"]:
