@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+
+@pytest.fixture(autouse=True)
+def _forget_exports() -> Iterator[None]:
+    """Runs of a test's workspace are not exported after the test (its folder may be gone)."""
+    yield
+    from wfkit._steplog import exporter
+
+    exporter.clear()
 
 
 @pytest.fixture(autouse=True)

@@ -5,17 +5,26 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 import wfkit
 
 
 def test_all_is_sorted_and_complete() -> None:
     """Every public name is in __all__, sorted, and each resolves."""
-    public = {n for n in dir(wfkit) if not n.startswith("_")} - {"examples", "testing"}
+    public = {n for n in dir(wfkit) if not n.startswith("_")} - {"examples", "testing", "widgets"}
     public = {n for n in public if not isinstance(getattr(wfkit, n), type(sys))}
-    assert sorted(wfkit.__all__, key=str.lower) == sorted(wfkit.__all__, key=str.lower)
-    assert public | {"__version__"} == set(wfkit.__all__)
+    assert public | {"__version__"} | set(wfkit._LAZY) == set(wfkit.__all__)
     for name in wfkit.__all__:
         assert getattr(wfkit, name) is not None
+
+
+def test_llm_names_load_on_first_use() -> None:
+    """The LLM layer's names resolve lazily, and an unknown name is an AttributeError."""
+    for name in wfkit._LAZY:
+        assert getattr(wfkit, name) is not None
+    with pytest.raises(AttributeError, match="no attribute 'no_such_name'"):
+        wfkit.no_such_name  # noqa: B018
 
 
 def test_import_stays_light() -> None:

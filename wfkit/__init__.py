@@ -101,3 +101,42 @@ __all__ = [
     "union",
     "when",
 ]
+
+# The LLM layer imports httpx: its names load on first use, so `import wfkit` stays light.
+_LAZY = {
+    "ChatClient": "wfkit._llm",
+    "Reply": "wfkit._llm",
+    "LLMError": "wfkit._llm",
+    "LLMStatusError": "wfkit._llm",
+    "LLMTimeoutError": "wfkit._llm",
+    "LLMConnectionError": "wfkit._llm",
+    "LLMResponseError": "wfkit._llm",
+    "SimulatedModel": "wfkit._simulated",
+    "Cassette": "wfkit._cassette",
+    "CassetteMissError": "wfkit._cassette",
+    "Prices": "wfkit._pricing",
+    "PRICES": "wfkit._pricing",
+    "Price": "wfkit._pricing",
+    "ToolInfo": "wfkit._tools",
+    "ToolRegistry": "wfkit._tools",
+    "ToolNotBoundError": "wfkit._tools",
+    "Tool": "wfkit._tools",
+    "UnknownToolError": "wfkit._tools",
+    "example_registry": "wfkit._tools",
+}
+__all__ += sorted(_LAZY)
+
+
+def __getattr__(name: str) -> object:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'wfkit' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})

@@ -79,7 +79,10 @@ class StepContext:
         seeded simulated model. Set it with ``Workflow.run(..., llm=...)``."""
         if self._services is None:
             raise RuntimeError("this context belongs to no run")
-        return self._services.llm_client()
+        client = self._services.llm_client()
+        # Bound to this attempt, so model, tokens and cost land in its event by themselves.
+        bind = getattr(client, "for_step", None)
+        return bind(self) if callable(bind) else client
 
     async def tool(self, name: str, /, **arguments: Any) -> Any:
         """Call a registered tool. Only the tools the route to this step bound (``ctx.tools``)

@@ -8,6 +8,14 @@
     ├── StepTimeoutError (TimeoutError)        one attempt ran past its step timeout
     ├── StoreCorruptError                      the run store is damaged, truncated or not wfkit's
     ├── TicketError (ValueError)               unknown, closed or conflicting approval decision
+    ├── LLMError                               a chat call failed (wfkit._llm)
+    │   ├── LLMStatusError                     HTTP 4xx/5xx: status_code, retry_after
+    │   ├── LLMTimeoutError (TimeoutError)     connect/read/write/pool timeout
+    │   ├── LLMConnectionError (ConnectionError)
+    │   ├── LLMResponseError (ValueError)      not chat-completions JSON (permanent)
+    │   └── CassetteMissError (ValueError)     replay found no recorded request
+    ├── ToolNotBoundError (ValueError)         a step called a tool its route did not bind
+    ├── UnknownToolError (ValueError)          a bound tool no registry provides
     └── RunError                               a run ended badly; carries run_id (and step, attempt)
         ├── StepFailedError                    a step failed and had no fallback route
         ├── VisitLimitError                    a loop reached a step's visit bound

@@ -61,9 +61,9 @@ def _as_price(model: str, value: PriceLike) -> Price:
 class Prices:
     """A price table: model name -> :class:`Price`, with an optional fallback table.
 
-    Lookup tries the exact name, then the longest registered name that the model starts with
-    followed by ``-`` (so ``gpt-4o-mini-2024-07-18`` is priced as ``gpt-4o-mini``), then the
-    fallback. A client given a plain mapping looks there first and falls back to :data:`PRICES`.
+    Lookup tries the exact name (here, then in the fallback), then the longest registered name
+    that the model starts with followed by ``-`` (so ``gpt-4o-mini-2024-07-18`` is priced as
+    ``gpt-4o-mini``). A client given a plain mapping looks there first, then in :data:`PRICES`.
     """
 
     __slots__ = ("_fallback", "_table")
@@ -81,18 +81,26 @@ class Prices:
             raise ValueError(f"a price needs a model name, got {model!r}")
         self._table[model] = Price(input_per_1k, output_per_1k)
 
+    def _chain(self) -> Iterator[dict[str, Price]]:
+        table: Prices | None = self
+        while table is not None:
+            yield table._table
+            table = table._fallback
+
     def get(self, model: str | None) -> Price | None:
         """The price of ``model``, or None when no table knows it."""
         if not model:
             return None
-        price = self._table.get(model)
-        if price is None:
-            prefixes = [name for name in self._table if model.startswith(name + "-")]
-            if prefixes:
-                price = self._table[max(prefixes, key=len)]
-        if price is None and self._fallback is not None:
-            return self._fallback.get(model)
-        return price
+        chain = list(self._chain())
+        for table in chain:  # an exact name anywhere beats a prefix
+            if model in table:
+                return table[model]
+        best: tuple[int, Price] | None = None
+        for table in chain:  # then the longest prefix; this table wins a tie with its fallback
+            for name, price in table.items():
+                if model.startswith(name + "-") and (best is None or len(name) > best[0]):
+                    best = (len(name), price)
+        return None if best is None else best[1]
 
     def cost(self, model: str | None, tokens_in: int | None, tokens_out: int | None) -> float | None:
         """USD for one call, or None when the model is unpriced or the token counts are unknown."""
@@ -105,10 +113,12 @@ class Prices:
         return isinstance(model, str) and self.get(model) is not None
 
     def __iter__(self) -> Iterator[str]:
-        seen = set(self._table)
-        yield from self._table
-        if self._fallback is not None:
-            yield from (m for m in self._fallback if m not in seen)
+        seen: set[str] = set()
+        for table in self._chain():
+            for model in table:
+                if model not in seen:
+                    seen.add(model)
+                    yield model
 
     def __len__(self) -> int:
         return sum(1 for _ in self)

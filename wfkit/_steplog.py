@@ -15,7 +15,6 @@ file already holds, so a crash mid-compaction shows no row twice.
 from __future__ import annotations
 
 import atexit
-import concurrent.futures
 import datetime as dt
 import json
 import logging
@@ -187,33 +186,56 @@ def export_pending(store: Store, workspace: Path) -> int:
 
 
 class Exporter:
-    """Exports finished runs on a background thread, off the run's event loop."""
+    """Exports finished runs to parquet off the runs' path.
 
-    def __init__(self) -> None:
-        self._pool: concurrent.futures.ThreadPoolExecutor | None = None
-        self._pending: set[concurrent.futures.Future[int]] = set()
+    Exports wait: a background thread exports what is pending every ``delay`` seconds, readers
+    (``wfkit.steps``, reports, replay) flush first, and so does the process at exit. Exporting
+    right after each run would make the export thread fight live runs for the interpreter and
+    distort the very latencies it records.
+    """
+
+    def __init__(self, delay: float = 30.0) -> None:
+        self.delay = delay
+        self._pending: dict[str, tuple[Store, Path]] = {}
         self._lock = threading.Lock()
+        self._export_lock = threading.Lock()
+        self._timer: threading.Timer | None = None
+        self._registered = False
 
     def submit(self, store: Store, workspace: Path, run_id: str) -> None:
         with self._lock:
-            if self._pool is None:
-                self._pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="wfkit-export")
+            self._pending[run_id] = (store, workspace)
+            if not self._registered:
                 atexit.register(self.flush)
-            future = self._pool.submit(self._export, store, workspace, run_id)
-            self._pending.add(future)
-        future.add_done_callback(self._pending.discard)
+                self._registered = True
+            if self._timer is None:
+                self._timer = threading.Timer(self.delay, self._tick)
+                self._timer.daemon = True
+                self._timer.start()
 
-    @staticmethod
-    def _export(store: Store, workspace: Path, run_id: str) -> int:
-        try:
-            return export_run(store, workspace, run_id)
-        except Exception:  # never lost: the next reader exports it again (export_pending)
-            logger.exception("wfkit: exporting run %s to parquet failed; it will be retried", run_id)
-            return 0
+    def clear(self) -> None:
+        """Forget pending exports (export_pending finds them again whenever someone reads)."""
+        with self._lock:
+            self._pending.clear()
 
-    def flush(self, timeout: float | None = 30.0) -> None:
-        """Wait for the exports under way (called at exit, and by readers)."""
-        concurrent.futures.wait(list(self._pending), timeout=timeout)
+    def _tick(self) -> None:
+        with self._lock:
+            self._timer = None
+        self.flush()
+
+    def flush(self, timeout: float | None = None) -> None:
+        """Export every pending run now (readers call this before they read)."""
+        with self._export_lock:
+            with self._lock:
+                pending, self._pending = self._pending, {}
+            for run_id, (store, workspace) in pending.items():
+                try:
+                    export_run(store, workspace, run_id)
+                except Exception:  # never lost: the next reader exports it again (export_pending)
+                    logger.exception("wfkit: exporting run %s to parquet failed; it will be retried", run_id)
+            if threading.current_thread() is not threading.main_thread():
+                for store in {id(s): s for s, _ in pending.values()}.values():
+                    store.close()  # a timer thread ends now: do not leave its connection behind
 
 
 exporter = Exporter()

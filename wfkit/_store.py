@@ -177,7 +177,7 @@ class Store:
         self.path = path
         self.synchronous = synchronous.upper()
         self._local = threading.local()
-        self._conns: list[sqlite3.Connection] = []
+        self._conns: list[tuple[threading.Thread, sqlite3.Connection]] = []
         self._conns_lock = threading.Lock()
         self.owner = f"{_HOST}:{os.getpid()}:{id(self):x}"
         self._check_file()
@@ -224,7 +224,7 @@ class Store:
         if conn is not None:
             return conn
         # Each thread gets its own connection; check_same_thread is off only so that close() can
-        # close them all (the export thread's too) from whichever thread calls it.
+        # close those of threads that have ended (an export timer's, say).
         conn = sqlite3.connect(self.path, timeout=60.0, isolation_level=None, check_same_thread=False)
         try:
             conn.execute("PRAGMA busy_timeout = 60000")
@@ -249,7 +249,7 @@ class Store:
             raise
         self._local.conn = conn
         with self._conns_lock:
-            self._conns.append(conn)
+            self._conns.append((threading.current_thread(), conn))
         return conn
 
     def _schema_version(self, conn: sqlite3.Connection) -> int | None:
@@ -294,12 +294,15 @@ class Store:
             raise StoreCorruptError(f"the run store {self.path} is damaged: {exc}; {_FIX}") from exc
 
     def close(self) -> None:
-        """Close every thread's connection (the next use opens a fresh one)."""
+        """Close this thread's connection and those of threads that have ended. A live thread's
+        connection is left to it: closing it under a running transaction would crash SQLite."""
+        me = threading.current_thread()
         with self._conns_lock:
-            conns, self._conns = self._conns, []
-        for conn in conns:
+            closing = [(t, c) for t, c in self._conns if t is me or not t.is_alive()]
+            self._conns = [(t, c) for t, c in self._conns if not (t is me or not t.is_alive())]
+        for _, conn in closing:
             conn.close()
-        self._local = threading.local()
+        self._local.conn = None
 
     # ---- runs and leases -----------------------------------------------------------------------
 

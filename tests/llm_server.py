@@ -1,0 +1,174 @@
+"""A real HTTP server for the LLM tests: POST /v1/chat/completions on 127.0.0.1, scripted per test.
+
+    with LLMServer(api_key="sk-test-123") as server:
+        server.script("429", "ok")          # the next two requests: a 429, then a normal reply
+        client = ChatClient(server.url, model="test-model", api_key="sk-test-123")
+
+Behaviours, taken one per request from the script (then "ok" for ever):
+"ok" (JSON, or server-sent events when the body says ``"stream": true``), ("429", retry_after),
+("status", code), "500", ("slow", seconds) (then ok), "malformed" (JSON cut off), "not_completion"
+(valid JSON of the wrong shape), "echo_auth" (a 500 whose message repeats the Authorization header,
+as a careless proxy might).
+It speaks HTTP/1.1 keep-alive, so connection pooling is visible in ``connections``.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    timeout = 5  # an idle keep-alive connection ends after this
+    server: _Server
+
+    def log_message(self, format: str, *args: Any) -> None:  # quiet
+        pass
+
+    def _send(self, status: int, payload: bytes, headers: dict[str, str] | None = None) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        for key, value in (headers or {}).items():
+            self.send_header(key, value)
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def _error(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
+        self._send(
+            status, json.dumps({"error": {"message": message, "type": "test", "code": status}}).encode(), headers
+        )
+
+    def do_POST(self) -> None:
+        owner = self.server.owner
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length)
+        try:
+            body = json.loads(raw)
+        except ValueError:
+            body = None
+        with owner.lock:
+            owner.requests.append(
+                {"path": self.path, "headers": dict(self.headers.items()), "body": body, "port": self.client_address[1]}
+            )
+            behaviour = owner.queue.popleft() if owner.queue else "ok"
+        if self.path != "/v1/chat/completions":
+            self._error(404, f"no route {self.path}")
+            return
+        if owner.api_key is not None and self.headers.get("Authorization") != f"Bearer {owner.api_key}":
+            self._error(401, "invalid api key")
+            return
+        name, arg = (behaviour, None) if isinstance(behaviour, str) else behaviour
+        if name == "429":
+            self._error(429, "rate limited", {"Retry-After": str(arg if arg is not None else 1)})
+        elif name == "500":
+            self._error(500, "internal error")
+        elif name == "status":
+            self._error(int(arg), f"status {arg}")
+        elif name == "echo_auth":
+            self._error(500, f"upstream rejected header {self.headers.get('Authorization')}")
+        elif name == "malformed":
+            self._send(200, b'{"id": "chatcmpl-1", "choices": [{"message": {"content": "cut')
+        elif name == "not_completion":
+            self._send(200, json.dumps({"result": "hello"}).encode())
+        else:
+            if name == "slow":
+                time.sleep(float(arg))
+            self._complete(body or {})
+
+    def _complete(self, body: dict[str, Any]) -> None:
+        owner = self.server.owner
+        messages = body.get("messages") or []
+        last = messages[-1].get("content", "") if messages else ""
+        text = f"reply to: {last}"
+        usage = {
+            "prompt_tokens": sum(len(str(m.get("content", "")).split()) for m in messages),
+            "completion_tokens": len(text.split()),
+        }
+        usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
+        model = owner.model
+        if not body.get("stream"):
+            reply = {
+                "id": "chatcmpl-1",
+                "object": "chat.completion",
+                "model": model,
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+                "usage": usage,
+            }
+            self._send(200, json.dumps(reply).encode())
+            return
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        base = {"id": "chatcmpl-1", "object": "chat.completion.chunk", "model": model}
+        events: list[Any] = [
+            {**base, "choices": [{"index": 0, "delta": {"content": word + " "}, "finish_reason": None}]}
+            for word in text.split()
+        ]
+        events.append({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+        if (body.get("stream_options") or {}).get("include_usage"):
+            events.append({**base, "choices": [], "usage": usage})
+        events.append("[DONE]")
+        for event in events:
+            data = event if isinstance(event, str) else json.dumps(event)
+            chunk = f": keep-alive\n\ndata: {data}\n\n".encode()
+            self.wfile.write(f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n")
+            self.wfile.flush()
+            owner.sent_at.append(time.monotonic())
+            time.sleep(owner.stream_gap)
+        self.wfile.write(b"0\r\n\r\n")
+        self.wfile.flush()
+
+
+class _Server(ThreadingHTTPServer):
+    owner: LLMServer
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        pass  # a client that timed out and hung up is expected here
+
+
+class LLMServer:
+    """Starts on a free port of 127.0.0.1 in a background thread; stop() (or ``with``) ends it."""
+
+    def __init__(self, *, api_key: str | None = None, model: str = "test-model", stream_gap: float = 0.0) -> None:
+        self.api_key, self.model, self.stream_gap = api_key, model, stream_gap
+        self.lock = threading.Lock()
+        self.queue: collections.deque[Any] = collections.deque()
+        self.requests: list[dict[str, Any]] = []
+        self.sent_at: list[float] = []
+        self._server = _Server(("127.0.0.1", 0), _Handler)
+        self._server.owner = self
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.01,), name="llm-server", daemon=True)
+        self._thread.start()
+
+    @property
+    def url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}/v1"
+
+    def script(self, *behaviours: Any) -> None:
+        """Queue what the next requests get, in order."""
+        with self.lock:
+            self.queue.extend(behaviours)
+
+    @property
+    def connections(self) -> int:
+        """How many TCP connections the requests so far came over."""
+        return len({r["port"] for r in self.requests})
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join()
+
+    def __enter__(self) -> LLMServer:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()

@@ -1,0 +1,229 @@
+"""Tests for wfkit._cassette: record replies from a real local server, replay them with it stopped."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from llm_server import LLMServer
+
+import wfkit as wf
+from wfkit._cassette import Cassette, CassetteMissError
+from wfkit._llm import ChatClient, LLMStatusError, Reply
+from wfkit._simulated import SimulatedModel
+from wfkit.testing import test_mode
+
+KEY = "sk-cassette-secret-42"
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def server() -> Iterator[LLMServer]:
+    with LLMServer(api_key=KEY) as srv:
+        yield srv
+
+
+def ask(url: str, cassette: Cassette, *prompts: str, **kwargs: Any) -> list[Reply]:
+    """Complete each prompt in turn through the cassette, in one event loop."""
+
+    async def main() -> list[Reply]:
+        async with ChatClient(url, model="test-model", api_key=KEY, transport=cassette) as client:
+            return [await client.complete(p, **kwargs) for p in prompts]
+
+    return asyncio.run(main())
+
+
+def miss_of(url: str, cassette: Cassette, prompt: str) -> CassetteMissError:
+    with pytest.raises(CassetteMissError) as info:
+        ask(url, cassette, prompt)
+    return info.value
+
+
+def test_record_then_replay_with_the_server_stopped(tmp_path: Path) -> None:
+    """Replies recorded from the server replay identically after it is gone."""
+    path = tmp_path / "c.jsonl"
+    with LLMServer(api_key=KEY) as srv:
+        url = srv.url
+        recorded = ask(url, Cassette(path, mode="record"), "first", "second")
+    replayed = ask(url, Cassette(path, mode="replay"), "first", "second")
+    assert [(r.text, r.tokens_in, r.tokens_out) for r in recorded] == [
+        (r.text, r.tokens_in, r.tokens_out) for r in replayed
+    ]
+    assert 2 == len(path.read_text().splitlines())
+
+
+def test_one_readable_interaction_per_line(server: LLMServer, tmp_path: Path) -> None:
+    """Each line holds the method, path and JSON body of the request and the status and body of the reply."""
+    path = tmp_path / "c.jsonl"
+    ask(server.url, Cassette(path, mode="record"), "hi", temperature=0)
+    (line,) = path.read_text().splitlines()
+    item = json.loads(line)
+    assert {
+        "method": "POST",
+        "path": "/v1/chat/completions",
+        "body": {"model": "test-model", "messages": [{"role": "user", "content": "hi"}], "temperature": 0},
+    } == item["request"]
+    assert (200, {"content-type": "application/json"}) == (item["response"]["status"], item["response"]["headers"])
+    assert "reply to: hi" == item["response"]["json"]["choices"][0]["message"]["content"]
+
+
+def test_keys_never_reach_the_cassette(server: LLMServer, tmp_path: Path) -> None:
+    """No request header is stored, and the key is redacted even where a prompt carries it."""
+    path = tmp_path / "c.jsonl"
+    ask(server.url, Cassette(path, mode="record"), f"my key is {KEY}")
+    text = path.read_text()
+    assert KEY not in text
+    assert "authorization" not in text.lower()
+    assert "my key is [REDACTED]" in text
+    assert f"Bearer {KEY}" == server.requests[-1]["headers"]["Authorization"]  # the server did get it
+
+
+def test_a_miss_shows_the_nearest_request_and_what_differs(server: LLMServer, tmp_path: Path) -> None:
+    """Replaying an unrecorded request names the closest recording, its line, and the differing field."""
+    path = tmp_path / "c.jsonl"
+    ask(server.url, Cassette(path, mode="record"), "Classify: weather today", "Classify: I want a refund")
+    exc = miss_of(server.url, Cassette(path, mode="replay"), "Classify: I want a refund now")
+    message = str(exc)
+    assert "no recording of this POST /v1/chat/completions request (2 recorded)" in message
+    assert "Nearest is line 2" in message
+    assert 'body.messages[0].content: recorded "Classify: I want a refund", now "Classify: I want a refund now"' in (
+        message
+    )
+    assert "mode='auto'" in message
+    assert "Classify: I want a refund" == exc.nearest["body"]["messages"][0]["content"]  # type: ignore[index]
+    assert wf.ErrorKind.PERMANENT == wf.classify_error(exc)
+    assert 2 == len(server.requests)  # replay never touched the network
+
+
+def test_a_miss_names_added_and_missing_fields(server: LLMServer, tmp_path: Path) -> None:
+    """A parameter present on one side only is reported as such."""
+    path = tmp_path / "c.jsonl"
+    ask(server.url, Cassette(path, mode="record"), "hi", temperature=0.5)
+    message = str(miss_of(server.url, Cassette(path, mode="replay"), "hi"))
+    assert "body.temperature: recorded 0.5, missing now" in message
+
+
+def test_replay_of_a_missing_file_says_how_to_record(tmp_path: Path) -> None:
+    """A cassette that was never recorded says so, and how to record it."""
+    exc = miss_of("http://127.0.0.1:9/v1", Cassette(tmp_path / "none.jsonl"), "hi")
+    assert "does not exist" in str(exc)
+    assert "mode='auto'" in str(exc)
+
+
+def test_auto_records_misses_and_replays_hits(tmp_path: Path) -> None:
+    """auto forwards what is new and records it; what is recorded replays without the server."""
+    path = tmp_path / "c.jsonl"
+    with LLMServer(api_key=KEY) as srv:
+        url = srv.url
+        ask(url, Cassette(path, mode="auto"), "one")
+        ask(url, Cassette(path, mode="auto"), "one", "two")
+        assert 2 == len(srv.requests)  # "one" came from the cassette the second time
+    assert ["reply to: one", "reply to: two"] == [r.text for r in ask(url, Cassette(path, mode="auto"), "one", "two")]
+
+
+def test_record_mode_starts_the_file_afresh(server: LLMServer, tmp_path: Path) -> None:
+    """Recording again replaces the old recordings instead of adding to them."""
+    path = tmp_path / "c.jsonl"
+    ask(server.url, Cassette(path, mode="record"), "old")
+    ask(server.url, Cassette(path, mode="record"), "new")
+    assert ["new"] == [
+        json.loads(x)["request"]["body"]["messages"][0]["content"] for x in path.read_text().splitlines()
+    ]
+
+
+def test_repeated_requests_replay_in_recorded_order(tmp_path: Path) -> None:
+    """The same request recorded twice replays both replies in order, then the last again."""
+    path = tmp_path / "c.jsonl"
+    replies = iter(["A", "B"])
+    sim = SimulatedModel(p50=0, p99=0, reply=lambda messages: next(replies))
+    ask("http://sim/v1", Cassette(path, mode="record", transport=sim), "same", "same")
+    assert ["A", "B", "B"] == [r.text for r in ask("http://sim/v1", Cassette(path), "same", "same", "same")]
+
+
+def test_only_successful_replies_are_recorded(server: LLMServer, tmp_path: Path) -> None:
+    """A 429 during recording is retried by the run but not stored, so replay succeeds at once."""
+    path = tmp_path / "c.jsonl"
+    server.script(("429", 1), "ok")
+    flow = wf.Workflow("ask")
+
+    @flow.step(retry=wf.RetryPolicy(max_retries=2, base_delay=0.01))
+    async def ask_step(state: dict[str, Any], ctx: wf.StepContext) -> dict[str, Any]:
+        return {"answer": (await ctx.llm.complete("q", ctx=ctx)).text}
+
+    def client(mode: str) -> ChatClient:
+        return ChatClient(server.url, model="test-model", api_key=KEY, transport=Cassette(path, mode=mode))  # type: ignore[arg-type]
+
+    with test_mode():
+        recorded = flow.run({}, workspace=False, llm=client("record"))
+        replayed = flow.run({}, workspace=False, llm=client("replay"))
+    assert ["retry", "ok"] == [e.status for e in recorded.events]
+    assert ["ok"] == [e.status for e in replayed.events]
+    assert 1 == len(path.read_text().splitlines())
+    assert (recorded.events[-1].tokens_in, recorded.events[-1].cost_usd) == (
+        replayed.events[-1].tokens_in,
+        replayed.events[-1].cost_usd,
+    )
+
+
+def test_errors_pass_through_while_recording(server: LLMServer, tmp_path: Path) -> None:
+    """In record mode an HTTP error reaches the caller unchanged and leaves the file alone."""
+    path = tmp_path / "c.jsonl"
+    server.script(("status", 400))
+    with pytest.raises(LLMStatusError) as info:
+        ask(server.url, Cassette(path, mode="record"), "bad")
+    assert 400 == info.value.status_code
+    assert not path.exists()
+
+
+def test_streams_are_recorded_and_replayed(tmp_path: Path) -> None:
+    """A streamed reply is stored as its event stream and replays chunk by chunk."""
+    path = tmp_path / "c.jsonl"
+
+    async def stream(url: str, cassette: Cassette) -> tuple[list[str], Reply | None]:
+        client = ChatClient(url, model="test-model", api_key=KEY, transport=cassette)
+        async with client, client.stream("x y") as s:
+            return [t async for t in s], s.reply
+
+    with LLMServer(api_key=KEY) as srv:
+        url = srv.url
+        live = asyncio.run(stream(url, Cassette(path, mode="record")))
+    replayed = asyncio.run(stream(url, Cassette(path)))
+    assert live[0] == replayed[0]
+    assert live[1] is not None
+    assert replayed[1] is not None
+    assert (live[1].text, live[1].tokens_out) == (replayed[1].text, replayed[1].tokens_out)
+    assert "text/event-stream" in path.read_text()
+
+
+def test_bad_mode_and_damaged_files_are_clear_errors(tmp_path: Path) -> None:
+    """An unknown mode is refused; a line that is not an interaction is reported by number."""
+    with pytest.raises(ValueError, match="one of 'replay', 'record', 'auto'"):
+        Cassette(tmp_path / "c.jsonl", mode="rewind")  # type: ignore[arg-type]
+    path = tmp_path / "bad.jsonl"
+    path.write_text(
+        '{"request": {"method": "POST", "path": "/v1/chat/completions", "body": null}, "response": {}}\nnot json\n'
+    )
+    with pytest.raises(ValueError, match="line 2 is not an interaction"):
+        ask("http://sim/v1", Cassette(path), "hi")
+
+
+def test_committed_cassette_replays_offline() -> None:
+    """data/cassettes/triage.jsonl, recorded once from a real server, answers a workflow offline."""
+    flow = wf.Workflow("triage")
+
+    @flow.step
+    async def classify(state: dict[str, Any], ctx: wf.StepContext) -> dict[str, Any]:
+        reply = await ctx.llm.complete(f"Classify: {state['query']}", ctx=ctx)
+        return {"label": reply.text}
+
+    cassette = Cassette(REPO / "data" / "cassettes" / "triage.jsonl")
+    client = ChatClient("http://127.0.0.1:8000/v1", model="test-model", transport=cassette)
+    labels = [
+        flow.run({"query": q}, workspace=False, llm=client).state["label"]
+        for q in ("I want my money back", "The app crashes on start")
+    ]
+    assert ["reply to: Classify: I want my money back", "reply to: Classify: The app crashes on start"] == labels

@@ -1,0 +1,466 @@
+"""Tests for wfkit._llm: the chat client against a real local HTTP server, alone and inside runs."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from llm_server import LLMServer
+
+import wfkit as wf
+from wfkit._llm import (
+    BoundChatClient,
+    ChatClient,
+    LLMConnectionError,
+    LLMResponseError,
+    LLMStatusError,
+    LLMTimeoutError,
+    Reply,
+    default_client,
+)
+from wfkit._simulated import SimulatedModel
+from wfkit.testing import test_mode
+
+KEY = "sk-test-0123456789abcdef"
+PRICES = {"test-model": (0.001, 0.002)}
+
+
+@pytest.fixture
+def server() -> Iterator[LLMServer]:
+    with LLMServer(api_key=KEY) as srv:
+        yield srv
+
+
+def client_for(server: LLMServer, **kwargs: Any) -> ChatClient:
+    return ChatClient(server.url, model="test-model", api_key=KEY, prices=PRICES, **kwargs)
+
+
+def call(client: ChatClient, prompt: str = "hello there", **kwargs: Any) -> Reply:
+    """One completion in a fresh event loop, closing the client's connections after."""
+
+    async def main() -> Reply:
+        async with client:
+            return await client.complete(prompt, **kwargs)
+
+    return asyncio.run(main())
+
+
+def error_of(client: ChatClient, **kwargs: Any) -> BaseException:
+    with pytest.raises(Exception) as info:
+        call(client, **kwargs)
+    return info.value
+
+
+def asking_flow(retry: wf.RetryPolicy | None = None, timeout: float | None = None) -> wf.Workflow:
+    flow = wf.Workflow("ask")
+
+    @flow.step(retry=retry, timeout=timeout)
+    async def ask(state: dict[str, Any], ctx: wf.StepContext) -> dict[str, Any]:
+        reply = await ctx.llm.complete(state["q"], ctx=ctx)
+        return {"answer": reply.text}
+
+    return flow
+
+
+# --- one call ---------------------------------------------------------------------------------------
+
+
+def test_complete_returns_text_tokens_and_cost(server: LLMServer) -> None:
+    """A completion carries the reply text, the server's token counts and their price."""
+    reply = call(client_for(server), "hello there")
+    assert "reply to: hello there" == reply.text
+    assert ("test-model", 2, 4) == (reply.model, reply.tokens_in, reply.tokens_out)
+    assert pytest.approx((2 * 0.001 + 4 * 0.002) / 1000) == reply.cost_usd
+    assert "stop" == reply.finish_reason
+    assert reply.latency_s > 0
+
+
+def test_request_is_openai_wire_format_with_bearer_key(server: LLMServer) -> None:
+    """The request is POST /v1/chat/completions with model, messages, params and the bearer key."""
+    call(client_for(server), "hi", temperature=0.2, max_tokens=5)
+    request = server.requests[-1]
+    assert "/v1/chat/completions" == request["path"]
+    assert f"Bearer {KEY}" == request["headers"]["Authorization"]
+    assert {
+        "model": "test-model",
+        "messages": [{"role": "user", "content": "hi"}],
+        "temperature": 0.2,
+        "max_tokens": 5,
+    } == request["body"]
+
+
+def test_message_lists_and_per_call_model_pass_through(server: LLMServer) -> None:
+    """A list of messages is sent as given, and model= overrides the client's model for one call."""
+    messages = [{"role": "system", "content": "be brief"}, {"role": "user", "content": "hi"}]
+    call(client_for(server), messages, model="other-model")  # type: ignore[arg-type]
+    assert {"model": "other-model", "messages": messages} == server.requests[-1]["body"]
+
+
+def test_api_key_comes_from_the_named_environment_variable(server: LLMServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without api_key=, the key is read from WFKIT_API_KEY, or the variable api_key_env names."""
+    monkeypatch.setenv("WFKIT_API_KEY", KEY)
+    call(ChatClient(server.url, model="test-model"))
+    monkeypatch.delenv("WFKIT_API_KEY")
+    monkeypatch.setenv("MY_PROVIDER_KEY", KEY)
+    call(ChatClient(server.url, model="test-model", api_key_env="MY_PROVIDER_KEY"))
+    assert [f"Bearer {KEY}"] * 2 == [r["headers"]["Authorization"] for r in server.requests]
+
+
+def test_no_key_sends_no_authorization_header(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With no key anywhere the request has no Authorization header (and a keyed server says 401)."""
+    monkeypatch.delenv("WFKIT_API_KEY", raising=False)
+    with LLMServer(api_key=KEY) as srv:
+        exc = error_of(ChatClient(srv.url, model="test-model"))
+        assert "Authorization" not in srv.requests[-1]["headers"]
+    assert isinstance(exc, LLMStatusError)
+    assert 401 == exc.status_code
+    assert wf.ErrorKind.PERMANENT == wf.classify_error(exc)
+
+
+def test_a_real_endpoint_needs_a_model() -> None:
+    """A base URL without a model is refused at once, saying what to pass."""
+    with pytest.raises(ValueError, match="needs a model name"):
+        ChatClient("http://127.0.0.1:9/v1")
+
+
+# --- errors and their kinds -------------------------------------------------------------------------
+
+
+def test_429_is_transient_and_carries_retry_after(server: LLMServer) -> None:
+    """A 429 becomes a transient LLMStatusError whose Retry-After reaches the retry policy."""
+    server.script(("429", 7))
+    exc = error_of(client_for(server))
+    assert isinstance(exc, LLMStatusError)
+    assert (429, 7.0) == (exc.status_code, exc.retry_after)
+    assert wf.ErrorKind.TRANSIENT == wf.classify_error(exc)
+    assert 7.0 == wf.retry_after_of(exc)
+    assert "HTTP 429" in str(exc)
+    assert "retry after 7 s" in str(exc)
+
+
+@pytest.mark.parametrize(
+    ("status", "kind"),
+    [(500, "transient"), (503, "transient"), (408, "transient"), (400, "permanent"), (404, "permanent")],
+)
+def test_http_status_maps_onto_error_kinds(server: LLMServer, status: int, kind: str) -> None:
+    """5xx and 408 are transient; other 4xx are permanent."""
+    server.script(("status", status))
+    exc = error_of(client_for(server))
+    assert status == exc.status_code  # type: ignore[attr-defined]
+    assert wf.ErrorKind(kind) == wf.classify_error(exc)
+
+
+def test_slow_response_times_out_as_transient(server: LLMServer) -> None:
+    """A reply slower than the call's timeout raises LLMTimeoutError (transient) at the timeout."""
+    server.script(("slow", 0.6))
+    started = time.monotonic()
+    exc = error_of(client_for(server), timeout=0.1)
+    assert time.monotonic() - started < 0.5
+    assert isinstance(exc, LLMTimeoutError)
+    assert isinstance(exc, TimeoutError)
+    assert wf.ErrorKind.TRANSIENT == wf.classify_error(exc)
+
+
+def test_client_timeout_applies_to_every_call(server: LLMServer) -> None:
+    """timeout= on the client is each call's default; a call's own timeout= overrides it."""
+    server.script(("slow", 0.3), ("slow", 0.3))
+    assert isinstance(error_of(client_for(server, timeout=0.05)), LLMTimeoutError)
+    assert call(client_for(server, timeout=0.05), timeout=2.0).text.startswith("reply to")
+
+
+def test_malformed_json_is_a_clear_permanent_error(server: LLMServer) -> None:
+    """A 200 whose body is not JSON raises LLMResponseError, classified permanent, quoting the body."""
+    server.script("malformed")
+    exc = error_of(client_for(server))
+    assert isinstance(exc, LLMResponseError)
+    assert wf.ErrorKind.PERMANENT == wf.classify_error(exc)
+    assert "not valid JSON" in str(exc)
+    assert '{"id": "chatcmpl-1"' in str(exc)
+
+
+def test_json_that_is_not_a_completion_is_permanent(server: LLMServer) -> None:
+    """Valid JSON without choices[0].message is a permanent LLMResponseError naming what it found."""
+    server.script("not_completion")
+    exc = error_of(client_for(server))
+    assert isinstance(exc, LLMResponseError)
+    assert "without choices[0].message" in str(exc)
+    assert "['result']" in str(exc)
+
+
+def test_unreachable_endpoint_is_transient() -> None:
+    """Nothing listening on the port: LLMConnectionError, classified transient."""
+    srv = LLMServer()
+    url = srv.url
+    srv.stop()
+    exc = error_of(ChatClient(url, model="test-model"))
+    assert isinstance(exc, LLMConnectionError)
+    assert wf.ErrorKind.TRANSIENT == wf.classify_error(exc)
+
+
+def test_api_key_never_shows_in_repr_or_errors(server: LLMServer) -> None:
+    """The key stays out of repr() and out of error text, even when the server echoes it back."""
+    client = client_for(server)
+    assert KEY not in repr(client)
+    assert "api_key=set" in repr(client)
+    server.script("echo_auth")
+    exc = error_of(client)
+    assert KEY not in str(exc)
+    assert "Bearer [REDACTED]" in str(exc)
+
+
+# --- streaming --------------------------------------------------------------------------------------
+
+
+def test_stream_yields_chunks_as_the_server_sends_them() -> None:
+    """Chunks arrive while the server is still sending, and s.reply holds the whole reply and usage."""
+    received: list[float] = []
+    with LLMServer(api_key=KEY, stream_gap=0.05) as srv:
+
+        async def main() -> tuple[list[str], Reply | None]:
+            chunks = []
+            async with client_for(srv) as client, client.stream("one two three") as stream:
+                async for text in stream:
+                    received.append(time.monotonic())
+                    chunks.append(text)
+            return chunks, stream.reply
+
+        chunks, reply = asyncio.run(main())
+        sent = list(srv.sent_at)
+        assert srv.requests[-1]["body"]["stream"] is True
+    assert ["reply ", "to: ", "one ", "two ", "three "] == chunks
+    assert received[0] < sent[-1]  # the first chunk was in hand before the server finished
+    assert reply is not None
+    assert ("reply to: one two three ", 3, 5) == (reply.text, reply.tokens_in, reply.tokens_out)
+    assert pytest.approx((3 * 0.001 + 5 * 0.002) / 1000) == reply.cost_usd
+
+
+def test_stream_error_status_raises_on_entry(server: LLMServer) -> None:
+    """A streamed call answered 429 raises the same transient LLMStatusError before any chunk."""
+    server.script(("429", 2))
+
+    async def main() -> None:
+        async with client_for(server) as client, client.stream("hi"):
+            pytest.fail("the stream should not open")
+
+    with pytest.raises(LLMStatusError) as info:
+        asyncio.run(main())
+    assert 2.0 == wf.retry_after_of(info.value)
+
+
+def test_stream_of_plain_json_is_a_clear_error(server: LLMServer) -> None:
+    """A server that ignores "stream" and answers one JSON body yields no events: a permanent error."""
+    server.script("not_completion")
+
+    async def main() -> None:
+        async with client_for(server) as client, client.stream("hi") as stream:
+            async for _ in stream:
+                pass
+
+    with pytest.raises(LLMResponseError, match="without a single chat-completions event"):
+        asyncio.run(main())
+
+
+def test_unsupported_scheme_keeps_its_permanent_httpx_error() -> None:
+    """A URL httpx cannot speak is not retried: the httpx error passes through, classified permanent."""
+    import httpx
+
+    exc = error_of(ChatClient("ftp://127.0.0.1/v1", model="m"))
+    assert isinstance(exc, httpx.UnsupportedProtocol)
+    assert wf.ErrorKind.PERMANENT == wf.classify_error(exc)
+
+
+def test_complete_refuses_stream_true() -> None:
+    """complete(stream=True) points to client.stream() instead of failing on an event stream."""
+    with pytest.raises(ValueError, match=r"client\.stream"):
+        call(ChatClient(), stream=True)
+
+
+def test_stream_records_usage_in_the_step_event(server: LLMServer) -> None:
+    """A stream opened with ctx adds its model, tokens and cost to the step's event."""
+    flow = wf.Workflow("streamer")
+
+    @flow.step
+    async def ask(state: dict[str, Any], ctx: wf.StepContext) -> dict[str, Any]:
+        async with ctx.llm.stream("a b", ctx=ctx) as stream:
+            return {"answer": "".join([t async for t in stream])}
+
+    run = flow.run({}, workspace=False, llm=client_for(server))
+    event = run.events[-1]
+    assert "reply to: a b " == run.state["answer"]
+    assert ("test-model", 2, 4) == (event.model, event.tokens_in, event.tokens_out)
+    assert event.cost_usd is not None
+
+
+# --- inside runs ------------------------------------------------------------------------------------
+
+
+def test_run_retries_429_then_records_tokens_and_cost(server: LLMServer) -> None:
+    """A 429 then a 200: the events show a transient retry honouring Retry-After, then ok with usage."""
+    server.script(("429", 3), "ok")
+    flow = asking_flow(retry=wf.RetryPolicy(max_retries=2, base_delay=0.01))
+    with test_mode():
+        run = flow.run({"q": "refund please"}, workspace=False, llm=client_for(server))
+    retry, ok = run.events
+    assert ("retry", "transient", "LLMStatusError") == (retry.status, retry.error_kind, retry.error_type)
+    assert retry.retry_delay_s is not None
+    assert retry.retry_delay_s >= 3.0
+    assert "test-model" == retry.model
+    assert ("ok", "test-model", 2, 4) == (ok.status, ok.model, ok.tokens_in, ok.tokens_out)
+    assert pytest.approx((2 * 0.001 + 4 * 0.002) / 1000) == ok.cost_usd
+    assert {"llm_calls": 1} == ok.extra
+    assert "reply to: refund please" == run.state["answer"]
+
+
+def test_run_fails_at_once_on_malformed_reply(server: LLMServer) -> None:
+    """Malformed JSON is permanent: no retry, one failed event saying why."""
+    server.script("malformed")
+    flow = asking_flow(retry=wf.RetryPolicy(max_retries=3, base_delay=0.01))
+    with test_mode():
+        run = flow.run({"q": "x"}, workspace=False, llm=client_for(server), raise_on_error=False)
+    assert [("failed", "permanent", "LLMResponseError")] == [(e.status, e.error_kind, e.error_type) for e in run.events]
+
+
+def test_run_retries_a_slow_reply_after_its_timeout(server: LLMServer) -> None:
+    """A read timeout is transient: the step retries and the second, fast reply succeeds."""
+    server.script(("slow", 0.5), "ok")
+    flow = asking_flow(retry=wf.RetryPolicy(max_retries=1, base_delay=0.01))
+    with test_mode():
+        run = flow.run({"q": "x"}, workspace=False, llm=client_for(server, timeout=0.1))
+    assert [("retry", "LLMTimeoutError"), ("ok", None)] == [(e.status, e.error_type) for e in run.events]
+
+
+def test_calls_in_a_run_share_one_pooled_connection(server: LLMServer) -> None:
+    """Every call of a run, across steps, goes over one keep-alive connection."""
+    flow = wf.Workflow("pooled")
+
+    @flow.step
+    async def first(state: dict[str, Any], ctx: wf.StepContext) -> dict[str, Any]:
+        for _ in range(3):
+            await ctx.llm.complete("again", ctx=ctx)
+        return {}
+
+    @flow.step
+    async def second(state: dict[str, Any], ctx: wf.StepContext) -> dict[str, Any]:
+        await ctx.llm.complete("last", ctx=ctx)
+        return {}
+
+    flow.edge("first", "second")
+    run = flow.run({}, workspace=False, llm=client_for(server))
+    assert (4, 1) == (len(server.requests), server.connections)
+    assert {"llm_calls": 3} == run.events[0].extra
+    assert 3 * 1 == run.events[0].tokens_in
+
+
+def test_a_client_reused_across_runs_closes_each_runs_connections(server: LLMServer) -> None:
+    """Each blocking run has its own loop: its connections close with it, none leaks (no ResourceWarning)."""
+    client = client_for(server)
+    flow = asking_flow()
+    for _ in range(2):
+        flow.run({"q": "x"}, workspace=False, llm=client)
+    gc.collect()
+    assert 2 == server.connections
+
+
+def test_aclose_closes_now_and_the_client_stays_usable(server: LLMServer) -> None:
+    """aclose() drops this loop's connections at once; a later call opens a new one; closing twice is fine."""
+    client = client_for(server)
+
+    async def main() -> None:
+        await client.complete("one")
+        await client.aclose()
+        await client.aclose()
+        await client.complete("two")
+
+    asyncio.run(main())
+    gc.collect()
+    assert 2 == server.connections
+
+
+def test_cassette_recording_inside_runs_leaks_no_connection(server: LLMServer, tmp_path: Path) -> None:
+    """A client over a recording cassette over the network closes both pools when each run's loop ends."""
+    from wfkit._cassette import Cassette
+
+    client = client_for(server, transport=Cassette(tmp_path / "c.jsonl", mode="auto"))
+    for q in ("a", "b", "a"):
+        asking_flow().run({"q": q}, workspace=False, llm=client)
+    gc.collect()
+    assert (2, 2) == (len(server.requests), server.connections)
+
+
+def test_api_key_never_reaches_an_event(server: LLMServer) -> None:
+    """Neither a failed nor a successful call puts the key into the step events."""
+    server.script("echo_auth", "ok")
+    flow = asking_flow(retry=wf.RetryPolicy(max_retries=1, base_delay=0.01))
+    with test_mode():
+        run = flow.run({"q": "x"}, workspace=False, llm=client_for(server))
+    assert ["retry", "ok"] == [e.status for e in run.events]
+    assert KEY not in json.dumps([e._asdict() for e in run.events], default=repr)
+
+
+def test_for_step_records_without_passing_ctx(server: LLMServer) -> None:
+    """client.for_step(ctx) records every call into that step's event on its own."""
+    client = client_for(server)
+    flow = wf.Workflow("bound")
+
+    @flow.step
+    async def ask(state: dict[str, Any], ctx: wf.StepContext) -> dict[str, Any]:
+        return {"answer": (await client.for_step(ctx).complete("hi")).text}
+
+    run = flow.run({}, workspace=False, llm=client)
+    assert ("test-model", 1, {"llm_calls": 1}) == (run.events[0].model, run.events[0].tokens_in, run.events[0].extra)
+
+
+def test_ctx_llm_records_usage_by_itself(server: LLMServer) -> None:
+    """`await ctx.llm.complete(...)` alone puts model, tokens and cost into the step's event."""
+    flow = wf.Workflow("auto")
+
+    @flow.step
+    async def ask(state: dict[str, Any], ctx: wf.StepContext) -> dict[str, Any]:
+        assert isinstance(ctx.llm, BoundChatClient)
+        return {"answer": (await ctx.llm.complete("hi")).text}
+
+    event = flow.run({}, workspace=False, llm=client_for(server)).events[0]
+    assert ("test-model", 1, 3) == (event.model, event.tokens_in, event.tokens_out)
+    assert pytest.approx((1 * 0.001 + 3 * 0.002) / 1000) == event.cost_usd
+
+
+# --- the default client -------------------------------------------------------------------------------
+
+
+def test_default_client_is_the_offline_simulated_model(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With no endpoint configured, a run's ctx.llm is the seeded simulated model, priced."""
+    monkeypatch.delenv("WFKIT_LLM_BASE_URL", raising=False)
+    client = default_client(seed=3)
+    assert isinstance(client.transport, SimulatedModel)
+    assert 3 == client.transport.seed
+    run = asking_flow().run({"q": "classify this"}, workspace=False, seed=3)
+    event = run.events[0]
+    assert "Simulated reply to: classify this" == run.state["answer"]
+    assert "simulated" == event.model
+    assert event.cost_usd is not None
+    assert event.cost_usd > 0
+
+
+def test_default_client_uses_a_configured_endpoint(server: LLMServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """WFKIT_LLM_BASE_URL, WFKIT_LLM_MODEL and WFKIT_API_KEY point runs at a real endpoint."""
+    monkeypatch.setenv("WFKIT_LLM_BASE_URL", server.url)
+    monkeypatch.setenv("WFKIT_LLM_MODEL", "test-model")
+    monkeypatch.setenv("WFKIT_API_KEY", KEY)
+    run = asking_flow().run({"q": "hello"}, workspace=False)
+    assert "reply to: hello" == run.state["answer"]
+    assert 1 == len(server.requests)
+
+
+def test_default_client_is_cheap_to_create(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Building the default client costs microseconds: no httpx client, no RNG until first use."""
+    monkeypatch.delenv("WFKIT_LLM_BASE_URL", raising=False)
+    started = time.perf_counter()
+    for _ in range(1000):
+        default_client(seed=1)
+    assert (time.perf_counter() - started) / 1000 < 200e-6
