@@ -28,6 +28,7 @@ from wfkit._errors import (
     WorkflowChangedWarning,
     WorkflowDefinitionError,
 )
+from wfkit._evals import EvalResult, Suite, evaluate, evaluate_async, load_dataset, load_suite
 from wfkit._events import Status, StepEvent
 from wfkit._merge import add, append, extend, union
 from wfkit._pending import Pending, pending
@@ -42,6 +43,21 @@ from wfkit._retry import (
 )
 from wfkit._routing import END, Go, Route, go
 from wfkit._run import Run, drain
+from wfkit._scorers import (
+    Case,
+    Score,
+    contains,
+    cost_budget,
+    custom,
+    exact_match,
+    json_schema,
+    latency_budget,
+    llm_judge,
+    numeric,
+    regex,
+    route_taken,
+    tools_used,
+)
 from wfkit._version import __version__
 from wfkit._workflow import Workflow
 from wfkit._workspace import Workspace
@@ -52,10 +68,12 @@ __all__ = [
     "ApprovalPolicy",
     "ApprovalRejectedError",
     "ApprovalRequiredError",
+    "Case",
     "Condition",
     "ConditionError",
     "DecisionsFile",
     "ErrorKind",
+    "EvalResult",
     "Failure",
     "Go",
     "LeaseError",
@@ -67,6 +85,7 @@ __all__ = [
     "RunError",
     "RunStatus",
     "RunTimeoutError",
+    "Score",
     "StateConflictError",
     "StateValueError",
     "Status",
@@ -75,6 +94,7 @@ __all__ = [
     "StepFailedError",
     "StepTimeoutError",
     "StoreCorruptError",
+    "Suite",
     "Ticket",
     "TicketError",
     "TransientError",
@@ -89,14 +109,29 @@ __all__ = [
     "add",
     "append",
     "classify_error",
+    "contains",
+    "cost_budget",
+    "custom",
     "drain",
+    "evaluate",
+    "evaluate_async",
+    "exact_match",
     "extend",
     "go",
+    "json_schema",
+    "latency_budget",
+    "llm_judge",
+    "load_dataset",
+    "load_suite",
     "mark_secret",
+    "numeric",
     "pending",
     "redact_secrets",
+    "regex",
     "retry_after_of",
+    "route_taken",
     "steps",
+    "tools_used",
     "truncate",
     "union",
     "when",

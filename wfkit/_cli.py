@@ -161,6 +161,32 @@ def _replay(args: argparse.Namespace) -> int:
     return code
 
 
+def _eval(args: argparse.Namespace) -> int:
+    from wfkit._evals import evaluate, load_suite
+
+    suite = load_suite(args.suite)
+    result = evaluate(
+        suite,
+        variants=args.variant or None,
+        concurrency=args.concurrency,
+        workspace=args.workspace,
+        progress=sys.stderr.isatty(),
+    )
+    if args.json:
+        _print_json({"summary": result.summary.reset_index().to_dict("records"), "saved_to": result.saved_to})
+    else:
+        print(result.summary.round(3).to_string())
+        variants = list(result.cases["variant"].unique())
+        if len(variants) >= 2:
+            print(f"\n{variants[1]} vs {variants[0]}:")
+            print(result.compare(variants[0], variants[1]).round(3).to_string())
+        print(f"\nsaved to {result.saved_to}")
+    failures = result.check()
+    for failure in failures:
+        print(f"threshold: {failure}", file=sys.stderr)
+    return 1 if failures else 0
+
+
 def load_workflow(ref: str) -> Any:
     """Import ``package.module:name``; a callable is called (a workflow factory)."""
     from wfkit._workflow import Workflow
@@ -247,6 +273,13 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument("--by", required=True, help="who checked")
     rec.add_argument("--updates", help="JSON object: the state updates the step would have returned")
     rec.set_defaults(handler=_reconcile)
+    ev = sub.add_parser("eval", parents=[common], help="score a workflow suite over its dataset, compare variants")
+    ev.add_argument("suite", help="a suite.py, or a folder holding one (e.g. evals/query_router)")
+    ev.add_argument("--variant", action="append", help="variant(s) to run (default: all)")
+    ev.add_argument("--concurrency", type=int, default=16)
+    ev.add_argument("--json", action="store_true")
+    ev.set_defaults(handler=_eval)
+
     logs = sub.add_parser("logs", parents=[common], help="step-log files: export missing rows, compact small files")
     logs.add_argument("action", choices=["compact", "export"])
     logs.set_defaults(handler=_logs)
