@@ -659,6 +659,7 @@ class Execution:
         route: str | None,
         tools: tuple[str, ...],
         usage: dict[str, Any] | None,
+        **fields: Any,
     ) -> StepEvent:
         if usage is None:
             model = tokens_in = tokens_out = cost = extra = None
@@ -693,6 +694,8 @@ class Execution:
             _HOST,
             extra,
         )
+        if fields:
+            event = event._replace(**fields)
         return event if self._process is None else self._process(event)
 
     def _emit(self, event: StepEvent) -> None:
@@ -809,45 +812,27 @@ class Execution:
             created_at=now,
             decided_at=None,
         )
-        event = self._event(
-            act.spec.name,
-            act.visit,
-            0,
-            Status.WAITING_APPROVAL,
-            None,
-            None,
-            now,
-            0.0,
-            0.0,
-            None,
-            None,
-            act.tools,
-            None,
-        )._replace(extra={"ticket": ticket.ticket_id, "reason": reason})
+        event = self._gate_event(
+            act, Status.WAITING_APPROVAL, now, extra={"ticket": ticket.ticket_id, "reason": reason}
+        )
         ticket = self.store.create_ticket(ticket, event)
         self._emit(event)
         return ticket
 
     def _decision_event(self, ticket: Ticket, act: _Activation) -> StepEvent:
-        at = ticket.decided_at or time.time()
-        return self._event(
-            act.spec.name,
-            act.visit,
-            0,
+        return self._gate_event(
+            act,
             ticket.status,
-            None,
-            None,
-            at,
-            0.0,
-            0.0,
-            None,
-            None,
-            act.tools,
-            None,
-        )._replace(
+            ticket.decided_at or time.time(),
             approver=ticket.decided_by,
             decision_comment=ticket.comment,
             extra={"ticket": ticket.ticket_id},
+        )
+
+    def _gate_event(self, act: _Activation, status: str, at: float, **fields: Any) -> StepEvent:
+        """A row for a gate (ticket opened, decision applied): attempt 0, no latency."""
+        return self._event(
+            act.spec.name, act.visit, 0, status, None, None, at, 0.0, 0.0, None, None, act.tools, None, **fields
         )
 
     def replay(self, checkpoints: list[tuple[Any, ...]], attempts: dict[tuple[str, int], int]) -> None:
