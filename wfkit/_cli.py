@@ -319,7 +319,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         code: int = handler(args)
-    except (WfkitError, KeyError) as exc:
+    except (WfkitError, KeyError, ValueError, OSError) as exc:
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         print(f"wfkit {args.command}: {message}", file=sys.stderr)
         return 1

@@ -37,9 +37,9 @@ def load_dataset(source: str | os.PathLike[str] | Iterable[Mapping[str, Any]]) -
     if isinstance(source, str | os.PathLike):
         path = Path(source)
         if path.suffix == ".parquet":
-            import pandas as pd
+            import pyarrow.parquet as pq
 
-            rows = pd.read_parquet(path).to_dict("records")
+            rows = pq.read_table(path).to_pylist()  # plain lists and dicts, not numpy arrays
         else:
             rows = []
             for number, line in enumerate(path.read_text().splitlines(), 1):

@@ -45,6 +45,8 @@ def as_score(value: Any) -> Score:
         return Score(1.0 if value else 0.0, value)
     if isinstance(value, int | float):
         v = float(value)
+        if not 0.0 <= v <= 1.0:
+            raise ValueError(f"a scorer's float must be in [0, 1], got {v}")
         return Score(v, v >= 0.5)
     raise TypeError(f"a scorer returns a Score, a float in [0, 1] or a bool, got {value!r}")
 

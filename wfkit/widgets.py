@@ -158,11 +158,12 @@ class RunView(w.VBox):  # type: ignore[misc]
         self._render_state()
 
     def _decider(self, ticket: Ticket) -> Decide:
-        def decide(decision: str, by: str, comment: str) -> None:
+        def decide(decision: str, by: str, comment: str) -> Ticket:
             if decision == "approve":
                 self.run.approve(by=by, comment=comment, step=ticket.step)
             else:
                 self.run.reject(by=by, comment=comment, step=ticket.step)
+            return _stored_ticket(self.run, ticket.ticket_id)
 
         return decide
 
@@ -172,6 +173,13 @@ class RunView(w.VBox):  # type: ignore[misc]
             self.state.value = f"<pre style='max-height:20em;overflow:auto'>{html.escape(text)}</pre>"
         else:
             self.state.value = ""
+
+
+def _stored_ticket(run: Run, ticket_id: str) -> Ticket:
+    """The ticket as stored now (decided), for the panel to show and lock."""
+    store = run._exec.store
+    assert store is not None  # a run with tickets keeps a workspace
+    return store.ticket(ticket_id)
 
 
 class PendingView(w.VBox):  # type: ignore[misc]

@@ -1,0 +1,569 @@
+"""Evals (wfkit._evals and `wfkit eval`): datasets, suites, real evaluations in the test's workspace."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+from matplotlib.figure import Figure
+
+import wfkit as wf
+from wfkit._cli import main
+from wfkit._evals import bootstrap_ci
+from wfkit._scorers import Case
+
+ROOT = Path(__file__).resolve().parents[1]
+QUERY_ROUTER = ROOT / "evals" / "query_router"
+SUPPORT = ROOT / "evals" / "support_tickets"
+COLUMNS = ["suite", "variant", "case_id", "scorer", "value", "passed", "detail", "run_id", "run_status"]
+SUMMARY_COLUMNS = ["cases", "mean", "pass_rate", "ci_low", "ci_high"]
+
+
+def write_jsonl(path: Path, rows: list[Any]) -> Path:
+    """Write one JSON value per line."""
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return path
+
+
+def doubler() -> wf.Workflow:
+    """A one-step workflow: y = 2x, or a wrong answer when the input says so."""
+    flow = wf.Workflow("doubler")
+
+    @flow.step
+    def double(state: Any) -> dict[str, Any]:
+        return {"y": state["x"] * 2 + state.get("off", 0)}
+
+    return flow
+
+
+def doubler_suite(**overrides: Any) -> wf.Suite:
+    """Four cases of the doubler, the last one answered wrong (off by one)."""
+    rows = [{"id": f"d{x}", "x": x, "expected": {"y": 2 * x}} for x in range(1, 4)]
+    rows.append({"id": "d4", "x": 4, "off": 1, "expected": {"y": 8}})
+    options: dict[str, Any] = {
+        "name": "doubler",
+        "dataset": rows,
+        "workflow": doubler(),
+        "scorers": [wf.exact_match("y")],
+    }
+    return wf.Suite(**{**options, **overrides})
+
+
+# --- load_dataset ---------------------------------------------------------------------------
+
+
+def test_load_dataset_jsonl_nested_rows(tmp_path: Path):
+    """Rows with inputs and expected give Cases with those, ids as strings."""
+    path = write_jsonl(
+        tmp_path / "d.jsonl",
+        [
+            {"id": "a", "inputs": {"query": "q1", "n": 1}, "expected": {"route": "r"}},
+            {"id": 7, "inputs": {"query": "q2"}},
+        ],
+    )
+    assert [Case("a", {"query": "q1", "n": 1}, {"route": "r"}), Case("7", {"query": "q2"}, {})] == wf.load_dataset(path)
+
+
+def test_load_dataset_jsonl_flat_rows(tmp_path: Path):
+    """In a flat row every key but id and expected is an input; blank lines are skipped."""
+    path = tmp_path / "d.jsonl"
+    path.write_text('{"id": "a", "query": "q1", "lang": "en", "expected": {"answer": "x"}}\n\n{"query": "q2"}\n   \n')
+    assert [Case("a", {"query": "q1", "lang": "en"}, {"answer": "x"}), Case("2", {"query": "q2"}, {})] == (
+        wf.load_dataset(str(path))
+    )
+
+
+def test_load_dataset_parquet_nested_rows(tmp_path: Path):
+    """A parquet file with inputs and expected struct columns gives the same Cases as JSONL."""
+    rows = [
+        {"id": "a", "inputs": {"query": "q1", "n": 1}, "expected": {"route": "r1"}},
+        {"id": "b", "inputs": {"query": "q2", "n": 2}, "expected": {"route": "r2"}},
+    ]
+    pd.DataFrame(rows).to_parquet(tmp_path / "d.parquet")
+    assert wf.load_dataset(write_jsonl(tmp_path / "d.jsonl", rows)) == wf.load_dataset(tmp_path / "d.parquet")
+
+
+def test_load_dataset_parquet_flat_rows(tmp_path: Path):
+    """A flat parquet table gives plain Python values as inputs."""
+    frame = pd.DataFrame({"id": ["a", "b"], "x": [1, 3], "text": ["hi", "yo"]})
+    frame.to_parquet(tmp_path / "d.parquet", index=False)
+    cases = wf.load_dataset(tmp_path / "d.parquet")
+    assert [Case("a", {"x": 1, "text": "hi"}, {}), Case("b", {"x": 3, "text": "yo"}, {})] == cases
+    assert int is type(cases[0].inputs["x"])
+
+
+def test_load_dataset_parquet_with_lists_matches_jsonl(tmp_path: Path):
+    """The query router's dataset (lists of tools) saved as parquet loads to the same Cases as its JSONL."""
+    rows = [json.loads(line) for line in (QUERY_ROUTER / "dataset.jsonl").read_text().splitlines()]
+    pd.DataFrame(rows).to_parquet(tmp_path / "d.parquet")
+    from_parquet = wf.load_dataset(tmp_path / "d.parquet")
+    assert isinstance(from_parquet[0].expected["tools"], list)
+    assert wf.load_dataset(QUERY_ROUTER / "dataset.jsonl") == from_parquet
+
+
+def test_load_dataset_from_dicts():
+    """An iterable of dicts is a dataset; ids default to the row number."""
+    rows = ({"q": q, "expected": {"n": i}} for i, q in enumerate(["a", "b"]))
+    assert [Case("1", {"q": "a"}, {"n": 0}), Case("2", {"q": "b"}, {"n": 1})] == wf.load_dataset(rows)
+
+
+def test_load_dataset_bad_json_line_names_the_line(tmp_path: Path):
+    """A line that is not JSON is reported with its file line number (blank lines counted)."""
+    path = tmp_path / "d.jsonl"
+    path.write_text('{"id": "a", "x": 1}\n\n{"id": "b", x: 2}\n')
+    with pytest.raises(ValueError, match=r"d\.jsonl, line 3: not JSON"):
+        wf.load_dataset(path)
+
+
+def test_load_dataset_refuses_duplicate_ids():
+    """Two cases with one id are refused."""
+    with pytest.raises(ValueError, match="case ids must be unique"):
+        wf.load_dataset([{"id": "a", "x": 1}, {"id": "b", "x": 2}, {"id": "a", "x": 3}])
+
+
+def test_load_dataset_refuses_a_row_that_is_not_an_object(tmp_path: Path):
+    """A JSON line that is not an object is refused, naming the case number."""
+    with pytest.raises(ValueError, match=r"case 2 is not an object: \[1, 2\]"):
+        wf.load_dataset(write_jsonl(tmp_path / "d.jsonl", [{"x": 1}, [1, 2]]))
+
+
+def test_shipped_datasets_load():
+    """The shipped suites' datasets load: 20 router queries, 8 support tickets."""
+    assert 20 == len(wf.load_dataset(QUERY_ROUTER / "dataset.jsonl"))
+    assert 8 == len(wf.load_dataset(SUPPORT / "dataset.jsonl"))
+
+
+# --- load_suite -----------------------------------------------------------------------------
+
+
+def test_load_suite_from_a_folder():
+    """A folder holding suite.py loads its suite, the dataset resolved next to the file."""
+    suite = wf.load_suite(QUERY_ROUTER)
+    assert "query-router" == suite.name
+    assert QUERY_ROUTER / "dataset.jsonl" == suite.dataset
+    assert ["keywords", "llm"] == list(suite.variants)
+    assert {"route_taken": 0.9, "tools_used": 0.9} == dict(suite.thresholds)
+
+
+def test_load_suite_from_a_file():
+    """A suite.py path loads the same way."""
+    suite = wf.load_suite(str(SUPPORT / "suite.py"))
+    assert "support-tickets" == suite.name
+    assert SUPPORT / "dataset.jsonl" == suite.dataset
+    assert ["approve", "reject"] == list(suite.variants)
+
+
+def test_load_suite_file_without_suite_is_a_type_error(tmp_path: Path):
+    """A file that defines no `suite` is refused with how to fix it."""
+    (tmp_path / "nosuite.py").write_text("x = 1\n")
+    with pytest.raises(TypeError, match=r"must define `suite = wfkit\.Suite\(\.\.\.\)`"):
+        wf.load_suite(tmp_path / "nosuite.py")
+
+
+def test_load_suite_suite_of_the_wrong_type_is_a_type_error(tmp_path: Path):
+    """A `suite` that is not a wfkit.Suite is refused too."""
+    (tmp_path / "suite.py").write_text("suite = {'name': 'x'}\n")
+    with pytest.raises(TypeError, match=r"must define `suite = wfkit\.Suite"):
+        wf.load_suite(tmp_path)
+
+
+def test_load_suite_missing_is_file_not_found(tmp_path: Path):
+    """A folder without suite.py is reported as missing."""
+    with pytest.raises(FileNotFoundError, match="no suite at"):
+        wf.load_suite(tmp_path)
+
+
+# --- evaluate on the shipped suites ---------------------------------------------------------
+
+
+def test_query_router_eval_frames():
+    """The router eval has one row per case x scorer x variant and a (variant, scorer) summary."""
+    suite = wf.load_suite(QUERY_ROUTER)
+    result = wf.evaluate(suite, progress=False)
+    assert COLUMNS == list(result.cases.columns)
+    assert len(suite.cases()) * len(suite.scorers) * len(suite.variants) == len(result.cases)
+    assert 160 == len(result.cases)
+    assert {"query-router"} == set(result.cases["suite"])
+    assert {"succeeded"} == set(result.cases["run_status"])
+    assert ["variant", "scorer"] == list(result.summary.index.names)
+    assert SUMMARY_COLUMNS == list(result.summary.columns)
+    expected_index = [
+        (v, s)
+        for v in ("keywords", "llm")
+        for s in ("answer_mentions_tool", "latency_budget", "route_taken", "tools_used")
+    ]
+    assert expected_index == list(result.summary.index)
+    assert {20} == set(result.summary["cases"])
+    for _, row in result.summary.iterrows():
+        assert row["ci_low"] <= row["mean"] <= row["ci_high"]
+
+
+def test_query_router_passes_its_thresholds():
+    """Every query reaches the right branch with the right tools: the thresholds hold."""
+    result = wf.evaluate(QUERY_ROUTER, progress=False)
+    assert [] == result.check()
+    assert 1.0 == result.summary.loc[("keywords", "route_taken"), "pass_rate"]
+    assert 1.0 == result.summary.loc[("llm", "tools_used"), "pass_rate"]
+
+
+def test_support_reject_variant_declines_the_large_refunds():
+    """With policy 'reject' the refunds above $100 are declined; with 'approve' all are refunded."""
+    suite = wf.load_suite(SUPPORT)
+    result = wf.evaluate(suite, progress=False)
+    assert 8 * 4 * 2 == len(result.cases)
+    assert {"succeeded"} == set(result.cases["run_status"])
+    summary = result.summary
+    assert 1.0 == summary.loc[("approve", "exact_match:resolution"), "mean"]
+    assert 0.75 == summary.loc[("reject", "exact_match:resolution"), "mean"]
+    rows = result.cases[(result.cases["variant"] == "reject") & (result.cases["scorer"] == "exact_match:resolution")]
+    failed = rows[~rows["passed"]]
+    large = sorted(c.id for c in suite.cases() if c.inputs["amount"] > 100)
+    assert large == sorted(failed["case_id"])
+    assert {'resolution="declined", expected "refunded"'} == set(failed["detail"])
+
+
+def test_support_compare_shows_losses_for_reject_on_resolution():
+    """compare('approve', 'reject') counts the reject variant's losses, wins and ties per scorer."""
+    result = wf.evaluate(SUPPORT, progress=False)
+    table = result.compare("approve", "reject")
+    assert ["wins", "losses", "ties", "mean_diff", "ci_low", "ci_high", "significant"] == list(table.columns)
+    assert {"wins": 0, "losses": 2, "ties": 6} == table.loc[
+        "exact_match:resolution", ["wins", "losses", "ties"]
+    ].to_dict()
+    assert -0.25 == table.loc["exact_match:resolution", "mean_diff"]
+    assert {"wins": 0, "losses": 0, "ties": 8} == table.loc["latency_budget", ["wins", "losses", "ties"]].to_dict()
+    row = table.loc["exact_match:resolution"]
+    assert row["ci_low"] <= row["mean_diff"] <= row["ci_high"]
+    assert (row["ci_low"] > 0 or row["ci_high"] < 0) == row["significant"]
+
+
+def test_eval_results_are_stored_as_parquet_next_to_the_step_logs(workspace: Path):
+    """cases.parquet and summary.parquet land in WORKSPACE/evals/SUITE/STAMP/ and read back equal."""
+    result = wf.evaluate(QUERY_ROUTER, variants=["keywords"], progress=False)
+    assert result.saved_to is not None
+    relative = result.saved_to.relative_to(workspace)
+    assert ("evals", "query-router") == relative.parts[:2]
+    assert 3 == len(relative.parts)
+    assert re.fullmatch(r"\d{8}T\d{6}-[0-9a-f]{6}", relative.parts[2])
+    assert {"cases.parquet", "summary.parquet"} == {p.name for p in result.saved_to.iterdir()}
+    pd.testing.assert_frame_equal(result.cases, pd.read_parquet(result.saved_to / "cases.parquet"))
+    pd.testing.assert_frame_equal(result.summary.reset_index(), pd.read_parquet(result.saved_to / "summary.parquet"))
+    assert 20 == wf.steps()["run_id"].nunique()  # reading flushes the step-log export
+    assert (workspace / "steps").is_dir()
+
+
+def test_store_false_writes_nothing(workspace: Path):
+    """store=False keeps the results in memory only."""
+    result = wf.evaluate(doubler_suite(), progress=False, store=False)
+    assert result.saved_to is None
+    assert not (workspace / "evals").exists()
+
+
+def test_eval_runs_are_logged_as_usual():
+    """Each case's run writes its steps to the step log, like any other run."""
+    result = wf.evaluate(QUERY_ROUTER, variants=["keywords"], progress=False)
+    run_ids = sorted(set(result.cases["run_id"]))
+    assert 20 == len(run_ids)
+    logged = wf.steps(run_id=run_ids)
+    assert run_ids == sorted(set(logged["run_id"]))
+    assert {"query-router-keywords"} == set(logged["workflow"])
+    assert {"classify", "generate_answer"} <= set(logged["step"])
+    assert 20 == (logged["step"] == "classify").sum()
+    assert 20 == len(wf.Workspace().runs(status="succeeded"))
+
+
+def test_evaluate_accepts_a_workspace_argument(tmp_path: Path):
+    """workspace= sends the runs and the stored results to that folder."""
+    other = tmp_path / "elsewhere"
+    result = wf.evaluate(doubler_suite(), progress=False, workspace=other)
+    assert result.saved_to is not None
+    assert other / "evals" / "doubler" == result.saved_to.parent
+    assert 4 == len(wf.Workspace(other).runs())
+
+
+@pytest.mark.parametrize("limit", [1, 3])
+def test_concurrency_is_bounded(limit: int):
+    """No more than `concurrency` cases run at once, and that many do overlap."""
+    counter = {"now": 0, "peak": 0}
+    flow = wf.Workflow("counted")
+
+    @flow.step
+    async def work(state: Any) -> dict[str, Any]:
+        counter["now"] += 1
+        counter["peak"] = max(counter["peak"], counter["now"])
+        await asyncio.sleep(0.02)
+        counter["now"] -= 1
+        return {"done": True}
+
+    suite = wf.Suite(
+        name="counted",
+        dataset=[{"id": f"c{i}", "n": i} for i in range(10)],
+        workflow=flow,
+        scorers=[wf.exact_match("done", True)],
+    )
+    result = wf.evaluate(suite, concurrency=limit, progress=False, store=False)
+    assert limit == counter["peak"]
+    assert 0 == counter["now"]
+    assert 10 == int(result.cases["passed"].sum())
+
+
+def test_concurrency_below_one_is_refused():
+    """concurrency=0 is an error, not a hang."""
+    with pytest.raises(ValueError, match="concurrency must be >= 1, got 0"):
+        wf.evaluate(doubler_suite(), concurrency=0, progress=False)
+
+
+def test_a_scorer_that_raises_marks_its_rows_only():
+    """A scorer raising gives rows with passed False and a 'scorer error' detail; the others score."""
+
+    def broken(case: Case, run: wf.Run) -> bool:
+        raise RuntimeError(f"boom on {case.id}")
+
+    suite = doubler_suite(scorers=[wf.exact_match("y"), broken, wf.exact_match("missing_key")])
+    result = wf.evaluate(suite, progress=False)
+    cases = result.cases.set_index(["case_id", "scorer"])
+    assert 12 == len(cases)
+    assert {"value": 0.0, "passed": False, "detail": "scorer error: RuntimeError: boom on d2"} == (
+        cases.loc[("d2", "broken"), ["value", "passed", "detail"]].to_dict()
+    )
+    assert cases.loc[("d2", "exact_match:missing_key"), "detail"].startswith(
+        "scorer error: KeyError: \"case 'd2' has no expected 'missing_key'"
+    )
+    assert [True, True, True, False] == cases.xs("exact_match:y", level="scorer")["passed"].tolist()
+    assert 0.0 == result.summary.loc[("default", "broken"), "pass_rate"]
+
+
+def test_factory_variants_and_their_run_options():
+    """A factory gets each variant's parameters; a variant's run_options go to its runs."""
+    seen: list[int] = []
+
+    def build(offset: int = 0) -> wf.Workflow:
+        seen.append(offset)
+        flow = wf.Workflow(f"adder-{offset}")
+
+        @flow.step(approval=wf.Approval("check", when=wf.when("x", "gt", 2)))
+        def add(state: Any) -> dict[str, Any]:
+            return {"y": state["x"] * 2 + offset}
+
+        return flow
+
+    suite = doubler_suite(
+        workflow=build,
+        variants={"right": {"run_options": {"policy": "approve"}}, "wrong": {"offset": 1}},
+        run_options={"policy": "reject"},
+    )
+    result = wf.evaluate(suite, progress=False)
+    assert [0, 1] == seen
+    status = result.cases.set_index(["variant", "case_id"])["run_status"]
+    assert "succeeded" == status[("right", "d3")]
+    assert "succeeded" != status[("wrong", "d3")]
+    assert 1.0 == result.summary.loc[("right", "exact_match:y"), "pass_rate"]
+    assert 0.0 == result.summary.loc[("wrong", "exact_match:y"), "pass_rate"]
+
+
+def test_unknown_variant_is_a_clear_error():
+    """Asking for a variant the suite lacks names it and the variants there are."""
+    with pytest.raises(ValueError, match="suite 'query-router' has no variant 'nope'; it has keywords, llm"):
+        wf.evaluate(QUERY_ROUTER, variants=["nope"], progress=False)
+
+
+def test_progress_bar_is_shown_on_request(capsys: pytest.CaptureFixture[str]):
+    """progress=True draws a progress bar named after the suite on stderr."""
+    wf.evaluate(doubler_suite(), progress=True, store=False)
+    assert "eval doubler" in capsys.readouterr().err
+
+
+def test_evaluate_async_inside_a_running_loop():
+    """evaluate_async runs inside an event loop (a notebook cell)."""
+
+    async def cell() -> wf.EvalResult:
+        return await wf.evaluate_async(doubler_suite(), progress=False, store=False)
+
+    result = asyncio.run(cell())
+    assert 0.75 == result.summary.loc[("default", "exact_match:y"), "mean"]
+
+
+# --- compare, check, plot, bootstrap_ci -----------------------------------------------------
+
+
+def two_variant_result() -> wf.EvalResult:
+    """Doubler variants: 'base' right on 16 cases, 'same' identical, 'worse' wrong on all."""
+
+    def build(offset: int = 0) -> wf.Workflow:
+        flow = wf.Workflow(f"doubler-{offset}")
+
+        @flow.step
+        def double(state: Any) -> dict[str, Any]:
+            return {"y": state["x"] * 2 + offset}
+
+        return flow
+
+    suite = wf.Suite(
+        name="variants",
+        dataset=[{"id": f"c{x:02d}", "x": x, "expected": {"y": 2 * x}} for x in range(16)],
+        workflow=build,
+        scorers=[wf.exact_match("y"), wf.numeric("y", tolerance=1.0, name="close")],
+        variants={"base": {}, "same": {}, "worse": {"offset": 1}},
+        thresholds={"exact_match:y": 0.9},
+    )
+    return wf.evaluate(suite, progress=False, store=False)
+
+
+def test_compare_tells_noise_from_a_real_difference():
+    """Identical variants tie everywhere (not significant); a variant wrong on every case loses, significantly."""
+    result = two_variant_result()
+    same = result.compare("base", "same")
+    assert [0, 0, 16, False] == same.loc["exact_match:y", ["wins", "losses", "ties", "significant"]].tolist()
+    worse = result.compare("base", "worse")
+    assert [0, 16, 0, True] == worse.loc["exact_match:y", ["wins", "losses", "ties", "significant"]].tolist()
+    assert -1.0 == worse.loc["exact_match:y", "mean_diff"]
+    assert [0, 0, 16, False] == worse.loc["close", ["wins", "losses", "ties", "significant"]].tolist()
+    better = result.compare("worse", "base")
+    assert [16, 0, 0, True] == better.loc["exact_match:y", ["wins", "losses", "ties", "significant"]].tolist()
+
+
+def test_compare_unknown_variant_is_an_error():
+    """compare() names the variants the result has when asked for another."""
+    with pytest.raises(ValueError, match="no variant 'nope' in this result; it has base, same, worse"):
+        two_variant_result().compare("base", "nope")
+
+
+def test_check_lists_the_variants_below_a_threshold():
+    """check() reports each variant under a scorer's threshold; given thresholds replace the suite's."""
+    result = two_variant_result()
+    assert ["worse: exact_match:y pass rate 0.0% is below 90.0%"] == result.check()
+    assert [] == result.check({"close": 1.0})
+    assert [
+        "base: exact_match:y pass rate 100.0% is below 101.0%",
+        "same: exact_match:y pass rate 100.0% is below 101.0%",
+        "worse: exact_match:y pass rate 0.0% is below 101.0%",
+    ] == result.check({"exact_match:y": 1.01})
+
+
+def test_plot_has_one_axes_per_scorer():
+    """plot() returns a matplotlib Figure with one box-plot axes per scorer, one box per variant."""
+    result = two_variant_result()
+    fig = result.plot()
+    assert isinstance(fig, Figure)
+    assert ["close", "exact_match:y"] == [ax.get_title() for ax in fig.axes]
+    assert ["base", "same", "worse"] == [t.get_text() for t in fig.axes[0].get_xticklabels()]
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    assert buffer.getvalue().startswith(b"\x89PNG")
+
+
+def test_result_reprs_show_the_summary():
+    """The text and HTML reprs name the suite and show the summary."""
+    result = wf.evaluate(doubler_suite(), progress=False, store=False)
+    assert repr(result).startswith("<EvalResult doubler: 4 cases>")
+    assert "pass_rate" in repr(result)
+    assert result._repr_html_().startswith("<b>eval doubler</b><table")
+
+
+@pytest.mark.parametrize("constant", [0.0, 0.1, 0.7, 1.0])
+def test_bootstrap_ci_of_a_constant_is_that_constant(constant: float):
+    """Resampling a constant list always gives the constant."""
+    assert pytest.approx((constant, constant)) == bootstrap_ci([constant] * 12)
+
+
+def test_bootstrap_ci_brackets_the_mean_and_is_seeded():
+    """The interval holds the mean, narrows with the level, and repeats for a seed; empty gives NaN."""
+    values = [0.0, 1.0] * 10 + [1.0] * 5
+    low, high = bootstrap_ci(values)
+    assert low < sum(values) / len(values) < high
+    narrow = bootstrap_ci(values, level=0.5)
+    assert low <= narrow[0] <= narrow[1] <= high
+    assert (low, high) == bootstrap_ci(values)
+    empty = bootstrap_ci([])
+    assert all(v != v for v in empty)  # NaN
+
+
+# --- the command line -----------------------------------------------------------------------
+
+SUITE_FILE = """
+from typing import Any
+
+import wfkit as wf
+
+flow = wf.Workflow("cli-doubler")
+
+
+@flow.step
+def double(state: Any) -> dict[str, Any]:
+    return {"y": state["x"] * 2}
+
+
+suite = wf.Suite(
+    name="cli-doubler",
+    dataset="cases.jsonl",
+    workflow=flow,
+    scorers=[wf.exact_match("y")],
+    thresholds=THRESHOLDS,
+)
+"""
+
+
+def cli_suite(folder: Path, thresholds: dict[str, float]) -> Path:
+    """A suite folder of the doubler with the given thresholds."""
+    folder.mkdir()
+    (folder / "suite.py").write_text(SUITE_FILE.replace("THRESHOLDS", repr(thresholds)))
+    write_jsonl(folder / "cases.jsonl", [{"id": f"c{x}", "x": x, "expected": {"y": 2 * x}} for x in range(3)])
+    return folder
+
+
+def test_cli_eval_json(capsys: pytest.CaptureFixture[str], workspace: Path):
+    """`wfkit eval evals/query_router --json` exits 0 and prints the summary as JSON."""
+    assert 0 == main(["eval", str(QUERY_ROUTER), "--json", "--concurrency", "4"])
+    out = json.loads(capsys.readouterr().out)
+    assert {"summary", "saved_to"} == set(out)
+    assert 8 == len(out["summary"])
+    assert {"variant", "scorer", *SUMMARY_COLUMNS} == set(out["summary"][0])
+    assert {("keywords", "route_taken"), ("llm", "tools_used")} <= {(r["variant"], r["scorer"]) for r in out["summary"]}
+    saved = Path(out["saved_to"])
+    assert workspace / "evals" / "query-router" == saved.parent
+    assert 160 == len(pd.read_parquet(saved / "cases.parquet"))
+
+
+def test_cli_eval_text_compares_two_variants(capsys: pytest.CaptureFixture[str]):
+    """Without --json the summary, the second variant against the first and the folder are printed."""
+    assert 0 == main(["eval", str(SUPPORT / "suite.py")])
+    out = capsys.readouterr().out
+    assert "pass_rate" in out
+    assert "reject vs approve:" in out
+    assert "exact_match:resolution" in out
+    assert "saved to " in out
+
+
+def test_cli_eval_one_variant(capsys: pytest.CaptureFixture[str]):
+    """--variant restricts the evaluation to the named variants."""
+    assert 0 == main(["eval", str(SUPPORT), "--variant", "reject", "--json"])
+    summary = json.loads(capsys.readouterr().out)["summary"]
+    assert {"reject"} == {row["variant"] for row in summary}
+
+
+def test_cli_eval_fails_below_a_threshold(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    """A variant under a threshold exits 1 and prints the failure on stderr."""
+    folder = cli_suite(tmp_path / "impossible", {"exact_match:y": 1.5})
+    assert 1 == main(["eval", str(folder), "--json"])
+    captured = capsys.readouterr()
+    assert "threshold: default: exact_match:y pass rate 100.0% is below 150.0%" in captured.err
+    assert 3 == json.loads(captured.out)["summary"][0]["cases"]
+
+
+def test_cli_eval_passes_a_reachable_threshold(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    """The same suite with a reachable threshold exits 0 and prints no threshold failure."""
+    folder = cli_suite(tmp_path / "fine", {"exact_match:y": 1.0})
+    assert 0 == main(["eval", str(folder)])
+    assert "threshold" not in capsys.readouterr().err
+
+
+def test_cli_eval_unknown_variant_is_a_clear_error(capsys: pytest.CaptureFixture[str]):
+    """An unknown --variant exits 1 with a message naming the variants, not a traceback."""
+    assert 1 == main(["eval", str(QUERY_ROUTER), "--variant", "nope"])
+    assert "has no variant 'nope'; it has keywords, llm" in capsys.readouterr().err
