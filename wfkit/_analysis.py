@@ -41,7 +41,7 @@ def steps(
     or one parquet file. Reading a workspace first exports any rows the journal holds that are not
     in parquet yet (after a crash, or runs that just ended). Filters are pushed down to the files.
     """
-    from wfkit._steplog import export_pending, exporter, read_steps, schema, steps_dir
+    from wfkit._steplog import dataset_schema, export_pending, exporter, read_steps, steps_dir
     from wfkit._workspace import DB_NAME, open_store, workspace_path
 
     register_accessor()
@@ -51,11 +51,7 @@ def steps(
         export_pending(open_store(root), root)
         root = steps_dir(root)
     if not root.exists():
-        import pandas as pd
-
-        empty = schema().empty_table().to_pandas()
-        empty.insert(1, "workflow", pd.Series(dtype="str"))
-        return empty
+        return dataset_schema().empty_table().to_pandas()
     return read_steps(root, workflow=workflow, run_id=run_id, step=step, status=status, since=since, until=until)
 
 
@@ -97,7 +93,7 @@ class StepsAccessor:
 
         rows = self.attempts
         grouped = rows.groupby(by, observed=True, sort=True)["latency_s"]
-        table = grouped.quantile(list(quantiles)).unstack()
+        table = grouped.quantile(list(quantiles)).unstack().reindex(columns=list(quantiles))
         table.columns = [f"p{round(q * 100):d}" if q * 100 == round(q * 100) else f"p{q * 100:g}" for q in quantiles]
         table = pd.concat([table, grouped.agg(["max", "mean", "count"])], axis=1)
         table["count"] = table["count"].astype("int64")
@@ -108,7 +104,7 @@ class StepsAccessor:
         import pandas as pd
 
         rows = self.attempts
-        kinds = rows["error_kind"].where(rows["error_kind"].isin(ERROR_KINDS), None)
+        kinds = rows["error_kind"].astype(object).where(rows["error_kind"].isin(ERROR_KINDS), None)
         counts = pd.crosstab([rows[c] for c in ([by] if isinstance(by, str) else by)], kinds.fillna("none"))
         for kind in (*ERROR_KINDS, "none"):
             if kind not in counts.columns:
@@ -144,14 +140,18 @@ class StepsAccessor:
 
     def runs(self) -> pd.DataFrame:
         """One row per run: workflow, start, end, duration, steps done, attempts, failures."""
-        frame = self._df
+        frame = self._df.assign(
+            # An attempt followed by another (a retry, or a timeout that is retried) has a delay.
+            _retried=self._df["retry_delay_s"].notna() if "retry_delay_s" in self._df else False,
+        )
+        frame["_failed"] = frame["status"].isin(["failed", "timeout"]) & ~frame["_retried"]
         agg: dict[str, Any] = {
             "start": ("started_at", "min"),
             "end": ("ended_at", "max"),
             "attempts": ("attempt", lambda a: int((a > 0).sum())),
             "steps_ok": ("status", lambda s: int((s == "ok").sum())),
-            "failed": ("status", lambda s: int(s.isin(["failed", "timeout"]).sum())),
-            "retries": ("status", lambda s: int((s == "retry").sum())),
+            "failed": ("_failed", "sum"),
+            "retries": ("_retried", "sum"),
         }
         if "workflow" in frame.columns:
             agg["workflow"] = ("workflow", "first")

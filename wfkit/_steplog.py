@@ -20,6 +20,7 @@ import json
 import logging
 import os
 import threading
+import time
 import urllib.parse
 import uuid
 from collections.abc import Iterable, Sequence
@@ -27,6 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from wfkit._events import FIELDS
+from wfkit._store import _HOST, _pid_alive
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -177,12 +179,20 @@ def export_run(store: Store, workspace: Path, run_id: str) -> int:
 
 
 def export_pending(store: Store, workspace: Path) -> int:
-    """Export every stopped run with journal rows missing from parquet (crash recovery)."""
-    pending = store.read(
-        "SELECT r.run_id FROM runs r WHERE r.lease_owner IS NULL AND EXISTS "
+    """Export every run not executing now whose journal rows are missing from parquet (crash
+    recovery). A run whose executor died (its lease expired, or its process on this host is gone)
+    counts as not executing."""
+    candidates = store.read(
+        "SELECT r.run_id, r.lease_owner, r.lease_host, r.lease_pid, r.lease_expires FROM runs r WHERE EXISTS "
         "(SELECT 1 FROM journal j WHERE j.run_id = r.run_id AND j.seq > r.exported_seq)"
     )
-    return sum(export_run(store, workspace, r[0]) for r in pending)
+    now = time.time()
+    total = 0
+    for run_id, owner, host, pid, expires in candidates:
+        executing = owner is not None and (expires or 0) > now and not (host == _HOST and pid and not _pid_alive(pid))
+        if not executing:
+            total += export_run(store, workspace, run_id)
+    return total
 
 
 class Exporter:
@@ -329,6 +339,12 @@ def compact(workspace: Path, *, small: int = SMALL_FILE) -> dict[str, int]:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    from wfkit._workspace import open_store
+
+    # Export first: a segment written but not yet recorded would be written again after it was
+    # merged, and its rows would show twice.
+    exporter.flush()
+    export_pending(open_store(workspace), workspace)
     merged = written = 0
     root = steps_dir(workspace)
     if not root.exists():

@@ -26,6 +26,7 @@ from typing import Any
 from wfkit._approvals import Ticket
 from wfkit._errors import LeaseError, StateValueError, StoreCorruptError, TicketError
 from wfkit._events import FIELDS, StepEvent
+from wfkit._processors import redact_values, secret_values
 
 SCHEMA_VERSION = 1
 _FIX = "it is damaged or truncated. Move it aside (or restore a backup) and wfkit will create a new one"
@@ -388,10 +389,12 @@ class Store:
     ) -> None:
         """Record where a run stopped (ended, halted or failed) and release its lease."""
         now = time.time()
+        secrets = secret_values()
         try:
-            state_json = json.dumps(state, default=repr)
+            state_json: str | None = redact_values(json.dumps(state, default=repr), secrets)
         except ValueError:
             state_json = None
+        error_text = None if error is None else redact_values(str(error), secrets)
         with self.write() as conn:
             conn.execute(
                 "UPDATE runs SET status=?, state=?, error_type=?, error=?, elapsed=?, updated_at=?, "
@@ -401,7 +404,7 @@ class Store:
                     status,
                     state_json,
                     None if error is None else type(error).__name__,
-                    None if error is None else str(error),
+                    error_text,
                     elapsed,
                     now,
                     now if ended else None,

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import threading
 import time
 from pathlib import Path
@@ -14,6 +15,7 @@ from typing import Any, Literal
 from wfkit._approvals import Ticket
 from wfkit._errors import TicketError
 from wfkit._events import StepEvent
+from wfkit._processors import DEFAULT_PROCESSORS
 from wfkit._store import Store, encode_updates
 
 DB_NAME = "wfkit.db"
@@ -45,7 +47,7 @@ def open_store(path: str | os.PathLike[str] | None = None, *, synchronous: str |
 def decision_event(ticket: Ticket, workflow_version: str, parameters_hash: str | None = None) -> StepEvent:
     """The step-log row that records a reviewer's decision (made where this process runs)."""
     at = ticket.decided_at or time.time()
-    return StepEvent(
+    event = StepEvent(
         run_id=ticket.run_id,
         workflow=ticket.workflow,
         workflow_version=workflow_version,
@@ -59,8 +61,13 @@ def decision_event(ticket: Ticket, workflow_version: str, parameters_hash: str |
         queue_s=0.0,
         approver=ticket.decided_by,
         decision_comment=ticket.comment,
+        parameters_hash=parameters_hash,
+        host=socket.gethostname(),
         extra={"ticket": ticket.ticket_id},
     )
+    for processor in DEFAULT_PROCESSORS:  # a comment may carry a secret: redact it like any event
+        event = processor(event)
+    return event
 
 
 class Workspace:

@@ -1,0 +1,233 @@
+"""Timeout advice from the step log: timeouts at a quantile with a margin, a run deadline, and the
+Monte Carlo prediction of timeout and failure rates, checked against real runs."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import math
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import wfkit as wf
+
+STEPS = ("plan", "search", "draft", "review")
+MEDIAN_S, SIGMA = 0.02, 0.6  # each attempt sleeps a lognormal latency drawn with ctx.rng
+# |predicted - observed| for each rate, absolute: the sampling error of 400 calibration runs against
+# 600 check runs (some 0.025 for a 20% rate; fixed by the seeds, -0.04 for `plan` here) plus the
+# timing noise left after interleaving (about 0.01).
+TOLERANCE = 0.08
+
+
+def lognormal_flow(name: str, timeouts: dict[str, float] | None = None, retry: wf.RetryPolicy | None = None) -> Any:
+    """Four serial async steps, each attempt sleeping MEDIAN_S * exp(SIGMA * N(0, 1)) seconds."""
+    flow = wf.Workflow(name)
+
+    def make() -> Any:
+        async def step(state: Any, ctx: wf.StepContext) -> None:
+            await asyncio.sleep(MEDIAN_S * math.exp(SIGMA * ctx.rng.gauss(0.0, 1.0)))
+
+        return step
+
+    for step in STEPS:
+        flow.step(make(), name=step, timeout=None if timeouts is None else timeouts[step], retry=retry)
+    flow.chain(*STEPS)
+    return flow
+
+
+def run_many(*batches: tuple[wf.Workflow, Iterable[int]], concurrency: int = 20) -> list[list[wf.Run]]:
+    """Runs of each (workflow, seeds) batch into the test's workspace, ``concurrency`` at a time,
+    the batches interleaved evenly, so that they share whatever load the machine is under.
+
+    A full garbage collection stalls the event loop (some 40 ms in a pytest process), and with it
+    every attempt in flight; collections are held off while runs are measured."""
+    jobs = [(k / len(seeds), b, flow, seed) for b, (flow, seeds) in enumerate(batches) for k, seed in enumerate(seeds)]
+
+    async def main() -> list[wf.Run]:
+        gate = asyncio.Semaphore(concurrency)
+
+        async def one(flow: wf.Workflow, seed: int) -> wf.Run:
+            async with gate:
+                return await flow.arun({}, seed=seed, raise_on_error=False)
+
+        return list(await asyncio.gather(*(one(flow, seed) for _, _, flow, seed in sorted(jobs, key=lambda j: j[:2]))))
+
+    gc.collect()
+    gc.disable()
+    try:
+        done = asyncio.run(main())
+    finally:
+        gc.enable()
+    order = [b for _, b, _, _ in sorted(jobs, key=lambda j: j[:2])]
+    return [[run for run, b in zip(done, order, strict=True) if b == batch] for batch in range(len(batches))]
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory: pytest.TempPathFactory) -> pd.DataFrame:
+    """The log of 25 runs of the lognormal workflow, no timeouts."""
+    folder = tmp_path_factory.mktemp("advice") / "ws"
+    flow = lognormal_flow("small")
+
+    async def main() -> None:
+        await asyncio.gather(*(flow.arun({}, seed=i, workspace=folder) for i in range(25)))
+
+    asyncio.run(main())
+    return wf.steps(folder)
+
+
+# ---- advise_timeouts ----------------------------------------------------------------------------
+
+
+def test_advise_timeouts_is_the_quantile_times_the_margin(small: pd.DataFrame) -> None:
+    """The default proposal is each step's P99 x 1.5 (to the millisecond), with the run deadline
+    at P99 of run duration x 1.5 in attrs."""
+    table = small.wf.advise_timeouts()
+    assert ["p50", "p99", "samples", "timeout_s", "mean_s"] == list(table.columns)
+    assert set(STEPS) == {str(s) for s in table.index}
+    for step in STEPS:
+        latencies = small.loc[small["step"] == step, "latency_s"]
+        assert pytest.approx(latencies.quantile(0.99)) == table.loc[step, "p99"]
+        assert round(latencies.quantile(0.99) * 1.5, 3) == table.loc[step, "timeout_s"]
+        assert 25 == table.loc[step, "samples"]
+    durations = small.wf.runs()["duration_s"]
+    assert round(durations.quantile(0.99) * 1.5, 3) == pytest.approx(table.attrs["run_deadline_s"])
+    assert (0.99, 1.5) == (table.attrs["quantile"], table.attrs["margin"])
+
+
+def test_advise_timeouts_at_another_quantile_and_margin(small: pd.DataFrame) -> None:
+    """quantile=0.9, margin=2 gives a p90 column and timeouts of twice it."""
+    table = small.wf.advise_timeouts(quantile=0.9, margin=2.0)
+    assert "p90" in table.columns
+    for step in STEPS:
+        assert round(table.loc[step, "p90"] * 2.0, 3) == table.loc[step, "timeout_s"]
+    assert table.attrs["run_deadline_s"] < small.wf.advise_timeouts().attrs["run_deadline_s"] * 2
+
+
+def test_advise_timeouts_leaves_timed_out_attempts_out(workspace: Path) -> None:
+    """A timed-out attempt only says "at least": it is not a latency sample."""
+    flow = wf.Workflow("sometimes-slow")
+
+    @flow.step(timeout=0.05, retry=wf.RetryPolicy(max_retries=1, base_delay=0.001, jitter=0))
+    async def call(state: Any, ctx: wf.StepContext) -> None:
+        await asyncio.sleep(1 if ctx.attempt == 1 and state["i"] == 0 else 0.001)
+
+    for i in range(3):
+        flow.run({"i": i})
+    table = wf.steps().wf.advise_timeouts()
+    assert 3 == table.loc["call", "samples"]
+    assert table.loc["call", "p99"] < 0.05
+
+
+@pytest.mark.parametrize("quantile", [0, 1, 1.5, -0.1])
+def test_advise_timeouts_rejects_a_quantile_outside_0_1(small: pd.DataFrame, quantile: float) -> None:
+    """A quantile must lie strictly between 0 and 1."""
+    with pytest.raises(ValueError, match=r"quantile must be in \(0, 1\)"):
+        small.wf.advise_timeouts(quantile=quantile)
+
+
+def test_advise_timeouts_rejects_a_margin_below_1(small: pd.DataFrame) -> None:
+    """A margin below 1 would cut calls the data says are normal."""
+    with pytest.raises(ValueError, match="margin must be >= 1"):
+        small.wf.advise_timeouts(margin=0.9)
+
+
+# ---- predict_timeouts ---------------------------------------------------------------------------
+
+
+def test_predict_rejects_an_unknown_step(small: pd.DataFrame) -> None:
+    """A timeout for a step the log never saw is an error naming it and the known steps."""
+    with pytest.raises(ValueError, match=r"no latency observed for step\(s\) nowhere; known: draft, plan"):
+        small.wf.predict_timeouts({"nowhere": 1.0})
+
+
+def test_predict_without_timeouts_predicts_no_timeouts(small: pd.DataFrame) -> None:
+    """No timeouts: every rate is zero, and run durations are sums of observed latencies."""
+    table = small.wf.predict_timeouts({}, runs=2000)
+    assert set(STEPS) == set(table.index)
+    assert [0.0] * 4 == list(table["attempt_timeout_rate"])
+    assert [0.0] * 4 == list(table["step_failure_rate"])
+    assert [2000] * 4 == list(table["attempts"])
+    assert 0.0 == table.attrs["run_failure_rate"]
+    assert table.attrs["run_timeout_rate"] is None
+    assert 4 * MEDIAN_S < table.attrs["run_p50_s"] < table.attrs["run_p99_s"]
+
+
+def test_predict_run_deadline(small: pd.DataFrame) -> None:
+    """A deadline below every run's duration times out every run; one above none."""
+    assert 1.0 == small.wf.predict_timeouts({}, deadline=0.001, runs=500).attrs["run_timeout_rate"]
+    assert 0.0 == small.wf.predict_timeouts({}, deadline=60, runs=500).attrs["run_timeout_rate"]
+
+
+def test_predict_is_reproducible_with_a_seed(small: pd.DataFrame) -> None:
+    """The same seed gives the same prediction."""
+    timeouts = {"plan": 0.025, "search": 0.03}
+    first = small.wf.predict_timeouts(timeouts, runs=3000, seed=5)
+    second = small.wf.predict_timeouts(timeouts, runs=3000, seed=5)
+    pd.testing.assert_frame_equal(first, second)
+    assert first.attrs == second.attrs
+
+
+def test_predict_retries_lower_step_failures(small: pd.DataFrame) -> None:
+    """With one retry the step failure rate is about the square of the attempt timeout rate."""
+    timeout = float(small.loc[small["step"] == "plan", "latency_s"].quantile(0.7))
+    plain = small.wf.predict_timeouts({"plan": timeout}, runs=20_000)
+    retried = small.wf.predict_timeouts(
+        {"plan": timeout}, retry=wf.RetryPolicy(max_retries=1, base_delay=0.0, jitter=0), runs=20_000
+    )
+    rate = plain.loc["plan", "attempt_timeout_rate"]
+    assert plain.loc["plan", "step_failure_rate"] == pytest.approx(rate)
+    assert retried.loc["plan", "step_failure_rate"] == pytest.approx(rate**2, abs=0.02)
+    assert plain.attrs["run_failure_rate"] == pytest.approx(rate, abs=0.02)  # plan comes first
+
+
+# ---- the validation ----------------------------------------------------------------------------
+
+
+def observed_rates(frame: pd.DataFrame) -> tuple[dict[str, float], dict[str, float], float]:
+    """Attempt timeout rate and step failure rate per step, and the run failure rate, from a log."""
+    attempts = frame[frame["attempt"] > 0].assign(step=lambda f: f["step"].astype(str))
+    last = attempts.sort_values("attempt").groupby(["run_id", "step", "visit"]).tail(1)
+    attempt_rate = attempts.groupby("step")["status"].apply(lambda s: float((s == "timeout").mean())).to_dict()
+    step_rate = last.groupby("step")["status"].apply(lambda s: float((s != "ok").mean())).to_dict()
+    run_rate = float(last.groupby("run_id")["status"].apply(lambda s: bool((s != "ok").any())).mean())
+    return attempt_rate, step_rate, run_rate
+
+
+def test_predicted_timeout_rates_match_observed_runs(workspace: Path) -> None:
+    """Timeouts at P80, one retry: the Monte Carlo predictions from calibration runs of the attempt
+    timeout rate and step failure rate per step, and of the run failure rate, lie within 0.08
+    (absolute) of the rates observed in 600 runs with those timeouts.
+
+    Four serial steps, each attempt sleeping a lognormal latency (median 20 ms, sigma 0.6) drawn
+    with the run's seeded generator. 100 pilot runs propose the timeouts (P80 of each step); then
+    400 calibration runs (no timeouts) and the 600 check runs go interleaved, 20 at a time, so the
+    calibration sees the very timing noise (event-loop and machine load) the check runs meet. The
+    seeds are fixed: the latency draws are the same every time, only the timing noise varies."""
+    (_pilot,) = run_many((lognormal_flow("pilot"), range(-100, 0)))
+    proposal = wf.steps(workflow="pilot").wf.advise_timeouts(quantile=0.8, margin=1.0)
+    timeouts = {step: float(proposal.loc[step, "timeout_s"]) for step in STEPS}
+    retry = wf.RetryPolicy(max_retries=1, base_delay=0.001, jitter=0)
+
+    _, runs = run_many(
+        (lognormal_flow("calibrate"), range(400)),
+        (lognormal_flow("check", timeouts, retry), range(10_000, 10_600)),
+    )
+    calibration = wf.steps(workflow="calibrate")
+    assert 1600 == len(calibration)
+    predicted = calibration.wf.predict_timeouts(timeouts, retry=retry, runs=20_000, seed=0)
+    attempt_rate, step_rate, run_rate = observed_rates(wf.steps(workflow="check"))
+    assert sum(r.status != "succeeded" for r in runs) / len(runs) == pytest.approx(run_rate)
+
+    rows = [
+        (f"{step} attempt timeout", predicted.loc[step, "attempt_timeout_rate"], attempt_rate[step]) for step in STEPS
+    ]
+    rows += [(f"{step} step failure", predicted.loc[step, "step_failure_rate"], step_rate[step]) for step in STEPS]
+    rows.append(("run failure", predicted.attrs["run_failure_rate"], run_rate))
+    print("\n" + "\n".join(f"{name:24} predicted {p:.3f} observed {o:.3f} diff {o - p:+.3f}" for name, p, o in rows))
+    assert 0.1 < np.mean([p for name, p, _ in rows if "attempt" in name]) < 0.3  # about a fifth time out
+    assert [] == [(name, round(p, 3), round(o, 3)) for name, p, o in rows if abs(p - o) > TOLERANCE]

@@ -1,0 +1,240 @@
+"""wfkit.steps() and the df.wf accessor: latency percentiles, failures by error kind, retries,
+cost and tokens, runs and run latency, on a workflow whose latencies and failures are known."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import wfkit as wf
+from wfkit._analysis import register_accessor
+from wfkit._steplog import dataset_schema, schema, steps_dir
+
+RUNS = 30
+RETRY = wf.RetryPolicy(max_retries=2, base_delay=0.001, jitter=0)
+
+
+def known_flow() -> wf.Workflow:
+    """fetch sleeps 10 ms (a transient error first when i % 3 == 0), parse sleeps 2 ms (an unknown
+    error first when i % 5 == 0), answer sleeps 30 ms (a permanent error when i % 10 == 7)."""
+    flow = wf.Workflow("known")
+
+    @flow.step(retry=RETRY)
+    async def fetch(state: Any, ctx: wf.StepContext) -> dict[str, Any]:
+        ctx.record(model="embed-1", tokens_in=5, cost_usd=0.0001)
+        await asyncio.sleep(0.01)
+        if ctx.attempt == 1 and state["i"] % 3 == 0:
+            raise ConnectionError("connection reset")
+        return {"docs": state["i"]}
+
+    @flow.step(retry=RETRY)
+    def parse(state: Any, ctx: wf.StepContext) -> dict[str, Any]:
+        time.sleep(0.002)
+        if ctx.attempt == 1 and state["i"] % 5 == 0:
+            raise RuntimeError("odd parser state")
+        return {"parsed": True}
+
+    @flow.step
+    async def answer(state: Any, ctx: wf.StepContext) -> dict[str, Any]:
+        ctx.record(model="chat-1", tokens_in=100, tokens_out=state["i"], cost_usd=0.002)
+        await asyncio.sleep(0.03)
+        if state["i"] % 10 == 7:
+            raise ValueError("unanswerable")
+        return {"answer": "ok"}
+
+    flow.chain("fetch", "parse", "answer")
+    return flow
+
+
+class Known(NamedTuple):
+    frame: pd.DataFrame  # wfkit.steps() of the workspace
+    run_ids: dict[int, str]  # input i -> run id
+    folder: Path  # the workspace
+
+
+@pytest.fixture(scope="module")
+def known(tmp_path_factory: pytest.TempPathFactory) -> Known:
+    """The step log of RUNS runs of the known workflow, and each input's run id."""
+    folder = tmp_path_factory.mktemp("analysis") / "ws"
+    flow = known_flow()
+
+    async def all_runs() -> list[wf.Run]:
+        return list(
+            await asyncio.gather(
+                *(flow.arun({"i": i}, workspace=folder, seed=i, raise_on_error=False) for i in range(RUNS))
+            )
+        )
+
+    runs = asyncio.run(all_runs())
+    return Known(wf.steps(folder), {i: run.run_id for i, run in enumerate(runs)}, folder)
+
+
+def test_latency_percentiles_per_step(known: Known) -> None:
+    """latency() has p50, p90, p95, p99, max, mean and count per step, ordered and plausible."""
+    frame = known.frame
+    table = frame.wf.latency()
+    assert ["p50", "p90", "p95", "p99", "max", "mean", "count"] == list(table.columns)
+    assert ["answer", "fetch", "parse"] == sorted(str(s) for s in table.index)
+    assert {"fetch": RUNS + 10, "parse": RUNS + 6, "answer": RUNS} == {str(k): v for k, v in table["count"].items()}
+    for _, row in table.iterrows():
+        assert row["p50"] <= row["p90"] <= row["p95"] <= row["p99"] <= row["max"]
+    sleeps = {"fetch": 0.01, "parse": 0.002, "answer": 0.03}
+    for step, sleep in sleeps.items():
+        assert sleep <= table.loc[step, "p50"] < sleep + 0.25
+        assert sleep <= table.loc[step, "mean"]
+    latencies = frame.loc[frame["step"] == "answer", "latency_s"]
+    assert latencies.quantile(0.9) == pytest.approx(table.loc["answer", "p90"])
+    assert latencies.max() == table.loc["answer", "max"]
+
+
+def test_latency_takes_other_quantiles_and_groupings(known: Known) -> None:
+    """latency(by=..., quantiles=...) names columns after the quantiles asked for."""
+    frame = known.frame
+    table = frame.wf.latency(by="workflow", quantiles=(0.25, 0.999))
+    assert ["p25", "p99.9", "max", "mean", "count"] == list(table.columns)
+    assert [RUNS * 3 + 16] == list(table["count"])
+
+
+def test_failures_on_a_step_log_from_steps(known: Known) -> None:
+    """failures() works on the frame wfkit.steps() returns."""
+    frame = known.frame
+    assert 3 == frame.wf.failures().loc["answer", "permanent"]
+
+
+def test_failures_by_error_kind(known: Known) -> None:
+    """failures() counts attempts, failed attempts by kind, the failure rate and the timeouts
+    (on the log read by pandas directly, whose error_kind is plain strings)."""
+    register_accessor()
+    table = pd.read_parquet(steps_dir(known.folder)).wf.failures()
+    expected = pd.DataFrame(
+        {
+            "attempts": [RUNS, RUNS + 10, RUNS + 6],
+            "transient": [0, 10, 0],
+            "permanent": [3, 0, 0],
+            "unknown": [0, 0, 6],
+            "failed": [3, 10, 6],
+            "failure_rate": [3 / RUNS, 10 / (RUNS + 10), 6 / (RUNS + 6)],
+            "timeouts": [0, 0, 0],
+        },
+        index=pd.Index(["answer", "fetch", "parse"], name="step"),
+    )
+    table.index = table.index.astype(str)
+    pd.testing.assert_frame_equal(expected, table, check_dtype=False)
+
+
+def test_retries_per_step_and_run(known: Known) -> None:
+    """retries() totals the retries per step visit, by step and by run."""
+    frame, run_ids = known.frame, known.run_ids
+    by_step = frame.wf.retries()
+    assert ["retries", "mean_per_visit", "max_per_visit"] == list(by_step.columns)
+    assert {"answer": 0, "fetch": 10, "parse": 6} == {str(k): v for k, v in by_step["retries"].items()}
+    assert pytest.approx(10 / RUNS) == by_step.loc["fetch", "mean_per_visit"]
+    assert 1 == by_step.loc["fetch", "max_per_visit"]
+    by_run = frame.wf.retries(by="run_id")["retries"]
+    assert {run_ids[i]: (i % 3 == 0) + (i % 5 == 0) for i in range(RUNS)} == by_run.to_dict()
+
+
+def test_cost_and_tokens_by_run_and_step(known: Known) -> None:
+    """cost() sums tokens, cost and model calls recorded with ctx.record, by run and by step."""
+    frame, run_ids = known.frame, known.run_ids
+    by_run = frame.wf.cost()
+    assert ["tokens_in", "tokens_out", "cost_usd", "calls"] == list(by_run.columns)
+    for i, run_id in run_ids.items():
+        fetches = 2 if i % 3 == 0 else 1
+        row = by_run.loc[run_id]
+        assert (5 * fetches + 100, i, fetches + 1) == (row["tokens_in"], row["tokens_out"], row["calls"])
+        assert pytest.approx(0.0001 * fetches + 0.002) == row["cost_usd"]
+    by_step = frame.wf.cost(by="step")
+    by_step.index = by_step.index.astype(str)
+    assert {"answer": 100 * RUNS, "fetch": 5 * (RUNS + 10), "parse": 0} == by_step["tokens_in"].to_dict()
+    assert {"answer": sum(range(RUNS)), "fetch": 0, "parse": 0} == by_step["tokens_out"].to_dict()
+    assert {"answer": RUNS, "fetch": RUNS + 10, "parse": 0} == by_step["calls"].to_dict()
+    assert pytest.approx(0.002 * RUNS) == by_step.loc["answer", "cost_usd"]
+    assert pytest.approx(0.0001 * (RUNS + 10)) == by_step.loc["fetch", "cost_usd"]
+    assert "int64" == str(by_step["tokens_in"].dtype)
+
+
+def test_runs_and_run_latency(known: Known) -> None:
+    """runs() has one row per run with its attempts and outcomes; run_latency() its percentiles."""
+    frame, run_ids = known.frame, known.run_ids
+    runs = frame.wf.runs()
+    assert RUNS == len(runs)
+    assert set(run_ids.values()) == set(runs.index)
+    for i, run_id in run_ids.items():
+        row = runs.loc[run_id]
+        retries = (i % 3 == 0) + (i % 5 == 0)
+        failed = int(i % 10 == 7)
+        assert (3 + retries, 3 - failed, failed, retries, "known") == (
+            row["attempts"],
+            row["steps_ok"],
+            row["failed"],
+            row["retries"],
+            row["workflow"],
+        )
+        assert 0.042 <= row["duration_s"] < 5
+        assert pytest.approx((row["end"] - row["start"]).total_seconds()) == row["duration_s"]
+    assert runs["start"].is_monotonic_increasing
+
+    latency = frame.wf.run_latency()
+    assert ["p50", "p90", "p95", "p99", "max", "count"] == list(latency.index)
+    assert RUNS == latency["count"]
+    assert runs["duration_s"].max() == latency["max"]
+    assert pytest.approx(np.quantile(runs["duration_s"], 0.99)) == latency["p99"]
+    assert latency["p50"] <= latency["p90"] <= latency["p99"] <= latency["max"]
+
+
+def test_runs_counts_a_retried_timeout_as_a_retry(workspace: Path) -> None:
+    """A run whose step timed out once and then succeeded has one retry and no failure."""
+    flow = wf.Workflow("slow-once")
+
+    @flow.step(timeout=0.05, retry=RETRY)
+    async def slow(state: Any, ctx: wf.StepContext) -> None:
+        await asyncio.sleep(1 if ctx.attempt == 1 else 0)
+
+    run = flow.run({})
+    frame = wf.steps()
+    assert ["timeout", "ok"] == list(frame["status"].astype(str))
+    assert 1 == frame.wf.retries(by="run_id").loc[run.run_id, "retries"]
+    assert (1, 0) == tuple(frame.wf.runs().loc[run.run_id, ["retries", "failed"]])
+
+
+def test_accessor_refuses_a_frame_that_is_not_a_step_log() -> None:
+    """df.wf on another frame raises AttributeError naming the missing columns."""
+    register_accessor()
+    with pytest.raises(AttributeError, match="missing columns: run_id, step, attempt, status, latency_s"):
+        _ = pd.DataFrame({"a": [1]}).wf
+    with pytest.raises(AttributeError, match=r"missing columns: started_at, ended_at$"):
+        _ = pd.DataFrame(columns=["run_id", "step", "attempt", "status", "latency_s"]).wf
+
+
+def test_steps_of_an_empty_workspace_is_an_empty_step_log(workspace: Path) -> None:
+    """An empty workspace gives an empty frame with the schema's columns, and summaries of nothing."""
+    frame = wf.steps()
+    assert 0 == len(frame)
+    assert set(schema().names) | {"workflow"} <= set(frame.columns)
+    assert 0 == len(frame.wf.runs())
+    assert 0 == len(frame.wf.retries())
+    assert 0 == len(frame.wf.cost())
+
+
+def test_empty_and_non_empty_logs_have_the_same_columns(workspace: Path) -> None:
+    """The empty frame has the very columns, in order, of a frame with rows."""
+    empty = wf.steps()
+    flow = wf.Workflow("one-step")
+    flow.step(lambda s: None, name="only")
+    flow.run({})
+    assert list(dataset_schema().names) == list(wf.steps().columns)
+    assert list(dataset_schema().names) == list(empty.columns)
+
+
+def test_latency_of_no_attempts_is_an_empty_table(workspace: Path) -> None:
+    """latency() of an empty log is an empty table with the usual columns."""
+    table = wf.steps().wf.latency()
+    assert ["p50", "p90", "p95", "p99", "max", "mean", "count"] == list(table.columns)
+    assert 0 == len(table)

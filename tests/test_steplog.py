@@ -1,0 +1,426 @@
+"""The step log in parquet: one row per journal event, hive partitions, one schema, filters,
+crash recovery, leftovers ignored, compaction, and many processes writing one workspace."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.dataset as pads
+import pyarrow.parquet as pq
+import pytest
+
+import wfkit as wf
+from wfkit._steplog import SOURCES_KEY, _write_atomic, compact, schema, segment_files, steps_dir
+from wfkit._workspace import DB_NAME
+
+# ---- helpers ------------------------------------------------------------------------------------
+
+
+def two_step_flow(name: str, *, fail_on: int | None = None) -> wf.Workflow:
+    """``one`` then ``two``; ``two`` raises ValueError when the input ``i`` equals ``fail_on``."""
+    flow = wf.Workflow(name)
+
+    @flow.step
+    def one(state: Any) -> dict[str, Any]:
+        return {"x": state["i"]}
+
+    @flow.step
+    def two(state: Any) -> dict[str, Any]:
+        if state["i"] == fail_on:
+            raise ValueError(f"input {state['i']} is bad")
+        return {"y": state["x"] + 1}
+
+    flow.chain("one", "two")
+    return flow
+
+
+def event_keys(events: list[wf.StepEvent]) -> Counter[tuple[Any, ...]]:
+    return Counter((e.run_id, e.step, e.visit, e.attempt, e.status, round(e.latency_s, 6)) for e in events)
+
+
+def frame_keys(frame: pd.DataFrame) -> Counter[tuple[Any, ...]]:
+    return Counter(
+        (r.run_id, str(r.step), r.visit, r.attempt, str(r.status), round(r.latency_s, 6))
+        for r in frame.itertuples(index=False)
+    )
+
+
+def sql(workspace: Path, statement: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """Run one statement on the workspace's SQLite file in its own, closed, connection."""
+    with contextlib.closing(sqlite3.connect(workspace / DB_NAME)) as conn, conn:
+        return conn.execute(statement, params).fetchall()
+
+
+def parquet_files(workspace: Path) -> list[Path]:
+    return sorted(steps_dir(workspace).rglob("*.parquet"))
+
+
+def run_child(workspace: Path, tmp_path: Path, code: str) -> subprocess.CompletedProcess[str]:
+    script = tmp_path / "child.py"
+    script.write_text(textwrap.dedent(code))
+    env = {**os.environ, "WFKIT_HOME": str(workspace), "WFKIT_SYNCHRONOUS": "normal"}
+    return subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=60)
+
+
+# ---- one row per event, layout, schema, readers ---------------------------------------------------
+
+
+def test_one_row_per_journal_event(workspace: Path) -> None:
+    """After runs (one failing), the step log holds exactly the journal's events, each once."""
+    flow = wf.Workflow("retrying")
+
+    @flow.step(retry=wf.RetryPolicy(max_retries=2, base_delay=0.001, jitter=0))
+    def fetch(state: Any, ctx: wf.StepContext) -> dict[str, Any]:
+        if ctx.attempt == 1 and state["i"] % 2:
+            raise ConnectionError("reset by peer")
+        return {"fetched": True}
+
+    @flow.step
+    def answer(state: Any) -> dict[str, Any]:
+        if state["i"] == 3:
+            raise ValueError("cannot answer 3")
+        return {"answer": 42}
+
+    flow.chain("fetch", "answer")
+    for i in range(5):
+        flow.run({"i": i}, raise_on_error=False)
+
+    frame = wf.steps()
+    events = wf.Workspace().events()
+    assert 5 + 2 + 5 == len(events)  # fetch once each, two retries, answer once each
+    assert len(events) == len(frame)
+    assert event_keys(events) == frame_keys(frame)
+    assert not frame.duplicated(["run_id", "seq"]).any()
+
+
+def test_partitions_schema_and_readers(workspace: Path) -> None:
+    """Segments sit under workflow=/date= folders, have the explicit schema, and pandas and
+    pyarrow read the folder directly."""
+    flow = two_step_flow("layout")
+    for i in range(3):
+        flow.run({"i": i})
+    frame = wf.steps()
+    root = steps_dir(workspace)
+
+    files = parquet_files(workspace)
+    assert 3 == len(files)
+    for path in files:
+        assert "workflow=layout" == path.parent.parent.name
+        assert path.parent.name.startswith("date=")
+        assert schema() == pq.read_schema(path)
+        dates = pq.read_table(path).column("started_at").to_pandas().dt.strftime("%Y-%m-%d")
+        assert {f"date={d}" for d in dates} == {path.parent.name}
+
+    by_pandas = pd.read_parquet(root)
+    assert len(frame) == len(by_pandas)
+    assert {"layout"} == set(by_pandas["workflow"].astype(str))
+    by_arrow = pads.dataset(root, format="parquet", partitioning="hive").to_table()
+    assert len(frame) == by_arrow.num_rows
+    assert {"layout"} == set(by_arrow.column("workflow").to_pylist())
+    assert sorted(frame["seq"]) == sorted(by_arrow.column("seq").to_pylist())
+
+
+def test_workflow_name_with_slash_and_spaces_round_trips(workspace: Path) -> None:
+    """A name with "/", spaces and "%" is one partition folder and comes back unchanged."""
+    name = "team a/triage 50% v2"
+    flow = two_step_flow(name)
+    flow.run({"i": 1})
+    frame = wf.steps()
+
+    assert {name} == set(frame["workflow"].astype(str))
+    assert 1 == len(list(steps_dir(workspace).iterdir()))
+    by_arrow = pads.dataset(steps_dir(workspace), format="parquet", partitioning="hive").to_table()
+    assert {name} == set(by_arrow.column("workflow").to_pylist())
+    assert {name} == set(pd.read_parquet(steps_dir(workspace))["workflow"].astype(str))
+    assert 2 == len(wf.steps(workflow=name))
+
+
+def test_duckdb_reads_the_dataset(workspace: Path) -> None:
+    """DuckDB reads the folder with hive partitioning (only where duckdb is installed)."""
+    duckdb = pytest.importorskip("duckdb")
+    flow = two_step_flow("ducks")
+    for i in range(2):
+        flow.run({"i": i})
+    frame = wf.steps()
+    pattern = str(steps_dir(workspace) / "**" / "*.parquet")
+    rows = duckdb.sql(
+        f"SELECT workflow, count(*) FROM read_parquet('{pattern}', hive_partitioning = true) GROUP BY workflow"
+    ).fetchall()
+    assert [("ducks", len(frame))] == rows
+
+
+# ---- filters ------------------------------------------------------------------------------------
+
+
+def test_filters(workspace: Path) -> None:
+    """workflow, run_id, step, status, since and until select the matching rows only."""
+    alpha, beta = two_step_flow("alpha", fail_on=2), two_step_flow("beta")
+    early = [alpha.run({"i": i}, raise_on_error=False) for i in range(3)]
+    wf.steps()  # exported; nothing after this instant is early
+    middle = dt.datetime.now(dt.UTC)
+    time.sleep(0.01)
+    late = [beta.run({"i": i}) for i in range(2)]
+    events = wf.Workspace().events()
+
+    assert 6 == len(wf.steps(workflow="alpha"))
+    assert len(events) == len(wf.steps(workflow=["alpha", "beta"]))
+    assert 2 == len(wf.steps(run_id=late[0].run_id))
+    assert 4 == len(wf.steps(run_id=[early[0].run_id, late[1].run_id]))
+    assert {"one"} == set(wf.steps(step="one")["step"].astype(str))
+    assert 5 == len(wf.steps(step="one"))
+    failed = wf.steps(status="failed")
+    assert [(early[2].run_id, "two")] == list(zip(failed["run_id"], failed["step"].astype(str), strict=True))
+    assert {r.run_id for r in late} == set(wf.steps(since=middle)["run_id"])
+    assert {r.run_id for r in late} == set(wf.steps(since=middle.isoformat())["run_id"])
+    assert {r.run_id for r in early} == set(wf.steps(until=middle)["run_id"])
+    assert 0 == len(wf.steps(workflow="alpha", since=middle))
+    assert 0 == len(wf.steps(workflow="nobody"))
+
+
+# ---- recovery -----------------------------------------------------------------------------------
+
+
+def test_deleted_files_are_not_exported_again_while_the_journal_says_done(workspace: Path) -> None:
+    """Parquet is an export: deleting the files is not a crash, and exported_seq says done."""
+    flow = two_step_flow("deleted")
+    for i in range(2):
+        flow.run({"i": i})
+    assert 4 == len(wf.steps())
+    for path in parquet_files(workspace):
+        path.unlink()
+
+    assert 0 == len(wf.steps())
+    assert [(2,), (2,)] == sql(workspace, "SELECT exported_seq FROM runs")
+
+
+def test_rows_missing_after_a_crash_are_exported_by_the_next_reader(workspace: Path) -> None:
+    """With exported_seq set back (a crash before the export was recorded), steps() exports by
+    itself, and no row is lost or doubled, whether the old files are gone or still there."""
+    flow = two_step_flow("recovered", fail_on=1)
+    runs = [flow.run({"i": i}, raise_on_error=False) for i in range(3)]
+    wf.steps()
+    events = wf.Workspace().events()
+
+    # Files still there, export not recorded: re-exported over the same files, no doubles.
+    sql(workspace, "UPDATE runs SET exported_seq = 0")
+    frame = wf.steps()
+    assert event_keys(events) == frame_keys(frame)
+    assert 3 == len(parquet_files(workspace))
+
+    # Files gone too (the crash came before the rename): every row comes back.
+    for path in parquet_files(workspace):
+        path.unlink()
+    sql(workspace, "UPDATE runs SET exported_seq = 0 WHERE run_id != ?", (runs[0].run_id,))
+    frame = wf.steps()
+    assert event_keys([e for e in events if e.run_id != runs[0].run_id]) == frame_keys(frame)
+    assert not frame.duplicated(["run_id", "seq"]).any()
+
+
+def test_a_longer_export_supersedes_an_unrecorded_shorter_one(workspace: Path) -> None:
+    """A run halted for approval is exported; the export is not recorded (crash); when the run
+    resumes, its longer segment replaces the shorter one and no row shows twice."""
+    flow = wf.Workflow("halting")
+    flow.step(lambda s: {"x": 1}, name="quote")
+    flow.step(lambda s: {"paid": True}, name="pay", approval="payments need a human")
+    flow.chain("quote", "pay")
+    run = flow.run({}, raise_on_error=False)
+    assert "waiting_approval" == run.status
+    assert 2 == len(wf.steps())
+    sql(workspace, "UPDATE runs SET exported_seq = 0")
+
+    flow.resume(run.run_id, policy="approve")
+    frame = wf.steps()
+    assert event_keys(wf.Workspace().events()) == frame_keys(frame)
+    assert ["part"] == sorted({p.name.split("-")[0] for p in parquet_files(workspace)})
+    assert 1 == len(parquet_files(workspace))
+
+
+def test_rows_journaled_before_a_kill_after_the_runs_are_all_in_the_log(workspace: Path, tmp_path: Path) -> None:
+    """A process killed right after its runs returned, its background export maybe unfinished:
+    the next reader's step log holds every journal row once."""
+    done = run_child(
+        workspace,
+        tmp_path,
+        """
+        import os, signal
+        import wfkit as wf
+        flow = wf.Workflow("killed-after")
+        flow.step(lambda s: {"x": 1}, name="one")
+        flow.step(lambda s: {"y": 2}, name="two")
+        flow.chain("one", "two")
+        for i in range(5):
+            flow.run({"i": i})
+        os.kill(os.getpid(), signal.SIGKILL)
+        """,
+    )
+    assert -signal.SIGKILL == done.returncode, done.stderr
+    events = wf.Workspace().events()
+    assert 10 == len(events)
+    frame = wf.steps()
+    assert event_keys(events) == frame_keys(frame)
+
+
+def test_rows_of_a_run_killed_before_it_finished_are_exported(workspace: Path, tmp_path: Path) -> None:
+    """A process SIGKILLed in a sink after its run's last event: its journal rows reach the log."""
+    done = run_child(
+        workspace,
+        tmp_path,
+        """
+        import os, signal
+        import wfkit as wf
+        flow = wf.Workflow("killed-in-sink")
+        flow.step(lambda s: {"x": 1}, name="one")
+        flow.step(lambda s: {"y": 2}, name="two")
+        flow.chain("one", "two")
+        flow.run({"i": 0})
+        def kill_after_last(event):
+            if event.step == "two":
+                os.kill(os.getpid(), signal.SIGKILL)
+        flow.run({"i": 1}, sinks=[kill_after_last])
+        """,
+    )
+    assert -signal.SIGKILL == done.returncode, done.stderr
+    events = wf.Workspace().events()
+    assert 4 == len(events)
+    # The dead process's lease also runs out: still the rows must come.
+    sql(workspace, "UPDATE runs SET lease_expires = 0")
+    assert event_keys(events) == frame_keys(wf.steps())
+
+
+def test_temporary_and_truncated_leftovers_are_ignored(workspace: Path) -> None:
+    """A crashed writer's temporary file (truncated parquet) is never read as part of the log."""
+    flow = two_step_flow("leftovers")
+    flow.run({"i": 1})
+    wf.steps()
+    [segment] = parquet_files(workspace)
+    whole = segment.read_bytes()
+    (segment.parent / f".{segment.name}.deadbeef.tmp").write_bytes(whole[: len(whole) // 2])
+    (segment.parent / ".something.tmp").write_bytes(b"PAR1\x00\x01")
+    (segment.parent / ".half-written.parquet").write_bytes(whole[:100])
+
+    assert [segment] == segment_files(steps_dir(workspace))
+    assert 2 == len(wf.steps())
+    assert 2 == len(pd.read_parquet(steps_dir(workspace)))
+
+
+# ---- compaction ---------------------------------------------------------------------------------
+
+
+def test_compaction_merges_small_files_once(workspace: Path) -> None:
+    """compact() merges each partition's small files into one compact-*.parquet, every row once,
+    and a second compaction after more runs carries the first one's rows along."""
+    flow = two_step_flow("compacted")
+    for i in range(4):
+        flow.run({"i": i})
+    before = wf.steps()
+    folders = {p.parent for p in parquet_files(workspace)}
+
+    result = compact(workspace)
+    files = parquet_files(workspace)
+    assert {"merged": 4, "written": len(folders)} == result
+    assert all(p.name.startswith("compact-") for p in files)
+    assert len(folders) == len(files)
+    assert schema() == pq.read_schema(files[0])
+    after = wf.steps()
+    assert frame_keys(before) == frame_keys(after)
+
+    flow.run({"i": 9})
+    wf.steps()  # the new run's segment is exported (compact() does not wait for exports)
+    assert {"merged": 2 * len(folders), "written": len(folders)} == compact(workspace)
+    assert frame_keys(wf.steps()) == event_keys(wf.Workspace().events())
+    assert 10 == len(wf.steps())
+    assert {"merged": 0, "written": 0} == compact(workspace)
+
+
+def test_a_crash_mid_compaction_shows_no_row_twice(workspace: Path) -> None:
+    """A merged file written but its sources not yet deleted: readers skip the sources, and the
+    next compaction keeps them skipped."""
+    flow = two_step_flow("half-compacted")
+    for i in range(3):
+        flow.run({"i": i})
+    events = wf.Workspace().events()
+    wf.steps()
+    [folder] = {p.parent for p in parquet_files(workspace)}
+    sources = segment_files(folder)
+    table = pa.concat_tables([pq.read_table(p, schema=schema()) for p in sources])
+    names = json.dumps(sorted(p.name for p in sources)).encode()
+    _write_atomic(table, folder / "compact-crashed.parquet", {SOURCES_KEY: names})
+    assert 4 == len(parquet_files(workspace))  # the sources are still there
+
+    assert event_keys(events) == frame_keys(wf.steps())
+    flow.run({"i": 7})
+    wf.steps()
+    compact(workspace)
+    assert event_keys(wf.Workspace().events()) == frame_keys(wf.steps())
+
+
+def test_compaction_between_a_crashed_export_and_a_resume_keeps_rows_once(workspace: Path) -> None:
+    """A halted run's export is written but not recorded, compaction merges it, the run resumes:
+    every journal row still shows once."""
+    flow = wf.Workflow("halting-compacted")
+    flow.step(lambda s: {"x": 1}, name="quote")
+    flow.step(lambda s: {"paid": True}, name="pay", approval="payments need a human")
+    flow.chain("quote", "pay")
+    first = flow.run({}, raise_on_error=False)
+    flow.run({}, raise_on_error=False)
+    wf.steps()
+    sql(workspace, "UPDATE runs SET exported_seq = 0 WHERE run_id = ?", (first.run_id,))
+    compact(workspace)
+
+    flow.resume(first.run_id, policy="approve")
+    assert event_keys(wf.Workspace().events()) == frame_keys(wf.steps())
+
+
+# ---- many processes -----------------------------------------------------------------------------
+
+
+def test_several_processes_log_into_one_workspace(workspace: Path, tmp_path: Path) -> None:
+    """Four processes of twenty runs each: their own exports land every row once, no conflicts."""
+    script = tmp_path / "writer.py"
+    script.write_text(
+        textwrap.dedent(
+            """
+            import sys
+            import wfkit as wf
+            flow = wf.Workflow("parallel-writers")
+            flow.step(lambda s: {"x": s["i"]}, name="one")
+            flow.step(lambda s: {"y": s["x"] * 2}, name="two")
+            flow.chain("one", "two")
+            for i in range(20):
+                flow.run({"i": i, "writer": sys.argv[1]})
+            """
+        )
+    )
+    env = {**os.environ, "WFKIT_HOME": str(workspace), "WFKIT_SYNCHRONOUS": "normal"}
+    children = [
+        subprocess.Popen(
+            [sys.executable, str(script), str(n)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        for n in range(4)
+    ]
+    outputs = [child.communicate(timeout=120) for child in children]
+    assert [0, 0, 0, 0] == [child.returncode for child in children], [err for _, err in outputs]
+
+    events = wf.Workspace().events()
+    assert 4 * 20 * 2 == len(events)
+    # The writers' own background exports (flushed at exit) hold every row, before any recovery.
+    written = pd.concat([pq.read_table(p).to_pandas() for p in segment_files(steps_dir(workspace))])
+    assert len(events) == len(written)
+    assert not written.duplicated(["run_id", "seq"]).any()
+    frame = wf.steps()
+    assert event_keys(events) == frame_keys(frame)
+    assert 80 == frame["run_id"].nunique()
