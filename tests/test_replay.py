@@ -169,3 +169,27 @@ def test_compare_reports_each_kind_of_difference() -> None:
     assert "run 1 (w): output 'score' 0.5 -> 0.9" in diffs
     assert "run 1 (w): output 'text' is gone (was \"hi\")" in diffs
     assert 'run 1 (w): retries {} -> {"a": 1}' in diffs
+
+
+def test_a_gate_under_papermill_without_a_policy_fails_the_notebook_clearly(tmp_path: Path) -> None:
+    """Headless under papermill, a gate with no decision policy fails the notebook with a clear
+    message instead of waiting forever for a click nobody can make."""
+    nb = _notebook(
+        tmp_path / "gate.ipynb",
+        "import wfkit as wf\nflow = wf.Workflow('gated')\n"
+        "flow.step(lambda s: {'ok': True}, name='pay', approval='Payments need a human')\n"
+        "run = flow.run({}, raise_on_error=False)\n"
+        "assert run.status == 'succeeded', run.error",
+    )
+    code, rows = replay_notebooks([nb], tmp_path)
+    assert 1 == code
+    assert "failed" == rows[0]["status"]
+    assert 1 == rows[0]["error"]["cell"]
+    summary = json.loads((tmp_path / "r" / "runs" / "gate" / "summary.json").read_text())
+    assert ["failed"] == [r["status"] for r in summary["runs"]]
+
+
+def replay_notebooks(notebooks: list[Path], tmp_path: Path) -> tuple[int, list[dict[str, object]]]:
+    from wfkit._replay import replay
+
+    return replay(notebooks, baseline=tmp_path / "b", report=tmp_path / "r", jobs=1, timeout=60)

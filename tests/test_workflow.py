@@ -208,3 +208,32 @@ def test_version_defaults_to_fingerprint() -> None:
     flow = _two_steps()
     assert flow.validate().fingerprint == flow.version
     assert wf.Workflow("v", version="2.0").version == "2.0"
+
+
+def test_drain_waits_for_every_started_run() -> None:
+    """wfkit.drain() returns once every run started in this process has ended or halted."""
+
+    async def cell() -> list[wf.Run]:
+        runs = [_two_steps().start({"x": i}) for i in range(3)]
+        drained = await wf.drain()
+        assert all(r.done() for r in runs)
+        return drained
+
+    drained = asyncio.run(cell())
+    assert 3 <= len(drained)
+    assert {"succeeded"} == {r.status for r in drained}
+
+
+def test_drain_raises_the_first_failure() -> None:
+    """A failed run makes drain() raise, unless raise_on_error=False."""
+    flow = wf.Workflow("drain-fails")
+    flow.step(lambda s: 1 / 0, name="boom")
+
+    async def cell() -> None:
+        flow.start({})
+        with pytest.raises(wf.StepFailedError):
+            await wf.drain()
+        flow.start({})
+        await wf.drain(raise_on_error=False)
+
+    asyncio.run(cell())

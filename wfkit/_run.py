@@ -7,7 +7,6 @@ import asyncio
 import concurrent.futures
 import contextlib
 import os
-import weakref
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias
@@ -23,7 +22,9 @@ if TYPE_CHECKING:
     from wfkit._events import Sink
     from wfkit._workflow import Workflow
 
-_started: weakref.WeakSet[Run] = weakref.WeakSet()  # runs launched in this process, for drain()
+# Runs launched in this process and not awaited yet, for drain(). Strong references: a notebook
+# often starts a run without keeping its handle, and drain() must still wait for it.
+_started: set[Run] = set()
 
 WorkspaceArg: TypeAlias = "str | os.PathLike[str] | Literal[False] | None"
 
@@ -213,6 +214,7 @@ class Run:
         # A cancelled future is done at once; the run itself ends a moment later.
         if not self._exec.finished.wait(timeout):
             raise TimeoutError(f"run {self.run_id} did not end within {timeout} s")
+        _started.discard(self)  # its outcome reached its owner: drain() need not report it again
         return self.raise_for_status()
 
     def __await__(self) -> Generator[Any, None, Run]:
@@ -232,6 +234,7 @@ class Run:
                     await asyncio.wrap_future(self._cfuture)
             if not self._exec.finished.is_set():
                 await asyncio.to_thread(self._exec.finished.wait)
+        _started.discard(self)  # its outcome reached its owner: drain() need not report it again
         return self.raise_for_status()
 
     # ---- display ------------------------------------------------------------------------------
@@ -268,18 +271,20 @@ class Run:
 
 
 async def drain(*, raise_on_error: bool = True) -> list[Run]:
-    """Wait for every run started in this process to end or halt (``await wfkit.drain()`` as the
-    last cell keeps a notebook from ending with a run in flight: its task would be lost)."""
+    """Wait for every run started in this process that nobody has awaited yet, until each ends or
+    halts (``await wfkit.drain()`` as the last cell keeps a notebook from ending with a run in
+    flight: its task would be lost). Raises the first failure unless ``raise_on_error=False``."""
     done: list[Run] = []
     while True:
         pending = [r for r in list(_started) if r not in done]
         if not pending:
             break
         for run in pending:
+            done.append(run)
+            _started.discard(run)
             try:
                 await run
             except Exception:
                 if raise_on_error:
                     raise
-            done.append(run)
     return done
