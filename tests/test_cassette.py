@@ -227,3 +227,10 @@ def test_committed_cassette_replays_offline() -> None:
         for q in ("I want my money back", "The app crashes on start")
     ]
     assert ["reply to: Classify: I want my money back", "reply to: Classify: The app crashes on start"] == labels
+
+
+def test_under_wfkit_replay_every_cassette_only_replays(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With $WFKIT_REPLAY=1 (set by `wfkit replay`), an "auto" or "record" cassette replays only."""
+    monkeypatch.setenv("WFKIT_REPLAY", "1")
+    assert "replay" == Cassette(tmp_path / "c.jsonl", mode="auto").mode
+    assert "replay" == Cassette(tmp_path / "c.jsonl", mode="record").mode

@@ -57,7 +57,10 @@ def test_all_notebooks_replay_against_their_baselines(tmp_path: Path, capsys: py
     assert len(NOTEBOOKS) == out.count(" ok  ")
     summary = json.loads((tmp_path / "report" / "summary.json").read_text())
     assert {"ok"} == {row["status"] for row in summary["notebooks"]}
-    assert (tmp_path / "report" / "index.html").exists()
+    page = (tmp_path / "report" / "index.html").read_text()
+    plots = sorted(p.name for p in (tmp_path / "report").glob("*-latency.png"))
+    assert len(NOTEBOOKS) == len(plots)
+    assert all(f'src="{name}"' in page for name in plots)
 
 
 def test_a_seeded_change_is_a_regression_with_a_readable_diff(

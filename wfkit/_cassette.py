@@ -110,6 +110,8 @@ class Cassette(httpx.AsyncBaseTransport):
 
     ``transport`` is where unrecorded requests go in ``record`` and ``auto`` modes (default: the
     network, one connection pool per event loop). ``secrets`` are extra strings never to store.
+    Under ``wfkit replay`` ($WFKIT_REPLAY=1) every cassette replays only: a regression run never
+    reaches the network, and a request nobody recorded fails instead of being recorded.
     """
 
     def __init__(
@@ -122,6 +124,8 @@ class Cassette(httpx.AsyncBaseTransport):
     ) -> None:
         if mode not in _MODES:
             raise ValueError(f"cassette mode must be one of {', '.join(map(repr, _MODES))}, got {mode!r}")
+        if os.environ.get("WFKIT_REPLAY") == "1":
+            mode = "replay"
         self.path, self.mode = Path(path), mode
         self._inner = transport
         self._network: PerLoop[httpx.AsyncHTTPTransport] = PerLoop(httpx.AsyncHTTPTransport, lambda t: t.aclose())

@@ -350,8 +350,10 @@ def replay(
             row["status"] = "no baseline"
             row["diffs"] = [f"no baseline at {base_file}; run with --update-baseline to record one"]
         else:
-            row["diffs"] = compare(json.loads(base_file.read_text()), result["summary"])
+            base = json.loads(base_file.read_text())
+            row["diffs"] = compare(base, result["summary"])
             row["status"] = "regression" if row["diffs"] else "ok"
+            row["plot"] = _latency_plot(report, nb.stem, base.get("latency", {}), result["summary"].get("latency", {}))
         (report / "runs" / nb.stem).mkdir(parents=True, exist_ok=True)
         (report / "runs" / nb.stem / "summary.json").write_text(json.dumps(result["summary"], indent=1, sort_keys=True))
         rows.append(row)
@@ -371,6 +373,8 @@ def _write_report(report: Path, rows: list[dict[str, Any]]) -> None:
             e = r["error"]
             detail = html.escape(f"cell {e.get('cell')}: {e.get('exception')}: {e.get('message')}")
         diffs = "".join(f"<li><code>{html.escape(d)}</code></li>" for d in r["diffs"])
+        if r.get("plot"):
+            diffs += f'<img src="{html.escape(r["plot"])}" alt="latency" style="max-width:640px">'
         body.append(
             f"<tr><td>{html.escape(r['notebook'])}</td><td style='color:{colour}'><b>{html.escape(r['status'])}</b>"
             f"</td><td>{r['runs']}</td><td>{r['seconds']}</td><td>{detail}<ul>{diffs}</ul></td></tr>"
@@ -384,6 +388,31 @@ def _write_report(report: Path, rows: list[dict[str, Any]]) -> None:
         + "".join(body)
         + "</table>"
     )
+
+
+def _latency_plot(report: Path, stem: str, base: Mapping[str, Any], current: Mapping[str, Any]) -> str | None:
+    """Baseline against this replay: P50 and P99 per step, as a PNG beside the report."""
+    steps = [s for s in base if s in current]
+    if not steps:
+        return None
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(7, 0.45 * len(steps) + 1.4), layout="constrained")
+    ax = fig.subplots()
+    y = range(len(steps))
+    for offset, (label, source, colour) in enumerate(
+        (("baseline", base, "#2a6f97"), ("this replay", current, "#e0a100"))
+    ):
+        ys = [i + (offset - 0.5) * 0.4 for i in y]
+        ax.barh(ys, [source[s]["p50"] * 1000 for s in steps], height=0.4, color=colour, label=f"{label} P50")
+        ax.scatter([source[s]["p99"] * 1000 for s in steps], ys, color=colour, marker="|", s=120, label=f"{label} P99")
+    ax.set_yticks(list(y), steps)
+    ax.invert_yaxis()
+    ax.set(xlabel="latency (ms)", title=f"{stem}: latency per step")
+    ax.legend(fontsize="x-small")
+    name = f"{stem}-latency.png"
+    fig.savefig(report / name, dpi=90)
+    return name
 
 
 def print_rows(rows: list[dict[str, Any]], out: Any = None) -> None:
