@@ -54,6 +54,7 @@ from wfkit._workspace import decision_event
 logger = logging.getLogger("wfkit")
 
 _HOST = socket.gethostname()
+_FINISH_LOCK = threading.Lock()
 _executor: concurrent.futures.ThreadPoolExecutor | None = None
 
 
@@ -195,7 +196,8 @@ class Execution:
         self.policy = policy
         self.count_waiting = count_waiting
         self.elapsed_before = elapsed_before
-        self.finished = threading.Event()
+        self._ended = False  # set at the very end of drive(); `finished` turns it into an Event
+        self._finished: threading.Event | None = None
         self.parked: list[_Activation] = []  # waiting for an approval decision
         self.unreconciled: list[_Activation] = []  # irreversible steps cut off mid-flight
         self._resumed = False
@@ -210,6 +212,17 @@ class Execution:
         self._process = chain(processors)
         self.observers: list[Callable[[StepEvent | None], object]] = []  # live views; None = status changed
         self._secrets = secret_values() if store is not None else []
+
+    @property
+    def finished(self) -> threading.Event:
+        """Set once the run has ended or halted. Built on demand: most runs are never waited
+        for from another thread, and an Event per run costs 10k-run batches real time."""
+        with _FINISH_LOCK:
+            if self._finished is None:
+                self._finished = threading.Event()
+                if self._ended:
+                    self._finished.set()
+            return self._finished
 
     def llm_client(self) -> Any:
         if self.llm is None:
@@ -267,7 +280,10 @@ class Execution:
                     )
                     exporter.submit(self.store, self.store.path.parent, self.run_id)
             finally:
-                self.finished.set()
+                with _FINISH_LOCK:
+                    self._ended = True
+                    if self._finished is not None:
+                        self._finished.set()
                 for observer in self.observers:
                     observer(None)
 

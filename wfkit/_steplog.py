@@ -239,6 +239,8 @@ class Exporter:
             with self._lock:
                 pending, self._pending = self._pending, {}
             for run_id, (store, workspace) in pending.items():
+                if not store.path.exists():
+                    continue  # the workspace went away (a temporary folder): nothing to export to
                 try:
                     export_run(store, workspace, run_id)
                 except Exception:  # never lost: the next reader exports it again (export_pending)

@@ -13,7 +13,7 @@ import weakref
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar, overload
 
-from wfkit._approvals import Approval, ApprovalPolicy, as_policy
+from wfkit._approvals import HALT, Approval, ApprovalPolicy, as_policy
 from wfkit._engine import Execution, RunStatus
 from wfkit._errors import WorkflowChangedError, WorkflowChangedWarning
 from wfkit._events import Sink, as_callables
@@ -31,9 +31,11 @@ from wfkit._workspace import open_store
 F = TypeVar("F", bound=StepFunction)
 
 
-def _resolve_policy(o: _Options) -> ApprovalPolicy:
+def _resolve_policy(o: _Options, graph: Graph) -> ApprovalPolicy:
     if o.policy is not None:
         return as_policy(o.policy)
+    if not any(spec.approval is not None for spec in graph.steps.values()):
+        return HALT  # no gate to decide: skip looking at the notebook and the environment
     from wfkit._mode import current_mode, default_policy
 
     return as_policy(default_policy(current_mode(o.mode)))
@@ -48,7 +50,12 @@ def find_workflow(name: str) -> Workflow | None:
     return _by_name.get(name)
 
 
+_EMPTY_HASH = hashlib.sha256(b"{}").hexdigest()[:16]
+
+
 def _parameters_hash(inputs: Mapping[str, Any]) -> str:
+    if not inputs:
+        return _EMPTY_HASH
     blob = json.dumps(inputs, sort_keys=True, default=repr).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
 
@@ -293,7 +300,7 @@ class Workflow:
         if o.timeout is not None and not o.timeout > 0:
             raise ValueError(f"a run's timeout must be > 0 seconds, got {o.timeout!r}")
         store = self._store(o.workspace)
-        policy = _resolve_policy(o)
+        policy = _resolve_policy(o, graph)
         run_id = run_id or uuid.uuid4().hex[:16]
         version = self._version or graph.fingerprint
         phash = _parameters_hash(inputs)
@@ -377,7 +384,7 @@ class Workflow:
                 seed=row["seed"] if o.seed is None else o.seed,
                 parameters_hash=row["parameters_hash"],
                 store=store,
-                policy=_resolve_policy(o),
+                policy=_resolve_policy(o, graph),
                 count_waiting=bool(row["count_waiting"]),
                 elapsed_before=elapsed,
                 llm=o.llm,
