@@ -103,17 +103,18 @@ class StepsAccessor:
         """Attempts, failed attempts by error kind, and the failure rate per ``by``."""
         import pandas as pd
 
+        keys = [by] if isinstance(by, str) else list(by)
         rows = self.attempts
-        kinds = rows["error_kind"].astype(object).where(rows["error_kind"].isin(ERROR_KINDS), None)
-        counts = pd.crosstab([rows[c] for c in ([by] if isinstance(by, str) else by)], kinds.fillna("none"))
-        for kind in (*ERROR_KINDS, "none"):
-            if kind not in counts.columns:
-                counts[kind] = 0
-        table = counts[list(ERROR_KINDS)].copy()
-        table.insert(0, "attempts", counts.sum(axis=1))
+        table = rows.groupby(keys, observed=True).size().to_frame("attempts")
+        # Count failed attempts per kind on the (few) failed rows only: 10M rows stay fast.
+        failed = rows[rows["error_kind"].isin(ERROR_KINDS)]
+        per_kind = failed.groupby([*keys, failed["error_kind"].astype(str)], observed=True).size()
+        per_kind = per_kind.unstack(fill_value=0) if len(per_kind) else pd.DataFrame(index=table.index)
+        for kind in ERROR_KINDS:
+            table[kind] = per_kind[kind].reindex(table.index, fill_value=0).astype("int64") if kind in per_kind else 0
         table["failed"] = table[list(ERROR_KINDS)].sum(axis=1)
         table["failure_rate"] = table["failed"] / table["attempts"]
-        timeouts = rows[rows["status"] == "timeout"].groupby(by, observed=True).size()
+        timeouts = rows[rows["status"] == "timeout"].groupby(keys, observed=True).size()
         table["timeouts"] = timeouts.reindex(table.index, fill_value=0).astype("int64")
         table.columns.name = None
         return table
