@@ -150,6 +150,8 @@ class Run:
         if store is None:
             raise TicketError(f"run {self.run_id} keeps no workspace, so it has no tickets")
         tickets = [t for t in store.tickets(status=None, run_id=self.run_id) if step is None or t.step == step]
+        # With no open ticket, the last decided one: deciding it again the same way is a no-op that
+        # says so, and the other way is refused (a decision is applied once).
         open_ = [t for t in tickets if t.is_open] or tickets[-1:]
         if not open_:
             raise TicketError(f"run {self.run_id} has no approval ticket" + (f" at step {step!r}" if step else ""))
