@@ -8,7 +8,6 @@ from wfkit._analysis import steps
 from wfkit._approvals import Approval, ApprovalPolicy, DecisionsFile, Ticket
 from wfkit._conditions import Condition, when
 from wfkit._context import Failure, StepContext
-from wfkit._engine import RunStatus
 from wfkit._errors import (
     ApprovalRejectedError,
     ApprovalRequiredError,
@@ -58,6 +57,7 @@ from wfkit._scorers import (
     route_taken,
     tools_used,
 )
+from wfkit._status import RunStatus
 from wfkit._version import __version__
 from wfkit._workflow import Workflow
 from wfkit._workspace import Workspace

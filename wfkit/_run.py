@@ -12,10 +12,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
 from wfkit._approvals import ApprovalPolicy, Ticket
-from wfkit._engine import Execution, RunStatus
+from wfkit._engine import Execution
 from wfkit._errors import TicketError
 from wfkit._events import StepEvent
 from wfkit._loops import background_loop, running_loop
+from wfkit._status import RunStatus
 from wfkit._workspace import decision_event
 
 if TYPE_CHECKING:

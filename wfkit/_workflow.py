@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar, overload
 
 from wfkit._approvals import HALT, Approval, ApprovalPolicy, as_policy
-from wfkit._engine import Execution, RunStatus
+from wfkit._engine import Execution
 from wfkit._errors import WorkflowChangedError, WorkflowChangedWarning
 from wfkit._events import Sink, as_callables
 from wfkit._graph import Graph, compile_graph, describe_changes
@@ -24,6 +24,7 @@ from wfkit._processors import DEFAULT_PROCESSORS, Processor
 from wfkit._retry import Classifier, RetryPolicy
 from wfkit._routing import Go, Route, Router
 from wfkit._run import Run, WorkspaceArg, _Options
+from wfkit._status import RunStatus
 from wfkit._steps import StepFunction, StepSpec, make_spec
 from wfkit._store import Store, encode_state
 from wfkit._workspace import open_store

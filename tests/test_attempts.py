@@ -1,0 +1,283 @@
+"""One activation's attempts: retries with backoff and classification, and timeouts."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from typing import Any
+
+import pytest
+
+import wfkit as wf
+from wfkit.testing import test_mode
+
+
+class Flaky(Exception):
+    """Fails with a chosen HTTP status, like an API client error."""
+
+    def __init__(self, status_code: int, retry_after: str | None = None) -> None:
+        super().__init__(f"HTTP {status_code}")
+        self.status_code = status_code
+        self.headers = {"retry-after": retry_after} if retry_after else {}
+
+
+# ---- retries -----------------------------------------------------------------------------------
+
+
+def test_transient_errors_are_retried_with_backoff_events() -> None:
+    """Two 503s then success: three attempt rows, delays growing, one ok."""
+    calls = []
+    flow = wf.Workflow("retry")
+
+    @flow.step(retry=wf.RetryPolicy(max_retries=3, base_delay=0.001, jitter=0))
+    def call(state: Any) -> dict[str, Any]:
+        calls.append(1)
+        if len(calls) < 3:
+            raise Flaky(503)
+        return {"done": True}
+
+    run = flow.run({})
+    assert [(e.status, e.attempt) for e in run.events] == [("retry", 1), ("retry", 2), ("ok", 3)]
+    assert [e.retry_delay_s for e in run.events] == [0.001, 0.002, None]
+    assert [e.error_kind for e in run.events] == ["transient", "transient", None]
+
+
+def test_permanent_error_is_not_retried_and_names_run_step_attempt() -> None:
+    """A 404 fails at once; the error names run, step and attempt and chains the cause."""
+    flow = wf.Workflow("perm")
+
+    @flow.step(retry=wf.RetryPolicy(max_retries=5, base_delay=0))
+    def call(state: Any) -> None:
+        raise Flaky(404)
+
+    with pytest.raises(wf.StepFailedError) as info:
+        flow.run({}, run_id="run-42")
+    err = info.value
+    assert (err.run_id, err.step, err.attempt) == ("run-42", "call", 1)
+    assert "run run-42, step 'call', attempt 1" in str(err)
+    assert isinstance(err.__cause__, Flaky)
+    assert [e.status for e in err.run.events] == ["failed"]  # type: ignore[attr-defined]
+
+
+def test_unknown_errors_are_retried_conservatively() -> None:
+    """An unclassified error gets max_unknown_retries retries, not max_retries."""
+    flow = wf.Workflow("unknown")
+
+    @flow.step(retry=wf.RetryPolicy(max_retries=5, base_delay=0, max_unknown_retries=1))
+    def call(state: Any) -> None:
+        raise RuntimeError("mystery")
+
+    run = flow.run({}, raise_on_error=False)
+    assert [e.status for e in run.events] == ["retry", "failed"]
+    assert run.events[-1].error_kind == "unknown"
+
+
+def test_retry_after_is_honoured() -> None:
+    """A 429 with Retry-After waits at least that long, even above max_delay."""
+    flow = wf.Workflow("ra")
+    calls = []
+
+    @flow.step(retry=wf.RetryPolicy(max_retries=2, base_delay=0.001, max_delay=0.001, jitter=0))
+    def call(state: Any) -> None:
+        calls.append(time.monotonic())
+        if len(calls) == 1:
+            raise Flaky(429, retry_after="0.2")
+
+    run = flow.run({})
+    assert run.events[0].retry_delay_s == 0.2
+    assert calls[1] - calls[0] >= 0.19
+
+
+def test_retries_stop_at_max_elapsed() -> None:
+    """No retry starts once the policy's time budget would be exceeded."""
+    flow = wf.Workflow("budget")
+
+    @flow.step(retry=wf.RetryPolicy(max_retries=100, base_delay=0.05, jitter=0, max_elapsed=0.12))
+    def call(state: Any) -> None:
+        raise ConnectionError("down")
+
+    t0 = time.monotonic()
+    run = flow.run({}, raise_on_error=False)
+    assert time.monotonic() - t0 < 1.0
+    assert run.status == "failed"
+    assert 2 <= len(run.events) <= 3
+
+
+def test_classifier_can_be_replaced_per_step() -> None:
+    """A step's own classifier decides: here every error is permanent."""
+    flow = wf.Workflow("cls")
+
+    @flow.step(retry=wf.RetryPolicy(max_retries=3, base_delay=0), classify=lambda e: wf.ErrorKind.PERMANENT)
+    def call(state: Any) -> None:
+        raise ConnectionError("would normally retry")
+
+    run = flow.run({}, raise_on_error=False)
+    assert [(e.status, e.error_kind) for e in run.events] == [("failed", "permanent")]
+
+
+def test_fallback_after_retries_exhausted() -> None:
+    """When retries run out the step follows its fallback and the run succeeds."""
+    flow = wf.Workflow("fb")
+
+    @flow.step(retry=wf.RetryPolicy(max_retries=2, base_delay=0), fallback="cached")
+    def live(state: Any) -> None:
+        raise TimeoutError("upstream slow")
+
+    flow.step(lambda s, ctx: {"source": "cache", "why": ctx.failure.error_type}, name="cached")
+    run = flow.run({})
+    assert run.state == {"source": "cache", "why": "TimeoutError"}
+    assert [(e.status, e.route_taken) for e in run.events] == [
+        ("retry", None),
+        ("retry", None),
+        ("failed", "cached"),
+        ("ok", None),
+    ]
+
+
+def test_fallback_to_end_finishes_branch_quietly() -> None:
+    """fallback=END ends the branch; the run still succeeds."""
+    flow = wf.Workflow("fb-end")
+    flow.step(lambda s: 1 / 0, name="optional", fallback=wf.END)
+    assert flow.run({}).status == "succeeded"
+
+
+def test_test_mode_makes_backoff_instant_and_seeded() -> None:
+    """Under test_mode long backoffs take no time and jitter repeats with the seed."""
+    flow = wf.Workflow("tm")
+
+    @flow.step(retry=wf.RetryPolicy(max_retries=3, base_delay=30, max_delay=60))
+    def call(state: Any) -> None:
+        raise ConnectionError("down")
+
+    t0 = time.monotonic()
+    with test_mode(seed=3):
+        first = flow.run({}, raise_on_error=False)
+        second = flow.run({}, raise_on_error=False)
+    assert time.monotonic() - t0 < 1.0
+    delays = [e.retry_delay_s for e in first.events]
+    assert delays == [e.retry_delay_s for e in second.events]
+    assert 15 <= delays[0] <= 45
+
+
+# ---- timeouts ----------------------------------------------------------------------------------
+
+
+def test_async_step_timeout_cancels_the_step() -> None:
+    """An async step over its timeout is cancelled and recorded as a timeout attempt."""
+    cancelled = []
+    flow = wf.Workflow("to")
+
+    @flow.step(timeout=0.05)
+    async def slow(state: Any) -> None:
+        try:
+            await asyncio.sleep(5)
+        except asyncio.CancelledError:
+            cancelled.append(True)
+            raise
+
+    t0 = time.monotonic()
+    with pytest.raises(wf.StepFailedError) as info:
+        flow.run({})
+    assert time.monotonic() - t0 < 1.0
+    assert cancelled == [True]
+    assert isinstance(info.value.__cause__, wf.StepTimeoutError)
+    event = info.value.run.events[0]  # type: ignore[attr-defined]
+    assert (event.status, event.error_kind) == ("timeout", "transient")
+
+
+def test_timeouts_are_retried_as_transient() -> None:
+    """A timed-out attempt is retried; the next, faster one succeeds."""
+    flow = wf.Workflow("to-retry")
+
+    @flow.step(timeout=0.05, retry=wf.RetryPolicy(max_retries=2, base_delay=0))
+    async def sometimes_slow(state: Any, ctx: wf.StepContext) -> dict[str, Any]:
+        if ctx.attempt == 1:
+            await asyncio.sleep(1)
+        return {"ok": ctx.attempt}
+
+    run = flow.run({})
+    assert run.state["ok"] == 2
+    assert [e.status for e in run.events] == ["timeout", "ok"]
+
+
+def test_sync_step_timeout_discards_and_records_late_result() -> None:
+    """A sync step over its timeout is abandoned; its late result is discarded and recorded."""
+    release = threading.Event()
+    flow = wf.Workflow("sync-to", merge={})
+
+    @flow.step(timeout=0.05, fallback="after")
+    def blocking(state: Any) -> dict[str, Any]:
+        release.wait(5)
+        return {"late": True}
+
+    flow.step(lambda s: {"after": True}, name="after")
+    run = flow.run({})
+    assert "late" not in run.state
+    assert run.state["after"]
+    release.set()
+    deadline = time.monotonic() + 5
+    while not run.late_results and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert len(run.late_results) == 1
+    assert (
+        run.late_results[0]["step"],
+        run.late_results[0]["attempt"],
+        run.late_results[0]["outcome"],
+    ) == ("blocking", 1, "result discarded")
+
+
+def test_run_timeout_bounds_the_whole_run() -> None:
+    """A run deadline stops a run of individually-fast steps and marks it timed out."""
+    flow = wf.Workflow("deadline")
+
+    @flow.step(max_visits=1000)
+    async def tick(state: Any) -> dict[str, Any]:
+        await asyncio.sleep(0.02)
+        return {"n": state.get("n", 0) + 1}
+
+    flow.route("tick", wf.when("n", "lt", 1000) >> wf.go("tick"), default=wf.go(wf.END))
+    t0 = time.monotonic()
+    run = flow.run({}, timeout=0.2, raise_on_error=False)
+    assert time.monotonic() - t0 < 1.0
+    assert run.status == "timed_out"
+    assert isinstance(run.error, wf.RunTimeoutError)
+    assert isinstance(run.error, TimeoutError)
+    assert 3 <= run.state["n"] <= 10
+
+
+def test_run_timeout_cuts_backoff_short() -> None:
+    """A backoff that would outlast the run's deadline ends the run instead of sleeping."""
+    flow = wf.Workflow("deadline-backoff")
+
+    @flow.step(retry=wf.RetryPolicy(max_retries=3, base_delay=10, jitter=0))
+    def call(state: Any) -> None:
+        raise ConnectionError("down")
+
+    t0 = time.monotonic()
+    run = flow.run({}, timeout=0.5, raise_on_error=False)
+    assert time.monotonic() - t0 < 1.0
+    assert run.status == "timed_out"
+
+
+def test_failed_run_cancels_parallel_siblings_and_records_them() -> None:
+    """When one branch fails the run, running siblings are cancelled and get an event."""
+    flow = wf.Workflow("cancel")
+    flow.step(lambda s: None, name="start")
+
+    @flow.step
+    async def slow(state: Any) -> None:
+        await asyncio.sleep(5)
+
+    @flow.step
+    async def broken(state: Any) -> None:
+        await asyncio.sleep(0.01)
+        raise PermissionError("denied")
+
+    flow.edge("start", "slow", "broken")
+    t0 = time.monotonic()
+    run = flow.run({}, raise_on_error=False)
+    assert time.monotonic() - t0 < 1.0
+    by_step = {e.step: e for e in run.events}
+    assert by_step["broken"].status == "failed"
+    assert (by_step["slow"].status, by_step["slow"].error_type) == ("failed", "CancelledError")

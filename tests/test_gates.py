@@ -1,0 +1,79 @@
+"""Approval gates in runs: tickets, decisions from Python and from a running loop, and the
+deadline across an approval wait."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+import wfkit as wf
+from wfkit._workspace import Workspace
+
+
+def _gated(calls: list[str]) -> wf.Workflow:
+    flow = wf.Workflow("refunds")
+    flow.step(lambda s: {"amount": s["amount"]}, name="quote")
+
+    @flow.step(approval=wf.Approval("Refunds over $100 need a human", payload=["amount"]), irreversible=True)
+    def refund(state: Any, ctx: wf.StepContext) -> dict[str, Any]:
+        calls.append(ctx.idempotency_key)
+        return {"refunded": state["amount"]}
+
+    flow.chain("quote", "refund")
+    return flow
+
+
+def test_approval_from_python_handle_resumes_the_run() -> None:
+    """A halted run shows its ticket; run.approve(by=...) decides it and the run finishes."""
+    calls: list[str] = []
+    flow = _gated(calls)
+    run = flow.run({"amount": 120})
+    assert "waiting_approval" == run.status
+    [ticket] = run.tickets()
+    assert {"amount": 120} == ticket.payload
+    assert "Refunds over $100 need a human" == ticket.reason
+    run.approve(by="alice", comment="ok").wait(10)
+    assert "succeeded" == run.status
+    assert [f"{run.run_id}:refund:1"] == calls
+    decided = [e for e in Workspace().events(run.run_id) if e.status in ("waiting_approval", "approved")]
+    assert [("waiting_approval", None), ("approved", "alice")] == [(e.status, e.approver) for e in decided]
+    # A second identical decision changes nothing; a conflicting one is refused.
+    run.approve(by="alice")
+    with pytest.raises(wf.TicketError, match="already approved by alice"):
+        run.reject(by="bob")
+
+
+def test_approval_inside_a_running_loop_continues_as_a_task() -> None:
+    """In a notebook-like loop, approve() resumes the run as a task; awaiting it gives the result."""
+    import asyncio
+
+    calls: list[str] = []
+    flow = _gated(calls)
+
+    async def cell() -> wf.Run:
+        run = flow.start({"amount": 500})
+        await run
+        assert "waiting_approval" == run.status
+        run.approve(by="carol")
+        return await run
+
+    run = asyncio.run(cell())
+    assert "succeeded" == run.status
+    assert 500 == run.state["refunded"]
+
+
+def test_count_approval_wait_is_explicit() -> None:
+    """With count_approval_wait the time halted for approval uses up the run's deadline."""
+    import time as _time
+
+    calls: list[str] = []
+    flow = _gated(calls)
+    counted = flow.run({"amount": 1}, timeout=0.3, count_approval_wait=True)
+    free = flow.run({"amount": 1}, timeout=0.3)
+    _time.sleep(0.4)
+    Workspace().approve(counted.tickets()[0].ticket_id, by="x")
+    Workspace().approve(free.tickets()[0].ticket_id, by="x")
+    assert "timed_out" == flow.resume(counted.run_id, raise_on_error=False).status
+    assert "succeeded" == flow.resume(free.run_id).status
+    assert [f"{free.run_id}:refund:1"] == calls
