@@ -20,7 +20,8 @@ from typing import Any
 import pytest
 
 import wfkit as wf
-from wfkit._store import _MAGIC, SCHEMA_VERSION, Store, encode_state, encode_updates
+from wfkit._journal import encode_state, encode_updates
+from wfkit._store import _MAGIC, SCHEMA_VERSION, Store
 from wfkit._workspace import DB_NAME, open_store
 
 # ---- helpers -------------------------------------------------------------------------------------

@@ -20,10 +20,11 @@ from typing import Any
 from wfkit._context import Failure, StepContext
 from wfkit._errors import StateValueError, StepTimeoutError
 from wfkit._events import Status, StepEvent
+from wfkit._journal import encode_updates
 from wfkit._processors import redact_values
 from wfkit._retry import ErrorKind, classify_error, retry_after_of
 from wfkit._steps import StepSpec
-from wfkit._store import Store, encode_updates
+from wfkit._store import Store
 
 logger = logging.getLogger("wfkit")
 

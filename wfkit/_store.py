@@ -11,22 +11,22 @@ Why these choices:
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import socket
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from wfkit._approvals import Ticket
-from wfkit._errors import LeaseError, StateValueError, StoreCorruptError, TicketError
+from wfkit._errors import LeaseError, StoreCorruptError
 from wfkit._events import FIELDS, StepEvent
+from wfkit._journal import JOURNAL_INSERT, event_from_row, event_row
 from wfkit._processors import redact_values, secret_values
+from wfkit._tickets import TicketStore
 
 SCHEMA_VERSION = 1
 _FIX = "it is damaged or truncated. Move it aside (or restore a backup) and wfkit will create a new one"
@@ -102,62 +102,6 @@ CREATE TABLE IF NOT EXISTS journal (
 ) WITHOUT ROWID
 """
 
-# One table is both the journal (a row per attempt) and the checkpoint log: the final event of a
-# settled step carries its outcome and the updates it returned. Clustered by (run_id, seq), one
-# B-tree takes each commit, which keeps a durable step near a bare SQLite commit.
-_JOURNAL_INSERT = (
-    f"INSERT INTO journal (seq, {', '.join(FIELDS)}, outcome, updates, failure) VALUES ("
-    f"(SELECT COALESCE(MAX(seq), 0) + 1 FROM journal WHERE run_id = ?), "
-    f"{', '.join('?' for _ in FIELDS)}, ?, ?, ?)"
-)
-_TOOLS_AT = FIELDS.index("tools")
-_EXTRA_AT = FIELDS.index("extra")
-
-
-def dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), allow_nan=True)
-
-
-def encode_updates(step: str, updates: Mapping[str, Any]) -> str:
-    """JSON for a step's updates; a value JSON cannot hold is named with its step and field."""
-    return encode_state(f"step {step!r} wrote", updates)
-
-
-def encode_state(who: str, values: Mapping[str, Any]) -> str:
-    try:
-        return dumps(values)
-    except (TypeError, ValueError):
-        for key, value in values.items():
-            try:
-                dumps(value)
-            except (TypeError, ValueError) as exc:
-                raise StateValueError(
-                    f"{who} state field {key!r} = {type(value).__name__}, which "
-                    f"cannot be stored as JSON ({exc}); store plain data (str, int, float, bool, "
-                    f"None, lists and dicts of them), e.g. an ISO string for a datetime"
-                ) from exc
-        raise
-
-
-def _event_row(
-    event: StepEvent, outcome: str | None = None, updates: str | None = None, failure: str | None = None
-) -> tuple[Any, ...]:
-    row: list[Any] = [event.run_id, *event, outcome, updates, failure]
-    tools = event.tools
-    row[_TOOLS_AT + 1] = None if tools is None else dumps(list(tools))
-    extra = event.extra
-    row[_EXTRA_AT + 1] = None if extra is None else json.dumps(extra, default=repr)
-    return tuple(row)
-
-
-def event_from_row(row: Sequence[Any]) -> StepEvent:
-    values = list(row)
-    if values[_TOOLS_AT] is not None:
-        values[_TOOLS_AT] = tuple(json.loads(values[_TOOLS_AT]))
-    if values[_EXTRA_AT] is not None:
-        values[_EXTRA_AT] = json.loads(values[_EXTRA_AT])
-    return StepEvent(*values)
-
 
 def _pid_alive(pid: int) -> bool:
     try:
@@ -169,7 +113,7 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-class Store:
+class Store(TicketStore):
     """Low-level access to one workspace's SQLite file. One connection per thread."""
 
     def __init__(self, path: Path, *, synchronous: str = "full") -> None:
@@ -356,15 +300,6 @@ class Store:
             )
         return run
 
-    def mark_rejection_routed(self, run_id: str, step: str, visit: int, route: str) -> None:
-        """The reviewer's "rejected" row becomes the checkpoint that routes to ``on_reject``."""
-        with self.write() as conn:
-            conn.execute(
-                "UPDATE journal SET outcome='rejected', route_taken=? "
-                "WHERE run_id=? AND step=? AND visit=? AND status='rejected'",
-                (route, run_id, step, visit),
-            )
-
     def mark_running(self, run_id: str) -> None:
         with self.write() as conn:
             conn.execute("UPDATE runs SET status='running', updated_at=? WHERE run_id=?", (time.time(), run_id))
@@ -427,7 +362,7 @@ class Store:
     ) -> None:
         """One transaction per settled step: its final event carrying the outcome and updates."""
         with self.write() as conn:
-            conn.execute(_JOURNAL_INSERT, _event_row(event, outcome, updates, failure))
+            conn.execute(JOURNAL_INSERT, event_row(event, outcome, updates, failure))
             if intent_status is not None:  # only irreversible steps have intents
                 conn.execute(
                     "UPDATE intents SET status=? WHERE run_id=? AND step=? AND visit=? AND status='pending'",
@@ -442,7 +377,7 @@ class Store:
 
     def journal(self, events: Sequence[StepEvent]) -> None:
         with self.write() as conn:
-            conn.executemany(_JOURNAL_INSERT, [_event_row(e) for e in events])
+            conn.executemany(JOURNAL_INSERT, [event_row(e) for e in events])
 
     def checkpoints(self, run_id: str) -> list[tuple[Any, ...]]:
         return [
@@ -492,7 +427,7 @@ class Store:
     def settle_intent(self, event: StepEvent, updates: str | None, *, status: str, by: str) -> None:
         """A person's verdict on an interrupted irreversible step; with updates it counts as done."""
         with self.write() as conn:
-            conn.execute(_JOURNAL_INSERT, _event_row(event, None if updates is None else "ok", updates))
+            conn.execute(JOURNAL_INSERT, event_row(event, None if updates is None else "ok", updates))
             conn.execute(
                 "UPDATE intents SET status=?, resolved_by=? WHERE run_id=? AND step=? AND visit=?",
                 (status, by, event.run_id, event.step, event.visit),
@@ -544,106 +479,6 @@ class Store:
             "error",
         )
         return [dict(zip(keys, r, strict=True)) for r in self.read(sql, params)]
-
-    # ---- tickets --------------------------------------------------------------------------------
-
-    _TICKET_COLS = (
-        "ticket_id, run_id, workflow, step, visit, reason, payload, status, decided_by, comment, created_at, decided_at"
-    )
-
-    @staticmethod
-    def _ticket(row: Sequence[Any]) -> Ticket:
-        values = list(row)
-        values[6] = json.loads(values[6])
-        return Ticket(*values)
-
-    def create_ticket(self, ticket: Ticket, event: StepEvent) -> Ticket:
-        """Persist a new ticket (or return the one that exists for this step visit)."""
-        with self.write() as conn:
-            row = conn.execute(
-                f"SELECT {self._TICKET_COLS} FROM tickets WHERE run_id=? AND step=? AND visit=?",
-                (ticket.run_id, ticket.step, ticket.visit),
-            ).fetchone()
-            if row is not None:
-                return self._ticket(row)
-            conn.execute(
-                f"INSERT INTO tickets ({self._TICKET_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    ticket.ticket_id,
-                    ticket.run_id,
-                    ticket.workflow,
-                    ticket.step,
-                    ticket.visit,
-                    ticket.reason,
-                    json.dumps(ticket.payload, default=repr),
-                    ticket.status,
-                    ticket.decided_by,
-                    ticket.comment,
-                    ticket.created_at,
-                    ticket.decided_at,
-                ),
-            )
-            conn.execute(_JOURNAL_INSERT, _event_row(event))
-        return ticket
-
-    def ticket(self, ticket_id: str) -> Ticket:
-        rows = self.read(f"SELECT {self._TICKET_COLS} FROM tickets WHERE ticket_id=?", (ticket_id,))
-        if not rows:
-            raise TicketError(f"no approval ticket {ticket_id!r} in {self.path}; `wfkit pending` lists the open ones")
-        return self._ticket(rows[0])
-
-    def ticket_for(self, run_id: str, step: str, visit: int) -> Ticket | None:
-        rows = self.read(
-            f"SELECT {self._TICKET_COLS} FROM tickets WHERE run_id=? AND step=? AND visit=?",
-            (run_id, step, visit),
-        )
-        return self._ticket(rows[0]) if rows else None
-
-    def tickets(self, *, status: str | None = "open", run_id: str | None = None) -> list[Ticket]:
-        sql = f"SELECT {self._TICKET_COLS} FROM tickets WHERE 1=1"
-        params: list[Any] = []
-        if status is not None:
-            sql += " AND status=?"
-            params.append(status)
-        if run_id is not None:
-            sql += " AND run_id=?"
-            params.append(run_id)
-        return [self._ticket(r) for r in self.read(sql + " ORDER BY created_at", params)]
-
-    def decide(
-        self, ticket_id: str, decision: str, by: str, comment: str, event: Callable[[Ticket], StepEvent]
-    ) -> tuple[Ticket, bool]:
-        """Apply a decision once. Returns the ticket and whether this call changed it.
-
-        The same decision again is a no-op (False); a different one on a closed ticket is refused.
-        """
-        if decision not in ("approve", "reject"):
-            raise TicketError(f"a decision is 'approve' or 'reject', got {decision!r}")
-        if not by or not str(by).strip():
-            raise TicketError("a decision needs the reviewer's name (by=...)")
-        status = "approved" if decision == "approve" else "rejected"
-        with self.write() as conn:
-            row = conn.execute(f"SELECT {self._TICKET_COLS} FROM tickets WHERE ticket_id=?", (ticket_id,)).fetchone()
-            if row is None:
-                raise TicketError(
-                    f"no approval ticket {ticket_id!r} in {self.path}; `wfkit pending` lists the open ones"
-                )
-            ticket = self._ticket(row)
-            if ticket.status == status:
-                return ticket, False
-            if ticket.status != "open":
-                raise TicketError(
-                    f"ticket {ticket_id} was already {ticket.status} by {ticket.decided_by}; a decision "
-                    f"is applied once and cannot be reversed (start a new run to decide again)"
-                )
-            now = time.time()
-            conn.execute(
-                "UPDATE tickets SET status=?, decided_by=?, comment=?, decided_at=? WHERE ticket_id=?",
-                (status, by, comment, now, ticket_id),
-            )
-            decided = dataclasses.replace(ticket, status=status, decided_by=by, comment=comment, decided_at=now)
-            conn.execute(_JOURNAL_INSERT, _event_row(event(decided)))
-        return decided, True
 
 
 @contextmanager

@@ -18,6 +18,7 @@ from wfkit._engine import Execution
 from wfkit._errors import WorkflowChangedError, WorkflowChangedWarning
 from wfkit._events import Sink, as_callables
 from wfkit._graph import Graph, compile_graph, describe_changes
+from wfkit._journal import encode_state
 from wfkit._loops import run_blocking
 from wfkit._merge import Merge, check_merges
 from wfkit._processors import DEFAULT_PROCESSORS, Processor
@@ -26,7 +27,7 @@ from wfkit._routing import Go, Route, Router
 from wfkit._run import Run, WorkspaceArg, _Options
 from wfkit._status import RunStatus
 from wfkit._steps import StepFunction, StepSpec, make_spec
-from wfkit._store import Store, encode_state
+from wfkit._store import Store
 from wfkit._workspace import open_store
 
 F = TypeVar("F", bound=StepFunction)

@@ -15,8 +15,9 @@ from typing import Any, Literal
 from wfkit._approvals import Ticket
 from wfkit._errors import TicketError
 from wfkit._events import StepEvent
+from wfkit._journal import encode_updates
 from wfkit._processors import DEFAULT_PROCESSORS
-from wfkit._store import Store, encode_updates
+from wfkit._store import Store
 
 DB_NAME = "wfkit.db"
 _stores: dict[tuple[Path, str], Store] = {}
