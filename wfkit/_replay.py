@@ -112,6 +112,12 @@ def _run_notebook_child(notebook: str, out_dir: str, parameters: dict[str, Any],
     output = folder / src.name
     error: dict[str, Any] | None = None
     t0 = time.perf_counter()
+    # The kernel inherits this worker's stderr: send its chatter (transport warnings, shutdown
+    # notices) to a log beside the output notebook instead of the terminal running the replay.
+    sys.stderr.flush()
+    saved_stderr = os.dup(2)
+    with (folder / "kernel-stderr.log").open("wb") as log:
+        os.dup2(log.fileno(), 2)
     try:
         pm.execute_notebook(
             str(src),
@@ -133,6 +139,8 @@ def _run_notebook_child(notebook: str, out_dir: str, parameters: dict[str, Any],
             "message": str(exc).strip().splitlines()[-1] if str(exc).strip() else repr(exc),
         }
     finally:
+        os.dup2(saved_stderr, 2)
+        os.close(saved_stderr)
         os.environ.clear()
         os.environ.update(env_before)
     seconds = time.perf_counter() - t0
