@@ -258,3 +258,14 @@ def test_seed_passed_to_run_wins_over_test_mode_seed() -> None:
         run = flow.run({}, seed=9)
     expected = random.Random(9)
     assert [expected.random() for _ in range(4)] == _draws(run)
+
+
+def test_the_kit_offers_the_simulated_model_and_cassettes() -> None:
+    """wfkit.testing hands out the simulated model and cassettes (loaded on first use)."""
+    import wfkit
+    import wfkit.testing as kit
+
+    assert wfkit.SimulatedModel is kit.SimulatedModel
+    assert wfkit.Cassette is kit.Cassette
+    with pytest.raises(AttributeError, match="no attribute 'Nothing'"):
+        kit.Nothing  # noqa: B018

@@ -12,11 +12,16 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 from wfkit import _settings
 from wfkit._events import StepEvent
 
-__all__ = ["MemorySink", "capture_events", "test_mode"]
+if TYPE_CHECKING:
+    from wfkit._cassette import Cassette
+    from wfkit._simulated import SimulatedModel
+
+__all__ = ["Cassette", "MemorySink", "SimulatedModel", "capture_events", "test_mode"]
 
 
 class MemorySink:
@@ -62,3 +67,16 @@ def test_mode(seed: int = 0) -> Iterator[None]:
 
 
 test_mode.__test__ = False  # type: ignore[attr-defined]  # keep pytest from collecting it
+
+
+def __getattr__(name: str) -> object:
+    # The simulated model and cassettes belong to the test kit too; they import httpx, so lazily.
+    if name == "SimulatedModel":
+        from wfkit._simulated import SimulatedModel
+
+        return SimulatedModel
+    if name == "Cassette":
+        from wfkit._cassette import Cassette
+
+        return Cassette
+    raise AttributeError(f"module 'wfkit.testing' has no attribute {name!r}")
