@@ -14,18 +14,21 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Mapping
 from typing import Any, Literal
 
 Mode = Literal["interactive", "headless"]
 MODES: tuple[str, ...] = ("interactive", "headless")
 
 
-def _user_ns() -> dict[str, Any]:
+def _user_ns() -> Mapping[str, Any]:
+    """The notebook's namespace, read only (no copy: it may hold large objects)."""
     ipython = sys.modules.get("IPython")
     if ipython is None:
         return {}
     shell = ipython.get_ipython()
-    return dict(getattr(shell, "user_ns", None) or {})
+    namespace: Mapping[str, Any] = getattr(shell, "user_ns", None) or {}
+    return namespace
 
 
 def in_kernel() -> bool:

@@ -189,8 +189,10 @@ def summarise_workspace(workspace: Path, settings: Mapping[str, Any]) -> dict[st
         events = ws.events(row["run_id"])
         retries: dict[str, int] = {}
         for e in events:
-            if e.status in ("retry", "timeout") or (e.status == "failed" and e.attempt > 1):
-                retries[e.step] = retries.get(e.step, 0) + (1 if e.status != "failed" else 0)
+            if e.status in ("retry", "timeout"):
+                retries[e.step] = retries.get(e.step, 0) + 1
+            elif e.status == "failed" and e.attempt > 1:
+                retries.setdefault(e.step, 0)  # failed after earlier attempts: listed, if only with 0
             if e.attempt > 0:
                 pooled.setdefault(e.step, []).append(e.latency_s)
         # A run id inside an output (an idempotency key, say) differs on every replay: mask it.

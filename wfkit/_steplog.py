@@ -233,7 +233,7 @@ class Exporter:
             self._timer = None
         self.flush()
 
-    def flush(self, timeout: float | None = None) -> None:
+    def flush(self) -> None:
         """Export every pending run now (readers call this before they read)."""
         with self._export_lock:
             with self._lock:
