@@ -11,7 +11,7 @@ import uuid
 import warnings
 import weakref
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, TypeVar, overload
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from wfkit._approvals import HALT, Approval, ApprovalPolicy, as_policy
 from wfkit._engine import Execution
@@ -29,6 +29,11 @@ from wfkit._status import RunStatus
 from wfkit._steps import StepFunction, StepSpec, make_spec
 from wfkit._store import Store
 from wfkit._workspace import open_store
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from wfkit._spec import Format
 
 F = TypeVar("F", bound=StepFunction)
 
@@ -103,6 +108,8 @@ class Workflow:
         self._routers: dict[str, Router] = {}
         self._entry: str | None = None
         self._graph: Graph | None = None
+        # What a flow spec carries besides behaviour (the builder's layout), kept across load and save.
+        self.metadata: dict[str, Any] = {}
         _by_name[name] = self
         # Where the workflow was defined, so `wfkit resume` can import it again.
         self._module: str | None = sys._getframe(1).f_globals.get("__name__")
@@ -271,6 +278,80 @@ class Workflow:
         except WorkflowDefinitionError as exc:
             return {"text/plain": f"{self!r}\n{exc}"}
         return {"text/plain": self.describe(), "text/html": to_svg(graph)}
+
+    # ---- as data ---------------------------------------------------------------------------
+
+    def _parts(self) -> Any:
+        from wfkit._spec import FlowParts
+
+        return FlowParts(
+            name=self.name,
+            entry=self._entry,
+            steps=self._steps,
+            edges=self._edges,
+            routers=self._routers,
+            merge=self._merge,
+            version=self._version,
+            description=self.description,
+            metadata=self.metadata,
+        )
+
+    def to_spec(self) -> dict[str, Any]:
+        """The workflow as plain data (a flow spec): steps by function reference, edges, routes,
+        options and merge rules, in a fixed key order. :meth:`from_spec` builds it back.
+
+        A step function importable as ``module:function`` is written that way; one defined in a
+        notebook or inside a function is written by its name, to be passed back in ``steps=``.
+        """
+        from wfkit._spec import to_spec
+
+        self.validate()
+        return to_spec(self._parts())
+
+    def save(self, path: str | Path, *, format: Format | None = None) -> Path:
+        """Write :meth:`to_spec` as YAML (``.yaml``/``.yml``) or JSON (``.json``)."""
+        from wfkit._spec import write
+
+        return write(self.to_spec(), path, format)
+
+    @classmethod
+    def from_spec(
+        cls,
+        spec: Mapping[str, Any] | str | Path,
+        *,
+        steps: Mapping[str, Any] | Iterable[Callable[..., Any]] | None = None,
+        tools: Any = None,
+        processors: Iterable[Processor] | None = None,
+    ) -> Workflow:
+        """Build a workflow from a flow spec (a mapping, or a .yaml/.json file).
+
+        ``steps`` supplies the functions the spec names without a module: a mapping of names to
+        functions (``globals()`` in a notebook) or a list of functions. ``tools`` and
+        ``processors`` are runtime objects, as on :class:`Workflow`. Every problem (schema,
+        missing functions, bad options, graph) is reported at once in a
+        :class:`~wfkit.FlowSpecError` whose lines start with their JSON path.
+        """
+        from pathlib import Path
+
+        from wfkit._spec import load_parts, read
+
+        data = read(spec) if isinstance(spec, str | Path) else spec
+        parts = load_parts(data, steps)
+        flow = cls(
+            parts.name,
+            version=parts.version,
+            merge=parts.merge,
+            description=parts.description,
+            tools=tools,
+            processors=processors,
+        )
+        flow._steps = dict(parts.steps)
+        flow._edges = {src: list(targets) for src, targets in parts.edges.items()}
+        flow._routers = dict(parts.routers)
+        flow._entry = parts.entry
+        flow.metadata = dict(parts.metadata or {})
+        flow._module = None  # not importable by name: `wfkit resume` needs --workflow for it
+        return flow
 
     # ---- running ---------------------------------------------------------------------------
 

@@ -3,6 +3,12 @@
 ``query_router()`` is the article's RAG router: classify a query, then search code, data or the
 web (tools bound per route, unknown types to the default), then answer, with a quality check
 that may loop back to revise the answer a bounded number of times.
+
+The module-level steps ``classify``, ``code_search``, ``data_query``, ``web_search`` and
+``generate_answer`` are the same router's parts as plain importable functions, for shaping the
+flow as data (a spec naming ``wfkit.examples:classify``) or in the visual builder
+(``wf.edit("router.yaml", steps=wfkit.examples, tools=wf.example_registry())``). The search steps
+call every tool their route bound, so a run shows which route it took and with which tools.
 """
 
 from __future__ import annotations
@@ -35,6 +41,41 @@ def _classify_text(query: str) -> str:
         if any(w in text for w in words):
             return kind
     return "unknown"
+
+
+def classify(state: dict[str, Any]) -> dict[str, Any]:
+    """Decide the query type from keywords (code, data, factual or unknown)."""
+    return {"query_type": _classify_text(state["query"])}
+
+
+_TOOL_ARGUMENTS = {"code_interpreter": "code", "file_read": "path"}
+
+
+async def _call_bound_tools(state: dict[str, Any], ctx: wf.StepContext) -> dict[str, Any]:
+    for tool in ctx.tools:
+        argument = _TOOL_ARGUMENTS.get(tool, "query")
+        await ctx.tool(tool, **{argument: "notes.md" if argument == "path" else state["query"]})
+    return {"searched_with": list(ctx.tools)}
+
+
+async def code_search(state: dict[str, Any], ctx: wf.StepContext) -> dict[str, Any]:
+    """Search code sources with every tool the route bound."""
+    return await _call_bound_tools(state, ctx)
+
+
+async def data_query(state: dict[str, Any], ctx: wf.StepContext) -> dict[str, Any]:
+    """Query the data warehouse with every tool the route bound."""
+    return await _call_bound_tools(state, ctx)
+
+
+async def web_search(state: dict[str, Any], ctx: wf.StepContext) -> dict[str, Any]:
+    """Search the web with every tool the route bound."""
+    return await _call_bound_tools(state, ctx)
+
+
+def generate_answer(state: dict[str, Any]) -> dict[str, Any]:
+    """Answer from what the search step found, naming the tools it used."""
+    return {"answer": f"answered {state['query']!r} with {', '.join(state.get('searched_with', [])) or 'no tools'}"}
 
 
 def query_router(*, flaky: float = 0.0, slow: float = 0.0) -> wf.Workflow:
