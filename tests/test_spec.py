@@ -269,7 +269,7 @@ def test_every_problem_is_reported_at_once_with_its_json_path() -> None:
     expected = [
         "$.routes.classify.routes[0].when.op: 'equals' is not one of",
         "$.steps.review: unknown key 'timout' (did you mean 'timeout'?)",
-        "$.steps.generate_answer.fn: step function for 'generate_answer' 'generate_answer' is not among the "
+        "$.steps.generate_answer.fn: 'generate_answer', the function of step 'generate_answer', is not among the "
         "functions passed in steps=",
         "$.routes.classify.routes[1].go: route from 'classify' -> 'data_qery': no step named 'data_qery' "
         "(did you mean 'data_query'?); declare it, or use wfkit.END to finish",
@@ -315,8 +315,12 @@ def test_import_path_that_does_not_import_is_reported() -> None:
     spec["steps"]["classify"]["fn"] = "wfkit.examples:clasify"
     spec["steps"]["review"]["fn"] = "no_such_module_here:review"
     problems = sorted(_problems(spec, steps=_functions(query_router())))
-    assert problems[0].startswith("$.steps.classify.fn: cannot import step function for 'classify' 'wfkit.examples")
-    assert problems[1].startswith("$.steps.review.fn: cannot import step function for 'review' 'no_such_module_here")
+    assert problems[0].startswith(
+        "$.steps.classify.fn: cannot import 'wfkit.examples:clasify', the function of step 'classify'"
+    )
+    assert problems[1].startswith(
+        "$.steps.review.fn: cannot import 'no_such_module_here:review', the function of step 'review'"
+    )
 
 
 def test_reserved_map_and_workflow_keys_are_refused_clearly() -> None:

@@ -102,18 +102,18 @@ def _resolve(ref: str, namespace: Mapping[str, Any], what: str) -> tuple[Any, st
         try:
             target = _import_ref(ref)
         except (ImportError, AttributeError) as exc:
-            return None, f"cannot import {what} {ref!r} ({exc}); check the module path and function name"
+            return None, f"cannot import {ref!r}, {what} ({exc}); check the module path and function name"
     else:
         if ref not in namespace:
             close = difflib.get_close_matches(ref, list(namespace), n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             return None, (
-                f"{what} {ref!r} is not among the functions passed in steps={hint}; pass it "
+                f"{ref!r}, {what}, is not among the functions passed in steps={hint}; pass it "
                 f"(Workflow.from_spec(spec, steps={{{ref!r}: {ref}}})) or write it as 'module:{ref}'"
             )
         target = namespace[ref]
     if not callable(target):
-        return None, f"{what} {ref!r} is {type(target).__name__}, not a function"
+        return None, f"{ref!r}, {what}, is {type(target).__name__}, not a function"
     return target, None
 
 
@@ -438,7 +438,7 @@ def _step_from_spec(name: str, data: Mapping[str, Any], namespace: Mapping[str, 
     fn: StepFunction = _missing_step
     ref = data.get("fn", name)
     if isinstance(ref, str):
-        found, why = _resolve(ref, namespace, f"step function for {name!r}")
+        found, why = _resolve(ref, namespace, f"the function of step {name!r}")
         if why is not None:
             problems.add((*where, "fn"), f"{json_path((*where, 'fn'))}: {why}")
         else:
@@ -458,7 +458,7 @@ def _step_from_spec(name: str, data: Mapping[str, Any], namespace: Mapping[str, 
         options["tools"] = tuple(tools)
     classify = data.get("classify")
     if isinstance(classify, str):
-        found, why = _resolve(classify, namespace, "error classifier")
+        found, why = _resolve(classify, namespace, "the error classifier")
         if why is not None:
             problems.add((*where, "classify"), f"{json_path((*where, 'classify'))}: {why}")
         else:
@@ -498,7 +498,7 @@ def _step_from_spec(name: str, data: Mapping[str, Any], namespace: Mapping[str, 
 def _approval(data: Mapping[str, Any], where: Location, namespace: Mapping[str, Any], problems: _Problems) -> Approval:
     payload: Any = data.get("payload")
     if isinstance(payload, str):
-        found, why = _resolve(payload, namespace, "approval payload function")
+        found, why = _resolve(payload, namespace, "the approval payload function")
         if why is not None:
             problems.add((*where, "payload"), f"{json_path((*where, 'payload'))}: {why}")
         payload = found
@@ -584,7 +584,7 @@ def load_parts(
     raw_merge = _mapping(spec, "merge")
     for field_name, ref in raw_merge.items():
         if isinstance(ref, str):
-            found, why = _resolve(ref, namespace, f"merge rule for {field_name!r}")
+            found, why = _resolve(ref, namespace, f"the merge rule for {field_name!r}")
             if why is not None:
                 problems.add(("merge", field_name), f"{json_path(('merge', field_name))}: {why}")
             else:

@@ -268,6 +268,18 @@ class Workflow:
 
         return to_text(self.validate())
 
+    def to_mermaid(self) -> str:
+        """The graph as Mermaid ``flowchart`` text (routes labelled with condition and tools)."""
+        from wfkit._graphexport import to_mermaid
+
+        return to_mermaid(self.validate())
+
+    def to_dot(self) -> str:
+        """The graph as Graphviz DOT text."""
+        from wfkit._graphexport import to_dot
+
+        return to_dot(self.validate())
+
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
         """The graph as SVG (drawn here: no network, no graphviz) with a text fallback."""
         from wfkit._errors import WorkflowDefinitionError

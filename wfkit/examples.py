@@ -138,3 +138,36 @@ def query_router(*, flaky: float = 0.0, slow: float = 0.0) -> wf.Workflow:
         default=wf.go(wf.END),
     )
     return flow
+
+
+ARTICLE_QUERIES: dict[str, tuple[str, tuple[str, ...]]] = {
+    "How to implement binary search in Python?": ("code_search", ("web_search", "code_interpreter")),
+    "What were Q1 sales figures?": ("data_query", ("sql_query", "file_read")),
+    "What is the capital of France?": ("web_search", ("web_search",)),
+    "Random question": ("web_search", ("web_search",)),
+}
+"""The article's four queries, each with the step its route reaches and the tools it binds."""
+
+
+def rag_router() -> wf.Workflow:
+    """The article's router from the module-level steps: classify, three routes on ``query_type``
+    binding their tools, the default to web search, then generate the answer."""
+    flow = wf.Workflow("rag-router", description="the article's query router")
+    for step in (classify, code_search, data_query, web_search, generate_answer):
+        flow.step(step)
+    flow.route(
+        "classify",
+        wf.when("query_type", "eq", "code") >> wf.go("code_search", tools=["web_search", "code_interpreter"]),
+        wf.when("query_type", "eq", "data") >> wf.go("data_query", tools=["sql_query", "file_read"]),
+        wf.when("query_type", "in", ["general", "factual"]) >> wf.go("web_search", tools=["web_search"]),
+        default=wf.go("web_search", tools=["web_search"]),
+    )
+    for search in ("code_search", "data_query", "web_search"):
+        flow.edge(search, "generate_answer")
+    return flow
+
+
+def reliable_tools() -> wf.ToolRegistry:
+    """The article's four tools, offline, instant and never failing (for specs run from the CLI:
+    ``wfkit run router.yaml --tools wfkit.examples:reliable_tools``)."""
+    return wf.example_registry(time_scale=0.0, failures=False)
