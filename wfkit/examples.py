@@ -17,6 +17,7 @@ import asyncio
 from typing import Any
 
 import wfkit as wf
+from wfkit._tools import ToolRegistry, example_registry
 
 QUERIES: list[dict[str, str]] = [
     {"query": "How to implement binary search in Python?"},
@@ -167,7 +168,7 @@ def rag_router() -> wf.Workflow:
     return flow
 
 
-def reliable_tools() -> wf.ToolRegistry:
+def reliable_tools() -> ToolRegistry:
     """The article's four tools, offline, instant and never failing (for specs run from the CLI:
     ``wfkit run router.yaml --tools wfkit.examples:reliable_tools``)."""
-    return wf.example_registry(time_scale=0.0, failures=False)
+    return example_registry(time_scale=0.0, failures=False)
