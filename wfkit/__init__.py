@@ -160,6 +160,8 @@ _LAZY = {
     "Tool": "wfkit._tools",
     "UnknownToolError": "wfkit._tools",
     "example_registry": "wfkit._tools",
+    "edit": "wfkit._builderwidget",
+    "FlowEditor": "wfkit._builderwidget",
 }
 __all__ += sorted(_LAZY)
 

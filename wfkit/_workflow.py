@@ -365,6 +365,26 @@ class Workflow:
         flow._module = None  # not importable by name: `wfkit resume` needs --workflow for it
         return flow
 
+    def replace_definition(self, other: Workflow) -> Workflow:
+        """Take ``other``'s steps, edges, routes, merge rules, version, description and metadata,
+        keeping this object (so every name bound to it sees the change, as after re-running the
+        cell that defined it). The visual builder's Save uses it."""
+        if other.name != self.name:
+            if _by_name.get(self.name) is self:
+                del _by_name[self.name]
+            self.name = other.name
+            _by_name[self.name] = self
+        self._steps = dict(other._steps)
+        self._edges = {src: list(targets) for src, targets in other._edges.items()}
+        self._routers = dict(other._routers)
+        self._entry = other._entry
+        self._merge = dict(other._merge)
+        self._version = other._version
+        self.description = other.description
+        self.metadata = dict(other.metadata)
+        self._graph = None
+        return self
+
     # ---- running ---------------------------------------------------------------------------
 
     def _ref(self) -> str | None:
