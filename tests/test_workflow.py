@@ -237,3 +237,20 @@ def test_drain_raises_the_first_failure() -> None:
         await wf.drain(raise_on_error=False)
 
     asyncio.run(cell())
+
+
+def test_replace_definition_keeps_the_object() -> None:
+    """replace_definition takes another workflow's steps, routes, name and metadata in place."""
+    flow = _two_steps()
+    other = wf.Workflow("renamed", version="9")
+    other.step(lambda s: {"z": 1}, name="only")
+    other.metadata = {"layout": {"only": [1, 2]}}
+    same = flow.replace_definition(other)
+    assert same is flow
+    assert ("renamed", "9", ["only"], {"layout": {"only": [1, 2]}}) == (
+        flow.name,
+        flow.version,
+        list(flow.steps),
+        flow.metadata,
+    )
+    assert {"z": 1} == flow.run({}, workspace=False).state
