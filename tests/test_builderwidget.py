@@ -111,3 +111,11 @@ def test_missing_anywidget_names_the_extra_to_install() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert 'the flow builder needs anywidget: pip install "wfkit[builder]"' == out.stdout.strip()
+
+
+def test_text_fallback_says_file_steps_and_problems(tmp_path: Path) -> None:
+    """Headless (papermill) the editor reads as its file, its step count and its problem count."""
+    editor = wf.edit(tmp_path / "router.yaml", steps=ex)
+    assert "<FlowEditor router.yaml: 0 steps, 1 problem>" == repr(editor)
+    editor.spec = ex.rag_router().to_spec()
+    assert "<FlowEditor router.yaml: 5 steps, no problems>" == repr(editor)

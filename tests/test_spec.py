@@ -291,7 +291,7 @@ def test_bad_operator_names_the_allowed_ones() -> None:
     spec["routes"]["classify"]["routes"][0]["when"]["op"] = "equals"
     (problem,) = _problems(spec, steps=_functions(query_router()))
     assert problem.startswith("$.routes.classify.routes[0].when.op: 'equals' is not one of ")
-    assert problem.endswith("(one of eq, ne, gt, ge, lt, le, contains, in, exists)")
+    assert "['eq', 'ne', 'gt', 'ge', 'lt', 'le', 'contains', 'in', 'exists']" in problem
 
 
 def test_bad_option_values_say_what_is_expected() -> None:

@@ -79,7 +79,9 @@ class FlowEditor(anywidget.AnyWidget):
             self.send({"type": "step_created", **made})
 
     def __repr__(self) -> str:
-        return f"<FlowEditor {self.session.path}>"
+        count = len(self.problems)
+        state = f"{count} problem{'s' * (count != 1)}" if count else "no problems"
+        return f"<FlowEditor {self.session.path.name}: {len(self.spec.get('steps') or {})} steps, {state}>"
 
 
 def edit(
