@@ -8,12 +8,12 @@ import sys
 import pytest
 
 import wfkit
-from wfkit._cli import main
+from wfkit.cli._cli import main
 
 
 def test_version_from_console_script() -> None:
     """`wfkit --version` prints the package version (through the installed entry point)."""
-    exe = [sys.executable, "-m", "wfkit._cli", "--version"]
+    exe = [sys.executable, "-m", "wfkit.cli._cli", "--version"]
     out = subprocess.run(exe, capture_output=True, text=True, check=True)
     assert f"wfkit {wfkit.__version__}" == out.stdout.strip()
 

@@ -20,9 +20,9 @@ from typing import Any
 import pytest
 
 import wfkit as wf
-from wfkit._journal import encode_state, encode_updates
-from wfkit._store import _MAGIC, SCHEMA_VERSION, Store
-from wfkit._workspace import DB_NAME, open_store
+from wfkit.store._journal import encode_state, encode_updates
+from wfkit.store._store import _MAGIC, SCHEMA_VERSION, Store
+from wfkit.store._workspace import DB_NAME, open_store
 
 # ---- helpers -------------------------------------------------------------------------------------
 

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 import wfkit as wf
-from wfkit._approvals import Ticket
-from wfkit.widgets import ApprovalPanel, PendingView, RunView
+from wfkit.model._approvals import Ticket
+from wfkit.notebook._widgets import ApprovalPanel, PendingView, RunView
 
 
 def _ticket(status: str = "open") -> Ticket:
@@ -123,7 +123,7 @@ def test_pending_view_decides_from_the_workspace() -> None:
 
 def test_pending_after_restart_resumes_with_a_redefined_workflow() -> None:
     """After a "restart" (a fresh handle), deciding in wfkit.pending() resumes the run."""
-    from wfkit._pending import resume_after_decision
+    from wfkit.notebook._pending import resume_after_decision
 
     flow = _gated_flow()
     run = flow.run({"amount": 30})

@@ -21,9 +21,9 @@ def _by_keywords(text: str) -> str:
 
 
 def build(classifier: str = "keywords") -> wf.Workflow:
-    flow = wf.Workflow(f"query-router-{classifier}", tools=wf.example_registry(time_scale=0.0005, failures=False))
-    llm = wf.ChatClient(
-        transport=wf.SimulatedModel(p50=0.002, p99=0.01, seed=0, reply={p: k for k, p in RULES.items()})
+    flow = wf.Workflow(f"query-router-{classifier}", tools=wf.llm.example_registry(time_scale=0.0005, failures=False))
+    llm = wf.llm.ChatClient(
+        transport=wf.llm.SimulatedModel(p50=0.002, p99=0.01, seed=0, reply={p: k for k, p in RULES.items()})
     )
 
     @flow.step
@@ -66,16 +66,16 @@ def build(classifier: str = "keywords") -> wf.Workflow:
     return flow
 
 
-suite = wf.Suite(
+suite = wf.evals.Suite(
     name="query-router",
     dataset="dataset.jsonl",
     workflow=build,
     variants={"keywords": {"classifier": "keywords"}, "llm": {"classifier": "llm"}},
     scorers=[
-        wf.route_taken(),
-        wf.tools_used(),
-        wf.latency_budget(2.0),
-        wf.contains("answer", name="answer_mentions_tool"),
+        wf.evals.route_taken(),
+        wf.evals.tools_used(),
+        wf.evals.latency_budget(2.0),
+        wf.evals.contains("answer", name="answer_mentions_tool"),
     ],
     thresholds={"route_taken": 0.9, "tools_used": 0.9},
 )
