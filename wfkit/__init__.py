@@ -5,12 +5,12 @@ by policy with classified errors, time out per step and per run, and emit one ev
 """
 
 from wfkit._version import __version__
-from wfkit.engine._run import Run, drain
+from wfkit.engine._run import ResumeOptions, Run, RunOptions, drain
 from wfkit.engine._run import set_renderer as _set_renderer
 from wfkit.engine._workflow import Workflow
 from wfkit.logs._analysis import steps
 from wfkit.model._approvals import Approval, ApprovalPolicy, DecisionsFile, Ticket
-from wfkit.model._context import Failure, StepContext
+from wfkit.model._context import ChatModel, Failure, StepContext, ToolProvider
 from wfkit.model._errors import (
     ApprovalRejectedError,
     ApprovalRequiredError,
@@ -53,6 +53,7 @@ __all__ = [
     "ApprovalPolicy",
     "ApprovalRejectedError",
     "ApprovalRequiredError",
+    "ChatModel",
     "Condition",
     "ConditionError",
     "DecisionsFile",
@@ -62,10 +63,12 @@ __all__ = [
     "LeaseError",
     "Pending",
     "PermanentError",
+    "ResumeOptions",
     "RetryPolicy",
     "Route",
     "Run",
     "RunError",
+    "RunOptions",
     "RunStatus",
     "RunTimeoutError",
     "StateConflictError",
@@ -78,6 +81,7 @@ __all__ = [
     "StoreCorruptError",
     "Ticket",
     "TicketError",
+    "ToolProvider",
     "TransientError",
     "VisitLimitError",
     "WfkitError",

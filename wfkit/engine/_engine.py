@@ -25,7 +25,7 @@ from wfkit.engine._gates import Gates
 from wfkit.logs._steplog import exporter
 from wfkit.model import _settings
 from wfkit.model._approvals import HALT, ApprovalPolicy
-from wfkit.model._context import Failure, StepContext
+from wfkit.model._context import ChatModel, Failure, StepContext, ToolProvider
 from wfkit.model._errors import (
     RunError,
     RunTimeoutError,
@@ -66,8 +66,8 @@ class Execution(Attempts, Gates):
         policy: ApprovalPolicy = HALT,
         count_waiting: bool = False,
         elapsed_before: float = 0.0,
-        llm: Any = None,
-        tool_registry: Any = None,
+        llm: ChatModel | None = None,
+        tool_registry: ToolProvider | None = None,
         processors: tuple[Processor, ...] = DEFAULT_PROCESSORS,
     ) -> None:
         settings = _settings.current()
@@ -140,9 +140,9 @@ class Execution(Attempts, Gates):
 
         return await invoke(ctx, name, arguments)
 
-    def llm_client(self) -> Any:
+    def llm_client(self) -> ChatModel:
         if self.llm is None:
-            from wfkit.llm._llm import default_client  # type: ignore[import-not-found,unused-ignore]
+            from wfkit.llm._llm import default_client
 
             self.llm = default_client(seed=self._seed)
         return self.llm

@@ -6,21 +6,22 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import difflib
 import os
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Iterable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeAlias
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeAlias, TypedDict
 
 from wfkit.engine._engine import Execution
 from wfkit.engine._loops import background_loop, running_loop
 from wfkit.model._approvals import ApprovalPolicy, Ticket
+from wfkit.model._context import ChatModel, ToolProvider
 from wfkit.model._errors import TicketError
-from wfkit.model._events import StepEvent
+from wfkit.model._events import Sink, StepEvent
 from wfkit.model._status import RunStatus
 from wfkit.store._workspace import decision_event
 
 if TYPE_CHECKING:
-    from wfkit.model._events import Sink
     from wfkit.model._graph import Graph
 
 # Runs launched in this process and not awaited yet, for drain(). Strong references: a notebook
@@ -53,19 +54,70 @@ class RunSource(Protocol):
 WorkspaceArg: TypeAlias = "str | os.PathLike[str] | Literal[False] | None"
 
 
+class ResumeOptions(TypedDict, total=False):
+    """How a stored run continues: the keywords :meth:`Workflow.resume` and ``aresume`` take."""
+
+    workspace: WorkspaceArg
+    """The folder that keeps the run (default ``$WFKIT_HOME`` or ``./.wfkit``); ``False``: memory only."""
+    policy: str | ApprovalPolicy | None
+    """Who decides approval gates when nobody is there: "halt", "approve", "reject", "fail", or a decisions file."""
+    sinks: Iterable[Sink]
+    """Where each step event goes besides the run's own list (callables or objects with ``emit``)."""
+    llm: ChatModel | None
+    """The chat client ``ctx.llm`` hands to steps (default: the seeded simulated model, offline)."""
+    tools: ToolProvider | None
+    """The tool registry ``ctx.tool`` calls into (default: the workflow's own)."""
+    mode: str | None
+    """"interactive" or "headless"; detected when None."""
+
+
+class RunOptions(ResumeOptions, total=False):
+    """How a new run executes: the keywords :meth:`Workflow.run`, ``arun`` and ``start`` share."""
+
+    run_id: str | None
+    """Choose the run's id (default: a fresh random one)."""
+    timeout: float | None
+    """The run's deadline in seconds, which survives pauses and resumes."""
+    seed: int | None
+    """Seeds ``ctx.rng`` and the simulated model, so a run can be replayed."""
+    count_approval_wait: bool
+    """Whether time halted for approval counts against ``timeout``."""
+
+
+_RESUME_KEYS = frozenset(ResumeOptions.__annotations__)
+_RUN_KEYS = frozenset(RunOptions.__annotations__) | _RESUME_KEYS
+
+
 @dataclass(frozen=True, slots=True)
 class _Options:
     """How a run was asked to execute; kept so that resuming it behaves the same."""
 
-    timeout: float | None
-    sinks: tuple[Sink, ...]
-    seed: int | None
-    workspace: str | os.PathLike[str] | Literal[False] | None
-    policy: str | ApprovalPolicy | None
-    count_approval_wait: bool
-    llm: Any = None
-    tools: Any = None
+    timeout: float | None = None
+    sinks: tuple[Sink, ...] = ()
+    seed: int | None = None
+    workspace: WorkspaceArg = None
+    policy: str | ApprovalPolicy | None = None
+    count_approval_wait: bool = False
+    llm: ChatModel | None = None
+    tools: ToolProvider | None = None
     mode: str | None = None
+    run_id: str | None = None
+
+    @classmethod
+    def of(cls, call: str, options: Mapping[str, Any], allowed: frozenset[str] = _RUN_KEYS) -> _Options:
+        """Check the keywords a user passed (a TypedDict checks nothing at run time) and build."""
+        unknown = sorted(set(options) - allowed)
+        if unknown:
+            hints = []
+            for name in unknown:
+                close = difflib.get_close_matches(name, sorted(allowed), n=1)
+                hints.append(f"{name!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+            raise TypeError(
+                f"{call}() got unexpected keyword argument(s) {', '.join(hints)}; it takes {', '.join(sorted(allowed))}"
+            )
+        values = dict(options)
+        values["sinks"] = tuple(values.get("sinks") or ())
+        return cls(**values)
 
 
 class Run:

@@ -12,14 +12,15 @@ import uuid
 import warnings
 import weakref
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, TypeVar, overload
+from typing import Any, TypeVar, Unpack, overload
 
 from wfkit.engine._engine import Execution
 from wfkit.engine._loops import run_blocking
-from wfkit.engine._run import Run, WorkspaceArg, _Options
+from wfkit.engine._run import _RESUME_KEYS, ResumeOptions, Run, RunOptions, WorkspaceArg, _Options
 from wfkit.model._approvals import HALT, Approval, ApprovalPolicy, Ticket, as_policy
+from wfkit.model._context import ToolProvider
 from wfkit.model._errors import WorkflowChangedError, WorkflowChangedWarning
-from wfkit.model._events import Sink, as_callables
+from wfkit.model._events import as_callables
 from wfkit.model._graph import Graph, compile_graph, describe_changes
 from wfkit.model._merge import Merge, check_merges
 from wfkit.model._processors import DEFAULT_PROCESSORS, Processor
@@ -87,7 +88,7 @@ class Workflow:
         version: str | None = None,
         merge: Mapping[str, Merge] | None = None,
         description: str = "",
-        tools: Any = None,
+        tools: ToolProvider | None = None,
         processors: Iterable[Processor] | None = None,
     ) -> None:
         if not isinstance(name, str) or not name.strip():
@@ -295,7 +296,7 @@ class Workflow:
             return None
         return open_store(workspace)
 
-    def _execution(self, inputs: Mapping[str, Any] | None, run_id: str | None, o: _Options) -> Execution:
+    def _execution(self, inputs: Mapping[str, Any] | None, o: _Options) -> Execution:
         graph = self.validate()
         inputs = {} if inputs is None else inputs
         if not isinstance(inputs, Mapping) or not all(isinstance(k, str) for k in inputs):
@@ -304,7 +305,7 @@ class Workflow:
             raise ValueError(f"a run's timeout must be > 0 seconds, got {o.timeout!r}")
         store = self._store(o.workspace)
         policy = _resolve_policy(o, graph)
-        run_id = run_id or uuid.uuid4().hex[:16]
+        run_id = o.run_id or uuid.uuid4().hex[:16]
         version = self._version or graph.fingerprint
         phash = _parameters_hash(inputs)
         if store is not None:
@@ -405,17 +406,8 @@ class Workflow:
         self,
         inputs: Mapping[str, Any] | None = None,
         *,
-        run_id: str | None = None,
-        timeout: float | None = None,
-        sinks: Iterable[Sink] = (),
-        seed: int | None = None,
-        workspace: WorkspaceArg = None,
-        policy: str | ApprovalPolicy | None = None,
-        count_approval_wait: bool = False,
-        llm: Any = None,
-        tools: Any = None,
-        mode: str | None = None,
         raise_on_error: bool = True,
+        **options: Unpack[RunOptions],
     ) -> Run:
         """Run until it ends or halts, in the current task (``await flow.arun(...)`` in a cell).
 
@@ -425,8 +417,8 @@ class Workflow:
         decisions file. ``count_approval_wait``: whether time halted for approval counts against
         ``timeout``. With ``raise_on_error`` a failed run raises its error (``err.run`` is the run).
         """
-        o = _Options(timeout, tuple(sinks), seed, workspace, policy, count_approval_wait, llm, tools, mode)
-        run = Run(self._execution(inputs, run_id, o), self, o)
+        o = _Options.of("arun", options)
+        run = Run(self._execution(inputs, o), self, o)
         await run._exec.drive()
         return run.raise_for_status() if raise_on_error else run
 
@@ -434,46 +426,27 @@ class Workflow:
         self,
         inputs: Mapping[str, Any] | None = None,
         *,
-        run_id: str | None = None,
-        timeout: float | None = None,
-        sinks: Iterable[Sink] = (),
-        seed: int | None = None,
-        workspace: WorkspaceArg = None,
-        policy: str | ApprovalPolicy | None = None,
-        count_approval_wait: bool = False,
-        llm: Any = None,
-        tools: Any = None,
-        mode: str | None = None,
         raise_on_error: bool = True,
+        **options: Unpack[RunOptions],
     ) -> Run:
         """Like :meth:`arun`, from synchronous code, also inside a running loop (no nest_asyncio)."""
-        o = _Options(timeout, tuple(sinks), seed, workspace, policy, count_approval_wait, llm, tools, mode)
-        run = Run(self._execution(inputs, run_id, o), self, o)
+        o = _Options.of("run", options)
+        run = Run(self._execution(inputs, o), self, o)
         run_blocking(run._exec.drive())
         return run.raise_for_status() if raise_on_error else run
 
     def start(
         self,
         inputs: Mapping[str, Any] | None = None,
-        *,
-        run_id: str | None = None,
-        timeout: float | None = None,
-        sinks: Iterable[Sink] = (),
-        seed: int | None = None,
-        workspace: WorkspaceArg = None,
-        policy: str | ApprovalPolicy | None = None,
-        count_approval_wait: bool = False,
-        llm: Any = None,
-        tools: Any = None,
-        mode: str | None = None,
+        **options: Unpack[RunOptions],
     ) -> Run:
         """Start a run and return its handle at once; ``await run`` waits for the end.
 
         In a notebook the run is a task on the kernel's loop, so the cell is free at once. From
         plain synchronous code it runs on a background loop; ``run.wait()`` blocks for it.
         """
-        o = _Options(timeout, tuple(sinks), seed, workspace, policy, count_approval_wait, llm, tools, mode)
-        run = Run(self._execution(inputs, run_id, o), self, o)
+        o = _Options.of("start", options)
+        run = Run(self._execution(inputs, o), self, o)
         run._launch()
         return run
 
@@ -481,19 +454,15 @@ class Workflow:
         self,
         run_id: str,
         *,
-        workspace: WorkspaceArg = None,
-        policy: str | ApprovalPolicy | None = None,
-        sinks: Iterable[Sink] = (),
-        llm: Any = None,
-        tools: Any = None,
         raise_on_error: bool = True,
+        **options: Unpack[ResumeOptions],
     ) -> Run:
         """Continue a stored run from its last completed step (blocking, like :meth:`run`).
 
         Completed steps never run again; an irreversible step cut off between its intent and its
         result waits for :meth:`Workspace.reconcile` instead of running twice.
         """
-        o = _Options(None, tuple(sinks), None, workspace, policy, False, llm, tools)
+        o = _Options.of("resume", options, _RESUME_KEYS)
         run = Run(self._resumed_execution(run_id, o), self, o)
         run_blocking(run._exec.drive())
         return run.raise_for_status() if raise_on_error else run
@@ -502,15 +471,11 @@ class Workflow:
         self,
         run_id: str,
         *,
-        workspace: WorkspaceArg = None,
-        policy: str | ApprovalPolicy | None = None,
-        sinks: Iterable[Sink] = (),
-        llm: Any = None,
-        tools: Any = None,
         raise_on_error: bool = True,
+        **options: Unpack[ResumeOptions],
     ) -> Run:
         """Continue a stored run in the current task; see :meth:`resume`."""
-        o = _Options(None, tuple(sinks), None, workspace, policy, False, llm, tools)
+        o = _Options.of("aresume", options, _RESUME_KEYS)
         run = Run(self._resumed_execution(run_id, o), self, o)
         await run._exec.drive()
         return run.raise_for_status() if raise_on_error else run
@@ -523,7 +488,7 @@ def resume_decided(workspace: str | os.PathLike[str], ticket: Ticket) -> Run | N
     flow = find_workflow(ticket.workflow)
     if flow is None:
         return None
-    options = _Options(None, (), None, workspace, None, False)
+    options = _Options(workspace=workspace)
     run = Run(flow._resumed_execution(ticket.run_id, options), flow, options)
     run._launch()
     return run

@@ -20,7 +20,6 @@ import json
 import logging
 import os
 import threading
-import time
 import urllib.parse
 import uuid
 from collections.abc import Iterable, Sequence
@@ -28,7 +27,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from wfkit.model._events import FIELDS
-from wfkit.store._store import _HOST, _pid_alive
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -145,16 +143,9 @@ def _table(rows: Sequence[Sequence[Any]]) -> pa.Table:
     return pa.table(arrays, schema=sch)
 
 
-_SELECT = f"SELECT {', '.join(FILE_COLUMNS)}, workflow FROM journal WHERE run_id = ? AND seq > ? ORDER BY seq"
-
-
 def export_run(store: Store, workspace: Path, run_id: str) -> int:
     """Write the run's journal rows not yet exported as parquet segments; returns the row count."""
-    row = store.read("SELECT exported_seq FROM runs WHERE run_id = ?", (run_id,))
-    if not row:
-        return 0
-    done = row[0][0]
-    rows = store.read(_SELECT, (run_id, done))
+    rows = store.unexported_rows(run_id, FILE_COLUMNS)
     if not rows:
         return 0
     by_partition: dict[tuple[str, str], list[Sequence[Any]]] = {}
@@ -173,8 +164,7 @@ def export_run(store: Store, workspace: Path, run_id: str) -> int:
             if stale != target:
                 stale.unlink(missing_ok=True)
     last_seq = rows[-1][seq_at]
-    with store.write() as conn:
-        conn.execute("UPDATE runs SET exported_seq = MAX(exported_seq, ?) WHERE run_id = ?", (last_seq, run_id))
+    store.mark_exported(run_id, last_seq)
     return len(rows)
 
 
@@ -182,17 +172,9 @@ def export_pending(store: Store, workspace: Path) -> int:
     """Export every run not executing now whose journal rows are missing from parquet (crash
     recovery). A run whose executor died (its lease expired, or its process on this host is gone)
     counts as not executing."""
-    candidates = store.read(
-        "SELECT r.run_id, r.lease_owner, r.lease_host, r.lease_pid, r.lease_expires FROM runs r WHERE EXISTS "
-        "(SELECT 1 FROM journal j WHERE j.run_id = r.run_id AND j.seq > r.exported_seq)"
+    return sum(
+        export_run(store, workspace, run_id) for run_id, executing in store.runs_with_unexported_rows() if not executing
     )
-    now = time.time()
-    total = 0
-    for run_id, owner, host, pid, expires in candidates:
-        executing = owner is not None and (expires or 0) > now and not (host == _HOST and pid and not _pid_alive(pid))
-        if not executing:
-            total += export_run(store, workspace, run_id)
-    return total
 
 
 class Exporter:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -20,6 +20,23 @@ class Failure:
     error_message: str
 
 
+class ChatModel(Protocol):
+    """What ``ctx.llm`` needs of a chat client. ``wfkit.llm.ChatClient`` is one; any object with an
+    async ``complete(prompt, **options)`` serves (a client may also offer ``for_step(ctx)`` to record
+    each call's model, tokens and cost in the step's event)."""
+
+    async def complete(self, prompt: Any, **options: Any) -> Any: ...
+
+
+class ToolProvider(Protocol):
+    """What ``ctx.tool`` needs of a tool registry: names to look up. ``wfkit.llm.ToolRegistry`` is
+    one, and so is a plain dict of functions."""
+
+    def __contains__(self, name: object, /) -> bool: ...
+
+    def __iter__(self) -> Iterator[str]: ...
+
+
 class RunServices(Protocol):
     """What a run lends its steps' contexts: the chat client, the tool registry, and the tool call.
 
@@ -28,9 +45,9 @@ class RunServices(Protocol):
     """
 
     @property
-    def tool_registry(self) -> Any: ...
+    def tool_registry(self) -> ToolProvider | None: ...
 
-    def llm_client(self) -> Any: ...
+    def llm_client(self) -> ChatModel: ...
 
     async def call_tool(self, ctx: StepContext, name: str, arguments: dict[str, Any]) -> Any: ...
 

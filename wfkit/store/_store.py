@@ -238,6 +238,41 @@ class Store(TicketStore):
                 raise
             raise StoreCorruptError(f"the run store {self.path} is damaged: {exc}; {_FIX}") from exc
 
+    # ---- the step-log export ledger: which journal rows parquet already holds ----------------
+
+    def unexported_rows(self, run_id: str, columns: Sequence[str]) -> list[tuple[Any, ...]]:
+        """The run's journal rows that parquet does not hold yet, in order: ``columns`` then the
+        workflow name. Empty for an unknown run."""
+        unknown = set(columns) - {*FIELDS, "seq"}  # names are checked: they go into the SQL text
+        if unknown:
+            raise ValueError(f"the journal has no step-log column(s) {sorted(unknown)}")
+        sql = (
+            f"SELECT {', '.join(columns)}, workflow FROM journal "
+            "WHERE run_id = ? AND seq > (SELECT exported_seq FROM runs WHERE run_id = ?) ORDER BY seq"
+        )
+        return [tuple(r) for r in self.read(sql, (run_id, run_id))]
+
+    def mark_exported(self, run_id: str, last_seq: int) -> None:
+        """Record that parquet holds the run's journal rows up to ``last_seq`` (never moves back)."""
+        with self.write() as conn:
+            conn.execute("UPDATE runs SET exported_seq = MAX(exported_seq, ?) WHERE run_id = ?", (last_seq, run_id))
+
+    def runs_with_unexported_rows(self) -> list[tuple[str, bool]]:
+        """Each run whose journal holds rows parquet lacks, and whether a live process executes it
+        now (its lease is valid and, on this host, its process is alive)."""
+        rows = self.read(
+            "SELECT r.run_id, r.lease_owner, r.lease_host, r.lease_pid, r.lease_expires FROM runs r WHERE EXISTS "
+            "(SELECT 1 FROM journal j WHERE j.run_id = r.run_id AND j.seq > r.exported_seq)"
+        )
+        now = time.time()
+        out = []
+        for run_id, owner, host, pid, expires in rows:
+            executing = (
+                owner is not None and (expires or 0) > now and not (host == _HOST and pid and not _pid_alive(pid))
+            )
+            out.append((run_id, bool(executing)))
+        return out
+
     def close(self) -> None:
         """Close this thread's connection and those of threads that have ended. A live thread's
         connection is left to it: closing it under a running transaction would crash SQLite."""
