@@ -145,3 +145,13 @@ def test_run_displays_as_html_and_text_headless(mode: str, monkeypatch: pytest.M
     assert "waiting for approval: ticket" in bundle["text/plain"]
     assert "<table" in bundle["text/html"]
     assert "<svg" in bundle["text/html"]
+
+
+def test_an_interactive_run_displays_one_live_view(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Interactive, a run displays as a widget; displaying it again shows the same view, and text stays."""
+    monkeypatch.setenv("WFKIT_MODE", "interactive")
+    run = _gated_flow().run({"amount": 5}, policy="halt")
+    first, second = run._repr_mimebundle_(), run._repr_mimebundle_()
+    assert "application/vnd.jupyter.widget-view+json" in first
+    assert first["application/vnd.jupyter.widget-view+json"] == second["application/vnd.jupyter.widget-view+json"]
+    assert "waiting for approval" in first["text/plain"]

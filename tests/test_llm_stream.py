@@ -1,4 +1,4 @@
-"""Streamed completions over the simulated model: text arrives in chunks, then the whole reply."""
+"""Streamed chat completions (wfkit.llm._llm: ChatStream) against a real SSE server on 127.0.0.1."""
 
 from __future__ import annotations
 
