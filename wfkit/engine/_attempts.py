@@ -111,7 +111,7 @@ class Attempts:
     _record: Callable[[StepEvent], None]
     _event: Callable[..., StepEvent]
     _outcome_event: Callable[[_Activation, _Outcome, str | None], StepEvent]
-    services: RunServices  # the Execution itself: ctx.llm and ctx.tool reach the run through it
+    _services: Callable[[], RunServices]  # the Execution itself: ctx.llm and ctx.tool reach the run through it
 
     async def _execute(self, act: _Activation) -> _Outcome:
         spec = act.spec
@@ -144,7 +144,7 @@ class Attempts:
                 attempt=attempt,
                 tools=act.tools,
                 rng_source=self._get_rng,
-                services=self.services,
+                services=self._services(),
                 deadline=self.deadline,
                 failure=act.failure,
             )

@@ -116,12 +116,16 @@ class Execution(Attempts, Gates):
         # What steps reach through ctx.llm and ctx.tool().
         self.llm = llm
         self.tool_registry = tool_registry
-        self.services = self
         # Events pass through the processors before the journal and any sink; state checkpoints
         # lose the exact values of known secrets.
         self._process = chain(processors)
         self.observers: list[Callable[[StepEvent | None], object]] = []  # live views; None = status changed
         self._secrets = secret_values() if store is not None else []
+
+    def _services(self) -> Execution:
+        """What a step's context reaches the run through (ctx.llm, ctx.tool). A method, not an
+        attribute pointing at itself: that would make every run a reference cycle for the GC."""
+        return self
 
     @property
     def finished(self) -> threading.Event:
