@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import wfkit as wf
-from wfkit._workspace import open_store
+from wfkit.store._workspace import open_store
 from wfkit.testing import MemorySink
 
 

@@ -20,8 +20,8 @@ from typing import Any
 import wfkit as wf
 
 
-def client() -> wf.ChatClient:
-    return wf.ChatClient(transport=wf.SimulatedModel(p50=0.05, p99=0.5, seed=1, reply="ok"))
+def client() -> wf.llm.ChatClient:
+    return wf.llm.ChatClient(transport=wf.llm.SimulatedModel(p50=0.05, p99=0.5, seed=1, reply="ok"))
 
 
 def build() -> wf.Workflow:
@@ -59,15 +59,15 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--concurrency", type=int, default=200)
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
-        suite = wf.Suite(
+        suite = wf.evals.Suite(
             name="bench",
             dataset=[{"id": str(i), "q": f"question {i}", "expected": {"check": "ok"}} for i in range(args.cases)],
             workflow=build,
-            scorers=[wf.exact_match("check"), wf.latency_budget(5.0)],
+            scorers=[wf.evals.exact_match("check"), wf.evals.latency_budget(5.0)],
         )
         os.environ["WFKIT_HOME"] = tmp
         t0 = time.perf_counter()
-        result = wf.evaluate(suite, concurrency=args.concurrency, progress=False)
+        result = wf.evals.evaluate(suite, concurrency=args.concurrency, progress=False)
         took = time.perf_counter() - t0
         base = asyncio.run(baseline(args.cases, args.concurrency))
     row = {

@@ -18,7 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from wfkit._replay import replay
+from wfkit.replay._replay import replay
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = ROOT / "notebooks" / "07_regression_replay.ipynb"

@@ -25,9 +25,9 @@ import numpy as np
 import pandas as pd
 
 import wfkit as wf
-from wfkit._analysis import register_accessor
-from wfkit._steplog import export_run
-from wfkit._workspace import open_store
+from wfkit.logs._analysis import register_accessor
+from wfkit.logs._steplog import export_run
+from wfkit.store._workspace import open_store
 
 
 def synthetic(rows: int, seed: int = 0) -> pd.DataFrame:
@@ -118,7 +118,7 @@ def s3() -> dict[str, Any]:
         flow.chain(*names)
         store = open_store(tmp)
         run_ids = [flow.run({}, workspace=tmp).run_id for _ in range(20)]
-        from wfkit._steplog import exporter
+        from wfkit.logs._steplog import exporter
 
         exporter.flush()
         with store.write() as conn:  # export again, timed, on this thread

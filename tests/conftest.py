@@ -12,7 +12,7 @@ import pytest
 def _forget_exports() -> Iterator[None]:
     """Runs of a test's workspace are not exported after the test (its folder may be gone)."""
     yield
-    from wfkit._steplog import exporter
+    from wfkit.logs._steplog import exporter
 
     exporter.clear()
 

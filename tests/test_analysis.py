@@ -13,8 +13,8 @@ import pandas as pd
 import pytest
 
 import wfkit as wf
-from wfkit._analysis import register_accessor
-from wfkit._steplog import dataset_schema, schema, steps_dir
+from wfkit.logs._analysis import register_accessor
+from wfkit.logs._steplog import dataset_schema, schema, steps_dir
 
 RUNS = 30
 RETRY = wf.RetryPolicy(max_retries=2, base_delay=0.001, jitter=0)

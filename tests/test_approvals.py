@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 import wfkit as wf
-from wfkit._approvals import (
+from wfkit.model._approvals import (
     APPROVE_ALL,
     FAIL,
     HALT,
@@ -21,7 +21,7 @@ from wfkit._approvals import (
     as_approval,
     as_policy,
 )
-from wfkit._workspace import Workspace
+from wfkit.store._workspace import Workspace
 
 STATE = {"amount": 250, "customer": "c-1", "note": "late delivery"}
 

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from wfkit._workspace import Workspace
+from wfkit.store._workspace import Workspace
 
 if TYPE_CHECKING:
     from playwright.sync_api import Locator, Page

@@ -12,10 +12,10 @@ import pytest
 
 import wfkit as wf
 import wfkit.examples as ex
-from wfkit import _builder
-from wfkit._builder import Session, empty_spec, namespace_of, palette, problems_of, stub_source, tool_list
+from wfkit.notebook import _builder
+from wfkit.notebook._builder import Session, empty_spec, namespace_of, palette, problems_of, stub_source, tool_list
 
-BUNDLE = Path(wf.__file__).parent / "static" / "builder.js"
+BUNDLE = Path(wf.__file__).parent / "notebook" / "static" / "builder.js"
 
 
 def local_step(state: Any, ctx: Any) -> dict[str, Any]:
@@ -31,11 +31,23 @@ def not_a_step(a: Any, b: Any, c: Any) -> None:
     return None
 
 
+def helper(text: str) -> str:
+    return text
+
+
 def test_palette_offers_step_functions_with_their_spec_reference() -> None:
     """Functions taking (state) or (state, ctx) are offered with the reference a spec writes;
-    private names, other signatures and non-functions are left out."""
+    private names, other signatures, helpers whose first parameter is not state and non-functions
+    are left out."""
     items = palette(
-        {"local_step": local_step, "_helper": _helper, "not_a_step": not_a_step, "x": 3, "classify": ex.classify}
+        {
+            "local_step": local_step,
+            "_helper": _helper,
+            "not_a_step": not_a_step,
+            "helper": helper,
+            "x": 3,
+            "classify": ex.classify,
+        }
     )
     assert [
         {

@@ -13,7 +13,7 @@ import pytest
 
 import wfkit as wf
 import wfkit.examples as ex
-from wfkit._builderwidget import FlowEditor
+from wfkit.notebook._builderwidget import FlowEditor
 
 
 def _sent(editor: FlowEditor, monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
@@ -34,7 +34,8 @@ def test_editor_on_a_new_file_starts_empty_with_palette_and_tools(tmp_path: Path
     assert ["web_search", "code_interpreter", "sql_query", "file_read"] == [t["name"] for t in editor.tools]
     assert ["eq", "ne", "gt", "ge", "lt", "le", "contains", "in", "exists"] == editor.operators
     assert editor.flow is None
-    assert (Path(wf.__file__).parent / "static" / "builder.js").read_text() == editor._esm  # shipped, not fetched
+    bundle = Path(wf.__file__).parent / "notebook" / "static" / "builder.js"
+    assert bundle.read_text() == editor._esm  # shipped in the package, not fetched
 
 
 def test_each_edit_is_checked_by_the_kernel(tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""Tests for wfkit._cassette: record replies from a real local server, replay them with it stopped."""
+"""Tests for wfkit.llm._cassette: record replies from a real local server, replay them with it stopped."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ import pytest
 from llm_server import LLMServer
 
 import wfkit as wf
-from wfkit._cassette import Cassette, CassetteMissError
-from wfkit._llm import ChatClient, LLMStatusError, Reply
-from wfkit._simulated import SimulatedModel
+from wfkit.llm._cassette import Cassette, CassetteMissError
+from wfkit.llm._llm import ChatClient, LLMStatusError, Reply
+from wfkit.llm._simulated import SimulatedModel
 from wfkit.testing import test_mode
 
 KEY = "sk-cassette-secret-42"

@@ -11,13 +11,13 @@ import pytest
 
 import wfkit
 import wfkit as wf
-from wfkit._cli import main
+from wfkit.cli._cli import main
 from wfkit.examples import ARTICLE_QUERIES, rag_router
 
 
 def test_version_from_console_script() -> None:
     """`wfkit --version` prints the package version (through the installed entry point)."""
-    exe = [sys.executable, "-m", "wfkit._cli", "--version"]
+    exe = [sys.executable, "-m", "wfkit.cli._cli", "--version"]
     out = subprocess.run(exe, capture_output=True, text=True, check=True)
     assert f"wfkit {wfkit.__version__}" == out.stdout.strip()
 
@@ -107,7 +107,7 @@ def test_run_reads_inputs_from_a_file_in_a_fresh_process(router_yaml: Path, tmp_
         [
             sys.executable,
             "-m",
-            "wfkit._cli",
+            "wfkit.cli._cli",
             "run",
             str(router_yaml),
             "--input",

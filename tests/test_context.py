@@ -1,4 +1,4 @@
-"""Unit tests for wfkit._context: StepContext and Failure."""
+"""Unit tests for wfkit.model._context: StepContext and Failure."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from wfkit._context import Failure, StepContext
+from wfkit.model._context import Failure, StepContext
 
 
 def make_ctx(**overrides: object) -> StepContext:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 
-from wfkit._demo import _quantile, run_demo
+from wfkit.cli._demo import _quantile, run_demo
 
 
 def test_quantile_of_one_value_and_of_many() -> None:

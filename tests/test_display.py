@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import wfkit as wf
-from wfkit._display import run_html, run_text, statuses, step_rows
+from wfkit.notebook._display import run_html, run_text, statuses, step_rows
 
 
 def _failing_run() -> wf.Run:

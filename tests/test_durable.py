@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 import wfkit as wf
-from wfkit._workspace import Workspace
+from wfkit.store._workspace import Workspace
 
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE))
@@ -131,7 +131,7 @@ def test_failed_run_resumes_from_failed_step(monkeypatch: pytest.MonkeyPatch) ->
 
 def test_run_handle_resume_and_cli_listing(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     """run.resume() continues the same handle; `wfkit runs` and `wfkit show` list it, also as JSON."""
-    from wfkit._cli import main
+    from wfkit.cli._cli import main
 
     flow = _steps_flow()
     run = flow.run({}, raise_on_error=False)
@@ -378,7 +378,7 @@ def test_ctrl_c_leaves_a_resumable_run(tmp_path: Path) -> None:
 
 def test_cli_approve_reject_pending_resume(capsys: pytest.CaptureFixture[str]) -> None:
     """The CLI lists open tickets, decides them once, and resumes a run by its recorded workflow."""
-    from wfkit._cli import main
+    from wfkit.cli._cli import main
 
     flow = load_refunds()
     run = flow.run({"amount": 250})

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 import wfkit as wf
-from wfkit.testing import MemorySink, capture_events
+from wfkit.testing import MemorySink, capture_events, test_mode
 
 
 class Flaky(Exception):
@@ -334,3 +336,61 @@ def test_failing_sink_fails_the_run_loudly() -> None:
     flow.step(lambda s: None, name="a")
     with pytest.raises(OSError, match="disk full"):
         flow.run({}, sinks=[bad_sink])
+
+
+def _cycle_flow(kind: str) -> wf.Workflow:
+    """Small flows that exercise sleeps, timeouts, retried errors, sync steps and fan-out/join."""
+    flow = wf.Workflow(f"cycles-{kind}")
+    if kind == "retry":
+
+        async def flaky(state: Any, ctx: wf.StepContext) -> dict[str, Any]:
+            if ctx.attempt == 1:
+                raise wf.TransientError("first attempt fails")
+            return {"a": 1}
+
+        flow.step(flaky, name="s0", retry=wf.RetryPolicy(max_retries=2, base_delay=0.0))
+        return flow
+
+    async def nap(state: Any) -> dict[str, Any]:
+        await asyncio.sleep(0)
+        return {}
+
+    def sync(state: Any) -> dict[str, Any]:
+        return {}
+
+    flow.step(nap, name="a", timeout=1.0)
+    flow.step(sync, name="b", timeout=1.0)
+    flow.step(nap, name="c")
+    flow.step(nap, name="d")
+    flow.edge("a", "b", "c")
+    flow.edge("b", "d")
+    flow.edge("c", "d")
+    return flow
+
+
+@pytest.mark.parametrize("kind", ["graph", "retry"])
+@pytest.mark.parametrize("durable", [False, True])
+def test_runs_leave_no_reference_cycles(kind: str, durable: bool, tmp_path: Path) -> None:
+    """A finished run is freed by reference counting alone: the cyclic collector finds nothing of it,
+    so thousands of concurrent runs do not make the collector sweep the engine's objects."""
+    flow = _cycle_flow(kind)
+    workspace: Path | bool = tmp_path if durable else False
+
+    async def runs(n: int) -> None:
+        for _ in range(n):
+            await flow.arun({}, workspace=workspace)
+
+    with test_mode(seed=1):
+        asyncio.run(runs(1))  # warm caches (compiled graph, thread pool, loggers)
+        gc.collect()
+        gc.disable()
+        gc.set_debug(gc.DEBUG_SAVEALL)
+        try:
+            asyncio.run(runs(10))
+            found = gc.collect()
+            kinds = sorted({type(o).__name__ for o in gc.garbage})
+        finally:
+            gc.garbage.clear()
+            gc.set_debug(0)
+            gc.enable()
+    assert (0, []) == (found, kinds)

@@ -1,4 +1,4 @@
-"""Evals (wfkit._evals and `wfkit eval`): datasets, suites, real evaluations in the test's workspace."""
+"""Evals (wfkit.evals._evals and `wfkit eval`): datasets, suites, real evaluations in the test's workspace."""
 
 from __future__ import annotations
 
@@ -14,9 +14,9 @@ import pytest
 from matplotlib.figure import Figure
 
 import wfkit as wf
-from wfkit._cli import main
-from wfkit._evals import bootstrap_ci
-from wfkit._scorers import Case
+from wfkit.cli._cli import main
+from wfkit.evals._evals import bootstrap_ci
+from wfkit.evals._scorers import Case
 
 ROOT = Path(__file__).resolve().parents[1]
 QUERY_ROUTER = ROOT / "evals" / "query_router"
@@ -42,7 +42,7 @@ def doubler() -> wf.Workflow:
     return flow
 
 
-def doubler_suite(**overrides: Any) -> wf.Suite:
+def doubler_suite(**overrides: Any) -> wf.evals.Suite:
     """Four cases of the doubler, the last one answered wrong (off by one)."""
     rows = [{"id": f"d{x}", "x": x, "expected": {"y": 2 * x}} for x in range(1, 4)]
     rows.append({"id": "d4", "x": 4, "off": 1, "expected": {"y": 8}})
@@ -50,9 +50,9 @@ def doubler_suite(**overrides: Any) -> wf.Suite:
         "name": "doubler",
         "dataset": rows,
         "workflow": doubler(),
-        "scorers": [wf.exact_match("y")],
+        "scorers": [wf.evals.exact_match("y")],
     }
-    return wf.Suite(**{**options, **overrides})
+    return wf.evals.Suite(**{**options, **overrides})
 
 
 # --- load_dataset ---------------------------------------------------------------------------
@@ -67,7 +67,10 @@ def test_load_dataset_jsonl_nested_rows(tmp_path: Path):
             {"id": 7, "inputs": {"query": "q2"}},
         ],
     )
-    assert [Case("a", {"query": "q1", "n": 1}, {"route": "r"}), Case("7", {"query": "q2"}, {})] == wf.load_dataset(path)
+    assert [
+        Case("a", {"query": "q1", "n": 1}, {"route": "r"}),
+        Case("7", {"query": "q2"}, {}),
+    ] == wf.evals.load_dataset(path)
 
 
 def test_load_dataset_jsonl_flat_rows(tmp_path: Path):
@@ -75,7 +78,7 @@ def test_load_dataset_jsonl_flat_rows(tmp_path: Path):
     path = tmp_path / "d.jsonl"
     path.write_text('{"id": "a", "query": "q1", "lang": "en", "expected": {"answer": "x"}}\n\n{"query": "q2"}\n   \n')
     assert [Case("a", {"query": "q1", "lang": "en"}, {"answer": "x"}), Case("2", {"query": "q2"}, {})] == (
-        wf.load_dataset(str(path))
+        wf.evals.load_dataset(str(path))
     )
 
 
@@ -86,14 +89,16 @@ def test_load_dataset_parquet_nested_rows(tmp_path: Path):
         {"id": "b", "inputs": {"query": "q2", "n": 2}, "expected": {"route": "r2"}},
     ]
     pd.DataFrame(rows).to_parquet(tmp_path / "d.parquet")
-    assert wf.load_dataset(write_jsonl(tmp_path / "d.jsonl", rows)) == wf.load_dataset(tmp_path / "d.parquet")
+    assert wf.evals.load_dataset(write_jsonl(tmp_path / "d.jsonl", rows)) == wf.evals.load_dataset(
+        tmp_path / "d.parquet"
+    )
 
 
 def test_load_dataset_parquet_flat_rows(tmp_path: Path):
     """A flat parquet table gives plain Python values as inputs."""
     frame = pd.DataFrame({"id": ["a", "b"], "x": [1, 3], "text": ["hi", "yo"]})
     frame.to_parquet(tmp_path / "d.parquet", index=False)
-    cases = wf.load_dataset(tmp_path / "d.parquet")
+    cases = wf.evals.load_dataset(tmp_path / "d.parquet")
     assert [Case("a", {"x": 1, "text": "hi"}, {}), Case("b", {"x": 3, "text": "yo"}, {})] == cases
     assert int is type(cases[0].inputs["x"])
 
@@ -102,15 +107,15 @@ def test_load_dataset_parquet_with_lists_matches_jsonl(tmp_path: Path):
     """The query router's dataset (lists of tools) saved as parquet loads to the same Cases as its JSONL."""
     rows = [json.loads(line) for line in (QUERY_ROUTER / "dataset.jsonl").read_text().splitlines()]
     pd.DataFrame(rows).to_parquet(tmp_path / "d.parquet")
-    from_parquet = wf.load_dataset(tmp_path / "d.parquet")
+    from_parquet = wf.evals.load_dataset(tmp_path / "d.parquet")
     assert isinstance(from_parquet[0].expected["tools"], list)
-    assert wf.load_dataset(QUERY_ROUTER / "dataset.jsonl") == from_parquet
+    assert wf.evals.load_dataset(QUERY_ROUTER / "dataset.jsonl") == from_parquet
 
 
 def test_load_dataset_from_dicts():
     """An iterable of dicts is a dataset; ids default to the row number."""
     rows = ({"q": q, "expected": {"n": i}} for i, q in enumerate(["a", "b"]))
-    assert [Case("1", {"q": "a"}, {"n": 0}), Case("2", {"q": "b"}, {"n": 1})] == wf.load_dataset(rows)
+    assert [Case("1", {"q": "a"}, {"n": 0}), Case("2", {"q": "b"}, {"n": 1})] == wf.evals.load_dataset(rows)
 
 
 def test_load_dataset_bad_json_line_names_the_line(tmp_path: Path):
@@ -118,25 +123,25 @@ def test_load_dataset_bad_json_line_names_the_line(tmp_path: Path):
     path = tmp_path / "d.jsonl"
     path.write_text('{"id": "a", "x": 1}\n\n{"id": "b", x: 2}\n')
     with pytest.raises(ValueError, match=r"d\.jsonl, line 3: not JSON"):
-        wf.load_dataset(path)
+        wf.evals.load_dataset(path)
 
 
 def test_load_dataset_refuses_duplicate_ids():
     """Two cases with one id are refused."""
     with pytest.raises(ValueError, match="case ids must be unique"):
-        wf.load_dataset([{"id": "a", "x": 1}, {"id": "b", "x": 2}, {"id": "a", "x": 3}])
+        wf.evals.load_dataset([{"id": "a", "x": 1}, {"id": "b", "x": 2}, {"id": "a", "x": 3}])
 
 
 def test_load_dataset_refuses_a_row_that_is_not_an_object(tmp_path: Path):
     """A JSON line that is not an object is refused, naming the case number."""
     with pytest.raises(ValueError, match=r"case 2 is not an object: \[1, 2\]"):
-        wf.load_dataset(write_jsonl(tmp_path / "d.jsonl", [{"x": 1}, [1, 2]]))
+        wf.evals.load_dataset(write_jsonl(tmp_path / "d.jsonl", [{"x": 1}, [1, 2]]))
 
 
 def test_shipped_datasets_load():
     """The shipped suites' datasets load: 20 router queries, 8 support tickets."""
-    assert 20 == len(wf.load_dataset(QUERY_ROUTER / "dataset.jsonl"))
-    assert 8 == len(wf.load_dataset(SUPPORT / "dataset.jsonl"))
+    assert 20 == len(wf.evals.load_dataset(QUERY_ROUTER / "dataset.jsonl"))
+    assert 8 == len(wf.evals.load_dataset(SUPPORT / "dataset.jsonl"))
 
 
 # --- load_suite -----------------------------------------------------------------------------
@@ -144,7 +149,7 @@ def test_shipped_datasets_load():
 
 def test_load_suite_from_a_folder():
     """A folder holding suite.py loads its suite, the dataset resolved next to the file."""
-    suite = wf.load_suite(QUERY_ROUTER)
+    suite = wf.evals.load_suite(QUERY_ROUTER)
     assert "query-router" == suite.name
     assert QUERY_ROUTER / "dataset.jsonl" == suite.dataset
     assert ["keywords", "llm"] == list(suite.variants)
@@ -153,7 +158,7 @@ def test_load_suite_from_a_folder():
 
 def test_load_suite_from_a_file():
     """A suite.py path loads the same way."""
-    suite = wf.load_suite(str(SUPPORT / "suite.py"))
+    suite = wf.evals.load_suite(str(SUPPORT / "suite.py"))
     assert "support-tickets" == suite.name
     assert SUPPORT / "dataset.jsonl" == suite.dataset
     assert ["approve", "reject"] == list(suite.variants)
@@ -163,20 +168,20 @@ def test_load_suite_file_without_suite_is_a_type_error(tmp_path: Path):
     """A file that defines no `suite` is refused with how to fix it."""
     (tmp_path / "nosuite.py").write_text("x = 1\n")
     with pytest.raises(TypeError, match=r"must define `suite = wfkit\.Suite\(\.\.\.\)`"):
-        wf.load_suite(tmp_path / "nosuite.py")
+        wf.evals.load_suite(tmp_path / "nosuite.py")
 
 
 def test_load_suite_suite_of_the_wrong_type_is_a_type_error(tmp_path: Path):
     """A `suite` that is not a wfkit.Suite is refused too."""
     (tmp_path / "suite.py").write_text("suite = {'name': 'x'}\n")
     with pytest.raises(TypeError, match=r"must define `suite = wfkit\.Suite"):
-        wf.load_suite(tmp_path)
+        wf.evals.load_suite(tmp_path)
 
 
 def test_load_suite_missing_is_file_not_found(tmp_path: Path):
     """A folder without suite.py is reported as missing."""
     with pytest.raises(FileNotFoundError, match="no suite at"):
-        wf.load_suite(tmp_path)
+        wf.evals.load_suite(tmp_path)
 
 
 # --- evaluate on the shipped suites ---------------------------------------------------------
@@ -184,8 +189,8 @@ def test_load_suite_missing_is_file_not_found(tmp_path: Path):
 
 def test_query_router_eval_frames():
     """The router eval has one row per case x scorer x variant and a (variant, scorer) summary."""
-    suite = wf.load_suite(QUERY_ROUTER)
-    result = wf.evaluate(suite, progress=False)
+    suite = wf.evals.load_suite(QUERY_ROUTER)
+    result = wf.evals.evaluate(suite, progress=False)
     assert COLUMNS == list(result.cases.columns)
     assert len(suite.cases()) * len(suite.scorers) * len(suite.variants) == len(result.cases)
     assert 160 == len(result.cases)
@@ -206,7 +211,7 @@ def test_query_router_eval_frames():
 
 def test_query_router_passes_its_thresholds():
     """Every query reaches the right branch with the right tools: the thresholds hold."""
-    result = wf.evaluate(QUERY_ROUTER, progress=False)
+    result = wf.evals.evaluate(QUERY_ROUTER, progress=False)
     assert [] == result.check()
     assert 1.0 == result.summary.loc[("keywords", "route_taken"), "pass_rate"]
     assert 1.0 == result.summary.loc[("llm", "tools_used"), "pass_rate"]
@@ -214,8 +219,8 @@ def test_query_router_passes_its_thresholds():
 
 def test_support_reject_variant_declines_the_large_refunds():
     """With policy 'reject' the refunds above $100 are declined; with 'approve' all are refunded."""
-    suite = wf.load_suite(SUPPORT)
-    result = wf.evaluate(suite, progress=False)
+    suite = wf.evals.load_suite(SUPPORT)
+    result = wf.evals.evaluate(suite, progress=False)
     assert 8 * 4 * 2 == len(result.cases)
     assert {"succeeded"} == set(result.cases["run_status"])
     summary = result.summary
@@ -230,7 +235,7 @@ def test_support_reject_variant_declines_the_large_refunds():
 
 def test_support_compare_shows_losses_for_reject_on_resolution():
     """compare('approve', 'reject') counts the reject variant's losses, wins and ties per scorer."""
-    result = wf.evaluate(SUPPORT, progress=False)
+    result = wf.evals.evaluate(SUPPORT, progress=False)
     table = result.compare("approve", "reject")
     assert ["wins", "losses", "ties", "mean_diff", "ci_low", "ci_high", "significant"] == list(table.columns)
     assert {"wins": 0, "losses": 2, "ties": 6} == table.loc[
@@ -245,7 +250,7 @@ def test_support_compare_shows_losses_for_reject_on_resolution():
 
 def test_eval_results_are_stored_as_parquet_next_to_the_step_logs(workspace: Path):
     """cases.parquet and summary.parquet land in WORKSPACE/evals/SUITE/STAMP/ and read back equal."""
-    result = wf.evaluate(QUERY_ROUTER, variants=["keywords"], progress=False)
+    result = wf.evals.evaluate(QUERY_ROUTER, variants=["keywords"], progress=False)
     assert result.saved_to is not None
     relative = result.saved_to.relative_to(workspace)
     assert ("evals", "query-router") == relative.parts[:2]
@@ -260,14 +265,14 @@ def test_eval_results_are_stored_as_parquet_next_to_the_step_logs(workspace: Pat
 
 def test_store_false_writes_nothing(workspace: Path):
     """store=False keeps the results in memory only."""
-    result = wf.evaluate(doubler_suite(), progress=False, store=False)
+    result = wf.evals.evaluate(doubler_suite(), progress=False, store=False)
     assert result.saved_to is None
     assert not (workspace / "evals").exists()
 
 
 def test_eval_runs_are_logged_as_usual():
     """Each case's run writes its steps to the step log, like any other run."""
-    result = wf.evaluate(QUERY_ROUTER, variants=["keywords"], progress=False)
+    result = wf.evals.evaluate(QUERY_ROUTER, variants=["keywords"], progress=False)
     run_ids = sorted(set(result.cases["run_id"]))
     assert 20 == len(run_ids)
     logged = wf.steps(run_id=run_ids)
@@ -281,7 +286,7 @@ def test_eval_runs_are_logged_as_usual():
 def test_evaluate_accepts_a_workspace_argument(tmp_path: Path):
     """workspace= sends the runs and the stored results to that folder."""
     other = tmp_path / "elsewhere"
-    result = wf.evaluate(doubler_suite(), progress=False, workspace=other)
+    result = wf.evals.evaluate(doubler_suite(), progress=False, workspace=other)
     assert result.saved_to is not None
     assert other / "evals" / "doubler" == result.saved_to.parent
     assert 4 == len(wf.Workspace(other).runs())
@@ -301,13 +306,13 @@ def test_concurrency_is_bounded(limit: int):
         counter["now"] -= 1
         return {"done": True}
 
-    suite = wf.Suite(
+    suite = wf.evals.Suite(
         name="counted",
         dataset=[{"id": f"c{i}", "n": i} for i in range(10)],
         workflow=flow,
-        scorers=[wf.exact_match("done", True)],
+        scorers=[wf.evals.exact_match("done", True)],
     )
-    result = wf.evaluate(suite, concurrency=limit, progress=False, store=False)
+    result = wf.evals.evaluate(suite, concurrency=limit, progress=False, store=False)
     assert limit == counter["peak"]
     assert 0 == counter["now"]
     assert 10 == int(result.cases["passed"].sum())
@@ -316,7 +321,7 @@ def test_concurrency_is_bounded(limit: int):
 def test_concurrency_below_one_is_refused():
     """concurrency=0 is an error, not a hang."""
     with pytest.raises(ValueError, match="concurrency must be >= 1, got 0"):
-        wf.evaluate(doubler_suite(), concurrency=0, progress=False)
+        wf.evals.evaluate(doubler_suite(), concurrency=0, progress=False)
 
 
 def test_a_scorer_that_raises_marks_its_rows_only():
@@ -325,8 +330,8 @@ def test_a_scorer_that_raises_marks_its_rows_only():
     def broken(case: Case, run: wf.Run) -> bool:
         raise RuntimeError(f"boom on {case.id}")
 
-    suite = doubler_suite(scorers=[wf.exact_match("y"), broken, wf.exact_match("missing_key")])
-    result = wf.evaluate(suite, progress=False)
+    suite = doubler_suite(scorers=[wf.evals.exact_match("y"), broken, wf.evals.exact_match("missing_key")])
+    result = wf.evals.evaluate(suite, progress=False)
     cases = result.cases.set_index(["case_id", "scorer"])
     assert 12 == len(cases)
     assert {"value": 0.0, "passed": False, "detail": "scorer error: RuntimeError: boom on d2"} == (
@@ -358,7 +363,7 @@ def test_factory_variants_and_their_run_options():
         variants={"right": {"run_options": {"policy": "approve"}}, "wrong": {"offset": 1}},
         run_options={"policy": "reject"},
     )
-    result = wf.evaluate(suite, progress=False)
+    result = wf.evals.evaluate(suite, progress=False)
     assert [0, 1] == seen
     status = result.cases.set_index(["variant", "case_id"])["run_status"]
     assert "succeeded" == status[("right", "d3")]
@@ -370,20 +375,20 @@ def test_factory_variants_and_their_run_options():
 def test_unknown_variant_is_a_clear_error():
     """Asking for a variant the suite lacks names it and the variants there are."""
     with pytest.raises(ValueError, match="suite 'query-router' has no variant 'nope'; it has keywords, llm"):
-        wf.evaluate(QUERY_ROUTER, variants=["nope"], progress=False)
+        wf.evals.evaluate(QUERY_ROUTER, variants=["nope"], progress=False)
 
 
 def test_progress_bar_is_shown_on_request(capsys: pytest.CaptureFixture[str]):
     """progress=True draws a progress bar named after the suite on stderr."""
-    wf.evaluate(doubler_suite(), progress=True, store=False)
+    wf.evals.evaluate(doubler_suite(), progress=True, store=False)
     assert "eval doubler" in capsys.readouterr().err
 
 
 def test_evaluate_async_inside_a_running_loop():
     """evaluate_async runs inside an event loop (a notebook cell)."""
 
-    async def cell() -> wf.EvalResult:
-        return await wf.evaluate_async(doubler_suite(), progress=False, store=False)
+    async def cell() -> wf.evals.EvalResult:
+        return await wf.evals.evaluate_async(doubler_suite(), progress=False, store=False)
 
     result = asyncio.run(cell())
     assert 0.75 == result.summary.loc[("default", "exact_match:y"), "mean"]
@@ -392,7 +397,7 @@ def test_evaluate_async_inside_a_running_loop():
 # --- compare, check, plot, bootstrap_ci -----------------------------------------------------
 
 
-def two_variant_result() -> wf.EvalResult:
+def two_variant_result() -> wf.evals.EvalResult:
     """Doubler variants: 'base' right on 16 cases, 'same' identical, 'worse' wrong on all."""
 
     def build(offset: int = 0) -> wf.Workflow:
@@ -404,15 +409,15 @@ def two_variant_result() -> wf.EvalResult:
 
         return flow
 
-    suite = wf.Suite(
+    suite = wf.evals.Suite(
         name="variants",
         dataset=[{"id": f"c{x:02d}", "x": x, "expected": {"y": 2 * x}} for x in range(16)],
         workflow=build,
-        scorers=[wf.exact_match("y"), wf.numeric("y", tolerance=1.0, name="close")],
+        scorers=[wf.evals.exact_match("y"), wf.evals.numeric("y", tolerance=1.0, name="close")],
         variants={"base": {}, "same": {}, "worse": {"offset": 1}},
         thresholds={"exact_match:y": 0.9},
     )
-    return wf.evaluate(suite, progress=False, store=False)
+    return wf.evals.evaluate(suite, progress=False, store=False)
 
 
 def test_compare_tells_noise_from_a_real_difference():
@@ -460,7 +465,7 @@ def test_plot_has_one_axes_per_scorer():
 
 def test_result_reprs_show_the_summary():
     """The text and HTML reprs name the suite and show the summary."""
-    result = wf.evaluate(doubler_suite(), progress=False, store=False)
+    result = wf.evals.evaluate(doubler_suite(), progress=False, store=False)
     assert repr(result).startswith("<EvalResult doubler: 4 cases>")
     assert "pass_rate" in repr(result)
     assert result._repr_html_().startswith("<b>eval doubler</b><table")
@@ -499,11 +504,11 @@ def double(state: Any) -> dict[str, Any]:
     return {"y": state["x"] * 2}
 
 
-suite = wf.Suite(
+suite = wf.evals.Suite(
     name="cli-doubler",
     dataset="cases.jsonl",
     workflow=flow,
-    scorers=[wf.exact_match("y")],
+    scorers=[wf.evals.exact_match("y")],
     thresholds=THRESHOLDS,
 )
 """

@@ -1,4 +1,4 @@
-"""Unit tests for wfkit._events: the StepEvent record and sink normalisation."""
+"""Unit tests for wfkit.model._events: the StepEvent record and sink normalisation."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import datetime as dt
 
 import pytest
 
-import wfkit._events
-from wfkit._events import FIELDS, SinkObject, Status, StepEvent, as_callables
+import wfkit.model._events
+from wfkit.model._events import FIELDS, SinkObject, Status, StepEvent, as_callables
 
 EXPECTED_FIELDS = (
     "run_id",
@@ -63,8 +63,8 @@ def test_fields_are_the_step_log_columns_in_order():
 
 
 def test_module_fields_constant_matches_step_event():
-    """wfkit._events.FIELDS is StepEvent's field tuple."""
-    assert StepEvent._fields == wfkit._events.FIELDS
+    """wfkit.model._events.FIELDS is StepEvent's field tuple."""
+    assert StepEvent._fields == wfkit.model._events.FIELDS
     assert EXPECTED_FIELDS == FIELDS
 
 

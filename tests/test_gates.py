@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 import wfkit as wf
-from wfkit._workspace import Workspace
+from wfkit.store._workspace import Workspace
 
 
 def _gated(calls: list[str]) -> wf.Workflow:

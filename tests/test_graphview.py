@@ -6,8 +6,8 @@ import xml.etree.ElementTree as ET
 from typing import Any
 
 import wfkit as wf
-from wfkit._graphview import edges, to_svg, to_text
 from wfkit.examples import query_router
+from wfkit.model._graphview import edges, to_svg, to_text
 
 
 def _noop(state: Any) -> None:

@@ -7,7 +7,7 @@ import datetime
 import pytest
 
 import wfkit as wf
-from wfkit._journal import encode_state, encode_updates, event_from_row, event_row
+from wfkit.store._journal import encode_state, encode_updates, event_from_row, event_row
 
 
 def _event() -> wf.StepEvent:

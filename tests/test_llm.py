@@ -1,4 +1,4 @@
-"""Tests for wfkit._llm: the chat client against a real local HTTP server, alone and inside runs."""
+"""Tests for wfkit.llm._llm: the chat client against a real local HTTP server, alone and inside runs."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import pytest
 from llm_server import LLMServer
 
 import wfkit as wf
-from wfkit._llm import (
+from wfkit.llm._llm import (
     BoundChatClient,
     ChatClient,
     LLMConnectionError,
@@ -24,7 +24,7 @@ from wfkit._llm import (
     Reply,
     default_client,
 )
-from wfkit._simulated import SimulatedModel
+from wfkit.llm._simulated import SimulatedModel
 from wfkit.testing import test_mode
 
 KEY = "sk-test-0123456789abcdef"
@@ -384,7 +384,7 @@ def test_aclose_closes_now_and_the_client_stays_usable(server: LLMServer) -> Non
 
 def test_cassette_recording_inside_runs_leaks_no_connection(server: LLMServer, tmp_path: Path) -> None:
     """A client over a recording cassette over the network closes both pools when each run's loop ends."""
-    from wfkit._cassette import Cassette
+    from wfkit.llm._cassette import Cassette
 
     client = client_for(server, transport=Cassette(tmp_path / "c.jsonl", mode="auto"))
     for q in ("a", "b", "a"):

@@ -9,7 +9,7 @@ from contextvars import ContextVar
 
 import pytest
 
-from wfkit import _loops
+from wfkit.engine import _loops
 
 _REQUEST: ContextVar[str] = ContextVar("test_loops_request", default="unset")
 

@@ -1,4 +1,4 @@
-"""Unit tests for wfkit._merge: per-field merge rules."""
+"""Unit tests for wfkit.model._merge: per-field merge rules."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from types import MappingProxyType
 
 import pytest
 
-from wfkit._merge import add, append, check_merges, extend, union
+from wfkit.model._merge import add, append, check_merges, extend, union
 
 # --- append -----------------------------------------------------------------------------------
 

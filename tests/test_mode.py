@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from wfkit._mode import current_mode, default_policy, in_kernel, under_papermill
+from wfkit.engine._mode import current_mode, default_policy, in_kernel, under_papermill
 
 
 def test_plain_python_is_headless(monkeypatch: pytest.MonkeyPatch) -> None:

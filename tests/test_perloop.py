@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from wfkit._perloop import PerLoop
+from wfkit.llm._perloop import PerLoop
 
 
 class Resource:

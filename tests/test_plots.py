@@ -15,9 +15,9 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
 import wfkit as wf
-from wfkit._analysis import register_accessor
-from wfkit._plots import _COLORS
-from wfkit._steplog import steps_dir
+from wfkit.logs._analysis import register_accessor
+from wfkit.logs._plots import _COLORS
+from wfkit.logs._steplog import steps_dir
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 RETRY = wf.RetryPolicy(max_retries=2, base_delay=0.02, jitter=0)

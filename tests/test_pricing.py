@@ -1,10 +1,10 @@
-"""Tests for wfkit._pricing: the price table and what a call costs."""
+"""Tests for wfkit.llm._pricing: the price table and what a call costs."""
 
 from __future__ import annotations
 
 import pytest
 
-from wfkit._pricing import PRICES, Price, Prices, as_prices
+from wfkit.llm._pricing import PRICES, Price, Prices, as_prices
 
 
 def test_cost_is_tokens_times_price_per_thousand() -> None:

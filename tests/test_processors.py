@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 
 import wfkit as wf
-from wfkit._approvals import ApprovalPolicy, Ticket, Verdict
-from wfkit._processors import REDACTED, chain, redact_secrets, redact_text, truncate
-from wfkit._workspace import DB_NAME
+from wfkit.model._approvals import ApprovalPolicy, Ticket, Verdict
+from wfkit.model._processors import REDACTED, chain, redact_secrets, redact_text, truncate
+from wfkit.store._workspace import DB_NAME
 from wfkit.testing import MemorySink
 
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from wfkit._cli import main
-from wfkit._replay import ReplayError, check_parameters, compare, declared_parameters, parse_value
+from wfkit.cli._cli import main
+from wfkit.replay._replay import ReplayError, check_parameters, compare, declared_parameters, parse_value
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
@@ -193,6 +193,6 @@ def test_a_gate_under_papermill_without_a_policy_fails_the_notebook_clearly(tmp_
 
 
 def replay_notebooks(notebooks: list[Path], tmp_path: Path) -> tuple[int, list[dict[str, object]]]:
-    from wfkit._replay import replay
+    from wfkit.replay._replay import replay
 
     return replay(notebooks, baseline=tmp_path / "b", report=tmp_path / "r", jobs=1, timeout=60)

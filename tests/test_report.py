@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import Any
 
 import wfkit as wf
-from wfkit._cli import main
-from wfkit._steplog import steps_dir
-from wfkit._workspace import DB_NAME
+from wfkit.cli._cli import main
+from wfkit.logs._steplog import steps_dir
+from wfkit.store._workspace import DB_NAME
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 TITLES = (

@@ -1,4 +1,4 @@
-"""Unit tests for wfkit._retry: error classification, Retry-After and RetryPolicy."""
+"""Unit tests for wfkit.model._retry: error classification, Retry-After and RetryPolicy."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import random
 import httpx
 import pytest
 
-from wfkit._retry import (
+from wfkit.model._retry import (
     NO_RETRY,
     ErrorKind,
     PermanentError,

@@ -419,3 +419,31 @@ def test_await_after_cancel_of_a_background_run_waits_for_the_end() -> None:
         deadline = time.monotonic() + 2
         while not run.done() and time.monotonic() < deadline:
             time.sleep(0.01)
+
+
+def test_a_misspelt_run_option_is_refused_with_a_suggestion() -> None:
+    """run/arun/start/resume share one checked set of options: a typo names the closest option."""
+    flow = wf.Workflow("options-typo")
+
+    @flow.step
+    def only(state):
+        return {"done": True}
+
+    with pytest.raises(TypeError, match=r"'timout' \(did you mean 'timeout'\?\)"):
+        flow.run({}, workspace=False, timout=3)  # type: ignore[call-arg]
+    with pytest.raises(TypeError, match=r"resume\(\) got unexpected keyword argument\(s\) 'seed'"):
+        flow.resume("no-such-run", seed=1)  # type: ignore[call-arg]
+
+
+def test_run_options_reach_the_run() -> None:
+    """Options given once are what the run uses: its id, its seed and its workspace choice."""
+    flow = wf.Workflow("options-reach")
+
+    @flow.step
+    def only(state, ctx):
+        return {"roll": ctx.rng.random()}
+
+    first = flow.run({}, workspace=False, run_id="fixed-id", seed=7)
+    second = flow.run({}, workspace=False, seed=7)
+    assert "fixed-id" == first.run_id
+    assert first.state["roll"] == second.state["roll"]

@@ -1,4 +1,4 @@
-"""Scorers (wfkit._scorers) judged on real runs of tiny workflows in the test's workspace."""
+"""Scorers (wfkit.evals._scorers) judged on real runs of tiny workflows in the test's workspace."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import jsonschema
 import pytest
 
 import wfkit as wf
-from wfkit._scorers import Case, Score
+from wfkit.evals._scorers import Case, Score
 
 
 def echo_flow() -> wf.Workflow:
@@ -65,71 +65,71 @@ def score(scorer: Any, case: Case, run: wf.Run) -> Score:
 
 def test_exact_match_passes_on_the_expected_value():
     """exact_match scores 1 and passes when the state field equals the case's expectation."""
-    assert Score(1.0, True, "") == score(wf.exact_match("out"), Case("c1", {}, {"out": 42}), echo(42))
+    assert Score(1.0, True, "") == score(wf.evals.exact_match("out"), Case("c1", {}, {"out": 42}), echo(42))
 
 
 def test_exact_match_fails_and_says_what_differed():
     """exact_match scores 0 and the detail shows the actual and the expected value."""
-    result = score(wf.exact_match("out"), Case("c1", {}, {"out": "refunded"}), echo("declined"))
+    result = score(wf.evals.exact_match("out"), Case("c1", {}, {"out": "refunded"}), echo("declined"))
     assert Score(0.0, False, 'out="declined", expected "refunded"') == result
 
 
 def test_exact_match_with_expected_given_to_the_scorer():
     """An expected value given to the scorer wins over the case (which then needs none)."""
     run = echo([1, 2])
-    assert score(wf.exact_match("out", [1, 2]), Case("c1", {}), run).passed
-    assert not score(wf.exact_match("out", [2, 1]), Case("c1", {}), run).passed
+    assert score(wf.evals.exact_match("out", [1, 2]), Case("c1", {}), run).passed
+    assert not score(wf.evals.exact_match("out", [2, 1]), Case("c1", {}), run).passed
 
 
 def test_exact_match_on_a_missing_field_says_missing():
     """A field absent from the state fails with '(missing)' in the detail."""
-    result = score(wf.exact_match("nope"), Case("c1", {}, {"nope": 1}), echo(1))
+    result = score(wf.evals.exact_match("nope"), Case("c1", {}, {"nope": 1}), echo(1))
     assert Score(0.0, False, "nope=(missing), expected 1") == result
 
 
 def test_exact_match_follows_dotted_fields():
     """A dotted field reads a nested value of the state."""
     assert score(
-        wf.exact_match("out.order.id"), Case("c1", {}, {"out.order.id": 17}), echo({"order": {"id": 17}})
+        wf.evals.exact_match("out.order.id"), Case("c1", {}, {"out.order.id": 17}), echo({"order": {"id": 17}})
     ).passed
 
 
 def test_contains_ignores_case_by_default():
     """contains passes on a case-insensitive substring and fails with the text it searched."""
     run = echo("Your REFUND has been processed")
-    assert score(wf.contains("out", "refund"), Case("c1", {}), run).passed
-    result = score(wf.contains("out", "refund", ignore_case=False), Case("c1", {}), run)
+    assert score(wf.evals.contains("out", "refund"), Case("c1", {}), run).passed
+    result = score(wf.evals.contains("out", "refund", ignore_case=False), Case("c1", {}), run)
     assert Score(0.0, False, "'refund' not in \"Your REFUND has been processed\"") == result
 
 
 def test_contains_reads_the_expected_substring_from_the_case():
     """contains takes the substring from the case's expected value for the field."""
     run = echo("answered with web_search")
-    assert score(wf.contains("out"), Case("c1", {}, {"out": "web_search"}), run).passed
-    assert not score(wf.contains("out"), Case("c2", {}, {"out": "sql_query"}), run).passed
+    assert score(wf.evals.contains("out"), Case("c1", {}, {"out": "web_search"}), run).passed
+    assert not score(wf.evals.contains("out"), Case("c2", {}, {"out": "sql_query"}), run).passed
 
 
 def test_regex_searches_anywhere_and_shows_the_pattern_on_failure():
     """regex passes when the pattern is found anywhere and the detail names value and pattern."""
-    assert score(wf.regex("out", r"order \d+"), Case("c1", {}), echo("see order 17 please")).passed
-    result = score(wf.regex("out", r"order \d+"), Case("c1", {}), echo("no order here"))
+    assert score(wf.evals.regex("out", r"order \d+"), Case("c1", {}), echo("see order 17 please")).passed
+    result = score(wf.evals.regex("out", r"order \d+"), Case("c1", {}), echo("no order here"))
     assert Score(0.0, False, '"no order here" !~ /order \\d+/') == result
 
 
 def test_regex_on_a_missing_field_fails():
     """regex fails on a field the state lacks rather than matching its absence."""
-    result = score(wf.regex("nope", r".*"), Case("c1", {}), echo("x"))
+    result = score(wf.evals.regex("nope", r".*"), Case("c1", {}), echo("x"))
     assert Score(0.0, False, "(missing) !~ /.*/") == result
 
 
 @pytest.mark.parametrize(
     ("scorer", "key"),
     [
-        (wf.exact_match("out"), "out"),
-        (wf.contains("out"), "out"),
-        (wf.numeric("out"), "out"),
-        (wf.route_taken(), "route"),
-        (wf.tools_used(), "tools"),
+        (wf.evals.exact_match("out"), "out"),
+        (wf.evals.contains("out"), "out"),
+        (wf.evals.numeric("out"), "out"),
+        (wf.evals.route_taken(), "route"),
+        (wf.evals.tools_used(), "tools"),
     ],
 )
 def test_missing_expected_key_raises_key_error_naming_case_and_key(scorer: Any, key: str):
@@ -149,31 +149,33 @@ SCHEMA = {
 
 def test_json_schema_accepts_a_valid_dict():
     """A dict that fits the schema passes."""
-    assert Score(1.0, True) == score(wf.json_schema("out", SCHEMA), Case("c1", {}), echo({"name": "Ada", "age": 36}))
+    assert Score(1.0, True) == score(
+        wf.evals.json_schema("out", SCHEMA), Case("c1", {}), echo({"name": "Ada", "age": 36})
+    )
 
 
 def test_json_schema_rejects_an_invalid_dict_naming_the_path():
     """A dict that breaks the schema fails with the offending path and jsonschema's message."""
-    result = score(wf.json_schema("out", SCHEMA), Case("c1", {}), echo({"name": "Ada", "age": "old"}))
+    result = score(wf.evals.json_schema("out", SCHEMA), Case("c1", {}), echo({"name": "Ada", "age": "old"}))
     assert Score(0.0, False, "age: 'old' is not of type 'integer'") == result
 
 
 def test_json_schema_reports_a_missing_required_key_at_the_root():
     """A missing required property is reported at '(root)'."""
-    result = score(wf.json_schema("out", SCHEMA), Case("c1", {}), echo({"name": "Ada"}))
+    result = score(wf.evals.json_schema("out", SCHEMA), Case("c1", {}), echo({"name": "Ada"}))
     assert Score(0.0, False, "(root): 'age' is a required property") == result
 
 
 def test_json_schema_parses_json_text():
     """JSON text in the state is decoded before validation."""
-    scorer = wf.json_schema("out", SCHEMA)
+    scorer = wf.evals.json_schema("out", SCHEMA)
     assert score(scorer, Case("c1", {}), echo('{"name": "Ada", "age": 36}')).passed
     assert not score(scorer, Case("c2", {}), echo('{"name": "Ada", "age": 36.5}')).passed
 
 
 def test_json_schema_fails_on_invalid_json_text():
     """Text that is not JSON fails with 'not JSON' in the detail."""
-    result = score(wf.json_schema("out", SCHEMA), Case("c1", {}), echo("{name: Ada"))
+    result = score(wf.evals.json_schema("out", SCHEMA), Case("c1", {}), echo("{name: Ada"))
     assert not result.passed
     assert 0.0 == result.value
     assert result.detail.startswith("not JSON: ")
@@ -181,14 +183,14 @@ def test_json_schema_fails_on_invalid_json_text():
 
 def test_json_schema_fails_on_a_missing_field():
     """A state without the field fails and says so."""
-    result = score(wf.json_schema("nope", SCHEMA), Case("c1", {}), echo({}))
+    result = score(wf.evals.json_schema("nope", SCHEMA), Case("c1", {}), echo({}))
     assert Score(0.0, False, "no 'nope' in the state") == result
 
 
 def test_json_schema_refuses_an_invalid_schema_up_front():
     """A malformed schema is refused when the scorer is built, before any run."""
     with pytest.raises(jsonschema.SchemaError):
-        wf.json_schema("out", {"type": "no-such-type"})
+        wf.evals.json_schema("out", {"type": "no-such-type"})
 
 
 # --- numeric --------------------------------------------------------------------------------
@@ -197,41 +199,41 @@ def test_json_schema_refuses_an_invalid_schema_up_front():
 def test_numeric_absolute_tolerance():
     """Within the absolute tolerance passes; beyond it fails with the difference allowed."""
     case = Case("c1", {}, {"out": 3})
-    assert score(wf.numeric("out", tolerance=0.1), case, echo(3.05)).passed
+    assert score(wf.evals.numeric("out", tolerance=0.1), case, echo(3.05)).passed
     assert Score(0.0, False, "3.2 differs from 3.0 by more than 0.1") == score(
-        wf.numeric("out", tolerance=0.1), case, echo(3.2)
+        wf.evals.numeric("out", tolerance=0.1), case, echo(3.2)
     )
 
 
 def test_numeric_relative_tolerance_scales_with_the_expected_value():
     """relative=True allows tolerance x |expected|: 1% of 1000 is 10."""
     case = Case("c1", {}, {"out": 1000})
-    assert score(wf.numeric("out", tolerance=0.01, relative=True), case, echo(1009)).passed
-    result = score(wf.numeric("out", tolerance=0.01, relative=True), case, echo(1020))
+    assert score(wf.evals.numeric("out", tolerance=0.01, relative=True), case, echo(1009)).passed
+    result = score(wf.evals.numeric("out", tolerance=0.01, relative=True), case, echo(1020))
     assert Score(0.0, False, "1020.0 differs from 1000.0 by more than 10") == result
 
 
 def test_numeric_default_tolerance_is_tight():
     """Without a tolerance only (nearly) the exact number passes."""
-    assert score(wf.numeric("out", 0.1), Case("c1", {}), echo(0.1)).passed
-    assert not score(wf.numeric("out", 0.1), Case("c1", {}), echo(0.1001)).passed
+    assert score(wf.evals.numeric("out", 0.1), Case("c1", {}), echo(0.1)).passed
+    assert not score(wf.evals.numeric("out", 0.1), Case("c1", {}), echo(0.1001)).passed
 
 
 def test_numeric_accepts_numeric_text():
     """A number held as text is read as that number."""
-    assert score(wf.numeric("out", 2.5), Case("c1", {}), echo("2.5")).passed
+    assert score(wf.evals.numeric("out", 2.5), Case("c1", {}), echo("2.5")).passed
 
 
 @pytest.mark.parametrize(("value", "shown"), [("many", '"many"'), (None, "null"), ([1], "[1]")])
 def test_numeric_fails_on_non_numbers(value: Any, shown: str):
     """A value that is not a number fails with 'is not a number' rather than raising."""
-    result = score(wf.numeric("out", 1), Case("c1", {}), echo(value))
+    result = score(wf.evals.numeric("out", 1), Case("c1", {}), echo(value))
     assert Score(0.0, False, f"out={shown} is not a number") == result
 
 
 def test_numeric_fails_on_a_missing_field():
     """A field the state lacks is not a number."""
-    result = score(wf.numeric("nope", 1), Case("c1", {}), echo(1))
+    result = score(wf.evals.numeric("nope", 1), Case("c1", {}), echo(1))
     assert Score(0.0, False, "nope=(missing) is not a number") == result
 
 
@@ -242,34 +244,34 @@ def test_route_taken_passes_when_the_run_went_through_the_step():
     """route_taken passes when the expected step is on the run's path."""
     run = routed_flow().run({"query": "Python list sorting"})
     assert ["classify", "code_search"] == run.path()
-    assert Score(1.0, True) == score(wf.route_taken(), Case("c1", {}, {"route": "code_search"}), run)
+    assert Score(1.0, True) == score(wf.evals.route_taken(), Case("c1", {}, {"route": "code_search"}), run)
 
 
 def test_route_taken_fails_showing_the_path():
     """route_taken fails with the path the run took and the step it missed."""
     run = routed_flow().run({"query": "capital of France"})
-    result = score(wf.route_taken(), Case("c1", {}, {"route": "code_search"}), run)
+    result = score(wf.evals.route_taken(), Case("c1", {}, {"route": "code_search"}), run)
     assert Score(0.0, False, "path classify > web_search misses 'code_search'") == result
 
 
 def test_route_taken_with_another_key():
     """route_taken reads the expected step from the key it is given."""
     run = routed_flow().run({"query": "capital of France"})
-    assert score(wf.route_taken("branch"), Case("c1", {}, {"branch": "web_search"}), run).passed
+    assert score(wf.evals.route_taken("branch"), Case("c1", {}, {"branch": "web_search"}), run).passed
 
 
 def test_tools_used_passes_on_the_tools_the_route_bound_in_any_order():
     """tools_used compares the tools bound to the expected step, ignoring their order."""
     run = routed_flow().run({"query": "Python list sorting"})
     case = Case("c1", {}, {"route": "code_search", "tools": ["code_interpreter", "web_search"]})
-    assert Score(1.0, True) == score(wf.tools_used(), case, run)
+    assert Score(1.0, True) == score(wf.evals.tools_used(), case, run)
 
 
 def test_tools_used_fails_on_other_tools():
     """tools_used fails when the step ran with other tools, showing both sets."""
     run = routed_flow().run({"query": "capital of France"})
     case = Case("c1", {}, {"route": "web_search", "tools": ["web_search", "code_interpreter"]})
-    result = score(wf.tools_used(), case, run)
+    result = score(wf.evals.tools_used(), case, run)
     assert (
         Score(0.0, False, "web_search had tools ['web_search'], expected ['code_interpreter', 'web_search']") == result
     )
@@ -279,7 +281,7 @@ def test_tools_used_fails_when_the_step_never_ran():
     """tools_used fails when the expected step is not in the run at all."""
     run = routed_flow().run({"query": "capital of France"})
     case = Case("c1", {}, {"route": "code_search", "tools": ["web_search", "code_interpreter"]})
-    result = score(wf.tools_used(), case, run)
+    result = score(wf.evals.tools_used(), case, run)
     assert Score(0.0, False, "code_search had tools None, expected ['code_interpreter', 'web_search']") == result
 
 
@@ -305,7 +307,7 @@ def sleepy_flow(seconds: float) -> wf.Workflow:
 
 def test_latency_budget_passes_a_fast_run():
     """A run well within its budget passes, the detail giving time spent of the budget."""
-    result = score(wf.latency_budget(5.0), Case("c1", {}), sleepy_flow(0.01).run({}))
+    result = score(wf.evals.latency_budget(5.0), Case("c1", {}), sleepy_flow(0.01).run({}))
     assert result.passed
     assert 1.0 == result.value
     assert result.detail.endswith(" s of 5.0 s")
@@ -313,7 +315,7 @@ def test_latency_budget_passes_a_fast_run():
 
 def test_latency_budget_fails_a_slow_run():
     """A run whose steps take longer than the budget fails, the detail showing the time spent."""
-    result = score(wf.latency_budget(0.05), Case("c1", {}), sleepy_flow(0.12).run({}))
+    result = score(wf.evals.latency_budget(0.05), Case("c1", {}), sleepy_flow(0.12).run({}))
     assert not result.passed
     assert 0.0 == result.value
     spent = float(result.detail.split(" s of ")[0])
@@ -342,19 +344,21 @@ def costly_flow() -> wf.Workflow:
 
 def test_cost_budget_sums_the_recorded_cost_of_every_step():
     """cost_budget passes within budget and reports the run's total cost."""
-    assert Score(1.0, True, "$0.00900 of $0.01") == score(wf.cost_budget(0.01), Case("c1", {}), costly_flow().run({}))
+    assert Score(1.0, True, "$0.00900 of $0.01") == score(
+        wf.evals.cost_budget(0.01), Case("c1", {}), costly_flow().run({})
+    )
 
 
 def test_cost_budget_fails_over_budget():
     """cost_budget fails when the recorded cost exceeds the budget."""
     assert Score(0.0, False, "$0.00900 of $0.005") == score(
-        wf.cost_budget(0.005), Case("c1", {}), costly_flow().run({})
+        wf.evals.cost_budget(0.005), Case("c1", {}), costly_flow().run({})
     )
 
 
 def test_cost_budget_of_a_run_without_cost_is_zero():
     """A run that records no cost spends $0 and passes any budget."""
-    assert Score(1.0, True, "$0.00000 of $0.0") == score(wf.cost_budget(0.0), Case("c1", {}), echo(1))
+    assert Score(1.0, True, "$0.00000 of $0.0") == score(wf.evals.cost_budget(0.0), Case("c1", {}), echo(1))
 
 
 # --- custom ---------------------------------------------------------------------------------
@@ -366,7 +370,7 @@ def test_custom_sync_function_returning_a_bool():
     def is_even(case: Case, run: wf.Run) -> bool:
         return run.state["out"] % 2 == 0
 
-    scorer = wf.custom(is_even)
+    scorer = wf.evals.custom(is_even)
     assert "is_even" == scorer.name
     assert Score(1.0, True) == score(scorer, Case("c1", {}), echo(4))
     assert Score(0.0, False) == score(scorer, Case("c1", {}), echo(5))
@@ -374,7 +378,7 @@ def test_custom_sync_function_returning_a_bool():
 
 def test_custom_float_passes_at_one_half():
     """A float is the value; it passes from 0.5 up."""
-    scorer = wf.custom(lambda case, run: run.state["out"], name="share")
+    scorer = wf.evals.custom(lambda case, run: run.state["out"], name="share")
     assert "share" == scorer.name
     assert Score(0.5, True) == score(scorer, Case("c1", {}), echo(0.5))
     assert Score(0.25, False) == score(scorer, Case("c1", {}), echo(0.25))
@@ -389,10 +393,10 @@ def test_custom_async_function_returning_a_score():
         return Score(0.9 if ok else 0.1, ok, "checked asynchronously")
 
     assert Score(0.9, True, "checked asynchronously") == score(
-        wf.custom(judged), Case("c1", {}, {"out": "a"}), echo("a")
+        wf.evals.custom(judged), Case("c1", {}, {"out": "a"}), echo("a")
     )
     assert Score(0.1, False, "checked asynchronously") == score(
-        wf.custom(judged), Case("c1", {}, {"out": "a"}), echo("b")
+        wf.evals.custom(judged), Case("c1", {}, {"out": "a"}), echo("b")
     )
 
 
@@ -400,13 +404,13 @@ def test_custom_async_function_returning_a_score():
 def test_custom_bad_return_type_is_a_type_error(bad: Any):
     """A custom scorer returning something other than a Score, a float or a bool raises TypeError."""
     with pytest.raises(TypeError, match="a scorer returns a Score, a float in"):
-        score(wf.custom(lambda case, run: bad), Case("c1", {}), echo(1))
+        score(wf.evals.custom(lambda case, run: bad), Case("c1", {}), echo(1))
 
 
 def test_custom_out_of_range_float_is_refused():
     """A float outside [0, 1] (say a 0-10 grade) is refused, as the scorer contract says [0, 1]."""
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
-        score(wf.custom(lambda case, run: 5), Case("c1", {}), echo(1))
+        score(wf.evals.custom(lambda case, run: 5), Case("c1", {}), echo(1))
 
 
 # --- llm_judge ------------------------------------------------------------------------------
@@ -421,9 +425,9 @@ def test_llm_judge_offline_scores_a_close_answer_high():
     def reply(state: Any) -> dict[str, Any]:
         return {"answer": state["text"]}
 
-    exact = score(wf.llm_judge("Same meaning?"), case, flow.run({"text": "Your refund has been processed."}))
+    exact = score(wf.evals.llm_judge("Same meaning?"), case, flow.run({"text": "Your refund has been processed."}))
     assert Score(1.0, True, "Score: 10") == exact
-    close = score(wf.llm_judge("Same meaning?"), case, flow.run({"text": "your refund was processed"}))
+    close = score(wf.evals.llm_judge("Same meaning?"), case, flow.run({"text": "your refund was processed"}))
     assert Score(0.6, True, "Score: 6") == close
 
 
@@ -436,40 +440,42 @@ def test_llm_judge_offline_scores_an_unrelated_answer_low():
         return {"answer": "The weather in Lisbon is sunny today."}
 
     case = Case("c1", {}, {"answer": "Your refund has been processed."})
-    assert Score(0.0, False, "Score: 0") == score(wf.llm_judge("Same meaning?"), case, flow.run({}))
+    assert Score(0.0, False, "Score: 0") == score(wf.evals.llm_judge("Same meaning?"), case, flow.run({}))
 
 
 def test_llm_judge_offline_scores_a_missing_field_zero():
     """A run without the graded field gives the judge an empty answer, which scores 0."""
     case = Case("c1", {}, {"answer": "Your refund has been processed."})
-    assert Score(0.0, False, "Score: 0") == score(wf.llm_judge("Same meaning?"), case, echo("x"))
+    assert Score(0.0, False, "Score: 0") == score(wf.evals.llm_judge("Same meaning?"), case, echo("x"))
 
 
 def test_llm_judge_reads_another_field_and_reference_key():
     """field and reference_key choose what is graded against what."""
     case = Case("c1", {}, {"reply": "use the reset link"})
-    judge = wf.llm_judge("Helpful?", field="out", reference_key="reply")
+    judge = wf.evals.llm_judge("Helpful?", field="out", reference_key="reply")
     assert score(judge, case, echo("Please use the reset link we sent")).passed
 
 
 def test_llm_judge_with_a_chat_client_score_three_is_point_three():
     """A judge model replying 'Score: 3' gives 0.3, which does not pass at pass_at=0.6."""
-    client = wf.ChatClient(transport=wf.SimulatedModel(p50=0.001, p99=0.002, seed=0, reply="Score: 3"))
-    judge = wf.llm_judge("Polite?", field="out", client=client, pass_at=0.6)
+    client = wf.llm.ChatClient(transport=wf.llm.SimulatedModel(p50=0.001, p99=0.002, seed=0, reply="Score: 3"))
+    judge = wf.evals.llm_judge("Polite?", field="out", client=client, pass_at=0.6)
     assert Score(0.3, False, "Score: 3") == score(judge, Case("c1", {}, {"answer": "hello"}), echo("hello"))
 
 
 def test_llm_judge_pass_at_is_inclusive():
     """A score equal to pass_at passes."""
-    client = wf.ChatClient(transport=wf.SimulatedModel(p50=0.001, p99=0.002, seed=0, reply="Score: 3"))
-    judge = wf.llm_judge("Polite?", field="out", client=client, pass_at=0.3)
+    client = wf.llm.ChatClient(transport=wf.llm.SimulatedModel(p50=0.001, p99=0.002, seed=0, reply="Score: 3"))
+    judge = wf.evals.llm_judge("Polite?", field="out", client=client, pass_at=0.3)
     assert score(judge, Case("c1", {}), echo("hello")).passed
 
 
 def test_llm_judge_reply_without_a_number_scores_zero_with_a_clear_detail():
     """A judge reply with no number scores 0, fails, and the detail quotes the reply."""
-    client = wf.ChatClient(transport=wf.SimulatedModel(p50=0.001, p99=0.002, seed=0, reply="I cannot grade this."))
-    judge = wf.llm_judge("Polite?", field="out", client=client)
+    client = wf.llm.ChatClient(
+        transport=wf.llm.SimulatedModel(p50=0.001, p99=0.002, seed=0, reply="I cannot grade this.")
+    )
+    judge = wf.evals.llm_judge("Polite?", field="out", client=client)
     result = score(judge, Case("c1", {}), echo("hello"))
     assert Score(0.0, False, "the judge gave no score: 'I cannot grade this.'") == result
 
@@ -477,17 +483,17 @@ def test_llm_judge_reply_without_a_number_scores_zero_with_a_clear_detail():
 def test_scorer_names_and_reprs():
     """Every scorer has a stable default name (used as the results' scorer column) and a repr."""
     names = [
-        wf.exact_match("a").name,
-        wf.contains("a").name,
-        wf.regex("a", "x").name,
-        wf.json_schema("a", {}).name,
-        wf.numeric("a").name,
-        wf.route_taken().name,
-        wf.tools_used().name,
-        wf.latency_budget(1).name,
-        wf.cost_budget(1).name,
-        wf.llm_judge("r").name,
-        wf.exact_match("a", name="mine").name,
+        wf.evals.exact_match("a").name,
+        wf.evals.contains("a").name,
+        wf.evals.regex("a", "x").name,
+        wf.evals.json_schema("a", {}).name,
+        wf.evals.numeric("a").name,
+        wf.evals.route_taken().name,
+        wf.evals.tools_used().name,
+        wf.evals.latency_budget(1).name,
+        wf.evals.cost_budget(1).name,
+        wf.evals.llm_judge("r").name,
+        wf.evals.exact_match("a", name="mine").name,
     ]
     assert [
         "exact_match:a",
@@ -502,4 +508,4 @@ def test_scorer_names_and_reprs():
         "llm_judge",
         "mine",
     ] == names
-    assert "<scorer route_taken>" == repr(wf.route_taken())
+    assert "<scorer route_taken>" == repr(wf.evals.route_taken())

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 import wfkit as wf
-from wfkit import _settings
+from wfkit.model import _settings
 
 
 def test_current_defaults() -> None:

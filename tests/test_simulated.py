@@ -1,4 +1,4 @@
-"""Tests for wfkit._simulated: the offline model's latency, faults, replies and wire format."""
+"""Tests for wfkit.llm._simulated: the offline model's latency, faults, replies and wire format."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import httpx
 import pytest
 
 import wfkit as wf
-from wfkit._llm import ChatClient, LLMResponseError, LLMStatusError, LLMTimeoutError, Reply
-from wfkit._simulated import SimulatedModel, estimate_tokens
+from wfkit.llm._llm import ChatClient, LLMResponseError, LLMStatusError, LLMTimeoutError, Reply
+from wfkit.llm._simulated import SimulatedModel, estimate_tokens
 from wfkit.testing import test_mode
 
 

@@ -24,8 +24,8 @@ import pyarrow.parquet as pq
 import pytest
 
 import wfkit as wf
-from wfkit._steplog import SOURCES_KEY, _write_atomic, compact, schema, segment_files, steps_dir
-from wfkit._workspace import DB_NAME
+from wfkit.logs._steplog import SOURCES_KEY, _write_atomic, compact, schema, segment_files, steps_dir
+from wfkit.store._workspace import DB_NAME
 
 # ---- helpers ------------------------------------------------------------------------------------
 

@@ -1,4 +1,4 @@
-"""Unit tests for wfkit._steps: make_spec and StepSpec."""
+"""Unit tests for wfkit.model._steps: make_spec and StepSpec."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from wfkit._retry import NO_RETRY, RetryPolicy, classify_error
-from wfkit._steps import StepSpec, code_hash, make_spec
+from wfkit.model._retry import NO_RETRY, RetryPolicy, classify_error
+from wfkit.model._steps import StepSpec, code_hash, make_spec
 
 
 def spec(fn: Any, **overrides: Any) -> StepSpec:

@@ -20,9 +20,9 @@ from typing import Any
 import pytest
 
 import wfkit as wf
-from wfkit._journal import encode_state, encode_updates
-from wfkit._store import _MAGIC, SCHEMA_VERSION, Store
-from wfkit._workspace import DB_NAME, open_store
+from wfkit.store._journal import encode_state, encode_updates
+from wfkit.store._store import _MAGIC, SCHEMA_VERSION, Store
+from wfkit.store._workspace import DB_NAME, open_store
 
 # ---- helpers -------------------------------------------------------------------------------------
 
@@ -520,3 +520,34 @@ def test_acquire_of_an_unknown_run_is_a_key_error(store: Store) -> None:
     """Acquiring a run id the store does not hold raises KeyError pointing at `wfkit runs`."""
     with pytest.raises(KeyError, match=re.escape("no run 'nope'")):
         store.acquire("nope")
+
+
+# ---- the export ledger ------------------------------------------------------------------------
+
+
+def test_export_ledger_hands_out_unexported_rows_and_remembers_what_was_exported(tmp_path: Path) -> None:
+    """The store says which journal rows parquet lacks, and marking an export never moves back."""
+    flow = wf.Workflow("ledger")
+
+    @flow.step
+    def a(state):
+        return {"x": 1}
+
+    flow.edge("a", "b")
+
+    @flow.step
+    def b(state):
+        return {"y": 2}
+
+    run = flow.run({}, workspace=tmp_path / "ws")
+    store = open_store(tmp_path / "ws")
+    rows = store.unexported_rows(run.run_id, ("step", "seq"))
+    assert ["a", "b"] == [r[0] for r in rows]
+    assert {"ledger"} == {r[-1] for r in rows}  # the workflow name rides at the end
+    store.mark_exported(run.run_id, rows[0][1])
+    assert ["b"] == [r[0] for r in store.unexported_rows(run.run_id, ("step", "seq"))]
+    store.mark_exported(run.run_id, 0)  # an older export finishing late does not undo a newer one
+    assert ["b"] == [r[0] for r in store.unexported_rows(run.run_id, ("step", "seq"))]
+    assert [(run.run_id, False)] == store.runs_with_unexported_rows()  # nobody executes it now
+    with pytest.raises(ValueError, match="no step-log column"):
+        store.unexported_rows(run.run_id, ("step; DROP TABLE runs",))

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 import wfkit as wf
-from wfkit import _settings
+from wfkit.model import _settings
 from wfkit.testing import MemorySink, capture_events, test_mode
 
 
@@ -265,7 +265,7 @@ def test_the_kit_offers_the_simulated_model_and_cassettes() -> None:
     import wfkit
     import wfkit.testing as kit
 
-    assert wfkit.SimulatedModel is kit.SimulatedModel
-    assert wfkit.Cassette is kit.Cassette
+    assert wfkit.llm.SimulatedModel is kit.SimulatedModel
+    assert wfkit.llm.Cassette is kit.Cassette
     with pytest.raises(AttributeError, match="no attribute 'Nothing'"):
         kit.Nothing  # noqa: B018

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 import wfkit as wf
-from wfkit._approvals import Ticket
-from wfkit._store import Store
+from wfkit.model._approvals import Ticket
+from wfkit.store._store import Store
 
 
 def _ticket(ticket_id: str = "t1", visit: int = 1) -> Ticket:

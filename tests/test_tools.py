@@ -1,4 +1,4 @@
-"""Tests for wfkit._tools: the registry, route-bound tools, and tool calls in step events."""
+"""Tests for wfkit.llm._tools: the registry, route-bound tools, and tool calls in step events."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 import wfkit as wf
-from wfkit._tools import ToolInfo, ToolNotBoundError, ToolRegistry, UnknownToolError, example_registry
+from wfkit.llm._tools import ToolInfo, ToolNotBoundError, ToolRegistry, UnknownToolError, example_registry
 from wfkit.testing import test_mode
 
 

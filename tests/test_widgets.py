@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 import wfkit as wf
-from wfkit._approvals import Ticket
-from wfkit.widgets import ApprovalPanel, PendingView, RunView
+from wfkit.model._approvals import Ticket
+from wfkit.notebook._widgets import ApprovalPanel, PendingView, RunView
 
 
 def _ticket(status: str = "open") -> Ticket:
@@ -123,7 +123,7 @@ def test_pending_view_decides_from_the_workspace() -> None:
 
 def test_pending_after_restart_resumes_with_a_redefined_workflow() -> None:
     """After a "restart" (a fresh handle), deciding in wfkit.pending() resumes the run."""
-    from wfkit._pending import resume_after_decision
+    from wfkit.notebook._pending import resume_after_decision
 
     flow = _gated_flow()
     run = flow.run({"amount": 30})
@@ -145,3 +145,13 @@ def test_run_displays_as_html_and_text_headless(mode: str, monkeypatch: pytest.M
     assert "waiting for approval: ticket" in bundle["text/plain"]
     assert "<table" in bundle["text/html"]
     assert "<svg" in bundle["text/html"]
+
+
+def test_an_interactive_run_displays_one_live_view(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Interactive, a run displays as a widget; displaying it again shows the same view, and text stays."""
+    monkeypatch.setenv("WFKIT_MODE", "interactive")
+    run = _gated_flow().run({"amount": 5}, policy="halt")
+    first, second = run._repr_mimebundle_(), run._repr_mimebundle_()
+    assert "application/vnd.jupyter.widget-view+json" in first
+    assert first["application/vnd.jupyter.widget-view+json"] == second["application/vnd.jupyter.widget-view+json"]
+    assert "waiting for approval" in first["text/plain"]

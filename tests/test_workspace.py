@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 import wfkit as wf
-from wfkit._workspace import DB_NAME, Workspace, open_store, workspace_path
+from wfkit.store._workspace import DB_NAME, Workspace, open_store, workspace_path
 
 REPO = Path(__file__).parent.parent
 

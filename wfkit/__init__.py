@@ -4,11 +4,14 @@ Workflows mix DAG fan-out and joins with state-machine loops and structured rout
 by policy with classified errors, time out per step and per run, and emit one event per attempt.
 """
 
-from wfkit._analysis import steps
-from wfkit._approvals import Approval, ApprovalPolicy, DecisionsFile, Ticket
-from wfkit._conditions import Condition, when
-from wfkit._context import Failure, StepContext
-from wfkit._errors import (
+from wfkit._version import __version__
+from wfkit.engine._run import ResumeOptions, Run, RunOptions, drain
+from wfkit.engine._run import set_renderer as _set_renderer
+from wfkit.engine._workflow import Workflow
+from wfkit.logs._analysis import steps
+from wfkit.model._approvals import Approval, ApprovalPolicy, DecisionsFile, Ticket
+from wfkit.model._context import ChatModel, Failure, StepContext, ToolProvider
+from wfkit.model._errors import (
     ApprovalRejectedError,
     ApprovalRequiredError,
     ConditionError,
@@ -28,12 +31,10 @@ from wfkit._errors import (
     WorkflowChangedWarning,
     WorkflowDefinitionError,
 )
-from wfkit._evals import EvalResult, Suite, evaluate, evaluate_async, load_dataset, load_suite
-from wfkit._events import Status, StepEvent
-from wfkit._merge import add, append, extend, union
-from wfkit._pending import Pending, pending
-from wfkit._processors import mark_secret, redact_secrets, truncate
-from wfkit._retry import (
+from wfkit.model._events import Status, StepEvent
+from wfkit.model._merge import add, append, extend, union
+from wfkit.model._processors import mark_secret, redact_secrets, truncate
+from wfkit.model._retry import (
     ErrorKind,
     PermanentError,
     RetryPolicy,
@@ -41,27 +42,11 @@ from wfkit._retry import (
     classify_error,
     retry_after_of,
 )
-from wfkit._routing import END, Go, Route, go
-from wfkit._run import Run, drain
-from wfkit._scorers import (
-    Case,
-    Score,
-    contains,
-    cost_budget,
-    custom,
-    exact_match,
-    json_schema,
-    latency_budget,
-    llm_judge,
-    numeric,
-    regex,
-    route_taken,
-    tools_used,
-)
-from wfkit._status import RunStatus
-from wfkit._version import __version__
-from wfkit._workflow import Workflow
-from wfkit._workspace import Workspace
+from wfkit.model._routes import END, Condition, Go, Route, go, when
+from wfkit.model._status import RunStatus
+from wfkit.notebook._pending import Pending, pending
+from wfkit.notebook._renderer import run_bundle as _run_bundle
+from wfkit.store._workspace import Workspace
 
 __all__ = [
     "END",
@@ -69,25 +54,25 @@ __all__ = [
     "ApprovalPolicy",
     "ApprovalRejectedError",
     "ApprovalRequiredError",
-    "Case",
+    "ChatModel",
     "Condition",
     "ConditionError",
     "DecisionsFile",
     "ErrorKind",
-    "EvalResult",
     "Failure",
     "FlowSpecError",
     "Go",
     "LeaseError",
     "Pending",
     "PermanentError",
+    "ResumeOptions",
     "RetryPolicy",
     "Route",
     "Run",
     "RunError",
+    "RunOptions",
     "RunStatus",
     "RunTimeoutError",
-    "Score",
     "StateConflictError",
     "StateValueError",
     "Status",
@@ -96,9 +81,9 @@ __all__ = [
     "StepFailedError",
     "StepTimeoutError",
     "StoreCorruptError",
-    "Suite",
     "Ticket",
     "TicketError",
+    "ToolProvider",
     "TransientError",
     "VisitLimitError",
     "WfkitError",
@@ -111,71 +96,41 @@ __all__ = [
     "add",
     "append",
     "classify_error",
-    "contains",
-    "cost_budget",
-    "custom",
     "drain",
-    "evaluate",
-    "evaluate_async",
-    "exact_match",
     "extend",
     "go",
-    "json_schema",
-    "latency_budget",
-    "llm_judge",
-    "load_dataset",
-    "load_suite",
     "mark_secret",
-    "numeric",
     "pending",
     "redact_secrets",
-    "regex",
     "retry_after_of",
-    "route_taken",
     "steps",
-    "tools_used",
     "truncate",
     "union",
     "when",
 ]
 
-# The LLM layer imports httpx: its names load on first use, so `import wfkit` stays light.
-_LAZY = {
-    "ChatClient": "wfkit._llm",
-    "Reply": "wfkit._llm",
-    "LLMError": "wfkit._llm",
-    "LLMStatusError": "wfkit._llm",
-    "LLMTimeoutError": "wfkit._llm",
-    "LLMConnectionError": "wfkit._llm",
-    "LLMResponseError": "wfkit._llm",
-    "SimulatedModel": "wfkit._simulated",
-    "Cassette": "wfkit._cassette",
-    "CassetteMissError": "wfkit._cassette",
-    "Prices": "wfkit._pricing",
-    "PRICES": "wfkit._pricing",
-    "Price": "wfkit._pricing",
-    "ToolInfo": "wfkit._tools",
-    "ToolRegistry": "wfkit._tools",
-    "ToolNotBoundError": "wfkit._tools",
-    "Tool": "wfkit._tools",
-    "UnknownToolError": "wfkit._tools",
-    "example_registry": "wfkit._tools",
-    "edit": "wfkit._builderwidget",
-    "FlowEditor": "wfkit._builderwidget",
-}
-__all__ += sorted(_LAZY)
+# Composition root: the engine's Run is handed the notebook layer's renderer, so the engine never
+# imports the layer that draws it (_display itself imports nothing heavy).
+_set_renderer(_run_bundle)
+
+# Public namespaces that pull in heavy libraries (httpx, pandas, ipywidgets, jsonschema) load on
+# first use, so `import wfkit` stays light: `wf.llm.ChatClient`, `wf.evals.Suite`.
+_SUBMODULES = frozenset({"evals", "examples", "llm", "testing", "widgets"})
+# The visual flow builder needs anywidget (the `builder` extra): loaded when first asked for.
+_BUILDER = frozenset({"edit", "FlowEditor"})
 
 
 def __getattr__(name: str) -> object:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'wfkit' has no attribute {name!r}")
-    import importlib
+    if name in _SUBMODULES:
+        import importlib
 
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+        return importlib.import_module(f"wfkit.{name}")
+    if name in _BUILDER:
+        import importlib
+
+        return getattr(importlib.import_module("wfkit.notebook._builderwidget"), name)
+    raise AttributeError(f"module 'wfkit' has no attribute {name!r}")
 
 
 def __dir__() -> list[str]:
-    return sorted({*globals(), *_LAZY})
+    return sorted({*globals(), *_SUBMODULES, *_BUILDER})

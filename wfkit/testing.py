@@ -14,12 +14,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
-from wfkit import _settings
-from wfkit._events import StepEvent
+from wfkit.model import _settings
+from wfkit.model._events import StepEvent
 
 if TYPE_CHECKING:
-    from wfkit._cassette import Cassette
-    from wfkit._simulated import SimulatedModel
+    from wfkit.llm._cassette import Cassette
+    from wfkit.llm._simulated import SimulatedModel
 
 __all__ = ["Cassette", "MemorySink", "SimulatedModel", "capture_events", "test_mode"]
 
@@ -72,11 +72,11 @@ test_mode.__test__ = False  # type: ignore[attr-defined]  # keep pytest from col
 def __getattr__(name: str) -> object:
     # The simulated model and cassettes belong to the test kit too; they import httpx, so lazily.
     if name == "SimulatedModel":
-        from wfkit._simulated import SimulatedModel
+        from wfkit.llm._simulated import SimulatedModel
 
         return SimulatedModel
     if name == "Cassette":
-        from wfkit._cassette import Cassette
+        from wfkit.llm._cassette import Cassette
 
         return Cassette
     raise AttributeError(f"module 'wfkit.testing' has no attribute {name!r}")

@@ -10,8 +10,8 @@ import wfkit as wf
 
 def build(threshold: float = 100.0) -> wf.Workflow:
     flow = wf.Workflow("support-tickets")
-    llm = wf.ChatClient(
-        transport=wf.SimulatedModel(
+    llm = wf.llm.ChatClient(
+        transport=wf.llm.SimulatedModel(
             p50=0.002,
             p99=0.01,
             seed=1,
@@ -69,16 +69,16 @@ def build(threshold: float = 100.0) -> wf.Workflow:
     return flow
 
 
-suite = wf.Suite(
+suite = wf.evals.Suite(
     name="support-tickets",
     dataset="dataset.jsonl",
     workflow=build,
     variants={"approve": {"run_options": {"policy": "approve"}}, "reject": {"run_options": {"policy": "reject"}}},
     scorers=[
-        wf.route_taken(),
-        wf.exact_match("resolution"),
-        wf.latency_budget(2.0),
-        wf.llm_judge(
+        wf.evals.route_taken(),
+        wf.evals.exact_match("resolution"),
+        wf.evals.latency_budget(2.0),
+        wf.evals.llm_judge(
             "Is the reply polite and does it address the customer's issue?", field="reply", reference_key="reply"
         ),
     ],

@@ -1,0 +1,42 @@
+"""Streamed chat completions (wfkit.llm._llm: ChatStream) against a real SSE server on 127.0.0.1."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+import wfkit as wf
+
+
+def test_stream_yields_chunks_and_a_final_reply() -> None:
+    """Chunks join to the reply's text; the reply carries tokens and cost."""
+    client = wf.llm.ChatClient(
+        transport=wf.llm.SimulatedModel(p50=0.001, p99=0.002, seed=1, reply="one two three four")
+    )
+
+    async def go() -> tuple[list[str], wf.llm.Reply | None]:
+        async with client.stream("count to four") as stream:
+            chunks = [text async for text in stream]
+        return chunks, stream.reply
+
+    chunks, reply = asyncio.run(go())
+    assert reply is not None
+    assert "one two three four" == "".join(chunks).strip()
+    assert "one two three four" == reply.text.strip()
+    assert reply.tokens_out is not None
+    assert reply.tokens_out > 0
+
+
+def test_stream_errors_are_classified() -> None:
+    """A 503 before the stream starts raises the client's status error (transient)."""
+    client = wf.llm.ChatClient(transport=wf.llm.SimulatedModel(p50=0.001, p99=0.002, seed=1, faults={"503": 1.0}))
+
+    async def go() -> None:
+        async with client.stream("hello") as stream:
+            async for _ in stream:
+                pass
+
+    with pytest.raises(wf.llm.LLMStatusError) as info:
+        asyncio.run(go())
+    assert wf.ErrorKind.TRANSIENT == wf.classify_error(info.value)

@@ -1,0 +1,721 @@
+"""Unit tests for wfkit.model._routes: structured route conditions, go(), Route and Router."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+
+from wfkit.model._errors import ConditionError, WfkitError
+from wfkit.model._routes import (
+    END,
+    OPERATORS,
+    All,
+    Any_,
+    Compare,
+    Condition,
+    Go,
+    Not,
+    Route,
+    Router,
+    condition_from_dict,
+    go,
+    when,
+)
+
+# --- construction -------------------------------------------------------------------------
+
+
+def test_when_builds_a_compare_with_the_given_parts():
+    """when() returns a Compare holding exactly the field, operator and value it was given."""
+    cond = when("query_type", "eq", "code")
+
+    assert isinstance(cond, Compare)
+    assert ("query_type", "eq", "code") == (cond.field, cond.op, cond.value)
+
+
+def test_when_value_defaults_to_none():
+    """The value argument of when() is optional and defaults to None."""
+    assert when("x", "exists").value is None
+
+
+def test_operators_lists_every_supported_operator():
+    """OPERATORS names exactly the nine documented operators, in documented order."""
+    expected = ("eq", "ne", "gt", "ge", "lt", "le", "contains", "in", "exists")
+    assert expected == OPERATORS
+
+
+@pytest.mark.parametrize("op", OPERATORS)
+def test_every_documented_operator_is_accepted(op):
+    """Every operator listed in OPERATORS can be used to build a condition."""
+    value = [1, 2] if op == "in" else 1
+    assert op == when("x", op, value).op
+
+
+def test_unknown_operator_raises_condition_error_listing_valid_operators():
+    """An unknown operator raises ConditionError that names it and lists the valid ones."""
+    with pytest.raises(ConditionError, match=r"unknown operator 'equals'.*use one of eq, ne"):
+        when("x", "equals", 1)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("field", ["", None, 3])
+def test_field_must_be_a_non_empty_string(field):
+    """A missing, empty or non-string field raises ConditionError saying what is needed."""
+    with pytest.raises(ConditionError, match="field must be a non-empty string"):
+        when(field, "eq", 1)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("value", [5, 2.5, None, object()])
+def test_in_operator_rejects_a_non_collection_value(value):
+    """Operator 'in' with a value that is not a collection raises ConditionError asking for one."""
+    with pytest.raises(ConditionError, match=r"operator 'in' on 'x' needs a collection value"):
+        when("x", "in", value)
+
+
+def test_condition_error_is_a_wfkit_and_value_error():
+    """ConditionError can be caught as WfkitError and as ValueError."""
+    with pytest.raises(WfkitError):
+        when("x", "nope", 1)  # type: ignore[arg-type]
+    with pytest.raises(ValueError):
+        when("x", "nope", 1)  # type: ignore[arg-type]
+
+
+def test_compare_is_immutable():
+    """A Compare is frozen: assigning to one of its fields raises."""
+    cond = when("x", "eq", 1)
+    with pytest.raises(AttributeError):
+        cond.value = 2  # type: ignore[misc]
+
+
+def test_equal_conditions_compare_equal():
+    """Two conditions built from the same parts are equal; different parts are not."""
+    assert when("x", "eq", 1) == when("x", "eq", 1)
+    assert when("x", "eq", 1) != when("x", "eq", 2)
+    assert when("x", "eq", 1) != when("x", "ne", 1)
+
+
+# --- each operator --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("state", "expected"),
+    [({"x": "code"}, True), ({"x": "chat"}, False), ({"x": None}, False), ({}, False)],
+)
+def test_eq(state, expected):
+    """eq holds only when the field is present and equal to the value."""
+    assert expected == when("x", "eq", "code").evaluate(state)
+
+
+@pytest.mark.parametrize(
+    ("state", "expected"),
+    [({"x": "code"}, False), ({"x": "chat"}, True), ({"x": None}, True), ({}, True)],
+)
+def test_ne(state, expected):
+    """ne holds when the field differs from the value, including when it is None or missing."""
+    assert expected == when("x", "ne", "code").evaluate(state)
+
+
+@pytest.mark.parametrize(
+    ("op", "actual", "expected"),
+    [
+        ("gt", 6, True),
+        ("gt", 5, False),
+        ("gt", 4, False),
+        ("ge", 6, True),
+        ("ge", 5, True),
+        ("ge", 4, False),
+        ("lt", 6, False),
+        ("lt", 5, False),
+        ("lt", 4, True),
+        ("le", 6, False),
+        ("le", 5, True),
+        ("le", 4, True),
+    ],
+)
+def test_ordering_operators_against_five(op, actual, expected):
+    """gt, ge, lt and le compare the field's value with the condition's value as Python does."""
+    assert expected == when("score", op, 5).evaluate({"score": actual})
+
+
+def test_ordering_works_on_floats_and_strings():
+    """Ordering operators work on any mutually comparable values, not only ints."""
+    assert when("p", "ge", 0.5).evaluate({"p": 0.75})
+    assert when("name", "lt", "m").evaluate({"name": "alice"})
+    assert not when("name", "lt", "m").evaluate({"name": "zed"})
+
+
+@pytest.mark.parametrize("op", ["gt", "ge", "lt", "le"])
+def test_ordering_is_false_for_missing_field(op):
+    """An ordering comparison on a missing field is false rather than an error."""
+    assert not when("score", op, 5).evaluate({})
+
+
+@pytest.mark.parametrize("op", ["gt", "ge", "lt", "le"])
+def test_ordering_is_false_for_none_value(op):
+    """An ordering comparison on a field holding None is false rather than an error."""
+    assert not when("score", op, 5).evaluate({"score": None})
+
+
+@pytest.mark.parametrize(
+    ("state", "expected"),
+    [
+        ({"tags": ["urgent", "billing"]}, True),
+        ({"tags": ["billing"]}, False),
+        ({"tags": "an urgent request"}, True),
+        ({"tags": {"urgent": 1}}, True),
+        ({"tags": None}, False),
+        ({}, False),
+    ],
+)
+def test_contains(state, expected):
+    """contains holds when the value is an element (or substring, or key) of the field."""
+    assert expected == when("tags", "contains", "urgent").evaluate(state)
+
+
+@pytest.mark.parametrize(
+    ("state", "expected"),
+    [
+        ({"tier": "gold"}, True),
+        ({"tier": "silver"}, True),
+        ({"tier": "bronze"}, False),
+        ({"tier": None}, False),
+        ({}, False),
+    ],
+)
+def test_in(state, expected):
+    """in holds when the field's value is one of the given collection."""
+    assert expected == when("tier", "in", ["gold", "silver"]).evaluate(state)
+
+
+def test_in_accepts_sets_tuples_and_strings():
+    """Any container works as the value of 'in': a set, a tuple or a string."""
+    assert when("x", "in", {"a", "b"}).evaluate({"x": "a"})
+    assert when("x", "in", ("a", "b")).evaluate({"x": "b"})
+    assert when("x", "in", "abc").evaluate({"x": "bc"})
+
+
+@pytest.mark.parametrize(
+    ("state", "expected"),
+    [({"x": 0}, True), ({"x": ""}, True), ({"x": False}, True), ({"x": None}, False), ({}, False)],
+)
+def test_exists(state, expected):
+    """exists holds when the field is present and not None, even for falsy values."""
+    assert expected == when("x", "exists").evaluate(state)
+
+
+@pytest.mark.parametrize(("state", "expected"), [({"x": 1}, True), ({"x": None}, False), ({}, False)])
+def test_exists_true_is_the_same_as_exists(state, expected):
+    """exists with value True behaves like plain exists."""
+    assert expected == when("x", "exists", True).evaluate(state)
+
+
+@pytest.mark.parametrize(("state", "expected"), [({"x": 1}, False), ({"x": None}, True), ({}, True)])
+def test_exists_false_means_missing(state, expected):
+    """exists with value False holds when the field is missing or None."""
+    assert expected == when("x", "exists", False).evaluate(state)
+
+
+# --- missing fields, None values, dotted paths ------------------------------------------------
+
+
+@pytest.mark.parametrize(("op", "value"), [("eq", None), ("contains", None), ("in", [None]), ("gt", 0), ("le", 0)])
+def test_missing_field_equals_nothing(op, value):
+    """On a missing field every operator but ne and exists is false, even against None."""
+    assert not when("absent", op, value).evaluate({"other": 1})
+
+
+def test_eq_none_distinguishes_none_from_missing():
+    """eq None holds for a field set to None but not for a field that is absent."""
+    cond = when("x", "eq", None)
+    assert cond.evaluate({"x": None})
+    assert not cond.evaluate({})
+
+
+def test_dotted_path_reads_nested_mappings():
+    """A dotted field reads through nested mappings."""
+    state = {"user": {"profile": {"tier": "gold"}}}
+    assert when("user.profile.tier", "eq", "gold").evaluate(state)
+    assert not when("user.profile.tier", "eq", "silver").evaluate(state)
+
+
+@pytest.mark.parametrize(
+    "state",
+    [
+        {},
+        {"user": None},
+        {"user": "gold"},
+        {"user": ["tier"]},
+        {"user": {}},
+        {"user": {"profile": 3}},
+    ],
+)
+def test_dotted_path_through_missing_or_non_mapping_is_missing(state):
+    """A dotted path that hits a missing key or a non-mapping counts as a missing field."""
+    assert not when("user.profile.tier", "exists").evaluate(state)
+    assert not when("user.profile.tier", "eq", None).evaluate(state)
+    assert when("user.profile.tier", "ne", "gold").evaluate(state)
+
+
+def test_dotted_path_none_leaf_is_present_but_not_existing():
+    """A nested field set to None equals None yet does not count as existing."""
+    state = {"user": {"tier": None}}
+    assert when("user.tier", "eq", None).evaluate(state)
+    assert not when("user.tier", "exists").evaluate(state)
+
+
+def test_path_splits_on_dots():
+    """Compare.path is the field split on dots."""
+    assert ("a", "b", "c") == when("a.b.c", "eq", 1).path
+
+
+def test_undotted_key_containing_no_dot_is_read_directly():
+    """A plain field name reads the top-level key of the state."""
+    assert when("x", "eq", 1).evaluate({"x": 1, "x.y": 2})
+
+
+def test_evaluate_accepts_any_mapping():
+    """evaluate works on read-only mappings such as MappingProxyType."""
+    from types import MappingProxyType
+
+    state = MappingProxyType({"user": MappingProxyType({"tier": "gold"})})
+    assert when("user.tier", "eq", "gold").evaluate(state)
+
+
+# --- incomparable types -------------------------------------------------------------------
+
+
+def test_incomparable_ordering_raises_condition_error_saying_how_to_fix():
+    """Ordering a str against an int raises ConditionError naming the field, types and a fix."""
+    with pytest.raises(
+        ConditionError,
+        match=r"cannot evaluate score > 5: field 'score' holds str '7'.*"
+        r"store a comparable value in the state or change the condition",
+    ):
+        when("score", "gt", 5).evaluate({"score": "7"})
+
+
+def test_incomparable_error_chains_the_original_type_error():
+    """The ConditionError for incomparable values keeps the TypeError as its cause."""
+    with pytest.raises(ConditionError) as info:
+        when("score", "le", 5).evaluate({"score": [1]})
+    assert isinstance(info.value.__cause__, TypeError)
+
+
+def test_contains_on_a_non_container_raises_condition_error():
+    """contains on a field whose value is not a container raises ConditionError with a fix."""
+    with pytest.raises(ConditionError, match=r"field 'n' holds int 3.*change the condition"):
+        when("n", "contains", "a").evaluate({"n": 3})
+
+
+def test_in_with_unhashable_value_in_a_set_raises_condition_error():
+    """in with an unhashable field value against a set raises ConditionError, not TypeError."""
+    with pytest.raises(ConditionError, match=r"holds list \[1\].*with set"):
+        when("x", "in", {1}).evaluate({"x": [1]})
+
+
+def test_eq_between_different_types_is_simply_false():
+    """eq and ne never raise on mismatched types: they compare unequal."""
+    assert not when("x", "eq", 1).evaluate({"x": "1"})
+    assert when("x", "ne", 1).evaluate({"x": "1"})
+
+
+# --- composition ----------------------------------------------------------------------------
+
+
+A = when("a", "eq", 1)
+B = when("b", "eq", 2)
+C = when("c", "eq", 3)
+
+
+@pytest.mark.parametrize(
+    ("state", "expected"),
+    [({"a": 1, "b": 2}, True), ({"a": 1, "b": 0}, False), ({"a": 0, "b": 2}, False), ({}, False)],
+)
+def test_and(state, expected):
+    """a & b holds only when both hold."""
+    assert expected == (A & B).evaluate(state)
+
+
+@pytest.mark.parametrize(
+    ("state", "expected"),
+    [({"a": 1, "b": 2}, True), ({"a": 1, "b": 0}, True), ({"a": 0, "b": 2}, True), ({}, False)],
+)
+def test_or(state, expected):
+    """a | b holds when either holds."""
+    assert expected == (A | B).evaluate(state)
+
+
+@pytest.mark.parametrize(("state", "expected"), [({"a": 1}, False), ({"a": 0}, True), ({}, True)])
+def test_invert(state, expected):
+    """~a holds exactly when a does not."""
+    assert expected == (~A).evaluate(state)
+
+
+def test_composition_builds_all_any_not_nodes():
+    """&, | and ~ build All, Any_ and Not nodes holding their operands."""
+    assert All((A, B)) == A & B
+    assert Any_((A, B)) == A | B
+    assert Not(A) == ~A
+
+
+def test_chained_and_flattens_into_one_all():
+    """a & b & c builds one All of three parts rather than nesting."""
+    assert All((A, B, C)) == A & B & C
+
+
+def test_chained_or_flattens_into_one_any():
+    """a | b | c builds one Any_ of three parts rather than nesting."""
+    assert Any_((A, B, C)) == A | B | C
+
+
+def test_mixed_composition_respects_python_precedence():
+    """a | b & c means a | (b & c), as & binds tighter than | in Python."""
+    cond = A | B & C
+    assert Any_((A, All((B, C)))) == cond
+    assert cond.evaluate({"a": 1})
+    assert not cond.evaluate({"b": 2})
+    assert cond.evaluate({"b": 2, "c": 3})
+
+
+def test_double_negation_restores_the_truth_value():
+    """~~a holds exactly when a holds."""
+    for state in ({"a": 1}, {"a": 0}, {}):
+        assert A.evaluate(state) == (~~A).evaluate(state)
+
+
+def test_de_morgan_holds_for_composed_conditions():
+    """~(a & b) and ~a | ~b agree on every combination of inputs."""
+    for a in (0, 1):
+        for b in (0, 2):
+            state = {"a": a, "b": b}
+            assert (~A | ~B).evaluate(state) == (~(A & B)).evaluate(state)
+
+
+def test_and_short_circuits_before_an_incomparable_part():
+    """All stops at the first false part, so a later incomparable part is never evaluated."""
+    cond = when("ok", "eq", True) & when("n", "gt", 1)
+    assert not cond.evaluate({"ok": False, "n": "x"})
+
+
+def test_fields_lists_top_level_fields_read():
+    """fields() reports the top-level state fields a composed condition reads."""
+    cond = (when("user.tier", "eq", "gold") & when("n", "gt", 1)) | ~when("flag", "exists")
+    assert {"user", "n", "flag"} == cond.fields()
+
+
+@pytest.mark.parametrize("other", [True, "a == 1", 1, None, go("x")])
+def test_combining_with_a_non_condition_raises_type_error(other):
+    """& and | with something that is not a condition raise TypeError."""
+    with pytest.raises(TypeError, match="conditions combine only with conditions"):
+        A & other  # type: ignore[operator]
+    with pytest.raises(TypeError, match="conditions combine only with conditions"):
+        A | other  # type: ignore[operator]
+
+
+def test_and_with_route_explains_precedence_mistake():
+    """`a & b >> go(...)` raises TypeError telling the user to parenthesise `(a & b)`."""
+    with pytest.raises(TypeError, match=r"binds tighter; write `\(a & b\) >> go\(...\)`"):
+        A & B >> go("next")  # type: ignore[operator]
+
+
+def test_or_with_route_explains_precedence_mistake():
+    """`a | b >> go(...)` raises TypeError telling the user to parenthesise `(a | b)`."""
+    with pytest.raises(TypeError, match=r"binds tighter; write `\(a \| b\) >> go\(...\)`"):
+        A | B >> go("next")  # type: ignore[operator]
+
+
+def test_chained_and_with_route_explains_precedence_mistake():
+    """The precedence hint is also raised when the left side is already an All."""
+    with pytest.raises(TypeError, match=r"write `\(a & b\) >> go"):
+        (A & B) & C >> go("next")  # type: ignore[operator]
+
+
+def test_parenthesised_composition_builds_a_route():
+    """`(a & b) >> go(...)` builds a Route with the composed condition and the destination."""
+    route = (A & B) >> go("next")
+    assert isinstance(route, Route)
+    assert A & B == route.condition
+    assert Go("next") == route.go
+
+
+def test_rshift_to_a_non_go_raises_type_error():
+    """`condition >> "step"` raises TypeError saying to use wfkit.go('step')."""
+    with pytest.raises(TypeError, match=r"needs x = wfkit.go\('step'\)"):
+        A >> "next"  # type: ignore[operator]
+
+
+def test_base_condition_methods_are_abstract():
+    """The Condition base class leaves evaluate, fields and to_dict to subclasses."""
+    base = Condition()
+    with pytest.raises(NotImplementedError):
+        base.evaluate({})
+    with pytest.raises(NotImplementedError):
+        base.fields()
+    with pytest.raises(NotImplementedError):
+        base.to_dict()
+
+
+# --- rendering --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("cond", "expected"),
+    [
+        (when("x", "eq", "code"), "x == 'code'"),
+        (when("x", "ne", 1), "x != 1"),
+        (when("x", "gt", 1), "x > 1"),
+        (when("x", "ge", 1.5), "x >= 1.5"),
+        (when("x", "lt", 1), "x < 1"),
+        (when("x", "le", 1), "x <= 1"),
+        (when("x", "eq", None), "x == None"),
+        (when("tags", "contains", "a"), "tags contains 'a'"),
+        (when("tier", "in", ["gold", "silver"]), "tier in ['gold', 'silver']"),
+        (when("x", "exists"), "x exists"),
+        (when("x", "exists", True), "x exists"),
+        (when("x", "exists", False), "x missing"),
+        (when("user.tier", "eq", "gold"), "user.tier == 'gold'"),
+    ],
+)
+def test_str_of_compare(cond, expected):
+    """str() of a single comparison reads like an expression."""
+    assert expected == str(cond)
+
+
+def test_str_of_composition():
+    """str() of a composed condition parenthesises and/or groups and prefixes not."""
+    cond = (A & B) | ~C
+    assert "((a == 1 and b == 2) or not c == 3)" == str(cond)
+
+
+def test_str_of_flattened_chain():
+    """str() of a flattened chain joins every part with the same connective."""
+    assert "(a == 1 and b == 2 and c == 3)" == str(A & B & C)
+    assert "(a == 1 or b == 2 or c == 3)" == str(A | B | C)
+
+
+# --- serialisation ----------------------------------------------------------------------------
+
+
+def test_compare_to_dict():
+    """Compare.to_dict gives field, op and value as plain data."""
+    assert {"field": "x", "op": "gt", "value": 3} == when("x", "gt", 3).to_dict()
+
+
+def test_composed_to_dict():
+    """Composed conditions serialise as nested all/any/not dicts."""
+    cond = (A & B) | ~C
+    expected = {
+        "any": [
+            {"all": [A.to_dict(), B.to_dict()]},
+            {"not": {"field": "c", "op": "eq", "value": 3}},
+        ]
+    }
+    assert expected == cond.to_dict()
+
+
+@pytest.mark.parametrize(
+    "cond",
+    [
+        when("x", "eq", "code"),
+        when("x", "exists"),
+        when("x", "exists", False),
+        when("tier", "in", ("gold", "silver")),
+        A & B & C,
+        A | B,
+        ~A,
+        ~(A & B) | (when("user.tier", "contains", "g") & ~when("n", "le", 0.5)),
+    ],
+)
+def test_round_trip_through_to_dict(cond):
+    """condition_from_dict(c.to_dict()) rebuilds an equal condition."""
+    assert cond == condition_from_dict(cond.to_dict())
+
+
+def test_round_trip_through_json_keeps_behaviour():
+    """A condition stored as JSON and rebuilt evaluates the same on every test state."""
+    cond = (when("tier", "in", ["gold", "silver"]) & when("n", "ge", 2)) | ~when("x", "exists")
+    rebuilt = condition_from_dict(json.loads(json.dumps(cond.to_dict())))
+    assert cond == rebuilt
+    states = [{}, {"x": 1}, {"x": 1, "tier": "gold", "n": 2}, {"x": 1, "tier": "gold", "n": 1}]
+    for state in states:
+        assert cond.evaluate(state) == rebuilt.evaluate(state)
+
+
+def test_from_dict_without_value_defaults_to_none():
+    """A stored comparison without 'value' rebuilds with value None."""
+    assert when("x", "exists") == condition_from_dict({"field": "x", "op": "exists"})
+
+
+@pytest.mark.parametrize("data", [{}, {"field": "x"}, {"op": "eq", "value": 1}])
+def test_from_dict_missing_keys_raises_condition_error(data):
+    """A dict without field/op (or all/any/not) raises ConditionError saying what it needs."""
+    with pytest.raises(ConditionError, match=r"needs 'field' and 'op' \(or 'all'/'any'/'not'\)"):
+        condition_from_dict(data)
+
+
+def test_from_dict_validates_the_operator():
+    """condition_from_dict rejects an unknown operator just as when() does."""
+    with pytest.raises(ConditionError, match="unknown operator 'like'"):
+        condition_from_dict({"field": "x", "op": "like", "value": "a%"})
+
+
+def test_from_dict_validates_nested_parts():
+    """An invalid part nested inside all/any/not is rejected too."""
+    with pytest.raises(ConditionError, match="needs a collection value"):
+        condition_from_dict({"all": [A.to_dict(), {"not": {"field": "x", "op": "in", "value": 3}}]})
+
+
+# --- go() -----------------------------------------------------------------------------------
+
+
+def test_go_builds_a_destination_without_tools():
+    """go(target) names the next step and leaves tools as None (the step's own tools)."""
+    assert Go("answer", None) == go("answer")
+
+
+def test_go_binds_tools_as_a_tuple():
+    """go(target, tools=[...]) stores the tools as a tuple in the given order."""
+    assert ("web_search", "calculator") == go("answer", tools=["web_search", "calculator"]).tools
+
+
+def test_go_accepts_any_iterable_of_tools():
+    """tools may be any iterable of names, such as a generator or a tuple."""
+    assert ("a", "b") == go("s", tools=(t for t in ["a", "b"])).tools
+    assert ("a",) == go("s", tools=("a",)).tools
+
+
+def test_go_with_empty_tools_binds_no_tools():
+    """tools=[] binds an empty tuple, meaning no tools, which differs from None."""
+    assert () == go("s", tools=[]).tools
+
+
+def test_go_to_end():
+    """go(END) is a valid destination that ends the branch."""
+    assert END == go(END).target
+    assert "__end__" == END
+
+
+@pytest.mark.parametrize("target", ["", None, 3, ["answer"]])
+def test_go_rejects_a_missing_or_non_string_target(target):
+    """go() with an empty or non-string target raises TypeError asking for a step name."""
+    with pytest.raises(TypeError, match=r"go\(\) needs a step name, got"):
+        go(target)  # type: ignore[arg-type]
+
+
+def test_go_rejects_tools_given_as_a_string():
+    """tools='web_search' raises TypeError instead of binding one tool per character."""
+    with pytest.raises(TypeError, match=r"tools must be a list of names, got the string 'web_search'"):
+        go("answer", tools="web_search")
+
+
+def test_go_tools_is_keyword_only():
+    """tools can only be passed by keyword."""
+    with pytest.raises(TypeError):
+        go("answer", ["web_search"])  # type: ignore[misc]
+
+
+def test_go_is_immutable():
+    """A Go is frozen: changing its target raises."""
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        go("a").target = "b"  # type: ignore[misc]
+
+
+# --- Route --------------------------------------------------------------------------------------
+
+
+def test_rshift_builds_a_route():
+    """condition >> go(target) builds a Route holding both."""
+    cond = when("kind", "eq", "code")
+    route = cond >> go("coder", tools=["python"])
+    assert Route(cond, Go("coder", ("python",))) == route
+
+
+def test_route_target_is_the_destination_step():
+    """Route.target is the name of the step its go() leads to."""
+    assert "coder" == (when("kind", "eq", "code") >> go("coder")).target
+
+
+# --- Router -------------------------------------------------------------------------------------
+
+
+IS_CODE = when("kind", "eq", "code")
+IS_URGENT = when("priority", "ge", 8)
+
+
+def make_router() -> Router:
+    """A router with two overlapping routes and a default."""
+    return Router(
+        routes=(IS_URGENT >> go("escalate"), IS_CODE >> go("coder", tools=["python"])),
+        default=go("chat"),
+    )
+
+
+def test_choose_returns_the_matching_route():
+    """choose returns the go() of the route whose condition holds."""
+    assert Go("coder", ("python",)) == make_router().choose({"kind": "code", "priority": 1})
+
+
+def test_choose_first_matching_route_wins():
+    """When several routes match, the first declared one is taken."""
+    assert "escalate" == make_router().choose({"kind": "code", "priority": 9}).target
+
+
+def test_choose_order_follows_declaration_not_specificity():
+    """Swapping the routes' order swaps which of two matching routes is taken."""
+    router = Router(routes=(IS_CODE >> go("coder"), IS_URGENT >> go("escalate")), default=go("chat"))
+    assert "coder" == router.choose({"kind": "code", "priority": 9}).target
+
+
+def test_choose_falls_back_to_default():
+    """When no route matches, choose returns the default."""
+    assert Go("chat") == make_router().choose({"kind": "smalltalk", "priority": 1})
+
+
+def test_choose_default_on_empty_state():
+    """An empty state matches no route here, so the default is taken."""
+    assert "chat" == make_router().choose({}).target
+
+
+def test_router_without_routes_always_takes_default():
+    """A router with no routes always chooses its default."""
+    router = Router(routes=(), default=go(END))
+    assert END == router.choose({"anything": 1}).target
+
+
+def test_choose_stops_at_first_match():
+    """Routes after the first match are not evaluated, so a later bad condition is harmless."""
+    router = Router(
+        routes=(IS_CODE >> go("coder"), when("priority", "gt", 5) >> go("escalate")),
+        default=go("chat"),
+    )
+    assert "coder" == router.choose({"kind": "code", "priority": "high"}).target
+
+
+def test_targets_lists_every_destination():
+    """targets holds the destinations of every route and of the default."""
+    assert frozenset({"escalate", "coder", "chat"}) == make_router().targets
+
+
+def test_targets_excludes_end():
+    """END is not a step, so it is left out of targets."""
+    router = Router(routes=(IS_CODE >> go("coder"), IS_URGENT >> go(END)), default=go(END))
+    assert frozenset({"coder"}) == router.targets
+
+
+def test_targets_deduplicates():
+    """A step reached by several routes appears once in targets."""
+    router = Router(routes=(IS_CODE >> go("a"), IS_URGENT >> go("a")), default=go("a"))
+    assert frozenset({"a"}) == router.targets
+
+
+def test_targets_cannot_be_passed_in():
+    """targets is computed, not an argument of Router."""
+    with pytest.raises(TypeError):
+        Router(routes=(), default=go("a"), targets=frozenset({"b"}))  # type: ignore[call-arg]
+
+
+def test_router_is_immutable():
+    """A Router is frozen: replacing its default raises."""
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        make_router().default = go("other")  # type: ignore[misc]

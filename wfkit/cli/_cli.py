@@ -1,0 +1,459 @@
+"""The ``wfkit`` command."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from wfkit._version import __version__
+
+
+def _when(ts: float | None) -> str:
+    return "-" if ts is None else time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts))
+
+
+def _print_json(value: Any) -> None:
+    print(json.dumps(value, indent=2, default=str))
+
+
+def _workspace(args: argparse.Namespace) -> Any:
+    from wfkit.store._workspace import Workspace
+
+    return Workspace(args.workspace)
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from wfkit.cli._demo import run_demo
+
+    return run_demo(runs=args.runs, seed=args.seed, out=sys.stdout)
+
+
+def _runs(args: argparse.Namespace) -> int:
+    rows = _workspace(args).runs(status=args.status, limit=args.limit)
+    if args.json:
+        _print_json(rows)
+        return 0
+    if not rows:
+        print("no runs in this workspace")
+        return 0
+    print(f"{'run_id':18} {'workflow':20} {'status':22} {'started':19} {'steps':>5}")
+    for r in rows:
+        print(
+            f"{r['run_id']:18} {r['workflow'][:20]:20} {r['status']:22} {_when(r['started']):19} {r['steps_done']:5d}"
+        )
+    return 0
+
+
+def _show(args: argparse.Namespace) -> int:
+    ws = _workspace(args)
+    info = ws.run_info(args.run_id)
+    events = [e._asdict() for e in ws.events(args.run_id)]
+    if args.json:
+        _print_json({**info, "events": events})
+        return 0
+    print(f"run {info['run_id']} of {info['workflow']!r}: {info['status']}")
+    print(f"started {_when(info['created_at'])}, updated {_when(info['updated_at'])}, ended {_when(info['ended_at'])}")
+    if info["error"]:
+        print(f"error: {info['error_type']}: {info['error']}")
+    print(f"\n{'step':20} {'visit':>5} {'attempt':>7} {'status':17} {'latency s':>9}  route / error")
+    for e in events:
+        detail = e["route_taken"] or e["error_message"] or e["approver"] or ""
+        print(f"{e['step'][:20]:20} {e['visit']:5d} {e['attempt']:7d} {e['status']:17} {e['latency_s']:9.3f}  {detail}")
+    for intent in info["intents"]:
+        if intent["status"] == "pending":
+            print(
+                f"\nneeds reconciliation: {intent['step']} (visit {intent['visit']}, key {intent['key']}):"
+                f" `wfkit reconcile {args.run_id} {intent['step']} --done|--retry --by NAME`"
+            )
+    for ticket in ws.store.tickets(status="open", run_id=args.run_id):
+        print(f"\nwaiting for approval: ticket {ticket.ticket_id} at {ticket.step!r}: {ticket.reason}")
+    return 0
+
+
+def _pending(args: argparse.Namespace) -> int:
+    tickets = _workspace(args).pending()
+    if args.json:
+        _print_json([{k: getattr(t, k) for k in t.__slots__} for t in tickets])
+        return 0
+    if not tickets:
+        print("no open approval tickets")
+    for t in tickets:
+        print(f"{t.ticket_id}  run {t.run_id}  {t.workflow}/{t.step} (visit {t.visit}): {t.reason}")
+        print(f"    payload: {json.dumps(t.payload, default=str)[:200]}")
+    return 0
+
+
+def _decide(decision: str) -> Callable[[argparse.Namespace], int]:
+    def handler(args: argparse.Namespace) -> int:
+        ticket, changed = _workspace(args).decide(args.ticket, decision, by=args.by, comment=args.comment)
+        verb = "approved" if decision == "approve" else "rejected"
+        if changed:
+            print(
+                f"ticket {ticket.ticket_id} {verb} by {ticket.decided_by}; resume with `wfkit resume {ticket.run_id}`"
+            )
+        else:
+            print(f"ticket {ticket.ticket_id} was already {verb} by {ticket.decided_by}: nothing changed")
+        return 0
+
+    return handler
+
+
+def _reconcile(args: argparse.Namespace) -> int:
+    updates = json.loads(args.updates) if args.updates else None
+    action = "done" if args.done else "retry"
+    intent = _workspace(args).reconcile(args.run_id, args.step, action=action, by=args.by, updates=updates)
+    print(
+        f"step {args.step!r} of run {args.run_id} marked {intent['status']} by {args.by}; "
+        f"resume with `wfkit resume {args.run_id}`"
+    )
+    return 0
+
+
+def _logs(args: argparse.Namespace) -> int:
+    from wfkit.logs._steplog import compact, export_pending, exporter
+
+    ws = _workspace(args)
+    exporter.flush()
+    exported = export_pending(ws.store, ws.path)
+    if args.action == "export":
+        print(f"exported {exported} rows to {ws.path / 'steps'}")
+        return 0
+    result = compact(ws.path)
+    print(f"compacted {result['merged']} files into {result['written']} (exported {exported} rows first)")
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from wfkit.logs._report import write_report
+
+    page = write_report(args.workspace, args.out, since=args.since, workflow=args.workflow)
+    print(f"report written to {page}")
+    return 0
+
+
+def _replay(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from wfkit.replay._replay import ReplayError, parse_value, print_rows, replay
+
+    notebooks = [Path(p) for p in args.notebooks] or sorted(Path("notebooks").glob("*.ipynb"))
+    parameters = {name: parse_value(value) for name, value in (args.parameter or [])}
+    try:
+        code, rows = replay(
+            notebooks,
+            baseline=Path(args.baseline),
+            report=Path(args.report),
+            jobs=args.jobs,
+            parameters=parameters,
+            update_baseline=args.update_baseline,
+            timeout=args.timeout,
+        )
+    except ReplayError as exc:
+        print(f"wfkit replay: {exc}", file=sys.stderr)
+        return 2
+    print_rows(rows)
+    print(f"report: {Path(args.report) / 'index.html'}")
+    return code
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from wfkit.evals._evals import evaluate, load_suite
+
+    suite = load_suite(args.suite)
+    result = evaluate(
+        suite,
+        variants=args.variant or None,
+        concurrency=args.concurrency,
+        workspace=args.workspace,
+        progress=sys.stderr.isatty(),
+    )
+    if args.json:
+        _print_json({"summary": result.summary.reset_index().to_dict("records"), "saved_to": result.saved_to})
+    else:
+        print(result.summary.round(3).to_string())
+        variants = list(result.cases["variant"].unique())
+        if len(variants) >= 2:
+            print(f"\n{variants[1]} vs {variants[0]}:")
+            print(result.compare(variants[0], variants[1]).round(3).to_string())
+        print(f"\nsaved to {result.saved_to}")
+    failures = result.check()
+    for failure in failures:
+        print(f"threshold: {failure}", file=sys.stderr)
+    return 1 if failures else 0
+
+
+def load_workflow(ref: str) -> Any:
+    """Import ``package.module:name``; a callable is called (a workflow factory)."""
+    from wfkit.engine._workflow import Workflow
+
+    module_name, _, attr = ref.partition(":")
+    if not module_name or not attr:
+        raise SystemExit(f"--workflow takes module:name (e.g. myflows:triage), got {ref!r}")
+    sys.path.insert(0, ".")
+    try:
+        target = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as exc:
+        raise SystemExit(f"cannot load workflow {ref!r}: {exc}") from exc
+    flow = target() if callable(target) and not isinstance(target, Workflow) else target
+    if not isinstance(flow, Workflow):
+        raise SystemExit(f"{ref} is not a wfkit.Workflow (got {type(flow).__name__})")
+    return flow
+
+
+def _resume(args: argparse.Namespace) -> int:
+    ws = _workspace(args)
+    row = ws.store.run_row(args.run_id)
+    ref = args.workflow or row["workflow_ref"]
+    if not ref:
+        raise SystemExit(
+            f"run {args.run_id} was started from a notebook or script, so its workflow cannot be "
+            f"imported by name: pass --workflow module:name, or resume it from Python (run.resume())"
+        )
+    flow = load_workflow(ref)
+    run = flow.resume(args.run_id, workspace=ws.path, policy=args.policy, raise_on_error=False)
+    print(f"run {run.run_id}: {run.status}")
+    if run.error is not None:
+        print(f"error: {run.error}", file=sys.stderr)
+    return 0 if run.status in ("succeeded", "waiting_approval") else 1
+
+
+def _load_flow(args: argparse.Namespace) -> Any:
+    """The workflow of a spec file; bare function names come from the --steps modules."""
+    import os
+
+    from wfkit.engine._workflow import Workflow
+
+    sys.path.insert(0, os.getcwd())  # step modules in the current folder, as `python -m` would find them
+    importlib.invalidate_caches()
+    namespace: dict[str, Any] = {}
+    for module_name in args.steps or ():
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as exc:
+            raise SystemExit(f"wfkit {args.command}: cannot import --steps {module_name!r}: {exc}") from exc
+        namespace.update({k: v for k, v in vars(module).items() if callable(v) and not k.startswith("_")})
+    tools = None
+    if getattr(args, "tools", None):
+        found = load_object(args.tools, "--tools")
+        tools = found() if callable(found) else found  # a registry, or a factory like wfkit:example_registry
+    return Workflow.from_spec(args.flow, steps=namespace, tools=tools)
+
+
+def load_object(ref: str, option: str) -> Any:
+    """Import ``package.module:name``."""
+    module_name, _, attr = ref.partition(":")
+    if not module_name or not attr:
+        raise SystemExit(f"{option} takes module:name (e.g. wfkit:example_registry), got {ref!r}")
+    sys.path.insert(0, ".")
+    try:
+        return getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as exc:
+        raise SystemExit(f"cannot load {option} {ref!r}: {exc}") from exc
+
+
+def _validate(args: argparse.Namespace) -> int:
+    flow = _load_flow(args)
+    graph = flow.validate()
+    print(f"{args.flow}: workflow {flow.name!r} is valid: {len(graph.steps)} steps, entry {graph.entry!r}")
+    print(f"fingerprint {graph.fingerprint}")
+    return 0
+
+
+def _inputs(text: str) -> dict[str, Any]:
+    from pathlib import Path
+
+    source = "--input"
+    if text.startswith("@"):
+        source = text[1:]
+        text = Path(source).read_text(encoding="utf-8")
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise SystemExit(f'wfkit run: {source} is not JSON ({exc}); pass an object like \'{{"query": "hi"}}\'') from exc
+    if not isinstance(value, dict):
+        raise SystemExit(f"wfkit run: the inputs must be a JSON object, got {type(value).__name__}")
+    return value
+
+
+def _run_flow(args: argparse.Namespace) -> int:
+    inputs = _inputs(args.input)
+    flow = _load_flow(args)
+    workspace = False if args.no_workspace else args.workspace
+    run = flow.run(inputs, workspace=workspace, policy=args.policy, raise_on_error=False)
+    tools = {e.step: list(e.tools) for e in run.events if e.status == "ok"}
+    result = {
+        "run_id": run.run_id,
+        "status": str(run.status),
+        "path": run.path(),
+        "tools": tools,
+        "state": run.state,
+        "error": None if run.error is None else str(run.error),
+    }
+    if args.json:
+        _print_json(result)
+    else:
+        print(f"run {run.run_id}: {run.status}")
+        for step in run.path():
+            bound = tools.get(step)
+            print(f"  {step}" + (f"  tools: {', '.join(bound)}" if bound else ""))
+        print(json.dumps(run.state, indent=2, default=str))
+        if run.error is not None:
+            print(f"error: {run.error}", file=sys.stderr)
+    return 0 if run.status in ("succeeded", "waiting_approval") else 1
+
+
+def _graph(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from wfkit.model._graphview import to_svg
+
+    flow = _load_flow(args)
+    if args.format == "svg":
+        text = to_svg(flow.validate())
+    elif args.format == "mermaid":
+        text = flow.to_mermaid()
+    else:
+        text = flow.to_dot()
+    if args.out:
+        Path(args.out).write_text(text, encoding="utf-8")
+        print(f"{args.format} written to {args.out}")
+    else:
+        sys.stdout.write(text if text.endswith("\n") else text + "\n")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="wfkit", description="Prototype and evaluate LLM-agent workflows.")
+    parser.add_argument("--version", action="version", version=f"wfkit {__version__}")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--workspace", help="workspace folder (default: $WFKIT_HOME or ./.wfkit)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    demo = sub.add_parser("demo", help="run the built-in query-router workflow offline and summarise the runs")
+    demo.add_argument("--runs", type=int, default=40, help="how many queries to route (default 40)")
+    demo.add_argument("--seed", type=int, default=7, help="seed for the simulated failures")
+    demo.set_defaults(handler=_demo)
+
+    runs = sub.add_parser("runs", parents=[common], help="list runs: id, workflow, status, started, steps done")
+    runs.add_argument("--status", help="only runs with this status")
+    runs.add_argument("--limit", type=int, default=None)
+    runs.add_argument("--json", action="store_true")
+    runs.set_defaults(handler=_runs)
+
+    show = sub.add_parser("show", parents=[common], help="one run's steps, attempts, tickets and intents")
+    show.add_argument("run_id")
+    show.add_argument("--json", action="store_true")
+    show.set_defaults(handler=_show)
+
+    pending = sub.add_parser("pending", parents=[common], help="open approval tickets")
+    pending.add_argument("--json", action="store_true")
+    pending.set_defaults(handler=_pending)
+
+    for name in ("approve", "reject"):
+        p = sub.add_parser(name, parents=[common], help=f"{name} an approval ticket")
+        p.add_argument("ticket")
+        p.add_argument("--by", required=True, help="the reviewer's name")
+        p.add_argument("--comment", default="")
+        p.set_defaults(handler=_decide(name))
+
+    resume = sub.add_parser("resume", parents=[common], help="continue a stopped run from its last completed step")
+    resume.add_argument("run_id")
+    resume.add_argument("--workflow", help="module:name of the workflow (default: where the run recorded it)")
+    resume.add_argument(
+        "--policy", default="halt", help="approval policy: halt, approve, reject, fail, or a decisions file"
+    )
+    resume.set_defaults(handler=_resume)
+
+    rec = sub.add_parser("reconcile", parents=[common], help="settle an irreversible step cut off by a crash")
+    rec.add_argument("run_id")
+    rec.add_argument("step")
+    what = rec.add_mutually_exclusive_group(required=True)
+    what.add_argument("--done", action="store_true", help="the side effect happened: count the step as done")
+    what.add_argument("--retry", action="store_true", help="it did not happen: run the step again on resume")
+    rec.add_argument("--by", required=True, help="who checked")
+    rec.add_argument("--updates", help="JSON object: the state updates the step would have returned")
+    rec.set_defaults(handler=_reconcile)
+    ev = sub.add_parser("eval", parents=[common], help="score a workflow suite over its dataset, compare variants")
+    ev.add_argument("suite", help="a suite.py, or a folder holding one (e.g. evals/query_router)")
+    ev.add_argument("--variant", action="append", help="variant(s) to run (default: all)")
+    ev.add_argument("--concurrency", type=int, default=16)
+    ev.add_argument("--json", action="store_true")
+    ev.set_defaults(handler=_eval)
+
+    logs = sub.add_parser("logs", parents=[common], help="step-log files: export missing rows, compact small files")
+    logs.add_argument("action", choices=["compact", "export"])
+    logs.set_defaults(handler=_logs)
+
+    report = sub.add_parser("report", parents=[common], help="latency, failures, cost and timeout advice as HTML + PNG")
+    report.add_argument("--out", required=True, help="folder to write index.html and the plots into")
+    report.add_argument("--since", help="only attempts started at or after this ISO date/time (UTC)")
+    report.add_argument("--workflow", help="only this workflow")
+    report.set_defaults(handler=_report)
+    spec_args = argparse.ArgumentParser(add_help=False)
+    spec_args.add_argument("flow", help="a flow spec file (.yaml, .yml or .json)")
+    spec_args.add_argument(
+        "--steps",
+        action="append",
+        metavar="MODULE",
+        help="a module whose functions the spec names without a module path (repeatable)",
+    )
+    val = sub.add_parser("validate", parents=[spec_args], help="check a flow spec: every problem with its JSON path")
+    val.set_defaults(handler=_validate)
+    rf = sub.add_parser("run", parents=[spec_args, common], help="run a flow spec once on JSON inputs")
+    rf.add_argument("--input", default="{}", help="the inputs: a JSON object, or @file.json")
+    rf.add_argument("--tools", metavar="MODULE:NAME", help="the tool registry, or a function returning it")
+    rf.add_argument(
+        "--policy", default="halt", help="approval policy: halt, approve, reject, fail, or a decisions file"
+    )
+    rf.add_argument("--no-workspace", action="store_true", help="keep the run in memory only")
+    rf.add_argument("--json", action="store_true")
+    rf.set_defaults(handler=_run_flow)
+    gr = sub.add_parser("graph", parents=[spec_args], help="draw a flow spec as SVG, Mermaid or Graphviz DOT")
+    gr.add_argument("--format", choices=["svg", "mermaid", "dot"], default="svg")
+    gr.add_argument("--out", help="file to write (default: standard output)")
+    gr.set_defaults(handler=_graph)
+
+    rp = sub.add_parser("replay", help="run notebooks headless under papermill and compare with baselines")
+    rp.add_argument("notebooks", nargs="*", help="notebooks to replay (default: notebooks/*.ipynb)")
+    rp.add_argument("--baseline", default="data/baselines", help="folder of baseline summaries")
+    rp.add_argument("--report", default="replay-report", help="folder for the HTML report and summary.json")
+    rp.add_argument("--jobs", type=int, default=2, help="notebooks run in parallel processes")
+    rp.add_argument(
+        "-p",
+        "--parameter",
+        nargs=2,
+        action="append",
+        metavar=("NAME", "VALUE"),
+        help="a notebook parameter (must be declared in its parameters cell)",
+    )
+    rp.add_argument("--update-baseline", action="store_true", help="write the runs as the new baseline")
+    rp.add_argument("--timeout", type=float, default=600.0, help="seconds per cell")
+    rp.set_defaults(handler=_replay)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from wfkit.model._errors import WfkitError
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler = getattr(args, "handler", None)
+    if handler is None:
+        parser.print_help()
+        return 2
+    try:
+        code: int = handler(args)
+    except (WfkitError, KeyError, ValueError, OSError) as exc:
+        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        print(f"wfkit {args.command}: {message}", file=sys.stderr)
+        return 1
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

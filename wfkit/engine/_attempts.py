@@ -1,0 +1,274 @@
+"""One activation of a step: its attempts, with retries, backoff and timeouts.
+
+A mixin of :class:`wfkit.engine._engine.Execution`, kept apart because it is the part that talks to the
+step's own code: sync steps go to a worker thread (never blocking the loop), async steps are
+awaited under ``asyncio.timeout``, and each failed attempt is classified and maybe retried.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextvars
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from types import MappingProxyType
+from typing import Any
+
+from wfkit.model._context import Failure, RunServices, StepContext
+from wfkit.model._errors import StateValueError, StepTimeoutError
+from wfkit.model._events import Status, StepEvent
+from wfkit.model._processors import redact_values
+from wfkit.model._retry import ErrorKind, classify_error, retry_after_of
+from wfkit.model._steps import StepSpec
+from wfkit.store._journal import encode_updates
+from wfkit.store._store import Store
+
+logger = logging.getLogger("wfkit")
+
+_executor: concurrent.futures.ThreadPoolExecutor | None = None
+
+
+def _thread_pool() -> concurrent.futures.ThreadPoolExecutor:
+    # Our own pool, so a sync step that overstays its timeout never starves asyncio's default one.
+    global _executor
+    if _executor is None:
+        _executor = concurrent.futures.ThreadPoolExecutor(32, thread_name_prefix="wfkit-step")
+    return _executor
+
+
+class _Activation:
+    """One scheduled execution of a step."""
+
+    __slots__ = ("failure", "queued", "spec", "tools", "version", "view", "visit")
+
+    def __init__(
+        self,
+        spec: StepSpec,
+        visit: int,
+        tools: tuple[str, ...],
+        version: int,
+        failure: Failure | None,
+        state: dict[str, Any],
+    ) -> None:
+        self.spec = spec
+        self.visit = visit
+        self.tools = tools
+        self.version = version  # state version when queued: later writes by others are conflicts
+        self.failure = failure
+        self.queued = time.perf_counter()
+        # The state as of activation: a parallel sibling's later commit is not visible, so what a
+        # step sees depends on the graph, not on timing (and a resumed step sees what it saw).
+        self.view: Mapping[str, Any] = MappingProxyType(dict(state))
+
+
+class _Outcome:
+    """How an activation ended: updates on success, the error otherwise, and the last attempt's timing."""
+
+    __slots__ = (
+        "attempt",
+        "encoded",
+        "error",
+        "kind",
+        "latency",
+        "queue_s",
+        "run_timeout",
+        "started_at",
+        "status",
+        "updates",
+        "usage",
+    )
+
+    def __init__(self) -> None:
+        self.updates: Mapping[str, Any] | None = None
+        self.encoded: str | None = None  # the updates as JSON, when the run is durable
+        self.error: BaseException | None = None
+        self.kind: ErrorKind | None = None
+        self.status = Status.OK
+        self.run_timeout = False
+        self.usage: Mapping[str, Any] | None = None
+        self.attempt = 0
+        self.started_at = 0.0
+        self.latency = 0.0
+        self.queue_s = 0.0
+
+
+class Attempts:
+    """Running one activation to its outcome (mixed into Execution, which provides the rest)."""
+
+    run_id: str
+    workflow: str
+    deadline: float | None
+    store: Store | None
+    state: dict[str, Any]
+    late_results: list[dict[str, Any]]
+    _secrets: list[str]
+    _attempt_base: dict[tuple[str, int], int]
+    _sleep: Callable[[float], Awaitable[Any]]
+    _get_rng: Callable[[], random.Random]
+    _record: Callable[[StepEvent], None]
+    _event: Callable[..., StepEvent]
+    _outcome_event: Callable[[_Activation, _Outcome, str | None], StepEvent]
+    _services: Callable[[], RunServices]  # the Execution itself: ctx.llm and ctx.tool reach the run through it
+
+    async def _execute(self, act: _Activation) -> _Outcome:
+        spec = act.spec
+        policy = spec.retry
+        classify = spec.classifier or classify_error
+        out = _Outcome()
+        first_start = time.monotonic()
+        attempt = self._attempt_base.get((spec.name, act.visit), 0) if self._attempt_base else 0
+        while True:
+            attempt += 1
+            out.attempt = attempt
+            timeout, by_deadline = spec.timeout, False
+            if self.deadline is not None:
+                left = self.deadline - time.monotonic()
+                if left <= 0:  # the run is out of time: do not even start this attempt
+                    out.error, out.kind, out.status = (
+                        StepTimeoutError(spec.name, 0.0),
+                        ErrorKind.TRANSIENT,
+                        Status.TIMEOUT,
+                    )
+                    out.run_timeout, out.started_at, out.latency = True, time.time(), 0.0
+                    return out
+                if timeout is None or left < timeout:
+                    timeout, by_deadline = left, True
+            ctx = StepContext(
+                run_id=self.run_id,
+                workflow=self.workflow,
+                step=spec.name,
+                visit=act.visit,
+                attempt=attempt,
+                tools=act.tools,
+                rng_source=self._get_rng,
+                services=self._services(),
+                deadline=self.deadline,
+                failure=act.failure,
+            )
+            out.started_at = time.time()
+            t0 = time.perf_counter()
+            out.queue_s = t0 - act.queued if attempt == 1 else 0.0
+            try:
+                result = await self._call(spec, act.view, ctx, timeout)
+                if result is None:
+                    result = {}
+                elif not isinstance(result, Mapping):
+                    raise StateValueError(
+                        f"step {spec.name!r} returned {type(result).__name__}; a step returns a "
+                        f"dict of state updates (or None)"
+                    )
+                if self.store is not None:
+                    out.encoded = encode_updates(spec.name, result)
+                    if self._secrets:
+                        out.encoded = redact_values(out.encoded, self._secrets)
+                out.latency = time.perf_counter() - t0
+                out.updates, out.usage = result, ctx.usage
+                out.error = out.kind = None
+                out.status = Status.OK
+                return out
+            except asyncio.CancelledError:
+                out.latency = time.perf_counter() - t0
+                out.error, out.kind, out.status = (
+                    asyncio.CancelledError("cancelled"),
+                    ErrorKind.UNKNOWN,
+                    Status.FAILED,
+                )
+                self._record(self._outcome_event(act, out, None))
+                raise
+            except Exception as exc:
+                out.latency = time.perf_counter() - t0
+                out.error, out.usage = exc, ctx.usage
+                timed_out = isinstance(exc, StepTimeoutError)
+                if timed_out and by_deadline:
+                    out.run_timeout, out.kind, out.status = True, ErrorKind.TRANSIENT, Status.TIMEOUT
+                    return out
+                kind = out.kind = classify(exc)
+                out.status = Status.TIMEOUT if timed_out else Status.FAILED
+                if not policy.allows(kind, attempt - 1):
+                    return out
+                delay = policy.backoff(attempt, self._get_rng())
+                wait = retry_after_of(exc)
+                if wait is not None and wait > delay:
+                    delay = wait
+                elapsed = time.monotonic() - first_start
+                if policy.max_elapsed is not None and elapsed + delay > policy.max_elapsed:
+                    return out
+                if self.deadline is not None and time.monotonic() + delay >= self.deadline:
+                    out.run_timeout = True
+                    return out
+                status = Status.TIMEOUT if timed_out else Status.RETRY
+                self._record(
+                    self._event(
+                        spec.name,
+                        act.visit,
+                        attempt,
+                        status,
+                        exc,
+                        kind,
+                        out.started_at,
+                        out.latency,
+                        out.queue_s,
+                        delay,
+                        None,
+                        act.tools,
+                        out.usage,
+                    )
+                )
+                await self._sleep(delay)
+
+    async def _call(self, spec: StepSpec, state: Mapping[str, Any], ctx: StepContext, timeout: float | None) -> Any:
+        args = (state, ctx) if spec.takes_context else (state,)
+        if spec.is_async:
+            if timeout is None:
+                return await spec.fn(*args)
+            scope = asyncio.timeout(timeout)
+            try:
+                async with scope:
+                    return await spec.fn(*args)
+            except TimeoutError:
+                if scope.expired():
+                    raise StepTimeoutError(spec.name, timeout) from None
+                raise
+        # Plain functions run in a worker thread so they never block the event loop (a notebook
+        # kernel stays responsive); the context is copied so contextvars reach the step.
+        call = contextvars.copy_context().run
+        cfut = _thread_pool().submit(call, spec.fn, *args)
+        fut = asyncio.wrap_future(cfut)
+        if timeout is None:
+            return await fut
+        try:
+            return await asyncio.wait_for(fut, timeout)
+        except TimeoutError:
+            if cfut.done() and not cfut.cancelled() and isinstance(cfut.exception(), TimeoutError):
+                raise  # the step's own TimeoutError, not ours
+            if not cfut.cancel():  # already running: let it finish, discard and record its result
+                cfut.add_done_callback(lambda f: self._late_result(spec.name, ctx, f))
+            raise StepTimeoutError(spec.name, timeout) from None
+
+    def _late_result(
+        self,
+        step: str,
+        ctx: StepContext,
+        fut: concurrent.futures.Future[Any],
+    ) -> None:
+        """A timed-out sync step finished after all: discard its result, but keep a record."""
+        record = {
+            "step": step,
+            "visit": ctx.visit,
+            "attempt": ctx.attempt,
+            "at": time.time(),
+            "outcome": f"error: {fut.exception()!r}" if fut.exception() else "result discarded",
+        }
+        self.late_results.append(record)  # list.append is atomic: safe from the worker thread
+        logger.warning(
+            "run %s: step %r attempt %d finished after its timeout; %s",
+            self.run_id,
+            step,
+            ctx.attempt,
+            record["outcome"],
+        )
+
+    # ---- events ----------------------------------------------------------------------------

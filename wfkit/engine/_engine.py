@@ -1,0 +1,494 @@
+"""The engine: one run of a compiled graph, driven as one asyncio task.
+
+The scheduler keeps a queue of ready activations (a step about to run, with the tools its route
+bound). A lone ready step runs inline in the scheduler's own task: a linear chain never pays for
+task creation. Two or more ready steps become tasks that run concurrently, and the scheduler
+sleeps until one finishes. Each finished activation is committed to the state (with conflict
+checks), routed, and recorded as a step event; joins fire when no predecessor can still arrive.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import random
+import socket
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from wfkit.engine._attempts import Attempts, _Activation, _Outcome
+from wfkit.engine._gates import Gates
+from wfkit.logs._steplog import exporter
+from wfkit.model import _settings
+from wfkit.model._approvals import HALT, ApprovalPolicy
+from wfkit.model._context import ChatModel, Failure, StepContext, ToolProvider
+from wfkit.model._errors import (
+    RunError,
+    RunTimeoutError,
+    StateConflictError,
+    StepFailedError,
+    VisitLimitError,
+)
+from wfkit.model._events import Status, StepEvent
+from wfkit.model._graph import Graph
+from wfkit.model._merge import Merge
+from wfkit.model._processors import DEFAULT_PROCESSORS, Processor, chain, secret_values
+from wfkit.model._retry import ErrorKind
+from wfkit.model._routes import END
+from wfkit.model._status import RunStatus
+from wfkit.model._steps import StepSpec
+from wfkit.store._store import LEASE_TTL, Store
+
+_HOST = socket.gethostname()
+_FINISH_LOCK = threading.Lock()
+
+
+class Execution(Attempts, Gates):
+    """The mutable inside of one run. ``Run`` is its public handle."""
+
+    def __init__(
+        self,
+        graph: Graph,
+        merges: Mapping[str, Merge],
+        run_id: str,
+        inputs: Mapping[str, Any],
+        *,
+        version: str,
+        timeout: float | None,
+        sinks: tuple[Callable[[StepEvent], object], ...],
+        seed: int | None,
+        parameters_hash: str | None,
+        store: Store | None = None,
+        policy: ApprovalPolicy = HALT,
+        count_waiting: bool = False,
+        elapsed_before: float = 0.0,
+        llm: ChatModel | None = None,
+        tool_registry: ToolProvider | None = None,
+        processors: tuple[Processor, ...] = DEFAULT_PROCESSORS,
+    ) -> None:
+        settings = _settings.current()
+        self.graph = graph
+        self.merges = merges
+        self.run_id = run_id
+        self.workflow = graph.name
+        self.version = version
+        self.state: dict[str, Any] = dict(inputs)
+        self.status = RunStatus.PENDING
+        self.error: BaseException | None = None
+        self.events: list[StepEvent] = []
+        self.late_results: list[dict[str, Any]] = []
+        self.started_at: float | None = None
+        self.ended_at: float | None = None
+        self.timeout = timeout
+        self.deadline: float | None = None
+        self.parameters_hash = parameters_hash
+        self._sinks = (self.events.append, *sinks, *settings.extra_sinks)
+        self._sleep = settings.sleep
+        self._seed = seed if seed is not None else settings.seed
+        self._rng: random.Random | None = None
+        self._version = 0
+        self._writers: dict[str, tuple[int, str]] = {}
+        self._visits: dict[str, int] = {}
+        self._active: dict[str, int] = {}
+        self._arrived: dict[str, set[str]] = {}
+        self._ready: deque[_Activation] = deque()
+        self._tasks: dict[asyncio.Task[_Outcome], _Activation] = {}
+        self._done: deque[asyncio.Task[_Outcome]] = deque()
+        self._wake: asyncio.Future[None] | None = None
+        self._failed = False
+        # Durability: the store, the checkpoint counter, and what waits for a human.
+        self.store = store
+        self.policy = policy
+        self.count_waiting = count_waiting
+        self.elapsed_before = elapsed_before
+        self._ended = False  # set at the very end of drive(); `finished` turns it into an Event
+        self._finished: threading.Event | None = None
+        self.parked: list[_Activation] = []  # waiting for an approval decision
+        self.unreconciled: list[_Activation] = []  # irreversible steps cut off mid-flight
+        self._resumed = False
+        self._replaying = False
+        self._attempt_base: dict[tuple[str, int], int] = {}
+        self._lease_renew_at = time.monotonic() + LEASE_TTL / 2
+        # What steps reach through ctx.llm and ctx.tool().
+        self.llm = llm
+        self.tool_registry = tool_registry
+        # Events pass through the processors before the journal and any sink; state checkpoints
+        # lose the exact values of known secrets.
+        self._process = chain(processors)
+        self.observers: list[Callable[[StepEvent | None], object]] = []  # live views; None = status changed
+        self._secrets = secret_values() if store is not None else []
+
+    def _services(self) -> Execution:
+        """What a step's context reaches the run through (ctx.llm, ctx.tool). A method, not an
+        attribute pointing at itself: that would make every run a reference cycle for the GC."""
+        return self
+
+    @property
+    def finished(self) -> threading.Event:
+        """Set once the run has ended or halted. Built on demand: most runs are never waited
+        for from another thread, and an Event per run costs 10k-run batches real time."""
+        with _FINISH_LOCK:
+            if self._finished is None:
+                self._finished = threading.Event()
+                if self._ended:
+                    self._finished.set()
+            return self._finished
+
+    async def call_tool(self, ctx: StepContext, name: str, arguments: dict[str, Any]) -> Any:
+        """``ctx.tool(...)``: the engine hands the call down to the tool layer (contexts never import it)."""
+        from wfkit.llm._tools import invoke
+
+        return await invoke(ctx, name, arguments)
+
+    def llm_client(self) -> ChatModel:
+        if self.llm is None:
+            from wfkit.llm._llm import default_client
+
+            self.llm = default_client(seed=self._seed)
+        return self.llm
+
+    def _get_rng(self) -> random.Random:
+        # Built on first use: seeding a Random costs more than a whole short run otherwise.
+        if self._rng is None:
+            self._rng = random.Random(self._seed)
+        return self._rng
+
+    # ---- driving -------------------------------------------------------------------------
+
+    async def drive(self) -> None:
+        """Run until the end or a halt. Never raises for a failed step: see status and error."""
+        self.status = RunStatus.RUNNING
+        self.started_at = self.started_at or time.time()
+        t_start = time.monotonic()
+        if self.timeout is not None:
+            self.deadline = t_start + max(self.timeout - self.elapsed_before, 0.0)
+        try:
+            if not self._resumed:
+                self._activate(self.graph.entry, None, None)
+            elif self.store is not None:
+                self.store.mark_running(self.run_id)
+            await self._loop()
+        except asyncio.CancelledError:
+            self._fail(RunError("cancelled", run_id=self.run_id), RunStatus.CANCELLED)
+            await self._cancel_tasks()
+            raise
+        except Exception as exc:  # a bug or a failing sink: the run fails loudly, with the cause
+            self._fail(exc, RunStatus.FAILED)
+            await self._cancel_tasks()
+        finally:
+            self.ended_at = time.time()
+            if not self._failed:
+                if self.parked:
+                    self.status = RunStatus.WAITING_APPROVAL
+                elif self.unreconciled:
+                    self.status = RunStatus.NEEDS_RECONCILIATION
+                else:
+                    self.status = RunStatus.SUCCEEDED
+            try:
+                if self.store is not None:
+                    self.store.finish(
+                        self.run_id,
+                        status=self.status,
+                        state=self.state,
+                        error=self.error,
+                        elapsed=self.elapsed_before + time.monotonic() - t_start,
+                        ended=self.status in RunStatus.FINISHED,
+                    )
+                    exporter.submit(self.store, self.store.path.parent, self.run_id)
+            finally:
+                with _FINISH_LOCK:
+                    self._ended = True
+                    if self._finished is not None:
+                        self._finished.set()
+                for observer in self.observers:
+                    observer(None)
+
+    async def _loop(self) -> None:
+        ready, tasks, done = self._ready, self._tasks, self._done
+        loop = asyncio.get_running_loop()
+        while not self._failed:
+            if not tasks and len(ready) == 1:
+                act = ready.popleft()
+                if act.spec.gated and not self._admit(act):
+                    continue
+                outcome = await self._execute(act)
+                self._settle(act, outcome)
+                continue
+            while ready and not self._failed:
+                act = ready.popleft()
+                if act.spec.gated and not self._admit(act):
+                    continue
+                task = loop.create_task(self._execute(act))
+                task.add_done_callback(self._on_task_done)
+                tasks[task] = act
+            if not tasks:
+                if ready:
+                    continue  # admitting queued more (a rejection routed elsewhere)
+                return
+            if not done:
+                self._wake = loop.create_future()
+                await self._wake
+                self._wake = None
+            while done and not self._failed:
+                task = done.popleft()
+                self._settle(tasks.pop(task), task.result())
+        await self._cancel_tasks()
+
+    def _on_task_done(self, task: asyncio.Task[_Outcome]) -> None:
+        self._done.append(task)
+        wake = self._wake
+        if wake is not None and not wake.done():
+            wake.set_result(None)
+
+    async def _cancel_tasks(self) -> None:
+        pending = [t for t in self._tasks if not t.done()]
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.gather(*pending, return_exceptions=True)
+        self._tasks.clear()
+
+    def _fail(self, error: BaseException, status: str) -> None:
+        if not self._failed:
+            self._failed = True
+            self.error = error
+            self.status = status
+
+    # ---- scheduling ------------------------------------------------------------------------
+
+    def _activate(self, name: str, tools: tuple[str, ...] | None, failure: Failure | None) -> None:
+        spec = self.graph.steps[name]
+        visit = self._visits.get(name, 0) + 1
+        self._visits[name] = visit
+        if spec.max_visits is not None and visit > spec.max_visits:
+            self._visit_limit(spec, visit)
+            return
+        self._active[name] = self._active.get(name, 0) + 1
+        self._ready.append(
+            _Activation(spec, visit, spec.tools if tools is None else tools, self._version, failure, self.state)
+        )
+
+    def _visit_limit(self, spec: StepSpec, visit: int) -> None:
+        now = time.time()
+        error = VisitLimitError(
+            f"visited {visit} times, over its bound max_visits={spec.max_visits}; raise the "
+            f"bound or give the step a fallback (@flow.step(fallback=...)) to leave the loop",
+            run_id=self.run_id,
+            step=spec.name,
+        )
+        route = spec.fallback if spec.fallback and spec.fallback != END else None
+        self._record(
+            self._event(
+                spec.name,
+                visit,
+                0,
+                Status.FAILED,
+                error,
+                ErrorKind.PERMANENT,
+                now,
+                0.0,
+                0.0,
+                None,
+                route,
+                spec.tools,
+                None,
+            )
+        )
+        if route is not None:
+            self._activate(route, None, self._failure_of(spec.name, 0, error, ErrorKind.PERMANENT))
+        elif spec.fallback != END:
+            self._fail(error, RunStatus.FAILED)
+
+    def _arrive(self, target: str, source: str) -> None:
+        """``source`` finished and its unconditional edge leads to ``target``."""
+        if len(self.graph.static_preds[target]) < 2:
+            self._activate(target, None, None)
+        else:
+            self._arrived.setdefault(target, set()).add(source)
+
+    def _fire_joins(self) -> None:
+        for join in list(self._arrived):
+            arrived = self._arrived[join]
+            blockers = self.graph.join_blockers[join]
+            missing = self.graph.static_preds[join] - arrived
+            active = self._active
+            if any(active.get(s) for p in missing for s in blockers[p]):
+                continue  # a predecessor can still arrive: keep waiting
+            del self._arrived[join]
+            self._activate(join, None, None)
+
+    def _settle(self, act: _Activation, out: _Outcome) -> None:
+        """Commit a finished activation: state, route, checkpoint, event, successors."""
+        spec = act.spec
+        name = spec.name
+        self._active[name] -= 1
+        if out.error is None:
+            chosen = None
+            router = self.graph.routers.get(name)
+            try:
+                if out.updates:
+                    self._commit(act, out.updates)
+                if router is not None:
+                    chosen = router.choose(self.state)
+            except Exception as exc:  # a merge conflict or a condition that cannot be evaluated
+                out.error, out.kind, out.status = exc, ErrorKind.PERMANENT, Status.FAILED
+                self._record(self._outcome_event(act, out, None))
+                self._fail(exc, RunStatus.FAILED)
+                return
+            route = None if chosen is None else chosen.target
+            event = self._outcome_event(act, out, route)
+            self._checkpoint(act, "ok", out.encoded, None, event)
+            self._emit(event)
+            if chosen is not None:
+                if route != END:
+                    self._activate(chosen.target, chosen.tools, None)
+            else:
+                for target in self.graph.edges.get(name, ()):
+                    self._arrive(target, name)
+        else:
+            assert out.error is not None and out.kind is not None
+            fallback = spec.fallback
+            if out.run_timeout or fallback is None:
+                self._record(self._outcome_event(act, out, None))
+                if spec.irreversible and self.store is not None:
+                    self.store.intent_end(self.run_id, name, act.visit, "failed")
+                err: RunError
+                if out.run_timeout:
+                    err = RunTimeoutError(
+                        f"the run's deadline of {self.timeout} s passed",
+                        run_id=self.run_id,
+                        step=name,
+                        attempt=out.attempt,
+                    )
+                else:
+                    err = StepFailedError(
+                        f"failed with {type(out.error).__name__} ({out.kind.value}): {out.error}",
+                        run_id=self.run_id,
+                        step=name,
+                        attempt=out.attempt,
+                    )
+                err.__cause__ = out.error
+                self._fail(err, RunStatus.TIMED_OUT if out.run_timeout else RunStatus.FAILED)
+                return
+            failure = self._failure_of(name, out.attempt, out.error, out.kind)
+            event = self._outcome_event(act, out, fallback)
+            self._checkpoint(act, "fallback", None, json.dumps(dataclasses.asdict(failure)), event)
+            self._emit(event)
+            if fallback != END:
+                self._activate(fallback, None, failure)
+        if self._arrived:
+            self._fire_joins()
+
+    def _commit(self, act: _Activation, updates: Mapping[str, Any]) -> None:
+        self._version += 1
+        version = self._version
+        state, writers, merges, name = self.state, self._writers, self.merges, act.spec.name
+        for key, value in updates.items():
+            merge = merges.get(key)
+            if merge is not None:
+                state[key] = merge(state.get(key), value)
+                continue
+            previous = writers.get(key)
+            if previous is not None and previous[0] > act.version and previous[1] != name:
+                raise StateConflictError(key, previous[1], name)
+            state[key] = value
+            writers[key] = (version, name)
+
+    def _failure_of(self, step: str, attempt: int, error: BaseException, kind: ErrorKind) -> Failure:
+        return Failure(step, attempt, kind.value, type(error).__name__, str(error))
+
+    # ---- one activation, with retries and timeouts ---------------------------------------------
+
+    def _outcome_event(self, act: _Activation, out: _Outcome, route: str | None) -> StepEvent:
+        return self._event(
+            act.spec.name,
+            act.visit,
+            out.attempt,
+            out.status,
+            out.error,
+            out.kind,
+            out.started_at,
+            out.latency,
+            out.queue_s,
+            None,
+            route,
+            act.tools,
+            out.usage,
+        )
+
+    def _event(
+        self,
+        step: str,
+        visit: int,
+        attempt: int,
+        status: str,
+        error: BaseException | None,
+        kind: ErrorKind | None,
+        started_at: float,
+        latency: float,
+        queue_s: float,
+        retry_delay: float | None,
+        route: str | None,
+        tools: tuple[str, ...],
+        usage: Mapping[str, Any] | None,
+        **fields: Any,
+    ) -> StepEvent:
+        if usage is None:
+            model = tokens_in = tokens_out = cost = extra = None
+        else:
+            model, tokens_in, tokens_out = usage.get("model"), usage.get("tokens_in"), usage.get("tokens_out")
+            cost, extra = usage.get("cost_usd"), usage.get("extra")
+        event = StepEvent(
+            self.run_id,
+            self.workflow,
+            self.version,
+            step,
+            visit,
+            attempt,
+            status,
+            None if kind is None else kind.value,
+            None if error is None else type(error).__name__,
+            None if error is None else str(error),
+            started_at,
+            started_at + latency,
+            latency,
+            queue_s,
+            retry_delay,
+            route,
+            tools,
+            model,
+            tokens_in,
+            tokens_out,
+            cost,
+            None,
+            None,
+            self.parameters_hash,
+            _HOST,
+            extra,
+        )
+        if fields:
+            event = event._replace(**fields)
+        return event if self._process is None else self._process(event)
+
+    def _emit(self, event: StepEvent) -> None:
+        """Hand an event to the sinks (the journal write, if any, happened already)."""
+        if self._replaying:
+            return
+        for sink in self._sinks:
+            sink(event)
+        for observer in self.observers:
+            observer(event)
+
+    def _record(self, event: StepEvent) -> None:
+        """Journal an event that has no checkpoint of its own, then hand it to the sinks."""
+        if self._replaying:
+            return
+        if self.store is not None:
+            self.store.journal((event,))
+        self._emit(event)
+
+    # ---- durability --------------------------------------------------------------------------

@@ -1,0 +1,215 @@
+"""What a durable run adds around a step: checkpoints, approval gates, intents of irreversible
+steps, and the replay that rebuilds a stopped run. A mixin of :class:`wfkit.engine._engine.Execution`."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from wfkit.engine._attempts import _Activation
+from wfkit.model._approvals import ApprovalPolicy, Ticket
+from wfkit.model._context import Failure
+from wfkit.model._errors import ApprovalRejectedError, ApprovalRequiredError, WorkflowChangedError
+from wfkit.model._events import Status, StepEvent
+from wfkit.model._graph import Graph
+from wfkit.model._routes import END
+from wfkit.model._status import RunStatus
+from wfkit.store._store import LEASE_TTL, Store
+from wfkit.store._workspace import decision_event
+
+
+class Gates:
+    """Durability around the scheduler (mixed into Execution, which provides the rest)."""
+
+    run_id: str
+    workflow: str
+    version: str
+    parameters_hash: str | None
+    graph: Graph
+    state: dict[str, Any]
+    store: Store | None
+    policy: ApprovalPolicy
+    parked: list[_Activation]
+    unreconciled: list[_Activation]
+    _ready: deque[_Activation]
+    _active: dict[str, int]
+    _arrived: dict[str, set[str]]
+    _resumed: bool
+    _replaying: bool
+    _attempt_base: dict[tuple[str, int], int]
+    _lease_renew_at: float
+    _emit: Callable[[StepEvent], None]
+    _event: Callable[..., StepEvent]
+    _fail: Callable[[BaseException, str], None]
+    _activate: Callable[[str, tuple[str, ...] | None, Failure | None], None]
+    _arrive: Callable[[str, str], None]
+    _fire_joins: Callable[[], None]
+    _commit: Callable[[_Activation, Any], None]
+
+    def _checkpoint(
+        self, act: _Activation, outcome: str, updates: str | None, failure: str | None, event: StepEvent
+    ) -> None:
+        if self.store is None or self._replaying:
+            return
+        now = time.monotonic()
+        lease_due = now >= self._lease_renew_at
+        if lease_due:
+            self._lease_renew_at = now + LEASE_TTL / 2
+        intent = None if not act.spec.irreversible else "done" if outcome == "ok" else "failed"
+        self.store.checkpoint(event, outcome, updates, failure, lease_due=lease_due, intent_status=intent)
+
+    def _admit(self, act: _Activation) -> bool:
+        """Before a gated step runs: its approval, then its intent. False when it must not run now."""
+        spec, store = act.spec, self.store
+        approval = spec.approval
+        if approval is not None and (approval.when is None or approval.when.evaluate(self.state)):
+            assert store is not None  # checked when the run was created
+            ticket = store.ticket_for(self.run_id, spec.name, act.visit)
+            if ticket is None:
+                ticket = self._open_ticket(act, approval.reason, approval.payload_for(self.state))
+            if ticket.is_open:
+                verdict = self.policy.decide(ticket)
+                if verdict is None:
+                    if self.policy.on_missing == "fail":
+                        self._fail(
+                            ApprovalRequiredError(
+                                f"needs approval ({approval.reason}), but this run is headless with the "
+                                f"approval policy '{self.policy.name}': no one can click Approve here. Pass "
+                                f"a policy (papermill -p wfkit_policy approve|reject|FILE.jsonl, or "
+                                f"policy=... in code, or $WFKIT_POLICY), run it interactively, or decide "
+                                f"with `wfkit approve {ticket.ticket_id} --by NAME` and resume",
+                                run_id=self.run_id,
+                                step=spec.name,
+                            ),
+                            RunStatus.FAILED,
+                        )
+                    else:
+                        self.parked.append(act)
+                    return False
+                ticket, _ = store.decide(
+                    ticket.ticket_id,
+                    verdict.decision,
+                    verdict.by,
+                    verdict.comment,
+                    lambda t: decision_event(t, self.version, self.parameters_hash),
+                )
+            self._emit(self._decision_event(ticket, act))
+            if ticket.status == "rejected":
+                self._active[spec.name] -= 1
+                if approval.on_reject is None:
+                    self._fail(
+                        ApprovalRejectedError(
+                            f"rejected by {ticket.decided_by}: {ticket.comment or 'no comment'}; give the "
+                            f"gate an on_reject step (wfkit.Approval(..., on_reject='revise')) to revise "
+                            f"and resubmit instead",
+                            run_id=self.run_id,
+                            step=spec.name,
+                        ),
+                        RunStatus.FAILED,
+                    )
+                    return False
+                if not self._replaying:
+                    store.mark_rejection_routed(self.run_id, spec.name, act.visit, approval.on_reject)
+                self._activate(approval.on_reject, None, None)
+                if self._arrived:
+                    self._fire_joins()
+                return False
+        if spec.irreversible and store is not None:
+            status = store.intent_status(self.run_id, spec.name, act.visit)
+            if status == "pending":
+                # The process died between the intent and the result: a person must say
+                # whether the side effect happened. Never run it a second time by ourselves.
+                self.unreconciled.append(act)
+                return False
+            store.intent(self.run_id, spec.name, act.visit, f"{self.run_id}:{spec.name}:{act.visit}")
+        return True
+
+    def _open_ticket(self, act: _Activation, reason: str, payload: dict[str, Any]) -> Ticket:
+        assert self.store is not None
+        now = time.time()
+        ticket = Ticket(
+            ticket_id=uuid.uuid4().hex[:12],
+            run_id=self.run_id,
+            workflow=self.workflow,
+            step=act.spec.name,
+            visit=act.visit,
+            reason=reason,
+            payload=payload,
+            status="open",
+            decided_by=None,
+            comment=None,
+            created_at=now,
+            decided_at=None,
+        )
+        event = self._gate_event(
+            act, Status.WAITING_APPROVAL, now, extra={"ticket": ticket.ticket_id, "reason": reason}
+        )
+        ticket = self.store.create_ticket(ticket, event)
+        self._emit(event)
+        return ticket
+
+    def _decision_event(self, ticket: Ticket, act: _Activation) -> StepEvent:
+        return self._gate_event(
+            act,
+            ticket.status,
+            ticket.decided_at or time.time(),
+            approver=ticket.decided_by,
+            decision_comment=ticket.comment,
+            extra={"ticket": ticket.ticket_id},
+        )
+
+    def _gate_event(self, act: _Activation, status: str, at: float, **fields: Any) -> StepEvent:
+        """A row for a gate (ticket opened, decision applied): attempt 0, no latency."""
+        return self._event(
+            act.spec.name, act.visit, 0, status, None, None, at, 0.0, 0.0, None, None, act.tools, None, **fields
+        )
+
+    def replay(self, checkpoints: list[tuple[Any, ...]], attempts: dict[tuple[str, int], int]) -> None:
+        """Rebuild state and schedule from a stored run's checkpoints, without running anything.
+
+        The same scheduling code runs as in a live run, fed with recorded outcomes, so the queue
+        ends holding exactly the steps that had not completed: siblings that finished before a
+        crash are not run again.
+        """
+        self._resumed = True
+        self._attempt_base = attempts
+        self._replaying = True
+        try:
+            self._activate(self.graph.entry, None, None)
+            for seq, step, visit, outcome, updates, route, failure in checkpoints:
+                act = next((a for a in self._ready if a.spec.name == step and a.visit == visit), None)
+                if act is None:
+                    raise WorkflowChangedError(
+                        f"checkpoint {seq} records step {step!r} (visit {visit}), but replaying the "
+                        f"current workflow never reaches it there; the workflow changed in a way "
+                        f"this run cannot survive: start a new run",
+                        run_id=self.run_id,
+                        step=step,
+                    )
+                self._ready.remove(act)
+                self._active[step] -= 1
+                if outcome == "ok":
+                    self._commit(act, json.loads(updates) if updates else {})
+                    router = self.graph.routers.get(step)
+                    if router is not None:
+                        go = next(
+                            (g for g in (*(r.go for r in router.routes), router.default) if g.target == route),
+                            None,
+                        )
+                        if go is None:  # reconciled by hand, or the routes changed: decide anew
+                            go = router.choose(self.state)
+                        if go.target != END:
+                            self._activate(go.target, go.tools, None)
+                    else:
+                        for target in self.graph.edges.get(step, ()):
+                            self._arrive(target, step)
+                elif route is not None and route != END:
+                    self._activate(route, None, Failure(**json.loads(failure)) if failure else None)
+                if self._arrived:
+                    self._fire_joins()
+        finally:
+            self._replaying = False

@@ -1,0 +1,371 @@
+"""The handle on one run: its status, state, events and error, awaitable until it ends or halts,
+and the way to decide its approval gates and resume it."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import difflib
+import os
+from collections.abc import Callable, Generator, Iterable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeAlias, TypedDict
+
+from wfkit.engine._engine import Execution
+from wfkit.engine._loops import background_loop, running_loop
+from wfkit.model._approvals import ApprovalPolicy, Ticket
+from wfkit.model._context import ChatModel, ToolProvider
+from wfkit.model._errors import TicketError
+from wfkit.model._events import Sink, StepEvent
+from wfkit.model._status import RunStatus
+from wfkit.store._workspace import decision_event
+
+if TYPE_CHECKING:
+    from wfkit.model._graph import Graph
+
+# Runs launched in this process and not awaited yet, for drain(). Strong references: a notebook
+# often starts a run without keeping its handle, and drain() must still wait for it.
+_started: set[Run] = set()
+
+RunRenderer: TypeAlias = "Callable[[Run], dict[str, Any]]"
+"""Draws a run for a notebook: returns a MIME bundle that always holds ``text/plain``."""
+
+# Handed in by the package's composition root (wfkit/__init__), so the engine never imports the
+# notebook layer that draws it.
+_renderer: RunRenderer | None = None
+
+
+def set_renderer(renderer: RunRenderer | None) -> None:
+    """Choose how runs draw themselves in a notebook (``None``: plain text only)."""
+    global _renderer
+    _renderer = renderer
+
+
+class RunSource(Protocol):
+    """What a run handle needs of its workflow (``Workflow`` is one): its graph, and a way to
+    rebuild the execution of a stopped run. Named here so the handle never imports ``Workflow``."""
+
+    def validate(self) -> Graph: ...
+
+    def _resumed_execution(self, run_id: str, o: _Options) -> Execution: ...
+
+
+WorkspaceArg: TypeAlias = "str | os.PathLike[str] | Literal[False] | None"
+
+
+class ResumeOptions(TypedDict, total=False):
+    """How a stored run continues: the keywords :meth:`Workflow.resume` and ``aresume`` take."""
+
+    workspace: WorkspaceArg
+    """The folder that keeps the run (default ``$WFKIT_HOME`` or ``./.wfkit``); ``False``: memory only."""
+    policy: str | ApprovalPolicy | None
+    """Who decides approval gates when nobody is there: "halt", "approve", "reject", "fail", or a decisions file."""
+    sinks: Iterable[Sink]
+    """Where each step event goes besides the run's own list (callables or objects with ``emit``)."""
+    llm: ChatModel | None
+    """The chat client ``ctx.llm`` hands to steps (default: the seeded simulated model, offline)."""
+    tools: ToolProvider | None
+    """The tool registry ``ctx.tool`` calls into (default: the workflow's own)."""
+    mode: str | None
+    """"interactive" or "headless"; detected when None."""
+
+
+class RunOptions(ResumeOptions, total=False):
+    """How a new run executes: the keywords :meth:`Workflow.run`, ``arun`` and ``start`` share."""
+
+    run_id: str | None
+    """Choose the run's id (default: a fresh random one)."""
+    timeout: float | None
+    """The run's deadline in seconds, which survives pauses and resumes."""
+    seed: int | None
+    """Seeds ``ctx.rng`` and the simulated model, so a run can be replayed."""
+    count_approval_wait: bool
+    """Whether time halted for approval counts against ``timeout``."""
+
+
+_RESUME_KEYS = frozenset(ResumeOptions.__annotations__)
+_RUN_KEYS = frozenset(RunOptions.__annotations__) | _RESUME_KEYS
+
+
+@dataclass(frozen=True, slots=True)
+class _Options:
+    """How a run was asked to execute; kept so that resuming it behaves the same."""
+
+    timeout: float | None = None
+    sinks: tuple[Sink, ...] = ()
+    seed: int | None = None
+    workspace: WorkspaceArg = None
+    policy: str | ApprovalPolicy | None = None
+    count_approval_wait: bool = False
+    llm: ChatModel | None = None
+    tools: ToolProvider | None = None
+    mode: str | None = None
+    run_id: str | None = None
+
+    @classmethod
+    def of(cls, call: str, options: Mapping[str, Any], allowed: frozenset[str] = _RUN_KEYS) -> _Options:
+        """Check the keywords a user passed (a TypedDict checks nothing at run time) and build."""
+        unknown = sorted(set(options) - allowed)
+        if unknown:
+            hints = []
+            for name in unknown:
+                close = difflib.get_close_matches(name, sorted(allowed), n=1)
+                hints.append(f"{name!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+            raise TypeError(
+                f"{call}() got unexpected keyword argument(s) {', '.join(hints)}; it takes {', '.join(sorted(allowed))}"
+            )
+        values = dict(options)
+        values["sinks"] = tuple(values.get("sinks") or ())
+        return cls(**values)
+
+
+class Run:
+    """One run of a workflow. Returned by ``Workflow.start``, ``run``, ``arun`` and ``resume``.
+
+    ``await run`` (or ``run.wait()`` outside a loop) waits until it ends or halts for approval,
+    and raises the run's error if it failed; ``run.state`` is the state so far, ``run.events``
+    one event per attempt. ``run.approve(by=...)`` decides an open gate and resumes the run.
+    """
+
+    def __init__(
+        self, execution: Execution, workflow: RunSource | None = None, options: _Options | None = None
+    ) -> None:
+        self._exec = execution
+        self._workflow = workflow
+        self._options = options
+        self._task: asyncio.Future[None] | None = None
+        self._cfuture: concurrent.futures.Future[None] | None = None
+        # Live views; the list object is shared with each execution, resumed ones included.
+        self._observers: list[Callable[[StepEvent | None], object]] = execution.observers
+
+    # ---- what it is ----------------------------------------------------------------------------
+
+    @property
+    def run_id(self) -> str:
+        return self._exec.run_id
+
+    @property
+    def workflow(self) -> str:
+        return self._exec.workflow
+
+    @property
+    def status(self) -> str:
+        return self._exec.status
+
+    @property
+    def state(self) -> dict[str, Any]:
+        """A copy of the run's state as it stands."""
+        return dict(self._exec.state)
+
+    @property
+    def error(self) -> BaseException | None:
+        return self._exec.error
+
+    @property
+    def events(self) -> list[StepEvent]:
+        """Every attempt's event in this process so far, in emission order."""
+        return list(self._exec.events)
+
+    @property
+    def late_results(self) -> list[dict[str, Any]]:
+        """Sync steps that finished after their timeout: their results were discarded."""
+        return list(self._exec.late_results)
+
+    @property
+    def started_at(self) -> float | None:
+        return self._exec.started_at
+
+    @property
+    def ended_at(self) -> float | None:
+        return self._exec.ended_at
+
+    def done(self) -> bool:
+        """True once the run ended or halted (waiting for approval or reconciliation)."""
+        return self._exec.status in RunStatus.FINISHED or self._exec.status in RunStatus.HALTED
+
+    def path(self) -> list[str]:
+        """The steps that completed, in order (branches and loops included)."""
+        return [e.step for e in self._exec.events if e.status == "ok"]
+
+    def raise_for_status(self) -> Run:
+        """Raise the run's error if it failed; return the run otherwise."""
+        error = self._exec.error
+        if error is not None:
+            if getattr(error, "run", None) is None:
+                with contextlib.suppress(AttributeError):  # some builtins refuse attributes
+                    error.run = self  # type: ignore[attr-defined]
+            raise error
+        return self
+
+    def result(self) -> dict[str, Any]:
+        """The final state of a finished run; raises its error if it failed."""
+        if not self.done():
+            raise RuntimeError(f"run {self.run_id} is still {self.status}; await it first")
+        self.raise_for_status()
+        return self.state
+
+    @property
+    def graph(self) -> Graph | None:
+        """The compiled graph of the run's workflow (None for a handle without one)."""
+        return None if self._workflow is None else self._workflow.validate()
+
+    def subscribe(self, observer: Callable[[StepEvent | None], object]) -> Callable[[], None]:
+        """Call ``observer(event)`` on every step event of this run from now on, and
+        ``observer(None)`` when it ends or halts; a resumed run keeps its observers. Returns a
+        function that unsubscribes. Observers run on the run's loop: keep them quick."""
+        self._observers.append(observer)
+
+        def unsubscribe() -> None:
+            with contextlib.suppress(ValueError):
+                self._observers.remove(observer)
+
+        return unsubscribe
+
+    # ---- approvals and resuming ----------------------------------------------------------------
+
+    def tickets(self, *, status: Literal["open", "approved", "rejected"] | None = "open") -> list[Ticket]:
+        """This run's approval tickets: the open ones by default, ``status=None`` for all."""
+        store = self._exec.store
+        return [] if store is None else store.tickets(status=status, run_id=self.run_id)
+
+    def approve(self, *, by: str, comment: str = "", step: str | None = None, resume: bool = True) -> Run:
+        """Approve this run's open gate (the one at ``step`` if several) and resume the run."""
+        return self._decide("approve", by, comment, step, resume)
+
+    def reject(self, *, by: str, comment: str = "", step: str | None = None, resume: bool = True) -> Run:
+        """Reject this run's open gate; it routes to its ``on_reject`` step or fails the run."""
+        return self._decide("reject", by, comment, step, resume)
+
+    def _decide(
+        self, decision: Literal["approve", "reject"], by: str, comment: str, step: str | None, resume: bool
+    ) -> Run:
+        store = self._exec.store
+        if store is None:
+            raise TicketError(f"run {self.run_id} keeps no workspace, so it has no tickets")
+        tickets = [t for t in store.tickets(status=None, run_id=self.run_id) if step is None or t.step == step]
+        # With no open ticket, the last decided one: deciding it again the same way is a no-op that
+        # says so, and the other way is refused (a decision is applied once).
+        open_ = [t for t in tickets if t.is_open] or tickets[-1:]
+        if not open_:
+            raise TicketError(f"run {self.run_id} has no approval ticket" + (f" at step {step!r}" if step else ""))
+        if len(open_) > 1:
+            steps = ", ".join(f"{t.step!r} ({t.ticket_id})" for t in open_)
+            raise TicketError(f"run {self.run_id} has several open tickets: {steps}; pass step=...")
+        _, changed = store.decide(
+            open_[0].ticket_id,
+            decision,
+            by,
+            comment,
+            lambda t: decision_event(t, self._exec.version, self._exec.parameters_hash),
+        )
+        if changed and resume and self.status in RunStatus.HALTED:
+            self.resume()
+        return self
+
+    def resume(self) -> Run:
+        """Continue this run from its last completed step, as :meth:`Workflow.start` would.
+
+        In a notebook the run continues as a task on the kernel's loop (``await run`` to wait);
+        from plain code it continues in the background (``run.wait()`` to block).
+        """
+        if self._workflow is None or self._options is None:
+            raise RuntimeError("this run handle has no workflow; use Workflow.resume(run_id)")
+        if not self.done():
+            raise RuntimeError(f"run {self.run_id} is still {self.status}; only a stopped run resumes")
+        previous = self._exec.events
+        self._exec = self._workflow._resumed_execution(self.run_id, self._options)
+        # Keep what this handle saw before the halt: the engine appends to this same list.
+        self._exec.events[:0] = previous
+        self._exec.observers = self._observers
+        self._task = self._cfuture = None
+        self._launch()
+        return self
+
+    def _launch(self) -> None:
+        _started.add(self)
+        loop = running_loop()
+        if loop is not None:
+            self._task = loop.create_task(self._exec.drive(), name=f"wfkit-run-{self.run_id}")
+        else:
+            self._cfuture = asyncio.run_coroutine_threadsafe(self._exec.drive(), background_loop())
+
+    # ---- waiting -------------------------------------------------------------------------------
+
+    def cancel(self) -> None:
+        """Cancel a started run: running steps are cancelled and it ends as 'cancelled'."""
+        if self._task is not None:
+            self._task.cancel()
+        elif self._cfuture is not None:
+            self._cfuture.cancel()
+
+    def wait(self, timeout: float | None = None) -> Run:
+        """Block until a run started from synchronous code ends or halts (not from inside its loop)."""
+        if self._cfuture is None:
+            if self.done():
+                return self.raise_for_status()
+            raise RuntimeError("this run executes on the current event loop: use `await run`")
+        with contextlib.suppress(concurrent.futures.CancelledError):
+            self._cfuture.result(timeout)
+        # A cancelled future is done at once; the run itself ends a moment later.
+        if not self._exec.finished.wait(timeout):
+            raise TimeoutError(f"run {self.run_id} did not end within {timeout} s")
+        _started.discard(self)  # its outcome reached its owner: drain() need not report it again
+        return self.raise_for_status()
+
+    def __await__(self) -> Generator[Any, None, Run]:
+        return self._wait_async().__await__()
+
+    async def _wait_async(self) -> Run:
+        if self._task is not None and not self._task.done():
+            # shield: interrupting the awaiting cell must not kill the run; use run.cancel().
+            try:
+                await asyncio.shield(self._task)
+            except asyncio.CancelledError:
+                if not self._task.cancelled():
+                    raise  # the waiter was cancelled, not the run
+        elif self._cfuture is not None:
+            if not self._cfuture.done():
+                with contextlib.suppress(concurrent.futures.CancelledError, asyncio.CancelledError):
+                    await asyncio.wrap_future(self._cfuture)
+            if not self._exec.finished.is_set():
+                await asyncio.to_thread(self._exec.finished.wait)
+        _started.discard(self)  # its outcome reached its owner: drain() need not report it again
+        return self.raise_for_status()
+
+    # ---- display ------------------------------------------------------------------------------
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
+        """Drawn by the renderer the notebook layer handed in (a live widget in an interactive
+        notebook; HTML and text elsewhere); plain text when none was."""
+        if _renderer is None:
+            return {"text/plain": repr(self)}
+        return _renderer(self)
+
+    def __repr__(self) -> str:
+        steps = sum(1 for e in self._exec.events if e.status == "ok")
+        err = f", error={type(self.error).__name__}" if self.error is not None else ""
+        return (
+            f"<Run {self.run_id} of {self.workflow!r}: {self.status}, "
+            f"{steps} steps done, {len(self._exec.events)} events{err}>"
+        )
+
+
+async def drain(*, raise_on_error: bool = True) -> list[Run]:
+    """Wait for every run started in this process that nobody has awaited yet, until each ends or
+    halts (``await wfkit.drain()`` as the last cell keeps a notebook from ending with a run in
+    flight: its task would be lost). Raises the first failure unless ``raise_on_error=False``."""
+    done: list[Run] = []
+    while True:
+        pending = [r for r in list(_started) if r not in done]
+        if not pending:
+            break
+        for run in pending:
+            done.append(run)
+            _started.discard(run)
+            try:
+                await run
+            except Exception:
+                if raise_on_error:
+                    raise
+    return done

@@ -1,0 +1,607 @@
+"""Defining a workflow: steps, edges, routes, and the ways to run it."""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import os
+import sys
+import time
+import uuid
+import warnings
+import weakref
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, TypeVar, Unpack, overload
+
+from wfkit.engine._engine import Execution
+from wfkit.engine._loops import run_blocking
+from wfkit.engine._run import _RESUME_KEYS, ResumeOptions, Run, RunOptions, WorkspaceArg, _Options
+from wfkit.model._approvals import HALT, Approval, ApprovalPolicy, Ticket, as_policy
+from wfkit.model._context import ToolProvider
+from wfkit.model._errors import WorkflowChangedError, WorkflowChangedWarning
+from wfkit.model._events import as_callables
+from wfkit.model._graph import Graph, compile_graph, describe_changes
+from wfkit.model._merge import Merge, check_merges
+from wfkit.model._processors import DEFAULT_PROCESSORS, Processor
+from wfkit.model._retry import Classifier, RetryPolicy
+from wfkit.model._routes import Go, Route, Router
+from wfkit.model._status import RunStatus
+from wfkit.model._steps import StepFunction, StepSpec, make_spec
+from wfkit.store._journal import encode_state
+from wfkit.store._store import Store
+from wfkit.store._workspace import open_store
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from wfkit.model._spec import Format
+
+F = TypeVar("F", bound=StepFunction)
+
+
+def _resolve_policy(o: _Options, graph: Graph) -> ApprovalPolicy:
+    if o.policy is not None:
+        return as_policy(o.policy)
+    if not any(spec.approval is not None for spec in graph.steps.values()):
+        return HALT  # no gate to decide: skip looking at the notebook and the environment
+    from wfkit.engine._mode import current_mode, default_policy
+
+    return as_policy(default_policy(current_mode(o.mode)))
+
+
+# Workflows by name, so a ticket found after a kernel restart (wfkit.pending()) can resume its run
+# with the workflow the notebook defined again.
+_by_name: weakref.WeakValueDictionary[str, Workflow] = weakref.WeakValueDictionary()
+
+
+def find_workflow(name: str) -> Workflow | None:
+    return _by_name.get(name)
+
+
+_EMPTY_HASH = hashlib.sha256(b"{}").hexdigest()[:16]
+
+
+def _parameters_hash(inputs: Mapping[str, Any]) -> str:
+    if not inputs:
+        return _EMPTY_HASH
+    blob = json.dumps(inputs, sort_keys=True, default=repr).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+class Workflow:
+    """A graph of steps: DAG fan-out and joins, routed branches, bounded loops.
+
+    >>> flow = Workflow("triage")
+    >>> @flow.step
+    ... def classify(state): return {"kind": "code"}
+    >>> @flow.step
+    ... def answer(state): return {"answer": f"a {state['kind']} question"}
+    >>> _ = flow.edge("classify", "answer")
+    >>> flow.run({}).state["answer"]
+    'a code question'
+
+    The first step declared is the entry unless ``@flow.step(entry=True)`` says otherwise. The
+    definition is validated before the first run (or by :meth:`validate`), reporting every problem
+    at once.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        version: str | None = None,
+        merge: Mapping[str, Merge] | None = None,
+        description: str = "",
+        tools: ToolProvider | None = None,
+        processors: Iterable[Processor] | None = None,
+    ) -> None:
+        if not isinstance(name, str) or not name.strip():
+            raise ValueError(f"a workflow needs a non-empty name, got {name!r}")
+        self.name = name
+        self.description = description
+        self.tools = tools  # the tool registry steps call through ctx.tool(); a run may override it
+        # Event processors (redaction, truncation) applied before the journal and every sink.
+        self.processors: tuple[Processor, ...] = DEFAULT_PROCESSORS if processors is None else tuple(processors)
+        self._version = version
+        self._merge = check_merges(merge or {})
+        self._steps: dict[str, StepSpec] = {}
+        self._edges: dict[str, list[str]] = {}
+        self._routers: dict[str, Router] = {}
+        self._entry: str | None = None
+        self._graph: Graph | None = None
+        # What a flow spec carries besides behaviour (the builder's layout), kept across load and save.
+        self.metadata: dict[str, Any] = {}
+        _by_name[name] = self
+        # Where the workflow was defined, so `wfkit resume` can import it again.
+        self._module: str | None = sys._getframe(1).f_globals.get("__name__")
+
+    # ---- definition ------------------------------------------------------------------------
+
+    @overload
+    def step(self, fn: F, /) -> F: ...
+
+    @overload
+    def step(
+        self,
+        fn: None = None,
+        /,
+        *,
+        name: str | None = None,
+        retry: RetryPolicy | None = None,
+        timeout: float | None = None,
+        max_visits: int | None = None,
+        fallback: str | None = None,
+        classify: Classifier | None = None,
+        tools: Iterable[str] = (),
+        entry: bool = False,
+        approval: str | Approval | None = None,
+        irreversible: bool = False,
+    ) -> Callable[[F], F]: ...
+
+    def step(
+        self,
+        fn: F | None = None,
+        /,
+        *,
+        name: str | None = None,
+        retry: RetryPolicy | None = None,
+        timeout: float | None = None,
+        max_visits: int | None = None,
+        fallback: str | None = None,
+        classify: Classifier | None = None,
+        tools: Iterable[str] = (),
+        entry: bool = False,
+        approval: str | Approval | None = None,
+        irreversible: bool = False,
+    ) -> F | Callable[[F], F]:
+        """Declare a step; use as ``@flow.step`` or ``@flow.step(retry=..., timeout=...)``.
+
+        A step is ``def f(state)`` or ``def f(state, ctx)``, sync or async, returning a dict of
+        state updates (or None). Sync steps run in a worker thread.
+
+        - ``retry``: a RetryPolicy (default: no retries).
+        - ``timeout``: seconds per attempt; async steps are cancelled, a late sync result is
+          discarded and recorded in ``run.late_results``.
+        - ``max_visits``: bound on how often a loop may come back here.
+        - ``fallback``: the step to go to when this one fails for good (``wfkit.END`` to end the
+          branch quietly); without it the run fails.
+        - ``classify``: replaces :func:`wfkit.classify_error` for this step.
+        - ``tools``: the tools this step may use when no route binds others.
+        - ``approval``: a reason string or :class:`Approval`: the run halts for a human's decision
+          before the step runs (headless runs decide by policy).
+        - ``irreversible``: the step has a side effect that must happen at most once (an email,
+          a payment): an intent is committed before it runs, ``ctx.idempotency_key`` is stable
+          across retries and resumes, and a crash mid-step waits for reconciliation.
+        """
+
+        def register(func: F) -> F:
+            spec = make_spec(
+                func,
+                name=name,
+                retry=retry,
+                timeout=timeout,
+                max_visits=max_visits,
+                fallback=fallback,
+                classifier=classify,
+                tools=tuple(tools),
+                approval=approval,
+                irreversible=irreversible,
+            )
+            old = self._steps.get(spec.name)
+            if old is not None and getattr(old.fn, "__qualname__", None) != getattr(func, "__qualname__", None):
+                raise ValueError(
+                    f"workflow {self.name!r} already has a step named {spec.name!r} "
+                    f"(function {getattr(old.fn, '__qualname__', old.fn)!r}); give this one another name"
+                )
+            # Re-running a notebook cell redefines the same function: replace it in place.
+            self._steps[spec.name] = spec
+            if entry or self._entry is None:
+                self._entry = spec.name
+            self._graph = None
+            return func
+
+        if fn is not None:
+            return register(fn)
+        return register
+
+    def edge(self, source: str, *targets: str) -> Workflow:
+        """Unconditional edges ``source -> each target``. Several targets run in parallel; a step
+        with several incoming edges is a join and waits for every predecessor that can still come."""
+        if not targets:
+            raise TypeError(f"edge({source!r}) needs at least one target step")
+        out = self._edges.setdefault(source, [])
+        out.extend(t for t in targets if t not in out)
+        self._graph = None
+        return self
+
+    def chain(self, *steps: str) -> Workflow:
+        """Edges along a sequence: ``chain("a", "b", "c")`` is a -> b -> c."""
+        for source, target in itertools.pairwise(steps):
+            self.edge(source, target)
+        return self
+
+    def route(self, source: str, *routes: Route, default: Go) -> Workflow:
+        """Conditional routes out of ``source``, tried in order after it completes.
+
+        ``flow.route("classify", wfkit.when("kind", "eq", "code") >> wfkit.go("code_search",
+        tools=["web_search"]), default=wfkit.go("answer"))``. The default is required, so no state
+        leads to a dead end; ``default=wfkit.go(wfkit.END)`` ends the branch. Calling route again
+        for the same source replaces its routes.
+        """
+        for r in routes:
+            if not isinstance(r, Route):
+                raise TypeError(f"routes out of {source!r} must be `wfkit.when(...) >> wfkit.go(...)`, got {r!r}")
+        if not isinstance(default, Go):
+            raise TypeError(f"default must be wfkit.go('step'), got {default!r}")
+        self._routers[source] = Router(tuple(routes), default)
+        self._graph = None
+        return self
+
+    def set_entry(self, step: str) -> Workflow:
+        """Make ``step`` the one the run starts with."""
+        self._entry = step
+        self._graph = None
+        return self
+
+    # ---- inspection ------------------------------------------------------------------------
+
+    def validate(self) -> Graph:
+        """Check the definition; raise WorkflowDefinitionError listing every problem."""
+        if self._graph is None:
+            self._graph = compile_graph(self.name, self._steps, self._edges, self._routers, self._entry, self._merge)
+        return self._graph
+
+    @property
+    def steps(self) -> dict[str, StepSpec]:
+        return dict(self._steps)
+
+    @property
+    def version(self) -> str:
+        """The declared version, or a fingerprint of the definition."""
+        return self._version or self.validate().fingerprint
+
+    def __repr__(self) -> str:
+        return f"<Workflow {self.name!r}: {len(self._steps)} steps, entry={self._entry!r}>"
+
+    def describe(self) -> str:
+        """The graph as text: steps with their options, edges with their conditions."""
+        from wfkit.model._graphview import to_text
+
+        return to_text(self.validate())
+
+    def to_mermaid(self) -> str:
+        """The graph as Mermaid ``flowchart`` text (routes labelled with condition and tools)."""
+        from wfkit.model._graphexport import to_mermaid
+
+        return to_mermaid(self.validate())
+
+    def to_dot(self) -> str:
+        """The graph as Graphviz DOT text."""
+        from wfkit.model._graphexport import to_dot
+
+        return to_dot(self.validate())
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
+        """The graph as SVG (drawn here: no network, no graphviz) with a text fallback."""
+        from wfkit.model._errors import WorkflowDefinitionError
+        from wfkit.model._graphview import to_svg
+
+        try:
+            graph = self.validate()
+        except WorkflowDefinitionError as exc:
+            return {"text/plain": f"{self!r}\n{exc}"}
+        return {"text/plain": self.describe(), "text/html": to_svg(graph)}
+
+    # ---- as data ---------------------------------------------------------------------------
+
+    def _parts(self) -> Any:
+        from wfkit.model._spec import FlowParts
+
+        return FlowParts(
+            name=self.name,
+            entry=self._entry,
+            steps=self._steps,
+            edges=self._edges,
+            routers=self._routers,
+            merge=self._merge,
+            version=self._version,
+            description=self.description,
+            metadata=self.metadata,
+        )
+
+    def to_spec(self) -> dict[str, Any]:
+        """The workflow as plain data (a flow spec): steps by function reference, edges, routes,
+        options and merge rules, in a fixed key order. :meth:`from_spec` builds it back.
+
+        A step function importable as ``module:function`` is written that way; one defined in a
+        notebook or inside a function is written by its name, to be passed back in ``steps=``.
+        """
+        from wfkit.model._spec import to_spec
+
+        self.validate()
+        return to_spec(self._parts())
+
+    def save(self, path: str | Path, *, format: Format | None = None) -> Path:
+        """Write :meth:`to_spec` as YAML (``.yaml``/``.yml``) or JSON (``.json``)."""
+        from wfkit.model._spec import write
+
+        return write(self.to_spec(), path, format)
+
+    @classmethod
+    def from_spec(
+        cls,
+        spec: Mapping[str, Any] | str | Path,
+        *,
+        steps: Mapping[str, Any] | Iterable[Callable[..., Any]] | None = None,
+        tools: Any = None,
+        processors: Iterable[Processor] | None = None,
+    ) -> Workflow:
+        """Build a workflow from a flow spec (a mapping, or a .yaml/.json file).
+
+        ``steps`` supplies the functions the spec names without a module: a mapping of names to
+        functions (``globals()`` in a notebook) or a list of functions. ``tools`` and
+        ``processors`` are runtime objects, as on :class:`Workflow`. Every problem (schema,
+        missing functions, bad options, graph) is reported at once in a
+        :class:`~wfkit.FlowSpecError` whose lines start with their JSON path.
+        """
+        from pathlib import Path
+
+        from wfkit.model._spec import load_parts, read
+
+        data = read(spec) if isinstance(spec, str | Path) else spec
+        parts = load_parts(data, steps)
+        flow = cls(
+            parts.name,
+            version=parts.version,
+            merge=parts.merge,
+            description=parts.description,
+            tools=tools,
+            processors=processors,
+        )
+        flow._steps = dict(parts.steps)
+        flow._edges = {src: list(targets) for src, targets in parts.edges.items()}
+        flow._routers = dict(parts.routers)
+        flow._entry = parts.entry
+        flow.metadata = dict(parts.metadata or {})
+        flow._module = None  # not importable by name: `wfkit resume` needs --workflow for it
+        return flow
+
+    def replace_definition(self, other: Workflow) -> Workflow:
+        """Take ``other``'s steps, edges, routes, merge rules, version, description and metadata,
+        keeping this object (so every name bound to it sees the change, as after re-running the
+        cell that defined it). The visual builder's Save uses it."""
+        if other.name != self.name:
+            if _by_name.get(self.name) is self:
+                del _by_name[self.name]
+            self.name = other.name
+            _by_name[self.name] = self
+        self._steps = dict(other._steps)
+        self._edges = {src: list(targets) for src, targets in other._edges.items()}
+        self._routers = dict(other._routers)
+        self._entry = other._entry
+        self._merge = dict(other._merge)
+        self._version = other._version
+        self.description = other.description
+        self.metadata = dict(other.metadata)
+        self._graph = None
+        return self
+
+    # ---- running ---------------------------------------------------------------------------
+
+    def _ref(self) -> str | None:
+        """``module:attribute`` where this workflow can be imported again (for `wfkit resume`)."""
+        module = sys.modules.get(self._module or "")
+        if module is None or self._module == "__main__":
+            return None
+        for attr, value in vars(module).items():
+            if value is self:
+                return f"{self._module}:{attr}"
+        return None
+
+    def _store(self, workspace: WorkspaceArg) -> Store | None:
+        if workspace is False:
+            if any(s.approval is not None for s in self._steps.values()):
+                raise ValueError(
+                    f"workflow {self.name!r} has approval gates, whose tickets live in a workspace; "
+                    f"drop workspace=False (or pass a folder)"
+                )
+            return None
+        return open_store(workspace)
+
+    def _execution(self, inputs: Mapping[str, Any] | None, o: _Options) -> Execution:
+        graph = self.validate()
+        inputs = {} if inputs is None else inputs
+        if not isinstance(inputs, Mapping) or not all(isinstance(k, str) for k in inputs):
+            raise TypeError(f"a run's inputs are a dict with string keys, got {inputs!r}")
+        if o.timeout is not None and not o.timeout > 0:
+            raise ValueError(f"a run's timeout must be > 0 seconds, got {o.timeout!r}")
+        store = self._store(o.workspace)
+        policy = _resolve_policy(o, graph)
+        run_id = o.run_id or uuid.uuid4().hex[:16]
+        version = self._version or graph.fingerprint
+        phash = _parameters_hash(inputs)
+        if store is not None:
+            store.create_run(
+                {
+                    "run_id": run_id,
+                    "workflow": self.name,
+                    "workflow_version": version,
+                    "fingerprint": graph.fingerprint,
+                    "definition": json.dumps(graph.description),
+                    "workflow_ref": self._ref(),
+                    "inputs": encode_state("the run's inputs", inputs),
+                    "seed": o.seed,
+                    "timeout": o.timeout,
+                    "count_waiting": int(o.count_approval_wait),
+                    "parameters_hash": phash,
+                }
+            )
+        return Execution(
+            graph,
+            self._merge,
+            run_id,
+            inputs,
+            version=version,
+            timeout=o.timeout,
+            sinks=as_callables(o.sinks),
+            seed=o.seed,
+            parameters_hash=phash,
+            store=store,
+            policy=policy,
+            count_waiting=o.count_approval_wait,
+            llm=o.llm,
+            tool_registry=o.tools if o.tools is not None else self.tools,
+            processors=self.processors,
+        )
+
+    def _resumed_execution(self, run_id: str, o: _Options) -> Execution:
+        graph = self.validate()
+        store = self._store(o.workspace)
+        if store is None:
+            raise ValueError("resuming needs the workspace the run was stored in, not workspace=False")
+        row = store.run_row(run_id)
+        if row["workflow"] != self.name:
+            raise ValueError(
+                f"run {run_id} belongs to workflow {row['workflow']!r}, not {self.name!r}; resume it with that workflow"
+            )
+        if row["status"] == RunStatus.SUCCEEDED:
+            raise ValueError(f"run {run_id} already succeeded; there is nothing to resume")
+        row = store.acquire(run_id)  # first: "someone else is running it" trumps everything
+        try:
+            checkpoints = store.checkpoints(run_id)
+            removed, changes = describe_changes(json.loads(row["definition"]), graph.description)
+            lost = sorted({c[1] for c in checkpoints} & set(removed))
+            if lost:
+                raise WorkflowChangedError(
+                    f"completed step(s) {', '.join(map(repr, lost))} no longer exist in the workflow, so "
+                    f"resuming would lose their results; restore them, or start a new run"
+                    + (f" (other changes: {'; '.join(changes)})" if changes else ""),
+                    run_id=run_id,
+                )
+            if row["fingerprint"] != graph.fingerprint:
+                warnings.warn(
+                    WorkflowChangedWarning(
+                        f"run {run_id} was started with another definition of {self.name!r}; resuming "
+                        f"with the current one. Changes: {'; '.join(changes) or 'step code or options'}"
+                    ),
+                    stacklevel=3,
+                )
+            elapsed = row["elapsed"] or 0.0
+            if row["count_waiting"] and row["status"] in RunStatus.HALTED:
+                elapsed += max(0.0, time.time() - row["updated_at"])
+            execution = Execution(
+                graph,
+                self._merge,
+                run_id,
+                json.loads(row["inputs"]),
+                version=self._version or graph.fingerprint,
+                timeout=row["timeout"],
+                sinks=as_callables(o.sinks),
+                seed=row["seed"] if o.seed is None else o.seed,
+                parameters_hash=row["parameters_hash"],
+                store=store,
+                policy=_resolve_policy(o, graph),
+                count_waiting=bool(row["count_waiting"]),
+                elapsed_before=elapsed,
+                llm=o.llm,
+                tool_registry=o.tools if o.tools is not None else self.tools,
+                processors=self.processors,
+            )
+            execution.started_at = row["created_at"]
+            execution.replay(checkpoints, store.attempts_so_far(run_id))
+        except BaseException:
+            store.release(run_id)
+            raise
+        return execution
+
+    async def arun(
+        self,
+        inputs: Mapping[str, Any] | None = None,
+        *,
+        raise_on_error: bool = True,
+        **options: Unpack[RunOptions],
+    ) -> Run:
+        """Run until it ends or halts, in the current task (``await flow.arun(...)`` in a cell).
+
+        ``workspace``: the folder that keeps the run (default ``$WFKIT_HOME`` or ``./.wfkit``);
+        ``False`` keeps it in memory only. ``policy`` decides approval gates when nobody is there:
+        ``"halt"`` (default: wait for a decision), ``"approve"``, ``"reject"``, ``"fail"``, or a
+        decisions file. ``count_approval_wait``: whether time halted for approval counts against
+        ``timeout``. With ``raise_on_error`` a failed run raises its error (``err.run`` is the run).
+        """
+        o = _Options.of("arun", options)
+        run = Run(self._execution(inputs, o), self, o)
+        await run._exec.drive()
+        return run.raise_for_status() if raise_on_error else run
+
+    def run(
+        self,
+        inputs: Mapping[str, Any] | None = None,
+        *,
+        raise_on_error: bool = True,
+        **options: Unpack[RunOptions],
+    ) -> Run:
+        """Like :meth:`arun`, from synchronous code, also inside a running loop (no nest_asyncio)."""
+        o = _Options.of("run", options)
+        run = Run(self._execution(inputs, o), self, o)
+        run_blocking(run._exec.drive())
+        return run.raise_for_status() if raise_on_error else run
+
+    def start(
+        self,
+        inputs: Mapping[str, Any] | None = None,
+        **options: Unpack[RunOptions],
+    ) -> Run:
+        """Start a run and return its handle at once; ``await run`` waits for the end.
+
+        In a notebook the run is a task on the kernel's loop, so the cell is free at once. From
+        plain synchronous code it runs on a background loop; ``run.wait()`` blocks for it.
+        """
+        o = _Options.of("start", options)
+        run = Run(self._execution(inputs, o), self, o)
+        run._launch()
+        return run
+
+    def resume(
+        self,
+        run_id: str,
+        *,
+        raise_on_error: bool = True,
+        **options: Unpack[ResumeOptions],
+    ) -> Run:
+        """Continue a stored run from its last completed step (blocking, like :meth:`run`).
+
+        Completed steps never run again; an irreversible step cut off between its intent and its
+        result waits for :meth:`Workspace.reconcile` instead of running twice.
+        """
+        o = _Options.of("resume", options, _RESUME_KEYS)
+        run = Run(self._resumed_execution(run_id, o), self, o)
+        run_blocking(run._exec.drive())
+        return run.raise_for_status() if raise_on_error else run
+
+    async def aresume(
+        self,
+        run_id: str,
+        *,
+        raise_on_error: bool = True,
+        **options: Unpack[ResumeOptions],
+    ) -> Run:
+        """Continue a stored run in the current task; see :meth:`resume`."""
+        o = _Options.of("aresume", options, _RESUME_KEYS)
+        run = Run(self._resumed_execution(run_id, o), self, o)
+        await run._exec.drive()
+        return run.raise_for_status() if raise_on_error else run
+
+
+def resume_decided(workspace: str | os.PathLike[str], ticket: Ticket) -> Run | None:
+    """Continue a ticket's run after its decision, as a task on the running loop (or in the
+    background), if this process defines the run's workflow; otherwise the decision waits for
+    ``wfkit resume`` and this returns None."""
+    flow = find_workflow(ticket.workflow)
+    if flow is None:
+        return None
+    options = _Options(workspace=workspace)
+    run = Run(flow._resumed_execution(ticket.run_id, options), flow, options)
+    run._launch()
+    return run

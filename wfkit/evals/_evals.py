@@ -1,0 +1,307 @@
+"""Evals: a workflow scored over a dataset, variants compared.
+
+A :class:`Suite` names a dataset (JSONL or parquet: inputs and expectations), a workflow (or a
+factory taking a variant's parameters), scorers, variants and thresholds. :func:`evaluate` runs
+every case of every variant with bounded concurrency (steps are logged as usual), scores them,
+and returns an :class:`EvalResult`: a DataFrame of case x scorer results, a summary per variant
+(mean, pass rate, bootstrap confidence interval), stored as parquet next to the step logs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import importlib.util
+import json
+import os
+import random
+import sys
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from wfkit.evals._scorers import Case, ScorerFn, apply, name_of
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from matplotlib.figure import Figure
+
+    from wfkit.engine._workflow import Workflow
+
+
+def load_dataset(source: str | os.PathLike[str] | Iterable[Mapping[str, Any]]) -> list[Case]:
+    """Cases from JSONL, parquet, or dicts. A row is ``{"id", "inputs", "expected"}``, or flat
+    (every key but ``id`` and ``expected`` is an input)."""
+    rows: list[Mapping[str, Any]]
+    if isinstance(source, str | os.PathLike):
+        path = Path(source)
+        if path.suffix == ".parquet":
+            import pyarrow.parquet as pq
+
+            rows = pq.read_table(path).to_pylist()  # plain lists and dicts, not numpy arrays
+        else:
+            rows = []
+            for number, line in enumerate(path.read_text().splitlines(), 1):
+                if not line.strip():
+                    continue
+                try:
+                    rows.append(json.loads(line))
+                except ValueError as exc:
+                    raise ValueError(f"{path}, line {number}: not JSON ({exc}); each line is one case") from exc
+    else:
+        rows = list(source)
+    cases = []
+    for i, row in enumerate(rows):
+        if not isinstance(row, Mapping):
+            raise ValueError(f"case {i + 1} is not an object: {row!r}")
+        inputs = row.get("inputs")
+        if inputs is None:
+            inputs = {k: v for k, v in row.items() if k not in ("id", "expected")}
+        expected = row.get("expected") or {}
+        cases.append(Case(str(row.get("id", i + 1)), dict(inputs), dict(expected)))
+    ids = [c.id for c in cases]
+    if len(set(ids)) != len(ids):
+        raise ValueError("case ids must be unique in a dataset")
+    return cases
+
+
+@dataclass
+class Suite:
+    """What to evaluate. ``workflow`` is a Workflow or a factory ``(**variant_params) -> Workflow``;
+    ``variants`` maps a name to those parameters (a ``run_options`` entry among them goes to the
+    runs instead, e.g. a policy); ``thresholds`` maps a scorer name to the lowest
+    acceptable pass rate (CI fails below it); ``run_options`` go to every run (e.g. ``policy``)."""
+
+    name: str
+    dataset: str | os.PathLike[str] | list[Mapping[str, Any]]
+    workflow: Workflow | Callable[..., Workflow]
+    scorers: Sequence[ScorerFn]
+    variants: Mapping[str, Mapping[str, Any]] = field(default_factory=lambda: {"default": {}})
+    thresholds: Mapping[str, float] = field(default_factory=dict)
+    run_options: Mapping[str, Any] = field(default_factory=dict)
+
+    def cases(self) -> list[Case]:
+        return load_dataset(self.dataset)
+
+    def build(self, variant: str) -> tuple[Workflow, dict[str, Any]]:
+        """The variant's workflow and run options (a variant may set ``run_options`` of its own)."""
+        from wfkit.engine._workflow import Workflow
+
+        if variant not in self.variants:
+            raise ValueError(f"suite {self.name!r} has no variant {variant!r}; it has {', '.join(self.variants)}")
+        params = dict(self.variants[variant])
+        options = {**self.run_options, **params.pop("run_options", {})}
+        flow = self.workflow if isinstance(self.workflow, Workflow) else self.workflow(**params)
+        return flow, options
+
+
+def load_suite(target: str | os.PathLike[str]) -> Suite:
+    """A suite from a Python file (or a folder holding ``suite.py``) defining ``suite``."""
+    path = Path(target)
+    if path.is_dir():
+        path = path / "suite.py"
+    if not path.exists():
+        raise FileNotFoundError(f"no suite at {target}: give a suite.py, or a folder that holds one")
+    spec = importlib.util.spec_from_file_location(f"wfkit_suite_{path.parent.name}", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    suite = getattr(module, "suite", None)
+    if not isinstance(suite, Suite):
+        raise TypeError(f"{path} must define `suite = wfkit.Suite(...)`")
+    if isinstance(suite.dataset, str | os.PathLike) and not Path(suite.dataset).is_absolute():
+        suite.dataset = path.parent / suite.dataset
+    return suite
+
+
+async def evaluate_async(
+    suite: Suite,
+    *,
+    variants: Sequence[str] | None = None,
+    concurrency: int = 16,
+    workspace: str | os.PathLike[str] | None = None,
+    progress: bool = True,
+    store: bool = True,
+) -> EvalResult:
+    import pandas as pd
+
+    chosen = list(variants or suite.variants)
+    cases = suite.cases()
+    if concurrency < 1:
+        raise ValueError(f"concurrency must be >= 1, got {concurrency}")
+    gate = asyncio.Semaphore(concurrency)
+    bar = _progress(len(cases) * len(chosen), suite.name) if progress else None
+    rows: list[dict[str, Any]] = []
+
+    async def one(variant: str, flow: Workflow, run_options: dict[str, Any], index: int, case: Case) -> None:
+        async with gate:
+            options = {"workspace": workspace, "seed": index, "raise_on_error": False, **run_options}
+            run = await flow.arun(case.inputs, **options)
+            for scorer in suite.scorers:
+                try:
+                    score = await apply(scorer, case, run)
+                    value, passed, detail = score.value, score.passed, score.detail
+                except Exception as exc:  # a broken scorer marks its row, never the whole eval
+                    value, passed, detail = 0.0, False, f"scorer error: {type(exc).__name__}: {exc}"
+                rows.append(
+                    {
+                        "suite": suite.name,
+                        "variant": variant,
+                        "case_id": case.id,
+                        "scorer": name_of(scorer),
+                        "value": float(value),
+                        "passed": bool(passed),
+                        "detail": detail,
+                        "run_id": run.run_id,
+                        "run_status": run.status,
+                    }
+                )
+        if bar is not None:
+            bar.update(1)
+
+    try:
+        for variant in chosen:
+            flow, run_options = suite.build(variant)
+            await asyncio.gather(*(one(variant, flow, run_options, i, c) for i, c in enumerate(cases)))
+    finally:
+        if bar is not None:
+            bar.close()
+    frame = pd.DataFrame(rows).sort_values(["variant", "case_id", "scorer"], ignore_index=True)
+    result = EvalResult(suite, frame)
+    if store:
+        result.save(workspace)
+    return result
+
+
+def evaluate(suite: Suite | str | os.PathLike[str], **kwargs: Any) -> EvalResult:
+    """Run a suite (a Suite, or a path to one) and score it; see :class:`EvalResult`.
+    ``await wfkit.evaluate_async(...)`` does the same inside a running loop."""
+    from wfkit.engine._loops import run_blocking
+
+    if not isinstance(suite, Suite):
+        suite = load_suite(suite)
+    return run_blocking(evaluate_async(suite, **kwargs))
+
+
+def _progress(total: int, name: str) -> Any:
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=f"eval {name}", unit="case", leave=False)
+
+
+def bootstrap_ci(
+    values: Sequence[float], *, level: float = 0.95, resamples: int = 2000, seed: int = 0
+) -> tuple[float, float]:
+    """Percentile bootstrap interval of the mean."""
+    import numpy as np
+
+    data = np.asarray(values, dtype=float)
+    if data.size == 0:
+        return (float("nan"), float("nan"))
+    rng = np.random.default_rng(seed)
+    means = rng.choice(data, size=(resamples, data.size), replace=True).mean(axis=1)
+    tail = (1 - level) / 2
+    return float(np.quantile(means, tail)), float(np.quantile(means, 1 - tail))
+
+
+class EvalResult:
+    """Scores of one evaluation: ``cases`` (one row per variant x case x scorer) and ``summary``."""
+
+    def __init__(self, suite: Suite, cases: pd.DataFrame) -> None:
+        self.suite = suite
+        self.cases = cases
+        self.summary = self._summarise()
+        self.saved_to: Path | None = None
+
+    def _summarise(self) -> pd.DataFrame:
+        import pandas as pd
+
+        out = []
+        for (variant, scorer), group in self.cases.groupby(["variant", "scorer"], sort=True):
+            low, high = bootstrap_ci(group["value"].tolist())
+            out.append(
+                {
+                    "variant": variant,
+                    "scorer": scorer,
+                    "cases": len(group),
+                    "mean": group["value"].mean(),
+                    "pass_rate": group["passed"].mean(),
+                    "ci_low": low,
+                    "ci_high": high,
+                }
+            )
+        return pd.DataFrame(out).set_index(["variant", "scorer"]) if out else pd.DataFrame()
+
+    def compare(self, baseline: str, candidate: str, *, resamples: int = 2000, seed: int = 0) -> pd.DataFrame:
+        """Per scorer: cases where ``candidate`` beats, loses to or ties ``baseline``, the mean
+        difference with a paired bootstrap interval, and whether it is larger than noise."""
+        import numpy as np
+        import pandas as pd
+
+        table = self.cases.pivot_table(index=["scorer", "case_id"], columns="variant", values="value")
+        for name in (baseline, candidate):
+            if name not in table.columns:
+                raise ValueError(f"no variant {name!r} in this result; it has {', '.join(map(str, table.columns))}")
+        out = []
+        for scorer, group in table.groupby(level="scorer"):
+            diff = (group[candidate] - group[baseline]).dropna().to_numpy()
+            low, high = bootstrap_ci(diff.tolist(), resamples=resamples, seed=seed)
+            out.append(
+                {
+                    "scorer": scorer,
+                    "wins": int((diff > 0).sum()),
+                    "losses": int((diff < 0).sum()),
+                    "ties": int((diff == 0).sum()),
+                    "mean_diff": float(np.mean(diff)) if diff.size else float("nan"),
+                    "ci_low": low,
+                    "ci_high": high,
+                    "significant": bool(low > 0 or high < 0),
+                }
+            )
+        return pd.DataFrame(out).set_index("scorer")
+
+    def check(self, thresholds: Mapping[str, float] | None = None) -> list[str]:
+        """Thresholds (scorer -> lowest pass rate) each variant misses; empty when all pass."""
+        limits = dict(self.suite.thresholds if thresholds is None else thresholds)
+        failures = []
+        for (variant, scorer), row in self.summary.iterrows():
+            limit = limits.get(scorer)
+            if limit is not None and row["pass_rate"] < limit:
+                failures.append(f"{variant}: {scorer} pass rate {row['pass_rate']:.1%} is below {limit:.1%}")
+        return failures
+
+    def plot(self) -> Figure:
+        """Score distributions per scorer, one box per variant, means marked."""
+        from matplotlib.figure import Figure
+
+        scorers = sorted(self.cases["scorer"].unique())
+        variants = sorted(self.cases["variant"].unique())
+        fig = Figure(figsize=(max(6, 3 * len(scorers)), 3.5), layout="constrained")
+        axes = fig.subplots(1, len(scorers), squeeze=False)[0]
+        for ax, scorer in zip(axes, scorers, strict=True):
+            rows = self.cases[self.cases["scorer"] == scorer]
+            data = [rows[rows["variant"] == v]["value"].to_numpy() for v in variants]
+            ax.boxplot(data, tick_labels=variants, showmeans=True)
+            ax.set(title=scorer, ylim=(-0.05, 1.05), ylabel="score")
+        fig.suptitle(f"eval {self.suite.name}")
+        return fig
+
+    def save(self, workspace: str | os.PathLike[str] | None = None) -> Path:
+        """Write cases and summary as parquet under ``WORKSPACE/evals/SUITE/STAMP/``."""
+        from wfkit.store._workspace import workspace_path
+
+        stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S") + f"-{random.randrange(16**6):06x}"
+        folder = workspace_path(workspace) / "evals" / self.suite.name / stamp
+        folder.mkdir(parents=True, exist_ok=True)
+        self.cases.to_parquet(folder / "cases.parquet", index=False)
+        self.summary.reset_index().to_parquet(folder / "summary.parquet", index=False)
+        self.saved_to = folder
+        return folder
+
+    def __repr__(self) -> str:
+        return f"<EvalResult {self.suite.name}: {self.cases['case_id'].nunique()} cases>\n{self.summary.round(3)}"
+
+    def _repr_html_(self) -> str:
+        return f"<b>eval {self.suite.name}</b>" + str(self.summary.round(3).to_html())

@@ -1,0 +1,312 @@
+"""Scorers: how one eval case's run is judged. Each returns a :class:`Score` in [0, 1] with a pass
+flag and a short detail; a scorer is any callable ``(case, run) -> Score | float | bool`` (async
+allowed), so a custom check is one function.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import re
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, TypeAlias
+
+if TYPE_CHECKING:
+    from wfkit.engine._run import Run
+
+_MISSING = object()
+
+
+@dataclass(frozen=True, slots=True)
+class Case:
+    """One row of a dataset: the run's inputs and what is expected of it."""
+
+    id: str
+    inputs: dict[str, Any]
+    expected: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Score:
+    value: float
+    passed: bool
+    detail: str = ""
+
+
+ScoreLike: TypeAlias = "Score | float | bool"
+ScorerFn: TypeAlias = Callable[[Case, "Run"], "ScoreLike | Awaitable[ScoreLike]"]
+
+
+def as_score(value: Any) -> Score:
+    if isinstance(value, Score):
+        return value
+    if isinstance(value, bool):
+        return Score(1.0 if value else 0.0, value)
+    if isinstance(value, int | float):
+        v = float(value)
+        if not 0.0 <= v <= 1.0:
+            raise ValueError(f"a scorer's float must be in [0, 1], got {v}")
+        return Score(v, v >= 0.5)
+    raise TypeError(f"a scorer returns a Score, a float in [0, 1] or a bool, got {value!r}")
+
+
+async def apply(scorer: ScorerFn, case: Case, run: Run) -> Score:
+    result = scorer(case, run)
+    if inspect.isawaitable(result):
+        result = await result
+    return as_score(result)
+
+
+def name_of(scorer: Any) -> str:
+    return str(getattr(scorer, "name", None) or getattr(scorer, "__name__", None) or type(scorer).__name__)
+
+
+def _value(run: Run, key: str) -> Any:
+    value: Any = run.state
+    for part in key.split("."):
+        if not isinstance(value, Mapping) or part not in value:
+            return _MISSING
+        value = value[part]
+    return value
+
+
+def _expected(case: Case, key: str, given: Any) -> Any:
+    if given is not _MISSING:
+        return given
+    if key not in case.expected:
+        raise KeyError(f"case {case.id!r} has no expected {key!r}; add it to the dataset or pass expected=...")
+    return case.expected[key]
+
+
+class _Scorer:
+    name = "scorer"
+
+    def __repr__(self) -> str:
+        return f"<scorer {self.name}>"
+
+
+class exact_match(_Scorer):
+    """The state field equals the expected value (from the case, or given here)."""
+
+    def __init__(self, field: str, expected: Any = _MISSING, *, name: str | None = None) -> None:
+        self.field, self.expected, self.name = field, expected, name or f"exact_match:{field}"
+
+    def __call__(self, case: Case, run: Run) -> Score:
+        actual, want = _value(run, self.field), _expected(case, self.field, self.expected)
+        ok = actual is not _MISSING and actual == want
+        return Score(1.0 if ok else 0.0, ok, "" if ok else f"{self.field}={_show(actual)}, expected {_show(want)}")
+
+
+class contains(_Scorer):
+    """The state field (text) contains the expected substring (case-insensitive by default)."""
+
+    def __init__(self, field: str, expected: Any = _MISSING, *, ignore_case: bool = True, name: str | None = None):
+        self.field, self.expected, self.ignore_case = field, expected, ignore_case
+        self.name = name or f"contains:{field}"
+
+    def __call__(self, case: Case, run: Run) -> Score:
+        actual = _value(run, self.field)
+        want = str(_expected(case, self.field, self.expected))
+        text = "" if actual is _MISSING else str(actual)
+        ok = (want.lower() in text.lower()) if self.ignore_case else (want in text)
+        return Score(1.0 if ok else 0.0, ok, "" if ok else f"{want!r} not in {_show(actual)}")
+
+
+class regex(_Scorer):
+    """The state field matches a regular expression (searched anywhere)."""
+
+    def __init__(self, field: str, pattern: str, *, name: str | None = None) -> None:
+        self.field, self.pattern, self.name = field, re.compile(pattern), name or f"regex:{field}"
+
+    def __call__(self, case: Case, run: Run) -> Score:
+        actual = _value(run, self.field)
+        ok = actual is not _MISSING and self.pattern.search(str(actual)) is not None
+        return Score(1.0 if ok else 0.0, ok, "" if ok else f"{_show(actual)} !~ /{self.pattern.pattern}/")
+
+
+class json_schema(_Scorer):
+    """The state field (a dict, or JSON text) is valid against a JSON Schema."""
+
+    def __init__(self, field: str, schema: Mapping[str, Any], *, name: str | None = None) -> None:
+        import jsonschema
+
+        jsonschema.Draft202012Validator.check_schema(schema)
+        self.field, self.name = field, name or f"json_schema:{field}"
+        self._validator = jsonschema.Draft202012Validator(schema)
+
+    def __call__(self, case: Case, run: Run) -> Score:
+        actual = _value(run, self.field)
+        if isinstance(actual, str):
+            try:
+                actual = json.loads(actual)
+            except ValueError as exc:
+                return Score(0.0, False, f"not JSON: {exc}")
+        if actual is _MISSING:
+            return Score(0.0, False, f"no {self.field!r} in the state")
+        errors = sorted(self._validator.iter_errors(actual), key=lambda e: list(e.path))
+        if errors:
+            first = errors[0]
+            return Score(0.0, False, f"{'/'.join(map(str, first.path)) or '(root)'}: {first.message}")
+        return Score(1.0, True)
+
+
+class numeric(_Scorer):
+    """The state field is within ``tolerance`` (absolute, or ``relative=True``) of the expected number."""
+
+    def __init__(
+        self,
+        field: str,
+        expected: Any = _MISSING,
+        *,
+        tolerance: float = 1e-6,
+        relative: bool = False,
+        name: str | None = None,
+    ) -> None:
+        self.field, self.expected, self.tolerance, self.relative = field, expected, tolerance, relative
+        self.name = name or f"numeric:{field}"
+
+    def __call__(self, case: Case, run: Run) -> Score:
+        actual, want = _value(run, self.field), float(_expected(case, self.field, self.expected))
+        try:
+            got = float(actual)
+        except (TypeError, ValueError):
+            return Score(0.0, False, f"{self.field}={_show(actual)} is not a number")
+        limit = self.tolerance * (abs(want) if self.relative else 1.0)
+        ok = abs(got - want) <= limit
+        return Score(1.0 if ok else 0.0, ok, "" if ok else f"{got} differs from {want} by more than {limit:g}")
+
+
+class route_taken(_Scorer):
+    """The run passed through the expected step (``expected`` key, default "route")."""
+
+    def __init__(self, key: str = "route", *, name: str | None = None) -> None:
+        self.key, self.name = key, name or "route_taken"
+
+    def __call__(self, case: Case, run: Run) -> Score:
+        want = _expected(case, self.key, _MISSING)
+        path = run.path()
+        ok = want in path
+        return Score(1.0 if ok else 0.0, ok, "" if ok else f"path {' > '.join(path)} misses {want!r}")
+
+
+class tools_used(_Scorer):
+    """The step the case expects (``expected["route"]``) ran with exactly the expected tools."""
+
+    def __init__(self, key: str = "tools", step_key: str = "route", *, name: str | None = None) -> None:
+        self.key, self.step_key, self.name = key, step_key, name or "tools_used"
+
+    def __call__(self, case: Case, run: Run) -> Score:
+        want = sorted(_expected(case, self.key, _MISSING))
+        step = _expected(case, self.step_key, _MISSING)
+        bound = [e.tools for e in run.events if e.step == step and e.attempt > 0]
+        got = sorted(bound[-1] or ()) if bound else None
+        ok = got == want
+        return Score(1.0 if ok else 0.0, ok, "" if ok else f"{step} had tools {got}, expected {want}")
+
+
+class latency_budget(_Scorer):
+    """The run finished within ``seconds`` (wall time from its first to its last attempt)."""
+
+    def __init__(self, seconds: float, *, name: str | None = None) -> None:
+        self.seconds, self.name = seconds, name or "latency_budget"
+
+    def __call__(self, case: Case, run: Run) -> Score:
+        events = [e for e in run.events if e.attempt > 0]
+        spent = (max(e.ended_at for e in events) - min(e.started_at for e in events)) if events else 0.0
+        ok = spent <= self.seconds
+        return Score(1.0 if ok else 0.0, ok, f"{spent:.3f} s of {self.seconds} s")
+
+
+class cost_budget(_Scorer):
+    """The run's model and tool cost stayed within ``usd``."""
+
+    def __init__(self, usd: float, *, name: str | None = None) -> None:
+        self.usd, self.name = usd, name or "cost_budget"
+
+    def __call__(self, case: Case, run: Run) -> Score:
+        spent = sum(e.cost_usd or 0.0 for e in run.events)
+        ok = spent <= self.usd
+        return Score(1.0 if ok else 0.0, ok, f"${spent:.5f} of ${self.usd}")
+
+
+class custom(_Scorer):
+    """Any function ``(case, run) -> Score | float | bool`` (sync or async), under a name."""
+
+    def __init__(self, fn: ScorerFn, *, name: str | None = None) -> None:
+        self.fn, self.name = fn, name or name_of(fn)
+
+    async def __call__(self, case: Case, run: Run) -> Score:
+        return await apply(self.fn, case, run)
+
+
+_JUDGE_PROMPT = (
+    "You grade an answer against a rubric. Reply with 'Score: N' where N is 0 to 10.\n"
+    "RUBRIC: {rubric}\nREFERENCE: {reference}\nANSWER: {answer}"
+)
+
+
+def _words(text: str) -> set[str]:
+    return set(re.findall(r"[a-z0-9]+", text.lower()))
+
+
+def _offline_judge(messages: Sequence[Mapping[str, Any]]) -> str:
+    """The simulated judge: word overlap between ANSWER and REFERENCE, as 'Score: N'.
+
+    A deterministic stand-in so eval suites run offline; point the judge at a real endpoint for
+    real grading."""
+    text = str(messages[-1].get("content", ""))
+    ref = re.search(r"REFERENCE: (.*)\nANSWER:", text, re.S)
+    ans = re.search(r"ANSWER: (.*)$", text, re.S)
+    want, got = _words(ref.group(1) if ref else ""), _words(ans.group(1) if ans else "")
+    overlap = len(want & got) / len(want) if want else 0.0
+    return f"Score: {round(overlap * 10)}"
+
+
+class llm_judge(_Scorer):
+    """A model grades the field against a rubric (and the expected answer, if the case has one).
+
+    ``client`` is a ChatClient; by default an offline judge (the simulated model, grading by word
+    overlap with the reference) so suites run without a key. Passes at ``pass_at`` (0..1)."""
+
+    def __init__(
+        self,
+        rubric: str,
+        field: str = "answer",
+        *,
+        reference_key: str | None = "answer",
+        client: Any = None,
+        pass_at: float = 0.6,
+        name: str | None = None,
+    ) -> None:
+        self.rubric, self.field, self.reference_key, self.pass_at = rubric, field, reference_key, pass_at
+        self.name = name or "llm_judge"
+        self._client = client
+
+    def _judge(self) -> Any:
+        if self._client is None:
+            from wfkit.llm._llm import ChatClient
+            from wfkit.llm._simulated import SimulatedModel
+
+            self._client = ChatClient(transport=SimulatedModel(p50=0.002, p99=0.01, seed=0, reply=_offline_judge))
+        return self._client
+
+    async def __call__(self, case: Case, run: Run) -> Score:
+        answer = _value(run, self.field)
+        reference = case.expected.get(self.reference_key, "") if self.reference_key else ""
+        prompt = _JUDGE_PROMPT.format(
+            rubric=self.rubric, reference=reference, answer="" if answer is _MISSING else answer
+        )
+        reply = await self._judge().complete(prompt)
+        found = re.search(r"(\d+(?:\.\d+)?)", reply.text)
+        if not found:
+            return Score(0.0, False, f"the judge gave no score: {reply.text[:80]!r}")
+        value = max(0.0, min(1.0, float(found.group(1)) / 10))
+        return Score(value, value >= self.pass_at, reply.text[:120])
+
+
+def _show(value: Any) -> str:
+    if value is _MISSING:
+        return "(missing)"
+    text: str = json.dumps(value, default=str)
+    return text if len(text) < 80 else text[:77] + "..."

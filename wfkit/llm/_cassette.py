@@ -1,0 +1,285 @@
+"""Cassettes: record an endpoint's replies once to a JSONL file, replay them in regression runs.
+
+    client = ChatClient("http://localhost:8000/v1", model="llama3.1:8b",
+                        transport=Cassette("data/cassettes/triage.jsonl", mode="auto"))
+
+A cassette is an httpx transport. Requests match on method, URL path and the JSON body in
+canonical form (sorted keys); headers are ignored. Modes:
+
+- ``"replay"``: never touches the network; a request with no recorded match raises
+  :class:`CassetteMissError`, which shows the nearest recorded request and what differs.
+- ``"record"``: every request goes to the endpoint; the file starts afresh with this cassette's
+  first recording.
+- ``"auto"``: replay what is recorded, forward and record the rest.
+
+Only 2xx replies are recorded, so a replay never reproduces an outage. Requests recorded several
+times replay in order, the last one repeating. One interaction per line:
+``{"request": {"method", "path", "body"}, "response": {"status", "headers", "json" | "text"}}``.
+Request headers are never stored, and any API key seen in a request header (or passed as
+``secrets=``) is replaced by ``[REDACTED]`` wherever it appears.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import os
+import threading
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any, Literal
+
+import httpx
+
+from wfkit.llm._llm import LLMError
+from wfkit.llm._perloop import PerLoop
+from wfkit.model._processors import REDACTED
+
+Mode = Literal["replay", "record", "auto"]
+_MODES = ("replay", "record", "auto")
+_KEY_HEADERS = ("authorization", "api-key", "x-api-key")
+_KEPT_RESPONSE_HEADERS = ("content-type",)
+_REDACTED = REDACTED
+
+
+class CassetteMissError(LLMError, ValueError):
+    """Replay met a request the cassette never recorded (permanent: re-record to fix)."""
+
+    def __init__(self, message: str, *, request: dict[str, Any], nearest: dict[str, Any] | None) -> None:
+        super().__init__(message)
+        self.request, self.nearest = request, nearest
+
+
+def _canonical(body: Any) -> str:
+    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def _decode(content: bytes) -> Any:
+    """The body as JSON when it is JSON, else as text."""
+    text = content.decode("utf-8", errors="replace")
+    try:
+        return json.loads(text) if text else None
+    except ValueError:
+        return text
+
+
+def _secrets_of(request: httpx.Request) -> list[str]:
+    found = []
+    for name in _KEY_HEADERS:
+        value = request.headers.get(name)
+        if value:
+            found.append(value)
+            scheme, _, token = value.partition(" ")
+            if token and scheme.lower() in ("bearer", "basic", "token"):
+                found.append(token)
+    return found
+
+
+def _differences(recorded: Any, requested: Any, path: str = "", limit: int = 6) -> list[str]:
+    """Where two JSON values differ, as ``path: recorded ... -> requested ...`` lines."""
+    out: list[str] = []
+
+    def short(value: Any) -> str:
+        text = json.dumps(value, ensure_ascii=False)
+        return text if len(text) <= 80 else text[:77] + "..."
+
+    def walk(a: Any, b: Any, where: str) -> None:
+        if len(out) >= limit or a == b:
+            return
+        if isinstance(a, dict) and isinstance(b, dict):
+            for key in sorted(set(a) | set(b)):
+                sub = f"{where}.{key}" if where else str(key)
+                if key not in b:
+                    out.append(f"{sub}: recorded {short(a[key])}, missing now")
+                elif key not in a:
+                    out.append(f"{sub}: not recorded, now {short(b[key])}")
+                else:
+                    walk(a[key], b[key], sub)
+        elif isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+            for i, (x, y) in enumerate(zip(a, b, strict=True)):
+                walk(x, y, f"{where}[{i}]")
+        else:
+            out.append(f"{where or 'body'}: recorded {short(a)}, now {short(b)}")
+
+    walk(recorded, requested, path)
+    return out
+
+
+class Cassette(httpx.AsyncBaseTransport):
+    """An httpx transport that records to and replays from a JSONL file (see the module doc).
+
+    ``transport`` is where unrecorded requests go in ``record`` and ``auto`` modes (default: the
+    network, one connection pool per event loop). ``secrets`` are extra strings never to store.
+    Under ``wfkit replay`` ($WFKIT_REPLAY=1) every cassette replays only: a regression run never
+    reaches the network, and a request nobody recorded fails instead of being recorded.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        mode: Mode = "replay",
+        transport: httpx.AsyncBaseTransport | None = None,
+        secrets: Iterable[str] = (),
+    ) -> None:
+        if mode not in _MODES:
+            raise ValueError(f"cassette mode must be one of {', '.join(map(repr, _MODES))}, got {mode!r}")
+        if os.environ.get("WFKIT_REPLAY") == "1":
+            mode = "replay"
+        self.path, self.mode = Path(path), mode
+        self._inner = transport
+        self._network: PerLoop[httpx.AsyncHTTPTransport] = PerLoop(httpx.AsyncHTTPTransport, lambda t: t.aclose())
+        self._secrets = {s for s in secrets if s}
+        self._lock = threading.Lock()
+        self._tapes: dict[tuple[str, str, str], list[dict[str, Any]]] | None = None
+        self._played: dict[tuple[str, str, str], int] = {}
+        self._fresh = mode == "record"  # the first recording truncates the file
+
+    # ---- the file --------------------------------------------------------------------------------
+
+    def _load(self) -> dict[tuple[str, str, str], list[dict[str, Any]]]:
+        if self._tapes is None:
+            tapes: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
+            if self.mode != "record" and self.path.exists():
+                with self.path.open(encoding="utf-8") as fh:
+                    for number, line in enumerate(fh, 1):
+                        if not line.strip():
+                            continue
+                        try:
+                            item = json.loads(line)
+                            req = item["request"]
+                            key = (req["method"], req["path"], _canonical(req.get("body")))
+                        except (ValueError, KeyError, TypeError) as exc:
+                            raise ValueError(
+                                f"cassette {self.path}: line {number} is not an interaction ({exc})"
+                            ) from None
+                        item["line"] = number
+                        tapes.setdefault(key, []).append(item)
+            self._tapes = tapes
+        return self._tapes
+
+    def _redact(self, text: str, secrets: Iterable[str]) -> str:
+        for secret in sorted({*self._secrets, *secrets}, key=len, reverse=True):
+            if len(secret) >= 4:  # shorter strings would mangle ordinary text
+                text = text.replace(secret, _REDACTED)
+                text = text.replace(json.dumps(secret)[1:-1], _REDACTED)
+        return text
+
+    def _key(self, request: httpx.Request, body: Any, secrets: list[str]) -> tuple[str, str, str]:
+        path = request.url.raw_path.decode("ascii", errors="replace")
+        return request.method, self._redact(path, secrets), self._redact(_canonical(body), secrets)
+
+    def _append(self, item: dict[str, Any], secrets: list[str]) -> None:
+        line = self._redact(json.dumps(item, ensure_ascii=False, sort_keys=True), secrets)
+        with self._lock:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with self.path.open("w" if self._fresh else "a", encoding="utf-8") as fh:
+                fh.write(line + "\n")
+            self._fresh = False
+            stored = json.loads(line)
+            req = stored["request"]
+            key = (req["method"], req["path"], _canonical(req["body"]))
+            tapes = self._load()
+            stored["line"] = sum(len(v) for v in tapes.values()) + 1
+            tapes.setdefault(key, []).append(stored)
+            self._played[key] = len(tapes[key])  # what was just recorded counts as played
+
+    # ---- the transport ---------------------------------------------------------------------------
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        secrets = _secrets_of(request)
+        body = _decode(await request.aread())
+        key = self._key(request, body, secrets)
+        if self.mode != "record":
+            item = self._next(key)
+            if item is not None:
+                return self._response(item)
+            if self.mode == "replay":
+                raise self._miss(key)
+        return await self._forward(request, key, secrets)
+
+    def _next(self, key: tuple[str, str, str]) -> dict[str, Any] | None:
+        with self._lock:
+            tape = self._load().get(key)
+            if not tape:
+                return None
+            played = self._played.get(key, 0)
+            self._played[key] = played + 1
+            return tape[min(played, len(tape) - 1)]  # in recorded order, then the last one again
+
+    @staticmethod
+    def _response(item: dict[str, Any]) -> httpx.Response:
+        recorded = item["response"]
+        content = json.dumps(recorded["json"]) if "json" in recorded else recorded.get("text", "")
+        return httpx.Response(recorded["status"], headers=recorded.get("headers") or {}, content=content.encode())
+
+    async def _forward(self, request: httpx.Request, key: tuple[str, str, str], secrets: list[str]) -> httpx.Response:
+        inner = self._inner if self._inner is not None else await self._network.get()
+        response = await inner.handle_async_request(request)
+        try:
+            content = await response.aread()
+        finally:
+            await response.aclose()
+        if 200 <= response.status_code < 300:
+            decoded = _decode(content)
+            is_json = not isinstance(decoded, str) and "json" in response.headers.get("content-type", "")
+            stored: dict[str, Any] = {
+                "status": response.status_code,
+                "headers": {k: response.headers[k] for k in _KEPT_RESPONSE_HEADERS if k in response.headers},
+            }
+            stored["json" if is_json else "text"] = decoded if is_json else content.decode("utf-8", errors="replace")
+            method, path, canonical = key
+            self._append(
+                {
+                    "request": {"method": method, "path": path, "body": json.loads(canonical) if canonical else None},
+                    "response": stored,
+                },
+                secrets,
+            )
+        return httpx.Response(
+            response.status_code,
+            headers=[
+                (k, v)
+                for k, v in response.headers.multi_items()
+                if k.lower() not in ("content-encoding", "transfer-encoding", "content-length")
+            ],
+            content=content,
+            extensions={k: v for k, v in response.extensions.items() if k in ("http_version", "reason_phrase")},
+        )
+
+    def _miss(self, key: tuple[str, str, str]) -> CassetteMissError:
+        method, path, canonical = key
+        requested = json.loads(canonical)
+        tapes = self._load()
+        fix = f"record it with Cassette({str(self.path)!r}, mode='auto') (or 'record') against the endpoint"
+        if not tapes:
+            state = "is empty" if self.path.exists() else "does not exist"
+            return CassetteMissError(
+                f"cassette {self.path} {state}, so it cannot replay {method} {path}; {fix}",
+                request={"method": method, "path": path, "body": requested},
+                nearest=None,
+            )
+        same_route = [k for k in tapes if k[:2] == (method, path)] or list(tapes)
+        ratio, nearest_key = max((difflib.SequenceMatcher(None, k[2], canonical).ratio(), k) for k in same_route)
+        nearest = tapes[nearest_key][0]
+        lines = []
+        if nearest_key[:2] != (method, path):
+            lines.append(f"request: recorded {nearest_key[0]} {nearest_key[1]}, now {method} {path}")
+        lines += _differences(json.loads(nearest_key[2]), requested, "body")
+        shown = "\n".join(f"    {line}" for line in lines)
+        return CassetteMissError(
+            f"cassette {self.path} has no recording of this {method} {path} request ({sum(map(len, tapes.values()))} "
+            f"recorded). Nearest is line {nearest['line']} ({ratio:.0%} alike), which differs in:\n{shown}\n"
+            f"Recorded requests replay only when method, path and JSON body match exactly; {fix}",
+            request={"method": method, "path": path, "body": requested},
+            nearest=nearest["request"],
+        )
+
+    async def aclose(self) -> None:
+        if self._inner is not None:
+            await self._inner.aclose()
+        else:
+            await self._network.aclose()
+
+    def __repr__(self) -> str:
+        return f"Cassette({str(self.path)!r}, mode={self.mode!r})"

@@ -1,0 +1,494 @@
+"""Chat completions over httpx for any OpenAI-compatible endpoint, or offline for the simulated model.
+
+    client = ChatClient("http://localhost:8000/v1", model="llama3.1:8b")   # a local server
+    client = ChatClient("https://api.openai.com/v1", model="gpt-4o-mini", api_key_env="OPENAI_API_KEY")
+    client = ChatClient()                                                  # offline: SimulatedModel
+    reply = await client.complete("Classify: I want my money back", ctx=ctx)
+
+Errors, all under ``LLMError`` (a ``WfkitError``), carry what the engine's classifier reads:
+
+    LLMError
+    ├── LLMStatusError                       the endpoint answered 4xx/5xx: ``status_code``, ``retry_after``
+    ├── LLMTimeoutError (TimeoutError)       connect, read, write or pool timeout: transient
+    ├── LLMConnectionError (ConnectionError) the endpoint could not be reached: transient
+    ├── LLMResponseError (ValueError)        a reply that is not chat-completions JSON: permanent
+    └── CassetteMissError (ValueError)       replay found no recorded request (wfkit.llm._cassette)
+
+The API key never appears in ``repr``, in an error message, in a step event or in a cassette.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any, TypeAlias
+
+import httpx
+
+from wfkit.llm._perloop import PerLoop
+from wfkit.llm._pricing import PriceLike, Prices, as_prices
+from wfkit.llm._simulated import SimulatedModel
+from wfkit.model._context import StepContext
+from wfkit.model._errors import WfkitError
+from wfkit.model._processors import REDACTED, mark_secret
+from wfkit.model._retry import ErrorKind, _parse_retry_after
+
+Messages: TypeAlias = str | Sequence[Mapping[str, Any]]
+
+_SIMULATED_URL = "http://simulated.wfkit/v1"
+
+
+class LLMError(WfkitError):
+    """Root of the errors a chat client raises."""
+
+
+class LLMStatusError(LLMError):
+    """The endpoint answered with an HTTP error; 429, 408 and 5xx are transient, other 4xx permanent."""
+
+    def __init__(
+        self, message: str, *, status_code: int, retry_after: float | None, response: httpx.Response | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.retry_after = retry_after  # seconds, from Retry-After; the retry policy waits at least this
+        self.response = response
+
+
+class LLMTimeoutError(LLMError, TimeoutError):
+    """A connect, read, write or pool timeout of one call (transient)."""
+
+    error_kind = ErrorKind.TRANSIENT
+
+
+class LLMConnectionError(LLMError, ConnectionError):
+    """The endpoint could not be reached or dropped the connection (transient)."""
+
+    error_kind = ErrorKind.TRANSIENT
+
+
+class LLMResponseError(LLMError, ValueError):
+    """The endpoint answered 2xx with something that is not a chat completion (permanent)."""
+
+    error_kind = ErrorKind.PERMANENT
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """One chat completion. Token counts are the server's (None if it sent none); cost is
+    None for a model no price table knows."""
+
+    text: str
+    model: str
+    tokens_in: int | None
+    tokens_out: int | None
+    cost_usd: float | None
+    latency_s: float
+    finish_reason: str | None = None
+    raw: Any = field(default=None, repr=False)  # the decoded body (a list of chunks for a stream)
+
+
+def _redact(text: str, secret: str | None) -> str:
+    return text.replace(secret, REDACTED) if secret else text
+
+
+def _where(url: httpx.URL) -> str:
+    """A URL for messages: no user info, no query string (either may hold a key)."""
+    port = f":{url.port}" if url.port else ""
+    return f"{url.scheme}://{url.host}{port}{url.path}"
+
+
+# Transport failures worth retrying; others (an unsupported scheme, a bad request) keep their httpx type.
+_UNREACHABLE = (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError, httpx.ProxyError)
+
+
+def _record(ctx: StepContext | None, model: str, reply: Reply | None) -> None:
+    """Add one call to the step's event: model, tokens and cost add up; ``extra.llm_calls`` counts."""
+    if ctx is None:
+        return
+    extra = (ctx.usage or {}).get("extra") or {}
+    calls = int(extra.get("llm_calls", 0)) + 1
+    if reply is None:  # a failed call: the event still says which model failed
+        ctx.record(model=model, llm_calls=calls)
+    else:
+        ctx.record(
+            model=reply.model,
+            tokens_in=reply.tokens_in,
+            tokens_out=reply.tokens_out,
+            cost_usd=reply.cost_usd,
+            llm_calls=calls,
+        )
+
+
+def _usage_of(payload: Any) -> tuple[int | None, int | None]:
+    usage = payload.get("usage") if isinstance(payload, dict) else None
+    if not isinstance(usage, dict):
+        return None, None
+    tokens_in, tokens_out = usage.get("prompt_tokens"), usage.get("completion_tokens")
+    return (
+        tokens_in if isinstance(tokens_in, int) else None,
+        tokens_out if isinstance(tokens_out, int) else None,
+    )
+
+
+class ChatClient:
+    """A chat-completions client for an OpenAI-compatible endpoint (``POST {base_url}/chat/completions``).
+
+    - ``base_url``: e.g. ``"http://localhost:8000/v1"``. None (and no ``transport``) means the
+      offline :class:`SimulatedModel`.
+    - ``model``: the default model; a call may pass another. Required for a real endpoint.
+    - ``api_key``: sent as ``Authorization: Bearer``; when None it is read from the environment
+      variable named by ``api_key_env`` (``WFKIT_API_KEY`` unless you name another, e.g.
+      ``"OPENAI_API_KEY"``). No key, no header.
+    - ``timeout``: seconds (or an ``httpx.Timeout``) for each phase of a call: connecting,
+      waiting for the next bytes, sending, getting a pooled connection. A call may pass its own;
+      a step's ``timeout=`` bounds the whole step.
+    - ``transport``: an httpx transport, e.g. ``SimulatedModel(...)`` or ``Cassette(...)``.
+    - ``prices``: a :class:`Prices` table or a mapping ``{model: (usd_in_per_1k, usd_out_per_1k)}``
+      consulted before the global ``PRICES``.
+
+    The client is async: call it from ``async def`` steps. Connections are pooled per event
+    loop: across every call of a run, and across runs in a notebook kernel. They close when the
+    loop ends (``Workflow.run``), or with :meth:`aclose` / ``async with``.
+    """
+
+    __slots__ = ("__weakref__", "_api_key", "_headers", "_http", "_timeout", "base_url", "model", "prices", "transport")
+
+    def __init__(
+        self,
+        base_url: str | None = None,
+        *,
+        model: str | None = None,
+        api_key: str | None = None,
+        api_key_env: str = "WFKIT_API_KEY",
+        timeout: float | httpx.Timeout = 30.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+        prices: Prices | Mapping[str, PriceLike] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        if base_url is None:
+            transport = transport if transport is not None else SimulatedModel()
+            base_url = _SIMULATED_URL
+            model = model or getattr(transport, "model", None)
+        if not model:
+            raise ValueError(
+                f"ChatClient({base_url!r}) needs a model name: ChatClient(base_url, model='...'), "
+                f"or set WFKIT_LLM_MODEL when the endpoint comes from WFKIT_LLM_BASE_URL"
+            )
+        self.base_url = base_url.rstrip("/")
+        self.model = model
+        self.transport = transport
+        self.prices = as_prices(prices)
+        self._api_key = api_key if api_key is not None else os.environ.get(api_key_env) or None
+        self._timeout = timeout if isinstance(timeout, httpx.Timeout) else httpx.Timeout(timeout)
+        self._headers = dict(headers or {})
+        if self._api_key:
+            self._headers["Authorization"] = f"Bearer {self._api_key}"
+            if len(self._api_key) >= 4:
+                mark_secret(self._api_key)  # redacted from every event and checkpoint, whatever carries it
+        self._http: PerLoop[httpx.AsyncClient] = PerLoop(self._new_http, lambda c: c.aclose())
+
+    def _new_http(self) -> httpx.AsyncClient:
+        return httpx.AsyncClient(
+            base_url=self.base_url + "/",
+            headers=self._headers,
+            timeout=self._timeout,
+            transport=self.transport,
+            trust_env=self.transport is None,  # proxies from the environment only for the network
+        )
+
+    def _timeout_for(self, timeout: float | httpx.Timeout | None) -> httpx.Timeout:
+        if timeout is None:
+            return self._timeout
+        return timeout if isinstance(timeout, httpx.Timeout) else httpx.Timeout(timeout)
+
+    def _body(self, prompt: Messages, model: str | None, params: Mapping[str, Any]) -> dict[str, Any]:
+        if isinstance(prompt, str):
+            messages: list[Any] = [{"role": "user", "content": prompt}]
+        else:
+            messages = [dict(m) for m in prompt]
+            if not messages:
+                raise ValueError("a chat completion needs at least one message")
+        return {"model": model or self.model, "messages": messages, **params}
+
+    def _redact(self, text: str) -> str:
+        return _redact(text, self._api_key)
+
+    # ---- calls -----------------------------------------------------------------------------------
+
+    async def complete(
+        self,
+        prompt: Messages,
+        *,
+        model: str | None = None,
+        timeout: float | httpx.Timeout | None = None,
+        ctx: StepContext | None = None,
+        **params: Any,
+    ) -> Reply:
+        """One chat completion. ``prompt`` is a user message or a list of ``{"role", "content"}``
+        messages; ``params`` (``temperature``, ``max_tokens``, ...) go into the request body.
+        With ``ctx`` the model, tokens and cost are added to that step's event."""
+        if params.get("stream"):
+            raise ValueError("complete() returns one reply; for a streamed reply use client.stream(...)")
+        body = self._body(prompt, model, params)
+        http = await self._http.get()
+        started = time.perf_counter()
+        try:
+            response = await http.post("chat/completions", json=body, timeout=self._timeout_for(timeout))
+            self._raise_for_status(response, body["model"])
+            reply = self._reply(response, body["model"], time.perf_counter() - started)
+        except _UNREACHABLE as exc:
+            _record(ctx, body["model"], None)
+            raise self._transport_error(exc, body["model"]) from exc
+        except LLMError:
+            _record(ctx, body["model"], None)
+            raise
+        _record(ctx, body["model"], reply)
+        return reply
+
+    def stream(
+        self,
+        prompt: Messages,
+        *,
+        model: str | None = None,
+        timeout: float | httpx.Timeout | None = None,
+        ctx: StepContext | None = None,
+        **params: Any,
+    ) -> ChatStream:
+        """A streamed completion (server-sent events): ``async with client.stream(p) as s:``, then
+        ``async for text in s``; ``s.reply`` holds the whole reply once the stream ends."""
+        body = self._body(prompt, model, params)
+        body["stream"] = True
+        if body.get("stream_options", ...) is ...:
+            body["stream_options"] = {"include_usage": True}  # token counts in the last chunk
+        elif body["stream_options"] is None:
+            del body["stream_options"]
+
+        return ChatStream(self, body, self._timeout_for(timeout), ctx)
+
+    def for_step(self, ctx: StepContext) -> BoundChatClient:
+        """This client, recording every call into ``ctx``'s step event without passing ``ctx=``."""
+        return BoundChatClient(self, ctx)
+
+    async def aclose(self) -> None:
+        """Close pooled connections (they also close by themselves when their event loop ends)."""
+        await self._http.aclose()
+
+    async def __aenter__(self) -> ChatClient:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    def __repr__(self) -> str:
+        key = "set" if self._api_key else "none"
+        where = repr(self.transport) if self.base_url == _SIMULATED_URL else repr(self.base_url)
+        return f"ChatClient({where}, model={self.model!r}, api_key={key})"
+
+    # ---- responses -------------------------------------------------------------------------------
+
+    def _raise_for_status(self, response: httpx.Response, model: str) -> None:
+        if response.status_code < 400:
+            return
+        retry_after = _parse_retry_after(response.headers.get("retry-after"))
+        detail = response.text
+        try:
+            error = json.loads(detail).get("error")
+            detail = error.get("message", detail) if isinstance(error, dict) else str(error or detail)
+        except (ValueError, AttributeError):
+            pass
+        detail = self._redact(" ".join(detail.split())[:300])
+        wait = f"; retry after {retry_after:g} s" if retry_after is not None else ""
+        raise LLMStatusError(
+            f"{_where(response.request.url)} answered HTTP {response.status_code} {response.reason_phrase} "
+            f"for model {model!r}{wait}" + (f": {detail}" if detail else ""),
+            status_code=response.status_code,
+            retry_after=retry_after,
+            response=response,
+        )
+
+    def _reply(self, response: httpx.Response, model: str, latency: float) -> Reply:
+        where = _where(response.request.url)
+        try:
+            payload = json.loads(response.content)
+        except (ValueError, UnicodeDecodeError) as exc:
+            excerpt = self._redact(response.text[:120])
+            raise LLMResponseError(
+                f"{where} answered HTTP {response.status_code} with a body that is not valid JSON ({exc}); "
+                f"it starts {excerpt!r}"
+            ) from None
+        try:
+            choice = payload["choices"][0]
+            content = choice["message"].get("content")
+        except (KeyError, IndexError, TypeError, AttributeError):
+            raise LLMResponseError(
+                f"{where} answered JSON without choices[0].message: not a chat completion "
+                f"(keys: {sorted(payload) if isinstance(payload, dict) else type(payload).__name__})"
+            ) from None
+        return self._make_reply(payload, content or "", payload.get("model") or model, latency, choice, payload)
+
+    def _make_reply(self, usage_from: Any, text: str, model: str, latency: float, choice: Any, raw: Any) -> Reply:
+        tokens_in, tokens_out = _usage_of(usage_from)
+        return Reply(
+            text=text,
+            model=model,
+            tokens_in=tokens_in,
+            tokens_out=tokens_out,
+            cost_usd=self.prices.cost(model, tokens_in, tokens_out),
+            latency_s=latency,
+            finish_reason=choice.get("finish_reason") if isinstance(choice, dict) else None,
+            raw=raw,
+        )
+
+    def _transport_error(self, exc: httpx.HTTPError, model: str) -> LLMError:
+        where = _where(exc.request.url) if _has_request(exc) else self.base_url
+        what = type(exc).__name__
+        if isinstance(exc, httpx.TimeoutException):
+            return LLMTimeoutError(f"{where} did not answer in time for model {model!r} ({what})")
+        detail = self._redact(str(exc))
+        return LLMConnectionError(f"could not reach {where} for model {model!r} ({what}: {detail})")
+
+
+def _has_request(exc: httpx.HTTPError) -> bool:
+    try:
+        exc.request  # noqa: B018 - raises RuntimeError when httpx set no request
+    except RuntimeError:
+        return False
+    return True
+
+
+class BoundChatClient:
+    """A :class:`ChatClient` tied to one step attempt: every call lands in that step's event."""
+
+    __slots__ = ("_client", "_ctx")
+
+    def __init__(self, client: ChatClient, ctx: StepContext) -> None:
+        self._client, self._ctx = client, ctx
+
+    async def complete(self, prompt: Messages, *, ctx: StepContext | None = None, **kwargs: Any) -> Reply:
+        return await self._client.complete(prompt, ctx=ctx or self._ctx, **kwargs)
+
+    def stream(self, prompt: Messages, *, ctx: StepContext | None = None, **kwargs: Any) -> ChatStream:
+        return self._client.stream(prompt, ctx=ctx or self._ctx, **kwargs)
+
+    def for_step(self, ctx: StepContext) -> BoundChatClient:
+        return BoundChatClient(self._client, ctx)
+
+    @property
+    def client(self) -> ChatClient:
+        return self._client
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):  # never reached for the slots; keeps copy and pickle from recursing
+            raise AttributeError(name)
+        return getattr(self._client, name)
+
+    def __repr__(self) -> str:
+        return f"{self._client!r} for step {self._ctx.step!r}"
+
+
+def default_client(*, seed: int | None = None) -> ChatClient:
+    """The client a run uses when given none: the endpoint in ``WFKIT_LLM_BASE_URL`` (model from
+    ``WFKIT_LLM_MODEL``, key from ``WFKIT_API_KEY``) if set, else the offline simulated model,
+    seeded with the run's seed."""
+    base_url = os.environ.get("WFKIT_LLM_BASE_URL")
+    if base_url:
+        return ChatClient(base_url, model=os.environ.get("WFKIT_LLM_MODEL"))
+    return ChatClient(transport=SimulatedModel(seed=seed))
+
+
+class ChatStream:
+    """A streamed completion; use as ``async with client.stream(...) as s: async for text in s``."""
+
+    def __init__(self, client: ChatClient, body: dict[str, Any], timeout: httpx.Timeout, ctx: StepContext | None):
+        self._client, self._body, self._timeout, self._ctx = client, body, timeout, ctx
+        self._response: httpx.Response | None = None
+        self._started = 0.0
+        self.reply: Reply | None = None
+
+    async def __aenter__(self) -> ChatStream:
+        client, model = self._client, self._body["model"]
+        http = await client._http.get()
+        self._started = time.perf_counter()
+        request = http.build_request("POST", "chat/completions", json=self._body, timeout=self._timeout)
+        try:
+            self._response = await http.send(request, stream=True)
+            if self._response.status_code >= 400:
+                await self._response.aread()
+                client._raise_for_status(self._response, model)
+        except _UNREACHABLE as exc:
+            await self._close()
+            _record(self._ctx, model, None)
+            raise client._transport_error(exc, model) from exc
+        except LLMError:
+            await self._close()
+            _record(self._ctx, model, None)
+            raise
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self._close()
+        _record(self._ctx, self._body["model"], self.reply)
+
+    async def _close(self) -> None:
+        if self._response is not None:
+            await self._response.aclose()
+
+    def __aiter__(self) -> AsyncIterator[str]:
+        return self._chunks()
+
+    async def _chunks(self) -> AsyncIterator[str]:
+        if self._response is None:
+            raise RuntimeError("use the stream inside `async with client.stream(...) as stream:`")
+        client, model = self._client, self._body["model"]
+        where = _where(self._response.request.url)
+        parts: list[str] = []
+        chunks: list[Any] = []
+        usage_from: Any = None
+        finish: dict[str, Any] = {}
+        done = False
+        try:
+            async for line in self._response.aiter_lines():
+                if not line.startswith("data:"):
+                    continue  # blank separators, comments, event names
+                data = line[5:].strip()
+                if data == "[DONE]":
+                    done = True
+                    break
+                try:
+                    chunk = json.loads(data)
+                    error = chunk.get("error")
+                    choices = chunk.get("choices") or [{}]
+                    delta = choices[0].get("delta", {}).get("content")
+                except (ValueError, TypeError, AttributeError, IndexError):
+                    raise LLMResponseError(
+                        f"{where} sent a stream chunk that is not chat-completions JSON: {client._redact(data[:120])!r}"
+                    ) from None
+                if error:
+                    raise LLMResponseError(f"{where} reported an error mid-stream: {client._redact(str(error))}")
+                chunks.append(chunk)
+                if chunk.get("usage"):
+                    usage_from = chunk
+                if choices[0].get("finish_reason"):
+                    finish = choices[0]
+                if delta:
+                    parts.append(delta)
+                    yield delta
+        except _UNREACHABLE as exc:
+            raise client._transport_error(exc, model) from exc
+        if not chunks and not done:
+            raise LLMResponseError(f"{where} ended the stream without a single chat-completions event (data: ...)")
+        latency = time.perf_counter() - self._started
+        self.reply = client._make_reply(usage_from, "".join(parts), _model_of(chunks, model), latency, finish, chunks)
+
+
+def _model_of(chunks: list[Any], model: str) -> str:
+    for chunk in chunks:
+        if isinstance(chunk, dict) and chunk.get("model"):
+            return str(chunk["model"])
+    return model

@@ -1,0 +1,351 @@
+"""The step log in parquet: one row per attempt, derived from the SQLite journal.
+
+The journal is the durable record; parquet is an export of it, so a crash can delay rows but never
+lose them. Layout (hive partitions, read directly by pandas, pyarrow and DuckDB)::
+
+    WORKSPACE/steps/workflow=NAME/date=YYYY-MM-DD/part-RUN-FROM-TO.parquet
+
+Segments are written under a temporary name, fsynced, and renamed into place, so a reader never
+meets half a file. The runs table remembers how far each run was exported; whatever is missing is
+exported again by :func:`export_pending`, which every reader calls first. ``compact`` merges small
+files; a merged file names its sources in its metadata, and readers skip sources that a merged
+file already holds, so a crash mid-compaction shows no row twice.
+"""
+
+from __future__ import annotations
+
+import atexit
+import datetime as dt
+import json
+import logging
+import os
+import threading
+import urllib.parse
+import uuid
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from wfkit.model._events import FIELDS
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import pyarrow as pa
+
+    from wfkit.store._store import Store
+
+logger = logging.getLogger("wfkit")
+
+STEPS_DIR = "steps"
+SOURCES_KEY = b"wfkit.sources"
+SMALL_FILE = 8 * 2**20
+
+# Columns in file order. `workflow` and `date` are hive partitions (in the path, not the file):
+# a reader of the dataset gets them back as columns.
+FILE_COLUMNS: tuple[str, ...] = (*(f for f in FIELDS if f != "workflow"), "seq")
+
+
+def schema() -> pa.Schema:
+    """The one explicit schema of a segment file. Columns are appended, never retyped."""
+    import pyarrow as pa
+
+    ts = pa.timestamp("us", tz="UTC")
+    types: dict[str, pa.DataType] = {
+        "run_id": pa.string(),
+        "workflow_version": pa.string(),
+        "step": pa.string(),
+        "visit": pa.int32(),
+        "attempt": pa.int32(),
+        "status": pa.string(),
+        "error_kind": pa.string(),
+        "error_type": pa.string(),
+        "error_message": pa.string(),
+        "started_at": ts,
+        "ended_at": ts,
+        "latency_s": pa.float64(),
+        "queue_s": pa.float64(),
+        "retry_delay_s": pa.float64(),
+        "route_taken": pa.string(),
+        "tools": pa.list_(pa.string()),
+        "model": pa.string(),
+        "tokens_in": pa.int64(),
+        "tokens_out": pa.int64(),
+        "cost_usd": pa.float64(),
+        "approver": pa.string(),
+        "decision_comment": pa.string(),
+        "parameters_hash": pa.string(),
+        "host": pa.string(),
+        "extra": pa.string(),
+        "seq": pa.int64(),
+    }
+    return pa.schema([pa.field(name, types[name]) for name in FILE_COLUMNS])
+
+
+def dataset_schema() -> pa.Schema:
+    """The schema a reader of the whole dataset sees: the file schema plus the partitions."""
+    import pyarrow as pa
+
+    return schema().append(pa.field("workflow", pa.string())).append(pa.field("date", pa.string()))
+
+
+def steps_dir(workspace: Path) -> Path:
+    return workspace / STEPS_DIR
+
+
+def _partition(workspace: Path, workflow: str, date: str) -> Path:
+    # URI-encode the name: pyarrow's hive partitioning decodes it back ("a/b" is one workflow).
+    return steps_dir(workspace) / f"workflow={urllib.parse.quote(workflow, safe='')}" / f"date={date}"
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _write_atomic(table: pa.Table, target: Path, metadata: dict[bytes, bytes] | None = None) -> None:
+    import pyarrow.parquet as pq
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.tmp")
+    if metadata:
+        table = table.replace_schema_metadata({**(table.schema.metadata or {}), **metadata})
+    with tmp.open("wb") as fh:
+        pq.write_table(table, fh, compression="zstd")
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, target)
+    _fsync_dir(target.parent)
+
+
+def _table(rows: Sequence[Sequence[Any]]) -> pa.Table:
+    """Journal rows (FILE_COLUMNS order, times as epoch floats) as an arrow table."""
+    import pyarrow as pa
+
+    columns: list[Sequence[Any]] = list(zip(*rows, strict=True)) if rows else [() for _ in FILE_COLUMNS]
+    arrays = {}
+    sch = schema()
+    for name, values in zip(FILE_COLUMNS, columns, strict=True):
+        if name in ("started_at", "ended_at"):
+            micros = [int(v * 1_000_000) for v in values]
+            arrays[name] = pa.array(micros, type=pa.int64()).cast(sch.field(name).type)
+        elif name == "tools":
+            arrays[name] = pa.array([None if v is None else json.loads(v) for v in values], sch.field(name).type)
+        else:
+            arrays[name] = pa.array(values, sch.field(name).type)
+    return pa.table(arrays, schema=sch)
+
+
+def export_run(store: Store, workspace: Path, run_id: str) -> int:
+    """Write the run's journal rows not yet exported as parquet segments; returns the row count."""
+    rows = store.unexported_rows(run_id, FILE_COLUMNS)
+    if not rows:
+        return 0
+    by_partition: dict[tuple[str, str], list[Sequence[Any]]] = {}
+    for r in rows:
+        date = dt.datetime.fromtimestamp(r[FILE_COLUMNS.index("started_at")], dt.UTC).strftime("%Y-%m-%d")
+        by_partition.setdefault((r[-1], date), []).append(r[:-1])
+    seq_at = FILE_COLUMNS.index("seq")
+    for (workflow, date), part in by_partition.items():
+        first, last = part[0][seq_at], part[-1][seq_at]
+        folder = _partition(workspace, workflow, date)
+        target = folder / f"part-{run_id}-{first:06d}-{last:06d}.parquet"
+        _write_atomic(_table(part), target)
+        # An earlier export of the same range that crashed before it was recorded wrote a
+        # shorter file with the same start: this one supersedes it.
+        for stale in folder.glob(f"part-{run_id}-{first:06d}-*.parquet"):
+            if stale != target:
+                stale.unlink(missing_ok=True)
+    last_seq = rows[-1][seq_at]
+    store.mark_exported(run_id, last_seq)
+    return len(rows)
+
+
+def export_pending(store: Store, workspace: Path) -> int:
+    """Export every run not executing now whose journal rows are missing from parquet (crash
+    recovery). A run whose executor died (its lease expired, or its process on this host is gone)
+    counts as not executing."""
+    return sum(
+        export_run(store, workspace, run_id) for run_id, executing in store.runs_with_unexported_rows() if not executing
+    )
+
+
+class Exporter:
+    """Exports finished runs to parquet off the runs' path.
+
+    Exports wait: a background thread exports what is pending every ``delay`` seconds, readers
+    (``wfkit.steps``, reports, replay) flush first, and so does the process at exit. Exporting
+    right after each run would make the export thread fight live runs for the interpreter and
+    distort the very latencies it records.
+    """
+
+    def __init__(self, delay: float = 30.0) -> None:
+        self.delay = delay
+        self._pending: dict[str, tuple[Store, Path]] = {}
+        self._lock = threading.Lock()
+        self._export_lock = threading.Lock()
+        self._timer: threading.Timer | None = None
+        self._registered = False
+
+    def submit(self, store: Store, workspace: Path, run_id: str) -> None:
+        with self._lock:
+            self._pending[run_id] = (store, workspace)
+            if not self._registered:
+                atexit.register(self.flush)
+                self._registered = True
+            if self._timer is None:
+                self._timer = threading.Timer(self.delay, self._tick)
+                self._timer.daemon = True
+                self._timer.start()
+
+    def clear(self) -> None:
+        """Forget pending exports (export_pending finds them again whenever someone reads)."""
+        with self._lock:
+            self._pending.clear()
+
+    def _tick(self) -> None:
+        with self._lock:
+            self._timer = None
+        self.flush()
+
+    def flush(self) -> None:
+        """Export every pending run now (readers call this before they read)."""
+        with self._export_lock:
+            with self._lock:
+                pending, self._pending = self._pending, {}
+            for run_id, (store, workspace) in pending.items():
+                if not store.path.exists():
+                    continue  # the workspace went away (a temporary folder): nothing to export to
+                try:
+                    export_run(store, workspace, run_id)
+                except Exception:  # never lost: the next reader exports it again (export_pending)
+                    logger.exception("wfkit: exporting run %s to parquet failed; it will be retried", run_id)
+            if threading.current_thread() is not threading.main_thread():
+                for store in {id(s): s for s, _ in pending.values()}.values():
+                    store.close()  # a timer thread ends now: do not leave its connection behind
+
+
+exporter = Exporter()
+
+
+# ---- reading ------------------------------------------------------------------------------------
+
+
+def _superseded(files: Iterable[Path]) -> set[str]:
+    import pyarrow.parquet as pq
+
+    gone: set[str] = set()
+    for path in files:
+        if path.name.startswith("compact-"):
+            meta = pq.read_schema(path).metadata or {}
+            gone.update(json.loads(meta.get(SOURCES_KEY, b"[]")))
+    return gone
+
+
+def segment_files(root: Path) -> list[Path]:
+    """The live segment files under ``root``: temporaries and superseded sources left out."""
+    files = sorted(p for p in root.rglob("*.parquet") if not p.name.startswith("."))
+    gone = _superseded(files)
+    return [p for p in files if p.name not in gone]
+
+
+def read_steps(
+    root: Path,
+    *,
+    workflow: str | Sequence[str] | None = None,
+    run_id: str | Sequence[str] | None = None,
+    step: str | Sequence[str] | None = None,
+    status: str | Sequence[str] | None = None,
+    since: dt.datetime | str | None = None,
+    until: dt.datetime | str | None = None,
+) -> pd.DataFrame:
+    """Read the step-log dataset under ``root`` with filters pushed down to the files."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.dataset as ds
+
+    files = segment_files(root) if root.is_dir() else [root]
+    full = dataset_schema()
+    partitioning = ds.partitioning(pa.schema([full.field("workflow"), full.field("date")]), flavor="hive")
+    data = ds.dataset(
+        [str(f) for f in files],
+        schema=full,
+        format="parquet",
+        partitioning=partitioning,
+        partition_base_dir=str(root) if root.is_dir() else None,
+    )
+    expr = None
+    for name, value in (("workflow", workflow), ("run_id", run_id), ("step", step), ("status", status)):
+        if value is None:
+            continue
+        values = [value] if isinstance(value, str) else list(value)
+        cond = pc.field(name).isin(values)
+        expr = cond if expr is None else expr & cond
+    if since is not None:
+        cond = pc.field("started_at") >= _timestamp(since)
+        expr = cond if expr is None else expr & cond
+    if until is not None:
+        cond = pc.field("started_at") < _timestamp(until)
+        expr = cond if expr is None else expr & cond
+    table = data.to_table(filter=expr)
+    # Few distinct values, many rows: categoricals make group-bys fast and the frame small.
+    for name in _CATEGORICAL:
+        index = table.schema.get_field_index(name)
+        table = table.set_column(index, name, pc.dictionary_encode(table.column(name)))
+    frame = table.to_pandas()
+    return frame.sort_values(["started_at", "run_id", "seq"], kind="stable", ignore_index=True)
+
+
+_CATEGORICAL = ("workflow", "workflow_version", "step", "status", "error_kind", "error_type", "model", "host", "date")
+
+
+def _timestamp(value: dt.datetime | str) -> Any:
+    import pyarrow as pa
+
+    when = dt.datetime.fromisoformat(value) if isinstance(value, str) else value
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.UTC)
+    return pa.scalar(when, type=pa.timestamp("us", tz="UTC"))
+
+
+# ---- compaction ---------------------------------------------------------------------------------
+
+
+def compact(workspace: Path, *, small: int = SMALL_FILE) -> dict[str, int]:
+    """Merge the small files of each partition into one; returns files merged and written."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from wfkit.store._workspace import open_store
+
+    # Export first: a segment written but not yet recorded would be written again after it was
+    # merged, and its rows would show twice.
+    exporter.flush()
+    export_pending(open_store(workspace), workspace)
+    merged = written = 0
+    root = steps_dir(workspace)
+    if not root.exists():
+        return {"merged": 0, "written": 0}
+    for folder in sorted({p.parent for p in root.rglob("*.parquet")}):
+        live = segment_files(folder)
+        sources = [p for p in live if p.stat().st_size < small]
+        if len(sources) < 2:
+            continue
+        table = pa.concat_tables([pq.read_table(p, schema=schema()) for p in sources])
+        target = folder / f"compact-{uuid.uuid4().hex[:12]}.parquet"
+        names = sorted(p.name for p in sources)
+        # Sources of sources stay listed, so a half-finished earlier compaction never doubles rows.
+        inherited = _superseded(p for p in sources if p.name.startswith("compact-"))
+        _write_atomic(table, target, {SOURCES_KEY: json.dumps(sorted({*names, *inherited})).encode()})
+        for p in sources:
+            p.unlink(missing_ok=True)
+        merged += len(sources)
+        written += 1
+    return {"merged": merged, "written": written}

@@ -1,0 +1,186 @@
+"""Approval gates: what a reviewer sees, the tickets that wait for them, and headless policies."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, TypeAlias
+
+from wfkit.model._routes import Condition
+
+Decision: TypeAlias = Literal["approve", "reject"]
+DECISIONS: tuple[str, ...] = ("approve", "reject")
+
+
+@dataclass(frozen=True, slots=True)
+class Approval:
+    """A gate before a step: ``@flow.step(approval=wfkit.Approval("Refunds need a human", ...))``.
+
+    - ``reason``: why a human must say yes, shown on the ticket.
+    - ``payload``: what the reviewer should see: state field names, or a function of the state
+      returning a dict (default: the whole state).
+    - ``when``: gate only when this condition holds (``when("amount", "gt", 100)``).
+    - ``on_reject``: the step a rejection routes to (revise and resubmit); without it a rejection
+      fails the run.
+    """
+
+    reason: str
+    payload: Sequence[str] | Callable[[Mapping[str, Any]], Mapping[str, Any]] | None = None
+    when: Condition | None = None
+    on_reject: str | None = None
+
+    def payload_for(self, state: Mapping[str, Any]) -> dict[str, Any]:
+        if self.payload is None:
+            return dict(state)
+        if callable(self.payload):
+            return dict(self.payload(state))
+        return {name: state.get(name) for name in self.payload}
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "reason": self.reason,
+            "when": None if self.when is None else self.when.to_dict(),
+            "on_reject": self.on_reject,
+        }
+
+
+def as_approval(value: str | Approval | None) -> Approval | None:
+    if value is None or isinstance(value, Approval):
+        return value
+    if isinstance(value, str) and value.strip():
+        return Approval(value)
+    raise TypeError(f"approval must be a reason string or wfkit.Approval(...), got {value!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class Ticket:
+    """A persisted request for a decision on one visit of one gated step."""
+
+    ticket_id: str
+    run_id: str
+    workflow: str
+    step: str
+    visit: int
+    reason: str
+    payload: dict[str, Any]
+    status: str  # open | approved | rejected
+    decided_by: str | None
+    comment: str | None
+    created_at: float
+    decided_at: float | None
+
+    @property
+    def is_open(self) -> bool:
+        return self.status == "open"
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """A policy's answer for one ticket."""
+
+    decision: Decision
+    by: str
+    comment: str = ""
+
+
+class ApprovalPolicy:
+    """Decides tickets when no human is there. ``decide`` returns None when it has no verdict;
+    the run then halts and waits (``on_missing="halt"``) or fails (``on_missing="fail"``)."""
+
+    name = "halt"
+    on_missing: Literal["halt", "fail"] = "halt"
+
+    def decide(self, ticket: Ticket) -> Verdict | None:
+        return None
+
+    def __repr__(self) -> str:
+        return f"<ApprovalPolicy {self.name}>"
+
+
+class _Fixed(ApprovalPolicy):
+    def __init__(self, decision: Decision) -> None:
+        self.decision = decision
+        self.name = f"{decision}_all"
+
+    def decide(self, ticket: Ticket) -> Verdict:
+        return Verdict(self.decision, f"policy:{self.name}", f"decided by the {self.name} policy")
+
+
+class _Fail(ApprovalPolicy):
+    name = "fail"
+    on_missing: Literal["halt", "fail"] = "fail"
+
+
+class DecisionsFile(ApprovalPolicy):
+    """Replays decisions recorded from an interactive run (``Workspace.export_decisions``).
+
+    Each JSONL line has workflow, step, visit, decision, by and comment. A ticket with no recorded
+    decision halts the run (``missing="halt"``) or fails it (``missing="fail"``).
+    """
+
+    def __init__(self, path: str | Path, *, missing: Literal["halt", "fail"] = "halt") -> None:
+        self.path = Path(path)
+        self.name = f"file:{self.path.name}"
+        self.on_missing = missing
+        self._by_visit: dict[tuple[str, str, int], Verdict] = {}
+        self._by_step: dict[tuple[str, str], Verdict] = {}
+        try:
+            lines = self.path.read_text().splitlines()
+        except OSError as exc:
+            raise ValueError(f"cannot read the decisions file {self.path}: {exc}") from exc
+        for number, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+                decision = row["decision"]
+                if decision not in DECISIONS:
+                    raise ValueError(f"decision must be 'approve' or 'reject', got {decision!r}")
+                verdict = Verdict(decision, str(row.get("by") or "recorded"), str(row.get("comment") or ""))
+                self._by_visit[(row["workflow"], row["step"], int(row.get("visit", 1)))] = verdict
+                self._by_step.setdefault((row["workflow"], row["step"]), verdict)
+            except (ValueError, KeyError, TypeError) as exc:
+                raise ValueError(
+                    f"{self.path}, line {number}: {exc}; each line is a JSON object with "
+                    f'"workflow", "step", "visit", "decision" ("approve"/"reject"), "by", "comment"'
+                ) from exc
+
+    def decide(self, ticket: Ticket) -> Verdict | None:
+        return self._by_visit.get((ticket.workflow, ticket.step, ticket.visit)) or self._by_step.get(
+            (ticket.workflow, ticket.step)
+        )
+
+
+HALT = ApprovalPolicy()
+APPROVE_ALL: ApprovalPolicy = _Fixed("approve")
+REJECT_ALL: ApprovalPolicy = _Fixed("reject")
+FAIL: ApprovalPolicy = _Fail()
+
+_NAMED = {
+    "halt": HALT,
+    "approve": APPROVE_ALL,
+    "approve_all": APPROVE_ALL,
+    "reject": REJECT_ALL,
+    "reject_all": REJECT_ALL,
+    "fail": FAIL,
+}
+
+
+def as_policy(value: str | ApprovalPolicy | None) -> ApprovalPolicy:
+    """``"halt"`` (default), ``"approve"``, ``"reject"``, ``"fail"``, a decisions file path, or a policy."""
+    if value is None:
+        return HALT
+    if isinstance(value, ApprovalPolicy):
+        return value
+    if isinstance(value, str | Path):
+        named = _NAMED.get(str(value).lower())
+        if named is not None:
+            return named
+        if Path(value).suffix in (".jsonl", ".json") or Path(value).exists():
+            return DecisionsFile(value)
+    raise ValueError(
+        f"unknown approval policy {value!r}: use 'halt', 'approve', 'reject', 'fail', or the path "
+        f"of a decisions file (.jsonl) recorded with Workspace.export_decisions"
+    )

@@ -1,0 +1,168 @@
+"""What a step receives beside the state: where it is, what it may use, and a place to report usage."""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """Why a step failed; a fallback step reads it as ``ctx.failure``."""
+
+    step: str
+    attempt: int
+    error_kind: str
+    error_type: str
+    error_message: str
+
+
+class ChatModel(Protocol):
+    """What ``ctx.llm`` needs of a chat client. ``wfkit.llm.ChatClient`` is one; any object with an
+    async ``complete(prompt, **options)`` serves (a client may also offer ``for_step(ctx)`` to record
+    each call's model, tokens and cost in the step's event)."""
+
+    async def complete(self, prompt: Any, **options: Any) -> Any: ...
+
+
+class ToolProvider(Protocol):
+    """What ``ctx.tool`` needs of a tool registry: names to look up. ``wfkit.llm.ToolRegistry`` is
+    one, and so is a plain dict of functions."""
+
+    def __contains__(self, name: object, /) -> bool: ...
+
+    def __iter__(self) -> Iterator[str]: ...
+
+
+class RunServices(Protocol):
+    """What a run lends its steps' contexts: the chat client, the tool registry, and the tool call.
+
+    The engine implements it; the model layer only names it, so ``ctx.tool`` reaches the tool layer
+    through the run that was handed in, never by importing it.
+    """
+
+    @property
+    def tool_registry(self) -> ToolProvider | None: ...
+
+    def llm_client(self) -> ChatModel: ...
+
+    async def call_tool(self, ctx: StepContext, name: str, arguments: dict[str, Any]) -> Any: ...
+
+
+class StepContext:
+    """Handed to a step as its second argument, one per attempt.
+
+    ``tools`` are the tools bound by the route that led here (or the step's own). ``failure`` is
+    set when this step was reached as another step's fallback. Call :meth:`record` to put the
+    model, token counts, cost and anything else into this attempt's step-log row.
+    """
+
+    __slots__ = (
+        "_rng_source",
+        "_services",
+        "_usage",
+        "attempt",
+        "deadline",
+        "failure",
+        "run_id",
+        "step",
+        "tools",
+        "visit",
+        "workflow",
+    )
+
+    def __init__(
+        self,
+        *,
+        run_id: str,
+        workflow: str,
+        step: str,
+        visit: int,
+        attempt: int,
+        tools: tuple[str, ...],
+        rng_source: Callable[[], random.Random],
+        services: RunServices | None = None,
+        deadline: float | None,
+        failure: Failure | None,
+    ) -> None:
+        self.run_id = run_id
+        self.workflow = workflow
+        self.step = step
+        self.visit = visit
+        self.attempt = attempt
+        self.tools = tools
+        self._rng_source = rng_source
+        self._services = services  # the run: where ctx.llm and ctx.tool find their client and registry
+        self.deadline = deadline
+        self.failure = failure
+        self._usage: dict[str, Any] | None = None
+
+    @property
+    def rng(self) -> random.Random:
+        """The run's random generator: seeded in test mode or with ``run(..., seed=...)``."""
+        return self._rng_source()
+
+    @property
+    def llm(self) -> Any:
+        """The run's chat client (any OpenAI-compatible endpoint over httpx); offline, the
+        seeded simulated model. Set it with ``Workflow.run(..., llm=...)``."""
+        if self._services is None:
+            raise RuntimeError("this context belongs to no run")
+        client = self._services.llm_client()
+        # Bound to this attempt, so model, tokens and cost land in its event by themselves.
+        bind = getattr(client, "for_step", None)
+        return bind(self) if callable(bind) else client
+
+    async def tool(self, name: str, /, **arguments: Any) -> Any:
+        """Call a registered tool. Only the tools the route to this step bound (``ctx.tools``)
+        may be called; the call is recorded in this attempt's event."""
+        if self._services is None:
+            raise RuntimeError("this context belongs to no run")
+        return await self._services.call_tool(self, name, arguments)
+
+    @property
+    def tool_registry(self) -> Any:
+        return None if self._services is None else self._services.tool_registry
+
+    @property
+    def idempotency_key(self) -> str:
+        """Stable across retries of this visit: hand it to APIs that deduplicate requests."""
+        return f"{self.run_id}:{self.step}:{self.visit}"
+
+    def time_left(self) -> float | None:
+        """Seconds until the run's deadline, or None when the run has none."""
+        return None if self.deadline is None else self.deadline - time.monotonic()
+
+    @property
+    def usage(self) -> Mapping[str, Any] | None:
+        """What :meth:`record` has collected for this attempt so far; None when nothing was recorded."""
+        return self._usage
+
+    def record(
+        self,
+        *,
+        model: str | None = None,
+        tokens_in: int | None = None,
+        tokens_out: int | None = None,
+        cost_usd: float | None = None,
+        **extra: Any,
+    ) -> None:
+        """Add usage to this attempt's event; token counts and cost add up over several calls."""
+        usage = self._usage if self._usage is not None else {}
+        self._usage = usage
+        if model is not None:
+            usage["model"] = model
+        for key, value in (("tokens_in", tokens_in), ("tokens_out", tokens_out), ("cost_usd", cost_usd)):
+            if value is not None:
+                usage[key] = usage.get(key, 0) + value
+        if extra:
+            usage.setdefault("extra", {}).update(extra)
+
+    def __repr__(self) -> str:
+        return (
+            f"StepContext(run_id={self.run_id!r}, step={self.step!r}, visit={self.visit}, "
+            f"attempt={self.attempt}, tools={self.tools!r})"
+        )

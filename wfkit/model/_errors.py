@@ -1,0 +1,144 @@
+"""The exceptions wfkit raises, all under one root.
+
+    WfkitError
+    ├── WorkflowDefinitionError (ValueError)   a workflow that cannot be built; lists every problem
+    │   └── FlowSpecError                      a flow spec that cannot be loaded; each problem with its JSON path
+    ├── ConditionError (ValueError)            a route condition that cannot be evaluated
+    ├── StateConflictError (ValueError)        two parallel steps wrote one field with no merge rule
+    ├── StateValueError (ValueError)           a step returned something that is not a dict of updates
+    ├── StepTimeoutError (TimeoutError)        one attempt ran past its step timeout
+    ├── StoreCorruptError                      the run store is damaged, truncated or not wfkit's
+    ├── TicketError (ValueError)               unknown, closed or conflicting approval decision
+    ├── LLMError                               a chat call failed (wfkit.llm)
+    │   ├── LLMStatusError                     HTTP 4xx/5xx: status_code, retry_after
+    │   ├── LLMTimeoutError (TimeoutError)     connect/read/write/pool timeout
+    │   ├── LLMConnectionError (ConnectionError)
+    │   ├── LLMResponseError (ValueError)      not chat-completions JSON (permanent)
+    │   └── CassetteMissError (ValueError)     replay found no recorded request
+    ├── ToolNotBoundError (ValueError)         a step called a tool its route did not bind
+    ├── UnknownToolError (ValueError)          a bound tool no registry provides
+    └── RunError                               a run ended badly; carries run_id (and step, attempt)
+        ├── StepFailedError                    a step failed and had no fallback route
+        ├── VisitLimitError                    a loop reached a step's visit bound
+        ├── RunTimeoutError (TimeoutError)     the run's deadline passed
+        ├── ApprovalRejectedError              a reviewer rejected a step with no on_reject route
+        ├── ApprovalRequiredError              a gate met the headless policy "fail"
+        ├── LeaseError                         another live process is executing the run
+        └── WorkflowChangedError (ValueError)  resuming would skip or lose completed steps
+
+Errors raised by a step's own code keep their type: they reach the run through `raise ... from`.
+"""
+
+from __future__ import annotations
+
+
+class WfkitError(Exception):
+    """Root of every error wfkit raises itself."""
+
+
+Location = tuple[str | int, ...]
+"""Where a problem is, as keys into the workflow's spec (``("routes", "classify", "routes", 0, "go")``);
+``()`` when it concerns the whole workflow. The flow spec prints it as a JSON path and the visual
+builder marks the step or edge it names."""
+
+
+class WorkflowDefinitionError(WfkitError, ValueError):
+    """A workflow that cannot run. `problems` lists each defect with how to fix it; `locations`
+    says, for each, where in the definition it is (see :data:`Location`)."""
+
+    def __init__(self, workflow: str, problems: list[str], locations: list[Location] | None = None) -> None:
+        self.workflow = workflow
+        self.problems = list(problems)
+        self.locations: list[Location] = list(locations) if locations is not None else [()] * len(self.problems)
+        if len(self.locations) != len(self.problems):
+            raise ValueError(f"{len(self.problems)} problems but {len(self.locations)} locations")
+        lines = "\n".join(f"  - {p}" for p in self.problems)
+        noun = "problem" if len(self.problems) == 1 else "problems"
+        super().__init__(f"workflow {workflow!r} has {len(self.problems)} {noun}:\n{lines}")
+
+
+class FlowSpecError(WorkflowDefinitionError):
+    """A flow spec (YAML/JSON) that cannot be loaded: each problem starts with its JSON path
+    (``$.routes.classify.routes[1].go: ...``) and says how to fix it; `locations` holds the same
+    paths as keys."""
+
+
+class ConditionError(WfkitError, ValueError):
+    """A route condition that is malformed or cannot compare the values it meets."""
+
+
+class StateConflictError(WfkitError, ValueError):
+    """Two steps running at the same time wrote the same state field, which has no merge rule."""
+
+    def __init__(self, field: str, first: str, second: str) -> None:
+        self.field, self.first, self.second = field, first, second
+        super().__init__(
+            f"steps {first!r} and {second!r} ran in parallel and both wrote state field {field!r}; "
+            f"write different fields, or declare how values merge, e.g. "
+            f"Workflow(..., merge={{{field!r}: wfkit.append}})"
+        )
+
+
+class StateValueError(WfkitError, ValueError):
+    """A step returned something other than a mapping of state updates."""
+
+
+class RunError(WfkitError):
+    """A run that ended badly. `run_id`, `step` and `attempt` say where."""
+
+    def __init__(self, message: str, *, run_id: str, step: str | None = None, attempt: int | None = None) -> None:
+        self.run_id, self.step, self.attempt = run_id, step, attempt
+        where = f"run {run_id}"
+        if step is not None:
+            where += f", step {step!r}"
+        if attempt is not None:
+            where += f", attempt {attempt}"
+        super().__init__(f"{where}: {message}")
+
+
+class StepFailedError(RunError):
+    """A step failed (retries exhausted or a permanent error) and declared no fallback route."""
+
+
+class VisitLimitError(RunError):
+    """A loop came back to a step more often than its `max_visits` allows."""
+
+
+class RunTimeoutError(RunError, TimeoutError):
+    """The run's deadline (`Workflow.run(..., timeout=...)`) passed before it finished."""
+
+
+class StepTimeoutError(WfkitError, TimeoutError):
+    """One attempt of a step ran past its timeout (classified transient, so it may be retried)."""
+
+    def __init__(self, step: str, timeout: float) -> None:
+        self.step, self.timeout = step, timeout
+        super().__init__(f"step {step!r} did not finish within {timeout:.3g} s")
+
+
+class StoreCorruptError(WfkitError):
+    """The run store cannot be trusted: damaged, truncated, or not a wfkit store at all."""
+
+
+class TicketError(WfkitError, ValueError):
+    """An approval decision that cannot be applied: unknown or closed ticket, conflicting decision."""
+
+
+class ApprovalRejectedError(RunError):
+    """A reviewer rejected a gated step that declares no ``on_reject`` route."""
+
+
+class LeaseError(RunError):
+    """Another live process holds the run's lease: only one process executes a run at a time."""
+
+
+class WorkflowChangedError(RunError, ValueError):
+    """The workflow changed so that a resumed run would lose completed steps."""
+
+
+class ApprovalRequiredError(RunError):
+    """A gated step was reached under the headless policy "fail" (no human, no recorded decision)."""
+
+
+class WorkflowChangedWarning(UserWarning):
+    """A run is resumed with a workflow whose definition differs from the one that started it."""

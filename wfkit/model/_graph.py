@@ -1,0 +1,292 @@
+"""The compiled, validated graph of a workflow, and the checks that reject a broken one.
+
+Joins: a step with two or more incoming unconditional edges waits for every one of those
+predecessors that can still arrive. A predecessor on a branch that a route did not take, or that
+left through a fallback, can no longer arrive, so the join does not wait for it (this is the OR-join
+of BPMN, or "dead path elimination"). For each join and predecessor we precompute the steps from
+which that predecessor can still be reached without passing through the join; the join fires when
+none of those is active.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from wfkit.model._errors import Location, WorkflowDefinitionError
+from wfkit.model._routes import END, Router
+from wfkit.model._steps import StepSpec
+
+
+@dataclass(frozen=True, slots=True)
+class Graph:
+    name: str
+    entry: str
+    steps: Mapping[str, StepSpec]
+    edges: Mapping[str, tuple[str, ...]]
+    routers: Mapping[str, Router]
+    static_preds: Mapping[str, frozenset[str]]
+    join_blockers: Mapping[str, Mapping[str, frozenset[str]]]
+    fingerprint: str
+    description: Mapping[str, Any]
+
+    def successors(self, step: str) -> set[str]:
+        """Every step that can follow ``step``: edges, route targets and its fallback."""
+        out = set(self.edges.get(step, ()))
+        if step in self.routers:
+            out |= self.routers[step].targets
+        spec = self.steps[step]
+        out |= {t for t in (spec.fallback, spec.approval and spec.approval.on_reject) if t and t != END}
+        return out
+
+
+def describe_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> tuple[list[str], list[str]]:
+    """What changed between two stored descriptions: (steps removed, other changes)."""
+    old_steps = {s["name"]: s for s in old.get("steps", [])}
+    new_steps = {s["name"]: s for s in new.get("steps", [])}
+    removed = sorted(set(old_steps) - set(new_steps))
+    changes = [f"step {n!r} added" for n in sorted(set(new_steps) - set(old_steps))]
+    for name in sorted(set(old_steps) & set(new_steps)):
+        for key in sorted(set(old_steps[name]) | set(new_steps[name])):
+            if old_steps[name].get(key) != new_steps[name].get(key):
+                changes.append(f"step {name!r}: {key} {old_steps[name].get(key)!r} -> {new_steps[name].get(key)!r}")
+    for part in ("entry", "edges", "routes", "merge"):
+        if old.get(part) != new.get(part):
+            changes.append(f"{part} changed")
+    return removed, changes
+
+
+def _route_location(src: str, router: Router, target: str) -> Location:
+    """Where the first route out of ``src`` to ``target`` is declared."""
+    for i, route in enumerate(router.routes):
+        if route.target == target:
+            return ("routes", src, "routes", i, "go")
+    return ("routes", src, "default", "go")
+
+
+def _suggest(name: str, known: Iterable[str]) -> str:
+    close = difflib.get_close_matches(name, list(known), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _reach(start: str, succ: Mapping[str, set[str]], avoid: str | None = None) -> set[str]:
+    seen = {start}
+    todo = [start]
+    while todo:
+        for nxt in succ.get(todo.pop(), ()):
+            if nxt not in seen and nxt != avoid:
+                seen.add(nxt)
+                todo.append(nxt)
+    return seen
+
+
+def _cycles(nodes: set[str], succ: Mapping[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components of ``nodes`` that contain a cycle (Tarjan, iterative)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    out: list[list[str]] = []
+    counter = 0
+    for root in sorted(nodes):
+        if root in index:
+            continue
+        work = [(root, iter(sorted(succ.get(root, set()) & nodes)))]
+        index[root] = low[root] = counter
+        counter += 1
+        stack.append(root)
+        on_stack.add(root)
+        while work:
+            node, it = work[-1]
+            for nxt in it:
+                if nxt not in index:
+                    index[nxt] = low[nxt] = counter
+                    counter += 1
+                    stack.append(nxt)
+                    on_stack.add(nxt)
+                    work.append((nxt, iter(sorted(succ.get(nxt, set()) & nodes))))
+                    break
+                if nxt in on_stack:
+                    low[node] = min(low[node], index[nxt])
+            else:
+                work.pop()
+                if work:
+                    low[work[-1][0]] = min(low[work[-1][0]], low[node])
+                if low[node] == index[node]:
+                    comp = []
+                    while True:
+                        top = stack.pop()
+                        on_stack.discard(top)
+                        comp.append(top)
+                        if top == node:
+                            break
+                    if len(comp) > 1 or node in succ.get(node, set()):
+                        out.append(sorted(comp))
+    return out
+
+
+def compile_graph(
+    name: str,
+    steps: Mapping[str, StepSpec],
+    edges: Mapping[str, list[str]],
+    routers: Mapping[str, Router],
+    entry: str | None,
+    merge_fields: Iterable[str] = (),
+) -> Graph:
+    """Check a workflow's definition and compile it; every problem is reported at once, each with
+    its location in the definition (the flow spec's keys, so a spec or the builder can point at it)."""
+    problems: list[str] = []
+    locations: list[Location] = []
+
+    def problem(where: Location, message: str) -> None:
+        locations.append(where)
+        problems.append(message)
+
+    known = set(steps)
+    if not steps:
+        raise WorkflowDefinitionError(
+            name, ["the workflow has no steps: add one with @flow.step (the first is the entry)"], [("steps",)]
+        )
+    if entry is None:
+        problem(("entry",), "no entry step: call flow.entry('step') or declare a step first")
+    elif entry not in known:
+        problem(
+            ("entry",),
+            f"entry {entry!r} is not a step{_suggest(entry, known)}; known steps: {', '.join(sorted(known))}",
+        )
+
+    for src, targets in edges.items():
+        if src not in known:
+            problem(("edges", src), f"edge from unknown step {src!r}{_suggest(src, known)}: declare it with @flow.step")
+        for i, dst in enumerate(targets):
+            if dst not in known:
+                problem(
+                    ("edges", src, i),
+                    f"edge {src!r} -> {dst!r}: no step named {dst!r}{_suggest(dst, known)}; "
+                    f"declare it with @flow.step or fix the name",
+                )
+    for src, router in routers.items():
+        if src not in known:
+            problem(
+                ("routes", src), f"routes from unknown step {src!r}{_suggest(src, known)}: declare it with @flow.step"
+            )
+        for dst in sorted(router.targets - known):
+            problem(
+                _route_location(src, router, dst),
+                f"route from {src!r} -> {dst!r}: no step named {dst!r}{_suggest(dst, known)}; "
+                f"declare it, or use wfkit.END to finish",
+            )
+        if edges.get(src):
+            problem(
+                ("routes", src),
+                f"step {src!r} has both edges and routes; a step either fans out along edges or "
+                f"chooses one route: move the fan-out behind a route target",
+            )
+    for spec in steps.values():
+        if spec.fallback and spec.fallback != END and spec.fallback not in known:
+            problem(
+                ("steps", spec.name, "fallback"),
+                f"step {spec.name!r} falls back to {spec.fallback!r}, which is not a step"
+                f"{_suggest(spec.fallback, known)}",
+            )
+        on_reject = spec.approval.on_reject if spec.approval else None
+        if on_reject and on_reject not in known:
+            problem(
+                ("steps", spec.name, "approval", "on_reject"),
+                f"step {spec.name!r} routes rejections to {on_reject!r}, which is not a step"
+                f"{_suggest(on_reject, known)}",
+            )
+
+    succ: dict[str, set[str]] = {s: set() for s in known}
+    for src, targets in edges.items():
+        if src in known:
+            succ[src] |= {t for t in targets if t in known}
+    for src, router in routers.items():
+        if src in known:
+            succ[src] |= router.targets & known
+    for spec in steps.values():
+        for target in (spec.fallback, spec.approval.on_reject if spec.approval else None):
+            if target in known:
+                succ[spec.name].add(target)
+
+    reachable: set[str] = set()
+    if entry in known:
+        reachable = _reach(entry, succ)
+        for step in sorted(known - reachable):
+            problem(
+                ("steps", step),
+                f"step {step!r} is unreachable from the entry {entry!r}: connect it with "
+                f"flow.edge(...) or a route, or remove it",
+            )
+
+    unbounded = {s for s in known if steps[s].max_visits is None}
+    for comp in _cycles(unbounded, succ):
+        loop = " -> ".join([*comp, comp[0]])
+        problem(
+            ("steps", comp[0], "max_visits"),
+            f"loop {loop} has no visit bound: set max_visits on one of its steps, "
+            f"e.g. @flow.step(max_visits=5), so it cannot spin forever",
+        )
+
+    static_preds: dict[str, set[str]] = {s: set() for s in known}
+    for src, targets in edges.items():
+        for dst in targets:
+            if dst in static_preds and src in known:
+                static_preds[dst].add(src)
+    pred_map: dict[str, set[str]] = {s: set() for s in known}
+    for src, successors in succ.items():
+        for dst in successors:
+            pred_map[dst].add(src)
+
+    join_blockers: dict[str, dict[str, frozenset[str]]] = {}
+    for join, preds in static_preds.items():
+        if len(preds) < 2:
+            continue
+        join_blockers[join] = {}
+        for pred in sorted(preds):
+            # Steps from which `pred` can be reached without passing through the join.
+            blockers = _reach(pred, pred_map, avoid=join)
+            join_blockers[join][pred] = frozenset(blockers)
+            if pred in reachable and entry not in blockers:
+                problem(
+                    ("edges", pred, list(edges[pred]).index(join)),
+                    f"join {join!r} waits for {pred!r}, but {pred!r} only runs after {join!r}, "
+                    f"so the join can never see it: remove the edge {pred!r} -> {join!r}, or make "
+                    f"it a route (flow.route({pred!r}, default=wfkit.go({join!r}))) if it loops back",
+                )
+
+    if problems:
+        raise WorkflowDefinitionError(name, problems, locations)
+
+    assert entry is not None
+    description = {
+        "name": name,
+        "entry": entry,
+        "steps": [steps[s].describe() for s in sorted(steps)],
+        "edges": {s: sorted(t) for s, t in sorted(edges.items())},
+        "routes": {
+            s: {
+                "routes": [[r.condition.to_dict(), r.target, r.go.tools] for r in rt.routes],
+                "default": [rt.default.target, rt.default.tools],
+            }
+            for s, rt in sorted(routers.items())
+        },
+        "merge": sorted(merge_fields),
+    }
+    blob = json.dumps(description, sort_keys=True, default=repr).encode()
+    description = json.loads(blob)  # as it will read back from the store: tuples become lists
+    return Graph(
+        name=name,
+        entry=entry,
+        steps=dict(steps),
+        edges={s: tuple(t) for s, t in edges.items()},
+        routers=dict(routers),
+        static_preds={s: frozenset(p) for s, p in static_preds.items()},
+        join_blockers=join_blockers,
+        fingerprint=hashlib.sha256(blob).hexdigest()[:16],
+        description=description,
+    )

@@ -1,0 +1,289 @@
+"""Routes as data: conditions (field / operator / value, composed with ``&``, ``|`` and ``~``) and
+the destinations they lead to (``when(...) >> go(step, tools=[...])``, a step's ``Router``).
+
+A condition is never a string that gets evaluated and never prompt text: it is a small tree of
+frozen objects that can be printed, compared, serialised and tested on its own.
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal, TypeAlias
+
+from wfkit.model._errors import ConditionError
+
+Op: TypeAlias = Literal["eq", "ne", "gt", "ge", "lt", "le", "contains", "in", "exists"]
+
+_MISSING: Any = object()
+
+_SYMBOLS = {"eq": "==", "ne": "!=", "gt": ">", "ge": ">=", "lt": "<", "le": "<="}
+_ORDERING: dict[str, Callable[[Any, Any], bool]] = {
+    "gt": operator.gt,
+    "ge": operator.ge,
+    "lt": operator.lt,
+    "le": operator.le,
+}
+OPERATORS: tuple[str, ...] = ("eq", "ne", "gt", "ge", "lt", "le", "contains", "in", "exists")
+
+
+def _lookup(state: Mapping[str, Any], path: tuple[str, ...]) -> Any:
+    value: Any = state
+    for key in path:
+        if not isinstance(value, Mapping):
+            return _MISSING
+        value = value.get(key, _MISSING)
+        if value is _MISSING:
+            return _MISSING
+    return value
+
+
+def _operand(other: Any, symbol: str) -> Condition:
+    if isinstance(other, Condition):
+        return other
+    if type(other).__name__ == "Route":
+        raise TypeError(
+            f"`a {symbol} b >> go(...)` reads as `a {symbol} (b >> go(...))` because >> binds "
+            f"tighter; write `(a {symbol} b) >> go(...)`"
+        )
+    raise TypeError(f"conditions combine only with conditions, got {other!r}")
+
+
+class Condition:
+    """Base of every condition: evaluates against a state, composes with ``& | ~``."""
+
+    __slots__ = ()
+
+    def evaluate(self, state: Mapping[str, Any]) -> bool:
+        raise NotImplementedError
+
+    def fields(self) -> set[str]:
+        """The top-level state fields this condition reads."""
+        raise NotImplementedError
+
+    def to_dict(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def __and__(self, other: Condition) -> Condition:
+        return All((self, _operand(other, "&")))
+
+    def __or__(self, other: Condition) -> Condition:
+        return Any_((self, _operand(other, "|")))
+
+    def __invert__(self) -> Condition:
+        return Not(self)
+
+    def __rshift__(self, target: Any) -> Any:
+        # `when(...) >> go("step")` builds a Route; imported late to keep modules acyclic.
+
+        if not isinstance(target, Go):
+            raise TypeError(f"`condition >> x` needs x = wfkit.go('step'), got {target!r}")
+        return Route(self, target)
+
+
+@dataclass(frozen=True, slots=True, eq=True)
+class Compare(Condition):
+    """``field op value``; the field may be a dotted path into nested mappings."""
+
+    field: str
+    op: Op
+    value: Any = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.field, str) or not self.field:
+            raise ConditionError(f"a condition's field must be a non-empty string, got {self.field!r}")
+        if self.op not in OPERATORS:
+            raise ConditionError(
+                f"unknown operator {self.op!r} in condition on {self.field!r}; use one of {', '.join(OPERATORS)}"
+            )
+        if self.op == "in" and not hasattr(self.value, "__contains__"):
+            raise ConditionError(f"operator 'in' on {self.field!r} needs a collection value, got {self.value!r}")
+
+    @property
+    def path(self) -> tuple[str, ...]:
+        return tuple(self.field.split("."))
+
+    def evaluate(self, state: Mapping[str, Any]) -> bool:
+        actual = _lookup(state, self.path)
+        op = self.op
+        if op == "exists":
+            present = actual is not _MISSING and actual is not None
+            return present if self.value is None else present == bool(self.value)
+        if actual is _MISSING:
+            # A missing field equals nothing, so only `ne` holds.
+            return op == "ne"
+        if op == "eq":
+            return bool(actual == self.value)
+        if op == "ne":
+            return bool(actual != self.value)
+        try:
+            if op == "contains":
+                return actual is not None and self.value in actual
+            if op == "in":
+                return actual in self.value
+            if actual is None:
+                return False
+            return _ORDERING[op](actual, self.value)
+        except TypeError as exc:
+            raise ConditionError(
+                f"cannot evaluate {self}: field {self.field!r} holds "
+                f"{type(actual).__name__} {actual!r}, which does not support "
+                f"{op!r} with {type(self.value).__name__}; store a comparable value in the "
+                f"state or change the condition"
+            ) from exc
+
+    def fields(self) -> set[str]:
+        return {self.path[0]}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"field": self.field, "op": self.op, "value": self.value}
+
+    def __str__(self) -> str:
+        if self.op in _SYMBOLS:
+            return f"{self.field} {_SYMBOLS[self.op]} {self.value!r}"
+        if self.op == "exists":
+            return f"{self.field} exists" if self.value in (None, True) else f"{self.field} missing"
+        return f"{self.field} {self.op} {self.value!r}"
+
+
+@dataclass(frozen=True, slots=True)
+class All(Condition):
+    """True when every part is true."""
+
+    parts: tuple[Condition, ...]
+
+    def evaluate(self, state: Mapping[str, Any]) -> bool:
+        return all(p.evaluate(state) for p in self.parts)
+
+    def fields(self) -> set[str]:
+        return set().union(*(p.fields() for p in self.parts))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"all": [p.to_dict() for p in self.parts]}
+
+    def __and__(self, other: Condition) -> Condition:
+        return All((*self.parts, _operand(other, "&")))
+
+    def __str__(self) -> str:
+        return "(" + " and ".join(map(str, self.parts)) + ")"
+
+
+@dataclass(frozen=True, slots=True)
+class Any_(Condition):
+    """True when at least one part is true."""
+
+    parts: tuple[Condition, ...]
+
+    def evaluate(self, state: Mapping[str, Any]) -> bool:
+        return any(p.evaluate(state) for p in self.parts)
+
+    def fields(self) -> set[str]:
+        return set().union(*(p.fields() for p in self.parts))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"any": [p.to_dict() for p in self.parts]}
+
+    def __or__(self, other: Condition) -> Condition:
+        return Any_((*self.parts, _operand(other, "|")))
+
+    def __str__(self) -> str:
+        return "(" + " or ".join(map(str, self.parts)) + ")"
+
+
+@dataclass(frozen=True, slots=True)
+class Not(Condition):
+    """True when its part is false."""
+
+    part: Condition
+
+    def evaluate(self, state: Mapping[str, Any]) -> bool:
+        return not self.part.evaluate(state)
+
+    def fields(self) -> set[str]:
+        return self.part.fields()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"not": self.part.to_dict()}
+
+    def __str__(self) -> str:
+        return f"not {self.part}"
+
+
+def when(field: str, op: Op, value: Any = None) -> Condition:
+    """A structured condition on the run's state: ``when("query_type", "eq", "code")``.
+
+    Operators: eq, ne, gt, ge, lt, le, contains, in, exists. ``field`` may be a dotted path
+    (``"user.tier"``). Combine conditions with ``&`` (and), ``|`` (or) and ``~`` (not).
+    """
+    return Compare(field, op, value)
+
+
+def condition_from_dict(data: Mapping[str, Any]) -> Condition:
+    """Rebuild a condition from :meth:`Condition.to_dict` output (e.g. a stored workflow)."""
+    if "all" in data:
+        return All(tuple(condition_from_dict(d) for d in data["all"]))
+    if "any" in data:
+        return Any_(tuple(condition_from_dict(d) for d in data["any"]))
+    if "not" in data:
+        return Not(condition_from_dict(data["not"]))
+    try:
+        return Compare(data["field"], data["op"], data.get("value"))
+    except KeyError as exc:
+        raise ConditionError(f"a condition needs 'field' and 'op' (or 'all'/'any'/'not'), got {dict(data)!r}") from exc
+
+
+END = "__end__"
+"""Route target that ends the branch: ``default=wfkit.go(wfkit.END)``."""
+
+
+@dataclass(frozen=True, slots=True)
+class Go:
+    """A route's destination: the next step and the tools that step may use."""
+
+    target: str
+    tools: tuple[str, ...] | None = None
+
+
+def go(target: str, *, tools: Iterable[str] | None = None) -> Go:
+    """Destination of a route: ``wfkit.go("answer", tools=["web_search"])``.
+
+    ``tools`` binds the tools the target step may use when reached this way (``ctx.tools``);
+    ``None`` keeps the step's own declared tools.
+    """
+    if not isinstance(target, str) or not target:
+        raise TypeError(f"go() needs a step name, got {target!r}")
+    if isinstance(tools, str):
+        raise TypeError(f"tools must be a list of names, got the string {tools!r}")
+    return Go(target, None if tools is None else tuple(tools))
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """``condition >> go(target)``: taken when the condition holds on the state."""
+
+    condition: Condition
+    go: Go
+
+    @property
+    def target(self) -> str:
+        return self.go.target
+
+
+@dataclass(frozen=True, slots=True)
+class Router:
+    """A step's routes, tried in order; ``default`` is taken when none matches."""
+
+    routes: tuple[Route, ...]
+    default: Go
+    targets: frozenset[str] = field(init=False)
+
+    def __post_init__(self) -> None:
+        names = {r.target for r in self.routes} | {self.default.target}
+        object.__setattr__(self, "targets", frozenset(names - {END}))
+
+    def choose(self, state: Mapping[str, Any]) -> Go:
+        for route in self.routes:
+            if route.condition.evaluate(state):
+                return route.go
+        return self.default

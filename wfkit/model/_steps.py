@@ -1,0 +1,144 @@
+"""A step's declaration: its function and the options that govern how it runs."""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import types
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeAlias
+
+from wfkit.model._approvals import Approval, as_approval
+from wfkit.model._retry import NO_RETRY, Classifier, RetryPolicy
+
+StepFunction: TypeAlias = Callable[..., Any]
+
+
+@dataclass(frozen=True, slots=True)
+class StepSpec:
+    """Everything the engine needs to run one step. Built by :meth:`Workflow.step`."""
+
+    name: str
+    fn: StepFunction
+    is_async: bool
+    takes_context: bool
+    retry: RetryPolicy = NO_RETRY
+    timeout: float | None = None
+    max_visits: int | None = None
+    fallback: str | None = None
+    classifier: Classifier | None = None
+    tools: tuple[str, ...] = ()
+    description: str = ""
+    approval: Approval | None = None
+    irreversible: bool = False
+
+    @property
+    def gated(self) -> bool:
+        """Whether the engine must check something before running it (approval, intent)."""
+        return self.approval is not None or self.irreversible
+
+    def describe(self) -> dict[str, Any]:
+        """The options that define behaviour, as plain data (for fingerprints and display)."""
+        r = self.retry
+        return {
+            "name": self.name,
+            "async": self.is_async,
+            "retry": [
+                r.max_retries,
+                r.base_delay,
+                r.max_delay,
+                r.backoff_factor,
+                r.jitter,
+                r.max_elapsed,
+                r.max_unknown_retries,
+            ],
+            "timeout": self.timeout,
+            "max_visits": self.max_visits,
+            "fallback": self.fallback,
+            "tools": list(self.tools),
+            "approval": None if self.approval is None else self.approval.describe(),
+            "irreversible": self.irreversible,
+            "code": code_hash(self.fn),
+        }
+
+
+def code_hash(fn: Any) -> str:
+    """A hash of what a function does (bytecode, names, constants), not of where it lives: line
+    numbers and file names (a notebook cell's file differs per kernel) do not change it."""
+    digest = hashlib.sha256()
+
+    def feed(code: types.CodeType) -> None:
+        digest.update(code.co_code)
+        digest.update(repr((code.co_names, code.co_varnames, code.co_freevars)).encode())
+        for const in code.co_consts:
+            if isinstance(const, types.CodeType):
+                feed(const)
+            else:
+                digest.update(repr(const).encode())
+
+    code = getattr(fn, "__code__", None) or getattr(type(fn).__call__, "__code__", None)
+    if isinstance(code, types.CodeType):
+        feed(code)
+    else:
+        digest.update(getattr(type(fn), "__qualname__", repr(type(fn))).encode())
+    return digest.hexdigest()[:12]
+
+
+def _arity(fn: StepFunction, name: str) -> bool:
+    """True if ``fn`` takes (state, ctx), False if it takes (state) only."""
+    try:
+        params = [
+            p
+            for p in inspect.signature(fn).parameters.values()
+            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty
+        ]
+    except (TypeError, ValueError):  # builtins without a signature: assume the full form
+        return True
+    if len(params) not in (1, 2):
+        raise TypeError(
+            f"step {name!r} must take (state) or (state, ctx), but its function takes "
+            f"{len(params)} required positional arguments"
+        )
+    return len(params) == 2
+
+
+def make_spec(
+    fn: StepFunction,
+    *,
+    name: str | None,
+    retry: RetryPolicy | None,
+    timeout: float | None,
+    max_visits: int | None,
+    fallback: str | None,
+    classifier: Classifier | None,
+    tools: tuple[str, ...],
+    approval: str | Approval | None = None,
+    irreversible: bool = False,
+) -> StepSpec:
+    if not callable(fn):
+        raise TypeError(f"a step must be a function, got {fn!r}")
+    step_name = name or getattr(fn, "__name__", None)
+    if not step_name or not isinstance(step_name, str) or step_name == "<lambda>":
+        raise TypeError("a step needs a name: pass name='...' for lambdas and callables")
+    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0):
+        raise ValueError(f"step {step_name!r}: timeout must be > 0 seconds, got {timeout!r}")
+    if max_visits is not None and (not isinstance(max_visits, int) or max_visits < 1):
+        raise ValueError(f"step {step_name!r}: max_visits must be an int >= 1, got {max_visits!r}")
+    if retry is not None and not isinstance(retry, RetryPolicy):
+        raise TypeError(f"step {step_name!r}: retry must be a wfkit.RetryPolicy, got {retry!r}")
+    return StepSpec(
+        name=step_name,
+        fn=fn,
+        is_async=inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(type(fn).__call__),
+        takes_context=_arity(fn, step_name),
+        retry=retry or NO_RETRY,
+        timeout=timeout,
+        max_visits=max_visits,
+        fallback=fallback,
+        classifier=classifier,
+        tools=tools,
+        description=(inspect.getdoc(fn) or "").split("\n", 1)[0],
+        approval=as_approval(approval),
+        irreversible=bool(irreversible),
+    )

@@ -1,0 +1,105 @@
+"""Plain-text and HTML views of runs and workflows: what a terminal, a papermill output and a
+notebook show when no widget can (or need) be drawn. The live widgets build on these."""
+
+from __future__ import annotations
+
+import html
+import json
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from wfkit.model._events import StepEvent
+
+if TYPE_CHECKING:
+    from wfkit.engine._run import Run
+    from wfkit.model._approvals import Ticket
+
+
+def step_rows(events: Sequence[StepEvent]) -> list[dict[str, Any]]:
+    """One row per step visit: last status, attempts, latency of the last attempt, route, error."""
+    rows: dict[tuple[str, int], dict[str, Any]] = {}
+    for e in events:
+        row = rows.setdefault((e.step, e.visit), {"step": e.step, "visit": e.visit, "attempts": 0})
+        if e.attempt > 0:
+            row["attempts"] = max(row["attempts"], e.attempt)
+            row["latency_s"] = e.latency_s
+        row["status"] = e.status
+        row["route"] = e.route_taken or row.get("route")
+        row["error"] = f"{e.error_type}: {e.error_message}" if e.error_type else None
+        if e.approver:
+            row["error"] = f"{e.status} by {e.approver}" + (f": {e.decision_comment}" if e.decision_comment else "")
+    return list(rows.values())
+
+
+def statuses(events: Sequence[StepEvent]) -> dict[str, str]:
+    """The latest status of each step, for colouring the graph."""
+    out: dict[str, str] = {}
+    for e in events:
+        out[e.step] = e.status
+    return out
+
+
+def run_text(run: Run) -> str:
+    lines = [f"run {run.run_id} of {run.workflow!r}: {run.status}"]
+    for r in step_rows(run.events):
+        latency = f"{r['latency_s'] * 1000:8.1f} ms" if "latency_s" in r else " " * 11
+        route = f" -> {r['route']}" if r.get("route") else ""
+        extra = f"  [{r['error']}]" if r.get("error") else ""
+        lines.append(f"  {r['step']:<20} #{r['visit']:<2} {r['status']:<16} x{r['attempts']} {latency}{route}{extra}")
+    if run.error is not None:
+        lines.append(f"  error: {type(run.error).__name__}: {run.error}")
+    for t in run.tickets():
+        lines.append(f"  waiting for approval: ticket {t.ticket_id} at {t.step!r}: {t.reason}")
+    return "\n".join(lines)
+
+
+def run_html(run: Run, *, graph_svg: str | None = None) -> str:
+    status_color = {
+        "succeeded": "#15803d",
+        "failed": "#b91c1c",
+        "timed_out": "#b91c1c",
+        "waiting_approval": "#b45309",
+        "running": "#2563eb",
+    }.get(run.status, "#555")
+    cells = []
+    for r in step_rows(run.events):
+        latency = f"{r['latency_s'] * 1000:.1f} ms" if "latency_s" in r else ""
+        cells.append(
+            "<tr>"
+            + "".join(
+                f"<td>{html.escape(str(v))}</td>"
+                for v in (
+                    r["step"],
+                    r["visit"],
+                    r["status"],
+                    r["attempts"],
+                    latency,
+                    r.get("route") or "",
+                    r.get("error") or "",
+                )
+            )
+            + "</tr>"
+        )
+    error = ""
+    if run.error is not None:
+        error = f'<p style="color:#b91c1c">{html.escape(type(run.error).__name__)}: {html.escape(str(run.error))}</p>'
+    table = (
+        '<table class="wfkit-steps"><thead><tr><th>step</th><th>visit</th><th>status</th><th>attempts</th>'
+        "<th>latency</th><th>route</th><th>error / decision</th></tr></thead><tbody>"
+        + "".join(cells)
+        + "</tbody></table>"
+    )
+    return (
+        f'<div class="wfkit-run"><b>run {html.escape(run.run_id)}</b> of <code>{html.escape(run.workflow)}</code>: '
+        f'<span style="color:{status_color}">{html.escape(run.status)}</span>{error}{table}'
+        + (graph_svg or "")
+        + "</div>"
+    )
+
+
+def ticket_text(t: Ticket) -> str:
+    return (
+        f"ticket {t.ticket_id}: run {t.run_id} of {t.workflow!r}, step {t.step!r} (visit {t.visit}) - "
+        f"{t.status}{' by ' + str(t.decided_by) if t.decided_by else ''}\n  reason: {t.reason}\n"
+        f"  payload: {json.dumps(t.payload, default=str)[:300]}"
+    )

@@ -1,0 +1,74 @@
+"""``wfkit.pending()``: the open approval tickets of a workspace, decidable from a notebook.
+
+Tickets live in the workspace, so they are there after a kernel restart. Deciding one resumes its
+run when this kernel knows the workflow (define it again, by the same name) and otherwise leaves
+the decision recorded for ``wfkit resume`` or a later ``run.resume()``.
+"""
+
+from __future__ import annotations
+
+import html
+import os
+from collections.abc import Iterator
+from typing import Any
+
+from wfkit.engine._workflow import resume_decided
+from wfkit.model._approvals import Ticket
+from wfkit.notebook._display import ticket_text
+from wfkit.store._workspace import Workspace
+
+
+class Pending:
+    """Open tickets with a text form, an HTML table, and approval panels in a live notebook."""
+
+    def __init__(self, workspace: Workspace) -> None:
+        self.workspace = workspace
+        self.tickets: list[Ticket] = workspace.pending()
+
+    def __iter__(self) -> Iterator[Ticket]:
+        return iter(self.tickets)
+
+    def __len__(self) -> int:
+        return len(self.tickets)
+
+    def __getitem__(self, index: int) -> Ticket:
+        return self.tickets[index]
+
+    def __repr__(self) -> str:
+        if not self.tickets:
+            return f"no open approval tickets in {self.workspace.path}"
+        return "\n".join(ticket_text(t) for t in self.tickets)
+
+    def _repr_html_(self) -> str:
+        rows = "".join(
+            "<tr>"
+            + "".join(f"<td>{html.escape(str(v))}</td>" for v in (t.ticket_id, t.workflow, t.run_id, t.step, t.reason))
+            + "</tr>"
+            for t in self.tickets
+        )
+        return (
+            f"<b>{len(self.tickets)} open approval ticket(s)</b><table><tr><th>ticket</th><th>workflow</th>"
+            f"<th>run</th><th>step</th><th>reason</th></tr>{rows}</table>"
+        )
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
+        from wfkit.engine._mode import current_mode
+
+        if current_mode() != "interactive" or not self.tickets:
+            return {"text/plain": repr(self), "text/html": self._repr_html_()}
+        from wfkit.notebook._widgets import PendingView
+
+        view = PendingView(self.workspace, self.tickets, lambda t: resume_after_decision(self.workspace, t))
+        bundle: dict[str, Any] = dict(view._repr_mimebundle_() or {})
+        bundle["text/plain"] = repr(self)
+        return bundle
+
+
+def resume_after_decision(workspace: Workspace, ticket: Ticket) -> None:
+    """Continue the ticket's run if this process has its workflow; else the decision waits."""
+    resume_decided(workspace.path, ticket)
+
+
+def pending(workspace: str | os.PathLike[str] | None = None) -> Pending:
+    """Open approval tickets of a workspace (default ``$WFKIT_HOME`` or ``./.wfkit``)."""
+    return Pending(Workspace(workspace))

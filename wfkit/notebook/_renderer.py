@@ -1,0 +1,39 @@
+"""The renderer the engine's ``Run`` is handed: a live widget in an interactive notebook, HTML and
+text elsewhere. Kept apart from ``_display`` (pure text/HTML) so the widgets can build on that
+module while this one builds on the widgets, and apart from ``_widgets`` so that handing it in at
+``import wfkit`` does not import ipywidgets."""
+
+from __future__ import annotations
+
+import weakref
+from typing import TYPE_CHECKING, Any
+
+from wfkit.notebook._display import run_html, run_text, statuses
+
+if TYPE_CHECKING:
+    from wfkit.engine._run import Run
+
+
+# One live view per run handle, so redisplaying a run shows the same widget.
+_views: weakref.WeakKeyDictionary[Run, Any] = weakref.WeakKeyDictionary()
+
+
+def run_bundle(run: Run) -> dict[str, Any]:
+    """A run's MIME bundle: a live widget in an interactive notebook; HTML and text elsewhere
+    (papermill, a terminal). The engine is handed this function and never imports this layer."""
+    from wfkit.engine._mode import current_mode
+    from wfkit.model._graphview import to_svg
+
+    text = run_text(run)
+    if current_mode() == "interactive":
+        view = _views.get(run)
+        if view is None:
+            from wfkit.notebook._widgets import RunView
+
+            view = _views[run] = RunView(run)
+        bundle: dict[str, Any] = dict(view._repr_mimebundle_() or {})
+        bundle["text/plain"] = text
+        return bundle
+    graph = run.graph
+    svg = None if graph is None else to_svg(graph, statuses(run.events))
+    return {"text/plain": text, "text/html": run_html(run, graph_svg=svg)}

@@ -1,0 +1,200 @@
+"""Notebook widgets: a live view of a run, approval panels, and the workspace's open tickets.
+
+Widgets are views: they call only wfkit's public API (``Run.approve``, ``Workspace.decide``,
+``Workflow``'s resume), never the engine. A button callback may run on a kernel subshell thread
+(JupyterLab >= 4.4 sends widget messages over a subshell), so every decision is handed to the
+kernel's event loop with ``loop.call_soon_threadsafe``: the run continues as a task there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import html
+import json
+import os
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import ipywidgets as w
+
+from wfkit.model._approvals import Ticket
+from wfkit.model._errors import TicketError
+from wfkit.model._events import StepEvent
+from wfkit.notebook._display import run_html, statuses
+
+if TYPE_CHECKING:
+    from wfkit.engine._run import Run
+    from wfkit.store._workspace import Workspace
+
+__all__ = ["ApprovalPanel", "PendingView", "RunView"]
+
+Decide = Callable[[str, str, str], Any]
+
+
+def _reviewer() -> str:
+    try:
+        return os.environ.get("WFKIT_REVIEWER") or getpass.getuser()
+    except (KeyError, OSError):  # no user name in some containers
+        return ""
+
+
+def _loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
+class ApprovalPanel(w.VBox):  # type: ignore[misc]
+    """One ticket: reason, payload, reviewer, comment, Approve / Reject. A click decides once."""
+
+    def __init__(self, ticket: Ticket, decide: Decide) -> None:
+        self.ticket = ticket
+        self._decide = decide
+        self._loop = _loop()
+        self._busy = False
+        payload = html.escape(json.dumps(ticket.payload, indent=2, default=str))
+        header = w.HTML(
+            f"<b>Approval needed</b> at <code>{html.escape(ticket.step)}</code> "
+            f"(run {html.escape(ticket.run_id)}, ticket {html.escape(ticket.ticket_id)})<br>"
+            f"<i>{html.escape(ticket.reason)}</i><pre style='max-height:12em;overflow:auto'>{payload}</pre>"
+        )
+        self.reviewer = w.Text(value=_reviewer(), description="Reviewer", placeholder="your name")
+        self.comment = w.Textarea(description="Comment", placeholder="why (optional)")
+        self.approve_button = w.Button(description="Approve", button_style="success", icon="check")
+        self.reject_button = w.Button(description="Reject", button_style="danger", icon="times")
+        self.result = w.HTML()
+        self.approve_button.on_click(lambda _: self._clicked("approve"))
+        self.reject_button.on_click(lambda _: self._clicked("reject"))
+        super().__init__(
+            [header, self.reviewer, self.comment, w.HBox([self.approve_button, self.reject_button]), self.result]
+        )
+        if not ticket.is_open:
+            self._show(ticket)
+
+    def _clicked(self, decision: str) -> None:
+        if self._busy:
+            return  # a double click: the first one decides
+        by = self.reviewer.value.strip()
+        if not by:
+            self.result.value = "<span style='color:#b91c1c'>Enter the reviewer's name first.</span>"
+            return
+        self._busy = True
+        self.approve_button.disabled = self.reject_button.disabled = True
+        comment = self.comment.value
+        if self._loop is not None and self._loop.is_running():
+            self._loop.call_soon_threadsafe(self._apply, decision, by, comment)
+        else:
+            self._apply(decision, by, comment)
+
+    def _apply(self, decision: str, by: str, comment: str) -> None:
+        try:
+            outcome = self._decide(decision, by, comment)
+        except TicketError as exc:
+            self.result.value = f"<span style='color:#b91c1c'>{html.escape(str(exc))}</span>"
+            return
+        except Exception as exc:  # shown, not lost in a callback traceback
+            self.result.value = (
+                f"<span style='color:#b91c1c'>{html.escape(type(exc).__name__)}: {html.escape(str(exc))}</span>"
+            )
+            self._busy = False
+            self.approve_button.disabled = self.reject_button.disabled = False
+            return
+        if isinstance(outcome, Ticket):
+            self._show(outcome)
+        else:
+            self.result.value = f"<b>{'approved' if decision == 'approve' else 'rejected'}</b> by {html.escape(by)}"
+
+    def _show(self, ticket: Ticket) -> None:
+        self.approve_button.disabled = self.reject_button.disabled = True
+        self.reviewer.disabled = self.comment.disabled = True
+        comment = f": {html.escape(ticket.comment)}" if ticket.comment else ""
+        self.result.value = f"<b>{html.escape(ticket.status)}</b> by {html.escape(str(ticket.decided_by))}{comment}"
+
+
+class RunView(w.VBox):  # type: ignore[misc]
+    """A live view of one run: step table and graph update as events arrive; gates get panels."""
+
+    def __init__(self, run: Run) -> None:
+        self.run = run
+        self._loop = _loop()
+        self._scheduled = False
+        self.summary = w.HTML()
+        self.graph = w.HTML()
+        self.approvals = w.VBox()
+        self.state_button = w.ToggleButton(description="state", tooltip="show the run's current state")
+        self.state = w.HTML()
+        self.state_button.observe(lambda _: self._render_state(), "value")
+        self._panels: dict[str, ApprovalPanel] = {}
+        super().__init__([self.summary, self.approvals, self.graph, self.state_button, self.state])
+        run.subscribe(self._on_event)
+        self.refresh()
+
+    def _on_event(self, event: StepEvent | None) -> None:
+        # Coalesce bursts of events into one redraw per 50 ms.
+        if self._scheduled:
+            return
+        if self._loop is not None and self._loop.is_running():
+            self._scheduled = True
+            self._loop.call_soon_threadsafe(self._loop.call_later, 0.05, self.refresh)
+        else:
+            self.refresh()
+
+    def refresh(self) -> None:
+        self._scheduled = False
+        run = self.run
+        self.summary.value = run_html(run)
+        graph = run.graph
+        if graph is not None:
+            from wfkit.model._graphview import to_svg
+
+            self.graph.value = to_svg(graph, statuses(run.events))
+        for ticket in run.tickets():
+            if ticket.ticket_id not in self._panels:
+                panel = ApprovalPanel(ticket, self._decider(ticket))
+                self._panels[ticket.ticket_id] = panel
+                self.approvals.children = (*self.approvals.children, panel)
+        self._render_state()
+
+    def _decider(self, ticket: Ticket) -> Decide:
+        def decide(decision: str, by: str, comment: str) -> Ticket:
+            if decision == "approve":
+                self.run.approve(by=by, comment=comment, step=ticket.step)
+            else:
+                self.run.reject(by=by, comment=comment, step=ticket.step)
+            return _stored_ticket(self.run, ticket.ticket_id)
+
+        return decide
+
+    def _render_state(self) -> None:
+        if self.state_button.value:
+            text = json.dumps(self.run.state, indent=2, default=str)
+            self.state.value = f"<pre style='max-height:20em;overflow:auto'>{html.escape(text)}</pre>"
+        else:
+            self.state.value = ""
+
+
+def _stored_ticket(run: Run, ticket_id: str) -> Ticket:
+    """The ticket as stored now (decided), for the panel to show and lock."""
+    return next(t for t in run.tickets(status=None) if t.ticket_id == ticket_id)
+
+
+class PendingView(w.VBox):  # type: ignore[misc]
+    """Every open ticket of a workspace, each with its panel (also after a kernel restart)."""
+
+    def __init__(self, workspace: Workspace, tickets: list[Ticket], resume: Callable[[Ticket], None]) -> None:
+        self.workspace = workspace
+        self._resume = resume
+        panels = [ApprovalPanel(t, self._decider(t)) for t in tickets]
+        header = w.HTML(f"<b>{len(tickets)} open approval ticket(s)</b> in {html.escape(str(workspace.path))}")
+        super().__init__([header, *panels])
+
+    def _decider(self, ticket: Ticket) -> Decide:
+        def decide(decision: str, by: str, comment: str) -> Ticket:
+            decided, changed = self.workspace.decide(ticket.ticket_id, decision, by=by, comment=comment)  # type: ignore[arg-type]
+            if changed:
+                self._resume(decided)
+            return decided
+
+        return decide

@@ -1,0 +1,527 @@
+"""The run store: one SQLite file per workspace, in WAL mode, holding runs, the journal
+of attempts (which doubles as the checkpoint log), intents of irreversible steps, and approval tickets.
+
+Why these choices:
+- WAL, ``BEGIN IMMEDIATE`` and a busy timeout let many processes write one workspace without
+  "database is locked": writers queue for the lock instead of failing at commit.
+- A checkpoint stores the *updates* a step returned (JSON), not the whole state: cost stays
+  proportional to what changed, and resume rebuilds the state by replaying them in order.
+- JSON, never pickle: a store may come from someone else's machine, and unpickling runs code.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from wfkit.model._errors import LeaseError, StoreCorruptError
+from wfkit.model._events import FIELDS, StepEvent
+from wfkit.model._processors import redact_values, secret_values
+from wfkit.store._journal import JOURNAL_INSERT, event_from_row, event_row
+from wfkit.store._tickets import TicketStore
+
+SCHEMA_VERSION = 1
+_FIX = "it is damaged or truncated. Move it aside (or restore a backup) and wfkit will create a new one"
+_MAGIC = b"SQLite format 3\x00"
+LEASE_TTL = 60.0
+_HOST = socket.gethostname()
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS runs (
+    run_id TEXT PRIMARY KEY,
+    workflow TEXT NOT NULL,
+    workflow_version TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    definition TEXT NOT NULL,
+    workflow_ref TEXT,
+    status TEXT NOT NULL,
+    inputs TEXT NOT NULL,
+    state TEXT,
+    error_type TEXT,
+    error TEXT,
+    seed INTEGER,
+    timeout REAL,
+    elapsed REAL NOT NULL DEFAULT 0,
+    count_waiting INTEGER NOT NULL DEFAULT 0,
+    parameters_hash TEXT,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL,
+    ended_at REAL,
+    lease_owner TEXT,
+    lease_host TEXT,
+    lease_pid INTEGER,
+    lease_expires REAL,
+    exported_seq INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS runs_by_created ON runs (created_at);
+CREATE TABLE IF NOT EXISTS intents (
+    run_id TEXT NOT NULL,
+    step TEXT NOT NULL,
+    visit INTEGER NOT NULL,
+    key TEXT NOT NULL,
+    status TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    resolved_by TEXT,
+    PRIMARY KEY (run_id, step, visit)
+);
+CREATE TABLE IF NOT EXISTS tickets (
+    ticket_id TEXT PRIMARY KEY,
+    run_id TEXT NOT NULL,
+    workflow TEXT NOT NULL,
+    step TEXT NOT NULL,
+    visit INTEGER NOT NULL,
+    reason TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    status TEXT NOT NULL,
+    decided_by TEXT,
+    comment TEXT,
+    created_at REAL NOT NULL,
+    decided_at REAL,
+    UNIQUE (run_id, step, visit)
+);
+CREATE INDEX IF NOT EXISTS tickets_open ON tickets (status);
+CREATE TABLE IF NOT EXISTS journal (
+    run_id TEXT NOT NULL, seq INTEGER NOT NULL, workflow TEXT NOT NULL, workflow_version TEXT NOT NULL,
+    step TEXT NOT NULL, visit INTEGER NOT NULL, attempt INTEGER NOT NULL, status TEXT NOT NULL,
+    error_kind TEXT, error_type TEXT, error_message TEXT,
+    started_at REAL NOT NULL, ended_at REAL NOT NULL, latency_s REAL NOT NULL, queue_s REAL NOT NULL,
+    retry_delay_s REAL, route_taken TEXT, tools TEXT, model TEXT, tokens_in INTEGER,
+    tokens_out INTEGER, cost_usd REAL, approver TEXT, decision_comment TEXT, parameters_hash TEXT,
+    host TEXT, extra TEXT,
+    outcome TEXT, updates TEXT, failure TEXT,
+    PRIMARY KEY (run_id, seq)
+) WITHOUT ROWID
+"""
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class Store(TicketStore):
+    """Low-level access to one workspace's SQLite file. One connection per thread."""
+
+    def __init__(self, path: Path, *, synchronous: str = "full") -> None:
+        if synchronous.lower() not in ("full", "normal"):
+            raise ValueError(f"synchronous must be 'full' or 'normal', got {synchronous!r}")
+        self.path = path
+        self.synchronous = synchronous.upper()
+        self._local = threading.local()
+        self._conns: list[tuple[threading.Thread, sqlite3.Connection]] = []
+        self._conns_lock = threading.Lock()
+        self.owner = f"{_HOST}:{os.getpid()}:{id(self):x}"
+        self._check_file()
+        self._connect()
+
+    # ---- connection --------------------------------------------------------------------------
+
+    def _check_file(self) -> None:
+        if not self.path.exists():
+            self._create_file()
+            return
+        with self.path.open("rb") as fh:
+            head = fh.read(16)
+        if head != _MAGIC:
+            what = "empty (truncated to 0 bytes)" if not head else "not an SQLite database"
+            raise StoreCorruptError(
+                f"the run store {self.path} is {what}; wfkit will not read it as an empty store: {_FIX}"
+            )
+
+    def _create_file(self) -> None:
+        """Build the schema in a private file, then link it into place: other processes never see
+        a half-made store (a 0-byte file is how a truncated store looks)."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+        conn = sqlite3.connect(tmp, isolation_level=None)
+        try:
+            conn.execute("PRAGMA journal_mode = WAL")
+            with _transaction(conn):
+                for statement in _SCHEMA.split(";"):
+                    if statement.strip():
+                        conn.execute(statement)
+                conn.execute("INSERT INTO meta (key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+        finally:
+            conn.close()
+        try:
+            os.link(tmp, self.path)
+        except FileExistsError:
+            pass  # another process made it first: theirs is as good as ours
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def _connect(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is not None:
+            return conn
+        # Each thread gets its own connection; check_same_thread is off only so that close() can
+        # close those of threads that have ended (an export timer's, say).
+        conn = sqlite3.connect(self.path, timeout=60.0, isolation_level=None, check_same_thread=False)
+        try:
+            conn.execute("PRAGMA busy_timeout = 60000")
+            # Check it is ours before changing anything in it (WAL mode persists in the file).
+            version = self._schema_version(conn)
+            if version is None:
+                raise StoreCorruptError(f"the run store {self.path} holds no tables; {_FIX}")
+            if version > SCHEMA_VERSION:
+                raise StoreCorruptError(
+                    f"the run store {self.path} has schema version {version}, newer than this "
+                    f"wfkit understands ({SCHEMA_VERSION}); upgrade wfkit"
+                )
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute(f"PRAGMA synchronous = {self.synchronous}")
+        except sqlite3.DatabaseError as exc:
+            conn.close()
+            if isinstance(exc, sqlite3.OperationalError):
+                raise
+            raise StoreCorruptError(f"the run store {self.path} cannot be read ({exc}); {_FIX}") from exc
+        except BaseException:
+            conn.close()  # never keep a refused file open (it could not be moved aside on Windows)
+            raise
+        self._local.conn = conn
+        with self._conns_lock:
+            self._conns.append((threading.current_thread(), conn))
+        return conn
+
+    def _schema_version(self, conn: sqlite3.Connection) -> int | None:
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        if not tables:
+            return None
+        if "meta" not in tables or "runs" not in tables:
+            raise StoreCorruptError(
+                f"{self.path} is an SQLite file but not a wfkit run store (tables: "
+                f"{', '.join(sorted(tables))}); point WFKIT_HOME at another folder"
+            )
+        row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        try:
+            return int(row[0])
+        except (TypeError, ValueError):
+            raise StoreCorruptError(
+                f"the run store {self.path} has no schema version or an invalid one ({row!r}); {_FIX}"
+            ) from None
+
+    @property
+    def conn(self) -> sqlite3.Connection:
+        return self._connect()
+
+    @contextmanager
+    def write(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction that takes the lock up front (``BEGIN IMMEDIATE``)."""
+        conn = self.conn
+        try:
+            with _transaction(conn):
+                yield conn
+        except sqlite3.DatabaseError as exc:
+            if isinstance(exc, sqlite3.OperationalError):
+                raise
+            raise StoreCorruptError(f"the run store {self.path} is damaged: {exc}; {_FIX}") from exc
+
+    def read(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row | tuple[Any, ...]]:
+        try:
+            return list(self.conn.execute(sql, params))
+        except sqlite3.DatabaseError as exc:
+            if isinstance(exc, sqlite3.OperationalError) and "no such" not in str(exc):
+                raise
+            raise StoreCorruptError(f"the run store {self.path} is damaged: {exc}; {_FIX}") from exc
+
+    # ---- the step-log export ledger: which journal rows parquet already holds ----------------
+
+    def unexported_rows(self, run_id: str, columns: Sequence[str]) -> list[tuple[Any, ...]]:
+        """The run's journal rows that parquet does not hold yet, in order: ``columns`` then the
+        workflow name. Empty for an unknown run."""
+        unknown = set(columns) - {*FIELDS, "seq"}  # names are checked: they go into the SQL text
+        if unknown:
+            raise ValueError(f"the journal has no step-log column(s) {sorted(unknown)}")
+        sql = (
+            f"SELECT {', '.join(columns)}, workflow FROM journal "
+            "WHERE run_id = ? AND seq > (SELECT exported_seq FROM runs WHERE run_id = ?) ORDER BY seq"
+        )
+        return [tuple(r) for r in self.read(sql, (run_id, run_id))]
+
+    def mark_exported(self, run_id: str, last_seq: int) -> None:
+        """Record that parquet holds the run's journal rows up to ``last_seq`` (never moves back)."""
+        with self.write() as conn:
+            conn.execute("UPDATE runs SET exported_seq = MAX(exported_seq, ?) WHERE run_id = ?", (last_seq, run_id))
+
+    def runs_with_unexported_rows(self) -> list[tuple[str, bool]]:
+        """Each run whose journal holds rows parquet lacks, and whether a live process executes it
+        now (its lease is valid and, on this host, its process is alive)."""
+        rows = self.read(
+            "SELECT r.run_id, r.lease_owner, r.lease_host, r.lease_pid, r.lease_expires FROM runs r WHERE EXISTS "
+            "(SELECT 1 FROM journal j WHERE j.run_id = r.run_id AND j.seq > r.exported_seq)"
+        )
+        now = time.time()
+        out = []
+        for run_id, owner, host, pid, expires in rows:
+            executing = (
+                owner is not None and (expires or 0) > now and not (host == _HOST and pid and not _pid_alive(pid))
+            )
+            out.append((run_id, bool(executing)))
+        return out
+
+    def close(self) -> None:
+        """Close this thread's connection and those of threads that have ended. A live thread's
+        connection is left to it: closing it under a running transaction would crash SQLite."""
+        me = threading.current_thread()
+        with self._conns_lock:
+            closing = [(t, c) for t, c in self._conns if t is me or not t.is_alive()]
+            self._conns = [(t, c) for t, c in self._conns if not (t is me or not t.is_alive())]
+        for _, conn in closing:
+            conn.close()
+        self._local.conn = None
+
+    # ---- runs and leases -----------------------------------------------------------------------
+
+    def create_run(self, row: Mapping[str, Any]) -> None:
+        now = time.time()
+        values = {
+            **row,
+            "created_at": now,
+            "updated_at": now,
+            "status": "running",
+            "lease_owner": self.owner,
+            "lease_host": _HOST,
+            "lease_pid": os.getpid(),
+            "lease_expires": now + LEASE_TTL,
+        }
+        cols = ", ".join(values)
+        marks = ", ".join("?" for _ in values)
+        with self.write() as conn:
+            try:
+                conn.execute(f"INSERT INTO runs ({cols}) VALUES ({marks})", tuple(values.values()))
+            except sqlite3.IntegrityError as exc:
+                raise ValueError(
+                    f"a run with id {row['run_id']!r} already exists in {self.path}; pass another "
+                    f"run_id, or resume that run"
+                ) from exc
+
+    def acquire(self, run_id: str) -> dict[str, Any]:
+        """Take the run's lease for this process; refuse if a live process holds it."""
+        now = time.time()
+        with self.write() as conn:
+            row = conn.execute("SELECT * FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+            if row is None:
+                raise KeyError(f"no run {run_id!r} in {self.path}; `wfkit runs` lists the runs there")
+            columns = [d[0] for d in conn.execute("SELECT * FROM runs LIMIT 0").description]
+            run = dict(zip(columns, row, strict=True))
+            owner, host, pid = run["lease_owner"], run["lease_host"], run["lease_pid"]
+            expires = run["lease_expires"]
+            if owner is not None and owner != self.owner and expires is not None and expires > now:
+                stale = host == _HOST and pid is not None and not _pid_alive(pid)
+                if not stale:
+                    raise LeaseError(
+                        f"run {run_id} is being executed by process {pid} on {host} (lease until "
+                        f"{time.strftime('%H:%M:%S', time.localtime(expires))}); only one process "
+                        f"may execute a run: wait for it to finish, or stop that process",
+                        run_id=run_id,
+                    )
+            conn.execute(
+                "UPDATE runs SET lease_owner=?, lease_host=?, lease_pid=?, lease_expires=? WHERE run_id=?",
+                (self.owner, _HOST, os.getpid(), now + LEASE_TTL, run_id),
+            )
+        return run
+
+    def mark_running(self, run_id: str) -> None:
+        with self.write() as conn:
+            conn.execute("UPDATE runs SET status='running', updated_at=? WHERE run_id=?", (time.time(), run_id))
+
+    def release(self, run_id: str) -> None:
+        with self.write() as conn:
+            conn.execute(
+                "UPDATE runs SET lease_owner=NULL, lease_host=NULL, lease_pid=NULL, lease_expires=NULL "
+                "WHERE run_id=? AND lease_owner=?",
+                (run_id, self.owner),
+            )
+
+    def finish(
+        self,
+        run_id: str,
+        *,
+        status: str,
+        state: Mapping[str, Any],
+        error: BaseException | None,
+        elapsed: float,
+        ended: bool,
+    ) -> None:
+        """Record where a run stopped (ended, halted or failed) and release its lease."""
+        now = time.time()
+        secrets = secret_values()
+        try:
+            state_json: str | None = redact_values(json.dumps(state, default=repr), secrets)
+        except ValueError:
+            state_json = None
+        error_text = None if error is None else redact_values(str(error), secrets)
+        with self.write() as conn:
+            conn.execute(
+                "UPDATE runs SET status=?, state=?, error_type=?, error=?, elapsed=?, updated_at=?, "
+                "ended_at=?, lease_owner=NULL, lease_host=NULL, lease_pid=NULL, lease_expires=NULL "
+                "WHERE run_id=? AND (lease_owner IS NULL OR lease_owner=?)",
+                (
+                    status,
+                    state_json,
+                    None if error is None else type(error).__name__,
+                    error_text,
+                    elapsed,
+                    now,
+                    now if ended else None,
+                    run_id,
+                    self.owner,
+                ),
+            )
+
+    # ---- checkpoints and journal ---------------------------------------------------------------
+
+    def checkpoint(
+        self,
+        event: StepEvent,
+        outcome: str,
+        updates: str | None,
+        failure: str | None,
+        *,
+        lease_due: bool,
+        intent_status: str | None = None,
+    ) -> None:
+        """One transaction per settled step: its final event carrying the outcome and updates."""
+        with self.write() as conn:
+            conn.execute(JOURNAL_INSERT, event_row(event, outcome, updates, failure))
+            if intent_status is not None:  # only irreversible steps have intents
+                conn.execute(
+                    "UPDATE intents SET status=? WHERE run_id=? AND step=? AND visit=? AND status='pending'",
+                    (intent_status, event.run_id, event.step, event.visit),
+                )
+            if lease_due:
+                now = time.time()
+                conn.execute(
+                    "UPDATE runs SET lease_expires=?, updated_at=? WHERE run_id=?",
+                    (now + LEASE_TTL, now, event.run_id),
+                )
+
+    def journal(self, events: Sequence[StepEvent]) -> None:
+        with self.write() as conn:
+            conn.executemany(JOURNAL_INSERT, [event_row(e) for e in events])
+
+    def checkpoints(self, run_id: str) -> list[tuple[Any, ...]]:
+        return [
+            tuple(r)
+            for r in self.read(
+                "SELECT seq, step, visit, outcome, updates, route_taken, failure FROM journal "
+                "WHERE run_id=? AND outcome IS NOT NULL ORDER BY seq",
+                (run_id,),
+            )
+        ]
+
+    def events(self, run_id: str | None = None) -> list[StepEvent]:
+        sql = f"SELECT {', '.join(FIELDS)} FROM journal"
+        if run_id is None:
+            rows = self.read(sql + " ORDER BY started_at, run_id, seq")
+        else:
+            rows = self.read(sql + " WHERE run_id=? ORDER BY seq", (run_id,))
+        return [event_from_row(r) for r in rows]
+
+    def attempts_so_far(self, run_id: str) -> dict[tuple[str, int], int]:
+        rows = self.read("SELECT step, visit, MAX(attempt) FROM journal WHERE run_id=? GROUP BY step, visit", (run_id,))
+        return {(r[0], r[1]): r[2] for r in rows}
+
+    # ---- intents --------------------------------------------------------------------------------
+
+    def intent(self, run_id: str, step: str, visit: int, key: str) -> None:
+        with self.write() as conn:
+            conn.execute(
+                "INSERT INTO intents (run_id, step, visit, key, status, created_at) "
+                "VALUES (?, ?, ?, ?, 'pending', ?) ON CONFLICT (run_id, step, visit) "
+                "DO UPDATE SET status='pending'",
+                (run_id, step, visit, key, time.time()),
+            )
+
+    def intent_status(self, run_id: str, step: str, visit: int) -> str | None:
+        rows = self.read("SELECT status FROM intents WHERE run_id=? AND step=? AND visit=?", (run_id, step, visit))
+        return rows[0][0] if rows else None
+
+    def intents(self, run_id: str) -> list[dict[str, Any]]:
+        rows = self.read(
+            "SELECT step, visit, key, status, created_at, resolved_by FROM intents WHERE run_id=? ORDER BY created_at",
+            (run_id,),
+        )
+        keys = ("step", "visit", "key", "status", "created_at", "resolved_by")
+        return [dict(zip(keys, r, strict=True)) for r in rows]
+
+    def settle_intent(self, event: StepEvent, updates: str | None, *, status: str, by: str) -> None:
+        """A person's verdict on an interrupted irreversible step; with updates it counts as done."""
+        with self.write() as conn:
+            conn.execute(JOURNAL_INSERT, event_row(event, None if updates is None else "ok", updates))
+            conn.execute(
+                "UPDATE intents SET status=?, resolved_by=? WHERE run_id=? AND step=? AND visit=?",
+                (status, by, event.run_id, event.step, event.visit),
+            )
+
+    def intent_end(self, run_id: str, step: str, visit: int, status: str, by: str | None = None) -> None:
+        with self.write() as conn:
+            conn.execute(
+                "UPDATE intents SET status=?, resolved_by=? WHERE run_id=? AND step=? AND visit=?",
+                (status, by, run_id, step, visit),
+            )
+
+    # ---- runs, read side ----------------------------------------------------------------------
+
+    def run_row(self, run_id: str) -> dict[str, Any]:
+        conn = self.conn
+        try:
+            cur = conn.execute("SELECT * FROM runs WHERE run_id=?", (run_id,))
+            row = cur.fetchone()
+        except sqlite3.DatabaseError as exc:
+            raise StoreCorruptError(f"the run store {self.path} is damaged: {exc}; {_FIX}") from exc
+        if row is None:
+            raise KeyError(f"no run {run_id!r} in {self.path}; `wfkit runs` lists the runs there")
+        return dict(zip([d[0] for d in cur.description], row, strict=True))
+
+    def run_rows(self, *, limit: int | None = None, status: str | None = None) -> list[dict[str, Any]]:
+        sql = (
+            "SELECT r.run_id, r.workflow, r.status, r.created_at, r.updated_at, r.ended_at, "
+            "(SELECT COUNT(*) FROM journal j WHERE j.run_id = r.run_id AND j.outcome = 'ok'), "
+            "r.error_type, r.error FROM runs r"
+        )
+        params: list[Any] = []
+        if status is not None:
+            sql += " WHERE r.status = ?"
+            params.append(status)
+        sql += " ORDER BY r.created_at DESC"
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(limit)
+        keys = (
+            "run_id",
+            "workflow",
+            "status",
+            "started",
+            "updated",
+            "ended",
+            "steps_done",
+            "error_type",
+            "error",
+        )
+        return [dict(zip(keys, r, strict=True)) for r in self.read(sql, params)]
+
+
+@contextmanager
+def _transaction(conn: sqlite3.Connection) -> Iterator[None]:
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")

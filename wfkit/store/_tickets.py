@@ -1,0 +1,134 @@
+"""Approval tickets in the run store: opened once per step visit, decided once, listed."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sqlite3
+import time
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
+from pathlib import Path
+from typing import Any
+
+from wfkit.model._approvals import Ticket
+from wfkit.model._errors import TicketError
+from wfkit.model._events import StepEvent
+from wfkit.store._journal import JOURNAL_INSERT, event_row
+
+
+class TicketStore:
+    """The ticket half of :class:`wfkit.store._store.Store` (mixed into it, which provides the rest)."""
+
+    path: Path
+    write: Callable[[], AbstractContextManager[sqlite3.Connection]]
+    read: Callable[..., list[Any]]
+
+    def mark_rejection_routed(self, run_id: str, step: str, visit: int, route: str) -> None:
+        """The reviewer's "rejected" row becomes the checkpoint that routes to ``on_reject``."""
+        with self.write() as conn:
+            conn.execute(
+                "UPDATE journal SET outcome='rejected', route_taken=? "
+                "WHERE run_id=? AND step=? AND visit=? AND status='rejected'",
+                (route, run_id, step, visit),
+            )
+
+    # ---- tickets --------------------------------------------------------------------------------
+
+    _TICKET_COLS = (
+        "ticket_id, run_id, workflow, step, visit, reason, payload, status, decided_by, comment, created_at, decided_at"
+    )
+
+    @staticmethod
+    def _ticket(row: Sequence[Any]) -> Ticket:
+        values = list(row)
+        values[6] = json.loads(values[6])
+        return Ticket(*values)
+
+    def create_ticket(self, ticket: Ticket, event: StepEvent) -> Ticket:
+        """Persist a new ticket (or return the one that exists for this step visit)."""
+        with self.write() as conn:
+            row = conn.execute(
+                f"SELECT {self._TICKET_COLS} FROM tickets WHERE run_id=? AND step=? AND visit=?",
+                (ticket.run_id, ticket.step, ticket.visit),
+            ).fetchone()
+            if row is not None:
+                return self._ticket(row)
+            conn.execute(
+                f"INSERT INTO tickets ({self._TICKET_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    ticket.ticket_id,
+                    ticket.run_id,
+                    ticket.workflow,
+                    ticket.step,
+                    ticket.visit,
+                    ticket.reason,
+                    json.dumps(ticket.payload, default=repr),
+                    ticket.status,
+                    ticket.decided_by,
+                    ticket.comment,
+                    ticket.created_at,
+                    ticket.decided_at,
+                ),
+            )
+            conn.execute(JOURNAL_INSERT, event_row(event))
+        return ticket
+
+    def ticket(self, ticket_id: str) -> Ticket:
+        rows = self.read(f"SELECT {self._TICKET_COLS} FROM tickets WHERE ticket_id=?", (ticket_id,))
+        if not rows:
+            raise TicketError(f"no approval ticket {ticket_id!r} in {self.path}; `wfkit pending` lists the open ones")
+        return self._ticket(rows[0])
+
+    def ticket_for(self, run_id: str, step: str, visit: int) -> Ticket | None:
+        rows = self.read(
+            f"SELECT {self._TICKET_COLS} FROM tickets WHERE run_id=? AND step=? AND visit=?",
+            (run_id, step, visit),
+        )
+        return self._ticket(rows[0]) if rows else None
+
+    def tickets(self, *, status: str | None = "open", run_id: str | None = None) -> list[Ticket]:
+        sql = f"SELECT {self._TICKET_COLS} FROM tickets WHERE 1=1"
+        params: list[Any] = []
+        if status is not None:
+            sql += " AND status=?"
+            params.append(status)
+        if run_id is not None:
+            sql += " AND run_id=?"
+            params.append(run_id)
+        return [self._ticket(r) for r in self.read(sql + " ORDER BY created_at", params)]
+
+    def decide(
+        self, ticket_id: str, decision: str, by: str, comment: str, event: Callable[[Ticket], StepEvent]
+    ) -> tuple[Ticket, bool]:
+        """Apply a decision once. Returns the ticket and whether this call changed it.
+
+        The same decision again is a no-op (False); a different one on a closed ticket is refused.
+        """
+        if decision not in ("approve", "reject"):
+            raise TicketError(f"a decision is 'approve' or 'reject', got {decision!r}")
+        if not by or not str(by).strip():
+            raise TicketError("a decision needs the reviewer's name (by=...)")
+        status = "approved" if decision == "approve" else "rejected"
+        with self.write() as conn:
+            row = conn.execute(f"SELECT {self._TICKET_COLS} FROM tickets WHERE ticket_id=?", (ticket_id,)).fetchone()
+            if row is None:
+                raise TicketError(
+                    f"no approval ticket {ticket_id!r} in {self.path}; `wfkit pending` lists the open ones"
+                )
+            ticket = self._ticket(row)
+            if ticket.status == status:
+                return ticket, False
+            if ticket.status != "open":
+                raise TicketError(
+                    f"ticket {ticket_id} was already {ticket.status} by {ticket.decided_by}; a decision "
+                    f"is applied once and cannot be reversed (start a new run to decide again)"
+                )
+            now = time.time()
+            conn.execute(
+                "UPDATE tickets SET status=?, decided_by=?, comment=?, decided_at=? WHERE ticket_id=?",
+                (status, by, comment, now, ticket_id),
+            )
+            decided = dataclasses.replace(ticket, status=status, decided_by=by, comment=comment, decided_at=now)
+            conn.execute(JOURNAL_INSERT, event_row(event(decided)))
+        return decided, True

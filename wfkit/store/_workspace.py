@@ -1,0 +1,219 @@
+"""The workspace: the folder where runs live (``./.wfkit/`` unless ``WFKIT_HOME`` or an argument
+says otherwise), and what a person does with it from Python or the CLI: list runs, decide
+tickets, reconcile irreversible steps."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import threading
+import time
+from pathlib import Path
+from typing import Any, Literal
+
+from wfkit.model._approvals import Ticket
+from wfkit.model._errors import TicketError
+from wfkit.model._events import StepEvent
+from wfkit.model._processors import DEFAULT_PROCESSORS
+from wfkit.store._journal import encode_updates
+from wfkit.store._store import Store
+
+DB_NAME = "wfkit.db"
+_stores: dict[tuple[Path, str], Store] = {}
+_lock = threading.Lock()
+
+
+def workspace_path(path: str | os.PathLike[str] | None = None) -> Path:
+    """The workspace folder: ``path``, else ``$WFKIT_HOME``, else ``./.wfkit``."""
+    chosen = path if path is not None else os.environ.get("WFKIT_HOME") or ".wfkit"
+    return Path(chosen).expanduser().absolute()
+
+
+def open_store(path: str | os.PathLike[str] | None = None, *, synchronous: str | None = None) -> Store:
+    """The (shared, per process) store of a workspace. ``synchronous`` is SQLite's durability
+    level: "full" (default; survives power loss) or "normal" (faster; survives a crashed process),
+    also set by ``$WFKIT_SYNCHRONOUS``."""
+    folder = workspace_path(path)
+    synchronous = synchronous or os.environ.get("WFKIT_SYNCHRONOUS") or "full"
+    key = (folder, synchronous.lower())
+    with _lock:
+        store = _stores.get(key)
+        if store is None:
+            store = Store(folder / DB_NAME, synchronous=synchronous)
+            _stores[key] = store
+        return store
+
+
+def decision_event(ticket: Ticket, workflow_version: str, parameters_hash: str | None = None) -> StepEvent:
+    """The step-log row that records a reviewer's decision (made where this process runs)."""
+    at = ticket.decided_at or time.time()
+    event = StepEvent(
+        run_id=ticket.run_id,
+        workflow=ticket.workflow,
+        workflow_version=workflow_version,
+        step=ticket.step,
+        visit=ticket.visit,
+        attempt=0,
+        status=ticket.status,
+        started_at=at,
+        ended_at=at,
+        latency_s=0.0,
+        queue_s=0.0,
+        approver=ticket.decided_by,
+        decision_comment=ticket.comment,
+        parameters_hash=parameters_hash,
+        host=socket.gethostname(),
+        extra={"ticket": ticket.ticket_id},
+    )
+    for processor in DEFAULT_PROCESSORS:  # a comment may carry a secret: redact it like any event
+        event = processor(event)
+    return event
+
+
+class Workspace:
+    """A folder of runs. ``Workspace()`` opens ``$WFKIT_HOME`` or ``./.wfkit``."""
+
+    def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
+        self.path = workspace_path(path)
+        self.store = open_store(self.path)
+
+    def __repr__(self) -> str:
+        return f"<Workspace {self.path}>"
+
+    # ---- runs ----------------------------------------------------------------------------------
+
+    def runs(self, *, status: str | None = None, limit: int | None = None) -> list[dict[str, Any]]:
+        """Runs, newest first: id, workflow, status, started, steps done, error."""
+        return self.store.run_rows(status=status, limit=limit)
+
+    def run_info(self, run_id: str) -> dict[str, Any]:
+        """One run: its row, checkpoints, intents, tickets and events."""
+        row = self.store.run_row(run_id)
+        info = {k: v for k, v in row.items() if not k.startswith("lease_") and k != "definition"}
+        for key in ("inputs", "state"):
+            if info.get(key) is not None:
+                info[key] = json.loads(info[key])
+        info["steps"] = [
+            {"seq": seq, "step": step, "visit": visit, "outcome": outcome, "route": route}
+            for seq, step, visit, outcome, _updates, route, _failure in self.store.checkpoints(run_id)
+        ]
+        info["intents"] = self.store.intents(run_id)
+        info["tickets"] = [t.ticket_id for t in self.store.tickets(status=None, run_id=run_id)]
+        info["lease"] = (
+            None
+            if row["lease_owner"] is None
+            else {
+                "host": row["lease_host"],
+                "pid": row["lease_pid"],
+                "until": row["lease_expires"],
+            }
+        )
+        return info
+
+    def events(self, run_id: str | None = None) -> list[StepEvent]:
+        """The journal: one event per attempt, in the order they were committed."""
+        return self.store.events(run_id)
+
+    # ---- approvals -----------------------------------------------------------------------------
+
+    def pending(self) -> list[Ticket]:
+        """Open approval tickets, oldest first."""
+        return self.store.tickets(status="open")
+
+    def ticket(self, ticket_id: str) -> Ticket:
+        return self.store.ticket(ticket_id)
+
+    def decide(
+        self, ticket_id: str, decision: Literal["approve", "reject"], *, by: str, comment: str = ""
+    ) -> tuple[Ticket, bool]:
+        """Apply a decision once; returns the ticket and whether this call changed it."""
+        row = self.store.run_row(self.store.ticket(ticket_id).run_id)
+        return self.store.decide(
+            ticket_id,
+            decision,
+            by,
+            comment,
+            lambda t: decision_event(t, row["workflow_version"], row["parameters_hash"]),
+        )
+
+    def approve(self, ticket_id: str, *, by: str, comment: str = "") -> Ticket:
+        """Approve a ticket. The same decision twice is a no-op; a conflicting one raises."""
+        return self.decide(ticket_id, "approve", by=by, comment=comment)[0]
+
+    def reject(self, ticket_id: str, *, by: str, comment: str = "") -> Ticket:
+        """Reject a ticket. The same decision twice is a no-op; a conflicting one raises."""
+        return self.decide(ticket_id, "reject", by=by, comment=comment)[0]
+
+    def export_decisions(self, path: str | os.PathLike[str], *, run_ids: list[str] | None = None) -> int:
+        """Write decided tickets as JSONL for headless replay (``policy=DecisionsFile(path)``)."""
+        count = 0
+        with Path(path).open("w") as fh:
+            for t in self.store.tickets(status=None):
+                if t.is_open or (run_ids is not None and t.run_id not in run_ids):
+                    continue
+                decision = "approve" if t.status == "approved" else "reject"
+                fh.write(
+                    json.dumps(
+                        {
+                            "workflow": t.workflow,
+                            "step": t.step,
+                            "visit": t.visit,
+                            "decision": decision,
+                            "by": t.decided_by,
+                            "comment": t.comment,
+                        }
+                    )
+                    + "\n"
+                )
+                count += 1
+        return count
+
+    # ---- irreversible steps ---------------------------------------------------------------------
+
+    def reconcile(
+        self,
+        run_id: str,
+        step: str,
+        *,
+        action: Literal["done", "retry"],
+        by: str,
+        updates: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Settle an irreversible step whose process died between intent and result.
+
+        ``done``: a person checked that the side effect happened; the step counts as completed
+        with ``updates`` as its result. ``retry``: it did not happen; resume runs it again.
+        """
+        if action not in ("done", "retry"):
+            raise ValueError(f"action is 'done' or 'retry', got {action!r}")
+        if not by or not by.strip():
+            raise ValueError("reconciling needs the name of the person who checked (by=...)")
+        pending = [i for i in self.store.intents(run_id) if i["step"] == step and i["status"] == "pending"]
+        if not pending:
+            raise TicketError(
+                f"run {run_id} has no irreversible step {step!r} waiting for reconciliation; "
+                f"`wfkit show {run_id}` lists its intents"
+            )
+        intent = pending[-1]
+        status = "reconciled_done" if action == "done" else "retry"
+        row = self.store.run_row(run_id)
+        now = time.time()
+        event = StepEvent(
+            run_id=run_id,
+            workflow=row["workflow"],
+            workflow_version=row["workflow_version"],
+            step=step,
+            visit=intent["visit"],
+            attempt=0,
+            status="ok" if action == "done" else "skipped",
+            started_at=now,
+            ended_at=now,
+            latency_s=0.0,
+            queue_s=0.0,
+            extra={"reconciled": action, "by": by},
+        )
+        # "done": the step counts as completed, with these updates, when the run resumes.
+        encoded = encode_updates(step, updates or {}) if action == "done" else None
+        self.store.settle_intent(event, encoded, status=status, by=by)
+        return {**intent, "status": "reconciled_done" if action == "done" else "retry", "resolved_by": by}
