@@ -159,6 +159,14 @@ def _scenario(page: Page, expect: Any, server: Lab, folder: Path) -> None:
     expect(problems).to_contain_text("The kernel finds no problems.")
     builder.screenshot(path=str(folder / "builder-1-built.png"))
 
+    # The keyboard: a focused step moves with the arrow keys, and Ctrl+Z takes the move back.
+    classify_box = builder.locator("g[data-step='classify']")
+    classify_box.focus()
+    page.keyboard.press("ArrowRight")
+    expect(classify_box).to_have_attribute("transform", "translate(230,30)")
+    page.keyboard.press("Control+z")
+    expect(classify_box).to_have_attribute("transform", "translate(220,30)")
+
     builder.get_by_role("button", name="Save flow spec").click()
     expect(builder.locator(".wfk-status")).to_contain_text("saved router.yaml: 5 steps")
     saved = folder / "router.yaml"

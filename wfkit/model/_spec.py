@@ -32,7 +32,7 @@ from typing import Any, Literal
 
 from wfkit.model._approvals import Approval
 from wfkit.model._errors import FlowSpecError, Location, WorkflowDefinitionError
-from wfkit.model._graph import Graph, compile_graph
+from wfkit.model._graph import compile_graph
 from wfkit.model._merge import Merge, check_merges
 from wfkit.model._retry import NO_RETRY, RetryPolicy
 from wfkit.model._routes import Compare, Condition, Go, Route, Router, condition_from_dict
@@ -522,7 +522,7 @@ def _condition_at(data: Mapping[str, Any], where: Location, problems: _Problems)
     return Compare("__unreadable_condition__", "exists")  # never true: the route is kept for the graph check
 
 
-def _go_at(data: Any, where: Location) -> Go | None:
+def _go_at(data: Any) -> Go | None:
     if not isinstance(data, Mapping) or not isinstance(data.get("go"), str) or not data["go"]:
         return None
     tools = data.get("tools")
@@ -571,11 +571,11 @@ def load_parts(
         routes = []
         for i, item in enumerate(data.get("routes") or []):
             where: Location = ("routes", src, "routes", i)
-            go = _go_at(item, where)
+            go = _go_at(item)
             if go is None or not isinstance(item.get("when"), Mapping):
                 continue  # the schema reported it
             routes.append(Route(_condition_at(item["when"], (*where, "when"), problems), go))
-        default = _go_at(data.get("default"), ("routes", src, "default"))
+        default = _go_at(data.get("default"))
         if default is not None:
             routers[src] = Router(tuple(routes), default)
 
@@ -618,8 +618,3 @@ def load_parts(
         metadata=dict(metadata) if isinstance(metadata, Mapping) else None,
     )
 
-
-def check(spec: Mapping[str, Any], functions: Mapping[str, Any] | Iterable[Callable[..., Any]] | None = None) -> Graph:
-    """Load a spec's parts and compile them: the graph, or FlowSpecError listing every problem."""
-    parts = load_parts(spec, functions)
-    return compile_graph(parts.name, parts.steps, parts.edges, parts.routers, parts.entry, parts.merge)
