@@ -14,6 +14,7 @@ import difflib
 import json
 import re
 import secrets
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -37,9 +38,15 @@ SOURCE = (
 
 
 def _center(locator: Locator) -> tuple[float, float]:
-    box = locator.bounding_box()
-    assert box is not None, "element has no box: is it visible?"
-    return box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    """The element's centre on the page. The graph is redrawn whenever the kernel's answer arrives,
+    so an element found a moment ago may just have been replaced: look it up again."""
+    for _ in range(20):
+        locator.wait_for(state="visible")
+        box = locator.bounding_box()
+        if box is not None:
+            return box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+        time.sleep(0.05)
+    pytest.fail(f"{locator} has no box on the page")
 
 
 def _drag(page: Page, start: tuple[float, float], end: tuple[float, float]) -> None:
@@ -207,7 +214,7 @@ def _scenario(page: Page, expect: Any, server: Lab, folder: Path) -> None:
     assert first == saved.read_text()  # undo restored the flow exactly: no diff at all
 
     # One change, one line: the data route stops binding file_read.
-    builder.locator("g[data-edge='route:classify:1'] rect.wfk-edge-label-bg").click()
+    builder.locator("g[data-label-for='route:classify:1'] rect.wfk-edge-label-bg").click()
     expect(panel).to_contain_text("Route: classify → data_query")
     panel.get_by_label("Tool file_read").uncheck()
     builder.get_by_role("button", name="Save flow spec").click()

@@ -601,15 +601,20 @@ class Editor {
     ];
     const pairs = {};
     for (const edge of edges) (pairs[`${edge.src}\u0000${edge.dst}`] = pairs[`${edge.src}\u0000${edge.dst}`] || []).push(edge.id);
-    this.labelBoxes = [];
+    const labels = [];
+    // Steps are obstacles for edge labels (see edgeElement).
+    this.labelBoxes = Object.values(nodes).map((n) => ({ x: n.pos[0] + NODE_W / 2, y: n.pos[1] + NODE_H / 2, w: NODE_W, h: NODE_H }));
     for (const edge of edges) {
       const a = nodes[edge.src];
       const b = nodes[edge.dst];
       if (!a || !b) continue;
       const siblings = pairs[`${edge.src}\u0000${edge.dst}`];
       const offset = (siblings.indexOf(edge.id) - (siblings.length - 1) / 2) * 60;
-      children.push(this.edgeElement(edge, a, b, offset, bad.edges[edge.id]));
+      const drawn = this.edgeElement(edge, a, b, offset, bad.edges[edge.id]);
+      children.push(drawn.line);
+      if (drawn.label) labels.push(drawn.label);
     }
+    children.push(...labels); // above every edge, so a label is never covered by another edge
     for (const node of Object.values(nodes)) children.push(this.nodeElement(node, steps[node.name], bad.steps[node.name]));
     if (this.drag && this.drag.kind === "connect" && this.drag.to) {
       const [x, y] = this.drag.from;
@@ -688,19 +693,35 @@ class Editor {
       s("path", { d, class: "wfk-edge-line", "marker-end": `url(#${this.uid}-arrow${problems ? "-bad" : ""})` }),
     );
     const lines = (problems ? ["⚠ problem", ...label] : label).map((line) => (line.length > 34 ? `${line.slice(0, 33)}…` : line));
-    if (lines.length) {
+    if (!lines.length) return { line: group, label: null };
+    {
       const width = 6.2 * Math.max(...lines.map((line) => line.length)) + 10;
       const height = 14 * lines.length + 4;
-      // Move a label down until it overlaps no label drawn before it (routes fanning out of one step).
+      // Routes fanning out of one step put their labels close together: take the nearest height
+      // (above or below the curve's middle) where the label covers no other label and no step.
       const overlaps = (y) => this.labelBoxes.some((box) => Math.abs(box.x - lx) < (box.w + width) / 2 + 2 && Math.abs(box.y - y) < (box.h + height) / 2 + 2);
-      for (let tries = 0; tries < 8 && overlaps(ly); tries++) ly += height / 2 + 4;
+      const start = ly;
+      for (const k of [0, -1, 1, -2, 2, -3, 3]) {
+        ly = start + k * (height + 4);
+        if (!overlaps(ly)) break;
+      }
       this.labelBoxes.push({ x: lx, y: ly, w: width, h: height });
-      group.append(
+      const label = s(
+        "g",
+        {
+          class: classes.replace("wfk-edge ", "wfk-edge-tag "),
+          "data-label-for": edge.id,
+          "aria-hidden": "true",
+          onclick: (event) => {
+            event.stopPropagation();
+            this.select({ edge: edge.id });
+          },
+        },
         s("rect", { x: lx - width / 2, y: ly - height / 2, width, height, rx: 4, class: "wfk-edge-label-bg" }),
         ...lines.map((line, i) => s("text", { x: lx, y: ly - height / 2 + 13 + 14 * i, "text-anchor": "middle", class: "wfk-edge-label", text: line })),
       );
+      return { line: group, label };
     }
-    return group;
   }
 
   nodeElement(node, step, problems) {
