@@ -699,11 +699,16 @@ class Editor {
       const height = 14 * lines.length + 4;
       // Routes fanning out of one step put their labels close together: take the nearest height
       // (above or below the curve's middle) where the label covers no other label and no step.
-      const overlaps = (y) => this.labelBoxes.some((box) => Math.abs(box.x - lx) < (box.w + width) / 2 + 2 && Math.abs(box.y - y) < (box.h + height) / 2 + 2);
-      const start = ly;
-      for (const k of [0, -1, 1, -2, 2, -3, 3]) {
-        ly = start + k * (height + 4);
-        if (!overlaps(ly)) break;
+      const overlaps = (x, y) => this.labelBoxes.some((box) => Math.abs(box.x - x) < (box.w + width) / 2 + 2 && Math.abs(box.y - y) < (box.h + height) / 2 + 2);
+      const [x0, y0] = [lx, ly];
+      search: for (const k of [0, -1, 1, -2, 2, -3, 3, -4, 4]) {
+        for (const side of [0, -1, 1]) {
+          const [x, y] = [x0 + side * (width / 2 + 12), y0 + k * (height + 4)];
+          if (x - width / 2 >= 0 && y - height / 2 >= 0 && !overlaps(x, y)) {
+            [lx, ly] = [x, y];
+            break search;
+          }
+        }
       }
       this.labelBoxes.push({ x: lx, y: ly, w: width, h: height });
       const label = s(
