@@ -16,6 +16,7 @@ from wfkit.model._errors import (
     ApprovalRequiredError,
     ConditionError,
     LeaseError,
+    MapItemError,
     RunError,
     RunTimeoutError,
     StateConflictError,
@@ -30,7 +31,7 @@ from wfkit.model._errors import (
     WorkflowChangedWarning,
     WorkflowDefinitionError,
 )
-from wfkit.model._events import Status, StepEvent
+from wfkit.model._events import Status, StepEvent, TokenChunk
 from wfkit.model._merge import add, append, extend, union
 from wfkit.model._processors import mark_secret, redact_secrets, truncate
 from wfkit.model._retry import (
@@ -43,6 +44,7 @@ from wfkit.model._retry import (
 )
 from wfkit.model._routes import END, Condition, Go, Route, go, when
 from wfkit.model._status import RunStatus
+from wfkit.model._steps import Cache
 from wfkit.notebook._pending import Pending, pending
 from wfkit.notebook._renderer import run_bundle as _run_bundle
 from wfkit.store._workspace import Workspace
@@ -53,6 +55,7 @@ __all__ = [
     "ApprovalPolicy",
     "ApprovalRejectedError",
     "ApprovalRequiredError",
+    "Cache",
     "ChatModel",
     "Condition",
     "ConditionError",
@@ -61,6 +64,7 @@ __all__ = [
     "Failure",
     "Go",
     "LeaseError",
+    "MapItemError",
     "Pending",
     "PermanentError",
     "ResumeOptions",
@@ -81,6 +85,7 @@ __all__ = [
     "StoreCorruptError",
     "Ticket",
     "TicketError",
+    "TokenChunk",
     "ToolProvider",
     "TransientError",
     "VisitLimitError",

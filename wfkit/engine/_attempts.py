@@ -281,6 +281,7 @@ class Attempts:
                         None,
                         act.tools,
                         out.usage,
+                        act.index,
                     )
                 )
                 await self._sleep(delay)

@@ -491,12 +491,9 @@ class Execution(Attempts, Gates):
         self._record(self._outcome_event(act, out, None))
         owner = batch.act
         failed = _Outcome()
-        failed.attempt, failed.started_at, failed.kind, failed.status = (
-            out.attempt,
-            out.started_at,
-            out.kind,
-            out.status,
-        )
+        # The map step's own row: failed because of the item (timed out only if the run's deadline passed).
+        failed.attempt, failed.started_at, failed.kind = 1, time.time() - (time.perf_counter() - batch.started), out.kind
+        failed.status = Status.TIMEOUT if out.run_timeout else Status.FAILED
         failed.run_timeout, failed.usage = out.run_timeout, None
         failed.latency = time.perf_counter() - batch.started
         failed.error = MapItemError(owner.spec.name, index, len(batch.items), out.error)
