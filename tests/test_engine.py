@@ -530,9 +530,7 @@ def test_map_over_a_field_that_is_not_a_list_fails_with_a_clear_error() -> None:
     """A string where a list should be fails the step, naming the field and its type."""
     run = _mapflow(lambda doc: doc).run({"docs": "abc"}, workspace=False, raise_on_error=False)
     assert "failed" == run.status
-    assert "maps over state field 'docs', which is a str; the step before it must write a list there" in str(
-        run.error
-    )
+    assert "maps over state field 'docs', which is a str; the step before it must write a list there" in str(run.error)
 
 
 def test_durable_map_checkpoints_each_item_and_journals_its_index() -> None:
