@@ -116,7 +116,8 @@ def test_a_cached_step_that_read_a_non_json_value_fails_clearly() -> None:
         return {"n": len(state["thing"].items)}
 
     class Thing:
-        items = [1, 2]
+        def __init__(self) -> None:
+            self.items = [1, 2]
 
     run = flow.run({"thing": Thing()}, workspace=False, raise_on_error=False)
     assert "failed" == run.status
@@ -150,5 +151,5 @@ def test_cache_rejects_a_bad_ttl_and_a_key_that_is_not_a_function() -> None:
         wf.Cache(ttl=0)
     with pytest.raises(TypeError, match="key"):
         wf.Cache(key="day")  # type: ignore[arg-type]
-    with pytest.raises(TypeError, match="cache= takes True or wfkit.Cache"):
+    with pytest.raises(TypeError, match=r"cache= takes True or wfkit\.Cache"):
         wf.Workflow("x").step(lambda s: None, name="s", cache="yes")  # type: ignore[call-overload]

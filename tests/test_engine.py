@@ -394,6 +394,8 @@ def test_runs_leave_no_reference_cycles(kind: str, durable: bool, tmp_path: Path
             gc.set_debug(0)
             gc.enable()
     assert (0, []) == (found, kinds)
+
+
 # ---- map steps -----------------------------------------------------------------------------------
 
 

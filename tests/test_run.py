@@ -447,6 +447,8 @@ def test_run_options_reach_the_run() -> None:
     second = flow.run({}, workspace=False, seed=7)
     assert "fixed-id" == first.run_id
     assert first.state["roll"] == second.state["roll"]
+
+
 # ---- history, streaming, fork ------------------------------------------------------------------
 
 
@@ -634,7 +636,7 @@ def test_a_durable_fork_is_stored_with_its_origin_and_can_itself_be_forked() -> 
 def test_fork_at_a_step_the_run_never_completed_says_which_steps_it_did() -> None:
     """Forking at `refund` of a run that answered lists the completed steps."""
     run = _router().run({"query": "hello"}, workspace=False)
-    with pytest.raises(ValueError, match="never completed step 'refund'.*steps it completed: answer, classify"):
+    with pytest.raises(ValueError, match=r"never completed step 'refund'.*steps it completed: answer, classify"):
         run.fork("refund")
 
 

@@ -492,7 +492,11 @@ class Execution(Attempts, Gates):
         owner = batch.act
         failed = _Outcome()
         # The map step's own row: failed because of the item (timed out only if the run's deadline passed).
-        failed.attempt, failed.started_at, failed.kind = 1, time.time() - (time.perf_counter() - batch.started), out.kind
+        failed.attempt, failed.started_at, failed.kind = (
+            1,
+            time.time() - (time.perf_counter() - batch.started),
+            out.kind,
+        )
         failed.status = Status.TIMEOUT if out.run_timeout else Status.FAILED
         failed.run_timeout, failed.usage = out.run_timeout, None
         failed.latency = time.perf_counter() - batch.started
