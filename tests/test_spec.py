@@ -325,18 +325,71 @@ def test_import_path_that_does_not_import_is_reported() -> None:
     )
 
 
-def test_reserved_map_and_workflow_keys_are_refused_clearly() -> None:
-    """Maps and sub-workflows have reserved keys; using them says they are not supported yet."""
+def test_reserved_workflow_key_is_refused_clearly() -> None:
+    """Sub-workflows have a reserved key; using it says it is not supported yet."""
     spec = _router_spec()
-    spec["steps"]["web_search"]["map"] = {"over": "docs"}
     spec["steps"]["review"]["workflow"] = {"spec": "child.yaml"}
-    problems = sorted(_problems(spec, steps=_functions(query_router())))
+    problems = _problems(spec, steps=_functions(query_router()))
     assert [
         "$.steps.review.workflow: 'workflow' is reserved for maps and sub-workflows, which this version of "
         "wfkit does not load yet; remove it",
-        "$.steps.web_search.map: 'map' is reserved for maps and sub-workflows, which this version of wfkit "
-        "does not load yet; remove it",
     ] == problems
+
+
+def split(state: Any) -> dict[str, Any]:
+    return {"docs": state["text"].split()}
+
+
+async def shout(item: Any, ctx: wf.StepContext) -> str:
+    return str(item).upper()
+
+
+def by_text(state: Any) -> str:
+    return str(state["text"])
+
+
+def _mapped() -> wf.Workflow:
+    flow = wf.Workflow("mapped", inputs=["text"])
+    flow.step(split, writes=["docs"], cache=wf.Cache(ttl=60, key=by_text))
+    flow.map(shout, over="docs", into="loud", max_concurrency=2, cache=True)
+    flow.edge("split", "shout")
+    return flow
+
+
+def test_maps_caches_declared_writes_and_inputs_round_trip() -> None:
+    """A map step (over, into, max_concurrency), caches (ttl, key function), declared writes and the
+    workflow's inputs come back with the same fingerprint, and the loaded flow runs the map."""
+    flow = _mapped()
+    spec = flow.to_spec()
+    assert ["text"] == spec["inputs"]
+    assert {"over": "docs", "into": "loud", "max_concurrency": 2} == spec["steps"]["shout"]["map"]
+    assert {"ttl": 60, "key": "test_spec:by_text"} == spec["steps"]["split"]["cache"]
+    assert ({}, ["docs"]) == (spec["steps"]["shout"]["cache"], spec["steps"]["split"]["writes"])
+    assert "    map: {over: docs, into: loud, max_concurrency: 2}" in _spec.dumps(spec).splitlines()
+    back = wf.Workflow.from_spec(spec)
+    assert flow.validate().fingerprint == back.validate().fingerprint
+    assert spec == back.to_spec()
+    assert ["A", "B"] == back.run({"text": "a b"}, workspace=False).state["loud"]
+
+
+def test_bad_map_options_are_reported_at_the_map() -> None:
+    """A map into the field it reads and a zero concurrency are reported with their paths."""
+    spec = _mapped().to_spec()
+    spec["steps"]["shout"]["map"]["into"] = "docs"
+    (problem,) = _problems(spec)
+    assert problem.startswith("$.steps.shout.map: a map reads its items from 'docs' and writes its results")
+    spec["steps"]["shout"]["map"] = {"over": "docs", "into": "loud", "max_concurrency": 0}
+    (problem,) = _problems(spec)
+    assert problem.startswith("$.steps.shout.map.max_concurrency: 0 is less than the minimum of 1")
+
+
+def test_a_map_over_a_field_nobody_writes_is_located_at_its_over() -> None:
+    """The graph check's message about a map over an unwritten field points at map.over."""
+    spec = _mapped().to_spec()
+    del spec["inputs"]
+    del spec["steps"]["split"]["writes"]
+    (problem,) = _problems(spec)
+    assert problem.startswith("$.steps.shout.map.over: map step 'shout' maps over 'docs', but no step declares")
 
 
 def test_missing_required_keys_and_wrong_format_are_reported() -> None:

@@ -68,6 +68,48 @@ def _route_location(src: str, router: Router, target: str) -> Location:
     return ("routes", src, "default", "go")
 
 
+def _check_options(steps: Mapping[str, StepSpec], inputs: list[str] | None) -> list[tuple[Location, str]]:
+    """Maps, caches and declared writes: what cannot work, each with its location and its fix."""
+    problems: list[tuple[Location, str]] = []
+    written = set(inputs or ())
+    for spec in steps.values():
+        written |= spec.writes or set()
+        if spec.map is not None:
+            written.add(spec.map.into)
+    for spec in sorted(steps.values(), key=lambda s: s.name):
+        if spec.cache is not None and (spec.irreversible or spec.approval is not None):
+            why = "irreversible" if spec.irreversible else "gated by an approval"
+            problems.append(
+                (
+                    ("steps", spec.name, "cache"),
+                    f"step {spec.name!r} is {why} and has cache=: a cached result would skip the side effect "
+                    f"(or the human's decision) the step exists for; drop cache= on it",
+                )
+            )
+        if spec.map is None:
+            continue
+        if spec.approval is not None or spec.irreversible:
+            problems.append(
+                (
+                    ("steps", spec.name, "map"),
+                    f"map step {spec.name!r} is {'irreversible' if spec.irreversible else 'gated by an approval'}: "
+                    f"a map runs many items at once and cannot hold each for a decision or an intent; gate a "
+                    f"step before the map instead",
+                )
+            )
+        if spec.map.over not in written:
+            producers = "no step declares it writes it" + ("" if inputs is None else " and it is not a declared input")
+            problems.append(
+                (
+                    ("steps", spec.name, "map", "over"),
+                    f"map step {spec.name!r} maps over {spec.map.over!r}, but {producers}: declare the step "
+                    f"that produces the list with @flow.step(writes=[{spec.map.over!r}]), or the run input "
+                    f"with Workflow(..., inputs=[{spec.map.over!r}])",
+                )
+            )
+    return problems
+
+
 def _suggest(name: str, known: Iterable[str]) -> str:
     close = difflib.get_close_matches(name, list(known), n=1)
     return f" (did you mean {close[0]!r}?)" if close else ""
@@ -136,10 +178,12 @@ def compile_graph(
     routers: Mapping[str, Router],
     entry: str | None,
     merge_fields: Iterable[str] = (),
+    inputs: Iterable[str] | None = None,
 ) -> Graph:
     """Check a workflow's definition and compile it; every problem is reported at once, each with
     its location in the definition (the flow spec's keys, so a spec or the builder can point at it)."""
     problems: list[str] = []
+    inputs = None if inputs is None else sorted(inputs)
     locations: list[Location] = []
 
     def problem(where: Location, message: str) -> None:
@@ -200,6 +244,9 @@ def compile_graph(
                 f"step {spec.name!r} routes rejections to {on_reject!r}, which is not a step"
                 f"{_suggest(on_reject, known)}",
             )
+
+    for where, message in _check_options(steps, inputs):
+        problem(where, message)
 
     succ: dict[str, set[str]] = {s: set() for s in known}
     for src, targets in edges.items():
@@ -276,6 +323,7 @@ def compile_graph(
             for s, rt in sorted(routers.items())
         },
         "merge": sorted(merge_fields),
+        **({} if inputs is None else {"inputs": inputs}),
     }
     blob = json.dumps(description, sort_keys=True, default=repr).encode()
     description = json.loads(blob)  # as it will read back from the store: tuples become lists

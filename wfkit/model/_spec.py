@@ -3,7 +3,8 @@
 The spec names every part of a workflow: steps (their functions by import path ``module:function``,
 or by a bare name the caller maps to a function), edges, routes with their structured conditions,
 bound tools and defaults, fallbacks, retry policies, timeouts, approvals, irreversible marks, visit
-bounds and merge rules. ``metadata`` carries what does not change behaviour (the builder's layout).
+bounds, maps over lists, step caches, declared writes and inputs, and merge rules. ``metadata``
+carries what does not change behaviour (the builder's layout).
 
 Files are written with a fixed key order and with every leaf that belongs together on one line
 (a route, a retry policy, a tool list, a condition), so a change to one route is a one-line diff.
@@ -13,12 +14,13 @@ then resolves functions and options, then compiles the graph with the same valid
 (:func:`wfkit.model._graph.compile_graph`); every problem of all three stages is reported at once, each
 with its JSON path. A spec names code to run: load only specs you would trust as code.
 
-Reserved for maps and sub-workflows (not built yet): a step's ``map``, ``workflow`` and ``cache``
-keys. The schema documents them; a spec that uses them is refused with a clear message.
+Reserved for sub-workflows (not built yet): a step's ``workflow`` key. The schema documents it; a
+spec that uses it is refused with a clear message.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import importlib
 import json
@@ -36,13 +38,13 @@ from wfkit.model._graph import compile_graph
 from wfkit.model._merge import Merge, check_merges
 from wfkit.model._retry import NO_RETRY, RetryPolicy
 from wfkit.model._routes import Compare, Condition, Go, Route, Router, condition_from_dict
-from wfkit.model._steps import StepFunction, StepSpec, make_spec
+from wfkit.model._steps import Cache, StepFunction, StepSpec, make_map, make_spec
 
 FORMAT = 1
 """The spec format this version writes and reads (the ``wfkit_flow`` key)."""
 
-RESERVED_STEP_KEYS = ("map", "workflow", "cache")
-"""Step keys kept for maps over lists, sub-workflows and step caching (not supported yet)."""
+RESERVED_STEP_KEYS = ("workflow",)
+"""Step keys kept for sub-workflows (not supported yet)."""
 
 _RETRY_DEFAULTS = RetryPolicy()
 Format = Literal["yaml", "json"]
@@ -190,6 +192,20 @@ def _step(spec: StepSpec) -> dict[str, Any]:
         out["approval"] = approval
     if spec.irreversible:
         out["irreversible"] = True
+    if spec.map is not None:
+        mapping: dict[str, Any] = {"over": spec.map.over, "into": spec.map.into}
+        if spec.map.max_concurrency is not None:
+            mapping["max_concurrency"] = spec.map.max_concurrency
+        out["map"] = _line(mapping)
+    if spec.cache is not None:
+        cache: dict[str, Any] = {}
+        if spec.cache.ttl_seconds is not None:
+            cache["ttl"] = spec.cache.ttl_seconds
+        if spec.cache.key is not None:
+            cache["key"] = function_ref(spec.cache.key)
+        out["cache"] = _line(cache)
+    if spec.writes is not None:
+        out["writes"] = _line(sorted(spec.writes))
     return out
 
 
@@ -212,6 +228,7 @@ class FlowParts:
     merge: Mapping[str, Merge]
     version: str | None = None
     description: str = ""
+    inputs: tuple[str, ...] | None = None
     metadata: Mapping[str, Any] | None = None
 
 
@@ -222,6 +239,8 @@ def to_spec(parts: FlowParts) -> dict[str, Any]:
         spec["version"] = parts.version
     if parts.description:
         spec["description"] = parts.description
+    if parts.inputs is not None:
+        spec["inputs"] = _line(list(parts.inputs))
     spec["entry"] = parts.entry
     spec["steps"] = {name: _step(step) for name, step in parts.steps.items()}
     if parts.edges:
@@ -467,8 +486,29 @@ def _step_from_spec(name: str, data: Mapping[str, Any], namespace: Mapping[str, 
         options["approval"] = _approval(approval, (*where, "approval"), namespace, problems)
     if data.get("irreversible") is True:
         options["irreversible"] = True
+    cache = data.get("cache")
+    if isinstance(cache, Mapping) and not problems.inside((*where, "cache")):
+        cache_key: Any = None
+        if isinstance(cache.get("key"), str):
+            cache_key, why = _resolve(cache["key"], namespace, "the cache key function")
+            if why is not None:
+                problems.add((*where, "cache", "key"), f"{json_path((*where, 'cache', 'key'))}: {why}")
+        try:
+            options["cache"] = Cache(ttl=cache.get("ttl"), key=cache_key)
+        except (TypeError, ValueError) as exc:
+            problems.add((*where, "cache"), f"{json_path((*where, 'cache'))}: {exc}")
+    writes = data.get("writes")
+    if isinstance(writes, list):
+        options["writes"] = writes
+    mapping = None
+    raw_map = data.get("map")
+    if isinstance(raw_map, Mapping) and not problems.inside((*where, "map")):  # the schema checked its keys
+        try:
+            mapping = make_map(raw_map["over"], raw_map["into"], raw_map.get("max_concurrency"))
+        except (TypeError, ValueError) as exc:
+            problems.add((*where, "map"), f"{json_path((*where, 'map'))}: {exc}")
     try:
-        return make_spec(
+        spec = make_spec(
             fn,
             name=name,
             retry=options.get("retry"),
@@ -479,7 +519,10 @@ def _step_from_spec(name: str, data: Mapping[str, Any], namespace: Mapping[str, 
             tools=options.get("tools", ()),
             approval=options.get("approval"),
             irreversible=options.get("irreversible", False),
+            cache=options.get("cache"),
+            writes=options.get("writes"),
         )
+        return spec if mapping is None else dataclasses.replace(spec, map=mapping)
     except (TypeError, ValueError) as exc:
         problems.add(where, f"{json_path(where)}: {exc}")
         return make_spec(
@@ -595,9 +638,11 @@ def load_parts(
         merge = {}
 
     entry = spec.get("entry") if isinstance(spec.get("entry"), str) else None
+    raw_inputs = spec.get("inputs")
+    inputs = tuple(i for i in raw_inputs if isinstance(i, str)) if isinstance(raw_inputs, list) else None
     if steps:
         try:
-            compile_graph(name, steps, edges, routers, entry, merge)
+            compile_graph(name, steps, edges, routers, entry, merge, inputs)
         except WorkflowDefinitionError as exc:
             for message, where in zip(exc.problems, exc.locations, strict=True):
                 if not problems.above(where):
@@ -615,6 +660,6 @@ def load_parts(
         merge=merge,
         version=version if isinstance(version, str) else None,
         description=spec.get("description") or "",
+        inputs=inputs,
         metadata=dict(metadata) if isinstance(metadata, Mapping) else None,
     )
-
