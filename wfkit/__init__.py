@@ -8,7 +8,9 @@ from wfkit._version import __version__
 from wfkit.engine._run import ResumeOptions, Run, RunOptions, drain
 from wfkit.engine._run import set_renderer as _set_renderer
 from wfkit.engine._workflow import Workflow
-from wfkit.logs._analysis import steps
+from wfkit.logs._register import install as _install_accessor
+from wfkit.logs._steplog import steps
+from wfkit.logs._summaries import StepLog
 from wfkit.model._approvals import Approval, ApprovalPolicy, DecisionsFile, Ticket
 from wfkit.model._context import ChatModel, Failure, StepContext, ToolProvider
 from wfkit.model._errors import (
@@ -83,6 +85,7 @@ __all__ = [
     "StepContext",
     "StepEvent",
     "StepFailedError",
+    "StepLog",
     "StepTimeoutError",
     "StoreCorruptError",
     "Ticket",
@@ -117,6 +120,10 @@ __all__ = [
 # Composition root: the engine's Run is handed the notebook layer's renderer, so the engine never
 # imports the layer that draws it (_display itself imports nothing heavy).
 _set_renderer(_run_bundle)
+
+# `df.wf` on any step-log frame, even one pandas read by itself, without importing pandas here:
+# registered now if pandas is loaded, else right after it is (see wfkit/logs/_register.py).
+_install_accessor()
 
 # Public namespaces that pull in heavy libraries (httpx, pandas, ipywidgets, jsonschema) load on
 # first use, so `import wfkit` stays light: `wf.llm.ChatClient`, `wf.evals.Suite`.
