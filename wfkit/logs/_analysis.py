@@ -25,7 +25,8 @@ if TYPE_CHECKING:
     from wfkit.logs._plots import Facets
     from wfkit.model._retry import RetryPolicy
 
-_REQUIRED = ("run_id", "step", "attempt", "status", "latency_s", "started_at", "ended_at")
+# What every question needs; each method asks for the rest (a frame read with `columns=` may lack them).
+_REQUIRED = ("step", "attempt", "status")
 
 
 class StepsAccessor:
@@ -40,6 +41,14 @@ class StepsAccessor:
             )
         self._df = frame
 
+    def _need(self, question: str, *columns: str) -> None:
+        missing = [c for c in columns if c not in self._df.columns]
+        if missing:
+            raise ValueError(
+                f"df.wf.{question}() needs the column(s) {', '.join(missing)}: read them too "
+                f"(wf.steps(columns=[...]) or without columns=)"
+            )
+
     @property
     def attempts(self) -> pd.DataFrame:
         """Rows that are step attempts (approval decisions, attempt 0, left out)."""
@@ -49,8 +58,9 @@ class StepsAccessor:
         rows = self.attempts
         if status is None:
             return rows
-        wanted = [status] if isinstance(status, str) else list(status)
-        return rows[rows["status"].isin(wanted)]
+        if isinstance(status, str):  # == on a categorical compares codes: far faster than isin
+            return rows[rows["status"] == status]
+        return rows[rows["status"].isin(list(status))]
 
     # ---- tables --------------------------------------------------------------------------------
 
@@ -64,11 +74,13 @@ class StepsAccessor:
         """Latency percentiles in seconds per (workflow, step) (or ``by``): p50, p90, p95, p99, max,
         mean, count. Successful attempts only by default (a failed attempt that took 0.1 ms is not
         a fast call); ``status=None`` takes every attempt."""
+        self._need("latency", "latency_s")
         rows = self._attempts_with(status)
         return grouped_quantiles(rows, keys_of(rows, by), "latency_s", quantiles)
 
     def failures(self, by: str | Sequence[str] | None = None) -> pd.DataFrame:
         """Attempts, failed attempts by error kind, the failure rate and timeouts per (workflow, step)."""
+        self._need("failures", "error_kind")
         import pandas as pd
 
         rows = self.attempts
@@ -90,6 +102,7 @@ class StepsAccessor:
     def errors(self, by: str | Sequence[str] | None = None, *, top: int | None = None) -> pd.DataFrame:
         """Failed attempts grouped by (workflow, step), error kind, type and message, commonest
         first: how often, in how many runs, and the last run it happened in."""
+        self._need("errors", "run_id", "error_kind", "error_type", "error_message", "started_at")
         rows = self.attempts
         failed = rows[rows["error_kind"].isin(ERROR_KINDS) | rows["status"].isin(["failed", "timeout"])]
         keys = [*keys_of(rows, by), "error_kind", "error_type", "error_message"]
@@ -104,6 +117,7 @@ class StepsAccessor:
 
     def retries(self, by: str | Sequence[str] | None = None) -> pd.DataFrame:
         """Retries per step visit: total, mean and max per (workflow, step) (or ``by``, e.g. "run_id")."""
+        self._need("retries", "run_id", "visit")
         rows = self.attempts
         keys = keys_of(rows, by)
         visit_keys = list(dict.fromkeys([*keys_of(rows, None), "run_id", "visit", *keys]))
@@ -114,6 +128,7 @@ class StepsAccessor:
 
     def cost(self, by: str | Sequence[str] | None = "run_id") -> pd.DataFrame:
         """Tokens in and out, cost in USD, and model calls per run (or ``by``; None: (workflow, step))."""
+        self._need("cost", "tokens_in", "tokens_out", "cost_usd", "model")
         rows = self.attempts
         table = rows.groupby(keys_of(rows, by), observed=True).agg(
             tokens_in=("tokens_in", "sum"),
@@ -126,10 +141,12 @@ class StepsAccessor:
 
     def runs(self) -> pd.DataFrame:
         """One row per run: workflow, start, end, duration, attempts, steps done, failures, retries."""
+        self._need("runs", "run_id", "started_at", "ended_at")
         return runs_table(self._df)
 
     def run_latency(self, quantiles: Sequence[float] = QUANTILES) -> pd.Series:
         """Percentiles of whole-run duration (seconds), over every run in the frame."""
+        self._need("run_latency", "run_id", "started_at", "ended_at")
         durations = self.runs()["duration_s"]
         result = durations.quantile(list(quantiles))
         result.index = [quantile_label(q) for q in quantiles]
@@ -144,6 +161,7 @@ class StepsAccessor:
         candidate: pd.DataFrame,
         *,
         labels: tuple[str, str] = ("baseline", "candidate"),
+        by: str | Sequence[str] | None = None,
         quantiles: Sequence[float] = (0.5, 0.99),
         level: float = 0.95,
         resamples: int = 1000,
@@ -151,13 +169,16 @@ class StepsAccessor:
     ) -> pd.DataFrame:
         """This frame (the baseline) against ``candidate``, per (workflow, step) in both: each
         quantile of successful latency on both sides, their ratio, and the difference with a
-        bootstrap interval at ``level``. ``plot_compare`` draws the table."""
+        bootstrap interval at ``level``. Frames of two different workflows compare ``by="step"``.
+        ``plot_compare`` draws the table."""
+        self._need("compare", "latency_s")
         from wfkit.logs._compare import compare_latency
 
         return compare_latency(
             self.attempts,
             candidate[candidate["attempt"] > 0],
             labels=labels,
+            by=by,
             quantiles=quantiles,
             level=level,
             resamples=resamples,
@@ -169,13 +190,14 @@ class StepsAccessor:
         candidate: pd.DataFrame,
         *,
         labels: tuple[str, str] = ("baseline", "candidate"),
+        by: str | Sequence[str] | None = None,
         quantiles: Sequence[float] = (0.5, 0.99),
         ax: Axes | None = None,
     ) -> Axes:
         """Draw ``compare(candidate)`` as a dumbbell chart on one log axis (see ``compare``)."""
         from wfkit.logs._plots import plot_compare
 
-        return plot_compare(self.compare(candidate, labels=labels, quantiles=quantiles), ax=ax)
+        return plot_compare(self.compare(candidate, labels=labels, by=by, quantiles=quantiles), ax=ax)
 
     # ---- plots ---------------------------------------------------------------------------------
 
@@ -192,6 +214,7 @@ class StepsAccessor:
         """Latency per (workflow, step), one panel each on a shared log axis, P50 and P99 marked.
         Successful attempts by default; ``failures=True`` adds failed attempts in their own colour.
         ``kind`` is "ecdf" or "hist". Returns the facets (``.figure``, ``.axes``)."""
+        self._need("plot_latency", "latency_s")
         from wfkit.logs._plots import plot_latency
 
         return plot_latency(
@@ -200,12 +223,14 @@ class StepsAccessor:
 
     def plot_timeline(self, run_id: str | None = None, *, ax: Axes | None = None) -> Axes:
         """A run's timeline (the latest by default): one lane per step, retries and approval waits."""
+        self._need("plot_timeline", "run_id", "started_at", "ended_at", "latency_s")
         from wfkit.logs._plots import plot_timeline
 
         return plot_timeline(self._df, run_id=run_id, ax=ax)
 
     def plot_failures(self, *, ax: Axes | None = None) -> Axes:
         """Failed attempts per (workflow, step), stacked by error kind, the failure rate marked."""
+        self._need("plot_failures", "error_kind")
         from wfkit.logs._plots import plot_failures
 
         return plot_failures(self.failures(), ax=ax)
@@ -216,6 +241,7 @@ class StepsAccessor:
         """Per (workflow, step): a timeout at ``quantile`` of successful latency times ``margin``,
         never below the slowest success, with the samples it rests on; no advice (and the reason)
         under ``min_samples``. A run deadline per workflow is in ``.attrs["run_deadline_s"]``."""
+        self._need("advise_timeouts", "run_id", "latency_s", "started_at", "ended_at")
         from wfkit.logs._advice import advise_timeouts
 
         return advise_timeouts(self._df, quantile=quantile, margin=margin, min_samples=min_samples)
@@ -232,6 +258,7 @@ class StepsAccessor:
         """Monte Carlo over the observed latencies of one workflow: predicted timeout and failure
         rates per step and for whole runs (serial steps compound). ``timeouts`` maps a step (or
         (workflow, step), as ``advise_timeouts()["timeout_s"]`` does) to seconds."""
+        self._need("predict_timeouts", "run_id", "latency_s", "started_at", "ended_at", "visit")
         from wfkit.logs._advice import predict_timeouts
 
         return predict_timeouts(self._df, timeouts, retry=retry, deadline=deadline, runs=runs, seed=seed)

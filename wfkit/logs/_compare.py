@@ -22,12 +22,13 @@ def compare_latency(
     candidate: pd.DataFrame,
     *,
     labels: tuple[str, str] = ("baseline", "candidate"),
+    by: str | Sequence[str] | None = None,
     quantiles: Sequence[float] = (0.5, 0.99),
     level: float = 0.95,
     resamples: int = 1000,
     seed: int = 0,
 ) -> pd.DataFrame:
-    """Per (workflow, step) present on both sides, from successful attempts: ``n_<label>``, and for
+    """Per (workflow, step) (or ``by``) present on both sides, from successful attempts: ``n_<label>``, and for
     each quantile (``p50``...) its value on each side, ``<q>_ratio`` (candidate / baseline),
     ``<q>_diff`` (candidate - baseline, seconds) and ``<q>_diff_low`` / ``_high``, the bootstrap
     interval of the difference at ``level``. ``.attrs`` keep the labels and settings."""
@@ -44,7 +45,7 @@ def compare_latency(
         if not 0 < q < 1:
             raise ValueError(f"quantiles must be in (0, 1), got {q!r}")
     sides = [frame[frame["status"] == "ok"] for frame in (baseline, candidate)]
-    keys = keys_of(sides[0], None)
+    keys = keys_of(sides[0], by)
     missing = [k for k in keys if k not in sides[1].columns]
     if missing:
         raise ValueError(f"the candidate frame has no {', '.join(missing)} column: compare two step logs")
@@ -54,6 +55,12 @@ def compare_latency(
         for side in sides
     ]
     common = [k for k in groups[0] if k in groups[1] and len(groups[0][k]) and len(groups[1][k])]
+    if not common and groups[0] and groups[1] and "workflow" in keys:
+        raise ValueError(
+            f"the two frames share no (workflow, step) with successful attempts (workflows "
+            f"{sorted({k[0] for k in groups[0]})} against {sorted({k[0] for k in groups[1]})}); "
+            f'to compare steps of different workflows, pass by="step"'
+        )
     rng = np.random.default_rng(seed)
     tail = (1 - level) / 2
     records = []

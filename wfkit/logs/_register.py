@@ -25,7 +25,8 @@ from collections.abc import Callable, Sequence
 from types import ModuleType
 from typing import Any
 
-_lock = threading.Lock()
+# Re-entrant: importing pandas below fires the watcher, which registers from inside that import.
+_lock = threading.RLock()
 _registered = False
 
 
@@ -39,6 +40,8 @@ def register_accessor() -> None:
 
         from wfkit.logs._analysis import StepsAccessor
 
+        if _registered:  # done by the watcher while pandas was being imported just now
+            return
         if "wf" not in pd.DataFrame.__dict__:  # someone else's `wf` stays theirs
             pd.api.extensions.register_dataframe_accessor("wf")(StepsAccessor)
         _registered = True

@@ -392,7 +392,12 @@ def read_steps(
         index = table.schema.get_field_index(name)
         if index >= 0:
             table = table.set_column(index, name, pc.dictionary_encode(table.column(name)))
-    return table.to_pandas()
+    frame = table.to_pandas()
+    # Categories in sorted order, so summaries group in the order a reader expects (and DuckDB gives).
+    for name in _CATEGORICAL:
+        if name in frame.columns:
+            frame[name] = frame[name].cat.reorder_categories(sorted(frame[name].cat.categories))
+    return frame
 
 
 _CATEGORICAL = ("workflow", "workflow_version", "step", "status", "error_kind", "error_type", "model", "host", "date")

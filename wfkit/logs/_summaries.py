@@ -18,7 +18,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -95,15 +95,16 @@ class StepLog:
                 params.append(when if when.tzinfo else when.replace(tzinfo=dt.UTC))
         return (" WHERE " + " AND ".join(f"({c})" for c in clauses) if clauses else ""), params
 
-    def _query(self, sql: str, params: Sequence[Any], empty: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+    def _query(self, sql: str, params: Sequence[Any], empty: Callable[[], pd.DataFrame]) -> tuple[pd.DataFrame, list[str]]:
         """Run ``sql`` (which reads the view ``steps``; ``{keys}`` stands for the grouping keys,
         ``{workflow}`` for a ``first(workflow)`` column where the files have one)
-        and return its frame with the keys used, or ``empty`` when there are no files."""
+        and return its frame with the keys used, or ``empty()`` when there are no files."""
         import duckdb
 
         root, files = self._files()
         if not files:
-            return empty, [k for k in KEYS if k in empty.index.names]
+            table = empty()
+            return table, [k for k in KEYS if k in table.index.names]
         with self._lock:
             if self._conn is None:
                 self._conn = duckdb.connect(":memory:")
@@ -150,7 +151,7 @@ class StepLog:
             "avg(latency_s) AS mean, count(latency_s) AS count "
             f"FROM steps{where} GROUP BY {{keys}} ORDER BY {{keys}}"
         )
-        frame, keys = self._query(sql, [list(quantiles), *params, *more], _empty("latency", quantiles))
+        frame, keys = self._query(sql, [list(quantiles), *params, *more], lambda: _empty("latency", quantiles))
         if "q" not in frame.columns:
             return frame
         quants = frame.pop("q")
@@ -167,7 +168,7 @@ class StepLog:
             f"SELECT {{keys}}, count(*) AS attempts, {kinds}, count(*) FILTER (WHERE status = 'timeout') AS timeouts "
             f"FROM steps{where} GROUP BY {{keys}} ORDER BY {{keys}}"
         )
-        frame, keys = self._query(sql, params, _empty("failures"))
+        frame, keys = self._query(sql, params, lambda: _empty("failures"))
         if "attempts" not in frame.columns:
             return frame
         frame = frame.set_index(keys)
@@ -187,7 +188,7 @@ class StepLog:
             "SELECT {keys}, sum(r)::BIGINT AS retries, avg(r) AS mean_per_visit, max(r)::BIGINT AS max_per_visit "
             "FROM visits GROUP BY {keys} ORDER BY {keys}"
         )
-        frame, keys = self._query(sql, params, _empty("retries"))
+        frame, keys = self._query(sql, params, lambda: _empty("retries"))
         return frame if "retries" not in frame.columns else frame.set_index(keys)
 
     def errors(self, *, top: int | None = None) -> pd.DataFrame:
@@ -204,7 +205,7 @@ class StepLog:
             f"arg_max(run_id, started_at) AS last_run, max(started_at) AS last FROM steps{where} "
             "GROUP BY ALL ORDER BY count DESC, last DESC" + limit
         )
-        frame, keys = self._query(sql, params, _empty("errors"))
+        frame, keys = self._query(sql, params, lambda: _empty("errors"))
         if "count" not in frame.columns:
             return frame
         for name in ("error_kind", "error_type", "error_message", "last_run"):
@@ -223,7 +224,7 @@ class StepLog:
             "count(*) FILTER (WHERE retry_delay_s IS NOT NULL) AS retries{workflow} "
             f"FROM steps{where} GROUP BY run_id ORDER BY start, run_id"
         )
-        frame, _ = self._query(sql, params, _empty("runs"))
+        frame, _ = self._query(sql, params, lambda: _empty("runs"))
         if "start" not in frame.columns:
             return frame
         for name in ("start", "end"):
