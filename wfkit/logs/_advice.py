@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from wfkit.logs._tables import quantile_label
@@ -104,7 +105,7 @@ def advise_timeouts(
 
     check_advice_args(quantile, margin, min_samples)
     ok = df[(df["attempt"] > 0) & (df["status"] == "ok")]
-    stats = grouped_quantiles(ok, keys_of(ok, None), "latency_s", (0.5, quantile))
+    stats = grouped_quantiles(ok, keys_of(ok, None), "latency_s", sorted({0.5, quantile}))
     return advice_table(
         stats, run_durations(runs_table(df)), quantile=quantile, margin=margin, min_samples=min_samples
     )
@@ -125,9 +126,39 @@ def _stages(run: pd.DataFrame) -> tuple[tuple[str, ...], ...]:
     return tuple(tuple(s) for s in stages)
 
 
+def _one_workflow(
+    df: pd.DataFrame, timeouts: Mapping[str, float] | Mapping[tuple[str, str], float] | pd.Series
+) -> tuple[pd.DataFrame, dict[str, float]]:
+    """The rows of the one workflow the timeouts are for, and the timeouts by step name. Keys are
+    steps, or (workflow, step) pairs as ``advise_timeouts()["timeout_s"]`` has them (NaN: none)."""
+
+    workflows = sorted({str(w) for w in df["workflow"].unique()}) if "workflow" in df.columns else []
+    by_step: dict[str, float] = {}
+    named: set[str] = set()
+    for key, value in dict(timeouts).items():
+        if isinstance(key, tuple):
+            named.add(str(key[0]))
+            key = key[-1]
+        if value is not None and not (isinstance(value, float) and math.isnan(value)):
+            by_step[str(key)] = float(value)
+    if len(named) > 1:
+        raise ValueError(f"timeouts name several workflows ({', '.join(sorted(named))}): predict one at a time")
+    if named:
+        (workflow,) = named
+        if workflow not in workflows:
+            raise ValueError(f"no runs of workflow {workflow!r} in this frame; it has {', '.join(workflows)}")
+        return df[df["workflow"] == workflow], by_step
+    if len(workflows) > 1:
+        raise ValueError(
+            f"predict_timeouts simulates runs of one workflow; this frame holds {', '.join(workflows)}: "
+            f"filter it first (df[df['workflow'] == NAME]) or key the timeouts by (workflow, step)"
+        )
+    return df, by_step
+
+
 def predict_timeouts(
     df: pd.DataFrame,
-    timeouts: dict[str, float],
+    timeouts: Mapping[str, float] | Mapping[tuple[str, str], float] | pd.Series,
     *,
     retry: dict[str, RetryPolicy] | RetryPolicy | None = None,
     deadline: float | None = None,
@@ -139,8 +170,11 @@ def predict_timeouts(
 
     from wfkit.model._retry import NO_RETRY, RetryPolicy
 
+    df, timeouts = _one_workflow(df, timeouts)
     rows = _uncensored(df)
-    samples = {step: group.to_numpy(dtype=float) for step, group in rows.groupby("step", observed=True)["latency_s"]}
+    samples = {
+        str(step): group.to_numpy(dtype=float) for step, group in rows.groupby("step", observed=True)["latency_s"]
+    }
     unknown = sorted(set(timeouts) - set(samples))
     if unknown:
         raise ValueError(f"no latency observed for step(s) {', '.join(unknown)}; known: {', '.join(sorted(samples))}")

@@ -12,7 +12,7 @@ codes, then one selection per group). To summarise a dataset on disk without loa
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from wfkit.logs._tables import ERROR_KINDS, QUANTILES, grouped_quantiles, keys_of, quantile_label, runs_table
@@ -248,7 +248,7 @@ class StepsAccessor:
 
     def predict_timeouts(
         self,
-        timeouts: dict[str, float] | dict[tuple[str, str], float] | pd.Series,
+        timeouts: Mapping[str, float] | Mapping[tuple[str, str], float] | pd.Series,
         *,
         retry: dict[str, RetryPolicy] | RetryPolicy | None = None,
         deadline: float | None = None,

@@ -239,7 +239,7 @@ class StepLog:
         from wfkit.logs._advice import advice_table, check_advice_args, run_durations
 
         check_advice_args(quantile, margin, min_samples)
-        stats = self.latency((0.5, quantile), status="ok")
+        stats = self.latency(sorted({0.5, quantile}), status="ok")
         return advice_table(stats, run_durations(self.runs()), quantile=quantile, margin=margin, min_samples=min_samples)
 
     def close(self) -> None:
