@@ -68,9 +68,19 @@ def _say(ax: Axes, message: str, title: str) -> Axes:
 
 
 def _seconds_axis(ax: Axes, axis: str = "x") -> None:
-    from matplotlib.ticker import FuncFormatter
+    """Label a seconds axis "10 ms", "1 s". On a log axis: ticks at 1, 2 and 5 of each decade
+    (every digit when the data span less than 4x), small ticks unlabelled."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
-    (ax.xaxis if axis == "x" else ax.yaxis).set_major_formatter(FuncFormatter(axis_seconds))
+    target = ax.xaxis if axis == "x" else ax.yaxis
+    if (ax.get_xscale() if axis == "x" else ax.get_yscale()) == "log":
+        low, high = ax.get_xlim() if axis == "x" else ax.get_ylim()
+        narrow = low > 0 and high / low < 4
+        subs = tuple(float(d) for d in range(1, 10)) if narrow else (1.0, 2.0, 5.0)
+        target.set_major_locator(LogLocator(base=10, subs=subs))
+        target.set_minor_locator(LogLocator(base=10, subs=tuple(float(d) for d in range(1, 10))))
+        target.set_minor_formatter(NullFormatter())
+    target.set_major_formatter(FuncFormatter(axis_seconds))
 
 
 def _group_label(key: tuple[str, ...]) -> str:
@@ -115,7 +125,7 @@ def plot_latency(
     n = max(len(groups), 1)
     ncols = min(col_wrap, n)
     nrows = math.ceil(n / ncols)
-    size = (4.2 * ncols, 2.6 * nrows + 0.8)
+    size = (max(4.2 * ncols, 6.4), 2.6 * nrows + 0.8)
     if fig is None:
         import matplotlib.pyplot as plt
 
@@ -144,14 +154,11 @@ def plot_latency(
                 ax.step(values, np.arange(1, values.size + 1) / values.size, where="post", color=color, label=legend)
             else:
                 ax.hist(values, bins=list(bins), histtype="step", linewidth=1.5, color=color, label=legend)
-        if ok.size:
+        if ok.size:  # in the legend, not as text on the plot: close quantiles never overlap there
             for q, style in ((0.5, "--"), (0.99, ":")):
                 mark = float(np.quantile(ok, q))
-                ax.axvline(mark, color="#333333", linestyle=style, linewidth=1)
-                ax.text(
-                    mark, 1.0, f" P{round(q * 100)} {format_seconds(mark, digits=2)}", rotation=90, va="top",
-                    ha="right", fontsize="x-small", transform=ax.get_xaxis_transform(), color="#333333",
-                )
+                label = f"P{round(q * 100)} {format_seconds(mark, digits=2)}"
+                ax.axvline(mark, color="#333333", linestyle=style, linewidth=1, label=label)
         ax.set_title(_group_label(key), fontsize="medium")
         ax.legend(fontsize="x-small", loc="lower right" if kind == "ecdf" else "upper right")
         panels[(str(key[0]), str(key[-1]))] = ax
@@ -159,6 +166,7 @@ def plot_latency(
         ax.set_visible(False)
     for ax in flat:
         ax.set_xscale("log")
+    for ax in flat:
         _seconds_axis(ax)
     for ax in grid[:, 0]:
         ax.set_ylabel("fraction ≤ latency" if kind == "ecdf" else "attempts")

@@ -309,7 +309,11 @@ def resolve_root(path: str | os.PathLike[str] | None) -> Path:
     if root.is_dir() and (root / DB_NAME).exists():
         exporter.flush()
         export_pending(open_store(root), root)
-        root = steps_dir(root)
+        return steps_dir(root)
+    if path is None or (root / STEPS_DIR).is_dir() or (root / "evals").is_dir():
+        # A workspace whose store is gone or not made yet: its step log only, never the eval
+        # results (or eval runs) that live elsewhere below it.
+        return steps_dir(root)
     return root
 
 

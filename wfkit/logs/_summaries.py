@@ -18,7 +18,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -95,16 +95,15 @@ class StepLog:
                 params.append(when if when.tzinfo else when.replace(tzinfo=dt.UTC))
         return (" WHERE " + " AND ".join(f"({c})" for c in clauses) if clauses else ""), params
 
-    def _query(self, sql: str, params: Sequence[Any], empty: Callable[[], pd.DataFrame]) -> tuple[pd.DataFrame, list[str]]:
+    def _query(self, sql: str, params: Sequence[Any]) -> tuple[pd.DataFrame | None, list[str]]:
         """Run ``sql`` (which reads the view ``steps``; ``{keys}`` stands for the grouping keys,
         ``{workflow}`` for a ``first(workflow)`` column where the files have one)
-        and return its frame with the keys used, or ``empty()`` when there are no files."""
+        and return its frame with the keys used; None when there are no files."""
         import duckdb
 
         root, files = self._files()
         if not files:
-            table = empty()
-            return table, [k for k in KEYS if k in table.index.names]
+            return None, list(KEYS)
         with self._lock:
             if self._conn is None:
                 self._conn = duckdb.connect(":memory:")
@@ -124,6 +123,13 @@ class StepLog:
             workflow = ", first(workflow) AS workflow" if "workflow" in columns else ""
             frame = conn.execute(sql.format(keys=", ".join(keys), workflow=workflow), list(params)).df()
         return frame, keys
+
+    def narrow(self, **filters: Any) -> StepLog:
+        """The same log with these filters replacing (or adding to) its own: ``log.narrow(workflow="x")``."""
+        unknown = sorted(set(filters) - set(self._filters))
+        if unknown:
+            raise TypeError(f"unknown filter(s) {', '.join(unknown)}; the filters are {', '.join(self._filters)}")
+        return StepLog(self.path, **{**self._filters, **filters})
 
     # ---- reading rows --------------------------------------------------------------------------
 
@@ -151,9 +157,9 @@ class StepLog:
             "avg(latency_s) AS mean, count(latency_s) AS count "
             f"FROM steps{where} GROUP BY {{keys}} ORDER BY {{keys}}"
         )
-        frame, keys = self._query(sql, [list(quantiles), *params, *more], lambda: _empty("latency", quantiles))
-        if "q" not in frame.columns:
-            return frame
+        frame, keys = self._query(sql, [list(quantiles), *params, *more])
+        if frame is None:
+            return _empty("latency", quantiles)
         quants = frame.pop("q")
         for i, label in enumerate(labels):
             frame.insert(len(keys) + i, label, [float(v[i]) for v in quants])
@@ -168,9 +174,9 @@ class StepLog:
             f"SELECT {{keys}}, count(*) AS attempts, {kinds}, count(*) FILTER (WHERE status = 'timeout') AS timeouts "
             f"FROM steps{where} GROUP BY {{keys}} ORDER BY {{keys}}"
         )
-        frame, keys = self._query(sql, params, lambda: _empty("failures"))
-        if "attempts" not in frame.columns:
-            return frame
+        frame, keys = self._query(sql, params)
+        if frame is None:
+            return _empty("failures")
         frame = frame.set_index(keys)
         timeouts = frame.pop("timeouts")
         frame = frame.astype("int64")
@@ -188,8 +194,10 @@ class StepLog:
             "SELECT {keys}, sum(r)::BIGINT AS retries, avg(r) AS mean_per_visit, max(r)::BIGINT AS max_per_visit "
             "FROM visits GROUP BY {keys} ORDER BY {keys}"
         )
-        frame, keys = self._query(sql, params, lambda: _empty("retries"))
-        return frame if "retries" not in frame.columns else frame.set_index(keys)
+        frame, keys = self._query(sql, params)
+        if frame is None:
+            return _empty("retries")
+        return frame.set_index(keys)
 
     def errors(self, *, top: int | None = None) -> pd.DataFrame:
         """Failed attempts by (workflow, step), kind, type and message, commonest first, as
@@ -205,9 +213,9 @@ class StepLog:
             f"arg_max(run_id, started_at) AS last_run, max(started_at) AS last FROM steps{where} "
             "GROUP BY ALL ORDER BY count DESC, last DESC" + limit
         )
-        frame, keys = self._query(sql, params, lambda: _empty("errors"))
-        if "count" not in frame.columns:
-            return frame
+        frame, keys = self._query(sql, params)
+        if frame is None:
+            return _empty("errors")
         for name in ("error_kind", "error_type", "error_message", "last_run"):
             frame[name] = frame[name].astype("string")
         frame["last"] = frame["last"].dt.tz_convert("UTC")
@@ -224,9 +232,9 @@ class StepLog:
             "count(*) FILTER (WHERE retry_delay_s IS NOT NULL) AS retries{workflow} "
             f"FROM steps{where} GROUP BY run_id ORDER BY start, run_id"
         )
-        frame, _ = self._query(sql, params, lambda: _empty("runs"))
-        if "start" not in frame.columns:
-            return frame
+        frame, _ = self._query(sql, params)
+        if frame is None:
+            return _empty("runs")
         for name in ("start", "end"):
             frame[name] = frame[name].dt.tz_convert("UTC")
         for name in ("attempts", "steps_ok", "failed", "retries"):
