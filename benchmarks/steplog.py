@@ -164,7 +164,6 @@ def s1(folder: Path, rows: int) -> list[dict[str, Any]]:
             "ratio": round(ours / theirs, 2),
         }
     )
-    del frame
     load, _ = median_time(
         lambda: wf.steps(folder, columns=["workflow", "step", "attempt", "status", "latency_s"]).wf.latency(), 1
     )
@@ -199,7 +198,7 @@ def s1f(folder: Path, rows: int) -> dict[str, Any]:
     ours, ours_peak = _peak(f"wf.StepLog({str(folder)!r}).latency()")
     sql = DUCKDB["latency"].format(src=_source(folder))
     theirs, theirs_peak = _peak(f"duckdb.connect().execute({sql!r}).df()")
-    baseline, baseline_peak = _peak("pass")
+    _, baseline_peak = _peak("pass")
     return {
         "workload": "S1f",
         "what": f"latency table of {rows:,} rows on disk, each in a fresh process",

@@ -212,7 +212,7 @@ def test_runs_counts_a_retried_timeout_as_a_retry(workspace: Path) -> None:
 def test_accessor_refuses_a_frame_that_is_not_a_step_log() -> None:
     """df.wf on another frame raises AttributeError naming the missing columns."""
     register_accessor()
-    with pytest.raises(AttributeError, match="missing columns: step, attempt, status$"):
+    with pytest.raises(AttributeError, match=r"missing columns: step, attempt, status$"):
         _ = pd.DataFrame({"a": [1]}).wf
     with pytest.raises(AttributeError, match=r"missing columns: status$"):
         _ = pd.DataFrame(columns=["run_id", "step", "attempt"]).wf

@@ -113,7 +113,8 @@ def test_svg_shows_loop_bounds_and_approval_conditions_with_drawn_markers() -> N
     """Boxes say "at most N visits" and "approval if ..."; the markers are shapes, not emoji."""
     svg = to_svg(refunds().validate())
     assert "approval if amount &gt; 100" in svg
-    assert "⏸" not in svg and "⚠" not in svg
+    assert "⏸" not in svg
+    assert "⚠" not in svg
     assert "<circle cx=" in svg  # the pause marker
     router = to_svg(query_router().validate())
     assert "at most 3 visits" in router
@@ -170,7 +171,8 @@ def test_same_layer_edges_arc_below_and_dashed_lie_under_solid() -> None:
     paths = [p for p in root.iter(f"{ns}path") if p.get("marker-end")]
     dashed = [i for i, p in enumerate(paths) if p.get("stroke-dasharray")]
     solid = [i for i, p in enumerate(paths) if not p.get("stroke-dasharray")]
-    assert dashed and max(dashed) < min(solid)
+    assert dashed
+    assert max(dashed) < min(solid)
     row_bottom = max(
         float(r.get("y", 0)) + float(r.get("height", 0)) for r in root.iter(f"{ns}rect") if r.get("rx") == "8"
     )

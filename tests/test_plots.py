@@ -45,8 +45,10 @@ def assert_nothing_clipped(fig: Any) -> None:
     drawn = fig.get_tightbbox(fig.canvas.get_renderer())
     page = fig.bbox_inches
     tolerance = 0.02  # inches
-    assert page.x0 - tolerance <= drawn.x0 and drawn.x1 <= page.x1 + tolerance, (drawn, page)
-    assert page.y0 - tolerance <= drawn.y0 and drawn.y1 <= page.y1 + tolerance, (drawn, page)
+    assert page.x0 - tolerance <= drawn.x0, (drawn, page)
+    assert drawn.x1 <= page.x1 + tolerance, (drawn, page)
+    assert page.y0 - tolerance <= drawn.y0, (drawn, page)
+    assert drawn.y1 <= page.y1 + tolerance, (drawn, page)
 
 
 def sleeper(delay: float) -> Any:
@@ -89,7 +91,6 @@ def rectangles(ax: Any) -> list[Rectangle]:
 
 def lane_of(rect: Rectangle, labels: list[str]) -> str:
     return labels[round(rect.get_y() + rect.get_height() / 2)]
-
 
 
 def failing_flow() -> wf.Workflow:
@@ -308,7 +309,7 @@ def test_compare_is_a_table_of_quantiles_ratios_and_intervals(workspace: Path) -
     assert ["n_v1", "n_v2", "p50_v1", "p50_v2", "p50_ratio", "p50_diff", "p50_diff_low", "p50_diff_high"] == list(
         table.columns[:8]
     )
-    for (workflow, step), row in table.iterrows():
+    for (_, step), row in table.iterrows():
         a = base[base["step"] == step]["latency_s"]
         b = cand[cand["step"] == step]["latency_s"]
         assert (8, 8) == (row["n_v1"], row["n_v2"])
@@ -317,7 +318,8 @@ def test_compare_is_a_table_of_quantiles_ratios_and_intervals(workspace: Path) -
         assert row["p50_diff_low"] <= row["p50_diff"] <= row["p50_diff_high"]
         assert 0 < row["p50_diff_low"]  # ten times slower is not noise
     same = base.wf.compare(base)
-    assert (same["p50_diff_low"] <= 0).all() and (same["p50_diff_high"] >= 0).all()
+    assert (same["p50_diff_low"] <= 0).all()
+    assert (same["p50_diff_high"] >= 0).all()
 
 
 def test_compare_of_two_workflows_matches_steps_when_asked(workspace: Path) -> None:
@@ -373,7 +375,5 @@ def test_every_plot_shows_as_an_image_in_an_executed_notebook(workspace: Path, t
     nb.cells = [nbformat.v4.new_code_cell(f"import wfkit as wf\ndf = wf.steps({str(workspace)!r})")]
     nb.cells += [nbformat.v4.new_code_cell(code) for code in plots]
     NotebookClient(nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
-    images = [
-        sum("image/png" in out.get("data", {}) for out in cell.outputs) for cell in nb.cells[1:]
-    ]
+    images = [sum("image/png" in out.get("data", {}) for out in cell.outputs) for cell in nb.cells[1:]]
     assert [1] * len(plots) == images

@@ -28,7 +28,10 @@ def log_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def run_fresh(code: str, folder: Path) -> str:
     """Run ``code`` in a new interpreter (this worktree's wfkit first on the path); its stdout."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(wf.__file__).parents[1]), os.environ.get("PYTHONPATH", "")])}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(Path(wf.__file__).parents[1]), os.environ.get("PYTHONPATH", "")]),
+    }
     done = subprocess.run(
         [sys.executable, "-c", textwrap.dedent(code).replace("FOLDER", repr(str(folder)))],
         capture_output=True,

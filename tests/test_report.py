@@ -89,7 +89,8 @@ def test_report_writes_a_section_per_workflow(workspace: Path, tmp_path: Path, c
     out = tmp_path / "report"
     assert 0 == main(["report", "--out", str(out)])
     html = assert_full_report(out, capsys.readouterr().out, attempts=18, runs=8, workflows=["mixed", "outage"])
-    assert "service down" in html and "bad input" in html  # failures with their messages
+    assert "service down" in html  # failures with their messages
+    assert "bad input" in html
     assert "only 5 successful attempts; need 20 for advice" in html
 
 
@@ -170,7 +171,10 @@ def test_report_leaves_eval_runs_out(workspace: Path, tmp_path: Path, capsys: An
     """Runs made by an eval live in their own part of the workspace: the report does not show them."""
     mixed_runs()
     suite = wf.evals.Suite(
-        name="tiny", dataset=[{"id": "a", "i": 1}], workflow=serial_eval_flow(), scorers=[wf.evals.custom(lambda c, r: 1.0)]
+        name="tiny",
+        dataset=[{"id": "a", "i": 1}],
+        workflow=serial_eval_flow(),
+        scorers=[wf.evals.custom(lambda c, r: 1.0)],
     )
     wf.evals.evaluate(suite, progress=False)
     out = tmp_path / "report"

@@ -336,12 +336,22 @@ class EvalResult:
                 row = summary.loc[(variant, scorer)]
                 value = float(row[metric])
                 ax.errorbar(
-                    [value], [y], xerr=[[value - float(row[low])], [float(row[high]) - value]], fmt="o",
-                    color=colors[i % len(colors)], capsize=3, label=variant if scorer == scorers[0] else None,
+                    [value],
+                    [y],
+                    xerr=[[value - float(row[low])], [float(row[high]) - value]],
+                    fmt="o",
+                    color=colors[i % len(colors)],
+                    capsize=3,
+                    label=variant if scorer == scorers[0] else None,
                 )
                 ax.annotate(
-                    f"{value:.0%} (n={int(row['cases'])})", (1.0, y), xycoords=("axes fraction", "data"),
-                    xytext=(6, 0), textcoords="offset points", va="center", fontsize="small",
+                    f"{value:.0%} (n={int(row['cases'])})",
+                    (1.0, y),
+                    xycoords=("axes fraction", "data"),
+                    xytext=(6, 0),
+                    textcoords="offset points",
+                    va="center",
+                    fontsize="small",
                 )
                 labels.append(f"{scorer} · {variant}")
                 y += 1
@@ -353,7 +363,9 @@ class EvalResult:
         ax.set_title(f"eval {self.suite.name}: {what} per scorer and variant", fontsize="medium")
         ax.xaxis.set_major_formatter("{x:.0%}")
         ax.grid(axis="x", color="#eeeeee")
-        ax.legend(fontsize="small", loc="lower left", bbox_to_anchor=(0.0, 1.06), ncols=max(len(variants), 1), frameon=False)
+        ax.legend(
+            fontsize="small", loc="lower left", bbox_to_anchor=(0.0, 1.06), ncols=max(len(variants), 1), frameon=False
+        )
         return ax
 
     def save(self, workspace: str | os.PathLike[str] | None = None) -> Path:

@@ -106,9 +106,7 @@ def advise_timeouts(
     check_advice_args(quantile, margin, min_samples)
     ok = df[(df["attempt"] > 0) & (df["status"] == "ok")]
     stats = grouped_quantiles(ok, keys_of(ok, None), "latency_s", sorted({0.5, quantile}))
-    return advice_table(
-        stats, run_durations(runs_table(df)), quantile=quantile, margin=margin, min_samples=min_samples
-    )
+    return advice_table(stats, run_durations(runs_table(df)), quantile=quantile, margin=margin, min_samples=min_samples)
 
 
 def _stages(run: pd.DataFrame) -> tuple[tuple[str, ...], ...]:

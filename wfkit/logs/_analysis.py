@@ -109,7 +109,10 @@ class StepsAccessor:
         failed = failed.assign(**{k: failed[k].astype("string").fillna("") for k in keys[-3:]})
         grouped = failed.sort_values("started_at").groupby(keys, observed=True, sort=False)
         table = grouped.agg(
-            count=("run_id", "size"), runs=("run_id", "nunique"), last_run=("run_id", "last"), last=("started_at", "max")
+            count=("run_id", "size"),
+            runs=("run_id", "nunique"),
+            last_run=("run_id", "last"),
+            last=("started_at", "max"),
         )
         table = table.sort_values(["count", "last"], ascending=[False, False], kind="stable")
         table["last_run"] = table["last_run"].astype("string")

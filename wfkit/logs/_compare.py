@@ -50,8 +50,10 @@ def compare_latency(
     if missing:
         raise ValueError(f"the candidate frame has no {', '.join(missing)} column: compare two step logs")
     groups = [
-        {(k if isinstance(k, tuple) else (k,)): g["latency_s"].dropna().to_numpy(dtype=float)
-         for k, g in side.groupby(keys, observed=True, sort=True)}
+        {
+            (k if isinstance(k, tuple) else (k,)): g["latency_s"].dropna().to_numpy(dtype=float)
+            for k, g in side.groupby(keys, observed=True, sort=True)
+        }
         for side in sides
     ]
     common = [k for k in groups[0] if k in groups[1] and len(groups[0][k]) and len(groups[1][k])]

@@ -162,7 +162,7 @@ def plot_latency(
         ax.set_title(_group_label(key), fontsize="medium")
         ax.legend(fontsize="x-small", loc="lower right" if kind == "ecdf" else "upper right")
         panels[(str(key[0]), str(key[-1]))] = ax
-    for ax in flat[len(groups):]:
+    for ax in flat[len(groups) :]:
         ax.set_visible(False)
     for ax in flat:
         ax.set_xscale("log")
@@ -220,8 +220,13 @@ def plot_timeline(df: pd.DataFrame, run_id: str | None = None, *, ax: Axes | Non
             start = (opened.min() - origin).total_seconds()
             end = (decided.max() - origin).total_seconds()
             ax.barh(
-                lanes.index(str(step)), end - start, left=start, height=0.6, color=_COLORS["waiting_approval"],
-                alpha=0.35, hatch="//",
+                lanes.index(str(step)),
+                end - start,
+                left=start,
+                height=0.6,
+                color=_COLORS["waiting_approval"],
+                alpha=0.35,
+                hatch="//",
             )
     ax.set_yticks(range(len(lanes)), lanes)
     ax.set_ylim(len(lanes) - 0.5, -0.5)
@@ -255,7 +260,9 @@ def plot_failures(table: pd.DataFrame, *, ax: Axes | None = None) -> Axes:
         ax.barh(y, values, left=left, color=color, label=kind, height=0.6)
         left = values if left is None else left + values
     top = float(table["failed"].max()) or 1.0
-    for i, (failed, rate, attempts) in enumerate(zip(table["failed"], table["failure_rate"], table["attempts"], strict=True)):
+    for i, (failed, rate, attempts) in enumerate(
+        zip(table["failed"], table["failure_rate"], table["attempts"], strict=True)
+    ):
         ax.text(float(failed) + top * 0.01, i, f"{rate:.1%} of {attempts:,}", va="center", fontsize="small")
     ax.set_yticks(y, labels)
     ax.set_ylim(len(labels) - 0.5, -0.5)
@@ -296,8 +303,14 @@ def plot_compare(table: pd.DataFrame, *, ax: Axes | None = None) -> Axes:
             f"[{format_seconds(low, digits=2)}, {format_seconds(high, digits=2)}]"
         )
         ax.annotate(
-            note, (1.0, i), xycoords=("axes fraction", "data"), xytext=(6, 0), textcoords="offset points",
-            va="center", fontsize="x-small", color="#000000" if sure else "#777777",
+            note,
+            (1.0, i),
+            xycoords=("axes fraction", "data"),
+            xytext=(6, 0),
+            textcoords="offset points",
+            va="center",
+            fontsize="x-small",
+            color="#000000" if sure else "#777777",
         )
         key_t = key if isinstance(key, tuple) else (key,)
         names.append(f"{_group_label(key_t)}  {q.upper()}")

@@ -17,6 +17,7 @@ Registration is idempotent and never overrides a ``wf`` attribute somebody else 
 
 from __future__ import annotations
 
+import contextlib
 import importlib.abc
 import importlib.machinery
 import sys
@@ -27,24 +28,28 @@ from typing import Any
 
 # Re-entrant: importing pandas below fires the watcher, which registers from inside that import.
 _lock = threading.RLock()
-_registered = False
+_state = {"registered": False}
+
+
+def _done() -> bool:
+    # A call, not a name: the check after `import pandas` sees what the watcher did meanwhile.
+    return _state["registered"]
 
 
 def register_accessor() -> None:
     """Make ``df.wf`` available on every pandas DataFrame (idempotent; imports pandas)."""
-    global _registered
     with _lock:
-        if _registered:
+        if _done():
             return
         import pandas as pd
 
         from wfkit.logs._analysis import StepsAccessor
 
-        if _registered:  # done by the watcher while pandas was being imported just now
+        if _done():  # done by the watcher while pandas was being imported just now
             return
         if "wf" not in pd.DataFrame.__dict__:  # someone else's `wf` stays theirs
             pd.api.extensions.register_dataframe_accessor("wf")(StepsAccessor)
-        _registered = True
+        _state["registered"] = True
 
 
 class _ThenRegister(importlib.abc.Loader):
@@ -129,7 +134,5 @@ def uninstall() -> None:
     global _watcher
     watcher, _watcher = _watcher, None
     if watcher is not None:
-        try:
+        with contextlib.suppress(ValueError):  # someone took it off already
             sys.meta_path.remove(watcher)
-        except ValueError:
-            pass

@@ -61,19 +61,19 @@ def _slug(name: str) -> str:
 
 
 def _count(value: object) -> str:
-    return f"{int(value):,}" if value is not None and value == value else "–"  # type: ignore[call-overload]
+    return f"{int(value):,}" if value is not None and value == value else "-"  # type: ignore[call-overload]
 
 
 def _rate(value: object) -> str:
-    return f"{float(value):.1%}" if value is not None and value == value else "–"  # type: ignore[arg-type]
+    return f"{float(value):.1%}" if value is not None and value == value else "-"  # type: ignore[arg-type]
 
 
 def _money(value: object) -> str:
-    return f"${float(value):,.4f}" if value is not None and value == value else "–"  # type: ignore[arg-type]
+    return f"${float(value):,.4f}" if value is not None and value == value else "-"  # type: ignore[arg-type]
 
 
 def _duration(value: object) -> str:
-    return format_seconds(float(value)) if value is not None and value == value else "–"  # type: ignore[arg-type]
+    return format_seconds(float(value)) if value is not None and value == value else "-"  # type: ignore[arg-type]
 
 
 def _table(
@@ -122,6 +122,7 @@ def _workflow_section(log: StepLog, workspace: str | os.PathLike[str] | None, na
 
     from wfkit.logs._plots import plot_latency, plot_timeline
     from wfkit.logs._steplog import steps
+
     mine = log.narrow(workflow=name)
     slug = _slug(name)
     runs = mine.runs()
@@ -183,7 +184,7 @@ def _workflow_section(log: StepLog, workspace: str | os.PathLike[str] | None, na
     )
     errors = mine.errors(top=10)
     if len(errors):
-        parts.append("<p class=\"note\">The commonest errors (a retried attempt counts too):</p>")
+        parts.append('<p class="note">The commonest errors (a retried attempt counts too):</p>')
         parts.append(
             _table(
                 errors,

@@ -367,7 +367,9 @@ def read_steps(
     if columns is not None:
         unknown = [c for c in columns if c not in full.names]
         if unknown:
-            raise ValueError(f"unknown step-log column(s) {', '.join(unknown)}; the columns are {', '.join(full.names)}")
+            raise ValueError(
+                f"unknown step-log column(s) {', '.join(unknown)}; the columns are {', '.join(full.names)}"
+            )
     wanted = list(full.names) if columns is None else list(dict.fromkeys(columns))
     # Sorting needs its key, even when the caller did not ask for it; dropped again below.
     read = wanted + (["started_at"] if sort and "started_at" not in wanted else [])

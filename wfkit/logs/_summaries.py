@@ -101,7 +101,7 @@ class StepLog:
         and return its frame with the keys used; None when there are no files."""
         import duckdb
 
-        root, files = self._files()
+        _, files = self._files()
         if not files:
             return None, list(KEYS)
         with self._lock:
@@ -141,7 +141,9 @@ class StepLog:
 
     # ---- summaries -----------------------------------------------------------------------------
 
-    def latency(self, quantiles: Sequence[float] = QUANTILES, *, status: str | Sequence[str] | None = "ok") -> pd.DataFrame:
+    def latency(
+        self, quantiles: Sequence[float] = QUANTILES, *, status: str | Sequence[str] | None = "ok"
+    ) -> pd.DataFrame:
         """Latency percentiles per (workflow, step), as ``df.wf.latency()``: successful attempts by
         default, ``status=None`` for all."""
         labels = [quantile_label(q) for q in quantiles]
@@ -226,7 +228,7 @@ class StepLog:
         workflow, duration_s), in start order."""
         where, params = self._where()
         sql = (
-            "SELECT run_id, min(started_at) AS start, max(ended_at) AS \"end\", "
+            'SELECT run_id, min(started_at) AS start, max(ended_at) AS "end", '
             "count(*) FILTER (WHERE attempt > 0) AS attempts, count(*) FILTER (WHERE status = 'ok') AS steps_ok, "
             "count(*) FILTER (WHERE status IN ('failed', 'timeout') AND retry_delay_s IS NULL) AS failed, "
             "count(*) FILTER (WHERE retry_delay_s IS NOT NULL) AS retries{workflow} "
@@ -248,7 +250,9 @@ class StepLog:
 
         check_advice_args(quantile, margin, min_samples)
         stats = self.latency(sorted({0.5, quantile}), status="ok")
-        return advice_table(stats, run_durations(self.runs()), quantile=quantile, margin=margin, min_samples=min_samples)
+        return advice_table(
+            stats, run_durations(self.runs()), quantile=quantile, margin=margin, min_samples=min_samples
+        )
 
     def close(self) -> None:
         """Close the DuckDB connection (a new one opens on the next question)."""

@@ -13,7 +13,7 @@ def _sig(value: float, digits: int) -> str:
 def format_seconds(seconds: float | None, *, digits: int = 3) -> str:
     """A duration with a unit that keeps ``digits`` significant figures: µs, ms, s, min or h."""
     if seconds is None or (isinstance(seconds, float) and math.isnan(seconds)):
-        return "–"
+        return "-"
     value = float(seconds)
     sign = "-" if value < 0 else ""
     value = abs(value)
