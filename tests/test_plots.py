@@ -303,40 +303,6 @@ def compare_frames(workspace: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     return wf.steps(until=cut.to_pydatetime()), wf.steps(since=cut.to_pydatetime())
 
 
-def test_compare_is_a_table_of_quantiles_ratios_and_intervals(workspace: Path) -> None:
-    """compare(): per (workflow, step), P50 and P99 on both sides, their ratio and a bootstrap
-    interval on the difference that holds the difference."""
-    base, cand = compare_frames(workspace)
-    table = base.wf.compare(cand, labels=("v1", "v2"))
-    assert [("svc", "act"), ("svc", "plan")] == list(table.index)
-    assert ["n_v1", "n_v2", "p50_v1", "p50_v2", "p50_ratio", "p50_diff", "p50_diff_low", "p50_diff_high"] == list(
-        table.columns[:8]
-    )
-    for (_, step), row in table.iterrows():
-        a = base[base["step"] == step]["latency_s"]
-        b = cand[cand["step"] == step]["latency_s"]
-        assert (8, 8) == (row["n_v1"], row["n_v2"])
-        assert pytest.approx(np.quantile(a, 0.99)) == row["p99_v1"]
-        assert pytest.approx(np.quantile(b, 0.5) / np.quantile(a, 0.5)) == row["p50_ratio"]
-        assert row["p50_diff_low"] <= row["p50_diff"] <= row["p50_diff_high"]
-        assert 0 < row["p50_diff_low"]  # ten times slower is not noise
-    same = base.wf.compare(base)
-    assert (same["p50_diff_low"] <= 0).all()
-    assert (same["p50_diff_high"] >= 0).all()
-
-
-def test_compare_of_two_workflows_matches_steps_when_asked(workspace: Path) -> None:
-    """Two different workflows share no (workflow, step): compare says so, and by="step" matches steps."""
-    for name in ("one", "two"):
-        flow = serial_flow(name, {"plan": 0.001})
-        for _ in range(3):
-            flow.run({})
-    one, two = wf.steps(workflow="one"), wf.steps(workflow="two")
-    with pytest.raises(ValueError, match='by="step"'):
-        one.wf.compare(two)
-    assert ["plan"] == list(one.wf.compare(two, by="step").index)
-
-
 def test_plot_compare_is_a_dumbbell_on_one_log_axis(workspace: Path, tmp_path: Path) -> None:
     """plot_compare: one Axes, a row per (workflow, step) and quantile, two dots joined by a line,
     log-scaled, the ratio and interval written beside; takes ax=."""
