@@ -62,7 +62,7 @@ def generate(folder: Path, rows: int, seed: int = 0) -> None:
             CASE WHEN u < 0.021 THEN 'transient' WHEN u < 0.03 THEN 'permanent' ELSE NULL END AS error_kind,
             CASE WHEN u < 0.021 THEN 'ConnectionError' WHEN u < 0.03 THEN 'ValueError' ELSE NULL END AS error_type,
             CASE WHEN u < 0.021 THEN 'reset by peer' WHEN u < 0.03 THEN 'bad input' ELSE NULL END AS error_message,
-            TIMESTAMPTZ '2026-11-01 00:00:00+00' + to_microseconds((i * 86400000000 * {DAYS} // {rows})::BIGINT)
+            TIMESTAMPTZ '2026-11-01 00:00:00+00' + to_microseconds((i::DOUBLE * 86400e6 * {DAYS} / {rows})::BIGINT)
               AS started_at,
             started_at + to_microseconds((exp(ln(0.5) + sqrt(-2 * ln(v)) * cos(2 * pi() * w)) * 1e6)::BIGINT)
               AS ended_at,
