@@ -189,7 +189,7 @@ def _peak(code: str) -> tuple[float, float]:
         "print(elapsed, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)\n"
     )
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
-    elapsed, peak = done.stdout.split()
+    elapsed, peak = done.stdout.strip().splitlines()[-1].split()  # after anything DuckDB printed
     return float(elapsed), float(peak)
 
 

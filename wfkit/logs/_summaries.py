@@ -106,7 +106,9 @@ class StepLog:
             return None, list(KEYS)
         with self._lock:
             if self._conn is None:
+                # No progress bar: it would print into the notebook cell or the report's terminal.
                 self._conn = duckdb.connect(":memory:")
+                self._conn.execute("SET enable_progress_bar = false")
             conn = self._conn
             hive = "true" if any(p.startswith("workflow=") for p in files[0].parts) else "false"
             # A view takes no parameters: the paths go in as SQL string literals, quotes doubled.
