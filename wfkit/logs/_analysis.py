@@ -12,6 +12,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from wfkit.logs._dataset import is_url
+
 if TYPE_CHECKING:
     import datetime as dt
 
@@ -37,7 +39,8 @@ def steps(
 ) -> pd.DataFrame:
     """The step log as a DataFrame, one row per attempt.
 
-    ``path`` is a workspace (default ``$WFKIT_HOME`` or ``./.wfkit``), a folder of segment files,
+    ``path`` is a workspace (default ``$WFKIT_HOME`` or ``./.wfkit``), a dataset that Dask workers
+    wrote (a folder, or an fsspec URL such as ``s3://bucket/evals``), a folder of segment files,
     or one parquet file. Reading a workspace first exports any rows the journal holds that are not
     in parquet yet (after a crash, or runs that just ended). Filters are pushed down to the files.
     """
@@ -45,11 +48,17 @@ def steps(
     from wfkit.store._workspace import DB_NAME, open_store, workspace_path
 
     register_accessor()
-    root = workspace_path(path) if path is None else Path(path)
+    if path is not None and is_url(path):
+        from wfkit.logs._segments import mirror
+
+        path = mirror(os.fspath(path))  # the segments that count, cached locally (they never change)
+    root = workspace_path(path) if path is None else Path(os.fspath(path).removeprefix("file://"))
     if root.is_dir() and (root / DB_NAME).exists():
         exporter.flush()
         export_pending(open_store(root), root)
         root = steps_dir(root)
+    elif root.is_dir() and steps_dir(root).is_dir():
+        root = steps_dir(root)  # a dataset written by Dask workers: no run store, a steps folder
     if not root.exists():
         return dataset_schema().empty_table().to_pandas()
     return read_steps(root, workflow=workflow, run_id=run_id, step=step, status=status, since=since, until=until)

@@ -26,6 +26,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from wfkit.logs._dataset import counted_files, is_attempt_segment
 from wfkit.model._events import FIELDS
 
 if TYPE_CHECKING:
@@ -258,10 +259,11 @@ def _superseded(files: Iterable[Path]) -> set[str]:
 
 
 def segment_files(root: Path) -> list[Path]:
-    """The live segment files under ``root``: temporaries and superseded sources left out."""
+    """The live segment files under ``root``: temporaries, superseded sources and the files of
+    partition attempts that do not count (``_dataset``) left out."""
     files = sorted(p for p in root.rglob("*.parquet") if not p.name.startswith("."))
     gone = _superseded(files)
-    return [p for p in files if p.name not in gone]
+    return counted_files([p for p in files if p.name not in gone], root)
 
 
 def read_steps(
@@ -343,7 +345,8 @@ def compact(workspace: Path, *, small: int = SMALL_FILE) -> dict[str, int]:
         return {"merged": 0, "written": 0}
     for folder in sorted({p.parent for p in root.rglob("*.parquet")}):
         live = segment_files(folder)
-        sources = [p for p in live if p.stat().st_size < small]
+        # A partition attempt's file stays whole: which attempt counts is decided by its markers.
+        sources = [p for p in live if p.stat().st_size < small and not is_attempt_segment(p.name)]
         if len(sources) < 2:
             continue
         table = pa.concat_tables([pq.read_table(p, schema=schema()) for p in sources])
