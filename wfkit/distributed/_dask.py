@@ -35,7 +35,6 @@ from wfkit.logs._segments import begin_attempt, commit_job, journal_rows, new_jo
 
 if TYPE_CHECKING:
     import pyarrow as pa
-    from distributed import Client
 
 #: A ``distributed.Client``, a cluster object (``LocalCluster``...), or a scheduler address.
 Executor: TypeAlias = Any
@@ -56,7 +55,7 @@ def import_distributed() -> Any:
 
 @dataclass
 class Connection:
-    client: Client
+    client: Any  # a distributed.Client (typed loosely: distributed's API is largely unannotated)
     owned: bool  # made here from an address: closed when the job ends
 
     @property
@@ -103,7 +102,7 @@ def threads_of(conn: Connection) -> int:
             f"the Dask scheduler at {conn.address} has no workers (waited {WORKERS_TIMEOUT:g} s); "
             f"start some with `dask worker {conn.address}`",
         ) from exc
-    return max(1, sum(conn.client.nthreads().values()))
+    return max(1, int(sum(conn.client.nthreads().values())))
 
 
 def partition_size(cases: int, threads: int, requested: int | None = None) -> int:
@@ -281,7 +280,6 @@ def run_job(
     The dataset must be visible from every worker; that is checked before any work is sent. A
     partition that fails on every attempt cancels the rest and raises :class:`PartitionError`.
     """
-    distributed = import_distributed()
     if retries < 0:
         raise ValueError(f"retries must be >= 0, got {retries}")
     conn = connection or connect(executor)
@@ -311,12 +309,12 @@ def run_job(
         index = {f.key: i for i, f in enumerate(futures)}
         markers: dict[int, dict[str, Any]] = {}
         try:
-            pending = set(futures)
+            pending = list(futures)
             while pending:
-                try:
-                    done, pending = distributed.wait(pending, timeout=0.25, return_when="FIRST_COMPLETED")
-                except TimeoutError:
-                    done = set()
+                done = [f for f in pending if f.done()]
+                if not done:
+                    time.sleep(0.05)  # the futures' states are kept current by the client's own thread
+                pending = [f for f in pending if not f.done() or f not in done]
                 for future in done:
                     part = index[future.key]
                     if future.status != "finished":
@@ -353,7 +351,7 @@ def _partition_error(future: Any, job: str, partition: int, retries: int) -> Par
     return PartitionError(job, partition, f"partition {partition} of job {job} ended as {future.status}")
 
 
-def _check_dataset(client: Client, location: Location, job: str) -> None:
+def _check_dataset(client: Any, location: Location, job: str) -> None:
     """Every worker must see the dataset (a folder on this machine is not on another one)."""
     probe = f"{STEPS_DIR}/{ATTEMPTS_DIR}/{job}/_probe"
     location.write_bytes(probe, b"")

@@ -179,6 +179,7 @@ async def evaluate_async(
     dataset: str | os.PathLike[str] | None = None,
     partition_size: int | None = None,
     retries: int = 2,
+    announce: Callable[[str], None] | None = None,
 ) -> EvalResult:
     import pandas as pd
 
@@ -199,6 +200,7 @@ async def evaluate_async(
             partition_size=partition_size,
             retries=retries,
             progress=progress,
+            announce=announce,
         )
     else:
         if dataset is not None:
@@ -284,8 +286,10 @@ def _evaluate_on_dask(
     partition_size: int | None,
     retries: int,
     progress: bool,
+    announce: Callable[[str], None] | None,
 ) -> list[dict[str, Any]]:
-    from wfkit.distributed._dask import chunks, connect, partition_size as size_for, run_job, threads_of
+    from wfkit.distributed._dask import announce_default, chunks, connect, run_job, threads_of
+    from wfkit.distributed._dask import partition_size as size_for
 
     conn = connect(executor)  # first: an unreachable scheduler is an error before any work
     try:
@@ -305,6 +309,7 @@ def _evaluate_on_dask(
             label=f"eval {suite.name}",
             retries=retries,
             progress=progress,
+            announce=announce or announce_default,
             connection=conn,
         )
     finally:

@@ -16,8 +16,9 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 if TYPE_CHECKING:
     from wfkit.engine._run import Run
 
+
 class _Missing(enum.Enum):
-    """"No value": an enum member, so it is still itself after pickling (scorers go to Dask workers)."""
+    """ "No value": an enum member, so it is still itself after pickling (scorers go to Dask workers)."""
 
     MISSING = "missing"
 

@@ -91,12 +91,12 @@ class Location:
             os.replace(tmp, target)
             _fsync_dir(target.parent)
             return
-        target_s = self._full(rel)
-        parent, _, name = target_s.rpartition("/")
-        tmp = f"{parent}/.{name}.{uuid.uuid4().hex[:8]}.tmp"
+        final = self._full(rel)
+        parent, _, name = final.rpartition("/")
+        staged = f"{parent}/.{name}.{uuid.uuid4().hex[:8]}.tmp"
         self.fs.makedirs(parent, exist_ok=True)
-        self.fs.pipe_file(tmp, data)
-        self.fs.mv(tmp, target_s)
+        self.fs.pipe_file(staged, data)
+        self.fs.mv(staged, final)
 
     def write_table(self, rel: str, table: pa.Table) -> None:
         import pyarrow as pa
@@ -200,5 +200,3 @@ def counted_files(files: Sequence[Path], root: Path) -> list[Path]:
         if match["stem"] in stems[job]:
             kept.append(f)
     return kept
-
-

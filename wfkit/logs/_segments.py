@@ -29,7 +29,6 @@ import re
 import secrets
 import socket
 import time
-import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
