@@ -176,12 +176,28 @@ def _scratch_root() -> str:
         return tempfile.gettempdir()
 
 
-def run_partition(dataset: str, job: str, partition: int, work: Work) -> dict[str, Any]:
-    """Run one partition as a new attempt and write it to the dataset; returns its commit marker."""
+def _unpickle(payload: bytes) -> Work:
+    import pickle
+
+    try:
+        work: Work = pickle.loads(payload)
+    except ModuleNotFoundError as exc:
+        raise ModuleNotFoundError(
+            f"a Dask worker cannot import {exc.name!r}, which the work sent to it uses: install it on every "
+            f"worker, or define the workflow in the notebook or script that sends it",
+            name=exc.name,
+        ) from exc
+    return work
+
+
+def run_partition(dataset: str, job: str, partition: int, payload: bytes) -> dict[str, Any]:
+    """Run one partition as a new attempt and write it to the dataset; returns its commit marker.
+    ``payload`` is the partition's work, cloudpickled by the driver (see :func:`run_job`)."""
     import pyarrow as pa
 
     from wfkit.store._workspace import DB_NAME, forget_store, open_store
 
+    work = _unpickle(payload)
     location = Location(dataset)
     attempt = begin_attempt(location, job, partition)
     scratch = Path(tempfile.mkdtemp(prefix=f"wfkit-{job}-{attempt.stem}-", dir=_scratch_root()))
@@ -301,7 +317,7 @@ def run_job(
             [location.url] * len(works),
             [job] * len(works),
             list(range(len(works))),
-            list(works),
+            _pickled(works),
             key=keys,
             retries=retries,
             pure=False,
@@ -334,6 +350,16 @@ def run_job(
     finally:
         if connection is None:
             conn.close()
+
+
+def _pickled(works: Sequence[Work]) -> list[bytes]:
+    """Each work cloudpickled here. Dask pickles a task's arguments with plain pickle when it can,
+    which names functions by module; a module the workers cannot import (a suite file loaded by
+    path) would then fail while the worker reads its messages, and the task would never end.
+    Unpickled inside the task, such a failure is the task's error, retried and reported."""
+    import cloudpickle
+
+    return [cloudpickle.dumps(work) for work in works]
 
 
 def _partition_error(future: Any, job: str, partition: int, retries: int) -> PartitionError:
