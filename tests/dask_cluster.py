@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -41,7 +41,7 @@ def dask_cluster(folder: Path, *, workers: int = 2) -> Iterator[Cluster]:
     new worker process when one is killed). Each is a process group of its own, stopped by PID."""
     port, dashboard = free_port(), free_port()
     address = f"tcp://127.0.0.1:{port}"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in [str(Path(__file__).parents[1])] + sys.path if p)}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in [str(Path(__file__).parents[1]), *sys.path] if p)}
     logs = folder / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     cluster = Cluster(address, dashboard)
@@ -58,8 +58,16 @@ def dask_cluster(folder: Path, *, workers: int = 2) -> Iterator[Cluster]:
         cluster.processes.append(process)
 
     try:
-        start("scheduler", "scheduler", "--host", "127.0.0.1", "--port", str(port), "--dashboard-address",
-              f"127.0.0.1:{dashboard}")
+        start(
+            "scheduler",
+            "scheduler",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--dashboard-address",
+            f"127.0.0.1:{dashboard}",
+        )
         for i in range(workers):
             start(
                 f"worker{i}", "worker", address, "--nworkers", "1", "--nthreads", "1", "--host", "127.0.0.1",
@@ -81,7 +89,5 @@ def dask_cluster(folder: Path, *, workers: int = 2) -> Iterator[Cluster]:
 
 def with_group_signal(process: subprocess.Popen[bytes], sig: int) -> None:
     """Signal the process group this process leads (the nanny and the worker it started)."""
-    try:
+    with suppress(ProcessLookupError):
         os.killpg(process.pid, sig)
-    except ProcessLookupError:
-        pass

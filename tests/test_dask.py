@@ -19,9 +19,9 @@ import pytest
 from dask_cluster import Cluster, dask_cluster, free_port
 
 import wfkit as wf
-from wfkit._cli import main
-from wfkit._dask import partition_size
-from wfkit._errors import DatasetUnreachableError, PartitionError, SchedulerUnreachableError
+from wfkit.cli._cli import main
+from wfkit.distributed._dask import partition_size
+from wfkit.model._errors import DatasetUnreachableError, PartitionError, SchedulerUnreachableError
 
 ROOT = Path(__file__).resolve().parents[1]
 QUERY_ROUTER = ROOT / "evals" / "query_router"
@@ -45,10 +45,10 @@ def local_cluster() -> Iterator[Any]:
         yield running
 
 
-def router_suite() -> wf.Suite:
+def router_suite() -> wf.evals.Suite:
     """The query-router suite from its file, with the scorers whose values do not depend on timing."""
-    suite = wf.load_suite(QUERY_ROUTER)
-    return dataclasses.replace(suite, scorers=[wf.route_taken(), wf.tools_used(), wf.contains("answer")])
+    suite = wf.evals.load_suite(QUERY_ROUTER)
+    return dataclasses.replace(suite, scorers=[wf.evals.route_taken(), wf.evals.tools_used(), wf.evals.contains("answer")])
 
 
 def slow_flow(seconds: float) -> wf.Workflow:
@@ -73,17 +73,18 @@ def without_run_ids(frame: Any) -> list[dict[str, Any]]:
 def test_eval_on_dask_gives_the_local_summary(local_cluster: Any, tmp_path: Path) -> None:
     """The same suite, seeds and scorers give the same summary and case rows on Dask as locally."""
     suite = router_suite()
-    local = wf.evaluate(suite, workspace=tmp_path / "local", progress=False)
-    remote = wf.evaluate(suite, executor=local_cluster, workspace=tmp_path / "remote", progress=False, announce=print)
+    local = wf.evals.evaluate(suite, workspace=tmp_path / "local", progress=False)
+    remote = wf.evals.evaluate(suite, executor=local_cluster, workspace=tmp_path / "remote", progress=False, announce=print)
     assert local.summary.to_dict() == remote.summary.to_dict()
     assert without_run_ids(local.cases) == without_run_ids(remote.cases)
-    assert remote.saved_to is not None and (remote.saved_to / "summary.parquet").exists()
+    assert remote.saved_to is not None
+    assert (remote.saved_to / "summary.parquet").exists()
 
 
 def test_eval_step_logs_land_in_the_dataset_once(local_cluster: Any, tmp_path: Path) -> None:
     """Every run of a Dask eval has its step rows in the dataset, and wf.steps reads each once."""
     suite = router_suite()
-    result = wf.evaluate(suite, executor=local_cluster, dataset=f"file://{tmp_path / 'data'}", progress=False)
+    result = wf.evals.evaluate(suite, executor=local_cluster, dataset=f"file://{tmp_path / 'data'}", progress=False)
     frame = wf.steps(tmp_path / "data")
     assert set(result.cases["run_id"]) == set(frame["run_id"])
     assert 0 == int(frame.duplicated(["run_id", "step", "visit", "attempt"]).sum())
@@ -143,7 +144,7 @@ def test_unreachable_scheduler_is_a_clear_error_before_any_work(tmp_path: Path) 
     address = f"tcp://127.0.0.1:{free_port()}"
     t0 = time.monotonic()
     with pytest.raises(SchedulerUnreachableError, match=f"cannot reach a Dask scheduler at {address}") as info:
-        wf.evaluate(router_suite(), executor=address, dataset=tmp_path / "data", progress=False)
+        wf.evals.evaluate(router_suite(), executor=address, dataset=tmp_path / "data", progress=False)
     assert time.monotonic() - t0 < 30
     assert address == info.value.address
     assert not (tmp_path / "data").exists()
@@ -151,7 +152,7 @@ def test_unreachable_scheduler_is_a_clear_error_before_any_work(tmp_path: Path) 
 
 def test_executor_of_the_wrong_type_is_refused() -> None:
     """executor= takes a client, a cluster or an address."""
-    with pytest.raises(TypeError, match="executor= takes a distributed.Client"):
+    with pytest.raises(TypeError, match=r"executor= takes a distributed\.Client"):
         slow_flow(0.0).run_many([{"x": 1}], executor=42, progress=False)
 
 

@@ -28,10 +28,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeAlias
 
-from wfkit.logs._dataset import ATTEMPTS_DIR, EXTRA_HINT, Location
-from wfkit.model._errors import DatasetUnreachableError, PartitionError, SchedulerUnreachableError
-from wfkit.logs._steplog import STEPS_DIR
+from wfkit.logs._dataset import ATTEMPTS_DIR, Location
 from wfkit.logs._segments import begin_attempt, commit_job, journal_rows, new_job_id, read_results, write_attempt
+from wfkit.logs._steplog import STEPS_DIR
+from wfkit.model._errors import DatasetUnreachableError, PartitionError, SchedulerUnreachableError
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -45,12 +45,10 @@ PARTITIONS_PER_THREAD = 4  # several partitions per worker thread: a slow one do
 
 
 def import_distributed() -> Any:
-    """``distributed``, or an ImportError that names the extra to install."""
-    try:
-        import distributed
-    except ImportError as exc:
-        raise ImportError(f"executor= sends work to Dask, which is not installed: {EXTRA_HINT}") from exc
-    return distributed
+    """``distributed``, or a MissingExtraError (an ImportError) naming the extra to install."""
+    from wfkit._extras import require
+
+    return require("distributed", "dask", purpose="executor= (work sent to a Dask cluster)")
 
 
 @dataclass

@@ -21,7 +21,6 @@ if TYPE_CHECKING:
 
 ATTEMPTS_DIR = "_attempts"
 JOB_FILE = "_job.json"
-EXTRA_HINT = 'pip install "wfkit[dask]"'
 
 SEGMENT_NAME = re.compile(
     r"^job-(?P<job>[0-9a-z]+)-(?P<stem>p(?P<partition>\d{5})-a(?P<number>\d{2,})-[0-9a-f]+)\.parquet$"
@@ -36,11 +35,9 @@ def is_url(target: str | os.PathLike[str]) -> bool:
 
 
 def _fsspec() -> Any:
-    try:
-        import fsspec
-    except ImportError as exc:
-        raise ImportError(f"a dataset URL needs fsspec, which comes with the dask extra: {EXTRA_HINT}") from exc
-    return fsspec
+    from wfkit._extras import require
+
+    return require("fsspec", "dask", purpose="a dataset URL (s3://, gs://...)")
 
 
 def _fsync_dir(path: Path) -> None:
