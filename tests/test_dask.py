@@ -48,7 +48,8 @@ def local_cluster() -> Iterator[Any]:
 def router_suite() -> wf.evals.Suite:
     """The query-router suite from its file, with the scorers whose values do not depend on timing."""
     suite = wf.evals.load_suite(QUERY_ROUTER)
-    return dataclasses.replace(suite, scorers=[wf.evals.route_taken(), wf.evals.tools_used(), wf.evals.contains("answer")])
+    scorers = [wf.evals.route_taken(), wf.evals.tools_used(), wf.evals.contains("answer")]
+    return dataclasses.replace(suite, scorers=scorers)
 
 
 def slow_flow(seconds: float) -> wf.Workflow:
@@ -74,7 +75,9 @@ def test_eval_on_dask_gives_the_local_summary(local_cluster: Any, tmp_path: Path
     """The same suite, seeds and scorers give the same summary and case rows on Dask as locally."""
     suite = router_suite()
     local = wf.evals.evaluate(suite, workspace=tmp_path / "local", progress=False)
-    remote = wf.evals.evaluate(suite, executor=local_cluster, workspace=tmp_path / "remote", progress=False, announce=print)
+    remote = wf.evals.evaluate(
+        suite, executor=local_cluster, workspace=tmp_path / "remote", progress=False, announce=print
+    )
     assert local.summary.to_dict() == remote.summary.to_dict()
     assert without_run_ids(local.cases) == without_run_ids(remote.cases)
     assert remote.saved_to is not None

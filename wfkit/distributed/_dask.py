@@ -320,6 +320,7 @@ def run_job(
             retries=retries,
             pure=False,
         )
+        t_submitted = time.perf_counter()
         index = {f.key: i for i, f in enumerate(futures)}
         markers: dict[int, dict[str, Any]] = {}
         try:
@@ -341,10 +342,13 @@ def run_job(
         finally:
             client.unsubscribe_topic(topic)
             bars.close()
+        t_done = time.perf_counter()
         ordered = [markers[i] for i in range(len(works))]
         commit_job(location, job, ordered, label=label)
         results = read_results(location, ordered)
-        return JobOutcome(job, location, ordered, results, time.perf_counter() - t0, len(works), link)
+        t_end = time.perf_counter()
+        timings = {"submit_s": t_submitted - t0, "wait_s": t_done - t_submitted, "collect_s": t_end - t_done}
+        return JobOutcome(job, location, ordered, results, t_end - t0, len(works), link, timings)
     finally:
         if connection is None:
             conn.close()
