@@ -241,3 +241,18 @@ def test_cli_dataset_without_dask_is_refused(tmp_path: Path, capsys: pytest.Capt
     """--dataset only means something with --dask: exit 2 and say so."""
     assert 2 == main(["eval", str(QUERY_ROUTER), "--dataset", str(tmp_path)])
     assert "give --dask ADDRESS too" in capsys.readouterr().err
+
+
+def test_the_case_bar_counts_a_rerun_partition_once() -> None:
+    """A re-run partition's count replaces its killed attempt's, so the bar of cases never overcounts."""
+    from wfkit.distributed._dask import _Bars
+
+    bars = _Bars("eval", partitions=2, cases=10, enabled=True)
+    try:
+        bars.event((0.0, {"partition": 0, "stem": "p00000-a01-aa", "done": 4}))
+        bars.event((0.0, {"partition": 1, "stem": "p00001-a01-bb", "done": 5}))
+        bars.event((0.0, {"partition": 0, "stem": "p00000-a02-cc", "done": 2}))  # the re-run starts over
+        bars.refresh(finished=1)
+        assert (1, 7) == (bars.parts.n, bars.cases.n)
+    finally:
+        bars.close()
