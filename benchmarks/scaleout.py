@@ -186,9 +186,7 @@ def main(argv: list[str]) -> None:
     if args.json:
         print(json.dumps(result, indent=1, default=str))
         return
-    print(
-        f"{args.cases} cases, {args.cpu_ms:g} ms CPU each ({cpu_per_case * 1000:.1f} ms wall), {args.repeats} runs"
-    )
+    print(f"{args.cases} cases, {args.cpu_ms:g} ms CPU each ({cpu_per_case * 1000:.1f} ms wall), {args.repeats} runs")
     for name, row in stats.items():
         print(f"  {name:7} median {row['median']:6.2f} s   (min {row['min']:.2f}, max {row['max']:.2f})")
     print(f"  speed-up, 2 workers vs local: {result['speedup_2_workers']:.2f}x (goal >= 1.7x)")
