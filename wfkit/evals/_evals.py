@@ -10,6 +10,7 @@ and returns an :class:`EvalResult`: a DataFrame of case x scorer results, a summ
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 import importlib.util
 import json
@@ -296,8 +297,11 @@ def _evaluate_on_dask(
         cases = list(enumerate(suite.cases()))
         size = size_for(len(cases) * len(variants), threads_of(conn), partition_size)
         _pickle_suite_module_by_value(suite)
+        # Cases travel in their partitions: a suite holding its dataset in memory would otherwise
+        # ship all of it with every partition.
+        shipped = dataclasses.replace(suite, dataset=[])
         works: list[_EvalPartition] = [
-            _EvalPartition(suite, variant, tuple(part), concurrency)
+            _EvalPartition(shipped, variant, tuple(part), concurrency)
             for variant in variants
             for part in chunks(cases, size)
         ]
