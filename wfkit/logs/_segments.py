@@ -86,16 +86,9 @@ def begin_attempt(location: Location, job: str, partition: int) -> Attempt:
 
 
 def journal_rows(store: Store) -> list[Sequence[Any]]:
-    """Every journal row of a partition's private workspace (segment columns, then the workflow),
-    marked exported: they go to the dataset as the attempt's segments, not to the scratch folder."""
-    rows: list[Sequence[Any]] = []
-    seq_at = FILE_COLUMNS.index("seq")
-    for run_id, _executing in store.runs_with_unexported_rows():
-        run_rows = store.unexported_rows(run_id, FILE_COLUMNS)
-        if run_rows:
-            rows.extend(run_rows)
-            store.mark_exported(run_id, run_rows[-1][seq_at])
-    return rows
+    """Every journal row of a partition's scratch workspace (segment columns, then the workflow),
+    whether or not the process that ran them (a notebook's kernel, say) exported them there too."""
+    return list(store.all_journal_rows(FILE_COLUMNS))
 
 
 def write_attempt(
