@@ -36,9 +36,8 @@ from wfkit.store._workspace import open_store
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from wfkit.model._spec import Format
-
     from wfkit.engine._batch import BatchResult
+    from wfkit.model._spec import Format
 
 F = TypeVar("F", bound=StepFunction)
 
