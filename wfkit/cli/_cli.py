@@ -139,35 +139,60 @@ def _report(args: argparse.Namespace) -> int:
 def _replay(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from wfkit.replay._replay import ReplayError, parse_value, print_rows, replay
+    from wfkit.replay._console import ConsoleProgress
+    from wfkit.replay._errors import ReplayError
+    from wfkit.replay._notebooks import find_notebooks, notebook_key, project_root
+    from wfkit.replay._parameters import describe_parameters, gather_parameters
+    from wfkit.replay._replay import replay
+    from wfkit.replay._result import totals
 
-    notebooks = [Path(p) for p in args.notebooks] or sorted(Path("notebooks").glob("*.ipynb"))
-    parameters = {name: parse_value(value) for name, value in (args.parameter or [])}
-    runner = None
-    if args.dask:
-        from wfkit.replay._replay_dask import dask_runner
-
-        dataset = args.dataset or (Path(args.report) / "dataset").absolute()
-        runner = dask_runner(args.dask, dataset, progress=sys.stderr.isatty(), announce=_to_stderr)
-    elif args.dataset:
-        print("wfkit replay: --dataset is where Dask workers write; give --dask ADDRESS too", file=sys.stderr)
-        return 2
+    started = time.perf_counter()
     try:
-        code, rows = replay(
-            notebooks,
-            baseline=Path(args.baseline),
-            report=Path(args.report),
-            jobs=args.jobs,
-            parameters=parameters,
-            update_baseline=args.update_baseline,
-            timeout=args.timeout,
-            runner=runner,
+        root = Path(args.root).resolve() if args.root else project_root(Path.cwd())
+        notebooks = find_notebooks(args.paths, root=root)
+        if args.list_parameters:
+            for nb in notebooks:
+                try:
+                    shown = notebook_key(nb, root)
+                except ReplayError:
+                    shown = str(nb)
+                print(describe_parameters(nb, shown))
+            return 0
+        parameters = gather_parameters(
+            file=Path(args.parameters_file) if args.parameters_file else None,
+            yaml_text=args.parameters_yaml,
+            pairs=args.parameter,
         )
+        report = Path(args.report)
+        runner = None
+        if args.dask:
+            from wfkit.replay._replay_dask import dask_runner
+
+            dataset = args.dataset or (report / "dataset").absolute()
+            runner = dask_runner(args.dask, dataset, progress=False, announce=_to_stderr)
+        elif args.dataset:
+            raise ReplayError("--dataset is where Dask workers write; give --dask ADDRESS too")
+        with ConsoleProgress(len(notebooks)) as progress:
+            code, rows = replay(
+                notebooks,
+                root=root,
+                baseline=Path(args.baseline) if args.baseline else None,
+                report=report,
+                jobs=args.jobs,
+                parameters=parameters,
+                update_baseline=args.update_baseline,
+                cell_timeout=args.cell_timeout,
+                kernel=args.kernel,
+                cwd=Path(args.cwd) if args.cwd else None,
+                junit_xml=Path(args.junit_xml) if args.junit_xml else None,
+                runner=runner,
+                on_result=progress,
+            )
     except ReplayError as exc:
         print(f"wfkit replay: {exc}", file=sys.stderr)
         return 2
-    print_rows(rows)
-    print(f"report: {Path(args.report) / 'index.html'}")
+    print(f"{totals(rows)} in {time.perf_counter() - started:.1f} s")
+    print(f"report: {report / 'index.html'}" + (f", JUnit XML: {args.junit_xml}" if args.junit_xml else ""))
     return code
 
 
@@ -515,21 +540,37 @@ def build_parser() -> argparse.ArgumentParser:
     gr.add_argument("--out", help="file to write (default: standard output)")
     gr.set_defaults(handler=_graph)
 
-    rp = sub.add_parser("replay", help="run notebooks headless under papermill and compare with baselines")
-    rp.add_argument("notebooks", nargs="*", help="notebooks to replay (default: notebooks/*.ipynb)")
-    rp.add_argument("--baseline", default="data/baselines", help="folder of baseline summaries")
-    rp.add_argument("--report", default="replay-report", help="folder for the HTML report and summary.json")
-    rp.add_argument("--jobs", type=int, default=2, help="notebooks run in parallel processes")
+    rp = sub.add_parser(
+        "replay",
+        help="run notebooks headless under papermill and compare every deterministic signal with baselines",
+        description="Run notebooks headless under papermill and compare their runs with baselines. "
+        "Exit 0: all match; 1: a regression, a failed notebook or a missing baseline; 2: bad input.",
+    )
+    rp.add_argument("paths", nargs="*", metavar="PATH", help="notebooks, folders or globs (default: notebooks/)")
+    rp.add_argument("--root", help="project root that keys baselines (default: nearest folder with pyproject.toml/.git)")
+    rp.add_argument("--baseline", help="folder of baseline summaries (default: ROOT/data/baselines)")
+    rp.add_argument("--report", default="replay-report", help="folder for index.html, summary.json, executed notebooks")
+    rp.add_argument("--junit-xml", metavar="PATH", help="also write JUnit XML: one test case per notebook")
+    rp.add_argument("--jobs", type=int, default=2, help="notebooks run in parallel processes (default 2)")
     rp.add_argument(
         "-p",
         "--parameter",
         nargs=2,
         action="append",
         metavar=("NAME", "VALUE"),
-        help="a notebook parameter (must be declared in its parameters cell)",
+        help="a notebook parameter (must be declared in its parameters cell); VALUE is JSON or text",
     )
-    rp.add_argument("--update-baseline", action="store_true", help="write the runs as the new baseline")
-    rp.add_argument("--timeout", type=float, default=600.0, help="seconds per cell")
+    rp.add_argument("-f", "--parameters-file", metavar="YAML", help="parameters from a YAML file (as papermill -f)")
+    rp.add_argument("-y", "--parameters-yaml", metavar="YAML", help="parameters as a YAML string (as papermill -y)")
+    rp.add_argument("-k", "--kernel", help="Jupyter kernel to run the notebooks in (default: each notebook's own)")
+    rp.add_argument("--cwd", help="working folder of the kernels (default: each notebook's folder)")
+    rp.add_argument(
+        "--cell-timeout", "--timeout", dest="cell_timeout", type=float, default=600.0, help="seconds per cell"
+    )
+    rp.add_argument("--update-baseline", action="store_true", help="record the runs as the new baselines")
+    rp.add_argument(
+        "--list-parameters", action="store_true", help="print each notebook's parameters with their defaults, then exit"
+    )
     rp.add_argument("--dask", metavar="ADDRESS", help="replay each notebook on a worker of this Dask scheduler")
     rp.add_argument("--dataset", help="with --dask: folder or URL every worker writes to (default: REPORT/dataset)")
     rp.set_defaults(handler=_replay)

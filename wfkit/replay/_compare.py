@@ -1,0 +1,210 @@
+"""Two summaries compared signal by signal: each difference says where (run, step and visit,
+attempt), which signal, and what it was and is.
+
+Every signal must match exactly (floats within the notebook's ``float_tolerance``), except
+wall-clock latency: pooled per step over the notebook's runs, a percentile regresses only when it
+moves by more than ``latency_factor`` *and* by more than ``latency_floor_s`` (sub-millisecond steps
+jitter tenfold), P50 counts only over 3 samples or more (one sample is one slow moment of a busy
+machine) and P99 only over 20 or more (with fewer it means "the slowest").
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from wfkit.replay._signals import ATTEMPT_SIGNALS, SUMMARY_VERSION, Settings
+
+_MISSING = object()
+
+
+@dataclass(frozen=True)
+class Difference:
+    """One signal that differs from the baseline. ``run`` counts from 1; ``step`` is ``name#visit``."""
+
+    signal: str
+    before: Any = None
+    after: Any = None
+    run: int | None = None
+    workflow: str | None = None
+    step: str | None = None
+    attempt: int | None = None
+    message: str | None = None  # said instead of "before -> after" where that reads better
+
+    @property
+    def run_label(self) -> str | None:
+        return None if self.run is None else f"run {self.run} ({self.workflow})"
+
+    @property
+    def step_label(self) -> str | None:
+        if self.step is None:
+            return None
+        name, _, visit = self.step.rpartition("#")
+        return f"{name} visit {visit}" if name else f"{self.step} (all runs)"
+
+    @property
+    def detail(self) -> str:
+        """The difference without its place: ``signal before -> after``."""
+        where = f"attempt {self.attempt}: " if self.attempt is not None else ""
+        if self.message is not None:
+            return f"{where}{self.message}"
+        return f"{where}{self.signal} {short(self.before)} -> {short(self.after)}"
+
+    def __str__(self) -> str:
+        place = ", ".join(p for p in (self.run_label, self.step_label) if p)
+        return f"{place}: {self.detail}" if place else self.detail
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "text": str(self),
+            "signal": self.signal,
+            "run": self.run,
+            "workflow": self.workflow,
+            "step": self.step,
+            "attempt": self.attempt,
+            "before": self.before,
+            "after": self.after,
+        }
+
+
+def short(value: Any, limit: int = 120) -> str:
+    text = json.dumps(value, default=str, sort_keys=True)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _same(a: Any, b: Any, tolerance: float) -> bool:
+    if isinstance(a, float) or isinstance(b, float):
+        if isinstance(a, bool) or isinstance(b, bool) or a is None or b is None:
+            return False
+        try:
+            return math.isclose(float(a), float(b), rel_tol=tolerance, abs_tol=tolerance)
+        except (TypeError, ValueError):
+            return False
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_same(a[k], b[k], tolerance) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(_same(x, y, tolerance) for x, y in zip(a, b, strict=True))
+    return bool(type(a) is type(b) and a == b) or (
+        isinstance(a, int | float) and isinstance(b, int | float) and not isinstance(a, bool) and a == b
+    )
+
+
+class _Comparer:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.tolerance = settings.float_tolerance
+        self.diffs: list[Difference] = []
+
+    def fields(self, signal: str, old: Mapping[str, Any], new: Mapping[str, Any], **where: Any) -> None:
+        """A mapping compared field by field (state, writes, inputs), so one changed field is one line."""
+        for name in sorted(set(old) | set(new), key=str):
+            if self.settings.masks(f"{signal}.{name}", where.get("step_name")):
+                continue
+            place = {k: v for k, v in where.items() if k != "step_name"}
+            a, b = old.get(name, _MISSING), new.get(name, _MISSING)
+            if b is _MISSING:
+                self.diffs.append(
+                    Difference(signal, a, None, message=f"{signal} {name!r} is gone (was {short(a)})", **place)
+                )
+            elif a is _MISSING:
+                self.diffs.append(Difference(signal, None, b, message=f"{signal} {name!r} is new: {short(b)}", **place))
+            elif not _same(a, b, self.tolerance):
+                self.diffs.append(
+                    Difference(signal, a, b, message=f"{signal} {name!r} {short(a)} -> {short(b)}", **place)
+                )
+
+    def value(self, signal: str, a: Any, b: Any, step_name: str | None = None, **where: Any) -> None:
+        if self.settings.masks(signal, step_name) or _same(a, b, self.tolerance):
+            return
+        self.diffs.append(Difference(signal, a, b, **where))
+
+    def run(self, index: int, old: Mapping[str, Any], new: Mapping[str, Any]) -> None:
+        where = {"run": index, "workflow": new.get("workflow") or old.get("workflow")}
+        for signal in ("workflow", "status", "error", "path"):
+            self.value(signal, old.get(signal), new.get(signal), **where)
+        if not self.settings.masks("inputs"):
+            self.fields("inputs", old.get("inputs") or {}, new.get("inputs") or {}, **where)
+        old_steps, new_steps = old.get("steps") or {}, new.get("steps") or {}
+        for key in [*old_steps, *(k for k in new_steps if k not in old_steps)]:
+            name = key.rpartition("#")[0] or key
+            at = {**where, "step": key}
+            if self.settings.masks("steps", name):
+                continue
+            if key not in new_steps:
+                tried = len(old_steps[key].get("attempts", []))
+                self.diffs.append(Difference("steps", message=f"step is gone (had {_n(tried, 'attempt')})", **at))
+                continue
+            if key not in old_steps:
+                tried = len(new_steps[key].get("attempts", []))
+                self.diffs.append(Difference("steps", message=f"new step ({_n(tried, 'attempt')})", **at))
+                continue
+            self.step(name, old_steps[key], new_steps[key], at)
+        if not self.settings.masks("state"):
+            self.fields("state", old.get("state") or {}, new.get("state") or {}, **where)
+
+    def step(self, name: str, old: Mapping[str, Any], new: Mapping[str, Any], at: dict[str, Any]) -> None:
+        for signal in ("route", "tools_bound", "gate", "decision", "decider", "decision_comment"):
+            self.value(signal, old.get(signal), new.get(signal), step_name=name, **at)
+        old_tries, new_tries = old.get("attempts") or [], new.get("attempts") or []
+        self.value("attempts", len(old_tries), len(new_tries), step_name=name, **at)
+        for number, (a, b) in enumerate(zip(old_tries, new_tries, strict=False), 1):
+            for signal in ATTEMPT_SIGNALS:
+                self.value(signal, a.get(signal), b.get(signal), step_name=name, attempt=number, **at)
+        if not self.settings.masks("writes", name):
+            self.fields("writes", old.get("writes") or {}, new.get("writes") or {}, step_name=name, **at)
+
+    def latency(self, old: Mapping[str, Any], new: Mapping[str, Any]) -> None:
+        s = self.settings
+        for step, old_q in old.items():
+            new_q = new.get(step)
+            if new_q is None or s.masks("latency", step):
+                continue
+            for q, needed in (("p50", s.latency_min_samples), ("p99", s.latency_min_samples_p99)):
+                if min(old_q.get("n", 0), new_q.get("n", 0)) < needed:
+                    continue
+                a, b = old_q[q], new_q[q]
+                # Both a ratio and an absolute shift: sub-millisecond steps jitter by 10x.
+                moved = a > 0 and b > 0 and not (1 / s.latency_factor <= b / a <= s.latency_factor)
+                if moved and abs(b - a) > s.latency_floor_s:
+                    self.diffs.append(
+                        Difference(
+                            "latency",
+                            a,
+                            b,
+                            step=step,
+                            message=f"latency {q} {a * 1000:.1f} ms -> {b * 1000:.1f} ms "
+                            f"(beyond x{s.latency_factor:g} and {s.latency_floor_s * 1000:g} ms)",
+                        )
+                    )
+
+
+def _n(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
+def compare(baseline: Mapping[str, Any], current: Mapping[str, Any], settings: Settings | None = None) -> list[Difference]:
+    """Differences between a baseline summary and this replay's; empty when nothing regressed."""
+    settings = settings or Settings()
+    version = baseline.get("version")
+    if version != SUMMARY_VERSION:
+        return [
+            Difference(
+                "version",
+                version,
+                SUMMARY_VERSION,
+                message=f"the baseline has format {version}, this wfkit records format {SUMMARY_VERSION} "
+                f"(more signals): record it again with --update-baseline",
+            )
+        ]
+    c = _Comparer(settings)
+    old_runs, new_runs = baseline.get("runs", []), current.get("runs", [])
+    if len(old_runs) != len(new_runs) and not settings.masks("runs"):
+        c.diffs.append(Difference("runs", len(old_runs), len(new_runs), message=f"runs {len(old_runs)} -> {len(new_runs)}"))
+    for index, (old, new) in enumerate(zip(old_runs, new_runs, strict=False), 1):
+        c.run(index, old, new)
+    if settings.compare_latency:
+        c.latency(baseline.get("latency", {}), current.get("latency", {}))
+    return c.diffs

@@ -1,0 +1,165 @@
+"""Running one notebook headless: papermill in replay mode, then its workspace summarised.
+
+:func:`run_notebook` runs one :class:`NotebookJob` in the calling process and returns plain data,
+so any executor can call it: a local process pool (:func:`local_runner`), a Dask worker. It sets
+environment variables and redirects file descriptor 2 for the kernel it starts, so it runs one
+notebook at a time per process: parallelism comes from more processes.
+
+A runner takes jobs and yields ``(job, outcome)`` as each notebook finishes, in the order they
+finish, so the command can print each line the moment it is known.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import json
+import multiprocessing
+import os
+import re
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeAlias
+
+from wfkit._extras import require
+from wfkit.replay._signals import settings_of, summarise_workspace
+
+KERNEL_LOG = "kernel-stderr.log"
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+@dataclass(frozen=True)
+class NotebookJob:
+    """One notebook to replay: its file, its key (path from the project root), where the executed
+    notebook and its workspace go, and papermill's settings."""
+
+    notebook: Path
+    key: str
+    out_dir: Path
+    parameters: dict[str, Any] = field(default_factory=dict)
+    cell_timeout: float = 600.0
+    kernel: str | None = None  # None: the notebook's own kernelspec
+    cwd: Path | None = None  # None: the notebook's folder, so it reads the files beside it
+
+
+Outcome: TypeAlias = dict[str, Any]  # error, seconds, summary, output (the executed notebook), kernel_log
+NotebookRunner: TypeAlias = Callable[[Sequence[NotebookJob]], Iterator[tuple[NotebookJob, Outcome]]]
+
+
+def run_notebook(job: NotebookJob) -> Outcome:
+    """papermill on ``job.notebook`` in replay mode, then the summary of the runs it made."""
+    pm = require("papermill", "replay", purpose="wfkit replay")
+
+    folder = job.out_dir
+    workspace = folder / "workspace"
+    folder.mkdir(parents=True, exist_ok=True)
+    env_before = dict(os.environ)
+    os.environ.update(
+        {"WFKIT_HOME": str(workspace), "WFKIT_MODE": "headless", "WFKIT_REPLAY": "1", "WFKIT_SYNCHRONOUS": "normal"}
+    )
+    output = folder / job.notebook.name
+    error: dict[str, Any] | None = None
+    t0 = time.perf_counter()
+    # The kernel inherits this process's stderr: send its chatter (transport warnings, shutdown
+    # notices) to a log beside the output notebook instead of the terminal running the replay.
+    sys.stderr.flush()
+    saved_stderr = os.dup(2)
+    with (folder / KERNEL_LOG).open("wb") as log:
+        os.dup2(log.fileno(), 2)
+    try:
+        pm.execute_notebook(
+            str(job.notebook),
+            str(output),
+            parameters=job.parameters,
+            kernel_name=job.kernel,
+            cwd=str(job.cwd or job.notebook.parent),
+            execution_timeout=job.cell_timeout,
+            progress_bar=False,
+            log_output=False,
+        )
+    except pm.PapermillExecutionError as exc:
+        error = {
+            "kind": "error",
+            "cell": exc.cell_index,
+            "exception": exc.ename,
+            "message": exc.evalue,
+            "traceback": _ANSI.sub("", "\n".join(exc.traceback or [])),
+        }
+    except Exception as exc:  # a cell timeout, a dead kernel, a broken notebook: a failed row
+        text = str(exc).strip()
+        cell = _failing_cell(output)
+        error = {
+            "kind": type(exc).__name__,
+            "cell": cell,
+            "exception": type(exc).__name__,
+            "message": text.splitlines()[-1] if text else repr(exc),
+            # No traceback from the kernel here (a timeout or a dead kernel records none): say
+            # what papermill said, which names the cell's source and the time limit.
+            "traceback": _ANSI.sub("", text) or repr(exc),
+        }
+    finally:
+        os.dup2(saved_stderr, 2)
+        os.close(saved_stderr)
+        os.environ.clear()
+        os.environ.update(env_before)
+    seconds = time.perf_counter() - t0
+    summary = summarise_workspace(workspace, settings_of(job.notebook))
+    return {
+        "error": error,
+        "seconds": seconds,
+        "summary": summary,
+        "output": str(output) if output.exists() else None,
+        "kernel_log": str(folder / KERNEL_LOG),
+    }
+
+
+def _failing_cell(output: Path) -> int | None:
+    """The last cell that started before papermill gave up. (On a cell timeout papermill marks
+    that cell "completed" with no exception, so the start times are what tells.)"""
+    try:
+        data = json.loads(output.read_text())
+    except (OSError, ValueError):
+        return None
+    started = [
+        index
+        for index, cell in enumerate(data.get("cells", []))
+        if cell.get("metadata", {}).get("papermill", {}).get("start_time")
+    ]
+    return started[-1] if started else None
+
+
+def worker_died(exc: BaseException) -> Outcome:
+    """The outcome of a notebook whose process died under it: still a row, never a crash."""
+    return {
+        "error": {
+            "kind": "worker",
+            "cell": None,
+            "exception": type(exc).__name__,
+            "message": str(exc) or repr(exc),
+            "traceback": f"the process running the notebook died: {exc!r}",
+        },
+        "seconds": 0.0,
+        "summary": {"runs": []},
+        "output": None,
+        "kernel_log": None,
+    }
+
+
+def local_runner(jobs: int) -> NotebookRunner:
+    """Notebooks in up to ``jobs`` processes on this machine, yielded as each finishes."""
+
+    def run(todo: Sequence[NotebookJob]) -> Iterator[tuple[NotebookJob, Outcome]]:
+        # spawn, not fork: this process may hold threads (the exporter, a background loop).
+        context = multiprocessing.get_context("spawn")
+        with concurrent.futures.ProcessPoolExecutor(max_workers=max(1, jobs), mp_context=context) as pool:
+            futures = {pool.submit(run_notebook, job): job for job in todo}
+            for future in concurrent.futures.as_completed(futures):
+                try:
+                    outcome = future.result()
+                except Exception as exc:
+                    outcome = worker_died(exc)
+                yield futures[future], outcome
+
+    return run

@@ -1,0 +1,189 @@
+"""The replay's files: ``index.html`` for people, ``summary.json`` for scripts, JUnit XML for CI.
+
+The page has the totals at the top, then a row per notebook: its status, links to the executed
+notebook and the kernel's log, its differences grouped by run and by step (or the failing cell's
+traceback), and its latency chart (baseline against this replay) in a column of its own.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import html
+import json
+import os
+import xml.etree.ElementTree as ET
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from wfkit.replay._compare import Difference
+from wfkit.replay._result import FAILED, NO_BASELINE, NotebookReport, plural, totals
+
+_COLOURS = {"ok": "#15803d", "baseline updated": "#2563eb", "regression": "#b91c1c", "failed": "#b91c1c"}
+_STYLE = """
+body{font-family:system-ui,sans-serif;margin:2em;color:#1f2937}
+h1{margin-bottom:.2em}
+.totals{font-size:1.25em;margin:.3em 0 1em}
+table{border-collapse:collapse;width:100%}
+th,td{border:1px solid #d1d5db;padding:.4em .6em;vertical-align:top;text-align:left}
+th{background:#f3f4f6}
+td.status{font-weight:bold;white-space:nowrap}
+td.num{text-align:right;white-space:nowrap}
+.files a{display:block;white-space:nowrap}
+details{margin:.2em 0}
+summary{font-weight:600;cursor:pointer}
+h4{margin:.4em 0 .1em;font-size:.95em}
+ul{margin:.1em 0 .4em;padding-left:1.3em}
+code{font-size:.9em}
+pre.traceback{background:#fef2f2;border:1px solid #fecaca;padding:.6em;overflow-x:auto;max-width:70em;font-size:.85em}
+td.chart img{max-width:560px;display:block}
+"""
+
+
+def _link(target: Path | None, base: Path, label: str) -> str:
+    if target is None or not target.exists():
+        return ""
+    href = Path(os.path.relpath(target, base)).as_posix()
+    return f'<a href="{html.escape(href)}">{html.escape(label)}</a>'
+
+
+def _grouped(diffs: Sequence[Difference]) -> str:
+    """Differences under a heading per run, and within a run under a heading per step."""
+    by_run: dict[str, dict[str, list[Difference]]] = {}
+    for d in diffs:
+        by_run.setdefault(d.run_label or "the notebook", {}).setdefault(d.step_label or "", []).append(d)
+    parts = []
+    for run, steps in by_run.items():
+        body = []
+        for step, items in steps.items():
+            heading = f"<h4>{html.escape(step)}</h4>" if step else ""
+            lines = "".join(f"<li><code>{html.escape(d.detail)}</code></li>" for d in items)
+            body.append(f"{heading}<ul>{lines}</ul>")
+        count = sum(len(items) for items in steps.values())
+        parts.append(
+            f"<details open><summary>{html.escape(run)}: {plural(count, 'difference')}</summary>{''.join(body)}</details>"
+        )
+    return "".join(parts)
+
+
+def _row(r: NotebookReport, report: Path) -> str:
+    colour = _COLOURS.get(r.status, "#b45309")
+    files = "".join(
+        link
+        for link in (
+            _link(r.output, report, "executed notebook"),
+            _link(r.kernel_log, report, "kernel log"),
+        )
+        if link
+    )
+    findings = ""
+    if r.error:
+        e = r.error
+        findings += f"<p>cell {html.escape(str(e.get('cell')))}: <b>{html.escape(str(e.get('exception')))}</b>: "
+        findings += f"{html.escape(str(e.get('message')))}</p>"
+        if e.get("traceback"):
+            findings += f'<pre class="traceback">{html.escape(str(e["traceback"]))}</pre>'
+    if r.hint:
+        findings += f"<p>{html.escape(r.hint)}</p>"
+    findings += _grouped(r.diffs)
+    chart = ""
+    if r.plot is not None and r.plot.exists():
+        src = html.escape(Path(os.path.relpath(r.plot, report)).as_posix())
+        chart = f'<img src="{src}" alt="latency per step of {html.escape(r.key)}: baseline and this replay">'
+    return (
+        f"<tr><td>{html.escape(r.key)}</td><td class=\"status\" style=\"color:{colour}\">{html.escape(r.status)}</td>"
+        f'<td class="num">{r.runs}</td><td class="num">{r.seconds:.1f}</td><td class="files">{files}</td>'
+        f'<td class="findings">{findings}</td><td class="chart">{chart}</td></tr>'
+    )
+
+
+def write_html(report: Path, rows: Sequence[NotebookReport], *, seconds: float) -> Path:
+    page = report / "index.html"
+    when = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    page.write_text(
+        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>wfkit replay</title>\n"
+        f"<style>{_STYLE}</style>\n</head>\n<body>\n<h1>wfkit replay</h1>\n"
+        f'<p class="totals">{html.escape(totals(rows))}</p>\n'
+        f"<p>{html.escape(when)}, {seconds:.1f} s</p>\n"
+        "<table>\n<thead><tr><th>notebook</th><th>status</th><th>runs</th><th>seconds</th><th>files</th>"
+        "<th>errors and differences</th><th>latency</th></tr></thead>\n<tbody>\n"
+        + "\n".join(_row(r, report) for r in rows)
+        + "\n</tbody>\n</table>\n</body>\n</html>\n"
+    )
+    return page
+
+
+def write_summary(report: Path, rows: Sequence[NotebookReport]) -> None:
+    (report / "summary.json").write_text(
+        json.dumps({"totals": totals(rows), "notebooks": [r.to_json() for r in rows]}, indent=1, default=str)
+    )
+
+
+def write_junit(path: Path, rows: Sequence[NotebookReport], *, seconds: float) -> Path:
+    """One test case per notebook: a regression or a missing baseline is a ``<failure>`` listing what
+    differs, a notebook that did not run is an ``<error>`` with the cell's traceback."""
+    suite = ET.Element(
+        "testsuite",
+        {
+            "name": "wfkit replay",
+            "tests": str(len(rows)),
+            "failures": str(sum(r.status not in (FAILED,) and r.failing for r in rows)),
+            "errors": str(sum(r.status == FAILED for r in rows)),
+            "skipped": "0",
+            "time": f"{seconds:.3f}",
+            "timestamp": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S"),
+        },
+    )
+    for r in rows:
+        folder, _, name = r.key.rpartition("/")
+        case = ET.SubElement(
+            suite,
+            "testcase",
+            {"classname": "wfkit.replay." + (folder.replace("/", ".") or "notebooks"), "name": name, "file": r.key,
+             "time": f"{r.seconds:.3f}"},
+        )
+        if r.status == FAILED and r.error:
+            e = r.error
+            failed = ET.SubElement(
+                case, "error", {"type": str(e.get("exception")), "message": f"cell {e.get('cell')}: {e.get('message')}"}
+            )
+            failed.text = str(e.get("traceback") or e.get("message"))
+        elif r.status == NO_BASELINE:
+            ET.SubElement(case, "failure", {"type": "no baseline", "message": r.hint or "no baseline"}).text = r.hint
+        elif r.failing:
+            failure = ET.SubElement(
+                case, "failure", {"type": r.status, "message": f"{plural(len(r.diffs), 'difference')} from the baseline"}
+            )
+            failure.text = "\n".join(str(d) for d in r.diffs)
+        else:
+            ET.SubElement(case, "system-out").text = f"{r.status}: {plural(r.runs, 'run')}"
+    root = ET.Element("testsuites", {k: suite.get(k, "") for k in ("tests", "failures", "errors", "time")})
+    root.append(suite)
+    ET.indent(root)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ET.ElementTree(root).write(path, encoding="utf-8", xml_declaration=True)
+    return path
+
+
+def latency_plot(path: Path, title: str, base: Mapping[str, Any], current: Mapping[str, Any]) -> Path | None:
+    """Baseline against this replay: P50 (bars) and P99 (ticks) per step, as a PNG."""
+    steps = [s for s in base if s in current]
+    if not steps:
+        return None
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(6.5, 0.45 * len(steps) + 1.4), layout="constrained")
+    ax = fig.subplots()
+    y = range(len(steps))
+    for offset, (label, source, colour) in enumerate(
+        (("baseline", base, "#2a6f97"), ("this replay", current, "#e0a100"))
+    ):
+        ys = [i + (offset - 0.5) * 0.4 for i in y]
+        ax.barh(ys, [source[s]["p50"] * 1000 for s in steps], height=0.4, color=colour, label=f"{label} P50")
+        ax.scatter([source[s]["p99"] * 1000 for s in steps], ys, color=colour, marker="|", s=120, label=f"{label} P99")
+    ax.set_yticks(list(y), steps)
+    ax.invert_yaxis()
+    ax.set(xlabel="latency (ms)", title=f"{title}: latency per step")
+    ax.legend(fontsize="x-small")
+    fig.savefig(path, dpi=90)
+    return path

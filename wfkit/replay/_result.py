@@ -1,0 +1,75 @@
+"""What a replay found for each notebook, and the totals line that sums it up."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from wfkit.replay._compare import Difference
+
+# Statuses, and which of them fail the replay (exit 1).
+OK, UPDATED, REGRESSION, FAILED, NO_BASELINE = "ok", "baseline updated", "regression", "failed", "no baseline"
+FAILING = (REGRESSION, FAILED, NO_BASELINE)
+
+
+@dataclass
+class NotebookReport:
+    """One notebook's replay: its status, what differs, what failed, and where its files are."""
+
+    key: str  # path from the project root
+    status: str
+    seconds: float
+    runs: int
+    diffs: list[Difference] = field(default_factory=list)
+    error: dict[str, Any] | None = None  # cell, exception, message, traceback
+    hint: str | None = None  # no baseline: where one was expected, and how to get one
+    output: Path | None = None  # the executed notebook
+    kernel_log: Path | None = None
+    plot: Path | None = None  # the latency chart
+
+    @property
+    def failing(self) -> bool:
+        return self.status in FAILING
+
+    def line(self) -> str:
+        """The line printed when this notebook finishes, then its errors and differences."""
+        lines = [f"{self.status:>16}  {self.key}  ({plural(self.runs, 'run')}, {self.seconds:.1f} s)"]
+        if self.error:
+            e = self.error
+            lines.append(f"{'':>18}cell {e.get('cell')}: {e.get('exception')}: {e.get('message')}")
+        if self.hint:
+            lines.append(f"{'':>18}{self.hint}")
+        lines.extend(f"{'':>18}- {d}" for d in self.diffs)
+        return "\n".join(lines)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "notebook": self.key,
+            "status": self.status,
+            "seconds": round(self.seconds, 2),
+            "runs": self.runs,
+            "diffs": [d.to_json() for d in self.diffs],
+            "error": self.error,
+            "hint": self.hint,
+            "output": None if self.output is None else str(self.output),
+            "kernel_log": None if self.kernel_log is None else str(self.kernel_log),
+            "plot": None if self.plot is None else str(self.plot),
+        }
+
+
+def plural(count: int, noun: str, many: str | None = None) -> str:
+    return f"{count} {noun if count == 1 else (many or noun + 's')}"
+
+
+def totals(rows: Sequence[NotebookReport]) -> str:
+    """``7 notebooks: 6 ok, 1 regression, 0 failed`` (and baselines missing or updated, if any)."""
+    counts = Counter(r.status for r in rows)
+    parts = [f"{counts[OK]} ok", plural(counts[REGRESSION], "regression"), f"{counts[FAILED]} failed"]
+    if counts[NO_BASELINE]:
+        parts.append(f"{counts[NO_BASELINE]} without a baseline")
+    if counts[UPDATED]:
+        parts.append(f"{plural(counts[UPDATED], 'baseline')} updated")
+    return f"{plural(len(rows), 'notebook')}: {', '.join(parts)}"

@@ -1,0 +1,280 @@
+"""What a notebook's runs did, reduced to the signals that repeat exactly under its seeds.
+
+A summary holds, per run (in the order the notebook started them): workflow, status, error,
+inputs, the path of completed steps, the final state, and per step and visit:
+
+- ``route`` taken and ``tools_bound`` (the tools the route handed the step),
+- its ``attempts``, each with ``attempt_status``, ``error_kind``, ``error_type``, ``error_message``,
+  ``retry_delay``, ``tools_called`` (tool, ok, error, cost), ``model``, ``tokens_in``,
+  ``tokens_out``, ``cost``, ``llm_calls`` and any ``extra`` the step recorded,
+- the approval ``gate`` it met, the ``decision`` with its ``decider`` and ``decision_comment``,
+- what it ``writes`` to the state.
+
+Plus per step, pooled over the runs, ``latency`` percentiles: wall-clock time is the one signal
+never repeated exactly, so it is compared with a tolerance (see :mod:`wfkit.replay._compare`).
+
+Everything is read back from the workspace's journal (the events and the checkpoints' updates),
+so nothing here needs the engine to log more. What differs on every run by construction is masked
+where it is read: run ids (in idempotency keys, say) become ``<run_id>``, ticket ids ``<ticket>``,
+and a tool call's own latency is dropped.
+
+A notebook masks a signal that is not deterministic for a reason its author knows, by name, in its
+metadata: ``"wfkit": {"mask": ["retry_delay", "web_search:tools_called", "state.fetched_at"]}``
+(``SIGNAL``, ``STEP:SIGNAL``, or a field of ``state``, ``writes`` or ``inputs``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from wfkit.replay._errors import ReplayError
+
+SUMMARY_VERSION = 2
+
+RUN_SIGNALS = ("runs", "workflow", "status", "error", "inputs", "path", "state")
+STEP_SIGNALS = ("steps", "route", "tools_bound", "attempts", "gate", "decision", "decider", "decision_comment", "writes")
+ATTEMPT_SIGNALS = (
+    "attempt_status",
+    "error_kind",
+    "error_type",
+    "error_message",
+    "retry_delay",
+    "tools_called",
+    "model",
+    "tokens_in",
+    "tokens_out",
+    "cost",
+    "llm_calls",
+    "extra",
+)
+SIGNALS = (*RUN_SIGNALS, *STEP_SIGNALS, *ATTEMPT_SIGNALS, "latency")
+_FIELD_SIGNALS = ("state", "writes", "inputs")  # signals whose single fields can be masked
+_GATE_STATUSES = ("waiting_approval", "approved", "rejected")
+# Journal fields that are bookkeeping of the engine, not behaviour of the workflow.
+_EXTRA_READ_ELSEWHERE = ("tool_calls", "llm_calls", "ticket", "reason")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """How a notebook's replay is compared, from ``metadata.wfkit`` of the notebook."""
+
+    mask: tuple[str, ...] = ()
+    float_tolerance: float = 1e-9
+    compare_latency: bool = False
+    latency_factor: float = 2.0
+    latency_floor_s: float = 0.02
+    latency_min_samples: int = 3  # P50 of fewer samples is one slow moment of a busy machine
+    latency_min_samples_p99: int = 20
+    masked_steps: dict[str, frozenset[str]] = field(default_factory=dict, compare=False)
+
+    def masks(self, signal: str, step: str | None = None) -> bool:
+        """Whether ``signal`` (or ``signal.field``) is masked, everywhere or at ``step``."""
+        if signal in self.mask:
+            return True
+        head = signal.split(".", 1)[0]
+        if "." in signal and head in self.mask:
+            return True
+        return step is not None and (signal in self.masked_steps.get(step, ()) or head in self.masked_steps.get(step, ()))
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "mask": list(self.mask) + [f"{s}:{m}" for s, ms in sorted(self.masked_steps.items()) for m in sorted(ms)],
+            "float_tolerance": self.float_tolerance,
+            "compare_latency": self.compare_latency,
+            "latency_factor": self.latency_factor,
+            "latency_floor_s": self.latency_floor_s,
+            "latency_min_samples": self.latency_min_samples,
+        }
+
+
+def _check_mask(entry: Any, where: str) -> tuple[str | None, str]:
+    if not isinstance(entry, str) or not entry:
+        raise ReplayError(f"{where}: each mask is a signal name (a string), got {entry!r}")
+    step, _, signal = entry.rpartition(":")
+    head, dot, rest = signal.partition(".")
+    if head not in SIGNALS or (dot and (head not in _FIELD_SIGNALS or not rest)):
+        fields = ", ".join(f"{s}.FIELD" for s in _FIELD_SIGNALS)
+        raise ReplayError(
+            f"{where}: unknown signal {entry!r} to mask; a mask is SIGNAL, STEP:SIGNAL or {fields}, "
+            f"with SIGNAL one of: {', '.join(SIGNALS)}"
+        )
+    return (step or None), signal
+
+
+def settings_of(notebook: Path) -> Settings:
+    """The notebook's comparison settings; a misspelt mask is refused, never silently ignored."""
+    try:
+        meta = json.loads(notebook.read_text()).get("metadata", {}).get("wfkit", {})
+    except (OSError, ValueError) as exc:
+        raise ReplayError(f"cannot read {notebook} as a notebook: {exc}") from exc
+    where = f"{notebook.name} metadata.wfkit"
+    if not isinstance(meta, dict):
+        raise ReplayError(f"{where} must be an object, got {type(meta).__name__}")
+    known = {
+        "mask",
+        "ignore_fields",
+        "float_tolerance",
+        "compare_latency",
+        "latency_factor",
+        "latency_floor_s",
+        "latency_min_samples",
+    }
+    unknown = sorted(set(meta) - known)
+    if unknown:
+        raise ReplayError(f"{where}: unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+    masks = meta.get("mask", [])
+    if not isinstance(masks, list):
+        raise ReplayError(f"{where}.mask must be a list of signal names, got {masks!r}")
+    # ignore_fields (the older spelling) masks final-state and written fields of those names.
+    masks = [*masks, *(f"{s}.{name}" for name in meta.get("ignore_fields", []) for s in ("state", "writes"))]
+    everywhere: list[str] = []
+    per_step: dict[str, set[str]] = {}
+    for entry in masks:
+        step, signal = _check_mask(entry, where)
+        if step is None:
+            everywhere.append(signal)
+        else:
+            per_step.setdefault(step, set()).add(signal)
+    try:
+        return Settings(
+            mask=tuple(everywhere),
+            float_tolerance=float(meta.get("float_tolerance", 1e-9)),
+            compare_latency=bool(meta.get("compare_latency", False)),
+            latency_factor=float(meta.get("latency_factor", 2.0)),
+            latency_floor_s=float(meta.get("latency_floor_s", 0.02)),
+            latency_min_samples=int(meta.get("latency_min_samples", 3)),
+            masked_steps={s: frozenset(m) for s, m in per_step.items()},
+        )
+    except (TypeError, ValueError) as exc:
+        raise ReplayError(f"{where}: a numeric setting is not a number ({exc})") from exc
+
+
+def source_digest(notebook: Path) -> str:
+    """A digest of the notebook's code, which tells a renamed notebook by its unchanged contents."""
+    try:
+        cells = json.loads(notebook.read_text()).get("cells", [])
+    except (OSError, ValueError):
+        return ""
+    code = ["".join(c.get("source", [])) for c in cells if c.get("cell_type") == "code"]
+    return hashlib.sha256("\n\x00".join(code).encode()).hexdigest()[:16]
+
+
+# ---- reading a workspace ------------------------------------------------------------------------
+
+
+def _mask_ids(value: Any, ids: Mapping[str, str]) -> Any:
+    if isinstance(value, str):
+        for raw, label in ids.items():
+            if raw in value:
+                value = value.replace(raw, label)
+        return value
+    if isinstance(value, dict):
+        return {k: _mask_ids(v, ids) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_mask_ids(v, ids) for v in value]
+    return value
+
+
+def _attempt(event: Any) -> dict[str, Any]:
+    extra = dict(event.extra or {})
+    calls = [
+        {k: v for k, v in call.items() if k != "latency_ms"}  # a tool's own time: wall clock
+        for call in extra.get("tool_calls") or ()
+        if isinstance(call, dict)
+    ]
+    record = {
+        "attempt_status": event.status,
+        "error_kind": event.error_kind,
+        "error_type": event.error_type,
+        "error_message": event.error_message,
+        "retry_delay": event.retry_delay_s,
+        "tools_called": calls or None,
+        "model": event.model,
+        "tokens_in": event.tokens_in,
+        "tokens_out": event.tokens_out,
+        "cost": event.cost_usd,
+        "llm_calls": extra.get("llm_calls"),
+        "extra": {k: v for k, v in sorted(extra.items()) if k not in _EXTRA_READ_ELSEWHERE} or None,
+    }
+    return {k: v for k, v in record.items() if v is not None}
+
+
+def _run_summary(ws: Any, run_id: str) -> tuple[dict[str, Any], dict[str, list[float]]]:
+    info = ws.run_info(run_id)
+    events = ws.events(run_id)
+    ids = {run_id: "<run_id>"}
+    for e in events:
+        ticket = (e.extra or {}).get("ticket")
+        if isinstance(ticket, str) and ticket:
+            ids[ticket] = "<ticket>"
+    steps: dict[str, dict[str, Any]] = {}
+    latency: dict[str, list[float]] = {}
+    for e in events:
+        record = steps.setdefault(f"{e.step}#{e.visit}", {"attempts": []})
+        if e.tools is not None:
+            record["tools_bound"] = list(e.tools)
+        if e.route_taken is not None:
+            record["route"] = e.route_taken
+        if e.status == "waiting_approval":
+            record["gate"] = (e.extra or {}).get("reason", "")
+        elif e.status in _GATE_STATUSES:
+            record["decision"] = e.status
+            record["decider"] = e.approver
+            record["decision_comment"] = e.decision_comment
+        else:
+            record["attempts"].append(_attempt(e))
+            if e.attempt > 0:
+                latency.setdefault(e.step, []).append(e.latency_s)
+    for _seq, step, visit, _outcome, updates, _route, _failure in ws.store.checkpoints(run_id):
+        if updates is not None:
+            steps.setdefault(f"{step}#{visit}", {"attempts": []})["writes"] = json.loads(updates)
+    error = f"{info['error_type']}: {info['error']}" if info.get("error") else None
+    run = {
+        "workflow": info["workflow"],
+        "status": info["status"],
+        "error": error,
+        "inputs": info.get("inputs") or {},
+        "path": [e.step for e in events if e.status == "ok"],
+        "steps": steps,
+        "state": dict(sorted((info.get("state") or {}).items())),
+    }
+    return _mask_ids(run, ids), latency
+
+
+def summarise_workspace(workspace: Path, settings: Settings | None = None) -> dict[str, Any]:
+    """Every deterministic signal of the runs in ``workspace``, oldest run first."""
+    settings = settings or Settings()
+    summary: dict[str, Any] = {"version": SUMMARY_VERSION, "settings": settings.to_json(), "runs": [], "latency": {}}
+    if not (workspace / "wfkit.db").exists():
+        return summary
+    from wfkit.store._workspace import Workspace
+
+    ws = Workspace(workspace)
+    pooled: dict[str, list[float]] = {}
+    try:
+        for row in reversed(ws.runs()):  # oldest first: the order the notebook started them
+            run, latency = _run_summary(ws, row["run_id"])
+            summary["runs"].append(run)
+            for step, values in latency.items():
+                pooled.setdefault(step, []).extend(values)
+    finally:
+        ws.store.close()
+    summary["latency"] = {
+        step: {"p50": quantile(v, 0.5), "p99": quantile(v, 0.99), "n": len(v)} for step, v in sorted(pooled.items())
+    }
+    return summary
+
+
+def quantile(values: Sequence[float], q: float) -> float:
+    ordered = sorted(values)
+    if not ordered:
+        return 0.0
+    pos = q * (len(ordered) - 1)
+    lo, hi = math.floor(pos), math.ceil(pos)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
