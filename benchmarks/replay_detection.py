@@ -66,7 +66,9 @@ def _batch(tmp: Path, label: str, parameters: list[dict[str, str]], jobs: int) -
     own, as `wfkit replay --jobs` runs them), each against the committed baseline."""
 
     def one(index: int) -> NotebookReport:
-        _code, rows = replay([NOTEBOOK], root=ROOT, report=tmp / f"{label}{index}", jobs=1, parameters=parameters[index])
+        _code, rows = replay(
+            [NOTEBOOK], root=ROOT, report=tmp / f"{label}{index}", jobs=1, parameters=parameters[index]
+        )
         return rows[0]
 
     with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool:
@@ -113,7 +115,7 @@ def main(argv: list[str]) -> None:
     if args.json:
         print(json.dumps(result))
         return
-    print(f"| change | signal | verdict | first difference naming it |\n|---|---|---|---|")
+    print("| change | signal | verdict | first difference naming it |\n|---|---|---|---|")
     for change, signal, verdict, shown in table:
         print(f"| {change} | {signal} | {verdict} | {shown[:110]} |")
     print(

@@ -1,33 +1,61 @@
-"""`wfkit replay`: notebooks run headless under papermill and are compared with baselines."""
+"""`wfkit replay`: notebooks run headless under papermill and are compared with their baselines.
+
+These tests run real Jupyter kernels: the repository's notebooks against the committed baselines,
+and small notebooks in a throw-away project (a folder with a pyproject.toml) for the rest.
+"""
 
 from __future__ import annotations
 
 import json
+import shutil
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
+import html5lib
 import nbformat
 import pytest
 
 from wfkit.cli._cli import main
-from wfkit.replay._replay import ReplayError, check_parameters, compare, declared_parameters, parse_value
+from wfkit.replay._replay import replay
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 REGRESSION = ROOT / "notebooks" / "07_regression_replay.ipynb"
+TINY = (
+    "import wfkit as wf\n"
+    "flow = wf.Workflow('tiny')\n"
+    "flow.step(lambda s: {'y': s['x'] * factor}, name='double')\n"
+    "for i in range(3):\n"
+    "    run = flow.run({'x': x + i}, workspace=workspace, seed=i)\n"
+    "print(run.state)"
+)
 
 
-def _notebook(path: Path, *sources: str, params: str = "x = 1") -> Path:
+def _notebook(path: Path, *sources: str, params: str = "x = 1\nworkspace = None\nfactor = 2") -> Path:
     nb = nbformat.v4.new_notebook()
     cell = nbformat.v4.new_code_cell(params)
     cell.metadata["tags"] = ["parameters"]
     nb.cells = [cell, *(nbformat.v4.new_code_cell(s) for s in sources)]
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    path.parent.mkdir(parents=True, exist_ok=True)
     nbformat.write(nb, path)
     return path
 
 
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A throw-away project: the current folder, with a pyproject.toml marking its root."""
+    root = tmp_path / "project"
+    root.mkdir()
+    (root / "pyproject.toml").write_text("")
+    monkeypatch.chdir(root)
+    return root
+
+
 def test_every_notebook_is_committed_without_outputs() -> None:
-    """Notebooks in git carry no outputs and no execution counts."""
+    """Notebooks in git carry no outputs and no execution counts, and each has a baseline."""
+    from wfkit.replay._parameters import declared_parameters
+
     assert NOTEBOOKS
     for path in NOTEBOOKS:
         nb = nbformat.read(path, as_version=4)
@@ -36,163 +64,193 @@ def test_every_notebook_is_committed_without_outputs() -> None:
                 assert [] == cell.outputs, path.name
                 assert cell.execution_count is None, path.name
         assert declared_parameters(path), f"{path.name} has no parameters cell"
+        assert (ROOT / "data" / "baselines" / "notebooks" / f"{path.stem}.json").exists()
 
 
-def test_all_notebooks_replay_against_their_baselines(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """Every notebook runs headless under papermill, and matches its committed baseline."""
-    code = main(
-        [
-            "replay",
-            *map(str, NOTEBOOKS),
-            "--baseline",
-            str(ROOT / "data" / "baselines"),
-            "--report",
-            str(tmp_path / "report"),
-            "--jobs",
-            "2",
-        ]
-    )
+def test_all_notebooks_replay_against_their_baselines(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`wfkit replay notebooks` (a folder) runs every notebook and matches the committed baselines;
+    it ends with the totals, writes valid HTML and one JUnit test case per notebook."""
+    monkeypatch.chdir(ROOT)
+    junit = tmp_path / "junit.xml"
+    code = main(["replay", "notebooks", "--report", str(tmp_path / "report"), "--jobs", "2", "--junit-xml", str(junit)])
     out = capsys.readouterr().out
     assert 0 == code, out
-    assert len(NOTEBOOKS) == out.count(" ok  ")
+    assert len(NOTEBOOKS) == out.count("              ok  notebooks/")
+    assert f"{len(NOTEBOOKS)} notebooks: {len(NOTEBOOKS)} ok, 0 regressions, 0 failed in " in out
     summary = json.loads((tmp_path / "report" / "summary.json").read_text())
     assert {"ok"} == {row["status"] for row in summary["notebooks"]}
     page = (tmp_path / "report" / "index.html").read_text()
-    plots = sorted(p.name for p in (tmp_path / "report").glob("*-latency.png"))
+    html5lib.HTMLParser(strict=True).parse(page)
+    plots = sorted((tmp_path / "report" / "runs" / "notebooks").glob("*/latency.png"))
     assert len(NOTEBOOKS) == len(plots)
-    assert all(f'src="{name}"' in page for name in plots)
+    cases = ET.parse(junit).getroot().findall("./testsuite/testcase")
+    assert [p.name for p in NOTEBOOKS] == sorted(c.get("name") for c in cases)
+    assert [] == [c for c in cases if c.find("failure") is not None or c.find("error") is not None]
 
 
-def test_a_seeded_change_is_a_regression_with_a_readable_diff(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+def test_a_seeded_change_is_a_regression_naming_the_signal(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A changed backoff (same number of retries) makes replay exit 1 and name the retry delay that moved;
+    the JUnit case fails with that line."""
+    junit = tmp_path / "junit.xml"
+    args = ["replay", str(REGRESSION), "--root", str(ROOT), "--report", str(tmp_path), "--junit-xml", str(junit)]
+    code = main([*args, "-p", "change", "retry_backoff"])
+    out = capsys.readouterr().out
+    assert 1 == code, out
+    line = "run 2 (ticket-triage), lookup visit 1: attempt 1: retry_delay 0.001 -> 0.025"
+    assert f"      regression  notebooks/07_regression_replay.ipynb  (3 runs, " in out
+    assert line in out
+    assert "1 notebook: 0 ok, 1 regression, 0 failed in " in out
+    (case,) = ET.parse(junit).getroot().findall("./testsuite/testcase")
+    failure = case.find("failure")
+    assert failure is not None
+    assert line in (failure.text or "")
+
+
+def test_update_baseline_then_replay_is_clean_and_a_rename_is_no_baseline(
+    project: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """An extra retry makes replay exit non-zero and name what changed."""
-    code = main(
-        [
-            "replay",
-            str(REGRESSION),
-            "--baseline",
-            str(ROOT / "data" / "baselines"),
-            "--report",
-            str(tmp_path),
-            "-p",
-            "change",
-            "extra_retry",
-        ]
+    """--update-baseline records the runs under the notebook's path from the root; replaying then
+    matches; the same notebook renamed finds no baseline (exit 1) and is told which one to move."""
+    _notebook(project / "nbs" / "tiny.ipynb", TINY)
+    assert 0 == main(["replay", "nbs", "--update-baseline", "--report", "rep"])
+    assert (project / "data" / "baselines" / "nbs" / "tiny.json").exists()
+    assert 0 == main(["replay", "nbs/tiny.ipynb", "--report", "rep"])
+    assert "              ok  nbs/tiny.ipynb  (3 runs, " in capsys.readouterr().out
+    (project / "nbs" / "tiny.ipynb").rename(project / "nbs" / "renamed.ipynb")
+    assert 1 == main(["replay", "nbs/*.ipynb", "--report", "rep"])
+    out = capsys.readouterr().out
+    assert "     no baseline  nbs/renamed.ipynb  (3 runs, " in out
+    assert "The baseline of nbs/tiny.ipynb (a notebook that is gone) was recorded from the same code" in out
+    assert "1 notebook: 0 ok, 0 regressions, 0 failed, 1 without a baseline in " in out
+
+
+def test_papermills_options_reach_the_kernel(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """-f params.yaml, -y and -p set parameters (later ones win), --kernel picks the kernel and --cwd
+    the folder the notebook runs in."""
+    (project / "data").mkdir()
+    (project / "data" / "factor.txt").write_text("5")
+    _notebook(
+        project / "nbs" / "opts.ipynb",
+        TINY.replace("* factor", "* factor * int(open('data/factor.txt').read())"),
+        params="x = 1\nworkspace = None\nfactor = 2\nlabel = 'a'",
     )
+    (project / "p.yaml").write_text("x: 10\nfactor: 7\n")
+    args = ["replay", "nbs/opts.ipynb", "--report", "rep", "--update-baseline", "--kernel", "python3", "--cwd", "."]
+    code = main([*args, "-f", "p.yaml", "-y", "factor: 3\nlabel: b", "-p", "x", "4"])
+    assert 0 == code, capsys.readouterr()
+    summary = json.loads((project / "rep" / "runs" / "nbs" / "opts" / "summary.json").read_text())
+    assert [{"x": 4, "y": 60}, {"x": 5, "y": 75}, {"x": 6, "y": 90}] == [r["state"] for r in summary["runs"]]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["nowhere"], "no such notebook or folder: nowhere"),
+        (["pyproject.toml"], "not a notebook: pyproject.toml"),
+        (["nbs/ok.ipynb", "--kernel", "no-such-kernel"], "no Jupyter kernel named 'no-such-kernel'; installed: "),
+        (["nbs/ok.ipynb", "--cwd", "missing"], "--cwd missing is not a folder"),
+        (["nbs/masked.ipynb"], "unknown signal 'rout' to mask"),
+    ],
+)
+def test_bad_input_exits_2_before_anything_runs(
+    project: Path, capsys: pytest.CaptureFixture[str], args: list[str], message: str
+) -> None:
+    """Each bad input is refused with exit code 2 and a message saying what to fix."""
+    _notebook(project / "nbs" / "ok.ipynb", "x")
+    masked = nbformat.read(_notebook(project / "nbs" / "masked.ipynb", "x"), as_version=4)
+    masked.metadata["wfkit"] = {"mask": ["rout"]}
+    nbformat.write(masked, project / "nbs" / "masked.ipynb")
+    assert 2 == main(["replay", *args, "--report", "rep"])
+    assert message in capsys.readouterr().err
+    assert not (project / "rep" / "runs").exists()
+
+
+def test_broken_notebooks_are_failed_rows_with_their_traceback(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """An error, a cell timeout and a dead kernel each give a failed row naming the cell; an error
+    carries the kernel's traceback."""
+    _notebook(project / "nbs" / "error.ipynb", "def explode():\n    return 1 / 0\nexplode()")
+    _notebook(project / "nbs" / "slow.ipynb", "import time\ntime.sleep(30)")
+    _notebook(project / "nbs" / "dies.ipynb", "import os\nos._exit(3)")
+    code = main(["replay", "nbs", "--report", "r", "--cell-timeout", "3", "--jobs", "3"])
     out = capsys.readouterr().out
     assert 1 == code
-    assert "regression  07_regression_replay.ipynb" in out
-    assert 'retries {} -> {"lookup": 2}' in out
-    assert "regression" in (tmp_path / "index.html").read_text()
+    rows = {r["notebook"]: r for r in json.loads((project / "r" / "summary.json").read_text())["notebooks"]}
+    error = rows["nbs/error.ipynb"]
+    assert ("failed", 1, "ZeroDivisionError") == (error["status"], error["error"]["cell"], error["error"]["exception"])
+    assert "in explode()" in error["error"]["traceback"] or "explode" in error["error"]["traceback"]
+    assert "\x1b[" not in error["error"]["traceback"]
+    assert ("failed", 1) == (rows["nbs/slow.ipynb"]["status"], rows["nbs/slow.ipynb"]["error"]["cell"])
+    assert "failed" == rows["nbs/dies.ipynb"]["status"]
+    assert "          failed  nbs/dies.ipynb" in out
+    assert "3 notebooks: 0 ok, 0 regressions, 3 failed in " in out
 
 
-def test_update_baseline_then_replay_is_clean(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """--update-baseline records the runs; replaying the same notebook then matches."""
-    args = [
-        "replay",
-        str(ROOT / "notebooks" / "01_quickstart.ipynb"),
-        "--baseline",
-        str(tmp_path / "base"),
-        "--report",
-        str(tmp_path / "rep"),
-    ]
-    assert 0 == main([*args, "--update-baseline"])
-    assert (tmp_path / "base" / "01_quickstart.json").exists()
-    assert 0 == main(args)
-    assert "ok  01_quickstart.ipynb" in capsys.readouterr().out
-
-
-def test_parameters_must_be_declared_identifiers(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """A crafted or unknown parameter name is refused before anything runs."""
-    nb = _notebook(tmp_path / "p.ipynb", "print(x)", params="x = 1\ny: int = 2")
-    assert {"x", "y"} == set(declared_parameters(nb))
-    assert {"x": 3} == check_parameters(nb, {"x": 3})
-    with pytest.raises(ReplayError, match="must be Python identifiers"):
-        check_parameters(nb, {"x; import os": 1})
-    with pytest.raises(ReplayError, match="does not declare parameter\\(s\\) 'z'; it declares: x, y"):
-        check_parameters(nb, {"z": 1})
-    assert 2 == main(["replay", str(nb), "--report", str(tmp_path / "r"), "-p", "__import__('os')", "1"])
-    assert "identifiers" in capsys.readouterr().err
-    assert [1, 2] == parse_value("[1, 2]")
-    assert "text" == parse_value("text")
-
-
-def test_broken_notebooks_are_failed_rows_not_crashes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """An error, a cell timeout and a dead kernel each give a failed row naming the cell."""
-    error = _notebook(tmp_path / "error.ipynb", "1 / 0")
-    slow = _notebook(tmp_path / "slow.ipynb", "import time\ntime.sleep(30)")
-    dies = _notebook(tmp_path / "dies.ipynb", "import os\nos._exit(3)")
-    code = main(
-        [
-            "replay",
-            str(error),
-            str(slow),
-            str(dies),
-            "--baseline",
-            str(tmp_path / "b"),
-            "--report",
-            str(tmp_path / "r"),
-            "--timeout",
-            "3",
-            "--jobs",
-            "3",
-        ]
-    )
-    out = capsys.readouterr().out
-    assert 1 == code
-    rows = {r["notebook"]: r for r in json.loads((tmp_path / "r" / "summary.json").read_text())["notebooks"]}
-    assert ("failed", 1, "ZeroDivisionError") == (
-        rows["error.ipynb"]["status"],
-        rows["error.ipynb"]["error"]["cell"],
-        rows["error.ipynb"]["error"]["exception"],
-    )
-    assert "failed" == rows["slow.ipynb"]["status"]
-    assert 1 == rows["slow.ipynb"]["error"]["cell"]
-    assert "failed" == rows["dies.ipynb"]["status"]
-    assert "failed  dies.ipynb" in out
-
-
-def test_compare_reports_each_kind_of_difference() -> None:
-    """compare() names changed paths, outputs (with float tolerance), retries and run counts."""
-    run = {
-        "workflow": "w",
-        "status": "succeeded",
-        "path": ["a", "b"],
-        "decisions": [],
-        "error_kinds": [],
-        "retries": {},
-        "outputs": {"score": 0.5, "text": "hi"},
-    }
-    base = {"settings": {"float_tolerance": 0.01}, "runs": [run]}
-    assert [] == compare(base, {"runs": [{**run, "outputs": {"score": 0.505, "text": "hi"}}]})
-    diffs = compare(base, {"runs": [{**run, "path": ["a"], "outputs": {"score": 0.9}, "retries": {"a": 1}}, run]})
-    assert "number of runs: 1 -> 2" in diffs
-    assert 'run 1 (w): path ["a", "b"] -> ["a"]' in diffs
-    assert "run 1 (w): output 'score' 0.5 -> 0.9" in diffs
-    assert "run 1 (w): output 'text' is gone (was \"hi\")" in diffs
-    assert 'run 1 (w): retries {} -> {"a": 1}' in diffs
-
-
-def test_a_gate_under_papermill_without_a_policy_fails_the_notebook_clearly(tmp_path: Path) -> None:
+def test_a_gate_under_papermill_without_a_policy_fails_the_notebook_clearly(project: Path) -> None:
     """Headless under papermill, a gate with no decision policy fails the notebook with a clear
     message instead of waiting forever for a click nobody can make."""
     nb = _notebook(
-        tmp_path / "gate.ipynb",
+        project / "gate.ipynb",
         "import wfkit as wf\nflow = wf.Workflow('gated')\n"
         "flow.step(lambda s: {'ok': True}, name='pay', approval='Payments need a human')\n"
         "run = flow.run({}, raise_on_error=False)\n"
         "assert run.status == 'succeeded', run.error",
     )
-    code, rows = replay_notebooks([nb], tmp_path)
+    code, rows = replay([nb], root=project, report=project / "r", jobs=1, cell_timeout=60)
     assert 1 == code
-    assert "failed" == rows[0]["status"]
-    assert 1 == rows[0]["error"]["cell"]
-    summary = json.loads((tmp_path / "r" / "runs" / "gate" / "summary.json").read_text())
+    assert ("failed", 1) == (rows[0].status, rows[0].error["cell"] if rows[0].error else None)
+    summary = json.loads((project / "r" / "runs" / "gate" / "summary.json").read_text())
     assert ["failed"] == [r["status"] for r in summary["runs"]]
 
 
-def replay_notebooks(notebooks: list[Path], tmp_path: Path) -> tuple[int, list[dict[str, object]]]:
-    from wfkit.replay._replay import replay
+def test_the_report_in_a_browser(project: Path) -> None:
+    """index.html in Chromium: totals at the top; per notebook links to the executed notebook and the
+    kernel log, differences grouped by run and step, the failing cell's traceback, and the latency
+    chart in its own column, loaded."""
+    chromium = Path("/usr/bin/chromium")
+    if not chromium.exists():
+        pytest.skip(f"{chromium} is missing (apt-get install chromium); this browser test drives it")
+    from playwright.sync_api import sync_playwright
 
-    return replay(notebooks, baseline=tmp_path / "b", report=tmp_path / "r", jobs=1, timeout=60)
+    tiny = _notebook(project / "nbs" / "tiny.ipynb", TINY)
+    broken = _notebook(project / "nbs" / "broken.ipynb", "def explode():\n    return {}['missing']\nexplode()")
+    replay([tiny], root=project, report=project / "r", update_baseline=True, jobs=1)
+    changed = nbformat.read(tiny, as_version=4)
+    changed.cells[0].source = changed.cells[0].source.replace("factor = 2", "factor = 3")
+    nbformat.write(changed, tiny)
+    code, _rows = replay([tiny, broken], root=project, report=project / "r", jobs=2)
+    assert 1 == code
+    page = project / "r" / "index.html"
+    html5lib.HTMLParser(strict=True).parse(page.read_text())
+    args = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync"]
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(chromium), headless=True, args=args)
+        try:
+            tab = browser.new_page(viewport={"width": 1600, "height": 1000})
+            tab.goto(page.as_uri())
+            assert "2 notebooks: 0 ok, 1 regression, 1 failed" == tab.locator("p.totals").inner_text()
+            headers = tab.locator("thead th").all_inner_texts()
+            assert ["notebook", "status", "runs", "seconds", "files", "errors and differences", "latency"] == headers
+            rows = tab.locator("tbody tr")
+            assert ["nbs/tiny.ipynb", "nbs/broken.ipynb"] == [rows.nth(i).locator("td").first.inner_text() for i in range(2)]
+            regressed = rows.nth(0)
+            assert ["run 1 (tiny): 2 differences", "run 2 (tiny): 2 differences", "run 3 (tiny): 2 differences"] == (
+                regressed.locator("summary").all_inner_texts()
+            )
+            assert "double visit 1" in regressed.locator("h4").all_inner_texts()
+            assert "writes 'y' 2 -> 3" in regressed.locator("td.findings").inner_text()
+            loaded = regressed.locator("td.chart img").evaluate("img => img.complete && img.naturalWidth")
+            assert loaded > 100
+            for row in (rows.nth(0), rows.nth(1)):
+                hrefs = row.locator("td.files a").evaluate_all("links => links.map(a => a.getAttribute('href'))")
+                assert 2 == len(hrefs)
+                assert all((project / "r" / href).is_file() for href in hrefs)
+            traceback = rows.nth(1).locator("pre.traceback").inner_text()
+            assert "KeyError" in traceback
+            assert "explode" in traceback
+            tab.screenshot(path=str(project / "r" / "screenshot.png"), full_page=True)
+        finally:
+            browser.close()
+    shutil.copy(project / "r" / "screenshot.png", project.parent / "replay-report.png")

@@ -547,7 +547,9 @@ def build_parser() -> argparse.ArgumentParser:
         "Exit 0: all match; 1: a regression, a failed notebook or a missing baseline; 2: bad input.",
     )
     rp.add_argument("paths", nargs="*", metavar="PATH", help="notebooks, folders or globs (default: notebooks/)")
-    rp.add_argument("--root", help="project root that keys baselines (default: nearest folder with pyproject.toml/.git)")
+    rp.add_argument(
+        "--root", help="project root that keys baselines (default: nearest folder with pyproject.toml/.git)"
+    )
     rp.add_argument("--baseline", help="folder of baseline summaries (default: ROOT/data/baselines)")
     rp.add_argument("--report", default="replay-report", help="folder for index.html, summary.json, executed notebooks")
     rp.add_argument("--junit-xml", metavar="PATH", help="also write JUnit XML: one test case per notebook")

@@ -122,7 +122,7 @@ class _Comparer:
         self.diffs.append(Difference(signal, a, b, **where))
 
     def run(self, index: int, old: Mapping[str, Any], new: Mapping[str, Any]) -> None:
-        where = {"run": index, "workflow": new.get("workflow") or old.get("workflow")}
+        where: dict[str, Any] = {"run": index, "workflow": new.get("workflow") or old.get("workflow")}
         for signal in ("workflow", "status", "error", "path"):
             self.value(signal, old.get(signal), new.get(signal), **where)
         if not self.settings.masks("inputs"):
@@ -185,7 +185,9 @@ def _n(count: int, noun: str) -> str:
     return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
-def compare(baseline: Mapping[str, Any], current: Mapping[str, Any], settings: Settings | None = None) -> list[Difference]:
+def compare(
+    baseline: Mapping[str, Any], current: Mapping[str, Any], settings: Settings | None = None
+) -> list[Difference]:
     """Differences between a baseline summary and this replay's; empty when nothing regressed."""
     settings = settings or Settings()
     version = baseline.get("version")
@@ -202,7 +204,9 @@ def compare(baseline: Mapping[str, Any], current: Mapping[str, Any], settings: S
     c = _Comparer(settings)
     old_runs, new_runs = baseline.get("runs", []), current.get("runs", [])
     if len(old_runs) != len(new_runs) and not settings.masks("runs"):
-        c.diffs.append(Difference("runs", len(old_runs), len(new_runs), message=f"runs {len(old_runs)} -> {len(new_runs)}"))
+        c.diffs.append(
+            Difference("runs", len(old_runs), len(new_runs), message=f"runs {len(old_runs)} -> {len(new_runs)}")
+        )
     for index, (old, new) in enumerate(zip(old_runs, new_runs, strict=False), 1):
         c.run(index, old, new)
     if settings.compare_latency:

@@ -49,12 +49,11 @@ class ConsoleProgress:
         if self._bar is not None:
             self._bar.write(row.line(), file=self.out)
             self._bar.update(1)
+            self._bar.refresh()  # a notebook finishing is rare: always show it, whatever tqdm's throttle
         else:
             print(row.line(), file=self.out, flush=True)
 
-    def __exit__(
-        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
         self._stop.set()
         if self._ticker is not None:
             self._ticker.join()

@@ -60,9 +60,8 @@ def _grouped(diffs: Sequence[Difference]) -> str:
             lines = "".join(f"<li><code>{html.escape(d.detail)}</code></li>" for d in items)
             body.append(f"{heading}<ul>{lines}</ul>")
         count = sum(len(items) for items in steps.values())
-        parts.append(
-            f"<details open><summary>{html.escape(run)}: {plural(count, 'difference')}</summary>{''.join(body)}</details>"
-        )
+        title = f"{html.escape(run)}: {plural(count, 'difference')}"
+        parts.append(f"<details open><summary>{title}</summary>{''.join(body)}</details>")
     return "".join(parts)
 
 
@@ -91,7 +90,7 @@ def _row(r: NotebookReport, report: Path) -> str:
         src = html.escape(Path(os.path.relpath(r.plot, report)).as_posix())
         chart = f'<img src="{src}" alt="latency per step of {html.escape(r.key)}: baseline and this replay">'
     return (
-        f"<tr><td>{html.escape(r.key)}</td><td class=\"status\" style=\"color:{colour}\">{html.escape(r.status)}</td>"
+        f'<tr><td>{html.escape(r.key)}</td><td class="status" style="color:{colour}">{html.escape(r.status)}</td>'
         f'<td class="num">{r.runs}</td><td class="num">{r.seconds:.1f}</td><td class="files">{files}</td>'
         f'<td class="findings">{findings}</td><td class="chart">{chart}</td></tr>'
     )
@@ -101,7 +100,7 @@ def write_html(report: Path, rows: Sequence[NotebookReport], *, seconds: float) 
     page = report / "index.html"
     when = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     page.write_text(
-        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>wfkit replay</title>\n"
+        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n<title>wfkit replay</title>\n'
         f"<style>{_STYLE}</style>\n</head>\n<body>\n<h1>wfkit replay</h1>\n"
         f'<p class="totals">{html.escape(totals(rows))}</p>\n'
         f"<p>{html.escape(when)}, {seconds:.1f} s</p>\n"
@@ -139,8 +138,12 @@ def write_junit(path: Path, rows: Sequence[NotebookReport], *, seconds: float) -
         case = ET.SubElement(
             suite,
             "testcase",
-            {"classname": "wfkit.replay." + (folder.replace("/", ".") or "notebooks"), "name": name, "file": r.key,
-             "time": f"{r.seconds:.3f}"},
+            {
+                "classname": "wfkit.replay." + (folder.replace("/", ".") or "notebooks"),
+                "name": name,
+                "file": r.key,
+                "time": f"{r.seconds:.3f}",
+            },
         )
         if r.status == FAILED and r.error:
             e = r.error
@@ -152,7 +155,9 @@ def write_junit(path: Path, rows: Sequence[NotebookReport], *, seconds: float) -
             ET.SubElement(case, "failure", {"type": "no baseline", "message": r.hint or "no baseline"}).text = r.hint
         elif r.failing:
             failure = ET.SubElement(
-                case, "failure", {"type": r.status, "message": f"{plural(len(r.diffs), 'difference')} from the baseline"}
+                case,
+                "failure",
+                {"type": r.status, "message": f"{plural(len(r.diffs), 'difference')} from the baseline"},
             )
             failure.text = "\n".join(str(d) for d in r.diffs)
         else:

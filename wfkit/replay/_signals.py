@@ -38,7 +38,17 @@ from wfkit.replay._errors import ReplayError
 SUMMARY_VERSION = 2
 
 RUN_SIGNALS = ("runs", "workflow", "status", "error", "inputs", "path", "state")
-STEP_SIGNALS = ("steps", "route", "tools_bound", "attempts", "gate", "decision", "decider", "decision_comment", "writes")
+STEP_SIGNALS = (
+    "steps",
+    "route",
+    "tools_bound",
+    "attempts",
+    "gate",
+    "decision",
+    "decider",
+    "decision_comment",
+    "writes",
+)
 ATTEMPT_SIGNALS = (
     "attempt_status",
     "error_kind",
@@ -80,7 +90,9 @@ class Settings:
         head = signal.split(".", 1)[0]
         if "." in signal and head in self.mask:
             return True
-        return step is not None and (signal in self.masked_steps.get(step, ()) or head in self.masked_steps.get(step, ()))
+        return step is not None and (
+            signal in self.masked_steps.get(step, ()) or head in self.masked_steps.get(step, ())
+        )
 
     def to_json(self) -> dict[str, Any]:
         return {

@@ -1,0 +1,55 @@
+"""Tests for wfkit.replay._console: a line per notebook as it finishes, and a progress bar on a terminal."""
+
+from __future__ import annotations
+
+import io
+
+from wfkit.replay._compare import Difference
+from wfkit.replay._console import ConsoleProgress
+from wfkit.replay._result import NotebookReport, totals
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def _rows() -> list[NotebookReport]:
+    return [
+        NotebookReport("nb/a.ipynb", "ok", 1.25, 1),
+        NotebookReport("nb/b.ipynb", "regression", 2.0, 3, diffs=[Difference("route", "x", "y", run=1, workflow="w", step="s#1")]),
+        NotebookReport("nb/c.ipynb", "failed", 0.5, 0, error={"cell": 2, "exception": "KeyError", "message": "'k'"}),
+    ]
+
+
+def test_each_line_is_printed_as_the_notebook_finishes_without_a_bar_off_a_terminal() -> None:
+    """Off a terminal: plain lines, with the right grammar, and no bar on stderr."""
+    out, err = io.StringIO(), io.StringIO()
+    with ConsoleProgress(3, out=out, err=err) as progress:
+        progress(_rows()[0])
+        assert "              ok  nb/a.ipynb  (1 run, 1.2 s)\n" == out.getvalue()
+        for row in _rows()[1:]:
+            progress(row)
+    assert "" == err.getvalue()
+    assert '- run 1 (w), s visit 1: route "x" -> "y"' in out.getvalue()
+    assert "cell 2: KeyError: 'k'" in out.getvalue()
+
+
+def test_a_terminal_gets_a_progress_bar_below_the_lines() -> None:
+    """On a terminal, a bar counts notebooks on stderr while the lines go to stdout."""
+    out, err = io.StringIO(), _Terminal()
+    with ConsoleProgress(3, out=out, err=err) as progress:
+        progress(_rows()[0])
+        assert "1/3 notebooks" in err.getvalue()
+    assert "ok  nb/a.ipynb" in out.getvalue()
+
+
+def test_totals_count_every_status_with_plurals() -> None:
+    """The totals line counts ok, regressions and failures, and names missing or updated baselines."""
+    assert "3 notebooks: 1 ok, 1 regression, 1 failed" == totals(_rows())
+    assert "1 notebook: 0 ok, 0 regressions, 0 failed, 1 without a baseline" == totals(
+        [NotebookReport("n", "no baseline", 0, 0)]
+    )
+    assert "2 notebooks: 0 ok, 0 regressions, 0 failed, 2 baselines updated" == totals(
+        [NotebookReport("n", "baseline updated", 0, 0), NotebookReport("m", "baseline updated", 0, 0)]
+    )

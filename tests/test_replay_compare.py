@@ -1,0 +1,138 @@
+"""Tests for wfkit.replay._compare: every signal compared, each difference placed by run, step and attempt."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+
+from wfkit.replay._compare import Difference, compare
+from wfkit.replay._signals import SUMMARY_VERSION, Settings
+
+
+def _summary() -> dict[str, Any]:
+    step = {
+        "route": "b",
+        "tools_bound": ["t"],
+        "attempts": [
+            {"attempt_status": "retry", "error_kind": "transient", "error_type": "E", "error_message": "m", "retry_delay": 0.5},
+            {"attempt_status": "ok", "tools_called": [{"tool": "t", "ok": True}], "model": "m1", "tokens_in": 3},
+        ],
+        "gate": "why",
+        "decision": "approved",
+        "decider": "ana",
+        "decision_comment": "fine",
+        "writes": {"x": 1.0, "y": "a"},
+    }
+    run = {
+        "workflow": "w",
+        "status": "succeeded",
+        "error": None,
+        "inputs": {"q": 1},
+        "path": ["a", "b"],
+        "steps": {"a#1": step},
+        "state": {"x": 1.0, "y": "a"},
+    }
+    latency = {"a": {"p50": 0.010, "p99": 0.020, "n": 30}, "b": {"p50": 0.010, "p99": 0.010, "n": 2}}
+    return {"version": SUMMARY_VERSION, "runs": [run], "latency": latency}
+
+
+def _changed(edit: str, value: Any) -> list[str]:
+    base, new = _summary(), _summary()
+    target: Any = new
+    *path, last = edit.split("/")
+    for part in path:
+        target = target[int(part)] if part.isdigit() else target[part]
+    target[int(last) if last.isdigit() else last] = value
+    return [str(d) for d in compare(base, new)]
+
+
+@pytest.mark.parametrize(
+    ("edit", "value", "expected"),
+    [
+        ("runs/0/status", "failed", 'run 1 (w): status "succeeded" -> "failed"'),
+        ("runs/0/error", "E: boom", 'run 1 (w): error null -> "E: boom"'),
+        ("runs/0/path", ["a"], 'run 1 (w): path ["a", "b"] -> ["a"]'),
+        ("runs/0/inputs/q", 2, "run 1 (w): inputs 'q' 1 -> 2"),
+        ("runs/0/state/y", "b", "run 1 (w): state 'y' \"a\" -> \"b\""),
+        ("runs/0/steps/a#1/route", "c", 'run 1 (w), a visit 1: route "b" -> "c"'),
+        ("runs/0/steps/a#1/tools_bound", ["t", "u"], 'run 1 (w), a visit 1: tools_bound ["t"] -> ["t", "u"]'),
+        ("runs/0/steps/a#1/gate", "other", 'run 1 (w), a visit 1: gate "why" -> "other"'),
+        ("runs/0/steps/a#1/decision", "rejected", 'run 1 (w), a visit 1: decision "approved" -> "rejected"'),
+        ("runs/0/steps/a#1/decider", "bo", 'run 1 (w), a visit 1: decider "ana" -> "bo"'),
+        ("runs/0/steps/a#1/decision_comment", "no", 'run 1 (w), a visit 1: decision_comment "fine" -> "no"'),
+        ("runs/0/steps/a#1/writes/x", 2.0, "run 1 (w), a visit 1: writes 'x' 1.0 -> 2.0"),
+        ("runs/0/steps/a#1/attempts/0/retry_delay", 0.7, "run 1 (w), a visit 1: attempt 1: retry_delay 0.5 -> 0.7"),
+        ("runs/0/steps/a#1/attempts/0/error_kind", "unknown", 'attempt 1: error_kind "transient" -> "unknown"'),
+        ("runs/0/steps/a#1/attempts/0/error_type", "F", 'attempt 1: error_type "E" -> "F"'),
+        ("runs/0/steps/a#1/attempts/0/error_message", "n", 'attempt 1: error_message "m" -> "n"'),
+        ("runs/0/steps/a#1/attempts/1/model", "m2", 'attempt 2: model "m1" -> "m2"'),
+        ("runs/0/steps/a#1/attempts/1/tokens_in", 4, "attempt 2: tokens_in 3 -> 4"),
+        ("runs/0/steps/a#1/attempts/1/tools_called", [], 'attempt 2: tools_called [{"ok": true, "tool": "t"}] -> []'),
+    ],
+)
+def test_each_signal_difference_names_its_place(edit: str, value: Any, expected: str) -> None:
+    """A change to any one signal gives one difference, naming run, step, visit and attempt."""
+    diffs = _changed(edit, value)
+    assert 1 == len(diffs), diffs
+    assert diffs[0].endswith(expected)
+
+
+def test_steps_and_attempts_that_come_or_go_are_named() -> None:
+    """A step gone, a step new, and a different number of attempts each say so."""
+    base, new = _summary(), _summary()
+    new["runs"][0]["steps"]["b#2"] = new["runs"][0]["steps"].pop("a#1")
+    assert [
+        "run 1 (w), a visit 1: step is gone (had 2 attempts)",
+        "run 1 (w), b visit 2: new step (2 attempts)",
+    ] == [str(d) for d in compare(base, new)]
+    new = _summary()
+    new["runs"][0]["steps"]["a#1"]["attempts"].append({"attempt_status": "ok"})
+    assert ["run 1 (w), a visit 1: attempts 2 -> 3"] == [str(d) for d in compare(base, new)]
+    new = _summary()
+    new["runs"].append(copy.deepcopy(new["runs"][0]))
+    assert ["runs 1 -> 2"] == [str(d) for d in compare(base, new)]
+
+
+def test_floats_compare_within_the_tolerance() -> None:
+    """A float within float_tolerance is the same; beyond it, a difference."""
+    base, new = _summary(), _summary()
+    new["runs"][0]["state"]["x"] = 1.004
+    assert [] == [str(d) for d in compare(base, new, Settings(float_tolerance=0.01)) if "state" in str(d)]
+    assert ["run 1 (w): state 'x' 1.0 -> 1.004"] == [str(d) for d in compare(base, new) if "state" in str(d)]
+
+
+def test_masks_silence_exactly_what_they_name() -> None:
+    """A mask by signal, by step:signal or by field hides that and nothing else."""
+    base, new = _summary(), _summary()
+    attempts = new["runs"][0]["steps"]["a#1"]["attempts"]
+    attempts[0]["retry_delay"] = 9.0
+    new["runs"][0]["state"]["y"] = "changed"
+    assert 2 == len(compare(base, new))
+    assert ["state"] == [d.signal for d in compare(base, new, Settings(mask=("retry_delay",)))]
+    assert ["state"] == [d.signal for d in compare(base, new, Settings(masked_steps={"a": frozenset({"retry_delay"})}))]
+    assert ["retry_delay"] == [d.signal for d in compare(base, new, Settings(mask=("state.y",)))]
+    assert 2 == len(compare(base, new, Settings(masked_steps={"other": frozenset({"retry_delay"})})))
+
+
+def test_latency_moves_only_beyond_factor_and_floor_with_enough_samples() -> None:
+    """P50 beyond x factor and the floor is a regression; P99 needs 20 samples, P50 three."""
+    base, new = _summary(), _summary()
+    on = Settings(compare_latency=True, latency_factor=2.0, latency_floor_s=0.005)
+    new["latency"]["a"] = {"p50": 0.015, "p99": 0.030, "n": 30}  # x1.5: within the factor
+    assert [] == compare(base, new, on)
+    new["latency"]["a"] = {"p50": 0.050, "p99": 0.200, "n": 30}
+    assert ["a (all runs): latency p50 10.0 ms -> 50.0 ms (beyond x2 and 5 ms)", "a (all runs): latency p99 20.0 ms -> 200.0 ms (beyond x2 and 5 ms)"] == [
+        str(d) for d in compare(base, new, on)
+    ]
+    new["latency"]["b"] = {"p50": 0.5, "p99": 0.5, "n": 2}  # two samples: one slow moment, not a trend
+    assert 2 == len(compare(base, new, on))
+    assert [] == compare(base, new)  # compare_latency is off by default
+
+
+def test_a_baseline_of_an_older_format_asks_to_be_recorded_again() -> None:
+    """A version-1 baseline gives one difference saying how to refresh it."""
+    (diff,) = compare({"version": 1, "runs": []}, _summary())
+    assert isinstance(diff, Difference)
+    assert "record it again with --update-baseline" in str(diff)

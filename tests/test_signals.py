@@ -1,0 +1,152 @@
+"""Tests for wfkit.replay._signals: every deterministic signal of a run read back from its workspace."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import nbformat
+import pytest
+
+import wfkit as wf
+from wfkit.replay._errors import ReplayError
+from wfkit.replay._signals import SIGNALS, Settings, settings_of, source_digest, summarise_workspace
+
+
+def _flow() -> tuple[wf.Workflow, Any]:
+    tools = wf.llm.ToolRegistry()
+
+    @tools.tool(cost_estimate=0.25)
+    async def lookup_table(name: str) -> dict[str, int]:
+        return {"rows": 3}
+
+    flow = wf.Workflow("signals", tools=tools)
+    llm = wf.llm.ChatClient(model="sim-a", transport=wf.llm.SimulatedModel(p50=0, p99=0, seed=1, reply="yes"))
+
+    @flow.step
+    async def ask(state: dict[str, Any], ctx: Any) -> dict[str, Any]:
+        reply = await ctx.llm.complete("Is it ready?")
+        ctx.record(rule="r1")
+        return {"answer": reply.text}
+
+    @flow.step(retry=wf.RetryPolicy(max_retries=2, base_delay=0.002, jitter=0))
+    async def fetch(state: dict[str, Any], ctx: Any) -> dict[str, Any]:
+        if ctx.attempt == 1:
+            raise wf.TransientError(f"busy (run {ctx.run_id})")
+        table = await ctx.tool("lookup_table", name="t")
+        return {"rows": table["rows"], "key": ctx.idempotency_key}
+
+    @flow.step(approval=wf.Approval("Check it", payload=["rows"]))
+    def publish(state: dict[str, Any]) -> dict[str, Any]:
+        return {"published": True}
+
+    flow.route("ask", wf.when("answer", "eq", "yes") >> wf.go("fetch", tools=["lookup_table"]), default=wf.go(wf.END))
+    flow.edge("fetch", "publish")
+    return flow, llm
+
+
+def test_summary_holds_every_signal_per_step_and_visit(tmp_path: Path) -> None:
+    """Route, tools bound and called, attempts with errors and retry delay, the decision with its decider
+    and comment, the model and tokens, the extra recorded, the writes, inputs and final state."""
+    flow, llm = _flow()
+    run = flow.run({"n": 1}, workspace=tmp_path / "ws", llm=llm, policy="approve", seed=0)
+    assert "succeeded" == run.status
+    summary = summarise_workspace(tmp_path / "ws")
+    (only,) = summary["runs"]
+    assert ("signals", "succeeded", None, {"n": 1}) == (only["workflow"], only["status"], only["error"], only["inputs"])
+    assert ["ask", "fetch", "publish"] == only["path"]
+    ask, fetch, publish = only["steps"]["ask#1"], only["steps"]["fetch#1"], only["steps"]["publish#1"]
+    assert "fetch" == ask["route"]
+    assert {"answer": "yes"} == ask["writes"]
+    (asked,) = ask["attempts"]
+    assert ("ok", "sim-a", 1, {"rule": "r1"}) == (asked["attempt_status"], asked["model"], asked["llm_calls"], asked["extra"])
+    assert asked["tokens_in"] > 0
+    assert 1 == asked["tokens_out"]
+    assert ["lookup_table"] == fetch["tools_bound"]
+    first, second = fetch["attempts"]
+    assert ("retry", "transient", "TransientError", "busy (run <run_id>)", 0.002) == (
+        first["attempt_status"],
+        first["error_kind"],
+        first["error_type"],
+        first["error_message"],
+        first["retry_delay"],
+    )
+    assert [{"tool": "lookup_table", "ok": True, "cost_usd": 0.25}] == second["tools_called"]
+    assert 0.25 == second["cost"]
+    assert "<run_id>" in fetch["writes"]["key"]
+    assert ("Check it", "approved", "policy:approve_all") == (publish["gate"], publish["decision"], publish["decider"])
+    assert "decided by the approve_all policy" == publish["decision_comment"]
+    assert {"n": 1, "answer": "yes", "rows": 3, "key": fetch["writes"]["key"], "published": True} == only["state"]
+    assert {"ask", "fetch", "publish"} == set(summary["latency"])
+    assert run.run_id not in json.dumps(summary)
+
+
+def test_two_seeded_runs_summarise_identically(tmp_path: Path) -> None:
+    """Under the same seeds, two workspaces give the same summary apart from latency."""
+    summaries = []
+    for name in ("a", "b"):
+        flow, llm = _flow()
+        flow.run({"n": 1}, workspace=tmp_path / name, llm=llm, policy="approve", seed=0)
+        summaries.append({k: v for k, v in summarise_workspace(tmp_path / name).items() if k != "latency"})
+    assert summaries[0] == summaries[1]
+
+
+def test_an_empty_workspace_has_no_runs(tmp_path: Path) -> None:
+    """A notebook that started no run gives an empty summary, not an error."""
+    assert [] == summarise_workspace(tmp_path / "nothing")["runs"]
+
+
+def _notebook(path: Path, meta: dict[str, Any], code: str = "x = 1") -> Path:
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(code)]
+    nb.metadata["wfkit"] = meta
+    nbformat.write(nb, path)
+    return path
+
+
+def test_masks_are_read_by_name_from_the_notebook_metadata(tmp_path: Path) -> None:
+    """SIGNAL, STEP:SIGNAL and state/writes/inputs fields are masks; ignore_fields masks state and writes."""
+    settings = settings_of(
+        _notebook(tmp_path / "m.ipynb", {"mask": ["retry_delay", "fetch:tools_called", "state.when"], "ignore_fields": ["t"]})
+    )
+    assert settings.masks("retry_delay", "any")
+    assert settings.masks("tools_called", "fetch")
+    assert not settings.masks("tools_called", "other")
+    assert settings.masks("state.when")
+    assert not settings.masks("state.other")
+    assert settings.masks("state.t")
+    assert settings.masks("writes.t", "fetch")
+
+
+@pytest.mark.parametrize(
+    ("meta", "message"),
+    [
+        ({"mask": ["retry_delays"]}, "unknown signal 'retry_delays' to mask"),
+        ({"mask": ["route.x"]}, "unknown signal 'route.x'"),
+        ({"mask": "retry_delay"}, "must be a list of signal names"),
+        ({"mask": [3]}, "each mask is a signal name"),
+        ({"masks": ["retry_delay"]}, "unknown setting\\(s\\) masks"),
+        ({"latency_factor": "fast"}, "not a number"),
+    ],
+)
+def test_a_misspelt_setting_is_refused_by_name(tmp_path: Path, meta: dict[str, Any], message: str) -> None:
+    """A mask or setting that would silently compare less is an error naming it and the known names."""
+    with pytest.raises(ReplayError, match=message):
+        settings_of(_notebook(tmp_path / "bad.ipynb", meta))
+
+
+def test_every_signal_name_is_unique_and_settings_round_trip() -> None:
+    """Signal names are unique, and settings serialise with their masks."""
+    assert len(SIGNALS) == len(set(SIGNALS))
+    settings = Settings(mask=("model",), masked_steps={"s": frozenset({"route"})})
+    assert ["model", "s:route"] == settings.to_json()["mask"]
+
+
+def test_source_digest_follows_the_code_not_the_file_name(tmp_path: Path) -> None:
+    """A renamed notebook keeps its digest; a changed one does not."""
+    a = _notebook(tmp_path / "a.ipynb", {}, "x = 1")
+    b = _notebook(tmp_path / "b.ipynb", {}, "x = 1")
+    c = _notebook(tmp_path / "c.ipynb", {}, "x = 2")
+    assert source_digest(a) == source_digest(b)
+    assert source_digest(a) != source_digest(c)
