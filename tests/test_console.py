@@ -17,7 +17,9 @@ class _Terminal(io.StringIO):
 def _rows() -> list[NotebookReport]:
     return [
         NotebookReport("nb/a.ipynb", "ok", 1.25, 1),
-        NotebookReport("nb/b.ipynb", "regression", 2.0, 3, diffs=[Difference("route", "x", "y", run=1, workflow="w", step="s#1")]),
+        NotebookReport(
+            "nb/b.ipynb", "regression", 2.0, 3, diffs=[Difference("route", "x", "y", run=1, workflow="w", step="s#1")]
+        ),
         NotebookReport("nb/c.ipynb", "failed", 0.5, 0, error={"cell": 2, "exception": "KeyError", "message": "'k'"}),
     ]
 

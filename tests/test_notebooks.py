@@ -21,8 +21,16 @@ from wfkit.replay._notebooks import (
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
     (tmp_path / "pyproject.toml").write_text("")
-    for name in ("nb/a.ipynb", "nb/b.ipynb", "nb/deep/c.ipynb", "nb/.ipynb_checkpoints/a-checkpoint.ipynb",
-                 "nb/.hidden/h.ipynb", "report/runs/nb/a.ipynb", "other/readme.txt", "empty/x.py"):
+    for name in (
+        "nb/a.ipynb",
+        "nb/b.ipynb",
+        "nb/deep/c.ipynb",
+        "nb/.ipynb_checkpoints/a-checkpoint.ipynb",
+        "nb/.hidden/h.ipynb",
+        "report/runs/nb/a.ipynb",
+        "other/readme.txt",
+        "empty/x.py",
+    ):
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_text("{}")
     (tmp_path / "report" / REPORT_MARKER).write_text("")
@@ -75,7 +83,7 @@ def test_keys_are_paths_from_the_project_root(project: Path, tmp_path_factory: p
     assert "nb/deep/c.ipynb" == notebook_key(project / "nb" / "deep" / "c.ipynb", project)
     assert project / "base" / "nb" / "deep" / "c.json" == baseline_file(project / "base", "nb/deep/c.ipynb")
     elsewhere = tmp_path_factory.mktemp("elsewhere") / "x.ipynb"
-    with pytest.raises(ReplayError, match="outside the project root .* --root"):
+    with pytest.raises(ReplayError, match=r"outside the project root .* --root"):
         notebook_key(elsewhere, project)
 
 

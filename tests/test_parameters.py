@@ -37,7 +37,7 @@ def test_declared_parameters_keep_defaults_and_comments(tmp_path: Path) -> None:
     assert {"x": "1", "y": "2", "mode": '"a"'} == declared_parameters(nb)
     assert ["how many", "", "one of: a | b"] == [p.comment for p in notebook_parameters(nb)]
     assert (
-        "p.ipynb: 3 parameters\n  x    = 1    # how many\n  y    = 2\n  mode = \"a\"  # one of: a | b"
+        'p.ipynb: 3 parameters\n  x    = 1    # how many\n  y    = 2\n  mode = "a"  # one of: a | b'
         == describe_parameters(nb, "p.ipynb")
     )
 
@@ -63,7 +63,9 @@ def test_parameters_gather_in_papermills_order(tmp_path: Path) -> None:
     """-f file, then -y YAML, then -p pairs: a later source overrides an earlier one."""
     file = tmp_path / "p.yaml"
     file.write_text("x: 10\ny: 20\nmode: file\n")
-    assert {"x": 3, "y": 30, "mode": "file"} == gather_parameters(file=file, yaml_text="y: 30\nx: 1", pairs=[("x", "3")])
+    assert {"x": 3, "y": 30, "mode": "file"} == gather_parameters(
+        file=file, yaml_text="y: 30\nx: 1", pairs=[("x", "3")]
+    )
     assert [1, 2] == parse_value("[1, 2]")
     assert "text" == parse_value("text")
 

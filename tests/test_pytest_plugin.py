@@ -82,9 +82,7 @@ def test_the_package_registers_the_plugin_through_an_entry_point(tmp_path: Path)
     meta = tmp_path / "site" / "wfkit-0.0.0.dist-info"
     meta.mkdir(parents=True)
     (meta / "METADATA").write_text("Metadata-Version: 2.1\nName: wfkit\nVersion: 0.0.0\n")
-    (meta / "entry_points.txt").write_text(
-        "[pytest11]\n" + "".join(f"{k} = {v}\n" for k, v in entry_points.items())
-    )
+    (meta / "entry_points.txt").write_text("[pytest11]\n" + "".join(f"{k} = {v}\n" for k, v in entry_points.items()))
     project = tmp_path / "project"
     project.mkdir()
     (project / "pyproject.toml").write_text("[tool.pytest.ini_options]\n")

@@ -99,7 +99,7 @@ def test_a_seeded_change_is_a_regression_naming_the_signal(tmp_path: Path, capsy
     out = capsys.readouterr().out
     assert 1 == code, out
     line = "run 2 (ticket-triage), lookup visit 1: attempt 1: retry_delay 0.001 -> 0.025"
-    assert f"      regression  notebooks/07_regression_replay.ipynb  (3 runs, " in out
+    assert "      regression  notebooks/07_regression_replay.ipynb  (3 runs, " in out
     assert line in out
     assert "1 notebook: 0 ok, 1 regression, 0 failed in " in out
     (case,) = ET.parse(junit).getroot().findall("./testsuite/testcase")
@@ -167,7 +167,9 @@ def test_bad_input_exits_2_before_anything_runs(
     assert not (project / "rep" / "runs").exists()
 
 
-def test_broken_notebooks_are_failed_rows_with_their_traceback(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_broken_notebooks_are_failed_rows_with_their_traceback(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """An error, a cell timeout and a dead kernel each give a failed row naming the cell; an error
     carries the kernel's traceback."""
     _notebook(project / "nbs" / "error.ipynb", "def explode():\n    return 1 / 0\nexplode()")
@@ -223,8 +225,15 @@ def test_the_report_in_a_browser(project: Path) -> None:
     assert 1 == code
     page = project / "r" / "index.html"
     html5lib.HTMLParser(strict=True).parse(page.read_text())
-    args = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync"]
+    args = [
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+    ]
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(chromium), headless=True, args=args)
         try:
@@ -234,7 +243,9 @@ def test_the_report_in_a_browser(project: Path) -> None:
             headers = tab.locator("thead th").all_inner_texts()
             assert ["notebook", "status", "runs", "seconds", "files", "errors and differences", "latency"] == headers
             rows = tab.locator("tbody tr")
-            assert ["nbs/tiny.ipynb", "nbs/broken.ipynb"] == [rows.nth(i).locator("td").first.inner_text() for i in range(2)]
+            assert ["nbs/tiny.ipynb", "nbs/broken.ipynb"] == [
+                rows.nth(i).locator("td").first.inner_text() for i in range(2)
+            ]
             regressed = rows.nth(0)
             assert ["run 1 (tiny): 2 differences", "run 2 (tiny): 2 differences", "run 3 (tiny): 2 differences"] == (
                 regressed.locator("summary").all_inner_texts()

@@ -16,7 +16,13 @@ def _summary() -> dict[str, Any]:
         "route": "b",
         "tools_bound": ["t"],
         "attempts": [
-            {"attempt_status": "retry", "error_kind": "transient", "error_type": "E", "error_message": "m", "retry_delay": 0.5},
+            {
+                "attempt_status": "retry",
+                "error_kind": "transient",
+                "error_type": "E",
+                "error_message": "m",
+                "retry_delay": 0.5,
+            },
             {"attempt_status": "ok", "tools_called": [{"tool": "t", "ok": True}], "model": "m1", "tokens_in": 3},
         ],
         "gate": "why",
@@ -55,7 +61,7 @@ def _changed(edit: str, value: Any) -> list[str]:
         ("runs/0/error", "E: boom", 'run 1 (w): error null -> "E: boom"'),
         ("runs/0/path", ["a"], 'run 1 (w): path ["a", "b"] -> ["a"]'),
         ("runs/0/inputs/q", 2, "run 1 (w): inputs 'q' 1 -> 2"),
-        ("runs/0/state/y", "b", "run 1 (w): state 'y' \"a\" -> \"b\""),
+        ("runs/0/state/y", "b", 'run 1 (w): state \'y\' "a" -> "b"'),
         ("runs/0/steps/a#1/route", "c", 'run 1 (w), a visit 1: route "b" -> "c"'),
         ("runs/0/steps/a#1/tools_bound", ["t", "u"], 'run 1 (w), a visit 1: tools_bound ["t"] -> ["t", "u"]'),
         ("runs/0/steps/a#1/gate", "other", 'run 1 (w), a visit 1: gate "why" -> "other"'),
@@ -123,9 +129,10 @@ def test_latency_moves_only_beyond_factor_and_floor_with_enough_samples() -> Non
     new["latency"]["a"] = {"p50": 0.015, "p99": 0.030, "n": 30}  # x1.5: within the factor
     assert [] == compare(base, new, on)
     new["latency"]["a"] = {"p50": 0.050, "p99": 0.200, "n": 30}
-    assert ["a (all runs): latency p50 10.0 ms -> 50.0 ms (beyond x2 and 5 ms)", "a (all runs): latency p99 20.0 ms -> 200.0 ms (beyond x2 and 5 ms)"] == [
-        str(d) for d in compare(base, new, on)
-    ]
+    assert [
+        "a (all runs): latency p50 10.0 ms -> 50.0 ms (beyond x2 and 5 ms)",
+        "a (all runs): latency p99 20.0 ms -> 200.0 ms (beyond x2 and 5 ms)",
+    ] == [str(d) for d in compare(base, new, on)]
     new["latency"]["b"] = {"p50": 0.5, "p99": 0.5, "n": 2}  # two samples: one slow moment, not a trend
     assert 2 == len(compare(base, new, on))
     assert [] == compare(base, new)  # compare_latency is off by default

@@ -60,7 +60,12 @@ def test_summary_holds_every_signal_per_step_and_visit(tmp_path: Path) -> None:
     assert "fetch" == ask["route"]
     assert {"answer": "yes"} == ask["writes"]
     (asked,) = ask["attempts"]
-    assert ("ok", "sim-a", 1, {"rule": "r1"}) == (asked["attempt_status"], asked["model"], asked["llm_calls"], asked["extra"])
+    assert ("ok", "sim-a", 1, {"rule": "r1"}) == (
+        asked["attempt_status"],
+        asked["model"],
+        asked["llm_calls"],
+        asked["extra"],
+    )
     assert asked["tokens_in"] > 0
     assert 1 == asked["tokens_out"]
     assert ["lookup_table"] == fetch["tools_bound"]
@@ -108,7 +113,9 @@ def _notebook(path: Path, meta: dict[str, Any], code: str = "x = 1") -> Path:
 def test_masks_are_read_by_name_from_the_notebook_metadata(tmp_path: Path) -> None:
     """SIGNAL, STEP:SIGNAL and state/writes/inputs fields are masks; ignore_fields masks state and writes."""
     settings = settings_of(
-        _notebook(tmp_path / "m.ipynb", {"mask": ["retry_delay", "fetch:tools_called", "state.when"], "ignore_fields": ["t"]})
+        _notebook(
+            tmp_path / "m.ipynb", {"mask": ["retry_delay", "fetch:tools_called", "state.when"], "ignore_fields": ["t"]}
+        )
     )
     assert settings.masks("retry_delay", "any")
     assert settings.masks("tools_called", "fetch")

@@ -30,7 +30,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
     group.addoption("--wfkit-baseline", metavar="DIR", help="baseline folder (default: ROOTDIR/data/baselines)")
     group.addoption(
-        "--wfkit-report", metavar="DIR", help="where executed notebooks and kernel logs go (default: ROOTDIR/replay-report)"
+        "--wfkit-report",
+        metavar="DIR",
+        help="where executed notebooks and kernel logs go (default: ROOTDIR/replay-report)",
     )
     group.addoption("--wfkit-update-baseline", action="store_true", help="record the notebooks' runs as baselines")
     group.addoption("--wfkit-cell-timeout", type=float, default=600.0, metavar="SECONDS", help="seconds per cell")
