@@ -36,7 +36,8 @@ h4{margin:.4em 0 .1em;font-size:.95em}
 ul{margin:.1em 0 .4em;padding-left:1.3em}
 code{font-size:.9em}
 pre.traceback{background:#fef2f2;border:1px solid #fecaca;padding:.6em;overflow-x:auto;max-width:70em;font-size:.85em}
-td.chart img{max-width:560px;display:block}
+td.findings{min-width:32em}
+td.chart img{max-width:460px;display:block}
 """
 
 
