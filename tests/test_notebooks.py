@@ -50,6 +50,8 @@ def test_files_folders_and_globs_find_notebooks_once_each(project: Path) -> None
         find_notebooks([f"{p}/nb/b.ipynb", f"{p}/nb/*.ipynb", f"{p}/nb/deep"], root=project), project
     )
     assert ["nb/deep/c.ipynb"] == _names(find_notebooks([f"{p}/**/c.ipynb"], root=project), project)
+    everywhere = find_notebooks([f"{p}/**/*.ipynb"], root=project)  # not the report's, nor checkpoints
+    assert ["nb/a.ipynb", "nb/b.ipynb", "nb/deep/c.ipynb"] == _names(everywhere, project)
     assert ["nb/a.ipynb", "nb/b.ipynb", "nb/deep/c.ipynb"] == _names(find_notebooks([p], root=project), project)
 
 

@@ -45,6 +45,12 @@ def _search(folder: Path) -> list[Path]:
     return found
 
 
+def _skipped(notebook: Path) -> bool:
+    """A file a glob matched inside a replay report or a checkpoints folder (a folder search never enters them)."""
+    folders = notebook.resolve().parents
+    return ".ipynb_checkpoints" in notebook.parts or any((f / REPORT_MARKER).exists() for f in folders)
+
+
 def find_notebooks(paths: Sequence[str], *, root: Path) -> list[Path]:
     """Notebooks named by files, folders and globs, in the order given, each once; the project's
     ``notebooks/`` folder when no path is given. A path that yields no notebook is an error."""
@@ -58,7 +64,11 @@ def find_notebooks(paths: Sequence[str], *, root: Path) -> list[Path]:
         path = Path(text)
         if _GLOB_CHARS & set(text):
             matches = [Path(m) for m in sorted(glob.glob(text, recursive=True))]
-            hits = [n for m in matches for n in (_search(m) if m.is_dir() else [m] if m.suffix == ".ipynb" else [])]
+            hits = [
+                n
+                for m in matches
+                for n in (_search(m) if m.is_dir() else [m] if m.suffix == ".ipynb" and not _skipped(m) else [])
+            ]
             if not hits:
                 raise ReplayError(f"no notebooks match {text!r}")
         elif path.is_dir():
