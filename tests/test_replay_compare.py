@@ -143,3 +143,9 @@ def test_a_baseline_of_an_older_format_asks_to_be_recorded_again() -> None:
     (diff,) = compare({"version": 1, "runs": []}, _summary())
     assert isinstance(diff, Difference)
     assert "record it again with --update-baseline" in str(diff)
+
+
+def test_an_item_of_a_map_step_is_named_by_its_index() -> None:
+    """A map item's difference reads `step visit V item I`; a pooled latency one `step (all runs)`."""
+    assert "m visit 1 item 2" == Difference("route", step="m#1[2]").step_label
+    assert "m (all runs)" == Difference("latency", step="m").step_label

@@ -43,7 +43,10 @@ class Difference:
         if self.step is None:
             return None
         name, _, visit = self.step.rpartition("#")
-        return f"{name} visit {visit}" if name else f"{self.step} (all runs)"
+        if not name:
+            return f"{self.step} (all runs)"
+        visit, _, item = visit.partition("[")
+        return f"{name} visit {visit}" + (f" item {item.rstrip(']')}" if item else "")
 
     @property
     def detail(self) -> str:
@@ -129,7 +132,7 @@ class _Comparer:
             self.fields("inputs", old.get("inputs") or {}, new.get("inputs") or {}, **where)
         old_steps, new_steps = old.get("steps") or {}, new.get("steps") or {}
         for key in [*old_steps, *(k for k in new_steps if k not in old_steps)]:
-            name = key.rpartition("#")[0] or key
+            name = key.rpartition("#")[0] or key  # masks name the step, whatever the visit or item
             at = {**where, "step": key}
             if self.settings.masks("steps", name):
                 continue

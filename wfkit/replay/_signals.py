@@ -15,8 +15,9 @@ never repeated exactly, so it is compared with a tolerance (see :mod:`wfkit.repl
 
 Everything is read back from the workspace's journal (the events and the checkpoints' updates),
 so nothing here needs the engine to log more. What differs on every run by construction is masked
-where it is read: run ids (in idempotency keys, say) become ``<run_id>``, ticket ids ``<ticket>``,
-and a tool call's own latency is dropped.
+where it is read: the run's own id (in an idempotency key, say) becomes ``<run_id>``, another run's
+id (a fork's origin) ``<run N>`` by its place among the runs, ticket ids ``<ticket>``, and a tool
+call's own latency is dropped. A map step's items are ``name#visit[item]``.
 
 A notebook masks a signal that is not deterministic for a reason its author knows, by name, in its
 metadata: ``"wfkit": {"mask": ["retry_delay", "web_search:tools_called", "state.fetched_at"]}``
@@ -217,10 +218,16 @@ def _attempt(event: Any) -> dict[str, Any]:
     return {k: v for k, v in record.items() if v is not None}
 
 
-def _run_summary(ws: Any, run_id: str) -> tuple[dict[str, Any], dict[str, list[float]]]:
+def _step_key(step: str, visit: int, map_index: int | None) -> str:
+    """``name#visit``, or ``name#visit[item]`` for an item of a map step (items run concurrently,
+    so they are told apart by their index, never by the order they finished in)."""
+    return f"{step}#{visit}" if map_index is None else f"{step}#{visit}[{map_index}]"
+
+
+def _run_summary(ws: Any, run_id: str, ids: Mapping[str, str]) -> tuple[dict[str, Any], dict[str, list[float]]]:
     info = ws.run_info(run_id)
     events = ws.events(run_id)
-    ids = {run_id: "<run_id>"}
+    ids = {**ids, run_id: "<run_id>"}
     for e in events:
         ticket = (e.extra or {}).get("ticket")
         if isinstance(ticket, str) and ticket:
@@ -228,7 +235,7 @@ def _run_summary(ws: Any, run_id: str) -> tuple[dict[str, Any], dict[str, list[f
     steps: dict[str, dict[str, Any]] = {}
     latency: dict[str, list[float]] = {}
     for e in events:
-        record = steps.setdefault(f"{e.step}#{e.visit}", {"attempts": []})
+        record = steps.setdefault(_step_key(e.step, e.visit, e.map_index), {"attempts": []})
         if e.tools is not None:
             record["tools_bound"] = list(e.tools)
         if e.route_taken is not None:
@@ -241,18 +248,20 @@ def _run_summary(ws: Any, run_id: str) -> tuple[dict[str, Any], dict[str, list[f
             record["decision_comment"] = e.decision_comment
         else:
             record["attempts"].append(_attempt(e))
-            if e.attempt > 0:
+            if e.attempt > 0 and e.status != "cached":
                 latency.setdefault(e.step, []).append(e.latency_s)
-    for _seq, step, visit, _outcome, updates, _route, _failure in ws.store.checkpoints(run_id):
+    for _seq, step, visit, _outcome, updates, _route, _failure, *rest in ws.store.checkpoints(run_id):
         if updates is not None:
-            steps.setdefault(f"{step}#{visit}", {"attempts": []})["writes"] = json.loads(updates)
+            key = _step_key(step, visit, rest[0] if rest else None)
+            steps.setdefault(key, {"attempts": []})["writes"] = json.loads(updates)
     error = f"{info['error_type']}: {info['error']}" if info.get("error") else None
     run = {
         "workflow": info["workflow"],
         "status": info["status"],
         "error": error,
         "inputs": info.get("inputs") or {},
-        "path": [e.step for e in events if e.status == "ok"],
+        # Steps that settled, in order; a map's items are under its steps, not on the path.
+        "path": [e.step for e in events if e.status in ("ok", "cached") and getattr(e, "map_index", None) is None],
         "steps": steps,
         "state": dict(sorted((info.get("state") or {}).items())),
     }
@@ -270,8 +279,11 @@ def summarise_workspace(workspace: Path, settings: Settings | None = None) -> di
     ws = Workspace(workspace)
     pooled: dict[str, list[float]] = {}
     try:
-        for row in reversed(ws.runs()):  # oldest first: the order the notebook started them
-            run, latency = _run_summary(ws, row["run_id"])
+        rows = list(reversed(ws.runs()))  # oldest first: the order the notebook started them
+        # Another run's id (a fork's origin, a sub-workflow) is named by its place among the runs.
+        ids = {row["run_id"]: f"<run {n}>" for n, row in enumerate(rows, 1)}
+        for row in rows:
+            run, latency = _run_summary(ws, row["run_id"], ids)
             summary["runs"].append(run)
             for step, values in latency.items():
                 pooled.setdefault(step, []).extend(values)
