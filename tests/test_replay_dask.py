@@ -33,28 +33,30 @@ def test_replay_on_dask_matches_the_local_baseline(
     """A baseline recorded locally is matched by the same notebook replayed on a worker; the executed
     notebook lands in the report as locally, and the notebook's runs in the dataset."""
     base, report = tmp_path / "base", tmp_path / "rep"
-    assert 0 == main(
-        ["replay", str(QUICKSTART), "--baseline", str(base), "--report", str(tmp_path / "l"), "--update-baseline"]
-    )
+    args = ["replay", str(QUICKSTART), "--root", str(ROOT), "--baseline", str(base)]
+    assert 0 == main([*args, "--report", str(tmp_path / "l"), "--update-baseline"])
     capsys.readouterr()
     address = local_cluster.scheduler_address
-    assert 0 == main(["replay", str(QUICKSTART), "--baseline", str(base), "--report", str(report), "--dask", address])
+    assert 0 == main([*args, "--report", str(report), "--dask", address])
     out, err = capsys.readouterr()
-    assert "ok  01_quickstart.ipynb" in out
+    assert "              ok  notebooks/01_quickstart.ipynb  (1 run, " in out
     assert "dashboard: http://127.0.0.1:" in err
-    assert (report / "runs" / "01_quickstart" / "01_quickstart.ipynb").exists()
-    summary = json.loads((report / "runs" / "01_quickstart" / "summary.json").read_text())
+    executed = report / "runs" / "notebooks" / "01_quickstart"
+    assert (executed / "01_quickstart.ipynb").exists()
+    assert (executed / "kernel-stderr.log").exists()
+    summary = json.loads((executed / "summary.json").read_text())
     assert len(summary["runs"]) == wf.steps(report / "dataset")["run_id"].nunique()
 
 
 def test_a_notebook_missing_on_the_worker_is_a_failed_row(local_cluster: Any, tmp_path: Path) -> None:
     """A notebook the worker cannot find is a failed row saying the notebooks must be on every worker."""
-    from wfkit.replay._replay import NotebookJob
+    from wfkit.replay._execute import NotebookJob
     from wfkit.replay._replay_dask import dask_runner
 
-    gone = tmp_path / "gone.ipynb"
+    gone = NotebookJob(tmp_path / "gone.ipynb", "gone.ipynb", tmp_path / "out", cell_timeout=30.0)
     runner = dask_runner(local_cluster, tmp_path / "data", announce=lambda message: None)
-    result = runner([NotebookJob(gone, tmp_path / "out", {}, 30.0)])[gone]
+    ((job, result),) = list(runner([gone]))
+    assert gone == job
     assert "FileNotFoundError" == result["error"]["exception"]
     assert "at the same path on every worker" in result["error"]["message"]
 
