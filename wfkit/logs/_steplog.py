@@ -41,8 +41,14 @@ SOURCES_KEY = b"wfkit.sources"
 SMALL_FILE = 8 * 2**20
 
 # Columns in file order. `workflow` and `date` are hive partitions (in the path, not the file):
-# a reader of the dataset gets them back as columns.
-FILE_COLUMNS: tuple[str, ...] = (*(f for f in FIELDS if f != "workflow"), "seq")
+# a reader of the dataset gets them back as columns. Columns added later come after `seq`, in
+# the order they were added, so every older file is a prefix of a newer one.
+_ADDED_AFTER_SEQ = ("durable_wait_s",)
+FILE_COLUMNS: tuple[str, ...] = (
+    *(f for f in FIELDS if f != "workflow" and f not in _ADDED_AFTER_SEQ),
+    "seq",
+    *_ADDED_AFTER_SEQ,
+)
 
 
 def schema() -> pa.Schema:
@@ -77,6 +83,7 @@ def schema() -> pa.Schema:
         "host": pa.string(),
         "extra": pa.string(),
         "seq": pa.int64(),
+        "durable_wait_s": pa.float64(),
     }
     return pa.schema([pa.field(name, types[name]) for name in FILE_COLUMNS])
 
@@ -198,6 +205,11 @@ class Exporter:
         with self._lock:
             self._pending[run_id] = (store, workspace)
             if not self._registered:
+                # pyarrow imports pandas on first use, and pandas a thread pool, which cannot
+                # register itself once the interpreter is shutting down: load it now, so an
+                # export that runs at exit can still write.
+                import concurrent.futures.thread  # noqa: F401
+
                 atexit.register(self.flush)
                 self._registered = True
             if self._timer is None:

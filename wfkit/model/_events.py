@@ -53,6 +53,10 @@ class StepEvent(NamedTuple):
     parameters_hash: str | None = None
     host: str | None = None
     extra: dict[str, Any] | None = None
+    # How long the run waited, after the body returned, for this attempt's checkpoint to be
+    # durable (encoding, the writer's queue, the commit and its fsync). None when nothing was
+    # checkpointed: a retry, a run kept in memory. Never part of latency_s.
+    durable_wait_s: float | None = None
 
     @property
     def started(self) -> _dt.datetime:
