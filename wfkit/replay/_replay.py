@@ -109,7 +109,7 @@ def _run_notebook_child(notebook: str, out_dir: str, parameters: dict[str, Any],
     folder.mkdir(parents=True, exist_ok=True)
     env_before = dict(os.environ)
     os.environ.update(
-        {"WFKIT_HOME": str(workspace), "WFKIT_MODE": "headless", "WFKIT_REPLAY": "1", "WFKIT_SYNCHRONOUS": "normal"}
+        {"WFKIT_HOME": str(workspace), "WFKIT_MODE": "headless", "WFKIT_REPLAY": "1"}
     )
     output = folder / src.name
     error: dict[str, Any] | None = None
