@@ -61,9 +61,7 @@ async def _batch(flow: wf.Workflow, runs: int, workspace: Any, sink: MemorySink 
     gc.collect()
     sinks = [sink] if sink is not None else []
     t0 = time.perf_counter()
-    await asyncio.gather(
-        *(flow.arun({}, workspace=workspace, sinks=sinks, raise_on_error=False) for _ in range(runs))
-    )
+    await asyncio.gather(*(flow.arun({}, workspace=workspace, sinks=sinks, raise_on_error=False) for _ in range(runs)))
     return time.perf_counter() - t0
 
 
@@ -116,7 +114,6 @@ async def f1(rounds: int) -> dict[str, Any]:
         "writes_per_commit": round(writes / commits, 1) if commits else None,
         "targets": {"p50_ratio": 1.10, "p99_ratio": 1.25, "durable_timeouts": 0},
     }
-
 
 
 # ---- F2 -------------------------------------------------------------------------------------------

@@ -108,9 +108,7 @@ def _run_notebook_child(notebook: str, out_dir: str, parameters: dict[str, Any],
     workspace = folder / "workspace"
     folder.mkdir(parents=True, exist_ok=True)
     env_before = dict(os.environ)
-    os.environ.update(
-        {"WFKIT_HOME": str(workspace), "WFKIT_MODE": "headless", "WFKIT_REPLAY": "1"}
-    )
+    os.environ.update({"WFKIT_HOME": str(workspace), "WFKIT_MODE": "headless", "WFKIT_REPLAY": "1"})
     output = folder / src.name
     error: dict[str, Any] | None = None
     t0 = time.perf_counter()
