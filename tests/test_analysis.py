@@ -238,3 +238,17 @@ def test_latency_of_no_attempts_is_an_empty_table(workspace: Path) -> None:
     table = wf.steps().wf.latency()
     assert ["p50", "p90", "p95", "p99", "max", "mean", "count"] == list(table.columns)
     assert 0 == len(table)
+
+
+def test_an_attempt_a_crash_cut_off_is_a_failure_not_a_latency(known: Known) -> None:
+    """A ProcessCrashedError row (latency unknown, stored as 0) counts as a failure, never in latency."""
+    frame = known.frame
+    crashed = frame[frame["step"] == "answer"].iloc[[0]].copy()
+    crashed["status"], crashed["error_kind"], crashed["error_type"] = "retry", "unknown", "ProcessCrashedError"
+    crashed["latency_s"] = 0.0
+    both = pd.concat([frame, crashed], ignore_index=True)
+    assert frame.wf.latency().loc["answer", "p50"] == both.wf.latency().loc["answer", "p50"]
+    assert RUNS == both.wf.latency().loc["answer", "count"]
+    assert frame.wf.failures().loc["answer", "unknown"] + 1 == both.wf.failures().loc["answer", "unknown"]
+    advice = both.wf.advise_timeouts()
+    assert frame.wf.advise_timeouts().loc["answer", "timeout_s"] == advice.loc["answer", "timeout_s"]

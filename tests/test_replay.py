@@ -38,8 +38,11 @@ def test_every_notebook_is_committed_without_outputs() -> None:
         assert declared_parameters(path), f"{path.name} has no parameters cell"
 
 
-def test_all_notebooks_replay_against_their_baselines(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """Every notebook runs headless under papermill, and matches its committed baseline."""
+def test_all_notebooks_replay_against_their_baselines(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every notebook runs headless under papermill, on the store's default level, and matches its baseline."""
+    monkeypatch.delenv("WFKIT_SYNCHRONOUS")  # as `wfkit replay` runs for a user: synchronous=FULL
     code = main(
         [
             "replay",

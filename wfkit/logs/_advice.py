@@ -12,16 +12,21 @@ from __future__ import annotations
 from collections import Counter
 from typing import TYPE_CHECKING
 
+from wfkit.model._errors import ProcessCrashedError
+
 if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
 
     from wfkit.model._retry import RetryPolicy
 
+CRASHED = ProcessCrashedError.__name__  # the error type of attempts a process crash cut off
+
 
 def _uncensored(df: pd.DataFrame) -> pd.DataFrame:
-    """Attempts whose latency was observed in full (a timed-out attempt only says "at least")."""
-    return df[(df["attempt"] > 0) & (df["status"] != "timeout")]
+    """Attempts whose latency was observed in full (a timed-out attempt only says "at least", and
+    one a process crash cut off says nothing)."""
+    return df[(df["attempt"] > 0) & (df["status"] != "timeout") & (df["error_type"] != CRASHED)]
 
 
 def advise_timeouts(df: pd.DataFrame, *, quantile: float = 0.99, margin: float = 1.5) -> pd.DataFrame:

@@ -12,6 +12,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from wfkit.model._errors import ProcessCrashedError
+
 if TYPE_CHECKING:
     import datetime as dt
 
@@ -19,6 +21,8 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
     from wfkit.model._retry import RetryPolicy
+
+CRASHED = ProcessCrashedError.__name__  # the error type of attempts a process crash cut off
 
 QUANTILES: tuple[float, ...] = (0.5, 0.9, 0.95, 0.99)
 ERROR_KINDS: tuple[str, ...] = ("transient", "permanent", "unknown")
@@ -85,13 +89,20 @@ class StepsAccessor:
         """Rows that are step attempts (approval decisions, attempt 0, left out)."""
         return self._df[self._df["attempt"] > 0]
 
+    @property
+    def timed(self) -> pd.DataFrame:
+        """Attempts whose latency was measured: all but those a process crash cut off (their
+        process died with the clock; they count as failures, never as latencies)."""
+        rows = self.attempts
+        return rows[rows["error_type"] != CRASHED]
+
     # ---- tables --------------------------------------------------------------------------------
 
     def latency(self, by: str | Sequence[str] = "step", quantiles: Sequence[float] = QUANTILES) -> pd.DataFrame:
         """Latency percentiles per ``by`` (seconds): p50, p90, p95, p99, max, mean and count."""
         import pandas as pd
 
-        rows = self.attempts
+        rows = self.timed
         grouped = rows.groupby(by, observed=True, sort=True)["latency_s"]
         table = grouped.quantile(list(quantiles)).unstack().reindex(columns=list(quantiles))
         table.columns = [f"p{round(q * 100):d}" if q * 100 == round(q * 100) else f"p{q * 100:g}" for q in quantiles]
@@ -175,7 +186,7 @@ class StepsAccessor:
         """Latency distribution per step: log-scaled histogram and ECDF, P50 and P99 marked."""
         from wfkit.logs._plots import plot_latency
 
-        return plot_latency(self.attempts, step=step)
+        return plot_latency(self.timed, step=step)
 
     def plot_timeline(self, run_id: str | None = None) -> Figure:
         """A run's timeline: one lane per step, retries and approval waits visible."""

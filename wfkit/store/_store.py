@@ -32,7 +32,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from wfkit.model._errors import LeaseError, StoreCorruptError
+from wfkit.model._errors import LeaseError, ProcessCrashedError, StoreCorruptError
 from wfkit.model._events import FIELDS, StepEvent
 from wfkit.model._processors import redact_values, secret_values
 from wfkit.store._journal import CHUNKS, JOURNAL_INSERT, event_from_row, event_row, insert_rows
@@ -565,7 +565,7 @@ class Store(TicketStore):
             "AND c.visit = j.visit AND c.error_type = ?) "
             "FROM journal j WHERE j.run_id = ? AND j.attempt > 0 AND j.seq = (SELECT MAX(seq) FROM journal k "
             "WHERE k.run_id = j.run_id AND k.step = j.step AND k.visit = j.visit AND k.attempt > 0)",
-            (CRASH_ERROR_TYPE, run_id),
+            (ProcessCrashedError.__name__, run_id),
         )
         facts = {(r[0], r[1]): AttemptFacts(r[2], r[3], r[4], r[5], None, None, r[6]) for r in rows}
         for step, visit, attempt, started_at in self.read(
@@ -692,8 +692,6 @@ class Store(TicketStore):
         )
         return [dict(zip(keys, r, strict=True)) for r in self.read(sql, params)]
 
-
-CRASH_ERROR_TYPE = "ProcessCrashedError"
 
 # Columns a new run's row sets (the rest keep their defaults).
 _RUN_COLUMNS = (
