@@ -36,6 +36,7 @@ EXPECTED_FIELDS = (
     "parameters_hash",
     "host",
     "extra",
+    "durable_wait_s",  # appended: fields are added at the end, never changed
 )
 
 

@@ -10,8 +10,8 @@ In a durable run, settling a step hands its checkpoint to the store's writer thr
 settling whatever else finished; before it starts any step again, the scheduler awaits every
 checkpoint it handed over (``_sync``). So no successor starts before its predecessor's checkpoint
 is durable, while other runs (and this run's steps already in flight) keep going, and all the
-checkpoints of a fan-in share one commit. The successors' attempt records ride in that same
-commit, so a step's "I have started" costs no commit of its own.
+checkpoints of a fan-in share one commit. A first attempt writes no "started" record of its own:
+after a crash, resume reads what was in flight from the checkpoints (``Gates._find_cut_off``).
 """
 
 from __future__ import annotations
@@ -330,8 +330,9 @@ class Execution(Attempts, Gates):
             self._visit_limit(spec, visit)
             return
         self._active[name] = self._active.get(name, 0) + 1
-        act = _Activation(spec, visit, spec.tools if tools is None else tools, self._version, failure, self.state)
-        self._ready.append(act)
+        self._ready.append(
+            _Activation(spec, visit, spec.tools if tools is None else tools, self._version, failure, self.state)
+        )
 
     def _visit_limit(self, spec: StepSpec, visit: int) -> None:
         now = time.time()
