@@ -430,10 +430,11 @@ def test_several_processes_log_into_one_workspace(workspace: Path, tmp_path: Pat
 
 
 def test_durable_wait_is_a_column_appended_after_seq(workspace: Path) -> None:
-    """The file schema ends with seq then durable_wait_s (float64), filled for checkpointed attempts."""
+    """The file schema ends with seq, the fields appended before, then durable_wait_s (float64),
+    filled for checkpointed attempts."""
     two_step_flow("waits").run({"i": 1})
     names = schema().names
-    assert ["seq", "durable_wait_s"] == names[-2:]
+    assert ["seq", "map_index", "parent_run_id", "durable_wait_s"] == names[-4:]
     assert pa.float64() == schema().field("durable_wait_s").type
     frame = wf.steps(workspace, workflow="waits")
     assert 2 == len(frame)

@@ -554,6 +554,32 @@ def test_export_ledger_hands_out_unexported_rows_and_remembers_what_was_exported
         store.unexported_rows(run.run_id, ("step; DROP TABLE runs",))
 
 
+def test_a_store_made_before_maps_and_forks_is_upgraded_in_place(tmp_path: Path) -> None:
+    """A journal without map_index/parent_run_id and no run_links/step_cache gains them on open, and
+    a map run, a fork and a cached step then work in it."""
+    import sqlite3
+
+    import wfkit as wf
+
+    path = tmp_path / "old" / DB_NAME
+    Store(path).close()
+    conn = sqlite3.connect(path)
+    for column in ("map_index", "parent_run_id"):
+        conn.execute(f"ALTER TABLE journal DROP COLUMN {column}")
+    conn.execute("DROP TABLE run_links")
+    conn.execute("DROP TABLE step_cache")
+    conn.commit()
+    conn.close()
+    flow = wf.Workflow("upgraded", inputs=["xs"])
+    flow.map(lambda x: x * 2, over="xs", into="ys", name="double", cache=True)
+    run = flow.run({"xs": [1, 2]}, workspace=path.parent)
+    fork = flow.fork(run.run_id, at="double", update={"ys": [0]}, workspace=path.parent)
+    assert [2, 4] == run.state["ys"]
+    assert [0] == fork.state["ys"]
+    columns = {r[1] for r in sqlite3.connect(path).execute("PRAGMA table_info(journal)")}
+    assert {"map_index", "parent_run_id"} <= columns
+
+
 # ---- migrations, batches, attempts ------------------------------------------------------------------
 
 _V1_JOURNAL = (

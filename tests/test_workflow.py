@@ -237,3 +237,20 @@ def test_drain_raises_the_first_failure() -> None:
         await wf.drain(raise_on_error=False)
 
     asyncio.run(cell())
+
+
+def test_a_run_missing_a_declared_input_is_refused_before_it_starts() -> None:
+    """Workflow(inputs=[...]) makes those inputs required, with a message naming what is missing."""
+    flow = wf.Workflow("needs-docs", inputs=["docs", "query"])
+    flow.step(lambda s: None, name="s")
+    with pytest.raises(ValueError, match=r"lack \['docs'\]: pass them"):
+        flow.run({"query": "q"}, workspace=False)
+
+
+def test_a_step_writing_an_undeclared_field_fails_naming_it() -> None:
+    """writes=['a'] and a returned 'b' fail the step with the field named."""
+    flow = wf.Workflow("declared-writes")
+    flow.step(lambda s: {"a": 1, "b": 2}, name="s", writes=["a"])
+    run = flow.run({}, workspace=False, raise_on_error=False)
+    assert "failed" == run.status
+    assert "step 's' wrote ['b'], which its writes=['a'] does not declare" in str(run.error)

@@ -16,6 +16,7 @@ from wfkit.model._errors import (
     ApprovalRequiredError,
     ConditionError,
     LeaseError,
+    MapItemError,
     ProcessCrashedError,
     RunError,
     RunTimeoutError,
@@ -31,7 +32,7 @@ from wfkit.model._errors import (
     WorkflowChangedWarning,
     WorkflowDefinitionError,
 )
-from wfkit.model._events import Status, StepEvent
+from wfkit.model._events import Status, StepEvent, TokenChunk
 from wfkit.model._merge import add, append, extend, union
 from wfkit.model._processors import mark_secret, redact_secrets, truncate
 from wfkit.model._retry import (
@@ -44,6 +45,7 @@ from wfkit.model._retry import (
 )
 from wfkit.model._routes import END, Condition, Go, Route, go, when
 from wfkit.model._status import RunStatus
+from wfkit.model._steps import Cache
 from wfkit.notebook._pending import Pending, pending
 from wfkit.notebook._renderer import run_bundle as _run_bundle
 from wfkit.store._workspace import Workspace
@@ -54,6 +56,7 @@ __all__ = [
     "ApprovalPolicy",
     "ApprovalRejectedError",
     "ApprovalRequiredError",
+    "Cache",
     "ChatModel",
     "Condition",
     "ConditionError",
@@ -62,6 +65,7 @@ __all__ = [
     "Failure",
     "Go",
     "LeaseError",
+    "MapItemError",
     "Pending",
     "PermanentError",
     "ProcessCrashedError",
@@ -83,6 +87,7 @@ __all__ = [
     "StoreCorruptError",
     "Ticket",
     "TicketError",
+    "TokenChunk",
     "ToolProvider",
     "TransientError",
     "VisitLimitError",

@@ -222,6 +222,59 @@ def _resume(args: argparse.Namespace) -> int:
     return 0 if run.status in ("succeeded", "waiting_approval") else 1
 
 
+def _workflow_of(ws: Any, run_id: str, ref: str | None, verb: str) -> Any:
+    row = ws.store.run_row(run_id)
+    ref = ref or row["workflow_ref"]
+    if not ref:
+        raise SystemExit(
+            f"run {run_id} was started from a notebook or script, so its workflow cannot be "
+            f"imported by name: pass --workflow module:name, or {verb} it from Python (run.{verb}(...))"
+        )
+    return load_workflow(ref)
+
+
+def _parse_sets(pairs: Sequence[str]) -> dict[str, Any]:
+    """``key=json`` pairs as a dict; a value that is not JSON is refused with how to quote it."""
+    update: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"--set takes key=json (e.g. --set kind='\"refund\"' or --set n=3), got {pair!r}")
+        try:
+            update[key] = json.loads(text)
+        except ValueError:
+            raise SystemExit(
+                f"--set {key}: {text!r} is not JSON; quote strings as JSON, e.g. --set {key}='\"{text}\"'"
+            ) from None
+    return update
+
+
+def _fork(args: argparse.Namespace) -> int:
+    ws = _workspace(args)
+    flow = _workflow_of(ws, args.run_id, args.workflow, "fork")
+    run = flow.fork(
+        args.run_id,
+        at=args.at,
+        update=_parse_sets(args.set),
+        visit=args.visit,
+        workspace=ws.path,
+        policy=args.policy,
+        raise_on_error=False,
+    )
+    print(f"run {run.run_id} (forked from {args.run_id} at {args.at!r}): {run.status}")
+    if run.error is not None:
+        print(f"error: {run.error}", file=sys.stderr)
+    return 0 if run.status in ("succeeded", "waiting_approval") else 1
+
+
+def _cache(args: argparse.Namespace) -> int:
+    ws = _workspace(args)
+    dropped = ws.clear_cache(workflow=args.workflow, step=args.step, expired_only=args.expired)
+    what = "expired " if args.expired else ""
+    print(f"dropped {dropped} {what}cache entr{'y' if dropped == 1 else 'ies'} from {ws.path}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="wfkit", description="Prototype and evaluate LLM-agent workflows.")
     parser.add_argument("--version", action="version", version=f"wfkit {__version__}")
@@ -263,6 +316,25 @@ def build_parser() -> argparse.ArgumentParser:
         "--policy", default="halt", help="approval policy: halt, approve, reject, fail, or a decisions file"
     )
     resume.set_defaults(handler=_resume)
+
+    fork = sub.add_parser(
+        "fork", parents=[common], help="start a new run from a stored run's checkpoint at a step, with changed state"
+    )
+    fork.add_argument("run_id")
+    fork.add_argument("--at", required=True, help="the step whose checkpoint the fork starts from")
+    fork.add_argument("--visit", type=int, help="which visit of a looping step (default: its last)")
+    fork.add_argument("--set", action="append", default=[], metavar="KEY=JSON", help="a state field to change")
+    fork.add_argument("--workflow", help="module:name of the workflow (default: where the run recorded it)")
+    fork.add_argument("--policy", default="halt", help="approval policy for the fork: halt, approve, reject, fail")
+    fork.set_defaults(handler=_fork)
+
+    cache = sub.add_parser("cache", help="the step cache kept in the workspace")
+    cache_sub = cache.add_subparsers(dest="cache_command", metavar="ACTION", required=True)
+    clear = cache_sub.add_parser("clear", parents=[common], help="drop cached step results")
+    clear.add_argument("--workflow", help="only this workflow's entries")
+    clear.add_argument("--step", help="only this step's entries")
+    clear.add_argument("--expired", action="store_true", help="only entries past their time to live")
+    clear.set_defaults(handler=_cache)
 
     rec = sub.add_parser("reconcile", parents=[common], help="settle an irreversible step cut off by a crash")
     rec.add_argument("run_id")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextvars
+import json
 import logging
 import random
 import time
@@ -17,13 +18,14 @@ from collections.abc import Awaitable, Callable, Mapping
 from types import MappingProxyType
 from typing import Any, NamedTuple
 
+from wfkit.engine._cache import ITEM, ReadRecorder, StepCache
 from wfkit.model._context import Failure, RunServices, StepContext
 from wfkit.model._errors import ProcessCrashedError, StateValueError, StepTimeoutError
 from wfkit.model._events import Status, StepEvent
 from wfkit.model._processors import redact_values
 from wfkit.model._retry import ErrorKind, RetryPolicy, classify_error, retry_after_of
 from wfkit.model._steps import StepSpec
-from wfkit.store._journal import encode_updates
+from wfkit.store._journal import encode_state, encode_updates
 from wfkit.store._store import Store
 
 logger = logging.getLogger("wfkit")
@@ -51,9 +53,9 @@ class CutOff(NamedTuple):
 
 
 class _Activation:
-    """One scheduled execution of a step."""
+    """One scheduled execution of a step (or of one item of a map step: ``batch`` is set)."""
 
-    __slots__ = ("failure", "queued", "spec", "tools", "version", "view", "visit")
+    __slots__ = ("batch", "failure", "index", "item", "queued", "spec", "tools", "version", "view", "visit")
 
     def __init__(
         self,
@@ -73,6 +75,36 @@ class _Activation:
         # The state as of activation: a parallel sibling's later commit is not visible, so what a
         # step sees depends on the graph, not on timing (and a resumed step sees what it saw).
         self.view: Mapping[str, Any] = MappingProxyType(dict(state))
+        self.batch: _Batch | None = None
+        self.index: int | None = None
+        self.item: Any = None
+
+    def for_item(self, batch: _Batch, index: int, item: Any) -> _Activation:
+        """The activation of one item of this map step: same step, visit and view (not copied)."""
+        act = _Activation.__new__(_Activation)
+        act.spec, act.visit, act.tools, act.version, act.failure = self.spec, self.visit, self.tools, 0, None
+        act.view, act.queued = self.view, time.perf_counter()
+        act.batch, act.index, act.item = batch, index, item
+        return act
+
+
+class _Batch:
+    """The items of one activation of a map step: what is queued, running and finished."""
+
+    __slots__ = ("act", "done", "failed", "items", "pending", "results", "running", "started")
+
+    def __init__(self, act: _Activation, items: list[Any], done: Mapping[int, Any]) -> None:
+        self.act = act
+        self.items = items
+        self.results: list[Any] = [None] * len(items)
+        for index, result in done.items():  # finished before a resume: never run again
+            if index < len(items):
+                self.results[index] = result
+        self.done = sum(1 for i in done if i < len(items))
+        self.pending = [i for i in range(len(items) - 1, -1, -1) if i not in done]  # popped from the end
+        self.running = 0
+        self.failed = False
+        self.started = time.perf_counter()
 
 
 class _Outcome:
@@ -91,10 +123,12 @@ class _Outcome:
         "status",
         "updates",
         "usage",
+        "value",
     )
 
     def __init__(self) -> None:
         self.updates: Mapping[str, Any] | None = None
+        self.value: Any = None  # a map item's result
         self.encoded: str | None = None  # the updates as JSON, when the run is durable
         self.error: BaseException | None = None
         self.kind: ErrorKind | None = None
@@ -125,18 +159,25 @@ class Attempts:
     _record: Callable[..., None]
     _event: Callable[..., StepEvent]
     _outcome_event: Callable[[_Activation, _Outcome, str | None], StepEvent]
+    step_cache: StepCache
     _services: Callable[[], RunServices]  # the Execution itself: ctx.llm and ctx.tool reach the run through it
 
     async def _execute(self, act: _Activation) -> _Outcome:
         spec = act.spec
+        cache = self.step_cache if spec.cache is not None else None
+        if cache is not None:
+            hit = self._cached(cache, act)
+            if hit is not None:
+                return hit
         policy = spec.retry
         classify = spec.classifier or classify_error
         out = _Outcome()
         first_start = time.monotonic()
         key = (spec.name, act.visit)
         attempt = self._attempt_base.get(key, 0) if self._attempt_base else 0
+        is_item = act.batch is not None
         store = self.store
-        cut = self._cut_off.pop(key, None) if self._cut_off else None
+        cut = self._cut_off.pop(key, None) if self._cut_off and not is_item else None
         if cut is not None:
             attempt = cut.attempt - 1
             if cut.started_at is None:
@@ -175,8 +216,10 @@ class Attempts:
                 services=self._services(),
                 deadline=self.deadline,
                 failure=act.failure,
+                map_index=act.index,
+                state=act.view,
             )
-            if store is not None and attempt > 1:
+            if store is not None and attempt > 1 and not is_item:
                 # A first attempt needs no record (resume finds it in flight from the checkpoints);
                 # a later one does, durable before the body runs: if the body takes the process
                 # down, resume counts the crash against the step's retry budget.
@@ -186,13 +229,30 @@ class Attempts:
             out.started_at = time.time()
             t0 = time.perf_counter()
             out.queue_s = t0 - act.queued if attempt == 1 else 0.0
+            recorder = None if cache is None or is_item else ReadRecorder(act.view)
             try:
                 try:
-                    result = await self._call(spec, act.view, ctx, timeout)
+                    if is_item:
+                        out.value = await self._call(spec, act.item, ctx, timeout)
+                    else:
+                        result = await self._call(spec, act.view if recorder is None else recorder, ctx, timeout)
                 finally:
                     # The body's own time, nothing else: no encoding, no store, no queue.
                     out.body_end = time.perf_counter()
                     out.latency = out.body_end - t0
+                if is_item:
+                    if self.store is not None or cache is not None:
+                        out.encoded = encode_state(
+                            f"item {act.index} of step {spec.name!r} returned", {"result": out.value}
+                        )
+                        if self._secrets:
+                            out.encoded = redact_values(out.encoded, self._secrets)
+                    out.usage = ctx.usage
+                    out.error = out.kind = None
+                    out.status = Status.OK
+                    if cache is not None:
+                        self._cache_put(cache, act, None, out)
+                    return out
                 if result is None:
                     result = {}
                 elif not isinstance(result, Mapping):
@@ -200,13 +260,20 @@ class Attempts:
                         f"step {spec.name!r} returned {type(result).__name__}; a step returns a "
                         f"dict of state updates (or None)"
                     )
-                if store is not None:
+                if spec.writes is not None and not spec.writes.issuperset(result):
+                    raise StateValueError(
+                        f"step {spec.name!r} wrote {sorted(set(result) - spec.writes)}, which its "
+                        f"writes={sorted(spec.writes)} does not declare: add them to writes= or stop writing them"
+                    )
+                if self.store is not None or cache is not None:
                     out.encoded = encode_updates(spec.name, result)
                     if self._secrets:
                         out.encoded = redact_values(out.encoded, self._secrets)
                 out.updates, out.usage = result, ctx.usage
                 out.error = out.kind = None
                 out.status = Status.OK
+                if cache is not None:
+                    self._cache_put(cache, act, recorder, out)
                 return out
             except asyncio.CancelledError:
                 out.error, out.kind, out.status = (
@@ -251,15 +318,16 @@ class Attempts:
                     None,
                     act.tools,
                     out.usage,
+                    act.index,
                 )
-                await self._retry_after(event, delay)
+                await self._retry_after(event, delay, durable=not is_item)
 
-    async def _retry_after(self, event: StepEvent, delay: float) -> None:
+    async def _retry_after(self, event: StepEvent, delay: float, *, durable: bool = True) -> None:
         """Journal a failed attempt that will be retried, then wait out its backoff. In a durable
         run the row (with its backoff) is durable first: a crash during the wait resumes with
         the rest of the wait, not with an immediate retry."""
         store = self.store
-        if store is None:
+        if store is None or not durable:
             self._record(event)
         else:
             await store.writer.submit_async(None, store.journal_rows((event,)))
@@ -304,7 +372,36 @@ class Attempts:
         out.usage = None
         return True
 
-    async def _call(self, spec: StepSpec, state: Mapping[str, Any], ctx: StepContext, timeout: float | None) -> Any:
+    def _cached(self, cache: StepCache, act: _Activation) -> _Outcome | None:
+        """A cache hit as the activation's outcome (status ``cached``; the step does not run)."""
+        t0 = time.perf_counter()
+        is_item = act.batch is not None
+        found = cache.lookup(act.spec, act.view, act.item, is_item)
+        if found is None:
+            return None
+        key, encoded = found
+        out = _Outcome()
+        out.attempt, out.status, out.started_at = 1, Status.CACHED, time.time()
+        out.queue_s = t0 - act.queued
+        decoded = json.loads(encoded)
+        if is_item:
+            out.value = decoded["result"]
+        else:
+            out.updates = decoded
+        out.encoded = encoded if self.store is not None else None
+        out.usage = {"extra": {"cache_key": key[:16]}}
+        out.latency = time.perf_counter() - t0
+        return out
+
+    def _cache_put(self, cache: StepCache, act: _Activation, recorder: ReadRecorder | None, out: _Outcome) -> None:
+        assert out.encoded is not None
+        reads = [ITEM] if recorder is None else sorted(recorder.read)
+        key = cache.key(act.spec, reads, act.view, act.item)
+        cache.put(act.spec, reads, key, out.encoded, self.run_id)
+        if self.store is None:
+            out.encoded = None  # only needed for the cache: in-memory runs keep no checkpoints
+
+    async def _call(self, spec: StepSpec, state: Any, ctx: StepContext, timeout: float | None) -> Any:
         args = (state, ctx) if spec.takes_context else (state,)
         if spec.is_async:
             if timeout is None:

@@ -41,13 +41,13 @@ SOURCES_KEY = b"wfkit.sources"
 SMALL_FILE = 8 * 2**20
 
 # Columns in file order. `workflow` and `date` are hive partitions (in the path, not the file):
-# a reader of the dataset gets them back as columns. Columns added later come after `seq`, in
-# the order they were added, so every older file is a prefix of a newer one.
-_ADDED_AFTER_SEQ = ("durable_wait_s",)
+# a reader of the dataset gets them back as columns.
+# Fields appended to StepEvent after `seq` existed go after it, so a file's first columns never move.
+_LATER_FIELDS = ("map_index", "parent_run_id", "durable_wait_s")
 FILE_COLUMNS: tuple[str, ...] = (
-    *(f for f in FIELDS if f != "workflow" and f not in _ADDED_AFTER_SEQ),
+    *(f for f in FIELDS if f != "workflow" and f not in _LATER_FIELDS),
     "seq",
-    *_ADDED_AFTER_SEQ,
+    *_LATER_FIELDS,
 )
 
 
@@ -83,6 +83,8 @@ def schema() -> pa.Schema:
         "host": pa.string(),
         "extra": pa.string(),
         "seq": pa.int64(),
+        "map_index": pa.int32(),
+        "parent_run_id": pa.string(),
         "durable_wait_s": pa.float64(),
     }
     return pa.schema([pa.field(name, types[name]) for name in FILE_COLUMNS])

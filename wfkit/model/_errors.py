@@ -6,6 +6,7 @@
     ├── StateConflictError (ValueError)        two parallel steps wrote one field with no merge rule
     ├── StateValueError (ValueError)           a step returned something that is not a dict of updates
     ├── StepTimeoutError (TimeoutError)        one attempt ran past its step timeout
+    ├── MapItemError                           an item of a map step failed for good (index, cause)
     ├── StoreCorruptError                      the run store is damaged, truncated or not wfkit's
     ├── ProcessCrashedError                    an attempt's process died before it settled (found on resume)
     ├── TicketError (ValueError)               unknown, closed or conflicting approval decision
@@ -98,6 +99,16 @@ class StepTimeoutError(WfkitError, TimeoutError):
     def __init__(self, step: str, timeout: float) -> None:
         self.step, self.timeout = step, timeout
         super().__init__(f"step {step!r} did not finish within {timeout:.3g} s")
+
+
+class MapItemError(WfkitError):
+    """An item of a map step failed for good; ``index`` says which, ``__cause__`` is its error.
+    The map step then follows its fallback (``ctx.failure`` names the item) or fails the run."""
+
+    def __init__(self, step: str, index: int, count: int, error: BaseException) -> None:
+        self.step, self.index, self.count = step, index, count
+        super().__init__(f"item {index} of {count} of map step {step!r} failed: {type(error).__name__}: {error}")
+        self.__cause__ = error
 
 
 class StoreCorruptError(WfkitError):

@@ -60,6 +60,39 @@ def describe_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> tuple[li
     return removed, changes
 
 
+def _check_options(steps: Mapping[str, StepSpec], inputs: list[str] | None) -> list[str]:
+    """Maps, caches and declared writes: what cannot work, each with its fix."""
+    problems: list[str] = []
+    written = set(inputs or ())
+    for spec in steps.values():
+        written |= spec.writes or set()
+        if spec.map is not None:
+            written.add(spec.map.into)
+    for spec in sorted(steps.values(), key=lambda s: s.name):
+        if spec.cache is not None and (spec.irreversible or spec.approval is not None):
+            why = "irreversible" if spec.irreversible else "gated by an approval"
+            problems.append(
+                f"step {spec.name!r} is {why} and has cache=: a cached result would skip the side effect "
+                f"(or the human's decision) the step exists for; drop cache= on it"
+            )
+        if spec.map is None:
+            continue
+        if spec.approval is not None or spec.irreversible:
+            problems.append(
+                f"map step {spec.name!r} is {'irreversible' if spec.irreversible else 'gated by an approval'}: "
+                f"a map runs many items at once and cannot hold each for a decision or an intent; gate a "
+                f"step before the map instead"
+            )
+        if spec.map.over not in written:
+            producers = "no step declares it writes it" + ("" if inputs is None else " and it is not a declared input")
+            problems.append(
+                f"map step {spec.name!r} maps over {spec.map.over!r}, but {producers}: declare the step "
+                f"that produces the list with @flow.step(writes=[{spec.map.over!r}]), or the run input "
+                f"with Workflow(..., inputs=[{spec.map.over!r}])"
+            )
+    return problems
+
+
 def _suggest(name: str, known: Iterable[str]) -> str:
     close = difflib.get_close_matches(name, list(known), n=1)
     return f" (did you mean {close[0]!r}?)" if close else ""
@@ -128,9 +161,11 @@ def compile_graph(
     routers: Mapping[str, Router],
     entry: str | None,
     merge_fields: Iterable[str] = (),
+    inputs: Iterable[str] | None = None,
 ) -> Graph:
     """Check a workflow's definition and compile it; every problem is reported at once."""
     problems: list[str] = []
+    inputs = None if inputs is None else sorted(inputs)
     known = set(steps)
     if not steps:
         raise WorkflowDefinitionError(
@@ -177,6 +212,8 @@ def compile_graph(
                 f"step {spec.name!r} routes rejections to {on_reject!r}, which is not a step"
                 f"{_suggest(on_reject, known)}"
             )
+
+    problems.extend(_check_options(steps, inputs))
 
     succ: dict[str, set[str]] = {s: set() for s in known}
     for src, targets in edges.items():
@@ -250,6 +287,7 @@ def compile_graph(
             for s, rt in sorted(routers.items())
         },
         "merge": sorted(merge_fields),
+        **({} if inputs is None else {"inputs": inputs}),
     }
     blob = json.dumps(description, sort_keys=True, default=repr).encode()
     description = json.loads(blob)  # as it will read back from the store: tuples become lists
