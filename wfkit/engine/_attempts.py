@@ -352,7 +352,8 @@ class Attempts:
         # step that crashes again is held to its retry budget, like any error of unknown kind.
         if crashes > 1 and not policy.allows(ErrorKind.UNKNOWN, attempt - 1):
             return False
-        delay = policy.backoff(attempt, self._get_rng())
+        # No backoff: the crash is noticed only when the run resumes, which is later already.
+        delay = 0.0
         event = self._event(
             act.spec.name,
             act.visit,

@@ -545,8 +545,10 @@ class Workflow:
                     "visit": link["parent_visit"],
                     "update": json.loads(link["detail"] or "{}"),
                 }
-            # A run whose row still says "running" died with it: what was in flight was cut off.
-            crashed = row["status"] == RunStatus.RUNNING
+            # A run whose row still says "running" under another executor's lease died with that
+            # process: what was in flight was cut off. (Under our own lease it is a run this
+            # process made to resume at once: a fork, a child.)
+            crashed = row["status"] == RunStatus.RUNNING and row["lease_owner"] != store.owner
             execution.replay(checkpoints, store.attempts_so_far(run_id), crashed=crashed)
         except BaseException:
             store.release(run_id)
