@@ -144,6 +144,18 @@ def test_validation_runs_before_first_run() -> None:
     assert ran == []
 
 
+def test_each_problem_says_where_it_is() -> None:
+    """Every problem carries its location in the definition (spec keys), in the same order."""
+    flow = _flow("a", "b", "c", "orphan")
+    flow.edge("a", "b", "typo_step")
+    flow.route("b", wf.when("x", "eq", 1) >> wf.go("nowhere"), default=wf.go("c"))
+    with pytest.raises(wf.WorkflowDefinitionError) as info:
+        flow.validate()
+    located = dict(zip(info.value.locations, info.value.problems, strict=True))
+    assert [("edges", "a", 1), ("routes", "b", "routes", 0, "go"), ("steps", "orphan")] == sorted(located)
+    assert located[("routes", "b", "routes", 0, "go")].startswith("route from 'b' -> 'nowhere'")
+
+
 # ---- maps, caches, declared writes ----------------------------------------------------------------
 
 

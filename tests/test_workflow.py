@@ -239,6 +239,23 @@ def test_drain_raises_the_first_failure() -> None:
     asyncio.run(cell())
 
 
+def test_replace_definition_keeps_the_object() -> None:
+    """replace_definition takes another workflow's steps, routes, name and metadata in place."""
+    flow = _two_steps()
+    other = wf.Workflow("renamed", version="9")
+    other.step(lambda s: {"z": 1}, name="only")
+    other.metadata = {"layout": {"only": [1, 2]}}
+    same = flow.replace_definition(other)
+    assert same is flow
+    assert ("renamed", "9", ["only"], {"layout": {"only": [1, 2]}}) == (
+        flow.name,
+        flow.version,
+        list(flow.steps),
+        flow.metadata,
+    )
+    assert {"z": 1} == flow.run({}, workspace=False).state
+
+
 def test_a_run_missing_a_declared_input_is_refused_before_it_starts() -> None:
     """Workflow(inputs=[...]) makes those inputs required, with a message naming what is missing."""
     flow = wf.Workflow("needs-docs", inputs=["docs", "query"])

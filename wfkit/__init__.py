@@ -8,13 +8,16 @@ from wfkit._version import __version__
 from wfkit.engine._run import ResumeOptions, Run, RunOptions, drain
 from wfkit.engine._run import set_renderer as _set_renderer
 from wfkit.engine._workflow import Workflow
-from wfkit.logs._analysis import steps
+from wfkit.logs._register import install as _install_accessor
+from wfkit.logs._steplog import steps
+from wfkit.logs._summaries import StepLog
 from wfkit.model._approvals import Approval, ApprovalPolicy, DecisionsFile, Ticket
 from wfkit.model._context import ChatModel, Failure, StepContext, ToolProvider
 from wfkit.model._errors import (
     ApprovalRejectedError,
     ApprovalRequiredError,
     ConditionError,
+    FlowSpecError,
     LeaseError,
     MapItemError,
     ProcessCrashedError,
@@ -63,6 +66,7 @@ __all__ = [
     "DecisionsFile",
     "ErrorKind",
     "Failure",
+    "FlowSpecError",
     "Go",
     "LeaseError",
     "MapItemError",
@@ -83,6 +87,7 @@ __all__ = [
     "StepContext",
     "StepEvent",
     "StepFailedError",
+    "StepLog",
     "StepTimeoutError",
     "StoreCorruptError",
     "Ticket",
@@ -118,9 +123,15 @@ __all__ = [
 # imports the layer that draws it (_display itself imports nothing heavy).
 _set_renderer(_run_bundle)
 
+# `df.wf` on any step-log frame, even one pandas read by itself, without importing pandas here:
+# registered now if pandas is loaded, else right after it is (see wfkit/logs/_register.py).
+_install_accessor()
+
 # Public namespaces that pull in heavy libraries (httpx, pandas, ipywidgets, jsonschema) load on
 # first use, so `import wfkit` stays light: `wf.llm.ChatClient`, `wf.evals.Suite`.
 _SUBMODULES = frozenset({"evals", "examples", "llm", "testing", "widgets"})
+# The visual flow builder needs anywidget (the `builder` extra): loaded when first asked for.
+_BUILDER = frozenset({"edit", "FlowEditor"})
 
 
 def __getattr__(name: str) -> object:
@@ -128,8 +139,12 @@ def __getattr__(name: str) -> object:
         import importlib
 
         return importlib.import_module(f"wfkit.{name}")
+    if name in _BUILDER:
+        import importlib
+
+        return getattr(importlib.import_module("wfkit.notebook._builderwidget"), name)
     raise AttributeError(f"module 'wfkit' has no attribute {name!r}")
 
 
 def __dir__() -> list[str]:
-    return sorted({*globals(), *_SUBMODULES})
+    return sorted({*globals(), *_SUBMODULES, *_BUILDER})

@@ -13,7 +13,7 @@ import uuid
 import warnings
 import weakref
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
-from typing import Any, TypeVar, Unpack, overload
+from typing import TYPE_CHECKING, Any, TypeVar, Unpack, overload
 
 from wfkit.engine._engine import Execution
 from wfkit.engine._loops import run_blocking
@@ -33,6 +33,11 @@ from wfkit.store._journal import encode_state
 from wfkit.store._store import Store
 from wfkit.store._workspace import open_store
 from wfkit.store._writer import Rows
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from wfkit.model._spec import Format
 
 F = TypeVar("F", bound=StepFunction)
 
@@ -110,6 +115,8 @@ class Workflow:
         self._routers: dict[str, Router] = {}
         self._entry: str | None = None
         self._graph: Graph | None = None
+        # What a flow spec carries besides behaviour (the builder's layout), kept across load and save.
+        self.metadata: dict[str, Any] = {}
         _by_name[name] = self
         # Where the workflow was defined, so `wfkit resume` can import it again.
         self._module: str | None = sys._getframe(1).f_globals.get("__name__")
@@ -382,16 +389,126 @@ class Workflow:
 
         return to_text(self.validate())
 
+    def to_mermaid(self) -> str:
+        """The graph as Mermaid ``flowchart`` text (routes labelled with condition and tools)."""
+        from wfkit.model._graphexport import to_mermaid
+
+        return to_mermaid(self.validate())
+
+    def to_dot(self) -> str:
+        """The graph as Graphviz DOT text."""
+        from wfkit.model._graphexport import to_dot
+
+        return to_dot(self.validate())
+
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
-        """The graph as SVG (drawn here: no network, no graphviz) with a text fallback."""
+        """The graph as SVG (drawn here: no network, no graphviz) and Mermaid, with a text fallback."""
         from wfkit.model._errors import WorkflowDefinitionError
+        from wfkit.model._graphexport import to_mermaid
         from wfkit.model._graphview import to_svg
 
         try:
             graph = self.validate()
         except WorkflowDefinitionError as exc:
             return {"text/plain": f"{self!r}\n{exc}"}
-        return {"text/plain": self.describe(), "text/html": to_svg(graph)}
+        return {"text/plain": self.describe(), "text/html": to_svg(graph), "text/vnd.mermaid": to_mermaid(graph)}
+
+    # ---- as data ---------------------------------------------------------------------------
+
+    def _parts(self) -> Any:
+        from wfkit.model._spec import FlowParts
+
+        return FlowParts(
+            name=self.name,
+            entry=self._entry,
+            steps=self._steps,
+            edges=self._edges,
+            routers=self._routers,
+            merge=self._merge,
+            version=self._version,
+            description=self.description,
+            inputs=self.inputs,
+            metadata=self.metadata,
+        )
+
+    def to_spec(self) -> dict[str, Any]:
+        """The workflow as plain data (a flow spec): steps by function reference, edges, routes,
+        options and merge rules, in a fixed key order. :meth:`from_spec` builds it back.
+
+        A step function importable as ``module:function`` is written that way; one defined in a
+        notebook or inside a function is written by its name, to be passed back in ``steps=``.
+        """
+        from wfkit.model._spec import to_spec
+
+        self.validate()
+        return to_spec(self._parts())
+
+    def save(self, path: str | Path, *, format: Format | None = None) -> Path:
+        """Write :meth:`to_spec` as YAML (``.yaml``/``.yml``) or JSON (``.json``)."""
+        from wfkit.model._spec import write
+
+        return write(self.to_spec(), path, format)
+
+    @classmethod
+    def from_spec(
+        cls,
+        spec: Mapping[str, Any] | str | Path,
+        *,
+        steps: Mapping[str, Any] | Iterable[Callable[..., Any]] | None = None,
+        tools: Any = None,
+        processors: Iterable[Processor] | None = None,
+    ) -> Workflow:
+        """Build a workflow from a flow spec (a mapping, or a .yaml/.json file).
+
+        ``steps`` supplies the functions the spec names without a module: a mapping of names to
+        functions (``globals()`` in a notebook) or a list of functions. ``tools`` and
+        ``processors`` are runtime objects, as on :class:`Workflow`. Every problem (schema,
+        missing functions, bad options, graph) is reported at once in a
+        :class:`~wfkit.FlowSpecError` whose lines start with their JSON path.
+        """
+        from pathlib import Path
+
+        from wfkit.model._spec import load_parts, read
+
+        data = read(spec) if isinstance(spec, str | Path) else spec
+        parts = load_parts(data, steps)
+        flow = cls(
+            parts.name,
+            version=parts.version,
+            merge=parts.merge,
+            description=parts.description,
+            tools=tools,
+            processors=processors,
+            inputs=parts.inputs,
+        )
+        flow._steps = dict(parts.steps)
+        flow._edges = {src: list(targets) for src, targets in parts.edges.items()}
+        flow._routers = dict(parts.routers)
+        flow._entry = parts.entry
+        flow.metadata = dict(parts.metadata or {})
+        flow._module = None  # not importable by name: `wfkit resume` needs --workflow for it
+        return flow
+
+    def replace_definition(self, other: Workflow) -> Workflow:
+        """Take ``other``'s steps, edges, routes, merge rules, version, description and metadata,
+        keeping this object (so every name bound to it sees the change, as after re-running the
+        cell that defined it). The visual builder's Save uses it."""
+        if other.name != self.name:
+            if _by_name.get(self.name) is self:
+                del _by_name[self.name]
+            self.name = other.name
+            _by_name[self.name] = self
+        self._steps = dict(other._steps)
+        self._edges = {src: list(targets) for src, targets in other._edges.items()}
+        self._routers = dict(other._routers)
+        self._entry = other._entry
+        self._merge = dict(other._merge)
+        self._version = other._version
+        self.description = other.description
+        self.inputs = other.inputs
+        self.metadata = dict(other.metadata)
+        self._graph = None
+        return self
 
     # ---- running ---------------------------------------------------------------------------
 
