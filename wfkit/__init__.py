@@ -5,6 +5,7 @@ by policy with classified errors, time out per step and per run, and emit one ev
 """
 
 from wfkit._version import __version__
+from wfkit.engine._batch import BatchResult
 from wfkit.engine._run import ResumeOptions, Run, RunOptions, drain
 from wfkit.engine._run import set_renderer as _set_renderer
 from wfkit.engine._workflow import Workflow
@@ -17,12 +18,16 @@ from wfkit.model._errors import (
     ApprovalRejectedError,
     ApprovalRequiredError,
     ConditionError,
+    DatasetUnreachableError,
+    ExecutorError,
     FlowSpecError,
     LeaseError,
     MapItemError,
+    PartitionError,
     ProcessCrashedError,
     RunError,
     RunTimeoutError,
+    SchedulerUnreachableError,
     StateConflictError,
     StateValueError,
     StepFailedError,
@@ -59,17 +64,21 @@ __all__ = [
     "ApprovalPolicy",
     "ApprovalRejectedError",
     "ApprovalRequiredError",
+    "BatchResult",
     "Cache",
     "ChatModel",
     "Condition",
     "ConditionError",
+    "DatasetUnreachableError",
     "DecisionsFile",
     "ErrorKind",
+    "ExecutorError",
     "Failure",
     "FlowSpecError",
     "Go",
     "LeaseError",
     "MapItemError",
+    "PartitionError",
     "Pending",
     "PermanentError",
     "ProcessCrashedError",
@@ -81,6 +90,7 @@ __all__ = [
     "RunOptions",
     "RunStatus",
     "RunTimeoutError",
+    "SchedulerUnreachableError",
     "StateConflictError",
     "StateValueError",
     "Status",
