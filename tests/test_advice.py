@@ -20,8 +20,11 @@ STEPS = ("plan", "search", "draft", "review")
 MEDIAN_S, SIGMA = 0.02, 0.6  # each attempt sleeps a lognormal latency drawn with ctx.rng
 # |predicted - observed| for each rate, absolute: the sampling error of 400 calibration runs against
 # 600 check runs (some 0.025 for a 20% rate; fixed by the seeds, -0.04 for `plan` here) plus the
-# timing noise left after interleaving (about 0.01).
-TOLERANCE = 0.08
+# timing noise left after interleaving (about 0.01), plus a bias of the first step (about -0.03):
+# runs whose rows share a group commit start together and their first attempts wake together, so
+# a first attempt meets more event-loop lag than a retry does, while the prediction draws every
+# attempt from calibration runs' first attempts.
+TOLERANCE = 0.1
 
 
 def lognormal_flow(name: str, timeouts: dict[str, float] | None = None, retry: wf.RetryPolicy | None = None) -> Any:

@@ -403,3 +403,192 @@ def load_refunds() -> wf.Workflow:
     import durable_flows
 
     return durable_flows.refunds
+
+
+# ---- crashes counted as attempts ------------------------------------------------------------------
+
+KILLER = textwrap.dedent(
+    """
+    import os, signal, sys, time, wfkit as wf
+
+    ws, log, policy = sys.argv[1], sys.argv[2], sys.argv[3]
+    retry = {"none": None,
+             "three": wf.RetryPolicy(max_retries=3, base_delay=0, jitter=0),
+             }[policy]
+    flow = wf.Workflow("killer")
+    flow.step(lambda s: {"ready": True}, name="prepare")
+
+    @flow.step(retry=retry)
+    def explode(state, ctx):
+        with open(log, "a") as fh:
+            fh.write(f"attempt {ctx.attempt}\\n")
+        if policy == "three" and ctx.attempt <= 2:
+            raise ConnectionError("flaky before it turns deadly")
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    flow.chain("prepare", "explode")
+    if os.path.exists(ws):
+        run = flow.resume("boom", workspace=ws, raise_on_error=False)
+    else:
+        run = flow.run({}, run_id="boom", workspace=ws, raise_on_error=False)
+    print(run.status, type(run.error).__name__, run.error)
+    """
+)
+
+
+def _kill_loop(tmp_path: Path, policy: str, processes: int) -> tuple[list[str], list[str]]:
+    """Run the killer flow up to ``processes`` times (each a new process, as resume after a crash
+    would be); returns the attempts its step began and the last process's output lines."""
+    ws, log = tmp_path / "ws", tmp_path / "attempts.log"
+    out: list[str] = []
+    for _ in range(processes):
+        done = subprocess.run(
+            [sys.executable, "-c", KILLER, str(ws), str(log), policy],
+            env={**os.environ, "WFKIT_SYNCHRONOUS": "full"},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        if done.returncode != -signal.SIGKILL:
+            assert 0 == done.returncode, done.stderr
+            out = done.stdout.splitlines()
+            break
+    return log.read_text().splitlines(), out
+
+
+def test_a_step_that_kills_its_process_fails_the_run_after_its_second_crash(tmp_path: Path) -> None:
+    """With no retries, a first crash is forgiven once; the second fails the run, saying it crashed twice."""
+    attempts, out = _kill_loop(tmp_path, "none", 5)
+    assert ["attempt 1", "attempt 2"] == attempts
+    assert 1 == len(out)
+    assert out[0].startswith("failed StepFailedError")
+    assert "failed with ProcessCrashedError (unknown)" in out[0]
+    assert "crashed the process 2 times" in out[0]
+    rows = [(e.attempt, e.status, e.error_kind, e.error_type) for e in Workspace(tmp_path / "ws").events("boom")]
+    assert [
+        (1, "ok", None, None),
+        (1, "retry", "unknown", "ProcessCrashedError"),
+        (2, "failed", "unknown", "ProcessCrashedError"),
+    ] == rows
+
+
+def test_crashes_count_against_the_retry_budget(tmp_path: Path) -> None:
+    """max_retries=3: two failures then kills stop after 4 executions in all (it was 8 before)."""
+    attempts, out = _kill_loop(tmp_path, "three", 8)
+    assert ["attempt 1", "attempt 2", "attempt 3", "attempt 4"] == attempts
+    assert "crashed the process 2 times" in out[0]
+    rows = [
+        (e.attempt, e.status, e.error_type) for e in Workspace(tmp_path / "ws").events("boom") if e.step != "prepare"
+    ]
+    assert [
+        (1, "retry", "ConnectionError"),
+        (2, "retry", "ConnectionError"),
+        (3, "retry", "ProcessCrashedError"),
+        (4, "failed", "ProcessCrashedError"),
+    ] == rows
+
+
+BACKOFF = textwrap.dedent(
+    """
+    import os, signal, sys, threading, time, wfkit as wf
+
+    ws, log = sys.argv[1], sys.argv[2]
+    flow = wf.Workflow("patient")
+
+    class Busy(ConnectionError):
+        retry_after = 1.5  # the server asked for 1.5 s
+
+    @flow.step(retry=wf.RetryPolicy(max_retries=2, base_delay=0.01, jitter=0))
+    def call(state, ctx):
+        with open(log, "a") as fh:
+            fh.write(f"{ctx.attempt} {time.time()}\\n")
+        if ctx.attempt == 1:
+            # Die 0.3 s into the 1.5 s backoff, once the retry row is durable.
+            threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGKILL)).start()
+            raise Busy("429 Too Many Requests")
+        return {"ok": True}
+
+    if os.path.exists(ws):
+        print(flow.resume("patient", workspace=ws).status)
+    else:
+        flow.run({}, run_id="patient", workspace=ws)
+    """
+)
+
+
+def test_resume_waits_out_a_backoff_the_crash_interrupted(tmp_path: Path) -> None:
+    """Killed during a Retry-After backoff, resume waits out the rest of it and counts no crash."""
+    ws, log = tmp_path / "ws", tmp_path / "attempts.log"
+    env = {**os.environ, "WFKIT_SYNCHRONOUS": "full"}
+    args = [sys.executable, "-c", BACKOFF, str(ws), str(log)]
+    first = subprocess.run(args, env=env, capture_output=True, text=True, timeout=60)
+    assert -signal.SIGKILL == first.returncode, first.stderr
+    second = subprocess.run(args, env=env, capture_output=True, text=True, timeout=60)
+    assert 0 == second.returncode, second.stderr
+    assert "succeeded" == second.stdout.strip()
+    (one, t1), (two, t2) = (line.split() for line in log.read_text().splitlines())
+    assert ("1", "2") == (one, two)
+    assert float(t2) - float(t1) >= 1.5
+    rows = [(e.attempt, e.status, e.error_type, e.retry_delay_s) for e in Workspace(ws).events("patient")]
+    assert [(1, "retry", "Busy", 1.5), (2, "ok", None, None)] == rows
+
+
+def _lines(path: Path) -> list[list[str]]:
+    return [line.split() for line in path.read_text().splitlines()] if path.exists() else []
+
+
+@pytest.mark.parametrize("kill_after", [40, 100])
+def test_sigkill_during_group_commits_of_many_runs(tmp_path: Path, kill_after: int) -> None:
+    """40 runs in flight, killed mid-way: no step began before its predecessor's checkpoint was
+    durable, resume continues every run at its last durable step, and no email goes twice."""
+    from crashgroup import PREDECESSOR, STEPS
+
+    ws, logs = tmp_path / "ws", tmp_path / "logs"
+    logs.mkdir()
+    env = {**os.environ, "WFKIT_SYNCHRONOUS": "full", "PYTHONPATH": str(HERE.parent)}
+    script = [sys.executable, str(HERE / "crashgroup.py"), str(ws), str(logs)]
+    first = subprocess.run(
+        [*script, "start", "40", str(kill_after)], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert -signal.SIGKILL == first.returncode, first.stderr
+
+    store = Workspace(ws).store
+    durable = {(r, s) for r, (_seq, s, _v, outcome, *_rest) in _checkpoints(store) if outcome == "ok"}
+    before = _lines(logs / "ran.log")
+    # Every step that began had its predecessor's checkpoint on disk already (they survived the kill).
+    for kind, run_id, step in before:
+        if kind == "start" and step in PREDECESSOR:
+            assert (run_id, PREDECESSOR[step]) in durable, (run_id, step)
+    assert len(Workspace(ws).runs()) > 0
+    sent_before = {line[0] for line in _lines(logs / "outbox.txt")}
+
+    # Resume; an email cut off between intent and result waits for a person, who checks the outbox.
+    statuses = json.loads(
+        subprocess.run([*script, "resume"], env=env, capture_output=True, text=True, timeout=120).stdout
+    )
+    sent = {line[0] for line in _lines(logs / "outbox.txt")}
+    for run_id, status in statuses.items():
+        if status == "needs_reconciliation":
+            action = "done" if run_id in sent else "retry"
+            Workspace(ws).reconcile(run_id, "email", action=action, by="ops", updates={"email": True})
+    final = json.loads(subprocess.run([*script, "resume"], env=env, capture_output=True, text=True, timeout=120).stdout)
+    assert set(final.values()) <= {"succeeded"}
+
+    runs = {r["run_id"]: r for r in Workspace(ws).runs()}
+    created = {run_id for _kind, run_id, _step in before}
+    assert created <= set(runs)
+    assert {"succeeded"} == {r["status"] for r in runs.values()}
+    after = _lines(logs / "ran.log")[len(before) :]
+    for run_id in runs:
+        # Resume began exactly the steps without a durable checkpoint, each once.
+        again = [step for kind, r, step in after if kind == "start" and r == run_id]
+        assert sorted(again) == sorted(
+            s for s in STEPS if (run_id, s) not in durable and not (s == "email" and run_id in sent_before)
+        ), run_id
+        # At most once: one email per run, with the run's own key.
+        emails = [key for r, key in _lines(logs / "outbox.txt") if r == run_id]
+        assert [f"{run_id}:email:1"] == emails, run_id
+
+
+def _checkpoints(store: Any) -> list[tuple[str, tuple[Any, ...]]]:
+    return [(row["run_id"], cp) for row in store.run_rows() for cp in store.checkpoints(row["run_id"])]

@@ -570,3 +570,105 @@ def test_a_killed_durable_map_resumes_running_only_unfinished_items(tmp_path: An
     assert "succeeded" == result["status"]
     assert list(range(1, 11)) == result["state"]["sizes"]
     assert 55 == result["state"]["total"]
+
+
+# ---- durability off the event loop -----------------------------------------------------------------
+
+
+def _stall_writer(seconds: float) -> None:
+    """Make the workspace's store writer slow for a while, as a slow disk would."""
+    from wfkit.store._workspace import open_store
+
+    open_store().writer.submit(lambda conn: time.sleep(seconds))
+
+
+def test_latency_is_the_body_and_the_checkpoint_wait_has_its_own_column() -> None:
+    """A 20 ms step whose checkpoint waits 0.4 s for the disk: latency_s stays ~20 ms, durable_wait_s ~0.4 s."""
+    flow = wf.Workflow("slow-disk")
+
+    @flow.step(timeout=0.2)  # the body's timeout: the disk's slowness is not the step's
+    async def work(state: Any) -> dict[str, Any]:
+        await asyncio.sleep(0.02)
+        _stall_writer(0.4)
+        return {"x": 1}
+
+    flow.step(lambda s: {"y": 2}, name="after")
+    flow.chain("work", "after")
+    run = flow.run({})
+    first = run.events[0]
+    assert ("work", "ok") == (first.step, first.status)
+    assert 0.02 <= first.latency_s < 0.15
+    assert first.durable_wait_s is not None
+    assert first.durable_wait_s >= 0.38
+    stored = wf.Workspace().events(run.run_id)
+    assert [e.durable_wait_s for e in run.events] == [e.durable_wait_s for e in stored]
+
+
+def test_a_run_in_memory_records_no_durable_wait() -> None:
+    """workspace=False: nothing is checkpointed, so durable_wait_s is None."""
+    flow = wf.Workflow("memory")
+    flow.step(lambda s: {"x": 1}, name="only")
+    assert [None] == [e.durable_wait_s for e in flow.run({}, workspace=False).events]
+
+
+def test_a_successor_starts_only_after_its_predecessors_checkpoint_is_on_disk(workspace: Path) -> None:
+    """Each step reads the journal from its own connection: its predecessors' checkpoints are there."""
+    import sqlite3
+
+    seen: dict[str, list[str]] = {}
+    flow = wf.Workflow("ordered")
+
+    def make(name: str) -> Any:
+        def step(state: Any, ctx: wf.StepContext) -> dict[str, Any]:
+            conn = sqlite3.connect(workspace / "wfkit.db")
+            try:
+                rows = conn.execute(
+                    "SELECT step FROM journal WHERE run_id=? AND outcome='ok' ORDER BY seq", (ctx.run_id,)
+                ).fetchall()
+            finally:
+                conn.close()
+            seen[name] = [r[0] for r in rows]
+            _stall_writer(0.05)  # the checkpoint of this step is slow to reach the disk
+            return {name: True}
+
+        return step
+
+    for name in ("a", "b", "c", "d"):
+        flow.step(make(name), name=name)
+    flow.edge("a", "b", "c")
+    flow.edge("b", "d")
+    flow.edge("c", "d")
+    flow.run({})
+    assert [] == seen["a"]
+    assert ["a"] == seen["b"] == seen["c"]
+    assert {"a", "b", "c"} == set(seen["d"])
+
+
+def test_other_runs_keep_going_while_one_waits_for_the_disk() -> None:
+    """While a durable run's checkpoint waits 1 s, an in-memory run on the same loop does 20 steps."""
+    slow, fast = wf.Workflow("waits-for-disk"), wf.Workflow("keeps-going")
+
+    @slow.step
+    async def stall(state: Any) -> None:
+        _stall_writer(1.0)
+
+    names = [f"s{i}" for i in range(20)]
+
+    async def tick(state: Any) -> None:
+        await asyncio.sleep(0.005)
+
+    for name in names:
+        fast.step(tick, name=name)
+    fast.chain(*names)
+
+    async def main() -> tuple[float, float]:
+        t0 = time.perf_counter()
+        durable = asyncio.ensure_future(slow.arun({}))
+        await fast.arun({}, workspace=False)
+        fast_done = time.perf_counter() - t0
+        await durable
+        return fast_done, time.perf_counter() - t0
+
+    fast_done, slow_done = asyncio.run(main())
+    assert slow_done >= 1.0
+    assert fast_done < 0.9

@@ -38,6 +38,7 @@ EXPECTED_FIELDS = (
     "extra",
     "map_index",
     "parent_run_id",
+    "durable_wait_s",  # appended: fields are added at the end, never changed
 )
 
 

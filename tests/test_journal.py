@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import datetime
+from pathlib import Path
 
 import pytest
 
 import wfkit as wf
 from wfkit.store._journal import encode_state, encode_updates, event_from_row, event_row
+from wfkit.store._store import Store
 
 
 def _event() -> wf.StepEvent:
@@ -44,3 +46,20 @@ def test_state_that_json_cannot_hold_names_step_and_field() -> None:
         encode_updates("load", {"ok": 1, "when": datetime.datetime(2026, 1, 1)})
     with pytest.raises(wf.StateValueError, match="the run's inputs state field 'tags' = set"):
         encode_state("the run's inputs", {"tags": {"a"}})
+
+
+def test_rows_written_together_continue_each_runs_sequence(tmp_path: Path) -> None:
+    """600 rows of two runs in one write take consecutive seqs per run, in order, after existing rows."""
+    store = Store(tmp_path / "j.db")
+    try:
+        store.journal([_event()._replace(run_id="a", attempt=0)])
+        events = [_event()._replace(run_id="ab"[i % 2], attempt=i + 1) for i in range(600)]
+        store.journal(events)
+        a = [(e.attempt) for e in store.events("a")]
+        b = [(e.attempt) for e in store.events("b")]
+        seqs = [r[0] for r in store.read("SELECT seq FROM journal WHERE run_id='a' ORDER BY seq")]
+    finally:
+        store.close()
+    assert [0, *range(1, 601, 2)] == a
+    assert list(range(2, 601, 2)) == b
+    assert list(range(1, 302)) == seqs

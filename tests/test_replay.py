@@ -72,6 +72,7 @@ def test_all_notebooks_replay_against_their_baselines(
 ) -> None:
     """`wfkit replay notebooks` (a folder) runs every notebook and matches the committed baselines;
     it ends with the totals, writes valid HTML and one JUnit test case per notebook."""
+    monkeypatch.delenv("WFKIT_SYNCHRONOUS", raising=False)  # as `wfkit replay` runs for a user: synchronous=FULL
     monkeypatch.chdir(ROOT)
     junit = tmp_path / "junit.xml"
     code = main(["replay", "notebooks", "--report", str(tmp_path / "report"), "--jobs", "2", "--junit-xml", str(junit)])

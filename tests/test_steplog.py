@@ -424,3 +424,32 @@ def test_several_processes_log_into_one_workspace(workspace: Path, tmp_path: Pat
     frame = wf.steps()
     assert event_keys(events) == frame_keys(frame)
     assert 80 == frame["run_id"].nunique()
+
+
+# ---- durable waits --------------------------------------------------------------------------------
+
+
+def test_durable_wait_is_a_column_appended_after_seq(workspace: Path) -> None:
+    """The file schema ends with seq, the fields appended before, then durable_wait_s (float64),
+    filled for checkpointed attempts."""
+    two_step_flow("waits").run({"i": 1})
+    names = schema().names
+    assert ["seq", "map_index", "parent_run_id", "durable_wait_s"] == names[-4:]
+    assert pa.float64() == schema().field("durable_wait_s").type
+    frame = wf.steps(workspace, workflow="waits")
+    assert 2 == len(frame)
+    assert (frame["durable_wait_s"] > 0).all()
+
+
+def test_files_written_before_the_column_existed_read_as_null(workspace: Path) -> None:
+    """A segment without durable_wait_s (an older wfkit's) reads back with nulls, beside new rows."""
+    two_step_flow("mixed").run({"i": 1})
+    wf.steps(workspace)  # exports
+    [path] = parquet_files(workspace)
+    old = pq.read_table(path).drop(["durable_wait_s"])
+    _write_atomic(old.replace_schema_metadata(None), path.with_name("part-older-000001-000002.parquet"))
+    frame = wf.steps(workspace, workflow="mixed")
+    assert 4 == len(frame)
+    assert 2 == frame["durable_wait_s"].isna().sum()
+    compact(workspace, small=2**30)
+    assert 4 == len(wf.steps(workspace, workflow="mixed"))

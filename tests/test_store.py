@@ -11,6 +11,7 @@ import re
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import closing
@@ -595,3 +596,63 @@ def test_a_store_made_before_maps_and_forks_is_upgraded_in_place(tmp_path: Path)
     assert [0] == fork.state["ys"]
     columns = {r[1] for r in sqlite3.connect(path).execute("PRAGMA table_info(journal)")}
     assert {"map_index", "parent_run_id"} <= columns
+
+
+# ---- migrations, batches, attempts ------------------------------------------------------------------
+
+_V1_JOURNAL = (
+    "CREATE TABLE journal (run_id TEXT NOT NULL, seq INTEGER NOT NULL, workflow TEXT NOT NULL, "
+    "workflow_version TEXT NOT NULL, step TEXT NOT NULL, visit INTEGER NOT NULL, attempt INTEGER NOT NULL, "
+    "status TEXT NOT NULL, error_kind TEXT, error_type TEXT, error_message TEXT, started_at REAL NOT NULL, "
+    "ended_at REAL NOT NULL, latency_s REAL NOT NULL, queue_s REAL NOT NULL, retry_delay_s REAL, "
+    "route_taken TEXT, tools TEXT, model TEXT, tokens_in INTEGER, tokens_out INTEGER, cost_usd REAL, "
+    "approver TEXT, decision_comment TEXT, parameters_hash TEXT, host TEXT, extra TEXT, outcome TEXT, "
+    "updates TEXT, failure TEXT, PRIMARY KEY (run_id, seq)) WITHOUT ROWID"
+)
+
+
+def test_a_store_from_before_durable_waits_is_brought_up_to_date(store: Store, db: Path) -> None:
+    """A journal without durable_wait_s and a file without `attempts` gain them; old rows read back."""
+    store.close()
+    _sql(
+        db,
+        "DROP TABLE journal",
+        "DROP TABLE attempts",
+        _V1_JOURNAL,
+        "INSERT INTO journal (run_id, seq, workflow, workflow_version, step, visit, attempt, status, "
+        "started_at, ended_at, latency_s, queue_s) VALUES ('old', 1, 'w', 'v1', 's', 1, 1, 'ok', 1.0, 2.0, 1.0, 0.0)",
+    )
+    again = Store(db)
+    try:
+        [event] = again.events("old")
+        assert ("s", 1.0, None) == (event.step, event.latency_s, event.durable_wait_s)
+        assert {} == again.attempt_facts("nothing")
+    finally:
+        again.close()
+    assert [(0,)] == _sql(db, "SELECT COUNT(*) FROM attempts")
+
+
+def test_a_duplicate_run_in_a_batch_fails_alone(store: Store) -> None:
+    """Two new runs and a duplicate committed together: the duplicate is refused, the others are stored."""
+    gate = threading.Event()
+    store.create_run(_row("r0"))
+    store.writer.submit(lambda conn: gate.wait(5))
+    futures = [store.writer.submit(None, store.create_run_rows(_row(r))) for r in ("r1", "r0", "r2")]
+    gate.set()
+    futures[0].result(10)
+    futures[2].result(10)
+    with pytest.raises(ValueError, match=r"run with id 'r0' already exists in .*wfkit.db; pass another run_id"):
+        futures[1].result(10)
+    assert ["r0", "r1", "r2"] == sorted(r["run_id"] for r in store.run_rows())
+
+
+def test_attempt_facts_name_the_last_attempt_and_a_later_one_that_started(store: Store) -> None:
+    """A retried visit reports its retry row (with its backoff) and the attempt that started after it."""
+    store.create_run(_row("r1"))
+    retry = wf.StepEvent("r1", "w", "v1", "s", 1, 1, "retry", "transient", "E", "x", 10.0, 10.5, 0.5, 0.0, 2.0)
+    store.journal([retry])
+    assert {("s", 1): (1, "retry", 10.5, 2.0, None, None, 0)} == store.attempt_facts("r1")
+    store.do(store.attempt_op("r1", "s", 1, 2, started_at=12.6))
+    assert {("s", 1): (1, "retry", 10.5, 2.0, 2, 12.6, 0)} == store.attempt_facts("r1")
+    store.finish("r1", status="failed", state={}, error=None, elapsed=1.0, ended=True)
+    assert {("s", 1): (1, "retry", 10.5, 2.0, None, None, 0)} == store.attempt_facts("r1")

@@ -16,14 +16,14 @@ import random
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from types import MappingProxyType
-from typing import Any
+from typing import Any, NamedTuple
 
 from wfkit.engine._cache import ITEM, ReadRecorder, StepCache
 from wfkit.model._context import Failure, RunServices, StepContext
-from wfkit.model._errors import StateValueError, StepTimeoutError
+from wfkit.model._errors import ProcessCrashedError, StateValueError, StepTimeoutError
 from wfkit.model._events import Status, StepEvent
 from wfkit.model._processors import redact_values
-from wfkit.model._retry import ErrorKind, classify_error, retry_after_of
+from wfkit.model._retry import ErrorKind, RetryPolicy, classify_error, retry_after_of
 from wfkit.model._steps import StepSpec
 from wfkit.store._journal import encode_state, encode_updates
 from wfkit.store._store import Store
@@ -39,6 +39,17 @@ def _thread_pool() -> concurrent.futures.ThreadPoolExecutor:
     if _executor is None:
         _executor = concurrent.futures.ThreadPoolExecutor(32, thread_name_prefix="wfkit-step")
     return _executor
+
+
+class CutOff(NamedTuple):
+    """An attempt a crash cut off, found on resume: ``started_at`` set when its body was running
+    (it counts as a failed attempt), None when the step was waiting out a backoff until
+    ``not_before`` (the attempt after it never ran). ``crashes``: crashes recorded before."""
+
+    attempt: int
+    started_at: float | None
+    not_before: float | None
+    crashes: int
 
 
 class _Activation:
@@ -101,6 +112,7 @@ class _Outcome:
 
     __slots__ = (
         "attempt",
+        "body_end",
         "encoded",
         "error",
         "kind",
@@ -127,6 +139,7 @@ class _Outcome:
         self.started_at = 0.0
         self.latency = 0.0
         self.queue_s = 0.0
+        self.body_end = 0.0  # perf_counter when the body returned: the durable wait starts there
 
 
 class Attempts:
@@ -140,9 +153,10 @@ class Attempts:
     late_results: list[dict[str, Any]]
     _secrets: list[str]
     _attempt_base: dict[tuple[str, int], int]
+    _cut_off: dict[tuple[str, int], CutOff]
     _sleep: Callable[[float], Awaitable[Any]]
     _get_rng: Callable[[], random.Random]
-    _record: Callable[[StepEvent], None]
+    _record: Callable[..., None]
     _event: Callable[..., StepEvent]
     _outcome_event: Callable[[_Activation, _Outcome, str | None], StepEvent]
     step_cache: StepCache
@@ -159,8 +173,22 @@ class Attempts:
         classify = spec.classifier or classify_error
         out = _Outcome()
         first_start = time.monotonic()
-        attempt = self._attempt_base.get((spec.name, act.visit), 0) if self._attempt_base else 0
+        key = (spec.name, act.visit)
+        attempt = self._attempt_base.get(key, 0) if self._attempt_base else 0
         is_item = act.batch is not None
+        store = self.store
+        cut = self._cut_off.pop(key, None) if self._cut_off and not is_item else None
+        if cut is not None:
+            attempt = cut.attempt - 1
+            if cut.started_at is None:
+                # The process died while this step waited out a backoff (maybe a Retry-After):
+                # the wait still applies, the attempt after it never ran.
+                if cut.not_before is not None and cut.not_before > time.time():
+                    await self._sleep(cut.not_before - time.time())
+            else:
+                attempt += 1
+                if not await self._crashed(act, out, cut, attempt, policy):
+                    return out
         while True:
             attempt += 1
             out.attempt = attempt
@@ -191,27 +219,40 @@ class Attempts:
                 map_index=act.index,
                 state=act.view,
             )
+            if store is not None and attempt > 1 and not is_item:
+                # A first attempt needs no record (resume finds it in flight from the checkpoints);
+                # a later one does, durable before the body runs: if the body takes the process
+                # down, resume counts the crash against the step's retry budget.
+                await store.writer.submit_async(
+                    store.attempt_op(self.run_id, spec.name, act.visit, attempt, started_at=time.time())
+                )
             out.started_at = time.time()
             t0 = time.perf_counter()
             out.queue_s = t0 - act.queued if attempt == 1 else 0.0
             recorder = None if cache is None or is_item else ReadRecorder(act.view)
             try:
+                try:
+                    if is_item:
+                        out.value = await self._call(spec, act.item, ctx, timeout)
+                    else:
+                        result = await self._call(spec, act.view if recorder is None else recorder, ctx, timeout)
+                finally:
+                    # The body's own time, nothing else: no encoding, no store, no queue.
+                    out.body_end = time.perf_counter()
+                    out.latency = out.body_end - t0
                 if is_item:
-                    out.value = await self._call(spec, act.item, ctx, timeout)
                     if self.store is not None or cache is not None:
                         out.encoded = encode_state(
                             f"item {act.index} of step {spec.name!r} returned", {"result": out.value}
                         )
                         if self._secrets:
                             out.encoded = redact_values(out.encoded, self._secrets)
-                    out.latency = time.perf_counter() - t0
                     out.usage = ctx.usage
                     out.error = out.kind = None
                     out.status = Status.OK
                     if cache is not None:
                         self._cache_put(cache, act, None, out)
                     return out
-                result = await self._call(spec, act.view if recorder is None else recorder, ctx, timeout)
                 if result is None:
                     result = {}
                 elif not isinstance(result, Mapping):
@@ -228,7 +269,6 @@ class Attempts:
                     out.encoded = encode_updates(spec.name, result)
                     if self._secrets:
                         out.encoded = redact_values(out.encoded, self._secrets)
-                out.latency = time.perf_counter() - t0
                 out.updates, out.usage = result, ctx.usage
                 out.error = out.kind = None
                 out.status = Status.OK
@@ -236,7 +276,6 @@ class Attempts:
                     self._cache_put(cache, act, recorder, out)
                 return out
             except asyncio.CancelledError:
-                out.latency = time.perf_counter() - t0
                 out.error, out.kind, out.status = (
                     asyncio.CancelledError("cancelled"),
                     ErrorKind.UNKNOWN,
@@ -245,7 +284,6 @@ class Attempts:
                 self._record(self._outcome_event(act, out, None))
                 raise
             except Exception as exc:
-                out.latency = time.perf_counter() - t0
                 out.error, out.usage = exc, ctx.usage
                 timed_out = isinstance(exc, StepTimeoutError)
                 if timed_out and by_deadline:
@@ -266,25 +304,74 @@ class Attempts:
                     out.run_timeout = True
                     return out
                 status = Status.TIMEOUT if timed_out else Status.RETRY
-                self._record(
-                    self._event(
-                        spec.name,
-                        act.visit,
-                        attempt,
-                        status,
-                        exc,
-                        kind,
-                        out.started_at,
-                        out.latency,
-                        out.queue_s,
-                        delay,
-                        None,
-                        act.tools,
-                        out.usage,
-                        act.index,
-                    )
+                event = self._event(
+                    spec.name,
+                    act.visit,
+                    attempt,
+                    status,
+                    exc,
+                    kind,
+                    out.started_at,
+                    out.latency,
+                    out.queue_s,
+                    delay,
+                    None,
+                    act.tools,
+                    out.usage,
+                    act.index,
                 )
-                await self._sleep(delay)
+                await self._retry_after(event, delay, durable=not is_item)
+
+    async def _retry_after(self, event: StepEvent, delay: float, *, durable: bool = True) -> None:
+        """Journal a failed attempt that will be retried, then wait out its backoff. In a durable
+        run the row (with its backoff) is durable first: a crash during the wait resumes with
+        the rest of the wait, not with an immediate retry."""
+        store = self.store
+        if store is None or not durable:
+            self._record(event)
+        else:
+            await store.writer.submit_async(None, store.journal_rows((event,)))
+            self._record(event, journaled=True)
+        await self._sleep(delay)
+
+    async def _crashed(self, act: _Activation, out: _Outcome, cut: CutOff, attempt: int, policy: RetryPolicy) -> bool:
+        """Account for an attempt a crash cut off: journal it as a failed attempt of kind unknown;
+        True when the retry budget allows another attempt (after its backoff)."""
+        crashes = cut.crashes + 1
+        times = "once" if crashes == 1 else f"{crashes} times"
+        error = ProcessCrashedError(
+            f"the process died during attempt {attempt} of step {act.spec.name!r} (visit {act.visit}); "
+            f"this step has crashed the process {times}"
+        )
+        out.attempt, out.error, out.kind, out.status = attempt, error, ErrorKind.UNKNOWN, Status.FAILED
+        out.started_at = cut.started_at or time.time()
+        out.latency = 0.0  # unknown: the process that could have timed it is gone (extra says so)
+        out.usage = {"extra": {"crashed": True, "latency": "unknown"}}
+        # A first crash is always forgiven once: most crashes are not the step's doing (kill -9,
+        # the OOM killer, a power cut), and resuming after one is what durable runs are for. A
+        # step that crashes again is held to its retry budget, like any error of unknown kind.
+        if crashes > 1 and not policy.allows(ErrorKind.UNKNOWN, attempt - 1):
+            return False
+        # No backoff: the crash is noticed only when the run resumes, which is later already.
+        delay = 0.0
+        event = self._event(
+            act.spec.name,
+            act.visit,
+            attempt,
+            Status.RETRY,
+            error,
+            ErrorKind.UNKNOWN,
+            out.started_at,
+            0.0,
+            0.0,
+            delay,
+            None,
+            act.tools,
+            out.usage,
+        )
+        await self._retry_after(event, delay)
+        out.usage = None
+        return True
 
     def _cached(self, cache: StepCache, act: _Activation) -> _Outcome | None:
         """A cache hit as the activation's outcome (status ``cached``; the step does not run)."""

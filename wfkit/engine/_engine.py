@@ -5,6 +5,13 @@ bound). A lone ready step runs inline in the scheduler's own task: a linear chai
 task creation. Two or more ready steps become tasks that run concurrently, and the scheduler
 sleeps until one finishes. Each finished activation is committed to the state (with conflict
 checks), routed, and recorded as a step event; joins fire when no predecessor can still arrive.
+
+In a durable run, settling a step hands its checkpoint to the store's writer thread and goes on
+settling whatever else finished; before it starts any step again, the scheduler awaits every
+checkpoint it handed over (``_sync``). So no successor starts before its predecessor's checkpoint
+is durable, while other runs (and this run's steps already in flight) keep going, and all the
+checkpoints of a fan-in share one commit. A first attempt writes no "started" record of its own:
+after a crash, resume reads what was in flight from the checkpoints (``Gates._find_cut_off``).
 """
 
 from __future__ import annotations
@@ -20,7 +27,7 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from typing import Any, TypeAlias
 
-from wfkit.engine._attempts import Attempts, _Activation, _Batch, _Outcome
+from wfkit.engine._attempts import Attempts, CutOff, _Activation, _Batch, _Outcome
 from wfkit.engine._cache import StepCache
 from wfkit.engine._gates import Gates
 from wfkit.logs._steplog import exporter
@@ -46,6 +53,7 @@ from wfkit.model._status import RunStatus
 from wfkit.model._steps import StepSpec
 from wfkit.store._journal import encode_updates
 from wfkit.store._store import LEASE_TTL, Store
+from wfkit.store._writer import Rows
 
 _HOST = socket.gethostname()
 _FINISH_LOCK = threading.Lock()
@@ -138,6 +146,15 @@ class Execution(Attempts, Gates):
         self._resumed = False
         self._replaying = False
         self._attempt_base: dict[tuple[str, int], int] = {}
+        self._cut_off: dict[tuple[str, int], CutOff] = {}  # attempts a crash interrupted (resume)
+        # Durability in flight: checkpoints handed to the writer and not awaited yet (with the
+        # event each one emits once durable), other writes, and the durable waits measured but
+        # not yet in the journal (they ride in the run's next write).
+        # (None: an event with no checkpoint, emitted in its turn so sinks see settle order.)
+        self._unsynced: list[tuple[asyncio.Future[None] | None, StepEvent, float]] = []
+        self._writes: list[asyncio.Future[Any]] = []
+        self._waits: list[tuple[str, tuple[Any, ...]]] = []
+        self._held: list[StepEvent] | None = None  # rows recorded while settling one step
         self._lease_renew_at = time.monotonic() + LEASE_TTL / 2
         # What steps reach through ctx.llm and ctx.tool().
         self.llm = llm
@@ -206,7 +223,7 @@ class Execution(Attempts, Gates):
             if not self._resumed:
                 self._activate(self.graph.entry, None, None)
             elif self.store is not None:
-                self.store.mark_running(self.run_id)
+                await self.store.writer.submit_async(self.store.mark_running_op(self.run_id))
             await self._loop()
         except asyncio.CancelledError:
             self._fail(RunError("cancelled", run_id=self.run_id), RunStatus.CANCELLED)
@@ -226,13 +243,15 @@ class Execution(Attempts, Gates):
                     self.status = RunStatus.SUCCEEDED
             try:
                 if self.store is not None:
-                    self.store.finish(
-                        self.run_id,
-                        status=self.status,
-                        state=self.state,
-                        error=self.error,
-                        elapsed=self.elapsed_before + time.monotonic() - t_start,
-                        ended=self.status in RunStatus.FINISHED,
+                    await self._finish_durably(
+                        self.store.finish_rows(
+                            self.run_id,
+                            status=self.status,
+                            state=self.state,
+                            error=self.error,
+                            elapsed=self.elapsed_before + time.monotonic() - t_start,
+                            ended=self.status in RunStatus.FINISHED,
+                        )
                     )
                     exporter.submit(self.store, self.store.path.parent, self.run_id)
             finally:
@@ -243,23 +262,64 @@ class Execution(Attempts, Gates):
                 for observer in self.observers:
                     observer(None)
 
+    async def _finish_durably(self, finish: Rows) -> None:
+        """The run's last write: what is still unsynced first (its events reach the sinks), then
+        where the run stopped, with the durable waits not yet written. Runs also while the run
+        is being cancelled (Ctrl-C): a second cancellation falls back to blocking on the writer,
+        so the record is never skipped."""
+        assert self.store is not None
+        writer = self.store.writer
+        try:
+            try:
+                await self._sync()
+            finally:
+                rows = [*self._take_waits(), *finish]
+                await asyncio.shield(writer.submit_async(None, rows))
+        except asyncio.CancelledError:
+            writer.submit(None).result()  # everything handed over before is durable now
+            raise
+
+    def _take_waits(self) -> list[tuple[str, tuple[Any, ...]]]:
+        """The durable waits measured since the run's last write, as rows to write with it."""
+        waits, self._waits = self._waits, []
+        return waits
+
+    async def _sync(self) -> None:
+        """Wait until every write this run handed over is durable; then hand the checkpointed
+        events, with their durable wait, to the sinks. Other runs keep going meanwhile."""
+        while self._unsynced or self._writes:
+            unsynced, self._unsynced = self._unsynced, []
+            writes, self._writes = self._writes, []
+            for write in writes:
+                await write
+            for checkpoint, event, body_end in unsynced:
+                if checkpoint is None:
+                    self._emit(event)
+                    continue
+                await checkpoint
+                wait = time.perf_counter() - body_end
+                self._waits.append(Store.durable_wait_row(wait, self.run_id, event.step, event.visit, event.attempt))
+                self._emit(event._replace(durable_wait_s=wait))
+
     async def _loop(self) -> None:
         ready, tasks, done = self._ready, self._tasks, self._done
         loop = asyncio.get_running_loop()
         while not self._failed:
             if not tasks and len(ready) == 1:
                 act = ready.popleft()
-                if act.spec.gated and not self._admit(act):
+                if act.spec.gated and not await self._admit(act):
                     continue
                 if act.spec.map is not None and act.batch is None:
                     self._expand(act)
                     continue
                 outcome = await self._execute(act)
                 self._settle(act, outcome)
+                if self._unsynced or self._writes:
+                    await self._sync()
                 continue
             while ready and not self._failed:
                 act = ready.popleft()
-                if act.spec.gated and not self._admit(act):
+                if act.spec.gated and not await self._admit(act):
                     continue
                 if act.spec.map is not None and act.batch is None:
                     self._expand(act)
@@ -278,6 +338,8 @@ class Execution(Attempts, Gates):
             while done and not self._failed:
                 task = done.popleft()
                 self._settle(tasks.pop(task), task.result())
+            if self._unsynced or self._writes:
+                await self._sync()  # successors start only once their predecessors are durable
         await self._cancel_tasks()
 
     def _on_task_done(self, task: asyncio.Task[_Outcome]) -> None:
@@ -368,9 +430,24 @@ class Execution(Attempts, Gates):
         if act.batch is not None:
             self._settle_item(act, act.batch, out)
             return
+        held: list[StepEvent] = []
+        self._held = held
+        try:
+            checkpoint = self._settle_outcome(act, out)
+        finally:
+            self._held = None
+        if checkpoint is not None:
+            self._checkpoint(act, *checkpoint, out.body_end)
+        # Rows recorded while settling (a visit limit met by a successor) follow the checkpoint.
+        for event in held:
+            self._record(event)
+
+    def _settle_outcome(self, act: _Activation, out: _Outcome) -> tuple[str, str | None, str | None, StepEvent] | None:
+        """Apply the outcome; returns the checkpoint to write (outcome, updates, failure, event)."""
         spec = act.spec
         name = spec.name
         self._active[name] -= 1
+        checkpoint: tuple[str, str | None, str | None, StepEvent]
         if out.error is None:
             chosen = None
             router = self.graph.routers.get(name)
@@ -383,12 +460,10 @@ class Execution(Attempts, Gates):
                 out.error, out.kind, out.status = exc, ErrorKind.PERMANENT, Status.FAILED
                 self._record(self._outcome_event(act, out, None))
                 self._fail(exc, RunStatus.FAILED)
-                return
+                return None
             route = None if chosen is None else chosen.target
-            event = self._outcome_event(act, out, route)
-            self._checkpoint(act, "ok", out.encoded, None, event)
+            checkpoint = ("ok", out.encoded, None, self._outcome_event(act, out, route))
             self.log.append((len(self.log) + 1, name, act.visit, "ok", out.updates, route, None, None))
-            self._emit(event)
             if chosen is not None:
                 if route != END:
                     self._activate(chosen.target, chosen.tools, None)
@@ -401,7 +476,9 @@ class Execution(Attempts, Gates):
             if out.run_timeout or fallback is None:
                 self._record(self._outcome_event(act, out, None))
                 if spec.irreversible and self.store is not None:
-                    self.store.intent_end(self.run_id, name, act.visit, "failed")
+                    self._writes.append(
+                        self.store.writer.submit_async(self.store.intent_end_op(self.run_id, name, act.visit, "failed"))
+                    )
                 err: RunError
                 if out.run_timeout:
                     err = RunTimeoutError(
@@ -419,16 +496,16 @@ class Execution(Attempts, Gates):
                     )
                 err.__cause__ = out.error
                 self._fail(err, RunStatus.TIMED_OUT if out.run_timeout else RunStatus.FAILED)
-                return
+                return None
             failure = self._failure_of(name, out.attempt, out.error, out.kind)
             event = self._outcome_event(act, out, fallback)
-            self._checkpoint(act, "fallback", None, json.dumps(dataclasses.asdict(failure)), event)
+            checkpoint = ("fallback", None, json.dumps(dataclasses.asdict(failure)), event)
             self.log.append((len(self.log) + 1, name, act.visit, "fallback", None, fallback, failure, None))
-            self._emit(event)
             if fallback != END:
                 self._activate(fallback, None, failure)
         if self._arrived:
             self._fire_joins()
+        return checkpoint
 
     # ---- map steps ---------------------------------------------------------------------------
 
@@ -476,11 +553,10 @@ class Execution(Attempts, Gates):
             batch.results[index] = out.value
             batch.done += 1
             event = self._outcome_event(act, out, None)
-            self._checkpoint(act, "item", out.encoded, None, event)
+            self._checkpoint(act, "item", out.encoded, None, event, out.body_end)
             self.log.append(
                 (len(self.log) + 1, act.spec.name, act.visit, "item", {"result": out.value}, None, None, index)
             )
-            self._emit(event)
             if batch.pending:
                 self._feed(batch)
             elif batch.running == 0:
@@ -623,12 +699,21 @@ class Execution(Attempts, Gates):
         for observer in self.observers:
             observer(event)
 
-    def _record(self, event: StepEvent) -> None:
-        """Journal an event that has no checkpoint of its own, then hand it to the sinks."""
+    def _record(self, event: StepEvent, *, journaled: bool = False) -> None:
+        """Journal an event that has no checkpoint of its own (unless the caller did:
+        ``journaled``), then hand it to the sinks. The write is not awaited here: the writer keeps
+        the order, and the run's next sync or its last write makes it durable."""
         if self._replaying:
             return
-        if self.store is not None:
-            self.store.journal((event,))
-        self._emit(event)
+        if self._held is not None:
+            self._held.append(event)
+            return
+        store = self.store
+        if store is not None and not journaled:
+            self._writes.append(store.writer.submit_async(None, store.journal_rows((event,))))
+        if self._unsynced:
+            self._unsynced.append((None, event, 0.0))  # after the checkpoints settled before it
+        else:
+            self._emit(event)
 
     # ---- durability --------------------------------------------------------------------------

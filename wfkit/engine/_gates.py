@@ -3,6 +3,7 @@ steps, and the replay that rebuilds a stopped run. A mixin of :class:`wfkit.engi
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 import uuid
@@ -10,7 +11,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from wfkit.engine._attempts import _Activation
+from wfkit.engine._attempts import CutOff, _Activation
 from wfkit.model._approvals import ApprovalPolicy, Ticket
 from wfkit.model._context import Failure
 from wfkit.model._errors import ApprovalRejectedError, ApprovalRequiredError, WorkflowChangedError
@@ -20,6 +21,10 @@ from wfkit.model._routes import END
 from wfkit.model._status import RunStatus
 from wfkit.store._store import LEASE_TTL, Store
 from wfkit.store._workspace import decision_event
+
+# Durable waits ride in the run's last write (where it halts or ends); a long run also carries
+# them in a checkpoint every so many steps, so they never pile up.
+_WAITS_PER_WRITE = 64
 
 
 class Gates:
@@ -41,7 +46,11 @@ class Gates:
     _resumed: bool
     _replaying: bool
     _attempt_base: dict[tuple[str, int], int]
+    _cut_off: dict[tuple[str, int], CutOff]
     _lease_renew_at: float
+    _unsynced: list[tuple[asyncio.Future[None] | None, StepEvent, float]]
+    _waits: list[tuple[str, tuple[Any, ...]]]
+    _take_waits: Callable[[], list[tuple[str, tuple[Any, ...]]]]
     _emit: Callable[[StepEvent], None]
     _event: Callable[..., StepEvent]
     _fail: Callable[[BaseException, str], None]
@@ -53,26 +62,41 @@ class Gates:
     log: list[tuple[Any, ...]]
 
     def _checkpoint(
-        self, act: _Activation, outcome: str, updates: str | None, failure: str | None, event: StepEvent
+        self,
+        act: _Activation,
+        outcome: str,
+        updates: str | None,
+        failure: str | None,
+        event: StepEvent,
+        body_end: float,
     ) -> None:
-        if self.store is None or self._replaying:
+        """Hand a settled step's checkpoint to the writer; the scheduler awaits it (``_sync``)
+        before it starts any successor."""
+        store = self.store
+        if store is None or self._replaying:
+            self._emit(event)
             return
+        body_end = body_end or time.perf_counter()  # a map step settling: no body of its own
         now = time.monotonic()
         lease_due = now >= self._lease_renew_at
         if lease_due:
             self._lease_renew_at = now + LEASE_TTL / 2
         intent = None if not act.spec.irreversible else "done" if outcome == "ok" else "failed"
-        self.store.checkpoint(event, outcome, updates, failure, lease_due=lease_due, intent_status=intent)
+        write, rows = store.checkpoint_write(
+            event, outcome, updates, failure, lease_due=lease_due, intent_status=intent
+        )
+        if len(self._waits) >= _WAITS_PER_WRITE:
+            rows = [*rows, *self._take_waits()]
+        self._unsynced.append((store.writer.submit_async(write, rows), event, body_end))
 
-    def _admit(self, act: _Activation) -> bool:
+    async def _admit(self, act: _Activation) -> bool:
         """Before a gated step runs: its approval, then its intent. False when it must not run now."""
         spec, store = act.spec, self.store
         approval = spec.approval
         if approval is not None and (approval.when is None or approval.when.evaluate(self.state)):
             assert store is not None  # checked when the run was created
-            ticket = store.ticket_for(self.run_id, spec.name, act.visit)
-            if ticket is None:
-                ticket = self._open_ticket(act, approval.reason, approval.payload_for(self.state))
+            found = store.ticket_for(self.run_id, spec.name, act.visit)
+            ticket = found or await self._open_ticket(act, approval.reason, approval.payload_for(self.state))
             if ticket.is_open:
                 verdict = self.policy.decide(ticket)
                 if verdict is None:
@@ -92,12 +116,14 @@ class Gates:
                     else:
                         self.parked.append(act)
                     return False
-                ticket, _ = store.decide(
-                    ticket.ticket_id,
-                    verdict.decision,
-                    verdict.by,
-                    verdict.comment,
-                    lambda t: decision_event(t, self.version, self.parameters_hash),
+                ticket, _ = await store.writer.submit_async(
+                    store.decide_op(
+                        ticket.ticket_id,
+                        verdict.decision,
+                        verdict.by,
+                        verdict.comment,
+                        lambda t: decision_event(t, self.version, self.parameters_hash),
+                    )
                 )
             self._emit(self._decision_event(ticket, act))
             if ticket.status == "rejected":
@@ -115,7 +141,9 @@ class Gates:
                     )
                     return False
                 if not self._replaying:
-                    store.mark_rejection_routed(self.run_id, spec.name, act.visit, approval.on_reject)
+                    await store.writer.submit_async(
+                        store.rejection_routed_op(self.run_id, spec.name, act.visit, approval.on_reject)
+                    )
                 self._activate(approval.on_reject, None, None)
                 if self._arrived:
                     self._fire_joins()
@@ -127,10 +155,14 @@ class Gates:
                 # whether the side effect happened. Never run it a second time by ourselves.
                 self.unreconciled.append(act)
                 return False
-            store.intent(self.run_id, spec.name, act.visit, f"{self.run_id}:{spec.name}:{act.visit}")
+            # Durable before the body runs, so that a crash in the body leaves a pending intent:
+            # resume asks a person instead of sending twice.
+            await store.writer.submit_async(
+                store.intent_op(self.run_id, spec.name, act.visit, f"{self.run_id}:{spec.name}:{act.visit}")
+            )
         return True
 
-    def _open_ticket(self, act: _Activation, reason: str, payload: dict[str, Any]) -> Ticket:
+    async def _open_ticket(self, act: _Activation, reason: str, payload: dict[str, Any]) -> Ticket:
         assert self.store is not None
         now = time.time()
         ticket = Ticket(
@@ -150,7 +182,7 @@ class Gates:
         event = self._gate_event(
             act, Status.WAITING_APPROVAL, now, extra={"ticket": ticket.ticket_id, "reason": reason}
         )
-        ticket = self.store.create_ticket(ticket, event)
+        ticket = await self.store.writer.submit_async(self.store.create_ticket_op(ticket, event))
         self._emit(event)
         return ticket
 
@@ -170,7 +202,9 @@ class Gates:
             act.spec.name, act.visit, 0, status, None, None, at, 0.0, 0.0, None, None, act.tools, None, **fields
         )
 
-    def replay(self, checkpoints: Sequence[tuple[Any, ...]], attempts: dict[tuple[str, int], int]) -> None:
+    def replay(
+        self, checkpoints: Sequence[tuple[Any, ...]], attempts: dict[tuple[str, int], int], *, crashed: bool = False
+    ) -> None:
         """Rebuild state and schedule from a stored run's checkpoints, without running anything.
 
         The same scheduling code runs as in a live run, fed with recorded outcomes, so the queue
@@ -241,5 +275,37 @@ class Gates:
                         self._activate(route, None, failure)
                 if self._arrived:
                     self._fire_joins()
+            if crashed:
+                self._cut_off = self._find_cut_off()
         finally:
             self._replaying = False
+
+    def _find_cut_off(self) -> dict[tuple[str, int], CutOff]:
+        """After a crash: the attempts it cut off, among the steps replay left ready (started by
+        their predecessors' checkpoints, never settled). Their next activation accounts for them
+        (``_execute``): a crashed attempt counts against the retry budget, a backoff the crash
+        interrupted is waited out."""
+        assert self.store is not None
+        facts = self.store.attempt_facts(self.run_id)
+        settled_at = None
+        found: dict[tuple[str, int], CutOff] = {}
+        for act in self._ready:
+            spec, key = act.spec, (act.spec.name, act.visit)
+            if spec.irreversible:
+                continue  # its intent says what happened; a pending one waits for a person
+            approval = spec.approval
+            if approval is not None and (approval.when is None or approval.when.evaluate(act.view)):
+                ticket = self.store.ticket_for(self.run_id, spec.name, act.visit)
+                if ticket is None or ticket.status != "approved":
+                    continue  # it was waiting for a decision, not running
+            fact = facts.get(key)
+            if fact is None or (fact.started_attempt is None and fact.status is None):
+                if settled_at is None:
+                    settled_at = self.store.last_settled_at(self.run_id) or time.time()
+                found[key] = CutOff(1 if fact is None else fact.attempt + 1, settled_at, None, 0)
+            elif fact.started_attempt is not None:
+                found[key] = CutOff(fact.started_attempt, fact.started_at, None, fact.crashes)
+            elif fact.retry_delay_s is not None and fact.ended_at is not None:
+                found[key] = CutOff(fact.attempt + 1, None, fact.ended_at + fact.retry_delay_s, fact.crashes)
+            # else its last attempt failed for good: the run was ending, as after any failure
+        return found

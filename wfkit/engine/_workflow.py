@@ -32,6 +32,7 @@ from wfkit.model._steps import Cache, MapSpec, StepFunction, StepSpec, make_map,
 from wfkit.store._journal import encode_state
 from wfkit.store._store import Store
 from wfkit.store._workspace import open_store
+from wfkit.store._writer import Rows
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -533,6 +534,20 @@ class Workflow:
         return open_store(workspace)
 
     def _execution(self, inputs: Mapping[str, Any] | None, o: _Options) -> Execution:
+        """A new run, recorded in the workspace (blocking on the store's writer)."""
+        execution, create = self._new_execution(inputs, o)
+        if create is not None and execution.store is not None:
+            execution.store.writer.run(None, create)
+        return execution
+
+    async def _aexecution(self, inputs: Mapping[str, Any] | None, o: _Options) -> Execution:
+        """A new run, recorded in the workspace without blocking the event loop."""
+        execution, create = self._new_execution(inputs, o)
+        if create is not None and execution.store is not None:
+            await execution.store.writer.submit_async(None, create)
+        return execution
+
+    def _new_execution(self, inputs: Mapping[str, Any] | None, o: _Options) -> tuple[Execution, Rows | None]:
         graph = self.validate()
         inputs = {} if inputs is None else inputs
         if not isinstance(inputs, Mapping) or not all(isinstance(k, str) for k in inputs):
@@ -550,8 +565,9 @@ class Workflow:
         run_id = o.run_id or uuid.uuid4().hex[:16]
         version = self._version or graph.fingerprint
         phash = _parameters_hash(inputs)
+        create = None
         if store is not None:
-            store.create_run(
+            create = store.create_run_rows(
                 {
                     "run_id": run_id,
                     "workflow": self.name,
@@ -566,7 +582,7 @@ class Workflow:
                     "parameters_hash": phash,
                 }
             )
-        return Execution(
+        execution = Execution(
             graph,
             self._merge,
             run_id,
@@ -583,6 +599,7 @@ class Workflow:
             tool_registry=o.tools if o.tools is not None else self.tools,
             processors=self.processors,
         )
+        return execution, create
 
     def _resumed_execution(self, run_id: str, o: _Options) -> Execution:
         graph = self.validate()
@@ -646,7 +663,11 @@ class Workflow:
                     "visit": link["parent_visit"],
                     "update": json.loads(link["detail"] or "{}"),
                 }
-            execution.replay(checkpoints, store.attempts_so_far(run_id))
+            # A run whose row still says "running" under another executor's lease died with that
+            # process: what was in flight was cut off. (Under our own lease it is a run this
+            # process made to resume at once: a fork, a child.)
+            crashed = row["status"] == RunStatus.RUNNING and row["lease_owner"] != store.owner
+            execution.replay(checkpoints, store.attempts_so_far(run_id), crashed=crashed)
         except BaseException:
             store.release(run_id)
             raise
@@ -774,7 +795,7 @@ class Workflow:
         ``timeout``. With ``raise_on_error`` a failed run raises its error (``err.run`` is the run).
         """
         o = _Options.of("arun", options)
-        run = Run(self._execution(inputs, o), self, o)
+        run = Run(await self._aexecution(inputs, o), self, o)
         await run._exec.drive()
         return run.raise_for_status() if raise_on_error else run
 

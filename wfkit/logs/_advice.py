@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from wfkit.logs._tables import quantile_label
+from wfkit.model._errors import ProcessCrashedError
 
 if TYPE_CHECKING:
     import numpy as np
@@ -27,8 +28,12 @@ MIN_SAMPLES = 20
 
 
 def _uncensored(df: pd.DataFrame) -> pd.DataFrame:
-    """Attempts whose latency was observed in full (a timed-out attempt only says "at least")."""
-    return df[(df["attempt"] > 0) & (df["status"] != "timeout")]
+    """Attempts whose latency was observed in full (a timed-out attempt only says "at least", and
+    one a process crash cut off says nothing: its process died with the clock)."""
+    keep = (df["attempt"] > 0) & (df["status"] != "timeout")
+    if "error_type" in df.columns:
+        keep &= df["error_type"] != ProcessCrashedError.__name__
+    return df[keep]
 
 
 def check_advice_args(quantile: float, margin: float, min_samples: int) -> None:

@@ -43,7 +43,7 @@ SMALL_FILE = 8 * 2**20
 # Columns in file order. `workflow` and `date` are hive partitions (in the path, not the file):
 # a reader of the dataset gets them back as columns.
 # Fields appended to StepEvent after `seq` existed go after it, so a file's first columns never move.
-_LATER_FIELDS = ("map_index", "parent_run_id")
+_LATER_FIELDS = ("map_index", "parent_run_id", "durable_wait_s")
 FILE_COLUMNS: tuple[str, ...] = (
     *(f for f in FIELDS if f != "workflow" and f not in _LATER_FIELDS),
     "seq",
@@ -85,6 +85,7 @@ def schema() -> pa.Schema:
         "seq": pa.int64(),
         "map_index": pa.int32(),
         "parent_run_id": pa.string(),
+        "durable_wait_s": pa.float64(),
     }
     return pa.schema([pa.field(name, types[name]) for name in FILE_COLUMNS])
 
@@ -206,6 +207,11 @@ class Exporter:
         with self._lock:
             self._pending[run_id] = (store, workspace)
             if not self._registered:
+                # pyarrow imports pandas on first use, and pandas a thread pool, which cannot
+                # register itself once the interpreter is shutting down: load it now, so an
+                # export that runs at exit can still write.
+                import concurrent.futures.thread  # noqa: F401
+
                 atexit.register(self.flush)
                 self._registered = True
             if self._timer is None:

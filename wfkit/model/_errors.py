@@ -9,6 +9,7 @@
     ├── StepTimeoutError (TimeoutError)        one attempt ran past its step timeout
     ├── MapItemError                           an item of a map step failed for good (index, cause)
     ├── StoreCorruptError                      the run store is damaged, truncated or not wfkit's
+    ├── ProcessCrashedError                    an attempt's process died before it settled (found on resume)
     ├── TicketError (ValueError)               unknown, closed or conflicting approval decision
     ├── LLMError                               a chat call failed (wfkit.llm)
     │   ├── LLMStatusError                     HTTP 4xx/5xx: status_code, retry_after
@@ -141,6 +142,15 @@ class TicketError(WfkitError, ValueError):
 
 class ApprovalRejectedError(RunError):
     """A reviewer rejected a gated step that declares no ``on_reject`` route."""
+
+
+class ProcessCrashedError(WfkitError):
+    """The process died (kill -9, a segfault, power loss) while an attempt of a step was running.
+
+    Never raised by a step: resume records it as the attempt's error (kind ``unknown``), so a
+    crash counts against the step's retry budget like any failure, and a step that keeps killing
+    its process ends the run instead of looping for ever.
+    """
 
 
 class LeaseError(RunError):

@@ -58,6 +58,10 @@ class StepEvent(NamedTuple):
     # and the run that started this one as a sub-workflow (None for a top-level run).
     map_index: int | None = None
     parent_run_id: str | None = None
+    # How long the run waited, after the body returned, for this attempt's checkpoint to be
+    # durable (encoding, the writer's queue, the commit and its fsync). None when nothing was
+    # checkpointed: a retry, a run kept in memory. Never part of latency_s.
+    durable_wait_s: float | None = None
 
     @property
     def started(self) -> _dt.datetime:

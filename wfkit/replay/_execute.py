@@ -56,9 +56,7 @@ def run_notebook(job: NotebookJob) -> Outcome:
     workspace = folder / "workspace"
     folder.mkdir(parents=True, exist_ok=True)
     env_before = dict(os.environ)
-    os.environ.update(
-        {"WFKIT_HOME": str(workspace), "WFKIT_MODE": "headless", "WFKIT_REPLAY": "1", "WFKIT_SYNCHRONOUS": "normal"}
-    )
+    os.environ.update({"WFKIT_HOME": str(workspace), "WFKIT_MODE": "headless", "WFKIT_REPLAY": "1"})
     output = folder / job.notebook.name
     error: dict[str, Any] | None = None
     t0 = time.perf_counter()

@@ -7,11 +7,22 @@ Why these choices:
 - A checkpoint stores the *updates* a step returned (JSON), not the whole state: cost stays
   proportional to what changed, and resume rebuilds the state by replaying them in order.
 - JSON, never pickle: a store may come from someone else's machine, and unpickling runs code.
+- Every write of this process goes through one writer thread (``_writer``) in group commits:
+  the event loop never waits for the disk, and many runs share each transaction and fsync.
+  Write methods come in two forms: ``X(...)`` blocks until the write is durable (the CLI,
+  ``Workspace``), ``X_op(...)`` is the write itself, which the engine hands to
+  ``store.writer.submit_async`` (and may combine with others into one write).
+- What a crash cut off is read from what is already written, so a step costs one INSERT: a run
+  whose row still says ``running`` died, and the steps its checkpoints had started but not
+  settled were in flight. Only a retry writes more: after its backoff, ``attempts`` records that
+  attempt N+1 started (else resume knows the process died during the backoff, and waits out
+  the rest of it).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import socket
 import sqlite3
@@ -20,19 +31,21 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
-from wfkit.model._errors import LeaseError, StoreCorruptError
+from wfkit.model._errors import LeaseError, ProcessCrashedError, StoreCorruptError
 from wfkit.model._events import FIELDS, StepEvent
 from wfkit.model._processors import redact_values, secret_values
-from wfkit.store._journal import JOURNAL_INSERT, event_from_row, event_row
+from wfkit.store._journal import CHUNKS, JOURNAL_INSERT, event_from_row, event_row, insert_rows
 from wfkit.store._tickets import TicketStore
+from wfkit.store._writer import Rows, WriteOp, Writer
 
 SCHEMA_VERSION = 1
 _FIX = "it is damaged or truncated. Move it aside (or restore a backup) and wfkit will create a new one"
 _MAGIC = b"SQLite format 3\x00"
 LEASE_TTL = 60.0
 _HOST = socket.gethostname()
+logger = logging.getLogger("wfkit")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -98,7 +111,16 @@ CREATE TABLE IF NOT EXISTS journal (
     tokens_out INTEGER, cost_usd REAL, approver TEXT, decision_comment TEXT, parameters_hash TEXT,
     host TEXT, extra TEXT,
     outcome TEXT, updates TEXT, failure TEXT, map_index INTEGER, parent_run_id TEXT,
+    durable_wait_s REAL,
     PRIMARY KEY (run_id, seq)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS attempts (
+    run_id TEXT NOT NULL,
+    step TEXT NOT NULL,
+    visit INTEGER NOT NULL,
+    attempt INTEGER NOT NULL,
+    started_at REAL NOT NULL,
+    PRIMARY KEY (run_id, step, visit)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS run_links (
     run_id TEXT PRIMARY KEY,
@@ -128,7 +150,12 @@ CREATE TABLE IF NOT EXISTS step_cache (
 
 # Added to stores made before they existed: columns appended to the journal (a store written by an
 # older wfkit has none of them, and older wfkit ignores them), and the tables above.
-_JOURNAL_ADDED = (("map_index", "INTEGER"), ("parent_run_id", "TEXT"))
+_JOURNAL_ADDED = (("map_index", "INTEGER"), ("parent_run_id", "TEXT"), ("durable_wait_s", "REAL"))
+
+
+def _log_failed_write(future: Any) -> None:
+    if future.exception() is not None:
+        logger.error("wfkit: a write the run did not wait for failed: %s", future.exception())
 
 
 def _pid_alive(pid: int) -> bool:
@@ -156,6 +183,7 @@ class Store(TicketStore):
         self._upgraded = False
         self._check_file()
         self._connect()
+        self.writer = Writer(self._connect, name=str(path), translate=self._damaged, bulk=self._bulk_write)
 
     # ---- connection --------------------------------------------------------------------------
 
@@ -234,14 +262,16 @@ class Store(TicketStore):
         have = {r[1] for r in conn.execute("PRAGMA table_info(journal)")}
         missing = [(name, kind) for name, kind in _JOURNAL_ADDED if name not in have]
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-        if missing or not {"run_links", "step_cache"} <= tables:
+        if missing or not {"run_links", "step_cache", "attempts"} <= tables:
             with _transaction(conn):
                 have = {r[1] for r in conn.execute("PRAGMA table_info(journal)")}  # under the lock now
                 for name, kind in _JOURNAL_ADDED:
                     if name not in have:
                         conn.execute(f"ALTER TABLE journal ADD COLUMN {name} {kind}")
                 for statement in _SCHEMA.split(";"):
-                    if "IF NOT EXISTS" in statement and ("run_links" in statement or "step_cache" in statement):
+                    if "IF NOT EXISTS" in statement and any(
+                        t in statement for t in ("run_links", "step_cache", "attempts")
+                    ):
                         conn.execute(statement)
         self._upgraded = True
 
@@ -262,9 +292,26 @@ class Store(TicketStore):
                 f"the run store {self.path} has no schema version or an invalid one ({row!r}); {_FIX}"
             ) from None
 
+    def _damaged(self, exc: sqlite3.DatabaseError) -> BaseException:
+        if isinstance(exc, sqlite3.OperationalError):
+            return exc
+        return StoreCorruptError(f"the run store {self.path} is damaged: {exc}; {_FIX}")
+
     @property
     def conn(self) -> sqlite3.Connection:
         return self._connect()
+
+    def _bulk_write(self, conn: sqlite3.Connection, rows: Rows) -> None:
+        try:
+            _bulk_write(conn, rows)
+        except ValueError as exc:  # name the store a refused run id was meant for
+            raise ValueError(
+                str(exc).replace(" already exists;", f" already exists in {self.path};")
+            ) from exc.__cause__
+
+    def do(self, op: WriteOp[Any]) -> Any:
+        """Hand a write to the writer thread and block until it is durable."""
+        return self.writer.run(op)
 
     @contextmanager
     def write(self) -> Iterator[sqlite3.Connection]:
@@ -311,8 +358,11 @@ class Store(TicketStore):
 
     def mark_exported(self, run_id: str, last_seq: int) -> None:
         """Record that parquet holds the run's journal rows up to ``last_seq`` (never moves back)."""
-        with self.write() as conn:
+
+        def mark(conn: sqlite3.Connection) -> None:
             conn.execute("UPDATE runs SET exported_seq = MAX(exported_seq, ?) WHERE run_id = ?", (last_seq, run_id))
+
+        self.do(mark)
 
     def runs_with_unexported_rows(self) -> list[tuple[str, bool]]:
         """Each run whose journal holds rows parquet lacks, and whether a live process executes it
@@ -331,8 +381,10 @@ class Store(TicketStore):
         return out
 
     def close(self) -> None:
-        """Close this thread's connection and those of threads that have ended. A live thread's
-        connection is left to it: closing it under a running transaction would crash SQLite."""
+        """Stop the writer (after it committed what it was handed), close this thread's connection
+        and those of threads that have ended. A live thread's connection is left to it: closing
+        it under a running transaction would crash SQLite."""
+        self.writer.close()
         me = threading.current_thread()
         with self._conns_lock:
             closing = [(t, c) for t, c in self._conns if t is me or not t.is_alive()]
@@ -344,8 +396,19 @@ class Store(TicketStore):
     # ---- runs and leases -----------------------------------------------------------------------
 
     def create_run(self, row: Mapping[str, Any]) -> None:
+        """Record a new run, leased to this process."""
+        self.writer.run(None, self.create_run_rows(row))
+
+    def create_run_rows(self, row: Mapping[str, Any]) -> Rows:
+        """A new run, as a row for the writer's bulk insert (a run id that exists is refused)."""
+        unknown = set(row) - set(_RUN_COLUMNS)
+        if unknown:
+            raise TypeError(f"create_run got unknown run columns: {', '.join(sorted(unknown))}")
         now = time.time()
         values = {
+            **dict.fromkeys(_RUN_COLUMNS),
+            "elapsed": 0.0,
+            "count_waiting": 0,
             **row,
             "created_at": now,
             "updated_at": now,
@@ -355,29 +418,26 @@ class Store(TicketStore):
             "lease_pid": os.getpid(),
             "lease_expires": now + LEASE_TTL,
         }
-        cols = ", ".join(values)
-        marks = ", ".join("?" for _ in values)
-        with self.write() as conn:
-            try:
-                conn.execute(f"INSERT INTO runs ({cols}) VALUES ({marks})", tuple(values.values()))
-            except sqlite3.IntegrityError as exc:
-                raise ValueError(
-                    f"a run with id {row['run_id']!r} already exists in {self.path}; pass another "
-                    f"run_id, or resume that run"
-                ) from exc
+        return [("run", tuple(values[c] for c in _RUN_COLUMNS))]
 
     def acquire(self, run_id: str) -> dict[str, Any]:
         """Take the run's lease for this process; refuse if a live process holds it."""
-        now = time.time()
-        with self.write() as conn:
-            row = conn.execute("SELECT * FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+        run: dict[str, Any] = self.do(self._acquire_op(run_id))
+        return run
+
+    def _acquire_op(self, run_id: str) -> WriteOp[dict[str, Any]]:
+        path, me = self.path, self.owner
+
+        def acquire(conn: sqlite3.Connection) -> dict[str, Any]:
+            now = time.time()
+            cur = conn.execute("SELECT * FROM runs WHERE run_id = ?", (run_id,))
+            row = cur.fetchone()
             if row is None:
-                raise KeyError(f"no run {run_id!r} in {self.path}; `wfkit runs` lists the runs there")
-            columns = [d[0] for d in conn.execute("SELECT * FROM runs LIMIT 0").description]
-            run = dict(zip(columns, row, strict=True))
+                raise KeyError(f"no run {run_id!r} in {path}; `wfkit runs` lists the runs there")
+            run = dict(zip([d[0] for d in cur.description], row, strict=True))
             owner, host, pid = run["lease_owner"], run["lease_host"], run["lease_pid"]
             expires = run["lease_expires"]
-            if owner is not None and owner != self.owner and expires is not None and expires > now:
+            if owner is not None and owner != me and expires is not None and expires > now:
                 stale = host == _HOST and pid is not None and not _pid_alive(pid)
                 if not stale:
                     raise LeaseError(
@@ -388,21 +448,65 @@ class Store(TicketStore):
                     )
             conn.execute(
                 "UPDATE runs SET lease_owner=?, lease_host=?, lease_pid=?, lease_expires=? WHERE run_id=?",
-                (self.owner, _HOST, os.getpid(), now + LEASE_TTL, run_id),
+                (me, _HOST, os.getpid(), now + LEASE_TTL, run_id),
             )
-        return run
+            return run
 
-    def mark_running(self, run_id: str) -> None:
-        with self.write() as conn:
+        return acquire
+
+    def mark_running_op(self, run_id: str) -> WriteOp[None]:
+        def mark(conn: sqlite3.Connection) -> None:
             conn.execute("UPDATE runs SET status='running', updated_at=? WHERE run_id=?", (time.time(), run_id))
 
+        return mark
+
     def release(self, run_id: str) -> None:
-        with self.write() as conn:
+        me = self.owner
+
+        def release(conn: sqlite3.Connection) -> None:
             conn.execute(
                 "UPDATE runs SET lease_owner=NULL, lease_host=NULL, lease_pid=NULL, lease_expires=NULL "
                 "WHERE run_id=? AND lease_owner=?",
-                (run_id, self.owner),
+                (run_id, me),
             )
+
+        self.do(release)
+
+    def finish_rows(
+        self,
+        run_id: str,
+        *,
+        status: str,
+        state: Mapping[str, Any],
+        error: BaseException | None,
+        elapsed: float,
+        ended: bool,
+    ) -> Rows:
+        """Where a run stopped (ended, halted or failed), with its lease released, as a row for
+        the writer's bulk update. Its attempt records go too: none is in flight any more."""
+        now = time.time()
+        secrets = secret_values()
+        try:
+            state_json: str | None = redact_values(json.dumps(state, default=repr), secrets)
+        except ValueError:
+            state_json = None
+        error_text = None if error is None else redact_values(str(error), secrets)
+        return [
+            (
+                "finish",
+                (
+                    run_id,
+                    status,
+                    state_json,
+                    None if error is None else type(error).__name__,
+                    error_text,
+                    elapsed,
+                    now,
+                    now if ended else None,
+                    self.owner,
+                ),
+            )
+        ]
 
     def finish(
         self,
@@ -414,33 +518,43 @@ class Store(TicketStore):
         elapsed: float,
         ended: bool,
     ) -> None:
-        """Record where a run stopped (ended, halted or failed) and release its lease."""
-        now = time.time()
-        secrets = secret_values()
-        try:
-            state_json: str | None = redact_values(json.dumps(state, default=repr), secrets)
-        except ValueError:
-            state_json = None
-        error_text = None if error is None else redact_values(str(error), secrets)
-        with self.write() as conn:
-            conn.execute(
-                "UPDATE runs SET status=?, state=?, error_type=?, error=?, elapsed=?, updated_at=?, "
-                "ended_at=?, lease_owner=NULL, lease_host=NULL, lease_pid=NULL, lease_expires=NULL "
-                "WHERE run_id=? AND (lease_owner IS NULL OR lease_owner=?)",
-                (
-                    status,
-                    state_json,
-                    None if error is None else type(error).__name__,
-                    error_text,
-                    elapsed,
-                    now,
-                    now if ended else None,
-                    run_id,
-                    self.owner,
-                ),
-            )
+        self.writer.run(
+            None, self.finish_rows(run_id, status=status, state=state, error=error, elapsed=elapsed, ended=ended)
+        )
 
     # ---- checkpoints and journal ---------------------------------------------------------------
+
+    def checkpoint_write(
+        self,
+        event: StepEvent,
+        outcome: str,
+        updates: str | None,
+        failure: str | None,
+        *,
+        lease_due: bool,
+        intent_status: str | None = None,
+    ) -> tuple[WriteOp[None] | None, Rows]:
+        """A settled step: its final event carrying the outcome and updates, as a row for the
+        writer's bulk insert, and what else must change with it (None when nothing must)."""
+        rows = [("journal", event_row(event, outcome, updates, failure))]
+        if intent_status is None and not lease_due:
+            return None, rows
+        run_id, step, visit = event.run_id, event.step, event.visit
+
+        def with_checkpoint(conn: sqlite3.Connection) -> None:
+            if intent_status is not None:  # only irreversible steps have intents
+                conn.execute(
+                    "UPDATE intents SET status=? WHERE run_id=? AND step=? AND visit=? AND status='pending'",
+                    (intent_status, run_id, step, visit),
+                )
+            if lease_due:
+                now = time.time()
+                conn.execute(
+                    "UPDATE runs SET lease_expires=?, updated_at=? WHERE run_id=?",
+                    (now + LEASE_TTL, now, run_id),
+                )
+
+        return with_checkpoint, rows
 
     def checkpoint(
         self,
@@ -452,24 +566,18 @@ class Store(TicketStore):
         lease_due: bool,
         intent_status: str | None = None,
     ) -> None:
-        """One transaction per settled step: its final event carrying the outcome and updates."""
-        with self.write() as conn:
-            conn.execute(JOURNAL_INSERT, event_row(event, outcome, updates, failure))
-            if intent_status is not None:  # only irreversible steps have intents
-                conn.execute(
-                    "UPDATE intents SET status=? WHERE run_id=? AND step=? AND visit=? AND status='pending'",
-                    (intent_status, event.run_id, event.step, event.visit),
-                )
-            if lease_due:
-                now = time.time()
-                conn.execute(
-                    "UPDATE runs SET lease_expires=?, updated_at=? WHERE run_id=?",
-                    (now + LEASE_TTL, now, event.run_id),
-                )
+        fn, rows = self.checkpoint_write(
+            event, outcome, updates, failure, lease_due=lease_due, intent_status=intent_status
+        )
+        self.writer.run(fn, rows)
+
+    @staticmethod
+    def journal_rows(events: Sequence[StepEvent]) -> Rows:
+        """Events without a checkpoint of their own, as rows for the writer's bulk insert."""
+        return [("journal", event_row(e)) for e in events]
 
     def journal(self, events: Sequence[StepEvent]) -> None:
-        with self.write() as conn:
-            conn.executemany(JOURNAL_INSERT, [event_row(e) for e in events])
+        self.writer.run(None, self.journal_rows(events))
 
     def checkpoints(self, run_id: str) -> list[tuple[Any, ...]]:
         return [
@@ -497,12 +605,16 @@ class Store(TicketStore):
     ) -> None:
         """Record that ``run_id`` was forked from (``kind="fork"``) or started as a sub-workflow
         by (``kind="child"``) ``parent_run_id``."""
-        with self.write() as conn:
+        values = (run_id, parent_run_id, kind, at_step, at_seq, parent_step, parent_visit, detail, time.time())
+
+        def link(conn: sqlite3.Connection) -> None:
             conn.execute(
                 "INSERT INTO run_links (run_id, parent_run_id, kind, at_step, at_seq, parent_step, "
                 "parent_visit, detail, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (run_id, parent_run_id, kind, at_step, at_seq, parent_step, parent_visit, detail, time.time()),
+                values,
             )
+
+        self.do(link)
 
     def run_link(self, run_id: str) -> dict[str, Any] | None:
         """Where a run came from (a fork's origin, a child's parent), or None."""
@@ -575,13 +687,19 @@ class Store(TicketStore):
         ttl: float | None,
         run_id: str,
     ) -> None:
+        """Store a step's result for reuse. Handed to the writer and not waited for: a run on the
+        event loop never waits for the disk, and an entry lost to a crash is only a later miss."""
         now = time.time()
-        with self.write() as conn:
+        values = (workflow, step, code, reads, key, updates, now, None if ttl is None else now + ttl, run_id)
+
+        def put(conn: sqlite3.Connection) -> None:
             conn.execute(
                 "INSERT OR REPLACE INTO step_cache (workflow, step, code, reads, key, updates, created_at, "
                 "expires_at, source_run_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (workflow, step, code, reads, key, updates, now, None if ttl is None else now + ttl, run_id),
+                values,
             )
+
+        self.writer.submit(put).add_done_callback(_log_failed_write)
 
     def cache_clear(self, *, workflow: str | None = None, step: str | None = None, expired_only: bool = False) -> int:
         """Drop cache entries (all, a workflow's, a step's, or only the expired ones); returns how many."""
@@ -595,8 +713,12 @@ class Store(TicketStore):
         if expired_only:
             sql += " AND expires_at IS NOT NULL AND expires_at <= ?"
             params.append(time.time())
-        with self.write() as conn:
+
+        def clear(conn: sqlite3.Connection) -> int:
             return conn.execute(sql, params).rowcount
+
+        cleared: int = self.do(clear)
+        return cleared
 
     def events(self, run_id: str | None = None) -> list[StepEvent]:
         sql = f"SELECT {', '.join(FIELDS)} FROM journal"
@@ -610,16 +732,71 @@ class Store(TicketStore):
         rows = self.read("SELECT step, visit, MAX(attempt) FROM journal WHERE run_id=? GROUP BY step, visit", (run_id,))
         return {(r[0], r[1]): r[2] for r in rows}
 
+    # ---- attempts in flight ----------------------------------------------------------------------
+
+    def attempt_facts(self, run_id: str) -> dict[tuple[str, int], AttemptFacts]:
+        """Per step visit of a run: its last attempt's row and whether a later attempt started.
+        Resume reads what a crash cut off from these (see :class:`AttemptFacts`)."""
+        rows = self.read(
+            "SELECT j.step, j.visit, j.attempt, j.status, j.ended_at, j.retry_delay_s, "
+            "(SELECT COUNT(*) FROM journal c WHERE c.run_id = j.run_id AND c.step = j.step "
+            "AND c.visit = j.visit AND c.error_type = ?) "
+            "FROM journal j WHERE j.run_id = ? AND j.attempt > 0 AND j.seq = (SELECT MAX(seq) FROM journal k "
+            "WHERE k.run_id = j.run_id AND k.step = j.step AND k.visit = j.visit AND k.attempt > 0)",
+            (ProcessCrashedError.__name__, run_id),
+        )
+        facts = {(r[0], r[1]): AttemptFacts(r[2], r[3], r[4], r[5], None, None, r[6]) for r in rows}
+        for step, visit, attempt, started_at in self.read(
+            "SELECT step, visit, attempt, started_at FROM attempts WHERE run_id=?", (run_id,)
+        ):
+            last = facts.get((step, visit))
+            if last is None or attempt > last.attempt:  # older ones settled: their row is the last
+                base = last or AttemptFacts(0, None, None, None, None, None, 0)
+                facts[(step, visit)] = base._replace(started_attempt=attempt, started_at=started_at)
+        return facts
+
+    def last_settled_at(self, run_id: str) -> float | None:
+        """When the run's last journal row ended (a cut-off attempt started about then)."""
+        rows = self.read("SELECT MAX(ended_at) FROM journal WHERE run_id=?", (run_id,))
+        return rows[0][0] if rows else None
+
+    @staticmethod
+    def attempt_op(run_id: str, step: str, visit: int, attempt: int, *, started_at: float) -> WriteOp[None]:
+        """A retry's attempt starts after its backoff (a first attempt needs no record: see above)."""
+
+        def record(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "INSERT OR REPLACE INTO attempts (run_id, step, visit, attempt, started_at) VALUES (?, ?, ?, ?, ?)",
+                (run_id, step, visit, attempt, started_at),
+            )
+
+        return record
+
+    @staticmethod
+    def durable_wait_row(wait: float, run_id: str, step: str, visit: int, attempt: int) -> tuple[str, tuple[Any, ...]]:
+        """Fill in ``durable_wait_s`` of a checkpoint row once its wait is known (a row for the
+        writer's bulk update; it rides in the run's next write)."""
+        return ("wait", (wait, run_id, step, visit, attempt))
+
     # ---- intents --------------------------------------------------------------------------------
 
-    def intent(self, run_id: str, step: str, visit: int, key: str) -> None:
-        with self.write() as conn:
+    @staticmethod
+    def intent_op(run_id: str, step: str, visit: int, key: str) -> WriteOp[None]:
+        """An irreversible step is about to run: its intent."""
+
+        def intent(conn: sqlite3.Connection) -> None:
+            now = time.time()
             conn.execute(
                 "INSERT INTO intents (run_id, step, visit, key, status, created_at) "
                 "VALUES (?, ?, ?, ?, 'pending', ?) ON CONFLICT (run_id, step, visit) "
                 "DO UPDATE SET status='pending'",
-                (run_id, step, visit, key, time.time()),
+                (run_id, step, visit, key, now),
             )
+
+        return intent
+
+    def intent(self, run_id: str, step: str, visit: int, key: str) -> None:
+        self.do(self.intent_op(run_id, step, visit, key))
 
     def intent_status(self, run_id: str, step: str, visit: int) -> str | None:
         rows = self.read("SELECT status FROM intents WHERE run_id=? AND step=? AND visit=?", (run_id, step, visit))
@@ -635,19 +812,23 @@ class Store(TicketStore):
 
     def settle_intent(self, event: StepEvent, updates: str | None, *, status: str, by: str) -> None:
         """A person's verdict on an interrupted irreversible step; with updates it counts as done."""
-        with self.write() as conn:
-            conn.execute(JOURNAL_INSERT, event_row(event, None if updates is None else "ok", updates))
-            conn.execute(
-                "UPDATE intents SET status=?, resolved_by=? WHERE run_id=? AND step=? AND visit=?",
-                (status, by, event.run_id, event.step, event.visit),
-            )
+        row = event_row(event, None if updates is None else "ok", updates)
+        key = (status, by, event.run_id, event.step, event.visit)
 
-    def intent_end(self, run_id: str, step: str, visit: int, status: str, by: str | None = None) -> None:
-        with self.write() as conn:
+        def settle(conn: sqlite3.Connection) -> None:
+            conn.execute(JOURNAL_INSERT, row)
+            conn.execute("UPDATE intents SET status=?, resolved_by=? WHERE run_id=? AND step=? AND visit=?", key)
+
+        self.do(settle)
+
+    def intent_end_op(self, run_id: str, step: str, visit: int, status: str, by: str | None = None) -> WriteOp[None]:
+        def end(conn: sqlite3.Connection) -> None:
             conn.execute(
                 "UPDATE intents SET status=?, resolved_by=? WHERE run_id=? AND step=? AND visit=?",
                 (status, by, run_id, step, visit),
             )
+
+        return end
 
     # ---- runs, read side ----------------------------------------------------------------------
 
@@ -688,6 +869,111 @@ class Store(TicketStore):
             "error",
         )
         return [dict(zip(keys, r, strict=True)) for r in self.read(sql, params)]
+
+
+# Columns a new run's row sets (the rest keep their defaults).
+_RUN_COLUMNS = (
+    "run_id",
+    "workflow",
+    "workflow_version",
+    "fingerprint",
+    "definition",
+    "workflow_ref",
+    "status",
+    "inputs",
+    "seed",
+    "timeout",
+    "elapsed",
+    "count_waiting",
+    "parameters_hash",
+    "created_at",
+    "updated_at",
+    "lease_owner",
+    "lease_host",
+    "lease_pid",
+    "lease_expires",
+)
+
+
+def _values(rows: int, width: int) -> str:
+    row = "(" + ", ".join("?" for _ in range(width)) + ")"
+    return ", ".join(row for _ in range(rows))
+
+
+def _bulk_runs(rows: int) -> str:
+    return f"INSERT INTO runs ({', '.join(_RUN_COLUMNS)}) VALUES {_values(rows, len(_RUN_COLUMNS))}"
+
+
+def _bulk_finish(rows: int) -> str:
+    return (
+        "UPDATE runs SET status=v.column2, state=v.column3, error_type=v.column4, error=v.column5, "
+        "elapsed=v.column6, updated_at=v.column7, ended_at=v.column8, lease_owner=NULL, lease_host=NULL, "
+        f"lease_pid=NULL, lease_expires=NULL FROM (VALUES {_values(rows, 9)}) v "
+        "WHERE runs.run_id = v.column1 AND (runs.lease_owner IS NULL OR runs.lease_owner = v.column9)"
+    )
+
+
+def _bulk_waits(rows: int) -> str:
+    return (
+        f"UPDATE journal SET durable_wait_s = v.column1 FROM (VALUES {_values(rows, 5)}) v "
+        "WHERE journal.run_id = v.column2 AND journal.step = v.column3 AND journal.visit = v.column4 "
+        "AND journal.attempt = v.column5 AND journal.outcome IS NOT NULL"
+    )
+
+
+_BULK_SQL = {
+    "run": {n: _bulk_runs(n) for n in CHUNKS},
+    "finish": {n: _bulk_finish(n) for n in CHUNKS},
+    "wait": {n: _bulk_waits(n) for n in CHUNKS},
+}
+
+
+def _bulk_write(conn: sqlite3.Connection, rows: Rows) -> None:
+    """The writer's bulk step: new runs, then journal rows, then durable waits, then runs that
+    stopped, each kind in a few statements (every statement costs the writer the GIL)."""
+    by_kind: dict[str, list[Sequence[Any]]] = {"run": [], "journal": [], "wait": [], "finish": []}
+    for kind, values in rows:
+        by_kind[kind].append(values)
+    if by_kind["run"]:
+        try:
+            _chunked(conn, _BULK_SQL["run"], by_kind["run"])
+        except sqlite3.IntegrityError as exc:
+            if len(by_kind["run"]) > 1:
+                raise  # the writer runs each write alone next, and the one at fault says so
+            raise ValueError(
+                f"a run with id {by_kind['run'][0][0]!r} already exists; pass another run_id, or resume that run"
+            ) from exc
+    if by_kind["journal"]:
+        insert_rows(conn, by_kind["journal"])
+    if by_kind["wait"]:
+        _chunked(conn, _BULK_SQL["wait"], by_kind["wait"])
+    if by_kind["finish"]:
+        _chunked(conn, _BULK_SQL["finish"], by_kind["finish"])
+        # Attempt records of stopped runs (only retried steps have them): none is in flight now.
+        conn.executemany("DELETE FROM attempts WHERE run_id=?", [(r[0],) for r in by_kind["finish"]])
+
+
+def _chunked(conn: sqlite3.Connection, statements: Mapping[int, str], rows: Sequence[Sequence[Any]]) -> None:
+    at, total = 0, len(rows)
+    while at < total:
+        size = next(c for c in CHUNKS if c <= total - at)
+        conn.execute(statements[size], [value for row in rows[at : at + size] for value in row])
+        at += size
+
+
+class AttemptFacts(NamedTuple):
+    """What the store knows of a step visit's attempts: its last journal row (attempt, status,
+    end, and the backoff before the next one if it was retried), a later attempt that started
+    (``started_attempt`` at ``started_at``, from ``attempts``), and how many crashes were
+    recorded for it already."""
+
+    attempt: int
+    status: str | None
+    ended_at: float | None
+    retry_delay_s: float | None
+    started_attempt: int | None
+    started_at: float | None
+    crashes: int
 
 
 @contextmanager

@@ -7,7 +7,6 @@ import json
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -15,23 +14,28 @@ from wfkit.model._approvals import Ticket
 from wfkit.model._errors import TicketError
 from wfkit.model._events import StepEvent
 from wfkit.store._journal import JOURNAL_INSERT, event_row
+from wfkit.store._writer import WriteOp
 
 
 class TicketStore:
     """The ticket half of :class:`wfkit.store._store.Store` (mixed into it, which provides the rest)."""
 
     path: Path
-    write: Callable[[], AbstractContextManager[sqlite3.Connection]]
+    do: Callable[[WriteOp[Any]], Any]
     read: Callable[..., list[Any]]
 
-    def mark_rejection_routed(self, run_id: str, step: str, visit: int, route: str) -> None:
+    @staticmethod
+    def rejection_routed_op(run_id: str, step: str, visit: int, route: str) -> WriteOp[None]:
         """The reviewer's "rejected" row becomes the checkpoint that routes to ``on_reject``."""
-        with self.write() as conn:
+
+        def mark(conn: sqlite3.Connection) -> None:
             conn.execute(
                 "UPDATE journal SET outcome='rejected', route_taken=? "
                 "WHERE run_id=? AND step=? AND visit=? AND status='rejected'",
                 (route, run_id, step, visit),
             )
+
+        return mark
 
     # ---- tickets --------------------------------------------------------------------------------
 
@@ -47,13 +51,19 @@ class TicketStore:
 
     def create_ticket(self, ticket: Ticket, event: StepEvent) -> Ticket:
         """Persist a new ticket (or return the one that exists for this step visit)."""
-        with self.write() as conn:
-            row = conn.execute(
+        created: Ticket = self.do(self.create_ticket_op(ticket, event))
+        return created
+
+    def create_ticket_op(self, ticket: Ticket, event: StepEvent) -> WriteOp[Ticket]:
+        row = event_row(event)
+
+        def create(conn: sqlite3.Connection) -> Ticket:
+            found = conn.execute(
                 f"SELECT {self._TICKET_COLS} FROM tickets WHERE run_id=? AND step=? AND visit=?",
                 (ticket.run_id, ticket.step, ticket.visit),
             ).fetchone()
-            if row is not None:
-                return self._ticket(row)
+            if found is not None:
+                return self._ticket(found)
             conn.execute(
                 f"INSERT INTO tickets ({self._TICKET_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
@@ -71,8 +81,10 @@ class TicketStore:
                     ticket.decided_at,
                 ),
             )
-            conn.execute(JOURNAL_INSERT, event_row(event))
-        return ticket
+            conn.execute(JOURNAL_INSERT, row)
+            return ticket
+
+        return create
 
     def ticket(self, ticket_id: str) -> Ticket:
         rows = self.read(f"SELECT {self._TICKET_COLS} FROM tickets WHERE ticket_id=?", (ticket_id,))
@@ -105,17 +117,24 @@ class TicketStore:
 
         The same decision again is a no-op (False); a different one on a closed ticket is refused.
         """
+        decided: tuple[Ticket, bool] = self.do(self.decide_op(ticket_id, decision, by, comment, event))
+        return decided
+
+    def decide_op(
+        self, ticket_id: str, decision: str, by: str, comment: str, event: Callable[[Ticket], StepEvent]
+    ) -> WriteOp[tuple[Ticket, bool]]:
+        """The write that applies a decision (checked first, so a bad one raises at once)."""
         if decision not in ("approve", "reject"):
             raise TicketError(f"a decision is 'approve' or 'reject', got {decision!r}")
         if not by or not str(by).strip():
             raise TicketError("a decision needs the reviewer's name (by=...)")
         status = "approved" if decision == "approve" else "rejected"
-        with self.write() as conn:
+        path = self.path
+
+        def decide(conn: sqlite3.Connection) -> tuple[Ticket, bool]:
             row = conn.execute(f"SELECT {self._TICKET_COLS} FROM tickets WHERE ticket_id=?", (ticket_id,)).fetchone()
             if row is None:
-                raise TicketError(
-                    f"no approval ticket {ticket_id!r} in {self.path}; `wfkit pending` lists the open ones"
-                )
+                raise TicketError(f"no approval ticket {ticket_id!r} in {path}; `wfkit pending` lists the open ones")
             ticket = self._ticket(row)
             if ticket.status == status:
                 return ticket, False
@@ -131,4 +150,6 @@ class TicketStore:
             )
             decided = dataclasses.replace(ticket, status=status, decided_by=by, comment=comment, decided_at=now)
             conn.execute(JOURNAL_INSERT, event_row(event(decided)))
-        return decided, True
+            return decided, True
+
+        return decide

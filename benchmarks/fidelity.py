@@ -1,0 +1,327 @@
+"""Honest latency under load: the same workloads in memory and durable, side by side, in one run.
+
+    python benchmarks/fidelity.py [--json] [--only F1,F2,F3,W4]
+
+- F1: 500 concurrent runs x 5 steps of ``await asyncio.sleep(0.01)``, a 0.2 s timeout per step,
+  parquet exports switched on: recorded step latency P50 and P99, durable (synchronous=FULL)
+  against in memory. Targets: P50 ratio <= 1.10, P99 ratio <= 1.25, no spurious timeouts.
+- F2: 1,000 concurrent durable runs x 5 steps of 10 ms: wall time against the same runs in memory
+  (W5). Target: <= 2x (the ideal is 0.05 s).
+- F3: 8 processes x 100 concurrent durable runs (the F2 chain) on one workspace: total wall time,
+  per-process wall time and P99 run latency, against the same processes in memory.
+- W4: one sequential 100-step chain of no-op steps, durable, against a plain sqlite3 WAL commit
+  per step in the same process. Targets: FULL <= 1.25x, NORMAL within 30 us per step.
+
+Every figure's baseline is measured in the same run (the machines are shared and noisy): compare
+the ratio, not the absolute numbers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import json
+import os
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+from typing import Any
+
+import wfkit as wf
+from wfkit.logs._steplog import exporter
+from wfkit.store._workspace import open_store
+from wfkit.testing import MemorySink
+
+
+def _quantile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
+
+
+def _sleepy_chain(timeout: float | None = None) -> wf.Workflow:
+    flow = wf.Workflow("sleepy")
+    names = [f"s{i}" for i in range(5)]
+
+    async def nap(state: Any) -> None:
+        await asyncio.sleep(0.01)
+
+    for name in names:
+        flow.step(nap, name=name, timeout=timeout)
+    flow.chain(*names)
+    return flow
+
+
+async def _batch(flow: wf.Workflow, runs: int, workspace: Any, sink: MemorySink | None = None) -> float:
+    gc.collect()
+    sinks = [sink] if sink is not None else []
+    t0 = time.perf_counter()
+    await asyncio.gather(*(flow.arun({}, workspace=workspace, sinks=sinks, raise_on_error=False) for _ in range(runs)))
+    return time.perf_counter() - t0
+
+
+# ---- F1 -------------------------------------------------------------------------------------------
+
+
+async def f1(rounds: int) -> dict[str, Any]:
+    flow = _sleepy_chain(timeout=0.2)
+    memory, durable = MemorySink(), MemorySink()
+    with tempfile.TemporaryDirectory() as tmp:
+        os.environ["WFKIT_SYNCHRONOUS"] = "full"
+        store = open_store(tmp)
+        # Exports on, and often: a round's runs are exported while the next round runs.
+        exporter.delay = 0.05
+        await _batch(flow, 50, False)  # warm up both paths
+        await _batch(flow, 50, tmp)
+        memory.clear()
+        durable.clear()
+        for _ in range(rounds):
+            await _batch(flow, 500, False, memory)
+            await _batch(flow, 500, tmp, durable)
+        exporter.flush()
+        exported = len(wf.steps(tmp))
+        commits, writes = store.writer.commits, store.writer.writes
+        exporter.clear()
+        store.close()
+    exporter.delay = 30.0
+    mem = [e.latency_s for e in memory.events if e.status == "ok"]
+    dur = [e.latency_s for e in durable.events if e.status == "ok"]
+    waits = [e.durable_wait_s for e in durable.events if e.durable_wait_s is not None]
+    mem_timeouts = sum(1 for e in memory.events if e.status == "timeout")
+    dur_timeouts = sum(1 for e in durable.events if e.status == "timeout")
+    p50m, p99m = statistics.median(mem), _quantile(mem, 0.99)
+    p50d, p99d = statistics.median(dur), _quantile(dur, 0.99)
+    return {
+        "workload": "F1",
+        "what": f"{rounds} x 500 concurrent runs x 5 steps of sleep(0.01), timeout 0.2 s, parquet exports on",
+        "memory_p50_ms": round(p50m * 1e3, 2),
+        "durable_p50_ms": round(p50d * 1e3, 2),
+        "p50_ratio": round(p50d / p50m, 3),
+        "memory_p99_ms": round(p99m * 1e3, 2),
+        "durable_p99_ms": round(p99d * 1e3, 2),
+        "p99_ratio": round(p99d / p99m, 3),
+        "memory_timeouts": mem_timeouts,
+        "durable_timeouts": dur_timeouts,
+        "durable_wait_p50_ms": round(statistics.median(waits) * 1e3, 2) if waits else None,
+        "durable_wait_p99_ms": round(_quantile(waits, 0.99) * 1e3, 2) if waits else None,
+        "steps": len(dur),
+        "rows_exported": exported,
+        "writes_per_commit": round(writes / commits, 1) if commits else None,
+        "targets": {"p50_ratio": 1.10, "p99_ratio": 1.25, "durable_timeouts": 0},
+    }
+
+
+# ---- F2 -------------------------------------------------------------------------------------------
+
+
+async def f2(rounds: int) -> dict[str, Any]:
+    flow = _sleepy_chain()
+    mem_walls, dur_walls = [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        os.environ["WFKIT_SYNCHRONOUS"] = "full"
+        store = open_store(tmp)
+        await _batch(flow, 100, False)
+        await _batch(flow, 100, tmp)
+        for _ in range(rounds):
+            mem_walls.append(await _batch(flow, 1000, False))
+            dur_walls.append(await _batch(flow, 1000, tmp))
+        commits, writes = store.writer.commits, store.writer.writes
+        exporter.clear()
+        store.close()
+    a, b = statistics.median(dur_walls), statistics.median(mem_walls)
+    return {
+        "workload": "F2",
+        "what": "1,000 concurrent runs x 5 steps of 10 ms: durable (FULL) wall time vs in memory (W5)",
+        "durable_s": round(a, 3),
+        "memory_s": round(b, 3),
+        "ratio": round(a / b, 2),
+        "ideal_s": 0.05,
+        "writes_per_commit": round(writes / commits, 1) if commits else None,
+        "target": {"ratio": 2.0},
+    }
+
+
+# ---- F3 -------------------------------------------------------------------------------------------
+
+_F3_CHILD = textwrap.dedent(
+    """
+    import asyncio, json, sys, time
+    import wfkit as wf
+
+    flow = wf.Workflow("busy")
+    async def nap(state):
+        await asyncio.sleep(0.01)
+    for i in range(5):
+        flow.step(nap, name=f"s{i}")
+    flow.chain(*[f"s{i}" for i in range(5)])
+    workspace = sys.argv[1] if sys.argv[1] != "memory" else False
+
+    async def main():
+        await flow.arun({}, workspace=workspace)  # warm up
+        sys.stdout.write("ready\\n"); sys.stdout.flush()
+        sys.stdin.readline()  # all processes start together
+        t0 = time.perf_counter()
+        runs = await asyncio.gather(*(flow.arun({"i": i}, workspace=workspace) for i in range(100)))
+        wall = time.perf_counter() - t0
+        print(json.dumps({"wall": wall, "end": time.time(), "run_latency": [r.ended_at - r.started_at for r in runs],
+                          "ok": sum(r.status == "succeeded" for r in runs)}))
+
+    asyncio.run(main())
+    """
+)
+
+
+def _f3_once(workspace: str) -> dict[str, Any]:
+    env = {**os.environ, "WFKIT_SYNCHRONOUS": "full"}
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", _F3_CHILD, workspace],
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(8)
+    ]
+    for p in procs:
+        assert "ready" == p.stdout.readline().strip()  # type: ignore[union-attr]
+    t0 = time.time()
+    for p in procs:
+        p.stdin.write("go\n")  # type: ignore[union-attr]
+        p.stdin.flush()  # type: ignore[union-attr]
+    results = [json.loads(p.communicate(timeout=300)[0]) for p in procs]
+    # Until the last run ended (not until the processes exited: a durable one exports its step
+    # log to parquet on the way out, which is not the runs' time).
+    total = max(r["end"] for r in results) - t0
+    latencies = [x for r in results for x in r["run_latency"]]
+    return {
+        "total_s": total,
+        "per_process_s": [r["wall"] for r in results],
+        "p99_run_s": _quantile(latencies, 0.99),
+        "succeeded": sum(r["ok"] for r in results),
+    }
+
+
+def f3(rounds: int) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory() as tmp:
+        durable = _f3_once(str(Path(tmp) / "ws"))
+    memory = _f3_once("memory")
+    return {
+        "workload": "F3",
+        "what": "8 processes x 100 concurrent durable runs (5 steps of 10 ms) on one workspace, FULL",
+        "durable_total_s": round(durable["total_s"], 3),
+        "memory_total_s": round(memory["total_s"], 3),
+        "total_ratio": round(durable["total_s"] / memory["total_s"], 2),
+        "durable_per_process_s": [round(x, 3) for x in (min(durable["per_process_s"]), max(durable["per_process_s"]))],
+        "memory_per_process_s": [round(x, 3) for x in (min(memory["per_process_s"]), max(memory["per_process_s"]))],
+        "durable_p99_run_s": round(durable["p99_run_s"], 3),
+        "memory_p99_run_s": round(memory["p99_run_s"], 3),
+        "succeeded": durable["succeeded"],
+        "before_this_work": {"per_process_s": [4.2, 8.8], "p99_run_s": [0.55, 2.6]},
+    }
+
+
+# ---- W4 -------------------------------------------------------------------------------------------
+
+
+async def _noop(state: Any, ctx: Any = None) -> dict[str, Any]:
+    return {}
+
+
+async def _median_seconds(fn: Any, repeats: int) -> float:
+    for _ in range(max(2, repeats // 10)):
+        await fn()
+    samples = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        await fn()
+        samples.append(time.perf_counter() - t0)
+    return statistics.median(samples)
+
+
+async def w4(repeats: int) -> list[dict[str, Any]]:
+    n = 100
+    flow = wf.Workflow("chain100")
+    names = [f"s{i}" for i in range(n)]
+    for name in names:
+        flow.step(_noop, name=name)
+    flow.chain(*names)
+    rows = []
+    for sync in ("full", "normal"):
+        with tempfile.TemporaryDirectory() as tmp:
+            os.environ["WFKIT_SYNCHRONOUS"] = sync
+            store = open_store(tmp)
+
+            async def run_wfkit(tmp: str = tmp) -> None:
+                await flow.arun({}, workspace=tmp)
+
+            conn = sqlite3.connect(Path(tmp) / "plain.db", isolation_level=None)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute(f"PRAGMA synchronous={sync.upper()}")
+            conn.execute("CREATE TABLE t (run TEXT, seq INTEGER, step TEXT, updates TEXT)")
+
+            async def run_sqlite(conn: sqlite3.Connection = conn) -> None:
+                state: dict[str, Any] = {}
+                for i in range(n):
+                    update = await _noop(state)
+                    conn.execute("BEGIN IMMEDIATE")
+                    conn.execute("INSERT INTO t VALUES (?, ?, ?, ?)", ("r", i, f"s{i}", json.dumps(update)))
+                    conn.execute("COMMIT")
+
+            a, b = [], []
+            for _ in range(3):  # interleaved, so both see the same machine
+                a.append(await _median_seconds(run_wfkit, repeats))
+                b.append(await _median_seconds(run_sqlite, repeats))
+            conn.close()
+            exporter.clear()
+            store.close()
+        per_a, per_b = statistics.median(a) / n, statistics.median(b) / n
+        rows.append(
+            {
+                "workload": "W4",
+                "what": f"sequential 100-step chain, durable, synchronous={sync.upper()}",
+                "wfkit_us_per_step": round(per_a * 1e6, 1),
+                "sqlite3_us_per_step": round(per_b * 1e6, 1),
+                "ratio": round(per_a / per_b, 2),
+                "overhead_us": round((per_a - per_b) * 1e6, 1),
+                "target": {"ratio": 1.25} if sync == "full" else {"overhead_us": 30},
+            }
+        )
+    return rows
+
+
+async def main(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--json", action="store_true", help="one JSON object per line")
+    parser.add_argument("--only", default="", help="comma-separated workloads, e.g. F1,W4")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of F1 and F2")
+    parser.add_argument("--repeats", type=int, default=10, help="repeats of W4 per sample")
+    args = parser.parse_args(argv)
+    chosen = [w.strip() for w in args.only.split(",") if w.strip()] or ["F1", "F2", "F3", "W4"]
+    for name in chosen:
+        if name == "F1":
+            result: Any = await f1(args.rounds)
+        elif name == "F2":
+            result = await f2(args.rounds)
+        elif name == "F3":
+            result = f3(args.rounds)
+        elif name == "W4":
+            result = await w4(args.repeats)
+        else:
+            raise SystemExit(f"unknown workload {name!r}: choose from F1, F2, F3, W4")
+        for row in result if isinstance(result, list) else [result]:
+            print(json.dumps(row) if args.json else _text(row), flush=True)
+
+
+def _text(row: dict[str, Any]) -> str:
+    figures = ", ".join(f"{k}={v}" for k, v in row.items() if k not in ("workload", "what"))
+    return f"{row['workload']}  {row['what']}\n    {figures}"
+
+
+if __name__ == "__main__":
+    asyncio.run(main(sys.argv[1:]))

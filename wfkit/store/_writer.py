@@ -1,0 +1,304 @@
+"""The store's writer thread: every durable write of a process goes through it, in group commits.
+
+Why a thread of its own: a commit at ``synchronous=FULL`` waits for the disk (an fsync), and an
+event loop that waits for the disk stops every run in the process. Here the loop hands a write
+(a plain function of a connection) to the writer and keeps going; the run that needs the write
+durable awaits its future, the others never notice.
+
+Why group commit: writes that arrive while a commit is under way are taken together in the next
+transaction (``BEGIN IMMEDIATE`` ... ``COMMIT``), so a thousand runs checkpointing at once pay a
+handful of fsyncs, not a thousand in a row. Each write runs inside its own savepoint, so one that
+raises (a duplicate run id, a ticket already decided) is rolled back and reported to its own
+waiter without touching its neighbours in the batch.
+
+Waiters are resolved after the commit returned, so a resolved future means durable at the
+store's ``synchronous`` level. An asyncio waiter is resolved on its own loop through
+``loop.call_soon_threadsafe``: one call per loop per batch, so a batch of a thousand
+checkpoints wakes a loop once, not a thousand times. Synchronous callers (the CLI, ``Workspace``
+methods) block on a ``concurrent.futures.Future``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import concurrent.futures
+import contextlib
+import logging
+import os
+import queue
+import sqlite3
+import threading
+import weakref
+from collections.abc import Callable, Sequence
+from typing import Any, Generic, TypeVar
+
+logger = logging.getLogger("wfkit")
+
+T = TypeVar("T")
+
+WriteOp = Callable[[sqlite3.Connection], T]
+"""A durable write: runs on the writer's connection inside a transaction; its return value is the
+waiter's result."""
+
+_MAX_BATCH = 4096  # bounds one transaction (and the time its lock is held) under a flood of writes
+
+
+Rows = Sequence[Sequence[Any]]
+"""Rows for the writer's ``bulk`` insert (journal rows): written together with every other
+write's rows of the batch, in a few statements."""
+
+
+class _Pending(Generic[T]):
+    """One write waiting for a commit, and whoever waits for it."""
+
+    __slots__ = ("error", "fn", "future", "loop", "result", "rows")
+
+    def __init__(
+        self,
+        fn: WriteOp[T] | None,
+        rows: Rows,
+        future: concurrent.futures.Future[T] | asyncio.Future[T],
+        loop: asyncio.AbstractEventLoop | None,
+    ) -> None:
+        self.fn = fn
+        self.rows = rows
+        self.future = future
+        self.loop = loop  # set for asyncio waiters: resolved on that loop
+        self.result: Any = None
+        self.error: BaseException | None = None
+
+
+_STOP = object()
+
+
+class Writer:
+    """A daemon thread that commits the writes handed to it, many per transaction.
+
+    ``connect`` opens the writer's own connection (in the writer thread); ``translate`` turns an
+    SQLite error into the error a caller should see (a damaged file is a ``StoreCorruptError``);
+    ``bulk`` writes the rows handed over with writes, all of a batch's at once, after the
+    batch's functions ran. Rows rather than a function per row because every SQLite statement
+    lets go of the GIL and has to win it back from a busy event loop: a thousand checkpoints
+    cost a few statements, not a thousand.
+    """
+
+    def __init__(
+        self,
+        connect: Callable[[], sqlite3.Connection],
+        *,
+        name: str,
+        translate: Callable[[sqlite3.DatabaseError], BaseException] | None = None,
+        bulk: Callable[[sqlite3.Connection, Rows], None] | None = None,
+    ) -> None:
+        self._connect = connect
+        self._bulk = bulk
+        self._name = name
+        self._translate = translate
+        self._queue: queue.SimpleQueue[_Pending[Any] | object] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._pid = 0
+        self.commits = 0  # transactions committed (for tests and benchmarks: writes per commit)
+        self.writes = 0
+
+    # ---- handing writes over -------------------------------------------------------------------
+
+    def submit(self, fn: WriteOp[T] | None, rows: Rows = ()) -> concurrent.futures.Future[T]:
+        """Queue a write (a function, rows for ``bulk``, or both); the future resolves once it is
+        durable (or raises what the write raised)."""
+        future: concurrent.futures.Future[T] = concurrent.futures.Future()
+        self._put(_Pending(fn, rows, future, None))
+        return future
+
+    def run(self, fn: WriteOp[T] | None, rows: Rows = ()) -> T:
+        """Queue a write and block until it is durable: for synchronous callers, never on a loop."""
+        if threading.current_thread() is self._thread:
+            raise RuntimeError("a write handed to the store's writer tried to wait for another write")
+        return self.submit(fn, rows).result()
+
+    def submit_async(self, fn: WriteOp[T] | None, rows: Rows = ()) -> asyncio.Future[T]:
+        """Queue a write from a coroutine; await the future to know it is durable."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        self._put(_Pending(fn, rows, future, loop))
+        return future
+
+    def _put(self, pending: _Pending[Any]) -> None:
+        # Under the lock, so that no write lands in a queue behind the stop mark of close().
+        with self._lock:
+            if self._pid != os.getpid():  # first use, after close(), or in a forked child
+                self._queue = queue.SimpleQueue()
+                self._thread = threading.Thread(
+                    target=self._main, args=(self._queue,), name=f"wfkit-writer {self._name}", daemon=True
+                )
+                self._thread.start()
+                self._pid = os.getpid()
+                _live.add(self)
+            self._queue.put(pending)
+
+    def close(self, timeout: float | None = 30.0) -> None:
+        """Commit what was handed over, then stop the thread (a later write starts it again)."""
+        with self._lock:
+            thread = self._thread
+            if thread is None or self._pid != os.getpid():
+                return
+            self._queue.put(_STOP)
+            self._thread, self._pid = None, 0
+        if thread is not threading.current_thread():
+            thread.join(timeout)
+
+    # ---- the thread ----------------------------------------------------------------------------
+
+    def _main(self, jobs: queue.SimpleQueue[_Pending[Any] | object]) -> None:
+        try:
+            conn = self._connect()
+        except BaseException as exc:  # the file went bad: every waiting write says why, none hangs
+            self._abandon(jobs, exc)
+            return
+        try:
+            self._serve(conn, jobs)
+        finally:
+            conn.close()
+
+    def _abandon(self, jobs: queue.SimpleQueue[_Pending[Any] | object], exc: BaseException) -> None:
+        """Fail what is queued and let the next write start a fresh thread (which tries again)."""
+        with self._lock:
+            if self._queue is jobs:
+                self._thread, self._pid = None, 0
+        while True:
+            try:
+                item = jobs.get_nowait()
+            except queue.Empty:
+                return
+            if item is not _STOP:
+                pending: _Pending[Any] = item  # type: ignore[assignment]
+                pending.error = self._error(exc) if isinstance(exc, Exception) else exc
+                self._resolve([pending])
+
+    def _serve(self, conn: sqlite3.Connection, jobs: queue.SimpleQueue[_Pending[Any] | object]) -> None:
+        get, get_nowait = jobs.get, jobs.get_nowait
+        stopping = False
+        while not stopping:
+            first = get()
+            if first is _STOP:
+                break
+            batch: list[_Pending[Any]] = [first]  # type: ignore[list-item]
+            # Everything that arrived while the previous commit waited for the disk joins this one.
+            while len(batch) < _MAX_BATCH:
+                try:
+                    item = get_nowait()
+                except queue.Empty:
+                    break
+                if item is _STOP:
+                    stopping = True
+                    break
+                batch.append(item)  # type: ignore[arg-type]
+            if not self._commit(conn, batch, isolate=False):
+                # A write raised: run the batch again, each write in a savepoint of its own, so the
+                # one that failed is rolled back alone and reported to its own waiter.
+                self._commit(conn, batch, isolate=True)
+            self._resolve(batch)
+
+    def _commit(self, conn: sqlite3.Connection, batch: list[_Pending[Any]], *, isolate: bool) -> bool:
+        """One transaction for the batch. Without ``isolate`` it stops (rolled back, False) at the
+        first write that raises; with it, that write alone is undone. True once committed."""
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.DatabaseError as exc:
+            for pending in batch:
+                pending.error = self._error(exc)
+            return True
+        try:
+            for pending in batch:
+                pending.error = None
+                if pending.fn is None and (not isolate or not pending.rows):
+                    continue
+                if isolate:
+                    conn.execute("SAVEPOINT w")
+                try:
+                    if pending.fn is not None:
+                        pending.result = pending.fn(conn)
+                    if isolate and pending.rows:
+                        self._write_rows(conn, pending.rows)
+                except Exception as exc:
+                    if not isolate:
+                        conn.execute("ROLLBACK")
+                        return False
+                    pending.error = self._error(exc)
+                    conn.execute("ROLLBACK TO w")
+                if isolate:
+                    conn.execute("RELEASE w")
+            if not isolate:
+                rows = [row for pending in batch for row in pending.rows]
+                if rows:
+                    try:
+                        self._write_rows(conn, rows)
+                    except Exception:
+                        conn.execute("ROLLBACK")
+                        return False
+            conn.execute("COMMIT")
+            self.commits += 1
+            self.writes += len(batch)
+        except BaseException as exc:
+            # The commit itself failed (disk full, I/O error): nothing of this batch is durable.
+            if conn.in_transaction:
+                try:
+                    conn.execute("ROLLBACK")
+                except sqlite3.Error:
+                    logger.exception("wfkit: rolling back a failed group commit failed")
+            error = self._error(exc) if isinstance(exc, Exception) else exc
+            for pending in batch:
+                pending.result, pending.error = None, error
+            if not isinstance(exc, Exception):
+                raise
+        return True
+
+    def _write_rows(self, conn: sqlite3.Connection, rows: Rows) -> None:
+        if self._bulk is None:
+            raise TypeError(f"the store writer of {self._name} was handed rows but has no bulk insert")
+        self._bulk(conn, rows)
+
+    def _error(self, exc: BaseException) -> BaseException:
+        if self._translate is not None and isinstance(exc, sqlite3.DatabaseError):
+            return self._translate(exc)
+        return exc
+
+    @staticmethod
+    def _resolve(batch: list[_Pending[Any]]) -> None:
+        by_loop: dict[asyncio.AbstractEventLoop, list[_Pending[Any]]] = {}
+        for pending in batch:
+            if pending.loop is None:
+                future: concurrent.futures.Future[Any] = pending.future  # type: ignore[assignment]
+                if future.set_running_or_notify_cancel():
+                    if pending.error is None:
+                        future.set_result(pending.result)
+                    else:
+                        future.set_exception(pending.error)
+            else:
+                by_loop.setdefault(pending.loop, []).append(pending)
+        for loop, waiters in by_loop.items():
+            with contextlib.suppress(RuntimeError):  # a closed loop: nobody is left to wake
+                loop.call_soon_threadsafe(_resolve_on_loop, waiters)
+
+
+def _resolve_on_loop(waiters: list[_Pending[Any]]) -> None:
+    for pending in waiters:
+        future: asyncio.Future[Any] = pending.future  # type: ignore[assignment]
+        if future.done():  # its waiter was cancelled; the write is durable all the same
+            continue
+        if pending.error is None:
+            future.set_result(pending.result)
+        else:
+            future.set_exception(pending.error)
+
+
+# Writers with a live thread: drained at exit, so a write handed over just before the interpreter
+# ends is committed (daemon threads are otherwise stopped mid-flight).
+_live: weakref.WeakSet[Writer] = weakref.WeakSet()
+
+
+@atexit.register
+def _close_all() -> None:
+    for writer in list(_live):
+        writer.close()
