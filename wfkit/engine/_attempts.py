@@ -19,6 +19,7 @@ from types import MappingProxyType
 from typing import Any
 
 from wfkit.engine._cache import ITEM, ReadRecorder, StepCache
+from wfkit.engine._subflows import ChildHalted
 from wfkit.model._context import Failure, RunServices, StepContext
 from wfkit.model._errors import StateValueError, StepTimeoutError
 from wfkit.model._events import Status, StepEvent
@@ -103,6 +104,7 @@ class _Outcome:
         "attempt",
         "encoded",
         "error",
+        "halted",
         "kind",
         "latency",
         "queue_s",
@@ -119,6 +121,7 @@ class _Outcome:
         self.value: Any = None  # a map item's result
         self.encoded: str | None = None  # the updates as JSON, when the run is durable
         self.error: BaseException | None = None
+        self.halted: ChildHalted | None = None  # a sub-workflow's child run halted: the step parks
         self.kind: ErrorKind | None = None
         self.status = Status.OK
         self.run_timeout = False
@@ -147,6 +150,7 @@ class Attempts:
     _outcome_event: Callable[[_Activation, _Outcome, str | None], StepEvent]
     step_cache: StepCache
     _services: Callable[[], RunServices]  # the Execution itself: ctx.llm and ctx.tool reach the run through it
+    _run_child: Callable[[StepSpec, Mapping[str, Any], int], Awaitable[dict[str, Any]]]
 
     async def _execute(self, act: _Activation) -> _Outcome:
         spec = act.spec
@@ -235,6 +239,10 @@ class Attempts:
                 if cache is not None:
                     self._cache_put(cache, act, recorder, out)
                 return out
+            except ChildHalted as halt:
+                out.latency = time.perf_counter() - t0
+                out.halted, out.status = halt, Status.WAITING_APPROVAL
+                return out
             except asyncio.CancelledError:
                 out.latency = time.perf_counter() - t0
                 out.error, out.kind, out.status = (
@@ -317,13 +325,17 @@ class Attempts:
 
     async def _call(self, spec: StepSpec, state: Any, ctx: StepContext, timeout: float | None) -> Any:
         args = (state, ctx) if spec.takes_context else (state,)
-        if spec.is_async:
+        if spec.is_async or spec.subflow is not None:
+
+            def body() -> Awaitable[Any]:  # a sub-workflow step runs its child run in place of its function
+                return self._run_child(spec, state, ctx.visit) if spec.subflow is not None else spec.fn(*args)
+
             if timeout is None:
-                return await spec.fn(*args)
+                return await body()
             scope = asyncio.timeout(timeout)
             try:
                 async with scope:
-                    return await spec.fn(*args)
+                    return await body()
             except TimeoutError:
                 if scope.expired():
                     raise StepTimeoutError(spec.name, timeout) from None

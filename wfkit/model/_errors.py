@@ -131,6 +131,19 @@ class MapItemError(WfkitError):
         self.__cause__ = error
 
 
+class SubflowError(WfkitError):
+    """A sub-workflow's child run ended badly (failed, timed out, cancelled). ``child_run_id`` says
+    which run, ``__cause__`` is its error; ``error_kind`` is the kind of the step failure inside it,
+    so the parent step's retry policy treats a transient failure in the child as transient."""
+
+    def __init__(self, step: str, workflow: str, child_run_id: str, status: str, error: BaseException | None) -> None:
+        self.step, self.workflow, self.child_run_id, self.status = step, workflow, child_run_id, status
+        self.error_kind: object = None  # set by the engine: the kind of the failure inside the child
+        why = "no error recorded" if error is None else f"{type(error).__name__}: {error}"
+        super().__init__(f"sub-workflow {workflow!r} (run {child_run_id}) of step {step!r} {status}: {why}")
+        self.__cause__ = error
+
+
 class StoreCorruptError(WfkitError):
     """The run store cannot be trusted: damaged, truncated, or not a wfkit store at all."""
 

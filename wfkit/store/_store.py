@@ -521,9 +521,10 @@ class Store(TicketStore):
         return [dict(zip(keys, r, strict=True)) for r in rows]
 
     def child_run(self, parent_run_id: str, step: str, visit: int) -> str | None:
-        """The sub-workflow run a step's visit started, if it did."""
+        """The sub-workflow run a step's visit started last (a retry starts another), if it did."""
         rows = self.read(
-            "SELECT run_id FROM run_links WHERE parent_run_id=? AND kind='child' AND parent_step=? AND parent_visit=?",
+            "SELECT run_id FROM run_links WHERE parent_run_id=? AND kind='child' AND parent_step=? AND parent_visit=? "
+            "ORDER BY created_at DESC, rowid DESC LIMIT 1",
             (parent_run_id, step, visit),
         )
         return str(rows[0][0]) if rows else None
