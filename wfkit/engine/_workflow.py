@@ -469,11 +469,19 @@ class Workflow:
     def __repr__(self) -> str:
         return f"<Workflow {self.name!r}: {len(self._steps)} steps, entry={self._entry!r}>"
 
-    def describe(self) -> str:
-        """The graph as text: steps with their options, edges with their conditions."""
+    def describe(self, *, expand: bool = False) -> str:
+        """The graph as text: steps with their options, edges with their conditions; ``expand``
+        shows each sub-workflow's own graph under its step."""
         from wfkit.model._graphview import to_text
 
-        return to_text(self.validate())
+        return to_text(self.validate(), expand=expand)
+
+    def to_svg(self, *, expand: bool = False) -> str:
+        """The graph as SVG (what the notebook shows); ``expand`` draws each sub-workflow's own
+        graph in a frame joined to its step."""
+        from wfkit.model._graphview import to_svg
+
+        return to_svg(self.validate(), expand=expand)
 
     def to_mermaid(self) -> str:
         """The graph as Mermaid ``flowchart`` text (routes labelled with condition and tools)."""
@@ -612,7 +620,8 @@ class Workflow:
         if workspace is False:
             if _gated(self.validate()):
                 raise ValueError(
-                    f"workflow {self.name!r} has approval gates, whose tickets live in a workspace; "
+                    f"workflow {self.name!r} has approval gates (its own or its sub-workflows'), whose "
+                    f"tickets live in a workspace; "
                     f"drop workspace=False (or pass a folder)"
                 )
             return None
@@ -1019,13 +1028,9 @@ def resume_decided(workspace: str | os.PathLike[str], ticket: Ticket) -> Run | N
     """Continue a ticket's run after its decision, as a task on the running loop (or in the
     background), if this process defines the run's workflow; otherwise the decision waits for
     ``wfkit resume`` and this returns None."""
-    run_id, name = ticket.run_id, ticket.workflow
     store = open_store(workspace)
-    link = store.run_link(run_id)
-    while link is not None and link["kind"] == "child":  # a gate inside a sub-workflow: resume the top run
-        run_id = link["parent_run_id"]
-        name = store.run_row(run_id)["workflow"]
-        link = store.run_link(run_id)
+    run_id = store.top_run(ticket.run_id)  # a gate inside a sub-workflow: the top run resumes it
+    name = ticket.workflow if run_id == ticket.run_id else store.run_row(run_id)["workflow"]
     flow = find_workflow(name)
     if flow is None:
         return None
