@@ -14,7 +14,7 @@ import json
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from types import MappingProxyType
 from typing import Any
 
@@ -150,7 +150,7 @@ class Attempts:
     _outcome_event: Callable[[_Activation, _Outcome, str | None], StepEvent]
     step_cache: StepCache
     _services: Callable[[], RunServices]  # the Execution itself: ctx.llm and ctx.tool reach the run through it
-    _run_child: Callable[[StepSpec, Mapping[str, Any], int], Awaitable[dict[str, Any]]]
+    _run_child: Callable[[StepSpec, Mapping[str, Any], int], Coroutine[Any, Any, dict[str, Any]]]
 
     async def _execute(self, act: _Activation) -> _Outcome:
         spec = act.spec

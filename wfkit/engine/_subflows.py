@@ -41,7 +41,7 @@ class ChildSource(Protocol):
     ) -> ChildRun | dict[str, Any]: ...
 
 
-class ChildHalted(Exception):  # noqa: N818 -- a signal to the attempt runner, not an error a user meets
+class ChildHalted(Exception):
     """The child run halted (waiting for approval or reconciliation): the parent step parks."""
 
     def __init__(self, child_run_id: str, status: str) -> None:

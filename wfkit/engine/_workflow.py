@@ -19,8 +19,8 @@ from wfkit.engine._engine import Execution
 from wfkit.engine._loops import run_blocking
 from wfkit.engine._run import _RESUME_KEYS, ResumeOptions, Run, RunOptions, WorkspaceArg, _Options
 from wfkit.model._approvals import HALT, Approval, ApprovalPolicy, Ticket, as_policy
-from wfkit.model._context import ToolProvider
-from wfkit.model._errors import WorkflowChangedError, WorkflowChangedWarning
+from wfkit.model._context import StepContext, ToolProvider
+from wfkit.model._errors import WorkflowChangedError, WorkflowChangedWarning, WorkflowDefinitionError
 from wfkit.model._events import StepEvent, TokenChunk, as_callables
 from wfkit.model._graph import Graph, compile_graph, describe_changes
 from wfkit.model._merge import Merge, check_merges
@@ -28,8 +28,6 @@ from wfkit.model._processors import DEFAULT_PROCESSORS, Processor
 from wfkit.model._retry import Classifier, RetryPolicy
 from wfkit.model._routes import Go, Route, Router
 from wfkit.model._status import RunStatus
-from wfkit.model._context import StepContext
-from wfkit.model._errors import WorkflowDefinitionError
 from wfkit.model._steps import Cache, MapSpec, StepFunction, StepSpec, make_map, make_spec, make_subflow
 from wfkit.store._journal import encode_state
 from wfkit.store._store import Store
@@ -340,7 +338,9 @@ class Workflow:
         spec = dataclasses.replace(spec, subflow=sub, description=child.description or f"runs workflow {child.name!r}")
         old = self._steps.get(spec.name)
         if old is not None and old.subflow is None:
-            raise ValueError(f"workflow {self.name!r} already has a step named {spec.name!r}; give this one another name")
+            raise ValueError(
+                f"workflow {self.name!r} already has a step named {spec.name!r}; give this one another name"
+            )
         self._steps[spec.name] = spec
         if entry or self._entry is None:
             self._entry = spec.name

@@ -284,9 +284,7 @@ def make_map(over: str, into: str, max_concurrency: int | None) -> MapSpec:
     return MapSpec(over, into, max_concurrency)
 
 
-def make_subflow(
-    workflow: SubWorkflow, inputs: Mapping[str, str] | None, outputs: Mapping[str, str] | None
-) -> Subflow:
+def make_subflow(workflow: SubWorkflow, inputs: Mapping[str, str] | None, outputs: Mapping[str, str] | None) -> Subflow:
     """Check a sub-workflow's mappings: ``inputs={child_field: parent_field}``,
     ``outputs={parent_field: child_field}``."""
     for option, mapping, sides in (
