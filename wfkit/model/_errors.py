@@ -8,6 +8,7 @@
     ├── StateValueError (ValueError)           a step returned something that is not a dict of updates
     ├── StepTimeoutError (TimeoutError)        one attempt ran past its step timeout
     ├── MapItemError                           an item of a map step failed for good (index, cause)
+    ├── SubflowError                           a sub-workflow's child run ended badly (child_run_id, cause)
     ├── StoreCorruptError                      the run store is damaged, truncated or not wfkit's
     ├── TicketError (ValueError)               unknown, closed or conflicting approval decision
     ├── LLMError                               a chat call failed (wfkit.llm)
