@@ -208,7 +208,8 @@ def test_a_sub_workflow_step_is_drawn_naming_its_workflow_and_expands_on_request
     assert "step dive runs workflow inner-most" in expanded
     assert ">deep</text>" in expanded
     coloured = to_svg(flow.validate(), expand=True, sub_statuses={"inner-most": {"deep": "failed"}})
-    assert 'fill="#fee2e2"' in coloured and 'fill="#fee2e2"' not in expanded
+    assert 'fill="#fee2e2"' in coloured
+    assert 'fill="#fee2e2"' not in expanded
 
 
 def test_describe_expands_sub_workflows_under_their_step() -> None:

@@ -167,6 +167,11 @@ class Run:
         return dict(self._exec.state)
 
     @property
+    def inputs(self) -> dict[str, Any]:
+        """A copy of the inputs the run started with."""
+        return dict(self._exec.inputs)
+
+    @property
     def error(self) -> BaseException | None:
         return self._exec.error
 
