@@ -325,6 +325,18 @@ def test_import_path_that_does_not_import_is_reported() -> None:
     )
 
 
+def test_a_flow_with_a_sub_workflow_step_is_not_written_as_a_spec_that_would_lose_it() -> None:
+    """to_spec refuses a sub-workflow step, naming it, instead of writing its stand-in function."""
+    child = wf.Workflow("spec-child")
+    child.step(query_router().steps["classify"].fn, name="inner")
+    flow = wf.Workflow("spec-parent")
+    flow.subflow(child, name="nested", outputs={"kind": "query_type"})
+    with pytest.raises(
+        TypeError, match="step 'nested' runs workflow 'spec-child' as a sub-workflow, which a flow spec"
+    ):
+        flow.to_spec()
+
+
 def test_reserved_workflow_key_is_refused_clearly() -> None:
     """Sub-workflows have a reserved key; using it says it is not supported yet."""
     spec = _router_spec()

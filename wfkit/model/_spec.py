@@ -167,6 +167,11 @@ def _retry(policy: RetryPolicy) -> dict[str, Any]:
 
 def _step(spec: StepSpec) -> dict[str, Any]:
     where = f"step {spec.name!r}"
+    if spec.subflow is not None:  # its function only stands in for the child: writing it would lose the child
+        raise TypeError(
+            f"{where} runs workflow {spec.subflow.workflow.name!r} as a sub-workflow, which a flow spec "
+            f"cannot hold yet (the step key 'workflow' is reserved for it); keep this flow in code"
+        )
     out: dict[str, Any] = {"fn": function_ref(spec.fn)}
     if spec.retry != NO_RETRY:
         out["retry"] = _line(_retry(spec.retry))
