@@ -306,6 +306,9 @@ def test_a_sub_workflow_whose_own_validation_fails_is_reported_with_the_parents_
         p.startswith("sub-workflow step 'inner' (workflow 'broken-child'): edge 'a' -> 'nowhere'") for p in problems
     )
     assert any("edge 'inner' -> 'missing'" in p and not p.startswith("sub-workflow") for p in problems)
+    located = dict(zip(err.value.problems, err.value.locations, strict=True))
+    child_problem = next(p for p in problems if p.startswith("sub-workflow step 'inner'"))
+    assert ("steps", "inner", "workflow", "edges", "a", 0) == located[child_problem]
 
 
 def test_inputs_the_child_declares_must_be_mapped() -> None:
