@@ -19,7 +19,7 @@ from wfkit.engine._engine import Execution
 from wfkit.engine._loops import run_blocking
 from wfkit.engine._run import _RESUME_KEYS, ResumeOptions, Run, RunOptions, WorkspaceArg, _Options
 from wfkit.model._approvals import HALT, Approval, ApprovalPolicy, Ticket, as_policy
-from wfkit.model._context import StepContext, ToolProvider
+from wfkit.model._context import ToolProvider
 from wfkit.model._errors import WorkflowChangedError, WorkflowChangedWarning, WorkflowDefinitionError
 from wfkit.model._events import StepEvent, TokenChunk, as_callables
 from wfkit.model._graph import Graph, compile_graph, describe_changes
@@ -28,7 +28,7 @@ from wfkit.model._processors import DEFAULT_PROCESSORS, Processor
 from wfkit.model._retry import Classifier, RetryPolicy
 from wfkit.model._routes import Go, Route, Router
 from wfkit.model._status import RunStatus
-from wfkit.model._steps import Cache, MapSpec, StepFunction, StepSpec, make_map, make_spec, make_subflow
+from wfkit.model._steps import Cache, MapSpec, StepFunction, StepSpec, make_map, make_spec, make_subflow, subflow_body
 from wfkit.store._journal import encode_state
 from wfkit.store._store import Store
 from wfkit.store._workspace import open_store
@@ -63,13 +63,6 @@ def find_workflow(name: str) -> Workflow | None:
 
 # The workflows being validated right now, outermost first: a sub-workflow cycle stops here.
 _validating: list[Workflow] = []
-
-
-def _subflow_body(state: Mapping[str, Any], ctx: StepContext) -> dict[str, Any]:
-    """A sub-workflow step's function: the engine runs the child run in its place."""
-    raise RuntimeError(
-        f"step {ctx.step!r} is a sub-workflow: it runs inside its parent's run (flow.run/start), not on its own"
-    )
 
 
 def _gated(graph: Graph) -> bool:
@@ -325,7 +318,7 @@ class Workflow:
             raise ValueError(f"workflow {self.name!r} cannot run itself as a sub-workflow")
         sub = make_subflow(child, inputs, outputs)
         spec = make_spec(
-            _subflow_body,
+            subflow_body,
             name=name,
             retry=retry,
             timeout=timeout,

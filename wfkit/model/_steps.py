@@ -67,9 +67,9 @@ class Subflow:
     ref: str | None = None
 
     def describe(self) -> dict[str, Any]:
+        # Not ``ref``: where the child is imported from does not change what the step does.
         return {
             "workflow": self.workflow.name,
-            "ref": self.ref,
             "version": self.workflow.version,
             "inputs": dict(self.inputs),
             "outputs": dict(self.outputs),
@@ -304,3 +304,10 @@ def make_subflow(workflow: SubWorkflow, inputs: Mapping[str, str] | None, output
         )
     ref = workflow._ref()
     return Subflow(workflow, tuple(sorted((inputs or {}).items())), tuple(sorted(outputs.items())), ref)
+
+
+def subflow_body(state: Mapping[str, Any], ctx: Any) -> dict[str, Any]:
+    """A sub-workflow step's function: the engine runs the child run in its place."""
+    raise RuntimeError(
+        f"step {ctx.step!r} is a sub-workflow: it runs inside its parent's run (flow.run/start), not on its own"
+    )
