@@ -180,3 +180,50 @@ def test_same_layer_edges_arc_below_and_dashed_lie_under_solid() -> None:
     for d in same_row:
         numbers = [float(v) for v in d.replace("M", " ").replace("C", " ").replace(",", " ").split()]
         assert max(numbers[1::2]) >= row_bottom  # the arc's control points lie below the row
+
+
+def _nested() -> wf.Workflow:
+    inner = wf.Workflow("inner-most", inputs=["x"])
+    inner.step(lambda s: {"y": s["x"]}, name="deep")
+    child = wf.Workflow("middle", inputs=["x"])
+    child.subflow(inner, name="dive", inputs={"x": "x"}, outputs={"y": "y"})
+    parent = wf.Workflow("outer")
+    parent.step(lambda s: {"x": 1}, name="start")
+    parent.subflow(child, name="nested", inputs={"x": "x"}, outputs={"z": "y"})
+    parent.edge("start", "nested")
+    return parent
+
+
+def test_a_sub_workflow_step_is_drawn_naming_its_workflow_and_expands_on_request() -> None:
+    """Folded, the step names its workflow; expanded, each level's graph is drawn in a frame, as valid SVG."""
+    flow = _nested()
+    folded = to_svg(flow.validate())
+    assert 1 == folded.count('class="wfk-subflow"')
+    assert "⊂ middle" in folded
+    assert 0 == folded.count("wfk-subflow-panel")
+    expanded = flow.to_svg(expand=True)
+    ET.fromstring(expanded)  # well-formed, nested frames included
+    assert 2 == expanded.count('class="wfk-subflow-panel"')
+    assert "step nested runs workflow middle" in expanded
+    assert "step dive runs workflow inner-most" in expanded
+    assert ">deep</text>" in expanded
+    coloured = to_svg(flow.validate(), expand=True, sub_statuses={"inner-most": {"deep": "failed"}})
+    assert 'fill="#fee2e2"' in coloured
+    assert 'fill="#fee2e2"' not in expanded
+
+
+def test_describe_expands_sub_workflows_under_their_step() -> None:
+    """describe(expand=True) indents each child's graph under the step that runs it."""
+    flow = _nested()
+    assert "  [nested]  (sub-workflow 'middle', in: x->x, out: y->z)" in flow.describe()
+    assert "inner-most" not in flow.describe()
+    expected = [
+        "  [nested]  (sub-workflow 'middle', in: x->x, out: y->z)",
+        "    | workflow 'middle' (entry: dive)",
+        "    |   [dive]  (sub-workflow 'inner-most', in: x->x, out: y->y)",
+        "    |     | workflow 'inner-most' (entry: deep)",
+        "    |     |   [deep]",
+    ]
+    lines = flow.describe(expand=True).splitlines()
+    start = lines.index(expected[0])
+    assert expected == lines[start : start + len(expected)]

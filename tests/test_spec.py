@@ -200,7 +200,8 @@ def test_files_round_trip_and_validate_against_the_shipped_schema(tmp_path: Path
 
 
 def test_schema_is_shipped_and_is_a_valid_json_schema() -> None:
-    """flow.schema.json is package data, a valid Draft 2020-12 schema, and names the reserved keys."""
+    """flow.schema.json is package data, a valid Draft 2020-12 schema, and names the step options
+    (maps, sub-workflows, caches)."""
     schema = _spec.schema()
     jsonschema.Draft202012Validator.check_schema(schema)
     assert {"map", "workflow", "cache"} <= set(schema["$defs"]["step"]["properties"])
@@ -325,15 +326,56 @@ def test_import_path_that_does_not_import_is_reported() -> None:
     )
 
 
-def test_reserved_workflow_key_is_refused_clearly() -> None:
-    """Sub-workflows have a reserved key; using it says it is not supported yet."""
-    spec = _router_spec()
-    spec["steps"]["review"]["workflow"] = {"spec": "child.yaml"}
-    problems = _problems(spec, steps=_functions(query_router()))
+def _subflow_parent() -> tuple[wf.Workflow, wf.Workflow]:
+    child = wf.Workflow("spec-child", inputs=["docs"])
+    child.step(split, name="inner", writes=["docs"])
+    parent = wf.Workflow("spec-parent")
+    parent.step(split, name="first", writes=["docs"])
+    parent.subflow(
+        child,
+        name="nested",
+        inputs={"docs": "docs"},
+        outputs={"words": "docs"},
+        retry=wf.RetryPolicy(max_retries=2),
+        timeout=5,
+    )
+    parent.edge("first", "nested")
+    return parent, child
+
+
+def test_a_sub_workflow_step_round_trips_with_its_child_by_name_or_import_path() -> None:
+    """The step is written as workflow: {ref, inputs, outputs} (no fn), and reads back to the same fingerprint."""
+    parent, child = _subflow_parent()
+    spec = parent.to_spec()
+    assert {
+        "workflow": {"ref": "spec-child", "inputs": {"docs": "docs"}, "outputs": {"words": "docs"}},
+        "retry": {"max_retries": 2},
+        "timeout": 5,
+    } == spec["steps"]["nested"]
+    _assert_round_trip(parent, {"split": split, "spec-child": child})
+    by_path = json.loads(json.dumps(spec))
+    by_path["steps"]["nested"]["workflow"]["ref"] = "wfkit.examples:query_router"
+    problems = _problems(by_path, steps={"split": split})
+    assert ["$.steps.nested.workflow.ref: 'wfkit.examples:query_router' is function, not a Workflow"] == problems
+
+
+def test_a_sub_workflow_reference_that_cannot_be_found_or_mapped_is_reported() -> None:
+    """A child missing from steps=, an unimportable path, a step with both fn and workflow, no outputs."""
+    parent, _ = _subflow_parent()
+    spec = parent.to_spec()
     assert [
-        "$.steps.review.workflow: 'workflow' is reserved for maps and sub-workflows, which this version of "
-        "wfkit does not load yet; remove it",
-    ] == problems
+        "$.steps.nested.workflow.ref: workflow 'spec-child' is not among steps=; pass it "
+        "(Workflow.from_spec(spec, steps={'spec-child': spec-child})) or write it as 'module:spec-child'"
+    ] == _problems(spec, steps={"split": split})
+    spec["steps"]["nested"]["workflow"]["ref"] = "no_such_module_here:flow"
+    spec["steps"]["nested"]["fn"] = "split"
+    problems = _problems(spec, steps={"split": split})
+    assert 2 == len(problems)
+    assert problems[0].startswith("$.steps.nested.workflow.ref: cannot import workflow 'no_such_module_here:flow'")
+    assert "$.steps.nested.fn: a sub-workflow step runs its workflow, not a function; drop 'fn'" == problems[1]
+    del spec["steps"]["nested"]["fn"]
+    spec["steps"]["nested"]["workflow"] = {"ref": "spec-child", "outputs": {}}
+    assert any(p.startswith("$.steps.nested.workflow.outputs") for p in _problems(spec, steps={"split": split}))
 
 
 def split(state: Any) -> dict[str, Any]:

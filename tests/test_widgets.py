@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
@@ -155,3 +156,88 @@ def test_an_interactive_run_displays_one_live_view(monkeypatch: pytest.MonkeyPat
     assert "application/vnd.jupyter.widget-view+json" in first
     assert first["application/vnd.jupyter.widget-view+json"] == second["application/vnd.jupyter.widget-view+json"]
     assert "waiting for approval" in first["text/plain"]
+
+
+def _storyteller() -> wf.Workflow:
+    flow = wf.Workflow("widget-story")
+
+    @flow.step
+    def outline(state: Any) -> dict[str, Any]:
+        return {"plan": f"a story about {state['topic']}"}
+
+    @flow.step
+    async def tell(state: Any, ctx: wf.StepContext) -> dict[str, Any]:
+        for piece in ("Once ", "upon ", "a <time>"):
+            ctx.chunk(piece)
+            await asyncio.sleep(0.05)
+        return {"story": "Once upon a <time>"}
+
+    flow.edge("outline", "tell")
+    return flow
+
+
+def test_run_view_shows_tokens_arriving_in_the_step_that_streams_them() -> None:
+    """While `tell` streams, the view shows its text so far, marked live; afterwards, marked streamed."""
+    flow = _storyteller()
+    seen: list[str] = []
+
+    async def watch() -> RunView:
+        run = flow.start({"topic": "cats"}, workspace=False)
+        view = RunView(run)
+        while not run.done():
+            await asyncio.sleep(0.01)
+            seen.append(view.tokens.value)
+        await run
+        await asyncio.sleep(0.1)  # the last coalesced redraw
+        return view
+
+    view = asyncio.run(watch())
+    live = [v for v in seen if "streaming" in v]
+    assert live, seen
+    first = (
+        "<code>tell</code> #1 <b style='color:#2563eb'>streaming</b>: <span style='white-space:pre-wrap'>Once </span>"
+    )
+    assert any(first in v for v in live)
+    assert (
+        "<code>tell</code> #1 streamed: <span style='white-space:pre-wrap'>Once upon a &lt;time&gt;</span>"
+        in view.tokens.value
+    )
+
+
+def test_run_view_shows_what_a_selected_step_read_and_wrote() -> None:
+    """Choosing a step in the picker shows the state before it and the fields it wrote."""
+    flow = _storyteller()
+    run = flow.run({"topic": "cats"}, workspace=False)
+    view = RunView(run)
+    assert [("outline #1", 0), ("tell #1", 1)] == list(view.step_picker.options)
+    view.step_picker.value = 0
+    assert "state before it:" in view.step_detail.value
+    assert "&quot;topic&quot;: &quot;cats&quot;" in view.step_detail.value
+    assert "&quot;plan&quot;: &quot;a story about cats&quot;" in view.step_detail.value
+    view.step_picker.value = 1
+    before, wrote = view.step_detail.value.split("wrote:")
+    assert "&quot;plan&quot;" in before
+    assert "&quot;story&quot;" not in before
+    assert "&quot;story&quot;: &quot;Once upon a &lt;time&gt;&quot;" in wrote
+
+
+def test_run_view_expands_a_sub_workflow_coloured_by_its_events(workspace: Any) -> None:
+    """With expand=True the graph holds the child's frame, its steps coloured by the child's events."""
+    child = wf.Workflow("widget-child", inputs=["x"])
+    child.step(lambda s: {"y": s["x"] * 2}, name="double")
+    parent = wf.Workflow("widget-parent")
+    parent.step(lambda s: {"x": 2}, name="start")
+    parent.subflow(child, name="inner", inputs={"x": "x"}, outputs={"y": "y"})
+    parent.edge("start", "inner")
+
+    async def watch() -> RunView:
+        run = parent.start({}, workspace=workspace)  # a task on this loop: the view subscribes before it runs
+        view = RunView(run, expand=True)
+        await run
+        view.refresh()
+        return view
+
+    svg = asyncio.run(watch()).graph.value
+    assert "step inner runs workflow widget-child" in svg
+    panel = svg.split('class="wfk-subflow-panel"', 1)[1]
+    assert 'fill="#dcfce7"' in panel  # the child's step drawn ok (green), from the child's own events

@@ -90,12 +90,12 @@ def _pending(args: argparse.Namespace) -> int:
 
 def _decide(decision: str) -> Callable[[argparse.Namespace], int]:
     def handler(args: argparse.Namespace) -> int:
-        ticket, changed = _workspace(args).decide(args.ticket, decision, by=args.by, comment=args.comment)
+        ws = _workspace(args)
+        ticket, changed = ws.decide(args.ticket, decision, by=args.by, comment=args.comment)
         verb = "approved" if decision == "approve" else "rejected"
         if changed:
-            print(
-                f"ticket {ticket.ticket_id} {verb} by {ticket.decided_by}; resume with `wfkit resume {ticket.run_id}`"
-            )
+            top = ws.store.top_run(ticket.run_id)  # a gate inside a sub-workflow: its parent resumes it
+            print(f"ticket {ticket.ticket_id} {verb} by {ticket.decided_by}; resume with `wfkit resume {top}`")
         else:
             print(f"ticket {ticket.ticket_id} was already {verb} by {ticket.decided_by}: nothing changed")
         return 0

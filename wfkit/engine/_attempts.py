@@ -14,11 +14,12 @@ import json
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from types import MappingProxyType
 from typing import Any, NamedTuple
 
 from wfkit.engine._cache import ITEM, ReadRecorder, StepCache
+from wfkit.engine._subflows import ChildHalted
 from wfkit.model._context import Failure, RunServices, StepContext
 from wfkit.model._errors import ProcessCrashedError, StateValueError, StepTimeoutError
 from wfkit.model._events import Status, StepEvent
@@ -115,6 +116,7 @@ class _Outcome:
         "body_end",
         "encoded",
         "error",
+        "halted",
         "kind",
         "latency",
         "queue_s",
@@ -131,6 +133,7 @@ class _Outcome:
         self.value: Any = None  # a map item's result
         self.encoded: str | None = None  # the updates as JSON, when the run is durable
         self.error: BaseException | None = None
+        self.halted: ChildHalted | None = None  # a sub-workflow's child run halted: the step parks
         self.kind: ErrorKind | None = None
         self.status = Status.OK
         self.run_timeout = False
@@ -161,6 +164,7 @@ class Attempts:
     _outcome_event: Callable[[_Activation, _Outcome, str | None], StepEvent]
     step_cache: StepCache
     _services: Callable[[], RunServices]  # the Execution itself: ctx.llm and ctx.tool reach the run through it
+    _run_child: Callable[[StepSpec, Mapping[str, Any], int], Coroutine[Any, Any, dict[str, Any]]]
 
     async def _execute(self, act: _Activation) -> _Outcome:
         spec = act.spec
@@ -274,6 +278,10 @@ class Attempts:
                 out.status = Status.OK
                 if cache is not None:
                     self._cache_put(cache, act, recorder, out)
+                return out
+            except ChildHalted as halt:
+                out.latency = time.perf_counter() - t0
+                out.halted, out.status = halt, Status.WAITING_APPROVAL
                 return out
             except asyncio.CancelledError:
                 out.error, out.kind, out.status = (
@@ -404,13 +412,17 @@ class Attempts:
 
     async def _call(self, spec: StepSpec, state: Any, ctx: StepContext, timeout: float | None) -> Any:
         args = (state, ctx) if spec.takes_context else (state,)
-        if spec.is_async:
+        if spec.is_async or spec.subflow is not None:
+
+            def body() -> Awaitable[Any]:  # a sub-workflow step runs its child run in place of its function
+                return self._run_child(spec, state, ctx.visit) if spec.subflow is not None else spec.fn(*args)
+
             if timeout is None:
-                return await spec.fn(*args)
+                return await body()
             scope = asyncio.timeout(timeout)
             try:
                 async with scope:
-                    return await spec.fn(*args)
+                    return await body()
             except TimeoutError:
                 if scope.expired():
                     raise StepTimeoutError(spec.name, timeout) from None

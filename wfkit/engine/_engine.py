@@ -30,6 +30,7 @@ from typing import Any, TypeAlias
 from wfkit.engine._attempts import Attempts, CutOff, _Activation, _Batch, _Outcome
 from wfkit.engine._cache import StepCache
 from wfkit.engine._gates import Gates
+from wfkit.engine._subflows import Subflows
 from wfkit.logs._steplog import exporter
 from wfkit.model import _settings
 from wfkit.model._approvals import HALT, ApprovalPolicy
@@ -74,7 +75,7 @@ def apply_updates(state: dict[str, Any], updates: Mapping[str, Any], merges: Map
     return out
 
 
-class Execution(Attempts, Gates):
+class Execution(Attempts, Gates, Subflows):
     """The mutable inside of one run. ``Run`` is its public handle."""
 
     def __init__(
@@ -120,9 +121,11 @@ class Execution(Attempts, Gates):
         self.timeout = timeout
         self.deadline: float | None = None
         self.parameters_hash = parameters_hash
+        self.user_sinks = sinks  # handed on to sub-workflow runs
         self._sinks = (self.events.append, *sinks, *settings.extra_sinks)
         self._sleep = settings.sleep
         self._seed = seed if seed is not None else settings.seed
+        self.seed = self._seed  # handed on to sub-workflow runs
         self._rng: random.Random | None = None
         self._version = 0
         self._writers: dict[str, tuple[int, str]] = {}
@@ -446,6 +449,9 @@ class Execution(Attempts, Gates):
         """Apply the outcome; returns the checkpoint to write (outcome, updates, failure, event)."""
         spec = act.spec
         name = spec.name
+        if out.halted is not None:  # a sub-workflow's child halted: this step waits with it
+            self._park_child(act, out)
+            return
         self._active[name] -= 1
         checkpoint: tuple[str, str | None, str | None, StepEvent]
         if out.error is None:
@@ -506,6 +512,33 @@ class Execution(Attempts, Gates):
         if self._arrived:
             self._fire_joins()
         return checkpoint
+
+    def _park_child(self, act: _Activation, out: _Outcome) -> None:
+        """The child run of a sub-workflow step halted: park the step (it stays active, so joins
+        wait); resuming the run runs it again, which resumes the same child run."""
+        assert out.halted is not None
+        if out.halted.status == RunStatus.WAITING_APPROVAL:
+            self.parked.append(act)
+        else:
+            self.unreconciled.append(act)
+        extra = {"child_run_id": out.halted.child_run_id, "child_status": out.halted.status}
+        self._record(
+            self._event(
+                act.spec.name,
+                act.visit,
+                0,  # like a gate's row: the attempt is not used up while the child waits
+                Status.WAITING_APPROVAL,
+                None,
+                None,
+                out.started_at,
+                out.latency,
+                out.queue_s,
+                None,
+                None,
+                act.tools,
+                {"extra": extra},
+            )
+        )
 
     # ---- map steps ---------------------------------------------------------------------------
 

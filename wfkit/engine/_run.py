@@ -167,6 +167,11 @@ class Run:
         return dict(self._exec.state)
 
     @property
+    def inputs(self) -> dict[str, Any]:
+        """A copy of the inputs the run started with."""
+        return dict(self._exec.inputs)
+
+    @property
     def error(self) -> BaseException | None:
         return self._exec.error
 
@@ -347,9 +352,12 @@ class Run:
     # ---- approvals and resuming ----------------------------------------------------------------
 
     def tickets(self, *, status: Literal["open", "approved", "rejected"] | None = "open") -> list[Ticket]:
-        """This run's approval tickets: the open ones by default, ``status=None`` for all."""
+        """This run's approval tickets, and those of its sub-workflow runs (a gate inside a child
+        halts the parent too): the open ones by default, ``status=None`` for all."""
         store = self._exec.store
-        return [] if store is None else store.tickets(status=status, run_id=self.run_id)
+        if store is None:
+            return []
+        return [t for run_id in store.descendant_runs(self.run_id) for t in store.tickets(status=status, run_id=run_id)]
 
     def approve(self, *, by: str, comment: str = "", step: str | None = None, resume: bool = True) -> Run:
         """Approve this run's open gate (the one at ``step`` if several) and resume the run."""
@@ -365,7 +373,7 @@ class Run:
         store = self._exec.store
         if store is None:
             raise TicketError(f"run {self.run_id} keeps no workspace, so it has no tickets")
-        tickets = [t for t in store.tickets(status=None, run_id=self.run_id) if step is None or t.step == step]
+        tickets = [t for t in self.tickets(status=None) if step is None or t.step == step]
         # With no open ticket, the last decided one: deciding it again the same way is a no-op that
         # says so, and the other way is refused (a decision is applied once).
         open_ = [t for t in tickets if t.is_open] or tickets[-1:]

@@ -20,7 +20,7 @@ from wfkit.engine._loops import run_blocking
 from wfkit.engine._run import _RESUME_KEYS, ResumeOptions, Run, RunOptions, WorkspaceArg, _Options
 from wfkit.model._approvals import HALT, Approval, ApprovalPolicy, Ticket, as_policy
 from wfkit.model._context import ToolProvider
-from wfkit.model._errors import WorkflowChangedError, WorkflowChangedWarning
+from wfkit.model._errors import WorkflowChangedError, WorkflowChangedWarning, WorkflowDefinitionError
 from wfkit.model._events import StepEvent, TokenChunk, as_callables
 from wfkit.model._graph import Graph, compile_graph, describe_changes
 from wfkit.model._merge import Merge, check_merges
@@ -28,7 +28,7 @@ from wfkit.model._processors import DEFAULT_PROCESSORS, Processor
 from wfkit.model._retry import Classifier, RetryPolicy
 from wfkit.model._routes import Go, Route, Router
 from wfkit.model._status import RunStatus
-from wfkit.model._steps import Cache, MapSpec, StepFunction, StepSpec, make_map, make_spec
+from wfkit.model._steps import Cache, MapSpec, StepFunction, StepSpec, make_map, make_spec, make_subflow, subflow_body
 from wfkit.store._journal import encode_state
 from wfkit.store._store import Store
 from wfkit.store._workspace import open_store
@@ -46,7 +46,7 @@ F = TypeVar("F", bound=StepFunction)
 def _resolve_policy(o: _Options, graph: Graph) -> ApprovalPolicy:
     if o.policy is not None:
         return as_policy(o.policy)
-    if not any(spec.approval is not None for spec in graph.steps.values()):
+    if not _gated(graph):
         return HALT  # no gate to decide: skip looking at the notebook and the environment
     from wfkit.engine._mode import current_mode, default_policy
 
@@ -60,6 +60,21 @@ _by_name: weakref.WeakValueDictionary[str, Workflow] = weakref.WeakValueDictiona
 
 def find_workflow(name: str) -> Workflow | None:
     return _by_name.get(name)
+
+
+# The workflows being validated right now, outermost first: a sub-workflow cycle stops here.
+_validating: list[Workflow] = []
+
+
+def _gated(graph: Graph) -> bool:
+    """Whether a graph, or a sub-workflow somewhere inside it, has an approval gate."""
+    for spec in graph.steps.values():
+        if spec.approval is not None:
+            return True
+        child = None if spec.subflow is None else spec.subflow.workflow
+        if isinstance(child, Workflow) and _gated(child.validate()):
+            return True
+    return False
 
 
 _EMPTY_HASH = hashlib.sha256(b"{}").hexdigest()[:16]
@@ -271,6 +286,61 @@ class Workflow:
             mapping=make_map(over, into, max_concurrency),
         )
 
+    def subflow(
+        self,
+        child: Workflow,
+        /,
+        *,
+        name: str,
+        outputs: Mapping[str, str],
+        inputs: Mapping[str, str] | None = None,
+        retry: RetryPolicy | None = None,
+        timeout: float | None = None,
+        max_visits: int | None = None,
+        fallback: str | None = None,
+        classify: Classifier | None = None,
+        entry: bool = False,
+    ) -> Workflow:
+        """Add a step ``name`` that runs the workflow ``child`` as a sub-workflow.
+
+        The child run starts with ``inputs={child_field: parent_field}`` taken from the parent's
+        state, and when it succeeds the parent's state receives ``outputs={parent_field:
+        child_field}`` from the child's final state. The child run has its own run id, linked to the
+        parent's (``Workspace.run_info``), and its events carry the parent's id in
+        ``parent_run_id``. A gate inside the child halts the parent too: its ticket shows among the
+        parent's (``run.tickets()``), and approving it through the parent continues the child, then
+        the parent. Resuming the parent resumes the child where it stopped. ``retry`` and ``timeout``
+        apply to the child run as a whole (a retry starts a new child run); ``fallback`` as for any
+        step. Returns the workflow, so calls chain.
+        """
+        if not isinstance(child, Workflow):
+            raise TypeError(f"subflow() runs a wfkit.Workflow as a step, got {child!r}")
+        if child is self:
+            raise ValueError(f"workflow {self.name!r} cannot run itself as a sub-workflow")
+        sub = make_subflow(child, inputs, outputs)
+        spec = make_spec(
+            subflow_body,
+            name=name,
+            retry=retry,
+            timeout=timeout,
+            max_visits=max_visits,
+            fallback=fallback,
+            classifier=classify,
+            tools=(),
+            writes=[parent for parent, _ in sub.outputs],
+        )
+        spec = dataclasses.replace(spec, subflow=sub, description=child.description or f"runs workflow {child.name!r}")
+        old = self._steps.get(spec.name)
+        if old is not None and old.subflow is None:
+            raise ValueError(
+                f"workflow {self.name!r} already has a step named {spec.name!r}; give this one another name"
+            )
+        self._steps[spec.name] = spec
+        if entry or self._entry is None:
+            self._entry = spec.name
+        self._graph = None
+        return self
+
     def _register(
         self,
         fn: F | None,
@@ -367,9 +437,18 @@ class Workflow:
     def validate(self) -> Graph:
         """Check the definition; raise WorkflowDefinitionError listing every problem."""
         if self._graph is None:
-            self._graph = compile_graph(
-                self.name, self._steps, self._edges, self._routers, self._entry, self._merge, self.inputs
-            )
+            if self in _validating:  # a sub-workflow that contains this one again, somewhere down
+                raise WorkflowDefinitionError(
+                    self.name,
+                    [f"workflow {self.name!r} runs itself through its sub-workflows: break the cycle"],
+                )
+            _validating.append(self)
+            try:
+                self._graph = compile_graph(
+                    self.name, self._steps, self._edges, self._routers, self._entry, self._merge, self.inputs
+                )
+            finally:
+                _validating.remove(self)
         return self._graph
 
     @property
@@ -384,11 +463,19 @@ class Workflow:
     def __repr__(self) -> str:
         return f"<Workflow {self.name!r}: {len(self._steps)} steps, entry={self._entry!r}>"
 
-    def describe(self) -> str:
-        """The graph as text: steps with their options, edges with their conditions."""
+    def describe(self, *, expand: bool = False) -> str:
+        """The graph as text: steps with their options, edges with their conditions; ``expand``
+        shows each sub-workflow's own graph under its step."""
         from wfkit.model._graphview import to_text
 
-        return to_text(self.validate())
+        return to_text(self.validate(), expand=expand)
+
+    def to_svg(self, *, expand: bool = False) -> str:
+        """The graph as SVG (what the notebook shows); ``expand`` draws each sub-workflow's own
+        graph in a frame joined to its step."""
+        from wfkit.model._graphview import to_svg
+
+        return to_svg(self.validate(), expand=expand)
 
     def to_mermaid(self) -> str:
         """The graph as Mermaid ``flowchart`` text (routes labelled with condition and tools)."""
@@ -525,9 +612,10 @@ class Workflow:
 
     def _store(self, workspace: WorkspaceArg) -> Store | None:
         if workspace is False:
-            if any(s.approval is not None for s in self._steps.values()):
+            if _gated(self.validate()):
                 raise ValueError(
-                    f"workflow {self.name!r} has approval gates, whose tickets live in a workspace; "
+                    f"workflow {self.name!r} has approval gates (its own or its sub-workflows'), whose "
+                    f"tickets live in a workspace; "
                     f"drop workspace=False (or pass a folder)"
                 )
             return None
@@ -600,6 +688,36 @@ class Workflow:
             processors=self.processors,
         )
         return execution, create
+
+    def _child_execution(
+        self, parent: Execution, step: str, visit: int, inputs: Mapping[str, Any]
+    ) -> Execution | dict[str, Any]:
+        """This workflow's run as the sub-workflow of ``parent``'s ``step`` (visit ``visit``): the
+        run that step visit started before if it has not failed (resumed where it stopped, or its
+        final state if it had succeeded), else a new run linked to the parent."""
+        store = parent.store
+        options = _Options(
+            workspace=False if store is None else store.path.parent,
+            policy=parent.policy,
+            llm=parent.llm,
+            seed=parent.seed,
+            sinks=parent.user_sinks,
+        )
+        if store is not None:
+            earlier = store.child_run(parent.run_id, step, visit)
+            if earlier is not None:
+                row = store.run_row(earlier)
+                if row["status"] == RunStatus.SUCCEEDED:
+                    return dict(json.loads(row["state"] or "{}"))
+                if row["status"] not in RunStatus.FINISHED:  # halted, or cut off by a crash
+                    child = self._resumed_execution(earlier, options)
+                    child.parent_run_id = parent.run_id
+                    return child
+        child = self._execution(inputs, options)
+        child.parent_run_id = parent.run_id
+        if store is not None:
+            store.link_run(child.run_id, parent.run_id, "child", parent_step=step, parent_visit=visit)
+        return child
 
     def _resumed_execution(self, run_id: str, o: _Options) -> Execution:
         graph = self.validate()
@@ -924,10 +1042,13 @@ def resume_decided(workspace: str | os.PathLike[str], ticket: Ticket) -> Run | N
     """Continue a ticket's run after its decision, as a task on the running loop (or in the
     background), if this process defines the run's workflow; otherwise the decision waits for
     ``wfkit resume`` and this returns None."""
-    flow = find_workflow(ticket.workflow)
+    store = open_store(workspace)
+    run_id = store.top_run(ticket.run_id)  # a gate inside a sub-workflow: the top run resumes it
+    name = ticket.workflow if run_id == ticket.run_id else store.run_row(run_id)["workflow"]
+    flow = find_workflow(name)
     if flow is None:
         return None
     options = _Options(workspace=workspace)
-    run = Run(flow._resumed_execution(ticket.run_id, options), flow, options)
+    run = Run(flow._resumed_execution(run_id, options), flow, options)
     run._launch()
     return run

@@ -8,6 +8,7 @@
     ├── StateValueError (ValueError)           a step returned something that is not a dict of updates
     ├── StepTimeoutError (TimeoutError)        one attempt ran past its step timeout
     ├── MapItemError                           an item of a map step failed for good (index, cause)
+    ├── SubflowError                           a sub-workflow's child run ended badly (child_run_id, cause)
     ├── StoreCorruptError                      the run store is damaged, truncated or not wfkit's
     ├── ProcessCrashedError                    an attempt's process died before it settled (found on resume)
     ├── TicketError (ValueError)               unknown, closed or conflicting approval decision
@@ -129,6 +130,19 @@ class MapItemError(WfkitError):
     def __init__(self, step: str, index: int, count: int, error: BaseException) -> None:
         self.step, self.index, self.count = step, index, count
         super().__init__(f"item {index} of {count} of map step {step!r} failed: {type(error).__name__}: {error}")
+        self.__cause__ = error
+
+
+class SubflowError(WfkitError):
+    """A sub-workflow's child run ended badly (failed, timed out, cancelled). ``child_run_id`` says
+    which run, ``__cause__`` is its error; ``error_kind`` is the kind of the step failure inside it,
+    so the parent step's retry policy treats a transient failure in the child as transient."""
+
+    def __init__(self, step: str, workflow: str, child_run_id: str, status: str, error: BaseException | None) -> None:
+        self.step, self.workflow, self.child_run_id, self.status = step, workflow, child_run_id, status
+        self.error_kind: object = None  # set by the engine: the kind of the failure inside the child
+        why = "no error recorded" if error is None else f"{type(error).__name__}: {error}"
+        super().__init__(f"sub-workflow {workflow!r} (run {child_run_id}) of step {step!r} {status}: {why}")
         self.__cause__ = error
 
 

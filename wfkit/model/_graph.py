@@ -86,6 +86,8 @@ def _check_options(steps: Mapping[str, StepSpec], inputs: list[str] | None) -> l
                     f"(or the human's decision) the step exists for; drop cache= on it",
                 )
             )
+        if spec.subflow is not None:
+            problems.extend(_check_subflow(spec))
         if spec.map is None:
             continue
         if spec.approval is not None or spec.irreversible:
@@ -108,6 +110,32 @@ def _check_options(steps: Mapping[str, StepSpec], inputs: list[str] | None) -> l
                 )
             )
     return problems
+
+
+def _check_subflow(spec: StepSpec) -> list[tuple[Location, str]]:
+    """A sub-workflow step: the child's own problems (prefixed with the step's name, located under
+    the step's ``workflow`` key), and inputs the child declares that the step does not map."""
+    assert spec.subflow is not None
+    child = spec.subflow.workflow
+    where = f"sub-workflow step {spec.name!r} (workflow {child.name!r})"
+    here: Location = ("steps", spec.name, "workflow")
+    try:
+        child.validate()
+    except WorkflowDefinitionError as exc:
+        return [
+            ((*here, *loc), f"{where}: {problem}") for loc, problem in zip(exc.locations, exc.problems, strict=True)
+        ]
+    mapped = {field for field, _ in spec.subflow.inputs}
+    missing = [field for field in child.inputs or () if field not in mapped]
+    if missing:
+        pairs = ", ".join(f"{f!r}: 'parent_field'" for f in missing)
+        return [
+            (
+                (*here, "inputs"),
+                f"{where} declares the inputs {missing}, which the step does not map: add inputs={{{pairs}}}",
+            )
+        ]
+    return []
 
 
 def _suggest(name: str, known: Iterable[str]) -> str:

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 
 from wfkit.model._graph import Graph
 from wfkit.model._routes import END
+from wfkit.model._steps import Subflow
 
 STATUS_COLORS = {
     "pending": ("#f4f4f4", "#9a9a9a"),
@@ -56,6 +57,8 @@ def notes(graph: Graph, name: str) -> list[str]:
     approval condition."""
     spec = graph.steps[name]
     out = []
+    if spec.subflow is not None:
+        out.append(f"⊂ {spec.subflow.workflow.name}")
     if spec.map is not None:
         out.append(f"each of {spec.map.over} → {spec.map.into}")
     if spec.cache is not None:
@@ -137,12 +140,74 @@ def _warning_icon(x: float, y: float) -> str:
     )
 
 
-def to_svg(graph: Graph, statuses: Mapping[str, str] | None = None) -> str:
+def to_svg(
+    graph: Graph,
+    statuses: Mapping[str, str] | None = None,
+    *,
+    expand: bool = False,
+    sub_statuses: Mapping[str, Mapping[str, str]] | None = None,
+) -> str:
     """The graph as an SVG string; ``statuses`` colours steps (pending, running, ok, failed...).
 
     Steps sit in layers by distance from the entry. Edges back to an earlier layer (loops) arc on
     the right, edges within a layer arc below the row, dashed edges (fallbacks, rejections) bow to
-    the side and lie under the solid ones, and labels never overlap one another."""
+    the side and lie under the solid ones, and labels never overlap one another.
+
+    A sub-workflow step is drawn with a double border naming its workflow; with ``expand`` each
+    sub-workflow's own graph is drawn in a frame below, joined to its step by a dashed line (and
+    so on down), coloured by ``sub_statuses`` (the child workflow's name -> its step statuses).
+    """
+    parts, width, height, pos = _draw(graph, statuses or {})
+    panels: list[str] = []
+    if expand:
+        y = height
+        for name in sorted(n for n, spec in graph.steps.items() if spec.subflow is not None):
+            child = _child_graph(graph, name)
+            if child is None:
+                continue
+            inner = to_svg(child, (sub_statuses or {}).get(child.name), expand=True, sub_statuses=sub_statuses)
+            child_w, child_h = _size(inner)
+            x0, y0 = 20, y + 30
+            sx, sy = pos[name]
+            panels.append(
+                f'<g class="wfk-subflow-panel"><path d="M{sx - 3},{sy + _H / 2} L{x0 + 4},{sy + _H / 2} '
+                f'L{x0 + 4},{y0}" fill="none" stroke="#7c3aed" stroke-dasharray="3 3"/>'
+                f'<rect x="{x0}" y="{y0}" width="{child_w + 16}" height="{child_h + 30}" rx="10" fill="none" '
+                f'stroke="#7c3aed" stroke-dasharray="6 3"/>'
+                f'<text x="{x0 + 10}" y="{y0 + 18}" fill="#5b21b6">step {html.escape(name)} runs workflow '
+                f"{html.escape(child.name)}</text>"
+                f'<svg x="{x0 + 8}" y="{y0 + 24}" width="{child_w}" height="{child_h}">{_inner(inner)}</svg></g>'
+            )
+            width = max(width, int(child_w) + 56)
+            y = y0 + child_h + 30
+        height = y + 10 if panels else height
+    return (
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        f'viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="12">' + "".join(parts + panels) + "</svg>"
+    )
+
+
+def _child_graph(graph: Graph, step: str) -> Graph | None:
+    sub = graph.steps[step].subflow
+    child = None if sub is None else sub.workflow.validate()
+    return child if isinstance(child, Graph) else None
+
+
+def _size(svg: str) -> tuple[float, float]:
+    head = svg[: svg.index(">")]
+    width = float(head.split('width="', 1)[1].split('"', 1)[0])
+    height = float(head.split('height="', 1)[1].split('"', 1)[0])
+    return width, height
+
+
+def _inner(svg: str) -> str:
+    """What an SVG string draws, without its outer element (to nest it in another)."""
+    return svg[svg.index(">") + 1 : svg.rindex("</svg>")]
+
+
+def _draw(graph: Graph, statuses: Mapping[str, str]) -> tuple[list[str], int, float, dict[str, tuple[float, float]]]:
+    """The graph's own drawing: (SVG parts without the outer element, width, height, each step's
+    top-left corner)."""
     all_edges = _merged(edges(graph))
     layer = _layers(graph, all_edges)
     rows: dict[int, list[str]] = {}
@@ -157,7 +222,6 @@ def to_svg(graph: Graph, statuses: Mapping[str, str] | None = None) -> str:
             pos[name] = (x0 + i * (_W + _GAP_X), 20 + level * (_H + _GAP_Y))
     end_y = 20 + (max(rows) + 1) * (_H + _GAP_Y)
     height = end_y + 50
-    statuses = statuses or {}
     has_end = any(t == END for _, t, _ in all_edges)
     if has_end:
         pos[END] = ((width - 260) / 2 + 20 - 30, end_y)
@@ -210,8 +274,6 @@ def to_svg(graph: Graph, statuses: Mapping[str, str] | None = None) -> str:
     used = max([b[2] for b in placer.boxes] + [width])
     width = int(used + 10)
     parts = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-        f'viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="12">',
         '<defs><marker id="wfk-arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" '
         'markerHeight="7" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" fill="#555"/></marker></defs>',
     ]
@@ -249,19 +311,31 @@ def to_svg(graph: Graph, statuses: Mapping[str, str] | None = None) -> str:
             if spec.map is not None
             else ""
         )
-        group = '<g class="wfk-map">' if spec.map is not None else "<g>"
+        if spec.subflow is not None:  # a double border: the step holds a whole workflow
+            stack = (
+                f'<rect x="{x - 3}" y="{y - 3}" width="{_W + 6}" height="{_H + 6}" rx="10" fill="none" '
+                f'stroke="{stroke}"/>'
+            )
+            title += html.escape(f" (sub-workflow {spec.subflow.workflow.name})")
+        group = (
+            '<g class="wfk-map">'
+            if spec.map is not None
+            else '<g class="wfk-subflow">'
+            if spec.subflow is not None
+            else "<g>"
+        )
         parts.append(
             f'{group}<title>{title}</title>{stack}<rect x="{x}" y="{y}" width="{_W}" height="{_H}" rx="8" '
             f'fill="{fill}" stroke="{stroke}" stroke-width="{width_attr}"/>{icons}'
             f'<text x="{x + _W / 2}" y="{name_y}" text-anchor="middle">{html.escape(name[:22])}</text>{note}</g>'
         )
     parts += texts  # labels last: on top of every line
-    parts.append("</svg>")
-    return "".join(parts)
+    return parts, width, height, pos
 
 
-def to_text(graph: Graph) -> str:
-    """The graph as plain text: steps with their options, then every edge with its condition."""
+def to_text(graph: Graph, *, expand: bool = False) -> str:
+    """The graph as plain text: steps with their options, then every edge with its condition;
+    with ``expand``, each sub-workflow's own graph indented under its step."""
     lines = [f"workflow {graph.name!r} (entry: {graph.entry})"]
     for name, spec in graph.steps.items():
         notes = [
@@ -280,10 +354,20 @@ def to_text(graph: Graph) -> str:
                     spec.map is not None,
                 ),
                 ("cache", spec.cache is not None),
+                (_subflow_note(spec.subflow) if spec.subflow else "", spec.subflow is not None),
             )
             if on
         ]
         lines.append(f"  [{name}]" + (f"  ({', '.join(notes)})" if notes else ""))
+        child = _child_graph(graph, name) if expand else None
+        if child is not None:
+            lines.extend("    | " + line for line in to_text(child, expand=True).splitlines())
     for src, dst, label in edges(graph):
         lines.append(f"  {src} -> {'END' if dst == END else dst}" + (f"   if {label}" if label else ""))
     return "\n".join(lines)
+
+
+def _subflow_note(sub: Subflow) -> str:
+    ins = ", ".join(f"{parent}->{child}" for child, parent in sub.inputs)
+    outs = ", ".join(f"{child}->{parent}" for parent, child in sub.outputs)
+    return f"sub-workflow {sub.workflow.name!r}" + (f", in: {ins}" if ins else "") + f", out: {outs}"

@@ -38,13 +38,22 @@ from wfkit.model._graph import compile_graph
 from wfkit.model._merge import Merge, check_merges
 from wfkit.model._retry import NO_RETRY, RetryPolicy
 from wfkit.model._routes import Compare, Condition, Go, Route, Router, condition_from_dict
-from wfkit.model._steps import Cache, StepFunction, StepSpec, make_map, make_spec
+from wfkit.model._steps import (
+    Cache,
+    StepFunction,
+    StepSpec,
+    Subflow,
+    make_map,
+    make_spec,
+    make_subflow,
+    subflow_body,
+)
 
 FORMAT = 1
 """The spec format this version writes and reads (the ``wfkit_flow`` key)."""
 
-RESERVED_STEP_KEYS = ("workflow",)
-"""Step keys kept for sub-workflows (not supported yet)."""
+RESERVED_STEP_KEYS: tuple[str, ...] = ()
+"""Step keys kept for features this version does not load (none at present)."""
 
 _RETRY_DEFAULTS = RetryPolicy()
 Format = Literal["yaml", "json"]
@@ -167,7 +176,13 @@ def _retry(policy: RetryPolicy) -> dict[str, Any]:
 
 def _step(spec: StepSpec) -> dict[str, Any]:
     where = f"step {spec.name!r}"
-    out: dict[str, Any] = {"fn": function_ref(spec.fn)}
+    out: dict[str, Any]
+    if spec.subflow is not None:  # the child by reference; its function only stands in for it
+        sub = spec.subflow
+        ref = sub.ref or sub.workflow.name  # a bare name: the caller hands the workflow in steps=
+        out = {"workflow": _line({"ref": ref, "inputs": _line(dict(sub.inputs)), "outputs": _line(dict(sub.outputs))})}
+    else:
+        out = {"fn": function_ref(spec.fn)}
     if spec.retry != NO_RETRY:
         out["retry"] = _line(_retry(spec.retry))
     if spec.timeout is not None:
@@ -204,7 +219,7 @@ def _step(spec: StepSpec) -> dict[str, Any]:
         if spec.cache.key is not None:
             cache["key"] = function_ref(spec.cache.key)
         out["cache"] = _line(cache)
-    if spec.writes is not None:
+    if spec.writes is not None and spec.subflow is None:  # a sub-workflow's writes are its outputs
         out["writes"] = _line(sorted(spec.writes))
     return out
 
@@ -455,6 +470,15 @@ def _step_from_spec(name: str, data: Mapping[str, Any], namespace: Mapping[str, 
             )
     fn: StepFunction = _missing_step
     ref = data.get("fn", name)
+    sub = _subflow_at(data.get("workflow"), (*where, "workflow"), namespace, problems) if "workflow" in data else None
+    if "workflow" in data:
+        if "fn" in data:
+            problems.add(
+                (*where, "fn"),
+                f"{json_path((*where, 'fn'))}: a sub-workflow step runs its workflow, not a function; drop 'fn'",
+            )
+        ref = None
+        fn = subflow_body
     if isinstance(ref, str):
         found, why = _resolve(ref, namespace, f"the function of step {name!r}")
         if why is not None:
@@ -522,6 +546,8 @@ def _step_from_spec(name: str, data: Mapping[str, Any], namespace: Mapping[str, 
             cache=options.get("cache"),
             writes=options.get("writes"),
         )
+        if sub is not None:
+            spec = dataclasses.replace(spec, subflow=sub, writes=frozenset(p for p, _ in sub.outputs))
         return spec if mapping is None else dataclasses.replace(spec, map=mapping)
     except (TypeError, ValueError) as exc:
         problems.add(where, f"{json_path(where)}: {exc}")
@@ -535,6 +561,40 @@ def _step_from_spec(name: str, data: Mapping[str, Any], namespace: Mapping[str, 
             classifier=None,
             tools=(),
         )
+
+
+def _subflow_at(data: Any, where: Location, namespace: Mapping[str, Any], problems: _Problems) -> Subflow | None:
+    """A step's ``workflow: {ref, inputs, outputs}``: the child workflow found by its import path
+    (``module:name``) or by name among steps=, with its mappings checked."""
+    if not isinstance(data, Mapping) or problems.inside(where):  # the schema reported its shape
+        return None
+    ref = data["ref"]
+    if ":" in ref:
+        try:
+            child: Any = _import_ref(ref)
+        except (ImportError, AttributeError) as exc:
+            problems.add((*where, "ref"), f"{json_path((*where, 'ref'))}: cannot import workflow {ref!r} ({exc})")
+            return None
+    elif ref in namespace:
+        child = namespace[ref]
+    else:
+        problems.add(
+            (*where, "ref"),
+            f"{json_path((*where, 'ref'))}: workflow {ref!r} is not among steps=; pass it "
+            f"(Workflow.from_spec(spec, steps={{{ref!r}: {ref}}})) or write it as 'module:{ref}'",
+        )
+        return None
+    if not all(callable(getattr(child, attr, None)) for attr in ("validate", "_ref")):
+        problems.add(
+            (*where, "ref"), f"{json_path((*where, 'ref'))}: {ref!r} is {type(child).__name__}, not a Workflow"
+        )
+        return None
+    try:
+        sub = make_subflow(child, data.get("inputs"), data.get("outputs"))
+    except (TypeError, ValueError) as exc:
+        problems.add(where, f"{json_path(where)}: {exc}")
+        return None
+    return sub if ":" not in ref else dataclasses.replace(sub, ref=ref)
 
 
 def _approval(data: Mapping[str, Any], where: Location, namespace: Mapping[str, Any], problems: _Problems) -> Approval:

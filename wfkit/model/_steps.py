@@ -8,7 +8,7 @@ import inspect
 import types
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, TypeAlias
+from typing import Any, Protocol, TypeAlias
 
 from wfkit.model._approvals import Approval, as_approval
 from wfkit.model._retry import NO_RETRY, Classifier, RetryPolicy
@@ -31,6 +31,49 @@ class MapSpec:
 
     def describe(self) -> dict[str, Any]:
         return {"over": self.over, "into": self.into, "max_concurrency": self.max_concurrency}
+
+
+class SubWorkflow(Protocol):
+    """What a step needs of the workflow it runs as a sub-workflow (``Workflow`` is one): named
+    here so the model never imports the engine that defines it."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def version(self) -> str: ...
+
+    @property
+    def inputs(self) -> tuple[str, ...] | None: ...
+
+    def validate(self) -> object: ...
+
+    def _ref(self) -> str | None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Subflow:
+    """A step that runs another workflow as a child run (``flow.subflow(...)``), as plain data.
+
+    ``inputs`` pairs (child field, parent field): the child run starts with those fields of the
+    parent's state. ``outputs`` pairs (parent field, child field): what the parent's state receives
+    from the child's final state. ``ref`` is where the child can be imported again
+    (``module:attribute``), when it can.
+    """
+
+    workflow: SubWorkflow
+    inputs: tuple[tuple[str, str], ...]
+    outputs: tuple[tuple[str, str], ...]
+    ref: str | None = None
+
+    def describe(self) -> dict[str, Any]:
+        # Not ``ref``: where the child is imported from does not change what the step does.
+        return {
+            "workflow": self.workflow.name,
+            "version": self.workflow.version,
+            "inputs": dict(self.inputs),
+            "outputs": dict(self.outputs),
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +139,7 @@ class StepSpec:
     map: MapSpec | None = None
     cache: Cache | None = None
     writes: frozenset[str] | None = None
+    subflow: Subflow | None = None  # the step runs another workflow as a child run
 
     @property
     def gated(self) -> bool:
@@ -127,6 +171,7 @@ class StepSpec:
             **({} if self.map is None else {"map": self.map.describe()}),
             **({} if self.cache is None else {"cache": self.cache.describe()}),
             **({} if self.writes is None else {"writes": sorted(self.writes)}),
+            **({} if self.subflow is None else {"subflow": self.subflow.describe()}),
         }
 
 
@@ -237,3 +282,32 @@ def make_map(over: str, into: str, max_concurrency: int | None) -> MapSpec:
     ):
         raise ValueError(f"max_concurrency must be an int >= 1 (None: all items at once), got {max_concurrency!r}")
     return MapSpec(over, into, max_concurrency)
+
+
+def make_subflow(workflow: SubWorkflow, inputs: Mapping[str, str] | None, outputs: Mapping[str, str] | None) -> Subflow:
+    """Check a sub-workflow's mappings: ``inputs={child_field: parent_field}``,
+    ``outputs={parent_field: child_field}``."""
+    for option, mapping, sides in (
+        ("inputs", inputs, "{child_field: parent_field}"),
+        ("outputs", outputs, "{parent_field: child_field}"),
+    ):
+        if mapping is None:
+            continue
+        if not isinstance(mapping, Mapping) or not all(
+            isinstance(k, str) and k and isinstance(v, str) and v for k, v in mapping.items()
+        ):
+            raise TypeError(f"subflow {option}= maps state field names, {sides}, got {mapping!r}")
+    if not outputs:
+        raise ValueError(
+            f"sub-workflow {workflow.name!r} gives its parent nothing back: pass "
+            f"outputs={{parent_field: child_field}} naming what the parent's state receives"
+        )
+    ref = workflow._ref()
+    return Subflow(workflow, tuple(sorted((inputs or {}).items())), tuple(sorted(outputs.items())), ref)
+
+
+def subflow_body(state: Mapping[str, Any], ctx: Any) -> dict[str, Any]:
+    """A sub-workflow step's function: the engine runs the child run in its place."""
+    raise RuntimeError(
+        f"step {ctx.step!r} is a sub-workflow: it runs inside its parent's run (flow.run/start), not on its own"
+    )

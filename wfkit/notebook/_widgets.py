@@ -20,7 +20,7 @@ import ipywidgets as w
 
 from wfkit.model._approvals import Ticket
 from wfkit.model._errors import TicketError
-from wfkit.model._events import StepEvent
+from wfkit.model._events import StepEvent, TokenChunk
 from wfkit.notebook._display import run_html, statuses
 
 if TYPE_CHECKING:
@@ -114,25 +114,61 @@ class ApprovalPanel(w.VBox):  # type: ignore[misc]
 
 
 class RunView(w.VBox):  # type: ignore[misc]
-    """A live view of one run: step table and graph update as events arrive; gates get panels."""
+    """A live view of one run: step table and graph update as events arrive; gates get panels.
 
-    def __init__(self, run: Run) -> None:
+    Text a step streams from ``ctx.llm.stream`` shows under "streaming" as it arrives, under the
+    step that streams it; choosing a step in "inspect step" shows the state before it (the
+    inputs, or the state after the step settled before it) and what it wrote (from
+    ``run.history()``). ``expand=True`` draws sub-workflows inside the graph.
+    """
+
+    _STREAM_KEEP = 2000  # characters of streamed text kept per step visit: the tail is what is live
+
+    def __init__(self, run: Run, *, expand: bool = False) -> None:
         self.run = run
+        self.expand = expand
         self._loop = _loop()
         self._scheduled = False
         self.summary = w.HTML()
         self.graph = w.HTML()
         self.approvals = w.VBox()
+        self.tokens = w.HTML()
+        self._streamed: dict[tuple[str, int], str] = {}  # (step, visit) -> its text so far
+        self._finished: set[tuple[str, int]] = set()
+        self._sub_statuses: dict[str, dict[str, str]] = {}  # sub-workflow name -> its step statuses
+        self.step_picker = w.Dropdown(options=[], description="inspect step", value=None)
+        self.step_detail = w.HTML()
+        self.step_picker.observe(lambda _: self._render_step(), "value")
         self.state_button = w.ToggleButton(description="state", tooltip="show the run's current state")
         self.state = w.HTML()
         self.state_button.observe(lambda _: self._render_state(), "value")
         self._panels: dict[str, ApprovalPanel] = {}
-        super().__init__([self.summary, self.approvals, self.graph, self.state_button, self.state])
-        run.subscribe(self._on_event)
+        super().__init__(
+            [
+                self.summary,
+                self.approvals,
+                self.graph,
+                self.tokens,
+                self.step_picker,
+                self.step_detail,
+                self.state_button,
+                self.state,
+            ]
+        )
+        run.subscribe(self._on_event, chunks=True)
         self.refresh()
 
-    def _on_event(self, event: StepEvent | None) -> None:
-        # Coalesce bursts of events into one redraw per 50 ms.
+    def _on_event(self, item: StepEvent | TokenChunk | None) -> None:
+        if isinstance(item, TokenChunk):
+            key = (item.step, item.visit)
+            self._finished.discard(key)
+            self._streamed[key] = (self._streamed.get(key, "") + item.text)[-self._STREAM_KEEP :]
+        elif isinstance(item, StepEvent):
+            if item.parent_run_id is not None:  # a sub-workflow's step: colours the expanded graph
+                self._sub_statuses.setdefault(item.workflow, {})[item.step] = item.status
+            elif item.map_index is None and item.status not in ("retry", "waiting_approval"):
+                self._finished.add((item.step, item.visit))
+        # Coalesce bursts of events and chunks into one redraw per 50 ms.
         if self._scheduled:
             return
         if self._loop is not None and self._loop.is_running():
@@ -149,13 +185,60 @@ class RunView(w.VBox):  # type: ignore[misc]
         if graph is not None:
             from wfkit.model._graphview import to_svg
 
-            self.graph.value = to_svg(graph, statuses(run.events))
+            self.graph.value = to_svg(graph, statuses(run.events), expand=self.expand, sub_statuses=self._sub_statuses)
         for ticket in run.tickets():
             if ticket.ticket_id not in self._panels:
                 panel = ApprovalPanel(ticket, self._decider(ticket))
                 self._panels[ticket.ticket_id] = panel
                 self.approvals.children = (*self.approvals.children, panel)
+        self._render_tokens()
+        self._render_steps()
         self._render_state()
+
+    def _render_tokens(self) -> None:
+        rows = []
+        for (step, visit), text in self._streamed.items():
+            live = (step, visit) not in self._finished
+            mark = "<b style='color:#2563eb'>streaming</b>" if live else "streamed"
+            rows.append(
+                f"<div class='wfk-stream'><code>{html.escape(step)}</code> #{visit} {mark}: "
+                f"<span style='white-space:pre-wrap'>{html.escape(text)}</span></div>"
+            )
+        self.tokens.value = "".join(rows)
+
+    def _steps(self) -> list[tuple[str, int]]:
+        """The settled steps in order, as (label, row position in history())."""
+        history = self.run.history()
+        return [(f"{row.step} #{row.visit}", i) for i, row in enumerate(history.itertuples())]
+
+    def _render_steps(self) -> None:
+        options = self._steps()
+        if [o[0] for o in options] != [o[0] for o in self.step_picker.options]:
+            chosen = self.step_picker.value
+            self.step_picker.options = options
+            self.step_picker.value = chosen if chosen is not None and chosen < len(options) else None
+        self._render_step()
+
+    def _render_step(self) -> None:
+        position = self.step_picker.value
+        if position is None:
+            self.step_detail.value = ""
+            return
+        history = self.run.history()
+        if position >= len(history):
+            self.step_detail.value = ""
+            return
+        row = history.iloc[position]
+        before = history.iloc[position - 1]["state"] if position > 0 else self.run.inputs
+        read = html.escape(json.dumps(before, indent=2, default=str))
+        wrote = html.escape(json.dumps(row["updates"], indent=2, default=str))
+        route = f" -> {html.escape(str(row['route']))}" if row["route"] else ""
+        self.step_detail.value = (
+            f"<div class='wfk-step-detail'><b>{html.escape(row['step'])}</b> #{row['visit']} "
+            f"({html.escape(row['outcome'])}{route})<br>state before it:"
+            f"<pre style='max-height:12em;overflow:auto'>{read}</pre>wrote:"
+            f"<pre style='max-height:12em;overflow:auto'>{wrote}</pre></div>"
+        )
 
     def _decider(self, ticket: Ticket) -> Decide:
         def decide(decision: str, by: str, comment: str) -> Ticket:

@@ -633,12 +633,34 @@ class Store(TicketStore):
         return [dict(zip(keys, r, strict=True)) for r in rows]
 
     def child_run(self, parent_run_id: str, step: str, visit: int) -> str | None:
-        """The sub-workflow run a step's visit started, if it did."""
+        """The sub-workflow run a step's visit started last (a retry starts another), if it did."""
         rows = self.read(
-            "SELECT run_id FROM run_links WHERE parent_run_id=? AND kind='child' AND parent_step=? AND parent_visit=?",
+            "SELECT run_id FROM run_links WHERE parent_run_id=? AND kind='child' AND parent_step=? AND parent_visit=? "
+            "ORDER BY created_at DESC, rowid DESC LIMIT 1",
             (parent_run_id, step, visit),
         )
         return str(rows[0][0]) if rows else None
+
+    def top_run(self, run_id: str) -> str:
+        """The run at the top of a chain of sub-workflows (``run_id`` itself for a top-level run):
+        the one to resume when a gate inside a child is decided."""
+        seen = {run_id}
+        link = self.run_link(run_id)
+        while link is not None and link["kind"] == "child" and link["parent_run_id"] not in seen:
+            run_id = link["parent_run_id"]
+            seen.add(run_id)
+            link = self.run_link(run_id)
+        return run_id
+
+    def descendant_runs(self, run_id: str) -> list[str]:
+        """``run_id`` and every sub-workflow run below it, parents before their children."""
+        out, todo = [run_id], [run_id]
+        while todo:
+            for child in self.child_runs(todo.pop()):
+                if child["run_id"] not in out:
+                    out.append(child["run_id"])
+                    todo.append(child["run_id"])
+        return out
 
     def lineage_checkpoints(self, run_id: str) -> list[tuple[Any, ...]]:
         """A run's checkpoints, preceded by those it shares with the run it was forked from.

@@ -1,0 +1,385 @@
+"""Sub-workflows: a workflow run as a step of another, as a child run linked to its parent."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import wfkit as wf
+from wfkit.cli._cli import main
+from wfkit.model._errors import SubflowError
+
+
+def _child(name: str = "child", *, log: list[str] | None = None) -> wf.Workflow:
+    child = wf.Workflow(name, inputs=["text"])
+
+    @child.step
+    def upper(state: Any) -> dict[str, Any]:
+        if log is not None:
+            log.append("upper")
+        return {"up": state["text"].upper()}
+
+    @child.step
+    def count(state: Any) -> dict[str, Any]:
+        if log is not None:
+            log.append("count")
+        return {"n": len(state["up"])}
+
+    child.edge("upper", "count")
+    return child
+
+
+def _parent(child: wf.Workflow, name: str = "parent", **options: Any) -> wf.Workflow:
+    parent = wf.Workflow(name)
+
+    @parent.step
+    def prep(state: Any) -> dict[str, Any]:
+        return {"q": "hello"}
+
+    parent.subflow(child, name="shout", inputs={"text": "q"}, outputs={"loud": "up", "size": "n"}, **options)
+
+    @parent.step
+    def done(state: Any) -> dict[str, Any]:
+        return {"msg": f"{state['loud']}:{state['size']}"}
+
+    parent.chain("prep", "shout", "done")
+    return parent
+
+
+@pytest.mark.parametrize("workspace_arg", ["memory", "durable"])
+def test_the_child_runs_with_mapped_inputs_and_the_parent_receives_mapped_outputs(
+    workspace_arg: str, workspace: Path
+) -> None:
+    """The child starts with inputs= taken from the parent's state; outputs= come back into it."""
+    run = _parent(_child()).run({}, workspace=False if workspace_arg == "memory" else workspace)
+    assert "succeeded" == run.status
+    assert {"q": "hello", "loud": "HELLO", "size": 5, "msg": "HELLO:5"} == run.state
+    assert ["prep", "shout", "done"] == run.path()
+
+
+def test_child_events_carry_their_own_run_id_and_the_parents(workspace: Path) -> None:
+    """Every event of the child has run_id = the child and parent_run_id = the parent, live and stored."""
+    seen: list[wf.StepEvent] = []
+    parent = _parent(_child())
+    run = parent.start({}, workspace=workspace)
+    run.subscribe(lambda e: seen.append(e) if e is not None else None)
+    run.wait()
+    info = wf.Workspace(workspace).run_info(run.run_id)
+    assert 1 == len(info["children"])
+    child_id = info["children"][0]
+    assert run.run_id == wf.Workspace(workspace).run_info(child_id)["parent_run_id"]
+    child_events = [e for e in seen if e.workflow == "child"]
+    assert [("upper", child_id, run.run_id), ("count", child_id, run.run_id)] == [
+        (e.step, e.run_id, e.parent_run_id) for e in child_events
+    ]
+    stored = wf.Workspace(workspace).events(child_id)
+    assert {run.run_id} == {e.parent_run_id for e in stored}
+    assert {None} == {e.parent_run_id for e in run.events}
+
+
+def test_stream_yields_the_childs_events_between_the_parents() -> None:
+    """flow.stream() shows the child's steps as they happen, inside the parent's step."""
+
+    async def collect() -> list[tuple[str, str]]:
+        out = []
+        async for event in _parent(_child()).stream({}, workspace=False):
+            assert isinstance(event, wf.StepEvent)
+            out.append((event.workflow, event.step))
+        return out
+
+    assert [
+        ("parent", "prep"),
+        ("child", "upper"),
+        ("child", "count"),
+        ("parent", "shout"),
+        ("parent", "done"),
+    ] == asyncio.run(collect())
+
+
+def _gated_child() -> wf.Workflow:
+    child = wf.Workflow("gated-child", inputs=["amount"])
+
+    @child.step
+    def check(state: Any) -> dict[str, Any]:
+        return {"checked": True}
+
+    @child.step(approval="refunds need a human")
+    def refund(state: Any) -> dict[str, Any]:
+        return {"refunded": state["amount"]}
+
+    child.edge("check", "refund")
+    return child
+
+
+def _gated_parent() -> wf.Workflow:
+    parent = wf.Workflow("gated-parent")
+
+    @parent.step
+    def prep(state: Any) -> dict[str, Any]:
+        return {"amt": 120}
+
+    parent.subflow(_gated_child(), name="pay", inputs={"amount": "amt"}, outputs={"paid": "refunded"})
+
+    @parent.step
+    def done(state: Any) -> dict[str, Any]:
+        return {"msg": f"paid {state['paid']}"}
+
+    parent.chain("prep", "pay", "done")
+    return parent
+
+
+def test_a_gate_in_the_child_halts_the_parent_and_approving_through_the_parent_finishes_both(
+    workspace: Path,
+) -> None:
+    """The child's ticket is the parent's; run.approve continues the child, then the parent."""
+    run = _gated_parent().run({}, workspace=workspace, policy="halt")
+    assert "waiting_approval" == run.status
+    tickets = run.tickets()
+    assert [("gated-child", "refund")] == [(t.workflow, t.step) for t in tickets]
+    child_id = tickets[0].run_id
+    assert child_id != run.run_id
+    halted = [e for e in run.events if e.step == "pay"]
+    assert [("waiting_approval", child_id)] == [(e.status, e.extra["child_run_id"]) for e in halted]
+    run.approve(by="ann", comment="fine")
+    run.wait()
+    assert "succeeded" == run.status
+    assert {"amt": 120, "paid": 120, "msg": "paid 120"} == run.state
+    ws = wf.Workspace(workspace)
+    assert [child_id] == ws.run_info(run.run_id)["children"]  # the same child resumed, not a new one
+    child_steps = [(s["step"], s["outcome"]) for s in ws.run_info(child_id)["steps"]]
+    assert [("check", "ok"), ("refund", "ok")] == child_steps
+    assert "succeeded" == ws.run_info(child_id)["status"]
+
+
+def test_a_child_ticket_decided_in_the_workspace_resumes_with_the_parent(workspace: Path) -> None:
+    """Deciding the ticket elsewhere (Workspace, CLI) and resuming the parent runs the rest of both."""
+    flow = _gated_parent()
+    run = flow.run({}, workspace=workspace, policy="halt")
+    ws = wf.Workspace(workspace)
+    (ticket,) = ws.pending()
+    assert run.run_id == ws.store.top_run(ticket.run_id)
+    ws.reject(ticket.ticket_id, by="bob", comment="too much")
+    resumed = flow.resume(run.run_id, workspace=workspace, raise_on_error=False)
+    assert "failed" == resumed.status
+    assert isinstance(resumed.error, wf.StepFailedError)
+    assert isinstance(resumed.error.__cause__, SubflowError)
+    assert "rejected by bob: too much" in str(resumed.error)
+
+
+def test_the_cli_names_the_parent_run_to_resume_after_a_child_ticket(
+    workspace: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`wfkit approve` on a child's ticket says to resume the top run, which then finishes."""
+    flow = _gated_parent()
+    run = flow.run({}, workspace=workspace, policy="halt")
+    (ticket,) = wf.Workspace(workspace).pending()
+    assert 0 == main(["approve", ticket.ticket_id, "--by", "cy"])  # the test's workspace is $WFKIT_HOME
+    assert f"resume with `wfkit resume {run.run_id}`" in capsys.readouterr().out
+    assert "succeeded" == flow.resume(run.run_id, workspace=workspace).status
+
+
+def test_a_killed_parent_resumes_its_child_where_it_stopped(tmp_path: Path) -> None:
+    """SIGKILL in the child's second step; resuming the parent resumes the same child from that step."""
+    here = Path(__file__).parent
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    env = {**os.environ, "WFKIT_SYNCHRONOUS": "full", "PYTHONPATH": str(here.parent)}
+    script = [sys.executable, str(here / "subflowproc.py"), str(tmp_path / "ws"), str(logs)]
+    crashed = subprocess.run([*script, "crash"], env=env, capture_output=True, text=True, timeout=60)
+    assert -9 == crashed.returncode, crashed.stderr
+    assert ["parent.prepare", "child.first", "child.second"] == (logs / "ran.log").read_text().split()
+    (logs / "ran.log").unlink()
+    resumed = subprocess.run(script, env=env, capture_output=True, text=True, timeout=60)
+    assert 0 == resumed.returncode, resumed.stderr
+    assert ["child.second", "parent.finish"] == (logs / "ran.log").read_text().split()
+    result = json.loads((logs / "result.json").read_text())
+    assert "succeeded" == result["status"]
+    assert {"text": "hi", "result": "HI!", "done": "HI!"} == result["state"]
+    assert 1 == len(result["children"])
+
+
+def test_retries_on_the_subflow_step_rerun_the_child_as_a_whole(workspace: Path) -> None:
+    """A transient failure inside the child makes the parent step retry with a new child run."""
+    calls = {"n": 0}
+    child = wf.Workflow("flaky-child", inputs=["text"])
+
+    @child.step
+    def flaky(state: Any) -> dict[str, Any]:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise ConnectionError("blip")
+        return {"up": state["text"].upper(), "n": 1}
+
+    run = _parent(child, retry=wf.RetryPolicy(max_retries=2, base_delay=0.0, jitter=0.0)).run({}, workspace=workspace)
+    assert "succeeded" == run.status
+    shout = [(e.attempt, e.status, e.error_type) for e in run.events if e.step == "shout"]
+    assert [(1, "retry", "SubflowError"), (2, "ok", None)] == shout
+    children = wf.Workspace(workspace).run_info(run.run_id)["children"]
+    assert ["failed", "succeeded"] == [wf.Workspace(workspace).run_info(c)["status"] for c in children]
+
+
+def test_a_permanent_failure_inside_the_child_is_not_retried() -> None:
+    """The kind of the failure inside the child decides: a ValueError there is permanent."""
+    child = wf.Workflow("bad-child", inputs=["text"])
+
+    @child.step
+    def broken(state: Any) -> dict[str, Any]:
+        raise ValueError("bad input")
+
+    run = _parent(child, retry=wf.RetryPolicy(max_retries=3, base_delay=0.0)).run(
+        {}, workspace=False, raise_on_error=False
+    )
+    assert "failed" == run.status
+    assert [(1, "failed", "permanent")] == [
+        (e.attempt, e.status, e.error_kind) for e in run.events if e.step == "shout"
+    ]
+    assert "bad input" in str(run.error)
+
+
+def test_a_timeout_on_the_subflow_step_bounds_the_whole_child_run() -> None:
+    """The step's timeout cancels the child run and the parent follows its fallback."""
+    child = wf.Workflow("slow-child", inputs=["text"])
+
+    @child.step
+    async def slow(state: Any) -> dict[str, Any]:
+        await asyncio.sleep(10)
+        return {"up": "", "n": 0}
+
+    parent = _parent(child, timeout=0.2, fallback="rescue")
+
+    @parent.step
+    def rescue(state: Any, ctx: wf.StepContext) -> dict[str, Any]:
+        assert ctx.failure is not None
+        return {"why": ctx.failure.error_type}
+
+    run = parent.run({}, workspace=False)
+    assert "StepTimeoutError" == run.state["why"]
+    assert ["prep", "rescue"] == run.path()
+
+
+def test_a_child_that_ends_without_an_output_field_fails_the_step_saying_which() -> None:
+    """outputs= naming a field the child never wrote is a clear, permanent error."""
+    child = wf.Workflow("short-child", inputs=["text"])
+
+    @child.step
+    def upper(state: Any) -> dict[str, Any]:
+        return {"up": state["text"].upper()}
+
+    run = _parent(child).run({}, workspace=False, raise_on_error=False)
+    assert "failed" == run.status
+    assert "ended without the field(s) ['n'] that outputs= maps back" in str(run.error)
+
+
+def test_a_missing_parent_field_for_the_child_inputs_fails_the_step_saying_which() -> None:
+    """inputs= naming a parent field that is not in the state is a clear error."""
+    parent = wf.Workflow("orphan-parent")
+    parent.subflow(_child(), name="shout", inputs={"text": "nowhere"}, outputs={"loud": "up"})
+    run = parent.run({}, workspace=False, raise_on_error=False)
+    assert "failed" == run.status
+    assert "maps the parent's field(s) ['nowhere']" in str(run.error)
+
+
+def test_a_sub_workflow_whose_own_validation_fails_is_reported_with_the_parents_problems() -> None:
+    """The child's problems come prefixed with the step's name, beside the parent's own."""
+    child = wf.Workflow("broken-child")
+
+    @child.step
+    def a(state: Any) -> None:
+        return None
+
+    child.edge("a", "nowhere")
+    parent = wf.Workflow("broken-parent")
+    parent.subflow(child, name="inner", outputs={"x": "y"})
+    parent.edge("inner", "missing")
+    with pytest.raises(wf.WorkflowDefinitionError) as err:
+        parent.validate()
+    problems = err.value.problems
+    assert any(
+        p.startswith("sub-workflow step 'inner' (workflow 'broken-child'): edge 'a' -> 'nowhere'") for p in problems
+    )
+    assert any("edge 'inner' -> 'missing'" in p and not p.startswith("sub-workflow") for p in problems)
+    located = dict(zip(err.value.problems, err.value.locations, strict=True))
+    child_problem = next(p for p in problems if p.startswith("sub-workflow step 'inner'"))
+    assert ("steps", "inner", "workflow", "edges", "a", 0) == located[child_problem]
+
+
+def test_inputs_the_child_declares_must_be_mapped() -> None:
+    """A declared input of the child that inputs= does not fill is a validation problem."""
+    parent = wf.Workflow("unmapped-parent")
+    parent.subflow(_child(), name="shout", outputs={"loud": "up"})
+    with pytest.raises(
+        wf.WorkflowDefinitionError, match=r"declares the inputs \['text'\], which the step does not map"
+    ):
+        parent.validate()
+
+
+def test_a_workflow_that_runs_itself_through_its_children_is_refused() -> None:
+    """A cycle of sub-workflows is a validation problem, not a recursion error."""
+    a = wf.Workflow("cycle-a")
+    b = wf.Workflow("cycle-b")
+    a.subflow(b, name="to_b", outputs={"x": "x"})
+    b.subflow(a, name="to_a", outputs={"x": "x"})
+    with pytest.raises(wf.WorkflowDefinitionError, match="runs itself through its sub-workflows"):
+        a.validate()
+    with pytest.raises(ValueError, match="cannot run itself"):
+        a.subflow(a, name="me", outputs={"x": "x"})
+
+
+def test_subflow_arguments_are_checked() -> None:
+    """No outputs, a non-workflow, or a malformed mapping are refused with how to fix them."""
+    parent = wf.Workflow("args-parent")
+    with pytest.raises(ValueError, match="outputs=\\{parent_field: child_field\\}"):
+        parent.subflow(_child(), name="x", outputs={})
+    with pytest.raises(TypeError, match=r"runs a wfkit\.Workflow"):
+        parent.subflow(lambda s: s, name="x", outputs={"a": "b"})  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="subflow inputs= maps state field names"):
+        parent.subflow(_child(), name="x", inputs={"text": 3}, outputs={"a": "b"})  # type: ignore[dict-item]
+
+
+def test_a_gated_child_cannot_run_in_memory() -> None:
+    """A child with an approval gate needs a workspace for its tickets, as the parent says."""
+    with pytest.raises(ValueError, match="approval gates \\(its own or its sub-workflows'\\)"):
+        _gated_parent().run({}, workspace=False)
+
+
+def test_the_subflow_is_plain_data_on_the_step_spec() -> None:
+    """The step's spec names the child, its mappings and version (what a flow spec serialises)."""
+    child = _child()
+    spec = _parent(child).steps["shout"]
+    assert spec.subflow is not None
+    assert {
+        "workflow": "child",
+        "version": child.version,
+        "inputs": {"text": "q"},
+        "outputs": {"loud": "up", "size": "n"},
+    } == spec.describe()["subflow"]
+    assert frozenset({"loud", "size"}) == spec.writes
+    assert spec.subflow.ref is None  # defined here, in a test function: no import path reaches it
+
+
+def test_calling_a_subflow_steps_function_directly_says_where_it_runs() -> None:
+    """The spec's function is not the child: calling it outside a run explains that."""
+    spec = _parent(_child()).steps["shout"]
+    with pytest.raises(RuntimeError, match="is a sub-workflow: it runs inside its parent's run"):
+        spec.fn(
+            {},
+            wf.StepContext(
+                run_id="r",
+                workflow="w",
+                step="shout",
+                visit=1,
+                attempt=1,
+                tools=(),
+                rng_source=random.Random,
+                deadline=None,
+                failure=None,
+            ),
+        )
