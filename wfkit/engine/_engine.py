@@ -451,7 +451,7 @@ class Execution(Attempts, Gates, Subflows):
         name = spec.name
         if out.halted is not None:  # a sub-workflow's child halted: this step waits with it
             self._park_child(act, out)
-            return
+            return None
         self._active[name] -= 1
         checkpoint: tuple[str, str | None, str | None, StepEvent]
         if out.error is None:
