@@ -44,7 +44,8 @@ def _fsspec() -> Any:
     return require("fsspec", "dask", purpose="a dataset URL (s3://, gs://...)")
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
+    """Make a rename in ``path`` durable (best effort: some filesystems cannot fsync a folder)."""
     try:
         fd = os.open(path, os.O_RDONLY)
     except OSError:
@@ -90,7 +91,7 @@ class Location:
                 fh.flush()
                 os.fsync(fh.fileno())
             os.replace(tmp, target)
-            _fsync_dir(target.parent)
+            fsync_dir(target.parent)
             return
         final = self._full(rel)
         parent, _, name = final.rpartition("/")

@@ -26,7 +26,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from wfkit.logs._dataset import STEPS_DIR, counted_files, is_attempt_segment, is_url, mirror
+from wfkit.logs._dataset import STEPS_DIR, counted_files, fsync_dir, is_attempt_segment, is_url, mirror
 from wfkit.model._events import FIELDS
 
 if TYPE_CHECKING:
@@ -106,19 +106,6 @@ def _partition(workspace: Path, workflow: str, date: str) -> Path:
     return steps_dir(workspace) / f"workflow={urllib.parse.quote(workflow, safe='')}" / f"date={date}"
 
 
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 def _write_atomic(table: pa.Table, target: Path, metadata: dict[bytes, bytes] | None = None) -> None:
     import pyarrow.parquet as pq
 
@@ -131,7 +118,7 @@ def _write_atomic(table: pa.Table, target: Path, metadata: dict[bytes, bytes] | 
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, target)
-    _fsync_dir(target.parent)
+    fsync_dir(target.parent)
 
 
 def _table(rows: Sequence[Sequence[Any]]) -> pa.Table:
