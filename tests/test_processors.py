@@ -217,8 +217,9 @@ def test_a_reviewers_comment_is_redacted_in_sinks_and_journal(workspace: Path) -
     assert not any(secret in repr(e) for e in wf.Workspace().events())
 
 
-def test_a_workflow_without_processors_keeps_messages_unchanged(workspace: Path) -> None:
-    """Workflow(processors=[]) records error messages and extra exactly as raised."""
+def test_a_workflow_without_processors_still_redacts_what_it_stores(workspace: Path) -> None:
+    """Workflow(processors=[]) hands sinks messages as raised (no truncation, no redaction), but the
+    store's redaction boundary still keeps the key out of the journal and the parquet log."""
     flow = wf.Workflow("raw", processors=[])
     long = "sk-abcdefghijklmnop1234 " + "z" * 3000
 
@@ -229,10 +230,11 @@ def test_a_workflow_without_processors_keeps_messages_unchanged(workspace: Path)
 
     sink = MemorySink()
     flow.run({}, sinks=[sink], raise_on_error=False)
+    stored = long.replace("sk-abcdefghijklmnop1234", REDACTED)
     assert [long] == [e.error_message for e in sink.events]
-    assert [long] == [e.error_message for e in wf.Workspace().events()]
-    assert [{"body": long}] == [e.extra for e in wf.Workspace().events()]
-    assert [long] == list(wf.steps()["error_message"])
+    assert [stored] == [e.error_message for e in wf.Workspace().events()]
+    assert [{"body": stored}] == [e.extra for e in wf.Workspace().events()]
+    assert [stored] == list(wf.steps()["error_message"])
 
 
 def test_default_processors_truncate_a_large_error_message(workspace: Path) -> None:

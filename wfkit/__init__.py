@@ -8,8 +8,10 @@ from wfkit._version import __version__
 from wfkit.engine._run import ResumeOptions, Run, RunOptions, drain
 from wfkit.engine._run import set_renderer as _set_renderer
 from wfkit.engine._workflow import Workflow
+from wfkit.engine._workflow import resume_decided as _resume_decided
 from wfkit.logs._analysis import steps
 from wfkit.model._approvals import Approval, ApprovalPolicy, DecisionsFile, Ticket
+from wfkit.model._approvals import set_ticket_decider as _set_ticket_decider
 from wfkit.model._context import ChatModel, Failure, StepContext, ToolProvider
 from wfkit.model._errors import (
     ApprovalRejectedError,
@@ -19,6 +21,7 @@ from wfkit.model._errors import (
     RunError,
     RunTimeoutError,
     StateConflictError,
+    StateSizeWarning,
     StateValueError,
     StepFailedError,
     StepTimeoutError,
@@ -29,6 +32,7 @@ from wfkit.model._errors import (
     WorkflowChangedError,
     WorkflowChangedWarning,
     WorkflowDefinitionError,
+    WorkspaceNotFoundError,
 )
 from wfkit.model._events import Status, StepEvent
 from wfkit.model._merge import add, append, extend, union
@@ -45,7 +49,10 @@ from wfkit.model._routes import END, Condition, Go, Route, go, when
 from wfkit.model._status import RunStatus
 from wfkit.notebook._pending import Pending, pending
 from wfkit.notebook._renderer import run_bundle as _run_bundle
+from wfkit.store._codec import state_type
 from wfkit.store._workspace import Workspace
+from wfkit.store._workspace import decide_ticket as _decide_ticket
+from wfkit.store._workspace import set_decision_hook as _set_decision_hook
 
 __all__ = [
     "END",
@@ -72,6 +79,7 @@ __all__ = [
     "RunStatus",
     "RunTimeoutError",
     "StateConflictError",
+    "StateSizeWarning",
     "StateValueError",
     "Status",
     "StepContext",
@@ -90,6 +98,7 @@ __all__ = [
     "WorkflowChangedWarning",
     "WorkflowDefinitionError",
     "Workspace",
+    "WorkspaceNotFoundError",
     "__version__",
     "add",
     "append",
@@ -101,6 +110,7 @@ __all__ = [
     "pending",
     "redact_secrets",
     "retry_after_of",
+    "state_type",
     "steps",
     "truncate",
     "union",
@@ -110,6 +120,10 @@ __all__ = [
 # Composition root: the engine's Run is handed the notebook layer's renderer, so the engine never
 # imports the layer that draws it (_display itself imports nothing heavy).
 _set_renderer(_run_bundle)
+# ... and deciding a ticket from a Workspace (or the ticket itself) resumes its run when this process
+# defines the workflow, without the store importing the engine.
+_set_decision_hook(_resume_decided)
+_set_ticket_decider(_decide_ticket)
 
 # Public namespaces that pull in heavy libraries (httpx, pandas, ipywidgets, jsonschema) load on
 # first use, so `import wfkit` stays light: `wf.llm.ChatClient`, `wf.evals.Suite`.

@@ -20,9 +20,9 @@ from typing import Any
 from wfkit.model._context import Failure, RunServices, StepContext
 from wfkit.model._errors import StateValueError, StepTimeoutError
 from wfkit.model._events import Status, StepEvent
-from wfkit.model._processors import redact_values
 from wfkit.model._retry import ErrorKind, classify_error, retry_after_of
 from wfkit.model._steps import StepSpec
+from wfkit.store._codec import check_state
 from wfkit.store._journal import encode_updates
 from wfkit.store._store import Store
 
@@ -104,7 +104,6 @@ class Attempts:
     store: Store | None
     state: dict[str, Any]
     late_results: list[dict[str, Any]]
-    _secrets: list[str]
     _attempt_base: dict[tuple[str, int], int]
     _sleep: Callable[[float], Awaitable[Any]]
     _get_rng: Callable[[], random.Random]
@@ -160,10 +159,12 @@ class Attempts:
                         f"step {spec.name!r} returned {type(result).__name__}; a step returns a "
                         f"dict of state updates (or None)"
                     )
+                # The same rule in memory and durable: a value state cannot keep is refused here,
+                # before the result is accepted (the store redacts the JSON as it writes it).
                 if self.store is not None:
                     out.encoded = encode_updates(spec.name, result)
-                    if self._secrets:
-                        out.encoded = redact_values(out.encoded, self._secrets)
+                elif result:
+                    check_state(f"step {spec.name!r} wrote", result)
                 out.latency = time.perf_counter() - t0
                 out.updates, out.usage = result, ctx.usage
                 out.error = out.kind = None

@@ -27,6 +27,7 @@ from wfkit.model import _settings
 from wfkit.model._approvals import HALT, ApprovalPolicy
 from wfkit.model._context import ChatModel, Failure, StepContext, ToolProvider
 from wfkit.model._errors import (
+    LeaseError,
     RunError,
     RunTimeoutError,
     StateConflictError,
@@ -36,7 +37,7 @@ from wfkit.model._errors import (
 from wfkit.model._events import Status, StepEvent
 from wfkit.model._graph import Graph
 from wfkit.model._merge import Merge
-from wfkit.model._processors import DEFAULT_PROCESSORS, Processor, chain, secret_values
+from wfkit.model._processors import DEFAULT_PROCESSORS, Processor, chain
 from wfkit.model._retry import ErrorKind
 from wfkit.model._routes import END
 from wfkit.model._status import RunStatus
@@ -45,6 +46,32 @@ from wfkit.store._store import LEASE_TTL, Store
 
 _HOST = socket.gethostname()
 _FINISH_LOCK = threading.Lock()
+
+# Stored runs with an execution in this process, from the moment it is built (a resume takes the
+# lease before its task starts) until it ends or halts. The store's lease is per store object, so
+# it cannot tell two executions of one process apart: this can.
+_executing: set[str] = set()
+
+
+def claim(run_id: str) -> None:
+    """Mark a stored run as executing here; refuse a second execution of it in this process."""
+    with _FINISH_LOCK:
+        if run_id in _executing:
+            raise LeaseError(
+                f"run {run_id} is already executing in this process; wait for it (await run, or "
+                f"run.wait()) instead of resuming it again",
+                run_id=run_id,
+            )
+        _executing.add(run_id)
+
+
+def unclaim(run_id: str) -> None:
+    with _FINISH_LOCK:
+        _executing.discard(run_id)
+
+
+def executing_here(run_id: str) -> bool:
+    return run_id in _executing
 
 
 class Execution(Attempts, Gates):
@@ -120,7 +147,6 @@ class Execution(Attempts, Gates):
         # lose the exact values of known secrets.
         self._process = chain(processors)
         self.observers: list[Callable[[StepEvent | None], object]] = []  # live views; None = status changed
-        self._secrets = secret_values() if store is not None else []
 
     def _services(self) -> Execution:
         """What a step's context reaches the run through (ctx.llm, ctx.tool). A method, not an
@@ -201,6 +227,7 @@ class Execution(Attempts, Gates):
                     exporter.submit(self.store, self.store.path.parent, self.run_id)
             finally:
                 with _FINISH_LOCK:
+                    _executing.discard(self.run_id)
                     self._ended = True
                     if self._finished is not None:
                         self._finished.set()
@@ -474,11 +501,12 @@ class Execution(Attempts, Gates):
             event = event._replace(**fields)
         return event if self._process is None else self._process(event)
 
-    def _emit(self, event: StepEvent) -> None:
-        """Hand an event to the sinks (the journal write, if any, happened already)."""
+    def _emit(self, event: StepEvent, *, record: bool = True) -> None:
+        """Hand an event to the sinks (the journal write, if any, happened already). ``record=False``:
+        ``self.events`` holds it already (read from the journal on resume); only the sinks hear of it."""
         if self._replaying:
             return
-        for sink in self._sinks:
+        for sink in self._sinks if record else self._sinks[1:]:
             sink(event)
         for observer in self.observers:
             observer(event)

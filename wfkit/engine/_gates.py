@@ -3,7 +3,6 @@ steps, and the replay that rebuilds a stopped run. A mixin of :class:`wfkit.engi
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
 from collections import deque
@@ -18,6 +17,7 @@ from wfkit.model._events import Status, StepEvent
 from wfkit.model._graph import Graph
 from wfkit.model._routes import END
 from wfkit.model._status import RunStatus
+from wfkit.store._journal import load_json
 from wfkit.store._store import LEASE_TTL, Store
 from wfkit.store._workspace import decision_event
 
@@ -42,7 +42,7 @@ class Gates:
     _replaying: bool
     _attempt_base: dict[tuple[str, int], int]
     _lease_renew_at: float
-    _emit: Callable[[StepEvent], None]
+    _emit: Callable[..., None]
     _event: Callable[..., StepEvent]
     _fail: Callable[[BaseException, str], None]
     _activate: Callable[[str, tuple[str, ...] | None, Failure | None], None]
@@ -71,6 +71,7 @@ class Gates:
             ticket = store.ticket_for(self.run_id, spec.name, act.visit)
             if ticket is None:
                 ticket = self._open_ticket(act, approval.reason, approval.payload_for(self.state))
+            decided_before = not ticket.is_open  # its row is in the journal, so in self.events already
             if ticket.is_open:
                 verdict = self.policy.decide(ticket)
                 if verdict is None:
@@ -97,7 +98,7 @@ class Gates:
                     verdict.comment,
                     lambda t: decision_event(t, self.version, self.parameters_hash),
                 )
-            self._emit(self._decision_event(ticket, act))
+            self._emit(self._decision_event(ticket, act), record=not decided_before)
             if ticket.status == "rejected":
                 self._active[spec.name] -= 1
                 if approval.on_reject is None:
@@ -168,6 +169,10 @@ class Gates:
             act.spec.name, act.visit, 0, status, None, None, at, 0.0, 0.0, None, None, act.tools, None, **fields
         )
 
+    def _stored_json(self, seq: int, column: str, text: str) -> Any:
+        assert self.store is not None  # only stored runs replay
+        return load_json(self.store.path, self.run_id, column, text, row=seq)
+
     def replay(self, checkpoints: list[tuple[Any, ...]], attempts: dict[tuple[str, int], int]) -> None:
         """Rebuild state and schedule from a stored run's checkpoints, without running anything.
 
@@ -193,7 +198,7 @@ class Gates:
                 self._ready.remove(act)
                 self._active[step] -= 1
                 if outcome == "ok":
-                    self._commit(act, json.loads(updates) if updates else {})
+                    self._commit(act, self._stored_json(seq, "journal.updates", updates) if updates else {})
                     router = self.graph.routers.get(step)
                     if router is not None:
                         go = next(
@@ -208,7 +213,8 @@ class Gates:
                         for target in self.graph.edges.get(step, ()):
                             self._arrive(target, step)
                 elif route is not None and route != END:
-                    self._activate(route, None, Failure(**json.loads(failure)) if failure else None)
+                    stored = self._stored_json(seq, "journal.failure", failure) if failure else None
+                    self._activate(route, None, None if stored is None else Failure(**stored))
                 if self._arrived:
                     self._fire_joins()
         finally:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import itertools
 import json
@@ -14,7 +15,7 @@ import weakref
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar, Unpack, overload
 
-from wfkit.engine._engine import Execution
+from wfkit.engine._engine import Execution, claim, executing_here, unclaim
 from wfkit.engine._loops import run_blocking
 from wfkit.engine._run import _RESUME_KEYS, ResumeOptions, Run, RunOptions, WorkspaceArg, _Options
 from wfkit.model._approvals import HALT, Approval, ApprovalPolicy, Ticket, as_policy
@@ -28,7 +29,8 @@ from wfkit.model._retry import Classifier, RetryPolicy
 from wfkit.model._routes import Go, Route, Router
 from wfkit.model._status import RunStatus
 from wfkit.model._steps import StepFunction, StepSpec, make_spec
-from wfkit.store._journal import encode_state
+from wfkit.store._codec import check_state
+from wfkit.store._journal import encode_state, load_json
 from wfkit.store._store import Store
 from wfkit.store._workspace import open_store
 
@@ -308,7 +310,9 @@ class Workflow:
         run_id = o.run_id or uuid.uuid4().hex[:16]
         version = self._version or graph.fingerprint
         phash = _parameters_hash(inputs)
-        if store is not None:
+        if store is None:
+            check_state("the run's inputs:", inputs)  # the rule durable runs follow, kept in memory too
+        else:
             store.create_run(
                 {
                     "run_id": run_id,
@@ -317,13 +321,14 @@ class Workflow:
                     "fingerprint": graph.fingerprint,
                     "definition": json.dumps(graph.description),
                     "workflow_ref": self._ref(),
-                    "inputs": encode_state("the run's inputs", inputs),
+                    "inputs": encode_state("the run's inputs:", inputs),
                     "seed": o.seed,
                     "timeout": o.timeout,
                     "count_waiting": int(o.count_approval_wait),
                     "parameters_hash": phash,
                 }
             )
+            claim(run_id)
         return Execution(
             graph,
             self._merge,
@@ -354,10 +359,17 @@ class Workflow:
             )
         if row["status"] == RunStatus.SUCCEEDED:
             raise ValueError(f"run {run_id} already succeeded; there is nothing to resume")
-        row = store.acquire(run_id)  # first: "someone else is running it" trumps everything
+        claim(run_id)  # not twice in this process (the lease cannot tell)
+        try:
+            row = store.acquire(run_id)  # first: "someone else is running it" trumps everything
+        except BaseException:
+            unclaim(run_id)
+            raise
         try:
             checkpoints = store.checkpoints(run_id)
-            removed, changes = describe_changes(json.loads(row["definition"]), graph.description)
+            removed, changes = describe_changes(
+                load_json(store.path, run_id, "runs.definition", row["definition"]), graph.description
+            )
             lost = sorted({c[1] for c in checkpoints} & set(removed))
             if lost:
                 raise WorkflowChangedError(
@@ -381,7 +393,7 @@ class Workflow:
                 graph,
                 self._merge,
                 run_id,
-                json.loads(row["inputs"]),
+                load_json(store.path, run_id, "runs.inputs", row["inputs"]),
                 version=self._version or graph.fingerprint,
                 timeout=row["timeout"],
                 sinks=as_callables(o.sinks),
@@ -397,7 +409,11 @@ class Workflow:
             )
             execution.started_at = row["created_at"]
             execution.replay(checkpoints, store.attempts_so_far(run_id))
+            # The whole run's history, not only what this process will add: path() and events
+            # cover the steps that ran before the halt or the crash too.
+            execution.events[:0] = store.events(run_id)
         except BaseException:
+            unclaim(run_id)
             store.release(run_id)
             raise
         return execution
@@ -462,6 +478,16 @@ class Workflow:
         Completed steps never run again; an irreversible step cut off between its intent and its
         result waits for :meth:`Workspace.reconcile` instead of running twice.
         """
+        underway = _resumed_by_decision.pop(run_id, None)
+        if underway is not None:  # deciding its ticket here resumed it already: wait for that
+            if underway._cfuture is None and not underway.done():
+                raise RuntimeError(
+                    f"run {run_id} was resumed on this event loop when its ticket was decided; "
+                    f"`await` it (or `await wfkit.drain()`) instead of resuming it again"
+                )
+            with contextlib.suppress(Exception):
+                underway.wait()
+            return underway.raise_for_status() if raise_on_error else underway
         o = _Options.of("resume", options, _RESUME_KEYS)
         run = Run(self._resumed_execution(run_id, o), self, o)
         run_blocking(run._exec.drive())
@@ -475,6 +501,11 @@ class Workflow:
         **options: Unpack[ResumeOptions],
     ) -> Run:
         """Continue a stored run in the current task; see :meth:`resume`."""
+        underway = _resumed_by_decision.pop(run_id, None)
+        if underway is not None:  # deciding its ticket here resumed it already: wait for that
+            with contextlib.suppress(Exception):
+                await underway
+            return underway.raise_for_status() if raise_on_error else underway
         o = _Options.of("aresume", options, _RESUME_KEYS)
         run = Run(self._resumed_execution(run_id, o), self, o)
         await run._exec.drive()
@@ -486,9 +517,17 @@ def resume_decided(workspace: str | os.PathLike[str], ticket: Ticket) -> Run | N
     background), if this process defines the run's workflow; otherwise the decision waits for
     ``wfkit resume`` and this returns None."""
     flow = find_workflow(ticket.workflow)
-    if flow is None:
-        return None
+    if flow is None or executing_here(ticket.run_id):
+        return None  # not defined here, or already on its way (it will meet the decision itself)
     options = _Options(workspace=workspace)
     run = Run(flow._resumed_execution(ticket.run_id, options), flow, options)
+    for run_id in [r for r, other in _resumed_by_decision.items() if other.done()]:
+        del _resumed_by_decision[run_id]  # their owners never asked: forget them
+    _resumed_by_decision[ticket.run_id] = run
     run._launch()
     return run
+
+
+# Runs that resume_decided continued, so an explicit resume of one waits for it instead of
+# refusing (the decision and the resume are often two lines of one script).
+_resumed_by_decision: dict[str, Run] = {}

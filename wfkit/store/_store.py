@@ -11,7 +11,6 @@ Why these choices:
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 import sqlite3
@@ -22,13 +21,26 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from wfkit.model._errors import LeaseError, StoreCorruptError
-from wfkit.model._events import FIELDS, StepEvent
-from wfkit.model._processors import redact_values, secret_values
-from wfkit.store._journal import JOURNAL_INSERT, event_from_row, event_row
+from wfkit.model._errors import LeaseError, StoreCorruptError, WorkspaceNotFoundError
+from wfkit.model._events import StepEvent
+from wfkit.model._processors import redact_optional, redact_text
+from wfkit.model._status import RunStatus
+from wfkit.store._codec import encode_state
+from wfkit.store._journal import (
+    JOURNAL_INSERT,
+    JOURNAL_SELECT,
+    COLUMNS,
+    RUN_IDENTITY,
+    event_from_row,
+    event_row,
+    run_checksum,
+    verify_rows,
+    verify_run,
+)
 from wfkit.store._tickets import TicketStore
 
-SCHEMA_VERSION = 1
+# 2: journal and runs rows carry checksums (a version-1 store gains the columns when opened).
+SCHEMA_VERSION = 2
 _FIX = "it is damaged or truncated. Move it aside (or restore a backup) and wfkit will create a new one"
 _MAGIC = b"SQLite format 3\x00"
 LEASE_TTL = 60.0
@@ -60,7 +72,8 @@ CREATE TABLE IF NOT EXISTS runs (
     lease_host TEXT,
     lease_pid INTEGER,
     lease_expires REAL,
-    exported_seq INTEGER NOT NULL DEFAULT 0
+    exported_seq INTEGER NOT NULL DEFAULT 0,
+    checksum TEXT
 );
 CREATE INDEX IF NOT EXISTS runs_by_created ON runs (created_at);
 CREATE TABLE IF NOT EXISTS intents (
@@ -97,10 +110,13 @@ CREATE TABLE IF NOT EXISTS journal (
     retry_delay_s REAL, route_taken TEXT, tools TEXT, model TEXT, tokens_in INTEGER,
     tokens_out INTEGER, cost_usd REAL, approver TEXT, decision_comment TEXT, parameters_hash TEXT,
     host TEXT, extra TEXT,
-    outcome TEXT, updates TEXT, failure TEXT,
+    outcome TEXT, updates TEXT, failure TEXT, checksum TEXT,
     PRIMARY KEY (run_id, seq)
 ) WITHOUT ROWID
 """
+
+
+_AT = {name: i + 1 for i, name in enumerate(COLUMNS)}  # positions in (seq, *COLUMNS)
 
 
 def _pid_alive(pid: int) -> bool:
@@ -113,10 +129,29 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def effective_status(run: dict[str, Any], *, pending_intents: int) -> str:
+    """The status a stored run truly has: one stored as running whose lease holder is gone (its
+    lease expired, or its process on this host died), or one waiting for a reconciliation that
+    already happened, is ``interrupted``: nothing runs it, and resuming continues it."""
+    status = str(run["status"])
+    if status == RunStatus.RUNNING:
+        owner, host, pid, expires = run["lease_owner"], run["lease_host"], run["lease_pid"], run["lease_expires"]
+        if owner is None:
+            return RunStatus.INTERRUPTED
+        if host == _HOST and pid is not None:
+            # Here we can ask the process itself (a long step may outlive the lease it renews).
+            return RunStatus.RUNNING if _pid_alive(pid) else RunStatus.INTERRUPTED
+        if (expires or 0) < time.time():
+            return RunStatus.INTERRUPTED
+    elif status == RunStatus.NEEDS_RECONCILIATION and pending_intents == 0:
+        return RunStatus.INTERRUPTED
+    return status
+
+
 class Store(TicketStore):
     """Low-level access to one workspace's SQLite file. One connection per thread."""
 
-    def __init__(self, path: Path, *, synchronous: str = "full") -> None:
+    def __init__(self, path: Path, *, synchronous: str = "full", create: bool = True) -> None:
         if synchronous.lower() not in ("full", "normal"):
             raise ValueError(f"synchronous must be 'full' or 'normal', got {synchronous!r}")
         self.path = path
@@ -125,17 +160,40 @@ class Store(TicketStore):
         self._conns: list[tuple[threading.Thread, sqlite3.Connection]] = []
         self._conns_lock = threading.Lock()
         self.owner = f"{_HOST}:{os.getpid()}:{id(self):x}"
-        self._check_file()
+        self._check_file(create)
         self._connect()
 
     # ---- connection --------------------------------------------------------------------------
 
-    def _check_file(self) -> None:
+    def _check_file(self, create: bool) -> None:
+        folder = self.path.parent
+        if folder.exists() and not folder.is_dir():
+            raise WorkspaceNotFoundError(
+                f"the workspace {folder} is a file, not a folder; pass a folder (--workspace DIR, "
+                f"$WFKIT_HOME, or workspace=...)"
+            )
         if not self.path.exists():
-            self._create_file()
+            if not create:
+                raise WorkspaceNotFoundError(
+                    f"no workspace at {folder} (no {self.path.name} there), and reading never creates one; "
+                    f"check the path (--workspace, $WFKIT_HOME, or the current folder's .wfkit), or create "
+                    f"it by running a workflow there: flow.run(inputs, workspace={str(folder)!r})"
+                )
+            try:
+                self._create_file()
+            except (OSError, sqlite3.OperationalError) as exc:
+                raise WorkspaceNotFoundError(
+                    f"cannot create a workspace at {folder} ({exc}); choose a folder you can write to "
+                    f"(--workspace DIR, $WFKIT_HOME, or workspace=...)"
+                ) from exc
             return
-        with self.path.open("rb") as fh:
-            head = fh.read(16)
+        try:
+            with self.path.open("rb") as fh:
+                head = fh.read(16)
+        except OSError as exc:
+            raise WorkspaceNotFoundError(
+                f"cannot read the run store {self.path} ({exc}); check the path and its permissions"
+            ) from exc
         if head != _MAGIC:
             what = "empty (truncated to 0 bytes)" if not head else "not an SQLite database"
             raise StoreCorruptError(
@@ -184,6 +242,8 @@ class Store(TicketStore):
                 )
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute(f"PRAGMA synchronous = {self.synchronous}")
+            if version < SCHEMA_VERSION:
+                _migrate(conn)
         except sqlite3.DatabaseError as exc:
             conn.close()
             if isinstance(exc, sqlite3.OperationalError):
@@ -290,6 +350,11 @@ class Store(TicketStore):
         now = time.time()
         values = {
             **row,
+            # Every column the checksum covers has its stored value (the table's defaults included).
+            **{column: row.get(column) for column in RUN_IDENTITY},
+            "count_waiting": row.get("count_waiting", 0),
+            # The boundary: inputs are text a secret can reach like any other.
+            "inputs": redact_text(row["inputs"]),
             "created_at": now,
             "updated_at": now,
             "status": "running",
@@ -298,6 +363,7 @@ class Store(TicketStore):
             "lease_pid": os.getpid(),
             "lease_expires": now + LEASE_TTL,
         }
+        values["checksum"] = run_checksum(values)
         cols = ", ".join(values)
         marks = ", ".join("?" for _ in values)
         with self.write() as conn:
@@ -318,6 +384,7 @@ class Store(TicketStore):
                 raise KeyError(f"no run {run_id!r} in {self.path}; `wfkit runs` lists the runs there")
             columns = [d[0] for d in conn.execute("SELECT * FROM runs LIMIT 0").description]
             run = dict(zip(columns, row, strict=True))
+            verify_run(self.path, run)
             owner, host, pid = run["lease_owner"], run["lease_host"], run["lease_pid"]
             expires = run["lease_expires"]
             if owner is not None and owner != self.owner and expires is not None and expires > now:
@@ -359,12 +426,11 @@ class Store(TicketStore):
     ) -> None:
         """Record where a run stopped (ended, halted or failed) and release its lease."""
         now = time.time()
-        secrets = secret_values()
         try:
-            state_json: str | None = redact_values(json.dumps(state, default=repr), secrets)
-        except ValueError:
+            state_json: str | None = redact_text(encode_state("the run's final", state))
+        except ValueError:  # a merge function built a value state cannot keep: the checkpoints still hold it
             state_json = None
-        error_text = None if error is None else redact_values(str(error), secrets)
+        error_text = redact_optional(None if error is None else str(error))
         with self.write() as conn:
             conn.execute(
                 "UPDATE runs SET status=?, state=?, error_type=?, error=?, elapsed=?, updated_at=?, "
@@ -414,23 +480,24 @@ class Store(TicketStore):
         with self.write() as conn:
             conn.executemany(JOURNAL_INSERT, [event_row(e) for e in events])
 
+    def journal_rows(self, run_id: str, *, after: int = 0) -> list[tuple[Any, ...]]:
+        """One run's journal rows after seq ``after``, verified (checksums, no gap): (seq, *COLUMNS)."""
+        rows = self.read(JOURNAL_SELECT + " WHERE run_id=? AND seq>? ORDER BY seq", (run_id, after))
+        return verify_rows(self.path, run_id, rows, after=after)
+
     def checkpoints(self, run_id: str) -> list[tuple[Any, ...]]:
+        """The settled steps of a run: (seq, step, visit, outcome, updates, route_taken, failure)."""
         return [
-            tuple(r)
-            for r in self.read(
-                "SELECT seq, step, visit, outcome, updates, route_taken, failure FROM journal "
-                "WHERE run_id=? AND outcome IS NOT NULL ORDER BY seq",
-                (run_id,),
-            )
+            (r[0], r[_AT["step"]], r[_AT["visit"]], r[_AT["outcome"]], r[_AT["updates"]], r[_AT["route_taken"]], r[_AT["failure"]])
+            for r in self.journal_rows(run_id)
+            if r[_AT["outcome"]] is not None
         ]
 
     def events(self, run_id: str | None = None) -> list[StepEvent]:
-        sql = f"SELECT {', '.join(FIELDS)} FROM journal"
-        if run_id is None:
-            rows = self.read(sql + " ORDER BY started_at, run_id, seq")
-        else:
-            rows = self.read(sql + " WHERE run_id=? ORDER BY seq", (run_id,))
-        return [event_from_row(r) for r in rows]
+        if run_id is not None:
+            return [event_from_row(self.path, r) for r in self.journal_rows(run_id)]
+        rows = self.read(JOURNAL_SELECT + " ORDER BY started_at, run_id, seq")
+        return [event_from_row(self.path, r) for r in verify_rows(self.path, None, rows)]
 
     def attempts_so_far(self, run_id: str) -> dict[tuple[str, int], int]:
         rows = self.read("SELECT step, visit, MAX(attempt) FROM journal WHERE run_id=? GROUP BY step, visit", (run_id,))
@@ -486,20 +553,38 @@ class Store(TicketStore):
             raise StoreCorruptError(f"the run store {self.path} is damaged: {exc}; {_FIX}") from exc
         if row is None:
             raise KeyError(f"no run {run_id!r} in {self.path}; `wfkit runs` lists the runs there")
-        return dict(zip([d[0] for d in cur.description], row, strict=True))
+        run = dict(zip([d[0] for d in cur.description], row, strict=True))
+        verify_run(self.path, run)
+        pending = self.read(
+            "SELECT COUNT(*) FROM intents WHERE run_id=? AND status='pending'", (run_id,)
+        )[0][0]
+        run["status"] = effective_status(run, pending_intents=pending)
+        return run
 
     def run_rows(self, *, limit: int | None = None, status: str | None = None) -> list[dict[str, Any]]:
+        """Runs, newest first, with the status they truly have (``interrupted`` when the process
+        running them is gone). ``status`` filters; an unknown one is a ValueError listing the valid."""
+        if status is not None and status not in RunStatus.ALL:
+            raise ValueError(f"unknown run status {status!r}; the statuses are: {', '.join(RunStatus.ALL)}")
         sql = (
             "SELECT r.run_id, r.workflow, r.status, r.created_at, r.updated_at, r.ended_at, "
             "(SELECT COUNT(*) FROM journal j WHERE j.run_id = r.run_id AND j.outcome = 'ok'), "
-            "r.error_type, r.error FROM runs r"
+            "r.error_type, r.error, r.lease_owner, r.lease_host, r.lease_pid, r.lease_expires, "
+            "(SELECT COUNT(*) FROM intents i WHERE i.run_id = r.run_id AND i.status = 'pending') FROM runs r"
         )
         params: list[Any] = []
         if status is not None:
-            sql += " WHERE r.status = ?"
-            params.append(status)
+            # interrupted runs are stored as running (or as needing a reconciliation that happened)
+            stored = {
+                RunStatus.INTERRUPTED: (RunStatus.RUNNING, RunStatus.NEEDS_RECONCILIATION),
+                RunStatus.RUNNING: (RunStatus.RUNNING,),
+                RunStatus.NEEDS_RECONCILIATION: (RunStatus.NEEDS_RECONCILIATION,),
+            }.get(status, (status,))
+            sql += f" WHERE r.status IN ({', '.join('?' for _ in stored)})"
+            params.extend(stored)
         sql += " ORDER BY r.created_at DESC"
-        if limit is not None:
+        derived = status in (RunStatus.INTERRUPTED, RunStatus.RUNNING, RunStatus.NEEDS_RECONCILIATION)
+        if limit is not None and not derived:
             sql += " LIMIT ?"
             params.append(limit)
         keys = (
@@ -513,7 +598,28 @@ class Store(TicketStore):
             "error_type",
             "error",
         )
-        return [dict(zip(keys, r, strict=True)) for r in self.read(sql, params)]
+        lease = ("lease_owner", "lease_host", "lease_pid", "lease_expires")
+        out = []
+        for r in self.read(sql, params):
+            row = dict(zip(keys, r[: len(keys)], strict=True))
+            facts = dict(zip(lease, r[len(keys) : len(keys) + 4], strict=True))
+            row["status"] = effective_status({**row, **facts}, pending_intents=r[-1])
+            if status is None or row["status"] == status:
+                out.append(row)
+        return out if limit is None else out[:limit]
+
+
+def _migrate(conn: sqlite3.Connection) -> None:
+    """Bring a version-1 store up to date: checksum columns (old rows keep NULL, read unchecked)."""
+    with _transaction(conn):
+        row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        if int(row[0]) >= SCHEMA_VERSION:
+            return  # another process migrated it while we waited for the lock
+        for table in ("journal", "runs"):
+            columns = {r[1] for r in conn.execute(f"PRAGMA table_info({table})")}
+            if "checksum" not in columns:
+                conn.execute(f"ALTER TABLE {table} ADD COLUMN checksum TEXT")
+        conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))
 
 
 @contextmanager
