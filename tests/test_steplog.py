@@ -24,7 +24,16 @@ import pyarrow.parquet as pq
 import pytest
 
 import wfkit as wf
-from wfkit.logs._steplog import SOURCES_KEY, _write_atomic, compact, schema, segment_files, steps_dir
+from wfkit.logs._steplog import (
+    DAMAGED_DIR,
+    SOURCES_KEY,
+    _write_atomic,
+    check_ledger,
+    compact,
+    schema,
+    segment_files,
+    steps_dir,
+)
 from wfkit.store._workspace import DB_NAME
 
 # ---- helpers ------------------------------------------------------------------------------------
@@ -194,17 +203,59 @@ def test_filters(workspace: Path) -> None:
 # ---- recovery -----------------------------------------------------------------------------------
 
 
-def test_deleted_files_are_not_exported_again_while_the_journal_says_done(workspace: Path) -> None:
-    """Parquet is an export: deleting the files is not a crash, and exported_seq says done."""
+def test_a_deleted_segment_is_exported_again_from_the_journal(workspace: Path) -> None:
+    """The ledger check on read: a deleted segment is written again from the journal, so the
+    history is never silently shorter."""
     flow = two_step_flow("deleted")
+    for i in range(3):
+        flow.run({"i": i})
+    before = wf.steps()
+    assert 6 == len(before)
+    victim = parquet_files(workspace)[0]
+    victim.unlink()
+    after = wf.steps()
+    assert frame_keys(before) == frame_keys(after)
+    assert victim.exists()
+
+
+def test_a_truncated_segment_is_moved_aside_and_rebuilt(workspace: Path) -> None:
+    """A damaged segment is moved to steps-damaged (never deleted) and its rows exported again."""
+    flow = two_step_flow("truncated")
     for i in range(2):
         flow.run({"i": i})
-    assert 4 == len(wf.steps())
+    before = wf.steps()
+    victim = parquet_files(workspace)[0]
+    victim.write_bytes(victim.read_bytes()[:40])
+    after = wf.steps()
+    assert frame_keys(before) == frame_keys(after)
+    [aside] = list((workspace / DAMAGED_DIR).rglob("*.parquet"))
+    assert 40 == aside.stat().st_size
+    assert aside.name.startswith(victim.stem)
+
+
+def test_rows_neither_parquet_nor_the_journal_hold_fail_loudly(workspace: Path) -> None:
+    """When a segment is gone and the journal cannot supply its rows either, the read fails naming them."""
+    flow = two_step_flow("lost")
+    run = flow.run({"i": 0})
+    wf.steps()
     for path in parquet_files(workspace):
         path.unlink()
+    sql(workspace, f"DELETE FROM journal WHERE run_id = '{run.run_id}' AND seq = 2")
+    with pytest.raises(wf.StoreCorruptError, match=f"lacks rows 1-2 of run {run.run_id}.*journal") as info:
+        wf.steps()
+    assert run.run_id == info.value.run_id
 
-    assert 0 == len(wf.steps())
-    assert [(2,), (2,)] == sql(workspace, "SELECT exported_seq FROM runs")
+
+def test_check_ledger_without_repair_only_reports(workspace: Path) -> None:
+    """check_ledger(repair=False) names the missing range and changes nothing."""
+    flow = two_step_flow("report-only")
+    run = flow.run({"i": 0})
+    wf.steps()
+    for path in parquet_files(workspace):
+        path.unlink()
+    report = check_ledger(wf.Workspace().store, workspace, repair=False)
+    assert [(run.run_id, 1, 2)] == report.missing
+    assert [] == parquet_files(workspace)
 
 
 def test_rows_missing_after_a_crash_are_exported_by_the_next_reader(workspace: Path) -> None:
@@ -225,8 +276,8 @@ def test_rows_missing_after_a_crash_are_exported_by_the_next_reader(workspace: P
     for path in parquet_files(workspace):
         path.unlink()
     sql(workspace, "UPDATE runs SET exported_seq = 0 WHERE run_id != ?", (runs[0].run_id,))
-    frame = wf.steps()
-    assert event_keys([e for e in events if e.run_id != runs[0].run_id]) == frame_keys(frame)
+    frame = wf.steps()  # the ledger check brings back runs[0], whose export was recorded
+    assert event_keys(events) == frame_keys(frame)
     assert not frame.duplicated(["run_id", "seq"]).any()
 
 

@@ -3,10 +3,9 @@ exporting decisions for headless replay, and reconciling irreversible steps."""
 
 from __future__ import annotations
 
-import re
-
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path

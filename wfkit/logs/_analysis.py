@@ -7,6 +7,7 @@ and the plots and timeout advice built on them (``_plots.py``, ``_advice.py``).
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,6 +20,8 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
     from wfkit.model._retry import RetryPolicy
+
+logger = logging.getLogger("wfkit")
 
 QUANTILES: tuple[float, ...] = (0.5, 0.9, 0.95, 0.99)
 ERROR_KINDS: tuple[str, ...] = ("transient", "permanent", "unknown")
@@ -41,18 +44,52 @@ def steps(
     or one parquet file. Reading a workspace first exports any rows the journal holds that are not
     in parquet yet (after a crash, or runs that just ended). Filters are pushed down to the files.
     """
-    from wfkit.logs._steplog import dataset_schema, export_pending, exporter, read_steps, steps_dir
+    from wfkit.logs._steplog import check_ledger, dataset_schema, export_pending, exporter, read_steps, steps_dir
+    from wfkit.model._errors import StoreCorruptError, WorkspaceNotFoundError
     from wfkit.store._workspace import DB_NAME, open_store, workspace_path
 
     register_accessor()
     root = workspace_path(path) if path is None else Path(path)
-    if root.is_dir() and (root / DB_NAME).exists():
-        exporter.flush()
-        export_pending(open_store(root), root)
-        root = steps_dir(root)
+    filters: dict[str, Any] = {
+        "workflow": workflow,
+        "run_id": run_id,
+        "step": step,
+        "status": status,
+        "since": since,
+        "until": until,
+    }
+    if not root.exists():
+        raise WorkspaceNotFoundError(
+            f"no workspace or step log at {root}; check the path (a workspace folder, a folder of "
+            f"segment files, or one .parquet file). A workspace is created by the first run in it: "
+            f"flow.run(inputs, workspace={str(root)!r})"
+        )
+    if not (root.is_dir() and (root / DB_NAME).exists()):
+        return read_steps(root, **filters)
+    workspace = root
+    store = open_store(workspace, create=False)
+    exporter.flush()
+    export_pending(store, workspace)
+    check_ledger(store, workspace)  # a missing segment is written again from the journal
+    root = steps_dir(workspace)
     if not root.exists():
         return dataset_schema().empty_table().to_pandas()
-    return read_steps(root, workflow=workflow, run_id=run_id, step=step, status=status, since=since, until=until)
+    try:
+        return read_steps(root, **filters)
+    except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid is a ValueError
+        report = check_ledger(store, workspace, deep=True)
+        if not report.moved:
+            raise StoreCorruptError(
+                f"the step log under {root} cannot be read ({exc}), and no damaged segment was found "
+                f"to rebuild; run `wfkit doctor --workspace {workspace}`",
+                path=str(root),
+            ) from exc
+        logger.warning(
+            "wfkit: moved %d damaged step-log segment(s) to %s and rebuilt them from the journal",
+            len(report.moved),
+            report.moved[0][1].parent,
+        )
+        return read_steps(root, **filters)
 
 
 _registered = False

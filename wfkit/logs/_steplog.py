@@ -19,13 +19,16 @@ import datetime as dt
 import json
 import logging
 import os
+import re
 import threading
 import urllib.parse
 import uuid
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from wfkit.model._errors import StoreCorruptError
 from wfkit.model._events import FIELDS
 
 if TYPE_CHECKING:
@@ -148,6 +151,14 @@ def export_run(store: Store, workspace: Path, run_id: str) -> int:
     rows = store.unexported_rows(run_id, FILE_COLUMNS)
     if not rows:
         return 0
+    _write_segments(workspace, run_id, rows)
+    seq_at = FILE_COLUMNS.index("seq")
+    store.mark_exported(run_id, rows[-1][seq_at])
+    return len(rows)
+
+
+def _write_segments(workspace: Path, run_id: str, rows: Sequence[Sequence[Any]]) -> None:
+    """Journal rows (FILE_COLUMNS, then the workflow) as one segment per partition they fall in."""
     by_partition: dict[tuple[str, str], list[Sequence[Any]]] = {}
     for r in rows:
         date = dt.datetime.fromtimestamp(r[FILE_COLUMNS.index("started_at")], dt.UTC).strftime("%Y-%m-%d")
@@ -163,9 +174,6 @@ def export_run(store: Store, workspace: Path, run_id: str) -> int:
         for stale in folder.glob(f"part-{run_id}-{first:06d}-*.parquet"):
             if stale != target:
                 stale.unlink(missing_ok=True)
-    last_seq = rows[-1][seq_at]
-    store.mark_exported(run_id, last_seq)
-    return len(rows)
 
 
 def export_pending(store: Store, workspace: Path) -> int:
@@ -313,6 +321,120 @@ def _timestamp(value: dt.datetime | str) -> Any:
     if when.tzinfo is None:
         when = when.replace(tzinfo=dt.UTC)
     return pa.scalar(when, type=pa.timestamp("us", tz="UTC"))
+
+
+# ---- the export ledger, checked on read -----------------------------------------------------------
+
+DAMAGED_DIR = "steps-damaged"
+_SEGMENT = re.compile(r"^part-(?P<run>.+)-(?P<first>\d{6,})-(?P<last>\d{6,})\.parquet$")
+
+
+@dataclass
+class LedgerReport:
+    """What :func:`check_ledger` found, and what it did about it."""
+
+    missing: list[tuple[str, int, int]] = field(default_factory=list)  # (run, first seq, last seq)
+    damaged: list[Path] = field(default_factory=list)
+    moved: list[tuple[Path, Path]] = field(default_factory=list)  # (from, to): never deleted
+    reexported: int = 0  # rows written again from the journal
+    orphaned: list[tuple[str, int]] = field(default_factory=list)  # (run, rows) parquet holds, the journal lacks
+
+    @property
+    def clean(self) -> bool:
+        return not (self.missing or self.damaged or self.orphaned)
+
+
+def _covered(root: Path, files: Sequence[Path]) -> dict[str, list[tuple[int, int]]]:
+    """Seq ranges per run that segment files hold, by their names (a compacted file by its sources')."""
+    import pyarrow.parquet as pq
+
+    ranges: dict[str, list[tuple[int, int]]] = {}
+    names: list[str] = []
+    for path in files:
+        if path.name.startswith("compact-"):
+            meta = pq.read_schema(path).metadata or {}
+            names.extend(json.loads(meta.get(SOURCES_KEY, b"[]")))
+        else:
+            names.append(path.name)
+    for name in names:
+        match = _SEGMENT.match(name)
+        if match is not None:
+            ranges.setdefault(match["run"], []).append((int(match["first"]), int(match["last"])))
+    return ranges
+
+
+def _gaps(ranges: list[tuple[int, int]], upto: int) -> list[tuple[int, int]]:
+    gaps, nxt = [], 1
+    for first, last in sorted(ranges):
+        if first > nxt and nxt <= upto:
+            gaps.append((nxt, min(first - 1, upto)))
+        nxt = max(nxt, last + 1)
+    if nxt <= upto:
+        gaps.append((nxt, upto))
+    return gaps
+
+
+def _unreadable(path: Path) -> bool:
+    import pyarrow.parquet as pq
+
+    try:
+        pq.read_table(path, schema=schema())
+    except Exception:  # any failure to read it back is damage (ArrowInvalid, OSError, ...)
+        return True
+    return False
+
+
+def check_ledger(store: Store, workspace: Path, *, repair: bool = True, deep: bool = False) -> LedgerReport:
+    """Check the parquet dataset against the journal's export ledger (how far each run was exported).
+
+    A segment that is missing is written again from the journal; with ``deep``, every file is read
+    back, and a damaged one is moved to ``WORKSPACE/steps-damaged/`` (never deleted) and its rows
+    written again. Rows the journal cannot supply are a :class:`StoreCorruptError`: a read never
+    returns a silently shorter history. With ``repair=False`` nothing is changed, only reported.
+    Cheap unless ``deep``: file names and the ledger, no file contents.
+    """
+    report = LedgerReport()
+    root = steps_dir(workspace)
+    files = [p for p in root.rglob("*.parquet") if not p.name.startswith(".")] if root.exists() else []
+    if deep:
+        for path in files:
+            if _unreadable(path):
+                report.damaged.append(path)
+        if repair:
+            for path in report.damaged:
+                target = workspace / DAMAGED_DIR / path.relative_to(root)
+                target = target.with_name(f"{target.stem}.{uuid.uuid4().hex[:6]}{target.suffix}")
+                target.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(path, target)
+                report.moved.append((path, target))
+        files = [p for p in files if p not in report.damaged]
+    covered = _covered(root, files)
+    ledger = store.export_ledger()
+    for run_id, exported in ledger.items():
+        for first, last in _gaps(covered.get(run_id, []), exported):
+            report.missing.append((run_id, first, last))
+    if deep:  # a full pass over the journal: doctor's job, not every read's
+        journal_max = store.journal_lengths()
+        for run_id, ranges in covered.items():
+            beyond = max(last for _, last in ranges) - journal_max.get(run_id, 0)
+            if beyond > 0:  # parquet has rows SQLite lost (a deleted -wal, a restored old file)
+                report.orphaned.append((run_id, beyond))
+    if repair:
+        for run_id, first, last in report.missing:
+            rows = store.rows_between(run_id, FILE_COLUMNS, after=first - 1, upto=last)
+            if len(rows) != last - first + 1:
+                raise StoreCorruptError(
+                    f"the step log under {root} lacks rows {first}-{last} of run {run_id}, and the journal "
+                    f"in {store.path} cannot supply them (it holds {len(rows)}); the history of that run is "
+                    f"incomplete: restore the workspace from a backup",
+                    path=str(store.path),
+                    run_id=run_id,
+                    row=first,
+                    column="journal.seq",
+                )
+            _write_segments(workspace, run_id, rows)
+            report.reexported += len(rows)
+    return report
 
 
 # ---- compaction ---------------------------------------------------------------------------------

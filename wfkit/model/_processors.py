@@ -50,7 +50,22 @@ _SHAPES = (
 _SHAPE = re.compile("|".join(f"(?:{p})" for p in _SHAPES), re.DOTALL)
 # Literals one of which every shape contains: substring tests are far cheaper than the regex, and
 # most text holds none of them.
-_SHAPE_HINTS = ("PRIVATE KEY", "sk-", "AKIA", "AIza", "ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_", "xox", "hf_", "glpat-", "://")
+_SHAPE_HINTS = (
+    "PRIVATE KEY",
+    "sk-",
+    "AKIA",
+    "AIza",
+    "ghp_",
+    "gho_",
+    "ghu_",
+    "ghs_",
+    "ghr_",
+    "github_pat_",
+    "xox",
+    "hf_",
+    "glpat-",
+    "://",
+)
 _PAIR_HINTS = ("key", "authorization", "token", "secret", "passw")
 # Authorization: Basic base64(user:password): only when it decodes to a pair ("basic authentication" stays).
 _BASIC = re.compile(r"(?i)\bbasic\s+([A-Za-z0-9+/]{6,}={0,2})")

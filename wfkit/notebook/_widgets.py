@@ -19,9 +19,9 @@ from typing import TYPE_CHECKING, Any
 import ipywidgets as w
 
 from wfkit.model._approvals import Ticket
-from wfkit.model._processors import redact_text
 from wfkit.model._errors import TicketError
 from wfkit.model._events import StepEvent
+from wfkit.model._processors import redact_text
 from wfkit.notebook._display import run_html, statuses
 
 if TYPE_CHECKING:

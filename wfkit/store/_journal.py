@@ -101,7 +101,9 @@ def event_row(
     return checked_row(row)
 
 
-def verify_rows(path: object, run_id: str | None, rows: Iterable[Sequence[Any]], *, after: int = 0) -> list[tuple[Any, ...]]:
+def verify_rows(
+    path: object, run_id: str | None, rows: Iterable[Sequence[Any]], *, after: int = 0
+) -> list[tuple[Any, ...]]:
     """Rows from :data:`JOURNAL_SELECT` (one run's, in seq order, after ``after``), checked: each
     checksum, and no gap in the sequence. Returns them as (seq, *COLUMNS)."""
     out: list[tuple[Any, ...]] = []
@@ -196,7 +198,11 @@ def verify_run(path: object, row: Mapping[str, Any]) -> None:
     actual = run_checksum(row)
     if actual != checksum:
         names = ("run identity columns", "definition", "inputs")
-        parts = [names[i] for i, (a, b) in enumerate(zip(actual.split("."), str(checksum).split("."), strict=False)) if a != b]
+        parts = [
+            names[i]
+            for i, (a, b) in enumerate(zip(actual.split("."), str(checksum).split("."), strict=False))
+            if a != b
+        ]
         column = "runs." + (parts[0] if parts and parts[0] != names[0] else "run_id")
         raise StoreCorruptError(
             f"the run store {path} is damaged: run {row['run_id']}: {', '.join(parts) or 'its checksum'} changed "

@@ -22,14 +22,14 @@ from pathlib import Path
 from typing import Any
 
 from wfkit.model._errors import LeaseError, StoreCorruptError, WorkspaceNotFoundError
-from wfkit.model._events import StepEvent
+from wfkit.model._events import FIELDS, StepEvent
 from wfkit.model._processors import redact_optional, redact_text
 from wfkit.model._status import RunStatus
 from wfkit.store._codec import encode_state
 from wfkit.store._journal import (
+    COLUMNS,
     JOURNAL_INSERT,
     JOURNAL_SELECT,
-    COLUMNS,
     RUN_IDENTITY,
     event_from_row,
     event_row,
@@ -303,14 +303,33 @@ class Store(TicketStore):
     def unexported_rows(self, run_id: str, columns: Sequence[str]) -> list[tuple[Any, ...]]:
         """The run's journal rows that parquet does not hold yet, in order: ``columns`` then the
         workflow name. Empty for an unknown run."""
-        unknown = set(columns) - {*FIELDS, "seq"}  # names are checked: they go into the SQL text
+        unknown = set(columns) - {*FIELDS, "seq"}
         if unknown:
             raise ValueError(f"the journal has no step-log column(s) {sorted(unknown)}")
-        sql = (
-            f"SELECT {', '.join(columns)}, workflow FROM journal "
-            "WHERE run_id = ? AND seq > (SELECT exported_seq FROM runs WHERE run_id = ?) ORDER BY seq"
-        )
-        return [tuple(r) for r in self.read(sql, (run_id, run_id))]
+        done = self.read("SELECT exported_seq FROM runs WHERE run_id = ?", (run_id,))
+        if not done:
+            return []
+        return self.rows_between(run_id, columns, after=done[0][0])
+
+    def rows_between(
+        self, run_id: str, columns: Sequence[str], *, after: int, upto: int | None = None
+    ) -> list[tuple[Any, ...]]:
+        """The run's journal rows with ``after < seq <= upto``, verified (checksums, no gap), as
+        ``columns`` then the workflow name: what the step log is exported from."""
+        rows = self.journal_rows(run_id, after=after)
+        if upto is not None:
+            rows = [r for r in rows if r[0] <= upto]
+        at = [0 if c == "seq" else _AT[c] for c in columns]
+        workflow_at = _AT["workflow"]
+        return [(*(r[i] for i in at), r[workflow_at]) for r in rows]
+
+    def export_ledger(self) -> dict[str, int]:
+        """How far each run's journal was exported to parquet (runs with something exported)."""
+        return {r[0]: r[1] for r in self.read("SELECT run_id, exported_seq FROM runs WHERE exported_seq > 0")}
+
+    def journal_lengths(self) -> dict[str, int]:
+        """The last seq of each run's journal."""
+        return {r[0]: r[1] for r in self.read("SELECT run_id, MAX(seq) FROM journal GROUP BY run_id")}
 
     def mark_exported(self, run_id: str, last_seq: int) -> None:
         """Record that parquet holds the run's journal rows up to ``last_seq`` (never moves back)."""
@@ -488,7 +507,15 @@ class Store(TicketStore):
     def checkpoints(self, run_id: str) -> list[tuple[Any, ...]]:
         """The settled steps of a run: (seq, step, visit, outcome, updates, route_taken, failure)."""
         return [
-            (r[0], r[_AT["step"]], r[_AT["visit"]], r[_AT["outcome"]], r[_AT["updates"]], r[_AT["route_taken"]], r[_AT["failure"]])
+            (
+                r[0],
+                r[_AT["step"]],
+                r[_AT["visit"]],
+                r[_AT["outcome"]],
+                r[_AT["updates"]],
+                r[_AT["route_taken"]],
+                r[_AT["failure"]],
+            )
             for r in self.journal_rows(run_id)
             if r[_AT["outcome"]] is not None
         ]
@@ -555,9 +582,7 @@ class Store(TicketStore):
             raise KeyError(f"no run {run_id!r} in {self.path}; `wfkit runs` lists the runs there")
         run = dict(zip([d[0] for d in cur.description], row, strict=True))
         verify_run(self.path, run)
-        pending = self.read(
-            "SELECT COUNT(*) FROM intents WHERE run_id=? AND status='pending'", (run_id,)
-        )[0][0]
+        pending = self.read("SELECT COUNT(*) FROM intents WHERE run_id=? AND status='pending'", (run_id,))[0][0]
         run["status"] = effective_status(run, pending_intents=pending)
         return run
 

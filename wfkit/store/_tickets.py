@@ -50,7 +50,7 @@ class TicketStore:
     def _ticket(self, row: Sequence[Any]) -> Ticket:
         values = list(row)
         values[6] = load_json(self.path, values[1], "tickets.payload", values[6])
-        return Ticket(*values, workspace=str(self.path.parent))
+        return dataclasses.replace(Ticket(*values), workspace=str(self.path.parent))
 
     def create_ticket(self, ticket: Ticket, event: StepEvent) -> Ticket:
         """Persist a new ticket (or return the one that exists for this step visit). What is

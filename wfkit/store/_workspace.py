@@ -33,6 +33,7 @@ def set_decision_hook(hook: DecisionHook | None) -> None:
     global _decision_hook
     _decision_hook = hook
 
+
 DB_NAME = "wfkit.db"
 _stores: dict[tuple[Path, str], Store] = {}
 _lock = threading.Lock()
