@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import socket
 import sqlite3
+import struct
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -129,6 +130,36 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def lost_wal_frames(db: Path) -> int:
+    """How many committed WAL frames the ``-shm`` index records that the ``-wal`` file no longer
+    holds (0 when all is well, or when there is no index to tell).
+
+    SQLite keeps the index's header twice (48 bytes, native byte order: mxFrame at offset 16) and
+    the checkpoint's progress (nBackfill) at offset 96. Frames past nBackfill live only in the WAL:
+    a deleted or truncated WAL after a crash loses them without a word from SQLite.
+    """
+    shm, wal = Path(f"{db}-shm"), Path(f"{db}-wal")
+    try:
+        with shm.open("rb") as fh:
+            head = fh.read(100)
+    except OSError:
+        return 0
+    if len(head) < 100 or head[:48] != head[48:96] or head[12] != 1:  # not initialised, or mid-update
+        return 0
+    (page,) = struct.unpack("=H", head[14:16])
+    (frames,) = struct.unpack("=I", head[16:20])
+    (backfilled,) = struct.unpack("=I", head[96:100])
+    if frames <= backfilled:
+        return 0
+    page_size = 65536 if page == 1 else page
+    try:
+        size = wal.stat().st_size
+    except OSError:
+        size = 0
+    present = max(0, (size - 32) // (24 + page_size)) if page_size else frames
+    return max(0, int(frames) - int(present))
+
+
 def effective_status(run: dict[str, Any], *, pending_intents: int) -> str:
     """The status a stored run truly has: one stored as running whose lease holder is gone (its
     lease expired, or its process on this host died), or one waiting for a reconciliation that
@@ -187,6 +218,16 @@ class Store(TicketStore):
                     f"(--workspace DIR, $WFKIT_HOME, or workspace=...)"
                 ) from exc
             return
+        lost = lost_wal_frames(self.path)
+        if lost:
+            raise StoreCorruptError(
+                f"the run store's write-ahead log {self.path}-wal is missing or cut short: {lost} committed "
+                f"page(s) that had not yet reached {self.path.name} are gone (its -shm index says so), so "
+                f"recent runs would silently vanish. Put the -wal file back (from a backup, or wherever it "
+                f"went) to recover them; to accept the loss, `wfkit doctor --repair --workspace "
+                f"{self.path.parent}` moves the stale -shm aside (nothing is deleted)",
+                path=f"{self.path}-wal",
+            )
         try:
             with self.path.open("rb") as fh:
                 head = fh.read(16)
