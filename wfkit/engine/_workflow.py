@@ -47,6 +47,31 @@ def _resolve_policy(o: _Options, graph: Graph) -> ApprovalPolicy:
     return as_policy(default_policy(current_mode(o.mode)))
 
 
+def check_tools(graph: Graph, registry: ToolProvider | None) -> None:
+    """Every tool a step declares or a route binds must be in the run's registry, checked before
+    the first step runs (not when a step happens to call it). Without a registry there is nothing
+    to check against: ``ctx.tool`` then says so at call time."""
+    if registry is None:
+        return
+    bound: dict[str, list[str]] = {}
+    for name, spec in graph.steps.items():
+        for tool in spec.tools:
+            bound.setdefault(tool, []).append(f"step {name!r}")
+    for source, router in graph.routers.items():
+        for target in (*(r.go for r in router.routes), router.default):
+            for tool in target.tools or ():
+                bound.setdefault(tool, []).append(f"the route {source!r} -> {target.target!r}")
+    missing = sorted(tool for tool in bound if tool not in registry)
+    if missing:
+        from wfkit.llm._tools import UnknownToolError
+
+        where = "; ".join(f"{tool!r} (bound by {', '.join(bound[tool])})" for tool in missing)
+        raise UnknownToolError(
+            f"workflow {graph.name!r} binds tools its tool registry lacks: {where}. The registry has: "
+            f"{', '.join(sorted(registry)) or 'nothing'}; register them, or pass another registry (tools=...)"
+        )
+
+
 # Workflows by name, so a ticket found after a kernel restart (wfkit.pending()) can resume its run
 # with the workflow the notebook defined again.
 _by_name: weakref.WeakValueDictionary[str, Workflow] = weakref.WeakValueDictionary()
@@ -305,6 +330,7 @@ class Workflow:
             raise TypeError(f"a run's inputs are a dict with string keys, got {inputs!r}")
         if o.timeout is not None and not o.timeout > 0:
             raise ValueError(f"a run's timeout must be > 0 seconds, got {o.timeout!r}")
+        check_tools(graph, o.tools if o.tools is not None else self.tools)
         store = self._store(o.workspace)
         policy = _resolve_policy(o, graph)
         run_id = o.run_id or uuid.uuid4().hex[:16]
@@ -349,6 +375,7 @@ class Workflow:
 
     def _resumed_execution(self, run_id: str, o: _Options) -> Execution:
         graph = self.validate()
+        check_tools(graph, o.tools if o.tools is not None else self.tools)
         store = self._store(o.workspace)
         if store is None:
             raise ValueError("resuming needs the workspace the run was stored in, not workspace=False")

@@ -15,6 +15,7 @@ file already holds, so a crash mid-compaction shows no row twice.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import datetime as dt
 import json
 import logging
@@ -205,13 +206,23 @@ class Exporter:
     def submit(self, store: Store, workspace: Path, run_id: str) -> None:
         with self._lock:
             self._pending[run_id] = (store, workspace)
-            if not self._registered:
-                atexit.register(self.flush)
-                self._registered = True
-            if self._timer is None:
-                self._timer = threading.Timer(self.delay, self._tick)
-                self._timer.daemon = True
-                self._timer.start()
+            try:
+                if not self._registered:
+                    atexit.register(self.flush)
+                    self._registered = True
+                if self._timer is None:
+                    timer = threading.Timer(self.delay, self._tick)
+                    timer.daemon = True
+                    timer.start()
+                    self._timer = timer
+                return
+            except RuntimeError:
+                # The interpreter is shutting down (a run ended on a background loop during exit):
+                # no atexit hook, no thread. Export now, quietly; the journal keeps the rows anyway
+                # and the next reader exports what this could not.
+                pending = self._pending.pop(run_id)
+        with contextlib.suppress(Exception):
+            export_run(pending[0], pending[1], run_id)
 
     def clear(self) -> None:
         """Forget pending exports (export_pending finds them again whenever someone reads)."""
