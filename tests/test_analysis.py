@@ -238,7 +238,7 @@ def test_empty_and_non_empty_logs_have_the_same_columns(workspace: Path) -> None
 def test_steps_of_a_missing_path_is_an_error_and_creates_nothing(tmp_path: Path) -> None:
     """wf.steps() of a path that does not exist raises WorkspaceNotFoundError naming it, creating nothing."""
     typo = tmp_path / "typo"
-    with pytest.raises(wf.WorkspaceNotFoundError, match="no workspace or step log at .*typo"):
+    with pytest.raises(wf.WorkspaceNotFoundError, match=r"no workspace or step log at .*typo"):
         wf.steps(typo)
     assert not typo.exists()
 

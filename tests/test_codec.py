@@ -92,7 +92,11 @@ def test_the_cases_the_issue_names_keep_their_types() -> None:
     }
     back = round_trip(values)
     assert values == back
-    assert (tuple, int, "Europe/Paris") == (type(back["pair"]), type(next(iter(back["by_id"]))), back["when"].tzinfo.key)
+    assert (tuple, int, "Europe/Paris") == (
+        type(back["pair"]),
+        type(next(iter(back["by_id"]))),
+        back["when"].tzinfo.key,
+    )
 
 
 @state_type

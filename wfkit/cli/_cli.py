@@ -160,9 +160,9 @@ def _doctor(args: argparse.Namespace) -> int:
     report = check_store(db, repair=args.repair)
     _print(f"store {db}: {report.runs} runs, {report.rows} journal rows checked")
     problems, repairs = list(report.problems), list(report.repairs)
-    if report.ok or (args.repair and not any("integrity" in p or "-wal" in p for p in report.problems)):
+    if not any("integrity" in p or "-wal" in p for p in report.problems):  # else SQLite cannot be trusted to read
         try:
-            ledger = check_ledger(open_store(folder, create=False), folder, repair=args.repair, deep=True)
+            ledger = check_ledger(open_store(folder, create=False), folder, repair=args.repair, deep=True, strict=False)
         except Exception as exc:  # the ledger needs a readable store; say so, keep going
             problems.append(f"step log: {exc}")
         else:
@@ -173,6 +173,7 @@ def _doctor(args: argparse.Namespace) -> int:
                 f"commits: a deleted -wal, or an older copy of {DB_NAME} put back)"
                 for r, n in ledger.orphaned
             ]
+            problems += [f"step log: {reason}" for reason in ledger.unrecoverable]
             repairs += [f"moved {a} to {b}" for a, b in ledger.moved]
             if ledger.reexported:
                 repairs.append(f"exported {ledger.reexported} row(s) again from the journal")

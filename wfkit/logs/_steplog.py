@@ -349,6 +349,7 @@ class LedgerReport:
     moved: list[tuple[Path, Path]] = field(default_factory=list)  # (from, to): never deleted
     reexported: int = 0  # rows written again from the journal
     orphaned: list[tuple[str, int]] = field(default_factory=list)  # (run, rows) parquet holds, the journal lacks
+    unrecoverable: list[str] = field(default_factory=list)  # with strict=False: what could not be rebuilt
 
     @property
     def clean(self) -> bool:
@@ -395,14 +396,17 @@ def _unreadable(path: Path) -> bool:
     return False
 
 
-def check_ledger(store: Store, workspace: Path, *, repair: bool = True, deep: bool = False) -> LedgerReport:
+def check_ledger(
+    store: Store, workspace: Path, *, repair: bool = True, deep: bool = False, strict: bool = True
+) -> LedgerReport:
     """Check the parquet dataset against the journal's export ledger (how far each run was exported).
 
     A segment that is missing is written again from the journal; with ``deep``, every file is read
     back, and a damaged one is moved to ``WORKSPACE/steps-damaged/`` (never deleted) and its rows
     written again. Rows the journal cannot supply are a :class:`StoreCorruptError`: a read never
-    returns a silently shorter history. With ``repair=False`` nothing is changed, only reported.
-    Cheap unless ``deep``: file names and the ledger, no file contents.
+    returns a silently shorter history (``strict=False``, for ``wfkit doctor``: listed in the
+    report instead). With ``repair=False`` nothing is changed, only reported. Cheap unless
+    ``deep``: file names and the ledger, no file contents.
     """
     report = LedgerReport()
     root = steps_dir(workspace)
@@ -432,20 +436,31 @@ def check_ledger(store: Store, workspace: Path, *, repair: bool = True, deep: bo
                 report.orphaned.append((run_id, beyond))
     if repair:
         for run_id, first, last in report.missing:
-            rows = store.rows_between(run_id, FILE_COLUMNS, after=first - 1, upto=last)
-            if len(rows) != last - first + 1:
-                raise StoreCorruptError(
-                    f"the step log under {root} lacks rows {first}-{last} of run {run_id}, and the journal "
-                    f"in {store.path} cannot supply them (it holds {len(rows)}); the history of that run is "
-                    f"incomplete: restore the workspace from a backup",
-                    path=str(store.path),
-                    run_id=run_id,
-                    row=first,
-                    column="journal.seq",
-                )
+            try:
+                rows = _rows_to_rebuild(store, root, run_id, first, last)
+            except StoreCorruptError as exc:
+                if strict:
+                    raise
+                report.unrecoverable.append(str(exc))
+                continue
             _write_segments(workspace, run_id, rows)
             report.reexported += len(rows)
     return report
+
+
+def _rows_to_rebuild(store: Store, root: Path, run_id: str, first: int, last: int) -> list[tuple[Any, ...]]:
+    rows = store.rows_between(run_id, FILE_COLUMNS, after=first - 1, upto=last)
+    if len(rows) != last - first + 1:
+        raise StoreCorruptError(
+            f"the step log under {root} lacks rows {first}-{last} of run {run_id}, and the journal "
+            f"in {store.path} cannot supply them (it holds {len(rows)}); the history of that run is "
+            f"incomplete: restore the workspace from a backup",
+            path=str(store.path),
+            run_id=run_id,
+            row=first,
+            column="journal.seq",
+        )
+    return rows
 
 
 # ---- compaction ---------------------------------------------------------------------------------
