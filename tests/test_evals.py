@@ -572,3 +572,12 @@ def test_cli_eval_unknown_variant_is_a_clear_error(capsys: pytest.CaptureFixture
     """An unknown --variant exits 1 with a message naming the variants, not a traceback."""
     assert 1 == main(["eval", str(QUERY_ROUTER), "--variant", "nope"])
     assert "has no variant 'nope'; it has keywords, llm" in capsys.readouterr().err
+
+
+def test_a_threshold_for_no_scorer_is_refused_listing_the_scorers():
+    """A threshold named after no scorer ("exact_match" for "exact_match:y") is an error, never ignored."""
+    result = wf.evals.evaluate(doubler_suite(thresholds={"exact_match": 0.9}))
+    with pytest.raises(
+        ValueError, match=r"'exact_match' match no scorer of suite 'doubler'; its scorers are: 'exact_match:y'"
+    ):
+        result.check()
