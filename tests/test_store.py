@@ -548,3 +548,95 @@ def test_export_ledger_hands_out_unexported_rows_and_remembers_what_was_exported
     assert [(run.run_id, False)] == store.runs_with_unexported_rows()  # nobody executes it now
     with pytest.raises(ValueError, match="no step-log column"):
         store.unexported_rows(run.run_id, ("step; DROP TABLE runs",))
+
+
+# ---- damage is named, never silently read ------------------------------------------------------------
+
+
+def _halted_run(workspace: Path) -> tuple[wf.Workflow, wf.Run]:
+    flow = wf.Workflow("damage")
+    flow.step(lambda s: {"n": s["start"] + 1}, name="a")
+    flow.step(lambda s: {"n": s["n"] * 10}, name="b", approval="check")
+    flow.chain("a", "b")
+    run = flow.run({"start": 1}, policy="halt")
+    wf.Workspace().approve(run.tickets()[0], by="ana", resume=False)
+    return flow, run
+
+
+@pytest.mark.parametrize(
+    ("column", "value", "message"),
+    [
+        ("inputs", '{"start": 1,, }', r"inputs changed since the run was created"),
+        ("definition", "{nope", r"definition changed since the run was created"),
+    ],
+)
+def test_garbage_in_a_run_column_is_store_corruption_naming_it(
+    workspace: Path, column: str, value: str, message: str
+) -> None:
+    """Garbage JSON in runs.inputs or runs.definition: resume and show raise StoreCorruptError naming run and column."""
+    flow, run = _halted_run(workspace)
+    _sql(workspace / DB_NAME, f"UPDATE runs SET {column} = '{value}' WHERE run_id = '{run.run_id}'")
+    with pytest.raises(wf.StoreCorruptError, match=message) as info:
+        flow.resume(run.run_id)
+    assert (run.run_id, f"runs.{column}") == (info.value.run_id, info.value.column)
+    with pytest.raises(wf.StoreCorruptError, match=message):
+        wf.Workspace().run_info(run.run_id)
+
+
+def test_a_one_digit_change_in_a_checkpoint_never_reaches_the_state(workspace: Path) -> None:
+    """A checkpoint edited after it was written (n: 2 -> 3) stops the resume naming the row and column."""
+    flow, run = _halted_run(workspace)
+    _sql(workspace / DB_NAME, f"UPDATE journal SET updates = '{{\"n\":3}}' WHERE run_id = '{run.run_id}' AND seq = 1")
+    with pytest.raises(wf.StoreCorruptError, match=rf"run {run.run_id}, journal row 1: updates changed") as info:
+        flow.resume(run.run_id)
+    assert (str(workspace / DB_NAME), 1, "journal.updates") == (info.value.path, info.value.row, info.value.column)
+    assert ["waiting_approval"] == [r["status"] for r in wf.Workspace().runs()]  # the lease was given back
+
+
+def test_garbage_json_in_old_unchecksummed_rows_is_still_named(workspace: Path) -> None:
+    """A row written before checksums (NULL) with garbage updates is a StoreCorruptError naming the column."""
+    flow, run = _halted_run(workspace)
+    _sql(
+        workspace / DB_NAME,
+        f"UPDATE journal SET updates = '{{\"n\":', checksum = NULL WHERE run_id = '{run.run_id}' AND seq = 1",
+    )
+    with pytest.raises(wf.StoreCorruptError, match=r"journal row 1, column journal.updates does not parse"):
+        flow.resume(run.run_id)
+
+
+def test_a_deleted_journal_row_is_a_gap_not_a_shorter_history(workspace: Path) -> None:
+    """A row missing from the middle of a run's journal is reported as a hole in its sequence."""
+    _, run = _halted_run(workspace)
+    _sql(workspace / DB_NAME, f"DELETE FROM journal WHERE run_id = '{run.run_id}' AND seq = 2")
+    with pytest.raises(wf.StoreCorruptError, match=rf"run {run.run_id} has no journal row 2 \(the next is 3\)"):
+        wf.Workspace().events(run.run_id)
+
+
+def test_a_version_1_store_gains_checksums_and_keeps_its_runs(db: Path) -> None:
+    """A store written before checksums opens, is migrated to version 2, and its old rows still read."""
+    store = Store(db)
+    store.create_run(_row("old"))
+    store.close()
+    _sql(
+        db,
+        "UPDATE runs SET checksum = NULL",
+        "ALTER TABLE runs DROP COLUMN checksum",
+        "ALTER TABLE journal DROP COLUMN checksum",
+        "UPDATE meta SET value = '1' WHERE key = 'schema_version'",
+    )
+    reopened = Store(db)
+    try:
+        assert [("schema_version", str(SCHEMA_VERSION))] == _sql(db, "SELECT key, value FROM meta")
+        assert "old" == reopened.run_row("old")["run_id"]
+    finally:
+        reopened.close()
+
+
+def test_a_reconciled_run_whose_resume_died_is_interrupted_not_waiting(workspace: Path) -> None:
+    """needs_reconciliation with no pending intent (a resume killed after the reconciliation) shows as interrupted."""
+    store = open_store(workspace)
+    store.create_run(_row("r9"))
+    _sql(workspace / DB_NAME, "UPDATE runs SET status = 'needs_reconciliation', lease_owner = NULL WHERE run_id = 'r9'")
+    assert "interrupted" == store.run_row("r9")["status"]
+    store.intent("r9", "send", 1, "r9:send:1")
+    assert "needs_reconciliation" == store.run_row("r9")["status"]
