@@ -101,6 +101,7 @@ def test_latency_plot_has_log_histogram_and_ecdf_with_p50_p99(workspace: Path, t
 
 def test_latency_plot_of_no_attempts_says_so(workspace: Path) -> None:
     """An empty log gives a figure that says there is nothing to plot."""
+    wf.Workspace(create=True)
     fig = wf.steps().wf.plot_latency()
     assert ["no attempts to plot"] == [t.get_text() for t in fig.axes[0].texts]
 
@@ -169,6 +170,7 @@ def test_timeline_shows_the_approval_wait(workspace: Path, tmp_path: Path) -> No
 
 def test_timeline_of_an_empty_log_says_so(workspace: Path) -> None:
     """No runs: the timeline figure says so."""
+    wf.Workspace(create=True)
     fig = wf.steps().wf.plot_timeline()
     assert ["no runs to plot"] == [t.get_text() for t in fig.axes[0].texts]
 

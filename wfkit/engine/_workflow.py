@@ -546,6 +546,9 @@ def resume_decided(workspace: str | os.PathLike[str], ticket: Ticket) -> Run | N
     flow = find_workflow(ticket.workflow)
     if flow is None or executing_here(ticket.run_id):
         return None  # not defined here, or already on its way (it will meet the decision itself)
+    status = open_store(workspace, create=False).run_row(ticket.run_id)["status"]
+    if status not in RunStatus.HALTED and status != RunStatus.INTERRUPTED:
+        return None  # a resume that came first has taken it on, or finished it already
     options = _Options(workspace=workspace)
     run = Run(flow._resumed_execution(ticket.run_id, options), flow, options)
     for run_id in [r for r, other in _resumed_by_decision.items() if other.done()]:
