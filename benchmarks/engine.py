@@ -233,7 +233,46 @@ async def w4(repeats: int) -> list[dict[str, Any]]:
     return rows
 
 
-WORKLOADS = {"W1": w1, "W2": w2, "W3": w3, "W4": w4, "W5": w5, "W6": w6}
+async def _item(doc: Any, ctx: Any = None) -> Any:
+    return doc
+
+
+async def w7(repeats: int) -> list[dict[str, Any]]:
+    """A map over 1,000 items (each its own activation, attempts and event) beside asyncio.gather,
+    unbounded and with max_concurrency=8 (beside a semaphore of 8)."""
+    n = 1000
+    docs = list(range(n))
+    rows = []
+    for limit in (None, 8):
+        flow, sink = wf.Workflow(f"map{limit}", inputs=["docs"]), MemorySink()
+        flow.map(_item, over="docs", into="out", max_concurrency=limit, name="each")
+
+        async def run_wfkit(flow: wf.Workflow = flow, sink: MemorySink = sink) -> None:
+            await flow.arun({"docs": docs}, sinks=[sink], workspace=False)
+            sink.clear()
+
+        async def run_asyncio(limit: int | None = limit) -> None:
+            state: dict[str, Any] = {"docs": docs}
+            if limit is None:
+                state["out"] = list(await asyncio.gather(*(_item(d) for d in state["docs"])))
+                return
+            gate = asyncio.Semaphore(limit)
+
+            async def bounded(doc: Any) -> Any:
+                async with gate:
+                    return await _item(doc)
+
+            state["out"] = list(await asyncio.gather(*(bounded(d) for d in state["docs"])))
+
+        reps = max(5, repeats // 10)
+        a = await _median_seconds(run_wfkit, reps)
+        b = await _median_seconds(run_asyncio, reps)
+        what = "map over 1,000 items" + ("" if limit is None else f", max_concurrency={limit}")
+        rows.append(_row("W7", what, a / n, b / n, unit="us_per_step"))
+    return rows
+
+
+WORKLOADS = {"W1": w1, "W2": w2, "W3": w3, "W4": w4, "W5": w5, "W6": w6, "W7": w7}
 
 
 async def main(argv: list[str]) -> None:

@@ -16,3 +16,10 @@ def pay(state: Any) -> dict[str, Any]:
 
 
 refunds.chain("quote", "pay")
+
+
+router = wf.Workflow("router-cli")
+router.step(lambda s: {"kind": "refund" if "money" in s["query"] else "other"}, name="classify")
+router.step(lambda s: {"answer": "refunded"}, name="refund")
+router.step(lambda s: {"answer": f"about {s['kind']}"}, name="answer")
+router.route("classify", wf.when("kind", "eq", "refund") >> wf.go("refund"), default=wf.go("answer"))

@@ -14,7 +14,9 @@ from pathlib import Path
 import pytest
 
 import wfkit
+import wfkit as wf
 from wfkit.cli._cli import main
+from wfkit.examples import ARTICLE_QUERIES, rag_router
 
 
 def test_version_from_console_script() -> None:
@@ -201,3 +203,181 @@ def _dead_pid() -> int:
     proc = subprocess.Popen([sys.executable, "-c", "pass"])
     proc.wait()
     return proc.pid
+
+
+# ---- flow specs: validate, run, graph -----------------------------------------------------------
+
+
+@pytest.fixture
+def router_yaml(tmp_path: Path) -> Path:
+    """The article's router saved as a spec (its steps importable from wfkit.examples)."""
+    return rag_router().save(tmp_path / "router.yaml")
+
+
+def test_validate_reports_a_valid_spec_with_its_fingerprint(
+    router_yaml: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`wfkit validate FLOW.yaml` says the flow is valid and prints the same fingerprint as the code."""
+    assert 0 == main(["validate", str(router_yaml)])
+    out = capsys.readouterr().out
+    assert f"{router_yaml}: workflow 'rag-router' is valid: 5 steps, entry 'classify'" in out
+    assert f"fingerprint {rag_router().validate().fingerprint}" in out
+
+
+def test_validate_lists_every_problem_with_its_json_path(router_yaml: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A spec with a typo in a route target and a bad operator fails with both problems, exit 1."""
+    text = router_yaml.read_text().replace("go: data_query", "go: data_qery").replace("op: in", "op: among")
+    router_yaml.write_text(text)
+    assert 1 == main(["validate", str(router_yaml)])
+    err = capsys.readouterr().err
+    assert "wfkit validate: workflow 'rag-router' has 3 problems:" in err
+    assert "  - $.routes.classify.routes[1].go: route from 'classify' -> 'data_qery': no step named" in err
+    assert "  - $.routes.classify.routes[2].when.op: 'among' is not one of" in err
+    assert "  - $.steps.data_query: step 'data_query' is unreachable from the entry 'classify'" in err
+
+
+@pytest.mark.parametrize(("query", "expected"), list(ARTICLE_QUERIES.items()))
+def test_run_takes_each_route_with_its_tools(
+    router_yaml: Path, query: str, expected: tuple[str, tuple[str, ...]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`wfkit run FLOW.yaml --input JSON --json`: each of the article's queries takes its route
+    with the tools that route binds, and the run is stored in the workspace."""
+    args = [
+        "run",
+        str(router_yaml),
+        "--input",
+        json.dumps({"query": query}),
+        "--tools",
+        "wfkit.examples:reliable_tools",
+    ]
+    assert 0 == main([*args, "--json"])
+    result = json.loads(capsys.readouterr().out)
+    branch, tools = expected
+    assert ("succeeded", ["classify", branch, "generate_answer"]) == (result["status"], result["path"])
+    assert list(tools) == result["tools"][branch]
+    assert f"answered {query!r} with {', '.join(tools)}" == result["state"]["answer"]
+    assert "succeeded" == wf.Workspace().run_info(result["run_id"])["status"]
+
+
+def test_run_reads_inputs_from_a_file_in_a_fresh_process(router_yaml: Path, tmp_path: Path) -> None:
+    """`--input @file.json` reads the inputs; the installed command prints the path and the tools."""
+    (tmp_path / "in.json").write_text(json.dumps({"query": "What were Q1 sales figures?"}))
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "wfkit.cli._cli",
+            "run",
+            str(router_yaml),
+            "--input",
+            f"@{tmp_path / 'in.json'}",
+            "--tools",
+            "wfkit.examples:reliable_tools",
+            "--no-workspace",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=tmp_path,
+    )
+    assert "  data_query  tools: sql_query, file_read\n" in out.stdout
+    assert out.stdout.startswith("run ")
+    assert ": succeeded\n" in out.stdout.splitlines(keepends=True)[0]
+
+
+@pytest.mark.parametrize(
+    ("given", "message"),
+    [("{nope", "--input is not JSON"), ("[1, 2]", "the inputs must be a JSON object, got list")],
+)
+def test_run_refuses_inputs_that_are_not_a_json_object(router_yaml: Path, given: str, message: str) -> None:
+    """Inputs that are not a JSON object stop the command with what to pass instead."""
+    with pytest.raises(SystemExit, match=message):
+        main(["run", str(router_yaml), "--input", given])
+
+
+def test_run_names_bare_functions_from_steps_modules(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A spec naming functions without a module runs with `--steps MODULE`; without it, the problem
+    says which function is missing and how to pass it."""
+    (tmp_path / "mysteps.py").write_text("def hello(state):\n    return {'greeting': 'hi ' + state['name']}\n")
+    (tmp_path / "hello.json").write_text(
+        json.dumps({"wfkit_flow": 1, "name": "hello", "entry": "hello", "steps": {"hello": {"fn": "hello"}}})
+    )
+    monkeypatch.chdir(tmp_path)
+    assert 1 == main(["validate", "hello.json"])
+    assert (
+        "$.steps.hello.fn: 'hello', the function of step 'hello', is not among the functions passed"
+        in capsys.readouterr().err
+    )
+    assert 0 == main(["run", "hello.json", "--steps", "mysteps", "--input", '{"name": "ada"}', "--json"])
+    assert "hi ada" == json.loads(capsys.readouterr().out)["state"]["greeting"]
+    with pytest.raises(SystemExit, match="cannot import --steps 'nosuchmodule'"):
+        main(["validate", "hello.json", "--steps", "nosuchmodule"])
+
+
+@pytest.mark.parametrize(
+    ("fmt", "start"), [("svg", "<svg "), ("mermaid", "flowchart TD\n"), ("dot", 'digraph "rag-router" {\n')]
+)
+def test_graph_writes_each_format(
+    router_yaml: Path, tmp_path: Path, fmt: str, start: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`wfkit graph FLOW --format svg|mermaid|dot` prints the drawing, or writes it with --out."""
+    assert 0 == main(["graph", str(router_yaml), "--format", fmt])
+    assert capsys.readouterr().out.startswith(start)
+    out = tmp_path / f"g.{fmt}"
+    assert 0 == main(["graph", str(router_yaml), "--format", fmt, "--out", str(out)])
+    assert out.read_text().startswith(start)
+    assert f"{fmt} written to {out}" in capsys.readouterr().out
+
+
+def _router() -> wfkit.Workflow:
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    import durable_flows
+
+    return durable_flows.router
+
+
+def test_fork_sets_fields_from_json_and_runs_the_fork(capsys: pytest.CaptureFixture[str]) -> None:
+    """`wfkit fork RUN --at classify --set kind='"other"'` prints the fork's id and it took the other route."""
+    flow = _router()
+    run = flow.run({"query": "money back"})
+    code = main(["fork", run.run_id, "--at", "classify", "--set", 'kind="other"', "--workflow", "durable_flows:router"])
+    out = capsys.readouterr().out
+    assert 0 == code, out
+    fork_id = out.split()[1]
+    assert f"run {fork_id} (forked from {run.run_id} at 'classify'): succeeded" == out.strip()
+    info = wfkit.Workspace().run_info(fork_id)
+    assert "about other" == info["state"]["answer"]
+    assert {"run_id": run.run_id, "at": "classify", "visit": 1} == info["forked_from"]
+
+
+def test_fork_refuses_a_set_value_that_is_not_json(capsys: pytest.CaptureFixture[str]) -> None:
+    """An unquoted string is refused with the quoting that works."""
+    run = _router().run({"query": "money back"})
+    with pytest.raises(SystemExit, match="is not JSON; quote strings as JSON"):
+        main(["fork", run.run_id, "--at", "classify", "--set", "kind=other", "--workflow", "durable_flows:router"])
+
+
+def test_fork_of_a_notebook_run_asks_for_the_workflow() -> None:
+    """A run whose workflow cannot be imported by name needs --workflow."""
+    flow = wfkit.Workflow("from-a-notebook")
+    flow.step(lambda s: {"a": 1}, name="a")
+    flow._module = "__main__"
+    run = flow.run({})
+    with pytest.raises(SystemExit, match="pass --workflow module:name, or fork it from Python"):
+        main(["fork", run.run_id, "--at", "a"])
+
+
+def test_cache_clear_drops_the_workspace_entries(capsys: pytest.CaptureFixture[str]) -> None:
+    """`wfkit cache clear` reports how many entries it dropped, then there are none left."""
+    flow = wfkit.Workflow("cli-cached")
+    flow.step(lambda s: {"b": s["a"] + 1}, name="inc", cache=True)
+    flow.run({"a": 1})
+    flow.run({"a": 2})
+    assert 0 == main(["cache", "clear", "--workflow", "cli-cached"])
+    assert "dropped 2 cache entries from" in capsys.readouterr().out
+    assert 0 == main(["cache", "clear"])
+    assert "dropped 0 cache entries from" in capsys.readouterr().out

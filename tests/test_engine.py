@@ -394,3 +394,179 @@ def test_runs_leave_no_reference_cycles(kind: str, durable: bool, tmp_path: Path
             gc.set_debug(0)
             gc.enable()
     assert (0, []) == (found, kinds)
+
+
+# ---- map steps -----------------------------------------------------------------------------------
+
+
+def _mapflow(fn: Any, *, max_concurrency: int | None = None, fallback: str | None = None, **opts: Any) -> wf.Workflow:
+    flow = wf.Workflow("mapping", inputs=["docs"])
+    flow.map(over="docs", into="results", max_concurrency=max_concurrency, fallback=fallback, name="each", **opts)(fn)
+
+    @flow.step
+    def after(state: Any) -> dict[str, Any]:
+        return {"count": len(state["results"])}
+
+    flow.edge("each", "after")
+    if fallback is not None:
+
+        @flow.step(name=fallback)
+        def rescue(state: Any, ctx: wf.StepContext) -> dict[str, Any]:
+            assert ctx.failure is not None
+            return {"why": ctx.failure.error_message}
+
+    return flow
+
+
+def test_map_gathers_results_in_item_order_whatever_order_items_finish() -> None:
+    """Items that finish in reverse order still land in `into` in item order."""
+
+    async def slow_first(doc: int, ctx: wf.StepContext) -> int:
+        await asyncio.sleep(0.01 * (5 - doc))
+        return doc * 10
+
+    run = _mapflow(slow_first).run({"docs": [0, 1, 2, 3, 4]}, workspace=False)
+    assert [0, 10, 20, 30, 40] == run.state["results"]
+    assert 5 == run.state["count"]
+    assert ["each", "after"] == run.path()
+
+
+def test_map_items_are_events_of_their_own_with_their_index() -> None:
+    """One event per item with map_index, then the map step's own row (map_index None, items counted)."""
+    run = _mapflow(lambda doc: doc.upper()).run({"docs": ["a", "b", "c"]}, workspace=False)
+    rows = [(e.step, e.map_index, e.status) for e in run.events if e.step == "each"]
+    assert [("each", 0, "ok"), ("each", 1, "ok"), ("each", 2, "ok"), ("each", None, "ok")] == sorted(
+        rows, key=lambda r: (r[1] is None, r[1] or 0)
+    )
+    whole = next(e for e in run.events if e.step == "each" and e.map_index is None)
+    assert {"items": 3} == whole.extra
+
+
+def test_map_max_concurrency_bounds_items_in_flight() -> None:
+    """With max_concurrency=2, no more than two items ever run at once."""
+    now = {"in": 0, "peak": 0}
+
+    async def track(doc: int) -> int:
+        now["in"] += 1
+        now["peak"] = max(now["peak"], now["in"])
+        await asyncio.sleep(0.005)
+        now["in"] -= 1
+        return doc
+
+    run = _mapflow(track, max_concurrency=2).run({"docs": list(range(9))}, workspace=False)
+    assert list(range(9)) == run.state["results"]
+    assert 2 == now["peak"]
+
+
+def test_each_map_item_retries_on_its_own() -> None:
+    """A transient failure of item 1 retries item 1 only; its retry event carries its index."""
+    failed: set[int] = set()
+
+    def flaky(doc: int, ctx: wf.StepContext) -> int:
+        if doc == 1 and doc not in failed:
+            failed.add(doc)
+            raise Flaky(503)
+        return doc
+
+    with wf.testing.test_mode():
+        run = _mapflow(flaky, retry=wf.RetryPolicy(max_retries=2)).run({"docs": [0, 1, 2]}, workspace=False)
+    assert [0, 1, 2] == run.state["results"]
+    retries = [(e.map_index, e.attempt) for e in run.events if e.status == "retry"]
+    assert [(1, 1)] == retries
+    assert 2 == next(e.attempt for e in run.events if e.map_index == 1 and e.status == "ok")
+
+
+def test_each_map_item_has_its_own_timeout() -> None:
+    """An item that overruns the step timeout times out on its own, and the run fails naming it."""
+
+    async def stuck_on_two(doc: int) -> int:
+        await asyncio.sleep(1.0 if doc == 2 else 0)
+        return doc
+
+    run = _mapflow(stuck_on_two, timeout=0.05).run({"docs": [0, 1, 2]}, workspace=False, raise_on_error=False)
+    assert "failed" == run.status
+    assert [(2, "timeout")] == [(e.map_index, e.status) for e in run.events if e.status == "timeout"]
+    assert "item 2 of 3" in str(run.error)
+
+
+def test_a_failed_item_without_fallback_fails_the_run_naming_the_item() -> None:
+    """The run's error is a StepFailedError whose cause names item 1 and chains the item's error."""
+
+    def bad_one(doc: int) -> int:
+        if doc == 1:
+            raise PermissionError("no access to doc 1")
+        return doc
+
+    run = _mapflow(bad_one).run({"docs": [0, 1, 2]}, workspace=False, raise_on_error=False)
+    assert isinstance(run.error, wf.StepFailedError)
+    cause = run.error.__cause__
+    assert isinstance(cause, wf.MapItemError)
+    assert 1 == cause.index
+    assert isinstance(cause.__cause__, PermissionError)
+    assert "item 1 of 3 of map step 'each' failed: PermissionError: no access to doc 1" in str(run.error)
+    assert "after" not in run.path()
+
+
+def test_a_failed_item_sends_the_map_to_its_fallback_with_the_item_named() -> None:
+    """With a fallback, the failure of item 2 routes there, and ctx.failure says which item."""
+
+    def bad_two(doc: int) -> int:
+        if doc == 2:
+            raise PermissionError("denied")
+        return doc
+
+    run = _mapflow(bad_two, fallback="rescue").run({"docs": [0, 1, 2]}, workspace=False)
+    assert "succeeded" == run.status
+    assert run.state["why"].startswith("item 2 of 3 of map step 'each' failed")
+    assert "results" not in run.state
+
+
+def test_map_over_an_empty_list_writes_an_empty_list_and_continues() -> None:
+    """No items: `into` is [] and the successor runs."""
+    run = _mapflow(lambda doc: doc).run({"docs": []}, workspace=False)
+    assert [] == run.state["results"]
+    assert 0 == run.state["count"]
+
+
+def test_map_over_a_field_that_is_not_a_list_fails_with_a_clear_error() -> None:
+    """A string where a list should be fails the step, naming the field and its type."""
+    run = _mapflow(lambda doc: doc).run({"docs": "abc"}, workspace=False, raise_on_error=False)
+    assert "failed" == run.status
+    assert "maps over state field 'docs', which is a str; the step before it must write a list there" in str(run.error)
+
+
+def test_durable_map_checkpoints_each_item_and_journals_its_index() -> None:
+    """A durable map writes one journal row per item with map_index, and the same state as in memory."""
+    flow = _mapflow(lambda doc: doc * 2)
+    durable = flow.run({"docs": [1, 2, 3]})
+    memory = flow.run({"docs": [1, 2, 3]}, workspace=False)
+    assert memory.state == durable.state
+    stored = wf.Workspace().events(durable.run_id)
+    assert [0, 1, 2, None] == [e.map_index for e in stored if e.step == "each"]
+
+
+def test_a_killed_durable_map_resumes_running_only_unfinished_items(tmp_path: Any) -> None:
+    """SIGKILL while item 4 runs; the resumed run starts items 4..9 only and gathers all ten results."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    here = Path(__file__).parent
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    env = {**os.environ, "WFKIT_SYNCHRONOUS": "full", "PYTHONPATH": str(here.parent)}
+    script = [sys.executable, str(here / "mapflow.py"), str(tmp_path / "ws"), str(logs)]
+    crashed = subprocess.run([*script, "4"], env=env, capture_output=True, text=True, timeout=60)
+    assert -9 == crashed.returncode, crashed.stderr
+    assert [f"start:{i}" for i in range(5)] == (logs / "ran.log").read_text().split()
+    (logs / "ran.log").unlink()
+    resumed = subprocess.run(script, env=env, capture_output=True, text=True, timeout=60)
+    assert 0 == resumed.returncode, resumed.stderr
+    assert [f"start:{i}" for i in range(4, 10)] == (logs / "ran.log").read_text().split()
+    import json
+
+    result = json.loads((logs / "result.json").read_text())
+    assert "succeeded" == result["status"]
+    assert list(range(1, 11)) == result["state"]["sizes"]
+    assert 55 == result["state"]["total"]

@@ -160,3 +160,16 @@ def test_step_timeout_error_keeps_step_and_timeout() -> None:
 def test_plain_errors_keep_their_message(error: type[Exception]) -> None:
     """Errors without their own constructor take a message and show it as is."""
     assert "field 'score' holds str" == str(error("field 'score' holds str"))
+
+
+def test_definition_error_locations_default_to_the_whole_workflow() -> None:
+    """Without locations each problem is about the whole workflow; a count mismatch is refused."""
+    assert [(), ()] == wf.WorkflowDefinitionError("w", ["a", "b"]).locations
+    with pytest.raises(ValueError, match="2 problems but 1 locations"):
+        wf.WorkflowDefinitionError("w", ["a", "b"], [("steps",)])
+
+
+def test_flow_spec_error_is_a_definition_error() -> None:
+    """A spec's problems are caught like a workflow's: FlowSpecError is a WorkflowDefinitionError."""
+    err = wf.FlowSpecError("w", ["$.entry: missing"], [("entry",)])
+    assert (True, [("entry",)]) == (isinstance(err, wf.WorkflowDefinitionError), err.locations)

@@ -36,6 +36,8 @@ EXPECTED_FIELDS = (
     "parameters_hash",
     "host",
     "extra",
+    "map_index",
+    "parent_run_id",
 )
 
 
@@ -169,6 +171,7 @@ def test_status_values():
         "APPROVED": "approved",
         "REJECTED": "rejected",
         "SKIPPED": "skipped",
+        "CACHED": "cached",
     }
     actual = {k: v for k, v in vars(Status).items() if k.isupper()}
     assert expected == actual
@@ -260,3 +263,9 @@ def test_non_callable_sink_is_rejected(bad):
     """A sink that is neither callable nor has .emit raises TypeError saying what a sink is."""
     with pytest.raises(TypeError, match=r"a sink must be callable or have .emit\(event\), got "):
         as_callables([print, bad])
+
+
+def test_token_chunks_carry_where_the_text_was_streamed() -> None:
+    """A TokenChunk names run, step, visit, attempt, text, time and map item (None by default)."""
+    chunk = wfkit.TokenChunk("r1", "write", 1, 2, "hello", 10.0)
+    assert ("r1", "write", 1, 2, "hello", 10.0, None) == tuple(chunk)

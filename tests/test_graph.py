@@ -142,3 +142,78 @@ def test_validation_runs_before_first_run() -> None:
     with pytest.raises(wf.WorkflowDefinitionError):
         flow.run({})
     assert ran == []
+
+
+def test_each_problem_says_where_it_is() -> None:
+    """Every problem carries its location in the definition (spec keys), in the same order."""
+    flow = _flow("a", "b", "c", "orphan")
+    flow.edge("a", "b", "typo_step")
+    flow.route("b", wf.when("x", "eq", 1) >> wf.go("nowhere"), default=wf.go("c"))
+    with pytest.raises(wf.WorkflowDefinitionError) as info:
+        flow.validate()
+    located = dict(zip(info.value.locations, info.value.problems, strict=True))
+    assert [("edges", "a", 1), ("routes", "b", "routes", 0, "go"), ("steps", "orphan")] == sorted(located)
+    assert located[("routes", "b", "routes", 0, "go")].startswith("route from 'b' -> 'nowhere'")
+
+
+# ---- maps, caches, declared writes ----------------------------------------------------------------
+
+
+def _problems(flow: wf.Workflow) -> list[str]:
+    with pytest.raises(wf.WorkflowDefinitionError) as info:
+        flow.validate()
+    return info.value.problems
+
+
+def test_a_map_over_a_field_nobody_writes_is_reported_with_both_fixes() -> None:
+    """Nothing declares `docs`: the problem names the map, the field, writes= and inputs=."""
+    flow = wf.Workflow("map-nowhere")
+    flow.step(lambda s: {"docs": [1]}, name="load")
+    flow.map(lambda d: d, over="docs", into="out", name="each")
+    flow.edge("load", "each")
+    assert [
+        "map step 'each' maps over 'docs', but no step declares it writes it: declare the step that produces "
+        "the list with @flow.step(writes=['docs']), or the run input with Workflow(..., inputs=['docs'])"
+    ] == _problems(flow)
+
+
+def test_a_map_field_declared_by_writes_inputs_or_another_map_is_fine() -> None:
+    """writes=, inputs= and another map's into= each count as a producer."""
+    by_writes = wf.Workflow("map-writes")
+    by_writes.step(lambda s: {"docs": [1]}, name="load", writes=["docs"])
+    by_writes.map(lambda d: d, over="docs", into="out", name="each")
+    by_writes.edge("load", "each")
+    by_inputs = wf.Workflow("map-inputs", inputs=["docs"])
+    by_inputs.map(lambda d: d, over="docs", into="out", name="each")
+    chained = wf.Workflow("map-chain", inputs=["docs"])
+    chained.map(lambda d: d, over="docs", into="mid", name="first")
+    chained.map(lambda d: d, over="mid", into="out", name="second")
+    chained.edge("first", "second")
+    for flow in (by_writes, by_inputs, chained):
+        assert flow.validate().entry
+
+
+def test_a_cache_on_an_irreversible_or_gated_step_is_reported() -> None:
+    """Both steps are reported together, each saying why a cache cannot stand in for it."""
+    flow = wf.Workflow("cache-gated")
+    flow.step(lambda s: None, name="pay", irreversible=True, cache=True)
+    flow.step(lambda s: None, name="ship", approval="check", cache=True)
+    flow.chain("pay", "ship")
+    assert [
+        "step 'pay' is irreversible and has cache=: a cached result would skip the side effect (or the "
+        "human's decision) the step exists for; drop cache= on it",
+        "step 'ship' is gated by an approval and has cache=: a cached result would skip the side effect (or "
+        "the human's decision) the step exists for; drop cache= on it",
+    ] == _problems(flow)
+
+
+def test_map_options_appear_in_the_description_only_when_set() -> None:
+    """A map step describes its map; a plain step's description has no map key (fingerprints stay)."""
+    flow = wf.Workflow("map-described", inputs=["docs"])
+    flow.map(lambda d: d, over="docs", into="out", name="each", max_concurrency=4)
+    flow.step(lambda s: None, name="plain")
+    flow.edge("each", "plain")
+    steps = {s["name"]: s for s in flow.validate().description["steps"]}
+    assert {"over": "docs", "into": "out", "max_concurrency": 4} == steps["each"]["map"]
+    assert "map" not in steps["plain"]
+    assert ["docs"] == flow.validate().description["inputs"]

@@ -74,3 +74,13 @@ def test_workflow_mimebundle_has_svg_html_and_text() -> None:
     broken.step(_noop, name="a")
     broken.edge("a", "nowhere")
     assert "no step named 'nowhere'" in broken._repr_mimebundle_()["text/plain"]
+
+
+def test_a_map_step_is_drawn_as_a_stack_naming_its_fields_and_described_in_text() -> None:
+    """The SVG draws the map as stacked cards with `each of docs → out`; the text names the map and cache."""
+    flow = wf.Workflow("drawn-map", inputs=["docs"])
+    flow.map(lambda d: d, over="docs", into="out", name="each", max_concurrency=4, cache=True)
+    svg = to_svg(flow.validate())
+    assert 1 == svg.count('class="wfk-map"')
+    assert "each of docs → out" in svg
+    assert "  [each]  (map over docs into out, 4 at a time, cache)" in to_text(flow.validate())

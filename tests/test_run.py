@@ -447,3 +447,208 @@ def test_run_options_reach_the_run() -> None:
     second = flow.run({}, workspace=False, seed=7)
     assert "fixed-id" == first.run_id
     assert first.state["roll"] == second.state["roll"]
+
+
+# ---- history, streaming, fork ------------------------------------------------------------------
+
+
+def _router() -> wf.Workflow:
+    flow = wf.Workflow("fork-router", merge={"trail": wf.append})
+
+    @flow.step
+    def classify(state: Any) -> dict[str, Any]:
+        return {"kind": "refund" if "money" in state["query"] else "other", "trail": "classify"}
+
+    @flow.step
+    def refund(state: Any) -> dict[str, Any]:
+        return {"answer": "refunded", "trail": "refund"}
+
+    @flow.step
+    def answer(state: Any) -> dict[str, Any]:
+        return {"answer": f"about {state['kind']}", "trail": "answer"}
+
+    flow.route("classify", wf.when("kind", "eq", "refund") >> wf.go("refund"), default=wf.go("answer"))
+    return flow
+
+
+@pytest.mark.parametrize("workspace", [False, None], ids=["memory", "durable"])
+def test_history_lists_the_state_after_each_step_and_what_it_wrote(workspace: Any) -> None:
+    """One row per step: what it wrote, where it went, and the whole state after it (merges applied)."""
+    run = _router().run({"query": "money back"}, workspace=workspace)
+    history = run.history()
+    assert ["classify", "refund"] == list(history["step"])
+    assert [["kind", "trail"], ["answer", "trail"]] == list(history["wrote"])
+    assert ["refund", None] == [None if pd_isna(r) else r for r in history["route"]]
+    assert {"query": "money back", "kind": "refund", "trail": ["classify"]} == history["state"][0]
+    assert run.state == history["state"].iloc[-1]
+
+
+def pd_isna(value: Any) -> bool:
+    import pandas as pd
+
+    return bool(pd.isna(value))
+
+
+def test_history_of_a_resumed_durable_run_includes_the_steps_before_the_halt() -> None:
+    """A run halted at a gate and resumed lists the steps of both sessions."""
+    flow = wf.Workflow("history-gate")
+    flow.step(lambda s: {"a": 1}, name="a")
+    flow.step(lambda s: {"b": s["a"] + 1}, name="b", approval="check")
+    flow.chain("a", "b")
+    run = flow.run({}, policy="halt")
+    assert "waiting_approval" == run.status
+    run.approve(by="me", resume=False)
+    resumed = flow.resume(run.run_id)
+    assert ["a", "b"] == list(resumed.history()["step"])
+    assert {"a": 1, "b": 2} == resumed.history()["state"].iloc[-1]
+
+
+def test_history_shows_map_items_only_when_asked() -> None:
+    """A map step is one row; items=True adds a row per item with its index and result."""
+    flow = wf.Workflow("history-map", inputs=["xs"])
+    flow.map(lambda x: x + 1, over="xs", into="ys", name="inc")
+    run = flow.run({"xs": [1, 2]}, workspace=False)
+    assert ["ok"] == list(run.history()["outcome"])
+    items = run.history(items=True)
+    assert [("item", 0), ("item", 1), ("ok", None)] == [
+        (o, None if pd_isna(i) else int(i)) for o, i in zip(items["outcome"], items["map_index"], strict=True)
+    ]
+
+
+def test_stream_yields_each_event_as_it_happens_and_ends_with_the_run() -> None:
+    """flow.stream yields the events in order, a step's event while the next step is still running."""
+    flow = wf.Workflow("streamed")
+    seen_when_b_ran: list[int] = []
+    got: list[str] = []
+
+    @flow.step
+    async def a(state: Any) -> dict[str, Any]:
+        return {"a": 1}
+
+    @flow.step
+    async def b(state: Any) -> dict[str, Any]:
+        await asyncio.sleep(0.1)  # the consumer gets a turn while b runs
+        seen_when_b_ran.append(len(got))
+        return {"b": 2}
+
+    flow.chain("a", "b")
+
+    async def consume() -> None:
+        async for event in flow.stream({}, workspace=False):
+            got.append(f"{event.step}:{event.status}")
+            await asyncio.sleep(0)
+
+    asyncio.run(consume())
+    assert ["a:ok", "b:ok"] == got
+    assert [1] == seen_when_b_ran
+
+
+def test_stream_raises_the_error_of_a_failed_run_after_its_events() -> None:
+    """The failing step's event arrives, then the run's error is raised."""
+    got: list[str] = []
+
+    async def consume() -> None:
+        async for event in _failing().stream({}, workspace=False):
+            got.append(event.status)
+
+    with pytest.raises(wf.StepFailedError):
+        asyncio.run(consume())
+    assert ["failed"] == got
+
+
+def test_run_stream_on_a_started_run_first_yields_what_happened_already() -> None:
+    """Subscribing late loses nothing: earlier events come first, then the live ones, once each."""
+    flow = wf.Workflow("late")
+    flow.step(lambda s: {"a": 1}, name="a")
+    flow.step(lambda s: {"b": 1}, name="b")
+    flow.chain("a", "b")
+
+    async def cell() -> list[str]:
+        run = flow.start({}, workspace=False)
+        await asyncio.sleep(0.2)
+        return [e.step async for e in run.stream()]
+
+    assert ["a", "b"] == asyncio.run(cell())
+
+
+def test_stream_with_chunks_yields_llm_text_as_it_arrives_inside_its_step() -> None:
+    """ctx.llm.stream's chunks reach the stream tagged with their step, before that step's event."""
+    flow = wf.Workflow("tokens")
+
+    @flow.step
+    async def write(state: Any, ctx: wf.StepContext) -> dict[str, Any]:
+        async with ctx.llm.stream("say four words") as stream:
+            text = "".join([piece async for piece in stream])
+        return {"text": text}
+
+    model = wf.llm.SimulatedModel(p50=0.001, p99=0.002, seed=3, reply="one two three four")
+
+    async def consume() -> list[Any]:
+        llm = wf.llm.ChatClient(transport=model)
+        return [item async for item in flow.stream({}, chunks=True, workspace=False, llm=llm)]
+
+    items = asyncio.run(consume())
+    chunks = [i for i in items if isinstance(i, wf.TokenChunk)]
+    assert "one two three four" == "".join(c.text for c in chunks).strip()
+    assert {"write"} == {c.step for c in chunks}
+    assert isinstance(items[-1], wf.StepEvent)
+    assert "ok" == items[-1].status
+
+
+@pytest.mark.parametrize("workspace", [False, None], ids=["memory", "durable"])
+def test_fork_applies_the_update_reroutes_and_leaves_the_original_alone(workspace: Any) -> None:
+    """Forked at classify with kind=other, the fork answers instead of refunding; the original is unchanged."""
+    flow = _router()
+    original = flow.run({"query": "money back"}, workspace=workspace)
+    before = original.state
+
+    async def fork() -> wf.Run:
+        return await original.fork("classify", {"kind": "other"})
+
+    forked = asyncio.run(fork())
+    assert "succeeded" == forked.status
+    assert ["answer"] == forked.path()
+    assert {"query": "money back", "kind": "other", "trail": ["classify", "answer"], "answer": "about other"} == (
+        forked.state
+    )
+    assert before == original.state
+    assert original.run_id != forked.run_id
+    assert {"run_id": original.run_id, "at": "classify", "visit": 1, "update": {"kind": "other"}} == (
+        forked.forked_from
+    )
+    assert ["classify", "classify", "answer"] == list(forked.history()["step"])
+    assert "fork" == forked.history()["outcome"][1]
+
+
+def test_a_durable_fork_is_stored_with_its_origin_and_can_itself_be_forked() -> None:
+    """Workflow.fork by run id records the origin in the workspace; a fork of a fork shares both."""
+    flow = _router()
+    original = flow.run({"query": "money back"})
+    first = flow.fork(original.run_id, at="classify", update={"kind": "other"})
+    second = flow.fork(first.run_id, at="classify", update={"kind": "refund"})
+    assert "refunded" == second.state["answer"]
+    info = wf.Workspace().run_info(second.run_id)
+    assert {"run_id": first.run_id, "at": "classify", "visit": 1} == info["forked_from"]
+    assert "refunded" == wf.Workspace().run_info(original.run_id)["state"]["answer"]
+    assert "about other" == wf.Workspace().run_info(first.run_id)["state"]["answer"]
+
+
+def test_fork_at_a_step_the_run_never_completed_says_which_steps_it_did() -> None:
+    """Forking at `refund` of a run that answered lists the completed steps."""
+    run = _router().run({"query": "hello"}, workspace=False)
+    with pytest.raises(ValueError, match=r"never completed step 'refund'.*steps it completed: answer, classify"):
+        run.fork("refund")
+
+
+def test_fork_at_an_unknown_step_suggests_the_right_name() -> None:
+    """A typo in at= is refused with a suggestion before anything is created."""
+    run = _router().run({"query": "hello"}, workspace=False)
+    with pytest.raises(ValueError, match="no such step \\(did you mean 'classify'\\?\\)"):
+        run.fork("clasify")
+
+
+def test_fork_refuses_an_update_that_is_not_a_dict() -> None:
+    """update= must be a dict with string keys."""
+    run = _router().run({"query": "hello"}, workspace=False)
+    with pytest.raises(TypeError, match="a fork's update is a dict with string keys"):
+        run.fork("classify", [("kind", "x")])  # type: ignore[arg-type]

@@ -364,3 +364,44 @@ def test_code_hash_follows_behaviour_not_location():
 
     assert code_hash(first) == code_hash(second)
     assert code_hash(first) != code_hash(changed)
+
+
+def test_make_map_refuses_same_field_and_bad_concurrency() -> None:
+    """into must differ from over; max_concurrency is an int >= 1; names are strings."""
+    from wfkit.model._steps import make_map
+
+    with pytest.raises(ValueError, match="into= must differ"):
+        make_map("docs", "docs", None)
+    with pytest.raises(ValueError, match="max_concurrency must be an int >= 1"):
+        make_map("docs", "out", 0)
+    with pytest.raises(TypeError, match="map over= takes a state field name"):
+        make_map("", "out", None)
+    assert "out" == make_map("docs", "out", 3).into
+
+
+def test_writes_takes_field_names() -> None:
+    """writes= is a list of non-empty names (a single string counts as one name)."""
+    spec = make_spec(
+        lambda s: None,
+        name="s",
+        retry=None,
+        timeout=None,
+        max_visits=None,
+        fallback=None,
+        classifier=None,
+        tools=(),
+        writes="docs",
+    )
+    assert frozenset({"docs"}) == spec.writes
+    with pytest.raises(TypeError, match="writes= takes state field names"):
+        make_spec(
+            lambda s: None,
+            name="s",
+            retry=None,
+            timeout=None,
+            max_visits=None,
+            fallback=None,
+            classifier=None,
+            tools=(),
+            writes=[""],
+        )

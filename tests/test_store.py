@@ -612,22 +612,17 @@ def test_a_deleted_journal_row_is_a_gap_not_a_shorter_history(workspace: Path) -
         wf.Workspace().events(run.run_id)
 
 
-def test_a_version_1_store_gains_checksums_and_keeps_its_runs(db: Path) -> None:
-    """A store written before checksums opens, is migrated to version 2, and its old rows still read."""
+def test_a_store_without_checksums_gains_them_and_keeps_its_runs(db: Path) -> None:
+    """A store written before checksums opens, gains the columns in place, and its old rows still read."""
     store = Store(db)
     store.create_run(_row("old"))
     store.close()
-    _sql(
-        db,
-        "UPDATE runs SET checksum = NULL",
-        "ALTER TABLE runs DROP COLUMN checksum",
-        "ALTER TABLE journal DROP COLUMN checksum",
-        "UPDATE meta SET value = '1' WHERE key = 'schema_version'",
-    )
+    _sql(db, "ALTER TABLE runs DROP COLUMN checksum", "ALTER TABLE journal DROP COLUMN checksum")
     reopened = Store(db)
     try:
-        assert [("schema_version", str(SCHEMA_VERSION))] == _sql(db, "SELECT key, value FROM meta")
         assert "old" == reopened.run_row("old")["run_id"]
+        assert {"checksum"} <= {r[1] for r in _sql(db, "PRAGMA table_info(journal)")}
+        assert [(None,)] == _sql(db, "SELECT checksum FROM runs")
     finally:
         reopened.close()
 
@@ -640,3 +635,29 @@ def test_a_reconciled_run_whose_resume_died_is_interrupted_not_waiting(workspace
     assert "interrupted" == store.run_row("r9")["status"]
     store.intent("r9", "send", 1, "r9:send:1")
     assert "needs_reconciliation" == store.run_row("r9")["status"]
+
+
+def test_a_store_made_before_maps_and_forks_is_upgraded_in_place(tmp_path: Path) -> None:
+    """A journal without map_index/parent_run_id and no run_links/step_cache gains them on open, and
+    a map run, a fork and a cached step then work in it."""
+    import sqlite3
+
+    import wfkit as wf
+
+    path = tmp_path / "old" / DB_NAME
+    Store(path).close()
+    conn = sqlite3.connect(path)
+    for column in ("map_index", "parent_run_id"):
+        conn.execute(f"ALTER TABLE journal DROP COLUMN {column}")
+    conn.execute("DROP TABLE run_links")
+    conn.execute("DROP TABLE step_cache")
+    conn.commit()
+    conn.close()
+    flow = wf.Workflow("upgraded", inputs=["xs"])
+    flow.map(lambda x: x * 2, over="xs", into="ys", name="double", cache=True)
+    run = flow.run({"xs": [1, 2]}, workspace=path.parent)
+    fork = flow.fork(run.run_id, at="double", update={"ys": [0]}, workspace=path.parent)
+    assert [2, 4] == run.state["ys"]
+    assert [0] == fork.state["ys"]
+    columns = {r[1] for r in sqlite3.connect(path).execute("PRAGMA table_info(journal)")}
+    assert {"map_index", "parent_run_id"} <= columns

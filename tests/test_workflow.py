@@ -280,3 +280,37 @@ def test_a_resumed_run_reports_the_whole_run(workspace: Any) -> None:
     resumed = build().resume(run.run_id)  # a new Workflow object: nothing of the first handle
     assert ["a", "b", "c"] == resumed.path()
     assert [e.step for e in wf.Workspace().events(run.run_id)] == [e.step for e in resumed.events]
+
+
+def test_replace_definition_keeps_the_object() -> None:
+    """replace_definition takes another workflow's steps, routes, name and metadata in place."""
+    flow = _two_steps()
+    other = wf.Workflow("renamed", version="9")
+    other.step(lambda s: {"z": 1}, name="only")
+    other.metadata = {"layout": {"only": [1, 2]}}
+    same = flow.replace_definition(other)
+    assert same is flow
+    assert ("renamed", "9", ["only"], {"layout": {"only": [1, 2]}}) == (
+        flow.name,
+        flow.version,
+        list(flow.steps),
+        flow.metadata,
+    )
+    assert {"z": 1} == flow.run({}, workspace=False).state
+
+
+def test_a_run_missing_a_declared_input_is_refused_before_it_starts() -> None:
+    """Workflow(inputs=[...]) makes those inputs required, with a message naming what is missing."""
+    flow = wf.Workflow("needs-docs", inputs=["docs", "query"])
+    flow.step(lambda s: None, name="s")
+    with pytest.raises(ValueError, match=r"lack \['docs'\]: pass them"):
+        flow.run({"query": "q"}, workspace=False)
+
+
+def test_a_step_writing_an_undeclared_field_fails_naming_it() -> None:
+    """writes=['a'] and a returned 'b' fail the step with the field named."""
+    flow = wf.Workflow("declared-writes")
+    flow.step(lambda s: {"a": 1, "b": 2}, name="s", writes=["a"])
+    run = flow.run({}, workspace=False, raise_on_error=False)
+    assert "failed" == run.status
+    assert "step 's' wrote ['b'], which its writes=['a'] does not declare" in str(run.error)

@@ -17,7 +17,9 @@ from wfkit.model._errors import (
     ApprovalRejectedError,
     ApprovalRequiredError,
     ConditionError,
+    FlowSpecError,
     LeaseError,
+    MapItemError,
     RunError,
     RunTimeoutError,
     StateConflictError,
@@ -34,7 +36,7 @@ from wfkit.model._errors import (
     WorkflowDefinitionError,
     WorkspaceNotFoundError,
 )
-from wfkit.model._events import Status, StepEvent
+from wfkit.model._events import Status, StepEvent, TokenChunk
 from wfkit.model._merge import add, append, extend, union
 from wfkit.model._processors import mark_secret, redact_secrets, truncate
 from wfkit.model._retry import (
@@ -47,6 +49,7 @@ from wfkit.model._retry import (
 )
 from wfkit.model._routes import END, Condition, Go, Route, go, when
 from wfkit.model._status import RunStatus
+from wfkit.model._steps import Cache
 from wfkit.notebook._pending import Pending, pending
 from wfkit.notebook._renderer import run_bundle as _run_bundle
 from wfkit.store._codec import state_type
@@ -60,14 +63,17 @@ __all__ = [
     "ApprovalPolicy",
     "ApprovalRejectedError",
     "ApprovalRequiredError",
+    "Cache",
     "ChatModel",
     "Condition",
     "ConditionError",
     "DecisionsFile",
     "ErrorKind",
     "Failure",
+    "FlowSpecError",
     "Go",
     "LeaseError",
+    "MapItemError",
     "Pending",
     "PermanentError",
     "ResumeOptions",
@@ -89,6 +95,7 @@ __all__ = [
     "StoreCorruptError",
     "Ticket",
     "TicketError",
+    "TokenChunk",
     "ToolProvider",
     "TransientError",
     "VisitLimitError",
@@ -128,6 +135,8 @@ _set_ticket_decider(_decide_ticket)
 # Public namespaces that pull in heavy libraries (httpx, pandas, ipywidgets, jsonschema) load on
 # first use, so `import wfkit` stays light: `wf.llm.ChatClient`, `wf.evals.Suite`.
 _SUBMODULES = frozenset({"evals", "examples", "llm", "testing", "widgets"})
+# The visual flow builder needs anywidget (the `builder` extra): loaded when first asked for.
+_BUILDER = frozenset({"edit", "FlowEditor"})
 
 
 def __getattr__(name: str) -> object:
@@ -135,8 +144,12 @@ def __getattr__(name: str) -> object:
         import importlib
 
         return importlib.import_module(f"wfkit.{name}")
+    if name in _BUILDER:
+        import importlib
+
+        return getattr(importlib.import_module("wfkit.notebook._builderwidget"), name)
     raise AttributeError(f"module 'wfkit' has no attribute {name!r}")
 
 
 def __dir__() -> list[str]:
-    return sorted({*globals(), *_SUBMODULES})
+    return sorted({*globals(), *_SUBMODULES, *_BUILDER})

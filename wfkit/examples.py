@@ -5,6 +5,13 @@ in code, or by a model that only names the intent), then search code, data or th
 tools its route binds (unknown types take the default route), then answer, with a review that may
 send the answer back for a bounded number of revisions. ``wfkit demo``, notebook 02 and the
 ``query_router`` eval suite all import it from here.
+
+The module-level steps ``classify``, ``code_search``, ``data_query``, ``web_search`` and
+``generate_answer`` are the same router's parts as plain importable functions, for shaping the
+flow as data (a spec naming ``wfkit.examples:classify``) or in the visual builder
+(``wf.edit("router.yaml", steps=wfkit.examples, tools=wfkit.examples.reliable_tools())``);
+``rag_router()`` wires them. The search steps call every tool their route bound, so a run shows
+which route it took and with which tools.
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ import re
 from typing import Any, Literal
 
 import wfkit as wf
+from wfkit.llm import ToolRegistry, example_registry
 
 QUERIES: list[dict[str, str]] = [
     {"query": "How to implement binary search in Python?"},
@@ -136,3 +144,64 @@ def query_router(
         default=wf.go(wf.END),
     )
     return flow
+
+
+# ---- the router's parts as importable functions (flows as data, the visual builder) -------------
+
+
+def classify(state: dict[str, Any]) -> dict[str, Any]:
+    """Decide the query type from keywords (code, data, factual or unknown)."""
+    return {"query_type": classify_query(state["query"])}
+
+
+async def _call_bound_tools(state: dict[str, Any], ctx: wf.StepContext) -> dict[str, Any]:
+    for tool in ctx.tools:
+        await ctx.tool(tool, **_TOOL_ARGUMENTS.get(tool, {"query": state["query"]}))
+    return {"searched_with": list(ctx.tools)}
+
+
+async def code_search(state: dict[str, Any], ctx: wf.StepContext) -> dict[str, Any]:
+    """Search code sources with every tool the route bound."""
+    return await _call_bound_tools(state, ctx)
+
+
+async def data_query(state: dict[str, Any], ctx: wf.StepContext) -> dict[str, Any]:
+    """Query the data warehouse with every tool the route bound."""
+    return await _call_bound_tools(state, ctx)
+
+
+async def web_search(state: dict[str, Any], ctx: wf.StepContext) -> dict[str, Any]:
+    """Search the web with every tool the route bound."""
+    return await _call_bound_tools(state, ctx)
+
+
+def generate_answer(state: dict[str, Any]) -> dict[str, Any]:
+    """Answer from what the search step found, naming the tools it used."""
+    return {"answer": f"answered {state['query']!r} with {', '.join(state.get('searched_with', [])) or 'no tools'}"}
+
+
+ARTICLE_QUERIES: dict[str, tuple[str, tuple[str, ...]]] = {
+    "How to implement binary search in Python?": ("code_search", ("web_search", "code_interpreter")),
+    "What were Q1 sales figures?": ("data_query", ("sql_query", "file_read")),
+    "What is the capital of France?": ("web_search", ("web_search",)),
+    "Random question": ("web_search", ("web_search",)),
+}
+"""The article's four queries, each with the step its route reaches and the tools it binds."""
+
+
+def rag_router() -> wf.Workflow:
+    """The article's router from the module-level steps: classify, three routes on ``query_type``
+    binding their tools, the default to web search, then generate the answer."""
+    flow = wf.Workflow("rag-router", description="the article's query router")
+    for step in (classify, code_search, data_query, web_search, generate_answer):
+        flow.step(step)
+    route_by_query_type(flow)
+    for search in ("code_search", "data_query", "web_search"):
+        flow.edge(search, "generate_answer")
+    return flow
+
+
+def reliable_tools() -> ToolRegistry:
+    """The article's four tools, offline, instant and never failing (for specs run from the CLI:
+    ``wfkit run router.yaml --tools wfkit.examples:reliable_tools``)."""
+    return example_registry(time_scale=0.0, failures=False)

@@ -283,6 +283,164 @@ def _resume(args: argparse.Namespace) -> int:
     return 0 if run.status in ("succeeded", "waiting_approval") else 1
 
 
+def _load_flow(args: argparse.Namespace) -> Any:
+    """The workflow of a spec file; bare function names come from the --steps modules."""
+    import os
+
+    from wfkit.engine._workflow import Workflow
+
+    sys.path.insert(0, os.getcwd())  # step modules in the current folder, as `python -m` would find them
+    importlib.invalidate_caches()
+    namespace: dict[str, Any] = {}
+    for module_name in args.steps or ():
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as exc:
+            raise SystemExit(f"wfkit {args.command}: cannot import --steps {module_name!r}: {exc}") from exc
+        namespace.update({k: v for k, v in vars(module).items() if callable(v) and not k.startswith("_")})
+    tools = None
+    if getattr(args, "tools", None):
+        found = load_object(args.tools, "--tools")
+        tools = found() if callable(found) else found  # a registry, or a factory like wfkit:example_registry
+    return Workflow.from_spec(args.flow, steps=namespace, tools=tools)
+
+
+def load_object(ref: str, option: str) -> Any:
+    """Import ``package.module:name``."""
+    module_name, _, attr = ref.partition(":")
+    if not module_name or not attr:
+        raise SystemExit(f"{option} takes module:name (e.g. wfkit:example_registry), got {ref!r}")
+    sys.path.insert(0, ".")
+    try:
+        return getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as exc:
+        raise SystemExit(f"cannot load {option} {ref!r}: {exc}") from exc
+
+
+def _validate(args: argparse.Namespace) -> int:
+    flow = _load_flow(args)
+    graph = flow.validate()
+    print(f"{args.flow}: workflow {flow.name!r} is valid: {len(graph.steps)} steps, entry {graph.entry!r}")
+    print(f"fingerprint {graph.fingerprint}")
+    return 0
+
+
+def _inputs(text: str) -> dict[str, Any]:
+    from pathlib import Path
+
+    source = "--input"
+    if text.startswith("@"):
+        source = text[1:]
+        text = Path(source).read_text(encoding="utf-8")
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise SystemExit(f'wfkit run: {source} is not JSON ({exc}); pass an object like \'{{"query": "hi"}}\'') from exc
+    if not isinstance(value, dict):
+        raise SystemExit(f"wfkit run: the inputs must be a JSON object, got {type(value).__name__}")
+    return value
+
+
+def _run_flow(args: argparse.Namespace) -> int:
+    inputs = _inputs(args.input)
+    flow = _load_flow(args)
+    workspace = False if args.no_workspace else args.workspace
+    run = flow.run(inputs, workspace=workspace, policy=args.policy, raise_on_error=False)
+    tools = {e.step: list(e.tools) for e in run.events if e.status == "ok"}
+    result = {
+        "run_id": run.run_id,
+        "status": str(run.status),
+        "path": run.path(),
+        "tools": tools,
+        "state": run.state,
+        "error": None if run.error is None else str(run.error),
+    }
+    if args.json:
+        _print_json(result)
+    else:
+        print(f"run {run.run_id}: {run.status}")
+        for step in run.path():
+            bound = tools.get(step)
+            print(f"  {step}" + (f"  tools: {', '.join(bound)}" if bound else ""))
+        print(json.dumps(run.state, indent=2, default=str))
+        if run.error is not None:
+            print(f"error: {run.error}", file=sys.stderr)
+    return 0 if run.status in ("succeeded", "waiting_approval") else 1
+
+
+def _graph(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from wfkit.model._graphview import to_svg
+
+    flow = _load_flow(args)
+    if args.format == "svg":
+        text = to_svg(flow.validate())
+    elif args.format == "mermaid":
+        text = flow.to_mermaid()
+    else:
+        text = flow.to_dot()
+    if args.out:
+        Path(args.out).write_text(text, encoding="utf-8")
+        print(f"{args.format} written to {args.out}")
+    else:
+        sys.stdout.write(text if text.endswith("\n") else text + "\n")
+    return 0
+
+
+def _workflow_of(ws: Any, run_id: str, ref: str | None, verb: str) -> Any:
+    row = ws.store.run_row(run_id)
+    ref = ref or row["workflow_ref"]
+    if not ref:
+        raise SystemExit(
+            f"run {run_id} was started from a notebook or script, so its workflow cannot be "
+            f"imported by name: pass --workflow module:name, or {verb} it from Python (run.{verb}(...))"
+        )
+    return load_workflow(ref)
+
+
+def _parse_sets(pairs: Sequence[str]) -> dict[str, Any]:
+    """``key=json`` pairs as a dict; a value that is not JSON is refused with how to quote it."""
+    update: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"--set takes key=json (e.g. --set kind='\"refund\"' or --set n=3), got {pair!r}")
+        try:
+            update[key] = json.loads(text)
+        except ValueError:
+            raise SystemExit(
+                f"--set {key}: {text!r} is not JSON; quote strings as JSON, e.g. --set {key}='\"{text}\"'"
+            ) from None
+    return update
+
+
+def _fork(args: argparse.Namespace) -> int:
+    ws = _workspace(args)
+    flow = _workflow_of(ws, args.run_id, args.workflow, "fork")
+    run = flow.fork(
+        args.run_id,
+        at=args.at,
+        update=_parse_sets(args.set),
+        visit=args.visit,
+        workspace=ws.path,
+        policy=args.policy,
+        raise_on_error=False,
+    )
+    print(f"run {run.run_id} (forked from {args.run_id} at {args.at!r}): {run.status}")
+    if run.error is not None:
+        print(f"error: {run.error}", file=sys.stderr)
+    return 0 if run.status in ("succeeded", "waiting_approval") else 1
+
+
+def _cache(args: argparse.Namespace) -> int:
+    ws = _workspace(args)
+    dropped = ws.clear_cache(workflow=args.workflow, step=args.step, expired_only=args.expired)
+    what = "expired " if args.expired else ""
+    print(f"dropped {dropped} {what}cache entr{'y' if dropped == 1 else 'ies'} from {ws.path}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="wfkit", description="Prototype and evaluate LLM-agent workflows.")
     parser.add_argument("--version", action="version", version=f"wfkit {__version__}")
@@ -330,6 +488,25 @@ def build_parser() -> argparse.ArgumentParser:
     )
     resume.set_defaults(handler=_resume)
 
+    fork = sub.add_parser(
+        "fork", parents=[common], help="start a new run from a stored run's checkpoint at a step, with changed state"
+    )
+    fork.add_argument("run_id")
+    fork.add_argument("--at", required=True, help="the step whose checkpoint the fork starts from")
+    fork.add_argument("--visit", type=int, help="which visit of a looping step (default: its last)")
+    fork.add_argument("--set", action="append", default=[], metavar="KEY=JSON", help="a state field to change")
+    fork.add_argument("--workflow", help="module:name of the workflow (default: where the run recorded it)")
+    fork.add_argument("--policy", default="halt", help="approval policy for the fork: halt, approve, reject, fail")
+    fork.set_defaults(handler=_fork)
+
+    cache = sub.add_parser("cache", help="the step cache kept in the workspace")
+    cache_sub = cache.add_subparsers(dest="cache_command", metavar="ACTION", required=True)
+    clear = cache_sub.add_parser("clear", parents=[common], help="drop cached step results")
+    clear.add_argument("--workflow", help="only this workflow's entries")
+    clear.add_argument("--step", help="only this step's entries")
+    clear.add_argument("--expired", action="store_true", help="only entries past their time to live")
+    clear.set_defaults(handler=_cache)
+
     rec = sub.add_parser("reconcile", parents=[common], help="settle an irreversible step cut off by a crash")
     rec.add_argument("run_id")
     rec.add_argument("step")
@@ -363,6 +540,30 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--since", help="only attempts started at or after this ISO date/time (UTC)")
     report.add_argument("--workflow", help="only this workflow")
     report.set_defaults(handler=_report)
+    spec_args = argparse.ArgumentParser(add_help=False)
+    spec_args.add_argument("flow", help="a flow spec file (.yaml, .yml or .json)")
+    spec_args.add_argument(
+        "--steps",
+        action="append",
+        metavar="MODULE",
+        help="a module whose functions the spec names without a module path (repeatable)",
+    )
+    val = sub.add_parser("validate", parents=[spec_args], help="check a flow spec: every problem with its JSON path")
+    val.set_defaults(handler=_validate)
+    rf = sub.add_parser("run", parents=[spec_args, common], help="run a flow spec once on JSON inputs")
+    rf.add_argument("--input", default="{}", help="the inputs: a JSON object, or @file.json")
+    rf.add_argument("--tools", metavar="MODULE:NAME", help="the tool registry, or a function returning it")
+    rf.add_argument(
+        "--policy", default="halt", help="approval policy: halt, approve, reject, fail, or a decisions file"
+    )
+    rf.add_argument("--no-workspace", action="store_true", help="keep the run in memory only")
+    rf.add_argument("--json", action="store_true")
+    rf.set_defaults(handler=_run_flow)
+    gr = sub.add_parser("graph", parents=[spec_args], help="draw a flow spec as SVG, Mermaid or Graphviz DOT")
+    gr.add_argument("--format", choices=["svg", "mermaid", "dot"], default="svg")
+    gr.add_argument("--out", help="file to write (default: standard output)")
+    gr.set_defaults(handler=_graph)
+
     rp = sub.add_parser("replay", help="run notebooks headless under papermill and compare with baselines")
     rp.add_argument("notebooks", nargs="*", help="notebooks to replay (default: notebooks/*.ipynb)")
     rp.add_argument("--baseline", default="data/baselines", help="folder of baseline summaries")

@@ -17,13 +17,14 @@ from collections.abc import Awaitable, Callable, Mapping
 from types import MappingProxyType
 from typing import Any
 
+from wfkit.engine._cache import ITEM, ReadRecorder, StepCache
 from wfkit.model._context import Failure, RunServices, StepContext
 from wfkit.model._errors import StateValueError, StepTimeoutError
 from wfkit.model._events import Status, StepEvent
 from wfkit.model._retry import ErrorKind, classify_error, retry_after_of
 from wfkit.model._steps import StepSpec
-from wfkit.store._codec import check_state
-from wfkit.store._journal import encode_updates
+from wfkit.store._codec import check_state, decode_state
+from wfkit.store._journal import encode_state, encode_updates
 from wfkit.store._store import Store
 
 logger = logging.getLogger("wfkit")
@@ -40,9 +41,9 @@ def _thread_pool() -> concurrent.futures.ThreadPoolExecutor:
 
 
 class _Activation:
-    """One scheduled execution of a step."""
+    """One scheduled execution of a step (or of one item of a map step: ``batch`` is set)."""
 
-    __slots__ = ("failure", "queued", "spec", "tools", "version", "view", "visit")
+    __slots__ = ("batch", "failure", "index", "item", "queued", "spec", "tools", "version", "view", "visit")
 
     def __init__(
         self,
@@ -62,6 +63,36 @@ class _Activation:
         # The state as of activation: a parallel sibling's later commit is not visible, so what a
         # step sees depends on the graph, not on timing (and a resumed step sees what it saw).
         self.view: Mapping[str, Any] = MappingProxyType(dict(state))
+        self.batch: _Batch | None = None
+        self.index: int | None = None
+        self.item: Any = None
+
+    def for_item(self, batch: _Batch, index: int, item: Any) -> _Activation:
+        """The activation of one item of this map step: same step, visit and view (not copied)."""
+        act = _Activation.__new__(_Activation)
+        act.spec, act.visit, act.tools, act.version, act.failure = self.spec, self.visit, self.tools, 0, None
+        act.view, act.queued = self.view, time.perf_counter()
+        act.batch, act.index, act.item = batch, index, item
+        return act
+
+
+class _Batch:
+    """The items of one activation of a map step: what is queued, running and finished."""
+
+    __slots__ = ("act", "done", "failed", "items", "pending", "results", "running", "started")
+
+    def __init__(self, act: _Activation, items: list[Any], done: Mapping[int, Any]) -> None:
+        self.act = act
+        self.items = items
+        self.results: list[Any] = [None] * len(items)
+        for index, result in done.items():  # finished before a resume: never run again
+            if index < len(items):
+                self.results[index] = result
+        self.done = sum(1 for i in done if i < len(items))
+        self.pending = [i for i in range(len(items) - 1, -1, -1) if i not in done]  # popped from the end
+        self.running = 0
+        self.failed = False
+        self.started = time.perf_counter()
 
 
 class _Outcome:
@@ -79,10 +110,12 @@ class _Outcome:
         "status",
         "updates",
         "usage",
+        "value",
     )
 
     def __init__(self) -> None:
         self.updates: Mapping[str, Any] | None = None
+        self.value: Any = None  # a map item's result
         self.encoded: str | None = None  # the updates as JSON, when the run is durable
         self.error: BaseException | None = None
         self.kind: ErrorKind | None = None
@@ -110,15 +143,22 @@ class Attempts:
     _record: Callable[[StepEvent], None]
     _event: Callable[..., StepEvent]
     _outcome_event: Callable[[_Activation, _Outcome, str | None], StepEvent]
+    step_cache: StepCache
     _services: Callable[[], RunServices]  # the Execution itself: ctx.llm and ctx.tool reach the run through it
 
     async def _execute(self, act: _Activation) -> _Outcome:
         spec = act.spec
+        cache = self.step_cache if spec.cache is not None else None
+        if cache is not None:
+            hit = self._cached(cache, act)
+            if hit is not None:
+                return hit
         policy = spec.retry
         classify = spec.classifier or classify_error
         out = _Outcome()
         first_start = time.monotonic()
         attempt = self._attempt_base.get((spec.name, act.visit), 0) if self._attempt_base else 0
+        is_item = act.batch is not None
         while True:
             attempt += 1
             out.attempt = attempt
@@ -146,12 +186,29 @@ class Attempts:
                 services=self._services(),
                 deadline=self.deadline,
                 failure=act.failure,
+                map_index=act.index,
+                state=act.view,
             )
             out.started_at = time.time()
             t0 = time.perf_counter()
             out.queue_s = t0 - act.queued if attempt == 1 else 0.0
+            recorder = None if cache is None or is_item else ReadRecorder(act.view)
             try:
-                result = await self._call(spec, act.view, ctx, timeout)
+                if is_item:
+                    out.value = await self._call(spec, act.item, ctx, timeout)
+                    who = f"item {act.index} of step {spec.name!r} returned"
+                    if self.store is not None or cache is not None:
+                        out.encoded = encode_state(who, {"result": out.value})
+                    else:
+                        check_state(who, {"result": out.value})
+                    out.latency = time.perf_counter() - t0
+                    out.usage = ctx.usage
+                    out.error = out.kind = None
+                    out.status = Status.OK
+                    if cache is not None:
+                        self._cache_put(cache, act, None, out)
+                    return out
+                result = await self._call(spec, act.view if recorder is None else recorder, ctx, timeout)
                 if result is None:
                     result = {}
                 elif not isinstance(result, Mapping):
@@ -159,9 +216,14 @@ class Attempts:
                         f"step {spec.name!r} returned {type(result).__name__}; a step returns a "
                         f"dict of state updates (or None)"
                     )
+                if spec.writes is not None and not spec.writes.issuperset(result):
+                    raise StateValueError(
+                        f"step {spec.name!r} wrote {sorted(set(result) - spec.writes)}, which its "
+                        f"writes={sorted(spec.writes)} does not declare: add them to writes= or stop writing them"
+                    )
                 # The same rule in memory and durable: a value state cannot keep is refused here,
                 # before the result is accepted (the store redacts the JSON as it writes it).
-                if self.store is not None:
+                if self.store is not None or cache is not None:
                     out.encoded = encode_updates(spec.name, result)
                 elif result:
                     check_state(f"step {spec.name!r} wrote", result)
@@ -169,6 +231,8 @@ class Attempts:
                 out.updates, out.usage = result, ctx.usage
                 out.error = out.kind = None
                 out.status = Status.OK
+                if cache is not None:
+                    self._cache_put(cache, act, recorder, out)
                 return out
             except asyncio.CancelledError:
                 out.latency = time.perf_counter() - t0
@@ -216,11 +280,41 @@ class Attempts:
                         None,
                         act.tools,
                         out.usage,
+                        act.index,
                     )
                 )
                 await self._sleep(delay)
 
-    async def _call(self, spec: StepSpec, state: Mapping[str, Any], ctx: StepContext, timeout: float | None) -> Any:
+    def _cached(self, cache: StepCache, act: _Activation) -> _Outcome | None:
+        """A cache hit as the activation's outcome (status ``cached``; the step does not run)."""
+        t0 = time.perf_counter()
+        is_item = act.batch is not None
+        found = cache.lookup(act.spec, act.view, act.item, is_item)
+        if found is None:
+            return None
+        key, encoded = found
+        out = _Outcome()
+        out.attempt, out.status, out.started_at = 1, Status.CACHED, time.time()
+        out.queue_s = t0 - act.queued
+        decoded = decode_state(encoded)
+        if is_item:
+            out.value = decoded["result"]
+        else:
+            out.updates = decoded
+        out.encoded = encoded if self.store is not None else None
+        out.usage = {"extra": {"cache_key": key[:16]}}
+        out.latency = time.perf_counter() - t0
+        return out
+
+    def _cache_put(self, cache: StepCache, act: _Activation, recorder: ReadRecorder | None, out: _Outcome) -> None:
+        assert out.encoded is not None
+        reads = [ITEM] if recorder is None else sorted(recorder.read)
+        key = cache.key(act.spec, reads, act.view, act.item)
+        cache.put(act.spec, reads, key, out.encoded, self.run_id)
+        if self.store is None:
+            out.encoded = None  # only needed for the cache: in-memory runs keep no checkpoints
+
+    async def _call(self, spec: StepSpec, state: Any, ctx: StepContext, timeout: float | None) -> Any:
         args = (state, ctx) if spec.takes_context else (state,)
         if spec.is_async:
             if timeout is None:

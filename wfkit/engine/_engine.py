@@ -18,9 +18,10 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, TypeAlias
 
-from wfkit.engine._attempts import Attempts, _Activation, _Outcome
+from wfkit.engine._attempts import Attempts, _Activation, _Batch, _Outcome
+from wfkit.engine._cache import StepCache
 from wfkit.engine._gates import Gates
 from wfkit.logs._steplog import exporter
 from wfkit.model import _settings
@@ -28,13 +29,15 @@ from wfkit.model._approvals import HALT, ApprovalPolicy
 from wfkit.model._context import ChatModel, Failure, StepContext, ToolProvider
 from wfkit.model._errors import (
     LeaseError,
+    MapItemError,
     RunError,
     RunTimeoutError,
     StateConflictError,
+    StateValueError,
     StepFailedError,
     VisitLimitError,
 )
-from wfkit.model._events import Status, StepEvent
+from wfkit.model._events import Status, StepEvent, TokenChunk
 from wfkit.model._graph import Graph
 from wfkit.model._merge import Merge
 from wfkit.model._processors import DEFAULT_PROCESSORS, Processor, chain
@@ -42,6 +45,7 @@ from wfkit.model._retry import ErrorKind
 from wfkit.model._routes import END
 from wfkit.model._status import RunStatus
 from wfkit.model._steps import StepSpec
+from wfkit.store._journal import encode_updates
 from wfkit.store._store import LEASE_TTL, Store
 
 _HOST = socket.gethostname()
@@ -74,6 +78,22 @@ def executing_here(run_id: str) -> bool:
     return run_id in _executing
 
 
+Checkpoint: TypeAlias = tuple[int, str, int, str, Any, "str | None", Any, "int | None"]
+"""A settled step as replay reads it: (seq, step, visit, outcome, updates, route, failure,
+map_index). ``outcome`` is ok, fallback, item (a map item; updates hold its result) or fork (a
+fork point; updates hold the fork's update). Updates and failure are JSON text when read from
+the store, a dict and a Failure when kept in memory."""
+
+
+def apply_updates(state: dict[str, Any], updates: Mapping[str, Any], merges: Mapping[str, Merge]) -> dict[str, Any]:
+    """A new state: ``state`` with a step's updates committed (merge rules applied)."""
+    out = dict(state)
+    for key, value in updates.items():
+        merge = merges.get(key)
+        out[key] = merge(out.get(key), value) if merge is not None else value
+    return out
+
+
 class Execution(Attempts, Gates):
     """The mutable inside of one run. ``Run`` is its public handle."""
 
@@ -96,6 +116,7 @@ class Execution(Attempts, Gates):
         llm: ChatModel | None = None,
         tool_registry: ToolProvider | None = None,
         processors: tuple[Processor, ...] = DEFAULT_PROCESSORS,
+        parent_run_id: str | None = None,
     ) -> None:
         settings = _settings.current()
         self.graph = graph
@@ -103,7 +124,13 @@ class Execution(Attempts, Gates):
         self.run_id = run_id
         self.workflow = graph.name
         self.version = version
+        self.inputs: dict[str, Any] = dict(inputs)
         self.state: dict[str, Any] = dict(inputs)
+        self.parent_run_id = parent_run_id  # set when this run is a sub-workflow of another
+        self.origin: dict[str, Any] | None = None  # where a forked run came from
+        # Every settled step (and map item, and fork point) in order: what history() and an
+        # in-memory fork read. Durable runs rebuild it from their checkpoints on resume.
+        self.log: list[Checkpoint] = []
         self.status = RunStatus.PENDING
         self.error: BaseException | None = None
         self.events: list[StepEvent] = []
@@ -147,6 +174,9 @@ class Execution(Attempts, Gates):
         # lose the exact values of known secrets.
         self._process = chain(processors)
         self.observers: list[Callable[[StepEvent | None], object]] = []  # live views; None = status changed
+        self.chunk_observers: list[Callable[[TokenChunk], object]] = []  # streamed LLM text, as it arrives
+        self.step_cache = StepCache(graph.name, store)
+        self._map_done: dict[tuple[str, int], dict[int, Any]] = {}  # items finished before a resume
 
     def _services(self) -> Execution:
         """What a step's context reaches the run through (ctx.llm, ctx.tool). A method, not an
@@ -169,6 +199,13 @@ class Execution(Attempts, Gates):
         from wfkit.llm._tools import invoke
 
         return await invoke(ctx, name, arguments)
+
+    def on_chunk(self, ctx: StepContext, text: str) -> None:
+        """``ctx.chunk``: streamed LLM text goes to whoever asked for it (nothing is stored)."""
+        if self.chunk_observers:
+            chunk = TokenChunk(self.run_id, ctx.step, ctx.visit, ctx.attempt, text, time.time(), ctx.map_index)
+            for observer in self.chunk_observers:
+                observer(chunk)
 
     def llm_client(self) -> ChatModel:
         if self.llm is None:
@@ -242,12 +279,18 @@ class Execution(Attempts, Gates):
                 act = ready.popleft()
                 if act.spec.gated and not self._admit(act):
                     continue
+                if act.spec.map is not None and act.batch is None:
+                    self._expand(act)
+                    continue
                 outcome = await self._execute(act)
                 self._settle(act, outcome)
                 continue
             while ready and not self._failed:
                 act = ready.popleft()
                 if act.spec.gated and not self._admit(act):
+                    continue
+                if act.spec.map is not None and act.batch is None:
+                    self._expand(act)
                     continue
                 task = loop.create_task(self._execute(act))
                 task.add_done_callback(self._on_task_done)
@@ -350,6 +393,9 @@ class Execution(Attempts, Gates):
 
     def _settle(self, act: _Activation, out: _Outcome) -> None:
         """Commit a finished activation: state, route, checkpoint, event, successors."""
+        if act.batch is not None:
+            self._settle_item(act, act.batch, out)
+            return
         spec = act.spec
         name = spec.name
         self._active[name] -= 1
@@ -369,6 +415,7 @@ class Execution(Attempts, Gates):
             route = None if chosen is None else chosen.target
             event = self._outcome_event(act, out, route)
             self._checkpoint(act, "ok", out.encoded, None, event)
+            self.log.append((len(self.log) + 1, name, act.visit, "ok", out.updates, route, None, None))
             self._emit(event)
             if chosen is not None:
                 if route != END:
@@ -404,11 +451,99 @@ class Execution(Attempts, Gates):
             failure = self._failure_of(name, out.attempt, out.error, out.kind)
             event = self._outcome_event(act, out, fallback)
             self._checkpoint(act, "fallback", None, json.dumps(dataclasses.asdict(failure)), event)
+            self.log.append((len(self.log) + 1, name, act.visit, "fallback", None, fallback, failure, None))
             self._emit(event)
             if fallback != END:
                 self._activate(fallback, None, failure)
         if self._arrived:
             self._fire_joins()
+
+    # ---- map steps ---------------------------------------------------------------------------
+
+    def _expand(self, act: _Activation) -> None:
+        """A map step's turn: queue its items (bounded by max_concurrency); it settles when the
+        last item does."""
+        spec = act.spec
+        assert spec.map is not None
+        items = act.view.get(spec.map.over)
+        if not isinstance(items, list | tuple):
+            out = _Outcome()
+            out.attempt, out.started_at = 1, time.time()
+            what = "is missing" if spec.map.over not in act.view else f"is a {type(items).__name__}"
+            out.error = StateValueError(
+                f"map step {spec.name!r} maps over state field {spec.map.over!r}, which {what}; the step "
+                f"before it must write a list there"
+            )
+            out.kind, out.status = ErrorKind.PERMANENT, Status.FAILED
+            self._settle(act, out)
+            return
+        batch = _Batch(act, list(items), self._map_done.pop((spec.name, act.visit), {}))
+        act.batch = None  # the map activation itself stays the batch's owner, not an item
+        if not batch.pending:
+            self._gather(batch)
+            return
+        self._feed(batch)
+
+    def _feed(self, batch: _Batch) -> None:
+        limit = batch.act.spec.map.max_concurrency if batch.act.spec.map is not None else None
+        pending, ready, act, items = batch.pending, self._ready, batch.act, batch.items
+        while pending and (limit is None or batch.running < limit):
+            index = pending.pop()
+            batch.running += 1
+            ready.append(act.for_item(batch, index, items[index]))
+
+    def _settle_item(self, act: _Activation, batch: _Batch, out: _Outcome) -> None:
+        """One item finished: keep its result and checkpoint it; the last one settles the map."""
+        batch.running -= 1
+        index = act.index
+        assert index is not None
+        if batch.failed:  # the map already gave up: record what this straggler did, change nothing
+            self._record(self._outcome_event(act, out, None))
+            return
+        if out.error is None:
+            batch.results[index] = out.value
+            batch.done += 1
+            event = self._outcome_event(act, out, None)
+            self._checkpoint(act, "item", out.encoded, None, event)
+            self.log.append(
+                (len(self.log) + 1, act.spec.name, act.visit, "item", {"result": out.value}, None, None, index)
+            )
+            self._emit(event)
+            if batch.pending:
+                self._feed(batch)
+            elif batch.running == 0:
+                self._gather(batch)
+            return
+        batch.failed = True
+        batch.pending.clear()
+        self._record(self._outcome_event(act, out, None))
+        owner = batch.act
+        failed = _Outcome()
+        # The map step's own row: failed because of the item (timed out only if the run's deadline passed).
+        failed.attempt, failed.started_at, failed.kind = (
+            1,
+            time.time() - (time.perf_counter() - batch.started),
+            out.kind,
+        )
+        failed.status = Status.TIMEOUT if out.run_timeout else Status.FAILED
+        failed.run_timeout, failed.usage = out.run_timeout, None
+        failed.latency = time.perf_counter() - batch.started
+        failed.error = MapItemError(owner.spec.name, index, len(batch.items), out.error)
+        self._settle(owner, failed)
+
+    def _gather(self, batch: _Batch) -> None:
+        """Every item finished: the map step settles as one step writing the results in item order."""
+        act, spec = batch.act, batch.act.spec
+        assert spec.map is not None
+        out = _Outcome()
+        out.attempt, out.started_at = 1, time.time() - (time.perf_counter() - batch.started)
+        out.latency = time.perf_counter() - batch.started
+        out.queue_s = batch.started - act.queued
+        out.updates = {spec.map.into: batch.results}
+        if self.store is not None:
+            out.encoded = encode_updates(spec.name, out.updates)
+        out.usage = {"extra": {"items": len(batch.items)}}
+        self._settle(act, out)
 
     def _commit(self, act: _Activation, updates: Mapping[str, Any]) -> None:
         self._version += 1
@@ -445,6 +580,7 @@ class Execution(Attempts, Gates):
             route,
             act.tools,
             out.usage,
+            act.index,
         )
 
     def _event(
@@ -462,6 +598,7 @@ class Execution(Attempts, Gates):
         route: str | None,
         tools: tuple[str, ...],
         usage: Mapping[str, Any] | None,
+        map_index: int | None = None,
         **fields: Any,
     ) -> StepEvent:
         if usage is None:
@@ -496,6 +633,8 @@ class Execution(Attempts, Gates):
             self.parameters_hash,
             _HOST,
             extra,
+            map_index,
+            self.parent_run_id,
         )
         if fields:
             event = event._replace(**fields)

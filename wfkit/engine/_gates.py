@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from wfkit.engine._attempts import _Activation
@@ -49,6 +49,8 @@ class Gates:
     _arrive: Callable[[str, str], None]
     _fire_joins: Callable[[], None]
     _commit: Callable[[_Activation, Any], None]
+    _map_done: dict[tuple[str, int], dict[int, Any]]
+    log: list[tuple[Any, ...]]
 
     def _checkpoint(
         self, act: _Activation, outcome: str, updates: str | None, failure: str | None, event: StepEvent
@@ -173,19 +175,35 @@ class Gates:
         assert self.store is not None  # only stored runs replay
         return load_json(self.store.path, self.run_id, column, text, row=seq)
 
-    def replay(self, checkpoints: list[tuple[Any, ...]], attempts: dict[tuple[str, int], int]) -> None:
+    def replay(self, checkpoints: Sequence[tuple[Any, ...]], attempts: dict[tuple[str, int], int]) -> None:
         """Rebuild state and schedule from a stored run's checkpoints, without running anything.
 
         The same scheduling code runs as in a live run, fed with recorded outcomes, so the queue
         ends holding exactly the steps that had not completed: siblings that finished before a
-        crash are not run again.
+        crash are not run again. Finished items of a map step are kept for it, so only the
+        unfinished ones run. A ``fork`` row (a run forked from another) applies the fork's update
+        right after the step it forked at, and that step's route is chosen anew on the updated state.
         """
         self._resumed = True
         self._attempt_base = attempts
         self._replaying = True
+        log = self.log
         try:
             self._activate(self.graph.entry, None, None)
-            for seq, step, visit, outcome, updates, route, failure in checkpoints:
+            rows = list(checkpoints)
+            for i, row in enumerate(rows):
+                seq, step, visit, outcome, updates, route, failure = row[:7]
+                map_index = row[7] if len(row) > 7 else None
+                if outcome == "fork":
+                    continue  # applied with the row before it
+                if isinstance(updates, str):
+                    updates = self._stored_json(seq, "journal.updates", updates)
+                if isinstance(failure, str):
+                    failure = Failure(**self._stored_json(seq, "journal.failure", failure))
+                if outcome == "item":
+                    self._map_done.setdefault((step, visit), {})[int(map_index or 0)] = (updates or {}).get("result")
+                    log.append((len(log) + 1, step, visit, "item", updates, None, None, map_index))
+                    continue
                 act = next((a for a in self._ready if a.spec.name == step and a.visit == visit), None)
                 if act is None:
                     raise WorkflowChangedError(
@@ -197,24 +215,39 @@ class Gates:
                     )
                 self._ready.remove(act)
                 self._active[step] -= 1
+                fork = rows[i + 1] if i + 1 < len(rows) and rows[i + 1][3] == "fork" else None
                 if outcome == "ok":
-                    self._commit(act, self._stored_json(seq, "journal.updates", updates) if updates else {})
+                    self._commit(act, updates or {})
+                    log.append((len(log) + 1, step, visit, "ok", updates, route, None, None))
+                    if fork is not None:
+                        update = (
+                            self._stored_json(fork[0], "run_links.detail", fork[4])
+                            if isinstance(fork[4], str)
+                            else dict(fork[4] or {})
+                        )
+                        self.state.update(update)  # a fork's update is the state it asked for: no merge
+                        router = self.graph.routers.get(step)
+                        chosen = None if router is None else router.choose(self.state).target
+                        log.append((len(log) + 1, step, visit, "fork", update, chosen, None, None))
                     router = self.graph.routers.get(step)
                     if router is not None:
-                        go = next(
-                            (g for g in (*(r.go for r in router.routes), router.default) if g.target == route),
-                            None,
-                        )
-                        if go is None:  # reconciled by hand, or the routes changed: decide anew
+                        go = None
+                        if fork is None:
+                            go = next(
+                                (g for g in (*(r.go for r in router.routes), router.default) if g.target == route),
+                                None,
+                            )
+                        if go is None:  # a fork, reconciled by hand, or the routes changed: decide anew
                             go = router.choose(self.state)
                         if go.target != END:
                             self._activate(go.target, go.tools, None)
                     else:
                         for target in self.graph.edges.get(step, ()):
                             self._arrive(target, step)
-                elif route is not None and route != END:
-                    stored = self._stored_json(seq, "journal.failure", failure) if failure else None
-                    self._activate(route, None, None if stored is None else Failure(**stored))
+                else:
+                    log.append((len(log) + 1, step, visit, "fallback", None, route, failure, None))
+                    if route is not None and route != END:
+                        self._activate(route, None, failure)
                 if self._arrived:
                     self._fire_joins()
         finally:

@@ -8,7 +8,8 @@ import concurrent.futures
 import contextlib
 import difflib
 import os
-from collections.abc import Callable, Generator, Iterable, Mapping
+import threading
+from collections.abc import AsyncIterator, Callable, Generator, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeAlias, TypedDict
 
@@ -17,11 +18,13 @@ from wfkit.engine._loops import background_loop, running_loop
 from wfkit.model._approvals import ApprovalPolicy, Ticket
 from wfkit.model._context import ChatModel, ToolProvider
 from wfkit.model._errors import TicketError
-from wfkit.model._events import Sink, StepEvent
+from wfkit.model._events import Sink, StepEvent, TokenChunk
 from wfkit.model._status import RunStatus
 from wfkit.store._workspace import decision_event
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from wfkit.model._graph import Graph
 
 # Runs launched in this process and not awaited yet, for drain(). Strong references: a notebook
@@ -49,6 +52,10 @@ class RunSource(Protocol):
     def validate(self) -> Graph: ...
 
     def _resumed_execution(self, run_id: str, o: _Options) -> Execution: ...
+
+    def _forked_execution(
+        self, source: Execution, at: str, update: Mapping[str, Any], visit: int | None, run_id: str | None, o: _Options
+    ) -> Execution: ...
 
 
 WorkspaceArg: TypeAlias = "str | os.PathLike[str] | Literal[False] | None"
@@ -138,6 +145,7 @@ class Run:
         self._cfuture: concurrent.futures.Future[None] | None = None
         # Live views; the list object is shared with each execution, resumed ones included.
         self._observers: list[Callable[[StepEvent | None], object]] = execution.observers
+        self._chunk_observers: list[Callable[[TokenChunk], object]] = execution.chunk_observers
 
     # ---- what it is ----------------------------------------------------------------------------
 
@@ -185,8 +193,59 @@ class Run:
         return self._exec.status in RunStatus.FINISHED or self._exec.status in RunStatus.HALTED
 
     def path(self) -> list[str]:
-        """The steps that completed, in order (branches and loops included)."""
-        return [e.step for e in self._exec.events if e.status == "ok"]
+        """The steps that completed, in order (branches and loops included; a map step once, a
+        step served from the cache too)."""
+        return [e.step for e in self._exec.events if e.status in ("ok", "cached") and e.map_index is None]
+
+    @property
+    def parent_run_id(self) -> str | None:
+        """The run that started this one as a sub-workflow (None for a top-level run)."""
+        return self._exec.parent_run_id
+
+    @property
+    def forked_from(self) -> dict[str, Any] | None:
+        """Where this run was forked from: ``{"run_id", "at", "visit", "update"}``, else None."""
+        return self._exec.origin
+
+    def history(self, *, items: bool = False) -> pd.DataFrame:
+        """The state after each settled step, and what each step changed, as a DataFrame.
+
+        One row per settled step in order: ``step``, ``visit``, ``outcome`` (``ok``, ``fallback``,
+        ``fork`` where a fork applied its update, ``item`` for map items when ``items=True``),
+        ``route`` (where it went), ``wrote`` (the fields it wrote), ``updates`` (their values),
+        ``map_index`` and ``state`` (the whole state after it, a dict). Durable runs include the
+        steps before a resume and, for a fork, the steps it shares with its origin.
+        """
+        import pandas as pd
+
+        from wfkit.engine._engine import apply_updates
+
+        state = dict(self._exec.inputs)
+        rows = []
+        for seq, step, visit, outcome, updates, route, _failure, map_index in self._exec.log:
+            if outcome == "ok":
+                state = apply_updates(state, updates or {}, self._exec.merges)
+            elif outcome == "fork":
+                state = {**state, **(updates or {})}
+            elif not items:
+                continue
+            rows.append(
+                {
+                    "seq": seq,
+                    "step": step,
+                    "visit": visit,
+                    "map_index": map_index,
+                    "outcome": outcome,
+                    "route": route,
+                    "wrote": sorted(updates or {}),
+                    "updates": dict(updates or {}),
+                    "state": dict(state),
+                }
+            )
+        columns = ["seq", "step", "visit", "map_index", "outcome", "route", "wrote", "updates", "state"]
+        frame = pd.DataFrame(rows, columns=columns)
+        frame["map_index"] = frame["map_index"].astype("Int64")
+        return frame
 
     def raise_for_status(self) -> Run:
         """Raise the run's error if it failed; return the run otherwise."""
@@ -210,17 +269,80 @@ class Run:
         """The compiled graph of the run's workflow (None for a handle without one)."""
         return None if self._workflow is None else self._workflow.validate()
 
-    def subscribe(self, observer: Callable[[StepEvent | None], object]) -> Callable[[], None]:
+    def subscribe(self, observer: Callable[[Any], object], *, chunks: bool = False) -> Callable[[], None]:
         """Call ``observer(event)`` on every step event of this run from now on, and
-        ``observer(None)`` when it ends or halts; a resumed run keeps its observers. Returns a
-        function that unsubscribes. Observers run on the run's loop: keep them quick."""
+        ``observer(None)`` when it ends or halts; with ``chunks=True`` also ``observer(chunk)``
+        for each :class:`wfkit.TokenChunk` a step streams from ``ctx.llm.stream``. A resumed run
+        keeps its observers. Returns a function that unsubscribes. Observers run on the run's
+        loop: keep them quick."""
         self._observers.append(observer)
+        if chunks:
+            self._chunk_observers.append(observer)
 
         def unsubscribe() -> None:
             with contextlib.suppress(ValueError):
                 self._observers.remove(observer)
+            with contextlib.suppress(ValueError):
+                self._chunk_observers.remove(observer)
 
         return unsubscribe
+
+    async def stream(
+        self, *, chunks: bool = False, raise_on_error: bool = True
+    ) -> AsyncIterator[StepEvent | TokenChunk]:
+        """Each step event of this run as it happens (``async for event in run.stream()``), first
+        those it emitted already; with ``chunks=True`` also the text chunks steps stream from
+        ``ctx.llm.stream``, as :class:`wfkit.TokenChunk`. Ends when the run ends or halts, raising
+        the run's error if it failed (unless ``raise_on_error=False``)."""
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[Any] = asyncio.Queue()
+        home = threading.get_ident()
+
+        def push(item: Any) -> None:
+            if threading.get_ident() == home:
+                queue.put_nowait(item)
+            else:  # a run on the background loop: hand it over to this loop's thread
+                loop.call_soon_threadsafe(queue.put_nowait, item)
+
+        unsubscribe = self.subscribe(push, chunks=chunks)
+        try:
+            before = self._exec.events[:]
+            seen = {id(e) for e in before}
+            for event in before:
+                yield event
+            while not (self.done() and queue.empty()):
+                item = await queue.get()
+                if item is None:
+                    if self.done():
+                        break
+                    continue
+                if isinstance(item, StepEvent) and id(item) in seen:
+                    continue
+                yield item
+        finally:
+            unsubscribe()
+        _started.discard(self)  # its outcome reached its owner
+        if raise_on_error:
+            self.raise_for_status()
+
+    def fork(
+        self,
+        at: str,
+        update: Mapping[str, Any] | None = None,
+        *,
+        visit: int | None = None,
+        run_id: str | None = None,
+    ) -> Run:
+        """Start a new run that shares this run's checkpoints up to step ``at`` (its last visit, or
+        ``visit``), applies ``update`` to the state there, and continues: ``at``'s route is chosen
+        anew on the updated state. This run is untouched; the new one records where it came from
+        (``forked_from``). Returns the new run's handle at once, like :meth:`Workflow.start`."""
+        if self._workflow is None or self._options is None:
+            raise RuntimeError("this run handle has no workflow; use Workflow.fork(run_id, at=...)")
+        execution = self._workflow._forked_execution(self._exec, at, update or {}, visit, run_id, self._options)
+        run = Run(execution, self._workflow, self._options)
+        run._launch()
+        return run
 
     # ---- approvals and resuming ----------------------------------------------------------------
 
@@ -276,6 +398,7 @@ class Run:
         # The resumed execution starts with the whole run's journal (what this handle saw included).
         self._exec = self._workflow._resumed_execution(self.run_id, self._options)
         self._exec.observers = self._observers
+        self._exec.chunk_observers = self._chunk_observers
         self._task = self._cfuture = None
         self._launch()
         return self

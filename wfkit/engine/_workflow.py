@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import itertools
 import json
@@ -12,8 +13,8 @@ import time
 import uuid
 import warnings
 import weakref
-from collections.abc import Callable, Iterable, Mapping
-from typing import Any, TypeVar, Unpack, overload
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, TypeVar, Unpack, overload
 
 from wfkit.engine._engine import Execution, claim, executing_here, unclaim
 from wfkit.engine._loops import run_blocking
@@ -21,18 +22,23 @@ from wfkit.engine._run import _RESUME_KEYS, ResumeOptions, Run, RunOptions, Work
 from wfkit.model._approvals import HALT, Approval, ApprovalPolicy, Ticket, as_policy
 from wfkit.model._context import ToolProvider
 from wfkit.model._errors import WorkflowChangedError, WorkflowChangedWarning
-from wfkit.model._events import as_callables
+from wfkit.model._events import StepEvent, TokenChunk, as_callables
 from wfkit.model._graph import Graph, compile_graph, describe_changes
 from wfkit.model._merge import Merge, check_merges
 from wfkit.model._processors import DEFAULT_PROCESSORS, Processor
 from wfkit.model._retry import Classifier, RetryPolicy
 from wfkit.model._routes import Go, Route, Router
 from wfkit.model._status import RunStatus
-from wfkit.model._steps import StepFunction, StepSpec, make_spec
+from wfkit.model._steps import Cache, MapSpec, StepFunction, StepSpec, make_map, make_spec
 from wfkit.store._codec import check_state
 from wfkit.store._journal import encode_state, load_json
 from wfkit.store._store import Store
 from wfkit.store._workspace import open_store
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from wfkit.model._spec import Format
 
 F = TypeVar("F", bound=StepFunction)
 
@@ -117,6 +123,7 @@ class Workflow:
         description: str = "",
         tools: ToolProvider | None = None,
         processors: Iterable[Processor] | None = None,
+        inputs: Iterable[str] | None = None,
     ) -> None:
         if not isinstance(name, str) or not name.strip():
             raise ValueError(f"a workflow needs a non-empty name, got {name!r}")
@@ -126,12 +133,16 @@ class Workflow:
         # Event processors (redaction, truncation) applied before the journal and every sink.
         self.processors: tuple[Processor, ...] = DEFAULT_PROCESSORS if processors is None else tuple(processors)
         self._version = version
+        # The state fields a run's inputs must hold (None: undeclared); maps may map over them.
+        self.inputs: tuple[str, ...] | None = None if inputs is None else tuple(sorted(set(inputs)))
         self._merge = check_merges(merge or {})
         self._steps: dict[str, StepSpec] = {}
         self._edges: dict[str, list[str]] = {}
         self._routers: dict[str, Router] = {}
         self._entry: str | None = None
         self._graph: Graph | None = None
+        # What a flow spec carries besides behaviour (the builder's layout), kept across load and save.
+        self.metadata: dict[str, Any] = {}
         _by_name[name] = self
         # Where the workflow was defined, so `wfkit resume` can import it again.
         self._module: str | None = sys._getframe(1).f_globals.get("__name__")
@@ -157,6 +168,8 @@ class Workflow:
         entry: bool = False,
         approval: str | Approval | None = None,
         irreversible: bool = False,
+        cache: bool | Cache | None = None,
+        writes: Iterable[str] | None = None,
     ) -> Callable[[F], F]: ...
 
     def step(
@@ -174,6 +187,8 @@ class Workflow:
         entry: bool = False,
         approval: str | Approval | None = None,
         irreversible: bool = False,
+        cache: bool | Cache | None = None,
+        writes: Iterable[str] | None = None,
     ) -> F | Callable[[F], F]:
         """Declare a step; use as ``@flow.step`` or ``@flow.step(retry=..., timeout=...)``.
 
@@ -193,8 +208,112 @@ class Workflow:
         - ``irreversible``: the step has a side effect that must happen at most once (an email,
           a payment): an intent is committed before it runs, ``ctx.idempotency_key`` is stable
           across retries and resumes, and a crash mid-step waits for reconciliation.
+        - ``cache``: ``True`` or :class:`wfkit.Cache`: reuse the result of an earlier run whose
+          step code and the state fields it read were the same (never on gated steps).
+        - ``writes``: the state fields the step writes; a map over a field needs a declared producer,
+          and a step returning an undeclared field fails.
         """
+        return self._register(
+            fn,
+            name=name,
+            retry=retry,
+            timeout=timeout,
+            max_visits=max_visits,
+            fallback=fallback,
+            classify=classify,
+            tools=tools,
+            entry=entry,
+            approval=approval,
+            irreversible=irreversible,
+            cache=cache,
+            writes=writes,
+            mapping=None,
+        )
 
+    @overload
+    def map(self, fn: F, /, *, over: str, into: str, max_concurrency: int | None = None) -> F: ...
+
+    @overload
+    def map(
+        self,
+        fn: None = None,
+        /,
+        *,
+        over: str,
+        into: str,
+        max_concurrency: int | None = None,
+        name: str | None = None,
+        retry: RetryPolicy | None = None,
+        timeout: float | None = None,
+        fallback: str | None = None,
+        classify: Classifier | None = None,
+        tools: Iterable[str] = (),
+        entry: bool = False,
+        cache: bool | Cache | None = None,
+    ) -> Callable[[F], F]: ...
+
+    def map(
+        self,
+        fn: F | None = None,
+        /,
+        *,
+        over: str,
+        into: str,
+        max_concurrency: int | None = None,
+        name: str | None = None,
+        retry: RetryPolicy | None = None,
+        timeout: float | None = None,
+        fallback: str | None = None,
+        classify: Classifier | None = None,
+        tools: Iterable[str] = (),
+        entry: bool = False,
+        cache: bool | Cache | None = None,
+    ) -> F | Callable[[F], F]:
+        """Declare a step that runs once per item of the list in state field ``over``, and writes
+        the results, in item order, to ``into``; use as ``@flow.map(over="docs", into="summaries")``.
+
+        The function takes ``(item)`` or ``(item, ctx)`` and returns the item's result
+        (``ctx.map_index`` is the item's position, ``ctx.state`` the state). Each item is an
+        activation of its own: its own attempts, ``retry``, ``timeout``, events (``map_index`` in
+        the step log) and checkpoint, so a resumed run runs only the unfinished items. A failed
+        item sends the step to its ``fallback`` (``ctx.failure`` names the item) or fails the run.
+        ``max_concurrency`` bounds the items in flight (None: all at once).
+        """
+        return self._register(
+            fn,
+            name=name,
+            retry=retry,
+            timeout=timeout,
+            max_visits=None,
+            fallback=fallback,
+            classify=classify,
+            tools=tools,
+            entry=entry,
+            approval=None,
+            irreversible=False,
+            cache=cache,
+            writes=None,
+            mapping=make_map(over, into, max_concurrency),
+        )
+
+    def _register(
+        self,
+        fn: F | None,
+        *,
+        name: str | None,
+        retry: RetryPolicy | None,
+        timeout: float | None,
+        max_visits: int | None,
+        fallback: str | None,
+        classify: Classifier | None,
+        tools: Iterable[str],
+        entry: bool,
+        approval: str | Approval | None,
+        irreversible: bool,
+        cache: bool | Cache | None,
+        writes: Iterable[str] | None,
+        mapping: MapSpec | None,
+    ) -> F | Callable[[F], F]:
         def register(func: F) -> F:
             spec = make_spec(
                 func,
@@ -207,7 +326,11 @@ class Workflow:
                 tools=tuple(tools),
                 approval=approval,
                 irreversible=irreversible,
+                cache=cache,
+                writes=writes,
             )
+            if mapping is not None:
+                spec = dataclasses.replace(spec, map=mapping)
             old = self._steps.get(spec.name)
             if old is not None and getattr(old.fn, "__qualname__", None) != getattr(func, "__qualname__", None):
                 raise ValueError(
@@ -269,7 +392,9 @@ class Workflow:
     def validate(self) -> Graph:
         """Check the definition; raise WorkflowDefinitionError listing every problem."""
         if self._graph is None:
-            self._graph = compile_graph(self.name, self._steps, self._edges, self._routers, self._entry, self._merge)
+            self._graph = compile_graph(
+                self.name, self._steps, self._edges, self._routers, self._entry, self._merge, self.inputs
+            )
         return self._graph
 
     @property
@@ -290,6 +415,18 @@ class Workflow:
 
         return to_text(self.validate())
 
+    def to_mermaid(self) -> str:
+        """The graph as Mermaid ``flowchart`` text (routes labelled with condition and tools)."""
+        from wfkit.model._graphexport import to_mermaid
+
+        return to_mermaid(self.validate())
+
+    def to_dot(self) -> str:
+        """The graph as Graphviz DOT text."""
+        from wfkit.model._graphexport import to_dot
+
+        return to_dot(self.validate())
+
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
         """The graph as SVG (drawn here: no network, no graphviz) with a text fallback."""
         from wfkit.model._errors import WorkflowDefinitionError
@@ -300,6 +437,103 @@ class Workflow:
         except WorkflowDefinitionError as exc:
             return {"text/plain": f"{self!r}\n{exc}"}
         return {"text/plain": self.describe(), "text/html": to_svg(graph)}
+
+    # ---- as data ---------------------------------------------------------------------------
+
+    def _parts(self) -> Any:
+        from wfkit.model._spec import FlowParts
+
+        return FlowParts(
+            name=self.name,
+            entry=self._entry,
+            steps=self._steps,
+            edges=self._edges,
+            routers=self._routers,
+            merge=self._merge,
+            version=self._version,
+            description=self.description,
+            inputs=self.inputs,
+            metadata=self.metadata,
+        )
+
+    def to_spec(self) -> dict[str, Any]:
+        """The workflow as plain data (a flow spec): steps by function reference, edges, routes,
+        options and merge rules, in a fixed key order. :meth:`from_spec` builds it back.
+
+        A step function importable as ``module:function`` is written that way; one defined in a
+        notebook or inside a function is written by its name, to be passed back in ``steps=``.
+        """
+        from wfkit.model._spec import to_spec
+
+        self.validate()
+        return to_spec(self._parts())
+
+    def save(self, path: str | Path, *, format: Format | None = None) -> Path:
+        """Write :meth:`to_spec` as YAML (``.yaml``/``.yml``) or JSON (``.json``)."""
+        from wfkit.model._spec import write
+
+        return write(self.to_spec(), path, format)
+
+    @classmethod
+    def from_spec(
+        cls,
+        spec: Mapping[str, Any] | str | Path,
+        *,
+        steps: Mapping[str, Any] | Iterable[Callable[..., Any]] | None = None,
+        tools: Any = None,
+        processors: Iterable[Processor] | None = None,
+    ) -> Workflow:
+        """Build a workflow from a flow spec (a mapping, or a .yaml/.json file).
+
+        ``steps`` supplies the functions the spec names without a module: a mapping of names to
+        functions (``globals()`` in a notebook) or a list of functions. ``tools`` and
+        ``processors`` are runtime objects, as on :class:`Workflow`. Every problem (schema,
+        missing functions, bad options, graph) is reported at once in a
+        :class:`~wfkit.FlowSpecError` whose lines start with their JSON path.
+        """
+        from pathlib import Path
+
+        from wfkit.model._spec import load_parts, read
+
+        data = read(spec) if isinstance(spec, str | Path) else spec
+        parts = load_parts(data, steps)
+        flow = cls(
+            parts.name,
+            version=parts.version,
+            merge=parts.merge,
+            description=parts.description,
+            tools=tools,
+            processors=processors,
+            inputs=parts.inputs,
+        )
+        flow._steps = dict(parts.steps)
+        flow._edges = {src: list(targets) for src, targets in parts.edges.items()}
+        flow._routers = dict(parts.routers)
+        flow._entry = parts.entry
+        flow.metadata = dict(parts.metadata or {})
+        flow._module = None  # not importable by name: `wfkit resume` needs --workflow for it
+        return flow
+
+    def replace_definition(self, other: Workflow) -> Workflow:
+        """Take ``other``'s steps, edges, routes, merge rules, version, description and metadata,
+        keeping this object (so every name bound to it sees the change, as after re-running the
+        cell that defined it). The visual builder's Save uses it."""
+        if other.name != self.name:
+            if _by_name.get(self.name) is self:
+                del _by_name[self.name]
+            self.name = other.name
+            _by_name[self.name] = self
+        self._steps = dict(other._steps)
+        self._edges = {src: list(targets) for src, targets in other._edges.items()}
+        self._routers = dict(other._routers)
+        self._entry = other._entry
+        self._merge = dict(other._merge)
+        self._version = other._version
+        self.description = other.description
+        self.inputs = other.inputs
+        self.metadata = dict(other.metadata)
+        self._graph = None
+        return self
 
     # ---- running ---------------------------------------------------------------------------
 
@@ -328,6 +562,12 @@ class Workflow:
         inputs = {} if inputs is None else inputs
         if not isinstance(inputs, Mapping) or not all(isinstance(k, str) for k in inputs):
             raise TypeError(f"a run's inputs are a dict with string keys, got {inputs!r}")
+        missing = [k for k in self.inputs or () if k not in inputs]
+        if missing:
+            raise ValueError(
+                f"workflow {self.name!r} declares the inputs {list(self.inputs or ())}, and this run's inputs "
+                f"lack {missing}: pass them (or drop them from Workflow(..., inputs=...))"
+            )
         if o.timeout is not None and not o.timeout > 0:
             raise ValueError(f"a run's timeout must be > 0 seconds, got {o.timeout!r}")
         check_tools(graph, o.tools if o.tools is not None else self.tools)
@@ -393,7 +633,7 @@ class Workflow:
             unclaim(run_id)
             raise
         try:
-            checkpoints = store.checkpoints(run_id)
+            checkpoints = store.lineage_checkpoints(run_id)
             removed, changes = describe_changes(
                 load_json(store.path, run_id, "runs.definition", row["definition"]), graph.description
             )
@@ -435,6 +675,14 @@ class Workflow:
                 processors=self.processors,
             )
             execution.started_at = row["created_at"]
+            link = store.run_link(run_id)
+            if link is not None and link["kind"] == "fork":
+                execution.origin = {
+                    "run_id": link["parent_run_id"],
+                    "at": link["at_step"],
+                    "visit": link["parent_visit"],
+                    "update": load_json(store.path, run_id, "run_links.detail", link["detail"] or "{}"),
+                }
             execution.replay(checkpoints, store.attempts_so_far(run_id))
             # The whole run's history, not only what this process will add: path() and events
             # cover the steps that ran before the halt or the crash too.
@@ -444,6 +692,112 @@ class Workflow:
             store.release(run_id)
             raise
         return execution
+
+    def _forked_execution(
+        self,
+        source: Execution | str,
+        at: str,
+        update: Mapping[str, Any],
+        visit: int | None,
+        run_id: str | None,
+        o: _Options,
+    ) -> Execution:
+        """A new run sharing ``source``'s checkpoints up to step ``at``, with ``update`` applied there."""
+        graph = self.validate()
+        if at not in graph.steps:
+            raise ValueError(
+                f"cannot fork at {at!r}: workflow {self.name!r} has no such step"
+                f"{_did_you_mean(at, graph.steps)}; steps: {', '.join(sorted(graph.steps))}"
+            )
+        if not isinstance(update, Mapping) or not all(isinstance(k, str) for k in update):
+            raise TypeError(f"a fork's update is a dict with string keys, got {update!r}")
+        update = dict(update)
+        new_id = run_id or uuid.uuid4().hex[:16]
+        store = source.store if isinstance(source, Execution) else self._store(o.workspace)
+        source_id = source if isinstance(source, str) else source.run_id
+        if store is None:
+            assert isinstance(source, Execution)
+            rows: list[tuple[Any, ...]] = list(source.log)
+            position, at_visit = _fork_point(rows, source_id, at, visit)
+            execution = Execution(
+                graph,
+                self._merge,
+                new_id,
+                source.inputs,
+                version=source.version,
+                timeout=source.timeout,
+                sinks=as_callables(o.sinks),
+                seed=o.seed,
+                parameters_hash=source.parameters_hash,
+                store=None,
+                policy=_resolve_policy(o, graph),
+                llm=o.llm,
+                tool_registry=o.tools if o.tools is not None else self.tools,
+                processors=self.processors,
+            )
+            execution.replay([*rows[:position], (position, at, at_visit, "fork", update, None, None, None)], {})
+            execution.origin = {"run_id": source_id, "at": at, "visit": at_visit, "update": update}
+            return execution
+        parent = store.run_row(source_id)
+        if parent["workflow"] != self.name:
+            raise ValueError(f"run {source_id} belongs to workflow {parent['workflow']!r}, not {self.name!r}")
+        position, at_visit = _fork_point(store.lineage_checkpoints(source_id), source_id, at, visit)
+        detail = encode_state("the fork's update", update)
+        store.create_run(
+            {
+                "run_id": new_id,
+                "workflow": self.name,
+                "workflow_version": parent["workflow_version"],
+                "fingerprint": parent["fingerprint"],
+                "definition": parent["definition"],
+                "workflow_ref": parent["workflow_ref"],
+                "inputs": parent["inputs"],
+                "seed": parent["seed"],
+                "timeout": parent["timeout"],
+                "count_waiting": parent["count_waiting"],
+                "parameters_hash": parent["parameters_hash"],
+            }
+        )
+        store.link_run(
+            new_id, source_id, "fork", at_step=at, at_seq=position, parent_step=at, parent_visit=at_visit, detail=detail
+        )
+        return self._resumed_execution(new_id, dataclasses.replace(o, workspace=store.path.parent))
+
+    def fork(
+        self,
+        run_id: str,
+        /,
+        *,
+        at: str,
+        update: Mapping[str, Any] | None = None,
+        visit: int | None = None,
+        new_run_id: str | None = None,
+        raise_on_error: bool = True,
+        **options: Unpack[ResumeOptions],
+    ) -> Run:
+        """Fork a stored run at step ``at`` with ``update`` applied, and run the fork (blocking,
+        like :meth:`resume`); see :meth:`Run.fork`. ``wfkit fork RUN --at STEP --set key=json``."""
+        o = _Options.of("fork", options, _RESUME_KEYS)
+        run = Run(self._forked_execution(run_id, at, update or {}, visit, new_run_id, o), self, o)
+        run_blocking(run._exec.drive())
+        return run.raise_for_status() if raise_on_error else run
+
+    async def stream(
+        self,
+        inputs: Mapping[str, Any] | None = None,
+        /,
+        *,
+        chunks: bool = False,
+        raise_on_error: bool = True,
+        **options: Unpack[RunOptions],
+    ) -> AsyncIterator[StepEvent | TokenChunk]:
+        """Start a run and yield each step event as it happens: ``async for event in
+        flow.stream(inputs)``; with ``chunks=True`` also the text steps stream from
+        ``ctx.llm.stream`` (:class:`wfkit.TokenChunk`). Ends when the run ends or halts, raising its
+        error if it failed. Leaving the loop early does not stop the run. Takes :meth:`run`'s options."""
+        run = self.start(inputs, **options)
+        async for item in run.stream(chunks=chunks, raise_on_error=raise_on_error):
+            yield item
 
     async def arun(
         self,
@@ -537,6 +891,27 @@ class Workflow:
         run = Run(self._resumed_execution(run_id, o), self, o)
         await run._exec.drive()
         return run.raise_for_status() if raise_on_error else run
+
+
+def _did_you_mean(name: str, known: Iterable[str]) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(name, list(known), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _fork_point(rows: list[tuple[Any, ...]], run_id: str, at: str, visit: int | None) -> tuple[int, int]:
+    """(how many checkpoint rows the fork shares, the visit of ``at`` it forks at)."""
+    for i in range(len(rows) - 1, -1, -1):
+        row = rows[i]
+        if row[1] == at and row[3] == "ok" and (visit is None or row[2] == visit) and (len(row) < 8 or row[7] is None):
+            return i + 1, int(row[2])
+    done = sorted({r[1] for r in rows if r[3] == "ok"})
+    which = f"step {at!r}" + ("" if visit is None else f" (visit {visit})")
+    raise ValueError(
+        f"run {run_id} never completed {which}, so there is no checkpoint to fork from; "
+        f"steps it completed: {', '.join(done) or 'none'}"
+    )
 
 
 def resume_decided(workspace: str | os.PathLike[str], ticket: Ticket) -> Run | None:

@@ -478,6 +478,8 @@ class ChatStream:
                     finish = choices[0]
                 if delta:
                     parts.append(delta)
+                    if self._ctx is not None:
+                        self._ctx.chunk(delta)  # live views and run.stream(chunks=True) see it arrive
                     yield delta
         except _UNREACHABLE as exc:
             raise client._transport_error(exc, model) from exc

@@ -46,7 +46,13 @@ SMALL_FILE = 8 * 2**20
 
 # Columns in file order. `workflow` and `date` are hive partitions (in the path, not the file):
 # a reader of the dataset gets them back as columns.
-FILE_COLUMNS: tuple[str, ...] = (*(f for f in FIELDS if f != "workflow"), "seq")
+# Fields appended to StepEvent after `seq` existed go after it, so a file's first columns never move.
+_LATER_FIELDS = ("map_index", "parent_run_id")
+FILE_COLUMNS: tuple[str, ...] = (
+    *(f for f in FIELDS if f != "workflow" and f not in _LATER_FIELDS),
+    "seq",
+    *_LATER_FIELDS,
+)
 
 
 def schema() -> pa.Schema:
@@ -81,6 +87,8 @@ def schema() -> pa.Schema:
         "host": pa.string(),
         "extra": pa.string(),
         "seq": pa.int64(),
+        "map_index": pa.int32(),
+        "parent_run_id": pa.string(),
     }
     return pa.schema([pa.field(name, types[name]) for name in FILE_COLUMNS])
 

@@ -51,9 +51,14 @@ class RunServices(Protocol):
 
     async def call_tool(self, ctx: StepContext, name: str, arguments: dict[str, Any]) -> Any: ...
 
+    def on_chunk(self, ctx: StepContext, text: str) -> None: ...
+
 
 class StepContext:
     """Handed to a step as its second argument, one per attempt.
+
+    ``state`` is the read-only state the step saw (a map step's first argument is its item instead);
+    ``map_index`` the item's position in a map step (None otherwise).
 
     ``tools`` are the tools bound by the route that led here (or the step's own). ``failure`` is
     set when this step was reached as another step's fallback. Call :meth:`record` to put the
@@ -67,7 +72,9 @@ class StepContext:
         "attempt",
         "deadline",
         "failure",
+        "map_index",
         "run_id",
+        "state",
         "step",
         "tools",
         "visit",
@@ -87,6 +94,8 @@ class StepContext:
         services: RunServices | None = None,
         deadline: float | None,
         failure: Failure | None,
+        map_index: int | None = None,
+        state: Mapping[str, Any] | None = None,
     ) -> None:
         self.run_id = run_id
         self.workflow = workflow
@@ -98,6 +107,8 @@ class StepContext:
         self._services = services  # the run: where ctx.llm and ctx.tool find their client and registry
         self.deadline = deadline
         self.failure = failure
+        self.map_index = map_index  # the item's position when this is an item of a map step
+        self.state: Mapping[str, Any] = {} if state is None else state  # read-only, as the step saw it
         self._usage: dict[str, Any] | None = None
 
     @property
@@ -126,6 +137,12 @@ class StepContext:
     @property
     def tool_registry(self) -> Any:
         return None if self._services is None else self._services.tool_registry
+
+    def chunk(self, text: str) -> None:
+        """Hand a piece of streamed text to the run's live views and ``run.stream(chunks=True)``
+        (``ctx.llm.stream`` does it for every token chunk); the step log keeps only totals."""
+        if self._services is not None:
+            self._services.on_chunk(self, text)
 
     @property
     def idempotency_key(self) -> str:

@@ -2,10 +2,12 @@
 
     WfkitError
     ├── WorkflowDefinitionError (ValueError)   a workflow that cannot be built; lists every problem
+    │   └── FlowSpecError                      a flow spec that cannot be loaded; each problem with its JSON path
     ├── ConditionError (ValueError)            a route condition that cannot be evaluated
     ├── StateConflictError (ValueError)        two parallel steps wrote one field with no merge rule
     ├── StateValueError (ValueError)           a step returned something that is not a dict of updates
     ├── StepTimeoutError (TimeoutError)        one attempt ran past its step timeout
+    ├── MapItemError                           an item of a map step failed for good (index, cause)
     ├── StoreCorruptError                      the run store is damaged, truncated or not wfkit's
     ├── WorkspaceNotFoundError (FileNotFoundError) a read found no workspace (reads never create one)
     ├── TicketError (ValueError)               unknown, closed or conflicting approval decision
@@ -36,15 +38,31 @@ class WfkitError(Exception):
     """Root of every error wfkit raises itself."""
 
 
-class WorkflowDefinitionError(WfkitError, ValueError):
-    """A workflow that cannot run. `problems` lists each defect with how to fix it."""
+Location = tuple[str | int, ...]
+"""Where a problem is, as keys into the workflow's spec (``("routes", "classify", "routes", 0, "go")``);
+``()`` when it concerns the whole workflow. The flow spec prints it as a JSON path and the visual
+builder marks the step or edge it names."""
 
-    def __init__(self, workflow: str, problems: list[str]) -> None:
+
+class WorkflowDefinitionError(WfkitError, ValueError):
+    """A workflow that cannot run. `problems` lists each defect with how to fix it; `locations`
+    says, for each, where in the definition it is (see :data:`Location`)."""
+
+    def __init__(self, workflow: str, problems: list[str], locations: list[Location] | None = None) -> None:
         self.workflow = workflow
         self.problems = list(problems)
+        self.locations: list[Location] = list(locations) if locations is not None else [()] * len(self.problems)
+        if len(self.locations) != len(self.problems):
+            raise ValueError(f"{len(self.problems)} problems but {len(self.locations)} locations")
         lines = "\n".join(f"  - {p}" for p in self.problems)
         noun = "problem" if len(self.problems) == 1 else "problems"
         super().__init__(f"workflow {workflow!r} has {len(self.problems)} {noun}:\n{lines}")
+
+
+class FlowSpecError(WorkflowDefinitionError):
+    """A flow spec (YAML/JSON) that cannot be loaded: each problem starts with its JSON path
+    (``$.routes.classify.routes[1].go: ...``) and says how to fix it; `locations` holds the same
+    paths as keys."""
 
 
 class ConditionError(WfkitError, ValueError):
@@ -98,6 +116,16 @@ class StepTimeoutError(WfkitError, TimeoutError):
     def __init__(self, step: str, timeout: float) -> None:
         self.step, self.timeout = step, timeout
         super().__init__(f"step {step!r} did not finish within {timeout:.3g} s")
+
+
+class MapItemError(WfkitError):
+    """An item of a map step failed for good; ``index`` says which, ``__cause__`` is its error.
+    The map step then follows its fallback (``ctx.failure`` names the item) or fails the run."""
+
+    def __init__(self, step: str, index: int, count: int, error: BaseException) -> None:
+        self.step, self.index, self.count = step, index, count
+        super().__init__(f"item {index} of {count} of map step {step!r} failed: {type(error).__name__}: {error}")
+        self.__cause__ = error
 
 
 class StoreCorruptError(WfkitError):

@@ -22,6 +22,7 @@ class Status:
     APPROVED = "approved"
     REJECTED = "rejected"
     SKIPPED = "skipped"
+    CACHED = "cached"  # the step's result came from the cache: its body did not run
 
 
 class StepEvent(NamedTuple):
@@ -53,6 +54,10 @@ class StepEvent(NamedTuple):
     parameters_hash: str | None = None
     host: str | None = None
     extra: dict[str, Any] | None = None
+    # Appended fields (never retyped): the item of a map step this attempt ran (None otherwise),
+    # and the run that started this one as a sub-workflow (None for a top-level run).
+    map_index: int | None = None
+    parent_run_id: str | None = None
 
     @property
     def started(self) -> _dt.datetime:
@@ -66,6 +71,21 @@ class StepEvent(NamedTuple):
 
 
 FIELDS: tuple[str, ...] = StepEvent._fields
+
+
+class TokenChunk(NamedTuple):
+    """A piece of text an LLM streamed to a step (``ctx.llm.stream``), as it arrived.
+
+    Handed to observers and streams that asked for chunks (``run.stream(chunks=True)``); never
+    journaled or written to the step log (the attempt's event carries the totals)."""
+
+    run_id: str
+    step: str
+    visit: int
+    attempt: int
+    text: str
+    at: float
+    map_index: int | None = None
 
 
 @runtime_checkable

@@ -17,7 +17,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from wfkit.model._errors import WorkflowDefinitionError
+from wfkit.model._errors import Location, WorkflowDefinitionError
 from wfkit.model._routes import END, Router
 from wfkit.model._steps import StepSpec
 
@@ -58,6 +58,56 @@ def describe_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> tuple[li
         if old.get(part) != new.get(part):
             changes.append(f"{part} changed")
     return removed, changes
+
+
+def _route_location(src: str, router: Router, target: str) -> Location:
+    """Where the first route out of ``src`` to ``target`` is declared."""
+    for i, route in enumerate(router.routes):
+        if route.target == target:
+            return ("routes", src, "routes", i, "go")
+    return ("routes", src, "default", "go")
+
+
+def _check_options(steps: Mapping[str, StepSpec], inputs: list[str] | None) -> list[tuple[Location, str]]:
+    """Maps, caches and declared writes: what cannot work, each with its location and its fix."""
+    problems: list[tuple[Location, str]] = []
+    written = set(inputs or ())
+    for spec in steps.values():
+        written |= spec.writes or set()
+        if spec.map is not None:
+            written.add(spec.map.into)
+    for spec in sorted(steps.values(), key=lambda s: s.name):
+        if spec.cache is not None and (spec.irreversible or spec.approval is not None):
+            why = "irreversible" if spec.irreversible else "gated by an approval"
+            problems.append(
+                (
+                    ("steps", spec.name, "cache"),
+                    f"step {spec.name!r} is {why} and has cache=: a cached result would skip the side effect "
+                    f"(or the human's decision) the step exists for; drop cache= on it",
+                )
+            )
+        if spec.map is None:
+            continue
+        if spec.approval is not None or spec.irreversible:
+            problems.append(
+                (
+                    ("steps", spec.name, "map"),
+                    f"map step {spec.name!r} is {'irreversible' if spec.irreversible else 'gated by an approval'}: "
+                    f"a map runs many items at once and cannot hold each for a decision or an intent; gate a "
+                    f"step before the map instead",
+                )
+            )
+        if spec.map.over not in written:
+            producers = "no step declares it writes it" + ("" if inputs is None else " and it is not a declared input")
+            problems.append(
+                (
+                    ("steps", spec.name, "map", "over"),
+                    f"map step {spec.name!r} maps over {spec.map.over!r}, but {producers}: declare the step "
+                    f"that produces the list with @flow.step(writes=[{spec.map.over!r}]), or the run input "
+                    f"with Workflow(..., inputs=[{spec.map.over!r}])",
+                )
+            )
+    return problems
 
 
 def _suggest(name: str, known: Iterable[str]) -> str:
@@ -128,55 +178,75 @@ def compile_graph(
     routers: Mapping[str, Router],
     entry: str | None,
     merge_fields: Iterable[str] = (),
+    inputs: Iterable[str] | None = None,
 ) -> Graph:
-    """Check a workflow's definition and compile it; every problem is reported at once."""
+    """Check a workflow's definition and compile it; every problem is reported at once, each with
+    its location in the definition (the flow spec's keys, so a spec or the builder can point at it)."""
     problems: list[str] = []
+    inputs = None if inputs is None else sorted(inputs)
+    locations: list[Location] = []
+
+    def problem(where: Location, message: str) -> None:
+        locations.append(where)
+        problems.append(message)
+
     known = set(steps)
     if not steps:
         raise WorkflowDefinitionError(
-            name, ["the workflow has no steps: add one with @flow.step (the first is the entry)"]
+            name, ["the workflow has no steps: add one with @flow.step (the first is the entry)"], [("steps",)]
         )
     if entry is None:
-        problems.append("no entry step: call flow.entry('step') or declare a step first")
+        problem(("entry",), "no entry step: call flow.entry('step') or declare a step first")
     elif entry not in known:
-        problems.append(
-            f"entry {entry!r} is not a step{_suggest(entry, known)}; known steps: {', '.join(sorted(known))}"
+        problem(
+            ("entry",),
+            f"entry {entry!r} is not a step{_suggest(entry, known)}; known steps: {', '.join(sorted(known))}",
         )
 
     for src, targets in edges.items():
         if src not in known:
-            problems.append(f"edge from unknown step {src!r}{_suggest(src, known)}: declare it with @flow.step")
-        for dst in targets:
+            problem(("edges", src), f"edge from unknown step {src!r}{_suggest(src, known)}: declare it with @flow.step")
+        for i, dst in enumerate(targets):
             if dst not in known:
-                problems.append(
+                problem(
+                    ("edges", src, i),
                     f"edge {src!r} -> {dst!r}: no step named {dst!r}{_suggest(dst, known)}; "
-                    f"declare it with @flow.step or fix the name"
+                    f"declare it with @flow.step or fix the name",
                 )
     for src, router in routers.items():
         if src not in known:
-            problems.append(f"routes from unknown step {src!r}{_suggest(src, known)}: declare it with @flow.step")
+            problem(
+                ("routes", src), f"routes from unknown step {src!r}{_suggest(src, known)}: declare it with @flow.step"
+            )
         for dst in sorted(router.targets - known):
-            problems.append(
+            problem(
+                _route_location(src, router, dst),
                 f"route from {src!r} -> {dst!r}: no step named {dst!r}{_suggest(dst, known)}; "
-                f"declare it, or use wfkit.END to finish"
+                f"declare it, or use wfkit.END to finish",
             )
         if edges.get(src):
-            problems.append(
+            problem(
+                ("routes", src),
                 f"step {src!r} has both edges and routes; a step either fans out along edges or "
-                f"chooses one route: move the fan-out behind a route target"
+                f"chooses one route: move the fan-out behind a route target",
             )
     for spec in steps.values():
         if spec.fallback and spec.fallback != END and spec.fallback not in known:
-            problems.append(
+            problem(
+                ("steps", spec.name, "fallback"),
                 f"step {spec.name!r} falls back to {spec.fallback!r}, which is not a step"
-                f"{_suggest(spec.fallback, known)}"
+                f"{_suggest(spec.fallback, known)}",
             )
         on_reject = spec.approval.on_reject if spec.approval else None
         if on_reject and on_reject not in known:
-            problems.append(
+            problem(
+                ("steps", spec.name, "approval", "on_reject"),
                 f"step {spec.name!r} routes rejections to {on_reject!r}, which is not a step"
-                f"{_suggest(on_reject, known)}"
+                f"{_suggest(on_reject, known)}",
             )
+
+    for where, message in _check_options(steps, inputs):
+        problem(where, message)
 
     succ: dict[str, set[str]] = {s: set() for s in known}
     for src, targets in edges.items():
@@ -194,17 +264,19 @@ def compile_graph(
     if entry in known:
         reachable = _reach(entry, succ)
         for step in sorted(known - reachable):
-            problems.append(
+            problem(
+                ("steps", step),
                 f"step {step!r} is unreachable from the entry {entry!r}: connect it with "
-                f"flow.edge(...) or a route, or remove it"
+                f"flow.edge(...) or a route, or remove it",
             )
 
     unbounded = {s for s in known if steps[s].max_visits is None}
     for comp in _cycles(unbounded, succ):
         loop = " -> ".join([*comp, comp[0]])
-        problems.append(
+        problem(
+            ("steps", comp[0], "max_visits"),
             f"loop {loop} has no visit bound: set max_visits on one of its steps, "
-            f"e.g. @flow.step(max_visits=5), so it cannot spin forever"
+            f"e.g. @flow.step(max_visits=5), so it cannot spin forever",
         )
 
     static_preds: dict[str, set[str]] = {s: set() for s in known}
@@ -227,14 +299,15 @@ def compile_graph(
             blockers = _reach(pred, pred_map, avoid=join)
             join_blockers[join][pred] = frozenset(blockers)
             if pred in reachable and entry not in blockers:
-                problems.append(
+                problem(
+                    ("edges", pred, list(edges[pred]).index(join)),
                     f"join {join!r} waits for {pred!r}, but {pred!r} only runs after {join!r}, "
                     f"so the join can never see it: remove the edge {pred!r} -> {join!r}, or make "
-                    f"it a route (flow.route({pred!r}, default=wfkit.go({join!r}))) if it loops back"
+                    f"it a route (flow.route({pred!r}, default=wfkit.go({join!r}))) if it loops back",
                 )
 
     if problems:
-        raise WorkflowDefinitionError(name, problems)
+        raise WorkflowDefinitionError(name, problems, locations)
 
     assert entry is not None
     description = {
@@ -250,6 +323,7 @@ def compile_graph(
             for s, rt in sorted(routers.items())
         },
         "merge": sorted(merge_fields),
+        **({} if inputs is None else {"inputs": inputs}),
     }
     blob = json.dumps(description, sort_keys=True, default=repr).encode()
     description = json.loads(blob)  # as it will read back from the store: tuples become lists

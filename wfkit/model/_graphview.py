@@ -117,13 +117,28 @@ def to_svg(graph: Graph, statuses: Mapping[str, str] | None = None) -> str:
         fill, stroke = STATUS_COLORS.get(statuses.get(name, "pending"), STATUS_COLORS["pending"])
         spec = graph.steps[name]
         badges = "".join(mark for mark, on in (("⏸", spec.approval is not None), ("⚠", spec.irreversible)) if on)
+        if spec.cache is not None:
+            badges += "⟲"
         title = html.escape(f"{name}: {spec.description}" if spec.description else name)
         width_attr = 3 if name == graph.entry else 1.5
+        label = html.escape((badges + " " if badges else "") + name[:22])
+        if spec.map is None:
+            parts.append(
+                f'<g><title>{title}</title><rect x="{x}" y="{y}" width="{_W}" height="{_H}" rx="8" '
+                f'fill="{fill}" stroke="{stroke}" stroke-width="{width_attr}"/>'
+                f'<text x="{x + _W / 2}" y="{y + _H / 2 + 4}" text-anchor="middle">{label}</text></g>'
+            )
+            continue
+        # A map step is drawn as a stack of cards (one per item), with what it maps over and into.
+        over = html.escape(f"each of {spec.map.over} → {spec.map.into}"[:30])
         parts.append(
-            f'<g><title>{title}</title><rect x="{x}" y="{y}" width="{_W}" height="{_H}" rx="8" '
+            f'<g class="wfk-map"><title>{title} (map over {html.escape(spec.map.over)})</title>'
+            f'<rect x="{x + 6}" y="{y - 6}" width="{_W}" height="{_H}" rx="8" fill="{fill}" stroke="{stroke}"/>'
+            f'<rect x="{x + 3}" y="{y - 3}" width="{_W}" height="{_H}" rx="8" fill="{fill}" stroke="{stroke}"/>'
+            f'<rect x="{x}" y="{y}" width="{_W}" height="{_H}" rx="8" '
             f'fill="{fill}" stroke="{stroke}" stroke-width="{width_attr}"/>'
-            f'<text x="{x + _W / 2}" y="{y + _H / 2 + 4}" text-anchor="middle">'
-            f"{html.escape((badges + ' ' if badges else '') + name[:22])}</text></g>"
+            f'<text x="{x + _W / 2}" y="{y + 15}" text-anchor="middle">{label}</text>'
+            f'<text x="{x + _W / 2}" y="{y + 29}" text-anchor="middle" font-size="9" fill="#555">{over}</text></g>'
         )
     parts.append("</svg>")
     return "".join(parts)
@@ -141,6 +156,14 @@ def to_text(graph: Graph) -> str:
                 (f"max_visits {spec.max_visits}", spec.max_visits is not None),
                 ("approval", spec.approval is not None),
                 ("irreversible", spec.irreversible),
+                (
+                    f"map over {spec.map.over} into {spec.map.into}"
+                    + (f", {spec.map.max_concurrency} at a time" if spec.map and spec.map.max_concurrency else "")
+                    if spec.map
+                    else "",
+                    spec.map is not None,
+                ),
+                ("cache", spec.cache is not None),
             )
             if on
         ]

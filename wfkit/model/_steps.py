@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import inspect
 import types
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeAlias
 
@@ -13,6 +14,64 @@ from wfkit.model._approvals import Approval, as_approval
 from wfkit.model._retry import NO_RETRY, Classifier, RetryPolicy
 
 StepFunction: TypeAlias = Callable[..., Any]
+CacheKey: TypeAlias = Callable[[Mapping[str, Any]], Any]
+
+
+@dataclass(frozen=True, slots=True)
+class MapSpec:
+    """A step that runs once per item of a list in the state (``flow.map(...)``), as plain data.
+
+    ``over`` is the state field holding the list, ``into`` the field that receives the results in
+    item order, ``max_concurrency`` how many items run at once (None: all).
+    """
+
+    over: str
+    into: str
+    max_concurrency: int | None = None
+
+    def describe(self) -> dict[str, Any]:
+        return {"over": self.over, "into": self.into, "max_concurrency": self.max_concurrency}
+
+
+@dataclass(frozen=True, slots=True)
+class Cache:
+    """Cache a step's result across runs: ``@flow.step(cache=wfkit.Cache(ttl=3600))``.
+
+    The key is the step's code fingerprint and the values of the state fields it read (for a map
+    step, the item), plus ``key(state)`` if given. ``ttl`` in seconds (or a timedelta); None keeps
+    entries until ``wfkit cache clear``. A hit records an event with status ``cached`` and does not
+    run the step. Durable runs keep the cache in the workspace; in-memory runs in the process.
+    """
+
+    ttl: float | dt.timedelta | None = None
+    key: CacheKey | None = None
+
+    def __post_init__(self) -> None:
+        ttl = self.ttl
+        if isinstance(ttl, dt.timedelta):
+            ttl = ttl.total_seconds()
+            object.__setattr__(self, "ttl", ttl)  # kept in seconds from here on
+        if ttl is not None and (isinstance(ttl, bool) or not isinstance(ttl, int | float) or not ttl > 0):
+            raise ValueError(f"Cache(ttl=...) is seconds > 0 or a timedelta (None: no expiry), got {ttl!r}")
+        if self.key is not None and not callable(self.key):
+            raise TypeError(f"Cache(key=...) is a function of the state, got {self.key!r}")
+
+    @property
+    def ttl_seconds(self) -> float | None:
+        return self.ttl.total_seconds() if isinstance(self.ttl, dt.timedelta) else self.ttl
+
+    def describe(self) -> dict[str, Any]:
+        return {"ttl": self.ttl_seconds, "key": None if self.key is None else code_hash(self.key)}
+
+
+def as_cache(cache: bool | Cache | None) -> Cache | None:
+    if cache is None or cache is False:
+        return None
+    if cache is True:
+        return Cache()
+    if isinstance(cache, Cache):
+        return cache
+    raise TypeError(f"cache= takes True or wfkit.Cache(ttl=..., key=...), got {cache!r}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +91,11 @@ class StepSpec:
     description: str = ""
     approval: Approval | None = None
     irreversible: bool = False
+    # Appended options, all plain data: a map over a list in the state, a result cache, and the
+    # fields the step declares it writes (None: undeclared).
+    map: MapSpec | None = None
+    cache: Cache | None = None
+    writes: frozenset[str] | None = None
 
     @property
     def gated(self) -> bool:
@@ -60,6 +124,9 @@ class StepSpec:
             "approval": None if self.approval is None else self.approval.describe(),
             "irreversible": self.irreversible,
             "code": code_hash(self.fn),
+            **({} if self.map is None else {"map": self.map.describe()}),
+            **({} if self.cache is None else {"cache": self.cache.describe()}),
+            **({} if self.writes is None else {"writes": sorted(self.writes)}),
         }
 
 
@@ -115,6 +182,8 @@ def make_spec(
     tools: tuple[str, ...],
     approval: str | Approval | None = None,
     irreversible: bool = False,
+    cache: bool | Cache | None = None,
+    writes: Iterable[str] | None = None,
 ) -> StepSpec:
     if not callable(fn):
         raise TypeError(f"a step must be a function, got {fn!r}")
@@ -141,4 +210,30 @@ def make_spec(
         description=(inspect.getdoc(fn) or "").split("\n", 1)[0],
         approval=as_approval(approval),
         irreversible=bool(irreversible),
+        cache=as_cache(cache),
+        writes=None if writes is None else _field_names(step_name, "writes", writes),
     )
+
+
+def _field_names(step: str, option: str, names: Iterable[str]) -> frozenset[str]:
+    if isinstance(names, str):
+        names = [names]
+    out = frozenset(names)
+    if not all(isinstance(n, str) and n for n in out):
+        raise TypeError(f"step {step!r}: {option}= takes state field names, got {sorted(map(repr, out))}")
+    return out
+
+
+def make_map(over: str, into: str, max_concurrency: int | None) -> MapSpec:
+    for option, value in (("over", over), ("into", into)):
+        if not isinstance(value, str) or not value:
+            raise TypeError(f"map {option}= takes a state field name, got {value!r}")
+    if over == into:
+        raise ValueError(
+            f"a map reads its items from {over!r} and writes its results to another field: into= must differ"
+        )
+    if max_concurrency is not None and (
+        isinstance(max_concurrency, bool) or not isinstance(max_concurrency, int) or max_concurrency < 1
+    ):
+        raise ValueError(f"max_concurrency must be an int >= 1 (None: all items at once), got {max_concurrency!r}")
+    return MapSpec(over, into, max_concurrency)

@@ -203,7 +203,7 @@ def summarise_workspace(workspace: Path, settings: Mapping[str, Any]) -> dict[st
             {
                 "workflow": info["workflow"],
                 "status": info["status"],
-                "path": [e.step for e in events if e.status == "ok"],
+                "path": [e.step for e in events if e.status in ("ok", "cached") and e.map_index is None],
                 "decisions": [f"{e.step}:{e.status}" for e in events if e.status in ("approved", "rejected")],
                 "error_kinds": [f"{e.step}:{e.error_kind}" for e in events if e.error_kind],
                 "retries": retries,

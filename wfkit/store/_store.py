@@ -40,8 +40,7 @@ from wfkit.store._journal import (
 )
 from wfkit.store._tickets import TicketStore
 
-# 2: journal and runs rows carry checksums (a version-1 store gains the columns when opened).
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 1
 _FIX = "it is damaged or truncated. Move it aside (or restore a backup) and wfkit will create a new one"
 _MAGIC = b"SQLite format 3\x00"
 LEASE_TTL = 60.0
@@ -111,10 +110,40 @@ CREATE TABLE IF NOT EXISTS journal (
     retry_delay_s REAL, route_taken TEXT, tools TEXT, model TEXT, tokens_in INTEGER,
     tokens_out INTEGER, cost_usd REAL, approver TEXT, decision_comment TEXT, parameters_hash TEXT,
     host TEXT, extra TEXT,
-    outcome TEXT, updates TEXT, failure TEXT, checksum TEXT,
+    outcome TEXT, updates TEXT, failure TEXT, map_index INTEGER, parent_run_id TEXT, checksum TEXT,
     PRIMARY KEY (run_id, seq)
-) WITHOUT ROWID
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS run_links (
+    run_id TEXT PRIMARY KEY,
+    parent_run_id TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    at_step TEXT,
+    at_seq INTEGER,
+    parent_step TEXT,
+    parent_visit INTEGER,
+    detail TEXT,
+    created_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS run_links_by_parent ON run_links (parent_run_id);
+CREATE TABLE IF NOT EXISTS step_cache (
+    workflow TEXT NOT NULL,
+    step TEXT NOT NULL,
+    code TEXT NOT NULL,
+    reads TEXT NOT NULL,
+    key TEXT NOT NULL,
+    updates TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    expires_at REAL,
+    source_run_id TEXT,
+    PRIMARY KEY (workflow, step, code, reads, key)
+)
 """
+
+# Added to stores made before they existed: columns appended to the journal (a store written by an
+# older wfkit has none of them, and older wfkit ignores them), and the tables above.
+_JOURNAL_ADDED = (("map_index", "INTEGER"), ("parent_run_id", "TEXT"), ("checksum", "TEXT"))
+# Rows written before checksums keep NULL there and are read unchecked (their JSON still is).
+_RUNS_ADDED = (("checksum", "TEXT"),)
 
 
 _AT = {name: i + 1 for i, name in enumerate(COLUMNS)}  # positions in (seq, *COLUMNS)
@@ -191,6 +220,7 @@ class Store(TicketStore):
         self._conns: list[tuple[threading.Thread, sqlite3.Connection]] = []
         self._conns_lock = threading.Lock()
         self.owner = f"{_HOST}:{os.getpid()}:{id(self):x}"
+        self._upgraded = False
         self._check_file(create)
         self._connect()
 
@@ -283,8 +313,8 @@ class Store(TicketStore):
                 )
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute(f"PRAGMA synchronous = {self.synchronous}")
-            if version < SCHEMA_VERSION:
-                _migrate(conn)
+            if not self._upgraded:
+                self._upgrade(conn)
         except sqlite3.DatabaseError as exc:
             conn.close()
             if isinstance(exc, sqlite3.OperationalError):
@@ -297,6 +327,29 @@ class Store(TicketStore):
         with self._conns_lock:
             self._conns.append((threading.current_thread(), conn))
         return conn
+
+    def _upgrade(self, conn: sqlite3.Connection) -> None:
+        """Bring a store made by an earlier wfkit up to date: appended journal columns, new tables.
+        Only additions, so an older wfkit still reads the file."""
+        have = {r[1] for r in conn.execute("PRAGMA table_info(journal)")}
+        have_runs = {r[1] for r in conn.execute("PRAGMA table_info(runs)")}
+        missing = [(name, kind) for name, kind in _JOURNAL_ADDED if name not in have]
+        missing += [(name, kind) for name, kind in _RUNS_ADDED if name not in have_runs]
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        if missing or not {"run_links", "step_cache"} <= tables:
+            with _transaction(conn):
+                have = {r[1] for r in conn.execute("PRAGMA table_info(journal)")}  # under the lock now
+                for name, kind in _JOURNAL_ADDED:
+                    if name not in have:
+                        conn.execute(f"ALTER TABLE journal ADD COLUMN {name} {kind}")
+                have_runs = {r[1] for r in conn.execute("PRAGMA table_info(runs)")}
+                for name, kind in _RUNS_ADDED:
+                    if name not in have_runs:
+                        conn.execute(f"ALTER TABLE runs ADD COLUMN {name} {kind}")
+                for statement in _SCHEMA.split(";"):
+                    if "IF NOT EXISTS" in statement and ("run_links" in statement or "step_cache" in statement):
+                        conn.execute(statement)
+        self._upgraded = True
 
     def _schema_version(self, conn: sqlite3.Connection) -> int | None:
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
@@ -556,10 +609,149 @@ class Store(TicketStore):
                 r[_AT["updates"]],
                 r[_AT["route_taken"]],
                 r[_AT["failure"]],
+                r[_AT["map_index"]],
             )
             for r in self.journal_rows(run_id)
             if r[_AT["outcome"]] is not None
         ]
+
+    # ---- links between runs: forks and sub-workflows ------------------------------------------
+
+    def link_run(
+        self,
+        run_id: str,
+        parent_run_id: str,
+        kind: str,
+        *,
+        at_step: str | None = None,
+        at_seq: int | None = None,
+        parent_step: str | None = None,
+        parent_visit: int | None = None,
+        detail: str | None = None,
+    ) -> None:
+        """Record that ``run_id`` was forked from (``kind="fork"``) or started as a sub-workflow
+        by (``kind="child"``) ``parent_run_id``."""
+        with self.write() as conn:
+            conn.execute(
+                "INSERT INTO run_links (run_id, parent_run_id, kind, at_step, at_seq, parent_step, "
+                "parent_visit, detail, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    run_id,
+                    parent_run_id,
+                    kind,
+                    at_step,
+                    at_seq,
+                    parent_step,
+                    parent_visit,
+                    redact_optional(detail),
+                    time.time(),
+                ),
+            )
+
+    def run_link(self, run_id: str) -> dict[str, Any] | None:
+        """Where a run came from (a fork's origin, a child's parent), or None."""
+        keys = ("run_id", "parent_run_id", "kind", "at_step", "at_seq", "parent_step", "parent_visit", "detail")
+        rows = self.read(f"SELECT {', '.join(keys)} FROM run_links WHERE run_id=?", (run_id,))
+        return dict(zip(keys, rows[0], strict=True)) if rows else None
+
+    def child_runs(self, parent_run_id: str) -> list[dict[str, Any]]:
+        """The sub-workflow runs a run started, oldest first."""
+        keys = ("run_id", "parent_step", "parent_visit")
+        rows = self.read(
+            "SELECT run_id, parent_step, parent_visit FROM run_links WHERE parent_run_id=? AND kind='child' "
+            "ORDER BY created_at",
+            (parent_run_id,),
+        )
+        return [dict(zip(keys, r, strict=True)) for r in rows]
+
+    def child_run(self, parent_run_id: str, step: str, visit: int) -> str | None:
+        """The sub-workflow run a step's visit started, if it did."""
+        rows = self.read(
+            "SELECT run_id FROM run_links WHERE parent_run_id=? AND kind='child' AND parent_step=? AND parent_visit=?",
+            (parent_run_id, step, visit),
+        )
+        return str(rows[0][0]) if rows else None
+
+    def lineage_checkpoints(self, run_id: str) -> list[tuple[Any, ...]]:
+        """A run's checkpoints, preceded by those it shares with the run it was forked from.
+
+        A fork copies nothing: its replay reads the origin's checkpoints up to the fork point
+        (recursively, for a fork of a fork), then one ``fork`` row carrying the update, then its own.
+        """
+        link = self.run_link(run_id)
+        own = self.checkpoints(run_id)
+        if link is None or link["kind"] != "fork":
+            return own
+        # at_seq counts the origin's lineage rows the fork shares (positions, not journal numbers:
+        # a fork of a fork shares rows of several runs, each numbered on its own).
+        shared = self.lineage_checkpoints(link["parent_run_id"])[: link["at_seq"]]
+        fork_row = (
+            link["at_seq"],
+            link["at_step"],
+            link["parent_visit"] or 0,
+            "fork",
+            link["detail"],
+            None,
+            None,
+            None,
+        )
+        return [*shared, fork_row, *own]
+
+    # ---- the step cache ----------------------------------------------------------------------
+
+    def cache_get(self, workflow: str, step: str, code: str, now: float) -> list[tuple[str, str, str]]:
+        """The live cache entries of a step's code, as (reads, key, updates)."""
+        rows = self.read(
+            "SELECT reads, key, updates FROM step_cache WHERE workflow=? AND step=? AND code=? "
+            "AND (expires_at IS NULL OR expires_at > ?) ORDER BY created_at DESC",
+            (workflow, step, code, now),
+        )
+        return [(r[0], r[1], r[2]) for r in rows]
+
+    def cache_put(
+        self,
+        workflow: str,
+        step: str,
+        code: str,
+        reads: str,
+        key: str,
+        updates: str,
+        ttl: float | None,
+        run_id: str,
+    ) -> None:
+        now = time.time()
+        with self.write() as conn:
+            conn.execute(
+                "INSERT OR REPLACE INTO step_cache (workflow, step, code, reads, key, updates, created_at, "
+                "expires_at, source_run_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                # The boundary: a cached result is stored data like a checkpoint (the key is a hash).
+                (
+                    workflow,
+                    step,
+                    code,
+                    reads,
+                    key,
+                    redact_text(updates),
+                    now,
+                    None if ttl is None else now + ttl,
+                    run_id,
+                ),
+            )
+
+    def cache_clear(self, *, workflow: str | None = None, step: str | None = None, expired_only: bool = False) -> int:
+        """Drop cache entries (all, a workflow's, a step's, or only the expired ones); returns how many."""
+        sql, params = "DELETE FROM step_cache WHERE 1=1", list[Any]()
+        if workflow is not None:
+            sql += " AND workflow=?"
+            params.append(workflow)
+        if step is not None:
+            sql += " AND step=?"
+            params.append(step)
+        if expired_only:
+            sql += " AND expires_at IS NOT NULL AND expires_at <= ?"
+            params.append(time.time())
+        with self.write() as conn:
+            return conn.execute(sql, params).rowcount
 
     def events(self, run_id: str | None = None) -> list[StepEvent]:
         if run_id is not None:
@@ -673,19 +865,6 @@ class Store(TicketStore):
             if status is None or row["status"] == status:
                 out.append(row)
         return out if limit is None else out[:limit]
-
-
-def _migrate(conn: sqlite3.Connection) -> None:
-    """Bring a version-1 store up to date: checksum columns (old rows keep NULL, read unchecked)."""
-    with _transaction(conn):
-        row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-        if int(row[0]) >= SCHEMA_VERSION:
-            return  # another process migrated it while we waited for the lock
-        for table in ("journal", "runs"):
-            columns = {r[1] for r in conn.execute(f"PRAGMA table_info({table})")}
-            if "checksum" not in columns:
-                conn.execute(f"ALTER TABLE {table} ADD COLUMN checksum TEXT")
-        conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))
 
 
 @contextmanager

@@ -121,9 +121,17 @@ class Workspace:
             if info.get(key) is not None:
                 info[key] = load_json(self.store.path, run_id, f"runs.{key}", info[key])
         info["steps"] = [
-            {"seq": seq, "step": step, "visit": visit, "outcome": outcome, "route": route}
-            for seq, step, visit, outcome, _updates, route, _failure in self.store.checkpoints(run_id)
+            {"seq": seq, "step": step, "visit": visit, "outcome": outcome, "route": route, "map_index": index}
+            for seq, step, visit, outcome, _updates, route, _failure, index in self.store.checkpoints(run_id)
         ]
+        link = self.store.run_link(run_id)
+        info["forked_from"] = (
+            None
+            if link is None or link["kind"] != "fork"
+            else {"run_id": link["parent_run_id"], "at": link["at_step"], "visit": link["parent_visit"]}
+        )
+        info["parent_run_id"] = None if link is None or link["kind"] != "child" else link["parent_run_id"]
+        info["children"] = [c["run_id"] for c in self.store.child_runs(run_id)]
         info["intents"] = self.store.intents(run_id)
         info["tickets"] = [t.ticket_id for t in self.store.tickets(status=None, run_id=run_id)]
         info["lease"] = (
@@ -136,6 +144,11 @@ class Workspace:
             }
         )
         return info
+
+    def clear_cache(self, *, workflow: str | None = None, step: str | None = None, expired_only: bool = False) -> int:
+        """Drop step-cache entries kept in this workspace (all, a workflow's, a step's, or only the
+        expired ones); returns how many. ``wfkit cache clear`` does the same."""
+        return self.store.cache_clear(workflow=workflow, step=step, expired_only=expired_only)
 
     def events(self, run_id: str | None = None) -> list[StepEvent]:
         """The journal: one event per attempt, in the order they were committed."""

@@ -1,0 +1,1164 @@
+// The wfkit flow builder: an anywidget front end that edits a flow spec (plain data) and sends it
+// to the kernel after every edit. The kernel answers with its validation problems (the same
+// checks and messages as code), shown on the steps and edges they concern. Save asks the kernel to
+// write the spec file and update the Workflow. Nothing here decides whether a flow is valid.
+import dagre from "@dagrejs/dagre";
+
+const NODE_W = 150;
+const NODE_H = 44;
+const END = "__end__";
+const SVG_NS = "http://www.w3.org/2000/svg";
+const HISTORY_LIMIT = 200;
+
+const clone = (value) => JSON.parse(JSON.stringify(value));
+
+function h(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(attrs)) {
+    if (value === undefined || value === null || value === false) continue;
+    if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
+    else if (key === "text") node.textContent = value;
+    else node.setAttribute(key, value === true ? "" : value);
+  }
+  for (const child of children.flat()) if (child) node.append(child);
+  return node;
+}
+
+function s(tag, attrs = {}, ...children) {
+  const node = document.createElementNS(SVG_NS, tag);
+  for (const [key, value] of Object.entries(attrs)) {
+    if (value === undefined || value === null) continue;
+    if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
+    else if (key === "text") node.textContent = value;
+    else node.setAttribute(key, value);
+  }
+  for (const child of children.flat()) if (child) node.append(child);
+  return node;
+}
+
+// ---- reading the spec ------------------------------------------------------------------------
+
+export function conditionText(cond) {
+  if (!cond || typeof cond !== "object") return "?";
+  if ("not" in cond) return `not ${conditionText(cond.not)}`;
+  if ("all" in cond) return `(${cond.all.map(conditionText).join(" and ")})`;
+  if ("any" in cond) return `(${cond.any.map(conditionText).join(" or ")})`;
+  const value = cond.value === undefined || cond.value === null ? "" : ` ${JSON.stringify(cond.value)}`;
+  return `${cond.field || "?"} ${cond.op}${cond.op === "exists" ? "" : value}`;
+}
+
+export function edgeList(spec) {
+  const out = [];
+  for (const [src, targets] of Object.entries(spec.edges || {})) {
+    (targets || []).forEach((dst, index) => out.push({ id: `edge:${src}:${index}`, kind: "edge", src, dst, index }));
+  }
+  for (const [src, router] of Object.entries(spec.routes || {})) {
+    (router.routes || []).forEach((route, index) =>
+      out.push({ id: `route:${src}:${index}`, kind: "route", src, dst: route.go, index, route }),
+    );
+    if (router.default) out.push({ id: `default:${src}`, kind: "default", src, dst: router.default.go, route: router.default });
+  }
+  for (const [name, step] of Object.entries(spec.steps || {})) {
+    if (step.fallback) out.push({ id: `fallback:${name}`, kind: "fallback", src: name, dst: step.fallback });
+    if (step.approval && step.approval.on_reject) {
+      out.push({ id: `reject:${name}`, kind: "reject", src: name, dst: step.approval.on_reject });
+    }
+  }
+  return out;
+}
+
+// An edge's label as lines: the condition (or kind), then the tools the route binds.
+function edgeLabel(edge) {
+  if (edge.kind === "edge") return [];
+  if (edge.kind === "fallback") return ["on failure"];
+  if (edge.kind === "reject") return ["on reject"];
+  const lines = [edge.kind === "default" ? "default" : conditionText(edge.route.when)];
+  if (edge.route && Array.isArray(edge.route.tools)) lines.push(`tools: ${edge.route.tools.join(", ") || "none"}`);
+  return lines;
+}
+
+// Where a kernel problem points: a step, an edge, or the flow as a whole.
+export function problemTarget(path) {
+  const [part, name, key, index] = path;
+  if (part === "steps" && name !== undefined) {
+    if (key === "fallback") return { edge: `fallback:${name}`, step: name };
+    if (key === "approval" && index === "on_reject") return { edge: `reject:${name}`, step: name };
+    return { step: name };
+  }
+  if (part === "edges" && name !== undefined) return typeof key === "number" ? { edge: `edge:${name}:${key}` } : { step: name };
+  if (part === "routes" && name !== undefined) {
+    if (key === "routes" && typeof index === "number") return { edge: `route:${name}:${index}` };
+    if (key === "default") return { edge: `default:${name}` };
+    return { step: name };
+  }
+  return {};
+}
+
+function parseValue(text, op) {
+  const trimmed = text.trim();
+  if (op === "exists" && trimmed === "") return null;
+  if (op === "in") {
+    try {
+      const parsed = JSON.parse(trimmed);
+      if (Array.isArray(parsed)) return parsed;
+    } catch (_) {
+      /* a comma-separated list */
+    }
+    return trimmed === "" ? [] : trimmed.split(",").map((part) => part.trim());
+  }
+  try {
+    return JSON.parse(trimmed);
+  } catch (_) {
+    return text;
+  }
+}
+
+function valueText(value, op) {
+  if (value === undefined || value === null) return "";
+  if (op === "in" && Array.isArray(value) && value.every((v) => typeof v === "string" && !v.includes(","))) {
+    return value.join(", ");
+  }
+  return typeof value === "string" ? value : JSON.stringify(value);
+}
+
+// Call `fn(value)` when a text or number input's value is committed: on change (blur) or Enter.
+function onCommit(input, fn) {
+  let last = input.value;
+  const commit = () => {
+    if (input.value === last) return;
+    last = input.value;
+    fn(input.value);
+  };
+  input.addEventListener("change", commit);
+  input.addEventListener("keydown", (event) => {
+    if (event.key === "Enter") {
+      event.preventDefault();
+      commit();
+    }
+  });
+}
+
+function getAt(root, path) {
+  return path.reduce((node, key) => node[key], root);
+}
+
+function setAt(root, path, value) {
+  if (path.length === 0) return value;
+  getAt(root, path.slice(0, -1))[path[path.length - 1]] = value;
+  return root;
+}
+
+// ---- the editor --------------------------------------------------------------------------------
+
+let counter = 0;
+
+class Editor {
+  constructor(model, el) {
+    this.model = model;
+    this.el = el;
+    this.uid = `wfk${++counter}`;
+    this.spec = clone(model.get("spec") || {});
+    this.selected = null; // {step: name} | {edge: id}
+    this.undoStack = [];
+    this.redoStack = [];
+    this.drag = null;
+    this.build();
+    if (this.placeMissing(true)) this.sync();
+    this.renderAll();
+    this.listeners = [
+      ["change:problems", () => { this.renderGraph(); this.renderProblems(); this.renderPanel(); }],
+      ["change:status", () => this.renderStatus()],
+      ["change:palette", () => this.renderPalette()],
+      ["change:tools", () => this.renderPanel()],
+      ["msg:custom", (msg) => this.onMessage(msg)],
+    ];
+    for (const [name, fn] of this.listeners) model.on(name, fn);
+  }
+
+  destroy() {
+    for (const [name, fn] of this.listeners) this.model.off(name, fn);
+  }
+
+  // ---- state and history ----
+
+  get layout() {
+    this.spec.metadata = this.spec.metadata || {};
+    this.spec.metadata.layout = this.spec.metadata.layout || {};
+    return this.spec.metadata.layout;
+  }
+
+  change(mutate) {
+    this.undoStack.push(JSON.stringify(this.spec));
+    if (this.undoStack.length > HISTORY_LIMIT) this.undoStack.shift();
+    this.redoStack = [];
+    mutate(this.spec);
+    this.tidy();
+    this.sync();
+    this.renderAll();
+  }
+
+  tidy() {
+    const spec = this.spec;
+    if (spec.edges) {
+      for (const [src, targets] of Object.entries(spec.edges)) if (!targets || targets.length === 0) delete spec.edges[src];
+      if (Object.keys(spec.edges).length === 0) delete spec.edges;
+    }
+    if (spec.routes) {
+      for (const [src, router] of Object.entries(spec.routes)) {
+        if (router.routes && router.routes.length === 0) delete router.routes;
+        if (!router.routes && !router.default) delete spec.routes[src];
+      }
+      if (Object.keys(spec.routes).length === 0) delete spec.routes;
+    }
+  }
+
+  undo() {
+    if (!this.undoStack.length) return this.setStatus("nothing to undo");
+    this.redoStack.push(JSON.stringify(this.spec));
+    this.spec = JSON.parse(this.undoStack.pop());
+    this.afterHistory();
+  }
+
+  redo() {
+    if (!this.redoStack.length) return this.setStatus("nothing to redo");
+    this.undoStack.push(JSON.stringify(this.spec));
+    this.spec = JSON.parse(this.redoStack.pop());
+    this.afterHistory();
+  }
+
+  afterHistory() {
+    if (this.selected && this.selected.step && !(this.selected.step in (this.spec.steps || {}))) this.selected = null;
+    if (this.selected && this.selected.edge && !edgeList(this.spec).some((e) => e.id === this.selected.edge)) this.selected = null;
+    this.sync();
+    this.renderAll();
+  }
+
+  sync() {
+    this.model.set("spec", clone(this.spec));
+    this.model.save_changes();
+  }
+
+  setStatus(text) {
+    this.localStatus = text;
+    this.renderStatus();
+  }
+
+  onMessage(msg) {
+    if (msg && msg.type === "step_created") {
+      this.setStatus(`wrote ${msg.name}() into ${msg.file}`);
+      this.addStep(msg.name, msg.ref);
+    } else if (msg && msg.type === "error") {
+      this.setStatus(msg.message);
+    }
+  }
+
+  // ---- edits ----
+
+  freeSlot() {
+    const taken = Object.values(this.layout);
+    for (let i = 0; ; i++) {
+      const x = 30 + (i % 4) * (NODE_W + 40);
+      const y = 30 + Math.floor(i / 4) * (NODE_H + 70);
+      if (!taken.some(([tx, ty]) => Math.abs(tx - x) < NODE_W && Math.abs(ty - y) < NODE_H + 20)) return [x, y];
+    }
+  }
+
+  addStep(fnName, ref) {
+    const steps = this.spec.steps || {};
+    let name = fnName;
+    for (let i = 2; name in steps; i++) name = `${fnName}_${i}`;
+    this.change((spec) => {
+      spec.steps = spec.steps || {};
+      spec.steps[name] = { fn: ref };
+      if (!spec.entry) spec.entry = name;
+      this.layout[name] = this.freeSlot();
+    });
+    this.select({ step: name });
+    return name;
+  }
+
+  connect(src, dst) {
+    this.change((spec) => {
+      const router = spec.routes && spec.routes[src];
+      if (router) {
+        router.routes = router.routes || [];
+        router.routes.push({ when: { field: "", op: "eq", value: "" }, go: dst });
+      } else {
+        spec.edges = spec.edges || {};
+        spec.edges[src] = spec.edges[src] || [];
+        spec.edges[src].push(dst);
+      }
+    });
+    const made = edgeList(this.spec).filter((e) => e.src === src && e.dst === dst && (e.kind === "edge" || e.kind === "route"));
+    this.select({ edge: made[made.length - 1].id });
+  }
+
+  findEdge(id) {
+    return edgeList(this.spec).find((e) => e.id === id);
+  }
+
+  // Take an edge out of the spec; returns what it carried (target and tools).
+  detach(spec, edge) {
+    if (edge.kind === "edge") spec.edges[edge.src].splice(edge.index, 1);
+    else if (edge.kind === "route") spec.routes[edge.src].routes.splice(edge.index, 1);
+    else if (edge.kind === "default") delete spec.routes[edge.src].default;
+    else if (edge.kind === "fallback") delete spec.steps[edge.src].fallback;
+    else if (edge.kind === "reject") delete spec.steps[edge.src].approval.on_reject;
+  }
+
+  setEdgeKind(edge, kind) {
+    if (kind === edge.kind) return;
+    let newId;
+    this.change((spec) => {
+      const tools = edge.route && edge.route.tools;
+      this.detach(spec, edge);
+      if (kind === "edge") {
+        spec.edges = spec.edges || {};
+        spec.edges[edge.src] = spec.edges[edge.src] || [];
+        spec.edges[edge.src].push(edge.dst);
+        newId = `edge:${edge.src}:${spec.edges[edge.src].length - 1}`;
+      } else {
+        spec.routes = spec.routes || {};
+        const router = (spec.routes[edge.src] = spec.routes[edge.src] || {});
+        const go = { go: edge.dst, ...(tools ? { tools } : {}) };
+        if (kind === "default") {
+          router.default = go;
+          newId = `default:${edge.src}`;
+        } else {
+          router.routes = router.routes || [];
+          const when = edge.kind === "route" ? edge.route.when : { field: "", op: "eq", value: "" };
+          router.routes.push({ when, ...go });
+          newId = `route:${edge.src}:${router.routes.length - 1}`;
+        }
+      }
+    });
+    this.tidy();
+    this.select({ edge: newId });
+  }
+
+  updateRoute(edge, update) {
+    this.change((spec) => {
+      const target =
+        edge.kind === "route" ? spec.routes[edge.src].routes[edge.index] : edge.kind === "default" ? spec.routes[edge.src].default : null;
+      if (target) update(target);
+    });
+  }
+
+  retarget(edge, dst) {
+    this.change((spec) => {
+      if (edge.kind === "edge") spec.edges[edge.src][edge.index] = dst;
+      else if (edge.kind === "route") spec.routes[edge.src].routes[edge.index].go = dst;
+      else if (edge.kind === "default") spec.routes[edge.src].default.go = dst;
+      else if (edge.kind === "fallback") spec.steps[edge.src].fallback = dst;
+      else if (edge.kind === "reject") spec.steps[edge.src].approval.on_reject = dst;
+    });
+  }
+
+  moveRoute(edge, by) {
+    const routes = this.spec.routes[edge.src].routes;
+    const to = edge.index + by;
+    if (to < 0 || to >= routes.length) return;
+    this.change((spec) => {
+      const list = spec.routes[edge.src].routes;
+      [list[edge.index], list[to]] = [list[to], list[edge.index]];
+    });
+    this.select({ edge: `route:${edge.src}:${to}` });
+  }
+
+  deleteEdge(edge) {
+    this.change((spec) => this.detach(spec, edge));
+    this.select(null);
+  }
+
+  deleteStep(name) {
+    this.change((spec) => {
+      delete spec.steps[name];
+      delete this.layout[name];
+      if (spec.edges) delete spec.edges[name];
+      if (spec.routes) delete spec.routes[name];
+      // What pointed here stays: the kernel reports it on the graph, and Undo brings the step back.
+    });
+    this.select(null);
+  }
+
+  updateStep(name, update) {
+    this.change((spec) => update(spec.steps[name], spec));
+  }
+
+  autoLayout(all) {
+    const g = new dagre.graphlib.Graph({ multigraph: true });
+    g.setGraph({ rankdir: "TB", nodesep: 40, ranksep: 70, marginx: 30, marginy: 30 });
+    g.setDefaultEdgeLabel(() => ({}));
+    const steps = Object.keys(this.spec.steps || {});
+    for (const name of steps) g.setNode(name, { width: NODE_W, height: NODE_H });
+    for (const edge of edgeList(this.spec)) {
+      if (steps.includes(edge.src) && steps.includes(edge.dst)) g.setEdge(edge.src, edge.dst, {}, edge.id);
+    }
+    dagre.layout(g);
+    const layout = this.layout;
+    for (const name of steps) {
+      if (all || !layout[name]) {
+        const node = g.node(name);
+        layout[name] = [Math.round(node.x - NODE_W / 2), Math.round(node.y - NODE_H / 2)];
+      }
+    }
+  }
+
+  // Give positions to steps that have none; true if any was placed.
+  placeMissing(initial) {
+    const steps = Object.keys(this.spec.steps || {});
+    const missing = steps.filter((name) => !(this.spec.metadata && this.spec.metadata.layout && this.spec.metadata.layout[name]));
+    if (!missing.length) return false;
+    if (initial && missing.length === steps.length) this.autoLayout(true);
+    else for (const name of missing) this.layout[name] = this.freeSlot();
+    return true;
+  }
+
+  select(selection) {
+    this.selected = selection;
+    this.renderGraph();
+    this.renderPanel();
+  }
+
+  // ---- the page ----
+
+  build() {
+    this.el.innerHTML = "";
+    this.root = h("div", { class: "wfk-builder", "data-lm-suppress-shortcuts": "true" });
+    this.root.addEventListener("keydown", (event) => this.onKey(event));
+    this.toolbar = h("div", { class: "wfk-toolbar", role: "toolbar", "aria-label": "Flow builder" });
+    this.palette = h("aside", { class: "wfk-palette", "aria-label": "Step functions" });
+    this.canvasBox = h("div", { class: "wfk-canvas" });
+    this.svg = s("svg", { role: "group", "aria-label": "Flow graph", class: "wfk-svg" });
+    this.canvasBox.append(this.svg);
+    this.panel = h("aside", { class: "wfk-panel", "aria-label": "Selected step or route" });
+    this.problemsBox = h("div", { class: "wfk-problems", role: "status", "aria-live": "polite", "aria-label": "Problems" });
+    this.root.append(this.toolbar, h("div", { class: "wfk-main" }, this.palette, this.canvasBox, this.panel), this.problemsBox);
+    this.el.append(this.root);
+    this.svg.addEventListener("pointermove", (event) => this.onPointerMove(event));
+    this.svg.addEventListener("pointerup", (event) => this.onPointerUp(event));
+    this.svg.addEventListener("pointerdown", (event) => {
+      if (event.target === this.svg) this.select(null);
+    });
+    this.renderToolbar();
+  }
+
+  renderAll() {
+    this.renderGraph();
+    this.renderPalette();
+    this.renderPanel();
+    this.renderProblems();
+    this.renderStatus();
+  }
+
+  renderToolbar() {
+    const button = (label, text, onclick, extra = {}) => h("button", { type: "button", "aria-label": label, title: label, onclick, ...extra }, text);
+    this.statusLine = h("span", { class: "wfk-status", role: "status", "aria-live": "polite" });
+    this.toolbar.append(
+      h("strong", { class: "wfk-title", text: "" }),
+      button("Save flow spec", "Save", () => this.save(), { class: "wfk-primary" }),
+      button("Undo (Ctrl+Z)", "Undo", () => this.undo()),
+      button("Redo (Ctrl+Shift+Z)", "Redo", () => this.redo()),
+      button("Lay out the graph again", "Tidy layout", () => this.change(() => this.autoLayout(true))),
+      this.statusLine,
+    );
+  }
+
+  renderStatus() {
+    const title = this.toolbar.querySelector(".wfk-title");
+    title.textContent = `${this.spec.name || "flow"} · ${this.model.get("path") || ""}`;
+    this.statusLine.textContent = this.localStatus || this.model.get("status") || "";
+    this.localStatus = "";
+  }
+
+  save() {
+    this.sync();
+    this.model.send({ type: "save", spec: clone(this.spec) });
+  }
+
+  renderPalette() {
+    const items = this.model.get("palette") || [];
+    const inputId = `${this.uid}-new`;
+    const asyncId = `${this.uid}-async`;
+    const newName = h("input", { id: inputId, type: "text", placeholder: "function_name", autocomplete: "off" });
+    const isAsync = h("input", { id: asyncId, type: "checkbox" });
+    const create = () => {
+      const name = newName.value.trim();
+      if (!name) return this.setStatus("type a function name for the new step first");
+      this.model.send({ type: "new_step", name, is_async: isAsync.checked });
+    };
+    newName.addEventListener("keydown", (event) => {
+      if (event.key === "Enter") create();
+    });
+    this.palette.replaceChildren(
+      ...[
+      h("h4", { text: "Step functions" }),
+      h(
+        "ul",
+        { class: "wfk-palette-list" },
+        items.map((item) =>
+          h(
+            "li",
+            {},
+            h(
+              "button",
+              {
+                type: "button",
+                class: "wfk-palette-item",
+                "aria-label": `Add step ${item.name}`,
+                title: `${item.ref}${item.doc ? `: ${item.doc}` : ""}`,
+                onclick: () => this.addStep(item.name, item.ref),
+              },
+              `+ ${item.name}`,
+            ),
+          ),
+        ),
+      ),
+      items.length ? null : h("p", { class: "wfk-hint", text: "No step functions found: pass steps= to wf.edit, or write a new one below." }),
+      h("h4", { text: "New step" }),
+      h("label", { for: inputId, text: "Function name" }),
+      newName,
+      h("label", { class: "wfk-inline" }, isAsync, " async"),
+      h("button", { type: "button", "aria-label": "Write a stub function for a new step", onclick: create }, "Write stub"),
+      ].filter(Boolean),
+    );
+  }
+
+  problemsByTarget() {
+    const steps = {};
+    const edges = {};
+    for (const problem of this.model.get("problems") || []) {
+      const target = problemTarget(problem.path);
+      if (target.edge) (edges[target.edge] = edges[target.edge] || []).push(problem.message);
+      else if (target.step) (steps[target.step] = steps[target.step] || []).push(problem.message);
+    }
+    return { steps, edges };
+  }
+
+  renderProblems() {
+    const problems = this.model.get("problems") || [];
+    if (!problems.length) {
+      this.problemsBox.replaceChildren(h("span", { class: "wfk-ok", text: "✓ The kernel finds no problems." }));
+      return;
+    }
+    this.problemsBox.replaceChildren(
+      h("strong", { text: `${problems.length} problem${problems.length === 1 ? "" : "s"} found by the kernel:` }),
+      h(
+        "ul",
+        {},
+        problems.map((problem) => {
+          const target = problemTarget(problem.path);
+          return h(
+            "li",
+            {},
+            h(
+              "button",
+              {
+                type: "button",
+                class: "wfk-problem",
+                onclick: () => (target.edge ? this.select({ edge: target.edge }) : target.step ? this.select({ step: target.step }) : null),
+              },
+              problem.message,
+            ),
+          );
+        }),
+      ),
+    );
+  }
+
+  position(name) {
+    return this.layout[name];
+  }
+
+  renderGraph() {
+    const svg = this.svg;
+    const spec = this.spec;
+    const steps = spec.steps || {};
+    const edges = edgeList(spec);
+    const bad = this.problemsByTarget();
+    const nodes = {};
+    for (const name of Object.keys(steps)) nodes[name] = { name, pos: this.position(name) || [30, 30], missing: false };
+    // Targets that are not steps (deleted, or a typo): drawn as ghosts so the route stays visible.
+    let ghostIndex = 0;
+    for (const edge of edges) {
+      if (edge.dst !== END && !(edge.dst in nodes)) {
+        const from = nodes[edge.src] ? nodes[edge.src].pos : [30, 30];
+        nodes[edge.dst] = { name: edge.dst, pos: this.layout[edge.dst] || [from[0] + 60 * ghostIndex++, from[1] + NODE_H + 90], missing: true };
+      }
+    }
+    if (edges.some((e) => e.dst === END)) {
+      const bottom = Math.max(30, ...Object.values(nodes).map((n) => n.pos[1])) + NODE_H + 70;
+      nodes[END] = { name: END, pos: this.layout[END] || [30 + NODE_W / 2 - 35, bottom], end: true };
+    }
+    const maxX = Math.max(700, ...Object.values(nodes).map((n) => n.pos[0] + NODE_W + 200));
+    const maxY = Math.max(360, ...Object.values(nodes).map((n) => n.pos[1] + NODE_H + 60));
+    svg.setAttribute("width", maxX);
+    svg.setAttribute("height", maxY);
+    svg.setAttribute("viewBox", `0 0 ${maxX} ${maxY}`);
+    const children = [
+      s("defs", {}, s("marker", { id: `${this.uid}-arrow`, viewBox: "0 0 10 10", refX: "9", refY: "5", markerWidth: "7", markerHeight: "7", orient: "auto-start-reverse" }, s("path", { d: "M0,0 L10,5 L0,10 z", fill: "#555" })),
+        s("marker", { id: `${this.uid}-arrow-bad`, viewBox: "0 0 10 10", refX: "9", refY: "5", markerWidth: "7", markerHeight: "7", orient: "auto-start-reverse" }, s("path", { d: "M0,0 L10,5 L0,10 z", fill: "#b91c1c" }))),
+    ];
+    const pairs = {};
+    for (const edge of edges) (pairs[`${edge.src}\u0000${edge.dst}`] = pairs[`${edge.src}\u0000${edge.dst}`] || []).push(edge.id);
+    const labels = [];
+    // Steps are obstacles for edge labels (see edgeElement).
+    this.labelBoxes = Object.values(nodes).map((n) => ({ x: n.pos[0] + NODE_W / 2, y: n.pos[1] + NODE_H / 2, w: NODE_W, h: NODE_H }));
+    for (const edge of edges) {
+      const a = nodes[edge.src];
+      const b = nodes[edge.dst];
+      if (!a || !b) continue;
+      const siblings = pairs[`${edge.src}\u0000${edge.dst}`];
+      const offset = (siblings.indexOf(edge.id) - (siblings.length - 1) / 2) * 60;
+      const drawn = this.edgeElement(edge, a, b, offset, bad.edges[edge.id]);
+      children.push(drawn.line);
+      if (drawn.label) labels.push(drawn.label);
+    }
+    children.push(...labels); // above every edge, so a label is never covered by another edge
+    for (const node of Object.values(nodes)) children.push(this.nodeElement(node, steps[node.name], bad.steps[node.name]));
+    if (this.drag && this.drag.kind === "connect" && this.drag.to) {
+      const [x, y] = this.drag.from;
+      children.push(s("line", { x1: x, y1: y, x2: this.drag.to[0], y2: this.drag.to[1], class: "wfk-temp" }));
+    }
+    const focused = this.root.contains(document.activeElement) ? document.activeElement.getAttribute("data-key") : null;
+    svg.replaceChildren(...children);
+    if (focused) {
+      const again = svg.querySelector(`[data-key="${CSS.escape(focused)}"]`);
+      if (again) again.focus();
+    }
+  }
+
+  edgeElement(edge, a, b, offset, problems) {
+    const w = b.end ? 70 : NODE_W;
+    let d;
+    let lx;
+    let ly;
+    if (edge.src === edge.dst) {
+      const x = a.pos[0] + NODE_W;
+      const y = a.pos[1] + NODE_H / 2;
+      d = `M${x},${y - 8} C${x + 70},${y - 40} ${x + 70},${y + 40} ${x + 2},${y + 8}`;
+      lx = x + 56;
+      ly = y;
+    } else if (b.pos[1] > a.pos[1] + NODE_H / 2) {
+      const sx = a.pos[0] + NODE_W / 2;
+      const sy = a.pos[1] + NODE_H;
+      const ex = b.pos[0] + w / 2;
+      const ey = b.pos[1];
+      const c1 = [sx + offset, sy + 45];
+      const c2 = [ex + offset, ey - 45];
+      d = `M${sx},${sy} C${c1[0]},${c1[1]} ${c2[0]},${c2[1]} ${ex},${ey - 2}`;
+      const t = 0.5;
+      const u = 1 - t;
+      lx = u * u * u * sx + 3 * u * u * t * c1[0] + 3 * u * t * t * c2[0] + t * t * t * ex;
+      ly = u * u * u * sy + 3 * u * u * t * c1[1] + 3 * u * t * t * c2[1] + t * t * t * ey;
+    } else {
+      const sx = a.pos[0] + NODE_W;
+      const sy = a.pos[1] + NODE_H / 2;
+      const ex = b.pos[0] + w;
+      const ey = b.pos[1] + NODE_H / 2;
+      const bulge = Math.max(sx, ex) + 60 + Math.abs(offset);
+      d = `M${sx},${sy} C${bulge},${sy} ${bulge},${ey} ${ex + 2},${ey}`;
+      lx = bulge - 20;
+      ly = (sy + ey) / 2;
+    }
+    const label = edgeLabel(edge);
+    const selected = this.selected && this.selected.edge === edge.id;
+    const classes = ["wfk-edge", `wfk-${edge.kind}`, problems ? "wfk-bad" : "", selected ? "wfk-selected" : ""].join(" ");
+    const target = edge.dst === END ? "the end" : edge.dst;
+    const what = { edge: "Edge", route: "Route", default: "Default route", fallback: "Fallback", reject: "Rejection route" }[edge.kind];
+    const said = label.join("; ");
+    const aria = `${what} from ${edge.src} to ${target}${said && edge.kind !== "default" ? `: ${said}` : ""}${problems ? `. Problem: ${problems.join(" ")}` : ""}`;
+    const group = s(
+      "g",
+      {
+        class: classes,
+        tabindex: "0",
+        role: "button",
+        "aria-label": aria,
+        "data-key": `edge:${edge.id}`,
+        "data-edge": edge.id,
+        onclick: (event) => {
+          event.stopPropagation();
+          this.select({ edge: edge.id });
+        },
+        onkeydown: (event) => {
+          if (event.key === "Enter" || event.key === " ") {
+            event.preventDefault();
+            this.select({ edge: edge.id });
+          }
+        },
+      },
+      s("title", { text: problems ? `${aria}` : aria }),
+      s("path", { d, class: "wfk-edge-hit" }),
+      s("path", { d, class: "wfk-edge-line", "marker-end": `url(#${this.uid}-arrow${problems ? "-bad" : ""})` }),
+    );
+    const lines = (problems ? ["⚠ problem", ...label] : label).map((line) => (line.length > 34 ? `${line.slice(0, 33)}…` : line));
+    if (!lines.length) return { line: group, label: null };
+    {
+      const width = 6.2 * Math.max(...lines.map((line) => line.length)) + 10;
+      const height = 14 * lines.length + 4;
+      // Routes fanning out of one step put their labels close together: take the nearest height
+      // (above or below the curve's middle) where the label covers no other label and no step.
+      const overlaps = (x, y) => this.labelBoxes.some((box) => Math.abs(box.x - x) < (box.w + width) / 2 + 2 && Math.abs(box.y - y) < (box.h + height) / 2 + 2);
+      const [x0, y0] = [lx, ly];
+      search: for (const k of [0, -1, 1, -2, 2, -3, 3, -4, 4]) {
+        for (const side of [0, -1, 1]) {
+          const [x, y] = [x0 + side * (width / 2 + 12), y0 + k * (height + 4)];
+          if (x - width / 2 >= 0 && y - height / 2 >= 0 && !overlaps(x, y)) {
+            [lx, ly] = [x, y];
+            break search;
+          }
+        }
+      }
+      this.labelBoxes.push({ x: lx, y: ly, w: width, h: height });
+      const label = s(
+        "g",
+        {
+          class: classes.replace("wfk-edge ", "wfk-edge-tag "),
+          "data-label-for": edge.id,
+          "aria-hidden": "true",
+          onclick: (event) => {
+            event.stopPropagation();
+            this.select({ edge: edge.id });
+          },
+        },
+        s("rect", { x: lx - width / 2, y: ly - height / 2, width, height, rx: 4, class: "wfk-edge-label-bg" }),
+        ...lines.map((line, i) => s("text", { x: lx, y: ly - height / 2 + 13 + 14 * i, "text-anchor": "middle", class: "wfk-edge-label", text: line })),
+      );
+      return { line: group, label };
+    }
+  }
+
+  nodeElement(node, step, problems) {
+    const [x, y] = node.pos;
+    if (node.end) {
+      return s("g", { class: "wfk-end", "aria-label": "The end" }, s("rect", { x, y, width: 70, height: 28, rx: 14 }), s("text", { x: x + 35, y: y + 18, "text-anchor": "middle", text: "end" }));
+    }
+    const name = node.name;
+    const selected = this.selected && this.selected.step === name;
+    const entry = this.spec.entry === name;
+    const marks = [];
+    if (step && step.approval) marks.push("approval");
+    if (step && step.irreversible) marks.push("irreversible");
+    if (step && step.max_visits) marks.push(`≤${step.max_visits} visits`);
+    if (step && step.retry) marks.push("retry");
+    if (step && step.timeout) marks.push(`${step.timeout}s`);
+    const classes = ["wfk-node", node.missing ? "wfk-missing" : "", problems ? "wfk-bad" : "", selected ? "wfk-selected" : "", entry ? "wfk-entry" : ""].join(" ");
+    const aria = node.missing
+      ? `Missing step ${name}${problems ? `. Problem: ${problems.join(" ")}` : ""}`
+      : `Step ${name}${entry ? " (entry)" : ""}${marks.length ? `, ${marks.join(", ")}` : ""}${problems ? `. Problem: ${problems.join(" ")}` : ""}`;
+    const group = s(
+      "g",
+      {
+        class: classes,
+        tabindex: node.missing ? "-1" : "0",
+        role: "button",
+        "aria-label": aria,
+        "data-key": `step:${name}`,
+        "data-step": name,
+        transform: `translate(${x},${y})`,
+        onkeydown: (event) => this.onNodeKey(event, name, node.missing),
+      },
+      s("title", { text: problems ? `${aria}` : aria }),
+      s("rect", {
+        width: NODE_W,
+        height: NODE_H,
+        rx: 8,
+        class: "wfk-node-box",
+        onpointerdown: (event) => !node.missing && this.startMove(event, name),
+      }),
+      s("text", { x: NODE_W / 2, y: marks.length ? 18 : 27, "text-anchor": "middle", class: "wfk-node-name", "pointer-events": "none", text: node.missing ? `${name} (missing)` : name }),
+    );
+    if (marks.length) group.append(s("text", { x: NODE_W / 2, y: 34, "text-anchor": "middle", class: "wfk-node-marks", "pointer-events": "none", text: marks.join(" · ") }));
+    if (problems) group.append(s("circle", { cx: NODE_W - 4, cy: 4, r: 8, class: "wfk-badge" }), s("text", { x: NODE_W - 4, y: 8, "text-anchor": "middle", class: "wfk-badge-text", "pointer-events": "none", text: "!" }));
+    if (!node.missing) {
+      group.append(
+        s("circle", {
+          cx: NODE_W / 2,
+          cy: NODE_H,
+          r: 7,
+          class: "wfk-port",
+          "data-port": name,
+          "aria-label": `Drag from here to connect ${name} to another step`,
+          onpointerdown: (event) => this.startConnect(event, name),
+        }, s("title", { text: `Drag to another step to connect ${name} to it` })),
+      );
+    }
+    return group;
+  }
+
+  // ---- pointer: move and connect ----
+
+  svgPoint(event) {
+    const point = this.svg.createSVGPoint();
+    point.x = event.clientX;
+    point.y = event.clientY;
+    const m = this.svg.getScreenCTM();
+    const p = m ? point.matrixTransform(m.inverse()) : point;
+    return [p.x, p.y];
+  }
+
+  startMove(event, name) {
+    event.stopPropagation();
+    event.preventDefault();
+    this.svg.setPointerCapture(event.pointerId);
+    const [px, py] = this.svgPoint(event);
+    const [x, y] = this.layout[name];
+    this.drag = { kind: "move", name, dx: px - x, dy: py - y, before: JSON.stringify(this.spec), moved: false, start: [px, py] };
+  }
+
+  startConnect(event, name) {
+    event.stopPropagation();
+    event.preventDefault();
+    this.svg.setPointerCapture(event.pointerId);
+    const [x, y] = this.layout[name];
+    this.drag = { kind: "connect", name, from: [x + NODE_W / 2, y + NODE_H], to: null };
+  }
+
+  nodeAt([px, py]) {
+    for (const name of Object.keys(this.spec.steps || {})) {
+      const [x, y] = this.layout[name];
+      if (px >= x && px <= x + NODE_W && py >= y && py <= y + NODE_H + 8) return name;
+    }
+    return null;
+  }
+
+  onPointerMove(event) {
+    if (!this.drag) return;
+    const p = this.svgPoint(event);
+    if (this.drag.kind === "move") {
+      if (!this.drag.moved && Math.hypot(p[0] - this.drag.start[0], p[1] - this.drag.start[1]) < 3) return;
+      this.drag.moved = true;
+      this.layout[this.drag.name] = [Math.max(0, Math.round(p[0] - this.drag.dx)), Math.max(0, Math.round(p[1] - this.drag.dy))];
+    } else {
+      this.drag.to = p;
+    }
+    this.renderGraph();
+  }
+
+  onPointerUp(event) {
+    const drag = this.drag;
+    if (!drag) return;
+    this.drag = null;
+    if (this.svg.hasPointerCapture(event.pointerId)) this.svg.releasePointerCapture(event.pointerId);
+    if (drag.kind === "move") {
+      if (drag.moved) {
+        this.undoStack.push(drag.before);
+        this.redoStack = [];
+        this.sync();
+        this.renderGraph();
+      } else {
+        this.select({ step: drag.name });
+      }
+      return;
+    }
+    const target = this.nodeAt(this.svgPoint(event));
+    if (target && target !== drag.name) this.connect(drag.name, target);
+    else this.renderGraph();
+  }
+
+  // ---- keyboard ----
+
+  onKey(event) {
+    const typing = ["INPUT", "TEXTAREA", "SELECT"].includes(event.target.tagName);
+    const mod = event.ctrlKey || event.metaKey;
+    if (mod && !typing && (event.key === "z" || event.key === "Z" || event.key === "y")) {
+      event.preventDefault();
+      event.stopPropagation();
+      if (event.key === "y" || event.shiftKey) this.redo();
+      else this.undo();
+    } else if (mod && event.key === "s") {
+      event.preventDefault();
+      event.stopPropagation();
+      this.save();
+    } else if (!typing) {
+      event.stopPropagation(); // keys pressed inside the editor are the editor's, not the notebook's
+    }
+  }
+
+  onNodeKey(event, name, missing) {
+    if (missing) return;
+    const step = event.shiftKey ? 50 : 10;
+    const moves = { ArrowLeft: [-step, 0], ArrowRight: [step, 0], ArrowUp: [0, -step], ArrowDown: [0, step] };
+    if (event.key === "Enter" || event.key === " ") {
+      event.preventDefault();
+      this.select({ step: name });
+    } else if (event.key in moves) {
+      event.preventDefault();
+      const [dx, dy] = moves[event.key];
+      this.change(() => {
+        const [x, y] = this.layout[name];
+        this.layout[name] = [Math.max(0, x + dx), Math.max(0, y + dy)];
+      });
+    } else if (event.key === "Delete" || event.key === "Backspace") {
+      event.preventDefault();
+      this.deleteStep(name);
+    }
+  }
+
+  // ---- forms ----
+
+  field(label, input) {
+    const id = `${this.uid}-${label.replace(/\W+/g, "-").toLowerCase()}`;
+    input.id = id;
+    return h("div", { class: "wfk-field" }, h("label", { for: id, text: label }), input);
+  }
+
+  numberInput(value, onValue, attrs = {}) {
+    const input = h("input", { type: "number", step: "any", value: value === undefined || value === null ? "" : String(value), ...attrs });
+    onCommit(input, (text) => onValue(text.trim() === "" ? undefined : Number(text.trim())));
+    return input;
+  }
+
+  textInput(value, onValue, attrs = {}) {
+    const input = h("input", { type: "text", value: value === undefined || value === null ? "" : String(value), autocomplete: "off", ...attrs });
+    onCommit(input, (text) => onValue(text));
+    return input;
+  }
+
+  targetSelect(current, onValue, { allowNone = false } = {}) {
+    const select = h("select", {});
+    const options = [...(allowNone ? [["", "(none)"]] : []), ...Object.keys(this.spec.steps || {}).map((n) => [n, n]), [END, "end (finish the branch)"]];
+    if (current && current !== END && !(current in (this.spec.steps || {}))) options.push([current, `${current} (missing)`]);
+    for (const [value, text] of options) select.append(h("option", { value, selected: value === (current || "") }, text));
+    select.addEventListener("change", () => onValue(select.value));
+    return select;
+  }
+
+  toolChecks(current, onValue, legend) {
+    const tools = this.model.get("tools") || [];
+    const chosen = new Set(current || []);
+    const box = h("fieldset", { class: "wfk-tools" }, h("legend", { text: legend }));
+    if (!tools.length) box.append(h("p", { class: "wfk-hint", text: "No tool registry: pass tools= to wf.edit." }));
+    for (const tool of tools) {
+      const check = h("input", { type: "checkbox", checked: chosen.has(tool.name), "aria-label": `Tool ${tool.name}` });
+      check.addEventListener("change", () => {
+        if (check.checked) chosen.add(tool.name);
+        else chosen.delete(tool.name);
+        onValue(tools.map((t) => t.name).filter((n) => chosen.has(n)));
+      });
+      box.append(h("label", { class: "wfk-inline", title: tool.description }, check, ` ${tool.name}`));
+    }
+    return box;
+  }
+
+  conditionEditor(condition, onValue, label) {
+    let root = clone(condition);
+    const commit = () => onValue(clone(root));
+    const ops = this.model.get("operators") || ["eq", "ne", "gt", "ge", "lt", "le", "contains", "in", "exists"];
+    const blank = () => ({ field: "", op: "eq", value: "" });
+    const nodeView = (raw, path, inGroup) => {
+      const negated = raw && typeof raw === "object" && "not" in raw;
+      const inner = negated ? raw.not : raw;
+      const innerPath = negated ? [...path, "not"] : path;
+      const notBox = h("input", { type: "checkbox", checked: negated, "aria-label": "not: negate this condition" });
+      notBox.addEventListener("change", () => {
+        root = setAt(root, path, negated ? clone(inner) : { not: clone(inner) });
+        commit();
+      });
+      const remove = inGroup
+        ? h("button", {
+            type: "button",
+            class: "wfk-small",
+            "aria-label": "Remove this condition",
+            onclick: () => {
+              const parent = getAt(root, path.slice(0, -1));
+              parent.splice(path[path.length - 1], 1);
+              commit();
+            },
+          }, "✕")
+        : null;
+      if (inner && ("all" in inner || "any" in inner)) {
+        const key = "all" in inner ? "all" : "any";
+        const mode = h("select", { "aria-label": "Group: all or any" }, h("option", { value: "all", selected: key === "all" }, "all of (and)"), h("option", { value: "any", selected: key === "any" }, "any of (or)"));
+        mode.addEventListener("change", () => {
+          const target = getAt(root, innerPath);
+          const parts = target[key];
+          delete target[key];
+          target[mode.value] = parts;
+          commit();
+        });
+        const add = (what) => () => {
+          getAt(root, innerPath)[key].push(what());
+          commit();
+        };
+        return h(
+          "div",
+          { class: "wfk-group" },
+          h("div", { class: "wfk-row" }, h("label", { class: "wfk-inline" }, notBox, " not"), mode, remove),
+          inner[key].map((part, i) => nodeView(part, [...innerPath, key, i], true)),
+          h("div", { class: "wfk-row" },
+            h("button", { type: "button", class: "wfk-small", "aria-label": "Add a condition to this group", onclick: add(blank) }, "+ condition"),
+            h("button", { type: "button", class: "wfk-small", "aria-label": "Add a nested group", onclick: add(() => ({ any: [blank()] })) }, "+ group"),
+          ),
+        );
+      }
+      const fieldInput = h("input", { type: "text", value: inner.field || "", placeholder: "field", "aria-label": "Condition field", autocomplete: "off" });
+      onCommit(fieldInput, (text) => {
+        getAt(root, innerPath).field = text.trim();
+        commit();
+      });
+      const op = h("select", { "aria-label": "Condition operator" }, ops.map((o) => h("option", { value: o, selected: o === inner.op }, o)));
+      op.addEventListener("change", () => {
+        const target = getAt(root, innerPath);
+        target.op = op.value;
+        if (op.value === "in" && !Array.isArray(target.value)) target.value = target.value === "" || target.value === undefined ? [] : [target.value];
+        commit();
+      });
+      const valueInput = h("input", { type: "text", value: valueText(inner.value, inner.op), placeholder: inner.op === "in" ? "a, b, c" : "value", "aria-label": "Condition value", autocomplete: "off" });
+      onCommit(valueInput, (text) => {
+        getAt(root, innerPath).value = parseValue(text, getAt(root, innerPath).op);
+        commit();
+      });
+      const row = h("div", { class: "wfk-row wfk-compare" }, h("label", { class: "wfk-inline" }, notBox, " not"), fieldInput, op, valueInput, remove);
+      if (inGroup) return row;
+      const wrap = (key) => () => {
+        root = { [key]: [clone(root), blank()] };
+        commit();
+      };
+      return h("div", {}, row, h("div", { class: "wfk-row" },
+        h("button", { type: "button", class: "wfk-small", "aria-label": "Add a condition joined with and", onclick: wrap("all") }, "+ and"),
+        h("button", { type: "button", class: "wfk-small", "aria-label": "Add a condition joined with or", onclick: wrap("any") }, "+ or"),
+      ));
+    };
+    return h("fieldset", { class: "wfk-condition" }, h("legend", { text: label }), nodeView(root, [], false));
+  }
+
+  renderPanel() {
+    const panel = this.panel;
+    const focusedKey = panel.contains(document.activeElement) ? document.activeElement.getAttribute("aria-label") || document.activeElement.id : null;
+    if (this.selected && this.selected.edge) {
+      const edge = this.findEdge(this.selected.edge);
+      panel.replaceChildren(edge ? this.edgeForm(edge) : h("p", { text: "Select a step or a connection." }));
+    } else if (this.selected && this.selected.step && this.spec.steps && this.spec.steps[this.selected.step]) {
+      panel.replaceChildren(this.stepForm(this.selected.step));
+    } else {
+      panel.replaceChildren(
+        h("h4", { text: "Nothing selected" }),
+        h("p", { class: "wfk-hint", text: "Click a step to set its retry, timeout, approval and visit bound. Drag from the dot under a step to another step to connect them; click a connection to make it a route with a condition and tools." }),
+      );
+    }
+    if (focusedKey) {
+      const again = [...panel.querySelectorAll("input, select, button")].find((n) => (n.getAttribute("aria-label") || n.id) === focusedKey);
+      if (again) again.focus();
+    }
+  }
+
+  edgeForm(edge) {
+    const what = { edge: "Connection", route: "Route", default: "Default route", fallback: "Fallback", reject: "Rejection route" }[edge.kind];
+    const bad = this.problemsByTarget().edges[edge.id];
+    const parts = [h("h4", { text: `${what}: ${edge.src} → ${edge.dst === END ? "end" : edge.dst}` })];
+    if (bad) parts.push(h("ul", { class: "wfk-form-problems" }, bad.map((m) => h("li", { text: m }))));
+    if (edge.kind === "edge" || edge.kind === "route" || edge.kind === "default") {
+      const kind = h("select", {}, [
+        ["edge", "always (runs in parallel with other edges)"],
+        ["route", "when a condition holds (route)"],
+        ["default", "otherwise (default route)"],
+      ].map(([value, text]) => h("option", { value, selected: value === edge.kind }, text)));
+      kind.addEventListener("change", () => this.setEdgeKind(edge, kind.value));
+      parts.push(this.field("Kind", kind));
+    }
+    parts.push(this.field("Goes to", this.targetSelect(edge.dst, (value) => this.retarget(edge, value))));
+    if (edge.kind === "route") {
+      parts.push(this.conditionEditor(edge.route.when, (when) => this.updateRoute(edge, (route) => (route.when = when)), "Condition"));
+      const count = this.spec.routes[edge.src].routes.length;
+      parts.push(h("div", { class: "wfk-row" },
+        h("span", { text: `Tried ${edge.index + 1} of ${count}` }),
+        h("button", { type: "button", class: "wfk-small", "aria-label": "Try this route earlier", disabled: edge.index === 0, onclick: () => this.moveRoute(edge, -1) }, "↑ earlier"),
+        h("button", { type: "button", class: "wfk-small", "aria-label": "Try this route later", disabled: edge.index === count - 1, onclick: () => this.moveRoute(edge, 1) }, "↓ later"),
+      ));
+    }
+    if (edge.kind === "route" || edge.kind === "default") {
+      const bound = Array.isArray(edge.route.tools);
+      const bind = h("input", { type: "checkbox", checked: bound, "aria-label": "Bind tools on this route" });
+      bind.addEventListener("change", () => this.updateRoute(edge, (route) => {
+        if (bind.checked) route.tools = [];
+        else delete route.tools;
+      }));
+      parts.push(h("label", { class: "wfk-inline" }, bind, " bind tools on this route (else the step's own tools)"));
+      parts.push(this.toolChecks(edge.route.tools, (tools) => this.updateRoute(edge, (route) => (route.tools = tools)), "Tools the next step may use"));
+    }
+    parts.push(h("button", { type: "button", class: "wfk-danger", "aria-label": `Delete this ${what.toLowerCase()}`, onclick: () => this.deleteEdge(edge) }, "Delete connection"));
+    return h("div", { class: "wfk-form" }, parts);
+  }
+
+  stepForm(name) {
+    const step = this.spec.steps[name];
+    const bad = this.problemsByTarget().steps[name];
+    const palette = this.model.get("palette") || [];
+    const parts = [h("h4", { text: `Step: ${name}` })];
+    if (bad) parts.push(h("ul", { class: "wfk-form-problems" }, bad.map((m) => h("li", { text: m }))));
+    const fn = h("select", {}, palette.map((item) => h("option", { value: item.ref, selected: item.ref === step.fn }, `${item.name} (${item.ref})`)));
+    if (!palette.some((item) => item.ref === step.fn)) fn.append(h("option", { value: step.fn, selected: true }, `${step.fn} (not in the palette)`));
+    fn.addEventListener("change", () => this.updateStep(name, (st) => (st.fn = fn.value)));
+    parts.push(this.field("Function", fn));
+    const entry = h("input", { type: "checkbox", checked: this.spec.entry === name, disabled: this.spec.entry === name });
+    entry.addEventListener("change", () => this.change((spec) => (spec.entry = name)));
+    parts.push(h("label", { class: "wfk-inline" }, entry, " entry step (the run starts here)"));
+
+    const setOption = (key) => (value) => this.updateStep(name, (st) => {
+      if (value === undefined || value === "" || value === null) delete st[key];
+      else st[key] = value;
+    });
+    const setRetry = (key) => (value) => this.updateStep(name, (st) => {
+      const retry = { ...(st.retry || {}) };
+      if (value === undefined) delete retry[key];
+      else retry[key] = key === "max_retries" ? Math.round(value) : value;
+      if (Object.keys(retry).length === 0) delete st.retry;
+      else st.retry = retry;
+    });
+    const retry = step.retry || {};
+    parts.push(h("fieldset", {}, h("legend", { text: "Retry on transient errors" }),
+      this.field("Retries", this.numberInput(retry.max_retries, setRetry("max_retries"), { min: "0", step: "1" })),
+      this.field("First wait (s)", this.numberInput(retry.base_delay, setRetry("base_delay"), { min: "0" })),
+      this.field("Longest wait (s)", this.numberInput(retry.max_delay, setRetry("max_delay"), { min: "0" })),
+    ));
+    parts.push(this.field("Timeout per attempt (s)", this.numberInput(step.timeout, setOption("timeout"), { min: "0" })));
+    parts.push(this.field("Visit bound (max visits in a loop)", this.numberInput(step.max_visits, (v) => setOption("max_visits")(v === undefined ? v : Math.round(v)), { min: "1", step: "1" })));
+    parts.push(this.field("On failure go to", this.targetSelect(step.fallback, setOption("fallback"), { allowNone: true })));
+    const irreversible = h("input", { type: "checkbox", checked: !!step.irreversible });
+    irreversible.addEventListener("change", () => setOption("irreversible")(irreversible.checked || undefined));
+    parts.push(h("label", { class: "wfk-inline" }, irreversible, " irreversible (runs at most once: an email, a payment)"));
+    parts.push(this.toolChecks(step.tools, (tools) => setOption("tools")(tools.length ? tools : undefined), "Its own tools (when no route binds others)"));
+
+    const approval = step.approval;
+    const gate = h("input", { type: "checkbox", checked: !!approval });
+    gate.addEventListener("change", () => this.updateStep(name, (st) => {
+      if (gate.checked) st.approval = { reason: "needs a human's yes" };
+      else delete st.approval;
+    }));
+    const gateBox = h("fieldset", {}, h("legend", { text: "Approval" }), h("label", { class: "wfk-inline" }, gate, " a human approves before it runs"));
+    if (approval) {
+      const setApproval = (key) => (value) => this.updateStep(name, (st) => {
+        if (value === undefined || value === "" || (Array.isArray(value) && value.length === 0)) delete st.approval[key];
+        else st.approval[key] = value;
+      });
+      gateBox.append(
+        this.field("Reason", this.textInput(approval.reason, (v) => setApproval("reason")(v.trim() || "needs a human's yes"))),
+        this.field("Payload fields (comma-separated)", this.textInput(Array.isArray(approval.payload) ? approval.payload.join(", ") : approval.payload || "", (v) => setApproval("payload")(v.includes(":") ? v.trim() : v.split(",").map((p) => p.trim()).filter(Boolean)))),
+        this.field("On reject go to", this.targetSelect(approval.on_reject, setApproval("on_reject"), { allowNone: true })),
+      );
+      const conditional = h("input", { type: "checkbox", checked: !!approval.when });
+      conditional.addEventListener("change", () => setApproval("when")(conditional.checked ? { field: "", op: "gt", value: 0 } : undefined));
+      gateBox.append(h("label", { class: "wfk-inline" }, conditional, " only when a condition holds"));
+      if (approval.when) gateBox.append(this.conditionEditor(approval.when, (when) => setApproval("when")(when), "Gate condition"));
+    }
+    parts.push(gateBox);
+
+    const others = Object.keys(this.spec.steps).filter((n) => n !== name);
+    const connectTo = h("select", {}, [...others, name].map((n) => h("option", { value: n }, n)));
+    parts.push(h("fieldset", {}, h("legend", { text: "Connect (keyboard)" }),
+      this.field("Connect to", connectTo),
+      h("button", { type: "button", "aria-label": `Connect ${name} to the chosen step`, onclick: () => this.connect(name, connectTo.value) }, "Add connection"),
+    ));
+    parts.push(h("button", { type: "button", class: "wfk-danger", "aria-label": `Delete step ${name}`, onclick: () => this.deleteStep(name) }, "Delete step"));
+    return h("div", { class: "wfk-form" }, parts);
+  }
+}
+
+function render({ model, el }) {
+  const editor = new Editor(model, el);
+  return () => editor.destroy();
+}
+
+export default { render };

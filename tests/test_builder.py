@@ -1,0 +1,229 @@
+"""The builder's kernel side: the palette, the problems shown on the graph, Save and new steps."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import wfkit as wf
+import wfkit.examples as ex
+from wfkit.notebook import _builder
+from wfkit.notebook._builder import Session, empty_spec, namespace_of, palette, problems_of, stub_source, tool_list
+
+BUNDLE = Path(wf.__file__).parent / "notebook" / "static" / "builder.js"
+
+
+def local_step(state: Any, ctx: Any) -> dict[str, Any]:
+    """A step defined next to the test."""
+    return {}
+
+
+def _helper(state: Any) -> None:
+    return None
+
+
+def not_a_step(a: Any, b: Any, c: Any) -> None:
+    return None
+
+
+def helper(text: str) -> str:
+    return text
+
+
+def test_palette_offers_step_functions_with_their_spec_reference() -> None:
+    """Functions taking (state) or (state, ctx) are offered with the reference a spec writes;
+    private names, other signatures, helpers whose first parameter is not state and non-functions
+    are left out."""
+    items = palette(
+        {
+            "local_step": local_step,
+            "_helper": _helper,
+            "not_a_step": not_a_step,
+            "helper": helper,
+            "x": 3,
+            "classify": ex.classify,
+        }
+    )
+    assert [
+        {
+            "name": "classify",
+            "ref": "wfkit.examples:classify",
+            "doc": "Decide the query type from keywords (code, data, factual or unknown).",
+            "is_async": False,
+        },
+        {
+            "name": "local_step",
+            "ref": "test_builder:local_step",
+            "doc": "A step defined next to the test.",
+            "is_async": False,
+        },
+    ] == items
+
+
+def test_palette_uses_bare_names_for_notebook_functions() -> None:
+    """A function defined in a notebook (module __main__) is offered under its bare name."""
+    namespace: dict[str, Any] = {"__name__": "__main__"}
+    exec("async def fetch(state, ctx):\n    return {}\n", namespace)
+    assert [{"name": "fetch", "ref": "fetch", "doc": "", "is_async": True}] == palette(namespace)
+
+
+def test_problems_of_an_empty_canvas_say_what_to_do() -> None:
+    """An empty flow asks for a step from the palette."""
+    expected = [{"path": ["steps"], "message": "the flow has no steps yet: add one from the palette"}]
+    assert expected == problems_of(empty_spec("draft"), {})
+
+
+def test_problems_carry_the_location_the_graph_marks() -> None:
+    """A route to a deleted step is reported at that route's target, as the kernel's code check says."""
+    spec = ex.rag_router().to_spec()
+    del spec["steps"]["data_query"]
+    del spec["edges"]["data_query"]
+    found = problems_of(spec, {})
+    assert [["routes", "classify", "routes", 1, "go"]] == [p["path"] for p in found]
+    assert found[0]["message"].startswith("$.routes.classify.routes[1].go: route from 'classify' -> 'data_query'")
+    assert [] == problems_of(ex.rag_router().to_spec(), {})
+
+
+def test_save_writes_the_spec_and_builds_the_workflow(tmp_path: Path) -> None:
+    """Save writes the normalised spec (layout kept) and gives a Workflow with the code's fingerprint."""
+    saved: list[wf.Workflow] = []
+    session = Session(path=tmp_path / "router.yaml", namespace={}, registry=ex.reliable_tools(), on_save=[saved.append])
+    spec = ex.rag_router().to_spec() | {"metadata": {"layout": {"classify": [10, 20]}}}
+    status, found = session.save(spec)
+    assert [] == found
+    assert session.flow is not None
+    assert f"saved router.yaml: 5 steps, fingerprint {ex.rag_router().version}" == status
+    assert [session.flow] == saved
+    assert "    classify: [10, 20]\n" in (tmp_path / "router.yaml").read_text()
+    run = session.flow.run({"query": "What were Q1 sales figures?"}, workspace=False)
+    assert ("sql_query", "file_read") == next(e.tools for e in run.events if e.step == "data_query")
+
+
+def test_save_refuses_a_flow_with_problems(tmp_path: Path) -> None:
+    """Nothing is written while the kernel finds problems; the status says how many."""
+    session = Session(path=tmp_path / "router.yaml", namespace={})
+    spec = ex.rag_router().to_spec()
+    spec["routes"]["classify"]["default"]["go"] = "nowhere"
+    status, found = session.save(spec)
+    assert ("not saved: 1 problem to fix first", 1) == (status, len(found))
+    assert not (tmp_path / "router.yaml").exists()
+
+
+def test_save_updates_the_edited_workflow_in_place(tmp_path: Path) -> None:
+    """Editing a Workflow object: Save changes that very object, so every name bound to it sees it."""
+    flow = ex.rag_router()
+    session = Session(path=tmp_path / "r.json", namespace={}, flow=flow)
+    spec = session.initial_spec()
+    spec["steps"]["classify"]["timeout"] = 5
+    session.save(spec)
+    assert session.flow is flow
+    assert 5 == flow.steps["classify"].timeout
+    assert 5 == json.loads((tmp_path / "r.json").read_text())["steps"]["classify"]["timeout"]
+
+
+def test_new_step_writes_an_importable_stub(tmp_path: Path) -> None:
+    """ "New step" appends a stub to <spec>_steps.py, imports it and offers it by import path."""
+    session = Session(path=tmp_path / "my-flow.yaml", namespace={})
+    made = session.new_step("rerank", is_async=True)
+    assert {"name": "rerank", "ref": "my_flow_steps:rerank", "file": "my_flow_steps.py"} == made
+    assert stub_source("rerank", takes_context=True, is_async=True) == (tmp_path / "my_flow_steps.py").read_text()
+    second = session.new_step("summarise", takes_context=False)
+    assert "my_flow_steps:summarise" == second["ref"]
+    assert {} == session.namespace["summarise"]({})
+    assert ["rerank", "summarise"] == [item["name"] for item in palette(session.namespace)]
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [("2fast", "cannot be a function name"), ("class", "cannot be a function name"), ("classify", "exists already")],
+)
+def test_new_step_refuses_names_that_cannot_be_functions(tmp_path: Path, name: str, message: str) -> None:
+    """A name that is not an identifier, a keyword, or one already taken is refused with why."""
+    session = Session(path=tmp_path / "f.yaml", namespace={"classify": ex.classify})
+    with pytest.raises(ValueError, match=message):
+        session.new_step(name)
+
+
+def test_initial_spec_from_a_file_keeps_it_as_written(tmp_path: Path) -> None:
+    """A spec file with problems opens as it is, so the builder can show and fix them."""
+    path = tmp_path / "broken.yaml"
+    path.write_text("wfkit_flow: 1\nname: broken\nentry: a\nsteps:\n  a: {fn: missing_fn}\n")
+    session = Session(path=path, namespace={}, source=path)
+    assert {
+        "wfkit_flow": 1,
+        "name": "broken",
+        "entry": "a",
+        "steps": {"a": {"fn": "missing_fn"}},
+    } == session.initial_spec()
+    assert {"wfkit_flow": 1, "name": "new", "entry": None, "steps": {}} == Session(
+        path=tmp_path / "new.yaml", namespace={}
+    ).initial_spec()
+
+
+def test_namespace_of_each_kind_of_steps_argument() -> None:
+    """A module gives its own functions, a mapping is taken as is, a list by names, None the caller's."""
+    from_module = namespace_of(ex, {})
+    assert {"classify", "code_search", "rag_router"} <= set(from_module)
+    assert "Any" not in from_module  # imported names are not the module's own
+    assert {"f": len} == namespace_of({"f": len}, {})
+    assert {"classify": ex.classify} == namespace_of([ex.classify], {})
+    assert {"x": 1} == namespace_of(None, {"x": 1})
+    with pytest.raises(TypeError, match="steps= takes a module, a mapping"):
+        namespace_of(42, {})
+
+
+def test_tool_list_names_and_describes_each_tool() -> None:
+    """The route form lists the registry's tools with their descriptions; no registry, no tools."""
+    tools = tool_list(ex.reliable_tools())
+    assert ["web_search", "code_interpreter", "sql_query", "file_read"] == [t["name"] for t in tools]
+    assert tools[0]["description"].startswith("Search the web")
+    assert [] == tool_list(None)
+
+
+def test_operators_offered_are_the_condition_operators() -> None:
+    """The operator list in the edge form is exactly the conditions' fixed list."""
+    assert ["eq", "ne", "gt", "ge", "lt", "le", "contains", "in", "exists"] == _builder.OPERATOR_LIST
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed")
+def test_bundled_front_end_reads_specs_like_the_kernel() -> None:
+    """The shipped bundle (run by node) lists a spec's edges and points problems at them."""
+    script = f"""
+        import m, {{conditionText, edgeList, problemTarget}} from {json.dumps(BUNDLE.as_uri())};
+        const spec = {json.dumps(ex.query_router().to_spec())};
+        console.log(JSON.stringify({{
+          render: typeof m.render,
+          edges: edgeList(spec).map((e) => e.id),
+          text: conditionText(spec.routes.review.routes[0].when),
+          route: problemTarget(["routes", "classify", "routes", 1, "go"]),
+          step: problemTarget(["steps", "review", "max_visits"]),
+          fallback: problemTarget(["steps", "web_search", "fallback"]),
+        }}));
+    """
+    out = subprocess.run(["node", "--input-type=module", "-e", script], capture_output=True, text=True, check=True)
+    result = json.loads(out.stdout)
+    assert "function" == result["render"]
+    assert [
+        "edge:code_search:0",
+        "edge:data_query:0",
+        "edge:web_search:0",
+        "edge:generate_answer:0",
+        "route:classify:0",
+        "route:classify:1",
+        "route:classify:2",
+        "default:classify",
+        "route:review:0",
+        "default:review",
+        "fallback:code_search",
+        "fallback:data_query",
+        "fallback:web_search",
+    ] == result["edges"]
+    assert "(quality lt 0.9 and draft lt 3)" == result["text"]
+    assert {"edge": "route:classify:1"} == result["route"]
+    assert {"step": "review"} == result["step"]
+    assert {"edge": "fallback:web_search", "step": "web_search"} == result["fallback"]

@@ -1,0 +1,233 @@
+"""The visual builder in a real browser: JupyterLab, Debian's chromium, clicks and drags only.
+
+From an empty canvas and the article's four tools, a person builds the article's RAG router,
+saves it, and the saved spec runs each of the article's queries down its route with its tools.
+Then they delete a route target and see the kernel's message on the graph, undo, save (nothing
+changed), change one route's tools, save: the spec's diff is that one line. Screenshots of each
+stage are written to the test's tmp_path (``builder-*.png``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import difflib
+import json
+import re
+import secrets
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import nbformat
+import pytest
+from test_browser import CHROMIUM, CHROMIUM_ARGS, VISIBLE, Lab, _delete_sessions, lab  # noqa: F401 (lab: fixture)
+
+import wfkit as wf
+from wfkit.examples import ARTICLE_QUERIES, rag_router, reliable_tools
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Locator, Page
+
+NOTEBOOK = "builder.ipynb"
+SOURCE = (
+    "import wfkit as wf\n"
+    "import wfkit.examples as ex\n\n"
+    'editor = wf.edit("router.yaml", steps=ex, tools=ex.reliable_tools())\n'
+    "editor"
+)
+
+
+def _center(locator: Locator) -> tuple[float, float]:
+    """The element's centre on the page. The graph is redrawn whenever the kernel's answer arrives,
+    so an element found a moment ago may just have been replaced: look it up again."""
+    for _ in range(20):
+        locator.wait_for(state="visible")
+        box = locator.bounding_box()
+        if box is not None:
+            return box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+        time.sleep(0.05)
+    pytest.fail(f"{locator} has no box on the page")
+
+
+def _drag(page: Page, start: tuple[float, float], end: tuple[float, float]) -> None:
+    page.mouse.move(*start)
+    page.mouse.down()
+    page.mouse.move(*end, steps=12)
+    page.mouse.up()
+
+
+def _run(spec: Path, query: str) -> Any:
+    """Run the saved spec as a teammate would load it (the CLI's own tests run it from the shell)."""
+    flow = wf.Workflow.from_spec(spec, tools=reliable_tools())
+    return flow.run({"query": query}, workspace=False)
+
+
+@pytest.mark.skipif(
+    not CHROMIUM.exists(), reason=f"{CHROMIUM} is missing (apt-get install chromium); this browser test drives it"
+)
+def test_build_the_article_router_by_clicks_and_drags(tmp_path: Path, lab: Lab) -> None:  # noqa: F811
+    """Build, save, run the four queries, break and undo, and get a one-line diff for one change."""
+    from playwright.sync_api import expect, sync_playwright
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(SOURCE)]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
+    nbformat.write(nb, tmp_path / NOTEBOOK)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1800, "height": 1100})
+            page.set_default_timeout(15_000)
+            try:
+                _scenario(page, expect, lab, tmp_path)
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    page.screenshot(path=str(tmp_path / "builder-failure.png"))
+                print(f"screenshots in {tmp_path}\nserver log:\n{lab.log_tail()}")
+                with contextlib.suppress(Exception):
+                    _delete_sessions(lab)
+                raise
+            _delete_sessions(lab)
+        finally:
+            browser.close()
+
+
+def _scenario(page: Page, expect: Any, server: Lab, folder: Path) -> None:
+    page.goto(f"{server.url}/lab/workspaces/b{secrets.token_hex(4)}/tree/{NOTEBOOK}?reset&token={server.token}")
+    notebook = page.locator(VISIBLE)
+    expect(notebook).to_have_count(1, timeout=30_000)
+    expect(page.get_by_role("contentinfo", name="Bottom Panel").get_by_text("| Idle")).to_be_visible(timeout=30_000)
+    page.locator(".lm-MenuBar-itemLabel", has_text=re.compile(r"^Run$")).click()
+    page.locator("li[data-command='runmenu:run-all']").click()
+
+    builder = notebook.locator(".wfk-builder")
+    expect(builder).to_be_visible(timeout=30_000)
+    builder.scroll_into_view_if_needed()
+    problems = builder.locator(".wfk-problems")
+    expect(problems).to_contain_text("the flow has no steps yet")
+    for name in ("classify", "code_search", "data_query", "web_search", "generate_answer"):
+        builder.get_by_role("button", name=f"Add step {name}", exact=True).click()
+    node = {
+        name: builder.locator(f"g[data-step='{name}'] rect.wfk-node-box")
+        for name in ("classify", "code_search", "data_query", "web_search", "generate_answer")
+    }
+
+    # Drag the boxes into the shape of the router: classify on top, three searches, the answer.
+    canvas = builder.locator("svg.wfk-svg")
+    origin = canvas.bounding_box()
+    assert origin is not None
+    places = {
+        "classify": (220, 30),
+        "code_search": (30, 190),
+        "data_query": (220, 190),
+        "web_search": (410, 190),
+        "generate_answer": (220, 350),
+    }
+    for name, (x, y) in places.items():
+        _drag(page, _center(node[name]), (origin["x"] + x + 75, origin["y"] + y + 22))
+    layout_before_connect = builder.locator("g[data-step='classify']").get_attribute("transform")
+    assert "translate(220,30)" == layout_before_connect
+
+    def connect(src: str, dst: str) -> None:
+        port = builder.locator(f"circle[data-port='{src}']")
+        _drag(page, _center(port), _center(node[dst]))
+
+    panel = builder.locator(".wfk-panel")
+
+    def condition(field: str, op: str, value: str) -> None:
+        panel.get_by_label("Condition field").fill(field)
+        panel.get_by_label("Condition field").press("Enter")
+        panel.get_by_label("Condition operator").select_option(op)
+        panel.get_by_label("Condition value").fill(value)
+        panel.get_by_label("Condition value").press("Enter")
+
+    def tools(*names: str) -> None:
+        for name in names:
+            panel.get_by_label(f"Tool {name}").check()
+
+    connect("classify", "code_search")  # a plain edge first: make it a route
+    expect(panel).to_contain_text("Connection: classify → code_search")
+    panel.get_by_label("Kind").select_option("route")
+    condition("query_type", "eq", "code")
+    tools("web_search", "code_interpreter")
+    connect("classify", "data_query")  # classify has routes now: a new route
+    expect(panel).to_contain_text("Route: classify → data_query")
+    condition("query_type", "eq", "data")
+    tools("sql_query", "file_read")
+    connect("classify", "web_search")
+    condition("query_type", "in", "general, factual")
+    tools("web_search")
+    connect("classify", "web_search")
+    panel.get_by_label("Kind").select_option("default")
+    expect(panel).to_contain_text("Default route: classify → web_search")
+    tools("web_search")
+    for search in ("code_search", "data_query", "web_search"):
+        connect(search, "generate_answer")
+    expect(problems).to_contain_text("The kernel finds no problems.")
+    builder.screenshot(path=str(folder / "builder-1-built.png"))
+
+    # The keyboard: a focused step moves with the arrow keys, and Ctrl+Z takes the move back.
+    classify_box = builder.locator("g[data-step='classify']")
+    classify_box.focus()
+    page.keyboard.press("ArrowRight")
+    expect(classify_box).to_have_attribute("transform", "translate(230,30)")
+    page.keyboard.press("Control+z")
+    expect(classify_box).to_have_attribute("transform", "translate(220,30)")
+
+    builder.get_by_role("button", name="Save flow spec").click()
+    expect(builder.locator(".wfk-status")).to_contain_text("saved router.yaml: 5 steps")
+    saved = folder / "router.yaml"
+    first = saved.read_text()
+    spec = json.loads(json.dumps(__import__("yaml").safe_load(first)))
+    article = rag_router().to_spec()
+    assert (article["entry"], article["steps"], article["edges"], article["routes"]) == (
+        spec["entry"],
+        spec["steps"],
+        spec["edges"],
+        spec["routes"],
+    )
+    assert set(places) == set(spec["metadata"]["layout"])
+
+    for query, (branch, bound) in ARTICLE_QUERIES.items():
+        run = _run(saved, query)
+        assert ("succeeded", ["classify", branch, "generate_answer"]) == (run.status, run.path())
+        assert bound == next(e.tools for e in run.events if e.step == branch)
+        assert f"answered {query!r} with {', '.join(bound)}" == run.state["answer"]
+
+    # Delete a route target: the kernel's message appears on the graph, on the route and in the list.
+    node["data_query"].click()
+    panel.get_by_role("button", name="Delete step data_query").click()
+    ghost = builder.locator("g[data-step='data_query'].wfk-missing")
+    expect(ghost).to_be_visible()
+    broken = builder.locator("g[data-edge='route:classify:1']")
+    expect(broken).to_have_class(re.compile(r"\bwfk-bad\b"))
+    message = "route from 'classify' -> 'data_query': no step named 'data_query'"
+    expect(broken).to_have_attribute("aria-label", re.compile(re.escape(message)))
+    expect(problems).to_contain_text(message)
+    builder.screenshot(path=str(folder / "builder-2-broken.png"))
+
+    builder.get_by_role("button", name="Undo (Ctrl+Z)").click()
+    expect(problems).to_contain_text("The kernel finds no problems.")
+    expect(builder.locator("g[data-step='data_query']:not(.wfk-missing)")).to_be_visible()
+    builder.get_by_role("button", name="Save flow spec").click()
+    expect(builder.locator(".wfk-status")).to_contain_text("saved router.yaml")
+    assert first == saved.read_text()  # undo restored the flow exactly: no diff at all
+
+    # One change, one line: the data route stops binding file_read.
+    builder.locator("g[data-label-for='route:classify:1'] rect.wfk-edge-label-bg").click()
+    expect(panel).to_contain_text("Route: classify → data_query")
+    panel.get_by_label("Tool file_read").uncheck()
+    builder.get_by_role("button", name="Save flow spec").click()
+    expect(builder.locator(".wfk-status")).to_contain_text("saved router.yaml")
+    builder.screenshot(path=str(folder / "builder-3-changed.png"))
+    changed = [
+        line
+        for line in difflib.unified_diff(first.splitlines(), saved.read_text().splitlines(), lineterm="", n=0)
+        if line[:1] in "+-" and not line.startswith(("---", "+++"))
+    ]
+    assert [
+        "-    - {when: {field: query_type, op: eq, value: data}, go: data_query, tools: [sql_query, file_read]}",
+        "+    - {when: {field: query_type, op: eq, value: data}, go: data_query, tools: [sql_query]}",
+    ] == changed
+    run = _run(saved, "What were Q1 sales figures?")
+    assert ("sql_query",) == next(e.tools for e in run.events if e.step == "data_query")

@@ -1,0 +1,122 @@
+"""wf.edit(): the builder widget moves the spec, the problems and Save between browser and kernel.
+
+These tests drive the widget in-process (the browser's side is tests/test_builder_browser.py)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import wfkit as wf
+import wfkit.examples as ex
+from wfkit.notebook._builderwidget import FlowEditor
+
+
+def _sent(editor: FlowEditor, monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
+    messages: list[dict[str, Any]] = []
+    monkeypatch.setattr(editor, "send", lambda content, buffers=None: messages.append(content))
+    return messages
+
+
+def test_editor_on_a_new_file_starts_empty_with_palette_and_tools(tmp_path: Path) -> None:
+    """A path that does not exist yet: an empty flow named after the file, the module's step
+    functions in the palette, the registry's tools and the fixed operator list."""
+    editor = wf.edit(tmp_path / "router.yaml", steps=ex, tools=ex.reliable_tools())
+    assert {"wfkit_flow": 1, "name": "router", "entry": None, "steps": {}} == editor.spec
+    assert ["steps"] == editor.problems[0]["path"]
+    assert ["classify", "code_search", "data_query", "generate_answer", "web_search"] == [
+        p["name"] for p in editor.palette
+    ]
+    assert ["web_search", "code_interpreter", "sql_query", "file_read"] == [t["name"] for t in editor.tools]
+    assert ["eq", "ne", "gt", "ge", "lt", "le", "contains", "in", "exists"] == editor.operators
+    assert editor.flow is None
+    bundle = Path(wf.__file__).parent / "notebook" / "static" / "builder.js"
+    assert bundle.read_text() == editor._esm  # shipped in the package, not fetched
+
+
+def test_each_edit_is_checked_by_the_kernel(tmp_path: Path) -> None:
+    """Setting the spec (as the browser does after each edit) updates the problems at once."""
+    editor = wf.edit(tmp_path / "router.yaml", steps=ex)
+    spec = ex.rag_router().to_spec()
+    editor.spec = spec
+    assert [] == editor.problems
+    broken = ex.rag_router().to_spec()
+    broken["routes"]["classify"]["routes"][0]["when"]["op"] = "equals"
+    editor.spec = broken
+    assert [["routes", "classify", "routes", 0, "when", "op"]] == [p["path"] for p in editor.problems]
+
+
+def test_save_message_writes_the_file_and_the_workflow(tmp_path: Path) -> None:
+    """The browser's Save writes the spec and makes editor.flow a Workflow that runs."""
+    editor = wf.edit(tmp_path / "router.yaml", steps=ex, tools=ex.reliable_tools())
+    editor._on_message(editor, {"type": "save", "spec": ex.rag_router().to_spec()}, None)
+    assert editor.status.startswith("saved router.yaml: 5 steps")
+    assert editor.flow is not None
+    assert ex.rag_router().version == editor.flow.version
+    assert "succeeded" == editor.flow.run({"query": "Random question"}, workspace=False).status
+    assert (tmp_path / "router.yaml").exists()
+
+
+def test_editing_a_workflow_saves_it_in_place(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """wf.edit(flow): the palette holds its functions, Save goes to <name>.yaml and changes flow itself."""
+    monkeypatch.chdir(tmp_path)
+    flow = ex.rag_router()
+    editor = wf.edit(flow)
+    assert flow.to_spec() == editor.spec
+    spec = dict(editor.spec)
+    spec["steps"] = {**spec["steps"], "generate_answer": {"fn": "wfkit.examples:generate_answer", "max_visits": 2}}
+    editor._on_message(editor, {"type": "save", "spec": spec}, None)
+    assert editor.flow is flow
+    assert 2 == flow.steps["generate_answer"].max_visits
+    assert (tmp_path / "rag-router.yaml").exists()
+
+
+def test_opening_a_broken_file_shows_it_with_its_problems(tmp_path: Path) -> None:
+    """A spec whose function is missing opens as written, with the problem listed and no Workflow."""
+    path = tmp_path / "broken.yaml"
+    path.write_text("wfkit_flow: 1\nname: broken\nentry: a\nsteps:\n  a: {fn: missing_fn}\n")
+    editor = wf.edit(path, steps={})
+    assert "missing_fn" == editor.spec["steps"]["a"]["fn"]
+    assert [["steps", "a", "fn"]] == [p["path"] for p in editor.problems]
+    assert editor.flow is None
+
+
+def test_new_step_message_writes_a_stub_and_answers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """ "New step" writes the stub, adds it to the palette and tells the browser to place it."""
+    editor = wf.edit(tmp_path / "flow.yaml", steps={}, stub_file=tmp_path / "flow_stubs.py")
+    sent = _sent(editor, monkeypatch)
+    editor._on_message(editor, {"type": "new_step", "name": "rerank"}, None)
+    assert [{"type": "step_created", "name": "rerank", "ref": "flow_stubs:rerank", "file": "flow_stubs.py"}] == sent
+    assert ["rerank"] == [p["name"] for p in editor.palette]
+    editor._on_message(editor, {"type": "new_step", "name": "rerank"}, None)
+    assert "error" == sent[-1]["type"]
+    assert "exists already" in sent[-1]["message"]
+
+
+def test_edit_refuses_what_it_cannot_open() -> None:
+    """Anything but a Workflow or a path is refused with what to pass."""
+    with pytest.raises(TypeError, match=r"wf\.edit takes a Workflow or a spec file path, got int"):
+        wf.edit(42)  # type: ignore[arg-type]
+
+
+def test_missing_anywidget_names_the_extra_to_install() -> None:
+    """Without anywidget, wf.edit says which extra to install."""
+    code = (
+        "import sys; sys.modules['anywidget'] = None\n"
+        "import wfkit as wf\n"
+        "try:\n    wf.edit\nexcept ImportError as e:\n    print(e)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert 'the flow builder needs anywidget: pip install "wfkit[builder]"' == out.stdout.strip()
+
+
+def test_text_fallback_says_file_steps_and_problems(tmp_path: Path) -> None:
+    """Headless (papermill) the editor reads as its file, its step count and its problem count."""
+    editor = wf.edit(tmp_path / "router.yaml", steps=ex)
+    assert "<FlowEditor router.yaml: 0 steps, 1 problem>" == repr(editor)
+    editor.spec = ex.rag_router().to_spec()
+    assert "<FlowEditor router.yaml: 5 steps, no problems>" == repr(editor)

@@ -1,0 +1,462 @@
+"""Flows as data: a workflow round-trips through its spec, files diff line by line, bad specs are
+refused with every problem and its JSON path."""
+
+from __future__ import annotations
+
+import ast
+import asyncio
+import difflib
+import json
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+
+import wfkit as wf
+from wfkit.evals._evals import load_suite
+from wfkit.examples import query_router
+from wfkit.model import _spec
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _functions(flow: wf.Workflow) -> dict[str, Any]:
+    """The workflow's own functions by name, as a notebook's globals() would hold them."""
+    out: dict[str, Any] = {}
+    for spec in flow.steps.values():
+        out[spec.fn.__name__] = spec.fn
+    return out
+
+
+def _assert_round_trip(flow: wf.Workflow, namespace: dict[str, Any] | None = None) -> None:
+    spec = flow.to_spec()
+    back = wf.Workflow.from_spec(spec, steps=namespace if namespace is not None else _functions(flow))
+    assert flow.validate().fingerprint == back.validate().fingerprint, flow.name
+    assert spec == back.to_spec()
+    assert flow.validate().description == back.validate().description
+
+
+def _round_trip_notebook(notebook: Path) -> list[str]:
+    """Run a notebook's code cells in this process (top-level await allowed) and, after each cell,
+    round-trip every Workflow in its namespace with that namespace as steps=; the names checked."""
+    cells = ["".join(c["source"]) for c in json.loads(notebook.read_text())["cells"] if c["cell_type"] == "code"]
+    namespace: dict[str, Any] = {"__name__": "__main__"}
+    checked: list[str] = []
+
+    async def run_cells() -> None:
+        for source in cells:
+            code = compile(source, f"<{notebook.name}>", "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
+            result = eval(code, namespace)
+            if asyncio.iscoroutine(result):
+                await result
+            for value in list(namespace.values()):
+                if isinstance(value, wf.Workflow):
+                    # Steps defined in the notebook are its globals; a factory's (query_router's) are
+                    # closures no name reaches, handed over as the flow's own functions.
+                    _assert_round_trip(value, {**namespace, **_functions(value)})
+                    checked.append(value.name)
+
+    asyncio.run(run_cells())
+    return checked
+
+
+@pytest.mark.parametrize("notebook", sorted((ROOT / "notebooks").glob("*.ipynb")), ids=lambda p: p.stem)
+def test_every_notebook_workflow_round_trips_with_its_fingerprint(notebook: Path, capsys: Any) -> None:
+    """from_spec(to_spec(flow)) has the flow's fingerprint for every workflow a notebook builds,
+    after every cell (a later cell may redefine a step), with the notebook's globals as steps=."""
+    checked = _round_trip_notebook(notebook)
+    capsys.readouterr()
+    assert checked, f"{notebook.name} defines no workflow"
+
+
+@pytest.mark.parametrize("kwargs", [{}, {"flaky": 0.5, "slow": 0.1}])
+def test_example_router_round_trips_with_its_fingerprint(kwargs: dict[str, Any]) -> None:
+    """The shipped query router round-trips to the same fingerprint, description and spec."""
+    _assert_round_trip(query_router(**kwargs))
+
+
+@pytest.mark.parametrize("suite_dir", sorted(p.parent for p in (ROOT / "evals").glob("*/suite.py")), ids=str)
+def test_every_eval_suite_workflow_round_trips_with_its_fingerprint(suite_dir: Path) -> None:
+    """Each eval suite's workflow, for every variant, round-trips to the same fingerprint."""
+    suite = load_suite(suite_dir)
+    for variant in suite.variants:
+        flow, _ = suite.build(variant)
+        _assert_round_trip(flow)
+
+
+# ---- every part of a workflow -----------------------------------------------------------------
+
+
+def ledger(state: Any) -> dict[str, Any]:
+    return {"amount": state["amount"]}
+
+
+async def refund(state: Any, ctx: wf.StepContext) -> dict[str, Any]:
+    return {"refunded": state["amount"], "key": ctx.idempotency_key}
+
+
+def revise(state: Any) -> dict[str, Any]:
+    return {"amount": state["amount"] // 2, "notes": "revised"}
+
+
+def apologise(state: Any) -> dict[str, Any]:
+    return {"notes": "sorry"}
+
+
+def summary(state: Any) -> dict[str, Any]:
+    return {"notes": "done"}
+
+
+def reviewer_view(state: Any) -> dict[str, Any]:
+    return {"amount": state["amount"]}
+
+
+def always_permanent(exc: BaseException) -> wf.ErrorKind:
+    return wf.ErrorKind.PERMANENT
+
+
+def _everything() -> wf.Workflow:
+    flow = wf.Workflow("everything", version="3", description="all parts", merge={"notes": wf.append})
+    flow.step(ledger, tools=["sql_query"])
+    flow.step(
+        refund,
+        retry=wf.RetryPolicy(max_retries=2, base_delay=0.5, max_elapsed=None, jitter=0),
+        timeout=4.5,
+        fallback="apologise",
+        classify=always_permanent,
+        approval=wf.Approval(
+            "Refunds over 100 need a human",
+            payload=["amount"],
+            when=wf.when("amount", "gt", 100) & ~wf.when("vip", "eq", True),
+            on_reject="revise",
+        ),
+        irreversible=True,
+    )
+    flow.step(revise, max_visits=3, approval=wf.Approval("check the revision", payload=reviewer_view))
+    flow.step(apologise, fallback=wf.END)
+    flow.step(summary)
+    flow.route(
+        "ledger",
+        (wf.when("amount", "ge", 10) | wf.when("user.tier", "in", ["gold", "silver"])) >> wf.go("refund", tools=[]),
+        wf.when("amount", "exists") >> wf.go(wf.END),
+        default=wf.go("summary", tools=["web_search", "file_read"]),
+    )
+    flow.edge("revise", "refund")
+    flow.edge("refund", "summary")
+    flow.edge("apologise", "summary")
+    flow.metadata = {"layout": {"ledger": [10, 20], "refund": [200, 20.5]}, "note": "kept"}
+    return flow
+
+
+def test_every_part_survives_the_round_trip() -> None:
+    """Functions by import path, routes with and/or/not, bound tools ([] and None differ), defaults,
+    fallbacks, retry, timeout, approval (payload fields or function, condition, on_reject),
+    irreversible, visit bounds, merges, version, description and metadata all come back."""
+    flow = _everything()
+    spec = flow.to_spec()
+    back = wf.Workflow.from_spec(spec)
+    assert spec == back.to_spec()
+    assert flow.validate().fingerprint == back.validate().fingerprint
+    assert "3" == back.version
+    assert "all parts" == back.description
+    assert {"layout": {"ledger": [10, 20], "refund": [200, 20.5]}, "note": "kept"} == back.metadata
+    assert {"notes": wf.append} == back._merge
+    step = back.steps["refund"]
+    assert (refund, always_permanent, True) == (step.fn, step.classifier, step.irreversible)
+    assert wf.RetryPolicy(max_retries=2, base_delay=0.5, max_elapsed=None, jitter=0) == step.retry
+    assert step.approval is not None
+    assert (("amount",), "revise") == (tuple(step.approval.payload or ()), step.approval.on_reject)
+    assert str(flow.steps["refund"].approval.when) == str(step.approval.when)  # type: ignore[union-attr]
+    assert reviewer_view is back.steps["revise"].approval.payload  # type: ignore[union-attr]
+    routes = back._routers["ledger"]
+    assert [(), None] == [routes.routes[0].go.tools, routes.routes[1].go.tools]
+    assert ("web_search", "file_read") == routes.default.tools
+    assert "test_spec:ledger" == spec["steps"]["ledger"]["fn"]
+    assert "wfkit:append" == spec["merge"]["notes"]
+
+
+def test_loaded_spec_runs_like_the_code() -> None:
+    """A workflow loaded from its spec file runs the same path with the same state as the original."""
+    flow = _everything()
+    inputs = {"amount": 50}
+    expected = flow.run(inputs, policy="approve")
+    back = wf.Workflow.from_spec(flow.to_spec()).run(inputs, policy="approve")
+    assert expected.path() == back.path()
+    assert {**expected.state, "key": "-"} == {**back.state, "key": "-"}  # the key names the run
+
+
+@pytest.mark.parametrize("suffix", [".yaml", ".yml", ".json"])
+def test_files_round_trip_and_validate_against_the_shipped_schema(tmp_path: Path, suffix: str) -> None:
+    """save() writes YAML or JSON by suffix; the file reads back to the same spec and fingerprint,
+    and validates against the JSON Schema shipped in the package."""
+    flow = _everything()
+    path = flow.save(tmp_path / f"flow{suffix}")
+    data = _spec.read(path)
+    jsonschema.Draft202012Validator(_spec.schema()).validate(data)
+    assert flow.to_spec() == data
+    assert flow.version == wf.Workflow.from_spec(path).version
+    assert flow.validate().fingerprint == wf.Workflow.from_spec(path).validate().fingerprint
+
+
+def test_schema_is_shipped_and_is_a_valid_json_schema() -> None:
+    """flow.schema.json is package data, a valid Draft 2020-12 schema, and names the reserved keys."""
+    schema = _spec.schema()
+    jsonschema.Draft202012Validator.check_schema(schema)
+    assert {"map", "workflow", "cache"} <= set(schema["$defs"]["step"]["properties"])
+
+
+@pytest.mark.parametrize("fmt", ["yaml", "json"])
+def test_changing_one_route_is_a_one_line_diff(fmt: _spec.Format) -> None:
+    """Changing one route's tools, or one condition's value, changes exactly one line of the file."""
+    before = query_router()
+    after = query_router()
+    after.route(
+        "classify",
+        wf.when("query_type", "eq", "code") >> wf.go("code_search", tools=["web_search", "code_interpreter"]),
+        wf.when("query_type", "eq", "data") >> wf.go("data_query", tools=["sql_query"]),  # file_read dropped
+        wf.when("query_type", "in", ["general", "factual"]) >> wf.go("web_search", tools=["web_search"]),
+        default=wf.go("web_search", tools=["web_search"]),
+    )
+    old = _spec.dumps(before.to_spec(), fmt).splitlines()
+    new = _spec.dumps(after.to_spec(), fmt).splitlines()
+    changed = [line for line in difflib.unified_diff(old, new, lineterm="", n=0) if line[:1] in "+-"]
+    assert 4 == len(changed), changed  # the ---/+++ header, one line out, one line in
+    assert "sql_query" in changed[3]
+    assert "file_read" not in changed[3]
+
+
+def test_moving_a_box_changes_only_its_layout_line() -> None:
+    """Positions live in metadata.layout, one line per step, after the logic."""
+    flow = _everything()
+    old = _spec.dumps(flow.to_spec()).splitlines()
+    flow.metadata["layout"]["refund"] = [300, 40]
+    new = _spec.dumps(flow.to_spec()).splitlines()
+    changed = [line for line in difflib.unified_diff(old, new, lineterm="", n=0) if line[:1] in "+-"][2:]
+    assert ["-    refund: [200, 20.5]", "+    refund: [300, 40]"] == changed
+
+
+def test_key_order_is_stable_across_saves(tmp_path: Path) -> None:
+    """Saving, loading and saving again writes byte-identical files."""
+    first = _everything().save(tmp_path / "a.yaml").read_text()
+    second = wf.Workflow.from_spec(tmp_path / "a.yaml").save(tmp_path / "b.yaml").read_text()
+    assert first == second
+
+
+# ---- problems ----------------------------------------------------------------------------------
+
+
+def _problems(spec: dict[str, Any], **kwargs: Any) -> list[str]:
+    with pytest.raises(wf.FlowSpecError) as info:
+        wf.Workflow.from_spec(spec, **kwargs)
+    assert isinstance(info.value, wf.WorkflowDefinitionError)
+    assert isinstance(info.value, ValueError)
+    return info.value.problems
+
+
+def _router_spec() -> dict[str, Any]:
+    return query_router().to_spec()
+
+
+def test_every_problem_is_reported_at_once_with_its_json_path() -> None:
+    """A bad operator, an unknown key, a missing function, an unknown route target and the step it
+    leaves unreachable are all reported together, each prefixed by its JSON path."""
+    spec = _router_spec()
+    spec["routes"]["classify"]["routes"][0]["when"]["op"] = "equals"
+    spec["steps"]["review"]["timout"] = 3
+    spec["routes"]["classify"]["routes"][1]["go"] = "data_qery"
+    functions = _functions(query_router())
+    del functions["generate_answer"]
+    problems = sorted(_problems(spec, steps=functions), key=_order)
+    expected = [
+        "$.routes.classify.routes[0].when.op: 'equals' is not one of",
+        "$.steps.review: unknown key 'timout' (did you mean 'timeout'?)",
+        "$.steps.generate_answer.fn: 'generate_answer', the function of step 'generate_answer', is not among the "
+        "functions passed in steps=",
+        "$.routes.classify.routes[1].go: route from 'classify' -> 'data_qery': no step named 'data_qery' "
+        "(did you mean 'data_query'?); declare it, or use wfkit.END to finish",
+        "$.steps.data_query: step 'data_query' is unreachable from the entry 'classify'",
+    ]
+    assert len(expected) == len(problems), problems
+    for start, problem in zip(expected, problems, strict=True):
+        assert problem.startswith(start), problem
+
+
+def _order(problem: str) -> int:
+    keys = ["routes[0].when.op", "timout", ".fn:", "routes[1].go", "unreachable"]
+    return next(i for i, k in enumerate(keys) if k in problem)
+
+
+def test_bad_operator_names_the_allowed_ones() -> None:
+    """An unknown operator is reported at its condition with the list of operators to choose from."""
+    spec = _router_spec()
+    spec["routes"]["classify"]["routes"][0]["when"]["op"] = "equals"
+    (problem,) = _problems(spec, steps=_functions(query_router()))
+    assert problem.startswith("$.routes.classify.routes[0].when.op: 'equals' is not one of ")
+    assert "['eq', 'ne', 'gt', 'ge', 'lt', 'le', 'contains', 'in', 'exists']" in problem
+
+
+def test_bad_option_values_say_what_is_expected() -> None:
+    """A negative timeout, a zero visit bound and a retry policy with an unknown key are reported at
+    their own paths with what the field expects."""
+    spec = _router_spec()
+    spec["steps"]["code_search"]["timeout"] = -1
+    spec["steps"]["generate_answer"]["max_visits"] = 0
+    spec["steps"]["web_search"]["retry"]["retries"] = 2
+    problems = sorted(_problems(spec, steps=_functions(query_router())))
+    assert 3 == len(problems), problems
+    assert problems[0].startswith("$.steps.code_search.timeout: -1 is less than or equal to the minimum of 0")
+    assert problems[0].endswith("(seconds per attempt, a number > 0)")
+    assert problems[1].startswith("$.steps.generate_answer.max_visits: 0 is less than the minimum of 1")
+    assert problems[2].startswith("$.steps.web_search.retry: unknown key 'retries' (did you mean 'max_retries'?)")
+
+
+def test_import_path_that_does_not_import_is_reported() -> None:
+    """A step function whose module or name is wrong says which and how to fix it."""
+    spec = _router_spec()
+    spec["steps"]["classify"]["fn"] = "wfkit.examples:clasify"
+    spec["steps"]["review"]["fn"] = "no_such_module_here:review"
+    problems = sorted(_problems(spec, steps=_functions(query_router())))
+    assert problems[0].startswith(
+        "$.steps.classify.fn: cannot import 'wfkit.examples:clasify', the function of step 'classify'"
+    )
+    assert problems[1].startswith(
+        "$.steps.review.fn: cannot import 'no_such_module_here:review', the function of step 'review'"
+    )
+
+
+def test_reserved_workflow_key_is_refused_clearly() -> None:
+    """Sub-workflows have a reserved key; using it says it is not supported yet."""
+    spec = _router_spec()
+    spec["steps"]["review"]["workflow"] = {"spec": "child.yaml"}
+    problems = _problems(spec, steps=_functions(query_router()))
+    assert [
+        "$.steps.review.workflow: 'workflow' is reserved for maps and sub-workflows, which this version of "
+        "wfkit does not load yet; remove it",
+    ] == problems
+
+
+def split(state: Any) -> dict[str, Any]:
+    return {"docs": state["text"].split()}
+
+
+async def shout(item: Any, ctx: wf.StepContext) -> str:
+    return str(item).upper()
+
+
+def by_text(state: Any) -> str:
+    return str(state["text"])
+
+
+def _mapped() -> wf.Workflow:
+    flow = wf.Workflow("mapped", inputs=["text"])
+    flow.step(split, writes=["docs"], cache=wf.Cache(ttl=60, key=by_text))
+    flow.map(shout, over="docs", into="loud", max_concurrency=2, cache=True)
+    flow.edge("split", "shout")
+    return flow
+
+
+def test_maps_caches_declared_writes_and_inputs_round_trip() -> None:
+    """A map step (over, into, max_concurrency), caches (ttl, key function), declared writes and the
+    workflow's inputs come back with the same fingerprint, and the loaded flow runs the map."""
+    flow = _mapped()
+    spec = flow.to_spec()
+    assert ["text"] == spec["inputs"]
+    assert {"over": "docs", "into": "loud", "max_concurrency": 2} == spec["steps"]["shout"]["map"]
+    assert {"ttl": 60, "key": "test_spec:by_text"} == spec["steps"]["split"]["cache"]
+    assert ({}, ["docs"]) == (spec["steps"]["shout"]["cache"], spec["steps"]["split"]["writes"])
+    assert "    map: {over: docs, into: loud, max_concurrency: 2}" in _spec.dumps(spec).splitlines()
+    back = wf.Workflow.from_spec(spec)
+    assert flow.validate().fingerprint == back.validate().fingerprint
+    assert spec == back.to_spec()
+    assert ["A", "B"] == back.run({"text": "a b"}, workspace=False).state["loud"]
+
+
+def test_bad_map_options_are_reported_at_the_map() -> None:
+    """A map into the field it reads and a zero concurrency are reported with their paths."""
+    spec = _mapped().to_spec()
+    spec["steps"]["shout"]["map"]["into"] = "docs"
+    (problem,) = _problems(spec)
+    assert problem.startswith("$.steps.shout.map: a map reads its items from 'docs' and writes its results")
+    spec["steps"]["shout"]["map"] = {"over": "docs", "into": "loud", "max_concurrency": 0}
+    (problem,) = _problems(spec)
+    assert problem.startswith("$.steps.shout.map.max_concurrency: 0 is less than the minimum of 1")
+
+
+def test_a_map_over_a_field_nobody_writes_is_located_at_its_over() -> None:
+    """The graph check's message about a map over an unwritten field points at map.over."""
+    spec = _mapped().to_spec()
+    del spec["inputs"]
+    del spec["steps"]["split"]["writes"]
+    (problem,) = _problems(spec)
+    assert problem.startswith("$.steps.shout.map.over: map step 'shout' maps over 'docs', but no step declares")
+
+
+def test_missing_required_keys_and_wrong_format_are_reported() -> None:
+    """A spec without steps or entry, of another format number, lists each missing piece."""
+    problems = _problems({"wfkit_flow": 2, "name": "x"})
+    assert [
+        "$.wfkit_flow: 1 was expected (the spec format: 1)",
+        "$.wfkit_flow: this spec has format 2, this wfkit reads format 1; upgrade wfkit",
+        "$: 'entry' is a required property",
+        "$: 'steps' is a required property",
+    ] == sorted(problems)
+
+
+def test_graph_problems_keep_the_code_validation_hints() -> None:
+    """A loop without a visit bound gets the same message as in code, with its path."""
+    spec = _router_spec()
+    del spec["steps"]["generate_answer"]["max_visits"]
+    (problem,) = _problems(spec, steps=_functions(query_router()))
+    flow = query_router()
+    flow.step(flow.steps["generate_answer"].fn, name="generate_answer")  # redeclared without max_visits
+    with pytest.raises(wf.WorkflowDefinitionError) as code_error:
+        flow.validate()
+    assert f"$.steps.generate_answer.max_visits: {code_error.value.problems[0]}" == problem
+
+
+def test_unreadable_files_are_reported(tmp_path: Path) -> None:
+    """Broken YAML, broken JSON and a top-level list each raise FlowSpecError naming the file."""
+    (tmp_path / "a.yaml").write_text("steps: [unclosed\n")
+    (tmp_path / "b.json").write_text("{nope")
+    (tmp_path / "c.yaml").write_text("- just a list\n")
+    for name, text in (("a.yaml", "not valid YAML"), ("b.json", "not valid JSON"), ("c.yaml", "a mapping at the top")):
+        with pytest.raises(wf.FlowSpecError, match=text):
+            wf.Workflow.from_spec(tmp_path / name)
+
+
+def test_unknown_suffix_is_refused(tmp_path: Path) -> None:
+    """A file that is neither .yaml/.yml nor .json needs format= to be written."""
+    with pytest.raises(ValueError, match=r"name it \.yaml, \.yml or \.json, or pass format="):
+        _everything().save(tmp_path / "flow.txt")
+    assert "wfkit_flow: 1" in _everything().save(tmp_path / "flow.txt", format="yaml").read_text()
+
+
+def test_values_a_file_cannot_hold_are_refused_on_writing() -> None:
+    """A condition comparing with a set cannot be written as JSON data: the error says to use a list."""
+    flow = query_router()
+    flow.route("review", wf.when("quality", "in", {0.1, 0.2}) >> wf.go("generate_answer"), default=wf.go(wf.END))
+    with pytest.raises(
+        ValueError, match=r"route 'review' -> 'generate_answer': the value .* \(set\) cannot be written"
+    ):
+        flow.to_spec()
+
+
+def test_lambdas_cannot_be_named_in_a_spec() -> None:
+    """A merge rule given as a lambda has no name to write: the error says to use a def function."""
+    flow = wf.Workflow("lam", merge={"n": lambda a, b: b})
+    flow.step(summary)
+    with pytest.raises(TypeError, match="has no name, so a spec cannot refer to it: use a def function"):
+        flow.to_spec()
+
+
+def test_steps_may_be_a_list_of_functions() -> None:
+    """steps= also takes a list of functions, found by their names."""
+    flow = query_router()
+    back = wf.Workflow.from_spec(flow.to_spec(), steps=list(_functions(flow).values()))
+    assert flow.version == back.version
+
+
+def test_json_path_quotes_keys_that_are_not_names() -> None:
+    """Keys with spaces or dashes are written in brackets."""
+    assert '$.steps["two words"].retry[0]' == _spec.json_path(("steps", "two words", "retry", 0))

@@ -1,0 +1,665 @@
+"""Flows as data: a workflow's definition as a plain spec (YAML or JSON on disk) and back.
+
+The spec names every part of a workflow: steps (their functions by import path ``module:function``,
+or by a bare name the caller maps to a function), edges, routes with their structured conditions,
+bound tools and defaults, fallbacks, retry policies, timeouts, approvals, irreversible marks, visit
+bounds, maps over lists, step caches, declared writes and inputs, and merge rules. ``metadata``
+carries what does not change behaviour (the builder's layout).
+
+Files are written with a fixed key order and with every leaf that belongs together on one line
+(a route, a retry policy, a tool list, a condition), so a change to one route is a one-line diff.
+
+Loading checks the spec against the JSON Schema shipped beside this module (``flow.schema.json``),
+then resolves functions and options, then compiles the graph with the same validation as code
+(:func:`wfkit.model._graph.compile_graph`); every problem of all three stages is reported at once, each
+with its JSON path. A spec names code to run: load only specs you would trust as code.
+
+Reserved for sub-workflows (not built yet): a step's ``workflow`` key. The schema documents it; a
+spec that uses it is refused with a clear message.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import importlib
+import json
+import sys
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, fields
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+from wfkit.model._approvals import Approval
+from wfkit.model._errors import FlowSpecError, Location, WorkflowDefinitionError
+from wfkit.model._graph import compile_graph
+from wfkit.model._merge import Merge, check_merges
+from wfkit.model._retry import NO_RETRY, RetryPolicy
+from wfkit.model._routes import Compare, Condition, Go, Route, Router, condition_from_dict
+from wfkit.model._steps import Cache, StepFunction, StepSpec, make_map, make_spec
+
+FORMAT = 1
+"""The spec format this version writes and reads (the ``wfkit_flow`` key)."""
+
+RESERVED_STEP_KEYS = ("workflow",)
+"""Step keys kept for sub-workflows (not supported yet)."""
+
+_RETRY_DEFAULTS = RetryPolicy()
+Format = Literal["yaml", "json"]
+
+
+# ---- functions by reference ------------------------------------------------------------------
+
+
+def function_ref(fn: Callable[..., Any]) -> str:
+    """``module:qualname`` when importing it gives back this very object, else its bare name.
+
+    wfkit's own functions are written through the public namespace (``wfkit:append``), so a spec
+    does not depend on where inside the package they live.
+    """
+    name = getattr(fn, "__name__", None)
+    wfkit = sys.modules.get("wfkit")
+    if wfkit is not None and name and getattr(wfkit, name, None) is fn:
+        return f"wfkit:{name}"
+    module_name, qualname = getattr(fn, "__module__", None), getattr(fn, "__qualname__", None)
+    if module_name and qualname and module_name != "__main__" and "<" not in qualname:
+        target: Any = sys.modules.get(module_name)
+        for part in qualname.split("."):
+            target = getattr(target, part, None)
+        if target is fn:
+            return f"{module_name}:{qualname}"
+    if not isinstance(name, str) or not name or name == "<lambda>":
+        raise TypeError(f"{fn!r} has no name, so a spec cannot refer to it: use a def function")
+    return name
+
+
+def _import_ref(ref: str) -> Any:
+    module_name, _, qualname = ref.partition(":")
+    target: Any = importlib.import_module(module_name)
+    for part in qualname.split("."):
+        target = getattr(target, part)
+    return target
+
+
+def as_namespace(functions: Mapping[str, Any] | Iterable[Callable[..., Any]] | None) -> dict[str, Any]:
+    """The caller's functions by name: a mapping as given, or a list of functions by ``__name__``."""
+    if functions is None:
+        return {}
+    if isinstance(functions, Mapping):
+        return dict(functions)
+    out: dict[str, Any] = {}
+    for fn in functions:
+        if not callable(fn) or not getattr(fn, "__name__", None):
+            raise TypeError(f"steps= takes a mapping of names to functions or a list of functions, got {fn!r}")
+        out[fn.__name__] = fn
+    return out
+
+
+def _resolve(ref: str, namespace: Mapping[str, Any], what: str) -> tuple[Any, str | None]:
+    """(the callable, None) or (None, why it cannot be found and how to fix it)."""
+    if ":" in ref:
+        try:
+            target = _import_ref(ref)
+        except (ImportError, AttributeError) as exc:
+            return None, f"cannot import {ref!r}, {what} ({exc}); check the module path and function name"
+    else:
+        if ref not in namespace:
+            close = difflib.get_close_matches(ref, list(namespace), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            return None, (
+                f"{ref!r}, {what}, is not among the functions passed in steps={hint}; pass it "
+                f"(Workflow.from_spec(spec, steps={{{ref!r}: {ref}}})) or write it as 'module:{ref}'"
+            )
+        target = namespace[ref]
+    if not callable(target):
+        return None, f"{ref!r}, {what}, is {type(target).__name__}, not a function"
+    return target, None
+
+
+# ---- workflow -> spec ------------------------------------------------------------------------
+
+
+class _Line(dict[str, Any]):
+    """A mapping written on one line (flow style), so a change to it is a one-line diff."""
+
+
+class _LineList(list[Any]):
+    """A list written on one line."""
+
+
+def _line(value: Any) -> Any:
+    """Mark ``value`` and everything inside it as written on one line."""
+    if isinstance(value, Mapping):
+        return _Line({k: _line(v) for k, v in value.items()})
+    if isinstance(value, list | tuple):
+        return _LineList(_line(v) for v in value)
+    return value
+
+
+def _json_value(value: Any, where: str) -> Any:
+    """A condition or payload value as JSON data; refuse what a file cannot hold as it is."""
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    if isinstance(value, list | tuple):
+        return [_json_value(v, where) for v in value]
+    if isinstance(value, Mapping) and all(isinstance(k, str) for k in value):
+        return {k: _json_value(v, where) for k, v in value.items()}
+    raise ValueError(
+        f"{where}: the value {value!r} ({type(value).__name__}) cannot be written to a spec; "
+        f"use JSON values (null, true/false, numbers, strings, lists, objects with string keys)"
+    )
+
+
+def _condition(condition: Condition, where: str) -> dict[str, Any]:
+    data = condition.to_dict()
+    return _json_value(data, where)  # type: ignore[no-any-return]
+
+
+def _retry(policy: RetryPolicy) -> dict[str, Any]:
+    return {
+        f.name: getattr(policy, f.name)
+        for f in fields(RetryPolicy)
+        if getattr(policy, f.name) != getattr(_RETRY_DEFAULTS, f.name)
+    }
+
+
+def _step(spec: StepSpec) -> dict[str, Any]:
+    where = f"step {spec.name!r}"
+    out: dict[str, Any] = {"fn": function_ref(spec.fn)}
+    if spec.retry != NO_RETRY:
+        out["retry"] = _line(_retry(spec.retry))
+    if spec.timeout is not None:
+        out["timeout"] = spec.timeout
+    if spec.max_visits is not None:
+        out["max_visits"] = spec.max_visits
+    if spec.fallback is not None:
+        out["fallback"] = spec.fallback
+    if spec.classifier is not None:
+        out["classify"] = function_ref(spec.classifier)
+    if spec.tools:
+        out["tools"] = _line(list(spec.tools))
+    if spec.approval is not None:
+        a = spec.approval
+        approval: dict[str, Any] = {"reason": a.reason}
+        if a.payload is not None:
+            approval["payload"] = function_ref(a.payload) if callable(a.payload) else _line(list(a.payload))
+        if a.when is not None:
+            approval["when"] = _line(_condition(a.when, f"{where}: approval condition"))
+        if a.on_reject is not None:
+            approval["on_reject"] = a.on_reject
+        out["approval"] = approval
+    if spec.irreversible:
+        out["irreversible"] = True
+    if spec.map is not None:
+        mapping: dict[str, Any] = {"over": spec.map.over, "into": spec.map.into}
+        if spec.map.max_concurrency is not None:
+            mapping["max_concurrency"] = spec.map.max_concurrency
+        out["map"] = _line(mapping)
+    if spec.cache is not None:
+        cache: dict[str, Any] = {}
+        if spec.cache.ttl_seconds is not None:
+            cache["ttl"] = spec.cache.ttl_seconds
+        if spec.cache.key is not None:
+            cache["key"] = function_ref(spec.cache.key)
+        out["cache"] = _line(cache)
+    if spec.writes is not None:
+        out["writes"] = _line(sorted(spec.writes))
+    return out
+
+
+def _go(go: Go) -> dict[str, Any]:
+    out: dict[str, Any] = {"go": go.target}
+    if go.tools is not None:
+        out["tools"] = list(go.tools)
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class FlowParts:
+    """Everything a Workflow is made of, as the engine holds it (what a spec describes)."""
+
+    name: str
+    entry: str | None
+    steps: Mapping[str, StepSpec]
+    edges: Mapping[str, list[str]]
+    routers: Mapping[str, Router]
+    merge: Mapping[str, Merge]
+    version: str | None = None
+    description: str = ""
+    inputs: tuple[str, ...] | None = None
+    metadata: Mapping[str, Any] | None = None
+
+
+def to_spec(parts: FlowParts) -> dict[str, Any]:
+    """The workflow as plain data in the spec's key order (see the module docstring)."""
+    spec: dict[str, Any] = {"wfkit_flow": FORMAT, "name": parts.name}
+    if parts.version is not None:
+        spec["version"] = parts.version
+    if parts.description:
+        spec["description"] = parts.description
+    if parts.inputs is not None:
+        spec["inputs"] = _line(list(parts.inputs))
+    spec["entry"] = parts.entry
+    spec["steps"] = {name: _step(step) for name, step in parts.steps.items()}
+    if parts.edges:
+        spec["edges"] = {src: _line(list(targets)) for src, targets in parts.edges.items()}
+    if parts.routers:
+        spec["routes"] = {
+            src: {
+                "routes": [
+                    _line({"when": _condition(r.condition, f"route {src!r} -> {r.target!r}"), **_go(r.go)})
+                    for r in router.routes
+                ],
+                "default": _line(_go(router.default)),
+            }
+            for src, router in parts.routers.items()
+        }
+    if parts.merge:
+        spec["merge"] = {name: function_ref(fn) for name, fn in parts.merge.items()}
+    if parts.metadata:
+        spec["metadata"] = _metadata(parts.metadata)
+    return spec
+
+
+def _metadata(metadata: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(metadata)
+    layout = out.get("layout")
+    if isinstance(layout, Mapping):
+        # One line per step: moving a box changes one line, far below the logic.
+        out["layout"] = {name: _line(list(xy)) for name, xy in layout.items()}
+    return out
+
+
+# ---- files -----------------------------------------------------------------------------------
+
+
+def _yaml_dumper() -> Any:
+    import yaml
+
+    class Dumper(yaml.SafeDumper):
+        pass
+
+    def line_map(dumper: Any, data: _Line) -> Any:
+        return dumper.represent_mapping("tag:yaml.org,2002:map", data.items(), flow_style=True)
+
+    def line_list(dumper: Any, data: _LineList) -> Any:
+        return dumper.represent_sequence("tag:yaml.org,2002:seq", data, flow_style=True)
+
+    def block_map(dumper: Any, data: dict[str, Any]) -> Any:
+        return dumper.represent_mapping("tag:yaml.org,2002:map", data.items(), flow_style=False)
+
+    Dumper.add_representer(_Line, line_map)
+    Dumper.add_representer(_LineList, line_list)
+    Dumper.add_representer(dict, block_map)
+    return Dumper
+
+
+def _json_text(value: Any, indent: int = 0) -> str:
+    """JSON with the same one-line leaves as the YAML."""
+    pad = "  " * (indent + 1)
+    if isinstance(value, _Line | _LineList) or not isinstance(value, dict | list) or not value:
+        return json.dumps(value, ensure_ascii=False, separators=(", ", ": "))
+    if isinstance(value, dict):
+        items = [f"{pad}{json.dumps(k, ensure_ascii=False)}: {_json_text(v, indent + 1)}" for k, v in value.items()]
+        return "{\n" + ",\n".join(items) + "\n" + "  " * indent + "}"
+    items = [f"{pad}{_json_text(v, indent + 1)}" for v in value]
+    return "[\n" + ",\n".join(items) + "\n" + "  " * indent + "]"
+
+
+def _format_of(path: Path, format: Format | None) -> Format:
+    if format is not None:
+        return format
+    suffix = path.suffix.lower()
+    if suffix in (".yaml", ".yml"):
+        return "yaml"
+    if suffix == ".json":
+        return "json"
+    raise ValueError(f"cannot tell the spec format of {path.name!r}: name it .yaml, .yml or .json, or pass format=")
+
+
+def dumps(spec: Mapping[str, Any], format: Format = "yaml") -> str:
+    """The spec as YAML or JSON text, keys in the spec's order, one-line leaves kept on one line."""
+    if format == "json":
+        return _json_text(spec) + "\n"
+    import yaml
+
+    text: str = yaml.dump(dict(spec), Dumper=_yaml_dumper(), sort_keys=False, width=1_000_000, allow_unicode=True)
+    return text
+
+
+def write(spec: Mapping[str, Any], path: str | Path, format: Format | None = None) -> Path:
+    """Write a spec file (format from the suffix unless given); the write is atomic."""
+    target = Path(path)
+    text = dumps(spec, _format_of(target, format))
+    tmp = target.with_name(f".{target.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(target)
+    return target
+
+
+def read(path: str | Path) -> dict[str, Any]:
+    """Read a spec file as plain data (not checked yet: :func:`load` does that)."""
+    source = Path(path)
+    text = source.read_text(encoding="utf-8")
+    if _format_of(source, None) == "json":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise FlowSpecError(source.name, [f"$: {source.name} is not valid JSON: {exc}"], [()]) from exc
+    else:
+        import yaml
+
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise FlowSpecError(source.name, [f"$: {source.name} is not valid YAML: {exc}"], [()]) from exc
+    if not isinstance(data, dict):
+        raise FlowSpecError(source.name, [f"$: a flow spec is a mapping at the top, got {type(data).__name__}"], [()])
+    return data
+
+
+# ---- spec -> workflow ------------------------------------------------------------------------
+
+
+@cache
+def schema() -> dict[str, Any]:
+    """The published JSON Schema of the spec (``wfkit/model/flow.schema.json``)."""
+    text = resources.files("wfkit.model").joinpath("flow.schema.json").read_text(encoding="utf-8")
+    data: dict[str, Any] = json.loads(text)
+    return data
+
+
+def json_path(location: Iterable[str | int]) -> str:
+    """``("routes", "classify", "routes", 0)`` as ``$.routes.classify.routes[0]``."""
+    out = "$"
+    for key in location:
+        if isinstance(key, int):
+            out += f"[{key}]"
+        elif key.isidentifier():
+            out += f".{key}"
+        else:
+            out += f"[{json.dumps(key)}]"
+    return out
+
+
+class _Problems:
+    def __init__(self) -> None:
+        self.messages: list[str] = []
+        self.locations: list[Location] = []
+
+    def add(self, where: Location, message: str) -> None:
+        if (where, message) not in zip(self.locations, self.messages, strict=True):
+            self.locations.append(where)
+            self.messages.append(message)
+
+    def inside(self, where: Location) -> bool:
+        """Whether a problem was already reported at ``where`` or inside it (its value is not usable)."""
+        return any(loc[: len(where)] == where for loc in self.locations)
+
+    def above(self, where: Location) -> bool:
+        """Whether a problem was already reported at ``where`` or at a part containing it (so a problem
+        found later at ``where`` is a consequence of that one)."""
+        return any(where[: len(loc)] == loc for loc in self.locations if loc)
+
+
+def _closest(error: Any) -> Any:
+    """For a value that fits none of a oneOf's shapes: the deepest complaint of the first shape
+    whose required keys it has (``op: equals`` in a comparison), else the error itself."""
+    branches: dict[Any, list[Any]] = {}
+    for sub in error.context or ():
+        branches.setdefault(sub.relative_schema_path[0], []).append(sub)
+    for subs in branches.values():
+        if not any(sub.validator == "required" for sub in subs):
+            return max(subs, key=lambda sub: len(sub.absolute_path))
+    return error
+
+
+def _schema_problems(spec: Mapping[str, Any], problems: _Problems) -> None:
+    import jsonschema
+
+    validator = jsonschema.Draft202012Validator(schema())
+    for top in sorted(validator.iter_errors(spec), key=lambda e: [str(p) for p in e.absolute_path]):
+        # A condition that fits none of its shapes: report the closest shape's complaint.
+        error = _closest(top)
+        where = tuple(error.absolute_path)
+        message = error.message
+        if error.validator == "additionalProperties" and isinstance(error.instance, Mapping):
+            allowed = list(error.schema.get("properties", {}))
+            extra = sorted(set(error.instance) - set(allowed))
+            hints = []
+            for key in extra:
+                close = difflib.get_close_matches(key, allowed, n=1)
+                hints.append(f"{key!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+            message = f"unknown key {', '.join(hints)}; allowed here: {', '.join(allowed)}"
+        hint = error.schema.get("description") if isinstance(error.schema, Mapping) else None
+        if hint and error.validator not in ("additionalProperties", "required", "oneOf"):
+            message += f" ({hint})"
+        problems.add(where, f"{json_path(where)}: {message}")
+
+
+def _missing_step(state: Any) -> None:
+    """Stands in for a step whose function could not be found, so the graph can still be checked."""
+    raise RuntimeError("this step's function was not found when the spec was loaded")
+
+
+def _step_from_spec(name: str, data: Mapping[str, Any], namespace: Mapping[str, Any], problems: _Problems) -> StepSpec:
+    where: Location = ("steps", name)
+    for key in RESERVED_STEP_KEYS:
+        if key in data:
+            problems.add(
+                (*where, key),
+                f"{json_path((*where, key))}: {key!r} is reserved for maps and sub-workflows, which this "
+                f"version of wfkit does not load yet; remove it",
+            )
+    fn: StepFunction = _missing_step
+    ref = data.get("fn", name)
+    if isinstance(ref, str):
+        found, why = _resolve(ref, namespace, f"the function of step {name!r}")
+        if why is not None:
+            problems.add((*where, "fn"), f"{json_path((*where, 'fn'))}: {why}")
+        else:
+            fn = found
+    options: dict[str, Any] = {}
+    retry = data.get("retry")
+    if isinstance(retry, Mapping) and not problems.inside((*where, "retry")):
+        try:
+            options["retry"] = RetryPolicy(**retry)
+        except (TypeError, ValueError) as exc:
+            problems.add((*where, "retry"), f"{json_path((*where, 'retry'))}: {exc}")
+    for key in ("timeout", "max_visits", "fallback"):
+        if key in data and not problems.inside((*where, key)):
+            options[key] = data[key]
+    tools = data.get("tools")
+    if isinstance(tools, list):
+        options["tools"] = tuple(tools)
+    classify = data.get("classify")
+    if isinstance(classify, str):
+        found, why = _resolve(classify, namespace, "the error classifier")
+        if why is not None:
+            problems.add((*where, "classify"), f"{json_path((*where, 'classify'))}: {why}")
+        else:
+            options["classifier"] = found
+    approval = data.get("approval")
+    if isinstance(approval, Mapping) and isinstance(approval.get("reason"), str):
+        options["approval"] = _approval(approval, (*where, "approval"), namespace, problems)
+    if data.get("irreversible") is True:
+        options["irreversible"] = True
+    cache = data.get("cache")
+    if isinstance(cache, Mapping) and not problems.inside((*where, "cache")):
+        cache_key: Any = None
+        if isinstance(cache.get("key"), str):
+            cache_key, why = _resolve(cache["key"], namespace, "the cache key function")
+            if why is not None:
+                problems.add((*where, "cache", "key"), f"{json_path((*where, 'cache', 'key'))}: {why}")
+        try:
+            options["cache"] = Cache(ttl=cache.get("ttl"), key=cache_key)
+        except (TypeError, ValueError) as exc:
+            problems.add((*where, "cache"), f"{json_path((*where, 'cache'))}: {exc}")
+    writes = data.get("writes")
+    if isinstance(writes, list):
+        options["writes"] = writes
+    mapping = None
+    raw_map = data.get("map")
+    if isinstance(raw_map, Mapping) and not problems.inside((*where, "map")):  # the schema checked its keys
+        try:
+            mapping = make_map(raw_map["over"], raw_map["into"], raw_map.get("max_concurrency"))
+        except (TypeError, ValueError) as exc:
+            problems.add((*where, "map"), f"{json_path((*where, 'map'))}: {exc}")
+    try:
+        spec = make_spec(
+            fn,
+            name=name,
+            retry=options.get("retry"),
+            timeout=options.get("timeout"),
+            max_visits=options.get("max_visits"),
+            fallback=options.get("fallback"),
+            classifier=options.get("classifier"),
+            tools=options.get("tools", ()),
+            approval=options.get("approval"),
+            irreversible=options.get("irreversible", False),
+            cache=options.get("cache"),
+            writes=options.get("writes"),
+        )
+        return spec if mapping is None else dataclasses.replace(spec, map=mapping)
+    except (TypeError, ValueError) as exc:
+        problems.add(where, f"{json_path(where)}: {exc}")
+        return make_spec(
+            _missing_step,
+            name=name,
+            retry=None,
+            timeout=None,
+            max_visits=None,
+            fallback=None,
+            classifier=None,
+            tools=(),
+        )
+
+
+def _approval(data: Mapping[str, Any], where: Location, namespace: Mapping[str, Any], problems: _Problems) -> Approval:
+    payload: Any = data.get("payload")
+    if isinstance(payload, str):
+        found, why = _resolve(payload, namespace, "the approval payload function")
+        if why is not None:
+            problems.add((*where, "payload"), f"{json_path((*where, 'payload'))}: {why}")
+        payload = found
+    when = None
+    if isinstance(data.get("when"), Mapping):
+        when = _condition_at(data["when"], (*where, "when"), problems)
+    on_reject = data.get("on_reject")
+    return Approval(
+        data["reason"],
+        payload=tuple(payload) if isinstance(payload, list) else payload,
+        when=when,
+        on_reject=on_reject if isinstance(on_reject, str) else None,
+    )
+
+
+def _condition_at(data: Mapping[str, Any], where: Location, problems: _Problems) -> Condition:
+    if not problems.inside(where):
+        try:
+            return condition_from_dict(data)
+        except (ValueError, TypeError, KeyError) as exc:
+            problems.add(where, f"{json_path(where)}: {exc}")
+    return Compare("__unreadable_condition__", "exists")  # never true: the route is kept for the graph check
+
+
+def _go_at(data: Any) -> Go | None:
+    if not isinstance(data, Mapping) or not isinstance(data.get("go"), str) or not data["go"]:
+        return None
+    tools = data.get("tools")
+    return Go(data["go"], tuple(tools) if isinstance(tools, list) else None)
+
+
+def _mapping(spec: Mapping[str, Any], key: str) -> Mapping[str, Any]:
+    """``spec[key]`` if it is a mapping (else the schema has reported it), else empty."""
+    value = spec.get(key)
+    return value if isinstance(value, Mapping) else {}
+
+
+def load_parts(
+    spec: Mapping[str, Any], functions: Mapping[str, Any] | Iterable[Callable[..., Any]] | None = None
+) -> FlowParts:
+    """Check a spec and build a workflow's parts; raise FlowSpecError with every problem at once."""
+    namespace = as_namespace(functions)
+    problems = _Problems()
+    if not isinstance(spec, Mapping):
+        raise FlowSpecError("?", [f"$: a flow spec is a mapping, got {type(spec).__name__}"], [()])
+    name = spec["name"] if isinstance(spec.get("name"), str) and spec["name"] else "?"
+    _schema_problems(spec, problems)
+    if spec.get("wfkit_flow") not in (None, FORMAT) and isinstance(spec.get("wfkit_flow"), int):
+        problems.add(
+            ("wfkit_flow",),
+            f"$.wfkit_flow: this spec has format {spec['wfkit_flow']}, this wfkit reads format {FORMAT}; upgrade wfkit",
+        )
+
+    raw_steps = _mapping(spec, "steps")
+    steps: dict[str, StepSpec] = {}
+    for step_name, data in raw_steps.items():
+        if isinstance(step_name, str) and isinstance(data, Mapping):
+            steps[step_name] = _step_from_spec(step_name, data, namespace, problems)
+
+    edges: dict[str, list[str]] = {}
+    raw_edges = _mapping(spec, "edges")
+    for src, targets in raw_edges.items():
+        if isinstance(targets, list):
+            edges[src] = [t for t in targets if isinstance(t, str)]
+
+    routers: dict[str, Router] = {}
+    raw_routes = _mapping(spec, "routes")
+    for src, data in raw_routes.items():
+        if not isinstance(data, Mapping):
+            continue
+        routes = []
+        for i, item in enumerate(data.get("routes") or []):
+            where: Location = ("routes", src, "routes", i)
+            go = _go_at(item)
+            if go is None or not isinstance(item.get("when"), Mapping):
+                continue  # the schema reported it
+            routes.append(Route(_condition_at(item["when"], (*where, "when"), problems), go))
+        default = _go_at(data.get("default"))
+        if default is not None:
+            routers[src] = Router(tuple(routes), default)
+
+    merge: dict[str, Merge] = {}
+    raw_merge = _mapping(spec, "merge")
+    for field_name, ref in raw_merge.items():
+        if isinstance(ref, str):
+            found, why = _resolve(ref, namespace, f"the merge rule for {field_name!r}")
+            if why is not None:
+                problems.add(("merge", field_name), f"{json_path(('merge', field_name))}: {why}")
+            else:
+                merge[field_name] = found
+    try:
+        merge = check_merges(merge)
+    except TypeError as exc:
+        problems.add(("merge",), f"$.merge: {exc}")
+        merge = {}
+
+    entry = spec.get("entry") if isinstance(spec.get("entry"), str) else None
+    raw_inputs = spec.get("inputs")
+    inputs = tuple(i for i in raw_inputs if isinstance(i, str)) if isinstance(raw_inputs, list) else None
+    if steps:
+        try:
+            compile_graph(name, steps, edges, routers, entry, merge, inputs)
+        except WorkflowDefinitionError as exc:
+            for message, where in zip(exc.problems, exc.locations, strict=True):
+                if not problems.above(where):
+                    problems.add(where, f"{json_path(where)}: {message}")
+    if problems.messages:
+        raise FlowSpecError(name, problems.messages, problems.locations)
+    version = spec.get("version")
+    metadata = spec.get("metadata")
+    return FlowParts(
+        name=name,
+        entry=entry,
+        steps=steps,
+        edges=edges,
+        routers=routers,
+        merge=merge,
+        version=version if isinstance(version, str) else None,
+        description=spec.get("description") or "",
+        inputs=inputs,
+        metadata=dict(metadata) if isinstance(metadata, Mapping) else None,
+    )
