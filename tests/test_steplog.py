@@ -510,7 +510,9 @@ _events = st.builds(
     decision_comment=_maybe,
     parameters_hash=_maybe,
     host=_maybe,
-    extra=st.none() | st.dictionaries(_words, st.integers() | _words, max_size=3),
+    extra=st.none() | st.dictionaries(_words, st.integers(-(2**53), 2**53) | _words, max_size=3),
+    map_index=st.none() | st.integers(0, 1000),
+    parent_run_id=_maybe,
 )
 
 

@@ -89,10 +89,11 @@ def to_json(value: Any, path: str = "") -> Any:
     if kind is bytes or kind is bytearray:
         return {TAG: kind.__name__, "v": base64.b64encode(value).decode("ascii")}
     if kind is dt.datetime:
-        tagged = {TAG: "datetime", "v": value.isoformat()}
         if isinstance(value.tzinfo, ZoneInfo):
-            tagged["zone"] = value.tzinfo.key
-        return tagged
+            # Wall time, zone name and fold: an offset alone would move a time in a DST gap or fold.
+            wall = value.replace(tzinfo=None).isoformat()
+            return {TAG: "datetime", "v": wall, "zone": value.tzinfo.key, "fold": value.fold}
+        return {TAG: "datetime", "v": value.isoformat()}
     if kind is dt.date:
         return {TAG: "date", "v": value.isoformat()}
     if kind is dt.time:
@@ -222,7 +223,9 @@ def _warn_if_large(who: str, values: Mapping[str, Any], encoded: Mapping[str, An
 def _zone(tagged: dict[str, Any]) -> dt.datetime:
     when = dt.datetime.fromisoformat(tagged["v"])
     zone = tagged.get("zone")
-    return when if zone is None else when.astimezone(ZoneInfo(zone))
+    if zone is None:
+        return when
+    return when.replace(tzinfo=ZoneInfo(zone), fold=int(tagged.get("fold", 0)))
 
 
 def _registered_type(tagged: dict[str, Any]) -> type:
