@@ -84,32 +84,49 @@ def small(tmp_path_factory: pytest.TempPathFactory) -> pd.DataFrame:
 
 
 def test_advise_timeouts_is_the_quantile_times_the_margin(small: pd.DataFrame) -> None:
-    """The default proposal is each step's P99 x 1.5 (to the millisecond), with the run deadline
-    at P99 of run duration x 1.5 in attrs."""
+    """The default proposal per (workflow, step) is P99 x 1.5 of successful latency, rounded up to
+    the millisecond and never below the slowest success, with the samples it rests on; the run
+    deadline per workflow is in attrs."""
     table = small.wf.advise_timeouts()
-    assert ["p50", "p99", "samples", "timeout_s", "mean_s"] == list(table.columns)
-    assert set(STEPS) == {str(s) for s in table.index}
+    assert ["samples", "p50", "p99", "max", "mean", "timeout_s", "basis", "note"] == list(table.columns)
+    assert [("small", step) for step in sorted(STEPS)] == list(table.index)
     for step in STEPS:
         latencies = small.loc[small["step"] == step, "latency_s"]
-        assert pytest.approx(latencies.quantile(0.99)) == table.loc[step, "p99"]
-        assert round(latencies.quantile(0.99) * 1.5, 3) == table.loc[step, "timeout_s"]
-        assert 25 == table.loc[step, "samples"]
+        row = table.loc[("small", step)]
+        assert pytest.approx(latencies.quantile(0.99)) == row["p99"]
+        expected = math.ceil(max(latencies.quantile(0.99) * 1.5, latencies.max()) * 1000) / 1000
+        assert pytest.approx(expected) == row["timeout_s"]
+        assert row["timeout_s"] >= latencies.max()
+        assert 25 == row["samples"]
+        assert row["note"] is None
     durations = small.wf.runs()["duration_s"]
-    assert round(durations.quantile(0.99) * 1.5, 3) == pytest.approx(table.attrs["run_deadline_s"])
-    assert (0.99, 1.5) == (table.attrs["quantile"], table.attrs["margin"])
+    deadline = math.ceil(max(durations.quantile(0.99) * 1.5, durations.max()) * 1000) / 1000
+    assert {"small": pytest.approx(deadline)} == table.attrs["run_deadline_s"]
+    assert {"small": 25} == table.attrs["run_samples"]
+    assert (0.99, 1.5, 20) == (table.attrs["quantile"], table.attrs["margin"], table.attrs["min_samples"])
 
 
 def test_advise_timeouts_at_another_quantile_and_margin(small: pd.DataFrame) -> None:
-    """quantile=0.9, margin=2 gives a p90 column and timeouts of twice it."""
+    """quantile=0.9, margin=2 gives a p90 column and timeouts of twice it (or the slowest success)."""
     table = small.wf.advise_timeouts(quantile=0.9, margin=2.0)
     assert "p90" in table.columns
     for step in STEPS:
-        assert round(table.loc[step, "p90"] * 2.0, 3) == table.loc[step, "timeout_s"]
-    assert table.attrs["run_deadline_s"] < small.wf.advise_timeouts().attrs["run_deadline_s"] * 2
+        row = table.loc[("small", step)]
+        assert pytest.approx(math.ceil(max(row["p90"] * 2.0, row["max"]) * 1000) / 1000) == row["timeout_s"]
 
 
-def test_advise_timeouts_leaves_timed_out_attempts_out(workspace: Path) -> None:
-    """A timed-out attempt only says "at least": it is not a latency sample."""
+def test_advise_timeouts_is_never_below_the_slowest_success(small: pd.DataFrame) -> None:
+    """At the median with no margin the quantile would cut half the calls: the slowest success wins."""
+    table = small.wf.advise_timeouts(quantile=0.5, margin=1.0)
+    for step in STEPS:
+        row = table.loc[("small", step)]
+        assert pytest.approx(math.ceil(row["max"] * 1000) / 1000) == row["timeout_s"]
+        assert "slowest success" == row["basis"]
+
+
+def test_advise_timeouts_gives_no_advice_on_too_few_samples(workspace: Path) -> None:
+    """Under min_samples successful attempts a step gets no timeout, and the note says why; a
+    timed-out attempt only says "at least" and is not a sample."""
     flow = wf.Workflow("sometimes-slow")
 
     @flow.step(timeout=0.05, retry=wf.RetryPolicy(max_retries=1, base_delay=0.001, jitter=0))
@@ -119,8 +136,20 @@ def test_advise_timeouts_leaves_timed_out_attempts_out(workspace: Path) -> None:
     for i in range(3):
         flow.run({"i": i})
     table = wf.steps().wf.advise_timeouts()
-    assert 3 == table.loc["call", "samples"]
-    assert table.loc["call", "p99"] < 0.05
+    row = table.loc[("sometimes-slow", "call")]
+    assert 3 == row["samples"]
+    assert row["p99"] < 0.05
+    assert math.isnan(row["timeout_s"])
+    assert "only 3 successful attempts; need 20 for advice" == row["note"]
+    assert {"sometimes-slow": None} == table.attrs["run_deadline_s"]
+    enough = wf.steps().wf.advise_timeouts(min_samples=3)
+    assert enough.loc[("sometimes-slow", "call"), "timeout_s"] >= row["max"]
+
+
+def test_advise_timeouts_rejects_a_min_samples_below_1(small: pd.DataFrame) -> None:
+    """min_samples must be at least 1."""
+    with pytest.raises(ValueError, match="min_samples must be >= 1"):
+        small.wf.advise_timeouts(min_samples=0)
 
 
 @pytest.mark.parametrize("quantile", [0, 1, 1.5, -0.1])
@@ -143,6 +172,21 @@ def test_predict_rejects_an_unknown_step(small: pd.DataFrame) -> None:
     """A timeout for a step the log never saw is an error naming it and the known steps."""
     with pytest.raises(ValueError, match=r"no latency observed for step\(s\) nowhere; known: draft, plan"):
         small.wf.predict_timeouts({"nowhere": 1.0})
+
+
+def test_predict_takes_the_advice_as_it_comes(small: pd.DataFrame) -> None:
+    """advise_timeouts()["timeout_s"] (keyed by (workflow, step)) goes straight into predict_timeouts."""
+    advice = small.wf.advise_timeouts()
+    table = small.wf.predict_timeouts(advice["timeout_s"], runs=500)
+    assert list(advice["timeout_s"]) == [table.loc[step, "timeout_s"] for step in sorted(STEPS)]
+
+
+def test_predict_refuses_a_frame_of_several_workflows(small: pd.DataFrame) -> None:
+    """Runs of two workflows cannot be one simulation: the error says how to pick one."""
+    two = pd.concat([small, small.assign(workflow="other")], ignore_index=True)
+    with pytest.raises(ValueError, match="simulates runs of one workflow; this frame holds other, small"):
+        two.wf.predict_timeouts({"plan": 1.0})
+    assert 500 == two.wf.predict_timeouts({("small", "plan"): 1.0}, runs=500).attrs["runs"]
 
 
 def test_predict_without_timeouts_predicts_no_timeouts(small: pd.DataFrame) -> None:
@@ -209,8 +253,9 @@ def test_predicted_timeout_rates_match_observed_runs(workspace: Path) -> None:
     calibration sees the very timing noise (event-loop and machine load) the check runs meet. The
     seeds are fixed: the latency draws are the same every time, only the timing noise varies."""
     (_pilot,) = run_many((lognormal_flow("pilot"), range(-100, 0)))
-    proposal = wf.steps(workflow="pilot").wf.advise_timeouts(quantile=0.8, margin=1.0)
-    timeouts = {step: float(proposal.loc[step, "timeout_s"]) for step in STEPS}
+    # P80 on purpose (advise_timeouts never goes below the slowest success): a fifth of attempts time out.
+    proposal = wf.steps(workflow="pilot").wf.latency(quantiles=(0.8,)).loc["pilot"]
+    timeouts = {step: round(float(proposal.loc[step, "p80"]), 3) for step in STEPS}
     retry = wf.RetryPolicy(max_retries=1, base_delay=0.001, jitter=0)
 
     _, runs = run_many(

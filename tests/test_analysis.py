@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 import wfkit as wf
-from wfkit.logs._analysis import register_accessor
+from wfkit.logs._register import register_accessor
 from wfkit.logs._steplog import dataset_schema, schema, steps_dir
 
 RUNS = 30
@@ -76,19 +76,24 @@ def known(tmp_path_factory: pytest.TempPathFactory) -> Known:
 
 
 def test_latency_percentiles_per_step(known: Known) -> None:
-    """latency() has p50, p90, p95, p99, max, mean and count per step, ordered and plausible."""
+    """latency() has p50, p90, p95, p99, max, mean and count per (workflow, step) over successful
+    attempts, ordered and plausible; status=None counts every attempt."""
     frame = known.frame
-    table = frame.wf.latency()
+    keyed = frame.wf.latency()
+    assert [("known", "answer"), ("known", "fetch"), ("known", "parse")] == list(keyed.index)
+    assert ["workflow", "step"] == list(keyed.index.names)
+    table = keyed.loc["known"]
     assert ["p50", "p90", "p95", "p99", "max", "mean", "count"] == list(table.columns)
-    assert ["answer", "fetch", "parse"] == sorted(str(s) for s in table.index)
-    assert {"fetch": RUNS + 10, "parse": RUNS + 6, "answer": RUNS} == {str(k): v for k, v in table["count"].items()}
+    assert {"fetch": RUNS, "parse": RUNS, "answer": RUNS - 3} == table["count"].to_dict()
+    every = frame.wf.latency(status=None).loc["known"]
+    assert {"fetch": RUNS + 10, "parse": RUNS + 6, "answer": RUNS} == every["count"].to_dict()
     for _, row in table.iterrows():
         assert row["p50"] <= row["p90"] <= row["p95"] <= row["p99"] <= row["max"]
     sleeps = {"fetch": 0.01, "parse": 0.002, "answer": 0.03}
     for step, sleep in sleeps.items():
         assert sleep <= table.loc[step, "p50"] < sleep + 0.25
         assert sleep <= table.loc[step, "mean"]
-    latencies = frame.loc[frame["step"] == "answer", "latency_s"]
+    latencies = frame.loc[(frame["step"] == "answer") & (frame["status"] == "ok"), "latency_s"]
     assert latencies.quantile(0.9) == pytest.approx(table.loc["answer", "p90"])
     assert latencies.max() == table.loc["answer", "max"]
 
@@ -96,7 +101,7 @@ def test_latency_percentiles_per_step(known: Known) -> None:
 def test_latency_takes_other_quantiles_and_groupings(known: Known) -> None:
     """latency(by=..., quantiles=...) names columns after the quantiles asked for."""
     frame = known.frame
-    table = frame.wf.latency(by="workflow", quantiles=(0.25, 0.999))
+    table = frame.wf.latency(by="workflow", quantiles=(0.25, 0.999), status=None)
     assert ["p25", "p99.9", "max", "mean", "count"] == list(table.columns)
     assert [RUNS * 3 + 16] == list(table["count"])
 
@@ -104,7 +109,7 @@ def test_latency_takes_other_quantiles_and_groupings(known: Known) -> None:
 def test_failures_on_a_step_log_from_steps(known: Known) -> None:
     """failures() works on the frame wfkit.steps() returns."""
     frame = known.frame
-    assert 3 == frame.wf.failures().loc["answer", "permanent"]
+    assert 3 == frame.wf.failures().loc[("known", "answer"), "permanent"]
 
 
 def test_failures_by_error_kind(known: Known) -> None:
@@ -122,18 +127,18 @@ def test_failures_by_error_kind(known: Known) -> None:
             "failure_rate": [3 / RUNS, 10 / (RUNS + 10), 6 / (RUNS + 6)],
             "timeouts": [0, 0, 0],
         },
-        index=pd.Index(["answer", "fetch", "parse"], name="step"),
+        index=pd.MultiIndex.from_product([["known"], ["answer", "fetch", "parse"]], names=["workflow", "step"]),
     )
-    table.index = table.index.astype(str)
+    table.index = pd.MultiIndex.from_tuples([tuple(map(str, k)) for k in table.index], names=table.index.names)
     pd.testing.assert_frame_equal(expected, table, check_dtype=False)
 
 
 def test_retries_per_step_and_run(known: Known) -> None:
     """retries() totals the retries per step visit, by step and by run."""
     frame, run_ids = known.frame, known.run_ids
-    by_step = frame.wf.retries()
+    by_step = frame.wf.retries().loc["known"]
     assert ["retries", "mean_per_visit", "max_per_visit"] == list(by_step.columns)
-    assert {"answer": 0, "fetch": 10, "parse": 6} == {str(k): v for k, v in by_step["retries"].items()}
+    assert {"answer": 0, "fetch": 10, "parse": 6} == by_step["retries"].to_dict()
     assert pytest.approx(10 / RUNS) == by_step.loc["fetch", "mean_per_visit"]
     assert 1 == by_step.loc["fetch", "max_per_visit"]
     by_run = frame.wf.retries(by="run_id")["retries"]
@@ -207,10 +212,18 @@ def test_runs_counts_a_retried_timeout_as_a_retry(workspace: Path) -> None:
 def test_accessor_refuses_a_frame_that_is_not_a_step_log() -> None:
     """df.wf on another frame raises AttributeError naming the missing columns."""
     register_accessor()
-    with pytest.raises(AttributeError, match="missing columns: run_id, step, attempt, status, latency_s"):
+    with pytest.raises(AttributeError, match=r"missing columns: step, attempt, status$"):
         _ = pd.DataFrame({"a": [1]}).wf
-    with pytest.raises(AttributeError, match=r"missing columns: started_at, ended_at$"):
-        _ = pd.DataFrame(columns=["run_id", "step", "attempt", "status", "latency_s"]).wf
+    with pytest.raises(AttributeError, match=r"missing columns: status$"):
+        _ = pd.DataFrame(columns=["run_id", "step", "attempt"]).wf
+
+
+def test_a_question_names_the_columns_it_lacks(known: Known) -> None:
+    """A frame read with a few columns answers what they allow; other questions name what is missing."""
+    frame = wf.steps(known.folder, columns=["workflow", "step", "attempt", "status", "latency_s"], sort=False)
+    assert frame.wf.latency().equals(known.frame.wf.latency())
+    with pytest.raises(ValueError, match=r"df.wf.runs\(\) needs the column\(s\) run_id, started_at, ended_at"):
+        frame.wf.runs()
 
 
 def test_steps_of_an_empty_workspace_is_an_empty_step_log(workspace: Path) -> None:

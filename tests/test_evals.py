@@ -9,20 +9,22 @@ import re
 from pathlib import Path
 from typing import Any
 
+import matplotlib.pyplot as plt
 import pandas as pd
 import pytest
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 import wfkit as wf
 from wfkit.cli._cli import main
-from wfkit.evals._evals import bootstrap_ci
+from wfkit.evals._evals import bootstrap_ci, wilson_interval
 from wfkit.evals._scorers import Case
 
 ROOT = Path(__file__).resolve().parents[1]
 QUERY_ROUTER = ROOT / "evals" / "query_router"
 SUPPORT = ROOT / "evals" / "support_tickets"
 COLUMNS = ["suite", "variant", "case_id", "scorer", "value", "passed", "detail", "run_id", "run_status"]
-SUMMARY_COLUMNS = ["cases", "mean", "pass_rate", "ci_low", "ci_high"]
+SUMMARY_COLUMNS = ["cases", "mean", "ci_low", "ci_high", "pass_rate", "pass_low", "pass_high"]
 
 
 def write_jsonl(path: Path, rows: list[Any]) -> Path:
@@ -207,6 +209,7 @@ def test_query_router_eval_frames():
     assert {20} == set(result.summary["cases"])
     for _, row in result.summary.iterrows():
         assert row["ci_low"] <= row["mean"] <= row["ci_high"]
+        assert row["pass_low"] <= row["pass_rate"] <= row["pass_high"]
 
 
 def test_query_router_passes_its_thresholds():
@@ -259,28 +262,33 @@ def test_eval_results_are_stored_as_parquet_next_to_the_step_logs(workspace: Pat
     assert {"cases.parquet", "summary.parquet"} == {p.name for p in result.saved_to.iterdir()}
     pd.testing.assert_frame_equal(result.cases, pd.read_parquet(result.saved_to / "cases.parquet"))
     pd.testing.assert_frame_equal(result.summary.reset_index(), pd.read_parquet(result.saved_to / "summary.parquet"))
-    assert 20 == wf.steps()["run_id"].nunique()  # reading flushes the step-log export
-    assert (workspace / "steps").is_dir()
+    assert 20 == result.steps()["run_id"].nunique()  # reading flushes the step-log export
+    assert (workspace / "evals" / "runs" / "steps").is_dir()
+    assert 0 == len(wf.steps())  # the workspace's own step log holds no eval run
 
 
 def test_store_false_writes_nothing(workspace: Path):
-    """store=False keeps the results in memory only."""
+    """store=False keeps the results in memory only (the runs are logged as usual)."""
     result = wf.evals.evaluate(doubler_suite(), progress=False, store=False)
     assert result.saved_to is None
-    assert not (workspace / "evals").exists()
+    assert ["runs"] == [p.name for p in (workspace / "evals").iterdir()]
 
 
-def test_eval_runs_are_logged_as_usual():
-    """Each case's run writes its steps to the step log, like any other run."""
+def test_eval_runs_are_logged_apart_from_interactive_runs(workspace: Path):
+    """Each case's run writes its steps to the step log of WORKSPACE/evals/runs, a workspace of its
+    own, so the interactive runs' analysis and report never count them."""
     result = wf.evals.evaluate(QUERY_ROUTER, variants=["keywords"], progress=False)
     run_ids = sorted(set(result.cases["run_id"]))
     assert 20 == len(run_ids)
-    logged = wf.steps(run_id=run_ids)
+    assert workspace / "evals" / "runs" == result.runs_workspace
+    logged = result.steps()
     assert run_ids == sorted(set(logged["run_id"]))
     assert {"query-router-keywords"} == set(logged["workflow"])
     assert {"classify", "generate_answer"} <= set(logged["step"])
     assert 20 == (logged["step"] == "classify").sum()
-    assert 20 == len(wf.Workspace().runs(status="succeeded"))
+    assert 20 == len(wf.Workspace(result.runs_workspace).runs(status="succeeded"))
+    assert 0 == len(wf.Workspace().runs())
+    assert logged.equals(wf.steps(result.runs_workspace))
 
 
 def test_evaluate_accepts_a_workspace_argument(tmp_path: Path):
@@ -289,7 +297,7 @@ def test_evaluate_accepts_a_workspace_argument(tmp_path: Path):
     result = wf.evals.evaluate(doubler_suite(), progress=False, workspace=other)
     assert result.saved_to is not None
     assert other / "evals" / "doubler" == result.saved_to.parent
-    assert 4 == len(wf.Workspace(other).runs())
+    assert 4 == len(wf.Workspace(other / "evals" / "runs").runs())
 
 
 @pytest.mark.parametrize("limit", [1, 3])
@@ -451,16 +459,44 @@ def test_check_lists_the_variants_below_a_threshold():
     ] == result.check({"exact_match:y": 1.01})
 
 
-def test_plot_has_one_axes_per_scorer():
-    """plot() returns a matplotlib Figure with one box-plot axes per scorer, one box per variant."""
+def test_plot_shows_pass_rates_with_their_intervals():
+    """plot(): one Axes, a dot per scorer and variant at its pass rate, error bars spanning the
+    Wilson interval, on a 0-1 axis; metric="mean" uses the mean and its bootstrap interval."""
     result = two_variant_result()
-    fig = result.plot()
-    assert isinstance(fig, Figure)
-    assert ["close", "exact_match:y"] == [ax.get_title() for ax in fig.axes]
-    assert ["base", "same", "worse"] == [t.get_text() for t in fig.axes[0].get_xticklabels()]
+    ax = result.plot()
+    assert isinstance(ax, Axes)
+    labels = [t.get_text() for t in ax.get_yticklabels()]
+    assert ["close · base", "close · same", "close · worse"] == labels[:3]
+    assert ["base", "same", "worse"] == [t.get_text() for t in ax.get_legend().get_texts()]
+    assert "pass rate, 95% Wilson interval" == ax.get_xlabel()
+    first = result.summary.loc[("base", "close")]
+    (dot,) = [line for line in ax.get_lines() if len(line.get_xdata()) == 1][:1]
+    assert pytest.approx(first["pass_rate"]) == dot.get_xdata()[0]
+    bars = ax.collections[0].get_segments()[0]
+    assert pytest.approx([first["pass_low"], first["pass_high"]]) == [bars[0][0], bars[1][0]]
+    means = result.plot(metric="mean", ax=Figure().subplots())
+    assert "mean score, 95% bootstrap interval" == means.get_xlabel()
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png")
+    ax.figure.savefig(buffer, format="png")
     assert buffer.getvalue().startswith(b"\x89PNG")
+    with pytest.raises(ValueError, match="metric must be 'pass_rate' or 'mean'"):
+        result.plot(metric="median")
+
+
+def test_pass_rates_carry_a_wilson_interval():
+    """20 of 20 passes is not certainty: the interval's low end is about 0.84, not 1.0."""
+    assert (pytest.approx(0.8389, abs=1e-4), 1.0) == wilson_interval(20, 20)
+    low, high = wilson_interval(10, 20)
+    assert low < 0.5 < high
+    assert pytest.approx(1.0) == low + high
+    assert all(v != v for v in wilson_interval(0, 0))
+    with pytest.raises(ValueError, match=r"passed must be within 0\.\.total"):
+        wilson_interval(3, 2)
+    result = two_variant_result()
+    row = result.summary.iloc[0]
+    assert (row["pass_low"], row["pass_high"]) == wilson_interval(
+        round(row["pass_rate"] * row["cases"]), int(row["cases"])
+    )
 
 
 def test_result_reprs_show_the_summary():
@@ -572,6 +608,13 @@ def test_cli_eval_unknown_variant_is_a_clear_error(capsys: pytest.CaptureFixture
     """An unknown --variant exits 1 with a message naming the variants, not a traceback."""
     assert 1 == main(["eval", str(QUERY_ROUTER), "--variant", "nope"])
     assert "has no variant 'nope'; it has keywords, llm" in capsys.readouterr().err
+
+
+@pytest.fixture(autouse=True)
+def _close_figures() -> Any:
+    """pyplot keeps every figure it made: close them after each test."""
+    yield
+    plt.close("all")
 
 
 def test_a_threshold_for_no_scorer_is_refused_listing_the_scorers():

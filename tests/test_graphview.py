@@ -84,3 +84,99 @@ def test_a_map_step_is_drawn_as_a_stack_naming_its_fields_and_described_in_text(
     assert 1 == svg.count('class="wfk-map"')
     assert "each of docs → out" in svg
     assert "  [each]  (map over docs into out, 4 at a time, cache)" in to_text(flow.validate())
+
+
+def refunds() -> wf.Workflow:
+    """A gated, irreversible step with an approval condition and a rejection route."""
+    flow = wf.Workflow("refunds")
+    flow.step(_noop, name="quote")
+    flow.step(
+        _noop,
+        name="refund",
+        approval=wf.Approval("Refunds over $100", when=wf.when("amount", "gt", 100), on_reject="explain"),
+        irreversible=True,
+    )
+    flow.step(_noop, name="explain")
+    flow.chain("quote", "refund")
+    return flow
+
+
+def test_mimebundle_has_the_mermaid_export() -> None:
+    """text/vnd.mermaid is in the display bundle: the very text flow.to_mermaid() exports."""
+    flow = query_router()
+    bundle = flow._repr_mimebundle_()
+    assert flow.to_mermaid() == bundle["text/vnd.mermaid"]
+    assert bundle["text/vnd.mermaid"].startswith("flowchart")
+
+
+def test_svg_shows_loop_bounds_and_approval_conditions_with_drawn_markers() -> None:
+    """Boxes say "at most N visits" and "approval if ..."; the markers are shapes, not emoji."""
+    svg = to_svg(refunds().validate())
+    assert "approval if amount &gt; 100" in svg
+    assert "⏸" not in svg
+    assert "⚠" not in svg
+    assert "<circle cx=" in svg  # the pause marker
+    router = to_svg(query_router().validate())
+    assert "at most 3 visits" in router
+    ET.fromstring(svg)
+
+
+def label_boxes(svg: str) -> list[tuple[float, float, float, float]]:
+    root = ET.fromstring(svg)
+    ns = "{http://www.w3.org/2000/svg}"
+    return [
+        (
+            float(r.get("x", 0)),
+            float(r.get("y", 0)),
+            float(r.get("x", 0)) + float(r.get("width", 0)),
+            float(r.get("y", 0)) + float(r.get("height", 0)),
+        )
+        for r in root.iter(f"{ns}rect")
+        if r.get("fill-opacity") == "0.85"
+    ]
+
+
+def test_route_labels_never_overlap() -> None:
+    """Many routes out of one step: every label's box is clear of every other label's."""
+    flow = wf.Workflow("fan")
+    flow.step(_noop, name="pick")
+    names = [f"target_{i}" for i in range(5)]
+    for name in names:
+        flow.step(_noop, name=name)
+    flow.route(
+        "pick",
+        *(wf.when("choice", "eq", f"a long value number {i}") >> wf.go(name) for i, name in enumerate(names[:4])),
+        default=wf.go(names[4]),
+    )
+    boxes = label_boxes(to_svg(flow.validate()))
+    assert 5 == len(boxes)
+    for i, a in enumerate(boxes):
+        for b in boxes[i + 1 :]:
+            assert not (a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]), (a, b)
+
+
+def test_same_layer_edges_arc_below_and_dashed_lie_under_solid() -> None:
+    """An edge within a row dips below it instead of crossing a box; dashed edges come first
+    (drawn under) and bow away from a solid edge between the same steps."""
+    flow = wf.Workflow("row")
+    flow.step(_noop, name="start")
+    flow.step(_noop, name="a", fallback="b")
+    flow.step(_noop, name="b")
+    flow.step(_noop, name="c")
+    flow.route("start", wf.when("x", "eq", 1) >> wf.go("a"), wf.when("x", "eq", 2) >> wf.go("b"), default=wf.go("c"))
+    flow.edge("c", "b")
+    svg = to_svg(flow.validate())
+    root = ET.fromstring(svg)
+    ns = "{http://www.w3.org/2000/svg}"
+    paths = [p for p in root.iter(f"{ns}path") if p.get("marker-end")]
+    dashed = [i for i, p in enumerate(paths) if p.get("stroke-dasharray")]
+    solid = [i for i, p in enumerate(paths) if not p.get("stroke-dasharray")]
+    assert dashed
+    assert max(dashed) < min(solid)
+    row_bottom = max(
+        float(r.get("y", 0)) + float(r.get("height", 0)) for r in root.iter(f"{ns}rect") if r.get("rx") == "8"
+    )
+    same_row = [p.get("d", "") for p in paths if p.get("d", "").count("C") == 1 and " C" in p.get("d", "")]
+    for d in same_row:
+        numbers = [float(v) for v in d.replace("M", " ").replace("C", " ").replace(",", " ").split()]
+        assert max(numbers[1::2]) >= row_bottom  # the arc's control points lie below the row

@@ -1,4 +1,5 @@
-"""Plots of step logs: each a matplotlib Figure (object API, no pyplot) that saves to PNG."""
+"""Plots of step logs: drawn through pyplot (so they show inline) or into a given ax=/fig=, returning
+Axes or Facets, titled with workflow, step and unit; and shown as images by a real notebook kernel."""
 
 from __future__ import annotations
 
@@ -7,25 +8,47 @@ import time
 from pathlib import Path
 from typing import Any
 
+import matplotlib.pyplot as plt
+import nbformat
 import numpy as np
 import pandas as pd
 import pytest
+from matplotlib.axes import Axes
 from matplotlib.colors import to_rgba
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
 import wfkit as wf
-from wfkit.logs._analysis import register_accessor
-from wfkit.logs._plots import _COLORS
+from wfkit.logs._plots import _COLORS, Facets
+from wfkit.logs._register import register_accessor
 from wfkit.logs._steplog import steps_dir
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 RETRY = wf.RetryPolicy(max_retries=2, base_delay=0.02, jitter=0)
 
 
-def assert_png(fig: Figure, path: Path) -> None:
+@pytest.fixture(autouse=True)
+def _close_figures() -> Any:
+    """pyplot keeps every figure it made: close them after each test."""
+    yield
+    plt.close("all")
+
+
+def assert_png(fig: Any, path: Path) -> None:
     fig.savefig(path, dpi=60)
     assert PNG_MAGIC == path.read_bytes()[:8]
+
+
+def assert_nothing_clipped(fig: Any) -> None:
+    """Everything drawn (labels, titles, legends, notes) lies inside the figure."""
+    fig.canvas.draw()
+    drawn = fig.get_tightbbox(fig.canvas.get_renderer())
+    page = fig.bbox_inches
+    tolerance = 0.02  # inches
+    assert page.x0 - tolerance <= drawn.x0, (drawn, page)
+    assert drawn.x1 <= page.x1 + tolerance, (drawn, page)
+    assert page.y0 - tolerance <= drawn.y0, (drawn, page)
+    assert drawn.y1 <= page.y1 + tolerance, (drawn, page)
 
 
 def sleeper(delay: float) -> Any:
@@ -70,57 +93,119 @@ def lane_of(rect: Rectangle, labels: list[str]) -> str:
     return labels[round(rect.get_y() + rect.get_height() / 2)]
 
 
-def test_latency_plot_has_log_histogram_and_ecdf_with_p50_p99(workspace: Path, tmp_path: Path) -> None:
-    """plot_latency: two log-x axes (histogram, ECDF) and P50/P99 lines at each step's quantiles."""
+def failing_flow() -> wf.Workflow:
+    """fetch fails transiently on the first attempt of even inputs; check fails for good on 3."""
+    flow = wf.Workflow("failing")
+
+    @flow.step(retry=RETRY)
+    def fetch(state: Any, ctx: wf.StepContext) -> None:
+        if ctx.attempt == 1 and state["i"] % 2 == 0:
+            raise ConnectionError("reset")
+
+    @flow.step
+    def check(state: Any) -> None:
+        if state["i"] == 3:
+            raise PermissionError("denied")
+
+    flow.chain("fetch", "check")
+    return flow
+
+
+def test_latency_plot_has_a_panel_per_workflow_and_step(workspace: Path, tmp_path: Path) -> None:
+    """plot_latency: a pyplot figure with one log-x panel per (workflow, step), sharing the axis,
+    P50 and P99 marked at each step's quantiles of successful attempts, titles naming both."""
     flow = serial_flow("latency", {"quick": 0.002, "slow": 0.02})
+    other = serial_flow("other", {"quick": 0.004})
     for _ in range(12):
         flow.run({})
+        other.run({})
     frame = wf.steps()
-    fig = frame.wf.plot_latency()
+    facets = frame.wf.plot_latency()
 
-    assert isinstance(fig, Figure)
-    hist, ecdf = fig.axes
-    assert ("log", "log") == (hist.get_xscale(), ecdf.get_xscale())
-    assert ("histogram", "ECDF") == (hist.get_title(), ecdf.get_title())
-    assert {"quick", "slow"} == {t.get_text() for t in ecdf.get_legend().get_texts()} - {"P50", "P99"}
-    assert {"P50", "P99"} <= {t.get_text() for t in ecdf.get_legend().get_texts()}
-    vertical = [line for line in ecdf.get_lines() if len(line.get_xdata()) == 2]  # not the legend's samples
-    marks = {
-        style: sorted(line.get_xdata()[0] for line in vertical if line.get_linestyle() == style)
-        for style in ("--", ":")
-    }
-    for style, q in (("--", 0.5), (":", 0.99)):
-        expected = sorted(np.quantile(group["latency_s"], q) for _, group in frame.groupby("step", observed=True))
-        assert pytest.approx(expected) == marks[style]
-    assert len(hist.patches) >= 2  # one outline per step
-    assert_png(fig, tmp_path / "latency.png")
+    assert isinstance(facets, Facets)
+    assert facets.figure.number in plt.get_fignums()  # pyplot manages it: Jupyter shows it inline
+    assert [("latency", "quick"), ("latency", "slow"), ("other", "quick")] == list(facets.axes)
+    for (workflow, step), ax in facets.axes.items():
+        assert f"{workflow} · {step}" == ax.get_title()
+        assert "log" == ax.get_xscale()
+        values = frame[(frame["workflow"] == workflow) & (frame["step"] == step)]["latency_s"]
+        vertical = [line for line in ax.get_lines() if len(line.get_xdata()) == 2]
+        marks = {line.get_linestyle(): line.get_xdata()[0] for line in vertical}
+        assert pytest.approx(np.quantile(values, 0.5)) == marks["--"]
+        assert pytest.approx(np.quantile(values, 0.99)) == marks[":"]
+        legend = [t.get_text() for t in ax.get_legend().get_texts()]
+        assert f"ok (n={len(values)})" == legend[0]
+        assert ["P50 ", "P99 "] == [text[:4] for text in legend[1:]]  # with the value and its unit
+    axes = list(facets.axes.values())
+    assert axes[0].get_shared_x_axes().joined(axes[0], axes[2])
+    assert "Step latency, successful attempts" == facets.figure.get_suptitle()
+    assert "fraction ≤ latency" == axes[0].get_ylabel()
+    assert_nothing_clipped(facets.figure)
+    assert_png(facets.figure, tmp_path / "latency.png")
 
-    one = frame.wf.plot_latency(step="slow")
-    assert "Step latency: slow" == one.get_suptitle()
+    one = frame.wf.plot_latency(workflow="latency", steps=["slow"], kind="hist")
+    assert [("latency", "slow")] == list(one.axes)
+    assert "Step latency, successful attempts: latency" == one.figure.get_suptitle()
+
+
+def test_latency_plot_shows_failures_only_when_asked(workspace: Path) -> None:
+    """Failed attempts stay out of the latency plot unless failures=True, then labelled apart."""
+    flow = failing_flow()
+    for i in range(4):
+        flow.run({"i": i}, raise_on_error=False)
+    frame = wf.steps()
+    default = frame.wf.plot_latency()
+    legend = [t.get_text() for t in default.axes[("failing", "fetch")].get_legend().get_texts()]
+    assert ["ok (n=4)"] == legend[:1]
+    assert not any(text.startswith("failed") for text in legend)
+    both = frame.wf.plot_latency(failures=True)
+    legend = [t.get_text() for t in both.axes[("failing", "fetch")].get_legend().get_texts()]
+    assert ["ok (n=4)", "failed (n=2)"] == legend[:2]
+    assert "Step latency, successful and failed attempts" == both.figure.get_suptitle()
+
+
+def test_latency_plot_draws_into_a_given_figure(workspace: Path) -> None:
+    """fig= (a Figure of the object API) is drawn into, and pyplot makes no figure of its own."""
+    serial_flow("into", {"a": 0.001, "b": 0.001}).run({})
+    before = plt.get_fignums()
+    fig = Figure()
+    facets = wf.steps().wf.plot_latency(fig=fig, col_wrap=1)
+    assert facets.figure is fig
+    assert before == plt.get_fignums()
+    assert 2 == len([ax for ax in fig.axes if ax.get_visible()])
+
+
+def test_latency_plot_rejects_an_unknown_kind(workspace: Path) -> None:
+    """kind= other than ecdf/hist is an error naming both."""
+    serial_flow("kinds", {"a": 0.001}).run({})
+    with pytest.raises(ValueError, match="kind must be 'ecdf' or 'hist'"):
+        wf.steps().wf.plot_latency(kind="box")
 
 
 def test_latency_plot_of_no_attempts_says_so(workspace: Path) -> None:
     """An empty log gives a figure that says there is nothing to plot."""
     wf.Workspace(create=True)
-    fig = wf.steps().wf.plot_latency()
-    assert ["no attempts to plot"] == [t.get_text() for t in fig.axes[0].texts]
+    facets = wf.steps().wf.plot_latency()
+    assert {} == facets.axes
+    assert ["no successful attempts to plot"] == [t.get_text() for t in facets.figure.axes[0].texts]
 
 
 def test_timeline_has_a_lane_per_step_with_parallel_bars_and_retries(workspace: Path, tmp_path: Path) -> None:
     """plot_timeline: one lane per step; the parallel branches overlap in time; the retried
-    attempt and its backoff are drawn in the retry colour."""
+    attempt and its backoff are drawn in the retry colour; the title names workflow and run."""
     run = parallel_flow().run({})
     frame = wf.steps()
-    fig = frame.wf.plot_timeline(run.run_id)
+    ax = frame.wf.plot_timeline(run.run_id)
 
-    (ax,) = fig.axes
+    assert isinstance(ax, Axes)
     labels = [t.get_text() for t in ax.get_yticklabels()]
     assert ["start", "left", "right", "merge"] == [
         labels[0],
         *sorted(labels[1:3], key=["left", "right"].index),
         labels[3],
     ]
-    assert f"run {run.run_id}" == ax.get_title()
+    assert ax.get_title().startswith(f"fan · run {run.run_id} (")
+    assert ax.get_title().endswith(" ms)")
     bars = rectangles(ax)
     attempts = [r for r in bars if r.get_height() == pytest.approx(0.6)]
     assert 5 == len(attempts)  # left ran twice
@@ -138,10 +223,21 @@ def test_timeline_has_a_lane_per_step_with_parallel_bars_and_retries(workspace: 
     backoff = [r for r in retried if r.get_height() == pytest.approx(0.15)]
     assert [pytest.approx(0.02)] == [r.get_width() for r in backoff]  # the wait before the retry
     assert {"ok", "retry"} <= {t.get_text() for t in ax.get_legend().get_texts()}
-    assert_png(fig, tmp_path / "timeline.png")
+    assert "time since the run started" == ax.get_xlabel()
+    assert_nothing_clipped(ax.figure)
+    assert_png(ax.figure, tmp_path / "timeline.png")
 
     latest = frame.wf.plot_timeline()
-    assert f"run {run.run_id}" == latest.axes[0].get_title()
+    assert latest.get_title().startswith(f"fan · run {run.run_id}")
+
+
+def test_timeline_draws_into_a_given_axes(workspace: Path) -> None:
+    """ax= is drawn into and returned; pyplot makes no figure."""
+    run = serial_flow("given", {"a": 0.001}).run({})
+    ax = Figure().subplots()
+    before = plt.get_fignums()
+    assert ax is wf.steps().wf.plot_timeline(run.run_id, ax=ax)
+    assert before == plt.get_fignums()
 
 
 def test_timeline_shows_the_approval_wait(workspace: Path, tmp_path: Path) -> None:
@@ -156,82 +252,99 @@ def test_timeline_shows_the_approval_wait(workspace: Path, tmp_path: Path) -> No
     flow.resume(run.run_id, policy="approve")
     frame = wf.steps()
     assert ["ok", "waiting_approval", "approved", "ok"] == list(frame["status"].astype(str))
-    fig = frame.wf.plot_timeline(run.run_id)
+    ax = frame.wf.plot_timeline(run.run_id)
 
-    (ax,) = fig.axes
     labels = [t.get_text() for t in ax.get_yticklabels()]
     assert ["draft", "send"] == labels
     waits = [r for r in rectangles(ax) if r.get_hatch() == "//"]
     assert ["send"] == [lane_of(r, labels) for r in waits]
     assert 0.3 <= waits[0].get_width() < 5
     assert {"waiting_approval", "approved"} <= {t.get_text() for t in ax.get_legend().get_texts()}
-    assert_png(fig, tmp_path / "approval.png")
+    assert_png(ax.figure, tmp_path / "approval.png")
 
 
 def test_timeline_of_an_empty_log_says_so(workspace: Path) -> None:
-    """No runs: the timeline figure says so."""
+    """No runs: the timeline says so."""
     wf.Workspace(create=True)
-    fig = wf.steps().wf.plot_timeline()
-    assert ["no runs to plot"] == [t.get_text() for t in fig.axes[0].texts]
+    ax = wf.steps().wf.plot_timeline()
+    assert ["no runs to plot"] == [t.get_text() for t in ax.texts]
 
 
 def test_failure_breakdown_has_bars_per_kind_and_rates(workspace: Path, tmp_path: Path) -> None:
-    """plot_failures: a bar per step stacked by error kind, the failure rate written beside it
-    (on the log read by pandas directly: see test_analysis for the categorical frame)."""
-    flow = wf.Workflow("failing")
-
-    @flow.step(retry=RETRY)
-    def fetch(state: Any, ctx: wf.StepContext) -> None:
-        if ctx.attempt == 1 and state["i"] % 2 == 0:
-            raise ConnectionError("reset")
-
-    @flow.step
-    def check(state: Any) -> None:
-        if state["i"] == 3:
-            raise PermissionError("denied")
-
-    flow.chain("fetch", "check")
+    """plot_failures: a bar per (workflow, step) stacked by error kind, the failure rate of how many
+    attempts written beside it (on the log read by pandas directly)."""
+    flow = failing_flow()
     for i in range(4):
         flow.run({"i": i}, raise_on_error=False)
     wf.steps()
     register_accessor()
     frame = pd.read_parquet(steps_dir(workspace))
-    fig = frame.wf.plot_failures()
+    ax = frame.wf.plot_failures()
 
-    (ax,) = fig.axes
     assert "Failures by step and error kind" == ax.get_title()
     assert {"transient", "permanent", "unknown"} == {t.get_text() for t in ax.get_legend().get_texts()}
-    assert ["check", "fetch"] == [t.get_text() for t in ax.get_yticklabels()]
-    widths = {(lane_of(r, ["check", "fetch"]), tuple(r.get_facecolor())): r.get_width() for r in rectangles(ax)}
-    assert 2 == widths[("fetch", to_rgba("#e0a100"))]  # transient
-    assert 1 == widths[("check", to_rgba("#8b1e3f"))]  # permanent
-    assert ["  25.0%", "  33.3%"] == [t.get_text() for t in ax.texts]
-    assert_png(fig, tmp_path / "failures.png")
+    names = ["failing · check", "failing · fetch"]
+    assert names == [t.get_text() for t in ax.get_yticklabels()]
+    widths = {(lane_of(r, names), tuple(r.get_facecolor())): r.get_width() for r in rectangles(ax)}
+    assert 2 == widths[("failing · fetch", to_rgba("#e0a100"))]  # transient
+    assert 1 == widths[("failing · check", to_rgba("#8b1e3f"))]  # permanent
+    assert ["25.0% of 4", "33.3% of 6"] == [t.get_text() for t in ax.texts]
+    assert_nothing_clipped(ax.figure)
+    assert_png(ax.figure, tmp_path / "failures.png")
 
 
-def test_compare_shows_two_panels_with_the_shift(workspace: Path, tmp_path: Path) -> None:
-    """compare: P50 and P99 panels, log-scaled, each step's shift of the candidate annotated."""
-    baseline = serial_flow("baseline", {"plan": 0.002, "act": 0.004})
-    candidate = serial_flow("candidate", {"plan": 0.02, "act": 0.04})
-    for _ in range(6):
-        baseline.run({})
-        candidate.run({})
-    base, cand = wf.steps(workflow="baseline"), wf.steps(workflow="candidate")
-    fig = base.wf.compare(cand, labels=("v1", "v2"))
+def compare_frames(workspace: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Two periods of one workflow: the second ten times slower."""
+    fast = serial_flow("svc", {"plan": 0.002, "act": 0.004})
+    for _ in range(8):
+        fast.run({})
+    cut = pd.Timestamp.now(tz="UTC")
+    slow = serial_flow("svc", {"plan": 0.02, "act": 0.04})
+    for _ in range(8):
+        slow.run({})
+    return wf.steps(until=cut.to_pydatetime()), wf.steps(since=cut.to_pydatetime())
 
-    p50, p99 = fig.axes
-    assert ("P50", "P99") == (p50.get_title(), p99.get_title())
-    assert ("log", "log") == (p50.get_xscale(), p99.get_xscale())
-    assert "v2 vs v1" == fig.get_suptitle()
-    for ax, col in ((p50, "p50"), (p99, "p99")):
-        labels = [t.get_text() for t in ax.get_yticklabels()]
-        assert {"plan", "act"} == set(labels)
-        expected = [
-            f"  {(cand.wf.latency().loc[s, col] - base.wf.latency().loc[s, col]) / base.wf.latency().loc[s, col]:+.0%}"
-            for s in labels
-        ]
-        assert expected == [t.get_text() for t in ax.texts]
-        assert all(t.get_text().startswith("  +") for t in ax.texts)
-        assert 4 == len(rectangles(ax))  # two bars per step
-    assert ["v1", "v2"] == [t.get_text() for t in p50.get_legend().get_texts()]
-    assert_png(fig, tmp_path / "compare.png")
+
+def test_plot_compare_is_a_dumbbell_on_one_log_axis(workspace: Path, tmp_path: Path) -> None:
+    """plot_compare: one Axes, a row per (workflow, step) and quantile, two dots joined by a line,
+    log-scaled, the ratio and interval written beside; takes ax=."""
+    base, cand = compare_frames(workspace)
+    ax = base.wf.plot_compare(cand, labels=("v1", "v2"))
+    assert isinstance(ax, Axes)
+    assert "log" == ax.get_xscale()
+    assert ["svc · act  P50", "svc · act  P99", "svc · plan  P50", "svc · plan  P99"] == [
+        t.get_text() for t in ax.get_yticklabels()
+    ]
+    assert ["v1", "v2"] == [t.get_text() for t in ax.get_legend().get_texts()]
+    table = base.wf.compare(cand, labels=("v1", "v2"))
+    notes = [t.get_text() for t in ax.texts]
+    assert 4 == len(notes)
+    assert notes[0].startswith(f"{table.loc[('svc', 'act'), 'p50_ratio']:.2f}x")
+    assert ax.get_title().startswith("v2 vs v1")
+    assert_nothing_clipped(ax.figure)
+    assert_png(ax.figure, tmp_path / "compare.png")
+    given = Figure().subplots()
+    assert given is base.wf.plot_compare(cand, ax=given)
+
+
+def test_every_plot_shows_as_an_image_in_an_executed_notebook(workspace: Path, tmp_path: Path) -> None:
+    """Executed by a real kernel (nbclient, as papermill does), each plot cell has an image/png output."""
+    from nbclient import NotebookClient
+
+    flow = failing_flow()
+    for i in range(6):
+        flow.run({"i": i}, raise_on_error=False)
+    wf.steps()
+    plots = [
+        "df.wf.plot_latency()",
+        "df.wf.plot_latency(failures=True, kind='hist')",
+        "df.wf.plot_timeline()",
+        "df.wf.plot_failures()",
+        "df.wf.plot_compare(df)",
+    ]
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(f"import wfkit as wf\ndf = wf.steps({str(workspace)!r})")]
+    nb.cells += [nbformat.v4.new_code_cell(code) for code in plots]
+    NotebookClient(nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
+    images = [sum("image/png" in out.get("data", {}) for out in cell.outputs) for cell in nb.cells[1:]]
+    assert [1] * len(plots) == images

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import re
 import sqlite3
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 import wfkit as wf
 from wfkit.cli._cli import main
@@ -13,16 +16,17 @@ from wfkit.logs._steplog import steps_dir
 from wfkit.store._workspace import DB_NAME
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-TITLES = (
-    "Run latency (s)",
-    "Latency per step (s)",
-    "Failures per step",
-    "Retries per step",
-    "Cost per step",
-    "Proposed timeouts (P99 x 1.5)",
-    "Runs",
-)
-PLOTS = ("latency.png", "failures.png", "timeline.png")
+SECTIONS = ("Latency per step (successful attempts)", "Failures", "Proposed timeouts")
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 RETRY = wf.RetryPolicy(max_retries=1, base_delay=0.001, jitter=0)
 
 
@@ -58,34 +62,84 @@ def outage_runs() -> None:
         flow.run({}, raise_on_error=False)
 
 
-def assert_full_report(out: Path, printed: str, attempts: int, runs: int) -> None:
+def assert_full_report(out: Path, printed: str, attempts: int, runs: int, workflows: list[str]) -> str:
     page = out / "index.html"
     assert f"report written to {page}" == printed.strip()
     html = page.read_text()
     assert html.startswith("<!doctype html>")
     assert f"{attempts} attempts, {runs} runs" in html
-    for title in TITLES:
-        assert f"<h2>{title}</h2>" in html
-    for name in PLOTS:
-        assert f'<img src="{name}" alt="{name[:-4]}">' in html
-        assert PNG_MAGIC == (out / name).read_bytes()[:8]
-    assert "<table" in html
+    assert "<h2>Overview</h2>" in html
+    for name in workflows:
+        assert f'<section id="wf-{name}"><h2>Workflow <code>{name}</code></h2>' in html
+        assert f'<img src="wf-{name}-latency.png"' in html
+        assert f'<img src="wf-{name}-slowest-timeline.png"' in html
+        for png in out.glob(f"wf-{name}-*.png"):
+            assert PNG_MAGIC == png.read_bytes()[:8]
+    for title in SECTIONS:
+        assert html.count(f"<h3>{title}</h3>") == len(workflows)
+    assert not re.search(r"\d\.\d{5,}", html)  # no raw seconds like 0.0001472
+    return html
 
 
-def test_report_writes_a_page_with_tables_and_pngs(workspace: Path, tmp_path: Path, capsys: Any) -> None:
-    """`wfkit report --out DIR` writes index.html with every table and plot, and the PNGs."""
+def test_report_writes_a_section_per_workflow(workspace: Path, tmp_path: Path, capsys: Any) -> None:
+    """`wfkit report --out DIR` writes index.html with an overview and a section per workflow,
+    each with its tables and PNGs, durations formatted."""
     outage_runs()
-    out = tmp_path / "report"
-    assert 0 == main(["report", "--out", str(out)])
-    assert_full_report(out, capsys.readouterr().out, attempts=6, runs=3)
-
-
-def test_report_of_runs_that_mostly_succeed(workspace: Path, tmp_path: Path, capsys: Any) -> None:
-    """The report of ordinary runs (most attempts ok, some retried, one failed) is written."""
     mixed_runs()
     out = tmp_path / "report"
     assert 0 == main(["report", "--out", str(out)])
-    assert_full_report(out, capsys.readouterr().out, attempts=12, runs=5)
+    html = assert_full_report(out, capsys.readouterr().out, attempts=18, runs=8, workflows=["mixed", "outage"])
+    assert "service down" in html  # failures with their messages
+    assert "bad input" in html
+    assert "only 5 successful attempts; need 20 for advice" in html
+
+
+def test_report_shows_advice_with_its_samples(workspace: Path, tmp_path: Path, capsys: Any) -> None:
+    """With enough runs the advice gives a timeout per step, the samples behind it and a deadline."""
+    flow = wf.Workflow("steady")
+    flow.step(lambda s: None, name="only")
+    for _ in range(21):
+        flow.run({})
+    out = tmp_path / "report"
+    assert 0 == main(["report", "--out", str(out)])
+    html = (out / "index.html").read_text()
+    capsys.readouterr()
+    assert "Run deadline: <b>" in html
+    assert "(from 21 runs)" in html
+    assert re.search(r"<td class=\"text\">only</td><td class=\"\">21</td>", html)
+    assert "p99 x 1.5" in html or "slowest success" in html
+
+
+def test_report_renders_in_chromium(workspace: Path, tmp_path: Path, capsys: Any) -> None:
+    """Opened in headless Chromium: every image loads, nothing spills sideways at 1280 px, each
+    workflow has a section with its heading, and a screenshot can be taken."""
+    if not CHROMIUM.exists():
+        pytest.skip("needs /usr/bin/chromium (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    outage_runs()
+    mixed_runs()
+    out = tmp_path / "report"
+    assert 0 == main(["report", "--out", str(out)])
+    capsys.readouterr()
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page.goto((out / "index.html").as_uri())
+            images = page.eval_on_selector_all("img", "els => els.map(e => [e.complete, e.naturalWidth])")
+            assert len(images) >= 4
+            assert all(done and width > 200 for done, width in images)
+            assert 1280 >= page.evaluate("document.documentElement.scrollWidth")
+            headings = page.eval_on_selector_all("section h2", "els => els.map(e => e.innerText)")
+            assert ["Workflow mixed", "Workflow outage"] == headings
+            links = page.eval_on_selector_all("nav a", "els => els.map(e => e.getAttribute('href'))")
+            assert ["#wf-mixed", "#wf-outage"] == links
+            assert "wfkit report" == page.title()
+            page.screenshot(path=str(tmp_path / "report.png"), full_page=True)
+        finally:
+            browser.close()
+    assert PNG_MAGIC == (tmp_path / "report.png").read_bytes()[:8]
 
 
 def test_report_since_the_future_says_there_are_no_attempts(workspace: Path, tmp_path: Path, capsys: Any) -> None:
@@ -107,8 +161,34 @@ def test_report_of_one_workflow(workspace: Path, tmp_path: Path, capsys: Any) ->
     mixed_runs()
     out = tmp_path / "one"
     assert 0 == main(["report", "--out", str(out), "--workflow", "outage", "--workspace", str(workspace)])
-    assert "6 attempts, 3 runs" in (out / "index.html").read_text()
+    html = (out / "index.html").read_text()
+    assert "6 attempts, 3 runs" in html
+    assert "wf-mixed" not in html
     capsys.readouterr()
+
+
+def test_report_leaves_eval_runs_out(workspace: Path, tmp_path: Path, capsys: Any) -> None:
+    """Runs made by an eval live in their own part of the workspace: the report does not show them."""
+    mixed_runs()
+    suite = wf.evals.Suite(
+        name="tiny",
+        dataset=[{"id": "a", "i": 1}],
+        workflow=serial_eval_flow(),
+        scorers=[wf.evals.custom(lambda c, r: 1.0)],
+    )
+    wf.evals.evaluate(suite, progress=False)
+    out = tmp_path / "report"
+    assert 0 == main(["report", "--out", str(out)])
+    html = (out / "index.html").read_text()
+    capsys.readouterr()
+    assert "12 attempts, 5 runs" in html
+    assert "eval-flow" not in html
+
+
+def serial_eval_flow() -> wf.Workflow:
+    flow = wf.Workflow("eval-flow")
+    flow.step(lambda s: {"out": 1}, name="only")
+    return flow
 
 
 def test_logs_export_prints_the_rows_it_exported(workspace: Path, capsys: Any) -> None:

@@ -9,7 +9,9 @@ from wfkit.engine._run import ResumeOptions, Run, RunOptions, drain
 from wfkit.engine._run import set_renderer as _set_renderer
 from wfkit.engine._workflow import Workflow
 from wfkit.engine._workflow import resume_decided as _resume_decided
-from wfkit.logs._analysis import steps
+from wfkit.logs._register import install as _install_accessor
+from wfkit.logs._steplog import steps
+from wfkit.logs._summaries import StepLog
 from wfkit.model._approvals import Approval, ApprovalPolicy, DecisionsFile, Ticket
 from wfkit.model._approvals import set_ticket_decider as _set_ticket_decider
 from wfkit.model._context import ChatModel, Failure, StepContext, ToolProvider
@@ -91,6 +93,7 @@ __all__ = [
     "StepContext",
     "StepEvent",
     "StepFailedError",
+    "StepLog",
     "StepTimeoutError",
     "StoreCorruptError",
     "Ticket",
@@ -131,6 +134,10 @@ _set_renderer(_run_bundle)
 # defines the workflow, without the store importing the engine.
 _set_decision_hook(_resume_decided)
 _set_ticket_decider(_decide_ticket)
+
+# `df.wf` on any step-log frame, even one pandas read by itself, without importing pandas here:
+# registered now if pandas is loaded, else right after it is (see wfkit/logs/_register.py).
+_install_accessor()
 
 # Public namespaces that pull in heavy libraries (httpx, pandas, ipywidgets, jsonschema) load on
 # first use, so `import wfkit` stays light: `wf.llm.ChatClient`, `wf.evals.Suite`.

@@ -428,15 +428,16 @@ class Workflow:
         return to_dot(self.validate())
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
-        """The graph as SVG (drawn here: no network, no graphviz) with a text fallback."""
+        """The graph as SVG (drawn here: no network, no graphviz) and Mermaid, with a text fallback."""
         from wfkit.model._errors import WorkflowDefinitionError
+        from wfkit.model._graphexport import to_mermaid
         from wfkit.model._graphview import to_svg
 
         try:
             graph = self.validate()
         except WorkflowDefinitionError as exc:
             return {"text/plain": f"{self!r}\n{exc}"}
-        return {"text/plain": self.describe(), "text/html": to_svg(graph)}
+        return {"text/plain": self.describe(), "text/html": to_svg(graph), "text/vnd.mermaid": to_mermaid(graph)}
 
     # ---- as data ---------------------------------------------------------------------------
 

@@ -4,7 +4,12 @@ A :class:`Suite` names a dataset (JSONL or parquet: inputs and expectations), a 
 factory taking a variant's parameters), scorers, variants and thresholds. :func:`evaluate` runs
 every case of every variant with bounded concurrency (steps are logged as usual), scores them,
 and returns an :class:`EvalResult`: a DataFrame of case x scorer results, a summary per variant
-(mean, pass rate, bootstrap confidence interval), stored as parquet next to the step logs.
+(mean with a bootstrap interval, pass rate with a Wilson interval), stored as parquet next to the
+step logs.
+
+Eval runs go to a workspace of their own, ``WORKSPACE/evals/runs`` (its own SQLite store and step
+log), so the analysis and the report of interactive runs never count a hundred eval cases as
+traffic; ``EvalResult.steps()`` reads them.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ from wfkit.evals._scorers import Case, ScorerFn, apply, name_of
 
 if TYPE_CHECKING:
     import pandas as pd
-    from matplotlib.figure import Figure
+    from matplotlib.axes import Axes
 
     from wfkit.engine._workflow import Workflow
 
@@ -127,6 +132,7 @@ async def evaluate_async(
 ) -> EvalResult:
     import pandas as pd
 
+    runs_in = eval_runs_workspace(workspace)
     chosen = list(variants or suite.variants)
     cases = suite.cases()
     if concurrency < 1:
@@ -137,7 +143,7 @@ async def evaluate_async(
 
     async def one(variant: str, flow: Workflow, run_options: dict[str, Any], index: int, case: Case) -> None:
         async with gate:
-            options = {"workspace": workspace, "seed": index, "raise_on_error": False, **run_options}
+            options = {"workspace": runs_in, "seed": index, "raise_on_error": False, **run_options}
             run = await flow.arun(case.inputs, **options)
             for scorer in suite.scorers:
                 try:
@@ -169,10 +175,17 @@ async def evaluate_async(
         if bar is not None:
             bar.close()
     frame = pd.DataFrame(rows).sort_values(["variant", "case_id", "scorer"], ignore_index=True)
-    result = EvalResult(suite, frame)
+    result = EvalResult(suite, frame, runs_workspace=runs_in)
     if store:
         result.save(workspace)
     return result
+
+
+def eval_runs_workspace(workspace: str | os.PathLike[str] | None = None) -> Path:
+    """Where eval runs live: ``WORKSPACE/evals/runs``, a workspace of its own inside the given one."""
+    from wfkit.store._workspace import workspace_path
+
+    return workspace_path(workspace) / "evals" / "runs"
 
 
 def evaluate(suite: Suite | str | os.PathLike[str], **kwargs: Any) -> EvalResult:
@@ -206,12 +219,29 @@ def bootstrap_ci(
     return float(np.quantile(means, tail)), float(np.quantile(means, 1 - tail))
 
 
+def wilson_interval(passed: int, total: int, *, level: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval of a pass rate: honest at 20/20 (about [0.84, 1.0]), where a
+    bootstrap of the cases would say [1.0, 1.0]."""
+    from statistics import NormalDist
+
+    if total == 0:
+        return (float("nan"), float("nan"))
+    if not 0 <= passed <= total:
+        raise ValueError(f"passed must be within 0..total, got {passed} of {total}")
+    z = NormalDist().inv_cdf(1 - (1 - level) / 2)
+    rate = passed / total
+    centre = (rate + z * z / (2 * total)) / (1 + z * z / total)
+    half = z / (1 + z * z / total) * ((rate * (1 - rate) / total + z * z / (4 * total * total)) ** 0.5)
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
 class EvalResult:
     """Scores of one evaluation: ``cases`` (one row per variant x case x scorer) and ``summary``."""
 
-    def __init__(self, suite: Suite, cases: pd.DataFrame) -> None:
+    def __init__(self, suite: Suite, cases: pd.DataFrame, *, runs_workspace: Path | None = None) -> None:
         self.suite = suite
         self.cases = cases
+        self.runs_workspace = runs_workspace
         self.summary = self._summarise()
         self.saved_to: Path | None = None
 
@@ -221,15 +251,19 @@ class EvalResult:
         out = []
         for (variant, scorer), group in self.cases.groupby(["variant", "scorer"], sort=True):
             low, high = bootstrap_ci(group["value"].tolist())
+            passed = int(group["passed"].sum())
+            pass_low, pass_high = wilson_interval(passed, len(group))
             out.append(
                 {
                     "variant": variant,
                     "scorer": scorer,
                     "cases": len(group),
                     "mean": group["value"].mean(),
-                    "pass_rate": group["passed"].mean(),
                     "ci_low": low,
                     "ci_high": high,
+                    "pass_rate": passed / len(group),
+                    "pass_low": pass_low,
+                    "pass_high": pass_high,
                 }
             )
         return pd.DataFrame(out).set_index(["variant", "scorer"]) if out else pd.DataFrame()
@@ -279,21 +313,67 @@ class EvalResult:
                 failures.append(f"{variant}: {scorer} pass rate {row['pass_rate']:.1%} is below {limit:.1%}")
         return failures
 
-    def plot(self) -> Figure:
-        """Score distributions per scorer, one box per variant, means marked."""
-        from matplotlib.figure import Figure
+    def steps(self) -> pd.DataFrame:
+        """The step log of this evaluation's runs (they live in ``runs_workspace``)."""
+        from wfkit.logs._steplog import steps
 
-        scorers = sorted(self.cases["scorer"].unique())
-        variants = sorted(self.cases["variant"].unique())
-        fig = Figure(figsize=(max(6, 3 * len(scorers)), 3.5), layout="constrained")
-        axes = fig.subplots(1, len(scorers), squeeze=False)[0]
-        for ax, scorer in zip(axes, scorers, strict=True):
-            rows = self.cases[self.cases["scorer"] == scorer]
-            data = [rows[rows["variant"] == v]["value"].to_numpy() for v in variants]
-            ax.boxplot(data, tick_labels=variants, showmeans=True)
-            ax.set(title=scorer, ylim=(-0.05, 1.05), ylabel="score")
-        fig.suptitle(f"eval {self.suite.name}")
-        return fig
+        if self.runs_workspace is None:
+            raise ValueError("this result knows no workspace of its runs (it was built, not evaluated)")
+        return steps(self.runs_workspace, run_id=sorted(set(self.cases["run_id"])))
+
+    def plot(self, *, metric: str = "pass_rate", ax: Axes | None = None) -> Axes:
+        """Per scorer and variant, the pass rate with its Wilson interval (``metric="mean"``: the
+        mean score with its bootstrap interval), as dots with error bars on one 0-1 axis."""
+        if metric not in ("pass_rate", "mean"):
+            raise ValueError(f"metric must be 'pass_rate' or 'mean', got {metric!r}")
+        low, high = ("pass_low", "pass_high") if metric == "pass_rate" else ("ci_low", "ci_high")
+        summary = self.summary
+        variants = sorted({v for v, _ in summary.index})
+        scorers = sorted({s for _, s in summary.index})
+        if ax is None:
+            import matplotlib.pyplot as plt
+
+            _, ax = plt.subplots(figsize=(8, 0.5 * len(scorers) * len(variants) + 1.6), layout="constrained")
+        colors = ["#2a6f97", "#e0a100", "#4c9a2a", "#8b1e3f", "#5e3c99", "#7a7a7a"]
+        labels, y = [], 0
+        for scorer in scorers:
+            for i, variant in enumerate(variants):
+                if (variant, scorer) not in summary.index:
+                    continue
+                row = summary.loc[(variant, scorer)]
+                value = float(row[metric])
+                ax.errorbar(
+                    [value],
+                    [y],
+                    xerr=[[value - float(row[low])], [float(row[high]) - value]],
+                    fmt="o",
+                    color=colors[i % len(colors)],
+                    capsize=3,
+                    label=variant if scorer == scorers[0] else None,
+                )
+                ax.annotate(
+                    f"{value:.0%} (n={int(row['cases'])})",
+                    (1.0, y),
+                    xycoords=("axes fraction", "data"),
+                    xytext=(6, 0),
+                    textcoords="offset points",
+                    va="center",
+                    fontsize="small",
+                )
+                labels.append(f"{scorer} · {variant}")
+                y += 1
+        ax.set_yticks(range(len(labels)), labels)
+        ax.set_ylim(len(labels) - 0.5, -0.5)
+        ax.set_xlim(-0.02, 1.02)
+        what = "pass rate, 95% Wilson interval" if metric == "pass_rate" else "mean score, 95% bootstrap interval"
+        ax.set_xlabel(what)
+        ax.set_title(f"eval {self.suite.name}: {what} per scorer and variant", fontsize="medium")
+        ax.xaxis.set_major_formatter("{x:.0%}")
+        ax.grid(axis="x", color="#eeeeee")
+        ax.legend(
+            fontsize="small", loc="lower left", bbox_to_anchor=(0.0, 1.06), ncols=max(len(variants), 1), frameon=False
+        )
+        return ax
 
     def save(self, workspace: str | os.PathLike[str] | None = None) -> Path:
         """Write cases and summary as parquet under ``WORKSPACE/evals/SUITE/STAMP/``."""

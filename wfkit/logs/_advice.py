@@ -9,9 +9,13 @@ whole-run failures before anyone waits for them in production.
 
 from __future__ import annotations
 
+import math
 import random
 from collections import Counter
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
+
+from wfkit.logs._tables import quantile_label
 
 if TYPE_CHECKING:
     import numpy as np
@@ -20,30 +24,90 @@ if TYPE_CHECKING:
     from wfkit.model._retry import RetryPolicy
 
 
+MIN_SAMPLES = 20
+
+
 def _uncensored(df: pd.DataFrame) -> pd.DataFrame:
     """Attempts whose latency was observed in full (a timed-out attempt only says "at least")."""
     return df[(df["attempt"] > 0) & (df["status"] != "timeout")]
 
 
-def advise_timeouts(df: pd.DataFrame, *, quantile: float = 0.99, margin: float = 1.5) -> pd.DataFrame:
+def check_advice_args(quantile: float, margin: float, min_samples: int) -> None:
     if not 0 < quantile < 1:
         raise ValueError(f"quantile must be in (0, 1), got {quantile!r}")
     if margin < 1:
         raise ValueError(f"margin must be >= 1 (a timeout below the observed quantile cuts calls), got {margin!r}")
-    rows = _uncensored(df)
-    grouped = rows.groupby("step", observed=True)["latency_s"]
-    label = f"p{quantile * 100:g}"
-    table = grouped.quantile(0.5).to_frame("p50")
-    table[label] = grouped.quantile(quantile)
-    table["samples"] = grouped.size()
-    table["timeout_s"] = (table[label] * margin).round(3)
-    table["mean_s"] = grouped.mean()
-    runs = df.groupby("run_id", observed=True).agg(start=("started_at", "min"), end=("ended_at", "max"))
-    durations = (runs["end"] - runs["start"]).dt.total_seconds()
-    table.attrs["run_deadline_s"] = round(float(durations.quantile(quantile)) * margin, 3) if len(durations) else None
-    table.attrs["quantile"] = quantile
-    table.attrs["margin"] = margin
+    if min_samples < 1:
+        raise ValueError(f"min_samples must be >= 1, got {min_samples!r}")
+
+
+def run_durations(runs: pd.DataFrame) -> pd.DataFrame:
+    """Per workflow, the durations of its runs (from a ``runs()`` table) as a sorted array."""
+    import pandas as pd
+
+    if "workflow" not in runs.columns or runs.empty:
+        return pd.DataFrame({"durations": pd.Series(dtype=object)})
+    grouped = runs.groupby(runs["workflow"].astype(str), observed=True)["duration_s"]
+    return grouped.apply(lambda d: d.sort_values().to_numpy()).to_frame("durations")
+
+
+def advice_table(
+    stats: pd.DataFrame, durations: pd.DataFrame, *, quantile: float, margin: float, min_samples: int
+) -> pd.DataFrame:
+    """The advice from per-(workflow, step) latency stats of successful attempts (p50, the
+    quantile, max, mean, count) and per-workflow run durations: the one policy behind both the
+    accessor and ``StepLog``."""
+    import numpy as np
+    import pandas as pd
+
+    label = quantile_label(quantile)
+    table = pd.DataFrame(index=stats.index)
+    table["samples"] = stats["count"].astype("int64")
+    table["p50"] = stats["p50"]
+    table[label] = stats[label]
+    table["max"] = stats["max"]
+    table["mean"] = stats["mean"]
+    at_quantile = stats[label] * margin
+    # A timeout below a latency that succeeded would have cut that success: never propose one.
+    floored = at_quantile < stats["max"]
+    proposed = np.ceil(np.maximum(at_quantile, stats["max"]) * 1000) / 1000
+    enough = table["samples"] >= min_samples
+    table["timeout_s"] = proposed.where(enough)
+    table["basis"] = np.where(floored, "slowest success", f"{label} x {margin:g}")
+    table["basis"] = table["basis"].where(enough, None)
+    table["note"] = [
+        None if ok else f"only {n} successful attempt{'s' if n != 1 else ''}; need {min_samples} for advice"
+        for ok, n in zip(enough, table["samples"], strict=True)
+    ]
+    deadlines: dict[str, float | None] = {}
+    for workflow, values in durations["durations"].items():
+        if len(values) < min_samples:
+            deadlines[str(workflow)] = None
+            continue
+        at = float(np.quantile(values, quantile)) * margin
+        deadlines[str(workflow)] = math.ceil(max(at, float(values[-1])) * 1000) / 1000
+    table.attrs.update(
+        run_deadline_s=deadlines,
+        run_samples={str(w): len(v) for w, v in durations["durations"].items()},
+        quantile=quantile,
+        margin=margin,
+        min_samples=min_samples,
+    )
     return table
+
+
+def advise_timeouts(
+    df: pd.DataFrame, *, quantile: float = 0.99, margin: float = 1.5, min_samples: int = MIN_SAMPLES
+) -> pd.DataFrame:
+    """Per (workflow, step): a timeout at ``quantile`` of successful latency times ``margin``,
+    raised to the slowest success if that is higher; none under ``min_samples`` successes (the
+    ``note`` says why). ``.attrs["run_deadline_s"]`` maps each workflow to a run deadline."""
+    from wfkit.logs._tables import grouped_quantiles, keys_of, runs_table
+
+    check_advice_args(quantile, margin, min_samples)
+    ok = df[(df["attempt"] > 0) & (df["status"] == "ok")]
+    stats = grouped_quantiles(ok, keys_of(ok, None), "latency_s", sorted({0.5, quantile}))
+    return advice_table(stats, run_durations(runs_table(df)), quantile=quantile, margin=margin, min_samples=min_samples)
 
 
 def _stages(run: pd.DataFrame) -> tuple[tuple[str, ...], ...]:
@@ -61,9 +125,39 @@ def _stages(run: pd.DataFrame) -> tuple[tuple[str, ...], ...]:
     return tuple(tuple(s) for s in stages)
 
 
+def _one_workflow(
+    df: pd.DataFrame, timeouts: Mapping[str, float] | Mapping[tuple[str, str], float] | pd.Series
+) -> tuple[pd.DataFrame, dict[str, float]]:
+    """The rows of the one workflow the timeouts are for, and the timeouts by step name. Keys are
+    steps, or (workflow, step) pairs as ``advise_timeouts()["timeout_s"]`` has them (NaN: none)."""
+
+    workflows = sorted({str(w) for w in df["workflow"].unique()}) if "workflow" in df.columns else []
+    by_step: dict[str, float] = {}
+    named: set[str] = set()
+    for key, value in dict(timeouts).items():
+        if isinstance(key, tuple):
+            named.add(str(key[0]))
+            key = key[-1]
+        if value is not None and not (isinstance(value, float) and math.isnan(value)):
+            by_step[str(key)] = float(value)
+    if len(named) > 1:
+        raise ValueError(f"timeouts name several workflows ({', '.join(sorted(named))}): predict one at a time")
+    if named:
+        (workflow,) = named
+        if workflow not in workflows:
+            raise ValueError(f"no runs of workflow {workflow!r} in this frame; it has {', '.join(workflows)}")
+        return df[df["workflow"] == workflow], by_step
+    if len(workflows) > 1:
+        raise ValueError(
+            f"predict_timeouts simulates runs of one workflow; this frame holds {', '.join(workflows)}: "
+            f"filter it first (df[df['workflow'] == NAME]) or key the timeouts by (workflow, step)"
+        )
+    return df, by_step
+
+
 def predict_timeouts(
     df: pd.DataFrame,
-    timeouts: dict[str, float],
+    timeouts: Mapping[str, float] | Mapping[tuple[str, str], float] | pd.Series,
     *,
     retry: dict[str, RetryPolicy] | RetryPolicy | None = None,
     deadline: float | None = None,
@@ -75,8 +169,11 @@ def predict_timeouts(
 
     from wfkit.model._retry import NO_RETRY, RetryPolicy
 
+    df, timeouts = _one_workflow(df, timeouts)
     rows = _uncensored(df)
-    samples = {step: group.to_numpy(dtype=float) for step, group in rows.groupby("step", observed=True)["latency_s"]}
+    samples = {
+        str(step): group.to_numpy(dtype=float) for step, group in rows.groupby("step", observed=True)["latency_s"]
+    }
     unknown = sorted(set(timeouts) - set(samples))
     if unknown:
         raise ValueError(f"no latency observed for step(s) {', '.join(unknown)}; known: {', '.join(sorted(samples))}")

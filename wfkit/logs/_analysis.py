@@ -1,109 +1,32 @@
-"""Step logs as DataFrames: ``wfkit.steps(...)`` and the ``df.wf`` accessor.
+"""The ``df.wf`` accessor on step-log DataFrames.
 
-The accessor gives the summaries people ask of agent runs: latency percentiles per step (the long
-tail, not the mean), failure rates by error kind, retries, tokens and cost, run-level latency;
-and the plots and timeout advice built on them (``_plots.py``, ``_advice.py``).
+The accessor gives the summaries people ask of agent runs: latency percentiles (the long tail, not
+the mean), failure rates by error kind, retries, the commonest error messages, tokens and cost,
+run-level latency; and the plots and timeout advice built on them (``_plots``, ``_advice``).
+Everything is keyed by (workflow, step): ``classify`` in two workflows is two different steps.
+
+The accessor works on a frame already in memory, in pandas (vectorised: one sort of small group
+codes, then one selection per group). To summarise a dataset on disk without loading it, use
+:class:`wfkit.StepLog` (``_summaries``), which returns the very same tables.
 """
 
 from __future__ import annotations
 
-import logging
-import os
-from collections.abc import Sequence
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
+
+from wfkit.logs._tables import ERROR_KINDS, QUANTILES, grouped_quantiles, keys_of, quantile_label, runs_table
 
 if TYPE_CHECKING:
-    import datetime as dt
-
     import pandas as pd
-    from matplotlib.figure import Figure
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure, SubFigure
 
+    from wfkit.logs._plots import Facets
     from wfkit.model._retry import RetryPolicy
 
-logger = logging.getLogger("wfkit")
-
-QUANTILES: tuple[float, ...] = (0.5, 0.9, 0.95, 0.99)
-ERROR_KINDS: tuple[str, ...] = ("transient", "permanent", "unknown")
-_REQUIRED = ("run_id", "step", "attempt", "status", "latency_s", "started_at", "ended_at")
-
-
-def steps(
-    path: str | os.PathLike[str] | None = None,
-    *,
-    workflow: str | Sequence[str] | None = None,
-    run_id: str | Sequence[str] | None = None,
-    step: str | Sequence[str] | None = None,
-    status: str | Sequence[str] | None = None,
-    since: dt.datetime | str | None = None,
-    until: dt.datetime | str | None = None,
-) -> pd.DataFrame:
-    """The step log as a DataFrame, one row per attempt.
-
-    ``path`` is a workspace (default ``$WFKIT_HOME`` or ``./.wfkit``), a folder of segment files,
-    or one parquet file. Reading a workspace first exports any rows the journal holds that are not
-    in parquet yet (after a crash, or runs that just ended). Filters are pushed down to the files.
-    """
-    from wfkit.logs._steplog import check_ledger, dataset_schema, export_pending, exporter, read_steps, steps_dir
-    from wfkit.model._errors import StoreCorruptError, WorkspaceNotFoundError
-    from wfkit.store._workspace import DB_NAME, open_store, workspace_path
-
-    register_accessor()
-    root = workspace_path(path) if path is None else Path(path)
-    filters: dict[str, Any] = {
-        "workflow": workflow,
-        "run_id": run_id,
-        "step": step,
-        "status": status,
-        "since": since,
-        "until": until,
-    }
-    if not root.exists():
-        raise WorkspaceNotFoundError(
-            f"no workspace or step log at {root}; check the path (a workspace folder, a folder of "
-            f"segment files, or one .parquet file). A workspace is created by the first run in it: "
-            f"flow.run(inputs, workspace={str(root)!r})"
-        )
-    if not (root.is_dir() and (root / DB_NAME).exists()):
-        return read_steps(root, **filters)
-    workspace = root
-    store = open_store(workspace, create=False)
-    exporter.flush()
-    export_pending(store, workspace)
-    check_ledger(store, workspace)  # a missing segment is written again from the journal
-    root = steps_dir(workspace)
-    if not root.exists():
-        return dataset_schema().empty_table().to_pandas()
-    try:
-        return read_steps(root, **filters)
-    except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid is a ValueError
-        report = check_ledger(store, workspace, deep=True)
-        if not report.moved:
-            raise StoreCorruptError(
-                f"the step log under {root} cannot be read ({exc}), and no damaged segment was found "
-                f"to rebuild; run `wfkit doctor --workspace {workspace}`",
-                path=str(root),
-            ) from exc
-        logger.warning(
-            "wfkit: moved %d damaged step-log segment(s) to %s and rebuilt them from the journal",
-            len(report.moved),
-            report.moved[0][1].parent,
-        )
-        return read_steps(root, **filters)
-
-
-_registered = False
-
-
-def register_accessor() -> None:
-    """Make ``df.wf`` available on DataFrames (done by :func:`steps`; idempotent)."""
-    global _registered
-    if _registered:
-        return
-    import pandas as pd
-
-    pd.api.extensions.register_dataframe_accessor("wf")(StepsAccessor)
-    _registered = True
+# What every question needs; each method asks for the rest (a frame read with `columns=` may lack them).
+_REQUIRED = ("step", "attempt", "status")
 
 
 class StepsAccessor:
@@ -113,61 +36,104 @@ class StepsAccessor:
         missing = [c for c in _REQUIRED if c not in frame.columns]
         if missing:
             raise AttributeError(
-                f"df.wf needs a step-log frame (from wfkit.steps()); missing columns: {', '.join(missing)}"
+                f"df.wf needs a step-log frame (from wfkit.steps() or the workspace's steps/ folder); "
+                f"missing columns: {', '.join(missing)}"
             )
         self._df = frame
+
+    def _need(self, question: str, *columns: str) -> None:
+        missing = [c for c in columns if c not in self._df.columns]
+        if missing:
+            raise ValueError(
+                f"df.wf.{question}() needs the column(s) {', '.join(missing)}: read them too "
+                f"(wf.steps(columns=[...]) or without columns=)"
+            )
 
     @property
     def attempts(self) -> pd.DataFrame:
         """Rows that are step attempts (approval decisions, attempt 0, left out)."""
         return self._df[self._df["attempt"] > 0]
 
+    def _attempts_with(self, status: str | Sequence[str] | None) -> pd.DataFrame:
+        rows = self.attempts
+        if status is None:
+            return rows
+        if isinstance(status, str):  # == on a categorical compares codes: far faster than isin
+            return rows[rows["status"] == status]
+        return rows[rows["status"].isin(list(status))]
+
     # ---- tables --------------------------------------------------------------------------------
 
-    def latency(self, by: str | Sequence[str] = "step", quantiles: Sequence[float] = QUANTILES) -> pd.DataFrame:
-        """Latency percentiles per ``by`` (seconds): p50, p90, p95, p99, max, mean and count."""
+    def latency(
+        self,
+        by: str | Sequence[str] | None = None,
+        quantiles: Sequence[float] = QUANTILES,
+        *,
+        status: str | Sequence[str] | None = "ok",
+    ) -> pd.DataFrame:
+        """Latency percentiles in seconds per (workflow, step) (or ``by``): p50, p90, p95, p99, max,
+        mean, count. Successful attempts only by default (a failed attempt that took 0.1 ms is not
+        a fast call); ``status=None`` takes every attempt."""
+        self._need("latency", "latency_s")
+        rows = self._attempts_with(status)
+        return grouped_quantiles(rows, keys_of(rows, by), "latency_s", quantiles)
+
+    def failures(self, by: str | Sequence[str] | None = None) -> pd.DataFrame:
+        """Attempts, failed attempts by error kind, the failure rate and timeouts per (workflow, step)."""
+        self._need("failures", "error_kind")
         import pandas as pd
 
         rows = self.attempts
-        grouped = rows.groupby(by, observed=True, sort=True)["latency_s"]
-        table = grouped.quantile(list(quantiles)).unstack().reindex(columns=list(quantiles))
-        table.columns = [f"p{round(q * 100):d}" if q * 100 == round(q * 100) else f"p{q * 100:g}" for q in quantiles]
-        table = pd.concat([table, grouped.agg(["max", "mean", "count"])], axis=1)
-        table["count"] = table["count"].astype("int64")
-        return table
-
-    def failures(self, by: str | Sequence[str] = "step") -> pd.DataFrame:
-        """Attempts, failed attempts by error kind, and the failure rate per ``by``."""
-        import pandas as pd
-
-        keys = [by] if isinstance(by, str) else list(by)
-        rows = self.attempts
-        table = rows.groupby(keys, observed=True).size().to_frame("attempts")
+        keys = keys_of(rows, by)
+        table = rows.groupby(keys, observed=True, sort=True).size().to_frame("attempts")
         # Count failed attempts per kind on the (few) failed rows only: 10M rows stay fast.
         failed = rows[rows["error_kind"].isin(ERROR_KINDS)]
         per_kind = failed.groupby([*keys, failed["error_kind"].astype(str)], observed=True).size()
         per_kind = per_kind.unstack(fill_value=0) if len(per_kind) else pd.DataFrame(index=table.index)
         for kind in ERROR_KINDS:
             table[kind] = per_kind[kind].reindex(table.index, fill_value=0).astype("int64") if kind in per_kind else 0
-        table["failed"] = table[list(ERROR_KINDS)].sum(axis=1)
+        table["failed"] = table[list(ERROR_KINDS)].sum(axis=1).astype("int64")
         table["failure_rate"] = table["failed"] / table["attempts"]
         timeouts = rows[rows["status"] == "timeout"].groupby(keys, observed=True).size()
         table["timeouts"] = timeouts.reindex(table.index, fill_value=0).astype("int64")
         table.columns.name = None
         return table
 
-    def retries(self, by: str = "step") -> pd.DataFrame:
-        """Retries per step visit: total, mean and max per ``by`` ("step" or "run_id")."""
+    def errors(self, by: str | Sequence[str] | None = None, *, top: int | None = None) -> pd.DataFrame:
+        """Failed attempts grouped by (workflow, step), error kind, type and message, commonest
+        first: how often, in how many runs, and the last run it happened in."""
+        self._need("errors", "run_id", "error_kind", "error_type", "error_message", "started_at")
         rows = self.attempts
-        per_visit = rows.groupby(["run_id", "step", "visit"], observed=True)["attempt"].max() - 1
+        failed = rows[rows["error_kind"].isin(ERROR_KINDS) | rows["status"].isin(["failed", "timeout"])]
+        keys = [*keys_of(rows, by), "error_kind", "error_type", "error_message"]
+        failed = failed.assign(**{k: failed[k].astype("string").fillna("") for k in keys[-3:]})
+        grouped = failed.sort_values("started_at").groupby(keys, observed=True, sort=False)
+        table = grouped.agg(
+            count=("run_id", "size"),
+            runs=("run_id", "nunique"),
+            last_run=("run_id", "last"),
+            last=("started_at", "max"),
+        )
+        table = table.sort_values(["count", "last"], ascending=[False, False], kind="stable")
+        table["last_run"] = table["last_run"].astype("string")
+        return table if top is None else table.head(top)
+
+    def retries(self, by: str | Sequence[str] | None = None) -> pd.DataFrame:
+        """Retries per step visit: total, mean and max per (workflow, step) (or ``by``, e.g. "run_id")."""
+        self._need("retries", "run_id", "visit")
+        rows = self.attempts
+        keys = keys_of(rows, by)
+        visit_keys = list(dict.fromkeys([*keys_of(rows, None), "run_id", "visit", *keys]))
+        per_visit = rows.groupby(visit_keys, observed=True)["attempt"].max() - 1
         per_visit = per_visit.reset_index(name="retries")
-        table = per_visit.groupby(by, observed=True)["retries"].agg(["sum", "mean", "max"])
+        table = per_visit.groupby(keys, observed=True)["retries"].agg(["sum", "mean", "max"])
         return table.rename(columns={"sum": "retries", "mean": "mean_per_visit", "max": "max_per_visit"})
 
-    def cost(self, by: str | Sequence[str] = "run_id") -> pd.DataFrame:
-        """Tokens in and out, cost in USD, and model calls per ``by`` ("run_id" or "step")."""
+    def cost(self, by: str | Sequence[str] | None = "run_id") -> pd.DataFrame:
+        """Tokens in and out, cost in USD, and model calls per run (or ``by``; None: (workflow, step))."""
+        self._need("cost", "tokens_in", "tokens_out", "cost_usd", "model")
         rows = self.attempts
-        table = rows.groupby(by, observed=True).agg(
+        table = rows.groupby(keys_of(rows, by), observed=True).agg(
             tokens_in=("tokens_in", "sum"),
             tokens_out=("tokens_out", "sum"),
             cost_usd=("cost_usd", "sum"),
@@ -177,81 +143,125 @@ class StepsAccessor:
         return table
 
     def runs(self) -> pd.DataFrame:
-        """One row per run: workflow, start, end, duration, steps done, attempts, failures."""
-        frame = self._df.assign(
-            # An attempt followed by another (a retry, or a timeout that is retried) has a delay.
-            _retried=self._df["retry_delay_s"].notna() if "retry_delay_s" in self._df else False,
-        )
-        frame["_failed"] = frame["status"].isin(["failed", "timeout"]) & ~frame["_retried"]
-        agg: dict[str, Any] = {
-            "start": ("started_at", "min"),
-            "end": ("ended_at", "max"),
-            "attempts": ("attempt", lambda a: int((a > 0).sum())),
-            "steps_ok": ("status", lambda s: int((s == "ok").sum())),
-            "failed": ("_failed", "sum"),
-            "retries": ("_retried", "sum"),
-        }
-        if "workflow" in frame.columns:
-            agg["workflow"] = ("workflow", "first")
-        table = frame.groupby("run_id", observed=True, sort=False).agg(**agg)
-        table["duration_s"] = (table["end"] - table["start"]).dt.total_seconds()
-        return table.sort_values("start")
+        """One row per run: workflow, start, end, duration, attempts, steps done, failures, retries."""
+        self._need("runs", "run_id", "started_at", "ended_at")
+        return runs_table(self._df)
 
     def run_latency(self, quantiles: Sequence[float] = QUANTILES) -> pd.Series:
-        """Percentiles of whole-run duration (seconds)."""
+        """Percentiles of whole-run duration (seconds), over every run in the frame."""
+        self._need("run_latency", "run_id", "started_at", "ended_at")
         durations = self.runs()["duration_s"]
         result = durations.quantile(list(quantiles))
-        result.index = [f"p{round(q * 100):d}" for q in quantiles]
+        result.index = [quantile_label(q) for q in quantiles]
         result["max"] = durations.max()
         result["count"] = float(len(durations))
         return result
 
-    # ---- plots ---------------------------------------------------------------------------------
+    # ---- comparing -----------------------------------------------------------------------------
 
-    def plot_latency(self, step: str | None = None) -> Figure:
-        """Latency distribution per step: log-scaled histogram and ECDF, P50 and P99 marked."""
-        from wfkit.logs._plots import plot_latency
+    def compare(
+        self,
+        candidate: pd.DataFrame,
+        *,
+        labels: tuple[str, str] = ("baseline", "candidate"),
+        by: str | Sequence[str] | None = None,
+        quantiles: Sequence[float] = (0.5, 0.99),
+        level: float = 0.95,
+        resamples: int = 1000,
+        seed: int = 0,
+    ) -> pd.DataFrame:
+        """This frame (the baseline) against ``candidate``, per (workflow, step) in both: each
+        quantile of successful latency on both sides, their ratio, and the difference with a
+        bootstrap interval at ``level``. Frames of two different workflows compare ``by="step"``.
+        ``plot_compare`` draws the table."""
+        self._need("compare", "latency_s")
+        from wfkit.logs._compare import compare_latency
 
-        return plot_latency(self.attempts, step=step)
+        return compare_latency(
+            self.attempts,
+            candidate[candidate["attempt"] > 0],
+            labels=labels,
+            by=by,
+            quantiles=quantiles,
+            level=level,
+            resamples=resamples,
+            seed=seed,
+        )
 
-    def plot_timeline(self, run_id: str | None = None) -> Figure:
-        """A run's timeline: one lane per step, retries and approval waits visible."""
-        from wfkit.logs._plots import plot_timeline
-
-        return plot_timeline(self._df, run_id=run_id)
-
-    def plot_failures(self) -> Figure:
-        """Failed attempts per step, stacked by error kind."""
-        from wfkit.logs._plots import plot_failures
-
-        return plot_failures(self.failures())
-
-    def compare(self, candidate: pd.DataFrame, labels: tuple[str, str] = ("baseline", "candidate")) -> Figure:
-        """Baseline (this frame) against ``candidate``: P50 and P99 per step, side by side."""
+    def plot_compare(
+        self,
+        candidate: pd.DataFrame,
+        *,
+        labels: tuple[str, str] = ("baseline", "candidate"),
+        by: str | Sequence[str] | None = None,
+        quantiles: Sequence[float] = (0.5, 0.99),
+        ax: Axes | None = None,
+    ) -> Axes:
+        """Draw ``compare(candidate)`` as a dumbbell chart on one log axis (see ``compare``)."""
         from wfkit.logs._plots import plot_compare
 
-        return plot_compare(self.latency(), candidate.wf.latency(), labels)
+        return plot_compare(self.compare(candidate, labels=labels, by=by, quantiles=quantiles), ax=ax)
+
+    # ---- plots ---------------------------------------------------------------------------------
+
+    def plot_latency(
+        self,
+        *,
+        workflow: str | None = None,
+        steps: Sequence[str] | None = None,
+        failures: bool = False,
+        kind: str = "ecdf",
+        fig: Figure | SubFigure | None = None,
+        col_wrap: int = 3,
+    ) -> Facets:
+        """Latency per (workflow, step), one panel each on a shared log axis, P50 and P99 marked.
+        Successful attempts by default; ``failures=True`` adds failed attempts in their own colour.
+        ``kind`` is "ecdf" or "hist". Returns the facets (``.figure``, ``.axes``)."""
+        self._need("plot_latency", "latency_s")
+        from wfkit.logs._plots import plot_latency
+
+        return plot_latency(
+            self.attempts, workflow=workflow, steps=steps, failures=failures, kind=kind, fig=fig, col_wrap=col_wrap
+        )
+
+    def plot_timeline(self, run_id: str | None = None, *, ax: Axes | None = None) -> Axes:
+        """A run's timeline (the latest by default): one lane per step, retries and approval waits."""
+        self._need("plot_timeline", "run_id", "started_at", "ended_at", "latency_s")
+        from wfkit.logs._plots import plot_timeline
+
+        return plot_timeline(self._df, run_id=run_id, ax=ax)
+
+    def plot_failures(self, *, ax: Axes | None = None) -> Axes:
+        """Failed attempts per (workflow, step), stacked by error kind, the failure rate marked."""
+        self._need("plot_failures", "error_kind")
+        from wfkit.logs._plots import plot_failures
+
+        return plot_failures(self.failures(), ax=ax)
 
     # ---- timeouts ------------------------------------------------------------------------------
 
-    def advise_timeouts(self, quantile: float = 0.99, margin: float = 1.5) -> pd.DataFrame:
-        """Per-step timeouts at ``quantile`` of observed latency times ``margin``, and a run
-        deadline (in ``.attrs["run_deadline_s"]``) at the same quantile of run duration."""
+    def advise_timeouts(self, quantile: float = 0.99, margin: float = 1.5, *, min_samples: int = 20) -> pd.DataFrame:
+        """Per (workflow, step): a timeout at ``quantile`` of successful latency times ``margin``,
+        never below the slowest success, with the samples it rests on; no advice (and the reason)
+        under ``min_samples``. A run deadline per workflow is in ``.attrs["run_deadline_s"]``."""
+        self._need("advise_timeouts", "run_id", "latency_s", "started_at", "ended_at")
         from wfkit.logs._advice import advise_timeouts
 
-        return advise_timeouts(self._df, quantile=quantile, margin=margin)
+        return advise_timeouts(self._df, quantile=quantile, margin=margin, min_samples=min_samples)
 
     def predict_timeouts(
         self,
-        timeouts: dict[str, float],
+        timeouts: Mapping[str, float] | Mapping[tuple[str, str], float] | pd.Series,
         *,
         retry: dict[str, RetryPolicy] | RetryPolicy | None = None,
         deadline: float | None = None,
         runs: int = 20_000,
         seed: int = 0,
     ) -> pd.DataFrame:
-        """Monte Carlo over the observed latencies: predicted timeout and failure rates per step
-        and for whole runs (serial steps compound: the article's second mistake)."""
+        """Monte Carlo over the observed latencies of one workflow: predicted timeout and failure
+        rates per step and for whole runs (serial steps compound). ``timeouts`` maps a step (or
+        (workflow, step), as ``advise_timeouts()["timeout_s"]`` does) to seconds."""
+        self._need("predict_timeouts", "run_id", "latency_s", "started_at", "ended_at", "visit")
         from wfkit.logs._advice import predict_timeouts
 
         return predict_timeouts(self._df, timeouts, retry=retry, deadline=deadline, runs=runs, seed=seed)

@@ -1,15 +1,27 @@
-"""Plots of step logs. Each function returns a matplotlib Figure, which shows inline in a notebook
-and saves to PNG for reports. Figures are built with the object API (no pyplot state), so they work
-headless and in threads."""
+"""Plots of step logs, drawn the way pandas and seaborn draw.
+
+Each plot takes ``ax=`` (or ``fig=`` for small multiples) and draws into it; without one it makes
+its figure through pyplot's figure manager, so the figure shows inline in Jupyter and lands as an
+image in papermill's output notebook. It returns the Axes, or :class:`Facets` for small
+multiples. Code that must not touch pyplot state (a report written in a thread, a server) passes
+an Axes of its own ``matplotlib.figure.Figure``.
+
+Titles and axes name the workflow, the step and the unit; durations are labelled "12 ms", "1.5 s".
+"""
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
+
+from wfkit.logs._units import axis_seconds, format_seconds
 
 if TYPE_CHECKING:
     import pandas as pd
     from matplotlib.axes import Axes
-    from matplotlib.figure import Figure
+    from matplotlib.figure import Figure, SubFigure
 
 _COLORS = {
     "ok": "#4c9a2a",
@@ -22,75 +34,183 @@ _COLORS = {
     "skipped": "#bbbbbb",
 }
 _KIND_COLORS = {"transient": "#e0a100", "permanent": "#8b1e3f", "unknown": "#7a7a7a"}
+_SIDES = ("#2a6f97", "#e0a100")
+FAILED_STATUSES = ("retry", "failed", "timeout")
 
 
-def _figure(width: float = 10, height: float = 4, ncols: int = 1) -> tuple[Figure, list[Axes]]:
-    from matplotlib.figure import Figure
+@dataclass(frozen=True)
+class Facets:
+    """Small multiples: the figure, and one Axes per (workflow, step) in ``axes``."""
 
-    fig = Figure(figsize=(width, height), layout="constrained")
-    axes = fig.subplots(1, ncols, squeeze=False)[0]
-    return fig, list(axes)
+    figure: Figure | SubFigure
+    axes: dict[tuple[str, str], Axes]
+
+    def __repr__(self) -> str:
+        return f"<wfkit Facets: {len(self.axes)} panels>"
 
 
-def _empty(fig: Figure, ax: Axes, message: str) -> Figure:
+def _axes(ax: Axes | None, width: float, height: float) -> Axes:
+    """``ax``, or the Axes of a new pyplot figure (shown inline by Jupyter)."""
+    if ax is not None:
+        return ax
+    import matplotlib.pyplot as plt
+
+    _, new = plt.subplots(figsize=(width, height), layout="constrained")
+    return new
+
+
+def _say(ax: Axes, message: str, title: str) -> Axes:
     ax.text(0.5, 0.5, message, ha="center", va="center", transform=ax.transAxes)
-    ax.set_axis_off()
-    return fig
+    ax.set_title(title)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    return ax
 
 
-def plot_latency(attempts: pd.DataFrame, step: str | None = None) -> Figure:
-    """Log-scaled histogram and ECDF of latency per step, with P50 and P99 marked."""
+def _seconds_axis(ax: Axes, axis: str = "x") -> None:
+    """Label a seconds axis "10 ms", "1 s". On a log axis: ticks at 1, 2 and 5 of each decade
+    (every digit when the data span less than 4x), small ticks unlabelled."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    target = ax.xaxis if axis == "x" else ax.yaxis
+    if (ax.get_xscale() if axis == "x" else ax.get_yscale()) == "log":
+        low, high = ax.get_xlim() if axis == "x" else ax.get_ylim()
+        narrow = low > 0 and high / low < 4
+        subs = tuple(float(d) for d in range(1, 10)) if narrow else (1.0, 2.0, 5.0)
+        target.set_major_locator(LogLocator(base=10, subs=subs))
+        target.set_minor_locator(LogLocator(base=10, subs=tuple(float(d) for d in range(1, 10))))
+        target.set_minor_formatter(NullFormatter())
+    target.set_major_formatter(FuncFormatter(axis_seconds))
+
+
+def _group_label(key: tuple[str, ...]) -> str:
+    return " · ".join(str(k) for k in key)
+
+
+# ---- latency --------------------------------------------------------------------------------------
+
+
+def plot_latency(
+    attempts: pd.DataFrame,
+    *,
+    workflow: str | None = None,
+    steps: Sequence[str] | None = None,
+    failures: bool = False,
+    kind: str = "ecdf",
+    fig: Figure | SubFigure | None = None,
+    col_wrap: int = 3,
+) -> Facets:
+    """One panel per (workflow, step), sharing a log latency axis: the ECDF (or a log-binned
+    histogram) of successful attempts with P50 and P99 marked; failed attempts in red on request."""
     import numpy as np
 
-    rows = attempts if step is None else attempts[attempts["step"] == step]
-    fig, (hist, ecdf) = _figure(12, 4.5, ncols=2)
-    fig.suptitle("Step latency" + (f": {step}" if step else ""))
-    latencies = rows["latency_s"].to_numpy(dtype=float)
-    positive = latencies[latencies > 0]
-    if positive.size == 0:
-        return _empty(fig, hist, "no attempts to plot")
-    bins = np.logspace(np.log10(positive.min()), np.log10(positive.max() * 1.01), 40)
-    for name, group in rows.groupby("step", observed=True, sort=True):
-        values = np.sort(group["latency_s"].to_numpy(dtype=float))
-        values = values[values > 0]
-        if values.size == 0:
-            continue
-        hist.hist(values, bins=list(bins), histtype="step", linewidth=1.5, label=str(name))
-        line = ecdf.step(values, np.arange(1, values.size + 1) / values.size, where="post", label=str(name))[0]
-        for q, style in ((0.5, "--"), (0.99, ":")):
-            mark = float(np.quantile(values, q))
-            ecdf.axvline(mark, color=line.get_color(), linestyle=style, linewidth=1)
-    for label, style in (("P50", "--"), ("P99", ":")):
-        ecdf.plot([], [], color="black", linestyle=style, label=label)
-    hist.set(xscale="log", xlabel="latency (s, log scale)", ylabel="attempts", title="histogram")
-    ecdf.set(xscale="log", xlabel="latency (s, log scale)", ylabel="fraction of attempts ≤ x", title="ECDF")
-    ecdf.axhline(0.99, color="#999999", linewidth=0.5)
-    ecdf.legend(fontsize="small", loc="lower right")
-    return fig
+    from wfkit.logs._tables import keys_of
+
+    if kind not in ("ecdf", "hist"):
+        raise ValueError(f"kind must be 'ecdf' or 'hist', got {kind!r}")
+    if col_wrap < 1:
+        raise ValueError(f"col_wrap must be >= 1, got {col_wrap!r}")
+    rows = attempts
+    if workflow is not None:
+        rows = rows[rows["workflow"] == workflow]
+    if steps is not None:
+        rows = rows[rows["step"].isin(list(steps))]
+    keys = keys_of(rows, None)
+    shown = rows[rows["status"].isin(["ok", *FAILED_STATUSES])] if failures else rows[rows["status"] == "ok"]
+    groups = {
+        (k if isinstance(k, tuple) else (k,)): g for k, g in shown.groupby(keys, observed=True, sort=True) if len(g)
+    }
+    what = "successful and failed attempts" if failures else "successful attempts"
+    title = f"Step latency, {what}" + (f": {workflow}" if workflow else "")
+    n = max(len(groups), 1)
+    ncols = min(col_wrap, n)
+    nrows = math.ceil(n / ncols)
+    size = (max(4.2 * ncols, 6.4), 2.6 * nrows + 0.8)
+    if fig is None:
+        import matplotlib.pyplot as plt
+
+        fig = plt.figure(figsize=size, layout="constrained")
+    grid = fig.subplots(nrows, ncols, squeeze=False, sharex=True, sharey=kind == "ecdf")
+    flat = list(grid.flat)
+    fig.suptitle(title)
+    if not groups:
+        _say(flat[0], f"no {what} to plot", "")
+        return Facets(fig, {})
+    positive = shown["latency_s"].to_numpy(dtype=float)
+    positive = positive[positive > 0]
+    low, high = (positive.min(), positive.max()) if positive.size else (1e-3, 1.0)
+    bins = np.logspace(np.log10(low), np.log10(high * 1.01), 30)
+    panels: dict[tuple[str, str], Axes] = {}
+    for ax, (key, group) in zip(flat, groups.items(), strict=False):
+        ok = np.sort(group.loc[group["status"] == "ok", "latency_s"].to_numpy(dtype=float))
+        bad = np.sort(group.loc[group["status"].isin(FAILED_STATUSES), "latency_s"].to_numpy(dtype=float))
+        series = [("ok", ok, _COLORS["ok"])] + ([("failed", bad, _COLORS["timeout"])] if failures else [])
+        for label, values, color in series:
+            values = np.clip(values, low, None)  # a 0 s attempt sits at the axis' left edge
+            if not values.size:
+                continue
+            legend = f"{label} (n={values.size:,})"
+            if kind == "ecdf":
+                ax.step(values, np.arange(1, values.size + 1) / values.size, where="post", color=color, label=legend)
+            else:
+                ax.hist(values, bins=list(bins), histtype="step", linewidth=1.5, color=color, label=legend)
+        if ok.size:  # in the legend, not as text on the plot: close quantiles never overlap there
+            for q, style in ((0.5, "--"), (0.99, ":")):
+                mark = float(np.quantile(ok, q))
+                label = f"P{round(q * 100)} {format_seconds(mark, digits=2)}"
+                ax.axvline(mark, color="#333333", linestyle=style, linewidth=1, label=label)
+        ax.set_title(_group_label(key), fontsize="medium")
+        ax.legend(fontsize="x-small", loc="lower right" if kind == "ecdf" else "upper right")
+        panels[(str(key[0]), str(key[-1]))] = ax
+    for ax in flat[len(groups) :]:
+        ax.set_visible(False)
+    for ax in flat:
+        ax.set_xscale("log")
+    for ax in flat:
+        _seconds_axis(ax)
+    for ax in grid[:, 0]:
+        ax.set_ylabel("fraction ≤ latency" if kind == "ecdf" else "attempts")
+    for ax in grid[-1, :]:
+        ax.set_xlabel("latency (log scale)")
+    # A panel on the last row may be hidden: the one above it needs the axis label then.
+    for i in range(len(groups), nrows * ncols):
+        above = flat[i - ncols] if i - ncols >= 0 else None
+        if above is not None:
+            above.set_xlabel("latency (log scale)")
+            above.xaxis.set_tick_params(labelbottom=True)
+    return Facets(fig, panels)
 
 
-def plot_timeline(df: pd.DataFrame, run_id: str | None = None) -> Figure:
-    """Gantt chart of one run (the latest by default): a lane per step, a bar per attempt."""
+# ---- one run ----------------------------------------------------------------------------------
+
+
+def plot_timeline(df: pd.DataFrame, run_id: str | None = None, *, ax: Axes | None = None) -> Axes:
+    """Gantt chart of one run (the latest by default): a lane per step, a bar per attempt, retry
+    delays as thin bars, approval waits hatched."""
+    from matplotlib.patches import Patch
+
     if df.empty:
-        fig, (ax,) = _figure()
-        return _empty(fig, ax, "no runs to plot")
+        return _say(_axes(ax, 8, 2.5), "no runs to plot", "Run timeline")
     if run_id is None:
-        run_id = str(df.sort_values("started_at")["run_id"].iloc[-1])
-    rows = df[df["run_id"] == run_id].sort_values("started_at")
-    lanes = list(dict.fromkeys(rows["step"]))
-    fig, (ax,) = _figure(11, 0.5 * len(lanes) + 1.8)
+        run_id = str(df["run_id"].iloc[int(df["started_at"].to_numpy().argmax())])
+    rows = df[df["run_id"] == run_id].sort_values("started_at", kind="stable")
     if rows.empty:
-        return _empty(fig, ax, f"no events for run {run_id}")
+        return _say(_axes(ax, 8, 2.5), f"no events for run {run_id}", "Run timeline")
+    lanes = list(dict.fromkeys(str(s) for s in rows["step"]))
+    ax = _axes(ax, 10, 0.45 * len(lanes) + 1.6)
     origin = rows["started_at"].min()
-    for _, row in rows.iterrows():
-        lane = lanes.index(row["step"])
-        start = (row["started_at"] - origin).total_seconds()
-        width = max(float(row["latency_s"]), 1e-4)
-        color = _COLORS.get(row["status"], "#333333")
-        ax.barh(lane, width, left=start, height=0.6, color=color, edgecolor="black", linewidth=0.3)
-        delay = row.get("retry_delay_s")
+    ends = []
+    for row in rows.itertuples(index=False):
+        lane = lanes.index(str(row.step))
+        start = (row.started_at - origin).total_seconds()
+        width = max(float(row.latency_s) if row.latency_s == row.latency_s else 0.0, 0.0)
+        color = _COLORS.get(str(row.status), "#333333")
+        if int(row.attempt) > 0:
+            ax.barh(lane, width, left=start, height=0.6, color=color, edgecolor="black", linewidth=0.3)
+        delay = getattr(row, "retry_delay_s", None)
         if delay is not None and delay == delay and delay > 0:  # NaN-safe
             ax.barh(lane, delay, left=start + width, height=0.15, color=color, alpha=0.4)
+        ends.append((row.ended_at - origin).total_seconds())
     # Approval waits: from the ticket's creation to its decision.
     waits = rows[rows["status"].isin(["waiting_approval", "approved", "rejected"])]
     for step, group in waits.groupby("step", observed=True):
@@ -100,7 +220,7 @@ def plot_timeline(df: pd.DataFrame, run_id: str | None = None) -> Figure:
             start = (opened.min() - origin).total_seconds()
             end = (decided.max() - origin).total_seconds()
             ax.barh(
-                lanes.index(step),
+                lanes.index(str(step)),
                 end - start,
                 left=start,
                 height=0.6,
@@ -109,55 +229,103 @@ def plot_timeline(df: pd.DataFrame, run_id: str | None = None) -> Figure:
                 hatch="//",
             )
     ax.set_yticks(range(len(lanes)), lanes)
-    ax.invert_yaxis()
-    ax.set(xlabel="seconds since the run started", title=f"run {run_id}")
-    from matplotlib.patches import Patch
-
-    seen = set(rows["status"])
+    ax.set_ylim(len(lanes) - 0.5, -0.5)
+    total = max(ends, default=0.0)
+    workflow = f"{rows['workflow'].iloc[0]} · " if "workflow" in rows.columns else ""
+    ax.set_title(f"{workflow}run {run_id} ({format_seconds(total)})", fontsize="medium")
+    ax.set_xlabel("time since the run started")
+    ax.set_ylabel("step")
+    _seconds_axis(ax)
+    ax.set_xlim(0, max(total, 1e-3) * 1.02)
+    seen = {str(s) for s in rows["status"]}
     handles = [Patch(color=c, label=s) for s, c in _COLORS.items() if s in seen]
-    ax.legend(handles=handles, fontsize="small", loc="upper right")
-    return fig
+    if handles:
+        ax.legend(handles=handles, fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    return ax
 
 
-def plot_failures(table: pd.DataFrame) -> Figure:
-    """Failed attempts per step, stacked by error kind, with the failure rate annotated."""
-    fig, (ax,) = _figure(10, 0.45 * len(table) + 1.8)
+# ---- failures -----------------------------------------------------------------------------------
+
+
+def plot_failures(table: pd.DataFrame, *, ax: Axes | None = None) -> Axes:
+    """Failed attempts per (workflow, step), stacked by error kind, the failure rate beside."""
+    ax = _axes(ax, 9, 0.42 * max(len(table), 1) + 1.6)
     if table.empty:
-        return _empty(fig, ax, "no attempts")
+        return _say(ax, "no attempts", "Failures by step and error kind")
+    labels = [_group_label(k if isinstance(k, tuple) else (k,)) for k in table.index]
+    y = list(range(len(labels)))
     left = None
-    labels = [str(i) for i in table.index]
     for kind, color in _KIND_COLORS.items():
         values = table[kind].to_numpy()
-        ax.barh(labels, values, left=left, color=color, label=kind)
+        ax.barh(y, values, left=left, color=color, label=kind, height=0.6)
         left = values if left is None else left + values
-    for i, rate in enumerate(table["failure_rate"]):
-        ax.text(float(table["failed"].iloc[i]), i, f"  {rate:.1%}", va="center", fontsize="small")
-    ax.invert_yaxis()
+    top = float(table["failed"].max()) or 1.0
+    for i, (failed, rate, attempts) in enumerate(
+        zip(table["failed"], table["failure_rate"], table["attempts"], strict=True)
+    ):
+        ax.text(float(failed) + top * 0.01, i, f"{rate:.1%} of {attempts:,}", va="center", fontsize="small")
+    ax.set_yticks(y, labels)
+    ax.set_ylim(len(labels) - 0.5, -0.5)
+    ax.set_xlim(0, top * 1.3)
     ax.set(xlabel="failed attempts", title="Failures by step and error kind")
-    ax.legend(fontsize="small")
-    return fig
+    ax.legend(fontsize="small", loc="lower right", title="error kind", title_fontsize="small")
+    return ax
 
 
-def plot_compare(base: pd.DataFrame, cand: pd.DataFrame, labels: tuple[str, str]) -> Figure:
-    """P50 and P99 per step for two sets of runs, with the relative shift annotated."""
-    import numpy as np
+# ---- comparing ----------------------------------------------------------------------------------
 
-    steps = [s for s in base.index if s in cand.index]
-    fig, axes = _figure(12, 0.45 * max(len(steps), 1) + 2, ncols=2)
-    if not steps:
-        return _empty(fig, axes[0], "no steps in common")
-    y = np.arange(len(steps))
-    for ax, col in zip(axes, ("p50", "p99"), strict=True):
-        a = base.loc[steps, col].to_numpy()
-        b = cand.loc[steps, col].to_numpy()
-        ax.barh(y - 0.2, a, height=0.4, label=labels[0], color="#2a6f97")
-        ax.barh(y + 0.2, b, height=0.4, label=labels[1], color="#e0a100")
-        for i, (x0, x1) in enumerate(zip(a, b, strict=True)):
-            shift = (x1 - x0) / x0 if x0 else float("nan")
-            ax.text(max(x0, x1), i, f"  {shift:+.0%}", va="center", fontsize="small")
-        ax.set_yticks(y, steps)
-        ax.invert_yaxis()
-        ax.set(xscale="log", xlabel=f"{col.upper()} latency (s, log scale)", title=col.upper())
-    axes[0].legend(fontsize="small")
-    fig.suptitle(f"{labels[1]} vs {labels[0]}")
-    return fig
+
+def plot_compare(table: pd.DataFrame, *, ax: Axes | None = None) -> Axes:
+    """A dumbbell chart of a ``df.wf.compare()`` table: per (workflow, step) and quantile, a dot for
+    each side joined by a line, on one log axis; the change and its interval written beside."""
+    labels = table.attrs.get("labels", ("baseline", "candidate"))
+    quantiles = table.attrs.get("quantiles", (0.5, 0.99))
+    level = table.attrs.get("level", 0.95)
+    from wfkit.logs._tables import quantile_label
+
+    rows = [(key, quantile_label(q)) for key in table.index for q in quantiles]
+    ax = _axes(ax, 9.5, 0.38 * max(len(rows), 1) + 1.8)
+    if table.empty:
+        return _say(ax, "no (workflow, step) in both frames", f"{labels[1]} vs {labels[0]}")
+    names = []
+    xs: list[float] = []
+    for i, (key, q) in enumerate(rows):
+        row = table.loc[key]
+        a, b = float(row[f"{q}_{labels[0]}"]), float(row[f"{q}_{labels[1]}"])
+        xs += [a, b]
+        ax.plot([a, b], [i, i], color="#999999", linewidth=2, zorder=1)
+        ax.scatter([a], [i], color=_SIDES[0], zorder=2, label=labels[0] if i == 0 else None)
+        ax.scatter([b], [i], color=_SIDES[1], zorder=2, label=labels[1] if i == 0 else None)
+        low, high = float(row[f"{q}_diff_low"]), float(row[f"{q}_diff_high"])
+        sure = low > 0 or high < 0
+        note = (
+            f"{float(row[f'{q}_ratio']):.2f}x  {format_seconds(b - a, digits=2)} "
+            f"[{format_seconds(low, digits=2)}, {format_seconds(high, digits=2)}]"
+        )
+        ax.annotate(
+            note,
+            (1.0, i),
+            xycoords=("axes fraction", "data"),
+            xytext=(6, 0),
+            textcoords="offset points",
+            va="center",
+            fontsize="x-small",
+            color="#000000" if sure else "#777777",
+        )
+        key_t = key if isinstance(key, tuple) else (key,)
+        names.append(f"{_group_label(key_t)}  {q.upper()}")
+    ax.set_yticks(range(len(rows)), names)
+    ax.set_ylim(len(rows) - 0.5, -0.5)
+    ax.set_xscale("log")
+    positive = [x for x in xs if x > 0]
+    if positive:
+        ax.set_xlim(min(positive) / 1.5, max(positive) * 1.5)
+    _seconds_axis(ax)
+    ax.set_xlabel("latency of successful attempts (log scale)")
+    ax.set_title(
+        f"{labels[1]} vs {labels[0]}: ratio, change [{level:.0%} bootstrap interval]; grey = within noise",
+        fontsize="medium",
+    )
+    ax.legend(fontsize="small", loc="lower left", bbox_to_anchor=(0.0, 1.06), ncols=2, frameon=False)
+    ax.grid(axis="x", which="major", color="#eeeeee")
+    return ax

@@ -1,20 +1,281 @@
-"""``wfkit report``: the step-log tables and plots as one HTML page with PNGs beside it."""
+"""``wfkit report``: one HTML page a team can share, with its PNG plots beside it.
+
+An overview of every workflow, then a section per workflow: run durations, latency per step (a
+table and the faceted plot), failures with their commonest messages, retries, the timeout advice
+with the samples behind it, cost, and the timelines of the slowest run and of the run at P99.
+Durations read "12.3 ms" or "1.52 s". The tables come from :class:`StepLog` (DuckDB over the
+files); only the rows a plot draws are loaded. Figures use matplotlib's object API (no pyplot), so
+writing a report touches no global plotting state.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
 import html
+import math
 import os
+import re
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from wfkit.logs._units import format_seconds
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from matplotlib.figure import Figure
+
+    from wfkit.logs._summaries import StepLog
 
 _STYLE = """
-body { font-family: system-ui, sans-serif; margin: 2em; color: #222; }
-table { border-collapse: collapse; margin: 0.5em 0 1.5em; font-size: 0.9em; }
-th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: right; }
-th:first-child, td:first-child { text-align: left; }
-img { max-width: 100%; border: 1px solid #eee; margin-bottom: 1.5em; }
+:root { color-scheme: light; }
+body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 0; color: #1f2328; background: #fff; }
+header { background: #24292f; color: #fff; padding: 1.2em 2em; }
+header h1 { margin: 0 0 0.3em; font-size: 1.5em; }
+header p { margin: 0; color: #d0d7de; }
+nav { padding: 0.8em 2em; border-bottom: 1px solid #d0d7de; background: #f6f8fa; }
+nav a { margin-right: 1.2em; color: #0969da; text-decoration: none; }
+main { padding: 0 2em 3em; max-width: 1200px; }
+section { border-bottom: 1px solid #d0d7de; padding-bottom: 1.5em; }
+h2 { margin-top: 1.6em; }
+h3 { margin: 1.4em 0 0.4em; font-size: 1.05em; }
+p.note { color: #57606a; margin: 0.2em 0 0.6em; font-size: 0.9em; }
+.table-wrap { overflow-x: auto; }
+table { border-collapse: collapse; margin: 0.3em 0 1em; font-size: 0.88em; }
+th, td { border: 1px solid #d0d7de; padding: 0.3em 0.7em; text-align: right; vertical-align: top; }
+th { background: #f6f8fa; }
+td.text, th.text { text-align: left; }
+td.message { text-align: left; max-width: 38em; overflow-wrap: anywhere; font-family: ui-monospace, monospace; }
+.bad { color: #cf222e; font-weight: 600; }
+.ok { color: #1a7f37; }
+img { max-width: 100%; height: auto; border: 1px solid #eaeef2; margin: 0.3em 0 1em; }
 """
+
+
+def _esc(value: object) -> str:
+    return html.escape("" if value is None else str(value))
+
+
+def _slug(name: str) -> str:
+    return "wf-" + (re.sub(r"[^a-zA-Z0-9]+", "-", name).strip("-").lower() or "x")
+
+
+def _count(value: object) -> str:
+    return f"{int(value):,}" if value is not None and value == value else "-"  # type: ignore[call-overload]
+
+
+def _rate(value: object) -> str:
+    return f"{float(value):.1%}" if value is not None and value == value else "-"  # type: ignore[arg-type]
+
+
+def _money(value: object) -> str:
+    return f"${float(value):,.4f}" if value is not None and value == value else "-"  # type: ignore[arg-type]
+
+
+def _duration(value: object) -> str:
+    return format_seconds(float(value)) if value is not None and value == value else "-"  # type: ignore[arg-type]
+
+
+def _table(
+    frame: pd.DataFrame,
+    columns: Mapping[str, tuple[str, Callable[[Any], str]]],
+    *,
+    index: Mapping[str, str] | None = None,
+    classes: Mapping[str, str] | None = None,
+) -> str:
+    """An HTML table: ``index`` maps index levels to headers, ``columns`` maps a column to its
+    header and formatter; ``classes`` gives a column's cells a CSS class."""
+    index = index or {}
+    classes = classes or {}
+    head = "".join(f'<th class="text">{_esc(h)}</th>' for h in index.values())
+    head += "".join(f'<th class="{classes.get(c, "")}">{_esc(h)}</th>' for c, (h, _) in columns.items())
+    body = []
+    names = list(frame.index.names)
+    for key, row in frame.iterrows():
+        keys = key if isinstance(key, tuple) else (key,)
+        values = dict(zip(names, keys, strict=True))
+        cells = "".join(
+            f'<td class="{"message" if level == "error_message" else "text"}">{_esc(values.get(level))}</td>'
+            for level in index
+        )
+        cells += "".join(
+            f'<td class="{classes.get(c, "")}">{_esc(fmt(row[c]))}</td>' for c, (_, fmt) in columns.items()
+        )
+        body.append(f"<tr>{cells}</tr>")
+    return f'<div class="table-wrap"><table><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table></div>'
+
+
+def _save(fig: Figure, folder: Path, name: str) -> str:
+    fig.savefig(folder / name, dpi=100)
+    return name
+
+
+def _nearest_rank(durations: pd.Series, q: float) -> str:
+    """The run at quantile ``q`` of duration (nearest rank: an actual run, not an interpolation)."""
+    ordered = durations.sort_values(kind="stable")
+    return str(ordered.index[max(math.ceil(q * len(ordered)) - 1, 0)])
+
+
+def _workflow_section(log: StepLog, workspace: str | os.PathLike[str] | None, name: str, folder: Path) -> str:
+    import numpy as np
+    from matplotlib.figure import Figure
+
+    from wfkit.logs._plots import plot_latency, plot_timeline
+    from wfkit.logs._steplog import steps
+
+    mine = log.narrow(workflow=name)
+    slug = _slug(name)
+    runs = mine.runs()
+    parts = [f'<section id="{slug}"><h2>Workflow <code>{_esc(name)}</code></h2>']
+    durations = runs["duration_s"]
+    failed_runs = int((runs["failed"] > 0).sum())
+    quantiles = {f"P{round(q * 100)}": float(np.quantile(durations, q)) for q in (0.5, 0.9, 0.99)}
+    parts.append(
+        f'<p>{len(runs):,} runs, <span class="{"bad" if failed_runs else "ok"}">{failed_runs:,} failed</span>; '
+        + ", ".join(f"{k} {format_seconds(v)}" for k, v in quantiles.items())
+        + f", slowest {format_seconds(float(durations.max()))} (whole runs, approval waits included).</p>"
+    )
+
+    latency = mine.latency()
+    parts.append("<h3>Latency per step (successful attempts)</h3>")
+    parts.append(
+        _table(
+            latency,
+            {
+                **{c: (c.upper(), _duration) for c in ("p50", "p90", "p95", "p99")},
+                "max": ("max", _duration),
+                "mean": ("mean", _duration),
+                "count": ("attempts", _count),
+            },
+            index={"step": "step"},
+        )
+    )
+    rows = mine.frame(["workflow", "step", "attempt", "status", "latency_s"], sort=False)
+    if len(rows):
+        from wfkit.logs._plots import FAILED_STATUSES
+
+        failures_drawn = bool(rows["status"].isin(list(FAILED_STATUSES)).any())
+        steps_n = max(rows["step"].nunique(), 1)
+        cols = min(3, steps_n)
+        fig = Figure(figsize=(max(4.2 * cols, 6.4), 2.6 * math.ceil(steps_n / cols) + 0.8), layout="constrained")
+        plot_latency(rows[rows["attempt"] > 0], workflow=name, failures=failures_drawn, fig=fig)
+        image = _save(fig, folder, f"{slug}-latency.png")
+        parts.append(
+            f'<img src="{image}" alt="latency of each step of {_esc(name)}">'
+            '<p class="note">One panel per step on a shared log axis; dashed line P50, dotted P99 of successful '
+            "attempts" + ("; failed attempts in red." if failures_drawn else ".") + "</p>"
+        )
+
+    failures = mine.failures()
+    parts.append("<h3>Failures</h3>")
+    parts.append(
+        _table(
+            failures,
+            {
+                "attempts": ("attempts", _count),
+                "transient": ("transient", _count),
+                "permanent": ("permanent", _count),
+                "unknown": ("unknown", _count),
+                "failure_rate": ("failure rate", _rate),
+                "timeouts": ("timeouts", _count),
+            },
+            index={"step": "step"},
+        )
+    )
+    errors = mine.errors(top=10)
+    if len(errors):
+        parts.append('<p class="note">The commonest errors (a retried attempt counts too):</p>')
+        parts.append(
+            _table(
+                errors,
+                {"count": ("attempts", _count), "runs": ("runs", _count), "last_run": ("last run", str)},
+                index={"step": "step", "error_kind": "kind", "error_type": "type", "error_message": "message"},
+            )
+        )
+    retries = mine.retries()
+    if len(retries) and int(retries["retries"].sum()):
+        parts.append("<h3>Retries</h3>")
+        parts.append(
+            _table(
+                retries,
+                {
+                    "retries": ("retries", _count),
+                    "mean_per_visit": ("per visit", lambda v: f"{float(v):.2f}"),
+                    "max_per_visit": ("most in one visit", _count),
+                },
+                index={"step": "step"},
+            )
+        )
+
+    advice = mine.advise_timeouts()
+    q_label = f"p{advice.attrs['quantile'] * 100:g}"
+    deadline = advice.attrs["run_deadline_s"].get(name)
+    parts.append("<h3>Proposed timeouts</h3>")
+    parts.append(
+        f'<p class="note">{q_label.upper()} of successful latency x {advice.attrs["margin"]:g}, never below the '
+        f"slowest success; no advice under {advice.attrs['min_samples']} samples. Run deadline: "
+        + (
+            f"<b>{format_seconds(deadline)}</b> (from {advice.attrs['run_samples'].get(name, 0):,} runs)."
+            if deadline is not None
+            else f"none (only {advice.attrs['run_samples'].get(name, 0):,} runs)."
+        )
+        + "</p>"
+    )
+    parts.append(
+        _table(
+            advice,
+            {
+                "samples": ("samples", _count),
+                q_label: (q_label.upper(), _duration),
+                "max": ("slowest", _duration),
+                "timeout_s": ("timeout", _duration),
+                "basis": ("basis", lambda v: "" if v is None or v != v else str(v)),
+                "note": ("why none", lambda v: "" if v is None or v != v else str(v)),
+            },
+            index={"step": "step"},
+            classes={"basis": "text", "note": "text"},
+        )
+    )
+
+    slowest, at_p99 = str(durations.idxmax()), _nearest_rank(durations, 0.99)
+    shown = [("Slowest run", slowest, "slowest")]
+    if at_p99 != slowest:
+        shown.append(("The run at P99", at_p99, "p99"))
+    for title, run_id, tag in shown:
+        frame = steps(workspace, run_id=run_id)
+        lanes = max(frame["step"].nunique(), 1)
+        fig = Figure(figsize=(10, 0.45 * lanes + 1.6), layout="constrained")
+        plot_timeline(frame, run_id, ax=fig.subplots())
+        image = _save(fig, folder, f"{slug}-{tag}-timeline.png")
+        also = " (with under 100 runs, also the run at P99)" if at_p99 == slowest else ""
+        parts.append(
+            f"<h3>{title}: <code>{_esc(run_id)}</code>, {format_seconds(float(durations[run_id]))}{also}</h3>"
+            f'<img src="{image}" alt="timeline of run {_esc(run_id)}">'
+        )
+
+    cost = mine.frame(
+        ["workflow", "step", "attempt", "status", "tokens_in", "tokens_out", "cost_usd", "model"], sort=False
+    )
+    if len(cost) and (cost["tokens_in"].fillna(0).sum() or cost["cost_usd"].fillna(0).sum()):
+        from wfkit.logs._register import register_accessor
+
+        register_accessor()
+        table = cost.wf.cost(by=None)
+        parts.append("<h3>Cost</h3>")
+        parts.append(
+            _table(
+                table,
+                {
+                    "calls": ("model calls", _count),
+                    "tokens_in": ("tokens in", _count),
+                    "tokens_out": ("tokens out", _count),
+                    "cost_usd": ("cost", _money),
+                },
+                index={"step": "step"},
+            )
+        )
+    parts.append("</section>")
+    return "".join(parts)
 
 
 def write_report(
@@ -24,43 +285,66 @@ def write_report(
     since: dt.datetime | str | None = None,
     workflow: str | None = None,
 ) -> Path:
-    """Write ``out/index.html`` and PNG plots for the runs in a workspace; returns the page."""
-    from wfkit.logs._analysis import steps
+    """Write ``out/index.html`` and its PNG plots for the runs in a workspace; returns the page."""
+    from wfkit.logs._summaries import StepLog
 
-    frame = steps(workspace, since=since, workflow=workflow)
+    log = StepLog(workspace, since=since, workflow=workflow)
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)
-    parts: list[str] = [
-        f"<h1>wfkit report</h1><p>{len(frame)} attempts, {frame['run_id'].nunique()} runs"
-        + (f", since {html.escape(str(since))}" if since else "")
-        + f"; written {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC.</p>"
-    ]
-    if frame.empty:
-        parts.append("<p>No step attempts recorded yet.</p>")
+    for stale in folder.glob("*.png"):  # a report written here before must not leave its plots
+        stale.unlink()
+    runs = log.runs()
+    attempts = int(runs["attempts"].sum()) if len(runs) else 0
+    window = f", since {_esc(since)}" if since else ""
+    header = (
+        "<header><h1>wfkit report</h1>"
+        f"<p>{attempts:,} attempts, {len(runs):,} runs{window}"
+        + (f", workflow {_esc(workflow)}" if workflow else "")
+        + f"; written {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC.</p></header>"
+    )
+    parts: list[str] = []
+    if runs.empty:
+        parts.append("<main><p>No step attempts recorded yet.</p></main>")
     else:
-        runs = frame.wf.runs()
-        tables: list[tuple[str, Any]] = [
-            ("Run latency (s)", frame.wf.run_latency().to_frame("seconds")),
-            ("Latency per step (s)", frame.wf.latency()),
-            ("Failures per step", frame.wf.failures()),
-            ("Retries per step", frame.wf.retries()),
-            ("Cost per step", frame.wf.cost(by="step")),
-            ("Proposed timeouts (P99 x 1.5)", frame.wf.advise_timeouts()),
-        ]
-        for title, table in tables:
-            parts.append(f"<h2>{html.escape(title)}</h2>{table.to_html(float_format=lambda v: f'{v:.4g}')}")
-        plots = {
-            "latency.png": frame.wf.plot_latency(),
-            "failures.png": frame.wf.plot_failures(),
-            "timeline.png": frame.wf.plot_timeline(str(runs.index[-1])),
-        }
-        for name, fig in plots.items():
-            fig.savefig(folder / name, dpi=110)
-            parts.append(f'<h2>{name[:-4].title()}</h2><img src="{name}" alt="{name[:-4]}">')
-        parts.append("<h2>Runs</h2>" + runs.tail(50).to_html())
+        names = sorted(str(w) for w in runs["workflow"].unique())
+        nav = "<nav>" + "".join(f'<a href="#{_slug(n)}">{_esc(n)}</a>' for n in names) + "</nav>"
+        parts.append(nav + "<main><h2>Overview</h2>")
+        overview = runs.assign(failed_run=runs["failed"] > 0, workflow=runs["workflow"].astype(str))
+        summary = overview.groupby("workflow").agg(
+            runs=("duration_s", "size"),
+            failed=("failed_run", "sum"),
+            p50=("duration_s", lambda d: float(d.quantile(0.5))),
+            p99=("duration_s", lambda d: float(d.quantile(0.99))),
+            slowest=("duration_s", "max"),
+            attempts=("attempts", "sum"),
+            retries=("retries", "sum"),
+        )
+        summary["failed_rate"] = summary["failed"] / summary["runs"]
+        parts.append(
+            _table(
+                summary,
+                {
+                    "runs": ("runs", _count),
+                    "failed": ("failed runs", _count),
+                    "failed_rate": ("failed", _rate),
+                    "p50": ("run P50", _duration),
+                    "p99": ("run P99", _duration),
+                    "slowest": ("slowest run", _duration),
+                    "attempts": ("attempts", _count),
+                    "retries": ("retries", _count),
+                },
+                index={"workflow": "workflow"},
+            )
+        )
+        for name in names:
+            parts.append(_workflow_section(log, workspace, name, folder))
+        parts.append("</main>")
     page = folder / "index.html"
     page.write_text(
-        f"<!doctype html><html><head><meta charset='utf-8'><title>wfkit report</title>"
-        f"<style>{_STYLE}</style></head><body>{''.join(parts)}</body></html>"
+        "<!doctype html><html lang='en'><head><meta charset='utf-8'>"
+        "<meta name='viewport' content='width=device-width, initial-scale=1'>"
+        f"<title>wfkit report</title><style>{_STYLE}</style></head><body>{header}{''.join(parts)}</body></html>",
+        encoding="utf-8",
     )
+    log.close()
     return page

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from wfkit.model._errors import StoreCorruptError
+from wfkit.model._errors import StoreCorruptError, WorkspaceNotFoundError
 from wfkit.model._events import FIELDS
 
 if TYPE_CHECKING:
@@ -283,8 +283,8 @@ def segment_files(root: Path) -> list[Path]:
     return [p for p in files if p.name not in gone]
 
 
-def read_steps(
-    root: Path,
+def steps(
+    path: str | os.PathLike[str] | None = None,
     *,
     workflow: str | Sequence[str] | None = None,
     run_id: str | Sequence[str] | None = None,
@@ -292,22 +292,99 @@ def read_steps(
     status: str | Sequence[str] | None = None,
     since: dt.datetime | str | None = None,
     until: dt.datetime | str | None = None,
+    columns: Sequence[str] | None = None,
+    sort: bool = True,
 ) -> pd.DataFrame:
-    """Read the step-log dataset under ``root`` with filters pushed down to the files."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-    import pyarrow.dataset as ds
+    """The step log as a DataFrame, one row per attempt.
 
-    files = segment_files(root) if root.is_dir() else [root]
-    full = dataset_schema()
-    partitioning = ds.partitioning(pa.schema([full.field("workflow"), full.field("date")]), flavor="hive")
-    data = ds.dataset(
-        [str(f) for f in files],
-        schema=full,
-        format="parquet",
-        partitioning=partitioning,
-        partition_base_dir=str(root) if root.is_dir() else None,
+    ``path`` is a workspace (default ``$WFKIT_HOME`` or ``./.wfkit``), a folder of segment files,
+    or one parquet file. Reading a workspace first exports any rows the journal holds that are not
+    in parquet yet (after a crash, or runs that just ended). Filters are pushed down to the files;
+    ``columns`` reads only those columns; ``sort=False`` skips ordering the rows by start time.
+    """
+    from wfkit.logs._register import register_accessor
+
+    register_accessor()
+    root = resolve_root(path)
+    options: dict[str, Any] = {
+        "workflow": workflow,
+        "run_id": run_id,
+        "step": step,
+        "status": status,
+        "since": since,
+        "until": until,
+        "columns": columns,
+        "sort": sort,
+    }
+    try:
+        return read_steps(root, **options)
+    except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid is a ValueError
+        if not rebuild_damaged(root, exc):
+            raise
+        return read_steps(root, **options)
+
+
+def rebuild_damaged(root: Path, exc: BaseException) -> bool:
+    """After a failed read of a workspace's step log: move damaged segments aside and export their
+    rows again from the journal (True), or raise StoreCorruptError when there is none to rebuild.
+    False when ``root`` is not a workspace's step log (nothing to rebuild it from)."""
+    from wfkit.store._workspace import DB_NAME, open_store
+
+    workspace = root.parent
+    if root.name != STEPS_DIR or not (workspace / DB_NAME).exists():
+        return False
+    report = check_ledger(open_store(workspace, create=False), workspace, deep=True)
+    if not report.moved:
+        raise StoreCorruptError(
+            f"the step log under {root} cannot be read ({exc}), and no damaged segment was found "
+            f"to rebuild; run `wfkit doctor --workspace {workspace}`",
+            path=str(root),
+        ) from exc
+    logger.warning(
+        "wfkit: moved %d damaged step-log segment(s) to %s and rebuilt them from the journal",
+        len(report.moved),
+        report.moved[0][1].parent,
     )
+    return True
+
+
+def resolve_root(path: str | os.PathLike[str] | None) -> Path:
+    """The folder (or file) of segments for ``path``: a workspace (its rows exported first), a
+    folder of segment files, or one parquet file; ``None`` is the default workspace."""
+    from wfkit.store._workspace import DB_NAME, open_store, workspace_path
+
+    root = workspace_path(path) if path is None else Path(path)
+    if not root.exists():  # a typo must not read as an empty history (nor create anything)
+        raise WorkspaceNotFoundError(
+            f"no workspace or step log at {root}; check the path (a workspace folder, a folder of "
+            f"segment files, or one .parquet file). A workspace is created by the first run in it: "
+            f"flow.run(inputs, workspace={str(root)!r})"
+        )
+    if root.is_dir() and (root / DB_NAME).exists():
+        store = open_store(root, create=False)
+        exporter.flush()
+        export_pending(store, root)
+        check_ledger(store, root)  # a missing segment is written again from the journal
+        return steps_dir(root)
+    if path is None or (root / STEPS_DIR).is_dir() or (root / "evals").is_dir():
+        # A workspace whose store is gone or not made yet: its step log only, never the eval
+        # results (or eval runs) that live elsewhere below it.
+        return steps_dir(root)
+    return root
+
+
+def _filter(
+    *,
+    workflow: str | Sequence[str] | None,
+    run_id: str | Sequence[str] | None,
+    step: str | Sequence[str] | None,
+    status: str | Sequence[str] | None,
+    since: dt.datetime | str | None,
+    until: dt.datetime | str | None,
+) -> Any:
+    """The filters as one pyarrow expression (None: no filter)."""
+    import pyarrow.compute as pc
+
     expr = None
     for name, value in (("workflow", workflow), ("run_id", run_id), ("step", step), ("status", status)):
         if value is None:
@@ -321,13 +398,68 @@ def read_steps(
     if until is not None:
         cond = pc.field("started_at") < _timestamp(until)
         expr = cond if expr is None else expr & cond
-    table = data.to_table(filter=expr)
+    return expr
+
+
+def read_steps(
+    root: Path,
+    *,
+    workflow: str | Sequence[str] | None = None,
+    run_id: str | Sequence[str] | None = None,
+    step: str | Sequence[str] | None = None,
+    status: str | Sequence[str] | None = None,
+    since: dt.datetime | str | None = None,
+    until: dt.datetime | str | None = None,
+    columns: Sequence[str] | None = None,
+    sort: bool = True,
+) -> pd.DataFrame:
+    """Read the step-log dataset under ``root`` with filters pushed down to the files, only
+    ``columns`` (all by default), in start-time order unless ``sort=False``."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.dataset as ds
+
+    full = dataset_schema()
+    if columns is not None:
+        unknown = [c for c in columns if c not in full.names]
+        if unknown:
+            raise ValueError(
+                f"unknown step-log column(s) {', '.join(unknown)}; the columns are {', '.join(full.names)}"
+            )
+    wanted = list(full.names) if columns is None else list(dict.fromkeys(columns))
+    # Sorting needs its key, even when the caller did not ask for it; dropped again below.
+    read = wanted + (["started_at"] if sort and "started_at" not in wanted else [])
+    if not root.exists():
+        return full.empty_table().select(wanted).to_pandas()
+    files = segment_files(root) if root.is_dir() else [root]
+    partitioning = ds.partitioning(pa.schema([full.field("workflow"), full.field("date")]), flavor="hive")
+    data = ds.dataset(
+        [str(f) for f in files],
+        schema=full,
+        format="parquet",
+        partitioning=partitioning,
+        partition_base_dir=str(root) if root.is_dir() else None,
+    )
+    expr = _filter(workflow=workflow, run_id=run_id, step=step, status=status, since=since, until=until)
+    table = data.to_table(columns=read, filter=expr)
+    if sort and table.num_rows:
+        # Each file is one run's rows in order and files come run by run: a stable sort on the
+        # start time alone (timsort merges those ordered stretches) keeps (run, seq) order in ties.
+        started = table.column("started_at").combine_chunks().cast(pa.int64()).to_numpy(zero_copy_only=False)
+        table = table.take(started.argsort(kind="stable"))
+    if len(read) != len(wanted):
+        table = table.select(wanted)
     # Few distinct values, many rows: categoricals make group-bys fast and the frame small.
     for name in _CATEGORICAL:
         index = table.schema.get_field_index(name)
-        table = table.set_column(index, name, pc.dictionary_encode(table.column(name)))
+        if index >= 0:
+            table = table.set_column(index, name, pc.dictionary_encode(table.column(name)))
     frame = table.to_pandas()
-    return frame.sort_values(["started_at", "run_id", "seq"], kind="stable", ignore_index=True)
+    # Categories in sorted order, so summaries group in the order a reader expects (and DuckDB gives).
+    for name in _CATEGORICAL:
+        if name in frame.columns:
+            frame[name] = frame[name].cat.reorder_categories(sorted(frame[name].cat.categories))
+    return frame
 
 
 _CATEGORICAL = ("workflow", "workflow_version", "step", "status", "error_kind", "error_type", "model", "host", "date")

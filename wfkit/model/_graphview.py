@@ -1,8 +1,9 @@
-"""A workflow graph as SVG (and as text), drawn here: no network (no mermaid.ink), no graphviz.
+"""A workflow graph as SVG and as text, drawn here: no network (no mermaid.ink), no graphviz.
 
 Layout: steps are placed in layers by their distance from the entry; edges that go back to an
 earlier layer (loops) are drawn as arcs on the right. Routes carry their condition as a label.
-Colours show a run's step statuses when given.
+Colours show a run's step statuses when given. Boxes name their loop bound and approval condition;
+markers are drawn shapes, so no emoji font is needed.
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ STATUS_COLORS = {
     "rejected": ("#ede9fe", "#6d28d9"),
 }
 
-_W, _H, _GAP_X, _GAP_Y = 150, 36, 40, 56
+_W, _H, _GAP_X, _GAP_Y = 170, 44, 40, 64
+_CHAR = 5.6  # width of a character at font-size 10, for placing labels without measuring text
 
 
 def edges(graph: Graph) -> list[tuple[str, str, str]]:
@@ -42,6 +44,27 @@ def edges(graph: Graph) -> list[tuple[str, str, str]]:
             out.append((spec.name, spec.fallback, "on failure"))
         if spec.approval is not None and spec.approval.on_reject:
             out.append((spec.name, spec.approval.on_reject, "on reject"))
+    return out
+
+
+def _dashed(label: str) -> bool:
+    return label in ("on failure", "on reject")
+
+
+def notes(graph: Graph, name: str) -> list[str]:
+    """What a step's box says under its name: what it maps over, caching, its loop bound and its
+    approval condition."""
+    spec = graph.steps[name]
+    out = []
+    if spec.map is not None:
+        out.append(f"each of {spec.map.over} → {spec.map.into}")
+    if spec.cache is not None:
+        out.append("cached")
+    if spec.max_visits is not None:
+        out.append(f"at most {spec.max_visits} visits")
+    if spec.approval is not None:
+        when = spec.approval.when
+        out.append("approval" + (f" if {when}" if when is not None else ""))
     return out
 
 
@@ -63,50 +86,136 @@ def _layers(graph: Graph, all_edges: list[tuple[str, str, str]]) -> dict[str, in
     return layer
 
 
+def _merged(all_edges: list[tuple[str, str, str]]) -> list[tuple[str, str, str]]:
+    """Edges between the same two steps become one, their labels joined: one line, one label."""
+    labels: dict[tuple[str, str, bool], list[str]] = {}
+    for src, dst, label in all_edges:
+        labels.setdefault((src, dst, _dashed(label)), []).append(label)
+    return [(src, dst, "; ".join(x for x in found if x) or "") for (src, dst, _), found in labels.items()]
+
+
+class _Labels:
+    """Places edge labels so that no two overlap: a label that would hit one already placed moves
+    down a line until it is clear."""
+
+    def __init__(self) -> None:
+        self.boxes: list[tuple[float, float, float, float]] = []
+
+    def place(
+        self, x: float, y: float, text: str, avoid: list[tuple[float, float, float, float]]
+    ) -> tuple[float, float]:
+        width, height = len(text) * _CHAR + 6, 13.0
+        for _ in range(40):
+            box = (x - 3, y - 10, x - 3 + width, y - 10 + height)
+            if not any(_overlap(box, other) for other in self.boxes + avoid):
+                self.boxes.append(box)
+                return x, y
+            y += height
+        self.boxes.append((x - 3, y - 10, x - 3 + width, y - 10 + height))
+        return x, y
+
+
+def _overlap(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
+def _pause_icon(x: float, y: float) -> str:
+    """The approval marker as shapes (no emoji font needed): a pause sign in an amber disc."""
+    return (
+        f'<circle cx="{x + 7}" cy="{y + 7}" r="7" fill="#b45309"/>'
+        f'<rect x="{x + 4}" y="{y + 3.5}" width="2.2" height="7" fill="white"/>'
+        f'<rect x="{x + 7.8}" y="{y + 3.5}" width="2.2" height="7" fill="white"/>'
+    )
+
+
+def _warning_icon(x: float, y: float) -> str:
+    """The irreversible marker as shapes: an exclamation mark in a red triangle."""
+    return (
+        f'<path d="M{x + 7},{y} L{x + 14},{y + 13} L{x},{y + 13} z" fill="#b91c1c"/>'
+        f'<rect x="{x + 6.2}" y="{y + 4}" width="1.6" height="5" fill="white"/>'
+        f'<rect x="{x + 6.2}" y="{y + 10}" width="1.6" height="1.6" fill="white"/>'
+    )
+
+
 def to_svg(graph: Graph, statuses: Mapping[str, str] | None = None) -> str:
-    """The graph as an SVG string; ``statuses`` colours steps (pending, running, ok, failed...)."""
-    all_edges = edges(graph)
+    """The graph as an SVG string; ``statuses`` colours steps (pending, running, ok, failed...).
+
+    Steps sit in layers by distance from the entry. Edges back to an earlier layer (loops) arc on
+    the right, edges within a layer arc below the row, dashed edges (fallbacks, rejections) bow to
+    the side and lie under the solid ones, and labels never overlap one another."""
+    all_edges = _merged(edges(graph))
     layer = _layers(graph, all_edges)
     rows: dict[int, list[str]] = {}
     for name in graph.steps:
         rows.setdefault(layer[name], []).append(name)
-    width = max(len(r) for r in rows.values()) * (_W + _GAP_X) + 160
+    width = max(len(r) for r in rows.values()) * (_W + _GAP_X) + 260
     pos: dict[str, tuple[float, float]] = {}
     for level, names in sorted(rows.items()):
         row_width = len(names) * (_W + _GAP_X) - _GAP_X
-        x0 = (width - 160 - row_width) / 2 + 20
+        x0 = (width - 260 - row_width) / 2 + 20
         for i, name in enumerate(names):
             pos[name] = (x0 + i * (_W + _GAP_X), 20 + level * (_H + _GAP_Y))
     end_y = 20 + (max(rows) + 1) * (_H + _GAP_Y)
-    height = end_y + 40
+    height = end_y + 50
+    statuses = statuses or {}
+    has_end = any(t == END for _, t, _ in all_edges)
+    if has_end:
+        pos[END] = ((width - 260) / 2 + 20 - 30, end_y)
+    boxes = [(x, y, x + _W, y + _H) for n, (x, y) in pos.items() if n != END]
+    placer = _Labels()
+    lines: list[tuple[bool, str]] = []  # (dashed, svg) so dashed edges go under the solid ones
+    texts: list[str] = []
+    loops = 0
+    for src, dst, label in sorted(all_edges, key=lambda e: (_dashed(e[2]), layer[e[0]], e[1])):
+        x1, y1 = pos[src]
+        x2, y2 = pos[dst] if dst in pos else (x1, y1 + _H + _GAP_Y)
+        dashed = _dashed(label)
+        style = ' stroke-dasharray="5 3" stroke="#8a8a8a"' if dashed else ' stroke="#555"'
+        if dst != END and layer.get(dst, 0) < layer[src]:  # a loop back: arc on the right
+            loops += 1
+            sx, sy = x1 + _W, y1 + _H / 2
+            ex, ey = x2 + _W, y2 + _H / 2
+            bulge = max(sx, ex) + 30 + 22 * loops
+            path = f"M{sx},{sy} C{bulge},{sy} {bulge},{ey} {ex + 2},{ey}"
+            lx, ly = bulge - 8, (sy + ey) / 2
+        elif dst != END and layer.get(dst, 0) == layer[src]:  # same row: an arc below it
+            sx, sy = x1 + _W / 2, y1 + _H
+            ex, ey = x2 + _W / 2, y2 + _H
+            dip = sy + 26
+            path = f"M{sx},{sy} C{sx},{dip} {ex},{dip} {ex},{ey + 2}"
+            lx, ly = (sx + ex) / 2 - len(label) * _CHAR / 2, dip + 4
+        else:
+            sx, sy = x1 + _W / 2, y1 + _H
+            ex, ey = (x2 + _W / 2, y2) if dst != END else (x2 + 30, y2)
+            if dashed:  # bow sideways, across its own direction, so it never runs along a solid edge
+                dx, dy = ex - sx, ey - sy
+                length = max((dx * dx + dy * dy) ** 0.5, 1.0)
+                bow = 45 if dx >= 0 else -45
+                mx, my = (sx + ex) / 2 - dy / length * bow, (sy + ey) / 2 + dx / length * bow
+                path = f"M{sx},{sy} Q{mx},{my} {ex},{ey - 2}"
+                lx, ly = (sx + mx) / 2 + 4, (sy + my) / 2 + 4
+            else:
+                path = f"M{sx},{sy} L{ex},{ey - 2}"
+                # Near the source, where fanned-out edges have already parted.
+                lx, ly = sx + (ex - sx) * 0.35 + 4, sy + (ey - sy) * 0.35 + 4
+        lines.append((dashed, f'<path d="{path}" fill="none"{style} marker-end="url(#wfk-arrow)"/>'))
+        if label:
+            text = label if len(label) <= 48 else label[:47] + "…"
+            lx, ly = placer.place(lx, ly, text, boxes)
+            texts.append(
+                f'<rect x="{lx - 3:.0f}" y="{ly - 10:.0f}" width="{len(text) * _CHAR + 6:.0f}" height="13" rx="3" '
+                f'fill="white" fill-opacity="0.85"/>'
+                f'<text x="{lx:.0f}" y="{ly:.0f}" fill="#444" font-size="10">{html.escape(text)}</text>'
+            )
+    used = max([b[2] for b in placer.boxes] + [width])
+    width = int(used + 10)
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
         f'viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="12">',
         '<defs><marker id="wfk-arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" '
         'markerHeight="7" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" fill="#555"/></marker></defs>',
     ]
-    statuses = statuses or {}
-    has_end = any(t == END for _, t, _ in all_edges)
-    if has_end:
-        pos[END] = (width / 2 - 80 - 30, end_y)
-    for src, dst, label in all_edges:
-        x1, y1 = pos[src]
-        x2, y2 = pos[dst] if dst in pos else (x1, y1 + _H + _GAP_Y)
-        dashed = ' stroke-dasharray="4 3"' if label in ("on failure", "on reject") else ""
-        if dst != END and layer.get(dst, 0) <= layer[src]:  # a loop back: arc on the right
-            sx, sy = x1 + _W, y1 + _H / 2
-            ex, ey = x2 + _W, y2 + _H / 2
-            bulge = sx + 40 + 15 * (layer[src] - layer.get(dst, 0))
-            path = f"M{sx},{sy} C{bulge},{sy} {bulge},{ey} {ex + 2},{ey}"
-            lx, ly = bulge - 10, (sy + ey) / 2
-        else:
-            sx, sy = x1 + _W / 2, y1 + _H
-            ex, ey = (x2 + _W / 2, y2) if dst != END else (x2 + 30, y2)
-            path = f"M{sx},{sy} L{ex},{ey - 2}"
-            lx, ly = (sx + ex) / 2 + 4, (sy + ey) / 2
-        parts.append(f'<path d="{path}" fill="none" stroke="#555"{dashed} marker-end="url(#wfk-arrow)"/>')
-        if label:
-            parts.append(f'<text x="{lx:.0f}" y="{ly:.0f}" fill="#444" font-size="10">{html.escape(label[:40])}</text>')
+    parts += [svg for dashed, svg in lines if dashed] + [svg for dashed, svg in lines if not dashed]
     for name, (x, y) in pos.items():
         if name == END:
             parts.append(
@@ -116,30 +225,37 @@ def to_svg(graph: Graph, statuses: Mapping[str, str] | None = None) -> str:
             continue
         fill, stroke = STATUS_COLORS.get(statuses.get(name, "pending"), STATUS_COLORS["pending"])
         spec = graph.steps[name]
-        badges = "".join(mark for mark, on in (("⏸", spec.approval is not None), ("⚠", spec.irreversible)) if on)
-        if spec.cache is not None:
-            badges += "⟲"
         title = html.escape(f"{name}: {spec.description}" if spec.description else name)
+        if spec.map is not None:
+            title += html.escape(f" (map over {spec.map.over})")
         width_attr = 3 if name == graph.entry else 1.5
-        label = html.escape((badges + " " if badges else "") + name[:22])
-        if spec.map is None:
-            parts.append(
-                f'<g><title>{title}</title><rect x="{x}" y="{y}" width="{_W}" height="{_H}" rx="8" '
-                f'fill="{fill}" stroke="{stroke}" stroke-width="{width_attr}"/>'
-                f'<text x="{x + _W / 2}" y="{y + _H / 2 + 4}" text-anchor="middle">{label}</text></g>'
-            )
-            continue
-        # A map step is drawn as a stack of cards (one per item), with what it maps over and into.
-        over = html.escape(f"each of {spec.map.over} → {spec.map.into}"[:30])
-        parts.append(
-            f'<g class="wfk-map"><title>{title} (map over {html.escape(spec.map.over)})</title>'
+        icons = ""
+        if spec.approval is not None:
+            icons += _pause_icon(x + 6, y + 6)
+        if spec.irreversible:
+            icons += _warning_icon(x + _W - 20, y + 6)
+        below = notes(graph, name)
+        name_y = y + (_H / 2 + 4 if not below else 18)
+        note = (
+            f'<text x="{x + _W / 2}" y="{y + 33}" text-anchor="middle" font-size="9" fill="#555">'
+            f"{html.escape('; '.join(below)[:34])}</text>"
+            if below
+            else ""
+        )
+        # A map step is drawn as a stack of cards (one per item).
+        stack = (
             f'<rect x="{x + 6}" y="{y - 6}" width="{_W}" height="{_H}" rx="8" fill="{fill}" stroke="{stroke}"/>'
             f'<rect x="{x + 3}" y="{y - 3}" width="{_W}" height="{_H}" rx="8" fill="{fill}" stroke="{stroke}"/>'
-            f'<rect x="{x}" y="{y}" width="{_W}" height="{_H}" rx="8" '
-            f'fill="{fill}" stroke="{stroke}" stroke-width="{width_attr}"/>'
-            f'<text x="{x + _W / 2}" y="{y + 15}" text-anchor="middle">{label}</text>'
-            f'<text x="{x + _W / 2}" y="{y + 29}" text-anchor="middle" font-size="9" fill="#555">{over}</text></g>'
+            if spec.map is not None
+            else ""
         )
+        group = '<g class="wfk-map">' if spec.map is not None else "<g>"
+        parts.append(
+            f'{group}<title>{title}</title>{stack}<rect x="{x}" y="{y}" width="{_W}" height="{_H}" rx="8" '
+            f'fill="{fill}" stroke="{stroke}" stroke-width="{width_attr}"/>{icons}'
+            f'<text x="{x + _W / 2}" y="{name_y}" text-anchor="middle">{html.escape(name[:22])}</text>{note}</g>'
+        )
+    parts += texts  # labels last: on top of every line
     parts.append("</svg>")
     return "".join(parts)
 

@@ -1,0 +1,84 @@
+"""df.wf.compare(): latency quantiles of two sets of runs per (workflow, step), their ratio and a
+bootstrap interval on the difference; clear errors for what cannot be compared."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import wfkit as wf
+
+
+def serial_flow(name: str, delays: dict[str, float]) -> wf.Workflow:
+    """Steps in a chain, each sleeping its delay."""
+    flow = wf.Workflow(name)
+    for step, delay in delays.items():
+
+        async def sleep(state: Any, delay: float = delay) -> None:
+            await asyncio.sleep(delay)
+
+        flow.step(sleep, name=step)
+    flow.chain(*delays)
+    return flow
+
+
+def compare_frames(workspace: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Two periods of one workflow: the second ten times slower."""
+    fast = serial_flow("svc", {"plan": 0.002, "act": 0.004})
+    for _ in range(8):
+        fast.run({})
+    cut = pd.Timestamp.now(tz="UTC")
+    slow = serial_flow("svc", {"plan": 0.02, "act": 0.04})
+    for _ in range(8):
+        slow.run({})
+    return wf.steps(until=cut.to_pydatetime()), wf.steps(since=cut.to_pydatetime())
+
+
+def test_compare_is_a_table_of_quantiles_ratios_and_intervals(workspace: Path) -> None:
+    """compare(): per (workflow, step), P50 and P99 on both sides, their ratio and a bootstrap
+    interval on the difference that holds the difference."""
+    base, cand = compare_frames(workspace)
+    table = base.wf.compare(cand, labels=("v1", "v2"))
+    assert [("svc", "act"), ("svc", "plan")] == list(table.index)
+    assert ["n_v1", "n_v2", "p50_v1", "p50_v2", "p50_ratio", "p50_diff", "p50_diff_low", "p50_diff_high"] == list(
+        table.columns[:8]
+    )
+    for (_, step), row in table.iterrows():
+        a = base[base["step"] == step]["latency_s"]
+        b = cand[cand["step"] == step]["latency_s"]
+        assert (8, 8) == (row["n_v1"], row["n_v2"])
+        assert pytest.approx(np.quantile(a, 0.99)) == row["p99_v1"]
+        assert pytest.approx(np.quantile(b, 0.5) / np.quantile(a, 0.5)) == row["p50_ratio"]
+        assert row["p50_diff_low"] <= row["p50_diff"] <= row["p50_diff_high"]
+        assert 0 < row["p50_diff_low"]  # ten times slower is not noise
+    same = base.wf.compare(base)
+    assert (same["p50_diff_low"] <= 0).all()
+    assert (same["p50_diff_high"] >= 0).all()
+
+
+def test_compare_of_two_workflows_matches_steps_when_asked(workspace: Path) -> None:
+    """Two different workflows share no (workflow, step): compare says so, and by="step" matches steps."""
+    for name in ("one", "two"):
+        flow = serial_flow(name, {"plan": 0.001})
+        for _ in range(3):
+            flow.run({})
+    one, two = wf.steps(workflow="one"), wf.steps(workflow="two")
+    with pytest.raises(ValueError, match='by="step"'):
+        one.wf.compare(two)
+    assert ["plan"] == list(one.wf.compare(two, by="step").index)
+
+
+def test_compare_refuses_settings_that_make_no_interval(workspace: Path) -> None:
+    """Equal labels, a level outside (0, 1) or too few resamples are errors saying what is allowed."""
+    base, cand = compare_frames(workspace)
+    with pytest.raises(ValueError, match="the two labels must differ"):
+        base.wf.compare(cand, labels=("x", "x"))
+    with pytest.raises(ValueError, match=r"level must be in \(0, 1\)"):
+        base.wf.compare(cand, level=1.5)
+    with pytest.raises(ValueError, match="resamples must be >= 100"):
+        base.wf.compare(cand, resamples=10)

@@ -1,0 +1,143 @@
+"""wfkit.StepLog: summaries computed by DuckDB over the parquet files give the very tables the
+pandas accessor computes from the same rows, with filters, on empty logs and on odd names."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import pandas as pd
+import pytest
+
+import wfkit as wf
+
+RETRY = wf.RetryPolicy(max_retries=2, base_delay=0.001, jitter=0)
+
+
+class Logged(NamedTuple):
+    folder: Path
+    frame: pd.DataFrame
+
+
+def two_workflows(folder: Path) -> None:
+    """Two workflows sharing a step name; retries, permanent failures and many latencies."""
+    for name, pause in (("alpha", 0.001), ("beta/β two", 0.003)):
+        flow = wf.Workflow(name)
+
+        @flow.step(retry=RETRY, name="fetch")
+        async def fetch(state: Any, ctx: wf.StepContext, pause: float = pause) -> None:
+            await asyncio.sleep(pause * (1 + state["i"] % 4))
+            if ctx.attempt == 1 and state["i"] % 3 == 0:
+                raise ConnectionError("connection reset")
+
+        @flow.step(name="answer")
+        def answer(state: Any) -> None:
+            if state["i"] % 7 == 5:
+                raise ValueError(f"no answer for {state['i'] % 2}")
+
+        flow.chain("fetch", "answer")
+
+        async def main(flow: wf.Workflow = flow) -> None:
+            await asyncio.gather(*(flow.arun({"i": i}, workspace=folder, raise_on_error=False) for i in range(24)))
+
+        asyncio.run(main())
+
+
+@pytest.fixture(scope="module")
+def logged(tmp_path_factory: pytest.TempPathFactory) -> Logged:
+    folder = tmp_path_factory.mktemp("summaries") / "ws"
+    two_workflows(folder)
+    return Logged(folder, wf.steps(folder))
+
+
+def plain(table: pd.DataFrame) -> pd.DataFrame:
+    """The table with its index as plain strings (categorical levels and str dtypes differ)."""
+    out = table.copy()
+    if isinstance(out.index, pd.MultiIndex):
+        out.index = pd.MultiIndex.from_tuples([tuple(map(str, k)) for k in out.index], names=out.index.names)
+    else:
+        out.index = pd.Index([str(k) for k in out.index], name=out.index.name, dtype=object)
+    for name in out.columns:
+        if isinstance(out[name].dtype, pd.CategoricalDtype):
+            out[name] = out[name].astype(str).astype(object)
+        if out[name].dtype == object or str(out[name].dtype).startswith(("string", "str")):
+            out[name] = out[name].astype(object).where(out[name].notna(), None)
+    return out
+
+
+@pytest.mark.parametrize("question", ["latency", "failures", "retries", "errors", "runs"])
+def test_steplog_tables_equal_the_accessors(logged: Logged, question: str) -> None:
+    """Each StepLog summary equals df.wf's for the same rows (index, columns, values)."""
+    ours = getattr(wf.StepLog(logged.folder), question)()
+    theirs = getattr(logged.frame.wf, question)()
+    if question == "errors":
+        theirs = theirs.sort_index()
+        ours = ours.sort_index()
+    pd.testing.assert_frame_equal(plain(theirs), plain(ours), check_dtype=False, check_exact=False, rtol=1e-9)
+
+
+def test_steplog_is_keyed_by_workflow_and_step(logged: Logged) -> None:
+    """The shared step name is two rows, one per workflow (a name with / and β round-trips)."""
+    table = wf.StepLog(logged.folder).latency()
+    assert ["workflow", "step"] == list(table.index.names)
+    assert [("alpha", "answer"), ("alpha", "fetch"), ("beta/β two", "answer"), ("beta/β two", "fetch")] == list(
+        table.index
+    )
+
+
+def test_steplog_advice_equals_the_accessors(logged: Logged) -> None:
+    """advise_timeouts from the files equals the accessor's, attrs included."""
+    ours = wf.StepLog(logged.folder).advise_timeouts(min_samples=10)
+    theirs = logged.frame.wf.advise_timeouts(min_samples=10)
+    pd.testing.assert_frame_equal(plain(theirs), plain(ours), check_dtype=False)
+    assert theirs.attrs == ours.attrs
+
+
+def test_steplog_filters_narrow_every_question(logged: Logged) -> None:
+    """workflow=, step= and status= are pushed into the query, as wf.steps filters rows."""
+    log = wf.StepLog(logged.folder, workflow="alpha", step="fetch")
+    assert [("alpha", "fetch")] == list(log.latency().index)
+    frame = wf.steps(logged.folder, workflow="alpha", step="fetch")
+    assert int(frame[frame["status"] == "ok"].shape[0]) == int(log.latency()["count"].iloc[0])
+    assert 24 == len(log.runs())
+    failed = wf.StepLog(logged.folder, status="retry").failures()
+    assert {("alpha", "fetch"), ("beta/β two", "fetch")} == set(failed.index)
+
+
+def test_steplog_since_in_the_future_is_empty(logged: Logged) -> None:
+    """A filter that keeps nothing gives empty tables with the usual columns."""
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(days=1)
+    log = wf.StepLog(logged.folder, since=later)
+    assert 0 == len(log.latency())
+    assert list(logged.frame.wf.latency().columns) == list(log.latency().columns)
+
+
+def test_steplog_of_an_empty_workspace_has_the_accessors_columns(workspace: Path) -> None:
+    """No files at all: each question answers an empty table shaped like the accessor's."""
+    log = wf.StepLog()
+    empty = wf.steps()
+    for question in ("latency", "failures", "retries", "errors", "runs"):
+        table = getattr(log, question)()
+        assert 0 == len(table)
+        assert list(getattr(empty.wf, question)().columns) == list(table.columns)
+
+
+def test_steplog_reads_rows_as_wf_steps_does(logged: Logged) -> None:
+    """frame() is wf.steps with the same filters."""
+    frame = wf.StepLog(logged.folder, workflow="alpha").frame(columns=["run_id", "step"])
+    assert ["run_id", "step"] == list(frame.columns)
+    assert len(wf.steps(logged.folder, workflow="alpha")) == len(frame)
+
+
+def test_steplog_sees_runs_that_ended_after_it_was_made(workspace: Path) -> None:
+    """Each question reads the files as they are then (the workspace's rows exported first)."""
+    log = wf.StepLog()
+    flow = wf.Workflow("later")
+    flow.step(lambda s: None, name="only")
+    assert 0 == len(log.runs())
+    flow.run({})
+    assert 1 == len(log.runs())
+    assert "StepLog(None)" == repr(log)
+    assert "StepLog(None, workflow='later')" == repr(wf.StepLog(workflow="later"))
