@@ -11,6 +11,7 @@ gap in a run's sequence numbers is a :class:`StoreCorruptError` naming the file,
 from __future__ import annotations
 
 import json
+import operator
 import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -70,13 +71,32 @@ def _crc(text: str | None) -> str:
 
 
 def _text(value: Any) -> str:
-    # None differs from the string "None"; floats by repr, which round-trips through SQLite's REAL.
-    return "\x00" if value is None else repr(value) if isinstance(value, float) else str(value)
+    """A value as SQLite will hand it back, so the checksum of what was written equals that of what
+    is read: None (and NaN, stored as NULL) apart from "None", a whole float like the int a REAL
+    column may return for it (and the other way round), booleans as the 0/1 SQLite keeps."""
+    kind = type(value)
+    if kind is str:
+        return value  # type: ignore[no-any-return]
+    if value is None:
+        return "\x00"
+    if kind is float:
+        if value != value:
+            return "\x00"
+        return str(int(value)) if value.is_integer() else repr(value)
+    if kind is bool:
+        return "1" if value else "0"
+    return str(value)
+
+
+# The event's columns: everything but the three JSON payloads, which get checksums of their own.
+_EVENT_COLUMNS = operator.itemgetter(
+    *(i for i in range(len(COLUMNS)) if i not in (_UPDATES_AT, _FAILURE_AT, _EXTRA_AT))
+)
 
 
 def row_checksum(columns: Sequence[Any]) -> str:
     """The checksum of a journal row given in :data:`COLUMNS` order."""
-    event = "\x1f".join(_text(v) for i, v in enumerate(columns) if i not in (_UPDATES_AT, _FAILURE_AT, _EXTRA_AT))
+    event = "\x1f".join(map(_text, _EVENT_COLUMNS(columns)))
     return ".".join((_crc(event), _crc(columns[_UPDATES_AT]), _crc(columns[_FAILURE_AT]), _crc(columns[_EXTRA_AT])))
 
 
