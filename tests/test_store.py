@@ -637,6 +637,24 @@ def test_a_reconciled_run_whose_resume_died_is_interrupted_not_waiting(workspace
     assert "needs_reconciliation" == store.run_row("r9")["status"]
 
 
+def test_all_journal_rows_include_exported_ones(tmp_path: Path) -> None:
+    """all_journal_rows hands out every run's rows, exported or not (a scratch workspace copied whole)."""
+    flow = wf.Workflow("whole")
+
+    @flow.step
+    def a(state):
+        return {"x": 1}
+
+    first = flow.run({}, workspace=tmp_path / "ws")
+    second = flow.run({}, workspace=tmp_path / "ws")
+    store = open_store(tmp_path / "ws")
+    store.mark_exported(first.run_id, 10)
+    rows = store.all_journal_rows(("run_id", "step", "seq"))
+    assert sorted([(first.run_id, "a", 1, "whole"), (second.run_id, "a", 1, "whole")]) == rows
+    with pytest.raises(ValueError, match="no step-log column"):
+        store.all_journal_rows(("step; DROP TABLE runs",))
+
+
 def test_a_store_made_before_maps_and_forks_is_upgraded_in_place(tmp_path: Path) -> None:
     """A journal without map_index/parent_run_id and no run_links/step_cache gains them on open, and
     a map run, a fork and a cached step then work in it."""

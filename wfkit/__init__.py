@@ -5,6 +5,7 @@ by policy with classified errors, time out per step and per run, and emit one ev
 """
 
 from wfkit._version import __version__
+from wfkit.engine._batch import BatchResult
 from wfkit.engine._run import ResumeOptions, Run, RunOptions, drain
 from wfkit.engine._run import set_renderer as _set_renderer
 from wfkit.engine._workflow import Workflow
@@ -19,11 +20,15 @@ from wfkit.model._errors import (
     ApprovalRejectedError,
     ApprovalRequiredError,
     ConditionError,
+    DatasetUnreachableError,
+    ExecutorError,
     FlowSpecError,
     LeaseError,
     MapItemError,
+    PartitionError,
     RunError,
     RunTimeoutError,
+    SchedulerUnreachableError,
     StateConflictError,
     StateSizeWarning,
     StateValueError,
@@ -65,17 +70,21 @@ __all__ = [
     "ApprovalPolicy",
     "ApprovalRejectedError",
     "ApprovalRequiredError",
+    "BatchResult",
     "Cache",
     "ChatModel",
     "Condition",
     "ConditionError",
+    "DatasetUnreachableError",
     "DecisionsFile",
     "ErrorKind",
+    "ExecutorError",
     "Failure",
     "FlowSpecError",
     "Go",
     "LeaseError",
     "MapItemError",
+    "PartitionError",
     "Pending",
     "PermanentError",
     "ResumeOptions",
@@ -86,6 +95,7 @@ __all__ = [
     "RunOptions",
     "RunStatus",
     "RunTimeoutError",
+    "SchedulerUnreachableError",
     "StateConflictError",
     "StateSizeWarning",
     "StateValueError",

@@ -204,6 +204,15 @@ def _replay(args: argparse.Namespace) -> int:
 
     notebooks = [Path(p) for p in args.notebooks] or sorted(Path("notebooks").glob("*.ipynb"))
     parameters = {name: parse_value(value) for name, value in (args.parameter or [])}
+    runner = None
+    if args.dask:
+        from wfkit.replay._replay_dask import dask_runner
+
+        dataset = args.dataset or (Path(args.report) / "dataset").absolute()
+        runner = dask_runner(args.dask, dataset, progress=sys.stderr.isatty(), announce=_to_stderr)
+    elif args.dataset:
+        print("wfkit replay: --dataset is where Dask workers write; give --dask ADDRESS too", file=sys.stderr)
+        return 2
     try:
         code, rows = replay(
             notebooks,
@@ -213,6 +222,7 @@ def _replay(args: argparse.Namespace) -> int:
             parameters=parameters,
             update_baseline=args.update_baseline,
             timeout=args.timeout,
+            runner=runner,
         )
     except ReplayError as exc:
         _print(f"wfkit replay: {exc}", file=sys.stderr)
@@ -226,12 +236,20 @@ def _eval(args: argparse.Namespace) -> int:
     from wfkit.evals._evals import evaluate, load_suite
 
     suite = load_suite(args.suite)
+    if args.dataset and not args.dask:
+        print("wfkit eval: --dataset is where Dask workers write; give --dask ADDRESS too", file=sys.stderr)
+        return 2
+    on_dask: dict[str, Any] = {}
+    if args.dask:
+        on_dask = {"executor": args.dask, "dataset": args.dataset, "partition_size": args.partition_size}
     result = evaluate(
         suite,
         variants=args.variant or None,
         concurrency=args.concurrency,
         workspace=args.workspace,
         progress=sys.stderr.isatty(),
+        announce=_to_stderr,
+        **on_dask,
     )
     if args.json:
         _print_json({"summary": result.summary.reset_index().to_dict("records"), "saved_to": result.saved_to})
@@ -246,6 +264,10 @@ def _eval(args: argparse.Namespace) -> int:
     for failure in failures:
         _print(f"threshold: {failure}", file=sys.stderr)
     return 1 if failures else 0
+
+
+def _to_stderr(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
 
 
 def load_workflow(ref: str) -> Any:
@@ -521,6 +543,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--variant", action="append", help="variant(s) to run (default: all)")
     ev.add_argument("--concurrency", type=int, default=16)
     ev.add_argument("--json", action="store_true")
+    ev.add_argument("--dask", metavar="ADDRESS", help="send the cases to this Dask scheduler (tcp://host:8786)")
+    ev.add_argument("--dataset", help="with --dask: folder or URL every worker writes to (default: the workspace)")
+    ev.add_argument("--partition-size", type=int, help="with --dask: cases per partition (default: a few per thread)")
     ev.set_defaults(handler=_eval)
 
     logs = sub.add_parser("logs", parents=[common], help="step-log files: export missing rows, compact small files")
@@ -579,6 +604,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rp.add_argument("--update-baseline", action="store_true", help="write the runs as the new baseline")
     rp.add_argument("--timeout", type=float, default=600.0, help="seconds per cell")
+    rp.add_argument("--dask", metavar="ADDRESS", help="replay each notebook on a worker of this Dask scheduler")
+    rp.add_argument("--dataset", help="with --dask: folder or URL every worker writes to (default: REPORT/dataset)")
     rp.set_defaults(handler=_replay)
     return parser
 

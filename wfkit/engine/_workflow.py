@@ -38,6 +38,7 @@ from wfkit.store._workspace import open_store
 if TYPE_CHECKING:
     from pathlib import Path
 
+    from wfkit.engine._batch import BatchResult
     from wfkit.model._spec import Format
 
 F = TypeVar("F", bound=StepFunction)
@@ -874,6 +875,47 @@ class Workflow:
         run = Run(self._resumed_execution(run_id, o), self, o)
         run_blocking(run._exec.drive())
         return run.raise_for_status() if raise_on_error else run
+
+    def run_many(
+        self,
+        inputs: Iterable[Mapping[str, Any]],
+        *,
+        executor: Any = None,
+        concurrency: int = 16,
+        seed: int = 0,
+        workspace: str | os.PathLike[str] | None = None,
+        dataset: str | os.PathLike[str] | None = None,
+        partition_size: int | None = None,
+        retries: int = 2,
+        progress: bool = True,
+        announce: Callable[[str], None] | None = None,
+        **options: Any,
+    ) -> BatchResult:
+        """Run once per input, at most ``concurrency`` at once; run ``i`` is seeded ``seed + i``.
+
+        Locally by default. ``executor=`` (a ``distributed.Client``, a cluster, or a scheduler
+        address such as ``"tcp://host:8786"``) sends the inputs to Dask workers in partitions of
+        ``partition_size``, each run there with the same bound; step logs land in ``dataset`` (a
+        folder every worker sees, or an fsspec URL; default the workspace). ``options`` go to every
+        run (``timeout``, ``policy``, ``llm``, ``tools``); ``announce`` receives the dashboard link
+        (default: printed). Returns a :class:`BatchResult` with a row per input, in input order.
+        """
+        from wfkit.engine._batch import run_many
+
+        return run_many(
+            self,
+            list(inputs),
+            executor=executor,
+            concurrency=concurrency,
+            seed=seed,
+            workspace=workspace,
+            dataset=dataset,
+            partition_size=partition_size,
+            retries=retries,
+            progress=progress,
+            announce=announce,
+            **options,
+        )
 
     async def aresume(
         self,

@@ -15,6 +15,7 @@ traffic; ``EvalResult.steps()`` reads them.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 import importlib.util
 import json
@@ -27,11 +28,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from wfkit.evals._scorers import Case, ScorerFn, apply, name_of
+from wfkit.logs._dataset import is_url
+from wfkit.store._workspace import workspace_path
 
 if TYPE_CHECKING:
     import pandas as pd
     from matplotlib.axes import Axes
 
+    from wfkit.distributed._dask import Executor, PartitionOutput, Progress
     from wfkit.engine._workflow import Workflow
 
 
@@ -101,6 +105,9 @@ class Suite:
         return flow, options
 
 
+_SUITE_MODULE_PREFIX = "wfkit_suite_"
+
+
 def load_suite(target: str | os.PathLike[str]) -> Suite:
     """A suite from a Python file (or a folder holding ``suite.py``) defining ``suite``."""
     path = Path(target)
@@ -108,7 +115,7 @@ def load_suite(target: str | os.PathLike[str]) -> Suite:
         path = path / "suite.py"
     if not path.exists():
         raise FileNotFoundError(f"no suite at {target}: give a suite.py, or a folder that holds one")
-    spec = importlib.util.spec_from_file_location(f"wfkit_suite_{path.parent.name}", path)
+    spec = importlib.util.spec_from_file_location(f"{_SUITE_MODULE_PREFIX}{path.parent.name}", path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module
@@ -121,29 +128,25 @@ def load_suite(target: str | os.PathLike[str]) -> Suite:
     return suite
 
 
-async def evaluate_async(
+async def _score_cases(
     suite: Suite,
+    variant: str,
+    flow: Workflow,
+    run_options: Mapping[str, Any],
+    cases: Sequence[tuple[int, Case]],
     *,
-    variants: Sequence[str] | None = None,
-    concurrency: int = 16,
-    workspace: str | os.PathLike[str] | None = None,
-    progress: bool = True,
-    store: bool = True,
-) -> EvalResult:
-    import pandas as pd
-
-    runs_in = eval_runs_workspace(workspace)
-    chosen = list(variants or suite.variants)
-    cases = suite.cases()
-    if concurrency < 1:
-        raise ValueError(f"concurrency must be >= 1, got {concurrency}")
+    concurrency: int,
+    workspace: str | os.PathLike[str] | None,
+    on_case: Callable[[], None] | None = None,
+) -> list[dict[str, Any]]:
+    """Run and score ``cases`` (each with its index in the dataset: the run's seed) with at most
+    ``concurrency`` runs at once. The same code scores a local eval and a Dask partition."""
     gate = asyncio.Semaphore(concurrency)
-    bar = _progress(len(cases) * len(chosen), suite.name) if progress else None
     rows: list[dict[str, Any]] = []
 
-    async def one(variant: str, flow: Workflow, run_options: dict[str, Any], index: int, case: Case) -> None:
+    async def one(index: int, case: Case) -> None:
         async with gate:
-            options = {"workspace": runs_in, "seed": index, "raise_on_error": False, **run_options}
+            options = {"workspace": workspace, "seed": index, "raise_on_error": False, **run_options}
             run = await flow.arun(case.inputs, **options)
             for scorer in suite.scorers:
                 try:
@@ -164,16 +167,74 @@ async def evaluate_async(
                         "run_status": run.status,
                     }
                 )
-        if bar is not None:
-            bar.update(1)
+        if on_case is not None:
+            on_case()
 
-    try:
-        for variant in chosen:
-            flow, run_options = suite.build(variant)
-            await asyncio.gather(*(one(variant, flow, run_options, i, c) for i, c in enumerate(cases)))
-    finally:
-        if bar is not None:
-            bar.close()
+    await asyncio.gather(*(one(i, c) for i, c in cases))
+    return rows
+
+
+async def evaluate_async(
+    suite: Suite,
+    *,
+    variants: Sequence[str] | None = None,
+    concurrency: int = 16,
+    workspace: str | os.PathLike[str] | None = None,
+    progress: bool = True,
+    store: bool = True,
+    executor: Executor | None = None,
+    dataset: str | os.PathLike[str] | None = None,
+    partition_size: int | None = None,
+    retries: int = 2,
+    announce: Callable[[str], None] | None = None,
+) -> EvalResult:
+    import pandas as pd
+
+    chosen = list(variants or suite.variants)
+    for variant in chosen:
+        if variant not in suite.variants:
+            raise ValueError(f"suite {suite.name!r} has no variant {variant!r}; it has {', '.join(suite.variants)}")
+    if concurrency < 1:
+        raise ValueError(f"concurrency must be >= 1, got {concurrency}")
+    if executor is not None:
+        target = dataset if dataset is not None else workspace_path(workspace)
+        # The workers' runs live in the dataset they wrote (readable in place unless it is a URL).
+        runs_in: Path | None = None if is_url(target) else Path(os.fspath(target))
+        rows = await asyncio.to_thread(
+            _evaluate_on_dask,
+            suite,
+            chosen,
+            executor=executor,
+            concurrency=concurrency,
+            dataset=target,
+            partition_size=partition_size,
+            retries=retries,
+            progress=progress,
+            announce=announce,
+        )
+    else:
+        if dataset is not None:
+            raise ValueError("dataset= is where Dask workers write; without executor= runs stay in the workspace")
+        runs_in = eval_runs_workspace(workspace)
+        cases = suite.cases()
+        rows = []
+        bar = _progress(len(cases) * len(chosen), suite.name) if progress else None
+        try:
+            for variant in chosen:
+                flow, run_options = suite.build(variant)
+                rows += await _score_cases(
+                    suite,
+                    variant,
+                    flow,
+                    run_options,
+                    list(enumerate(cases)),
+                    concurrency=concurrency,
+                    workspace=runs_in,
+                    on_case=None if bar is None else lambda: bar.update(1),
+                )
+        finally:
+            if bar is not None:
+                bar.close()
     frame = pd.DataFrame(rows).sort_values(["variant", "case_id", "scorer"], ignore_index=True)
     result = EvalResult(suite, frame, runs_workspace=runs_in)
     if store:
@@ -190,12 +251,101 @@ def eval_runs_workspace(workspace: str | os.PathLike[str] | None = None) -> Path
 
 def evaluate(suite: Suite | str | os.PathLike[str], **kwargs: Any) -> EvalResult:
     """Run a suite (a Suite, or a path to one) and score it; see :class:`EvalResult`.
-    ``await wfkit.evaluate_async(...)`` does the same inside a running loop."""
+    ``await wfkit.evaluate_async(...)`` does the same inside a running loop.
+
+    ``executor=`` (a ``distributed.Client``, a cluster, or a scheduler address) sends the cases to
+    Dask workers in partitions of ``partition_size`` cases (default: a few partitions per worker
+    thread), each run there with the same ``concurrency``; runs and step logs land in ``dataset``
+    (a folder every worker sees, or an fsspec URL; default the workspace), and the result is the
+    one a local run gives."""
     from wfkit.engine._loops import run_blocking
 
     if not isinstance(suite, Suite):
         suite = load_suite(suite)
     return run_blocking(evaluate_async(suite, **kwargs))
+
+
+@dataclass(frozen=True)
+class _EvalPartition:
+    """One partition of an eval, run on a Dask worker: some cases of one variant."""
+
+    suite: Suite
+    variant: str
+    cases: tuple[tuple[int, Case], ...]
+    concurrency: int
+
+    def __call__(self, scratch: Path, progress: Progress) -> PartitionOutput:
+        from wfkit.distributed._dask import PartitionOutput
+
+        flow, run_options = self.suite.build(self.variant)
+        options = {**run_options, "workspace": scratch}  # runs are kept on the worker, then exported
+        rows = asyncio.run(
+            _score_cases(
+                self.suite,
+                self.variant,
+                flow,
+                options,
+                self.cases,
+                concurrency=self.concurrency,
+                workspace=scratch,
+                on_case=progress,
+            )
+        )
+        return PartitionOutput(rows, (scratch,))
+
+
+def _evaluate_on_dask(
+    suite: Suite,
+    variants: Sequence[str],
+    *,
+    executor: Executor,
+    concurrency: int,
+    dataset: str | os.PathLike[str],
+    partition_size: int | None,
+    retries: int,
+    progress: bool,
+    announce: Callable[[str], None] | None,
+) -> list[dict[str, Any]]:
+    from wfkit.distributed._dask import announce_default, chunks, connect, run_job, threads_of
+    from wfkit.distributed._dask import partition_size as size_for
+
+    conn = connect(executor)  # first: an unreachable scheduler is an error before any work
+    try:
+        cases = list(enumerate(suite.cases()))
+        size = size_for(len(cases) * len(variants), threads_of(conn), partition_size)
+        _pickle_suite_module_by_value(suite)
+        # Cases travel in their partitions: a suite holding its dataset in memory would otherwise
+        # ship all of it with every partition.
+        shipped = dataclasses.replace(suite, dataset=[])
+        works: list[_EvalPartition] = [
+            _EvalPartition(shipped, variant, tuple(part), concurrency)
+            for variant in variants
+            for part in chunks(cases, size)
+        ]
+        outcome = run_job(
+            executor,
+            dataset,
+            works,
+            cases=[len(w.cases) for w in works],
+            label=f"eval {suite.name}",
+            retries=retries,
+            progress=progress,
+            announce=announce or announce_default,
+            connection=conn,
+        )
+    finally:
+        conn.close()
+    return [] if outcome.results is None else list(outcome.results.to_pylist())
+
+
+def _pickle_suite_module_by_value(suite: Suite) -> None:
+    """A suite loaded from a file lives in a module the workers cannot import: ship it by value."""
+    import cloudpickle
+
+    for name in {getattr(suite.workflow, "__module__", None), *(getattr(s, "__module__", None) for s in suite.scorers)}:
+        module = sys.modules.get(name or "")
+        if module is not None and module.__name__.startswith(_SUITE_MODULE_PREFIX):
+            cloudpickle.register_pickle_by_value(module)
 
 
 def _progress(total: int, name: str) -> Any:

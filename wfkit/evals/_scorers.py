@@ -5,6 +5,7 @@ allowed), so a custom check is one function.
 
 from __future__ import annotations
 
+import enum
 import inspect
 import json
 import re
@@ -15,7 +16,14 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 if TYPE_CHECKING:
     from wfkit.engine._run import Run
 
-_MISSING = object()
+
+class _Missing(enum.Enum):
+    """ "No value": an enum member, so it is still itself after pickling (scorers go to Dask workers)."""
+
+    MISSING = "missing"
+
+
+_MISSING = _Missing.MISSING
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from wfkit.logs._dataset import STEPS_DIR, counted_files, is_attempt_segment, is_url, mirror
 from wfkit.model._errors import StoreCorruptError, WorkspaceNotFoundError
 from wfkit.model._events import FIELDS
 
@@ -40,7 +41,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("wfkit")
 
-STEPS_DIR = "steps"
 SOURCES_KEY = b"wfkit.sources"
 SMALL_FILE = 8 * 2**20
 
@@ -277,10 +277,11 @@ def _superseded(files: Iterable[Path]) -> set[str]:
 
 
 def segment_files(root: Path) -> list[Path]:
-    """The live segment files under ``root``: temporaries and superseded sources left out."""
+    """The live segment files under ``root``: temporaries, superseded sources and the files of
+    partition attempts that do not count (``_dataset``) left out."""
     files = sorted(p for p in root.rglob("*.parquet") if not p.name.startswith("."))
     gone = _superseded(files)
-    return [p for p in files if p.name not in gone]
+    return counted_files([p for p in files if p.name not in gone], root)
 
 
 def steps(
@@ -350,10 +351,13 @@ def rebuild_damaged(root: Path, exc: BaseException) -> bool:
 
 def resolve_root(path: str | os.PathLike[str] | None) -> Path:
     """The folder (or file) of segments for ``path``: a workspace (its rows exported first), a
+    dataset that Dask workers wrote (a folder, or an fsspec URL such as ``s3://bucket/evals``), a
     folder of segment files, or one parquet file; ``None`` is the default workspace."""
     from wfkit.store._workspace import DB_NAME, open_store, workspace_path
 
-    root = workspace_path(path) if path is None else Path(path)
+    if path is not None and is_url(path):
+        path = mirror(os.fspath(path))  # the segments that count, cached locally (they never change)
+    root = workspace_path(path) if path is None else Path(os.fspath(path).removeprefix("file://"))
     if not root.exists():  # a typo must not read as an empty history (nor create anything)
         raise WorkspaceNotFoundError(
             f"no workspace or step log at {root}; check the path (a workspace folder, a folder of "
@@ -623,7 +627,8 @@ def compact(workspace: Path, *, small: int = SMALL_FILE) -> dict[str, int]:
         return {"merged": 0, "written": 0}
     for folder in sorted({p.parent for p in root.rglob("*.parquet")}):
         live = segment_files(folder)
-        sources = [p for p in live if p.stat().st_size < small]
+        # A partition attempt's file stays whole: which attempt counts is decided by its markers.
+        sources = [p for p in live if p.stat().st_size < small and not is_attempt_segment(p.name)]
         if len(sources) < 2:
             continue
         table = pa.concat_tables([pq.read_table(p, schema=schema()) for p in sources])

@@ -19,6 +19,10 @@
     │   └── CassetteMissError (ValueError)     replay found no recorded request
     ├── ToolNotBoundError (ValueError)         a step called a tool its route did not bind
     ├── UnknownToolError (ValueError)          a bound tool no registry provides
+    ├── ExecutorError                          work sent to Dask could not be done (wfkit._dask)
+    │   ├── SchedulerUnreachableError (ConnectionError)  no scheduler answers at the address
+    │   ├── DatasetUnreachableError (OSError)  a worker cannot see the dataset it must write to
+    │   └── PartitionError                     a partition failed on every attempt; carries partition
     └── RunError                               a run ended badly; carries run_id (and step, attempt)
         ├── StepFailedError                    a step failed and had no fallback route
         ├── VisitLimitError                    a loop reached a step's visit bound
@@ -170,6 +174,30 @@ class WorkflowChangedError(RunError, ValueError):
 
 class ApprovalRequiredError(RunError):
     """A gated step was reached under the headless policy "fail" (no human, no recorded decision)."""
+
+
+class ExecutorError(WfkitError):
+    """Work sent to a Dask cluster could not be done."""
+
+
+class SchedulerUnreachableError(ExecutorError, ConnectionError):
+    """No Dask scheduler answered at the address (or it has no workers); nothing was started."""
+
+    def __init__(self, address: str, message: str) -> None:
+        self.address = address
+        super().__init__(message)
+
+
+class DatasetUnreachableError(ExecutorError, OSError):
+    """A Dask worker cannot see the dataset its partitions must be written to."""
+
+
+class PartitionError(ExecutorError):
+    """A partition of a job failed on every attempt Dask gave it; ``partition`` says which."""
+
+    def __init__(self, job: str, partition: int, message: str) -> None:
+        self.job, self.partition = job, partition
+        super().__init__(message)
 
 
 class StateSizeWarning(UserWarning):

@@ -25,7 +25,7 @@ import os
 import shutil
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -299,6 +299,47 @@ def _short(value: Any, limit: int = 120) -> str:
 # ---- the command --------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class NotebookJob:
+    """One notebook to replay: where its output goes, its parameters, the per-cell timeout."""
+
+    notebook: Path
+    out_dir: Path
+    parameters: dict[str, Any]
+    timeout: float
+
+
+#: Runs notebooks and returns, per notebook, what ``_run_notebook_child`` returns.
+NotebookRunner = Callable[[Sequence[NotebookJob]], dict[Path, dict[str, Any]]]
+
+
+def _local_runner(jobs: int) -> NotebookRunner:
+    """Notebooks in parallel processes on this machine."""
+
+    def run(todo: Sequence[NotebookJob]) -> dict[Path, dict[str, Any]]:
+        # spawn, not fork: this process may hold threads (the exporter, a background loop).
+        context = multiprocessing.get_context("spawn")
+        results: dict[Path, dict[str, Any]] = {}
+        with concurrent.futures.ProcessPoolExecutor(max_workers=max(1, jobs), mp_context=context) as pool:
+            futures = {
+                pool.submit(_run_notebook_child, str(j.notebook), str(j.out_dir), j.parameters, j.timeout): j
+                for j in todo
+            }
+            for future in concurrent.futures.as_completed(futures):
+                job = futures[future]
+                try:
+                    results[job.notebook] = future.result()
+                except Exception as exc:  # the worker itself died: still a row, never a crash
+                    results[job.notebook] = {
+                        "error": {"kind": "worker", "cell": None, "exception": type(exc).__name__, "message": str(exc)},
+                        "seconds": 0.0,
+                        "summary": {"runs": []},
+                    }
+        return results
+
+    return run
+
+
 def replay(
     notebooks: Sequence[Path],
     *,
@@ -308,8 +349,10 @@ def replay(
     parameters: Mapping[str, Any] | None = None,
     update_baseline: bool = False,
     timeout: float = 600.0,
+    runner: NotebookRunner | None = None,
 ) -> tuple[int, list[dict[str, Any]]]:
-    """Run, compare, report. Returns the exit code (0: no regression) and one row per notebook."""
+    """Run, compare, report. Returns the exit code (0: no regression) and one row per notebook.
+    ``runner`` runs the notebooks (default: ``jobs`` processes here; ``_replay_dask`` on Dask)."""
     if not notebooks:
         raise ReplayError("no notebooks to replay")
     for nb in notebooks:
@@ -322,26 +365,9 @@ def replay(
     for nb in notebooks:  # a fresh workspace per notebook: runs of an earlier replay must not count
         shutil.rmtree(report / "runs" / nb.stem, ignore_errors=True)
     rows: list[dict[str, Any]] = []
-    # spawn, not fork: this process may hold threads (the exporter, a background loop).
-    context = multiprocessing.get_context("spawn")
-    with concurrent.futures.ProcessPoolExecutor(max_workers=max(1, jobs), mp_context=context) as pool:
-        futures = {
-            pool.submit(
-                _run_notebook_child, str(nb.resolve()), str((report / "runs" / nb.stem).resolve()), checked[nb], timeout
-            ): nb
-            for nb in notebooks
-        }
-        results: dict[Path, dict[str, Any]] = {}
-        for future in concurrent.futures.as_completed(futures):
-            nb = futures[future]
-            try:
-                results[nb] = future.result()
-            except Exception as exc:  # the worker itself died: still a row, never a crash
-                results[nb] = {
-                    "error": {"kind": "worker", "cell": None, "exception": type(exc).__name__, "message": str(exc)},
-                    "seconds": 0.0,
-                    "summary": {"runs": []},
-                }
+    todo = [NotebookJob(nb.resolve(), (report / "runs" / nb.stem).resolve(), checked[nb], timeout) for nb in notebooks]
+    done = (runner or _local_runner(jobs))(todo)
+    results = {nb: done[job.notebook] for nb, job in zip(notebooks, todo, strict=True)}
     for nb in notebooks:
         result = results[nb]
         base_file = baseline / f"{nb.stem}.json"

@@ -425,6 +425,15 @@ class Store(TicketStore):
         """The last seq of each run's journal."""
         return {r[0]: r[1] for r in self.read("SELECT run_id, MAX(seq) FROM journal GROUP BY run_id")}
 
+    def all_journal_rows(self, columns: Sequence[str]) -> list[tuple[Any, ...]]:
+        """Every journal row of every run, exported or not, by run and in order: ``columns`` then
+        the workflow name (a Dask partition's scratch workspace, copied whole to the dataset)."""
+        unknown = set(columns) - {*FIELDS, "seq"}  # names are checked: they go into the SQL text
+        if unknown:
+            raise ValueError(f"the journal has no step-log column(s) {sorted(unknown)}")
+        sql = f"SELECT {', '.join(columns)}, workflow FROM journal ORDER BY run_id, seq"
+        return [tuple(r) for r in self.read(sql)]
+
     def mark_exported(self, run_id: str, last_seq: int) -> None:
         """Record that parquet holds the run's journal rows up to ``last_seq`` (never moves back)."""
         with self.write() as conn:

@@ -65,6 +65,16 @@ def open_store(
         return store
 
 
+def forget_store(path: str | os.PathLike[str]) -> None:
+    """Close a workspace's shared stores and drop them (a scratch workspace about to be deleted)."""
+    folder = workspace_path(path)
+    with _lock:
+        gone = [key for key in _stores if key[0] == folder]
+        stores = [_stores.pop(key) for key in gone]
+    for store in stores:
+        store.close()
+
+
 def decision_event(ticket: Ticket, workflow_version: str, parameters_hash: str | None = None) -> StepEvent:
     """The step-log row that records a reviewer's decision (made where this process runs)."""
     at = ticket.decided_at or time.time()

@@ -1,0 +1,67 @@
+"""Batches of runs (wfkit.engine._batch, ``flow.run_many``) in this process: order, seeds, errors, step logs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import wfkit as wf
+
+
+def seeded() -> wf.Workflow:
+    """Records the run's seed; fails for x == 3."""
+    flow = wf.Workflow("batch-seeded")
+
+    @flow.step
+    def step(state: Any, ctx: wf.StepContext) -> dict[str, Any]:
+        if state["x"] == 3:
+            raise ValueError("three is bad")
+        return {"y": state["x"] * 10}
+
+    return flow
+
+
+def test_run_many_gives_a_row_per_input_in_order(workspace: Path) -> None:
+    """Rows come back in input order with each run's status, error and final state."""
+    result = seeded().run_many([{"x": i} for i in range(6)], progress=False, concurrency=2)
+    assert list(range(6)) == list(result.runs["index"])
+    assert ["succeeded"] * 3 + ["failed"] + ["succeeded"] * 2 == list(result.runs["status"])
+    assert [0, 10, 20, None, 40, 50] == [s.get("y") for s in result.runs["state"]]
+    assert "StepFailedError" == result.runs["error_type"][3]
+    assert str(workspace) == result.dataset
+
+
+def test_run_many_runs_are_in_the_workspace_and_step_log(workspace: Path) -> None:
+    """Each run is stored as usual, and steps() reads their rows."""
+    result = seeded().run_many([{"x": 1}, {"x": 2}], progress=False)
+    assert sorted(result.runs["run_id"]) == sorted(result.steps()["run_id"])
+    assert {r["run_id"] for r in wf.Workspace(workspace).runs()} == set(result.runs["run_id"])
+
+
+def test_run_many_seeds_run_i_with_seed_plus_i(workspace: Path) -> None:
+    """Run i gets seed + i, so a batch is reproducible (locally and on Dask)."""
+    result = seeded().run_many([{"x": 0}, {"x": 1}], progress=False, seed=100)
+    seeds = [wf.Workspace(workspace).store.run_row(r)["seed"] for r in result.runs["run_id"]]
+    assert [100, 101] == seeds
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "message"),
+    [
+        ({"concurrency": 0}, ValueError, "concurrency must be >= 1"),
+        ({"dataset": "somewhere"}, ValueError, "dataset= is where Dask workers write"),
+        ({"workspace": None, "raise_on_error": True}, TypeError, "never raises a run's error"),
+    ],
+)
+def test_run_many_refuses_bad_options(kwargs: dict[str, Any], error: type[Exception], message: str) -> None:
+    """Each bad option is an error that says what to do instead."""
+    with pytest.raises(error, match=message):
+        seeded().run_many([{"x": 1}], progress=False, **kwargs)
+
+
+def test_run_many_refuses_an_input_that_is_not_a_dict() -> None:
+    """Every input is a dict of a run's inputs; the first that is not is named."""
+    with pytest.raises(TypeError, match="input 1 is a list"):
+        seeded().run_many([{"x": 1}, [2]], progress=False)  # type: ignore[list-item]

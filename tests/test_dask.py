@@ -1,0 +1,258 @@
+"""Work on Dask (wfkit._dask): real scheduler and worker processes, a worker SIGKILLed mid-partition,
+an unreachable scheduler, a dataset the workers cannot see, the missing extra, the dashboard."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from dask_cluster import Cluster, dask_cluster, free_port
+
+import wfkit as wf
+from wfkit.cli._cli import main
+from wfkit.distributed._dask import partition_size
+from wfkit.model._errors import DatasetUnreachableError, PartitionError, SchedulerUnreachableError
+
+ROOT = Path(__file__).resolve().parents[1]
+QUERY_ROUTER = ROOT / "evals" / "query_router"
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    """A `dask scheduler` and two `dask worker` processes on 127.0.0.1, shared by this module."""
+    with dask_cluster(tmp_path_factory.mktemp("cluster"), workers=2) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def local_cluster() -> Iterator[Any]:
+    """A LocalCluster of two single-thread worker processes, for the quick cases."""
+    from distributed import LocalCluster
+
+    with LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address="127.0.0.1:0"
+    ) as running:
+        yield running
+
+
+def router_suite() -> wf.evals.Suite:
+    """The query-router suite from its file, with the scorers whose values do not depend on timing."""
+    suite = wf.evals.load_suite(QUERY_ROUTER)
+    scorers = [wf.evals.route_taken(), wf.evals.tools_used(), wf.evals.contains("answer")]
+    return dataclasses.replace(suite, scorers=scorers)
+
+
+def slow_flow(seconds: float) -> wf.Workflow:
+    """One step that sleeps ``seconds`` and returns its input squared."""
+    flow = wf.Workflow("slow-square")
+
+    @flow.step
+    def square(state: Any) -> dict[str, Any]:
+        time.sleep(seconds)
+        return {"y": state["x"] ** 2}
+
+    return flow
+
+
+def without_run_ids(frame: Any) -> list[dict[str, Any]]:
+    return frame.drop(columns=["run_id"]).to_dict("records")
+
+
+# ---- the quick cases: LocalCluster ------------------------------------------------------------
+
+
+def test_eval_on_dask_gives_the_local_summary(local_cluster: Any, tmp_path: Path) -> None:
+    """The same suite, seeds and scorers give the same summary and case rows on Dask as locally."""
+    suite = router_suite()
+    local = wf.evals.evaluate(suite, workspace=tmp_path / "local", progress=False)
+    remote = wf.evals.evaluate(
+        suite, executor=local_cluster, workspace=tmp_path / "remote", progress=False, announce=print
+    )
+    assert local.summary.to_dict() == remote.summary.to_dict()
+    assert without_run_ids(local.cases) == without_run_ids(remote.cases)
+    assert remote.saved_to is not None
+    assert (remote.saved_to / "summary.parquet").exists()
+
+
+def test_eval_step_logs_land_in_the_dataset_once(local_cluster: Any, tmp_path: Path) -> None:
+    """Every run of a Dask eval has its step rows in the dataset, and wf.steps reads each once."""
+    suite = router_suite()
+    result = wf.evals.evaluate(suite, executor=local_cluster, dataset=f"file://{tmp_path / 'data'}", progress=False)
+    frame = wf.steps(tmp_path / "data")
+    assert set(result.cases["run_id"]) == set(frame["run_id"])
+    assert 0 == int(frame.duplicated(["run_id", "step", "visit", "attempt"]).sum())
+    assert {"query-router-keywords", "query-router-llm"} == set(frame["workflow"].astype(str))
+
+
+def test_run_many_on_dask_matches_local(local_cluster: Any, tmp_path: Path) -> None:
+    """run_many gives a row per input in input order, the same statuses and states as locally."""
+    flow = slow_flow(0.0)
+    inputs = [{"x": i} for i in range(12)]
+    local = flow.run_many(inputs, progress=False, workspace=tmp_path / "ws")
+    remote = flow.run_many(inputs, executor=local_cluster, dataset=tmp_path / "data", progress=False, partition_size=5)
+    keep = ["index", "status", "state"]
+    assert local.runs[keep].to_dict("records") == remote.runs[keep].to_dict("records")
+    assert [i**2 for i in range(12)] == [s["y"] for s in remote.runs["state"]]
+    assert sorted(remote.runs["run_id"]) == sorted(remote.steps()["run_id"])
+
+
+def test_dashboard_link_is_announced_and_answers(local_cluster: Any, tmp_path: Path) -> None:
+    """The dashboard link is announced before the work and serves the Dask dashboard."""
+    said: list[str] = []
+    slow_flow(0.0).run_many([{"x": 1}], executor=local_cluster, dataset=tmp_path, progress=False, announce=said.append)
+    assert 1 == len(said)
+    link = said[0].split("dashboard: ")[1]
+    assert link.startswith("http://127.0.0.1:")
+    with urllib.request.urlopen(link, timeout=10) as reply:
+        assert 200 == reply.status
+
+
+def test_a_partition_failing_every_attempt_is_an_error_naming_it(local_cluster: Any, tmp_path: Path) -> None:
+    """A partition whose work raises on every attempt raises PartitionError with its number."""
+    with pytest.raises(PartitionError, match=r"partition 0 of job \w+ failed on every attempt .*timeout") as info:
+        slow_flow(0.0).run_many(
+            [{"x": 1}], executor=local_cluster, dataset=tmp_path, progress=False, retries=1, timeout=-1
+        )
+    assert 0 == info.value.partition
+
+
+def test_workers_that_cannot_see_the_dataset_are_refused(local_cluster: Any) -> None:
+    """An in-memory URL lives in this process only: the workers cannot see it, so nothing starts."""
+    with pytest.raises(DatasetUnreachableError, match=r"cannot see the dataset memory://wfkit-test"):
+        slow_flow(0.0).run_many([{"x": 1}], executor=local_cluster, dataset="memory://wfkit-test", progress=False)
+
+
+def test_partition_size_gives_a_few_partitions_per_thread() -> None:
+    """Default: about four partitions per worker thread; an explicit size wins; zero is refused."""
+    assert (50, 7, 1) == (partition_size(400, 2), partition_size(400, 2, 7), partition_size(3, 8))
+    with pytest.raises(ValueError, match="partition_size must be >= 1"):
+        partition_size(10, 2, 0)
+
+
+# ---- errors before any work -------------------------------------------------------------------
+
+
+def test_unreachable_scheduler_is_a_clear_error_before_any_work(tmp_path: Path) -> None:
+    """Nothing listens at the address: a SchedulerUnreachableError naming it, and no file written."""
+    address = f"tcp://127.0.0.1:{free_port()}"
+    t0 = time.monotonic()
+    with pytest.raises(SchedulerUnreachableError, match=f"cannot reach a Dask scheduler at {address}") as info:
+        wf.evals.evaluate(router_suite(), executor=address, dataset=tmp_path / "data", progress=False)
+    assert time.monotonic() - t0 < 30
+    assert address == info.value.address
+    assert not (tmp_path / "data").exists()
+
+
+def test_executor_of_the_wrong_type_is_refused() -> None:
+    """executor= takes a client, a cluster or an address."""
+    with pytest.raises(TypeError, match=r"executor= takes a distributed\.Client"):
+        slow_flow(0.0).run_many([{"x": 1}], executor=42, progress=False)
+
+
+def test_executor_without_the_extra_names_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without Dask installed, executor= says which extra to install."""
+    monkeypatch.setitem(sys.modules, "distributed", None)
+    with pytest.raises(ImportError, match=r'pip install "wfkit\[dask\]"'):
+        slow_flow(0.0).run_many([{"x": 1}], executor="tcp://127.0.0.1:8786", progress=False)
+
+
+def test_import_wfkit_does_not_import_dask() -> None:
+    """`import wfkit` loads neither dask nor distributed nor fsspec."""
+    code = "import sys, wfkit; print(sorted(m for m in ('dask', 'distributed', 'fsspec') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "[]" == out.stdout.strip()
+
+
+# ---- real processes: `dask scheduler` and `dask worker` ---------------------------------------
+
+
+def test_worker_killed_mid_partition_reruns_it_and_counts_each_case_once(cluster: Cluster, tmp_path: Path) -> None:
+    """SIGKILL the worker running a partition: Dask re-runs it elsewhere, and every input shows up
+    exactly once in the results and in the step log, with the re-run as attempt 2."""
+    import threading
+
+    data = tmp_path / "data"
+    inputs = [{"x": i} for i in range(16)]
+    killed: list[dict[str, Any]] = []
+
+    def kill_first_worker() -> None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            started = sorted(data.glob("steps/_attempts/*/p*-a01-*.started"))
+            if started:
+                time.sleep(0.4)  # mid-partition: a few of its runs are done, the rest are not
+                who = json.loads(started[0].read_text())
+                os.kill(who["pid"], signal.SIGKILL)
+                killed.append({"stem": started[0].stem, **who})
+                return
+            time.sleep(0.02)
+
+    killer = threading.Thread(target=kill_first_worker)
+    killer.start()
+    result = slow_flow(0.15).run_many(
+        inputs, executor=cluster.address, dataset=data, progress=False, concurrency=1, partition_size=4
+    )
+    killer.join()
+    assert 1 == len(killed)
+    assert list(range(16)) == list(result.runs["index"])
+    assert ["succeeded"] * 16 == list(result.runs["status"])
+    steps = wf.steps(data)
+    assert sorted(result.runs["run_id"]) == sorted(steps["run_id"])  # one row per run: nothing twice
+    partition = killed[0]["stem"].split("-")[0]
+    job = json.loads(next(data.glob("steps/_attempts/*/_job.json")).read_text())
+    chosen = job["partitions"][str(int(partition[1:]))]
+    assert chosen.startswith(f"{partition}-a02-")
+    assert [] == list(data.glob(f"steps/_attempts/*/{killed[0]['stem']}.commit"))
+
+
+def test_cli_eval_on_a_scheduler_prints_the_local_summary(
+    cluster: Cluster, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`wfkit eval SUITE --dask ADDRESS` prints the summary a local `wfkit eval` prints, and the dashboard."""
+    assert 0 == main(["eval", str(QUERY_ROUTER), "--variant", "keywords", "--workspace", str(tmp_path / "a"), "--json"])
+    local = json.loads(capsys.readouterr().out)["summary"]
+    argv = ["eval", str(QUERY_ROUTER), "--variant", "keywords", "--workspace", str(tmp_path / "b"), "--json"]
+    assert 0 == main([*argv, "--dask", cluster.address])
+    out, err = capsys.readouterr()
+    remote = json.loads(out)["summary"]
+    scores = [r for r in local if r["scorer"] != "latency_budget:2.0s"]
+    assert scores == [r for r in remote if r["scorer"] != "latency_budget:2.0s"]
+    assert f"dashboard: http://127.0.0.1:{cluster.dashboard}/status" in err
+
+
+def test_cli_eval_unreachable_scheduler_exits_1_naming_it(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`wfkit eval --dask` with nobody at the address exits 1 with the address in the message."""
+    address = f"tcp://127.0.0.1:{free_port()}"
+    assert 1 == main(["eval", str(QUERY_ROUTER), "--workspace", str(tmp_path), "--dask", address])
+    assert f"cannot reach a Dask scheduler at {address}" in capsys.readouterr().err
+
+
+def test_cli_dataset_without_dask_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """--dataset only means something with --dask: exit 2 and say so."""
+    assert 2 == main(["eval", str(QUERY_ROUTER), "--dataset", str(tmp_path)])
+    assert "give --dask ADDRESS too" in capsys.readouterr().err
+
+
+def test_the_case_bar_counts_a_rerun_partition_once() -> None:
+    """A re-run partition's count replaces its killed attempt's, so the bar of cases never overcounts."""
+    from wfkit.distributed._dask import _Bars
+
+    bars = _Bars("eval", partitions=2, cases=10, enabled=True)
+    try:
+        bars.event((0.0, {"partition": 0, "stem": "p00000-a01-aa", "done": 4}))
+        bars.event((0.0, {"partition": 1, "stem": "p00001-a01-bb", "done": 5}))
+        bars.event((0.0, {"partition": 0, "stem": "p00000-a02-cc", "done": 2}))  # the re-run starts over
+        bars.refresh(finished=1)
+        assert (1, 7) == (bars.parts.n, bars.cases.n)
+    finally:
+        bars.close()

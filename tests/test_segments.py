@@ -1,0 +1,154 @@
+"""Partition attempts in a shared dataset (wfkit.logs._segments and _dataset): each attempt's files,
+its commit marker, and readers that count one attempt per partition, locally and at an fsspec URL."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pytest
+
+import wfkit as wf
+from wfkit.distributed._dask import PartitionOutput, Progress, run_partition
+from wfkit.logs._dataset import Location, counted_files
+from wfkit.logs._segments import begin_attempt, commit_job, new_job_id, read_results, write_attempt
+from wfkit.logs._steplog import compact, segment_files
+
+
+def doubler() -> wf.Workflow:
+    """One step: y = 2x."""
+    flow = wf.Workflow("seg-doubler")
+
+    @flow.step
+    def double(state: Any) -> dict[str, Any]:
+        return {"y": state["x"] * 2}
+
+    return flow
+
+
+class RunInputs:
+    """A partition's work: run the doubler on some inputs in the scratch workspace (picklable)."""
+
+    def __init__(self, xs: list[int]) -> None:
+        self.xs = xs
+
+    def __call__(self, scratch: Path, progress: Progress) -> PartitionOutput:
+        flow = doubler()
+        rows = []
+        for x in self.xs:
+            run = flow.run({"x": x}, workspace=scratch)
+            rows.append({"x": x, "run_id": run.run_id})
+            progress()
+        return PartitionOutput(rows, (scratch,))
+
+
+def attempt(dataset: str | Path, job: str, partition: int, xs: list[int], *, commit: bool = True) -> dict[str, Any]:
+    """Run one attempt of a partition in this process, as a worker would (optionally cut off before its commit)."""
+    import cloudpickle
+
+    if commit:
+        return run_partition(str(dataset), job, partition, cloudpickle.dumps(RunInputs(xs)))
+    location = Location(dataset)
+    started = begin_attempt(location, job, partition)
+    table = pa.table({"x": xs})
+    steps_rows: list[Any] = []
+    write_attempt(location, started, steps_rows, table)  # writes the files, then the marker ...
+    (Path(dataset) / started.marker_dir / f"{started.stem}.commit").unlink()  # ... which a kill took away
+    return {}
+
+
+def test_a_rerun_partition_counts_once(tmp_path: Path) -> None:
+    """Two committed attempts of one partition: readers count the later one only."""
+    job = new_job_id()
+    first = attempt(tmp_path, job, 0, [1, 2, 3])
+    second = attempt(tmp_path, job, 0, [1, 2, 3])
+    frame = wf.steps(tmp_path)
+    assert 3 == len(frame)
+    second_runs = {r["run_id"] for r in Location(tmp_path).read_table(second["results"]["path"]).to_pylist()}
+    assert second_runs == set(frame["run_id"])
+    assert (1, 2) == (first["attempt"], second["attempt"])
+
+
+def test_the_drivers_choice_wins_once_the_job_is_committed(tmp_path: Path) -> None:
+    """After commit_job, the attempt the driver took counts, even when a later one committed too."""
+    job = new_job_id()
+    taken = attempt(tmp_path, job, 0, [5])
+    attempt(tmp_path, job, 0, [5])  # a zombie re-run that finished after the driver moved on
+    commit_job(Location(tmp_path), job, [taken])
+    taken_run = Location(tmp_path).read_table(taken["results"]["path"]).to_pylist()[0]["run_id"]
+    assert [taken_run] == list(wf.steps(tmp_path)["run_id"])
+
+
+def test_an_attempt_cut_off_before_its_commit_is_never_read(tmp_path: Path) -> None:
+    """Files of an attempt with no commit marker (a killed worker) count for nothing."""
+    job = new_job_id()
+    attempt(tmp_path, job, 0, [7, 8], commit=False)
+    kept = attempt(tmp_path, job, 1, [9])
+    frame = wf.steps(tmp_path)
+    assert 1 == len(frame)
+    assert 2 == len(list(tmp_path.glob("results/*/*.parquet")))
+    assert [r["x"] for r in read_results(Location(tmp_path), [kept]).to_pylist()] == [9]
+
+
+def test_a_hive_subfolder_reads_with_its_markers(tmp_path: Path) -> None:
+    """Reading one workflow's folder still finds the markers above it and counts once."""
+    job = new_job_id()
+    attempt(tmp_path, job, 0, [1, 2])
+    attempt(tmp_path, job, 0, [1, 2])
+    folder = next((tmp_path / "steps").glob("workflow=*"))
+    assert 2 == len(wf.steps(folder))
+
+
+def test_an_attempt_file_without_any_markers_is_not_counted(tmp_path: Path) -> None:
+    """A partition-attempt segment copied somewhere without its markers is not vouched for."""
+    job = new_job_id()
+    attempt(tmp_path, job, 0, [1])
+    segment = next((tmp_path / "steps").rglob("job-*.parquet"))
+    lone = tmp_path / "elsewhere"
+    lone.mkdir()
+    copy = lone / segment.name
+    copy.write_bytes(segment.read_bytes())
+    assert [] == counted_files([copy], lone)
+
+
+def test_compaction_leaves_partition_attempts_whole(tmp_path: Path, workspace: Path) -> None:
+    """`compact` merges a workspace's small run files but never an attempt's segment."""
+    job = new_job_id()
+    attempt(workspace, job, 0, [1])
+    attempt(workspace, job, 0, [1])
+    for x in range(3):
+        doubler().run({"x": x}, workspace=workspace)
+    before = len(wf.steps(workspace))
+    compact(workspace)
+    assert 4 == before
+    assert before == len(wf.steps(workspace))
+    assert 1 == len([p for p in segment_files(workspace / "steps") if p.name.startswith("job-")])
+    assert 2 == len(list((workspace / "steps").rglob("job-*.parquet")))
+
+
+def test_a_dataset_at_an_fsspec_url_is_written_and_read_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """memory:// stands for s3:// or gs://: attempts go there, and wf.steps(url) counts each run once."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    url = f"memory://wfkit-{new_job_id()}"
+    job = new_job_id()
+    attempt(url, job, 0, [1, 2])
+    attempt(url, job, 0, [1, 2])
+    attempt(url, job, 1, [3])
+    assert 3 == len(wf.steps(url))
+    assert 3 == len(wf.steps(url))  # a second read uses the cache, and still counts each run once
+    markers = json.loads(Location(url).read_bytes(f"steps/_attempts/{job}/" + _first_commit(url, job)))
+    assert job == markers["job"]
+
+
+def _first_commit(url: str, job: str) -> str:
+    return next(n for n in Location(url).names(f"steps/_attempts/{job}") if n.endswith(".commit"))
+
+
+def test_bad_locations_and_job_ids_are_refused(tmp_path: Path) -> None:
+    """An empty location and a job id with other characters are errors that say what is expected."""
+    with pytest.raises(ValueError, match="a dataset location is a folder or a URL"):
+        Location("")
+    with pytest.raises(ValueError, match="a job id is lowercase letters and digits"):
+        begin_attempt(Location(tmp_path), "Job/1", 0)

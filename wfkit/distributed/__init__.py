@@ -1,0 +1,11 @@
+"""The distributed layer: work sent past one machine, to Dask's scheduler.
+
+``_dask`` connects to a scheduler (a ``distributed.Client``, a cluster, or an address; a clear
+error before any work when nobody answers), sends one task per partition with ``retries=``, shows
+progress (a bar of partitions and one of cases) and the dashboard link, and collects the commit
+markers of the attempts it took. What a partition does is handed to it (evals, batch runs,
+notebooks); where its rows land is the logs layer's ``_segments`` (one dataset, an attempt per
+partition, counted once).
+
+Imports the model, store and logs layers; Dask itself only when used (the ``dask`` extra).
+"""

@@ -1,0 +1,397 @@
+"""Work sent to a Dask cluster in partitions, all of it landing in one dataset.
+
+The scheduler is Dask's own. Each partition is one task submitted with ``retries=``; a partition
+whose worker dies is run again on another worker by Dask (its ``allowed-failures``), and
+``_segments`` makes sure a re-run is never counted twice. On the worker, a partition runs on an
+event loop of its own, in a private scratch workspace on the worker's disk, and its result rows
+and step-log rows are written to the dataset as one attempt.
+
+This module knows nothing of evals, runs or notebooks: each hands it one picklable ``work`` per
+partition, a callable ``(scratch folder, progress) -> PartitionOutput``.
+
+Progress: a worker reports cases done (at most about five times a second per partition) as a Dask
+event; the driver shows one bar of partitions and one of cases. The dashboard link is announced
+before any work is sent.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol, TypeAlias
+
+from wfkit.logs._dataset import ATTEMPTS_DIR, STEPS_DIR, Location
+from wfkit.logs._segments import begin_attempt, commit_job, journal_rows, new_job_id, read_results, write_attempt
+from wfkit.model._errors import DatasetUnreachableError, PartitionError, SchedulerUnreachableError
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+#: A ``distributed.Client``, a cluster object (``LocalCluster``...), or a scheduler address.
+Executor: TypeAlias = Any
+
+CONNECT_TIMEOUT = 5.0
+WORKERS_TIMEOUT = 30.0
+PARTITIONS_PER_THREAD = 4  # several partitions per worker thread: a slow one does not hold the end
+
+
+def import_distributed() -> Any:
+    """``distributed``, or a MissingExtraError (an ImportError) naming the extra to install."""
+    from wfkit._extras import require
+
+    return require("distributed", "dask", purpose="executor= (work sent to a Dask cluster)")
+
+
+@dataclass
+class Connection:
+    client: Any  # a distributed.Client (typed loosely: distributed's API is largely unannotated)
+    owned: bool  # made here from an address: closed when the job ends
+
+    @property
+    def address(self) -> str:
+        return str(self.client.scheduler.address) if self.client.scheduler else "?"
+
+    def close(self) -> None:
+        if self.owned:
+            self.client.close()
+
+
+def connect(executor: Executor, *, timeout: float = CONNECT_TIMEOUT) -> Connection:
+    """A client for ``executor``; an address is tried for ``timeout`` seconds, then a clear error."""
+    distributed = import_distributed()
+    if isinstance(executor, distributed.Client):
+        return Connection(executor, owned=False)
+    if hasattr(executor, "scheduler_address"):  # a cluster object: LocalCluster, a deployment's cluster
+        return Connection(distributed.Client(executor, set_as_default=False), owned=True)
+    if not isinstance(executor, str) or not executor.strip():
+        raise TypeError(
+            f"executor= takes a distributed.Client, a cluster, or a scheduler address such as "
+            f"'tcp://host:8786'; got {executor!r}"
+        )
+    address = executor.strip()
+    try:
+        client = distributed.Client(address, timeout=timeout, set_as_default=False)
+    except (OSError, TimeoutError, ValueError) as exc:
+        raise SchedulerUnreachableError(
+            address,
+            f"cannot reach a Dask scheduler at {address} (tried for {timeout:g} s: {exc}); start one with "
+            f"`dask scheduler` and workers with `dask worker {address}`, or check the address and that "
+            f"this machine can reach its port",
+        ) from exc
+    return Connection(client, owned=True)
+
+
+def threads_of(conn: Connection) -> int:
+    """Worker threads in the cluster, once there is at least one worker."""
+    try:
+        conn.client.wait_for_workers(1, timeout=WORKERS_TIMEOUT)
+    except TimeoutError as exc:
+        raise SchedulerUnreachableError(
+            conn.address,
+            f"the Dask scheduler at {conn.address} has no workers (waited {WORKERS_TIMEOUT:g} s); "
+            f"start some with `dask worker {conn.address}`",
+        ) from exc
+    return max(1, int(sum(conn.client.nthreads().values())))
+
+
+def partition_size(cases: int, threads: int, requested: int | None = None) -> int:
+    """Cases per partition: ``requested``, else enough partitions for a few per worker thread."""
+    if requested is not None:
+        if requested < 1:
+            raise ValueError(f"partition_size must be >= 1, got {requested}")
+        return requested
+    return max(1, math.ceil(cases / (PARTITIONS_PER_THREAD * threads)))
+
+
+def chunks(items: Sequence[Any], size: int) -> list[Sequence[Any]]:
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+# ---- the worker's side ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PartitionOutput:
+    """What a partition's work produced: result rows, and the workspaces its runs were kept in."""
+
+    rows: list[dict[str, Any]]
+    workspaces: tuple[Path, ...] = ()
+
+
+class Progress(Protocol):
+    def __call__(self, cases: int = 1) -> None: ...
+
+
+class Work(Protocol):
+    """One partition's work, run on a worker: picklable, given a private scratch folder."""
+
+    def __call__(self, scratch: Path, progress: Progress) -> PartitionOutput: ...
+
+
+def _topic(job: str) -> str:
+    return f"wfkit-progress-{job}"
+
+
+class _Reporter:
+    """Cases done in this attempt, sent to the driver as a Dask event now and then."""
+
+    def __init__(self, job: str, partition: int, stem: str) -> None:
+        self.job, self.partition, self.stem = job, partition, stem
+        self.done = 0
+        self._sent_at = 0.0
+        self._lock = threading.Lock()
+        try:
+            self._worker: Any = import_distributed().get_worker()
+        except (ImportError, ValueError):
+            self._worker = None  # run outside a worker (a test, a local call): nobody to tell
+
+    def __call__(self, cases: int = 1) -> None:
+        with self._lock:
+            self.done += cases
+            if time.monotonic() - self._sent_at >= 0.2:
+                self.send()
+
+    def send(self) -> None:
+        self._sent_at = time.monotonic()
+        if self._worker is not None:
+            message = {"partition": self.partition, "stem": self.stem, "done": self.done}
+            self._worker.log_event(_topic(self.job), message)
+
+
+def _scratch_root() -> str:
+    try:
+        return str(import_distributed().get_worker().local_directory)
+    except (ImportError, ValueError):
+        return tempfile.gettempdir()
+
+
+def _unpickle(payload: bytes) -> Work:
+    import pickle
+
+    try:
+        work: Work = pickle.loads(payload)
+    except ModuleNotFoundError as exc:
+        raise ModuleNotFoundError(
+            f"a Dask worker cannot import {exc.name!r}, which the work sent to it uses: install it on every "
+            f"worker, or define the workflow in the notebook or script that sends it",
+            name=exc.name,
+        ) from exc
+    return work
+
+
+def run_partition(dataset: str, job: str, partition: int, payload: bytes) -> dict[str, Any]:
+    """Run one partition as a new attempt and write it to the dataset; returns its commit marker.
+    ``payload`` is the partition's work, cloudpickled by the driver (see :func:`run_job`)."""
+    import pyarrow as pa
+
+    from wfkit.store._workspace import DB_NAME, forget_store, open_store
+
+    work = _unpickle(payload)
+    location = Location(dataset)
+    attempt = begin_attempt(location, job, partition)
+    scratch = Path(tempfile.mkdtemp(prefix=f"wfkit-{job}-{attempt.stem}-", dir=_scratch_root()))
+    try:
+        reporter = _Reporter(job, partition, attempt.stem)
+        output = work(scratch, reporter)
+        step_rows: list[Sequence[Any]] = []
+        for workspace in output.workspaces:
+            if (workspace / DB_NAME).exists():
+                step_rows.extend(journal_rows(open_store(workspace)))
+                forget_store(workspace)
+        results = pa.Table.from_pylist(output.rows) if output.rows else None
+        marker = write_attempt(location, attempt, step_rows, results)
+        reporter.send()
+        return marker
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _can_see(dataset: str, probe: str) -> bool:
+    return Location(dataset).exists(probe)
+
+
+# ---- the driver's side ----------------------------------------------------------------------
+
+
+@dataclass
+class JobOutcome:
+    """A finished job: the attempt taken per partition, and their result rows."""
+
+    job: str
+    location: Location
+    markers: list[dict[str, Any]]
+    results: pa.Table | None
+    seconds: float
+    partitions: int
+    dashboard: str | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+class _Bars:
+    """A bar of partitions and a bar of cases (tqdm: widgets in a notebook, text elsewhere)."""
+
+    def __init__(self, label: str, partitions: int, cases: int, enabled: bool) -> None:
+        self.enabled = enabled
+        self._lock = threading.Lock()
+        self._done: dict[int, tuple[str, int]] = {}  # partition -> (attempt stem, cases done)
+        if not enabled:
+            return
+        from tqdm.auto import tqdm
+
+        self.parts = tqdm(total=partitions, desc=f"{label}: partitions", unit="partition", leave=False)
+        self.cases = tqdm(total=cases, desc=f"{label}: cases", unit="case", leave=False)
+
+    def event(self, event: tuple[float, dict[str, Any]]) -> None:
+        """From the client's thread: a worker's count. A re-run partition replaces its earlier
+        count, so the bar never counts a case twice."""
+        msg = event[1]
+        with self._lock:
+            self._done[int(msg["partition"])] = (str(msg["stem"]), int(msg["done"]))
+
+    def refresh(self, finished: int) -> None:
+        if not self.enabled:
+            return
+        with self._lock:
+            cases = sum(n for _, n in self._done.values())
+        self.parts.n = finished
+        self.cases.n = min(cases, self.cases.total)
+        self.parts.refresh()
+        self.cases.refresh()
+
+    def close(self) -> None:
+        if self.enabled:
+            self.parts.close()
+            self.cases.close()
+
+
+def announce_default(message: str) -> None:
+    print(message, file=sys.stdout, flush=True)
+
+
+def run_job(
+    executor: Executor,
+    dataset: str | os.PathLike[str],
+    works: Sequence[Work],
+    *,
+    cases: Sequence[int],
+    label: str,
+    retries: int = 2,
+    progress: bool = True,
+    announce: Callable[[str], None] = announce_default,
+    connection: Connection | None = None,
+) -> JobOutcome:
+    """Send ``works`` (one per partition, ``cases[i]`` cases each) to Dask and wait for them all.
+
+    The dataset must be visible from every worker; that is checked before any work is sent. A
+    partition that fails on every attempt cancels the rest and raises :class:`PartitionError`.
+    """
+    if retries < 0:
+        raise ValueError(f"retries must be >= 0, got {retries}")
+    conn = connection or connect(executor)
+    client = conn.client
+    try:
+        threads_of(conn)
+        link = client.dashboard_link
+        announce(f"Dask: {len(works)} partitions of {label} to {conn.address}; dashboard: {link}")
+        location = Location(dataset)
+        job = new_job_id()
+        _check_dataset(client, location, job)
+        t0 = time.perf_counter()
+        bars = _Bars(label, len(works), sum(cases), progress)
+        topic = _topic(job)
+        client.subscribe_topic(topic, bars.event)
+        keys = [f"wfkit-{label}-{job}-p{i:05d}" for i in range(len(works))]
+        futures = client.map(
+            run_partition,
+            [location.url] * len(works),
+            [job] * len(works),
+            list(range(len(works))),
+            _pickled(works),
+            key=keys,
+            retries=retries,
+            pure=False,
+        )
+        t_submitted = time.perf_counter()
+        index = {f.key: i for i, f in enumerate(futures)}
+        markers: dict[int, dict[str, Any]] = {}
+        try:
+            pending = list(futures)
+            while pending:
+                done = [f for f in pending if f.done()]
+                if not done:
+                    time.sleep(0.05)  # the futures' states are kept current by the client's own thread
+                pending = [f for f in pending if not f.done() or f not in done]
+                for future in done:
+                    part = index[future.key]
+                    if future.status != "finished":
+                        raise _partition_error(future, job, part, retries)
+                    markers[part] = future.result()
+                bars.refresh(len(markers))
+        except BaseException:
+            client.cancel(futures)
+            raise
+        finally:
+            client.unsubscribe_topic(topic)
+            bars.close()
+        t_done = time.perf_counter()
+        ordered = [markers[i] for i in range(len(works))]
+        commit_job(location, job, ordered, label=label)
+        results = read_results(location, ordered)
+        t_end = time.perf_counter()
+        timings = {"submit_s": t_submitted - t0, "wait_s": t_done - t_submitted, "collect_s": t_end - t_done}
+        return JobOutcome(job, location, ordered, results, t_end - t0, len(works), link, timings)
+    finally:
+        if connection is None:
+            conn.close()
+
+
+def _pickled(works: Sequence[Work]) -> list[bytes]:
+    """Each work cloudpickled here. Dask pickles a task's arguments with plain pickle when it can,
+    which names functions by module; a module the workers cannot import (a suite file loaded by
+    path) would then fail while the worker reads its messages, and the task would never end.
+    Unpickled inside the task, such a failure is the task's error, retried and reported."""
+    import cloudpickle
+
+    return [cloudpickle.dumps(work) for work in works]
+
+
+def _partition_error(future: Any, job: str, partition: int, retries: int) -> PartitionError:
+    try:
+        future.result()
+    except BaseException as exc:
+        error = PartitionError(
+            job,
+            partition,
+            f"partition {partition} of job {job} failed on every attempt ({retries} retries, plus re-runs "
+            f"for workers that died): {type(exc).__name__}: {exc}",
+        )
+        error.__cause__ = exc
+        return error
+    return PartitionError(job, partition, f"partition {partition} of job {job} ended as {future.status}")
+
+
+def _check_dataset(client: Any, location: Location, job: str) -> None:
+    """Every worker must see the dataset (a folder on this machine is not on another one)."""
+    probe = f"{STEPS_DIR}/{ATTEMPTS_DIR}/{job}/_probe"
+    location.write_bytes(probe, b"")
+    try:
+        seen = client.run(_can_see, location.url, probe)
+    except (ImportError, ModuleNotFoundError) as exc:
+        raise DatasetUnreachableError(
+            f"the Dask workers cannot import wfkit ({exc}); install wfkit, and the modules your "
+            f"workflows come from, on every worker"
+        ) from exc
+    blind = sorted(worker for worker, ok in seen.items() if not ok)
+    if blind:
+        raise DatasetUnreachableError(
+            f"worker(s) {', '.join(blind)} cannot see the dataset {location.url}: pass dataset= a folder "
+            f"every worker shares, or an fsspec URL such as s3://bucket/path"
+        )

@@ -1,0 +1,211 @@
+"""Many runs of one workflow over a list of inputs: ``flow.run_many(inputs, executor=...)``.
+
+Locally (no executor) the runs share this process's event loop with at most ``concurrency`` at
+once and are kept in the workspace like any run. With ``executor=`` (a ``distributed.Client``, a
+cluster, or a scheduler address) the inputs go to Dask workers in partitions; each worker runs its
+partition on an event loop of its own with the same bound, and the runs' step logs land in
+``dataset``. Either way the answer is a :class:`BatchResult`: one row per input, in input order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from wfkit.store._workspace import workspace_path
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from wfkit.distributed._dask import Executor, PartitionOutput, Progress
+
+COLUMNS = ("index", "run_id", "status", "error_type", "error", "state", "started_at", "ended_at")
+
+
+class _Runnable(Protocol):
+    """What run_many needs of a workflow (the Workflow class; named here to keep layers apart)."""
+
+    name: str
+
+    @property
+    def arun(self) -> Callable[..., Awaitable[Any]]: ...
+
+
+class BatchResult:
+    """The runs of one ``run_many``: ``runs`` has a row per input (``index`` is its position),
+    with the run's id, status, error and final ``state``; ``steps()`` reads their step log."""
+
+    def __init__(self, workflow: str, runs: pd.DataFrame, dataset: str) -> None:
+        self.workflow = workflow
+        self.runs = runs
+        self.dataset = dataset
+
+    def steps(self) -> pd.DataFrame:
+        """The step-log rows of these runs (one per attempt), from the workspace or the dataset."""
+        from wfkit.logs._steplog import steps
+
+        return steps(self.dataset, run_id=list(self.runs["run_id"]))
+
+    def __repr__(self) -> str:
+        counts = self.runs["status"].value_counts().to_dict() if len(self.runs) else {}
+        told = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
+        return f"<BatchResult {self.workflow}: {len(self.runs)} runs ({told or 'none'})>"
+
+    def _repr_html_(self) -> str:
+        import html
+
+        return f"<b>{html.escape(repr(self))}</b>" + str(self.runs.drop(columns=["state"]).to_html(max_rows=20))
+
+
+async def _run_inputs(
+    flow: _Runnable,
+    inputs: Sequence[tuple[int, Mapping[str, Any]]],
+    *,
+    concurrency: int,
+    seed: int,
+    options: Mapping[str, Any],
+    on_run: Callable[[], None] | None = None,
+) -> list[dict[str, Any]]:
+    """Run each input (with its position: the run's seed is ``seed + position``), at most
+    ``concurrency`` at once. The same code runs a local batch and a Dask partition."""
+    gate = asyncio.Semaphore(concurrency)
+    rows: list[dict[str, Any]] = []
+
+    async def one(index: int, values: Mapping[str, Any]) -> None:
+        async with gate:
+            run = await flow.arun(values, **{"seed": seed + index, "raise_on_error": False, **options})
+            error = run.error
+            rows.append(
+                {
+                    "index": index,
+                    "run_id": run.run_id,
+                    "status": str(run.status),
+                    "error_type": None if error is None else type(error).__name__,
+                    "error": None if error is None else str(error),
+                    # JSON: the state crosses processes, and a run's state is JSON already (the store).
+                    "state": json.dumps(run.state, default=repr),
+                    "started_at": run.started_at,
+                    "ended_at": run.ended_at,
+                }
+            )
+        if on_run is not None:
+            on_run()
+
+    await asyncio.gather(*(one(i, v) for i, v in inputs))
+    return rows
+
+
+@dataclass(frozen=True)
+class _BatchPartition:
+    """One partition of a batch, run on a Dask worker."""
+
+    flow: _Runnable
+    inputs: tuple[tuple[int, Mapping[str, Any]], ...]
+    concurrency: int
+    seed: int
+    options: Mapping[str, Any]
+
+    def __call__(self, scratch: Path, progress: Progress) -> PartitionOutput:
+        from wfkit.distributed._dask import PartitionOutput
+
+        options = {**self.options, "workspace": scratch}
+        rows = asyncio.run(
+            _run_inputs(
+                self.flow, self.inputs, concurrency=self.concurrency, seed=self.seed, options=options, on_run=progress
+            )
+        )
+        return PartitionOutput(rows, (scratch,))
+
+
+def _frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    import pandas as pd
+
+    frame = pd.DataFrame(rows, columns=list(COLUMNS)).sort_values("index", ignore_index=True)
+    frame["state"] = [json.loads(s) for s in frame["state"]]
+    for column in ("started_at", "ended_at"):
+        frame[column] = pd.to_datetime(frame[column], unit="s", utc=True)
+    return frame
+
+
+def run_many(
+    flow: _Runnable,
+    inputs: Sequence[Mapping[str, Any]],
+    *,
+    executor: Executor | None = None,
+    concurrency: int = 16,
+    seed: int = 0,
+    workspace: str | os.PathLike[str] | None = None,
+    dataset: str | os.PathLike[str] | None = None,
+    partition_size: int | None = None,
+    retries: int = 2,
+    progress: bool = True,
+    announce: Callable[[str], None] | None = None,
+    **options: Any,
+) -> BatchResult:
+    """Run ``flow`` once per input; see :class:`BatchResult`. ``options`` go to every run
+    (``timeout``, ``policy``, ``llm``, ``tools``...)."""
+    from wfkit.engine._loops import run_blocking
+
+    items = list(inputs)
+    for position, values in enumerate(items):
+        if not isinstance(values, Mapping):
+            raise TypeError(f"input {position} is a {type(values).__name__}; each input is a dict of a run's inputs")
+    if concurrency < 1:
+        raise ValueError(f"concurrency must be >= 1, got {concurrency}")
+    if "workspace" in options or "raise_on_error" in options:
+        raise TypeError("run_many keeps runs in workspace= (or dataset= with executor=) and never raises a run's error")
+    indexed = list(enumerate(items))
+    if executor is None:
+        if dataset is not None:
+            raise ValueError("dataset= is where Dask workers write; without executor= runs stay in the workspace")
+        bar = _bar(len(items), flow.name) if progress else None
+        try:
+            rows = run_blocking(
+                _run_inputs(
+                    flow,
+                    indexed,
+                    concurrency=concurrency,
+                    seed=seed,
+                    options={**options, "workspace": workspace},
+                    on_run=None if bar is None else lambda: bar.update(1),
+                )
+            )
+        finally:
+            if bar is not None:
+                bar.close()
+        return BatchResult(flow.name, _frame(rows), str(workspace_path(workspace)))
+
+    from wfkit.distributed._dask import announce_default, chunks, connect, run_job, threads_of
+    from wfkit.distributed._dask import partition_size as size_for
+
+    target = dataset if dataset is not None else workspace_path(workspace)
+    conn = connect(executor)  # first: an unreachable scheduler is an error before any work
+    try:
+        size = size_for(len(items), threads_of(conn), partition_size)
+        works = [_BatchPartition(flow, tuple(part), concurrency, seed, dict(options)) for part in chunks(indexed, size)]
+        outcome = run_job(
+            executor,
+            target,
+            works,
+            cases=[len(w.inputs) for w in works],
+            label=f"runs of {flow.name}",
+            retries=retries,
+            progress=progress,
+            announce=announce or announce_default,
+            connection=conn,
+        )
+    finally:
+        conn.close()
+    rows = [] if outcome.results is None else outcome.results.to_pylist()
+    return BatchResult(flow.name, _frame(rows), outcome.location.url)
+
+
+def _bar(total: int, name: str) -> Any:
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=f"runs of {name}", unit="run", leave=False)

@@ -1,0 +1,252 @@
+"""Where a dataset lives (a local folder or an fsspec URL), and which partition attempts count.
+
+A job sent to Dask writes one set of files per partition attempt plus a commit marker (see
+``_segments``). This module holds the rule readers apply: per partition, the attempt the driver
+took once the job is done, before that the latest committed one; files of any other attempt are
+never read. It sits below the step-log reader, which applies the rule to every listing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+STEPS_DIR = "steps"
+"""The step log's folder inside a workspace or a dataset."""
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+ATTEMPTS_DIR = "_attempts"
+JOB_FILE = "_job.json"
+
+SEGMENT_NAME = re.compile(
+    r"^job-(?P<job>[0-9a-z]+)-(?P<stem>p(?P<partition>\d{5})-a(?P<number>\d{2,})-[0-9a-f]+)\.parquet$"
+)
+_MARKER = re.compile(r"^(?P<stem>p(?P<partition>\d{5})-a(?P<number>\d{2,})-[0-9a-f]+)\.commit$")
+
+
+def is_url(target: str | os.PathLike[str]) -> bool:
+    """An fsspec URL other than ``file://`` (which is read as the local path it names)."""
+    text = os.fspath(target)
+    return "://" in text and not text.startswith("file://")
+
+
+def _fsspec() -> Any:
+    from wfkit._extras import require
+
+    return require("fsspec", "dask", purpose="a dataset URL (s3://, gs://...)")
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+class Location:
+    """Where a dataset lives: a local folder (``path``, ``file://path``) or an fsspec URL."""
+
+    def __init__(self, target: str | os.PathLike[str]) -> None:
+        text = os.fspath(target)
+        if not text:
+            raise ValueError("a dataset location is a folder or a URL such as s3://bucket/path, not an empty string")
+        self.fs: Any = None
+        self.local: Path | None = None
+        if is_url(text):
+            self.fs, self.root = _fsspec().core.url_to_fs(text)
+            self.url = text
+        else:
+            path = Path(text.removeprefix("file://")).expanduser().absolute()
+            self.local, self.root, self.url = path, str(path), str(path)
+
+    def __repr__(self) -> str:
+        return f"Location({self.url!r})"
+
+    def _full(self, rel: str) -> str:
+        return f"{self.root.rstrip('/')}/{rel}"
+
+    def write_bytes(self, rel: str, data: bytes) -> None:
+        """Whole or not at all: readers never meet a half-written file."""
+        if self.local is not None:
+            target = self.local / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.tmp")
+            with tmp.open("wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, target)
+            _fsync_dir(target.parent)
+            return
+        final = self._full(rel)
+        parent, _, name = final.rpartition("/")
+        staged = f"{parent}/.{name}.{uuid.uuid4().hex[:8]}.tmp"
+        self.fs.makedirs(parent, exist_ok=True)
+        self.fs.pipe_file(staged, data)
+        self.fs.mv(staged, final)
+
+    def write_table(self, rel: str, table: pa.Table) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        sink = pa.BufferOutputStream()
+        pq.write_table(table, sink, compression="zstd")
+        self.write_bytes(rel, sink.getvalue().to_pybytes())
+
+    def read_bytes(self, rel: str) -> bytes:
+        if self.local is not None:
+            return (self.local / rel).read_bytes()
+        data: bytes = self.fs.cat_file(self._full(rel))
+        return data
+
+    def read_table(self, rel: str) -> pa.Table:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        return pq.read_table(pa.BufferReader(self.read_bytes(rel)))
+
+    def exists(self, rel: str) -> bool:
+        if self.local is not None:
+            return (self.local / rel).exists()
+        return bool(self.fs.exists(self._full(rel)))
+
+    def names(self, rel: str) -> list[str]:
+        """File names in the folder ``rel`` (none when it does not exist), temporaries left out."""
+        if self.local is not None:
+            folder = self.local / rel
+            found = [p.name for p in folder.iterdir() if p.is_file()] if folder.is_dir() else []
+        else:
+            try:
+                found = [str(p).rsplit("/", 1)[-1] for p in self.fs.ls(self._full(rel), detail=False)]
+            except FileNotFoundError:
+                found = []
+        return sorted(n for n in found if not n.startswith("."))
+
+    def files(self, rel: str) -> list[str]:
+        """Every file under the folder ``rel``, as paths relative to the dataset root."""
+        if self.local is not None:
+            folder = self.local / rel
+            if not folder.is_dir():
+                return []
+            return sorted(p.relative_to(self.local).as_posix() for p in folder.rglob("*") if p.is_file())
+        base = self.root.rstrip("/") + "/"
+        try:
+            found = self.fs.find(self._full(rel))
+        except FileNotFoundError:
+            return []
+        return sorted(str(p).removeprefix(base).removeprefix("/" + base.lstrip("/")) for p in found)
+
+
+# ---- which attempts count --------------------------------------------------------------------
+
+
+def counted_stems(location: Location, folder: str) -> set[str]:
+    """The attempt stems whose files readers count, one per partition, from the job's marker
+    ``folder`` (``STEPS/_attempts/JOB``, relative to ``location``)."""
+    names = location.names(folder)
+    if JOB_FILE in names:
+        return set(json.loads(location.read_bytes(f"{folder}/{JOB_FILE}"))["partitions"].values())
+    latest: dict[int, tuple[int, float, str]] = {}
+    for name in names:
+        match = _MARKER.match(name)
+        if match is None:
+            continue
+        committed_at = float(json.loads(location.read_bytes(f"{folder}/{name}")).get("committed_at", 0.0))
+        key = (int(match["number"]), committed_at, match["stem"])
+        part = int(match["partition"])
+        if part not in latest or key > latest[part]:
+            latest[part] = key
+    return {key[2] for key in latest.values()}
+
+
+def is_attempt_segment(name: str) -> bool:
+    return SEGMENT_NAME.match(name) is not None
+
+
+def counted_files(files: Sequence[Path], root: Path) -> list[Path]:
+    """``files`` (segments under the local folder ``root``) less those of attempts that do not
+    count. Markers are found in ``root`` or, when ``root`` is a hive partition folder, above it."""
+    if not any(is_attempt_segment(f.name) for f in files):
+        return list(files)
+    steps_root = root
+    while "=" in steps_root.name and steps_root.parent != steps_root:
+        steps_root = steps_root.parent
+    location = Location(steps_root) if (steps_root / ATTEMPTS_DIR).is_dir() else None
+    stems: dict[str, set[str]] = {}
+    kept = []
+    for f in files:
+        match = SEGMENT_NAME.match(f.name)
+        if match is None:
+            kept.append(f)
+            continue
+        if location is None:
+            continue  # no markers to vouch for it: an attempt's file alone is never counted
+        job = match["job"]
+        if job not in stems:
+            stems[job] = counted_stems(location, f"{ATTEMPTS_DIR}/{job}")
+        if match["stem"] in stems[job]:
+            kept.append(f)
+    return kept
+
+
+# ---- reading a remote dataset ------------------------------------------------------------------
+
+
+def cache_dir(url: str) -> Path:
+    base = Path(os.environ.get("XDG_CACHE_HOME") or "~/.cache").expanduser()
+    return base / "wfkit" / "datasets" / hashlib.sha256(url.encode()).hexdigest()[:16]
+
+
+def mirror(url: str, cache: Path | None = None) -> Path:
+    """Copy what a reader needs of a remote dataset (markers, and the segments that count) into a
+    local cache and return its steps folder. Segment files never change once written, so a file
+    already cached is never fetched again; files no longer counted are dropped from the cache."""
+    location = Location(url)
+    local = cache or cache_dir(location.url)
+    wanted: set[str] = set()
+    stems: dict[str, set[str]] = {}
+    for rel in location.files(STEPS_DIR):
+        name = rel.rsplit("/", 1)[-1]
+        if name.startswith("."):
+            continue
+        if f"/{ATTEMPTS_DIR}/" in rel:
+            if name == JOB_FILE or name.endswith(".commit"):
+                wanted.add(rel)
+            continue
+        if not name.endswith(".parquet"):
+            continue
+        match = SEGMENT_NAME.match(name)
+        if match is not None:
+            job = match["job"]
+            if job not in stems:
+                stems[job] = counted_stems(location, f"{STEPS_DIR}/{ATTEMPTS_DIR}/{job}")
+            if match["stem"] not in stems[job]:
+                continue
+        wanted.add(rel)
+    for rel in sorted(wanted):
+        target = local / rel
+        if not target.exists() or rel.endswith(JOB_FILE):
+            target.parent.mkdir(parents=True, exist_ok=True)
+            tmp = target.with_name(f".{target.name}.tmp")
+            tmp.write_bytes(location.read_bytes(rel))
+            os.replace(tmp, target)
+    steps = local / STEPS_DIR
+    if steps.exists():
+        for path in steps.rglob("*"):
+            if path.is_file() and path.relative_to(local).as_posix() not in wanted:
+                path.unlink()
+    return steps
