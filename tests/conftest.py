@@ -18,6 +18,17 @@ def _forget_exports() -> Iterator[None]:
 
 
 @pytest.fixture(autouse=True)
+def _forget_started_runs() -> Iterator[None]:
+    """Runs a test started and never awaited (a decision resumed them) do not reach the next test's drain()."""
+    yield
+    from wfkit.engine._run import _started
+
+    for run in list(_started):
+        if run.done():
+            _started.discard(run)
+
+
+@pytest.fixture(autouse=True)
 def _workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     folder = tmp_path / "ws"
     monkeypatch.setenv("WFKIT_HOME", str(folder))

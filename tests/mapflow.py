@@ -44,7 +44,7 @@ def main() -> None:
     workspace, log_dir = Path(sys.argv[1]), Path(sys.argv[2])
     crash_at = int(sys.argv[3]) if len(sys.argv) > 3 else None
     flow = build(log_dir, crash_at)
-    ws = wf.Workspace(workspace)
+    ws = wf.Workspace(workspace, create=True)
     if any(r["run_id"] == "map-run" for r in ws.runs()):
         run = flow.resume("map-run", workspace=workspace)
     else:

@@ -279,3 +279,17 @@ def test_predicted_timeout_rates_match_observed_runs(workspace: Path) -> None:
     print("\n" + "\n".join(f"{name:24} predicted {p:.3f} observed {o:.3f} diff {o - p:+.3f}" for name, p, o in rows))
     assert 0.1 < np.mean([p for name, p, _ in rows if "attempt" in name]) < 0.3  # about a fifth time out
     assert [] == [(name, round(p, 3), round(o, 3)) for name, p, o in rows if abs(p - o) > TOLERANCE]
+
+
+def test_seeded_predictions_with_a_jittered_policy_are_reproducible(small: pd.DataFrame) -> None:
+    """predict_timeouts(seed=1) gives the same figures twice with jittered backoff (no global random)."""
+    import random
+
+    policy = wf.RetryPolicy(max_retries=2, base_delay=0.05, jitter=0.5)
+    timeouts = dict.fromkeys(STEPS, 0.8 * MEDIAN_S)
+    first = small.wf.predict_timeouts(timeouts, retry=policy, seed=1, runs=500)
+    random.seed(12345)  # another caller's use of the global generator must change nothing
+    random.random()
+    second = small.wf.predict_timeouts(timeouts, retry=policy, seed=1, runs=500)
+    pd.testing.assert_frame_equal(first, second)
+    assert first.attrs == second.attrs

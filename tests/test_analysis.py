@@ -228,6 +228,7 @@ def test_a_question_names_the_columns_it_lacks(known: Known) -> None:
 
 def test_steps_of_an_empty_workspace_is_an_empty_step_log(workspace: Path) -> None:
     """An empty workspace gives an empty frame with the schema's columns, and summaries of nothing."""
+    wf.Workspace(create=True)
     frame = wf.steps()
     assert 0 == len(frame)
     assert set(schema().names) | {"workflow"} <= set(frame.columns)
@@ -238,6 +239,7 @@ def test_steps_of_an_empty_workspace_is_an_empty_step_log(workspace: Path) -> No
 
 def test_empty_and_non_empty_logs_have_the_same_columns(workspace: Path) -> None:
     """The empty frame has the very columns, in order, of a frame with rows."""
+    wf.Workspace(create=True)
     empty = wf.steps()
     flow = wf.Workflow("one-step")
     flow.step(lambda s: None, name="only")
@@ -246,8 +248,17 @@ def test_empty_and_non_empty_logs_have_the_same_columns(workspace: Path) -> None
     assert list(dataset_schema().names) == list(empty.columns)
 
 
+def test_steps_of_a_missing_path_is_an_error_and_creates_nothing(tmp_path: Path) -> None:
+    """wf.steps() of a path that does not exist raises WorkspaceNotFoundError naming it, creating nothing."""
+    typo = tmp_path / "typo"
+    with pytest.raises(wf.WorkspaceNotFoundError, match=r"no workspace or step log at .*typo"):
+        wf.steps(typo)
+    assert not typo.exists()
+
+
 def test_latency_of_no_attempts_is_an_empty_table(workspace: Path) -> None:
     """latency() of an empty log is an empty table with the usual columns."""
+    wf.Workspace(create=True)
     table = wf.steps().wf.latency()
     assert ["p50", "p90", "p95", "p99", "max", "mean", "count"] == list(table.columns)
     assert 0 == len(table)

@@ -17,6 +17,7 @@ from wfkit.model._approvals import (
     REJECT_ALL,
     ApprovalPolicy,
     DecisionsFile,
+    Ticket,
     Verdict,
     as_approval,
     as_policy,
@@ -433,3 +434,109 @@ def test_decisions_file_missing_fail_fails_the_run(tmp_path: Path) -> None:
     run = _refunds().run({"amount": 30}, policy=DecisionsFile(path, missing="fail"), raise_on_error=False)
     assert "failed" == run.status
     assert isinstance(run.error, wf.ApprovalRequiredError)
+
+
+# ---- every way of deciding resumes the run when this process defines its workflow ------------------
+
+
+def _refund_flow(name: str) -> wf.Workflow:
+    flow = wf.Workflow(name)
+    flow.step(lambda s: {"amount": s["amount"]}, name="quote")
+    flow.step(lambda s: {"refunded": s["amount"]}, name="refund", approval="Refunds need a human")
+    flow.chain("quote", "refund")
+    return flow
+
+
+def _wait_for(run_id: str, status: str) -> str:
+    """The run's stored status once it is ``status`` (or after 10 s, whatever it is then)."""
+    import time
+
+    deadline = time.monotonic() + 10
+    while (now := Workspace().run_info(run_id)["status"]) != status and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return now
+
+
+def test_workspace_approve_resumes_the_run() -> None:
+    """Workspace.approve records the decision and resumes the run its process defines, to the end."""
+    flow = _refund_flow("ws-approve")
+    run = flow.run({"amount": 10})
+    Workspace().approve(run.tickets()[0].ticket_id, by="ana")
+    assert "succeeded" == _wait_for(run.run_id, "succeeded")
+    assert {"amount": 10, "refunded": 10} == Workspace().run_info(run.run_id)["state"]
+
+
+def test_workspace_reject_resumes_the_run_to_its_end() -> None:
+    """Workspace.reject resumes too: with no on_reject route the run ends failed, not waiting."""
+    flow = _refund_flow("ws-reject")
+    run = flow.run({"amount": 10})
+    Workspace().reject(run.tickets()[0].ticket_id, by="ana", comment="no")
+    assert "failed" == _wait_for(run.run_id, "failed")
+
+
+def test_ticket_approve_decides_where_it_was_read_and_resumes() -> None:
+    """A Ticket read from a workspace approves itself there (ticket.approve) and the run resumes."""
+    flow = _refund_flow("ticket-approve")
+    run = flow.run({"amount": 20})
+    [ticket] = wf.pending().tickets
+    decided = ticket.approve(by="bo", comment="fine")
+    assert ("approved", "bo") == (decided.status, decided.decided_by)
+    assert "succeeded" == _wait_for(run.run_id, "succeeded")
+
+
+def test_a_ticket_built_by_hand_cannot_decide_itself() -> None:
+    """A Ticket that no workspace handed out says how to decide it instead."""
+    ticket = Ticket("t1", "r1", "w", "s", 1, "why", {}, "open", None, None, 0.0, None)
+    with pytest.raises(RuntimeError, match=r"Workspace\(path\).approve\('t1'"):
+        ticket.approve(by="x")
+
+
+def test_pending_approve_and_reject_by_id_index_or_the_only_one() -> None:
+    """wf.pending().approve/reject take a ticket id, an index, or nothing when there is one ticket."""
+    flow = _refund_flow("pending-approve")
+    runs = [flow.run({"amount": a}) for a in (1, 2, 3)]
+    pending = wf.pending()
+    pending.approve(pending.tickets[0].ticket_id, by="cy")
+    pending.reject(1, by="cy")
+    with pytest.raises(wf.TicketError, match="3 open tickets"):
+        pending.approve(by="cy")
+    only = wf.pending()
+    only.approve(by="cy")
+    assert ["succeeded", "failed", "succeeded"] == [
+        _wait_for(r.run_id, s) for r, s in zip(runs, ["succeeded", "failed", "succeeded"], strict=True)
+    ]
+
+
+def test_an_explicit_resume_after_a_decision_waits_for_the_run_it_started() -> None:
+    """Deciding then calling flow.resume (two lines of one script) runs the rest once, not twice."""
+    calls: list[int] = []
+    flow = wf.Workflow("decide-then-resume")
+    flow.step(lambda s: {"a": 1}, name="first")
+
+    @flow.step(approval="check")
+    def second(state: Any) -> dict[str, Any]:
+        calls.append(1)
+        return {"b": 2}
+
+    flow.chain("first", "second")
+    run = flow.run({})
+    Workspace().approve(run.tickets()[0].ticket_id, by="ana")
+    done = flow.resume(run.run_id)
+    assert ("succeeded", [1]) == (done.status, calls)
+
+
+def test_no_shipped_notebook_or_example_approves_by_default() -> None:
+    """No notebook's parameters cell (and no example module) makes "approve" its approval policy default."""
+    import json
+
+    root = Path(__file__).resolve().parents[1]
+    defaults = {}
+    for path in sorted((root / "notebooks").glob("*.ipynb")):
+        cells = json.loads(path.read_text())["cells"]
+        params = [c for c in cells if "parameters" in c.get("metadata", {}).get("tags", [])]
+        text = "".join("".join(c["source"]) for c in params)
+        match = re.search(r"^wfkit_policy\s*=\s*(\S+)", text, re.M)
+        defaults[path.name] = None if match is None else match.group(1).strip("\"'")
+    assert [] == [name for name, policy in defaults.items() if policy in ("approve", "approve_all")]
+    examples = (root / "wfkit" / "examples.py").read_text()
+    assert not re.search(r"policy\s*=\s*[\"']approve", examples)

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import socket
+import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -44,6 +48,161 @@ def test_unknown_command_is_an_error(capsys: pytest.CaptureFixture[str]) -> None
         main(["frobnicate"])
     assert info.value.code == 2
     assert "invalid choice" in capsys.readouterr().err
+
+
+# ---- errors say what and how ------------------------------------------------------------------------
+
+
+def _gated_run(workspace: Path) -> wfkit.Run:
+    flow = wfkit.Workflow("cli-gated")
+    flow.step(lambda s: {"a": 1}, name="first")
+    flow.step(lambda s: {"b": 2}, name="second", approval="check it")
+    flow.chain("first", "second")
+    return flow.run({}, workspace=workspace, policy="halt")
+
+
+@pytest.mark.parametrize("command", [["runs"], ["show", "r1"], ["pending"], ["logs", "export"], ["doctor"]])
+def test_read_commands_never_create_a_workspace(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], command: list[str]
+) -> None:
+    """A read command on a missing workspace exits 1 naming the path and how to create one, creating nothing."""
+    missing = tmp_path / "nowhere" / "ws"
+    assert 1 == main([*command, "--workspace", str(missing)])
+    err = capsys.readouterr().err
+    assert f"no workspace at {missing}" in err
+    assert "flow.run(inputs, workspace=" in err
+    assert not missing.parent.exists()
+
+
+def test_a_workspace_that_is_a_file_says_so(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """--workspace naming a file is refused as "a file, not a folder", not [Errno 17]."""
+    path = tmp_path / "file"
+    path.write_text("")
+    assert 1 == main(["runs", "--workspace", str(path)])
+    assert f"the workspace {path} is a file, not a folder" in capsys.readouterr().err
+
+
+def test_an_unwritable_workspace_is_a_clear_error(capsys: pytest.CaptureFixture[str]) -> None:
+    """A folder where no store can be (here /proc/1) is an error naming it, not a raw sqlite3 error."""
+    assert 1 == main(["runs", "--workspace", "/proc/1"])
+    assert "wfkit runs: no workspace at /proc/1" in capsys.readouterr().err
+
+
+def test_an_unknown_status_lists_the_valid_ones(capsys: pytest.CaptureFixture[str]) -> None:
+    """`wfkit runs --status bogus` is a usage error listing every status."""
+    with pytest.raises(SystemExit):
+        main(["runs", "--status", "bogus"])
+    err = capsys.readouterr().err
+    assert "invalid choice: 'bogus'" in err
+    assert "'interrupted'" in err
+
+
+def test_reconcile_of_an_unknown_run_says_there_is_no_such_run(
+    workspace: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`wfkit reconcile nosuchrun STEP` names the missing run, not "has no irreversible step"."""
+    _gated_run(workspace)
+    assert 1 == main(["reconcile", "nosuchrun", "send", "--done", "--by", "ops"])
+    assert "no run 'nosuchrun'" in capsys.readouterr().err
+
+
+def test_reconcile_with_bad_updates_json_says_how(workspace: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """--updates that is not a JSON object says so with an example."""
+    run = _gated_run(workspace)
+    assert 1 == main(["reconcile", run.run_id, "send", "--done", "--by", "ops", "--updates", "{nope"])
+    assert "--updates is not JSON" in capsys.readouterr().err
+    assert 1 == main(["reconcile", run.run_id, "send", "--done", "--by", "ops", "--updates", "[1]"])
+    assert "--updates must be a JSON object" in capsys.readouterr().err
+
+
+def test_runs_shows_an_interrupted_run_and_filters_by_it(workspace: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A run stored as running whose process is gone lists as interrupted, and --status interrupted finds it."""
+    run = _gated_run(workspace)
+    with contextlib.closing(sqlite3.connect(workspace / "wfkit.db")) as conn, conn:
+        conn.execute(
+            "UPDATE runs SET status='running', lease_owner='x', lease_host=?, lease_pid=?, lease_expires=? "
+            "WHERE run_id=?",
+            (socket.gethostname(), _dead_pid(), time.time() + 60, run.run_id),
+        )
+    assert 0 == main(["runs", "--status", "interrupted", "--json"])
+    rows = json.loads(capsys.readouterr().out)
+    assert [(run.run_id, "interrupted")] == [(r["run_id"], r["status"]) for r in rows]
+    assert 0 == main(["runs", "--status", "running", "--json"])
+    assert [] == json.loads(capsys.readouterr().out)
+
+
+def test_approve_from_the_cli_records_and_says_how_to_resume(
+    workspace: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`wfkit approve` records the decision; with no workflow defined in the CLI's process it says how to resume."""
+    run = _gated_run(workspace)
+    [ticket] = run.tickets()
+    import wfkit.engine._workflow as workflows
+
+    workflows._by_name.pop("cli-gated", None)  # the CLI is another process: it defines no workflow
+    assert 0 == main(["approve", ticket.ticket_id, "--by", "ana"])
+    assert f"resume with `wfkit resume {run.run_id}`" in capsys.readouterr().out
+    assert "approved" == wfkit.Workspace().ticket(ticket.ticket_id).status
+
+
+def test_doctor_of_a_healthy_workspace_finds_nothing(workspace: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`wfkit doctor` on an intact workspace checks every row and reports no problem (exit 0)."""
+    _gated_run(workspace)
+    assert 0 == main(["doctor"])
+    out = capsys.readouterr().out
+    assert "1 runs, 2 journal rows checked" in out
+    assert "no problems found" in out
+
+
+def test_doctor_names_a_damaged_row_and_repair_keeps_originals(
+    workspace: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A changed checkpoint and a truncated segment are both reported; --repair moves the segment
+    aside and rebuilds it, and reports the row it cannot rebuild (exit 1)."""
+    run = _gated_run(workspace)
+    wfkit.steps()
+    with contextlib.closing(sqlite3.connect(workspace / "wfkit.db")) as conn, conn:
+        conn.execute("UPDATE journal SET updates='{\"a\":2}' WHERE run_id=? AND seq=1", (run.run_id,))
+    [segment] = list((workspace / "steps").rglob("*.parquet"))
+    segment.write_bytes(segment.read_bytes()[:50])
+    assert 1 == main(["doctor"])
+    out = capsys.readouterr().out
+    assert f"run {run.run_id}, journal row 1: updates changed" in out
+    assert "step log: damaged segment" in out
+    assert 50 == segment.stat().st_size  # no --repair: nothing touched
+    assert 1 == main(["doctor", "--repair"])
+    out = capsys.readouterr().out
+    assert "repaired: moved" in out
+    assert "cannot supply them" in out or "updates changed" in out  # the damaged row is not rebuilt
+    [aside] = list((workspace / "steps-damaged").rglob("*.parquet"))
+    assert 50 == aside.stat().st_size
+
+
+def test_doctor_sees_a_lost_wal(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """After kill -9 and a deleted -wal, doctor (and every command) says committed runs are gone."""
+    ws = tmp_path / "killed"
+    script = (
+        "import os, wfkit as wf\n"
+        "flow = wf.Workflow('k')\n"
+        "flow.step(lambda s: {'x': 1}, name='a')\n"
+        f"for i in range(20): flow.run({{'i': i}}, workspace={str(ws)!r})\n"
+        "os.kill(os.getpid(), 9)\n"
+    )
+    subprocess.run([sys.executable, "-c", script], check=False)
+    Path(f"{ws / 'wfkit.db'}-wal").unlink()
+    assert 1 == main(["runs", "--workspace", str(ws)])
+    assert "write-ahead log" in capsys.readouterr().err
+    assert 1 == main(["doctor", "--workspace", str(ws)])
+    assert "-wal is missing or cut short" in capsys.readouterr().out
+    main(["doctor", "--repair", "--workspace", str(ws)])
+    assert "moved the stale index" in capsys.readouterr().out
+    assert 0 == main(["runs", "--workspace", str(ws)])
+
+
+def _dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
 
 
 # ---- flow specs: validate, run, graph -----------------------------------------------------------

@@ -194,25 +194,25 @@ def test_parallel_sibling_that_finished_is_not_rerun() -> None:
 
 
 def test_state_that_cannot_be_stored_names_step_and_field() -> None:
-    """A step writing a value JSON cannot hold fails, naming the step and field."""
-    import datetime
-
+    """A step writing a value state cannot keep fails, naming the step and field, in memory and durable alike."""
     flow = wf.Workflow("unstorable")
-    flow.step(lambda s: {"when": datetime.datetime.now()}, name="stamp")
-    with pytest.raises(wf.StepFailedError) as info:
-        flow.run({})
-    cause = info.value.__cause__
-    assert isinstance(cause, wf.StateValueError)
-    assert "step 'stamp' wrote state field 'when' = datetime" in str(cause)
+    flow.step(lambda s: {"when": object()}, name="stamp")
+    for workspace in (None, False):
+        with pytest.raises(wf.StepFailedError) as info:
+            flow.run({}, workspace=workspace)
+        cause = info.value.__cause__
+        assert isinstance(cause, wf.StateValueError)
+        assert "step 'stamp' wrote state field 'when' = builtins.object" in str(cause)
 
 
 def test_inputs_that_cannot_be_stored_are_refused() -> None:
-    """Inputs must be JSON data when the run is durable; workspace=False lifts that."""
+    """Inputs follow the state rule, durable and in memory alike: an object state cannot keep is refused."""
     flow = wf.Workflow("inputs")
     flow.step(lambda s: None, name="a")
-    with pytest.raises(wf.StateValueError, match="the run's inputs state field 'obj'"):
+    with pytest.raises(wf.StateValueError, match="the run's inputs: state field 'obj'"):
         flow.run({"obj": object()})
-    assert "succeeded" == flow.run({"obj": object()}, workspace=False).status
+    with pytest.raises(wf.StateValueError, match="the run's inputs: state field 'obj'"):
+        flow.run({"obj": object()}, workspace=False)
 
 
 def test_second_executor_is_refused_by_the_lease(tmp_path: Path) -> None:

@@ -287,7 +287,7 @@ def test_eval_runs_are_logged_apart_from_interactive_runs(workspace: Path):
     assert {"classify", "generate_answer"} <= set(logged["step"])
     assert 20 == (logged["step"] == "classify").sum()
     assert 20 == len(wf.Workspace(result.runs_workspace).runs(status="succeeded"))
-    assert 0 == len(wf.Workspace().runs())
+    assert not (workspace / "wfkit.db").exists()  # no interactive run was made at all
     assert logged.equals(wf.steps(result.runs_workspace))
 
 
@@ -615,3 +615,12 @@ def _close_figures() -> Any:
     """pyplot keeps every figure it made: close them after each test."""
     yield
     plt.close("all")
+
+
+def test_a_threshold_for_no_scorer_is_refused_listing_the_scorers():
+    """A threshold named after no scorer ("exact_match" for "exact_match:y") is an error, never ignored."""
+    result = wf.evals.evaluate(doubler_suite(thresholds={"exact_match": 0.9}))
+    with pytest.raises(
+        ValueError, match=r"'exact_match' match no scorer of suite 'doubler'; its scorers are: 'exact_match:y'"
+    ):
+        result.check()

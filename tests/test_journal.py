@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
-import datetime
+import json
 from pathlib import Path
 
 import pytest
 
 import wfkit as wf
-from wfkit.store._journal import encode_state, encode_updates, event_from_row, event_row
+from wfkit.store._journal import (
+    COLUMNS,
+    encode_updates,
+    event_from_row,
+    event_row,
+    load_json,
+    row_checksum,
+    run_checksum,
+    verify_rows,
+    verify_run,
+)
 from wfkit.store._store import Store
 
 
@@ -31,21 +41,20 @@ def _event() -> wf.StepEvent:
 
 
 def test_a_row_reads_back_as_the_same_event() -> None:
-    """Tools (a tuple) and extra (a dict) survive the JSON columns; outcome columns ride along."""
+    """Tools (a tuple) and extra (a dict) survive the JSON columns; outcome columns and the checksum ride along."""
     event = _event()
     row = event_row(event, "ok", '{"x": 1}', None)
     assert ("r1", "r1") == (row[0], row[1])  # the run id feeds the per-run sequence, then the column
-    assert ("ok", '{"x": 1}', None) == row[-3:]
-    assert event == event_from_row(row[1:-3])
+    assert ("ok", '{"x": 1}', None) == row[-4:-1]
+    assert row_checksum(row[1:-1]) == row[-1]
+    assert event == event_from_row("db", (7, *row[1:-1]))
 
 
-def test_state_that_json_cannot_hold_names_step_and_field() -> None:
-    """A datetime in a step's updates is refused with the step, the field and a fix."""
+def test_state_that_cannot_be_kept_names_step_and_field() -> None:
+    """An object state cannot keep is refused with the step, the field and a fix."""
     assert '{"a":1}' == encode_updates("s", {"a": 1})
-    with pytest.raises(wf.StateValueError, match=r"step 'load' wrote state field 'when' = datetime.*ISO string"):
-        encode_updates("load", {"ok": 1, "when": datetime.datetime(2026, 1, 1)})
-    with pytest.raises(wf.StateValueError, match="the run's inputs state field 'tags' = set"):
-        encode_state("the run's inputs", {"tags": {"a"}})
+    with pytest.raises(wf.StateValueError, match=r"step 'load' wrote state field 'when' = .*object.*plain data"):
+        encode_updates("load", {"ok": 1, "when": object()})
 
 
 def test_rows_written_together_continue_each_runs_sequence(tmp_path: Path) -> None:
@@ -63,3 +72,62 @@ def test_rows_written_together_continue_each_runs_sequence(tmp_path: Path) -> No
     assert [0, *range(1, 601, 2)] == a
     assert list(range(2, 601, 2)) == b
     assert list(range(1, 302)) == seqs
+
+
+def test_every_text_column_passes_the_redaction_boundary() -> None:
+    """A key-shaped string in the message, the comment, extra, updates or failure is gone from the row."""
+    key = "sk-" + "a1" * 12
+    event = _event()._replace(error_message=f"failed with {key}", decision_comment=f"ok {key}", extra={"k": key})
+    row = event_row(event, "ok", json.dumps({"echo": key}), json.dumps({"message": key}))
+    assert [] == [value for value in row if isinstance(value, str) and key in value]
+    assert "failed with [REDACTED]" == row[1 + COLUMNS.index("error_message")]
+
+
+def _rows(n: int) -> list[tuple[object, ...]]:
+    """n journal rows of run r1 as JOURNAL_SELECT returns them (seq, columns, checksum)."""
+    out = []
+    for seq in range(1, n + 1):
+        params = event_row(_event()._replace(attempt=seq), "ok", f'{{"n": {seq}}}', None)
+        out.append((seq, *params[1:]))
+    return out
+
+
+def test_verified_rows_come_back_in_order() -> None:
+    """Rows whose checksums match and whose seqs have no gap pass verification unchanged."""
+    rows = _rows(3)
+    assert [r[:-1] for r in rows] == verify_rows("db", "r1", rows)
+
+
+def test_a_changed_updates_column_names_the_row_and_column() -> None:
+    """One digit changed inside a checkpoint's updates is a StoreCorruptError naming run, row and column."""
+    rows = _rows(3)
+    at = 1 + COLUMNS.index("updates")
+    damaged = list(rows[1])
+    damaged[at] = '{"n": 3}'
+    with pytest.raises(wf.StoreCorruptError, match=r"db is damaged: run r1, journal row 2: updates changed") as info:
+        verify_rows("db", "r1", [rows[0], tuple(damaged), rows[2]])
+    assert ("db", "r1", 2, "journal.updates") == (info.value.path, info.value.run_id, info.value.row, info.value.column)
+
+
+def test_a_gap_in_the_sequence_is_corruption() -> None:
+    """A missing row in the middle of a run's journal is a StoreCorruptError, not a shorter history."""
+    rows = _rows(4)
+    with pytest.raises(wf.StoreCorruptError, match=r"run r1 has no journal row 2 to 3 \(the next is 4\)") as info:
+        verify_rows("db", "r1", [rows[0], rows[3]])
+    assert (2, "seq") == (info.value.row, info.value.column)
+
+
+def test_unparsable_json_names_the_column() -> None:
+    """Garbage JSON in a stored column is a StoreCorruptError naming the file, run, row and column."""
+    with pytest.raises(wf.StoreCorruptError, match=r"run r1, journal row 5, column journal.updates does not parse"):
+        load_json("db", "r1", "journal.updates", '{"a": 1,, }', row=5)
+
+
+def test_a_changed_run_input_is_caught_by_the_run_checksum() -> None:
+    """A run row whose inputs changed after creation fails verification naming the column."""
+    row = {"run_id": "r1", "workflow": "w", "definition": "{}", "inputs": '{"a": 1}'}
+    row["checksum"] = run_checksum(row)
+    verify_run("db", row)
+    with pytest.raises(wf.StoreCorruptError, match="inputs changed") as info:
+        verify_run("db", {**row, "inputs": '{"a": 2}'})
+    assert "runs.inputs" == info.value.column

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from functools import reduce
 from types import MappingProxyType
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from wfkit.model._merge import add, append, check_merges, extend, union
 
@@ -207,3 +210,44 @@ def test_check_merges_reports_the_offending_entry():
     """Among several rules, the error names the one that is wrong."""
     with pytest.raises(TypeError, match=r"got 'cost': 'sum'"):
         check_merges({"notes": append, "cost": "sum"})
+
+
+# ---- properties: merge rules whatever order parallel steps finish in --------------------------------
+
+
+@given(st.lists(st.integers() | st.text(max_size=3), max_size=6))
+def test_append_keeps_every_write_in_order(writes: list[object]) -> None:
+    """Folding writes with append gives exactly the writes, in completion order."""
+    assert writes == reduce(append, writes, None) or ([] == writes and reduce(append, writes, None) is None)
+
+
+@given(st.lists(st.lists(st.integers(), max_size=3), max_size=5))
+def test_extend_folds_to_the_concatenation(writes: list[list[int]]) -> None:
+    """Folding lists with extend equals their concatenation."""
+    folded = reduce(extend, writes, None)
+    assert [x for w in writes for x in w] == ([] if folded is None else folded)
+
+
+@given(st.lists(st.integers(), min_size=1, max_size=6), st.randoms())
+def test_add_is_order_independent(writes: list[int], rng: object) -> None:
+    """add sums the writes whatever order they arrive in."""
+    shuffled = list(writes)
+    rng.shuffle(shuffled)  # type: ignore[attr-defined]
+    assert reduce(add, writes, None) == reduce(add, shuffled, None) == sum(writes)
+
+
+@given(st.lists(st.frozensets(st.integers(0, 9)), min_size=1, max_size=5), st.randoms())
+def test_union_of_sets_is_order_independent(writes: list[frozenset[int]], rng: object) -> None:
+    """union of sets is the same set whatever order parallel writes arrive in."""
+    shuffled = list(writes)
+    rng.shuffle(shuffled)  # type: ignore[attr-defined]
+    assert reduce(union, writes, None) == reduce(union, shuffled, None) == frozenset().union(*writes)
+
+
+@given(st.lists(st.dictionaries(st.sampled_from("abc"), st.integers(), max_size=3), min_size=1, max_size=5))
+def test_union_of_dicts_lets_later_keys_win(writes: list[dict[str, int]]) -> None:
+    """union of dicts equals applying the writes in order (later keys win)."""
+    expected: dict[str, int] = {}
+    for w in writes:
+        expected.update(w)
+    assert expected == reduce(union, writes, None)

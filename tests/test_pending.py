@@ -7,6 +7,7 @@ import wfkit as wf
 
 def test_empty_workspace_says_so() -> None:
     """With no tickets the text form says there are none."""
+    wf.Workspace(create=True)
     pending = wf.pending()
     assert 0 == len(pending)
     assert "no open approval tickets" in repr(pending)

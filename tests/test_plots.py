@@ -184,6 +184,7 @@ def test_latency_plot_rejects_an_unknown_kind(workspace: Path) -> None:
 
 def test_latency_plot_of_no_attempts_says_so(workspace: Path) -> None:
     """An empty log gives a figure that says there is nothing to plot."""
+    wf.Workspace(create=True)
     facets = wf.steps().wf.plot_latency()
     assert {} == facets.axes
     assert ["no successful attempts to plot"] == [t.get_text() for t in facets.figure.axes[0].texts]
@@ -264,6 +265,7 @@ def test_timeline_shows_the_approval_wait(workspace: Path, tmp_path: Path) -> No
 
 def test_timeline_of_an_empty_log_says_so(workspace: Path) -> None:
     """No runs: the timeline says so."""
+    wf.Workspace(create=True)
     ax = wf.steps().wf.plot_timeline()
     assert ["no runs to plot"] == [t.get_text() for t in ax.texts]
 

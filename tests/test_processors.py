@@ -3,7 +3,9 @@ and the parquet log; exact secret values kept out of stored checkpoints."""
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import json
 import sqlite3
 import uuid
 from pathlib import Path
@@ -217,8 +219,9 @@ def test_a_reviewers_comment_is_redacted_in_sinks_and_journal(workspace: Path) -
     assert not any(secret in repr(e) for e in wf.Workspace().events())
 
 
-def test_a_workflow_without_processors_keeps_messages_unchanged(workspace: Path) -> None:
-    """Workflow(processors=[]) records error messages and extra exactly as raised."""
+def test_a_workflow_without_processors_still_redacts_what_it_stores(workspace: Path) -> None:
+    """Workflow(processors=[]) hands sinks messages as raised (no truncation, no redaction), but the
+    store's redaction boundary still keeps the key out of the journal and the parquet log."""
     flow = wf.Workflow("raw", processors=[])
     long = "sk-abcdefghijklmnop1234 " + "z" * 3000
 
@@ -229,10 +232,11 @@ def test_a_workflow_without_processors_keeps_messages_unchanged(workspace: Path)
 
     sink = MemorySink()
     flow.run({}, sinks=[sink], raise_on_error=False)
+    stored = long.replace("sk-abcdefghijklmnop1234", REDACTED)
     assert [long] == [e.error_message for e in sink.events]
-    assert [long] == [e.error_message for e in wf.Workspace().events()]
-    assert [{"body": long}] == [e.extra for e in wf.Workspace().events()]
-    assert [long] == list(wf.steps()["error_message"])
+    assert [stored] == [e.error_message for e in wf.Workspace().events()]
+    assert [{"body": stored}] == [e.extra for e in wf.Workspace().events()]
+    assert [stored] == list(wf.steps()["error_message"])
 
 
 def test_default_processors_truncate_a_large_error_message(workspace: Path) -> None:
@@ -247,3 +251,178 @@ def test_default_processors_truncate_a_large_error_message(workspace: Path) -> N
     expected = "e" * 2000 + "... [truncated: 5000 chars]"
     assert [expected] == [e.error_message for e in wf.Workspace().events()]
     assert [expected] == list(wf.steps()["error_message"])
+
+
+# ---- the one boundary: every persisted or displayed byte ------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "secret",
+    [
+        "sk-ant-api03-" + "Q" * 24,
+        "AIza" + "B" * 35,
+        "ghp_" + "c" * 36,
+        "github_pat_" + "d" * 40,
+        "xoxb-1234567890-abcdefgh",
+        "hf_" + "E" * 34,
+        "glpat-" + "f" * 20,
+    ],
+)
+def test_provider_key_shapes_are_redacted(secret: str) -> None:
+    """API keys of the common providers are replaced by [REDACTED] wherever they sit in text."""
+    assert f"used {REDACTED} here" == redact_text(f"used {secret} here")
+
+
+def test_basic_credentials_are_redacted_but_the_phrase_is_not() -> None:
+    """Authorization: Basic base64(user:password) goes; "basic authentication" stays."""
+    token = base64.b64encode(b"alice:s3cret-pw").decode()
+    assert f"Authorization: {REDACTED}" == redact_text(f"Authorization: Basic {token}")
+    assert "basic authentication is enough" == redact_text("basic authentication is enough")
+
+
+def test_private_key_blocks_are_redacted_raw_and_inside_json() -> None:
+    """A PEM private-key block goes whole, as text and as a JSON string with escaped newlines."""
+    block = "-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEA7\nabc==\n-----END RSA PRIVATE KEY-----"
+    assert f"key: {REDACTED} end" == redact_text(f"key: {block} end")
+    encoded = json.dumps({"pem": block})
+    assert {"pem": REDACTED} == json.loads(redact_text(encoded))
+
+
+def test_credentials_in_urls_are_redacted() -> None:
+    """user:password@ in a URL is removed with the scheme, the host stays."""
+    assert f"dial {REDACTED}db.internal:5432/x" == redact_text("dial postgres://app:pa55word@db.internal:5432/x")
+
+
+@pytest.mark.parametrize(
+    ("name", "is_secret"),
+    [
+        ("GITHUB_TOKEN", True),
+        ("DB_PASSWORD", True),
+        ("STRIPE_SECRET_KEY", True),
+        ("MY_API_KEY", True),
+        ("TOKENIZERS_PARALLELISM", False),
+        ("SSH_KEY_PATH", False),
+        ("KEYBOARD_LAYOUT", False),
+    ],
+)
+def test_values_of_key_like_variables_are_secrets(monkeypatch: pytest.MonkeyPatch, name: str, is_secret: bool) -> None:
+    """A variable whose name has a part like KEY, TOKEN, SECRET or PASSWORD holds a secret (not its path)."""
+    value = f"value-{uuid.uuid4().hex[:12]}"
+    monkeypatch.setenv(name, value)
+    assert (REDACTED if is_secret else value) == redact_text(value)
+
+
+def test_a_marked_secret_with_quotes_is_redacted_in_its_json_form() -> None:
+    """A marked secret that JSON escapes (quotes, backslashes, non-ASCII) is found in stored JSON too."""
+    secret = wf.mark_secret(f'pa"ss\\wörd-{uuid.uuid4().hex[:6]}')
+    assert {"p": REDACTED} == json.loads(redact_text(json.dumps({"p": secret})))
+    assert {"p": REDACTED} == json.loads(redact_text(json.dumps({"p": secret}, ensure_ascii=False)))
+
+
+def _planted(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """One secret of each kind, with the exact text that must never be stored (the Basic kind: its token)."""
+    marked = wf.mark_secret(f"marked-{uuid.uuid4().hex}")
+    env_value = f"envval-{uuid.uuid4().hex}"
+    monkeypatch.setenv("ACME_SERVICE_TOKEN", env_value)
+    basic = base64.b64encode(f"svc:{uuid.uuid4().hex[:10]}".encode()).decode()
+    pem_body = f"MIIEpA{uuid.uuid4().hex}"
+    return {
+        "marked": marked,
+        "env": env_value,
+        "openai": f"sk-{uuid.uuid4().hex}",
+        "anthropic": f"sk-ant-api03-{uuid.uuid4().hex}",
+        "aws": "AKIA" + uuid.uuid4().hex[:16].upper(),
+        "github": "ghp_" + uuid.uuid4().hex + "abcd",
+        "bearer": f"Bearer tok{uuid.uuid4().hex}",
+        "basic": f"Basic {basic}",
+        "pem": f"-----BEGIN PRIVATE KEY-----\n{pem_body}\n-----END PRIVATE KEY-----",
+        "_basic_token": basic,
+        "_pem_body": pem_body,
+        "_bearer_token": "",
+    }
+
+
+def _needles(planted: dict[str, str]) -> dict[str, str]:
+    """What to grep for: each secret's core (a Bearer token without the scheme, a PEM's body)."""
+    out = {k: v for k, v in planted.items() if not k.startswith("_") and k not in ("basic", "pem", "bearer")}
+    out["basic"] = planted["_basic_token"]
+    out["pem"] = planted["_pem_body"]
+    out["bearer"] = planted["bearer"].split(" ", 1)[1]
+    return out
+
+
+def _hits(needles: dict[str, str], folders: list[Path]) -> list[str]:
+    """Every (file, kind) where a needle's raw bytes occur, parquet files decoded as well."""
+    import pyarrow.parquet as pq
+
+    found = []
+    for folder in folders:
+        for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+            blobs = [path.read_bytes()]
+            if path.suffix == ".parquet":
+                blobs.append(str(pq.read_table(path).to_pylist()).encode())
+            for kind, needle in needles.items():
+                raw = needle.encode()
+                escaped = json.dumps(needle)[1:-1].encode()
+                if any(raw in blob or escaped in blob for blob in blobs):
+                    found.append(f"{path.name}: {kind}")
+    return found
+
+
+def test_planted_secrets_reach_no_file_cassette_report_or_cli_output(
+    workspace: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """One secret of each kind in inputs, state, an exception, an LLM prompt and reply and a tool's
+    arguments: the raw bytes of every workspace file (the -wal included), the cassette, the report
+    and the CLI's output hold none of them."""
+    from wfkit.cli._cli import main
+    from wfkit.llm import Cassette, ChatClient, SimulatedModel, ToolRegistry
+
+    planted = _planted(monkeypatch)
+    all_secrets = " ".join(v for k, v in planted.items() if not k.startswith("_"))
+    registry = ToolRegistry()
+
+    @registry.tool
+    def lookup(query: str, credentials: str) -> dict[str, str]:
+        return {"found": query, "echo": credentials}
+
+    sim = SimulatedModel(p50=0.001, p99=0.002, seed=1, reply=lambda messages: f"you said: {_text(messages)}")
+    cassette_path = tmp_path / "cassettes" / "secrets.jsonl"
+    client = ChatClient(model="simulated", transport=Cassette(cassette_path, mode="record", transport=sim))
+
+    flow = wf.Workflow("leaky")
+
+    @flow.step(tools=["lookup"])
+    async def ask(state: Any, ctx: wf.StepContext) -> dict[str, Any]:
+        reply = await ctx.llm.complete(f"please keep {state['creds']} safe")
+        hit = await ctx.tool("lookup", query="q", credentials=state["creds"])
+        return {"reply": reply.text, "hit": hit, "copy": state["creds"], "pair": (state["creds"], 1)}
+
+    @flow.step(approval=wf.Approval("check the secrets", payload=["copy"]))
+    def gated(state: Any) -> dict[str, Any]:
+        raise RuntimeError(f"leaking {state['copy']}")
+
+    flow.chain("ask", "gated")
+    run = flow.run({"creds": all_secrets}, llm=client, tools=registry, policy="halt")
+    assert "waiting_approval" == run.status
+    [ticket] = run.tickets()
+    ticket.approve(by="ana", comment=f"approved; token was {planted['bearer']}")
+    done = flow.resume(run.run_id, llm=client, tools=registry, raise_on_error=False)
+    assert "failed" == done.status
+
+    report_dir = tmp_path / "report"
+    assert 0 == main(["report", "--out", str(report_dir)])
+    assert 0 == main(["show", run.run_id, "--json"])
+    assert 0 == main(["runs", "--json"])
+    assert 0 == main(["pending", "--json"])
+    out = capsys.readouterr()
+    assert (workspace / "wfkit.db-wal").exists()  # the store is open: the WAL is there to be read
+    needles = _needles(planted)
+    assert [] == _hits(needles, [workspace, cassette_path.parent, report_dir])
+    assert [] == [kind for kind, needle in needles.items() if needle in out.out or needle in out.err]
+    # The run did record what happened, redacted: the prompt reached the model and the cassette.
+    assert REDACTED in cassette_path.read_text()
+
+
+def _text(messages: list[dict[str, Any]]) -> str:
+    return " ".join(str(m.get("content")) for m in messages)

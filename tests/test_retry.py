@@ -598,3 +598,31 @@ def test_policy_is_immutable():
     p = RetryPolicy()
     with pytest.raises(dataclasses.FrozenInstanceError):
         p.max_retries = 10  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("value", ["flaky", 42, ["transient"]])
+def test_an_invalid_error_kind_is_classified_unknown(value):
+    """An error_kind that names no kind is classified unknown instead of crashing classification."""
+    exc = RuntimeError("x")
+    exc.error_kind = value  # type: ignore[attr-defined]
+    assert UNKNOWN == classify_error(exc)
+
+
+def test_an_attempt_with_an_invalid_error_kind_is_recorded(workspace):
+    """A step raising an exception with a bad error_kind fails with its attempt in the journal as unknown."""
+    import wfkit as wf
+
+    class Odd(RuntimeError):
+        error_kind = "sometimes"
+
+    flow = wf.Workflow("odd-kind")
+
+    @flow.step
+    def boom(state):
+        raise Odd("odd")
+
+    run = flow.run({}, raise_on_error=False)
+    assert "failed" == run.status
+    assert [("boom", "failed", "unknown", "Odd")] == [
+        (e.step, e.status, e.error_kind, e.error_type) for e in wf.Workspace().events(run.run_id)
+    ]

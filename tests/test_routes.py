@@ -6,6 +6,8 @@ import dataclasses
 import json
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from wfkit.model._errors import ConditionError, WfkitError
 from wfkit.model._routes import (
@@ -719,3 +721,46 @@ def test_router_is_immutable():
     """A Router is frozen: replacing its default raises."""
     with pytest.raises(dataclasses.FrozenInstanceError):
         make_router().default = go("other")  # type: ignore[misc]
+
+
+# ---- properties: conditions are data, and obey boolean algebra --------------------------------------
+
+_FIELDS = ("a", "b", "c.d")
+_numbers = st.integers(-3, 3)
+_compare = st.one_of(
+    st.builds(when, st.sampled_from(_FIELDS), st.sampled_from(["eq", "ne", "gt", "ge", "lt", "le"]), _numbers),
+    st.builds(when, st.sampled_from(_FIELDS), st.just("in"), st.lists(_numbers, max_size=3)),
+    st.builds(when, st.sampled_from(_FIELDS), st.just("exists"), st.none() | st.booleans()),
+)
+_conditions = st.recursive(
+    _compare,
+    lambda inner: st.one_of(
+        st.builds(lambda x, y: x & y, inner, inner),
+        st.builds(lambda x, y: x | y, inner, inner),
+        st.builds(lambda x: ~x, inner),
+    ),
+    max_leaves=6,
+)
+_states = st.fixed_dictionaries(
+    {},
+    optional={"a": _numbers | st.none(), "b": _numbers, "c": st.fixed_dictionaries({}, optional={"d": _numbers})},
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(_conditions, _states)
+def test_to_dict_round_trips_and_means_the_same(condition: Condition, state: dict[str, object]) -> None:
+    """A condition rebuilt from to_dict (through JSON) equals the original and decides every state alike."""
+    data = json.loads(json.dumps(condition.to_dict()))
+    rebuilt = condition_from_dict(data)
+    assert condition.to_dict() == rebuilt.to_dict()
+    assert condition.evaluate(state) == rebuilt.evaluate(state)
+
+
+@settings(max_examples=200, deadline=None)
+@given(_conditions, _conditions, _states)
+def test_de_morgan_holds(x: Condition, y: Condition, state: dict[str, object]) -> None:
+    """~(x & y) == ~x | ~y and ~(x | y) == ~x & ~y on every state; ~~x == x."""
+    assert (~(x & y)).evaluate(state) == (~x | ~y).evaluate(state)
+    assert (~(x | y)).evaluate(state) == (~x & ~y).evaluate(state)
+    assert (~~x).evaluate(state) == x.evaluate(state)

@@ -22,9 +22,20 @@ import pyarrow as pa
 import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import wfkit as wf
-from wfkit.logs._steplog import SOURCES_KEY, _write_atomic, compact, schema, segment_files, steps_dir
+from wfkit.logs._steplog import (
+    DAMAGED_DIR,
+    SOURCES_KEY,
+    _write_atomic,
+    check_ledger,
+    compact,
+    schema,
+    segment_files,
+    steps_dir,
+)
 from wfkit.store._workspace import DB_NAME
 
 # ---- helpers ------------------------------------------------------------------------------------
@@ -194,17 +205,59 @@ def test_filters(workspace: Path) -> None:
 # ---- recovery -----------------------------------------------------------------------------------
 
 
-def test_deleted_files_are_not_exported_again_while_the_journal_says_done(workspace: Path) -> None:
-    """Parquet is an export: deleting the files is not a crash, and exported_seq says done."""
+def test_a_deleted_segment_is_exported_again_from_the_journal(workspace: Path) -> None:
+    """The ledger check on read: a deleted segment is written again from the journal, so the
+    history is never silently shorter."""
     flow = two_step_flow("deleted")
+    for i in range(3):
+        flow.run({"i": i})
+    before = wf.steps()
+    assert 6 == len(before)
+    victim = parquet_files(workspace)[0]
+    victim.unlink()
+    after = wf.steps()
+    assert frame_keys(before) == frame_keys(after)
+    assert victim.exists()
+
+
+def test_a_truncated_segment_is_moved_aside_and_rebuilt(workspace: Path) -> None:
+    """A damaged segment is moved to steps-damaged (never deleted) and its rows exported again."""
+    flow = two_step_flow("truncated")
     for i in range(2):
         flow.run({"i": i})
-    assert 4 == len(wf.steps())
+    before = wf.steps()
+    victim = parquet_files(workspace)[0]
+    victim.write_bytes(victim.read_bytes()[:40])
+    after = wf.steps()
+    assert frame_keys(before) == frame_keys(after)
+    [aside] = list((workspace / DAMAGED_DIR).rglob("*.parquet"))
+    assert 40 == aside.stat().st_size
+    assert aside.name.startswith(victim.stem)
+
+
+def test_rows_neither_parquet_nor_the_journal_hold_fail_loudly(workspace: Path) -> None:
+    """When a segment is gone and the journal cannot supply its rows either, the read fails naming them."""
+    flow = two_step_flow("lost")
+    run = flow.run({"i": 0})
+    wf.steps()
     for path in parquet_files(workspace):
         path.unlink()
+    sql(workspace, f"DELETE FROM journal WHERE run_id = '{run.run_id}' AND seq = 2")
+    with pytest.raises(wf.StoreCorruptError, match=f"lacks rows 1-2 of run {run.run_id}.*journal") as info:
+        wf.steps()
+    assert run.run_id == info.value.run_id
 
-    assert 0 == len(wf.steps())
-    assert [(2,), (2,)] == sql(workspace, "SELECT exported_seq FROM runs")
+
+def test_check_ledger_without_repair_only_reports(workspace: Path) -> None:
+    """check_ledger(repair=False) names the missing range and changes nothing."""
+    flow = two_step_flow("report-only")
+    run = flow.run({"i": 0})
+    wf.steps()
+    for path in parquet_files(workspace):
+        path.unlink()
+    report = check_ledger(wf.Workspace().store, workspace, repair=False)
+    assert [(run.run_id, 1, 2)] == report.missing
+    assert [] == parquet_files(workspace)
 
 
 def test_rows_missing_after_a_crash_are_exported_by_the_next_reader(workspace: Path) -> None:
@@ -225,8 +278,8 @@ def test_rows_missing_after_a_crash_are_exported_by_the_next_reader(workspace: P
     for path in parquet_files(workspace):
         path.unlink()
     sql(workspace, "UPDATE runs SET exported_seq = 0 WHERE run_id != ?", (runs[0].run_id,))
-    frame = wf.steps()
-    assert event_keys([e for e in events if e.run_id != runs[0].run_id]) == frame_keys(frame)
+    frame = wf.steps()  # the ledger check brings back runs[0], whose export was recorded
+    assert event_keys(events) == frame_keys(frame)
     assert not frame.duplicated(["run_id", "seq"]).any()
 
 
@@ -453,3 +506,140 @@ def test_files_written_before_the_column_existed_read_as_null(workspace: Path) -
     assert 2 == frame["durable_wait_s"].isna().sum()
     compact(workspace, small=2**30)
     assert 4 == len(wf.steps(workspace, workflow="mixed"))
+
+
+# ---- properties: a journal row comes back from parquet as it went in ---------------------------------
+
+_words = st.text(alphabet="abcdefghij XYZ_-.é", max_size=12)
+_maybe = st.none() | _words
+_events = st.builds(
+    wf.StepEvent,
+    run_id=st.just("r"),
+    workflow=st.sampled_from(["w", "w/two", "wé"]),
+    workflow_version=_words,
+    step=st.text(alphabet="abc_", min_size=1, max_size=5),
+    visit=st.integers(1, 5),
+    attempt=st.integers(0, 5),
+    status=st.sampled_from(["ok", "retry", "failed", "timeout", "approved"]),
+    error_kind=st.none() | st.sampled_from(["transient", "permanent", "unknown"]),
+    error_type=_maybe,
+    error_message=_maybe,
+    started_at=st.floats(1.6e9, 1.9e9),
+    ended_at=st.just(0.0),
+    latency_s=st.floats(0, 100),
+    queue_s=st.floats(0, 1),
+    retry_delay_s=st.none() | st.floats(0, 10),
+    route_taken=_maybe,
+    tools=st.none() | st.lists(_words, max_size=3).map(tuple),
+    model=_maybe,
+    tokens_in=st.none() | st.integers(0, 10**6),
+    tokens_out=st.none() | st.integers(0, 10**6),
+    cost_usd=st.none() | st.floats(0, 5),
+    approver=_maybe,
+    decision_comment=_maybe,
+    parameters_hash=_maybe,
+    host=_maybe,
+    extra=st.none() | st.dictionaries(_words, st.integers(-(2**53), 2**53) | _words, max_size=3),
+    map_index=st.none() | st.integers(0, 1000),
+    parent_run_id=_maybe,
+)
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(_events, min_size=1, max_size=4))
+def test_journal_rows_come_back_from_parquet_as_written(tmp_path: Path, events: list[wf.StepEvent]) -> None:
+    """Events journaled, exported to parquet and read back as a frame equal the events, field by field."""
+    import uuid
+
+    from wfkit.logs._steplog import export_run, read_steps
+    from wfkit.store._store import Store
+
+    ws = tmp_path / uuid.uuid4().hex
+    store = Store(ws / DB_NAME, synchronous="normal")
+    try:
+        run_id = uuid.uuid4().hex
+        events = [e._replace(run_id=run_id, ended_at=e.started_at + e.latency_s) for e in events]
+        store.create_run(
+            {
+                "run_id": run_id,
+                "workflow": "w",
+                "workflow_version": "v",
+                "fingerprint": "f",
+                "definition": "{}",
+                "inputs": "{}",
+            }
+        )
+        store.journal(events)
+        assert len(events) == export_run(store, ws, run_id)
+        frame = read_steps(steps_dir(ws))
+    finally:
+        store.close()
+    back = sorted(frame.to_dict("records"), key=lambda r: r["seq"])
+    assert len(events) == len(back)
+    for event, row in zip(events, back, strict=True):
+        expected = event._asdict()
+        got = {name: _plain(name, row[name]) for name in expected}
+        for name in ("started_at", "ended_at"):
+            assert abs(expected[name] - got[name]) < 1e-5  # parquet keeps microseconds
+            expected[name] = got[name]
+        assert expected == got
+
+
+def _plain(name: str, value: Any) -> Any:
+    """A frame cell as the StepEvent field it came from (NaN for a missing value, categories as str)."""
+    if name == "tools":
+        return None if value is None else tuple(str(v) for v in value)
+    if value is None or (isinstance(value, float) and value != value):
+        return None
+    if name == "extra":
+        return json.loads(value)
+    if name in ("started_at", "ended_at"):
+        return value.timestamp()
+    if name in ("visit", "attempt", "tokens_in", "tokens_out"):
+        return int(value)
+    if isinstance(value, str):
+        return str(value)
+    return float(value) if isinstance(value, float) else value
+
+
+def test_a_run_ending_at_interpreter_shutdown_exports_quietly(workspace: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """When atexit and threads are refused (the interpreter is shutting down), submit exports at
+    once and raises nothing: a clean exit, and no row lost."""
+    import atexit
+    import threading
+
+    from wfkit.logs._steplog import Exporter
+
+    def refuse(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("can't register atexit after shutdown")
+
+    flow = two_step_flow("shutdown")
+    run = flow.run({"i": 1})
+    exporter = Exporter(delay=60)
+    monkeypatch.setattr(atexit, "register", refuse)
+    monkeypatch.setattr(threading.Timer, "start", refuse)
+    exporter.submit(wf.Workspace().store, workspace, run.run_id)
+    assert [(2,)] == sql(workspace, "SELECT exported_seq FROM runs")
+    assert 2 == len(pq.read_table(parquet_files(workspace)[0]))
+
+
+def test_a_script_whose_run_ends_during_exit_leaves_no_traceback(tmp_path: Path) -> None:
+    """A run still going when the script's last line returns ends during shutdown without a traceback."""
+    script = tmp_path / "exit.py"
+    script.write_text(
+        textwrap.dedent(
+            f"""
+            import asyncio, atexit, time, wfkit as wf
+            flow = wf.Workflow("exiting")
+            @flow.step
+            async def slow(state):
+                await asyncio.sleep(0.3)
+                return {{"x": 1}}
+            flow.start({{}}, workspace={str(tmp_path / "ws")!r})
+            atexit.register(lambda: time.sleep(0.6))  # the run ends while the interpreter shuts down
+            """
+        )
+    )
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, check=False)
+    assert (0, "") == (done.returncode, done.stderr)
+    assert 1 == len(wf.steps(tmp_path / "ws"))

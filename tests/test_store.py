@@ -3,7 +3,6 @@ the journal, run ids and leases."""
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import os
 import random
@@ -310,34 +309,32 @@ def test_damaged_page_error_says_how_to_fix(store: Store, db: Path) -> None:
 # ---- encoding state --------------------------------------------------------------------------------
 
 
-def test_encode_updates_names_step_and_field_of_a_datetime() -> None:
-    """A datetime in a step's updates raises StateValueError naming the step, the field and the type."""
-    with pytest.raises(wf.StateValueError, match=r"step 'fetch' wrote state field 'when' = datetime.*ISO string"):
-        encode_updates("fetch", {"ok": 1, "when": dt.datetime(2024, 1, 2, tzinfo=dt.UTC)})
+class _Opaque:
+    """A class run state cannot keep (not plain data, not allowed with state_type)."""
 
 
-def test_encode_updates_names_step_and_field_of_a_set() -> None:
-    """A set in a step's updates raises StateValueError naming the step, the field and the type."""
-    with pytest.raises(wf.StateValueError, match=r"step 'tag' wrote state field 'tags' = set"):
-        encode_updates("tag", {"tags": {"a", "b"}})
+def test_encode_updates_names_step_and_field_of_an_opaque_object() -> None:
+    """An object state cannot keep raises StateValueError naming the step, the field and the type."""
+    with pytest.raises(wf.StateValueError, match=r"step 'fetch' wrote state field 'obj' = .*_Opaque.*plain data"):
+        encode_updates("fetch", {"ok": 1, "obj": _Opaque()})
 
 
 def test_encode_updates_names_the_field_holding_a_nested_bad_value() -> None:
-    """A datetime nested inside a dict is reported under its top-level state field."""
-    with pytest.raises(wf.StateValueError, match=r"state field 'meta' = dict"):
-        encode_updates("fetch", {"meta": {"at": [dt.date(2024, 1, 2)]}})
+    """An object nested inside a dict is reported under its top-level state field, with its path."""
+    with pytest.raises(wf.StateValueError, match=r"state field 'meta' at meta\['at'\]\[0\] = "):
+        encode_updates("fetch", {"meta": {"at": [_Opaque()]}})
 
 
 def test_encode_state_names_who_wrote_it() -> None:
     """encode_state puts the writer's description in front of the field it names."""
-    with pytest.raises(wf.StateValueError, match=r"^the run's inputs state field 'since' = date"):
-        encode_state("the run's inputs", {"since": dt.date(2024, 1, 2)})
+    with pytest.raises(wf.StateValueError, match=r"^the run's inputs: state field 'since' = "):
+        encode_state("the run's inputs:", {"since": _Opaque()})
 
 
 def test_state_value_error_is_a_value_error() -> None:
     """StateValueError is a ValueError (and a WfkitError), so generic handlers catch it."""
     with pytest.raises(ValueError, match="'s'"):
-        encode_updates("x", {"s": {1}})
+        encode_updates("x", {"s": {_Opaque}})
 
 
 def test_encode_updates_passes_plain_json() -> None:
@@ -552,6 +549,93 @@ def test_export_ledger_hands_out_unexported_rows_and_remembers_what_was_exported
     assert [(run.run_id, False)] == store.runs_with_unexported_rows()  # nobody executes it now
     with pytest.raises(ValueError, match="no step-log column"):
         store.unexported_rows(run.run_id, ("step; DROP TABLE runs",))
+
+
+# ---- damage is named, never silently read ------------------------------------------------------------
+
+
+def _halted_run(workspace: Path) -> tuple[wf.Workflow, wf.Run]:
+    flow = wf.Workflow("damage")
+    flow.step(lambda s: {"n": s["start"] + 1}, name="a")
+    flow.step(lambda s: {"n": s["n"] * 10}, name="b", approval="check")
+    flow.chain("a", "b")
+    run = flow.run({"start": 1}, policy="halt")
+    wf.Workspace().approve(run.tickets()[0], by="ana", resume=False)
+    return flow, run
+
+
+@pytest.mark.parametrize(
+    ("column", "value", "message"),
+    [
+        ("inputs", '{"start": 1,, }', r"inputs changed since the run was created"),
+        ("definition", "{nope", r"definition changed since the run was created"),
+    ],
+)
+def test_garbage_in_a_run_column_is_store_corruption_naming_it(
+    workspace: Path, column: str, value: str, message: str
+) -> None:
+    """Garbage JSON in runs.inputs or runs.definition: resume and show raise StoreCorruptError naming run and column."""
+    flow, run = _halted_run(workspace)
+    _sql(workspace / DB_NAME, f"UPDATE runs SET {column} = '{value}' WHERE run_id = '{run.run_id}'")
+    with pytest.raises(wf.StoreCorruptError, match=message) as info:
+        flow.resume(run.run_id)
+    assert (run.run_id, f"runs.{column}") == (info.value.run_id, info.value.column)
+    with pytest.raises(wf.StoreCorruptError, match=message):
+        wf.Workspace().run_info(run.run_id)
+
+
+def test_a_one_digit_change_in_a_checkpoint_never_reaches_the_state(workspace: Path) -> None:
+    """A checkpoint edited after it was written (n: 2 -> 3) stops the resume naming the row and column."""
+    flow, run = _halted_run(workspace)
+    _sql(workspace / DB_NAME, f"UPDATE journal SET updates = '{{\"n\":3}}' WHERE run_id = '{run.run_id}' AND seq = 1")
+    with pytest.raises(wf.StoreCorruptError, match=rf"run {run.run_id}, journal row 1: updates changed") as info:
+        flow.resume(run.run_id)
+    assert (str(workspace / DB_NAME), 1, "journal.updates") == (info.value.path, info.value.row, info.value.column)
+    assert ["waiting_approval"] == [r["status"] for r in wf.Workspace().runs()]  # the lease was given back
+
+
+def test_garbage_json_in_old_unchecksummed_rows_is_still_named(workspace: Path) -> None:
+    """A row written before checksums (NULL) with garbage updates is a StoreCorruptError naming the column."""
+    flow, run = _halted_run(workspace)
+    _sql(
+        workspace / DB_NAME,
+        f"UPDATE journal SET updates = '{{\"n\":', checksum = NULL WHERE run_id = '{run.run_id}' AND seq = 1",
+    )
+    with pytest.raises(wf.StoreCorruptError, match=r"journal row 1, column journal.updates does not parse"):
+        flow.resume(run.run_id)
+
+
+def test_a_deleted_journal_row_is_a_gap_not_a_shorter_history(workspace: Path) -> None:
+    """A row missing from the middle of a run's journal is reported as a hole in its sequence."""
+    _, run = _halted_run(workspace)
+    _sql(workspace / DB_NAME, f"DELETE FROM journal WHERE run_id = '{run.run_id}' AND seq = 2")
+    with pytest.raises(wf.StoreCorruptError, match=rf"run {run.run_id} has no journal row 2 \(the next is 3\)"):
+        wf.Workspace().events(run.run_id)
+
+
+def test_a_store_without_checksums_gains_them_and_keeps_its_runs(db: Path) -> None:
+    """A store written before checksums opens, gains the columns in place, and its old rows still read."""
+    store = Store(db)
+    store.create_run(_row("old"))
+    store.close()
+    _sql(db, "ALTER TABLE runs DROP COLUMN checksum", "ALTER TABLE journal DROP COLUMN checksum")
+    reopened = Store(db)
+    try:
+        assert "old" == reopened.run_row("old")["run_id"]
+        assert {"checksum"} <= {r[1] for r in _sql(db, "PRAGMA table_info(journal)")}
+        assert [(None,)] == _sql(db, "SELECT checksum FROM runs")
+    finally:
+        reopened.close()
+
+
+def test_a_reconciled_run_whose_resume_died_is_interrupted_not_waiting(workspace: Path) -> None:
+    """needs_reconciliation with no pending intent (a resume killed after the reconciliation) shows as interrupted."""
+    store = open_store(workspace)
+    store.create_run(_row("r9"))
+    _sql(workspace / DB_NAME, "UPDATE runs SET status = 'needs_reconciliation', lease_owner = NULL WHERE run_id = 'r9'")
+    assert "interrupted" == store.run_row("r9")["status"]
+    store.intent("r9", "send", 1, "r9:send:1")
+    assert "needs_reconciliation" == store.run_row("r9")["status"]
 
 
 def test_all_journal_rows_include_exported_ones(tmp_path: Path) -> None:

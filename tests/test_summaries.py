@@ -116,6 +116,7 @@ def test_steplog_since_in_the_future_is_empty(logged: Logged) -> None:
 
 def test_steplog_of_an_empty_workspace_has_the_accessors_columns(workspace: Path) -> None:
     """No files at all: each question answers an empty table shaped like the accessor's."""
+    wf.Workspace(create=True)  # reads never create one
     log = wf.StepLog()
     empty = wf.steps()
     for question in ("latency", "failures", "retries", "errors", "runs"):
@@ -133,6 +134,7 @@ def test_steplog_reads_rows_as_wf_steps_does(logged: Logged) -> None:
 
 def test_steplog_sees_runs_that_ended_after_it_was_made(workspace: Path) -> None:
     """Each question reads the files as they are then (the workspace's rows exported first)."""
+    wf.Workspace(create=True)  # reads never create one
     log = wf.StepLog()
     flow = wf.Workflow("later")
     flow.step(lambda s: None, name="only")

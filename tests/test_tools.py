@@ -130,18 +130,20 @@ def test_a_failing_tool_is_recorded_and_retried() -> None:
 
 
 def test_a_bound_tool_missing_from_the_registry_says_what_is_registered() -> None:
-    """A route may bind a tool nobody registered; calling it lists what the registry has."""
+    """A step binding a tool nobody registered is refused before anything runs, listing what the registry has."""
     flow = wf.Workflow("missing", tools=registry())
+    ran: list[str] = []
 
     @flow.step(tools=["calculator"])
     async def use(state: dict[str, Any], ctx: wf.StepContext) -> dict[str, Any]:
+        ran.append("use")
         return {"x": await ctx.tool("calculator")}
 
-    with pytest.raises(wf.StepFailedError) as info:
+    with pytest.raises(
+        UnknownToolError, match=r"'calculator' \(bound by step 'use'\). The registry has: faq_search, orders_db"
+    ):
         flow.run({}, workspace=False)
-    cause = info.value.__cause__
-    assert isinstance(cause, UnknownToolError)
-    assert "registered: faq_search, orders_db" in str(cause)
+    assert [] == ran
 
 
 def test_no_registry_says_where_to_pass_one() -> None:
@@ -154,7 +156,8 @@ def test_no_registry_says_where_to_pass_one() -> None:
 def test_a_run_may_bring_its_own_registry_or_a_plain_dict() -> None:
     """run(..., tools=) overrides the workflow's registry; a dict of functions is a registry too."""
     flow = triage(registry())
-    run = flow.run({"query": "hours"}, workspace=False, tools={"faq_search": lambda query: f"dict says {query}"})
+    tools = {"faq_search": lambda query: f"dict says {query}", "orders_db": lambda **kw: None}
+    run = flow.run({"query": "hours"}, workspace=False, tools=tools)
     assert "dict says hours" == run.state["answer"]
 
 

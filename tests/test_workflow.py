@@ -239,6 +239,49 @@ def test_drain_raises_the_first_failure() -> None:
     asyncio.run(cell())
 
 
+# ---- tools bound by routes, and the history of resumed runs ------------------------------------------
+
+
+def test_a_route_binding_a_tool_the_registry_lacks_fails_before_the_first_step() -> None:
+    """Tools bound by a route or a step are checked against the run's registry before anything runs."""
+    from wfkit.llm import ToolRegistry, UnknownToolError
+
+    ran: list[str] = []
+    registry = ToolRegistry()
+
+    @registry.tool
+    def web_search(query: str) -> str:
+        return query
+
+    flow = wf.Workflow("tool-check")
+    flow.step(lambda s: ran.append("classify") or {"k": 1}, name="classify")
+    flow.step(lambda s: None, name="answer", tools=["web_search"])
+    flow.route("classify", wf.when("k", "eq", 1) >> wf.go("answer", tools=["sql_query"]), default=wf.go("answer"))
+    with pytest.raises(
+        UnknownToolError, match=r"'sql_query' \(bound by the route 'classify' -> 'answer'\).*web_search"
+    ):
+        flow.run({}, tools=registry, workspace=False)
+    assert [] == ran
+
+
+def test_a_resumed_run_reports_the_whole_run(workspace: Any) -> None:
+    """path() and events of a run resumed by a fresh handle (as in a new process) cover every step."""
+
+    def build() -> wf.Workflow:
+        flow = wf.Workflow("whole-history")
+        flow.step(lambda s: {"a": 1}, name="a")
+        flow.step(lambda s: {"b": 1}, name="b", approval="check")
+        flow.step(lambda s: {"c": 1}, name="c")
+        flow.chain("a", "b", "c")
+        return flow
+
+    run = build().run({})
+    wf.Workspace().approve(run.tickets()[0], by="ana", resume=False)
+    resumed = build().resume(run.run_id)  # a new Workflow object: nothing of the first handle
+    assert ["a", "b", "c"] == resumed.path()
+    assert [e.step for e in wf.Workspace().events(run.run_id)] == [e.step for e in resumed.events]
+
+
 def test_replace_definition_keeps_the_object() -> None:
     """replace_definition takes another workflow's steps, routes, name and metadata in place."""
     flow = _two_steps()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -107,10 +108,10 @@ def test_workspace_path_expands_home(tmp_path: Path, monkeypatch: pytest.MonkeyP
 
 
 def test_workspace_object_follows_the_same_precedence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Workspace() opens ./.wfkit when nothing else is set, and creates its store there."""
+    """Workspace(create=True) opens ./.wfkit when nothing else is set, and creates its store there."""
     monkeypatch.delenv("WFKIT_HOME")
     monkeypatch.chdir(tmp_path)
-    ws = Workspace()
+    ws = Workspace(create=True)
     assert Path.cwd() / ".wfkit" == ws.path
     assert (Path.cwd() / ".wfkit" / DB_NAME).is_file()
     assert f"<Workspace {ws.path}>" == repr(ws)
@@ -177,7 +178,22 @@ def test_runs_limit_keeps_the_newest(three_runs: Workspace) -> None:
 
 def test_runs_of_a_new_workspace_is_empty() -> None:
     """A new workspace lists no runs."""
-    assert [] == Workspace().runs()
+    assert [] == Workspace(create=True).runs()
+
+
+def test_a_missing_workspace_is_an_error_and_is_not_created(workspace: Path) -> None:
+    """Workspace() on a folder with no workspace raises WorkspaceNotFoundError naming it, and creates nothing."""
+    with pytest.raises(wf.WorkspaceNotFoundError, match=f"no workspace at {re.escape(str(workspace))}.*flow.run"):
+        Workspace()
+    assert not workspace.exists()
+
+
+def test_a_workspace_that_is_a_file_is_an_error(tmp_path: Path) -> None:
+    """A workspace path that is a file is refused saying it must be a folder."""
+    path = tmp_path / "afile"
+    path.write_text("x")
+    with pytest.raises(wf.WorkspaceNotFoundError, match="is a file, not a folder"):
+        Workspace(path, create=True)
 
 
 def test_run_info_decodes_inputs_state_steps_intents_and_tickets() -> None:
@@ -208,7 +224,7 @@ def test_run_info_decodes_inputs_state_steps_intents_and_tickets() -> None:
 def test_run_info_of_an_unknown_run_is_a_key_error() -> None:
     """run_info of an id the workspace does not hold raises KeyError."""
     with pytest.raises(KeyError, match="no run 'nope'"):
-        Workspace().run_info("nope")
+        Workspace(create=True).run_info("nope")
 
 
 # ---- approvals ---------------------------------------------------------------------------------------
@@ -308,7 +324,7 @@ def test_approve_after_reject_is_refused() -> None:
 
 def test_unknown_ticket_is_refused() -> None:
     """Deciding or reading a ticket id that does not exist raises TicketError pointing at `wfkit pending`."""
-    ws = Workspace()
+    ws = Workspace(create=True)
     with pytest.raises(wf.TicketError, match=r"no approval ticket 'nope'.*wfkit pending"):
         ws.approve("nope", by="ana")
     with pytest.raises(wf.TicketError, match="no approval ticket 'nope'"):
@@ -462,22 +478,22 @@ def test_reconcile_settled_step_is_refused() -> None:
 
 
 def test_reconcile_unknown_run_is_refused() -> None:
-    """Reconciling a run id the workspace does not hold raises TicketError."""
-    with pytest.raises(wf.TicketError, match="run ghost has no irreversible step"):
-        Workspace().reconcile("ghost", "send", action="done", by="ops")
+    """Reconciling a run id the workspace does not hold says there is no such run."""
+    with pytest.raises(KeyError, match="no run 'ghost'"):
+        Workspace(create=True).reconcile("ghost", "send", action="done", by="ops")
 
 
 def test_reconcile_action_must_be_done_or_retry() -> None:
     """An action other than 'done' or 'retry' raises ValueError."""
     with pytest.raises(ValueError, match="action is 'done' or 'retry', got 'skip'"):
-        Workspace().reconcile("p1", "send", action="skip", by="ops")  # type: ignore[arg-type]
+        Workspace(create=True).reconcile("p1", "send", action="skip", by="ops")  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("by", ["", "  "])
 def test_reconcile_needs_the_checkers_name(by: str) -> None:
     """Reconciling with an empty `by` raises ValueError asking who checked."""
     with pytest.raises(ValueError, match=r"name of the person who checked \(by=...\)"):
-        Workspace().reconcile("p1", "send", action="done", by=by)
+        Workspace(create=True).reconcile("p1", "send", action="done", by=by)
 
 
 def _cut_off_send() -> wf.Workflow:
@@ -485,7 +501,7 @@ def _cut_off_send() -> wf.Workflow:
     flow = _payout()
     run = flow.run({}, run_id="p1")
     ws = Workspace()
-    ws.approve(ws.pending()[0].ticket_id, by="ana")
+    ws.approve(ws.pending()[0].ticket_id, by="ana", resume=False)
     ws.store.intent(run.run_id, "send", 1, "p1:send:1")  # the process died right after this commit
     return flow
 
@@ -503,7 +519,9 @@ def test_reconcile_done_counts_the_step_as_completed() -> None:
     done = flow.resume("p1")
     assert "succeeded" == done.status
     assert {"ready": True, "sent": "by hand"} == done.state
-    assert [] == [e for e in done.events if e.step == "send" and e.status == "ok"]
+    # The run's events cover the whole run: the reconciliation row is there, and no executed send.
+    sends = [e for e in done.events if e.step == "send" and e.status == "ok"]
+    assert [{"reconciled": "done", "by": "ops"}] == [e.extra for e in sends]
 
 
 def test_reconcile_retry_lets_resume_run_the_step_again() -> None:

@@ -9,10 +9,12 @@ from wfkit.engine._batch import BatchResult
 from wfkit.engine._run import ResumeOptions, Run, RunOptions, drain
 from wfkit.engine._run import set_renderer as _set_renderer
 from wfkit.engine._workflow import Workflow
+from wfkit.engine._workflow import resume_decided as _resume_decided
 from wfkit.logs._register import install as _install_accessor
 from wfkit.logs._steplog import steps
 from wfkit.logs._summaries import StepLog
 from wfkit.model._approvals import Approval, ApprovalPolicy, DecisionsFile, Ticket
+from wfkit.model._approvals import set_ticket_decider as _set_ticket_decider
 from wfkit.model._context import ChatModel, Failure, StepContext, ToolProvider
 from wfkit.model._errors import (
     ApprovalRejectedError,
@@ -29,6 +31,7 @@ from wfkit.model._errors import (
     RunTimeoutError,
     SchedulerUnreachableError,
     StateConflictError,
+    StateSizeWarning,
     StateValueError,
     StepFailedError,
     StepTimeoutError,
@@ -40,6 +43,7 @@ from wfkit.model._errors import (
     WorkflowChangedError,
     WorkflowChangedWarning,
     WorkflowDefinitionError,
+    WorkspaceNotFoundError,
 )
 from wfkit.model._events import Status, StepEvent, TokenChunk
 from wfkit.model._merge import add, append, extend, union
@@ -57,7 +61,10 @@ from wfkit.model._status import RunStatus
 from wfkit.model._steps import Cache
 from wfkit.notebook._pending import Pending, pending
 from wfkit.notebook._renderer import run_bundle as _run_bundle
+from wfkit.store._codec import state_type
 from wfkit.store._workspace import Workspace
+from wfkit.store._workspace import decide_ticket as _decide_ticket
+from wfkit.store._workspace import set_decision_hook as _set_decision_hook
 
 __all__ = [
     "END",
@@ -93,6 +100,7 @@ __all__ = [
     "RunTimeoutError",
     "SchedulerUnreachableError",
     "StateConflictError",
+    "StateSizeWarning",
     "StateValueError",
     "Status",
     "StepContext",
@@ -114,6 +122,7 @@ __all__ = [
     "WorkflowChangedWarning",
     "WorkflowDefinitionError",
     "Workspace",
+    "WorkspaceNotFoundError",
     "__version__",
     "add",
     "append",
@@ -125,6 +134,7 @@ __all__ = [
     "pending",
     "redact_secrets",
     "retry_after_of",
+    "state_type",
     "steps",
     "truncate",
     "union",
@@ -134,6 +144,10 @@ __all__ = [
 # Composition root: the engine's Run is handed the notebook layer's renderer, so the engine never
 # imports the layer that draws it (_display itself imports nothing heavy).
 _set_renderer(_run_bundle)
+# ... and deciding a ticket from a Workspace (or the ticket itself) resumes its run when this process
+# defines the workflow, without the store importing the engine.
+_set_decision_hook(_resume_decided)
+_set_ticket_decider(_decide_ticket)
 
 # `df.wf` on any step-log frame, even one pandas read by itself, without importing pandas here:
 # registered now if pandas is loaded, else right after it is (see wfkit/logs/_register.py).

@@ -5,20 +5,29 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import sqlite3
 import sys
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, TextIO
 
 from wfkit._version import __version__
+from wfkit.model._status import RunStatus
 
 
 def _when(ts: float | None) -> str:
     return "-" if ts is None else time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts))
 
 
+def _print(*parts: object, file: TextIO | None = None) -> None:
+    """Everything the command prints passes the redaction boundary (a run's error, say, may quote a key)."""
+    from wfkit.model._processors import redact_text
+
+    print(redact_text(" ".join(str(p) for p in parts)), file=file or sys.stdout)
+
+
 def _print_json(value: Any) -> None:
-    print(json.dumps(value, indent=2, default=str))
+    _print(json.dumps(value, indent=2, default=str))
 
 
 def _workspace(args: argparse.Namespace) -> Any:
@@ -39,11 +48,11 @@ def _runs(args: argparse.Namespace) -> int:
         _print_json(rows)
         return 0
     if not rows:
-        print("no runs in this workspace")
+        _print("no runs in this workspace")
         return 0
-    print(f"{'run_id':18} {'workflow':20} {'status':22} {'started':19} {'steps':>5}")
+    _print(f"{'run_id':18} {'workflow':20} {'status':22} {'started':19} {'steps':>5}")
     for r in rows:
-        print(
+        _print(
             f"{r['run_id']:18} {r['workflow'][:20]:20} {r['status']:22} {_when(r['started']):19} {r['steps_done']:5d}"
         )
     return 0
@@ -56,22 +65,24 @@ def _show(args: argparse.Namespace) -> int:
     if args.json:
         _print_json({**info, "events": events})
         return 0
-    print(f"run {info['run_id']} of {info['workflow']!r}: {info['status']}")
-    print(f"started {_when(info['created_at'])}, updated {_when(info['updated_at'])}, ended {_when(info['ended_at'])}")
+    _print(f"run {info['run_id']} of {info['workflow']!r}: {info['status']}")
+    _print(f"started {_when(info['created_at'])}, updated {_when(info['updated_at'])}, ended {_when(info['ended_at'])}")
     if info["error"]:
-        print(f"error: {info['error_type']}: {info['error']}")
-    print(f"\n{'step':20} {'visit':>5} {'attempt':>7} {'status':17} {'latency s':>9}  route / error")
+        _print(f"error: {info['error_type']}: {info['error']}")
+    _print(f"\n{'step':20} {'visit':>5} {'attempt':>7} {'status':17} {'latency s':>9}  route / error")
     for e in events:
         detail = e["route_taken"] or e["error_message"] or e["approver"] or ""
-        print(f"{e['step'][:20]:20} {e['visit']:5d} {e['attempt']:7d} {e['status']:17} {e['latency_s']:9.3f}  {detail}")
+        _print(
+            f"{e['step'][:20]:20} {e['visit']:5d} {e['attempt']:7d} {e['status']:17} {e['latency_s']:9.3f}  {detail}"
+        )
     for intent in info["intents"]:
         if intent["status"] == "pending":
-            print(
+            _print(
                 f"\nneeds reconciliation: {intent['step']} (visit {intent['visit']}, key {intent['key']}):"
                 f" `wfkit reconcile {args.run_id} {intent['step']} --done|--retry --by NAME`"
             )
     for ticket in ws.store.tickets(status="open", run_id=args.run_id):
-        print(f"\nwaiting for approval: ticket {ticket.ticket_id} at {ticket.step!r}: {ticket.reason}")
+        _print(f"\nwaiting for approval: ticket {ticket.ticket_id} at {ticket.step!r}: {ticket.reason}")
     return 0
 
 
@@ -81,10 +92,10 @@ def _pending(args: argparse.Namespace) -> int:
         _print_json([{k: getattr(t, k) for k in t.__slots__} for t in tickets])
         return 0
     if not tickets:
-        print("no open approval tickets")
+        _print("no open approval tickets")
     for t in tickets:
-        print(f"{t.ticket_id}  run {t.run_id}  {t.workflow}/{t.step} (visit {t.visit}): {t.reason}")
-        print(f"    payload: {json.dumps(t.payload, default=str)[:200]}")
+        _print(f"{t.ticket_id}  run {t.run_id}  {t.workflow}/{t.step} (visit {t.visit}): {t.reason}")
+        _print(f"    payload: {json.dumps(t.payload, default=str)[:200]}")
     return 0
 
 
@@ -95,19 +106,28 @@ def _decide(decision: str) -> Callable[[argparse.Namespace], int]:
         verb = "approved" if decision == "approve" else "rejected"
         if changed:
             top = ws.store.top_run(ticket.run_id)  # a gate inside a sub-workflow: its parent resumes it
-            print(f"ticket {ticket.ticket_id} {verb} by {ticket.decided_by}; resume with `wfkit resume {top}`")
+            _print(f"ticket {ticket.ticket_id} {verb} by {ticket.decided_by}; resume with `wfkit resume {top}`")
         else:
-            print(f"ticket {ticket.ticket_id} was already {verb} by {ticket.decided_by}: nothing changed")
+            _print(f"ticket {ticket.ticket_id} was already {verb} by {ticket.decided_by}: nothing changed")
         return 0
 
     return handler
 
 
 def _reconcile(args: argparse.Namespace) -> int:
-    updates = json.loads(args.updates) if args.updates else None
+    updates = None
+    if args.updates:
+        try:
+            updates = json.loads(args.updates)
+        except ValueError as exc:
+            raise ValueError(
+                f"--updates is not JSON ({exc}); pass an object, e.g. --updates '{{\"sent\": true}}'"
+            ) from None
+        if not isinstance(updates, dict):
+            raise ValueError(f"--updates must be a JSON object of state fields, got {args.updates!r}")
     action = "done" if args.done else "retry"
     intent = _workspace(args).reconcile(args.run_id, args.step, action=action, by=args.by, updates=updates)
-    print(
+    _print(
         f"step {args.step!r} of run {args.run_id} marked {intent['status']} by {args.by}; "
         f"resume with `wfkit resume {args.run_id}`"
     )
@@ -121,18 +141,59 @@ def _logs(args: argparse.Namespace) -> int:
     exporter.flush()
     exported = export_pending(ws.store, ws.path)
     if args.action == "export":
-        print(f"exported {exported} rows to {ws.path / 'steps'}")
+        _print(f"exported {exported} rows to {ws.path / 'steps'}")
         return 0
     result = compact(ws.path)
-    print(f"compacted {result['merged']} files into {result['written']} (exported {exported} rows first)")
+    _print(f"compacted {result['merged']} files into {result['written']} (exported {exported} rows first)")
     return 0
+
+
+def _doctor(args: argparse.Namespace) -> int:
+    from wfkit.logs._steplog import check_ledger
+    from wfkit.store._doctor import check_store
+    from wfkit.store._workspace import DB_NAME, open_store, workspace_path
+
+    folder = workspace_path(args.workspace)
+    db = folder / DB_NAME
+    if not db.exists():
+        open_store(folder, create=False)  # raises the error that says where and how
+    report = check_store(db, repair=args.repair)
+    _print(f"store {db}: {report.runs} runs, {report.rows} journal rows checked")
+    problems, repairs = list(report.problems), list(report.repairs)
+    if not any("integrity" in p or "-wal" in p for p in report.problems):  # else SQLite cannot be trusted to read
+        try:
+            ledger = check_ledger(open_store(folder, create=False), folder, repair=args.repair, deep=True, strict=False)
+        except Exception as exc:  # the ledger needs a readable store; say so, keep going
+            problems.append(f"step log: {exc}")
+        else:
+            problems += [f"step log: rows {a}-{b} of run {r} missing from parquet" for r, a, b in ledger.missing]
+            problems += [f"step log: damaged segment {p}" for p in ledger.damaged]
+            problems += [
+                f"step log: parquet holds {n} row(s) of run {r} that the journal lacks (the store lost "
+                f"commits: a deleted -wal, or an older copy of {DB_NAME} put back)"
+                for r, n in ledger.orphaned
+            ]
+            problems += [f"step log: {reason}" for reason in ledger.unrecoverable]
+            repairs += [f"moved {a} to {b}" for a, b in ledger.moved]
+            if ledger.reexported:
+                repairs.append(f"exported {ledger.reexported} row(s) again from the journal")
+    for problem in problems:
+        _print(f"problem: {problem}")
+    for repair in repairs:
+        _print(f"repaired: {repair}")
+    if not problems:
+        _print("no problems found")
+        return 0
+    if not args.repair:
+        _print(f"{len(problems)} problem(s); `wfkit doctor --repair` rebuilds what it can (nothing is deleted)")
+    return 1
 
 
 def _report(args: argparse.Namespace) -> int:
     from wfkit.logs._report import write_report
 
     page = write_report(args.workspace, args.out, since=args.since, workflow=args.workflow)
-    print(f"report written to {page}")
+    _print(f"report written to {page}")
     return 0
 
 
@@ -156,7 +217,7 @@ def _replay(args: argparse.Namespace) -> int:
                     shown = notebook_key(nb, root)
                 except ReplayError:
                     shown = str(nb)
-                print(describe_parameters(nb, shown))
+                _print(describe_parameters(nb, shown))
             return 0
         parameters = gather_parameters(
             file=Path(args.parameters_file) if args.parameters_file else None,
@@ -189,10 +250,10 @@ def _replay(args: argparse.Namespace) -> int:
                 on_result=progress,
             )
     except ReplayError as exc:
-        print(f"wfkit replay: {exc}", file=sys.stderr)
+        _print(f"wfkit replay: {exc}", file=sys.stderr)
         return 2
-    print(f"{totals(rows)} in {time.perf_counter() - started:.1f} s")
-    print(f"report: {report / 'index.html'}" + (f", JUnit XML: {args.junit_xml}" if args.junit_xml else ""))
+    _print(f"{totals(rows)} in {time.perf_counter() - started:.1f} s")
+    _print(f"report: {report / 'index.html'}" + (f", JUnit XML: {args.junit_xml}" if args.junit_xml else ""))
     return code
 
 
@@ -201,7 +262,7 @@ def _eval(args: argparse.Namespace) -> int:
 
     suite = load_suite(args.suite)
     if args.dataset and not args.dask:
-        print("wfkit eval: --dataset is where Dask workers write; give --dask ADDRESS too", file=sys.stderr)
+        _print("wfkit eval: --dataset is where Dask workers write; give --dask ADDRESS too", file=sys.stderr)
         return 2
     on_dask: dict[str, Any] = {}
     if args.dask:
@@ -218,15 +279,15 @@ def _eval(args: argparse.Namespace) -> int:
     if args.json:
         _print_json({"summary": result.summary.reset_index().to_dict("records"), "saved_to": result.saved_to})
     else:
-        print(result.summary.round(3).to_string())
+        _print(result.summary.round(3).to_string())
         variants = list(result.cases["variant"].unique())
         if len(variants) >= 2:
-            print(f"\n{variants[1]} vs {variants[0]}:")
-            print(result.compare(variants[0], variants[1]).round(3).to_string())
-        print(f"\nsaved to {result.saved_to}")
+            _print(f"\n{variants[1]} vs {variants[0]}:")
+            _print(result.compare(variants[0], variants[1]).round(3).to_string())
+        _print(f"\nsaved to {result.saved_to}")
     failures = result.check()
     for failure in failures:
-        print(f"threshold: {failure}", file=sys.stderr)
+        _print(f"threshold: {failure}", file=sys.stderr)
     return 1 if failures else 0
 
 
@@ -263,9 +324,9 @@ def _resume(args: argparse.Namespace) -> int:
         )
     flow = load_workflow(ref)
     run = flow.resume(args.run_id, workspace=ws.path, policy=args.policy, raise_on_error=False)
-    print(f"run {run.run_id}: {run.status}")
+    _print(f"run {run.run_id}: {run.status}")
     if run.error is not None:
-        print(f"error: {run.error}", file=sys.stderr)
+        _print(f"error: {run.error}", file=sys.stderr)
     return 0 if run.status in ("succeeded", "waiting_approval") else 1
 
 
@@ -306,8 +367,8 @@ def load_object(ref: str, option: str) -> Any:
 def _validate(args: argparse.Namespace) -> int:
     flow = _load_flow(args)
     graph = flow.validate()
-    print(f"{args.flow}: workflow {flow.name!r} is valid: {len(graph.steps)} steps, entry {graph.entry!r}")
-    print(f"fingerprint {graph.fingerprint}")
+    _print(f"{args.flow}: workflow {flow.name!r} is valid: {len(graph.steps)} steps, entry {graph.entry!r}")
+    _print(f"fingerprint {graph.fingerprint}")
     return 0
 
 
@@ -344,13 +405,13 @@ def _run_flow(args: argparse.Namespace) -> int:
     if args.json:
         _print_json(result)
     else:
-        print(f"run {run.run_id}: {run.status}")
+        _print(f"run {run.run_id}: {run.status}")
         for step in run.path():
             bound = tools.get(step)
-            print(f"  {step}" + (f"  tools: {', '.join(bound)}" if bound else ""))
-        print(json.dumps(run.state, indent=2, default=str))
+            _print(f"  {step}" + (f"  tools: {', '.join(bound)}" if bound else ""))
+        _print(json.dumps(run.state, indent=2, default=str))
         if run.error is not None:
-            print(f"error: {run.error}", file=sys.stderr)
+            _print(f"error: {run.error}", file=sys.stderr)
     return 0 if run.status in ("succeeded", "waiting_approval") else 1
 
 
@@ -368,7 +429,7 @@ def _graph(args: argparse.Namespace) -> int:
         text = flow.to_dot()
     if args.out:
         Path(args.out).write_text(text, encoding="utf-8")
-        print(f"{args.format} written to {args.out}")
+        _print(f"{args.format} written to {args.out}")
     else:
         sys.stdout.write(text if text.endswith("\n") else text + "\n")
     return 0
@@ -413,9 +474,9 @@ def _fork(args: argparse.Namespace) -> int:
         policy=args.policy,
         raise_on_error=False,
     )
-    print(f"run {run.run_id} (forked from {args.run_id} at {args.at!r}): {run.status}")
+    _print(f"run {run.run_id} (forked from {args.run_id} at {args.at!r}): {run.status}")
     if run.error is not None:
-        print(f"error: {run.error}", file=sys.stderr)
+        _print(f"error: {run.error}", file=sys.stderr)
     return 0 if run.status in ("succeeded", "waiting_approval") else 1
 
 
@@ -423,7 +484,7 @@ def _cache(args: argparse.Namespace) -> int:
     ws = _workspace(args)
     dropped = ws.clear_cache(workflow=args.workflow, step=args.step, expired_only=args.expired)
     what = "expired " if args.expired else ""
-    print(f"dropped {dropped} {what}cache entr{'y' if dropped == 1 else 'ies'} from {ws.path}")
+    _print(f"dropped {dropped} {what}cache entr{'y' if dropped == 1 else 'ies'} from {ws.path}")
     return 0
 
 
@@ -440,7 +501,12 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(handler=_demo)
 
     runs = sub.add_parser("runs", parents=[common], help="list runs: id, workflow, status, started, steps done")
-    runs.add_argument("--status", help="only runs with this status")
+    runs.add_argument(
+        "--status",
+        choices=RunStatus.ALL,
+        metavar="STATUS",
+        help=f"only runs with this status: {', '.join(RunStatus.ALL)}",
+    )
     runs.add_argument("--limit", type=int, default=None)
     runs.add_argument("--json", action="store_true")
     runs.set_defaults(handler=_runs)
@@ -510,6 +576,14 @@ def build_parser() -> argparse.ArgumentParser:
     logs = sub.add_parser("logs", parents=[common], help="step-log files: export missing rows, compact small files")
     logs.add_argument("action", choices=["compact", "export"])
     logs.set_defaults(handler=_logs)
+
+    doctor = sub.add_parser(
+        "doctor", parents=[common], help="check a workspace: SQLite integrity, checksums, the step log's ledger"
+    )
+    doctor.add_argument(
+        "--repair", action="store_true", help="rebuild what can be rebuilt (damaged originals are kept aside)"
+    )
+    doctor.set_defaults(handler=_doctor)
 
     report = sub.add_parser("report", parents=[common], help="latency, failures, cost and timeout advice as HTML + PNG")
     report.add_argument("--out", required=True, help="folder to write index.html and the plots into")
@@ -592,7 +666,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         code: int = handler(args)
     except (WfkitError, KeyError, ValueError, OSError) as exc:
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
-        print(f"wfkit {args.command}: {message}", file=sys.stderr)
+        _print(f"wfkit {args.command}: {message}", file=sys.stderr)
+        return 1
+    except sqlite3.Error as exc:  # never a raw traceback: say what and where
+        where = args.workspace or "the workspace ($WFKIT_HOME or ./.wfkit)"
+        _print(
+            f"wfkit {args.command}: cannot use the run store in {where} ({exc}); check that the folder "
+            f"exists, is yours and is writable, or run `wfkit doctor`",
+            file=sys.stderr,
+        )
         return 1
     return code
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextvars
-import json
 import logging
 import random
 import time
@@ -23,9 +22,9 @@ from wfkit.engine._subflows import ChildHalted
 from wfkit.model._context import Failure, RunServices, StepContext
 from wfkit.model._errors import ProcessCrashedError, StateValueError, StepTimeoutError
 from wfkit.model._events import Status, StepEvent
-from wfkit.model._processors import redact_values
 from wfkit.model._retry import ErrorKind, RetryPolicy, classify_error, retry_after_of
 from wfkit.model._steps import StepSpec
+from wfkit.store._codec import check_state, decode_state
 from wfkit.store._journal import encode_state, encode_updates
 from wfkit.store._store import Store
 
@@ -154,7 +153,6 @@ class Attempts:
     store: Store | None
     state: dict[str, Any]
     late_results: list[dict[str, Any]]
-    _secrets: list[str]
     _attempt_base: dict[tuple[str, int], int]
     _cut_off: dict[tuple[str, int], CutOff]
     _sleep: Callable[[float], Awaitable[Any]]
@@ -245,12 +243,11 @@ class Attempts:
                     out.body_end = time.perf_counter()
                     out.latency = out.body_end - t0
                 if is_item:
+                    who = f"item {act.index} of step {spec.name!r} returned"
                     if self.store is not None or cache is not None:
-                        out.encoded = encode_state(
-                            f"item {act.index} of step {spec.name!r} returned", {"result": out.value}
-                        )
-                        if self._secrets:
-                            out.encoded = redact_values(out.encoded, self._secrets)
+                        out.encoded = encode_state(who, {"result": out.value})
+                    else:
+                        check_state(who, {"result": out.value})
                     out.usage = ctx.usage
                     out.error = out.kind = None
                     out.status = Status.OK
@@ -269,10 +266,12 @@ class Attempts:
                         f"step {spec.name!r} wrote {sorted(set(result) - spec.writes)}, which its "
                         f"writes={sorted(spec.writes)} does not declare: add them to writes= or stop writing them"
                     )
+                # The same rule in memory and durable: a value state cannot keep is refused here,
+                # before the result is accepted (the store redacts the JSON as it writes it).
                 if self.store is not None or cache is not None:
                     out.encoded = encode_updates(spec.name, result)
-                    if self._secrets:
-                        out.encoded = redact_values(out.encoded, self._secrets)
+                elif result:
+                    check_state(f"step {spec.name!r} wrote", result)
                 out.updates, out.usage = result, ctx.usage
                 out.error = out.kind = None
                 out.status = Status.OK
@@ -338,7 +337,7 @@ class Attempts:
         if store is None or not durable:
             self._record(event)
         else:
-            await store.writer.submit_async(None, store.journal_rows((event,)))
+            await store.writer.submit_async(None, store.event_rows((event,)))
             self._record(event, journaled=True)
         await self._sleep(delay)
 
@@ -392,7 +391,7 @@ class Attempts:
         out = _Outcome()
         out.attempt, out.status, out.started_at = 1, Status.CACHED, time.time()
         out.queue_s = t0 - act.queued
-        decoded = json.loads(encoded)
+        decoded = decode_state(encoded)
         if is_item:
             out.value = decoded["result"]
         else:

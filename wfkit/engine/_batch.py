@@ -10,13 +10,13 @@ partition on an event loop of its own with the same bound, and the runs' step lo
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from wfkit.store._codec import decode_state, encode_state
 from wfkit.store._workspace import workspace_path
 
 if TYPE_CHECKING:
@@ -88,7 +88,7 @@ async def _run_inputs(
                     "error_type": None if error is None else type(error).__name__,
                     "error": None if error is None else str(error),
                     # JSON: the state crosses processes, and a run's state is JSON already (the store).
-                    "state": json.dumps(run.state, default=repr),
+                    "state": encode_state("the run's final", run.state),  # types kept across processes
                     "started_at": run.started_at,
                     "ended_at": run.ended_at,
                 }
@@ -126,7 +126,7 @@ def _frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
     import pandas as pd
 
     frame = pd.DataFrame(rows, columns=list(COLUMNS)).sort_values("index", ignore_index=True)
-    frame["state"] = [json.loads(s) for s in frame["state"]]
+    frame["state"] = [decode_state(s) for s in frame["state"]]
     for column in ("started_at", "ended_at"):
         frame[column] = pd.to_datetime(frame[column], unit="s", utc=True)
     return frame

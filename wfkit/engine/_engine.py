@@ -36,6 +36,7 @@ from wfkit.model import _settings
 from wfkit.model._approvals import HALT, ApprovalPolicy
 from wfkit.model._context import ChatModel, Failure, StepContext, ToolProvider
 from wfkit.model._errors import (
+    LeaseError,
     MapItemError,
     RunError,
     RunTimeoutError,
@@ -47,7 +48,7 @@ from wfkit.model._errors import (
 from wfkit.model._events import Status, StepEvent, TokenChunk
 from wfkit.model._graph import Graph
 from wfkit.model._merge import Merge
-from wfkit.model._processors import DEFAULT_PROCESSORS, Processor, chain, redact_values, secret_values
+from wfkit.model._processors import DEFAULT_PROCESSORS, Processor, chain
 from wfkit.model._retry import ErrorKind
 from wfkit.model._routes import END
 from wfkit.model._status import RunStatus
@@ -58,6 +59,33 @@ from wfkit.store._writer import Rows
 
 _HOST = socket.gethostname()
 _FINISH_LOCK = threading.Lock()
+
+# Stored runs with an execution in this process, from the moment it is built (a resume takes the
+# lease before its task starts) until it ends or halts. The store's lease is per store object, so
+# it cannot tell two executions of one process apart: this can.
+_executing: set[str] = set()
+
+
+def claim(run_id: str) -> None:
+    """Mark a stored run as executing here; refuse a second execution of it in this process."""
+    with _FINISH_LOCK:
+        if run_id in _executing:
+            raise LeaseError(
+                f"run {run_id} is already executing in this process; wait for it (await run, or "
+                f"run.wait()) instead of resuming it again",
+                run_id=run_id,
+            )
+        _executing.add(run_id)
+
+
+def unclaim(run_id: str) -> None:
+    with _FINISH_LOCK:
+        _executing.discard(run_id)
+
+
+def executing_here(run_id: str) -> bool:
+    return run_id in _executing
+
 
 Checkpoint: TypeAlias = tuple[int, str, int, str, Any, "str | None", Any, "int | None"]
 """A settled step as replay reads it: (seq, step, visit, outcome, updates, route, failure,
@@ -169,7 +197,6 @@ class Execution(Attempts, Gates, Subflows):
         self.chunk_observers: list[Callable[[TokenChunk], object]] = []  # streamed LLM text, as it arrives
         self.step_cache = StepCache(graph.name, store)
         self._map_done: dict[tuple[str, int], dict[int, Any]] = {}  # items finished before a resume
-        self._secrets = secret_values() if store is not None else []
 
     def _services(self) -> Execution:
         """What a step's context reaches the run through (ctx.llm, ctx.tool). A method, not an
@@ -259,6 +286,7 @@ class Execution(Attempts, Gates, Subflows):
                     exporter.submit(self.store, self.store.path.parent, self.run_id)
             finally:
                 with _FINISH_LOCK:
+                    _executing.discard(self.run_id)
                     self._ended = True
                     if self._finished is not None:
                         self._finished.set()
@@ -623,8 +651,6 @@ class Execution(Attempts, Gates, Subflows):
         out.updates = {spec.map.into: batch.results}
         if self.store is not None:
             out.encoded = encode_updates(spec.name, out.updates)
-            if self._secrets:
-                out.encoded = redact_values(out.encoded, self._secrets)
         out.usage = {"extra": {"items": len(batch.items)}}
         self._settle(act, out)
 
@@ -723,11 +749,12 @@ class Execution(Attempts, Gates, Subflows):
             event = event._replace(**fields)
         return event if self._process is None else self._process(event)
 
-    def _emit(self, event: StepEvent) -> None:
-        """Hand an event to the sinks (the journal write, if any, happened already)."""
+    def _emit(self, event: StepEvent, *, record: bool = True) -> None:
+        """Hand an event to the sinks (the journal write, if any, happened already). ``record=False``:
+        ``self.events`` holds it already (read from the journal on resume); only the sinks hear of it."""
         if self._replaying:
             return
-        for sink in self._sinks:
+        for sink in self._sinks if record else self._sinks[1:]:
             sink(event)
         for observer in self.observers:
             observer(event)
@@ -743,7 +770,7 @@ class Execution(Attempts, Gates, Subflows):
             return
         store = self.store
         if store is not None and not journaled:
-            self._writes.append(store.writer.submit_async(None, store.journal_rows((event,))))
+            self._writes.append(store.writer.submit_async(None, store.event_rows((event,))))
         if self._unsynced:
             self._unsynced.append((None, event, 0.0))  # after the checkpoints settled before it
         else:

@@ -4,7 +4,6 @@ steps, and the replay that rebuilds a stopped run. A mixin of :class:`wfkit.engi
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 import uuid
 from collections import deque
@@ -19,6 +18,7 @@ from wfkit.model._events import Status, StepEvent
 from wfkit.model._graph import Graph
 from wfkit.model._routes import END
 from wfkit.model._status import RunStatus
+from wfkit.store._journal import load_json
 from wfkit.store._store import LEASE_TTL, Store
 from wfkit.store._workspace import decision_event
 
@@ -51,7 +51,7 @@ class Gates:
     _unsynced: list[tuple[asyncio.Future[None] | None, StepEvent, float]]
     _waits: list[tuple[str, tuple[Any, ...]]]
     _take_waits: Callable[[], list[tuple[str, tuple[Any, ...]]]]
-    _emit: Callable[[StepEvent], None]
+    _emit: Callable[..., None]
     _event: Callable[..., StepEvent]
     _fail: Callable[[BaseException, str], None]
     _activate: Callable[[str, tuple[str, ...] | None, Failure | None], None]
@@ -97,6 +97,7 @@ class Gates:
             assert store is not None  # checked when the run was created
             found = store.ticket_for(self.run_id, spec.name, act.visit)
             ticket = found or await self._open_ticket(act, approval.reason, approval.payload_for(self.state))
+            decided_before = not ticket.is_open  # its row is in the journal, so in self.events already
             if ticket.is_open:
                 verdict = self.policy.decide(ticket)
                 if verdict is None:
@@ -125,7 +126,7 @@ class Gates:
                         lambda t: decision_event(t, self.version, self.parameters_hash),
                     )
                 )
-            self._emit(self._decision_event(ticket, act))
+            self._emit(self._decision_event(ticket, act), record=not decided_before)
             if ticket.status == "rejected":
                 self._active[spec.name] -= 1
                 if approval.on_reject is None:
@@ -202,6 +203,10 @@ class Gates:
             act.spec.name, act.visit, 0, status, None, None, at, 0.0, 0.0, None, None, act.tools, None, **fields
         )
 
+    def _stored_json(self, seq: int, column: str, text: str) -> Any:
+        assert self.store is not None  # only stored runs replay
+        return load_json(self.store.path, self.run_id, column, text, row=seq)
+
     def replay(
         self, checkpoints: Sequence[tuple[Any, ...]], attempts: dict[tuple[str, int], int], *, crashed: bool = False
     ) -> None:
@@ -226,9 +231,9 @@ class Gates:
                 if outcome == "fork":
                     continue  # applied with the row before it
                 if isinstance(updates, str):
-                    updates = json.loads(updates)
+                    updates = self._stored_json(seq, "journal.updates", updates)
                 if isinstance(failure, str):
-                    failure = Failure(**json.loads(failure))
+                    failure = Failure(**self._stored_json(seq, "journal.failure", failure))
                 if outcome == "item":
                     self._map_done.setdefault((step, visit), {})[int(map_index or 0)] = (updates or {}).get("result")
                     log.append((len(log) + 1, step, visit, "item", updates, None, None, map_index))
@@ -249,7 +254,11 @@ class Gates:
                     self._commit(act, updates or {})
                     log.append((len(log) + 1, step, visit, "ok", updates, route, None, None))
                     if fork is not None:
-                        update = json.loads(fork[4]) if isinstance(fork[4], str) else dict(fork[4] or {})
+                        update = (
+                            self._stored_json(fork[0], "run_links.detail", fork[4])
+                            if isinstance(fork[4], str)
+                            else dict(fork[4] or {})
+                        )
                         self.state.update(update)  # a fork's update is the state it asked for: no merge
                         router = self.graph.routers.get(step)
                         chosen = None if router is None else router.choose(self.state).target

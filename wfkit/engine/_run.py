@@ -403,10 +403,8 @@ class Run:
             raise RuntimeError("this run handle has no workflow; use Workflow.resume(run_id)")
         if not self.done():
             raise RuntimeError(f"run {self.run_id} is still {self.status}; only a stopped run resumes")
-        previous = self._exec.events
+        # The resumed execution starts with the whole run's journal (what this handle saw included).
         self._exec = self._workflow._resumed_execution(self.run_id, self._options)
-        # Keep what this handle saw before the halt: the engine appends to this same list.
-        self._exec.events[:0] = previous
         self._exec.observers = self._observers
         self._exec.chunk_observers = self._chunk_observers
         self._task = self._cfuture = None

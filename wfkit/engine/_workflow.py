@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import itertools
@@ -15,7 +16,7 @@ import weakref
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar, Unpack, overload
 
-from wfkit.engine._engine import Execution
+from wfkit.engine._engine import Execution, claim, executing_here, unclaim
 from wfkit.engine._loops import run_blocking
 from wfkit.engine._run import _RESUME_KEYS, ResumeOptions, Run, RunOptions, WorkspaceArg, _Options
 from wfkit.model._approvals import HALT, Approval, ApprovalPolicy, Ticket, as_policy
@@ -29,7 +30,8 @@ from wfkit.model._retry import Classifier, RetryPolicy
 from wfkit.model._routes import Go, Route, Router
 from wfkit.model._status import RunStatus
 from wfkit.model._steps import Cache, MapSpec, StepFunction, StepSpec, make_map, make_spec, make_subflow, subflow_body
-from wfkit.store._journal import encode_state
+from wfkit.store._codec import check_state
+from wfkit.store._journal import encode_state, load_json
 from wfkit.store._store import Store
 from wfkit.store._workspace import open_store
 from wfkit.store._writer import Rows
@@ -51,6 +53,31 @@ def _resolve_policy(o: _Options, graph: Graph) -> ApprovalPolicy:
     from wfkit.engine._mode import current_mode, default_policy
 
     return as_policy(default_policy(current_mode(o.mode)))
+
+
+def check_tools(graph: Graph, registry: ToolProvider | None) -> None:
+    """Every tool a step declares or a route binds must be in the run's registry, checked before
+    the first step runs (not when a step happens to call it). Without a registry there is nothing
+    to check against: ``ctx.tool`` then says so at call time."""
+    if registry is None:
+        return
+    bound: dict[str, list[str]] = {}
+    for name, spec in graph.steps.items():
+        for tool in spec.tools:
+            bound.setdefault(tool, []).append(f"step {name!r}")
+    for source, router in graph.routers.items():
+        for target in (*(r.go for r in router.routes), router.default):
+            for tool in target.tools or ():
+                bound.setdefault(tool, []).append(f"the route {source!r} -> {target.target!r}")
+    missing = sorted(tool for tool in bound if tool not in registry)
+    if missing:
+        from wfkit.llm._tools import UnknownToolError
+
+        where = "; ".join(f"{tool!r} (bound by {', '.join(bound[tool])})" for tool in missing)
+        raise UnknownToolError(
+            f"workflow {graph.name!r} binds tools its tool registry lacks: {where}. The registry has: "
+            f"{', '.join(sorted(registry)) or 'nothing'}; register them, or pass another registry (tools=...)"
+        )
 
 
 # Workflows by name, so a ticket found after a kernel restart (wfkit.pending()) can resume its run
@@ -626,6 +653,7 @@ class Workflow:
         execution, create = self._new_execution(inputs, o)
         if create is not None and execution.store is not None:
             execution.store.writer.run(None, create)
+            claim(execution.run_id)
         return execution
 
     async def _aexecution(self, inputs: Mapping[str, Any] | None, o: _Options) -> Execution:
@@ -633,6 +661,7 @@ class Workflow:
         execution, create = self._new_execution(inputs, o)
         if create is not None and execution.store is not None:
             await execution.store.writer.submit_async(None, create)
+            claim(execution.run_id)
         return execution
 
     def _new_execution(self, inputs: Mapping[str, Any] | None, o: _Options) -> tuple[Execution, Rows | None]:
@@ -648,13 +677,16 @@ class Workflow:
             )
         if o.timeout is not None and not o.timeout > 0:
             raise ValueError(f"a run's timeout must be > 0 seconds, got {o.timeout!r}")
+        check_tools(graph, o.tools if o.tools is not None else self.tools)
         store = self._store(o.workspace)
         policy = _resolve_policy(o, graph)
         run_id = o.run_id or uuid.uuid4().hex[:16]
         version = self._version or graph.fingerprint
         phash = _parameters_hash(inputs)
         create = None
-        if store is not None:
+        if store is None:
+            check_state("the run's inputs:", inputs)  # the rule durable runs follow, kept in memory too
+        else:
             create = store.create_run_rows(
                 {
                     "run_id": run_id,
@@ -663,7 +695,7 @@ class Workflow:
                     "fingerprint": graph.fingerprint,
                     "definition": json.dumps(graph.description),
                     "workflow_ref": self._ref(),
-                    "inputs": encode_state("the run's inputs", inputs),
+                    "inputs": encode_state("the run's inputs:", inputs),
                     "seed": o.seed,
                     "timeout": o.timeout,
                     "count_waiting": int(o.count_approval_wait),
@@ -708,7 +740,7 @@ class Workflow:
             if earlier is not None:
                 row = store.run_row(earlier)
                 if row["status"] == RunStatus.SUCCEEDED:
-                    return dict(json.loads(row["state"] or "{}"))
+                    return dict(load_json(store.path, earlier, "runs.state", row["state"] or "{}"))
                 if row["status"] not in RunStatus.FINISHED:  # halted, or cut off by a crash
                     child = self._resumed_execution(earlier, options)
                     child.parent_run_id = parent.run_id
@@ -721,6 +753,7 @@ class Workflow:
 
     def _resumed_execution(self, run_id: str, o: _Options) -> Execution:
         graph = self.validate()
+        check_tools(graph, o.tools if o.tools is not None else self.tools)
         store = self._store(o.workspace)
         if store is None:
             raise ValueError("resuming needs the workspace the run was stored in, not workspace=False")
@@ -731,10 +764,17 @@ class Workflow:
             )
         if row["status"] == RunStatus.SUCCEEDED:
             raise ValueError(f"run {run_id} already succeeded; there is nothing to resume")
-        row = store.acquire(run_id)  # first: "someone else is running it" trumps everything
+        claim(run_id)  # not twice in this process (the lease cannot tell)
+        try:
+            row = store.acquire(run_id)  # first: "someone else is running it" trumps everything
+        except BaseException:
+            unclaim(run_id)
+            raise
         try:
             checkpoints = store.lineage_checkpoints(run_id)
-            removed, changes = describe_changes(json.loads(row["definition"]), graph.description)
+            removed, changes = describe_changes(
+                load_json(store.path, run_id, "runs.definition", row["definition"]), graph.description
+            )
             lost = sorted({c[1] for c in checkpoints} & set(removed))
             if lost:
                 raise WorkflowChangedError(
@@ -758,7 +798,7 @@ class Workflow:
                 graph,
                 self._merge,
                 run_id,
-                json.loads(row["inputs"]),
+                load_json(store.path, run_id, "runs.inputs", row["inputs"]),
                 version=self._version or graph.fingerprint,
                 timeout=row["timeout"],
                 sinks=as_callables(o.sinks),
@@ -779,14 +819,18 @@ class Workflow:
                     "run_id": link["parent_run_id"],
                     "at": link["at_step"],
                     "visit": link["parent_visit"],
-                    "update": json.loads(link["detail"] or "{}"),
+                    "update": load_json(store.path, run_id, "run_links.detail", link["detail"] or "{}"),
                 }
             # A run whose row still says "running" under another executor's lease died with that
             # process: what was in flight was cut off. (Under our own lease it is a run this
             # process made to resume at once: a fork, a child.)
             crashed = row["status"] == RunStatus.RUNNING and row["lease_owner"] != store.owner
             execution.replay(checkpoints, store.attempts_so_far(run_id), crashed=crashed)
+            # The whole run's history, not only what this process will add: path() and events
+            # cover the steps that ran before the halt or the crash too.
+            execution.events[:0] = store.events(run_id)
         except BaseException:
+            unclaim(run_id)
             store.release(run_id)
             raise
         return execution
@@ -957,6 +1001,16 @@ class Workflow:
         Completed steps never run again; an irreversible step cut off between its intent and its
         result waits for :meth:`Workspace.reconcile` instead of running twice.
         """
+        underway = _resumed_by_decision.pop(run_id, None)
+        if underway is not None:  # deciding its ticket here resumed it already: wait for that
+            if underway._cfuture is None and not underway.done():
+                raise RuntimeError(
+                    f"run {run_id} was resumed on this event loop when its ticket was decided; "
+                    f"`await` it (or `await wfkit.drain()`) instead of resuming it again"
+                )
+            with contextlib.suppress(Exception):
+                underway.wait()
+            return underway.raise_for_status() if raise_on_error else underway
         o = _Options.of("resume", options, _RESUME_KEYS)
         run = Run(self._resumed_execution(run_id, o), self, o)
         run_blocking(run._exec.drive())
@@ -1011,6 +1065,11 @@ class Workflow:
         **options: Unpack[ResumeOptions],
     ) -> Run:
         """Continue a stored run in the current task; see :meth:`resume`."""
+        underway = _resumed_by_decision.pop(run_id, None)
+        if underway is not None:  # deciding its ticket here resumed it already: wait for that
+            with contextlib.suppress(Exception):
+                await underway
+            return underway.raise_for_status() if raise_on_error else underway
         o = _Options.of("aresume", options, _RESUME_KEYS)
         run = Run(self._resumed_execution(run_id, o), self, o)
         await run._exec.drive()
@@ -1042,13 +1101,24 @@ def resume_decided(workspace: str | os.PathLike[str], ticket: Ticket) -> Run | N
     """Continue a ticket's run after its decision, as a task on the running loop (or in the
     background), if this process defines the run's workflow; otherwise the decision waits for
     ``wfkit resume`` and this returns None."""
-    store = open_store(workspace)
+    store = open_store(workspace, create=False)
     run_id = store.top_run(ticket.run_id)  # a gate inside a sub-workflow: the top run resumes it
     name = ticket.workflow if run_id == ticket.run_id else store.run_row(run_id)["workflow"]
     flow = find_workflow(name)
-    if flow is None:
-        return None
+    if flow is None or executing_here(run_id):
+        return None  # not defined here, or already on its way (it will meet the decision itself)
+    status = store.run_row(run_id)["status"]
+    if status not in RunStatus.HALTED and status != RunStatus.INTERRUPTED:
+        return None  # a resume that came first has taken it on, or finished it already
     options = _Options(workspace=workspace)
     run = Run(flow._resumed_execution(run_id, options), flow, options)
+    for done in [r for r, other in _resumed_by_decision.items() if other.done()]:
+        del _resumed_by_decision[done]  # their owners never asked: forget them
+    _resumed_by_decision[run_id] = run
     run._launch()
     return run
+
+
+# Runs that resume_decided continued, so an explicit resume of one waits for it instead of
+# refusing (the decision and the resume are often two lines of one script).
+_resumed_by_decision: dict[str, Run] = {}

@@ -449,6 +449,13 @@ class EvalResult:
     def check(self, thresholds: Mapping[str, float] | None = None) -> list[str]:
         """Thresholds (scorer -> lowest pass rate) each variant misses; empty when all pass."""
         limits = dict(self.suite.thresholds if thresholds is None else thresholds)
+        scorers = sorted({scorer for _, scorer in self.summary.index})
+        unknown = sorted(set(limits) - set(scorers))
+        if unknown:  # silently ignored, a typo would let CI pass at any pass rate
+            raise ValueError(
+                f"threshold(s) for {', '.join(map(repr, unknown))} match no scorer of suite {self.suite.name!r}; "
+                f"its scorers are: {', '.join(map(repr, scorers))}"
+            )
         failures = []
         for (variant, scorer), row in self.summary.iterrows():
             limit = limits.get(scorer)

@@ -16,7 +16,9 @@ Only 2xx replies are recorded, so a replay never reproduces an outage. Requests 
 times replay in order, the last one repeating. One interaction per line:
 ``{"request": {"method", "path", "body"}, "response": {"status", "headers", "json" | "text"}}``.
 Request headers are never stored, and any API key seen in a request header (or passed as
-``secrets=``) is replaced by ``[REDACTED]`` wherever it appears.
+``secrets=``), any value marked with ``wfkit.mark_secret``, any key-shaped string and the value of
+any key-like environment variable is replaced by ``[REDACTED]`` in both directions, before the line
+is written (a replayed request is redacted the same way, so it still matches).
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ import httpx
 
 from wfkit.llm._llm import LLMError
 from wfkit.llm._perloop import PerLoop
-from wfkit.model._processors import REDACTED
+from wfkit.model._processors import REDACTED, redact_text
 
 Mode = Literal["replay", "record", "auto"]
 _MODES = ("replay", "record", "auto")
@@ -163,7 +165,9 @@ class Cassette(httpx.AsyncBaseTransport):
             if len(secret) >= 4:  # shorter strings would mangle ordinary text
                 text = text.replace(secret, _REDACTED)
                 text = text.replace(json.dumps(secret)[1:-1], _REDACTED)
-        return text
+        # Then wfkit's one boundary: marked secrets, key-shaped strings, key-like variables' values,
+        # in request and response bodies alike (a prompt or a reply can quote a key).
+        return redact_text(text)
 
     def _key(self, request: httpx.Request, body: Any, secrets: list[str]) -> tuple[str, str, str]:
         path = request.url.raw_path.decode("ascii", errors="replace")

@@ -10,6 +10,7 @@ whole-run failures before anyone waits for them in production.
 from __future__ import annotations
 
 import math
+import random
 from collections import Counter
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
@@ -273,7 +274,10 @@ def _simulate_step(
         ok[idx[~cut]] = True
         done[idx[~cut]] = True
         if policy.allows(ErrorKind.TRANSIENT, attempt) and cut.any():
-            delays = np.array([policy.backoff(attempt + 1) for _ in range(int(cut.sum()))])
+            # Jitter drawn from the simulation's own seeded generator, never the global `random`,
+            # so predict_timeouts(seed=...) gives the same figures every time.
+            jitter = random.Random(int(rng.integers(2**63)))
+            delays = np.array([policy.backoff(attempt + 1, jitter) for _ in range(int(cut.sum()))])
             spent[idx[cut]] += delays
         else:
             done[idx[cut]] = True

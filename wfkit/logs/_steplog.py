@@ -15,18 +15,22 @@ file already holds, so a crash mid-compaction shows no row twice.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import datetime as dt
 import json
 import logging
 import os
+import re
 import threading
 import urllib.parse
 import uuid
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from wfkit.logs._dataset import STEPS_DIR, counted_files, fsync_dir, is_attempt_segment, is_url, mirror
+from wfkit.model._errors import StoreCorruptError, WorkspaceNotFoundError
 from wfkit.model._events import FIELDS
 
 if TYPE_CHECKING:
@@ -144,6 +148,14 @@ def export_run(store: Store, workspace: Path, run_id: str) -> int:
     rows = store.unexported_rows(run_id, FILE_COLUMNS)
     if not rows:
         return 0
+    _write_segments(workspace, run_id, rows)
+    seq_at = FILE_COLUMNS.index("seq")
+    store.mark_exported(run_id, rows[-1][seq_at])
+    return len(rows)
+
+
+def _write_segments(workspace: Path, run_id: str, rows: Sequence[Sequence[Any]]) -> None:
+    """Journal rows (FILE_COLUMNS, then the workflow) as one segment per partition they fall in."""
     by_partition: dict[tuple[str, str], list[Sequence[Any]]] = {}
     for r in rows:
         date = dt.datetime.fromtimestamp(r[FILE_COLUMNS.index("started_at")], dt.UTC).strftime("%Y-%m-%d")
@@ -159,9 +171,6 @@ def export_run(store: Store, workspace: Path, run_id: str) -> int:
         for stale in folder.glob(f"part-{run_id}-{first:06d}-*.parquet"):
             if stale != target:
                 stale.unlink(missing_ok=True)
-    last_seq = rows[-1][seq_at]
-    store.mark_exported(run_id, last_seq)
-    return len(rows)
 
 
 def export_pending(store: Store, workspace: Path) -> int:
@@ -193,18 +202,28 @@ class Exporter:
     def submit(self, store: Store, workspace: Path, run_id: str) -> None:
         with self._lock:
             self._pending[run_id] = (store, workspace)
-            if not self._registered:
-                # pyarrow imports pandas on first use, and pandas a thread pool, which cannot
-                # register itself once the interpreter is shutting down: load it now, so an
-                # export that runs at exit can still write.
-                import concurrent.futures.thread  # noqa: F401
+            try:
+                if not self._registered:
+                    # pyarrow imports pandas on first use, and pandas a thread pool, which cannot
+                    # register itself once the interpreter is shutting down: load it now, so an
+                    # export that runs at exit can still write.
+                    import concurrent.futures.thread  # noqa: F401
 
-                atexit.register(self.flush)
-                self._registered = True
-            if self._timer is None:
-                self._timer = threading.Timer(self.delay, self._tick)
-                self._timer.daemon = True
-                self._timer.start()
+                    atexit.register(self.flush)
+                    self._registered = True
+                if self._timer is None:
+                    timer = threading.Timer(self.delay, self._tick)
+                    timer.daemon = True
+                    timer.start()
+                    self._timer = timer
+                return
+            except RuntimeError:
+                # The interpreter is shutting down (a run ended on a background loop during exit):
+                # no atexit hook, no thread. Export now, quietly; the journal keeps the rows anyway
+                # and the next reader exports what this could not.
+                pending = self._pending.pop(run_id)
+        with contextlib.suppress(Exception):
+            export_run(pending[0], pending[1], run_id)
 
     def clear(self) -> None:
         """Forget pending exports (export_pending finds them again whenever someone reads)."""
@@ -281,17 +300,46 @@ def steps(
 
     register_accessor()
     root = resolve_root(path)
-    return read_steps(
-        root,
-        workflow=workflow,
-        run_id=run_id,
-        step=step,
-        status=status,
-        since=since,
-        until=until,
-        columns=columns,
-        sort=sort,
+    options: dict[str, Any] = {
+        "workflow": workflow,
+        "run_id": run_id,
+        "step": step,
+        "status": status,
+        "since": since,
+        "until": until,
+        "columns": columns,
+        "sort": sort,
+    }
+    try:
+        return read_steps(root, **options)
+    except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid is a ValueError
+        if not rebuild_damaged(root, exc):
+            raise
+        return read_steps(root, **options)
+
+
+def rebuild_damaged(root: Path, exc: BaseException) -> bool:
+    """After a failed read of a workspace's step log: move damaged segments aside and export their
+    rows again from the journal (True), or raise StoreCorruptError when there is none to rebuild.
+    False when ``root`` is not a workspace's step log (nothing to rebuild it from)."""
+    from wfkit.store._workspace import DB_NAME, open_store
+
+    workspace = root.parent
+    if root.name != STEPS_DIR or not (workspace / DB_NAME).exists():
+        return False
+    report = check_ledger(open_store(workspace, create=False), workspace, deep=True)
+    if not report.moved:
+        raise StoreCorruptError(
+            f"the step log under {root} cannot be read ({exc}), and no damaged segment was found "
+            f"to rebuild; run `wfkit doctor --workspace {workspace}`",
+            path=str(root),
+        ) from exc
+    logger.warning(
+        "wfkit: moved %d damaged step-log segment(s) to %s and rebuilt them from the journal",
+        len(report.moved),
+        report.moved[0][1].parent,
     )
+    return True
 
 
 def resolve_root(path: str | os.PathLike[str] | None) -> Path:
@@ -303,9 +351,17 @@ def resolve_root(path: str | os.PathLike[str] | None) -> Path:
     if path is not None and is_url(path):
         path = mirror(os.fspath(path))  # the segments that count, cached locally (they never change)
     root = workspace_path(path) if path is None else Path(os.fspath(path).removeprefix("file://"))
+    if not root.exists():  # a typo must not read as an empty history (nor create anything)
+        raise WorkspaceNotFoundError(
+            f"no workspace or step log at {root}; check the path (a workspace folder, a folder of "
+            f"segment files, or one .parquet file). A workspace is created by the first run in it: "
+            f"flow.run(inputs, workspace={str(root)!r})"
+        )
     if root.is_dir() and (root / DB_NAME).exists():
+        store = open_store(root, create=False)
         exporter.flush()
-        export_pending(open_store(root), root)
+        export_pending(store, root)
+        check_ledger(store, root)  # a missing segment is written again from the journal
         return steps_dir(root)
     if path is None or (root / STEPS_DIR).is_dir() or (root / "evals").is_dir():
         # A workspace whose store is gone or not made yet: its step log only, never the eval
@@ -413,6 +469,135 @@ def _timestamp(value: dt.datetime | str) -> Any:
     if when.tzinfo is None:
         when = when.replace(tzinfo=dt.UTC)
     return pa.scalar(when, type=pa.timestamp("us", tz="UTC"))
+
+
+# ---- the export ledger, checked on read -----------------------------------------------------------
+
+DAMAGED_DIR = "steps-damaged"
+_SEGMENT = re.compile(r"^part-(?P<run>.+)-(?P<first>\d{6,})-(?P<last>\d{6,})\.parquet$")
+
+
+@dataclass
+class LedgerReport:
+    """What :func:`check_ledger` found, and what it did about it."""
+
+    missing: list[tuple[str, int, int]] = field(default_factory=list)  # (run, first seq, last seq)
+    damaged: list[Path] = field(default_factory=list)
+    moved: list[tuple[Path, Path]] = field(default_factory=list)  # (from, to): never deleted
+    reexported: int = 0  # rows written again from the journal
+    orphaned: list[tuple[str, int]] = field(default_factory=list)  # (run, rows) parquet holds, the journal lacks
+    unrecoverable: list[str] = field(default_factory=list)  # with strict=False: what could not be rebuilt
+
+    @property
+    def clean(self) -> bool:
+        return not (self.missing or self.damaged or self.orphaned)
+
+
+def _covered(root: Path, files: Sequence[Path]) -> dict[str, list[tuple[int, int]]]:
+    """Seq ranges per run that segment files hold, by their names (a compacted file by its sources')."""
+    import pyarrow.parquet as pq
+
+    ranges: dict[str, list[tuple[int, int]]] = {}
+    names: list[str] = []
+    for path in files:
+        if path.name.startswith("compact-"):
+            meta = pq.read_schema(path).metadata or {}
+            names.extend(json.loads(meta.get(SOURCES_KEY, b"[]")))
+        else:
+            names.append(path.name)
+    for name in names:
+        match = _SEGMENT.match(name)
+        if match is not None:
+            ranges.setdefault(match["run"], []).append((int(match["first"]), int(match["last"])))
+    return ranges
+
+
+def _gaps(ranges: list[tuple[int, int]], upto: int) -> list[tuple[int, int]]:
+    gaps, nxt = [], 1
+    for first, last in sorted(ranges):
+        if first > nxt and nxt <= upto:
+            gaps.append((nxt, min(first - 1, upto)))
+        nxt = max(nxt, last + 1)
+    if nxt <= upto:
+        gaps.append((nxt, upto))
+    return gaps
+
+
+def _unreadable(path: Path) -> bool:
+    import pyarrow.parquet as pq
+
+    try:
+        pq.read_table(path, schema=schema())
+    except Exception:  # any failure to read it back is damage (ArrowInvalid, OSError, ...)
+        return True
+    return False
+
+
+def check_ledger(
+    store: Store, workspace: Path, *, repair: bool = True, deep: bool = False, strict: bool = True
+) -> LedgerReport:
+    """Check the parquet dataset against the journal's export ledger (how far each run was exported).
+
+    A segment that is missing is written again from the journal; with ``deep``, every file is read
+    back, and a damaged one is moved to ``WORKSPACE/steps-damaged/`` (never deleted) and its rows
+    written again. Rows the journal cannot supply are a :class:`StoreCorruptError`: a read never
+    returns a silently shorter history (``strict=False``, for ``wfkit doctor``: listed in the
+    report instead). With ``repair=False`` nothing is changed, only reported. Cheap unless
+    ``deep``: file names and the ledger, no file contents.
+    """
+    report = LedgerReport()
+    root = steps_dir(workspace)
+    files = [p for p in root.rglob("*.parquet") if not p.name.startswith(".")] if root.exists() else []
+    if deep:
+        for path in files:
+            if _unreadable(path):
+                report.damaged.append(path)
+        if repair:
+            for path in report.damaged:
+                target = workspace / DAMAGED_DIR / path.relative_to(root)
+                target = target.with_name(f"{target.stem}.{uuid.uuid4().hex[:6]}{target.suffix}")
+                target.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(path, target)
+                report.moved.append((path, target))
+        files = [p for p in files if p not in report.damaged]
+    covered = _covered(root, files)
+    ledger = store.export_ledger()
+    for run_id, exported in ledger.items():
+        for first, last in _gaps(covered.get(run_id, []), exported):
+            report.missing.append((run_id, first, last))
+    if deep:  # a full pass over the journal: doctor's job, not every read's
+        journal_max = store.journal_lengths()
+        for run_id, ranges in covered.items():
+            beyond = max(last for _, last in ranges) - journal_max.get(run_id, 0)
+            if beyond > 0:  # parquet has rows SQLite lost (a deleted -wal, a restored old file)
+                report.orphaned.append((run_id, beyond))
+    if repair:
+        for run_id, first, last in report.missing:
+            try:
+                rows = _rows_to_rebuild(store, root, run_id, first, last)
+            except StoreCorruptError as exc:
+                if strict:
+                    raise
+                report.unrecoverable.append(str(exc))
+                continue
+            _write_segments(workspace, run_id, rows)
+            report.reexported += len(rows)
+    return report
+
+
+def _rows_to_rebuild(store: Store, root: Path, run_id: str, first: int, last: int) -> list[tuple[Any, ...]]:
+    rows = store.rows_between(run_id, FILE_COLUMNS, after=first - 1, upto=last)
+    if len(rows) != last - first + 1:
+        raise StoreCorruptError(
+            f"the step log under {root} lacks rows {first}-{last} of run {run_id}, and the journal "
+            f"in {store.path} cannot supply them (it holds {len(rows)}); the history of that run is "
+            f"incomplete: restore the workspace from a backup",
+            path=str(store.path),
+            run_id=run_id,
+            row=first,
+            column="journal.seq",
+        )
+    return rows
 
 
 # ---- compaction ---------------------------------------------------------------------------------

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeAlias
 
@@ -70,10 +70,43 @@ class Ticket:
     comment: str | None
     created_at: float
     decided_at: float | None
+    # The workspace folder it was read from (so ticket.approve() knows where to decide it).
+    workspace: str | None = field(default=None, compare=False, repr=False)
 
     @property
     def is_open(self) -> bool:
         return self.status == "open"
+
+    def approve(self, *, by: str, comment: str = "") -> Ticket:
+        """Approve this ticket in its workspace and resume its run if this process defines the
+        workflow (as :meth:`wfkit.Workspace.approve`). Returns the ticket as decided."""
+        return _decide(self, "approve", by, comment)
+
+    def reject(self, *, by: str, comment: str = "") -> Ticket:
+        """Reject this ticket in its workspace and resume its run if this process defines the
+        workflow (as :meth:`wfkit.Workspace.reject`). Returns the ticket as decided."""
+        return _decide(self, "reject", by, comment)
+
+
+TicketDecider: TypeAlias = Callable[[Ticket, Decision, str, str], Ticket]
+"""Applies a decision to a ticket where it is stored; handed in by the package's composition
+root, so this model layer never imports the store."""
+
+_decider: TicketDecider | None = None
+
+
+def set_ticket_decider(decider: TicketDecider | None) -> None:
+    global _decider
+    _decider = decider
+
+
+def _decide(ticket: Ticket, decision: Decision, by: str, comment: str) -> Ticket:
+    if _decider is None or ticket.workspace is None:
+        raise RuntimeError(
+            f"ticket {ticket.ticket_id} was not read from a workspace; decide it with "
+            f"wfkit.Workspace(path).{decision}({ticket.ticket_id!r}, by=...)"
+        )
+    return _decider(ticket, decision, by, comment)
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,6 +11,7 @@
     ├── SubflowError                           a sub-workflow's child run ended badly (child_run_id, cause)
     ├── StoreCorruptError                      the run store is damaged, truncated or not wfkit's
     ├── ProcessCrashedError                    an attempt's process died before it settled (found on resume)
+    ├── WorkspaceNotFoundError (FileNotFoundError) a read found no workspace (reads never create one)
     ├── TicketError (ValueError)               unknown, closed or conflicting approval decision
     ├── LLMError                               a chat call failed (wfkit.llm)
     │   ├── LLMStatusError                     HTTP 4xx/5xx: status_code, retry_after
@@ -147,7 +148,27 @@ class SubflowError(WfkitError):
 
 
 class StoreCorruptError(WfkitError):
-    """The run store cannot be trusted: damaged, truncated, or not a wfkit store at all."""
+    """The run store cannot be trusted: damaged, truncated, or not a wfkit store at all.
+
+    ``path`` is the file; ``run_id``, ``row`` (the journal's seq) and ``column`` say where, when
+    the damage is in one row.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        path: str | None = None,
+        run_id: str | None = None,
+        row: int | None = None,
+        column: str | None = None,
+    ) -> None:
+        self.path, self.run_id, self.row, self.column = path, run_id, row, column
+        super().__init__(message)
+
+
+class WorkspaceNotFoundError(WfkitError, FileNotFoundError):
+    """A command that only reads was pointed at a workspace that does not exist (it is never created)."""
 
 
 class TicketError(WfkitError, ValueError):
@@ -201,6 +222,10 @@ class PartitionError(ExecutorError):
     def __init__(self, job: str, partition: int, message: str) -> None:
         self.job, self.partition = job, partition
         super().__init__(message)
+
+
+class StateSizeWarning(UserWarning):
+    """A state value large enough to slow every checkpoint and resume (warned once per field)."""
 
 
 class WorkflowChangedWarning(UserWarning):

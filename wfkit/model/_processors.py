@@ -7,6 +7,9 @@ large payloads, noting their size. A processor is any callable; compose them in 
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
 import os
 import re
 import threading
@@ -20,54 +23,149 @@ Processor: TypeAlias = Callable[[StepEvent], StepEvent]
 REDACTED = "[REDACTED]"
 MAX_TEXT = 2000
 
-# Values of these environment variables are secrets wherever they turn up.
+# Environment variables whose values are secrets wherever they turn up: these names, and any name
+# with a part that says so (OPENAI_API_KEY, GITHUB_TOKEN, DB_PASSWORD; not TOKENIZERS_PARALLELISM).
 _KEY_VARIABLES = ("WFKIT_API_KEY", "OPENAI_API_KEY", "ANTHROPIC_API_KEY", "AZURE_OPENAI_API_KEY")
+_KEY_NAME_PARTS = frozenset({"KEY", "APIKEY", "TOKEN", "SECRET", "PASSWORD", "PASSWD", "CREDENTIAL", "CREDENTIALS"})
+# ... but a variable that names where a key lives (a path, a file) holds no secret itself.
+_NOT_KEY_NAME_PARTS = frozenset({"PATH", "FILE", "DIR", "URL", "HOST", "PORT", "ID", "NAME", "USER", "TYPE"})
+_MIN_ENV_SECRET = 8  # shorter values ("1", "true") would mangle ordinary text
 
-_PATTERNS = [
-    re.compile(r"\bsk-[A-Za-z0-9_\-]{16,}"),  # OpenAI-style keys
-    re.compile(r"(?i)\bbearer\s+[A-Za-z0-9._~+/=\-]{8,}"),  # Authorization: Bearer ...
-    re.compile(r"\bAKIA[0-9A-Z]{16}\b"),  # AWS access key ids
-    # key=value / "key": "value" pairs whose key says it is a secret
-    re.compile(
-        r"(?i)((?:api[_-]?key|authorization|access[_-]?token|secret|password)[\"']?\s*[:=]\s*[\"']?)"
-        r"[^\s\"',}]+"
-    ),
-]
+# Key-shaped strings: provider API keys, credentials in Authorization headers, private-key blocks,
+# and key=value pairs whose key says it is a secret. One alternation, so clean text costs one scan.
+_SHAPES = (
+    r"-----BEGIN[A-Z0-9 ]*PRIVATE KEY-----(?:.*?-----END[A-Z0-9 ]*PRIVATE KEY-----|[A-Za-z0-9+/=\s\\]*)",
+    r"\bsk-ant-[A-Za-z0-9_\-]{16,}",  # Anthropic
+    r"\bsk-[A-Za-z0-9_\-]{16,}",  # OpenAI and compatible servers
+    r"\bAKIA[0-9A-Z]{16}\b",  # AWS access key ids
+    r"\bAIza[0-9A-Za-z_\-]{35}",  # Google API keys
+    r"\bgh[pousr]_[A-Za-z0-9]{30,}",  # GitHub tokens
+    r"\bgithub_pat_[A-Za-z0-9_]{30,}",
+    r"\bxox[abprs]-[A-Za-z0-9\-]{10,}",  # Slack tokens
+    r"\bhf_[A-Za-z0-9]{30,}",  # Hugging Face tokens
+    r"\bglpat-[A-Za-z0-9_\-]{20,}",  # GitLab tokens
+    r"\b[Bb][Ee][Aa][Rr][Ee][Rr]\s+[A-Za-z0-9._~+/\-]{8,}=*",  # Authorization: Bearer ...
+    r"\b[A-Za-z][A-Za-z0-9+.\-]*://[^\s:/@\"']+:[^\s@/\"']+@",  # user:password@ in a URL
+)
+_SHAPE = re.compile("|".join(f"(?:{p})" for p in _SHAPES), re.DOTALL)
+# Literals one of which every shape contains: substring tests are far cheaper than the regex, and
+# most text holds none of them.
+_SHAPE_HINTS = (
+    "PRIVATE KEY",
+    "sk-",
+    "AKIA",
+    "AIza",
+    "ghp_",
+    "gho_",
+    "ghu_",
+    "ghs_",
+    "ghr_",
+    "github_pat_",
+    "xox",
+    "hf_",
+    "glpat-",
+    "://",
+)
+_PAIR_HINTS = ("key", "authorization", "token", "secret", "passw")
+# Authorization: Basic base64(user:password): only when it decodes to a pair ("basic authentication" stays).
+_BASIC = re.compile(r"(?i)\bbasic\s+([A-Za-z0-9+/]{6,}={0,2})")
+# key=value / "key": "value" pairs whose key says it is a secret: the value goes, the key stays.
+_PAIR = re.compile(
+    r"(?i)((?:api[_-]?key|authorization|access[_-]?token|refresh[_-]?token|client[_-]?secret|secret|password|passwd)"
+    r"[\"']?\s*[:=]\s*[\"']?)(?!\[REDACTED\])[^\s\"',}&]+"
+)
 
 _marked: set[str] = set()
 _lock = threading.Lock()
+_env_names: dict[str, bool] = {}  # a variable's name -> whether its value is a secret (names rarely change)
+_key_names: list[str] = []  # the names among them whose values are secrets
 
 
 def mark_secret(value: str) -> str:
-    """Mark a value as secret: it is replaced by [REDACTED] in every event and checkpoint."""
+    """Mark a value as secret: it is replaced by [REDACTED] in every event, checkpoint, cassette,
+    report and CLI output from now on (in this process)."""
     if not isinstance(value, str) or len(value) < 4:
         raise ValueError("a secret to redact must be a string of at least 4 characters")
+    global _marked_version
     with _lock:
-        _marked.add(value)
+        if value not in _marked:
+            _marked.add(value)
+            _marked_version += 1
     return value
 
 
+def _is_key_name(name: str) -> bool:
+    known = _env_names.get(name)
+    if known is None:
+        parts = set(name.upper().replace("-", "_").split("_"))
+        known = name in _KEY_VARIABLES or (bool(parts & _KEY_NAME_PARTS) and not parts & _NOT_KEY_NAME_PARTS)
+        _env_names[name] = known
+        if known:
+            _key_names.append(name)
+    return known
+
+
 def secret_values() -> list[str]:
-    """The exact values to redact now: marked secrets and well-known key variables' values."""
-    return _secrets()
+    """The exact values to redact now: marked secrets and the values of key-like environment
+    variables, longest first (so a secret containing another is replaced whole)."""
+    return list(_secrets())
 
 
-def _secrets() -> list[str]:
-    found = [v for v in (os.environ.get(name) for name in _KEY_VARIABLES) if v and len(v) >= 4]
-    return sorted({*_marked, *found}, key=len, reverse=True)
+# The list is rebuilt only when a secret is marked or the environment's key-like values change:
+# every stored row passes through here, so it must cost next to nothing.
+_cache: tuple[Any, tuple[str, ...]] = (None, ())
+_marked_version = 0
+
+
+def _secrets() -> tuple[str, ...]:
+    global _cache
+    environ = os.environ
+    stamp = (_marked_version, len(environ), tuple(map(environ.get, _key_names)))
+    if stamp == _cache[0]:
+        return _cache[1]
+    found = [
+        value
+        for name, value in environ.items()
+        if _is_key_name(name) and len(value) >= _MIN_ENV_SECRET and not value.startswith(("/", "~", "."))
+    ]
+    with _lock:
+        values = {*_marked, *found}
+    # As JSON stores it too: a secret with a quote, a backslash or non-ASCII text is escaped there.
+    values |= {json.dumps(v)[1:-1] for v in values} | {json.dumps(v, ensure_ascii=False)[1:-1] for v in values}
+    secrets = tuple(sorted(values, key=len, reverse=True))
+    # Stamped after the scan, so names first classified just now are watched too.
+    _cache = ((_marked_version, len(environ), tuple(map(environ.get, _key_names))), secrets)
+    return secrets
 
 
 def redact_text(text: str) -> str:
-    """Remove known secret values and key-shaped strings from a piece of text."""
+    """The redaction boundary for one piece of text (or stored JSON): known secret values, then
+    key-shaped strings. What it puts in place never breaks the JSON it is applied to."""
     for secret in _secrets():
         if secret in text:
             text = text.replace(secret, REDACTED)
-    for i, pattern in enumerate(_PATTERNS):
-        if i == len(_PATTERNS) - 1:
-            text = pattern.sub(lambda m: m.group(1) + REDACTED, text)
-        else:
-            text = pattern.sub(REDACTED, text)
+    lower = text.lower()
+    if any(hint in text for hint in _SHAPE_HINTS) or "bearer" in lower:
+        text = _SHAPE.sub(REDACTED, text)
+    if "basic" in lower:
+        text = _BASIC.sub(_basic_credentials, text)
+    if any(hint in lower for hint in _PAIR_HINTS):
+        text = _PAIR.sub(lambda m: m.group(1) + REDACTED, text)
     return text
+
+
+def _basic_credentials(match: re.Match[str]) -> str:
+    token = match.group(1)
+    try:
+        decoded = base64.b64decode(token + "=" * (-len(token) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        return match.group(0)
+    return REDACTED if b":" in decoded else match.group(0)
+
+
+def redact_optional(text: str | None) -> str | None:
+    """:func:`redact_text` for a nullable column."""
+    return None if text is None else redact_text(text)
 
 
 def redact_values(text: str, secrets: Iterable[str]) -> str:
@@ -79,11 +177,16 @@ def redact_values(text: str, secrets: Iterable[str]) -> str:
     return text
 
 
+def redact_deep(value: Any) -> Any:
+    """:func:`redact_text` over every string in a structure (keys included)."""
+    return _deep(value, redact_text)
+
+
 def _deep(value: Any, fn: Callable[[str], str]) -> Any:
     if isinstance(value, str):
         return fn(value)
     if isinstance(value, dict):
-        return {k: _deep(v, fn) for k, v in value.items()}
+        return {(fn(k) if isinstance(k, str) else k): _deep(v, fn) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [_deep(v, fn) for v in value]
     return value

@@ -75,7 +75,13 @@ def classify_error(exc: BaseException) -> ErrorKind:
     """
     explicit = getattr(exc, "error_kind", None)
     if explicit is not None:
-        return explicit if isinstance(explicit, ErrorKind) else ErrorKind(explicit)
+        if isinstance(explicit, ErrorKind):
+            return explicit
+        try:
+            return ErrorKind(explicit)
+        except (ValueError, TypeError):
+            # A kind we do not know is no reason to lose the attempt: it is recorded as unknown.
+            return ErrorKind.UNKNOWN
     if isinstance(exc, TransientError):
         return ErrorKind.TRANSIENT
     if isinstance(exc, PermanentError):

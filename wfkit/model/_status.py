@@ -4,7 +4,7 @@ from __future__ import annotations
 
 
 class RunStatus:
-    """The values of ``Run.status``."""
+    """The values of ``Run.status`` (and of ``wfkit runs``)."""
 
     PENDING = "pending"
     RUNNING = "running"
@@ -14,6 +14,20 @@ class RunStatus:
     CANCELLED = "cancelled"
     WAITING_APPROVAL = "waiting_approval"
     NEEDS_RECONCILIATION = "needs_reconciliation"
+    # Read from a store only: the run was cut off (its process died, or a resume was killed after
+    # the last reconciliation) and nothing runs it now. Resume it.
+    INTERRUPTED = "interrupted"
 
     FINISHED = frozenset({SUCCEEDED, FAILED, TIMED_OUT, CANCELLED})
     HALTED = frozenset({WAITING_APPROVAL, NEEDS_RECONCILIATION})
+    ALL = (
+        PENDING,
+        RUNNING,
+        SUCCEEDED,
+        FAILED,
+        TIMED_OUT,
+        CANCELLED,
+        WAITING_APPROVAL,
+        NEEDS_RECONCILIATION,
+        INTERRUPTED,
+    )

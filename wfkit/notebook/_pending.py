@@ -14,6 +14,7 @@ from typing import Any
 
 from wfkit.engine._workflow import resume_decided
 from wfkit.model._approvals import Ticket
+from wfkit.model._errors import TicketError
 from wfkit.notebook._display import ticket_text
 from wfkit.store._workspace import Workspace
 
@@ -33,6 +34,31 @@ class Pending:
 
     def __getitem__(self, index: int) -> Ticket:
         return self.tickets[index]
+
+    def _find(self, ticket: str | int | Ticket | None) -> Ticket:
+        if isinstance(ticket, Ticket):
+            return ticket
+        if ticket is None:
+            if len(self.tickets) != 1:
+                ids = ", ".join(t.ticket_id for t in self.tickets) or "none"
+                raise TicketError(f"{len(self.tickets)} open tickets ({ids}); say which: approve(TICKET_ID, by=...)")
+            return self.tickets[0]
+        if isinstance(ticket, int):
+            return self.tickets[ticket]
+        for t in self.tickets:
+            if t.ticket_id == ticket:
+                return t
+        return self.workspace.ticket(ticket)
+
+    def approve(self, ticket: str | int | Ticket | None = None, *, by: str, comment: str = "") -> Ticket:
+        """Approve one of these tickets (its id, its index, or the only one) and resume its run
+        when this process defines the workflow."""
+        return self.workspace.approve(self._find(ticket), by=by, comment=comment)
+
+    def reject(self, ticket: str | int | Ticket | None = None, *, by: str, comment: str = "") -> Ticket:
+        """Reject one of these tickets (its id, its index, or the only one) and resume its run
+        when this process defines the workflow."""
+        return self.workspace.reject(self._find(ticket), by=by, comment=comment)
 
     def __repr__(self) -> str:
         if not self.tickets:

@@ -21,6 +21,7 @@ import ipywidgets as w
 from wfkit.model._approvals import Ticket
 from wfkit.model._errors import TicketError
 from wfkit.model._events import StepEvent, TokenChunk
+from wfkit.model._processors import redact_text
 from wfkit.notebook._display import run_html, statuses
 
 if TYPE_CHECKING:
@@ -252,7 +253,8 @@ class RunView(w.VBox):  # type: ignore[misc]
 
     def _render_state(self) -> None:
         if self.state_button.value:
-            text = json.dumps(self.run.state, indent=2, default=str)
+            # The same boundary as the store: a secret in the state never reaches the page.
+            text = redact_text(json.dumps(self.run.state, indent=2, default=str))
             self.state.value = f"<pre style='max-height:20em;overflow:auto'>{html.escape(text)}</pre>"
         else:
             self.state.value = ""
@@ -275,7 +277,13 @@ class PendingView(w.VBox):  # type: ignore[misc]
 
     def _decider(self, ticket: Ticket) -> Decide:
         def decide(decision: str, by: str, comment: str) -> Ticket:
-            decided, changed = self.workspace.decide(ticket.ticket_id, decision, by=by, comment=comment)  # type: ignore[arg-type]
+            decided, changed = self.workspace.decide(
+                ticket.ticket_id,
+                decision,  # type: ignore[arg-type]
+                by=by,
+                comment=comment,
+                resume=False,  # resumed just below, by the callable this view was handed
+            )
             if changed:
                 self._resume(decided)
             return decided

@@ -1,30 +1,45 @@
 """Rows of the journal: how a step event (and a checkpoint's updates) is written to SQLite and
-read back, and how state is encoded as JSON with an error that names the step and the field."""
+read back, checked against its checksum, with every text column through the redaction boundary.
+
+A row's checksum is four CRC-32s: the event's columns, then ``updates``, ``failure`` and
+``extra`` on their own, so a mismatch names the column that changed. It is computed on the row
+right before it is inserted and verified on every read; a mismatch, JSON that does not parse, or a
+gap in a run's sequence numbers is a :class:`StoreCorruptError` naming the file, the run, the row
+(its ``seq``) and the column.
+"""
 
 from __future__ import annotations
 
 import json
+import operator
 import sqlite3
-from collections.abc import Mapping, Sequence
+import zlib
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from wfkit.model._errors import StateValueError
+from wfkit.model._errors import StoreCorruptError
 from wfkit.model._events import FIELDS, StepEvent
+from wfkit.model._processors import redact_optional
+from wfkit.store import _codec
+
+# Every stored column of a journal row but seq, in insert order.
+COLUMNS: tuple[str, ...] = (*FIELDS, "outcome", "updates", "failure")
 
 # One table is both the journal (a row per attempt) and the checkpoint log: the final event of a
 # settled step carries its outcome and the updates it returned. Clustered by (run_id, seq), one
 # B-tree takes each commit, which keeps a durable step near a bare SQLite commit.
 JOURNAL_INSERT = (
-    f"INSERT INTO journal (seq, {', '.join(FIELDS)}, outcome, updates, failure) VALUES ("
+    f"INSERT INTO journal (seq, {', '.join(COLUMNS)}, checksum) VALUES ("
     f"(SELECT COALESCE(MAX(seq), 0) + 1 FROM journal WHERE run_id = ?), "
-    f"{', '.join('?' for _ in FIELDS)}, ?, ?, ?)"
+    f"{', '.join('?' for _ in COLUMNS)}, ?)"
 )
-_COLUMNS = (*FIELDS, "outcome", "updates", "failure")
+# Verified reads select this: seq, the columns, the checksum.
+JOURNAL_SELECT = f"SELECT seq, {', '.join(COLUMNS)}, checksum FROM journal"
 # Rows per statement when many are written at once: one statement (one step of SQLite, so one
 # release of the GIL by the writer thread, which must then win it back from a busy event loop)
 # per chunk instead of per row. SQLite before 3.32 allows 999 bound values per statement, later
 # ones 32766; a few fixed sizes keep the statements in the connection's cache.
-CHUNKS = (512, 64, 8, 1) if sqlite3.sqlite_version_info >= (3, 32) else (32, 4, 1)
+CHUNKS = (512, 64, 8, 1) if sqlite3.sqlite_version_info >= (3, 32) else (16, 4, 1)
 
 
 def _bulk_insert(rows: int) -> str:
@@ -32,11 +47,11 @@ def _bulk_insert(rows: int) -> str:
     journal; rows of one run in the same statement take consecutive seqs in the order given (the
     last value of a row is its position). SQLite evaluates the SELECT before inserting, so the
     MAX(seq) it reads never includes rows of this statement."""
-    width = len(_COLUMNS)
+    width = len(COLUMNS) + 1  # the columns, then the checksum
     marks = "(" + ", ".join("?" for _ in range(width + 1)) + ")"
     columns = ", ".join(f"v.column{i + 1}" for i in range(width))
     return (
-        f"INSERT INTO journal (seq, {', '.join(_COLUMNS)}) SELECT "
+        f"INSERT INTO journal (seq, {', '.join(COLUMNS)}, checksum) SELECT "
         f"COALESCE((SELECT MAX(k.seq) FROM journal k WHERE k.run_id = v.column1), 0) "
         f"+ ROW_NUMBER() OVER (PARTITION BY v.column1 ORDER BY v.column{width + 1}), {columns} "
         f"FROM (VALUES {', '.join(marks for _ in range(rows))}) v"
@@ -58,6 +73,15 @@ def insert_rows(conn: sqlite3.Connection, rows: Sequence[Sequence[Any]]) -> None
 
 _TOOLS_AT = FIELDS.index("tools")
 _EXTRA_AT = FIELDS.index("extra")
+_UPDATES_AT = COLUMNS.index("updates")
+_FAILURE_AT = COLUMNS.index("failure")
+# Text columns a secret could reach (ids, names and numbers cannot).
+_REDACTED_AT = tuple(
+    COLUMNS.index(c) for c in ("error_message", "approver", "decision_comment", "extra", "updates", "failure")
+)
+_RESTORE = "restore the workspace from a backup, or start the run again; `wfkit doctor` lists all damage"
+# The parts of a checksum, in order, and what each covers (named in errors).
+_PARTS = ("the event's columns", "updates", "failure", "extra")
 
 
 def dumps(value: Any) -> str:
@@ -65,41 +89,183 @@ def dumps(value: Any) -> str:
 
 
 def encode_updates(step: str, updates: Mapping[str, Any]) -> str:
-    """JSON for a step's updates; a value JSON cannot hold is named with its step and field."""
-    return encode_state(f"step {step!r} wrote", updates)
+    """JSON for a step's updates (types kept); a value that cannot be kept is named with its step
+    and field."""
+    return _codec.encode_state(f"step {step!r} wrote", updates)
 
 
 def encode_state(who: str, values: Mapping[str, Any]) -> str:
-    try:
-        return dumps(values)
-    except (TypeError, ValueError):
-        for key, value in values.items():
-            try:
-                dumps(value)
-            except (TypeError, ValueError) as exc:
-                raise StateValueError(
-                    f"{who} state field {key!r} = {type(value).__name__}, which "
-                    f"cannot be stored as JSON ({exc}); store plain data (str, int, float, bool, "
-                    f"None, lists and dicts of them), e.g. an ISO string for a datetime"
-                ) from exc
-        raise
+    """JSON for state fields, types kept (see :mod:`wfkit.store._codec`)."""
+    return _codec.encode_state(who, values)
+
+
+# ---- checksums ------------------------------------------------------------------------------------
+
+
+def _crc(text: str | None) -> str:
+    return "--------" if text is None else f"{zlib.crc32(text.encode('utf-8', 'surrogatepass')):08x}"
+
+
+def _text(value: Any) -> str:
+    """A value as SQLite will hand it back, so the checksum of what was written equals that of what
+    is read: None (and NaN, stored as NULL) apart from "None", a whole float like the int a REAL
+    column may return for it (and the other way round), booleans as the 0/1 SQLite keeps."""
+    kind = type(value)
+    if kind is str:
+        return value  # type: ignore[no-any-return]
+    if value is None:
+        return "\x00"
+    if kind is float:
+        if value != value:
+            return "\x00"
+        return str(int(value)) if value.is_integer() else repr(value)
+    if kind is bool:
+        return "1" if value else "0"
+    return str(value)
+
+
+# The event's columns: everything but the three JSON payloads, which get checksums of their own,
+# and ``durable_wait_s``, a measurement filled in after the row is written (the checkpoint's own
+# commit is what it measures).
+_EVENT_COLUMNS = operator.itemgetter(
+    *(i for i in range(len(COLUMNS)) if i not in (_UPDATES_AT, _FAILURE_AT, _EXTRA_AT, COLUMNS.index("durable_wait_s")))
+)
+
+
+def row_checksum(columns: Sequence[Any]) -> str:
+    """The checksum of a journal row given in :data:`COLUMNS` order."""
+    event = "\x1f".join(map(_text, _EVENT_COLUMNS(columns)))
+    return ".".join((_crc(event), _crc(columns[_UPDATES_AT]), _crc(columns[_FAILURE_AT]), _crc(columns[_EXTRA_AT])))
+
+
+def checked_row(columns: Sequence[Any]) -> tuple[Any, ...]:
+    """Insert parameters for a row in :data:`COLUMNS` order: run_id (for the seq), the columns
+    through the redaction boundary, and their checksum."""
+    values = list(columns)
+    for at in _REDACTED_AT:
+        values[at] = redact_optional(values[at])
+    return (values[0], *values, row_checksum(values))
 
 
 def event_row(
     event: StepEvent, outcome: str | None = None, updates: str | None = None, failure: str | None = None
 ) -> tuple[Any, ...]:
-    row: list[Any] = [event.run_id, *event, outcome, updates, failure]
+    """Insert parameters for :data:`JOURNAL_INSERT`."""
+    row: list[Any] = [*event, outcome, updates, failure]
     tools = event.tools
-    row[_TOOLS_AT + 1] = None if tools is None else dumps(list(tools))
+    row[_TOOLS_AT] = None if tools is None else dumps(list(tools))
     extra = event.extra
-    row[_EXTRA_AT + 1] = None if extra is None else json.dumps(extra, default=repr)
-    return tuple(row)
+    row[_EXTRA_AT] = None if extra is None else json.dumps(extra, default=repr)
+    return checked_row(row)
 
 
-def event_from_row(row: Sequence[Any]) -> StepEvent:
-    values = list(row)
+def verify_rows(
+    path: object, run_id: str | None, rows: Iterable[Sequence[Any]], *, after: int = 0
+) -> list[tuple[Any, ...]]:
+    """Rows from :data:`JOURNAL_SELECT` (one run's, in seq order, after ``after``), checked: each
+    checksum, and no gap in the sequence. Returns them as (seq, *COLUMNS)."""
+    out: list[tuple[Any, ...]] = []
+    expected = after + 1
+    for raw in rows:
+        seq, *columns, checksum = raw
+        row_run = columns[0]
+        if run_id is not None:
+            if seq != expected:
+                missing = f"{expected}" if seq == expected + 1 else f"{expected} to {seq - 1}"
+                raise StoreCorruptError(
+                    f"the run store {path} is damaged: run {row_run} has no journal row {missing} (the next "
+                    f"is {seq}), so its history has a hole; {_RESTORE}",
+                    path=str(path),
+                    run_id=row_run,
+                    row=expected,
+                    column="seq",
+                )
+            expected += 1
+        if checksum is not None:
+            actual = row_checksum(columns)
+            if actual != checksum:
+                parts = [
+                    _PARTS[i]
+                    for i, (a, b) in enumerate(zip(actual.split("."), str(checksum).split("."), strict=False))
+                    if a != b
+                ] or ["the checksum itself"]
+                raise StoreCorruptError(
+                    f"the run store {path} is damaged: run {row_run}, journal row {seq}: {', '.join(parts)} "
+                    f"changed since it was written (checksum mismatch); {_RESTORE}",
+                    path=str(path),
+                    run_id=row_run,
+                    row=seq,
+                    column="journal." + ("updates" if parts[0] == "updates" else parts[0].replace("the ", "")),
+                )
+        out.append((seq, *columns))
+    return out
+
+
+def load_json(path: object, run_id: str, column: str, text: str, *, row: int | None = None) -> Any:
+    """Decode a stored JSON column (types kept); damage is a StoreCorruptError saying where."""
+    try:
+        return _codec.decode_state(text)
+    except ValueError as exc:
+        where = f"run {run_id}" + (f", journal row {row}" if row is not None else "")
+        raise StoreCorruptError(
+            f"the run store {path} is damaged: {where}, column {column} does not parse ({exc}); {_RESTORE}",
+            path=str(path),
+            run_id=run_id,
+            row=row,
+            column=column,
+        ) from exc
+
+
+def event_from_row(path: object, row: Sequence[Any]) -> StepEvent:
+    """A StepEvent from (seq, *COLUMNS)."""
+    seq, *columns = row
+    values = columns[: len(FIELDS)]
     if values[_TOOLS_AT] is not None:
-        values[_TOOLS_AT] = tuple(json.loads(values[_TOOLS_AT]))
+        values[_TOOLS_AT] = tuple(load_json(path, values[0], "journal.tools", values[_TOOLS_AT], row=seq))
     if values[_EXTRA_AT] is not None:
-        values[_EXTRA_AT] = json.loads(values[_EXTRA_AT])
+        values[_EXTRA_AT] = load_json(path, values[0], "journal.extra", values[_EXTRA_AT], row=seq)
     return StepEvent(*values)
+
+
+# ---- the runs table ----------------------------------------------------------------------------
+
+# The columns a run is created with and that never change after: its checksum covers them.
+RUN_IDENTITY = (
+    "run_id",
+    "workflow",
+    "workflow_version",
+    "fingerprint",
+    "workflow_ref",
+    "seed",
+    "timeout",
+    "count_waiting",
+    "parameters_hash",
+)
+
+
+def run_checksum(row: Mapping[str, Any]) -> str:
+    """The checksum of a run's creation columns: identity, then ``definition`` and ``inputs``."""
+    identity = "\x1f".join(_text(row.get(c)) for c in RUN_IDENTITY)
+    return ".".join((_crc(identity), _crc(row.get("definition")), _crc(row.get("inputs"))))
+
+
+def verify_run(path: object, row: Mapping[str, Any]) -> None:
+    checksum = row.get("checksum")
+    if checksum is None:
+        return  # written before checksums (schema 1)
+    actual = run_checksum(row)
+    if actual != checksum:
+        names = ("run identity columns", "definition", "inputs")
+        parts = [
+            names[i]
+            for i, (a, b) in enumerate(zip(actual.split("."), str(checksum).split("."), strict=False))
+            if a != b
+        ]
+        column = "runs." + (parts[0] if parts and parts[0] != names[0] else "run_id")
+        raise StoreCorruptError(
+            f"the run store {path} is damaged: run {row['run_id']}: {', '.join(parts) or 'its checksum'} changed "
+            f"since the run was created (checksum mismatch); {_RESTORE}",
+            path=str(path),
+            run_id=row["run_id"],
+            column=column,
+        )

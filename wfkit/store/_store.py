@@ -21,11 +21,11 @@ Why these choices:
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import socket
 import sqlite3
+import struct
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -33,10 +33,23 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from wfkit.model._errors import LeaseError, ProcessCrashedError, StoreCorruptError
+from wfkit.model._errors import LeaseError, ProcessCrashedError, StoreCorruptError, WorkspaceNotFoundError
 from wfkit.model._events import FIELDS, StepEvent
-from wfkit.model._processors import redact_values, secret_values
-from wfkit.store._journal import CHUNKS, JOURNAL_INSERT, event_from_row, event_row, insert_rows
+from wfkit.model._processors import redact_optional, redact_text
+from wfkit.model._status import RunStatus
+from wfkit.store._codec import encode_state
+from wfkit.store._journal import (
+    CHUNKS,
+    COLUMNS,
+    JOURNAL_INSERT,
+    JOURNAL_SELECT,
+    event_from_row,
+    event_row,
+    insert_rows,
+    run_checksum,
+    verify_rows,
+    verify_run,
+)
 from wfkit.store._tickets import TicketStore
 from wfkit.store._writer import Rows, WriteOp, Writer
 
@@ -73,7 +86,8 @@ CREATE TABLE IF NOT EXISTS runs (
     lease_host TEXT,
     lease_pid INTEGER,
     lease_expires REAL,
-    exported_seq INTEGER NOT NULL DEFAULT 0
+    exported_seq INTEGER NOT NULL DEFAULT 0,
+    checksum TEXT
 );
 CREATE INDEX IF NOT EXISTS runs_by_created ON runs (created_at);
 CREATE TABLE IF NOT EXISTS intents (
@@ -111,7 +125,7 @@ CREATE TABLE IF NOT EXISTS journal (
     tokens_out INTEGER, cost_usd REAL, approver TEXT, decision_comment TEXT, parameters_hash TEXT,
     host TEXT, extra TEXT,
     outcome TEXT, updates TEXT, failure TEXT, map_index INTEGER, parent_run_id TEXT,
-    durable_wait_s REAL,
+    durable_wait_s REAL, checksum TEXT,
     PRIMARY KEY (run_id, seq)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS attempts (
@@ -150,7 +164,17 @@ CREATE TABLE IF NOT EXISTS step_cache (
 
 # Added to stores made before they existed: columns appended to the journal (a store written by an
 # older wfkit has none of them, and older wfkit ignores them), and the tables above.
-_JOURNAL_ADDED = (("map_index", "INTEGER"), ("parent_run_id", "TEXT"), ("durable_wait_s", "REAL"))
+_JOURNAL_ADDED = (
+    ("map_index", "INTEGER"),
+    ("parent_run_id", "TEXT"),
+    ("durable_wait_s", "REAL"),
+    ("checksum", "TEXT"),
+)
+# Rows written before checksums keep NULL there and are read unchecked (their JSON still is).
+_RUNS_ADDED = (("checksum", "TEXT"),)
+
+
+_AT = {name: i + 1 for i, name in enumerate(COLUMNS)}  # positions in (seq, *COLUMNS)
 
 
 def _log_failed_write(future: Any) -> None:
@@ -168,10 +192,59 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def lost_wal_frames(db: Path) -> int:
+    """How many committed WAL frames the ``-shm`` index records that the ``-wal`` file no longer
+    holds (0 when all is well, or when there is no index to tell).
+
+    SQLite keeps the index's header twice (48 bytes, native byte order: mxFrame at offset 16) and
+    the checkpoint's progress (nBackfill) at offset 96. Frames past nBackfill live only in the WAL:
+    a deleted or truncated WAL after a crash loses them without a word from SQLite.
+    """
+    shm, wal = Path(f"{db}-shm"), Path(f"{db}-wal")
+    try:
+        with shm.open("rb") as fh:
+            head = fh.read(100)
+    except OSError:
+        return 0
+    if len(head) < 100 or head[:48] != head[48:96] or head[12] != 1:  # not initialised, or mid-update
+        return 0
+    (page,) = struct.unpack("=H", head[14:16])
+    (frames,) = struct.unpack("=I", head[16:20])
+    (backfilled,) = struct.unpack("=I", head[96:100])
+    if frames <= backfilled:
+        return 0
+    page_size = 65536 if page == 1 else page
+    try:
+        size = wal.stat().st_size
+    except OSError:
+        size = 0
+    present = max(0, (size - 32) // (24 + page_size)) if page_size else frames
+    return max(0, int(frames) - int(present))
+
+
+def effective_status(run: dict[str, Any], *, pending_intents: int) -> str:
+    """The status a stored run truly has: one stored as running whose lease holder is gone (its
+    lease expired, or its process on this host died), or one waiting for a reconciliation that
+    already happened, is ``interrupted``: nothing runs it, and resuming continues it."""
+    status = str(run["status"])
+    if status == RunStatus.RUNNING:
+        owner, host, pid, expires = run["lease_owner"], run["lease_host"], run["lease_pid"], run["lease_expires"]
+        if owner is None:
+            return RunStatus.INTERRUPTED
+        if host == _HOST and pid is not None:
+            # Here we can ask the process itself (a long step may outlive the lease it renews).
+            return RunStatus.RUNNING if _pid_alive(pid) else RunStatus.INTERRUPTED
+        if (expires or 0) < time.time():
+            return RunStatus.INTERRUPTED
+    elif status == RunStatus.NEEDS_RECONCILIATION and pending_intents == 0:
+        return RunStatus.INTERRUPTED
+    return status
+
+
 class Store(TicketStore):
     """Low-level access to one workspace's SQLite file. One connection per thread."""
 
-    def __init__(self, path: Path, *, synchronous: str = "full") -> None:
+    def __init__(self, path: Path, *, synchronous: str = "full", create: bool = True) -> None:
         if synchronous.lower() not in ("full", "normal"):
             raise ValueError(f"synchronous must be 'full' or 'normal', got {synchronous!r}")
         self.path = path
@@ -181,18 +254,51 @@ class Store(TicketStore):
         self._conns_lock = threading.Lock()
         self.owner = f"{_HOST}:{os.getpid()}:{id(self):x}"
         self._upgraded = False
-        self._check_file()
+        self._check_file(create)
         self._connect()
         self.writer = Writer(self._connect, name=str(path), translate=self._damaged, bulk=self._bulk_write)
 
     # ---- connection --------------------------------------------------------------------------
 
-    def _check_file(self) -> None:
+    def _check_file(self, create: bool) -> None:
+        folder = self.path.parent
+        if folder.exists() and not folder.is_dir():
+            raise WorkspaceNotFoundError(
+                f"the workspace {folder} is a file, not a folder; pass a folder (--workspace DIR, "
+                f"$WFKIT_HOME, or workspace=...)"
+            )
         if not self.path.exists():
-            self._create_file()
+            if not create:
+                raise WorkspaceNotFoundError(
+                    f"no workspace at {folder} (no {self.path.name} there), and reading never creates one; "
+                    f"check the path (--workspace, $WFKIT_HOME, or the current folder's .wfkit), or create "
+                    f"it by running a workflow there: flow.run(inputs, workspace={str(folder)!r})"
+                )
+            try:
+                self._create_file()
+            except (OSError, sqlite3.OperationalError) as exc:
+                raise WorkspaceNotFoundError(
+                    f"cannot create a workspace at {folder} ({exc}); choose a folder you can write to "
+                    f"(--workspace DIR, $WFKIT_HOME, or workspace=...)"
+                ) from exc
             return
-        with self.path.open("rb") as fh:
-            head = fh.read(16)
+        lost = lost_wal_frames(self.path)
+        if lost:
+            raise StoreCorruptError(
+                f"the run store's write-ahead log {self.path}-wal is missing or cut short: {lost} committed "
+                f"page(s) that had not yet reached {self.path.name} are gone (its -shm index says so), so "
+                f"recent runs would silently vanish. Put the -wal file back (from a backup, or wherever it "
+                f"went) to recover them; to accept the loss, `wfkit doctor --repair --workspace "
+                f"{self.path.parent}` moves the stale -shm aside (nothing is deleted)",
+                path=f"{self.path}-wal",
+            )
+        try:
+            with self.path.open("rb") as fh:
+                head = fh.read(16)
+        except OSError as exc:
+            raise WorkspaceNotFoundError(
+                f"cannot read the run store {self.path} ({exc}); check the path and its permissions"
+            ) from exc
         if head != _MAGIC:
             what = "empty (truncated to 0 bytes)" if not head else "not an SQLite database"
             raise StoreCorruptError(
@@ -260,7 +366,9 @@ class Store(TicketStore):
         """Bring a store made by an earlier wfkit up to date: appended journal columns, new tables.
         Only additions, so an older wfkit still reads the file."""
         have = {r[1] for r in conn.execute("PRAGMA table_info(journal)")}
+        have_runs = {r[1] for r in conn.execute("PRAGMA table_info(runs)")}
         missing = [(name, kind) for name, kind in _JOURNAL_ADDED if name not in have]
+        missing += [(name, kind) for name, kind in _RUNS_ADDED if name not in have_runs]
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
         if missing or not {"run_links", "step_cache", "attempts"} <= tables:
             with _transaction(conn):
@@ -268,6 +376,10 @@ class Store(TicketStore):
                 for name, kind in _JOURNAL_ADDED:
                     if name not in have:
                         conn.execute(f"ALTER TABLE journal ADD COLUMN {name} {kind}")
+                have_runs = {r[1] for r in conn.execute("PRAGMA table_info(runs)")}
+                for name, kind in _RUNS_ADDED:
+                    if name not in have_runs:
+                        conn.execute(f"ALTER TABLE runs ADD COLUMN {name} {kind}")
                 for statement in _SCHEMA.split(";"):
                     if "IF NOT EXISTS" in statement and any(
                         t in statement for t in ("run_links", "step_cache", "attempts")
@@ -338,14 +450,33 @@ class Store(TicketStore):
     def unexported_rows(self, run_id: str, columns: Sequence[str]) -> list[tuple[Any, ...]]:
         """The run's journal rows that parquet does not hold yet, in order: ``columns`` then the
         workflow name. Empty for an unknown run."""
-        unknown = set(columns) - {*FIELDS, "seq"}  # names are checked: they go into the SQL text
+        unknown = set(columns) - {*FIELDS, "seq"}
         if unknown:
             raise ValueError(f"the journal has no step-log column(s) {sorted(unknown)}")
-        sql = (
-            f"SELECT {', '.join(columns)}, workflow FROM journal "
-            "WHERE run_id = ? AND seq > (SELECT exported_seq FROM runs WHERE run_id = ?) ORDER BY seq"
-        )
-        return [tuple(r) for r in self.read(sql, (run_id, run_id))]
+        done = self.read("SELECT exported_seq FROM runs WHERE run_id = ?", (run_id,))
+        if not done:
+            return []
+        return self.rows_between(run_id, columns, after=done[0][0])
+
+    def rows_between(
+        self, run_id: str, columns: Sequence[str], *, after: int, upto: int | None = None
+    ) -> list[tuple[Any, ...]]:
+        """The run's journal rows with ``after < seq <= upto``, verified (checksums, no gap), as
+        ``columns`` then the workflow name: what the step log is exported from."""
+        rows = self.journal_rows(run_id, after=after)
+        if upto is not None:
+            rows = [r for r in rows if r[0] <= upto]
+        at = [0 if c == "seq" else _AT[c] for c in columns]
+        workflow_at = _AT["workflow"]
+        return [(*(r[i] for i in at), r[workflow_at]) for r in rows]
+
+    def export_ledger(self) -> dict[str, int]:
+        """How far each run's journal was exported to parquet (runs with something exported)."""
+        return {r[0]: r[1] for r in self.read("SELECT run_id, exported_seq FROM runs WHERE exported_seq > 0")}
+
+    def journal_lengths(self) -> dict[str, int]:
+        """The last seq of each run's journal."""
+        return {r[0]: r[1] for r in self.read("SELECT run_id, MAX(seq) FROM journal GROUP BY run_id")}
 
     def all_journal_rows(self, columns: Sequence[str]) -> list[tuple[Any, ...]]:
         """Every journal row of every run, exported or not, by run and in order: ``columns`` then
@@ -410,6 +541,8 @@ class Store(TicketStore):
             "elapsed": 0.0,
             "count_waiting": 0,
             **row,
+            # The boundary: inputs are text a secret can reach like any other.
+            "inputs": redact_text(row["inputs"]),
             "created_at": now,
             "updated_at": now,
             "status": "running",
@@ -418,6 +551,7 @@ class Store(TicketStore):
             "lease_pid": os.getpid(),
             "lease_expires": now + LEASE_TTL,
         }
+        values["checksum"] = run_checksum(values)
         return [("run", tuple(values[c] for c in _RUN_COLUMNS))]
 
     def acquire(self, run_id: str) -> dict[str, Any]:
@@ -435,6 +569,7 @@ class Store(TicketStore):
             if row is None:
                 raise KeyError(f"no run {run_id!r} in {path}; `wfkit runs` lists the runs there")
             run = dict(zip([d[0] for d in cur.description], row, strict=True))
+            verify_run(path, run)
             owner, host, pid = run["lease_owner"], run["lease_host"], run["lease_pid"]
             expires = run["lease_expires"]
             if owner is not None and owner != me and expires is not None and expires > now:
@@ -485,12 +620,11 @@ class Store(TicketStore):
         """Where a run stopped (ended, halted or failed), with its lease released, as a row for
         the writer's bulk update. Its attempt records go too: none is in flight any more."""
         now = time.time()
-        secrets = secret_values()
         try:
-            state_json: str | None = redact_values(json.dumps(state, default=repr), secrets)
-        except ValueError:
+            state_json: str | None = redact_text(encode_state("the run's final", state))
+        except ValueError:  # a merge function built a value state cannot keep: the checkpoints still hold it
             state_json = None
-        error_text = None if error is None else redact_values(str(error), secrets)
+        error_text = redact_optional(None if error is None else str(error))
         return [
             (
                 "finish",
@@ -518,6 +652,7 @@ class Store(TicketStore):
         elapsed: float,
         ended: bool,
     ) -> None:
+        """Record where a run stopped (ended, halted or failed) and release its lease."""
         self.writer.run(
             None, self.finish_rows(run_id, status=status, state=state, error=error, elapsed=elapsed, ended=ended)
         )
@@ -572,21 +707,33 @@ class Store(TicketStore):
         self.writer.run(fn, rows)
 
     @staticmethod
-    def journal_rows(events: Sequence[StepEvent]) -> Rows:
+    def event_rows(events: Sequence[StepEvent]) -> Rows:
         """Events without a checkpoint of their own, as rows for the writer's bulk insert."""
         return [("journal", event_row(e)) for e in events]
 
     def journal(self, events: Sequence[StepEvent]) -> None:
-        self.writer.run(None, self.journal_rows(events))
+        self.writer.run(None, self.event_rows(events))
+
+    def journal_rows(self, run_id: str, *, after: int = 0) -> list[tuple[Any, ...]]:
+        """One run's journal rows after seq ``after``, verified (checksums, no gap): (seq, *COLUMNS)."""
+        rows = self.read(JOURNAL_SELECT + " WHERE run_id=? AND seq>? ORDER BY seq", (run_id, after))
+        return verify_rows(self.path, run_id, rows, after=after)
 
     def checkpoints(self, run_id: str) -> list[tuple[Any, ...]]:
+        """The settled steps of a run: (seq, step, visit, outcome, updates, route_taken, failure)."""
         return [
-            tuple(r)
-            for r in self.read(
-                "SELECT seq, step, visit, outcome, updates, route_taken, failure, map_index FROM journal "
-                "WHERE run_id=? AND outcome IS NOT NULL ORDER BY seq",
-                (run_id,),
+            (
+                r[0],
+                r[_AT["step"]],
+                r[_AT["visit"]],
+                r[_AT["outcome"]],
+                r[_AT["updates"]],
+                r[_AT["route_taken"]],
+                r[_AT["failure"]],
+                r[_AT["map_index"]],
             )
+            for r in self.journal_rows(run_id)
+            if r[_AT["outcome"]] is not None
         ]
 
     # ---- links between runs: forks and sub-workflows ------------------------------------------
@@ -605,7 +752,17 @@ class Store(TicketStore):
     ) -> None:
         """Record that ``run_id`` was forked from (``kind="fork"``) or started as a sub-workflow
         by (``kind="child"``) ``parent_run_id``."""
-        values = (run_id, parent_run_id, kind, at_step, at_seq, parent_step, parent_visit, detail, time.time())
+        values = (
+            run_id,
+            parent_run_id,
+            kind,
+            at_step,
+            at_seq,
+            parent_step,
+            parent_visit,
+            redact_optional(detail),
+            time.time(),
+        )
 
         def link(conn: sqlite3.Connection) -> None:
             conn.execute(
@@ -712,7 +869,18 @@ class Store(TicketStore):
         """Store a step's result for reuse. Handed to the writer and not waited for: a run on the
         event loop never waits for the disk, and an entry lost to a crash is only a later miss."""
         now = time.time()
-        values = (workflow, step, code, reads, key, updates, now, None if ttl is None else now + ttl, run_id)
+        # The boundary: a cached result is stored data like a checkpoint (the key is a hash).
+        values = (
+            workflow,
+            step,
+            code,
+            reads,
+            key,
+            redact_text(updates),
+            now,
+            None if ttl is None else now + ttl,
+            run_id,
+        )
 
         def put(conn: sqlite3.Connection) -> None:
             conn.execute(
@@ -743,12 +911,10 @@ class Store(TicketStore):
         return cleared
 
     def events(self, run_id: str | None = None) -> list[StepEvent]:
-        sql = f"SELECT {', '.join(FIELDS)} FROM journal"
-        if run_id is None:
-            rows = self.read(sql + " ORDER BY started_at, run_id, seq")
-        else:
-            rows = self.read(sql + " WHERE run_id=? ORDER BY seq", (run_id,))
-        return [event_from_row(r) for r in rows]
+        if run_id is not None:
+            return [event_from_row(self.path, r) for r in self.journal_rows(run_id)]
+        rows = self.read(JOURNAL_SELECT + " ORDER BY started_at, run_id, seq")
+        return [event_from_row(self.path, r) for r in verify_rows(self.path, None, rows)]
 
     def attempts_so_far(self, run_id: str) -> dict[tuple[str, int], int]:
         rows = self.read("SELECT step, visit, MAX(attempt) FROM journal WHERE run_id=? GROUP BY step, visit", (run_id,))
@@ -863,20 +1029,36 @@ class Store(TicketStore):
             raise StoreCorruptError(f"the run store {self.path} is damaged: {exc}; {_FIX}") from exc
         if row is None:
             raise KeyError(f"no run {run_id!r} in {self.path}; `wfkit runs` lists the runs there")
-        return dict(zip([d[0] for d in cur.description], row, strict=True))
+        run = dict(zip([d[0] for d in cur.description], row, strict=True))
+        verify_run(self.path, run)
+        pending = self.read("SELECT COUNT(*) FROM intents WHERE run_id=? AND status='pending'", (run_id,))[0][0]
+        run["status"] = effective_status(run, pending_intents=pending)
+        return run
 
     def run_rows(self, *, limit: int | None = None, status: str | None = None) -> list[dict[str, Any]]:
+        """Runs, newest first, with the status they truly have (``interrupted`` when the process
+        running them is gone). ``status`` filters; an unknown one is a ValueError listing the valid."""
+        if status is not None and status not in RunStatus.ALL:
+            raise ValueError(f"unknown run status {status!r}; the statuses are: {', '.join(RunStatus.ALL)}")
         sql = (
             "SELECT r.run_id, r.workflow, r.status, r.created_at, r.updated_at, r.ended_at, "
             "(SELECT COUNT(*) FROM journal j WHERE j.run_id = r.run_id AND j.outcome = 'ok'), "
-            "r.error_type, r.error FROM runs r"
+            "r.error_type, r.error, r.lease_owner, r.lease_host, r.lease_pid, r.lease_expires, "
+            "(SELECT COUNT(*) FROM intents i WHERE i.run_id = r.run_id AND i.status = 'pending') FROM runs r"
         )
         params: list[Any] = []
         if status is not None:
-            sql += " WHERE r.status = ?"
-            params.append(status)
+            # interrupted runs are stored as running (or as needing a reconciliation that happened)
+            stored = {
+                RunStatus.INTERRUPTED: (RunStatus.RUNNING, RunStatus.NEEDS_RECONCILIATION),
+                RunStatus.RUNNING: (RunStatus.RUNNING,),
+                RunStatus.NEEDS_RECONCILIATION: (RunStatus.NEEDS_RECONCILIATION,),
+            }.get(status, (status,))
+            sql += f" WHERE r.status IN ({', '.join('?' for _ in stored)})"
+            params.extend(stored)
         sql += " ORDER BY r.created_at DESC"
-        if limit is not None:
+        derived = status in (RunStatus.INTERRUPTED, RunStatus.RUNNING, RunStatus.NEEDS_RECONCILIATION)
+        if limit is not None and not derived:
             sql += " LIMIT ?"
             params.append(limit)
         keys = (
@@ -890,7 +1072,15 @@ class Store(TicketStore):
             "error_type",
             "error",
         )
-        return [dict(zip(keys, r, strict=True)) for r in self.read(sql, params)]
+        lease = ("lease_owner", "lease_host", "lease_pid", "lease_expires")
+        out = []
+        for r in self.read(sql, params):
+            row = dict(zip(keys, r[: len(keys)], strict=True))
+            facts = dict(zip(lease, r[len(keys) : len(keys) + 4], strict=True))
+            row["status"] = effective_status({**row, **facts}, pending_intents=r[-1])
+            if status is None or row["status"] == status:
+                out.append(row)
+        return out if limit is None else out[:limit]
 
 
 # Columns a new run's row sets (the rest keep their defaults).
@@ -914,6 +1104,7 @@ _RUN_COLUMNS = (
     "lease_host",
     "lease_pid",
     "lease_expires",
+    "checksum",
 )
 
 

@@ -13,7 +13,8 @@ from typing import Any
 from wfkit.model._approvals import Ticket
 from wfkit.model._errors import TicketError
 from wfkit.model._events import StepEvent
-from wfkit.store._journal import JOURNAL_INSERT, event_row
+from wfkit.model._processors import redact_deep, redact_optional, redact_text
+from wfkit.store._journal import COLUMNS, JOURNAL_INSERT, event_row, load_json, row_checksum
 from wfkit.store._writer import WriteOp
 
 
@@ -29,11 +30,18 @@ class TicketStore:
         """The reviewer's "rejected" row becomes the checkpoint that routes to ``on_reject``."""
 
         def mark(conn: sqlite3.Connection) -> None:
-            conn.execute(
-                "UPDATE journal SET outcome='rejected', route_taken=? "
+            rows = conn.execute(
+                f"SELECT seq, {', '.join(COLUMNS)} FROM journal "
                 "WHERE run_id=? AND step=? AND visit=? AND status='rejected'",
-                (route, run_id, step, visit),
-            )
+                (run_id, step, visit),
+            ).fetchall()
+            outcome_at, route_at = COLUMNS.index("outcome"), COLUMNS.index("route_taken")
+            for seq, *columns in rows:  # the row changes, so its checksum does
+                columns[outcome_at], columns[route_at] = "rejected", route
+                conn.execute(
+                    "UPDATE journal SET outcome='rejected', route_taken=?, checksum=? WHERE run_id=? AND seq=?",
+                    (route, row_checksum(columns), run_id, seq),
+                )
 
         return mark
 
@@ -43,19 +51,25 @@ class TicketStore:
         "ticket_id, run_id, workflow, step, visit, reason, payload, status, decided_by, comment, created_at, decided_at"
     )
 
-    @staticmethod
-    def _ticket(row: Sequence[Any]) -> Ticket:
+    def _ticket(self, row: Sequence[Any]) -> Ticket:
         values = list(row)
-        values[6] = json.loads(values[6])
-        return Ticket(*values)
+        values[6] = load_json(self.path, values[1], "tickets.payload", values[6])
+        return dataclasses.replace(Ticket(*values), workspace=str(self.path.parent))
 
     def create_ticket(self, ticket: Ticket, event: StepEvent) -> Ticket:
-        """Persist a new ticket (or return the one that exists for this step visit)."""
+        """Persist a new ticket (or return the one that exists for this step visit). What is
+        stored (and returned, so a live panel shows the same) passed the redaction boundary."""
         created: Ticket = self.do(self.create_ticket_op(ticket, event))
         return created
 
     def create_ticket_op(self, ticket: Ticket, event: StepEvent) -> WriteOp[Ticket]:
         row = event_row(event)
+        ticket = dataclasses.replace(
+            ticket,
+            reason=redact_text(ticket.reason),
+            payload=redact_deep(ticket.payload),
+            workspace=str(self.path.parent),
+        )
 
         def create(conn: sqlite3.Connection) -> Ticket:
             found = conn.execute(
@@ -73,7 +87,7 @@ class TicketStore:
                     ticket.step,
                     ticket.visit,
                     ticket.reason,
-                    json.dumps(ticket.payload, default=repr),
+                    redact_text(json.dumps(ticket.payload, default=repr)),
                     ticket.status,
                     ticket.decided_by,
                     ticket.comment,
@@ -129,6 +143,7 @@ class TicketStore:
         if not by or not str(by).strip():
             raise TicketError("a decision needs the reviewer's name (by=...)")
         status = "approved" if decision == "approve" else "rejected"
+        by, comment = redact_text(str(by)), redact_optional(comment) or ""
         path = self.path
 
         def decide(conn: sqlite3.Connection) -> tuple[Ticket, bool]:

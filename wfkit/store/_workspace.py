@@ -9,15 +9,30 @@ import os
 import socket
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeAlias
 
 from wfkit.model._approvals import Ticket
 from wfkit.model._errors import TicketError
 from wfkit.model._events import StepEvent
 from wfkit.model._processors import DEFAULT_PROCESSORS
-from wfkit.store._journal import encode_updates
+from wfkit.store._journal import encode_updates, load_json
 from wfkit.store._store import Store
+
+DecisionHook: TypeAlias = Callable[[Path, Ticket], object]
+"""Called with the workspace folder and the ticket after a decision changed it: the package's
+composition root hands in one that resumes the run when this process defines its workflow (the
+store never imports the engine)."""
+
+_decision_hook: DecisionHook | None = None
+
+
+def set_decision_hook(hook: DecisionHook | None) -> None:
+    """Choose what happens after a ticket is decided from a :class:`Workspace` (None: nothing)."""
+    global _decision_hook
+    _decision_hook = hook
+
 
 DB_NAME = "wfkit.db"
 _stores: dict[tuple[Path, str], Store] = {}
@@ -30,17 +45,22 @@ def workspace_path(path: str | os.PathLike[str] | None = None) -> Path:
     return Path(chosen).expanduser().absolute()
 
 
-def open_store(path: str | os.PathLike[str] | None = None, *, synchronous: str | None = None) -> Store:
+def open_store(
+    path: str | os.PathLike[str] | None = None, *, synchronous: str | None = None, create: bool = True
+) -> Store:
     """The (shared, per process) store of a workspace. ``synchronous`` is SQLite's durability
     level: "full" (default; survives power loss) or "normal" (faster; survives a crashed process),
-    also set by ``$WFKIT_SYNCHRONOUS``."""
+    also set by ``$WFKIT_SYNCHRONOUS``. ``create=False`` (every read) refuses a missing workspace
+    with :class:`WorkspaceNotFoundError` instead of making one."""
     folder = workspace_path(path)
     synchronous = synchronous or os.environ.get("WFKIT_SYNCHRONOUS") or "full"
     key = (folder, synchronous.lower())
     with _lock:
         store = _stores.get(key)
+        if store is not None and not store.path.exists():
+            store = None  # the folder was deleted under us: never keep writing into a ghost
         if store is None:
-            store = Store(folder / DB_NAME, synchronous=synchronous)
+            store = Store(folder / DB_NAME, synchronous=synchronous, create=create)
             _stores[key] = store
         return store
 
@@ -81,12 +101,18 @@ def decision_event(ticket: Ticket, workflow_version: str, parameters_hash: str |
     return event
 
 
-class Workspace:
-    """A folder of runs. ``Workspace()`` opens ``$WFKIT_HOME`` or ``./.wfkit``."""
+def decide_ticket(ticket: Ticket, decision: Literal["approve", "reject"], by: str, comment: str) -> Ticket:
+    """``ticket.approve()`` / ``reject()``: decide it in the workspace it was read from."""
+    return Workspace(ticket.workspace).decide(ticket, decision, by=by, comment=comment)[0]
 
-    def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
+
+class Workspace:
+    """A folder of runs. ``Workspace()`` opens ``$WFKIT_HOME`` or ``./.wfkit``; a folder with no
+    workspace is an error (:class:`WorkspaceNotFoundError`) unless ``create=True``."""
+
+    def __init__(self, path: str | os.PathLike[str] | None = None, *, create: bool = False) -> None:
         self.path = workspace_path(path)
-        self.store = open_store(self.path)
+        self.store = open_store(self.path, create=create)
 
     def __repr__(self) -> str:
         return f"<Workspace {self.path}>"
@@ -103,7 +129,7 @@ class Workspace:
         info = {k: v for k, v in row.items() if not k.startswith("lease_") and k != "definition"}
         for key in ("inputs", "state"):
             if info.get(key) is not None:
-                info[key] = json.loads(info[key])
+                info[key] = load_json(self.store.path, run_id, f"runs.{key}", info[key])
         info["steps"] = [
             {"seq": seq, "step": step, "visit": visit, "outcome": outcome, "route": route, "map_index": index}
             for seq, step, visit, outcome, _updates, route, _failure, index in self.store.checkpoints(run_id)
@@ -148,25 +174,41 @@ class Workspace:
         return self.store.ticket(ticket_id)
 
     def decide(
-        self, ticket_id: str, decision: Literal["approve", "reject"], *, by: str, comment: str = ""
+        self,
+        ticket_id: str | Ticket,
+        decision: Literal["approve", "reject"],
+        *,
+        by: str,
+        comment: str = "",
+        resume: bool = True,
     ) -> tuple[Ticket, bool]:
-        """Apply a decision once; returns the ticket and whether this call changed it."""
+        """Apply a decision once; returns the ticket and whether this call changed it. With
+        ``resume`` (the default) the run continues at once when this process defines its workflow
+        (in a notebook, as a task on the kernel's loop; ``await wfkit.drain()`` waits for it);
+        otherwise the decision waits for ``wfkit resume`` or ``run.resume()``."""
+        if isinstance(ticket_id, Ticket):
+            ticket_id = ticket_id.ticket_id
         row = self.store.run_row(self.store.ticket(ticket_id).run_id)
-        return self.store.decide(
+        ticket, changed = self.store.decide(
             ticket_id,
             decision,
             by,
             comment,
             lambda t: decision_event(t, row["workflow_version"], row["parameters_hash"]),
         )
+        if changed and resume and _decision_hook is not None:
+            _decision_hook(self.path, ticket)
+        return ticket, changed
 
-    def approve(self, ticket_id: str, *, by: str, comment: str = "") -> Ticket:
-        """Approve a ticket. The same decision twice is a no-op; a conflicting one raises."""
-        return self.decide(ticket_id, "approve", by=by, comment=comment)[0]
+    def approve(self, ticket_id: str | Ticket, *, by: str, comment: str = "", resume: bool = True) -> Ticket:
+        """Approve a ticket and resume its run if this process defines its workflow. The same
+        decision twice is a no-op; a conflicting one raises."""
+        return self.decide(ticket_id, "approve", by=by, comment=comment, resume=resume)[0]
 
-    def reject(self, ticket_id: str, *, by: str, comment: str = "") -> Ticket:
-        """Reject a ticket. The same decision twice is a no-op; a conflicting one raises."""
-        return self.decide(ticket_id, "reject", by=by, comment=comment)[0]
+    def reject(self, ticket_id: str | Ticket, *, by: str, comment: str = "", resume: bool = True) -> Ticket:
+        """Reject a ticket and resume its run (to its ``on_reject`` step, or to fail) if this process
+        defines its workflow. The same decision twice is a no-op; a conflicting one raises."""
+        return self.decide(ticket_id, "reject", by=by, comment=comment, resume=resume)[0]
 
     def export_decisions(self, path: str | os.PathLike[str], *, run_ids: list[str] | None = None) -> int:
         """Write decided tickets as JSONL for headless replay (``policy=DecisionsFile(path)``)."""
@@ -212,6 +254,7 @@ class Workspace:
             raise ValueError(f"action is 'done' or 'retry', got {action!r}")
         if not by or not by.strip():
             raise ValueError("reconciling needs the name of the person who checked (by=...)")
+        self.store.run_row(run_id)  # an unknown run says so (KeyError), not "no irreversible step"
         pending = [i for i in self.store.intents(run_id) if i["step"] == step and i["status"] == "pending"]
         if not pending:
             raise TicketError(

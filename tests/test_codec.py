@@ -1,0 +1,206 @@
+"""The state encoding: every type a step may reasonably return comes back as it went in, the rest
+is refused (in memory and durable alike), and big values warn once."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import decimal
+import uuid
+import warnings
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import wfkit as wf
+from wfkit.store._codec import check_state, decode_state, encode_state, state_type
+
+
+def round_trip(values: dict[str, Any]) -> Any:
+    return decode_state(encode_state("test wrote", values))
+
+
+# Values a step may return: scalars, dates, decimals, bytes, and containers of them (keys of every
+# hashable kind). NaN is left out only because it never equals itself.
+_scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False)
+    | st.text()
+    | st.binary(max_size=20)
+    | st.dates()
+    | st.datetimes(timezones=st.none() | st.timezones())
+    | st.times()
+    | st.timedeltas()
+    | st.decimals(allow_nan=False)
+    | st.uuids()
+)
+_keys = st.text() | st.integers() | st.tuples(st.integers(), st.text()) | st.booleans() | st.none()
+_values = st.recursive(
+    _scalars,
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.tuples(inner, inner)
+        | st.dictionaries(_keys, inner, max_size=4)
+        | st.frozensets(st.integers() | st.text(), max_size=4)
+        | st.sets(st.integers() | st.text() | st.tuples(st.integers()), max_size=4)
+    ),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(st.text().filter(lambda k: k != "__wf__"), _values, max_size=5))
+def test_state_round_trips_with_its_types(values: dict[str, Any]) -> None:
+    """Whatever a step returns of these types decodes equal, with the same types all the way down."""
+    back = round_trip(values)
+    assert values == back
+    assert _types(values) == _types(back)
+
+
+def _types(value: Any) -> Any:
+    """The type tree of a value (equality alone would let a tuple pass for a list)."""
+    if isinstance(value, dict):
+        return ("dict", sorted((repr(_types(k)), repr(_types(v))) for k, v in value.items()))
+    if isinstance(value, list | tuple):
+        return (type(value).__name__, [_types(v) for v in value])
+    if isinstance(value, set | frozenset):
+        return (type(value).__name__, sorted(repr(_types(v)) for v in value))
+    if isinstance(value, dt.datetime):
+        return ("datetime", str(value.utcoffset()))
+    return type(value).__name__
+
+
+def test_the_cases_the_issue_names_keep_their_types() -> None:
+    """A tuple stays a tuple, {1: 'a'} keeps its int key, an aware datetime keeps its zone."""
+    when = dt.datetime(2026, 3, 29, 1, 30, tzinfo=ZoneInfo("Europe/Paris"))
+    values = {
+        "pair": (1, "a"),
+        "by_id": {1: "a"},
+        "when": when,
+        "day": dt.date(2026, 1, 2),
+        "price": decimal.Decimal("19.90"),
+        "blob": b"\x00\xff",
+        "tags": {"a", "b"},
+        "id": uuid.UUID(int=7),
+        "tricky": {"__wf__": "not a tag"},
+    }
+    back = round_trip(values)
+    assert values == back
+    assert (tuple, int, "Europe/Paris") == (
+        type(back["pair"]),
+        type(next(iter(back["by_id"]))),
+        back["when"].tzinfo.key,
+    )
+
+
+@state_type
+@dataclasses.dataclass(frozen=True)
+class Order:
+    """A dataclass allowed in state."""
+
+    id: int
+    placed: dt.date
+    lines: tuple[str, ...]
+
+
+@dataclasses.dataclass
+class NotAllowed:
+    """A dataclass nobody registered."""
+
+    x: int
+
+
+def test_an_allowed_dataclass_round_trips() -> None:
+    """A dataclass registered with wf.state_type is stored by its fields and rebuilt on decode."""
+    order = Order(7, dt.date(2026, 1, 2), ("a", "b"))
+    assert {"order": order} == round_trip({"order": order})
+
+
+def test_a_dataclass_nobody_allowed_is_refused_saying_how() -> None:
+    """An unregistered dataclass is refused with the field, the class and @wfkit.state_type as the fix."""
+    with pytest.raises(wf.StateValueError, match=r"state field 'x' = .*NotAllowed.*@wfkit.state_type"):
+        encode_state("step 'a' wrote", {"x": NotAllowed(1)})
+
+
+def test_decoding_a_class_this_process_has_not_allowed_says_so() -> None:
+    """State naming a class that is not registered here is refused on decode, naming it."""
+    text = '{"o": {"__wf__": "dataclass", "type": "elsewhere:Gone", "v": {}}}'
+    with pytest.raises(wf.StateValueError, match=r"elsewhere:Gone.*@wfkit.state_type"):
+        decode_state(text)
+
+
+def test_state_type_takes_only_dataclasses_and_models() -> None:
+    """state_type refuses a plain class with a TypeError."""
+    with pytest.raises(TypeError, match="dataclass or a pydantic model"):
+        state_type(int)
+
+
+def test_a_value_of_an_unknown_type_is_refused_before_the_step_is_accepted_in_memory_too() -> None:
+    """The same rule in memory as durable: the step fails naming its field, its state is unchanged."""
+    flow = wf.Workflow("refuse-everywhere")
+    flow.step(lambda s: {"fine": 1}, name="a")
+    flow.step(lambda s: {"bad": object()}, name="b")
+    flow.chain("a", "b")
+    for workspace in (None, False):
+        run = flow.run({}, workspace=workspace, raise_on_error=False)
+        assert ("failed", {"fine": 1}) == (run.status, run.state)
+        assert "step 'b' wrote state field 'bad' = builtins.object" in str(run.error.__cause__)  # type: ignore[union-attr]
+
+
+def test_typed_state_survives_a_resume(workspace: Path) -> None:
+    """A durable run halted at a gate resumes with a tuple, an int-keyed dict and a datetime intact."""
+    flow = wf.Workflow("typed-resume")
+    seen: list[Any] = []
+
+    @flow.step
+    def make(state: Any) -> dict[str, Any]:
+        return {"pair": (1, 2), "by_id": {1: "a"}, "at": dt.datetime(2026, 1, 2, tzinfo=dt.UTC)}
+
+    @flow.step(approval="check")
+    def use(state: Any) -> None:
+        seen.append((state["pair"], state["by_id"], state["at"]))
+
+    flow.chain("make", "use")
+    run = flow.run({}, policy="halt")
+    wf.Workspace().approve(run.tickets()[0], by="ana", resume=False)
+    flow.resume(run.run_id)
+    assert [((1, 2), {1: "a"}, dt.datetime(2026, 1, 2, tzinfo=dt.UTC))] == seen
+
+
+def test_a_large_value_warns_once_with_its_field_and_size(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Over $WFKIT_STATE_WARN_BYTES a field warns once (naming it and its size), not on every write."""
+    monkeypatch.setenv("WFKIT_STATE_WARN_BYTES", "1000")
+    with pytest.warns(wf.StateSizeWarning, match=r"step 'big' wrote state field 'blob' of 0.0 MB.*WFKIT_STATE_WARN"):
+        encode_state("step 'big' wrote", {"blob": "x" * 5000, "small": 1})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        encode_state("step 'big' wrote", {"blob": "y" * 5000})
+        check_state("step 'big' wrote", {"blob": "y" * 5000})
+
+
+def test_a_large_value_warns_in_memory_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The size warning follows the same rule for runs kept in memory."""
+    monkeypatch.setenv("WFKIT_STATE_WARN_BYTES", "1000")
+    with pytest.warns(wf.StateSizeWarning, match="state field 'huge'"):
+        check_state("step 'memory' wrote", {"huge": ["z" * 600, "z" * 600]})
+
+
+def test_a_bad_size_setting_says_what_it_wants(monkeypatch: pytest.MonkeyPatch) -> None:
+    """$WFKIT_STATE_WARN_BYTES that is not a number is a ValueError naming the variable."""
+    monkeypatch.setenv("WFKIT_STATE_WARN_BYTES", "lots")
+    with pytest.raises(ValueError, match="WFKIT_STATE_WARN_BYTES must be a number"):
+        encode_state("step 'x' wrote", {"a": 1})
+
+
+def test_garbage_is_a_value_error() -> None:
+    """Text that is not the encoding raises ValueError (the store turns it into StoreCorruptError)."""
+    with pytest.raises(ValueError):
+        decode_state('{"a": 1,, }')
+    with pytest.raises(ValueError, match="unknown tag 'martian'"):
+        decode_state('{"a": {"__wf__": "martian", "v": 1}}')
