@@ -35,3 +35,18 @@ def test_text_and_html_forms_name_the_error() -> None:
     page = run_html(run)
     assert "backend &lt;down&gt;" in page
     assert "<table" in page
+
+
+def test_a_key_in_the_runs_error_is_redacted_in_both_forms() -> None:
+    """An exception quoting a key-shaped string shows [REDACTED] in the text and HTML views, never the key."""
+    key = "sk-" + "c3" * 12
+    flow = wf.Workflow("leaky-error")
+
+    @flow.step
+    def call(state: object) -> None:
+        raise PermissionError(f"refused key {key}")
+
+    run = flow.run({}, raise_on_error=False)
+    shown = run_text(run) + run_html(run)
+    assert key not in shown
+    assert "refused key [REDACTED]" in shown

@@ -241,3 +241,19 @@ def test_run_view_expands_a_sub_workflow_coloured_by_its_events(workspace: Any) 
     assert "step inner runs workflow widget-child" in svg
     panel = svg.split('class="wfk-subflow-panel"', 1)[1]
     assert 'fill="#dcfce7"' in panel  # the child's step drawn ok (green), from the child's own events
+
+
+def test_run_view_step_detail_passes_the_redaction_boundary() -> None:
+    """A key-shaped string a step read or wrote shows as [REDACTED] in the step inspector, never raw."""
+    key = "sk-" + "b2" * 12
+    flow = wf.Workflow("leaky-view")
+
+    @flow.step
+    def echo(state: dict[str, Any]) -> dict[str, Any]:
+        return {"reply": f"the key is {key}"}
+
+    run = flow.run({"prompt": f"use {key}"}, workspace=False)
+    view = RunView(run)
+    view.step_picker.value = 0
+    assert key not in view.step_detail.value
+    assert "[REDACTED]" in view.step_detail.value

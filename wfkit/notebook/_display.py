@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from wfkit.model._events import StepEvent
+from wfkit.model._processors import redact_text
 
 if TYPE_CHECKING:
     from wfkit.engine._run import Run
@@ -47,7 +48,7 @@ def run_text(run: Run) -> str:
         extra = f"  [{r['error']}]" if r.get("error") else ""
         lines.append(f"  {r['step']:<20} #{r['visit']:<2} {r['status']:<16} x{r['attempts']} {latency}{route}{extra}")
     if run.error is not None:
-        lines.append(f"  error: {type(run.error).__name__}: {run.error}")
+        lines.append(f"  error: {type(run.error).__name__}: {redact_text(str(run.error))}")
     for t in run.tickets():
         lines.append(f"  waiting for approval: ticket {t.ticket_id} at {t.step!r}: {t.reason}")
     return "\n".join(lines)
@@ -82,7 +83,7 @@ def run_html(run: Run, *, graph_svg: str | None = None) -> str:
         )
     error = ""
     if run.error is not None:
-        error = f'<p style="color:#b91c1c">{html.escape(type(run.error).__name__)}: {html.escape(str(run.error))}</p>'
+        error = f'<p style="color:#b91c1c">{html.escape(type(run.error).__name__)}: {html.escape(redact_text(str(run.error)))}</p>'
     table = (
         '<table class="wfkit-steps"><thead><tr><th>step</th><th>visit</th><th>status</th><th>attempts</th>'
         "<th>latency</th><th>route</th><th>error / decision</th></tr></thead><tbody>"

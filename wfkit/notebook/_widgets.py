@@ -203,7 +203,7 @@ class RunView(w.VBox):  # type: ignore[misc]
             mark = "<b style='color:#2563eb'>streaming</b>" if live else "streamed"
             rows.append(
                 f"<div class='wfk-stream'><code>{html.escape(step)}</code> #{visit} {mark}: "
-                f"<span style='white-space:pre-wrap'>{html.escape(text)}</span></div>"
+                f"<span style='white-space:pre-wrap'>{html.escape(redact_text(text))}</span></div>"
             )
         self.tokens.value = "".join(rows)
 
@@ -231,8 +231,8 @@ class RunView(w.VBox):  # type: ignore[misc]
             return
         row = history.iloc[position]
         before = history.iloc[position - 1]["state"] if position > 0 else self.run.inputs
-        read = html.escape(json.dumps(before, indent=2, default=str))
-        wrote = html.escape(json.dumps(row["updates"], indent=2, default=str))
+        read = html.escape(redact_text(json.dumps(before, indent=2, default=str)))
+        wrote = html.escape(redact_text(json.dumps(row["updates"], indent=2, default=str)))
         route = f" -> {html.escape(str(row['route']))}" if row["route"] else ""
         self.step_detail.value = (
             f"<div class='wfk-step-detail'><b>{html.escape(row['step'])}</b> #{row['visit']} "
