@@ -83,7 +83,8 @@ def run_html(run: Run, *, graph_svg: str | None = None) -> str:
         )
     error = ""
     if run.error is not None:
-        error = f'<p style="color:#b91c1c">{html.escape(type(run.error).__name__)}: {html.escape(redact_text(str(run.error)))}</p>'
+        shown = html.escape(redact_text(str(run.error)))
+        error = f'<p style="color:#b91c1c">{html.escape(type(run.error).__name__)}: {shown}</p>'
     table = (
         '<table class="wfkit-steps"><thead><tr><th>step</th><th>visit</th><th>status</th><th>attempts</th>'
         "<th>latency</th><th>route</th><th>error / decision</th></tr></thead><tbody>"
