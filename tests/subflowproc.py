@@ -64,7 +64,7 @@ def build(log_dir: Path, crash: bool) -> wf.Workflow:
 def main() -> None:
     workspace, log_dir = Path(sys.argv[1]), Path(sys.argv[2])
     flow = build(log_dir, len(sys.argv) > 3 and sys.argv[3] == "crash")
-    ws = wf.Workspace(workspace)
+    ws = wf.Workspace(workspace, create=True)
     if any(r["run_id"] == "parent-run" for r in ws.runs()):
         run = flow.resume("parent-run", workspace=workspace)
     else:

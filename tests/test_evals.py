@@ -624,3 +624,16 @@ def test_a_threshold_for_no_scorer_is_refused_listing_the_scorers():
         ValueError, match=r"'exact_match' match no scorer of suite 'doubler'; its scorers are: 'exact_match:y'"
     ):
         result.check()
+
+
+def test_a_scorer_detail_quoting_a_key_is_redacted_in_the_result_and_its_files(tmp_path: Path) -> None:
+    """A scorer detail that quotes a key-shaped output is stored and shown as [REDACTED], never raw."""
+    key = "sk-" + "d4" * 12
+
+    def quoting(case: Case, run: wf.Run) -> wf.evals.Score:
+        return wf.evals.Score(0.0, False, f"output leaked {key}")
+
+    result = wf.evals.evaluate(doubler_suite(scorers=[quoting]), workspace=tmp_path)
+    assert {"output leaked [REDACTED]"} == set(result.cases["detail"])
+    folder = result.save(tmp_path)
+    assert key not in pd.read_parquet(folder / "cases.parquet").to_string()

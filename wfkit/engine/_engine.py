@@ -204,6 +204,12 @@ class Execution(Attempts, Gates, Subflows):
         return self
 
     @property
+    def ended(self) -> bool:
+        """True once the run ended or halted and its last record is written (its status may say
+        so a moment earlier, while that write is under way)."""
+        return self._ended
+
+    @property
     def finished(self) -> threading.Event:
         """Set once the run has ended or halted. Built on demand: most runs are never waited
         for from another thread, and an Event per run costs 10k-run batches real time."""

@@ -194,8 +194,9 @@ class Run:
         return self._exec.ended_at
 
     def done(self) -> bool:
-        """True once the run ended or halted (waiting for approval or reconciliation)."""
-        return self._exec.status in RunStatus.FINISHED or self._exec.status in RunStatus.HALTED
+        """True once the run ended or halted (waiting for approval or reconciliation), its last
+        record written."""
+        return self._exec.ended
 
     def path(self) -> list[str]:
         """The steps that completed, in order (branches and loops included; a map step once, a

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from wfkit.evals._scorers import Case, ScorerFn, apply, name_of
 from wfkit.logs._dataset import is_url
+from wfkit.model._processors import redact_optional
 from wfkit.store._workspace import workspace_path
 
 if TYPE_CHECKING:
@@ -162,7 +163,7 @@ async def _score_cases(
                         "scorer": name_of(scorer),
                         "value": float(value),
                         "passed": bool(passed),
-                        "detail": detail,
+                        "detail": redact_optional(detail),  # a detail may quote the output
                         "run_id": run.run_id,
                         "run_status": run.status,
                     }

@@ -105,12 +105,6 @@ def _is_key_name(name: str) -> bool:
     return known
 
 
-def secret_values() -> list[str]:
-    """The exact values to redact now: marked secrets and the values of key-like environment
-    variables, longest first (so a secret containing another is replaced whole)."""
-    return list(_secrets())
-
-
 # The list is rebuilt only when a secret is marked or the environment's key-like values change:
 # every stored row passes through here, so it must cost next to nothing.
 _cache: tuple[Any, tuple[str, ...]] = (None, ())
@@ -166,15 +160,6 @@ def _basic_credentials(match: re.Match[str]) -> str:
 def redact_optional(text: str | None) -> str | None:
     """:func:`redact_text` for a nullable column."""
     return None if text is None else redact_text(text)
-
-
-def redact_values(text: str, secrets: Iterable[str]) -> str:
-    """Replace exact secret values in stored JSON such as checkpointed state (no patterns: state
-    is data, and a pattern could mangle it)."""
-    for secret in secrets:
-        if secret in text:
-            text = text.replace(secret, REDACTED)
-    return text
 
 
 def redact_deep(value: Any) -> Any:
