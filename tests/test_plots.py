@@ -4,6 +4,7 @@ Axes or Facets, titled with workflow, step and unit; and shown as images by a re
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from pathlib import Path
 from typing import Any
@@ -156,7 +157,7 @@ def assert_tick_labels_apart(ax: Axes) -> None:
         key=lambda box: box.x0,
     )
     assert len(boxes) >= 2
-    for left, right in zip(boxes, boxes[1:]):
+    for left, right in itertools.pairwise(boxes):
         assert left.x1 < right.x0, [label.get_text() for label in ax.get_xticklabels()]
 
 

@@ -480,7 +480,8 @@ class EvalResult:
 
     def plot(self, *, metric: str = "pass_rate", ax: Axes | None = None) -> Axes:
         """Per scorer and variant, the pass rate with its Wilson interval (``metric="mean"``: the
-        mean score with its interval: Wilson for 0/1 scores, else bootstrap), as dots with error bars on one 0-1 axis."""
+        mean score with its interval: Wilson for 0/1 scores, else bootstrap), as dots with error
+        bars on one 0-1 axis."""
         if metric not in ("pass_rate", "mean"):
             raise ValueError(f"metric must be 'pass_rate' or 'mean', got {metric!r}")
         low, high = ("pass_low", "pass_high") if metric == "pass_rate" else ("ci_low", "ci_high")
