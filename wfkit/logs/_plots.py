@@ -79,8 +79,7 @@ def _seconds_axis(ax: Axes, axis: str = "x") -> None:
     if (ax.get_xscale() if axis == "x" else ax.get_yscale()) == "log":
         low, high = ax.get_xlim() if axis == "x" else ax.get_ylim()
         narrow = low > 0 and high / low < 4
-        box = ax.get_position()
-        inches = box.width * ax.figure.get_figwidth() if axis == "x" else box.height * ax.figure.get_figheight()
+        inches = (ax.bbox.width if axis == "x" else ax.bbox.height) / ax.figure.dpi
         decades = math.log10(high / low) if low > 0 and high > low else 1.0
         # A label such as "500 ms" needs about 0.6 in at the default size (0.3 in stacked on a y axis).
         fits = inches / decades / (0.6 if axis == "x" else 0.3)
