@@ -249,3 +249,46 @@ def _scenario(page: Page, expect: Any, lab: Lab, workspace: Path) -> None:
     for cell, steps in ((ada_cell, ["quote", "refund"]), (grace_cell, ["quote", "refund", "explain"])):
         expect(cell.locator(".jp-OutputArea .wfkit-run").first).to_contain_text("succeeded")
         expect(cell.locator(".jp-OutputArea .wfkit-steps tbody tr td:first-child")).to_have_text(steps)
+
+
+@pytest.mark.skipif(
+    not CHROMIUM.exists(), reason=f"{CHROMIUM} is missing (apt-get install chromium); this browser test drives it"
+)
+def test_an_executed_notebook_opened_later_shows_the_runs_graph(tmp_path: Path, workspace: Path, lab: Lab) -> None:
+    """A notebook executed headless (nbclient, as papermill does) is not trusted when opened in
+    JupyterLab, whose sanitizer strips inline SVG: the run's graph must still show, as a loaded image."""
+    import nbformat
+    from nbclient import NotebookClient
+    from playwright.sync_api import expect, sync_playwright
+
+    nb = nbformat.v4.new_notebook()
+    source = (
+        "import wfkit as wf\n"
+        "flow = wf.Workflow('shown-later')\n"
+        "flow.step(lambda s: {'x': 1}, name='first')\n"
+        "flow.step(lambda s: {'y': 2}, name='second')\n"
+        "flow.chain('first', 'second')\n"
+        f"run = flow.run({{}}, workspace={str(workspace)!r})\n"
+        "run"
+    )
+    nb.cells = [nbformat.v4.new_code_cell(source)]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    NotebookClient(nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
+    nbformat.write(nb, tmp_path / "executed.ipynb")
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.set_default_timeout(15_000)
+            page.goto(f"{lab.url}/lab/workspaces/t{secrets.token_hex(4)}/tree/executed.ipynb?reset&token={lab.token}")
+            output = page.locator(VISIBLE).locator(".jp-OutputArea .wfkit-run")
+            expect(output).to_contain_text("succeeded", timeout=30_000)
+            graph = output.locator("img.wfk-graph")
+            expect(graph).to_have_count(1)
+            expect(graph).to_be_visible()
+            assert 400 < graph.evaluate("img => img.naturalWidth")  # decoded and drawn, not a broken image
+            assert "firstfirst" not in output.inner_text()  # not the SVG's labels left over as text
+            _delete_sessions(lab)
+        finally:
+            browser.close()

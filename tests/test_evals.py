@@ -475,7 +475,7 @@ def test_plot_shows_pass_rates_with_their_intervals():
     bars = ax.collections[0].get_segments()[0]
     assert pytest.approx([first["pass_low"], first["pass_high"]]) == [bars[0][0], bars[1][0]]
     means = result.plot(metric="mean", ax=Figure().subplots())
-    assert "mean score, 95% bootstrap interval" == means.get_xlabel()
+    assert "mean score, 95% interval" == means.get_xlabel()
     buffer = io.BytesIO()
     ax.figure.savefig(buffer, format="png")
     assert buffer.getvalue().startswith(b"\x89PNG")
@@ -637,3 +637,20 @@ def test_a_scorer_detail_quoting_a_key_is_redacted_in_the_result_and_its_files(t
     assert {"output leaked [REDACTED]"} == set(result.cases["detail"])
     folder = result.save(tmp_path)
     assert key not in pd.read_parquet(folder / "cases.parquet").to_string()
+
+
+def test_the_mean_of_a_pass_fail_score_carries_a_wilson_interval_and_a_graded_one_a_bootstrap():
+    """A 0/1 scorer's mean is a proportion: at 20 passes in 20 its interval is Wilson's (~[0.84, 1.0]),
+    never [1.0, 1.0]; a graded score keeps the bootstrap interval of its mean."""
+    rows = [{"id": f"c{x}", "x": x, "expected": {"y": 2 * x}} for x in range(20)]
+    graded = wf.evals.custom(lambda case, run: (case.inputs["x"] % 4) / 4, name="graded")
+    suite = doubler_suite(dataset=rows, scorers=[wf.evals.exact_match("y"), graded])
+    result = wf.evals.evaluate(suite, progress=False, store=False)
+    exact = result.summary.loc[("default", "exact_match:y")]
+    assert (1.0, 20) == (exact["mean"], exact["cases"])
+    assert wilson_interval(20, 20) == (exact["ci_low"], exact["ci_high"])
+    assert (exact["pass_low"], exact["pass_high"]) == (exact["ci_low"], exact["ci_high"])
+    values = result.cases.loc[result.cases["scorer"] == "graded", "value"].tolist()
+    row = result.summary.loc[("default", "graded")]
+    assert bootstrap_ci(values) == (row["ci_low"], row["ci_high"])
+    assert row["ci_low"] < row["mean"] < row["ci_high"]

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import base64
+import html
 import xml.etree.ElementTree as ET
 from typing import Any
 
 import wfkit as wf
 from wfkit.examples import query_router
-from wfkit.model._graphview import edges, to_svg, to_text
+from wfkit.model._graphview import as_img, edges, to_svg, to_text
 
 
 def _noop(state: Any) -> None:
@@ -227,3 +229,15 @@ def test_describe_expands_sub_workflows_under_their_step() -> None:
     lines = flow.describe(expand=True).splitlines()
     start = lines.index(expected[0])
     assert expected == lines[start : start + len(expected)]
+
+
+def test_as_img_carries_the_svg_whole_in_a_data_uri_with_escaped_alt_text() -> None:
+    """as_img is one <img> whose data URI decodes to the very SVG given, and whose alt text is escaped."""
+    svg = to_svg(query_router().validate(), {"classify": "ok"})
+    tag = as_img(svg, alt='graph "router" <a> & b')
+    assert tag.startswith('<img class="wfk-graph" src="data:image/svg+xml;base64,')
+    assert "<svg" not in tag
+    data = tag.split("base64,", 1)[1].split('"', 1)[0]
+    assert svg == base64.b64decode(data).decode()
+    assert 'graph "router" <a> & b' == html.unescape(tag.split('alt="', 1)[1].rsplit('"', 1)[0])
+    assert f'alt="{html.escape(chr(34) + "x")}"' in as_img(svg, alt='"x')

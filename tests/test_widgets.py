@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import time
+import xml.etree.ElementTree as ET
 from typing import Any
 
 import pytest
 
 import wfkit as wf
 from wfkit.model._approvals import Ticket
+from wfkit.model._graphview import STATUS_COLORS
 from wfkit.notebook._widgets import ApprovalPanel, PendingView, RunView
 
 
@@ -145,7 +148,14 @@ def test_run_displays_as_html_and_text_headless(mode: str, monkeypatch: pytest.M
     bundle = run._repr_mimebundle_()
     assert "waiting for approval: ticket" in bundle["text/plain"]
     assert "<table" in bundle["text/html"]
-    assert "<svg" in bundle["text/html"]
+    # The graph is an image (JupyterLab keeps it in notebooks it does not trust; inline SVG it strips),
+    # coloured by the run's statuses, with the graph as text for alt.
+    assert "<svg" not in bundle["text/html"]
+    data = bundle["text/html"].split('src="data:image/svg+xml;base64,', 1)[1].split('"', 1)[0]
+    svg = base64.b64decode(data).decode()
+    ET.fromstring(svg)
+    assert STATUS_COLORS["waiting_approval"][0] in svg
+    assert "workflow &#x27;widget-refunds&#x27; (entry: quote)" in bundle["text/html"]
 
 
 def test_an_interactive_run_displays_one_live_view(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -4,8 +4,8 @@ A :class:`Suite` names a dataset (JSONL or parquet: inputs and expectations), a 
 factory taking a variant's parameters), scorers, variants and thresholds. :func:`evaluate` runs
 every case of every variant with bounded concurrency (steps are logged as usual), scores them,
 and returns an :class:`EvalResult`: a DataFrame of case x scorer results, a summary per variant
-(mean with a bootstrap interval, pass rate with a Wilson interval), stored as parquet next to the
-step logs.
+(mean with a bootstrap interval, or a Wilson interval when scores are 0/1; pass rate with a Wilson
+interval), stored as parquet next to the step logs.
 
 Eval runs go to a workspace of their own, ``WORKSPACE/evals/runs`` (its own SQLite store and step
 log), so the analysis and the report of interactive runs never count a hundred eval cases as
@@ -401,7 +401,13 @@ class EvalResult:
 
         out = []
         for (variant, scorer), group in self.cases.groupby(["variant", "scorer"], sort=True):
-            low, high = bootstrap_ci(group["value"].tolist())
+            values = group["value"].astype(float)
+            if len(values) and values.isin([0.0, 1.0]).all():
+                # A 0/1 score's mean is a proportion, and a bootstrap of 20 passes in 20 says
+                # [1.0, 1.0]: a certainty 20 cases cannot give. Wilson's interval does not claim it.
+                low, high = wilson_interval(int(values.sum()), len(values))
+            else:
+                low, high = bootstrap_ci(values.tolist())
             passed = int(group["passed"].sum())
             pass_low, pass_high = wilson_interval(passed, len(group))
             out.append(
@@ -474,7 +480,8 @@ class EvalResult:
 
     def plot(self, *, metric: str = "pass_rate", ax: Axes | None = None) -> Axes:
         """Per scorer and variant, the pass rate with its Wilson interval (``metric="mean"``: the
-        mean score with its bootstrap interval), as dots with error bars on one 0-1 axis."""
+        mean score with its interval: Wilson for 0/1 scores, else bootstrap), as dots with error
+        bars on one 0-1 axis."""
         if metric not in ("pass_rate", "mean"):
             raise ValueError(f"metric must be 'pass_rate' or 'mean', got {metric!r}")
         low, high = ("pass_low", "pass_high") if metric == "pass_rate" else ("ci_low", "ci_high")
@@ -516,7 +523,7 @@ class EvalResult:
         ax.set_yticks(range(len(labels)), labels)
         ax.set_ylim(len(labels) - 0.5, -0.5)
         ax.set_xlim(-0.02, 1.02)
-        what = "pass rate, 95% Wilson interval" if metric == "pass_rate" else "mean score, 95% bootstrap interval"
+        what = "pass rate, 95% Wilson interval" if metric == "pass_rate" else "mean score, 95% interval"
         ax.set_xlabel(what)
         ax.set_title(f"eval {self.suite.name}: {what} per scorer and variant", fontsize="medium")
         ax.xaxis.set_major_formatter("{x:.0%}")

@@ -69,14 +69,23 @@ def _say(ax: Axes, message: str, title: str) -> Axes:
 
 def _seconds_axis(ax: Axes, axis: str = "x") -> None:
     """Label a seconds axis "10 ms", "1 s". On a log axis: ticks at 1, 2 and 5 of each decade
-    (every digit when the data span less than 4x), small ticks unlabelled."""
+    (every digit when the data span less than 4x; fewer when the axis is too short for them to
+    stand apart, as in small multiples), small ticks unlabelled."""
+    import math
+
     from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
     target = ax.xaxis if axis == "x" else ax.yaxis
     if (ax.get_xscale() if axis == "x" else ax.get_yscale()) == "log":
         low, high = ax.get_xlim() if axis == "x" else ax.get_ylim()
         narrow = low > 0 and high / low < 4
-        subs = tuple(float(d) for d in range(1, 10)) if narrow else (1.0, 2.0, 5.0)
+        inches = (ax.bbox.width if axis == "x" else ax.bbox.height) / ax.figure.dpi
+        decades = math.log10(high / low) if low > 0 and high > low else 1.0
+        # A label such as "500 ms" needs about 0.6 in at the default size (0.3 in stacked on a y axis).
+        fits = inches / decades / (0.6 if axis == "x" else 0.3)
+        subs: tuple[float, ...] = (1.0, 2.0, 5.0) if fits >= 3 else (1.0, 3.0) if fits >= 2 else (1.0,)
+        if narrow:
+            subs = tuple(float(d) for d in range(1, 10))
         target.set_major_locator(LogLocator(base=10, subs=subs))
         target.set_minor_locator(LogLocator(base=10, subs=tuple(float(d) for d in range(1, 10))))
         target.set_minor_formatter(NullFormatter())

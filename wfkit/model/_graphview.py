@@ -8,6 +8,7 @@ markers are drawn shapes, so no emoji font is needed.
 
 from __future__ import annotations
 
+import base64
 import html
 from collections import deque
 from collections.abc import Mapping
@@ -185,6 +186,19 @@ def to_svg(
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
         f'viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="12">' + "".join(parts + panels) + "</svg>"
     )
+
+
+def as_img(svg: str, *, alt: str) -> str:
+    """An SVG drawing as an HTML ``<img>`` with a data URI, for HTML outputs in notebooks.
+
+    JupyterLab sanitizes the HTML outputs of a notebook it does not trust (one executed by
+    papermill, a colleague's, any notebook opened from disk that this browser did not run), and
+    the sanitizer strips inline ``<svg>``: the drawing would shrink to the text of its labels. An
+    image survives it, in trusted notebooks as well, so the graph shows wherever it is opened.
+    ``alt`` is the text shown where images are off (say, the graph as text).
+    """
+    data = base64.b64encode(svg.encode()).decode("ascii")
+    return f'<img class="wfk-graph" src="data:image/svg+xml;base64,{data}" alt="{html.escape(alt)}"/>'
 
 
 def _child_graph(graph: Graph, step: str) -> Graph | None:

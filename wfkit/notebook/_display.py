@@ -54,7 +54,7 @@ def run_text(run: Run) -> str:
     return "\n".join(lines)
 
 
-def run_html(run: Run, *, graph_svg: str | None = None) -> str:
+def run_html(run: Run, *, graph_html: str | None = None) -> str:
     status_color = {
         "succeeded": "#15803d",
         "failed": "#b91c1c",
@@ -94,7 +94,7 @@ def run_html(run: Run, *, graph_svg: str | None = None) -> str:
     return (
         f'<div class="wfkit-run"><b>run {html.escape(run.run_id)}</b> of <code>{html.escape(run.workflow)}</code>: '
         f'<span style="color:{status_color}">{html.escape(run.status)}</span>{error}{table}'
-        + (graph_svg or "")
+        + (graph_html or "")
         + "</div>"
     )
 

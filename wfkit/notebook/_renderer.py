@@ -22,7 +22,7 @@ def run_bundle(run: Run) -> dict[str, Any]:
     """A run's MIME bundle: a live widget in an interactive notebook; HTML and text elsewhere
     (papermill, a terminal). The engine is handed this function and never imports this layer."""
     from wfkit.engine._mode import current_mode
-    from wfkit.model._graphview import to_svg
+    from wfkit.model._graphview import as_img, to_svg, to_text
 
     text = run_text(run)
     if current_mode() == "interactive":
@@ -35,5 +35,7 @@ def run_bundle(run: Run) -> dict[str, Any]:
         bundle["text/plain"] = text
         return bundle
     graph = run.graph
-    svg = None if graph is None else to_svg(graph, statuses(run.events))
-    return {"text/plain": text, "text/html": run_html(run, graph_svg=svg)}
+    # An image, not inline SVG: JupyterLab strips inline SVG from notebooks it does not trust, and
+    # an executed notebook opened later (papermill's output, a replay's) is one of those.
+    drawing = None if graph is None else as_img(to_svg(graph, statuses(run.events)), alt=to_text(graph))
+    return {"text/plain": text, "text/html": run_html(run, graph_html=drawing)}
