@@ -68,9 +68,13 @@ def test_text_form_lists_options_and_edges() -> None:
 
 
 def test_workflow_mimebundle_has_svg_html_and_text() -> None:
-    """A Workflow displays as SVG in a notebook and as text elsewhere; a broken one explains itself."""
+    """A Workflow displays as an SVG image in a notebook and as text elsewhere; a broken one explains itself."""
+    import base64
+
     bundle = query_router()._repr_mimebundle_()
-    assert bundle["text/html"].startswith("<svg")
+    assert bundle["text/html"].startswith('<img class="wfk-graph" src="data:image/svg+xml;base64,')
+    data = bundle["text/html"].split("base64,", 1)[1].split('"', 1)[0]
+    assert base64.b64decode(data).decode().startswith("<svg")
     assert "entry: classify" in bundle["text/plain"]
     broken = wf.Workflow("broken")
     broken.step(_noop, name="a")

@@ -542,6 +542,7 @@ _events = st.builds(
     extra=st.none() | st.dictionaries(_words, st.integers(-(2**53), 2**53) | _words, max_size=3),
     map_index=st.none() | st.integers(0, 1000),
     parent_run_id=_maybe,
+    durable_wait_s=st.none() | st.floats(0, 10),  # every field named: builds would draw NaN for it
 )
 
 
@@ -589,8 +590,8 @@ def _plain(name: str, value: Any) -> Any:
     """A frame cell as the StepEvent field it came from (NaN for a missing value, categories as str)."""
     if name == "tools":
         return None if value is None else tuple(str(v) for v in value)
-    if value is None or (isinstance(value, float) and value != value):
-        return None
+    if value is None or value is pd.NA or (isinstance(value, float) and value != value):
+        return None  # a null cell reads back as None, NaN or pd.NA depending on the column's dtype
     if name == "extra":
         return json.loads(value)
     if name in ("started_at", "ended_at"):

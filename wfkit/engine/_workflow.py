@@ -520,13 +520,17 @@ class Workflow:
         """The graph as SVG (drawn here: no network, no graphviz) and Mermaid, with a text fallback."""
         from wfkit.model._errors import WorkflowDefinitionError
         from wfkit.model._graphexport import to_mermaid
-        from wfkit.model._graphview import to_svg
+        from wfkit.model._graphview import as_img, to_svg
 
         try:
             graph = self.validate()
         except WorkflowDefinitionError as exc:
             return {"text/plain": f"{self!r}\n{exc}"}
-        return {"text/plain": self.describe(), "text/html": to_svg(graph), "text/vnd.mermaid": to_mermaid(graph)}
+        text = self.describe()
+        # An image, not inline <svg>: JupyterLab's sanitizer strips inline SVG from notebooks it
+        # does not trust (executed by papermill, opened from disk), leaving only the labels.
+        html = as_img(to_svg(graph), alt=text)
+        return {"text/plain": text, "text/html": html, "text/vnd.mermaid": to_mermaid(graph)}
 
     # ---- as data ---------------------------------------------------------------------------
 
