@@ -192,12 +192,17 @@ def run_partition(dataset: str, job: str, partition: int, payload: bytes) -> dic
     ``payload`` is the partition's work, cloudpickled by the driver (see :func:`run_job`)."""
     import pyarrow as pa
 
-    from wfkit.store._workspace import DB_NAME, forget_store, open_store
+    from wfkit.store._workspace import DB_NAME, forget_store, mark_scratch, open_store
 
     work = _unpickle(payload)
     location = Location(dataset)
     attempt = begin_attempt(location, job, partition)
     scratch = Path(tempfile.mkdtemp(prefix=f"wfkit-{job}-{attempt.stem}-", dir=_scratch_root()))
+    # The partition's runs are kept here only until write_attempt has put their rows in the
+    # dataset, durably; a worker that dies takes the folder with it and the partition runs again.
+    # So its store need not wait for the disk at each commit ($WFKIT_SYNCHRONOUS is "full" on a
+    # worker nobody configured: an fsync per group of commits, for a file about to be deleted).
+    mark_scratch(scratch)
     try:
         reporter = _Reporter(job, partition, attempt.stem)
         output = work(scratch, reporter)
@@ -211,6 +216,7 @@ def run_partition(dataset: str, job: str, partition: int, payload: bytes) -> dic
         reporter.send()
         return marker
     finally:
+        forget_store(scratch)  # also when the work failed: its store closed, the mark dropped
         shutil.rmtree(scratch, ignore_errors=True)
 
 
@@ -381,7 +387,7 @@ def _partition_error(future: Any, job: str, partition: int, retries: int) -> Par
 def _check_dataset(client: Any, location: Location, job: str) -> None:
     """Every worker must see the dataset (a folder on this machine is not on another one)."""
     probe = f"{STEPS_DIR}/{ATTEMPTS_DIR}/{job}/_probe"
-    location.write_bytes(probe, b"")
+    location.write_bytes(probe, b"", durable=False)  # a visibility test: nothing to keep
     try:
         seen = client.run(_can_see, location.url, probe)
     except (ImportError, ModuleNotFoundError) as exc:
