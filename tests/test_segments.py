@@ -69,9 +69,7 @@ class SynchronousLevel:
         return PartitionOutput([{"synchronous": level}], (scratch,))
 
 
-def test_a_partitions_scratch_store_does_not_wait_for_the_disk(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_partitions_scratch_store_does_not_wait_for_the_disk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """On a worker where $WFKIT_SYNCHRONOUS is full, a partition's scratch store is synchronous=normal (1)."""
     import cloudpickle
 

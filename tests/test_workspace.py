@@ -134,7 +134,7 @@ def test_open_store_synchronous_comes_from_the_environment(workspace: Path, monk
 
 
 def test_a_scratch_workspace_store_is_normal_until_forgotten(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A folder marked scratch gets a synchronous=normal store despite $WFKIT_SYNCHRONOUS=full; forgotten, it is full again."""
+    """A scratch folder gets a synchronous=normal store despite $WFKIT_SYNCHRONOUS=full; forgotten, full again."""
     from wfkit.store._workspace import forget_store, mark_scratch
 
     monkeypatch.setenv("WFKIT_SYNCHRONOUS", "full")
