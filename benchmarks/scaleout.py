@@ -117,12 +117,17 @@ def noop(i: int) -> int:
     return i
 
 
-def scheduler_per_task(client: Any, tasks: int = 400) -> float:
-    """Seconds per task for no-op tasks through this cluster (scheduler, comms, worker), in bulk."""
+def scheduler_per_task(client: Any, tasks: int = 400) -> dict[str, float]:
+    """No-op tasks through this cluster: wall seconds per task (a round trip, as the single worker
+    thread takes them one by one) and CPU seconds per task in this process, which hosts the
+    LocalCluster's scheduler (with the client's side): the scheduler's serial cost per task."""
+    import psutil
+
+    me = psutil.Process()
     client.gather(client.map(noop, range(20), pure=False))  # warm
-    t0 = time.perf_counter()
+    cpu0, t0 = CpuMeter._cpu(me), time.perf_counter()
     client.gather(client.map(noop, range(tasks), pure=False))
-    return (time.perf_counter() - t0) / tasks
+    return {"wall_s": (time.perf_counter() - t0) / tasks, "cpu_s": (CpuMeter._cpu(me) - cpu0) / tasks}
 
 
 def breakdown(client: Any, suite: Any, cases: int, sizes: tuple[int, int], tmp: Path) -> dict[str, Any]:
@@ -174,7 +179,7 @@ def breakdown(client: Any, suite: Any, cases: int, sizes: tuple[int, int], tmp: 
 
 
 def capacity_model(
-    workers: int, cases: int, case_s: float, parts: dict[str, Any], task_s: float, partitions_per_thread: int = 4
+    workers: int, cases: int, case_s: float, parts: dict[str, Any], task_cpu_s: float, partitions_per_thread: int = 4
 ) -> dict[str, Any]:
     """What ``workers`` single-thread workers would do with ``cases`` cases, from the measured costs.
 
@@ -184,8 +189,8 @@ def capacity_model(
     per-partition cost. The driver pickles and submits every partition before any runs, and reads
     each partition's results when it ends: a wave's N reads queue up behind each other, and only
     the last wave's are not hidden behind the next wave's work. Dask's scheduler hands out the next
-    wave's N tasks one after another (its per-task cost, measured with no-op tasks, is an upper
-    bound: it includes the worker's side and the transfers). Storage: each partition writes its
+    wave's N tasks one after another (its CPU per task, measured with no-op tasks, with the
+    client's share: an upper bound). Storage: each partition writes its
     files as it ends, so a wave's N file sets arrive at once.
     """
     import math
@@ -195,7 +200,7 @@ def capacity_model(
     waves = math.ceil(partitions / workers)
     wave_s = per_partition * case_s + parts["per_partition_s"]
     submit_s = partitions * parts["submit_per_partition_s"]
-    dispatch_s = waves * min(workers, partitions) * task_s
+    dispatch_s = waves * min(workers, partitions) * task_cpu_s
     last_reads_s = min(workers, partitions) * parts["read_per_partition_s"]
     wall = submit_s + waves * wave_s + dispatch_s + last_reads_s
     one = cases * case_s
@@ -284,7 +289,7 @@ def main(argv: list[str]) -> None:
         runs.append(measure("local", local, CpuMeter(None)))
         for workers in (1, 2):
             runs.append(on_cluster(workers, lambda c, w=workers: measure(f"dask_{w}", on_dask(c), CpuMeter(c))))
-    parts, task_s = on_cluster(1, lambda c: (breakdown(c, suite, args.cases, (5, 100), tmp), scheduler_per_task(c)))
+    parts, task = on_cluster(1, lambda c: (breakdown(c, suite, args.cases, (5, 100), tmp), scheduler_per_task(c)))
 
     def of(variant: str, key: str) -> list[float]:
         return [r[key] for r in runs if r["variant"] == variant]
@@ -302,7 +307,7 @@ def main(argv: list[str]) -> None:
     engine_cpu_per_case = engine["driver_cpu_s"] / args.cases
     case_s = args.cpu_ms / 1000 + engine_cpu_per_case
     model = {
-        str(n): capacity_model(args.model_workers, n, case_s, parts, task_s)
+        str(n): capacity_model(args.model_workers, n, case_s, parts, task["cpu_s"])
         for n in (args.cases, 10_000, 100_000, 1_000_000)
     }
     result = {
@@ -327,7 +332,7 @@ def main(argv: list[str]) -> None:
         / args.cases,
         "engine_cpu_s_per_case": engine_cpu_per_case,
         "engine_wall_s_per_case": engine["seconds"] / args.cases,
-        "scheduler_s_per_task": task_s,
+        "scheduler_per_task": task,
         "partition_breakdown": parts,
         "model": model,
         "cpus": os.cpu_count(),
@@ -365,7 +370,10 @@ def main(argv: list[str]) -> None:
         f"{parts['submit_per_partition_s'] * 1000:.2f} ms, read results {parts['read_per_partition_s'] * 1000:.2f} ms; "
         f"{parts['files_per_partition']:.1f} files, {parts['bytes_per_partition'] / 1024:.1f} KiB written"
     )
-    print(f"  Dask scheduler, no-op tasks: {task_s * 1000:.2f} ms per task")
+    print(
+        f"  Dask, no-op tasks on 1 worker: {task['wall_s'] * 1000:.2f} ms per task (round trip), "
+        f"{task['cpu_s'] * 1000:.2f} ms CPU per task in the scheduler's process"
+    )
     print(f"  model of {args.model_workers} workers (4 partitions each, from the costs above):")
     for n, m in model.items():
         print(
