@@ -59,6 +59,47 @@ def attempt(dataset: str | Path, job: str, partition: int, xs: list[int], *, com
     return {}
 
 
+class SynchronousLevel:
+    """A partition's work that reports the durability level of its scratch workspace's store."""
+
+    def __call__(self, scratch: Path, progress: Progress) -> PartitionOutput:
+        from wfkit.store._workspace import open_store
+
+        level = open_store(scratch).conn.execute("PRAGMA synchronous").fetchone()[0]
+        return PartitionOutput([{"synchronous": level}], (scratch,))
+
+
+def test_a_partitions_scratch_store_does_not_wait_for_the_disk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a worker where $WFKIT_SYNCHRONOUS is full, a partition's scratch store is synchronous=normal (1)."""
+    import cloudpickle
+
+    monkeypatch.setenv("WFKIT_SYNCHRONOUS", "full")
+    marker = run_partition(str(tmp_path), new_job_id(), 0, cloudpickle.dumps(SynchronousLevel()))
+    assert [{"synchronous": 1}] == read_results(Location(tmp_path), [marker]).to_pylist()
+
+
+def test_a_start_marker_is_whole_and_numbers_the_attempts(tmp_path: Path) -> None:
+    """Start markers (written without fsync) are whole JSON, leave no temporary behind, and number attempts 1, 2."""
+    job = new_job_id()
+    location = Location(tmp_path)
+    first, second = begin_attempt(location, job, 3), begin_attempt(location, job, 3)
+    names = location.names(first.marker_dir)
+    assert sorted([f"{first.stem}.started", f"{second.stem}.started"]) == names
+    assert (1, 2) == (first.number, second.number)
+    assert {"host", "pid", "started_at"} == set(json.loads(location.read_bytes(f"{first.marker_dir}/{names[0]}")))
+    assert [] == [p.name for p in (tmp_path / first.marker_dir).iterdir() if p.name.startswith(".")]
+
+
+def test_names_lists_files_only(tmp_path: Path) -> None:
+    """Location.names: the folder's files, sorted, without subfolders or temporaries; a missing folder has none."""
+    (tmp_path / "f" / "sub").mkdir(parents=True)
+    for name in ("b", "a", ".a.1234.tmp"):
+        (tmp_path / "f" / name).write_bytes(b"")
+    assert ["a", "b"] == Location(tmp_path).names("f")
+    assert [] == Location(tmp_path).names("missing")
+    assert [] == Location(tmp_path).names("f/a")
+
+
 def test_a_rerun_partition_counts_once(tmp_path: Path) -> None:
     """Two committed attempts of one partition: readers count the later one only."""
     job = new_job_id()

@@ -133,6 +133,20 @@ def test_open_store_synchronous_comes_from_the_environment(workspace: Path, monk
     assert 1 == open_store(synchronous="normal").conn.execute("PRAGMA synchronous").fetchone()[0]
 
 
+def test_a_scratch_workspace_store_is_normal_until_forgotten(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A scratch folder gets a synchronous=normal store despite $WFKIT_SYNCHRONOUS=full; forgotten, full again."""
+    from wfkit.store._workspace import forget_store, mark_scratch
+
+    monkeypatch.setenv("WFKIT_SYNCHRONOUS", "full")
+    scratch = tmp_path / "scratch"
+    mark_scratch(scratch)
+    assert 1 == open_store(scratch).conn.execute("PRAGMA synchronous").fetchone()[0]
+    assert 2 == open_store(scratch, synchronous="full").conn.execute("PRAGMA synchronous").fetchone()[0]
+    forget_store(scratch)
+    assert 2 == open_store(scratch).conn.execute("PRAGMA synchronous").fetchone()[0]
+    forget_store(scratch)
+
+
 # ---- runs ---------------------------------------------------------------------------------------------
 
 

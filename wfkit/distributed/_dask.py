@@ -192,12 +192,17 @@ def run_partition(dataset: str, job: str, partition: int, payload: bytes) -> dic
     ``payload`` is the partition's work, cloudpickled by the driver (see :func:`run_job`)."""
     import pyarrow as pa
 
-    from wfkit.store._workspace import DB_NAME, forget_store, open_store
+    from wfkit.store._workspace import DB_NAME, forget_store, mark_scratch, open_store
 
     work = _unpickle(payload)
     location = Location(dataset)
     attempt = begin_attempt(location, job, partition)
     scratch = Path(tempfile.mkdtemp(prefix=f"wfkit-{job}-{attempt.stem}-", dir=_scratch_root()))
+    # The partition's runs are kept here only until write_attempt has put their rows in the
+    # dataset, durably; a worker that dies takes the folder with it and the partition runs again.
+    # So its store need not wait for the disk at each commit ($WFKIT_SYNCHRONOUS is "full" on a
+    # worker nobody configured: an fsync per group of commits, for a file about to be deleted).
+    mark_scratch(scratch)
     try:
         reporter = _Reporter(job, partition, attempt.stem)
         output = work(scratch, reporter)
@@ -211,6 +216,7 @@ def run_partition(dataset: str, job: str, partition: int, payload: bytes) -> dic
         reporter.send()
         return marker
     finally:
+        forget_store(scratch)  # also when the work failed: its store closed, the mark dropped
         shutil.rmtree(scratch, ignore_errors=True)
 
 
@@ -322,6 +328,8 @@ def run_job(
         t_submitted = time.perf_counter()
         index = {f.key: i for i, f in enumerate(futures)}
         markers: dict[int, dict[str, Any]] = {}
+        results: dict[int, pa.Table | None] = {}
+        read_s = 0.0
         try:
             pending = list(futures)
             while pending:
@@ -334,6 +342,11 @@ def run_job(
                     if future.status != "finished":
                         raise _partition_error(future, job, part, retries)
                     markers[part] = future.result()
+                    # Read now, while other partitions still run: the driver's share of the job
+                    # then ends with its last partition, instead of a read per partition after it.
+                    t_read = time.perf_counter()
+                    results[part] = read_results(location, [markers[part]])
+                    read_s += time.perf_counter() - t_read
                 bars.refresh(len(markers))
         except BaseException:
             client.cancel(futures)
@@ -344,13 +357,21 @@ def run_job(
         t_done = time.perf_counter()
         ordered = [markers[i] for i in range(len(works))]
         commit_job(location, job, ordered, label=label)
-        results = read_results(location, ordered)
+        tables = [t for t in (results[i] for i in range(len(works))) if t is not None]
+        table = _concat(tables) if tables else None
         t_end = time.perf_counter()
         timings = {"submit_s": t_submitted - t0, "wait_s": t_done - t_submitted, "collect_s": t_end - t_done}
-        return JobOutcome(job, location, ordered, results, t_end - t0, len(works), link, timings)
+        timings["read_s"] = read_s  # reading each partition's results as it came (inside wait_s)
+        return JobOutcome(job, location, ordered, table, t_end - t0, len(works), link, timings)
     finally:
         if connection is None:
             conn.close()
+
+
+def _concat(tables: list[pa.Table]) -> pa.Table:
+    import pyarrow as pa
+
+    return pa.concat_tables(tables, promote_options="default")
 
 
 def _pickled(works: Sequence[Work]) -> list[bytes]:
@@ -381,7 +402,7 @@ def _partition_error(future: Any, job: str, partition: int, retries: int) -> Par
 def _check_dataset(client: Any, location: Location, job: str) -> None:
     """Every worker must see the dataset (a folder on this machine is not on another one)."""
     probe = f"{STEPS_DIR}/{ATTEMPTS_DIR}/{job}/_probe"
-    location.write_bytes(probe, b"")
+    location.write_bytes(probe, b"", durable=False)  # a visibility test: nothing to keep
     try:
         seen = client.run(_can_see, location.url, probe)
     except (ImportError, ModuleNotFoundError) as exc:

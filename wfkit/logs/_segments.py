@@ -80,7 +80,9 @@ def begin_attempt(location: Location, job: str, partition: int) -> Attempt:
     earlier = [n for n in location.names(folder) if n.startswith(prefix) and n.endswith(".started")]
     attempt = Attempt(job, partition, len(earlier) + 1, secrets.token_hex(4))
     who = {"host": socket.gethostname(), "pid": os.getpid(), "started_at": time.time()}
-    location.write_bytes(f"{folder}/{attempt.stem}.started", json.dumps(who).encode())
+    # Not fsynced: a start marker lost in a power cut only lets a later attempt take the same
+    # number, which its token keeps apart; readers count commit markers, never start markers.
+    location.write_bytes(f"{folder}/{attempt.stem}.started", json.dumps(who).encode(), durable=False)
     return attempt
 
 

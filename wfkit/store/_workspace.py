@@ -36,6 +36,7 @@ def set_decision_hook(hook: DecisionHook | None) -> None:
 
 DB_NAME = "wfkit.db"
 _stores: dict[tuple[Path, str], Store] = {}
+_scratch: set[Path] = set()  # workspaces whose rows are copied elsewhere, then deleted
 _lock = threading.Lock()
 
 
@@ -50,12 +51,15 @@ def open_store(
 ) -> Store:
     """The (shared, per process) store of a workspace. ``synchronous`` is SQLite's durability
     level: "full" (default; survives power loss) or "normal" (faster; survives a crashed process),
-    also set by ``$WFKIT_SYNCHRONOUS``. ``create=False`` (every read) refuses a missing workspace
-    with :class:`WorkspaceNotFoundError` instead of making one."""
+    also set by ``$WFKIT_SYNCHRONOUS``; a scratch workspace (:func:`mark_scratch`) is "normal".
+    ``create=False`` (every read) refuses a missing workspace with :class:`WorkspaceNotFoundError`
+    instead of making one."""
     folder = workspace_path(path)
-    synchronous = synchronous or os.environ.get("WFKIT_SYNCHRONOUS") or "full"
-    key = (folder, synchronous.lower())
     with _lock:
+        if synchronous is None and folder in _scratch:
+            synchronous = "normal"
+        synchronous = synchronous or os.environ.get("WFKIT_SYNCHRONOUS") or "full"
+        key = (folder, synchronous.lower())
         store = _stores.get(key)
         if store is not None and not store.path.exists():
             store = None  # the folder was deleted under us: never keep writing into a ghost
@@ -65,10 +69,20 @@ def open_store(
         return store
 
 
+def mark_scratch(path: str | os.PathLike[str]) -> None:
+    """Declare ``path`` a scratch workspace (a Dask partition's, its rows copied to a dataset
+    that is written durably, then deleted): its store commits without waiting for the disk
+    (synchronous=normal), whatever ``$WFKIT_SYNCHRONOUS`` says, because a worker that dies loses
+    the folder anyway and its partition runs again. :func:`forget_store` ends it."""
+    with _lock:
+        _scratch.add(workspace_path(path))
+
+
 def forget_store(path: str | os.PathLike[str]) -> None:
     """Close a workspace's shared stores and drop them (a scratch workspace about to be deleted)."""
     folder = workspace_path(path)
     with _lock:
+        _scratch.discard(folder)
         gone = [key for key in _stores if key[0] == folder]
         stores = [_stores.pop(key) for key in gone]
     for store in stores:
