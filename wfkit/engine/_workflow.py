@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from wfkit.engine._batch import BatchResult
+    from wfkit.engine._subflows import ParentRun
     from wfkit.model._spec import Format
 
 F = TypeVar("F", bound=StepFunction)
@@ -726,7 +727,7 @@ class Workflow:
         return execution, create
 
     def _child_execution(
-        self, parent: Execution, step: str, visit: int, inputs: Mapping[str, Any]
+        self, parent: ParentRun, step: str, visit: int, inputs: Mapping[str, Any]
     ) -> Execution | dict[str, Any]:
         """This workflow's run as the sub-workflow of ``parent``'s ``step`` (visit ``visit``): the
         run that step visit started before if it has not failed (resumed where it stopped, or its
