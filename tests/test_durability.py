@@ -124,7 +124,7 @@ def test_a_gate_parks_under_halt_and_runs_once_a_policy_approves(workspace: Path
     approving, _make, outlet = _durability(store, "r4", APPROVE_ALL)
     assert Admission("run") == asyncio.run(approving.admit(send, {}))
     assert ["approved"] == [e.status for e in outlet.events]
-    ticket = store.ticket_for("r4", "send", 1)
+    ticket = store.tickets.of_visit("r4", "send", 1)
     assert ticket is not None
     assert "approved" == ticket.status
 

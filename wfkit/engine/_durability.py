@@ -217,7 +217,7 @@ class Durability:
         approval = spec.approval
         if approval is not None and (approval.when is None or approval.when.evaluate(state)):
             assert store is not None  # checked when the run was created
-            found = store.ticket_for(self.run_id, spec.name, act.visit)
+            found = store.tickets.of_visit(self.run_id, spec.name, act.visit)
             ticket = found or await self._open_ticket(act, approval.reason, approval.payload_for(state))
             decided_before = not ticket.is_open  # its row is in the journal, so in the run's events already
             if ticket.is_open:
@@ -239,7 +239,7 @@ class Durability:
                     )
                 make = self._make
                 ticket, _ = await store.writer.submit_async(
-                    store.decide_op(
+                    store.tickets.decide_op(
                         ticket.ticket_id,
                         verdict.decision,
                         verdict.by,
@@ -261,7 +261,7 @@ class Durability:
                         ),
                     )
                 await store.writer.submit_async(
-                    store.rejection_routed_op(self.run_id, spec.name, act.visit, approval.on_reject)
+                    store.tickets.rejection_routed_op(self.run_id, spec.name, act.visit, approval.on_reject)
                 )
                 return Admission("reject", route=approval.on_reject)
         if spec.irreversible and store is not None:
@@ -295,7 +295,7 @@ class Durability:
             decided_at=None,
         )
         event = self._make.gate(act, Status.WAITING_APPROVAL, now, extra={"ticket": ticket.ticket_id, "reason": reason})
-        ticket = await self.store.writer.submit_async(self.store.create_ticket_op(ticket, event))
+        ticket = await self.store.writer.submit_async(self.store.tickets.create_op(ticket, event))
         self._emit(event)
         return ticket
 
@@ -357,7 +357,7 @@ class Durability:
                 continue  # its intent says what happened; a pending one waits for a person
             approval = spec.approval
             if approval is not None and (approval.when is None or approval.when.evaluate(act.view)):
-                ticket = store.ticket_for(self.run_id, spec.name, act.visit)
+                ticket = store.tickets.of_visit(self.run_id, spec.name, act.visit)
                 if ticket is None or ticket.status != "approved":
                     continue  # it was waiting for a decision, not running
             fact = facts.get(key)

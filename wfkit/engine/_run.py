@@ -358,7 +358,9 @@ class Run:
         store = self._exec.store
         if store is None:
             return []
-        return [t for run_id in store.descendant_runs(self.run_id) for t in store.tickets(status=status, run_id=run_id)]
+        return [
+            t for run_id in store.descendant_runs(self.run_id) for t in store.tickets.find(status=status, run_id=run_id)
+        ]
 
     def approve(self, *, by: str, comment: str = "", step: str | None = None, resume: bool = True) -> Run:
         """Approve this run's open gate (the one at ``step`` if several) and resume the run."""
@@ -383,7 +385,7 @@ class Run:
         if len(open_) > 1:
             steps = ", ".join(f"{t.step!r} ({t.ticket_id})" for t in open_)
             raise TicketError(f"run {self.run_id} has several open tickets: {steps}; pass step=...")
-        _, changed = store.decide(
+        _, changed = store.tickets.decide(
             open_[0].ticket_id,
             decision,
             by,
