@@ -61,11 +61,9 @@ class RunSource(Protocol):
 WorkspaceArg: TypeAlias = "str | os.PathLike[str] | Literal[False] | None"
 
 
-class ResumeOptions(TypedDict, total=False):
-    """How a stored run continues: the keywords :meth:`Workflow.resume` and ``aresume`` take."""
+class _EveryRunOptions(TypedDict, total=False):
+    """What every way of running takes: who decides gates, where events go, what ``ctx`` lends."""
 
-    workspace: WorkspaceArg
-    """The folder that keeps the run (default ``$WFKIT_HOME`` or ``./.wfkit``); ``False``: memory only."""
     policy: str | ApprovalPolicy | None
     """Who decides approval gates when nobody is there: "halt", "approve", "reject", "fail", or a decisions file."""
     sinks: Iterable[Sink]
@@ -78,21 +76,35 @@ class ResumeOptions(TypedDict, total=False):
     """"interactive" or "headless"; detected when None."""
 
 
-class RunOptions(ResumeOptions, total=False):
-    """How a new run executes: the keywords :meth:`Workflow.run`, ``arun`` and ``start`` share."""
+class ResumeOptions(_EveryRunOptions, total=False):
+    """How a stored run continues: the keywords :meth:`Workflow.resume` and ``aresume`` take."""
 
-    run_id: str | None
-    """Choose the run's id (default: a fresh random one)."""
+    workspace: WorkspaceArg
+    """The folder that keeps the run (default ``$WFKIT_HOME`` or ``./.wfkit``); ``False``: memory only."""
+
+
+class BatchRunOptions(_EveryRunOptions, total=False):
+    """How each run of a batch executes: the keywords :meth:`Workflow.run_many` hands to every run
+    (the batch itself names the runs, seeds them and keeps them in its workspace)."""
+
     timeout: float | None
     """The run's deadline in seconds, which survives pauses and resumes."""
-    seed: int | None
-    """Seeds ``ctx.rng`` and the simulated model, so a run can be replayed."""
     count_approval_wait: bool
     """Whether time halted for approval counts against ``timeout``."""
 
 
-_RESUME_KEYS = frozenset(ResumeOptions.__annotations__)
-_RUN_KEYS = frozenset(RunOptions.__annotations__) | _RESUME_KEYS
+class RunOptions(ResumeOptions, BatchRunOptions, total=False):
+    """How a new run executes: the keywords :meth:`Workflow.run`, ``arun`` and ``start`` share."""
+
+    run_id: str | None
+    """Choose the run's id (default: a fresh random one)."""
+    seed: int | None
+    """Seeds ``ctx.rng``, retry jitter and the simulated model, so a run can be replayed."""
+
+
+_RESUME_KEYS = frozenset(ResumeOptions.__optional_keys__)
+_RUN_KEYS = frozenset(RunOptions.__optional_keys__)
+_BATCH_KEYS = frozenset(BatchRunOptions.__optional_keys__)
 
 
 @dataclass(frozen=True, slots=True)
