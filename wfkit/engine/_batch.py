@@ -185,27 +185,22 @@ def run_many(
                 bar.close()
         return BatchResult(flow.name, _frame(rows), str(workspace_path(workspace)))
 
-    from wfkit.distributed._dask import announce_default, chunks, connect, run_job, threads_of
-    from wfkit.distributed._dask import partition_size as size_for
+    from wfkit.distributed._dask import chunks, run_partitioned
 
-    target = dataset if dataset is not None else workspace_path(workspace)
-    conn = connect(executor)  # first: an unreachable scheduler is an error before any work
-    try:
-        size = size_for(len(items), threads_of(conn), partition_size)
-        works = [_BatchPartition(flow, tuple(part), concurrency, seed, dict(options)) for part in chunks(indexed, size)]
-        outcome = run_job(
-            executor,
-            target,
-            works,
-            cases=[len(w.inputs) for w in works],
-            label=f"runs of {flow.name}",
-            retries=retries,
-            progress=progress,
-            announce=announce or announce_default,
-            connection=conn,
-        )
-    finally:
-        conn.close()
+    outcome = run_partitioned(
+        executor,
+        dataset if dataset is not None else workspace_path(workspace),
+        cases=len(items),
+        split=lambda size: [
+            _BatchPartition(flow, tuple(part), concurrency, seed, dict(options)) for part in chunks(indexed, size)
+        ],
+        size_of=lambda work: len(work.inputs),
+        label=f"runs of {flow.name}",
+        requested_size=partition_size,
+        retries=retries,
+        progress=progress,
+        announce=announce,
+    )
     rows = [] if outcome.results is None else outcome.results.to_pylist()
     return BatchResult(flow.name, _frame(rows), outcome.location.url)
 
