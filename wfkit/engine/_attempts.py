@@ -75,6 +75,24 @@ class AttemptRunner:
     run is replayed).
     """
 
+    __slots__ = (
+        "_cache",
+        "_encode",
+        "_journal",
+        "_make",
+        "_rng",
+        "_run_child",
+        "_seed",
+        "_services",
+        "_sleep",
+        "attempts_before",
+        "cut_off",
+        "deadline",
+        "late_results",
+        "run_id",
+        "workflow",
+    )
+
     def __init__(
         self,
         run_id: str,

@@ -88,6 +88,8 @@ class Recorded(NamedTuple):
 class Durability:
     """Checkpoints, journal rows, gates, leases and replay of one run (see the module docstring)."""
 
+    __slots__ = ("_emit", "_lease_renew_at", "_make", "_unsynced", "_waits", "_writes", "policy", "run_id", "store")
+
     def __init__(
         self,
         store: Store | None,
