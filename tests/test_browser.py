@@ -110,7 +110,7 @@ def test_an_executed_notebook_opened_later_shows_the_runs_graph(tmp_path: Path, 
     JupyterLab, whose sanitizer strips inline SVG: the run's graph must still show, as a loaded image."""
     import nbformat
     from nbclient import NotebookClient
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
     nb = nbformat.v4.new_notebook()
     source = (
@@ -127,19 +127,12 @@ def test_an_executed_notebook_opened_later_shows_the_runs_graph(tmp_path: Path, 
     NotebookClient(nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
     nbformat.write(nb, tmp_path / "executed.ipynb")
 
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.set_default_timeout(15_000)
-            page.goto(f"{lab.url}/lab/workspaces/t{secrets.token_hex(4)}/tree/executed.ipynb?reset&token={lab.token}")
-            output = page.locator(VISIBLE).locator(".jp-OutputArea .wfkit-run")
-            expect(output).to_contain_text("succeeded", timeout=30_000)
-            graph = output.locator("img.wfk-graph")
-            expect(graph).to_have_count(1)
-            expect(graph).to_be_visible()
-            assert 400 < graph.evaluate("img => img.naturalWidth")  # decoded and drawn, not a broken image
-            assert "firstfirst" not in output.inner_text()  # not the SVG's labels left over as text
-            _delete_sessions(lab)
-        finally:
-            browser.close()
+    with lab_page(lab, {"width": 1400, "height": 1000}, tmp_path / "failure.png") as page:
+        page.goto(f"{lab.url}/lab/workspaces/t{secrets.token_hex(4)}/tree/executed.ipynb?reset&token={lab.token}")
+        output = page.locator(VISIBLE).locator(".jp-OutputArea .wfkit-run")
+        expect(output).to_contain_text("succeeded", timeout=30_000)
+        graph = output.locator("img.wfk-graph")
+        expect(graph).to_have_count(1)
+        expect(graph).to_be_visible()
+        assert 400 < graph.evaluate("img => img.naturalWidth")  # decoded and drawn, not a broken image
+        assert "firstfirst" not in output.inner_text()  # not the SVG's labels left over as text
