@@ -274,7 +274,7 @@ def test_policy_approve_passes_the_gate_at_once() -> None:
     assert "succeeded" == run.status
     assert {"amount": 30, "checked": True, "paid": 30} == run.state
     assert [("pay", "waiting_approval", None), ("pay", "approved", "policy:approve_all")] == _decisions(run.run_id)
-    (ticket,) = Workspace().store.tickets(status=None, run_id=run.run_id)
+    (ticket,) = Workspace().store.tickets.find(status=None, run_id=run.run_id)
     assert ("approved", "policy:approve_all") == (ticket.status, ticket.decided_by)
 
 

@@ -281,3 +281,120 @@ def test_failed_run_cancels_parallel_siblings_and_records_them() -> None:
     by_step = {e.step: e for e in run.events}
     assert by_step["broken"].status == "failed"
     assert (by_step["slow"].status, by_step["slow"].error_type) == ("failed", "CancelledError")
+
+
+# ---- the attempt runner alone (no Execution, no store) ------------------------------------------
+
+
+def _runner(flow: wf.Workflow, sleeps: list[float], *, seed: int | None = 7) -> tuple[Any, list[wf.StepEvent]]:
+    """An AttemptRunner for ``flow``'s steps, its events delivered to a list, its sleeps noted."""
+    from wfkit.engine._attempts import AttemptRunner
+    from wfkit.engine._cache import StepCache
+    from wfkit.engine._durability import Durability
+    from wfkit.engine._services import Services
+    from wfkit.engine._stepevents import EventMaker, Outlet
+    from wfkit.engine._subflows import ChildRuns
+    from wfkit.model._approvals import HALT
+
+    async def sleep(seconds: float) -> None:
+        sleeps.append(seconds)  # a clock that never waits: the test runs in no time
+
+    make = EventMaker("r1", flow.name, "v1", None, ())
+    outlet = Outlet(())
+    services = Services("r1", None, None, seed)
+    journal = Durability(None, "r1", make=make, emit=outlet.emit, policy=HALT)
+    children = ChildRuns("r1", store=None, policy=HALT, services=services, views=outlet, seed=seed, user_sinks=())
+    runner = AttemptRunner(
+        "r1",
+        flow.name,
+        make=make,
+        journal=journal,
+        services=services,
+        cache=StepCache(flow.name, None),
+        run_child=children.run,
+        seed=seed,
+        encode=False,
+        sleep=sleep,
+        late_results=[],
+    )
+    return runner, outlet.events
+
+
+def _activation(flow: wf.Workflow, step: str, state: dict[str, Any] | None = None) -> Any:
+    from wfkit.engine._activations import Activation
+
+    return Activation(flow.validate().steps[step], 1, (), 0, None, state or {})
+
+
+def test_the_runner_alone_retries_a_step_that_fails_twice_and_sleeps_its_backoffs() -> None:
+    """Without a run: two 503s are journalled as retries, their backoffs slept; the third attempt's updates return."""
+    flow = wf.Workflow("alone")
+    calls: list[int] = []
+
+    @flow.step(retry=wf.RetryPolicy(max_retries=3, base_delay=0.5, jitter=0))
+    async def call(state: Any, ctx: wf.StepContext) -> dict[str, Any]:
+        calls.append(ctx.attempt)
+        if len(calls) < 3:
+            raise Flaky(503)
+        return {"n": state["n"] + 1}
+
+    sleeps: list[float] = []
+    runner, events = _runner(flow, sleeps)
+    out = asyncio.run(runner.run(_activation(flow, "call", {"n": 1})))
+    assert ({"n": 2}, None, 3, "ok") == (dict(out.updates or {}), out.error, out.attempt, out.status)
+    assert [0.5, 1.0] == sleeps
+    assert [("retry", 1, 0.5), ("retry", 2, 1.0)] == [(e.status, e.attempt, e.retry_delay_s) for e in events]
+
+
+def test_the_runner_alone_gives_up_when_the_budget_is_spent() -> None:
+    """A step that always fails with a 503 comes back failed after 1 + max_retries attempts, kind transient."""
+    flow = wf.Workflow("alone-fail")
+
+    @flow.step(retry=wf.RetryPolicy(max_retries=2, base_delay=0.1, jitter=0))
+    async def call(state: Any) -> dict[str, Any]:
+        raise Flaky(503)
+
+    sleeps: list[float] = []
+    runner, events = _runner(flow, sleeps)
+    out = asyncio.run(runner.run(_activation(flow, "call")))
+    assert (3, "failed", "transient", "Flaky") == (out.attempt, out.status, out.kind.value, type(out.error).__name__)
+    assert 2 == len(events) == len(sleeps)
+
+
+def test_the_runner_alone_stops_at_the_deadline_it_is_given() -> None:
+    """A deadline already passed: the runner does not start the attempt and reports the run timed out."""
+    flow = wf.Workflow("alone-deadline")
+    ran: list[bool] = []
+
+    @flow.step
+    async def call(state: Any) -> None:
+        ran.append(True)
+
+    runner, _events = _runner(flow, [])
+    runner.deadline = time.monotonic() - 1.0
+    out = asyncio.run(runner.run(_activation(flow, "call")))
+    assert ([], True, "timeout") == (ran, out.run_timeout, out.status)
+
+
+def test_an_activations_backoff_jitter_depends_only_on_the_seed_step_visit_and_item() -> None:
+    """Two runners with one seed draw the same jitter for an item whichever items retried before it."""
+    flow = wf.Workflow("alone-jitter")
+
+    @flow.step(retry=wf.RetryPolicy(max_retries=1, base_delay=1.0, jitter=0.5))
+    async def call(state: Any) -> None:
+        raise Flaky(503)
+
+    def delays(order: list[int]) -> dict[int, float]:
+        sleeps: list[float] = []
+        runner, _events = _runner(flow, sleeps, seed=11)
+        found = {}
+        for index in order:
+            act = _activation(flow, "call")
+            act.index = index
+            asyncio.run(runner.run(act))
+            found[index] = sleeps[-1]
+        return found
+
+    forwards, backwards = delays([0, 1, 2]), delays([2, 1, 0])
+    assert forwards == backwards
+    assert 3 == len(set(forwards.values()))  # each item its own draw

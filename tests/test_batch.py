@@ -53,6 +53,8 @@ def test_run_many_seeds_run_i_with_seed_plus_i(workspace: Path) -> None:
         ({"concurrency": 0}, ValueError, "concurrency must be >= 1"),
         ({"dataset": "somewhere"}, ValueError, "dataset= is where Dask workers write"),
         ({"workspace": None, "raise_on_error": True}, TypeError, "never raises a run's error"),
+        ({"run_id": "same-for-all"}, TypeError, "names each run itself"),
+        ({"timout": 3}, TypeError, "did you mean 'timeout'"),
     ],
 )
 def test_run_many_refuses_bad_options(kwargs: dict[str, Any], error: type[Exception], message: str) -> None:

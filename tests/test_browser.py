@@ -8,153 +8,21 @@ test's tmp_path, and JupyterLab's settings, workspaces and runtime files in tmp_
 
 from __future__ import annotations
 
-import contextlib
-import json
-import os
 import re
 import secrets
 import shutil
-import socket
-import subprocess
-import sys
-import time
-import urllib.error
-import urllib.request
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from browsers import CHROMIUM, VISIBLE, Lab, lab_page, wait_for
 
 from wfkit.store._workspace import Workspace
 
 if TYPE_CHECKING:
     from playwright.sync_api import Locator, Page
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 NOTEBOOK = Path(__file__).resolve().parent.parent / "notebooks" / "04_approval_gates.ipynb"
-VISIBLE = ".jp-NotebookPanel:visible"  # hidden notebook panels must never match a locator
-
-
-@dataclass
-class Lab:
-    """A JupyterLab server started for one test."""
-
-    url: str
-    token: str
-    proc: subprocess.Popen[bytes]
-    log: Path
-
-    def api(self, method: str, path: str) -> Any:
-        request = urllib.request.Request(
-            f"{self.url}{path}", method=method, headers={"Authorization": f"token {self.token}"}
-        )
-        with urllib.request.urlopen(request, timeout=10) as response:
-            body = response.read()
-        return json.loads(body) if body else None
-
-    def log_tail(self, chars: int = 4000) -> str:
-        return self.log.read_text(errors="replace")[-chars:]
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    """Stop the server by its PID: SIGTERM (it shuts its kernels down), SIGKILL if it hangs."""
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=15)
-
-
-def _wait_for(check: Callable[[], Any], timeout: float, what: str) -> Any:
-    """Poll ``check()`` until it returns something truthy."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.2)
-
-
-@pytest.fixture
-def lab(tmp_path: Path, workspace: Path) -> Iterator[Lab]:
-    """``jupyter lab`` for this test only: 127.0.0.1, a free port, a random token, root tmp_path."""
-    port, token = _free_port(), secrets.token_hex(16)
-    private = tmp_path / ".jupyter"  # hidden, so not in the file browser
-    settings = private / "settings" / "@jupyterlab" / "apputils-extension"
-    settings.mkdir(parents=True)
-    # No "Would you like to get notified about official Jupyter news?" toast over the page.
-    (settings / "notification.jupyterlab-settings").write_text(
-        json.dumps({"fetchNews": "false", "checkForUpdates": False})
-    )
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("WFKIT_", "JUPYTER", "JPY_"))}
-    env.update(
-        WFKIT_HOME=str(workspace),  # no WFKIT_REVIEWER (the test types it) and no WFKIT_MODE/POLICY
-        WFKIT_SYNCHRONOUS="normal",
-        JUPYTER_CONFIG_DIR=str(private / "config"),
-        JUPYTER_RUNTIME_DIR=str(private / "runtime"),
-        JUPYTERLAB_SETTINGS_DIR=str(private / "settings"),
-        JUPYTERLAB_WORKSPACES_DIR=str(private / "workspaces"),
-    )
-    command = [
-        sys.executable,
-        "-m",
-        "jupyterlab",
-        "--allow-root",
-        "--no-browser",
-        "--ip=127.0.0.1",
-        f"--port={port}",
-        "--ServerApp.port_retries=0",
-        f"--IdentityProvider.token={token}",  # ServerApp.token is deprecated since jupyter_server 2
-        f"--ServerApp.root_dir={tmp_path}",
-        "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
-    ]
-    log = tmp_path / ".jupyter" / "server.log"
-    with log.open("wb") as out:  # a file, not a pipe: nobody has to read it while the test runs
-        proc = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=out, stderr=subprocess.STDOUT)
-    server = Lab(f"http://127.0.0.1:{port}", token, proc, log)
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"jupyter lab exited with {proc.returncode}:\n{server.log_tail()}")
-            try:
-                server.api("GET", "/api/status")
-                break
-            except (urllib.error.URLError, ConnectionError):
-                if time.monotonic() > deadline:
-                    pytest.fail(f"jupyter lab did not answer /api/status within 30 s:\n{server.log_tail()}")
-                time.sleep(0.2)
-        yield server
-    finally:
-        _stop(proc)
-
-
-def _delete_sessions(lab: Lab) -> None:
-    """Shut down every session (and kernel) of this test's server."""
-    for session in lab.api("GET", "/api/sessions"):
-        lab.api("DELETE", f"/api/sessions/{session['id']}")
-    assert [] == lab.api("GET", "/api/sessions")
 
 
 @pytest.mark.skipif(
@@ -164,28 +32,11 @@ def test_approval_notebook_in_a_browser(tmp_path: Path, workspace: Path, lab: La
     """Run All in JupyterLab: ada's small refund (under the gate's threshold) goes through with no
     panel; grace's is rejected from its run's live panel, which decides once; the run resumes in the
     kernel and the workspace records who decided."""
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
     shutil.copy(NOTEBOOK, tmp_path / NOTEBOOK.name)
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.set_default_timeout(15_000)
-            try:
-                _scenario(page, expect, lab, workspace)
-            except BaseException:
-                # Keep the first error: cleanup trouble after it is secondary.
-                shot = tmp_path / "failure.png"
-                with contextlib.suppress(Exception):
-                    page.screenshot(path=str(shot))
-                print(f"screenshot: {shot}\nserver log:\n{lab.log_tail()}")
-                with contextlib.suppress(Exception):
-                    _delete_sessions(lab)
-                raise
-            _delete_sessions(lab)
-        finally:
-            browser.close()
+    with lab_page(lab, {"width": 1400, "height": 1000}, tmp_path / "failure.png") as page:
+        _scenario(page, expect, lab, workspace)
 
 
 def _scenario(page: Page, expect: Any, lab: Lab, workspace: Path) -> None:
@@ -229,7 +80,7 @@ def _scenario(page: Page, expect: Any, lab: Lab, workspace: Path) -> None:
         done = {i["inputs"]["customer"]: i for i in infos if i["status"] == "succeeded"}
         return done if len(done) == 2 else {}
 
-    runs = _wait_for(both_succeeded, 10, "both runs to succeed in the workspace")
+    runs = wait_for(both_succeeded, 10, "both runs to succeed in the workspace")
     assert 40 == runs["ada"]["state"]["refunded"]
     assert ["quote", "refund"] == [s["step"] for s in runs["ada"]["steps"]]
     assert 0 == runs["grace"]["state"]["refunded"]
@@ -259,7 +110,7 @@ def test_an_executed_notebook_opened_later_shows_the_runs_graph(tmp_path: Path, 
     JupyterLab, whose sanitizer strips inline SVG: the run's graph must still show, as a loaded image."""
     import nbformat
     from nbclient import NotebookClient
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
     nb = nbformat.v4.new_notebook()
     source = (
@@ -276,19 +127,12 @@ def test_an_executed_notebook_opened_later_shows_the_runs_graph(tmp_path: Path, 
     NotebookClient(nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
     nbformat.write(nb, tmp_path / "executed.ipynb")
 
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.set_default_timeout(15_000)
-            page.goto(f"{lab.url}/lab/workspaces/t{secrets.token_hex(4)}/tree/executed.ipynb?reset&token={lab.token}")
-            output = page.locator(VISIBLE).locator(".jp-OutputArea .wfkit-run")
-            expect(output).to_contain_text("succeeded", timeout=30_000)
-            graph = output.locator("img.wfk-graph")
-            expect(graph).to_have_count(1)
-            expect(graph).to_be_visible()
-            assert 400 < graph.evaluate("img => img.naturalWidth")  # decoded and drawn, not a broken image
-            assert "firstfirst" not in output.inner_text()  # not the SVG's labels left over as text
-            _delete_sessions(lab)
-        finally:
-            browser.close()
+    with lab_page(lab, {"width": 1400, "height": 1000}, tmp_path / "failure.png") as page:
+        page.goto(f"{lab.url}/lab/workspaces/t{secrets.token_hex(4)}/tree/executed.ipynb?reset&token={lab.token}")
+        output = page.locator(VISIBLE).locator(".jp-OutputArea .wfkit-run")
+        expect(output).to_contain_text("succeeded", timeout=30_000)
+        graph = output.locator("img.wfk-graph")
+        expect(graph).to_have_count(1)
+        expect(graph).to_be_visible()
+        assert 400 < graph.evaluate("img => img.naturalWidth")  # decoded and drawn, not a broken image
+        assert "firstfirst" not in output.inner_text()  # not the SVG's labels left over as text

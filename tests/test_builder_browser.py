@@ -9,7 +9,6 @@ stage are written to the test's tmp_path (``builder-*.png``).
 
 from __future__ import annotations
 
-import contextlib
 import difflib
 import json
 import re
@@ -20,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import nbformat
 import pytest
-from test_browser import CHROMIUM, CHROMIUM_ARGS, VISIBLE, Lab, _delete_sessions, lab  # noqa: F401 (lab: fixture)
+from browsers import CHROMIUM, VISIBLE, Lab, lab_page
 
 import wfkit as wf
 from wfkit.examples import ARTICLE_QUERIES, rag_router, reliable_tools
@@ -65,31 +64,16 @@ def _run(spec: Path, query: str) -> Any:
 @pytest.mark.skipif(
     not CHROMIUM.exists(), reason=f"{CHROMIUM} is missing (apt-get install chromium); this browser test drives it"
 )
-def test_build_the_article_router_by_clicks_and_drags(tmp_path: Path, lab: Lab) -> None:  # noqa: F811
+def test_build_the_article_router_by_clicks_and_drags(tmp_path: Path, lab: Lab) -> None:
     """Build, save, run the four queries, break and undo, and get a one-line diff for one change."""
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
     nb = nbformat.v4.new_notebook()
     nb.cells = [nbformat.v4.new_code_cell(SOURCE)]
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
     nbformat.write(nb, tmp_path / NOTEBOOK)
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1800, "height": 1100})
-            page.set_default_timeout(15_000)
-            try:
-                _scenario(page, expect, lab, tmp_path)
-            except BaseException:
-                with contextlib.suppress(Exception):
-                    page.screenshot(path=str(tmp_path / "builder-failure.png"))
-                print(f"screenshots in {tmp_path}\nserver log:\n{lab.log_tail()}")
-                with contextlib.suppress(Exception):
-                    _delete_sessions(lab)
-                raise
-            _delete_sessions(lab)
-        finally:
-            browser.close()
+    with lab_page(lab, {"width": 1800, "height": 1100}, tmp_path / "builder-failure.png") as page:
+        _scenario(page, expect, lab, tmp_path)
 
 
 def _scenario(page: Page, expect: Any, server: Lab, folder: Path) -> None:

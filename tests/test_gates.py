@@ -72,8 +72,9 @@ def test_count_approval_wait_is_explicit() -> None:
     counted = flow.run({"amount": 1}, timeout=0.3, count_approval_wait=True)
     free = flow.run({"amount": 1}, timeout=0.3)
     _time.sleep(0.4)
-    Workspace().approve(counted.tickets()[0].ticket_id, by="x")
-    Workspace().approve(free.tickets()[0].ticket_id, by="x")
+    # resume=False: the test resumes each run itself (a background resume would race with it).
+    Workspace().approve(counted.tickets()[0].ticket_id, by="x", resume=False)
+    Workspace().approve(free.tickets()[0].ticket_id, by="x", resume=False)
     assert "timed_out" == flow.resume(counted.run_id, raise_on_error=False).status
     assert "succeeded" == flow.resume(free.run_id).status
     assert [f"{free.run_id}:refund:1"] == calls

@@ -14,6 +14,7 @@ from pathlib import Path
 import html5lib
 import nbformat
 import pytest
+from browsers import CHROMIUM, launch
 
 from wfkit.cli._cli import main
 from wfkit.replay._replay import replay
@@ -211,9 +212,8 @@ def test_the_report_in_a_browser(project: Path) -> None:
     """index.html in Chromium: totals at the top; per notebook links to the executed notebook and the
     kernel log, differences grouped by run and step, the failing cell's traceback, and the latency
     chart in its own column, loaded."""
-    chromium = Path("/usr/bin/chromium")
-    if not chromium.exists():
-        pytest.skip(f"{chromium} is missing (apt-get install chromium); this browser test drives it")
+    if not CHROMIUM.exists():
+        pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium); this browser test drives it")
     from playwright.sync_api import sync_playwright
 
     tiny = _notebook(project / "nbs" / "tiny.ipynb", TINY)
@@ -226,17 +226,8 @@ def test_the_report_in_a_browser(project: Path) -> None:
     assert 1 == code
     page = project / "r" / "index.html"
     html5lib.HTMLParser(strict=True).parse(page.read_text())
-    args = [
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-    ]
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(chromium), headless=True, args=args)
+        browser = launch(p)
         try:
             tab = browser.new_page(viewport={"width": 1600, "height": 1000})
             tab.goto(page.as_uri())

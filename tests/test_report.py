@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from browsers import CHROMIUM, launch
 
 import wfkit as wf
 from wfkit.cli._cli import main
@@ -17,16 +18,6 @@ from wfkit.store._workspace import DB_NAME
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 SECTIONS = ("Latency per step (successful attempts)", "Failures", "Proposed timeouts")
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 RETRY = wf.RetryPolicy(max_retries=1, base_delay=0.001, jitter=0)
 
 
@@ -123,7 +114,7 @@ def test_report_renders_in_chromium(workspace: Path, tmp_path: Path, capsys: Any
     assert 0 == main(["report", "--out", str(out)])
     capsys.readouterr()
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        browser = launch(p)
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 900})
             page.goto((out / "index.html").as_uri())

@@ -25,18 +25,18 @@ def test_one_ticket_per_visit_and_decided_once(tmp_path: Path) -> None:
     """Opening twice returns the first ticket; the same decision again changes nothing; the other
     decision is refused; an unknown ticket is an error."""
     store = Store(tmp_path / "s.db")
-    first = store.create_ticket(_ticket(), _event(_ticket()))
-    assert first == store.create_ticket(_ticket("t2"), _event(_ticket("t2")))
-    assert ["t1"] == [t.ticket_id for t in store.tickets()]
-    decided, changed = store.decide("t1", "approve", "ann", "fine", _event)
+    first = store.tickets.create(_ticket(), _event(_ticket()))
+    assert first == store.tickets.create(_ticket("t2"), _event(_ticket("t2")))
+    assert ["t1"] == [t.ticket_id for t in store.tickets.find()]
+    decided, changed = store.tickets.decide("t1", "approve", "ann", "fine", _event)
     assert (True, "approved", "ann") == (changed, decided.status, decided.decided_by)
-    assert (store.ticket("t1"), False) == store.decide("t1", "approve", "ann", "again", _event)
+    assert (store.tickets.get("t1"), False) == store.tickets.decide("t1", "approve", "ann", "again", _event)
     with pytest.raises(wf.TicketError, match="already approved by ann"):
-        store.decide("t1", "reject", "bob", "", _event)
+        store.tickets.decide("t1", "reject", "bob", "", _event)
     with pytest.raises(wf.TicketError, match="no approval ticket 'nope'"):
-        store.ticket("nope")
+        store.tickets.get("nope")
     with pytest.raises(wf.TicketError, match="reviewer's name"):
-        store.decide("t1", "approve", " ", "", _event)
-    assert [] == store.tickets()
-    assert ["t1"] == [t.ticket_id for t in store.tickets(status=None, run_id="r1")]
+        store.tickets.decide("t1", "approve", " ", "", _event)
+    assert [] == store.tickets.find()
+    assert ["t1"] == [t.ticket_id for t in store.tickets.find(status=None, run_id="r1")]
     store.close()

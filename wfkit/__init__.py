@@ -6,7 +6,7 @@ by policy with classified errors, time out per step and per run, and emit one ev
 
 from wfkit._version import __version__
 from wfkit.engine._batch import BatchResult
-from wfkit.engine._run import ResumeOptions, Run, RunOptions, drain
+from wfkit.engine._run import BatchRunOptions, ResumeOptions, Run, RunOptions, drain
 from wfkit.engine._run import set_renderer as _set_renderer
 from wfkit.engine._workflow import Workflow
 from wfkit.engine._workflow import resume_decided as _resume_decided
@@ -73,6 +73,7 @@ __all__ = [
     "ApprovalRejectedError",
     "ApprovalRequiredError",
     "BatchResult",
+    "BatchRunOptions",
     "Cache",
     "ChatModel",
     "Condition",

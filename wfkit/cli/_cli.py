@@ -81,7 +81,7 @@ def _show(args: argparse.Namespace) -> int:
                 f"\nneeds reconciliation: {intent['step']} (visit {intent['visit']}, key {intent['key']}):"
                 f" `wfkit reconcile {args.run_id} {intent['step']} --done|--retry --by NAME`"
             )
-    for ticket in ws.store.tickets(status="open", run_id=args.run_id):
+    for ticket in ws.store.tickets.find(status="open", run_id=args.run_id):
         _print(f"\nwaiting for approval: ticket {ticket.ticket_id} at {ticket.step!r}: {ticket.reason}")
     return 0
 

@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, TypeAlias
+from typing import TYPE_CHECKING, Any, Protocol, TypeAlias, TypeVar
 
 from wfkit.logs._dataset import ATTEMPTS_DIR, STEPS_DIR, Location
 from wfkit.logs._segments import begin_attempt, commit_job, journal_rows, new_job_id, read_results, write_attempt
@@ -280,6 +280,43 @@ class _Bars:
 
 def announce_default(message: str) -> None:
     print(message, file=sys.stdout, flush=True)
+
+
+W = TypeVar("W", bound=Work)
+
+
+def run_partitioned(
+    executor: Executor,
+    dataset: str | os.PathLike[str],
+    *,
+    cases: int,
+    split: Callable[[int], Sequence[W]],
+    size_of: Callable[[W], int],
+    label: str,
+    requested_size: int | None = None,
+    retries: int = 2,
+    progress: bool = True,
+    announce: Callable[[str], None] | None = None,
+) -> JobOutcome:
+    """Run ``cases`` cases on Dask: connect (an unreachable scheduler is an error before any work),
+    cut them into partitions sized for the cluster (``split(size)``: the works, each of
+    ``size_of(work)`` cases; ``requested_size`` overrides the size), run them, and close."""
+    conn = connect(executor)
+    try:
+        works = split(partition_size(cases, threads_of(conn), requested_size))
+        return run_job(
+            executor,
+            dataset,
+            works,
+            cases=[size_of(w) for w in works],
+            label=label,
+            retries=retries,
+            progress=progress,
+            announce=announce or announce_default,
+            connection=conn,
+        )
+    finally:
+        conn.close()
 
 
 def run_job(

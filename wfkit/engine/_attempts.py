@@ -1,8 +1,15 @@
-"""One activation of a step: its attempts, with retries, backoff and timeouts.
+"""The attempt runner: one activation of a step, run to its outcome.
 
-A mixin of :class:`wfkit.engine._engine.Execution`, kept apart because it is the part that talks to the
-step's own code: sync steps go to a worker thread (never blocking the loop), async steps are
-awaited under ``asyncio.timeout``, and each failed attempt is classified and maybe retried.
+This is where a step attempt is born: ``AttemptRunner.run`` builds the attempt's context, calls
+the step's own code (sync steps in a worker thread, never blocking the loop; async steps under
+``asyncio.timeout``), checks what it returned, and classifies a failure and maybe retries it after
+a backoff (jittered by the activation's own seeded generator). Each attempt becomes a
+:class:`~wfkit.model.StepEvent` made by the run's ``EventMaker``; retried attempts are reported to
+an :class:`AttemptJournal` (the durability layer), the last one goes back to the scheduler inside
+the :class:`~wfkit.engine._activations.Outcome`.
+
+It knows nothing of routing, state commits or the store (values are encoded with the store
+layer's codec, pure functions, so a value a checkpoint could not keep is refused here).
 """
 
 from __future__ import annotations
@@ -13,20 +20,20 @@ import contextvars
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Mapping
-from types import MappingProxyType
-from typing import Any, NamedTuple
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, Protocol
 
+from wfkit.engine._activations import Activation, CutOff, Outcome
 from wfkit.engine._cache import ITEM, ReadRecorder, StepCache
+from wfkit.engine._stepevents import EventMaker
 from wfkit.engine._subflows import ChildHalted
-from wfkit.model._context import Failure, RunServices, StepContext
+from wfkit.model._context import RunServices, StepContext
 from wfkit.model._errors import ProcessCrashedError, StateValueError, StepTimeoutError
 from wfkit.model._events import Status, StepEvent
 from wfkit.model._retry import ErrorKind, RetryPolicy, classify_error, retry_after_of
 from wfkit.model._steps import StepSpec
 from wfkit.store._codec import check_state, decode_state
 from wfkit.store._journal import encode_state, encode_updates
-from wfkit.store._store import Store
 
 logger = logging.getLogger("wfkit")
 
@@ -41,145 +48,114 @@ def _thread_pool() -> concurrent.futures.ThreadPoolExecutor:
     return _executor
 
 
-class CutOff(NamedTuple):
-    """An attempt a crash cut off, found on resume: ``started_at`` set when its body was running
-    (it counts as a failed attempt), None when the step was waiting out a backoff until
-    ``not_before`` (the attempt after it never ran). ``crashes``: crashes recorded before."""
+class AttemptJournal(Protocol):
+    """Where the attempt runner reports attempts (the durability layer is one): it never talks
+    to the store itself."""
 
-    attempt: int
-    started_at: float | None
-    not_before: float | None
-    crashes: int
+    async def attempt_started(self, step: str, visit: int, attempt: int) -> None:
+        """A later attempt (2, 3, ...) is about to run."""
+
+    async def retrying(self, event: StepEvent, *, durable: bool = True) -> None:
+        """A failed attempt that will be retried (``event`` carries its backoff)."""
+
+    def record(self, event: StepEvent) -> None:
+        """An attempt that ended the activation by being cancelled."""
 
 
-class _Activation:
-    """One scheduled execution of a step (or of one item of a map step: ``batch`` is set)."""
+ChildRunner = Callable[[StepSpec, Mapping[str, Any], int], Awaitable[dict[str, Any]]]
+"""Runs a sub-workflow step's child run and returns the parent's updates (``ChildRuns.run``)."""
 
-    __slots__ = ("batch", "failure", "index", "item", "queued", "spec", "tools", "version", "view", "visit")
+
+class AttemptRunner:
+    """Runs one activation's attempts to an :class:`Outcome`: timeouts, retries with backoff,
+    error classification, the step cache, and the checks on what a step returns.
+
+    Knows nothing of routing, state commits or the store: what it learns of the run is handed to
+    it here (``deadline`` once the run starts; ``attempts_before`` and ``cut_off`` when a stopped
+    run is replayed).
+    """
+
+    __slots__ = (
+        "_cache",
+        "_encode",
+        "_journal",
+        "_make",
+        "_rng",
+        "_run_child",
+        "_seed",
+        "_services",
+        "_sleep",
+        "attempts_before",
+        "cut_off",
+        "deadline",
+        "late_results",
+        "run_id",
+        "workflow",
+    )
 
     def __init__(
         self,
-        spec: StepSpec,
-        visit: int,
-        tools: tuple[str, ...],
-        version: int,
-        failure: Failure | None,
-        state: dict[str, Any],
+        run_id: str,
+        workflow: str,
+        *,
+        make: EventMaker,
+        journal: AttemptJournal,
+        services: RunServices,
+        cache: StepCache,
+        run_child: ChildRunner,
+        seed: int | None,
+        encode: bool,
+        sleep: Callable[[float], Awaitable[Any]],
+        late_results: list[dict[str, Any]],
     ) -> None:
-        self.spec = spec
-        self.visit = visit
-        self.tools = tools
-        self.version = version  # state version when queued: later writes by others are conflicts
-        self.failure = failure
-        self.queued = time.perf_counter()
-        # The state as of activation: a parallel sibling's later commit is not visible, so what a
-        # step sees depends on the graph, not on timing (and a resumed step sees what it saw).
-        self.view: Mapping[str, Any] = MappingProxyType(dict(state))
-        self.batch: _Batch | None = None
-        self.index: int | None = None
-        self.item: Any = None
+        self.run_id = run_id
+        self.workflow = workflow
+        self._make = make
+        self._journal = journal
+        self._services = services
+        self._cache = cache
+        self._run_child = run_child
+        self._seed = seed
+        self._encode = encode  # keep each result as JSON (a durable run checkpoints it)
+        self._sleep = sleep
+        self.late_results = late_results  # sync steps that finished after their timeout
+        self._rng: random.Random | None = None
+        self.deadline: float | None = None  # monotonic; set when the run starts, if it has a timeout
+        self.attempts_before: dict[tuple[str, int], int] = {}  # attempts a resumed run made before
+        self.cut_off: dict[tuple[str, int], CutOff] = {}  # attempts a crash interrupted (resume)
 
-    def for_item(self, batch: _Batch, index: int, item: Any) -> _Activation:
-        """The activation of one item of this map step: same step, visit and view (not copied)."""
-        act = _Activation.__new__(_Activation)
-        act.spec, act.visit, act.tools, act.version, act.failure = self.spec, self.visit, self.tools, 0, None
-        act.view, act.queued = self.view, time.perf_counter()
-        act.batch, act.index, act.item = batch, index, item
-        return act
+    def _run_rng(self) -> random.Random:
+        """``ctx.rng``: one per run, seeded like it. Built on first use: seeding a Random costs
+        more than a whole short run otherwise."""
+        if self._rng is None:
+            self._rng = random.Random(self._seed)
+        return self._rng
 
+    def _backoff_rng(self, act: Activation) -> random.Random:
+        """The jitter of one activation's backoffs: its own generator, seeded from the run's seed,
+        the step, the visit and the map item, so a seeded run's backoffs do not depend on the
+        order in which concurrent items happen to fail."""
+        if self._seed is None:
+            return self._run_rng()
+        return random.Random(f"{self._seed}:{act.spec.name}:{act.visit}:{act.index}")
 
-class _Batch:
-    """The items of one activation of a map step: what is queued, running and finished."""
-
-    __slots__ = ("act", "done", "failed", "items", "pending", "results", "running", "started")
-
-    def __init__(self, act: _Activation, items: list[Any], done: Mapping[int, Any]) -> None:
-        self.act = act
-        self.items = items
-        self.results: list[Any] = [None] * len(items)
-        for index, result in done.items():  # finished before a resume: never run again
-            if index < len(items):
-                self.results[index] = result
-        self.done = sum(1 for i in done if i < len(items))
-        self.pending = [i for i in range(len(items) - 1, -1, -1) if i not in done]  # popped from the end
-        self.running = 0
-        self.failed = False
-        self.started = time.perf_counter()
-
-
-class _Outcome:
-    """How an activation ended: updates on success, the error otherwise, and the last attempt's timing."""
-
-    __slots__ = (
-        "attempt",
-        "body_end",
-        "encoded",
-        "error",
-        "halted",
-        "kind",
-        "latency",
-        "queue_s",
-        "run_timeout",
-        "started_at",
-        "status",
-        "updates",
-        "usage",
-        "value",
-    )
-
-    def __init__(self) -> None:
-        self.updates: Mapping[str, Any] | None = None
-        self.value: Any = None  # a map item's result
-        self.encoded: str | None = None  # the updates as JSON, when the run is durable
-        self.error: BaseException | None = None
-        self.halted: ChildHalted | None = None  # a sub-workflow's child run halted: the step parks
-        self.kind: ErrorKind | None = None
-        self.status = Status.OK
-        self.run_timeout = False
-        self.usage: Mapping[str, Any] | None = None
-        self.attempt = 0
-        self.started_at = 0.0
-        self.latency = 0.0
-        self.queue_s = 0.0
-        self.body_end = 0.0  # perf_counter when the body returned: the durable wait starts there
-
-
-class Attempts:
-    """Running one activation to its outcome (mixed into Execution, which provides the rest)."""
-
-    run_id: str
-    workflow: str
-    deadline: float | None
-    store: Store | None
-    state: dict[str, Any]
-    late_results: list[dict[str, Any]]
-    _attempt_base: dict[tuple[str, int], int]
-    _cut_off: dict[tuple[str, int], CutOff]
-    _sleep: Callable[[float], Awaitable[Any]]
-    _get_rng: Callable[[], random.Random]
-    _record: Callable[..., None]
-    _event: Callable[..., StepEvent]
-    _outcome_event: Callable[[_Activation, _Outcome, str | None], StepEvent]
-    step_cache: StepCache
-    _services: Callable[[], RunServices]  # the Execution itself: ctx.llm and ctx.tool reach the run through it
-    _run_child: Callable[[StepSpec, Mapping[str, Any], int], Coroutine[Any, Any, dict[str, Any]]]
-
-    async def _execute(self, act: _Activation) -> _Outcome:
+    async def run(self, act: Activation) -> Outcome:
+        """Run ``act`` until it succeeds, fails for good, or the run's deadline passes."""
         spec = act.spec
-        cache = self.step_cache if spec.cache is not None else None
+        cache = self._cache if spec.cache is not None else None
         if cache is not None:
             hit = self._cached(cache, act)
             if hit is not None:
                 return hit
         policy = spec.retry
         classify = spec.classifier or classify_error
-        out = _Outcome()
+        out = Outcome()
         first_start = time.monotonic()
         key = (spec.name, act.visit)
-        attempt = self._attempt_base.get(key, 0) if self._attempt_base else 0
+        attempt = self.attempts_before.get(key, 0) if self.attempts_before else 0
         is_item = act.batch is not None
-        store = self.store
-        cut = self._cut_off.pop(key, None) if self._cut_off and not is_item else None
+        backoff_rng: random.Random | None = None  # made at the first retry: most activations never retry
+        cut = self.cut_off.pop(key, None) if self.cut_off and not is_item else None
         if cut is not None:
             attempt = cut.attempt - 1
             if cut.started_at is None:
@@ -214,20 +190,15 @@ class Attempts:
                 visit=act.visit,
                 attempt=attempt,
                 tools=act.tools,
-                rng_source=self._get_rng,
-                services=self._services(),
+                rng_source=self._run_rng,
+                services=self._services,
                 deadline=self.deadline,
                 failure=act.failure,
                 map_index=act.index,
                 state=act.view,
             )
-            if store is not None and attempt > 1 and not is_item:
-                # A first attempt needs no record (resume finds it in flight from the checkpoints);
-                # a later one does, durable before the body runs: if the body takes the process
-                # down, resume counts the crash against the step's retry budget.
-                await store.writer.submit_async(
-                    store.attempt_op(self.run_id, spec.name, act.visit, attempt, started_at=time.time())
-                )
+            if attempt > 1 and not is_item:
+                await self._journal.attempt_started(spec.name, act.visit, attempt)
             out.started_at = time.time()
             t0 = time.perf_counter()
             out.queue_s = t0 - act.queued if attempt == 1 else 0.0
@@ -244,7 +215,7 @@ class Attempts:
                     out.latency = out.body_end - t0
                 if is_item:
                     who = f"item {act.index} of step {spec.name!r} returned"
-                    if self.store is not None or cache is not None:
+                    if self._encode or cache is not None:
                         out.encoded = encode_state(who, {"result": out.value})
                     else:
                         check_state(who, {"result": out.value})
@@ -268,7 +239,7 @@ class Attempts:
                     )
                 # The same rule in memory and durable: a value state cannot keep is refused here,
                 # before the result is accepted (the store redacts the JSON as it writes it).
-                if self.store is not None or cache is not None:
+                if self._encode or cache is not None:
                     out.encoded = encode_updates(spec.name, result)
                 elif result:
                     check_state(f"step {spec.name!r} wrote", result)
@@ -288,7 +259,7 @@ class Attempts:
                     ErrorKind.UNKNOWN,
                     Status.FAILED,
                 )
-                self._record(self._outcome_event(act, out, None))
+                self._journal.record(self._make.outcome(act, out, None))
                 raise
             except Exception as exc:
                 out.error, out.usage = exc, ctx.usage
@@ -300,7 +271,9 @@ class Attempts:
                 out.status = Status.TIMEOUT if timed_out else Status.FAILED
                 if not policy.allows(kind, attempt - 1):
                     return out
-                delay = policy.backoff(attempt, self._get_rng())
+                if backoff_rng is None:
+                    backoff_rng = self._backoff_rng(act)
+                delay = policy.backoff(attempt, backoff_rng)
                 wait = retry_after_of(exc)
                 if wait is not None and wait > delay:
                     delay = wait
@@ -311,7 +284,7 @@ class Attempts:
                     out.run_timeout = True
                     return out
                 status = Status.TIMEOUT if timed_out else Status.RETRY
-                event = self._event(
+                event = self._make.event(
                     spec.name,
                     act.visit,
                     attempt,
@@ -330,18 +303,11 @@ class Attempts:
                 await self._retry_after(event, delay, durable=not is_item)
 
     async def _retry_after(self, event: StepEvent, delay: float, *, durable: bool = True) -> None:
-        """Journal a failed attempt that will be retried, then wait out its backoff. In a durable
-        run the row (with its backoff) is durable first: a crash during the wait resumes with
-        the rest of the wait, not with an immediate retry."""
-        store = self.store
-        if store is None or not durable:
-            self._record(event)
-        else:
-            await store.writer.submit_async(None, store.event_rows((event,)))
-            self._record(event, journaled=True)
+        """Journal a failed attempt that will be retried, then wait out its backoff."""
+        await self._journal.retrying(event, durable=durable)
         await self._sleep(delay)
 
-    async def _crashed(self, act: _Activation, out: _Outcome, cut: CutOff, attempt: int, policy: RetryPolicy) -> bool:
+    async def _crashed(self, act: Activation, out: Outcome, cut: CutOff, attempt: int, policy: RetryPolicy) -> bool:
         """Account for an attempt a crash cut off: journal it as a failed attempt of kind unknown;
         True when the retry budget allows another attempt (after its backoff)."""
         crashes = cut.crashes + 1
@@ -361,7 +327,7 @@ class Attempts:
             return False
         # No backoff: the crash is noticed only when the run resumes, which is later already.
         delay = 0.0
-        event = self._event(
+        event = self._make.event(
             act.spec.name,
             act.visit,
             attempt,
@@ -380,7 +346,7 @@ class Attempts:
         out.usage = None
         return True
 
-    def _cached(self, cache: StepCache, act: _Activation) -> _Outcome | None:
+    def _cached(self, cache: StepCache, act: Activation) -> Outcome | None:
         """A cache hit as the activation's outcome (status ``cached``; the step does not run)."""
         t0 = time.perf_counter()
         is_item = act.batch is not None
@@ -388,7 +354,7 @@ class Attempts:
         if found is None:
             return None
         key, encoded = found
-        out = _Outcome()
+        out = Outcome()
         out.attempt, out.status, out.started_at = 1, Status.CACHED, time.time()
         out.queue_s = t0 - act.queued
         decoded = decode_state(encoded)
@@ -396,17 +362,17 @@ class Attempts:
             out.value = decoded["result"]
         else:
             out.updates = decoded
-        out.encoded = encoded if self.store is not None else None
+        out.encoded = encoded if self._encode else None
         out.usage = {"extra": {"cache_key": key[:16]}}
         out.latency = time.perf_counter() - t0
         return out
 
-    def _cache_put(self, cache: StepCache, act: _Activation, recorder: ReadRecorder | None, out: _Outcome) -> None:
+    def _cache_put(self, cache: StepCache, act: Activation, recorder: ReadRecorder | None, out: Outcome) -> None:
         assert out.encoded is not None
         reads = [ITEM] if recorder is None else sorted(recorder.read)
         key = cache.key(act.spec, reads, act.view, act.item)
         cache.put(act.spec, reads, key, out.encoded, self.run_id)
-        if self.store is None:
+        if not self._encode:
             out.encoded = None  # only needed for the cache: in-memory runs keep no checkpoints
 
     async def _call(self, spec: StepSpec, state: Any, ctx: StepContext, timeout: float | None) -> Any:

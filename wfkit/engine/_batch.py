@@ -14,8 +14,9 @@ import os
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, Unpack
 
+from wfkit.engine._run import _BATCH_KEYS, BatchRunOptions, _Options
 from wfkit.store._codec import decode_state, encode_state
 from wfkit.store._workspace import workspace_path
 
@@ -145,7 +146,7 @@ def run_many(
     retries: int = 2,
     progress: bool = True,
     announce: Callable[[str], None] | None = None,
-    **options: Any,
+    **options: Unpack[BatchRunOptions],
 ) -> BatchResult:
     """Run ``flow`` once per input; see :class:`BatchResult`. ``options`` go to every run
     (``timeout``, ``policy``, ``llm``, ``tools``...)."""
@@ -157,8 +158,12 @@ def run_many(
             raise TypeError(f"input {position} is a {type(values).__name__}; each input is a dict of a run's inputs")
     if concurrency < 1:
         raise ValueError(f"concurrency must be >= 1, got {concurrency}")
-    if "workspace" in options or "raise_on_error" in options:
-        raise TypeError("run_many keeps runs in workspace= (or dataset= with executor=) and never raises a run's error")
+    if "raise_on_error" in options or "run_id" in options:
+        raise TypeError(
+            "run_many names each run itself, keeps runs in workspace= (or dataset= with executor=) and never "
+            "raises a run's error: drop raise_on_error= and run_id= (read result.runs for each run's status)"
+        )
+    _Options.of("run_many", options, _BATCH_KEYS)  # a misspelt keyword fails here, not in every run
     indexed = list(enumerate(items))
     if executor is None:
         if dataset is not None:
@@ -180,27 +185,22 @@ def run_many(
                 bar.close()
         return BatchResult(flow.name, _frame(rows), str(workspace_path(workspace)))
 
-    from wfkit.distributed._dask import announce_default, chunks, connect, run_job, threads_of
-    from wfkit.distributed._dask import partition_size as size_for
+    from wfkit.distributed._dask import chunks, run_partitioned
 
-    target = dataset if dataset is not None else workspace_path(workspace)
-    conn = connect(executor)  # first: an unreachable scheduler is an error before any work
-    try:
-        size = size_for(len(items), threads_of(conn), partition_size)
-        works = [_BatchPartition(flow, tuple(part), concurrency, seed, dict(options)) for part in chunks(indexed, size)]
-        outcome = run_job(
-            executor,
-            target,
-            works,
-            cases=[len(w.inputs) for w in works],
-            label=f"runs of {flow.name}",
-            retries=retries,
-            progress=progress,
-            announce=announce or announce_default,
-            connection=conn,
-        )
-    finally:
-        conn.close()
+    outcome = run_partitioned(
+        executor,
+        dataset if dataset is not None else workspace_path(workspace),
+        cases=len(items),
+        split=lambda size: [
+            _BatchPartition(flow, tuple(part), concurrency, seed, dict(options)) for part in chunks(indexed, size)
+        ],
+        size_of=lambda work: len(work.inputs),
+        label=f"runs of {flow.name}",
+        requested_size=partition_size,
+        retries=retries,
+        progress=progress,
+        announce=announce,
+    )
     rows = [] if outcome.results is None else outcome.results.to_pylist()
     return BatchResult(flow.name, _frame(rows), outcome.location.url)
 

@@ -1,4 +1,15 @@
-"""The engine: one run of a compiled graph, driven as one asyncio task.
+"""The scheduler: one run of a compiled graph, driven as one asyncio task.
+
+``Execution`` is the run loop (activations, routing, joins, map steps, sub-workflow steps,
+finishing). It asks the attempt runner (``_attempts``) to run an activation and the durability
+layer (``_durability``) what a gate allows, and acts on their answers; it settles each outcome
+into the state and hands the checkpoint and the step's event to the durability layer.
+
+Following one attempt: born in ``AttemptRunner.run``; made a row by ``EventMaker``
+(``_stepevents``); checkpointed by ``Durability.checkpoint`` (the store's writer thread commits
+it, ``wfkit.store``); delivered by ``Outlet`` to the sinks and live views (the notebook widgets
+draw it, ``wfkit.notebook``); the run's journal goes to parquet through the step-log exporter
+when the run ends (``wfkit.logs``).
 
 The scheduler keeps a queue of ready activations (a step about to run, with the tools its route
 bound). A lone ready step runs inline in the scheduler's own task: a linear chain never pays for
@@ -8,10 +19,10 @@ checks), routed, and recorded as a step event; joins fire when no predecessor ca
 
 In a durable run, settling a step hands its checkpoint to the store's writer thread and goes on
 settling whatever else finished; before it starts any step again, the scheduler awaits every
-checkpoint it handed over (``_sync``). So no successor starts before its predecessor's checkpoint
+checkpoint it handed over (``Durability.sync``). So no successor starts before its predecessor's checkpoint
 is durable, while other runs (and this run's steps already in flight) keep going, and all the
 checkpoints of a fan-in share one commit. A first attempt writes no "started" record of its own:
-after a crash, resume reads what was in flight from the checkpoints (``Gates._find_cut_off``).
+after a crash, resume reads what was in flight from the checkpoints (``Durability.cut_offs``).
 """
 
 from __future__ import annotations
@@ -19,22 +30,22 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
-import random
-import socket
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeAlias
 
-from wfkit.engine._attempts import Attempts, CutOff, _Activation, _Batch, _Outcome
+from wfkit.engine._activations import Activation, Batch, Outcome
+from wfkit.engine._attempts import AttemptRunner
 from wfkit.engine._cache import StepCache
-from wfkit.engine._gates import Gates
-from wfkit.engine._subflows import Subflows
-from wfkit.logs._steplog import exporter
+from wfkit.engine._durability import Durability
+from wfkit.engine._services import Services
+from wfkit.engine._stepevents import EventMaker, Outlet
+from wfkit.engine._subflows import ChildRuns
 from wfkit.model import _settings
 from wfkit.model._approvals import HALT, ApprovalPolicy
-from wfkit.model._context import ChatModel, Failure, StepContext, ToolProvider
+from wfkit.model._context import ChatModel, Failure, ToolProvider
 from wfkit.model._errors import (
     LeaseError,
     MapItemError,
@@ -44,20 +55,19 @@ from wfkit.model._errors import (
     StateValueError,
     StepFailedError,
     VisitLimitError,
+    WorkflowChangedError,
 )
 from wfkit.model._events import Status, StepEvent, TokenChunk
 from wfkit.model._graph import Graph
 from wfkit.model._merge import Merge
-from wfkit.model._processors import DEFAULT_PROCESSORS, Processor, chain
+from wfkit.model._processors import DEFAULT_PROCESSORS, Processor
 from wfkit.model._retry import ErrorKind
 from wfkit.model._routes import END
 from wfkit.model._status import RunStatus
 from wfkit.model._steps import StepSpec
 from wfkit.store._journal import encode_updates
-from wfkit.store._store import LEASE_TTL, Store
-from wfkit.store._writer import Rows
+from wfkit.store._store import Store
 
-_HOST = socket.gethostname()
 _FINISH_LOCK = threading.Lock()
 
 # Stored runs with an execution in this process, from the moment it is built (a resume takes the
@@ -103,8 +113,15 @@ def apply_updates(state: dict[str, Any], updates: Mapping[str, Any], merges: Map
     return out
 
 
-class Execution(Attempts, Gates, Subflows):
-    """The mutable inside of one run. ``Run`` is its public handle."""
+class Execution:
+    """The mutable inside of one run, and its scheduler. ``Run`` is its public handle.
+
+    It owns the run's state and schedule, and composes the parts it asks for decisions: an
+    :class:`AttemptRunner` (one activation's attempts), a :class:`Durability` (checkpoints,
+    journal, gates, leases, replay: the store), an :class:`EventMaker` and :class:`Outlet` (rows,
+    and who hears of them), :class:`Services` (what ``ctx`` lends a step) and :class:`ChildRuns`
+    (sub-workflow steps). None of them holds a reference back to the execution.
+    """
 
     def __init__(
         self,
@@ -135,73 +152,109 @@ class Execution(Attempts, Gates, Subflows):
         self.version = version
         self.inputs: dict[str, Any] = dict(inputs)
         self.state: dict[str, Any] = dict(inputs)
-        self.parent_run_id = parent_run_id  # set when this run is a sub-workflow of another
         self.origin: dict[str, Any] | None = None  # where a forked run came from
         # Every settled step (and map item, and fork point) in order: what history() and an
         # in-memory fork read. Durable runs rebuild it from their checkpoints on resume.
         self.log: list[Checkpoint] = []
         self.status = RunStatus.PENDING
         self.error: BaseException | None = None
-        self.events: list[StepEvent] = []
         self.late_results: list[dict[str, Any]] = []
         self.started_at: float | None = None
         self.ended_at: float | None = None
         self.timeout = timeout
-        self.deadline: float | None = None
         self.parameters_hash = parameters_hash
         self.user_sinks = sinks  # handed on to sub-workflow runs
-        self._sinks = (self.events.append, *sinks, *settings.extra_sinks)
-        self._sleep = settings.sleep
-        self._seed = seed if seed is not None else settings.seed
-        self.seed = self._seed  # handed on to sub-workflow runs
-        self._rng: random.Random | None = None
+        self.seed = seed if seed is not None else settings.seed  # handed on to sub-workflow runs
+        self.store = store
+        self.policy = policy
+        self.count_waiting = count_waiting
+        self.elapsed_before = elapsed_before
+        # The schedule: state version and who wrote each field (conflict checks), visits, active
+        # activations per step, arrivals at joins, the ready queue and the running tasks.
         self._version = 0
         self._writers: dict[str, tuple[int, str]] = {}
         self._visits: dict[str, int] = {}
         self._active: dict[str, int] = {}
         self._arrived: dict[str, set[str]] = {}
-        self._ready: deque[_Activation] = deque()
-        self._tasks: dict[asyncio.Task[_Outcome], _Activation] = {}
-        self._done: deque[asyncio.Task[_Outcome]] = deque()
+        self._ready: deque[Activation] = deque()
+        self._tasks: dict[asyncio.Task[Outcome], Activation] = {}
+        self._done: deque[asyncio.Task[Outcome]] = deque()
         self._wake: asyncio.Future[None] | None = None
         self._failed = False
-        # Durability: the store, the checkpoint counter, and what waits for a human.
-        self.store = store
-        self.policy = policy
-        self.count_waiting = count_waiting
-        self.elapsed_before = elapsed_before
         self._ended = False  # set at the very end of drive(); `finished` turns it into an Event
         self._finished: threading.Event | None = None
-        self.parked: list[_Activation] = []  # waiting for an approval decision
-        self.unreconciled: list[_Activation] = []  # irreversible steps cut off mid-flight
+        self.parked: list[Activation] = []  # waiting for an approval decision
+        self.unreconciled: list[Activation] = []  # irreversible steps cut off mid-flight
         self._resumed = False
-        self._replaying = False
-        self._attempt_base: dict[tuple[str, int], int] = {}
-        self._cut_off: dict[tuple[str, int], CutOff] = {}  # attempts a crash interrupted (resume)
-        # Durability in flight: checkpoints handed to the writer and not awaited yet (with the
-        # event each one emits once durable), other writes, and the durable waits measured but
-        # not yet in the journal (they ride in the run's next write).
-        # (None: an event with no checkpoint, emitted in its turn so sinks see settle order.)
-        self._unsynced: list[tuple[asyncio.Future[None] | None, StepEvent, float]] = []
-        self._writes: list[asyncio.Future[Any]] = []
-        self._waits: list[tuple[str, tuple[Any, ...]]] = []
+        self._replaying = False  # rebuilding from checkpoints: nothing is written or emitted
         self._held: list[StepEvent] | None = None  # rows recorded while settling one step
-        self._lease_renew_at = time.monotonic() + LEASE_TTL / 2
-        # What steps reach through ctx.llm and ctx.tool().
-        self.llm = llm
-        self.tool_registry = tool_registry
-        # Events pass through the processors before the journal and any sink; state checkpoints
-        # lose the exact values of known secrets.
-        self._process = chain(processors)
-        self.observers: list[Callable[[StepEvent | None], object]] = []  # live views; None = status changed
-        self.chunk_observers: list[Callable[[TokenChunk], object]] = []  # streamed LLM text, as it arrives
-        self.step_cache = StepCache(graph.name, store)
         self._map_done: dict[tuple[str, int], dict[int, Any]] = {}  # items finished before a resume
+        # The parts. Events pass through the processors before the journal and any sink.
+        self._make = EventMaker(run_id, graph.name, version, parameters_hash, processors, parent_run_id)
+        self._outlet = Outlet((*sinks, *settings.extra_sinks))
+        self._services = Services(run_id, llm, tool_registry, self.seed)
+        self._durability = Durability(store, run_id, make=self._make, emit=self._outlet.emit, policy=policy)
+        children = ChildRuns(
+            run_id,
+            store=store,
+            policy=policy,
+            services=self._services,
+            views=self._outlet,
+            seed=self.seed,
+            user_sinks=sinks,
+        )
+        self._runner = AttemptRunner(
+            run_id,
+            graph.name,
+            make=self._make,
+            journal=self._durability,
+            services=self._services,
+            cache=StepCache(graph.name, store),
+            run_child=children.run,
+            seed=self.seed,
+            encode=store is not None,
+            sleep=settings.sleep,
+            late_results=self.late_results,
+        )
 
-    def _services(self) -> Execution:
-        """What a step's context reaches the run through (ctx.llm, ctx.tool). A method, not an
-        attribute pointing at itself: that would make every run a reference cycle for the GC."""
-        return self
+    # ---- what the Run handle and sub-workflows read -------------------------------------------------
+
+    @property
+    def events(self) -> list[StepEvent]:
+        """Every event of the run so far, in the order the sinks heard them."""
+        return self._outlet.events
+
+    @property
+    def observers(self) -> list[Callable[[StepEvent | None], object]]:
+        """Live views; None = the run's status changed."""
+        return self._outlet.observers
+
+    @observers.setter
+    def observers(self, observers: list[Callable[[StepEvent | None], object]]) -> None:
+        self._outlet.observers = observers
+
+    @property
+    def chunk_observers(self) -> list[Callable[[TokenChunk], object]]:
+        """Who hears streamed LLM text, as it arrives."""
+        return self._services.chunk_observers
+
+    @chunk_observers.setter
+    def chunk_observers(self, observers: list[Callable[[TokenChunk], object]]) -> None:
+        self._services.chunk_observers = observers
+
+    @property
+    def llm(self) -> ChatModel | None:
+        """The run's chat client (None until a step asks for the default one)."""
+        return self._services.llm
+
+    @property
+    def parent_run_id(self) -> str | None:
+        """Set when this run is a sub-workflow of another."""
+        return self._make.parent_run_id
+
+    @parent_run_id.setter
+    def parent_run_id(self, run_id: str | None) -> None:
+        self._make.parent_run_id = run_id
 
     @property
     def ended(self) -> bool:
@@ -220,32 +273,6 @@ class Execution(Attempts, Gates, Subflows):
                     self._finished.set()
             return self._finished
 
-    async def call_tool(self, ctx: StepContext, name: str, arguments: dict[str, Any]) -> Any:
-        """``ctx.tool(...)``: the engine hands the call down to the tool layer (contexts never import it)."""
-        from wfkit.llm._tools import invoke
-
-        return await invoke(ctx, name, arguments)
-
-    def on_chunk(self, ctx: StepContext, text: str) -> None:
-        """``ctx.chunk``: streamed LLM text goes to whoever asked for it (nothing is stored)."""
-        if self.chunk_observers:
-            chunk = TokenChunk(self.run_id, ctx.step, ctx.visit, ctx.attempt, text, time.time(), ctx.map_index)
-            for observer in self.chunk_observers:
-                observer(chunk)
-
-    def llm_client(self) -> ChatModel:
-        if self.llm is None:
-            from wfkit.llm._llm import default_client
-
-            self.llm = default_client(seed=self._seed)
-        return self.llm
-
-    def _get_rng(self) -> random.Random:
-        # Built on first use: seeding a Random costs more than a whole short run otherwise.
-        if self._rng is None:
-            self._rng = random.Random(self._seed)
-        return self._rng
-
     # ---- driving -------------------------------------------------------------------------
 
     async def drive(self) -> None:
@@ -254,12 +281,12 @@ class Execution(Attempts, Gates, Subflows):
         self.started_at = self.started_at or time.time()
         t_start = time.monotonic()
         if self.timeout is not None:
-            self.deadline = t_start + max(self.timeout - self.elapsed_before, 0.0)
+            self._runner.deadline = t_start + max(self.timeout - self.elapsed_before, 0.0)
         try:
             if not self._resumed:
                 self._activate(self.graph.entry, None, None)
-            elif self.store is not None:
-                await self.store.writer.submit_async(self.store.mark_running_op(self.run_id))
+            else:
+                await self._durability.mark_running()
             await self._loop()
         except asyncio.CancelledError:
             self._fail(RunError("cancelled", run_id=self.run_id), RunStatus.CANCELLED)
@@ -278,90 +305,44 @@ class Execution(Attempts, Gates, Subflows):
                 else:
                     self.status = RunStatus.SUCCEEDED
             try:
-                if self.store is not None:
-                    await self._finish_durably(
-                        self.store.finish_rows(
-                            self.run_id,
-                            status=self.status,
-                            state=self.state,
-                            error=self.error,
-                            elapsed=self.elapsed_before + time.monotonic() - t_start,
-                            ended=self.status in RunStatus.FINISHED,
-                        )
-                    )
-                    exporter.submit(self.store, self.store.path.parent, self.run_id)
+                await self._durability.finish(
+                    status=self.status,
+                    state=self.state,
+                    error=self.error,
+                    elapsed=self.elapsed_before + time.monotonic() - t_start,
+                )
             finally:
                 with _FINISH_LOCK:
                     _executing.discard(self.run_id)
                     self._ended = True
                     if self._finished is not None:
                         self._finished.set()
-                for observer in self.observers:
-                    observer(None)
-
-    async def _finish_durably(self, finish: Rows) -> None:
-        """The run's last write: what is still unsynced first (its events reach the sinks), then
-        where the run stopped, with the durable waits not yet written. Runs also while the run
-        is being cancelled (Ctrl-C): a second cancellation falls back to blocking on the writer,
-        so the record is never skipped."""
-        assert self.store is not None
-        writer = self.store.writer
-        try:
-            try:
-                await self._sync()
-            finally:
-                rows = [*self._take_waits(), *finish]
-                await asyncio.shield(writer.submit_async(None, rows))
-        except asyncio.CancelledError:
-            writer.submit(None).result()  # everything handed over before is durable now
-            raise
-
-    def _take_waits(self) -> list[tuple[str, tuple[Any, ...]]]:
-        """The durable waits measured since the run's last write, as rows to write with it."""
-        waits, self._waits = self._waits, []
-        return waits
-
-    async def _sync(self) -> None:
-        """Wait until every write this run handed over is durable; then hand the checkpointed
-        events, with their durable wait, to the sinks. Other runs keep going meanwhile."""
-        while self._unsynced or self._writes:
-            unsynced, self._unsynced = self._unsynced, []
-            writes, self._writes = self._writes, []
-            for write in writes:
-                await write
-            for checkpoint, event, body_end in unsynced:
-                if checkpoint is None:
-                    self._emit(event)
-                    continue
-                await checkpoint
-                wait = time.perf_counter() - body_end
-                self._waits.append(Store.durable_wait_row(wait, self.run_id, event.step, event.visit, event.attempt))
-                self._emit(event._replace(durable_wait_s=wait))
+                self._outlet.status_changed()
 
     async def _loop(self) -> None:
-        ready, tasks, done = self._ready, self._tasks, self._done
+        ready, tasks, done, durability = self._ready, self._tasks, self._done, self._durability
         loop = asyncio.get_running_loop()
         while not self._failed:
             if not tasks and len(ready) == 1:
                 act = ready.popleft()
-                if act.spec.gated and not await self._admit(act):
+                if act.spec.gated and not await self._admitted(act):
                     continue
                 if act.spec.map is not None and act.batch is None:
                     self._expand(act)
                     continue
-                outcome = await self._execute(act)
+                outcome = await self._runner.run(act)
                 self._settle(act, outcome)
-                if self._unsynced or self._writes:
-                    await self._sync()
+                if durability.pending:
+                    await durability.sync()
                 continue
             while ready and not self._failed:
                 act = ready.popleft()
-                if act.spec.gated and not await self._admit(act):
+                if act.spec.gated and not await self._admitted(act):
                     continue
                 if act.spec.map is not None and act.batch is None:
                     self._expand(act)
                     continue
-                task = loop.create_task(self._execute(act))
+                task = loop.create_task(self._runner.run(act))
                 task.add_done_callback(self._on_task_done)
                 tasks[task] = act
             if not tasks:
@@ -375,11 +356,11 @@ class Execution(Attempts, Gates, Subflows):
             while done and not self._failed:
                 task = done.popleft()
                 self._settle(tasks.pop(task), task.result())
-            if self._unsynced or self._writes:
-                await self._sync()  # successors start only once their predecessors are durable
+            if durability.pending:
+                await durability.sync()  # successors start only once their predecessors are durable
         await self._cancel_tasks()
 
-    def _on_task_done(self, task: asyncio.Task[_Outcome]) -> None:
+    def _on_task_done(self, task: asyncio.Task[Outcome]) -> None:
         self._done.append(task)
         wake = self._wake
         if wake is not None and not wake.done():
@@ -410,7 +391,7 @@ class Execution(Attempts, Gates, Subflows):
             return
         self._active[name] = self._active.get(name, 0) + 1
         self._ready.append(
-            _Activation(spec, visit, spec.tools if tools is None else tools, self._version, failure, self.state)
+            Activation(spec, visit, spec.tools if tools is None else tools, self._version, failure, self.state)
         )
 
     def _visit_limit(self, spec: StepSpec, visit: int) -> None:
@@ -423,7 +404,7 @@ class Execution(Attempts, Gates, Subflows):
         )
         route = spec.fallback if spec.fallback and spec.fallback != END else None
         self._record(
-            self._event(
+            self._make.event(
                 spec.name,
                 visit,
                 0,
@@ -462,7 +443,7 @@ class Execution(Attempts, Gates, Subflows):
             del self._arrived[join]
             self._activate(join, None, None)
 
-    def _settle(self, act: _Activation, out: _Outcome) -> None:
+    def _settle(self, act: Activation, out: Outcome) -> None:
         """Commit a finished activation: state, route, checkpoint, event, successors."""
         if act.batch is not None:
             self._settle_item(act, act.batch, out)
@@ -479,7 +460,7 @@ class Execution(Attempts, Gates, Subflows):
         for event in held:
             self._record(event)
 
-    def _settle_outcome(self, act: _Activation, out: _Outcome) -> tuple[str, str | None, str | None, StepEvent] | None:
+    def _settle_outcome(self, act: Activation, out: Outcome) -> tuple[str, str | None, str | None, StepEvent] | None:
         """Apply the outcome; returns the checkpoint to write (outcome, updates, failure, event)."""
         spec = act.spec
         name = spec.name
@@ -498,11 +479,11 @@ class Execution(Attempts, Gates, Subflows):
                     chosen = router.choose(self.state)
             except Exception as exc:  # a merge conflict or a condition that cannot be evaluated
                 out.error, out.kind, out.status = exc, ErrorKind.PERMANENT, Status.FAILED
-                self._record(self._outcome_event(act, out, None))
+                self._record(self._make.outcome(act, out, None))
                 self._fail(exc, RunStatus.FAILED)
                 return None
             route = None if chosen is None else chosen.target
-            checkpoint = ("ok", out.encoded, None, self._outcome_event(act, out, route))
+            checkpoint = ("ok", out.encoded, None, self._make.outcome(act, out, route))
             self.log.append((len(self.log) + 1, name, act.visit, "ok", out.updates, route, None, None))
             if chosen is not None:
                 if route != END:
@@ -514,11 +495,9 @@ class Execution(Attempts, Gates, Subflows):
             assert out.error is not None and out.kind is not None
             fallback = spec.fallback
             if out.run_timeout or fallback is None:
-                self._record(self._outcome_event(act, out, None))
-                if spec.irreversible and self.store is not None:
-                    self._writes.append(
-                        self.store.writer.submit_async(self.store.intent_end_op(self.run_id, name, act.visit, "failed"))
-                    )
+                self._record(self._make.outcome(act, out, None))
+                if spec.irreversible:
+                    self._durability.intent_failed(name, act.visit)
                 err: RunError
                 if out.run_timeout:
                     err = RunTimeoutError(
@@ -538,7 +517,7 @@ class Execution(Attempts, Gates, Subflows):
                 self._fail(err, RunStatus.TIMED_OUT if out.run_timeout else RunStatus.FAILED)
                 return None
             failure = self._failure_of(name, out.attempt, out.error, out.kind)
-            event = self._outcome_event(act, out, fallback)
+            event = self._make.outcome(act, out, fallback)
             checkpoint = ("fallback", None, json.dumps(dataclasses.asdict(failure)), event)
             self.log.append((len(self.log) + 1, name, act.visit, "fallback", None, fallback, failure, None))
             if fallback != END:
@@ -547,7 +526,7 @@ class Execution(Attempts, Gates, Subflows):
             self._fire_joins()
         return checkpoint
 
-    def _park_child(self, act: _Activation, out: _Outcome) -> None:
+    def _park_child(self, act: Activation, out: Outcome) -> None:
         """The child run of a sub-workflow step halted: park the step (it stays active, so joins
         wait); resuming the run runs it again, which resumes the same child run."""
         assert out.halted is not None
@@ -557,7 +536,7 @@ class Execution(Attempts, Gates, Subflows):
             self.unreconciled.append(act)
         extra = {"child_run_id": out.halted.child_run_id, "child_status": out.halted.status}
         self._record(
-            self._event(
+            self._make.event(
                 act.spec.name,
                 act.visit,
                 0,  # like a gate's row: the attempt is not used up while the child waits
@@ -576,14 +555,14 @@ class Execution(Attempts, Gates, Subflows):
 
     # ---- map steps ---------------------------------------------------------------------------
 
-    def _expand(self, act: _Activation) -> None:
+    def _expand(self, act: Activation) -> None:
         """A map step's turn: queue its items (bounded by max_concurrency); it settles when the
         last item does."""
         spec = act.spec
         assert spec.map is not None
         items = act.view.get(spec.map.over)
         if not isinstance(items, list | tuple):
-            out = _Outcome()
+            out = Outcome()
             out.attempt, out.started_at = 1, time.time()
             what = "is missing" if spec.map.over not in act.view else f"is a {type(items).__name__}"
             out.error = StateValueError(
@@ -593,14 +572,14 @@ class Execution(Attempts, Gates, Subflows):
             out.kind, out.status = ErrorKind.PERMANENT, Status.FAILED
             self._settle(act, out)
             return
-        batch = _Batch(act, list(items), self._map_done.pop((spec.name, act.visit), {}))
+        batch = Batch(act, list(items), self._map_done.pop((spec.name, act.visit), {}))
         act.batch = None  # the map activation itself stays the batch's owner, not an item
         if not batch.pending:
             self._gather(batch)
             return
         self._feed(batch)
 
-    def _feed(self, batch: _Batch) -> None:
+    def _feed(self, batch: Batch) -> None:
         limit = batch.act.spec.map.max_concurrency if batch.act.spec.map is not None else None
         pending, ready, act, items = batch.pending, self._ready, batch.act, batch.items
         while pending and (limit is None or batch.running < limit):
@@ -608,18 +587,18 @@ class Execution(Attempts, Gates, Subflows):
             batch.running += 1
             ready.append(act.for_item(batch, index, items[index]))
 
-    def _settle_item(self, act: _Activation, batch: _Batch, out: _Outcome) -> None:
+    def _settle_item(self, act: Activation, batch: Batch, out: Outcome) -> None:
         """One item finished: keep its result and checkpoint it; the last one settles the map."""
         batch.running -= 1
         index = act.index
         assert index is not None
         if batch.failed:  # the map already gave up: record what this straggler did, change nothing
-            self._record(self._outcome_event(act, out, None))
+            self._record(self._make.outcome(act, out, None))
             return
         if out.error is None:
             batch.results[index] = out.value
             batch.done += 1
-            event = self._outcome_event(act, out, None)
+            event = self._make.outcome(act, out, None)
             self._checkpoint(act, "item", out.encoded, None, event, out.body_end)
             self.log.append(
                 (len(self.log) + 1, act.spec.name, act.visit, "item", {"result": out.value}, None, None, index)
@@ -631,9 +610,9 @@ class Execution(Attempts, Gates, Subflows):
             return
         batch.failed = True
         batch.pending.clear()
-        self._record(self._outcome_event(act, out, None))
+        self._record(self._make.outcome(act, out, None))
         owner = batch.act
-        failed = _Outcome()
+        failed = Outcome()
         # The map step's own row: failed because of the item (timed out only if the run's deadline passed).
         failed.attempt, failed.started_at, failed.kind = (
             1,
@@ -646,21 +625,21 @@ class Execution(Attempts, Gates, Subflows):
         failed.error = MapItemError(owner.spec.name, index, len(batch.items), out.error)
         self._settle(owner, failed)
 
-    def _gather(self, batch: _Batch) -> None:
+    def _gather(self, batch: Batch) -> None:
         """Every item finished: the map step settles as one step writing the results in item order."""
         act, spec = batch.act, batch.act.spec
         assert spec.map is not None
-        out = _Outcome()
+        out = Outcome()
         out.attempt, out.started_at = 1, time.time() - (time.perf_counter() - batch.started)
         out.latency = time.perf_counter() - batch.started
         out.queue_s = batch.started - act.queued
         out.updates = {spec.map.into: batch.results}
-        if self.store is not None:
+        if self.store is not None:  # a durable run checkpoints the results as JSON
             out.encoded = encode_updates(spec.name, out.updates)
         out.usage = {"extra": {"items": len(batch.items)}}
         self._settle(act, out)
 
-    def _commit(self, act: _Activation, updates: Mapping[str, Any]) -> None:
+    def _commit(self, act: Activation, updates: Mapping[str, Any]) -> None:
         self._version += 1
         version = self._version
         state, writers, merges, name = self.state, self._writers, self.merges, act.spec.name
@@ -678,108 +657,116 @@ class Execution(Attempts, Gates, Subflows):
     def _failure_of(self, step: str, attempt: int, error: BaseException, kind: ErrorKind) -> Failure:
         return Failure(step, attempt, kind.value, type(error).__name__, str(error))
 
-    # ---- one activation, with retries and timeouts ---------------------------------------------
+    # ---- what the durability layer is asked -----------------------------------------------------
 
-    def _outcome_event(self, act: _Activation, out: _Outcome, route: str | None) -> StepEvent:
-        return self._event(
-            act.spec.name,
-            act.visit,
-            out.attempt,
-            out.status,
-            out.error,
-            out.kind,
-            out.started_at,
-            out.latency,
-            out.queue_s,
-            None,
-            route,
-            act.tools,
-            out.usage,
-            act.index,
-        )
+    async def _admitted(self, act: Activation) -> bool:
+        """Ask the durability layer whether a gated step may run now, and act on its answer."""
+        admission = await self._durability.admit(act, self.state)
+        verdict = admission.verdict
+        if verdict == "run":
+            return True
+        if verdict == "park":
+            self.parked.append(act)
+        elif verdict == "reconcile":
+            self.unreconciled.append(act)
+        elif verdict == "fail":
+            assert admission.error is not None
+            self._fail(admission.error, RunStatus.FAILED)
+        else:  # rejected: revise and resubmit on the gate's on_reject step, or fail
+            self._active[act.spec.name] -= 1
+            if admission.route is None:
+                assert admission.error is not None
+                self._fail(admission.error, RunStatus.FAILED)
+            else:
+                self._activate(admission.route, None, None)
+                if self._arrived:
+                    self._fire_joins()
+        return False
 
-    def _event(
-        self,
-        step: str,
-        visit: int,
-        attempt: int,
-        status: str,
-        error: BaseException | None,
-        kind: ErrorKind | None,
-        started_at: float,
-        latency: float,
-        queue_s: float,
-        retry_delay: float | None,
-        route: str | None,
-        tools: tuple[str, ...],
-        usage: Mapping[str, Any] | None,
-        map_index: int | None = None,
-        **fields: Any,
-    ) -> StepEvent:
-        if usage is None:
-            model = tokens_in = tokens_out = cost = extra = None
-        else:
-            model, tokens_in, tokens_out = usage.get("model"), usage.get("tokens_in"), usage.get("tokens_out")
-            cost, extra = usage.get("cost_usd"), usage.get("extra")
-        event = StepEvent(
-            self.run_id,
-            self.workflow,
-            self.version,
-            step,
-            visit,
-            attempt,
-            status,
-            None if kind is None else kind.value,
-            None if error is None else type(error).__name__,
-            None if error is None else str(error),
-            started_at,
-            started_at + latency,
-            latency,
-            queue_s,
-            retry_delay,
-            route,
-            tools,
-            model,
-            tokens_in,
-            tokens_out,
-            cost,
-            None,
-            None,
-            self.parameters_hash,
-            _HOST,
-            extra,
-            map_index,
-            self.parent_run_id,
-        )
-        if fields:
-            event = event._replace(**fields)
-        return event if self._process is None else self._process(event)
+    def _checkpoint(
+        self, act: Activation, outcome: str, updates: str | None, failure: str | None, event: StepEvent, body_end: float
+    ) -> None:
+        """A settled step (or map item): its checkpoint, and its event once that is durable."""
+        if not self._replaying:
+            self._durability.checkpoint(act, outcome, updates, failure, event, body_end)
 
-    def _emit(self, event: StepEvent, *, record: bool = True) -> None:
-        """Hand an event to the sinks (the journal write, if any, happened already). ``record=False``:
-        ``self.events`` holds it already (read from the journal on resume); only the sinks hear of it."""
+    def _record(self, event: StepEvent) -> None:
+        """A row with no checkpoint of its own (a visit limit, a failure that ends the run)."""
         if self._replaying:
             return
-        for sink in self._sinks if record else self._sinks[1:]:
-            sink(event)
-        for observer in self.observers:
-            observer(event)
-
-    def _record(self, event: StepEvent, *, journaled: bool = False) -> None:
-        """Journal an event that has no checkpoint of its own (unless the caller did:
-        ``journaled``), then hand it to the sinks. The write is not awaited here: the writer keeps
-        the order, and the run's next sync or its last write makes it durable."""
-        if self._replaying:
-            return
-        if self._held is not None:
+        if self._held is not None:  # settling a step: it follows that step's checkpoint
             self._held.append(event)
             return
-        store = self.store
-        if store is not None and not journaled:
-            self._writes.append(store.writer.submit_async(None, store.event_rows((event,))))
-        if self._unsynced:
-            self._unsynced.append((None, event, 0.0))  # after the checkpoints settled before it
-        else:
-            self._emit(event)
+        self._durability.record(event)
 
-    # ---- durability --------------------------------------------------------------------------
+    # ---- replay ----------------------------------------------------------------------------------
+
+    def replay(
+        self, checkpoints: Sequence[tuple[Any, ...]], attempts: dict[tuple[str, int], int], *, crashed: bool = False
+    ) -> None:
+        """Rebuild state and schedule from a stopped run's checkpoints, without running anything.
+
+        The same scheduling code runs as in a live run, fed with the outcomes the durability layer
+        decodes from the checkpoints, so the queue ends holding exactly the steps that had not
+        completed: siblings that finished before a crash are not run again. Finished items of a
+        map step are kept for it, so only the unfinished ones run. A fork (a run forked from
+        another) applies its update right after the step it forked at, and that step's route is
+        chosen anew on the updated state. ``attempts``: attempts made so far per (step, visit);
+        ``crashed``: the run died, so the attempts in flight were cut off.
+        """
+        self._resumed = True
+        self._runner.attempts_before = attempts
+        self._replaying = True
+        log = self.log
+        try:
+            self._activate(self.graph.entry, None, None)
+            for seq, step, visit, outcome, updates, route, failure, map_index, fork in self._durability.recorded(
+                checkpoints
+            ):
+                if outcome == "item":
+                    self._map_done.setdefault((step, visit), {})[int(map_index or 0)] = (updates or {}).get("result")
+                    log.append((len(log) + 1, step, visit, "item", updates, None, None, map_index))
+                    continue
+                act = next((a for a in self._ready if a.spec.name == step and a.visit == visit), None)
+                if act is None:
+                    raise WorkflowChangedError(
+                        f"checkpoint {seq} records step {step!r} (visit {visit}), but replaying the "
+                        f"current workflow never reaches it there; the workflow changed in a way "
+                        f"this run cannot survive: start a new run",
+                        run_id=self.run_id,
+                        step=step,
+                    )
+                self._ready.remove(act)
+                self._active[step] -= 1
+                if outcome == "ok":
+                    self._commit(act, updates or {})
+                    log.append((len(log) + 1, step, visit, "ok", updates, route, None, None))
+                    router = self.graph.routers.get(step)
+                    if fork is not None:
+                        self.state.update(fork)  # a fork's update is the state it asked for: no merge
+                        chosen = None if router is None else router.choose(self.state).target
+                        log.append((len(log) + 1, step, visit, "fork", fork, chosen, None, None))
+                    if router is not None:
+                        go = None
+                        if fork is None:
+                            go = next(
+                                (g for g in (*(r.go for r in router.routes), router.default) if g.target == route),
+                                None,
+                            )
+                        if go is None:  # a fork, reconciled by hand, or the routes changed: decide anew
+                            go = router.choose(self.state)
+                        if go.target != END:
+                            self._activate(go.target, go.tools, None)
+                    else:
+                        for target in self.graph.edges.get(step, ()):
+                            self._arrive(target, step)
+                else:
+                    log.append((len(log) + 1, step, visit, "fallback", None, route, failure, None))
+                    if route is not None and route != END:
+                        self._activate(route, None, failure)
+                if self._arrived:
+                    self._fire_joins()
+            if crashed:
+                self._runner.cut_off = self._durability.cut_offs(self._ready)
+        finally:
+            self._replaying = False

@@ -61,11 +61,9 @@ class RunSource(Protocol):
 WorkspaceArg: TypeAlias = "str | os.PathLike[str] | Literal[False] | None"
 
 
-class ResumeOptions(TypedDict, total=False):
-    """How a stored run continues: the keywords :meth:`Workflow.resume` and ``aresume`` take."""
+class _EveryRunOptions(TypedDict, total=False):
+    """What every way of running takes: who decides gates, where events go, what ``ctx`` lends."""
 
-    workspace: WorkspaceArg
-    """The folder that keeps the run (default ``$WFKIT_HOME`` or ``./.wfkit``); ``False``: memory only."""
     policy: str | ApprovalPolicy | None
     """Who decides approval gates when nobody is there: "halt", "approve", "reject", "fail", or a decisions file."""
     sinks: Iterable[Sink]
@@ -78,21 +76,35 @@ class ResumeOptions(TypedDict, total=False):
     """"interactive" or "headless"; detected when None."""
 
 
-class RunOptions(ResumeOptions, total=False):
-    """How a new run executes: the keywords :meth:`Workflow.run`, ``arun`` and ``start`` share."""
+class ResumeOptions(_EveryRunOptions, total=False):
+    """How a stored run continues: the keywords :meth:`Workflow.resume` and ``aresume`` take."""
 
-    run_id: str | None
-    """Choose the run's id (default: a fresh random one)."""
+    workspace: WorkspaceArg
+    """The folder that keeps the run (default ``$WFKIT_HOME`` or ``./.wfkit``); ``False``: memory only."""
+
+
+class BatchRunOptions(_EveryRunOptions, total=False):
+    """How each run of a batch executes: the keywords :meth:`Workflow.run_many` hands to every run
+    (the batch itself names the runs, seeds them and keeps them in its workspace)."""
+
     timeout: float | None
     """The run's deadline in seconds, which survives pauses and resumes."""
-    seed: int | None
-    """Seeds ``ctx.rng`` and the simulated model, so a run can be replayed."""
     count_approval_wait: bool
     """Whether time halted for approval counts against ``timeout``."""
 
 
-_RESUME_KEYS = frozenset(ResumeOptions.__annotations__)
-_RUN_KEYS = frozenset(RunOptions.__annotations__) | _RESUME_KEYS
+class RunOptions(ResumeOptions, BatchRunOptions, total=False):
+    """How a new run executes: the keywords :meth:`Workflow.run`, ``arun`` and ``start`` share."""
+
+    run_id: str | None
+    """Choose the run's id (default: a fresh random one)."""
+    seed: int | None
+    """Seeds ``ctx.rng``, retry jitter and the simulated model, so a run can be replayed."""
+
+
+_RESUME_KEYS = frozenset(ResumeOptions.__optional_keys__)
+_RUN_KEYS = frozenset(RunOptions.__optional_keys__)
+_BATCH_KEYS = frozenset(BatchRunOptions.__optional_keys__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -358,7 +370,9 @@ class Run:
         store = self._exec.store
         if store is None:
             return []
-        return [t for run_id in store.descendant_runs(self.run_id) for t in store.tickets(status=status, run_id=run_id)]
+        return [
+            t for run_id in store.descendant_runs(self.run_id) for t in store.tickets.find(status=status, run_id=run_id)
+        ]
 
     def approve(self, *, by: str, comment: str = "", step: str | None = None, resume: bool = True) -> Run:
         """Approve this run's open gate (the one at ``step`` if several) and resume the run."""
@@ -383,7 +397,7 @@ class Run:
         if len(open_) > 1:
             steps = ", ".join(f"{t.step!r} ({t.ticket_id})" for t in open_)
             raise TicketError(f"run {self.run_id} has several open tickets: {steps}; pass step=...")
-        _, changed = store.decide(
+        _, changed = store.tickets.decide(
             open_[0].ticket_id,
             decision,
             by,

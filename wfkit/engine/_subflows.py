@@ -1,5 +1,4 @@
-"""Sub-workflows: a step that runs another workflow as a child run. A mixin of
-:class:`wfkit.engine._engine.Execution`.
+"""Sub-workflows: a step that runs another workflow as a child run (``ChildRuns``).
 
 The child is a run of its own (its own id, checkpoints, tickets), driven inside the parent step's
 attempt, so the step's timeout and retries apply to the child run as a whole. Its events and
@@ -13,11 +12,31 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
+from wfkit.model._approvals import ApprovalPolicy
+from wfkit.model._context import ChatModel
 from wfkit.model._errors import StateValueError, SubflowError, WfkitError
 from wfkit.model._events import StepEvent, TokenChunk
 from wfkit.model._retry import classify_error
 from wfkit.model._status import RunStatus
 from wfkit.model._steps import StepSpec
+from wfkit.store._store import Store
+
+
+class ParentServices(Protocol):
+    """Where the parent's chat client is (made on its first ``ctx.llm``) and who hears its streamed text."""
+
+    @property
+    def llm(self) -> ChatModel | None: ...
+
+    @property
+    def chunk_observers(self) -> list[Callable[[TokenChunk], object]]: ...
+
+
+class ParentViews(Protocol):
+    """Who watches the parent run live: they hear the child's events too."""
+
+    @property
+    def observers(self) -> list[Callable[[StepEvent | None], object]]: ...
 
 
 class ChildRun(Protocol):
@@ -33,11 +52,34 @@ class ChildRun(Protocol):
     async def drive(self) -> None: ...
 
 
+class ParentRun(Protocol):
+    """What a sub-workflow's child run inherits from its parent: where it is stored, how its
+    gates are decided, its model, seed and sinks."""
+
+    @property
+    def run_id(self) -> str: ...
+
+    @property
+    def store(self) -> Store | None: ...
+
+    @property
+    def policy(self) -> ApprovalPolicy: ...
+
+    @property
+    def llm(self) -> ChatModel | None: ...
+
+    @property
+    def seed(self) -> int | None: ...
+
+    @property
+    def user_sinks(self) -> tuple[Callable[[StepEvent], object], ...]: ...
+
+
 class ChildSource(Protocol):
     """What the parent needs of a sub-workflow (``Workflow`` is one): its child run for a step visit."""
 
     def _child_execution(
-        self, parent: Any, step: str, visit: int, inputs: Mapping[str, Any]
+        self, parent: ParentRun, step: str, visit: int, inputs: Mapping[str, Any]
     ) -> ChildRun | dict[str, Any]: ...
 
 
@@ -49,14 +91,40 @@ class ChildHalted(Exception):
         super().__init__(f"sub-workflow run {child_run_id} is {status}")
 
 
-class Subflows:
-    """Running a sub-workflow step's child run (mixed into Execution, which provides the rest)."""
+class ChildRuns:
+    """Runs the child run of a parent's sub-workflow steps (one per parent run; a ``ParentRun``).
 
-    run_id: str
-    observers: list[Callable[[StepEvent | None], object]]
-    chunk_observers: list[Callable[[TokenChunk], object]]
+    Given what a child inherits (store, policy, model via the run's services, seed, sinks) and
+    where the parent's live views are, never the parent run itself.
+    """
 
-    async def _run_child(self, spec: StepSpec, state: Mapping[str, Any], visit: int) -> dict[str, Any]:
+    __slots__ = ("_services", "_views", "policy", "run_id", "seed", "store", "user_sinks")
+
+    def __init__(
+        self,
+        run_id: str,
+        *,
+        store: Store | None,
+        policy: ApprovalPolicy,
+        services: ParentServices,
+        views: ParentViews,
+        seed: int | None,
+        user_sinks: tuple[Callable[[StepEvent], object], ...],
+    ) -> None:
+        self.run_id = run_id
+        self.store = store
+        self.policy = policy
+        self.seed = seed
+        self.user_sinks = user_sinks
+        # Holders, not their lists: the Run handle swaps in its own lists after the run is built.
+        self._services = services
+        self._views = views
+
+    @property
+    def llm(self) -> ChatModel | None:
+        return self._services.llm
+
+    async def run(self, spec: StepSpec, state: Mapping[str, Any], visit: int) -> dict[str, Any]:
         """Run (or resume) the child of ``spec`` and return the parent's updates from its final state."""
         sub = spec.subflow
         assert sub is not None
@@ -96,9 +164,9 @@ class Subflows:
 
     def _forward_event(self, event: StepEvent | None) -> None:
         if event is not None:  # the child's end is not the parent's
-            for observer in self.observers:
+            for observer in self._views.observers:
                 observer(event)
 
     def _forward_chunk(self, chunk: TokenChunk) -> None:
-        for observer in self.chunk_observers:
+        for observer in self._services.chunk_observers:
             observer(chunk)

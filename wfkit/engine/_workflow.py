@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, Unpack, overload
 
 from wfkit.engine._engine import Execution, claim, executing_here, unclaim
 from wfkit.engine._loops import run_blocking
-from wfkit.engine._run import _RESUME_KEYS, ResumeOptions, Run, RunOptions, WorkspaceArg, _Options
+from wfkit.engine._run import _RESUME_KEYS, BatchRunOptions, ResumeOptions, Run, RunOptions, WorkspaceArg, _Options
 from wfkit.model._approvals import HALT, Approval, ApprovalPolicy, Ticket, as_policy
 from wfkit.model._context import ToolProvider
 from wfkit.model._errors import WorkflowChangedError, WorkflowChangedWarning, WorkflowDefinitionError
@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from wfkit.engine._batch import BatchResult
+    from wfkit.engine._subflows import ParentRun
     from wfkit.model._spec import Format
 
 F = TypeVar("F", bound=StepFunction)
@@ -726,7 +727,7 @@ class Workflow:
         return execution, create
 
     def _child_execution(
-        self, parent: Execution, step: str, visit: int, inputs: Mapping[str, Any]
+        self, parent: ParentRun, step: str, visit: int, inputs: Mapping[str, Any]
     ) -> Execution | dict[str, Any]:
         """This workflow's run as the sub-workflow of ``parent``'s ``step`` (visit ``visit``): the
         run that step visit started before if it has not failed (resumed where it stopped, or its
@@ -1033,7 +1034,7 @@ class Workflow:
         retries: int = 2,
         progress: bool = True,
         announce: Callable[[str], None] | None = None,
-        **options: Any,
+        **options: Unpack[BatchRunOptions],
     ) -> BatchResult:
         """Run once per input, at most ``concurrency`` at once; run ``i`` is seeded ``seed + i``.
 

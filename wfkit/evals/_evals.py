@@ -307,35 +307,33 @@ def _evaluate_on_dask(
     progress: bool,
     announce: Callable[[str], None] | None,
 ) -> list[dict[str, Any]]:
-    from wfkit.distributed._dask import announce_default, chunks, connect, run_job, threads_of
-    from wfkit.distributed._dask import partition_size as size_for
+    from wfkit.distributed._dask import chunks, run_partitioned
 
-    conn = connect(executor)  # first: an unreachable scheduler is an error before any work
-    try:
-        cases = list(enumerate(suite.cases()))
-        size = size_for(len(cases) * len(variants), threads_of(conn), partition_size)
+    cases = list(enumerate(suite.cases()))
+
+    def split(size: int) -> list[_EvalPartition]:
         _pickle_suite_module_by_value(suite)
         # Cases travel in their partitions: a suite holding its dataset in memory would otherwise
         # ship all of it with every partition.
         shipped = dataclasses.replace(suite, dataset=[])
-        works: list[_EvalPartition] = [
+        return [
             _EvalPartition(shipped, variant, tuple(part), concurrency)
             for variant in variants
             for part in chunks(cases, size)
         ]
-        outcome = run_job(
-            executor,
-            dataset,
-            works,
-            cases=[len(w.cases) for w in works],
-            label=f"eval {suite.name}",
-            retries=retries,
-            progress=progress,
-            announce=announce or announce_default,
-            connection=conn,
-        )
-    finally:
-        conn.close()
+
+    outcome = run_partitioned(
+        executor,
+        dataset,
+        cases=len(cases) * len(variants),
+        split=split,
+        size_of=lambda work: len(work.cases),
+        label=f"eval {suite.name}",
+        requested_size=partition_size,
+        retries=retries,
+        progress=progress,
+        announce=announce,
+    )
     return [] if outcome.results is None else list(outcome.results.to_pylist())
 
 

@@ -50,7 +50,7 @@ from wfkit.store._journal import (
     verify_rows,
     verify_run,
 )
-from wfkit.store._tickets import TicketStore
+from wfkit.store._tickets import Tickets
 from wfkit.store._writer import Rows, WriteOp, Writer
 
 SCHEMA_VERSION = 1
@@ -241,7 +241,7 @@ def effective_status(run: dict[str, Any], *, pending_intents: int) -> str:
     return status
 
 
-class Store(TicketStore):
+class Store:
     """Low-level access to one workspace's SQLite file. One connection per thread."""
 
     def __init__(self, path: Path, *, synchronous: str = "full", create: bool = True) -> None:
@@ -257,6 +257,8 @@ class Store(TicketStore):
         self._check_file(create)
         self._connect()
         self.writer = Writer(self._connect, name=str(path), translate=self._damaged, bulk=self._bulk_write)
+        # Approval tickets: a part of the store, handed its write and read (``store.tickets``).
+        self.tickets = Tickets(path, self.do, self.read)
 
     # ---- connection --------------------------------------------------------------------------
 

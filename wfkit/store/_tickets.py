@@ -1,4 +1,8 @@
-"""Approval tickets in the run store: opened once per step visit, decided once, listed."""
+"""Approval tickets in the run store: opened once per step visit, decided once, listed.
+
+``Tickets`` is a part the store composes (``store.tickets``): it is handed the store's file, its
+write (``do``: through the writer thread) and its read, and owns the SQL on the tickets table.
+"""
 
 from __future__ import annotations
 
@@ -18,12 +22,18 @@ from wfkit.store._journal import COLUMNS, JOURNAL_INSERT, event_row, load_json, 
 from wfkit.store._writer import WriteOp
 
 
-class TicketStore:
-    """The ticket half of :class:`wfkit.store._store.Store` (mixed into it, which provides the rest)."""
+class Tickets:
+    """A workspace's approval tickets (``store.tickets``), and the rows a decision writes."""
 
-    path: Path
-    do: Callable[[WriteOp[Any]], Any]
-    read: Callable[..., list[Any]]
+    def __init__(
+        self,
+        path: Path,
+        do: Callable[[WriteOp[Any]], Any],
+        read: Callable[[str, Sequence[Any]], list[Any]],
+    ) -> None:
+        self.path = path  # the store's SQLite file: tickets name their workspace, errors their file
+        self.do = do
+        self.read = read
 
     @staticmethod
     def rejection_routed_op(run_id: str, step: str, visit: int, route: str) -> WriteOp[None]:
@@ -45,8 +55,6 @@ class TicketStore:
 
         return mark
 
-    # ---- tickets --------------------------------------------------------------------------------
-
     _TICKET_COLS = (
         "ticket_id, run_id, workflow, step, visit, reason, payload, status, decided_by, comment, created_at, decided_at"
     )
@@ -56,13 +64,13 @@ class TicketStore:
         values[6] = load_json(self.path, values[1], "tickets.payload", values[6])
         return dataclasses.replace(Ticket(*values), workspace=str(self.path.parent))
 
-    def create_ticket(self, ticket: Ticket, event: StepEvent) -> Ticket:
+    def create(self, ticket: Ticket, event: StepEvent) -> Ticket:
         """Persist a new ticket (or return the one that exists for this step visit). What is
         stored (and returned, so a live panel shows the same) passed the redaction boundary."""
-        created: Ticket = self.do(self.create_ticket_op(ticket, event))
+        created: Ticket = self.do(self.create_op(ticket, event))
         return created
 
-    def create_ticket_op(self, ticket: Ticket, event: StepEvent) -> WriteOp[Ticket]:
+    def create_op(self, ticket: Ticket, event: StepEvent) -> WriteOp[Ticket]:
         row = event_row(event)
         ticket = dataclasses.replace(
             ticket,
@@ -100,20 +108,23 @@ class TicketStore:
 
         return create
 
-    def ticket(self, ticket_id: str) -> Ticket:
+    def get(self, ticket_id: str) -> Ticket:
+        """The ticket ``ticket_id``; refused, saying where to look, when there is none."""
         rows = self.read(f"SELECT {self._TICKET_COLS} FROM tickets WHERE ticket_id=?", (ticket_id,))
         if not rows:
             raise TicketError(f"no approval ticket {ticket_id!r} in {self.path}; `wfkit pending` lists the open ones")
         return self._ticket(rows[0])
 
-    def ticket_for(self, run_id: str, step: str, visit: int) -> Ticket | None:
+    def of_visit(self, run_id: str, step: str, visit: int) -> Ticket | None:
+        """The ticket of a step visit's gate, if it was opened."""
         rows = self.read(
             f"SELECT {self._TICKET_COLS} FROM tickets WHERE run_id=? AND step=? AND visit=?",
             (run_id, step, visit),
         )
         return self._ticket(rows[0]) if rows else None
 
-    def tickets(self, *, status: str | None = "open", run_id: str | None = None) -> list[Ticket]:
+    def find(self, *, status: str | None = "open", run_id: str | None = None) -> list[Ticket]:
+        """Tickets in the order they were opened: open ones by default (``status=None``: all), of one run or all."""
         sql = f"SELECT {self._TICKET_COLS} FROM tickets WHERE 1=1"
         params: list[Any] = []
         if status is not None:

@@ -157,7 +157,7 @@ class Workspace:
         info["parent_run_id"] = None if link is None or link["kind"] != "child" else link["parent_run_id"]
         info["children"] = [c["run_id"] for c in self.store.child_runs(run_id)]
         info["intents"] = self.store.intents(run_id)
-        info["tickets"] = [t.ticket_id for t in self.store.tickets(status=None, run_id=run_id)]
+        info["tickets"] = [t.ticket_id for t in self.store.tickets.find(status=None, run_id=run_id)]
         info["lease"] = (
             None
             if row["lease_owner"] is None
@@ -182,10 +182,10 @@ class Workspace:
 
     def pending(self) -> list[Ticket]:
         """Open approval tickets, oldest first."""
-        return self.store.tickets(status="open")
+        return self.store.tickets.find(status="open")
 
     def ticket(self, ticket_id: str) -> Ticket:
-        return self.store.ticket(ticket_id)
+        return self.store.tickets.get(ticket_id)
 
     def decide(
         self,
@@ -202,8 +202,8 @@ class Workspace:
         otherwise the decision waits for ``wfkit resume`` or ``run.resume()``."""
         if isinstance(ticket_id, Ticket):
             ticket_id = ticket_id.ticket_id
-        row = self.store.run_row(self.store.ticket(ticket_id).run_id)
-        ticket, changed = self.store.decide(
+        row = self.store.run_row(self.store.tickets.get(ticket_id).run_id)
+        ticket, changed = self.store.tickets.decide(
             ticket_id,
             decision,
             by,
@@ -228,7 +228,7 @@ class Workspace:
         """Write decided tickets as JSONL for headless replay (``policy=DecisionsFile(path)``)."""
         count = 0
         with Path(path).open("w") as fh:
-            for t in self.store.tickets(status=None):
+            for t in self.store.tickets.find(status=None):
                 if t.is_open or (run_ids is not None and t.run_id not in run_ids):
                     continue
                 decision = "approve" if t.status == "approved" else "reject"

@@ -1,0 +1,121 @@
+"""What the browser tests share: Debian's chromium with the flags it needs here, a JupyterLab
+server handle (the ``lab`` fixture in conftest starts one per test), and a page that keeps a
+screenshot and the server log when a scenario fails."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import socket
+import subprocess
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser, Page, Playwright
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+VISIBLE = ".jp-NotebookPanel:visible"  # hidden notebook panels must never match a locator
+
+
+@dataclass
+class Lab:
+    """A JupyterLab server started for one test."""
+
+    url: str
+    token: str
+    proc: subprocess.Popen[bytes]
+    log: Path
+
+    def api(self, method: str, path: str) -> Any:
+        request = urllib.request.Request(
+            f"{self.url}{path}", method=method, headers={"Authorization": f"token {self.token}"}
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            body = response.read()
+        return json.loads(body) if body else None
+
+    def log_tail(self, chars: int = 4000) -> str:
+        return self.log.read_text(errors="replace")[-chars:]
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    """Stop the server by its PID: SIGTERM (it shuts its kernels down), SIGKILL if it hangs."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=15)
+
+
+def wait_for(check: Callable[[], Any], timeout: float, what: str) -> Any:
+    """Poll ``check()`` until it returns something truthy."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.2)
+
+
+def delete_sessions(lab: Lab) -> None:
+    """Shut down every session (and kernel) of this test's server."""
+    for session in lab.api("GET", "/api/sessions"):
+        lab.api("DELETE", f"/api/sessions/{session['id']}")
+    assert [] == lab.api("GET", "/api/sessions")
+
+
+def launch(playwright: Playwright) -> Browser:
+    """Headless Debian chromium (``playwright install`` cannot work here)."""
+    return playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+
+
+@contextlib.contextmanager
+def lab_page(lab: Lab, viewport: dict[str, int], failure_shot: Path) -> Iterator[Page]:
+    """A chromium page for a scenario on ``lab``. If the scenario fails: a screenshot to
+    ``failure_shot`` and the server log's tail printed (the first error is kept: cleanup trouble
+    after it is secondary). Either way every session of the server is shut down."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = launch(p)
+        try:
+            page = browser.new_page(viewport=viewport)  # type: ignore[arg-type]
+            page.set_default_timeout(15_000)
+            try:
+                yield page
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    page.screenshot(path=str(failure_shot))
+                print(f"screenshot: {failure_shot}\nserver log:\n{lab.log_tail()}")
+                with contextlib.suppress(Exception):
+                    delete_sessions(lab)
+                raise
+            delete_sessions(lab)
+        finally:
+            browser.close()

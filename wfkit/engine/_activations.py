@@ -1,0 +1,124 @@
+"""What the engine's parts hand each other: an activation (a step about to run), a map step's
+batch of items, an activation's outcome, and an attempt a crash cut off.
+
+The scheduler (``_engine``) creates activations and settles outcomes; the attempt runner
+(``_attempts``) turns an activation into an outcome; the durability layer (``_durability``)
+checkpoints outcomes and finds, on resume, the attempts a crash cut off. Plain data, no behaviour
+beyond building an item's activation.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Any, NamedTuple
+
+from wfkit.engine._subflows import ChildHalted
+from wfkit.model._context import Failure
+from wfkit.model._events import Status
+from wfkit.model._retry import ErrorKind
+from wfkit.model._steps import StepSpec
+
+
+class CutOff(NamedTuple):
+    """An attempt a crash cut off, found on resume: ``started_at`` set when its body was running
+    (it counts as a failed attempt), None when the step was waiting out a backoff until
+    ``not_before`` (the attempt after it never ran). ``crashes``: crashes recorded before."""
+
+    attempt: int
+    started_at: float | None
+    not_before: float | None
+    crashes: int
+
+
+class Activation:
+    """One scheduled execution of a step (or of one item of a map step: ``batch`` is set)."""
+
+    __slots__ = ("batch", "failure", "index", "item", "queued", "spec", "tools", "version", "view", "visit")
+
+    def __init__(
+        self,
+        spec: StepSpec,
+        visit: int,
+        tools: tuple[str, ...],
+        version: int,
+        failure: Failure | None,
+        state: dict[str, Any],
+    ) -> None:
+        self.spec = spec
+        self.visit = visit
+        self.tools = tools
+        self.version = version  # state version when queued: later writes by others are conflicts
+        self.failure = failure
+        self.queued = time.perf_counter()
+        # The state as of activation: a parallel sibling's later commit is not visible, so what a
+        # step sees depends on the graph, not on timing (and a resumed step sees what it saw).
+        self.view: Mapping[str, Any] = MappingProxyType(dict(state))
+        self.batch: Batch | None = None
+        self.index: int | None = None
+        self.item: Any = None
+
+    def for_item(self, batch: Batch, index: int, item: Any) -> Activation:
+        """The activation of one item of this map step: same step, visit and view (not copied)."""
+        act = Activation.__new__(Activation)
+        act.spec, act.visit, act.tools, act.version, act.failure = self.spec, self.visit, self.tools, 0, None
+        act.view, act.queued = self.view, time.perf_counter()
+        act.batch, act.index, act.item = batch, index, item
+        return act
+
+
+class Batch:
+    """The items of one activation of a map step: what is queued, running and finished."""
+
+    __slots__ = ("act", "done", "failed", "items", "pending", "results", "running", "started")
+
+    def __init__(self, act: Activation, items: list[Any], done: Mapping[int, Any]) -> None:
+        self.act = act
+        self.items = items
+        self.results: list[Any] = [None] * len(items)
+        for index, result in done.items():  # finished before a resume: never run again
+            if index < len(items):
+                self.results[index] = result
+        self.done = sum(1 for i in done if i < len(items))
+        self.pending = [i for i in range(len(items) - 1, -1, -1) if i not in done]  # popped from the end
+        self.running = 0
+        self.failed = False
+        self.started = time.perf_counter()
+
+
+class Outcome:
+    """How an activation ended: updates on success, the error otherwise, and the last attempt's timing."""
+
+    __slots__ = (
+        "attempt",
+        "body_end",
+        "encoded",
+        "error",
+        "halted",
+        "kind",
+        "latency",
+        "queue_s",
+        "run_timeout",
+        "started_at",
+        "status",
+        "updates",
+        "usage",
+        "value",
+    )
+
+    def __init__(self) -> None:
+        self.updates: Mapping[str, Any] | None = None
+        self.value: Any = None  # a map item's result
+        self.encoded: str | None = None  # the updates as JSON, when the run is durable
+        self.error: BaseException | None = None
+        self.halted: ChildHalted | None = None  # a sub-workflow's child run halted: the step parks
+        self.kind: ErrorKind | None = None
+        self.status = Status.OK
+        self.run_timeout = False
+        self.usage: Mapping[str, Any] | None = None
+        self.attempt = 0
+        self.started_at = 0.0
+        self.latency = 0.0
+        self.queue_s = 0.0
+        self.body_end = 0.0  # perf_counter when the body returned: the durable wait starts there

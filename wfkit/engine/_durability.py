@@ -1,0 +1,410 @@
+"""The durability layer: the only part of the engine that talks to the store.
+
+What it does for one run, asked by the scheduler (``_engine``) and the attempt runner (``_attempts``):
+
+- **Checkpoints and group commit.** A settled step's checkpoint is handed to the store's writer
+  thread (``checkpoint``) and not awaited there; the scheduler awaits everything handed over
+  (``sync``) before it starts any step again, so a successor never starts before its
+  predecessor's checkpoint is durable, while other runs keep going and a fan-in's checkpoints
+  share one commit. An event is handed to the sinks only once its checkpoint is durable (with
+  the time it waited, ``durable_wait_s``), and events keep their settle order.
+- **The journal of attempts.** Rows with no checkpoint of their own (``record``): a retried
+  attempt (durable before its backoff starts, ``retrying``), a later attempt's start
+  (``attempt_started``), a visit-limit breach.
+- **Gates** (``admit``): an approval gate's ticket (opened, decided by the policy, or left open so
+  the run halts) and the intent of an irreversible step, committed before its body runs.
+  It answers with an :class:`Admission`; the scheduler acts on it.
+- **Leases**: renewed with a checkpoint every half lease.
+- **Replay of a stored run** (``recorded``, ``cut_offs``): a stopped run's checkpoints, decoded
+  and checked, for the scheduler to replay; after a crash, the attempts the crash cut off.
+- **The run's end** (``mark_running``, ``finish``): where it stopped, and the hand-over to the
+  step-log exporter (parquet).
+
+In a run without a store (``workspace=False``) it only keeps the order of events: each is handed
+to the sinks at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import Any, Literal, NamedTuple
+
+from wfkit.engine._activations import Activation, CutOff
+from wfkit.engine._stepevents import Emit, EventMaker
+from wfkit.logs._steplog import exporter
+from wfkit.model._approvals import ApprovalPolicy, Ticket
+from wfkit.model._context import Failure
+from wfkit.model._errors import ApprovalRejectedError, ApprovalRequiredError
+from wfkit.model._events import Status, StepEvent
+from wfkit.model._status import RunStatus
+from wfkit.store._journal import load_json
+from wfkit.store._store import LEASE_TTL, Store
+from wfkit.store._workspace import decision_event
+from wfkit.store._writer import Rows
+
+# Durable waits ride in the run's last write (where it halts or ends); a long run also carries
+# them in a checkpoint every so many steps, so they never pile up.
+_WAITS_PER_WRITE = 64
+
+
+class Admission(NamedTuple):
+    """What may happen to a gated step now. ``verdict``:
+
+    - ``run``: run it (its approval is granted, its intent durable);
+    - ``park``: it waits for a decision (the run halts in waiting_approval);
+    - ``reconcile``: its earlier attempt may have had its side effect: a person must say;
+    - ``reject``: rejected; route to ``route`` (the gate's on_reject step), or, when ``error`` is
+      set, fail the run with it;
+    - ``fail``: the run cannot go on (``error``: a headless run no one can approve).
+    """
+
+    verdict: Literal["run", "park", "reconcile", "reject", "fail"]
+    error: BaseException | None = None
+    route: str | None = None
+
+
+ADMITTED = Admission("run")
+
+
+class Recorded(NamedTuple):
+    """One settled step of a stored (or in-memory) run, decoded for replay. ``outcome``: ok,
+    fallback or item (a map item: ``updates`` holds ``{"result": ...}``). ``fork``: the update a
+    fork applied right after this step (None when the run was not forked here)."""
+
+    seq: int
+    step: str
+    visit: int
+    outcome: str
+    updates: dict[str, Any] | None
+    route: str | None
+    failure: Failure | None
+    map_index: int | None
+    fork: dict[str, Any] | None
+
+
+class Durability:
+    """Checkpoints, journal rows, gates, leases and replay of one run (see the module docstring)."""
+
+    __slots__ = ("_emit", "_lease_renew_at", "_make", "_unsynced", "_waits", "_writes", "policy", "run_id", "store")
+
+    def __init__(
+        self,
+        store: Store | None,
+        run_id: str,
+        *,
+        make: EventMaker,
+        emit: Emit,
+        policy: ApprovalPolicy,
+    ) -> None:
+        self.store = store
+        self.run_id = run_id
+        self._make = make
+        self._emit = emit
+        self.policy = policy
+        # Durability in flight: checkpoints handed to the writer and not awaited yet (with the
+        # event each one emits once durable), other writes, and the durable waits measured but
+        # not yet in the journal (they ride in the run's next write).
+        # (None: an event with no checkpoint, emitted in its turn so sinks see settle order.)
+        self._unsynced: list[tuple[asyncio.Future[None] | None, StepEvent, float]] = []
+        self._writes: list[asyncio.Future[Any]] = []
+        self._waits: list[tuple[str, tuple[Any, ...]]] = []
+        self._lease_renew_at = time.monotonic() + LEASE_TTL / 2
+
+    # ---- checkpoints, journal rows and group commit ------------------------------------------
+
+    @property
+    def pending(self) -> bool:
+        """Writes handed to the writer and not yet awaited (``sync``)."""
+        return bool(self._unsynced or self._writes)
+
+    def checkpoint(
+        self,
+        act: Activation,
+        outcome: str,
+        updates: str | None,
+        failure: str | None,
+        event: StepEvent,
+        body_end: float,
+    ) -> None:
+        """Hand a settled step's checkpoint to the writer; the scheduler awaits it (``sync``)
+        before it starts any successor. ``updates``/``failure``: JSON text."""
+        store = self.store
+        if store is None:
+            self._emit(event)
+            return
+        body_end = body_end or time.perf_counter()  # a map step settling: no body of its own
+        now = time.monotonic()
+        lease_due = now >= self._lease_renew_at
+        if lease_due:
+            self._lease_renew_at = now + LEASE_TTL / 2
+        intent = None if not act.spec.irreversible else "done" if outcome == "ok" else "failed"
+        write, rows = store.checkpoint_write(
+            event, outcome, updates, failure, lease_due=lease_due, intent_status=intent
+        )
+        if len(self._waits) >= _WAITS_PER_WRITE:
+            rows = [*rows, *self._take_waits()]
+        self._unsynced.append((store.writer.submit_async(write, rows), event, body_end))
+
+    def record(self, event: StepEvent, *, journaled: bool = False) -> None:
+        """Journal an event that has no checkpoint of its own (unless the caller did:
+        ``journaled``), then hand it to the sinks. The write is not awaited here: the writer keeps
+        the order, and the run's next sync or its last write makes it durable."""
+        store = self.store
+        if store is not None and not journaled:
+            self._writes.append(store.writer.submit_async(None, store.event_rows((event,))))
+        if self._unsynced:
+            self._unsynced.append((None, event, 0.0))  # after the checkpoints settled before it
+        else:
+            self._emit(event)
+
+    def intent_failed(self, step: str, visit: int) -> None:
+        """An irreversible step failed for good: its intent is closed as failed (with the next sync)."""
+        if self.store is not None:
+            self._writes.append(
+                self.store.writer.submit_async(self.store.intent_end_op(self.run_id, step, visit, "failed"))
+            )
+
+    async def sync(self) -> None:
+        """Wait until every write this run handed over is durable; then hand the checkpointed
+        events, with their durable wait, to the sinks. Other runs keep going meanwhile."""
+        while self._unsynced or self._writes:
+            unsynced, self._unsynced = self._unsynced, []
+            writes, self._writes = self._writes, []
+            for write in writes:
+                await write
+            for checkpoint, event, body_end in unsynced:
+                if checkpoint is None:
+                    self._emit(event)
+                    continue
+                await checkpoint
+                wait = time.perf_counter() - body_end
+                self._waits.append(Store.durable_wait_row(wait, self.run_id, event.step, event.visit, event.attempt))
+                self._emit(event._replace(durable_wait_s=wait))
+
+    def _take_waits(self) -> list[tuple[str, tuple[Any, ...]]]:
+        """The durable waits measured since the run's last write, as rows to write with it."""
+        waits, self._waits = self._waits, []
+        return waits
+
+    # ---- what the attempt runner journals ------------------------------------------------------
+
+    async def attempt_started(self, step: str, visit: int, attempt: int) -> None:
+        """A later attempt (2, 3, ...) is about to run: durable before its body runs, so if the
+        body takes the process down, resume counts the crash against the step's retry budget. (A
+        first attempt needs no record: resume finds it in flight from the checkpoints.)"""
+        store = self.store
+        if store is not None:
+            await store.writer.submit_async(store.attempt_op(self.run_id, step, visit, attempt, started_at=time.time()))
+
+    async def retrying(self, event: StepEvent, *, durable: bool = True) -> None:
+        """Journal a failed attempt that will be retried. In a durable run the row (with its
+        backoff) is durable before the backoff starts: a crash during the wait resumes with the
+        rest of the wait, not with an immediate retry. ``durable=False``: a map item's row, which
+        rides with the next write like any other."""
+        store = self.store
+        if store is None or not durable:
+            self.record(event)
+        else:
+            await store.writer.submit_async(None, store.event_rows((event,)))
+            self.record(event, journaled=True)
+
+    # ---- gates: approvals and intents ---------------------------------------------------------
+
+    async def admit(self, act: Activation, state: Mapping[str, Any]) -> Admission:
+        """Before a gated step runs: its approval, then its intent (see :class:`Admission`)."""
+        spec, store = act.spec, self.store
+        approval = spec.approval
+        if approval is not None and (approval.when is None or approval.when.evaluate(state)):
+            assert store is not None  # checked when the run was created
+            found = store.tickets.of_visit(self.run_id, spec.name, act.visit)
+            ticket = found or await self._open_ticket(act, approval.reason, approval.payload_for(state))
+            decided_before = not ticket.is_open  # its row is in the journal, so in the run's events already
+            if ticket.is_open:
+                verdict = self.policy.decide(ticket)
+                if verdict is None:
+                    if self.policy.on_missing != "fail":
+                        return Admission("park")
+                    return Admission(
+                        "fail",
+                        ApprovalRequiredError(
+                            f"needs approval ({approval.reason}), but this run is headless with the "
+                            f"approval policy '{self.policy.name}': no one can click Approve here. Pass "
+                            f"a policy (papermill -p wfkit_policy approve|reject|FILE.jsonl, or "
+                            f"policy=... in code, or $WFKIT_POLICY), run it interactively, or decide "
+                            f"with `wfkit approve {ticket.ticket_id} --by NAME` and resume",
+                            run_id=self.run_id,
+                            step=spec.name,
+                        ),
+                    )
+                make = self._make
+                ticket, _ = await store.writer.submit_async(
+                    store.tickets.decide_op(
+                        ticket.ticket_id,
+                        verdict.decision,
+                        verdict.by,
+                        verdict.comment,
+                        lambda t: decision_event(t, make.version, make.parameters_hash),
+                    )
+                )
+            self._emit(self._decision_event(ticket, act), record=not decided_before)
+            if ticket.status == "rejected":
+                if approval.on_reject is None:
+                    return Admission(
+                        "reject",
+                        ApprovalRejectedError(
+                            f"rejected by {ticket.decided_by}: {ticket.comment or 'no comment'}; give the "
+                            f"gate an on_reject step (wfkit.Approval(..., on_reject='revise')) to revise "
+                            f"and resubmit instead",
+                            run_id=self.run_id,
+                            step=spec.name,
+                        ),
+                    )
+                await store.writer.submit_async(
+                    store.tickets.rejection_routed_op(self.run_id, spec.name, act.visit, approval.on_reject)
+                )
+                return Admission("reject", route=approval.on_reject)
+        if spec.irreversible and store is not None:
+            status = store.intent_status(self.run_id, spec.name, act.visit)
+            if status == "pending":
+                # The process died between the intent and the result: a person must say
+                # whether the side effect happened. Never run it a second time by ourselves.
+                return Admission("reconcile")
+            # Durable before the body runs, so that a crash in the body leaves a pending intent:
+            # resume asks a person instead of sending twice.
+            await store.writer.submit_async(
+                store.intent_op(self.run_id, spec.name, act.visit, f"{self.run_id}:{spec.name}:{act.visit}")
+            )
+        return ADMITTED
+
+    async def _open_ticket(self, act: Activation, reason: str, payload: dict[str, Any]) -> Ticket:
+        assert self.store is not None
+        now = time.time()
+        ticket = Ticket(
+            ticket_id=uuid.uuid4().hex[:12],
+            run_id=self.run_id,
+            workflow=self._make.workflow,
+            step=act.spec.name,
+            visit=act.visit,
+            reason=reason,
+            payload=payload,
+            status="open",
+            decided_by=None,
+            comment=None,
+            created_at=now,
+            decided_at=None,
+        )
+        event = self._make.gate(act, Status.WAITING_APPROVAL, now, extra={"ticket": ticket.ticket_id, "reason": reason})
+        ticket = await self.store.writer.submit_async(self.store.tickets.create_op(ticket, event))
+        self._emit(event)
+        return ticket
+
+    def _decision_event(self, ticket: Ticket, act: Activation) -> StepEvent:
+        return self._make.gate(
+            act,
+            ticket.status,
+            ticket.decided_at or time.time(),
+            approver=ticket.decided_by,
+            decision_comment=ticket.comment,
+            extra={"ticket": ticket.ticket_id},
+        )
+
+    # ---- replay of a stopped run -----------------------------------------------------------------
+
+    def recorded(self, checkpoints: Sequence[tuple[Any, ...]]) -> Iterator[Recorded]:
+        """A run's checkpoints, decoded, in order, each with the fork applied after it (if any).
+
+        Rows read from the store hold JSON text, checked against its checksum as it is decoded
+        (a damaged row says where it is); rows kept in memory (an in-memory fork) hold values.
+        """
+        rows = list(checkpoints)
+        for i, row in enumerate(rows):
+            seq, step, visit, outcome, updates, route, failure = row[:7]
+            map_index = row[7] if len(row) > 7 else None
+            if outcome == "fork":
+                continue  # applied with the row before it
+            if isinstance(updates, str):
+                updates = self._stored_json(seq, "journal.updates", updates)
+            if isinstance(failure, str):
+                failure = Failure(**self._stored_json(seq, "journal.failure", failure))
+            fork = None
+            if outcome == "ok" and i + 1 < len(rows) and rows[i + 1][3] == "fork":
+                after = rows[i + 1]
+                fork = (
+                    self._stored_json(after[0], "run_links.detail", after[4])
+                    if isinstance(after[4], str)
+                    else dict(after[4] or {})
+                )
+            yield Recorded(seq, step, visit, outcome, updates, route, failure, map_index, fork)
+
+    def _stored_json(self, seq: int, column: str, text: str) -> Any:
+        assert self.store is not None  # only stored runs hold JSON text
+        return load_json(self.store.path, self.run_id, column, text, row=seq)
+
+    def cut_offs(self, ready: Iterable[Activation]) -> dict[tuple[str, int], CutOff]:
+        """After a crash: the attempts it cut off, among the steps replay left ``ready`` (started
+        by their predecessors' checkpoints, never settled). Their next activation accounts for
+        them (the attempt runner): a crashed attempt counts against the retry budget, a backoff
+        the crash interrupted is waited out."""
+        store = self.store
+        assert store is not None
+        facts = store.attempt_facts(self.run_id)
+        settled_at = None
+        found: dict[tuple[str, int], CutOff] = {}
+        for act in ready:
+            spec, key = act.spec, (act.spec.name, act.visit)
+            if spec.irreversible:
+                continue  # its intent says what happened; a pending one waits for a person
+            approval = spec.approval
+            if approval is not None and (approval.when is None or approval.when.evaluate(act.view)):
+                ticket = store.tickets.of_visit(self.run_id, spec.name, act.visit)
+                if ticket is None or ticket.status != "approved":
+                    continue  # it was waiting for a decision, not running
+            fact = facts.get(key)
+            if fact is None or (fact.started_attempt is None and fact.status is None):
+                if settled_at is None:
+                    settled_at = store.last_settled_at(self.run_id) or time.time()
+                found[key] = CutOff(1 if fact is None else fact.attempt + 1, settled_at, None, 0)
+            elif fact.started_attempt is not None:
+                found[key] = CutOff(fact.started_attempt, fact.started_at, None, fact.crashes)
+            elif fact.retry_delay_s is not None and fact.ended_at is not None:
+                found[key] = CutOff(fact.attempt + 1, None, fact.ended_at + fact.retry_delay_s, fact.crashes)
+            # else its last attempt failed for good: the run was ending, as after any failure
+        return found
+
+    # ---- the run's start and end ---------------------------------------------------------------
+
+    async def mark_running(self) -> None:
+        """A resumed run is running again (its row said where it had stopped)."""
+        if self.store is not None:
+            await self.store.writer.submit_async(self.store.mark_running_op(self.run_id))
+
+    async def finish(self, *, status: str, state: dict[str, Any], error: BaseException | None, elapsed: float) -> None:
+        """The run's last write: what is still unsynced first (its events reach the sinks), then
+        where the run stopped, with the durable waits not yet written; then its journal goes to
+        the step-log exporter. Runs also while the run is being cancelled (Ctrl-C): a second
+        cancellation falls back to blocking on the writer, so the record is never skipped."""
+        store = self.store
+        if store is None:
+            return
+        finish: Rows = store.finish_rows(
+            self.run_id,
+            status=status,
+            state=state,
+            error=error,
+            elapsed=elapsed,
+            ended=status in RunStatus.FINISHED,
+        )
+        writer = store.writer
+        try:
+            try:
+                await self.sync()
+            finally:
+                rows = [*self._take_waits(), *finish]
+                await asyncio.shield(writer.submit_async(None, rows))
+        except asyncio.CancelledError:
+            writer.submit(None).result()  # everything handed over before is durable now
+            raise
+        exporter.submit(store, store.path.parent, self.run_id)

@@ -1,0 +1,162 @@
+"""A run's step events: how an attempt becomes a row (``EventMaker``) and who hears of it (``Outlet``).
+
+Every part of the engine describes what happened as a :class:`~wfkit.model.StepEvent`, one per
+attempt (and one per gate decision, visit-limit breach or parked sub-workflow): the maker stamps
+the run's identity on it and passes it through the run's processors (redaction, truncation), so
+no row reaches the journal or a sink unprocessed. The outlet hands finished rows to the run's
+event list, the user's sinks and the live observers (a widget, a parent run), in that order.
+
+The durability layer decides *when* a row is handed to the outlet (after its checkpoint is
+durable); the outlet only delivers.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
+
+from wfkit.engine._activations import Activation, Outcome
+from wfkit.model._events import StepEvent
+from wfkit.model._processors import Processor, chain
+from wfkit.model._retry import ErrorKind
+
+_HOST = socket.gethostname()
+
+Observer = Callable[[StepEvent | None], object]
+"""A live view of a run: hears each event, and None when the run's status changed (it ended or halted)."""
+
+
+class Emit(Protocol):
+    """Hand an event to the sinks; ``record=False`` when the run's event list holds it already."""
+
+    def __call__(self, event: StepEvent, *, record: bool = True) -> None: ...
+
+
+class EventMaker:
+    """Builds one run's step events: its identity stamped on, its processors applied."""
+
+    __slots__ = ("_process", "parameters_hash", "parent_run_id", "run_id", "version", "workflow")
+
+    def __init__(
+        self,
+        run_id: str,
+        workflow: str,
+        version: str,
+        parameters_hash: str | None,
+        processors: tuple[Processor, ...],
+        parent_run_id: str | None = None,
+    ) -> None:
+        self.run_id = run_id
+        self.workflow = workflow
+        self.version = version
+        self.parameters_hash = parameters_hash
+        self.parent_run_id = parent_run_id  # set when the run is a sub-workflow of another
+        self._process = chain(processors)
+
+    def event(
+        self,
+        step: str,
+        visit: int,
+        attempt: int,
+        status: str,
+        error: BaseException | None,
+        kind: ErrorKind | None,
+        started_at: float,
+        latency: float,
+        queue_s: float,
+        retry_delay: float | None,
+        route: str | None,
+        tools: tuple[str, ...],
+        usage: Mapping[str, Any] | None,
+        map_index: int | None = None,
+        **fields: Any,
+    ) -> StepEvent:
+        """One row; ``usage`` is what the step recorded (model, tokens, cost, extra)."""
+        if usage is None:
+            model = tokens_in = tokens_out = cost = extra = None
+        else:
+            model, tokens_in, tokens_out = usage.get("model"), usage.get("tokens_in"), usage.get("tokens_out")
+            cost, extra = usage.get("cost_usd"), usage.get("extra")
+        event = StepEvent(
+            self.run_id,
+            self.workflow,
+            self.version,
+            step,
+            visit,
+            attempt,
+            status,
+            None if kind is None else kind.value,
+            None if error is None else type(error).__name__,
+            None if error is None else str(error),
+            started_at,
+            started_at + latency,
+            latency,
+            queue_s,
+            retry_delay,
+            route,
+            tools,
+            model,
+            tokens_in,
+            tokens_out,
+            cost,
+            None,
+            None,
+            self.parameters_hash,
+            _HOST,
+            extra,
+            map_index,
+            self.parent_run_id,
+        )
+        if fields:
+            event = event._replace(**fields)
+        return event if self._process is None else self._process(event)
+
+    def outcome(self, act: Activation, out: Outcome, route: str | None) -> StepEvent:
+        """The row of an activation's last attempt (the one that decided its outcome)."""
+        return self.event(
+            act.spec.name,
+            act.visit,
+            out.attempt,
+            out.status,
+            out.error,
+            out.kind,
+            out.started_at,
+            out.latency,
+            out.queue_s,
+            None,
+            route,
+            act.tools,
+            out.usage,
+            act.index,
+        )
+
+    def gate(self, act: Activation, status: str, at: float, **fields: Any) -> StepEvent:
+        """A row for a gate (ticket opened, decision applied): attempt 0, no latency."""
+        return self.event(
+            act.spec.name, act.visit, 0, status, None, None, at, 0.0, 0.0, None, None, act.tools, None, **fields
+        )
+
+
+class Outlet:
+    """Delivers a run's events: to its event list, the user's sinks, then the live observers."""
+
+    __slots__ = ("_sinks", "events", "observers")
+
+    def __init__(self, sinks: tuple[Callable[[StepEvent], object], ...]) -> None:
+        self.events: list[StepEvent] = []
+        self._sinks = (self.events.append, *sinks)
+        self.observers: list[Observer] = []  # live views; the Run handle may swap in its own list
+
+    def emit(self, event: StepEvent, *, record: bool = True) -> None:
+        """Hand ``event`` on. ``record=False``: the event list holds it already (read from the
+        journal on resume); only the sinks and observers hear of it."""
+        for sink in self._sinks if record else self._sinks[1:]:
+            sink(event)
+        for observer in self.observers:
+            observer(event)
+
+    def status_changed(self) -> None:
+        """Tell the live views the run ended or halted."""
+        for observer in self.observers:
+            observer(None)
