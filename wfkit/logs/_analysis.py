@@ -57,14 +57,13 @@ class StepsAccessor:
 
     def _attempt_mask(self, status: str | Sequence[str] | None = None) -> np.ndarray[Any, np.dtype[np.bool_]]:
         """Which rows are attempts (with one of these statuses), as a boolean array."""
-        import numpy as np
-
         mask: np.ndarray[Any, np.dtype[np.bool_]] = self._df["attempt"].to_numpy() > 0
         if status is None:
             return mask
         # == on a categorical compares codes: far faster than isin.
         chosen = self._df["status"] == status if isinstance(status, str) else self._df["status"].isin(list(status))
-        return mask & chosen.to_numpy(dtype=bool)
+        chosen_rows: np.ndarray[Any, np.dtype[np.bool_]] = chosen.to_numpy(dtype=bool)
+        return mask & chosen_rows
 
     def _attempt_rows(self, *columns: str) -> pd.DataFrame:
         """The attempts' rows, only these columns (a question copies what it reads, not the frame)."""

@@ -287,14 +287,17 @@ def steps(
     since: dt.datetime | str | None = None,
     until: dt.datetime | str | None = None,
     columns: Sequence[str] | None = None,
-    sort: bool = True,
+    sort: bool | None = None,
 ) -> pd.DataFrame:
     """The step log as a DataFrame, one row per attempt.
 
     ``path`` is a workspace (default ``$WFKIT_HOME`` or ``./.wfkit``), a folder of segment files,
     or one parquet file. Reading a workspace first exports any rows the journal holds that are not
     in parquet yet (after a crash, or runs that just ended). Filters are pushed down to the files;
-    ``columns`` reads only those columns; ``sort=False`` skips ordering the rows by start time.
+    ``columns`` reads only those columns. Rows come in start-time order when the frame has the
+    ``started_at`` column (all of them do unless ``columns`` leaves it out); ``sort=True`` orders
+    them by start time anyway, ``sort=False`` never (then each run's rows come together, in order).
+    Summaries need no order: ``wf.steps(columns=[...]).wf.latency()`` pays for no sort.
     """
     from wfkit.logs._register import register_accessor
 
@@ -408,17 +411,17 @@ def read_steps(
     since: dt.datetime | str | None = None,
     until: dt.datetime | str | None = None,
     columns: Sequence[str] | None = None,
-    sort: bool = True,
+    sort: bool | None = None,
 ) -> pd.DataFrame:
     """Read the step-log dataset under ``root`` with filters pushed down to the files, only
-    ``columns`` (all by default), in start-time order unless ``sort=False``.
+    ``columns`` (all by default), in start-time order if ``sort`` (None: when ``started_at`` is
+    among the columns).
 
     Where the time goes on millions of rows, and what this does about it: the columns with few
     distinct values (step, status, the partitions...) are read as the dictionaries parquet stores
     them in and become categoricals without ever being strings; the sort is skipped when the rows
     come in order already, and otherwise reorders the rows before pandas sees them.
     """
-    import pyarrow as pa
 
     full = dataset_schema()
     if columns is not None:
@@ -428,6 +431,8 @@ def read_steps(
                 f"unknown step-log column(s) {', '.join(unknown)}; the columns are {', '.join(full.names)}"
             )
     wanted = list(full.names) if columns is None else list(dict.fromkeys(columns))
+    if sort is None:  # an order the frame can show; a summary of some columns needs none
+        sort = "started_at" in wanted
     # Sorting needs its key, even when the caller did not ask for it; dropped again below.
     read = wanted + (["started_at"] if sort and "started_at" not in wanted else [])
     if not root.exists():
@@ -439,7 +444,8 @@ def read_steps(
     if sort and table.num_rows:
         order = _start_order(table.column("started_at"))
         if order is not None:
-            table = table.take(order)
+            # One array per column first: taking from many chunks costs twice as much.
+            table = table.combine_chunks().take(order)
     if len(read) != len(wanted):
         table = table.select(wanted)
     return _to_pandas(table)
@@ -525,7 +531,7 @@ def _to_pandas(table: pa.Table) -> pd.DataFrame:
         codes = (
             np.empty(0, dtype=np.int32)
             if indices is None
-            else indices.combine_chunks().fill_null(len(ranked)).to_numpy()  # type: ignore[union-attr]
+            else indices.combine_chunks().fill_null(len(ranked)).to_numpy()
         )
         width = np.int8 if len(ranked) < 2**7 else np.int16 if len(ranked) < 2**15 else np.int32
         values = pd.Categorical.from_codes(
