@@ -474,9 +474,10 @@ def _dataset(root: Path, files: Sequence[Path]) -> Any:
 
     full = _categorical_schema(dataset_schema())
     values: dict[str, set[str]] = {name: set() for name in _PARTITIONS}
-    base = root if root.is_dir() else root.parent
     for path in files:
-        for part in path.relative_to(base).parts[:-1]:
+        # One file alone: pyarrow reads partitions from its whole path, as a folder of hive
+        # partitions around it has them.
+        for part in (path.relative_to(root) if root.is_dir() else path).parts[:-1]:
             name, sep, value = part.partition("=")
             if sep and name in values:
                 values[name].add(urllib.parse.unquote(value))
@@ -492,7 +493,7 @@ def _dataset(root: Path, files: Sequence[Path]) -> Any:
         schema=full,
         format=parquet,
         partitioning=partitioning,
-        partition_base_dir=str(base) if root.is_dir() else None,
+        partition_base_dir=str(root) if root.is_dir() else None,
     )
 
 
