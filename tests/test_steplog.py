@@ -542,6 +542,8 @@ _events = st.builds(
     extra=st.none() | st.dictionaries(_words, st.integers(-(2**53), 2**53) | _words, max_size=3),
     map_index=st.none() | st.integers(0, 1000),
     parent_run_id=_maybe,
+    # Named, or hypothesis fills it with any float, NaN too (which the journal stores as NULL).
+    durable_wait_s=st.none() | st.floats(0, 10),
 )
 
 
