@@ -7,9 +7,12 @@ workflow and date, zstd parquet; generated once by DuckDB into a temporary folde
 in the same run, wfkit's tables against DuckDB answering the same question over the same files:
 S1a the latency table (P50/P90/P95/P99/max/mean/count per (workflow, step)), S1b the failures
 table, S1c the retries table (`wf.StepLog(...)`), S1d the accessor on a frame already in memory
-against DuckDB on that same frame, and S1e `wf.steps()` (columns pruned) then the accessor, the
-path of a notebook that loads the rows. S1f is the latency table of ``--big`` rows, with the peak
-memory of the process that computed it. Figures are medians of 3 (each summary warms up once).
+against DuckDB on that same frame, and S1e `wf.steps(columns=[...])` then the accessor, the path
+of a notebook that loads the rows (S1e-sorted: the same with ``sort=True``; S1e-all: every column,
+in start order, what ``wf.steps(path).wf.latency()`` costs). S1f are the latency, failures and
+retries tables of ``--big`` rows, each in a fresh process, with its peak memory. Every wfkit
+figure and its DuckDB baseline are timed alternately in the same loop (each warmed up once),
+medians of ``--repeats``; the machine's load average is printed beside each figure.
 S2 is the per-step overhead of the event processors (redaction, truncation) on W1, the 100-step
 in-memory chain, against W1 without processors. S3 is the background parquet export per row.
 """
@@ -45,6 +48,7 @@ def generate(folder: Path, rows: int, seed: int = 0) -> None:
     import duckdb
 
     conn = duckdb.connect()
+    conn.execute("SET enable_progress_bar = false")
     conn.execute(f"SELECT setseed({seed / 1000})")
     conn.execute(
         f"""
@@ -67,8 +71,8 @@ def generate(folder: Path, rows: int, seed: int = 0) -> None:
             started_at + to_microseconds((exp(ln(0.5) + sqrt(-2 * ln(v)) * cos(2 * pi() * w)) * 1e6)::BIGINT)
               AS ended_at,
             exp(ln(0.5) + sqrt(-2 * ln(v)) * cos(2 * pi() * w)) AS latency_s,
-            0.0 AS queue_s,
-            CASE WHEN u < 0.021 THEN 0.5 ELSE NULL END AS retry_delay_s,
+            0.0::DOUBLE AS queue_s,
+            CASE WHEN u < 0.021 THEN 0.5::DOUBLE ELSE NULL END AS retry_delay_s,
             NULL::VARCHAR AS route_taken, NULL::VARCHAR[] AS tools, NULL::VARCHAR AS model,
             NULL::BIGINT AS tokens_in, NULL::BIGINT AS tokens_out, NULL::DOUBLE AS cost_usd,
             NULL::VARCHAR AS approver, NULL::VARCHAR AS decision_comment, NULL::VARCHAR AS parameters_hash,
@@ -106,14 +110,28 @@ DUCKDB = {
 }
 
 
-def median_time(fn: Callable[[], Any], repeats: int = 3) -> tuple[float, Any]:
-    result = fn()  # warm-up: file cache, imports, DuckDB's first connection
-    samples = []
+REPEATS = 5
+
+
+def paired(ours: Callable[[], Any], theirs: Callable[[], Any], repeats: int) -> tuple[float, float, Any]:
+    """Medians of ``ours`` and ``theirs`` timed alternately (each warmed up once), so a change in
+    the machine's load (other people's jobs) weighs on both alike; and ours' last result."""
+    result = ours()  # warm-up: file cache, imports, DuckDB's first connection
+    theirs()
+    mine, other = [], []
     for _ in range(repeats):
         t0 = time.perf_counter()
-        result = fn()
-        samples.append(time.perf_counter() - t0)
-    return statistics.median(samples), result
+        result = ours()
+        mine.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        theirs()
+        other.append(time.perf_counter() - t0)
+    return statistics.median(mine), statistics.median(other), result
+
+
+def load() -> float:
+    """The 1-minute load average (the machine is shared: read each figure beside it)."""
+    return round(os.getloadavg()[0], 1)
 
 
 _CONN: Any = None
@@ -126,15 +144,19 @@ def duckdb_table(folder: Path, question: str) -> Any:
     global _CONN
     if _CONN is None:
         _CONN = duckdb.connect()
+        _CONN.execute("SET enable_progress_bar = false")
     return _CONN.execute(DUCKDB[question].format(src=_source(folder))).df()
 
 
-def s1(folder: Path, rows: int) -> list[dict[str, Any]]:
+COLUMNS = ["workflow", "step", "attempt", "status", "latency_s"]
+
+
+def s1(folder: Path, rows: int, repeats: int = REPEATS) -> list[dict[str, Any]]:
     log = wf.StepLog(folder)
     out = []
     for code, question in (("S1a", "latency"), ("S1b", "failures"), ("S1c", "retries")):
-        ours, table = median_time(getattr(log, question))
-        theirs, reference = median_time(lambda q=question: duckdb_table(folder, q))
+        ours, theirs, table = paired(getattr(log, question), lambda q=question: duckdb_table(folder, q), repeats)
+        reference = duckdb_table(folder, question)
         if len(table) != len(reference) or len(table) != WORKFLOWS * STEPS:
             raise RuntimeError(f"{question}: {len(table)} rows against DuckDB's {len(reference)}")
         out.append(
@@ -145,15 +167,15 @@ def s1(folder: Path, rows: int) -> list[dict[str, Any]]:
                 "duckdb_same_files": round(theirs, 3),
                 "unit": "s",
                 "ratio": round(ours / theirs, 2),
+                "load_avg": load(),
             }
         )
     # The accessor on a frame in memory (pandas), against DuckDB querying that same frame.
     import duckdb
 
-    frame = wf.steps(folder, columns=["workflow", "step", "attempt", "status", "latency_s"], sort=False)
-    ours, table = median_time(frame.wf.latency)
+    frame = wf.steps(folder, columns=COLUMNS, sort=False)
     query = DUCKDB["latency"].format(src="frame")
-    theirs, _ = median_time(lambda: duckdb.query_df(frame, "frame", query).df())
+    ours, theirs, _ = paired(frame.wf.latency, lambda f=frame: duckdb.query_df(f, "frame", query).df(), repeats)
     out.append(
         {
             "workload": "S1d",
@@ -162,22 +184,38 @@ def s1(folder: Path, rows: int) -> list[dict[str, Any]]:
             "duckdb_same_frame": round(theirs, 3),
             "unit": "s",
             "ratio": round(ours / theirs, 2),
+            "load_avg": load(),
         }
     )
-    load, _ = median_time(
-        lambda: wf.steps(folder, columns=["workflow", "step", "attempt", "status", "latency_s"]).wf.latency(), 1
-    )
-    theirs, _ = median_time(lambda: duckdb_table(folder, "latency"), 1)
-    out.append(
-        {
-            "workload": "S1e",
-            "what": f"wf.steps(columns=...) then df.wf.latency() of {rows:,} rows (load into pandas, sort, summarise)",
-            "wfkit": round(load, 3),
-            "duckdb_same_files": round(theirs, 3),
-            "unit": "s",
-            "ratio": round(load / theirs, 2),
-        }
-    )
+    del frame
+    loads: list[tuple[str, str, Callable[[], Any], int]] = [
+        ("S1e", "wf.steps(columns=[5 columns]).wf.latency()", lambda: wf.steps(folder, columns=COLUMNS), repeats),
+        (
+            "S1e-sorted",
+            "wf.steps(columns=[5 columns], sort=True).wf.latency()",
+            lambda: wf.steps(folder, columns=COLUMNS, sort=True),
+            repeats,
+        ),
+        # Every column of every row into pandas: slow by nature, so fewer repeats.
+        ("S1e-all", "wf.steps(path).wf.latency() (all 31 columns, start order)", lambda: wf.steps(folder), 3),
+    ]
+    for code, what, read, times in loads:
+        ours, theirs, table = paired(
+            lambda read=read: read().wf.latency(), lambda: duckdb_table(folder, "latency"), times
+        )
+        if len(table) != WORKFLOWS * STEPS:
+            raise RuntimeError(f"{code}: {len(table)} rows, expected {WORKFLOWS * STEPS}")
+        out.append(
+            {
+                "workload": code,
+                "what": f"{what} of {rows:,} rows (load into pandas, then summarise)",
+                "wfkit": round(ours, 3),
+                "duckdb_same_files": round(theirs, 3),
+                "unit": "s",
+                "ratio": round(ours / theirs, 2),
+                "load_avg": load(),
+            }
+        )
     return out
 
 
@@ -193,24 +231,38 @@ def _peak(code: str) -> tuple[float, float]:
     return float(elapsed), float(peak)
 
 
-def s1f(folder: Path, rows: int) -> dict[str, Any]:
+def s1f(folder: Path, rows: int, repeats: int = REPEATS) -> list[dict[str, Any]]:
+    """Each summary of ``rows`` rows in a fresh process (its peak RSS is the summary's own),
+    alternating with DuckDB's in a fresh process; medians of ``repeats``."""
     _peak(f"wf.StepLog({str(folder)!r}).latency()")  # warm the file cache
-    ours, ours_peak = _peak(f"wf.StepLog({str(folder)!r}).latency()")
-    sql = DUCKDB["latency"].format(src=_source(folder))
-    theirs, theirs_peak = _peak(f"duckdb.connect().execute({sql!r}).df()")
     _, baseline_peak = _peak("pass")
-    return {
-        "workload": "S1f",
-        "what": f"latency table of {rows:,} rows on disk, each in a fresh process",
-        "wfkit": round(ours, 3),
-        "duckdb_same_files": round(theirs, 3),
-        "unit": "s",
-        "ratio": round(ours / theirs, 2),
-        "peak_rss_mb": round(ours_peak),
-        "duckdb_peak_rss_mb": round(theirs_peak),
-        "interpreter_with_wfkit_duckdb_mb": round(baseline_peak),
-        "dataset_mb": round(sum(p.stat().st_size for p in segment_files(folder)) / 2**20),
-    }
+    dataset_mb = round(sum(p.stat().st_size for p in segment_files(folder)) / 2**20)
+    out = []
+    for code, question in (("S1f-latency", "latency"), ("S1f-failures", "failures"), ("S1f-retries", "retries")):
+        sql = DUCKDB[question].format(src=_source(folder))
+        ours: list[tuple[float, float]] = []
+        theirs: list[tuple[float, float]] = []
+        for _ in range(repeats):
+            ours.append(_peak(f"wf.StepLog({str(folder)!r}).{question}()"))
+            theirs.append(
+                _peak(f"c = duckdb.connect()\nc.execute('SET enable_progress_bar = false')\nc.execute({sql!r}).df()")
+            )
+        time_ours, time_theirs = (statistics.median(t for t, _ in side) for side in (ours, theirs))
+        out.append(
+            {
+                "workload": code,
+                "what": f"{question} table of {rows:,} rows on disk ({dataset_mb:,} MB), each in a fresh process",
+                "wfkit": round(time_ours, 3),
+                "duckdb_same_files": round(time_theirs, 3),
+                "unit": "s",
+                "ratio": round(time_ours / time_theirs, 2),
+                "peak_rss_mb": round(max(p for _, p in ours)),
+                "duckdb_peak_rss_mb": round(max(p for _, p in theirs)),
+                "interpreter_with_wfkit_duckdb_mb": round(baseline_peak),
+                "load_avg": load(),
+            }
+        )
+    return out
 
 
 async def _w1(processors: tuple[Any, ...], repeats: int = 300) -> float:
@@ -278,6 +330,8 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--rows", type=int, default=10_000_000)
     parser.add_argument("--big", type=int, default=100_000_000, help="rows of S1f (0 skips it)")
     parser.add_argument("--keep", help="generate the datasets into this folder and keep them (reused if there)")
+    parser.add_argument("--repeats", type=int, default=REPEATS, help="timed repeats per figure (medians)")
+    parser.add_argument("--only", choices=["s1", "s1f", "s2", "s3"], action="append", help="run only these parts")
     args = parser.parse_args(argv)
     base = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="wfkit-steplog-bench-"))
 
@@ -288,9 +342,10 @@ def main(argv: list[str]) -> None:
             rest = {k: v for k, v in row.items() if k not in ("workload", "what")}
             print(f"{row['workload']}  {row['what']}: {rest}", flush=True)
 
+    parts = set(args.only or ["s1", "s1f", "s2", "s3"])
     try:
-        for rows, run in ((args.rows, s1), (args.big, s1f)):
-            if not rows:
+        for rows, run, part in ((args.rows, s1, "s1"), (args.big, s1f, "s1f")):
+            if not rows or part not in parts:
                 continue
             folder = base / f"steps-{rows}"
             if not folder.exists():
@@ -298,11 +353,12 @@ def main(argv: list[str]) -> None:
                 t0 = time.perf_counter()
                 generate(folder, rows)
                 print(f"# generated {rows:,} rows in {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
-            result = run(folder, rows)
-            for row in result if isinstance(result, list) else [result]:
+            for row in run(folder, rows, args.repeats):
                 emit(row)
-        emit(s2())
-        emit(s3())
+        if "s2" in parts:
+            emit(s2())
+        if "s3" in parts:
+            emit(s3())
     finally:
         if not args.keep:
             shutil.rmtree(base, ignore_errors=True)

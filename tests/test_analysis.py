@@ -15,6 +15,7 @@ import pytest
 import wfkit as wf
 from wfkit.logs._register import register_accessor
 from wfkit.logs._steplog import dataset_schema, schema, steps_dir
+from wfkit.logs._tables import QUANTILES, _pandas_quantiles
 
 RUNS = 30
 RETRY = wf.RetryPolicy(max_retries=2, base_delay=0.001, jitter=0)
@@ -274,3 +275,25 @@ def test_an_attempt_a_crash_cut_off_is_no_latency(known: Known) -> None:
     assert len(frame) + 1 == len(both)
     pd.testing.assert_frame_equal(frame.wf.latency(), both.wf.latency())
     pd.testing.assert_frame_equal(frame.wf.advise_timeouts(), both.wf.advise_timeouts())
+
+
+def test_tables_equal_those_of_the_attempts_copied_out_first(known: Known) -> None:
+    """The accessor masks rows instead of copying the frame: every table equals the one computed
+    on a copy holding only the attempts (the rows it always summarised), latency to pandas' own
+    groupby quantiles."""
+    frame = known.frame
+    attempts = frame[frame["attempt"] > 0].reset_index(drop=True)
+    ok = attempts[attempts["status"] == "ok"]
+    expected_latency = _pandas_quantiles(ok, ["workflow", "step"], "latency_s", QUANTILES)
+    latency = frame.wf.latency()
+    assert list(expected_latency.index) == list(latency.index)
+    assert expected_latency[["p50", "p90", "p95", "p99", "max", "count"]].equals(
+        latency[["p50", "p90", "p95", "p99", "max", "count"]]
+    )
+    assert list(expected_latency["mean"]) == pytest.approx(list(latency["mean"]), rel=1e-12)
+    assert attempts.wf.failures().equals(frame.wf.failures())
+    assert attempts.wf.retries().equals(frame.wf.retries())
+    assert attempts.wf.retries(by="run_id").equals(frame.wf.retries(by="run_id"))
+    assert attempts.wf.errors().equals(frame.wf.errors())
+    assert attempts.wf.cost(by=None).equals(frame.wf.cost(by=None))
+    assert ok.wf.latency(status=None).equals(frame.wf.latency())

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from wfkit.logs._tables import _pandas_quantiles, grouped_quantiles, keys_of, quantile_label
+from wfkit.logs._tables import _pandas_quantiles, grouped_quantiles, keys_of, quantile_label, runs_table
 
 QS = (0.5, 0.9, 0.99)
 
@@ -55,3 +55,57 @@ def test_keys_and_labels() -> None:
     assert ["step"] == keys_of(frame(False).drop(columns="workflow"), None)
     assert ["run_id"] == keys_of(frame(False), "run_id")
     assert ["p50", "p99", "p99.9", "p25"] == [quantile_label(q) for q in (0.5, 0.99, 0.999, 0.25)]
+
+
+def test_a_mask_selects_the_rows_as_a_filtered_copy_would() -> None:
+    """where= (a boolean array) gives exactly the table of the frame filtered by it, on both paths."""
+    df = frame(True)
+    where = (np.arange(len(df)) % 3 != 0) & (df["latency_s"].fillna(0).to_numpy() < 3)
+    assert grouped_quantiles(df[where], ["workflow", "step"], "latency_s", QS).equals(
+        grouped_quantiles(df, ["workflow", "step"], "latency_s", QS, where=where)
+    )
+    df["run"] = np.arange(len(df)) % 70_000  # more groups than codes span: pandas' groupby
+    assert _pandas_quantiles(df[where], ["run"], "latency_s", QS).equals(
+        grouped_quantiles(df, ["run"], "latency_s", QS, where=where)
+    )
+
+
+def _runs_reference(df: pd.DataFrame) -> pd.DataFrame:
+    """runs_table as it was written first: a Python function per run (slow, obviously right)."""
+    frame = df.assign(_retried=df["retry_delay_s"].notna())
+    frame["_failed"] = frame["status"].isin(["failed", "timeout"]) & ~frame["_retried"]
+    table = frame.groupby("run_id", observed=True, sort=False).agg(
+        start=("started_at", "min"),
+        end=("ended_at", "max"),
+        attempts=("attempt", lambda a: int((a > 0).sum())),
+        steps_ok=("status", lambda s: int((s == "ok").sum())),
+        failed=("_failed", "sum"),
+        retries=("_retried", "sum"),
+        workflow=("workflow", "first"),
+    )
+    table["duration_s"] = (table["end"] - table["start"]).dt.total_seconds()
+    # Counts as int64 whatever the attempt column's width, as StepLog.runs() gives them.
+    return table.sort_values("start").astype({"attempts": "int64"})
+
+
+def test_runs_table_equals_one_computed_run_by_run() -> None:
+    """The vectorised runs table equals the run-by-run one: attempts, successes, failures not
+    retried, retries, workflow, duration."""
+    rng = np.random.default_rng(3)
+    n = 2_000
+    start = pd.Timestamp("2026-01-01", tz="UTC") + pd.to_timedelta(rng.integers(0, 10**9, n), unit="us")
+    df = pd.DataFrame(
+        {
+            "run_id": pd.Series(rng.choice([f"r{i}" for i in range(150)], n), dtype="str"),
+            "workflow": pd.Categorical(rng.choice(["w1", "w2"], n)),
+            "attempt": rng.integers(0, 4, n).astype("int32"),
+            "status": pd.Categorical(rng.choice(["ok", "retry", "failed", "timeout", "approved"], n)),
+            "retry_delay_s": np.where(rng.random(n) < 0.2, 0.5, np.nan),
+            "started_at": start,
+            "ended_at": start + pd.to_timedelta(rng.integers(0, 10**6, n), unit="us"),
+        }
+    )
+    expected = _runs_reference(df)
+    actual = runs_table(df)
+    assert list(expected.columns) == list(actual.columns)
+    assert expected.equals(actual)

@@ -110,8 +110,8 @@ def advise_timeouts(
     from wfkit.logs._tables import grouped_quantiles, keys_of, runs_table
 
     check_advice_args(quantile, margin, min_samples)
-    ok = df[(df["attempt"] > 0) & (df["status"] == "ok")]
-    stats = grouped_quantiles(ok, keys_of(ok, None), "latency_s", sorted({0.5, quantile}))
+    ok = (df["attempt"].to_numpy() > 0) & (df["status"] == "ok").to_numpy(dtype=bool)
+    stats = grouped_quantiles(df, keys_of(df, None), "latency_s", sorted({0.5, quantile}), where=ok)
     return advice_table(stats, run_durations(runs_table(df)), quantile=quantile, margin=margin, min_samples=min_samples)
 
 

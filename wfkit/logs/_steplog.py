@@ -287,14 +287,17 @@ def steps(
     since: dt.datetime | str | None = None,
     until: dt.datetime | str | None = None,
     columns: Sequence[str] | None = None,
-    sort: bool = True,
+    sort: bool | None = None,
 ) -> pd.DataFrame:
     """The step log as a DataFrame, one row per attempt.
 
     ``path`` is a workspace (default ``$WFKIT_HOME`` or ``./.wfkit``), a folder of segment files,
     or one parquet file. Reading a workspace first exports any rows the journal holds that are not
     in parquet yet (after a crash, or runs that just ended). Filters are pushed down to the files;
-    ``columns`` reads only those columns; ``sort=False`` skips ordering the rows by start time.
+    ``columns`` reads only those columns. Rows come in start-time order when the frame has the
+    ``started_at`` column (all of them do unless ``columns`` leaves it out); ``sort=True`` orders
+    them by start time anyway, ``sort=False`` never (then each run's rows come together, in order).
+    Summaries need no order: ``wf.steps(columns=[...]).wf.latency()`` pays for no sort.
     """
     from wfkit.logs._register import register_accessor
 
@@ -408,13 +411,17 @@ def read_steps(
     since: dt.datetime | str | None = None,
     until: dt.datetime | str | None = None,
     columns: Sequence[str] | None = None,
-    sort: bool = True,
+    sort: bool | None = None,
 ) -> pd.DataFrame:
     """Read the step-log dataset under ``root`` with filters pushed down to the files, only
-    ``columns`` (all by default), in start-time order unless ``sort=False``."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-    import pyarrow.dataset as ds
+    ``columns`` (all by default), in start-time order if ``sort`` (None: when ``started_at`` is
+    among the columns).
+
+    Where the time goes on millions of rows, and what this does about it: the columns with few
+    distinct values (step, status, the partitions...) are read as the dictionaries parquet stores
+    them in and become categoricals without ever being strings; the sort is skipped when the rows
+    come in order already, and otherwise reorders the rows before pandas sees them.
+    """
 
     full = dataset_schema()
     if columns is not None:
@@ -424,42 +431,117 @@ def read_steps(
                 f"unknown step-log column(s) {', '.join(unknown)}; the columns are {', '.join(full.names)}"
             )
     wanted = list(full.names) if columns is None else list(dict.fromkeys(columns))
+    if sort is None:  # an order the frame can show; a summary of some columns needs none
+        sort = "started_at" in wanted
     # Sorting needs its key, even when the caller did not ask for it; dropped again below.
     read = wanted + (["started_at"] if sort and "started_at" not in wanted else [])
     if not root.exists():
-        return full.empty_table().select(wanted).to_pandas()
+        return _to_pandas(_categorical_schema(full).empty_table().select(wanted))
     files = segment_files(root) if root.is_dir() else [root]
-    partitioning = ds.partitioning(pa.schema([full.field("workflow"), full.field("date")]), flavor="hive")
-    data = ds.dataset(
-        [str(f) for f in files],
-        schema=full,
-        format="parquet",
-        partitioning=partitioning,
-        partition_base_dir=str(root) if root.is_dir() else None,
-    )
+    data = _dataset(root, files)
     expr = _filter(workflow=workflow, run_id=run_id, step=step, status=status, since=since, until=until)
     table = data.to_table(columns=read, filter=expr)
     if sort and table.num_rows:
-        # Each file is one run's rows in order and files come run by run: a stable sort on the
-        # start time alone (timsort merges those ordered stretches) keeps (run, seq) order in ties.
-        started = table.column("started_at").combine_chunks().cast(pa.int64()).to_numpy(zero_copy_only=False)
-        table = table.take(started.argsort(kind="stable"))
+        order = _start_order(table.column("started_at"))
+        if order is not None:
+            # One array per column first: taking from many chunks costs twice as much.
+            table = table.combine_chunks().take(order)
     if len(read) != len(wanted):
         table = table.select(wanted)
-    # Few distinct values, many rows: categoricals make group-bys fast and the frame small.
-    for name in _CATEGORICAL:
-        index = table.schema.get_field_index(name)
-        if index >= 0:
-            table = table.set_column(index, name, pc.dictionary_encode(table.column(name)))
-    frame = table.to_pandas()
-    # Categories in sorted order, so summaries group in the order a reader expects (and DuckDB gives).
-    for name in _CATEGORICAL:
-        if name in frame.columns:
-            frame[name] = frame[name].cat.reorder_categories(sorted(frame[name].cat.categories))
-    return frame
+    return _to_pandas(table)
 
 
+# Few distinct values, many rows: read as dictionaries, they become categoricals, which make
+# group-bys fast and the frame small. `workflow` and `date` are the hive partitions.
 _CATEGORICAL = ("workflow", "workflow_version", "step", "status", "error_kind", "error_type", "model", "host", "date")
+_PARTITIONS = ("workflow", "date")
+
+
+def _categorical_schema(full: pa.Schema) -> pa.Schema:
+    """``full`` with the categorical columns as dictionaries of strings."""
+    import pyarrow as pa
+
+    coded = pa.dictionary(pa.int32(), pa.string())
+    return pa.schema([pa.field(f.name, coded) if f.name in _CATEGORICAL else f for f in full])
+
+
+def _dataset(root: Path, files: Sequence[Path]) -> Any:
+    """The files as one pyarrow dataset: the categorical columns decoded straight into
+    dictionaries, the partitions' values taken from the folder names (no file is opened to
+    learn them)."""
+    import pyarrow as pa
+    import pyarrow.dataset as ds
+
+    full = _categorical_schema(dataset_schema())
+    values: dict[str, set[str]] = {name: set() for name in _PARTITIONS}
+    for path in files:
+        # One file alone: pyarrow reads partitions from its whole path, as a folder of hive
+        # partitions around it has them.
+        for part in (path.relative_to(root) if root.is_dir() else path).parts[:-1]:
+            name, sep, value = part.partition("=")
+            if sep and name in values:
+                values[name].add(urllib.parse.unquote(value))
+    partitioning = ds.HivePartitioning(
+        pa.schema([full.field(name) for name in _PARTITIONS]),
+        dictionaries={name: pa.array(sorted(found), pa.string()) for name, found in values.items()},
+    )
+    parquet = ds.ParquetFileFormat(
+        read_options=ds.ParquetReadOptions(dictionary_columns=[c for c in _CATEGORICAL if c not in _PARTITIONS])
+    )
+    return ds.dataset(
+        [str(f) for f in files],
+        schema=full,
+        format=parquet,
+        partitioning=partitioning,
+        partition_base_dir=str(root) if root.is_dir() else None,
+    )
+
+
+def _start_order(started: pa.ChunkedArray) -> Any:
+    """The row order by start time (None: the rows are in that order already). Stable: each file
+    is one run's rows in order and files come run by run, so ties keep (run, seq) order."""
+    import numpy as np
+    import pyarrow as pa
+
+    times = started.combine_chunks().cast(pa.int64()).to_numpy(zero_copy_only=False)
+    if len(times) < 2 or bool(np.all(times[1:] >= times[:-1])):
+        return None
+    # Timsort merges the ordered stretches (a file each) in a few passes over the keys.
+    return times.argsort(kind="stable")
+
+
+def _to_pandas(table: pa.Table) -> pd.DataFrame:
+    """``table`` as pandas, the dictionary columns as categoricals with their categories in sorted
+    order (summaries then group in the order a reader expects, and DuckDB gives)."""
+    import numpy as np
+    import pandas as pd
+    import pyarrow as pa
+
+    coded = {f.name for f in table.schema if pa.types.is_dictionary(f.type)}
+    frame = table.drop_columns(list(coded)).to_pandas() if coded else table.to_pandas()
+    for position, name in enumerate(table.column_names):
+        if name not in coded:
+            continue
+        column = table.column(name).unify_dictionaries()
+        categories = column.chunk(0).dictionary if column.num_chunks else pa.array([], pa.string())
+        ranked = np.argsort(np.asarray(categories.to_pylist(), dtype=object), kind="stable")
+        rank = np.empty(len(ranked) + 1, dtype=np.int32)  # the last slot: a missing value, -1
+        rank[ranked] = np.arange(len(ranked), dtype=np.int32)
+        rank[-1] = -1
+        indices = pa.chunked_array([c.indices for c in column.chunks], pa.int32()) if column.num_chunks else None
+        codes = (
+            np.empty(0, dtype=np.int32)
+            if indices is None
+            else indices.combine_chunks().fill_null(len(ranked)).to_numpy()
+        )
+        width = np.int8 if len(ranked) < 2**7 else np.int16 if len(ranked) < 2**15 else np.int32
+        values = pd.Categorical.from_codes(
+            rank[codes].astype(width, copy=False),
+            categories=pd.Index(np.asarray(categories.to_pylist(), dtype=object)[ranked], dtype="str"),
+            validate=False,
+        )
+        frame.insert(position, name, values)
+    return frame
 
 
 def _timestamp(value: dt.datetime | str) -> Any:

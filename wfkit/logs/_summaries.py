@@ -135,8 +135,8 @@ class StepLog:
 
     # ---- reading rows --------------------------------------------------------------------------
 
-    def frame(self, columns: Sequence[str] | None = None, *, sort: bool = True) -> pd.DataFrame:
-        """The rows themselves as a DataFrame (``wfkit.steps`` with these filters)."""
+    def frame(self, columns: Sequence[str] | None = None, *, sort: bool | None = None) -> pd.DataFrame:
+        """The rows themselves as a DataFrame (``wfkit.steps`` with these filters; the same ``sort``)."""
         from wfkit.logs._steplog import steps
 
         return steps(self.path, **self._filters, columns=columns, sort=sort)
