@@ -590,8 +590,8 @@ def _plain(name: str, value: Any) -> Any:
     """A frame cell as the StepEvent field it came from (NaN for a missing value, categories as str)."""
     if name == "tools":
         return None if value is None else tuple(str(v) for v in value)
-    if value is None or value is pd.NA or (isinstance(value, float) and value != value):
-        return None  # a null cell reads back as None, NaN or pd.NA depending on the column's dtype
+    if value is None or (isinstance(value, float) and value != value):
+        return None
     if name == "extra":
         return json.loads(value)
     if name in ("started_at", "ended_at"):
@@ -644,3 +644,104 @@ def test_a_script_whose_run_ends_during_exit_leaves_no_traceback(tmp_path: Path)
     done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, check=False)
     assert (0, "") == (done.returncode, done.stderr)
     assert 1 == len(wf.steps(tmp_path / "ws"))
+
+
+# ---- reading at columnar speed: dictionaries, order only when the frame shows it -------------------
+
+
+def write_dataset(root: Path) -> None:
+    """Three segment files in two workflows' partitions, whose runs overlap in time and whose
+    dictionaries list the steps in different orders (one file has no error at all)."""
+    base = dt.datetime(2026, 3, 1, tzinfo=dt.UTC).timestamp()
+    layout = [
+        ("zeta", "r1", ["search", "answer", "search"], [0.0, 2.0, 4.0], [None, "transient", None]),
+        ("alpha", "r2", ["plan", "answer"], [1.0, 2.0], [None, None]),
+        ("alpha", "r3", ["answer", "plan", "check"], [0.5, 3.0, 3.0], ["permanent", None, "unknown"]),
+    ]
+    for workflow, run_id, step_names, offsets, kinds in layout:
+        rows = len(step_names)
+        table = pa.table(
+            {
+                "run_id": [run_id] * rows,
+                "step": step_names,
+                "visit": [1] * rows,
+                "attempt": [1] * rows,
+                "status": ["ok" if k is None else "retry" for k in kinds],
+                "error_kind": kinds,
+                "started_at": pa.array([int((base + o) * 1e6) for o in offsets], pa.int64()).cast(
+                    pa.timestamp("us", tz="UTC")
+                ),
+                "latency_s": [0.1 * (i + 1) for i in range(rows)],
+                "seq": list(range(1, rows + 1)),
+            }
+        )
+        columns = {
+            f.name: table.column(f.name) if f.name in table.column_names else pa.nulls(rows, f.type) for f in schema()
+        }
+        folder = root / f"workflow={workflow}" / "date=2026-03-01"
+        _write_atomic(pa.table(columns, schema=schema()), folder / f"part-{run_id}-000001-{rows:06d}.parquet")
+
+
+def test_categorical_columns_read_as_dictionaries_with_sorted_categories(tmp_path: Path) -> None:
+    """The categorical columns (steps, statuses, partitions...) come back as categoricals whose
+    categories are sorted strings, holding the same values a plain pyarrow read gives."""
+    write_dataset(tmp_path)
+    frame = wf.steps(tmp_path, sort=False)
+    plain = pads.dataset(tmp_path, format="parquet", partitioning="hive").to_table().to_pandas()
+    for name in ("workflow", "step", "status", "error_kind", "date", "model"):
+        column = frame[name]
+        assert isinstance(column.dtype, pd.CategoricalDtype)
+        assert sorted(column.cat.categories) == list(column.cat.categories)
+        assert "str" == str(column.cat.categories.dtype)
+        assert [None if pd.isna(v) else str(v) for v in plain[name]] == [None if pd.isna(v) else str(v) for v in column]
+    assert ["answer", "check", "plan", "search"] == list(frame["step"].cat.categories)
+    assert ["alpha", "zeta"] == list(frame["workflow"].cat.categories)
+    assert 0 == len(frame["model"].cat.categories)  # a column nobody filled: no categories, all missing
+    assert 8 == int(frame["model"].isna().sum())
+
+
+def test_rows_in_start_order_when_the_frame_has_the_start_time(tmp_path: Path) -> None:
+    """All columns: rows in start order, ties in the files' order (a run's rows by seq). Columns without started_at:
+    the files' order (no sort), unless sort=True asks for it; sort=False never sorts."""
+    write_dataset(tmp_path)
+    ordered = wf.steps(tmp_path)
+    starts = list(ordered["started_at"])
+    assert sorted(starts) == starts
+    assert [("r1", 1), ("r3", 1), ("r2", 1), ("r2", 2), ("r1", 2), ("r3", 2), ("r3", 3), ("r1", 3)] == list(
+        zip(ordered["run_id"], ordered["seq"], strict=True)
+    )
+    unsorted = wf.steps(tmp_path, sort=False)
+    assert sorted(starts) != list(unsorted["started_at"])
+    some = wf.steps(tmp_path, columns=["run_id", "seq"])
+    assert ["run_id", "seq"] == list(some.columns)
+    assert list(zip(unsorted["run_id"], unsorted["seq"], strict=True)) == list(
+        zip(some["run_id"], some["seq"], strict=True)
+    )
+    asked = wf.steps(tmp_path, columns=["run_id", "seq"], sort=True)
+    assert ["run_id", "seq"] == list(asked.columns)
+    assert list(zip(ordered["run_id"], ordered["seq"], strict=True)) == list(
+        zip(asked["run_id"], asked["seq"], strict=True)
+    )
+
+
+def test_filters_on_categorical_and_partition_columns(tmp_path: Path) -> None:
+    """Filters on dictionary-read columns and on the partitions select the same rows as on strings."""
+    write_dataset(tmp_path)
+    assert ["r2", "r2", "r3", "r3", "r3"] == sorted(wf.steps(tmp_path, workflow="alpha")["run_id"])
+    assert 3 == len(wf.steps(tmp_path, step=["answer"]))
+    assert ["r1", "r3", "r3"] == sorted(wf.steps(tmp_path, status="retry")["run_id"])
+    assert 0 == len(wf.steps(tmp_path, workflow="nobody", columns=["step"]))
+    assert isinstance(wf.steps(tmp_path, workflow="nobody")["step"].dtype, pd.CategoricalDtype)
+
+
+def test_one_parquet_file_reads_without_partitions(tmp_path: Path) -> None:
+    """A single segment file reads alone: its rows, its workflow and date from the folders around it."""
+    write_dataset(tmp_path)
+    [path] = list(tmp_path.glob("workflow=zeta/*/*.parquet"))
+    frame = wf.steps(path)
+    assert ["search", "answer", "search"] == list(frame["step"].astype(str))
+    assert ["zeta"] * 3 == list(frame["workflow"].astype(str))
+    assert ["2026-03-01"] * 3 == list(frame["date"].astype(str))
+    loose = tmp_path / "loose.parquet"
+    loose.write_bytes(path.read_bytes())
+    assert wf.steps(loose)["workflow"].isna().all()
