@@ -398,3 +398,42 @@ def test_an_activations_backoff_jitter_depends_only_on_the_seed_step_visit_and_i
     forwards, backwards = delays([0, 1, 2]), delays([2, 1, 0])
     assert forwards == backwards
     assert 3 == len(set(forwards.values()))  # each item its own draw
+
+
+def test_a_sync_steps_latency_is_its_body_not_the_busy_loops_hops(tmp_path: Any) -> None:
+    """A regex step finishes while the event loop is held by another coroutine: its latency_s is
+    its body's own time (at least what the body measured itself), never the 0.3 s the loop was
+    held after the body returned."""
+    import re
+
+    body_done = threading.Event()
+    spans: list[float] = []
+    held: list[float] = []
+    flow = wf.Workflow("sync-timing")
+
+    @flow.step
+    def classify(state: Any) -> dict[str, Any]:
+        entered = time.perf_counter()
+        kind = "refund" if re.search(r"\brefund\b", state["query"]) else "other"
+        spans.append(time.perf_counter() - entered)
+        body_done.set()
+        return {"kind": kind}
+
+    async def hog() -> None:
+        # A real busy loop: once the step's body has run, this coroutine holds the loop's thread.
+        await asyncio.to_thread(body_done.wait)
+        t0 = time.perf_counter()
+        time.sleep(0.3)  # noqa: ASYNC251 - the point: a coroutine holding the loop's thread
+        held.append(time.perf_counter() - t0)
+
+    async def main() -> wf.Run:
+        hogging = asyncio.create_task(hog())
+        run = await flow.arun({"query": "I want a refund"}, workspace=tmp_path)
+        await hogging
+        return run
+
+    run = asyncio.run(main())
+    (event,) = run.events
+    assert "refund" == run.state["kind"]
+    assert event.latency_s >= spans[0]
+    assert event.latency_s < held[0]  # the loop was held this long after the body returned

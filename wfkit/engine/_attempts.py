@@ -48,6 +48,19 @@ def _thread_pool() -> concurrent.futures.ThreadPoolExecutor:
     return _executor
 
 
+def _timed(fn: Callable[..., Any], span: list[float]) -> Callable[..., Any]:
+    """``fn``, noting in ``span`` when it starts and ends, in the thread that runs it."""
+
+    def timed(*args: Any) -> Any:
+        span.append(time.perf_counter())
+        try:
+            return fn(*args)
+        finally:
+            span.append(time.perf_counter())
+
+    return timed
+
+
 class AttemptJournal(Protocol):
     """Where the attempt runner reports attempts (the durability layer is one): it never talks
     to the store itself."""
@@ -203,16 +216,19 @@ class AttemptRunner:
             t0 = time.perf_counter()
             out.queue_s = t0 - act.queued if attempt == 1 else 0.0
             recorder = None if cache is None or is_item else ReadRecorder(act.view)
+            span: list[float] = []  # a sync body's start and end, taken in its worker thread
             try:
                 try:
                     if is_item:
-                        out.value = await self._call(spec, act.item, ctx, timeout)
+                        out.value = await self._call(spec, act.item, ctx, timeout, span)
                     else:
-                        result = await self._call(spec, act.view if recorder is None else recorder, ctx, timeout)
+                        view = act.view if recorder is None else recorder
+                        result = await self._call(spec, view, ctx, timeout, span)
                 finally:
-                    # The body's own time, nothing else: no encoding, no store, no queue.
+                    # The body's own time, nothing else: no encoding, no store, no queue, and for a
+                    # sync body not the hops to and from its thread (a busy loop delays those).
                     out.body_end = time.perf_counter()
-                    out.latency = out.body_end - t0
+                    out.latency = span[1] - span[0] if len(span) == 2 else out.body_end - t0
                 if is_item:
                     who = f"item {act.index} of step {spec.name!r} returned"
                     if self._encode or cache is not None:
@@ -375,7 +391,11 @@ class AttemptRunner:
         if not self._encode:
             out.encoded = None  # only needed for the cache: in-memory runs keep no checkpoints
 
-    async def _call(self, spec: StepSpec, state: Any, ctx: StepContext, timeout: float | None) -> Any:
+    async def _call(
+        self, spec: StepSpec, state: Any, ctx: StepContext, timeout: float | None, span: list[float] | None = None
+    ) -> Any:
+        """Run the step's body. A sync body runs in a worker thread and, given ``span``, appends
+        its own start and end (``perf_counter``) there: a timed-out body appends only its start."""
         args = (state, ctx) if spec.takes_context else (state,)
         if spec.is_async or spec.subflow is not None:
 
@@ -395,7 +415,8 @@ class AttemptRunner:
         # Plain functions run in a worker thread so they never block the event loop (a notebook
         # kernel stays responsive); the context is copied so contextvars reach the step.
         call = contextvars.copy_context().run
-        cfut = _thread_pool().submit(call, spec.fn, *args)
+        fn = spec.fn if span is None else _timed(spec.fn, span)
+        cfut = _thread_pool().submit(call, fn, *args)
         fut = asyncio.wrap_future(cfut)
         if timeout is None:
             return await fut
