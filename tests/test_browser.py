@@ -136,3 +136,56 @@ def test_an_executed_notebook_opened_later_shows_the_runs_graph(tmp_path: Path, 
         expect(graph).to_be_visible()
         assert 400 < graph.evaluate("img => img.naturalWidth")  # decoded and drawn, not a broken image
         assert "firstfirst" not in output.inner_text()  # not the SVG's labels left over as text
+
+
+@pytest.mark.skipif(
+    not CHROMIUM.exists(), reason=f"{CHROMIUM} is missing (apt-get install chromium); this browser test drives it"
+)
+def test_the_live_run_view_streams_tokens_and_inspects_a_step(tmp_path: Path, workspace: Path, lab: Lab) -> None:
+    """Run All in JupyterLab: a started run's live view shows the text its step streamed, and
+    choosing that step in the picker shows the state it read and the fields it wrote."""
+    import nbformat
+    from playwright.sync_api import expect
+
+    nb = nbformat.v4.new_notebook()
+    source = (
+        "import wfkit as wf\n"
+        "story = 'Once upon a time a retry saved the day.'\n"
+        "llm = wf.llm.ChatClient(transport=wf.llm.SimulatedModel(p50=0.05, p99=0.1, seed=1, reply={'.': story}))\n"
+        "flow = wf.Workflow('live-story')\n"
+        "@flow.step\n"
+        "def outline(state):\n"
+        "    return {'plan': 'a story about ' + state['topic']}\n"
+        "@flow.step\n"
+        "async def tell(state, ctx):\n"
+        "    async with ctx.llm.stream(state['plan']) as stream:\n"
+        "        return {'story': ''.join([piece async for piece in stream])}\n"
+        "flow.chain('outline', 'tell')\n"
+        f"run = flow.start({{'topic': 'retries'}}, llm=llm, workspace={str(workspace)!r})\n"
+        "run"
+    )
+    nb.cells = [nbformat.v4.new_code_cell(source)]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, tmp_path / "live.ipynb")
+
+    with lab_page(lab, {"width": 1400, "height": 1000}, tmp_path / "failure.png") as page:
+        page.goto(f"{lab.url}/lab/workspaces/t{secrets.token_hex(4)}/tree/live.ipynb?reset&token={lab.token}")
+        notebook = page.locator(VISIBLE)
+        expect(notebook).to_have_count(1, timeout=30_000)
+        expect(page.get_by_role("contentinfo", name="Bottom Panel").get_by_text("| Idle")).to_be_visible(timeout=30_000)
+        page.locator(".lm-MenuBar-itemLabel", has_text=re.compile(r"^Run$")).click()
+        page.locator("li[data-command='runmenu:run-all']").click()
+
+        output = notebook.locator(".jp-OutputArea")
+        expect(output.locator(".wfkit-run").first).to_contain_text("succeeded", timeout=60_000)
+        expect(output).to_contain_text("tell #1 streamed: Once upon a time a retry saved the day.")
+        picker = output.locator("select")
+        expect(picker.locator("option")).to_have_text(["outline #1", "tell #1"])
+        picker.select_option(label="tell #1")
+        detail = output.locator(".wfk-step-detail")
+        expect(detail).to_contain_text("state before it:")
+        before, wrote = detail.inner_text().split("wrote:")
+        assert '"plan": "a story about retries"' in before
+        assert '"story"' not in before
+        assert '"story": "Once upon a time a retry saved the day."' in wrote
+        page.screenshot(path=str(tmp_path / "live-run-view.png"))
