@@ -3,40 +3,13 @@ bootstrap interval on the difference; clear errors for what cannot be compared."
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
-from typing import Any
 
 import numpy as np
-import pandas as pd
 import pytest
+from test_plots import compare_frames, serial_flow
 
 import wfkit as wf
-
-
-def serial_flow(name: str, delays: dict[str, float]) -> wf.Workflow:
-    """Steps in a chain, each sleeping its delay."""
-    flow = wf.Workflow(name)
-    for step, delay in delays.items():
-
-        async def sleep(state: Any, delay: float = delay) -> None:
-            await asyncio.sleep(delay)
-
-        flow.step(sleep, name=step)
-    flow.chain(*delays)
-    return flow
-
-
-def compare_frames(workspace: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Two periods of one workflow: the second ten times slower."""
-    fast = serial_flow("svc", {"plan": 0.002, "act": 0.004})
-    for _ in range(8):
-        fast.run({})
-    cut = pd.Timestamp.now(tz="UTC")
-    slow = serial_flow("svc", {"plan": 0.02, "act": 0.04})
-    for _ in range(8):
-        slow.run({})
-    return wf.steps(until=cut.to_pydatetime()), wf.steps(since=cut.to_pydatetime())
 
 
 def test_compare_is_a_table_of_quantiles_ratios_and_intervals(workspace: Path) -> None:
