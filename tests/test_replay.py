@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -185,10 +186,40 @@ def test_broken_notebooks_are_failed_rows_with_their_traceback(
     assert ("failed", 1, "ZeroDivisionError") == (error["status"], error["error"]["cell"], error["error"]["exception"])
     assert "in explode()" in error["error"]["traceback"] or "explode" in error["error"]["traceback"]
     assert "\x1b[" not in error["error"]["traceback"]
-    assert ("failed", 1) == (rows["nbs/slow.ipynb"]["status"], rows["nbs/slow.ipynb"]["error"]["cell"])
+    slow = rows["nbs/slow.ipynb"]
+    assert ("failed", 1) == (slow["status"], slow["error"]["cell"]), slow
     assert "failed" == rows["nbs/dies.ipynb"]["status"]
     assert "          failed  nbs/dies.ipynb" in out
     assert "3 notebooks: 0 ok, 0 regressions, 3 failed in " in out
+
+
+def test_a_kernel_that_dies_before_its_first_cell_is_started_again(
+    project: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A kernel that dies while starting (as when parallel kernels race for a port) is started once
+    more, since none of the notebook ran; the kernel log says so and the notebook passes."""
+    marker = project / "first-start-failed"
+    launcher = (
+        "import pathlib, sys\n"
+        f"marker = pathlib.Path({str(marker)!r})\n"
+        "if not marker.exists():\n"
+        "    marker.write_text('x')\n"
+        "    sys.exit(1)\n"
+        "from ipykernel import kernelapp\n"
+        "kernelapp.launch_new_instance()\n"
+    )
+    spec = project / "kernels" / "kernels" / "flaky-start"
+    spec.mkdir(parents=True)
+    argv = [sys.executable, "-c", launcher, "-f", "{connection_file}"]
+    (spec / "kernel.json").write_text(json.dumps({"argv": argv, "display_name": "flaky", "language": "python"}))
+    monkeypatch.setenv("JUPYTER_PATH", str(project / "kernels"))
+    _notebook(project / "nbs" / "ok.ipynb", "print(x * factor)")
+    code = main(["replay", "nbs", "--report", "r", "--update-baseline", "--kernel", "flaky-start"])
+    out = capsys.readouterr().out
+    assert 0 == code, out
+    assert marker.exists()
+    log = (project / "r" / "runs" / "nbs" / "ok" / "kernel-stderr.log").read_text()
+    assert "wfkit replay: the kernel did not start" in log
 
 
 def test_a_gate_under_papermill_without_a_policy_fails_the_notebook_clearly(project: Path) -> None:

@@ -27,6 +27,7 @@ from wfkit._extras import require
 from wfkit.replay._signals import settings_of, summarise_workspace
 
 KERNEL_LOG = "kernel-stderr.log"
+KERNEL_START_ATTEMPTS = 2  # a kernel that dies before its first cell is started once more
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 
@@ -67,36 +68,47 @@ def run_notebook(job: NotebookJob) -> Outcome:
     with (folder / KERNEL_LOG).open("wb") as log:
         os.dup2(log.fileno(), 2)
     try:
-        pm.execute_notebook(
-            str(job.notebook),
-            str(output),
-            parameters=job.parameters,
-            kernel_name=job.kernel,
-            cwd=str(job.cwd or job.notebook.parent),
-            execution_timeout=job.cell_timeout,
-            progress_bar=False,
-            log_output=False,
-        )
-    except pm.PapermillExecutionError as exc:
-        error = {
-            "kind": "error",
-            "cell": exc.cell_index,
-            "exception": exc.ename,
-            "message": exc.evalue,
-            "traceback": _ANSI.sub("", "\n".join(exc.traceback or [])),
-        }
-    except Exception as exc:  # a cell timeout, a dead kernel, a broken notebook: a failed row
-        text = str(exc).strip()
-        cell = _failing_cell(output)
-        error = {
-            "kind": type(exc).__name__,
-            "cell": cell,
-            "exception": type(exc).__name__,
-            "message": text.splitlines()[-1] if text else repr(exc),
-            # No traceback from the kernel here (a timeout or a dead kernel records none): say
-            # what papermill said, which names the cell's source and the time limit.
-            "traceback": _ANSI.sub("", text) or repr(exc),
-        }
+        for attempt in range(1, KERNEL_START_ATTEMPTS + 1):
+            try:
+                pm.execute_notebook(
+                    str(job.notebook),
+                    str(output),
+                    parameters=job.parameters,
+                    kernel_name=job.kernel,
+                    cwd=str(job.cwd or job.notebook.parent),
+                    execution_timeout=job.cell_timeout,
+                    progress_bar=False,
+                    log_output=False,
+                )
+            except pm.PapermillExecutionError as exc:
+                error = {
+                    "kind": "error",
+                    "cell": exc.cell_index,
+                    "exception": exc.ename,
+                    "message": exc.evalue,
+                    "traceback": _ANSI.sub("", "\n".join(exc.traceback or [])),
+                }
+            except Exception as exc:  # a cell timeout, a dead kernel, a broken notebook: a failed row
+                cell = _failing_cell(output)
+                if cell is None and attempt < KERNEL_START_ATTEMPTS:
+                    # No cell started: the kernel never came up. Kernels pick their ports by
+                    # binding port 0 and letting go, so kernels started at once by parallel jobs
+                    # can race for a port; none of the notebook's code ran, so starting it again
+                    # is safe. Said in the kernel log, never silent.
+                    sys.stderr.write(f"wfkit replay: the kernel did not start ({exc!r}); starting it again\n")
+                    sys.stderr.flush()
+                    continue
+                text = str(exc).strip()
+                error = {
+                    "kind": type(exc).__name__,
+                    "cell": cell,
+                    "exception": type(exc).__name__,
+                    "message": text.splitlines()[-1] if text else repr(exc),
+                    # No traceback from the kernel here (a timeout or a dead kernel records none):
+                    # say what papermill said, which names the cell's source and the time limit.
+                    "traceback": _ANSI.sub("", text) or repr(exc),
+                }
+            break
     finally:
         os.dup2(saved_stderr, 2)
         os.close(saved_stderr)
