@@ -132,7 +132,7 @@ class AttemptRunner:
         seed: int | None,
         encode: bool,
         sleep: Callable[[float], Awaitable[Any]],
-        late_results: list[dict[str, Any]],
+        late_results: list[dict[str, Any]] | None = None,
     ) -> None:
         self.run_id = run_id
         self.workflow = workflow
@@ -144,7 +144,8 @@ class AttemptRunner:
         self._seed = seed
         self._encode = encode  # keep each result as JSON (a durable run checkpoints it)
         self._sleep = sleep
-        self.late_results = late_results  # sync steps that finished after their timeout
+        # Sync steps that finished after their timeout (made when a first one times out).
+        self.late_results = late_results
         self._rng: random.Random | None = None
         self.deadline: float | None = None  # monotonic; set when the run starts, if it has a timeout
         self.attempts_before: dict[tuple[str, int], int] = {}  # attempts a resumed run made before
@@ -459,6 +460,8 @@ class AttemptRunner:
             if cfut.done() and not cfut.cancelled() and isinstance(cfut.exception(), TimeoutError):
                 raise  # the step's own TimeoutError, not ours
             if not cfut.cancel():  # already running: let it finish, discard and record its result
+                if self.late_results is None:
+                    self.late_results = []  # here, on the loop's thread: the worker only appends
                 cfut.add_done_callback(lambda f: self._late_result(spec.name, ctx, f))
             raise StepTimeoutError(spec.name, timeout) from None
 
@@ -476,6 +479,7 @@ class AttemptRunner:
             "at": time.time(),
             "outcome": f"error: {fut.exception()!r}" if fut.exception() else "result discarded",
         }
+        assert self.late_results is not None  # made before this callback was added
         self.late_results.append(record)  # list.append is atomic: safe from the worker thread
         logger.warning(
             "run %s: step %r attempt %d finished after its timeout; %s",

@@ -158,7 +158,6 @@ class Execution:
         self.log: list[Checkpoint] = []
         self.status = RunStatus.PENDING
         self.error: BaseException | None = None
-        self.late_results: list[dict[str, Any]] = []
         self.started_at: float | None = None
         self.ended_at: float | None = None
         self.timeout = timeout
@@ -199,7 +198,7 @@ class Execution:
         self._make = EventMaker(run_id, graph.name, version, parameters_hash, processors, parent_run_id)
         self._outlet = Outlet((*sinks, *settings.extra_sinks))
         self._services = Services(run_id, llm, tool_registry, self.seed)
-        self._durability = Durability(store, run_id, make=self._make, emit=self._outlet.emit, policy=policy)
+        self._durability = Durability(store, run_id, make=self._make, emit=self._outlet, policy=policy)
         # The step cache and the sub-workflow runner only for graphs that have such steps: ten
         # thousand concurrent runs pay for every object a run keeps (memory, and the collector's
         # passes over them).
@@ -229,7 +228,6 @@ class Execution:
             seed=self.seed,
             encode=store is not None,
             sleep=settings.sleep,
-            late_results=self.late_results,
         )
 
     # ---- what the Run handle and sub-workflows read -------------------------------------------------
@@ -256,6 +254,11 @@ class Execution:
     @chunk_observers.setter
     def chunk_observers(self, observers: list[Callable[[TokenChunk], object]]) -> None:
         self._services.chunk_observers = observers
+
+    @property
+    def late_results(self) -> list[dict[str, Any]]:
+        """Sync steps that finished after their timeout: their results were discarded."""
+        return self._runner.late_results or []
 
     @property
     def llm(self) -> ChatModel | None:

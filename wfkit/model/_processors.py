@@ -13,6 +13,7 @@ import json
 import os
 import re
 import threading
+import weakref
 from collections.abc import Callable, Iterable
 from typing import Any, TypeAlias
 
@@ -177,6 +178,17 @@ def _deep(value: Any, fn: Callable[[str], str]) -> Any:
     return value
 
 
+# The built-in processors, which change only a row's text (error message, decision comment,
+# extra): a row without any returns unchanged, so the engine need not call them for it.
+_TEXT_ONLY: weakref.WeakSet[Processor] = weakref.WeakSet()
+
+
+def only_text(processors: Iterable[Processor]) -> bool:
+    """Whether every processor leaves a row that has no error message, decision comment or extra
+    as it is (true of the built-in ones; a user's processor may do anything)."""
+    return all(p in _TEXT_ONLY for p in processors)
+
+
 def redact_secrets(event: StepEvent) -> StepEvent:
     """Processor: redact secrets in the error message, the reviewer's comment and ``extra``."""
     if event.error_message is None and event.decision_comment is None and event.extra is None:
@@ -209,9 +221,11 @@ def truncate(limit: int = MAX_TEXT) -> Processor:
                 extra = {**_deep(extra, cut), "truncated_chars": sizes}
         return event._replace(error_message=message, extra=extra)
 
+    _TEXT_ONLY.add(truncate_event)
     return truncate_event
 
 
+_TEXT_ONLY.add(redact_secrets)
 DEFAULT_PROCESSORS: tuple[Processor, ...] = (redact_secrets, truncate())
 
 
