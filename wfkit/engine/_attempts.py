@@ -55,7 +55,7 @@ _ATOMS = frozenset({int, float, bool, type(None)})
 def _plain(updates: Mapping[str, Any]) -> bool:
     """Whether ``updates`` hold only atoms under plain field names: nothing for ``check_state``
     to refuse or warn about, so an in-memory run need not call it (it reads the environment)."""
-    for key, value in updates.items():
+    for key, value in updates.items():  # noqa: SIM110  (a loop: no generator object per step)
         if type(value) not in _ATOMS or type(key) is not str or key == TAG:
             return False
     return True
@@ -258,7 +258,8 @@ class AttemptRunner:
                 if is_item:
                     out.value = result
                     if self._encode or cache is not None:
-                        out.encoded = encode_state(f"item {act.index} of step {spec.name!r} returned", {"result": result})
+                        who = f"item {act.index} of step {spec.name!r} returned"
+                        out.encoded = encode_state(who, {"result": result})
                     elif type(result) not in _ATOMS:
                         check_state(f"item {act.index} of step {spec.name!r} returned", {"result": result})
                     out.usage = usage

@@ -18,7 +18,7 @@ from typing import Any, Protocol
 
 from wfkit.engine._activations import Activation, Outcome
 from wfkit.model._events import FIELDS, StepEvent
-from wfkit.model._processors import Processor, chain, only_text
+from wfkit.model._processors import Processor, only_text
 from wfkit.model._retry import ErrorKind
 
 _HOST = socket.gethostname()
@@ -39,7 +39,7 @@ class Emit(Protocol):
 class EventMaker:
     """Builds one run's step events: its identity stamped on, its processors applied."""
 
-    __slots__ = ("_only_text", "_process", "parameters_hash", "parent_run_id", "run_id", "version", "workflow")
+    __slots__ = ("_only_text", "_processors", "parameters_hash", "parent_run_id", "run_id", "version", "workflow")
 
     def __init__(
         self,
@@ -55,7 +55,7 @@ class EventMaker:
         self.version = version
         self.parameters_hash = parameters_hash
         self.parent_run_id = parent_run_id  # set when the run is a sub-workflow of another
-        self._process = chain(processors)
+        self._processors = processors  # applied in a loop here: no closure per run
         self._only_text = only_text(processors)  # a row with no text passes them unchanged
 
     def event(
@@ -123,7 +123,9 @@ class EventMaker:
             event = event._replace(**fields)
         elif error is None and extra is None and self._only_text:
             return event  # nothing the processors would change
-        return event if self._process is None else self._process(event)
+        for process in self._processors:
+            event = process(event)
+        return event
 
     def outcome(self, act: Activation, out: Outcome, route: str | None) -> StepEvent:
         """The row of an activation's last attempt (the one that decided its outcome)."""

@@ -227,19 +227,3 @@ def truncate(limit: int = MAX_TEXT) -> Processor:
 
 _TEXT_ONLY.add(redact_secrets)
 DEFAULT_PROCESSORS: tuple[Processor, ...] = (redact_secrets, truncate())
-
-
-def chain(processors: Iterable[Processor]) -> Processor | None:
-    """One callable applying ``processors`` in order (None when there are none)."""
-    steps = tuple(processors)
-    if not steps:
-        return None
-    if len(steps) == 1:
-        return steps[0]
-
-    def apply(event: StepEvent) -> StepEvent:
-        for processor in steps:
-            event = processor(event)
-        return event
-
-    return apply
