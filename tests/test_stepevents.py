@@ -102,6 +102,20 @@ def test_a_user_processor_still_sees_a_row_without_text() -> None:
     assert "tagged" == _row(make).model
 
 
+def test_processors_apply_in_order() -> None:
+    """A run's processors apply left to right: redacted first, so the truncated size is the redacted one."""
+
+    def mark(tag: str) -> Any:
+        return lambda e: e._replace(error_message=(e.error_message or "") + tag)
+
+    make = EventMaker("r1", "triage", "v1", None, (mark("a"), mark("b")))
+    assert "xab" == _row(make, error=RuntimeError("x"), kind=ErrorKind.PERMANENT).error_message
+    make = EventMaker("r1", "triage", "v1", None, (redact_secrets, truncate(20)))
+    error = RuntimeError("sk-abcdefghijklmnop1234 " + "z" * 30)
+    message = _row(make, error=error, kind=ErrorKind.PERMANENT).error_message
+    assert f"[REDACTED] {'z' * 9}... [truncated: 41 chars]" == message
+
+
 def test_a_row_with_an_error_is_still_redacted() -> None:
     """A failed attempt's message passes through the built-in processors (a key in it is redacted)."""
     make = EventMaker("r1", "triage", "v1", None, DEFAULT_PROCESSORS)
