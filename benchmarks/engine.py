@@ -3,7 +3,8 @@
     python benchmarks/engine.py [--json] [--only W1,W2]
 
 Prints one line per workload. Figures are medians over repeats; each workload's asyncio figure is
-measured in the same run, so compare the two (the machines are shared and noisy).
+measured in the same run, so compare the two (the machines are shared and noisy: each row carries
+the 1-minute load average when it was measured).
 """
 
 from __future__ import annotations
@@ -166,17 +167,34 @@ async def w5(repeats: int) -> dict[str, Any]:
     return row
 
 
-async def w6(repeats: int) -> dict[str, Any]:
-    flow = _sleepy_chain()
-    a, b = await _concurrent(10_000, flow)
+async def _peak_bytes(make: Callable[[], Awaitable[Any]], runs: int) -> int:
     gc.collect()
     tracemalloc.start()
-    await asyncio.gather(*(flow.arun({}, workspace=False) for _ in range(10_000)))
+    await asyncio.gather(*(make() for _ in range(runs)))
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
+    return peak
+
+
+async def w6(repeats: int) -> dict[str, Any]:
+    runs = 10_000
+    flow = _sleepy_chain()
+    before = [s["collections"] for s in gc.get_stats()]
+    a, b = await _concurrent(runs, flow)
+    after = [s["collections"] for s in gc.get_stats()]
+
+    async def plain() -> None:
+        for _ in range(5):
+            await asyncio.sleep(0.01)
+
+    peak = await _peak_bytes(lambda: flow.arun({}, workspace=False), runs)
+    plain_peak = await _peak_bytes(plain, runs)
     row = _row("W6", "10,000 concurrent runs of a 5-step chain of 10 ms sleeps", a, b, unit="s_wall")
     row["peak_mib"] = round(peak / 2**20, 1)
-    row["kib_per_run"] = round(peak / 1024 / 10_000, 2)
+    row["kib_per_run"] = round(peak / 1024 / runs, 2)
+    row["asyncio_kib_per_run"] = round(plain_peak / 1024 / runs, 2)
+    # Collections by generation during both bursts (the explicit gc.collect() calls count too).
+    row["gc_collections"] = [y - x for x, y in zip(before, after, strict=True)]
     return row
 
 
@@ -283,8 +301,11 @@ async def main(argv: list[str]) -> None:
     args = parser.parse_args(argv)
     chosen = [w.strip() for w in args.only.split(",") if w.strip()] or list(WORKLOADS)
     for name in chosen:
+        load_before = os.getloadavg()[0]
         result = await WORKLOADS[name](args.repeats)
+        load = round(max(load_before, os.getloadavg()[0]), 2)
         for row in result if isinstance(result, list) else [result]:
+            row["load"] = load  # the higher of the 1-minute load averages before and after
             _print(name, row, args.json)
 
 

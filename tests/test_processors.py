@@ -15,7 +15,7 @@ import pytest
 
 import wfkit as wf
 from wfkit.model._approvals import ApprovalPolicy, Ticket, Verdict
-from wfkit.model._processors import REDACTED, chain, redact_secrets, redact_text, truncate
+from wfkit.model._processors import REDACTED, redact_secrets, redact_text, truncate
 from wfkit.store._workspace import DB_NAME
 from wfkit.testing import MemorySink
 
@@ -98,7 +98,7 @@ def test_mark_secret_refuses_short_values() -> None:
         wf.mark_secret(12345)  # type: ignore[arg-type]
 
 
-# ---- truncation and chaining --------------------------------------------------------------------
+# ---- truncation --------------------------------------------------------------------------------
 
 
 def test_truncate_cuts_long_text_noting_the_size() -> None:
@@ -117,24 +117,6 @@ def test_truncate_leaves_short_text_alone() -> None:
     """Text within the limit is unchanged, and no size is noted."""
     short = event(error_message="x" * 50, extra={"body": "y" * 50})
     assert short == truncate(50)(short)
-
-
-def test_chain_applies_processors_in_order() -> None:
-    """chain() of none is None, of one is that one, of several applies them left to right."""
-
-    def mark(tag: str) -> Any:
-        return lambda e: e._replace(error_message=(e.error_message or "") + tag)
-
-    first, second = mark("a"), mark("b")
-    assert chain([]) is None
-    assert first is chain([first])
-    combined = chain([first, second])
-    assert combined is not None
-    assert "xab" == combined(event(error_message="x")).error_message
-    both = chain([redact_secrets, truncate(20)])  # redacted first: the size is the redacted one
-    assert both is not None
-    message = both(event(error_message="sk-abcdefghijklmnop1234 " + "z" * 30)).error_message
-    assert f"{REDACTED} {'z' * 9}... [truncated: 41 chars]" == message
 
 
 # ---- through real runs --------------------------------------------------------------------------

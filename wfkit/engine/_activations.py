@@ -44,7 +44,7 @@ class Activation:
         tools: tuple[str, ...],
         version: int,
         failure: Failure | None,
-        state: dict[str, Any],
+        view: Mapping[str, Any],
     ) -> None:
         self.spec = spec
         self.visit = visit
@@ -52,9 +52,10 @@ class Activation:
         self.version = version  # state version when queued: later writes by others are conflicts
         self.failure = failure
         self.queued = time.perf_counter()
-        # The state as of activation: a parallel sibling's later commit is not visible, so what a
-        # step sees depends on the graph, not on timing (and a resumed step sees what it saw).
-        self.view: Mapping[str, Any] = MappingProxyType(dict(state))
+        # The state as of activation (``snapshot``): a parallel sibling's later commit is not
+        # visible, so what a step sees depends on the graph, not on timing (and a resumed step
+        # sees what it saw).
+        self.view = view
         self.batch: Batch | None = None
         self.index: int | None = None
         self.item: Any = None
@@ -66,6 +67,11 @@ class Activation:
         act.view, act.queued = self.view, time.perf_counter()
         act.batch, act.index, act.item = batch, index, item
         return act
+
+
+def snapshot(state: dict[str, Any]) -> Mapping[str, Any]:
+    """A read-only copy of ``state`` for activations to share until the state changes."""
+    return MappingProxyType(dict(state))
 
 
 class Batch:

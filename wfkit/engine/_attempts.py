@@ -32,7 +32,7 @@ from wfkit.model._errors import ProcessCrashedError, StateValueError, StepTimeou
 from wfkit.model._events import Status, StepEvent
 from wfkit.model._retry import ErrorKind, RetryPolicy, classify_error, retry_after_of
 from wfkit.model._steps import StepSpec
-from wfkit.store._codec import check_state, decode_state
+from wfkit.store._codec import TAG, check_state, decode_state
 from wfkit.store._journal import encode_state, encode_updates
 
 logger = logging.getLogger("wfkit")
@@ -46,6 +46,19 @@ def _thread_pool() -> concurrent.futures.ThreadPoolExecutor:
     if _executor is None:
         _executor = concurrent.futures.ThreadPoolExecutor(32, thread_name_prefix="wfkit-step")
     return _executor
+
+
+# Result values a checkpoint always keeps (no encoding to check, no size to warn about).
+_ATOMS = frozenset({int, float, bool, type(None)})
+
+
+def _plain(updates: Mapping[str, Any]) -> bool:
+    """Whether ``updates`` hold only atoms under plain field names: nothing for ``check_state``
+    to refuse or warn about, so an in-memory run need not call it (it reads the environment)."""
+    for key, value in updates.items():  # noqa: SIM110  (a loop: no generator object per step)
+        if type(value) not in _ATOMS or type(key) is not str or key == TAG:
+            return False
+    return True
 
 
 def _timed(fn: Callable[..., Any], span: list[float]) -> Callable[..., Any]:
@@ -114,24 +127,25 @@ class AttemptRunner:
         make: EventMaker,
         journal: AttemptJournal,
         services: RunServices,
-        cache: StepCache,
-        run_child: ChildRunner,
+        cache: StepCache | None,
+        run_child: ChildRunner | None,
         seed: int | None,
         encode: bool,
         sleep: Callable[[float], Awaitable[Any]],
-        late_results: list[dict[str, Any]],
+        late_results: list[dict[str, Any]] | None = None,
     ) -> None:
         self.run_id = run_id
         self.workflow = workflow
         self._make = make
         self._journal = journal
         self._services = services
-        self._cache = cache
-        self._run_child = run_child
+        self._cache = cache  # None when no step of the graph is cached
+        self._run_child = run_child  # None when no step of the graph is a sub-workflow
         self._seed = seed
         self._encode = encode  # keep each result as JSON (a durable run checkpoints it)
         self._sleep = sleep
-        self.late_results = late_results  # sync steps that finished after their timeout
+        # Sync steps that finished after their timeout (made when a first one times out).
+        self.late_results = late_results
         self._rng: random.Random | None = None
         self.deadline: float | None = None  # monotonic; set when the run starts, if it has a timeout
         self.attempts_before: dict[tuple[str, int], int] = {}  # attempts a resumed run made before
@@ -161,31 +175,39 @@ class AttemptRunner:
             if hit is not None:
                 return hit
         policy = spec.retry
-        classify = spec.classifier or classify_error
         out = Outcome()
-        first_start = time.monotonic()
-        key = (spec.name, act.visit)
-        attempt = self.attempts_before.get(key, 0) if self.attempts_before else 0
+        first_start: float | None = None  # perf_counter at the first attempt: max_elapsed counts from it
+        attempt = 0
         is_item = act.batch is not None
+        if self.attempts_before or self.cut_off:  # a resumed run: what it did before counts
+            key = (spec.name, act.visit)
+            attempt = self.attempts_before.get(key, 0)
+            cut = None if is_item else self.cut_off.pop(key, None)
+            if cut is not None:
+                first_start = time.perf_counter()
+                attempt = cut.attempt - 1
+                if cut.started_at is None:
+                    # The process died while this step waited out a backoff (maybe a Retry-After):
+                    # the wait still applies, the attempt after it never ran.
+                    if cut.not_before is not None and cut.not_before > time.time():
+                        await self._sleep(cut.not_before - time.time())
+                else:
+                    attempt += 1
+                    if not await self._crashed(act, out, cut, attempt, policy):
+                        return out
+        # Only a step that takes a context gets one (a sub-workflow's child and a sync step's late
+        # result read it too): most steps never look, and one object per attempt adds up.
+        wants_ctx = spec.takes_context or spec.subflow is not None or not spec.is_async
+        inline = spec.is_async and spec.subflow is None  # awaited right here, no helper coroutine
         backoff_rng: random.Random | None = None  # made at the first retry: most activations never retry
-        cut = self.cut_off.pop(key, None) if self.cut_off and not is_item else None
-        if cut is not None:
-            attempt = cut.attempt - 1
-            if cut.started_at is None:
-                # The process died while this step waited out a backoff (maybe a Retry-After):
-                # the wait still applies, the attempt after it never ran.
-                if cut.not_before is not None and cut.not_before > time.time():
-                    await self._sleep(cut.not_before - time.time())
-            else:
-                attempt += 1
-                if not await self._crashed(act, out, cut, attempt, policy):
-                    return out
+        ctx: StepContext | None = None
         while True:
             attempt += 1
             out.attempt = attempt
             timeout, by_deadline = spec.timeout, False
-            if self.deadline is not None:
-                left = self.deadline - time.monotonic()
+            deadline = self.deadline
+            if deadline is not None:
+                left = deadline - time.monotonic()
                 if left <= 0:  # the run is out of time: do not even start this attempt
                     out.error, out.kind, out.status = (
                         StepTimeoutError(spec.name, 0.0),
@@ -196,46 +218,51 @@ class AttemptRunner:
                     return out
                 if timeout is None or left < timeout:
                     timeout, by_deadline = left, True
-            ctx = StepContext(
-                run_id=self.run_id,
-                workflow=self.workflow,
-                step=spec.name,
-                visit=act.visit,
-                attempt=attempt,
-                tools=act.tools,
-                rng_source=self._run_rng,
-                services=self._services,
-                deadline=self.deadline,
-                failure=act.failure,
-                map_index=act.index,
-                state=act.view,
-            )
+            if wants_ctx:
+                ctx = StepContext(
+                    run_id=self.run_id,
+                    workflow=self.workflow,
+                    step=spec.name,
+                    visit=act.visit,
+                    attempt=attempt,
+                    tools=act.tools,
+                    rng_source=self._run_rng,
+                    services=self._services,
+                    deadline=deadline,
+                    failure=act.failure,
+                    map_index=act.index,
+                    state=act.view,
+                )
             if attempt > 1 and not is_item:
                 await self._journal.attempt_started(spec.name, act.visit, attempt)
             out.started_at = time.time()
             t0 = time.perf_counter()
+            if first_start is None:
+                first_start = t0
             out.queue_s = t0 - act.queued if attempt == 1 else 0.0
             recorder = None if cache is None or is_item else ReadRecorder(act.view)
-            span: list[float] = []  # a sync body's start and end, taken in its worker thread
+            arg = act.item if is_item else act.view if recorder is None else recorder
+            span: list[float] | None = None if inline else []  # a sync body's start and end, from its thread
             try:
                 try:
-                    if is_item:
-                        out.value = await self._call(spec, act.item, ctx, timeout, span)
+                    if inline and timeout is None:
+                        result = await (spec.fn(arg, ctx) if spec.takes_context else spec.fn(arg))
                     else:
-                        view = act.view if recorder is None else recorder
-                        result = await self._call(spec, view, ctx, timeout, span)
+                        result = await self._call(spec, arg, ctx, timeout, span)
                 finally:
                     # The body's own time, nothing else: no encoding, no store, no queue, and for a
                     # sync body not the hops to and from its thread (a busy loop delays those).
-                    out.body_end = time.perf_counter()
-                    out.latency = span[1] - span[0] if len(span) == 2 else out.body_end - t0
+                    out.body_end = body_end = time.perf_counter()
+                    out.latency = span[1] - span[0] if span is not None and len(span) == 2 else body_end - t0
+                usage = None if ctx is None else ctx.usage
                 if is_item:
-                    who = f"item {act.index} of step {spec.name!r} returned"
+                    out.value = result
                     if self._encode or cache is not None:
-                        out.encoded = encode_state(who, {"result": out.value})
-                    else:
-                        check_state(who, {"result": out.value})
-                    out.usage = ctx.usage
+                        who = f"item {act.index} of step {spec.name!r} returned"
+                        out.encoded = encode_state(who, {"result": result})
+                    elif type(result) not in _ATOMS:
+                        check_state(f"item {act.index} of step {spec.name!r} returned", {"result": result})
+                    out.usage = usage
                     out.error = out.kind = None
                     out.status = Status.OK
                     if cache is not None:
@@ -243,7 +270,7 @@ class AttemptRunner:
                     return out
                 if result is None:
                     result = {}
-                elif not isinstance(result, Mapping):
+                elif type(result) is not dict and not isinstance(result, Mapping):
                     raise StateValueError(
                         f"step {spec.name!r} returned {type(result).__name__}; a step returns a "
                         f"dict of state updates (or None)"
@@ -257,9 +284,9 @@ class AttemptRunner:
                 # before the result is accepted (the store redacts the JSON as it writes it).
                 if self._encode or cache is not None:
                     out.encoded = encode_updates(spec.name, result)
-                elif result:
+                elif result and not _plain(result):
                     check_state(f"step {spec.name!r} wrote", result)
-                out.updates, out.usage = result, ctx.usage
+                out.updates, out.usage = result, usage
                 out.error = out.kind = None
                 out.status = Status.OK
                 if cache is not None:
@@ -278,12 +305,12 @@ class AttemptRunner:
                 self._journal.record(self._make.outcome(act, out, None))
                 raise
             except Exception as exc:
-                out.error, out.usage = exc, ctx.usage
+                out.error, out.usage = exc, None if ctx is None else ctx.usage
                 timed_out = isinstance(exc, StepTimeoutError)
                 if timed_out and by_deadline:
                     out.run_timeout, out.kind, out.status = True, ErrorKind.TRANSIENT, Status.TIMEOUT
                     return out
-                kind = out.kind = classify(exc)
+                kind = out.kind = (spec.classifier or classify_error)(exc)
                 out.status = Status.TIMEOUT if timed_out else Status.FAILED
                 if not policy.allows(kind, attempt - 1):
                     return out
@@ -293,7 +320,7 @@ class AttemptRunner:
                 wait = retry_after_of(exc)
                 if wait is not None and wait > delay:
                     delay = wait
-                elapsed = time.monotonic() - first_start
+                elapsed = time.perf_counter() - first_start
                 if policy.max_elapsed is not None and elapsed + delay > policy.max_elapsed:
                     return out
                 if self.deadline is not None and time.monotonic() + delay >= self.deadline:
@@ -392,26 +419,34 @@ class AttemptRunner:
             out.encoded = None  # only needed for the cache: in-memory runs keep no checkpoints
 
     async def _call(
-        self, spec: StepSpec, state: Any, ctx: StepContext, timeout: float | None, span: list[float] | None = None
+        self,
+        spec: StepSpec,
+        state: Any,
+        ctx: StepContext | None,
+        timeout: float | None,
+        span: list[float] | None = None,
     ) -> Any:
-        """Run the step's body. A sync body runs in a worker thread and, given ``span``, appends
-        its own start and end (``perf_counter``) there: a timed-out body appends only its start."""
-        args = (state, ctx) if spec.takes_context else (state,)
+        """Run the step's body (under ``timeout``, if any). A sync body runs in a worker thread and,
+        given ``span``, appends its own start and end (``perf_counter``) there: a timed-out body
+        appends only its start. ``ctx`` is None only for an async step that takes none."""
         if spec.is_async or spec.subflow is not None:
-
-            def body() -> Awaitable[Any]:  # a sub-workflow step runs its child run in place of its function
-                return self._run_child(spec, state, ctx.visit) if spec.subflow is not None else spec.fn(*args)
-
+            if spec.subflow is not None:  # a sub-workflow step runs its child run in place of its function
+                assert ctx is not None and self._run_child is not None
+                body = self._run_child(spec, state, ctx.visit)
+            else:
+                body = spec.fn(state, ctx) if spec.takes_context else spec.fn(state)
             if timeout is None:
-                return await body()
+                return await body
             scope = asyncio.timeout(timeout)
             try:
                 async with scope:
-                    return await body()
+                    return await body
             except TimeoutError:
                 if scope.expired():
                     raise StepTimeoutError(spec.name, timeout) from None
                 raise
+        assert ctx is not None
+        args = (state, ctx) if spec.takes_context else (state,)
         # Plain functions run in a worker thread so they never block the event loop (a notebook
         # kernel stays responsive); the context is copied so contextvars reach the step.
         call = contextvars.copy_context().run
@@ -426,6 +461,8 @@ class AttemptRunner:
             if cfut.done() and not cfut.cancelled() and isinstance(cfut.exception(), TimeoutError):
                 raise  # the step's own TimeoutError, not ours
             if not cfut.cancel():  # already running: let it finish, discard and record its result
+                if self.late_results is None:
+                    self.late_results = []  # here, on the loop's thread: the worker only appends
                 cfut.add_done_callback(lambda f: self._late_result(spec.name, ctx, f))
             raise StepTimeoutError(spec.name, timeout) from None
 
@@ -443,6 +480,7 @@ class AttemptRunner:
             "at": time.time(),
             "outcome": f"error: {fut.exception()!r}" if fut.exception() else "result discarded",
         }
+        assert self.late_results is not None  # made before this callback was added
         self.late_results.append(record)  # list.append is atomic: safe from the worker thread
         logger.warning(
             "run %s: step %r attempt %d finished after its timeout; %s",

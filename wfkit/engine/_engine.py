@@ -36,7 +36,7 @@ from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeAlias
 
-from wfkit.engine._activations import Activation, Batch, Outcome
+from wfkit.engine._activations import Activation, Batch, Outcome, snapshot
 from wfkit.engine._attempts import AttemptRunner
 from wfkit.engine._cache import StepCache
 from wfkit.engine._durability import Durability
@@ -158,7 +158,6 @@ class Execution:
         self.log: list[Checkpoint] = []
         self.status = RunStatus.PENDING
         self.error: BaseException | None = None
-        self.late_results: list[dict[str, Any]] = []
         self.started_at: float | None = None
         self.ended_at: float | None = None
         self.timeout = timeout
@@ -178,43 +177,57 @@ class Execution:
         self._arrived: dict[str, set[str]] = {}
         self._ready: deque[Activation] = deque()
         self._tasks: dict[asyncio.Task[Outcome], Activation] = {}
-        self._done: deque[asyncio.Task[Outcome]] = deque()
+        self._done: deque[asyncio.Task[Outcome]] | None = None  # made when a first task starts
         self._wake: asyncio.Future[None] | None = None
+        # The state as steps see it, shared by activations until a commit changes the state.
+        self._view: Mapping[str, Any] | None = None
+        self._view_version = -1
         self._failed = False
         self._ended = False  # set at the very end of drive(); `finished` turns it into an Event
         self._finished: threading.Event | None = None
-        self.parked: list[Activation] = []  # waiting for an approval decision
-        self.unreconciled: list[Activation] = []  # irreversible steps cut off mid-flight
+        # Rare, so tuples (no list per run): waiting for an approval decision; irreversible steps
+        # cut off mid-flight.
+        self.parked: tuple[Activation, ...] = ()
+        self.unreconciled: tuple[Activation, ...] = ()
         self._resumed = False
         self._replaying = False  # rebuilding from checkpoints: nothing is written or emitted
-        self._held: list[StepEvent] | None = None  # rows recorded while settling one step
+        self._settling = False  # rows recorded while settling a step wait in _held (made on demand)
+        self._held: list[StepEvent] | None = None
         self._map_done: dict[tuple[str, int], dict[int, Any]] = {}  # items finished before a resume
         # The parts. Events pass through the processors before the journal and any sink.
         self._make = EventMaker(run_id, graph.name, version, parameters_hash, processors, parent_run_id)
         self._outlet = Outlet((*sinks, *settings.extra_sinks))
         self._services = Services(run_id, llm, tool_registry, self.seed)
-        self._durability = Durability(store, run_id, make=self._make, emit=self._outlet.emit, policy=policy)
-        children = ChildRuns(
-            run_id,
-            store=store,
-            policy=policy,
-            services=self._services,
-            views=self._outlet,
-            seed=self.seed,
-            user_sinks=sinks,
-        )
+        self._durability = Durability(store, run_id, make=self._make, emit=self._outlet, policy=policy)
+        # The step cache and the sub-workflow runner only for graphs that have such steps: ten
+        # thousand concurrent runs pay for every object a run keeps (memory, and the collector's
+        # passes over them).
+        cached = subflows = False
+        for spec in graph.steps.values():
+            cached = cached or spec.cache is not None
+            subflows = subflows or spec.subflow is not None
+        children = None
+        if subflows:
+            children = ChildRuns(
+                run_id,
+                store=store,
+                policy=policy,
+                services=self._services,
+                views=self._outlet,
+                seed=self.seed,
+                user_sinks=sinks,
+            )
         self._runner = AttemptRunner(
             run_id,
             graph.name,
             make=self._make,
             journal=self._durability,
             services=self._services,
-            cache=StepCache(graph.name, store),
-            run_child=children.run,
+            cache=StepCache(graph.name, store) if cached else None,
+            run_child=None if children is None else children.run,
             seed=self.seed,
             encode=store is not None,
             sleep=settings.sleep,
-            late_results=self.late_results,
         )
 
     # ---- what the Run handle and sub-workflows read -------------------------------------------------
@@ -241,6 +254,11 @@ class Execution:
     @chunk_observers.setter
     def chunk_observers(self, observers: list[Callable[[TokenChunk], object]]) -> None:
         self._services.chunk_observers = observers
+
+    @property
+    def late_results(self) -> list[dict[str, Any]]:
+        """Sync steps that finished after their timeout: their results were discarded."""
+        return self._runner.late_results or []
 
     @property
     def llm(self) -> ChatModel | None:
@@ -320,21 +338,25 @@ class Execution:
                 self._outlet.status_changed()
 
     async def _loop(self) -> None:
-        ready, tasks, done, durability = self._ready, self._tasks, self._done, self._durability
+        ready, tasks, durability, run = self._ready, self._tasks, self._durability, self._runner.run
+        durable = self.store is not None  # a run kept in memory has nothing to sync
         loop = asyncio.get_running_loop()
         while not self._failed:
             if not tasks and len(ready) == 1:
                 act = ready.popleft()
-                if act.spec.gated and not await self._admitted(act):
+                spec = act.spec
+                if spec.gated and not await self._admitted(act):
                     continue
-                if act.spec.map is not None and act.batch is None:
+                if spec.map is not None and act.batch is None:
                     self._expand(act)
                     continue
-                outcome = await self._runner.run(act)
-                self._settle(act, outcome)
-                if durability.pending:
+                self._settle(act, await run(act))
+                if durable and durability.pending:
                     await durability.sync()
                 continue
+            done = self._done
+            if done is None:
+                done = self._done = deque()
             while ready and not self._failed:
                 act = ready.popleft()
                 if act.spec.gated and not await self._admitted(act):
@@ -342,7 +364,7 @@ class Execution:
                 if act.spec.map is not None and act.batch is None:
                     self._expand(act)
                     continue
-                task = loop.create_task(self._runner.run(act))
+                task = loop.create_task(run(act))
                 task.add_done_callback(self._on_task_done)
                 tasks[task] = act
             if not tasks:
@@ -356,11 +378,12 @@ class Execution:
             while done and not self._failed:
                 task = done.popleft()
                 self._settle(tasks.pop(task), task.result())
-            if durability.pending:
+            if durable and durability.pending:
                 await durability.sync()  # successors start only once their predecessors are durable
         await self._cancel_tasks()
 
     def _on_task_done(self, task: asyncio.Task[Outcome]) -> None:
+        assert self._done is not None
         self._done.append(task)
         wake = self._wake
         if wake is not None and not wake.done():
@@ -390,9 +413,12 @@ class Execution:
             self._visit_limit(spec, visit)
             return
         self._active[name] = self._active.get(name, 0) + 1
-        self._ready.append(
-            Activation(spec, visit, spec.tools if tools is None else tools, self._version, failure, self.state)
-        )
+        version = self._version
+        view = self._view
+        if view is None or self._view_version != version:
+            view = self._view = snapshot(self.state)
+            self._view_version = version
+        self._ready.append(Activation(spec, visit, spec.tools if tools is None else tools, version, failure, view))
 
     def _visit_limit(self, spec: StepSpec, visit: int) -> None:
         now = time.time()
@@ -448,17 +474,19 @@ class Execution:
         if act.batch is not None:
             self._settle_item(act, act.batch, out)
             return
-        held: list[StepEvent] = []
-        self._held = held
+        self._settling = True
         try:
             checkpoint = self._settle_outcome(act, out)
         finally:
-            self._held = None
+            self._settling = False
         if checkpoint is not None:
             self._checkpoint(act, *checkpoint, out.body_end)
-        # Rows recorded while settling (a visit limit met by a successor) follow the checkpoint.
-        for event in held:
-            self._record(event)
+        held = self._held
+        if held is not None:
+            # Rows recorded while settling (a visit limit met by a successor) follow the checkpoint.
+            self._held = None
+            for event in held:
+                self._record(event)
 
     def _settle_outcome(self, act: Activation, out: Outcome) -> tuple[str, str | None, str | None, StepEvent] | None:
         """Apply the outcome; returns the checkpoint to write (outcome, updates, failure, event)."""
@@ -531,9 +559,9 @@ class Execution:
         wait); resuming the run runs it again, which resumes the same child run."""
         assert out.halted is not None
         if out.halted.status == RunStatus.WAITING_APPROVAL:
-            self.parked.append(act)
+            self.parked += (act,)
         else:
-            self.unreconciled.append(act)
+            self.unreconciled += (act,)
         extra = {"child_run_id": out.halted.child_run_id, "child_status": out.halted.status}
         self._record(
             self._make.event(
@@ -666,9 +694,9 @@ class Execution:
         if verdict == "run":
             return True
         if verdict == "park":
-            self.parked.append(act)
+            self.parked += (act,)
         elif verdict == "reconcile":
-            self.unreconciled.append(act)
+            self.unreconciled += (act,)
         elif verdict == "fail":
             assert admission.error is not None
             self._fail(admission.error, RunStatus.FAILED)
@@ -694,7 +722,9 @@ class Execution:
         """A row with no checkpoint of its own (a visit limit, a failure that ends the run)."""
         if self._replaying:
             return
-        if self._held is not None:  # settling a step: it follows that step's checkpoint
+        if self._settling:  # settling a step: it follows that step's checkpoint
+            if self._held is None:
+                self._held = []
             self._held.append(event)
             return
         self._durability.record(event)
@@ -744,6 +774,7 @@ class Execution:
                     router = self.graph.routers.get(step)
                     if fork is not None:
                         self.state.update(fork)  # a fork's update is the state it asked for: no merge
+                        self._view = None  # the state changed without a commit
                         chosen = None if router is None else router.choose(self.state).target
                         log.append((len(log) + 1, step, visit, "fork", fork, chosen, None, None))
                     if router is not None:

@@ -17,11 +17,14 @@ from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 from wfkit.engine._activations import Activation, Outcome
-from wfkit.model._events import StepEvent
-from wfkit.model._processors import Processor, chain
+from wfkit.model._events import FIELDS, StepEvent
+from wfkit.model._processors import Processor, only_text
 from wfkit.model._retry import ErrorKind
 
 _HOST = socket.gethostname()
+_new_row = tuple.__new__
+_SET_BY_MAKER = FIELDS[: FIELDS.index("parent_run_id") + 1]
+_DEFAULTS_AFTER = tuple(StepEvent._field_defaults[name] for name in FIELDS[len(_SET_BY_MAKER) :])
 
 Observer = Callable[[StepEvent | None], object]
 """A live view of a run: hears each event, and None when the run's status changed (it ended or halted)."""
@@ -36,7 +39,7 @@ class Emit(Protocol):
 class EventMaker:
     """Builds one run's step events: its identity stamped on, its processors applied."""
 
-    __slots__ = ("_process", "parameters_hash", "parent_run_id", "run_id", "version", "workflow")
+    __slots__ = ("_only_text", "_processors", "parameters_hash", "parent_run_id", "run_id", "version", "workflow")
 
     def __init__(
         self,
@@ -52,7 +55,8 @@ class EventMaker:
         self.version = version
         self.parameters_hash = parameters_hash
         self.parent_run_id = parent_run_id  # set when the run is a sub-workflow of another
-        self._process = chain(processors)
+        self._processors = processors  # applied in a loop here: no closure per run
+        self._only_text = only_text(processors)  # a row with no text passes them unchanged
 
     def event(
         self,
@@ -78,39 +82,50 @@ class EventMaker:
         else:
             model, tokens_in, tokens_out = usage.get("model"), usage.get("tokens_in"), usage.get("tokens_out")
             cost, extra = usage.get("cost_usd"), usage.get("extra")
-        event = StepEvent(
-            self.run_id,
-            self.workflow,
-            self.version,
-            step,
-            visit,
-            attempt,
-            status,
-            None if kind is None else kind.value,
-            None if error is None else type(error).__name__,
-            None if error is None else str(error),
-            started_at,
-            started_at + latency,
-            latency,
-            queue_s,
-            retry_delay,
-            route,
-            tools,
-            model,
-            tokens_in,
-            tokens_out,
-            cost,
-            None,
-            None,
-            self.parameters_hash,
-            _HOST,
-            extra,
-            map_index,
-            self.parent_run_id,
+        # Positional, straight into the tuple: the NamedTuple's own __new__ is one Python call more
+        # per attempt. In StepEvent's field order up to parent_run_id (a test checks it); fields
+        # appended after it take their defaults.
+        event: StepEvent = _new_row(
+            StepEvent,
+            (
+                self.run_id,
+                self.workflow,
+                self.version,
+                step,
+                visit,
+                attempt,
+                status,
+                None if kind is None else kind.value,
+                None if error is None else type(error).__name__,
+                None if error is None else str(error),
+                started_at,
+                started_at + latency,
+                latency,
+                queue_s,
+                retry_delay,
+                route,
+                tools,
+                model,
+                tokens_in,
+                tokens_out,
+                cost,
+                None,
+                None,
+                self.parameters_hash,
+                _HOST,
+                extra,
+                map_index,
+                self.parent_run_id,
+                *_DEFAULTS_AFTER,
+            ),
         )
         if fields:
             event = event._replace(**fields)
-        return event if self._process is None else self._process(event)
+        elif error is None and extra is None and self._only_text:
+            return event  # nothing the processors would change
+        for process in self._processors:
+            event = process(event)
+        return event
 
     def outcome(self, act: Activation, out: Outcome, route: str | None) -> StepEvent:
         """The row of an activation's last attempt (the one that decided its outcome)."""
@@ -139,22 +154,30 @@ class EventMaker:
 
 
 class Outlet:
-    """Delivers a run's events: to its event list, the user's sinks, then the live observers."""
+    """Delivers a run's events: to its event list, the user's sinks, then the live observers.
+
+    The outlet is itself an :class:`Emit` (calling it emits), so the durability layer is handed
+    the outlet, not a bound method of it: one object less per run.
+    """
 
     __slots__ = ("_sinks", "events", "observers")
 
     def __init__(self, sinks: tuple[Callable[[StepEvent], object], ...]) -> None:
         self.events: list[StepEvent] = []
-        self._sinks = (self.events.append, *sinks)
+        self._sinks = sinks
         self.observers: list[Observer] = []  # live views; the Run handle may swap in its own list
 
     def emit(self, event: StepEvent, *, record: bool = True) -> None:
         """Hand ``event`` on. ``record=False``: the event list holds it already (read from the
         journal on resume); only the sinks and observers hear of it."""
-        for sink in self._sinks if record else self._sinks[1:]:
+        if record:
+            self.events.append(event)
+        for sink in self._sinks:
             sink(event)
         for observer in self.observers:
             observer(event)
+
+    __call__ = emit
 
     def status_changed(self) -> None:
         """Tell the live views the run ended or halted."""

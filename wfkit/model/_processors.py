@@ -13,6 +13,7 @@ import json
 import os
 import re
 import threading
+import weakref
 from collections.abc import Callable, Iterable
 from typing import Any, TypeAlias
 
@@ -177,6 +178,17 @@ def _deep(value: Any, fn: Callable[[str], str]) -> Any:
     return value
 
 
+# The built-in processors, which change only a row's text (error message, decision comment,
+# extra): a row without any returns unchanged, so the engine need not call them for it.
+_TEXT_ONLY: weakref.WeakSet[Processor] = weakref.WeakSet()
+
+
+def only_text(processors: Iterable[Processor]) -> bool:
+    """Whether every processor leaves a row that has no error message, decision comment or extra
+    as it is (true of the built-in ones; a user's processor may do anything)."""
+    return all(p in _TEXT_ONLY for p in processors)
+
+
 def redact_secrets(event: StepEvent) -> StepEvent:
     """Processor: redact secrets in the error message, the reviewer's comment and ``extra``."""
     if event.error_message is None and event.decision_comment is None and event.extra is None:
@@ -209,23 +221,9 @@ def truncate(limit: int = MAX_TEXT) -> Processor:
                 extra = {**_deep(extra, cut), "truncated_chars": sizes}
         return event._replace(error_message=message, extra=extra)
 
+    _TEXT_ONLY.add(truncate_event)
     return truncate_event
 
 
+_TEXT_ONLY.add(redact_secrets)
 DEFAULT_PROCESSORS: tuple[Processor, ...] = (redact_secrets, truncate())
-
-
-def chain(processors: Iterable[Processor]) -> Processor | None:
-    """One callable applying ``processors`` in order (None when there are none)."""
-    steps = tuple(processors)
-    if not steps:
-        return None
-    if len(steps) == 1:
-        return steps[0]
-
-    def apply(event: StepEvent) -> StepEvent:
-        for processor in steps:
-            event = processor(event)
-        return event
-
-    return apply
