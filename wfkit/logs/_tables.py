@@ -50,7 +50,7 @@ def _dense_codes(frame: pd.DataFrame, keys: Sequence[str]) -> tuple[Any, Any, li
     # Narrow codes move fewer bytes, and numpy's stable sort of 8- and 16-bit integers is a radix
     # sort (one pass per byte).
     narrow = np.uint8 if space <= 2**8 else np.uint16
-    combined = np.zeros(len(frame), dtype=narrow)
+    combined: Any = np.zeros(len(frame), dtype=narrow)
     missing = None
     levels = []
     for codes, cats in columns:
@@ -58,7 +58,8 @@ def _dense_codes(frame: pd.DataFrame, keys: Sequence[str]) -> tuple[Any, Any, li
         if len(codes) and codes.min() < 0:  # a missing key: that row belongs to no group
             missing = codes < 0 if missing is None else missing | (codes < 0)
         # A missing key's -1 wraps to some code here; the row is dropped by `missing` anyway.
-        combined *= narrow(width)
+        if levels:  # (the first key's width may be 256, which a uint8 cannot hold)
+            combined *= width  # in place: stays `narrow`
         combined += codes.astype(narrow, copy=False)
         levels.append(cats)
     return combined, missing, levels
@@ -68,14 +69,12 @@ def _lerp(below: Any, above: Any, fraction: Any) -> Any:
     """numpy's linear interpolation between neighbouring order statistics, operation for
     operation (``numpy.lib._function_base_impl._lerp``), so the quantiles equal np.quantile's to
     the last bit: from the lower neighbour below one half, from the upper one from there on."""
-    import numpy as np
 
     step = above - below
     result = below + step * fraction
     upper = fraction >= 0.5
     result[upper] = (above - step * (1 - fraction))[upper]
     return result
-
 
 
 def _sorted_groups(codes: Any, values: Any, space: int) -> tuple[Any, Any, Any]:
