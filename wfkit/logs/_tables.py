@@ -52,7 +52,7 @@ def _dense_codes(frame: pd.DataFrame, keys: Sequence[str]) -> tuple[Any, Any, li
     narrow = np.uint8 if space <= 2**8 else np.uint16
     combined: Any = np.zeros(len(frame), dtype=narrow)
     missing = None
-    levels = []
+    levels: list[Any] = []
     for codes, cats in columns:
         width = max(len(cats), 1)
         if len(codes) and codes.min() < 0:  # a missing key: that row belongs to no group
