@@ -745,3 +745,65 @@ def test_one_parquet_file_reads_without_partitions(tmp_path: Path) -> None:
     loose = tmp_path / "loose.parquet"
     loose.write_bytes(path.read_bytes())
     assert wf.steps(loose)["workflow"].isna().all()
+
+
+def _dictionary_chunk(values: list[str | None], dictionary: list[str]) -> pa.DictionaryArray:
+    """``values`` as a dictionary array over ``dictionary`` (its own order, unused entries kept)."""
+    words = list(dict.fromkeys([*dictionary, *(v for v in values if v is not None)]))
+    indices = pa.array([None if v is None else words.index(v) for v in values], pa.int32())
+    return pa.DictionaryArray.from_arrays(indices, pa.array(words, pa.string()))
+
+
+_WORDS = st.sampled_from(["ok", "retry", "failed", "b", "a", "é", "Z"])
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    chunks=st.lists(
+        st.tuples(
+            st.lists(
+                st.tuples(
+                    st.one_of(st.none(), _WORDS), st.one_of(st.none(), st.text(max_size=5)), st.integers(0, 10**6)
+                ),
+                max_size=12,
+            ),
+            st.lists(_WORDS, max_size=3, unique=True),  # a chunk's dictionary may hold values no row uses
+        ),
+        min_size=1,
+        max_size=5,
+    ),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_categoricals_and_a_reordered_read_equal_the_plain_conversion(
+    chunks: list[tuple[list[tuple[str | None, str | None, int]], list[str]]], seed: int
+) -> None:
+    """Any chunks, each with a dictionary of its own (nulls, unused entries): the categorical holds
+    the rows' values with every dictionary's values as sorted categories; reordered, the frame is
+    exactly the conversion of the table taken in that order."""
+    import numpy as np
+
+    from wfkit.logs._steplog import _to_pandas, _to_pandas_in_order
+
+    table = pa.Table.from_batches(
+        [
+            pa.record_batch(
+                {
+                    "status": _dictionary_chunk([r[0] for r in rows], dictionary),
+                    "error_message": pa.array([r[1] for r in rows], pa.string()),
+                    "tools": pa.array([None if r[1] is None else [r[1]] for r in rows], pa.list_(pa.string())),
+                    "seq": pa.array([r[2] for r in rows], pa.int64()),
+                    "latency_s": pa.array([None if r[2] % 7 == 0 else r[2] / 3 for r in rows], pa.float64()),
+                }
+            )
+            for rows, dictionary in chunks
+        ]
+    )
+    frame = _to_pandas(table)
+    assert [None if pd.isna(v) else v for v in frame["status"]] == table.column("status").to_pylist()
+    every = {v for chunk in table.column("status").chunks for v in chunk.dictionary.to_pylist()}
+    assert sorted(every) == list(frame["status"].cat.categories)
+    order = np.random.default_rng(seed).permutation(table.num_rows)
+    expected = _to_pandas(table.combine_chunks().take(order))
+    actual = _to_pandas_in_order(table, order)
+    assert list(expected.dtypes) == list(actual.dtypes)
+    assert expected.equals(actual)

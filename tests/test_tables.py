@@ -6,6 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from wfkit.logs._tables import _pandas_quantiles, grouped_quantiles, keys_of, quantile_label, runs_table
 
@@ -109,3 +111,100 @@ def test_runs_table_equals_one_computed_run_by_run() -> None:
     actual = runs_table(df)
     assert list(expected.columns) == list(actual.columns)
     assert expected.equals(actual)
+
+
+def _per_group_reference(df: pd.DataFrame, keys: list[str], quantiles: list[float], where: np.ndarray) -> pd.DataFrame:
+    """The table computed the obvious way: each group's values in row order, np.quantile on them."""
+    rows, index = [], []
+    usable = where & df["latency_s"].notna().to_numpy() & df[keys].notna().all(axis=1).to_numpy()
+    for key in sorted({tuple(k) for k in df.loc[usable, keys].itertuples(index=False)}):
+        chosen = usable & (df[keys] == pd.Series(key, index=keys)).all(axis=1).to_numpy()
+        values = df.loc[chosen, "latency_s"].to_numpy(dtype=float)
+        rows.append([*np.quantile(values, quantiles), values.max(), values.mean(), len(values)])
+        index.append(key)
+    labels = [quantile_label(q) for q in quantiles]
+    table = pd.DataFrame(
+        np.array(rows, dtype=float).reshape(len(rows), len(labels) + 3),
+        index=pd.MultiIndex.from_tuples(index, names=keys)
+        if index
+        else pd.MultiIndex.from_arrays([[], []], names=keys),
+        columns=[*labels, "max", "mean", "count"],
+    )
+    table["count"] = table["count"].astype("int64")
+    return table
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    rows=st.lists(
+        st.tuples(
+            st.sampled_from(["w1", "w2", None]),
+            st.sampled_from(["a", "b", "c", "d"]),
+            st.one_of(
+                st.floats(min_value=0, max_value=1e6, allow_nan=False),
+                st.sampled_from([0.0, 0.25, 1.0, 1.0, 3.5, float("nan")]),  # ties and missing values
+            ),
+            st.booleans(),
+        ),
+        max_size=80,
+    ),
+    quantiles=st.lists(st.floats(min_value=0, max_value=1), min_size=1, max_size=6),
+    categorical=st.booleans(),
+)
+def test_grouped_quantiles_equal_np_quantile_per_group_to_the_bit(
+    rows: list[tuple[str | None, str, float, bool]], quantiles: list[float], categorical: bool
+) -> None:
+    """Any rows, keys, masks and quantiles: each group's quantiles, max, mean and count are exactly
+    np.quantile's (linear), max, mean and size over that group's values taken in row order."""
+    df = pd.DataFrame(
+        {
+            "workflow": pd.Series([r[0] for r in rows], dtype=object),
+            "step": pd.Series([r[1] for r in rows], dtype=object),
+            "latency_s": pd.Series([r[2] for r in rows], dtype=float),
+        }
+    )
+    if categorical:
+        df = df.astype({"workflow": "category", "step": "category"})
+    where = np.array([r[3] for r in rows], dtype=bool)
+    expected = _per_group_reference(df, ["workflow", "step"], quantiles, where)
+    actual = grouped_quantiles(df, ["workflow", "step"], "latency_s", quantiles, where=where)
+    assert list(expected.index) == list(actual.index)
+    assert list(expected.columns) == list(actual.columns)
+    np.testing.assert_array_equal(expected.to_numpy(dtype=float), actual.to_numpy(dtype=float))
+
+
+def test_grouped_quantiles_of_large_groups_equal_np_quantile() -> None:
+    """200,000 rows in 300 groups (16-bit codes), many ties: every figure equals np.quantile's per group."""
+    rng = np.random.default_rng(7)
+    n = 200_000
+    df = pd.DataFrame(
+        {
+            "workflow": pd.Categorical(rng.integers(0, 3, n).astype(str)),
+            "step": pd.Categorical(rng.integers(0, 100, n).astype(str)),
+            "latency_s": np.round(rng.lognormal(size=n), 2),
+        }
+    )
+    qs = [0.0, 0.5, 0.9, 0.95, 0.99, 0.999, 1.0]
+    table = grouped_quantiles(df, ["workflow", "step"], "latency_s", qs)
+    assert 300 == len(table)
+    for (workflow, step), row in table.iloc[::37].iterrows():
+        values = df.loc[(df["workflow"] == workflow) & (df["step"] == step), "latency_s"].to_numpy()
+        assert [*np.quantile(values, qs), values.max(), values.mean(), len(values)] == list(row)
+
+
+@pytest.mark.parametrize("quantiles", [[0.5, 1.5], [-0.1], [float("nan")]])
+def test_grouped_quantiles_outside_zero_to_one_are_refused(quantiles: list[float]) -> None:
+    """A quantile outside [0, 1] (or NaN) is a ValueError that names the range."""
+    with pytest.raises(ValueError, match=r"quantiles must be numbers in \[0, 1\]"):
+        grouped_quantiles(frame(True), ["workflow", "step"], "latency_s", quantiles)
+
+
+def test_grouped_quantiles_with_256_and_65536_groups() -> None:
+    """A key with exactly 256 (8-bit codes) or 65,536 (16-bit codes) levels groups every row right."""
+    for groups in (256, 65_536):
+        n = groups * 2
+        df = pd.DataFrame({"step": pd.Categorical(np.arange(n) % groups), "latency_s": np.arange(n, dtype=float)})
+        table = grouped_quantiles(df, ["step"], "latency_s", [0.5])
+        assert list(range(groups)) == list(table.index)
+        assert [2] * groups == list(table["count"])
+        assert list(np.arange(groups) + groups / 2) == list(table["p50"])

@@ -27,15 +27,15 @@ def quantile_label(q: float) -> str:
     return f"p{round(pct):d}" if abs(pct - round(pct)) < 1e-9 else f"p{pct:g}"
 
 
-def _dense_codes(frame: pd.DataFrame, keys: Sequence[str]) -> tuple[Any, list[Any]] | None:
-    """One integer per row naming its group (-1: a key is missing), and each key's levels; None
-    when the groups could number more than 65,536 (then pandas' groupby does the work)."""
+def _dense_codes(frame: pd.DataFrame, keys: Sequence[str]) -> tuple[Any, Any, list[Any]] | None:
+    """One unsigned integer per row naming its group, as narrow as the groups allow (8 bits for up
+    to 256 groups, else 16), a boolean array of the rows with a missing key (None: no such row), and
+    each key's levels; None when the groups could number more than 65,536 (then pandas' groupby
+    does the work)."""
     import numpy as np
     import pandas as pd
 
-    combined = None
-    missing = None
-    levels = []
+    columns = []
     space = 1
     for key in keys:
         column = frame[key]
@@ -43,23 +43,59 @@ def _dense_codes(frame: pd.DataFrame, keys: Sequence[str]) -> tuple[Any, list[An
             codes, cats = column.cat.codes.to_numpy(), column.cat.categories
         else:
             codes, cats = pd.factorize(column, sort=True)
-        width = max(len(cats), 1)
-        space *= width
+        space *= max(len(cats), 1)
         if space > 2**16:
             return None
+        columns.append((codes, cats))
+    # Narrow codes move fewer bytes, and numpy's stable sort of 8- and 16-bit integers is a radix
+    # sort (one pass per byte).
+    narrow = np.uint8 if space <= 2**8 else np.uint16
+    combined: Any = np.zeros(len(frame), dtype=narrow)
+    missing = None
+    levels: list[Any] = []
+    for codes, cats in columns:
+        width = max(len(cats), 1)
         if len(codes) and codes.min() < 0:  # a missing key: that row belongs to no group
             missing = codes < 0 if missing is None else missing | (codes < 0)
-            codes = np.maximum(codes, 0)
-        # 32-bit arithmetic: the code space is at most 2**16, and half the bytes move.
-        codes = codes.astype(np.int32, copy=False)
-        combined = codes if combined is None else combined * np.int32(width) + codes
+        # A missing key's -1 wraps to some code here; the row is dropped by `missing` anyway.
+        if levels:  # (the first key's width may be 256, which a uint8 cannot hold)
+            combined *= width  # in place: stays `narrow`
+        combined += codes.astype(narrow, copy=False)
         levels.append(cats)
-    if combined is None:
-        combined = np.zeros(len(frame), dtype=np.int32)
-    if missing is not None:
-        combined = combined.copy()
-        combined[missing] = -1
-    return combined, levels
+    return combined, missing, levels
+
+
+def _lerp(below: Any, above: Any, fraction: Any) -> Any:
+    """numpy's linear interpolation between neighbouring order statistics, operation for
+    operation (``numpy.lib._function_base_impl._lerp``), so the quantiles equal np.quantile's to
+    the last bit: from the lower neighbour below one half, from the upper one from there on."""
+
+    step = above - below
+    result = below + step * fraction
+    upper = fraction >= 0.5
+    result[upper] = (above - step * (1 - fraction))[upper]
+    return result
+
+
+def _sorted_groups(codes: Any, values: Any, space: int) -> tuple[Any, Any, Any]:
+    """Each group's values brought together (groups in code order, rows in row order within a
+    group), each stretch then sorted in place; with the groups' sizes and their means (taken
+    before the sort, so that the sum runs in row order, as pandas' does).
+
+    Not split across threads: on this work numpy's sorts and gathers are bound by memory, and two
+    threads measured no faster than one."""
+    import numpy as np
+
+    counts = np.bincount(codes, minlength=space)
+    # Codes of 8 or 16 bits: numpy's stable sort is a radix sort, one pass per byte.
+    ordered = values[np.argsort(codes, kind="stable")]  # our own copy, sorted in place below
+    means = np.zeros(space)
+    ends = np.cumsum(counts)
+    for group in np.flatnonzero(counts):
+        stretch = ordered[ends[group] - counts[group] : ends[group]]
+        means[group] = stretch.mean()
+        stretch.sort()
+    return ordered, counts, means
 
 
 def grouped_quantiles(
@@ -72,38 +108,53 @@ def grouped_quantiles(
 ) -> pd.DataFrame:
     """Quantiles (linear interpolation, as pandas and DuckDB's quantile_cont), max, mean and count
     of ``column`` per group, NaN values and rows with a missing key left out, groups in sorted
-    order; only the rows where the boolean array ``where`` is true, if given. Fast on millions of
-    rows: the frame is never copied (only its key codes and the one column, masked), no pandas
-    groupby, one radix sort of the group codes, then one selection (np.quantile partitions, O(n))
-    per group."""
+    order; only the rows where the boolean array ``where`` is true, if given.
+
+    Fast on millions of rows, equal to np.quantile per group to the last bit: the frame is never
+    copied (only its key codes and the one column, masked once), no pandas groupby; one radix sort
+    of narrow group codes brings each group's values together, each group's stretch is then
+    sorted in place (numpy's SIMD sort beats a selection of the eight order statistics the
+    quantiles need), and every quantile of every group is read from those stretches and
+    interpolated in one vectorised step."""
     import numpy as np
     import pandas as pd
 
+    qs = np.asarray(quantiles, dtype=float)
+    if qs.ndim != 1 or ((qs < 0) | (qs > 1) | np.isnan(qs)).any():
+        raise ValueError(f"quantiles must be numbers in [0, 1], got {list(quantiles)}")
     labels = [quantile_label(q) for q in quantiles]
     dense = _dense_codes(frame, keys) if keys else None
     if dense is None:
         return _pandas_quantiles(frame if where is None else frame[where], keys, column, quantiles)
-    codes, levels = dense
+    codes, missing, levels = dense
     values = frame[column].to_numpy(dtype=float)
-    if where is not None:
-        codes, values = codes[where], values[where]
-    nan = np.isnan(values)
-    if nan.any() or (len(codes) and codes.min() < 0):
-        keep = (codes >= 0) & ~nan
+    drop = np.isnan(values)
+    if missing is not None:
+        drop |= missing
+    keep = ~drop if where is None else np.asarray(where, dtype=bool) & ~drop
+    if not keep.all():  # one compress per array, whatever the reasons a row is left out
         codes, values = codes[keep], values[keep]
     space = int(np.prod([max(len(c), 1) for c in levels]))
-    counts = np.bincount(codes, minlength=space)
-    # Codes as narrow as they fit: numpy's stable sort of 8- and 16-bit integers is a radix sort,
-    # one pass per byte.
-    narrow = np.uint8 if space <= 2**8 else np.uint16
-    order = np.argsort(codes.astype(narrow), kind="stable")
-    ordered = values[order]
+    ordered, counts, means = _sorted_groups(codes, values, space)
     ends = np.cumsum(counts)
+    starts = ends - counts
     present = np.flatnonzero(counts)
-    rows = []
-    for group in present:
-        part = ordered[ends[group] - counts[group] : ends[group]]
-        rows.append([*np.quantile(part, quantiles), part.max(), part.mean(), len(part)])
+    means = means[present]
+    # Linear interpolation between the order statistics around (n - 1) * q, as np.quantile does.
+    sizes = counts[present].astype(float)[:, None]
+    virtual = (sizes - 1) * qs[None, :]
+    lower = np.floor(virtual)
+    fraction = virtual - lower
+    last = virtual >= sizes - 1
+    first_at = starts[present][:, None]
+    below_at = np.where(last, sizes - 1, lower).astype(np.intp) + first_at
+    above_at = np.where(last, sizes - 1, lower + 1).astype(np.intp) + first_at
+    table_values = np.empty((len(present), len(qs) + 3))
+    if len(present):
+        table_values[:, : len(qs)] = _lerp(ordered[below_at], ordered[above_at], fraction)
+        table_values[:, len(qs)] = ordered[ends[present] - 1]
+    table_values[:, len(qs) + 1] = means
+    table_values[:, len(qs) + 2] = counts[present]
     # Decode each present group's code back into its key values.
     names = []
     rest = present.copy()
@@ -116,7 +167,7 @@ def grouped_quantiles(
         index: pd.Index = pd.Index(names[0], name=keys[0], dtype=object)
     else:
         index = pd.MultiIndex.from_arrays(names, names=list(keys))
-    table = pd.DataFrame(rows, index=index, columns=[*labels, "max", "mean", "count"], dtype=float)
+    table = pd.DataFrame(table_values, index=index, columns=[*labels, "max", "mean", "count"])
     table["count"] = table["count"].astype("int64")
     return table
 
