@@ -118,7 +118,7 @@ def measure(name: str, fn: Callable[[], Any], meter: CpuMeter) -> dict[str, Any]
     load = os.getloadavg()[0]
     driver0, each0 = meter.read()[0], meter.per_worker()
     t0 = time.perf_counter()
-    rows = fn()
+    rows = fn()  # a fingerprint of what the variant computed (None: a part of a variant)
     wall = time.perf_counter() - t0
     driver1, each1 = meter.read()[0], meter.per_worker()
     each = [b - a for a, b in zip(each0, each1, strict=True)]
@@ -132,6 +132,16 @@ def measure(name: str, fn: Callable[[], Any], meter: CpuMeter) -> dict[str, Any]
         "cores_used": (driver1 - driver0 + sum(each)) / wall,
         "rows": rows,
     }
+
+
+def idle_cores(client: Any, seconds: float = 3.0) -> dict[str, float]:
+    """Cores an idle cluster uses: this process (scheduler, nannies) and its workers."""
+    meter = CpuMeter(client)
+    time.sleep(0.5)
+    driver0, workers0 = meter.read()
+    time.sleep(seconds)
+    driver1, workers1 = meter.read()
+    return {"driver": (driver1 - driver0) / seconds, "workers": (workers1 - workers0) / seconds}
 
 
 def noop(i: int) -> int:
@@ -265,6 +275,13 @@ def main(argv: list[str]) -> None:
             wf.evals.evaluate(suite, concurrency=16, progress=False, store=False, workspace=tmp / "local")
         )
 
+    def local_export() -> None:
+        """The local runs' step log written to parquet. A local eval leaves that to a thread that
+        starts 30 s later (or to the first reader, or the process's exit), while a Dask partition
+        writes its step log to the dataset before it ends: timed apart, so the two can be compared
+        with and without it, and done here, so it never runs inside another variant's time."""
+        exporter.flush()
+
     def engine_only() -> None:  # the engine's own cost per case: the same suite, no CPU in the step
         wf.evals.evaluate(
             make_suite(args.cases, 0.0), concurrency=16, progress=False, store=False, workspace=tmp / "engine"
@@ -310,15 +327,24 @@ def main(argv: list[str]) -> None:
             )
             return then(client)
 
+    from wfkit.logs._steplog import exporter
+
     runs: list[dict[str, Any]] = []
     engine_only()  # warm the local path
+    exporter.flush()
     engine = measure("engine_only", engine_only, CpuMeter(None))
+    exporter.flush()
     for _ in range(args.repeats):  # interleaved: a neighbour's load hits every variant alike
         runs.append(measure("local", local, CpuMeter(None)))
+        runs.append(measure("local_export", local_export, CpuMeter(None)))
         for workers in (1, 2):
             runs.append(on_cluster(workers, lambda c, w=workers: measure(f"dask_{w}", on_dask(c), CpuMeter(c))))
         runs.append(on_cluster(2, lambda c: measure("dask_2_defaults", on_dask(c), CpuMeter(c)), dask_defaults=True))
-    outputs = [(r["variant"], r.pop("rows")) for r in runs]
+    idle = {
+        "dask_2": on_cluster(2, idle_cores),
+        "dask_2_defaults": on_cluster(2, idle_cores, dask_defaults=True),
+    }
+    outputs = [(r["variant"], r.pop("rows")) for r in runs if r["variant"] != "local_export"]
     if len({fp for _, fp in outputs}) != 1:
         differ = sorted({v for v, fp in outputs if fp != outputs[0][1]})
         raise SystemExit(f"{', '.join(differ)} gave other results than {outputs[0][0]}: their times do not compare")
@@ -327,8 +353,10 @@ def main(argv: list[str]) -> None:
     def of(variant: str, key: str) -> list[float]:
         return [r[key] for r in runs if r["variant"] == variant]
 
+    for evaluated, exported in zip(of("local", "seconds"), of("local_export", "seconds"), strict=True):
+        runs.append({"variant": "local_with_export", "seconds": evaluated + exported})
     variants = ("local", "dask_1", "dask_2", "dask_2_defaults")
-    stats = {v: spread(of(v, "seconds")) for v in variants}
+    stats = {v: spread(of(v, "seconds")) for v in (*variants, "local_export", "local_with_export")}
     cpu = {
         v: {
             "driver_cpu_s": statistics.median(of(v, "driver_cpu_s")),
@@ -336,12 +364,13 @@ def main(argv: list[str]) -> None:
             "busiest_worker_cpu_s": statistics.median(of(v, "busiest_worker_cpu_s")),
             "cores_used": statistics.median(of(v, "cores_used")),
         }
-        for v in variants
+        for v in (*variants, "local_export")
     }
     cores = os.cpu_count() or 1
 
     def ceiling(variant: str) -> float:
-        """Local CPU over the CPU the variant needs on an idle machine of ``cores`` cores."""
+        """Local CPU (the eval, not its deferred export) over the CPU the variant needs on an idle
+        machine of ``cores`` cores."""
         c = cpu[variant]
         shared = (c["driver_cpu_s"] + c["workers_cpu_s"]) / cores
         return cpu["local"]["driver_cpu_s"] / max(c["busiest_worker_cpu_s"], shared)
@@ -366,11 +395,13 @@ def main(argv: list[str]) -> None:
             min(of("local", "seconds")) / max(of("dask_2", "seconds")),
             max(of("local", "seconds")) / min(of("dask_2", "seconds")),
         ],
+        "speedup_2_workers_vs_local_with_export": stats["local_with_export"]["median"] / two_s,
         "speedup_1_worker": local_s / one_s,
         "speedup_2_workers_dask_defaults": local_s / stats["dask_2_defaults"]["median"],
         "idle_ceiling_2_workers": ceiling("dask_2"),
         "idle_ceiling_2_workers_dask_defaults": ceiling("dask_2_defaults"),
-        "load1_median": statistics.median(r["load1_at_start"] for r in runs),
+        "load1_median": statistics.median(r["load1_at_start"] for r in runs if "load1_at_start" in r),
+        "idle_cluster_cores": idle,
         "local_s_per_case": local_s / args.cases,
         "dask_overhead_s_per_case": (one_s - local_s) / args.cases,
         "dask_overhead_cpu_s_per_case": (
@@ -393,6 +424,8 @@ def main(argv: list[str]) -> None:
         f"before them a CPU second took {wall_per_cpu:.2f} s of wall time"
     )
     for run in runs:
+        if run["variant"] == "local_with_export":
+            continue
         print(
             f"  {run['variant']:15} {run['seconds']:6.2f} s  load {run['load1_at_start']:5.2f}  CPU: driver "
             f"{run['driver_cpu_s']:5.2f} s, workers {run['workers_cpu_s']:5.2f} s ({run['cores_used']:.2f} cores)"
@@ -400,6 +433,10 @@ def main(argv: list[str]) -> None:
     for name, row in stats.items():
         print(f"  {name:15} median {row['median']:6.2f} s   (min {row['min']:.2f}, max {row['max']:.2f})")
     print(f"  speed-up, 2 workers vs local: {result['speedup_2_workers']:.2f}x (goal >= 1.7x)")
+    print(
+        f"  speed-up, 2 workers vs local with its step-log export (which Dask's partitions do inside their "
+        f"time): {result['speedup_2_workers_vs_local_with_export']:.2f}x"
+    )
     print(f"  speed-up, 1 worker vs local:  {result['speedup_1_worker']:.2f}x")
     print(
         f"  speed-up, 2 workers with Dask's default settings vs local: {result['speedup_2_workers_dask_defaults']:.2f}x"
@@ -408,6 +445,10 @@ def main(argv: list[str]) -> None:
         f"  median 1-minute load at the runs' start: {result['load1_median']:.2f} on {cores} cores; "
         f"from CPU seconds, an idle machine would allow at most {result['idle_ceiling_2_workers']:.2f}x with 2 "
         f"workers ({result['idle_ceiling_2_workers_dask_defaults']:.2f}x with Dask's defaults)"
+    )
+    print(
+        "  an idle cluster of 2 workers uses (cores, this process / workers): "
+        + ", ".join(f"{v} {c['driver']:.3f} / {c['workers']:.3f}" for v, c in idle.items())
     )
     print(
         f"  local per case: {result['local_s_per_case'] * 1000:.1f} ms; Dask overhead per case (1 worker vs local): "

@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from types import MappingProxyType
-from typing import Any, Protocol
+from typing import Any, Protocol, Self
 
 #: Dask settings for workers whose tasks are wfkit partitions (``dask.config`` keys). A cluster
 #: started elsewhere (``dask scheduler``, ``dask worker``) takes them from its environment, such as
@@ -44,6 +44,10 @@ class Cluster(Protocol):
     def dashboard_link(self) -> str: ...
 
     def close(self) -> Any: ...
+
+    def __enter__(self) -> Self: ...
+
+    def __exit__(self, *exc_info: object) -> Any: ...
 
 
 def local_cluster(
