@@ -16,6 +16,7 @@ within a second instead of a tenth, and the system graphs are drawn every 2 s.
 
 from __future__ import annotations
 
+import copy
 import os
 from collections.abc import Mapping
 from types import MappingProxyType
@@ -84,8 +85,12 @@ def local_cluster(
         "dashboard_address": dashboard_address,
         **cluster_options,
     }
-    # The scheduler and the nannies read the settings as they start, and each nanny hands them to
-    # the worker processes it starts (again after a crash), so they need to hold only for this call.
+    # The scheduler and the nannies read the settings as they start, so they need to hold only for
+    # this call. Not so the worker processes a nanny starts later, after a crash: it hands them
+    # the config it noted when it started, a shallow copy whose nested values this context puts
+    # back when it ends. So each nanny is given a deep copy of its own.
     with dask.config.set(settings):
+        if options["processes"]:
+            options.setdefault("config", copy.deepcopy(dask.config.config))
         cluster: Cluster = distributed.LocalCluster(**options)
     return cluster
