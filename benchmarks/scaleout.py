@@ -3,20 +3,27 @@
     python benchmarks/scaleout.py [--json] [--cases 400] [--cpu-ms 20] [--repeats 3] [--model-workers 100]
 
 Each case runs a workflow whose one step spends ``--cpu-ms`` of CPU (a pure-Python loop, so the
-GIL serialises it within a process). Baseline, measured in the same run: the same suite evaluated
-locally in this one process (``wf.evals.evaluate``, concurrency 16). Dask: a LocalCluster of 1 and
-2 single-thread worker processes (started before timing), the same call with ``executor=``, the
-dataset on local disk. Both paths at the same durability: ``WFKIT_SYNCHRONOUS=normal`` for the local
-store (the Dask workers' scratch stores are "normal" anyway; their segments are fsynced).
+GIL serialises it within a process: a local eval uses one core, however many the machine has).
+Baseline, measured in the same run: the same suite evaluated locally in this one process
+(``wf.evals.evaluate``, concurrency 16). Dask: ``wfkit.distributed.local_cluster`` of 1 and 2
+single-thread worker processes (started before timing), the same call with ``executor=``, the
+dataset on local disk; and, to show what its quiet settings buy, 2 workers of a ``LocalCluster``
+with Dask's default settings (``dask_2_defaults``). Both paths at the same durability:
+``WFKIT_SYNCHRONOUS=normal`` for the local store (the Dask workers' scratch stores are "normal"
+anyway; their segments are fsynced). Same work on both sides: the same cases, concurrency and
+scorers, and the same result rows (checked).
 
 Reported: medians and the spread (min..max) over ``--repeats`` interleaved runs, the 1-minute load
 average at the start of each run, the speed-up of 1 and 2 workers over local, and the CPU each
 variant used (this process, which also hosts the LocalCluster's scheduler and nannies, and the
 worker processes): wall times on a shared machine say how much CPU the neighbours left us, CPU
-seconds say what wfkit and Dask cost. Then the costs a capacity plan needs: per partition on the
-worker (the slope between small and large partitions on 1 worker), per partition on the driver
-(submit, read its results), per task in Dask's scheduler (no-op tasks), the files and bytes each partition
-writes, the engine's CPU per case; and from them a model of ``--model-workers`` workers.
+seconds say what wfkit and Dask cost. From the CPU seconds, the ceiling an idle machine would put
+on the speed-up (local CPU over the larger of the busiest worker's CPU and all Dask CPU shared by
+the cores): a bound for when neighbours take cores, not a measurement. Then the costs a capacity
+plan needs: per partition on the worker (the slope between small and large partitions on 1
+worker), per partition on the driver (submit, read its results), per task in Dask's scheduler
+(no-op tasks), the files and bytes each partition writes, the engine's CPU per case; and from them
+a model of ``--model-workers`` workers.
 """
 
 from __future__ import annotations
@@ -66,6 +73,13 @@ def make_suite(cases: int, cpu_ms: float) -> Any:
     )
 
 
+def fingerprint(result: Any) -> str:
+    """What an eval gave, run ids and timings left out: its summary and its scores per case."""
+    columns = ["case_id", "variant", "scorer", "value", "passed", "detail", "run_status"]
+    cases = result.cases[columns].astype(str).sort_values(columns)
+    return str(result.summary.to_csv()) + str(cases.to_csv(index=False))
+
+
 def spread(values: list[float]) -> dict[str, float]:
     return {"median": statistics.median(values), "min": min(values), "max": max(values)}
 
@@ -79,7 +93,8 @@ def folder_files(path: Path) -> int:
 
 
 class CpuMeter:
-    """CPU seconds (user + system) of this process and of the cluster's worker processes."""
+    """CPU seconds (user + system) of this process and of the cluster's worker processes, summed
+    (:meth:`read`) or one by one (:meth:`per_worker`)."""
 
     def __init__(self, client: Any | None) -> None:
         import psutil
@@ -93,24 +108,40 @@ class CpuMeter:
         return float(times.user + times.system)
 
     def read(self) -> tuple[float, float]:
-        return self._cpu(self.me), sum(self._cpu(p) for p in self.workers)
+        return self._cpu(self.me), sum(self.per_worker())
+
+    def per_worker(self) -> list[float]:
+        return [self._cpu(p) for p in self.workers]
 
 
 def measure(name: str, fn: Callable[[], Any], meter: CpuMeter) -> dict[str, Any]:
     load = os.getloadavg()[0]
-    driver0, workers0 = meter.read()
+    driver0, each0 = meter.read()[0], meter.per_worker()
     t0 = time.perf_counter()
-    fn()
+    rows = fn()  # a fingerprint of what the variant computed (None: a part of a variant)
     wall = time.perf_counter() - t0
-    driver1, workers1 = meter.read()
+    driver1, each1 = meter.read()[0], meter.per_worker()
+    each = [b - a for a, b in zip(each0, each1, strict=True)]
     return {
         "variant": name,
         "seconds": wall,
         "load1_at_start": load,
         "driver_cpu_s": driver1 - driver0,
-        "workers_cpu_s": workers1 - workers0,
-        "cores_used": (driver1 - driver0 + workers1 - workers0) / wall,
+        "workers_cpu_s": sum(each),
+        "busiest_worker_cpu_s": max(each, default=0.0),
+        "cores_used": (driver1 - driver0 + sum(each)) / wall,
+        "rows": rows,
     }
+
+
+def idle_cores(client: Any, seconds: float = 3.0) -> dict[str, float]:
+    """Cores an idle cluster uses: this process (scheduler, nannies) and its workers."""
+    meter = CpuMeter(client)
+    time.sleep(0.5)
+    driver0, workers0 = meter.read()
+    time.sleep(seconds)
+    driver1, workers1 = meter.read()
+    return {"driver": (driver1 - driver0) / seconds, "workers": (workers1 - workers0) / seconds}
 
 
 def noop(i: int) -> int:
@@ -239,17 +270,26 @@ def main(argv: list[str]) -> None:
         burn(args.cpu_ms)
     wall_per_cpu = (time.perf_counter() - t0) / (time.thread_time() - c0)  # > 1 when neighbours load the machine
 
-    def local() -> None:
-        wf.evals.evaluate(suite, concurrency=16, progress=False, store=False, workspace=tmp / "local")
+    def local() -> str:
+        return fingerprint(
+            wf.evals.evaluate(suite, concurrency=16, progress=False, store=False, workspace=tmp / "local")
+        )
+
+    def local_export() -> None:
+        """The local runs' step log written to parquet. A local eval leaves that to a thread that
+        starts 30 s later (or to the first reader, or the process's exit), while a Dask partition
+        writes its step log to the dataset before it ends: timed apart, so the two can be compared
+        with and without it, and done here, so it never runs inside another variant's time."""
+        exporter.flush()
 
     def engine_only() -> None:  # the engine's own cost per case: the same suite, no CPU in the step
         wf.evals.evaluate(
             make_suite(args.cases, 0.0), concurrency=16, progress=False, store=False, workspace=tmp / "engine"
         )
 
-    def on_dask(client: Any) -> Callable[[], None]:
-        def run() -> None:
-            wf.evals.evaluate(
+    def on_dask(client: Any) -> Callable[[], str]:
+        def run() -> str:
+            result = wf.evals.evaluate(
                 suite,
                 executor=client,
                 concurrency=16,
@@ -258,20 +298,25 @@ def main(argv: list[str]) -> None:
                 store=False,
                 announce=lambda m: None,
             )
+            return fingerprint(result)
 
         return run
 
-    def on_cluster(workers: int, then: Callable[[Any], Any]) -> Any:
-        """Start a LocalCluster, warm its workers (imports, first connections), call ``then(client)``
-        and close it: no idle cluster shares the machine, or this process, with another variant."""
+    def on_cluster(workers: int, then: Callable[[Any], Any], *, dask_defaults: bool = False) -> Any:
+        """Start wfkit's local_cluster (or, ``dask_defaults``, a LocalCluster with Dask's default
+        settings), warm its workers (imports, first connections), call ``then(client)`` and close
+        it: no idle cluster shares the machine, or this process, with another variant."""
         from distributed import Client, LocalCluster
 
-        with (
-            LocalCluster(
+        from wfkit.distributed import local_cluster
+
+        if dask_defaults:
+            cluster = LocalCluster(
                 n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=":0"
-            ) as cluster,
-            Client(cluster, set_as_default=False) as client,
-        ):
+            )
+        else:
+            cluster = local_cluster(workers, dashboard_address="127.0.0.1:0")
+        with cluster, Client(cluster, set_as_default=False) as client:
             wf.evals.evaluate(
                 make_suite(8, 1.0),
                 executor=client,
@@ -282,27 +327,54 @@ def main(argv: list[str]) -> None:
             )
             return then(client)
 
+    from wfkit.logs._steplog import exporter
+
     runs: list[dict[str, Any]] = []
     engine_only()  # warm the local path
+    exporter.flush()
     engine = measure("engine_only", engine_only, CpuMeter(None))
+    exporter.flush()
     for _ in range(args.repeats):  # interleaved: a neighbour's load hits every variant alike
         runs.append(measure("local", local, CpuMeter(None)))
+        runs.append(measure("local_export", local_export, CpuMeter(None)))
         for workers in (1, 2):
             runs.append(on_cluster(workers, lambda c, w=workers: measure(f"dask_{w}", on_dask(c), CpuMeter(c))))
+        runs.append(on_cluster(2, lambda c: measure("dask_2_defaults", on_dask(c), CpuMeter(c)), dask_defaults=True))
+    idle = {
+        "dask_2": on_cluster(2, idle_cores),
+        "dask_2_defaults": on_cluster(2, idle_cores, dask_defaults=True),
+    }
+    outputs = [(r["variant"], r.pop("rows")) for r in runs if r["variant"] != "local_export"]
+    if len({fp for _, fp in outputs}) != 1:
+        differ = sorted({v for v, fp in outputs if fp != outputs[0][1]})
+        raise SystemExit(f"{', '.join(differ)} gave other results than {outputs[0][0]}: their times do not compare")
     parts, task = on_cluster(1, lambda c: (breakdown(c, suite, args.cases, (5, 100), tmp), scheduler_per_task(c)))
 
     def of(variant: str, key: str) -> list[float]:
         return [r[key] for r in runs if r["variant"] == variant]
 
-    stats = {v: spread(of(v, "seconds")) for v in ("local", "dask_1", "dask_2")}
+    for evaluated, exported in zip(of("local", "seconds"), of("local_export", "seconds"), strict=True):
+        runs.append({"variant": "local_with_export", "seconds": evaluated + exported})
+    variants = ("local", "dask_1", "dask_2", "dask_2_defaults")
+    stats = {v: spread(of(v, "seconds")) for v in (*variants, "local_export", "local_with_export")}
     cpu = {
         v: {
             "driver_cpu_s": statistics.median(of(v, "driver_cpu_s")),
             "workers_cpu_s": statistics.median(of(v, "workers_cpu_s")),
+            "busiest_worker_cpu_s": statistics.median(of(v, "busiest_worker_cpu_s")),
             "cores_used": statistics.median(of(v, "cores_used")),
         }
-        for v in ("local", "dask_1", "dask_2")
+        for v in (*variants, "local_export")
     }
+    cores = os.cpu_count() or 1
+
+    def ceiling(variant: str) -> float:
+        """Local CPU (the eval, not its deferred export) over the CPU the variant needs on an idle
+        machine of ``cores`` cores."""
+        c = cpu[variant]
+        shared = (c["driver_cpu_s"] + c["workers_cpu_s"]) / cores
+        return cpu["local"]["driver_cpu_s"] / max(c["busiest_worker_cpu_s"], shared)
+
     local_s, one_s, two_s = (stats[k]["median"] for k in ("local", "dask_1", "dask_2"))
     engine_cpu_per_case = engine["driver_cpu_s"] / args.cases
     case_s = args.cpu_ms / 1000 + engine_cpu_per_case
@@ -323,7 +395,13 @@ def main(argv: list[str]) -> None:
             min(of("local", "seconds")) / max(of("dask_2", "seconds")),
             max(of("local", "seconds")) / min(of("dask_2", "seconds")),
         ],
+        "speedup_2_workers_vs_local_with_export": stats["local_with_export"]["median"] / two_s,
         "speedup_1_worker": local_s / one_s,
+        "speedup_2_workers_dask_defaults": local_s / stats["dask_2_defaults"]["median"],
+        "idle_ceiling_2_workers": ceiling("dask_2"),
+        "idle_ceiling_2_workers_dask_defaults": ceiling("dask_2_defaults"),
+        "load1_median": statistics.median(r["load1_at_start"] for r in runs if "load1_at_start" in r),
+        "idle_cluster_cores": idle,
         "local_s_per_case": local_s / args.cases,
         "dask_overhead_s_per_case": (one_s - local_s) / args.cases,
         "dask_overhead_cpu_s_per_case": (
@@ -346,14 +424,32 @@ def main(argv: list[str]) -> None:
         f"before them a CPU second took {wall_per_cpu:.2f} s of wall time"
     )
     for run in runs:
+        if run["variant"] == "local_with_export":
+            continue
         print(
-            f"  {run['variant']:7} {run['seconds']:6.2f} s  load {run['load1_at_start']:5.2f}  CPU: driver "
+            f"  {run['variant']:15} {run['seconds']:6.2f} s  load {run['load1_at_start']:5.2f}  CPU: driver "
             f"{run['driver_cpu_s']:5.2f} s, workers {run['workers_cpu_s']:5.2f} s ({run['cores_used']:.2f} cores)"
         )
     for name, row in stats.items():
-        print(f"  {name:7} median {row['median']:6.2f} s   (min {row['min']:.2f}, max {row['max']:.2f})")
+        print(f"  {name:15} median {row['median']:6.2f} s   (min {row['min']:.2f}, max {row['max']:.2f})")
     print(f"  speed-up, 2 workers vs local: {result['speedup_2_workers']:.2f}x (goal >= 1.7x)")
+    print(
+        f"  speed-up, 2 workers vs local with its step-log export (which Dask's partitions do inside their "
+        f"time): {result['speedup_2_workers_vs_local_with_export']:.2f}x"
+    )
     print(f"  speed-up, 1 worker vs local:  {result['speedup_1_worker']:.2f}x")
+    print(
+        f"  speed-up, 2 workers with Dask's default settings vs local: {result['speedup_2_workers_dask_defaults']:.2f}x"
+    )
+    print(
+        f"  median 1-minute load at the runs' start: {result['load1_median']:.2f} on {cores} cores; "
+        f"from CPU seconds, an idle machine would allow at most {result['idle_ceiling_2_workers']:.2f}x with 2 "
+        f"workers ({result['idle_ceiling_2_workers_dask_defaults']:.2f}x with Dask's defaults)"
+    )
+    print(
+        "  an idle cluster of 2 workers uses (cores, this process / workers): "
+        + ", ".join(f"{v} {c['driver']:.3f} / {c['workers']:.3f}" for v, c in idle.items())
+    )
     print(
         f"  local per case: {result['local_s_per_case'] * 1000:.1f} ms; Dask overhead per case (1 worker vs local): "
         f"{result['dask_overhead_s_per_case'] * 1000:+.2f} ms wall, "

@@ -16,7 +16,7 @@ def _isort_key(name: str) -> tuple[int, str]:
     return kind, name
 
 
-@pytest.mark.parametrize("module", ["wfkit", "wfkit.llm", "wfkit.evals", "wfkit.widgets"])
+@pytest.mark.parametrize("module", ["wfkit", "wfkit.llm", "wfkit.evals", "wfkit.widgets", "wfkit.distributed"])
 def test_all_is_sorted_and_complete(module: str) -> None:
     """Each public namespace lists every public name in __all__, in order, and each resolves."""
     import importlib

@@ -7,5 +7,12 @@ markers of the attempts it took. What a partition does is handed to it (evals, b
 notebooks); where its rows land is the logs layer's ``_segments`` (one dataset, an attempt per
 partition, counted once).
 
+``_cluster`` starts a ``LocalCluster`` fitted to partitions (one single-thread process per core,
+Dask's profiler and monitors quieted): the public ``local_cluster`` and ``QUIET_DASK_SETTINGS``.
+
 Imports the model, store and logs layers; Dask itself only when used (the ``dask`` extra).
 """
+
+from wfkit.distributed._cluster import QUIET_DASK_SETTINGS, Cluster, local_cluster
+
+__all__ = ["QUIET_DASK_SETTINGS", "Cluster", "local_cluster"]

@@ -1,0 +1,96 @@
+"""A Dask ``LocalCluster`` fitted to wfkit's partitions, and the Dask settings behind it.
+
+A wfkit partition is one long task: it keeps its worker's one thread busy for seconds, running its
+cases on an event loop of its own. Dask's defaults are tuned for many short tasks, and while a
+partition runs they cost CPU that the cases could use: each worker's statistical profiler samples
+the task's thread every 10 ms (taking the GIL from a CPU-bound step each time), every server
+(scheduler, nannies, workers) wakes every 20 ms to check that its event loop is not blocked, and
+each nanny reads its worker's memory every 100 ms. On a machine of 2 cores, an idle LocalCluster of
+2 workers used 0.15 of a core with Dask's defaults and 0.02 with :data:`QUIET_DASK_SETTINGS`
+(``benchmarks/scaleout.py`` measures what that does to an eval).
+
+What the settings give up: the dashboard's profile page stays empty (``profile=True`` keeps it),
+an event loop blocked for over 3 s is still reported, a worker over its memory limit is stopped
+within a second instead of a tenth, and the system graphs are drawn every 2 s.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Any, Protocol, Self
+
+#: Dask settings for workers whose tasks are wfkit partitions (``dask.config`` keys). A cluster
+#: started elsewhere (``dask scheduler``, ``dask worker``) takes them from its environment, such as
+#: ``DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED=False``; see the README.
+QUIET_DASK_SETTINGS: Mapping[str, object] = MappingProxyType(
+    {
+        "distributed.worker.profile.enabled": False,
+        "distributed.admin.tick.interval": "1s",
+        "distributed.worker.memory.monitor-interval": "1s",
+        "distributed.admin.system-monitor.interval": "2s",
+    }
+)
+
+
+class Cluster(Protocol):
+    """What wfkit needs of a Dask cluster object (a ``LocalCluster`` is one)."""
+
+    @property
+    def scheduler_address(self) -> str: ...
+
+    @property
+    def dashboard_link(self) -> str: ...
+
+    def close(self) -> Any: ...
+
+    def __enter__(self) -> Self: ...
+
+    def __exit__(self, *exc_info: object) -> Any: ...
+
+
+def local_cluster(
+    workers: int | None = None,
+    *,
+    profile: bool = False,
+    dashboard_address: str | None = "127.0.0.1:0",
+    **cluster_options: Any,
+) -> Cluster:
+    """A ``distributed.LocalCluster`` of ``workers`` worker processes (default: one per core), one
+    thread each, listening on 127.0.0.1 only, with :data:`QUIET_DASK_SETTINGS`.
+
+    Hand it (or a ``Client`` of it) to ``executor=``; close it when done (it is a context manager).
+    ``profile=True`` keeps Dask's profiler (the dashboard's profile page); ``dashboard_address=None``
+    starts no dashboard; other keywords go to ``LocalCluster`` as they are. Workers added later
+    (``cluster.scale(n)``) start with Dask's own settings.
+    """
+    from wfkit.distributed._dask import import_distributed
+
+    distributed = import_distributed()
+    import dask
+
+    count = (os.cpu_count() or 1) if workers is None else workers
+    if count < 1:
+        raise ValueError(f"workers must be >= 1, got {count}; or leave it out for one per core ({os.cpu_count()})")
+    settings = dict(QUIET_DASK_SETTINGS)
+    if profile:
+        del settings["distributed.worker.profile.enabled"]
+    options: dict[str, Any] = {
+        "n_workers": count,
+        "threads_per_worker": 1,  # a partition holds the GIL while its steps compute: one per process
+        "processes": True,
+        "host": "127.0.0.1",
+        "dashboard_address": dashboard_address,
+        **cluster_options,
+    }
+    # The scheduler and the nannies read the settings as they start, so they need to hold only for
+    # this call. Not so the worker processes a nanny starts later, after a crash: it hands them
+    # the config it noted when it started, a shallow copy whose nested values this context puts
+    # back when it ends. So each nanny is given a deep copy of its own.
+    with dask.config.set(settings):
+        if options["processes"]:
+            options.setdefault("config", copy.deepcopy(dask.config.config))
+        cluster: Cluster = distributed.LocalCluster(**options)
+    return cluster
