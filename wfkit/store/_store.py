@@ -256,7 +256,14 @@ class Store:
         self._upgraded = False
         self._check_file(create)
         self._connect()
-        self.writer = Writer(self._connect, name=str(path), translate=self._damaged, bulk=self._bulk_write)
+        self.writer = Writer(
+            self._connect,
+            name=str(path),
+            translate=self._damaged,
+            bulk=self._bulk_write,
+            # At NORMAL a commit waits for no disk, so a small one may be made on the loop (see _writer).
+            inline=self._connect_for_loop if self.synchronous == "NORMAL" else None,
+        )
         # Approval tickets: a part of the store, handed its write and read (``store.tickets``).
         self.tickets = Tickets(path, self.do, self.read)
 
@@ -362,6 +369,20 @@ class Store:
         self._local.conn = conn
         with self._conns_lock:
             self._conns.append((threading.current_thread(), conn))
+        return conn
+
+    def _connect_for_loop(self) -> sqlite3.Connection:
+        """A connection for the writer's commits on an event loop's thread (NORMAL only): it never
+        waits, neither for a lock (busy timeout 0: the writer takes the write instead) nor for the
+        disk (no fsync at NORMAL, and it never checkpoints the WAL: the writer does)."""
+        conn = sqlite3.connect(self.path, timeout=0.0, isolation_level=None, check_same_thread=False)
+        try:
+            conn.execute("PRAGMA busy_timeout = 0")
+            conn.execute(f"PRAGMA synchronous = {self.synchronous}")
+            conn.execute("PRAGMA wal_autocheckpoint = 0")
+        except BaseException:
+            conn.close()
+            raise
         return conn
 
     def _upgrade(self, conn: sqlite3.Connection) -> None:
@@ -1136,7 +1157,12 @@ def _bulk_waits(rows: int) -> str:
     )
 
 
+def _bulk_forget(rows: int) -> str:
+    return f"DELETE FROM attempts WHERE run_id IN ({', '.join('?' for _ in range(rows))})"
+
+
 _BULK_SQL = {
+    "forget": {n: _bulk_forget(n) for n in CHUNKS},
     "run": {n: _bulk_runs(n) for n in CHUNKS},
     "finish": {n: _bulk_finish(n) for n in CHUNKS},
     "wait": {n: _bulk_waits(n) for n in CHUNKS},
@@ -1165,7 +1191,8 @@ def _bulk_write(conn: sqlite3.Connection, rows: Rows) -> None:
     if by_kind["finish"]:
         _chunked(conn, _BULK_SQL["finish"], by_kind["finish"])
         # Attempt records of stopped runs (only retried steps have them): none is in flight now.
-        conn.executemany("DELETE FROM attempts WHERE run_id=?", [(r[0],) for r in by_kind["finish"]])
+        # One statement, not one per run: each statement lets go of the GIL and must win it back.
+        _chunked(conn, _BULK_SQL["forget"], [(r[0],) for r in by_kind["finish"]])
 
 
 def _chunked(conn: sqlite3.Connection, statements: Mapping[int, str], rows: Sequence[Sequence[Any]]) -> None:
