@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar, Unpack, overload
 
 from wfkit.engine._engine import Execution, claim, executing_here, unclaim
-from wfkit.engine._loops import run_blocking
+from wfkit.engine._loops import run_blocking, running_loop
 from wfkit.engine._run import _RESUME_KEYS, BatchRunOptions, ResumeOptions, Run, RunOptions, WorkspaceArg, _Options
 from wfkit.model._approvals import HALT, Approval, ApprovalPolicy, Ticket, as_policy
 from wfkit.model._context import ToolProvider
@@ -757,6 +757,37 @@ class Workflow:
         return child
 
     def _resumed_execution(self, run_id: str, o: _Options) -> Execution:
+        graph, store = self._resume_claim(run_id, o)
+        try:
+            row = store.acquire(run_id)  # first: "someone else is running it" trumps everything
+        except BaseException:
+            unclaim(run_id)
+            raise
+        try:
+            return self._resumed_from(graph, store, run_id, row, o)
+        except BaseException:
+            unclaim(run_id)
+            store.release(run_id)
+            raise
+
+    async def _aresumed_execution(self, run_id: str, o: _Options) -> Execution:
+        """:meth:`_resumed_execution` from a coroutine: the lease is taken (and given back on a
+        refusal) through the writer, so the loop never waits for a lock or the disk."""
+        graph, store = self._resume_claim(run_id, o)
+        try:
+            row = await store.writer.submit_async(store.acquire_op(run_id))
+        except BaseException:
+            unclaim(run_id)
+            raise
+        try:
+            return self._resumed_from(graph, store, run_id, row, o)
+        except BaseException:
+            unclaim(run_id)
+            store.release_later(run_id)
+            raise
+
+    def _resume_claim(self, run_id: str, o: _Options) -> tuple[Graph, Store]:
+        """Check that the stored run can be resumed by this workflow here, and claim it."""
         graph = self.validate()
         check_tools(graph, o.tools if o.tools is not None else self.tools)
         store = self._store(o.workspace)
@@ -770,74 +801,68 @@ class Workflow:
         if row["status"] == RunStatus.SUCCEEDED:
             raise ValueError(f"run {run_id} already succeeded; there is nothing to resume")
         claim(run_id)  # not twice in this process (the lease cannot tell)
-        try:
-            row = store.acquire(run_id)  # first: "someone else is running it" trumps everything
-        except BaseException:
-            unclaim(run_id)
-            raise
-        try:
-            checkpoints = store.lineage_checkpoints(run_id)
-            removed, changes = describe_changes(
-                load_json(store.path, run_id, "runs.definition", row["definition"]), graph.description
+        return graph, store
+
+    def _resumed_from(self, graph: Graph, store: Store, run_id: str, row: dict[str, Any], o: _Options) -> Execution:
+        """The execution of a stored run whose lease this process holds (``row``: its row)."""
+        checkpoints = store.lineage_checkpoints(run_id)
+        removed, changes = describe_changes(
+            load_json(store.path, run_id, "runs.definition", row["definition"]), graph.description
+        )
+        lost = sorted({c[1] for c in checkpoints} & set(removed))
+        if lost:
+            raise WorkflowChangedError(
+                f"completed step(s) {', '.join(map(repr, lost))} no longer exist in the workflow, so "
+                f"resuming would lose their results; restore them, or start a new run"
+                + (f" (other changes: {'; '.join(changes)})" if changes else ""),
+                run_id=run_id,
             )
-            lost = sorted({c[1] for c in checkpoints} & set(removed))
-            if lost:
-                raise WorkflowChangedError(
-                    f"completed step(s) {', '.join(map(repr, lost))} no longer exist in the workflow, so "
-                    f"resuming would lose their results; restore them, or start a new run"
-                    + (f" (other changes: {'; '.join(changes)})" if changes else ""),
-                    run_id=run_id,
-                )
-            if row["fingerprint"] != graph.fingerprint:
-                warnings.warn(
-                    WorkflowChangedWarning(
-                        f"run {run_id} was started with another definition of {self.name!r}; resuming "
-                        f"with the current one. Changes: {'; '.join(changes) or 'step code or options'}"
-                    ),
-                    stacklevel=3,
-                )
-            elapsed = row["elapsed"] or 0.0
-            if row["count_waiting"] and row["status"] in RunStatus.HALTED:
-                elapsed += max(0.0, time.time() - row["updated_at"])
-            execution = Execution(
-                graph,
-                self._merge,
-                run_id,
-                load_json(store.path, run_id, "runs.inputs", row["inputs"]),
-                version=self._version or graph.fingerprint,
-                timeout=row["timeout"],
-                sinks=as_callables(o.sinks),
-                seed=row["seed"] if o.seed is None else o.seed,
-                parameters_hash=row["parameters_hash"],
-                store=store,
-                policy=_resolve_policy(o, graph),
-                count_waiting=bool(row["count_waiting"]),
-                elapsed_before=elapsed,
-                llm=o.llm,
-                tool_registry=o.tools if o.tools is not None else self.tools,
-                processors=self.processors,
+        if row["fingerprint"] != graph.fingerprint:
+            warnings.warn(
+                WorkflowChangedWarning(
+                    f"run {run_id} was started with another definition of {self.name!r}; resuming "
+                    f"with the current one. Changes: {'; '.join(changes) or 'step code or options'}"
+                ),
+                stacklevel=4,
             )
-            execution.started_at = row["created_at"]
-            link = store.run_link(run_id)
-            if link is not None and link["kind"] == "fork":
-                execution.origin = {
-                    "run_id": link["parent_run_id"],
-                    "at": link["at_step"],
-                    "visit": link["parent_visit"],
-                    "update": load_json(store.path, run_id, "run_links.detail", link["detail"] or "{}"),
-                }
-            # A run whose row still says "running" under another executor's lease died with that
-            # process: what was in flight was cut off. (Under our own lease it is a run this
-            # process made to resume at once: a fork, a child.)
-            crashed = row["status"] == RunStatus.RUNNING and row["lease_owner"] != store.owner
-            execution.replay(checkpoints, store.attempts_so_far(run_id), crashed=crashed)
-            # The whole run's history, not only what this process will add: path() and events
-            # cover the steps that ran before the halt or the crash too.
-            execution.events[:0] = store.events(run_id)
-        except BaseException:
-            unclaim(run_id)
-            store.release(run_id)
-            raise
+        elapsed = row["elapsed"] or 0.0
+        if row["count_waiting"] and row["status"] in RunStatus.HALTED:
+            elapsed += max(0.0, time.time() - row["updated_at"])
+        execution = Execution(
+            graph,
+            self._merge,
+            run_id,
+            load_json(store.path, run_id, "runs.inputs", row["inputs"]),
+            version=self._version or graph.fingerprint,
+            timeout=row["timeout"],
+            sinks=as_callables(o.sinks),
+            seed=row["seed"] if o.seed is None else o.seed,
+            parameters_hash=row["parameters_hash"],
+            store=store,
+            policy=_resolve_policy(o, graph),
+            count_waiting=bool(row["count_waiting"]),
+            elapsed_before=elapsed,
+            llm=o.llm,
+            tool_registry=o.tools if o.tools is not None else self.tools,
+            processors=self.processors,
+        )
+        execution.started_at = row["created_at"]
+        link = store.run_link(run_id)
+        if link is not None and link["kind"] == "fork":
+            execution.origin = {
+                "run_id": link["parent_run_id"],
+                "at": link["at_step"],
+                "visit": link["parent_visit"],
+                "update": load_json(store.path, run_id, "run_links.detail", link["detail"] or "{}"),
+            }
+        # A run whose row still says "running" under another executor's lease died with that
+        # process: what was in flight was cut off. (Under our own lease it is a run this
+        # process made to resume at once: a fork, a child.)
+        crashed = row["status"] == RunStatus.RUNNING and row["lease_owner"] != store.owner
+        execution.replay(checkpoints, store.attempts_so_far(run_id), crashed=crashed)
+        # The whole run's history, not only what this process will add: path() and events
+        # cover the steps that ran before the halt or the crash too.
+        execution.events[:0] = store.events(run_id)
         return execution
 
     def _forked_execution(
@@ -990,6 +1015,13 @@ class Workflow:
         plain synchronous code it runs on a background loop; ``run.wait()`` blocks for it.
         """
         o = _Options.of("start", options)
+        if running_loop() is not None:
+            # On a running loop (a notebook cell) the run's row is written by the run's own task:
+            # the cell returns at once even while the store's writer waits for a lock or the disk.
+            execution, create = self._new_execution(inputs, o)
+            run = Run(execution, self, o)
+            run._launch(before=None if create is None else lambda: _record_new_run(execution, create))
+            return run
         run = Run(self._execution(inputs, o), self, o)
         run._launch()
         return run
@@ -1076,9 +1108,16 @@ class Workflow:
                 await underway
             return underway.raise_for_status() if raise_on_error else underway
         o = _Options.of("aresume", options, _RESUME_KEYS)
-        run = Run(self._resumed_execution(run_id, o), self, o)
+        run = Run(await self._aresumed_execution(run_id, o), self, o)
         await run._exec.drive()
         return run.raise_for_status() if raise_on_error else run
+
+
+async def _record_new_run(execution: Execution, create: Rows) -> None:
+    """Write a started run's row (before its first step), then claim it as executing here."""
+    assert execution.store is not None
+    await execution.store.writer.submit_async(None, create)
+    claim(execution.run_id)
 
 
 def _did_you_mean(name: str, known: Iterable[str]) -> str:

@@ -579,10 +579,11 @@ class Store:
 
     def acquire(self, run_id: str) -> dict[str, Any]:
         """Take the run's lease for this process; refuse if a live process holds it."""
-        run: dict[str, Any] = self.do(self._acquire_op(run_id))
+        run: dict[str, Any] = self.do(self.acquire_op(run_id))
         return run
 
-    def _acquire_op(self, run_id: str) -> WriteOp[dict[str, Any]]:
+    def acquire_op(self, run_id: str) -> WriteOp[dict[str, Any]]:
+        """The write that takes the run's lease (returns the run's row), for ``submit_async``."""
         path, me = self.path, self.owner
 
         def acquire(conn: sqlite3.Connection) -> dict[str, Any]:
@@ -619,6 +620,14 @@ class Store:
         return mark
 
     def release(self, run_id: str) -> None:
+        self.do(self.release_op(run_id))
+
+    def release_later(self, run_id: str) -> None:
+        """Hand the lease's release to the writer without waiting for it (from a coroutine: the
+        writer keeps the order, so a later acquire in this process comes after it)."""
+        self.writer.submit(self.release_op(run_id)).add_done_callback(_log_failed_write)
+
+    def release_op(self, run_id: str) -> WriteOp[None]:
         me = self.owner
 
         def release(conn: sqlite3.Connection) -> None:
@@ -628,7 +637,7 @@ class Store:
                 (run_id, me),
             )
 
-        self.do(release)
+        return release
 
     def finish_rows(
         self,
