@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from wfkit.store._writer import Writer
+from wfkit.store._writer import INLINE_BUDGET, Writer
 
 
 @pytest.fixture
@@ -214,6 +214,7 @@ def _loop_connect(path: Path) -> Any:
 def normal_writer(db: Path) -> Iterator[Writer]:
     """A writer that may commit small writes on an idle loop, as a store at NORMAL has."""
     w = Writer(_connect(db), name="normal", bulk=_bulk, inline=_loop_connect(db))
+    w.inline_budget = INLINE_BUDGET  # opt-in
     yield w
     w.close()
 
@@ -221,6 +222,23 @@ def normal_writer(db: Path) -> Iterator[Writer]:
 def _rowid_order(db: Path) -> list[str]:
     with closing(sqlite3.connect(db)) as conn:
         return [r[0] for r in conn.execute("SELECT k FROM t ORDER BY rowid")]
+
+
+def test_commits_on_the_loop_are_off_unless_switched_on(db: Path) -> None:
+    """A writer given a loop connection still hands every write to its thread until a budget is set."""
+    w = Writer(_connect(db), name="default", bulk=_bulk, inline=_loop_connect(db))
+    try:
+
+        async def main() -> bool:
+            future = w.submit_async(_insert("queued"))
+            done_at_once = future.done()
+            await future
+            return done_at_once
+
+        assert asyncio.run(main()) is False
+        assert 0 == w.inline_commits
+    finally:
+        w.close()
 
 
 def test_a_write_on_an_idle_loop_is_committed_before_submit_returns(normal_writer: Writer, db: Path) -> None:

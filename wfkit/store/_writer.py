@@ -17,7 +17,8 @@ store's ``synchronous`` level. An asyncio waiter is resolved on its own loop thr
 checkpoints wakes a loop once, not a thousand times. Synchronous callers (the CLI, ``Workspace``
 methods) block on a ``concurrent.futures.Future``.
 
-Why a small write may commit on the loop itself, at ``synchronous=NORMAL`` only: a hop to the
+Why a small write may commit on the loop itself (opt-in, ``writer.inline_budget > 0``, at
+``synchronous=NORMAL`` only): a hop to the
 writer and back costs two thread wake-ups, and on a loaded machine each is a trip through the
 OS scheduler (measured: 0.05 ms at best, 0.6 ms on average with 8 busy processes per core),
 far more than the commit itself. At NORMAL a WAL commit waits for no disk (no fsync: that is
@@ -27,7 +28,10 @@ tried (a lock held by another process sends the write to the writer instead), an
 checkpoints the WAL (the writer does, in its thread). A budget bounds the loop's time in such
 commits per loop iteration, so a burst of writes (many runs checkpointing together) still
 goes to the writer in group commits. At FULL every commit waits for an fsync, so nothing
-commits on the loop.
+commits on the loop. Off by default: it takes a sequential chain's commit off the thread hop,
+but the loop then spends up to the budget per iteration in SQLite, and timing-sensitive
+workloads notice (the timeout-prediction test of the step-log advice, which compares latencies
+of two interleaved sets of runs, drifts past its tolerance with it on).
 """
 
 from __future__ import annotations
@@ -55,9 +59,9 @@ WriteOp = Callable[[sqlite3.Connection], T]
 waiter's result."""
 
 _MAX_BATCH = 4096  # bounds one transaction (and the time its lock is held) under a flood of writes
-# Seconds per loop iteration the loop may spend committing small writes itself (NORMAL only), and
-# how many such commits pass before the writer checkpoints the WAL they grew.
-_INLINE_BUDGET = 0.001
+# Seconds per loop iteration the loop may spend committing small writes itself (NORMAL only, when
+# switched on), and how many such commits pass before the writer checkpoints the WAL they grew.
+INLINE_BUDGET = 0.001
 _CHECKPOINT_EVERY = 256
 
 
@@ -125,7 +129,7 @@ class Writer:
         # what was queued and is not committed yet, ``_gate`` is held by whoever commits: a write
         # commits on the loop only when nothing handed over before it is still on its way.
         self._inline = inline
-        self.inline_budget = _INLINE_BUDGET if inline is not None else 0.0
+        self.inline_budget = 0.0  # opt-in: set to e.g. INLINE_BUDGET (seconds per loop iteration)
         self.inline_commits = 0
         self._outstanding = 0
         self._gate = threading.Lock()
@@ -153,7 +157,7 @@ class Writer:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
         pending = _Pending(fn, rows, future, loop)
-        if self.inline_budget > 0 and self._commit_here(pending, loop):
+        if self.inline_budget > 0 and self._inline is not None and self._commit_here(pending, loop):
             _resolve_on_loop([pending])  # durable already: the waiter need not wait for anyone
         else:
             self._put(pending)
