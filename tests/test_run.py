@@ -742,18 +742,20 @@ def test_start_on_a_running_loop_does_not_wait_for_the_store(tmp_path: Any) -> N
 
 
 def test_a_duplicate_run_id_started_on_a_loop_fails_when_awaited(tmp_path: Any) -> None:
-    """On a running loop, start() with a run id that exists returns, and awaiting the run raises why."""
+    """On a running loop, start() with a run id that exists returns, awaiting the run raises why, and
+    drain() has nothing of it to wait for."""
     flow = wf.Workflow("start-dup")
     flow.step(lambda s: {"x": 1}, name="one")
     ws = tmp_path / "ws"
     flow.run({}, workspace=ws, run_id="same")
 
-    async def main() -> None:
+    async def main() -> list[wf.Run]:
         run = flow.start({}, workspace=ws, run_id="same")
-        await run
+        with pytest.raises(ValueError, match="a run with id 'same' already exists"):
+            await run
+        return await wf.drain()
 
-    with pytest.raises(ValueError, match="a run with id 'same' already exists"):
-        asyncio.run(main())
+    assert [] == asyncio.run(main())
 
 
 def test_aresume_takes_the_lease_without_blocking_the_loop(tmp_path: Any) -> None:

@@ -436,9 +436,16 @@ class Run:
 
     async def _decided(self, op: WriteOp[tuple[Ticket, bool]], resume: bool) -> None:
         assert self._exec.store is not None
-        _, changed = await self._exec.store.writer.submit_async(op)
-        if changed and resume and self.status in RunStatus.HALTED:
-            await self._reopen()
+        reopened = False
+        try:
+            _, changed = await self._exec.store.writer.submit_async(op)
+            if changed and resume and self.status in RunStatus.HALTED:
+                await self._reopen()
+                reopened = True
+        except BaseException:
+            _started.discard(self)  # refused (decided elsewhere meanwhile, a lease held): `await run` says why
+            raise
+        if reopened:
             await self._exec.drive()
 
     def resume(self) -> Run:
@@ -482,7 +489,13 @@ class Run:
             self._cfuture = asyncio.run_coroutine_threadsafe(coro, background_loop())
 
     async def _drive_after(self, before: Callable[[], Awaitable[None]]) -> None:
-        await before()
+        try:
+            await before()
+        except BaseException:
+            # Refused before it ran (a run id that exists, a lease held elsewhere): nothing for
+            # drain() to wait for; `await run` raises why.
+            _started.discard(self)
+            raise
         await self._exec.drive()  # looked up now: ``before`` may have replaced the execution
 
     # ---- waiting -------------------------------------------------------------------------------
