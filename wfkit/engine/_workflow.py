@@ -159,6 +159,7 @@ class Workflow:
         self._routers: dict[str, Router] = {}
         self._entry: str | None = None
         self._graph: Graph | None = None
+        self._definition: tuple[Graph, str] | None = None  # the graph's description as JSON, once per graph
         # What a flow spec carries besides behaviour (the builder's layout), kept across load and save.
         self.metadata: dict[str, Any] = {}
         _by_name[name] = self
@@ -669,6 +670,14 @@ class Workflow:
             claim(execution.run_id)
         return execution
 
+    def _definition_json(self, graph: Graph) -> str:
+        """The graph's description as stored with each run: made once per graph (a version), not
+        once per run (on the event loop, a thousand runs started together would each pay for it)."""
+        made = self._definition
+        if made is None or made[0] is not graph:
+            made = self._definition = (graph, json.dumps(graph.description))
+        return made[1]
+
     def _new_execution(self, inputs: Mapping[str, Any] | None, o: _Options) -> tuple[Execution, Rows | None]:
         graph = self.validate()
         inputs = {} if inputs is None else inputs
@@ -698,7 +707,7 @@ class Workflow:
                     "workflow": self.name,
                     "workflow_version": version,
                     "fingerprint": graph.fingerprint,
-                    "definition": json.dumps(graph.description),
+                    "definition": self._definition_json(graph),
                     "workflow_ref": self._ref(),
                     "inputs": encode_state("the run's inputs:", inputs),
                     "seed": o.seed,

@@ -555,7 +555,7 @@ class Store:
 
     def create_run_rows(self, row: Mapping[str, Any]) -> Rows:
         """A new run, as a row for the writer's bulk insert (a run id that exists is refused)."""
-        unknown = set(row) - set(_RUN_COLUMNS)
+        unknown = row.keys() - _RUN_COLUMN_SET
         if unknown:
             raise TypeError(f"create_run got unknown run columns: {', '.join(sorted(unknown))}")
         now = time.time()
@@ -1138,6 +1138,7 @@ _RUN_COLUMNS = (
     "lease_expires",
     "checksum",
 )
+_RUN_COLUMN_SET = frozenset(_RUN_COLUMNS)
 
 
 def _values(rows: int, width: int) -> str:
