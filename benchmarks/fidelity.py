@@ -48,6 +48,13 @@ def _load() -> float:
     return round(os.getloadavg()[0], 2)
 
 
+def _forget_exports() -> None:
+    """Drop the exports still pending, and wait for one under way (its timer thread may be writing
+    into the temporary workspace that is about to be deleted)."""
+    exporter.clear()
+    exporter.flush()
+
+
 def _quantile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
@@ -101,7 +108,7 @@ async def f1(rounds: int) -> dict[str, Any]:
         exporter.flush()
         exported = len(wf.steps(tmp))
         commits, writes = store.writer.commits, store.writer.writes
-        exporter.clear()
+        _forget_exports()
         store.close()
     exporter.delay = 30.0
     mem = [e.latency_s for e in memory.events if e.status == "ok"]
@@ -148,7 +155,7 @@ async def f2(rounds: int) -> dict[str, Any]:
             mem_walls.append(await _batch(flow, 1000, False))
             dur_walls.append(await _batch(flow, 1000, tmp))
         commits, writes = store.writer.commits, store.writer.writes
-        exporter.clear()
+        _forget_exports()
         store.close()
     a, b = statistics.median(dur_walls), statistics.median(mem_walls)
     return {
@@ -323,7 +330,7 @@ async def w4(repeats: int, rounds: int) -> list[dict[str, Any]]:
                     inline += store.writer.inline_commits
                     store.writer.inline_budget = 0.0
             conn.close()
-            exporter.clear()
+            _forget_exports()
             store.close()
 
         def us(name: str, at: int, samples: dict[str, list[tuple[float, float]]] = samples) -> float:
