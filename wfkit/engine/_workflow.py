@@ -735,12 +735,14 @@ class Workflow:
         )
         return execution, create
 
-    def _child_execution(
+    async def _achild_execution(
         self, parent: ParentRun, step: str, visit: int, inputs: Mapping[str, Any]
     ) -> Execution | dict[str, Any]:
         """This workflow's run as the sub-workflow of ``parent``'s ``step`` (visit ``visit``): the
         run that step visit started before if it has not failed (resumed where it stopped, or its
-        final state if it had succeeded), else a new run linked to the parent."""
+        final state if it had succeeded), else a new run linked to the parent. Called in the
+        parent's task: the lease, the new run's row and its link go through the writer, so the
+        loop never waits for the store (the row and the link in one commit)."""
         store = parent.store
         options = _Options(
             workspace=False if store is None else store.path.parent,
@@ -756,13 +758,15 @@ class Workflow:
                 if row["status"] == RunStatus.SUCCEEDED:
                     return dict(load_json(store.path, earlier, "runs.state", row["state"] or "{}"))
                 if row["status"] not in RunStatus.FINISHED:  # halted, or cut off by a crash
-                    child = self._resumed_execution(earlier, options)
-                    child.parent_run_id = parent.run_id
-                    return child
-        child = self._execution(inputs, options)
+                    resumed = await self._aresumed_execution(earlier, options)
+                    resumed.parent_run_id = parent.run_id
+                    return resumed
+        child, create = self._new_execution(inputs, options)
         child.parent_run_id = parent.run_id
-        if store is not None:
-            store.link_run(child.run_id, parent.run_id, "child", parent_step=step, parent_visit=visit)
+        if store is not None and create is not None:
+            link = store.link_run_op(child.run_id, parent.run_id, "child", parent_step=step, parent_visit=visit)
+            await store.writer.submit_async(link, create)
+            claim(child.run_id)
         return child
 
     def _resumed_execution(self, run_id: str, o: _Options) -> Execution:

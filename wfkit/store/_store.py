@@ -784,6 +784,32 @@ class Store:
     ) -> None:
         """Record that ``run_id`` was forked from (``kind="fork"``) or started as a sub-workflow
         by (``kind="child"``) ``parent_run_id``."""
+        self.do(
+            self.link_run_op(
+                run_id,
+                parent_run_id,
+                kind,
+                at_step=at_step,
+                at_seq=at_seq,
+                parent_step=parent_step,
+                parent_visit=parent_visit,
+                detail=detail,
+            )
+        )
+
+    def link_run_op(
+        self,
+        run_id: str,
+        parent_run_id: str,
+        kind: str,
+        *,
+        at_step: str | None = None,
+        at_seq: int | None = None,
+        parent_step: str | None = None,
+        parent_visit: int | None = None,
+        detail: str | None = None,
+    ) -> WriteOp[None]:
+        """The write of :meth:`link_run`, for ``submit_async`` (with the linked run's row: one commit)."""
         values = (
             run_id,
             parent_run_id,
@@ -803,7 +829,7 @@ class Store:
                 values,
             )
 
-        self.do(link)
+        return link
 
     def run_link(self, run_id: str) -> dict[str, Any] | None:
         """Where a run came from (a fork's origin, a child's parent), or None."""
