@@ -137,7 +137,9 @@ def test_the_checksum_keeps_its_form_for_rows_written_before() -> None:
     """Row checksums are computed as they always were (each non-text column as SQLite returns it), so older stores verify."""
     from wfkit.store import _journal
 
-    row = list(event_row(_event()._replace(tokens_in=12, cost_usd=0.25, latency_s=3.0, map_index=None), "ok", "{}")[1:-1])
+    row = list(
+        event_row(_event()._replace(tokens_in=12, cost_usd=0.25, latency_s=3.0, map_index=None), "ok", "{}")[1:-1]
+    )
     skip = {COLUMNS.index(c) for c in ("updates", "failure", "extra", "durable_wait_s")}
     event_part = "\x1f".join(_journal._text(v) for i, v in enumerate(row) if i not in skip)
     parts = (event_part, row[COLUMNS.index("updates")], row[COLUMNS.index("failure")], row[COLUMNS.index("extra")])

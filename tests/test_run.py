@@ -816,3 +816,43 @@ def test_deciding_a_decided_ticket_on_a_loop_answers_at_once(tmp_path: Any) -> N
         return run
 
     assert "succeeded" == asyncio.run(main()).status
+
+
+def test_fork_on_a_running_loop_does_not_wait_for_the_store(tmp_path: Any) -> None:
+    """run.fork() in a loop returns while the store's lock is held; the heartbeat ticks, and the fork,
+    written and rebuilt by its own task, succeeds with its origin stored once the lock is free."""
+    flow = _router()
+    ws = tmp_path / "ws"
+    original = flow.run({"query": "money back"}, workspace=ws)
+
+    async def main() -> tuple[wf.Run, int]:
+        async def fork() -> wf.Run:
+            return original.fork("classify", {"kind": "other"})
+
+        forked, ticks, lock = await _ticks_while_held(fork, ws)
+        await forked
+        return forked, _during(ticks, lock)
+
+    forked, ticked = asyncio.run(main())
+    assert ("succeeded", "about other") == (forked.status, forked.state["answer"])
+    assert ticked > 0
+    info = wf.Workspace(ws).run_info(forked.run_id)
+    assert ({"run_id": original.run_id, "at": "classify", "visit": 1}, "succeeded") == (
+        info["forked_from"],
+        info["status"],
+    )
+
+
+def test_a_fork_on_a_loop_with_a_run_id_that_exists_fails_when_awaited(tmp_path: Any) -> None:
+    """On a running loop, fork(run_id=...) naming a stored run returns, and awaiting the fork raises why."""
+    flow = _router()
+    ws = tmp_path / "ws"
+    original = flow.run({"query": "money back"}, workspace=ws)
+    flow.run({"query": "hello"}, workspace=ws, run_id="taken")
+
+    async def main() -> None:
+        await original.fork("classify", {"kind": "other"}, run_id="taken")
+
+    with pytest.raises(ValueError, match="a run with id 'taken' already exists"):
+        asyncio.run(main())
+    assert "hello" == wf.Workspace(ws).run_info("taken")["inputs"]["query"]  # untouched

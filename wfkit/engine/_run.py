@@ -60,6 +60,10 @@ class RunSource(Protocol):
         self, source: Execution, at: str, update: Mapping[str, Any], visit: int | None, run_id: str | None, o: _Options
     ) -> Execution: ...
 
+    def _fork_on_loop(
+        self, source: Execution, at: str, update: Mapping[str, Any], visit: int | None, run_id: str | None, o: _Options
+    ) -> tuple[Execution, _Options, Callable[[], Awaitable[None]]]: ...
+
 
 WorkspaceArg: TypeAlias = "str | os.PathLike[str] | Literal[False] | None"
 
@@ -360,6 +364,20 @@ class Run:
         (``forked_from``). Returns the new run's handle at once, like :meth:`Workflow.start`."""
         if self._workflow is None or self._options is None:
             raise RuntimeError("this run handle has no workflow; use Workflow.fork(run_id, at=...)")
+        if running_loop() is not None and self._exec.store is not None:
+            # On a running loop the fork's row and origin are written by the fork's own task, and
+            # its execution rebuilt from the store there: the loop never waits for the store.
+            pending, options, record = self._workflow._fork_on_loop(
+                self._exec, at, update or {}, visit, run_id, self._options
+            )
+            forked = Run(pending, self._workflow, options)
+
+            async def recorded() -> None:
+                await record()
+                await forked._reopen()
+
+            forked._launch(before=recorded)
+            return forked
         execution = self._workflow._forked_execution(self._exec, at, update or {}, visit, run_id, self._options)
         run = Run(execution, self._workflow, self._options)
         run._launch()

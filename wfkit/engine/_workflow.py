@@ -13,8 +13,8 @@ import time
 import uuid
 import warnings
 import weakref
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any, TypeVar, Unpack, overload
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar, Unpack, overload
 
 from wfkit.engine._engine import Execution, claim, executing_here, unclaim
 from wfkit.engine._loops import run_blocking, running_loop
@@ -34,7 +34,7 @@ from wfkit.store._codec import check_state
 from wfkit.store._journal import encode_state, load_json
 from wfkit.store._store import Store
 from wfkit.store._workspace import open_store
-from wfkit.store._writer import Rows
+from wfkit.store._writer import Rows, WriteOp
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -923,12 +923,27 @@ class Workflow:
             execution.replay([*rows[:position], (position, at, at_visit, "fork", update, None, None, None)], {})
             execution.origin = {"run_id": source_id, "at": at, "visit": at_visit, "update": update}
             return execution
+        fork = self._stored_fork(store, source_id, at, update, visit, new_id, o)
+        store.writer.run(fork.link, fork.create)  # the fork's row and its origin: one commit
+        return self._resumed_execution(new_id, fork.options)
+
+    def _stored_fork(
+        self,
+        store: Store,
+        source_id: str,
+        at: str,
+        update: dict[str, Any],
+        visit: int | None,
+        new_id: str,
+        o: _Options,
+    ) -> _StoredFork:
+        """What forking a stored run writes (checked against the store first: nothing is written yet)."""
         parent = store.run_row(source_id)
         if parent["workflow"] != self.name:
             raise ValueError(f"run {source_id} belongs to workflow {parent['workflow']!r}, not {self.name!r}")
         position, at_visit = _fork_point(store.lineage_checkpoints(source_id), source_id, at, visit)
         detail = encode_state("the fork's update", update)
-        store.create_run(
+        create = store.create_run_rows(
             {
                 "run_id": new_id,
                 "workflow": self.name,
@@ -943,10 +958,50 @@ class Workflow:
                 "parameters_hash": parent["parameters_hash"],
             }
         )
-        store.link_run(
+        link = store.link_run_op(
             new_id, source_id, "fork", at_step=at, at_seq=position, parent_step=at, parent_visit=at_visit, detail=detail
         )
-        return self._resumed_execution(new_id, dataclasses.replace(o, workspace=store.path.parent))
+        return _StoredFork(create, link, dataclasses.replace(o, workspace=store.path.parent))
+
+    def _fork_on_loop(
+        self, source: Execution, at: str, update: Mapping[str, Any], visit: int | None, run_id: str | None, o: _Options
+    ) -> tuple[Execution, _Options, Callable[[], Awaitable[None]]]:
+        """:meth:`_forked_execution` of a stored run, from a running loop: checked now, written
+        later by the fork's own task (``record``, awaited before its execution is rebuilt from the
+        store), so the loop never waits for the store. Returns the fork's execution until then
+        (its id, nothing run), its options, and ``record``."""
+        assert source.store is not None
+        graph = self.validate()
+        if at not in graph.steps:
+            raise ValueError(
+                f"cannot fork at {at!r}: workflow {self.name!r} has no such step"
+                f"{_did_you_mean(at, graph.steps)}; steps: {', '.join(sorted(graph.steps))}"
+            )
+        if not isinstance(update, Mapping) or not all(isinstance(k, str) for k in update):
+            raise TypeError(f"a fork's update is a dict with string keys, got {update!r}")
+        store, new_id = source.store, run_id or uuid.uuid4().hex[:16]
+        fork = self._stored_fork(store, source.run_id, at, dict(update), visit, new_id, o)
+        until_recorded = Execution(
+            graph,
+            self._merge,
+            new_id,
+            source.inputs,
+            version=source.version,
+            timeout=source.timeout,
+            sinks=as_callables(o.sinks),
+            seed=o.seed,
+            parameters_hash=source.parameters_hash,
+            store=store,
+            policy=_resolve_policy(o, graph),
+            llm=o.llm,
+            tool_registry=o.tools if o.tools is not None else self.tools,
+            processors=self.processors,
+        )
+
+        async def record() -> None:
+            await store.writer.submit_async(fork.link, fork.create)
+
+        return until_recorded, fork.options, record
 
     def fork(
         self,
@@ -1124,6 +1179,14 @@ class Workflow:
         run = Run(await self._aresumed_execution(run_id, o), self, o)
         await run._exec.drive()
         return run.raise_for_status() if raise_on_error else run
+
+
+class _StoredFork(NamedTuple):
+    """A stored run's fork, ready to write: its run row, its link to the origin, its options."""
+
+    create: Rows
+    link: WriteOp[None]
+    options: _Options
 
 
 async def _record_new_run(execution: Execution, create: Rows) -> None:
