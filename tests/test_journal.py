@@ -172,3 +172,11 @@ def test_runs_of_one_workflow_version_store_its_definition_and_a_changed_workflo
         return sorted(s["name"] for s in json.loads(row["definition"])["steps"])
 
     assert (["a"], ["a"], ["a", "b"]) == (steps(first), steps(again), steps(changed))
+
+
+def test_updates_that_write_nothing_encode_as_an_empty_object() -> None:
+    """A step that wrote nothing stores "{}", as the general encoder would."""
+    from wfkit.store._codec import encode_state as codec_encode
+
+    assert codec_encode("step 's' wrote", {}) == encode_updates("s", {})
+    assert "{}" == encode_updates("s", {})

@@ -95,6 +95,8 @@ def dumps(value: Any) -> str:
 def encode_updates(step: str, updates: Mapping[str, Any]) -> str:
     """JSON for a step's updates (types kept); a value that cannot be kept is named with its step
     and field."""
+    if not updates:
+        return "{}"  # a step that wrote nothing (the JSON encode_state makes of it, with nothing to check)
     return _codec.encode_state(f"step {step!r} wrote", updates)
 
 
@@ -138,9 +140,15 @@ _EVENT_COLUMNS = operator.itemgetter(
 
 def row_checksum(columns: Sequence[Any]) -> str:
     """The checksum of a journal row given in :data:`COLUMNS` order."""
-    # Every row written passes here on the event loop: text and NULL (most columns) join without a
-    # call per column; the rest takes the form SQLite hands back (``_text``). The same checksum.
-    event = "\x1f".join([v if type(v) is str else "\x00" if v is None else _text(v) for v in _EVENT_COLUMNS(columns)])
+    # Every row written passes here on the event loop: text, NULL and integers (most columns) join
+    # without a call per column; the rest takes the form SQLite hands back (``_text``). The same
+    # checksum as ``map(_text, ...)``.
+    event = "\x1f".join(
+        [
+            v if type(v) is str else "\x00" if v is None else str(v) if type(v) is int else _text(v)
+            for v in _EVENT_COLUMNS(columns)
+        ]
+    )
     return ".".join((_crc(event), _crc(columns[_UPDATES_AT]), _crc(columns[_FAILURE_AT]), _crc(columns[_EXTRA_AT])))
 
 
