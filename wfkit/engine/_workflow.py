@@ -16,6 +16,7 @@ import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar, Unpack, overload
 
+from wfkit.engine._durability import give_lease_back, record_run, take_lease
 from wfkit.engine._engine import Execution, claim, executing_here, unclaim
 from wfkit.engine._loops import run_blocking, running_loop
 from wfkit.engine._run import _RESUME_KEYS, BatchRunOptions, ResumeOptions, Run, RunOptions, WorkspaceArg, _Options
@@ -666,7 +667,7 @@ class Workflow:
         """A new run, recorded in the workspace without blocking the event loop."""
         execution, create = self._new_execution(inputs, o)
         if create is not None and execution.store is not None:
-            await execution.store.writer.submit_async(None, create)
+            await record_run(execution.store, create)
             claim(execution.run_id)
         return execution
 
@@ -765,7 +766,7 @@ class Workflow:
         child.parent_run_id = parent.run_id
         if store is not None and create is not None:
             link = store.link_run_op(child.run_id, parent.run_id, "child", parent_step=step, parent_visit=visit)
-            await store.writer.submit_async(link, create)
+            await record_run(store, create, link)
             claim(child.run_id)
         return child
 
@@ -788,7 +789,7 @@ class Workflow:
         refusal) through the writer, so the loop never waits for a lock or the disk."""
         graph, store = self._resume_claim(run_id, o)
         try:
-            row = await store.writer.submit_async(store.acquire_op(run_id))
+            row = await take_lease(store, run_id)
         except BaseException:
             unclaim(run_id)
             raise
@@ -796,7 +797,7 @@ class Workflow:
             return self._resumed_from(graph, store, run_id, row, o)
         except BaseException:
             unclaim(run_id)
-            store.release_later(run_id)
+            give_lease_back(store, run_id)
             raise
 
     def _resume_claim(self, run_id: str, o: _Options) -> tuple[Graph, Store]:
@@ -999,7 +1000,7 @@ class Workflow:
         )
 
         async def record() -> None:
-            await store.writer.submit_async(fork.link, fork.create)
+            await record_run(store, fork.create, fork.link)
 
         return until_recorded, fork.options, record
 
@@ -1192,7 +1193,7 @@ class _StoredFork(NamedTuple):
 async def _record_new_run(execution: Execution, create: Rows) -> None:
     """Write a started run's row (before its first step), then claim it as executing here."""
     assert execution.store is not None
-    await execution.store.writer.submit_async(None, create)
+    await record_run(execution.store, create)
     claim(execution.run_id)
 
 
