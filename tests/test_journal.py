@@ -134,7 +134,7 @@ def test_a_changed_run_input_is_caught_by_the_run_checksum() -> None:
 
 
 def test_the_checksum_keeps_its_form_for_rows_written_before() -> None:
-    """Row checksums are computed as they always were (each non-text column as SQLite returns it), so older stores verify."""
+    """Row checksums keep their form (non-text columns as SQLite returns them), so older stores verify."""
     from wfkit.store import _journal
 
     row = list(
