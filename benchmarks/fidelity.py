@@ -13,7 +13,11 @@
   per step in the same process. Targets: FULL <= 1.25x, NORMAL within 30 us per step.
 
 Every figure's baseline is measured in the same run (the machines are shared and noisy): compare
-the ratio, not the absolute numbers.
+the ratio, not the absolute numbers. Each row carries the machine's load average (1 minute) when
+the workload started and ended, and figures are medians over ``--rounds`` repeats. W4 also gives
+CPU microseconds per step (this process's CPU time, which another process's load inflates far less
+than wall time), and for NORMAL the same chain with the writer's opt-in commits on the loop
+switched on (``on_loop_*``: what the two thread hops per step cost).
 """
 
 from __future__ import annotations
@@ -36,7 +40,19 @@ from typing import Any
 import wfkit as wf
 from wfkit.logs._steplog import exporter
 from wfkit.store._workspace import open_store
+from wfkit.store._writer import INLINE_BUDGET
 from wfkit.testing import MemorySink
+
+
+def _load() -> float:
+    return round(os.getloadavg()[0], 2)
+
+
+def _forget_exports() -> None:
+    """Drop the exports still pending, and wait for one under way (its timer thread may be writing
+    into the temporary workspace that is about to be deleted)."""
+    exporter.clear()
+    exporter.flush()
 
 
 def _quantile(values: list[float], q: float) -> float:
@@ -80,13 +96,19 @@ async def f1(rounds: int) -> dict[str, Any]:
         await _batch(flow, 50, tmp)
         memory.clear()
         durable.clear()
+        p50_ratios, p99_ratios = [], []
         for _ in range(rounds):
+            m0, d0 = len(memory.events), len(durable.events)
             await _batch(flow, 500, False, memory)
             await _batch(flow, 500, tmp, durable)
+            mem_round = [e.latency_s for e in memory.events[m0:] if e.status == "ok"]
+            dur_round = [e.latency_s for e in durable.events[d0:] if e.status == "ok"]
+            p50_ratios.append(statistics.median(dur_round) / statistics.median(mem_round))
+            p99_ratios.append(_quantile(dur_round, 0.99) / _quantile(mem_round, 0.99))
         exporter.flush()
         exported = len(wf.steps(tmp))
         commits, writes = store.writer.commits, store.writer.writes
-        exporter.clear()
+        _forget_exports()
         store.close()
     exporter.delay = 30.0
     mem = [e.latency_s for e in memory.events if e.status == "ok"]
@@ -105,6 +127,8 @@ async def f1(rounds: int) -> dict[str, Any]:
         "memory_p99_ms": round(p99m * 1e3, 2),
         "durable_p99_ms": round(p99d * 1e3, 2),
         "p99_ratio": round(p99d / p99m, 3),
+        "p50_ratio_per_round": [round(r, 3) for r in p50_ratios],
+        "p99_ratio_per_round": [round(r, 3) for r in p99_ratios],
         "memory_timeouts": mem_timeouts,
         "durable_timeouts": dur_timeouts,
         "durable_wait_p50_ms": round(statistics.median(waits) * 1e3, 2) if waits else None,
@@ -131,7 +155,7 @@ async def f2(rounds: int) -> dict[str, Any]:
             mem_walls.append(await _batch(flow, 1000, False))
             dur_walls.append(await _batch(flow, 1000, tmp))
         commits, writes = store.writer.commits, store.writer.writes
-        exporter.clear()
+        _forget_exports()
         store.close()
     a, b = statistics.median(dur_walls), statistics.median(mem_walls)
     return {
@@ -140,6 +164,7 @@ async def f2(rounds: int) -> dict[str, Any]:
         "durable_s": round(a, 3),
         "memory_s": round(b, 3),
         "ratio": round(a / b, 2),
+        "ratio_per_round": [round(d / m, 2) for d, m in zip(dur_walls, mem_walls, strict=True)],
         "ideal_s": 0.05,
         "writes_per_commit": round(writes / commits, 1) if commits else None,
         "target": {"ratio": 2.0},
@@ -208,9 +233,12 @@ def _f3_once(workspace: str) -> dict[str, Any]:
 
 
 def f3(rounds: int) -> dict[str, Any]:
-    with tempfile.TemporaryDirectory() as tmp:
-        durable = _f3_once(str(Path(tmp) / "ws"))
-    memory = _f3_once("memory")
+    durables, memories = [], []
+    for _ in range(rounds):  # interleaved, so both see the same machine
+        with tempfile.TemporaryDirectory() as tmp:
+            durables.append(_f3_once(str(Path(tmp) / "ws")))
+        memories.append(_f3_once("memory"))
+    durable, memory = _median_round(durables), _median_round(memories)
     return {
         "workload": "F3",
         "what": "8 processes x 100 concurrent durable runs (5 steps of 10 ms) on one workspace, FULL",
@@ -221,9 +249,17 @@ def f3(rounds: int) -> dict[str, Any]:
         "memory_per_process_s": [round(x, 3) for x in (min(memory["per_process_s"]), max(memory["per_process_s"]))],
         "durable_p99_run_s": round(durable["p99_run_s"], 3),
         "memory_p99_run_s": round(memory["p99_run_s"], 3),
+        "total_ratio_per_round": [
+            round(d["total_s"] / m["total_s"], 2) for d, m in zip(durables, memories, strict=True)
+        ],
         "succeeded": durable["succeeded"],
         "before_this_work": {"per_process_s": [4.2, 8.8], "p99_run_s": [0.55, 2.6]},
     }
+
+
+def _median_round(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """The round whose total wall time is the median (its other figures come with it)."""
+    return sorted(results, key=lambda r: float(r["total_s"]))[len(results) // 2]
 
 
 # ---- W4 -------------------------------------------------------------------------------------------
@@ -233,18 +269,20 @@ async def _noop(state: Any, ctx: Any = None) -> dict[str, Any]:
     return {}
 
 
-async def _median_seconds(fn: Any, repeats: int) -> float:
+async def _median_seconds(fn: Any, repeats: int) -> tuple[float, float]:
+    """Median wall and CPU seconds of one call of ``fn`` (after a warm-up)."""
     for _ in range(max(2, repeats // 10)):
         await fn()
-    samples = []
+    walls, cpus = [], []
     for _ in range(repeats):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         await fn()
-        samples.append(time.perf_counter() - t0)
-    return statistics.median(samples)
+        walls.append(time.perf_counter() - t0)
+        cpus.append(time.process_time() - c0)
+    return statistics.median(walls), statistics.median(cpus)
 
 
-async def w4(repeats: int) -> list[dict[str, Any]]:
+async def w4(repeats: int, rounds: int) -> list[dict[str, Any]]:
     n = 100
     flow = wf.Workflow("chain100")
     names = [f"s{i}" for i in range(n)]
@@ -260,6 +298,9 @@ async def w4(repeats: int) -> list[dict[str, Any]]:
             async def run_wfkit(tmp: str = tmp) -> None:
                 await flow.arun({}, workspace=tmp)
 
+            async def run_memory() -> None:
+                await flow.arun({}, workspace=False)
+
             conn = sqlite3.connect(Path(tmp) / "plain.db", isolation_level=None)
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute(f"PRAGMA synchronous={sync.upper()}")
@@ -273,25 +314,49 @@ async def w4(repeats: int) -> list[dict[str, Any]]:
                     conn.execute("INSERT INTO t VALUES (?, ?, ?, ?)", ("r", i, f"s{i}", json.dumps(update)))
                     conn.execute("COMMIT")
 
-            a, b = [], []
-            for _ in range(3):  # interleaved, so both see the same machine
-                a.append(await _median_seconds(run_wfkit, repeats))
-                b.append(await _median_seconds(run_sqlite, repeats))
+            load = _load()
+            # Commits on the loop are opt-in, and only at NORMAL: measured as a variant.
+            budget = INLINE_BUDGET if sync == "normal" else 0.0
+            samples: dict[str, list[tuple[float, float]]] = {}
+            inline = 0
+            for _ in range(rounds):  # interleaved, so all see the same machine
+                samples.setdefault("wfkit", []).append(await _median_seconds(run_wfkit, repeats))
+                samples.setdefault("sqlite3", []).append(await _median_seconds(run_sqlite, repeats))
+                samples.setdefault("memory", []).append(await _median_seconds(run_memory, repeats))
+                if budget:
+                    store.writer.inline_budget = budget  # small writes committed on the idle loop
+                    inline -= store.writer.inline_commits
+                    samples.setdefault("on_loop", []).append(await _median_seconds(run_wfkit, repeats))
+                    inline += store.writer.inline_commits
+                    store.writer.inline_budget = 0.0
             conn.close()
-            exporter.clear()
+            _forget_exports()
             store.close()
-        per_a, per_b = statistics.median(a) / n, statistics.median(b) / n
-        rows.append(
-            {
-                "workload": "W4",
-                "what": f"sequential 100-step chain, durable, synchronous={sync.upper()}",
-                "wfkit_us_per_step": round(per_a * 1e6, 1),
-                "sqlite3_us_per_step": round(per_b * 1e6, 1),
-                "ratio": round(per_a / per_b, 2),
-                "overhead_us": round((per_a - per_b) * 1e6, 1),
-                "target": {"ratio": 1.25} if sync == "full" else {"overhead_us": 30},
-            }
-        )
+
+        def us(name: str, at: int, samples: dict[str, list[tuple[float, float]]] = samples) -> float:
+            return statistics.median(x[at] for x in samples[name]) / n * 1e6
+
+        row: dict[str, Any] = {
+            "workload": "W4",
+            "what": f"sequential 100-step chain, durable, synchronous={sync.upper()}",
+            "wfkit_us_per_step": round(us("wfkit", 0), 1),
+            "sqlite3_us_per_step": round(us("sqlite3", 0), 1),
+            "ratio": round(us("wfkit", 0) / us("sqlite3", 0), 2),
+            "overhead_us": round(us("wfkit", 0) - us("sqlite3", 0), 1),
+            "memory_us_per_step": round(us("memory", 0), 1),
+            "cpu_wfkit_us_per_step": round(us("wfkit", 1), 1),
+            "cpu_sqlite3_us_per_step": round(us("sqlite3", 1), 1),
+            "cpu_memory_us_per_step": round(us("memory", 1), 1),
+            "cpu_overhead_us": round(us("wfkit", 1) - us("sqlite3", 1), 1),
+        }
+        if "on_loop" in samples:
+            row["on_loop_us_per_step"] = round(us("on_loop", 0), 1)
+            row["on_loop_overhead_us"] = round(us("on_loop", 0) - us("sqlite3", 0), 1)
+            row["cpu_on_loop_us_per_step"] = round(us("on_loop", 1), 1)
+            row["on_loop_commits"] = f"{inline} of {rounds * (repeats + max(2, repeats // 10)) * (n + 2)} writes"
+        row["load_avg"] = [load, _load()]
+        row["target"] = {"ratio": 1.25} if sync == "full" else {"overhead_us": 30}
+        rows.append(row)
     return rows
 
 
@@ -299,11 +364,12 @@ async def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--json", action="store_true", help="one JSON object per line")
     parser.add_argument("--only", default="", help="comma-separated workloads, e.g. F1,W4")
-    parser.add_argument("--rounds", type=int, default=3, help="rounds of F1 and F2")
+    parser.add_argument("--rounds", type=int, default=3, help="repeats of every workload (figures are medians)")
     parser.add_argument("--repeats", type=int, default=10, help="repeats of W4 per sample")
     args = parser.parse_args(argv)
     chosen = [w.strip() for w in args.only.split(",") if w.strip()] or ["F1", "F2", "F3", "W4"]
     for name in chosen:
+        load = _load()
         if name == "F1":
             result: Any = await f1(args.rounds)
         elif name == "F2":
@@ -311,10 +377,11 @@ async def main(argv: list[str]) -> None:
         elif name == "F3":
             result = f3(args.rounds)
         elif name == "W4":
-            result = await w4(args.repeats)
+            result = await w4(args.repeats, args.rounds)
         else:
             raise SystemExit(f"unknown workload {name!r}: choose from F1, F2, F3, W4")
         for row in result if isinstance(result, list) else [result]:
+            row.setdefault("load_avg", [load, _load()])
             print(json.dumps(row) if args.json else _text(row), flush=True)
 
 

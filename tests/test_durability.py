@@ -147,3 +147,12 @@ def test_finish_records_where_the_run_stopped(workspace: Path, status: str) -> N
     asyncio.run(durability.finish(status=status, state={"n": 2}, error=None, elapsed=1.5))
     row = store.run_row(f"r6{status}")
     assert (status, 1.5) == (row["status"], row["elapsed"])
+
+
+def test_an_events_durable_wait_is_set_and_every_other_field_kept() -> None:
+    """The checkpointed event handed to the sinks equals the settled one but for durable_wait_s."""
+    from wfkit.engine._durability import _with_wait
+
+    event = wf.StepEvent("r1", "flow", "v1", "s", 2, 3, "ok", latency_s=0.25, tools=("t",), extra={"k": 1})
+    assert event._replace(durable_wait_s=0.5) == _with_wait(event, 0.5)
+    assert wf.StepEvent is type(_with_wait(event, 0.5))

@@ -131,3 +131,52 @@ def test_a_changed_run_input_is_caught_by_the_run_checksum() -> None:
     with pytest.raises(wf.StoreCorruptError, match="inputs changed") as info:
         verify_run("db", {**row, "inputs": '{"a": 2}'})
     assert "runs.inputs" == info.value.column
+
+
+def test_the_checksum_keeps_its_form_for_rows_written_before() -> None:
+    """Row checksums keep their form (non-text columns as SQLite returns them), so older stores verify."""
+    from wfkit.store import _journal
+
+    row = list(
+        event_row(_event()._replace(tokens_in=12, cost_usd=0.25, latency_s=3.0, map_index=None), "ok", "{}")[1:-1]
+    )
+    skip = {COLUMNS.index(c) for c in ("updates", "failure", "extra", "durable_wait_s")}
+    event_part = "\x1f".join(_journal._text(v) for i, v in enumerate(row) if i not in skip)
+    parts = (event_part, row[COLUMNS.index("updates")], row[COLUMNS.index("failure")], row[COLUMNS.index("extra")])
+    assert ".".join(_journal._crc(p) for p in parts) == row_checksum(row)
+
+
+def test_rows_without_tools_and_with_an_empty_tool_list_differ() -> None:
+    """No tools is NULL in the journal, an empty tuple is "[]": both read back as they were written."""
+    for tools, stored in ((None, None), ((), "[]")):
+        event = _event()._replace(tools=tools)
+        row = event_row(event)
+        assert stored == row[1 + COLUMNS.index("tools")]
+        assert event == event_from_row("db", (1, *row[1:-1]))
+
+
+def test_runs_of_one_workflow_version_store_its_definition_and_a_changed_workflow_its_new_one(tmp_path: Path) -> None:
+    """The definition's JSON is made once per graph: a step added later is in the next run's stored definition."""
+    flow = wf.Workflow("definition-cache")
+    flow.step(lambda s: {"a": 1}, name="a")
+    first = flow.run({}, workspace=tmp_path)
+    again = flow.run({}, workspace=tmp_path)
+    flow.step(lambda s: {"b": 2}, name="b")
+    flow.edge("a", "b")
+    changed = flow.run({}, workspace=tmp_path)
+    ws = wf.Workspace(tmp_path)
+
+    def steps(run: wf.Run) -> list[str]:
+        row = ws.store.run_row(run.run_id)
+        verify_run(ws.store.path, row)  # the run checksum covers the definition as stored
+        return sorted(s["name"] for s in json.loads(row["definition"])["steps"])
+
+    assert (["a"], ["a"], ["a", "b"]) == (steps(first), steps(again), steps(changed))
+
+
+def test_updates_that_write_nothing_encode_as_an_empty_object() -> None:
+    """A step that wrote nothing stores "{}", as the general encoder would."""
+    from wfkit.store._codec import encode_state as codec_encode
+
+    assert codec_encode("step 's' wrote", {}) == encode_updates("s", {})
+    assert "{}" == encode_updates("s", {})

@@ -408,3 +408,29 @@ def test_planted_secrets_reach_no_file_cassette_report_or_cli_output(
 
 def _text(messages: list[dict[str, Any]]) -> str:
     return " ".join(str(m.get("content")) for m in messages)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Authorization: BEARER abcdefgh12345678",
+        "API_KEY=abc123",
+        "PassWord: hunter22",
+        "Client-Secret: s3cr3tv4lue",
+        "auth BASIC dXNlcjpwYXNzd29yZA==",
+        "see https://ann:pw123@example.org/x",
+        "key sk-abcdefghijklmnop1234",
+    ],
+)
+def test_short_and_long_text_are_redacted_alike(text: str) -> None:
+    """A secret in short text (one precompiled scan for hints) is redacted as in long text (the separate checks)."""
+    padding = " filler" * 60  # past the one-scan length
+    short, long_ = redact_text(text), redact_text(text + padding)
+    assert REDACTED in short
+    assert short + padding == long_
+
+
+def test_short_text_without_hints_comes_back_unchanged() -> None:
+    """Short text holding no hint of a secret is returned as it was (the same object: nothing was copied)."""
+    text = '{"answer":42,"label":"billing"}'
+    assert text is redact_text(text)

@@ -652,3 +652,207 @@ def test_fork_refuses_an_update_that_is_not_a_dict() -> None:
     run = _router().run({"query": "hello"}, workspace=False)
     with pytest.raises(TypeError, match="a fork's update is a dict with string keys"):
         run.fork("classify", [("kind", "x")])  # type: ignore[arg-type]
+
+
+# ---- the event loop never waits for the store ------------------------------------------------------
+
+
+class _HeldLock:
+    """Another connection holds the store's write lock (``BEGIN IMMEDIATE``) until ``release()``
+    or ``seconds`` pass: every write of this process waits for it, as behind a slow disk or a
+    long transaction of another process."""
+
+    def __init__(self, workspace: Any, seconds: float) -> None:
+        import sqlite3
+
+        self.conn = sqlite3.connect(workspace / "wfkit.db", isolation_level=None, check_same_thread=False)
+        self.conn.execute("BEGIN IMMEDIATE")
+        self.held_from = time.perf_counter()
+        self.released_at: float | None = None
+        self._timer = threading.Timer(seconds, self.release)
+        self._timer.start()
+
+    def release(self) -> None:
+        if self.released_at is None:
+            self.released_at = time.perf_counter()
+            self.conn.execute("ROLLBACK")
+            self.conn.close()
+
+    def join(self) -> None:
+        self._timer.join()
+
+
+async def _ticks_while_held(action: Any, workspace: Any) -> tuple[Any, list[float], _HeldLock]:
+    """Run ``action()`` while the store's lock is held for 0.3 s, with a heartbeat every ms; returns
+    what ``action`` returned, the heartbeat's tick times and the lock (when it was held)."""
+    ticks: list[float] = []
+    stop = asyncio.Event()
+
+    async def heartbeat() -> None:
+        while not stop.is_set():
+            ticks.append(time.perf_counter())
+            await asyncio.sleep(0.001)
+
+    beating = asyncio.create_task(heartbeat())
+    await asyncio.sleep(0.01)
+    lock = _HeldLock(workspace, 0.3)
+    try:
+        result = await action()
+        await asyncio.to_thread(lock.join)  # the heartbeat keeps ticking until the lock is released
+    finally:
+        lock.release()
+        lock.join()
+        stop.set()
+        await beating
+    return result, ticks, lock
+
+
+def _during(ticks: list[float], lock: _HeldLock) -> int:
+    assert lock.released_at is not None
+    return sum(1 for t in ticks if lock.held_from < t < lock.released_at)
+
+
+def _gated_flow(name: str) -> wf.Workflow:
+    flow = wf.Workflow(name)
+    flow.step(lambda s: {"a": 1}, name="a")
+    flow.step(lambda s: {"b": s["a"] + 1}, name="b", approval="check")
+    flow.edge("a", "b")
+    return flow
+
+
+def test_start_on_a_running_loop_does_not_wait_for_the_store(tmp_path: Any) -> None:
+    """flow.start() in a loop returns while the store's lock is held; the loop keeps ticking, and the run
+    (its row written by its own task) succeeds once the lock is free."""
+    flow = wf.Workflow("start-held")
+    flow.step(lambda s: {"x": 1}, name="one")
+    ws = tmp_path / "ws"
+    flow.run({}, workspace=ws)  # the store exists
+
+    async def main() -> tuple[wf.Run, int]:
+        async def start() -> wf.Run:
+            return flow.start({}, workspace=ws)
+
+        run, ticks, lock = await _ticks_while_held(start, ws)
+        await run
+        return run, _during(ticks, lock)
+
+    run, ticked = asyncio.run(main())
+    assert "succeeded" == run.status
+    assert ticked > 0  # a loop stuck on the lock would not have ticked until it was released
+
+
+def test_a_duplicate_run_id_started_on_a_loop_fails_when_awaited(tmp_path: Any) -> None:
+    """On a running loop, start() with a run id that exists returns, awaiting the run raises why, and
+    drain() has nothing of it to wait for."""
+    flow = wf.Workflow("start-dup")
+    flow.step(lambda s: {"x": 1}, name="one")
+    ws = tmp_path / "ws"
+    flow.run({}, workspace=ws, run_id="same")
+
+    async def main() -> list[wf.Run]:
+        run = flow.start({}, workspace=ws, run_id="same")
+        with pytest.raises(ValueError, match="a run with id 'same' already exists"):
+            await run
+        return await wf.drain()
+
+    assert [] == asyncio.run(main())
+
+
+def test_aresume_takes_the_lease_without_blocking_the_loop(tmp_path: Any) -> None:
+    """flow.aresume() waits for the held lock without stopping the loop: the heartbeat ticks meanwhile
+    (the gate is still open, so the resumed run halts there again)."""
+    flow = _gated_flow("aresume-held")
+    ws = tmp_path / "ws"
+    halted = flow.run({}, workspace=ws)
+    assert "waiting_approval" == halted.status
+
+    async def main() -> tuple[wf.Run, int]:
+        async def resume() -> wf.Run:
+            return await flow.aresume(halted.run_id, workspace=ws)
+
+        run, ticks, lock = await _ticks_while_held(resume, ws)
+        return run, _during(ticks, lock)
+
+    run, ticked = asyncio.run(main())
+    assert "waiting_approval" == run.status
+    assert ticked > 0
+
+
+def test_approve_on_a_running_loop_does_not_wait_for_the_store(tmp_path: Any) -> None:
+    """run.approve() in a loop returns while the lock is held; the decision and the resume happen in
+    the run's task, and `await run` sees the run succeed."""
+    flow = _gated_flow("approve-held")
+    ws = tmp_path / "ws"
+
+    async def main() -> tuple[wf.Run, int]:
+        run = await flow.arun({}, workspace=ws)
+        assert "waiting_approval" == run.status
+
+        async def approve() -> wf.Run:
+            return run.approve(by="ann")
+
+        _, ticks, lock = await _ticks_while_held(approve, ws)
+        await run
+        return run, _during(ticks, lock)
+
+    run, ticked = asyncio.run(main())
+    assert "succeeded" == run.status
+    assert ticked > 0
+    assert [("approved", "ann")] == [(t.status, t.decided_by) for t in run.tickets(status=None)]
+
+
+def test_deciding_a_decided_ticket_on_a_loop_answers_at_once(tmp_path: Any) -> None:
+    """On a running loop, the same decision again is a no-op and the other one is refused, with no write."""
+    flow = _gated_flow("decided-twice")
+    ws = tmp_path / "ws"
+
+    async def main() -> wf.Run:
+        run = await flow.arun({}, workspace=ws)
+        run.approve(by="ann")
+        await run
+        assert run is run.approve(by="ann")
+        with pytest.raises(wf.TicketError, match="was already approved by ann"):
+            run.reject(by="bob")
+        return run
+
+    assert "succeeded" == asyncio.run(main()).status
+
+
+def test_fork_on_a_running_loop_does_not_wait_for_the_store(tmp_path: Any) -> None:
+    """run.fork() in a loop returns while the store's lock is held; the heartbeat ticks, and the fork,
+    written and rebuilt by its own task, succeeds with its origin stored once the lock is free."""
+    flow = _router()
+    ws = tmp_path / "ws"
+    original = flow.run({"query": "money back"}, workspace=ws)
+
+    async def main() -> tuple[wf.Run, int]:
+        async def fork() -> wf.Run:
+            return original.fork("classify", {"kind": "other"})
+
+        forked, ticks, lock = await _ticks_while_held(fork, ws)
+        await forked
+        return forked, _during(ticks, lock)
+
+    forked, ticked = asyncio.run(main())
+    assert ("succeeded", "about other") == (forked.status, forked.state["answer"])
+    assert ticked > 0
+    info = wf.Workspace(ws).run_info(forked.run_id)
+    assert ({"run_id": original.run_id, "at": "classify", "visit": 1}, "succeeded") == (
+        info["forked_from"],
+        info["status"],
+    )
+
+
+def test_a_fork_on_a_loop_with_a_run_id_that_exists_fails_when_awaited(tmp_path: Any) -> None:
+    """On a running loop, fork(run_id=...) naming a stored run returns, and awaiting the fork raises why."""
+    flow = _router()
+    ws = tmp_path / "ws"
+    original = flow.run({"query": "money back"}, workspace=ws)
+    flow.run({"query": "hello"}, workspace=ws, run_id="taken")
+
+    async def main() -> None:
+        await original.fork("classify", {"kind": "other"}, run_id="taken")
+
+    with pytest.raises(ValueError, match="a run with id 'taken' already exists"):
+        asyncio.run(main())
+    assert "hello" == wf.Workspace(ws).run_info("taken")["inputs"]["query"]  # untouched

@@ -383,3 +383,52 @@ def test_calling_a_subflow_steps_function_directly_says_where_it_runs() -> None:
                 failure=None,
             ),
         )
+
+
+def test_a_child_run_is_created_without_blocking_the_parents_loop(workspace: Path) -> None:
+    """While another connection holds the store's lock, creating a child run (its row and link) waits in the
+    parent's task: a heartbeat on the loop keeps ticking, and the run succeeds once the lock is free."""
+    import sqlite3
+    import threading
+    import time
+
+    held: dict[str, float] = {}
+
+    def release(conn: sqlite3.Connection) -> None:
+        held["released"] = time.perf_counter()
+        conn.execute("ROLLBACK")
+        conn.close()
+
+    parent = wf.Workflow("parent-held")
+
+    @parent.step
+    def prep(state: Any) -> dict[str, Any]:
+        return {"q": "hello"}
+
+    @parent.step
+    async def locker(state: Any) -> dict[str, Any]:
+        # Started just before the sub-workflow step: takes the store's lock for 0.3 s.
+        conn = sqlite3.connect(workspace / "wfkit.db", isolation_level=None, check_same_thread=False)
+        conn.execute("BEGIN IMMEDIATE")
+        held["from"], held["wall"] = time.perf_counter(), time.time()
+        threading.Timer(0.3, release, (conn,)).start()
+        return {"locked": True}
+
+    parent.subflow(_child(), name="shout", inputs={"text": "q"}, outputs={"loud": "up"})
+    parent.edge("prep", "locker")
+    parent.edge("prep", "shout")
+    parent.run({}, workspace=workspace)  # the store exists, the code paths are warm
+
+    async def main() -> tuple[wf.Run, list[float]]:
+        ticks: list[float] = []
+        running = asyncio.create_task(parent.arun({}, workspace=workspace))
+        while not running.done():
+            ticks.append(time.perf_counter())
+            await asyncio.sleep(0.001)
+        return await running, ticks
+
+    run, ticks = asyncio.run(main())
+    assert "succeeded" == run.status
+    child_id = wf.Workspace(workspace).run_info(run.run_id)["children"][0]
+    assert wf.Workspace(workspace).run_info(child_id)["created_at"] >= held["wall"]  # made while the lock was held
+    assert sum(1 for t in ticks if held["from"] < t < held["released"]) > 10

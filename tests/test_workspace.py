@@ -73,6 +73,18 @@ def test_workspace_path_argument_wins_over_environment(tmp_path: Path, monkeypat
     assert tmp_path / "arg" == workspace_path(tmp_path / "arg")
 
 
+def test_a_relative_workspace_path_follows_the_current_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A relative path names a folder under the current one each time (absolute ones are resolved once)."""
+    (tmp_path / "one").mkdir()
+    (tmp_path / "two").mkdir()
+    monkeypatch.chdir(tmp_path / "one")
+    first = workspace_path("ws")
+    monkeypatch.chdir(tmp_path / "two")
+    assert (tmp_path / "one" / "ws", tmp_path / "two" / "ws") == (first, workspace_path("ws"))
+    assert workspace_path(str(tmp_path / "abs")) is workspace_path(str(tmp_path / "abs"))
+    assert tmp_path / "abs" == workspace_path(str(tmp_path / "abs"))
+
+
 def test_workspace_path_uses_environment_without_argument(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Without an argument, $WFKIT_HOME is the workspace."""
     monkeypatch.setenv("WFKIT_HOME", str(tmp_path / "env"))

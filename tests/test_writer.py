@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from wfkit.store._writer import Writer
+from wfkit.store._writer import INLINE_BUDGET, Writer
 
 
 @pytest.fixture
@@ -195,3 +195,112 @@ def test_a_store_that_cannot_be_opened_fails_the_waiting_writes(tmp_path: Path) 
         w.submit(_insert("a")).result(10)
     with pytest.raises(sqlite3.OperationalError, match="unable to open database file"):
         w.submit(_insert("b")).result(10)
+
+
+# ---- commits on the loop (synchronous=NORMAL) ----------------------------------------------------
+
+
+def _loop_connect(path: Path) -> Any:
+    def connect() -> sqlite3.Connection:
+        conn = sqlite3.connect(path, isolation_level=None, timeout=0.0, check_same_thread=False)
+        conn.execute("PRAGMA busy_timeout = 0")
+        conn.execute("PRAGMA wal_autocheckpoint = 0")
+        return conn
+
+    return connect
+
+
+@pytest.fixture
+def normal_writer(db: Path) -> Iterator[Writer]:
+    """A writer that may commit small writes on an idle loop, as a store at NORMAL has."""
+    w = Writer(_connect(db), name="normal", bulk=_bulk, inline=_loop_connect(db))
+    w.inline_budget = INLINE_BUDGET  # opt-in
+    yield w
+    w.close()
+
+
+def _rowid_order(db: Path) -> list[str]:
+    with closing(sqlite3.connect(db)) as conn:
+        return [r[0] for r in conn.execute("SELECT k FROM t ORDER BY rowid")]
+
+
+def test_commits_on_the_loop_are_off_unless_switched_on(db: Path) -> None:
+    """A writer given a loop connection still hands every write to its thread until a budget is set."""
+    w = Writer(_connect(db), name="default", bulk=_bulk, inline=_loop_connect(db))
+    try:
+
+        async def main() -> bool:
+            future = w.submit_async(_insert("queued"))
+            done_at_once = future.done()
+            await future
+            return done_at_once
+
+        assert asyncio.run(main()) is False
+        assert 0 == w.inline_commits
+    finally:
+        w.close()
+
+
+def test_a_write_on_an_idle_loop_is_committed_before_submit_returns(normal_writer: Writer, db: Path) -> None:
+    """With nothing queued, a coroutine's write is durable when submit_async returns: no thread hop."""
+
+    async def main() -> tuple[bool, str]:
+        future = normal_writer.submit_async(_insert("now"))
+        return future.done(), await future
+
+    assert (True, "now") == asyncio.run(main())
+    assert 1 == normal_writer.inline_commits
+    assert [("now", 1)] == _rows(db)
+
+
+def test_a_lock_held_elsewhere_sends_the_write_to_the_writer(normal_writer: Writer, db: Path) -> None:
+    """Another connection's transaction makes the loop's try fail at once; the writer waits for it instead."""
+    other = sqlite3.connect(db, isolation_level=None, check_same_thread=False)
+    other.execute("BEGIN IMMEDIATE")
+    release = threading.Timer(0.2, lambda: (other.execute("ROLLBACK"), other.close()))
+
+    async def main() -> tuple[bool, str]:
+        future = normal_writer.submit_async(_insert("later"))
+        done_at_once = future.done()
+        release.start()
+        return done_at_once, await future
+
+    assert (False, "later") == asyncio.run(main())
+    release.join()
+    assert 0 == normal_writer.inline_commits
+    assert [("later", 1)] == _rows(db)
+
+
+def test_a_write_on_the_loop_never_overtakes_one_handed_over_before(normal_writer: Writer, db: Path) -> None:
+    """While an earlier write is queued (or being committed), the loop's write goes behind it."""
+    gate = threading.Event()
+
+    def slow_first(conn: sqlite3.Connection) -> None:
+        gate.wait(5)
+        conn.execute("INSERT INTO t (k, v) VALUES ('first', 1)")
+
+    earlier = normal_writer.submit(slow_first)
+
+    async def main() -> bool:
+        future = normal_writer.submit_async(_insert("second"))
+        done_at_once = future.done()
+        gate.set()
+        await future
+        return done_at_once
+
+    assert asyncio.run(main()) is False
+    earlier.result(10)
+    assert ["first", "second"] == _rowid_order(db)
+    assert 0 == normal_writer.inline_commits
+
+
+def test_a_burst_of_writes_in_one_loop_iteration_goes_to_the_writer(normal_writer: Writer, db: Path) -> None:
+    """Once the loop iteration's budget is spent, the rest of a burst is group-committed by the writer."""
+    normal_writer.inline_budget = 1e-9  # the first commit spends it
+
+    async def main() -> list[str]:
+        return list(await asyncio.gather(*(normal_writer.submit_async(_insert(f"b{i}")) for i in range(20))))
+
+    assert [f"b{i}" for i in range(20)] == asyncio.run(main())
+    assert 1 == normal_writer.inline_commits
+    assert [f"b{i}" for i in range(20)] == _rowid_order(db)

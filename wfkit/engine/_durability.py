@@ -38,16 +38,45 @@ from wfkit.logs._steplog import exporter
 from wfkit.model._approvals import ApprovalPolicy, Ticket
 from wfkit.model._context import Failure
 from wfkit.model._errors import ApprovalRejectedError, ApprovalRequiredError
-from wfkit.model._events import Status, StepEvent
+from wfkit.model._events import FIELDS, Status, StepEvent
 from wfkit.model._status import RunStatus
 from wfkit.store._journal import load_json
 from wfkit.store._store import LEASE_TTL, Store
 from wfkit.store._workspace import decision_event
-from wfkit.store._writer import Rows
+from wfkit.store._writer import Rows, WriteOp
 
 # Durable waits ride in the run's last write (where it halts or ends); a long run also carries
 # them in a checkpoint every so many steps, so they never pile up.
 _WAITS_PER_WRITE = 64
+_WAIT_AT = FIELDS.index("durable_wait_s")
+
+
+def _with_wait(event: StepEvent, wait: float) -> StepEvent:
+    """``event._replace(durable_wait_s=wait)``, built positionally: every durable step pays it on
+    the event loop, and ``_replace``'s keyword machinery costs three times as much."""
+    return StepEvent._make((*event[:_WAIT_AT], wait, *event[_WAIT_AT + 1 :]))
+
+
+# ---- a run's records before it has an execution -----------------------------------------------
+# (Its row when it is created, forked or started as a child; its lease when it is resumed.) From a
+# coroutine, through the writer: the loop never waits for a lock or the disk.
+
+
+async def record_run(store: Store, create: Rows, link: WriteOp[None] | None = None) -> None:
+    """A new run's row, and with ``link`` its link to a parent or an origin, in one commit."""
+    await store.writer.submit_async(link, create)
+
+
+async def take_lease(store: Store, run_id: str) -> dict[str, Any]:
+    """Take a stored run's lease for this process (refused if a live process holds it); its row."""
+    row: dict[str, Any] = await store.writer.submit_async(store.acquire_op(run_id))
+    return row
+
+
+def give_lease_back(store: Store, run_id: str) -> None:
+    """Hand the lease's release to the writer without waiting (it keeps the order: a later
+    ``take_lease`` in this process comes after it)."""
+    store.release_later(run_id)
 
 
 class Admission(NamedTuple):
@@ -182,7 +211,7 @@ class Durability:
                 await checkpoint
                 wait = time.perf_counter() - body_end
                 self._waits.append(Store.durable_wait_row(wait, self.run_id, event.step, event.visit, event.attempt))
-                self._emit(event._replace(durable_wait_s=wait))
+                self._emit(_with_wait(event, wait))
 
     def _take_waits(self) -> list[tuple[str, tuple[Any, ...]]]:
         """The durable waits measured since the run's last write, as rows to write with it."""

@@ -9,7 +9,7 @@ import contextlib
 import difflib
 import os
 import threading
-from collections.abc import AsyncIterator, Callable, Generator, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeAlias, TypedDict
 
@@ -21,6 +21,7 @@ from wfkit.model._errors import TicketError
 from wfkit.model._events import Sink, StepEvent, TokenChunk
 from wfkit.model._status import RunStatus
 from wfkit.store._workspace import decision_event
+from wfkit.store._writer import WriteOp
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -53,9 +54,15 @@ class RunSource(Protocol):
 
     def _resumed_execution(self, run_id: str, o: _Options) -> Execution: ...
 
+    async def _aresumed_execution(self, run_id: str, o: _Options) -> Execution: ...
+
     def _forked_execution(
         self, source: Execution, at: str, update: Mapping[str, Any], visit: int | None, run_id: str | None, o: _Options
     ) -> Execution: ...
+
+    def _fork_on_loop(
+        self, source: Execution, at: str, update: Mapping[str, Any], visit: int | None, run_id: str | None, o: _Options
+    ) -> tuple[Execution, _Options, Callable[[], Awaitable[None]]]: ...
 
 
 WorkspaceArg: TypeAlias = "str | os.PathLike[str] | Literal[False] | None"
@@ -357,6 +364,20 @@ class Run:
         (``forked_from``). Returns the new run's handle at once, like :meth:`Workflow.start`."""
         if self._workflow is None or self._options is None:
             raise RuntimeError("this run handle has no workflow; use Workflow.fork(run_id, at=...)")
+        if running_loop() is not None and self._exec.store is not None:
+            # On a running loop the fork's row and origin are written by the fork's own task, and
+            # its execution rebuilt from the store there: the loop never waits for the store.
+            pending, options, record = self._workflow._fork_on_loop(
+                self._exec, at, update or {}, visit, run_id, self._options
+            )
+            forked = Run(pending, self._workflow, options)
+
+            async def recorded() -> None:
+                await record()
+                await forked._reopen()
+
+            forked._launch(before=recorded)
+            return forked
         execution = self._workflow._forked_execution(self._exec, at, update or {}, visit, run_id, self._options)
         run = Run(execution, self._workflow, self._options)
         run._launch()
@@ -397,16 +418,53 @@ class Run:
         if len(open_) > 1:
             steps = ", ".join(f"{t.step!r} ({t.ticket_id})" for t in open_)
             raise TicketError(f"run {self.run_id} has several open tickets: {steps}; pass step=...")
-        _, changed = store.tickets.decide(
+        op = store.tickets.decide_op(
             open_[0].ticket_id,
             decision,
             by,
             comment,
             lambda t: decision_event(t, self._exec.version, self._exec.parameters_hash),
         )
+        loop = running_loop()
+        if loop is not None and not open_[0].is_open:
+            # Decided before: the outcome is known from what was read, no write is needed (and none
+            # may keep the loop waiting). The same decision again is a no-op; the other is refused.
+            done = open_[0]
+            if done.status == ("approved" if decision == "approve" else "rejected"):
+                return self
+            raise TicketError(
+                f"ticket {done.ticket_id} was already {done.status} by {done.decided_by}; a decision "
+                f"is applied once and cannot be reversed (start a new run to decide again)"
+            )
+        if loop is not None:
+            # On a running loop (a widget's click, a cell): the decision is written, and the run
+            # resumed, by a task, so the loop never waits for the writer. `await run` waits for both.
+            if self._task is not None and not self._task.done():
+                raise TicketError(
+                    f"run {self.run_id} is still {self.status} (a decision or a resume is under way); `await run` first"
+                )
+            _started.add(self)
+            self._cfuture = None
+            self._task = loop.create_task(self._decided(op, resume), name=f"wfkit-decide-{self.run_id}")
+            return self
+        _, changed = store.do(op)
         if changed and resume and self.status in RunStatus.HALTED:
             self.resume()
         return self
+
+    async def _decided(self, op: WriteOp[tuple[Ticket, bool]], resume: bool) -> None:
+        assert self._exec.store is not None
+        reopened = False
+        try:
+            _, changed = await self._exec.store.writer.submit_async(op)
+            if changed and resume and self.status in RunStatus.HALTED:
+                await self._reopen()
+                reopened = True
+        except BaseException:
+            _started.discard(self)  # refused (decided elsewhere meanwhile, a lease held): `await run` says why
+            raise
+        if reopened:
+            await self._exec.drive()
 
     def resume(self) -> Run:
         """Continue this run from its last completed step, as :meth:`Workflow.start` would.
@@ -416,23 +474,47 @@ class Run:
         """
         if self._workflow is None or self._options is None:
             raise RuntimeError("this run handle has no workflow; use Workflow.resume(run_id)")
-        if not self.done():
+        if not self.done() or (self._task is not None and not self._task.done()):
             raise RuntimeError(f"run {self.run_id} is still {self.status}; only a stopped run resumes")
+        self._task = self._cfuture = None
+        if running_loop() is not None:
+            # On a running loop the lease is taken by the run's task: the loop never waits for it.
+            self._launch(before=self._reopen)
+            return self
         # The resumed execution starts with the whole run's journal (what this handle saw included).
         self._exec = self._workflow._resumed_execution(self.run_id, self._options)
         self._exec.observers = self._observers
         self._exec.chunk_observers = self._chunk_observers
-        self._task = self._cfuture = None
         self._launch()
         return self
 
-    def _launch(self) -> None:
+    async def _reopen(self) -> None:
+        """This stopped run's execution rebuilt from the store, its lease taken (from a coroutine)."""
+        assert self._workflow is not None and self._options is not None
+        self._exec = await self._workflow._aresumed_execution(self.run_id, self._options)
+        self._exec.observers = self._observers
+        self._exec.chunk_observers = self._chunk_observers
+
+    def _launch(self, before: Callable[[], Awaitable[None]] | None = None) -> None:
+        """Drive the run as a task on the running loop (else on the background loop); ``before``
+        runs first in that task (the durable writes a run needs before its first step)."""
         _started.add(self)
         loop = running_loop()
+        coro = self._exec.drive() if before is None else self._drive_after(before)
         if loop is not None:
-            self._task = loop.create_task(self._exec.drive(), name=f"wfkit-run-{self.run_id}")
+            self._task = loop.create_task(coro, name=f"wfkit-run-{self.run_id}")
         else:
-            self._cfuture = asyncio.run_coroutine_threadsafe(self._exec.drive(), background_loop())
+            self._cfuture = asyncio.run_coroutine_threadsafe(coro, background_loop())
+
+    async def _drive_after(self, before: Callable[[], Awaitable[None]]) -> None:
+        try:
+            await before()
+        except BaseException:
+            # Refused before it ran (a run id that exists, a lease held elsewhere): nothing for
+            # drain() to wait for; `await run` raises why.
+            _started.discard(self)
+            raise
+        await self._exec.drive()  # looked up now: ``before`` may have replaced the execution
 
     # ---- waiting -------------------------------------------------------------------------------
 

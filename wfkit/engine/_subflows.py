@@ -78,7 +78,7 @@ class ParentRun(Protocol):
 class ChildSource(Protocol):
     """What the parent needs of a sub-workflow (``Workflow`` is one): its child run for a step visit."""
 
-    def _child_execution(
+    async def _achild_execution(
         self, parent: ParentRun, step: str, visit: int, inputs: Mapping[str, Any]
     ) -> ChildRun | dict[str, Any]: ...
 
@@ -136,7 +136,7 @@ class ChildRuns:
             )
         inputs = {child: state[parent] for child, parent in sub.inputs}
         source: ChildSource = sub.workflow  # type: ignore[assignment]  # a Workflow; the model names it by a Protocol
-        child = source._child_execution(self, spec.name, visit, inputs)
+        child = await source._achild_execution(self, spec.name, visit, inputs)
         if not isinstance(child, dict):
             child.observers.append(self._forward_event)
             child.chunk_observers.append(self._forward_chunk)

@@ -13,11 +13,12 @@ import time
 import uuid
 import warnings
 import weakref
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any, TypeVar, Unpack, overload
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar, Unpack, overload
 
+from wfkit.engine._durability import give_lease_back, record_run, take_lease
 from wfkit.engine._engine import Execution, claim, executing_here, unclaim
-from wfkit.engine._loops import run_blocking
+from wfkit.engine._loops import run_blocking, running_loop
 from wfkit.engine._run import _RESUME_KEYS, BatchRunOptions, ResumeOptions, Run, RunOptions, WorkspaceArg, _Options
 from wfkit.model._approvals import HALT, Approval, ApprovalPolicy, Ticket, as_policy
 from wfkit.model._context import ToolProvider
@@ -34,7 +35,7 @@ from wfkit.store._codec import check_state
 from wfkit.store._journal import encode_state, load_json
 from wfkit.store._store import Store
 from wfkit.store._workspace import open_store
-from wfkit.store._writer import Rows
+from wfkit.store._writer import Rows, WriteOp
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -159,6 +160,7 @@ class Workflow:
         self._routers: dict[str, Router] = {}
         self._entry: str | None = None
         self._graph: Graph | None = None
+        self._definition: tuple[Graph, str] | None = None  # the graph's description as JSON, once per graph
         # What a flow spec carries besides behaviour (the builder's layout), kept across load and save.
         self.metadata: dict[str, Any] = {}
         _by_name[name] = self
@@ -665,9 +667,17 @@ class Workflow:
         """A new run, recorded in the workspace without blocking the event loop."""
         execution, create = self._new_execution(inputs, o)
         if create is not None and execution.store is not None:
-            await execution.store.writer.submit_async(None, create)
+            await record_run(execution.store, create)
             claim(execution.run_id)
         return execution
+
+    def _definition_json(self, graph: Graph) -> str:
+        """The graph's description as stored with each run: made once per graph (a version), not
+        once per run (on the event loop, a thousand runs started together would each pay for it)."""
+        made = self._definition
+        if made is None or made[0] is not graph:
+            made = self._definition = (graph, json.dumps(graph.description))
+        return made[1]
 
     def _new_execution(self, inputs: Mapping[str, Any] | None, o: _Options) -> tuple[Execution, Rows | None]:
         graph = self.validate()
@@ -698,7 +708,7 @@ class Workflow:
                     "workflow": self.name,
                     "workflow_version": version,
                     "fingerprint": graph.fingerprint,
-                    "definition": json.dumps(graph.description),
+                    "definition": self._definition_json(graph),
                     "workflow_ref": self._ref(),
                     "inputs": encode_state("the run's inputs:", inputs),
                     "seed": o.seed,
@@ -726,12 +736,14 @@ class Workflow:
         )
         return execution, create
 
-    def _child_execution(
+    async def _achild_execution(
         self, parent: ParentRun, step: str, visit: int, inputs: Mapping[str, Any]
     ) -> Execution | dict[str, Any]:
         """This workflow's run as the sub-workflow of ``parent``'s ``step`` (visit ``visit``): the
         run that step visit started before if it has not failed (resumed where it stopped, or its
-        final state if it had succeeded), else a new run linked to the parent."""
+        final state if it had succeeded), else a new run linked to the parent. Called in the
+        parent's task: the lease, the new run's row and its link go through the writer, so the
+        loop never waits for the store (the row and the link in one commit)."""
         store = parent.store
         options = _Options(
             workspace=False if store is None else store.path.parent,
@@ -747,16 +759,49 @@ class Workflow:
                 if row["status"] == RunStatus.SUCCEEDED:
                     return dict(load_json(store.path, earlier, "runs.state", row["state"] or "{}"))
                 if row["status"] not in RunStatus.FINISHED:  # halted, or cut off by a crash
-                    child = self._resumed_execution(earlier, options)
-                    child.parent_run_id = parent.run_id
-                    return child
-        child = self._execution(inputs, options)
+                    resumed = await self._aresumed_execution(earlier, options)
+                    resumed.parent_run_id = parent.run_id
+                    return resumed
+        child, create = self._new_execution(inputs, options)
         child.parent_run_id = parent.run_id
-        if store is not None:
-            store.link_run(child.run_id, parent.run_id, "child", parent_step=step, parent_visit=visit)
+        if store is not None and create is not None:
+            link = store.link_run_op(child.run_id, parent.run_id, "child", parent_step=step, parent_visit=visit)
+            await record_run(store, create, link)
+            claim(child.run_id)
         return child
 
     def _resumed_execution(self, run_id: str, o: _Options) -> Execution:
+        graph, store = self._resume_claim(run_id, o)
+        try:
+            row = store.acquire(run_id)  # first: "someone else is running it" trumps everything
+        except BaseException:
+            unclaim(run_id)
+            raise
+        try:
+            return self._resumed_from(graph, store, run_id, row, o)
+        except BaseException:
+            unclaim(run_id)
+            store.release(run_id)
+            raise
+
+    async def _aresumed_execution(self, run_id: str, o: _Options) -> Execution:
+        """:meth:`_resumed_execution` from a coroutine: the lease is taken (and given back on a
+        refusal) through the writer, so the loop never waits for a lock or the disk."""
+        graph, store = self._resume_claim(run_id, o)
+        try:
+            row = await take_lease(store, run_id)
+        except BaseException:
+            unclaim(run_id)
+            raise
+        try:
+            return self._resumed_from(graph, store, run_id, row, o)
+        except BaseException:
+            unclaim(run_id)
+            give_lease_back(store, run_id)
+            raise
+
+    def _resume_claim(self, run_id: str, o: _Options) -> tuple[Graph, Store]:
+        """Check that the stored run can be resumed by this workflow here, and claim it."""
         graph = self.validate()
         check_tools(graph, o.tools if o.tools is not None else self.tools)
         store = self._store(o.workspace)
@@ -770,74 +815,68 @@ class Workflow:
         if row["status"] == RunStatus.SUCCEEDED:
             raise ValueError(f"run {run_id} already succeeded; there is nothing to resume")
         claim(run_id)  # not twice in this process (the lease cannot tell)
-        try:
-            row = store.acquire(run_id)  # first: "someone else is running it" trumps everything
-        except BaseException:
-            unclaim(run_id)
-            raise
-        try:
-            checkpoints = store.lineage_checkpoints(run_id)
-            removed, changes = describe_changes(
-                load_json(store.path, run_id, "runs.definition", row["definition"]), graph.description
+        return graph, store
+
+    def _resumed_from(self, graph: Graph, store: Store, run_id: str, row: dict[str, Any], o: _Options) -> Execution:
+        """The execution of a stored run whose lease this process holds (``row``: its row)."""
+        checkpoints = store.lineage_checkpoints(run_id)
+        removed, changes = describe_changes(
+            load_json(store.path, run_id, "runs.definition", row["definition"]), graph.description
+        )
+        lost = sorted({c[1] for c in checkpoints} & set(removed))
+        if lost:
+            raise WorkflowChangedError(
+                f"completed step(s) {', '.join(map(repr, lost))} no longer exist in the workflow, so "
+                f"resuming would lose their results; restore them, or start a new run"
+                + (f" (other changes: {'; '.join(changes)})" if changes else ""),
+                run_id=run_id,
             )
-            lost = sorted({c[1] for c in checkpoints} & set(removed))
-            if lost:
-                raise WorkflowChangedError(
-                    f"completed step(s) {', '.join(map(repr, lost))} no longer exist in the workflow, so "
-                    f"resuming would lose their results; restore them, or start a new run"
-                    + (f" (other changes: {'; '.join(changes)})" if changes else ""),
-                    run_id=run_id,
-                )
-            if row["fingerprint"] != graph.fingerprint:
-                warnings.warn(
-                    WorkflowChangedWarning(
-                        f"run {run_id} was started with another definition of {self.name!r}; resuming "
-                        f"with the current one. Changes: {'; '.join(changes) or 'step code or options'}"
-                    ),
-                    stacklevel=3,
-                )
-            elapsed = row["elapsed"] or 0.0
-            if row["count_waiting"] and row["status"] in RunStatus.HALTED:
-                elapsed += max(0.0, time.time() - row["updated_at"])
-            execution = Execution(
-                graph,
-                self._merge,
-                run_id,
-                load_json(store.path, run_id, "runs.inputs", row["inputs"]),
-                version=self._version or graph.fingerprint,
-                timeout=row["timeout"],
-                sinks=as_callables(o.sinks),
-                seed=row["seed"] if o.seed is None else o.seed,
-                parameters_hash=row["parameters_hash"],
-                store=store,
-                policy=_resolve_policy(o, graph),
-                count_waiting=bool(row["count_waiting"]),
-                elapsed_before=elapsed,
-                llm=o.llm,
-                tool_registry=o.tools if o.tools is not None else self.tools,
-                processors=self.processors,
+        if row["fingerprint"] != graph.fingerprint:
+            warnings.warn(
+                WorkflowChangedWarning(
+                    f"run {run_id} was started with another definition of {self.name!r}; resuming "
+                    f"with the current one. Changes: {'; '.join(changes) or 'step code or options'}"
+                ),
+                stacklevel=4,
             )
-            execution.started_at = row["created_at"]
-            link = store.run_link(run_id)
-            if link is not None and link["kind"] == "fork":
-                execution.origin = {
-                    "run_id": link["parent_run_id"],
-                    "at": link["at_step"],
-                    "visit": link["parent_visit"],
-                    "update": load_json(store.path, run_id, "run_links.detail", link["detail"] or "{}"),
-                }
-            # A run whose row still says "running" under another executor's lease died with that
-            # process: what was in flight was cut off. (Under our own lease it is a run this
-            # process made to resume at once: a fork, a child.)
-            crashed = row["status"] == RunStatus.RUNNING and row["lease_owner"] != store.owner
-            execution.replay(checkpoints, store.attempts_so_far(run_id), crashed=crashed)
-            # The whole run's history, not only what this process will add: path() and events
-            # cover the steps that ran before the halt or the crash too.
-            execution.events[:0] = store.events(run_id)
-        except BaseException:
-            unclaim(run_id)
-            store.release(run_id)
-            raise
+        elapsed = row["elapsed"] or 0.0
+        if row["count_waiting"] and row["status"] in RunStatus.HALTED:
+            elapsed += max(0.0, time.time() - row["updated_at"])
+        execution = Execution(
+            graph,
+            self._merge,
+            run_id,
+            load_json(store.path, run_id, "runs.inputs", row["inputs"]),
+            version=self._version or graph.fingerprint,
+            timeout=row["timeout"],
+            sinks=as_callables(o.sinks),
+            seed=row["seed"] if o.seed is None else o.seed,
+            parameters_hash=row["parameters_hash"],
+            store=store,
+            policy=_resolve_policy(o, graph),
+            count_waiting=bool(row["count_waiting"]),
+            elapsed_before=elapsed,
+            llm=o.llm,
+            tool_registry=o.tools if o.tools is not None else self.tools,
+            processors=self.processors,
+        )
+        execution.started_at = row["created_at"]
+        link = store.run_link(run_id)
+        if link is not None and link["kind"] == "fork":
+            execution.origin = {
+                "run_id": link["parent_run_id"],
+                "at": link["at_step"],
+                "visit": link["parent_visit"],
+                "update": load_json(store.path, run_id, "run_links.detail", link["detail"] or "{}"),
+            }
+        # A run whose row still says "running" under another executor's lease died with that
+        # process: what was in flight was cut off. (Under our own lease it is a run this
+        # process made to resume at once: a fork, a child.)
+        crashed = row["status"] == RunStatus.RUNNING and row["lease_owner"] != store.owner
+        execution.replay(checkpoints, store.attempts_so_far(run_id), crashed=crashed)
+        # The whole run's history, not only what this process will add: path() and events
+        # cover the steps that ran before the halt or the crash too.
+        execution.events[:0] = store.events(run_id)
         return execution
 
     def _forked_execution(
@@ -885,12 +924,27 @@ class Workflow:
             execution.replay([*rows[:position], (position, at, at_visit, "fork", update, None, None, None)], {})
             execution.origin = {"run_id": source_id, "at": at, "visit": at_visit, "update": update}
             return execution
+        fork = self._stored_fork(store, source_id, at, update, visit, new_id, o)
+        store.writer.run(fork.link, fork.create)  # the fork's row and its origin: one commit
+        return self._resumed_execution(new_id, fork.options)
+
+    def _stored_fork(
+        self,
+        store: Store,
+        source_id: str,
+        at: str,
+        update: dict[str, Any],
+        visit: int | None,
+        new_id: str,
+        o: _Options,
+    ) -> _StoredFork:
+        """What forking a stored run writes (checked against the store first: nothing is written yet)."""
         parent = store.run_row(source_id)
         if parent["workflow"] != self.name:
             raise ValueError(f"run {source_id} belongs to workflow {parent['workflow']!r}, not {self.name!r}")
         position, at_visit = _fork_point(store.lineage_checkpoints(source_id), source_id, at, visit)
         detail = encode_state("the fork's update", update)
-        store.create_run(
+        create = store.create_run_rows(
             {
                 "run_id": new_id,
                 "workflow": self.name,
@@ -905,10 +959,50 @@ class Workflow:
                 "parameters_hash": parent["parameters_hash"],
             }
         )
-        store.link_run(
+        link = store.link_run_op(
             new_id, source_id, "fork", at_step=at, at_seq=position, parent_step=at, parent_visit=at_visit, detail=detail
         )
-        return self._resumed_execution(new_id, dataclasses.replace(o, workspace=store.path.parent))
+        return _StoredFork(create, link, dataclasses.replace(o, workspace=store.path.parent))
+
+    def _fork_on_loop(
+        self, source: Execution, at: str, update: Mapping[str, Any], visit: int | None, run_id: str | None, o: _Options
+    ) -> tuple[Execution, _Options, Callable[[], Awaitable[None]]]:
+        """:meth:`_forked_execution` of a stored run, from a running loop: checked now, written
+        later by the fork's own task (``record``, awaited before its execution is rebuilt from the
+        store), so the loop never waits for the store. Returns the fork's execution until then
+        (its id, nothing run), its options, and ``record``."""
+        assert source.store is not None
+        graph = self.validate()
+        if at not in graph.steps:
+            raise ValueError(
+                f"cannot fork at {at!r}: workflow {self.name!r} has no such step"
+                f"{_did_you_mean(at, graph.steps)}; steps: {', '.join(sorted(graph.steps))}"
+            )
+        if not isinstance(update, Mapping) or not all(isinstance(k, str) for k in update):
+            raise TypeError(f"a fork's update is a dict with string keys, got {update!r}")
+        store, new_id = source.store, run_id or uuid.uuid4().hex[:16]
+        fork = self._stored_fork(store, source.run_id, at, dict(update), visit, new_id, o)
+        until_recorded = Execution(
+            graph,
+            self._merge,
+            new_id,
+            source.inputs,
+            version=source.version,
+            timeout=source.timeout,
+            sinks=as_callables(o.sinks),
+            seed=o.seed,
+            parameters_hash=source.parameters_hash,
+            store=store,
+            policy=_resolve_policy(o, graph),
+            llm=o.llm,
+            tool_registry=o.tools if o.tools is not None else self.tools,
+            processors=self.processors,
+        )
+
+        async def record() -> None:
+            await record_run(store, fork.create, fork.link)
+
+        return until_recorded, fork.options, record
 
     def fork(
         self,
@@ -990,6 +1084,13 @@ class Workflow:
         plain synchronous code it runs on a background loop; ``run.wait()`` blocks for it.
         """
         o = _Options.of("start", options)
+        if running_loop() is not None:
+            # On a running loop (a notebook cell) the run's row is written by the run's own task:
+            # the cell returns at once even while the store's writer waits for a lock or the disk.
+            execution, create = self._new_execution(inputs, o)
+            run = Run(execution, self, o)
+            run._launch(before=None if create is None else lambda: _record_new_run(execution, create))
+            return run
         run = Run(self._execution(inputs, o), self, o)
         run._launch()
         return run
@@ -1076,9 +1177,24 @@ class Workflow:
                 await underway
             return underway.raise_for_status() if raise_on_error else underway
         o = _Options.of("aresume", options, _RESUME_KEYS)
-        run = Run(self._resumed_execution(run_id, o), self, o)
+        run = Run(await self._aresumed_execution(run_id, o), self, o)
         await run._exec.drive()
         return run.raise_for_status() if raise_on_error else run
+
+
+class _StoredFork(NamedTuple):
+    """A stored run's fork, ready to write: its run row, its link to the origin, its options."""
+
+    create: Rows
+    link: WriteOp[None]
+    options: _Options
+
+
+async def _record_new_run(execution: Execution, create: Rows) -> None:
+    """Write a started run's row (before its first step), then claim it as executing here."""
+    assert execution.store is not None
+    await record_run(execution.store, create)
+    claim(execution.run_id)
 
 
 def _did_you_mean(name: str, known: Iterable[str]) -> str:

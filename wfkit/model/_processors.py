@@ -68,6 +68,14 @@ _SHAPE_HINTS = (
     "://",
 )
 _PAIR_HINTS = ("key", "authorization", "token", "secret", "passw")
+# Every hint above in one precompiled scan (the words with their case ignored, as the checks below
+# do): short text, most of what is stored (a step's updates, a journal column), holding none of them
+# is clean after one scan. On long text a case-ignoring alternation is slower than the separate
+# substring tests, so it gets those.
+_ANY_HINT = re.compile(
+    "|".join(map(re.escape, _SHAPE_HINTS)) + "|(?i:bearer|basic|" + "|".join(map(re.escape, _PAIR_HINTS)) + ")"
+)
+_ONE_SCAN_UP_TO = 256
 # Authorization: Basic base64(user:password): only when it decodes to a pair ("basic authentication" stays).
 _BASIC = re.compile(r"(?i)\bbasic\s+([A-Za-z0-9+/]{6,}={0,2})")
 # key=value / "key": "value" pairs whose key says it is a secret: the value goes, the key stays.
@@ -139,6 +147,8 @@ def redact_text(text: str) -> str:
     for secret in _secrets():
         if secret in text:
             text = text.replace(secret, REDACTED)
+    if len(text) <= _ONE_SCAN_UP_TO and _ANY_HINT.search(text) is None:
+        return text
     lower = text.lower()
     if any(hint in text for hint in _SHAPE_HINTS) or "bearer" in lower:
         text = _SHAPE.sub(REDACTED, text)

@@ -242,12 +242,15 @@ class RunView(w.VBox):  # type: ignore[misc]
         )
 
     def _decider(self, ticket: Ticket) -> Decide:
-        def decide(decision: str, by: str, comment: str) -> Ticket:
+        def decide(decision: str, by: str, comment: str) -> Ticket | None:
             if decision == "approve":
                 self.run.approve(by=by, comment=comment, step=ticket.step)
             else:
                 self.run.reject(by=by, comment=comment, step=ticket.step)
-            return _stored_ticket(self.run, ticket.ticket_id)
+            stored = _stored_ticket(self.run, ticket.ticket_id)
+            # On a running loop the run's task writes the decision (the loop never waits for the
+            # store): still open here means under way, and the panel shows what was asked.
+            return None if stored.is_open else stored
 
         return decide
 

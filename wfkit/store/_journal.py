@@ -19,7 +19,7 @@ from typing import Any
 
 from wfkit.model._errors import StoreCorruptError
 from wfkit.model._events import FIELDS, StepEvent
-from wfkit.model._processors import redact_optional
+from wfkit.model._processors import redact_text
 from wfkit.store import _codec
 
 # Every stored column of a journal row but seq, in insert order.
@@ -38,8 +38,9 @@ JOURNAL_SELECT = f"SELECT seq, {', '.join(COLUMNS)}, checksum FROM journal"
 # Rows per statement when many are written at once: one statement (one step of SQLite, so one
 # release of the GIL by the writer thread, which must then win it back from a busy event loop)
 # per chunk instead of per row. SQLite before 3.32 allows 999 bound values per statement, later
-# ones 32766; a few fixed sizes keep the statements in the connection's cache.
-CHUNKS = (512, 64, 8, 1) if sqlite3.sqlite_version_info >= (3, 32) else (16, 4, 1)
+# ones 32766. Powers of two: n rows take as many statements as n has one-bits (86 rows: 4, where
+# sizes 512/64/8/1 took 9), and the few sizes stay in the connection's statement cache.
+CHUNKS = tuple(2**i for i in range(9, -1, -1)) if sqlite3.sqlite_version_info >= (3, 32) else (16, 8, 4, 2, 1)
 
 
 def _bulk_insert(rows: int) -> str:
@@ -66,8 +67,11 @@ def insert_rows(conn: sqlite3.Connection, rows: Sequence[Sequence[Any]]) -> None
     at, total = 0, len(rows)
     while at < total:
         size = next(c for c in CHUNKS if c <= total - at)
-        params = [value for n, row in enumerate(rows[at : at + size]) for value in (*row[1:], n)]
-        conn.execute(_BULK[size], params)
+        if size == 1:  # half the cost of a one-row bulk statement (no window over a VALUES table)
+            conn.execute(JOURNAL_INSERT, rows[at])
+        else:
+            params = [value for n, row in enumerate(rows[at : at + size]) for value in (*row[1:], n)]
+            conn.execute(_BULK[size], params)
         at += size
 
 
@@ -91,6 +95,8 @@ def dumps(value: Any) -> str:
 def encode_updates(step: str, updates: Mapping[str, Any]) -> str:
     """JSON for a step's updates (types kept); a value that cannot be kept is named with its step
     and field."""
+    if not updates:
+        return "{}"  # a step that wrote nothing (the JSON encode_state makes of it, with nothing to check)
     return _codec.encode_state(f"step {step!r} wrote", updates)
 
 
@@ -134,7 +140,15 @@ _EVENT_COLUMNS = operator.itemgetter(
 
 def row_checksum(columns: Sequence[Any]) -> str:
     """The checksum of a journal row given in :data:`COLUMNS` order."""
-    event = "\x1f".join(map(_text, _EVENT_COLUMNS(columns)))
+    # Every row written passes here on the event loop: text, NULL and integers (most columns) join
+    # without a call per column; the rest takes the form SQLite hands back (``_text``). The same
+    # checksum as ``map(_text, ...)``.
+    event = "\x1f".join(
+        [
+            v if type(v) is str else "\x00" if v is None else str(v) if type(v) is int else _text(v)
+            for v in _EVENT_COLUMNS(columns)
+        ]
+    )
     return ".".join((_crc(event), _crc(columns[_UPDATES_AT]), _crc(columns[_FAILURE_AT]), _crc(columns[_EXTRA_AT])))
 
 
@@ -142,8 +156,10 @@ def checked_row(columns: Sequence[Any]) -> tuple[Any, ...]:
     """Insert parameters for a row in :data:`COLUMNS` order: run_id (for the seq), the columns
     through the redaction boundary, and their checksum."""
     values = list(columns)
-    for at in _REDACTED_AT:
-        values[at] = redact_optional(values[at])
+    for at in _REDACTED_AT:  # only the text columns a secret can reach, and only when they hold text
+        value = values[at]
+        if value is not None:
+            values[at] = redact_text(value)
     return (values[0], *values, row_checksum(values))
 
 
@@ -153,9 +169,11 @@ def event_row(
     """Insert parameters for :data:`JOURNAL_INSERT`."""
     row: list[Any] = [*event, outcome, updates, failure]
     tools = event.tools
-    row[_TOOLS_AT] = None if tools is None else dumps(list(tools))
+    if tools is not None:
+        row[_TOOLS_AT] = dumps(list(tools)) if tools else "[]"  # most steps call no tool
     extra = event.extra
-    row[_EXTRA_AT] = None if extra is None else json.dumps(extra, default=repr)
+    if extra is not None:
+        row[_EXTRA_AT] = json.dumps(extra, default=repr)
     return checked_row(row)
 
 
@@ -246,7 +264,22 @@ RUN_IDENTITY = (
 def run_checksum(row: Mapping[str, Any]) -> str:
     """The checksum of a run's creation columns: identity, then ``definition`` and ``inputs``."""
     identity = "\x1f".join(_text(row.get(c)) for c in RUN_IDENTITY)
-    return ".".join((_crc(identity), _crc(row.get("definition")), _crc(row.get("inputs"))))
+    return ".".join((_crc(identity), _definition_crc(row.get("definition")), _crc(row.get("inputs"))))
+
+
+def _definition_crc(text: str | None) -> str:
+    """``_crc`` of a workflow's definition: the same long text for every run of a version, so its
+    CRC is kept (keyed by the text object: a run of the same version hands the same one)."""
+    global _last_definition
+    if text is not None and _last_definition[0] is text:
+        return _last_definition[1]
+    crc = _crc(text)
+    if text is not None:
+        _last_definition = (text, crc)
+    return crc
+
+
+_last_definition: tuple[str | None, str] = (None, "")
 
 
 def verify_run(path: object, row: Mapping[str, Any]) -> None:

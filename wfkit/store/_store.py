@@ -256,7 +256,14 @@ class Store:
         self._upgraded = False
         self._check_file(create)
         self._connect()
-        self.writer = Writer(self._connect, name=str(path), translate=self._damaged, bulk=self._bulk_write)
+        self.writer = Writer(
+            self._connect,
+            name=str(path),
+            translate=self._damaged,
+            bulk=self._bulk_write,
+            # At NORMAL a commit waits for no disk, so a small one may be made on the loop (see _writer).
+            inline=self._connect_for_loop if self.synchronous == "NORMAL" else None,
+        )
         # Approval tickets: a part of the store, handed its write and read (``store.tickets``).
         self.tickets = Tickets(path, self.do, self.read)
 
@@ -362,6 +369,20 @@ class Store:
         self._local.conn = conn
         with self._conns_lock:
             self._conns.append((threading.current_thread(), conn))
+        return conn
+
+    def _connect_for_loop(self) -> sqlite3.Connection:
+        """A connection for the writer's commits on an event loop's thread (NORMAL only): it never
+        waits, neither for a lock (busy timeout 0: the writer takes the write instead) nor for the
+        disk (no fsync at NORMAL, and it never checkpoints the WAL: the writer does)."""
+        conn = sqlite3.connect(self.path, timeout=0.0, isolation_level=None, check_same_thread=False)
+        try:
+            conn.execute("PRAGMA busy_timeout = 0")
+            conn.execute(f"PRAGMA synchronous = {self.synchronous}")
+            conn.execute("PRAGMA wal_autocheckpoint = 0")
+        except BaseException:
+            conn.close()
+            raise
         return conn
 
     def _upgrade(self, conn: sqlite3.Connection) -> None:
@@ -534,7 +555,7 @@ class Store:
 
     def create_run_rows(self, row: Mapping[str, Any]) -> Rows:
         """A new run, as a row for the writer's bulk insert (a run id that exists is refused)."""
-        unknown = set(row) - set(_RUN_COLUMNS)
+        unknown = row.keys() - _RUN_COLUMN_SET
         if unknown:
             raise TypeError(f"create_run got unknown run columns: {', '.join(sorted(unknown))}")
         now = time.time()
@@ -558,10 +579,11 @@ class Store:
 
     def acquire(self, run_id: str) -> dict[str, Any]:
         """Take the run's lease for this process; refuse if a live process holds it."""
-        run: dict[str, Any] = self.do(self._acquire_op(run_id))
+        run: dict[str, Any] = self.do(self.acquire_op(run_id))
         return run
 
-    def _acquire_op(self, run_id: str) -> WriteOp[dict[str, Any]]:
+    def acquire_op(self, run_id: str) -> WriteOp[dict[str, Any]]:
+        """The write that takes the run's lease (returns the run's row), for ``submit_async``."""
         path, me = self.path, self.owner
 
         def acquire(conn: sqlite3.Connection) -> dict[str, Any]:
@@ -598,6 +620,14 @@ class Store:
         return mark
 
     def release(self, run_id: str) -> None:
+        self.do(self.release_op(run_id))
+
+    def release_later(self, run_id: str) -> None:
+        """Hand the lease's release to the writer without waiting for it (from a coroutine: the
+        writer keeps the order, so a later acquire in this process comes after it)."""
+        self.writer.submit(self.release_op(run_id)).add_done_callback(_log_failed_write)
+
+    def release_op(self, run_id: str) -> WriteOp[None]:
         me = self.owner
 
         def release(conn: sqlite3.Connection) -> None:
@@ -607,7 +637,7 @@ class Store:
                 (run_id, me),
             )
 
-        self.do(release)
+        return release
 
     def finish_rows(
         self,
@@ -754,6 +784,32 @@ class Store:
     ) -> None:
         """Record that ``run_id`` was forked from (``kind="fork"``) or started as a sub-workflow
         by (``kind="child"``) ``parent_run_id``."""
+        self.do(
+            self.link_run_op(
+                run_id,
+                parent_run_id,
+                kind,
+                at_step=at_step,
+                at_seq=at_seq,
+                parent_step=parent_step,
+                parent_visit=parent_visit,
+                detail=detail,
+            )
+        )
+
+    def link_run_op(
+        self,
+        run_id: str,
+        parent_run_id: str,
+        kind: str,
+        *,
+        at_step: str | None = None,
+        at_seq: int | None = None,
+        parent_step: str | None = None,
+        parent_visit: int | None = None,
+        detail: str | None = None,
+    ) -> WriteOp[None]:
+        """The write of :meth:`link_run`, for ``submit_async`` (with the linked run's row: one commit)."""
         values = (
             run_id,
             parent_run_id,
@@ -773,7 +829,7 @@ class Store:
                 values,
             )
 
-        self.do(link)
+        return link
 
     def run_link(self, run_id: str) -> dict[str, Any] | None:
         """Where a run came from (a fork's origin, a child's parent), or None."""
@@ -1108,6 +1164,7 @@ _RUN_COLUMNS = (
     "lease_expires",
     "checksum",
 )
+_RUN_COLUMN_SET = frozenset(_RUN_COLUMNS)
 
 
 def _values(rows: int, width: int) -> str:
@@ -1136,7 +1193,12 @@ def _bulk_waits(rows: int) -> str:
     )
 
 
+def _bulk_forget(rows: int) -> str:
+    return f"DELETE FROM attempts WHERE run_id IN ({', '.join('?' for _ in range(rows))})"
+
+
 _BULK_SQL = {
+    "forget": {n: _bulk_forget(n) for n in CHUNKS},
     "run": {n: _bulk_runs(n) for n in CHUNKS},
     "finish": {n: _bulk_finish(n) for n in CHUNKS},
     "wait": {n: _bulk_waits(n) for n in CHUNKS},
@@ -1165,7 +1227,8 @@ def _bulk_write(conn: sqlite3.Connection, rows: Rows) -> None:
     if by_kind["finish"]:
         _chunked(conn, _BULK_SQL["finish"], by_kind["finish"])
         # Attempt records of stopped runs (only retried steps have them): none is in flight now.
-        conn.executemany("DELETE FROM attempts WHERE run_id=?", [(r[0],) for r in by_kind["finish"]])
+        # One statement, not one per run: each statement lets go of the GIL and must win it back.
+        _chunked(conn, _BULK_SQL["forget"], [(r[0],) for r in by_kind["finish"]])
 
 
 def _chunked(conn: sqlite3.Connection, statements: Mapping[int, str], rows: Sequence[Sequence[Any]]) -> None:

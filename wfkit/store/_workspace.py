@@ -42,8 +42,22 @@ _lock = threading.Lock()
 
 def workspace_path(path: str | os.PathLike[str] | None = None) -> Path:
     """The workspace folder: ``path``, else ``$WFKIT_HOME``, else ``./.wfkit``."""
+    if path is not None:
+        known = _absolute.get(path) if isinstance(path, (str, Path)) else None
+        if known is not None:
+            return known
     chosen = path if path is not None else os.environ.get("WFKIT_HOME") or ".wfkit"
-    return Path(chosen).expanduser().absolute()
+    folder = Path(chosen).expanduser().absolute()
+    if isinstance(path, (str, Path)) and os.path.isabs(path):
+        # Every run opens its workspace's store: an absolute path (it names one folder whatever
+        # the current directory) is resolved once, not once per run.
+        if len(_absolute) >= 256:
+            _absolute.clear()
+        _absolute[path] = folder
+    return folder
+
+
+_absolute: dict[str | Path, Path] = {}
 
 
 def open_store(
