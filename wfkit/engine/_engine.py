@@ -310,7 +310,8 @@ class Execution:
                 self._activate(self.graph.entry, None, None)
             else:
                 await self._durability.mark_running()
-            ready, tasks, durability, run = self._ready, self._tasks, self._durability, self._runner.run
+            # No bound method kept in a local: it would be one more live object per sleeping run.
+            ready, tasks, durability, runner = self._ready, self._tasks, self._durability, self._runner
             durable = self.store is not None  # a run kept in memory has nothing to sync
             loop = asyncio.get_running_loop()
             while not self._failed:
@@ -322,7 +323,7 @@ class Execution:
                     if spec.map is not None and act.batch is None:
                         self._expand(act)
                         continue
-                    self._settle(act, await run(act))
+                    self._settle(act, await runner.run(act))
                     if durable and durability.pending:
                         await durability.sync()
                     continue
