@@ -314,6 +314,9 @@ class Execution:
             ready, tasks, durability, runner = self._ready, self._tasks, self._durability, self._runner
             durable = self.store is not None  # a run kept in memory has nothing to sync
             loop = asyncio.get_running_loop()
+            # Tasks made directly, skipping loop.create_task's checks per step or map item, unless
+            # the loop has a task factory of its own: then it makes them, as its owner expects.
+            plain_tasks = loop.get_task_factory() is None
             while not self._failed:
                 if not tasks and len(ready) == 1:
                     act = ready.popleft()
@@ -339,7 +342,8 @@ class Execution:
                         continue
                     # The task reports its own outcome (_run_reported): no done callback, so no
                     # extra hop through the event loop per finished step or map item.
-                    tasks[act] = loop.create_task(self._run_reported(act))
+                    reported = self._run_reported(act)
+                    tasks[act] = asyncio.Task(reported, loop=loop) if plain_tasks else loop.create_task(reported)
                 if not tasks:
                     if ready:
                         continue  # admitting queued more (a rejection routed elsewhere)
