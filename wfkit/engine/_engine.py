@@ -34,9 +34,10 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
+from types import MappingProxyType
 from typing import Any, TypeAlias
 
-from wfkit.engine._activations import Activation, Batch, Outcome, snapshot
+from wfkit.engine._activations import Activation, Batch, Outcome
 from wfkit.engine._attempts import AttemptRunner
 from wfkit.engine._cache import StepCache
 from wfkit.engine._durability import Durability
@@ -440,7 +441,7 @@ class Execution:
         version = self._version
         view = self._view
         if view is None or self._view_version != version:
-            view = self._view = snapshot(self.state)
+            view = self._view = MappingProxyType(dict(self.state))  # snapshot(), written out: once per step
             self._view_version = version
         self._ready.append(Activation(spec, visit, spec.tools if tools is None else tools, version, failure, view))
 
@@ -503,8 +504,8 @@ class Execution:
             checkpoint = self._settle_outcome(act, out)
         finally:
             self._settling = False
-        if checkpoint is not None:
-            self._checkpoint(act, *checkpoint, out.body_end)
+        if checkpoint is not None and not self._replaying:  # _checkpoint, written out: once per step
+            self._durability.checkpoint(act, *checkpoint, out.body_end)
         held = self._held
         if held is not None:
             # Rows recorded while settling (a visit limit met by a successor) follow the checkpoint.
