@@ -74,6 +74,17 @@ def _timed(fn: Callable[..., Any], span: list[float]) -> Callable[..., Any]:
     return timed
 
 
+def _stamped(
+    out: Outcome | None, attempt: int, started_at: float, queue_s: float, latency: float, body_end: float
+) -> Outcome:
+    """``out`` (made now if the activation has none yet) with the timing of the attempt that just ended."""
+    if out is None:
+        out = Outcome()
+    out.attempt, out.started_at, out.queue_s = attempt, started_at, queue_s
+    out.latency, out.body_end = latency, body_end
+    return out
+
+
 class AttemptJournal(Protocol):
     """Where the attempt runner reports attempts (the durability layer is one): it never talks
     to the store itself."""
@@ -175,7 +186,9 @@ class AttemptRunner:
             if hit is not None:
                 return hit
         policy = spec.retry
-        out = Outcome()
+        # Made once the first attempt's body returns (or the activation ends without one): a run
+        # sleeping inside a step keeps one object less alive meanwhile.
+        out: Outcome | None = None
         first_start: float | None = None  # perf_counter at the first attempt: max_elapsed counts from it
         attempt = 0
         is_item = act.batch is not None
@@ -193,6 +206,7 @@ class AttemptRunner:
                         await self._sleep(cut.not_before - time.time())
                 else:
                     attempt += 1
+                    out = Outcome()
                     if not await self._crashed(act, out, cut, attempt, policy):
                         return out
         # Only a step that takes a context gets one (a sub-workflow's child and a sync step's late
@@ -203,12 +217,14 @@ class AttemptRunner:
         ctx: StepContext | None = None
         while True:
             attempt += 1
-            out.attempt = attempt
             timeout, by_deadline = spec.timeout, False
             deadline = self.deadline
             if deadline is not None:
                 left = deadline - time.monotonic()
                 if left <= 0:  # the run is out of time: do not even start this attempt
+                    if out is None:
+                        out = Outcome()
+                    out.attempt = attempt
                     out.error, out.kind, out.status = (
                         StepTimeoutError(spec.name, 0.0),
                         ErrorKind.TRANSIENT,
@@ -235,11 +251,11 @@ class AttemptRunner:
                 )
             if attempt > 1 and not is_item:
                 await self._journal.attempt_started(spec.name, act.visit, attempt)
-            out.started_at = time.time()
+            started_at = time.time()
             t0 = time.perf_counter()
             if first_start is None:
                 first_start = t0
-            out.queue_s = t0 - act.queued if attempt == 1 else 0.0
+            queue_s = t0 - act.queued if attempt == 1 else 0.0
             recorder = None if cache is None or is_item else ReadRecorder(act.view)
             arg = act.item if is_item else act.view if recorder is None else recorder
             span: list[float] | None = None if inline else []  # a sync body's start and end, from its thread
@@ -252,8 +268,17 @@ class AttemptRunner:
                 finally:
                     # The body's own time, nothing else: no encoding, no store, no queue, and for a
                     # sync body not the hops to and from its thread (a busy loop delays those).
-                    out.body_end = body_end = time.perf_counter()
-                    out.latency = span[1] - span[0] if span is not None and len(span) == 2 else body_end - t0
+                    body_end = time.perf_counter()
+                    latency = span[1] - span[0] if span is not None and len(span) == 2 else body_end - t0
+                if out is None:
+                    out = Outcome()
+                out.attempt, out.started_at, out.queue_s, out.latency, out.body_end = (
+                    attempt,
+                    started_at,
+                    queue_s,
+                    latency,
+                    body_end,
+                )
                 usage = None if ctx is None else ctx.usage
                 if is_item:
                     out.value = result
@@ -293,10 +318,12 @@ class AttemptRunner:
                     self._cache_put(cache, act, recorder, out)
                 return out
             except ChildHalted as halt:
+                out = _stamped(out, attempt, started_at, queue_s, latency, body_end)
                 out.latency = time.perf_counter() - t0
                 out.halted, out.status = halt, Status.WAITING_APPROVAL
                 return out
             except asyncio.CancelledError:
+                out = _stamped(out, attempt, started_at, queue_s, latency, body_end)
                 out.error, out.kind, out.status = (
                     asyncio.CancelledError("cancelled"),
                     ErrorKind.UNKNOWN,
@@ -305,6 +332,7 @@ class AttemptRunner:
                 self._journal.record(self._make.outcome(act, out, None))
                 raise
             except Exception as exc:
+                out = _stamped(out, attempt, started_at, queue_s, latency, body_end)
                 out.error, out.usage = exc, None if ctx is None else ctx.usage
                 timed_out = isinstance(exc, StepTimeoutError)
                 if timed_out and by_deadline:

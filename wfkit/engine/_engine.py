@@ -34,9 +34,10 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
+from types import MappingProxyType
 from typing import Any, TypeAlias
 
-from wfkit.engine._activations import Activation, Batch, Outcome, snapshot
+from wfkit.engine._activations import Activation, Batch, Outcome
 from wfkit.engine._attempts import AttemptRunner
 from wfkit.engine._cache import StepCache
 from wfkit.engine._durability import Durability
@@ -176,8 +177,9 @@ class Execution:
         self._active: dict[str, int] = {}
         self._arrived: dict[str, set[str]] = {}
         self._ready: deque[Activation] = deque()
-        self._tasks: dict[asyncio.Task[Outcome], Activation] = {}
-        self._done: deque[asyncio.Task[Outcome]] | None = None  # made when a first task starts
+        self._tasks: dict[Activation, asyncio.Task[None]] = {}  # running activations, their tasks
+        # Finished activations the scheduler has not settled yet (made when a first task starts).
+        self._done: deque[tuple[Activation, Outcome | BaseException]] | None = None
         self._wake: asyncio.Future[None] | None = None
         # The state as steps see it, shared by activations until a commit changes the state.
         self._view: Mapping[str, Any] | None = None
@@ -294,7 +296,11 @@ class Execution:
     # ---- driving -------------------------------------------------------------------------
 
     async def drive(self) -> None:
-        """Run until the end or a halt. Never raises for a failed step: see status and error."""
+        """Run until the end or a halt. Never raises for a failed step: see status and error.
+
+        The scheduler's loop is written out here, not in a coroutine of its own: each of ten
+        thousand concurrent runs sleeping in a step would keep that extra frame alive (memory,
+        and the collector's passes over it)."""
         self.status = RunStatus.RUNNING
         self.started_at = self.started_at or time.time()
         t_start = time.monotonic()
@@ -305,7 +311,59 @@ class Execution:
                 self._activate(self.graph.entry, None, None)
             else:
                 await self._durability.mark_running()
-            await self._loop()
+            # No bound method kept in a local: it would be one more live object per sleeping run.
+            ready, tasks, durability, runner = self._ready, self._tasks, self._durability, self._runner
+            durable = self.store is not None  # a run kept in memory has nothing to sync
+            loop = asyncio.get_running_loop()
+            # Tasks made directly, skipping loop.create_task's checks per step or map item, unless
+            # the loop has a task factory of its own: then it makes them, as its owner expects.
+            plain_tasks = loop.get_task_factory() is None
+            while not self._failed:
+                if not tasks and len(ready) == 1:
+                    act = ready.popleft()
+                    spec = act.spec
+                    if spec.gated and not await self._admitted(act):
+                        continue
+                    if spec.map is not None and act.batch is None:
+                        self._expand(act)
+                        continue
+                    self._settle(act, await runner.run(act))
+                    if durable and durability.pending:
+                        await durability.sync()
+                    continue
+                done = self._done
+                if done is None:
+                    done = self._done = deque()
+                while ready and not self._failed:
+                    act = ready.popleft()
+                    if act.spec.gated and not await self._admitted(act):
+                        continue
+                    if act.spec.map is not None and act.batch is None:
+                        self._expand(act)
+                        continue
+                    # The task reports its own outcome (_run_reported): no done callback, so no
+                    # extra hop through the event loop per finished step or map item.
+                    reported = self._run_reported(act)
+                    tasks[act] = asyncio.Task(reported, loop=loop) if plain_tasks else loop.create_task(reported)
+                if not tasks:
+                    if ready:
+                        continue  # admitting queued more (a rejection routed elsewhere)
+                    break
+                if not done:
+                    # One wake-up for everything that finishes before this task runs again: a
+                    # whole batch of map items settles in one pass.
+                    self._wake = loop.create_future()
+                    await self._wake
+                    self._wake = None
+                while done and not self._failed:
+                    act, out = done.popleft()
+                    del tasks[act]
+                    if not isinstance(out, Outcome):
+                        raise out  # a bug in the attempt runner: the run fails with it
+                    self._settle(act, out)
+                if durable and durability.pending:
+                    await durability.sync()  # successors start only once their predecessors are durable
+            await self._cancel_tasks()
         except asyncio.CancelledError:
             self._fail(RunError("cancelled", run_id=self.run_id), RunStatus.CANCELLED)
             await self._cancel_tasks()
@@ -337,60 +395,27 @@ class Execution:
                         self._finished.set()
                 self._outlet.status_changed()
 
-    async def _loop(self) -> None:
-        ready, tasks, durability, run = self._ready, self._tasks, self._durability, self._runner.run
-        durable = self.store is not None  # a run kept in memory has nothing to sync
-        loop = asyncio.get_running_loop()
-        while not self._failed:
-            if not tasks and len(ready) == 1:
-                act = ready.popleft()
-                spec = act.spec
-                if spec.gated and not await self._admitted(act):
-                    continue
-                if spec.map is not None and act.batch is None:
-                    self._expand(act)
-                    continue
-                self._settle(act, await run(act))
-                if durable and durability.pending:
-                    await durability.sync()
-                continue
-            done = self._done
-            if done is None:
-                done = self._done = deque()
-            while ready and not self._failed:
-                act = ready.popleft()
-                if act.spec.gated and not await self._admitted(act):
-                    continue
-                if act.spec.map is not None and act.batch is None:
-                    self._expand(act)
-                    continue
-                task = loop.create_task(run(act))
-                task.add_done_callback(self._on_task_done)
-                tasks[task] = act
-            if not tasks:
-                if ready:
-                    continue  # admitting queued more (a rejection routed elsewhere)
-                return
-            if not done:
-                self._wake = loop.create_future()
-                await self._wake
-                self._wake = None
-            while done and not self._failed:
-                task = done.popleft()
-                self._settle(tasks.pop(task), task.result())
-            if durable and durability.pending:
-                await durability.sync()  # successors start only once their predecessors are durable
-        await self._cancel_tasks()
-
-    def _on_task_done(self, task: asyncio.Task[Outcome]) -> None:
-        assert self._done is not None
-        self._done.append(task)
+    async def _run_reported(self, act: Activation) -> None:
+        """Run ``act`` as a task of its own and hand its outcome (or the exception of a bug, or
+        the cancellation) to the scheduler, waking it if it sleeps."""
+        cancelled = None
+        try:
+            out: Outcome | BaseException = await self._runner.run(act)
+        except asyncio.CancelledError as exc:  # the body cancelled itself: the run is cancelled
+            out = cancelled = exc
+        except Exception as exc:  # not a step's failure (that is an Outcome): a bug, raised by drive
+            out = exc
+        done = self._done
+        assert done is not None  # made before the first task
+        done.append((act, out))
         wake = self._wake
         if wake is not None and not wake.done():
             wake.set_result(None)
+        if cancelled is not None:
+            raise cancelled
 
     async def _cancel_tasks(self) -> None:
-        pending = [t for t in self._tasks if not t.done()]
+        pending = [t for t in self._tasks.values() if not t.done()]
         for task in pending:
             task.cancel()
         if pending:
@@ -416,7 +441,7 @@ class Execution:
         version = self._version
         view = self._view
         if view is None or self._view_version != version:
-            view = self._view = snapshot(self.state)
+            view = self._view = MappingProxyType(dict(self.state))  # snapshot(), written out: once per step
             self._view_version = version
         self._ready.append(Activation(spec, visit, spec.tools if tools is None else tools, version, failure, view))
 
@@ -479,8 +504,8 @@ class Execution:
             checkpoint = self._settle_outcome(act, out)
         finally:
             self._settling = False
-        if checkpoint is not None:
-            self._checkpoint(act, *checkpoint, out.body_end)
+        if checkpoint is not None and not self._replaying:  # _checkpoint, written out: once per step
+            self._durability.checkpoint(act, *checkpoint, out.body_end)
         held = self._held
         if held is not None:
             # Rows recorded while settling (a visit limit met by a successor) follow the checkpoint.
