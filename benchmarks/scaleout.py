@@ -51,6 +51,23 @@ def burn(ms: float) -> int:
     return n
 
 
+def _cores_for_one_burner(seconds: float) -> float:
+    """CPU seconds over wall seconds of a plain busy loop in this process (1.0: a whole core)."""
+    t0, c0 = time.perf_counter(), time.thread_time()
+    while time.thread_time() - c0 < seconds:
+        sum(i * i for i in range(200))
+    return (time.thread_time() - c0) / (time.perf_counter() - t0)
+
+
+def two_process_capacity(seconds: float = 2.0) -> float:
+    """Cores the machine gives two plain CPU-bound processes at once, right now: the most any two
+    workers can get. On a shared machine it is below 2.0, so a speed-up is read against it."""
+    import multiprocessing
+
+    with multiprocessing.get_context("spawn").Pool(2) as pool:
+        return float(sum(pool.map(_cores_for_one_burner, [seconds, seconds])))
+
+
 def build(cpu_ms: float = 20.0) -> wf.Workflow:
     flow = wf.Workflow("scaleout")
 
@@ -330,6 +347,7 @@ def main(argv: list[str]) -> None:
     from wfkit.logs._steplog import exporter
 
     runs: list[dict[str, Any]] = []
+    capacity: list[float] = []
     engine_only()  # warm the local path
     exporter.flush()
     engine = measure("engine_only", engine_only, CpuMeter(None))
@@ -337,6 +355,7 @@ def main(argv: list[str]) -> None:
     for _ in range(args.repeats):  # interleaved: a neighbour's load hits every variant alike
         runs.append(measure("local", local, CpuMeter(None)))
         runs.append(measure("local_export", local_export, CpuMeter(None)))
+        capacity.append(two_process_capacity())  # the same-run ceiling for two workers' cores
         for workers in (1, 2):
             runs.append(on_cluster(workers, lambda c, w=workers: measure(f"dask_{w}", on_dask(c), CpuMeter(c))))
         runs.append(on_cluster(2, lambda c: measure("dask_2_defaults", on_dask(c), CpuMeter(c)), dask_defaults=True))
@@ -399,6 +418,8 @@ def main(argv: list[str]) -> None:
         "speedup_1_worker": local_s / one_s,
         "speedup_2_workers_dask_defaults": local_s / stats["dask_2_defaults"]["median"],
         "idle_ceiling_2_workers": ceiling("dask_2"),
+        "two_process_cores": spread(capacity),
+        "dask_2_cores_of_two_process_cores": cpu["dask_2"]["cores_used"] / statistics.median(capacity),
         "idle_ceiling_2_workers_dask_defaults": ceiling("dask_2_defaults"),
         "load1_median": statistics.median(r["load1_at_start"] for r in runs if "load1_at_start" in r),
         "idle_cluster_cores": idle,
@@ -445,6 +466,12 @@ def main(argv: list[str]) -> None:
         f"  median 1-minute load at the runs' start: {result['load1_median']:.2f} on {cores} cores; "
         f"from CPU seconds, an idle machine would allow at most {result['idle_ceiling_2_workers']:.2f}x with 2 "
         f"workers ({result['idle_ceiling_2_workers_dask_defaults']:.2f}x with Dask's defaults)"
+    )
+    print(
+        f"  two plain CPU-bound processes got {result['two_process_cores']['median']:.2f} cores in this run "
+        f"(min {result['two_process_cores']['min']:.2f}, max {result['two_process_cores']['max']:.2f}): the most two "
+        f"workers can use; 2 workers used {cpu['dask_2']['cores_used']:.2f} cores, "
+        f"{result['dask_2_cores_of_two_process_cores']:.0%} of that"
     )
     print(
         "  an idle cluster of 2 workers uses (cores, this process / workers): "
