@@ -342,6 +342,11 @@ def test_evaluate_reads_through_mapping_subclasses_that_are_not_dicts():
     assert when("user.profile.tier", "exists").evaluate(_Settings(user=state["user"]))
     assert not when("user.profile.level", "exists").evaluate(state)
     assert when("user.profile.level", "ne", "gold").evaluate(state)
+    assert (True, False, True) == (
+        when("n", "lt", 3).evaluate(_Settings(n=1)),
+        when("n", "exists").evaluate(_Settings(m=1)),
+        when("n", "ne", 1).evaluate(_Settings()),
+    )
 
 
 def test_evaluate_reads_through_dict_subclasses():
@@ -354,6 +359,8 @@ def test_evaluate_reads_through_dict_subclasses():
     assert when("votes.a", "gt", 2).evaluate(state)
     assert not when("user.level", "exists").evaluate(state)
     assert ["tier"] == list(nested)
+    top: defaultdict[str, int] = defaultdict(int, n=1)
+    assert (True, False, ["n"]) == (when("n", "eq", 1).evaluate(top), when("m", "exists").evaluate(top), list(top))
 
 
 @pytest.mark.parametrize("leaf", ["gold", 3, None, ["tier"], ("tier",)])

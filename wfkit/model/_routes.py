@@ -108,7 +108,9 @@ class Compare(Condition):
         object.__setattr__(self, "path", tuple(self.field.split(".")))
 
     def evaluate(self, state: Mapping[str, Any]) -> bool:
-        actual = _lookup(state, self.path)
+        path = self.path
+        # Most routes read one top-level field of a plain dict state: read it without the walk.
+        actual = state.get(path[0], _MISSING) if len(path) == 1 and type(state) is dict else _lookup(state, path)
         op = self.op
         if op == "exists":
             present = actual is not _MISSING and actual is not None
