@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Iterator, Mapping
 
 import pytest
 from hypothesis import given, settings
@@ -271,6 +272,40 @@ def test_path_splits_on_dots():
     assert ("a", "b", "c") == when("a.b.c", "eq", 1).path
 
 
+def test_path_is_worked_out_once_and_follows_a_replaced_field():
+    """Compare.path is stored at construction, and dataclasses.replace works it out again."""
+    cond = when("a.b", "eq", 1)
+    assert cond.path is cond.path
+    moved = dataclasses.replace(cond, field="c.d.e")
+    assert (("c", "d", "e"), ("a", "b")) == (moved.path, cond.path)
+    assert moved.evaluate({"c": {"d": {"e": 1}}})
+
+
+def test_path_is_not_a_constructor_argument_nor_part_of_repr_or_equality():
+    """The stored path stays derived: Compare still takes field/op/value, prints and compares as before."""
+    cond = when("user.tier", "eq", "gold")
+    assert "Compare(field='user.tier', op='eq', value='gold')" == repr(cond)
+    assert ("field", "op", "value") == Compare.__match_args__
+    assert hash(when("user.tier", "eq", "gold")) == hash(cond)
+    with pytest.raises(TypeError):
+        Compare("x", "eq", 1, ("y",))  # type: ignore[call-arg]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cond.path = ("x",)  # type: ignore[misc]
+
+
+def test_copied_and_pickled_conditions_keep_their_path():
+    """A condition copied or pickled (as for worker processes) still reads its dotted path."""
+    import copy
+    import pickle
+
+    cond = when("user.tier", "eq", "gold") & when("n", "lt", 3)
+    state = {"user": {"tier": "gold"}, "n": 1}
+    for twin in (copy.copy(cond), copy.deepcopy(cond), pickle.loads(pickle.dumps(cond))):
+        assert cond == twin
+        assert twin.evaluate(state)
+        assert not twin.evaluate({"user": {"tier": "gold"}, "n": 5})
+
+
 def test_undotted_key_containing_no_dot_is_read_directly():
     """A plain field name reads the top-level key of the state."""
     assert when("x", "eq", 1).evaluate({"x": 1, "x.y": 2})
@@ -282,6 +317,60 @@ def test_evaluate_accepts_any_mapping():
 
     state = MappingProxyType({"user": MappingProxyType({"tier": "gold"})})
     assert when("user.tier", "eq", "gold").evaluate(state)
+
+
+class _Settings(Mapping[str, object]):
+    """A Mapping that is not a dict: evaluation must still read through it."""
+
+    def __init__(self, **values: object) -> None:
+        self._values = values
+
+    def __getitem__(self, key: str) -> object:
+        return self._values[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+
+def test_evaluate_reads_through_mapping_subclasses_that_are_not_dicts():
+    """A user-defined Mapping (no dict underneath) at the top or nested reads like a dict."""
+    state = {"user": _Settings(profile=_Settings(tier="gold"))}
+    assert when("user.profile.tier", "eq", "gold").evaluate(state)
+    assert when("user.profile.tier", "exists").evaluate(_Settings(user=state["user"]))
+    assert not when("user.profile.level", "exists").evaluate(state)
+    assert when("user.profile.level", "ne", "gold").evaluate(state)
+    assert (True, False, True) == (
+        when("n", "lt", 3).evaluate(_Settings(n=1)),
+        when("n", "exists").evaluate(_Settings(m=1)),
+        when("n", "ne", 1).evaluate(_Settings()),
+    )
+
+
+def test_evaluate_reads_through_dict_subclasses():
+    """dict subclasses (OrderedDict, defaultdict, Counter) read like dicts; defaultdict makes no entry."""
+    from collections import Counter, OrderedDict, defaultdict
+
+    nested: defaultdict[str, int] = defaultdict(int, tier=2)
+    state = OrderedDict(user=nested, votes=Counter(a=3))
+    assert when("user.tier", "eq", 2).evaluate(state)
+    assert when("votes.a", "gt", 2).evaluate(state)
+    assert not when("user.level", "exists").evaluate(state)
+    assert ["tier"] == list(nested)
+    top: defaultdict[str, int] = defaultdict(int, n=1)
+    assert (True, False, ["n"]) == (when("n", "eq", 1).evaluate(top), when("m", "exists").evaluate(top), list(top))
+
+
+@pytest.mark.parametrize("leaf", ["gold", 3, None, ["tier"], ("tier",)])
+def test_a_path_stepping_into_a_non_mapping_is_missing(leaf):
+    """Stepping past a value that is no Mapping (a str, a number, None, a list, a tuple) is missing."""
+    state = {"user": leaf}
+    assert (False, True) == (
+        when("user.tier", "exists").evaluate(state),
+        when("user.tier", "ne", "gold").evaluate(state),
+    )
 
 
 # --- incomparable types -------------------------------------------------------------------

@@ -405,3 +405,37 @@ def test_writes_takes_field_names() -> None:
             tools=(),
             writes=[""],
         )
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        ({}, False),
+        ({"approval": "a human checks the refund"}, True),
+        ({"irreversible": True}, True),
+        ({"approval": "both", "irreversible": True}, True),
+    ],
+)
+def test_gated_is_true_for_an_approval_or_an_irreversible_step(overrides, expected):
+    """A step is gated when it has an approval or is irreversible, and only then."""
+    assert expected == spec(sync_one, **overrides).gated
+
+
+def test_gated_is_worked_out_again_when_the_spec_is_replaced():
+    """dataclasses.replace (how the workflow adds a map or a subflow) recomputes gated."""
+    plain = spec(sync_one)
+    assert (True, False) == (dataclasses.replace(plain, irreversible=True).gated, plain.gated)
+    gated = spec(sync_one, approval="check")
+    assert (False, True) == (dataclasses.replace(gated, approval=None).gated, gated.gated)
+
+
+def test_gated_is_derived_not_an_option():
+    """gated cannot be passed or assigned, and stays out of repr, equality and describe()."""
+    s = spec(sync_one, irreversible=True)
+    with pytest.raises(TypeError):
+        StepSpec(name="x", fn=sync_one, is_async=False, takes_context=False, gated=False)  # type: ignore[call-arg]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        s.gated = False  # type: ignore[misc]
+    assert "gated" not in repr(s)
+    assert "gated" not in s.describe()
+    assert dataclasses.replace(s) == s

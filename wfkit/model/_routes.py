@@ -7,6 +7,7 @@ frozen objects that can be printed, compared, serialised and tested on its own.
 
 from __future__ import annotations
 
+import dataclasses
 import operator
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -31,7 +32,9 @@ OPERATORS: tuple[str, ...] = ("eq", "ne", "gt", "ge", "lt", "le", "contains", "i
 def _lookup(state: Mapping[str, Any], path: tuple[str, ...]) -> Any:
     value: Any = state
     for key in path:
-        if not isinstance(value, Mapping):
+        # A plain dict first: states are dicts, and the Mapping ABC check is the dearer test on
+        # the path every routed step takes; any other Mapping still gets it.
+        if type(value) is not dict and not isinstance(value, Mapping):
             return _MISSING
         value = value.get(key, _MISSING)
         if value is _MISSING:
@@ -89,6 +92,9 @@ class Compare(Condition):
     field: str
     op: Op
     value: Any = None
+    # The field split on dots, once here rather than on every evaluation. Derived from ``field``,
+    # so left out of the repr, of equality and hashing, and of the constructor.
+    path: tuple[str, ...] = dataclasses.field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.field, str) or not self.field:
@@ -99,13 +105,12 @@ class Compare(Condition):
             )
         if self.op == "in" and not hasattr(self.value, "__contains__"):
             raise ConditionError(f"operator 'in' on {self.field!r} needs a collection value, got {self.value!r}")
-
-    @property
-    def path(self) -> tuple[str, ...]:
-        return tuple(self.field.split("."))
+        object.__setattr__(self, "path", tuple(self.field.split(".")))
 
     def evaluate(self, state: Mapping[str, Any]) -> bool:
-        actual = _lookup(state, self.path)
+        path = self.path
+        # Most routes read one top-level field of a plain dict state: read it without the walk.
+        actual = state.get(path[0], _MISSING) if len(path) == 1 and type(state) is dict else _lookup(state, path)
         op = self.op
         if op == "exists":
             present = actual is not _MISSING and actual is not None

@@ -7,7 +7,7 @@ import hashlib
 import inspect
 import types
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeAlias
 
 from wfkit.model._approvals import Approval, as_approval
@@ -140,11 +140,13 @@ class StepSpec:
     cache: Cache | None = None
     writes: frozenset[str] | None = None
     subflow: Subflow | None = None  # the step runs another workflow as a child run
+    # Whether the engine must check something before running it (approval, intent). Read before
+    # every activation, so worked out once here; derived, so outside the constructor, the repr and
+    # equality (``dataclasses.replace`` works it out again).
+    gated: bool = field(init=False, repr=False, compare=False)
 
-    @property
-    def gated(self) -> bool:
-        """Whether the engine must check something before running it (approval, intent)."""
-        return self.approval is not None or self.irreversible
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "gated", self.approval is not None or self.irreversible)
 
     def describe(self) -> dict[str, Any]:
         """The options that define behaviour, as plain data (for fingerprints and display)."""
