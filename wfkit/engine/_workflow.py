@@ -889,6 +889,24 @@ class Workflow:
         o: _Options,
     ) -> Execution:
         """A new run sharing ``source``'s checkpoints up to step ``at``, with ``update`` applied there."""
+        graph, update = self._checked_fork(at, update)
+        new_id = run_id or uuid.uuid4().hex[:16]
+        store = source.store if isinstance(source, Execution) else self._store(o.workspace)
+        source_id = source if isinstance(source, str) else source.run_id
+        if store is None:
+            assert isinstance(source, Execution)
+            rows: list[tuple[Any, ...]] = list(source.log)
+            position, at_visit = _fork_point(rows, source_id, at, visit)
+            execution = self._fork_of(graph, source, new_id, None, o)
+            execution.replay([*rows[:position], (position, at, at_visit, "fork", update, None, None, None)], {})
+            execution.origin = {"run_id": source_id, "at": at, "visit": at_visit, "update": update}
+            return execution
+        fork = self._stored_fork(store, source_id, at, update, visit, new_id, o)
+        store.writer.run(fork.link, fork.create)  # the fork's row and its origin: one commit
+        return self._resumed_execution(new_id, fork.options)
+
+    def _checked_fork(self, at: str, update: Mapping[str, Any]) -> tuple[Graph, dict[str, Any]]:
+        """The graph, and the fork's update as a dict, once ``at`` and ``update`` are known good."""
         graph = self.validate()
         if at not in graph.steps:
             raise ValueError(
@@ -897,36 +915,26 @@ class Workflow:
             )
         if not isinstance(update, Mapping) or not all(isinstance(k, str) for k in update):
             raise TypeError(f"a fork's update is a dict with string keys, got {update!r}")
-        update = dict(update)
-        new_id = run_id or uuid.uuid4().hex[:16]
-        store = source.store if isinstance(source, Execution) else self._store(o.workspace)
-        source_id = source if isinstance(source, str) else source.run_id
-        if store is None:
-            assert isinstance(source, Execution)
-            rows: list[tuple[Any, ...]] = list(source.log)
-            position, at_visit = _fork_point(rows, source_id, at, visit)
-            execution = Execution(
-                graph,
-                self._merge,
-                new_id,
-                source.inputs,
-                version=source.version,
-                timeout=source.timeout,
-                sinks=as_callables(o.sinks),
-                seed=o.seed,
-                parameters_hash=source.parameters_hash,
-                store=None,
-                policy=_resolve_policy(o, graph),
-                llm=o.llm,
-                tool_registry=o.tools if o.tools is not None else self.tools,
-                processors=self.processors,
-            )
-            execution.replay([*rows[:position], (position, at, at_visit, "fork", update, None, None, None)], {})
-            execution.origin = {"run_id": source_id, "at": at, "visit": at_visit, "update": update}
-            return execution
-        fork = self._stored_fork(store, source_id, at, update, visit, new_id, o)
-        store.writer.run(fork.link, fork.create)  # the fork's row and its origin: one commit
-        return self._resumed_execution(new_id, fork.options)
+        return graph, dict(update)
+
+    def _fork_of(self, graph: Graph, source: Execution, new_id: str, store: Store | None, o: _Options) -> Execution:
+        """An execution of the fork ``new_id`` of ``source``, with its inputs and version, nothing run yet."""
+        return Execution(
+            graph,
+            self._merge,
+            new_id,
+            source.inputs,
+            version=source.version,
+            timeout=source.timeout,
+            sinks=as_callables(o.sinks),
+            seed=o.seed,
+            parameters_hash=source.parameters_hash,
+            store=store,
+            policy=_resolve_policy(o, graph),
+            llm=o.llm,
+            tool_registry=o.tools if o.tools is not None else self.tools,
+            processors=self.processors,
+        )
 
     def _stored_fork(
         self,
@@ -972,32 +980,10 @@ class Workflow:
         store), so the loop never waits for the store. Returns the fork's execution until then
         (its id, nothing run), its options, and ``record``."""
         assert source.store is not None
-        graph = self.validate()
-        if at not in graph.steps:
-            raise ValueError(
-                f"cannot fork at {at!r}: workflow {self.name!r} has no such step"
-                f"{_did_you_mean(at, graph.steps)}; steps: {', '.join(sorted(graph.steps))}"
-            )
-        if not isinstance(update, Mapping) or not all(isinstance(k, str) for k in update):
-            raise TypeError(f"a fork's update is a dict with string keys, got {update!r}")
+        graph, checked = self._checked_fork(at, update)
         store, new_id = source.store, run_id or uuid.uuid4().hex[:16]
-        fork = self._stored_fork(store, source.run_id, at, dict(update), visit, new_id, o)
-        until_recorded = Execution(
-            graph,
-            self._merge,
-            new_id,
-            source.inputs,
-            version=source.version,
-            timeout=source.timeout,
-            sinks=as_callables(o.sinks),
-            seed=o.seed,
-            parameters_hash=source.parameters_hash,
-            store=store,
-            policy=_resolve_policy(o, graph),
-            llm=o.llm,
-            tool_registry=o.tools if o.tools is not None else self.tools,
-            processors=self.processors,
-        )
+        fork = self._stored_fork(store, source.run_id, at, checked, visit, new_id, o)
+        until_recorded = self._fork_of(graph, source, new_id, store, o)
 
         async def record() -> None:
             await record_run(store, fork.create, fork.link)

@@ -770,33 +770,6 @@ class Store:
 
     # ---- links between runs: forks and sub-workflows ------------------------------------------
 
-    def link_run(
-        self,
-        run_id: str,
-        parent_run_id: str,
-        kind: str,
-        *,
-        at_step: str | None = None,
-        at_seq: int | None = None,
-        parent_step: str | None = None,
-        parent_visit: int | None = None,
-        detail: str | None = None,
-    ) -> None:
-        """Record that ``run_id`` was forked from (``kind="fork"``) or started as a sub-workflow
-        by (``kind="child"``) ``parent_run_id``."""
-        self.do(
-            self.link_run_op(
-                run_id,
-                parent_run_id,
-                kind,
-                at_step=at_step,
-                at_seq=at_seq,
-                parent_step=parent_step,
-                parent_visit=parent_visit,
-                detail=detail,
-            )
-        )
-
     def link_run_op(
         self,
         run_id: str,
@@ -809,7 +782,9 @@ class Store:
         parent_visit: int | None = None,
         detail: str | None = None,
     ) -> WriteOp[None]:
-        """The write of :meth:`link_run`, for ``submit_async`` (with the linked run's row: one commit)."""
+        """The write recording that ``run_id`` was forked from (``kind="fork"``) or started as a
+        sub-workflow by (``kind="child"``) ``parent_run_id``; handed to the writer with the linked
+        run's row, so both land in one commit."""
         values = (
             run_id,
             parent_run_id,
