@@ -19,6 +19,7 @@ from __future__ import annotations
 import atexit
 import math
 import os
+import queue
 import shutil
 import sys
 import tempfile
@@ -273,6 +274,7 @@ def run_partition(dataset: str, job: str, partition: int, payload: bytes) -> dic
     try:
         reporter = _Reporter(job, partition, attempt.stem)
         output = work(scratch, reporter)
+        _leave_the_thread_pool()
         step_rows: list[Sequence[Any]] = []
         for workspace in output.workspaces:
             if (workspace / DB_NAME).exists():
@@ -291,6 +293,20 @@ def run_partition(dataset: str, job: str, partition: int, payload: bytes) -> dic
     except Exception:  # the attempt is committed: a folder that cannot be emptied is only dropped
         _scratch_workspaces.discard(scratch)
     return marker
+
+
+def _leave_the_thread_pool() -> None:
+    """Hand this task's worker thread to the worker's next partition (Dask's ``secede``): what is
+    left of this one, writing its files to the dataset, mostly waits for the disk (six fsyncs, for
+    the segments and then the commit marker), and that wait would leave the thread, and its core,
+    idle. The task still ends only once its marker is written, so nothing changes for retries or
+    for a worker that dies. Outside a worker (a direct call), nothing to do."""
+    try:
+        distributed = import_distributed()
+        distributed.get_worker()
+    except (ImportError, ValueError):
+        return
+    distributed.secede()
 
 
 def _can_see(dataset: str, probe: str) -> bool:
@@ -440,23 +456,27 @@ def run_job(
         markers: dict[int, dict[str, Any]] = {}
         results: dict[int, pa.Table | None] = {}
         read_s = 0.0
+        # Each future, once finished (done, failed on every attempt, or cancelled), is put here by
+        # the client's callback thread: the driver takes it at once, rather than at its next look.
+        finished: queue.SimpleQueue[Any] = queue.SimpleQueue()
         try:
-            pending = list(futures)
-            while pending:
-                done = [f for f in pending if f.done()]
-                if not done:
-                    time.sleep(0.05)  # the futures' states are kept current by the client's own thread
-                pending = [f for f in pending if not f.done() or f not in done]
-                for future in done:
-                    part = index[future.key]
-                    if future.status != "finished":
-                        raise _partition_error(future, job, part, retries)
-                    markers[part] = future.result()
-                    # Read now, while other partitions still run: the driver's share of the job
-                    # then ends with its last partition, instead of a read per partition after it.
-                    t_read = time.perf_counter()
-                    results[part] = read_results(location, [markers[part]])
-                    read_s += time.perf_counter() - t_read
+            for future in futures:
+                future.add_done_callback(finished.put)
+            while len(markers) < len(futures):
+                try:
+                    future = finished.get(timeout=0.2)
+                except queue.Empty:
+                    bars.refresh(len(markers))  # the cases bar moves with the workers' events
+                    continue
+                part = index[future.key]
+                if future.status != "finished":
+                    raise _partition_error(future, job, part, retries)
+                markers[part] = future.result()
+                # Read now, while other partitions still run: the driver's share of the job
+                # then ends with its last partition, instead of a read per partition after it.
+                t_read = time.perf_counter()
+                results[part] = read_results(location, [markers[part]])
+                read_s += time.perf_counter() - t_read
                 bars.refresh(len(markers))
         except BaseException:
             client.cancel(futures)
