@@ -3,8 +3,10 @@
 The scheduler is Dask's own. Each partition is one task submitted with ``retries=``; a partition
 whose worker dies is run again on another worker by Dask (its ``allowed-failures``), and
 ``_segments`` makes sure a re-run is never counted twice. On the worker, a partition runs on an
-event loop of its own, in a private scratch workspace on the worker's disk, and its result rows
-and step-log rows are written to the dataset as one attempt.
+event loop of its own, in a scratch workspace on the worker's disk (its own while it runs, then
+emptied for the worker's next partition), and its result rows and step-log rows are written to
+the dataset as one attempt. Once its cases are done, a partition gives its worker thread to the
+next partition (Dask's ``secede``) while it writes and syncs its files.
 
 This module knows nothing of evals, runs or notebooks: each hands it one picklable ``work`` per
 partition, a callable ``(scratch folder, progress) -> PartitionOutput``.
