@@ -52,6 +52,16 @@ def test_workers_run_with_the_quiet_settings(client: Any) -> None:
     assert [expected, expected] == list(client.run(worker_settings).values())
 
 
+def _saturation(dask_scheduler: Any) -> float:
+    return float(dask_scheduler.WORKER_SATURATION)
+
+
+def test_the_scheduler_sends_a_worker_no_task_ahead(client: Any) -> None:
+    """The scheduler holds the partitions left until a worker thread frees (worker-saturation 1.0),
+    so no worker holds one it has not started while another idles."""
+    assert 1.0 == client.run_on_scheduler(_saturation)
+
+
 def test_this_process_keeps_its_own_settings(client: Any) -> None:
     """Starting the cluster does not change the Dask settings of the process that started it."""
     assert SETTINGS_BEFORE == worker_settings()

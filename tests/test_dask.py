@@ -256,3 +256,69 @@ def test_the_case_bar_counts_a_rerun_partition_once() -> None:
         assert (1, 7) == (bars.parts.n, bars.cases.n)
     finally:
         bars.close()
+
+
+def test_a_partition_that_ends_well_hands_its_scratch_workspace_on_emptied(tmp_path: Path) -> None:
+    """The next partition in the process gets the same scratch folder with an empty store and
+    nothing else in it; each attempt's rows are its own in the dataset."""
+    import cloudpickle
+
+    from wfkit.distributed._dask import PartitionOutput, Progress, _scratch_workspaces, run_partition
+    from wfkit.logs._dataset import Location
+    from wfkit.logs._segments import new_job_id, read_results
+    from wfkit.store._workspace import DB_NAME, open_store
+
+    @dataclasses.dataclass(frozen=True)
+    class Square:
+        xs: tuple[int, ...]
+
+        def __call__(self, scratch: Path, progress: Progress) -> PartitionOutput:
+            runs_before = len(open_store(scratch).read("SELECT run_id FROM runs"))
+            files_before = sorted(p.name for p in scratch.iterdir() if not p.name.startswith(DB_NAME))
+            (scratch / "notes").mkdir()
+            (scratch / "notes" / "leftover.txt").write_text("a file the work wrote")
+            flow = slow_flow(0.0)
+            rows = [
+                {
+                    "x": x,
+                    "y": flow.run({"x": x}, workspace=scratch).state["y"],
+                    "scratch": str(scratch),
+                    "runs_before": runs_before,
+                    "files_before": ",".join(files_before),
+                }
+                for x in self.xs
+            ]
+            return PartitionOutput(rows, (scratch,))
+
+    job, data = new_job_id(), str(tmp_path / "data")
+    markers = [run_partition(data, job, i, cloudpickle.dumps(Square(xs))) for i, xs in enumerate([(1, 2), (3,)])]
+    table = read_results(Location(data), markers)
+    assert table is not None
+    rows = table.to_pylist()
+    assert [(1, 1), (2, 4), (3, 9)] == [(r["x"], r["y"]) for r in rows]
+    assert 1 == len({r["scratch"] for r in rows})
+    assert [(0, "")] * 3 == [(r["runs_before"], r["files_before"]) for r in rows]
+    assert [2, 1] == [sum(s["rows"] for s in m["steps"]) for m in markers]
+    _scratch_workspaces.remove_all()
+    assert not Path(rows[0]["scratch"]).exists()
+
+
+def test_a_failing_partition_deletes_its_scratch_workspace(tmp_path: Path) -> None:
+    """A work that raises leaves no scratch folder behind and none for the next partition to reuse."""
+    import cloudpickle
+
+    from wfkit.distributed._dask import PartitionOutput, Progress, run_partition
+    from wfkit.logs._segments import new_job_id
+
+    @dataclasses.dataclass(frozen=True)
+    class Broken:
+        def __call__(self, scratch: Path, progress: Progress) -> PartitionOutput:
+            raise RuntimeError(str(scratch))
+
+    job, used = new_job_id(), []
+    for partition in (0, 1):
+        with pytest.raises(RuntimeError) as failed:
+            run_partition(str(tmp_path / "data"), job, partition, cloudpickle.dumps(Broken()))
+        used.append(Path(str(failed.value)))
+    assert (False, False) == (used[0].exists(), used[1].exists())
+    assert used[0] != used[1]

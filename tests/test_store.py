@@ -740,3 +740,28 @@ def test_attempt_facts_name_the_last_attempt_and_a_later_one_that_started(store:
     assert {("s", 1): (1, "retry", 10.5, 2.0, 2, 12.6, 0)} == store.attempt_facts("r1")
     store.finish("r1", status="failed", state={}, error=None, elapsed=1.0, ended=True)
     assert {("s", 1): (1, "retry", 10.5, 2.0, None, None, 0)} == store.attempt_facts("r1")
+
+
+def test_drop_all_rows_leaves_a_store_as_a_new_one_is(tmp_path: Path) -> None:
+    """After drop_all_rows a used store holds no run, journal row or ticket, keeps its schema
+    version, and takes new runs (a reused scratch workspace)."""
+    flow = wf.Workflow("dropped")
+
+    @flow.step
+    def double(state: Any) -> dict[str, Any]:
+        return {"y": state["x"] * 2}
+
+    workspace = tmp_path / "ws"
+    first = flow.run({"x": 1}, workspace=workspace)
+    store = open_store(workspace)
+    assert 1 == len(store.all_journal_rows(["run_id"]))
+    store.drop_all_rows()
+    assert ([], [], str(SCHEMA_VERSION)) == (
+        store.all_journal_rows(["run_id"]),
+        store.read("SELECT run_id FROM runs"),
+        store.read("SELECT value FROM meta WHERE key = 'schema_version'")[0][0],
+    )
+    second = flow.run({"x": 2}, workspace=workspace)
+    assert [(second.run_id,)] == [tuple(r) for r in store.read("SELECT run_id FROM runs")]
+    assert first.run_id != second.run_id
+    assert {second.run_id} == {r[0] for r in store.all_journal_rows(["run_id"])}

@@ -7,11 +7,15 @@ the task's thread every 10 ms (taking the GIL from a CPU-bound step each time), 
 (scheduler, nannies, workers) wakes every 20 ms to check that its event loop is not blocked, and
 each nanny reads its worker's memory every 100 ms. On a machine of 2 cores, an idle LocalCluster of
 2 workers used 0.15 of a core with Dask's defaults and 0.02 with :data:`QUIET_DASK_SETTINGS`
-(``benchmarks/scaleout.py`` measures what that does to an eval).
+(``benchmarks/scaleout.py`` measures what that does to an eval). The scheduler, too, sends each
+worker one task more than it has threads, to start as soon as one ends: with tasks of seconds, a
+worker can then hold a partition it has not started while another, done, sits idle at the end.
 
 What the settings give up: the dashboard's profile page stays empty (``profile=True`` keeps it),
 an event loop blocked for over 3 s is still reported, a worker over its memory limit is stopped
-within a second instead of a tenth, and the system graphs are drawn every 2 s.
+within a second instead of a tenth, the system graphs are drawn every 2 s, and a worker gets its
+next task a round trip to the scheduler after a thread frees (a wfkit partition frees its thread
+when its cases are done, so that trip overlaps the writing of its files).
 """
 
 from __future__ import annotations
@@ -31,6 +35,11 @@ QUIET_DASK_SETTINGS: Mapping[str, object] = MappingProxyType(
         "distributed.admin.tick.interval": "1s",
         "distributed.worker.memory.monitor-interval": "1s",
         "distributed.admin.system-monitor.interval": "2s",
+        # A worker is sent its next partition when a thread frees (a partition frees it once its
+        # cases are done, while it writes its files), not one ahead: the partitions left wait at
+        # the scheduler for the first worker free, so no worker sits idle at the end while
+        # another still holds a partition it has not started.
+        "distributed.scheduler.worker-saturation": 1.0,
     }
 )
 

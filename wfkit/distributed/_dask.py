@@ -3,8 +3,10 @@
 The scheduler is Dask's own. Each partition is one task submitted with ``retries=``; a partition
 whose worker dies is run again on another worker by Dask (its ``allowed-failures``), and
 ``_segments`` makes sure a re-run is never counted twice. On the worker, a partition runs on an
-event loop of its own, in a private scratch workspace on the worker's disk, and its result rows
-and step-log rows are written to the dataset as one attempt.
+event loop of its own, in a scratch workspace on the worker's disk (its own while it runs, then
+emptied for the worker's next partition), and its result rows and step-log rows are written to
+the dataset as one attempt. Once its cases are done, a partition gives its worker thread to the
+next partition (Dask's ``secede``) while it writes and syncs its files.
 
 This module knows nothing of evals, runs or notebooks: each hands it one picklable ``work`` per
 partition, a callable ``(scratch folder, progress) -> PartitionOutput``.
@@ -16,8 +18,10 @@ before any work is sent.
 
 from __future__ import annotations
 
+import atexit
 import math
 import os
+import queue
 import shutil
 import sys
 import tempfile
@@ -187,37 +191,124 @@ def _unpickle(payload: bytes) -> Work:
     return work
 
 
+class _ScratchWorkspaces:
+    """This process's scratch workspaces, used again partition after partition.
+
+    A partition's runs are kept in a scratch workspace only until :func:`write_attempt` has put
+    their rows in the dataset, durably. Making a new store for each partition (a new SQLite file,
+    its schema, a writer thread, the syncs of its creation and its closing) cost about a third of
+    a partition's own CPU and, on a busy disk, more idle time than that; so a partition that ends
+    well hands its folder back, emptied (its store's rows dropped, its other files removed), to the
+    next partition of this process. One partition at a time per folder: a worker of several
+    threads holds as many. A partition that fails takes its folder with it (deleted), and so does
+    a worker that dies: its partition runs again elsewhere. The folders live in the Dask worker's
+    own directory, which Dask removes with the worker; this process removes those left at exit.
+    """
+
+    def __init__(self) -> None:
+        self._idle: list[Path] = []
+        self._all: set[Path] = set()
+        self._lock = threading.Lock()
+        self._atexit = False
+
+    def take(self) -> Path:
+        from wfkit.store._workspace import mark_scratch
+
+        with self._lock:
+            if self._idle:
+                return self._idle.pop()
+        folder = Path(tempfile.mkdtemp(prefix="wfkit-scratch-", dir=_scratch_root()))
+        # Its store need not wait for the disk at each commit ($WFKIT_SYNCHRONOUS is "full" on a
+        # worker nobody configured): a worker that dies loses the folder anyway.
+        mark_scratch(folder)
+        with self._lock:
+            self._all.add(folder)
+            if not self._atexit:
+                atexit.register(self.remove_all)
+                self._atexit = True
+        return folder
+
+    def give_back(self, folder: Path) -> None:
+        """``folder``'s rows are in the dataset: empty it for the next partition."""
+        from wfkit.store._workspace import DB_NAME, open_store
+
+        store = open_store(folder)
+        store.drop_all_rows()
+        keep = {DB_NAME, f"{DB_NAME}-wal", f"{DB_NAME}-shm"}
+        for entry in folder.iterdir():  # what the work wrote beside its runs (notebooks, exports)
+            if entry.name not in keep:
+                if entry.is_dir() and not entry.is_symlink():
+                    shutil.rmtree(entry, ignore_errors=True)
+                else:
+                    entry.unlink(missing_ok=True)
+        with self._lock:
+            self._idle.append(folder)
+
+    def discard(self, folder: Path) -> None:
+        from wfkit.store._workspace import forget_store
+
+        forget_store(folder)  # its store closed, the scratch mark dropped
+        shutil.rmtree(folder, ignore_errors=True)
+        with self._lock:
+            self._all.discard(folder)
+
+    def remove_all(self) -> None:
+        with self._lock:
+            folders, self._idle = list(self._all), []
+        for folder in folders:
+            self.discard(folder)
+
+
+_scratch_workspaces = _ScratchWorkspaces()
+
+
 def run_partition(dataset: str, job: str, partition: int, payload: bytes) -> dict[str, Any]:
     """Run one partition as a new attempt and write it to the dataset; returns its commit marker.
     ``payload`` is the partition's work, cloudpickled by the driver (see :func:`run_job`)."""
     import pyarrow as pa
 
-    from wfkit.store._workspace import DB_NAME, forget_store, mark_scratch, open_store
+    from wfkit.store._workspace import DB_NAME, forget_store, open_store
 
     work = _unpickle(payload)
     location = Location(dataset)
     attempt = begin_attempt(location, job, partition)
-    scratch = Path(tempfile.mkdtemp(prefix=f"wfkit-{job}-{attempt.stem}-", dir=_scratch_root()))
-    # The partition's runs are kept here only until write_attempt has put their rows in the
-    # dataset, durably; a worker that dies takes the folder with it and the partition runs again.
-    # So its store need not wait for the disk at each commit ($WFKIT_SYNCHRONOUS is "full" on a
-    # worker nobody configured: an fsync per group of commits, for a file about to be deleted).
-    mark_scratch(scratch)
+    scratch = _scratch_workspaces.take()
     try:
         reporter = _Reporter(job, partition, attempt.stem)
         output = work(scratch, reporter)
+        _leave_the_thread_pool()
         step_rows: list[Sequence[Any]] = []
         for workspace in output.workspaces:
             if (workspace / DB_NAME).exists():
                 step_rows.extend(journal_rows(open_store(workspace)))
-                forget_store(workspace)
         results = pa.Table.from_pylist(output.rows) if output.rows else None
         marker = write_attempt(location, attempt, step_rows, results)
-        reporter.send()
-        return marker
-    finally:
-        forget_store(scratch)  # also when the work failed: its store closed, the mark dropped
-        shutil.rmtree(scratch, ignore_errors=True)
+    except BaseException:
+        _scratch_workspaces.discard(scratch)
+        raise
+    reporter.send()
+    try:
+        for workspace in output.workspaces:
+            if workspace != scratch:  # the work's own workspaces (a replayed notebook's): done with
+                forget_store(workspace)
+        _scratch_workspaces.give_back(scratch)
+    except Exception:  # the attempt is committed: a folder that cannot be emptied is only dropped
+        _scratch_workspaces.discard(scratch)
+    return marker
+
+
+def _leave_the_thread_pool() -> None:
+    """Hand this task's worker thread to the worker's next partition (Dask's ``secede``): what is
+    left of this one, writing its files to the dataset, mostly waits for the disk (six fsyncs, for
+    the segments and then the commit marker), and that wait would leave the thread, and its core,
+    idle. The task still ends only once its marker is written, so nothing changes for retries or
+    for a worker that dies. Outside a worker (a direct call), nothing to do."""
+    try:
+        distributed = import_distributed()
+        distributed.get_worker()
+    except (ImportError, ValueError):
+        return
+    distributed.secede()
 
 
 def _can_see(dataset: str, probe: str) -> bool:
@@ -367,23 +458,27 @@ def run_job(
         markers: dict[int, dict[str, Any]] = {}
         results: dict[int, pa.Table | None] = {}
         read_s = 0.0
+        # Each future, once finished (done, failed on every attempt, or cancelled), is put here by
+        # the client's callback thread: the driver takes it at once, rather than at its next look.
+        finished: queue.SimpleQueue[Any] = queue.SimpleQueue()
         try:
-            pending = list(futures)
-            while pending:
-                done = [f for f in pending if f.done()]
-                if not done:
-                    time.sleep(0.05)  # the futures' states are kept current by the client's own thread
-                pending = [f for f in pending if not f.done() or f not in done]
-                for future in done:
-                    part = index[future.key]
-                    if future.status != "finished":
-                        raise _partition_error(future, job, part, retries)
-                    markers[part] = future.result()
-                    # Read now, while other partitions still run: the driver's share of the job
-                    # then ends with its last partition, instead of a read per partition after it.
-                    t_read = time.perf_counter()
-                    results[part] = read_results(location, [markers[part]])
-                    read_s += time.perf_counter() - t_read
+            for future in futures:
+                future.add_done_callback(finished.put)
+            while len(markers) < len(futures):
+                try:
+                    future = finished.get(timeout=0.2)
+                except queue.Empty:
+                    bars.refresh(len(markers))  # the cases bar moves with the workers' events
+                    continue
+                part = index[future.key]
+                if future.status != "finished":
+                    raise _partition_error(future, job, part, retries)
+                markers[part] = future.result()
+                # Read now, while other partitions still run: the driver's share of the job
+                # then ends with its last partition, instead of a read per partition after it.
+                t_read = time.perf_counter()
+                results[part] = read_results(location, [markers[part]])
+                read_s += time.perf_counter() - t_read
                 bars.refresh(len(markers))
         except BaseException:
             client.cancel(futures)

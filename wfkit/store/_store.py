@@ -510,6 +510,22 @@ class Store:
         sql = f"SELECT {', '.join(columns)}, workflow FROM journal ORDER BY run_id, seq"
         return [tuple(r) for r in self.read(sql)]
 
+    def drop_all_rows(self) -> None:
+        """Delete every row of every table but the store's own ``meta``: the store is then as a
+        new one is. For a scratch workspace (a Dask partition's, its rows copied to a dataset)
+        used again by the next partition, which saves making, syncing and closing a new file."""
+
+        def drop(conn: sqlite3.Connection) -> None:
+            tables = [
+                r[0]
+                for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+                if r[0] != "meta" and not r[0].startswith("sqlite_")
+            ]
+            for table in tables:  # names read from the schema, never from a caller
+                conn.execute(f'DELETE FROM "{table}"')
+
+        self.do(drop)
+
     def mark_exported(self, run_id: str, last_seq: int) -> None:
         """Record that parquet holds the run's journal rows up to ``last_seq`` (never moves back)."""
 
