@@ -9,7 +9,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from wfkit.logs._tables import _pandas_quantiles, grouped_quantiles, keys_of, quantile_label, runs_table
+from wfkit.logs._tables import (
+    PARALLEL_ROWS,
+    _pandas_quantiles,
+    _sorted_groups,
+    grouped_quantiles,
+    keys_of,
+    quantile_label,
+    runs_table,
+    workers_for,
+)
 
 QS = (0.5, 0.9, 0.99)
 
@@ -208,3 +217,56 @@ def test_grouped_quantiles_with_256_and_65536_groups() -> None:
         assert list(range(groups)) == list(table.index)
         assert [2] * groups == list(table["count"])
         assert list(np.arange(groups) + groups / 2) == list(table["p50"])
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    rows=st.lists(
+        st.tuples(
+            st.integers(min_value=0, max_value=5),
+            st.sampled_from([0.0, 0.25, 1.0, 3.5, -2.0, 1e300]),
+            st.booleans(),
+        ),
+        max_size=60,
+    ),
+    workers=st.integers(min_value=2, max_value=5),
+    masked=st.booleans(),
+)
+def test_sorted_groups_on_threads_equal_one_thread(
+    rows: list[tuple[int, float, bool]], workers: int, masked: bool
+) -> None:
+    """Any codes, values and mask, cut into parts for 2-5 threads (parts may be empty, groups may
+    be missing from a part): the ordered stretches, sizes and means are one thread's, to the bit."""
+    codes = np.array([r[0] for r in rows], dtype=np.uint8)
+    values = np.array([r[1] for r in rows], dtype=float)
+    keep = np.array([r[2] for r in rows], dtype=bool) if masked else None
+    expected = _sorted_groups(codes, values, 6, keep, workers=1)
+    actual = _sorted_groups(codes, values, 6, keep, workers=workers)
+    for one, many in zip(expected, actual, strict=True):
+        np.testing.assert_array_equal(one, many)
+    assert (int(keep.sum()) if masked else len(rows)) == int(actual[1].sum())
+
+
+def test_large_frames_are_shared_among_threads_with_the_same_table() -> None:
+    """A frame of PARALLEL_ROWS rows or more is split among the cores (one thread below that), and
+    its table equals the one computed on one thread to the bit."""
+    import os
+
+    cores = len(os.sched_getaffinity(0))
+    assert 1 == workers_for(PARALLEL_ROWS - 1)
+    assert min(cores, 8) == workers_for(PARALLEL_ROWS)
+    rng = np.random.default_rng(3)
+    n = PARALLEL_ROWS + 12_345
+    codes = rng.integers(0, 30, n).astype(np.uint8)
+    values = np.round(rng.lognormal(size=n), 3)
+    keep = rng.random(n) > 0.1
+    expected = _sorted_groups(codes, values, 30, keep, workers=1)
+    actual = _sorted_groups(codes, values, 30, keep, workers=3)
+    for one, many in zip(expected, actual, strict=True):
+        np.testing.assert_array_equal(one, many)
+    df = pd.DataFrame({"step": pd.Categorical(codes), "latency_s": values})
+    table = grouped_quantiles(df, ["step"], "latency_s", QS, where=keep)
+    for code in (0, 17, 29):
+        chosen = values[(codes == code) & keep]
+        assert list(np.quantile(chosen, QS)) == list(table.loc[code, ["p50", "p90", "p99"]])
+        assert chosen.mean() == table.loc[code, "mean"]
