@@ -17,6 +17,7 @@ from wfkit.logs._tables import (
     keys_of,
     quantile_label,
     runs_table,
+    select_in_place,
     workers_for,
 )
 
@@ -270,3 +271,43 @@ def test_large_frames_are_shared_among_threads_with_the_same_table() -> None:
         chosen = values[(codes == code) & keep]
         assert list(np.quantile(chosen, QS)) == list(table.loc[code, ["p50", "p90", "p99"]])
         assert chosen.mean() == table.loc[code, "mean"]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    values=st.lists(st.sampled_from([0.0, 0.5, 1.0, 2.0, -3.0, 1e300, -1e-300]) | st.floats(-1e6, 1e6), max_size=40),
+    picks=st.sets(st.integers(min_value=0, max_value=39)),
+)
+def test_selection_puts_each_position_s_order_statistic_in_place(values: list[float], picks: set[int]) -> None:
+    """Any values (ties too) and any positions: after the selection each position holds the value
+    a sort puts there, and the stretch still holds the same values."""
+    stretch = np.array(values, dtype=float)
+    positions = sorted(p for p in picks if p < len(values))
+    select_in_place(stretch, positions)
+    expected = np.sort(np.array(values, dtype=float))
+    assert list(expected[positions]) == list(stretch[positions])
+    assert list(expected) == sorted(stretch)
+
+
+def test_sorted_groups_with_positions_on_threads_equal_one_thread() -> None:
+    """With positions to select, the stretches two or three threads leave equal one thread's, and
+    each position holds its group's order statistic."""
+    rng = np.random.default_rng(11)
+    n = 50_000
+    codes = rng.integers(0, 7, n).astype(np.uint8)
+    values = np.round(rng.lognormal(size=n), 2)
+
+    def positions(size: int) -> list[int]:
+        return sorted({0, size // 2, size // 2 + 1, size - 1} & set(range(size)))
+
+    expected = _sorted_groups(codes, values, 7, workers=1, positions=positions)
+    for workers in (2, 3):
+        actual = _sorted_groups(codes, values, 7, workers=workers, positions=positions)
+        for one, many in zip(expected, actual, strict=True):
+            np.testing.assert_array_equal(one, many)
+    ordered, counts, _ = expected
+    start = 0
+    for group, size in enumerate(counts.tolist()):
+        chosen = positions(size)
+        assert list(np.sort(values[codes == group])[chosen]) == list(ordered[start : start + size][chosen])
+        start += size
