@@ -3,6 +3,7 @@ on-disk summaries: grouping keys, quantile labels, fast grouped quantiles, the r
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -181,7 +182,7 @@ def _sorted_groups(
             select_in_place(stretch, needed)
 
     bounds = np.linspace(0, len(codes), workers + 1).astype(np.intp).tolist()
-    parts = list(zip(bounds[:-1], bounds[1:], strict=True))
+    parts = list(itertools.pairwise(bounds))
     pool = None
     if workers > 1:
         from concurrent.futures import ThreadPoolExecutor
