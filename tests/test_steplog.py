@@ -807,3 +807,39 @@ def test_categoricals_and_a_reordered_read_equal_the_plain_conversion(
     actual = _to_pandas_in_order(table, order)
     assert list(expected.dtypes) == list(actual.dtypes)
     assert expected.equals(actual)
+
+
+def test_a_large_reordered_read_with_unfilled_columns_equals_the_plain_conversion() -> None:
+    """A table large enough to be reordered on two threads, with columns nobody filled (strings,
+    lists, integers, a dictionary, all missing): the frame is exactly the conversion of the table
+    taken in that order, dtypes included."""
+    import numpy as np
+
+    from wfkit.logs._steplog import _to_pandas, _to_pandas_in_order
+    from wfkit.logs._tables import PARALLEL_ROWS
+
+    n = PARALLEL_ROWS + 1000
+    rng = np.random.default_rng(5)
+    half = n // 2
+    table = pa.Table.from_batches(
+        [
+            pa.record_batch(
+                {
+                    "run_id": pa.array([f"r{i % 977}" for i in range(lo, hi)], pa.string()),
+                    "step": _dictionary_chunk([("a", "b", "c")[i % 3] for i in range(lo, hi)], ["c", "b", "a"]),
+                    "latency_s": pa.array(rng.random(hi - lo)),
+                    "approver": pa.nulls(hi - lo, pa.string()),
+                    "tools": pa.nulls(hi - lo, pa.list_(pa.string())),
+                    "tokens_in": pa.nulls(hi - lo, pa.int64()),
+                    "model": pa.DictionaryArray.from_arrays(pa.nulls(hi - lo, pa.int32()), pa.array([], pa.string())),
+                }
+            )
+            for lo, hi in ((0, half), (half, n))
+        ]
+    )
+    order = rng.permutation(n)
+    expected = _to_pandas(table.combine_chunks().take(order))
+    actual = _to_pandas_in_order(table, order)
+    assert list(expected.columns) == list(actual.columns)
+    assert list(expected.dtypes) == list(actual.dtypes)
+    assert expected.equals(actual)

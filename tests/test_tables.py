@@ -9,7 +9,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from wfkit.logs._tables import _pandas_quantiles, grouped_quantiles, keys_of, quantile_label, runs_table
+from wfkit.logs._tables import (
+    PARALLEL_ROWS,
+    _pandas_quantiles,
+    _sorted_groups,
+    grouped_quantiles,
+    keys_of,
+    quantile_label,
+    runs_table,
+    select_in_place,
+    workers_for,
+)
 
 QS = (0.5, 0.9, 0.99)
 
@@ -208,3 +218,96 @@ def test_grouped_quantiles_with_256_and_65536_groups() -> None:
         assert list(range(groups)) == list(table.index)
         assert [2] * groups == list(table["count"])
         assert list(np.arange(groups) + groups / 2) == list(table["p50"])
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    rows=st.lists(
+        st.tuples(
+            st.integers(min_value=0, max_value=5),
+            st.sampled_from([0.0, 0.25, 1.0, 3.5, -2.0, 1e300]),
+            st.booleans(),
+        ),
+        max_size=60,
+    ),
+    workers=st.integers(min_value=2, max_value=5),
+    masked=st.booleans(),
+)
+def test_sorted_groups_on_threads_equal_one_thread(
+    rows: list[tuple[int, float, bool]], workers: int, masked: bool
+) -> None:
+    """Any codes, values and mask, cut into parts for 2-5 threads (parts may be empty, groups may
+    be missing from a part): the ordered stretches, sizes and means are one thread's, to the bit."""
+    codes = np.array([r[0] for r in rows], dtype=np.uint8)
+    values = np.array([r[1] for r in rows], dtype=float)
+    keep = np.array([r[2] for r in rows], dtype=bool) if masked else None
+    expected = _sorted_groups(codes, values, 6, keep, workers=1)
+    actual = _sorted_groups(codes, values, 6, keep, workers=workers)
+    for one, many in zip(expected, actual, strict=True):
+        np.testing.assert_array_equal(one, many)
+    assert (int(keep.sum()) if masked else len(rows)) == int(actual[1].sum())
+
+
+def test_large_frames_are_shared_among_threads_with_the_same_table() -> None:
+    """A frame of PARALLEL_ROWS rows or more is split among the cores (one thread below that), and
+    its table equals the one computed on one thread to the bit."""
+    import os
+
+    cores = len(os.sched_getaffinity(0))
+    assert 1 == workers_for(PARALLEL_ROWS - 1)
+    assert min(cores, 8) == workers_for(PARALLEL_ROWS)
+    rng = np.random.default_rng(3)
+    n = PARALLEL_ROWS + 12_345
+    codes = rng.integers(0, 30, n).astype(np.uint8)
+    values = np.round(rng.lognormal(size=n), 3)
+    keep = rng.random(n) > 0.1
+    expected = _sorted_groups(codes, values, 30, keep, workers=1)
+    actual = _sorted_groups(codes, values, 30, keep, workers=3)
+    for one, many in zip(expected, actual, strict=True):
+        np.testing.assert_array_equal(one, many)
+    df = pd.DataFrame({"step": pd.Categorical(codes), "latency_s": values})
+    table = grouped_quantiles(df, ["step"], "latency_s", QS, where=keep)
+    for code in (0, 17, 29):
+        chosen = values[(codes == code) & keep]
+        assert list(np.quantile(chosen, QS)) == list(table.loc[code, ["p50", "p90", "p99"]])
+        assert chosen.mean() == table.loc[code, "mean"]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    values=st.lists(st.sampled_from([0.0, 0.5, 1.0, 2.0, -3.0, 1e300, -1e-300]) | st.floats(-1e6, 1e6), max_size=40),
+    picks=st.sets(st.integers(min_value=0, max_value=39)),
+)
+def test_selection_puts_each_position_s_order_statistic_in_place(values: list[float], picks: set[int]) -> None:
+    """Any values (ties too) and any positions: after the selection each position holds the value
+    a sort puts there, and the stretch still holds the same values."""
+    stretch = np.array(values, dtype=float)
+    positions = sorted(p for p in picks if p < len(values))
+    select_in_place(stretch, positions)
+    expected = np.sort(np.array(values, dtype=float))
+    assert list(expected[positions]) == list(stretch[positions])
+    assert list(expected) == sorted(stretch)
+
+
+def test_sorted_groups_with_positions_on_threads_equal_one_thread() -> None:
+    """With positions to select, the stretches two or three threads leave equal one thread's, and
+    each position holds its group's order statistic."""
+    rng = np.random.default_rng(11)
+    n = 50_000
+    codes = rng.integers(0, 7, n).astype(np.uint8)
+    values = np.round(rng.lognormal(size=n), 2)
+
+    def positions(size: int) -> list[int]:
+        return sorted({0, size // 2, size // 2 + 1, size - 1} & set(range(size)))
+
+    expected = _sorted_groups(codes, values, 7, workers=1, positions=positions)
+    for workers in (2, 3):
+        actual = _sorted_groups(codes, values, 7, workers=workers, positions=positions)
+        for one, many in zip(expected, actual, strict=True):
+            np.testing.assert_array_equal(one, many)
+    ordered, counts, _ = expected
+    start = 0
+    for group, size in enumerate(counts.tolist()):
+        chosen = positions(size)
+        assert list(np.sort(values[codes == group])[chosen]) == list(ordered[start : start + size][chosen])
+        start += size

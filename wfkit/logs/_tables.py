@@ -3,7 +3,8 @@ on-disk summaries: grouping keys, quantile labels, fast grouped quantiles, the r
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import itertools
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -77,24 +78,147 @@ def _lerp(below: Any, above: Any, fraction: Any) -> Any:
     return result
 
 
-def _sorted_groups(codes: Any, values: Any, space: int) -> tuple[Any, Any, Any]:
-    """Each group's values brought together (groups in code order, rows in row order within a
-    group), each stretch then sorted in place; with the groups' sizes and their means (taken
-    before the sort, so that the sum runs in row order, as pandas' does).
+# Below this many rows one thread does the work: splitting costs more than it saves.
+PARALLEL_ROWS = 1 << 20
+_MOST_WORKERS = 8
 
-    Not split across threads: on this work numpy's sorts and gathers are bound by memory, and two
-    threads measured no faster than one."""
+
+def workers_for(rows: int) -> int:
+    """How many threads split ``rows`` rows: the cores this process may run on (at most 8), or one
+    for a small frame."""
+    import os
+
+    if rows < PARALLEL_ROWS:
+        return 1
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(cores, _MOST_WORKERS))
+
+
+def _group_order(codes: Any, space: int) -> tuple[Any, Any]:
+    """The rows' order by group, stable (row order within a group), and each group's size.
+
+    pandas' counting sort (one pass to count, one to place) takes under half the time of numpy's
+    stable argsort, a radix sort of the codes; numpy's is the fallback should pandas' private
+    function ever move."""
     import numpy as np
 
-    counts = np.bincount(codes, minlength=space)
-    # Codes of 8 or 16 bits: numpy's stable sort is a radix sort, one pass per byte.
-    ordered = values[np.argsort(codes, kind="stable")]  # our own copy, sorted in place below
-    means = np.zeros(space)
-    ends = np.cumsum(counts)
-    for group in np.flatnonzero(counts):
-        stretch = ordered[ends[group] - counts[group] : ends[group]]
-        means[group] = stretch.mean()
-        stretch.sort()
+    try:
+        from pandas._libs.algos import groupsort_indexer
+    except ImportError:  # pragma: no cover - pandas moved it
+        return np.argsort(codes, kind="stable"), np.bincount(codes, minlength=space)
+    order, counts = groupsort_indexer(codes.astype(np.intp), space)
+    return order, counts[1:]  # counts[0]: rows with code -1, of which there are none
+
+
+def order_positions(sizes: Any, quantiles: Any) -> tuple[Any, Any, Any]:
+    """For groups of ``sizes`` values (a column) and ``quantiles`` (a row): the positions in each
+    group's sorted values of the order statistics below and above each quantile, between which
+    np.quantile interpolates linearly, and the fraction of the way from one to the other."""
+    import numpy as np
+
+    virtual = (sizes - 1) * quantiles
+    lower = np.floor(virtual)
+    last = virtual >= sizes - 1
+    below = np.where(last, sizes - 1, lower).astype(np.intp)
+    above = np.where(last, sizes - 1, lower + 1).astype(np.intp)
+    return below, above, virtual - lower
+
+
+def select_in_place(stretch: Any, positions: Sequence[int]) -> None:
+    """Rearrange ``stretch`` so that each of ``positions`` (ascending, distinct) holds the value it
+    would hold were the stretch sorted: a partition of what lies beyond the previous position,
+    each time (a minimum when it is the very next one). Some four times faster than sorting the
+    stretch for the eight or nine positions quantiles need."""
+    start = 0
+    for position in positions:
+        rest = stretch[start:]
+        if position == start:
+            smallest = int(rest.argmin())
+            rest[0], rest[smallest] = rest[smallest], rest[0]
+        else:
+            rest.partition(position - start)
+        start = position + 1
+
+
+def _sorted_groups(
+    codes: Any,
+    values: Any,
+    space: int,
+    keep: Any = None,
+    *,
+    workers: int = 1,
+    positions: Callable[[int], Sequence[int]] | None = None,
+) -> tuple[Any, Any, Any]:
+    """Each group's values brought together (groups in code order, rows in row order within a
+    group), each stretch then sorted in place; with the groups' sizes and their means (taken
+    before the sort, so that the sum runs in row order, as pandas' does). Only the rows where
+    ``keep`` is true, if given. With ``positions`` (a group's size -> the positions it needs), a
+    stretch is not sorted but only those positions are made to hold their order statistics
+    (``select_in_place``), unless selecting them would cost more than a sort.
+
+    With ``workers`` > 1 the rows are cut into that many consecutive parts, each part's rows are
+    kept, grouped and gathered on a thread of its own, and each group's stretch is then put
+    together from the parts (in part order: row order still) and sorted, the groups shared out
+    among the threads, largest first. numpy and pandas' counting sort let go of the GIL in all of
+    these, so on an idle machine two cores take a little over half the time of one; the
+    stretches, and so every figure, are the very ones one thread produces."""
+    import numpy as np
+
+    def gather(part: tuple[int, int]) -> tuple[Any, Any]:
+        part_codes, part_values = codes[part[0] : part[1]], values[part[0] : part[1]]
+        if keep is not None:
+            part_keep = keep[part[0] : part[1]]
+            part_codes, part_values = part_codes[part_keep], part_values[part_keep]
+        order, part_counts = _group_order(part_codes, space)
+        return part_counts, np.take(part_values, order)
+
+    def arrange(stretch: Any) -> None:
+        needed = None if positions is None else positions(len(stretch))
+        # Each partition passes over what lies beyond the previous position; a sort is some four
+        # passes' worth.
+        if needed is None or sum(len(stretch) - p for p in needed) > 4 * len(stretch):
+            stretch.sort()
+        else:
+            select_in_place(stretch, needed)
+
+    bounds = np.linspace(0, len(codes), workers + 1).astype(np.intp).tolist()
+    parts = list(itertools.pairwise(bounds))
+    pool = None
+    if workers > 1:
+        from concurrent.futures import ThreadPoolExecutor
+
+        pool = ThreadPoolExecutor(workers, thread_name_prefix="wfkit-quantiles")
+    try:
+        pieces = [gather(parts[0])] if pool is None else list(pool.map(gather, parts))
+        counts = np.sum([piece_counts for piece_counts, _ in pieces], axis=0)
+        ends = np.cumsum(counts)
+        starts = ends - counts
+        means = np.zeros(space)
+        # One piece is the whole ordered array (our own copy, sorted in place below); several are
+        # copied into one, stretch by stretch, by the thread that then sorts that stretch.
+        ordered = pieces[0][1] if len(pieces) == 1 else np.empty(int(ends[-1]))
+        piece_starts = [np.cumsum(piece_counts) - piece_counts for piece_counts, _ in pieces]
+
+        def finish(group: int) -> None:
+            if len(pieces) > 1:
+                at = int(starts[group])
+                for (piece_counts, gathered), first in zip(pieces, piece_starts, strict=True):
+                    size = int(piece_counts[group])
+                    ordered[at : at + size] = gathered[first[group] : first[group] + size]
+                    at += size
+            stretch = ordered[starts[group] : ends[group]]
+            means[group] = stretch.mean()
+            arrange(stretch)
+
+        present = np.flatnonzero(counts)
+        if pool is None:
+            for group in present.tolist():
+                finish(group)
+        else:  # the largest groups first, so that no thread is left with a big one at the end
+            list(pool.map(finish, present[np.argsort(-counts[present], kind="stable")].tolist()))
+    finally:
+        if pool is not None:
+            pool.shutdown()
     return ordered, counts, means
 
 
@@ -111,11 +235,14 @@ def grouped_quantiles(
     order; only the rows where the boolean array ``where`` is true, if given.
 
     Fast on millions of rows, equal to np.quantile per group to the last bit: the frame is never
-    copied (only its key codes and the one column, masked once), no pandas groupby; one radix sort
-    of narrow group codes brings each group's values together, each group's stretch is then
-    sorted in place (numpy's SIMD sort beats a selection of the eight order statistics the
-    quantiles need), and every quantile of every group is read from those stretches and
-    interpolated in one vectorised step."""
+    copied (only its key codes and the one column, masked once), no pandas groupby; one counting
+    sort of the group codes brings each group's values together, in each group's stretch only the
+    eight or nine order statistics the figures need are put in place (one partition after the
+    other, each over what lies beyond the last: four times faster than numpy's SIMD sort of the
+    stretch, and than np.partition given them all at once), and every quantile of every group is
+    read from those stretches and interpolated in one vectorised step. On a million rows or more
+    the grouping and the selections are shared among threads (one per core), with the same result
+    to the bit."""
     import numpy as np
     import pandas as pd
 
@@ -132,23 +259,25 @@ def grouped_quantiles(
     if missing is not None:
         drop |= missing
     keep = ~drop if where is None else np.asarray(where, dtype=bool) & ~drop
-    if not keep.all():  # one compress per array, whatever the reasons a row is left out
-        codes, values = codes[keep], values[keep]
     space = int(np.prod([max(len(c), 1) for c in levels]))
-    ordered, counts, means = _sorted_groups(codes, values, space)
+
+    def needed(size: int) -> list[int]:  # the order statistics a group's figures are read from
+        below, above, _ = order_positions(np.array([[float(size)]]), qs[None, :])
+        return sorted({*below.ravel().tolist(), *above.ravel().tolist(), size - 1})
+
+    # One compress per array (in each thread's part), whatever the reasons a row is left out.
+    ordered, counts, means = _sorted_groups(
+        codes, values, space, None if keep.all() else keep, workers=workers_for(len(codes)), positions=needed
+    )
     ends = np.cumsum(counts)
     starts = ends - counts
     present = np.flatnonzero(counts)
     means = means[present]
     # Linear interpolation between the order statistics around (n - 1) * q, as np.quantile does.
-    sizes = counts[present].astype(float)[:, None]
-    virtual = (sizes - 1) * qs[None, :]
-    lower = np.floor(virtual)
-    fraction = virtual - lower
-    last = virtual >= sizes - 1
+    below, above, fraction = order_positions(counts[present].astype(float)[:, None], qs[None, :])
     first_at = starts[present][:, None]
-    below_at = np.where(last, sizes - 1, lower).astype(np.intp) + first_at
-    above_at = np.where(last, sizes - 1, lower + 1).astype(np.intp) + first_at
+    below_at = below + first_at
+    above_at = above + first_at
     table_values = np.empty((len(present), len(qs) + 3))
     if len(present):
         table_values[:, : len(qs)] = _lerp(ordered[below_at], ordered[above_at], fraction)
