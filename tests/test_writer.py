@@ -307,7 +307,7 @@ def test_a_burst_of_writes_in_one_loop_iteration_goes_to_the_writer(normal_write
 
 
 def test_a_write_that_raises_on_the_loop_is_rolled_back_and_reported(normal_writer: Writer, db: Path) -> None:
-    """A write committed on the loop that raises leaves nothing behind (its rows neither) and its waiter gets the error."""
+    """A write committed on the loop that raises leaves nothing behind (its rows neither); its waiter gets the error."""
 
     def half_then_fail(conn: sqlite3.Connection) -> None:
         conn.execute("INSERT INTO t (k, v) VALUES ('half', 1)")
