@@ -146,6 +146,18 @@ def test_the_checksum_keeps_its_form_for_rows_written_before() -> None:
     assert ".".join(_journal._crc(p) for p in parts) == row_checksum(row)
 
 
+def test_the_checksum_of_rows_with_payloads_keeps_its_form() -> None:
+    """Rows carrying updates, a failure and extra (not the kept "{}") checksum as the per-part CRCs always did."""
+    from wfkit.store import _journal
+
+    event = _event()._replace(extra={"note": "ünïcode"}, tools=("search",))
+    row = list(event_row(event, "error", '{"a":[1,2]}', '{"kind":"bug"}')[1:-1])
+    skip = {COLUMNS.index(c) for c in ("updates", "failure", "extra", "durable_wait_s")}
+    event_part = "\x1f".join(_journal._text(v) for i, v in enumerate(row) if i not in skip)
+    parts = (event_part, row[COLUMNS.index("updates")], row[COLUMNS.index("failure")], row[COLUMNS.index("extra")])
+    assert ".".join(_journal._crc(p) for p in parts) == row_checksum(row)
+
+
 def test_rows_without_tools_and_with_an_empty_tool_list_differ() -> None:
     """No tools is NULL in the journal, an empty tuple is "[]": both read back as they were written."""
     for tools, stored in ((None, None), ((), "[]")):

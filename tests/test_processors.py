@@ -98,6 +98,15 @@ def test_mark_secret_refuses_short_values() -> None:
         wf.mark_secret(12345)  # type: ignore[arg-type]
 
 
+def test_text_shorter_than_any_secret_is_returned_as_is() -> None:
+    """Text shorter than the shortest secret (4 characters) cannot hold one; at 4 a marked secret still goes."""
+    wf.mark_secret("Zq7~")
+    short = "Zq7"
+    assert short is redact_text(short)
+    assert "{}" == redact_text("{}")
+    assert REDACTED == redact_text("Zq7~")
+
+
 # ---- truncation --------------------------------------------------------------------------------
 
 

@@ -304,3 +304,38 @@ def test_a_burst_of_writes_in_one_loop_iteration_goes_to_the_writer(normal_write
     assert [f"b{i}" for i in range(20)] == asyncio.run(main())
     assert 1 == normal_writer.inline_commits
     assert [f"b{i}" for i in range(20)] == _rowid_order(db)
+
+
+def test_a_write_that_raises_on_the_loop_is_rolled_back_and_reported(normal_writer: Writer, db: Path) -> None:
+    """A write committed on the loop that raises leaves nothing behind (its rows neither); its waiter gets the error."""
+
+    def half_then_fail(conn: sqlite3.Connection) -> None:
+        conn.execute("INSERT INTO t (k, v) VALUES ('half', 1)")
+        raise ValueError("refused")
+
+    async def main() -> tuple[bool, str, str]:
+        future = normal_writer.submit_async(half_then_fail, [("row", ("with-it", 2))])
+        done_at_once = future.done()
+        try:
+            await future
+        except ValueError as exc:
+            message = str(exc)
+        return done_at_once, message, await normal_writer.submit_async(_insert("after"))
+
+    assert (True, "refused", "after") == asyncio.run(main())
+    assert [("after", 1)] == _rows(db)
+
+
+def test_rows_that_fail_on_the_loop_are_rolled_back_with_their_write(normal_writer: Writer, db: Path) -> None:
+    """A write whose function ran but whose rows break a constraint is undone whole; the waiter gets the error."""
+
+    async def main() -> str:
+        await normal_writer.submit_async(_insert("taken"))
+        try:
+            await normal_writer.submit_async(_insert("fresh"), [("row", ("taken", 3))])
+        except sqlite3.IntegrityError as exc:
+            return type(exc).__name__
+        return "committed"
+
+    assert "IntegrityError" == asyncio.run(main())
+    assert [("taken", 1)] == _rows(db)

@@ -31,6 +31,10 @@ _KEY_NAME_PARTS = frozenset({"KEY", "APIKEY", "TOKEN", "SECRET", "PASSWORD", "PA
 # ... but a variable that names where a key lives (a path, a file) holds no secret itself.
 _NOT_KEY_NAME_PARTS = frozenset({"PATH", "FILE", "DIR", "URL", "HOST", "PORT", "ID", "NAME", "USER", "TYPE"})
 _MIN_ENV_SECRET = 8  # shorter values ("1", "true") would mangle ordinary text
+# The shortest text anything below can change: a marked secret has at least this many characters
+# (as JSON stores it too), every key shape and key=value pair more. Shorter text (the "{}" of a step
+# that wrote nothing, a journal column's "[]") is returned as it is without a look at the secrets.
+_SHORTEST_SECRET = 4
 
 # Key-shaped strings: provider API keys, credentials in Authorization headers, private-key blocks,
 # and key=value pairs whose key says it is a secret. One alternation, so clean text costs one scan.
@@ -93,8 +97,8 @@ _key_names: list[str] = []  # the names among them whose values are secrets
 def mark_secret(value: str) -> str:
     """Mark a value as secret: it is replaced by [REDACTED] in every event, checkpoint, cassette,
     report and CLI output from now on (in this process)."""
-    if not isinstance(value, str) or len(value) < 4:
-        raise ValueError("a secret to redact must be a string of at least 4 characters")
+    if not isinstance(value, str) or len(value) < _SHORTEST_SECRET:
+        raise ValueError(f"a secret to redact must be a string of at least {_SHORTEST_SECRET} characters")
     global _marked_version
     with _lock:
         if value not in _marked:
@@ -144,6 +148,8 @@ def _secrets() -> tuple[str, ...]:
 def redact_text(text: str) -> str:
     """The redaction boundary for one piece of text (or stored JSON): known secret values, then
     key-shaped strings. What it puts in place never breaks the JSON it is applied to."""
+    if len(text) < _SHORTEST_SECRET:
+        return text
     for secret in _secrets():
         if secret in text:
             text = text.replace(secret, REDACTED)

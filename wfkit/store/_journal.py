@@ -149,13 +149,34 @@ def row_checksum(columns: Sequence[Any]) -> str:
             for v in _EVENT_COLUMNS(columns)
         ]
     )
-    return ".".join((_crc(event), _crc(columns[_UPDATES_AT]), _crc(columns[_FAILURE_AT]), _crc(columns[_EXTRA_AT])))
+    updates, failure, extra = columns[_UPDATES_AT], columns[_FAILURE_AT], columns[_EXTRA_AT]
+    return (
+        f"{_crc32(event.encode('utf-8', 'surrogatepass')):08x}."
+        f"{_NULL_CRC if updates is None else _crc_of(updates)}."
+        f"{_NULL_CRC if failure is None else _crc_of(failure)}."
+        f"{_NULL_CRC if extra is None else _crc_of(extra)}"
+    )
+
+
+_crc32 = zlib.crc32
+_NULL_CRC = _crc(None)
+# The CRC of the payloads most rows carry (a step that wrote nothing, a failure-free row): kept.
+_KNOWN_CRCS = {text: _crc(text) for text in ("{}", "[]")}
+
+
+def _crc_of(text: str) -> str:
+    known = _KNOWN_CRCS.get(text)
+    return known if known is not None else f"{_crc32(text.encode('utf-8', 'surrogatepass')):08x}"
 
 
 def checked_row(columns: Sequence[Any]) -> tuple[Any, ...]:
     """Insert parameters for a row in :data:`COLUMNS` order: run_id (for the seq), the columns
     through the redaction boundary, and their checksum."""
-    values = list(columns)
+    return _checked(list(columns))
+
+
+def _checked(values: list[Any]) -> tuple[Any, ...]:
+    """:func:`checked_row` of a list it may change in place (one the caller just built)."""
     for at in _REDACTED_AT:  # only the text columns a secret can reach, and only when they hold text
         value = values[at]
         if value is not None:
@@ -174,7 +195,7 @@ def event_row(
     extra = event.extra
     if extra is not None:
         row[_EXTRA_AT] = json.dumps(extra, default=repr)
-    return checked_row(row)
+    return _checked(row)
 
 
 def verify_rows(

@@ -205,8 +205,7 @@ class Writer:
                 conn.execute("BEGIN IMMEDIATE")  # busy_timeout 0: a lock held elsewhere is not waited for
             except sqlite3.OperationalError:
                 return False
-            # Each write in a savepoint: one that raises is rolled back alone and reported.
-            self._apply(conn, [pending], isolate=True)
+            self._commit_one(conn, pending)
             self.inline_commits += 1
             if self.inline_commits % _CHECKPOINT_EVERY == 0:
                 self._put(_CHECKPOINT)
@@ -388,6 +387,31 @@ class Writer:
             if not isinstance(exc, Exception):
                 raise
         return True
+
+    def _commit_one(self, conn: sqlite3.Connection, pending: _Pending[Any]) -> None:
+        """A single write, then COMMIT, in the transaction the caller began. No savepoint: a write
+        that raises has its whole transaction rolled back, which undoes exactly what a savepoint
+        would, for two statements fewer; its error goes to its waiter."""
+        pending.error = None
+        try:
+            if pending.fn is not None:
+                pending.result = pending.fn(conn)
+            if pending.rows:
+                self._write_rows(conn, pending.rows)
+            conn.execute("COMMIT")
+        except BaseException as exc:
+            if conn.in_transaction:
+                try:
+                    conn.execute("ROLLBACK")
+                except sqlite3.Error:
+                    logger.exception("wfkit: rolling back a failed commit on the loop failed")
+            pending.result = None
+            pending.error = self._error(exc) if isinstance(exc, Exception) else exc
+            if not isinstance(exc, Exception):
+                raise
+            return
+        self.commits += 1
+        self.writes += 1
 
     def _write_rows(self, conn: sqlite3.Connection, rows: Rows) -> None:
         if self._bulk is None:
