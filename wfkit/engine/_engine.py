@@ -321,7 +321,7 @@ class Execution:
             # Inline steps (StepSpec.inline) skip the attempt runner on the way in, in a run kept
             # in memory (nothing to encode or sync) with no deadline, that is not resuming.
             inline = not durable and runner.deadline is None and not runner.attempts_before and not runner.cut_off
-            perf_counter = time.perf_counter
+            perf_counter, wall_clock = time.perf_counter, time.time
             while not self._failed:
                 if not tasks and len(ready) == 1:
                     act = ready.popleft()
@@ -329,7 +329,7 @@ class Execution:
                     if inline and spec.inline:
                         # The body awaited right here: no attempt runner, no Outcome, one frame
                         # less per sleeping run. Anything but a plain success goes to the runner.
-                        started_at = time.time()
+                        started_at = wall_clock()
                         t0 = perf_counter()
                         try:
                             result = await spec.fn(act.view)
@@ -574,8 +574,12 @@ class Execution:
                     if route != END:
                         self._activate(route, chosen.tools, None)
                 else:
-                    for target in self.graph.edges.get(name, ()):
-                        self._arrive(target, name)
+                    graph = self.graph
+                    for target in graph.edges.get(name, ()):
+                        if len(graph.static_preds[target]) < 2:  # _arrive, written out: once per step
+                            self._activate(target, None, None)
+                        else:
+                            self._arrived.setdefault(target, set()).add(name)
                 if self._arrived:
                     self._fire_joins()
         finally:
