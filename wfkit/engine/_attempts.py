@@ -293,6 +293,7 @@ class AttemptRunner:
                     # The body's own time, nothing else: no encoding, no store, no queue, and for a
                     # sync body not the hops to and from its thread (a busy loop delays those).
                     body_end = time.perf_counter() if ran is None else ran.body_end
+                    ran = None  # it may hold the error, whose traceback holds this frame: no cycle
                     latency = span[1] - span[0] if span is not None and len(span) == 2 else body_end - t0
                 if out is None:
                     out = Outcome()

@@ -334,16 +334,15 @@ class Execution:
                         try:
                             result = await spec.fn(act.view)
                         except BaseException as exc:  # the runner classifies, retries or re-raises it
-                            ran = FirstAttempt(None, exc, started_at, t0, perf_counter())
-                            del exc
-                            self._settle(act, await runner.run(act, ran))
+                            # (Not kept in a local: the error's traceback holds this frame, a cycle.)
+                            self._settle(act, await runner.run(act, FirstAttempt(None, exc, started_at, t0, perf_counter())))
                             continue
                         body_end = perf_counter()
                         if result is None:
                             result = {}
                         elif type(result) is not dict or (result and not plain_updates(result)):
-                            ran = FirstAttempt(result, None, started_at, t0, body_end)
-                            self._settle(act, await runner.run(act, ran))
+                            self._settle(act, await runner.run(act, FirstAttempt(result, None, started_at, t0, body_end)))
+                            result = None
                             continue
                         self._settle_inline(act, result, started_at, t0, body_end)
                         continue
