@@ -905,7 +905,7 @@ def test_an_inline_step_writing_a_value_state_cannot_keep_is_refused() -> None:
 
 
 def test_inline_and_runner_steps_make_the_same_rows() -> None:
-    """A chain of inline steps and the same chain run by the attempt runner (a generous timeout) give equal rows but for timing and version."""
+    """Inline steps and the same steps run by the attempt runner (a timeout) give equal rows but for timing."""
 
     async def add(state: Any) -> dict[str, Any]:
         return {"i": state.get("i", 0) + 1}

@@ -459,7 +459,7 @@ def test_gated_is_derived_not_an_option():
     ids=["plain", "retried", "takes-ctx", "sync", "timeout", "cache", "writes", "irreversible"],
 )
 def test_inline_only_for_plain_async_steps(fn, options, inline):
-    """A step is inline (the scheduler awaits it itself) only when async, without a context, timeout, cache, declared writes or gate."""
+    """A step is inline only when async, without a context, timeout, cache, declared writes or gate."""
     assert inline == spec(fn, **options).inline
 
 

@@ -335,13 +335,17 @@ class Execution:
                             result = await spec.fn(act.view)
                         except BaseException as exc:  # the runner classifies, retries or re-raises it
                             # (Not kept in a local: the error's traceback holds this frame, a cycle.)
-                            self._settle(act, await runner.run(act, FirstAttempt(None, exc, started_at, t0, perf_counter())))
+                            self._settle(
+                                act, await runner.run(act, FirstAttempt(None, exc, started_at, t0, perf_counter()))
+                            )
                             continue
                         body_end = perf_counter()
                         if result is None:
                             result = {}
                         elif type(result) is not dict or (result and not plain_updates(result)):
-                            self._settle(act, await runner.run(act, FirstAttempt(result, None, started_at, t0, body_end)))
+                            self._settle(
+                                act, await runner.run(act, FirstAttempt(result, None, started_at, t0, body_end))
+                            )
                             result = None
                             continue
                         self._settle_inline(act, result, started_at, t0, body_end)
@@ -537,7 +541,9 @@ class Execution:
             for event in held:
                 self._record(event)
 
-    def _settle_inline(self, act: Activation, updates: dict[str, Any], started_at: float, t0: float, body_end: float) -> None:
+    def _settle_inline(
+        self, act: Activation, updates: dict[str, Any], started_at: float, t0: float, body_end: float
+    ) -> None:
         """:meth:`_settle` for an inline step's first attempt that returned plain updates, in a run
         kept in memory: the same commit, route, row, history and successors, with no Outcome."""
         spec = act.spec
@@ -571,7 +577,7 @@ class Execution:
                 log.append((len(log) + 1, name, act.visit, "ok", updates, route, None, None))
                 if chosen is not None:
                     if route != END:
-                        self._activate(route, chosen.tools, None)
+                        self._activate(chosen.target, chosen.tools, None)
                 else:
                     graph = self.graph
                     for target in graph.edges.get(name, ()):
