@@ -350,6 +350,19 @@ def _cycle_flow(kind: str) -> wf.Workflow:
 
         flow.step(flaky, name="s0", retry=wf.RetryPolicy(max_retries=2, base_delay=0.0))
         return flow
+    if kind == "inline-retry":  # awaited by the scheduler itself, its failure judged by the attempt runner
+        attempts: list[int] = []
+
+        async def fails_once(state: Any) -> dict[str, Any]:
+            attempts.append(1)
+            if len(attempts) % 2:
+                raise wf.TransientError("first attempt fails")
+            return {"a": [1]}  # not plain: the attempt runner checks it
+
+        flow.step(fails_once, name="s0", retry=wf.RetryPolicy(max_retries=2, base_delay=0.0))
+        flow.step(fails_once, name="s1", retry=wf.RetryPolicy(max_retries=2, base_delay=0.0))
+        flow.chain("s0", "s1")
+        return flow
 
     async def nap(state: Any) -> dict[str, Any]:
         await asyncio.sleep(0)
@@ -368,7 +381,7 @@ def _cycle_flow(kind: str) -> wf.Workflow:
     return flow
 
 
-@pytest.mark.parametrize("kind", ["graph", "retry"])
+@pytest.mark.parametrize("kind", ["graph", "retry", "inline-retry"])
 @pytest.mark.parametrize("durable", [False, True])
 def test_runs_leave_no_reference_cycles(kind: str, durable: bool, tmp_path: Path) -> None:
     """A finished run is freed by reference counting alone: the cyclic collector finds nothing of it,
@@ -843,3 +856,99 @@ def test_a_map_costs_the_event_loop_one_callback_per_item() -> None:
         loop.close()
     assert list(range(n)) == out
     assert n <= scheduled <= n + 10, f"{scheduled} callbacks scheduled for {n} map items"
+
+
+# ---- inline steps (awaited by the scheduler itself) --------------------------------------------
+
+
+def test_an_inline_step_retried_reports_each_attempt_like_any_step() -> None:
+    """An async step without a context that fails once is retried by the policy: a retry row, then an ok row."""
+    flow = wf.Workflow("inline-retry")
+    calls: list[int] = []
+
+    async def flaky(state: Any) -> dict[str, Any]:
+        calls.append(1)
+        if len(calls) == 1:
+            raise wf.TransientError("blip")
+        return {"n": len(calls)}
+
+    flow.step(flaky, retry=wf.RetryPolicy(max_retries=2, base_delay=0.0, jitter=0))
+    run = flow.run({}, workspace=False)
+    rows = [(e.step, e.attempt, e.status, e.error_type) for e in run.events]
+    assert [("flaky", 1, "retry", "TransientError"), ("flaky", 2, "ok", None)] == rows
+    assert {"n": 2} == run.state
+
+
+def test_an_inline_step_returning_no_dict_fails_with_the_runners_message() -> None:
+    """An async step returning a list fails the run with the message on what a step returns."""
+    flow = wf.Workflow("inline-bad")
+
+    async def listy(state: Any) -> list[int]:
+        return [1, 2]
+
+    flow.step(listy)
+    with pytest.raises(wf.StepFailedError, match="returns a dict of state updates"):
+        flow.run({}, workspace=False)
+
+
+def test_an_inline_step_writing_a_value_state_cannot_keep_is_refused() -> None:
+    """An async step writing an object the state cannot keep fails as it does when the runner runs it."""
+    flow = wf.Workflow("inline-object")
+
+    async def writes_object(state: Any) -> dict[str, Any]:
+        return {"x": object()}
+
+    flow.step(writes_object)
+    with pytest.raises(wf.StepFailedError) as info:
+        flow.run({}, workspace=False)
+    assert "StateValueError" == type(info.value.__cause__).__name__
+
+
+def test_inline_and_runner_steps_make_the_same_rows() -> None:
+    """Inline steps and the same steps run by the attempt runner (a timeout) give equal rows but for timing."""
+
+    async def add(state: Any) -> dict[str, Any]:
+        return {"i": state.get("i", 0) + 1}
+
+    def chain(timeout: float | None) -> wf.Workflow:
+        flow = wf.Workflow("same-rows")
+        for name in ("a", "b"):
+            flow.step(add, name=name, timeout=timeout, max_visits=5)
+        flow.route("b", wf.when("i", "lt", 4) >> wf.go("a"), default=wf.go(wf.END))
+        flow.chain("a", "b")
+        return flow
+
+    timing = {"run_id", "workflow_version", "started_at", "ended_at", "latency_s", "queue_s"}  # and the timeout
+
+    def rows(run: wf.Run) -> list[dict[str, Any]]:
+        return [{k: v for k, v in e._asdict().items() if k not in timing} for e in run.events]
+
+    inline, runner = chain(None).run({}, workspace=False), chain(60.0).run({}, workspace=False)
+    assert rows(runner) == rows(inline)
+    assert (4, [e.route_taken for e in runner.events]) == (inline.state["i"], [e.route_taken for e in inline.events])
+    columns = ["step", "visit", "outcome", "route", "updates", "state"]
+    assert runner.history()[columns].to_dict("records") == inline.history()[columns].to_dict("records")
+
+
+def test_an_inline_step_cancelled_mid_body_ends_the_run_as_cancelled() -> None:
+    """Cancelling a run while an inline step sleeps records that step's cancelled attempt and ends the run cancelled."""
+    flow = wf.Workflow("inline-cancel")
+
+    async def nap(state: Any) -> None:
+        await asyncio.sleep(10)
+
+    flow.step(nap)
+
+    async def cell() -> wf.Run:
+        run = flow.start({}, workspace=False)
+        await asyncio.sleep(0.05)
+        run.cancel()
+        with pytest.raises(wf.RunError, match="cancelled"):
+            await run
+        return run
+
+    run = asyncio.run(cell())
+    assert ("cancelled", [("nap", "failed", "CancelledError")]) == (
+        run.status,
+        [(e.step, e.status, e.error_type) for e in run.events],
+    )

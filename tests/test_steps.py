@@ -439,3 +439,30 @@ def test_gated_is_derived_not_an_option():
     assert "gated" not in repr(s)
     assert "gated" not in s.describe()
     assert dataclasses.replace(s) == s
+
+
+# --- inline steps -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("fn", "options", "inline"),
+    [
+        (async_one, {}, True),
+        (async_one, {"retry": RetryPolicy(max_retries=2)}, True),
+        (async_two, {}, False),
+        (sync_one, {}, False),
+        (async_one, {"timeout": 1.0}, False),
+        (async_one, {"cache": True}, False),
+        (async_one, {"writes": ["x"]}, False),
+        (async_one, {"irreversible": True}, False),
+    ],
+    ids=["plain", "retried", "takes-ctx", "sync", "timeout", "cache", "writes", "irreversible"],
+)
+def test_inline_only_for_plain_async_steps(fn, options, inline):
+    """A step is inline only when async, without a context, timeout, cache, declared writes or gate."""
+    assert inline == spec(fn, **options).inline
+
+
+def test_inline_is_worked_out_again_by_replace():
+    """dataclasses.replace of an inline spec with a timeout gives a spec that is not inline."""
+    assert (True, False) == (spec(async_one).inline, dataclasses.replace(spec(async_one), timeout=1.0).inline)

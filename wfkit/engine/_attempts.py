@@ -21,7 +21,7 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from wfkit.engine._activations import Activation, CutOff, Outcome
 from wfkit.engine._cache import ITEM, ReadRecorder, StepCache
@@ -52,7 +52,7 @@ def _thread_pool() -> concurrent.futures.ThreadPoolExecutor:
 _ATOMS = frozenset({int, float, bool, type(None)})
 
 
-def _plain(updates: Mapping[str, Any]) -> bool:
+def plain_updates(updates: Mapping[str, Any]) -> bool:
     """Whether ``updates`` hold only atoms under plain field names: nothing for ``check_state``
     to refuse or warn about, so an in-memory run need not call it (it reads the environment)."""
     for key, value in updates.items():  # noqa: SIM110  (a loop: no generator object per step)
@@ -97,6 +97,17 @@ class AttemptJournal(Protocol):
 
     def record(self, event: StepEvent) -> None:
         """An attempt that ended the activation by being cancelled."""
+
+
+class FirstAttempt(NamedTuple):
+    """A first attempt whose body the scheduler awaited itself (an inline step): what it
+    returned, or the exception it raised, and when it ran (``time.time`` and ``perf_counter``)."""
+
+    result: Any
+    error: BaseException | None
+    started_at: float
+    t0: float
+    body_end: float
 
 
 ChildRunner = Callable[[StepSpec, Mapping[str, Any], int], Awaitable[dict[str, Any]]]
@@ -177,8 +188,12 @@ class AttemptRunner:
             return self._run_rng()
         return random.Random(f"{self._seed}:{act.spec.name}:{act.visit}:{act.index}")
 
-    async def run(self, act: Activation) -> Outcome:
-        """Run ``act`` until it succeeds, fails for good, or the run's deadline passes."""
+    async def run(self, act: Activation, first: FirstAttempt | None = None) -> Outcome:
+        """Run ``act`` until it succeeds, fails for good, or the run's deadline passes.
+
+        ``first``: the scheduler already ran the first attempt's body itself (an inline step,
+        ``StepSpec.inline``) and it did something beyond a plain success: it is judged here as if
+        run here (checked, classified, maybe retried), and not run again."""
         spec = act.spec
         cache = self._cache if spec.cache is not None else None
         if cache is not None:
@@ -251,24 +266,34 @@ class AttemptRunner:
                 )
             if attempt > 1 and not is_item:
                 await self._journal.attempt_started(spec.name, act.visit, attempt)
-            started_at = time.time()
-            t0 = time.perf_counter()
+            if first is None:
+                started_at = time.time()
+                t0 = time.perf_counter()
+            else:
+                started_at, t0 = first.started_at, first.t0
             if first_start is None:
                 first_start = t0
             queue_s = t0 - act.queued if attempt == 1 else 0.0
             recorder = None if cache is None or is_item else ReadRecorder(act.view)
             arg = act.item if is_item else act.view if recorder is None else recorder
             span: list[float] | None = None if inline else []  # a sync body's start and end, from its thread
+            ran: FirstAttempt | None = None
             try:
                 try:
-                    if inline and timeout is None:
+                    if first is not None:  # the scheduler ran this attempt's body: its result or error
+                        ran, first = first, None
+                        if ran.error is not None:
+                            raise ran.error
+                        result = ran.result
+                    elif inline and timeout is None:
                         result = await (spec.fn(arg, ctx) if spec.takes_context else spec.fn(arg))
                     else:
                         result = await self._call(spec, arg, ctx, timeout, span)
                 finally:
                     # The body's own time, nothing else: no encoding, no store, no queue, and for a
                     # sync body not the hops to and from its thread (a busy loop delays those).
-                    body_end = time.perf_counter()
+                    body_end = time.perf_counter() if ran is None else ran.body_end
+                    ran = None  # it may hold the error, whose traceback holds this frame: no cycle
                     latency = span[1] - span[0] if span is not None and len(span) == 2 else body_end - t0
                 if out is None:
                     out = Outcome()
@@ -309,7 +334,7 @@ class AttemptRunner:
                 # before the result is accepted (the store redacts the JSON as it writes it).
                 if self._encode or cache is not None:
                     out.encoded = encode_updates(spec.name, result)
-                elif result and not _plain(result):
+                elif result and not plain_updates(result):
                     check_state(f"step {spec.name!r} wrote", result)
                 out.updates, out.usage = result, usage
                 out.error = out.kind = None

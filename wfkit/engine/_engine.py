@@ -38,7 +38,7 @@ from types import MappingProxyType
 from typing import Any, TypeAlias
 
 from wfkit.engine._activations import Activation, Batch, Outcome
-from wfkit.engine._attempts import AttemptRunner
+from wfkit.engine._attempts import AttemptRunner, FirstAttempt, plain_updates
 from wfkit.engine._cache import StepCache
 from wfkit.engine._durability import Durability
 from wfkit.engine._services import Services
@@ -318,10 +318,38 @@ class Execution:
             # Tasks made directly, skipping loop.create_task's checks per step or map item, unless
             # the loop has a task factory of its own: then it makes them, as its owner expects.
             plain_tasks = loop.get_task_factory() is None
+            # Inline steps (StepSpec.inline) skip the attempt runner on the way in, in a run kept
+            # in memory (nothing to encode or sync) with no deadline, that is not resuming.
+            inline = not durable and runner.deadline is None and not runner.attempts_before and not runner.cut_off
+            perf_counter, wall_clock = time.perf_counter, time.time
             while not self._failed:
                 if not tasks and len(ready) == 1:
                     act = ready.popleft()
                     spec = act.spec
+                    if inline and spec.inline:
+                        # The body awaited right here: no attempt runner, no Outcome, one frame
+                        # less per sleeping run. Anything but a plain success goes to the runner.
+                        started_at = wall_clock()
+                        t0 = perf_counter()
+                        try:
+                            result = await spec.fn(act.view)
+                        except BaseException as exc:  # the runner classifies, retries or re-raises it
+                            # (Not kept in a local: the error's traceback holds this frame, a cycle.)
+                            self._settle(
+                                act, await runner.run(act, FirstAttempt(None, exc, started_at, t0, perf_counter()))
+                            )
+                            continue
+                        body_end = perf_counter()
+                        if result is None:
+                            result = {}
+                        elif type(result) is not dict or (result and not plain_updates(result)):
+                            self._settle(
+                                act, await runner.run(act, FirstAttempt(result, None, started_at, t0, body_end))
+                            )
+                            result = None
+                            continue
+                        self._settle_inline(act, result, started_at, t0, body_end)
+                        continue
                     if spec.gated and not await self._admitted(act):
                         continue
                     if spec.map is not None and act.batch is None:
@@ -512,6 +540,62 @@ class Execution:
             self._held = None
             for event in held:
                 self._record(event)
+
+    def _settle_inline(
+        self, act: Activation, updates: dict[str, Any], started_at: float, t0: float, body_end: float
+    ) -> None:
+        """:meth:`_settle` for an inline step's first attempt that returned plain updates, in a run
+        kept in memory: the same commit, route, row, history and successors, with no Outcome."""
+        spec = act.spec
+        name = spec.name
+        latency = body_end - t0
+        self._active[name] -= 1
+        self._settling = True
+        try:
+            router = self.graph.routers.get(name)
+            try:
+                if updates:
+                    self._commit(act, updates)
+                chosen = None if router is None else router.choose(self.state)
+            except Exception as exc:  # a merge conflict or a condition that cannot be evaluated
+                out = Outcome()
+                out.attempt, out.started_at, out.queue_s, out.latency, out.body_end = (
+                    1,
+                    started_at,
+                    t0 - act.queued,
+                    latency,
+                    body_end,
+                )
+                out.updates, out.error, out.kind, out.status = updates, exc, ErrorKind.PERMANENT, Status.FAILED
+                self._record(self._make.outcome(act, out, None))
+                self._fail(exc, RunStatus.FAILED)
+                event = None
+            else:
+                route = None if chosen is None else chosen.target
+                event = self._make.ok(name, act.visit, started_at, latency, t0 - act.queued, route, act.tools)
+                log = self.log
+                log.append((len(log) + 1, name, act.visit, "ok", updates, route, None, None))
+                if chosen is not None:
+                    if route != END:
+                        self._activate(chosen.target, chosen.tools, None)
+                else:
+                    graph = self.graph
+                    for target in graph.edges.get(name, ()):
+                        if len(graph.static_preds[target]) < 2:  # _arrive, written out: once per step
+                            self._activate(target, None, None)
+                        else:
+                            self._arrived.setdefault(target, set()).add(name)
+                if self._arrived:
+                    self._fire_joins()
+        finally:
+            self._settling = False
+        if event is not None:
+            self._outlet.emit(event)  # a run in memory: its checkpoint is its event, emitted at once
+        held = self._held
+        if held is not None:
+            self._held = None
+            for row in held:
+                self._record(row)
 
     def _settle_outcome(self, act: Activation, out: Outcome) -> tuple[str, str | None, str | None, StepEvent] | None:
         """Apply the outcome; returns the checkpoint to write (outcome, updates, failure, event)."""

@@ -47,10 +47,11 @@ if TYPE_CHECKING:
 F = TypeVar("F", bound=StepFunction)
 
 
-def _resolve_policy(o: _Options, graph: Graph) -> ApprovalPolicy:
+def _resolve_policy(o: _Options, gated: bool) -> ApprovalPolicy:
+    """The run's approval policy; ``gated``: whether its graph has an approval gate (``_gated``)."""
     if o.policy is not None:
         return as_policy(o.policy)
-    if not _gated(graph):
+    if not gated:
         return HALT  # no gate to decide: skip looking at the notebook and the environment
     from wfkit.engine._mode import current_mode, default_policy
 
@@ -161,6 +162,7 @@ class Workflow:
         self._entry: str | None = None
         self._graph: Graph | None = None
         self._definition: tuple[Graph, str] | None = None  # the graph's description as JSON, once per graph
+        self._gates: tuple[Graph, bool] | None = None  # whether the graph has approval gates (_has_gates)
         # What a flow spec carries besides behaviour (the builder's layout), kept across load and save.
         self.metadata: dict[str, Any] = {}
         _by_name[name] = self
@@ -646,7 +648,7 @@ class Workflow:
 
     def _store(self, workspace: WorkspaceArg) -> Store | None:
         if workspace is False:
-            if _gated(self.validate()):
+            if self._has_gates(self.validate()):
                 raise ValueError(
                     f"workflow {self.name!r} has approval gates (its own or its sub-workflows'), whose "
                     f"tickets live in a workspace; "
@@ -671,6 +673,18 @@ class Workflow:
             claim(execution.run_id)
         return execution
 
+    def _has_gates(self, graph: Graph) -> bool:
+        """``_gated(graph)``, worked out once per graph (every run asks, twice in memory) unless a
+        sub-workflow could change its answer: a child workflow may gain or lose a gate after this one's
+        graph was built."""
+        made = self._gates
+        if made is not None and made[0] is graph:
+            return made[1]
+        gated = _gated(graph)
+        if all(spec.subflow is None for spec in graph.steps.values()):
+            self._gates = (graph, gated)
+        return gated
+
     def _definition_json(self, graph: Graph) -> str:
         """The graph's description as stored with each run: made once per graph (a version), not
         once per run (on the event loop, a thousand runs started together would each pay for it)."""
@@ -694,7 +708,7 @@ class Workflow:
             raise ValueError(f"a run's timeout must be > 0 seconds, got {o.timeout!r}")
         check_tools(graph, o.tools if o.tools is not None else self.tools)
         store = self._store(o.workspace)
-        policy = _resolve_policy(o, graph)
+        policy = _resolve_policy(o, self._has_gates(graph))
         run_id = o.run_id or uuid.uuid4().hex[:16]
         version = self._version or graph.fingerprint
         phash = _parameters_hash(inputs)
@@ -853,7 +867,7 @@ class Workflow:
             seed=row["seed"] if o.seed is None else o.seed,
             parameters_hash=row["parameters_hash"],
             store=store,
-            policy=_resolve_policy(o, graph),
+            policy=_resolve_policy(o, self._has_gates(graph)),
             count_waiting=bool(row["count_waiting"]),
             elapsed_before=elapsed,
             llm=o.llm,
@@ -930,7 +944,7 @@ class Workflow:
             seed=o.seed,
             parameters_hash=source.parameters_hash,
             store=store,
-            policy=_resolve_policy(o, graph),
+            policy=_resolve_policy(o, self._has_gates(graph)),
             llm=o.llm,
             tool_registry=o.tools if o.tools is not None else self.tools,
             processors=self.processors,

@@ -95,6 +95,9 @@ class Compare(Condition):
     # The field split on dots, once here rather than on every evaluation. Derived from ``field``,
     # so left out of the repr, of equality and hashing, and of the constructor.
     path: tuple[str, ...] = dataclasses.field(init=False, repr=False, compare=False)
+    # The comparison of an ordering operator (gt, ge, lt, le), looked up once here: a loop's route
+    # is evaluated on every lap. None for the other operators. Derived from ``op``, like ``path``.
+    ordering: Callable[[Any, Any], bool] | None = dataclasses.field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.field, str) or not self.field:
@@ -106,6 +109,7 @@ class Compare(Condition):
         if self.op == "in" and not hasattr(self.value, "__contains__"):
             raise ConditionError(f"operator 'in' on {self.field!r} needs a collection value, got {self.value!r}")
         object.__setattr__(self, "path", tuple(self.field.split(".")))
+        object.__setattr__(self, "ordering", _ORDERING.get(self.op))
 
     def evaluate(self, state: Mapping[str, Any]) -> bool:
         path = self.path
@@ -118,6 +122,14 @@ class Compare(Condition):
         if actual is _MISSING:
             # A missing field equals nothing, so only `ne` holds.
             return op == "ne"
+        ordering = self.ordering
+        if ordering is not None:
+            if actual is None:
+                return False
+            try:
+                return ordering(actual, self.value)
+            except TypeError as exc:
+                raise self._cannot(actual) from exc
         if op == "eq":
             return bool(actual == self.value)
         if op == "ne":
@@ -127,16 +139,18 @@ class Compare(Condition):
                 return actual is not None and self.value in actual
             if op == "in":
                 return actual in self.value
-            if actual is None:
-                return False
-            return _ORDERING[op](actual, self.value)
         except TypeError as exc:
-            raise ConditionError(
-                f"cannot evaluate {self}: field {self.field!r} holds "
-                f"{type(actual).__name__} {actual!r}, which does not support "
-                f"{op!r} with {type(self.value).__name__}; store a comparable value in the "
-                f"state or change the condition"
-            ) from exc
+            raise self._cannot(actual) from exc
+        return False  # not reached: every operator is handled above (checked at construction)
+
+    def _cannot(self, actual: Any) -> ConditionError:
+        """The error for a field value the operator cannot compare."""
+        return ConditionError(
+            f"cannot evaluate {self}: field {self.field!r} holds "
+            f"{type(actual).__name__} {actual!r}, which does not support "
+            f"{self.op!r} with {type(self.value).__name__}; store a comparable value in the "
+            f"state or change the condition"
+        )
 
     def fields(self) -> set[str]:
         return {self.path[0]}

@@ -144,9 +144,27 @@ class StepSpec:
     # every activation, so worked out once here; derived, so outside the constructor, the repr and
     # equality (``dataclasses.replace`` works it out again).
     gated: bool = field(init=False, repr=False, compare=False)
+    # Whether the scheduler may await the body itself, in its own task, with no attempt runner: an
+    # async function taking no context, with no timeout, cache, map, gate, sub-workflow or declared
+    # writes to enforce. Its first attempt's result (or error) still goes to the attempt runner
+    # for anything beyond a plain success (retries, classification, checks).
+    inline: bool = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "gated", self.approval is not None or self.irreversible)
+        gated = self.approval is not None or self.irreversible
+        object.__setattr__(self, "gated", gated)
+        object.__setattr__(
+            self,
+            "inline",
+            self.is_async
+            and not self.takes_context
+            and not gated
+            and self.timeout is None
+            and self.map is None
+            and self.cache is None
+            and self.writes is None
+            and self.subflow is None,
+        )
 
     def describe(self) -> dict[str, Any]:
         """The options that define behaviour, as plain data (for fingerprints and display)."""
