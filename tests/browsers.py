@@ -84,10 +84,16 @@ def wait_for(check: Callable[[], Any], timeout: float, what: str) -> Any:
 
 
 def delete_sessions(lab: Lab) -> None:
-    """Shut down every session (and kernel) of this test's server."""
-    for session in lab.api("GET", "/api/sessions"):
-        lab.api("DELETE", f"/api/sessions/{session['id']}")
-    assert [] == lab.api("GET", "/api/sessions")
+    """Shut down every session (and kernel) of this test's server. A notebook panel whose kernel
+    was just shut down may still be asking for a new session, so this deletes until none is left."""
+
+    def none_left() -> bool:
+        sessions = lab.api("GET", "/api/sessions")
+        for session in sessions:
+            lab.api("DELETE", f"/api/sessions/{session['id']}")
+        return not sessions
+
+    wait_for(none_left, 15, "every session of the server to be shut down")
 
 
 def launch(playwright: Playwright) -> Browser:
@@ -104,18 +110,21 @@ def lab_page(lab: Lab, viewport: dict[str, int], failure_shot: Path) -> Iterator
 
     with sync_playwright() as p:
         browser = launch(p)
+        failed = False
         try:
             page = browser.new_page(viewport=viewport)  # type: ignore[arg-type]
             page.set_default_timeout(15_000)
-            try:
-                yield page
-            except BaseException:
-                with contextlib.suppress(Exception):
-                    page.screenshot(path=str(failure_shot))
-                print(f"screenshot: {failure_shot}\nserver log:\n{lab.log_tail()}")
+            yield page
+        except BaseException:
+            failed = True
+            with contextlib.suppress(Exception):
+                page.screenshot(path=str(failure_shot))
+            print(f"screenshot: {failure_shot}\nserver log:\n{lab.log_tail()}")
+            raise
+        finally:
+            browser.close()  # before the sessions go: an open notebook panel would start its kernel again
+            if failed:
                 with contextlib.suppress(Exception):
                     delete_sessions(lab)
-                raise
-            delete_sessions(lab)
-        finally:
-            browser.close()
+            else:
+                delete_sessions(lab)

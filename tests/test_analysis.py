@@ -287,10 +287,13 @@ def test_tables_equal_those_of_the_attempts_copied_out_first(known: Known) -> No
     expected_latency = _pandas_quantiles(ok, ["workflow", "step"], "latency_s", QUANTILES)
     latency = frame.wf.latency()
     assert list(expected_latency.index) == list(latency.index)
-    assert expected_latency[["p50", "p90", "p95", "p99", "max", "count"]].equals(
-        latency[["p50", "p90", "p95", "p99", "max", "count"]]
+    # pandas interpolates between order statistics by another formula than np.quantile (whose
+    # figures the accessor gives to the bit), so the two may differ in the last bit.
+    figures = ["p50", "p90", "p95", "p99", "max", "mean"]
+    np.testing.assert_allclose(
+        expected_latency[figures].to_numpy(dtype=float), latency[figures].to_numpy(dtype=float), rtol=1e-12
     )
-    assert list(expected_latency["mean"]) == pytest.approx(list(latency["mean"]), rel=1e-12)
+    assert expected_latency["count"].equals(latency["count"])
     assert attempts.wf.failures().equals(frame.wf.failures())
     assert attempts.wf.retries().equals(frame.wf.retries())
     assert attempts.wf.retries(by="run_id").equals(frame.wf.retries(by="run_id"))
