@@ -572,7 +572,21 @@ class Execution:
                 event = None
             else:
                 route = None if chosen is None else chosen.target
-                event = self._make.ok(name, act.visit, started_at, latency, t0 - act.queued, route, act.tools)
+                event = self._make.event(
+                    name,
+                    act.visit,
+                    1,
+                    Status.OK,
+                    None,
+                    None,
+                    started_at,
+                    latency,
+                    t0 - act.queued,
+                    None,
+                    route,
+                    act.tools,
+                    None,
+                )
                 log = self.log
                 log.append((len(log) + 1, name, act.visit, "ok", updates, route, None, None))
                 if chosen is not None:

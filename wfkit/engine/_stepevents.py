@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 from wfkit.engine._activations import Activation, Outcome
-from wfkit.model._events import FIELDS, Status, StepEvent
+from wfkit.model._events import FIELDS, StepEvent
 from wfkit.model._processors import Processor, only_text
 from wfkit.model._retry import ErrorKind
 
@@ -122,58 +122,6 @@ class EventMaker:
         if fields:
             event = event._replace(**fields)
         elif error is None and extra is None and self._only_text:
-            return event  # nothing the processors would change
-        for process in self._processors:
-            event = process(event)
-        return event
-
-    def ok(
-        self,
-        step: str,
-        visit: int,
-        started_at: float,
-        latency: float,
-        queue_s: float,
-        route: str | None,
-        tools: tuple[str, ...],
-    ) -> StepEvent:
-        """The row of a first attempt that succeeded with no usage recorded (an inline step's):
-        :meth:`event` with everything else at its default, built without its branches."""
-        event: StepEvent = _new_row(
-            StepEvent,
-            (
-                self.run_id,
-                self.workflow,
-                self.version,
-                step,
-                visit,
-                1,
-                Status.OK,
-                None,
-                None,
-                None,
-                started_at,
-                started_at + latency,
-                latency,
-                queue_s,
-                None,
-                route,
-                tools,
-                None,
-                None,
-                None,
-                None,
-                None,
-                None,
-                self.parameters_hash,
-                _HOST,
-                None,
-                None,
-                self.parent_run_id,
-                *_DEFAULTS_AFTER,
-            ),
-        )
-        if self._only_text:
             return event  # nothing the processors would change
         for process in self._processors:
             event = process(event)

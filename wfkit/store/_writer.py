@@ -376,11 +376,7 @@ class Writer:
             self.writes += len(batch)
         except BaseException as exc:
             # The commit itself failed (disk full, I/O error): nothing of this batch is durable.
-            if conn.in_transaction:
-                try:
-                    conn.execute("ROLLBACK")
-                except sqlite3.Error:
-                    logger.exception("wfkit: rolling back a failed group commit failed")
+            _roll_back(conn, "a failed group commit")
             error = self._error(exc) if isinstance(exc, Exception) else exc
             for pending in batch:
                 pending.result, pending.error = None, error
@@ -400,11 +396,7 @@ class Writer:
                 self._write_rows(conn, pending.rows)
             conn.execute("COMMIT")
         except BaseException as exc:
-            if conn.in_transaction:
-                try:
-                    conn.execute("ROLLBACK")
-                except sqlite3.Error:
-                    logger.exception("wfkit: rolling back a failed commit on the loop failed")
+            _roll_back(conn, "a failed commit on the loop")
             pending.result = None
             pending.error = self._error(exc) if isinstance(exc, Exception) else exc
             if not isinstance(exc, Exception):
@@ -461,3 +453,13 @@ _live: weakref.WeakSet[Writer] = weakref.WeakSet()
 def _close_all() -> None:
     for writer in list(_live):
         writer.close()
+
+
+def _roll_back(conn: sqlite3.Connection, what: str) -> None:
+    """Roll back the transaction ``conn`` may still be in; a rollback that fails is logged, and the
+    error that made it necessary is the one its waiters get."""
+    if conn.in_transaction:
+        try:
+            conn.execute("ROLLBACK")
+        except sqlite3.Error:
+            logger.exception("wfkit: rolling back %s failed", what)
