@@ -15,7 +15,8 @@ an ``Execution`` (``_engine``): the scheduler, which composes three parts and ac
 
 Smaller pieces: ``_activations`` (the data the parts hand each other), ``_services`` (what
 ``ctx.llm``/``ctx.tool`` reach), ``_subflows`` (a step that runs a child workflow), ``_batch``
-(``run_many``), ``_loops`` (an event loop without nest_asyncio), ``_mode`` (interactive or headless).
+(``run_many``), ``_loops`` (an event loop without nest_asyncio), ``_mode`` (interactive or headless),
+``_collector`` (the garbage collector's threshold while runs execute).
 
 Imports the model, store and logs layers (and the tool layer for ``ctx.tool``). What must call up
 (display, live views) is handed in as a callable.

@@ -37,6 +37,7 @@ from collections.abc import Callable, Mapping, Sequence
 from types import MappingProxyType
 from typing import Any, TypeAlias
 
+from wfkit.engine import _collector as collector
 from wfkit.engine._activations import Activation, Batch, Outcome
 from wfkit.engine._attempts import AttemptRunner, FirstAttempt, plain_updates
 from wfkit.engine._cache import StepCache
@@ -306,7 +307,10 @@ class Execution:
         t_start = time.monotonic()
         if self.timeout is not None:
             self._runner.deadline = t_start + max(self.timeout - self.elapsed_before, 0.0)
+        counted = False
         try:
+            collector.run_started()  # many runs in flight: the collector's passes kept out of their way
+            counted = True
             if not self._resumed:
                 self._activate(self.graph.entry, None, None)
             else:
@@ -421,6 +425,8 @@ class Execution:
                     self._ended = True
                     if self._finished is not None:
                         self._finished.set()
+                if counted:
+                    collector.run_ended()
                 self._outlet.status_changed()
 
     async def _run_reported(self, act: Activation) -> None:
