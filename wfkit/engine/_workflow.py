@@ -791,12 +791,7 @@ class Workflow:
         except BaseException:
             unclaim(run_id)
             raise
-        try:
-            return self._resumed_from(graph, store, run_id, row, o)
-        except BaseException:
-            unclaim(run_id)
-            store.release(run_id)
-            raise
+        return self._resumed_or_released(graph, store, run_id, row, o, store.release)
 
     async def _aresumed_execution(self, run_id: str, o: _Options) -> Execution:
         """:meth:`_resumed_execution` from a coroutine: the lease is taken (and given back on a
@@ -807,11 +802,24 @@ class Workflow:
         except BaseException:
             unclaim(run_id)
             raise
+        return self._resumed_or_released(graph, store, run_id, row, o, lambda run: give_lease_back(store, run))
+
+    def _resumed_or_released(
+        self,
+        graph: Graph,
+        store: Store,
+        run_id: str,
+        row: dict[str, Any],
+        o: _Options,
+        release: Callable[[str], object],
+    ) -> Execution:
+        """:meth:`_resumed_from`, or, when it refuses, the claim and the lease given back (by
+        ``release``: at once, or through the writer from a coroutine)."""
         try:
             return self._resumed_from(graph, store, run_id, row, o)
         except BaseException:
             unclaim(run_id)
-            give_lease_back(store, run_id)
+            release(run_id)
             raise
 
     def _resume_claim(self, run_id: str, o: _Options) -> tuple[Graph, Store]:
