@@ -74,7 +74,7 @@ def _timed(fn: Callable[..., Any], span: list[float]) -> Callable[..., Any]:
     return timed
 
 
-def _stamped(
+def stamped(
     out: Outcome | None, attempt: int, started_at: float, queue_s: float, latency: float, body_end: float
 ) -> Outcome:
     """``out`` (made now if the activation has none yet) with the timing of the attempt that just ended."""
@@ -343,12 +343,12 @@ class AttemptRunner:
                     self._cache_put(cache, act, recorder, out)
                 return out
             except ChildHalted as halt:
-                out = _stamped(out, attempt, started_at, queue_s, latency, body_end)
+                out = stamped(out, attempt, started_at, queue_s, latency, body_end)
                 out.latency = time.perf_counter() - t0
                 out.halted, out.status = halt, Status.WAITING_APPROVAL
                 return out
             except asyncio.CancelledError:
-                out = _stamped(out, attempt, started_at, queue_s, latency, body_end)
+                out = stamped(out, attempt, started_at, queue_s, latency, body_end)
                 out.error, out.kind, out.status = (
                     asyncio.CancelledError("cancelled"),
                     ErrorKind.UNKNOWN,
@@ -357,7 +357,7 @@ class AttemptRunner:
                 self._journal.record(self._make.outcome(act, out, None))
                 raise
             except Exception as exc:
-                out = _stamped(out, attempt, started_at, queue_s, latency, body_end)
+                out = stamped(out, attempt, started_at, queue_s, latency, body_end)
                 out.error, out.usage = exc, None if ctx is None else ctx.usage
                 timed_out = isinstance(exc, StepTimeoutError)
                 if timed_out and by_deadline:

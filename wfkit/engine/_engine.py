@@ -34,12 +34,11 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from types import MappingProxyType
 from typing import Any, TypeAlias
 
 from wfkit.engine import _collector as collector
-from wfkit.engine._activations import Activation, Batch, Outcome
-from wfkit.engine._attempts import AttemptRunner, FirstAttempt, plain_updates
+from wfkit.engine._activations import Activation, Batch, Outcome, snapshot
+from wfkit.engine._attempts import AttemptRunner, FirstAttempt, plain_updates, stamped
 from wfkit.engine._cache import StepCache
 from wfkit.engine._durability import Durability
 from wfkit.engine._services import Services
@@ -64,7 +63,7 @@ from wfkit.model._graph import Graph
 from wfkit.model._merge import Merge
 from wfkit.model._processors import DEFAULT_PROCESSORS, Processor
 from wfkit.model._retry import ErrorKind
-from wfkit.model._routes import END
+from wfkit.model._routes import END, Go
 from wfkit.model._status import RunStatus
 from wfkit.model._steps import StepSpec
 from wfkit.store._journal import encode_updates
@@ -475,7 +474,7 @@ class Execution:
         version = self._version
         view = self._view
         if view is None or self._view_version != version:
-            view = self._view = MappingProxyType(dict(self.state))  # snapshot(), written out: once per step
+            view = self._view = snapshot(self.state)
             self._view_version = version
         self._ready.append(Activation(spec, visit, spec.tools if tools is None else tools, version, failure, view))
 
@@ -510,6 +509,20 @@ class Execution:
         elif spec.fallback != END:
             self._fail(error, RunStatus.FAILED)
 
+    def _follow(self, act: Activation, updates: Mapping[str, Any] | None, chosen: Go | None) -> None:
+        """A step's success, logged, and its successors: the route chosen, or every unconditional
+        edge (a join waits for its other predecessors)."""
+        name = act.spec.name
+        log = self.log
+        if chosen is not None:
+            log.append((len(log) + 1, name, act.visit, "ok", updates, chosen.target, None, None))
+            if chosen.target != END:
+                self._activate(chosen.target, chosen.tools, None)
+            return
+        log.append((len(log) + 1, name, act.visit, "ok", updates, None, None, None))
+        for target in self.graph.edges.get(name, ()):
+            self._arrive(target, name)
+
     def _arrive(self, target: str, source: str) -> None:
         """``source`` finished and its unconditional edge leads to ``target``."""
         if len(self.graph.static_preds[target]) < 2:
@@ -538,11 +551,14 @@ class Execution:
             checkpoint = self._settle_outcome(act, out)
         finally:
             self._settling = False
-        if checkpoint is not None and not self._replaying:  # _checkpoint, written out: once per step
-            self._durability.checkpoint(act, *checkpoint, out.body_end)
+        if checkpoint is not None:
+            self._checkpoint(act, *checkpoint, out.body_end)
+        self._record_held()
+
+    def _record_held(self) -> None:
+        """Rows recorded while settling (a visit limit met by a successor) follow the checkpoint."""
         held = self._held
         if held is not None:
-            # Rows recorded while settling (a visit limit met by a successor) follow the checkpoint.
             self._held = None
             for event in held:
                 self._record(event)
@@ -564,14 +580,7 @@ class Execution:
                     self._commit(act, updates)
                 chosen = None if router is None else router.choose(self.state)
             except Exception as exc:  # a merge conflict or a condition that cannot be evaluated
-                out = Outcome()
-                out.attempt, out.started_at, out.queue_s, out.latency, out.body_end = (
-                    1,
-                    started_at,
-                    t0 - act.queued,
-                    latency,
-                    body_end,
-                )
+                out = stamped(None, 1, started_at, t0 - act.queued, latency, body_end)
                 out.updates, out.error, out.kind, out.status = updates, exc, ErrorKind.PERMANENT, Status.FAILED
                 self._record(self._make.outcome(act, out, None))
                 self._fail(exc, RunStatus.FAILED)
@@ -593,29 +602,14 @@ class Execution:
                     act.tools,
                     None,
                 )
-                log = self.log
-                log.append((len(log) + 1, name, act.visit, "ok", updates, route, None, None))
-                if chosen is not None:
-                    if route != END:
-                        self._activate(chosen.target, chosen.tools, None)
-                else:
-                    graph = self.graph
-                    for target in graph.edges.get(name, ()):
-                        if len(graph.static_preds[target]) < 2:  # _arrive, written out: once per step
-                            self._activate(target, None, None)
-                        else:
-                            self._arrived.setdefault(target, set()).add(name)
+                self._follow(act, updates, chosen)
                 if self._arrived:
                     self._fire_joins()
         finally:
             self._settling = False
         if event is not None:
             self._outlet.emit(event)  # a run in memory: its checkpoint is its event, emitted at once
-        held = self._held
-        if held is not None:
-            self._held = None
-            for row in held:
-                self._record(row)
+        self._record_held()
 
     def _settle_outcome(self, act: Activation, out: Outcome) -> tuple[str, str | None, str | None, StepEvent] | None:
         """Apply the outcome; returns the checkpoint to write (outcome, updates, failure, event)."""
@@ -641,13 +635,7 @@ class Execution:
                 return None
             route = None if chosen is None else chosen.target
             checkpoint = ("ok", out.encoded, None, self._make.outcome(act, out, route))
-            self.log.append((len(self.log) + 1, name, act.visit, "ok", out.updates, route, None, None))
-            if chosen is not None:
-                if route != END:
-                    self._activate(chosen.target, chosen.tools, None)
-            else:
-                for target in self.graph.edges.get(name, ()):
-                    self._arrive(target, name)
+            self._follow(act, out.updates, chosen)
         else:
             assert out.error is not None and out.kind is not None
             fallback = spec.fallback
