@@ -15,7 +15,7 @@ import operator
 import sqlite3
 import struct
 import zlib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from wfkit.model._errors import StoreCorruptError
@@ -89,8 +89,9 @@ _RESTORE = "restore the workspace from a backup, or start the run again; `wfkit 
 _PARTS = ("the event's columns", "updates", "failure", "extra")
 
 
-def dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), allow_nan=True)
+# Encoders made once: ``json.dumps`` with arguments of its own builds one per call.
+dumps: Callable[[Any], str] = json.JSONEncoder(separators=(",", ":"), allow_nan=True).encode
+_dumps_extra: Callable[[Any], str] = json.JSONEncoder(default=repr).encode
 
 
 def encode_updates(step: str, updates: Mapping[str, Any]) -> str:
@@ -239,7 +240,7 @@ def event_row(
         row[_TOOLS_AT] = dumps(list(tools)) if tools else "[]"  # most steps call no tool
     extra = event.extra
     if extra is not None:
-        row[_EXTRA_AT] = json.dumps(extra, default=repr)
+        row[_EXTRA_AT] = _dumps_extra(extra)
     return _checked(row)
 
 
