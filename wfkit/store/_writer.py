@@ -65,7 +65,8 @@ _MAX_BATCH = 4096  # bounds one transaction (and the time its lock is held) unde
 # Seconds per loop iteration the loop may spend committing small writes itself (NORMAL only), and
 # how many such commits pass before the writer checkpoints the WAL they grew.
 INLINE_BUDGET = 0.001
-# A commit on the loop waits for no timer due sooner than this (a commit takes some 0.1 ms).
+# A commit on the loop is made only when no timer is due sooner than this: a commit takes some
+# 0.1 ms, but on a loaded machine the loop thread may lose the CPU in the middle of it.
 _IDLE_FOR = 0.002
 _CHECKPOINT_EVERY = 256
 
