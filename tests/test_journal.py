@@ -133,29 +133,123 @@ def test_a_changed_run_input_is_caught_by_the_run_checksum() -> None:
     assert "runs.inputs" == info.value.column
 
 
-def test_the_checksum_keeps_its_form_for_rows_written_before() -> None:
-    """Row checksums keep their form (non-text columns as SQLite returns them), so older stores verify."""
+def _v1_checksum(row: list[object]) -> str:
+    """Format 1 as wfkit wrote it before format 2, spelled out: every event column as text."""
     from wfkit.store import _journal
 
+    skip = {COLUMNS.index(c) for c in ("updates", "failure", "extra", "durable_wait_s")}
+    event_part = "\x1f".join(_journal._text(v) for i, v in enumerate(row) if i not in skip)
+    parts = (event_part, row[COLUMNS.index("updates")], row[COLUMNS.index("failure")], row[COLUMNS.index("extra")])
+    return ".".join(_journal._crc(p) for p in parts)  # type: ignore[arg-type]
+
+
+def _v2_checksum(row: list[object]) -> str:
+    """Format 2 spelled out: the REAL columns as eight bytes each (NULL and NaN one quiet NaN), the
+    other event columns as text, then the payloads' CRCs as in format 1."""
+    import math
+    import struct
+    import zlib
+
+    from wfkit.store import _journal
+
+    skip = {COLUMNS.index(c) for c in ("updates", "failure", "extra", "durable_wait_s", *_journal.REAL_COLUMNS)}
+    text = "\x1f".join(_journal._text(v) for i, v in enumerate(row) if i not in skip)
+    reals = [row[COLUMNS.index(c)] for c in _journal.REAL_COLUMNS]
+    packed = struct.pack("<6d", *(math.nan if v is None or math.isnan(v) else float(v) + 0.0 for v in reals))  # type: ignore[arg-type]
+    event = zlib.crc32(packed, zlib.crc32(text.encode("utf-8")))
+    return f"2:{event:08x}." + _v1_checksum(row).split(".", 1)[1]
+
+
+def test_rows_written_before_format_2_still_verify() -> None:
+    """Rows checksummed in format 1 (wfkit before format 2) pass verification, and a changed column in
+    one is still named."""
+    rows = []
+    for seq in (1, 2):
+        columns = list(event_row(_event()._replace(tokens_in=12, cost_usd=0.25, latency_s=3.0), "ok", "{}")[1:-1])
+        rows.append((seq, *columns, _v1_checksum(columns)))
+    assert [r[:-1] for r in rows] == verify_rows("db", "r1", rows)
+    damaged = list(rows[1])
+    damaged[1 + COLUMNS.index("latency_s")] = 3.5
+    with pytest.raises(wf.StoreCorruptError, match=r"run r1, journal row 2: the event's columns changed") as info:
+        verify_rows("db", "r1", [rows[0], tuple(damaged)])
+    assert "journal.event's columns" == info.value.column
+
+
+def test_the_checksum_keeps_its_form() -> None:
+    """Rows are checksummed in format 2, the form spelled out in this test, so stores written now verify later."""
     row = list(
         event_row(_event()._replace(tokens_in=12, cost_usd=0.25, latency_s=3.0, map_index=None), "ok", "{}")[1:-1]
     )
-    skip = {COLUMNS.index(c) for c in ("updates", "failure", "extra", "durable_wait_s")}
-    event_part = "\x1f".join(_journal._text(v) for i, v in enumerate(row) if i not in skip)
-    parts = (event_part, row[COLUMNS.index("updates")], row[COLUMNS.index("failure")], row[COLUMNS.index("extra")])
-    assert ".".join(_journal._crc(p) for p in parts) == row_checksum(row)
+    assert _v2_checksum(row) == row_checksum(row)
 
 
 def test_the_checksum_of_rows_with_payloads_keeps_its_form() -> None:
-    """Rows carrying updates, a failure and extra (not the kept "{}") checksum as the per-part CRCs always did."""
-    from wfkit.store import _journal
-
+    """Rows carrying updates, a failure and extra (not the kept "{}") checksum their payloads as per-part CRCs."""
     event = _event()._replace(extra={"note": "ünïcode"}, tools=("search",))
     row = list(event_row(event, "error", '{"a":[1,2]}', '{"kind":"bug"}')[1:-1])
-    skip = {COLUMNS.index(c) for c in ("updates", "failure", "extra", "durable_wait_s")}
-    event_part = "\x1f".join(_journal._text(v) for i, v in enumerate(row) if i not in skip)
-    parts = (event_part, row[COLUMNS.index("updates")], row[COLUMNS.index("failure")], row[COLUMNS.index("extra")])
-    assert ".".join(_journal._crc(p) for p in parts) == row_checksum(row)
+    assert _v2_checksum(row) == row_checksum(row)
+
+
+def test_the_real_columns_of_the_checksum_are_the_journals(tmp_path: Path) -> None:
+    """The columns format 2 packs as floats are exactly the journal's REAL columns among the event's."""
+    from wfkit.store._journal import REAL_COLUMNS
+
+    store = Store(tmp_path / "j.db")
+    try:
+        types = {r[1]: r[2] for r in store.read("PRAGMA table_info(journal)")}
+    finally:
+        store.close()
+    event_columns = set(COLUMNS) - {"updates", "failure", "extra", "durable_wait_s"}
+    assert sorted(REAL_COLUMNS) == sorted(c for c in event_columns if types[c] == "REAL")
+
+
+def test_numbers_of_any_type_in_real_columns_verify_after_a_round_trip(tmp_path: Path) -> None:
+    """Ints, bools, -0.0, NaN and None in REAL columns come back from SQLite as other values of the
+    same worth, and the row's checksum still verifies; so does text there (format 1 then)."""
+    store = Store(tmp_path / "j.db")
+    try:
+        odd = [
+            _event()._replace(attempt=1, started_at=2, ended_at=True, latency_s=-0.0, retry_delay_s=float("nan")),
+            _event()._replace(attempt=2, retry_delay_s=10**17 + 1, cost_usd=False, tokens_in=3.0, tokens_out=True),
+            _event()._replace(attempt=3, latency_s="0.5", cost_usd="cheap"),  # type: ignore[arg-type]
+        ]
+        store.journal(odd)
+        checksums = [r[0] for r in store.read("SELECT checksum FROM journal ORDER BY seq")]
+        first, second, third = store.events("r1")  # verified on the way
+    finally:
+        store.close()
+    assert [True, True, False] == [c.startswith("2:") for c in checksums]
+    assert (2.0, 1.0, 0.0, None) == (first.started_at, first.ended_at, first.latency_s, first.retry_delay_s)
+    assert (float(10**17 + 1), 0.0, 3, 1) == (
+        second.retry_delay_s,
+        second.cost_usd,
+        second.tokens_in,
+        second.tokens_out,
+    )
+    assert (0.5, "cheap") == (third.latency_s, third.cost_usd)
+
+
+def test_a_changed_real_column_names_the_events_columns(tmp_path: Path) -> None:
+    """A latency changed in a stored row (format 2) is a StoreCorruptError naming the row and the event's columns."""
+    import sqlite3
+
+    path = tmp_path / "j.db"
+    store = Store(path)
+    try:
+        store.journal([_event()._replace(attempt=1), _event()._replace(attempt=2)])
+    finally:
+        store.close()
+    conn = sqlite3.connect(path)
+    conn.execute("UPDATE journal SET latency_s = 0.75 WHERE seq = 2")
+    conn.commit()
+    conn.close()
+    store = Store(path)
+    try:
+        with pytest.raises(wf.StoreCorruptError, match=r"run r1, journal row 2: the event's columns changed") as info:
+            store.events("r1")
+    finally:
+        store.close()
+    assert (2, "journal.event's columns") == (info.value.row, info.value.column)
 
 
 def test_rows_without_tools_and_with_an_empty_tool_list_differ() -> None:

@@ -214,7 +214,6 @@ def _loop_connect(path: Path) -> Any:
 def normal_writer(db: Path) -> Iterator[Writer]:
     """A writer that may commit small writes on an idle loop, as a store at NORMAL has."""
     w = Writer(_connect(db), name="normal", bulk=_bulk, inline=_loop_connect(db))
-    w.inline_budget = INLINE_BUDGET  # opt-in
     yield w
     w.close()
 
@@ -224,21 +223,58 @@ def _rowid_order(db: Path) -> list[str]:
         return [r[0] for r in conn.execute("SELECT k FROM t ORDER BY rowid")]
 
 
-def test_commits_on_the_loop_are_off_unless_switched_on(db: Path) -> None:
-    """A writer given a loop connection still hands every write to its thread until a budget is set."""
-    w = Writer(_connect(db), name="default", bulk=_bulk, inline=_loop_connect(db))
+def test_commits_on_the_loop_are_on_with_a_loop_connection_and_a_zero_budget_switches_them_off(db: Path) -> None:
+    """A writer given a loop connection commits on an idle loop by default; a budget of 0 hands every
+    write to its thread, and a writer without a loop connection (a store at FULL) never commits there."""
+    on = Writer(_connect(db), name="on", bulk=_bulk, inline=_loop_connect(db))
+    off = Writer(_connect(db), name="off", bulk=_bulk, inline=_loop_connect(db))
+    off.inline_budget = 0.0
+    full = Writer(_connect(db), name="full", bulk=_bulk)
     try:
 
-        async def main() -> bool:
-            future = w.submit_async(_insert("queued"))
-            done_at_once = future.done()
-            await future
-            return done_at_once
+        async def main() -> list[bool]:
+            done = []
+            for w, key in ((on, "on"), (off, "off"), (full, "full")):
+                future = w.submit_async(_insert(key))
+                done.append(future.done())
+                await future
+            return done
 
-        assert asyncio.run(main()) is False
-        assert 0 == w.inline_commits
+        assert [True, False, False] == asyncio.run(main())
+        assert (INLINE_BUDGET, 0.0, 0.0) == (on.inline_budget, off.inline_budget, full.inline_budget)
+        assert (1, 0, 0) == (on.inline_commits, off.inline_commits, full.inline_commits)
     finally:
-        w.close()
+        for w in (on, off, full):
+            w.close()
+
+
+def test_a_loop_with_other_work_ready_sends_the_write_to_the_writer(normal_writer: Writer, db: Path) -> None:
+    """A callback ready to run, or a timer due within a few milliseconds, keeps the commit off the
+    loop (it would hold other runs up); with neither, writes commit on the loop, one after another."""
+    normal_writer.inline_budget = 10.0  # a slow commit on a loaded machine must not spend it here
+
+    async def main() -> list[bool]:
+        loop = asyncio.get_running_loop()
+        done = []
+        loop.call_soon(lambda: None)  # another run's task, ready to go on
+        ready = normal_writer.submit_async(_insert("ready"))
+        done.append(ready.done())
+        await ready
+        timer = loop.call_later(0.0001, lambda: None)  # another run's sleep, about to end
+        soon = normal_writer.submit_async(_insert("timer"))
+        done.append(soon.done())
+        await soon
+        await asyncio.sleep(0.001)  # the timer has run
+        far = loop.call_later(60, lambda: None)  # nothing due soon
+        done.append(normal_writer.submit_async(_insert("idle")).done())
+        done.append(normal_writer.submit_async(_insert("again")).done())  # its own budget reset is no other work
+        far.cancel()
+        timer.cancel()
+        return done
+
+    assert [False, False, True, True] == asyncio.run(main())
+    assert 2 == normal_writer.inline_commits
+    assert ["ready", "timer", "idle", "again"] == _rowid_order(db)
 
 
 def test_a_write_on_an_idle_loop_is_committed_before_submit_returns(normal_writer: Writer, db: Path) -> None:

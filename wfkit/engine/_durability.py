@@ -49,12 +49,14 @@ from wfkit.store._writer import Rows, WriteOp
 # them in a checkpoint every so many steps, so they never pile up.
 _WAITS_PER_WRITE = 64
 _WAIT_AT = FIELDS.index("durable_wait_s")
+_new_tuple = tuple.__new__
 
 
 def _with_wait(event: StepEvent, wait: float) -> StepEvent:
     """``event._replace(durable_wait_s=wait)``, built positionally: every durable step pays it on
-    the event loop, and ``_replace``'s keyword machinery costs three times as much."""
-    return StepEvent._make((*event[:_WAIT_AT], wait, *event[_WAIT_AT + 1 :]))
+    the event loop, and ``_replace``'s keyword machinery costs three times as much (``tuple.__new__``
+    is what ``_make`` calls, without its length check: the fields are the event's own)."""
+    return _new_tuple(StepEvent, (*event[:_WAIT_AT], wait, *event[_WAIT_AT + 1 :]))
 
 
 # ---- a run's records before it has an execution -----------------------------------------------

@@ -136,8 +136,9 @@ def _refusal(who: str, key: str, refused: _Refused) -> StateValueError:
     )
 
 
-def _dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), allow_nan=True, ensure_ascii=False)
+# ``json.dumps`` with any argument of its own builds a new encoder on every call; one made once
+# writes the same text (every run's inputs and state, and most checkpoints, pass here).
+_dumps: Callable[[Any], str] = json.JSONEncoder(separators=(",", ":"), allow_nan=True, ensure_ascii=False).encode
 
 
 def encode_state(who: str, values: Mapping[str, Any]) -> str:

@@ -13,8 +13,9 @@ from __future__ import annotations
 import json
 import operator
 import sqlite3
+import struct
 import zlib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from wfkit.model._errors import StoreCorruptError
@@ -88,8 +89,9 @@ _RESTORE = "restore the workspace from a backup, or start the run again; `wfkit 
 _PARTS = ("the event's columns", "updates", "failure", "extra")
 
 
-def dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), allow_nan=True)
+# Encoders made once: ``json.dumps`` with arguments of its own builds one per call.
+dumps: Callable[[Any], str] = json.JSONEncoder(separators=(",", ":"), allow_nan=True).encode
+_dumps_extra: Callable[[Any], str] = json.JSONEncoder(default=repr).encode
 
 
 def encode_updates(step: str, updates: Mapping[str, Any]) -> str:
@@ -133,29 +135,73 @@ def _text(value: Any) -> str:
 # The event's columns: everything but the three JSON payloads, which get checksums of their own,
 # and ``durable_wait_s``, a measurement filled in after the row is written (the checkpoint's own
 # commit is what it measures).
-_EVENT_COLUMNS = operator.itemgetter(
-    *(i for i in range(len(COLUMNS)) if i not in (_UPDATES_AT, _FAILURE_AT, _EXTRA_AT, COLUMNS.index("durable_wait_s")))
+_EVENT_AT = tuple(
+    i for i in range(len(COLUMNS)) if i not in (_UPDATES_AT, _FAILURE_AT, _EXTRA_AT, COLUMNS.index("durable_wait_s"))
 )
+_EVENT_COLUMNS = operator.itemgetter(*_EVENT_AT)
+
+# Checksum format 2 (rows written from wfkit 0.x on; format 1 rows still verify, see
+# ``verify_rows``): the same four parts, but the event's REAL columns enter as their eight bytes
+# (``struct``) instead of as ``repr`` text. Turning a float into its shortest decimal text is
+# most of what format 1 costs, and every durable step pays it on the event loop. The bytes are
+# those SQLite hands back: an int or a bool in a REAL column reads back as the float it equals
+# (``+ 0.0``, which also folds -0.0, stored as 0, into 0.0), and NULL and NaN (stored as NULL)
+# are one quiet NaN. The other columns are text as in format 1 (``_text``, whose form does not
+# depend on the type a value was handed in as).
+CHECKSUM_V2 = "2:"
+# The journal's REAL columns among the event's (the schema's types: tests check they agree).
+REAL_COLUMNS = ("started_at", "ended_at", "latency_s", "queue_s", "retry_delay_s", "cost_usd")
+_REAL_COLUMNS = operator.itemgetter(*(COLUMNS.index(c) for c in REAL_COLUMNS))
+_OTHER_COLUMNS = operator.itemgetter(*(i for i in _EVENT_AT if COLUMNS[i] not in REAL_COLUMNS))
+_PACK_REALS = struct.Struct(f"<{len(REAL_COLUMNS)}d").pack
+_NAN = float("nan")
 
 
 def row_checksum(columns: Sequence[Any]) -> str:
-    """The checksum of a journal row given in :data:`COLUMNS` order."""
+    """The checksum of a journal row given in :data:`COLUMNS` order (format 2; a row whose REAL
+    columns hold something that is no number gets format 1, which takes any value)."""
     # Every row written passes here on the event loop: text, NULL and integers (most columns) join
-    # without a call per column; the rest takes the form SQLite hands back (``_text``). The same
-    # checksum as ``map(_text, ...)``.
+    # without a call per column; the rest takes the form SQLite hands back (``_text``).
+    other = "\x1f".join(
+        [
+            v if type(v) is str else "\x00" if v is None else str(v) if type(v) is int else _text(v)
+            for v in _OTHER_COLUMNS(columns)
+        ]
+    )
+    try:
+        reals = _PACK_REALS(*[_NAN if v is None or v != v else v + 0.0 for v in _REAL_COLUMNS(columns)])
+    except (TypeError, OverflowError):  # text in a REAL column (SQLite may keep it as text): format 1 says it as text
+        return row_checksum_v1(columns)
+    return f"{CHECKSUM_V2}{_crc32(reals, _crc32(other.encode('utf-8', 'surrogatepass'))):08x}.{_payload_crcs(columns)}"
+
+
+def row_checksum_v1(columns: Sequence[Any]) -> str:
+    """Format 1 of :func:`row_checksum` (wfkit before format 2 wrote it; still verified): every
+    event column as text."""
     event = "\x1f".join(
         [
             v if type(v) is str else "\x00" if v is None else str(v) if type(v) is int else _text(v)
             for v in _EVENT_COLUMNS(columns)
         ]
     )
+    return f"{_crc32(event.encode('utf-8', 'surrogatepass')):08x}.{_payload_crcs(columns)}"
+
+
+def _payload_crcs(columns: Sequence[Any]) -> str:
+    """The last three parts of a checksum: ``updates``, ``failure`` and ``extra``."""
     updates, failure, extra = columns[_UPDATES_AT], columns[_FAILURE_AT], columns[_EXTRA_AT]
     return (
-        f"{_crc32(event.encode('utf-8', 'surrogatepass')):08x}."
         f"{_NULL_CRC if updates is None else _crc_of(updates)}."
         f"{_NULL_CRC if failure is None else _crc_of(failure)}."
         f"{_NULL_CRC if extra is None else _crc_of(extra)}"
     )
+
+
+def _verify_checksum(columns: Sequence[Any], stored: str) -> str:
+    """The checksum of a row read back, in the format its stored checksum has."""
+    # (A format 2 row whose REAL column no longer holds a number gets a format 1 checksum here,
+    # which differs from the stored one in its first part: the event's columns changed.)
+    return row_checksum(columns) if stored.startswith(CHECKSUM_V2) else row_checksum_v1(columns)
 
 
 _crc32 = zlib.crc32
@@ -194,7 +240,7 @@ def event_row(
         row[_TOOLS_AT] = dumps(list(tools)) if tools else "[]"  # most steps call no tool
     extra = event.extra
     if extra is not None:
-        row[_EXTRA_AT] = json.dumps(extra, default=repr)
+        row[_EXTRA_AT] = _dumps_extra(extra)
     return _checked(row)
 
 
@@ -221,7 +267,7 @@ def verify_rows(
                 )
             expected += 1
         if checksum is not None:
-            actual = row_checksum(columns)
+            actual = _verify_checksum(columns, str(checksum))
             if actual != checksum:
                 parts = [
                     _PARTS[i]

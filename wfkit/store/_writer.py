@@ -17,8 +17,8 @@ store's ``synchronous`` level. An asyncio waiter is resolved on its own loop thr
 checkpoints wakes a loop once, not a thousand times. Synchronous callers (the CLI, ``Workspace``
 methods) block on a ``concurrent.futures.Future``.
 
-Why a small write may commit on the loop itself (opt-in, ``writer.inline_budget > 0``, at
-``synchronous=NORMAL`` only): a hop to the
+Why a small write may commit on the loop itself (at ``synchronous=NORMAL`` only; ``writer.inline_budget
+= 0`` switches it off): a hop to the
 writer and back costs two thread wake-ups, and on a loaded machine each is a trip through the
 OS scheduler (measured: 0.05 ms at best, 0.6 ms on average with 8 busy processes per core),
 far more than the commit itself. At NORMAL a WAL commit waits for no disk (no fsync: that is
@@ -28,10 +28,13 @@ tried (a lock held by another process sends the write to the writer instead), an
 checkpoints the WAL (the writer does, in its thread). A budget bounds the loop's time in such
 commits per loop iteration, so a burst of writes (many runs checkpointing together) still
 goes to the writer in group commits. At FULL every commit waits for an fsync, so nothing
-commits on the loop. Off by default: it takes a sequential chain's commit off the thread hop,
-but the loop then spends up to the budget per iteration in SQLite, and timing-sensitive
-workloads notice (the timeout-prediction test of the step-log advice, which compares latencies
-of two interleaved sets of runs, drifts past its tolerance with it on).
+commits on the loop. And only an idle loop commits: nothing else ready to run and no timer due
+within a few milliseconds (``_idle``). A commit on a loop where other runs are waiting would
+hold them up, and the step latencies they record would grow by it while their timeouts do not
+(a timeout is a timer, ordered against the step's own): the timeout-prediction test of the
+step-log advice, which compares latencies of two interleaved sets of runs, drifted with commits
+on a busy loop. A sequential run (one chain, nothing else on the loop) is what gains: its
+commit costs no thread hop.
 """
 
 from __future__ import annotations
@@ -59,9 +62,12 @@ WriteOp = Callable[[sqlite3.Connection], T]
 waiter's result."""
 
 _MAX_BATCH = 4096  # bounds one transaction (and the time its lock is held) under a flood of writes
-# Seconds per loop iteration the loop may spend committing small writes itself (NORMAL only, when
-# switched on), and how many such commits pass before the writer checkpoints the WAL they grew.
+# Seconds per loop iteration the loop may spend committing small writes itself (NORMAL only), and
+# how many such commits pass before the writer checkpoints the WAL they grew.
 INLINE_BUDGET = 0.001
+# A commit on the loop is made only when no timer is due sooner than this: a commit takes some
+# 0.1 ms, but on a loaded machine the loop thread may lose the CPU in the middle of it.
+_IDLE_FOR = 0.002
 _CHECKPOINT_EVERY = 256
 
 
@@ -129,11 +135,16 @@ class Writer:
         # what was queued and is not committed yet, ``_gate`` is held by whoever commits: a write
         # commits on the loop only when nothing handed over before it is still on its way.
         self._inline = inline
-        self.inline_budget = 0.0  # opt-in: set to e.g. INLINE_BUDGET (seconds per loop iteration)
+        # Seconds per loop iteration (0 switches commits on the loop off).
+        self.inline_budget = INLINE_BUDGET if inline is not None else 0.0
         self.inline_commits = 0
         self._outstanding = 0
         self._gate = threading.Lock()
-        self._spent: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, float] = weakref.WeakKeyDictionary()
+        # Per loop: the seconds its current iteration spent in commits, and the callback that
+        # starts the next iteration's budget afresh.
+        self._spent: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, tuple[float, asyncio.Handle]] = (
+            weakref.WeakKeyDictionary()
+        )
         self._local = threading.local()
         self._inline_conns: list[tuple[threading.Thread, sqlite3.Connection]] = []
 
@@ -188,9 +199,11 @@ class Writer:
         """Commit a coroutine's write on its loop's thread, if that costs the loop no wait: nothing
         queued or being committed before it, the budget of this loop iteration not spent, and the
         store's lock free at once. False: hand it to the writer."""
-        spent = self._spent.get(loop)
-        if spent is not None and spent >= self.inline_budget:
+        spent, reset = self._spent.get(loop) or (0.0, None)
+        if spent >= self.inline_budget:
             return False
+        if not _idle(loop, reset):
+            return False  # other runs are ready to go on: the commit would hold them up
         if self._pid not in (0, os.getpid()):
             return False  # a forked child: its first write goes through _put, which starts afresh
         if not self._gate.acquire(blocking=False):
@@ -211,9 +224,9 @@ class Writer:
                 self._put(_CHECKPOINT)
         finally:
             self._gate.release()
-        if spent is None:
-            loop.call_soon(self._spent.pop, loop, None)  # the budget is per loop iteration
-        self._spent[loop] = (spent or 0.0) + time.perf_counter() - t0
+        if reset is None:
+            reset = loop.call_soon(self._spent.pop, loop, None)  # the budget is per loop iteration
+        self._spent[loop] = (spent + time.perf_counter() - t0, reset)
         return True
 
     def _loop_connection(self) -> sqlite3.Connection:
@@ -431,6 +444,19 @@ class Writer:
         for loop, waiters in by_loop.items():
             with contextlib.suppress(RuntimeError):  # a closed loop: nobody is left to wake
                 loop.call_soon_threadsafe(_resolve_on_loop, waiters)
+
+
+def _idle(loop: asyncio.AbstractEventLoop, own: asyncio.Handle | None) -> bool:
+    """Whether nothing else waits on the loop: no callback ready to run (but ``own``, the writer's
+    budget reset) and no timer due within ``_IDLE_FOR``. Only asyncio's own loops say (their ready
+    queue and timer heap); any other loop counts as busy, so its writes go to the writer."""
+    ready: Any = getattr(loop, "_ready", None)
+    timers: Any = getattr(loop, "_scheduled", None)
+    if ready is None or timers is None:
+        return False
+    if ready and not (len(ready) == 1 and ready[0] is own):
+        return False
+    return not timers or timers[0].when() - loop.time() > _IDLE_FOR
 
 
 def _resolve_on_loop(waiters: list[_Pending[Any]]) -> None:
