@@ -10,6 +10,7 @@ gap in a run's sequence numbers is a :class:`StoreCorruptError` naming the file,
 
 from __future__ import annotations
 
+import functools
 import json
 import operator
 import sqlite3
@@ -43,37 +44,89 @@ JOURNAL_SELECT = f"SELECT seq, {', '.join(COLUMNS)}, checksum FROM journal"
 # sizes 512/64/8/1 took 9), and the few sizes stay in the connection's statement cache.
 CHUNKS = tuple(2**i for i in range(9, -1, -1)) if sqlite3.sqlite_version_info >= (3, 32) else (16, 8, 4, 2, 1)
 
+# Why the statements below write NULL as a literal instead of binding None: Python's sqlite3
+# binds int, float and str directly but sends every other value, None included, through its
+# adapter lookup (about 0.85 us per None, with the GIL held, so the event loop waits too), and a
+# journal row is half NULLs. So a statement is made per pattern of NULL columns (a workload
+# has a handful: a checkpoint, a failed attempt, an LLM step with tokens...), and only the
+# other values are bound. The stored row is the same: NULL where the value was None.
+_Nulls = tuple[bool, ...]  # per value of a row after its run_id: the checksum's too
 
-def _bulk_insert(rows: int) -> str:
-    """INSERT of ``rows`` journal rows in one statement. Each row's seq continues its run's
-    journal; rows of one run in the same statement take consecutive seqs in the order given (the
-    last value of a row is its position). SQLite evaluates the SELECT before inserting, so the
-    MAX(seq) it reads never includes rows of this statement."""
-    width = len(COLUMNS) + 1  # the columns, then the checksum
-    marks = "(" + ", ".join("?" for _ in range(width + 1)) + ")"
-    columns = ", ".join(f"v.column{i + 1}" for i in range(width))
+
+def _marks(nulls: _Nulls) -> str:
+    return ", ".join("NULL" if null else "?" for null in nulls)
+
+
+@functools.lru_cache(maxsize=256)
+def _insert_one(nulls: _Nulls) -> str:
+    """INSERT of one journal row: its seq continues its run's journal (read in the statement)."""
     return (
-        f"INSERT INTO journal (seq, {', '.join(COLUMNS)}, checksum) SELECT "
-        f"COALESCE((SELECT MAX(k.seq) FROM journal k WHERE k.run_id = v.column1), 0) "
-        f"+ ROW_NUMBER() OVER (PARTITION BY v.column1 ORDER BY v.column{width + 1}), {columns} "
-        f"FROM (VALUES {', '.join(marks for _ in range(rows))}) v"
+        f"INSERT INTO journal (seq, {', '.join(COLUMNS)}, checksum) VALUES ("
+        f"(SELECT COALESCE(MAX(seq), 0) + 1 FROM journal WHERE run_id = ?), {_marks(nulls)})"
     )
 
 
-_BULK = {size: _bulk_insert(size) for size in CHUNKS}
+@functools.lru_cache(maxsize=256)
+def _insert_many(nulls: _Nulls, rows: int) -> str:
+    """INSERT of ``rows`` journal rows with the same NULL columns, each with its seq bound first."""
+    row = f"(?, {_marks(nulls)})"
+    return f"INSERT INTO journal (seq, {', '.join(COLUMNS)}, checksum) VALUES {', '.join(row for _ in range(rows))}"
+
+
+@functools.lru_cache(maxsize=16)
+def _last_seqs(runs: int) -> str:
+    """Each of ``runs`` run ids with its last seq (NULL: none yet); the correlated MAX seeks the
+    end of the run's key range instead of scanning its rows."""
+    return (
+        "SELECT v.column1, (SELECT MAX(k.seq) FROM journal k WHERE k.run_id = v.column1) "
+        f"FROM (VALUES {', '.join('(?)' for _ in range(runs))}) v"
+    )
 
 
 def insert_rows(conn: sqlite3.Connection, rows: Sequence[Sequence[Any]]) -> None:
-    """Write journal rows (as made by :func:`event_row`), in order, in a few statements."""
-    at, total = 0, len(rows)
-    while at < total:
-        size = next(c for c in CHUNKS if c <= total - at)
-        if size == 1:  # half the cost of a one-row bulk statement (no window over a VALUES table)
-            conn.execute(JOURNAL_INSERT, rows[at])
-        else:
-            params = [value for n, row in enumerate(rows[at : at + size]) for value in (*row[1:], n)]
-            conn.execute(_BULK[size], params)
-        at += size
+    """Write journal rows (as made by :func:`event_row`: run_id, the columns, the checksum), in
+    order: each run's rows take the next seqs of its journal in the order given."""
+    if len(rows) == 1:  # one statement: its seq is read inside it
+        row = rows[0]
+        values = row[1:]
+        conn.execute(_insert_one(tuple([v is None for v in values])), [row[0], *[v for v in values if v is not None]])
+        return
+    # The seqs are worked out here, once per run, from one read (the writer holds the write lock,
+    # so nobody adds rows in between): no MAX per row and no window over the rows in SQLite, and
+    # rows of different NULL patterns may go in different statements without losing their order.
+    nexts = _next_seqs(conn, list(dict.fromkeys([row[0] for row in rows])))
+    groups: dict[_Nulls, list[Any]] = {}
+    for row in rows:
+        run_id = row[0]
+        seq = nexts[run_id]
+        nexts[run_id] = seq + 1
+        values = row[1:]
+        nulls = tuple([v is None for v in values])
+        params = groups.get(nulls)
+        if params is None:
+            params = groups[nulls] = []
+        params.append(seq)
+        params.extend([v for v in values if v is not None])
+    for nulls, params in groups.items():
+        width = 1 + nulls.count(False)
+        total, at = len(params) // width, 0
+        while at < total:
+            size = next(c for c in CHUNKS if c <= total - at)
+            conn.execute(_insert_many(nulls, size), params[at * width : (at + size) * width])
+            at += size
+
+
+def _next_seqs(conn: sqlite3.Connection, run_ids: list[str]) -> dict[str, int]:
+    """The next seq of each run's journal, in as few statements as the chunk sizes allow: the
+    list is padded with its first run id up to a chunk size (a run asked twice costs a seek)."""
+    nexts: dict[str, int] = {}
+    largest = CHUNKS[0]
+    for at in range(0, len(run_ids), largest):
+        part = run_ids[at : at + largest]
+        size = min(c for c in CHUNKS if c >= len(part))
+        for run_id, last in conn.execute(_last_seqs(size), part + [part[0]] * (size - len(part))):
+            nexts[run_id] = (last or 0) + 1
+    return nexts
 
 
 _TOOLS_AT = FIELDS.index("tools")
