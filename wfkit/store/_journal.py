@@ -37,12 +37,30 @@ JOURNAL_INSERT = (
 )
 # Verified reads select this: seq, the columns, the checksum.
 JOURNAL_SELECT = f"SELECT seq, {', '.join(COLUMNS)}, checksum FROM journal"
-# Rows per statement when many are written at once: one statement (one step of SQLite, so one
-# release of the GIL by the writer thread, which must then win it back from a busy event loop)
-# per chunk instead of per row. SQLite before 3.32 allows 999 bound values per statement, later
-# ones 32766. Powers of two: n rows take as many statements as n has one-bits (86 rows: 4, where
-# sizes 512/64/8/1 took 9), and the few sizes stay in the connection's statement cache.
+# Rows per statement when many are written at once. Each statement is one step of SQLite, so one
+# release of the GIL by the writer thread, which must then win it back from a busy event loop: a
+# wait of up to the interpreter's switch interval (5 ms) each time the loop is running Python,
+# measured at 3 to 6 ms per statement in a batch of a thousand concurrent runs. So a batch's rows
+# of one kind go in one statement per ``CHUNKS[0]`` rows: the statement of the next size up, the
+# rows it has no use for padded with zeros and dropped by its ``WHERE v.column1 = 1`` (each real
+# row starts with a 1; ints bind at no cost). Powers of two: few sizes, kept in the statement
+# cache, and at most half of a statement padding. SQLite before 3.32 allows 999 bound values per
+# statement, later ones 32766.
 CHUNKS = tuple(2**i for i in range(9, -1, -1)) if sqlite3.sqlite_version_info >= (3, 32) else (16, 8, 4, 2, 1)
+
+
+def execute_padded(conn: sqlite3.Connection, statement: Callable[[int], str], params: list[Any], width: int) -> None:
+    """Run ``statement(size)`` over ``params``, ``width`` values a row, each row starting with 1
+    (see :data:`CHUNKS`); the last statement's missing rows are padded with zeros."""
+    total, largest = len(params) // width, CHUNKS[0]
+    for at in range(0, total, largest):
+        rows = min(largest, total - at)
+        size = min(c for c in CHUNKS if c >= rows)
+        chunk = params[at * width : (at + rows) * width]
+        if size > rows:
+            chunk.extend([0] * ((size - rows) * width))
+        conn.execute(statement(size), chunk)
+
 
 # Why the statements below write NULL as a literal instead of binding None: Python's sqlite3
 # binds int, float and str directly but sends every other value, None included, through its
@@ -67,10 +85,20 @@ def _insert_one(nulls: _Nulls) -> str:
 
 
 @functools.lru_cache(maxsize=256)
-def _insert_many(nulls: _Nulls, rows: int) -> str:
-    """INSERT of ``rows`` journal rows with the same NULL columns, each with its seq bound first."""
-    row = f"(?, {_marks(nulls)})"
-    return f"INSERT INTO journal (seq, {', '.join(COLUMNS)}, checksum) VALUES {', '.join(row for _ in range(rows))}"
+def _insert_many(nulls: _Nulls) -> Callable[[int], str]:
+    """INSERT of journal rows with the same NULL columns, each row (1, seq, its values), for
+    :func:`execute_padded`."""
+    row = f"(?, ?, {_marks(nulls)})"
+    columns = ", ".join(f"v.column{i}" for i in range(2, len(nulls) + 3))
+
+    @functools.lru_cache(maxsize=len(CHUNKS))
+    def insert(rows: int) -> str:
+        return (
+            f"INSERT INTO journal (seq, {', '.join(COLUMNS)}, checksum) SELECT {columns} "
+            f"FROM (VALUES {', '.join(row for _ in range(rows))}) v WHERE v.column1 = 1"
+        )
+
+    return insert
 
 
 @functools.lru_cache(maxsize=16)
@@ -105,15 +133,11 @@ def insert_rows(conn: sqlite3.Connection, rows: Sequence[Sequence[Any]]) -> None
         params = groups.get(nulls)
         if params is None:
             params = groups[nulls] = []
+        params.append(1)
         params.append(seq)
         params.extend([v for v in values if v is not None])
     for nulls, params in groups.items():
-        width = 1 + nulls.count(False)
-        total, at = len(params) // width, 0
-        while at < total:
-            size = next(c for c in CHUNKS if c <= total - at)
-            conn.execute(_insert_many(nulls, size), params[at * width : (at + size) * width])
-            at += size
+        execute_padded(conn, _insert_many(nulls), params, 2 + nulls.count(False))
 
 
 def _next_seqs(conn: sqlite3.Connection, run_ids: list[str]) -> dict[str, int]:
