@@ -765,3 +765,29 @@ def test_drop_all_rows_leaves_a_store_as_a_new_one_is(tmp_path: Path) -> None:
     assert [(second.run_id,)] == [tuple(r) for r in store.read("SELECT run_id FROM runs")]
     assert first.run_id != second.run_id
     assert {second.run_id} == {r[0] for r in store.all_journal_rows(["run_id"])}
+
+
+def test_runs_created_and_stopped_together_keep_their_own_values(store: Store, db: Path) -> None:
+    """New runs, then their ends (with and without seeds, errors, end times), one batch each: each keeps its own."""
+    created = [
+        store.create_run_rows(_row("plain")),
+        store.create_run_rows({**_row("seeded"), "seed": 0, "timeout": 1.5, "workflow_ref": "m:f"}),
+        store.create_run_rows({**_row("third"), "seed": 7}),
+    ]
+    store.writer.run(None, [row for rows in created for row in rows])
+    ends = [
+        store.finish_rows("plain", status="succeeded", state={"a": 1}, error=None, elapsed=0.5, ended=True),
+        store.finish_rows("seeded", status="failed", state={}, error=KeyError("k"), elapsed=0.0, ended=True),
+        store.finish_rows("third", status="waiting", state={}, error=None, elapsed=2.0, ended=False),
+    ]
+    store.writer.run(None, [row for rows in ends for row in rows])
+    columns = (
+        "run_id, status, seed, typeof(seed), timeout, workflow_ref, state, error_type, error, elapsed, "
+        "ended_at IS NULL, lease_owner"
+    )
+    actual = _sql(db, f"SELECT {columns} FROM runs ORDER BY run_id")
+    assert [
+        ("plain", "succeeded", None, "null", None, None, '{"a":1}', None, None, 0.5, 0, None),
+        ("seeded", "failed", 0, "integer", 1.5, "m:f", "{}", "KeyError", "'k'", 0.0, 0, None),
+        ("third", "waiting", 7, "integer", None, None, "{}", None, None, 2.0, 1, None),
+    ] == actual

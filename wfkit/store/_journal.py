@@ -49,9 +49,46 @@ JOURNAL_SELECT = f"SELECT seq, {', '.join(COLUMNS)}, checksum FROM journal"
 CHUNKS = tuple(2**i for i in range(9, -1, -1)) if sqlite3.sqlite_version_info >= (3, 32) else (16, 8, 4, 2, 1)
 
 
-def execute_padded(conn: sqlite3.Connection, statement: Callable[[int], str], params: list[Any], width: int) -> None:
-    """Run ``statement(size)`` over ``params``, ``width`` values a row, each row starting with 1
-    (see :data:`CHUNKS`); the last statement's missing rows are padded with zeros."""
+# Why the bulk statements write NULL as a literal instead of binding None: Python's sqlite3 binds
+# int, float and str directly but sends every other value, None included, through its adapter
+# lookup (about 0.85 us per None, with the GIL held, so the event loop waits too), and a journal
+# row is half NULLs. So a statement is made per pattern of NULL values (a workload has a handful:
+# a checkpoint, a failed attempt, an LLM step with tokens...), and only the other values are
+# bound. What is stored is the same: NULL where the value was None.
+Nulls = tuple[bool, ...]
+"""Which values of a row are None."""
+
+Statement = Callable[[str], str]
+"""Makes a bulk statement from its VALUES table, whose rows are ``(1, value, ...)`` (so
+``v.column2`` is a row's first value); the statement keeps only rows with ``v.column1 = 1``."""
+
+
+@functools.lru_cache(maxsize=512)
+def _sql(statement: Statement, nulls: Nulls, rows: int) -> str:
+    row = "(?, " + ", ".join("NULL" if null else "?" for null in nulls) + ")"
+    return statement(", ".join(row for _ in range(rows)))
+
+
+def execute_rows(conn: sqlite3.Connection, statement: Statement, rows: Iterable[Sequence[Any]]) -> None:
+    """Run ``statement`` over ``rows``: one statement per NULL pattern per ``CHUNKS[0]`` rows
+    (so rows of different patterns may be applied out of order)."""
+    groups: dict[Nulls, list[Any]] = {}
+    for row in rows:
+        nulls = tuple([v is None for v in row])
+        params = groups.get(nulls)
+        if params is None:
+            params = groups[nulls] = []
+        params.append(1)
+        params.extend([v for v in row if v is not None])
+    for nulls, params in groups.items():
+        execute_padded(conn, statement, nulls, params)
+
+
+def execute_padded(conn: sqlite3.Connection, statement: Statement, nulls: Nulls, params: list[Any]) -> None:
+    """Run ``statement`` over flat ``params``: rows of one NULL pattern, each starting with 1 and
+    holding its values that are not None (see :data:`CHUNKS`); the last statement's missing rows
+    are padded with zeros."""
+    width = 1 + nulls.count(False)
     total, largest = len(params) // width, CHUNKS[0]
     for at in range(0, total, largest):
         rows = min(largest, total - at)
@@ -59,46 +96,28 @@ def execute_padded(conn: sqlite3.Connection, statement: Callable[[int], str], pa
         chunk = params[at * width : (at + rows) * width]
         if size > rows:
             chunk.extend([0] * ((size - rows) * width))
-        conn.execute(statement(size), chunk)
-
-
-# Why the statements below write NULL as a literal instead of binding None: Python's sqlite3
-# binds int, float and str directly but sends every other value, None included, through its
-# adapter lookup (about 0.85 us per None, with the GIL held, so the event loop waits too), and a
-# journal row is half NULLs. So a statement is made per pattern of NULL columns (a workload
-# has a handful: a checkpoint, a failed attempt, an LLM step with tokens...), and only the
-# other values are bound. The stored row is the same: NULL where the value was None.
-_Nulls = tuple[bool, ...]  # per value of a row after its run_id: the checksum's too
-
-
-def _marks(nulls: _Nulls) -> str:
-    return ", ".join("NULL" if null else "?" for null in nulls)
+        conn.execute(_sql(statement, nulls, size), chunk)
 
 
 @functools.lru_cache(maxsize=256)
-def _insert_one(nulls: _Nulls) -> str:
+def _insert_one(nulls: Nulls) -> str:
     """INSERT of one journal row: its seq continues its run's journal (read in the statement)."""
+    marks = ", ".join("NULL" if null else "?" for null in nulls)
     return (
         f"INSERT INTO journal (seq, {', '.join(COLUMNS)}, checksum) VALUES ("
-        f"(SELECT COALESCE(MAX(seq), 0) + 1 FROM journal WHERE run_id = ?), {_marks(nulls)})"
+        f"(SELECT COALESCE(MAX(seq), 0) + 1 FROM journal WHERE run_id = ?), {marks})"
     )
 
 
-@functools.lru_cache(maxsize=256)
-def _insert_many(nulls: _Nulls) -> Callable[[int], str]:
-    """INSERT of journal rows with the same NULL columns, each row (1, seq, its values), for
-    :func:`execute_padded`."""
-    row = f"(?, ?, {_marks(nulls)})"
-    columns = ", ".join(f"v.column{i}" for i in range(2, len(nulls) + 3))
+_INSERTED = ", ".join(f"v.column{i}" for i in range(2, len(COLUMNS) + 4))  # seq, the columns, checksum
 
-    @functools.lru_cache(maxsize=len(CHUNKS))
-    def insert(rows: int) -> str:
-        return (
-            f"INSERT INTO journal (seq, {', '.join(COLUMNS)}, checksum) SELECT {columns} "
-            f"FROM (VALUES {', '.join(row for _ in range(rows))}) v WHERE v.column1 = 1"
-        )
 
-    return insert
+def _insert_many(values: str) -> str:
+    """INSERT of journal rows, each (seq, the columns, the checksum), for :func:`execute_padded`."""
+    return (
+        f"INSERT INTO journal (seq, {', '.join(COLUMNS)}, checksum) SELECT {_INSERTED} "
+        f"FROM (VALUES {values}) v WHERE v.column1 = 1"
+    )
 
 
 @functools.lru_cache(maxsize=16)
@@ -123,13 +142,13 @@ def insert_rows(conn: sqlite3.Connection, rows: Sequence[Sequence[Any]]) -> None
     # so nobody adds rows in between): no MAX per row and no window over the rows in SQLite, and
     # rows of different NULL patterns may go in different statements without losing their order.
     nexts = _next_seqs(conn, list(dict.fromkeys([row[0] for row in rows])))
-    groups: dict[_Nulls, list[Any]] = {}
+    groups: dict[Nulls, list[Any]] = {}
     for row in rows:
         run_id = row[0]
         seq = nexts[run_id]
         nexts[run_id] = seq + 1
         values = row[1:]
-        nulls = tuple([v is None for v in values])
+        nulls = (False, *[v is None for v in values])  # the seq, then the values
         params = groups.get(nulls)
         if params is None:
             params = groups[nulls] = []
@@ -137,7 +156,7 @@ def insert_rows(conn: sqlite3.Connection, rows: Sequence[Sequence[Any]]) -> None
         params.append(seq)
         params.extend([v for v in values if v is not None])
     for nulls, params in groups.items():
-        execute_padded(conn, _insert_many(nulls), params, 2 + nulls.count(False))
+        execute_padded(conn, _insert_many, nulls, params)
 
 
 def _next_seqs(conn: sqlite3.Connection, run_ids: list[str]) -> dict[str, int]:

@@ -21,7 +21,6 @@ Why these choices:
 
 from __future__ import annotations
 
-import functools
 import logging
 import os
 import socket
@@ -29,7 +28,7 @@ import sqlite3
 import struct
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -40,13 +39,12 @@ from wfkit.model._processors import redact_optional, redact_text
 from wfkit.model._status import RunStatus
 from wfkit.store._codec import encode_state
 from wfkit.store._journal import (
-    CHUNKS,
     COLUMNS,
     JOURNAL_INSERT,
     JOURNAL_SELECT,
     event_from_row,
     event_row,
-    execute_padded,
+    execute_rows,
     insert_rows,
     run_checksum,
     verify_rows,
@@ -1160,58 +1158,45 @@ _RUN_COLUMNS = (
 _RUN_COLUMN_SET = frozenset(_RUN_COLUMNS)
 
 
-# The writer's bulk statements, one per kind of row, for ``execute_padded``: each row of the
-# VALUES table starts with 1 (padding rows with 0, dropped), so ``v.column2`` is a row's first value.
-def _values(rows: int, width: int) -> str:
-    row = "(" + ", ".join("?" for _ in range(width + 1)) + ")"
-    return ", ".join(row for _ in range(rows))
-
-
-@functools.lru_cache(maxsize=len(CHUNKS))
-def _bulk_runs(rows: int) -> str:
+# The writer's bulk statements, one per kind of row, for ``execute_rows``: each is given its
+# VALUES table, whose rows start with 1 (padding rows with 0, dropped), so ``v.column2`` is a
+# row's first value.
+def _bulk_runs(values: str) -> str:
     columns = ", ".join(f"v.column{i + 2}" for i in range(len(_RUN_COLUMNS)))
-    return (
-        f"INSERT INTO runs ({', '.join(_RUN_COLUMNS)}) SELECT {columns} "
-        f"FROM (VALUES {_values(rows, len(_RUN_COLUMNS))}) v WHERE v.column1 = 1"
-    )
+    return f"INSERT INTO runs ({', '.join(_RUN_COLUMNS)}) SELECT {columns} FROM (VALUES {values}) v WHERE v.column1 = 1"
 
 
-@functools.lru_cache(maxsize=len(CHUNKS))
-def _bulk_finish(rows: int) -> str:
+def _bulk_finish(values: str) -> str:
     return (
         "UPDATE runs SET status=v.column3, state=v.column4, error_type=v.column5, error=v.column6, "
         "elapsed=v.column7, updated_at=v.column8, ended_at=v.column9, lease_owner=NULL, lease_host=NULL, "
-        f"lease_pid=NULL, lease_expires=NULL FROM (VALUES {_values(rows, 9)}) v WHERE v.column1 = 1 "
+        f"lease_pid=NULL, lease_expires=NULL FROM (VALUES {values}) v WHERE v.column1 = 1 "
         "AND runs.run_id = v.column2 AND (runs.lease_owner IS NULL OR runs.lease_owner = v.column10)"
     )
 
 
-@functools.lru_cache(maxsize=len(CHUNKS))
-def _bulk_waits(rows: int) -> str:
+def _bulk_waits(values: str) -> str:
     return (
-        f"UPDATE journal SET durable_wait_s = v.column2 FROM (VALUES {_values(rows, 5)}) v WHERE v.column1 = 1 "
+        f"UPDATE journal SET durable_wait_s = v.column2 FROM (VALUES {values}) v WHERE v.column1 = 1 "
         "AND journal.run_id = v.column3 AND journal.step = v.column4 AND journal.visit = v.column5 "
         "AND journal.attempt = v.column6 AND journal.outcome IS NOT NULL"
     )
 
 
-@functools.lru_cache(maxsize=len(CHUNKS))
-def _bulk_forget(rows: int) -> str:
-    return (
-        f"DELETE FROM attempts WHERE run_id IN (SELECT v.column2 FROM (VALUES {_values(rows, 1)}) v "
-        "WHERE v.column1 = 1)"
-    )
+def _bulk_forget(values: str) -> str:
+    return f"DELETE FROM attempts WHERE run_id IN (SELECT v.column2 FROM (VALUES {values}) v WHERE v.column1 = 1)"
 
 
 def _bulk_write(conn: sqlite3.Connection, rows: Rows) -> None:
     """The writer's bulk step: new runs, then journal rows, then durable waits, then runs that
-    stopped, each kind in one statement per 512 rows (every statement costs the writer the GIL)."""
+    stopped, each kind in one statement per 512 rows and NULL pattern (every statement costs the
+    writer the GIL)."""
     by_kind: dict[str, list[Sequence[Any]]] = {"run": [], "journal": [], "wait": [], "finish": []}
     for kind, values in rows:
         by_kind[kind].append(values)
     if by_kind["run"]:
         try:
-            _padded(conn, _bulk_runs, by_kind["run"])
+            execute_rows(conn, _bulk_runs, by_kind["run"])
         except sqlite3.IntegrityError as exc:
             if len(by_kind["run"]) > 1:
                 raise  # the writer runs each write alone next, and the one at fault says so
@@ -1221,19 +1206,11 @@ def _bulk_write(conn: sqlite3.Connection, rows: Rows) -> None:
     if by_kind["journal"]:
         insert_rows(conn, by_kind["journal"])
     if by_kind["wait"]:
-        _padded(conn, _bulk_waits, by_kind["wait"])
+        execute_rows(conn, _bulk_waits, by_kind["wait"])
     if by_kind["finish"]:
-        _padded(conn, _bulk_finish, by_kind["finish"])
+        execute_rows(conn, _bulk_finish, by_kind["finish"])
         # Attempt records of stopped runs (only retried steps have them): none is in flight now.
-        _padded(conn, _bulk_forget, [(r[0],) for r in by_kind["finish"]])
-
-
-def _padded(conn: sqlite3.Connection, statement: Callable[[int], str], rows: Sequence[Sequence[Any]]) -> None:
-    params: list[Any] = []
-    for row in rows:
-        params.append(1)
-        params.extend(row)
-    execute_padded(conn, statement, params, 1 + len(rows[0]))
+        execute_rows(conn, _bulk_forget, [(r[0],) for r in by_kind["finish"]])
 
 
 class AttemptFacts(NamedTuple):
