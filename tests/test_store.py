@@ -20,8 +20,8 @@ from typing import Any
 import pytest
 
 import wfkit as wf
-from wfkit.store._journal import encode_state, encode_updates
-from wfkit.store._store import _MAGIC, SCHEMA_VERSION, Store
+from wfkit.store._journal import JOURNAL_INSERT, encode_state, encode_updates, event_row
+from wfkit.store._store import _MAGIC, SCHEMA_VERSION, Store, _bulk_write
 from wfkit.store._workspace import DB_NAME, open_store
 
 # ---- helpers -------------------------------------------------------------------------------------
@@ -791,3 +791,50 @@ def test_runs_created_and_stopped_together_keep_their_own_values(store: Store, d
         ("seeded", "failed", 0, "integer", 1.5, "m:f", "{}", "KeyError", "'k'", 0.0, 0, None),
         ("third", "waiting", 7, "integer", None, None, "{}", None, None, 2.0, 1, None),
     ] == actual
+
+
+def _journal_with_waits(db: Path) -> list[Any]:
+    return _sql(db, "SELECT run_id, seq, step, visit, attempt, durable_wait_s FROM journal ORDER BY run_id, seq")
+
+
+def test_durable_waits_found_by_seq_land_where_a_search_puts_them(tmp_path: Path) -> None:
+    """Waits of checkpoints this store wrote, of map items, of a run it did not start, of a stopped run: as searched."""
+    event = wf.StepEvent("fresh", "w", "v1", "s", 1, 1, "ok", started_at=1.0, ended_at=2.0, latency_s=1.0)
+    old = event._replace(run_id="old")
+    batches: list[list[tuple[str, tuple[Any, ...]]]] = [
+        [("journal", event_row(old._replace(step=f"s{i}"), "ok", "{}")) for i in range(3)],
+        [("journal", event_row(event._replace(step=f"s{i}"), "ok" if i % 2 else None, "{}")) for i in range(6)],
+        [("journal", event_row(event._replace(step="map", map_index=i), "ok", "{}")) for i in range(4)],
+        [("journal", event_row(event._replace(step="s9"), "ok", "{}"))],  # a row alone: its seq comes back
+        [
+            *[Store.durable_wait_row(0.5 + i, "fresh", f"s{i}", 1, 1) for i in range(6)],
+            *[Store.durable_wait_row(0.25, "fresh", "map", 1, 1) for _ in range(4)],  # one value: a search picks any
+            Store.durable_wait_row(7.0, "fresh", "s9", 1, 1),
+            Store.durable_wait_row(8.0, "fresh", "never", 1, 1),
+            Store.durable_wait_row(9.0, "old", "s1", 1, 1),
+        ],
+        [("journal", event_row(event._replace(step="s1", attempt=2), "ok", "{}"))],
+        [Store.durable_wait_row(3.0, "fresh", "s1", 1, 2), Store.durable_wait_row(4.0, "fresh", "s3", 1, 1)],
+    ]
+    expected_db, actual_db = tmp_path / "searched.db", tmp_path / "by_seq.db"
+    searched, by_seq = Store(expected_db), Store(actual_db)
+    try:
+        for i, batch in enumerate(batches):
+            if i == 0:  # a run whose journal this store did not start
+                for store in (searched, by_seq):
+                    store.do(lambda conn, b=batch: [conn.execute(JOURNAL_INSERT, row) for _, row in b])
+                continue
+            searched.do(lambda conn, b=batch: _bulk_write(conn, b))
+            by_seq.writer.run(None, batch)
+        remembered = by_seq._checkpoint_seqs.find([("w", "fresh", "s3", 1, 1), ("w", "old", "s1", 1, 1)])
+        by_seq.finish("fresh", status="succeeded", state={}, error=None, elapsed=1.0, ended=True)
+        forgotten = by_seq._checkpoint_seqs.find([("w", "fresh", "s3", 1, 1)])
+    finally:
+        searched.close()
+        by_seq.close()
+    assert ([("w", "fresh", 4, "s3", 1, 1)], [("w", "old", "s1", 1, 1)]) == remembered
+    assert ([], [("w", "fresh", "s3", 1, 1)]) == forgotten
+    expected = _journal_with_waits(expected_db)
+    assert expected == _journal_with_waits(actual_db)
+    # s1, s3, s5 (the others have no outcome), the four map items, s9, and s1's second attempt
+    assert 9 == sum(1 for row in expected if row[5] is not None and row[0] == "fresh")

@@ -130,23 +130,31 @@ def _last_seqs(runs: int) -> str:
     )
 
 
-def insert_rows(conn: sqlite3.Connection, rows: Sequence[Sequence[Any]]) -> None:
+# The seq of a row written alone comes back from its INSERT (SQLite 3.35 and later).
+_RETURNING = " RETURNING seq" if sqlite3.sqlite_version_info >= (3, 35) else ""
+
+
+def insert_rows(conn: sqlite3.Connection, rows: Sequence[Sequence[Any]]) -> list[int | None]:
     """Write journal rows (as made by :func:`event_row`: run_id, the columns, the checksum), in
-    order: each run's rows take the next seqs of its journal in the order given."""
+    order: each run's rows take the next seqs of its journal in the order given. Returns the seqs
+    (None: not known, from an SQLite before 3.35)."""
     if len(rows) == 1:  # one statement: its seq is read inside it
         row = rows[0]
         values = row[1:]
-        conn.execute(_insert_one(tuple([v is None for v in values])), [row[0], *[v for v in values if v is not None]])
-        return
+        bound = [row[0], *[v for v in values if v is not None]]
+        written = conn.execute(_insert_one(tuple([v is None for v in values])) + _RETURNING, bound).fetchall()
+        return [written[0][0] if written else None]
     # The seqs are worked out here, once per run, from one read (the writer holds the write lock,
     # so nobody adds rows in between): no MAX per row and no window over the rows in SQLite, and
     # rows of different NULL patterns may go in different statements without losing their order.
     nexts = _next_seqs(conn, list(dict.fromkeys([row[0] for row in rows])))
     groups: dict[Nulls, list[Any]] = {}
+    seqs: list[int | None] = []
     for row in rows:
         run_id = row[0]
         seq = nexts[run_id]
         nexts[run_id] = seq + 1
+        seqs.append(seq)
         values = row[1:]
         nulls = (False, *[v is None for v in values])  # the seq, then the values
         params = groups.get(nulls)
@@ -157,6 +165,7 @@ def insert_rows(conn: sqlite3.Connection, rows: Sequence[Sequence[Any]]) -> None
         params.extend([v for v in values if v is not None])
     for nulls, params in groups.items():
         execute_padded(conn, _insert_many, nulls, params)
+    return seqs
 
 
 def _next_seqs(conn: sqlite3.Connection, run_ids: list[str]) -> dict[str, int]:
