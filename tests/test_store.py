@@ -798,7 +798,7 @@ def _journal_with_waits(db: Path) -> list[Any]:
 
 
 def test_durable_waits_found_by_seq_land_where_a_search_puts_them(tmp_path: Path) -> None:
-    """Waits of checkpoints this store wrote, of map items, of a run it did not start, of a stopped run: as searched."""
+    """Waits of checkpoints this store wrote, of map items, of a run it did not make, of a stopped run: as searched."""
     event = wf.StepEvent("fresh", "w", "v1", "s", 1, 1, "ok", started_at=1.0, ended_at=2.0, latency_s=1.0)
     old = event._replace(run_id="old")
     batches: list[list[tuple[str, tuple[Any, ...]]]] = [
@@ -819,8 +819,10 @@ def test_durable_waits_found_by_seq_land_where_a_search_puts_them(tmp_path: Path
     expected_db, actual_db = tmp_path / "searched.db", tmp_path / "by_seq.db"
     searched, by_seq = Store(expected_db), Store(actual_db)
     try:
+        for store in (searched, by_seq):
+            store.create_run(_row("fresh"))
         for i, batch in enumerate(batches):
-            if i == 0:  # a run whose journal this store did not start
+            if i == 0:  # a run this store did not create
                 for store in (searched, by_seq):
                     store.do(lambda conn, b=batch: [conn.execute(JOURNAL_INSERT, row) for _, row in b])
                 continue

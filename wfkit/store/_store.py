@@ -1218,10 +1218,14 @@ def _bulk_write(conn: sqlite3.Connection, rows: Rows, checkpoints: _CheckpointSe
             raise ValueError(
                 f"a run with id {by_kind['run'][0][0]!r} already exists; pass another run_id, or resume that run"
             ) from exc
-    if by_kind["journal"]:
-        seqs = insert_rows(conn, by_kind["journal"])
         if checkpoints is not None:
-            checkpoints.note(by_kind["journal"], seqs)
+            checkpoints.start([r[0] for r in by_kind["run"]])
+    if by_kind["journal"]:
+        journal = by_kind["journal"]
+        if checkpoints is None:
+            insert_rows(conn, journal)
+        else:
+            checkpoints.note(journal, insert_rows(conn, journal, seq_of_one=checkpoints.wants(journal[0])))
     if by_kind["wait"]:
         by_seq: list[tuple[Any, ...]]
         search: Sequence[Sequence[Any]]
@@ -1248,7 +1252,7 @@ _OUTCOME_AT = _AT["outcome"]
 
 class _CheckpointSeqs:
     """Where this store wrote the checkpoint rows of the runs it is executing: per run, per
-    (step, visit, attempt), their seqs; only for runs whose whole journal it wrote (from seq 1).
+    (step, visit, attempt), their seqs; only for runs it created (so it wrote their whole journal).
 
     Why: a checkpoint's durable wait is known only once its commit returned, so it is written
     later, as an update of the run's checkpoint rows with that step, visit and attempt. Searched
@@ -1266,21 +1270,30 @@ class _CheckpointSeqs:
     def __init__(self) -> None:
         self._runs: dict[str, dict[tuple[Any, ...], list[int]]] = {}
 
+    def start(self, run_ids: Sequence[str]) -> None:
+        """Runs just created: their journals are empty."""
+        runs = self._runs
+        for run_id in run_ids:
+            if len(runs) >= self._RUNS:
+                del runs[next(iter(runs))]
+            runs[run_id] = {}
+
+    def wants(self, row: Sequence[Any]) -> bool:
+        """Whether the seq of this journal row is worth a statement when it is written alone."""
+        return row[_OUTCOME_AT] is not None and row[0] in self._runs
+
     def note(self, rows: Sequence[Sequence[Any]], seqs: Sequence[int | None]) -> None:
         """Journal rows just inserted (as ``insert_rows`` takes them) and their seqs."""
         runs = self._runs
         for row, seq in zip(rows, seqs, strict=True):
-            run_id = row[0]
-            if seq == 1:  # the run's journal starts here
-                if len(runs) >= self._RUNS and run_id not in runs:
-                    del runs[next(iter(runs))]
-                runs[run_id] = {}
-            keys = runs.get(run_id)
+            if row[_OUTCOME_AT] is None:
+                continue
+            keys = runs.get(row[0])
             if keys is None:
                 continue
             if seq is None or len(keys) >= self._KEYS:
-                del runs[run_id]
-            elif row[_OUTCOME_AT] is not None:
+                del runs[row[0]]
+            else:
                 keys.setdefault(_CHECKPOINT_KEY(row), []).append(seq)
 
     def find(self, waits: Sequence[Sequence[Any]]) -> tuple[list[tuple[Any, ...]], list[Sequence[Any]]]:
