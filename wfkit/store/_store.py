@@ -344,8 +344,12 @@ class Store:
         if conn is not None:
             return conn
         # Each thread gets its own connection; check_same_thread is off only so that close() can
-        # close those of threads that have ended (an export timer's, say).
-        conn = sqlite3.connect(self.path, timeout=60.0, isolation_level=None, check_same_thread=False)
+        # close those of threads that have ended (an export timer's, say). The writer's bulk
+        # statements come in a size per power of two and NULL pattern: more than the default 128
+        # cached statements would hold, and a large one costs milliseconds to prepare again.
+        conn = sqlite3.connect(
+            self.path, timeout=60.0, isolation_level=None, check_same_thread=False, cached_statements=512
+        )
         try:
             conn.execute("PRAGMA busy_timeout = 60000")
             # Check it is ours before changing anything in it (WAL mode persists in the file).
