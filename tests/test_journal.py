@@ -10,6 +10,7 @@ import pytest
 import wfkit as wf
 from wfkit.store._journal import (
     COLUMNS,
+    JOURNAL_INSERT,
     encode_updates,
     event_from_row,
     event_row,
@@ -286,3 +287,52 @@ def test_updates_that_write_nothing_encode_as_an_empty_object() -> None:
 
     assert codec_encode("step 's' wrote", {}) == encode_updates("s", {})
     assert "{}" == encode_updates("s", {})
+
+
+def _typed_journal(store: Store) -> list[tuple[object, ...]]:
+    """Every journal row with each column's SQLite type next to its value."""
+    columns = ("seq", *COLUMNS, "checksum")
+    typed = ", ".join(f"{c}, typeof({c})" for c in columns)
+    return [tuple(r) for r in store.read(f"SELECT {typed} FROM journal ORDER BY run_id, seq")]
+
+
+def test_bulk_rows_store_the_same_values_and_types_as_one_row_at_a_time(tmp_path: Path) -> None:
+    """Rows of several NULL patterns, interleaved, in one write: the values, NULLs and types of rows bound alone."""
+    variants = [
+        _event()._replace(attempt=1),
+        _event()._replace(attempt=2, status="ok", error_kind=None, tools=None, extra=None, retry_delay_s=0.0),
+        _event()._replace(attempt=3, tokens_in=0, tokens_out=2**62, cost_usd=0.0, model="NULL", approver=""),
+        _event()._replace(attempt=4, map_index=0, parent_run_id="0", error_message="-6917529027641081856"),
+    ]
+    events = [variants[i % 4]._replace(run_id=f"r{i % 3}", attempt=i) for i in range(700)]
+    rows = [event_row(e, "ok" if i % 5 else None, "{}" if i % 2 else None, None) for i, e in enumerate(events)]
+    together, alone = Store(tmp_path / "together.db"), Store(tmp_path / "alone.db")
+    try:
+        together.writer.run(None, [("journal", row) for row in rows])
+        for row in rows:
+            alone.do(lambda conn, row=row: conn.execute(JOURNAL_INSERT, row))
+        expected, actual = _typed_journal(alone), _typed_journal(together)
+        ordered = [e.attempt for e in together.events("r1")]
+    finally:
+        together.close()
+        alone.close()
+    assert 700 == len(actual)
+    assert expected == actual
+    assert list(range(1, 700, 3)) == ordered
+
+
+def test_a_missing_required_value_is_still_refused_in_a_bulk_write(tmp_path: Path) -> None:
+    """A None in a NOT NULL column is written as NULL: SQLite refuses it, alone or with others, as a bound None."""
+    store = Store(tmp_path / "j.db")
+    good = event_row(_event())
+    bad = list(good)
+    bad[1 + COLUMNS.index("status")] = None
+    try:
+        with pytest.raises(wf.StoreCorruptError, match=r"NOT NULL constraint failed: journal\.status"):
+            store.writer.run(None, [("journal", good), ("journal", tuple(bad))])
+        with pytest.raises(wf.StoreCorruptError, match=r"NOT NULL constraint failed: journal\.status"):
+            store.writer.run(None, [("journal", tuple(bad))])
+        stored = store.read("SELECT COUNT(*) FROM journal")[0][0]
+    finally:
+        store.close()
+    assert 0 == stored

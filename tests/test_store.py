@@ -20,8 +20,8 @@ from typing import Any
 import pytest
 
 import wfkit as wf
-from wfkit.store._journal import encode_state, encode_updates
-from wfkit.store._store import _MAGIC, SCHEMA_VERSION, Store
+from wfkit.store._journal import JOURNAL_INSERT, encode_state, encode_updates, event_row
+from wfkit.store._store import _MAGIC, SCHEMA_VERSION, Store, _bulk_write
 from wfkit.store._workspace import DB_NAME, open_store
 
 # ---- helpers -------------------------------------------------------------------------------------
@@ -765,3 +765,78 @@ def test_drop_all_rows_leaves_a_store_as_a_new_one_is(tmp_path: Path) -> None:
     assert [(second.run_id,)] == [tuple(r) for r in store.read("SELECT run_id FROM runs")]
     assert first.run_id != second.run_id
     assert {second.run_id} == {r[0] for r in store.all_journal_rows(["run_id"])}
+
+
+def test_runs_created_and_stopped_together_keep_their_own_values(store: Store, db: Path) -> None:
+    """New runs, then their ends (with and without seeds, errors, end times), one batch each: each keeps its own."""
+    created = [
+        store.create_run_rows(_row("plain")),
+        store.create_run_rows({**_row("seeded"), "seed": 0, "timeout": 1.5, "workflow_ref": "m:f"}),
+        store.create_run_rows({**_row("third"), "seed": 7}),
+    ]
+    store.writer.run(None, [row for rows in created for row in rows])
+    ends = [
+        store.finish_rows("plain", status="succeeded", state={"a": 1}, error=None, elapsed=0.5, ended=True),
+        store.finish_rows("seeded", status="failed", state={}, error=KeyError("k"), elapsed=0.0, ended=True),
+        store.finish_rows("third", status="waiting", state={}, error=None, elapsed=2.0, ended=False),
+    ]
+    store.writer.run(None, [row for rows in ends for row in rows])
+    columns = (
+        "run_id, status, seed, typeof(seed), timeout, workflow_ref, state, error_type, error, elapsed, "
+        "ended_at IS NULL, lease_owner"
+    )
+    actual = _sql(db, f"SELECT {columns} FROM runs ORDER BY run_id")
+    assert [
+        ("plain", "succeeded", None, "null", None, None, '{"a":1}', None, None, 0.5, 0, None),
+        ("seeded", "failed", 0, "integer", 1.5, "m:f", "{}", "KeyError", "'k'", 0.0, 0, None),
+        ("third", "waiting", 7, "integer", None, None, "{}", None, None, 2.0, 1, None),
+    ] == actual
+
+
+def _journal_with_waits(db: Path) -> list[Any]:
+    return _sql(db, "SELECT run_id, seq, step, visit, attempt, durable_wait_s FROM journal ORDER BY run_id, seq")
+
+
+def test_durable_waits_found_by_seq_land_where_a_search_puts_them(tmp_path: Path) -> None:
+    """Waits of checkpoints this store wrote, of map items, of a run it did not make, of a stopped run: as searched."""
+    event = wf.StepEvent("fresh", "w", "v1", "s", 1, 1, "ok", started_at=1.0, ended_at=2.0, latency_s=1.0)
+    old = event._replace(run_id="old")
+    batches: list[list[tuple[str, tuple[Any, ...]]]] = [
+        [("journal", event_row(old._replace(step=f"s{i}"), "ok", "{}")) for i in range(3)],
+        [("journal", event_row(event._replace(step=f"s{i}"), "ok" if i % 2 else None, "{}")) for i in range(6)],
+        [("journal", event_row(event._replace(step="map", map_index=i), "ok", "{}")) for i in range(4)],
+        [("journal", event_row(event._replace(step="s9"), "ok", "{}"))],  # a row alone: its seq comes back
+        [
+            *[Store.durable_wait_row(0.5 + i, "fresh", f"s{i}", 1, 1) for i in range(6)],
+            *[Store.durable_wait_row(0.25, "fresh", "map", 1, 1) for _ in range(4)],  # one value: a search picks any
+            Store.durable_wait_row(7.0, "fresh", "s9", 1, 1),
+            Store.durable_wait_row(8.0, "fresh", "never", 1, 1),
+            Store.durable_wait_row(9.0, "old", "s1", 1, 1),
+        ],
+        [("journal", event_row(event._replace(step="s1", attempt=2), "ok", "{}"))],
+        [Store.durable_wait_row(3.0, "fresh", "s1", 1, 2), Store.durable_wait_row(4.0, "fresh", "s3", 1, 1)],
+    ]
+    expected_db, actual_db = tmp_path / "searched.db", tmp_path / "by_seq.db"
+    searched, by_seq = Store(expected_db), Store(actual_db)
+    try:
+        for store in (searched, by_seq):
+            store.create_run(_row("fresh"))
+        for i, batch in enumerate(batches):
+            if i == 0:  # a run this store did not create
+                for store in (searched, by_seq):
+                    store.do(lambda conn, b=batch: [conn.execute(JOURNAL_INSERT, row) for _, row in b])
+                continue
+            searched.do(lambda conn, b=batch: _bulk_write(conn, b))
+            by_seq.writer.run(None, batch)
+        remembered = by_seq._checkpoint_seqs.find([("w", "fresh", "s3", 1, 1), ("w", "old", "s1", 1, 1)])
+        by_seq.finish("fresh", status="succeeded", state={}, error=None, elapsed=1.0, ended=True)
+        forgotten = by_seq._checkpoint_seqs.find([("w", "fresh", "s3", 1, 1)])
+    finally:
+        searched.close()
+        by_seq.close()
+    assert ([("w", "fresh", 4, "s3", 1, 1)], [("w", "old", "s1", 1, 1)]) == remembered
+    assert ([], [("w", "fresh", "s3", 1, 1)]) == forgotten
+    expected = _journal_with_waits(expected_db)
+    assert expected == _journal_with_waits(actual_db)
+    # s1, s3, s5 (the others have no outcome), the four map items, s9, and s1's second attempt
+    assert 9 == sum(1 for row in expected if row[5] is not None and row[0] == "fresh")

@@ -10,6 +10,7 @@ gap in a run's sequence numbers is a :class:`StoreCorruptError` naming the file,
 
 from __future__ import annotations
 
+import functools
 import json
 import operator
 import sqlite3
@@ -36,44 +37,152 @@ JOURNAL_INSERT = (
 )
 # Verified reads select this: seq, the columns, the checksum.
 JOURNAL_SELECT = f"SELECT seq, {', '.join(COLUMNS)}, checksum FROM journal"
-# Rows per statement when many are written at once: one statement (one step of SQLite, so one
-# release of the GIL by the writer thread, which must then win it back from a busy event loop)
-# per chunk instead of per row. SQLite before 3.32 allows 999 bound values per statement, later
-# ones 32766. Powers of two: n rows take as many statements as n has one-bits (86 rows: 4, where
-# sizes 512/64/8/1 took 9), and the few sizes stay in the connection's statement cache.
+# Rows per statement when many are written at once. Each statement is one step of SQLite, so one
+# release of the GIL by the writer thread, which must then win it back from a busy event loop: a
+# wait of up to the interpreter's switch interval (5 ms) each time the loop is running Python,
+# measured at 3 to 6 ms per statement in a batch of a thousand concurrent runs. So a batch's rows
+# of one kind go in one statement per ``CHUNKS[0]`` rows: the statement of the next size up, the
+# rows it has no use for padded with zeros and dropped by its ``WHERE v.column1 = 1`` (each real
+# row starts with a 1; ints bind at no cost). Powers of two: few sizes, kept in the statement
+# cache, and at most half of a statement padding. SQLite before 3.32 allows 999 bound values per
+# statement, later ones 32766.
 CHUNKS = tuple(2**i for i in range(9, -1, -1)) if sqlite3.sqlite_version_info >= (3, 32) else (16, 8, 4, 2, 1)
 
 
-def _bulk_insert(rows: int) -> str:
-    """INSERT of ``rows`` journal rows in one statement. Each row's seq continues its run's
-    journal; rows of one run in the same statement take consecutive seqs in the order given (the
-    last value of a row is its position). SQLite evaluates the SELECT before inserting, so the
-    MAX(seq) it reads never includes rows of this statement."""
-    width = len(COLUMNS) + 1  # the columns, then the checksum
-    marks = "(" + ", ".join("?" for _ in range(width + 1)) + ")"
-    columns = ", ".join(f"v.column{i + 1}" for i in range(width))
+# Why the bulk statements write NULL as a literal instead of binding None: Python's sqlite3 binds
+# int, float and str directly but sends every other value, None included, through its adapter
+# lookup (about 0.85 us per None, with the GIL held, so the event loop waits too), and a journal
+# row is half NULLs. So a statement is made per pattern of NULL values (a workload has a handful:
+# a checkpoint, a failed attempt, an LLM step with tokens...), and only the other values are
+# bound. What is stored is the same: NULL where the value was None.
+Nulls = tuple[bool, ...]
+"""Which values of a row are None."""
+
+Statement = Callable[[str], str]
+"""Makes a bulk statement from its VALUES table, whose rows are ``(1, value, ...)`` (so
+``v.column2`` is a row's first value); the statement keeps only rows with ``v.column1 = 1``."""
+
+
+@functools.lru_cache(maxsize=512)
+def _sql(statement: Statement, nulls: Nulls, rows: int) -> str:
+    row = "(?, " + ", ".join("NULL" if null else "?" for null in nulls) + ")"
+    return statement(", ".join(row for _ in range(rows)))
+
+
+def execute_rows(conn: sqlite3.Connection, statement: Statement, rows: Iterable[Sequence[Any]]) -> None:
+    """Run ``statement`` over ``rows``: one statement per NULL pattern per ``CHUNKS[0]`` rows
+    (so rows of different patterns may be applied out of order)."""
+    groups: dict[Nulls, list[Any]] = {}
+    for row in rows:
+        nulls = tuple([v is None for v in row])
+        params = groups.get(nulls)
+        if params is None:
+            params = groups[nulls] = []
+        params.append(1)
+        params.extend([v for v in row if v is not None])
+    for nulls, params in groups.items():
+        execute_padded(conn, statement, nulls, params)
+
+
+def execute_padded(conn: sqlite3.Connection, statement: Statement, nulls: Nulls, params: list[Any]) -> None:
+    """Run ``statement`` over flat ``params``: rows of one NULL pattern, each starting with 1 and
+    holding its values that are not None (see :data:`CHUNKS`); the last statement's missing rows
+    are padded with zeros."""
+    width = 1 + nulls.count(False)
+    total, largest = len(params) // width, CHUNKS[0]
+    for at in range(0, total, largest):
+        rows = min(largest, total - at)
+        size = min(c for c in CHUNKS if c >= rows)
+        chunk = params[at * width : (at + rows) * width]
+        if size > rows:
+            chunk.extend([0] * ((size - rows) * width))
+        conn.execute(_sql(statement, nulls, size), chunk)
+
+
+@functools.lru_cache(maxsize=256)
+def _insert_one(nulls: Nulls) -> str:
+    """INSERT of one journal row: its seq continues its run's journal (read in the statement)."""
+    marks = ", ".join("NULL" if null else "?" for null in nulls)
     return (
-        f"INSERT INTO journal (seq, {', '.join(COLUMNS)}, checksum) SELECT "
-        f"COALESCE((SELECT MAX(k.seq) FROM journal k WHERE k.run_id = v.column1), 0) "
-        f"+ ROW_NUMBER() OVER (PARTITION BY v.column1 ORDER BY v.column{width + 1}), {columns} "
-        f"FROM (VALUES {', '.join(marks for _ in range(rows))}) v"
+        f"INSERT INTO journal (seq, {', '.join(COLUMNS)}, checksum) VALUES ("
+        f"(SELECT COALESCE(MAX(seq), 0) + 1 FROM journal WHERE run_id = ?), {marks})"
     )
 
 
-_BULK = {size: _bulk_insert(size) for size in CHUNKS}
+_INSERTED = ", ".join(f"v.column{i}" for i in range(2, len(COLUMNS) + 4))  # seq, the columns, checksum
 
 
-def insert_rows(conn: sqlite3.Connection, rows: Sequence[Sequence[Any]]) -> None:
-    """Write journal rows (as made by :func:`event_row`), in order, in a few statements."""
-    at, total = 0, len(rows)
-    while at < total:
-        size = next(c for c in CHUNKS if c <= total - at)
-        if size == 1:  # half the cost of a one-row bulk statement (no window over a VALUES table)
-            conn.execute(JOURNAL_INSERT, rows[at])
-        else:
-            params = [value for n, row in enumerate(rows[at : at + size]) for value in (*row[1:], n)]
-            conn.execute(_BULK[size], params)
-        at += size
+def _insert_many(values: str) -> str:
+    """INSERT of journal rows, each (seq, the columns, the checksum), for :func:`execute_padded`."""
+    return (
+        f"INSERT INTO journal (seq, {', '.join(COLUMNS)}, checksum) SELECT {_INSERTED} "
+        f"FROM (VALUES {values}) v WHERE v.column1 = 1"
+    )
+
+
+@functools.lru_cache(maxsize=16)
+def _last_seqs(runs: int) -> str:
+    """Each of ``runs`` run ids with its last seq (NULL: none yet); the correlated MAX seeks the
+    end of the run's key range instead of scanning its rows."""
+    return (
+        "SELECT v.column1, (SELECT MAX(k.seq) FROM journal k WHERE k.run_id = v.column1) "
+        f"FROM (VALUES {', '.join('(?)' for _ in range(runs))}) v"
+    )
+
+
+_LAST_SEQ = "SELECT MAX(seq) FROM journal WHERE run_id = ?"
+
+
+def insert_rows(
+    conn: sqlite3.Connection, rows: Sequence[Sequence[Any]], *, seq_of_one: bool = False
+) -> list[int | None]:
+    """Write journal rows (as made by :func:`event_row`: run_id, the columns, the checksum), in
+    order: each run's rows take the next seqs of its journal in the order given. Returns the seqs;
+    a row written alone has its seq read inside its INSERT, and returned (None otherwise) only
+    with ``seq_of_one``, read back by one more statement (a third of what ``RETURNING`` costs)."""
+    if len(rows) == 1:
+        row = rows[0]
+        values = row[1:]
+        conn.execute(_insert_one(tuple([v is None for v in values])), [row[0], *[v for v in values if v is not None]])
+        if not seq_of_one:
+            return [None]
+        last: int = conn.execute(_LAST_SEQ, (row[0],)).fetchone()[0]  # the writer holds the lock: ours
+        return [last]
+    # The seqs are worked out here, once per run, from one read (the writer holds the write lock,
+    # so nobody adds rows in between): no MAX per row and no window over the rows in SQLite, and
+    # rows of different NULL patterns may go in different statements without losing their order.
+    nexts = _next_seqs(conn, list(dict.fromkeys([row[0] for row in rows])))
+    groups: dict[Nulls, list[Any]] = {}
+    seqs: list[int | None] = []
+    for row in rows:
+        run_id = row[0]
+        seq = nexts[run_id]
+        nexts[run_id] = seq + 1
+        seqs.append(seq)
+        values = row[1:]
+        nulls = (False, *[v is None for v in values])  # the seq, then the values
+        params = groups.get(nulls)
+        if params is None:
+            params = groups[nulls] = []
+        params.append(1)
+        params.append(seq)
+        params.extend([v for v in values if v is not None])
+    for nulls, params in groups.items():
+        execute_padded(conn, _insert_many, nulls, params)
+    return seqs
+
+
+def _next_seqs(conn: sqlite3.Connection, run_ids: list[str]) -> dict[str, int]:
+    """The next seq of each run's journal, in as few statements as the chunk sizes allow: the
+    list is padded with its first run id up to a chunk size (a run asked twice costs a seek)."""
+    nexts: dict[str, int] = {}
+    largest = CHUNKS[0]
+    for at in range(0, len(run_ids), largest):
+        part = run_ids[at : at + largest]
+        size = min(c for c in CHUNKS if c >= len(part))
+        for run_id, last in conn.execute(_last_seqs(size), part + [part[0]] * (size - len(part))):
+            nexts[run_id] = (last or 0) + 1
+    return nexts
 
 
 _TOOLS_AT = FIELDS.index("tools")

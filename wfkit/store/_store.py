@@ -22,6 +22,7 @@ Why these choices:
 from __future__ import annotations
 
 import logging
+import operator
 import os
 import socket
 import sqlite3
@@ -39,12 +40,12 @@ from wfkit.model._processors import redact_optional, redact_text
 from wfkit.model._status import RunStatus
 from wfkit.store._codec import encode_state
 from wfkit.store._journal import (
-    CHUNKS,
     COLUMNS,
     JOURNAL_INSERT,
     JOURNAL_SELECT,
     event_from_row,
     event_row,
+    execute_rows,
     insert_rows,
     run_checksum,
     verify_rows,
@@ -266,6 +267,8 @@ class Store:
         )
         # Approval tickets: a part of the store, handed its write and read (``store.tickets``).
         self.tickets = Tickets(path, self.do, self.read)
+        # Used by the writer only (its thread, or a loop's commit under its gate).
+        self._checkpoint_seqs = _CheckpointSeqs()
 
     # ---- connection --------------------------------------------------------------------------
 
@@ -341,8 +344,12 @@ class Store:
         if conn is not None:
             return conn
         # Each thread gets its own connection; check_same_thread is off only so that close() can
-        # close those of threads that have ended (an export timer's, say).
-        conn = sqlite3.connect(self.path, timeout=60.0, isolation_level=None, check_same_thread=False)
+        # close those of threads that have ended (an export timer's, say). The writer's bulk
+        # statements come in a size per power of two and NULL pattern: more than the default 128
+        # cached statements would hold, and a large one costs milliseconds to prepare again.
+        conn = sqlite3.connect(
+            self.path, timeout=60.0, isolation_level=None, check_same_thread=False, cached_statements=512
+        )
         try:
             conn.execute("PRAGMA busy_timeout = 60000")
             # Check it is ours before changing anything in it (WAL mode persists in the file).
@@ -438,7 +445,7 @@ class Store:
 
     def _bulk_write(self, conn: sqlite3.Connection, rows: Rows) -> None:
         try:
-            _bulk_write(conn, rows)
+            _bulk_write(conn, rows, self._checkpoint_seqs)
         except ValueError as exc:  # name the store a refused run id was meant for
             raise ValueError(
                 str(exc).replace(" already exists;", f" already exists in {self.path};")
@@ -523,6 +530,7 @@ class Store:
             ]
             for table in tables:  # names read from the schema, never from a caller
                 conn.execute(f'DELETE FROM "{table}"')
+            self._checkpoint_seqs.clear()
 
         self.do(drop)
 
@@ -1053,6 +1061,7 @@ class Store:
         key = (status, by, event.run_id, event.step, event.visit)
 
         def settle(conn: sqlite3.Connection) -> None:
+            self._checkpoint_seqs.forget(event.run_id)  # a checkpoint row not written by the bulk insert
             conn.execute(JOURNAL_INSERT, row)
             conn.execute("UPDATE intents SET status=?, resolved_by=? WHERE run_id=? AND step=? AND visit=?", key)
 
@@ -1158,76 +1167,161 @@ _RUN_COLUMNS = (
 _RUN_COLUMN_SET = frozenset(_RUN_COLUMNS)
 
 
-def _values(rows: int, width: int) -> str:
-    row = "(" + ", ".join("?" for _ in range(width)) + ")"
-    return ", ".join(row for _ in range(rows))
+# The writer's bulk statements, one per kind of row, for ``execute_rows``: each is given its
+# VALUES table, whose rows start with 1 (padding rows with 0, dropped), so ``v.column2`` is a
+# row's first value.
+def _bulk_runs(values: str) -> str:
+    columns = ", ".join(f"v.column{i + 2}" for i in range(len(_RUN_COLUMNS)))
+    return f"INSERT INTO runs ({', '.join(_RUN_COLUMNS)}) SELECT {columns} FROM (VALUES {values}) v WHERE v.column1 = 1"
 
 
-def _bulk_runs(rows: int) -> str:
-    return f"INSERT INTO runs ({', '.join(_RUN_COLUMNS)}) VALUES {_values(rows, len(_RUN_COLUMNS))}"
-
-
-def _bulk_finish(rows: int) -> str:
+def _bulk_finish(values: str) -> str:
     return (
-        "UPDATE runs SET status=v.column2, state=v.column3, error_type=v.column4, error=v.column5, "
-        "elapsed=v.column6, updated_at=v.column7, ended_at=v.column8, lease_owner=NULL, lease_host=NULL, "
-        f"lease_pid=NULL, lease_expires=NULL FROM (VALUES {_values(rows, 9)}) v "
-        "WHERE runs.run_id = v.column1 AND (runs.lease_owner IS NULL OR runs.lease_owner = v.column9)"
+        "UPDATE runs SET status=v.column3, state=v.column4, error_type=v.column5, error=v.column6, "
+        "elapsed=v.column7, updated_at=v.column8, ended_at=v.column9, lease_owner=NULL, lease_host=NULL, "
+        f"lease_pid=NULL, lease_expires=NULL FROM (VALUES {values}) v WHERE v.column1 = 1 "
+        "AND runs.run_id = v.column2 AND (runs.lease_owner IS NULL OR runs.lease_owner = v.column10)"
     )
 
 
-def _bulk_waits(rows: int) -> str:
+def _bulk_waits(values: str) -> str:
     return (
-        f"UPDATE journal SET durable_wait_s = v.column1 FROM (VALUES {_values(rows, 5)}) v "
-        "WHERE journal.run_id = v.column2 AND journal.step = v.column3 AND journal.visit = v.column4 "
-        "AND journal.attempt = v.column5 AND journal.outcome IS NOT NULL"
+        f"UPDATE journal SET durable_wait_s = v.column2 FROM (VALUES {values}) v WHERE v.column1 = 1 "
+        "AND journal.run_id = v.column3 AND journal.step = v.column4 AND journal.visit = v.column5 "
+        "AND journal.attempt = v.column6 AND journal.outcome IS NOT NULL"
     )
 
 
-def _bulk_forget(rows: int) -> str:
-    return f"DELETE FROM attempts WHERE run_id IN ({', '.join('?' for _ in range(rows))})"
+def _bulk_waits_by_seq(values: str) -> str:
+    """The same update for rows known by seq: one row each instead of a search of the run's
+    journal (the checks of the search stay: a seq that does not hold that checkpoint is left)."""
+    return (
+        f"UPDATE journal SET durable_wait_s = v.column2 FROM (VALUES {values}) v WHERE v.column1 = 1 "
+        "AND journal.run_id = v.column3 AND journal.seq = v.column4 AND journal.step = v.column5 "
+        "AND journal.visit = v.column6 AND journal.attempt = v.column7 AND journal.outcome IS NOT NULL"
+    )
 
 
-_BULK_SQL = {
-    "forget": {n: _bulk_forget(n) for n in CHUNKS},
-    "run": {n: _bulk_runs(n) for n in CHUNKS},
-    "finish": {n: _bulk_finish(n) for n in CHUNKS},
-    "wait": {n: _bulk_waits(n) for n in CHUNKS},
-}
+def _bulk_forget(values: str) -> str:
+    return f"DELETE FROM attempts WHERE run_id IN (SELECT v.column2 FROM (VALUES {values}) v WHERE v.column1 = 1)"
 
 
-def _bulk_write(conn: sqlite3.Connection, rows: Rows) -> None:
+def _bulk_write(conn: sqlite3.Connection, rows: Rows, checkpoints: _CheckpointSeqs | None = None) -> None:
     """The writer's bulk step: new runs, then journal rows, then durable waits, then runs that
-    stopped, each kind in a few statements (every statement costs the writer the GIL)."""
+    stopped, each kind in one statement per 512 rows and NULL pattern (every statement costs the
+    writer the GIL). ``checkpoints`` remembers where checkpoint rows went, for their waits."""
     by_kind: dict[str, list[Sequence[Any]]] = {"run": [], "journal": [], "wait": [], "finish": []}
     for kind, values in rows:
         by_kind[kind].append(values)
     if by_kind["run"]:
         try:
-            _chunked(conn, _BULK_SQL["run"], by_kind["run"])
+            execute_rows(conn, _bulk_runs, by_kind["run"])
         except sqlite3.IntegrityError as exc:
             if len(by_kind["run"]) > 1:
                 raise  # the writer runs each write alone next, and the one at fault says so
             raise ValueError(
                 f"a run with id {by_kind['run'][0][0]!r} already exists; pass another run_id, or resume that run"
             ) from exc
+        if checkpoints is not None:
+            checkpoints.start([r[0] for r in by_kind["run"]])
     if by_kind["journal"]:
-        insert_rows(conn, by_kind["journal"])
+        journal = by_kind["journal"]
+        if checkpoints is None:
+            insert_rows(conn, journal)
+        else:
+            checkpoints.note(journal, insert_rows(conn, journal, seq_of_one=checkpoints.wants(journal[0])))
     if by_kind["wait"]:
-        _chunked(conn, _BULK_SQL["wait"], by_kind["wait"])
+        by_seq: list[tuple[Any, ...]]
+        search: Sequence[Sequence[Any]]
+        if checkpoints is None:
+            by_seq, search = [], by_kind["wait"]
+        else:
+            by_seq, search = checkpoints.find(by_kind["wait"])
+        if by_seq:
+            execute_rows(conn, _bulk_waits_by_seq, by_seq)
+        if search:
+            execute_rows(conn, _bulk_waits, search)
     if by_kind["finish"]:
-        _chunked(conn, _BULK_SQL["finish"], by_kind["finish"])
+        execute_rows(conn, _bulk_finish, by_kind["finish"])
         # Attempt records of stopped runs (only retried steps have them): none is in flight now.
-        # One statement, not one per run: each statement lets go of the GIL and must win it back.
-        _chunked(conn, _BULK_SQL["forget"], [(r[0],) for r in by_kind["finish"]])
+        execute_rows(conn, _bulk_forget, [(r[0],) for r in by_kind["finish"]])
+        if checkpoints is not None:
+            for finish in by_kind["finish"]:  # its last waits came with it (a resumed run searches)
+                checkpoints.forget(finish[0])
 
 
-def _chunked(conn: sqlite3.Connection, statements: Mapping[int, str], rows: Sequence[Sequence[Any]]) -> None:
-    at, total = 0, len(rows)
-    while at < total:
-        size = next(c for c in CHUNKS if c <= total - at)
-        conn.execute(statements[size], [value for row in rows[at : at + size] for value in row])
-        at += size
+_CHECKPOINT_KEY = operator.itemgetter(_AT["step"], _AT["visit"], _AT["attempt"])  # of a journal insert row
+_OUTCOME_AT = _AT["outcome"]
+
+
+class _CheckpointSeqs:
+    """Where this store wrote the checkpoint rows of the runs it is executing: per run, per
+    (step, visit, attempt), their seqs; only for runs it created (so it wrote their whole journal).
+
+    Why: a checkpoint's durable wait is known only once its commit returned, so it is written
+    later, as an update of the run's checkpoint rows with that step, visit and attempt. Searched
+    by those columns, SQLite reads every row of the run (the key is run_id, seq), so a wait per
+    step costs a run time quadratic in its length (measured: 40 us a wait in a 100-step run,
+    0.3 ms in a 1,000-step one); by seq it is one row. A run not known here (resumed, started by
+    another process, forgotten to bound memory, or whose rows came another way) is searched as
+    before. A seq noted by a write that was rolled back is harmless: the update by seq keeps the
+    search's checks, so it changes no other row.
+    """
+
+    _RUNS = 4096  # runs remembered at once (the oldest is forgotten first)
+    _KEYS = 65536  # checkpoints remembered per run
+
+    def __init__(self) -> None:
+        self._runs: dict[str, dict[tuple[Any, ...], list[int]]] = {}
+
+    def start(self, run_ids: Sequence[str]) -> None:
+        """Runs just created: their journals are empty."""
+        runs = self._runs
+        for run_id in run_ids:
+            if len(runs) >= self._RUNS:
+                del runs[next(iter(runs))]
+            runs[run_id] = {}
+
+    def wants(self, row: Sequence[Any]) -> bool:
+        """Whether the seq of this journal row is worth a statement when it is written alone."""
+        return row[_OUTCOME_AT] is not None and row[0] in self._runs
+
+    def note(self, rows: Sequence[Sequence[Any]], seqs: Sequence[int | None]) -> None:
+        """Journal rows just inserted (as ``insert_rows`` takes them) and their seqs."""
+        runs = self._runs
+        for row, seq in zip(rows, seqs, strict=True):
+            if row[_OUTCOME_AT] is None:
+                continue
+            keys = runs.get(row[0])
+            if keys is None:
+                continue
+            if seq is None or len(keys) >= self._KEYS:
+                del runs[row[0]]
+            else:
+                keys.setdefault(_CHECKPOINT_KEY(row), []).append(seq)
+
+    def find(self, waits: Sequence[Sequence[Any]]) -> tuple[list[tuple[Any, ...]], list[Sequence[Any]]]:
+        """Durable-wait rows (wait, run_id, step, visit, attempt) split into rows by seq
+        (wait, run_id, seq, step, visit, attempt) and rows to search for. Waits for the same
+        checkpoints (a map's items share step, visit and attempt) give them the last one: the
+        search gave them any one of them."""
+        found: dict[tuple[Any, ...], tuple[Any, list[int]]] = {}
+        search: list[Sequence[Any]] = []
+        for wait in waits:
+            keys = self._runs.get(wait[1])
+            seqs = None if keys is None else keys.get((wait[2], wait[3], wait[4]))
+            if seqs is None:
+                search.append(wait)
+            else:
+                found[tuple(wait[1:])] = (wait[0], seqs)
+        by_seq = [(w, key[0], seq, *key[1:]) for key, (w, seqs) in found.items() for seq in seqs]
+        return by_seq, search
+
+    def forget(self, run_id: str) -> None:
+        self._runs.pop(run_id, None)
+
+    def clear(self) -> None:
+        self._runs.clear()
 
 
 class AttemptFacts(NamedTuple):
