@@ -682,6 +682,19 @@ def test_a_store_made_before_maps_and_forks_is_upgraded_in_place(tmp_path: Path)
     assert {"map_index", "parent_run_id"} <= columns
 
 
+def test_a_version_1_store_is_raised_to_the_current_schema_version_on_open(tmp_path: Path) -> None:
+    """A store an earlier wfkit made (schema version 1) says the current version once this wfkit opened
+    it, so an older wfkit refuses it with "upgrade wfkit" instead of calling format-2 checksums damage."""
+    path = tmp_path / "v1" / DB_NAME
+    Store(path).close()
+    _sql(path, "UPDATE meta SET value = '1' WHERE key = 'schema_version'")
+    store = Store(path)
+    store.create_run(_row("r1"))
+    store.close()
+    assert [(str(SCHEMA_VERSION),)] == _sql(path, "SELECT value FROM meta WHERE key = 'schema_version'")
+    assert 2 == SCHEMA_VERSION
+
+
 # ---- migrations, batches, attempts ------------------------------------------------------------------
 
 _V1_JOURNAL = (

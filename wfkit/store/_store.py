@@ -54,7 +54,10 @@ from wfkit.store._journal import (
 from wfkit.store._tickets import Tickets
 from wfkit.store._writer import Rows, WriteOp, Writer
 
-SCHEMA_VERSION = 1
+# 2: journal rows carry checksum format 2 (see ``_journal``). A store a version-1 wfkit made is
+# raised to 2 when this wfkit first opens it, so an older wfkit then says "upgrade wfkit" instead
+# of reporting the new rows as damaged.
+SCHEMA_VERSION = 2
 _FIX = "it is damaged or truncated. Move it aside (or restore a backup) and wfkit will create a new one"
 _MAGIC = b"SQLite format 3\x00"
 LEASE_TTL = 60.0
@@ -364,7 +367,7 @@ class Store:
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute(f"PRAGMA synchronous = {self.synchronous}")
             if not self._upgraded:
-                self._upgrade(conn)
+                self._upgrade(conn, version)
         except sqlite3.DatabaseError as exc:
             conn.close()
             if isinstance(exc, sqlite3.OperationalError):
@@ -392,15 +395,15 @@ class Store:
             raise
         return conn
 
-    def _upgrade(self, conn: sqlite3.Connection) -> None:
-        """Bring a store made by an earlier wfkit up to date: appended journal columns, new tables.
-        Only additions, so an older wfkit still reads the file."""
+    def _upgrade(self, conn: sqlite3.Connection, version: int) -> None:
+        """Bring a store made by an earlier wfkit up to date: appended journal columns, new tables,
+        and its schema version (an older wfkit then refuses it with "upgrade wfkit")."""
         have = {r[1] for r in conn.execute("PRAGMA table_info(journal)")}
         have_runs = {r[1] for r in conn.execute("PRAGMA table_info(runs)")}
         missing = [(name, kind) for name, kind in _JOURNAL_ADDED if name not in have]
         missing += [(name, kind) for name, kind in _RUNS_ADDED if name not in have_runs]
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-        if missing or not {"run_links", "step_cache", "attempts"} <= tables:
+        if missing or version < SCHEMA_VERSION or not {"run_links", "step_cache", "attempts"} <= tables:
             with _transaction(conn):
                 have = {r[1] for r in conn.execute("PRAGMA table_info(journal)")}  # under the lock now
                 for name, kind in _JOURNAL_ADDED:
@@ -415,6 +418,10 @@ class Store:
                         t in statement for t in ("run_links", "step_cache", "attempts")
                     ):
                         conn.execute(statement)
+                conn.execute(
+                    "UPDATE meta SET value = ? WHERE key = 'schema_version' AND CAST(value AS INTEGER) < ?",
+                    (str(SCHEMA_VERSION), SCHEMA_VERSION),
+                )
         self._upgraded = True
 
     def _schema_version(self, conn: sqlite3.Connection) -> int | None:
