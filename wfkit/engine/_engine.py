@@ -614,14 +614,23 @@ class Execution:
 
     def _fire_joins(self) -> None:
         for join in list(self._arrived):
-            arrived = self._arrived[join]
-            blockers = self.graph.join_blockers[join]
-            missing = self.graph.static_preds[join] - arrived
-            active = self._active
-            if any(active.get(s) for p in missing for s in blockers[p]):
+            if self._can_still_arrive(join, self._arrived[join]):
                 continue  # a predecessor can still arrive: keep waiting
             del self._arrived[join]
             self._activate(join, None, None)
+
+    def _can_still_arrive(self, join: str, arrived: set[str]) -> bool:
+        """Whether a predecessor of ``join`` that has not arrived can still arrive: one of the steps
+        it can be reached from (without passing through the join) is active. Loops, not a set
+        difference and a generator: a fan-in of n branches asks n times."""
+        active = self._active
+        blockers = self.graph.join_blockers[join]
+        for pred in self.graph.static_preds[join]:
+            if pred not in arrived:
+                for step in blockers[pred]:
+                    if active.get(step):
+                        return True
+        return False
 
     def _settle(self, act: Activation, out: Outcome) -> None:
         """Commit a finished activation: state, route, checkpoint, event, successors."""
@@ -865,7 +874,7 @@ class Execution:
         version = self._version
         state, writers, merges, name = self.state, self._writers, self.merges, act.spec.name
         for key, value in updates.items():
-            merge = merges.get(key)
+            merge = merges.get(key) if merges else None  # most workflows declare no merge rule
             if merge is not None:
                 state[key] = merge(state.get(key), value)
                 continue
