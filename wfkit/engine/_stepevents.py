@@ -127,7 +127,14 @@ class EventMaker:
         return event
 
     def ok(
-        self, step: str, visit: int, started_at: float, latency: float, queue_s: float, route: str | None, tools: tuple[str, ...]
+        self,
+        step: str,
+        visit: int,
+        started_at: float,
+        latency: float,
+        queue_s: float,
+        route: str | None,
+        tools: tuple[str, ...],
     ) -> StepEvent:
         """The row of a first attempt that succeeded with nothing recorded (no usage, not a map
         item): most rows of a run in memory. :meth:`event` with those arguments, one call and
