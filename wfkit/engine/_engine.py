@@ -443,7 +443,7 @@ class Execution:
                 while done and not self._failed:
                     act, out = done.popleft()
                     del tasks[act]
-                    if type(out) is FirstAttempt:  # an inline step's plain success
+                    if isinstance(out, FirstAttempt):  # an inline step's plain success
                         self._settle_inline(act, out.result, out.started_at, out.t0, out.body_end)
                     elif isinstance(out, Outcome):
                         self._settle(act, out)
