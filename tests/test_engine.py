@@ -952,3 +952,66 @@ def test_an_inline_step_cancelled_mid_body_ends_the_run_as_cancelled() -> None:
         run.status,
         [(e.step, e.status, e.error_type) for e in run.events],
     )
+
+
+def _fan(branch: Any, *, timeout: float | None = None, retry: wf.RetryPolicy | None = None) -> wf.Workflow:
+    """start -> three parallel branches (run as tasks) -> join."""
+    flow = wf.Workflow("inline-fan", merge={"seen": wf.append})
+
+    async def noop(state: Any) -> None:
+        return None
+
+    flow.step(noop, name="start")
+    for name in ("b0", "b1", "b2"):
+        flow.step(branch, name=name, timeout=timeout, retry=retry)
+        flow.edge(name, "join")
+    flow.step(noop, name="join")
+    flow.edge("start", "b0", "b1", "b2")
+    return flow
+
+
+def test_parallel_inline_steps_make_the_same_rows_as_runner_steps() -> None:
+    """Branches awaited inline in their tasks and run by the attempt runner (a timeout) agree but for timing."""
+
+    async def branch(state: Any) -> dict[str, Any]:
+        await asyncio.sleep(0)
+        return {"seen": 1}
+
+    timing = {"run_id", "workflow_version", "started_at", "ended_at", "latency_s", "queue_s"}
+
+    def rows(run: wf.Run) -> list[tuple[str, dict[str, Any]]]:
+        out = [(e.step, {k: v for k, v in e._asdict().items() if k not in timing}) for e in run.events]
+        return sorted(out, key=lambda row: row[0])  # branches finish in any order
+
+    inline, runner = _fan(branch).run({}, workspace=False), _fan(branch, timeout=60.0).run({}, workspace=False)
+    assert rows(runner) == rows(inline)
+    assert ([1, 1, 1], "succeeded") == (inline.state["seen"], inline.status)
+    steps = [e.step for e in inline.events]
+    assert ("start", ["b0", "b1", "b2"], "join", 5) == (steps[0], sorted(steps[1:4]), steps[-1], len(steps))
+
+
+def test_a_parallel_inline_step_that_fails_once_is_retried_in_its_task() -> None:
+    """Each branch raising a transient error once reports a retry row then an ok row; the join runs once."""
+    calls: dict[str, int] = {}
+
+    async def branch(state: Any, ctx: Any = None) -> dict[str, Any]:
+        key = str(id(asyncio.current_task()))
+        calls[key] = calls.get(key, 0) + 1
+        if calls[key] == 1:
+            raise wf.TransientError("blip")
+        return {"seen": 1}
+
+    run = _fan(branch, retry=wf.RetryPolicy(max_retries=1, base_delay=0.0, jitter=0)).run({}, workspace=False)
+    statuses = sorted((e.step, e.attempt, e.status) for e in run.events if e.step.startswith("b"))
+    expected = sorted([(b, 1, "retry") for b in ("b0", "b1", "b2")] + [(b, 2, "ok") for b in ("b0", "b1", "b2")])
+    assert (expected, [1, 1, 1], 1) == (statuses, run.state["seen"], [e.step for e in run.events].count("join"))
+
+
+def test_a_parallel_inline_step_returning_no_dict_fails_the_run_with_the_runners_message() -> None:
+    """A branch returning a list is judged by the attempt runner in its task: the run fails saying why."""
+
+    async def branch(state: Any) -> list[int]:
+        return [1]
+
+    with pytest.raises(wf.StepFailedError, match="returns a dict of state updates"):
+        _fan(branch).run({}, workspace=False)

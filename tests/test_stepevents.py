@@ -144,3 +144,21 @@ def test_the_outlet_delivers_to_its_list_the_sinks_then_the_observers_and_is_cal
         ("observer", "parse"),
         ("observer", None),
     ] == heard
+
+
+def test_the_ok_row_is_the_row_event_makes_for_a_plain_first_attempt() -> None:
+    """EventMaker.ok equals EventMaker.event for a first attempt that succeeded with no usage and no map item."""
+    make = EventMaker("r1", "triage", "v1", "ph", (), parent_run_id="p1")
+    full = make.event("fetch", 2, 1, Status.OK, None, None, 100.0, 0.25, 0.5, None, "next", ("search",), None, None)
+    ok = make.ok("fetch", 2, 100.0, 0.25, 0.5, "next", ("search",))
+    assert (full, StepEvent) == (ok, type(ok))
+
+
+def test_the_ok_row_goes_through_a_processor_that_may_change_more_than_text() -> None:
+    """A user's processor sees the ok row too (it is not known to change only text)."""
+
+    def tag(event: StepEvent) -> StepEvent:
+        return event._replace(model="tagged")
+
+    make = EventMaker("r1", "triage", "v1", None, (tag,))
+    assert "tagged" == make.ok("fetch", 1, 100.0, 0.25, 0.5, None, ()).model

@@ -124,6 +124,58 @@ class Execution:
     (sub-workflow steps). None of them holds a reference back to the execution.
     """
 
+    # Slots: with 47 attributes (past the 30 an instance dict shares keys for) each of ten thousand
+    # concurrent runs kept a 1.5 KB dict of its own.
+    __slots__ = (
+        "_active",
+        "_arrived",
+        "_done",
+        "_durability",
+        "_ended",
+        "_failed",
+        "_finished",
+        "_held",
+        "_make",
+        "_map_done",
+        "_outlet",
+        "_ready",
+        "_replaying",
+        "_resumed",
+        "_runner",
+        "_services",
+        "_settling",
+        "_tasks",
+        "_version",
+        "_view",
+        "_view_version",
+        "_visits",
+        "_wake",
+        "_writers",
+        "count_waiting",
+        "elapsed_before",
+        "ended_at",
+        "error",
+        "graph",
+        "inputs",
+        "log",
+        "merges",
+        "origin",
+        "parameters_hash",
+        "parked",
+        "policy",
+        "run_id",
+        "seed",
+        "started_at",
+        "state",
+        "status",
+        "store",
+        "timeout",
+        "unreconciled",
+        "user_sinks",
+        "version",
+        "workflow",
+    )
+
     def __init__(
         self,
         graph: Graph,
@@ -173,13 +225,15 @@ class Execution:
         # activations per step, arrivals at joins, the ready queue and the running tasks.
         self._version = 0
         self._writers: dict[str, tuple[int, str]] = {}
-        self._visits: dict[str, int] = {}
-        self._active: dict[str, int] = {}
+        # Visits and active activations per step, every step's count there from the start (a
+        # subscript is cheaper than dict.get, every activation).
+        self._visits: dict[str, int] = dict.fromkeys(graph.steps, 0)
+        self._active: dict[str, int] = dict.fromkeys(graph.steps, 0)
         self._arrived: dict[str, set[str]] = {}
         self._ready: deque[Activation] = deque()
         self._tasks: dict[Activation, asyncio.Task[None]] = {}  # running activations, their tasks
         # Finished activations the scheduler has not settled yet (made when a first task starts).
-        self._done: deque[tuple[Activation, Outcome | BaseException]] | None = None
+        self._done: deque[tuple[Activation, Outcome | FirstAttempt | BaseException]] | None = None
         self._wake: asyncio.Future[None] | None = None
         # The state as steps see it, shared by activations until a commit changes the state.
         self._view: Mapping[str, Any] | None = None
@@ -374,7 +428,7 @@ class Execution:
                         continue
                     # The task reports its own outcome (_run_reported): no done callback, so no
                     # extra hop through the event loop per finished step or map item.
-                    reported = self._run_reported(act)
+                    reported = self._run_reported(act, inline)
                     tasks[act] = asyncio.Task(reported, loop=loop) if plain_tasks else loop.create_task(reported)
                 if not tasks:
                     if ready:
@@ -389,9 +443,12 @@ class Execution:
                 while done and not self._failed:
                     act, out = done.popleft()
                     del tasks[act]
-                    if not isinstance(out, Outcome):
+                    if isinstance(out, FirstAttempt):  # an inline step's plain success
+                        self._settle_inline(act, out.result, out.started_at, out.t0, out.body_end)
+                    elif isinstance(out, Outcome):
+                        self._settle(act, out)
+                    else:
                         raise out  # a bug in the attempt runner: the run fails with it
-                    self._settle(act, out)
                 if durable and durability.pending:
                     await durability.sync()  # successors start only once their predecessors are durable
             await self._cancel_tasks()
@@ -428,12 +485,30 @@ class Execution:
                     collector.run_ended()
                 self._outlet.status_changed()
 
-    async def _run_reported(self, act: Activation) -> None:
+    async def _run_reported(self, act: Activation, inline: bool) -> None:
         """Run ``act`` as a task of its own and hand its outcome (or the exception of a bug, or
-        the cancellation) to the scheduler, waking it if it sleeps."""
+        the cancellation) to the scheduler, waking it if it sleeps. ``inline``: the run may await
+        inline steps' bodies itself (see drive); a plain success is handed over as the
+        :class:`FirstAttempt` it is, for ``_settle_inline``, with no attempt runner and no Outcome."""
         cancelled = None
+        out: Outcome | FirstAttempt | BaseException
         try:
-            out: Outcome | BaseException = await self._runner.run(act)
+            spec = act.spec
+            if inline and spec.inline:  # as in drive's lone-step path
+                started_at = time.time()
+                t0 = time.perf_counter()
+                try:
+                    result = await spec.fn(act.view)
+                except BaseException as exc:  # the runner classifies, retries or re-raises it
+                    out = await self._runner.run(act, FirstAttempt(None, exc, started_at, t0, time.perf_counter()))
+                else:
+                    ran = FirstAttempt({} if result is None else result, None, started_at, t0, time.perf_counter())
+                    if result is None or (type(result) is dict and (not result or plain_updates(result))):
+                        out = ran
+                    else:
+                        out = await self._runner.run(act, ran)
+            else:
+                out = await self._runner.run(act)
         except asyncio.CancelledError as exc:  # the body cancelled itself: the run is cancelled
             out = cancelled = exc
         except Exception as exc:  # not a step's failure (that is an Outcome): a bug, raised by drive
@@ -465,12 +540,12 @@ class Execution:
 
     def _activate(self, name: str, tools: tuple[str, ...] | None, failure: Failure | None) -> None:
         spec = self.graph.steps[name]
-        visit = self._visits.get(name, 0) + 1
+        visit = self._visits[name] + 1
         self._visits[name] = visit
         if spec.max_visits is not None and visit > spec.max_visits:
             self._visit_limit(spec, visit)
             return
-        self._active[name] = self._active.get(name, 0) + 1
+        self._active[name] += 1
         version = self._version
         view = self._view
         if view is None or self._view_version != version:
@@ -520,8 +595,14 @@ class Execution:
                 self._activate(chosen.target, chosen.tools, None)
             return
         log.append((len(log) + 1, name, act.visit, "ok", updates, None, None, None))
-        for target in self.graph.edges.get(name, ()):
-            self._arrive(target, name)
+        edges = self.graph.edges.get(name)
+        if edges is not None:
+            preds = self.graph.static_preds
+            for target in edges:  # _arrive, written out: one call less per step of a chain
+                if len(preds[target]) < 2:
+                    self._activate(target, None, None)
+                else:
+                    self._arrived.setdefault(target, set()).add(name)
 
     def _arrive(self, target: str, source: str) -> None:
         """``source`` finished and its unconditional edge leads to ``target``."""
@@ -532,14 +613,23 @@ class Execution:
 
     def _fire_joins(self) -> None:
         for join in list(self._arrived):
-            arrived = self._arrived[join]
-            blockers = self.graph.join_blockers[join]
-            missing = self.graph.static_preds[join] - arrived
-            active = self._active
-            if any(active.get(s) for p in missing for s in blockers[p]):
+            if self._can_still_arrive(join, self._arrived[join]):
                 continue  # a predecessor can still arrive: keep waiting
             del self._arrived[join]
             self._activate(join, None, None)
+
+    def _can_still_arrive(self, join: str, arrived: set[str]) -> bool:
+        """Whether a predecessor of ``join`` that has not arrived can still arrive: one of the steps
+        it can be reached from (without passing through the join) is active. Loops, not a set
+        difference and a generator: a fan-in of n branches asks n times."""
+        active = self._active
+        blockers = self.graph.join_blockers[join]
+        for pred in self.graph.static_preds[join]:
+            if pred not in arrived:
+                for step in blockers[pred]:
+                    if active.get(step):
+                        return True
+        return False
 
     def _settle(self, act: Activation, out: Outcome) -> None:
         """Commit a finished activation: state, route, checkpoint, event, successors."""
@@ -586,21 +676,14 @@ class Execution:
                 self._fail(exc, RunStatus.FAILED)
                 event = None
             else:
-                route = None if chosen is None else chosen.target
-                event = self._make.event(
+                event = self._make.ok(
                     name,
                     act.visit,
-                    1,
-                    Status.OK,
-                    None,
-                    None,
                     started_at,
                     latency,
                     t0 - act.queued,
-                    None,
-                    route,
+                    None if chosen is None else chosen.target,
                     act.tools,
-                    None,
                 )
                 self._follow(act, updates, chosen)
                 if self._arrived:
@@ -609,7 +692,8 @@ class Execution:
             self._settling = False
         if event is not None:
             self._outlet.emit(event)  # a run in memory: its checkpoint is its event, emitted at once
-        self._record_held()
+        if self._held is not None:
+            self._record_held()
 
     def _settle_outcome(self, act: Activation, out: Outcome) -> tuple[str, str | None, str | None, StepEvent] | None:
         """Apply the outcome; returns the checkpoint to write (outcome, updates, failure, event)."""
@@ -789,7 +873,7 @@ class Execution:
         version = self._version
         state, writers, merges, name = self.state, self._writers, self.merges, act.spec.name
         for key, value in updates.items():
-            merge = merges.get(key)
+            merge = merges.get(key) if merges else None  # most workflows declare no merge rule
             if merge is not None:
                 state[key] = merge(state.get(key), value)
                 continue

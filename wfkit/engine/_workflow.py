@@ -10,12 +10,12 @@ import json
 import os
 import sys
 import time
-import uuid
 import warnings
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar, Unpack, overload
 
+from wfkit.engine._attempts import plain_updates
 from wfkit.engine._durability import give_lease_back, record_run, take_lease
 from wfkit.engine._engine import Execution, claim, executing_here, unclaim
 from wfkit.engine._loops import run_blocking, running_loop
@@ -108,6 +108,12 @@ def _gated(graph: Graph) -> bool:
 
 
 _EMPTY_HASH = hashlib.sha256(b"{}").hexdigest()[:16]
+
+
+def _new_run_id() -> str:
+    """16 random hex digits, as ``uuid4().hex[:16]`` gave (less its fixed version digit), without
+    building a UUID: a few microseconds per run, which bursts of short runs feel."""
+    return os.urandom(8).hex()
 
 
 def _parameters_hash(inputs: Mapping[str, Any]) -> str:
@@ -709,12 +715,13 @@ class Workflow:
         check_tools(graph, o.tools if o.tools is not None else self.tools)
         store = self._store(o.workspace)
         policy = _resolve_policy(o, self._has_gates(graph))
-        run_id = o.run_id or uuid.uuid4().hex[:16]
+        run_id = o.run_id or _new_run_id()
         version = self._version or graph.fingerprint
         phash = _parameters_hash(inputs)
         create = None
         if store is None:
-            check_state("the run's inputs:", inputs)  # the rule durable runs follow, kept in memory too
+            if not plain_updates(inputs):  # atoms under plain names: nothing check_state could refuse
+                check_state("the run's inputs:", inputs)  # the rule durable runs follow, kept in memory too
         else:
             create = store.create_run_rows(
                 {
@@ -912,7 +919,7 @@ class Workflow:
     ) -> Execution:
         """A new run sharing ``source``'s checkpoints up to step ``at``, with ``update`` applied there."""
         graph, update = self._checked_fork(at, update)
-        new_id = run_id or uuid.uuid4().hex[:16]
+        new_id = run_id or _new_run_id()
         store = source.store if isinstance(source, Execution) else self._store(o.workspace)
         source_id = source if isinstance(source, str) else source.run_id
         if store is None:
@@ -1003,7 +1010,7 @@ class Workflow:
         (its id, nothing run), its options, and ``record``."""
         assert source.store is not None
         graph, checked = self._checked_fork(at, update)
-        store, new_id = source.store, run_id or uuid.uuid4().hex[:16]
+        store, new_id = source.store, run_id or _new_run_id()
         fork = self._stored_fork(store, source.run_id, at, checked, visit, new_id, o)
         until_recorded = self._fork_of(graph, source, new_id, store, o)
 
