@@ -811,17 +811,20 @@ def _journal_with_waits(db: Path) -> list[Any]:
 
 
 def test_durable_waits_found_by_seq_land_where_a_search_puts_them(tmp_path: Path) -> None:
-    """Waits of checkpoints this store wrote, of map items, of a run it did not make, of a stopped run: as searched."""
+    """Waits of checkpoints this store wrote, of map items (each its own), of a run it did not make, of a
+    stopped run: as searched."""
     event = wf.StepEvent("fresh", "w", "v1", "s", 1, 1, "ok", started_at=1.0, ended_at=2.0, latency_s=1.0)
     old = event._replace(run_id="old")
     batches: list[list[tuple[str, tuple[Any, ...]]]] = [
         [("journal", event_row(old._replace(step=f"s{i}"), "ok", "{}")) for i in range(3)],
         [("journal", event_row(event._replace(step=f"s{i}"), "ok" if i % 2 else None, "{}")) for i in range(6)],
-        [("journal", event_row(event._replace(step="map", map_index=i), "ok", "{}")) for i in range(4)],
+        [("journal", event_row(event._replace(step="map", map_index=i), "item", "{}")) for i in range(4)],
+        [("journal", event_row(event._replace(step="map"), "ok", "{}"))],  # the map's own row
         [("journal", event_row(event._replace(step="s9"), "ok", "{}"))],  # a row alone: its seq comes back
         [
             *[Store.durable_wait_row(0.5 + i, "fresh", f"s{i}", 1, 1) for i in range(6)],
-            *[Store.durable_wait_row(0.25, "fresh", "map", 1, 1) for _ in range(4)],  # one value: a search picks any
+            *[Store.durable_wait_row(0.25 + i, "fresh", "map", 1, 1, i) for i in range(4)],
+            Store.durable_wait_row(6.0, "fresh", "map", 1, 1),
             Store.durable_wait_row(7.0, "fresh", "s9", 1, 1),
             Store.durable_wait_row(8.0, "fresh", "never", 1, 1),
             Store.durable_wait_row(9.0, "old", "s1", 1, 1),
@@ -841,15 +844,16 @@ def test_durable_waits_found_by_seq_land_where_a_search_puts_them(tmp_path: Path
                 continue
             searched.do(lambda conn, b=batch: _bulk_write(conn, b))
             by_seq.writer.run(None, batch)
-        remembered = by_seq._checkpoint_seqs.find([("w", "fresh", "s3", 1, 1), ("w", "old", "s1", 1, 1)])
+        remembered = by_seq._checkpoint_seqs.find([("w", "fresh", "s3", 1, 1, None), ("w", "old", "s1", 1, 1, None)])
         by_seq.finish("fresh", status="succeeded", state={}, error=None, elapsed=1.0, ended=True)
-        forgotten = by_seq._checkpoint_seqs.find([("w", "fresh", "s3", 1, 1)])
+        forgotten = by_seq._checkpoint_seqs.find([("w", "fresh", "s3", 1, 1, None)])
     finally:
         searched.close()
         by_seq.close()
-    assert ([("w", "fresh", 4, "s3", 1, 1)], [("w", "old", "s1", 1, 1)]) == remembered
-    assert ([], [("w", "fresh", "s3", 1, 1)]) == forgotten
+    assert ([("w", "fresh", 4, "s3", 1, 1, None)], [("w", "old", "s1", 1, 1, None)]) == remembered
+    assert ([], [("w", "fresh", "s3", 1, 1, None)]) == forgotten
     expected = _journal_with_waits(expected_db)
     assert expected == _journal_with_waits(actual_db)
-    # s1, s3, s5 (the others have no outcome), the four map items, s9, and s1's second attempt
-    assert 9 == sum(1 for row in expected if row[5] is not None and row[0] == "fresh")
+    # s1, s3, s5 (the others have no outcome), the four map items and the map's row, s9, and s1's second attempt
+    assert 10 == sum(1 for row in expected if row[5] is not None and row[0] == "fresh")
+    assert [0.25, 1.25, 2.25, 3.25, 6.0] == [row[5] for row in expected if row[0] == "fresh" and row[2] == "map"]

@@ -212,7 +212,9 @@ class Durability:
                     continue
                 await checkpoint
                 wait = time.perf_counter() - body_end
-                self._waits.append(Store.durable_wait_row(wait, self.run_id, event.step, event.visit, event.attempt))
+                self._waits.append(
+                    Store.durable_wait_row(wait, self.run_id, event.step, event.visit, event.attempt, event.map_index)
+                )
                 self._emit(_with_wait(event, wait))
 
     def _take_waits(self) -> list[tuple[str, tuple[Any, ...]]]:

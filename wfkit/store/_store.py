@@ -1025,10 +1025,13 @@ class Store:
         return record
 
     @staticmethod
-    def durable_wait_row(wait: float, run_id: str, step: str, visit: int, attempt: int) -> tuple[str, tuple[Any, ...]]:
+    def durable_wait_row(
+        wait: float, run_id: str, step: str, visit: int, attempt: int, map_index: int | None = None
+    ) -> tuple[str, tuple[Any, ...]]:
         """Fill in ``durable_wait_s`` of a checkpoint row once its wait is known (a row for the
-        writer's bulk update; it rides in the run's next write)."""
-        return ("wait", (wait, run_id, step, visit, attempt))
+        writer's bulk update; it rides in the run's next write). ``map_index`` tells a map's item
+        rows apart (they share step, visit and attempt with each other and with the map's own row)."""
+        return ("wait", (wait, run_id, step, visit, attempt, map_index))
 
     # ---- intents --------------------------------------------------------------------------------
 
@@ -1195,7 +1198,7 @@ def _bulk_waits(values: str) -> str:
     return (
         f"UPDATE journal SET durable_wait_s = v.column2 FROM (VALUES {values}) v WHERE v.column1 = 1 "
         "AND journal.run_id = v.column3 AND journal.step = v.column4 AND journal.visit = v.column5 "
-        "AND journal.attempt = v.column6 AND journal.outcome IS NOT NULL"
+        "AND journal.attempt = v.column6 AND journal.map_index IS v.column7 AND journal.outcome IS NOT NULL"
     )
 
 
@@ -1205,7 +1208,8 @@ def _bulk_waits_by_seq(values: str) -> str:
     return (
         f"UPDATE journal SET durable_wait_s = v.column2 FROM (VALUES {values}) v WHERE v.column1 = 1 "
         "AND journal.run_id = v.column3 AND journal.seq = v.column4 AND journal.step = v.column5 "
-        "AND journal.visit = v.column6 AND journal.attempt = v.column7 AND journal.outcome IS NOT NULL"
+        "AND journal.visit = v.column6 AND journal.attempt = v.column7 AND journal.map_index IS v.column8 "
+        "AND journal.outcome IS NOT NULL"
     )
 
 
@@ -1257,13 +1261,13 @@ def _bulk_write(conn: sqlite3.Connection, rows: Rows, checkpoints: _CheckpointSe
                 checkpoints.forget(finish[0])
 
 
-_CHECKPOINT_KEY = operator.itemgetter(_AT["step"], _AT["visit"], _AT["attempt"])  # of a journal insert row
+_CHECKPOINT_KEY = operator.itemgetter(_AT["step"], _AT["visit"], _AT["attempt"], _AT["map_index"])  # of an insert row
 _OUTCOME_AT = _AT["outcome"]
 
 
 class _CheckpointSeqs:
     """Where this store wrote the checkpoint rows of the runs it is executing: per run, per
-    (step, visit, attempt), their seqs; only for runs it created (so it wrote their whole journal).
+    (step, visit, attempt, map_index), their seqs; only for runs it created (so it wrote their whole journal).
 
     Why: a checkpoint's durable wait is known only once its commit returned, so it is written
     later, as an update of the run's checkpoint rows with that step, visit and attempt. Searched
@@ -1308,15 +1312,14 @@ class _CheckpointSeqs:
                 keys.setdefault(_CHECKPOINT_KEY(row), []).append(seq)
 
     def find(self, waits: Sequence[Sequence[Any]]) -> tuple[list[tuple[Any, ...]], list[Sequence[Any]]]:
-        """Durable-wait rows (wait, run_id, step, visit, attempt) split into rows by seq
-        (wait, run_id, seq, step, visit, attempt) and rows to search for. Waits for the same
-        checkpoints (a map's items share step, visit and attempt) give them the last one: the
-        search gave them any one of them."""
+        """Durable-wait rows (wait, run_id, step, visit, attempt, map_index) split into rows by seq
+        (wait, run_id, seq, step, visit, attempt, map_index) and rows to search for. Waits for the
+        same checkpoint give it the last one."""
         found: dict[tuple[Any, ...], tuple[Any, list[int]]] = {}
         search: list[Sequence[Any]] = []
         for wait in waits:
             keys = self._runs.get(wait[1])
-            seqs = None if keys is None else keys.get((wait[2], wait[3], wait[4]))
+            seqs = None if keys is None else keys.get((wait[2], wait[3], wait[4], wait[5]))
             if seqs is None:
                 search.append(wait)
             else:
