@@ -595,21 +595,19 @@ class Execution:
                 self._activate(chosen.target, chosen.tools, None)
             return
         log.append((len(log) + 1, name, act.visit, "ok", updates, None, None, None))
-        edges = self.graph.edges.get(name)
+        self._arrive_from(name)
+
+    def _arrive_from(self, source: str) -> None:
+        """``source`` finished: each step its unconditional edges lead to starts, or, a join, notes
+        the arrival (it starts once no other predecessor can still arrive). Live and in replay."""
+        edges = self.graph.edges.get(source)
         if edges is not None:
             preds = self.graph.static_preds
-            for target in edges:  # _arrive, written out: one call less per step of a chain
+            for target in edges:
                 if len(preds[target]) < 2:
                     self._activate(target, None, None)
                 else:
-                    self._arrived.setdefault(target, set()).add(name)
-
-    def _arrive(self, target: str, source: str) -> None:
-        """``source`` finished and its unconditional edge leads to ``target``."""
-        if len(self.graph.static_preds[target]) < 2:
-            self._activate(target, None, None)
-        else:
-            self._arrived.setdefault(target, set()).add(source)
+                    self._arrived.setdefault(target, set()).add(source)
 
     def _fire_joins(self) -> None:
         for join in list(self._arrived):
@@ -990,8 +988,7 @@ class Execution:
                         if go.target != END:
                             self._activate(go.target, go.tools, None)
                     else:
-                        for target in self.graph.edges.get(step, ()):
-                            self._arrive(target, step)
+                        self._arrive_from(step)
                 else:
                     log.append((len(log) + 1, step, visit, "fallback", None, route, failure, None))
                     if route is not None and route != END:
