@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -381,6 +382,21 @@ def _cycle_flow(kind: str) -> wf.Workflow:
     return flow
 
 
+def _forget_closed_tornado_loops() -> None:
+    """Drop closed asyncio loops that tornado (imported by earlier kernel and Dask tests) still maps.
+
+    Tornado keeps every loop it has seen in a class-level dict and prunes the closed ones whenever any
+    thread makes a new IOLoop. If a Dask or kernel thread does that while this test counts garbage, an
+    earlier test's closed loop, with its own cycles, would be counted as this run's."""
+    ioloop = sys.modules.get("tornado.ioloop")
+    if ioloop is None:
+        return
+    known = ioloop.IOLoop._ioloop_for_asyncio
+    for loop in list(known):
+        if loop.is_closed():
+            known.pop(loop, None)
+
+
 @pytest.mark.parametrize("kind", ["graph", "retry", "inline-retry"])
 @pytest.mark.parametrize("durable", [False, True])
 def test_runs_leave_no_reference_cycles(kind: str, durable: bool, tmp_path: Path) -> None:
@@ -395,6 +411,7 @@ def test_runs_leave_no_reference_cycles(kind: str, durable: bool, tmp_path: Path
 
     with test_mode(seed=1):
         asyncio.run(runs(1))  # warm caches (compiled graph, thread pool, loggers)
+        _forget_closed_tornado_loops()
         gc.collect()
         gc.disable()
         gc.set_debug(gc.DEBUG_SAVEALL)
