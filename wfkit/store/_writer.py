@@ -108,7 +108,10 @@ class Writer:
     ``bulk`` writes the rows handed over with writes, all of a batch's at once, after the
     batch's functions ran. Rows rather than a function per row because every SQLite statement
     lets go of the GIL and has to win it back from a busy event loop: a thousand checkpoints
-    cost a few statements, not a thousand.
+    cost a few statements, not a thousand. ``stale`` tells ``bulk`` that what it remembers of the
+    file (the journal's next seqs) may no longer hold: called after every rollback, after a write
+    function ran (it may have written rows of its own), and in a forked child. A write whose rows
+    fail is written once more after that (see ``_commit_one``; a batch is run again anyway).
     """
 
     def __init__(
@@ -119,9 +122,11 @@ class Writer:
         translate: Callable[[sqlite3.DatabaseError], BaseException] | None = None,
         bulk: Callable[[sqlite3.Connection, Rows], None] | None = None,
         inline: Callable[[], sqlite3.Connection] | None = None,
+        stale: Callable[[], None] | None = None,
     ) -> None:
         self._connect = connect
         self._bulk = bulk
+        self._stale = stale if stale is not None else _nothing
         self._name = name
         self._translate = translate
         self._queue: queue.SimpleQueue[_Pending[Any] | object] = queue.SimpleQueue()
@@ -188,6 +193,7 @@ class Writer:
                     # may have been copied held by the parent's writer thread).
                     self._outstanding = 0
                     self._gate = threading.Lock()
+                    self._stale()  # the parent goes on writing
                 self._pid = os.getpid()
                 _live.add(self)
             self._outstanding += 1
@@ -356,7 +362,9 @@ class Writer:
 
     def _apply(self, conn: sqlite3.Connection, batch: list[_Pending[Any]], *, isolate: bool) -> bool:
         """The batch's writes and rows, then COMMIT, in the transaction the caller began."""
+        stale = self._stale
         try:
+            functions = False
             for pending in batch:
                 pending.error = None
                 if pending.fn is None and (not isolate or not pending.rows):
@@ -365,10 +373,14 @@ class Writer:
                     conn.execute("SAVEPOINT w")
                 try:
                     if pending.fn is not None:
+                        functions = True
                         pending.result = pending.fn(conn)
+                        if isolate:
+                            stale()
                     if isolate and pending.rows:
                         self._write_rows(conn, pending.rows)
                 except Exception as exc:
+                    stale()
                     if not isolate:
                         conn.execute("ROLLBACK")
                         return False
@@ -379,9 +391,12 @@ class Writer:
             if not isolate:
                 rows = [row for pending in batch for row in pending.rows]
                 if rows:
+                    if functions:
+                        stale()
                     try:
                         self._write_rows(conn, rows)
                     except Exception:
+                        stale()
                         conn.execute("ROLLBACK")
                         return False
             conn.execute("COMMIT")
@@ -389,6 +404,7 @@ class Writer:
             self.writes += len(batch)
         except BaseException as exc:
             # The commit itself failed (disk full, I/O error): nothing of this batch is durable.
+            stale()
             _roll_back(conn, "a failed group commit")
             error = self._error(exc) if isinstance(exc, Exception) else exc
             for pending in batch:
@@ -397,18 +413,31 @@ class Writer:
                 raise
         return True
 
-    def _commit_one(self, conn: sqlite3.Connection, pending: _Pending[Any]) -> None:
+    def _commit_one(self, conn: sqlite3.Connection, pending: _Pending[Any], *, again: bool = True) -> None:
         """A single write, then COMMIT, in the transaction the caller began. No savepoint: a write
         that raises has its whole transaction rolled back, which undoes exactly what a savepoint
-        would, for two statements fewer; its error goes to its waiter."""
+        would, for two statements fewer; its error goes to its waiter. Rows that fail are written
+        once more, in a new transaction, after ``stale`` (what ``bulk`` remembered may have been
+        behind the file: another process wrote to it), as a group commit's isolated pass does."""
         pending.error = None
         try:
             if pending.fn is not None:
                 pending.result = pending.fn(conn)
+                self._stale()
             if pending.rows:
-                self._write_rows(conn, pending.rows)
+                try:
+                    self._write_rows(conn, pending.rows)
+                except sqlite3.IntegrityError:
+                    if not again or self._stale is _nothing:
+                        raise
+                    self._stale()
+                    conn.execute("ROLLBACK")
+                    conn.execute("BEGIN IMMEDIATE")
+                    self._commit_one(conn, pending, again=False)
+                    return
             conn.execute("COMMIT")
         except BaseException as exc:
+            self._stale()
             _roll_back(conn, "a failed commit on the loop")
             pending.result = None
             pending.error = self._error(exc) if isinstance(exc, Exception) else exc
@@ -457,6 +486,10 @@ def _idle(loop: asyncio.AbstractEventLoop, own: asyncio.Handle | None) -> bool:
     if ready and not (len(ready) == 1 and ready[0] is own):
         return False
     return not timers or timers[0].when() - loop.time() > _IDLE_FOR
+
+
+def _nothing() -> None:
+    pass
 
 
 def _resolve_on_loop(waiters: list[_Pending[Any]]) -> None:
