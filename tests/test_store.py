@@ -895,7 +895,9 @@ def test_a_rolled_back_batch_leaves_no_hole_in_the_remembered_seqs(tmp_path: Pat
         store.create_run(_row("r"))
         store.writer.run(None, [("journal", event_row(event._replace(step="a"), "ok", "{}"))])
         with pytest.raises(wf.StoreCorruptError, match="NOT NULL"):
-            store.writer.run(None, [("journal", event_row(event._replace(step="b"), "ok", "{}")), ("journal", tuple(bad))])
+            store.writer.run(
+                None, [("journal", event_row(event._replace(step="b"), "ok", "{}")), ("journal", tuple(bad))]
+            )
         with pytest.raises(wf.StoreCorruptError, match="NOT NULL"):
             store.writer.run(None, [("journal", tuple(bad))])
         failing = store.writer.submit(lambda conn: conn.execute("SELECT no_such_column FROM journal"))

@@ -82,6 +82,7 @@ def _new_shape(types: tuple[type, ...]) -> Shape:
     shape = _SHAPES[types] = (nulls, getter)
     return shape
 
+
 Statement = Callable[[str], str]
 """Makes a bulk statement from its VALUES table, whose rows are ``(1, value, ...)`` (so
 ``v.column2`` is a row's first value); the statement keeps only rows with ``v.column1 = 1``."""
@@ -124,11 +125,24 @@ def execute_padded(conn: sqlite3.Connection, statement: Statement, nulls: Nulls,
         conn.execute(_sql(statement, nulls, size), chunk)
 
 
-@functools.lru_cache(maxsize=256)
 def _insert_one(nulls: Nulls) -> str:
     """INSERT of one journal row with its seq bound (``nulls`` covers the values after the seq)."""
     marks = ", ".join("NULL" if null else "?" for null in nulls)
     return f"INSERT INTO journal (seq, {', '.join(COLUMNS)}, checksum) VALUES (?, {marks})"
+
+
+JournalShape = tuple[Nulls, Callable[[Sequence[Any]], Sequence[Any]], str]
+"""A journal row's shape (its values after the run id): the NULL pattern of (seq, values), the
+getter of its other values, and the INSERT of the row alone."""
+_JOURNAL_SHAPES: dict[tuple[type, ...], JournalShape] = {}
+
+
+def _journal_shape(types: tuple[type, ...]) -> JournalShape:
+    nulls, getter = _SHAPES.get(types) or _new_shape(types)
+    if len(_JOURNAL_SHAPES) >= 4096:
+        _JOURNAL_SHAPES.clear()
+    shape = _JOURNAL_SHAPES[types] = ((False, *nulls), getter, _insert_one(nulls))
+    return shape
 
 
 _INSERTED = ", ".join(f"v.column{i}" for i in range(2, len(COLUMNS) + 4))  # seq, the columns, checksum
@@ -175,8 +189,8 @@ def insert_rows(
         known[run_id] = seq + 1
         values = row[1:]
         types = tuple(map(type, values))
-        nulls, kept = _SHAPES.get(types) or _new_shape(types)
-        conn.execute(_insert_one(nulls), [seq, *kept(values)])
+        _, kept, alone = _JOURNAL_SHAPES.get(types) or _journal_shape(types)
+        conn.execute(alone, [seq, *kept(values)])
         return [seq]
     # The seqs are worked out here, once per run, from memory or one read (the writer holds the
     # write lock, so nobody adds rows in between): no MAX per row and no window over the rows in
@@ -194,7 +208,7 @@ def insert_rows(
         seqs.append(seq)
         values = row[1:]
         types = tuple(map(type, values))
-        nulls, kept = _SHAPES.get(types) or _new_shape(types)
+        nulls, kept, _ = _JOURNAL_SHAPES.get(types) or _journal_shape(types)
         params = groups.get(nulls)
         if params is None:
             params = groups[nulls] = []
@@ -202,7 +216,7 @@ def insert_rows(
         params.append(seq)
         params += kept(values)
     for nulls, params in groups.items():
-        execute_padded(conn, _insert_many, (False, *nulls), params)  # the seq, then the values
+        execute_padded(conn, _insert_many, nulls, params)
     return seqs
 
 
