@@ -1301,11 +1301,12 @@ class _CheckpointSeqs:
 
     def start(self, run_ids: Sequence[str]) -> None:
         """Runs just created: their journals are empty."""
-        runs = self._runs
+        runs, nexts = self._runs, self.nexts
         for run_id in run_ids:
             if len(runs) >= self._RUNS:
                 del runs[next(iter(runs))]
             runs[run_id] = {}
+            nexts[run_id] = 1
 
     def note(self, rows: Sequence[Sequence[Any]], seqs: Sequence[int]) -> None:
         """Journal rows just inserted (as ``insert_rows`` takes them) and their seqs."""
