@@ -47,6 +47,7 @@ import logging
 import os
 import queue
 import sqlite3
+import sys
 import threading
 import time
 import weakref
@@ -331,12 +332,16 @@ class Writer:
                     stopping = True
                     break
             with self._gate:  # a commit on the loop is never interleaved with this one
-                if batch and not self._commit(conn, batch, isolate=False):
-                    # A write raised: run the batch again, each write in a savepoint of its own, so
-                    # the one that failed is rolled back alone and reported to its own waiter.
-                    self._commit(conn, batch, isolate=True)
-                if checkpoints:
-                    self._checkpoint(conn)
+                _shorten_switches()
+                try:
+                    if batch and not self._commit(conn, batch, isolate=False):
+                        # A write raised: run the batch again, each write in a savepoint of its own, so
+                        # the one that failed is rolled back alone and reported to its own waiter.
+                        self._commit(conn, batch, isolate=True)
+                    if checkpoints:
+                        self._checkpoint(conn)
+                finally:
+                    _restore_switches()
             with self._lock:
                 self._outstanding -= len(batch) + checkpoints
             self._resolve(batch)
@@ -490,6 +495,49 @@ def _idle(loop: asyncio.AbstractEventLoop, own: asyncio.Handle | None) -> bool:
 
 def _nothing() -> None:
     pass
+
+
+# While a group commit is under way, the GIL changes hands sooner: every statement lets go of it
+# twice (``sqlite3_step``, then the statement's reset), and to go on, the writer must win it back
+# from the event loop, which lets go only when told to, once the interpreter's switch interval
+# (5 ms by default) has passed. A batch of a handful of statements then waits tens of
+# milliseconds for the GIL for a few of CPU work, and the thousand runs waiting for their
+# checkpoints wait with it. Shortened, the loop hands the GIL over sooner; it loses nothing (it
+# gets it back as soon as the writer waits for SQLite again): only the switches are more frequent
+# while a commit lasts. Measured under F2 (1,000 runs, FULL): statement walls halved, run wall
+# time 15% shorter. The interval is the process's, so its users are counted: the first commit
+# under way shortens it, the last one puts back what was there, unless someone set another value
+# meanwhile (theirs is kept). 0 (``WFKIT_COMMIT_SWITCH_INTERVAL=0``) leaves it alone.
+COMMIT_SWITCH_INTERVAL = float(os.environ.get("WFKIT_COMMIT_SWITCH_INTERVAL", "0.0005"))
+_switch_lock = threading.Lock()
+_switch_users = 0
+_switch_saved = 0.0
+
+
+def _shorten_switches() -> None:
+    global _switch_users, _switch_saved
+    if COMMIT_SWITCH_INTERVAL <= 0:
+        return
+    with _switch_lock:
+        if _switch_users == 0:
+            _switch_saved = sys.getswitchinterval()
+            if _switch_saved > COMMIT_SWITCH_INTERVAL:
+                sys.setswitchinterval(COMMIT_SWITCH_INTERVAL)
+        _switch_users += 1
+
+
+def _restore_switches() -> None:
+    global _switch_users
+    if COMMIT_SWITCH_INTERVAL <= 0:
+        return
+    with _switch_lock:
+        _switch_users -= 1
+        if (
+            _switch_users == 0
+            and _switch_saved > COMMIT_SWITCH_INTERVAL
+            and abs(sys.getswitchinterval() - COMMIT_SWITCH_INTERVAL) < 1e-7
+        ):
+            sys.setswitchinterval(_switch_saved)
 
 
 def _resolve_on_loop(waiters: list[_Pending[Any]]) -> None:
