@@ -574,7 +574,6 @@ class Store:
         and those of threads that have ended. A live thread's connection is left to it: closing
         it under a running transaction would crash SQLite."""
         self.writer.close()
-        self._checkpoint_seqs.stale()  # while closed, other processes may write (a later write reads afresh)
         me = threading.current_thread()
         with self._conns_lock:
             closing = [(t, c) for t, c in self._conns if t is me or not t.is_alive()]
