@@ -498,7 +498,7 @@ def _nothing() -> None:
 
 
 # While a group commit is under way, the GIL changes hands sooner: every statement lets go of it
-# twice (``sqlite3_step``, then the statement's reset), and to go on, the writer must win it back
+# at least twice (``sqlite3_step``, and resetting the statement), and to go on, the writer must win it back
 # from the event loop, which lets go only when told to, once the interpreter's switch interval
 # (5 ms by default) has passed. A batch of a handful of statements then waits tens of
 # milliseconds for the GIL for a few of CPU work, and the thousand runs waiting for their
