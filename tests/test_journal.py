@@ -297,27 +297,35 @@ def _typed_journal(store: Store) -> list[tuple[object, ...]]:
 
 
 def test_bulk_rows_store_the_same_values_and_types_as_one_row_at_a_time(tmp_path: Path) -> None:
-    """Rows of several NULL patterns, interleaved, in one write: the values, NULLs and types of rows bound alone."""
+    """Rows of several NULL patterns (and ints in REAL columns), interleaved, in one write or one per write: the
+    values, NULLs and types of rows bound alone."""
     variants = [
         _event()._replace(attempt=1),
         _event()._replace(attempt=2, status="ok", error_kind=None, tools=None, extra=None, retry_delay_s=0.0),
         _event()._replace(attempt=3, tokens_in=0, tokens_out=2**62, cost_usd=0.0, model="NULL", approver=""),
         _event()._replace(attempt=4, map_index=0, parent_run_id="0", error_message="-6917529027641081856"),
+        _event()._replace(attempt=5, latency_s=1, queue_s=0, cost_usd=3),  # same NULLs as the first, other types
     ]
-    events = [variants[i % 4]._replace(run_id=f"r{i % 3}", attempt=i) for i in range(700)]
+    events = [variants[i % 5]._replace(run_id=f"r{i % 3}", attempt=i) for i in range(700)]
     rows = [event_row(e, "ok" if i % 5 else None, "{}" if i % 2 else None, None) for i, e in enumerate(events)]
     together, alone = Store(tmp_path / "together.db"), Store(tmp_path / "alone.db")
+    lone = Store(tmp_path / "lone.db", synchronous="normal")
     try:
         together.writer.run(None, [("journal", row) for row in rows])
         for row in rows:
             alone.do(lambda conn, row=row: conn.execute(JOURNAL_INSERT, row))
+        for row in rows[:60]:  # one row per write: its seq remembered, or read once per run
+            lone.writer.run(None, [("journal", row)])
         expected, actual = _typed_journal(alone), _typed_journal(together)
+        one_by_one = _typed_journal(lone)
         ordered = [e.attempt for e in together.events("r1")]
     finally:
         together.close()
         alone.close()
+        lone.close()
     assert 700 == len(actual)
     assert expected == actual
+    assert [r for r in expected if r[0] <= 20] == one_by_one  # each run's first 20 rows
     assert list(range(1, 700, 3)) == ordered
 
 

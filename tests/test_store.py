@@ -3,6 +3,7 @@ the journal, run ids and leases."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import random
@@ -20,7 +21,7 @@ from typing import Any
 import pytest
 
 import wfkit as wf
-from wfkit.store._journal import JOURNAL_INSERT, encode_state, encode_updates, event_row
+from wfkit.store._journal import COLUMNS, JOURNAL_INSERT, encode_state, encode_updates, event_row
 from wfkit.store._store import _MAGIC, SCHEMA_VERSION, Store, _bulk_write
 from wfkit.store._workspace import DB_NAME, open_store
 
@@ -857,3 +858,95 @@ def test_durable_waits_found_by_seq_land_where_a_search_puts_them(tmp_path: Path
     # s1, s3, s5 (the others have no outcome), the four map items and the map's row, s9, and s1's second attempt
     assert 10 == sum(1 for row in expected if row[5] is not None and row[0] == "fresh")
     assert [0.25, 1.25, 2.25, 3.25, 6.0] == [row[5] for row in expected if row[0] == "fresh" and row[2] == "map"]
+
+
+def _seqs_of(store: Store, run_id: str) -> list[tuple[int, str]]:
+    """A run's journal as (seq, step), verified (checksums, no hole)."""
+    step_at = 1 + COLUMNS.index("step")
+    return [(row[0], row[step_at]) for row in store.journal_rows(run_id)]
+
+
+def test_remembered_seqs_that_fell_behind_another_writer_are_read_again(tmp_path: Path) -> None:
+    """Rows another store (another process) wrote between two of ours: ours follow them, no row lost, no hole."""
+    event = wf.StepEvent("r", "w", "v1", "s", 1, 1, "ok", started_at=1.0, ended_at=2.0, latency_s=1.0)
+    ours, theirs = Store(tmp_path / "s.db"), Store(tmp_path / "s.db")
+    try:
+        ours.create_run(_row("r"))
+        ours.writer.run(None, [("journal", event_row(event._replace(step="a"), "ok", "{}"))])  # a lone row
+        ours.writer.run(None, [("journal", event_row(event._replace(step=s), "ok", "{}")) for s in "bc"])
+        theirs.writer.run(None, [("journal", event_row(event._replace(step=s), "ok", "{}")) for s in "xy"])
+        ours.writer.run(None, [("journal", event_row(event._replace(step="d"), "ok", "{}"))])  # alone, behind
+        theirs.writer.run(None, [("journal", event_row(event._replace(step="z"), "ok", "{}"))])
+        ours.writer.run(None, [("journal", event_row(event._replace(step=s), "ok", "{}")) for s in "ef"])
+        journal = _seqs_of(ours, "r")
+    finally:
+        ours.close()
+        theirs.close()
+    assert [(1, "a"), (2, "b"), (3, "c"), (4, "x"), (5, "y"), (6, "d"), (7, "z"), (8, "e"), (9, "f")] == journal
+
+
+def test_a_rolled_back_batch_leaves_no_hole_in_the_remembered_seqs(tmp_path: Path) -> None:
+    """Rows of a batch that failed take their seqs back: the run's next row follows the last one written."""
+    event = wf.StepEvent("r", "w", "v1", "s", 1, 1, "ok", started_at=1.0, ended_at=2.0, latency_s=1.0)
+    bad = list(event_row(event._replace(step="bad"), "ok", "{}"))
+    bad[1 + COLUMNS.index("status")] = None  # refused by SQLite (NOT NULL) after the good row went in
+    store = Store(tmp_path / "s.db")
+    try:
+        store.create_run(_row("r"))
+        store.writer.run(None, [("journal", event_row(event._replace(step="a"), "ok", "{}"))])
+        with pytest.raises(wf.StoreCorruptError, match="NOT NULL"):
+            store.writer.run(
+                None, [("journal", event_row(event._replace(step="b"), "ok", "{}")), ("journal", tuple(bad))]
+            )
+        with pytest.raises(wf.StoreCorruptError, match="NOT NULL"):
+            store.writer.run(None, [("journal", tuple(bad))])
+        failing = store.writer.submit(lambda conn: conn.execute("SELECT no_such_column FROM journal"))
+        store.writer.submit(None, [("journal", event_row(event._replace(step="c"), "ok", "{}"))]).result()
+        with pytest.raises(sqlite3.OperationalError, match="no_such_column"):
+            failing.result()
+        store.writer.run(None, [("journal", event_row(event._replace(step="d"), "ok", "{}"))])
+        journal = _seqs_of(store, "r")
+    finally:
+        store.close()
+    assert [(1, "a"), (2, "c"), (3, "d")] == journal
+
+
+def test_a_write_function_that_adds_journal_rows_is_followed_by_the_next_rows(tmp_path: Path) -> None:
+    """A row a write function inserted itself (an approval's, a settled intent's) is not overwritten or skipped."""
+    event = wf.StepEvent("r", "w", "v1", "s", 1, 1, "ok", started_at=1.0, ended_at=2.0, latency_s=1.0)
+    own = event_row(event._replace(step="own"))
+    store = Store(tmp_path / "s.db")
+    try:
+        store.create_run(_row("r"))
+        store.writer.run(None, [("journal", event_row(event._replace(step="a"), "ok", "{}"))])
+        store.writer.run(
+            lambda conn: [conn.execute(JOURNAL_INSERT, own) for _ in range(2)],
+            [("journal", event_row(event._replace(step="b")))],
+        )
+        store.writer.run(None, [("journal", event_row(event._replace(step="c"), "ok", "{}"))])
+        journal = _seqs_of(store, "r")
+    finally:
+        store.close()
+    assert [(1, "a"), (2, "own"), (3, "own"), (4, "b"), (5, "c")] == journal
+
+
+def test_a_commit_on_the_loop_behind_another_writer_writes_its_row_again(tmp_path: Path) -> None:
+    """At NORMAL a lone checkpoint commits on an idle loop; rows another store wrote meanwhile: it follows them."""
+    event = wf.StepEvent("r", "w", "v1", "s", 1, 1, "ok", started_at=1.0, ended_at=2.0, latency_s=1.0)
+    ours, theirs = Store(tmp_path / "s.db", synchronous="normal"), Store(tmp_path / "s.db")
+
+    async def write(step: str) -> None:
+        await ours.writer.submit_async(None, [("journal", event_row(event._replace(step=step), "ok", "{}"))])
+
+    try:
+        ours.create_run(_row("r"))
+        asyncio.run(write("a"))
+        theirs.writer.run(None, [("journal", event_row(event._replace(step=s), "ok", "{}")) for s in "xy"])
+        asyncio.run(write("b"))
+        journal = _seqs_of(ours, "r")
+        on_the_loop = ours.writer.inline_commits
+    finally:
+        ours.close()
+        theirs.close()
+    assert 2 == on_the_loop
+    assert [(1, "a"), (2, "x"), (3, "y"), (4, "b")] == journal

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import sys
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -15,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from wfkit.store._writer import INLINE_BUDGET, Writer
+from wfkit.store._writer import COMMIT_SWITCH_INTERVAL, INLINE_BUDGET, Writer
 
 
 @pytest.fixture
@@ -375,3 +376,49 @@ def test_rows_that_fail_on_the_loop_are_rolled_back_with_their_write(normal_writ
 
     assert "IntegrityError" == asyncio.run(main())
     assert [("taken", 1)] == _rows(db)
+
+
+def test_the_switch_interval_is_short_while_a_commit_is_under_way_and_put_back_after(writer: Writer) -> None:
+    """A group commit shortens the interpreter's switch interval (the GIL comes back sooner) and restores it."""
+    before = sys.getswitchinterval()
+    seen = writer.run(lambda conn: sys.getswitchinterval())
+    after = sys.getswitchinterval()
+    assert (COMMIT_SWITCH_INTERVAL, before) == (pytest.approx(seen), after)
+
+
+def test_a_switch_interval_set_during_a_commit_is_kept(writer: Writer) -> None:
+    """Someone who sets the interval while a commit is under way keeps their value; it is theirs."""
+    before = sys.getswitchinterval()
+    try:
+        writer.run(lambda conn: sys.setswitchinterval(0.002))
+        kept = sys.getswitchinterval()
+    finally:
+        sys.setswitchinterval(before)
+    assert pytest.approx(0.002) == kept
+
+
+def test_commits_of_two_writers_at_once_put_the_interval_back(db: Path, tmp_path: Path) -> None:
+    """Two writers whose commits overlap: the interval is the first one's saved value once both are done."""
+    other_db = tmp_path / "other.db"
+    with closing(sqlite3.connect(other_db, isolation_level=None)) as conn:
+        conn.execute("CREATE TABLE t (k TEXT PRIMARY KEY, v INTEGER)")
+    first, second = Writer(_connect(db), name="first"), Writer(_connect(other_db), name="second")
+    before = sys.getswitchinterval()
+    inside, leave = threading.Event(), threading.Event()
+
+    def hold(conn: sqlite3.Connection) -> None:
+        inside.set()
+        leave.wait(5)
+
+    try:
+        held = first.submit(hold)
+        assert inside.wait(5)
+        second.run(_insert("b"))  # starts and ends while the first commit is under way
+        during = sys.getswitchinterval()
+        leave.set()
+        held.result(5)
+        after = sys.getswitchinterval()
+    finally:
+        first.close()
+        second.close()
+    assert (pytest.approx(COMMIT_SWITCH_INTERVAL), before) == (during, after)

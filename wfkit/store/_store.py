@@ -265,6 +265,7 @@ class Store:
             name=str(path),
             translate=self._damaged,
             bulk=self._bulk_write,
+            stale=self._forget_seqs,
             # At NORMAL a commit waits for no disk, so a small one may be made on the loop (see _writer).
             inline=self._connect_for_loop if self.synchronous == "NORMAL" else None,
         )
@@ -457,6 +458,9 @@ class Store:
             raise ValueError(
                 str(exc).replace(" already exists;", f" already exists in {self.path};")
             ) from exc.__cause__
+
+    def _forget_seqs(self) -> None:
+        self._checkpoint_seqs.stale()
 
     def do(self, op: WriteOp[Any]) -> Any:
         """Hand a write to the writer thread and block until it is durable."""
@@ -1240,7 +1244,7 @@ def _bulk_write(conn: sqlite3.Connection, rows: Rows, checkpoints: _CheckpointSe
         if checkpoints is None:
             insert_rows(conn, journal)
         else:
-            checkpoints.note(journal, insert_rows(conn, journal, seq_of_one=checkpoints.wants(journal[0])))
+            checkpoints.note(journal, insert_rows(conn, journal, checkpoints.nexts))
     if by_kind["wait"]:
         by_seq: list[tuple[Any, ...]]
         search: Sequence[Sequence[Any]]
@@ -1277,6 +1281,15 @@ class _CheckpointSeqs:
     another process, forgotten to bound memory, or whose rows came another way) is searched as
     before. A seq noted by a write that was rolled back is harmless: the update by seq keeps the
     search's checks, so it changes no other row.
+
+    It also keeps the next seq of each run whose journal it wrote or read (``nexts``, handed to
+    ``insert_rows``): a lone checkpoint (a sequential run's) is then one INSERT, and a group commit
+    reads no seqs, instead of a statement more each (every statement costs the writer the GIL).
+    Those are dropped (``stale``) whenever they may no longer match the file: the writer calls it
+    after a rollback and after a write function ran (it may have written journal rows itself).
+    A seq known wrongly can only be behind (rows are never deleted but by ``drop_all_rows``,
+    which forgets them too): another process wrote the run's rows, and the journal's primary key
+    refuses the insert rather than leave a hole; the writer rolls back, forgets, and writes again.
     """
 
     _RUNS = 4096  # runs remembered at once (the oldest is forgotten first)
@@ -1284,21 +1297,22 @@ class _CheckpointSeqs:
 
     def __init__(self) -> None:
         self._runs: dict[str, dict[tuple[Any, ...], list[int]]] = {}
+        self.nexts: dict[str, int] = {}  # run id -> the seq of its next journal row
 
     def start(self, run_ids: Sequence[str]) -> None:
         """Runs just created: their journals are empty."""
-        runs = self._runs
+        runs, nexts = self._runs, self.nexts
         for run_id in run_ids:
             if len(runs) >= self._RUNS:
                 del runs[next(iter(runs))]
             runs[run_id] = {}
+            nexts[run_id] = 1
 
-    def wants(self, row: Sequence[Any]) -> bool:
-        """Whether the seq of this journal row is worth a statement when it is written alone."""
-        return row[_OUTCOME_AT] is not None and row[0] in self._runs
-
-    def note(self, rows: Sequence[Sequence[Any]], seqs: Sequence[int | None]) -> None:
+    def note(self, rows: Sequence[Sequence[Any]], seqs: Sequence[int]) -> None:
         """Journal rows just inserted (as ``insert_rows`` takes them) and their seqs."""
+        nexts = self.nexts
+        while len(nexts) > self._RUNS:  # the oldest first (runs that stopped are forgotten already)
+            del nexts[next(iter(nexts))]
         runs = self._runs
         for row, seq in zip(rows, seqs, strict=True):
             if row[_OUTCOME_AT] is None:
@@ -1306,7 +1320,7 @@ class _CheckpointSeqs:
             keys = runs.get(row[0])
             if keys is None:
                 continue
-            if seq is None or len(keys) >= self._KEYS:
+            if len(keys) >= self._KEYS:
                 del runs[row[0]]
             else:
                 keys.setdefault(_CHECKPOINT_KEY(row), []).append(seq)
@@ -1329,9 +1343,16 @@ class _CheckpointSeqs:
 
     def forget(self, run_id: str) -> None:
         self._runs.pop(run_id, None)
+        self.nexts.pop(run_id, None)
+
+    def stale(self) -> None:
+        """What the file holds may have changed behind the seqs known here: forget them (they are
+        read again, once per run, by the next insert)."""
+        self.nexts.clear()
 
     def clear(self) -> None:
         self._runs.clear()
+        self.nexts.clear()
 
 
 class AttemptFacts(NamedTuple):
