@@ -65,6 +65,10 @@ class Activation:
         self.index: int | None = None
         self.item: Any = None
 
+    # An activation that settled and that nothing holds any more, made the activation of another
+    # step (or visit) in place: the scheduler's successor of a settled step, without allocating.
+    reset = __init__
+
     def for_item(self, batch: Batch, index: int, item: Any) -> Activation:
         """The activation of one item of this map step: same step, visit and view (not copied)."""
         act = Activation.__new__(Activation)

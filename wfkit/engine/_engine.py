@@ -145,6 +145,7 @@ class Execution:
         "_runner",
         "_services",
         "_settling",
+        "_spare",
         "_tasks",
         "_version",
         "_view",
@@ -255,6 +256,9 @@ class Execution:
         self._replaying = False  # rebuilding from checkpoints: nothing is written or emitted
         self._settling = False  # rows recorded while settling a step wait in _held (made on demand)
         self._held: list[StepEvent] | None = None
+        # A settled activation nothing holds any more, while its successors are queued: the first
+        # one queued takes the object over (see _settle_inline), one allocation less per step.
+        self._spare: Activation | None = None
         self._map_done: dict[tuple[str, int], dict[int, Any]] = {}  # items finished before a resume
         # The parts. Events pass through the processors before the journal and any sink.
         self._make = EventMaker(run_id, graph.name, version, parameters_hash, processors, parent_run_id)
@@ -560,9 +564,15 @@ class Execution:
         if view is None or self._view_version != version:
             view = self._view = snapshot(self.state)
             self._view_version = version
-        self._ready.append(
-            Activation(spec, visit, spec.tools if tools is None else tools, version, failure, view, queued)
-        )
+        if tools is None:
+            tools = spec.tools
+        act = self._spare
+        if act is None:
+            act = Activation(spec, visit, tools, version, failure, view, queued)
+        else:
+            self._spare = None
+            act.reset(spec, visit, tools, version, failure, view, queued)
+        self._ready.append(act)
 
     def _visit_limit(self, spec: StepSpec, visit: int) -> None:
         now = time.time()
@@ -662,43 +672,40 @@ class Execution:
     def _settle_inline(self, act: Activation, updates: dict[str, Any], t0: float, body_end: float) -> None:
         """:meth:`_settle` for an inline step's first attempt that returned plain updates, in a run
         kept in memory: the same commit, route, row, history and successors, with no Outcome.
-        ``t0``, ``body_end``: the body's start and end (perf_counter)."""
+        ``t0``, ``body_end``: the body's start and end (perf_counter).
+
+        With no checkpoint to wait for, the row goes to the sinks at once, before the successors
+        are queued: a row recorded while queuing them (a visit bound met) follows it, with no
+        holding back. Nothing holds ``act`` once it settled (the scheduler popped it, its task,
+        if it had one, is gone), so the first successor queued takes the object over."""
         name = act.spec.name
-        latency = body_end - t0
-        started_at = self._wall + t0
         self._active[name] -= 1
-        self._settling = True
+        onward = self._onward[name]
+        router = onward.router
         try:
-            router = self._onward[name].router
-            try:
-                if updates:
-                    self._commit(act, updates)
-                chosen = None if router is None else router.choose(self.state)
-            except Exception as exc:  # a merge conflict or a condition that cannot be evaluated
-                out = stamped(None, 1, started_at, t0 - act.queued, latency, body_end)
-                out.updates, out.error, out.kind, out.status = updates, exc, ErrorKind.PERMANENT, Status.FAILED
-                self._record(self._make.outcome(act, out, None))
-                self._fail(exc, RunStatus.FAILED)
-                event = None
-            else:
-                event = self._make.ok(
-                    name,
-                    act.visit,
-                    started_at,
-                    latency,
-                    t0 - act.queued,
-                    None if chosen is None else chosen.target,
-                    act.tools,
-                )
-                self._follow(act, updates, chosen, body_end)
-                if self._arrived:
-                    self._fire_joins()
-        finally:
-            self._settling = False
-        if event is not None:
-            self._outlet.emit(event)  # a run in memory: its checkpoint is its event, emitted at once
-        if self._held is not None:
-            self._record_held()
+            if updates:
+                self._commit(act, updates)
+            chosen = None if router is None else router.choose(self.state)
+        except Exception as exc:  # a merge conflict or a condition that cannot be evaluated
+            out = stamped(None, 1, self._wall + t0, t0 - act.queued, body_end - t0, body_end)
+            out.updates, out.error, out.kind, out.status = updates, exc, ErrorKind.PERMANENT, Status.FAILED
+            self._record(self._make.outcome(act, out, None))
+            self._fail(exc, RunStatus.FAILED)
+            return
+        route = None if chosen is None else chosen.target
+        visit = act.visit
+        self._outlet.emit(self._make.ok(name, visit, self._wall + t0, body_end - t0, t0 - act.queued, route, act.tools))
+        self._spare = act
+        lone = onward.lone
+        if lone is not None:  # a chain's link: what _follow does for it, one call less per step
+            log = self.log
+            log.append((len(log) + 1, name, visit, "ok", updates, None, None, None))
+            self._activate(lone, None, None, body_end)
+        else:
+            self._follow(act, updates, chosen, body_end)
+        if self._arrived:
+            self._fire_joins()
+        self._spare = None
 
     def _settle_outcome(self, act: Activation, out: Outcome) -> tuple[str, str | None, str | None, StepEvent] | None:
         """Apply the outcome; returns the checkpoint to write (outcome, updates, failure, event)."""

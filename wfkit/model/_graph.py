@@ -32,11 +32,14 @@ class Onward:
     ``starts``: the steps its unconditional edges lead to that start at once (each has this step
     as its only unconditional predecessor). ``joins``: the edge targets with two or more such
     predecessors, which note the arrival and start once no other predecessor can still arrive.
+    ``lone``: the one step of ``starts`` when that is all that follows (no router, no join): a
+    chain's link, which the scheduler queues with no further look-up.
     """
 
     router: Router | None
     starts: tuple[StepSpec, ...]
     joins: tuple[str, ...]
+    lone: StepSpec | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,11 +62,10 @@ class Graph:
         onward: dict[str, Onward] = {}
         for name in self.steps:
             targets = self.edges.get(name, ())
-            onward[name] = Onward(
-                self.routers.get(name),
-                tuple(self.steps[t] for t in targets if len(self.static_preds[t]) < 2),
-                tuple(t for t in targets if len(self.static_preds[t]) >= 2),
-            )
+            starts = tuple(self.steps[t] for t in targets if len(self.static_preds[t]) < 2)
+            joins = tuple(t for t in targets if len(self.static_preds[t]) >= 2)
+            lone = starts[0] if len(starts) == 1 and not joins else None
+            onward[name] = Onward(self.routers.get(name), starts, joins, lone)
         object.__setattr__(self, "onward", onward)
         object.__setattr__(self, "caches", any(spec.cache is not None for spec in self.steps.values()))
         object.__setattr__(self, "subflows", any(spec.subflow is not None for spec in self.steps.values()))
