@@ -692,17 +692,20 @@ class Execution:
             self._record(self._make.outcome(act, out, None))
             self._fail(exc, RunStatus.FAILED)
             return
-        route = None if chosen is None else chosen.target
+        route, tools = (None, None) if chosen is None else (chosen.target, chosen.tools)
         visit = act.visit
         self._outlet.emit(self._make.ok(name, visit, self._wall + t0, body_end - t0, t0 - act.queued, route, act.tools))
         self._spare = act
         lone = onward.lone
-        if lone is not None:  # a chain's link: what _follow does for it, one call less per step
+        if lone is None and route is None:  # fan-out, joins or the end of a branch
+            self._follow(act, updates, None, body_end)
+        else:  # one successor, a chain's link or a route's choice: as _follow does it, one call less per step
             log = self.log
-            log.append((len(log) + 1, name, visit, "ok", updates, None, None, None))
-            self._activate(lone, None, None, body_end)
-        else:
-            self._follow(act, updates, chosen, body_end)
+            log.append((len(log) + 1, name, visit, "ok", updates, route, None, None))
+            if lone is not None:
+                self._activate(lone, None, None, body_end)
+            elif route is not None and route != END:
+                self._activate(self.graph.steps[route], tools, None, body_end)
         if self._arrived:
             self._fire_joins()
         self._spare = None
@@ -881,17 +884,22 @@ class Execution:
         self._settle(act, out)
 
     def _commit(self, act: Activation, updates: Mapping[str, Any]) -> None:
-        self._version += 1
-        version = self._version
+        """Write a step's updates into the state (merge rules applied), refusing a field another
+        step wrote after this one was queued: parallel steps must not overwrite each other."""
+        seen = act.version
+        # Nothing committed since the step was queued (a chain, a loop): nothing to conflict with.
+        unseen = self._version != seen
+        version = self._version = self._version + 1
         state, writers, merges, name = self.state, self._writers, self.merges, act.spec.name
         for key, value in updates.items():
             merge = merges.get(key) if merges else None  # most workflows declare no merge rule
             if merge is not None:
                 state[key] = merge(state.get(key), value)
                 continue
-            previous = writers.get(key)
-            if previous is not None and previous[0] > act.version and previous[1] != name:
-                raise StateConflictError(key, previous[1], name)
+            if unseen:
+                previous = writers.get(key)
+                if previous is not None and previous[0] > seen and previous[1] != name:
+                    raise StateConflictError(key, previous[1], name)
             state[key] = value
             writers[key] = (version, name)
 
