@@ -128,7 +128,7 @@ class Execution:
     # concurrent runs kept a 1.5 KB dict of its own.
     __slots__ = (
         "_active",
-        "_arrived",
+        "_missing",
         "_done",
         "_durability",
         "_ended",
@@ -233,7 +233,8 @@ class Execution:
         self._onward = graph.onward  # what follows each step's success (read per settled step)
         self._visits: dict[str, int] = dict.fromkeys(graph.steps, 0)
         self._active: dict[str, int] = dict.fromkeys(graph.steps, 0)
-        self._arrived: dict[str, set[str]] = {}
+        # Joins some predecessor arrived at: the predecessors that have not arrived yet.
+        self._missing: dict[str, set[str]] = {}
         self._ready: deque[Activation] = deque()
         self._tasks: dict[Activation, asyncio.Task[None]] = {}  # running activations, their tasks
         # Finished activations the scheduler has not settled yet (made when a first task starts).
@@ -625,26 +626,29 @@ class Execution:
         for spec in onward.starts:
             self._activate(spec, None, None, queued)
         for join in onward.joins:
-            self._arrived.setdefault(join, set()).add(name)
+            missing = self._missing.get(join)
+            if missing is None:
+                missing = self._missing[join] = set(self.graph.static_preds[join])
+            missing.discard(name)
 
     def _fire_joins(self) -> None:
-        for join in list(self._arrived):
-            if self._can_still_arrive(join, self._arrived[join]):
+        for join, missing in list(self._missing.items()):
+            if self._can_still_arrive(join, missing):
                 continue  # a predecessor can still arrive: keep waiting
-            del self._arrived[join]
+            del self._missing[join]
             self._activate(self.graph.steps[join], None, None, time.perf_counter())
 
-    def _can_still_arrive(self, join: str, arrived: set[str]) -> bool:
-        """Whether a predecessor of ``join`` that has not arrived can still arrive: one of the steps
-        it can be reached from (without passing through the join) is active. Loops, not a set
-        difference and a generator: a fan-in of n branches asks n times."""
+    def _can_still_arrive(self, join: str, missing: set[str]) -> bool:
+        """Whether one of the predecessors of ``join`` that have not arrived (``missing``) can
+        still arrive: one of the steps it can be reached from (without passing through the join)
+        is active. Only the missing ones are looked at, and the first that can still arrive
+        decides: a fan-in of n branches asks n times, mostly about a branch still running."""
         active = self._active
         blockers = self.graph.join_blockers[join]
-        for pred in self.graph.static_preds[join]:
-            if pred not in arrived:
-                for step in blockers[pred]:
-                    if active.get(step):
-                        return True
+        for pred in missing:
+            for step in blockers[pred]:
+                if active[step]:
+                    return True
         return False
 
     def _settle(self, act: Activation, out: Outcome) -> None:
@@ -706,7 +710,7 @@ class Execution:
                 self._activate(lone, None, None, body_end)
             elif route is not None and route != END:
                 self._activate(self.graph.steps[route], tools, None, body_end)
-        if self._arrived:
+        if self._missing:
             self._fire_joins()
         self._spare = None
 
@@ -766,7 +770,7 @@ class Execution:
             self.log.append((len(self.log) + 1, name, act.visit, "fallback", None, fallback, failure, None))
             if fallback != END:
                 self._activate(self.graph.steps[fallback], None, failure, time.perf_counter())
-        if self._arrived:
+        if self._missing:
             self._fire_joins()
         return checkpoint
 
@@ -928,7 +932,7 @@ class Execution:
                 self._fail(admission.error, RunStatus.FAILED)
             else:
                 self._activate(self.graph.steps[admission.route], None, None, time.perf_counter())
-                if self._arrived:
+                if self._missing:
                     self._fire_joins()
         return False
 
@@ -1018,7 +1022,7 @@ class Execution:
                     log.append((len(log) + 1, step, visit, "fallback", None, route, failure, None))
                     if route is not None and route != END:
                         self._activate(steps[route], None, failure, time.perf_counter())
-                if self._arrived:
+                if self._missing:
                     self._fire_joins()
             if crashed:
                 self._runner.cut_off = self._durability.cut_offs(self._ready)
