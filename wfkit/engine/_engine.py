@@ -128,7 +128,6 @@ class Execution:
     # concurrent runs kept a 1.5 KB dict of its own.
     __slots__ = (
         "_active",
-        "_missing",
         "_done",
         "_durability",
         "_ended",
@@ -137,6 +136,7 @@ class Execution:
         "_held",
         "_make",
         "_map_done",
+        "_missing",
         "_onward",
         "_outlet",
         "_ready",
@@ -549,9 +549,7 @@ class Execution:
 
     # ---- scheduling ------------------------------------------------------------------------
 
-    def _activate(
-        self, spec: StepSpec, tools: tuple[str, ...] | None, failure: Failure | None, queued: float
-    ) -> None:
+    def _activate(self, spec: StepSpec, tools: tuple[str, ...] | None, failure: Failure | None, queued: float) -> None:
         """Queue a visit of ``spec`` (or meet its visit bound); ``queued``: when it became due."""
         name = spec.name
         visit = self._visits[name] + 1
@@ -607,9 +605,7 @@ class Execution:
         elif spec.fallback != END:
             self._fail(error, RunStatus.FAILED)
 
-    def _follow(
-        self, act: Activation, updates: Mapping[str, Any] | None, chosen: Go | None, queued: float
-    ) -> None:
+    def _follow(self, act: Activation, updates: Mapping[str, Any] | None, chosen: Go | None, queued: float) -> None:
         """A step's success, logged, and its successors (due since ``queued``): the route chosen,
         or what its edges lead to, read from the graph's compiled :class:`~wfkit.model._graph.Onward`
         (a join notes the arrival and waits for its other predecessors). Live and in replay."""
