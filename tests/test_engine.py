@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import itertools
 import sys
 import time
 from pathlib import Path
@@ -1058,7 +1059,7 @@ def test_inline_loop_each_visit_sees_its_own_state() -> None:
 
 
 def test_inline_loop_bound_row_follows_the_row_of_the_step_that_met_it() -> None:
-    """In memory, the visit-limit row of an async loop comes right after the row of the visit that routed past the bound."""
+    """In memory, an async loop's visit-limit row comes right after the row of the visit that met the bound."""
     with pytest.raises(wf.VisitLimitError) as info:
         _async_loop(3, 10).run({"i": 0}, workspace=False)
     events = info.value.run.events  # type: ignore[attr-defined]
@@ -1068,7 +1069,7 @@ def test_inline_loop_bound_row_follows_the_row_of_the_step_that_met_it() -> None
 
 
 def test_inline_chain_rows_carry_wall_clock_times_in_order() -> None:
-    """An async chain's rows start within the run's wall-clock span, in order, each queued no earlier than its predecessor ended."""
+    """An async chain's rows fall within the run's wall-clock span, in order, each queued as its predecessor ended."""
     flow = wf.Workflow("async_chain")
 
     async def nap(state: Any) -> dict[str, Any]:
@@ -1085,7 +1086,7 @@ def test_inline_chain_rows_carry_wall_clock_times_in_order() -> None:
     assert ["a", "b", "c"] == [e.step for e in events]
     assert all(before - 0.001 <= e.started_at <= e.ended_at <= after + 0.001 for e in events)
     assert all(e.latency_s >= 0.009 and abs(e.ended_at - e.started_at - e.latency_s) < 1e-6 for e in events)
-    for earlier, later in zip(events, events[1:]):
+    for earlier, later in itertools.pairwise(events):
         assert 0 <= later.queue_s < 0.05
         assert earlier.ended_at <= later.started_at - later.queue_s + 1e-6
 
@@ -1121,7 +1122,7 @@ def test_inline_join_waits_for_every_running_branch() -> None:
 
 
 def test_inline_parallel_writes_to_one_field_conflict() -> None:
-    """Two async branches writing the same field are a conflict, even though each commit alone checks nothing when no other committed since it was queued."""
+    """Two async branches writing one field conflict (a commit checks only when another committed since it was queued)."""
     flow = wf.Workflow("async_conflict")
 
     async def start(state: Any) -> dict[str, Any]:
