@@ -1122,7 +1122,7 @@ def test_inline_join_waits_for_every_running_branch() -> None:
 
 
 def test_inline_parallel_writes_to_one_field_conflict() -> None:
-    """Two async branches writing one field conflict (a commit checks only when another committed since it was queued)."""
+    """Two async branches writing one field conflict (a commit checks once another committed since it was queued)."""
     flow = wf.Workflow("async_conflict")
 
     async def start(state: Any) -> dict[str, Any]:
