@@ -228,9 +228,9 @@ class Execution:
         # activations per step, arrivals at joins, the ready queue and the running tasks.
         self._version = 0
         self._writers: dict[str, tuple[int, str]] = {}
+        self._onward = graph.onward  # what follows each step's success (read per settled step)
         # Visits and active activations per step, every step's count there from the start (a
         # subscript is cheaper than dict.get, every activation).
-        self._onward = graph.onward  # what follows each step's success (read per settled step)
         self._visits: dict[str, int] = dict.fromkeys(graph.steps, 0)
         self._active: dict[str, int] = dict.fromkeys(graph.steps, 0)
         # Joins some predecessor arrived at: the predecessors that have not arrived yet.
