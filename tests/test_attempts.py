@@ -323,7 +323,7 @@ def _runner(flow: wf.Workflow, sleeps: list[float], *, seed: int | None = 7) -> 
 def _activation(flow: wf.Workflow, step: str, state: dict[str, Any] | None = None) -> Any:
     from wfkit.engine._activations import Activation, snapshot
 
-    return Activation(flow.validate().steps[step], 1, (), 0, None, snapshot(state or {}))
+    return Activation(flow.validate().steps[step], 1, (), 0, None, snapshot(state or {}), time.perf_counter())
 
 
 def test_the_runner_alone_retries_a_step_that_fails_twice_and_sleeps_its_backoffs() -> None:

@@ -65,7 +65,7 @@ def test_a_checkpoint_reaches_the_sinks_only_once_it_is_durable(workspace: Path)
     """The event is held while its checkpoint is with the writer, then delivered with its durable wait."""
     store = _store(workspace, "r1")
     durability, make, outlet = _durability(store, "r1")
-    act = Activation(_flow().validate().steps["fetch"], 1, (), 0, None, {})
+    act = Activation(_flow().validate().steps["fetch"], 1, (), 0, None, {}, 0.0)
 
     async def go() -> tuple[int, bool, int]:
         durability.checkpoint(act, "ok", json.dumps({"n": 1}), None, _ok_event(make, act), 0.0)
@@ -86,8 +86,8 @@ def test_a_stored_runs_checkpoints_replay_decoded_and_in_order(workspace: Path) 
     store = _store(workspace, "r2")
     durability, make, _outlet = _durability(store, "r2")
     steps = _flow().validate().steps
-    fetch = Activation(steps["fetch"], 1, (), 0, None, {})
-    send = Activation(steps["send"], 1, (), 0, None, {})
+    fetch = Activation(steps["fetch"], 1, (), 0, None, {}, 0.0)
+    send = Activation(steps["send"], 1, (), 0, None, {}, 0.0)
     failure = Failure("send", 2, "permanent", "ValueError", "no")
 
     async def go() -> None:
@@ -117,7 +117,7 @@ def test_a_fork_row_rides_with_the_step_before_it() -> None:
 def test_a_gate_parks_under_halt_and_runs_once_a_policy_approves(workspace: Path) -> None:
     """HALT leaves the ticket open and answers park; the approve-all policy decides it and answers run."""
     store = _store(workspace, "r4")
-    send = Activation(_flow().validate().steps["send"], 1, (), 0, None, {})
+    send = Activation(_flow().validate().steps["send"], 1, (), 0, None, {}, 0.0)
     halting, _make, halted_outlet = _durability(store, "r4")
     assert Admission("park") == asyncio.run(halting.admit(send, {}))
     assert ["waiting_approval"] == [e.status for e in halted_outlet.events]
@@ -133,7 +133,7 @@ def test_after_a_crash_a_ready_step_with_no_record_was_cut_off_in_its_first_atte
     """A step replay left ready, with nothing in the journal, counts as attempt 1 cut off by the crash."""
     store = _store(workspace, "r5")
     durability, _make, _outlet = _durability(store, "r5")
-    fetch = Activation(_flow().validate().steps["fetch"], 1, (), 0, None, {})
+    fetch = Activation(_flow().validate().steps["fetch"], 1, (), 0, None, {}, 0.0)
     ((key, cut),) = durability.cut_offs([fetch]).items()
     assert (("fetch", 1), 1, 0, None) == (key, cut.attempt, cut.crashes, cut.not_before)
     assert cut.started_at is not None

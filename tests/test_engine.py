@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import itertools
 import sys
 import time
 from pathlib import Path
@@ -1032,3 +1033,111 @@ def test_a_parallel_inline_step_returning_no_dict_fails_the_run_with_the_runners
 
     with pytest.raises(wf.StepFailedError, match="returns a dict of state updates"):
         _fan(branch).run({}, workspace=False)
+
+
+# ---- inline steps: the compiled plan's paths ------------------------------------------------------
+
+
+def _async_loop(bound: int, laps: int) -> wf.Workflow:
+    flow = wf.Workflow("async_loop")
+
+    @flow.step(max_visits=bound)
+    async def work(state: Any) -> dict[str, Any]:
+        return {"i": state["i"] + 1, "seen": [*state.get("seen", []), state["i"]]}
+
+    flow.route("work", wf.when("i", "lt", laps) >> wf.go("work"), default=wf.go(wf.END))
+    return flow
+
+
+def test_inline_loop_each_visit_sees_its_own_state() -> None:
+    """An async step routed back to itself runs once per lap, each visit seeing the state its predecessor left."""
+    run = _async_loop(10, 5).run({"i": 0}, workspace=False)
+    assert [0, 1, 2, 3, 4] == run.state["seen"]
+    assert [1, 2, 3, 4, 5] == [e.visit for e in run.events]
+    assert ["work", "work", "work", "work", wf.END] == [e.route_taken for e in run.events]
+    assert [(n + 1, "work", n + 1, "ok") for n in range(5)] == [entry[:4] for entry in run._exec.log]
+
+
+def test_inline_loop_bound_row_follows_the_row_of_the_step_that_met_it() -> None:
+    """In memory, an async loop's visit-limit row comes right after the row of the visit that met the bound."""
+    with pytest.raises(wf.VisitLimitError) as info:
+        _async_loop(3, 10).run({"i": 0}, workspace=False)
+    events = info.value.run.events  # type: ignore[attr-defined]
+    assert [("work", 1, "ok"), ("work", 2, "ok"), ("work", 3, "ok"), ("work", 4, "failed")] == [
+        (e.step, e.visit, e.status) for e in events
+    ]
+
+
+def test_inline_chain_rows_carry_wall_clock_times_in_order() -> None:
+    """An async chain's rows fall within the run's wall-clock span, in order, each queued as its predecessor ended."""
+    flow = wf.Workflow("async_chain")
+
+    async def nap(state: Any) -> dict[str, Any]:
+        await asyncio.sleep(0.01)
+        return {}
+
+    for name in ("a", "b", "c"):
+        flow.step(nap, name=name)
+    flow.chain("a", "b", "c")
+    before = time.time()
+    run = flow.run({}, workspace=False)
+    after = time.time()
+    events = run.events
+    assert ["a", "b", "c"] == [e.step for e in events]
+    assert all(before - 0.001 <= e.started_at <= e.ended_at <= after + 0.001 for e in events)
+    assert all(e.latency_s >= 0.009 and abs(e.ended_at - e.started_at - e.latency_s) < 1e-6 for e in events)
+    for earlier, later in itertools.pairwise(events):
+        assert 0 <= later.queue_s < 0.05
+        assert earlier.ended_at <= later.started_at - later.queue_s + 1e-6
+
+
+def test_inline_join_waits_for_every_running_branch() -> None:
+    """Async branches of a fan-out each arrive at the join, which runs once, after the last of them."""
+    flow = wf.Workflow("async_fan")
+
+    async def start(state: Any) -> dict[str, Any]:
+        return {}
+
+    def branch(delay: float, name: str) -> Any:
+        async def run(state: Any) -> dict[str, Any]:
+            await asyncio.sleep(delay)
+            return {name: True}
+
+        return run
+
+    async def join(state: Any) -> dict[str, Any]:
+        return {"joined": sorted(k for k in state if k.startswith("b"))}
+
+    flow.step(start, name="start")
+    names = [f"b{i}" for i in range(6)]
+    for i, name in enumerate(names):
+        flow.step(branch(0.005 * (6 - i), name), name=name)
+        flow.edge(name, "join")
+    flow.step(join, name="join")
+    flow.edge("start", *names)
+    run = flow.run({}, workspace=False)
+    assert names == run.state["joined"]
+    assert ["join"] == [e.step for e in run.events if e.step == "join"]
+    assert "join" == run.events[-1].step
+
+
+def test_inline_parallel_writes_to_one_field_conflict() -> None:
+    """Two async branches writing one field conflict (a commit checks once another committed since it was queued)."""
+    flow = wf.Workflow("async_conflict")
+
+    async def start(state: Any) -> dict[str, Any]:
+        return {"n": 0}
+
+    def writer(delay: float) -> Any:
+        async def write(state: Any) -> dict[str, Any]:
+            await asyncio.sleep(delay)
+            return {"answer": delay}
+
+        return write
+
+    flow.step(start, name="start")
+    flow.step(writer(0.001), name="fast")
+    flow.step(writer(0.02), name="slow")
+    flow.edge("start", "fast", "slow")
+    with pytest.raises(wf.StateConflictError, match="steps 'fast' and 'slow' ran in parallel and both wrote"):
+        flow.run({}, workspace=False)

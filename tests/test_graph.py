@@ -217,3 +217,27 @@ def test_map_options_appear_in_the_description_only_when_set() -> None:
     assert {"over": "docs", "into": "out", "max_concurrency": 4} == steps["each"]["map"]
     assert "map" not in steps["plain"]
     assert ["docs"] == flow.validate().description["inputs"]
+
+
+def test_onward_plan_says_what_follows_each_step() -> None:
+    """The compiled graph's Onward plan names each step's lone link, its fan-out, its joins and its router."""
+    flow = _flow("a", "b", "c", "d", "e", a={"max_visits": 3})
+    flow.chain("a", "b")
+    flow.edge("b", "c", "d")
+    flow.edge("c", "e")
+    flow.edge("d", "e")
+    flow.route("e", wf.when("x", "eq", 1) >> wf.go("a"), default=wf.go(wf.END))
+    graph = flow.validate()
+    onward = graph.onward
+    assert (graph.steps["b"], (graph.steps["b"],), ()) == (onward["a"].lone, onward["a"].starts, onward["a"].joins)
+    assert (None, (graph.steps["c"], graph.steps["d"])) == (onward["b"].lone, onward["b"].starts)
+    assert ((), ("e",), None) == (onward["c"].starts, onward["c"].joins, onward["c"].lone)
+    assert (graph.routers["e"], (), None) == (onward["e"].router, onward["e"].starts, onward["e"].lone)
+    assert (False, False) == (graph.caches, graph.subflows)
+
+
+def test_graph_knows_whether_a_step_caches() -> None:
+    """A graph with a cached step says so, once, for every run to read."""
+    flow = _flow("a", "b", b={"cache": True})
+    flow.chain("a", "b")
+    assert (True, False) == (flow.validate().caches, flow.validate().subflows)

@@ -853,3 +853,42 @@ def test_de_morgan_holds(x: Condition, y: Condition, state: dict[str, object]) -
     assert (~(x & y)).evaluate(state) == (~x | ~y).evaluate(state)
     assert (~(x | y)).evaluate(state) == (~x & ~y).evaluate(state)
     assert (~~x).evaluate(state) == x.evaluate(state)
+
+
+_PREDICATE_VALUES = st.one_of(st.none(), st.integers(-3, 3), st.text(max_size=2), st.lists(st.integers(), max_size=1))
+
+
+@given(
+    op=st.sampled_from(OPERATORS),
+    value=_PREDICATE_VALUES,
+    state=st.dictionaries(st.sampled_from(["score", "other"]), _PREDICATE_VALUES, max_size=2),
+)
+@settings(max_examples=300, deadline=None)
+def test_predicate_agrees_with_evaluate(op, value, state):
+    """A condition's predicate answers as its evaluate does, or raises the same ConditionError."""
+    if op == "in" and not hasattr(value, "__contains__"):
+        value = [value]
+    condition = when("score", op, value)
+
+    def answer(fn):
+        try:
+            return fn(state)
+        except ConditionError as exc:
+            return str(exc)
+
+    assert answer(condition.evaluate) == answer(condition.predicate())
+
+
+def test_predicate_of_a_nested_field_or_a_mapping_state_is_evaluate() -> None:
+    """A dotted field keeps evaluate itself; a state that is not a plain dict is read as evaluate reads it."""
+    nested = when("user.tier", "gt", 1)
+    assert nested.evaluate == nested.predicate()
+    flat = when("score", "ge", 2).predicate()
+    assert (True, False) == (flat(_Settings(score=2)), flat(_Settings(score=1)))
+
+
+def test_router_tries_its_routes_predicates_in_order() -> None:
+    """A router's tests are its routes' predicates with their destinations, in declaration order."""
+    router = Router((when("x", "gt", 1) >> go("a"), when("x", "gt", 0) >> go("b")), go(END))
+    assert [go("a"), go("b")] == [g for _, g in router.tests]
+    assert (go("a"), go("b"), go(END)) == (router.choose({"x": 2}), router.choose({"x": 1}), router.choose({"x": 0}))

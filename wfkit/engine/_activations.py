@@ -45,13 +45,18 @@ class Activation:
         version: int,
         failure: Failure | None,
         view: Mapping[str, Any],
+        queued: float,
     ) -> None:
         self.spec = spec
         self.visit = visit
         self.tools = tools
         self.version = version  # state version when queued: later writes by others are conflicts
         self.failure = failure
-        self.queued = time.perf_counter()
+        # When it became due (perf_counter): its queue time runs from here to its first attempt.
+        # A successor is due once its predecessor's body returned, so the scheduler hands in that
+        # moment (no clock read per activation): the settling of the predecessor is part of the
+        # successor's wait, as it is.
+        self.queued = queued
         # The state as of activation (``snapshot``): a parallel sibling's later commit is not
         # visible, so what a step sees depends on the graph, not on timing (and a resumed step
         # sees what it saw).
@@ -59,6 +64,10 @@ class Activation:
         self.batch: Batch | None = None
         self.index: int | None = None
         self.item: Any = None
+
+    # An activation that settled and that nothing holds any more, made the activation of another
+    # step (or visit) in place: the scheduler's successor of a settled step, without allocating.
+    reset = __init__
 
     def for_item(self, batch: Batch, index: int, item: Any) -> Activation:
         """The activation of one item of this map step: same step, visit and view (not copied)."""

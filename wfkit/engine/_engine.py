@@ -128,7 +128,6 @@ class Execution:
     # concurrent runs kept a 1.5 KB dict of its own.
     __slots__ = (
         "_active",
-        "_arrived",
         "_done",
         "_durability",
         "_ended",
@@ -137,6 +136,8 @@ class Execution:
         "_held",
         "_make",
         "_map_done",
+        "_missing",
+        "_onward",
         "_outlet",
         "_ready",
         "_replaying",
@@ -144,12 +145,14 @@ class Execution:
         "_runner",
         "_services",
         "_settling",
+        "_spare",
         "_tasks",
         "_version",
         "_view",
         "_view_version",
         "_visits",
         "_wake",
+        "_wall",
         "_writers",
         "count_waiting",
         "elapsed_before",
@@ -225,11 +228,13 @@ class Execution:
         # activations per step, arrivals at joins, the ready queue and the running tasks.
         self._version = 0
         self._writers: dict[str, tuple[int, str]] = {}
+        self._onward = graph.onward  # what follows each step's success (read per settled step)
         # Visits and active activations per step, every step's count there from the start (a
         # subscript is cheaper than dict.get, every activation).
         self._visits: dict[str, int] = dict.fromkeys(graph.steps, 0)
         self._active: dict[str, int] = dict.fromkeys(graph.steps, 0)
-        self._arrived: dict[str, set[str]] = {}
+        # Joins some predecessor arrived at: the predecessors that have not arrived yet.
+        self._missing: dict[str, set[str]] = {}
         self._ready: deque[Activation] = deque()
         self._tasks: dict[Activation, asyncio.Task[None]] = {}  # running activations, their tasks
         # Finished activations the scheduler has not settled yet (made when a first task starts).
@@ -238,6 +243,9 @@ class Execution:
         # The state as steps see it, shared by activations until a commit changes the state.
         self._view: Mapping[str, Any] | None = None
         self._view_version = -1
+        # time.time() - time.perf_counter() when the run (re)started: an inline step's started_at
+        # is this plus its perf_counter start, one clock read per step less (see drive).
+        self._wall = 0.0
         self._failed = False
         self._ended = False  # set at the very end of drive(); `finished` turns it into an Event
         self._finished: threading.Event | None = None
@@ -249,6 +257,9 @@ class Execution:
         self._replaying = False  # rebuilding from checkpoints: nothing is written or emitted
         self._settling = False  # rows recorded while settling a step wait in _held (made on demand)
         self._held: list[StepEvent] | None = None
+        # A settled activation nothing holds any more, while its successors are queued: the first
+        # one queued takes the object over (see _settle_inline), one allocation less per step.
+        self._spare: Activation | None = None
         self._map_done: dict[tuple[str, int], dict[int, Any]] = {}  # items finished before a resume
         # The parts. Events pass through the processors before the journal and any sink.
         self._make = EventMaker(run_id, graph.name, version, parameters_hash, processors, parent_run_id)
@@ -258,12 +269,8 @@ class Execution:
         # The step cache and the sub-workflow runner only for graphs that have such steps: ten
         # thousand concurrent runs pay for every object a run keeps (memory, and the collector's
         # passes over them).
-        cached = subflows = False
-        for spec in graph.steps.values():
-            cached = cached or spec.cache is not None
-            subflows = subflows or spec.subflow is not None
         children = None
-        if subflows:
+        if graph.subflows:
             children = ChildRuns(
                 run_id,
                 store=store,
@@ -279,7 +286,7 @@ class Execution:
             make=self._make,
             journal=self._durability,
             services=self._services,
-            cache=StepCache(graph.name, store) if cached else None,
+            cache=StepCache(graph.name, store) if graph.caches else None,
             run_child=None if children is None else children.run,
             seed=self.seed,
             encode=store is not None,
@@ -365,7 +372,7 @@ class Execution:
             collector.run_started()  # many runs in flight: the collector's passes kept out of their way
             counted = True
             if not self._resumed:
-                self._activate(self.graph.entry, None, None)
+                self._activate(self.graph.steps[self.graph.entry], None, None, time.perf_counter())
             else:
                 await self._durability.mark_running()
             # No bound method kept in a local: it would be one more live object per sleeping run.
@@ -378,7 +385,12 @@ class Execution:
             # Inline steps (StepSpec.inline) skip the attempt runner on the way in, in a run kept
             # in memory (nothing to encode or sync) with no deadline, that is not resuming.
             inline = not durable and runner.deadline is None and not runner.attempts_before and not runner.cut_off
-            perf_counter, wall_clock = time.perf_counter, time.time
+            # An inline step's started_at is this run's wall clock at its start plus the step's
+            # perf_counter offset: the same instant within the clocks' drift over one run (NTP
+            # slews by at most half a millisecond a second), and rows stay in the run's order even
+            # if the wall clock is stepped meanwhile. One clock read per step instead of two.
+            self._wall = time.time() - time.perf_counter()
+            perf_counter = time.perf_counter
             while not self._failed:
                 if not tasks and len(ready) == 1:
                     act = ready.popleft()
@@ -386,14 +398,13 @@ class Execution:
                     if inline and spec.inline:
                         # The body awaited right here: no attempt runner, no Outcome, one frame
                         # less per sleeping run. Anything but a plain success goes to the runner.
-                        started_at = wall_clock()
                         t0 = perf_counter()
                         try:
                             result = await spec.fn(act.view)
                         except BaseException as exc:  # the runner classifies, retries or re-raises it
                             # (Not kept in a local: the error's traceback holds this frame, a cycle.)
                             self._settle(
-                                act, await runner.run(act, FirstAttempt(None, exc, started_at, t0, perf_counter()))
+                                act, await runner.run(act, FirstAttempt(None, exc, self._wall + t0, t0, perf_counter()))
                             )
                             continue
                         body_end = perf_counter()
@@ -401,11 +412,11 @@ class Execution:
                             result = {}
                         elif type(result) is not dict or (result and not plain_updates(result)):
                             self._settle(
-                                act, await runner.run(act, FirstAttempt(result, None, started_at, t0, body_end))
+                                act, await runner.run(act, FirstAttempt(result, None, self._wall + t0, t0, body_end))
                             )
                             result = None
                             continue
-                        self._settle_inline(act, result, started_at, t0, body_end)
+                        self._settle_inline(act, result, t0, body_end)
                         continue
                     if spec.gated and not await self._admitted(act):
                         continue
@@ -444,7 +455,7 @@ class Execution:
                     act, out = done.popleft()
                     del tasks[act]
                     if isinstance(out, FirstAttempt):  # an inline step's plain success
-                        self._settle_inline(act, out.result, out.started_at, out.t0, out.body_end)
+                        self._settle_inline(act, out.result, out.t0, out.body_end)
                     elif isinstance(out, Outcome):
                         self._settle(act, out)
                     else:
@@ -495,8 +506,8 @@ class Execution:
         try:
             spec = act.spec
             if inline and spec.inline:  # as in drive's lone-step path
-                started_at = time.time()
                 t0 = time.perf_counter()
+                started_at = self._wall + t0
                 try:
                     result = await spec.fn(act.view)
                 except BaseException as exc:  # the runner classifies, retries or re-raises it
@@ -538,8 +549,9 @@ class Execution:
 
     # ---- scheduling ------------------------------------------------------------------------
 
-    def _activate(self, name: str, tools: tuple[str, ...] | None, failure: Failure | None) -> None:
-        spec = self.graph.steps[name]
+    def _activate(self, spec: StepSpec, tools: tuple[str, ...] | None, failure: Failure | None, queued: float) -> None:
+        """Queue a visit of ``spec`` (or meet its visit bound); ``queued``: when it became due."""
+        name = spec.name
         visit = self._visits[name] + 1
         self._visits[name] = visit
         if spec.max_visits is not None and visit > spec.max_visits:
@@ -551,7 +563,15 @@ class Execution:
         if view is None or self._view_version != version:
             view = self._view = snapshot(self.state)
             self._view_version = version
-        self._ready.append(Activation(spec, visit, spec.tools if tools is None else tools, version, failure, view))
+        if tools is None:
+            tools = spec.tools
+        act = self._spare
+        if act is None:
+            act = Activation(spec, visit, tools, version, failure, view, queued)
+        else:
+            self._spare = None
+            act.reset(spec, visit, tools, version, failure, view, queued)
+        self._ready.append(act)
 
     def _visit_limit(self, spec: StepSpec, visit: int) -> None:
         now = time.time()
@@ -580,53 +600,51 @@ class Execution:
             )
         )
         if route is not None:
-            self._activate(route, None, self._failure_of(spec.name, 0, error, ErrorKind.PERMANENT))
+            failure = self._failure_of(spec.name, 0, error, ErrorKind.PERMANENT)
+            self._activate(self.graph.steps[route], None, failure, time.perf_counter())
         elif spec.fallback != END:
             self._fail(error, RunStatus.FAILED)
 
-    def _follow(self, act: Activation, updates: Mapping[str, Any] | None, chosen: Go | None) -> None:
-        """A step's success, logged, and its successors: the route chosen, or every unconditional
-        edge (a join waits for its other predecessors)."""
+    def _follow(self, act: Activation, updates: Mapping[str, Any] | None, chosen: Go | None, queued: float) -> None:
+        """A step's success, logged, and its successors (due since ``queued``): the route chosen,
+        or what its edges lead to, read from the graph's compiled :class:`~wfkit.model._graph.Onward`
+        (a join notes the arrival and waits for its other predecessors). Live and in replay."""
         name = act.spec.name
         log = self.log
         if chosen is not None:
-            log.append((len(log) + 1, name, act.visit, "ok", updates, chosen.target, None, None))
-            if chosen.target != END:
-                self._activate(chosen.target, chosen.tools, None)
+            target = chosen.target
+            log.append((len(log) + 1, name, act.visit, "ok", updates, target, None, None))
+            if target != END:
+                self._activate(self.graph.steps[target], chosen.tools, None, queued)
             return
         log.append((len(log) + 1, name, act.visit, "ok", updates, None, None, None))
-        self._arrive_from(name)
-
-    def _arrive_from(self, source: str) -> None:
-        """``source`` finished: each step its unconditional edges lead to starts, or, a join, notes
-        the arrival (it starts once no other predecessor can still arrive). Live and in replay."""
-        edges = self.graph.edges.get(source)
-        if edges is not None:
-            preds = self.graph.static_preds
-            for target in edges:
-                if len(preds[target]) < 2:
-                    self._activate(target, None, None)
-                else:
-                    self._arrived.setdefault(target, set()).add(source)
+        onward = self._onward[name]
+        for spec in onward.starts:
+            self._activate(spec, None, None, queued)
+        for join in onward.joins:
+            missing = self._missing.get(join)
+            if missing is None:
+                missing = self._missing[join] = set(self.graph.static_preds[join])
+            missing.discard(name)
 
     def _fire_joins(self) -> None:
-        for join in list(self._arrived):
-            if self._can_still_arrive(join, self._arrived[join]):
+        for join, missing in list(self._missing.items()):
+            if self._can_still_arrive(join, missing):
                 continue  # a predecessor can still arrive: keep waiting
-            del self._arrived[join]
-            self._activate(join, None, None)
+            del self._missing[join]
+            self._activate(self.graph.steps[join], None, None, time.perf_counter())
 
-    def _can_still_arrive(self, join: str, arrived: set[str]) -> bool:
-        """Whether a predecessor of ``join`` that has not arrived can still arrive: one of the steps
-        it can be reached from (without passing through the join) is active. Loops, not a set
-        difference and a generator: a fan-in of n branches asks n times."""
+    def _can_still_arrive(self, join: str, missing: set[str]) -> bool:
+        """Whether one of the predecessors of ``join`` that have not arrived (``missing``) can
+        still arrive: one of the steps it can be reached from (without passing through the join)
+        is active. Only the missing ones are looked at, and the first that can still arrive
+        decides: a fan-in of n branches asks n times, mostly about a branch still running."""
         active = self._active
         blockers = self.graph.join_blockers[join]
-        for pred in self.graph.static_preds[join]:
-            if pred not in arrived:
-                for step in blockers[pred]:
-                    if active.get(step):
-                        return True
+        for pred in missing:
+            for step in blockers[pred]:
+                if active[step]:
+                    return True
         return False
 
     def _settle(self, act: Activation, out: Outcome) -> None:
@@ -651,47 +669,46 @@ class Execution:
             for event in held:
                 self._record(event)
 
-    def _settle_inline(
-        self, act: Activation, updates: dict[str, Any], started_at: float, t0: float, body_end: float
-    ) -> None:
+    def _settle_inline(self, act: Activation, updates: dict[str, Any], t0: float, body_end: float) -> None:
         """:meth:`_settle` for an inline step's first attempt that returned plain updates, in a run
-        kept in memory: the same commit, route, row, history and successors, with no Outcome."""
-        spec = act.spec
-        name = spec.name
-        latency = body_end - t0
+        kept in memory: the same commit, route, row, history and successors, with no Outcome.
+        ``t0``, ``body_end``: the body's start and end (perf_counter).
+
+        With no checkpoint to wait for, the row goes to the sinks at once, before the successors
+        are queued: a row recorded while queuing them (a visit bound met) follows it, with no
+        holding back. Nothing holds ``act`` once it settled (the scheduler popped it, its task,
+        if it had one, is gone), so the first successor queued takes the object over."""
+        name = act.spec.name
         self._active[name] -= 1
-        self._settling = True
+        onward = self._onward[name]
+        router = onward.router
         try:
-            router = self.graph.routers.get(name)
-            try:
-                if updates:
-                    self._commit(act, updates)
-                chosen = None if router is None else router.choose(self.state)
-            except Exception as exc:  # a merge conflict or a condition that cannot be evaluated
-                out = stamped(None, 1, started_at, t0 - act.queued, latency, body_end)
-                out.updates, out.error, out.kind, out.status = updates, exc, ErrorKind.PERMANENT, Status.FAILED
-                self._record(self._make.outcome(act, out, None))
-                self._fail(exc, RunStatus.FAILED)
-                event = None
-            else:
-                event = self._make.ok(
-                    name,
-                    act.visit,
-                    started_at,
-                    latency,
-                    t0 - act.queued,
-                    None if chosen is None else chosen.target,
-                    act.tools,
-                )
-                self._follow(act, updates, chosen)
-                if self._arrived:
-                    self._fire_joins()
-        finally:
-            self._settling = False
-        if event is not None:
-            self._outlet.emit(event)  # a run in memory: its checkpoint is its event, emitted at once
-        if self._held is not None:
-            self._record_held()
+            if updates:
+                self._commit(act, updates)
+            chosen = None if router is None else router.choose(self.state)
+        except Exception as exc:  # a merge conflict or a condition that cannot be evaluated
+            out = stamped(None, 1, self._wall + t0, t0 - act.queued, body_end - t0, body_end)
+            out.updates, out.error, out.kind, out.status = updates, exc, ErrorKind.PERMANENT, Status.FAILED
+            self._record(self._make.outcome(act, out, None))
+            self._fail(exc, RunStatus.FAILED)
+            return
+        route, tools = (None, None) if chosen is None else (chosen.target, chosen.tools)
+        visit = act.visit
+        self._outlet.emit(self._make.ok(name, visit, self._wall + t0, body_end - t0, t0 - act.queued, route, act.tools))
+        self._spare = act
+        lone = onward.lone
+        if lone is None and route is None:  # fan-out, joins or the end of a branch
+            self._follow(act, updates, None, body_end)
+        else:  # one successor, a chain's link or a route's choice: as _follow does it, one call less per step
+            log = self.log
+            log.append((len(log) + 1, name, visit, "ok", updates, route, None, None))
+            if lone is not None:
+                self._activate(lone, None, None, body_end)
+            elif route is not None and route != END:
+                self._activate(self.graph.steps[route], tools, None, body_end)
+        if self._missing:
+            self._fire_joins()
+        self._spare = None
 
     def _settle_outcome(self, act: Activation, out: Outcome) -> tuple[str, str | None, str | None, StepEvent] | None:
         """Apply the outcome; returns the checkpoint to write (outcome, updates, failure, event)."""
@@ -704,7 +721,7 @@ class Execution:
         checkpoint: tuple[str, str | None, str | None, StepEvent]
         if out.error is None:
             chosen = None
-            router = self.graph.routers.get(name)
+            router = self._onward[name].router
             try:
                 if out.updates:
                     self._commit(act, out.updates)
@@ -717,7 +734,7 @@ class Execution:
                 return None
             route = None if chosen is None else chosen.target
             checkpoint = ("ok", out.encoded, None, self._make.outcome(act, out, route))
-            self._follow(act, out.updates, chosen)
+            self._follow(act, out.updates, chosen, time.perf_counter())
         else:
             assert out.error is not None and out.kind is not None
             fallback = spec.fallback
@@ -748,8 +765,8 @@ class Execution:
             checkpoint = ("fallback", None, json.dumps(dataclasses.asdict(failure)), event)
             self.log.append((len(self.log) + 1, name, act.visit, "fallback", None, fallback, failure, None))
             if fallback != END:
-                self._activate(fallback, None, failure)
-        if self._arrived:
+                self._activate(self.graph.steps[fallback], None, failure, time.perf_counter())
+        if self._missing:
             self._fire_joins()
         return checkpoint
 
@@ -867,17 +884,22 @@ class Execution:
         self._settle(act, out)
 
     def _commit(self, act: Activation, updates: Mapping[str, Any]) -> None:
-        self._version += 1
-        version = self._version
+        """Write a step's updates into the state (merge rules applied), refusing a field another
+        step wrote after this one was queued: parallel steps must not overwrite each other."""
+        seen = act.version
+        # Nothing committed since the step was queued (a chain, a loop): nothing to conflict with.
+        unseen = self._version != seen
+        version = self._version = self._version + 1
         state, writers, merges, name = self.state, self._writers, self.merges, act.spec.name
         for key, value in updates.items():
             merge = merges.get(key) if merges else None  # most workflows declare no merge rule
             if merge is not None:
                 state[key] = merge(state.get(key), value)
                 continue
-            previous = writers.get(key)
-            if previous is not None and previous[0] > act.version and previous[1] != name:
-                raise StateConflictError(key, previous[1], name)
+            if unseen:
+                previous = writers.get(key)
+                if previous is not None and previous[0] > seen and previous[1] != name:
+                    raise StateConflictError(key, previous[1], name)
             state[key] = value
             writers[key] = (version, name)
 
@@ -905,8 +927,8 @@ class Execution:
                 assert admission.error is not None
                 self._fail(admission.error, RunStatus.FAILED)
             else:
-                self._activate(admission.route, None, None)
-                if self._arrived:
+                self._activate(self.graph.steps[admission.route], None, None, time.perf_counter())
+                if self._missing:
                     self._fire_joins()
         return False
 
@@ -948,7 +970,8 @@ class Execution:
         self._replaying = True
         log = self.log
         try:
-            self._activate(self.graph.entry, None, None)
+            steps = self.graph.steps
+            self._activate(steps[self.graph.entry], None, None, time.perf_counter())
             for seq, step, visit, outcome, updates, route, failure, map_index, fork in self._durability.recorded(
                 checkpoints
             ):
@@ -969,11 +992,15 @@ class Execution:
                 self._active[step] -= 1
                 if outcome == "ok":
                     self._commit(act, updates or {})
-                    log.append((len(log) + 1, step, visit, "ok", updates, route, None, None))
-                    router = self.graph.routers.get(step)
+                    router = self._onward[step].router
                     if fork is not None:
                         self.state.update(fork)  # a fork's update is the state it asked for: no merge
                         self._view = None  # the state changed without a commit
+                    if router is None:  # logged as live: what its edges lead to starts, on the forked state
+                        self._follow(act, updates, None, time.perf_counter())
+                    else:
+                        log.append((len(log) + 1, step, visit, "ok", updates, route, None, None))
+                    if fork is not None:
                         chosen = None if router is None else router.choose(self.state).target
                         log.append((len(log) + 1, step, visit, "fork", fork, chosen, None, None))
                     if router is not None:
@@ -986,14 +1013,12 @@ class Execution:
                         if go is None:  # a fork, reconciled by hand, or the routes changed: decide anew
                             go = router.choose(self.state)
                         if go.target != END:
-                            self._activate(go.target, go.tools, None)
-                    else:
-                        self._arrive_from(step)
+                            self._activate(steps[go.target], go.tools, None, time.perf_counter())
                 else:
                     log.append((len(log) + 1, step, visit, "fallback", None, route, failure, None))
                     if route is not None and route != END:
-                        self._activate(route, None, failure)
-                if self._arrived:
+                        self._activate(steps[route], None, failure, time.perf_counter())
+                if self._missing:
                     self._fire_joins()
             if crashed:
                 self._runner.cut_off = self._durability.cut_offs(self._ready)

@@ -687,7 +687,7 @@ class Workflow:
         if made is not None and made[0] is graph:
             return made[1]
         gated = _gated(graph)
-        if all(spec.subflow is None for spec in graph.steps.values()):
+        if not graph.subflows:
             self._gates = (graph, gated)
         return gated
 

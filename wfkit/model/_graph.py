@@ -14,12 +14,32 @@ import difflib
 import hashlib
 import json
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from wfkit.model._errors import Location, WorkflowDefinitionError
 from wfkit.model._routes import END, Router
 from wfkit.model._steps import StepSpec
+
+
+@dataclass(frozen=True, slots=True)
+class Onward:
+    """Where a step's success leads, worked out once per graph: the scheduler reads this on every
+    settled step of every run, instead of looking up the step's router, its edges and each edge
+    target's predecessors there.
+
+    A step has a router or edges, never both. ``router``: its routes choose the one successor.
+    ``starts``: the steps its unconditional edges lead to that start at once (each has this step
+    as its only unconditional predecessor). ``joins``: the edge targets with two or more such
+    predecessors, which note the arrival and start once no other predecessor can still arrive.
+    ``lone``: the one step of ``starts`` when that is all that follows (no router, no join): a
+    chain's link, which the scheduler queues with no further look-up.
+    """
+
+    router: Router | None
+    starts: tuple[StepSpec, ...]
+    joins: tuple[str, ...]
+    lone: StepSpec | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +53,22 @@ class Graph:
     join_blockers: Mapping[str, Mapping[str, frozenset[str]]]
     fingerprint: str
     description: Mapping[str, Any]
+    # Derived from the fields above, once (a run reads them; ten thousand runs would redo it).
+    onward: Mapping[str, Onward] = field(init=False, repr=False, compare=False)
+    caches: bool = field(init=False, repr=False, compare=False)  # a step has a result cache
+    subflows: bool = field(init=False, repr=False, compare=False)  # a step runs a sub-workflow
+
+    def __post_init__(self) -> None:
+        onward: dict[str, Onward] = {}
+        for name in self.steps:
+            targets = self.edges.get(name, ())
+            starts = tuple(self.steps[t] for t in targets if len(self.static_preds[t]) < 2)
+            joins = tuple(t for t in targets if len(self.static_preds[t]) >= 2)
+            lone = starts[0] if len(starts) == 1 and not joins else None
+            onward[name] = Onward(self.routers.get(name), starts, joins, lone)
+        object.__setattr__(self, "onward", onward)
+        object.__setattr__(self, "caches", any(spec.cache is not None for spec in self.steps.values()))
+        object.__setattr__(self, "subflows", any(spec.subflow is not None for spec in self.steps.values()))
 
     def successors(self, step: str) -> set[str]:
         """Every step that can follow ``step``: edges, route targets and its fallback."""

@@ -61,6 +61,11 @@ class Condition:
     def evaluate(self, state: Mapping[str, Any]) -> bool:
         raise NotImplementedError
 
+    def predicate(self) -> Callable[[Mapping[str, Any]], bool]:
+        """:meth:`evaluate` as a function of the state, made once per route (a router's routes are
+        tried on every settled step); a condition may specialise it."""
+        return self.evaluate
+
     def fields(self) -> set[str]:
         """The top-level state fields this condition reads."""
         raise NotImplementedError
@@ -142,6 +147,28 @@ class Compare(Condition):
         except TypeError as exc:
             raise self._cannot(actual) from exc
         return False  # not reached: every operator is handled above (checked at construction)
+
+    def predicate(self) -> Callable[[Mapping[str, Any]], bool]:
+        """:meth:`evaluate`, specialised: an ordering operator (a loop's bound) on a top-level
+        field of a plain dict state reads the field and compares, with nothing else to decide on
+        each evaluation; anything else is left to :meth:`evaluate`."""
+        ordering, evaluate = self.ordering, self.evaluate
+        if ordering is None or len(self.path) > 1:
+            return evaluate
+        key, value, cannot = self.path[0], self.value, self._cannot
+
+        def compare(state: Mapping[str, Any]) -> bool:
+            if type(state) is not dict:
+                return evaluate(state)
+            actual = state.get(key)  # missing or None: not ordered, as in evaluate
+            if actual is None:
+                return False
+            try:
+                return ordering(actual, value)
+            except TypeError as exc:
+                raise cannot(actual) from exc
+
+        return compare
 
     def _cannot(self, actual: Any) -> ConditionError:
         """The error for a field value the operator cannot compare."""
@@ -296,13 +323,17 @@ class Router:
     routes: tuple[Route, ...]
     default: Go
     targets: frozenset[str] = field(init=False)
+    # Each route's condition as a predicate (Condition.predicate), with where it goes: what choose
+    # tries. Derived, so outside the constructor, the repr and equality.
+    tests: tuple[tuple[Callable[[Mapping[str, Any]], bool], Go], ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         names = {r.target for r in self.routes} | {self.default.target}
         object.__setattr__(self, "targets", frozenset(names - {END}))
+        object.__setattr__(self, "tests", tuple((r.condition.predicate(), r.go) for r in self.routes))
 
     def choose(self, state: Mapping[str, Any]) -> Go:
-        for route in self.routes:
-            if route.condition.evaluate(state):
-                return route.go
+        for holds, go in self.tests:
+            if holds(state):
+                return go
         return self.default
