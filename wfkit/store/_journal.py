@@ -396,13 +396,13 @@ def event_row(
     boundary sees only the text columns that hold text (a step that wrote nothing, ``"{}"``, holds
     none a secret could be in), and the checksum is the same."""
     row: list[Any] = [*event, outcome, updates, failure]
-    tools = event[_TOOLS_AT]
+    tools = event.tools
     if tools is not None:
         row[_TOOLS_AT] = dumps(list(tools)) if tools else "[]"  # most steps call no tool
-    extra = event[_EXTRA_AT]
-    if extra is not None:
-        extra = row[_EXTRA_AT] = redact_text(_dumps_extra(extra))
-    if event[_MESSAGE_AT] is not None or event[_APPROVER_AT] is not None or event[_COMMENT_AT] is not None:
+    extra: str | None = None
+    if event.extra is not None:
+        extra = row[_EXTRA_AT] = redact_text(_dumps_extra(event.extra))
+    if event.error_message is not None or event.approver is not None or event.decision_comment is not None:
         for at in _EVENT_TEXT_AT:
             value = row[at]
             if value is not None:
@@ -432,10 +432,7 @@ def event_row(
     )
 
 
-_MESSAGE_AT = FIELDS.index("error_message")
-_APPROVER_AT = FIELDS.index("approver")
-_COMMENT_AT = FIELDS.index("decision_comment")
-_EVENT_TEXT_AT = (_MESSAGE_AT, _APPROVER_AT, _COMMENT_AT)
+_EVENT_TEXT_AT = tuple(FIELDS.index(c) for c in ("error_message", "approver", "decision_comment"))
 
 
 def verify_rows(
