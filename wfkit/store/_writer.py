@@ -26,8 +26,11 @@ what NORMAL means), so when the writer has nothing queued and nothing under way,
 write is committed at once on the loop's own connection, which never waits: its lock is only
 tried (a lock held by another process sends the write to the writer instead), and it never
 checkpoints the WAL (the writer does, in its thread). A budget bounds the loop's time in such
-commits per loop iteration, so a burst of writes (many runs checkpointing together) still
-goes to the writer in group commits. At FULL every commit waits for an fsync, so nothing
+commits per loop iteration: a write past it is still committed on the idle loop, but its waiter
+goes on only in the next iteration, so a long sequential run lets the loop poll now and then
+without a thread hop, and a burst of writes (many runs checkpointing together, or one run
+handing over many writes at once) goes to the writer in group commits, since the loop is not
+idle once that wake-up is queued. At FULL every commit waits for an fsync, so nothing
 commits on the loop. And only an idle loop commits: nothing else ready to run and no timer due
 within a few milliseconds (``_idle``). A commit on a loop where other runs are waiting would
 hold them up, and the step latencies they record would grow by it while their timeouts do not
