@@ -231,8 +231,9 @@ class Writer:
         if not self._gate.acquire(blocking=False):
             return None  # the writer is committing: this write joins its next batch
         try:
-            if self._outstanding:  # (an int read is atomic: a write queued by another thread meanwhile is concurrent)
-                return None  # earlier writes are on their way: this one must not overtake them
+            with self._lock:
+                if self._outstanding:
+                    return None  # earlier writes are on their way: this one must not overtake them
             conn = self._loop_connection()
             t0 = time.perf_counter()
             try:
