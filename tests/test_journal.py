@@ -11,6 +11,7 @@ import wfkit as wf
 from wfkit.store._journal import (
     COLUMNS,
     JOURNAL_INSERT,
+    checked_row,
     encode_updates,
     event_from_row,
     event_row,
@@ -82,6 +83,34 @@ def test_every_text_column_passes_the_redaction_boundary() -> None:
     row = event_row(event, "ok", json.dumps({"echo": key}), json.dumps({"message": key}))
     assert [] == [value for value in row if isinstance(value, str) and key in value]
     assert "failed with [REDACTED]" == row[1 + COLUMNS.index("error_message")]
+
+
+def test_an_event_row_is_the_checked_row_of_its_columns() -> None:
+    """event_row (written out for speed) gives the row and checksum the generic path gives, whatever
+    the event holds: secrets anywhere, tools, extra, a failure, NaN and ints in REAL columns, text there."""
+    key = "sk-" + "b2" * 12
+    base = _event()
+    cases = [
+        (base, "ok", '{"x":1}', None),
+        (base._replace(tools=None, extra=None, error_kind=None, status="ok"), "ok", "{}", None),
+        (base._replace(tools=(), retry_delay_s=float("nan"), cost_usd=2, tokens_in=3), None, None, None),
+        (
+            base._replace(error_message=f"bad {key}", approver=f"me {key}", decision_comment=key),
+            "fallback",
+            None,
+            json.dumps({"message": key}),
+        ),
+        (base._replace(extra={"k": key, "n": 1.5}), "item", json.dumps({"result": key}), None),
+        (base._replace(latency_s="3.5"), "ok", "{}", None),  # text in a REAL column: format 1
+        (base._replace(approver="x" * 3, error_message=""), "ok", "[]", None),
+    ]
+    for event, outcome, updates, failure in cases:
+        columns = [*event, outcome, updates, failure]
+        columns[COLUMNS.index("tools")] = (
+            None if event.tools is None else json.dumps(list(event.tools), separators=(",", ":"))
+        )
+        columns[COLUMNS.index("extra")] = None if event.extra is None else json.dumps(event.extra, default=repr)
+        assert checked_row(columns) == event_row(event, outcome, updates, failure)
 
 
 def _rows(n: int) -> list[tuple[object, ...]]:

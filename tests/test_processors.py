@@ -443,3 +443,29 @@ def test_short_text_without_hints_comes_back_unchanged() -> None:
     """Short text holding no hint of a secret is returned as it was (the same object: nothing was copied)."""
     text = '{"answer":42,"label":"billing"}'
     assert text is redact_text(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Authorization: BEARER abcdefgh12345678",
+        "PassWord: hunter22",
+        "auth BASIC dXNlcjpwYXNzd29yZA==",
+        "key sk-abcdefghijklmnop1234",
+        "Größe PASSWORD=hunter22",  # not ASCII: the case-ignoring scan
+        "clé: sk-abcdefghijklmnop1234",
+    ],
+)
+def test_ascii_and_other_text_reach_the_same_redaction(text: str) -> None:
+    """Whether the hints are looked for in lowercased ASCII or by the case-ignoring scan, text with a
+    secret is redacted exactly as the scan (the full check) redacts it."""
+    from wfkit.model import _processors
+
+    assert _processors._ANY_HINT.search(text) is not None  # the scan finds a hint: the full check runs
+    assert REDACTED in redact_text(text)
+
+
+def test_ascii_text_without_hints_comes_back_unchanged_at_any_length() -> None:
+    """ASCII text of any length with no hint of a secret is returned as it was, not copied."""
+    for text in ('{"answer":42}', '{"answer":"' + "x" * 5000 + '"}'):
+        assert text is redact_text(text)

@@ -332,15 +332,39 @@ def test_a_write_on_the_loop_never_overtakes_one_handed_over_before(normal_write
 
 
 def test_a_burst_of_writes_in_one_loop_iteration_goes_to_the_writer(normal_writer: Writer, db: Path) -> None:
-    """Once the loop iteration's budget is spent, the rest of a burst is group-committed by the writer."""
+    """Once the loop iteration's budget is spent, one more write commits on the loop (its waiter woken
+    in the next iteration) and the rest of the burst is group-committed by the writer."""
     normal_writer.inline_budget = 1e-9  # the first commit spends it
 
-    async def main() -> list[str]:
-        return list(await asyncio.gather(*(normal_writer.submit_async(_insert(f"b{i}")) for i in range(20))))
+    async def main() -> tuple[list[bool], list[str]]:
+        futures = [normal_writer.submit_async(_insert(f"b{i}")) for i in range(20)]
+        done = [f.done() for f in futures[:3]]
+        return done, list(await asyncio.gather(*futures))
 
-    assert [f"b{i}" for i in range(20)] == asyncio.run(main())
-    assert 1 == normal_writer.inline_commits
+    assert ([True, False, False], [f"b{i}" for i in range(20)]) == asyncio.run(main())
+    assert 2 == normal_writer.inline_commits
     assert [f"b{i}" for i in range(20)] == _rowid_order(db)
+
+
+def test_a_sequential_run_past_the_budget_yields_the_loop_instead_of_hopping_to_the_writer(
+    normal_writer: Writer, db: Path
+) -> None:
+    """Writes awaited one after another keep committing on the loop once the budget is spent: the
+    write past it is durable when submit returns, but its waiter goes on only after the loop polled
+    (which starts a fresh budget), never through the writer thread."""
+    normal_writer.inline_budget = 1e-9  # the first commit of a loop iteration spends it
+
+    async def main() -> tuple[list[bool], list[str]]:
+        done, seen = [], []
+        for i in range(5):
+            future = normal_writer.submit_async(_insert(f"s{i}"))
+            done.append(future.done())
+            seen.append(await future)
+        return done, seen
+
+    assert ([True, False, True, False, True], [f"s{i}" for i in range(5)]) == asyncio.run(main())
+    assert 5 == normal_writer.inline_commits
+    assert [f"s{i}" for i in range(5)] == _rowid_order(db)
 
 
 def test_a_write_that_raises_on_the_loop_is_rolled_back_and_reported(normal_writer: Writer, db: Path) -> None:

@@ -80,6 +80,7 @@ _ANY_HINT = re.compile(
     "|".join(map(re.escape, _SHAPE_HINTS)) + "|(?i:bearer|basic|" + "|".join(map(re.escape, _PAIR_HINTS)) + ")"
 )
 _ONE_SCAN_UP_TO = 256
+_LOWER_HINTS = tuple(sorted({h.lower() for h in (*_SHAPE_HINTS, "bearer", "basic", *_PAIR_HINTS)}))
 # Authorization: Basic base64(user:password): only when it decodes to a pair ("basic authentication" stays).
 _BASIC = re.compile(r"(?i)\bbasic\s+([A-Za-z0-9+/]{6,}={0,2})")
 # key=value / "key": "value" pairs whose key says it is a secret: the value goes, the key stays.
@@ -153,7 +154,14 @@ def redact_text(text: str) -> str:
     for secret in _secrets():
         if secret in text:
             text = text.replace(secret, REDACTED)
-    if len(text) <= _ONE_SCAN_UP_TO and _ANY_HINT.search(text) is None:
+    if text.isascii():
+        # Most stored text (a step's updates, a journal column): one lowercasing and a substring
+        # test per hint, all in C, clear it at a fifth of the regex's cost. For ASCII text, the
+        # lowercase hints found in the lowercased text are a superset of what ``_ANY_HINT`` finds
+        # (its case-ignoring part folds more than ``lower`` does only for non-ASCII letters).
+        if not any(map(text.lower().__contains__, _LOWER_HINTS)):
+            return text
+    elif len(text) <= _ONE_SCAN_UP_TO and _ANY_HINT.search(text) is None:
         return text
     lower = text.lower()
     if any(hint in text for hint in _SHAPE_HINTS) or "bearer" in lower:

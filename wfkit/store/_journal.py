@@ -390,15 +390,49 @@ def _checked(values: list[Any]) -> tuple[Any, ...]:
 def event_row(
     event: StepEvent, outcome: str | None = None, updates: str | None = None, failure: str | None = None
 ) -> tuple[Any, ...]:
-    """Insert parameters for :data:`JOURNAL_INSERT`."""
+    """Insert parameters for :data:`JOURNAL_INSERT`: :func:`checked_row` of the event's columns and
+    the checkpoint's. Every durable step pays it on the event loop, so it is :func:`_checked` and
+    :func:`row_checksum` written out for a row known to come from a StepEvent: the redaction
+    boundary sees only the text columns that hold text (a step that wrote nothing, ``"{}"``, holds
+    none a secret could be in), and the checksum is the same."""
     row: list[Any] = [*event, outcome, updates, failure]
     tools = event.tools
     if tools is not None:
         row[_TOOLS_AT] = dumps(list(tools)) if tools else "[]"  # most steps call no tool
-    extra = event.extra
-    if extra is not None:
-        row[_EXTRA_AT] = _dumps_extra(extra)
-    return _checked(row)
+    extra: str | None = None
+    if event.extra is not None:
+        extra = row[_EXTRA_AT] = redact_text(_dumps_extra(event.extra))
+    if event.error_message is not None or event.approver is not None or event.decision_comment is not None:
+        for at in _EVENT_TEXT_AT:
+            value = row[at]
+            if value is not None:
+                row[at] = redact_text(value)
+    if updates is not None and updates != "{}":
+        updates = row[_UPDATES_AT] = redact_text(updates)
+    if failure is not None:
+        failure = row[_FAILURE_AT] = redact_text(failure)
+    # row_checksum (format 2), with the payloads' CRCs from the values at hand.
+    other = "\x1f".join(
+        [
+            v if type(v) is str else "\x00" if v is None else str(v) if type(v) is int else _text(v)
+            for v in _OTHER_COLUMNS(row)
+        ]
+    )
+    try:
+        reals = _PACK_REALS(*[_NAN if v is None or v != v else v + 0.0 for v in _REAL_COLUMNS(row)])
+    except (TypeError, OverflowError):  # text in a REAL column: format 1 (row_checksum says why)
+        return (row[0], *row, row_checksum_v1(row))
+    return (
+        row[0],
+        *row,
+        f"{CHECKSUM_V2}{_crc32(reals, _crc32(other.encode('utf-8', 'surrogatepass'))):08x}."
+        f"{_NULL_CRC if updates is None else _crc_of(updates)}."
+        f"{_NULL_CRC if failure is None else _crc_of(failure)}."
+        f"{_NULL_CRC if extra is None else _crc_of(extra)}",
+    )
+
+
+_EVENT_TEXT_AT = tuple(FIELDS.index(c) for c in ("error_message", "approver", "decision_comment"))
 
 
 def verify_rows(

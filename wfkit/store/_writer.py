@@ -26,8 +26,11 @@ what NORMAL means), so when the writer has nothing queued and nothing under way,
 write is committed at once on the loop's own connection, which never waits: its lock is only
 tried (a lock held by another process sends the write to the writer instead), and it never
 checkpoints the WAL (the writer does, in its thread). A budget bounds the loop's time in such
-commits per loop iteration, so a burst of writes (many runs checkpointing together) still
-goes to the writer in group commits. At FULL every commit waits for an fsync, so nothing
+commits per loop iteration: a write past it is still committed on the idle loop, but its waiter
+goes on only in the next iteration, so a long sequential run lets the loop poll now and then
+without a thread hop, and a burst of writes (many runs checkpointing together, or one run
+handing over many writes at once) goes to the writer in group commits, since the loop is not
+idle once that wake-up is queued. At FULL every commit waits for an fsync, so nothing
 commits on the loop. And only an idle loop commits: nothing else ready to run and no timer due
 within a few milliseconds (``_idle``). A commit on a loop where other runs are waiting would
 hold them up, and the step latencies they record would grow by it while their timeouts do not
@@ -98,6 +101,10 @@ class _Pending(Generic[T]):
 
 
 _STOP = object()
+# What _commit_here did with a write: committed, its waiter may go on now or in the loop's next iteration.
+_NOW = object()
+_NEXT_ITERATION = object()
+_Future = asyncio.Future
 _CHECKPOINT = object()  # the writer copies the WAL into the database (commits on the loop never do)
 
 
@@ -172,12 +179,17 @@ class Writer:
     def submit_async(self, fn: WriteOp[T] | None, rows: Rows = ()) -> asyncio.Future[T]:
         """Queue a write from a coroutine; await the future to know it is durable."""
         loop = asyncio.get_running_loop()
-        future: asyncio.Future[T] = loop.create_future()
+        future: asyncio.Future[T] = _Future(loop=loop)  # what loop.create_future makes, without its frame
         pending = _Pending(fn, rows, future, loop)
-        if self.inline_budget > 0 and self._inline is not None and self._commit_here(pending, loop):
-            _resolve_on_loop([pending])  # durable already: the waiter need not wait for anyone
-        else:
-            self._put(pending)
+        if self.inline_budget > 0 and self._inline is not None:
+            committed = self._commit_here(pending, loop)
+            if committed is _NOW:
+                _resolve_on_loop([pending])  # durable already: the waiter need not wait for anyone
+                return future
+            if committed is _NEXT_ITERATION:
+                loop.call_soon(_resolve_on_loop, [pending])
+                return future
+        self._put(pending)
         return future
 
     def _put(self, pending: _Pending[Any] | object) -> None:
@@ -202,39 +214,44 @@ class Writer:
 
     # ---- committing on the loop (NORMAL only) ------------------------------------------------------
 
-    def _commit_here(self, pending: _Pending[Any], loop: asyncio.AbstractEventLoop) -> bool:
+    def _commit_here(self, pending: _Pending[Any], loop: asyncio.AbstractEventLoop) -> object:
         """Commit a coroutine's write on its loop's thread, if that costs the loop no wait: nothing
-        queued or being committed before it, the budget of this loop iteration not spent, and the
-        store's lock free at once. False: hand it to the writer."""
-        spent, reset = self._spent.get(loop) or (0.0, None)
-        if spent >= self.inline_budget:
-            return False
+        queued or being committed before it, nothing else ready on the loop, and the store's lock
+        free at once. ``_NOW``: its waiter may go on at once; ``_NEXT_ITERATION``: this loop
+        iteration's budget was spent, so its waiter goes on only after the loop polled again (a
+        sequential run yields the loop once, where a hop to the writer thread and back would cost it
+        two thread wake-ups; a burst goes to the writer, since the loop is no longer idle once that
+        wake-up is queued). None: not committed, hand it to the writer."""
+        budget = self._spent.get(loop)
+        reset = None if budget is None else budget[1]
         if not _idle(loop, reset):
-            return False  # other runs are ready to go on: the commit would hold them up
+            return None  # other runs are ready to go on: the commit would hold them up
         if self._pid not in (0, os.getpid()):
-            return False  # a forked child: its first write goes through _put, which starts afresh
+            return None  # a forked child: its first write goes through _put, which starts afresh
         if not self._gate.acquire(blocking=False):
-            return False  # the writer is committing: this write joins its next batch
+            return None  # the writer is committing: this write joins its next batch
         try:
             with self._lock:
                 if self._outstanding:
-                    return False  # earlier writes are on their way: this one must not overtake them
+                    return None  # earlier writes are on their way: this one must not overtake them
             conn = self._loop_connection()
             t0 = time.perf_counter()
             try:
                 conn.execute("BEGIN IMMEDIATE")  # busy_timeout 0: a lock held elsewhere is not waited for
             except sqlite3.OperationalError:
-                return False
+                return None
             self._commit_one(conn, pending)
             self.inline_commits += 1
             if self.inline_commits % _CHECKPOINT_EVERY == 0:
                 self._put(_CHECKPOINT)
         finally:
             self._gate.release()
-        if reset is None:
-            reset = loop.call_soon(self._spent.pop, loop, None)  # the budget is per loop iteration
-        self._spent[loop] = (spent + time.perf_counter() - t0, reset)
-        return True
+        spent = time.perf_counter() - t0
+        if budget is None:  # the loop iteration's first: its budget is reset with the next iteration
+            self._spent[loop] = (spent, loop.call_soon(self._spent.pop, loop, None))
+            return _NOW
+        self._spent[loop] = (budget[0] + spent, budget[1])
+        return _NOW if budget[0] < self.inline_budget else _NEXT_ITERATION
 
     def _loop_connection(self) -> sqlite3.Connection:
         """This thread's connection for commits on the loop (made by ``inline``; one per thread)."""
