@@ -118,8 +118,9 @@ class Writer:
     lets go of the GIL and has to win it back from a busy event loop: a thousand checkpoints
     cost a few statements, not a thousand. ``stale`` tells ``bulk`` that what it remembers of the
     file (the journal's next seqs) may no longer hold: called after every rollback, after a write
-    function ran (it may have written rows of its own), and in a forked child. A write whose rows
-    fail is written once more after that (see ``_commit_one``; a batch is run again anyway).
+    function ran (it may have written rows of its own), and in a forked child. A write committed
+    on the loop whose rows fail goes to the writer thread after that (see ``_commit_one``); a
+    batch is run again anyway.
     """
 
     def __init__(
@@ -240,7 +241,8 @@ class Writer:
                 conn.execute("BEGIN IMMEDIATE")  # busy_timeout 0: a lock held elsewhere is not waited for
             except sqlite3.OperationalError:
                 return None
-            self._commit_one(conn, pending)
+            if not self._commit_one(conn, pending):
+                return None  # its rows were behind another process's: the writer writes them
             self.inline_commits += 1
             if self.inline_commits % _CHECKPOINT_EVERY == 0:
                 self._put(_CHECKPOINT)
@@ -435,12 +437,13 @@ class Writer:
                 raise
         return True
 
-    def _commit_one(self, conn: sqlite3.Connection, pending: _Pending[Any], *, again: bool = True) -> None:
+    def _commit_one(self, conn: sqlite3.Connection, pending: _Pending[Any]) -> bool:
         """A single write, then COMMIT, in the transaction the caller began. No savepoint: a write
         that raises has its whole transaction rolled back, which undoes exactly what a savepoint
-        would, for two statements fewer; its error goes to its waiter. Rows that fail are written
-        once more, in a new transaction, after ``stale`` (what ``bulk`` remembered may have been
-        behind the file: another process wrote to it), as a group commit's isolated pass does."""
+        would, for two statements fewer; its error goes to its waiter. False, rolled back, when its
+        rows were refused as already there: what ``bulk`` remembered was behind the file (another
+        process wrote rows of the run), so after ``stale`` the writer thread writes it, as a group
+        commit's isolated pass does (not here: a second try on the loop could not wait for a lock)."""
         pending.error = None
         try:
             if pending.fn is not None:
@@ -450,13 +453,12 @@ class Writer:
                 try:
                     self._write_rows(conn, pending.rows)
                 except sqlite3.IntegrityError:
-                    if not again or self._stale is _nothing:
+                    if self._stale is _nothing:
                         raise
                     self._stale()
                     conn.execute("ROLLBACK")
-                    conn.execute("BEGIN IMMEDIATE")
-                    self._commit_one(conn, pending, again=False)
-                    return
+                    pending.result = None
+                    return False
             conn.execute("COMMIT")
         except BaseException as exc:
             self._stale()
@@ -465,9 +467,10 @@ class Writer:
             pending.error = self._error(exc) if isinstance(exc, Exception) else exc
             if not isinstance(exc, Exception):
                 raise
-            return
+            return True
         self.commits += 1
         self.writes += 1
+        return True
 
     def _write_rows(self, conn: sqlite3.Connection, rows: Rows) -> None:
         if self._bulk is None:
