@@ -24,6 +24,7 @@ from __future__ import annotations
 import logging
 import operator
 import os
+import re
 import socket
 import sqlite3
 import struct
@@ -63,6 +64,29 @@ _MAGIC = b"SQLite format 3\x00"
 LEASE_TTL = 60.0
 _HOST = socket.gethostname()
 logger = logging.getLogger("wfkit")
+
+# The journal is a rowid table: its rows are appended in the order they are written, and the key
+# (run_id, seq) is an index beside them. Why not a table clustered by that key (WITHOUT ROWID, as
+# stores made by an earlier wfkit have it: rebuilt when this wfkit first opens them): run ids are
+# random, so every row of a group commit then lands on a page of its own among the whole journal's,
+# and a row is some 300 bytes, so those pages are full and split often; every page a commit
+# touches is written to the WAL whole. Appended, a group commit's rows share a few pages at the
+# end, and only the key's small entries land at random. Measured on the writer thread (1,000 runs
+# x 5 checkpoints in group commits of 100 writes, synchronous=NORMAL): 54 to 61 us of CPU per write
+# clustered, 32 to 35 us appended (the INSERT 17 -> 9, the COMMIT 16 -> 7, the durable-wait
+# UPDATE 7 -> 4); a sequential run's single-row commit costs the same or a little less.
+_JOURNAL_TABLE = """CREATE TABLE IF NOT EXISTS journal (
+    run_id TEXT NOT NULL, seq INTEGER NOT NULL, workflow TEXT NOT NULL, workflow_version TEXT NOT NULL,
+    step TEXT NOT NULL, visit INTEGER NOT NULL, attempt INTEGER NOT NULL, status TEXT NOT NULL,
+    error_kind TEXT, error_type TEXT, error_message TEXT,
+    started_at REAL NOT NULL, ended_at REAL NOT NULL, latency_s REAL NOT NULL, queue_s REAL NOT NULL,
+    retry_delay_s REAL, route_taken TEXT, tools TEXT, model TEXT, tokens_in INTEGER,
+    tokens_out INTEGER, cost_usd REAL, approver TEXT, decision_comment TEXT, parameters_hash TEXT,
+    host TEXT, extra TEXT,
+    outcome TEXT, updates TEXT, failure TEXT, map_index INTEGER, parent_run_id TEXT,
+    durable_wait_s REAL, checksum TEXT,
+    PRIMARY KEY (run_id, seq)
+)"""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -120,18 +144,7 @@ CREATE TABLE IF NOT EXISTS tickets (
     UNIQUE (run_id, step, visit)
 );
 CREATE INDEX IF NOT EXISTS tickets_open ON tickets (status);
-CREATE TABLE IF NOT EXISTS journal (
-    run_id TEXT NOT NULL, seq INTEGER NOT NULL, workflow TEXT NOT NULL, workflow_version TEXT NOT NULL,
-    step TEXT NOT NULL, visit INTEGER NOT NULL, attempt INTEGER NOT NULL, status TEXT NOT NULL,
-    error_kind TEXT, error_type TEXT, error_message TEXT,
-    started_at REAL NOT NULL, ended_at REAL NOT NULL, latency_s REAL NOT NULL, queue_s REAL NOT NULL,
-    retry_delay_s REAL, route_taken TEXT, tools TEXT, model TEXT, tokens_in INTEGER,
-    tokens_out INTEGER, cost_usd REAL, approver TEXT, decision_comment TEXT, parameters_hash TEXT,
-    host TEXT, extra TEXT,
-    outcome TEXT, updates TEXT, failure TEXT, map_index INTEGER, parent_run_id TEXT,
-    durable_wait_s REAL, checksum TEXT,
-    PRIMARY KEY (run_id, seq)
-) WITHOUT ROWID;
+{journal};
 CREATE TABLE IF NOT EXISTS attempts (
     run_id TEXT NOT NULL,
     step TEXT NOT NULL,
@@ -164,7 +177,7 @@ CREATE TABLE IF NOT EXISTS step_cache (
     source_run_id TEXT,
     PRIMARY KEY (workflow, step, code, reads, key)
 )
-"""
+""".format(journal=_JOURNAL_TABLE)
 
 # Added to stores made before they existed: columns appended to the journal (a store written by an
 # older wfkit has none of them, and older wfkit ignores them), and the tables above.
@@ -404,12 +417,19 @@ class Store:
         missing = [(name, kind) for name, kind in _JOURNAL_ADDED if name not in have]
         missing += [(name, kind) for name, kind in _RUNS_ADDED if name not in have_runs]
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-        if missing or version < SCHEMA_VERSION or not {"run_links", "step_cache", "attempts"} <= tables:
+        if (
+            missing
+            or version < SCHEMA_VERSION
+            or not {"run_links", "step_cache", "attempts"} <= tables
+            or _clustered_journal(conn)
+        ):
             with _transaction(conn):
                 have = {r[1] for r in conn.execute("PRAGMA table_info(journal)")}  # under the lock now
                 for name, kind in _JOURNAL_ADDED:
                     if name not in have:
                         conn.execute(f"ALTER TABLE journal ADD COLUMN {name} {kind}")
+                if _clustered_journal(conn):
+                    _append_journal(conn)
                 have_runs = {r[1] for r in conn.execute("PRAGMA table_info(runs)")}
                 for name, kind in _RUNS_ADDED:
                     if name not in have_runs:
@@ -1368,6 +1388,27 @@ class AttemptFacts(NamedTuple):
     started_attempt: int | None
     started_at: float | None
     crashes: int
+
+
+def _clustered_journal(conn: sqlite3.Connection) -> bool:
+    """Whether the journal is the table clustered by (run_id, seq) of stores an earlier wfkit made."""
+    row = conn.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'journal'").fetchone()
+    return row is not None and _WITHOUT_ROWID.search(row[0]) is not None
+
+
+_WITHOUT_ROWID = re.compile(r"\)\s*WITHOUT\s+ROWID\s*$", re.IGNORECASE)
+
+
+def _append_journal(conn: sqlite3.Connection) -> None:
+    """Rebuild a clustered journal as the rowid table new stores have (see ``_JOURNAL_TABLE``), in the
+    caller's transaction: every row is copied as it is (its checksum with it), in key order, so a run's
+    old rows stay together. The layout is all that changes: an earlier wfkit reads and writes the
+    rebuilt table as it did its own."""
+    columns = ", ".join(r[1] for r in conn.execute("PRAGMA table_info(journal)"))
+    conn.execute("ALTER TABLE journal RENAME TO journal_clustered")
+    conn.execute(_JOURNAL_TABLE)
+    conn.execute(f"INSERT INTO journal ({columns}) SELECT {columns} FROM journal_clustered ORDER BY run_id, seq")
+    conn.execute("DROP TABLE journal_clustered")
 
 
 @contextmanager
