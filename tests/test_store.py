@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import random
 import re
@@ -982,7 +983,7 @@ def test_a_new_store_appends_journal_rows_to_a_rowid_table(store: Store, db: Pat
         db, "SELECT rowid, run_id, seq FROM journal ORDER BY rowid"
     )
     assert "WITHOUT ROWID" not in _journal_table_sql(db).upper()
-    with pytest.raises(sqlite3.IntegrityError, match="UNIQUE constraint failed: journal.run_id, journal.seq"):
+    with pytest.raises(sqlite3.IntegrityError, match=r"UNIQUE constraint failed: journal\.run_id, journal\.seq"):
         _sql(db, "INSERT INTO journal SELECT * FROM journal WHERE seq = 1")
 
 
@@ -1056,3 +1057,28 @@ def test_processes_opening_a_clustered_journal_together_rebuild_it_once(tmp_path
     assert [("200\n", "")] * 4 == outputs
     assert "WITHOUT ROWID" not in _journal_table_sql(path).upper()
     assert [(200,)] == _sql(path, "SELECT COUNT(*) FROM journal")
+
+
+def test_a_clustered_journal_that_cannot_be_rebuilt_now_is_used_as_it_is(
+    store: Store, db: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A store that refuses writes when it is opened (here a query-only connection) keeps its clustered
+    journal, says so in the log, and still reads and writes; the next open rebuilds it."""
+    store.create_run(_row("r1"))
+    store.journal([wf.StepEvent("r1", "w", "v1", "s", 1, 1, "ok", started_at=1.0, ended_at=2.0)])
+    _cluster_journal(db)
+    with closing(sqlite3.connect(db, isolation_level=None)) as refusing:
+        refusing.execute("PRAGMA query_only = 1")
+        with caplog.at_level(logging.WARNING, logger="wfkit"):
+            store._append_journal(refusing)
+    assert [
+        f"wfkit: the journal of {db} keeps the layout an earlier wfkit made (attempt to write a readonly "
+        "database); it works as it is, with slower group commits, and is rebuilt when the store is next opened"
+    ] == [r.getMessage() for r in caplog.records]
+    assert "WITHOUT ROWID" in _journal_table_sql(db).upper()
+    store.journal([wf.StepEvent("r1", "w", "v1", "t", 1, 1, "ok", started_at=2.0, ended_at=3.0)])
+    assert [1, 2] == [r[0] for r in store.journal_rows("r1")]
+    Store(db).close()
+    assert "WITHOUT ROWID" not in _journal_table_sql(db).upper()
+    with closing(Store(db, create=False)) as again:
+        assert [1, 2] == [r[0] for r in again.journal_rows("r1")]

@@ -88,7 +88,7 @@ _JOURNAL_TABLE = """CREATE TABLE IF NOT EXISTS journal (
     PRIMARY KEY (run_id, seq)
 )"""
 
-_SCHEMA = """
+_SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS runs (
     run_id TEXT PRIMARY KEY,
@@ -144,7 +144,7 @@ CREATE TABLE IF NOT EXISTS tickets (
     UNIQUE (run_id, step, visit)
 );
 CREATE INDEX IF NOT EXISTS tickets_open ON tickets (status);
-{journal};
+{_JOURNAL_TABLE};
 CREATE TABLE IF NOT EXISTS attempts (
     run_id TEXT NOT NULL,
     step TEXT NOT NULL,
@@ -177,7 +177,7 @@ CREATE TABLE IF NOT EXISTS step_cache (
     source_run_id TEXT,
     PRIMARY KEY (workflow, step, code, reads, key)
 )
-""".format(journal=_JOURNAL_TABLE)
+"""
 
 # Added to stores made before they existed: columns appended to the journal (a store written by an
 # older wfkit has none of them, and older wfkit ignores them), and the tables above.
@@ -417,19 +417,12 @@ class Store:
         missing = [(name, kind) for name, kind in _JOURNAL_ADDED if name not in have]
         missing += [(name, kind) for name, kind in _RUNS_ADDED if name not in have_runs]
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-        if (
-            missing
-            or version < SCHEMA_VERSION
-            or not {"run_links", "step_cache", "attempts"} <= tables
-            or _clustered_journal(conn)
-        ):
+        if missing or version < SCHEMA_VERSION or not {"run_links", "step_cache", "attempts"} <= tables:
             with _transaction(conn):
                 have = {r[1] for r in conn.execute("PRAGMA table_info(journal)")}  # under the lock now
                 for name, kind in _JOURNAL_ADDED:
                     if name not in have:
                         conn.execute(f"ALTER TABLE journal ADD COLUMN {name} {kind}")
-                if _clustered_journal(conn):
-                    _append_journal(conn)
                 have_runs = {r[1] for r in conn.execute("PRAGMA table_info(runs)")}
                 for name, kind in _RUNS_ADDED:
                     if name not in have_runs:
@@ -443,7 +436,25 @@ class Store:
                     "UPDATE meta SET value = ? WHERE key = 'schema_version' AND CAST(value AS INTEGER) < ?",
                     (str(SCHEMA_VERSION), SCHEMA_VERSION),
                 )
+        if _clustered_journal(conn):
+            self._append_journal(conn)
         self._upgraded = True
+
+    def _append_journal(self, conn: sqlite3.Connection) -> None:
+        """Rebuild a journal an earlier wfkit clustered by its key (see ``_JOURNAL_TABLE``). Only its
+        speed depends on it, so a store that cannot be written now (a read-only file, a lock held past
+        the busy timeout) is used as it is, and rebuilt by a later open."""
+        try:
+            with _transaction(conn):
+                if _clustered_journal(conn):  # under the lock now: another process may have done it
+                    _append_journal(conn)
+        except sqlite3.OperationalError as exc:
+            logger.warning(
+                "wfkit: the journal of %s keeps the layout an earlier wfkit made (%s); it works as it is, "
+                "with slower group commits, and is rebuilt when the store is next opened",
+                self.path,
+                exc,
+            )
 
     def _schema_version(self, conn: sqlite3.Connection) -> int | None:
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
