@@ -987,7 +987,9 @@ def test_a_new_store_appends_journal_rows_to_a_rowid_table(store: Store, db: Pat
         _sql(db, "INSERT INTO journal SELECT * FROM journal WHERE seq = 1")
 
 
-def test_a_clustered_journal_is_rebuilt_on_open_and_its_rows_still_verify(tmp_path: Path) -> None:
+def test_a_clustered_journal_is_rebuilt_on_open_and_its_rows_still_verify(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     """A store whose journal an earlier wfkit clustered by key (WITHOUT ROWID), with rows of checksum
     formats 1 and 2, is rebuilt as a rowid table when this wfkit opens it: the same rows, each still
     verifying, and runs go on with the next seqs."""
@@ -1011,7 +1013,13 @@ def test_a_clustered_journal_is_rebuilt_on_open_and_its_rows_still_verify(tmp_pa
     _cluster_journal(path)
     assert "WITHOUT ROWID" in _journal_table_sql(path).upper()
 
-    with closing(Store(path)) as store:
+    with caplog.at_level(logging.INFO, logger="wfkit"), closing(Store(path)) as store:
+        [said] = [r.getMessage() for r in caplog.records]
+        assert re.fullmatch(
+            f"wfkit: rebuilt the journal of {re.escape(str(path))} with its rows appended in the order written "
+            r"\(faster group commits\), once, in \d+\.\d s",
+            said,
+        )
         assert "WITHOUT ROWID" not in _journal_table_sql(path).upper()
         assert rows == _sql(path, everything)
         assert ["journal"] == [r[0] for r in _sql(path, "SELECT name FROM sqlite_master WHERE name LIKE 'journal%'")]
