@@ -72,9 +72,11 @@ logger = logging.getLogger("wfkit")
 # and a row is some 300 bytes, so those pages are full and split often; every page a commit
 # touches is written to the WAL whole. Appended, a group commit's rows share a few pages at the
 # end, and only the key's small entries land at random. Measured on the writer thread (1,000 runs
-# x 5 checkpoints in group commits of 100 writes, synchronous=NORMAL): 54 to 61 us of CPU per write
-# clustered, 32 to 35 us appended (the INSERT 17 -> 9, the COMMIT 16 -> 7, the durable-wait
-# UPDATE 7 -> 4); a sequential run's single-row commit costs the same or a little less.
+# x 5 checkpoints in group commits of 100 writes), CPU per write: 52 to 63 us clustered, 37 to 43
+# appended at synchronous=NORMAL (the INSERT 16-20 -> 10-12, the COMMIT 16-19 -> 7-9, the
+# durable-wait UPDATE 7-8 -> 5-6), 59 to 73 against 42 to 45 at FULL; inside F2 (the event loop
+# busy beside it) 53 to 69 against 45 to 56. A sequential run's single-row commit costs the same
+# or a little less (W4's statements at NORMAL: 75 to 84 us of CPU per step against 68 to 76).
 _JOURNAL_TABLE = """CREATE TABLE IF NOT EXISTS journal (
     run_id TEXT NOT NULL, seq INTEGER NOT NULL, workflow TEXT NOT NULL, workflow_version TEXT NOT NULL,
     step TEXT NOT NULL, visit INTEGER NOT NULL, attempt INTEGER NOT NULL, status TEXT NOT NULL,
