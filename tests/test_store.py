@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import random
 import re
@@ -21,9 +22,10 @@ from typing import Any
 import pytest
 
 import wfkit as wf
-from wfkit.store._journal import COLUMNS, JOURNAL_INSERT, encode_state, encode_updates, event_row
-from wfkit.store._store import _MAGIC, SCHEMA_VERSION, Store, _bulk_write
-from wfkit.store._workspace import DB_NAME, open_store
+from wfkit.store._doctor import check_store
+from wfkit.store._journal import COLUMNS, JOURNAL_INSERT, encode_state, encode_updates, event_row, row_checksum_v1
+from wfkit.store._store import _JOURNAL_TABLE, _MAGIC, SCHEMA_VERSION, Store, _bulk_write
+from wfkit.store._workspace import DB_NAME, forget_store, open_store
 
 # ---- helpers -------------------------------------------------------------------------------------
 
@@ -950,3 +952,141 @@ def test_a_commit_on_the_loop_behind_another_writer_goes_to_the_writer_thread(tm
         theirs.close()
     assert 1 == on_the_loop  # "b" was refused on the loop, rolled back, and written by the writer thread
     assert [(1, "a"), (2, "x"), (3, "y"), (4, "b")] == journal
+
+
+# ---- the journal's layout ------------------------------------------------------------------------
+
+
+def _cluster_journal(path: Path) -> None:
+    """Give a store's journal the layout an earlier wfkit made (clustered by its key, WITHOUT ROWID),
+    its rows copied as they are."""
+    columns = ", ".join(COLUMNS)
+    _sql(
+        path,
+        "ALTER TABLE journal RENAME TO journal_now",
+        _JOURNAL_TABLE + " WITHOUT ROWID",
+        f"INSERT INTO journal (seq, {columns}, checksum) SELECT seq, {columns}, checksum FROM journal_now",
+        "DROP TABLE journal_now",
+    )
+
+
+def _journal_table_sql(path: Path) -> str:
+    [(sql,)] = _sql(path, "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'journal'")
+    return str(sql)
+
+
+def test_a_new_store_appends_journal_rows_to_a_rowid_table(store: Store, db: Path) -> None:
+    """The journal of a new store is a rowid table (rows in the order written), keyed by (run_id, seq)."""
+    store.create_run(_row("r1"))
+    store.journal([wf.StepEvent("r1", "w", "v1", f"s{i}", 1, 1, "ok", started_at=1.0, ended_at=2.0) for i in range(3)])
+    assert [(1, "r1", 1), (2, "r1", 2), (3, "r1", 3)] == _sql(
+        db, "SELECT rowid, run_id, seq FROM journal ORDER BY rowid"
+    )
+    assert "WITHOUT ROWID" not in _journal_table_sql(db).upper()
+    with pytest.raises(sqlite3.IntegrityError, match=r"UNIQUE constraint failed: journal\.run_id, journal\.seq"):
+        _sql(db, "INSERT INTO journal SELECT * FROM journal WHERE seq = 1")
+
+
+def test_a_clustered_journal_is_rebuilt_on_open_and_its_rows_still_verify(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A store whose journal an earlier wfkit clustered by key (WITHOUT ROWID), with rows of checksum
+    formats 1 and 2, is rebuilt as a rowid table when this wfkit opens it: the same rows, each still
+    verifying, and runs go on with the next seqs."""
+    workspace = tmp_path / "old"
+    flow = _two_step_flow()
+    runs = [flow.run({"i": i}, workspace=workspace) for i in range(3)]
+    path = workspace / DB_NAME
+    with closing(Store(path)) as before:
+        old = wf.StepEvent("v1row", "w", "v1", "s", 1, 1, "ok", started_at=1.0, ended_at=2.0, latency_s=1.0)
+        columns = list(event_row(old)[1:-1])
+        placeholders = ", ".join("?" for _ in range(len(COLUMNS) + 2))
+        before.do(
+            lambda conn: conn.execute(
+                f"INSERT INTO journal (seq, {', '.join(COLUMNS)}, checksum) VALUES ({placeholders})",
+                [1, *columns, row_checksum_v1(columns)],
+            )
+        )
+    forget_store(workspace)
+    everything = f"SELECT seq, {', '.join(COLUMNS)}, checksum FROM journal ORDER BY run_id, seq"
+    rows = _sql(path, everything)
+    _cluster_journal(path)
+    assert "WITHOUT ROWID" in _journal_table_sql(path).upper()
+
+    with caplog.at_level(logging.INFO, logger="wfkit"), closing(Store(path)) as store:
+        [said] = [r.getMessage() for r in caplog.records]
+        assert re.fullmatch(
+            f"wfkit: rebuilt the journal of {re.escape(str(path))} with its rows appended in the order written "
+            r"\(faster group commits\), once, in \d+\.\d s",
+            said,
+        )
+        assert "WITHOUT ROWID" not in _journal_table_sql(path).upper()
+        assert rows == _sql(path, everything)
+        assert ["journal"] == [r[0] for r in _sql(path, "SELECT name FROM sqlite_master WHERE name LIKE 'journal%'")]
+        for run in runs:
+            assert [(1, "draft"), (2, "finish")] == [
+                (r[0], r[1 + COLUMNS.index("step")]) for r in store.journal_rows(run.run_id)
+            ]
+        assert [1] == [r[0] for r in store.journal_rows("v1row")]
+        store.journal([old._replace(step="t")])
+        assert [1, 2] == [r[0] for r in store.journal_rows("v1row")]
+    report = check_store(path)
+    assert ([], 3 * 2 + 2) == (report.problems, report.rows)
+    later = flow.run({"i": 9}, workspace=workspace)
+    assert {"i": 9, "text": "x" * 200, "n": 9, "done": True} == later.state
+
+
+_OPEN_CHILD = """
+import sys
+from pathlib import Path
+from wfkit.store._store import Store
+store = Store(Path(sys.argv[1]))
+print(len(store.journal_rows("r1")))
+store.close()
+"""
+
+
+def test_processes_opening_a_clustered_journal_together_rebuild_it_once(tmp_path: Path) -> None:
+    """Four processes open a store with a clustered journal at once: each opens it and reads every
+    row, and the journal ends up rebuilt once, with nothing left of the old table."""
+    path = tmp_path / "shared" / DB_NAME
+    with closing(Store(path)) as store:
+        store.create_run(_row("r1"))
+        events = [wf.StepEvent("r1", "w", "v1", f"s{i}", 1, 1, "ok", started_at=1.0, ended_at=2.0) for i in range(200)]
+        store.journal(events)
+    _cluster_journal(path)
+    children = [
+        subprocess.Popen(
+            [sys.executable, "-c", _OPEN_CHILD, str(path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        for _ in range(4)
+    ]
+    outputs = [child.communicate(timeout=60) for child in children]
+    assert [("200\n", "")] * 4 == outputs
+    assert "WITHOUT ROWID" not in _journal_table_sql(path).upper()
+    assert [(200,)] == _sql(path, "SELECT COUNT(*) FROM journal")
+
+
+def test_a_clustered_journal_that_cannot_be_rebuilt_now_is_used_as_it_is(
+    store: Store, db: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A store that refuses writes when it is opened (here a query-only connection) keeps its clustered
+    journal, says so in the log, and still reads and writes; the next open rebuilds it."""
+    store.create_run(_row("r1"))
+    store.journal([wf.StepEvent("r1", "w", "v1", "s", 1, 1, "ok", started_at=1.0, ended_at=2.0)])
+    _cluster_journal(db)
+    with closing(sqlite3.connect(db, isolation_level=None)) as refusing:
+        refusing.execute("PRAGMA query_only = 1")
+        with caplog.at_level(logging.WARNING, logger="wfkit"):
+            store._append_journal(refusing)
+    assert [
+        f"wfkit: the journal of {db} keeps the layout an earlier wfkit made (attempt to write a readonly "
+        "database); it works as it is, with slower group commits, and is rebuilt when the store is next opened"
+    ] == [r.getMessage() for r in caplog.records]
+    assert "WITHOUT ROWID" in _journal_table_sql(db).upper()
+    store.journal([wf.StepEvent("r1", "w", "v1", "t", 1, 1, "ok", started_at=2.0, ended_at=3.0)])
+    assert [1, 2] == [r[0] for r in store.journal_rows("r1")]
+    Store(db).close()
+    assert "WITHOUT ROWID" not in _journal_table_sql(db).upper()
+    with closing(Store(db, create=False)) as again:
+        assert [1, 2] == [r[0] for r in again.journal_rows("r1")]

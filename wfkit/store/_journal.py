@@ -28,8 +28,7 @@ from wfkit.store import _codec
 COLUMNS: tuple[str, ...] = (*FIELDS, "outcome", "updates", "failure")
 
 # One table is both the journal (a row per attempt) and the checkpoint log: the final event of a
-# settled step carries its outcome and the updates it returned. Clustered by (run_id, seq), one
-# B-tree takes each commit, which keeps a durable step near a bare SQLite commit.
+# settled step carries its outcome and the updates it returned (its layout: ``_store._JOURNAL_TABLE``).
 JOURNAL_INSERT = (
     f"INSERT INTO journal (seq, {', '.join(COLUMNS)}, checksum) VALUES ("
     f"(SELECT COALESCE(MAX(seq), 0) + 1 FROM journal WHERE run_id = ?), "
