@@ -1166,7 +1166,7 @@ def _journal_rows(run_id: str) -> list[tuple[Any, ...]]:
 def test_durable_inline_and_runner_steps_make_the_same_rows_and_checkpoints(
     synchronous: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A durable loop of inline steps and the same steps run by the attempt runner (a timeout) store and emit equal rows."""
+    """A durable loop of inline steps and the same steps run by the attempt runner store and emit equal rows."""
     monkeypatch.setenv("WFKIT_SYNCHRONOUS", synchronous)
 
     async def add(state: Any) -> dict[str, Any]:
@@ -1259,7 +1259,7 @@ def test_a_durable_inline_steps_text_and_lists_come_back_on_resume(monkeypatch: 
 
 
 def test_a_durable_inline_step_writing_a_value_state_cannot_keep_is_refused() -> None:
-    """In a durable run, an async step writing an object fails the run with the codec's StateValueError naming the field."""
+    """In a durable run, an async step writing an object fails with the codec's StateValueError naming the field."""
     flow = wf.Workflow("inline-object-durable")
 
     async def writes_object(state: Any) -> dict[str, Any]:
@@ -1299,13 +1299,11 @@ def test_a_durable_inline_step_retried_journals_each_attempt() -> None:
     flow.step(flaky, retry=wf.RetryPolicy(max_retries=2, base_delay=0.0, jitter=0))
     run = flow.run({})
     assert [("flaky", 1, "retry"), ("flaky", 2, "ok")] == [(e.step, e.attempt, e.status) for e in run.events]
-    assert [("flaky", 1, 1, "retry", None, None), ("flaky", 1, 2, "ok", "ok", '{"n":2}')] == _journal_rows(
-        run.run_id
-    )
+    assert [("flaky", 1, 1, "retry", None, None), ("flaky", 1, 2, "ok", "ok", '{"n":2}')] == _journal_rows(run.run_id)
 
 
 def test_a_durable_inline_route_that_cannot_be_evaluated_fails_the_run_and_journals_the_step() -> None:
-    """A route comparing incomparable values after a durable inline step fails the run; the step's failed row is stored."""
+    """A route that cannot be evaluated after a durable inline step fails the run; the step's failed row is stored."""
     flow = wf.Workflow("inline-cmp-durable")
 
     async def a(state: Any) -> dict[str, Any]:
@@ -1324,7 +1322,7 @@ def test_a_durable_inline_route_that_cannot_be_evaluated_fails_the_run_and_journ
 
 
 def test_a_durable_inline_loop_bound_row_follows_the_checkpoint_of_the_visit_that_met_it() -> None:
-    """In a durable run, the visit-limit row comes after the checkpoint of the visit that met the bound, in memory and on disk."""
+    """In a durable run, the visit-limit row follows the checkpoint of the visit that met the bound, also on disk."""
     run = _async_loop(3, 10).run({"i": 0}, raise_on_error=False)
     assert "failed" == run.status
     expected = [("work", 1, "ok"), ("work", 2, "ok"), ("work", 3, "ok"), ("work", 4, "failed")]
@@ -1333,7 +1331,7 @@ def test_a_durable_inline_loop_bound_row_follows_the_checkpoint_of_the_visit_tha
 
 
 def test_a_durable_chain_of_inline_steps_settles_without_the_attempt_runner(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Plain successes of a durable run's inline steps are checkpointed by the scheduler; a step with a timeout still uses the runner."""
+    """A durable run's inline steps are checkpointed by the scheduler; a step with a timeout still uses the runner."""
     from wfkit.engine._attempts import AttemptRunner
 
     ran: list[str] = []
@@ -1354,6 +1352,8 @@ def test_a_durable_chain_of_inline_steps_settles_without_the_attempt_runner(monk
     flow.chain("a", "b", "c")
     run = flow.run({})
     assert (["c"], {"n": 3}) == (ran, run.state)
-    assert [("a", 1, 1, "ok", "ok", '{"n":1}'), ("b", 1, 1, "ok", "ok", '{"n":2}'), ("c", 1, 1, "ok", "ok", '{"n":3}')] == (
-        _journal_rows(run.run_id)
-    )
+    assert [
+        ("a", 1, 1, "ok", "ok", '{"n":1}'),
+        ("b", 1, 1, "ok", "ok", '{"n":2}'),
+        ("c", 1, 1, "ok", "ok", '{"n":3}'),
+    ] == (_journal_rows(run.run_id))

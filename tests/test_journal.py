@@ -237,7 +237,7 @@ class _Text(str):
     ],
 )
 def test_the_checksum_of_any_mix_of_column_types_is_format_2(changes: dict[str, object]) -> None:
-    """Rows with text, integers, NULLs, booleans, floats and str subclasses in any pattern checksum as format 2 spells out, also a second time."""
+    """Rows mixing text, integers, NULLs, booleans, floats and str subclasses checksum as format 2 spells out."""
     event = _event()._replace(**changes)
     for _ in range(2):  # the second row takes the pattern's plan made by the first
         row = list(event_row(event, "ok", "{}")[1:-1])

@@ -438,9 +438,10 @@ class Execution:
                             body_end = perf_counter()
                             encoded = self._encoded(spec.name, result)
                             if encoded is None:  # not a dict of values a checkpoint keeps: the runner says why
-                                ran = FirstAttempt(result, None, self._wall + t0, t0, body_end)
-                                self._settle(act, await runner.run(act, ran))
-                                ran = None
+                                self._settle(
+                                    act,
+                                    await runner.run(act, FirstAttempt(result, None, self._wall + t0, t0, body_end)),
+                                )
                             else:
                                 self._settle_durable_inline(act, result or {}, encoded, t0, body_end)
                             result = None
