@@ -21,7 +21,10 @@ In a durable run, settling a step hands its checkpoint to the store's writer thr
 settling whatever else finished; before it starts any step again, the scheduler awaits every
 checkpoint it handed over (``Durability.sync``). So no successor starts before its predecessor's checkpoint
 is durable, while other runs (and this run's steps already in flight) keep going, and all the
-checkpoints of a fan-in share one commit. A first attempt writes no "started" record of its own:
+checkpoints of a fan-in share one commit. A lone inline step of a durable run (an async step with
+no context and no timeout, in a run with no deadline) is awaited and, on a plain success, settled
+and checkpointed by the scheduler itself (``_settle_durable_inline``), as a run kept in memory
+settles it (``_settle_inline``). A first attempt writes no "started" record of its own:
 after a crash, resume reads what was in flight from the checkpoints (``Durability.cut_offs``).
 """
 
