@@ -232,7 +232,7 @@ class _Text(str):
         {"error_kind": None, "error_type": None, "error_message": None, "tools": None, "extra": None},
         {"tokens_in": True, "tokens_out": 0},  # a bool where an integer goes: 1, as SQLite keeps it
         {"model": 2.5, "visit": 7},  # a float in a text column
-        {"model": _Text("gpt"), "approver": "{} and {0} and {name}", "decision_comment": "ok\x1f\x00"},
+        {"model": _Text("gpt"), "approver": "{} {0} {name} %s %d %%", "decision_comment": "ok\x1f\x00"},
         {"step": "", "workflow": "ünïcode", "host": "h" * 300, "tokens_in": -(2**70)},
     ],
 )

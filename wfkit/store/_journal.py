@@ -318,7 +318,7 @@ def _other_text(values: Sequence[Any]) -> str:
     """The checksum's text of the columns that are not REAL (``_OTHER_COLUMNS``): ``_text`` of
     each, joined by unit separators. Every durable step pays it on the event loop, and a Python
     loop over twenty columns was most of what a row cost there: a row whose columns hold only
-    text, integers and NULLs (nearly all) is written by a format string made once per pattern of
+    text, integers and NULLs (nearly all) is written by a ``%`` template made once per pattern of
     NULLs, in C."""
     shape = tuple(map(type, values))
     try:
@@ -326,27 +326,28 @@ def _other_text(values: Sequence[Any]) -> str:
     except KeyError:
         plan = _plan(shape)
     if plan is not None:
-        render, pick = plan
-        return render(*pick(values))
+        template, pick = plan
+        return template % pick(values)
     return "\x1f".join(
         [v if type(v) is str else "\x00" if v is None else str(v) if type(v) is int else _text(v) for v in values]
     )
 
 
-_Plan = tuple[Callable[..., str], Callable[[Sequence[Any]], Any]]
+_Plan = tuple[str, Callable[[Sequence[Any]], tuple[Any, ...]]]
 # Column types of a row -> its plan (None: some column holds another type; _text decides each).
 _PLANS: dict[tuple[type, ...], _Plan | None] = {}
 _MAX_PLANS = 256  # patterns of NULLs are few; past this, new ones take the loop
 
 
 def _plan(shape: tuple[type, ...]) -> _Plan | None:
-    """How :func:`_other_text` writes rows of column types ``shape``: ``format`` of exact text and
-    integers (``format(1, "")`` is ``str(1)``; a bool or a subclass takes the loop), NULLs written in."""
+    """How :func:`_other_text` writes rows of column types ``shape``: a ``%`` template with the
+    NULLs written in, filled with the other columns (``%s`` of exact text is the text, of an exact
+    integer ``str`` of it; a bool, a float or a subclass takes the loop)."""
     kept = [i for i, kind in enumerate(shape) if kind is not type(None)]
     plan: _Plan | None = None
     if len(kept) >= 2 and all(shape[i] is str or shape[i] is int for i in kept):
-        template = "\x1f".join("\x00" if kind is type(None) else "{}" for kind in shape)
-        plan = (template.format, operator.itemgetter(*kept))
+        template = "\x1f".join("\x00" if kind is type(None) else "%s" for kind in shape)
+        plan = (template, operator.itemgetter(*kept))
     if len(_PLANS) < _MAX_PLANS:
         _PLANS[shape] = plan
     return plan
