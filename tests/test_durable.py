@@ -537,15 +537,17 @@ def _lines(path: Path) -> list[list[str]]:
     return [line.split() for line in path.read_text().splitlines()] if path.exists() else []
 
 
-@pytest.mark.parametrize("kill_after", [40, 100])
-def test_sigkill_during_group_commits_of_many_runs(tmp_path: Path, kill_after: int) -> None:
+@pytest.mark.parametrize(("kill_after", "inline"), [(40, False), (100, False), (70, True)])
+def test_sigkill_during_group_commits_of_many_runs(tmp_path: Path, kill_after: int, inline: bool) -> None:
     """40 runs in flight, killed mid-way: no step began before its predecessor's checkpoint was
-    durable, resume continues every run at its last durable step, and no email goes twice."""
+    durable, resume continues every run at its last durable step, and no email goes twice (also
+    with steps the scheduler checkpoints itself, ``inline``)."""
     from crashgroup import PREDECESSOR, STEPS
 
     ws, logs = tmp_path / "ws", tmp_path / "logs"
     logs.mkdir()
     env = {**os.environ, "WFKIT_SYNCHRONOUS": "full", "PYTHONPATH": str(HERE.parent)}
+    env["CRASHGROUP_INLINE"] = "1" if inline else "0"
     script = [sys.executable, str(HERE / "crashgroup.py"), str(ws), str(logs)]
     first = subprocess.run(
         [*script, "start", "40", str(kill_after)], env=env, capture_output=True, text=True, timeout=120

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import itertools
+import os
 import sys
 import time
 from pathlib import Path
@@ -1141,3 +1142,218 @@ def test_inline_parallel_writes_to_one_field_conflict() -> None:
     flow.edge("start", "fast", "slow")
     with pytest.raises(wf.StateConflictError, match="steps 'fast' and 'slow' ran in parallel and both wrote"):
         flow.run({}, workspace=False)
+
+
+# ---- inline steps in a durable run (checkpointed by the scheduler itself) --------------------------
+
+
+def _journal_rows(run_id: str) -> list[tuple[Any, ...]]:
+    """What the run store holds of a run: (step, visit, attempt, status, outcome, updates), in journal order."""
+    import sqlite3
+
+    from wfkit.store._workspace import open_store
+
+    conn = sqlite3.connect(open_store().path)
+    try:
+        return conn.execute(
+            "SELECT step, visit, attempt, status, outcome, updates FROM journal WHERE run_id=? ORDER BY seq", (run_id,)
+        ).fetchall()
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize("synchronous", ["normal", "full"])
+def test_durable_inline_and_runner_steps_make_the_same_rows_and_checkpoints(
+    synchronous: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A durable loop of inline steps and the same steps run by the attempt runner store and emit equal rows."""
+    monkeypatch.setenv("WFKIT_SYNCHRONOUS", synchronous)
+
+    async def add(state: Any) -> dict[str, Any]:
+        return {"i": state.get("i", 0) + 1, "note": f"lap {state.get('i', 0)}", "seen": state.get("i", 0)}
+
+    def chain(timeout: float | None) -> wf.Workflow:
+        flow = wf.Workflow("same-durable-rows", merge={"seen": wf.append})
+        for name in ("a", "b"):
+            flow.step(add, name=name, timeout=timeout, max_visits=5)
+        flow.route("b", wf.when("i", "lt", 4) >> wf.go("a"), default=wf.go(wf.END))
+        flow.chain("a", "b")
+        return flow
+
+    timing = {"run_id", "workflow_version", "started_at", "ended_at", "latency_s", "queue_s", "durable_wait_s"}
+
+    def rows(events: list[wf.StepEvent]) -> list[dict[str, Any]]:
+        return [{k: v for k, v in e._asdict().items() if k not in timing} for e in events]
+
+    inline, runner = chain(None).run({}), chain(60.0).run({})
+    assert ("succeeded", "succeeded") == (inline.status, runner.status)
+    assert rows(runner.events) == rows(inline.events)
+    assert [r[:5] for r in _journal_rows(runner.run_id)] == [r[:5] for r in _journal_rows(inline.run_id)]
+    assert [r[5] for r in _journal_rows(runner.run_id)] == [r[5] for r in _journal_rows(inline.run_id)]
+    assert {"i": 4, "note": "lap 3", "seen": [0, 1, 2, 3]} == inline.state
+    assert runner.state == inline.state
+    stored = wf.Workspace().events(inline.run_id)
+    assert [(e.step, e.visit, e.durable_wait_s) for e in inline.events] == [
+        (e.step, e.visit, e.durable_wait_s) for e in stored
+    ]
+    assert all(e.durable_wait_s is not None and e.durable_wait_s >= 0.0 for e in inline.events)
+
+
+@pytest.mark.parametrize("synchronous", ["normal", "full"])
+def test_a_durable_inline_successor_starts_only_after_its_predecessors_checkpoint_is_on_disk(
+    synchronous: str, workspace: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Async steps without a context, checkpointed from the scheduler, each find their predecessors' rows on disk."""
+    import sqlite3
+
+    monkeypatch.setenv("WFKIT_SYNCHRONOUS", synchronous)
+    seen: dict[str, list[str]] = {}
+    flow = wf.Workflow("ordered-inline")
+
+    def make(name: str) -> Any:
+        async def step(state: Any) -> dict[str, Any]:
+            conn = sqlite3.connect(workspace / "wfkit.db")
+            try:
+                rows = conn.execute("SELECT step FROM journal WHERE outcome='ok' ORDER BY seq").fetchall()
+            finally:
+                conn.close()
+            seen[name] = [r[0] for r in rows]
+            _stall_writer(0.05)  # this step's checkpoint is slow to reach the disk
+            return {name: True}
+
+        return step
+
+    for name in ("a", "b", "c"):
+        flow.step(make(name), name=name)
+    flow.chain("a", "b", "c")
+    run = flow.run({})
+    assert ([], ["a"], ["a", "b"]) == (seen["a"], seen["b"], seen["c"])
+    assert all(e.durable_wait_s is not None and e.durable_wait_s >= 0.04 for e in run.events)
+    assert all(e.latency_s < 0.04 for e in run.events)  # the stall is the checkpoint's wait, not the body's
+
+
+def test_a_durable_inline_steps_text_and_lists_come_back_on_resume(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Values beyond numbers written by an inline step are checkpointed as JSON and rebuilt when the run resumes."""
+    calls: list[str] = []
+    flow = wf.Workflow("inline-resume")
+
+    @flow.step
+    async def write(state: Any) -> dict[str, Any]:
+        calls.append("write")
+        return {"text": "héllo", "items": [1, 2.5, None], "nested": {"k": ["v"]}}
+
+    @flow.step(retry=wf.RetryPolicy(max_retries=0))
+    async def check(state: Any) -> dict[str, Any]:
+        calls.append("check")
+        if not os.environ.get("INLINE_FIXED"):
+            raise wf.PermanentError("not yet")
+        return {"checked": (state["text"], state["items"], state["nested"])}
+
+    flow.chain("write", "check")
+    run = flow.run({}, raise_on_error=False)
+    assert "failed" == run.status
+    monkeypatch.setenv("INLINE_FIXED", "1")
+    resumed = flow.resume(run.run_id)
+    assert ("succeeded", ["write", "check", "check"]) == (resumed.status, calls)
+    assert ("héllo", [1, 2.5, None], {"k": ["v"]}) == resumed.state["checked"]
+
+
+def test_a_durable_inline_step_writing_a_value_state_cannot_keep_is_refused() -> None:
+    """In a durable run, an async step writing an object fails with the codec's StateValueError naming the field."""
+    flow = wf.Workflow("inline-object-durable")
+
+    async def writes_object(state: Any) -> dict[str, Any]:
+        return {"x": object()}
+
+    flow.step(writes_object)
+    with pytest.raises(wf.StepFailedError, match="'x'") as info:
+        flow.run({})
+    assert "StateValueError" == type(info.value.__cause__).__name__
+
+
+def test_a_durable_inline_step_returning_no_dict_fails_with_the_runners_message() -> None:
+    """In a durable run, an async step returning a list fails the run with the message on what a step returns."""
+    flow = wf.Workflow("inline-bad-durable")
+
+    async def listy(state: Any) -> list[int]:
+        return [1, 2]
+
+    flow.step(listy)
+    run = flow.run({}, raise_on_error=False)
+    assert "failed" == run.status
+    assert "returns a dict of state updates" in str(run.error)
+    assert [("listy", 1, 1, "failed", None, None)] == _journal_rows(run.run_id)
+
+
+def test_a_durable_inline_step_retried_journals_each_attempt() -> None:
+    """A durable async step failing once: a retry row then an ok row carrying the checkpoint, in memory and on disk."""
+    calls: list[int] = []
+    flow = wf.Workflow("inline-retry-durable")
+
+    async def flaky(state: Any) -> dict[str, Any]:
+        calls.append(1)
+        if len(calls) == 1:
+            raise wf.TransientError("blip")
+        return {"n": len(calls)}
+
+    flow.step(flaky, retry=wf.RetryPolicy(max_retries=2, base_delay=0.0, jitter=0))
+    run = flow.run({})
+    assert [("flaky", 1, "retry"), ("flaky", 2, "ok")] == [(e.step, e.attempt, e.status) for e in run.events]
+    assert [("flaky", 1, 1, "retry", None, None), ("flaky", 1, 2, "ok", "ok", '{"n":2}')] == _journal_rows(run.run_id)
+
+
+def test_a_durable_inline_route_that_cannot_be_evaluated_fails_the_run_and_journals_the_step() -> None:
+    """A route that cannot be evaluated after a durable inline step fails the run; the step's failed row is stored."""
+    flow = wf.Workflow("inline-cmp-durable")
+
+    async def a(state: Any) -> dict[str, Any]:
+        return {"score": "high"}
+
+    async def b(state: Any) -> None:
+        return None
+
+    flow.step(a)
+    flow.step(b)
+    flow.route("a", wf.when("score", "gt", 0.5) >> wf.go("b"), default=wf.go(wf.END))
+    run = flow.run({}, raise_on_error=False)
+    assert ("failed", "ConditionError") == (run.status, type(run.error).__name__)
+    assert [("a", 1, 1, "failed", None, None)] == _journal_rows(run.run_id)
+    assert [("a", "failed", "ConditionError")] == [(e.step, e.status, e.error_type) for e in run.events]
+
+
+def test_a_durable_inline_loop_bound_row_follows_the_checkpoint_of_the_visit_that_met_it() -> None:
+    """In a durable run, the visit-limit row follows the checkpoint of the visit that met the bound, also on disk."""
+    run = _async_loop(3, 10).run({"i": 0}, raise_on_error=False)
+    assert "failed" == run.status
+    expected = [("work", 1, "ok"), ("work", 2, "ok"), ("work", 3, "ok"), ("work", 4, "failed")]
+    assert expected == [(e.step, e.visit, e.status) for e in run.events]
+    assert expected == [(r[0], r[1], r[3]) for r in _journal_rows(run.run_id)]
+
+
+def test_a_durable_chain_of_inline_steps_settles_without_the_attempt_runner(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A durable run's inline steps are checkpointed by the scheduler; a step with a timeout still uses the runner."""
+    from wfkit.engine._attempts import AttemptRunner
+
+    ran: list[str] = []
+    run_attempts = AttemptRunner.run
+
+    async def counting(self: AttemptRunner, act: Any, first: Any = None) -> Any:
+        ran.append(act.spec.name)
+        return await run_attempts(self, act, first)
+
+    monkeypatch.setattr(AttemptRunner, "run", counting)
+    flow = wf.Workflow("lean-durable")
+
+    async def step(state: Any) -> dict[str, Any]:
+        return {"n": state.get("n", 0) + 1}
+
+    for name in ("a", "b", "c"):
+        flow.step(step, name=name, timeout=5.0 if name == "c" else None)
+    flow.chain("a", "b", "c")
+    run = flow.run({})
+    assert (["c"], {"n": 3}) == (ran, run.state)
+    assert [
+        ("a", 1, 1, "ok", "ok", '{"n":1}'),
+        ("b", 1, 1, "ok", "ok", '{"n":2}'),
+        ("c", 1, 1, "ok", "ok", '{"n":3}'),
+    ] == (_journal_rows(run.run_id))

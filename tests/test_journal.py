@@ -220,6 +220,31 @@ def test_the_checksum_of_rows_with_payloads_keeps_its_form() -> None:
     assert _v2_checksum(row) == row_checksum(row)
 
 
+class _Text(str):
+    """A str subclass, as a processor could hand back."""
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {},
+        {"route_taken": "next", "parameters_hash": "abc", "map_index": 3, "parent_run_id": "p1"},
+        {"error_kind": None, "error_type": None, "error_message": None, "tools": None, "extra": None},
+        {"tokens_in": True, "tokens_out": 0},  # a bool where an integer goes: 1, as SQLite keeps it
+        {"model": 2.5, "visit": 7},  # a float in a text column
+        {"model": _Text("gpt"), "approver": "{} {0} {name} %s %d %%", "decision_comment": "ok\x1f\x00"},
+        {"step": "", "workflow": "ünïcode", "host": "h" * 300, "tokens_in": -(2**70)},
+    ],
+)
+def test_the_checksum_of_any_mix_of_column_types_is_format_2(changes: dict[str, object]) -> None:
+    """Rows mixing text, integers, NULLs, booleans, floats and str subclasses checksum as format 2 spells out."""
+    event = _event()._replace(**changes)
+    for _ in range(2):  # the second row takes the pattern's plan made by the first
+        row = list(event_row(event, "ok", "{}")[1:-1])
+        assert _v2_checksum(row) == row_checksum(row)
+        assert row_checksum(row) == event_row(event, "ok", "{}")[-1]
+
+
 def test_the_real_columns_of_the_checksum_are_the_journals(tmp_path: Path) -> None:
     """The columns format 2 packs as floats are exactly the journal's REAL columns among the event's."""
     from wfkit.store._journal import REAL_COLUMNS

@@ -162,16 +162,33 @@ class Durability:
     ) -> None:
         """Hand a settled step's checkpoint to the writer; the scheduler awaits it (``sync``)
         before it starts any successor. ``updates``/``failure``: JSON text."""
-        store = self.store
-        if store is None:
+        if self.store is None:
             self._emit(event)
             return
-        body_end = body_end or time.perf_counter()  # a map step settling: no body of its own
+        intent = None if not act.spec.irreversible else "done" if outcome == "ok" else "failed"
+        # (A map step settling has no body of its own: its wait starts now.)
+        self._hand_over(event, outcome, updates, failure, body_end or time.perf_counter(), intent)
+
+    def checkpoint_ok(self, event: StepEvent, updates: str, body_end: float) -> None:
+        """:meth:`checkpoint` of a step that succeeded in a durable run and has no intent to close
+        (an inline step: not irreversible, no map): the scheduler's lean path."""
+        self._hand_over(event, "ok", updates, None, body_end, None)
+
+    def _hand_over(
+        self,
+        event: StepEvent,
+        outcome: str,
+        updates: str | None,
+        failure: str | None,
+        body_end: float,
+        intent: str | None,
+    ) -> None:
+        store = self.store
+        assert store is not None
         now = time.monotonic()
         lease_due = now >= self._lease_renew_at
         if lease_due:
             self._lease_renew_at = now + LEASE_TTL / 2
-        intent = None if not act.spec.irreversible else "done" if outcome == "ok" else "failed"
         write, rows = store.checkpoint_write(
             event, outcome, updates, failure, lease_due=lease_due, intent_status=intent
         )

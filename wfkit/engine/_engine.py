@@ -21,7 +21,10 @@ In a durable run, settling a step hands its checkpoint to the store's writer thr
 settling whatever else finished; before it starts any step again, the scheduler awaits every
 checkpoint it handed over (``Durability.sync``). So no successor starts before its predecessor's checkpoint
 is durable, while other runs (and this run's steps already in flight) keep going, and all the
-checkpoints of a fan-in share one commit. A first attempt writes no "started" record of its own:
+checkpoints of a fan-in share one commit. A lone inline step of a durable run (an async step with
+no context and no timeout, in a run with no deadline) is awaited and, on a plain success, settled
+and checkpointed by the scheduler itself (``_settle_durable_inline``), as a run kept in memory
+settles it (``_settle_inline``). A first attempt writes no "started" record of its own:
 after a crash, resume reads what was in flight from the checkpoints (``Durability.cut_offs``).
 """
 
@@ -385,6 +388,11 @@ class Execution:
             # Inline steps (StepSpec.inline) skip the attempt runner on the way in, in a run kept
             # in memory (nothing to encode or sync) with no deadline, that is not resuming.
             inline = not durable and runner.deadline is None and not runner.attempts_before and not runner.cut_off
+            # The same for a durable run (see _settle_durable_inline): a lone inline step's plain
+            # success is checkpointed straight from the scheduler. A deadline keeps the runner's
+            # path (it runs the body under the time left); so does a resume that counts attempts
+            # made before or cut off by a crash (the attempt is not a first one).
+            durable_inline = durable and runner.deadline is None and not runner.attempts_before and not runner.cut_off
             # An inline step's started_at is this run's wall clock at its start plus the step's
             # perf_counter offset: the same instant within the clocks' drift over one run (NTP
             # slews by at most half a millisecond a second), and rows stay in the run's order even
@@ -417,6 +425,31 @@ class Execution:
                             result = None
                             continue
                         self._settle_inline(act, result, t0, body_end)
+                        continue
+                    if durable_inline and spec.inline:
+                        # A durable run's inline step: its body awaited here, its plain success
+                        # checkpointed from here, no attempt runner and no Outcome; anything else
+                        # goes to the runner, as above. The successor waits for the checkpoint.
+                        t0 = perf_counter()
+                        try:
+                            result = await spec.fn(act.view)
+                        except BaseException as exc:  # the runner classifies, retries or re-raises it
+                            self._settle(
+                                act, await runner.run(act, FirstAttempt(None, exc, self._wall + t0, t0, perf_counter()))
+                            )
+                        else:
+                            body_end = perf_counter()
+                            encoded = self._encoded(spec.name, result)
+                            if encoded is None:  # not a dict of values a checkpoint keeps: the runner says why
+                                self._settle(
+                                    act,
+                                    await runner.run(act, FirstAttempt(result, None, self._wall + t0, t0, body_end)),
+                                )
+                            else:
+                                self._settle_durable_inline(act, result or {}, encoded, t0, body_end)
+                            result = None
+                        if durability.pending:
+                            await durability.sync()
                         continue
                     if spec.gated and not await self._admitted(act):
                         continue
@@ -709,6 +742,50 @@ class Execution:
         if self._missing:
             self._fire_joins()
         self._spare = None
+
+    @staticmethod
+    def _encoded(step: str, result: Any) -> str | None:
+        """A durable inline step's result as its checkpoint's JSON; None when it is not a plain
+        dict the codec keeps (the attempt runner then judges it, and says what is wrong)."""
+        if result is None:
+            return "{}"
+        if type(result) is not dict:
+            return None
+        try:
+            return encode_updates(step, result)
+        except Exception:  # a value state cannot keep: the runner raises it again, classified
+            return None
+
+    def _settle_durable_inline(
+        self, act: Activation, updates: dict[str, Any], encoded: str, t0: float, body_end: float
+    ) -> None:
+        """:meth:`_settle` for an inline step's first attempt that returned a plain dict, in a
+        durable run: the same commit, route, row, checkpoint, history and successors, with no
+        Outcome. ``encoded``: the updates as the checkpoint keeps them; ``t0``, ``body_end``: the
+        body's start and end (perf_counter).
+
+        The checkpoint is handed to the writer before the successors are queued, so a row recorded
+        while queuing them (a visit bound met) follows it in the journal and in the sinks, with
+        no holding back; its event reaches the sinks once the checkpoint is durable (``sync``)."""
+        name = act.spec.name
+        self._active[name] -= 1
+        router = self._onward[name].router
+        try:
+            if updates:
+                self._commit(act, updates)
+            chosen = None if router is None else router.choose(self.state)
+        except Exception as exc:  # a merge conflict or a condition that cannot be evaluated
+            out = stamped(None, 1, self._wall + t0, t0 - act.queued, body_end - t0, body_end)
+            out.updates, out.error, out.kind, out.status = updates, exc, ErrorKind.PERMANENT, Status.FAILED
+            self._record(self._make.outcome(act, out, None))
+            self._fail(exc, RunStatus.FAILED)
+            return
+        route = None if chosen is None else chosen.target
+        event = self._make.ok(name, act.visit, self._wall + t0, body_end - t0, t0 - act.queued, route, act.tools)
+        self._durability.checkpoint_ok(event, encoded, body_end)
+        self._follow(act, updates, chosen, body_end)
+        if self._missing:
+            self._fire_joins()
 
     def _settle_outcome(self, act: Activation, out: Outcome) -> tuple[str, str | None, str | None, StepEvent] | None:
         """Apply the outcome; returns the checkpoint to write (outcome, updates, failure, event)."""

@@ -313,17 +313,51 @@ _PACK_REALS = struct.Struct(f"<{len(REAL_COLUMNS)}d").pack
 _NAN = float("nan")
 
 
+def _other_text(values: Sequence[Any]) -> str:
+    """The checksum's text of the columns that are not REAL (``_OTHER_COLUMNS``): ``_text`` of
+    each, joined by unit separators. Every durable step pays it on the event loop, and a Python
+    loop over twenty columns was most of what a row cost there: a row whose columns hold only
+    text, integers and NULLs (nearly all) is written by a ``%`` template made once per pattern of
+    NULLs, in C."""
+    shape = tuple(map(type, values))
+    try:
+        plan = _PLANS[shape]
+    except KeyError:
+        plan = _plan(shape)
+    if plan is not None:
+        template, pick = plan
+        return template % pick(values)
+    return "\x1f".join(
+        [v if type(v) is str else "\x00" if v is None else str(v) if type(v) is int else _text(v) for v in values]
+    )
+
+
+_Plan = tuple[str, Callable[[Sequence[Any]], tuple[Any, ...]]]
+# Column types of a row -> its plan (None: some column holds another type; _text decides each).
+_PLANS: dict[tuple[type, ...], _Plan | None] = {}
+_MAX_PLANS = 256  # patterns of NULLs are few; past this, new ones take the loop
+
+
+def _plan(shape: tuple[type, ...]) -> _Plan | None:
+    """How :func:`_other_text` writes rows of column types ``shape``: a ``%`` template with the
+    NULLs written in, filled with the other columns (``%s`` of exact text is the text, of an exact
+    integer ``str`` of it; a bool, a float or a subclass takes the loop)."""
+    kept = [i for i, kind in enumerate(shape) if kind is not type(None)]
+    plan: _Plan | None = None
+    if len(kept) >= 2 and all(shape[i] is str or shape[i] is int for i in kept):
+        template = "\x1f".join("\x00" if kind is type(None) else "%s" for kind in shape)
+        plan = (template, operator.itemgetter(*kept))
+    if len(_PLANS) < _MAX_PLANS:
+        _PLANS[shape] = plan
+    return plan
+
+
 def row_checksum(columns: Sequence[Any]) -> str:
     """The checksum of a journal row given in :data:`COLUMNS` order (format 2; a row whose REAL
     columns hold something that is no number gets format 1, which takes any value)."""
     # Every row written passes here on the event loop: text, NULL and integers (most columns) join
     # without a call per column; the rest takes the form SQLite hands back (``_text``).
-    other = "\x1f".join(
-        [
-            v if type(v) is str else "\x00" if v is None else str(v) if type(v) is int else _text(v)
-            for v in _OTHER_COLUMNS(columns)
-        ]
-    )
+    other = _other_text(_OTHER_COLUMNS(columns))
     try:
         reals = _PACK_REALS(*[_NAN if v is None or v != v else v + 0.0 for v in _REAL_COLUMNS(columns)])
     except (TypeError, OverflowError):  # text in a REAL column (SQLite may keep it as text): format 1 says it as text
@@ -411,12 +445,7 @@ def event_row(
     if failure is not None:
         failure = row[_FAILURE_AT] = redact_text(failure)
     # row_checksum (format 2), with the payloads' CRCs from the values at hand.
-    other = "\x1f".join(
-        [
-            v if type(v) is str else "\x00" if v is None else str(v) if type(v) is int else _text(v)
-            for v in _OTHER_COLUMNS(row)
-        ]
-    )
+    other = _other_text(_OTHER_COLUMNS(row))
     try:
         reals = _PACK_REALS(*[_NAN if v is None or v != v else v + 0.0 for v in _REAL_COLUMNS(row)])
     except (TypeError, OverflowError):  # text in a REAL column: format 1 (row_checksum says why)
