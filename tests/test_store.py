@@ -1036,6 +1036,33 @@ def test_a_clustered_journal_is_rebuilt_on_open_and_its_rows_still_verify(
     assert {"i": 9, "text": "x" * 200, "n": 9, "done": True} == later.state
 
 
+def test_a_large_clustered_journal_is_announced_before_it_is_rebuilt(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rebuilding a clustered journal of many rows (here the bound lowered to 3) is announced at WARNING,
+    with the row count and the expected time, before the rebuild is reported at INFO."""
+    import wfkit.store._store as store_module
+
+    path = tmp_path / "big" / DB_NAME
+    with closing(Store(path)) as store:
+        store.create_run(_row("r1"))
+        store.journal(
+            [wf.StepEvent("r1", "w", "v1", f"s{i}", 1, 1, "ok", started_at=1.0, ended_at=2.0) for i in range(3)]
+        )
+    _cluster_journal(path)
+    monkeypatch.setattr(store_module, "_ANNOUNCED_REBUILD_ROWS", 3)
+    with caplog.at_level(logging.INFO, logger="wfkit"), closing(Store(path)):
+        said = [(r.levelname, r.getMessage()) for r in caplog.records]
+    assert 2 == len(said)
+    assert (
+        "WARNING",
+        f"wfkit: rebuilding the journal of {path} (3 rows) with its rows appended in the order written, once; "
+        "this takes about 0 s, and other processes wait for the store meanwhile",
+    ) == said[0]
+    assert ("INFO", f"wfkit: rebuilt the journal of {path} ") == (said[1][0], said[1][1][: 31 + len(str(path))])
+    assert "WITHOUT ROWID" not in _journal_table_sql(path).upper()
+
+
 _OPEN_CHILD = """
 import sys
 from pathlib import Path

@@ -449,6 +449,16 @@ class Store:
         try:
             with _transaction(conn):
                 if _clustered_journal(conn):  # under the lock now: another process may have done it
+                    rows = conn.execute("SELECT count(*) FROM journal").fetchone()[0]
+                    if rows >= _ANNOUNCED_REBUILD_ROWS:  # a long wait, holding the lock: said before it starts
+                        logger.warning(
+                            "wfkit: rebuilding the journal of %s (%d rows) with its rows appended in the order "
+                            "written, once; this takes about %.0f s, and other processes wait for the store "
+                            "meanwhile",
+                            self.path,
+                            rows,
+                            rows * _REBUILD_SECONDS_PER_ROW,
+                        )
                     started = time.perf_counter()
                     _append_journal(conn)
                     # Once per store, some 1.5 s per 100,000 rows: said, so a slow first open is explained.
@@ -1409,6 +1419,12 @@ class AttemptFacts(NamedTuple):
     started_attempt: int | None
     started_at: float | None
     crashes: int
+
+
+# Rebuilding a clustered journal copies some 100,000 rows in 1.5 s: from this many rows the wait
+# is long enough to be announced at WARNING before it starts, not only reported at INFO after.
+_ANNOUNCED_REBUILD_ROWS = 100_000
+_REBUILD_SECONDS_PER_ROW = 1.5e-5
 
 
 def _clustered_journal(conn: sqlite3.Connection) -> bool:
