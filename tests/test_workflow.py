@@ -314,3 +314,27 @@ def test_a_step_writing_an_undeclared_field_fails_naming_it() -> None:
     run = flow.run({}, workspace=False, raise_on_error=False)
     assert "failed" == run.status
     assert "step 's' wrote ['b'], which its writes=['a'] does not declare" in str(run.error)
+
+
+def test_a_durable_run_records_where_its_workflow_can_be_imported_under_its_current_name(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The run's workflow_ref names the module attribute holding the workflow, and follows it when
+    the module rebinds the workflow under another name."""
+    import sqlite3
+    import sys
+    import types
+
+    module = types.ModuleType("wfkit_ref_probe")
+    exec(  # the workflow made inside the module, as an import would make it
+        "import wfkit as wf\nflow = wf.Workflow('probe')\nflow.step(lambda s: {'x': 1}, name='one')\n",
+        module.__dict__,
+    )
+    monkeypatch.setitem(sys.modules, "wfkit_ref_probe", module)
+    first = module.flow.run({}, workspace=tmp_path)
+    module.renamed = module.flow
+    del module.flow
+    second = module.renamed.run({}, workspace=tmp_path)
+    with sqlite3.connect(tmp_path / "wfkit.db") as conn:
+        refs = dict(conn.execute("SELECT run_id, workflow_ref FROM runs").fetchall())
+    assert {first.run_id: "wfkit_ref_probe:flow", second.run_id: "wfkit_ref_probe:renamed"} == refs

@@ -174,6 +174,7 @@ class Workflow:
         _by_name[name] = self
         # Where the workflow was defined, so `wfkit resume` can import it again.
         self._module: str | None = sys._getframe(1).f_globals.get("__name__")
+        self._attr: str | None = None  # the module attribute _ref last found this workflow under
 
     # ---- definition ------------------------------------------------------------------------
 
@@ -647,8 +648,13 @@ class Workflow:
         module = sys.modules.get(self._module or "")
         if module is None or self._module == "__main__":
             return None
-        for attr, value in vars(module).items():
+        names = vars(module)
+        # Every durable run asks: the name found last time is tried first, not the whole module.
+        if self._attr is not None and names.get(self._attr) is self:
+            return f"{self._module}:{self._attr}"
+        for attr, value in names.items():
             if value is self:
+                self._attr = attr
                 return f"{self._module}:{attr}"
         return None
 
