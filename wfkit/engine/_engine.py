@@ -37,10 +37,11 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
+from types import MappingProxyType
 from typing import Any, TypeAlias
 
 from wfkit.engine import _collector as collector
-from wfkit.engine._activations import Activation, Batch, Outcome, snapshot
+from wfkit.engine._activations import Activation, Batch, Outcome
 from wfkit.engine._attempts import AttemptRunner, FirstAttempt, plain_updates, stamped
 from wfkit.engine._cache import StepCache
 from wfkit.engine._durability import Durability
@@ -137,6 +138,7 @@ class Execution:
         "_failed",
         "_finished",
         "_held",
+        "_joins",
         "_make",
         "_map_done",
         "_missing",
@@ -234,8 +236,12 @@ class Execution:
         self._onward = graph.onward  # what follows each step's success (read per settled step)
         # Visits and active activations per step, every step's count there from the start (a
         # subscript is cheaper than dict.get, every activation).
-        self._visits: dict[str, int] = dict.fromkeys(graph.steps, 0)
-        self._active: dict[str, int] = dict.fromkeys(graph.steps, 0)
+        self._visits: dict[str, int] = dict(graph.zeros)
+        self._active: dict[str, int] = dict(graph.zeros)
+        # Active activations are counted only for joins to read (_can_still_arrive): in a graph
+        # with no join (a chain, a routed loop) the hot paths skip the two counter updates every
+        # step, so there the counts are meaningless (rarer paths may still decrement them).
+        self._joins = bool(graph.join_blockers)
         # Joins some predecessor arrived at: the predecessors that have not arrived yet.
         self._missing: dict[str, set[str]] = {}
         self._ready: deque[Activation] = deque()
@@ -590,20 +596,29 @@ class Execution:
         if spec.max_visits is not None and visit > spec.max_visits:
             self._visit_limit(spec, visit)
             return
-        self._active[name] += 1
+        if self._joins:
+            self._active[name] += 1
         version = self._version
         view = self._view
         if view is None or self._view_version != version:
-            view = self._view = snapshot(self.state)
+            view = self._view = MappingProxyType(self.state.copy())  # snapshot(), one call less per commit
             self._view_version = version
         if tools is None:
             tools = spec.tools
         act = self._spare
         if act is None:
             act = Activation(spec, visit, tools, version, failure, view, queued)
-        else:
+        else:  # Activation.__init__'s fields, set here: no call per step (a spare is never a map item)
             self._spare = None
-            act.reset(spec, visit, tools, version, failure, view, queued)
+            act.spec, act.visit, act.tools, act.version, act.failure, act.view, act.queued = (
+                spec,
+                visit,
+                tools,
+                version,
+                failure,
+                view,
+                queued,
+            )
         self._ready.append(act)
 
     def _visit_limit(self, spec: StepSpec, visit: int) -> None:
@@ -712,7 +727,8 @@ class Execution:
         holding back. Nothing holds ``act`` once it settled (the scheduler popped it, its task,
         if it had one, is gone), so the first successor queued takes the object over."""
         name = act.spec.name
-        self._active[name] -= 1
+        if self._joins:
+            self._active[name] -= 1
         onward = self._onward[name]
         router = onward.router
         try:
@@ -962,11 +978,20 @@ class Execution:
 
     def _commit(self, act: Activation, updates: Mapping[str, Any]) -> None:
         """Write a step's updates into the state (merge rules applied), refusing a field another
-        step wrote after this one was queued: parallel steps must not overwrite each other."""
+        step wrote after this one was queued: parallel steps must not overwrite each other.
+
+        Who wrote each field, and when, is kept only for the activations alive beside this one
+        (queued or running): an activation queued later sees this commit, so only a write after
+        its own queuing could conflict with it. A step that runs alone (a chain's link, a loop's
+        lap) with nothing committed since it was queued and no merge rule thus commits in one
+        ``dict.update``: nothing to check, nothing anyone will check against."""
         seen = act.version
         # Nothing committed since the step was queued (a chain, a loop): nothing to conflict with.
         unseen = self._version != seen
         version = self._version = self._version + 1
+        if not unseen and not self.merges and not self._ready and not self._tasks:
+            self.state.update(updates)
+            return
         state, writers, merges, name = self.state, self._writers, self.merges, act.spec.name
         for key, value in updates.items():
             merge = merges.get(key) if merges else None  # most workflows declare no merge rule
