@@ -150,7 +150,6 @@ class Execution:
         "_runner",
         "_services",
         "_settling",
-        "_spare",
         "_tasks",
         "_version",
         "_view",
@@ -238,7 +237,7 @@ class Execution:
         # subscript is cheaper than dict.get, every activation).
         self._visits: dict[str, int] = dict(graph.zeros)
         self._active: dict[str, int] = dict(graph.zeros)
-        # Active activations are counted only for joins to read (_can_still_arrive): in a graph
+        # Active activations are counted only for joins to read (_fire_joins): in a graph
         # with no join (a chain, a routed loop) the hot paths skip the two counter updates every
         # step, so there the counts are meaningless (rarer paths may still decrement them).
         self._joins = bool(graph.join_blockers)
@@ -266,9 +265,6 @@ class Execution:
         self._replaying = False  # rebuilding from checkpoints: nothing is written or emitted
         self._settling = False  # rows recorded while settling a step wait in _held (made on demand)
         self._held: list[StepEvent] | None = None
-        # A settled activation nothing holds any more, while its successors are queued: the first
-        # one queued takes the object over (see _settle_inline), one allocation less per step.
-        self._spare: Activation | None = None
         self._map_done: dict[tuple[str, int], dict[int, Any]] = {}  # items finished before a resume
         # The parts. Events pass through the processors before the journal and any sink.
         self._make = EventMaker(run_id, graph.name, version, parameters_hash, processors, parent_run_id)
@@ -588,8 +584,17 @@ class Execution:
 
     # ---- scheduling ------------------------------------------------------------------------
 
-    def _activate(self, spec: StepSpec, tools: tuple[str, ...] | None, failure: Failure | None, queued: float) -> None:
-        """Queue a visit of ``spec`` (or meet its visit bound); ``queued``: when it became due."""
+    def _activate(
+        self,
+        spec: StepSpec,
+        tools: tuple[str, ...] | None,
+        failure: Failure | None,
+        queued: float,
+        reuse: Activation | None = None,
+    ) -> None:
+        """Queue a visit of ``spec`` (or meet its visit bound); ``queued``: when it became due.
+        ``reuse``: a settled activation that nothing holds any more (see _settle_inline), made
+        this visit in place: one allocation less per step of a chain or a loop."""
         name = spec.name
         visit = self._visits[name] + 1
         self._visits[name] = visit
@@ -605,11 +610,10 @@ class Execution:
             self._view_version = version
         if tools is None:
             tools = spec.tools
-        act = self._spare
+        act = reuse
         if act is None:
             act = Activation(spec, visit, tools, version, failure, view, queued)
-        else:  # Activation.__init__'s fields, set here: no call per step (a spare is never a map item)
-            self._spare = None
+        else:  # Activation.__init__'s fields, set here: no call per step (never a map item's)
             act.spec, act.visit, act.tools, act.version, act.failure, act.view, act.queued = (
                 spec,
                 visit,
@@ -676,24 +680,32 @@ class Execution:
             missing.discard(name)
 
     def _fire_joins(self) -> None:
-        for join, missing in list(self._missing.items()):
-            if self._can_still_arrive(join, missing):
-                continue  # a predecessor can still arrive: keep waiting
-            del self._missing[join]
-            self._activate(self.graph.steps[join], None, None, time.perf_counter())
+        """Queue every waiting join none of whose missing predecessors can still arrive.
 
-    def _can_still_arrive(self, join: str, missing: set[str]) -> bool:
-        """Whether one of the predecessors of ``join`` that have not arrived (``missing``) can
-        still arrive: one of the steps it can be reached from (without passing through the join)
-        is active. Only the missing ones are looked at, and the first that can still arrive
-        decides: a fan-in of n branches asks n times, mostly about a branch still running."""
-        active = self._active
-        blockers = self.graph.join_blockers[join]
-        for pred in missing:
-            for step in blockers[pred]:
-                if active[step]:
-                    return True
-        return False
+        A missing predecessor can still arrive while one of the steps it can be reached from
+        (without passing through the join) is active. Only the missing ones are looked at, and
+        the first that can still arrive decides: a fan-in of n branches asks n times (after each
+        settled step), mostly about a branch still running, so the question is asked here, in
+        one frame, with nothing allocated unless a join fires."""
+        active, blockers_of = self._active, self.graph.join_blockers
+        fired: list[str] | None = None
+        for join, missing in self._missing.items():
+            blockers = blockers_of[join]
+            for pred in missing:
+                for step in blockers[pred]:
+                    if active[step]:
+                        break
+                else:
+                    continue  # this one cannot arrive any more: ask about the next
+                break  # it can still arrive: keep waiting
+            else:  # queued at once: a join queued is active, which a join asked about next may wait for
+                self._activate(self.graph.steps[join], None, None, time.perf_counter())
+                if fired is None:
+                    fired = []
+                fired.append(join)
+        if fired is not None:
+            for join in fired:
+                del self._missing[join]
 
     def _settle(self, act: Activation, out: Outcome) -> None:
         """Commit a finished activation: state, route, checkpoint, event, successors."""
@@ -725,7 +737,7 @@ class Execution:
         With no checkpoint to wait for, the row goes to the sinks at once, before the successors
         are queued: a row recorded while queuing them (a visit bound met) follows it, with no
         holding back. Nothing holds ``act`` once it settled (the scheduler popped it, its task,
-        if it had one, is gone), so the first successor queued takes the object over."""
+        if it had one, is gone), so a lone successor takes the object over."""
         name = act.spec.name
         if self._joins:
             self._active[name] -= 1
@@ -744,7 +756,6 @@ class Execution:
         route, tools = (None, None) if chosen is None else (chosen.target, chosen.tools)
         visit = act.visit
         self._outlet.emit(self._make.ok(name, visit, self._wall + t0, body_end - t0, t0 - act.queued, route, act.tools))
-        self._spare = act
         lone = onward.lone
         if lone is None and route is None:  # fan-out, joins or the end of a branch
             self._follow(act, updates, None, body_end)
@@ -752,12 +763,11 @@ class Execution:
             log = self.log
             log.append((len(log) + 1, name, visit, "ok", updates, route, None, None))
             if lone is not None:
-                self._activate(lone, None, None, body_end)
+                self._activate(lone, None, None, body_end, act)
             elif route is not None and route != END:
-                self._activate(self.graph.steps[route], tools, None, body_end)
+                self._activate(self.graph.steps[route], tools, None, body_end, act)
         if self._missing:
             self._fire_joins()
-        self._spare = None
 
     @staticmethod
     def _encoded(step: str, result: Any) -> str | None:
