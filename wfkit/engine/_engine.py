@@ -74,6 +74,7 @@ from wfkit.store._journal import encode_updates
 from wfkit.store._store import Store
 
 _FINISH_LOCK = threading.Lock()
+_new_tuple = tuple.__new__
 
 # Stored runs with an execution in this process, from the moment it is built (a resume takes the
 # lease before its task starts) until it ends or halts. The store's lease is per store object, so
@@ -548,7 +549,11 @@ class Execution:
                 except BaseException as exc:  # the runner classifies, retries or re-raises it
                     out = await self._runner.run(act, FirstAttempt(None, exc, started_at, t0, time.perf_counter()))
                 else:
-                    ran = FirstAttempt({} if result is None else result, None, started_at, t0, time.perf_counter())
+                    # Straight into the tuple, as EventMaker makes rows: the NamedTuple's own __new__
+                    # is one Python call more per parallel step or map item.
+                    ran = _new_tuple(
+                        FirstAttempt, ({} if result is None else result, None, started_at, t0, time.perf_counter())
+                    )
                     if result is None or (type(result) is dict and (not result or plain_updates(result))):
                         out = ran
                     else:
@@ -745,8 +750,12 @@ class Execution:
         router = onward.router
         try:
             if updates:
-                self._commit(act, updates)
-            chosen = None if router is None else router.choose(self.state)
+                if act.version == self._version and not self._ready and not self._tasks and not self.merges:
+                    self._version += 1  # alone, nothing committed since it was queued: see _commit
+                    self.state.update(updates)
+                else:
+                    self._commit(act, updates)
+            chosen = None if router is None else router.decide(self.state)
         except Exception as exc:  # a merge conflict or a condition that cannot be evaluated
             out = stamped(None, 1, self._wall + t0, t0 - act.queued, body_end - t0, body_end)
             out.updates, out.error, out.kind, out.status = updates, exc, ErrorKind.PERMANENT, Status.FAILED
