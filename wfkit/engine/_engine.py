@@ -498,7 +498,8 @@ class Execution:
                         raise out  # a bug in the attempt runner: the run fails with it
                 if durable and durability.pending:
                     await durability.sync()  # successors start only once their predecessors are durable
-            await self._cancel_tasks()
+            if tasks:  # a failed step left siblings running (no coroutine made per run otherwise)
+                await self._cancel_tasks()
         except asyncio.CancelledError:
             self._fail(RunError("cancelled", run_id=self.run_id), RunStatus.CANCELLED)
             await self._cancel_tasks()
