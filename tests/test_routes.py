@@ -864,8 +864,9 @@ _PREDICATE_VALUES = st.one_of(st.none(), st.integers(-3, 3), st.text(max_size=2)
     state=st.dictionaries(st.sampled_from(["score", "other"]), _PREDICATE_VALUES, max_size=2),
 )
 @settings(max_examples=300, deadline=None)
-def test_predicate_agrees_with_evaluate(op, value, state):
-    """A condition's predicate answers as its evaluate does, or raises the same ConditionError."""
+def test_predicate_and_choice_agree_with_evaluate(op, value, state):
+    """A condition's predicate answers as its evaluate does, and its choice picks its first destination
+    exactly then, or both raise the same ConditionError."""
     if op == "in" and not hasattr(value, "__contains__"):
         value = [value]
     condition = when("score", op, value)
@@ -877,6 +878,10 @@ def test_predicate_agrees_with_evaluate(op, value, state):
             return str(exc)
 
     assert answer(condition.evaluate) == answer(condition.predicate())
+    expected = answer(condition.evaluate)
+    if not isinstance(expected, str):  # not an error's message: where it holds, the first destination
+        expected = go("yes") if expected else go("no")
+    assert expected == answer(condition.choice(go("yes"), go("no")))
 
 
 def test_predicate_of_a_nested_field_or_a_mapping_state_is_evaluate() -> None:
@@ -892,3 +897,28 @@ def test_router_tries_its_routes_predicates_in_order() -> None:
     router = Router((when("x", "gt", 1) >> go("a"), when("x", "gt", 0) >> go("b")), go(END))
     assert [go("a"), go("b")] == [g for _, g in router.tests]
     assert (go("a"), go("b"), go(END)) == (router.choose({"x": 2}), router.choose({"x": 1}), router.choose({"x": 0}))
+
+
+def test_choice_of_composed_nested_or_mapping_states() -> None:
+    """Composed and dotted conditions, and states that are not plain dicts, choose as evaluate decides."""
+    both = when("x", "gt", 1) & when("user.tier", "eq", "gold")
+    choose = both.choice(go("a"), go("b"))
+    assert (go("a"), go("b")) == (choose({"x": 2, "user": {"tier": "gold"}}), choose({"x": 2, "user": {}}))
+    flat = when("score", "ge", 2).choice(go("a"), go("b"))
+    assert (go("a"), go("b")) == (flat(_Settings(score=2)), flat(_Settings(score=1)))
+
+
+def test_router_decide_is_choose_for_one_route_or_many() -> None:
+    """A router's decide (one route: the condition's choice; several: tried in turn) answers as choose does."""
+    one = Router((when("i", "lt", 3) >> go("work"),), go(END))
+    many = Router((when("x", "gt", 1) >> go("a"), when("x", "gt", 0) >> go("b")), go(END))
+    assert [go("work"), go(END), go(END)] == [one.decide({"i": i}) for i in (2, 3, None)]
+    assert [go("a"), go("b"), go(END)] == [many.decide({"x": x}) for x in (2, 1, 0)]
+    assert [one.choose({"i": i}) for i in (2, 3)] == [one.decide({"i": i}) for i in (2, 3)]
+
+
+def test_router_decide_raises_condition_error_for_incomparable_values() -> None:
+    """A single route's choice reports a value its operator cannot compare as a ConditionError, as evaluate does."""
+    router = Router((when("i", "lt", 3) >> go("work"),), go(END))
+    with pytest.raises(ConditionError, match="cannot evaluate i < 3"):
+        router.decide({"i": "three"})

@@ -162,3 +162,17 @@ def test_the_ok_row_goes_through_a_processor_that_may_change_more_than_text() ->
 
     make = EventMaker("r1", "triage", "v1", None, (tag,))
     assert "tagged" == make.ok("fetch", 1, 100.0, 0.25, 0.5, None, ()).model
+
+
+def test_makers_of_different_processor_tuples_each_get_their_own_answer() -> None:
+    """Makers built in turn with the built-in processors and with a user's each get their tuple's own answer."""
+
+    def tag(event: StepEvent) -> StepEvent:
+        return event._replace(model="tagged")
+
+    mixed = (*DEFAULT_PROCESSORS, tag)
+    models = []
+    for processors in (DEFAULT_PROCESSORS, mixed, mixed, DEFAULT_PROCESSORS, DEFAULT_PROCESSORS, mixed):
+        make = EventMaker("r1", "triage", "v1", None, processors)
+        models.append(make.ok("fetch", 1, 100.0, 0.25, 0.5, None, ()).model)
+    assert [None, "tagged", "tagged", None, None, "tagged"] == models

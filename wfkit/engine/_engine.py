@@ -37,10 +37,11 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
+from types import MappingProxyType
 from typing import Any, TypeAlias
 
 from wfkit.engine import _collector as collector
-from wfkit.engine._activations import Activation, Batch, Outcome, snapshot
+from wfkit.engine._activations import Activation, Batch, Outcome
 from wfkit.engine._attempts import AttemptRunner, FirstAttempt, plain_updates, stamped
 from wfkit.engine._cache import StepCache
 from wfkit.engine._durability import Durability
@@ -73,6 +74,7 @@ from wfkit.store._journal import encode_updates
 from wfkit.store._store import Store
 
 _FINISH_LOCK = threading.Lock()
+_new_tuple = tuple.__new__
 
 # Stored runs with an execution in this process, from the moment it is built (a resume takes the
 # lease before its task starts) until it ends or halts. The store's lease is per store object, so
@@ -137,6 +139,7 @@ class Execution:
         "_failed",
         "_finished",
         "_held",
+        "_joins",
         "_make",
         "_map_done",
         "_missing",
@@ -148,7 +151,6 @@ class Execution:
         "_runner",
         "_services",
         "_settling",
-        "_spare",
         "_tasks",
         "_version",
         "_view",
@@ -234,8 +236,12 @@ class Execution:
         self._onward = graph.onward  # what follows each step's success (read per settled step)
         # Visits and active activations per step, every step's count there from the start (a
         # subscript is cheaper than dict.get, every activation).
-        self._visits: dict[str, int] = dict.fromkeys(graph.steps, 0)
-        self._active: dict[str, int] = dict.fromkeys(graph.steps, 0)
+        self._visits: dict[str, int] = dict(graph.zeros)
+        self._active: dict[str, int] = dict(graph.zeros)
+        # Active activations are counted only for joins to read (_fire_joins): in a graph
+        # with no join (a chain, a routed loop) the hot paths skip the two counter updates every
+        # step, so there the counts are meaningless (rarer paths may still decrement them).
+        self._joins = bool(graph.join_blockers)
         # Joins some predecessor arrived at: the predecessors that have not arrived yet.
         self._missing: dict[str, set[str]] = {}
         self._ready: deque[Activation] = deque()
@@ -260,9 +266,6 @@ class Execution:
         self._replaying = False  # rebuilding from checkpoints: nothing is written or emitted
         self._settling = False  # rows recorded while settling a step wait in _held (made on demand)
         self._held: list[StepEvent] | None = None
-        # A settled activation nothing holds any more, while its successors are queued: the first
-        # one queued takes the object over (see _settle_inline), one allocation less per step.
-        self._spare: Activation | None = None
         self._map_done: dict[tuple[str, int], dict[int, Any]] = {}  # items finished before a resume
         # The parts. Events pass through the processors before the journal and any sink.
         self._make = EventMaker(run_id, graph.name, version, parameters_hash, processors, parent_run_id)
@@ -495,7 +498,8 @@ class Execution:
                         raise out  # a bug in the attempt runner: the run fails with it
                 if durable and durability.pending:
                     await durability.sync()  # successors start only once their predecessors are durable
-            await self._cancel_tasks()
+            if tasks:  # a failed step left siblings running (no coroutine made per run otherwise)
+                await self._cancel_tasks()
         except asyncio.CancelledError:
             self._fail(RunError("cancelled", run_id=self.run_id), RunStatus.CANCELLED)
             await self._cancel_tasks()
@@ -546,7 +550,11 @@ class Execution:
                 except BaseException as exc:  # the runner classifies, retries or re-raises it
                     out = await self._runner.run(act, FirstAttempt(None, exc, started_at, t0, time.perf_counter()))
                 else:
-                    ran = FirstAttempt({} if result is None else result, None, started_at, t0, time.perf_counter())
+                    # Straight into the tuple, as EventMaker makes rows: the NamedTuple's own __new__
+                    # is one Python call more per parallel step or map item.
+                    ran = _new_tuple(
+                        FirstAttempt, ({} if result is None else result, None, started_at, t0, time.perf_counter())
+                    )
                     if result is None or (type(result) is dict and (not result or plain_updates(result))):
                         out = ran
                     else:
@@ -582,28 +590,45 @@ class Execution:
 
     # ---- scheduling ------------------------------------------------------------------------
 
-    def _activate(self, spec: StepSpec, tools: tuple[str, ...] | None, failure: Failure | None, queued: float) -> None:
-        """Queue a visit of ``spec`` (or meet its visit bound); ``queued``: when it became due."""
+    def _activate(
+        self,
+        spec: StepSpec,
+        tools: tuple[str, ...] | None,
+        failure: Failure | None,
+        queued: float,
+        reuse: Activation | None = None,
+    ) -> None:
+        """Queue a visit of ``spec`` (or meet its visit bound); ``queued``: when it became due.
+        ``reuse``: a settled activation that nothing holds any more (see _settle_inline), made
+        this visit in place: one allocation less per step of a chain or a loop."""
         name = spec.name
         visit = self._visits[name] + 1
         self._visits[name] = visit
         if spec.max_visits is not None and visit > spec.max_visits:
             self._visit_limit(spec, visit)
             return
-        self._active[name] += 1
+        if self._joins:
+            self._active[name] += 1
         version = self._version
         view = self._view
         if view is None or self._view_version != version:
-            view = self._view = snapshot(self.state)
+            view = self._view = MappingProxyType(self.state.copy())  # snapshot(), one call less per commit
             self._view_version = version
         if tools is None:
             tools = spec.tools
-        act = self._spare
+        act = reuse
         if act is None:
             act = Activation(spec, visit, tools, version, failure, view, queued)
-        else:
-            self._spare = None
-            act.reset(spec, visit, tools, version, failure, view, queued)
+        else:  # Activation.__init__'s fields, set here: no call per step (never a map item's)
+            act.spec, act.visit, act.tools, act.version, act.failure, act.view, act.queued = (
+                spec,
+                visit,
+                tools,
+                version,
+                failure,
+                view,
+                queued,
+            )
         self._ready.append(act)
 
     def _visit_limit(self, spec: StepSpec, visit: int) -> None:
@@ -661,24 +686,32 @@ class Execution:
             missing.discard(name)
 
     def _fire_joins(self) -> None:
-        for join, missing in list(self._missing.items()):
-            if self._can_still_arrive(join, missing):
-                continue  # a predecessor can still arrive: keep waiting
-            del self._missing[join]
-            self._activate(self.graph.steps[join], None, None, time.perf_counter())
+        """Queue every waiting join none of whose missing predecessors can still arrive.
 
-    def _can_still_arrive(self, join: str, missing: set[str]) -> bool:
-        """Whether one of the predecessors of ``join`` that have not arrived (``missing``) can
-        still arrive: one of the steps it can be reached from (without passing through the join)
-        is active. Only the missing ones are looked at, and the first that can still arrive
-        decides: a fan-in of n branches asks n times, mostly about a branch still running."""
-        active = self._active
-        blockers = self.graph.join_blockers[join]
-        for pred in missing:
-            for step in blockers[pred]:
-                if active[step]:
-                    return True
-        return False
+        A missing predecessor can still arrive while one of the steps it can be reached from
+        (without passing through the join) is active. Only the missing ones are looked at, and
+        the first that can still arrive decides: a fan-in of n branches asks n times (after each
+        settled step), mostly about a branch still running, so the question is asked here, in
+        one frame, with nothing allocated unless a join fires."""
+        active, blockers_of = self._active, self.graph.join_blockers
+        fired: list[str] | None = None
+        for join, missing in self._missing.items():
+            blockers = blockers_of[join]
+            for pred in missing:
+                for step in blockers[pred]:
+                    if active[step]:
+                        break
+                else:
+                    continue  # this one cannot arrive any more: ask about the next
+                break  # it can still arrive: keep waiting
+            else:  # queued at once: a join queued is active, which a join asked about next may wait for
+                self._activate(self.graph.steps[join], None, None, time.perf_counter())
+                if fired is None:
+                    fired = []
+                fired.append(join)
+        if fired is not None:
+            for join in fired:
+                del self._missing[join]
 
     def _settle(self, act: Activation, out: Outcome) -> None:
         """Commit a finished activation: state, route, checkpoint, event, successors."""
@@ -710,15 +743,20 @@ class Execution:
         With no checkpoint to wait for, the row goes to the sinks at once, before the successors
         are queued: a row recorded while queuing them (a visit bound met) follows it, with no
         holding back. Nothing holds ``act`` once it settled (the scheduler popped it, its task,
-        if it had one, is gone), so the first successor queued takes the object over."""
+        if it had one, is gone), so a lone successor takes the object over."""
         name = act.spec.name
-        self._active[name] -= 1
+        if self._joins:
+            self._active[name] -= 1
         onward = self._onward[name]
         router = onward.router
         try:
             if updates:
-                self._commit(act, updates)
-            chosen = None if router is None else router.choose(self.state)
+                if act.version == self._version and not self._ready and not self._tasks and not self.merges:
+                    self._version += 1  # alone, nothing committed since it was queued: see _commit
+                    self.state.update(updates)
+                else:
+                    self._commit(act, updates)
+            chosen = None if router is None else router.decide(self.state)
         except Exception as exc:  # a merge conflict or a condition that cannot be evaluated
             out = stamped(None, 1, self._wall + t0, t0 - act.queued, body_end - t0, body_end)
             out.updates, out.error, out.kind, out.status = updates, exc, ErrorKind.PERMANENT, Status.FAILED
@@ -728,7 +766,6 @@ class Execution:
         route, tools = (None, None) if chosen is None else (chosen.target, chosen.tools)
         visit = act.visit
         self._outlet.emit(self._make.ok(name, visit, self._wall + t0, body_end - t0, t0 - act.queued, route, act.tools))
-        self._spare = act
         lone = onward.lone
         if lone is None and route is None:  # fan-out, joins or the end of a branch
             self._follow(act, updates, None, body_end)
@@ -736,12 +773,11 @@ class Execution:
             log = self.log
             log.append((len(log) + 1, name, visit, "ok", updates, route, None, None))
             if lone is not None:
-                self._activate(lone, None, None, body_end)
+                self._activate(lone, None, None, body_end, act)
             elif route is not None and route != END:
-                self._activate(self.graph.steps[route], tools, None, body_end)
+                self._activate(self.graph.steps[route], tools, None, body_end, act)
         if self._missing:
             self._fire_joins()
-        self._spare = None
 
     @staticmethod
     def _encoded(step: str, result: Any) -> str | None:
@@ -962,11 +998,20 @@ class Execution:
 
     def _commit(self, act: Activation, updates: Mapping[str, Any]) -> None:
         """Write a step's updates into the state (merge rules applied), refusing a field another
-        step wrote after this one was queued: parallel steps must not overwrite each other."""
+        step wrote after this one was queued: parallel steps must not overwrite each other.
+
+        Who wrote each field, and when, is kept only for the activations alive beside this one
+        (queued or running): an activation queued later sees this commit, so only a write after
+        its own queuing could conflict with it. A step that runs alone (a chain's link, a loop's
+        lap) with nothing committed since it was queued and no merge rule thus commits in one
+        ``dict.update``: nothing to check, nothing anyone will check against."""
         seen = act.version
         # Nothing committed since the step was queued (a chain, a loop): nothing to conflict with.
         unseen = self._version != seen
         version = self._version = self._version + 1
+        if not unseen and not self.merges and not self._ready and not self._tasks:
+            self.state.update(updates)
+            return
         state, writers, merges, name = self.state, self._writers, self.merges, act.spec.name
         for key, value in updates.items():
             merge = merges.get(key) if merges else None  # most workflows declare no merge rule

@@ -34,6 +34,22 @@ class Emit(Protocol):
     def __call__(self, event: StepEvent, *, record: bool = True) -> None: ...
 
 
+# The processors tuple last asked about and the answer: a workflow hands the same tuple to each
+# of its runs, and asking anew costs a run more than a step does.
+_last_asked: tuple[tuple[Processor, ...], bool] = ((), True)
+
+
+def _only_text(processors: tuple[Processor, ...]) -> bool:
+    """:func:`only_text`, remembered for the last tuple asked about (a processor's answer never
+    changes: the built-in ones are known from their making)."""
+    global _last_asked
+    asked, answer = _last_asked
+    if asked is not processors:
+        answer = only_text(processors)
+        _last_asked = (processors, answer)
+    return answer
+
+
 class EventMaker:
     """Builds one run's step events: its identity stamped on, its processors applied."""
 
@@ -54,7 +70,7 @@ class EventMaker:
         self.parameters_hash = parameters_hash
         self.parent_run_id = parent_run_id  # set when the run is a sub-workflow of another
         self._processors = processors  # applied in a loop here: no closure per run
-        self._only_text = only_text(processors)  # a row with no text passes them unchanged
+        self._only_text = _only_text(processors)  # a row with no text passes them unchanged
 
     def event(
         self,

@@ -66,6 +66,17 @@ class Condition:
         tried on every settled step); a condition may specialise it."""
         return self.evaluate
 
+    def choice(self, then: Go, otherwise: Go) -> Callable[[Mapping[str, Any]], Go]:
+        """A function of the state: ``then`` where this condition holds, else ``otherwise``. Made
+        once per router with a single route (a loop's test, an if/else), so choosing is one call
+        per settled step; a condition may specialise it."""
+        holds = self.predicate()
+
+        def choose(state: Mapping[str, Any]) -> Go:
+            return then if holds(state) else otherwise
+
+        return choose
+
     def fields(self) -> set[str]:
         """The top-level state fields this condition reads."""
         raise NotImplementedError
@@ -152,19 +163,30 @@ class Compare(Condition):
         """:meth:`evaluate`, specialised: an ordering operator (a loop's bound) on a top-level
         field of a plain dict state reads the field and compares, with nothing else to decide on
         each evaluation; anything else is left to :meth:`evaluate`."""
+        if self.ordering is None or len(self.path) > 1:
+            return self.evaluate
+        return self._ordered(True, False)
+
+    def choice(self, then: Go, otherwise: Go) -> Callable[[Mapping[str, Any]], Go]:
+        """:meth:`Condition.choice`, with the comparison of :meth:`predicate` in the same call."""
+        if self.ordering is None or len(self.path) > 1:
+            return Condition.choice(self, then, otherwise)
+        return self._ordered(then, otherwise)
+
+    def _ordered(self, then: Any, otherwise: Any) -> Callable[[Mapping[str, Any]], Any]:
+        """``then`` where an ordering operator holds on a top-level field, else ``otherwise``."""
         ordering, evaluate = self.ordering, self.evaluate
-        if ordering is None or len(self.path) > 1:
-            return evaluate
+        assert ordering is not None
         key, value, cannot = self.path[0], self.value, self._cannot
 
-        def compare(state: Mapping[str, Any]) -> bool:
+        def compare(state: Mapping[str, Any]) -> Any:
             if type(state) is not dict:
-                return evaluate(state)
+                return then if evaluate(state) else otherwise
             actual = state.get(key)  # missing or None: not ordered, as in evaluate
             if actual is None:
-                return False
+                return otherwise
             try:
-                return ordering(actual, value)
+                return then if ordering(actual, value) else otherwise
             except TypeError as exc:
                 raise cannot(actual) from exc
 
@@ -326,14 +348,34 @@ class Router:
     # Each route's condition as a predicate (Condition.predicate), with where it goes: what choose
     # tries. Derived, so outside the constructor, the repr and equality.
     tests: tuple[tuple[Callable[[Mapping[str, Any]], bool], Go], ...] = field(init=False, repr=False, compare=False)
+    # What choose does, as one function of the state: for a single route (a loop's test, an
+    # if/else) the condition's own choice, one call per settled step. Derived, like ``tests``.
+    decide: Callable[[Mapping[str, Any]], Go] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         names = {r.target for r in self.routes} | {self.default.target}
         object.__setattr__(self, "targets", frozenset(names - {END}))
         object.__setattr__(self, "tests", tuple((r.condition.predicate(), r.go) for r in self.routes))
+        if len(self.routes) == 1:
+            decide = self.routes[0].condition.choice(self.routes[0].go, self.default)
+        else:
+            decide = _in_turn(self.tests, self.default)  # a closure, not a bound method: no cycle
+        object.__setattr__(self, "decide", decide)
 
     def choose(self, state: Mapping[str, Any]) -> Go:
-        for holds, go in self.tests:
+        """The destination for ``state``: the first route whose condition holds, else the default."""
+        return self.decide(state)
+
+
+def _in_turn(
+    tests: tuple[tuple[Callable[[Mapping[str, Any]], bool], Go], ...], default: Go
+) -> Callable[[Mapping[str, Any]], Go]:
+    """Routes tried in order, the default when none holds."""
+
+    def choose(state: Mapping[str, Any]) -> Go:
+        for holds, go in tests:
             if holds(state):
                 return go
-        return self.default
+        return default
+
+    return choose
