@@ -76,6 +76,33 @@ def test_join_waits_for_longer_branch() -> None:
     assert {"a", "b1", "b2", "c", "join"} == set(run.state["log"])
 
 
+@pytest.mark.parametrize("durable", [False, True])
+def test_a_join_waiting_on_another_join_that_fires_in_the_same_settle_runs_once_after_it(
+    durable: bool, tmp_path: Any
+) -> None:
+    """j2 waits for j1 and x; when the step that completes j1 settles, j2 (whose other branch x is
+    done) runs once, after j1, not before it and again."""
+    flow = wf.Workflow("nested-joins", merge={"log": wf.append})
+
+    def step(name: str, seconds: float) -> Any:
+        async def body(state: Any) -> dict[str, Any]:
+            await asyncio.sleep(seconds)
+            return {"log": name}
+
+        return body
+
+    for name, seconds in [("start", 0), ("x", 0), ("b", 0.01), ("c", 0.03), ("j1", 0), ("j2", 0)]:
+        flow.step(step(name, seconds), name=name)
+    flow.edge("start", "x", "b", "c")
+    flow.edge("b", "j1")
+    flow.edge("c", "j1")
+    flow.edge("j1", "j2")
+    flow.edge("x", "j2")
+    run = flow.run({}, workspace=tmp_path if durable else False)
+    assert ("succeeded", ["start", "x", "b", "c", "j1", "j2"]) == (run.status, run.state["log"])
+    assert ["start", "x", "b", "c", "j1", "j2"] == [e.step for e in run.events]
+
+
 def test_join_does_not_wait_for_branch_a_route_skipped() -> None:
     """Branches converging after exclusive routes do not block the join (dead-path elimination)."""
     flow = wf.Workflow("exclusive")

@@ -692,10 +692,14 @@ class Execution:
         (without passing through the join) is active. Only the missing ones are looked at, and
         the first that can still arrive decides: a fan-in of n branches asks n times (after each
         settled step), mostly about a branch still running, so the question is asked here, in
-        one frame, with nothing allocated unless a join fires."""
-        active, blockers_of = self._active, self.graph.join_blockers
-        fired: list[str] | None = None
-        for join, missing in self._missing.items():
+        one frame, with nothing allocated unless a join can fire.
+
+        Joins that can fire at once may wait on each other (``j1 -> j2`` with j2 also waiting for
+        another branch): a join one of whose missing predecessors can be reached from another
+        join that can fire now waits for that one, which is queued first (see ``_unblocked``)."""
+        active, blockers_of, missing_of = self._active, self.graph.join_blockers, self._missing
+        ready: list[str] | None = None
+        for join, missing in missing_of.items():
             blockers = blockers_of[join]
             for pred in missing:
                 for step in blockers[pred]:
@@ -704,14 +708,29 @@ class Execution:
                 else:
                     continue  # this one cannot arrive any more: ask about the next
                 break  # it can still arrive: keep waiting
-            else:  # queued at once: a join queued is active, which a join asked about next may wait for
-                self._activate(self.graph.steps[join], None, None, time.perf_counter())
-                if fired is None:
-                    fired = []
-                fired.append(join)
-        if fired is not None:
-            for join in fired:
-                del self._missing[join]
+            else:
+                if ready is None:
+                    ready = []
+                ready.append(join)
+        if ready is None:
+            return
+        for join in ready if len(ready) == 1 else self._unblocked(ready):
+            del missing_of[join]
+            self._activate(self.graph.steps[join], None, None, time.perf_counter())
+
+    def _unblocked(self, ready: list[str]) -> list[str]:
+        """Of several joins that can fire, those no other of them can still lead to (through one of
+        their missing predecessors); the rest wait, since the others, once queued, are active. In a
+        loop where each leads to the other, the first asked about goes first."""
+        blockers_of, missing_of = self.graph.join_blockers, self._missing
+        free = [
+            join
+            for join in ready
+            if not any(
+                other != join and other in blockers_of[join][pred] for pred in missing_of[join] for other in ready
+            )
+        ]
+        return free or ready[:1]
 
     def _settle(self, act: Activation, out: Outcome) -> None:
         """Commit a finished activation: state, route, checkpoint, event, successors."""
