@@ -388,14 +388,15 @@ class Execution:
             # Tasks made directly, skipping loop.create_task's checks per step or map item, unless
             # the loop has a task factory of its own: then it makes them, as its owner expects.
             plain_tasks = loop.get_task_factory() is None
-            # Inline steps (StepSpec.inline) skip the attempt runner on the way in, in a run kept
-            # in memory (nothing to encode or sync) with no deadline, that is not resuming.
-            inline = not durable and runner.deadline is None and not runner.attempts_before and not runner.cut_off
-            # The same for a durable run (see _settle_durable_inline): a lone inline step's plain
-            # success is checkpointed straight from the scheduler. A deadline keeps the runner's
-            # path (it runs the body under the time left); so does a resume that counts attempts
-            # made before or cut off by a crash (the attempt is not a first one).
-            durable_inline = durable and runner.deadline is None and not runner.attempts_before and not runner.cut_off
+            # Inline steps (StepSpec.inline) skip the attempt runner on the way in when the run has
+            # no deadline (the runner runs a body under the time left) and is not resuming (a
+            # resumed attempt that counts attempts made before or cut off by a crash is not a
+            # first one). A lone one is awaited by this loop itself, in memory or durable (then
+            # checkpointed from here: _settle_durable_inline).
+            lone_inline = runner.deadline is None and not runner.attempts_before and not runner.cut_off
+            # Parallel branches await theirs in their own tasks (_run_reported), in memory only: a
+            # durable branch settles through the runner, whose Outcome the checkpoint is made from.
+            inline = lone_inline and not durable
             # An inline step's started_at is this run's wall clock at its start plus the step's
             # perf_counter offset: the same instant within the clocks' drift over one run (NTP
             # slews by at most half a millisecond a second), and rows stay in the run's order even
@@ -406,7 +407,7 @@ class Execution:
                 if not tasks and len(ready) == 1:
                     act = ready.popleft()
                     spec = act.spec
-                    if inline and spec.inline:
+                    if lone_inline and spec.inline:
                         # The body awaited right here: no attempt runner, no Outcome, one frame
                         # less per sleeping run. Anything but a plain success goes to the runner.
                         t0 = perf_counter()
@@ -417,42 +418,26 @@ class Execution:
                             self._settle(
                                 act, await runner.run(act, FirstAttempt(None, exc, self._wall + t0, t0, perf_counter()))
                             )
-                            continue
-                        body_end = perf_counter()
-                        if result is None:
-                            result = {}
-                        elif type(result) is not dict or (result and not plain_updates(result)):
-                            self._settle(
-                                act, await runner.run(act, FirstAttempt(result, None, self._wall + t0, t0, body_end))
-                            )
-                            result = None
-                            continue
-                        self._settle_inline(act, result, t0, body_end)
-                        continue
-                    if durable_inline and spec.inline:
-                        # A durable run's inline step: its body awaited here, its plain success
-                        # checkpointed from here, no attempt runner and no Outcome; anything else
-                        # goes to the runner, as above. The successor waits for the checkpoint.
-                        t0 = perf_counter()
-                        try:
-                            result = await spec.fn(act.view)
-                        except BaseException as exc:  # the runner classifies, retries or re-raises it
-                            self._settle(
-                                act, await runner.run(act, FirstAttempt(None, exc, self._wall + t0, t0, perf_counter()))
-                            )
                         else:
                             body_end = perf_counter()
-                            encoded = self._encoded(spec.name, result)
-                            if encoded is None:  # not a dict of values a checkpoint keeps: the runner says why
-                                self._settle(
-                                    act,
-                                    await runner.run(act, FirstAttempt(result, None, self._wall + t0, t0, body_end)),
-                                )
+                            if durable:  # the checkpoint's JSON, or None: not a dict the codec keeps
+                                encoded = self._encoded(spec.name, result)
+                                plain = encoded is not None
+                                if encoded is not None:
+                                    self._settle_durable_inline(act, result or {}, encoded, t0, body_end)
                             else:
-                                self._settle_durable_inline(act, result or {}, encoded, t0, body_end)
+                                plain = result is None or (
+                                    type(result) is dict and (not result or plain_updates(result))
+                                )
+                                if plain:
+                                    self._settle_inline(act, result or {}, t0, body_end)
+                            if not plain:  # the runner judges it, and says what is wrong
+                                attempt = FirstAttempt(result, None, self._wall + t0, t0, body_end)
+                                self._settle(act, await runner.run(act, attempt))
+                                del attempt  # holds the result: not kept alive through the next step
                             result = None
-                        if durability.pending:
-                            await durability.sync()
+                        if durable and durability.pending:
+                            await durability.sync()  # the successor waits for the checkpoint
                         continue
                     if spec.gated and not await self._admitted(act):
                         continue
