@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from wfkit.store import _writer as writer_module
 from wfkit.store._writer import COMMIT_SWITCH_INTERVAL, INLINE_BUDGET, Writer
 
 
@@ -365,6 +366,38 @@ def test_a_sequential_run_past_the_budget_yields_the_loop_instead_of_hopping_to_
     assert ([True, False, True, False, True], [f"s{i}" for i in range(5)]) == asyncio.run(main())
     assert 5 == normal_writer.inline_commits
     assert [f"s{i}" for i in range(5)] == _rowid_order(db)
+
+
+def test_a_wal_checkpoint_under_way_does_not_hold_up_the_next_commit_on_the_loop(
+    normal_writer: Writer, db: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every so many commits on the loop, the writer thread checkpoints the WAL; that waits for the
+    disk (two fsyncs, even at NORMAL), and the loop's next write commits meanwhile instead of
+    queueing behind it."""
+    started, release = threading.Event(), threading.Event()
+    checkpoint = Writer._checkpoint
+
+    def held_checkpoint(self: Writer, conn: sqlite3.Connection) -> None:
+        started.set()
+        release.wait(10)
+        checkpoint(self, conn)
+
+    monkeypatch.setattr(Writer, "_checkpoint", held_checkpoint)
+    monkeypatch.setattr(writer_module, "_CHECKPOINT_EVERY", 2)
+    normal_writer.inline_budget = 10.0  # a slow commit on a loaded machine must not spend it here
+
+    async def main() -> bool:
+        for key in ("a", "b"):  # the second commit asks the writer thread for a checkpoint
+            await normal_writer.submit_async(_insert(key))
+        assert started.wait(10)
+        return normal_writer.submit_async(_insert("c")).done()
+
+    try:
+        assert asyncio.run(main()) is True
+    finally:
+        release.set()
+    assert 3 == normal_writer.inline_commits
+    assert ["a", "b", "c"] == _rowid_order(db)
 
 
 def test_a_write_that_raises_on_the_loop_is_rolled_back_and_reported(normal_writer: Writer, db: Path) -> None:

@@ -105,7 +105,9 @@ _STOP = object()
 _NOW = object()
 _NEXT_ITERATION = object()
 _Future = asyncio.Future
-_CHECKPOINT = object()  # the writer copies the WAL into the database (commits on the loop never do)
+# The writer copies the WAL into the database (commits on the loop never do). Not counted as
+# outstanding: a write on the loop need not wait for it.
+_CHECKPOINT = object()
 
 
 class Writer:
@@ -210,7 +212,8 @@ class Writer:
                     self._stale()  # the parent goes on writing
                 self._pid = os.getpid()
                 _live.add(self)
-            self._outstanding += 1
+            if pending is not _CHECKPOINT:  # a checkpoint is no write: a commit on the loop may pass it
+                self._outstanding += 1
             self._queue.put(pending)
 
     # ---- committing on the loop (NORMAL only) ------------------------------------------------------
@@ -317,7 +320,7 @@ class Writer:
                 item = jobs.get_nowait()
             except queue.Empty:
                 return
-            if item is not _STOP:
+            if item is not _STOP and item is not _CHECKPOINT:
                 with self._lock:
                     self._outstanding -= 1
             if item is not _STOP and item is not _CHECKPOINT:
@@ -350,20 +353,25 @@ class Writer:
                 if item is _STOP:
                     stopping = True
                     break
-            with self._gate:  # a commit on the loop is never interleaved with this one
-                _shorten_switches()
-                try:
-                    if batch and not self._commit(conn, batch, isolate=False):
-                        # A write raised: run the batch again, each write in a savepoint of its own, so
-                        # the one that failed is rolled back alone and reported to its own waiter.
-                        self._commit(conn, batch, isolate=True)
-                    if checkpoints:
-                        self._checkpoint(conn)
-                finally:
-                    _restore_switches()
-            with self._lock:
-                self._outstanding -= len(batch) + checkpoints
-            self._resolve(batch)
+            if batch:
+                with self._gate:  # a commit on the loop is never interleaved with this one
+                    _shorten_switches()
+                    try:
+                        if not self._commit(conn, batch, isolate=False):
+                            # A write raised: run the batch again, each write in a savepoint of its own,
+                            # so the one that failed is rolled back alone and reported to its own waiter.
+                            self._commit(conn, batch, isolate=True)
+                    finally:
+                        _restore_switches()
+                with self._lock:
+                    self._outstanding -= len(batch)
+                self._resolve(batch)
+            if checkpoints:
+                # After the batch's waiters were woken, and outside the gate: a checkpoint waits for
+                # the disk (two fsyncs, some 10-15 ms here, even at NORMAL), and neither those
+                # waiters nor the next commit on the loop need it (a WAL checkpoint and a writer
+                # may work at once).
+                self._checkpoint(conn)
 
     def _checkpoint(self, conn: sqlite3.Connection) -> None:
         """Copy the WAL that commits on the loop grew into the database (those never do it: a
