@@ -17,7 +17,8 @@ Every figure's baseline is measured in the same run (the machines are shared and
 the ratio, not the absolute numbers. Each row carries the machine's load average (1 minute) when
 the workload started and ended, and figures are medians over ``--rounds`` repeats. W4 also gives
 CPU microseconds per step (this process's CPU time, which another process's load inflates far less
-than wall time), and for NORMAL the same chain with the writer's commits on an idle loop switched
+than wall time), the mean wall per step beside the median (``*_mean_us_per_step``: a stall that hits
+one chain in a few shows there), and for NORMAL the same chain with the writer's commits on an idle loop switched
 off (``writer_thread_*``: every commit through the writer thread, two thread hops per step).
 """
 
@@ -290,8 +291,9 @@ async def _noop(state: Any, ctx: Any = None) -> dict[str, Any]:
     return {}
 
 
-async def _median_seconds(fn: Any, repeats: int) -> tuple[float, float]:
-    """Median wall and CPU seconds of one call of ``fn`` (after a warm-up)."""
+async def _median_seconds(fn: Any, repeats: int) -> tuple[float, float, float]:
+    """Median wall and CPU seconds of one call of ``fn`` (after a warm-up), and its mean wall
+    seconds: a stall that hits one call in a few (a WAL checkpoint) hides from the median."""
     for _ in range(max(2, repeats // 10)):
         await fn()
     walls, cpus = [], []
@@ -300,7 +302,7 @@ async def _median_seconds(fn: Any, repeats: int) -> tuple[float, float]:
         await fn()
         walls.append(time.perf_counter() - t0)
         cpus.append(time.process_time() - c0)
-    return statistics.median(walls), statistics.median(cpus)
+    return statistics.median(walls), statistics.median(cpus), statistics.mean(walls)
 
 
 async def w4(repeats: int, rounds: int) -> list[dict[str, Any]]:
@@ -339,7 +341,7 @@ async def w4(repeats: int, rounds: int) -> list[dict[str, Any]]:
             # At NORMAL a write is committed on the loop when the loop is idle (the default): the
             # same chain with every commit through the writer thread is measured as a variant.
             budget = store.writer.inline_budget
-            samples: dict[str, list[tuple[float, float]]] = {}
+            samples: dict[str, list[tuple[float, float, float]]] = {}
             inline = 0
             for _ in range(rounds):  # interleaved, so all see the same machine
                 inline -= store.writer.inline_commits
@@ -355,7 +357,7 @@ async def w4(repeats: int, rounds: int) -> list[dict[str, Any]]:
             _forget_exports()
             store.close()
 
-        def us(name: str, at: int, samples: dict[str, list[tuple[float, float]]] = samples) -> float:
+        def us(name: str, at: int, samples: dict[str, list[tuple[float, float, float]]] = samples) -> float:
             return statistics.median(x[at] for x in samples[name]) / n * 1e6
 
         row: dict[str, Any] = {
@@ -366,6 +368,8 @@ async def w4(repeats: int, rounds: int) -> list[dict[str, Any]]:
             "ratio": round(us("wfkit", 0) / us("sqlite3", 0), 2),
             "overhead_us": round(us("wfkit", 0) - us("sqlite3", 0), 1),
             "memory_us_per_step": round(us("memory", 0), 1),
+            "wfkit_mean_us_per_step": round(us("wfkit", 2), 1),
+            "sqlite3_mean_us_per_step": round(us("sqlite3", 2), 1),
             "cpu_wfkit_us_per_step": round(us("wfkit", 1), 1),
             "cpu_sqlite3_us_per_step": round(us("sqlite3", 1), 1),
             "cpu_memory_us_per_step": round(us("memory", 1), 1),
