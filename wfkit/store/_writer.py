@@ -323,7 +323,6 @@ class Writer:
             if item is not _STOP and item is not _CHECKPOINT:
                 with self._lock:
                     self._outstanding -= 1
-            if item is not _STOP and item is not _CHECKPOINT:
                 pending: _Pending[Any] = item  # type: ignore[assignment]
                 pending.error = self._error(exc) if isinstance(exc, Exception) else exc
                 self._resolve([pending])
