@@ -319,8 +319,9 @@ def test_a_step_writing_an_undeclared_field_fails_naming_it() -> None:
 def test_a_durable_run_records_where_its_workflow_can_be_imported_under_its_current_name(
     tmp_path: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The run's workflow_ref names the module attribute holding the workflow, and follows it when
-    the module rebinds the workflow under another name."""
+    """The run's workflow_ref names the module attribute holding the workflow, follows it when the
+    module rebinds the workflow under another name, is empty while the module holds it under no
+    name (as a workflow a factory function built), and is found again once the module does."""
     import sqlite3
     import sys
     import types
@@ -335,6 +336,16 @@ def test_a_durable_run_records_where_its_workflow_can_be_imported_under_its_curr
     module.renamed = module.flow
     del module.flow
     second = module.renamed.run({}, workspace=tmp_path)
+    held = module.renamed
+    del module.renamed
+    third = held.run({}, workspace=tmp_path)
+    module.again = held
+    fourth = held.run({}, workspace=tmp_path)
     with sqlite3.connect(tmp_path / "wfkit.db") as conn:
         refs = dict(conn.execute("SELECT run_id, workflow_ref FROM runs").fetchall())
-    assert {first.run_id: "wfkit_ref_probe:flow", second.run_id: "wfkit_ref_probe:renamed"} == refs
+    assert {
+        first.run_id: "wfkit_ref_probe:flow",
+        second.run_id: "wfkit_ref_probe:renamed",
+        third.run_id: None,
+        fourth.run_id: "wfkit_ref_probe:again",
+    } == refs

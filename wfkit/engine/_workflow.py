@@ -649,9 +649,14 @@ class Workflow:
         if module is None or self._module == "__main__":
             return None
         names = vars(module)
-        # Every durable run asks: the name found last time is tried first, not the whole module.
+        # Every durable run asks: the name found last time is tried first, not the whole module,
+        # and a workflow the module does not hold (one a factory function built) is ruled out by
+        # comparing identities in C, not by a Python step per global (all of them are alive, so
+        # no two share an id).
         if self._attr is not None and names.get(self._attr) is self:
             return f"{self._module}:{self._attr}"
+        if id(self) not in map(id, names.values()):
+            return None
         for attr, value in names.items():
             if value is self:
                 self._attr = attr

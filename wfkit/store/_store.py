@@ -661,7 +661,7 @@ class Store:
             "lease_expires": now + LEASE_TTL,
         }
         values["checksum"] = run_checksum(values)
-        return [("run", tuple(values[c] for c in _RUN_COLUMNS))]
+        return [("run", _RUN_VALUES(values))]
 
     def acquire(self, run_id: str) -> dict[str, Any]:
         """Take the run's lease for this process; refuse if a live process holds it."""
@@ -1230,6 +1230,7 @@ _RUN_COLUMNS = (
     "checksum",
 )
 _RUN_COLUMN_SET = frozenset(_RUN_COLUMNS)
+_RUN_VALUES = operator.itemgetter(*_RUN_COLUMNS)  # a run's row, in C (every durable run builds one)
 
 
 # The writer's bulk statements, one per kind of row, for ``execute_rows``: each is given its
