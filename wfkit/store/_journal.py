@@ -549,7 +549,7 @@ RUN_IDENTITY = (
 
 def run_checksum(row: Mapping[str, Any]) -> str:
     """The checksum of a run's creation columns: identity, then ``definition`` and ``inputs``."""
-    identity = "\x1f".join(_text(row.get(c)) for c in RUN_IDENTITY)
+    identity = _other_text([row.get(c) for c in RUN_IDENTITY])  # _text of each, joined as a row's are
     return ".".join((_crc(identity), _definition_crc(row.get("definition")), _crc(row.get("inputs"))))
 
 
