@@ -420,17 +420,21 @@ class Execution:
                             )
                         else:
                             body_end = perf_counter()
+                            # (A run in memory settles a plain success and goes on at once: the
+                            # path of every step of an in-memory chain, kept to the fewest checks.)
                             if durable:  # the checkpoint's JSON, or None: not a dict the codec keeps
                                 encoded = self._encoded(spec.name, result)
                                 plain = encoded is not None
                                 if encoded is not None:
                                     self._settle_durable_inline(act, result or {}, encoded, t0, body_end)
+                            elif result is None:
+                                self._settle_inline(act, {}, t0, body_end)
+                                continue
+                            elif type(result) is dict and (not result or plain_updates(result)):
+                                self._settle_inline(act, result, t0, body_end)
+                                continue
                             else:
-                                plain = result is None or (
-                                    type(result) is dict and (not result or plain_updates(result))
-                                )
-                                if plain:
-                                    self._settle_inline(act, result or {}, t0, body_end)
+                                plain = False
                             if not plain:  # the runner judges it, and says what is wrong
                                 attempt = FirstAttempt(result, None, self._wall + t0, t0, body_end)
                                 self._settle(act, await runner.run(act, attempt))
