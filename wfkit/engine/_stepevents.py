@@ -21,7 +21,8 @@ from wfkit.model._events import Status, StepEvent
 from wfkit.model._processors import Processor, only_text
 from wfkit.model._retry import ErrorKind
 
-_HOST = socket.gethostname()
+HOST = socket.gethostname()
+"""This machine's name, on every row."""
 _new_row = tuple.__new__
 
 Observer = Callable[[StepEvent | None], object]
@@ -53,7 +54,7 @@ def _only_text(processors: tuple[Processor, ...]) -> bool:
 class EventMaker:
     """Builds one run's step events: its identity stamped on, its processors applied."""
 
-    __slots__ = ("_only_text", "_processors", "parameters_hash", "parent_run_id", "run_id", "version", "workflow")
+    __slots__ = ("_processors", "only_text", "parameters_hash", "parent_run_id", "run_id", "version", "workflow")
 
     def __init__(
         self,
@@ -70,7 +71,9 @@ class EventMaker:
         self.parameters_hash = parameters_hash
         self.parent_run_id = parent_run_id  # set when the run is a sub-workflow of another
         self._processors = processors  # applied in a loop here: no closure per run
-        self._only_text = _only_text(processors)  # a row with no text passes them unchanged
+        # A row with no error, comment or extra passes the processors unchanged (the scheduler's
+        # inline settle reads this too: it builds its rows itself).
+        self.only_text = _only_text(processors)
 
     def event(
         self,
@@ -127,7 +130,7 @@ class EventMaker:
                 None,
                 None,
                 self.parameters_hash,
-                _HOST,
+                HOST,
                 extra,
                 map_index,
                 self.parent_run_id,
@@ -136,11 +139,9 @@ class EventMaker:
         )
         if fields:
             event = event._replace(**fields)
-        elif error is None and extra is None and self._only_text:
+        elif error is None and extra is None and self.only_text:
             return event  # nothing the processors would change
-        for process in self._processors:
-            event = process(event)
-        return event
+        return self.processed(event)
 
     def ok(
         self,
@@ -182,15 +183,19 @@ class EventMaker:
                 None,
                 None,
                 self.parameters_hash,
-                _HOST,
+                HOST,
                 None,
                 None,
                 self.parent_run_id,
                 None,
             ),
         )
-        if self._only_text:
+        if self.only_text:
             return event  # no text, no error, no extra: nothing the processors would change
+        return self.processed(event)
+
+    def processed(self, event: StepEvent) -> StepEvent:
+        """``event`` passed through the run's processors, in order."""
         for process in self._processors:
             event = process(event)
         return event
@@ -228,11 +233,11 @@ class Outlet:
     the outlet, not a bound method of it: one object less per run.
     """
 
-    __slots__ = ("_sinks", "events", "observers")
+    __slots__ = ("events", "observers", "sinks")
 
     def __init__(self, sinks: tuple[Callable[[StepEvent], object], ...]) -> None:
         self.events: list[StepEvent] = []
-        self._sinks = sinks
+        self.sinks = sinks  # read by the scheduler's inline settle too, which delivers its rows itself
         self.observers: list[Observer] = []  # live views; the Run handle may swap in its own list
 
     def emit(self, event: StepEvent, *, record: bool = True) -> None:
@@ -240,7 +245,7 @@ class Outlet:
         journal on resume); only the sinks and observers hear of it."""
         if record:
             self.events.append(event)
-        for sink in self._sinks:
+        for sink in self.sinks:
             sink(event)
         for observer in self.observers:
             observer(event)
