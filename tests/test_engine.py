@@ -1384,3 +1384,31 @@ def test_a_durable_chain_of_inline_steps_settles_without_the_attempt_runner(monk
         ("b", 1, 1, "ok", "ok", '{"n":2}'),
         ("c", 1, 1, "ok", "ok", '{"n":3}'),
     ] == (_journal_rows(run.run_id))
+
+
+def test_rows_settled_inline_in_memory_are_the_rows_event_maker_makes() -> None:
+    """A run kept in memory settles plain inline steps in one frame: each row equals EventMaker.ok's for its fields."""
+    from wfkit.engine._stepevents import EventMaker
+
+    flow = wf.Workflow("inline-rows")
+
+    @flow.step(max_visits=3)
+    async def work(state: Any) -> dict[str, Any]:
+        return {"i": state["i"] + 1}
+
+    @flow.step(tools=["search"])
+    async def done(state: Any) -> None:
+        return None
+
+    flow.route("work", wf.when("i", "lt", 2) >> wf.go("work", tools=["calc"]), default=wf.go("done"))
+    sink = MemorySink()
+    run = flow.run({"i": 0}, sinks=[sink], workspace=False)
+    make = EventMaker(run.run_id, "inline-rows", run.events[0].workflow_version, run.events[0].parameters_hash, ())
+    expected = [
+        make.ok(e.step, e.visit, e.started_at, e.latency_s, e.queue_s, e.route_taken, e.tools) for e in sink.events
+    ]
+    assert expected == sink.events
+    assert [("work", 1, ()), ("work", 2, ("calc",)), ("done", 1, ("search",))] == [
+        (e.step, e.visit, e.tools) for e in sink.events
+    ]
+    assert [("work", "work"), ("work", "done"), ("done", None)] == [(e.step, e.route_taken) for e in sink.events]
