@@ -248,7 +248,8 @@ class Execution:
         self._ready: deque[Activation] = deque()
         self._tasks: dict[Activation, asyncio.Task[None]] = {}  # running activations, their tasks
         # Finished activations the scheduler has not settled yet (made when a first task starts).
-        self._done: deque[tuple[Activation, Outcome | FirstAttempt | BaseException]] | None = None
+        # Each (act, updates or Outcome or exception, t0, body_end): see _run_reported.
+        self._done: deque[tuple[Activation, Outcome | dict[str, Any] | BaseException, float, float]] | None = None
         self._wake: asyncio.Future[None] | None = None
         # The state as steps see it, shared by activations until a commit changes the state.
         self._view: Mapping[str, Any] | None = None
@@ -478,10 +479,10 @@ class Execution:
                     await self._wake
                     self._wake = None
                 while done and not self._failed:
-                    act, out = done.popleft()
+                    act, out, t0, body_end = done.popleft()
                     del tasks[act]
-                    if isinstance(out, FirstAttempt):  # an inline step's plain success
-                        self._settle_inline(act, out.result, out.t0, out.body_end)
+                    if type(out) is dict:  # an inline step's plain success: its updates
+                        self._settle_inline(act, out, t0, body_end)
                     elif isinstance(out, Outcome):
                         self._settle(act, out)
                     else:
@@ -526,29 +527,30 @@ class Execution:
     async def _run_reported(self, act: Activation, inline: bool) -> None:
         """Run ``act`` as a task of its own and hand its outcome (or the exception of a bug, or
         the cancellation) to the scheduler, waking it if it sleeps. ``inline``: the run may await
-        inline steps' bodies itself (see drive); a plain success is handed over as the
-        :class:`FirstAttempt` it is, for ``_settle_inline``, with no attempt runner and no Outcome."""
+        inline steps' bodies itself (see drive); a plain success is handed over as its updates
+        (a dict, with the body's start and end), for ``_settle_inline``, with no attempt runner,
+        no Outcome and no :class:`FirstAttempt`: what the scheduler pops is ``(act, updates or
+        Outcome or exception, t0, body_end)``, the times set for updates only."""
         cancelled = None
-        out: Outcome | FirstAttempt | BaseException
+        out: Outcome | dict[str, Any] | BaseException
+        t0 = body_end = 0.0
         try:
             spec = act.spec
             if inline and spec.inline:  # as in drive's lone-step path
                 t0 = time.perf_counter()
-                started_at = self._wall + t0
                 try:
                     result = await spec.fn(act.view)
                 except BaseException as exc:  # the runner classifies, retries or re-raises it
-                    out = await self._runner.run(act, FirstAttempt(None, exc, started_at, t0, time.perf_counter()))
+                    # (Not kept in a local: the error's traceback holds this frame, a cycle.)
+                    out = await self._runner.run(act, FirstAttempt(None, exc, self._wall + t0, t0, time.perf_counter()))
                 else:
-                    # Straight into the tuple, as EventMaker makes rows: the NamedTuple's own __new__
-                    # is one Python call more per parallel step or map item.
-                    ran = _new_tuple(
-                        FirstAttempt, ({} if result is None else result, None, started_at, t0, time.perf_counter())
-                    )
-                    if result is None or (type(result) is dict and (not result or plain_updates(result))):
-                        out = ran
+                    body_end = time.perf_counter()
+                    if result is None:
+                        out = {}
+                    elif type(result) is dict and (not result or plain_updates(result)):
+                        out = result
                     else:
-                        out = await self._runner.run(act, ran)
+                        out = await self._runner.run(act, FirstAttempt(result, None, self._wall + t0, t0, body_end))
             else:
                 out = await self._runner.run(act)
         except asyncio.CancelledError as exc:  # the body cancelled itself: the run is cancelled
@@ -557,7 +559,7 @@ class Execution:
             out = exc
         done = self._done
         assert done is not None  # made before the first task
-        done.append((act, out))
+        done.append((act, out, t0, body_end))
         wake = self._wake
         if wake is not None and not wake.done():
             wake.set_result(None)
