@@ -481,7 +481,7 @@ class Execution:
                 while done and not self._failed:
                     act, out, t0, body_end = done.popleft()
                     del tasks[act]
-                    if type(out) is dict:  # an inline step's plain success: its updates
+                    if isinstance(out, dict):  # an inline step's plain success: its updates
                         self._settle_inline(act, out, t0, body_end)
                     elif isinstance(out, Outcome):
                         self._settle(act, out)
@@ -832,6 +832,7 @@ class Execution:
             sink(event)
         for observer in outlet.observers:
             observer(event)
+        tools: tuple[str, ...] | None = None  # the successor's own, unless a route binds some
         if chosen is None:
             successor = onward.lone
             if successor is None:  # fan-out, joins or the end of a branch
@@ -839,9 +840,9 @@ class Execution:
                 if self._missing:
                     self._fire_joins()
                 return
-            tools = successor.tools
         else:
-            successor = None if route == END else self.graph.steps[route]
+            target = chosen.target
+            successor = None if target == END else self.graph.steps[target]
             tools = chosen.tools
         log = self.log
         log.append((len(log) + 1, name, visit, "ok", updates, route, None, None))
