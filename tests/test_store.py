@@ -954,6 +954,30 @@ def test_a_commit_on_the_loop_behind_another_writer_goes_to_the_writer_thread(tm
     assert [(1, "a"), (2, "x"), (3, "y"), (4, "b")] == journal
 
 
+def test_a_long_sequential_durable_run_keeps_the_wal_bounded(workspace: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """At NORMAL a sequential run's checkpoints commit on the loop, and every so many of them (16
+    here) the writer copies the WAL into the database; SQLite then writes the WAL from its start
+    again, so 2,000 steps leave a WAL of a few dozen commits, not one that grew with every step."""
+    from wfkit.store import _writer
+
+    monkeypatch.setattr(_writer, "_CHECKPOINT_EVERY", 16)
+
+    async def nothing(state: dict[str, Any]) -> dict[str, Any]:
+        return {}
+
+    flow = wf.Workflow("long")
+    names = [f"s{i}" for i in range(100)]
+    for name in names:
+        flow.step(nothing, name=name)
+    flow.chain(*names)
+    for _ in range(20):
+        assert "succeeded" == flow.run({}, workspace=workspace).status
+    store = open_store(workspace)
+    wal = (workspace / f"{DB_NAME}-wal").stat().st_size
+    assert store.writer.inline_commits > 1_000  # the commits were the loop's (the case at stake)
+    assert wal < 2**20, f"a WAL of {wal / 2**20:.1f} MB after 2,000 steps"
+
+
 # ---- the journal's layout ------------------------------------------------------------------------
 
 
