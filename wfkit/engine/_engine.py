@@ -778,10 +778,7 @@ class Execution:
                     self._commit(act, updates)
             chosen = None if router is None else router.decide(self.state)
         except Exception as exc:  # a merge conflict or a condition that cannot be evaluated
-            out = stamped(None, 1, self._wall + t0, t0 - act.queued, body_end - t0, body_end)
-            out.updates, out.error, out.kind, out.status = updates, exc, ErrorKind.PERMANENT, Status.FAILED
-            self._record(self._make.outcome(act, out, None))
-            self._fail(exc, RunStatus.FAILED)
+            self._inline_failed(act, updates, exc, t0, body_end)
             return
         visit = act.visit
         make = self._make
@@ -874,6 +871,16 @@ class Execution:
         if self._missing:
             self._fire_joins()
 
+    def _inline_failed(
+        self, act: Activation, updates: dict[str, Any], exc: Exception, t0: float, body_end: float
+    ) -> None:
+        """An inline step's success that cannot be settled (its commit conflicts, or its route's
+        condition cannot be evaluated): a failed row for the attempt, and the run fails with ``exc``."""
+        out = stamped(None, 1, self._wall + t0, t0 - act.queued, body_end - t0, body_end)
+        out.updates, out.error, out.kind, out.status = updates, exc, ErrorKind.PERMANENT, Status.FAILED
+        self._record(self._make.outcome(act, out, None))
+        self._fail(exc, RunStatus.FAILED)
+
     @staticmethod
     def _encoded(step: str, result: Any) -> str | None:
         """A durable inline step's result as its checkpoint's JSON; None when it is not a plain
@@ -906,10 +913,7 @@ class Execution:
                 self._commit(act, updates)
             chosen = None if router is None else router.choose(self.state)
         except Exception as exc:  # a merge conflict or a condition that cannot be evaluated
-            out = stamped(None, 1, self._wall + t0, t0 - act.queued, body_end - t0, body_end)
-            out.updates, out.error, out.kind, out.status = updates, exc, ErrorKind.PERMANENT, Status.FAILED
-            self._record(self._make.outcome(act, out, None))
-            self._fail(exc, RunStatus.FAILED)
+            self._inline_failed(act, updates, exc, t0, body_end)
             return
         route = None if chosen is None else chosen.target
         event = self._make.ok(name, act.visit, self._wall + t0, body_end - t0, t0 - act.queued, route, act.tools)
