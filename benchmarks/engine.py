@@ -3,8 +3,8 @@
     python benchmarks/engine.py [--json] [--only W1,W2]
 
 Prints one line per workload. Figures are medians over repeats; each workload's asyncio figure is
-measured in the same run, so compare the two (the machines are shared and noisy: each row carries
-the 1-minute load average when it was measured).
+measured in the same run, its samples alternating with wfkit's, so compare the two (the machines
+are shared and noisy: each row carries the 1-minute load average when it was measured).
 """
 
 from __future__ import annotations
@@ -33,15 +33,23 @@ async def _noop(state: Any, ctx: Any = None) -> dict[str, Any]:
     return {}
 
 
-async def _median_seconds(fn: Callable[[], Awaitable[Any]], repeats: int) -> float:
+async def _paired_medians(
+    fn: Callable[[], Awaitable[Any]], baseline: Callable[[], Awaitable[Any]], repeats: int
+) -> tuple[float, float]:
+    """Median seconds of ``fn`` and of ``baseline``, timed alternately, sample by sample (which goes
+    first swaps every pair): these shared machines change speed by up to 2x from one second to the
+    next (a busy neighbour on the core), and two blocks timed one after the other could each catch
+    a different speed."""
     for _ in range(max(2, repeats // 10)):  # warm up
         await fn()
-    samples = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        await fn()
-        samples.append(time.perf_counter() - t0)
-    return statistics.median(samples)
+        await baseline()
+    samples: tuple[list[float], list[float]] = ([], [])
+    for i in range(repeats):
+        for side in (0, 1) if i % 2 == 0 else (1, 0):
+            t0 = time.perf_counter()
+            await (fn, baseline)[side]()
+            samples[side].append(time.perf_counter() - t0)
+    return statistics.median(samples[0]), statistics.median(samples[1])
 
 
 def _chain(n: int) -> wf.Workflow:
@@ -68,8 +76,7 @@ async def w1(repeats: int) -> dict[str, Any]:
         for fn in fns:
             state.update(await fn(state))
 
-    a = await _median_seconds(run_wfkit, repeats)
-    b = await _median_seconds(run_asyncio, repeats)
+    a, b = await _paired_medians(run_wfkit, run_asyncio, repeats)
     return _row("W1", "linear chain of 100 no-op steps", a / n, b / n)
 
 
@@ -95,8 +102,7 @@ async def w2(repeats: int) -> dict[str, Any]:
             state.update(update)
         state.update(await _noop(state))
 
-    a = await _median_seconds(run_wfkit, repeats)
-    b = await _median_seconds(run_asyncio, repeats)
+    a, b = await _paired_medians(run_wfkit, run_asyncio, repeats)
     return _row("W2", "fan-out to 50 parallel steps and a join", a / n, b / n)
 
 
@@ -123,8 +129,7 @@ async def w3(repeats: int) -> dict[str, Any]:
             if not cond.evaluate(state):
                 break
 
-    a = await _median_seconds(run_wfkit, repeats)
-    b = await _median_seconds(run_asyncio, repeats)
+    a, b = await _paired_medians(run_wfkit, run_asyncio, repeats)
     return _row("W3", "loop of 200 laps through a conditional route", a / laps, b / laps)
 
 
@@ -244,8 +249,7 @@ async def w4(repeats: int) -> list[dict[str, Any]]:
                     conn.execute("COMMIT")
 
             reps = max(5, repeats // 20)
-            a = await _median_seconds(run_wfkit, reps)
-            b = await _median_seconds(run_sqlite, reps)
+            a, b = await _paired_medians(run_wfkit, run_sqlite, reps)
             conn.close()
             store.close()
         row = _row("W4", f"100-step chain, durable store, synchronous={sync.upper()}", a / n, b / n)
@@ -287,8 +291,7 @@ async def w7(repeats: int) -> list[dict[str, Any]]:
             state["out"] = list(await asyncio.gather(*(bounded(d) for d in state["docs"])))
 
         reps = max(5, repeats // 10)
-        a = await _median_seconds(run_wfkit, reps)
-        b = await _median_seconds(run_asyncio, reps)
+        a, b = await _paired_medians(run_wfkit, run_asyncio, reps)
         what = "map over 1,000 items" + ("" if limit is None else f", max_concurrency={limit}")
         rows.append(_row("W7", what, a / n, b / n, unit="us_per_step"))
     return rows
