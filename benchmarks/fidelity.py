@@ -106,10 +106,12 @@ async def f1(rounds: int) -> dict[str, Any]:
         memory.clear()
         durable.clear()
         p50_ratios, p99_ratios = [], []
-        for _ in range(rounds):
+        for i in range(rounds):
             m0, d0 = len(memory.events), len(durable.events)
-            await _batch(flow, 500, False, memory)
-            await _batch(flow, 500, tmp, durable)
+            # Which side goes first swaps every round: the side that follows a durable batch runs
+            # beside that batch's export, and the machine's speed drifts from one batch to the next.
+            for workspace, sink in ((False, memory), (tmp, durable))[:: 1 if i % 2 == 0 else -1]:
+                await _batch(flow, 500, workspace, sink)
             mem_round = [e.latency_s for e in memory.events[m0:] if e.status == "ok"]
             dur_round = [e.latency_s for e in durable.events[d0:] if e.status == "ok"]
             p50_ratios.append(statistics.median(dur_round) / statistics.median(mem_round))
@@ -161,9 +163,13 @@ async def f2(rounds: int) -> dict[str, Any]:
         await _batch(flow, 100, False)
         await _batch(flow, 100, tmp)
         cpu_extra, loop_extra = [], []
-        for _ in range(rounds):
-            mem_wall, mem_cpu, mem_loop = await _timed_batch(flow, 1000, False)
-            dur_wall, dur_cpu, dur_loop = await _timed_batch(flow, 1000, tmp)
+        for i in range(rounds):
+            if i % 2 == 0:  # which side goes first swaps every round, as in F1
+                mem_wall, mem_cpu, mem_loop = await _timed_batch(flow, 1000, False)
+                dur_wall, dur_cpu, dur_loop = await _timed_batch(flow, 1000, tmp)
+            else:
+                dur_wall, dur_cpu, dur_loop = await _timed_batch(flow, 1000, tmp)
+                mem_wall, mem_cpu, mem_loop = await _timed_batch(flow, 1000, False)
             mem_walls.append(mem_wall)
             dur_walls.append(dur_wall)
             cpu_extra.append(dur_cpu - mem_cpu)

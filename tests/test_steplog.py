@@ -302,6 +302,50 @@ def test_a_longer_export_supersedes_an_unrecorded_shorter_one(workspace: Path) -
     assert 1 == len(parquet_files(workspace))
 
 
+def test_a_run_that_cannot_be_exported_holds_up_no_other(workspace: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Runs are exported together; one whose journal rows fail their check is logged and left to
+    the next reader, and the others are exported and recorded all the same."""
+    from wfkit.logs._steplog import Exporter
+
+    flow = two_step_flow("together")
+    good, bad, other = (flow.run({"i": i}) for i in range(3))
+    sql(workspace, "UPDATE journal SET step = 'tampered' WHERE run_id = ? AND seq = 1", (bad.run_id,))
+    exporter = Exporter(delay=60)
+    store = wf.Workspace().store
+    for run in (good, bad, other):
+        exporter.submit(store, workspace, run.run_id)
+    exporter.flush()
+    assert {good.run_id, other.run_id} == {p.name.split("-")[1] for p in parquet_files(workspace)}
+    ledger = dict(sql(workspace, "SELECT run_id, exported_seq FROM runs"))
+    assert {good.run_id: 2, bad.run_id: 0, other.run_id: 2} == ledger
+    assert f"exporting run {bad.run_id} to parquet failed" in caplog.text
+
+
+def test_a_backlog_is_exported_in_chunks(workspace: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Many runs' rows go out in chunks of a bounded size, each written and recorded before the
+    next is read: memory stays bounded, and every row arrives once."""
+    from wfkit.logs import _steplog
+    from wfkit.store._store import Store
+
+    flow = two_step_flow("backlog")
+    runs = [flow.run({"i": i}) for i in range(3)]
+    events = wf.Workspace().events()
+    sql(workspace, "UPDATE runs SET exported_seq = 0")
+    marks: list[dict[str, int]] = []
+    mark = Store.mark_exported
+
+    def noted(self: Store, last_seqs: dict[str, int]) -> None:
+        marks.append(dict(last_seqs))
+        mark(self, last_seqs)
+
+    monkeypatch.setattr(Store, "mark_exported", noted)
+    monkeypatch.setattr(_steplog, "_EXPORT_CHUNK_ROWS", 3)
+    store = wf.Workspace().store
+    assert 6 == _steplog.export_runs(store, workspace, [r.run_id for r in runs])
+    assert [{runs[0].run_id: 2, runs[1].run_id: 2}, {runs[2].run_id: 2}] == marks
+    assert event_keys(events) == frame_keys(wf.steps())
+
+
 def test_rows_journaled_before_a_kill_after_the_runs_are_all_in_the_log(workspace: Path, tmp_path: Path) -> None:
     """A process killed right after its runs returned, its background export maybe unfinished:
     the next reader's step log holds every journal row once."""
@@ -524,7 +568,8 @@ _events = st.builds(
     error_kind=st.none() | st.sampled_from(["transient", "permanent", "unknown"]),
     error_type=_maybe,
     error_message=_maybe,
-    started_at=st.floats(1.6e9, 1.9e9),
+    # Years apart (a partition each) or within one hour (runs sharing a partition).
+    started_at=st.floats(1.6e9, 1.9e9) | st.floats(1.7e9, 1.7e9 + 3600),
     ended_at=st.just(0.0),
     latency_s=st.floats(0, 100),
     queue_s=st.floats(0, 1),
@@ -547,43 +592,52 @@ _events = st.builds(
 
 
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(st.lists(_events, min_size=1, max_size=4))
-def test_journal_rows_come_back_from_parquet_as_written(tmp_path: Path, events: list[wf.StepEvent]) -> None:
-    """Events journaled, exported to parquet and read back as a frame equal the events, field by field."""
+@given(st.lists(st.lists(_events, min_size=1, max_size=4), min_size=1, max_size=3))
+def test_journal_rows_come_back_from_parquet_as_written(tmp_path: Path, runs: list[list[wf.StepEvent]]) -> None:
+    """Events of runs journaled, exported to parquet together and read back as a frame equal the
+    events, field by field; each segment holds one run's rows, and the ledger has every run's last."""
     import uuid
 
-    from wfkit.logs._steplog import export_run, read_steps
+    from wfkit.logs._steplog import export_runs, read_steps
     from wfkit.store._store import Store
 
     ws = tmp_path / uuid.uuid4().hex
     store = Store(ws / DB_NAME, synchronous="normal")
+    expected: list[wf.StepEvent] = []
     try:
-        run_id = uuid.uuid4().hex
-        events = [e._replace(run_id=run_id, ended_at=e.started_at + e.latency_s) for e in events]
-        store.create_run(
-            {
-                "run_id": run_id,
-                "workflow": "w",
-                "workflow_version": "v",
-                "fingerprint": "f",
-                "definition": "{}",
-                "inputs": "{}",
-            }
-        )
-        store.journal(events)
-        assert len(events) == export_run(store, ws, run_id)
+        for events in runs:
+            run_id = uuid.uuid4().hex
+            events = [e._replace(run_id=run_id, ended_at=e.started_at + e.latency_s) for e in events]
+            store.create_run(
+                {
+                    "run_id": run_id,
+                    "workflow": "w",
+                    "workflow_version": "v",
+                    "fingerprint": "f",
+                    "definition": "{}",
+                    "inputs": "{}",
+                }
+            )
+            store.journal(events)
+            expected.extend(events)
+        run_ids = list(dict.fromkeys(e.run_id for e in expected))
+        assert len(expected) == export_runs(store, ws, run_ids)
+        assert {run_id: len(events) for run_id, events in zip(run_ids, runs, strict=True)} == store.export_ledger()
         frame = read_steps(steps_dir(ws))
     finally:
         store.close()
-    back = sorted(frame.to_dict("records"), key=lambda r: r["seq"])
-    assert len(events) == len(back)
-    for event, row in zip(events, back, strict=True):
-        expected = event._asdict()
-        got = {name: _plain(name, row[name]) for name in expected}
+    for path in parquet_files(ws):
+        (run_id,) = set(pq.read_table(path, columns=["run_id"])["run_id"].to_pylist())
+        assert path.name.startswith(f"part-{run_id}-")
+    back = sorted(frame.to_dict("records"), key=lambda r: (run_ids.index(r["run_id"]), r["seq"]))
+    assert len(expected) == len(back)
+    for event, row in zip(expected, back, strict=True):
+        want = event._asdict()
+        got = {name: _plain(name, row[name]) for name in want}
         for name in ("started_at", "ended_at"):
-            assert abs(expected[name] - got[name]) < 1e-5  # parquet keeps microseconds
-            expected[name] = got[name]
-        assert expected == got
+            assert abs(want[name] - got[name]) < 1e-5  # parquet keeps microseconds
+            want[name] = got[name]
+        assert want == got
 
 
 def _plain(name: str, value: Any) -> Any:

@@ -545,9 +545,9 @@ def test_export_ledger_hands_out_unexported_rows_and_remembers_what_was_exported
     rows = store.unexported_rows(run.run_id, ("step", "seq"))
     assert ["a", "b"] == [r[0] for r in rows]
     assert {"ledger"} == {r[-1] for r in rows}  # the workflow name rides at the end
-    store.mark_exported(run.run_id, rows[0][1])
+    store.mark_exported({run.run_id: rows[0][1]})
     assert ["b"] == [r[0] for r in store.unexported_rows(run.run_id, ("step", "seq"))]
-    store.mark_exported(run.run_id, 0)  # an older export finishing late does not undo a newer one
+    store.mark_exported({run.run_id: 0})  # an older export finishing late does not undo a newer one
     assert ["b"] == [r[0] for r in store.unexported_rows(run.run_id, ("step", "seq"))]
     assert [(run.run_id, False)] == store.runs_with_unexported_rows()  # nobody executes it now
     with pytest.raises(ValueError, match="no step-log column"):
@@ -652,7 +652,7 @@ def test_all_journal_rows_include_exported_ones(tmp_path: Path) -> None:
     first = flow.run({}, workspace=tmp_path / "ws")
     second = flow.run({}, workspace=tmp_path / "ws")
     store = open_store(tmp_path / "ws")
-    store.mark_exported(first.run_id, 10)
+    store.mark_exported({first.run_id: 10})
     rows = store.all_journal_rows(("run_id", "step", "seq"))
     assert sorted([(first.run_id, "a", 1, "whole"), (second.run_id, "a", 1, "whole")]) == rows
     with pytest.raises(ValueError, match="no step-log column"):

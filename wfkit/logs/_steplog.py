@@ -24,7 +24,7 @@ import re
 import threading
 import urllib.parse
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -111,6 +111,13 @@ def _partition(workspace: Path, workflow: str, date: str) -> Path:
 
 
 def _write_atomic(table: pa.Table, target: Path, metadata: dict[bytes, bytes] | None = None) -> None:
+    _write_file(table, target, metadata)
+    fsync_dir(target.parent)
+
+
+def _write_file(table: pa.Table, target: Path, metadata: dict[bytes, bytes] | None = None) -> None:
+    """``table`` as ``target``: written under a temporary name, fsynced and renamed into place. The
+    rename is durable once the caller fsyncs the folder (once for all the files it wrote there)."""
     import pyarrow.parquet as pq
 
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -122,7 +129,6 @@ def _write_atomic(table: pa.Table, target: Path, metadata: dict[bytes, bytes] | 
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, target)
-    fsync_dir(target.parent)
 
 
 def _table(rows: Sequence[Sequence[Any]]) -> pa.Table:
@@ -143,43 +149,86 @@ def _table(rows: Sequence[Sequence[Any]]) -> pa.Table:
     return pa.table(arrays, schema=sch)
 
 
+def export_runs(store: Store, workspace: Path, run_ids: Iterable[str]) -> int:
+    """Write the journal rows parquet lacks of each run in ``run_ids`` as segments, then record in
+    the ledger how far each run is exported; returns the row count.
+
+    Runs go together: one arrow table per partition, sliced per run, one listing and one fsync per
+    folder, and one ledger write for all. An export runs beside live runs, and its Python holds the
+    interpreter they need: run by run, a 5-step run's export took some 8 ms of CPU (most of it with
+    the interpreter held), which a burst of 500 finished runs turned into seconds of stolen time."""
+    seq_at = FILE_COLUMNS.index("seq")
+    exported = 0
+    unexported: dict[str, list[tuple[Any, ...]]] = {}
+    held = 0
+    for run_id in [*run_ids, None]:  # None: the end, where the last chunk goes out
+        if run_id is not None:
+            rows = store.unexported_rows(run_id, FILE_COLUMNS)
+            if rows:
+                unexported[run_id] = rows
+                held += len(rows)
+        if unexported and (run_id is None or held >= _EXPORT_CHUNK_ROWS):
+            _write_segments(workspace, unexported)
+            store.mark_exported({done: got[-1][seq_at] for done, got in unexported.items()})
+            exported += held
+            unexported, held = {}, 0
+    return exported
+
+
+# Rows an export holds in memory at most (past one run's): a backlog of many runs goes out in
+# chunks of about this many, each written and recorded before the next is read.
+_EXPORT_CHUNK_ROWS = 50_000
+
+
 def export_run(store: Store, workspace: Path, run_id: str) -> int:
-    """Write the run's journal rows not yet exported as parquet segments; returns the row count."""
-    rows = store.unexported_rows(run_id, FILE_COLUMNS)
-    if not rows:
-        return 0
-    _write_segments(workspace, run_id, rows)
-    seq_at = FILE_COLUMNS.index("seq")
-    store.mark_exported(run_id, rows[-1][seq_at])
-    return len(rows)
+    """:func:`export_runs` of one run."""
+    return export_runs(store, workspace, (run_id,))
 
 
-def _write_segments(workspace: Path, run_id: str, rows: Sequence[Sequence[Any]]) -> None:
-    """Journal rows (FILE_COLUMNS, then the workflow) as one segment per partition they fall in."""
-    by_partition: dict[tuple[str, str], list[Sequence[Any]]] = {}
-    for r in rows:
-        date = dt.datetime.fromtimestamp(r[FILE_COLUMNS.index("started_at")], dt.UTC).strftime("%Y-%m-%d")
-        by_partition.setdefault((r[-1], date), []).append(r[:-1])
-    seq_at = FILE_COLUMNS.index("seq")
-    for (workflow, date), part in by_partition.items():
-        first, last = part[0][seq_at], part[-1][seq_at]
+def _write_segments(workspace: Path, rows_by_run: Mapping[str, Sequence[Sequence[Any]]]) -> None:
+    """Journal rows (FILE_COLUMNS, then the workflow) of each run as one segment per partition they
+    fall in, durable (files and renames) when it returns."""
+    started_at, seq_at = FILE_COLUMNS.index("started_at"), FILE_COLUMNS.index("seq")
+    parts: dict[tuple[str, str], list[Sequence[Any]]] = {}
+    # Per partition, each run's rows there: (run, offset in the partition's rows, count).
+    spans: dict[tuple[str, str], list[tuple[str, int, int]]] = {}
+    for run_id, rows in rows_by_run.items():
+        by_partition: dict[tuple[str, str], list[Sequence[Any]]] = {}
+        for r in rows:
+            date = dt.datetime.fromtimestamp(r[started_at], dt.UTC).strftime("%Y-%m-%d")
+            by_partition.setdefault((r[-1], date), []).append(r[:-1])
+        for key, mine in by_partition.items():
+            part = parts.setdefault(key, [])
+            spans.setdefault(key, []).append((run_id, len(part), len(mine)))
+            part.extend(mine)
+    for (workflow, date), part in parts.items():
         folder = _partition(workspace, workflow, date)
-        target = folder / f"part-{run_id}-{first:06d}-{last:06d}.parquet"
-        _write_atomic(_table(part), target)
-        # An earlier export of the same range that crashed before it was recorded wrote a
-        # shorter file with the same start: this one supersedes it.
-        for stale in folder.glob(f"part-{run_id}-{first:06d}-*.parquet"):
-            if stale != target:
-                stale.unlink(missing_ok=True)
+        folder.mkdir(parents=True, exist_ok=True)
+        # Segments already there, by run and first seq: an earlier export of the same range that
+        # crashed before it was recorded wrote a file with the same start, which the new one
+        # supersedes.
+        earlier: dict[tuple[str, int], list[str]] = {}
+        for name in os.listdir(folder):
+            match = _SEGMENT.match(name)
+            if match is not None:
+                earlier.setdefault((match["run"], int(match["first"])), []).append(name)
+        table = _table(part)
+        for run_id, offset, count in spans[(workflow, date)]:
+            first, last = part[offset][seq_at], part[offset + count - 1][seq_at]
+            name = f"part-{run_id}-{first:06d}-{last:06d}.parquet"
+            _write_file(table.slice(offset, count), folder / name)
+            for stale in earlier.get((run_id, first), ()):
+                if stale != name:
+                    (folder / stale).unlink(missing_ok=True)
+        fsync_dir(folder)
 
 
 def export_pending(store: Store, workspace: Path) -> int:
     """Export every run not executing now whose journal rows are missing from parquet (crash
     recovery). A run whose executor died (its lease expired, or its process on this host is gone)
     counts as not executing."""
-    return sum(
-        export_run(store, workspace, run_id) for run_id, executing in store.runs_with_unexported_rows() if not executing
-    )
+    idle = [run_id for run_id, executing in store.runs_with_unexported_rows() if not executing]
+    return export_runs(store, workspace, idle)
 
 
 class Exporter:
@@ -240,13 +289,20 @@ class Exporter:
         with self._export_lock:
             with self._lock:
                 pending, self._pending = self._pending, {}
+            by_store: dict[int, tuple[Store, Path, list[str]]] = {}
             for run_id, (store, workspace) in pending.items():
+                by_store.setdefault(id(store), (store, workspace, []))[2].append(run_id)
+            for store, workspace, run_ids in by_store.values():
                 if not store.path.exists():
                     continue  # the workspace went away (a temporary folder): nothing to export to
                 try:
-                    export_run(store, workspace, run_id)
-                except Exception:  # never lost: the next reader exports it again (export_pending)
-                    logger.exception("wfkit: exporting run %s to parquet failed; it will be retried", run_id)
+                    export_runs(store, workspace, run_ids)
+                except Exception:  # run by run, so that one that cannot be exported holds up no other
+                    for run_id in run_ids:
+                        try:
+                            export_run(store, workspace, run_id)
+                        except Exception:  # never lost: the next reader exports it again (export_pending)
+                            logger.exception("wfkit: exporting run %s to parquet failed; it will be retried", run_id)
             if threading.current_thread() is not threading.main_thread():
                 for store in {id(s): s for s, _ in pending.values()}.values():
                     store.close()  # a timer thread ends now: do not leave its connection behind
@@ -720,7 +776,7 @@ def check_ledger(
                     raise
                 report.unrecoverable.append(str(exc))
                 continue
-            _write_segments(workspace, run_id, rows)
+            _write_segments(workspace, {run_id: rows})
             report.reexported += len(rows)
     return report
 

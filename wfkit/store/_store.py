@@ -596,11 +596,13 @@ class Store:
 
         self.do(drop)
 
-    def mark_exported(self, run_id: str, last_seq: int) -> None:
-        """Record that parquet holds the run's journal rows up to ``last_seq`` (never moves back)."""
+    def mark_exported(self, last_seqs: Mapping[str, int]) -> None:
+        """Record that parquet holds each run's journal rows up to its seq in ``last_seqs`` (run id ->
+        last seq exported), in one write; a run's mark never moves back."""
+        params = [(last_seq, run_id) for run_id, last_seq in last_seqs.items()]
 
         def mark(conn: sqlite3.Connection) -> None:
-            conn.execute("UPDATE runs SET exported_seq = MAX(exported_seq, ?) WHERE run_id = ?", (last_seq, run_id))
+            conn.executemany("UPDATE runs SET exported_seq = MAX(exported_seq, ?) WHERE run_id = ?", params)
 
         self.do(mark)
 
