@@ -192,10 +192,14 @@ def _write_segments(workspace: Path, rows_by_run: Mapping[str, Sequence[Sequence
     parts: dict[tuple[str, str], list[Sequence[Any]]] = {}
     # Per partition, each run's rows there: (run, offset in the partition's rows, count).
     spans: dict[tuple[str, str], list[tuple[str, int, int]]] = {}
+    dates: dict[int, str] = {}  # UTC day number -> its date: one strftime per day, not per row
     for run_id, rows in rows_by_run.items():
         by_partition: dict[tuple[str, str], list[Sequence[Any]]] = {}
         for r in rows:
-            date = dt.datetime.fromtimestamp(r[started_at], dt.UTC).strftime("%Y-%m-%d")
+            day = int(r[started_at] // 86400)
+            date = dates.get(day)
+            if date is None:
+                date = dates[day] = dt.datetime.fromtimestamp(day * 86400, dt.UTC).strftime("%Y-%m-%d")
             by_partition.setdefault((r[-1], date), []).append(r[:-1])
         for key, mine in by_partition.items():
             part = parts.setdefault(key, [])
