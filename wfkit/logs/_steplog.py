@@ -149,6 +149,11 @@ def _table(rows: Sequence[Sequence[Any]]) -> pa.Table:
     return pa.table(arrays, schema=sch)
 
 
+# Rows an export holds in memory at most (past one run's): a backlog of many runs goes out in
+# chunks of about this many, each written and recorded before the next is read.
+_EXPORT_CHUNK_ROWS = 50_000
+
+
 def export_runs(store: Store, workspace: Path, run_ids: Iterable[str]) -> int:
     """Write the journal rows parquet lacks of each run in ``run_ids`` as segments, then record in
     the ledger how far each run is exported; returns the row count.
@@ -157,27 +162,26 @@ def export_runs(store: Store, workspace: Path, run_ids: Iterable[str]) -> int:
     folder, and one ledger write for all. An export runs beside live runs, and its Python holds the
     interpreter they need: run by run, a 5-step run's export took some 8 ms of CPU (most of it with
     the interpreter held), which a burst of 500 finished runs turned into seconds of stolen time."""
-    seq_at = FILE_COLUMNS.index("seq")
-    exported = 0
-    unexported: dict[str, list[tuple[Any, ...]]] = {}
-    held = 0
-    for run_id in [*run_ids, None]:  # None: the end, where the last chunk goes out
-        if run_id is not None:
-            rows = store.unexported_rows(run_id, FILE_COLUMNS)
-            if rows:
-                unexported[run_id] = rows
-                held += len(rows)
-        if unexported and (run_id is None or held >= _EXPORT_CHUNK_ROWS):
-            _write_segments(workspace, unexported)
-            store.mark_exported({done: got[-1][seq_at] for done, got in unexported.items()})
-            exported += held
-            unexported, held = {}, 0
+    exported = held = 0
+    chunk: dict[str, list[tuple[Any, ...]]] = {}
+    for run_id in run_ids:
+        rows = store.unexported_rows(run_id, FILE_COLUMNS)
+        if rows:
+            chunk[run_id] = rows
+            held += len(rows)
+        if held >= _EXPORT_CHUNK_ROWS:
+            exported += _export_chunk(store, workspace, chunk)
+            chunk, held = {}, 0
+    if chunk:
+        exported += _export_chunk(store, workspace, chunk)
     return exported
 
 
-# Rows an export holds in memory at most (past one run's): a backlog of many runs goes out in
-# chunks of about this many, each written and recorded before the next is read.
-_EXPORT_CHUNK_ROWS = 50_000
+def _export_chunk(store: Store, workspace: Path, chunk: Mapping[str, Sequence[Sequence[Any]]]) -> int:
+    _write_segments(workspace, chunk)  # durable before the ledger says so
+    seq_at = FILE_COLUMNS.index("seq")
+    store.mark_exported({run_id: rows[-1][seq_at] for run_id, rows in chunk.items()})
+    return sum(map(len, chunk.values()))
 
 
 def export_run(store: Store, workspace: Path, run_id: str) -> int:
