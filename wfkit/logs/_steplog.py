@@ -111,16 +111,17 @@ def _partition(workspace: Path, workflow: str, date: str) -> Path:
 
 
 def _write_atomic(table: pa.Table, target: Path, metadata: dict[bytes, bytes] | None = None) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
     _write_file(table, target, metadata)
     fsync_dir(target.parent)
 
 
 def _write_file(table: pa.Table, target: Path, metadata: dict[bytes, bytes] | None = None) -> None:
-    """``table`` as ``target``: written under a temporary name, fsynced and renamed into place. The
-    rename is durable once the caller fsyncs the folder (once for all the files it wrote there)."""
+    """``table`` as ``target``, in a folder that exists: written under a temporary name, fsynced
+    and renamed into place. The rename is durable once the caller fsyncs the folder (once for all
+    the files it wrote there)."""
     import pyarrow.parquet as pq
 
-    target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.tmp")
     if metadata:
         table = table.replace_schema_metadata({**(table.schema.metadata or {}), **metadata})
@@ -312,7 +313,7 @@ class Exporter:
                         except Exception:  # never lost: the next reader exports it again (export_pending)
                             logger.exception("wfkit: exporting run %s to parquet failed; it will be retried", run_id)
             if threading.current_thread() is not threading.main_thread():
-                for store in {id(s): s for s, _ in pending.values()}.values():
+                for store, _, _ in by_store.values():
                     store.close()  # a timer thread ends now: do not leave its connection behind
 
 
