@@ -145,6 +145,33 @@ def test_asyncio_waiters_are_woken_on_their_loop(writer: Writer, db: Path) -> No
     assert 50 == len(_rows(db))
 
 
+def test_a_timer_due_while_a_group_commit_wakes_its_runs_is_not_queued_behind_them_all(writer: Writer) -> None:
+    """A group commit's waiters are woken a slice per loop iteration: a timer that comes due as the
+    first ones go on (a step's sleep ending) runs before the last are woken, not after every one of
+    them; and every waiter is woken, once, in the order of its write."""
+    n = 4 * writer_module.WAKE_PER_ITERATION
+    order: list[Any] = []
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        futures = [writer.submit_async(None) for _ in range(n)]
+
+        async def waiter(i: int) -> None:
+            await futures[i]
+            order.append(i)
+            if i == 0:  # the first one woken starts a "step" that sleeps for no time
+                loop.call_later(0, order.append, "timer")
+
+        writer.run(None)  # (from this thread: the group commit above is durable now, its wake-ups queued)
+        await asyncio.gather(*(waiter(i) for i in range(n)))
+
+    asyncio.run(main())
+    woken = [x for x in order if x != "timer"]
+    assert list(range(n)) == woken
+    assert order.index("timer") < n  # not after every waiter
+    assert order.index("timer") >= writer_module.WAKE_PER_ITERATION  # after the first slice
+
+
 def test_the_event_loop_keeps_running_while_the_disk_is_slow(writer: Writer) -> None:
     """A write that holds the writer for 0.5 s stops no coroutine: a 10 ms ticker keeps ticking."""
 

@@ -573,7 +573,28 @@ def _restore_switches() -> None:
             sys.setswitchinterval(_switch_saved)
 
 
+# Waiters a loop wakes per iteration (see _resolve_on_loop).
+WAKE_PER_ITERATION = 32
+
+
 def _resolve_on_loop(waiters: list[_Pending[Any]]) -> None:
+    """Resolve the futures of committed writes, on their loop: ``WAKE_PER_ITERATION`` of them, and
+    the rest in the loop's next iteration, and so on.
+
+    Why not all at once: each woken run goes on at once with the next step (its checkpoint is
+    durable), some 50 us of the loop's time. A group commit of a thousand runs woken in one go
+    queues a thousand of those ahead of every timer that comes due meanwhile: a step whose
+    ``asyncio.sleep`` ends, or whose response arrived, waits behind them all, and its recorded
+    latency grows by other runs' checkpoints. In slices, the loop runs what came due between two
+    slices (asyncio queues due timers behind what is ready when an iteration starts), and the wait
+    lands where it belongs: in the durable wait of the runs woken later. Measured (F1, 500 runs,
+    6 rounds, 5 interleaved pairs): P50 ratio durable/memory 0.77-1.09 against 1.01-1.18 woken at
+    once, durable P99 32-69 ms against 45-99 ms."""
+    if len(waiters) > WAKE_PER_ITERATION:
+        loop = waiters[0].loop
+        assert loop is not None  # only asyncio waiters come here
+        loop.call_soon(_resolve_on_loop, waiters[WAKE_PER_ITERATION:])
+        waiters = waiters[:WAKE_PER_ITERATION]
     for pending in waiters:
         future: asyncio.Future[Any] = pending.future  # type: ignore[assignment]
         if future.done():  # its waiter was cancelled; the write is durable all the same
