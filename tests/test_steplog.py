@@ -302,9 +302,13 @@ def test_a_longer_export_supersedes_an_unrecorded_shorter_one(workspace: Path) -
     assert 1 == len(parquet_files(workspace))
 
 
-def test_a_run_that_cannot_be_exported_holds_up_no_other(workspace: Path, caplog: pytest.LogCaptureFixture) -> None:
-    """Runs are exported together; one whose journal rows fail their check is logged and left to
-    the next reader, and the others are exported and recorded all the same."""
+@pytest.mark.parametrize("elsewhere", [False, True], ids=["here", "in-the-export-process"])
+def test_a_run_that_cannot_be_exported_holds_up_no_other(
+    workspace: Path, caplog: pytest.LogCaptureFixture, elsewhere: bool
+) -> None:
+    """Runs are exported together; one whose journal rows fail their check is logged (by this
+    process, whichever exported it) and left to the next reader, and the others are exported and
+    recorded all the same."""
     from wfkit.logs._steplog import Exporter
 
     flow = two_step_flow("together")
@@ -314,11 +318,73 @@ def test_a_run_that_cannot_be_exported_holds_up_no_other(workspace: Path, caplog
     store = wf.Workspace().store
     for run in (good, bad, other):
         exporter.submit(store, workspace, run.run_id)
-    exporter.flush()
+    try:
+        exporter.flush(elsewhere=elsewhere)
+    finally:
+        exporter.close()
     assert {good.run_id, other.run_id} == {p.name.split("-")[1] for p in parquet_files(workspace)}
     ledger = dict(sql(workspace, "SELECT run_id, exported_seq FROM runs"))
     assert {good.run_id: 2, bad.run_id: 0, other.run_id: 2} == ledger
     assert f"exporting run {bad.run_id} to parquet failed" in caplog.text
+    assert "StoreCorruptError" in caplog.text  # the traceback says why
+    assert "export process failed" not in caplog.text
+
+
+def test_background_exports_run_in_a_process_of_their_own(workspace: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The background export takes none of this interpreter's time: it is the export process
+    that writes the segments and the ledger (here, an export in this process would raise), and
+    it ends when the exporter closes it."""
+    from wfkit.logs import _steplog
+
+    flow = two_step_flow("elsewhere")
+    runs = [flow.run({"i": i}) for i in range(3)]
+    events = wf.Workspace().events()
+
+    def not_here(*args: Any) -> Any:
+        raise AssertionError("exported in this process")
+
+    monkeypatch.setattr(_steplog, "export_runs", not_here)
+    monkeypatch.setattr(_steplog, "export_run", not_here)
+    exporter = _steplog.Exporter(delay=0.01)
+    store = wf.Workspace().store
+    for run in runs:
+        exporter.submit(store, workspace, run.run_id)
+    deadline = time.monotonic() + 60
+    while len(parquet_files(workspace)) < 3 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    exporter.flush()  # waits for an export under way; nothing is left pending
+    process = exporter._process
+    assert process is not None
+    assert process.pid != os.getpid()
+    exporter.close()
+    assert 0 == process.returncode
+    assert {r.run_id for r in runs} == {p.name.split("-")[1] for p in parquet_files(workspace)}
+    assert {r.run_id: 2 for r in runs} == dict(sql(workspace, "SELECT run_id, exported_seq FROM runs"))
+    monkeypatch.undo()
+    assert event_keys(events) == frame_keys(wf.steps(workspace))
+
+
+def test_an_export_process_that_dies_leaves_the_exports_to_this_one(
+    workspace: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An export process that exits without answering: a warning says so and what it exited with,
+    this process exports the runs itself, and every later background export too."""
+    from wfkit.logs import _steplog
+
+    monkeypatch.setattr(_steplog, "_export_command", lambda: [sys.executable, "-c", "raise SystemExit(3)"])
+    flow = two_step_flow("fallback")
+    first, second = flow.run({"i": 1}), flow.run({"i": 2})
+    exporter = _steplog.Exporter(delay=60)
+    store = wf.Workspace().store
+    exporter.submit(store, workspace, first.run_id)
+    exporter.flush(elsewhere=True)
+    assert "export process failed (it exited with code 3)" in caplog.text
+    assert [first.run_id] == [p.name.split("-")[1] for p in parquet_files(workspace)]
+    exporter.submit(store, workspace, second.run_id)
+    exporter.flush(elsewhere=True)
+    assert exporter._process is None
+    assert 1 == caplog.text.count("export process failed")
+    assert {first.run_id, second.run_id} == {p.name.split("-")[1] for p in parquet_files(workspace)}
 
 
 def test_a_backlog_is_exported_in_chunks(workspace: Path, monkeypatch: pytest.MonkeyPatch) -> None:

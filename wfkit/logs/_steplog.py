@@ -21,7 +21,10 @@ import json
 import logging
 import os
 import re
+import subprocess
+import sys
 import threading
+import traceback
 import urllib.parse
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
@@ -232,6 +235,24 @@ def _write_segments(workspace: Path, rows_by_run: Mapping[str, Sequence[Sequence
         fsync_dir(folder)
 
 
+def export_each(store: Store, workspace: Path, run_ids: Sequence[str]) -> tuple[int, dict[str, str]]:
+    """:func:`export_runs`, and if that fails, run by run, so that a run that cannot be exported
+    (a damaged journal row) holds up no other: the rows exported, and for each run that failed,
+    what went wrong (its traceback). A failed run is never lost: the next reader exports it again
+    (:func:`export_pending`)."""
+    try:
+        return export_runs(store, workspace, run_ids), {}
+    except Exception:
+        pass
+    rows, failed = 0, {}
+    for run_id in run_ids:
+        try:
+            rows += export_run(store, workspace, run_id)
+        except Exception:
+            failed[run_id] = traceback.format_exc()
+    return rows, failed
+
+
 def export_pending(store: Store, workspace: Path) -> int:
     """Export every run not executing now whose journal rows are missing from parquet (crash
     recovery). A run whose executor died (its lease expired, or its process on this host is gone)
@@ -240,13 +261,21 @@ def export_pending(store: Store, workspace: Path) -> int:
     return export_runs(store, workspace, idle)
 
 
+def _export_command() -> list[str]:
+    """How the exporter starts the export process."""
+    return [sys.executable, "-m", "wfkit.logs._export_process"]
+
+
 class Exporter:
     """Exports finished runs to parquet off the runs' path.
 
     Exports wait: a background thread exports what is pending every ``delay`` seconds, readers
     (``wfkit.steps``, reports, replay) flush first, and so does the process at exit. Exporting
-    right after each run would make the export thread fight live runs for the interpreter and
-    distort the very latencies it records.
+    right after each run would make the export fight live runs for the interpreter and distort
+    the very latencies it records. For the same reason the background exports run in a process
+    of their own (:mod:`wfkit.logs._export_process`), started on the first of them; if it cannot
+    start or dies, they run in this process from then on, and a warning says so. Readers and the
+    exit export here: they wait for the rows anyway.
     """
 
     def __init__(self, delay: float = 30.0) -> None:
@@ -256,6 +285,9 @@ class Exporter:
         self._export_lock = threading.Lock()
         self._timer: threading.Timer | None = None
         self._registered = False
+        self._process: subprocess.Popen[str] | None = None
+        self._process_pid = 0  # the process that started it (a forked child starts its own)
+        self._in_process = False  # the export process failed: background exports run here
 
     def submit(self, store: Store, workspace: Path, run_id: str) -> None:
         with self._lock:
@@ -268,6 +300,7 @@ class Exporter:
                     import concurrent.futures.thread  # noqa: F401
 
                     atexit.register(self.flush)
+                    atexit.register(self.close)  # runs first: the exit's export is this process's
                     self._registered = True
                 if self._timer is None:
                     timer = threading.Timer(self.delay, self._tick)
@@ -291,10 +324,11 @@ class Exporter:
     def _tick(self) -> None:
         with self._lock:
             self._timer = None
-        self.flush()
+        self.flush(elsewhere=True)
 
-    def flush(self) -> None:
-        """Export every pending run now (readers call this before they read)."""
+    def flush(self, *, elsewhere: bool = False) -> None:
+        """Export every pending run now (readers call this before they read); ``elsewhere``: in
+        the export process (the background exports)."""
         with self._export_lock:
             with self._lock:
                 pending, self._pending = self._pending, {}
@@ -304,17 +338,107 @@ class Exporter:
             for store, workspace, run_ids in by_store.values():
                 if not store.path.exists():
                     continue  # the workspace went away (a temporary folder): nothing to export to
-                try:
-                    export_runs(store, workspace, run_ids)
-                except Exception:  # run by run, so that one that cannot be exported holds up no other
-                    for run_id in run_ids:
-                        try:
-                            export_run(store, workspace, run_id)
-                        except Exception:  # never lost: the next reader exports it again (export_pending)
-                            logger.exception("wfkit: exporting run %s to parquet failed; it will be retried", run_id)
+                done = self._export_elsewhere(store, workspace, run_ids) if elsewhere else None
+                if done is None:
+                    done = export_each(store, workspace, run_ids)
+                for run_id, why in done[1].items():
+                    logger.error("wfkit: exporting run %s to parquet failed; it will be retried\n%s", run_id, why)
             if threading.current_thread() is not threading.main_thread():
                 for store, _, _ in by_store.values():
                     store.close()  # a timer thread ends now: do not leave its connection behind
+
+    def _export_elsewhere(self, store: Store, workspace: Path, run_ids: list[str]) -> tuple[int, dict[str, str]] | None:
+        """:func:`export_each` in the export process; None when it cannot (then this process exports)."""
+        process = self._export_process()
+        if process is None:
+            return None
+        assert process.stdin is not None and process.stdout is not None
+        request = {
+            "db": str(store.path),
+            "synchronous": store.synchronous,
+            "workspace": str(workspace),
+            "runs": run_ids,
+        }
+        try:
+            process.stdin.write(json.dumps(request) + "\n")
+            process.stdin.flush()
+            line = process.stdout.readline()
+        except (OSError, ValueError):  # its pipe is broken or closed
+            line = ""
+        if not line:
+            try:
+                code = process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                code = process.wait()
+            self._give_up(f"it exited with code {code}", process)
+            return None
+        reply = json.loads(line)
+        if "error" in reply:
+            logger.warning(
+                "wfkit: the step-log export process could not export from %s (%s); exporting here",
+                store.path,
+                reply["error"],
+            )
+            return None
+        return int(reply["rows"]), dict(reply["failed"])
+
+    def _export_process(self) -> subprocess.Popen[str] | None:
+        """The export process, started on first use (in this process: a forked child starts its own)."""
+        if self._in_process:
+            return None
+        if self._process is not None and self._process_pid == os.getpid():
+            return self._process
+        env = dict(os.environ)
+        # It imports wfkit from where this process does (a checkout on sys.path, a notebook's folder).
+        env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
+        try:
+            self._process = subprocess.Popen(
+                _export_command(),
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
+                env=env,
+            )
+        except OSError as exc:
+            self._give_up(str(exc), None)
+            return None
+        self._process_pid = os.getpid()
+        return self._process
+
+    def _give_up(self, why: str, process: subprocess.Popen[str] | None) -> None:
+        if process is not None:
+            _close_pipes(process)
+        logger.warning(
+            "wfkit: the step-log export process failed (%s); from now on this process exports finished "
+            "runs to parquet itself, which takes time from the runs still executing",
+            why,
+        )
+        self._in_process = True
+        self._process = None
+
+    def close(self) -> None:
+        """Stop the export process, once it finished what it was asked (a later export starts it again)."""
+        with self._export_lock:
+            process, self._process = self._process, None
+            if process is None or self._process_pid != os.getpid():
+                return
+            assert process.stdin is not None
+            with contextlib.suppress(OSError):
+                process.stdin.close()  # it finishes the request under way, then exits
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+            _close_pipes(process)
+
+
+def _close_pipes(process: subprocess.Popen[str]) -> None:
+    for pipe in (process.stdin, process.stdout):
+        if pipe is not None:
+            with contextlib.suppress(OSError):
+                pipe.close()
 
 
 exporter = Exporter()
