@@ -574,7 +574,7 @@ def _restore_switches() -> None:
 
 
 # Waiters a loop wakes per iteration (see _resolve_on_loop).
-WAKE_PER_ITERATION = 32
+WAKE_PER_ITERATION = 8
 
 
 def _resolve_on_loop(waiters: list[_Pending[Any]]) -> None:
@@ -587,9 +587,11 @@ def _resolve_on_loop(waiters: list[_Pending[Any]]) -> None:
     ``asyncio.sleep`` ends, or whose response arrived, waits behind them all, and its recorded
     latency grows by other runs' checkpoints. In slices, the loop runs what came due between two
     slices (asyncio queues due timers behind what is ready when an iteration starts), and the wait
-    lands where it belongs: in the durable wait of the runs woken later. Measured (F1, 500 runs,
-    6 rounds, 5 interleaved pairs): P50 ratio durable/memory 0.77-1.09 against 1.01-1.18 woken at
-    once, durable P99 32-69 ms against 45-99 ms."""
+    lands where it belongs: in the durable wait of the runs woken later. Measured on F1 (500 runs,
+    6 rounds, 5 interleaved pairs each): P50 ratio durable/memory 1.01-1.18 woken all at once,
+    0.77-1.09 in slices of 32, 0.68-0.92 in slices of 8 (durable P50 16.4-18.9 ms against 19-21.6 at
+    32); durable P99 45-99 ms at once, 41-66 ms in slices of 32 or 8. F2 (1,000 runs) took the same
+    wall time in slices of 8, 32 or all at once: a loop iteration more per slice costs little."""
     if len(waiters) > WAKE_PER_ITERATION:
         loop = waiters[0].loop
         assert loop is not None  # only asyncio waiters come here
