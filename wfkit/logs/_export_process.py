@@ -3,8 +3,13 @@
 Why a process: an export is Python that holds the interpreter (reading journal rows, building
 arrow arrays), some 3 ms of it per finished 5-step run. In the process that ran them, a burst of
 500 finished runs took more than a second of the interpreter from the runs still executing, and
-their recorded step latencies grew by it (benchmark F1: durable P50 21-23 ms with exports in the
-background thread, 13-17 ms without). Here it takes another core, and nothing of the runs' time.
+their recorded step latencies grew by it (benchmark F1: durable P50 13-17 ms with exports switched
+off, 21-23 ms with exports in a background thread). Here it takes the interpreter nothing, and at
+the lowest CPU priority, only a core's idle time. Measured, a heartbeat on the event loop (1 ms
+sleeps) while 500 finished runs were exported: up to 3.6-6.3 ms late with the export in a thread,
+up to 1.1-1.4 ms with it here. On a 2-core machine whose cores the runs keep busy (the loop and the
+store's writer), the process still takes some CPU from them: F1's durable P99 came out lower
+(33-37 ms against 42-61), its P50 no better.
 
 The exporter (:class:`wfkit.logs._steplog.Exporter`) starts one per process on its first
 background export (``python -m wfkit.logs._export_process``: it imports this module, never the

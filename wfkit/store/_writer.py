@@ -577,9 +577,9 @@ def _restore_switches() -> None:
 WAKE_PER_ITERATION = 8
 
 
-def _resolve_on_loop(waiters: list[_Pending[Any]]) -> None:
-    """Resolve the futures of committed writes, on their loop: ``WAKE_PER_ITERATION`` of them, and
-    the rest in the loop's next iteration, and so on.
+def _resolve_on_loop(waiters: list[_Pending[Any]], start: int = 0) -> None:
+    """Resolve the futures of committed writes, on their loop: ``WAKE_PER_ITERATION`` of them from
+    ``start`` on, and the next ones in the loop's next iteration, and so on.
 
     Why not all at once: each woken run goes on at once with the next step (its checkpoint is
     durable), some 50 us of the loop's time. A group commit of a thousand runs woken in one go
@@ -592,12 +592,12 @@ def _resolve_on_loop(waiters: list[_Pending[Any]]) -> None:
     0.77-1.09 in slices of 32, 0.68-0.92 in slices of 8 (durable P50 16.4-18.9 ms against 19-21.6 at
     32); durable P99 45-99 ms at once, 41-66 ms in slices of 32 or 8. F2 (1,000 runs) took the same
     wall time in slices of 8, 32 or all at once: a loop iteration more per slice costs little."""
-    if len(waiters) > WAKE_PER_ITERATION:
+    end = start + WAKE_PER_ITERATION
+    if len(waiters) > end:
         loop = waiters[0].loop
         assert loop is not None  # only asyncio waiters come here
-        loop.call_soon(_resolve_on_loop, waiters[WAKE_PER_ITERATION:])
-        waiters = waiters[:WAKE_PER_ITERATION]
-    for pending in waiters:
+        loop.call_soon(_resolve_on_loop, waiters, end)
+    for pending in waiters[start:end]:
         future: asyncio.Future[Any] = pending.future  # type: ignore[assignment]
         if future.done():  # its waiter was cancelled; the write is durable all the same
             continue
