@@ -364,6 +364,30 @@ def test_background_exports_run_in_a_process_of_their_own(workspace: Path, monke
     assert event_keys(events) == frame_keys(wf.steps(workspace))
 
 
+def test_the_export_process_answers_each_request_and_says_what_it_could_not_open(workspace: Path) -> None:
+    """One reply line per request: the rows exported, and for a store it cannot open, the error
+    (the exporter then exports those runs itself)."""
+    import io
+
+    from wfkit.logs._export_process import serve
+
+    flow = two_step_flow("served")
+    run = flow.run({"i": 1})
+    store = wf.Workspace().store
+    requests = [
+        json.dumps({"db": str(store.path), "synchronous": "NORMAL", "workspace": str(workspace), "runs": [run.run_id]}),
+        json.dumps(
+            {"db": str(workspace / "nowhere.db"), "synchronous": "NORMAL", "workspace": str(workspace), "runs": []}
+        ),
+    ]
+    replies = io.StringIO()
+    serve(requests, replies)
+    first, second = (json.loads(line) for line in replies.getvalue().splitlines())
+    assert {"rows": 2, "failed": {}} == first
+    assert "error" in second
+    assert [run.run_id] == [p.name.split("-")[1] for p in parquet_files(workspace)]
+
+
 def test_an_export_process_that_dies_leaves_the_exports_to_this_one(
     workspace: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
