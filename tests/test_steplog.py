@@ -365,8 +365,9 @@ def test_background_exports_run_in_a_process_of_their_own(workspace: Path, monke
 
 
 def test_the_export_process_answers_each_request_and_says_what_it_could_not_open(workspace: Path) -> None:
-    """One reply line per request: the rows exported, and for a store it cannot open, the error
-    (the exporter then exports those runs itself)."""
+    """One reply line per request: the rows exported and how far each run is (for the asking
+    process to record), and for a store it cannot open, the error (the exporter then exports those
+    runs itself)."""
     import io
 
     from wfkit.logs._export_process import serve
@@ -383,9 +384,11 @@ def test_the_export_process_answers_each_request_and_says_what_it_could_not_open
     replies = io.StringIO()
     serve(requests, replies)
     first, second = (json.loads(line) for line in replies.getvalue().splitlines())
-    assert {"rows": 2, "failed": {}} == first
+    assert {"rows": 2, "exported": {run.run_id: 2}, "failed": {}} == first
     assert "error" in second
     assert [run.run_id] == [p.name.split("-")[1] for p in parquet_files(workspace)]
+    # It only reads the store: the ledger is the asking process's to write.
+    assert [(0,)] == sql(workspace, "SELECT exported_seq FROM runs WHERE run_id = ?", (run.run_id,))
 
 
 def test_an_export_process_that_dies_leaves_the_exports_to_this_one(

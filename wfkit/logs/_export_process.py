@@ -16,7 +16,12 @@ background export (``python -m wfkit.logs._export_process``: it imports this mod
 other way round) and talks to it over pipes, one JSON line each way per request::
 
     -> {"db": "<store file>", "synchronous": "FULL", "workspace": "<folder>", "runs": ["<run id>", ...]}
-    <- {"rows": 120, "failed": {"<run id>": "<what went wrong>"}}
+    <- {"rows": 120, "exported": {"<run id>": <last seq>}, "failed": {"<run id>": "<what went wrong>"}}
+
+It only reads the store: the segments it writes are durable when it answers, and the process that
+asked records them in the ledger (``exported``) through its own store's writer. A process at the
+lowest priority that held the store's write lock could keep every run of that process waiting for
+its checkpoints, for as long as the scheduler left it off the CPU.
 
 It exits when its standard input closes: when the exporter closes it at exit, or when the process
 that started it dies.
@@ -51,8 +56,9 @@ def serve(requests: Iterable[str], replies: IO[str]) -> None:
                 store = stores.get(key)
                 if store is None:
                     store = stores[key] = Store(Path(key[0]), synchronous=key[1], create=False)
-                rows, failed = export_each(store, Path(request["workspace"]), request["runs"])
-                reply = {"rows": rows, "failed": failed}
+                exported: dict[str, int] = {}
+                rows, failed = export_each(store, Path(request["workspace"]), request["runs"], exported.update)
+                reply = {"rows": rows, "exported": exported, "failed": failed}
             except Exception as exc:  # the store cannot be opened at all: the parent exports them itself
                 reply = {"error": f"{type(exc).__name__}: {exc}"}
             try:

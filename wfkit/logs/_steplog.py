@@ -27,7 +27,7 @@ import threading
 import traceback
 import urllib.parse
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -158,14 +158,19 @@ def _table(rows: Sequence[Sequence[Any]]) -> pa.Table:
 _EXPORT_CHUNK_ROWS = 50_000
 
 
-def export_runs(store: Store, workspace: Path, run_ids: Iterable[str]) -> int:
+def export_runs(
+    store: Store, workspace: Path, run_ids: Iterable[str], record: Callable[[Mapping[str, int]], None] | None = None
+) -> int:
     """Write the journal rows parquet lacks of each run in ``run_ids`` as segments, then record in
-    the ledger how far each run is exported; returns the row count.
+    the ledger how far each run is exported; returns the row count. ``record`` records it (run id
+    -> last seq exported; default ``store.mark_exported``): the export process hands it to the
+    process that asked, whose store's writer writes it.
 
     Runs go together: one arrow table per partition, sliced per run, one listing and one fsync per
     folder, and one ledger write for all. An export runs beside live runs, and its Python holds the
     interpreter they need: run by run, a 5-step run's export took some 8 ms of CPU (most of it with
     the interpreter held), which a burst of 500 finished runs turned into seconds of stolen time."""
+    record = store.mark_exported if record is None else record
     exported = held = 0
     chunk: dict[str, list[tuple[Any, ...]]] = {}
     for run_id in run_ids:
@@ -174,23 +179,27 @@ def export_runs(store: Store, workspace: Path, run_ids: Iterable[str]) -> int:
             chunk[run_id] = rows
             held += len(rows)
         if held >= _EXPORT_CHUNK_ROWS:
-            exported += _export_chunk(store, workspace, chunk)
+            exported += _export_chunk(workspace, chunk, record)
             chunk, held = {}, 0
     if chunk:
-        exported += _export_chunk(store, workspace, chunk)
+        exported += _export_chunk(workspace, chunk, record)
     return exported
 
 
-def _export_chunk(store: Store, workspace: Path, chunk: Mapping[str, Sequence[Sequence[Any]]]) -> int:
+def _export_chunk(
+    workspace: Path, chunk: Mapping[str, Sequence[Sequence[Any]]], record: Callable[[Mapping[str, int]], None]
+) -> int:
     _write_segments(workspace, chunk)  # durable before the ledger says so
     seq_at = FILE_COLUMNS.index("seq")
-    store.mark_exported({run_id: rows[-1][seq_at] for run_id, rows in chunk.items()})
+    record({run_id: rows[-1][seq_at] for run_id, rows in chunk.items()})
     return sum(map(len, chunk.values()))
 
 
-def export_run(store: Store, workspace: Path, run_id: str) -> int:
+def export_run(
+    store: Store, workspace: Path, run_id: str, record: Callable[[Mapping[str, int]], None] | None = None
+) -> int:
     """:func:`export_runs` of one run."""
-    return export_runs(store, workspace, (run_id,))
+    return export_runs(store, workspace, (run_id,), record)
 
 
 def _write_segments(workspace: Path, rows_by_run: Mapping[str, Sequence[Sequence[Any]]]) -> None:
@@ -235,19 +244,21 @@ def _write_segments(workspace: Path, rows_by_run: Mapping[str, Sequence[Sequence
         fsync_dir(folder)
 
 
-def export_each(store: Store, workspace: Path, run_ids: Sequence[str]) -> tuple[int, dict[str, str]]:
+def export_each(
+    store: Store, workspace: Path, run_ids: Sequence[str], record: Callable[[Mapping[str, int]], None] | None = None
+) -> tuple[int, dict[str, str]]:
     """:func:`export_runs`, and if that fails, run by run, so that a run that cannot be exported
     (a damaged journal row) holds up no other: the rows exported, and for each run that failed,
     what went wrong (its traceback). A failed run is never lost: the next reader exports it again
     (:func:`export_pending`)."""
     try:
-        return export_runs(store, workspace, run_ids), {}
+        return export_runs(store, workspace, run_ids, record), {}
     except Exception:
         pass
     rows, failed = 0, {}
     for run_id in run_ids:
         try:
-            rows += export_run(store, workspace, run_id)
+            rows += export_run(store, workspace, run_id, record)
         except Exception:
             failed[run_id] = traceback.format_exc()
     return rows, failed
@@ -374,6 +385,11 @@ class Exporter:
             self._give_up(f"it exited with code {code}", process)
             return None
         reply = json.loads(line)
+        if reply.get("exported"):
+            try:
+                store.mark_exported(reply["exported"])  # through this process's writer (see the export process)
+            except Exception:  # never lost: the next reader exports them again (export_pending)
+                logger.exception("wfkit: recording exported runs in %s failed; they will be exported again", store.path)
         if "error" in reply:
             logger.warning(
                 "wfkit: the step-log export process could not export from %s (%s); exporting here",
