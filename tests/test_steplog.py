@@ -332,8 +332,8 @@ def test_a_run_that_cannot_be_exported_holds_up_no_other(
 
 def test_background_exports_run_in_a_process_of_their_own(workspace: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The background export takes none of this interpreter's time: it is the export process
-    that writes the segments and the ledger (here, an export in this process would raise), and
-    it ends when the exporter closes it."""
+    that reads the journal and writes the segments (here, an export in this process would raise),
+    this process records the ledger, and the export process ends when the exporter closes it."""
     from wfkit.logs import _steplog
 
     flow = two_step_flow("elsewhere")
