@@ -589,8 +589,8 @@ def _resolve_on_loop(waiters: list[_Pending[Any]], start: int = 0) -> None:
     slices (asyncio queues due timers behind what is ready when an iteration starts), and the wait
     lands where it belongs: in the durable wait of the runs woken later. Measured on F1 (500 runs,
     6 rounds, 5 interleaved pairs each): P50 ratio durable/memory 1.01-1.18 woken all at once,
-    0.77-1.09 in slices of 32, 0.68-0.92 in slices of 8 (durable P50 16.4-18.9 ms against 19-21.6 at
-    32); durable P99 45-99 ms at once, 41-66 ms in slices of 32 or 8. F2 (1,000 runs) took the same
+    0.77-1.09 in slices of 32, 0.68-0.92 in slices of 8 (durable P50 16.4-18.9 ms against 18.9-21.6 at
+    32); durable P99 45-99 ms at once, 32-69 ms in slices of 32 or 8. F2 (1,000 runs) took the same
     wall time in slices of 8, 32 or all at once: a loop iteration more per slice costs little."""
     end = start + WAKE_PER_ITERATION
     if len(waiters) > end:
