@@ -330,6 +330,28 @@ def test_a_run_that_cannot_be_exported_holds_up_no_other(
     assert "export process failed" not in caplog.text
 
 
+def test_runs_a_failed_batch_recorded_before_it_failed_are_not_exported_again(
+    workspace: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch that fails part-way (its first chunk written and recorded, a damaged run in the
+    next) goes on run by run with the runs not yet recorded only: the export process's record
+    collects what the asking process writes, so the ledger cannot tell it which are done."""
+    from wfkit.logs import _steplog
+
+    flow = two_step_flow("partway")
+    runs = [flow.run({"i": i}) for i in range(3)]
+    sql(workspace, "UPDATE runs SET exported_seq = 0")
+    sql(workspace, "UPDATE journal SET step = 'tampered' WHERE run_id = ? AND seq = 1", (runs[2].run_id,))
+    monkeypatch.setattr(_steplog, "_EXPORT_CHUNK_ROWS", 3)
+    marks: list[dict[str, int]] = []
+    rows, failed = _steplog.export_each(
+        wf.Workspace().store, workspace, [r.run_id for r in runs], lambda m: marks.append(dict(m))
+    )
+    assert [{runs[0].run_id: 2, runs[1].run_id: 2}] == marks
+    assert [runs[2].run_id] == list(failed)
+    assert 0 == rows
+
+
 def test_background_exports_run_in_a_process_of_their_own(workspace: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The background export takes none of this interpreter's time: it is the export process
     that reads the journal and writes the segments (here, an export in this process would raise),

@@ -248,15 +248,27 @@ def export_each(
     store: Store, workspace: Path, run_ids: Sequence[str], record: Callable[[Mapping[str, int]], None] | None = None
 ) -> tuple[int, dict[str, str]]:
     """:func:`export_runs`, and if that fails, run by run, so that a run that cannot be exported
-    (a damaged journal row) holds up no other: the rows exported, and for each run that failed,
-    what went wrong (its traceback). A failed run is never lost: the next reader exports it again
-    (:func:`export_pending`)."""
+    (a damaged journal row) holds up no other: the rows exported (after a failure part-way, those
+    exported run by run), and for each run that failed, what went wrong (its traceback). A failed
+    run is never lost: the next reader exports it again (:func:`export_pending`).
+
+    Runs a chunk of the batch recorded before the failure are not exported again: the ledger may
+    not say so yet (the export process's ``record`` only collects what the asking process writes)."""
+    record = store.mark_exported if record is None else record
+    recorded: set[str] = set()
+
+    def noted(marks: Mapping[str, int]) -> None:
+        record(marks)
+        recorded.update(marks)
+
     try:
-        return export_runs(store, workspace, run_ids, record), {}
+        return export_runs(store, workspace, run_ids, noted), {}
     except Exception:
         pass
     rows, failed = 0, {}
     for run_id in run_ids:
+        if run_id in recorded:
+            continue
         try:
             rows += export_run(store, workspace, run_id, record)
         except Exception:
