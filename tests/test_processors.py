@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
+import os
 import sqlite3
 import uuid
 from pathlib import Path
@@ -301,6 +302,28 @@ def test_values_of_key_like_variables_are_secrets(monkeypatch: pytest.MonkeyPatc
     value = f"value-{uuid.uuid4().hex[:12]}"
     monkeypatch.setenv(name, value)
     assert (REDACTED if is_secret else value) == redact_text(value)
+
+
+def test_a_variable_removed_while_the_environment_is_read_does_not_fail_the_write(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The store's writer thread redacts rows: when another thread removes a variable while it reads
+    the environment (a KeyError from the read), the read is taken again and the secrets still found."""
+    value = f"value-{uuid.uuid4().hex[:12]}"
+    monkeypatch.setenv("ACME_RACE_TOKEN", value)
+    real_items = type(os.environ).items
+    calls = []
+
+    def items_once_interrupted(self: Any) -> Any:
+        calls.append(1)
+        if len(calls) == 1:
+            raise KeyError("ACME_GONE")  # what a variable removed mid-read raises
+        return real_items(self)
+
+    monkeypatch.setattr(type(os.environ), "items", items_once_interrupted)
+    monkeypatch.setenv("ACME_OTHER_TOKEN", "x")  # the environment changed: its secrets are read again
+    assert REDACTED == redact_text(value)
+    assert len(calls) == 2
 
 
 def test_a_marked_secret_with_quotes_is_redacted_in_its_json_form() -> None:

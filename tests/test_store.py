@@ -397,6 +397,54 @@ def test_journal_round_trips_a_runs_events(workspace: Path, db: Path) -> None:
     )
 
 
+def test_a_durable_steps_journal_row_is_made_by_the_writer_not_the_event_loop(
+    workspace: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The loop hands a settled step's event over as it is; the writer thread makes it into its
+    journal row (redacted, checksummed), so every other run on the loop waits less. An event
+    holding ``extra`` (a dict its owner could still change) is made into its row at once."""
+    from wfkit.store import _store
+
+    made_in: list[str] = []
+    real = _store.event_row
+
+    def event_row_here(*args: Any) -> tuple[Any, ...]:
+        made_in.append(threading.current_thread().name)
+        return real(*args)
+
+    monkeypatch.setattr(_store, "event_row", event_row_here)
+    # (At NORMAL a write may be committed on an idle loop, which makes its row there: see the writer.)
+    monkeypatch.setenv("WFKIT_SYNCHRONOUS", "full")
+    flow = wf.Workflow("handed")
+    for name in ("a", "b", "c"):
+
+        @flow.step(name=name)
+        async def step(state: Any) -> dict[str, Any]:
+            await asyncio.sleep(0)
+            return {"n": state.get("n", 0) + 1}
+
+    flow.chain("a", "b", "c")
+
+    async def main() -> tuple[wf.RunResult, str]:
+        return await flow.arun({}), threading.current_thread().name
+
+    run, loop_thread = asyncio.run(main())
+    assert "succeeded" == run.status
+    assert 3 == run.state["n"]
+    assert made_in
+    assert all(name.startswith("wfkit-writer") for name in made_in), made_in
+    assert loop_thread not in made_in
+    reader = Store(workspace / DB_NAME)
+    try:
+        assert run.events == reader.events(run.run_id)  # the rows hold what the sinks saw
+    finally:
+        reader.close()
+    made_in.clear()
+    tooling = _tooling_flow().run({"q": "hi"})  # ctx.record(..., trace=...): events with extra
+    assert "succeeded" == tooling.status
+    assert "MainThread" in made_in
+
+
 def test_journal_of_all_runs_is_in_commit_order(workspace: Path) -> None:
     """Store.events() with no run id returns every run's events, oldest commit first."""
     flow = _two_step_flow()

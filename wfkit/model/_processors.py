@@ -131,9 +131,19 @@ def _secrets() -> tuple[str, ...]:
     stamp = (_marked_version, len(environ), tuple(map(environ.get, _key_names)))
     if stamp == _cache[0]:
         return _cache[1]
+    # The store's writer thread redacts the rows it writes: another thread may set or remove a
+    # variable while this one reads them (a removed one raises KeyError), and the read is taken again.
+    for _ in range(99):
+        try:
+            variables = list(environ.items())
+            break
+        except (RuntimeError, KeyError):
+            continue
+    else:
+        variables = list(environ.items())
     found = [
         value
-        for name, value in environ.items()
+        for name, value in variables
         if _is_key_name(name) and len(value) >= _MIN_ENV_SECRET and not value.startswith(("/", "~", "."))
     ]
     with _lock:
