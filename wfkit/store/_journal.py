@@ -299,7 +299,8 @@ _EVENT_COLUMNS = operator.itemgetter(*_EVENT_AT)
 # Checksum format 2 (rows written from wfkit 0.x on; format 1 rows still verify, see
 # ``verify_rows``): the same four parts, but the event's REAL columns enter as their eight bytes
 # (``struct``) instead of as ``repr`` text. Turning a float into its shortest decimal text is
-# most of what format 1 costs, and every durable step pays it on the event loop. The bytes are
+# most of what format 1 costs, and every durable step pays it (in the store's writer thread, where
+# the interpreter it holds is taken from every run on the event loop). The bytes are
 # those SQLite hands back: an int or a bool in a REAL column reads back as the float it equals
 # (``+ 0.0``, which also folds -0.0, stored as 0, into 0.0), and NULL and NaN (stored as NULL)
 # are one quiet NaN. The other columns are text as in format 1 (``_text``, whose form does not
@@ -315,7 +316,7 @@ _NAN = float("nan")
 
 def _other_text(values: Sequence[Any]) -> str:
     """The checksum's text of the columns that are not REAL (``_OTHER_COLUMNS``): ``_text`` of
-    each, joined by unit separators. Every durable step pays it on the event loop, and a Python
+    each, joined by unit separators. Every durable step pays it while holding the interpreter, and a Python
     loop over twenty columns was most of what a row cost there: a row whose columns hold only
     text, integers and NULLs (nearly all) is written by a ``%`` template made once per pattern of
     NULLs, in C."""
@@ -355,7 +356,7 @@ def _plan(shape: tuple[type, ...]) -> _Plan | None:
 def row_checksum(columns: Sequence[Any]) -> str:
     """The checksum of a journal row given in :data:`COLUMNS` order (format 2; a row whose REAL
     columns hold something that is no number gets format 1, which takes any value)."""
-    # Every row written passes here on the event loop: text, NULL and integers (most columns) join
+    # Every row written passes here: text, NULL and integers (most columns) join
     # without a call per column; the rest takes the form SQLite hands back (``_text``).
     other = _other_text(_OTHER_COLUMNS(columns))
     try:
@@ -424,7 +425,8 @@ def event_row(
     event: StepEvent, outcome: str | None = None, updates: str | None = None, failure: str | None = None
 ) -> tuple[Any, ...]:
     """Insert parameters for :data:`JOURNAL_INSERT`: :func:`checked_row` of the event's columns and
-    the checkpoint's. Every durable step pays it on the event loop, so it is :func:`_checked` and
+    the checkpoint's. Every durable step pays it (mostly in the store's writer thread, see
+    ``Store.checkpoint_write``), so it is :func:`_checked` and
     :func:`row_checksum` written out for a row known to come from a StepEvent: the redaction
     boundary sees only the text columns that hold text (a step that wrote nothing, ``"{}"``, holds
     none a secret could be in), and the checksum is the same."""
