@@ -425,7 +425,7 @@ def test_a_durable_steps_journal_row_is_made_by_the_writer_not_the_event_loop(
 
     flow.chain("a", "b", "c")
 
-    async def main() -> tuple[wf.RunResult, str]:
+    async def main() -> tuple[Any, str]:
         return await flow.arun({}), threading.current_thread().name
 
     run, loop_thread = asyncio.run(main())
