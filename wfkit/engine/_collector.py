@@ -20,11 +20,12 @@ one (from 10). Why: a burst of runs starts by creating its coroutines and tasks 
 thresholds: some 120 passes over the youngest generation and a dozen over the middle one, and
 that count made a pass in the middle of the burst a full one, over the whole heap (80 to 180 ms
 with ten thousand runs in flight, benchmark W6). Raised, the full pass waits until the last run
-ended (with the thresholds put back, the collector's next pass is the full one) or until a
+ended (with the thresholds put back, the collector's next pass is a full one, when CPython's
+own rule allows: enough objects reached the oldest generation since the last) or until a
 hundred passes over the middle generation, some 50 million net new containers while runs
 execute: a cycle that became garbage after it reached the oldest generation waits that long at
-most. Measured on W6, 5 bursts each way, interleaved: 0.80 s median against 0.89 s, and 12 full
-passes in 3 bursts and their asyncio baselines against 15.
+most. Measured on W6, 5 runs each way (3 bursts each), interleaved: 0.80 s median against 0.89
+s, and 12 full passes in a run's 3 bursts and their asyncio baselines against 15.
 """
 
 from __future__ import annotations
