@@ -389,11 +389,7 @@ class Exporter:
         except (OSError, ValueError):  # its pipe is broken or closed
             line = ""
         if not line:
-            try:
-                code = process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                code = process.wait()
+            code = _wait_or_kill(process, timeout=10)
             self._give_up(f"it exited with code {code}", process)
             return None
         reply = json.loads(line)
@@ -454,12 +450,17 @@ class Exporter:
             assert process.stdin is not None
             with contextlib.suppress(OSError):
                 process.stdin.close()  # it finishes the request under way, then exits
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            _wait_or_kill(process, timeout=30)
             _close_pipes(process)
+
+
+def _wait_or_kill(process: subprocess.Popen[str], timeout: float) -> int:
+    """The export process's exit code, once it exited: killed if it has not within ``timeout``."""
+    try:
+        return process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        return process.wait()
 
 
 def _close_pipes(process: subprocess.Popen[str]) -> None:
