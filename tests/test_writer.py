@@ -172,6 +172,29 @@ def test_a_timer_due_while_a_group_commit_wakes_its_runs_is_not_queued_behind_th
     assert order.index("timer") >= writer_module.WAKE_PER_ITERATION  # after the first slice
 
 
+def test_waiters_of_a_later_commit_are_woken_after_those_of_an_earlier_one(writer: Writer) -> None:
+    """Two group commits whose wake-ups reach the loop in the same iteration: the second's waiters
+    are woken after every waiter of the first, not between its slices. (Concurrent runs that share
+    a seeded resource, a simulated model's draws, must go on in the order of their writes, or a
+    notebook's replay finds a run's fault moved to its neighbour.)"""
+    n = writer_module.WAKE_PER_ITERATION + 4  # the first commit takes two slices
+    order: list[int] = []
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        first = [writer_module._Pending(None, (), loop.create_future(), loop) for _ in range(n)]
+        second = [writer_module._Pending(None, (), loop.create_future(), loop) for _ in range(4)]
+        for i, pending in enumerate([*first, *second]):
+            pending.future.add_done_callback(lambda _, i=i: order.append(i))
+        # Both wake-ups queued by the writer thread before the loop runs either.
+        loop.call_soon_threadsafe(writer_module._resolve_on_loop, first)
+        loop.call_soon_threadsafe(writer_module._resolve_on_loop, second)
+        await asyncio.gather(*(p.future for p in [*first, *second]))
+
+    asyncio.run(main())
+    assert list(range(n + 4)) == order
+
+
 def test_the_event_loop_keeps_running_while_the_disk_is_slow(writer: Writer) -> None:
     """A write that holds the writer for 0.5 s stops no coroutine: a 10 ms ticker keeps ticking."""
 
