@@ -378,6 +378,10 @@ def test_background_exports_run_in_a_process_of_their_own(workspace: Path, monke
     process = exporter._process
     assert process is not None
     assert process.pid != os.getpid()
+    # At the lowest CPU priority: a thread of the runs' process that wakes never waits behind it.
+    assert 19 == os.getpriority(os.PRIO_PROCESS, process.pid)
+    if sys.platform.startswith("linux"):
+        assert os.SCHED_IDLE == os.sched_getscheduler(process.pid)
     exporter.close()
     assert 0 == process.returncode
     assert {r.run_id for r in runs} == {p.name.split("-")[1] for p in parquet_files(workspace)}

@@ -5,11 +5,9 @@ arrow arrays), some 3 ms of it per finished 5-step run. In the process that ran 
 500 finished runs took more than a second of the interpreter from the runs still executing, and
 their recorded step latencies grew by it (benchmark F1: durable P50 13-17 ms with exports switched
 off, 21-23 ms with exports in a background thread). Here it takes the interpreter nothing, and at
-the lowest CPU priority, only a core's idle time. Measured, a heartbeat on the event loop (1 ms
-sleeps) while 500 finished runs were exported: up to 3.6-6.3 ms late with the export in a thread,
-up to 1.1-1.4 ms with it here. On a 2-core machine whose cores the runs keep busy (the loop and the
-store's writer), the process still takes some CPU from them: F1's durable P99 came out lower
-(33-37 ms against 42-61), its P50 no better.
+the lowest CPU priority (:func:`lowest_priority`), only a core's idle time. Measured, a heartbeat
+on the event loop (1 ms sleeps) while 500 finished runs were exported: up to 3.6-6.3 ms late with
+the export in a thread, up to 1.1-1.4 ms with it here.
 
 The exporter (:class:`wfkit.logs._steplog.Exporter`) starts one per process on its first
 background export (``python -m wfkit.logs._export_process``: it imports this module, never the
@@ -40,6 +38,25 @@ from typing import IO, Any
 
 from wfkit.logs._steplog import export_each
 from wfkit.store._store import Store
+
+
+def lowest_priority() -> None:
+    """Take only the CPU time the runs leave idle: on Linux the ``SCHED_IDLE`` policy, elsewhere
+    nice 19 (what a platform does not allow is left as it is).
+
+    Why ``SCHED_IDLE`` and not nice 19 alone: a niced process is still a peer that a waking thread
+    has to wait behind. In benchmark F1 (500 durable runs, whose event loop and store writer keep
+    both cores of a 2-core machine busy), the event loop's thread waited 29 to 140 ms per batch of
+    runs in the CPU's run queue behind a niced export process (``/proc/<pid>/task/<tid>/schedstat``,
+    6 batches each way), against 0.3 to 8.5 ms (once 27) with ``SCHED_IDLE``, which any waking
+    thread preempts at once; the writer's 29 to 141 ms against 2 to 21 ms. Waiting in the run queue
+    is time a step's sleep has ended but its run cannot go on: it lands in recorded latencies."""
+    if hasattr(os, "nice"):
+        with contextlib.suppress(OSError):
+            os.nice(19)
+    if hasattr(os, "sched_setscheduler") and hasattr(os, "SCHED_IDLE"):
+        with contextlib.suppress(OSError):
+            os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
 
 
 def serve(requests: Iterable[str], replies: IO[str]) -> None:
@@ -75,10 +92,5 @@ if __name__ == "__main__":
     # Ctrl-C in a terminal reaches the whole process group: the process that started this one
     # decides when it ends (it closes the pipe), and an export is never cut off halfway.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    # The lowest CPU priority: on a machine whose cores the runs keep busy (the event loop, the
-    # store's writer), exports take only the time they leave idle, as a thread holding the
-    # interpreter could not.
-    if hasattr(os, "nice"):
-        with contextlib.suppress(OSError):
-            os.nice(19)
+    lowest_priority()
     serve(sys.stdin, sys.stdout)
