@@ -3,6 +3,7 @@ resume, at-most-once side effects, leases, many processes on one workspace."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -333,6 +334,66 @@ def test_eight_processes_fifty_runs_each_share_one_workspace(tmp_path: Path) -> 
     assert {"succeeded"} == {r["status"] for r in runs}
     assert {3} == {r["steps_done"] for r in runs}
     assert 1200 == len(Workspace(ws).events())
+
+
+def test_a_run_cancelled_again_while_its_end_is_written_still_records_its_end(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A second cancellation (a second Ctrl-C) that lands while a cancelled run's last write is
+    awaited: the cancellation goes on, and the run's end is durable when it does (stored as
+    cancelled, its lease given back), not lost with the waiter."""
+    from wfkit.store._writer import Writer
+
+    ws = tmp_path / "twice"
+    flow = wf.Workflow("twice")
+    submit = Writer.submit_async
+
+    @flow.step
+    def first(state: Any) -> dict[str, Any]:
+        return {"first": True}
+
+    sleeping: list[asyncio.Event] = []
+
+    @flow.step
+    async def second(state: Any) -> None:
+        sleeping[0].set()
+        await asyncio.sleep(30)
+
+    flow.chain("first", "second")
+
+    async def cell() -> None:
+        sleeping.append(asyncio.Event())
+        task = asyncio.ensure_future(flow.arun({}, run_id="twice", workspace=ws))
+        await sleeping[0].wait()  # the first step's checkpoint is durable, the second is sleeping
+        cancelled_again: list[bool] = []
+
+        def submit_then_cancel(self: Writer, fn: Any, rows: Any = ()) -> Any:
+            future = submit(self, fn, rows)
+            if not cancelled_again:  # the run's last write: cancel it while it is awaited
+                cancelled_again.append(True)
+                asyncio.get_running_loop().call_soon(task.cancel)
+            return future
+
+        blocked: list[Any] = []  # the fallback: blocking on the writer until the last write is durable
+        block = Writer.submit
+
+        def noted(self: Writer, fn: Any, rows: Any = ()) -> Any:
+            blocked.append(fn)
+            return block(self, fn, rows)
+
+        monkeypatch.setattr(Writer, "submit_async", submit_then_cancel)
+        monkeypatch.setattr(Writer, "submit", noted)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert cancelled_again
+        assert [None] == blocked
+
+    asyncio.run(cell())
+    info = Workspace(ws).run_info("twice")
+    assert "cancelled" == info["status"]
+    assert ["first"] == [s["step"] for s in info["steps"]]
+    assert info["lease"] is None
 
 
 def test_ctrl_c_leaves_a_resumable_run(tmp_path: Path) -> None:

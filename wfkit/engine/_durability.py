@@ -435,7 +435,11 @@ class Durability:
         """The run's last write: what is still unsynced first (its events reach the sinks), then
         where the run stopped, with the durable waits not yet written; then its journal goes to
         the step-log exporter. Runs also while the run is being cancelled (Ctrl-C): a second
-        cancellation falls back to blocking on the writer, so the record is never skipped."""
+        cancellation falls back to blocking on the writer, so the record is never skipped.
+
+        The last write's future is awaited as it is, not shielded: a cancellation that cancels it
+        leaves the write in the writer's queue (the writer skips a waiter that is gone), and the
+        fallback waits for it. A shield cost every durable run two more callbacks through the loop."""
         store = self.store
         if store is None:
             return
@@ -453,7 +457,7 @@ class Durability:
                 await self.sync()
             finally:
                 rows = [*self._take_waits(), *finish]
-                await asyncio.shield(writer.submit_async(None, rows))
+                await writer.submit_async(None, rows)
         except asyncio.CancelledError:
             writer.submit(None).result()  # everything handed over before is durable now
             raise
