@@ -950,26 +950,36 @@ def test_an_inline_step_writing_a_value_state_cannot_keep_is_refused() -> None:
     assert "StateValueError" == type(info.value.__cause__).__name__
 
 
+def _via_runner(fn: Any) -> Any:
+    """``fn`` as a step that takes a context: the scheduler never awaits such a body itself (it is
+    not ``StepSpec.inline``), so the attempt runner runs it."""
+
+    async def with_context(state: Any, ctx: Any) -> Any:
+        return await fn(state)
+
+    return with_context
+
+
 def test_inline_and_runner_steps_make_the_same_rows() -> None:
-    """Inline steps and the same steps run by the attempt runner (a timeout) give equal rows but for timing."""
+    """Inline steps and the same steps run by the attempt runner (taking a context) give equal rows but for timing."""
 
     async def add(state: Any) -> dict[str, Any]:
         return {"i": state.get("i", 0) + 1}
 
-    def chain(timeout: float | None) -> wf.Workflow:
+    def chain(runner: bool) -> wf.Workflow:
         flow = wf.Workflow("same-rows")
         for name in ("a", "b"):
-            flow.step(add, name=name, timeout=timeout, max_visits=5)
+            flow.step(_via_runner(add) if runner else add, name=name, max_visits=5)
         flow.route("b", wf.when("i", "lt", 4) >> wf.go("a"), default=wf.go(wf.END))
         flow.chain("a", "b")
         return flow
 
-    timing = {"run_id", "workflow_version", "started_at", "ended_at", "latency_s", "queue_s"}  # and the timeout
+    timing = {"run_id", "workflow_version", "started_at", "ended_at", "latency_s", "queue_s"}
 
     def rows(run: wf.Run) -> list[dict[str, Any]]:
         return [{k: v for k, v in e._asdict().items() if k not in timing} for e in run.events]
 
-    inline, runner = chain(None).run({}, workspace=False), chain(60.0).run({}, workspace=False)
+    inline, runner = chain(False).run({}, workspace=False), chain(True).run({}, workspace=False)
     assert rows(runner) == rows(inline)
     assert (4, [e.route_taken for e in runner.events]) == (inline.state["i"], [e.route_taken for e in inline.events])
     columns = ["step", "visit", "outcome", "route", "updates", "state"]
@@ -1000,8 +1010,11 @@ def test_an_inline_step_cancelled_mid_body_ends_the_run_as_cancelled() -> None:
     )
 
 
-def _fan(branch: Any, *, timeout: float | None = None, retry: wf.RetryPolicy | None = None) -> wf.Workflow:
-    """start -> three parallel branches (run as tasks) -> join."""
+def _fan(
+    branch: Any, *, timeout: float | None = None, retry: wf.RetryPolicy | None = None, runner: bool = False
+) -> wf.Workflow:
+    """start -> three parallel branches (run as tasks) -> join. ``runner``: the branches take a
+    context, so the attempt runner runs them."""
     flow = wf.Workflow("inline-fan", merge={"seen": wf.append})
 
     async def noop(state: Any) -> None:
@@ -1009,15 +1022,57 @@ def _fan(branch: Any, *, timeout: float | None = None, retry: wf.RetryPolicy | N
 
     flow.step(noop, name="start")
     for name in ("b0", "b1", "b2"):
-        flow.step(branch, name=name, timeout=timeout, retry=retry)
+        flow.step(_via_runner(branch) if runner else branch, name=name, timeout=timeout, retry=retry)
         flow.edge(name, "join")
     flow.step(noop, name="join")
     flow.edge("start", "b0", "b1", "b2")
     return flow
 
 
+@pytest.mark.parametrize("where", ["memory", "durable", "parallel"])
+def test_an_inline_step_that_overstays_its_timeout_makes_the_rows_of_a_runner_step(where: str) -> None:
+    """A step with a timeout is awaited by the scheduler itself, under its timeout: when it
+    overstays, its attempt is a timeout row (StepTimeoutError) and it is retried, as the attempt
+    runner (a step taking a context) times out and retries it; the rows agree but for timing."""
+    attempts: dict[tuple[int, str], int] = {}
+
+    async def slow_once(state: Any) -> dict[str, Any]:
+        key = (id(asyncio.current_task()), "x")
+        attempts[key] = attempts.get(key, 0) + 1
+        if attempts[key] == 1:  # each task's first attempt overstays
+            await asyncio.sleep(5)
+        return {"seen": 1}
+
+    retry = wf.RetryPolicy(max_retries=1, base_delay=0.0, jitter=0)
+
+    def flow(runner: bool) -> wf.Workflow:
+        if where == "parallel":
+            return _fan(slow_once, timeout=0.05, retry=retry, runner=runner)
+        one = wf.Workflow("overstays", merge={"seen": wf.append})
+        one.step(_via_runner(slow_once) if runner else slow_once, name="slow", timeout=0.05, retry=retry)
+        return one
+
+    timing = {"run_id", "workflow_version", "started_at", "ended_at", "latency_s", "queue_s", "durable_wait_s"}
+
+    def rows(run: wf.Run) -> list[dict[str, Any]]:
+        out = [{k: v for k, v in e._asdict().items() if k not in timing} for e in run.events]
+        return sorted(out, key=lambda row: (row["step"], row["attempt"]))
+
+    workspace = None if where == "durable" else False
+    inline, runner = flow(False).run({}, workspace=workspace), flow(True).run({}, workspace=workspace)
+    assert ("succeeded", "succeeded") == (inline.status, runner.status)
+    assert rows(runner) == rows(inline)
+    timed_out = [e for e in inline.events if e.status == "timeout"]
+    assert len(timed_out) == (3 if where == "parallel" else 1)
+    assert {("StepTimeoutError", 1)} == {(e.error_type, e.attempt) for e in timed_out}
+    assert all(0.05 <= e.latency_s < 1.0 for e in timed_out)
+    if where == "durable":  # both rows journaled, the ok row checkpointed (it waited for the disk)
+        assert 2 == len(wf.Workspace().events(inline.run_id))
+        assert all(e.durable_wait_s is not None for e in inline.events if e.status == "ok")
+
+
 def test_parallel_inline_steps_make_the_same_rows_as_runner_steps() -> None:
-    """Branches awaited inline in their tasks and run by the attempt runner (a timeout) agree but for timing."""
+    """Branches awaited inline in their tasks and run by the attempt runner (taking a context) agree but for timing."""
 
     async def branch(state: Any) -> dict[str, Any]:
         await asyncio.sleep(0)
@@ -1029,7 +1084,7 @@ def test_parallel_inline_steps_make_the_same_rows_as_runner_steps() -> None:
         out = [(e.step, {k: v for k, v in e._asdict().items() if k not in timing}) for e in run.events]
         return sorted(out, key=lambda row: row[0])  # branches finish in any order
 
-    inline, runner = _fan(branch).run({}, workspace=False), _fan(branch, timeout=60.0).run({}, workspace=False)
+    inline, runner = _fan(branch).run({}, workspace=False), _fan(branch, runner=True).run({}, workspace=False)
     assert rows(runner) == rows(inline)
     assert ([1, 1, 1], "succeeded") == (inline.state["seen"], inline.status)
     steps = [e.step for e in inline.events]
@@ -1199,10 +1254,10 @@ def test_durable_inline_and_runner_steps_make_the_same_rows_and_checkpoints(
     async def add(state: Any) -> dict[str, Any]:
         return {"i": state.get("i", 0) + 1, "note": f"lap {state.get('i', 0)}", "seen": state.get("i", 0)}
 
-    def chain(timeout: float | None) -> wf.Workflow:
+    def chain(runner: bool) -> wf.Workflow:
         flow = wf.Workflow("same-durable-rows", merge={"seen": wf.append})
         for name in ("a", "b"):
-            flow.step(add, name=name, timeout=timeout, max_visits=5)
+            flow.step(_via_runner(add) if runner else add, name=name, max_visits=5)
         flow.route("b", wf.when("i", "lt", 4) >> wf.go("a"), default=wf.go(wf.END))
         flow.chain("a", "b")
         return flow
@@ -1212,7 +1267,7 @@ def test_durable_inline_and_runner_steps_make_the_same_rows_and_checkpoints(
     def rows(events: list[wf.StepEvent]) -> list[dict[str, Any]]:
         return [{k: v for k, v in e._asdict().items() if k not in timing} for e in events]
 
-    inline, runner = chain(None).run({}), chain(60.0).run({})
+    inline, runner = chain(False).run({}), chain(True).run({})
     assert ("succeeded", "succeeded") == (inline.status, runner.status)
     assert rows(runner.events) == rows(inline.events)
     assert [r[:5] for r in _journal_rows(runner.run_id)] == [r[:5] for r in _journal_rows(inline.run_id)]
@@ -1358,7 +1413,8 @@ def test_a_durable_inline_loop_bound_row_follows_the_checkpoint_of_the_visit_tha
 
 
 def test_a_durable_chain_of_inline_steps_settles_without_the_attempt_runner(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A durable run's inline steps are checkpointed by the scheduler; a step with a timeout still uses the runner."""
+    """A durable run's inline steps (a step with a timeout too) are checkpointed by the scheduler; a
+    step that takes a context still uses the runner."""
     from wfkit.engine._attempts import AttemptRunner
 
     ran: list[str] = []
@@ -1375,7 +1431,7 @@ def test_a_durable_chain_of_inline_steps_settles_without_the_attempt_runner(monk
         return {"n": state.get("n", 0) + 1}
 
     for name in ("a", "b", "c"):
-        flow.step(step, name=name, timeout=5.0 if name == "c" else None)
+        flow.step(_via_runner(step) if name == "c" else step, name=name, timeout=5.0 if name == "b" else None)
     flow.chain("a", "b", "c")
     run = flow.run({})
     assert (["c"], {"n": 3}) == (ran, run.state)

@@ -451,7 +451,7 @@ def test_gated_is_derived_not_an_option():
         (async_one, {"retry": RetryPolicy(max_retries=2)}, True),
         (async_two, {}, False),
         (sync_one, {}, False),
-        (async_one, {"timeout": 1.0}, False),
+        (async_one, {"timeout": 1.0}, True),
         (async_one, {"cache": True}, False),
         (async_one, {"writes": ["x"]}, False),
         (async_one, {"irreversible": True}, False),
@@ -459,10 +459,11 @@ def test_gated_is_derived_not_an_option():
     ids=["plain", "retried", "takes-ctx", "sync", "timeout", "cache", "writes", "irreversible"],
 )
 def test_inline_only_for_plain_async_steps(fn, options, inline):
-    """A step is inline only when async, without a context, timeout, cache, declared writes or gate."""
+    """A step is inline only when async, without a context, cache, declared writes or gate (a
+    timeout it may have: the scheduler awaits it under it)."""
     assert inline == spec(fn, **options).inline
 
 
 def test_inline_is_worked_out_again_by_replace():
-    """dataclasses.replace of an inline spec with a timeout gives a spec that is not inline."""
-    assert (True, False) == (spec(async_one).inline, dataclasses.replace(spec(async_one), timeout=1.0).inline)
+    """dataclasses.replace of an inline spec with declared writes gives a spec that is not inline."""
+    assert (True, False) == (spec(async_one).inline, dataclasses.replace(spec(async_one), writes=frozenset({"x"})).inline)

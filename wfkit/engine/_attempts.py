@@ -21,7 +21,7 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol, TypeVar
 
 from wfkit.engine._activations import Activation, CutOff, Outcome
 from wfkit.engine._cache import ITEM, ReadRecorder, StepCache
@@ -48,6 +48,8 @@ def _thread_pool() -> concurrent.futures.ThreadPoolExecutor:
     return _executor
 
 
+T = TypeVar("T")
+
 # Result values a checkpoint always keeps (no encoding to check, no size to warn about).
 _ATOMS = frozenset({int, float, bool, type(None)})
 
@@ -59,6 +61,19 @@ def plain_updates(updates: Mapping[str, Any]) -> bool:
         if type(value) not in _ATOMS or type(key) is not str or key == TAG:
             return False
     return True
+
+
+async def within(step: str, body: Awaitable[T], timeout: float) -> T:
+    """Await an async step's ``body`` for at most ``timeout`` seconds: :class:`StepTimeoutError`
+    once they pass (a ``TimeoutError`` the body raises itself stays its own)."""
+    scope = asyncio.timeout(timeout)
+    try:
+        async with scope:
+            return await body
+    except TimeoutError:
+        if scope.expired():
+            raise StepTimeoutError(step, timeout) from None
+        raise
 
 
 def _timed(fn: Callable[..., Any], span: list[float]) -> Callable[..., Any]:
@@ -488,16 +503,7 @@ class AttemptRunner:
                 body = self._run_child(spec, state, ctx.visit)
             else:
                 body = spec.fn(state, ctx) if spec.takes_context else spec.fn(state)
-            if timeout is None:
-                return await body
-            scope = asyncio.timeout(timeout)
-            try:
-                async with scope:
-                    return await body
-            except TimeoutError:
-                if scope.expired():
-                    raise StepTimeoutError(spec.name, timeout) from None
-                raise
+            return await (body if timeout is None else within(spec.name, body, timeout))
         assert ctx is not None
         args = (state, ctx) if spec.takes_context else (state,)
         # Plain functions run in a worker thread so they never block the event loop (a notebook

@@ -42,7 +42,7 @@ from typing import Any, TypeAlias
 
 from wfkit.engine import _collector as collector
 from wfkit.engine._activations import Activation, Batch, Outcome
-from wfkit.engine._attempts import AttemptRunner, FirstAttempt, plain_updates, stamped
+from wfkit.engine._attempts import AttemptRunner, FirstAttempt, plain_updates, stamped, within
 from wfkit.engine._cache import StepCache
 from wfkit.engine._durability import Durability
 from wfkit.engine._services import Services
@@ -414,7 +414,10 @@ class Execution:
                         # less per sleeping run. Anything but a plain success goes to the runner.
                         t0 = perf_counter()
                         try:
-                            result = await spec.fn(act.view)
+                            if spec.timeout is None:
+                                result = await spec.fn(act.view)
+                            else:
+                                result = await within(spec.name, spec.fn(act.view), spec.timeout)
                         except BaseException as exc:  # the runner classifies, retries or re-raises it
                             # (Not kept in a local: the error's traceback holds this frame, a cycle.)
                             self._settle(
@@ -539,7 +542,10 @@ class Execution:
             if inline and spec.inline:  # as in drive's lone-step path
                 t0 = time.perf_counter()
                 try:
-                    result = await spec.fn(act.view)
+                    if spec.timeout is None:
+                        result = await spec.fn(act.view)
+                    else:
+                        result = await within(spec.name, spec.fn(act.view), spec.timeout)
                 except BaseException as exc:  # the runner classifies, retries or re-raises it
                     # (Not kept in a local: the error's traceback holds this frame, a cycle.)
                     out = await self._runner.run(act, FirstAttempt(None, exc, self._wall + t0, t0, time.perf_counter()))

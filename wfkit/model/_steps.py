@@ -144,10 +144,11 @@ class StepSpec:
     # every activation, so worked out once here; derived, so outside the constructor, the repr and
     # equality (``dataclasses.replace`` works it out again).
     gated: bool = field(init=False, repr=False, compare=False)
-    # Whether the scheduler may await the body itself, in its own task, with no attempt runner: an
-    # async function taking no context, with no timeout, cache, map, gate, sub-workflow or declared
-    # writes to enforce. Its first attempt's result (or error) still goes to the attempt runner
-    # for anything beyond a plain success (retries, classification, checks).
+    # Whether the scheduler may await the body itself (under its timeout, if it has one), in its
+    # own task, with no attempt runner: an async function taking no context, with no cache, map,
+    # gate, sub-workflow or declared writes to enforce. Its first attempt's result (or error, a
+    # timeout's included) still goes to the attempt runner for anything beyond a plain success
+    # (retries, classification, checks).
     inline: bool = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -159,7 +160,6 @@ class StepSpec:
             self.is_async
             and not self.takes_context
             and not gated
-            and self.timeout is None
             and self.map is None
             and self.cache is None
             and self.writes is None
