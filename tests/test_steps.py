@@ -466,4 +466,5 @@ def test_inline_only_for_plain_async_steps(fn, options, inline):
 
 def test_inline_is_worked_out_again_by_replace():
     """dataclasses.replace of an inline spec with declared writes gives a spec that is not inline."""
-    assert (True, False) == (spec(async_one).inline, dataclasses.replace(spec(async_one), writes=frozenset({"x"})).inline)
+    declared = dataclasses.replace(spec(async_one), writes=frozenset({"x"}))
+    assert (True, False) == (spec(async_one).inline, declared.inline)
