@@ -1034,18 +1034,18 @@ def test_an_inline_step_that_overstays_its_timeout_makes_the_rows_of_a_runner_st
     """A step with a timeout is awaited by the scheduler itself, under its timeout: when it
     overstays, its attempt is a timeout row (StepTimeoutError) and it is retried, as the attempt
     runner (a step taking a context) times out and retries it; the rows agree but for timing."""
-    attempts: dict[tuple[int, str], int] = {}
-
-    async def slow_once(state: Any) -> dict[str, Any]:
-        key = (id(asyncio.current_task()), "x")
-        attempts[key] = attempts.get(key, 0) + 1
-        if attempts[key] == 1:  # each task's first attempt overstays
-            await asyncio.sleep(5)
-        return {"seen": 1}
-
     retry = wf.RetryPolicy(max_retries=1, base_delay=0.0, jitter=0)
 
     def flow(runner: bool) -> wf.Workflow:
+        attempts: dict[int, int] = {}  # per task: a branch's attempts all run in its task
+
+        async def slow_once(state: Any) -> dict[str, Any]:
+            key = id(asyncio.current_task())
+            attempts[key] = attempts.get(key, 0) + 1
+            if attempts[key] == 1:  # each task's first attempt overstays
+                await asyncio.sleep(5)
+            return {"seen": 1}
+
         if where == "parallel":
             return _fan(slow_once, timeout=0.05, retry=retry, runner=runner)
         one = wf.Workflow("overstays", merge={"seen": wf.append})

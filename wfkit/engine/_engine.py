@@ -22,7 +22,8 @@ settling whatever else finished; before it starts any step again, the scheduler 
 checkpoint it handed over (``Durability.sync``). So no successor starts before its predecessor's checkpoint
 is durable, while other runs (and this run's steps already in flight) keep going, and all the
 checkpoints of a fan-in share one commit. A lone inline step of a durable run (an async step with
-no context and no timeout, in a run with no deadline) is awaited and, on a plain success, settled
+no context, in a run with no deadline; under its timeout, if it has one, on the run's ``Alarm``)
+is awaited and, on a plain success, settled
 and checkpointed by the scheduler itself (``_settle_durable_inline``), as a run kept in memory
 settles it (``_settle_inline``). A first attempt writes no "started" record of its own:
 after a crash, resume reads what was in flight from the checkpoints (``Durability.cut_offs``).
@@ -42,6 +43,7 @@ from typing import Any, TypeAlias
 
 from wfkit.engine import _collector as collector
 from wfkit.engine._activations import Activation, Batch, Outcome
+from wfkit.engine._alarm import Alarm
 from wfkit.engine._attempts import AttemptRunner, FirstAttempt, plain_updates, stamped, within
 from wfkit.engine._cache import StepCache
 from wfkit.engine._durability import Durability
@@ -376,6 +378,7 @@ class Execution:
         if self.timeout is not None:
             self._runner.deadline = t_start + max(self.timeout - self.elapsed_before, 0.0)
         counted = False
+        alarm: Alarm | None = None  # the timeouts of the lone steps awaited here, made at the first
         try:
             collector.run_started()  # many runs in flight: the collector's passes kept out of their way
             counted = True
@@ -416,8 +419,10 @@ class Execution:
                         try:
                             if spec.timeout is None:
                                 result = await spec.fn(act.view)
-                            else:
-                                result = await within(spec.name, spec.fn(act.view), spec.timeout)
+                            else:  # one timer per run, not one per step (see _alarm)
+                                if alarm is None:
+                                    alarm = Alarm(loop)
+                                result = await alarm.within(spec.name, spec.fn(act.view), spec.timeout)
                         except BaseException as exc:  # the runner classifies, retries or re-raises it
                             # (Not kept in a local: the error's traceback holds this frame, a cycle.)
                             self._settle(
@@ -502,6 +507,8 @@ class Execution:
             self._fail(exc, RunStatus.FAILED)
             await self._cancel_tasks()
         finally:
+            if alarm is not None:
+                alarm.close()
             self.ended_at = time.time()
             if not self._failed:
                 if self.parked:
