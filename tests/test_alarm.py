@@ -26,8 +26,9 @@ def _alarm_timers(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     return scheduled
 
 
-def _chain(*steps: tuple[str, float, float]) -> wf.Workflow:
-    """Steps (name, timeout, seconds it sleeps) in a chain, each writing its name."""
+def _chain(*steps: tuple[str, float, float], context: bool = False) -> wf.Workflow:
+    """Steps (name, timeout, seconds it sleeps) in a chain, each writing its name. ``context``: the
+    steps take one (the attempt runner runs them, on the run's alarm all the same)."""
     flow = wf.Workflow("alarmed")
     for name, timeout, nap in steps:
 
@@ -35,16 +36,23 @@ def _chain(*steps: tuple[str, float, float]) -> wf.Workflow:
             await asyncio.sleep(nap)
             return {name: True}
 
-        flow.step(step, name=name, timeout=timeout, retry=wf.RetryPolicy(max_retries=0))
+        async def step_with_context(state: Any, ctx: wf.StepContext, step: Any = step) -> dict[str, Any]:
+            return dict(await step(state))
+
+        body = step_with_context if context else step
+        flow.step(body, name=name, timeout=timeout, retry=wf.RetryPolicy(max_retries=0))
     flow.chain(*(name for name, _, _ in steps))
     return flow
 
 
-def test_a_chain_whose_steps_end_in_time_schedules_one_timer_per_run(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("context", [False, True], ids=["inline", "runner"])
+def test_a_chain_whose_steps_end_in_time_schedules_one_timer_per_run(
+    context: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Ten steps with a timeout each, all ending well inside it: one timer for the run, and none
-    left set once the run ended."""
+    left set once the run ended; steps the attempt runner runs (taking a context) too."""
     timers = _alarm_timers(monkeypatch)
-    flow = _chain(*((f"s{i}", 5.0, 0.0) for i in range(10)))
+    flow = _chain(*((f"s{i}", 5.0, 0.0) for i in range(10)), context=context)
 
     async def cell() -> tuple[wf.Run, list[asyncio.TimerHandle]]:
         run = await flow.arun({}, workspace=False)
@@ -59,10 +67,11 @@ def test_a_chain_whose_steps_end_in_time_schedules_one_timer_per_run(monkeypatch
     assert [] == left
 
 
-def test_a_step_with_a_shorter_timeout_than_the_alarm_is_set_for_times_out_at_its_own() -> None:
+@pytest.mark.parametrize("context", [False, True], ids=["inline", "runner"])
+def test_a_step_with_a_shorter_timeout_than_the_alarm_is_set_for_times_out_at_its_own(context: bool) -> None:
     """The alarm set for a long timeout is set again, earlier, for a later step whose deadline
     comes first: that step times out after its own 0.1 s, not the first step's 30 s."""
-    flow = _chain(("long", 30.0, 0.0), ("short", 0.1, 5.0))
+    flow = _chain(("long", 30.0, 0.0), ("short", 0.1, 5.0), context=context)
     t0 = time.perf_counter()
     run = flow.run({}, workspace=False, raise_on_error=False)
     assert time.perf_counter() - t0 < 2.0
@@ -137,6 +146,17 @@ def test_a_timeout_error_the_step_raises_itself_is_its_own() -> None:
 
     run = flow.run({}, workspace=False, raise_on_error=False)
     assert [("failed", "TimeoutError")] == [(e.status, e.error_type) for e in run.events]
+
+
+def test_a_run_s_deadline_on_the_alarm_ends_it_as_timed_out() -> None:
+    """A run deadline (the attempt runner's timeout for the step left running) rings on the run's
+    alarm too: the run fails with RunTimeoutError after its 0.2 s, not the step's 30 s."""
+    flow = _chain(("first", 30.0, 0.0), ("slow", 30.0, 5.0))
+    t0 = time.perf_counter()
+    run = flow.run({}, workspace=False, timeout=0.2, raise_on_error=False)
+    assert time.perf_counter() - t0 < 2.0
+    assert ("timed_out", "RunTimeoutError") == (run.status, type(run.error).__name__)
+    assert [("first", "ok"), ("slow", "timeout")] == [(e.step, e.status) for e in run.events]
 
 
 def test_a_durable_run_s_steps_time_out_under_the_alarm(workspace: Any) -> None:

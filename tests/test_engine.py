@@ -1420,9 +1420,9 @@ def test_a_durable_chain_of_inline_steps_settles_without_the_attempt_runner(monk
     ran: list[str] = []
     run_attempts = AttemptRunner.run
 
-    async def counting(self: AttemptRunner, act: Any, first: Any = None) -> Any:
+    async def counting(self: AttemptRunner, act: Any, first: Any = None, alarm: Any = None) -> Any:
         ran.append(act.spec.name)
-        return await run_attempts(self, act, first)
+        return await run_attempts(self, act, first, alarm)
 
     monkeypatch.setattr(AttemptRunner, "run", counting)
     flow = wf.Workflow("lean-durable")

@@ -14,8 +14,10 @@ cancels the run's task, as ``asyncio.timeout`` would, and :meth:`Alarm.within` m
 cancellation the step's :class:`StepTimeoutError`. A chain whose steps end well inside their
 timeouts schedules one timer per run (or one per timeout's length of running), not one per step.
 
-Only the scheduler's own awaits use it (a lone step, one at a time, in the run's task): parallel
-branches run in tasks of their own, each under ``asyncio.timeout`` (``_attempts.within``).
+Only what the scheduler awaits itself uses it (a lone step, one at a time, in the run's task:
+a body it awaits inline, or the attempt runner's attempts at it, a run deadline's included).
+Parallel branches run in tasks of their own, each under ``asyncio.timeout`` (``_attempts.within``),
+and so does a sync body's thread (``asyncio.wait_for``).
 """
 
 from __future__ import annotations

@@ -24,6 +24,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, NamedTuple, Protocol, TypeVar
 
 from wfkit.engine._activations import Activation, CutOff, Outcome
+from wfkit.engine._alarm import Alarm
 from wfkit.engine._cache import ITEM, ReadRecorder, StepCache
 from wfkit.engine._stepevents import EventMaker
 from wfkit.engine._subflows import ChildHalted
@@ -203,12 +204,14 @@ class AttemptRunner:
             return self._run_rng()
         return random.Random(f"{self._seed}:{act.spec.name}:{act.visit}:{act.index}")
 
-    async def run(self, act: Activation, first: FirstAttempt | None = None) -> Outcome:
+    async def run(self, act: Activation, first: FirstAttempt | None = None, alarm: Alarm | None = None) -> Outcome:
         """Run ``act`` until it succeeds, fails for good, or the run's deadline passes.
 
         ``first``: the scheduler already ran the first attempt's body itself (an inline step,
         ``StepSpec.inline``) and it did something beyond a plain success: it is judged here as if
-        run here (checked, classified, maybe retried), and not run again."""
+        run here (checked, classified, maybe retried), and not run again. ``alarm``: the run's, when
+        the scheduler awaits this activation itself (one at a time, in the run's task): an async
+        body's timeout goes on it instead of a timer of its own."""
         spec = act.spec
         cache = self._cache if spec.cache is not None else None
         if cache is not None:
@@ -303,7 +306,7 @@ class AttemptRunner:
                     elif inline and timeout is None:
                         result = await (spec.fn(arg, ctx) if spec.takes_context else spec.fn(arg))
                     else:
-                        result = await self._call(spec, arg, ctx, timeout, span)
+                        result = await self._call(spec, arg, ctx, timeout, span, alarm)
                 finally:
                     # The body's own time, nothing else: no encoding, no store, no queue, and for a
                     # sync body not the hops to and from its thread (a busy loop delays those).
@@ -493,17 +496,21 @@ class AttemptRunner:
         ctx: StepContext | None,
         timeout: float | None,
         span: list[float] | None = None,
+        alarm: Alarm | None = None,
     ) -> Any:
-        """Run the step's body (under ``timeout``, if any). A sync body runs in a worker thread and,
-        given ``span``, appends its own start and end (``perf_counter``) there: a timed-out body
-        appends only its start. ``ctx`` is None only for an async step that takes none."""
+        """Run the step's body (under ``timeout``, if any: an async body's on ``alarm``, if given).
+        A sync body runs in a worker thread and, given ``span``, appends its own start and end
+        (``perf_counter``) there: a timed-out body appends only its start. ``ctx`` is None only for
+        an async step that takes none."""
         if spec.is_async or spec.subflow is not None:
             if spec.subflow is not None:  # a sub-workflow step runs its child run in place of its function
                 assert ctx is not None and self._run_child is not None
                 body = self._run_child(spec, state, ctx.visit)
             else:
                 body = spec.fn(state, ctx) if spec.takes_context else spec.fn(state)
-            return await (body if timeout is None else within(spec.name, body, timeout))
+            if timeout is None:
+                return await body
+            return await (within(spec.name, body, timeout) if alarm is None else alarm.within(spec.name, body, timeout))
         assert ctx is not None
         args = (state, ctx) if spec.takes_context else (state,)
         # Plain functions run in a worker thread so they never block the event loop (a notebook

@@ -426,7 +426,10 @@ class Execution:
                         except BaseException as exc:  # the runner classifies, retries or re-raises it
                             # (Not kept in a local: the error's traceback holds this frame, a cycle.)
                             self._settle(
-                                act, await runner.run(act, FirstAttempt(None, exc, self._wall + t0, t0, perf_counter()))
+                                act,
+                                await runner.run(
+                                    act, FirstAttempt(None, exc, self._wall + t0, t0, perf_counter()), alarm
+                                ),
                             )
                         else:
                             body_end = perf_counter()
@@ -447,7 +450,7 @@ class Execution:
                                 plain = False
                             if not plain:  # the runner judges it, and says what is wrong
                                 attempt = FirstAttempt(result, None, self._wall + t0, t0, body_end)
-                                self._settle(act, await runner.run(act, attempt))
+                                self._settle(act, await runner.run(act, attempt, alarm))
                                 del attempt  # holds the result: not kept alive through the next step
                             result = None
                         if durable and durability.pending:
@@ -458,7 +461,9 @@ class Execution:
                     if spec.map is not None and act.batch is None:
                         self._expand(act)
                         continue
-                    self._settle(act, await runner.run(act))
+                    if alarm is None and (spec.timeout is not None or runner.deadline is not None):
+                        alarm = Alarm(loop)
+                    self._settle(act, await runner.run(act, None, alarm))
                     if durable and durability.pending:
                         await durability.sync()
                     continue
