@@ -92,26 +92,6 @@ def test_the_alarm_ringing_for_an_ended_step_is_set_again_for_the_one_running() 
     assert 0.3 <= over.events[-1].latency_s < 1.0
 
 
-def test_a_run_cancelled_while_a_step_is_under_its_alarm_is_cancelled_not_timed_out() -> None:
-    """Cancelling a run whose step sleeps inside its timeout: the run ends cancelled, its step's
-    attempt is a cancellation, not a timeout."""
-    flow = _chain(("nap", 5.0, 10.0))
-
-    async def cell() -> wf.Run:
-        run = flow.start({}, workspace=False)
-        await asyncio.sleep(0.05)
-        run.cancel()
-        with pytest.raises(wf.RunError, match="cancelled"):
-            await run
-        return run
-
-    run = asyncio.run(cell())
-    assert ("cancelled", [("nap", "failed", "CancelledError")]) == (
-        run.status,
-        [(e.step, e.status, e.error_type) for e in run.events],
-    )
-
-
 def test_a_step_that_swallows_its_timeout_keeps_its_result_and_the_run_goes_on() -> None:
     """A body that catches the cancellation its timeout makes and returns: its result stands (as
     under asyncio.timeout), and the run's task is no longer being cancelled: the next step's

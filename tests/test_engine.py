@@ -986,14 +986,16 @@ def test_inline_and_runner_steps_make_the_same_rows() -> None:
     assert runner.history()[columns].to_dict("records") == inline.history()[columns].to_dict("records")
 
 
-def test_an_inline_step_cancelled_mid_body_ends_the_run_as_cancelled() -> None:
-    """Cancelling a run while an inline step sleeps records that step's cancelled attempt and ends the run cancelled."""
+@pytest.mark.parametrize("timeout", [None, 5.0], ids=["no-timeout", "under-its-alarm"])
+def test_an_inline_step_cancelled_mid_body_ends_the_run_as_cancelled(timeout: float | None) -> None:
+    """Cancelling a run while an inline step sleeps records that step's cancelled attempt and ends
+    the run cancelled; inside a timeout too (a cancellation, not a timeout)."""
     flow = wf.Workflow("inline-cancel")
 
     async def nap(state: Any) -> None:
         await asyncio.sleep(10)
 
-    flow.step(nap)
+    flow.step(nap, timeout=timeout)
 
     async def cell() -> wf.Run:
         run = flow.start({}, workspace=False)
