@@ -367,8 +367,8 @@ def test_a_run_cancelled_again_while_its_end_is_written_still_records_its_end(
         await sleeping[0].wait()  # the first step's checkpoint is durable, the second is sleeping
         cancelled_again: list[bool] = []
 
-        def submit_then_cancel(self: Writer, fn: Any, rows: Any = ()) -> Any:
-            future = submit(self, fn, rows)
+        def submit_then_cancel(self: Writer, fn: Any, rows: Any = (), loop: Any = None) -> Any:
+            future = submit(self, fn, rows, loop)
             if not cancelled_again:  # the run's last write: cancel it while it is awaited
                 cancelled_again.append(True)
                 asyncio.get_running_loop().call_soon(task.cancel)

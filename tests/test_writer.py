@@ -532,3 +532,40 @@ def test_commits_of_two_writers_at_once_put_the_interval_back(db: Path, tmp_path
         first.close()
         second.close()
     assert (pytest.approx(COMMIT_SWITCH_INTERVAL), before) == (during, after)
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="no fork on this platform")
+def test_a_forked_child_starts_a_writer_of_its_own(tmp_path: Path) -> None:
+    """A process that forks after its store's writer thread started: the child's writes go to a
+    writer thread of its own (the parent's is not in the child), and parent and child both go on
+    writing durable runs to the workspace."""
+    import subprocess
+    import textwrap
+
+    ws = tmp_path / "forked"
+    script = textwrap.dedent(
+        f"""
+        import os, sys
+        import wfkit as wf
+        flow = wf.Workflow("forks")
+        @flow.step
+        async def one(state):
+            return {{"pid": os.getpid()}}
+        flow.run({{}}, run_id="before", workspace={str(ws)!r})
+        child = os.fork()
+        if child == 0:
+            try:
+                flow.run({{}}, run_id="child", workspace={str(ws)!r})
+            finally:
+                os._exit(0)
+        flow.run({{}}, run_id="parent", workspace={str(ws)!r})
+        _, status = os.waitpid(child, 0)
+        sys.exit(os.waitstatus_to_exitcode(status))
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert 0 == done.returncode, done.stderr
+    from wfkit.store._workspace import Workspace
+
+    runs = {r["run_id"]: r["status"] for r in Workspace(ws).runs()}
+    assert {"before": "succeeded", "child": "succeeded", "parent": "succeeded"} == runs

@@ -119,7 +119,18 @@ class Recorded(NamedTuple):
 class Durability:
     """Checkpoints, journal rows, gates, leases and replay of one run (see the module docstring)."""
 
-    __slots__ = ("_emit", "_lease_renew_at", "_make", "_unsynced", "_waits", "_writes", "policy", "run_id", "store")
+    __slots__ = (
+        "_emit",
+        "_lease_renew_at",
+        "_loop",
+        "_make",
+        "_unsynced",
+        "_waits",
+        "_writes",
+        "policy",
+        "run_id",
+        "store",
+    )
 
     def __init__(
         self,
@@ -143,6 +154,9 @@ class Durability:
         self._writes: list[asyncio.Future[Any]] = []
         self._waits: list[tuple[str, tuple[Any, ...]]] = []
         self._lease_renew_at = time.monotonic() + LEASE_TTL / 2
+        # The loop the run's checkpoints are handed over from (its scheduler's), known from the
+        # first: asking asyncio for the running loop makes a getpid system call on Python 3.11.
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     # ---- checkpoints, journal rows and group commit ------------------------------------------
 
@@ -194,7 +208,10 @@ class Durability:
         )
         if len(self._waits) >= _WAITS_PER_WRITE:
             rows = [*rows, *self._take_waits()]
-        self._unsynced.append((store.writer.submit_async(write, rows), event, body_end))
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
+        self._unsynced.append((store.writer.submit_async(write, rows, loop), event, body_end))
 
     def record(self, event: StepEvent, *, journaled: bool = False) -> None:
         """Journal an event that has no checkpoint of its own (unless the caller did:
