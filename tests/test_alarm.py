@@ -74,11 +74,11 @@ def test_a_step_with_a_shorter_timeout_than_the_alarm_is_set_for_times_out_at_it
     flow = _chain(("long", 30.0, 0.0), ("short", 0.1, 5.0), context=context)
     t0 = time.perf_counter()
     run = flow.run({}, workspace=False, raise_on_error=False)
-    assert time.perf_counter() - t0 < 2.0
+    assert time.perf_counter() - t0 < 4.0  # the sleep it was cut short in lasts 5 s
     assert [("long", "ok", None), ("short", "timeout", "StepTimeoutError")] == [
         (e.step, e.status, e.error_type) for e in run.events
     ]
-    assert 0.1 <= run.events[-1].latency_s < 1.0
+    assert 0.1 <= run.events[-1].latency_s < 4.0
     assert "failed" == run.status
 
 
@@ -89,7 +89,7 @@ def test_the_alarm_ringing_for_an_ended_step_is_set_again_for_the_one_running() 
     assert [("quick", "ok"), ("inside", "ok")] == [(e.step, e.status) for e in inside.events]
     over = _chain(("quick", 0.1, 0.0), ("over", 0.3, 5.0)).run({}, workspace=False, raise_on_error=False)
     assert [("quick", "ok"), ("over", "timeout")] == [(e.step, e.status) for e in over.events]
-    assert 0.3 <= over.events[-1].latency_s < 1.0
+    assert 0.3 <= over.events[-1].latency_s < 4.0
 
 
 def test_a_step_that_swallows_its_timeout_keeps_its_result_and_the_run_goes_on() -> None:
@@ -134,7 +134,7 @@ def test_a_run_s_deadline_on_the_alarm_ends_it_as_timed_out() -> None:
     flow = _chain(("first", 30.0, 0.0), ("slow", 30.0, 5.0))
     t0 = time.perf_counter()
     run = flow.run({}, workspace=False, timeout=0.2, raise_on_error=False)
-    assert time.perf_counter() - t0 < 2.0
+    assert time.perf_counter() - t0 < 4.0  # the sleep it was cut short in lasts 5 s
     assert ("timed_out", "RunTimeoutError") == (run.status, type(run.error).__name__)
     assert [("first", "ok"), ("slow", "timeout")] == [(e.step, e.status) for e in run.events]
 

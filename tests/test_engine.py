@@ -1067,7 +1067,7 @@ def test_an_inline_step_that_overstays_its_timeout_makes_the_rows_of_a_runner_st
     timed_out = [e for e in inline.events if e.status == "timeout"]
     assert len(timed_out) == (3 if where == "parallel" else 1)
     assert {("StepTimeoutError", 1)} == {(e.error_type, e.attempt) for e in timed_out}
-    assert all(0.05 <= e.latency_s < 1.0 for e in timed_out)
+    assert all(0.05 <= e.latency_s < 4.0 for e in timed_out)  # cut short in a 5 s sleep
     if where == "durable":  # both rows journaled, the ok row checkpointed (it waited for the disk)
         assert 2 == len(wf.Workspace().events(inline.run_id))
         assert all(e.durable_wait_s is not None for e in inline.events if e.status == "ok")

@@ -50,7 +50,7 @@ class Alarm:
         """Await ``body``, the run's step ``step``, for at most ``timeout`` seconds: raises
         :class:`StepTimeoutError` once they pass (a ``TimeoutError`` the body raises itself, or
         a cancellation from elsewhere, stays what it is)."""
-        task = asyncio.current_task(self._loop)  # (given the loop: no getpid system call, as without)
+        task = asyncio.current_task(self._loop)  # given its loop, asyncio makes no getpid system call
         assert task is not None  # a run's scheduler is a task
         self._set(task, timeout)
         try:
