@@ -390,6 +390,34 @@ def test_background_exports_run_in_a_process_of_their_own(workspace: Path, monke
     assert event_keys(events) == frame_keys(wf.steps(workspace))
 
 
+def test_a_background_export_leaves_the_store_s_writer_running(workspace: Path) -> None:
+    """The timer thread that ran a background export closes its own connection as it ends, not
+    the store's writer: runs still executing go on writing through the same writer thread (a
+    writer stopped from there made the next write start another thread and connection while the
+    old one still committed)."""
+    from wfkit.logs import _steplog
+
+    flow = two_step_flow("keeps-writer")
+    first = flow.run({"i": 1})
+    store = wf.Workspace().store
+    writer_thread = store.writer._thread
+    assert writer_thread is not None
+    assert writer_thread.is_alive()
+    exporter = _steplog.Exporter(delay=0.01)
+    exporter.submit(store, workspace, first.run_id)
+    deadline = time.monotonic() + 60
+    while not parquet_files(workspace) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    exporter.flush()  # waits for the timer thread's export
+    exporter.close()
+    assert [first.run_id] == [p.name.split("-")[1] for p in parquet_files(workspace)]
+    assert store.writer._thread is writer_thread
+    assert writer_thread.is_alive()
+    second = flow.run({"i": 2})
+    assert store.writer._thread is writer_thread
+    assert "succeeded" == second.status
+
+
 def test_the_export_process_answers_each_request_and_says_what_it_could_not_open(workspace: Path) -> None:
     """One reply line per request: the rows exported and how far each run is (for the asking
     process to record), and for a store it cannot open, the error (the exporter then exports those

@@ -545,7 +545,7 @@ def test_a_forked_child_starts_a_writer_of_its_own(tmp_path: Path) -> None:
     ws = tmp_path / "forked"
     script = textwrap.dedent(
         f"""
-        import os, sys
+        import os, signal, sys
         import wfkit as wf
         flow = wf.Workflow("forks")
         @flow.step
@@ -554,6 +554,7 @@ def test_a_forked_child_starts_a_writer_of_its_own(tmp_path: Path) -> None:
         flow.run({{}}, run_id="before", workspace={str(ws)!r})
         child = os.fork()
         if child == 0:
+            signal.alarm(30)  # a child whose writes hang dies on its own, not orphaned for ever
             try:
                 flow.run({{}}, run_id="child", workspace={str(ws)!r})
             finally:

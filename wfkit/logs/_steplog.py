@@ -367,8 +367,11 @@ class Exporter:
                 for run_id, why in done[1].items():
                     logger.error("wfkit: exporting run %s to parquet failed; it will be retried\n%s", run_id, why)
             if threading.current_thread() is not threading.main_thread():
+                # A timer thread ends now: its connection goes, not the store's writer, which the
+                # runs still executing go on writing through (stopped, the next write would start
+                # another thread and connection while the old one still commits).
                 for store, _, _ in by_store.values():
-                    store.close()  # a timer thread ends now: do not leave its connection behind
+                    store.release_thread()
 
     def _export_elsewhere(self, store: Store, workspace: Path, run_ids: list[str]) -> tuple[int, dict[str, str]] | None:
         """:func:`export_each` in the export process; None when it cannot (then this process exports)."""

@@ -627,6 +627,12 @@ class Store:
         and those of threads that have ended. A live thread's connection is left to it: closing
         it under a running transaction would crash SQLite."""
         self.writer.close()
+        self.release_thread()
+
+    def release_thread(self) -> None:
+        """Close this thread's connection and those of threads that have ended, and nothing else:
+        for a thread about to end while the store stays in use (the writer goes on committing
+        other threads' writes, and a live thread's connection is left to it)."""
         me = threading.current_thread()
         with self._conns_lock:
             closing = [(t, c) for t, c in self._conns if t is me or not t.is_alive()]
