@@ -602,6 +602,22 @@ def test_export_ledger_hands_out_unexported_rows_and_remembers_what_was_exported
         store.unexported_rows(run.run_id, ("step; DROP TABLE runs",))
 
 
+def test_the_ledger_marks_many_runs_in_one_write(tmp_path: Path) -> None:
+    """A background export marks all its runs at once (one statement per 512 runs): each run's
+    mark moves to its own seq, never back, and a run id the store does not hold changes nothing."""
+    flow = wf.Workflow("ledger-many")
+
+    @flow.step
+    def a(state):
+        return {"x": 1}
+
+    runs = [flow.run({}, workspace=tmp_path / "ws") for _ in range(3)]
+    store = open_store(tmp_path / "ws")
+    store.mark_exported({runs[0].run_id: 1})
+    store.mark_exported({runs[0].run_id: 0, runs[1].run_id: 1, "no-such-run": 7})
+    assert {runs[0].run_id: 1, runs[1].run_id: 1} == store.export_ledger()
+
+
 # ---- damage is named, never silently read ------------------------------------------------------------
 
 

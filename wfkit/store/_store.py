@@ -599,10 +599,13 @@ class Store:
     def mark_exported(self, last_seqs: Mapping[str, int]) -> None:
         """Record that parquet holds each run's journal rows up to its seq in ``last_seqs`` (run id ->
         last seq exported), in one write; a run's mark never moves back."""
-        params = [(last_seq, run_id) for run_id, last_seq in last_seqs.items()]
+        rows = list(last_seqs.items())
 
         def mark(conn: sqlite3.Connection) -> None:
-            conn.executemany("UPDATE runs SET exported_seq = MAX(exported_seq, ?) WHERE run_id = ?", params)
+            # One statement per 512 runs, not one per run: a background export marks hundreds of
+            # runs at once, and every statement lets go of the interpreter and waits to win it
+            # back from a busy event loop, in the same commit as the live runs' checkpoints.
+            execute_rows(conn, _bulk_exported, rows)
 
         self.do(mark)
 
@@ -1274,6 +1277,13 @@ def _bulk_waits_by_seq(values: str) -> str:
         "AND journal.run_id = v.column3 AND journal.seq = v.column4 AND journal.step = v.column5 "
         "AND journal.visit = v.column6 AND journal.attempt = v.column7 AND journal.map_index IS v.column8 "
         "AND journal.outcome IS NOT NULL"
+    )
+
+
+def _bulk_exported(values: str) -> str:
+    return (
+        f"UPDATE runs SET exported_seq = MAX(exported_seq, v.column3) FROM (VALUES {values}) v "
+        "WHERE v.column1 = 1 AND runs.run_id = v.column2"
     )
 
 
