@@ -204,3 +204,71 @@ def test_garbage_is_a_value_error() -> None:
         decode_state('{"a": 1,, }')
     with pytest.raises(ValueError, match="unknown tag 'martian'"):
         decode_state('{"a": {"__wf__": "martian", "v": 1}}')
+
+
+# JSON as json.dumps writes it: the encoders made once must not change a byte of what is stored.
+_json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=20,
+)
+
+
+@given(_json_values)
+@settings(max_examples=300, deadline=None)
+def test_an_encoder_made_once_writes_what_json_dumps_writes(value: Any) -> None:
+    """Compact, ASCII or not, keys sorted or not, NaN and infinities allowed: the same text."""
+    import json
+
+    from wfkit.store._codec import json_encoder
+
+    for options in (
+        {"separators": (",", ":")},
+        {"separators": (",", ":"), "ensure_ascii": False},
+        {"separators": (", ", ": "), "sort_keys": True, "default": repr},
+    ):
+        assert json.dumps(value, **options) == json_encoder(**options)(value)  # type: ignore[arg-type]
+
+
+def test_an_encoder_made_once_refuses_what_json_refuses() -> None:
+    """A value JSON cannot hold is the TypeError json.dumps raises; with ``default`` it is what that makes of it."""
+    from wfkit.store._codec import json_encoder
+
+    with pytest.raises(TypeError, match="Object of type object is not JSON serializable"):
+        json_encoder()({"x": object()})
+    assert '{"x": "<wf>"}' == json_encoder(separators=(", ", ": "), default=lambda v: "<wf>")({"x": object()})
+
+
+def test_the_parameters_hash_of_inputs_is_the_one_earlier_versions_stored() -> None:
+    """Runs are compared by the hash of their inputs across versions: its text must never change."""
+    from wfkit.engine._workflow import _parameters_hash
+
+    inputs = {"question": "why é?", "n": 3, "ratio": 0.1, "tags": ["a", "b"], "nested": {"z": None, "a": True}}
+    assert "36a8018d05aeb122" == _parameters_hash(inputs)  # sha256 of json.dumps(inputs, sort_keys=True, default=repr)
+
+
+def test_inputs_that_refer_to_themselves_are_refused_before_they_are_hashed() -> None:
+    """A cycle in a run's inputs is a StateValueError naming it, in memory and durable alike."""
+    inputs: dict[str, Any] = {"a": []}
+    inputs["a"].append(inputs)
+    flow = wf.Workflow("cyclic-inputs")
+    flow.step(lambda s: None, name="only")
+    for workspace in (False, None):
+        with pytest.raises(wf.StateValueError, match="refers to itself"):
+            flow.run(inputs, workspace=workspace)
+
+
+def test_a_setting_reads_the_environment_as_it_is_now(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``setting`` is ``os.environ.get``: a variable set, changed or removed is seen at once."""
+    import os
+
+    from wfkit.model._environ import setting
+
+    monkeypatch.delenv("WFKIT_TEST_SETTING", raising=False)
+    assert setting("WFKIT_TEST_SETTING") is None
+    monkeypatch.setenv("WFKIT_TEST_SETTING", "12 é")
+    assert "12 é" == setting("WFKIT_TEST_SETTING") == os.environ.get("WFKIT_TEST_SETTING")
+    monkeypatch.setenv("WFKIT_TEST_SETTING", "13")
+    assert "13" == setting("WFKIT_TEST_SETTING")
+    monkeypatch.delenv("WFKIT_TEST_SETTING")
+    assert setting("WFKIT_TEST_SETTING") is None

@@ -185,8 +185,18 @@ class Durability:
 
     def checkpoint_ok(self, event: StepEvent, updates: str, body_end: float) -> None:
         """:meth:`checkpoint` of a step that succeeded in a durable run and has no intent to close
-        (an inline step: not irreversible, no map): the scheduler's lean path."""
-        self._hand_over(event, "ok", updates, None, body_end, None)
+        (an inline step: not irreversible, no map): the scheduler's lean path, the event's row
+        alone unless the lease is due for renewal or the durable waits for writing."""
+        if len(self._waits) >= _WAITS_PER_WRITE or time.monotonic() >= self._lease_renew_at:
+            self._hand_over(event, "ok", updates, None, body_end, None)
+            return
+        store = self.store
+        assert store is not None
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
+        rows = store.checkpoint_rows(event, "ok", updates, None)
+        self._unsynced.append((store.writer.submit_async(None, rows, loop), event, body_end))
 
     def _hand_over(
         self,
@@ -237,9 +247,10 @@ class Durability:
         events, with their durable wait, to the sinks. Other runs keep going meanwhile."""
         while self._unsynced or self._writes:
             unsynced, self._unsynced = self._unsynced, []
-            writes, self._writes = self._writes, []
-            for write in writes:
-                await write
+            if self._writes:
+                writes, self._writes = self._writes, []
+                for write in writes:
+                    await write
             for checkpoint, event, body_end in unsynced:
                 if checkpoint is None:
                     self._emit(event)

@@ -24,8 +24,8 @@ is durable, while other runs (and this run's steps already in flight) keep going
 checkpoints of a fan-in share one commit. A lone inline step of a durable run (an async step with
 no context, in a run with no deadline; under its timeout, if it has one, on the run's ``Alarm``)
 is awaited and, on a plain success, settled
-and checkpointed by the scheduler itself (``_settle_durable_inline``), as a run kept in memory
-settles it (``_settle_inline``). A first attempt writes no "started" record of its own:
+and checkpointed by the scheduler itself, in the same pass that settles such a step of a run kept
+in memory (``_settle_inline``). A first attempt writes no "started" record of its own:
 after a crash, resume reads what was in flight from the checkpoints (``Durability.cut_offs``).
 """
 
@@ -397,7 +397,7 @@ class Execution:
             # no deadline (the runner runs a body under the time left) and is not resuming (a
             # resumed attempt that counts attempts made before or cut off by a crash is not a
             # first one). A lone one is awaited by this loop itself, in memory or durable (then
-            # checkpointed from here: _settle_durable_inline).
+            # checkpointed from here: _settle_inline).
             lone_inline = runner.deadline is None and not runner.attempts_before and not runner.cut_off
             # Parallel branches await theirs in their own tasks (_run_reported), in memory only: a
             # durable branch settles through the runner, whose Outcome the checkpoint is made from.
@@ -439,7 +439,7 @@ class Execution:
                                 encoded = self._encoded(spec.name, result)
                                 plain = encoded is not None
                                 if encoded is not None:
-                                    self._settle_durable_inline(act, result or {}, encoded, t0, body_end)
+                                    self._settle_inline(act, result or {}, t0, body_end, encoded)
                             elif result is None:
                                 self._settle_inline(act, {}, t0, body_end)
                                 continue
@@ -453,7 +453,7 @@ class Execution:
                                 self._settle(act, await runner.run(act, attempt, alarm))
                                 del attempt  # holds the result: not kept alive through the next step
                             result = None
-                        if durable and durability.pending:
+                        if durable:
                             await durability.sync()  # the successor waits for the checkpoint
                         continue
                     if spec.gated and not await self._admitted(act):
@@ -764,15 +764,20 @@ class Execution:
             for event in held:
                 self._record(event)
 
-    def _settle_inline(self, act: Activation, updates: dict[str, Any], t0: float, body_end: float) -> None:
-        """:meth:`_settle` for an inline step's first attempt that returned plain updates, in a run
-        kept in memory: the same commit, route, row, history and successors, with no Outcome.
-        ``t0``, ``body_end``: the body's start and end (perf_counter).
+    def _settle_inline(
+        self, act: Activation, updates: dict[str, Any], t0: float, body_end: float, encoded: str | None = None
+    ) -> None:
+        """:meth:`_settle` for an inline step's first attempt that returned plain updates: the same
+        commit, route, row, history and successors, with no Outcome. ``t0``, ``body_end``: the
+        body's start and end (perf_counter). ``encoded``: in a durable run, the updates as the
+        checkpoint keeps them (None: the run is kept in memory).
 
-        With no checkpoint to wait for, the row goes to the sinks at once, before the successors
-        are queued: a row recorded while queuing them (a visit bound met) follows it, with no
-        holding back. Nothing holds ``act`` once it settled (the scheduler popped it, its task,
-        if it had one, is gone), so a lone successor takes the object over.
+        In memory, with no checkpoint to wait for, the row goes to the sinks at once; in a durable
+        run, the checkpoint goes to the writer, and its row to the sinks once it is durable
+        (``Durability.sync``). Either happens before the successors are queued: a row recorded
+        while queuing them (a visit bound met) follows it, with no holding back. Nothing holds
+        ``act`` once it settled (the scheduler popped it, its task, if it had one, is gone; the
+        checkpoint keeps the row, not the activation), so a lone successor takes the object over.
 
         The engine's most frequent path (every link of a chain, every lap of a loop), planned to
         run in this one frame: the row is built (``EventMaker.ok``) and delivered
@@ -840,13 +845,15 @@ class Execution:
         )
         if not make.only_text:
             event = make.processed(event)
-        # Delivered, as Outlet.emit delivers it.
-        outlet = self._outlet
-        outlet.events.append(event)
-        for sink in outlet.sinks:
-            sink(event)
-        for observer in outlet.observers:
-            observer(event)
+        if encoded is None:  # delivered, as Outlet.emit delivers it
+            outlet = self._outlet
+            outlet.events.append(event)
+            for sink in outlet.sinks:
+                sink(event)
+            for observer in outlet.observers:
+                observer(event)
+        else:
+            self._durability.checkpoint_ok(event, encoded, body_end)
         tools: tuple[str, ...] | None = None  # the successor's own, unless a route binds some
         if chosen is None:
             successor = onward.lone
@@ -911,34 +918,6 @@ class Execution:
             return encode_updates(step, result)
         except Exception:  # a value state cannot keep: the runner raises it again, classified
             return None
-
-    def _settle_durable_inline(
-        self, act: Activation, updates: dict[str, Any], encoded: str, t0: float, body_end: float
-    ) -> None:
-        """:meth:`_settle` for an inline step's first attempt that returned a plain dict, in a
-        durable run: the same commit, route, row, checkpoint, history and successors, with no
-        Outcome. ``encoded``: the updates as the checkpoint keeps them; ``t0``, ``body_end``: the
-        body's start and end (perf_counter).
-
-        The checkpoint is handed to the writer before the successors are queued, so a row recorded
-        while queuing them (a visit bound met) follows it in the journal and in the sinks, with
-        no holding back; its event reaches the sinks once the checkpoint is durable (``sync``)."""
-        name = act.spec.name
-        self._active[name] -= 1
-        router = self._onward[name].router
-        try:
-            if updates:
-                self._commit(act, updates)
-            chosen = None if router is None else router.choose(self.state)
-        except Exception as exc:  # a merge conflict or a condition that cannot be evaluated
-            self._inline_failed(act, updates, exc, t0, body_end)
-            return
-        route = None if chosen is None else chosen.target
-        event = self._make.ok(name, act.visit, self._wall + t0, body_end - t0, t0 - act.queued, route, act.tools)
-        self._durability.checkpoint_ok(event, encoded, body_end)
-        self._follow(act, updates, chosen, body_end)
-        if self._missing:
-            self._fire_joins()
 
     def _settle_outcome(self, act: Activation, out: Outcome) -> tuple[str, str | None, str | None, StepEvent] | None:
         """Apply the outcome; returns the checkpoint to write (outcome, updates, failure, event)."""

@@ -31,7 +31,7 @@ from wfkit.model._retry import Classifier, RetryPolicy
 from wfkit.model._routes import Go, Route, Router
 from wfkit.model._status import RunStatus
 from wfkit.model._steps import Cache, MapSpec, StepFunction, StepSpec, make_map, make_spec, make_subflow, subflow_body
-from wfkit.store._codec import check_state
+from wfkit.store._codec import check_state, json_encoder
 from wfkit.store._journal import encode_state, load_json
 from wfkit.store._store import Store
 from wfkit.store._workspace import open_store
@@ -116,11 +116,15 @@ def _new_run_id() -> str:
     return os.urandom(8).hex()
 
 
+# ``json.dumps(inputs, sort_keys=True, default=repr)``, made once: the text the hash has always
+# been taken of (runs stored by earlier versions compare equal).
+_parameters_json = json_encoder(separators=(", ", ": "), sort_keys=True, default=repr)
+
+
 def _parameters_hash(inputs: Mapping[str, Any]) -> str:
     if not inputs:
         return _EMPTY_HASH
-    blob = json.dumps(inputs, sort_keys=True, default=repr).encode()
-    return hashlib.sha256(blob).hexdigest()[:16]
+    return hashlib.sha256(_parameters_json(inputs).encode()).hexdigest()[:16]
 
 
 class Workflow:
@@ -728,12 +732,14 @@ class Workflow:
         policy = _resolve_policy(o, self._has_gates(graph))
         run_id = o.run_id or _new_run_id()
         version = self._version or graph.fingerprint
-        phash = _parameters_hash(inputs)
         create = None
         if store is None:
             if not plain_updates(inputs):  # atoms under plain names: nothing check_state could refuse
                 check_state("the run's inputs:", inputs)  # the rule durable runs follow, kept in memory too
+            phash = _parameters_hash(inputs)  # (of inputs checked: no cycle in them)
         else:
+            encoded = encode_state("the run's inputs:", inputs)
+            phash = _parameters_hash(inputs)
             create = store.create_run_rows(
                 {
                     "run_id": run_id,
@@ -742,7 +748,7 @@ class Workflow:
                     "fingerprint": graph.fingerprint,
                     "definition": self._definition_json(graph),
                     "workflow_ref": self._ref(),
-                    "inputs": encode_state("the run's inputs:", inputs),
+                    "inputs": encoded,
                     "seed": o.seed,
                     "timeout": o.timeout,
                     "count_waiting": int(o.count_approval_wait),

@@ -245,8 +245,9 @@ _RESTORE = "restore the workspace from a backup, or start the run again; `wfkit 
 _PARTS = ("the event's columns", "updates", "failure", "extra")
 
 
-# Encoders made once: ``json.dumps`` with arguments of its own builds one per call.
-dumps: Callable[[Any], str] = json.JSONEncoder(separators=(",", ":"), allow_nan=True).encode
+# Encoders made once (see _codec.json_encoder). ``extra`` is whatever a step recorded, so its
+# encoder keeps json's search for cycles.
+dumps: Callable[[Any], str] = _codec.json_encoder()
 _dumps_extra: Callable[[Any], str] = json.JSONEncoder(default=repr).encode
 
 

@@ -800,7 +800,7 @@ class Store:
     ) -> tuple[WriteOp[None] | None, Rows]:
         """A settled step: its final event carrying the outcome and updates, as a row for the
         writer's bulk insert, and what else must change with it (None when nothing must)."""
-        rows = [_journal_row(event, outcome, updates, failure)]
+        rows = self.checkpoint_rows(event, outcome, updates, failure)
         if intent_status is None and not lease_due:
             return None, rows
         run_id, step, visit = event.run_id, event.step, event.visit
@@ -819,6 +819,12 @@ class Store:
                 )
 
         return with_checkpoint, rows
+
+    @staticmethod
+    def checkpoint_rows(event: StepEvent, outcome: str, updates: str | None, failure: str | None) -> Rows:
+        """A settled step's checkpoint when nothing else must change with it: its final event,
+        carrying the outcome and updates, as a row for the writer's bulk insert."""
+        return [_journal_row(event, outcome, updates, failure)]
 
     def checkpoint(
         self,

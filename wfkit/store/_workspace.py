@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeAlias
 
 from wfkit.model._approvals import Ticket
+from wfkit.model._environ import setting
 from wfkit.model._errors import TicketError
 from wfkit.model._events import StepEvent
 from wfkit.model._processors import DEFAULT_PROCESSORS
@@ -72,7 +73,7 @@ def open_store(
     with _lock:
         if synchronous is None and folder in _scratch:
             synchronous = "normal"
-        synchronous = synchronous or os.environ.get("WFKIT_SYNCHRONOUS") or "full"
+        synchronous = synchronous or setting("WFKIT_SYNCHRONOUS") or "full"  # read by every run
         key = (folder, synchronous.lower())
         store = _stores.get(key)
         if store is not None and not store.path.exists():
