@@ -22,13 +22,19 @@ _encode: Callable[[str], Any] | None = getattr(os.environ, "encodekey", None)
 _decode: Callable[[Any], str] | None = getattr(os.environ, "decodevalue", None)
 _keys: dict[str, Any] = {}
 
+if _data is not None and _encode is not None and _decode is not None:
+    _get, _encoded, _decoded = _data.get, _encode, _decode
 
-def setting(name: str) -> str | None:
-    """``os.environ.get(name)``, without the cost of a miss."""
-    if _data is None or _encode is None or _decode is None:
+    def setting(name: str) -> str | None:
+        """``os.environ.get(name)``, without the cost of a miss."""
+        key = _keys.get(name)
+        if key is None:
+            key = _keys[name] = _encoded(name)
+        raw = _get(key)
+        return None if raw is None else _decoded(raw)
+
+else:  # pragma: no cover - an interpreter whose os.environ keeps its variables otherwise
+
+    def setting(name: str) -> str | None:
+        """``os.environ.get(name)``."""
         return os.environ.get(name)
-    key = _keys.get(name)
-    if key is None:
-        key = _keys[name] = _encode(name)
-    raw = _data.get(key)
-    return None if raw is None else _decode(raw)
