@@ -24,7 +24,7 @@ import pytest
 import wfkit as wf
 from wfkit.store._doctor import check_store
 from wfkit.store._journal import COLUMNS, JOURNAL_INSERT, encode_state, encode_updates, event_row, row_checksum_v1
-from wfkit.store._store import _JOURNAL_TABLE, _MAGIC, SCHEMA_VERSION, Store, _bulk_write
+from wfkit.store._store import _JOURNAL_TABLE, _MAGIC, SCHEMA_VERSION, Store
 from wfkit.store._workspace import DB_NAME, forget_store, open_store
 
 # ---- helpers -------------------------------------------------------------------------------------
@@ -877,53 +877,52 @@ def _journal_with_waits(db: Path) -> list[Any]:
     return _sql(db, "SELECT run_id, seq, step, visit, attempt, durable_wait_s FROM journal ORDER BY run_id, seq")
 
 
-def test_durable_waits_found_by_seq_land_where_a_search_puts_them(tmp_path: Path) -> None:
-    """Waits of checkpoints this store wrote, of map items (each its own), of a run it did not make, of a
-    stopped run: as searched."""
+def test_a_write_learns_where_its_journal_row_went_and_its_wait_lands_there(tmp_path: Path) -> None:
+    """Each write with journal rows resolves to its first row's seq (alone, in a group commit, with
+    a function beside it, a map's items each their own), including a run this store did not make;
+    a durable wait by seq fills in that row and no other."""
     event = wf.StepEvent("fresh", "w", "v1", "s", 1, 1, "ok", started_at=1.0, ended_at=2.0, latency_s=1.0)
     old = event._replace(run_id="old")
-    batches: list[list[tuple[str, tuple[Any, ...]]]] = [
-        [("journal", event_row(old._replace(step=f"s{i}"), "ok", "{}")) for i in range(3)],
-        [("journal", event_row(event._replace(step=f"s{i}"), "ok" if i % 2 else None, "{}")) for i in range(6)],
-        [("journal", event_row(event._replace(step="map", map_index=i), "item", "{}")) for i in range(4)],
-        [("journal", event_row(event._replace(step="map"), "ok", "{}"))],  # the map's own row
-        [("journal", event_row(event._replace(step="s9"), "ok", "{}"))],  # a row alone: its seq comes back
-        [
-            *[Store.durable_wait_row(0.5 + i, "fresh", f"s{i}", 1, 1) for i in range(6)],
-            *[Store.durable_wait_row(0.25 + i, "fresh", "map", 1, 1, i) for i in range(4)],
-            Store.durable_wait_row(6.0, "fresh", "map", 1, 1),
-            Store.durable_wait_row(7.0, "fresh", "s9", 1, 1),
-            Store.durable_wait_row(8.0, "fresh", "never", 1, 1),
-            Store.durable_wait_row(9.0, "old", "s1", 1, 1),
-        ],
-        [("journal", event_row(event._replace(step="s1", attempt=2), "ok", "{}"))],
-        [Store.durable_wait_row(3.0, "fresh", "s1", 1, 2), Store.durable_wait_row(4.0, "fresh", "s3", 1, 1)],
-    ]
-    expected_db, actual_db = tmp_path / "searched.db", tmp_path / "by_seq.db"
-    searched, by_seq = Store(expected_db), Store(actual_db)
+    store = Store(tmp_path / "runs.db")
     try:
-        for store in (searched, by_seq):
-            store.create_run(_row("fresh"))
-        for i, batch in enumerate(batches):
-            if i == 0:  # a run this store did not create
-                for store in (searched, by_seq):
-                    store.do(lambda conn, b=batch: [conn.execute(JOURNAL_INSERT, row) for _, row in b])
-                continue
-            searched.do(lambda conn, b=batch: _bulk_write(conn, b))
-            by_seq.writer.run(None, batch)
-        remembered = by_seq._checkpoint_seqs.find([("w", "fresh", "s3", 1, 1, None), ("w", "old", "s1", 1, 1, None)])
-        by_seq.finish("fresh", status="succeeded", state={}, error=None, elapsed=1.0, ended=True)
-        forgotten = by_seq._checkpoint_seqs.find([("w", "fresh", "s3", 1, 1, None)])
+        store.create_run(_row("fresh"))
+        store.do(
+            lambda conn: [
+                conn.execute(JOURNAL_INSERT, event_row(old._replace(step=f"o{i}"), "ok", "{}")) for i in range(3)
+            ]
+        )
+        alone = store.writer.run(None, [("journal", event_row(event._replace(step="a"), "ok", "{}"))])
+        grouped = [
+            store.writer.submit(None, [("event", (event._replace(step=f"g{i}"), "ok", "{}", None))]) for i in range(5)
+        ]
+        items = [
+            store.writer.submit(None, [("event", (event._replace(step="map", map_index=i), "item", "{}", None))])
+            for i in range(3)
+        ]
+        with_function = store.writer.run(lambda conn: None, [("event", (event._replace(step="f"), "ok", "{}", None))])
+        told = store.writer.run(lambda conn: "kept", [("event", (event._replace(step="k"), "ok", "{}", None))])
+        theirs = store.writer.run(None, [("event", (old._replace(step="o3"), "ok", "{}", None))])
+        seqs = {
+            "a": alone,
+            **{f"g{i}": f.result() for i, f in enumerate(grouped)},
+            **{f"map{i}": f.result() for i, f in enumerate(items)},
+            "f": with_function,
+        }
+        store.writer.run(None, [Store.durable_wait_row(0.5 + i, "fresh", seq) for i, seq in enumerate(seqs.values())])
+        store.writer.run(None, [Store.durable_wait_row(9.0, "old", theirs)])
     finally:
-        searched.close()
-        by_seq.close()
-    assert ([("w", "fresh", 4, "s3", 1, 1, None)], [("w", "old", "s1", 1, 1, None)]) == remembered
-    assert ([], [("w", "fresh", "s3", 1, 1, None)]) == forgotten
-    expected = _journal_with_waits(expected_db)
-    assert expected == _journal_with_waits(actual_db)
-    # s1, s3, s5 (the others have no outcome), the four map items and the map's row, s9, and s1's second attempt
-    assert 10 == sum(1 for row in expected if row[5] is not None and row[0] == "fresh")
-    assert [0.25, 1.25, 2.25, 3.25, 6.0] == [row[5] for row in expected if row[0] == "fresh" and row[2] == "map"]
+        store.close()
+    assert "kept" == told  # a function's own result is its waiter's
+    assert 4 == theirs  # after the three rows another writer put there
+    rows = _sql(
+        tmp_path / "runs.db", "SELECT run_id, seq, step, map_index, durable_wait_s FROM journal ORDER BY run_id, seq"
+    )
+    fresh = {(r[2] if r[3] is None else f"map{r[3]}"): (r[1], r[4]) for r in rows if r[0] == "fresh"}
+    assert list(range(1, 12)) == sorted(seq for seq, _ in fresh.values())
+    assert {name: seq for name, (seq, _) in fresh.items() if name != "k"} == seqs
+    assert [0.5 + i for i in range(len(seqs))] == [fresh[name][1] for name in seqs]
+    assert fresh["k"][1] is None  # no wait was written for it
+    assert [None, None, None, 9.0] == [r[4] for r in rows if r[0] == "old"]
 
 
 def _seqs_of(store: Store, run_id: str) -> list[tuple[int, str]]:

@@ -39,8 +39,10 @@ def _connect(path: Path) -> Any:
     return connect
 
 
-def _bulk(conn: sqlite3.Connection, rows: Sequence[Sequence[Any]]) -> None:
+def _bulk(conn: sqlite3.Connection, rows: Sequence[Sequence[Any]]) -> list[str]:
+    """Insert the rows; each row says its key (what a write of rows resolves to: its first's)."""
     conn.executemany("INSERT INTO t (k, v) VALUES (?, ?)", [values for _kind, values in rows])
+    return [values[0] for _kind, values in rows]
 
 
 @pytest.fixture
@@ -115,10 +117,31 @@ def test_a_failing_bulk_row_fails_only_its_write(writer: Writer, db: Path) -> No
     ok = writer.submit(None, [("t", ("p", 1))])
     bad = writer.submit(None, [("t", ("p", 2))])
     gate.set()
-    ok.result(10)
+    assert "p" == ok.result(10)  # written again alone, it still learns what its row said
     with pytest.raises(sqlite3.IntegrityError):
         bad.result(10)
     assert [("p", 1)] == _rows(db)
+
+
+def test_a_write_of_rows_resolves_to_what_its_first_row_says(normal_writer: Writer, db: Path) -> None:
+    """In a group commit, alone on the writer's thread, or committed on the loop: a write with rows
+    resolves to its first row's answer from ``bulk`` (a checkpoint learns its row's seq), unless its
+    function returned something of its own."""
+    gate = threading.Event()
+    normal_writer.submit(lambda conn: gate.wait(5))
+    grouped = [normal_writer.submit(None, [("t", (f"g{i}", i)), ("t", (f"h{i}", i))]) for i in range(3)]
+    with_function = normal_writer.submit(lambda conn: None, [("t", ("f", 1))])
+    own = normal_writer.submit(_insert("own"), [("t", ("o", 1))])
+    gate.set()
+    assert ["g0", "g1", "g2"] == [f.result(10) for f in grouped]
+    assert ("f", "own") == (with_function.result(10), own.result(10))
+    assert "alone" == normal_writer.run(None, [("t", ("alone", 1))])
+
+    async def on_the_loop() -> tuple[bool, str]:
+        future = normal_writer.submit_async(None, [("t", ("loop", 1))])
+        return future.done(), await future
+
+    assert (True, "loop") == asyncio.run(on_the_loop())  # committed on the idle loop
 
 
 def test_rows_without_a_bulk_insert_are_refused(db: Path) -> None:

@@ -150,7 +150,7 @@ class Durability:
         # event each one emits once durable), other writes, and the durable waits measured but
         # not yet in the journal (they ride in the run's next write).
         # (None: an event with no checkpoint, emitted in its turn so sinks see settle order.)
-        self._unsynced: list[tuple[asyncio.Future[None] | None, StepEvent, float]] = []
+        self._unsynced: list[tuple[asyncio.Future[Any] | None, StepEvent, float]] = []
         self._writes: list[asyncio.Future[Any]] = []
         self._waits: list[tuple[str, tuple[Any, ...]]] = []
         self._lease_renew_at = time.monotonic() + LEASE_TTL / 2
@@ -255,11 +255,9 @@ class Durability:
                 if checkpoint is None:
                     self._emit(event)
                     continue
-                await checkpoint
+                seq: int = await checkpoint  # the writer resolves it to the seq its row went to
                 wait = time.perf_counter() - body_end
-                self._waits.append(
-                    Store.durable_wait_row(wait, self.run_id, event.step, event.visit, event.attempt, event.map_index)
-                )
+                self._waits.append(Store.durable_wait_row(wait, self.run_id, seq))
                 self._emit(_with_wait(event, wait))
 
     def _take_waits(self) -> list[tuple[str, tuple[Any, ...]]]:

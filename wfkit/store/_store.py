@@ -287,7 +287,7 @@ class Store:
         # Approval tickets: a part of the store, handed its write and read (``store.tickets``).
         self.tickets = Tickets(path, self.do, self.read)
         # Used by the writer only (its thread, or a loop's commit under its gate).
-        self._checkpoint_seqs = _CheckpointSeqs()
+        self._next_seqs = _NextSeqs()
 
     # ---- connection --------------------------------------------------------------------------
 
@@ -502,16 +502,16 @@ class Store:
     def conn(self) -> sqlite3.Connection:
         return self._connect()
 
-    def _bulk_write(self, conn: sqlite3.Connection, rows: Rows) -> None:
+    def _bulk_write(self, conn: sqlite3.Connection, rows: Rows) -> list[int | None]:
         try:
-            _bulk_write(conn, rows, self._checkpoint_seqs)
+            return _bulk_write(conn, rows, self._next_seqs)
         except ValueError as exc:  # name the store a refused run id was meant for
             raise ValueError(
                 str(exc).replace(" already exists;", f" already exists in {self.path};")
             ) from exc.__cause__
 
     def _forget_seqs(self) -> None:
-        self._checkpoint_seqs.stale()
+        self._next_seqs.clear()
 
     def do(self, op: WriteOp[Any]) -> Any:
         """Hand a write to the writer thread and block until it is durable."""
@@ -592,7 +592,7 @@ class Store:
             ]
             for table in tables:  # names read from the schema, never from a caller
                 conn.execute(f'DELETE FROM "{table}"')
-            self._checkpoint_seqs.clear()
+            self._next_seqs.clear()
 
         self.do(drop)
 
@@ -1097,13 +1097,11 @@ class Store:
         return record
 
     @staticmethod
-    def durable_wait_row(
-        wait: float, run_id: str, step: str, visit: int, attempt: int, map_index: int | None = None
-    ) -> tuple[str, tuple[Any, ...]]:
+    def durable_wait_row(wait: float, run_id: str, seq: int) -> tuple[str, tuple[Any, ...]]:
         """Fill in ``durable_wait_s`` of a checkpoint row once its wait is known (a row for the
-        writer's bulk update; it rides in the run's next write). ``map_index`` tells a map's item
-        rows apart (they share step, visit and attempt with each other and with the map's own row)."""
-        return ("wait", (wait, run_id, step, visit, attempt, map_index))
+        writer's bulk update; it rides in the run's next write). ``seq``: the row's, which the
+        writer resolved the checkpoint's write to."""
+        return ("wait", (wait, run_id, seq))
 
     # ---- intents --------------------------------------------------------------------------------
 
@@ -1143,7 +1141,7 @@ class Store:
         key = (status, by, event.run_id, event.step, event.visit)
 
         def settle(conn: sqlite3.Connection) -> None:
-            self._checkpoint_seqs.forget(event.run_id)  # a checkpoint row not written by the bulk insert
+            self._next_seqs.pop(event.run_id, None)  # a row not written by the bulk insert
             conn.execute(JOURNAL_INSERT, row)
             conn.execute("UPDATE intents SET status=?, resolved_by=? WHERE run_id=? AND step=? AND visit=?", key)
 
@@ -1270,19 +1268,7 @@ def _bulk_finish(values: str) -> str:
 def _bulk_waits(values: str) -> str:
     return (
         f"UPDATE journal SET durable_wait_s = v.column2 FROM (VALUES {values}) v WHERE v.column1 = 1 "
-        "AND journal.run_id = v.column3 AND journal.step = v.column4 AND journal.visit = v.column5 "
-        "AND journal.attempt = v.column6 AND journal.map_index IS v.column7 AND journal.outcome IS NOT NULL"
-    )
-
-
-def _bulk_waits_by_seq(values: str) -> str:
-    """The same update for rows known by seq: one row each instead of a search of the run's
-    journal (the checks of the search stay: a seq that does not hold that checkpoint is left)."""
-    return (
-        f"UPDATE journal SET durable_wait_s = v.column2 FROM (VALUES {values}) v WHERE v.column1 = 1 "
-        "AND journal.run_id = v.column3 AND journal.seq = v.column4 AND journal.step = v.column5 "
-        "AND journal.visit = v.column6 AND journal.attempt = v.column7 AND journal.map_index IS v.column8 "
-        "AND journal.outcome IS NOT NULL"
+        "AND journal.run_id = v.column3 AND journal.seq = v.column4"
     )
 
 
@@ -1315,15 +1301,24 @@ def _journal_row(
     return ("journal", event_row(event, outcome, updates, failure))
 
 
-def _bulk_write(conn: sqlite3.Connection, rows: Rows, checkpoints: _CheckpointSeqs | None = None) -> None:
+def _bulk_write(conn: sqlite3.Connection, rows: Rows, nexts: _NextSeqs | None = None) -> list[int | None]:
     """The writer's bulk step: new runs, then journal rows, then durable waits, then runs that
     stopped, each kind in one statement per 512 rows and NULL pattern (every statement costs the
-    writer the GIL). ``checkpoints`` remembers where checkpoint rows went, for their waits."""
+    writer the GIL). Returns, per row, the seq a journal row went to (None for other rows): the
+    writer resolves a checkpoint's write to it, and the checkpoint's durable wait is written to
+    that row later. ``nexts``: the next seq of runs whose journal this store wrote (see
+    :class:`_NextSeqs`)."""
     by_kind: dict[str, list[Sequence[Any]]] = {"run": [], "journal": [], "wait": [], "finish": []}
     journal = by_kind["journal"]
-    for kind, values in rows:
+    said: list[int | None] = [None] * len(rows)
+    at: list[int] = []  # where each journal row is among ``rows``
+    for i, (kind, values) in enumerate(rows):
         if kind == "event":  # made into its journal row here, in its place among the others
             journal.append(event_row(*values))
+            at.append(i)
+        elif kind == "journal":
+            journal.append(values)
+            at.append(i)
         else:
             by_kind[kind].append(values)
     if by_kind["run"]:
@@ -1335,121 +1330,48 @@ def _bulk_write(conn: sqlite3.Connection, rows: Rows, checkpoints: _CheckpointSe
             raise ValueError(
                 f"a run with id {by_kind['run'][0][0]!r} already exists; pass another run_id, or resume that run"
             ) from exc
-        if checkpoints is not None:
-            checkpoints.start([r[0] for r in by_kind["run"]])
+        if nexts is not None:
+            nexts.start([r[0] for r in by_kind["run"]])
     if journal:
-        if checkpoints is None:
-            insert_rows(conn, journal)
-        else:
-            checkpoints.note(journal, insert_rows(conn, journal, checkpoints.nexts))
+        for i, seq in zip(at, insert_rows(conn, journal, nexts), strict=True):
+            said[i] = seq
+        if nexts is not None:
+            nexts.bound()
     if by_kind["wait"]:
-        by_seq: list[tuple[Any, ...]]
-        search: Sequence[Sequence[Any]]
-        if checkpoints is None:
-            by_seq, search = [], by_kind["wait"]
-        else:
-            by_seq, search = checkpoints.find(by_kind["wait"])
-        if by_seq:
-            execute_rows(conn, _bulk_waits_by_seq, by_seq)
-        if search:
-            execute_rows(conn, _bulk_waits, search)
+        execute_rows(conn, _bulk_waits, by_kind["wait"])
     if by_kind["finish"]:
         execute_rows(conn, _bulk_finish, by_kind["finish"])
         # Attempt records of stopped runs (only retried steps have them): none is in flight now.
         execute_rows(conn, _bulk_forget, [(r[0],) for r in by_kind["finish"]])
-        if checkpoints is not None:
-            for finish in by_kind["finish"]:  # its last waits came with it (a resumed run searches)
-                checkpoints.forget(finish[0])
+        if nexts is not None:
+            for finish in by_kind["finish"]:  # its last waits came with it
+                nexts.pop(finish[0], None)
+    return said
 
 
-_CHECKPOINT_KEY = operator.itemgetter(_AT["step"], _AT["visit"], _AT["attempt"], _AT["map_index"])  # of an insert row
-_OUTCOME_AT = _AT["outcome"]
+class _NextSeqs(dict[str, int]):
+    """The next seq of each run whose journal this store wrote or read: handed to ``insert_rows``,
+    so a lone checkpoint (a sequential run's) is one INSERT, and a group commit reads no seqs,
+    instead of a statement more each (every statement costs the writer the GIL).
 
-
-class _CheckpointSeqs:
-    """Where this store wrote the checkpoint rows of the runs it is executing: per run, per
-    (step, visit, attempt, map_index), their seqs; only for runs it created (so it wrote their whole journal).
-
-    Why: a checkpoint's durable wait is known only once its commit returned, so it is written
-    later, as an update of the run's checkpoint rows with that step, visit and attempt. Searched
-    by those columns, SQLite reads every row of the run (the key is run_id, seq), so a wait per
-    step costs a run time quadratic in its length (measured: 40 us a wait in a 100-step run,
-    0.3 ms in a 1,000-step one); by seq it is one row. A run not known here (resumed, started by
-    another process, forgotten to bound memory, or whose rows came another way) is searched as
-    before. A seq noted by a write that was rolled back is harmless: the update by seq keeps the
-    search's checks, so it changes no other row.
-
-    It also keeps the next seq of each run whose journal it wrote or read (``nexts``, handed to
-    ``insert_rows``): a lone checkpoint (a sequential run's) is then one INSERT, and a group commit
-    reads no seqs, instead of a statement more each (every statement costs the writer the GIL).
-    Those are dropped (``stale``) whenever they may no longer match the file: the writer calls it
+    They are dropped (``clear``) whenever they may no longer match the file: the writer calls it
     after a rollback and after a write function ran (it may have written journal rows itself).
     A seq known wrongly can only be behind (rows are never deleted but by ``drop_all_rows``,
     which forgets them too): another process wrote the run's rows, and the journal's primary key
     refuses the insert rather than leave a hole; the writer rolls back, forgets, and writes again.
     """
 
-    _RUNS = 4096  # runs remembered at once (the oldest is forgotten first)
-    _KEYS = 65536  # checkpoints remembered per run
-
-    def __init__(self) -> None:
-        self._runs: dict[str, dict[tuple[Any, ...], list[int]]] = {}
-        self.nexts: dict[str, int] = {}  # run id -> the seq of its next journal row
+    _RUNS = 4096  # runs remembered at once (the oldest is forgotten first; a run that stopped at once)
 
     def start(self, run_ids: Sequence[str]) -> None:
         """Runs just created: their journals are empty."""
-        runs, nexts = self._runs, self.nexts
         for run_id in run_ids:
-            if len(runs) >= self._RUNS:
-                del runs[next(iter(runs))]
-            runs[run_id] = {}
-            nexts[run_id] = 1
+            self[run_id] = 1
 
-    def note(self, rows: Sequence[Sequence[Any]], seqs: Sequence[int]) -> None:
-        """Journal rows just inserted (as ``insert_rows`` takes them) and their seqs."""
-        nexts = self.nexts
-        while len(nexts) > self._RUNS:  # the oldest first (runs that stopped are forgotten already)
-            del nexts[next(iter(nexts))]
-        runs = self._runs
-        for row, seq in zip(rows, seqs, strict=True):
-            if row[_OUTCOME_AT] is None:
-                continue
-            keys = runs.get(row[0])
-            if keys is None:
-                continue
-            if len(keys) >= self._KEYS:
-                del runs[row[0]]
-            else:
-                keys.setdefault(_CHECKPOINT_KEY(row), []).append(seq)
-
-    def find(self, waits: Sequence[Sequence[Any]]) -> tuple[list[tuple[Any, ...]], list[Sequence[Any]]]:
-        """Durable-wait rows (wait, run_id, step, visit, attempt, map_index) split into rows by seq
-        (wait, run_id, seq, step, visit, attempt, map_index) and rows to search for. Waits for the
-        same checkpoint give it the last one."""
-        found: dict[tuple[Any, ...], tuple[Any, list[int]]] = {}
-        search: list[Sequence[Any]] = []
-        for wait in waits:
-            keys = self._runs.get(wait[1])
-            seqs = None if keys is None else keys.get((wait[2], wait[3], wait[4], wait[5]))
-            if seqs is None:
-                search.append(wait)
-            else:
-                found[tuple(wait[1:])] = (wait[0], seqs)
-        by_seq = [(w, key[0], seq, *key[1:]) for key, (w, seqs) in found.items() for seq in seqs]
-        return by_seq, search
-
-    def forget(self, run_id: str) -> None:
-        self._runs.pop(run_id, None)
-        self.nexts.pop(run_id, None)
-
-    def stale(self) -> None:
-        """What the file holds may have changed behind the seqs known here: forget them (they are
-        read again, once per run, by the next insert)."""
-        self.nexts.clear()
-
-    def clear(self) -> None:
-        self._runs.clear()
-        self.nexts.clear()
+    def bound(self) -> None:
+        """Forget the oldest runs past ``_RUNS`` (runs resumed here are read again if they go on)."""
+        while len(self) > self._RUNS:
+            del self[next(iter(self))]
 
 
 class AttemptFacts(NamedTuple):

@@ -129,7 +129,9 @@ class Writer:
     ``connect`` opens the writer's own connection (in the writer thread); ``translate`` turns an
     SQLite error into the error a caller should see (a damaged file is a ``StoreCorruptError``);
     ``bulk`` writes the rows handed over with writes, all of a batch's at once, after the
-    batch's functions ran. Rows rather than a function per row because every SQLite statement
+    batch's functions ran, and says per row what its waiter learns of it (a journal row's seq;
+    None: nothing): a write whose function returned nothing, or that has none, resolves to what
+    its first row says. Rows rather than a function per row because every SQLite statement
     lets go of the GIL and has to win it back from a busy event loop: a thousand checkpoints
     cost a few statements, not a thousand. ``stale`` tells ``bulk`` that what it remembers of the
     file (the journal's next seqs) may no longer hold: called after every rollback, after a write
@@ -144,7 +146,7 @@ class Writer:
         *,
         name: str,
         translate: Callable[[sqlite3.DatabaseError], BaseException] | None = None,
-        bulk: Callable[[sqlite3.Connection, Rows], None] | None = None,
+        bulk: Callable[[sqlite3.Connection, Rows], Sequence[Any]] | None = None,
         inline: Callable[[], sqlite3.Connection] | None = None,
         stale: Callable[[], None] | None = None,
     ) -> None:
@@ -433,7 +435,9 @@ class Writer:
                         if isolate:
                             stale()
                     if isolate and pending.rows:
-                        self._write_rows(conn, pending.rows)
+                        said = self._write_rows(conn, pending.rows)
+                        if pending.result is None:
+                            pending.result = said[0]
                 except Exception as exc:
                     stale()
                     if not isolate:
@@ -449,11 +453,17 @@ class Writer:
                     if functions:
                         stale()
                     try:
-                        self._write_rows(conn, rows)
+                        said = self._write_rows(conn, rows)
                     except Exception:
                         stale()
                         conn.execute("ROLLBACK")
                         return False
+                    at = 0
+                    for pending in batch:  # each write is told what its first row says
+                        if pending.rows:
+                            if pending.result is None:
+                                pending.result = said[at]
+                            at += len(pending.rows)
             conn.execute("COMMIT")
             self.commits += 1
             self.writes += len(batch)
@@ -482,7 +492,9 @@ class Writer:
                 self._stale()
             if pending.rows:
                 try:
-                    self._write_rows(conn, pending.rows)
+                    said = self._write_rows(conn, pending.rows)
+                    if pending.result is None:
+                        pending.result = said[0]
                 except sqlite3.IntegrityError:
                     if self._stale is _nothing:
                         raise
@@ -503,10 +515,10 @@ class Writer:
         self.writes += 1
         return True
 
-    def _write_rows(self, conn: sqlite3.Connection, rows: Rows) -> None:
+    def _write_rows(self, conn: sqlite3.Connection, rows: Rows) -> Sequence[Any]:
         if self._bulk is None:
             raise TypeError(f"the store writer of {self._name} was handed rows but has no bulk insert")
-        self._bulk(conn, rows)
+        return self._bulk(conn, rows)
 
     def _error(self, exc: BaseException) -> BaseException:
         if self._translate is not None and isinstance(exc, sqlite3.DatabaseError):
