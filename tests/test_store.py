@@ -1023,7 +1023,7 @@ def test_a_long_sequential_durable_run_keeps_the_wal_bounded(workspace: Path, mo
     again, so 2,000 steps leave a WAL of a few dozen commits, not one that grew with every step."""
     from wfkit.store import _writer
 
-    monkeypatch.setattr(_writer, "_CHECKPOINT_EVERY", 16)
+    monkeypatch.setattr(_writer, "_CHECKPOINT_PAGES", 32)  # 16 lone checkpoints
 
     async def nothing(state: dict[str, Any]) -> dict[str, Any]:
         return {}
@@ -1204,3 +1204,48 @@ def test_a_clustered_journal_that_cannot_be_rebuilt_now_is_used_as_it_is(
     assert "WITHOUT ROWID" not in _journal_table_sql(db).upper()
     with closing(Store(db, create=False)) as again:
         assert [1, 2] == [r[0] for r in again.journal_rows("r1")]
+
+
+def test_at_full_the_writer_checkpoints_the_wal_after_waking_a_commits_waiters(
+    workspace: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every commit goes through the writer thread at FULL. Its connection never checkpoints inside a
+    commit (that commit's waiters would wait for the disk twice more); the writer copies the WAL into
+    the database after waking them, once enough pages piled up, so the WAL stays bounded."""
+    from wfkit.store import _writer
+
+    monkeypatch.setenv("WFKIT_SYNCHRONOUS", "full")
+    monkeypatch.setattr(_writer, "_CHECKPOINT_PAGES", 32)  # 16 lone checkpoints
+    order: list[str] = []
+    resolve, checkpoint = _writer.Writer._resolve, _writer.Writer._checkpoint
+    monkeypatch.setattr(_writer.Writer, "_resolve", staticmethod(lambda batch: (order.append("woken"), resolve(batch))))
+    monkeypatch.setattr(
+        _writer.Writer, "_checkpoint", lambda self, conn: (order.append("checkpoint"), checkpoint(self, conn))
+    )
+    settings: list[int] = []
+    monkeypatch.setattr(
+        _writer.Writer,
+        "_commit",
+        lambda self, conn, batch, *, isolate, commit=_writer.Writer._commit: (
+            settings.append(conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0]),
+            commit(self, conn, batch, isolate=isolate),
+        )[1],
+    )
+
+    async def nothing(state: dict[str, Any]) -> dict[str, Any]:
+        return {}
+
+    flow = wf.Workflow("long-full")
+    names = [f"s{i}" for i in range(50)]
+    for name in names:
+        flow.step(nothing, name=name)
+    flow.chain(*names)
+    for _ in range(8):
+        assert "succeeded" == flow.run({}, workspace=workspace).status
+    store = open_store(workspace)
+    assert 0 == store.writer.inline_commits  # every commit was the writer thread's (the case at stake)
+    assert {0} == set(settings)  # its connection never checkpoints in a commit
+    assert order.count("checkpoint") >= 20  # 400 commits, a checkpoint every 16
+    assert all(order[i - 1] == "woken" for i, what in enumerate(order) if what == "checkpoint")
+    wal = (workspace / f"{DB_NAME}-wal").stat().st_size
+    assert wal < 2**20, f"a WAL of {wal / 2**20:.1f} MB after 400 steps"

@@ -456,7 +456,7 @@ def test_no_commit_on_the_loop_overlaps_a_wal_checkpoint(
         checkpoint(self, conn)
 
     monkeypatch.setattr(Writer, "_checkpoint", held_checkpoint)
-    monkeypatch.setattr(writer_module, "_CHECKPOINT_EVERY", 2)
+    monkeypatch.setattr(writer_module, "_CHECKPOINT_PAGES", 4)  # two lone writes
     normal_writer.inline_budget = 10.0  # a slow commit on a loaded machine must not spend it here
 
     async def main() -> tuple[bool, str]:

@@ -196,7 +196,13 @@ class Durability:
         if loop is None:
             loop = self._loop = asyncio.get_running_loop()
         rows = store.checkpoint_rows(event, "ok", updates, None)
-        self._unsynced.append((store.writer.submit_async(None, rows, loop), event, body_end))
+        written: asyncio.Future[Any] = store.writer.submit_async(None, rows, loop)
+        if written.done() and not self._unsynced and not self._writes and written.exception() is None:
+            # Committed on the loop already (synchronous=NORMAL, an idle loop): the event goes to
+            # the sinks now, as ``sync`` would hand it over, and the scheduler waits for nothing.
+            self._settled(event, written.result(), body_end)
+        else:
+            self._unsynced.append((written, event, body_end))
 
     def _hand_over(
         self,
@@ -255,10 +261,14 @@ class Durability:
                 if checkpoint is None:
                     self._emit(event)
                     continue
-                seq: int = await checkpoint  # the writer resolves it to the seq its row went to
-                wait = time.perf_counter() - body_end
-                self._waits.append(Store.durable_wait_row(wait, self.run_id, seq))
-                self._emit(_with_wait(event, wait))
+                self._settled(event, await checkpoint, body_end)
+
+    def _settled(self, event: StepEvent, seq: int, body_end: float) -> None:
+        """A checkpoint is durable (its row at ``seq``, which the writer resolved its write to):
+        its wait is measured, kept for the journal, and its event goes to the sinks with it."""
+        wait = time.perf_counter() - body_end
+        self._waits.append(Store.durable_wait_row(wait, self.run_id, seq))
+        self._emit(_with_wait(event, wait))
 
     def _take_waits(self) -> list[tuple[str, tuple[Any, ...]]]:
         """The durable waits measured since the run's last write, as rows to write with it."""

@@ -453,7 +453,7 @@ class Execution:
                                 self._settle(act, await runner.run(act, attempt, alarm))
                                 del attempt  # holds the result: not kept alive through the next step
                             result = None
-                        if durable:
+                        if durable and durability.pending:
                             await durability.sync()  # the successor waits for the checkpoint
                         continue
                     if spec.gated and not await self._admitted(act):

@@ -502,7 +502,7 @@ class Store:
     def conn(self) -> sqlite3.Connection:
         return self._connect()
 
-    def _bulk_write(self, conn: sqlite3.Connection, rows: Rows) -> list[int | None]:
+    def _bulk_write(self, conn: sqlite3.Connection, rows: Rows) -> Sequence[int | None]:
         try:
             return _bulk_write(conn, rows, self._next_seqs)
         except ValueError as exc:  # name the store a refused run id was meant for
@@ -1301,13 +1301,15 @@ def _journal_row(
     return ("journal", event_row(event, outcome, updates, failure))
 
 
-def _bulk_write(conn: sqlite3.Connection, rows: Rows, nexts: _NextSeqs | None = None) -> list[int | None]:
+def _bulk_write(conn: sqlite3.Connection, rows: Rows, nexts: _NextSeqs | None = None) -> Sequence[int | None]:
     """The writer's bulk step: new runs, then journal rows, then durable waits, then runs that
     stopped, each kind in one statement per 512 rows and NULL pattern (every statement costs the
     writer the GIL). Returns, per row, the seq a journal row went to (None for other rows): the
     writer resolves a checkpoint's write to it, and the checkpoint's durable wait is written to
     that row later. ``nexts``: the next seq of runs whose journal this store wrote (see
     :class:`_NextSeqs`)."""
+    if len(rows) == 1 and rows[0][0] == "event":  # a lone checkpoint (a sequential run's): one INSERT
+        return insert_rows(conn, [event_row(*rows[0][1])], nexts)
     by_kind: dict[str, list[Sequence[Any]]] = {"run": [], "journal": [], "wait": [], "finish": []}
     journal = by_kind["journal"]
     said: list[int | None] = [None] * len(rows)
@@ -1367,6 +1369,7 @@ class _NextSeqs(dict[str, int]):
         """Runs just created: their journals are empty."""
         for run_id in run_ids:
             self[run_id] = 1
+        self.bound()
 
     def bound(self) -> None:
         """Forget the oldest runs past ``_RUNS`` (runs resumed here are read again if they go on)."""
