@@ -175,11 +175,12 @@ class Writer:
         self.inline_commits = 0
         self._outstanding = 0
         self._gate = threading.Lock()
-        # Per loop: the seconds its current iteration spent in commits, and the callback that
-        # starts the next iteration's budget afresh.
-        self._spent: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, tuple[float, asyncio.Handle]] = (
-            weakref.WeakKeyDictionary()
-        )
+        # The loop iteration whose budget is open: its loop, the seconds it spent in commits, and
+        # the callback that closes it when the next iteration starts. One at a time (a sequential
+        # run is on one loop): loops in several threads that commit in turn close each other's
+        # budget, and a loop that finds its own closing callback still queued is not idle, so its
+        # write goes to the writer thread.
+        self._budget: tuple[asyncio.AbstractEventLoop, float, asyncio.Handle] | None = None
         self._local = threading.local()
         self._inline_conns: list[tuple[threading.Thread, sqlite3.Connection]] = []
         # Pages of WAL committed since the last checkpoint (guessed: _CHECKPOINT_PAGES), under the gate.
@@ -254,8 +255,10 @@ class Writer:
         sequential run yields the loop once, where a hop to the writer thread and back would cost it
         two thread wake-ups; a burst goes to the writer, since the loop is no longer idle once that
         wake-up is queued). None: not committed, hand it to the writer."""
-        budget = self._spent.get(loop)
-        reset = None if budget is None else budget[1]
+        budget = self._budget
+        if budget is not None and budget[0] is not loop:
+            budget = None  # another loop's: this one's iteration starts its own
+        reset = None if budget is None else budget[2]
         if not _idle(loop, reset):
             return None  # other runs are ready to go on: the commit would hold them up
         if self._pid not in (0, _process_id):
@@ -281,11 +284,16 @@ class Writer:
         finally:
             self._gate.release()
         spent = time.perf_counter() - t0
-        if budget is None:  # the loop iteration's first: its budget is reset with the next iteration
-            self._spent[loop] = (spent, loop.call_soon(self._spent.pop, loop, None))
+        if budget is None:  # the loop iteration's first: its budget closes when the next one starts
+            self._budget = (loop, spent, loop.call_soon(self._close_budget, loop))
             return _NOW
-        self._spent[loop] = (budget[0] + spent, budget[1])
-        return _NOW if budget[0] < self.inline_budget else _NEXT_ITERATION
+        self._budget = (loop, budget[1] + spent, budget[2])
+        return _NOW if budget[1] < self.inline_budget else _NEXT_ITERATION
+
+    def _close_budget(self, loop: asyncio.AbstractEventLoop) -> None:
+        budget = self._budget
+        if budget is not None and budget[0] is loop:
+            self._budget = None
 
     def _loop_connection(self) -> sqlite3.Connection:
         """This thread's connection for commits on the loop (made by ``inline``; one per thread)."""
