@@ -1017,6 +1017,20 @@ def test_a_commit_on_the_loop_behind_another_writer_goes_to_the_writer_thread(tm
     assert [(1, "a"), (2, "x"), (3, "y"), (4, "b")] == journal
 
 
+def _chain_of_nothing(name: str, steps: int) -> wf.Workflow:
+    """A sequential chain of ``steps`` async steps that write nothing: a checkpoint per step."""
+
+    async def nothing(state: dict[str, Any]) -> dict[str, Any]:
+        return {}
+
+    flow = wf.Workflow(name)
+    names = [f"s{i}" for i in range(steps)]
+    for step in names:
+        flow.step(nothing, name=step)
+    flow.chain(*names)
+    return flow
+
+
 def test_a_long_sequential_durable_run_keeps_the_wal_bounded(workspace: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """At NORMAL a sequential run's checkpoints commit on the loop, and every so many of them (16
     here) the writer copies the WAL into the database; SQLite then writes the WAL from its start
@@ -1024,15 +1038,7 @@ def test_a_long_sequential_durable_run_keeps_the_wal_bounded(workspace: Path, mo
     from wfkit.store import _writer
 
     monkeypatch.setattr(_writer, "_CHECKPOINT_PAGES", 32)  # 16 lone checkpoints
-
-    async def nothing(state: dict[str, Any]) -> dict[str, Any]:
-        return {}
-
-    flow = wf.Workflow("long")
-    names = [f"s{i}" for i in range(100)]
-    for name in names:
-        flow.step(nothing, name=name)
-    flow.chain(*names)
+    flow = _chain_of_nothing("long", 100)
     for _ in range(20):
         assert "succeeded" == flow.run({}, workspace=workspace).status
     store = open_store(workspace)
@@ -1232,14 +1238,7 @@ def test_at_full_the_writer_checkpoints_the_wal_after_waking_a_commits_waiters(
         )[1],
     )
 
-    async def nothing(state: dict[str, Any]) -> dict[str, Any]:
-        return {}
-
-    flow = wf.Workflow("long-full")
-    names = [f"s{i}" for i in range(50)]
-    for name in names:
-        flow.step(nothing, name=name)
-    flow.chain(*names)
+    flow = _chain_of_nothing("long-full", 50)
     for _ in range(8):
         assert "succeeded" == flow.run({}, workspace=workspace).status
     store = open_store(workspace)
