@@ -239,6 +239,19 @@ def test_an_encoder_made_once_refuses_what_json_refuses() -> None:
     assert '{"x": "<wf>"}' == json_encoder(separators=(", ", ": "), default=lambda v: "<wf>")({"x": object()})
 
 
+def test_without_json_speedups_the_encoder_is_jsons_own(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An interpreter whose json has no C encoder (or another signature for it) gets the same text."""
+    import json
+
+    from wfkit.store._codec import json_encoder
+
+    value = {"b": [1, 2.5, float("nan"), None], "a": "é"}
+    monkeypatch.setattr(json.encoder, "c_make_encoder", None)
+    assert json.dumps(value, sort_keys=True, default=repr) == json_encoder(
+        separators=(", ", ": "), sort_keys=True, default=repr
+    )(value)
+
+
 def test_the_parameters_hash_of_inputs_is_the_one_earlier_versions_stored() -> None:
     """Runs are compared by the hash of their inputs across versions: its text must never change."""
     from wfkit.engine._workflow import _parameters_hash

@@ -153,23 +153,23 @@ def json_encoder(
     it equal to ``json.dumps``'s), but a cycle is not looked for: callers hand it values
     :func:`to_json` made or checked (a cycle would be a ``RecursionError``)."""
     item_separator, key_separator = separators
+    plain = json.JSONEncoder(separators=separators, ensure_ascii=ensure_ascii, sort_keys=sort_keys, default=default)
     make: Any = getattr(json.encoder, "c_make_encoder", None)
-    if make is None:  # an interpreter without json's C speedups
-        return json.JSONEncoder(
-            separators=separators, ensure_ascii=ensure_ascii, sort_keys=sort_keys, default=default
-        ).encode
     strings = json.encoder.encode_basestring_ascii if ensure_ascii else json.encoder.encode_basestring
-    encode = make(
-        None,  # no markers: no search for cycles
-        default or json.JSONEncoder().default,  # what json says of a value it cannot encode
-        strings,
-        None,  # no indent
-        key_separator,
-        item_separator,
-        sort_keys,
-        False,  # skipkeys
-        True,  # allow_nan
-    )
+    try:
+        encode = make(
+            None,  # no markers: no search for cycles
+            plain.default,  # what json says of a value it cannot encode (or ``default``)
+            strings,
+            None,  # no indent
+            key_separator,
+            item_separator,
+            sort_keys,
+            False,  # skipkeys
+            True,  # allow_nan
+        )
+    except TypeError:  # no C speedups in this interpreter (None), or another make_encoder signature
+        return plain.encode
     join = "".join
 
     def dumps(value: Any) -> str:
