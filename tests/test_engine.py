@@ -1470,3 +1470,33 @@ def test_rows_settled_inline_in_memory_are_the_rows_event_maker_makes() -> None:
         (e.step, e.visit, e.tools) for e in sink.events
     ]
     assert [("work", "work"), ("work", "done"), ("done", None)] == [(e.step, e.route_taken) for e in sink.events]
+
+
+def test_a_run_no_one_listens_to_has_the_events_of_a_run_with_a_sink() -> None:
+    """In memory with no sink, inline rows are kept compact and made when read: the same events, in
+    the same order, as a run whose sink heard each one (a visit bound's failure among them)."""
+    flow = wf.Workflow("compact-rows")
+
+    @flow.step(max_visits=3)
+    async def work(state: Any) -> dict[str, Any]:
+        return {"i": state["i"] + 1}
+
+    flow.route("work", wf.when("i", "lt", 5) >> wf.go("work", tools=["calc"]), default=wf.go(wf.END))
+    differ = {"run_id", "started_at", "ended_at", "latency_s", "queue_s", "error_message"}  # (it names the run)
+
+    def rows(events: list[wf.StepEvent]) -> list[dict[str, Any]]:
+        return [{k: v for k, v in e._asdict().items() if k not in differ} for e in events]
+
+    sink = MemorySink()
+    heard = flow.run({"i": 0}, sinks=[sink], workspace=False, raise_on_error=False)
+    alone = flow.run({"i": 0}, workspace=False, raise_on_error=False)
+    assert rows(sink.events) == rows(heard.events) == rows(alone.events)
+    assert ["ok", "ok", "ok", "failed"] == [e.status for e in alone.events]
+    assert all(type(e) is wf.StepEvent for e in alone.events)
+    from wfkit.engine._stepevents import EventMaker
+
+    first = alone.events[0]
+    make = EventMaker(alone.run_id, "compact-rows", first.workflow_version, first.parameters_hash, ())
+    assert alone.events[:3] == [
+        make.ok(e.step, e.visit, e.started_at, e.latency_s, e.queue_s, e.route_taken, e.tools) for e in alone.events[:3]
+    ]

@@ -176,3 +176,26 @@ def test_makers_of_different_processor_tuples_each_get_their_own_answer() -> Non
         make = EventMaker("r1", "triage", "v1", None, processors)
         models.append(make.ok("fetch", 1, 100.0, 0.25, 0.5, None, ()).model)
     assert [None, "tagged", "tagged", None, None, "tagged"] == models
+
+
+def test_compact_rows_become_the_events_event_maker_makes_when_read() -> None:
+    """Rows kept compact (no one heard them as they happened) are made with ``EventMaker.ok`` when
+    the events are read, in their place among the others; one kept after a read is made by the next."""
+    make = EventMaker("r1", "triage", "v1", "p1", ())
+    outlet = Outlet((), make.ok)
+    failed = _row(make, error=RuntimeError("boom"), kind=ErrorKind.PERMANENT)
+    outlet.rows.append(("fetch", 1, 10.0, 0.5, 0.01, "parse", ()))
+    outlet.compact = True
+    outlet(failed)
+    outlet.rows.append(("parse", 1, 11.0, 0.25, 0.0, None, ("search",)))
+    first = outlet.events
+    assert [
+        make.ok("fetch", 1, 10.0, 0.5, 0.01, "parse", ()),
+        failed,
+        make.ok("parse", 1, 11.0, 0.25, 0.0, None, ("search",)),
+    ] == first
+    assert all(type(e) is StepEvent for e in first)
+    outlet.rows.append(("end", 1, 12.0, 0.1, 0.0, None, ()))
+    outlet.compact = True
+    assert make.ok("end", 1, 12.0, 0.1, 0.0, None, ()) == outlet.events[-1]
+    assert first is outlet.events  # one list: what a caller holds stays the run's

@@ -273,7 +273,7 @@ class Execution:
         self._map_done: dict[tuple[str, int], dict[int, Any]] = {}  # items finished before a resume
         # The parts. Events pass through the processors before the journal and any sink.
         self._make = EventMaker(run_id, graph.name, version, parameters_hash, processors, parent_run_id)
-        self._outlet = Outlet((*sinks, *settings.extra_sinks))
+        self._outlet = Outlet((*sinks, *settings.extra_sinks), self._make.ok)
         self._services = Services(run_id, llm, tool_registry, self.seed)
         self._durability = Durability(store, run_id, make=self._make, emit=self._outlet, policy=policy)
         # The step cache and the sub-workflow runner only for graphs that have such steps: ten
@@ -808,52 +808,57 @@ class Execution:
         started_at = self._wall + t0
         latency = body_end - t0
         route = None if chosen is None else chosen.target
-        # The row, as EventMaker.ok makes it.
-        event: StepEvent = _new_tuple(
-            StepEvent,
-            (
-                make.run_id,
-                make.workflow,
-                make.version,
-                name,
-                visit,
-                1,
-                Status.OK,
-                None,
-                None,
-                None,
-                started_at,
-                started_at + latency,
-                latency,
-                t0 - act.queued,
-                None,
-                route,
-                act.tools,
-                None,
-                None,
-                None,
-                None,
-                None,
-                None,
-                make.parameters_hash,
-                _HOST,
-                None,
-                None,
-                make.parent_run_id,
-                None,
-            ),
-        )
-        if not make.only_text:
-            event = make.processed(event)
-        if encoded is None:  # delivered, as Outlet.emit delivers it
-            outlet = self._outlet
-            outlet.events.append(event)
-            for sink in outlet.sinks:
-                sink(event)
-            for observer in outlet.observers:
-                observer(event)
+        outlet = self._outlet
+        if not outlet.sinks and not outlet.observers and encoded is None and make.only_text:
+            # No one hears the row as it happens: kept compact, made when the events are read.
+            outlet.rows.append((name, visit, started_at, latency, t0 - act.queued, route, act.tools))
+            outlet.compact = True
         else:
-            self._durability.checkpoint_ok(event, encoded, body_end)
+            # The row, as EventMaker.ok makes it.
+            event: StepEvent = _new_tuple(
+                StepEvent,
+                (
+                    make.run_id,
+                    make.workflow,
+                    make.version,
+                    name,
+                    visit,
+                    1,
+                    Status.OK,
+                    None,
+                    None,
+                    None,
+                    started_at,
+                    started_at + latency,
+                    latency,
+                    t0 - act.queued,
+                    None,
+                    route,
+                    act.tools,
+                    None,
+                    None,
+                    None,
+                    None,
+                    None,
+                    None,
+                    make.parameters_hash,
+                    _HOST,
+                    None,
+                    None,
+                    make.parent_run_id,
+                    None,
+                ),
+            )
+            if not make.only_text:
+                event = make.processed(event)
+            if encoded is None:  # delivered, as Outlet.emit delivers it
+                outlet.rows.append(event)
+                for sink in outlet.sinks:
+                    sink(event)
+                for observer in outlet.observers:
+                    observer(event)
+            else:
+                self._durability.checkpoint_ok(event, encoded, body_end)
         tools: tuple[str, ...] | None = None  # the successor's own, unless a route binds some
         if chosen is None:
             successor = onward.lone
