@@ -215,3 +215,55 @@ def _scenario(page: Page, expect: Any, server: Lab, folder: Path) -> None:
     ] == changed
     run = _run(saved, "What were Q1 sales figures?")
     assert ("sql_query",) == next(e.tools for e in run.events if e.step == "data_query")
+
+
+SLOW_KERNEL = (
+    "import time\n"
+    "import wfkit as wf\n"
+    "import wfkit.examples as ex\n\n"
+    'editor = wf.edit("slow.yaml", steps=ex, tools=ex.reliable_tools())\n\n\n'
+    "def answer_late(change):\n"
+    "    time.sleep(1.5)  # a busy kernel: its answer to a change comes late\n"
+    "    editor._on_spec(change)\n\n\n"
+    'editor.unobserve(editor._on_spec, names="spec")\n'
+    'editor.observe(answer_late, names="spec")\n'
+    "editor"
+)
+
+
+@pytest.mark.skipif(
+    not CHROMIUM.exists(), reason=f"{CHROMIUM} is missing (apt-get install chromium); this browser test drives it"
+)
+def test_text_typed_while_the_kernel_answers_is_kept(tmp_path: Path, lab: Lab) -> None:
+    """The kernel's answer to a change redraws the form; text typed meanwhile and not committed
+    yet stays in its field, focused, and Enter commits it (the kernel here answers 1.5 s late)."""
+    from playwright.sync_api import expect
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(SLOW_KERNEL)]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
+    nbformat.write(nb, tmp_path / "slow.ipynb")
+    with lab_page(lab, {"width": 1800, "height": 1100}, tmp_path / "slow-failure.png") as page:
+        page.goto(f"{lab.url}/lab/workspaces/s{secrets.token_hex(4)}/tree/slow.ipynb?reset&token={lab.token}")
+        notebook = page.locator(VISIBLE)
+        expect(notebook).to_have_count(1, timeout=30_000)
+        expect(page.get_by_role("contentinfo", name="Bottom Panel").get_by_text("| Idle")).to_be_visible(timeout=30_000)
+        page.locator(".lm-MenuBar-itemLabel", has_text=re.compile(r"^Run$")).click()
+        page.locator("li[data-command='runmenu:run-all']").click()
+        builder = notebook.locator(".wfk-builder")
+        expect(builder).to_be_visible(timeout=30_000)
+        problems = builder.locator(".wfk-problems")
+        expect(problems).to_contain_text("the flow has no steps yet")
+
+        builder.get_by_role("button", name="Add step classify", exact=True).click()  # answered 1.5 s later
+        builder.locator("g[data-step='classify'] rect.wfk-node-box").click()
+        timeout = builder.locator(".wfk-panel").get_by_label("Timeout per attempt (s)")
+        timeout.fill("7")  # not committed: no Enter yet
+        expect(problems).not_to_contain_text("the flow has no steps yet", timeout=10_000)  # the answer came
+        expect(timeout).to_have_value("7")
+        expect(timeout).to_be_focused()
+        timeout.press("Enter")
+        builder.get_by_role("button", name="Save flow spec").click()
+        expect(builder.locator(".wfk-status")).to_contain_text("saved slow.yaml", timeout=10_000)
+    saved = __import__("yaml").safe_load((tmp_path / "slow.yaml").read_text())
+    assert 7 == saved["steps"]["classify"]["timeout"]

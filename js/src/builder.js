@@ -127,6 +127,7 @@ function onCommit(input, fn) {
   const commit = () => {
     if (input.value === last) return;
     last = input.value;
+    input.dataset.committed = last; // what renderPanel keeps apart from text typed since
     fn(input.value);
   };
   input.addEventListener("change", commit);
@@ -1026,7 +1027,14 @@ class Editor {
 
   renderPanel() {
     const panel = this.panel;
-    const focusedKey = panel.contains(document.activeElement) ? document.activeElement.getAttribute("aria-label") || document.activeElement.id : null;
+    const focused = panel.contains(document.activeElement) ? document.activeElement : null;
+    const focusedKey = focused ? focused.getAttribute("aria-label") || focused.id : null;
+    // Text typed into the focused field and not committed yet (no Enter, no blur): the kernel's
+    // answer to an earlier change may redraw the form meanwhile, and must not wipe it.
+    const typed = focused && focused.tagName === "INPUT" && focused.type !== "checkbox"
+      && focused.value !== (focused.dataset.committed ?? focused.defaultValue)
+      ? { value: focused.value, start: focused.selectionStart, end: focused.selectionEnd }
+      : null;
     if (this.selected && this.selected.edge) {
       const edge = this.findEdge(this.selected.edge);
       panel.replaceChildren(edge ? this.edgeForm(edge) : h("p", { text: "Select a step or a connection." }));
@@ -1040,7 +1048,13 @@ class Editor {
     }
     if (focusedKey) {
       const again = [...panel.querySelectorAll("input, select, button")].find((n) => (n.getAttribute("aria-label") || n.id) === focusedKey);
-      if (again) again.focus();
+      if (again) {
+        if (typed && again.tagName === "INPUT" && again.type === focused.type) {
+          again.value = typed.value; // still to be committed: Enter or leaving the field does it
+          if (typed.start !== null) again.setSelectionRange(typed.start, typed.end);
+        }
+        again.focus();
+      }
     }
   }
 
