@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
+import secrets
 import socket
 import subprocess
 import time
@@ -18,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:
-    from playwright.sync_api import Browser, Page, Playwright
+    from playwright.sync_api import Browser, Locator, Page, Playwright
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -128,3 +130,15 @@ def lab_page(lab: Lab, viewport: dict[str, int], failure_shot: Path) -> Iterator
                     delete_sessions(lab)
             else:
                 delete_sessions(lab)
+
+
+def run_notebook(page: Page, lab: Lab, notebook: str, expect: Any) -> Locator:
+    """Open ``notebook`` in a JupyterLab workspace of its own (``?reset``: nothing reopened from an
+    earlier session), wait for its kernel, run all its cells with the Run menu; its panel."""
+    page.goto(f"{lab.url}/lab/workspaces/w{secrets.token_hex(4)}/tree/{notebook}?reset&token={lab.token}")
+    panel = page.locator(VISIBLE)
+    expect(panel).to_have_count(1, timeout=30_000)
+    expect(page.get_by_role("contentinfo", name="Bottom Panel").get_by_text("| Idle")).to_be_visible(timeout=30_000)
+    page.locator(".lm-MenuBar-itemLabel", has_text=re.compile(r"^Run$")).click()
+    page.locator("li[data-command='runmenu:run-all']").click()
+    return panel

@@ -8,14 +8,13 @@ test's tmp_path, and JupyterLab's settings, workspaces and runtime files in tmp_
 
 from __future__ import annotations
 
-import re
 import secrets
 import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from browsers import CHROMIUM, VISIBLE, Lab, lab_page, wait_for
+from browsers import CHROMIUM, VISIBLE, Lab, lab_page, run_notebook, wait_for
 
 from wfkit.store._workspace import Workspace
 
@@ -40,15 +39,7 @@ def test_approval_notebook_in_a_browser(tmp_path: Path, workspace: Path, lab: La
 
 
 def _scenario(page: Page, expect: Any, lab: Lab, workspace: Path) -> None:
-    # A unique workspace with ?reset: JupyterLab reopens nothing from an earlier session.
-    page.goto(f"{lab.url}/lab/workspaces/t{secrets.token_hex(4)}/tree/{NOTEBOOK.name}?reset&token={lab.token}")
-    notebook = page.locator(VISIBLE)
-    expect(notebook).to_have_count(1, timeout=30_000)
-    status_bar = page.get_by_role("contentinfo", name="Bottom Panel")
-    expect(status_bar.get_by_text("| Idle")).to_be_visible(timeout=30_000)
-
-    page.locator(".lm-MenuBar-itemLabel", has_text=re.compile(r"^Run$")).click()
-    page.locator("li[data-command='runmenu:run-all']").click()
+    notebook = run_notebook(page, lab, NOTEBOOK.name, expect)
 
     # The live views of the two runs (cells `small = ...` and `large = ...`), one panel in each.
     ada_cell = notebook.locator(".jp-CodeCell", has_text="small = flow.start")
@@ -169,12 +160,7 @@ def test_the_live_run_view_streams_tokens_and_inspects_a_step(tmp_path: Path, wo
     nbformat.write(nb, tmp_path / "live.ipynb")
 
     with lab_page(lab, {"width": 1400, "height": 1000}, tmp_path / "failure.png") as page:
-        page.goto(f"{lab.url}/lab/workspaces/t{secrets.token_hex(4)}/tree/live.ipynb?reset&token={lab.token}")
-        notebook = page.locator(VISIBLE)
-        expect(notebook).to_have_count(1, timeout=30_000)
-        expect(page.get_by_role("contentinfo", name="Bottom Panel").get_by_text("| Idle")).to_be_visible(timeout=30_000)
-        page.locator(".lm-MenuBar-itemLabel", has_text=re.compile(r"^Run$")).click()
-        page.locator("li[data-command='runmenu:run-all']").click()
+        notebook = run_notebook(page, lab, "live.ipynb", expect)
 
         output = notebook.locator(".jp-OutputArea")
         expect(output.locator(".wfkit-run").first).to_contain_text("succeeded", timeout=60_000)

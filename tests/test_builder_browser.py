@@ -12,14 +12,13 @@ from __future__ import annotations
 import difflib
 import json
 import re
-import secrets
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import nbformat
 import pytest
-from browsers import CHROMIUM, VISIBLE, Lab, lab_page
+from browsers import CHROMIUM, Lab, lab_page, run_notebook
 
 import wfkit as wf
 from wfkit.examples import ARTICLE_QUERIES, rag_router, reliable_tools
@@ -77,13 +76,7 @@ def test_build_the_article_router_by_clicks_and_drags(tmp_path: Path, lab: Lab) 
 
 
 def _scenario(page: Page, expect: Any, server: Lab, folder: Path) -> None:
-    page.goto(f"{server.url}/lab/workspaces/b{secrets.token_hex(4)}/tree/{NOTEBOOK}?reset&token={server.token}")
-    notebook = page.locator(VISIBLE)
-    expect(notebook).to_have_count(1, timeout=30_000)
-    expect(page.get_by_role("contentinfo", name="Bottom Panel").get_by_text("| Idle")).to_be_visible(timeout=30_000)
-    page.locator(".lm-MenuBar-itemLabel", has_text=re.compile(r"^Run$")).click()
-    page.locator("li[data-command='runmenu:run-all']").click()
-
+    notebook = run_notebook(page, server, NOTEBOOK, expect)
     builder = notebook.locator(".wfk-builder")
     expect(builder).to_be_visible(timeout=30_000)
     builder.scroll_into_view_if_needed()
@@ -244,13 +237,7 @@ def test_text_typed_while_the_kernel_answers_is_kept(tmp_path: Path, lab: Lab) -
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
     nbformat.write(nb, tmp_path / "slow.ipynb")
     with lab_page(lab, {"width": 1800, "height": 1100}, tmp_path / "slow-failure.png") as page:
-        page.goto(f"{lab.url}/lab/workspaces/s{secrets.token_hex(4)}/tree/slow.ipynb?reset&token={lab.token}")
-        notebook = page.locator(VISIBLE)
-        expect(notebook).to_have_count(1, timeout=30_000)
-        expect(page.get_by_role("contentinfo", name="Bottom Panel").get_by_text("| Idle")).to_be_visible(timeout=30_000)
-        page.locator(".lm-MenuBar-itemLabel", has_text=re.compile(r"^Run$")).click()
-        page.locator("li[data-command='runmenu:run-all']").click()
-        builder = notebook.locator(".wfk-builder")
+        builder = run_notebook(page, lab, "slow.ipynb", expect).locator(".wfk-builder")
         expect(builder).to_be_visible(timeout=30_000)
         problems = builder.locator(".wfk-problems")
         expect(problems).to_contain_text("the flow has no steps yet")
