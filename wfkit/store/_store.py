@@ -1337,8 +1337,6 @@ def _bulk_write(conn: sqlite3.Connection, rows: Rows, nexts: _NextSeqs | None = 
     if journal:
         for i, seq in zip(at, insert_rows(conn, journal, nexts), strict=True):
             said[i] = seq
-        if nexts is not None:
-            nexts.bound()
     if by_kind["wait"]:
         execute_rows(conn, _bulk_waits, by_kind["wait"])
     if by_kind["finish"]:
@@ -1348,6 +1346,8 @@ def _bulk_write(conn: sqlite3.Connection, rows: Rows, nexts: _NextSeqs | None = 
         if nexts is not None:
             for finish in by_kind["finish"]:  # its last waits came with it
                 nexts.pop(finish[0], None)
+    if nexts is not None:
+        nexts.bound()
     return said
 
 
@@ -1369,7 +1369,6 @@ class _NextSeqs(dict[str, int]):
         """Runs just created: their journals are empty."""
         for run_id in run_ids:
             self[run_id] = 1
-        self.bound()
 
     def bound(self) -> None:
         """Forget the oldest runs past ``_RUNS`` (runs resumed here are read again if they go on)."""

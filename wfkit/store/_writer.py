@@ -80,6 +80,11 @@ _IDLE_FOR = 0.002
 _CHECKPOINT_PAGES = 1000
 
 
+def _pages(rows: int) -> int:
+    """The pages of WAL a commit of ``rows`` rows is counted for (see _CHECKPOINT_PAGES)."""
+    return 2 + rows // 8
+
+
 Rows = Sequence[Sequence[Any]]
 """Rows for the writer's ``bulk`` insert (journal rows): written together with every other
 write's rows of the batch, in a few statements."""
@@ -278,7 +283,7 @@ class Writer:
             if not self._commit_one(conn, pending):
                 return None  # its rows were behind another process's: the writer writes them
             self.inline_commits += 1
-            self._pages += 2 + len(pending.rows) // 8
+            self._pages += _pages(len(pending.rows))
             if self._pages >= _CHECKPOINT_PAGES:
                 self._put(_CHECKPOINT)
         finally:
@@ -402,7 +407,7 @@ class Writer:
                             self._commit(conn, batch, isolate=True)
                     finally:
                         _restore_switches()
-                    self._pages += 2 + sum(len(pending.rows) for pending in batch) // 8
+                    self._pages += _pages(sum(len(pending.rows) for pending in batch))
                 with self._lock:
                     self._outstanding -= len(batch)
                 self._resolve(batch)
