@@ -1226,7 +1226,7 @@ def test_at_full_the_writer_checkpoints_the_wal_after_waking_a_commits_waiters(
     resolve, checkpoint = _writer.Writer._resolve, _writer.Writer._checkpoint
     monkeypatch.setattr(_writer.Writer, "_resolve", staticmethod(lambda batch: (order.append("woken"), resolve(batch))))
     monkeypatch.setattr(
-        _writer.Writer, "_checkpoint", lambda self, conn: (order.append("checkpoint"), checkpoint(self, conn))
+        _writer.Writer, "_checkpoint", lambda self, conn: (order.append("checkpoint"), checkpoint(self, conn))[1]
     )
     settings: list[int] = []
     monkeypatch.setattr(
@@ -1245,6 +1245,8 @@ def test_at_full_the_writer_checkpoints_the_wal_after_waking_a_commits_waiters(
     assert 0 == store.writer.inline_commits  # every commit was the writer thread's (the case at stake)
     assert {0} == set(settings)  # its connection never checkpoints in a commit
     assert order.count("checkpoint") >= 20  # 400 commits, a checkpoint every 16
-    assert all(order[i - 1] == "woken" for i, what in enumerate(order) if what == "checkpoint")
+    # Each checkpoint comes right after a commit's waiters were woken: one pass, or two when the
+    # first left frames behind (a reader's; no commit overlaps it at FULL), see Writer._serve.
+    assert re.fullmatch(r"(?:w+c{1,2})*w*", "".join("w" if what == "woken" else "c" for what in order))
     wal = (workspace / f"{DB_NAME}-wal").stat().st_size
     assert wal < 2**20, f"a WAL of {wal / 2**20:.1f} MB after 400 steps"

@@ -441,39 +441,84 @@ def test_a_sequential_run_past_the_budget_yields_the_loop_instead_of_hopping_to_
     assert [f"s{i}" for i in range(5)] == _rowid_order(db)
 
 
-def test_no_commit_on_the_loop_overlaps_a_wal_checkpoint(
+def test_the_loop_goes_on_committing_while_a_wal_checkpoint_copies_but_not_beside_its_last_pass(
     normal_writer: Writer, db: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Every so many commits on the loop, the writer thread checkpoints the WAL; a write the loop
-    hands over meanwhile goes behind it, never beside it (a WAL whose every checkpoint is overlapped
-    by a commit is never written from its start again, and grows without bound)."""
-    started, release = threading.Event(), threading.Event()
+    """Every so many commits on the loop, the writer thread checkpoints the WAL in two passes. While
+    the first copies the pages, the loop goes on committing (a sequential run is not held up by the
+    disk). The second copies what those commits added, and no commit on the loop is beside it: a
+    write handed over meanwhile goes behind it (a WAL whose every checkpoint is overlapped by a
+    commit is never written from its start again, and grows without bound)."""
+    started = [threading.Event(), threading.Event()]
+    release = [threading.Event(), threading.Event()]
+    passes: list[int] = []
     checkpoint = Writer._checkpoint
 
-    def held_checkpoint(self: Writer, conn: sqlite3.Connection) -> None:
-        started.set()
-        release.wait(10)
-        checkpoint(self, conn)
+    def held_checkpoint(self: Writer, conn: sqlite3.Connection) -> bool:
+        at = len(passes)
+        passes.append(at)
+        if at < 2:
+            started[at].set()
+            release[at].wait(10)
+        return checkpoint(self, conn)
 
     monkeypatch.setattr(Writer, "_checkpoint", held_checkpoint)
     monkeypatch.setattr(writer_module, "_CHECKPOINT_PAGES", 4)  # two lone writes
     normal_writer.inline_budget = 10.0  # a slow commit on a loaded machine must not spend it here
 
-    async def main() -> tuple[bool, str]:
+    async def main() -> tuple[bool, bool, str, str]:
         for key in ("a", "b"):  # the second commit asks the writer thread for a checkpoint
             await normal_writer.submit_async(_insert(key))
-        assert started.wait(10)
-        during = normal_writer.submit_async(_insert("c"))
-        done_at_once = during.done()
-        release.set()
-        return done_at_once, await during
+        assert started[0].wait(10)
+        first = normal_writer.submit_async(_insert("c"))
+        first_at_once = first.done()
+        release[0].set()
+        assert started[1].wait(10)
+        last = normal_writer.submit_async(_insert("d"))
+        last_at_once = last.done()
+        release[1].set()
+        return first_at_once, last_at_once, await first, await last
 
     try:
-        assert (False, "c") == asyncio.run(main())
+        assert (True, False, "c", "d") == asyncio.run(main())
     finally:
-        release.set()
-    assert 2 == normal_writer.inline_commits
-    assert ["a", "b", "c"] == _rowid_order(db)
+        for event in release:
+            event.set()
+    assert 3 == normal_writer.inline_commits
+    assert ["a", "b", "c", "d"] == _rowid_order(db)
+
+
+def test_a_wal_checkpoint_that_no_commit_overlapped_is_one_pass(
+    normal_writer: Writer, db: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When nothing is committed while the first pass copies, it copied every frame: no second pass
+    (its two fsyncs would hold the loop's commits up for nothing), and the next commit writes the WAL
+    from its start again."""
+    passes: list[bool] = []
+    done = threading.Event()
+    checkpoint = Writer._checkpoint
+
+    def counted_checkpoint(self: Writer, conn: sqlite3.Connection) -> bool:
+        copied_all = checkpoint(self, conn)
+        passes.append(copied_all)
+        done.set()
+        return copied_all
+
+    monkeypatch.setattr(Writer, "_checkpoint", counted_checkpoint)
+    monkeypatch.setattr(writer_module, "_CHECKPOINT_PAGES", 4)  # two lone writes
+    normal_writer.inline_budget = 10.0
+
+    async def main() -> None:
+        for key in ("a", "b"):  # the second commit asks the writer thread for a checkpoint
+            await normal_writer.submit_async(_insert(key))
+        assert done.wait(10)
+        normal_writer.run(None)  # the writer thread has gone round its loop once more: no pass is left
+
+    asyncio.run(main())
+    assert [True] == passes
+    wal = Path(f"{db}-wal").stat().st_size
+    normal_writer.run(_insert("c"))
+    assert Path(f"{db}-wal").stat().st_size <= wal  # written from its start again, not appended to
 
 
 def test_a_write_that_raises_on_the_loop_is_rolled_back_and_reported(normal_writer: Writer, db: Path) -> None:
