@@ -131,6 +131,22 @@ def test_runs_shows_an_interrupted_run_and_filters_by_it(workspace: Path, capsys
     assert [] == json.loads(capsys.readouterr().out)
 
 
+def test_runs_lines_up_ids_of_any_length(workspace: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`wfkit runs` prints every id whole, and the columns after it start at one place: a fresh
+    24-digit id, a short one of the caller's and a long one."""
+    flow = wfkit.Workflow("cli-ids")
+    flow.step(lambda s: {"a": 1}, name="only")
+    ids = [flow.run({}, workspace=workspace).run_id]
+    ids += [
+        flow.run({}, workspace=workspace, run_id=run_id).run_id for run_id in ("r1", "a-rather-long-run-id-of-mine")
+    ]
+    assert 0 == main(["runs"])
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("run_id ")
+    assert sorted(ids) == sorted(line.split()[0] for line in lines[1:])
+    assert {lines[0].index("workflow")} == {line.index("cli-ids") for line in lines[1:]}
+
+
 def test_approve_from_the_cli_records_and_says_how_to_resume(
     workspace: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -55,13 +55,32 @@ def _gated(gate: threading.Event) -> wf.Workflow:
 
 
 def test_run_id_is_the_given_one_or_a_fresh_hex_id() -> None:
-    """run_id is the one passed to run(), else a new 16-hex-digit id per run."""
+    """run_id is the one passed to run(), else a new 24-hex-digit id per run."""
     flow = _chain()
     assert "r-1" == flow.run({}, run_id="r-1").run_id
     first, second = flow.run({}).run_id, flow.run({}).run_id
-    assert 16 == len(first)
+    assert 24 == len(first)
     int(first, 16)  # raises if not hexadecimal
     assert first != second
+
+
+def test_a_fresh_run_id_starts_with_its_creation_time_so_runs_made_together_are_neighbours() -> None:
+    """The first 12 digits are the wall clock in milliseconds when the run was made (so ids made in
+    turn sort in turn, and concurrent runs' rows are neighbours in the store's indexes); the other 12
+    are random, so a burst made within one millisecond still gets distinct ids."""
+    flow = _chain()
+    before = time.time_ns() // 1_000_000
+    made = [flow.run({}).run_id]
+    time.sleep(0.002)
+    made.append(flow.run({}).run_id)
+    after = time.time_ns() // 1_000_000
+    assert all(before <= int(run_id[:12], 16) <= after for run_id in made)
+    assert made == sorted(made)
+    from wfkit.engine._workflow import _new_run_id
+
+    ids = [_new_run_id() for _ in range(5000)]
+    assert 5000 == len(set(ids))
+    assert len({run_id[12:] for run_id in ids}) == 5000  # the random part alone tells them apart
 
 
 def test_workflow_is_the_workflow_name() -> None:

@@ -50,11 +50,11 @@ def _runs(args: argparse.Namespace) -> int:
     if not rows:
         _print("no runs in this workspace")
         return 0
-    _print(f"{'run_id':18} {'workflow':20} {'status':22} {'started':19} {'steps':>5}")
+    width = max(len("run_id"), *(len(r["run_id"]) for r in rows))  # ids whole: 24 digits, 16 before, or yours
+    _print(f"{'run_id':{width}} {'workflow':20} {'status':22} {'started':19} {'steps':>5}")
     for r in rows:
-        _print(
-            f"{r['run_id']:18} {r['workflow'][:20]:20} {r['status']:22} {_when(r['started']):19} {r['steps_done']:5d}"
-        )
+        started = _when(r["started"])
+        _print(f"{r['run_id']:{width}} {r['workflow'][:20]:20} {r['status']:22} {started:19} {r['steps_done']:5d}")
     return 0
 
 
