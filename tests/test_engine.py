@@ -740,6 +740,29 @@ def test_latency_is_the_body_and_the_checkpoint_wait_has_its_own_column() -> Non
     assert [e.durable_wait_s for e in run.events] == [e.durable_wait_s for e in stored]
 
 
+@pytest.mark.parametrize("synchronous", ["full", "normal"])
+def test_every_step_of_a_long_durable_run_stores_the_wait_its_event_has(
+    synchronous: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """150 steps: their waits ride in later writes (64 at a time with a checkpoint, the rest with the
+    run's finish), each to its own row, at either level; none is lost, none lands on another row."""
+    monkeypatch.setenv("WFKIT_SYNCHRONOUS", synchronous)
+
+    async def nothing(state: Any) -> dict[str, Any]:
+        return {}
+
+    flow = wf.Workflow(f"long-waits-{synchronous}")
+    names = [f"s{i}" for i in range(150)]
+    for name in names:
+        flow.step(nothing, name=name)
+    flow.chain(*names)
+    run = flow.run({})
+    stored = wf.Workspace().events(run.run_id)
+    assert 150 == len(stored)
+    assert [(e.step, e.durable_wait_s) for e in run.events] == [(e.step, e.durable_wait_s) for e in stored]
+    assert all(e.durable_wait_s is not None and e.durable_wait_s >= 0.0 for e in stored)
+
+
 def test_a_run_in_memory_records_no_durable_wait() -> None:
     """workspace=False: nothing is checkpointed, so durable_wait_s is None."""
     flow = wf.Workflow("memory")
