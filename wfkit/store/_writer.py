@@ -476,9 +476,7 @@ class Writer:
                         if isolate:
                             stale()
                     if isolate and pending.rows:
-                        said = self._write_rows(conn, pending.rows)
-                        if pending.result is None:
-                            pending.result = said[0]
+                        self._write_own_rows(conn, pending)
                 except Exception as exc:
                     stale()
                     if not isolate:
@@ -533,9 +531,7 @@ class Writer:
                 self._stale()
             if pending.rows:
                 try:
-                    said = self._write_rows(conn, pending.rows)
-                    if pending.result is None:
-                        pending.result = said[0]
+                    self._write_own_rows(conn, pending)
                 except sqlite3.IntegrityError:
                     if self._stale is _nothing:
                         raise
@@ -555,6 +551,13 @@ class Writer:
         self.commits += 1
         self.writes += 1
         return True
+
+    def _write_own_rows(self, conn: sqlite3.Connection, pending: _Pending[Any]) -> None:
+        """Write one write's rows alone; it resolves to what its first row says, unless its
+        function returned something (a group commit tells each write the same from the batch's rows)."""
+        said = self._write_rows(conn, pending.rows)
+        if pending.result is None:
+            pending.result = said[0]
 
     def _write_rows(self, conn: sqlite3.Connection, rows: Rows) -> Sequence[Any]:
         if self._bulk is None:
