@@ -20,6 +20,10 @@ CPU microseconds per step (this process's CPU time, which another process's load
 than wall time), the mean wall per step beside the median (``*_mean_us_per_step``: a stall that hits
 one chain in a few shows there), and for NORMAL the same chain with the writer's commits on an idle loop switched
 off (``writer_thread_*``: every commit through the writer thread, two thread hops per step).
+Beside them, two floors from the same rounds: ``hop_floor_*``, the baseline's own commit made by a
+bare thread while the loop awaits it (what any store that keeps its commits off the event loop pays
+at least), and ``journal_statements_*``, wfkit's checkpoint row alone in its BEGIN / INSERT / COMMIT
+(what the journal's row costs beside the baseline's four columns).
 """
 
 from __future__ import annotations
@@ -27,20 +31,27 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import itertools
 import json
 import os
+import queue
 import sqlite3
 import statistics
 import subprocess
 import sys
 import tempfile
 import textwrap
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import wfkit as wf
 from wfkit.logs._steplog import exporter
+from wfkit.model._events import StepEvent
+from wfkit.store._journal import event_row, insert_rows
+from wfkit.store._store import Store
 from wfkit.store._workspace import open_store
 from wfkit.testing import MemorySink
 
@@ -311,6 +322,65 @@ async def _median_seconds(fn: Any, repeats: int) -> tuple[float, float, float]:
     return statistics.median(walls), statistics.median(cpus), statistics.mean(walls)
 
 
+class _HopFloor:
+    """The plain commit of W4's baseline made by a thread of its own, the loop awaiting each one
+    through ``call_soon_threadsafe``: the least a store pays per step when its commits stay off
+    the event loop (two thread wake-ups and the commit), with nothing of wfkit in it."""
+
+    def __init__(self, path: Path, sync: str) -> None:
+        self._jobs: queue.SimpleQueue[tuple[asyncio.AbstractEventLoop, asyncio.Future[None], int] | None]
+        self._jobs = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._serve, args=(path, sync), daemon=True)
+        self._thread.start()
+
+    def _serve(self, path: Path, sync: str) -> None:
+        conn = sqlite3.connect(path, isolation_level=None)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute(f"PRAGMA synchronous={sync.upper()}")
+        conn.execute("CREATE TABLE t (run TEXT, seq INTEGER, step TEXT, updates TEXT)")
+        while (job := self._jobs.get()) is not None:
+            loop, done, i = job
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute("INSERT INTO t VALUES (?, ?, ?, ?)", ("r", i, f"s{i}", "{}"))
+            conn.execute("COMMIT")
+            loop.call_soon_threadsafe(done.set_result, None)
+        conn.close()
+
+    async def chain(self, n: int) -> None:
+        loop = asyncio.get_running_loop()
+        state: dict[str, Any] = {}
+        for i in range(n):
+            state.update(await _noop(state))
+            done: asyncio.Future[None] = loop.create_future()
+            self._jobs.put((loop, done, i))
+            await done
+
+    def close(self) -> None:
+        self._jobs.put(None)
+        self._thread.join()
+
+
+def _journal_statements(folder: Path, sync: str, event: StepEvent) -> Callable[[int], None]:
+    """W4's chain as the journal's own statements alone, on a store of its own: per step the
+    checkpoint row wfkit makes (redacted, checksummed) in one BEGIN IMMEDIATE / INSERT / COMMIT, on
+    the calling thread. What the journal's row costs beside the baseline's four columns, before
+    any of the engine's work."""
+    store = Store(folder / "wfkit.db", synchronous=sync)
+    conn = store.conn
+    runs = itertools.count()
+
+    def chain(n: int) -> None:
+        run_id = f"{next(runs):024x}"
+        nexts = {run_id: 1}
+        for i in range(n):
+            row = event_row(event._replace(run_id=run_id, step=f"s{i}"), "ok", "{}", None)
+            conn.execute("BEGIN IMMEDIATE")
+            insert_rows(conn, [row], nexts)
+            conn.execute("COMMIT")
+
+    return chain
+
+
 async def w4(repeats: int, rounds: int) -> list[dict[str, Any]]:
     n = 100
     flow = wf.Workflow("chain100")
@@ -343,6 +413,17 @@ async def w4(repeats: int, rounds: int) -> list[dict[str, Any]]:
                     conn.execute("INSERT INTO t VALUES (?, ?, ?, ?)", ("r", i, f"s{i}", json.dumps(update)))
                     conn.execute("COMMIT")
 
+            hop = _HopFloor(Path(tmp) / "hop.db", sync)
+            sink = MemorySink()
+            await flow.arun({}, workspace=False, sinks=[sink])
+            statements = _journal_statements(Path(tmp) / "statements", sync, sink.events[-1])
+
+            async def run_statements(statements: Callable[[int], None] = statements) -> None:
+                statements(n)
+
+            async def run_hop(hop: _HopFloor = hop) -> None:
+                await hop.chain(n)
+
             load = _load()
             # At NORMAL a write is committed on the loop when the loop is idle (the default): the
             # same chain with every commit through the writer thread is measured as a variant.
@@ -355,11 +436,14 @@ async def w4(repeats: int, rounds: int) -> list[dict[str, Any]]:
                 inline += store.writer.inline_commits
                 samples.setdefault("sqlite3", []).append(await _median_seconds(run_sqlite, repeats))
                 samples.setdefault("memory", []).append(await _median_seconds(run_memory, repeats))
+                samples.setdefault("hop", []).append(await _median_seconds(run_hop, repeats))
+                samples.setdefault("statements", []).append(await _median_seconds(run_statements, repeats))
                 if budget:
                     store.writer.inline_budget = 0.0  # every commit through the writer thread
                     samples.setdefault("writer_thread", []).append(await _median_seconds(run_wfkit, repeats))
                     store.writer.inline_budget = budget
             conn.close()
+            hop.close()
             _forget_exports()
             store.close()
 
@@ -380,6 +464,13 @@ async def w4(repeats: int, rounds: int) -> list[dict[str, Any]]:
             "cpu_sqlite3_us_per_step": round(us("sqlite3", 1), 1),
             "cpu_memory_us_per_step": round(us("memory", 1), 1),
             "cpu_overhead_us": round(us("wfkit", 1) - us("sqlite3", 1), 1),
+            # Floors, measured in the same rounds: the baseline's commit made off the loop by a bare
+            # thread (at FULL, where wfkit's commits go through its writer thread, no design that
+            # keeps the fsync off the loop can beat it), and the journal's own statements per step.
+            "hop_floor_us_per_step": round(us("hop", 0), 1),
+            "hop_floor_ratio": round(us("hop", 0) / us("sqlite3", 0), 2),
+            "journal_statements_us_per_step": round(us("statements", 0), 1),
+            "journal_statements_overhead_us": round(us("statements", 0) - us("sqlite3", 0), 1),
         }
         if "writer_thread" in samples:
             row["on_loop_commits"] = f"{inline} of {rounds * (repeats + max(2, repeats // 10)) * (n + 2)} writes"
