@@ -31,3 +31,57 @@ def test_mypy_strict_is_clean() -> None:
     """mypy --strict passes on the package."""
     out = subprocess.run([_tool("mypy")], cwd=ROOT, capture_output=True, text=True)
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+# What a user's own code writes with the public API (the README's forms), checked by mypy --strict:
+# a form the API supports must type-check in the user's code too, and keep the user's types.
+_USER_CODE = """
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import wfkit as wf
+
+flow = wf.Workflow("typed", inputs=["docs"])
+
+
+@flow.step
+def classify(state: Any) -> dict[str, Any]:
+    return {"kind": "refund"}
+
+
+@flow.step(retry=wf.RetryPolicy(max_retries=3, base_delay=1.0), timeout=30, fallback="answer")
+async def lookup(state: Any, ctx: wf.StepContext) -> dict[str, Any]:
+    return {}
+
+
+async def answer(state: Any) -> dict[str, Any]:
+    return {"answer": "yes"}
+
+
+async def summarise(doc: Any) -> str:
+    return str(doc)
+
+
+registered: Callable[[Any], Awaitable[dict[str, Any]]] = flow.step(answer, name="answer", timeout=1.0)
+mapped: Callable[[Any], Awaitable[str]] = flow.map(
+    summarise, over="docs", into="out", max_concurrency=4, name="each"
+)
+rows: list[dict[str, object]] = [{"id": "a", "docs": [1], "expected": {"kind": "refund"}}]
+suite = wf.evals.Suite(name="s", dataset=rows, workflow=flow, scorers=[wf.evals.exact_match("kind")])
+model: wf.llm.SimulatedModel = wf.llm.SimulatedModel(p50=0.01, p99=0.05, seed=1)
+client: wf.llm.ChatClient = wf.llm.ChatClient(transport=model)
+"""
+
+
+def test_the_public_api_type_checks_in_user_code_as_the_readme_uses_it(tmp_path: Path) -> None:
+    """`flow.step(fn, name=...)`, `flow.map(fn, over=..., ...)`, `wf.evals.Suite` with a list of
+    dicts and the lazily loaded `wf.llm` / `wf.evals` namespaces pass mypy --strict."""
+    code = tmp_path / "user_flow.py"
+    code.write_text(_USER_CODE)
+    out = subprocess.run(
+        [_tool("mypy"), "--strict", "--no-incremental", "--follow-imports=silent", str(code)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr

@@ -4,6 +4,8 @@ Workflows mix DAG fan-out and joins with state-machine loops and structured rout
 by policy with classified errors, time out per step and per run, and emit one event per attempt.
 """
 
+from typing import TYPE_CHECKING
+
 from wfkit._version import __version__
 from wfkit.engine._batch import BatchResult
 from wfkit.engine._run import BatchRunOptions, ResumeOptions, Run, RunOptions, drain
@@ -159,6 +161,15 @@ _install_accessor()
 _SUBMODULES = frozenset({"evals", "examples", "llm", "testing", "widgets"})
 # The visual flow builder needs anywidget (the `builder` extra): loaded when first asked for.
 _BUILDER = frozenset({"edit", "FlowEditor"})
+
+
+if TYPE_CHECKING:  # what the lazy names are, for type checkers (at run time: __getattr__)
+    from wfkit import evals as evals
+    from wfkit import llm as llm
+    from wfkit import testing as testing
+    from wfkit import widgets as widgets
+    from wfkit.notebook._builderwidget import FlowEditor as FlowEditor
+    from wfkit.notebook._builderwidget import edit as edit
 
 
 def __getattr__(name: str) -> object:

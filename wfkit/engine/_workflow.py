@@ -191,7 +191,24 @@ class Workflow:
     # ---- definition ------------------------------------------------------------------------
 
     @overload
-    def step(self, fn: F, /) -> F: ...
+    def step(
+        self,
+        fn: F,
+        /,
+        *,
+        name: str | None = None,
+        retry: RetryPolicy | None = None,
+        timeout: float | None = None,
+        max_visits: int | None = None,
+        fallback: str | None = None,
+        classify: Classifier | None = None,
+        tools: Iterable[str] = (),
+        entry: bool = False,
+        approval: str | Approval | None = None,
+        irreversible: bool = False,
+        cache: bool | Cache | None = None,
+        writes: Iterable[str] | None = None,
+    ) -> F: ...
 
     @overload
     def step(
@@ -272,7 +289,23 @@ class Workflow:
         )
 
     @overload
-    def map(self, fn: F, /, *, over: str, into: str, max_concurrency: int | None = None) -> F: ...
+    def map(
+        self,
+        fn: F,
+        /,
+        *,
+        over: str,
+        into: str,
+        max_concurrency: int | None = None,
+        name: str | None = None,
+        retry: RetryPolicy | None = None,
+        timeout: float | None = None,
+        fallback: str | None = None,
+        classify: Classifier | None = None,
+        tools: Iterable[str] = (),
+        entry: bool = False,
+        cache: bool | Cache | None = None,
+    ) -> F: ...
 
     @overload
     def map(

@@ -84,7 +84,7 @@ class Suite:
     acceptable pass rate (CI fails below it); ``run_options`` go to every run (e.g. ``policy``)."""
 
     name: str
-    dataset: str | os.PathLike[str] | list[Mapping[str, Any]]
+    dataset: str | os.PathLike[str] | Sequence[Mapping[str, Any]]
     workflow: Workflow | Callable[..., Workflow]
     scorers: Sequence[ScorerFn]
     variants: Mapping[str, Mapping[str, Any]] = field(default_factory=lambda: {"default": {}})
