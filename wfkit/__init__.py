@@ -4,7 +4,7 @@ Workflows mix DAG fan-out and joins with state-machine loops and structured rout
 by policy with classified errors, time out per step and per run, and emit one event per attempt.
 """
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING as _TYPE_CHECKING
 
 from wfkit._version import __version__
 from wfkit.engine._batch import BatchResult
@@ -163,7 +163,7 @@ _SUBMODULES = frozenset({"evals", "examples", "llm", "testing", "widgets"})
 _BUILDER = frozenset({"edit", "FlowEditor"})
 
 
-if TYPE_CHECKING:  # what the lazy names are, for type checkers (at run time: __getattr__)
+if _TYPE_CHECKING:  # what the lazy names are, for type checkers (at run time: __getattr__)
     from wfkit import evals as evals
     from wfkit import llm as llm
     from wfkit import testing as testing
