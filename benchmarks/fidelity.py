@@ -360,12 +360,11 @@ class _HopFloor:
         self._thread.join()
 
 
-def _journal_statements(folder: Path, sync: str, event: StepEvent) -> Callable[[int], None]:
-    """W4's chain as the journal's own statements alone, on a store of its own: per step the
+def _journal_statements(store: Store, event: StepEvent) -> Callable[[int], None]:
+    """W4's chain as the journal's own statements alone, on ``store`` (one of its own): per step the
     checkpoint row wfkit makes (redacted, checksummed) in one BEGIN IMMEDIATE / INSERT / COMMIT, on
     the calling thread. What the journal's row costs beside the baseline's four columns, before
     any of the engine's work."""
-    store = Store(folder / "wfkit.db", synchronous=sync)
     conn = store.conn
     runs = itertools.count()
 
@@ -416,7 +415,8 @@ async def w4(repeats: int, rounds: int) -> list[dict[str, Any]]:
             hop = _HopFloor(Path(tmp) / "hop.db", sync)
             sink = MemorySink()
             await flow.arun({}, workspace=False, sinks=[sink])
-            statements = _journal_statements(Path(tmp) / "statements", sync, sink.events[-1])
+            statements_store = Store(Path(tmp) / "statements" / "wfkit.db", synchronous=sync)
+            statements = _journal_statements(statements_store, sink.events[-1])
 
             async def run_statements(statements: Callable[[int], None] = statements) -> None:
                 statements(n)
@@ -444,6 +444,7 @@ async def w4(repeats: int, rounds: int) -> list[dict[str, Any]]:
                     store.writer.inline_budget = budget
             conn.close()
             hop.close()
+            statements_store.close()
             _forget_exports()
             store.close()
 
