@@ -85,6 +85,27 @@ def test_a_relative_workspace_path_follows_the_current_folder(tmp_path: Path, mo
     assert tmp_path / "abs" == workspace_path(str(tmp_path / "abs"))
 
 
+def test_the_default_workspace_follows_the_current_folder_and_home(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Resolved folders are remembered (every durable run asks), but never across a change of the
+    current folder, of $WFKIT_HOME or of $HOME."""
+    for sub in ("one", "two", "h1", "h2"):
+        (tmp_path / sub).mkdir()
+    monkeypatch.delenv("WFKIT_HOME", raising=False)
+    monkeypatch.chdir(tmp_path / "one")
+    assert (tmp_path / "one" / ".wfkit", tmp_path / "one" / ".wfkit") == (workspace_path(), workspace_path())
+    monkeypatch.chdir(tmp_path / "two")
+    assert tmp_path / "two" / ".wfkit" == workspace_path()
+    monkeypatch.setenv("WFKIT_HOME", "runs")
+    assert tmp_path / "two" / "runs" == workspace_path()
+    monkeypatch.setenv("WFKIT_HOME", "~/runs")
+    monkeypatch.setenv("HOME", str(tmp_path / "h1"))
+    assert tmp_path / "h1" / "runs" == workspace_path()
+    monkeypatch.setenv("HOME", str(tmp_path / "h2"))
+    assert (tmp_path / "h2" / "runs", tmp_path / "h2" / "runs") == (workspace_path(), workspace_path(Path("~/runs")))
+
+
 def test_workspace_path_uses_environment_without_argument(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Without an argument, $WFKIT_HOME is the workspace."""
     monkeypatch.setenv("WFKIT_HOME", str(tmp_path / "env"))

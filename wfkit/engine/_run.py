@@ -132,7 +132,9 @@ class _Options:
     @classmethod
     def of(cls, call: str, options: Mapping[str, Any], allowed: frozenset[str] = _RUN_KEYS) -> _Options:
         """Check the keywords a user passed (a TypedDict checks nothing at run time) and build."""
-        unknown = sorted(set(options) - allowed)
+        if not options:  # every run asks: the defaults, made once (frozen, so shared safely)
+            return _DEFAULTS
+        unknown = [] if options.keys() <= allowed else sorted(set(options) - allowed)
         if unknown:
             hints = []
             for name in unknown:
@@ -144,6 +146,9 @@ class _Options:
         values = dict(options)
         values["sinks"] = tuple(values.get("sinks") or ())
         return cls(**values)
+
+
+_DEFAULTS = _Options()
 
 
 class Run:

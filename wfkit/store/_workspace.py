@@ -43,22 +43,32 @@ _lock = threading.Lock()
 
 def workspace_path(path: str | os.PathLike[str] | None = None) -> Path:
     """The workspace folder: ``path``, else ``$WFKIT_HOME``, else ``./.wfkit``."""
-    if path is not None:
-        known = _absolute.get(path) if isinstance(path, (str, Path)) else None
+    chosen = path if path is not None else setting("WFKIT_HOME") or ".wfkit"
+    # Every durable run opens its workspace's store, and pathlib's parsing costs some 13 us (as
+    # much as a durable step adds on the event loop): a folder is resolved once, then found again
+    # by the path as given (one naming a relative folder together with the current directory,
+    # which it follows; one starting with ``~`` is parsed each time, as $HOME may change).
+    key: object = None
+    if isinstance(chosen, (str, Path)):
+        known = _absolute.get(chosen)
         if known is not None:
             return known
-    chosen = path if path is not None else os.environ.get("WFKIT_HOME") or ".wfkit"
+        if os.path.isabs(chosen):
+            key = chosen
+        elif not os.fspath(chosen).startswith("~"):
+            key = (chosen, os.getcwd())
+            known = _absolute.get(key)
+            if known is not None:
+                return known
     folder = Path(chosen).expanduser().absolute()
-    if isinstance(path, (str, Path)) and os.path.isabs(path):
-        # Every run opens its workspace's store: an absolute path (it names one folder whatever
-        # the current directory) is resolved once, not once per run.
+    if key is not None:
         if len(_absolute) >= 256:
             _absolute.clear()
-        _absolute[path] = folder
+        _absolute[key] = folder
     return folder
 
 
-_absolute: dict[str | Path, Path] = {}
+_absolute: dict[object, Path] = {}  # what workspace_path resolved: see there
 
 
 def open_store(
