@@ -97,6 +97,16 @@ def test_an_unknown_status_lists_the_valid_ones(capsys: pytest.CaptureFixture[st
     assert "'interrupted'" in err
 
 
+@pytest.mark.parametrize("limit", ["0", "-3", "ten"])
+def test_runs_refuses_a_limit_that_would_list_nothing(limit: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """`wfkit runs --limit 0` is a usage error, not "no runs in this workspace" over a full one."""
+    with pytest.raises(SystemExit):
+        main(["runs", "--limit", limit])
+    err = capsys.readouterr().err
+    assert "--limit" in err
+    assert "must be 1 or more" in err or "expected a whole number" in err
+
+
 def test_reconcile_of_an_unknown_run_says_there_is_no_such_run(
     workspace: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

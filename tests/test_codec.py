@@ -176,7 +176,7 @@ def test_typed_state_survives_a_resume(workspace: Path) -> None:
 def test_a_large_value_warns_once_with_its_field_and_size(monkeypatch: pytest.MonkeyPatch) -> None:
     """Over $WFKIT_STATE_WARN_BYTES a field warns once (naming it and its size), not on every write."""
     monkeypatch.setenv("WFKIT_STATE_WARN_BYTES", "1000")
-    with pytest.warns(wf.StateSizeWarning, match=r"step 'big' wrote state field 'blob' of 0.0 MB.*WFKIT_STATE_WARN"):
+    with pytest.warns(wf.StateSizeWarning, match=r"step 'big' wrote state field 'blob' of 4.9 KB.*WFKIT_STATE_WARN"):
         encode_state("step 'big' wrote", {"blob": "x" * 5000, "small": 1})
     with warnings.catch_warnings():
         warnings.simplefilter("error")

@@ -159,6 +159,22 @@ def test_a_gate_in_the_child_halts_the_parent_and_approving_through_the_parent_f
     assert "succeeded" == ws.run_info(child_id)["status"]
 
 
+def test_every_row_of_a_child_names_its_parent_and_its_own_version_the_decision_too(workspace: Path) -> None:
+    """The decision row of a child's ticket, approved through the parent's handle, is the child's
+    row like its others: it names the parent run, and carries the child's workflow version, not
+    the parent's (it had neither: filtering a parent's sub-runs by parent_run_id lost it)."""
+    run = _gated_parent().run({}, workspace=workspace, policy="halt")
+    (ticket,) = run.tickets()
+    run.approve(by="ann", comment="fine")
+    run.wait()
+    assert "succeeded" == run.status
+    events = wf.Workspace(workspace).events(ticket.run_id)
+    assert ["approved"] == [e.status for e in events if e.approver is not None]
+    assert {run.run_id} == {e.parent_run_id for e in events}
+    assert len({e.workflow_version for e in events}) == 1
+    assert run.events[0].workflow_version != events[0].workflow_version
+
+
 def test_a_child_ticket_decided_in_the_workspace_resumes_with_the_parent(workspace: Path) -> None:
     """Deciding the ticket elsewhere (Workspace, CLI) and resuming the parent runs the rest of both."""
     flow = _gated_parent()

@@ -30,6 +30,18 @@ def _print_json(value: Any) -> None:
     _print(json.dumps(value, indent=2, default=str))
 
 
+def _positive_int(text: str) -> int:
+    """An argparse type: a whole number of 1 or more (``--limit 0`` would list nothing and say the
+    workspace holds no runs)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, got {value}; leave it out to list every run")
+    return value
+
+
 def _workspace(args: argparse.Namespace) -> Any:
     from wfkit.store._workspace import Workspace
 
@@ -507,7 +519,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="STATUS",
         help=f"only runs with this status: {', '.join(RunStatus.ALL)}",
     )
-    runs.add_argument("--limit", type=int, default=None)
+    runs.add_argument("--limit", type=_positive_int, default=None, help="show the newest N runs")
     runs.add_argument("--json", action="store_true")
     runs.set_defaults(handler=_runs)
 

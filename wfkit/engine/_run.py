@@ -423,12 +423,17 @@ class Run:
         if len(open_) > 1:
             steps = ", ".join(f"{t.step!r} ({t.ticket_id})" for t in open_)
             raise TicketError(f"run {self.run_id} has several open tickets: {steps}; pass step=...")
+        if open_[0].run_id == self.run_id:
+            version, parameters_hash = self._exec.version, self._exec.parameters_hash
+        else:  # a sub-workflow's ticket, decided through its parent: the row is the child run's
+            child = store.run_row(open_[0].run_id)
+            version, parameters_hash = child["workflow_version"], child["parameters_hash"]
         op = store.tickets.decide_op(
             open_[0].ticket_id,
             decision,
             by,
             comment,
-            lambda t: decision_event(t, self._exec.version, self._exec.parameters_hash),
+            lambda t: decision_event(t, version, parameters_hash),
         )
         loop = running_loop()
         if loop is not None and not open_[0].is_open:

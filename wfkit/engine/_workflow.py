@@ -949,6 +949,8 @@ class Workflow:
         )
         execution.started_at = row["created_at"]
         link = store.run_link(run_id)
+        if link is not None and link["kind"] == "child":  # resumed alone too: its rows name the parent
+            execution.parent_run_id = link["parent_run_id"]
         if link is not None and link["kind"] == "fork":
             execution.origin = {
                 "run_id": link["parent_run_id"],

@@ -237,6 +237,15 @@ def _warn_bytes() -> int:
         raise ValueError(f"$WFKIT_STATE_WARN_BYTES must be a number of bytes, got {raw!r}") from None
 
 
+def _size(size: int) -> str:
+    """A byte count as people read it: 5000 bytes is 4.9 KB, not "0.0 MB"."""
+    if size >= 2**20:
+        return f"{size / 2**20:.1f} MB"
+    if size >= 2**10:
+        return f"{size / 2**10:.1f} KB"
+    return f"{size} bytes"
+
+
 def _warn_if_large(who: str, values: Mapping[str, Any], encoded: Mapping[str, Any], total: int) -> None:
     limit = _warn_bytes()
     if total <= limit:
@@ -251,7 +260,7 @@ def _warn_if_large(who: str, values: Mapping[str, Any], encoded: Mapping[str, An
             _warned.add((who, key))
         warnings.warn(
             StateSizeWarning(
-                f"{who} state field {key!r} of {size / 2**20:.1f} MB; it is copied into every checkpoint "
+                f"{who} state field {key!r} of {_size(size)}; it is copied into every checkpoint "
                 f"and resume: keep large data in a file and put its path in the state (this warns once "
                 f"per field; $WFKIT_STATE_WARN_BYTES sets the size, now {limit} bytes)"
             ),

@@ -175,7 +175,16 @@ class Tickets:
                 (status, by, comment, now, ticket_id),
             )
             decided = dataclasses.replace(ticket, status=status, decided_by=by, comment=comment, decided_at=now)
-            conn.execute(JOURNAL_INSERT, event_row(event(decided)))
+            row = event(decided)
+            if row.parent_run_id is None:
+                # A sub-workflow's ticket: its decision row names the parent run, as the child's
+                # other rows do (whoever decides it, from whatever handle).
+                link = conn.execute(
+                    "SELECT parent_run_id FROM run_links WHERE run_id=? AND kind='child'", (decided.run_id,)
+                ).fetchone()
+                if link is not None:
+                    row = row._replace(parent_run_id=link[0])
+            conn.execute(JOURNAL_INSERT, event_row(row))
             return decided, True
 
         return decide
