@@ -3,6 +3,7 @@ runs (conditional gates, reject-and-revise loops, rejections that fail the run).
 
 from __future__ import annotations
 
+import asyncio
 import re
 from pathlib import Path
 from typing import Any
@@ -482,6 +483,37 @@ def test_ticket_approve_decides_where_it_was_read_and_resumes() -> None:
     decided = ticket.approve(by="bo", comment="fine")
     assert ("approved", "bo") == (decided.status, decided.decided_by)
     assert "succeeded" == _wait_for(run.run_id, "succeeded")
+
+
+def test_the_handle_a_notebook_holds_follows_a_decision_made_in_the_pending_panel() -> None:
+    """Deciding in wf.pending() (or a Workspace, or the ticket) on the kernel's loop resumes the run
+    through the handle its cell holds: that handle, and the live view drawn from it, end
+    "succeeded" with the step's result, instead of staying "waiting_approval" while a second
+    handle nobody holds ran the rest (notebook 04 printed `large waiting_approval` after the
+    pending panel's Approve)."""
+    flow = _refund_flow("panel-approve")
+
+    async def cell() -> tuple[str, dict[str, Any], list[str]]:
+        run = await flow.arun({"amount": 900})
+        assert "waiting_approval" == run.status
+        seen: list[str] = []
+        run.subscribe(lambda event: seen.append("end" if event is None else event.status))
+        wf.pending().approve(by="ana", comment="checked")  # the panel's Approve calls this
+        await wf.drain()
+        return run.status, run.state, seen
+
+    status, state, seen = asyncio.run(cell())
+    assert ("succeeded", 900) == (status, state.get("refunded"))
+    assert ["approved", "ok", "end"] == seen
+
+
+def test_a_held_handle_follows_a_decision_from_plain_code_too() -> None:
+    """From a script (no running loop) the held handle resumes in the background: run.wait() waits for it."""
+    flow = _refund_flow("script-approve")
+    run = flow.run({"amount": 5})
+    Workspace().approve(run.tickets()[0].ticket_id, by="ana")
+    assert "succeeded" == run.wait().status
+    assert 5 == run.state["refunded"]
 
 
 def test_a_ticket_built_by_hand_cannot_decide_itself() -> None:

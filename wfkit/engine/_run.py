@@ -9,6 +9,7 @@ import contextlib
 import difflib
 import os
 import threading
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeAlias, TypedDict
@@ -31,6 +32,18 @@ if TYPE_CHECKING:
 # Runs launched in this process and not awaited yet, for drain(). Strong references: a notebook
 # often starts a run without keeping its handle, and drain() must still wait for it.
 _started: set[Run] = set()
+
+# The newest handle of each stored run in this process, while someone holds it: a decision made
+# elsewhere (the pending panel, a Workspace, the ticket) resumes the run through the handle its
+# owner holds, so that handle, and the live view drawn from it, follow the run instead of staying
+# "waiting_approval" while a second handle nobody holds runs it to the end.
+_handles: weakref.WeakValueDictionary[str, Run] = weakref.WeakValueDictionary()
+
+
+def held_handle(run_id: str) -> Run | None:
+    """The handle of a stored run someone in this process still holds, if any."""
+    return _handles.get(run_id)
+
 
 RunRenderer: TypeAlias = "Callable[[Run], dict[str, Any]]"
 """Draws a run for a notebook: returns a MIME bundle that always holds ``text/plain``."""
@@ -170,6 +183,8 @@ class Run:
         # Live views; the list object is shared with each execution, resumed ones included.
         self._observers: list[Callable[[StepEvent | None], object]] = execution.observers
         self._chunk_observers: list[Callable[[TokenChunk], object]] = execution.chunk_observers
+        if execution.store is not None:
+            _handles[execution.run_id] = self
 
     # ---- what it is ----------------------------------------------------------------------------
 
@@ -475,6 +490,16 @@ class Run:
             raise
         if reopened:
             await self._exec.drive()
+
+    def _resumable(self) -> bool:
+        """Whether :meth:`resume` would continue this handle's run: it knows its workflow, and the
+        run stopped (halted or failed) with nothing of it still under way here."""
+        return (
+            self._workflow is not None
+            and self._options is not None
+            and self.done()
+            and (self._task is None or self._task.done())
+        )
 
     def resume(self) -> Run:
         """Continue this run from its last completed step, as :meth:`Workflow.start` would.

@@ -19,7 +19,16 @@ from wfkit.engine._attempts import plain_updates
 from wfkit.engine._durability import give_lease_back, record_run, take_lease
 from wfkit.engine._engine import Execution, claim, executing_here, unclaim
 from wfkit.engine._loops import run_blocking, running_loop
-from wfkit.engine._run import _RESUME_KEYS, BatchRunOptions, ResumeOptions, Run, RunOptions, WorkspaceArg, _Options
+from wfkit.engine._run import (
+    _RESUME_KEYS,
+    BatchRunOptions,
+    ResumeOptions,
+    Run,
+    RunOptions,
+    WorkspaceArg,
+    _Options,
+    held_handle,
+)
 from wfkit.model._approvals import HALT, Approval, ApprovalPolicy, Ticket, as_policy
 from wfkit.model._context import ToolProvider
 from wfkit.model._errors import WorkflowChangedError, WorkflowChangedWarning, WorkflowDefinitionError
@@ -1306,12 +1315,16 @@ def resume_decided(workspace: str | os.PathLike[str], ticket: Ticket) -> Run | N
     status = store.run_row(run_id)["status"]
     if status not in RunStatus.HALTED and status != RunStatus.INTERRUPTED:
         return None  # a resume that came first has taken it on, or finished it already
-    options = _Options(workspace=workspace)
-    run = Run(flow._resumed_execution(run_id, options), flow, options)
+    held = held_handle(run_id)
+    if held is not None and held._resumable():
+        run = held.resume()  # the handle its owner holds (and its live view) follows the run
+    else:
+        options = _Options(workspace=workspace)
+        run = Run(flow._resumed_execution(run_id, options), flow, options)
+        run._launch()
     for done in [r for r, other in _resumed_by_decision.items() if other.done()]:
         del _resumed_by_decision[done]  # their owners never asked: forget them
     _resumed_by_decision[run_id] = run
-    run._launch()
     return run
 
 
