@@ -557,6 +557,25 @@ def test_an_explicit_resume_after_a_decision_waits_for_the_run_it_started() -> N
     assert ("succeeded", [1]) == (done.status, calls)
 
 
+def test_an_explicit_resume_after_run_approve_waits_for_it_too() -> None:
+    """run.approve then flow.resume, two lines of a script, as the README says: the resume waits for
+    the run the approval continued (it raised LeaseError naming the run id twice)."""
+    calls: list[int] = []
+    flow = wf.Workflow("approve-then-resume")
+    flow.step(lambda s: {"a": 1}, name="first")
+
+    @flow.step(approval="check")
+    def second(state: Any) -> dict[str, Any]:
+        calls.append(1)
+        return {"b": 2}
+
+    flow.chain("first", "second")
+    run = flow.run({})
+    run.approve(by="ana")
+    done = flow.resume(run.run_id)
+    assert ("succeeded", [1]) == (done.status, calls)
+
+
 def test_no_shipped_notebook_or_example_approves_by_default() -> None:
     """No notebook's parameters cell (and no example module) makes "approve" its approval policy default."""
     import json

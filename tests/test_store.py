@@ -506,7 +506,8 @@ def test_live_lease_is_refused_naming_the_pid(store: Store, other: Store) -> Non
     """Acquiring a run whose fresh lease a live process holds raises LeaseError naming that pid."""
     store.create_run(_row("r1"))
     assert store.owner != other.owner
-    with pytest.raises(wf.LeaseError, match=rf"run r1 is being executed by process {os.getpid()} on .*wait for it"):
+    expected = rf"^run r1: it is being executed by process {os.getpid()} on .*wait for it"
+    with pytest.raises(wf.LeaseError, match=expected):
         other.acquire("r1")
     assert store.owner == store.run_row("r1")["lease_owner"]
 

@@ -90,8 +90,8 @@ def claim(run_id: str) -> None:
     with _FINISH_LOCK:
         if run_id in _executing:
             raise LeaseError(
-                f"run {run_id} is already executing in this process; wait for it (await run, or "
-                f"run.wait()) instead of resuming it again",
+                "it is already executing in this process; wait for it (await run, or run.wait()) "
+                "instead of resuming it again",
                 run_id=run_id,
             )
         _executing.add(run_id)

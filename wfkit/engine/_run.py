@@ -45,6 +45,23 @@ def held_handle(run_id: str) -> Run | None:
     return _handles.get(run_id)
 
 
+# Runs a decision continued (run.approve, or a decision made elsewhere), so an explicit resume of
+# one waits for it instead of refusing (the decision and the resume are often two lines of one script).
+_resumed_by_decision: dict[str, Run] = {}
+
+
+def resumed_by_decision(run: Run) -> None:
+    """Note that a decision resumed ``run``."""
+    for done in [r for r, other in _resumed_by_decision.items() if other.done()]:
+        del _resumed_by_decision[done]  # their owners never asked: forget them
+    _resumed_by_decision[run.run_id] = run
+
+
+def take_resumed_by_decision(run_id: str) -> Run | None:
+    """The run a decision resumed, if one did and nobody asked for it yet."""
+    return _resumed_by_decision.pop(run_id, None)
+
+
 RunRenderer: TypeAlias = "Callable[[Run], dict[str, Any]]"
 """Draws a run for a notebook: returns a MIME bundle that always holds ``text/plain``."""
 
@@ -471,10 +488,13 @@ class Run:
             _started.add(self)
             self._cfuture = None
             self._task = loop.create_task(self._decided(op, resume), name=f"wfkit-decide-{self.run_id}")
+            if resume:
+                resumed_by_decision(self)
             return self
         _, changed = store.do(op)
         if changed and resume and self.status in RunStatus.HALTED:
             self.resume()
+            resumed_by_decision(self)
         return self
 
     async def _decided(self, op: WriteOp[tuple[Ticket, bool]], resume: bool) -> None:

@@ -28,6 +28,8 @@ from wfkit.engine._run import (
     WorkspaceArg,
     _Options,
     held_handle,
+    resumed_by_decision,
+    take_resumed_by_decision,
 )
 from wfkit.model._approvals import HALT, Approval, ApprovalPolicy, Ticket, as_policy
 from wfkit.model._context import ToolProvider
@@ -1191,7 +1193,7 @@ class Workflow:
         Completed steps never run again; an irreversible step cut off between its intent and its
         result waits for :meth:`Workspace.reconcile` instead of running twice.
         """
-        underway = _resumed_by_decision.pop(run_id, None)
+        underway = take_resumed_by_decision(run_id)
         if underway is not None:  # deciding its ticket here resumed it already: wait for that
             if underway._cfuture is None and not underway.done():
                 raise RuntimeError(
@@ -1255,7 +1257,7 @@ class Workflow:
         **options: Unpack[ResumeOptions],
     ) -> Run:
         """Continue a stored run in the current task; see :meth:`resume`."""
-        underway = _resumed_by_decision.pop(run_id, None)
+        underway = take_resumed_by_decision(run_id)
         if underway is not None:  # deciding its ticket here resumed it already: wait for that
             with contextlib.suppress(Exception):
                 await underway
@@ -1322,12 +1324,5 @@ def resume_decided(workspace: str | os.PathLike[str], ticket: Ticket) -> Run | N
         options = _Options(workspace=workspace)
         run = Run(flow._resumed_execution(run_id, options), flow, options)
         run._launch()
-    for done in [r for r, other in _resumed_by_decision.items() if other.done()]:
-        del _resumed_by_decision[done]  # their owners never asked: forget them
-    _resumed_by_decision[run_id] = run
+    resumed_by_decision(run)
     return run
-
-
-# Runs that resume_decided continued, so an explicit resume of one waits for it instead of
-# refusing (the decision and the resume are often two lines of one script).
-_resumed_by_decision: dict[str, Run] = {}

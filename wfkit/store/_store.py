@@ -698,7 +698,7 @@ class Store:
                 stale = host == _HOST and pid is not None and not _pid_alive(pid)
                 if not stale:
                     raise LeaseError(
-                        f"run {run_id} is being executed by process {pid} on {host} (lease until "
+                        f"it is being executed by process {pid} on {host} (lease until "
                         f"{time.strftime('%H:%M:%S', time.localtime(expires))}); only one process "
                         f"may execute a run: wait for it to finish, or stop that process",
                         run_id=run_id,
