@@ -151,7 +151,8 @@ def test_a_durable_run_keeps_a_marked_secret_out_of_journal_log_and_checkpoints(
 
     flow.chain("login", "use")
     sink = MemorySink()
-    run = flow.run({}, sinks=[sink])
+    with pytest.warns(wf.SecretInStateWarning, match="step 'login' wrote state field '(token|nested)'"):
+        run = flow.run({}, sinks=[sink])
     assert secret == run.state["token"]  # the live state is the step's to use
 
     assert [f"login with {REDACTED} refused", None, None] == [e.error_message for e in sink.events]
@@ -179,7 +180,8 @@ def test_the_stored_run_row_keeps_a_marked_secret_out(workspace: Path) -> None:
         raise PermissionError(f"{state['token']} was refused")
 
     flow.chain("login", "use")
-    run = flow.run({}, raise_on_error=False)
+    with pytest.warns(wf.SecretInStateWarning):
+        run = flow.run({}, raise_on_error=False)
     assert "failed" == run.status
     info = wf.Workspace().run_info(run.run_id)
     assert secret not in repr(info["state"])
@@ -417,11 +419,13 @@ def test_planted_secrets_reach_no_file_cassette_report_or_cli_output(
         raise RuntimeError(f"leaking {state['copy']}")
 
     flow.chain("ask", "gated")
-    run = flow.run({"creds": all_secrets}, llm=client, tools=registry, policy="halt")
+    with pytest.warns(wf.SecretInStateWarning):  # in its inputs and a step's updates: said, and not stored
+        run = flow.run({"creds": all_secrets}, llm=client, tools=registry, policy="halt")
     assert "waiting_approval" == run.status
     [ticket] = run.tickets()
-    ticket.approve(by="ana", comment=f"approved; token was {planted['bearer']}")
-    done = flow.resume(run.run_id, llm=client, tools=registry, raise_on_error=False)
+    with pytest.warns(wf.SecretInStateWarning, match="resuming run"):  # what it reads in their place
+        ticket.approve(by="ana", comment=f"approved; token was {planted['bearer']}")  # resumes it
+        done = flow.resume(run.run_id, llm=client, tools=registry, raise_on_error=False)
     assert "failed" == done.status
 
     report_dir = tmp_path / "report"
@@ -492,3 +496,39 @@ def test_ascii_text_without_hints_comes_back_unchanged_at_any_length() -> None:
     """ASCII text of any length with no hint of a secret is returned as it was, not copied."""
     for text in ('{"answer":42}', '{"answer":"' + "x" * 5000 + '"}'):
         assert text is redact_text(text)
+
+
+def test_a_secret_written_into_durable_state_is_warned_about_as_it_is_written_and_on_resume(workspace: Path) -> None:
+    """The checkpoint never keeps a secret, so a resumed run reads [REDACTED] in its place: that is
+    said when the step writes it and again when the run resumes, naming the field (a resume turned a
+    database URL into '[REDACTED]db:5432/app' without a word)."""
+    url = "postgres://user:hunter2pass@db:5432/app"
+    flow = wf.Workflow("secret-in-state")
+    flow.step(lambda s: {"db_url": url, "region": "eu"}, name="get")
+    flow.step(lambda s: {"used": s["db_url"]}, name="use", approval="a human checks the connection")
+    flow.chain("get", "use")
+    with pytest.warns(wf.SecretInStateWarning, match=r"step 'get' wrote state field 'db_url' holding a secret"):
+        run = flow.run({}, policy="halt")
+    assert "waiting_approval" == run.status
+    assert url == run.state["db_url"]  # the live state is the step's to use
+    wf.Workspace().approve(run.tickets()[0], by="ana", resume=False)
+    with pytest.warns(wf.SecretInStateWarning, match=rf"resuming run {run.run_id}: step 'get' wrote 'db_url' as"):
+        resumed = flow.resume(run.run_id)
+    assert "succeeded" == resumed.status
+    assert REDACTED in resumed.state["used"]
+    assert "eu" == resumed.state["region"]
+
+
+def test_a_run_in_memory_keeps_its_secrets_and_warns_of_nothing() -> None:
+    """Nothing is stored, so nothing is lost: no warning (the suite turns warnings into errors)."""
+    flow = wf.Workflow("secret-in-memory")
+    flow.step(lambda s: {"db_url": "postgres://user:hunter2pass@db:5432/app"}, name="get")
+    assert "hunter2pass" in flow.run({}, workspace=False).state["db_url"]
+
+
+def test_secret_inputs_of_a_durable_run_are_warned_about() -> None:
+    """Inputs are stored as the run's row: a secret in them is said too, with the field."""
+    flow = wf.Workflow("secret-inputs")
+    flow.step(lambda s: {"n": 1}, name="one")
+    with pytest.warns(wf.SecretInStateWarning, match=r"the run's inputs: state field 'auth'"):
+        flow.run({"auth": "Bearer abcdefghijklmnop", "q": "x"})

@@ -40,7 +40,7 @@ from wfkit.model._context import Failure
 from wfkit.model._errors import ApprovalRejectedError, ApprovalRequiredError
 from wfkit.model._events import FIELDS, Status, StepEvent
 from wfkit.model._status import RunStatus
-from wfkit.store._journal import load_json
+from wfkit.store._journal import load_json, warn_if_restored_redacted
 from wfkit.store._store import LEASE_TTL, Store
 from wfkit.store._workspace import decision_event
 from wfkit.store._writer import Rows, WriteOp
@@ -412,7 +412,8 @@ class Durability:
             if outcome == "fork":
                 continue  # applied with the row before it
             if isinstance(updates, str):
-                updates = self._stored_json(seq, "journal.updates", updates)
+                text, updates = updates, self._stored_json(seq, "journal.updates", updates)
+                warn_if_restored_redacted(self.run_id, f"step {step!r} wrote", text, updates)
             if isinstance(failure, str):
                 failure = Failure(**self._stored_json(seq, "journal.failure", failure))
             fork = None

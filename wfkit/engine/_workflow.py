@@ -43,7 +43,7 @@ from wfkit.model._routes import Go, Route, Router
 from wfkit.model._status import RunStatus
 from wfkit.model._steps import Cache, MapSpec, StepFunction, StepSpec, make_map, make_spec, make_subflow, subflow_body
 from wfkit.store._codec import check_state, json_encoder
-from wfkit.store._journal import encode_state, load_json
+from wfkit.store._journal import encode_state, load_json, warn_if_redacted, warn_if_restored_redacted
 from wfkit.store._store import Store
 from wfkit.store._workspace import open_store
 from wfkit.store._writer import Rows, WriteOp
@@ -791,6 +791,7 @@ class Workflow:
             phash = _parameters_hash(inputs)  # (of inputs checked: no cycle in them)
         else:
             encoded = encode_state("the run's inputs:", inputs)
+            warn_if_redacted("the run's inputs:", inputs, encoded)
             phash = _parameters_hash(inputs)
             create = store.create_run_rows(
                 {
@@ -944,7 +945,7 @@ class Workflow:
             graph,
             self._merge,
             run_id,
-            load_json(store.path, run_id, "runs.inputs", row["inputs"]),
+            _restored_inputs(store, run_id, row["inputs"]),
             version=self._version or graph.fingerprint,
             timeout=row["timeout"],
             sinks=as_callables(o.sinks),
@@ -1302,6 +1303,13 @@ def _fork_point(rows: list[tuple[Any, ...]], run_id: str, at: str, visit: int | 
         f"run {run_id} never completed {which}, so there is no checkpoint to fork from; "
         f"steps it completed: {', '.join(done) or 'none'}"
     )
+
+
+def _restored_inputs(store: Store, run_id: str, text: str) -> Any:
+    """A stored run's inputs, decoded (and warned about, if a secret in them was not stored)."""
+    inputs = load_json(store.path, run_id, "runs.inputs", text)
+    warn_if_restored_redacted(run_id, "its inputs held", text, inputs)
+    return inputs
 
 
 def resume_decided(workspace: str | os.PathLike[str], ticket: Ticket) -> Run | None:

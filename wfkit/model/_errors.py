@@ -228,5 +228,11 @@ class StateSizeWarning(UserWarning):
     """A state value large enough to slow every checkpoint and resume (warned once per field)."""
 
 
+class SecretInStateWarning(UserWarning):
+    """A durable run's state holds a value the redaction boundary takes out of what is stored (a
+    secret, or text shaped like one): its checkpoint keeps ``[REDACTED]`` in its place, which is
+    what a resumed run reads. Warned once per field as it is written, and again on resume."""
+
+
 class WorkflowChangedWarning(UserWarning):
     """A run is resumed with a workflow whose definition differs from the one that started it."""

@@ -15,13 +15,14 @@ import json
 import operator
 import sqlite3
 import struct
+import warnings
 import zlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-from wfkit.model._errors import StoreCorruptError
+from wfkit.model._errors import SecretInStateWarning, StoreCorruptError
 from wfkit.model._events import FIELDS, StepEvent
-from wfkit.model._processors import redact_text
+from wfkit.model._processors import REDACTED, redact_text
 from wfkit.store import _codec
 
 # Every stored column of a journal row but seq, in insert order.
@@ -252,16 +253,60 @@ _dumps_extra: Callable[[Any], str] = json.JSONEncoder(default=repr).encode
 
 
 def encode_updates(step: str, updates: Mapping[str, Any]) -> str:
-    """JSON for a step's updates (types kept); a value that cannot be kept is named with its step
-    and field."""
+    """JSON for a step's updates as its checkpoint keeps them (types kept); a value that cannot be
+    kept is named with its step and field, and one the redaction boundary will take out of the
+    stored copy is warned about (:func:`warn_if_redacted`)."""
     if not updates:
         return "{}"  # a step that wrote nothing (the JSON encode_state makes of it, with nothing to check)
-    return _codec.encode_state(f"step {step!r} wrote", updates)
+    who = f"step {step!r} wrote"
+    text = _codec.encode_state(who, updates)
+    warn_if_redacted(who, updates, text)
+    return text
 
 
 def encode_state(who: str, values: Mapping[str, Any]) -> str:
     """JSON for state fields, types kept (see :mod:`wfkit.store._codec`)."""
     return _codec.encode_state(who, values)
+
+
+def warn_if_restored_redacted(run_id: str, who: str, text: str, values: Any) -> None:
+    """On resume: warn when a stored payload (``text``, decoded into ``values``) holds the redaction
+    placeholder, naming the fields that read ``[REDACTED]`` now instead of what was written."""
+    if REDACTED not in text:
+        return
+    fields = [key for key, value in values.items() if REDACTED in repr(value)] if isinstance(values, dict) else []
+    named = ", ".join(map(repr, fields)) or "a value"
+    warnings.warn(
+        SecretInStateWarning(
+            f"resuming run {run_id}: {who} {named} as [REDACTED]: it held a secret, or text shaped like "
+            f"one, which the workspace never stores, so the resumed run reads the placeholder, not the "
+            f"value. Keep secrets out of the state (read them in the step that needs them)"
+        ),
+        stacklevel=3,
+    )
+
+
+def warn_if_redacted(who: str, values: Mapping[str, Any], encoded: str) -> None:
+    """Warn when the store will keep ``[REDACTED]`` in place of (part of) a state
+    value: a secret never reaches the disk, so a run resumed from this checkpoint reads the
+    placeholder. Said as it is written, not first noticed after a crash. ``encoded``: the values'
+    JSON (the fields are looked at one by one only when it changes)."""
+    if len(encoded) < 4 or redact_text(encoded) == encoded:
+        return
+    for key, value in values.items():
+        text = _codec.encode_state(who, {key: value})
+        if redact_text(text) == text:
+            continue
+        # Said once per step and field: the warnings module shows a message once per place.
+        warnings.warn(
+            SecretInStateWarning(
+                f"{who} state field {key!r} holding a secret, or text shaped like one (a key, a password "
+                f"in a URL, key=value); secrets never reach the workspace, so its checkpoint keeps "
+                f"[REDACTED] in its place, and a run resumed after this step reads that. Keep secrets "
+                f"out of the state: read them in the step that needs them (os.environ, a secret store)"
+            ),
+            stacklevel=3,
+        )
 
 
 # ---- checksums ------------------------------------------------------------------------------------
