@@ -424,8 +424,8 @@ def test_planted_secrets_reach_no_file_cassette_report_or_cli_output(
     assert "waiting_approval" == run.status
     [ticket] = run.tickets()
     with pytest.warns(wf.SecretInStateWarning, match="resuming run"):  # what it reads in their place
-        ticket.approve(by="ana", comment=f"approved; token was {planted['bearer']}")  # resumes it
-        done = flow.resume(run.run_id, llm=client, tools=registry, raise_on_error=False)
+        ticket.approve(by="ana", comment=f"approved; token was {planted['bearer']}")  # resumes the run
+    done = flow.resume(run.run_id, llm=client, tools=registry, raise_on_error=False)  # waits for it
     assert "failed" == done.status
 
     report_dir = tmp_path / "report"
