@@ -266,11 +266,13 @@ def test_latency_of_no_attempts_is_an_empty_table(workspace: Path) -> None:
 
 
 def test_an_attempt_a_crash_cut_off_is_no_latency(known: Known) -> None:
-    """A ProcessCrashedError row (its latency unknown, stored as 0) changes no latency figure and no advice."""
+    """A ProcessCrashedError row (its latency unknown: NaN, and no ended_at) changes no latency
+    figure and no advice."""
     frame = known.frame
     crashed = frame[frame["step"] == "answer"].iloc[[0]].copy()
     crashed["status"], crashed["error_kind"], crashed["error_type"] = "retry", "unknown", "ProcessCrashedError"
-    crashed["latency_s"] = 0.0
+    crashed["latency_s"] = float("nan")
+    crashed["ended_at"] = pd.NaT
     both = pd.concat([frame, crashed], ignore_index=True)
     assert len(frame) + 1 == len(both)
     pd.testing.assert_frame_equal(frame.wf.latency(), both.wf.latency())

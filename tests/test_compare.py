@@ -24,7 +24,7 @@ def test_compare_is_a_table_of_quantiles_ratios_and_intervals(workspace: Path) -
     for (_, step), row in table.iterrows():
         a = base[base["step"] == step]["latency_s"]
         b = cand[cand["step"] == step]["latency_s"]
-        assert (8, 8) == (row["n_v1"], row["n_v2"])
+        assert (10, 10) == (row["n_v1"], row["n_v2"])
         assert pytest.approx(np.quantile(a, 0.99)) == row["p99_v1"]
         assert pytest.approx(np.quantile(b, 0.5) / np.quantile(a, 0.5)) == row["p50_ratio"]
         assert row["p50_diff_low"] <= row["p50_diff"] <= row["p50_diff_high"]
@@ -55,3 +55,27 @@ def test_compare_refuses_settings_that_make_no_interval(workspace: Path) -> None
         base.wf.compare(cand, level=1.5)
     with pytest.raises(ValueError, match="resamples must be >= 100"):
         base.wf.compare(cand, resamples=10)
+
+
+def test_an_interval_needs_values_beyond_its_quantile() -> None:
+    """A quantile's interval is reported only with 5 values a side beyond it (P50: 10, P99: 500):
+    two sets of 6 and 5 calls gave P99 a confident [-47 ms, -0.2 ms] drawn as beyond noise. The
+    values, ratio and difference are still there; the interval is NaN, and the table says why."""
+    import pandas as pd
+
+    rng = np.random.default_rng(7)
+
+    def calls(n: int, scale: float) -> pd.DataFrame:
+        return pd.DataFrame(
+            {"workflow": "w", "step": "s", "attempt": 1, "status": "ok", "latency_s": rng.exponential(scale, n)}
+        )
+
+    few = calls(6, 0.010).wf.compare(calls(5, 0.002))
+    row = few.iloc[0]
+    assert {"p50": 10, "p99": 500} == few.attrs["min_samples"]
+    assert row["p99_ratio"] > 0
+    assert row["p50_diff"] < 0
+    assert np.isnan([row["p50_diff_low"], row["p50_diff_high"], row["p99_diff_low"], row["p99_diff_high"]]).all()
+    many = calls(600, 0.010).wf.compare(calls(600, 0.002), quantiles=(0.5, 0.9, 0.99))
+    assert not many.filter(like="_diff_").isna().any().any()
+    assert many.iloc[0]["p99_diff_high"] < 0  # five times faster, on 600 calls a side: beyond noise

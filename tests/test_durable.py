@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import os
 import signal
 import subprocess
@@ -525,12 +526,21 @@ def test_a_step_that_kills_its_process_fails_the_run_after_its_second_crash(tmp_
     assert out[0].startswith("failed StepFailedError")
     assert "failed with ProcessCrashedError (unknown)" in out[0]
     assert "crashed the process 2 times" in out[0]
-    rows = [(e.attempt, e.status, e.error_kind, e.error_type) for e in Workspace(tmp_path / "ws").events("boom")]
+    events = Workspace(tmp_path / "ws").events("boom")
+    rows = [(e.attempt, e.status, e.error_kind, e.error_type) for e in events]
     assert [
         (1, "ok", None, None),
         (1, "retry", "unknown", "ProcessCrashedError"),
         (2, "failed", "unknown", "ProcessCrashedError"),
     ] == rows
+    # A crashed attempt's latency is unknown, not 0: NaN in the events and the step log (it read
+    # latency_s 0.0 with ended_at equal to started_at), while a timed attempt keeps its figure.
+    assert [False, True, True] == [math.isnan(e.latency_s) and math.isnan(e.ended_at) for e in events]
+    frame = wf.steps(tmp_path / "ws", run_id="boom", sort=True)
+    assert [False, True, True] == frame["latency_s"].isna().tolist()
+    assert [False, True, True] == frame["ended_at"].isna().tolist()
+    assert frame["started_at"].notna().all()
+    assert 2 == frame.wf.failures()["failed"].sum()  # the tables still count both failed attempts
 
 
 def test_crashes_count_against_the_retry_budget(tmp_path: Path) -> None:

@@ -706,6 +706,11 @@ def test_a_killed_durable_map_resumes_running_only_unfinished_items(tmp_path: An
     assert "succeeded" == result["status"]
     assert list(range(1, 11)) == result["state"]["sizes"]
     assert 55 == result["state"]["total"]
+    # Each item counts its own attempts: those that ran only after the resume are attempt 1 (they
+    # were numbered after their siblings' last attempt, 2, as if retried).
+    events = wf.Workspace(tmp_path / "ws").events("map-run")
+    items = sorted((e.map_index, e.attempt, e.status) for e in events if e.map_index is not None)
+    assert [(i, 1, "ok") for i in range(10)] == items
 
 
 # ---- durability off the event loop -----------------------------------------------------------------

@@ -323,13 +323,14 @@ def test_failure_breakdown_has_bars_per_kind_and_rates(workspace: Path, tmp_path
 
 
 def compare_frames(workspace: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Two periods of one workflow: the second ten times slower."""
+    """Two periods of one workflow: the second ten times slower (10 runs each: enough values for a
+    P50's interval, too few for a P99's)."""
     fast = serial_flow("svc", {"plan": 0.002, "act": 0.004})
-    for _ in range(8):
+    for _ in range(10):
         fast.run({})
     cut = pd.Timestamp.now(tz="UTC")
     slow = serial_flow("svc", {"plan": 0.02, "act": 0.04})
-    for _ in range(8):
+    for _ in range(10):
         slow.run({})
     return wf.steps(until=cut.to_pydatetime()), wf.steps(since=cut.to_pydatetime())
 
@@ -349,6 +350,8 @@ def test_plot_compare_is_a_dumbbell_on_one_log_axis(workspace: Path, tmp_path: P
     notes = [t.get_text() for t in ax.texts]
     assert 4 == len(notes)
     assert notes[0].startswith(f"{table.loc[('svc', 'act'), 'p50_ratio']:.2f}x")
+    assert "[" in notes[0]  # P50 of 10 values a side: an interval
+    assert notes[1].endswith("(no interval: n < 500)")  # P99 of 10: none
     assert ax.get_title().startswith("v2 vs v1")
     assert_nothing_clipped(ax.figure)
     assert_png(ax.figure, tmp_path / "compare.png")

@@ -34,7 +34,7 @@ from wfkit.model._events import Status, StepEvent
 from wfkit.model._retry import ErrorKind, RetryPolicy, classify_error, retry_after_of
 from wfkit.model._steps import StepSpec
 from wfkit.store._codec import TAG, check_state, decode_state
-from wfkit.store._journal import encode_state, encode_updates
+from wfkit.store._journal import UNTIMED, encode_state, encode_updates
 
 logger = logging.getLogger("wfkit")
 
@@ -186,7 +186,8 @@ class AttemptRunner:
         self.late_results = late_results
         self._rng: random.Random | None = None
         self.deadline: float | None = None  # monotonic; set when the run starts, if it has a timeout
-        self.attempts_before: dict[tuple[str, int], int] = {}  # attempts a resumed run made before
+        # Attempts a resumed run made before: per (step, visit), and per (step, visit, map_index).
+        self.attempts_before: dict[tuple[str, int] | tuple[str, int, int], int] = {}
         self.cut_off: dict[tuple[str, int], CutOff] = {}  # attempts a crash interrupted (resume)
 
     def _run_rng(self) -> random.Random:
@@ -227,7 +228,8 @@ class AttemptRunner:
         is_item = act.batch is not None
         if self.attempts_before or self.cut_off:  # a resumed run: what it did before counts
             key = (spec.name, act.visit)
-            attempt = self.attempts_before.get(key, 0)
+            # A map item counts its own attempts (an item that never ran starts at 1).
+            attempt = self.attempts_before.get(key if act.index is None else (*key, act.index), 0)
             cut = None if is_item else self.cut_off.pop(key, None)
             if cut is not None:
                 first_start = time.perf_counter()
@@ -432,8 +434,11 @@ class AttemptRunner:
         )
         out.attempt, out.error, out.kind, out.status = attempt, error, ErrorKind.UNKNOWN, Status.FAILED
         out.started_at = cut.started_at or time.time()
-        out.latency = 0.0  # unknown: the process that could have timed it is gone (extra says so)
-        out.usage = {"extra": {"crashed": True, "latency": "unknown"}}
+        # Unknown, not 0: the process that could have timed it is gone. NaN in the event and the
+        # step log (latency_s and ended_at); the journal, whose columns refuse NULL, keeps 0 and the
+        # marker in extra, which its readers turn back into NaN (see wfkit.store._journal.UNTIMED).
+        out.latency = float("nan")
+        out.usage = {"extra": dict(UNTIMED)}
         # A first crash is always forgiven once: most crashes are not the step's doing (kill -9,
         # the OOM killer, a power cut), and resuming after one is what durable runs are for. A
         # step that crashes again is held to its retry budget, like any error of unknown kind.
@@ -449,7 +454,7 @@ class AttemptRunner:
             error,
             ErrorKind.UNKNOWN,
             out.started_at,
-            0.0,
+            out.latency,
             0.0,
             delay,
             None,

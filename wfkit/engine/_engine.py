@@ -1176,7 +1176,11 @@ class Execution:
     # ---- replay ----------------------------------------------------------------------------------
 
     def replay(
-        self, checkpoints: Sequence[tuple[Any, ...]], attempts: dict[tuple[str, int], int], *, crashed: bool = False
+        self,
+        checkpoints: Sequence[tuple[Any, ...]],
+        attempts: dict[tuple[str, int] | tuple[str, int, int], int],
+        *,
+        crashed: bool = False,
     ) -> None:
         """Rebuild state and schedule from a stopped run's checkpoints, without running anything.
 

@@ -15,6 +15,19 @@ if TYPE_CHECKING:
 # The bootstrap draws this many values a side at most: the interval of a million-row step then
 # costs milliseconds, and is (slightly) wider than the full sample's, never narrower.
 BOOTSTRAP_CAP = 5_000
+# A quantile's bootstrap interval means something only when each side has some observations
+# beyond it: with 6 values a P99 is the maximum, and its resamples say little about where a P99
+# lies (the interval came out as a confident [-47 ms, -0.2 ms] for two sets of 5 and 6 calls).
+# Below ceil(TAIL_OBSERVATIONS / min(q, 1 - q)) values a side (P50: 10, P90: 50, P99: 500) the
+# interval is NaN, and the table says how many it needs.
+TAIL_OBSERVATIONS = 5
+
+
+def samples_for_interval(q: float) -> int:
+    """Values each side needs before the interval of quantile ``q`` is reported."""
+    import math
+
+    return math.ceil(round(TAIL_OBSERVATIONS / min(q, 1 - q), 9))
 
 
 def compare_latency(
@@ -31,7 +44,9 @@ def compare_latency(
     """Per (workflow, step) (or ``by``) present on both sides, from successful attempts: ``n_<label>``, and for
     each quantile (``p50``...) its value on each side, ``<q>_ratio`` (candidate / baseline),
     ``<q>_diff`` (candidate - baseline, seconds) and ``<q>_diff_low`` / ``_high``, the bootstrap
-    interval of the difference at ``level``. ``.attrs`` keep the labels and settings."""
+    interval of the difference at ``level``, NaN when a side has too few values for one
+    (:func:`samples_for_interval`: 10 for P50, 500 for P99). ``.attrs`` keep the labels and settings,
+    and ``min_samples``, the values a side each quantile's interval needs."""
     import numpy as np
     import pandas as pd
 
@@ -78,8 +93,11 @@ def compare_latency(
             row[f"{label}_{labels[1]}"] = qb
             row[f"{label}_ratio"] = qb / qa if qa > 0 else float("nan")
             row[f"{label}_diff"] = qb - qa
-            row[f"{label}_diff_low"] = float(np.quantile(diffs, tail))
-            row[f"{label}_diff_high"] = float(np.quantile(diffs, 1 - tail))
+            if min(len(a), len(b)) >= samples_for_interval(q):
+                row[f"{label}_diff_low"] = float(np.quantile(diffs, tail))
+                row[f"{label}_diff_high"] = float(np.quantile(diffs, 1 - tail))
+            else:  # too few values beyond the quantile for its interval to mean anything
+                row[f"{label}_diff_low"] = row[f"{label}_diff_high"] = float("nan")
         records.append(row)
     index = pd.MultiIndex.from_tuples(common, names=keys) if common else pd.MultiIndex.from_tuples([], names=keys)
     if len(keys) == 1:
@@ -90,7 +108,13 @@ def compare_latency(
         for suffix in (labels[0], labels[1], "ratio", "diff", "diff_low", "diff_high")
     ]
     table = pd.DataFrame(records, index=index, columns=columns)
-    table.attrs.update(labels=labels, quantiles=tuple(quantiles), level=level, resamples=resamples)
+    table.attrs.update(
+        labels=labels,
+        quantiles=tuple(quantiles),
+        level=level,
+        resamples=resamples,
+        min_samples={quantile_label(q): samples_for_interval(q) for q in quantiles},
+    )
     return table
 
 

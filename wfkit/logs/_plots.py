@@ -219,7 +219,11 @@ def plot_timeline(df: pd.DataFrame, run_id: str | None = None, *, ax: Axes | Non
         delay = getattr(row, "retry_delay_s", None)
         if delay is not None and delay == delay and delay > 0:  # NaN-safe
             ax.barh(lane, delay, left=start + width, height=0.15, color=color, alpha=0.4)
-        ends.append((row.ended_at - origin).total_seconds())
+        end = (row.ended_at - origin).total_seconds()
+        if end == end:
+            ends.append(end)
+        elif int(row.attempt) > 0:  # a crash cut it off: how long it ran is unknown, so no bar
+            ax.plot([start], [lane], marker="x", markersize=8, color=color, linestyle="none")
     # Approval waits: from the ticket's creation to its decision.
     waits = rows[rows["status"].isin(["waiting_approval", "approved", "rejected"])]
     for step, group in waits.groupby("step", observed=True):
@@ -307,10 +311,12 @@ def plot_compare(table: pd.DataFrame, *, ax: Axes | None = None) -> Axes:
         ax.scatter([b], [i], color=_SIDES[1], zorder=2, label=labels[1] if i == 0 else None)
         low, high = float(row[f"{q}_diff_low"]), float(row[f"{q}_diff_high"])
         sure = low > 0 or high < 0
-        note = (
-            f"{float(row[f'{q}_ratio']):.2f}x  {format_seconds(b - a, digits=2)} "
+        interval = (
             f"[{format_seconds(low, digits=2)}, {format_seconds(high, digits=2)}]"
+            if low == low
+            else f"(no interval: n < {table.attrs.get('min_samples', {}).get(q, '?')})"
         )
+        note = f"{float(row[f'{q}_ratio']):.2f}x  {format_seconds(b - a, digits=2)} {interval}"
         ax.annotate(
             note,
             (1.0, i),

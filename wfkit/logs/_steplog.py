@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 from wfkit.logs._dataset import STEPS_DIR, counted_files, fsync_dir, is_attempt_segment, is_url, mirror
 from wfkit.model._errors import StoreCorruptError, WorkspaceNotFoundError
 from wfkit.model._events import FIELDS
+from wfkit.store._journal import untimed
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -135,16 +136,27 @@ def _write_file(table: pa.Table, target: Path, metadata: dict[bytes, bytes] | No
     os.replace(tmp, target)
 
 
+_EXTRA_AT = FILE_COLUMNS.index("extra")
+
+
 def _table(rows: Sequence[Sequence[Any]]) -> pa.Table:
     """Journal rows (FILE_COLUMNS order, times as epoch floats) as an arrow table."""
     import pyarrow as pa
 
     columns: list[Sequence[Any]] = list(zip(*rows, strict=True)) if rows else [() for _ in FILE_COLUMNS]
+    extras = columns[_EXTRA_AT]
+    if any(extra is not None and untimed(extra) for extra in extras):
+        # Attempts a crash cut off: their latency is unknown, null here (NaN to pandas), not the
+        # 0 the journal keeps for it (see wfkit.store._journal.UNTIMED).
+        cut = [extra is not None and untimed(extra) for extra in extras]
+        for name in ("latency_s", "ended_at"):
+            at = FILE_COLUMNS.index(name)
+            columns[at] = [None if unknown else v for v, unknown in zip(columns[at], cut, strict=True)]
     arrays = {}
     sch = schema()
     for name, values in zip(FILE_COLUMNS, columns, strict=True):
         if name in ("started_at", "ended_at"):
-            micros = [int(v * 1_000_000) for v in values]
+            micros = [None if v is None else int(v * 1_000_000) for v in values]
             arrays[name] = pa.array(micros, type=pa.int64()).cast(sch.field(name).type)
         elif name == "tools":
             arrays[name] = pa.array([None if v is None else json.loads(v) for v in values], sch.field(name).type)

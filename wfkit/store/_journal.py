@@ -235,6 +235,8 @@ def _next_seqs(conn: sqlite3.Connection, run_ids: list[str]) -> dict[str, int]:
 
 _TOOLS_AT = FIELDS.index("tools")
 _EXTRA_AT = FIELDS.index("extra")
+_LATENCY_AT = FIELDS.index("latency_s")
+_ENDED_AT = FIELDS.index("ended_at")
 _UPDATES_AT = COLUMNS.index("updates")
 _FAILURE_AT = COLUMNS.index("failure")
 # Text columns a secret could reach (ids, names and numbers cannot).
@@ -467,6 +469,20 @@ def _checked(values: list[Any]) -> tuple[Any, ...]:
     return (values[0], *values, row_checksum(values))
 
 
+# The extra of an attempt a crash cut off, whose latency nobody could measure: its event and the
+# step log say NaN (latency_s, ended_at); the journal's columns refuse NULL, so its row keeps 0 and
+# the start, and every reader of the journal (event_from_row, the parquet export) reads NaN again.
+UNTIMED = {"crashed": True, "latency": "unknown"}
+UNTIMED_TEXT = '"latency": "unknown"'  # as the row's extra JSON holds it
+
+
+def untimed(extra: object) -> bool:
+    """Whether an event's ``extra`` (a dict, or the row's JSON text) marks its latency unknown."""
+    if isinstance(extra, str):
+        return UNTIMED_TEXT in extra
+    return isinstance(extra, dict) and extra.get("latency") == "unknown"
+
+
 def event_row(
     event: StepEvent, outcome: str | None = None, updates: str | None = None, failure: str | None = None
 ) -> tuple[Any, ...]:
@@ -483,6 +499,8 @@ def event_row(
     extra: str | None = None
     if event.extra is not None:
         extra = row[_EXTRA_AT] = redact_text(_dumps_extra(event.extra))
+        if untimed(event.extra):  # NaN would be NULL in columns that refuse it: 0 and the start
+            row[_LATENCY_AT], row[_ENDED_AT] = 0.0, event.started_at
     if event.error_message is not None or event.approver is not None or event.decision_comment is not None:
         for at in _EVENT_TEXT_AT:
             value = row[at]
@@ -576,6 +594,8 @@ def event_from_row(path: object, row: Sequence[Any]) -> StepEvent:
         values[_TOOLS_AT] = tuple(load_json(path, values[0], "journal.tools", values[_TOOLS_AT], row=seq))
     if values[_EXTRA_AT] is not None:
         values[_EXTRA_AT] = load_json(path, values[0], "journal.extra", values[_EXTRA_AT], row=seq)
+        if untimed(values[_EXTRA_AT]):
+            values[_LATENCY_AT] = values[_ENDED_AT] = float("nan")
     return StepEvent(*values)
 
 

@@ -1053,9 +1053,21 @@ class Store:
         rows = self.read(JOURNAL_SELECT + " ORDER BY started_at, run_id, seq")
         return [event_from_row(self.path, r) for r in verify_rows(self.path, None, rows)]
 
-    def attempts_so_far(self, run_id: str) -> dict[tuple[str, int], int]:
-        rows = self.read("SELECT step, visit, MAX(attempt) FROM journal WHERE run_id=? GROUP BY step, visit", (run_id,))
-        return {(r[0], r[1]): r[2] for r in rows}
+    def attempts_so_far(self, run_id: str) -> dict[tuple[str, int] | tuple[str, int, int], int]:
+        """The last attempt number of each step visit of a run, and of each map item, keyed
+        (step, visit, map_index): an item counts its own attempts, so an item that never ran is
+        attempt 1 on resume, whatever its siblings made."""
+        rows = self.read(
+            "SELECT step, visit, map_index, MAX(attempt) FROM journal WHERE run_id=? GROUP BY step, visit, map_index",
+            (run_id,),
+        )
+        out: dict[tuple[str, int] | tuple[str, int, int], int] = {}
+        for step, visit, index, attempt in rows:
+            if index is None:
+                out[(step, visit)] = attempt
+            else:
+                out[(step, visit, index)] = attempt
+        return out
 
     # ---- attempts in flight ----------------------------------------------------------------------
 
