@@ -706,11 +706,52 @@ def test_a_killed_durable_map_resumes_running_only_unfinished_items(tmp_path: An
     assert "succeeded" == result["status"]
     assert list(range(1, 11)) == result["state"]["sizes"]
     assert 55 == result["state"]["total"]
-    # Each item counts its own attempts: those that ran only after the resume are attempt 1 (they
-    # were numbered after their siblings' last attempt, 2, as if retried).
+    # The item the crash cut off is a crashed attempt, as a step in flight is, and runs again as
+    # attempt 2; every other item counts its own attempts, so those that first ran after the
+    # resume are attempt 1 (they were numbered 2, after their siblings, and item 4's crash was lost).
+    events = wf.Workspace(tmp_path / "ws").events("map-run")
+    items = sorted((e.map_index, e.attempt, e.status, e.error_type) for e in events if e.map_index is not None)
+    assert [
+        *((i, 1, "ok", None) for i in range(4)),
+        (4, 1, "retry", "ProcessCrashedError"),
+        (4, 2, "ok", None),
+        *((i, 1, "ok", None) for i in range(5, 10)),
+    ] == items
+    crash = next(e for e in events if e.error_type == "ProcessCrashedError")
+    assert "item 4 of step 'size'" in (crash.error_message or "")
+
+
+def test_every_item_a_crash_cut_off_is_a_crashed_attempt(tmp_path: Any) -> None:
+    """max_concurrency=2, SIGKILL as item 3 starts while item 2 still runs: on resume both are
+    crashed attempts that run again as attempt 2; the items that never started are attempt 1."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    here = Path(__file__).parent
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    env = {**os.environ, "WFKIT_SYNCHRONOUS": "full", "PYTHONPATH": str(here.parent)}
+    script = [sys.executable, str(here / "mapflow.py"), str(tmp_path / "ws"), str(logs)]
+    crashed = subprocess.run([*script, "3", "2"], env=env, capture_output=True, text=True, timeout=60)
+    assert -9 == crashed.returncode, crashed.stderr
+    assert [f"start:{i}" for i in range(4)] == (logs / "ran.log").read_text().split()
+    resumed = subprocess.run([*script, "-", "2"], env=env, capture_output=True, text=True, timeout=60)
+    assert 0 == resumed.returncode, resumed.stderr
+    assert "succeeded" == json.loads((logs / "result.json").read_text())["status"]
     events = wf.Workspace(tmp_path / "ws").events("map-run")
     items = sorted((e.map_index, e.attempt, e.status) for e in events if e.map_index is not None)
-    assert [(i, 1, "ok") for i in range(10)] == items
+    assert [
+        (0, 1, "ok"),
+        (1, 1, "ok"),
+        (2, 1, "retry"),
+        (2, 2, "ok"),
+        (3, 1, "retry"),
+        (3, 2, "ok"),
+        *((i, 1, "ok") for i in range(4, 10)),
+    ] == items
 
 
 # ---- durability off the event loop -----------------------------------------------------------------

@@ -107,6 +107,33 @@ def test_run_view_gets_a_panel_and_the_click_resumes_the_run() -> None:
     assert "refunded" in view.state.value
 
 
+def test_a_decision_in_the_pending_panel_closes_the_run_views_own_panel() -> None:
+    """Approved in the pending panel, the run the view shows resumes through its handle: the view
+    ends "succeeded" and its own approval panel says who approved it, its buttons gone (they stayed
+    live under "Approval needed", and a click then said the ticket was already decided)."""
+    from wfkit.notebook._pending import resume_after_decision
+
+    run = _gated_flow().run({"amount": 90})
+    view = RunView(run)
+    [panel] = view.approvals.children
+    assert not panel.approve_button.disabled
+    pending = wf.pending()
+    elsewhere = PendingView(pending.workspace, pending.tickets, lambda t: resume_after_decision(pending.workspace, t))
+    other = elsewhere.children[1]
+    other.reviewer.value = "dan"
+    other.comment.value = "fine"
+    other.approve_button.click()
+    run.wait(10)
+    deadline = time.monotonic() + 5
+    while "by dan" not in panel.result.value and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert "succeeded" in view.summary.value
+    assert panel.approve_button.disabled
+    assert panel.reject_button.disabled
+    assert "<b>approved</b> by dan: fine" == panel.result.value
+    assert 90 == run.state["refunded"]
+
+
 def test_pending_view_decides_from_the_workspace() -> None:
     """PendingView lists every open ticket; a decision there is recorded and handed on to resume."""
     flow = _gated_flow()

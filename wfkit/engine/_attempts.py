@@ -188,7 +188,8 @@ class AttemptRunner:
         self.deadline: float | None = None  # monotonic; set when the run starts, if it has a timeout
         # Attempts a resumed run made before: per (step, visit), and per (step, visit, map_index).
         self.attempts_before: dict[tuple[str, int] | tuple[str, int, int], int] = {}
-        self.cut_off: dict[tuple[str, int], CutOff] = {}  # attempts a crash interrupted (resume)
+        # Attempts a crash interrupted (resume): per (step, visit), and per (step, visit, map_index).
+        self.cut_off: dict[tuple[str, int] | tuple[str, int, int], CutOff] = {}
 
     def _run_rng(self) -> random.Random:
         """``ctx.rng``: one per run, seeded like it. Built on first use: seeding a Random costs
@@ -230,7 +231,7 @@ class AttemptRunner:
             key = (spec.name, act.visit)
             # A map item counts its own attempts (an item that never ran starts at 1).
             attempt = self.attempts_before.get(key if act.index is None else (*key, act.index), 0)
-            cut = None if is_item else self.cut_off.pop(key, None)
+            cut = self.cut_off.pop(key if act.index is None else (*key, act.index), None)
             if cut is not None:
                 first_start = time.perf_counter()
                 attempt = cut.attempt - 1
@@ -428,9 +429,10 @@ class AttemptRunner:
         True when the retry budget allows another attempt (after its backoff)."""
         crashes = cut.crashes + 1
         times = "once" if crashes == 1 else f"{crashes} times"
+        what = f"step {act.spec.name!r}" if act.index is None else f"item {act.index} of step {act.spec.name!r}"
         error = ProcessCrashedError(
-            f"the process died during attempt {attempt} of step {act.spec.name!r} (visit {act.visit}); "
-            f"this step has crashed the process {times}"
+            f"the process died during attempt {attempt} of {what} (visit {act.visit}); "
+            f"this {'step' if act.index is None else 'item'} has crashed the process {times}"
         )
         out.attempt, out.error, out.kind, out.status = attempt, error, ErrorKind.UNKNOWN, Status.FAILED
         out.started_at = cut.started_at or time.time()
@@ -460,8 +462,9 @@ class AttemptRunner:
             None,
             act.tools,
             out.usage,
+            act.index,
         )
-        await self._retry_after(event, delay)
+        await self._retry_after(event, delay, durable=act.index is None)
         out.usage = None
         return True
 

@@ -430,7 +430,7 @@ class Durability:
         assert self.store is not None  # only stored runs hold JSON text
         return load_json(self.store.path, self.run_id, column, text, row=seq)
 
-    def cut_offs(self, ready: Iterable[Activation]) -> dict[tuple[str, int], CutOff]:
+    def cut_offs(self, ready: Iterable[Activation]) -> dict[tuple[str, int] | tuple[str, int, int], CutOff]:
         """After a crash: the attempts it cut off, among the steps replay left ``ready`` (started
         by their predecessors' checkpoints, never settled). Their next activation accounts for
         them (the attempt runner): a crashed attempt counts against the retry budget, a backoff
@@ -439,7 +439,7 @@ class Durability:
         assert store is not None
         facts = store.attempt_facts(self.run_id)
         settled_at = None
-        found: dict[tuple[str, int], CutOff] = {}
+        found: dict[tuple[str, int] | tuple[str, int, int], CutOff] = {}
         for act in ready:
             spec, key = act.spec, (act.spec.name, act.visit)
             if spec.irreversible:
@@ -460,6 +460,12 @@ class Durability:
                 found[key] = CutOff(fact.attempt + 1, None, fact.ended_at + fact.retry_delay_s, fact.crashes)
             # else its last attempt failed for good: the run was ending, as after any failure
         return found
+
+    def item_crashes(self, step: str, visit: int) -> dict[int, int]:
+        """Per item of a map step visit, the crashes recorded before (see :meth:`cut_offs`)."""
+        store = self.store
+        assert store is not None
+        return store.item_crashes(self.run_id, step, visit)
 
     # ---- the run's start and end ---------------------------------------------------------------
 

@@ -42,7 +42,7 @@ from types import MappingProxyType
 from typing import Any, TypeAlias
 
 from wfkit.engine import _collector as collector
-from wfkit.engine._activations import Activation, Batch, Outcome
+from wfkit.engine._activations import Activation, Batch, CutOff, Outcome
 from wfkit.engine._alarm import Alarm
 from wfkit.engine._attempts import AttemptRunner, FirstAttempt, plain_updates, stamped, within
 from wfkit.engine._cache import StepCache
@@ -1032,6 +1032,22 @@ class Execution:
             return
         batch = Batch(act, list(items), self._map_done.pop((spec.name, act.visit), {}))
         act.batch = None  # the map activation itself stays the batch's owner, not an item
+        runner = self._runner
+        if runner.cut_off:
+            cut = runner.cut_off.pop((spec.name, act.visit), None)
+            if cut is not None and cut.started_at is not None and batch.pending:
+                # A crash cut this map off: its items in flight then were the unfinished ones among
+                # the first it started (in item order, max_concurrency at a time). Each is
+                # accounted for as a crashed attempt, as a step in flight is (_attempts._crashed).
+                limit = spec.map.max_concurrency
+                started = batch.done + (len(batch.pending) if limit is None else min(limit, len(batch.pending)))
+                crashes = self._durability.item_crashes(spec.name, act.visit)
+                for index in batch.pending:
+                    if index < started:
+                        before = runner.attempts_before.get((spec.name, act.visit, index), 0)
+                        runner.cut_off[(spec.name, act.visit, index)] = CutOff(
+                            before + 1, cut.started_at, None, crashes.get(index, 0)
+                        )
         if not batch.pending:
             self._gather(batch)
             return

@@ -108,10 +108,15 @@ class ApprovalPanel(w.VBox):  # type: ignore[misc]
             self.result.value = f"<b>{'approved' if decision == 'approve' else 'rejected'}</b> by {html.escape(by)}"
 
     def _show(self, ticket: Ticket) -> None:
+        self.show_decision(ticket.status, ticket.decided_by, ticket.comment)
+
+    def show_decision(self, status: str, by: str | None, comment: str | None) -> None:
+        """The ticket is decided (here or elsewhere): say how, and take the buttons away."""
+        self._busy = True
         self.approve_button.disabled = self.reject_button.disabled = True
         self.reviewer.disabled = self.comment.disabled = True
-        comment = f": {html.escape(ticket.comment)}" if ticket.comment else ""
-        self.result.value = f"<b>{html.escape(ticket.status)}</b> by {html.escape(str(ticket.decided_by))}{comment}"
+        said = f": {html.escape(comment)}" if comment else ""
+        self.result.value = f"<b>{html.escape(status)}</b> by {html.escape(str(by))}{said}"
 
 
 class RunView(w.VBox):  # type: ignore[misc]
@@ -144,6 +149,9 @@ class RunView(w.VBox):  # type: ignore[misc]
         self.state = w.HTML()
         self.state_button.observe(lambda _: self._render_state(), "value")
         self._panels: dict[str, ApprovalPanel] = {}
+        # Decisions seen as events (made in this view, the pending panel, a Workspace or another
+        # process's resume): each closes its ticket's panel at the next redraw.
+        self._decided: dict[str, tuple[str, str | None, str | None]] = {}
         super().__init__(
             [
                 self.summary,
@@ -169,6 +177,8 @@ class RunView(w.VBox):  # type: ignore[misc]
                 self._sub_statuses.setdefault(item.workflow, {})[item.step] = item.status
             elif item.map_index is None and item.status not in ("retry", "waiting_approval"):
                 self._finished.add((item.step, item.visit))
+            if item.status in ("approved", "rejected") and isinstance(item.extra, dict) and "ticket" in item.extra:
+                self._decided[str(item.extra["ticket"])] = (item.status, item.approver, item.decision_comment)
         # Coalesce bursts of events and chunks into one redraw per 50 ms.
         if self._scheduled:
             return
@@ -192,6 +202,11 @@ class RunView(w.VBox):  # type: ignore[misc]
                 panel = ApprovalPanel(ticket, self._decider(ticket))
                 self._panels[ticket.ticket_id] = panel
                 self.approvals.children = (*self.approvals.children, panel)
+        for ticket_id, decision in list(self._decided.items()):
+            decided = self._panels.get(ticket_id)
+            if decided is not None:
+                decided.show_decision(*decision)
+                del self._decided[ticket_id]
         self._render_tokens()
         self._render_steps()
         self._render_state()

@@ -1075,11 +1075,13 @@ class Store:
         """Per step visit of a run: its last attempt's row and whether a later attempt started.
         Resume reads what a crash cut off from these (see :class:`AttemptFacts`)."""
         rows = self.read(
+            # A map's items count apart (item_crashes; the attempt runner numbers them per item).
             "SELECT j.step, j.visit, j.attempt, j.status, j.ended_at, j.retry_delay_s, "
             "(SELECT COUNT(*) FROM journal c WHERE c.run_id = j.run_id AND c.step = j.step "
-            "AND c.visit = j.visit AND c.error_type = ?) "
-            "FROM journal j WHERE j.run_id = ? AND j.attempt > 0 AND j.seq = (SELECT MAX(seq) FROM journal k "
-            "WHERE k.run_id = j.run_id AND k.step = j.step AND k.visit = j.visit AND k.attempt > 0)",
+            "AND c.visit = j.visit AND c.error_type = ? AND c.map_index IS NULL) "
+            "FROM journal j WHERE j.run_id = ? AND j.attempt > 0 AND j.map_index IS NULL AND j.seq = "
+            "(SELECT MAX(seq) FROM journal k WHERE k.run_id = j.run_id AND k.step = j.step AND k.visit = j.visit "
+            "AND k.attempt > 0 AND k.map_index IS NULL)",
             (ProcessCrashedError.__name__, run_id),
         )
         facts = {(r[0], r[1]): AttemptFacts(r[2], r[3], r[4], r[5], None, None, r[6]) for r in rows}
@@ -1091,6 +1093,15 @@ class Store:
                 base = last or AttemptFacts(0, None, None, None, None, None, 0)
                 facts[(step, visit)] = base._replace(started_attempt=attempt, started_at=started_at)
         return facts
+
+    def item_crashes(self, run_id: str, step: str, visit: int) -> dict[int, int]:
+        """Per map item of a step visit, the crashes its attempts recorded (resume counts them)."""
+        rows = self.read(
+            "SELECT map_index, COUNT(*) FROM journal WHERE run_id=? AND step=? AND visit=? "
+            "AND map_index IS NOT NULL AND error_type=? GROUP BY map_index",
+            (run_id, step, visit, ProcessCrashedError.__name__),
+        )
+        return {int(index): int(count) for index, count in rows}
 
     def last_settled_at(self, run_id: str) -> float | None:
         """When the run's last journal row ended (a cut-off attempt started about then)."""
