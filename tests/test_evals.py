@@ -550,11 +550,12 @@ suite = wf.evals.Suite(
 """
 
 
-def cli_suite(folder: Path, thresholds: dict[str, float]) -> Path:
-    """A suite folder of the doubler with the given thresholds."""
+def cli_suite(folder: Path, thresholds: dict[str, float], *, wrong: int = 0) -> Path:
+    """A suite folder of the doubler with the given thresholds (``wrong``: cases expecting a wrong answer)."""
     folder.mkdir()
     (folder / "suite.py").write_text(SUITE_FILE.replace("THRESHOLDS", repr(thresholds)))
-    write_jsonl(folder / "cases.jsonl", [{"id": f"c{x}", "x": x, "expected": {"y": 2 * x}} for x in range(3)])
+    cases = [{"id": f"c{x}", "x": x, "expected": {"y": 2 * x + (x < wrong)}} for x in range(3)]
+    write_jsonl(folder / "cases.jsonl", cases)
     return folder
 
 
@@ -590,10 +591,10 @@ def test_cli_eval_one_variant(capsys: pytest.CaptureFixture[str]):
 
 def test_cli_eval_fails_below_a_threshold(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
     """A variant under a threshold exits 1 and prints the failure on stderr."""
-    folder = cli_suite(tmp_path / "impossible", {"exact_match:y": 1.5})
+    folder = cli_suite(tmp_path / "missed", {"exact_match:y": 0.9}, wrong=1)
     assert 1 == main(["eval", str(folder), "--json"])
     captured = capsys.readouterr()
-    assert "threshold: default: exact_match:y pass rate 100.0% is below 150.0%" in captured.err
+    assert "threshold: default: exact_match:y pass rate 66.7% is below 90.0%" in captured.err
     assert 3 == json.loads(captured.out)["summary"][0]["cases"]
 
 
@@ -618,12 +619,24 @@ def _close_figures() -> Any:
 
 
 def test_a_threshold_for_no_scorer_is_refused_listing_the_scorers():
-    """A threshold named after no scorer ("exact_match" for "exact_match:y") is an error, never ignored."""
-    result = wf.evals.evaluate(doubler_suite(thresholds={"exact_match": 0.9}))
+    """A threshold named after no scorer ("exact_match" for "exact_match:y") is an error, never
+    ignored: when the suite is built, before any case runs (it was found only by check(), after the
+    whole evaluation), and by check() for thresholds passed to it."""
+    expected = r"suite 'doubler': threshold\(s\) for 'exact_match' match no scorer; its scorers are: 'exact_match:y'"
+    with pytest.raises(ValueError, match=expected):
+        doubler_suite(thresholds={"exact_match": 0.9})
+    result = wf.evals.evaluate(doubler_suite(thresholds={"exact_match:y": 0.5}))
     with pytest.raises(
         ValueError, match=r"'exact_match' match no scorer of suite 'doubler'; its scorers are: 'exact_match:y'"
     ):
-        result.check()
+        result.check({"exact_match": 0.9})
+
+
+@pytest.mark.parametrize("limit", [90, -0.1, "0.9"])
+def test_a_threshold_is_a_pass_rate_between_0_and_1(limit: Any) -> None:
+    """90 (a percentage) or a string would fail or pass everything: refused when the suite is built."""
+    with pytest.raises(ValueError, match=r"the threshold for 'exact_match:y' is a pass rate between 0 and 1"):
+        doubler_suite(thresholds={"exact_match:y": limit})
 
 
 def test_a_scorer_detail_quoting_a_key_is_redacted_in_the_result_and_its_files(tmp_path: Path) -> None:

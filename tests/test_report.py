@@ -158,6 +158,30 @@ def test_report_of_one_workflow(workspace: Path, tmp_path: Path, capsys: Any) ->
     capsys.readouterr()
 
 
+def test_report_of_an_unknown_workflow_is_an_error_naming_those_there(
+    workspace: Path, tmp_path: Path, capsys: Any
+) -> None:
+    """`--workflow nosuch` exits 1 naming the workflows the log holds, and writes nothing (it wrote
+    an empty report and exited 0)."""
+    outage_runs()
+    out = tmp_path / "none"
+    assert 1 == main(["report", "--out", str(out), "--workflow", "nosuch"])
+    assert "no runs of workflow 'nosuch' in the step log; it holds runs of 'outage'" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_report_since_text_that_is_no_date_says_what_would_be(workspace: Path, tmp_path: Path, capsys: Any) -> None:
+    """`--since garbage` exits 1 with an example of an ISO date, not Python's bare message, and no folder."""
+    outage_runs()
+    out = tmp_path / "bad"
+    assert 1 == main(["report", "--out", str(out), "--since", "garbage"])
+    err = capsys.readouterr().err
+    assert "since='garbage' is not a date or time: give an ISO 8601 one, e.g. 2026-12-01" in err
+    assert not out.exists()
+    with pytest.raises(ValueError, match="until='yesterday' is not a date or time"):
+        wf.steps(until="yesterday")
+
+
 def test_report_leaves_eval_runs_out(workspace: Path, tmp_path: Path, capsys: Any) -> None:
     """Runs made by an eval live in their own part of the workspace: the report does not show them."""
     mixed_runs()

@@ -91,6 +91,23 @@ class Suite:
     thresholds: Mapping[str, float] = field(default_factory=dict)
     run_options: Mapping[str, Any] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        # Checked when the suite is built, not after every case ran: a threshold that names no
+        # scorer would let CI pass at any pass rate, and finding out costs the whole evaluation.
+        names = [name_of(scorer) for scorer in self.scorers]
+        unknown = sorted(set(self.thresholds) - set(names))
+        if unknown:
+            raise ValueError(
+                f"suite {self.name!r}: threshold(s) for {', '.join(map(repr, unknown))} match no scorer; "
+                f"its scorers are: {', '.join(map(repr, names))} (a scorer of a field is named "
+                f"scorer:field, e.g. 'exact_match:answer')"
+            )
+        for name, limit in self.thresholds.items():
+            if not isinstance(limit, int | float) or not 0 <= limit <= 1:
+                raise ValueError(
+                    f"suite {self.name!r}: the threshold for {name!r} is a pass rate between 0 and 1, got {limit!r}"
+                )
+
     def cases(self) -> list[Case]:
         return load_dataset(self.dataset)
 

@@ -289,11 +289,20 @@ def write_report(
     from wfkit.logs._summaries import StepLog
 
     log = StepLog(workspace, since=since, workflow=workflow)
+    runs = log.runs()  # read (and the filters checked) before anything is written
+    if runs.empty and workflow is not None:
+        held = StepLog(workspace).runs()
+        names = sorted({str(w) for w in held["workflow"]}) if len(held) else []
+        raise ValueError(
+            f"no runs of workflow {workflow!r} in the step log"
+            + (f" since {since}" if since else "")
+            + "; it holds "
+            + (f"runs of {', '.join(map(repr, names))}" if names else "no runs")
+        )
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)
     for stale in folder.glob("*.png"):  # a report written here before must not leave its plots
         stale.unlink()
-    runs = log.runs()
     attempts = int(runs["attempts"].sum()) if len(runs) else 0
     window = f", since {_esc(since)}" if since else ""
     header = (

@@ -533,8 +533,12 @@ def steps(
     Summaries need no order: ``wf.steps(columns=[...]).wf.latency()`` pays for no sort.
     """
     from wfkit.logs._register import register_accessor
+    from wfkit.logs._tables import parse_time
 
     register_accessor()
+    # Checked before the read: a filter that is no date is the caller's mistake, not a damaged file.
+    since = None if since is None else parse_time("since", since)
+    until = None if until is None else parse_time("until", until)
     root = resolve_root(path)
     options: dict[str, Any] = {
         "workflow": workflow,
@@ -626,10 +630,10 @@ def _filter(
         cond = pc.field(name).isin(values)
         expr = cond if expr is None else expr & cond
     if since is not None:
-        cond = pc.field("started_at") >= _timestamp(since)
+        cond = pc.field("started_at") >= _timestamp("since", since)
         expr = cond if expr is None else expr & cond
     if until is not None:
-        cond = pc.field("started_at") < _timestamp(until)
+        cond = pc.field("started_at") < _timestamp("until", until)
         expr = cond if expr is None else expr & cond
     return expr
 
@@ -835,13 +839,12 @@ def _categorical(column: pa.ChunkedArray) -> pd.Categorical:
     return pd.Categorical.from_codes(codes, categories=pd.Index(categories, dtype="str"), validate=False)
 
 
-def _timestamp(value: dt.datetime | str) -> Any:
+def _timestamp(name: str, value: dt.datetime | str) -> Any:
     import pyarrow as pa
 
-    when = dt.datetime.fromisoformat(value) if isinstance(value, str) else value
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=dt.UTC)
-    return pa.scalar(when, type=pa.timestamp("us", tz="UTC"))
+    from wfkit.logs._tables import parse_time
+
+    return pa.scalar(parse_time(name, value), type=pa.timestamp("us", tz="UTC"))
 
 
 # ---- the export ledger, checked on read -----------------------------------------------------------

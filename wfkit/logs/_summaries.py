@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from wfkit.logs._tables import ERROR_KINDS, KEYS, QUANTILES, quantile_label
+from wfkit.logs._tables import ERROR_KINDS, KEYS, QUANTILES, parse_time, quantile_label
 
 if TYPE_CHECKING:
     import duckdb
@@ -90,9 +90,8 @@ class StepLog:
         for name, op in (("since", ">="), ("until", "<")):
             value = self._filters[name]
             if value is not None:
-                when = dt.datetime.fromisoformat(value) if isinstance(value, str) else value
                 clauses.append(f"started_at {op} ?")
-                params.append(when if when.tzinfo else when.replace(tzinfo=dt.UTC))
+                params.append(parse_time(name, value))
         return (" WHERE " + " AND ".join(f"({c})" for c in clauses) if clauses else ""), params
 
     def _query(self, sql: str, params: Sequence[Any]) -> tuple[pd.DataFrame | None, list[str]]:

@@ -3,6 +3,7 @@ on-disk summaries: grouping keys, quantile labels, fast grouped quantiles, the r
 
 from __future__ import annotations
 
+import datetime as dt
 import itertools
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
@@ -351,3 +352,17 @@ def runs_table(df: pd.DataFrame) -> pd.DataFrame:
         table[name] = table[name].astype("int64")
     table["duration_s"] = (table["end"] - table["start"]).dt.total_seconds()
     return table.sort_values("start")
+
+
+def parse_time(name: str, value: dt.datetime | str) -> dt.datetime:
+    """A ``since``/``until`` filter as an aware datetime (UTC when it names no zone); text that is
+    no ISO 8601 date or time is refused saying what would be."""
+    if isinstance(value, str):
+        try:
+            value = dt.datetime.fromisoformat(value)
+        except ValueError:
+            raise ValueError(
+                f"{name}={value!r} is not a date or time: give an ISO 8601 one, e.g. 2026-12-01 or "
+                f"2026-12-01T09:30 (UTC unless it names a zone, as in 2026-12-01T09:30+01:00)"
+            ) from None
+    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
