@@ -134,6 +134,28 @@ def test_a_decision_in_the_pending_panel_closes_the_run_views_own_panel() -> Non
     assert 90 == run.state["refunded"]
 
 
+def test_a_decision_in_the_run_view_closes_the_pending_panels_ticket() -> None:
+    """The other way round: approved in the run's own view, the ticket's panel in wf.pending()'s view
+    says so and the view counts one open ticket fewer (it kept "1 open approval ticket(s)" with live
+    buttons)."""
+    run = _gated_flow().run({"amount": 30})
+    view = RunView(run)
+    elsewhere = wf.pending()._repr_mimebundle_()  # headless: a table, no widget
+    assert "1 open approval ticket(s)" in elsewhere["text/html"]
+    pending = wf.pending()
+    from wfkit.engine._run import held_handle
+
+    listing = PendingView(pending.workspace, pending.tickets, lambda t: None, held_handle)
+    [panel] = view.approvals.children
+    panel.reviewer.value = "carol"
+    panel.approve_button.click()
+    run.wait(10)
+    other = listing.children[1]
+    assert "<b>approved</b> by carol" == other.result.value
+    assert other.approve_button.disabled
+    assert listing.header.value.startswith("<b>0 open approval ticket(s)</b>")
+
+
 def test_pending_view_decides_from_the_workspace() -> None:
     """PendingView lists every open ticket; a decision there is recorded and handed on to resume."""
     flow = _gated_flow()

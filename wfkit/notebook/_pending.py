@@ -12,6 +12,7 @@ import os
 from collections.abc import Iterator
 from typing import Any
 
+from wfkit.engine._run import held_handle
 from wfkit.engine._workflow import resume_decided
 from wfkit.model._approvals import Ticket
 from wfkit.model._errors import TicketError
@@ -84,7 +85,12 @@ class Pending:
             return {"text/plain": repr(self), "text/html": self._repr_html_()}
         from wfkit.notebook._widgets import PendingView
 
-        view = PendingView(self.workspace, self.tickets, lambda t: resume_after_decision(self.workspace, t))
+        view = PendingView(
+            self.workspace,
+            self.tickets,
+            lambda t: resume_after_decision(self.workspace, t),
+            lambda run_id: held_handle(self.workspace.store.top_run(run_id)),
+        )
         bundle: dict[str, Any] = dict(view._repr_mimebundle_() or {})
         bundle["text/plain"] = repr(self)
         return bundle

@@ -286,12 +286,51 @@ def _stored_ticket(run: Run, ticket_id: str) -> Ticket:
 class PendingView(w.VBox):  # type: ignore[misc]
     """Every open ticket of a workspace, each with its panel (also after a kernel restart)."""
 
-    def __init__(self, workspace: Workspace, tickets: list[Ticket], resume: Callable[[Ticket], None]) -> None:
+    def __init__(
+        self,
+        workspace: Workspace,
+        tickets: list[Ticket],
+        resume: Callable[[Ticket], None],
+        runs: Callable[[str], Run | None] | None = None,
+    ) -> None:
+        """``runs``: the handle this process holds of a ticket's run, if any: the view follows its
+        events, so a ticket decided elsewhere (the run's own view, ``run.approve``) closes here too."""
         self.workspace = workspace
         self._resume = resume
-        panels = [ApprovalPanel(t, self._decider(t)) for t in tickets]
-        header = w.HTML(f"<b>{len(tickets)} open approval ticket(s)</b> in {html.escape(str(workspace.path))}")
-        super().__init__([header, *panels])
+        self._loop = _loop()
+        self._panels = {t.ticket_id: ApprovalPanel(t, self._decider(t)) for t in tickets}
+        self._open = {t.ticket_id for t in tickets if t.is_open}
+        self.header = w.HTML()
+        self._count()
+        super().__init__([self.header, *self._panels.values()])
+        followed: set[int] = set()
+        for ticket in tickets:
+            run = None if runs is None else runs(ticket.run_id)
+            if run is not None and id(run) not in followed:
+                followed.add(id(run))
+                run.subscribe(self._on_event)
+
+    def _count(self) -> None:
+        self.header.value = (
+            f"<b>{len(self._open)} open approval ticket(s)</b> in {html.escape(str(self.workspace.path))}"
+        )
+
+    def _on_event(self, item: StepEvent | None) -> None:
+        if not isinstance(item, StepEvent) or item.status not in ("approved", "rejected"):
+            return
+        panel = self._panels.get(str(item.extra.get("ticket"))) if isinstance(item.extra, dict) else None
+        if panel is None:
+            return
+        decision = (item.status, item.approver, item.decision_comment)
+        if self._loop is not None and self._loop.is_running():
+            self._loop.call_soon_threadsafe(self._closed, panel, decision)
+        else:
+            self._closed(panel, decision)
+
+    def _closed(self, panel: ApprovalPanel, decision: tuple[str, str | None, str | None]) -> None:
+        panel.show_decision(*decision)
+        self._open.discard(panel.ticket.ticket_id)
+        self._count()
 
     def _decider(self, ticket: Ticket) -> Decide:
         def decide(decision: str, by: str, comment: str) -> Ticket:
@@ -304,6 +343,8 @@ class PendingView(w.VBox):  # type: ignore[misc]
             )
             if changed:
                 self._resume(decided)
+            self._open.discard(ticket.ticket_id)
+            self._count()
             return decided
 
         return decide
