@@ -539,10 +539,13 @@ def test_pending_approve_and_reject_by_id_index_or_the_only_one() -> None:
     ]
 
 
-def test_an_explicit_resume_after_a_decision_waits_for_the_run_it_started() -> None:
-    """Deciding then calling flow.resume (two lines of one script) runs the rest once, not twice."""
+@pytest.mark.parametrize("decide", ["workspace", "run"])
+def test_an_explicit_resume_after_a_decision_waits_for_the_run_it_started(decide: str) -> None:
+    """Deciding then calling flow.resume (two lines of one script, as the README says) runs the rest
+    once, not twice, whether the decision went through a Workspace or run.approve (which raised
+    LeaseError, naming the run id twice)."""
     calls: list[int] = []
-    flow = wf.Workflow("decide-then-resume")
+    flow = wf.Workflow(f"decide-then-resume-{decide}")
     flow.step(lambda s: {"a": 1}, name="first")
 
     @flow.step(approval="check")
@@ -552,26 +555,10 @@ def test_an_explicit_resume_after_a_decision_waits_for_the_run_it_started() -> N
 
     flow.chain("first", "second")
     run = flow.run({})
-    Workspace().approve(run.tickets()[0].ticket_id, by="ana")
-    done = flow.resume(run.run_id)
-    assert ("succeeded", [1]) == (done.status, calls)
-
-
-def test_an_explicit_resume_after_run_approve_waits_for_it_too() -> None:
-    """run.approve then flow.resume, two lines of a script, as the README says: the resume waits for
-    the run the approval continued (it raised LeaseError naming the run id twice)."""
-    calls: list[int] = []
-    flow = wf.Workflow("approve-then-resume")
-    flow.step(lambda s: {"a": 1}, name="first")
-
-    @flow.step(approval="check")
-    def second(state: Any) -> dict[str, Any]:
-        calls.append(1)
-        return {"b": 2}
-
-    flow.chain("first", "second")
-    run = flow.run({})
-    run.approve(by="ana")
+    if decide == "workspace":
+        Workspace().approve(run.tickets()[0].ticket_id, by="ana")
+    else:
+        run.approve(by="ana")
     done = flow.resume(run.run_id)
     assert ("succeeded", [1]) == (done.status, calls)
 

@@ -79,6 +79,13 @@ def test_closed_ticket_panel_is_read_only() -> None:
     assert "approved" in panel.result.value
 
 
+def _eventually(check: Any, seconds: float = 5.0) -> None:
+    """Wait (up to ``seconds``) until ``check()`` holds: a view redraws a moment after its run's events."""
+    deadline = time.monotonic() + seconds
+    while not check() and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
 def _gated_flow() -> wf.Workflow:
     flow = wf.Workflow("widget-refunds")
     flow.step(lambda s: {"amount": s["amount"]}, name="quote")
@@ -97,9 +104,7 @@ def test_run_view_gets_a_panel_and_the_click_resumes_the_run() -> None:
     panel.reviewer.value = "carol"
     panel.approve_button.click()
     run.wait(10)
-    deadline = time.monotonic() + 5
-    while "succeeded" not in view.summary.value and time.monotonic() < deadline:
-        time.sleep(0.05)
+    _eventually(lambda: "succeeded" in view.summary.value)  # the view redraws on the kernel's loop
     assert "succeeded" == run.status
     assert 70 == run.state["refunded"]
     assert "succeeded" in view.summary.value
@@ -124,9 +129,7 @@ def test_a_decision_in_the_pending_panel_closes_the_run_views_own_panel() -> Non
     other.comment.value = "fine"
     other.approve_button.click()
     run.wait(10)
-    deadline = time.monotonic() + 5
-    while "by dan" not in panel.result.value and time.monotonic() < deadline:
-        time.sleep(0.05)
+    _eventually(lambda: "by dan" in panel.result.value)
     assert "succeeded" in view.summary.value
     assert panel.approve_button.disabled
     assert panel.reject_button.disabled
