@@ -144,11 +144,10 @@ def _table(rows: Sequence[Sequence[Any]]) -> pa.Table:
     import pyarrow as pa
 
     columns: list[Sequence[Any]] = list(zip(*rows, strict=True)) if rows else [() for _ in FILE_COLUMNS]
-    extras = columns[_EXTRA_AT]
-    if any(extra is not None and untimed(extra) for extra in extras):
+    cut = [extra is not None and untimed(extra) for extra in columns[_EXTRA_AT]]
+    if any(cut):
         # Attempts a crash cut off: their latency is unknown, null here (NaN to pandas), not the
         # 0 the journal keeps for it (see wfkit.store._journal.UNTIMED).
-        cut = [extra is not None and untimed(extra) for extra in extras]
         for name in ("latency_s", "ended_at"):
             at = FILE_COLUMNS.index(name)
             columns[at] = [None if unknown else v for v, unknown in zip(columns[at], cut, strict=True)]

@@ -40,6 +40,22 @@ def _reviewer() -> str:
         return ""
 
 
+Decision = tuple[str, "str | None", "str | None"]
+"""How a ticket was decided, as its panel shows it: (status, by, comment)."""
+
+
+def _decision_of(item: object) -> tuple[str, Decision] | None:
+    """The ticket id and decision an event records, if it is a reviewer's decision."""
+    if (
+        isinstance(item, StepEvent)
+        and item.status in ("approved", "rejected")
+        and isinstance(item.extra, dict)
+        and "ticket" in item.extra
+    ):
+        return str(item.extra["ticket"]), (item.status, item.approver, item.decision_comment)
+    return None
+
+
 def _loop() -> asyncio.AbstractEventLoop | None:
     try:
         return asyncio.get_running_loop()
@@ -151,7 +167,7 @@ class RunView(w.VBox):  # type: ignore[misc]
         self._panels: dict[str, ApprovalPanel] = {}
         # Decisions seen as events (made in this view, the pending panel, a Workspace or another
         # process's resume): each closes its ticket's panel at the next redraw.
-        self._decided: dict[str, tuple[str, str | None, str | None]] = {}
+        self._decided: dict[str, Decision] = {}
         super().__init__(
             [
                 self.summary,
@@ -177,8 +193,9 @@ class RunView(w.VBox):  # type: ignore[misc]
                 self._sub_statuses.setdefault(item.workflow, {})[item.step] = item.status
             elif item.map_index is None and item.status not in ("retry", "waiting_approval"):
                 self._finished.add((item.step, item.visit))
-            if item.status in ("approved", "rejected") and isinstance(item.extra, dict) and "ticket" in item.extra:
-                self._decided[str(item.extra["ticket"])] = (item.status, item.approver, item.decision_comment)
+            decided = _decision_of(item)
+            if decided is not None:
+                self._decided[decided[0]] = decided[1]
         # Coalesce bursts of events and chunks into one redraw per 50 ms.
         if self._scheduled:
             return
@@ -316,18 +333,16 @@ class PendingView(w.VBox):  # type: ignore[misc]
         )
 
     def _on_event(self, item: StepEvent | None) -> None:
-        if not isinstance(item, StepEvent) or item.status not in ("approved", "rejected"):
+        decided = _decision_of(item)
+        panel = None if decided is None else self._panels.get(decided[0])
+        if decided is None or panel is None:
             return
-        panel = self._panels.get(str(item.extra.get("ticket"))) if isinstance(item.extra, dict) else None
-        if panel is None:
-            return
-        decision = (item.status, item.approver, item.decision_comment)
         if self._loop is not None and self._loop.is_running():
-            self._loop.call_soon_threadsafe(self._closed, panel, decision)
+            self._loop.call_soon_threadsafe(self._closed, panel, decided[1])
         else:
-            self._closed(panel, decision)
+            self._closed(panel, decided[1])
 
-    def _closed(self, panel: ApprovalPanel, decision: tuple[str, str | None, str | None]) -> None:
+    def _closed(self, panel: ApprovalPanel, decision: Decision) -> None:
         panel.show_decision(*decision)
         self._open.discard(panel.ticket.ticket_id)
         self._count()

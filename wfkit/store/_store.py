@@ -1061,13 +1061,9 @@ class Store:
             "SELECT step, visit, map_index, MAX(attempt) FROM journal WHERE run_id=? GROUP BY step, visit, map_index",
             (run_id,),
         )
-        out: dict[tuple[str, int] | tuple[str, int, int], int] = {}
-        for step, visit, index, attempt in rows:
-            if index is None:
-                out[(step, visit)] = attempt
-            else:
-                out[(step, visit, index)] = attempt
-        return out
+        return {
+            (step, visit) if index is None else (step, visit, index): attempt for step, visit, index, attempt in rows
+        }
 
     # ---- attempts in flight ----------------------------------------------------------------------
 
