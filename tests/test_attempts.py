@@ -143,7 +143,7 @@ def test_fallback_to_end_finishes_branch_quietly() -> None:
 
 
 def test_test_mode_makes_backoff_instant_and_seeded() -> None:
-    """Under test_mode long backoffs take no time and jitter repeats with the seed."""
+    """Under test_mode long backoffs take no time (retry_delay_s 0) and the planned jitter repeats with the seed."""
     flow = wf.Workflow("tm")
 
     @flow.step(retry=wf.RetryPolicy(max_retries=3, base_delay=30, max_delay=60))
@@ -155,9 +155,10 @@ def test_test_mode_makes_backoff_instant_and_seeded() -> None:
         first = flow.run({}, raise_on_error=False)
         second = flow.run({}, raise_on_error=False)
     assert time.monotonic() - t0 < 1.0
-    delays = [e.retry_delay_s for e in first.events]
-    assert delays == [e.retry_delay_s for e in second.events]
-    assert 15 <= delays[0] <= 45
+    assert [0.0, 0.0, 0.0, None] == [e.retry_delay_s for e in first.events]
+    planned = [(e.extra or {}).get("retry_delay_planned_s") for e in first.events]
+    assert planned == [(e.extra or {}).get("retry_delay_planned_s") for e in second.events]
+    assert 15 <= planned[0] <= 45
 
 
 # ---- timeouts ----------------------------------------------------------------------------------

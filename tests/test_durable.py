@@ -604,6 +604,66 @@ def test_resume_waits_out_a_backoff_the_crash_interrupted(tmp_path: Path) -> Non
     assert [(1, "retry", "Busy", 1.5), (2, "ok", None, None)] == rows
 
 
+SINK_KILL = textwrap.dedent(
+    """
+    import contextlib, os, signal, sys, time, wfkit as wf
+    from wfkit.testing import test_mode
+
+    ws, log, mode, delay = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])
+    flow = wf.Workflow("patient")
+
+    @flow.step(retry=wf.RetryPolicy(max_retries=2, base_delay=delay, jitter=0))
+    def call(state, ctx):
+        with open(log, "a") as fh:
+            fh.write(f"{ctx.attempt} {time.time()}\\n")
+        if ctx.attempt == 1:
+            raise ConnectionError("down")
+        return {"ok": True}
+
+    def die_at_the_retry(event):
+        # The retry row is durable when the sinks hear it, and its backoff has not begun.
+        if event.status == "retry":
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    if os.path.exists(ws):  # the resume: never in test mode
+        with open(log, "a") as fh:
+            fh.write(f"resume {time.time()}\\n")
+        print(flow.resume("patient", workspace=ws).status)
+    else:
+        with test_mode() if mode == "test" else contextlib.nullcontext():
+            flow.run({}, run_id="patient", workspace=ws, sinks=[die_at_the_retry])
+    """
+)
+
+
+@pytest.mark.parametrize(("mode", "delay"), [("test", 20.0), ("real", 1.5)])
+def test_a_retry_records_the_backoff_it_waits_and_resume_waits_only_that(
+    tmp_path: Path, mode: str, delay: float
+) -> None:
+    """Killed as its backoff begins: a test-mode run recorded retry_delay_s 0 (the planned backoff in
+    extra), so resume retries at once; a real run recorded its backoff, and resume waits it out."""
+    ws, log = tmp_path / "ws", tmp_path / "attempts.log"
+    env = {**os.environ, "WFKIT_SYNCHRONOUS": "full"}
+    args = [sys.executable, "-c", SINK_KILL, str(ws), str(log), mode, str(delay)]
+    first = subprocess.run(args, env=env, capture_output=True, text=True, timeout=60)
+    assert -signal.SIGKILL == first.returncode, first.stderr
+    second = subprocess.run(args, env=env, capture_output=True, text=True, timeout=60)
+    assert 0 == second.returncode, second.stderr
+    assert "succeeded" == second.stdout.strip()
+    (one, t1), (resume, t_resume), (two, t2) = (line.split() for line in log.read_text().splitlines())
+    assert ("1", "resume", "2") == (one, resume, two)
+    recorded = 0.0 if mode == "test" else delay
+    events = Workspace(ws).events("patient")
+    assert [(1, "retry", recorded), (2, "ok", None)] == [(e.attempt, e.status, e.retry_delay_s) for e in events]
+    assert recorded == wf.steps(ws, run_id="patient", sort=True)["retry_delay_s"].iloc[0]
+    if mode == "test":
+        assert {"retry_delay_planned_s": delay} == events[0].extra
+        assert float(t2) - float(t_resume) < 5  # it waited ~19 s for a backoff it never had
+    else:
+        assert events[0].extra is None
+        assert float(t2) - float(t1) >= delay
+
+
 def _lines(path: Path) -> list[list[str]]:
     return [line.split() for line in path.read_text().splitlines()] if path.exists() else []
 

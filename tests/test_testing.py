@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import random
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -172,7 +174,8 @@ def test_test_mode_different_seeds_draw_differently() -> None:
 
 
 def test_test_mode_makes_long_backoff_instant() -> None:
-    """Under test_mode a retry with a 30 s base delay completes at once; the event still records the delay."""
+    """Under test_mode a retry with a 30 s base delay completes at once; its event records the 0 s it
+    waited as retry_delay_s, and the planned backoff in extra."""
     flow = wf.Workflow("patient")
 
     @flow.step(retry=wf.RetryPolicy(max_retries=2, base_delay=30))
@@ -186,9 +189,31 @@ def test_test_mode_makes_long_backoff_instant() -> None:
         run = flow.run({})
     assert time.monotonic() - t0 < 2
     assert {"attempts": 2} == run.state
-    delay = run.events[0].retry_delay_s
-    assert delay is not None
-    assert 15 <= delay <= 45
+    retry = run.events[0]
+    assert ("retry", 0.0) == (retry.status, retry.retry_delay_s)
+    assert retry.extra is not None
+    assert 15 <= retry.extra["retry_delay_planned_s"] <= 45
+
+
+def test_test_mode_step_log_shows_no_backoff_wait(workspace: Path) -> None:
+    """In the step log of a durable test-mode run, a retry's retry_delay_s is 0 and the planned
+    backoff sits beside what the step itself put in extra."""
+    flow = wf.Workflow("patient-log")
+
+    @flow.step(retry=wf.RetryPolicy(max_retries=2, base_delay=4, jitter=0))
+    def call(state: Any, ctx: wf.StepContext) -> dict[str, Any]:
+        ctx.record(server="eu")
+        if ctx.attempt == 1:
+            raise ConnectionError("down")
+        return {"ok": True}
+
+    with test_mode():
+        run = flow.run({})
+    frame = wf.steps(workspace, run_id=run.run_id, sort=True)
+    assert ["retry", "ok"] == frame["status"].tolist()
+    assert 0.0 == frame["retry_delay_s"].iloc[0]  # it read 4.0: a wait that never happened
+    assert math.isnan(frame["retry_delay_s"].iloc[1])
+    assert {"server": "eu", "retry_delay_planned_s": 4.0} == wf.Workspace().events(run.run_id)[0].extra
 
 
 def test_test_mode_replaces_only_the_engines_sleep() -> None:

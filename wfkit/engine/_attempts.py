@@ -115,6 +115,15 @@ class AttemptJournal(Protocol):
         """An attempt that ended the activation by being cancelled."""
 
 
+def _planned(usage: Mapping[str, Any] | None, delay: float) -> dict[str, Any]:
+    """``usage`` with the backoff a retry would have waited, had the sleep not been instant (test
+    mode), in its ``extra`` as ``retry_delay_planned_s``: its row's ``retry_delay_s`` is the 0 s
+    it waited, so analysis and a resume after a crash see no wait that never was."""
+    usage = dict(usage or {})
+    usage["extra"] = {**(usage.get("extra") or {}), "retry_delay_planned_s": delay}
+    return usage
+
+
 class FirstAttempt(NamedTuple):
     """A first attempt whose body the scheduler awaited itself (an inline step): what it
     returned, or the exception it raised, and when it ran (``time.time`` and ``perf_counter``)."""
@@ -149,6 +158,7 @@ class AttemptRunner:
         "_seed",
         "_services",
         "_sleep",
+        "_sleeps",
         "attempts_before",
         "cut_off",
         "deadline",
@@ -171,6 +181,7 @@ class AttemptRunner:
         encode: bool,
         sleep: Callable[[float], Awaitable[Any]],
         late_results: list[dict[str, Any]] | None = None,
+        sleeps: bool = True,
     ) -> None:
         self.run_id = run_id
         self.workflow = workflow
@@ -182,6 +193,9 @@ class AttemptRunner:
         self._seed = seed
         self._encode = encode  # keep each result as JSON (a durable run checkpoints it)
         self._sleep = sleep
+        # Whether ``sleep`` really waits: under test_mode it returns at once, and a retry's row then
+        # records the wait that happened (0 s), its planned backoff kept in ``extra``.
+        self._sleeps = sleeps
         # Sync steps that finished after their timeout (made when a first one times out).
         self.late_results = late_results
         self._rng: random.Random | None = None
@@ -411,10 +425,10 @@ class AttemptRunner:
                     out.started_at,
                     out.latency,
                     out.queue_s,
-                    delay,
+                    delay if self._sleeps else 0.0,
                     None,
                     act.tools,
-                    out.usage,
+                    out.usage if self._sleeps else _planned(out.usage, delay),
                     act.index,
                 )
                 await self._retry_after(event, delay, durable=not is_item)

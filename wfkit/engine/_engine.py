@@ -301,6 +301,7 @@ class Execution:
             seed=self.seed,
             encode=store is not None,
             sleep=settings.sleep,
+            sleeps=not settings.testing,
         )
 
     # ---- what the Run handle and sub-workflows read -------------------------------------------------
