@@ -245,6 +245,37 @@ def test_decisions_file_rejects_a_bad_decision_value(tmp_path: Path) -> None:
         DecisionsFile(path)
 
 
+def test_decisions_file_with_two_decisions_for_one_visit_names_both_lines(tmp_path: Path) -> None:
+    """Two lines deciding one (workflow, step, visit) differently raise DecisionsFileError naming the
+    file, both line numbers and their runs, and how to fix it; nothing is replayed."""
+    path = _write(
+        tmp_path / "d.jsonl",
+        '{"workflow": "refunds", "step": "pay", "visit": 1, "decision": "approve", "by": "ana", "run_id": "r-1"}',
+        '{"workflow": "refunds", "step": "ship", "visit": 1, "decision": "approve", "by": "ana"}',
+        '{"workflow": "refunds", "step": "pay", "visit": 1, "decision": "reject", "by": "bob", "run_id": "r-2"}',
+    )
+    with pytest.raises(wf.DecisionsFileError) as caught:
+        DecisionsFile(path)
+    assert (
+        f"{path}, lines 1 and 3: workflow 'refunds' step 'pay' visit 1 is decided twice, 'approve' on line 1 "
+        f"(run r-1) and 'reject' on line 3 (run r-2)"
+    ) in str(caught.value)
+    assert "delete the other" in str(caught.value)
+    assert "export_decisions(path, run_ids=[...])" in str(caught.value)
+
+
+def test_decisions_file_accepts_lines_that_agree(tmp_path: Path) -> None:
+    """Two lines giving one visit the same decision are accepted; the first line's reviewer is replayed."""
+    same = '{"workflow": "refunds", "step": "pay", "visit": 1, "decision": "approve", "by": "ana"}'
+    path = _write(
+        tmp_path / "d.jsonl",
+        same,
+        same,
+        '{"workflow": "refunds", "step": "pay", "visit": 1, "decision": "approve", "by": "bob", "run_id": "r-2"}',
+    )
+    assert Verdict("approve", "ana", "") == DecisionsFile(path).decide(_ticket(visit=1))
+
+
 # ---- gates in real runs -----------------------------------------------------------------------------
 
 

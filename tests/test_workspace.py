@@ -410,16 +410,53 @@ def test_pending_lists_open_tickets_oldest_first() -> None:
 
 
 def test_export_decisions_writes_jsonl(tmp_path: Path) -> None:
-    """export_decisions writes one JSON line per decided ticket with workflow, step, visit and reviewer."""
-    _, _, ticket = _halted()
+    """export_decisions writes one JSON line per decided ticket with workflow, step, visit, reviewer and run."""
+    _, run, ticket = _halted()
     _refunds().run({"amount": 99})  # a second run whose ticket stays open: not exported
     Workspace().approve(ticket.ticket_id, by="ana", comment="fine")
     path = tmp_path / "decisions.jsonl"
     assert 1 == Workspace().export_decisions(path)
     rows = [json.loads(line) for line in path.read_text().splitlines()]
-    assert [
-        {"workflow": "refunds", "step": "pay", "visit": 1, "decision": "approve", "by": "ana", "comment": "fine"}
-    ] == rows
+    expected = {"workflow": "refunds", "step": "pay", "visit": 1, "decision": "approve", "by": "ana", "comment": "fine"}
+    assert [{**expected, "run_id": run.run_id}] == rows
+
+
+def test_export_of_runs_that_decided_a_gate_differently_is_refused(tmp_path: Path) -> None:
+    """Two runs that approved and rejected one gate visit: the export raises TicketError naming the
+    gate, each side's runs and run_ids=, and writes nothing (an older file stays as it was)."""
+    flow = _refunds()
+    for run_id in ("yes-1", "no-1", "yes-2"):
+        flow.run({"amount": 5}, run_id=run_id)
+    ws = Workspace()
+    for t in ws.pending():
+        ws.decide(t.ticket_id, "reject" if t.run_id == "no-1" else "approve", by="ana")
+    path = tmp_path / "decisions.jsonl"
+    path.write_text("kept\n")
+    with pytest.raises(wf.TicketError) as caught:
+        ws.export_decisions(path)
+    message = str(caught.value)
+    assert "workflow 'refunds' step 'pay' visit 1: approved in runs yes-1, yes-2; rejected in run no-1" in message
+    assert "export_decisions(path, run_ids=[...])" in message
+    assert "kept\n" == path.read_text()
+    assert 2 == ws.export_decisions(path, run_ids=["yes-1", "yes-2"])
+    assert [("yes-1", "approve"), ("yes-2", "approve")] == [
+        (row["run_id"], row["decision"]) for row in map(json.loads, path.read_text().splitlines())
+    ]
+
+
+def test_runs_that_agree_export_and_replay(tmp_path: Path) -> None:
+    """Runs that made the same decision at a gate export one line each, and the file replays headless."""
+    flow = _refunds()
+    for run_id in ("a", "b"):
+        flow.run({"amount": 5}, run_id=run_id)
+    ws = Workspace()
+    for t in ws.pending():
+        ws.approve(t.ticket_id, by=f"reviewer-{t.run_id}")
+    path = tmp_path / "decisions.jsonl"
+    assert 2 == ws.export_decisions(path)
+    replay = flow.run({"amount": 7}, policy=wf.DecisionsFile(path))
+    assert "succeeded" == replay.status
+    assert ["reviewer-a"] == [e.approver for e in ws.events(replay.run_id) if e.status == "approved"]
 
 
 def test_export_decisions_filters_by_run(tmp_path: Path) -> None:

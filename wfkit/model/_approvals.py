@@ -6,8 +6,9 @@ import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, TypeAlias
+from typing import Any, Literal, NamedTuple, TypeAlias
 
+from wfkit.model._errors import DecisionsFileError
 from wfkit.model._routes import Condition
 
 Decision: TypeAlias = Literal["approve", "reject"]
@@ -146,23 +147,42 @@ class _Fail(ApprovalPolicy):
     on_missing: Literal["halt", "fail"] = "fail"
 
 
+_FORMAT = (
+    'each line is a JSON object with "workflow", "step", "visit", "decision" ("approve"/"reject"), "by", "comment"'
+)
+
+
+class _Line(NamedTuple):
+    """One recorded decision: its line in the file, its verdict, and the run it came from (if said)."""
+
+    number: int
+    verdict: Verdict
+    run_id: str | None
+
+
 class DecisionsFile(ApprovalPolicy):
     """Replays decisions recorded from an interactive run (``Workspace.export_decisions``).
 
-    Each JSONL line has workflow, step, visit, decision, by and comment. A ticket with no recorded
-    decision halts the run (``missing="halt"``) or fails it (``missing="fail"``).
+    Each JSONL line has workflow, step, visit, decision, by and comment (and, from an export, the
+    run_id it was recorded in). A ticket with no recorded decision for its visit takes the step's
+    first recorded one; with none at all it halts the run (``missing="halt"``) or fails it
+    (``missing="fail"``).
+
+    The file must be unambiguous: two lines for one (workflow, step, visit) that decide differently
+    are a :class:`~wfkit.DecisionsFileError` naming both lines (lines that agree are accepted; the
+    first one's reviewer and comment are replayed).
     """
 
     def __init__(self, path: str | Path, *, missing: Literal["halt", "fail"] = "halt") -> None:
         self.path = Path(path)
         self.name = f"file:{self.path.name}"
         self.on_missing = missing
-        self._by_visit: dict[tuple[str, str, int], Verdict] = {}
+        self._by_visit: dict[tuple[str, str, int], _Line] = {}
         self._by_step: dict[tuple[str, str], Verdict] = {}
         try:
             lines = self.path.read_text().splitlines()
         except OSError as exc:
-            raise ValueError(f"cannot read the decisions file {self.path}: {exc}") from exc
+            raise DecisionsFileError(f"cannot read the decisions file {self.path}: {exc}") from exc
         for number, line in enumerate(lines, 1):
             if not line.strip():
                 continue
@@ -171,19 +191,38 @@ class DecisionsFile(ApprovalPolicy):
                 decision = row["decision"]
                 if decision not in DECISIONS:
                     raise ValueError(f"decision must be 'approve' or 'reject', got {decision!r}")
+                workflow, step, visit = row["workflow"], row["step"], int(row.get("visit", 1))
+                if not isinstance(workflow, str) or not isinstance(step, str):
+                    raise TypeError(f'"workflow" and "step" must be strings, got {workflow!r} and {step!r}')
                 verdict = Verdict(decision, str(row.get("by") or "recorded"), str(row.get("comment") or ""))
-                self._by_visit[(row["workflow"], row["step"], int(row.get("visit", 1)))] = verdict
-                self._by_step.setdefault((row["workflow"], row["step"]), verdict)
+                run_id = None if row.get("run_id") is None else str(row["run_id"])
             except (ValueError, KeyError, TypeError) as exc:
-                raise ValueError(
-                    f"{self.path}, line {number}: {exc}; each line is a JSON object with "
-                    f'"workflow", "step", "visit", "decision" ("approve"/"reject"), "by", "comment"'
-                ) from exc
+                raise DecisionsFileError(f"{self.path}, line {number}: {exc}; {_FORMAT}") from exc
+            key = (workflow, step, visit)
+            earlier = self._by_visit.get(key)
+            if earlier is None:
+                self._by_visit[key] = _Line(number, verdict, run_id)
+            elif earlier.verdict.decision != decision:
+                raise DecisionsFileError(self._conflict(key, earlier, _Line(number, verdict, run_id)))
+            self._by_step.setdefault((workflow, step), verdict)
+
+    def _conflict(self, key: tuple[str, str, int], first: _Line, second: _Line) -> str:
+        workflow, step, visit = key
+
+        def said(line: _Line) -> str:
+            run = "" if line.run_id is None else f" (run {line.run_id})"
+            return f"{line.verdict.decision!r} on line {line.number}{run}"
+
+        return (
+            f"{self.path}, lines {first.number} and {second.number}: workflow {workflow!r} step {step!r} "
+            f"visit {visit} is decided twice, {said(first)} and {said(second)}, so a replay cannot tell "
+            f"which to apply. Keep the line to replay and delete the other, or export again with only "
+            f"the runs whose decisions to replay: Workspace().export_decisions(path, run_ids=[...])"
+        )
 
     def decide(self, ticket: Ticket) -> Verdict | None:
-        return self._by_visit.get((ticket.workflow, ticket.step, ticket.visit)) or self._by_step.get(
-            (ticket.workflow, ticket.step)
-        )
+        line = self._by_visit.get((ticket.workflow, ticket.step, ticket.visit))
+        return line.verdict if line is not None else self._by_step.get((ticket.workflow, ticket.step))
 
 
 HALT = ApprovalPolicy()

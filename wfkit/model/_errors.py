@@ -13,6 +13,8 @@
     ├── ProcessCrashedError                    an attempt's process died before it settled (found on resume)
     ├── WorkspaceNotFoundError (FileNotFoundError) a read found no workspace (reads never create one)
     ├── TicketError (ValueError)               unknown, closed or conflicting approval decision
+    ├── DecisionsFileError (ValueError)        a decisions file that is unreadable, malformed, ambiguous,
+    │                                          or names a gate its workflow does not have
     ├── LLMError                               a chat call failed (wfkit.llm)
     │   ├── LLMStatusError                     HTTP 4xx/5xx: status_code, retry_after
     │   ├── LLMTimeoutError (TimeoutError)     connect/read/write/pool timeout
@@ -173,6 +175,12 @@ class WorkspaceNotFoundError(WfkitError, FileNotFoundError):
 
 class TicketError(WfkitError, ValueError):
     """An approval decision that cannot be applied: unknown or closed ticket, conflicting decision."""
+
+
+class DecisionsFileError(WfkitError, ValueError):
+    """A decisions file (:class:`wfkit.DecisionsFile`) that cannot be replayed: unreadable, a
+    malformed line, two lines deciding one gate visit differently, or a line naming a step that
+    is no approval gate of its workflow. The message names the file, the line(s) and the fix."""
 
 
 class ApprovalRejectedError(RunError):

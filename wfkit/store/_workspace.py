@@ -250,28 +250,54 @@ class Workspace:
         return self.decide(ticket_id, "reject", by=by, comment=comment, resume=resume)[0]
 
     def export_decisions(self, path: str | os.PathLike[str], *, run_ids: list[str] | None = None) -> int:
-        """Write decided tickets as JSONL for headless replay (``policy=DecisionsFile(path)``)."""
-        count = 0
-        with Path(path).open("w") as fh:
-            for t in self.store.tickets.find(status=None):
-                if t.is_open or (run_ids is not None and t.run_id not in run_ids):
-                    continue
-                decision = "approve" if t.status == "approved" else "reject"
-                fh.write(
-                    json.dumps(
-                        {
-                            "workflow": t.workflow,
-                            "step": t.step,
-                            "visit": t.visit,
-                            "decision": decision,
-                            "by": t.decided_by,
-                            "comment": t.comment,
-                        }
-                    )
-                    + "\n"
-                )
-                count += 1
-        return count
+        """Write decided tickets as JSONL for headless replay (``policy=DecisionsFile(path)``): one
+        line per ticket, oldest first, with the run it was decided in; returns how many.
+
+        A replay looks a decision up by workflow, step and visit, so runs that decided one gate
+        visit differently (one approved, another rejected) make an ambiguous file: that raises
+        :class:`TicketError` naming the gates and the runs on each side, and writes nothing; pass
+        ``run_ids=[...]`` with only the runs whose decisions to replay. Runs that agree are fine."""
+        tickets = [
+            t
+            for t in self.store.tickets.find(status=None)
+            if not t.is_open and (run_ids is None or t.run_id in run_ids)
+        ]
+        sides: dict[tuple[str, str, int], dict[str, list[str]]] = {}
+        for t in tickets:
+            sides.setdefault((t.workflow, t.step, t.visit), {}).setdefault(t.status, []).append(t.run_id)
+        conflicts = {key: runs for key, runs in sides.items() if len(runs) > 1}
+        if conflicts:
+            shown = [
+                f"workflow {workflow!r} step {step!r} visit {visit}: "
+                + "; ".join(f"{status} in {_runs(ids)}" for status, ids in sorted(runs.items()))
+                for (workflow, step, visit), runs in list(conflicts.items())[:5]
+            ]
+            more = f"\n  ... and {len(conflicts) - 5} more" if len(conflicts) > 5 else ""
+            raise TicketError(
+                f"cannot export decisions to {os.fspath(path)}: runs decided {len(conflicts)} gate "
+                f"visit(s) differently, and a replay could not tell which decision to apply:\n  "
+                + "\n  ".join(shown)
+                + more
+                + "\nExport only the runs whose decisions to replay: "
+                "Workspace().export_decisions(path, run_ids=[...])"
+            )
+        lines = [
+            json.dumps(
+                {
+                    "workflow": t.workflow,
+                    "step": t.step,
+                    "visit": t.visit,
+                    "decision": "approve" if t.status == "approved" else "reject",
+                    "by": t.decided_by,
+                    "comment": t.comment,
+                    "run_id": t.run_id,
+                }
+            )
+            + "\n"
+            for t in tickets
+        ]
+        Path(path).write_text("".join(lines))
+        return len(lines)
 
     # ---- irreversible steps ---------------------------------------------------------------------
 
@@ -322,3 +348,9 @@ class Workspace:
         encoded = encode_updates(step, updates or {}) if action == "done" else None
         self.store.settle_intent(event, encoded, status=status, by=by)
         return {**intent, "status": "reconciled_done" if action == "done" else "retry", "resolved_by": by}
+
+
+def _runs(run_ids: list[str]) -> str:
+    """``run a`` or ``runs a, b`` (the first five, then how many more)."""
+    shown = ", ".join(run_ids[:5]) + (f" and {len(run_ids) - 5} more" if len(run_ids) > 5 else "")
+    return f"run {shown}" if len(run_ids) == 1 else f"runs {shown}"
