@@ -276,6 +276,72 @@ def test_decisions_file_accepts_lines_that_agree(tmp_path: Path) -> None:
     assert Verdict("approve", "ana", "") == DecisionsFile(path).decide(_ticket(visit=1))
 
 
+@pytest.mark.parametrize(
+    ("line", "why"),
+    [
+        ('{"workflow": "refunds", "step": "pya", "decision": "approve"}', "it has no step 'pya' (did you mean 'pay'?)"),
+        ('{"workflow": "refunds", "step": "check", "decision": "approve"}', "step 'check' has no approval gate"),
+    ],
+)
+def test_decisions_file_naming_no_gate_of_the_workflow_refuses_the_run(tmp_path: Path, line: str, why: str) -> None:
+    """A line naming a step the workflow lacks (with a did-you-mean) or a step with no gate refuses the
+    run before it writes anything, naming the line and the workflow's gate steps."""
+    path = _write(tmp_path / "d.jsonl", '{"workflow": "refunds", "step": "pay", "decision": "approve"}', line, line)
+    with pytest.raises(wf.DecisionsFileError) as caught:
+        _refunds().run({"amount": 30}, policy=DecisionsFile(path))
+    message = str(caught.value)
+    assert f"{path} records decisions that workflow 'refunds' can never use (lines 2, 3: {why}); " in message
+    assert "its gate steps are 'pay'" in message
+    assert "Correct the step name on those lines or delete them" in message
+    assert [] == Workspace(create=True).runs()
+
+
+def test_decisions_file_lines_of_other_workflows_are_not_checked_against_this_one(tmp_path: Path) -> None:
+    """Lines naming another workflow's steps (an export of a whole workspace) do not refuse this run."""
+    path = _write(
+        tmp_path / "d.jsonl",
+        '{"workflow": "shipping", "step": "label", "decision": "approve"}',
+        '{"workflow": "refunds", "step": "pay", "decision": "approve", "by": "ana"}',
+    )
+    assert "succeeded" == _refunds().run({"amount": 30}, policy=str(path)).status
+
+
+def test_decisions_file_naming_a_removed_gate_refuses_the_resume(tmp_path: Path) -> None:
+    """Resuming with a decisions file whose line names a gate the workflow no longer has is refused
+    (the run stays halted, its lease given back), and a corrected file resumes it."""
+    run = _refunds().run({"amount": 30})
+    assert "waiting_approval" == run.status
+    renamed = wf.Workflow("refunds")
+    renamed.step(lambda s: {"checked": True}, name="check")
+    renamed.step(lambda s: {"paid": s["amount"]}, name="pay", approval="Refunds need a human")
+    renamed.step(lambda s: {"shipped": True}, name="ship_it", approval="Shipping needs a human")
+    renamed.chain("check", "pay", "ship_it")
+    stale = _write(
+        tmp_path / "d.jsonl",
+        '{"workflow": "refunds", "step": "pay", "decision": "approve"}',
+        '{"workflow": "refunds", "step": "ship", "decision": "approve"}',
+    )
+    with (
+        pytest.warns(wf.WorkflowChangedWarning),
+        pytest.raises(wf.DecisionsFileError, match=r"line 2: it has no step 'ship' \(did you mean 'ship_it'\?\)"),
+    ):
+        renamed.resume(run.run_id, policy=DecisionsFile(stale))
+    assert "waiting_approval" == Workspace().run_info(run.run_id)["status"]
+    fixed = _write(tmp_path / "fixed.jsonl", stale.read_text().replace('"ship"', '"ship_it"'))
+    with pytest.warns(wf.WorkflowChangedWarning):
+        assert "succeeded" == renamed.resume(run.run_id, policy=DecisionsFile(fixed)).status
+
+
+def test_decisions_file_naming_no_gate_refuses_a_fork_before_it_is_written(tmp_path: Path) -> None:
+    """Forking a stored run with a decisions file that names no gate of the workflow writes no fork."""
+    flow = _refunds()
+    run = flow.run({"amount": 30})
+    path = _write(tmp_path / "d.jsonl", '{"workflow": "refunds", "step": "pays", "decision": "approve"}')
+    with pytest.raises(wf.DecisionsFileError, match=r"line 1: it has no step 'pays' \(did you mean 'pay'\?\)"):
+        flow.fork(run.run_id, at="check", update={"amount": 10}, policy=DecisionsFile(path))
+    assert [run.run_id] == [r["run_id"] for r in Workspace().runs()]
+
+
 # ---- gates in real runs -----------------------------------------------------------------------------
 
 

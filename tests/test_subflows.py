@@ -175,6 +175,22 @@ def test_every_row_of_a_child_names_its_parent_and_its_own_version_the_decision_
     assert run.events[0].workflow_version != events[0].workflow_version
 
 
+def test_a_decisions_file_naming_no_gate_of_a_child_refuses_the_parent_before_it_runs(
+    workspace: Path, tmp_path: Path
+) -> None:
+    """The child's runs use the parent's policy: a decisions file line naming a step the child
+    lacks refuses the parent run up front (no step of it runs), and the corrected file replays."""
+    bad = tmp_path / "decisions.jsonl"
+    bad.write_text('{"workflow": "gated-child", "step": "refnud", "decision": "approve", "by": "ann"}\n')
+    with pytest.raises(wf.DecisionsFileError, match=r"line 1: it has no step 'refnud' \(did you mean 'refund'\?\)"):
+        _gated_parent().run({}, workspace=workspace, policy=wf.DecisionsFile(bad))
+    assert [] == wf.Workspace(workspace).runs()
+    good = tmp_path / "fixed.jsonl"
+    good.write_text(bad.read_text().replace("refnud", "refund"))
+    run = _gated_parent().run({}, workspace=workspace, policy=wf.DecisionsFile(good))
+    assert ("succeeded", "paid 120") == (run.status, run.state["msg"])
+
+
 def test_a_child_ticket_decided_in_the_workspace_resumes_with_the_parent(workspace: Path) -> None:
     """Deciding the ticket elsewhere (Workspace, CLI) and resuming the parent runs the rest of both."""
     flow = _gated_parent()

@@ -58,15 +58,31 @@ if TYPE_CHECKING:
 F = TypeVar("F", bound=StepFunction)
 
 
-def _resolve_policy(o: _Options, gated: bool) -> ApprovalPolicy:
-    """The run's approval policy; ``gated``: whether its graph has an approval gate (``_gated``)."""
+def _resolve_policy(o: _Options, graph: Graph, gated: bool) -> ApprovalPolicy:
+    """The run's approval policy, checked against ``graph`` (a decisions file naming a step that is
+    no gate of it is refused here, before the run writes anything); ``gated``: whether the graph has
+    an approval gate (``_gated``)."""
     if o.policy is not None:
-        return as_policy(o.policy)
-    if not gated:
+        policy = as_policy(o.policy)
+    elif not gated:
         return HALT  # no gate to decide: skip looking at the notebook and the environment
-    from wfkit.engine._mode import current_mode, default_policy
+    else:
+        from wfkit.engine._mode import current_mode, default_policy
 
-    return as_policy(default_policy(current_mode(o.mode)))
+        policy = as_policy(default_policy(current_mode(o.mode)))
+    _check_policy(policy, graph)
+    return policy
+
+
+def _check_policy(policy: ApprovalPolicy, graph: Graph) -> None:
+    """``policy.check_workflow`` of a graph and of every sub-workflow inside it (its child runs
+    use the same policy: a decisions file that names no gate of a child is refused up front too)."""
+    policy.check_workflow(graph.name, graph.steps)
+    if graph.subflows:
+        for spec in graph.steps.values():
+            child = None if spec.subflow is None else spec.subflow.workflow
+            if isinstance(child, Workflow):
+                _check_policy(policy, child.validate())
 
 
 def check_tools(graph: Graph, registry: ToolProvider | None) -> None:
@@ -781,7 +797,7 @@ class Workflow:
             raise ValueError(f"a run's timeout must be > 0 seconds, got {o.timeout!r}")
         check_tools(graph, o.tools if o.tools is not None else self.tools)
         store = self._store(o.workspace)
-        policy = _resolve_policy(o, self._has_gates(graph))
+        policy = _resolve_policy(o, graph, self._has_gates(graph))
         run_id = o.run_id or _new_run_id()
         version = self._version or graph.fingerprint
         create = None
@@ -952,7 +968,7 @@ class Workflow:
             seed=row["seed"] if o.seed is None else o.seed,
             parameters_hash=row["parameters_hash"],
             store=store,
-            policy=_resolve_policy(o, self._has_gates(graph)),
+            policy=_resolve_policy(o, graph, self._has_gates(graph)),
             count_waiting=bool(row["count_waiting"]),
             elapsed_before=elapsed,
             llm=o.llm,
@@ -1002,6 +1018,7 @@ class Workflow:
             execution.replay([*rows[:position], (position, at, at_visit, "fork", update, None, None, None)], {})
             execution.origin = {"run_id": source_id, "at": at, "visit": at_visit, "update": update}
             return execution
+        _resolve_policy(o, graph, self._has_gates(graph))  # a policy the fork would refuse: before writing it
         fork = self._stored_fork(store, source_id, at, update, visit, new_id, o)
         store.writer.run(fork.link, fork.create)  # the fork's row and its origin: one commit
         return self._resumed_execution(new_id, fork.options)
@@ -1031,7 +1048,7 @@ class Workflow:
             seed=o.seed,
             parameters_hash=source.parameters_hash,
             store=store,
-            policy=_resolve_policy(o, self._has_gates(graph)),
+            policy=_resolve_policy(o, graph, self._has_gates(graph)),
             llm=o.llm,
             tool_registry=o.tools if o.tools is not None else self.tools,
             processors=self.processors,

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import difflib
 import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, NamedTuple, TypeAlias
+from typing import Any, Literal, NamedTuple, Protocol, TypeAlias
 
 from wfkit.model._errors import DecisionsFileError
 from wfkit.model._routes import Condition
@@ -119,6 +120,13 @@ class Verdict:
     comment: str = ""
 
 
+class GatedStep(Protocol):
+    """What a policy sees of a workflow's step (a step spec): whether it is gated."""
+
+    @property
+    def approval(self) -> Approval | None: ...
+
+
 class ApprovalPolicy:
     """Decides tickets when no human is there. ``decide`` returns None when it has no verdict;
     the run then halts and waits (``on_missing="halt"``) or fails (``on_missing="fail"``)."""
@@ -128,6 +136,11 @@ class ApprovalPolicy:
 
     def decide(self, ticket: Ticket) -> Verdict | None:
         return None
+
+    def check_workflow(self, workflow: str, steps: Mapping[str, GatedStep]) -> None:
+        """Called before a run of ``workflow`` starts, resumes or forks under this policy, with its
+        steps by name (``steps[name].approval`` is None for a step with no gate), before the run
+        writes anything: raise to refuse the run. The default accepts every workflow."""
 
     def __repr__(self) -> str:
         return f"<ApprovalPolicy {self.name}>"
@@ -170,7 +183,8 @@ class DecisionsFile(ApprovalPolicy):
 
     The file must be unambiguous: two lines for one (workflow, step, visit) that decide differently
     are a :class:`~wfkit.DecisionsFileError` naming both lines (lines that agree are accepted; the
-    first one's reviewer and comment are replayed).
+    first one's reviewer and comment are replayed). A line naming a step that is no approval gate of
+    its workflow is refused when a run of that workflow starts with this policy.
     """
 
     def __init__(self, path: str | Path, *, missing: Literal["halt", "fail"] = "halt") -> None:
@@ -179,6 +193,10 @@ class DecisionsFile(ApprovalPolicy):
         self.on_missing = missing
         self._by_visit: dict[tuple[str, str, int], _Line] = {}
         self._by_step: dict[tuple[str, str], Verdict] = {}
+        # Per workflow, the steps its lines name and the lines naming each; and the steps mapping
+        # each workflow was last checked against (a workflow hands the same one to each run).
+        self._steps_named: dict[str, dict[str, list[int]]] = {}
+        self._checked: dict[str, Mapping[str, GatedStep]] = {}
         try:
             lines = self.path.read_text().splitlines()
         except OSError as exc:
@@ -205,6 +223,7 @@ class DecisionsFile(ApprovalPolicy):
             elif earlier.verdict.decision != decision:
                 raise DecisionsFileError(self._conflict(key, earlier, _Line(number, verdict, run_id)))
             self._by_step.setdefault((workflow, step), verdict)
+            self._steps_named.setdefault(workflow, {}).setdefault(step, []).append(number)
 
     def _conflict(self, key: tuple[str, str, int], first: _Line, second: _Line) -> str:
         workflow, step, visit = key
@@ -219,6 +238,34 @@ class DecisionsFile(ApprovalPolicy):
             f"which to apply. Keep the line to replay and delete the other, or export again with only "
             f"the runs whose decisions to replay: Workspace().export_decisions(path, run_ids=[...])"
         )
+
+    def check_workflow(self, workflow: str, steps: Mapping[str, GatedStep]) -> None:
+        """Refuse a workflow whose lines name a step that is no approval gate of it (a typo, or a
+        file recorded for another version of the workflow): those lines would never be used."""
+        named = self._steps_named.get(workflow)
+        if not named or self._checked.get(workflow) is steps:
+            return
+        gates = sorted(name for name, spec in steps.items() if spec.approval is not None)
+        unknown = sorted((numbers, step) for step, numbers in named.items() if step not in gates)
+        if unknown:
+            problems = []
+            for numbers, step in unknown:
+                close = difflib.get_close_matches(step, gates, n=1)
+                why = (
+                    f"step {step!r} has no approval gate"
+                    if step in steps
+                    else f"it has no step {step!r}" + (f" (did you mean {close[0]!r}?)" if close else "")
+                )
+                where = f"line {numbers[0]}" if len(numbers) == 1 else f"lines {', '.join(map(str, numbers))}"
+                problems.append(f"{where}: {why}")
+            has = f"its gate steps are {', '.join(map(repr, gates))}" if gates else "it has no approval gates"
+            raise DecisionsFileError(
+                f"{self.path} records decisions that workflow {workflow!r} can never use "
+                f"({'; '.join(problems)}); {has}. Correct the step name on those lines or delete them "
+                f"(a file recorded for another version of the workflow: export it again with "
+                f"Workspace().export_decisions)"
+            )
+        self._checked[workflow] = steps
 
     def decide(self, ticket: Ticket) -> Verdict | None:
         line = self._by_visit.get((ticket.workflow, ticket.step, ticket.visit))
