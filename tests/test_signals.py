@@ -87,6 +87,19 @@ def test_summary_holds_every_signal_per_step_and_visit(tmp_path: Path) -> None:
     assert run.run_id not in json.dumps(summary)
 
 
+def test_a_test_mode_retry_keeps_its_planned_delay_as_the_retry_delay_signal(tmp_path: Path) -> None:
+    """Under test_mode a retry waits 0 s (its retry_delay_s), and the retry_delay signal is still the
+    delay the policy chose, with no extra: a baseline reads the same in and out of test mode."""
+    from wfkit.testing import test_mode
+
+    flow, llm = _flow()
+    with test_mode():
+        flow.run({"n": 1}, workspace=tmp_path / "ws", llm=llm, policy="approve", seed=0)
+    assert [0.0, None] == [e.retry_delay_s for e in wf.Workspace(tmp_path / "ws").events() if e.step == "fetch"]
+    first, _ = summarise_workspace(tmp_path / "ws")["runs"][0]["steps"]["fetch#1"]["attempts"]
+    assert (0.002, None) == (first["retry_delay"], first.get("extra"))
+
+
 def test_two_seeded_runs_summarise_identically(tmp_path: Path) -> None:
     """Under the same seeds, two workspaces give the same summary apart from latency."""
     summaries = []

@@ -68,7 +68,7 @@ SIGNALS = (*RUN_SIGNALS, *STEP_SIGNALS, *ATTEMPT_SIGNALS, "latency")
 _FIELD_SIGNALS = ("state", "writes", "inputs")  # signals whose single fields can be masked
 _GATE_STATUSES = ("waiting_approval", "approved", "rejected")
 # Journal fields that are bookkeeping of the engine, not behaviour of the workflow.
-_EXTRA_READ_ELSEWHERE = ("tool_calls", "llm_calls", "ticket", "reason")
+_EXTRA_READ_ELSEWHERE = ("tool_calls", "llm_calls", "ticket", "reason", "retry_delay_planned_s")
 
 
 @dataclass(frozen=True)
@@ -206,7 +206,9 @@ def _attempt(event: Any) -> dict[str, Any]:
         "error_kind": event.error_kind,
         "error_type": event.error_type,
         "error_message": event.error_message,
-        "retry_delay": event.retry_delay_s,
+        # Under test_mode the backoff is not waited (retry_delay_s 0): the retry delay the policy
+        # chose is the planned one, so a baseline compares the same signal in and out of test mode.
+        "retry_delay": extra.get("retry_delay_planned_s", event.retry_delay_s),
         "tools_called": calls or None,
         "model": event.model,
         "tokens_in": event.tokens_in,
