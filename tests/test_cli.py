@@ -97,6 +97,30 @@ def test_an_unknown_status_lists_the_valid_ones(capsys: pytest.CaptureFixture[st
     assert "'interrupted'" in err
 
 
+@pytest.mark.parametrize(
+    ("argv", "usage", "hint"),
+    [
+        (["runs", "--stauts", "running"], "usage: wfkit runs ", "; did you mean --status?"),
+        (["cache", "clear", "--workfow=x"], "usage: wfkit cache clear ", "; did you mean --workflow?"),
+        (["show", "r1", "--jsn", "--zzz"], "usage: wfkit show ", "--jsn --zzz; did you mean --json?"),
+        (["pending", "--zzz"], "usage: wfkit pending ", "unrecognized arguments: --zzz\n"),
+    ],
+    ids=["runs", "cache-clear", "two-unknown", "none-close"],
+)
+def test_a_misspelt_option_of_a_command_shows_its_usage_and_the_closest_option(
+    argv: list[str], usage: str, hint: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An option a command does not take is a usage error of that command (its usage, not wfkit's),
+    suggesting the option it is closest to when one is close."""
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    assert 2 == info.value.code
+    err = capsys.readouterr().err
+    assert err.startswith(usage)
+    assert f"{usage.removeprefix('usage: ').strip()}: error: unrecognized arguments: " in err
+    assert hint in err
+
+
 @pytest.mark.parametrize("limit", ["0", "-3", "ten"])
 def test_runs_refuses_a_limit_that_would_list_nothing(limit: str, capsys: pytest.CaptureFixture[str]) -> None:
     """`wfkit runs --limit 0` is a usage error, not "no runs in this workspace" over a full one."""

@@ -662,14 +662,38 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--dask", metavar="ADDRESS", help="replay each notebook on a worker of this Dask scheduler")
     rp.add_argument("--dataset", help="with --dask: folder or URL every worker writes to (default: REPORT/dataset)")
     rp.set_defaults(handler=_replay)
+    for action in (sub, cache_sub):  # each command's parser, to report its own unknown options (main)
+        for command_parser in action.choices.values():
+            command_parser.set_defaults(command_parser=command_parser)
     return parser
+
+
+def _unrecognized(parser: argparse.ArgumentParser, extras: Sequence[str]) -> str:
+    """argparse's "unrecognized arguments" with the option each unknown one is closest to."""
+    import difflib
+
+    options = sorted({s for action in parser._actions for s in action.option_strings if s.startswith("--")})
+    hints: dict[str, str] = {}
+    for extra in extras:
+        given = extra.partition("=")[0]
+        close = difflib.get_close_matches(given, options, n=1) if given.startswith("-") else []
+        if close:
+            hints[given] = close[0]
+    message = f"unrecognized arguments: {' '.join(extras)}"
+    if len(hints) == 1:
+        return f"{message}; did you mean {next(iter(hints.values()))}?"
+    return "; ".join([message, *(f"did you mean {close} for {given}?" for given, close in hints.items())])
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     from wfkit.model._errors import WfkitError
 
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extras = parser.parse_known_args(argv)
+    if extras:  # a command's unknown option is its error, under its usage (argparse shows the top level's)
+        found = getattr(args, "command_parser", None)
+        command_parser = found if isinstance(found, argparse.ArgumentParser) else parser
+        command_parser.error(_unrecognized(command_parser, extras))
     handler = getattr(args, "handler", None)
     if handler is None:
         parser.print_help()
