@@ -184,15 +184,37 @@ def test_runs_lines_up_ids_of_any_length(workspace: Path, capsys: pytest.Capture
 def test_approve_from_the_cli_records_and_says_how_to_resume(
     workspace: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """`wfkit approve` records the decision; with no workflow defined in the CLI's process it says how to resume."""
+    """`wfkit approve` records the decision; with no workflow defined in the CLI's process it says how to
+    resume, and of a run a script started (no workflow recorded) the command names --workflow."""
     run = _gated_run(workspace)
     [ticket] = run.tickets()
     import wfkit.engine._workflow as workflows
 
     workflows._by_name.pop("cli-gated", None)  # the CLI is another process: it defines no workflow
     assert 0 == main(["approve", ticket.ticket_id, "--by", "ana"])
-    assert f"resume with `wfkit resume {run.run_id}`" in capsys.readouterr().out
+    assert f"resume with `wfkit resume {run.run_id} --workflow module:name`" in capsys.readouterr().out
     assert "approved" == wfkit.Workspace().ticket(ticket.ticket_id).status
+
+
+def _payout() -> wfkit.Workflow:
+    flow = wfkit.Workflow("cli-payout")
+    flow.step(lambda s: {"ready": True}, name="prepare")
+    flow.step(lambda s, ctx: {"sent": ctx.idempotency_key}, name="send", approval="Send money?", irreversible=True)
+    flow.chain("prepare", "send")
+    return flow
+
+
+def test_reconcile_of_a_script_run_names_the_workflow_to_resume_with(
+    workspace: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """After `wfkit reconcile` of a run a script started, the resume command it prints names --workflow
+    (without it, `wfkit resume` cannot build the workflow)."""
+    run = _payout().run({})
+    wfkit.Workspace().approve(run.tickets()[0].ticket_id, by="ana", resume=False)
+    wfkit.Workspace().store.intent(run.run_id, "send", 1, f"{run.run_id}:send:1")  # then the process died
+    assert 0 == main(["reconcile", run.run_id, "send", "--done", "--by", "ops", "--workspace", str(workspace)])
+    out = capsys.readouterr().out
+    assert f"resume with `wfkit resume {run.run_id} --workspace {workspace} --workflow module:name`" in out
 
 
 def test_doctor_of_a_healthy_workspace_finds_nothing(workspace: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -117,8 +117,7 @@ def _decide(decision: str) -> Callable[[argparse.Namespace], int]:
         ticket, changed = ws.decide(args.ticket, decision, by=args.by, comment=args.comment)
         verb = "approved" if decision == "approve" else "rejected"
         if changed:
-            top = ws.store.top_run(ticket.run_id)  # a gate inside a sub-workflow: its parent resumes it
-            _print(f"ticket {ticket.ticket_id} {verb} by {ticket.decided_by}; resume with `wfkit resume {top}`")
+            _print(f"ticket {ticket.ticket_id} {verb} by {ticket.decided_by}; {_resume_hint(ws, args, ticket.run_id)}")
         else:
             _print(f"ticket {ticket.ticket_id} was already {verb} by {ticket.decided_by}: nothing changed")
         return 0
@@ -138,10 +137,11 @@ def _reconcile(args: argparse.Namespace) -> int:
         if not isinstance(updates, dict):
             raise ValueError(f"--updates must be a JSON object of state fields, got {args.updates!r}")
     action = "done" if args.done else "retry"
-    intent = _workspace(args).reconcile(args.run_id, args.step, action=action, by=args.by, updates=updates)
+    ws = _workspace(args)
+    intent = ws.reconcile(args.run_id, args.step, action=action, by=args.by, updates=updates)
     _print(
         f"step {args.step!r} of run {args.run_id} marked {intent['status']} by {args.by}; "
-        f"resume with `wfkit resume {args.run_id}`"
+        f"{_resume_hint(ws, args, args.run_id)}"
     )
     return 0
 
@@ -456,6 +456,25 @@ def _workflow_of(ws: Any, run_id: str, ref: str | None, verb: str) -> Any:
             f"imported by name: pass --workflow module:name, or {verb} it from Python (run.{verb}(...))"
         )
     return load_workflow(ref)
+
+
+def _resume_hint(ws: Any, args: argparse.Namespace, run_id: str) -> str:
+    """The command that resumes ``run_id`` (its parent's, for a gate inside a sub-workflow): with
+    ``--workspace`` when one was given, and ``--workflow`` when the run recorded no workflow."""
+    import shlex
+
+    top = ws.store.top_run(run_id)
+    command = f"wfkit resume {top}"
+    if args.workspace:
+        command += f" --workspace {shlex.quote(args.workspace)}"
+    row = ws.store.run_row(top)
+    if row["workflow_ref"]:
+        return f"resume with `{command}`"
+    return (
+        f"resume with `{command} --workflow module:name` (started from a notebook or script, the run "
+        f"recorded no workflow: module:name is the module attribute, or a function returning it, that "
+        f"defines {row['workflow']!r}), or with run.resume() in Python"
+    )
 
 
 def _parse_sets(pairs: Sequence[str]) -> dict[str, Any]:
