@@ -327,14 +327,7 @@ def load_workflow(ref: str) -> Any:
 
 def _resume(args: argparse.Namespace) -> int:
     ws = _workspace(args)
-    row = ws.store.run_row(args.run_id)
-    ref = args.workflow or row["workflow_ref"]
-    if not ref:
-        raise SystemExit(
-            f"run {args.run_id} was started from a notebook or script, so its workflow cannot be "
-            f"imported by name: pass --workflow module:name, or resume it from Python (run.resume())"
-        )
-    flow = load_workflow(ref)
+    flow = _workflow_of(ws, args.run_id, args.workflow, "resume")
     run = flow.resume(args.run_id, workspace=ws.path, policy=args.policy, raise_on_error=False)
     _print(f"run {run.run_id}: {run.status}")
     if run.error is not None:
@@ -346,22 +339,48 @@ def _load_flow(args: argparse.Namespace) -> Any:
     """The workflow of a spec file; bare function names come from the --steps modules."""
     import os
 
+    return _spec_flow(args.command, args.flow, args.steps or [], getattr(args, "tools", None), os.getcwd())
+
+
+def _spec_flow(command: str, spec: str, steps: list[str], tools_ref: str | None, folder: str) -> Any:
+    """The workflow of a spec file, with the step modules and tools found from ``folder``; a run of
+    it records all four (its ``workflow_ref``), so `wfkit resume` and `fork` build it again."""
+    from pathlib import Path
+
     from wfkit.engine._workflow import Workflow
 
-    sys.path.insert(0, os.getcwd())  # step modules in the current folder, as `python -m` would find them
+    sys.path.insert(0, folder)  # step modules in the (then) current folder, as `python -m` would find them
     importlib.invalidate_caches()
     namespace: dict[str, Any] = {}
-    for module_name in args.steps or ():
+    for module_name in steps:
         try:
             module = importlib.import_module(module_name)
         except ImportError as exc:
-            raise SystemExit(f"wfkit {args.command}: cannot import --steps {module_name!r}: {exc}") from exc
+            raise SystemExit(f"wfkit {command}: cannot import --steps {module_name!r}: {exc}") from exc
         namespace.update({k: v for k, v in vars(module).items() if callable(v) and not k.startswith("_")})
     tools = None
-    if getattr(args, "tools", None):
-        found = load_object(args.tools, "--tools")
+    if tools_ref:
+        found = load_object(tools_ref, "--tools")
         tools = found() if callable(found) else found  # a registry, or a factory like wfkit:example_registry
-    return Workflow.from_spec(args.flow, steps=namespace, tools=tools)
+    flow = Workflow.from_spec(spec, steps=namespace, tools=tools)
+    origin = {"spec": str(Path(spec).resolve()), "steps": steps, "tools": tools_ref, "folder": folder}
+    flow._origin = json.dumps(origin)
+    return flow
+
+
+def _rebuild_spec_flow(ref: str, run_id: str, command: str) -> Any:
+    """The workflow of a run `wfkit run` started from a spec file (its ``workflow_ref`` is the JSON
+    object :func:`_spec_flow` wrote), built as that command built it."""
+    from pathlib import Path
+
+    origin = json.loads(ref)
+    spec = Path(origin["spec"])
+    if not spec.is_file():
+        raise SystemExit(
+            f"run {run_id} was started by `wfkit run {spec}`, and that file is gone: put it back, or "
+            f"pass --workflow module:name (a module attribute, or a function returning it, that defines the workflow)"
+        )
+    return _spec_flow(command, str(spec), list(origin["steps"]), origin["tools"], origin["folder"])
 
 
 def load_object(ref: str, option: str) -> Any:
@@ -448,13 +467,22 @@ def _graph(args: argparse.Namespace) -> int:
 
 
 def _workflow_of(ws: Any, run_id: str, ref: str | None, verb: str) -> Any:
+    """The workflow to resume or fork ``run_id`` with: ``--workflow``, else where the run recorded
+    it (a module attribute, or the spec file `wfkit run` started it from)."""
     row = ws.store.run_row(run_id)
-    ref = ref or row["workflow_ref"]
+    if ref:
+        return load_workflow(ref)
+    ref = row["workflow_ref"]
     if not ref:
+        name = row["workflow"]
         raise SystemExit(
-            f"run {run_id} was started from a notebook or script, so its workflow cannot be "
-            f"imported by name: pass --workflow module:name, or {verb} it from Python (run.{verb}(...))"
+            f"run {run_id} was started from a notebook or script, so the CLI cannot build its workflow "
+            f"{name!r} again: pass --workflow module:name, the module attribute (or a function returning it) "
+            f"that defines it (`--workflow myflows:flow` for `flow = wf.Workflow({name!r})` in myflows.py), "
+            f"or {verb} it from Python (run.{verb}(...))"
         )
+    if ref.startswith("{"):
+        return _rebuild_spec_flow(ref, run_id, verb)
     return load_workflow(ref)
 
 

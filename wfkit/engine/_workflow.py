@@ -225,6 +225,8 @@ class Workflow:
         # Where the workflow was defined, so `wfkit resume` can import it again.
         self._module: str | None = sys._getframe(1).f_globals.get("__name__")
         self._attr: str | None = None  # the module attribute _ref last found this workflow under
+        # What rebuilds a workflow no module holds (the CLI sets it for a spec file it runs).
+        self._origin: str | None = None
 
     # ---- definition ------------------------------------------------------------------------
 
@@ -702,7 +704,7 @@ class Workflow:
         flow._routers = dict(parts.routers)
         flow._entry = parts.entry
         flow.metadata = dict(parts.metadata or {})
-        flow._module = None  # not importable by name: `wfkit resume` needs --workflow for it
+        flow._module = None  # not importable by name: `wfkit resume` needs --workflow, or the CLI's _origin
         return flow
 
     def replace_definition(self, other: Workflow) -> Workflow:
@@ -729,10 +731,11 @@ class Workflow:
     # ---- running ---------------------------------------------------------------------------
 
     def _ref(self) -> str | None:
-        """``module:attribute`` where this workflow can be imported again (for `wfkit resume`)."""
+        """``module:attribute`` where this workflow can be imported again (for `wfkit resume`), or
+        the origin the CLI recorded for a workflow it built from a spec file."""
         module = sys.modules.get(self._module or "")
         if module is None or self._module == "__main__":
-            return None
+            return self._origin
         names = vars(module)
         # Every durable run asks: the name found last time is tried first, not the whole module,
         # and a workflow the module does not hold (one a factory function built) is ruled out by
