@@ -97,6 +97,30 @@ def test_an_unknown_status_lists_the_valid_ones(capsys: pytest.CaptureFixture[st
     assert "'interrupted'" in err
 
 
+@pytest.mark.parametrize(
+    ("argv", "usage", "hint"),
+    [
+        (["runs", "--stauts", "running"], "usage: wfkit runs ", "; did you mean --status?"),
+        (["cache", "clear", "--workfow=x"], "usage: wfkit cache clear ", "; did you mean --workflow?"),
+        (["show", "r1", "--jsn", "--zzz"], "usage: wfkit show ", "--jsn --zzz; did you mean --json?"),
+        (["pending", "--zzz"], "usage: wfkit pending ", "unrecognized arguments: --zzz\n"),
+    ],
+    ids=["runs", "cache-clear", "two-unknown", "none-close"],
+)
+def test_a_misspelt_option_of_a_command_shows_its_usage_and_the_closest_option(
+    argv: list[str], usage: str, hint: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An option a command does not take is a usage error of that command (its usage, not wfkit's),
+    suggesting the option it is closest to when one is close."""
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    assert 2 == info.value.code
+    err = capsys.readouterr().err
+    assert err.startswith(usage)
+    assert f"{usage.removeprefix('usage: ').strip()}: error: unrecognized arguments: " in err
+    assert hint in err
+
+
 @pytest.mark.parametrize("limit", ["0", "-3", "ten"])
 def test_runs_refuses_a_limit_that_would_list_nothing(limit: str, capsys: pytest.CaptureFixture[str]) -> None:
     """`wfkit runs --limit 0` is a usage error, not "no runs in this workspace" over a full one."""
@@ -160,15 +184,37 @@ def test_runs_lines_up_ids_of_any_length(workspace: Path, capsys: pytest.Capture
 def test_approve_from_the_cli_records_and_says_how_to_resume(
     workspace: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """`wfkit approve` records the decision; with no workflow defined in the CLI's process it says how to resume."""
+    """`wfkit approve` records the decision; with no workflow defined in the CLI's process it says how to
+    resume, and of a run a script started (no workflow recorded) the command names --workflow."""
     run = _gated_run(workspace)
     [ticket] = run.tickets()
     import wfkit.engine._workflow as workflows
 
     workflows._by_name.pop("cli-gated", None)  # the CLI is another process: it defines no workflow
     assert 0 == main(["approve", ticket.ticket_id, "--by", "ana"])
-    assert f"resume with `wfkit resume {run.run_id}`" in capsys.readouterr().out
+    assert f"resume with `wfkit resume {run.run_id} --workflow module:name`" in capsys.readouterr().out
     assert "approved" == wfkit.Workspace().ticket(ticket.ticket_id).status
+
+
+def _payout() -> wfkit.Workflow:
+    flow = wfkit.Workflow("cli-payout")
+    flow.step(lambda s: {"ready": True}, name="prepare")
+    flow.step(lambda s, ctx: {"sent": ctx.idempotency_key}, name="send", approval="Send money?", irreversible=True)
+    flow.chain("prepare", "send")
+    return flow
+
+
+def test_reconcile_of_a_script_run_names_the_workflow_to_resume_with(
+    workspace: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """After `wfkit reconcile` of a run a script started, the resume command it prints names --workflow
+    (without it, `wfkit resume` cannot build the workflow)."""
+    run = _payout().run({})
+    wfkit.Workspace().approve(run.tickets()[0].ticket_id, by="ana", resume=False)
+    wfkit.Workspace().store.intent(run.run_id, "send", 1, f"{run.run_id}:send:1")  # then the process died
+    assert 0 == main(["reconcile", run.run_id, "send", "--done", "--by", "ops", "--workspace", str(workspace)])
+    out = capsys.readouterr().out
+    assert f"resume with `wfkit resume {run.run_id} --workspace {workspace} --workflow module:name`" in out
 
 
 def test_doctor_of_a_healthy_workspace_finds_nothing(workspace: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -387,14 +433,128 @@ def test_fork_refuses_a_set_value_that_is_not_json(capsys: pytest.CaptureFixture
         main(["fork", run.run_id, "--at", "classify", "--set", "kind=other", "--workflow", "durable_flows:router"])
 
 
-def test_fork_of_a_notebook_run_asks_for_the_workflow() -> None:
-    """A run whose workflow cannot be imported by name needs --workflow."""
+@pytest.mark.parametrize("command", [["fork", "--at", "a"], ["resume"]])
+def test_resume_or_fork_of_a_notebook_run_asks_for_the_workflow(command: list[str]) -> None:
+    """A run whose workflow cannot be imported by name needs --workflow: the error shows what to pass."""
     flow = wfkit.Workflow("from-a-notebook")
     flow.step(lambda s: {"a": 1}, name="a")
     flow._module = "__main__"
     run = flow.run({})
-    with pytest.raises(SystemExit, match="pass --workflow module:name, or fork it from Python"):
-        main(["fork", run.run_id, "--at", "a"])
+    verb, *options = command
+    with pytest.raises(SystemExit) as info:
+        main([verb, run.run_id, *options])
+    message = str(info.value)
+    assert "pass --workflow module:name, the module attribute (or a function returning it) that defines it" in message
+    assert "(`--workflow myflows:flow` for `flow = wf.Workflow('from-a-notebook')` in myflows.py)" in message
+    assert f"or {verb} it from Python (run.{verb}(...))" in message
+
+
+# ---- runs started from a spec file: resume, fork, reconcile ----------------------------------------
+
+
+@pytest.fixture
+def payout_spec(tmp_path: Path) -> Path:
+    """A spec naming bare functions of `--steps payout_steps`: prepare, then send (gated, irreversible)."""
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "payout_steps.py").write_text(
+        "def prepare(state):\n    return {'ready': True}\n\n\n"
+        "def send(state, ctx):\n    return {'sent': ctx.idempotency_key}\n"
+    )
+    spec = {
+        "wfkit_flow": 1,
+        "name": "payout-spec",
+        "entry": "prepare",
+        "steps": {
+            "prepare": {"fn": "prepare"},
+            "send": {"fn": "send", "approval": {"reason": "Send money?"}, "irreversible": True},
+        },
+        "edges": {"prepare": ["send"]},
+    }
+    path = project / "payout.json"
+    path.write_text(json.dumps(spec))
+    return path
+
+
+def _wfkit(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """The command in a process of its own, as a user runs it."""
+    return subprocess.run([sys.executable, "-m", "wfkit", *args], capture_output=True, text=True, cwd=cwd, check=False)
+
+
+def _run_spec(spec: Path, workspace: Path) -> str:
+    """`wfkit run payout.json --steps payout_steps` in the spec's folder: the run's id (it waits at send's gate)."""
+    args = ["run", spec.name, "--steps", "payout_steps", "--workspace", str(workspace), "--json"]
+    started = _wfkit(*args, cwd=spec.parent)
+    assert 0 == started.returncode, started.stderr
+    result = json.loads(started.stdout)
+    assert "waiting_approval" == result["status"]
+    return str(result["run_id"])
+
+
+def _hinted(out: str) -> list[str]:
+    """The command between backticks after "resume with", as words."""
+    import shlex
+
+    return shlex.split(out.split("resume with `", 1)[1].split("`", 1)[0])
+
+
+def test_a_run_started_from_a_spec_resumes_and_forks_without_workflow(
+    payout_spec: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A run of `wfkit run SPEC --steps MODULE` records the spec file, its modules and folder: the command
+    `wfkit approve` prints resumes it, and `wfkit fork` forks it, both from another folder with no --workflow."""
+    workspace = tmp_path / "ws"
+    run_id = _run_spec(payout_spec, workspace)
+    [ticket] = wfkit.Workspace(workspace).pending()
+    assert 0 == main(["approve", ticket.ticket_id, "--by", "ana", "--workspace", str(workspace)])
+    command = _hinted(capsys.readouterr().out)
+    assert ["wfkit", "resume", run_id, "--workspace", str(workspace)] == command
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    resumed = _wfkit(*command[1:], cwd=elsewhere)
+    assert (0, f"run {run_id}: succeeded") == (resumed.returncode, resumed.stdout.strip()), resumed.stderr
+    assert {"ready": True, "sent": f"{run_id}:send:1"} == wfkit.Workspace(workspace).run_info(run_id)["state"]
+    forked = _wfkit(
+        "fork", run_id, "--at", "prepare", "--set", "ready=false", "--policy", "approve",
+        "--workspace", str(workspace), cwd=elsewhere,
+    )  # fmt: skip
+    assert 0 == forked.returncode, forked.stderr
+    fork_id = forked.stdout.split()[1]
+    assert f"run {fork_id} (forked from {run_id} at 'prepare'): succeeded" == forked.stdout.strip()
+    assert {"ready": False, "sent": f"{fork_id}:send:1"} == wfkit.Workspace(workspace).run_info(fork_id)["state"]
+
+
+def test_reconcile_of_a_spec_run_prints_a_resume_that_works(
+    payout_spec: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """After `wfkit reconcile` of a spec-started run cut off in an irreversible step, the resume command
+    it prints finishes the run without running the step again."""
+    workspace = tmp_path / "ws"
+    run_id = _run_spec(payout_spec, workspace)
+    [ticket] = wfkit.Workspace(workspace).pending()
+    assert 0 == main(["approve", ticket.ticket_id, "--by", "ana", "--workspace", str(workspace)])
+    wfkit.Workspace(workspace).store.intent(run_id, "send", 1, f"{run_id}:send:1")  # then the process died
+    capsys.readouterr()
+    reconcile = ["reconcile", run_id, "send", "--done", "--by", "ops", "--updates", '{"sent": "by hand"}']
+    assert 0 == main([*reconcile, "--workspace", str(workspace)])
+    command = _hinted(capsys.readouterr().out)
+    assert ["wfkit", "resume", run_id, "--workspace", str(workspace)] == command
+    resumed = _wfkit(*command[1:], cwd=tmp_path)
+    assert (0, f"run {run_id}: succeeded") == (resumed.returncode, resumed.stdout.strip()), resumed.stderr
+    assert {"ready": True, "sent": "by hand"} == wfkit.Workspace(workspace).run_info(run_id)["state"]
+
+
+def test_a_spec_run_whose_file_is_gone_says_what_to_pass(payout_spec: Path, tmp_path: Path) -> None:
+    """Resuming a spec-started run after its spec file was deleted names the file and the way out."""
+    workspace = tmp_path / "ws"
+    run_id = _run_spec(payout_spec, workspace)
+    payout_spec.unlink()
+    with pytest.raises(SystemExit) as info:
+        main(["resume", run_id, "--workspace", str(workspace)])
+    assert (
+        f"run {run_id} was started by `wfkit run {payout_spec}`, and that file is gone: put it back, or pass "
+        "--workflow module:name (a module attribute, or a function returning it, that defines the workflow)"
+    ) == str(info.value)
 
 
 def test_cache_clear_drops_the_workspace_entries(capsys: pytest.CaptureFixture[str]) -> None:

@@ -214,7 +214,8 @@ def test_the_cli_names_the_parent_run_to_resume_after_a_child_ticket(
     run = flow.run({}, workspace=workspace, policy="halt")
     (ticket,) = wf.Workspace(workspace).pending()
     assert 0 == main(["approve", ticket.ticket_id, "--by", "cy"])  # the test's workspace is $WFKIT_HOME
-    assert f"resume with `wfkit resume {run.run_id}`" in capsys.readouterr().out
+    # A workflow a function built is in no module: the command names the --workflow to pass.
+    assert f"resume with `wfkit resume {run.run_id} --workflow module:name`" in capsys.readouterr().out
     assert "succeeded" == flow.resume(run.run_id, workspace=workspace).status
 
 

@@ -51,6 +51,35 @@ def test_decorator_returns_the_function() -> None:
     assert flow.steps["double"].timeout == 1
 
 
+def test_a_misspelt_keyword_of_step_or_map_names_the_closest() -> None:
+    """A keyword step() or map() does not take, called directly or as a decorator factory, is a
+    TypeError naming the keyword it is closest to and the ones it takes; nothing is registered."""
+    import inspect
+
+    flow = wf.Workflow("typos")
+    with pytest.raises(TypeError) as direct:
+        flow.step(lambda s: None, name="a", retires=3)  # type: ignore[call-overload]
+    assert str(direct.value).startswith(
+        "Workflow.step() got unexpected keyword argument(s) 'retires' (did you mean 'retry'?); "
+        "it takes approval, cache, classify, entry, fallback, irreversible, max_visits, name, retry, timeout"
+    )
+    with pytest.raises(TypeError) as factory:
+        flow.step(retires=3, timout=2)  # type: ignore[call-overload]
+    assert "'retires' (did you mean 'retry'?), 'timout' (did you mean 'timeout'?); it takes" in str(factory.value)
+    with pytest.raises(TypeError) as mapped:
+        flow.map(over="docs", into="out", max_concurency=2)  # type: ignore[call-overload]
+    assert "Workflow.map() got unexpected keyword argument(s) 'max_concurency' (did you mean 'max_concurrency'?)" in (
+        str(mapped.value)
+    )
+    assert {} == flow.steps
+    with pytest.raises(TypeError, match=r"takes from 1 to 2 positional arguments but 3 were given"):
+        flow.step(lambda s: None, "b")  # type: ignore[call-overload]
+    # The signature users see (help, completion) is the real one: keyword-only, no **kwargs.
+    params = inspect.signature(wf.Workflow.step).parameters
+    assert "retry" in params
+    assert inspect.Parameter.VAR_KEYWORD not in {p.kind for p in params.values()}
+
+
 def test_redefining_in_a_notebook_cell_replaces_the_step() -> None:
     """Re-running a cell that defines the same function replaces the step."""
     flow = wf.Workflow("nb")

@@ -117,8 +117,7 @@ def _decide(decision: str) -> Callable[[argparse.Namespace], int]:
         ticket, changed = ws.decide(args.ticket, decision, by=args.by, comment=args.comment)
         verb = "approved" if decision == "approve" else "rejected"
         if changed:
-            top = ws.store.top_run(ticket.run_id)  # a gate inside a sub-workflow: its parent resumes it
-            _print(f"ticket {ticket.ticket_id} {verb} by {ticket.decided_by}; resume with `wfkit resume {top}`")
+            _print(f"ticket {ticket.ticket_id} {verb} by {ticket.decided_by}; {_resume_hint(ws, args, ticket.run_id)}")
         else:
             _print(f"ticket {ticket.ticket_id} was already {verb} by {ticket.decided_by}: nothing changed")
         return 0
@@ -138,10 +137,11 @@ def _reconcile(args: argparse.Namespace) -> int:
         if not isinstance(updates, dict):
             raise ValueError(f"--updates must be a JSON object of state fields, got {args.updates!r}")
     action = "done" if args.done else "retry"
-    intent = _workspace(args).reconcile(args.run_id, args.step, action=action, by=args.by, updates=updates)
+    ws = _workspace(args)
+    intent = ws.reconcile(args.run_id, args.step, action=action, by=args.by, updates=updates)
     _print(
         f"step {args.step!r} of run {args.run_id} marked {intent['status']} by {args.by}; "
-        f"resume with `wfkit resume {args.run_id}`"
+        f"{_resume_hint(ws, args, args.run_id)}"
     )
     return 0
 
@@ -327,14 +327,7 @@ def load_workflow(ref: str) -> Any:
 
 def _resume(args: argparse.Namespace) -> int:
     ws = _workspace(args)
-    row = ws.store.run_row(args.run_id)
-    ref = args.workflow or row["workflow_ref"]
-    if not ref:
-        raise SystemExit(
-            f"run {args.run_id} was started from a notebook or script, so its workflow cannot be "
-            f"imported by name: pass --workflow module:name, or resume it from Python (run.resume())"
-        )
-    flow = load_workflow(ref)
+    flow = _workflow_of(ws, args.run_id, args.workflow, "resume")
     run = flow.resume(args.run_id, workspace=ws.path, policy=args.policy, raise_on_error=False)
     _print(f"run {run.run_id}: {run.status}")
     if run.error is not None:
@@ -346,22 +339,48 @@ def _load_flow(args: argparse.Namespace) -> Any:
     """The workflow of a spec file; bare function names come from the --steps modules."""
     import os
 
+    return _spec_flow(args.command, args.flow, args.steps or [], getattr(args, "tools", None), os.getcwd())
+
+
+def _spec_flow(command: str, spec: str, steps: list[str], tools_ref: str | None, folder: str) -> Any:
+    """The workflow of a spec file, with the step modules and tools found from ``folder``; a run of
+    it records all four (its ``workflow_ref``), so `wfkit resume` and `fork` build it again."""
+    from pathlib import Path
+
     from wfkit.engine._workflow import Workflow
 
-    sys.path.insert(0, os.getcwd())  # step modules in the current folder, as `python -m` would find them
+    sys.path.insert(0, folder)  # step modules in the (then) current folder, as `python -m` would find them
     importlib.invalidate_caches()
     namespace: dict[str, Any] = {}
-    for module_name in args.steps or ():
+    for module_name in steps:
         try:
             module = importlib.import_module(module_name)
         except ImportError as exc:
-            raise SystemExit(f"wfkit {args.command}: cannot import --steps {module_name!r}: {exc}") from exc
+            raise SystemExit(f"wfkit {command}: cannot import --steps {module_name!r}: {exc}") from exc
         namespace.update({k: v for k, v in vars(module).items() if callable(v) and not k.startswith("_")})
     tools = None
-    if getattr(args, "tools", None):
-        found = load_object(args.tools, "--tools")
+    if tools_ref:
+        found = load_object(tools_ref, "--tools")
         tools = found() if callable(found) else found  # a registry, or a factory like wfkit:example_registry
-    return Workflow.from_spec(args.flow, steps=namespace, tools=tools)
+    flow = Workflow.from_spec(spec, steps=namespace, tools=tools)
+    origin = {"spec": str(Path(spec).resolve()), "steps": steps, "tools": tools_ref, "folder": folder}
+    flow._origin = json.dumps(origin)
+    return flow
+
+
+def _rebuild_spec_flow(ref: str, run_id: str, command: str) -> Any:
+    """The workflow of a run `wfkit run` started from a spec file (its ``workflow_ref`` is the JSON
+    object :func:`_spec_flow` wrote), built as that command built it."""
+    from pathlib import Path
+
+    origin = json.loads(ref)
+    spec = Path(origin["spec"])
+    if not spec.is_file():
+        raise SystemExit(
+            f"run {run_id} was started by `wfkit run {spec}`, and that file is gone: put it back, or "
+            f"pass --workflow module:name (a module attribute, or a function returning it, that defines the workflow)"
+        )
+    return _spec_flow(command, str(spec), list(origin["steps"]), origin["tools"], origin["folder"])
 
 
 def load_object(ref: str, option: str) -> Any:
@@ -448,14 +467,42 @@ def _graph(args: argparse.Namespace) -> int:
 
 
 def _workflow_of(ws: Any, run_id: str, ref: str | None, verb: str) -> Any:
+    """The workflow to resume or fork ``run_id`` with: ``--workflow``, else where the run recorded
+    it (a module attribute, or the spec file `wfkit run` started it from)."""
     row = ws.store.run_row(run_id)
-    ref = ref or row["workflow_ref"]
+    if ref:
+        return load_workflow(ref)
+    ref = row["workflow_ref"]
     if not ref:
+        name = row["workflow"]
         raise SystemExit(
-            f"run {run_id} was started from a notebook or script, so its workflow cannot be "
-            f"imported by name: pass --workflow module:name, or {verb} it from Python (run.{verb}(...))"
+            f"run {run_id} was started from a notebook or script, so the CLI cannot build its workflow "
+            f"{name!r} again: pass --workflow module:name, the module attribute (or a function returning it) "
+            f"that defines it (`--workflow myflows:flow` for `flow = wf.Workflow({name!r})` in myflows.py), "
+            f"or {verb} it from Python (run.{verb}(...))"
         )
+    if ref.startswith("{"):
+        return _rebuild_spec_flow(ref, run_id, verb)
     return load_workflow(ref)
+
+
+def _resume_hint(ws: Any, args: argparse.Namespace, run_id: str) -> str:
+    """The command that resumes ``run_id`` (its parent's, for a gate inside a sub-workflow): with
+    ``--workspace`` when one was given, and ``--workflow`` when the run recorded no workflow."""
+    import shlex
+
+    top = ws.store.top_run(run_id)
+    command = f"wfkit resume {top}"
+    if args.workspace:
+        command += f" --workspace {shlex.quote(args.workspace)}"
+    row = ws.store.run_row(top)
+    if row["workflow_ref"]:
+        return f"resume with `{command}`"
+    return (
+        f"resume with `{command} --workflow module:name` (started from a notebook or script, the run "
+        f"recorded no workflow: module:name is the module attribute, or a function returning it, that "
+        f"defines {row['workflow']!r}), or with run.resume() in Python"
+    )
 
 
 def _parse_sets(pairs: Sequence[str]) -> dict[str, Any]:
@@ -662,14 +709,38 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--dask", metavar="ADDRESS", help="replay each notebook on a worker of this Dask scheduler")
     rp.add_argument("--dataset", help="with --dask: folder or URL every worker writes to (default: REPORT/dataset)")
     rp.set_defaults(handler=_replay)
+    for action in (sub, cache_sub):  # each command's parser, to report its own unknown options (main)
+        for command_parser in action.choices.values():
+            command_parser.set_defaults(command_parser=command_parser)
     return parser
+
+
+def _unrecognized(parser: argparse.ArgumentParser, extras: Sequence[str]) -> str:
+    """argparse's "unrecognized arguments" with the option each unknown one is closest to."""
+    import difflib
+
+    options = sorted({s for action in parser._actions for s in action.option_strings if s.startswith("--")})
+    hints: dict[str, str] = {}
+    for extra in extras:
+        given = extra.partition("=")[0]
+        close = difflib.get_close_matches(given, options, n=1) if given.startswith("-") else []
+        if close:
+            hints[given] = close[0]
+    message = f"unrecognized arguments: {' '.join(extras)}"
+    if len(hints) == 1:
+        return f"{message}; did you mean {next(iter(hints.values()))}?"
+    return "; ".join([message, *(f"did you mean {close} for {given}?" for given, close in hints.items())])
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     from wfkit.model._errors import WfkitError
 
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extras = parser.parse_known_args(argv)
+    if extras:  # a command's unknown option is its error, under its usage (argparse shows the top level's)
+        found = getattr(args, "command_parser", None)
+        command_parser = found if isinstance(found, argparse.ArgumentParser) else parser
+        command_parser.error(_unrecognized(command_parser, extras))
     handler = getattr(args, "handler", None)
     if handler is None:
         parser.print_help()

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import hashlib
+import inspect
 import itertools
 import json
 import os
@@ -13,7 +15,7 @@ import time
 import warnings
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar, Unpack, overload
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar, Unpack, cast, overload
 
 from wfkit.engine._attempts import plain_updates
 from wfkit.engine._durability import give_lease_back, record_run, take_lease
@@ -156,6 +158,31 @@ def _new_run_id() -> str:
 _parameters_json = json_encoder(separators=(", ", ": "), sort_keys=True, default=repr)
 
 
+M = TypeVar("M", bound=Callable[..., Any])
+
+
+def _suggest_keywords(method: M) -> M:
+    """``method`` with a misspelt keyword refused naming the closest one it takes ("did you mean
+    'retry'?"), where Python 3.11 says only "unexpected keyword argument". The signature is
+    unchanged (the overloads type its calls); a call that binds costs one ``try``."""
+    takes = sorted(p.name for p in inspect.signature(method).parameters.values() if p.kind is p.KEYWORD_ONLY)
+
+    @functools.wraps(method)
+    def checked(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(*args, **kwargs)
+        except TypeError:
+            unknown = sorted(kwargs.keys() - set(takes))
+            if not unknown:  # raised by the call itself, not by binding its keywords
+                raise
+        hints = ", ".join(f"{name!r}{_did_you_mean(name, takes)}" for name in unknown)
+        raise TypeError(
+            f"{method.__qualname__}() got unexpected keyword argument(s) {hints}; it takes {', '.join(takes)}"
+        )
+
+    return cast("M", checked)
+
+
 def _parameters_hash(inputs: Mapping[str, Any]) -> str:
     if not inputs:
         return _EMPTY_HASH
@@ -214,6 +241,8 @@ class Workflow:
         # Where the workflow was defined, so `wfkit resume` can import it again.
         self._module: str | None = sys._getframe(1).f_globals.get("__name__")
         self._attr: str | None = None  # the module attribute _ref last found this workflow under
+        # What rebuilds a workflow no module holds (the CLI sets it for a spec file it runs).
+        self._origin: str | None = None
 
     # ---- definition ------------------------------------------------------------------------
 
@@ -257,6 +286,7 @@ class Workflow:
         writes: Iterable[str] | None = None,
     ) -> Callable[[F], F]: ...
 
+    @_suggest_keywords
     def step(
         self,
         fn: F | None = None,
@@ -353,6 +383,7 @@ class Workflow:
         cache: bool | Cache | None = None,
     ) -> Callable[[F], F]: ...
 
+    @_suggest_keywords
     def map(
         self,
         fn: F | None = None,
@@ -689,7 +720,7 @@ class Workflow:
         flow._routers = dict(parts.routers)
         flow._entry = parts.entry
         flow.metadata = dict(parts.metadata or {})
-        flow._module = None  # not importable by name: `wfkit resume` needs --workflow for it
+        flow._module = None  # not importable by name: `wfkit resume` needs --workflow, or the CLI's _origin
         return flow
 
     def replace_definition(self, other: Workflow) -> Workflow:
@@ -716,10 +747,11 @@ class Workflow:
     # ---- running ---------------------------------------------------------------------------
 
     def _ref(self) -> str | None:
-        """``module:attribute`` where this workflow can be imported again (for `wfkit resume`)."""
+        """``module:attribute`` where this workflow can be imported again (for `wfkit resume`), or
+        the origin the CLI recorded for a workflow it built from a spec file."""
         module = sys.modules.get(self._module or "")
         if module is None or self._module == "__main__":
-            return None
+            return self._origin
         names = vars(module)
         # Every durable run asks: the name found last time is tried first, not the whole module,
         # and a workflow the module does not hold (one a factory function built) is ruled out by
