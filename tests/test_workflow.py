@@ -71,6 +71,13 @@ def test_a_misspelt_keyword_of_step_or_map_names_the_closest() -> None:
     assert "Workflow.map() got unexpected keyword argument(s) 'max_concurency' (did you mean 'max_concurrency'?)" in (
         str(mapped.value)
     )
+    child = wf.Workflow("child")
+    with pytest.raises(
+        TypeError,
+        match=r"Workflow.subflow\(\) got unexpected keyword argument\(s\) 'output' "
+        r"\(did you mean 'outputs'\?\)",
+    ):
+        flow.subflow(child, name="c", output={"x": "y"})  # type: ignore[call-arg]
     assert {} == flow.steps
     with pytest.raises(TypeError, match=r"takes from 1 to 2 positional arguments but 3 were given"):
         flow.step(lambda s: None, "b")  # type: ignore[call-overload]

@@ -428,6 +428,7 @@ class Workflow:
             mapping=make_map(over, into, max_concurrency),
         )
 
+    @_suggest_keywords
     def subflow(
         self,
         child: Workflow,
