@@ -212,6 +212,9 @@ def test_reconcile_of_a_script_run_names_the_workflow_to_resume_with(
     run = _payout().run({})
     wfkit.Workspace().approve(run.tickets()[0].ticket_id, by="ana", resume=False)
     wfkit.Workspace().store.intent(run.run_id, "send", 1, f"{run.run_id}:send:1")  # then the process died
+    assert 0 == main(["show", run.run_id, "--workspace", str(workspace)])  # its hint names the workspace too
+    hint = f"`wfkit reconcile {run.run_id} send --workspace {workspace} --done|--retry --by NAME`"
+    assert hint in capsys.readouterr().out
     assert 0 == main(["reconcile", run.run_id, "send", "--done", "--by", "ops", "--workspace", str(workspace)])
     out = capsys.readouterr().out
     assert f"resume with `wfkit resume {run.run_id} --workspace {workspace} --workflow module:name`" in out

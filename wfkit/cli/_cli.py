@@ -91,7 +91,7 @@ def _show(args: argparse.Namespace) -> int:
         if intent["status"] == "pending":
             _print(
                 f"\nneeds reconciliation: {intent['step']} (visit {intent['visit']}, key {intent['key']}):"
-                f" `wfkit reconcile {args.run_id} {intent['step']} --done|--retry --by NAME`"
+                f" `wfkit reconcile {args.run_id} {intent['step']}{_workspace_option(args)} --done|--retry --by NAME`"
             )
     for ticket in ws.store.tickets.find(status="open", run_id=args.run_id):
         _print(f"\nwaiting for approval: ticket {ticket.ticket_id} at {ticket.step!r}: {ticket.reason}")
@@ -486,15 +486,18 @@ def _workflow_of(ws: Any, run_id: str, ref: str | None, verb: str) -> Any:
     return load_workflow(ref)
 
 
+def _workspace_option(args: argparse.Namespace) -> str:
+    """`` --workspace PATH`` when the command was given one (a command it prints must name it too)."""
+    import shlex
+
+    return f" --workspace {shlex.quote(args.workspace)}" if args.workspace else ""
+
+
 def _resume_hint(ws: Any, args: argparse.Namespace, run_id: str) -> str:
     """The command that resumes ``run_id`` (its parent's, for a gate inside a sub-workflow): with
     ``--workspace`` when one was given, and ``--workflow`` when the run recorded no workflow."""
-    import shlex
-
     top = ws.store.top_run(run_id)
-    command = f"wfkit resume {top}"
-    if args.workspace:
-        command += f" --workspace {shlex.quote(args.workspace)}"
+    command = f"wfkit resume {top}{_workspace_option(args)}"
     row = ws.store.run_row(top)
     if row["workflow_ref"]:
         return f"resume with `{command}`"
