@@ -47,6 +47,13 @@ def _center(locator: Locator) -> tuple[float, float]:
     pytest.fail(f"{locator} has no box on the page")
 
 
+def _box(locator: Locator) -> dict[str, float]:
+    box = locator.bounding_box()
+    if box is None:
+        pytest.fail(f"{locator} has no box on the page")
+    return dict(box)
+
+
 def _drag(page: Page, start: tuple[float, float], end: tuple[float, float]) -> None:
     page.mouse.move(*start)
     page.mouse.down()
@@ -254,3 +261,33 @@ def test_text_typed_while_the_kernel_answers_is_kept(tmp_path: Path, lab: Lab) -
         expect(builder.locator(".wfk-status")).to_contain_text("saved slow.yaml", timeout=10_000)
     saved = __import__("yaml").safe_load((tmp_path / "slow.yaml").read_text())
     assert 7 == saved["steps"]["classify"]["timeout"]
+
+
+@pytest.mark.skipif(
+    not CHROMIUM.exists(), reason=f"{CHROMIUM} is missing (apt-get install chromium); this browser test drives it"
+)
+def test_the_canvas_keeps_its_width_in_a_narrow_window(tmp_path: Path, lab: Lab) -> None:
+    """In a 1,300 px window beside JupyterLab's file browser the settings panel goes under the canvas,
+    which keeps at least 600 px (palette and panel beside it left about 340); folding the palette
+    away from the toolbar gives the canvas the builder's whole width."""
+    from playwright.sync_api import expect
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(SOURCE.replace('"router.yaml"', "ex.rag_router()"))]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
+    nbformat.write(nb, tmp_path / "narrow.ipynb")
+    with lab_page(lab, {"width": 1300, "height": 900}, tmp_path / "narrow-failure.png") as page:
+        builder = run_notebook(page, lab, "narrow.ipynb", expect).locator(".wfk-builder")
+        expect(builder).to_be_visible(timeout=30_000)
+        builder.scroll_into_view_if_needed()
+        expect(builder).to_have_class(re.compile(r"\bwfk-stacked\b"))
+        canvas, panel = _box(builder.locator(".wfk-canvas")), _box(builder.locator(".wfk-panel"))
+        assert canvas["width"] >= 600
+        assert panel["y"] >= canvas["y"] + canvas["height"] - 1  # under the canvas, not beside it
+        builder.screenshot(path=str(tmp_path / "builder-narrow.png"))
+
+        fold = builder.get_by_role("button", name="Show or hide the step functions")
+        fold.click()
+        expect(fold).to_have_attribute("aria-pressed", "false")
+        expect(builder.locator(".wfk-palette")).to_be_hidden()
+        assert _box(builder.locator(".wfk-canvas"))["width"] >= _box(builder)["width"] - 4

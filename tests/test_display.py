@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 import wfkit as wf
 from wfkit.notebook._display import run_html, run_text, statuses, step_rows
 
@@ -50,3 +52,25 @@ def test_a_key_in_the_runs_error_is_redacted_in_both_forms() -> None:
     shown = run_text(run) + run_html(run)
     assert key not in shown
     assert "refused key [REDACTED]" in shown
+
+
+@pytest.mark.parametrize(
+    ("decision", "shown"),
+    [("approve", "approved by carol: fine"), ("reject", "rejected by carol: fine")],
+)
+def test_a_gate_row_keeps_its_decision(decision: str, shown: str) -> None:
+    """A gate step's row keeps the decision (what, by whom, the note) after the step ran, in the
+    row and in both forms of the run."""
+    flow = wf.Workflow("gated")
+    flow.step(lambda s: {"done": True}, name="send", approval="a human reads it first")
+    run = flow.run({})
+    if decision == "approve":
+        run.approve(by="carol", comment="fine").wait(10)
+    else:
+        run.reject(by="carol", comment="fine")
+        with pytest.raises(wf.ApprovalRejectedError):
+            run.wait(10)
+    [row] = step_rows(run.events)
+    assert shown == row["decision"]
+    assert f"[{shown}]" in run_text(run)
+    assert f"<td>{shown}</td></tr>" in run_html(run)

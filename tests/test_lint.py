@@ -19,11 +19,18 @@ def _tool(name: str) -> str:
     return path
 
 
+LINTED = ("wfkit", "tests", "benchmarks", "notebooks")  # notebooks: their code cells, as ruff reads .ipynb
+
+
 def test_ruff_is_clean() -> None:
-    """ruff finds nothing in the package, tests and benchmarks."""
-    out = subprocess.run(
-        [_tool("ruff"), "check", "wfkit", "tests", "benchmarks"], cwd=ROOT, capture_output=True, text=True
-    )
+    """ruff finds nothing in the package, tests, benchmarks and notebooks."""
+    out = subprocess.run([_tool("ruff"), "check", *LINTED], cwd=ROOT, capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_ruff_format_leaves_everything_as_it_is() -> None:
+    """`ruff format` would change nothing in the package, tests, benchmarks and notebooks."""
+    out = subprocess.run([_tool("ruff"), "format", "--check", *LINTED], cwd=ROOT, capture_output=True, text=True)
     assert out.returncode == 0, out.stdout + out.stderr
 
 

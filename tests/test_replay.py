@@ -69,6 +69,20 @@ def test_every_notebook_is_committed_without_outputs() -> None:
         assert (ROOT / "data" / "baselines" / "notebooks" / f"{path.stem}.json").exists()
 
 
+def test_the_retries_notebook_shows_retries_and_both_ways_to_give_up() -> None:
+    """Notebook 03's seeded baseline (which its replay must match) has runs that recover after retries,
+    one whose step gives up after its last transient failure and one on a permanent error, both
+    ending in the `give_up` fallback: what its markdown teaches."""
+    summary = json.loads((ROOT / "data" / "baselines" / "notebooks" / "03_retries_and_timeouts.json").read_text())
+    runs = [run for run in summary["runs"] if run["workflow"] == "summarise"]
+    attempts = [[a["attempt_status"] for a in run["steps"]["summarise#1"]["attempts"]] for run in runs]
+    assert sum(statuses[0] == "retry" and statuses[-1] == "ok" for statuses in attempts) >= 5
+    gave_up = [run for run in runs if run["path"] == ["give_up"]]
+    last = [run["steps"]["summarise#1"]["attempts"][-1] for run in gave_up]
+    assert [("failed", "transient"), ("failed", "permanent")] == [(a["attempt_status"], a["error_kind"]) for a in last]
+    assert {"succeeded"} == {run["status"] for run in runs}
+
+
 def test_all_notebooks_replay_against_their_baselines(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -112,6 +112,29 @@ def test_run_view_gets_a_panel_and_the_click_resumes_the_run() -> None:
     assert "refunded" in view.state.value
 
 
+def _row_of(view: RunView, step: str) -> list[str]:
+    """The cells of ``step``'s row in the view's step table, as shown (HTML entities decoded)."""
+    page = view.summary.value
+    table = ET.fromstring(page[page.index("<table") : page.index("</table>") + len("</table>")])
+    return next([td.text or "" for td in tr.findall("td")] for tr in table.iter("tr") if tr.findtext("td") == step)
+
+
+def test_run_view_shows_the_gates_decision_after_the_approved_step_ran() -> None:
+    """Approved in the view, the gate step's row shows the decision, who made it and the note in the
+    "error / decision" column once the step has run (the column was empty then)."""
+    run = _gated_flow().run({"amount": 40})
+    view = RunView(run)
+    [panel] = view.approvals.children
+    panel.reviewer.value = "carol"
+    panel.comment.value = "under <50>, fine"
+    panel.approve_button.click()
+    run.wait(10)
+    _eventually(lambda: "succeeded" in view.summary.value)
+    assert ["refund", "1", "ok", "1"] == _row_of(view, "refund")[:4]
+    assert "approved by carol: under <50>, fine" == _row_of(view, "refund")[-1]
+    assert "" == _row_of(view, "quote")[-1]
+
+
 def test_a_decision_in_the_pending_panel_closes_the_run_views_own_panel() -> None:
     """Approved in the pending panel, the run the view shows resumes through its handle: the view
     ends "succeeded" and its own approval panel says who approved it, its buttons gone (they stayed

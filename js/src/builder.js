@@ -9,6 +9,11 @@ const NODE_H = 44;
 const END = "__end__";
 const SVG_NS = "http://www.w3.org/2000/svg";
 const HISTORY_LIMIT = 200;
+// The canvas keeps at least this width beside the side panel; a narrower builder (a notebook next
+// to JupyterLab's file browser) puts the panel under the canvas instead. PANEL_W is the panel's
+// width beside the canvas, as builder.css sets it.
+const MIN_CANVAS_W = 600;
+const PANEL_W = 340;
 
 const clone = (value) => JSON.parse(JSON.stringify(value));
 
@@ -163,6 +168,7 @@ class Editor {
     this.undoStack = [];
     this.redoStack = [];
     this.drag = null;
+    this.hidden = { palette: false, panel: false }; // side columns the user folded away
     this.build();
     if (this.placeMissing(true)) this.sync();
     this.renderAll();
@@ -178,6 +184,7 @@ class Editor {
 
   destroy() {
     for (const [name, fn] of this.listeners) this.model.off(name, fn);
+    if (this.resizer) this.resizer.disconnect();
   }
 
   // ---- state and history ----
@@ -428,11 +435,11 @@ class Editor {
     this.root = h("div", { class: "wfk-builder", "data-lm-suppress-shortcuts": "true" });
     this.root.addEventListener("keydown", (event) => this.onKey(event));
     this.toolbar = h("div", { class: "wfk-toolbar", role: "toolbar", "aria-label": "Flow builder" });
-    this.palette = h("aside", { class: "wfk-palette", "aria-label": "Step functions" });
+    this.palette = h("aside", { id: `${this.uid}-palette`, class: "wfk-palette", "aria-label": "Step functions" });
     this.canvasBox = h("div", { class: "wfk-canvas" });
     this.svg = s("svg", { role: "group", "aria-label": "Flow graph", class: "wfk-svg" });
     this.canvasBox.append(this.svg);
-    this.panel = h("aside", { class: "wfk-panel", "aria-label": "Selected step or route" });
+    this.panel = h("aside", { id: `${this.uid}-panel`, class: "wfk-panel", "aria-label": "Selected step or route" });
     this.problemsBox = h("div", { class: "wfk-problems", role: "status", "aria-live": "polite", "aria-label": "Problems" });
     this.root.append(this.toolbar, h("div", { class: "wfk-main" }, this.palette, this.canvasBox, this.panel), this.problemsBox);
     this.el.append(this.root);
@@ -442,6 +449,27 @@ class Editor {
       if (event.target === this.svg) this.select(null);
     });
     this.renderToolbar();
+    if (typeof ResizeObserver !== "undefined") {
+      this.resizer = new ResizeObserver(() => this.fitLayout());
+      this.resizer.observe(this.root);
+    }
+  }
+
+  // Where the side panel goes: beside the canvas while that leaves the canvas MIN_CANVAS_W,
+  // else under it (class wfk-stacked). Folded columns leave their room to the canvas.
+  fitLayout() {
+    const width = this.root.clientWidth;
+    if (!width) return; // not on the page (yet)
+    const palette = this.hidden.palette ? 0 : this.palette.offsetWidth;
+    const panel = this.hidden.panel ? 0 : PANEL_W;
+    this.root.classList.toggle("wfk-stacked", width - palette - panel < MIN_CANVAS_W);
+  }
+
+  togglePane(which, button) {
+    this.hidden[which] = !this.hidden[which];
+    this.root.classList.toggle(`wfk-hide-${which}`, this.hidden[which]);
+    button.setAttribute("aria-pressed", String(!this.hidden[which]));
+    this.fitLayout();
   }
 
   renderAll() {
@@ -461,8 +489,23 @@ class Editor {
       button("Undo (Ctrl+Z)", "Undo", () => this.undo()),
       button("Redo (Ctrl+Shift+Z)", "Redo", () => this.redo()),
       button("Lay out the graph again", "Tidy layout", () => this.change(() => this.autoLayout(true))),
+      this.paneToggle("palette", "Show or hide the step functions", "Steps"),
+      this.paneToggle("panel", "Show or hide the details of the selected step or route", "Details"),
       this.statusLine,
     );
+  }
+
+  paneToggle(which, label, text) {
+    const toggle = h("button", {
+      type: "button",
+      class: "wfk-toggle",
+      "aria-label": label,
+      title: label,
+      "aria-pressed": "true",
+      "aria-controls": `${this.uid}-${which}`,
+    }, text);
+    toggle.addEventListener("click", () => this.togglePane(which, toggle));
+    return toggle;
   }
 
   renderStatus() {

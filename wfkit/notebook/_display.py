@@ -17,7 +17,9 @@ if TYPE_CHECKING:
 
 
 def step_rows(events: Sequence[StepEvent]) -> list[dict[str, Any]]:
-    """One row per step visit: last status, attempts, latency of the last attempt, route, error."""
+    """One row per step visit: last status, attempts, latency of the last attempt, route, error of
+    the last event, and a gate's ``decision`` ("approved by alice: fine"), which stays on the row
+    after the approved step has run."""
     rows: dict[tuple[str, int], dict[str, Any]] = {}
     for e in events:
         row = rows.setdefault((e.step, e.visit), {"step": e.step, "visit": e.visit, "attempts": 0})
@@ -28,8 +30,13 @@ def step_rows(events: Sequence[StepEvent]) -> list[dict[str, Any]]:
         row["route"] = e.route_taken or row.get("route")
         row["error"] = f"{e.error_type}: {e.error_message}" if e.error_type else None
         if e.approver:
-            row["error"] = f"{e.status} by {e.approver}" + (f": {e.decision_comment}" if e.decision_comment else "")
+            row["decision"] = f"{e.status} by {e.approver}" + (f": {e.decision_comment}" if e.decision_comment else "")
     return list(rows.values())
+
+
+def _error_or_decision(row: dict[str, Any]) -> str:
+    """The "error / decision" column: the gate's decision, then the error the visit ended with."""
+    return "; ".join(part for part in (row.get("decision"), row.get("error")) if part)
 
 
 def statuses(events: Sequence[StepEvent]) -> dict[str, str]:
@@ -45,7 +52,8 @@ def run_text(run: Run) -> str:
     for r in step_rows(run.events):
         latency = f"{r['latency_s'] * 1000:8.1f} ms" if "latency_s" in r else " " * 11
         route = f" -> {r['route']}" if r.get("route") else ""
-        extra = f"  [{r['error']}]" if r.get("error") else ""
+        shown = _error_or_decision(r)
+        extra = f"  [{shown}]" if shown else ""
         lines.append(f"  {r['step']:<20} #{r['visit']:<2} {r['status']:<16} x{r['attempts']} {latency}{route}{extra}")
     if run.error is not None:
         lines.append(f"  error: {type(run.error).__name__}: {redact_text(str(run.error))}")
@@ -76,7 +84,7 @@ def run_html(run: Run, *, graph_html: str | None = None) -> str:
                     r["attempts"],
                     latency,
                     r.get("route") or "",
-                    r.get("error") or "",
+                    _error_or_decision(r),
                 )
             )
             + "</tr>"
