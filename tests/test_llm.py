@@ -308,8 +308,9 @@ def test_run_retries_429_then_records_tokens_and_cost(server: LLMServer) -> None
         run = flow.run({"q": "refund please"}, workspace=False, llm=client_for(server))
     retry, ok = run.events
     assert ("retry", "transient", "LLMStatusError") == (retry.status, retry.error_kind, retry.error_type)
-    assert retry.retry_delay_s is not None
-    assert retry.retry_delay_s >= 3.0
+    # test_mode waits no backoff: the row says so (0 s), and keeps the Retry-After wait it planned.
+    assert 0.0 == retry.retry_delay_s
+    assert retry.extra["retry_delay_planned_s"] >= 3.0
     assert "test-model" == retry.model
     assert ("ok", "test-model", 2, 4) == (ok.status, ok.model, ok.tokens_in, ok.tokens_out)
     assert pytest.approx((2 * 0.001 + 4 * 0.002) / 1000) == ok.cost_usd
