@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 from typing import Any
 
@@ -294,6 +295,52 @@ def test_run_deadline_survives_a_resume() -> None:
     with pytest.warns(wf.WorkflowChangedWarning):
         resumed = flaky_ok.resume(run.run_id, raise_on_error=False)
     assert "timed_out" == resumed.status
+
+
+DEADLINE_KILL = textwrap.dedent(
+    """
+    import os, signal, sys, time, wfkit as wf
+    import wfkit.engine._durability as durability
+
+    ws, renew = sys.argv[1], sys.argv[2]
+    if renew == "often":  # the lease renewed at every step: the row's clock moves with each one
+        durability.LEASE_TTL = 0.0
+    flow = wf.Workflow("deadline-kill")
+    flow.step(lambda s: time.sleep(0.4) or {"a": 1}, name="a")
+    flow.step(lambda s: time.sleep(0.4) or {"b": 1}, name="b")
+
+    @flow.step
+    def c(state):
+        if not os.path.exists(ws + ".crashed"):
+            open(ws + ".crashed", "w").close()
+            os.kill(os.getpid(), signal.SIGKILL)
+        time.sleep(0.5)
+        return {"c": 1}
+
+    flow.chain("a", "b", "c")
+    if os.path.exists(ws + ".crashed"):
+        run = flow.resume("dl", workspace=ws, raise_on_error=False)
+    else:
+        run = flow.run({}, run_id="dl", workspace=ws, timeout=1.1)
+    print(run.status)
+    """
+)
+
+
+@pytest.mark.parametrize("renew", ["rarely", "often"])
+def test_run_deadline_counts_the_time_before_a_crash(tmp_path: Path, renew: str) -> None:
+    """Steps that ran before a crash count against the run's deadline after the resume: 0.8 s of
+    steps before the crash and 0.5 s after are over a 1.1 s deadline (the resume started the clock
+    at 0 again, so the run succeeded). Whether the lease was renewed in between or not."""
+    ws = tmp_path / "ws"
+    args = [sys.executable, "-c", DEADLINE_KILL, str(ws), renew]
+    first = subprocess.run(args, capture_output=True, text=True, timeout=60)
+    assert -signal.SIGKILL == first.returncode, first.stderr
+    time.sleep(0.5)  # the time the run lay dead is not the run's
+    second = subprocess.run(args, capture_output=True, text=True, timeout=60)
+    assert (0, "timed_out") == (second.returncode, second.stdout.strip()), second.stderr
+    elapsed = Workspace(ws).run_info("dl")["elapsed"]
+    assert 1.1 <= elapsed < 1.6
 
 
 CONCURRENT = textwrap.dedent(

@@ -120,6 +120,7 @@ class Durability:
     """Checkpoints, journal rows, gates, leases and replay of one run (see the module docstring)."""
 
     __slots__ = (
+        "_clock",
         "_emit",
         "_lease_renew_at",
         "_loop",
@@ -154,6 +155,9 @@ class Durability:
         self._writes: list[asyncio.Future[Any]] = []
         self._waits: list[tuple[str, tuple[Any, ...]]] = []
         self._lease_renew_at = time.monotonic() + LEASE_TTL / 2
+        # The run's deadline clock: the seconds it had used when it (re)started, and when that was
+        # (monotonic); a lease renewal writes the time used so far (``started``).
+        self._clock = (0.0, time.monotonic())
         # The loop the run's checkpoints are handed over from (its scheduler's), known from the
         # first: asking asyncio for the running loop makes a getpid system call on Python 3.11.
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -219,8 +223,15 @@ class Durability:
         lease_due = now >= self._lease_renew_at
         if lease_due:
             self._lease_renew_at = now + LEASE_TTL / 2
+        used, since = self._clock
         write, rows = store.checkpoint_write(
-            event, outcome, updates, failure, lease_due=lease_due, intent_status=intent
+            event,
+            outcome,
+            updates,
+            failure,
+            lease_due=lease_due,
+            intent_status=intent,
+            elapsed=used + now - since if lease_due else None,
         )
         if len(self._waits) >= _WAITS_PER_WRITE:
             rows = [*rows, *self._take_waits()]
@@ -469,10 +480,18 @@ class Durability:
 
     # ---- the run's start and end ---------------------------------------------------------------
 
+    def started(self, elapsed_before: float, t_start: float) -> None:
+        """The run (re)starts at ``t_start`` (monotonic) with ``elapsed_before`` seconds of its
+        deadline used: a lease renewal writes the time used since, so that a resume after a crash
+        counts what ran before it (``Workflow.resume``)."""
+        self._clock = (elapsed_before, t_start)
+
     async def mark_running(self) -> None:
         """A resumed run is running again (its row said where it had stopped)."""
         if self.store is not None:
-            await self.store.writer.submit_async(self.store.mark_running_op(self.run_id))
+            used, since = self._clock
+            elapsed = used + time.monotonic() - since
+            await self.store.writer.submit_async(self.store.mark_running_op(self.run_id, elapsed))
 
     async def finish(self, *, status: str, state: dict[str, Any], error: BaseException | None, elapsed: float) -> None:
         """The run's last write: what is still unsynced first (its events reach the sinks), then

@@ -378,6 +378,7 @@ class Execution:
         t_start = time.monotonic()
         if self.timeout is not None:
             self._runner.deadline = t_start + max(self.timeout - self.elapsed_before, 0.0)
+        self._durability.started(self.elapsed_before, t_start)
         counted = False
         alarm: Alarm | None = None  # the timeouts of the lone steps awaited here, made at the first
         try:

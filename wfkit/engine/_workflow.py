@@ -990,6 +990,13 @@ class Workflow:
         elapsed = row["elapsed"] or 0.0
         if row["count_waiting"] and row["status"] in RunStatus.HALTED:
             elapsed += max(0.0, time.time() - row["updated_at"])
+        elif row["status"] == RunStatus.RUNNING:
+            # Cut off by a crash: the row holds the time used when it last (re)started or renewed
+            # its lease (``updated_at``); the steps it settled since count too. (The time from its
+            # last step to the crash is not known, and the time it lay dead is not the run's.)
+            settled = store.last_settled_at(run_id)
+            if settled is not None:
+                elapsed += max(0.0, settled - row["updated_at"])
         execution = Execution(
             graph,
             self._merge,

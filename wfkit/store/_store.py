@@ -711,9 +711,16 @@ class Store:
 
         return acquire
 
-    def mark_running_op(self, run_id: str) -> WriteOp[None]:
+    def mark_running_op(self, run_id: str, elapsed: float) -> WriteOp[None]:
+        """A resumed run is running again, ``elapsed`` seconds of its deadline used. While a run
+        runs, its row's ``elapsed`` is what it had used at ``updated_at`` (written here and with
+        each lease renewal), so a resume after a crash can count the time up to its last step."""
+
         def mark(conn: sqlite3.Connection) -> None:
-            conn.execute("UPDATE runs SET status='running', updated_at=? WHERE run_id=?", (time.time(), run_id))
+            conn.execute(
+                "UPDATE runs SET status='running', updated_at=?, elapsed=? WHERE run_id=?",
+                (time.time(), elapsed, run_id),
+            )
 
         return mark
 
@@ -798,9 +805,12 @@ class Store:
         *,
         lease_due: bool,
         intent_status: str | None = None,
+        elapsed: float | None = None,
     ) -> tuple[WriteOp[None] | None, Rows]:
         """A settled step: its final event carrying the outcome and updates, as a row for the
-        writer's bulk insert, and what else must change with it (None when nothing must)."""
+        writer's bulk insert, and what else must change with it (None when nothing must).
+        ``elapsed``: the run's time used so far, written with a lease renewal (see
+        :meth:`mark_running_op`)."""
         rows = self.checkpoint_rows(event, outcome, updates, failure)
         if intent_status is None and not lease_due:
             return None, rows
@@ -815,8 +825,8 @@ class Store:
             if lease_due:
                 now = time.time()
                 conn.execute(
-                    "UPDATE runs SET lease_expires=?, updated_at=? WHERE run_id=?",
-                    (now + LEASE_TTL, now, run_id),
+                    "UPDATE runs SET lease_expires=?, updated_at=?, elapsed=COALESCE(?, elapsed) WHERE run_id=?",
+                    (now + LEASE_TTL, now, elapsed, run_id),
                 )
 
         return with_checkpoint, rows
@@ -836,9 +846,10 @@ class Store:
         *,
         lease_due: bool,
         intent_status: str | None = None,
+        elapsed: float | None = None,
     ) -> None:
         fn, rows = self.checkpoint_write(
-            event, outcome, updates, failure, lease_due=lease_due, intent_status=intent_status
+            event, outcome, updates, failure, lease_due=lease_due, intent_status=intent_status, elapsed=elapsed
         )
         self.writer.run(fn, rows)
 
