@@ -11,6 +11,8 @@ from typing import Any
 
 import matplotlib.pyplot as plt
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
@@ -112,6 +114,54 @@ def test_load_dataset_parquet_with_lists_matches_jsonl(tmp_path: Path):
     from_parquet = wf.evals.load_dataset(tmp_path / "d.parquet")
     assert isinstance(from_parquet[0].expected["tools"], list)
     assert wf.evals.load_dataset(QUERY_ROUTER / "dataset.jsonl") == from_parquet
+
+
+def test_load_dataset_parquet_nulls_are_keys_the_row_lacks(tmp_path: Path):
+    """Rows lacking keys (top level, inputs, expected, nested structs, structs in lists) read from
+    parquet as from the JSONL they were written from: no key filled with None; a None in a list stays."""
+    rows = [
+        {"id": "a", "inputs": {"q": "hi", "lang": "fr", "meta": {"src": "web", "n": 1}}, "expected": {"tone": "x"}},
+        {"id": "b", "inputs": {"q": "hi", "meta": {"src": "app"}, "hops": [{"at": 1}, {"at": 2, "via": "y"}]}},
+        {"inputs": {"q": "yo", "scores": [1, None, 3]}, "expected": {"greeting": "hey"}},
+    ]
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "d.parquet")
+    from_parquet = wf.evals.load_dataset(tmp_path / "d.parquet")
+    assert wf.evals.load_dataset(write_jsonl(tmp_path / "d.jsonl", rows)) == from_parquet
+    assert Case("b", {"q": "hi", "meta": {"src": "app"}, "hops": [{"at": 1}, {"at": 2, "via": "y"}]}, {}) == (
+        from_parquet[1]
+    )
+    assert Case("3", {"q": "yo", "scores": [1, None, 3]}, {"greeting": "hey"}) == from_parquet[2]
+
+
+def test_parquet_and_jsonl_of_the_same_rows_score_the_same(tmp_path: Path):
+    """A flat dataset as JSONL and as parquet gives the runs the same inputs and the same scores: a
+    default for a key a row lacks holds, and a missing expectation is the scorer's error, not null."""
+    rows = [
+        {"id": "a", "q": "hi", "lang": "fr", "expected": {"greeting": "bonjour", "tone": "formal"}},
+        {"id": "b", "q": "hi", "expected": {"greeting": "hello"}},
+    ]
+    flow = wf.Workflow("greeter")
+
+    @flow.step
+    def greet(state: Any) -> dict[str, Any]:
+        lang = state.get("lang", "en")
+        return {"greeting": {"fr": "bonjour", "en": "hello"}.get(lang, "??"), "tone": "formal"}
+
+    write_jsonl(tmp_path / "d.jsonl", rows)
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "d.parquet")
+    frames = []
+    for name in ("d.jsonl", "d.parquet"):
+        suite = wf.evals.Suite(
+            name="greeter",
+            dataset=tmp_path / name,
+            workflow=flow,
+            scorers=[wf.evals.exact_match("greeting"), wf.evals.exact_match("tone")],
+        )
+        frames.append(wf.evals.evaluate(suite, progress=False, store=False).cases.drop(columns=["run_id"]))
+    jsonl, parquet = frames
+    assert jsonl.to_dict("records") == parquet.to_dict("records")
+    assert [True, True, True, False] == parquet["passed"].tolist()
+    assert "has no expected 'tone'" in parquet["detail"].iloc[3]
 
 
 def test_load_dataset_from_dicts():

@@ -42,14 +42,20 @@ if TYPE_CHECKING:
 
 def load_dataset(source: str | os.PathLike[str] | Iterable[Mapping[str, Any]]) -> list[Case]:
     """Cases from JSONL, parquet, or dicts. A row is ``{"id", "inputs", "expected"}``, or flat
-    (every key but ``id`` and ``expected`` is an input)."""
+    (every key but ``id`` and ``expected`` is an input).
+
+    In parquet a null means the row has no such key, at any depth (parquet gives every row every
+    column, and cannot tell a key a row lacked from a null): the rows read are those of the JSONL
+    the file was written from. A null inside a list stays a ``None`` element."""
     rows: list[Mapping[str, Any]]
     if isinstance(source, str | os.PathLike):
         path = Path(source)
         if path.suffix == ".parquet":
             import pyarrow.parquet as pq
 
-            rows = pq.read_table(path).to_pylist()  # plain lists and dicts, not numpy arrays
+            # to_pylist gives plain lists and dicts, not numpy arrays, but fills the keys a row
+            # lacked with None: state.get("lang", "en") would see None, a scorer "expected null".
+            rows = [_without_nulls(row) for row in pq.read_table(path).to_pylist()]
         else:
             rows = []
             for number, line in enumerate(path.read_text().splitlines(), 1):
@@ -74,6 +80,15 @@ def load_dataset(source: str | os.PathLike[str] | Iterable[Mapping[str, Any]]) -
     if len(set(ids)) != len(ids):
         raise ValueError("case ids must be unique in a dataset")
     return cases
+
+
+def _without_nulls(value: Any) -> Any:
+    """A parquet row with its null struct fields left out, nested structs and lists included."""
+    if isinstance(value, dict):
+        return {key: _without_nulls(item) for key, item in value.items() if item is not None}
+    if isinstance(value, list):
+        return [_without_nulls(item) for item in value]
+    return value
 
 
 @dataclass
