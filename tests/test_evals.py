@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import math
 import re
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ from matplotlib.figure import Figure
 
 import wfkit as wf
 from wfkit.cli._cli import main
-from wfkit.evals._evals import bootstrap_ci, wilson_interval
+from wfkit.evals._evals import bootstrap_ci, sign_test, wilson_interval
 from wfkit.evals._scorers import Case
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -290,15 +291,14 @@ def test_support_compare_shows_losses_for_reject_on_resolution():
     """compare('approve', 'reject') counts the reject variant's losses, wins and ties per scorer."""
     result = wf.evals.evaluate(SUPPORT, progress=False)
     table = result.compare("approve", "reject")
-    assert ["wins", "losses", "ties", "mean_diff", "ci_low", "ci_high", "significant"] == list(table.columns)
+    assert ["wins", "losses", "ties", "mean_diff", "p_value", "significant"] == list(table.columns)
     assert {"wins": 0, "losses": 2, "ties": 6} == table.loc[
         "exact_match:resolution", ["wins", "losses", "ties"]
     ].to_dict()
     assert -0.25 == table.loc["exact_match:resolution", "mean_diff"]
     assert {"wins": 0, "losses": 0, "ties": 8} == table.loc["latency_budget", ["wins", "losses", "ties"]].to_dict()
-    row = table.loc["exact_match:resolution"]
-    assert row["ci_low"] <= row["mean_diff"] <= row["ci_high"]
-    assert (row["ci_low"] > 0 or row["ci_high"] < 0) == row["significant"]
+    assert [0.5, False] == table.loc["exact_match:resolution", ["p_value", "significant"]].tolist()
+    assert [1.0, False] == table.loc["latency_budget", ["p_value", "significant"]].tolist()
 
 
 def test_eval_results_are_stored_as_parquet_next_to_the_step_logs(workspace: Path):
@@ -491,6 +491,62 @@ def test_compare_tells_noise_from_a_real_difference():
     assert [16, 0, 0, True] == better.loc["exact_match:y", ["wins", "losses", "ties", "significant"]].tolist()
 
 
+def few_wins_result(cases: int, wins: int) -> wf.evals.EvalResult:
+    """'base' fails every case; 'cand' passes the first ``wins`` of ``cases`` and ties the rest."""
+
+    def build(better: bool = False) -> wf.Workflow:
+        flow = wf.Workflow(f"few-wins-{better}")
+
+        @flow.step
+        def answer(state: Any) -> dict[str, Any]:
+            return {"ok": better and state["i"] < wins}
+
+        return flow
+
+    suite = wf.evals.Suite(
+        name="few-wins",
+        dataset=[{"id": f"c{i:03d}", "i": i} for i in range(cases)],
+        workflow=build,
+        variants={"base": {"better": False}, "cand": {"better": True}},
+        scorers=[wf.evals.custom(lambda case, run: bool(run.state["ok"]), name="ok")],
+    )
+    return wf.evals.evaluate(suite, progress=False, store=False)
+
+
+@pytest.mark.parametrize(
+    ("cases", "wins", "p_value", "significant"),
+    [(10, 4, 0.125, False), (100, 4, 0.125, False), (20, 5, 0.0625, False), (20, 6, 0.03125, True)],
+)
+def test_compare_beats_noise_by_an_exact_sign_test(cases: int, wins: int, p_value: float, significant: bool):
+    """A few wins and no loss beat noise only when an exact two-sided sign test says so (p < 0.05):
+    4 to 0 is p = 0.125 at 10 or 100 cases (ties never count), 6 to 0 is p = 0.031."""
+    row = few_wins_result(cases, wins).compare("base", "cand").loc["ok"]
+    assert [wins, 0, cases - wins] == row[["wins", "losses", "ties"]].tolist()
+    assert p_value == pytest.approx(row["p_value"])
+    assert significant == bool(row["significant"])
+
+
+@pytest.mark.parametrize(("wins", "losses"), [(0, 0), (1, 0), (4, 0), (0, 6), (3, 9), (10, 10), (7, 30), (60, 40)])
+def test_sign_test_is_the_two_sided_binomial_tail(wins: int, losses: int):
+    """sign_test doubles the smaller binomial(n, 1/2) tail, capped at 1: checked against a direct sum."""
+    n = wins + losses
+    tail = sum(math.comb(n, k) for k in range(min(wins, losses) + 1)) / 2**n
+    assert pytest.approx(min(1.0, 2 * tail)) == sign_test(wins, losses)
+    assert sign_test(wins, losses) == sign_test(losses, wins)
+
+
+def test_sign_test_of_many_pairs_stays_exact():
+    """Thousands of pairs (more than a float's 2**1023) give a p-value, not an overflow."""
+    assert 0.0 <= sign_test(2400, 2600) < 0.01
+    assert 1.0 == sign_test(2500, 2500)
+
+
+def test_compare_refuses_an_alpha_outside_0_1():
+    """alpha is a significance level: 5 (a percentage) is refused, saying what it takes."""
+    with pytest.raises(ValueError, match="alpha is a significance level between 0 and 1"):
+        few_wins_result(4, 2).compare("base", "cand", alpha=5)
+
+
 def test_compare_unknown_variant_is_an_error():
     """compare() names the variants the result has when asked for another."""
     with pytest.raises(ValueError, match="no variant 'nope' in this result; it has base, same, worse"):
@@ -627,8 +683,8 @@ def test_cli_eval_text_compares_two_variants(capsys: pytest.CaptureFixture[str])
     assert 0 == main(["eval", str(SUPPORT / "suite.py")])
     out = capsys.readouterr().out
     assert "pass_rate" in out
-    assert "reject vs approve:" in out
-    assert "exact_match:resolution" in out
+    assert "reject vs approve (p_value: exact sign test of wins against losses; significant below 0.05):" in out
+    assert re.search(r"exact_match:resolution\s+0\s+2\s+6\s+-0\.25\s+0\.5\s+False", out)
     assert "saved to " in out
 
 
