@@ -631,7 +631,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--concurrency", type=int, default=16)
     ev.add_argument("--json", action="store_true")
     ev.add_argument("--dask", metavar="ADDRESS", help="send the cases to this Dask scheduler (tcp://host:8786)")
-    ev.add_argument("--dataset", help="with --dask: folder or URL every worker writes to (default: the workspace)")
+    ev.add_argument(
+        "--dataset", help="with --dask: folder or URL every worker writes to (default: WORKSPACE/evals/runs)"
+    )
     ev.add_argument("--partition-size", type=int, help="with --dask: cases per partition (default: a few per thread)")
     ev.set_defaults(handler=_eval)
 

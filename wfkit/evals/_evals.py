@@ -31,7 +31,6 @@ from typing import TYPE_CHECKING, Any
 from wfkit.evals._scorers import Case, ScorerFn, apply, name_of
 from wfkit.logs._dataset import is_url
 from wfkit.model._processors import redact_optional
-from wfkit.store._workspace import workspace_path
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -231,7 +230,8 @@ async def evaluate_async(
     if concurrency < 1:
         raise ValueError(f"concurrency must be >= 1, got {concurrency}")
     if executor is not None:
-        target = dataset if dataset is not None else workspace_path(workspace)
+        # By default the workers' runs land where local eval runs do, never among interactive runs.
+        target = dataset if dataset is not None else eval_runs_workspace(workspace)
         # The workers' runs live in the dataset they wrote (readable in place unless it is a URL).
         runs_in: Path | None = None if is_url(target) else Path(os.fspath(target))
         rows = await asyncio.to_thread(
@@ -290,8 +290,8 @@ def evaluate(suite: Suite | str | os.PathLike[str], **kwargs: Any) -> EvalResult
     ``executor=`` (a ``distributed.Client``, a cluster, or a scheduler address) sends the cases to
     Dask workers in partitions of ``partition_size`` cases (default: a few partitions per worker
     thread), each run there with the same ``concurrency``; runs and step logs land in ``dataset``
-    (a folder every worker sees, or an fsspec URL; default the workspace), and the result is the
-    one a local run gives."""
+    (a folder every worker sees, or an fsspec URL; default ``WORKSPACE/evals/runs``, where local
+    eval runs live), and the result is the one a local run gives."""
     from wfkit.engine._loops import run_blocking
 
     if not isinstance(suite, Suite):
