@@ -402,6 +402,29 @@ def test_a_scorer_that_raises_marks_its_rows_only():
     assert 0.0 == result.summary.loc[("default", "broken"), "pass_rate"]
 
 
+def test_a_failed_run_fails_the_budgets_and_the_route_in_an_eval_saying_why():
+    """An eval case whose run crashed (the dataset misspells an input) fails latency_budget,
+    cost_budget and route_taken, each row's detail naming the step and its error."""
+    flow = wf.Workflow("misspelt")
+
+    @flow.step
+    def classify(state: Any) -> dict[str, Any]:
+        return {"label": state["query"]}
+
+    suite = wf.evals.Suite(
+        name="misspelt",
+        dataset=[{"id": "1", "qeury": "refund", "expected": {"route": "classify"}}],
+        workflow=flow,
+        scorers=[wf.evals.route_taken(), wf.evals.latency_budget(1.0), wf.evals.cost_budget(0.01)],
+    )
+    cases = wf.evals.evaluate(suite, progress=False, store=False).cases
+    assert ["cost_budget", "latency_budget", "route_taken"] == cases["scorer"].tolist()
+    assert {"failed"} == set(cases["run_status"])
+    assert [False] * 3 == cases["passed"].tolist()
+    assert {"run failed at step 'classify' (attempt 1): KeyError: 'query'"} == set(cases["detail"])
+    assert 0.0 == wf.evals.EvalResult(suite, cases).summary["pass_rate"].max()
+
+
 def test_factory_variants_and_their_run_options():
     """A factory gets each variant's parameters; a variant's run_options go to its runs."""
     seen: list[int] = []
