@@ -459,6 +459,37 @@ def test_unknown_variant_is_a_clear_error():
         wf.evals.evaluate(QUERY_ROUTER, variants=["nope"], progress=False)
 
 
+@pytest.mark.parametrize("text", ["", "\n  \n"])
+def test_an_empty_jsonl_dataset_is_refused_naming_suite_and_file(tmp_path: Path, text: str):
+    """An empty JSONL file (or blank lines only) is refused before any run, naming the suite, the
+    file and what a line holds; load_dataset alone names the file."""
+    path = tmp_path / "empty.jsonl"
+    path.write_text(text)
+    suite = doubler_suite(name="hollow", dataset=path)
+    message = f"suite 'hollow': the dataset {path} has no cases (an empty file, or blank lines only): write one case per line"
+    with pytest.raises(ValueError, match=re.escape(message)):
+        wf.evals.evaluate(suite, progress=False)
+    with pytest.raises(ValueError, match=re.escape(f"the dataset {path} has no cases")):
+        wf.evals.load_dataset(path)
+    assert not (tmp_path / "ws" / "evals").exists()  # nothing ran, nothing stored
+
+
+def test_an_empty_parquet_dataset_is_refused_naming_it(tmp_path: Path):
+    """A parquet file with columns but no row is refused, naming the suite and the file."""
+    path = tmp_path / "empty.parquet"
+    pq.write_table(pa.table({"id": pa.array([], pa.string()), "x": pa.array([], pa.int64())}), path)
+    with pytest.raises(ValueError, match=re.escape(f"suite 'hollow': the dataset {path} has no rows: write one row per case")):
+        wf.evals.evaluate(doubler_suite(name="hollow", dataset=path), progress=False)
+
+
+def test_an_empty_dataset_in_memory_or_no_variant_is_refused_when_the_suite_is_built():
+    """No row given, or no variant, is refused by Suite() itself, naming the suite and how to fix it."""
+    with pytest.raises(ValueError, match=r"suite 'hollow': the dataset given has no rows: give at least one case"):
+        doubler_suite(name="hollow", dataset=[])
+    with pytest.raises(ValueError, match=r"suite 'doubler' has no variants: leave variants= out .* variants=\{'default': \{\}\}"):
+        doubler_suite(variants={})
+
+
 def test_progress_bar_is_shown_on_request(capsys: pytest.CaptureFixture[str]):
     """progress=True draws a progress bar named after the suite on stderr."""
     wf.evals.evaluate(doubler_suite(), progress=True, store=False)

@@ -42,11 +42,17 @@ if TYPE_CHECKING:
 
 def load_dataset(source: str | os.PathLike[str] | Iterable[Mapping[str, Any]]) -> list[Case]:
     """Cases from JSONL, parquet, or dicts. A row is ``{"id", "inputs", "expected"}``, or flat
-    (every key but ``id`` and ``expected`` is an input).
+    (every key but ``id`` and ``expected`` is an input). A dataset without a case is refused.
 
     In parquet a null means the row has no such key, at any depth (parquet gives every row every
     column, and cannot tell a key a row lacked from a null): the rows read are those of the JSONL
     the file was written from. A null inside a list stays a ``None`` element."""
+    return _load_cases(source)
+
+
+def _load_cases(
+    source: str | os.PathLike[str] | Iterable[Mapping[str, Any]], suite: str | None = None
+) -> list[Case]:
     rows: list[Mapping[str, Any]]
     if isinstance(source, str | os.PathLike):
         path = Path(source)
@@ -67,6 +73,8 @@ def load_dataset(source: str | os.PathLike[str] | Iterable[Mapping[str, Any]]) -
                     raise ValueError(f"{path}, line {number}: not JSON ({exc}); each line is one case") from exc
     else:
         rows = list(source)
+    if not rows:
+        raise ValueError(_empty_dataset(source, suite))
     cases = []
     for i, row in enumerate(rows):
         if not isinstance(row, Mapping):
@@ -80,6 +88,20 @@ def load_dataset(source: str | os.PathLike[str] | Iterable[Mapping[str, Any]]) -
     if len(set(ids)) != len(ids):
         raise ValueError("case ids must be unique in a dataset")
     return cases
+
+
+def _empty_dataset(source: object, suite: str | None = None) -> str:
+    """How to fix a dataset without a case, naming it (and its suite)."""
+    owner = "" if suite is None else f"suite {suite!r}: "
+    if not isinstance(source, str | os.PathLike):
+        return f"{owner}the dataset given has no rows: give at least one case, e.g. [{{'id': '1', 'query': '...'}}]"
+    path = Path(source)
+    if path.suffix == ".parquet":
+        return f"{owner}the dataset {path} has no rows: write one row per case"
+    return (
+        f"{owner}the dataset {path} has no cases (an empty file, or blank lines only): write one case per "
+        'line, e.g. {"id": "1", "inputs": {"query": "..."}, "expected": {"route": "..."}}'
+    )
 
 
 def _without_nulls(value: Any) -> Any:
@@ -109,6 +131,13 @@ class Suite:
     def __post_init__(self) -> None:
         # Checked when the suite is built, not after every case ran: a threshold that names no
         # scorer would let CI pass at any pass rate, and finding out costs the whole evaluation.
+        if not isinstance(self.dataset, str | os.PathLike) and len(self.dataset) == 0:
+            raise ValueError(_empty_dataset(self.dataset, self.name))
+        if not self.variants:
+            raise ValueError(
+                f"suite {self.name!r} has no variants: leave variants= out for one variant of the "
+                f"workflow as it is, or name at least one, e.g. variants={{'default': {{}}}}"
+            )
         names = [name_of(scorer) for scorer in self.scorers]
         unknown = sorted(set(self.thresholds) - set(names))
         if unknown:
@@ -124,7 +153,8 @@ class Suite:
                 )
 
     def cases(self) -> list[Case]:
-        return load_dataset(self.dataset)
+        """The dataset's cases; a dataset without a case is refused, naming the suite and the dataset."""
+        return _load_cases(self.dataset, self.name)
 
     def build(self, variant: str) -> tuple[Workflow, dict[str, Any]]:
         """The variant's workflow and run options (a variant may set ``run_options`` of its own)."""
