@@ -490,6 +490,60 @@ def test_an_empty_dataset_in_memory_or_no_variant_is_refused_when_the_suite_is_b
         doubler_suite(variants={})
 
 
+def counting_factory(built: list[str]) -> Any:
+    """A factory taking ``mode`` (default "a") and ``k`` (keyword-only, required), noting each build."""
+
+    def build(mode: str = "a", *, k: int) -> wf.Workflow:
+        built.append(mode)
+        return doubler()
+
+    return build
+
+
+def test_a_variant_parameter_the_factory_does_not_take_is_refused_when_the_suite_is_built():
+    """A misspelt variant parameter fails Suite(), before any variant runs, naming the suite, the
+    variant, the parameter, the closest one and the factory's parameters."""
+    built: list[str] = []
+    message = (
+        "suite 'typos', variant 'typo': build() takes no parameter 'mdoe' "
+        "(did you mean 'mode'?); its parameters are: mode, k. Rename or remove it in the variant"
+    )
+    with pytest.raises(TypeError, match=re.escape(message)):
+        doubler_suite(
+            name="typos",
+            workflow=counting_factory(built),
+            variants={"good": {"mode": "a", "k": 1}, "typo": {"mdoe": "b", "k": 1}},
+        )
+    assert [] == built
+
+
+def test_a_variant_missing_a_required_factory_parameter_is_refused():
+    """A variant that leaves out a parameter the factory has no default for is refused, naming it."""
+    with pytest.raises(TypeError, match=r"variant 'bare': .*build\(\) needs 'k', which the variant does not give"):
+        doubler_suite(workflow=counting_factory([]), variants={"bare": {"mode": "b"}})
+
+
+def test_a_factory_taking_any_keyword_accepts_every_variant_parameter():
+    """A factory with **params takes whatever a variant gives; run_options are never a parameter."""
+    seen: list[dict[str, Any]] = []
+
+    def build(**params: Any) -> wf.Workflow:
+        seen.append(params)
+        return doubler()
+
+    suite = doubler_suite(workflow=build, variants={"v": {"anything": 1, "run_options": {"policy": "approve"}}})
+    wf.evals.evaluate(suite, progress=False, store=False)
+    assert [{"anything": 1}] == seen
+
+
+def test_variant_parameters_for_a_workflow_that_is_no_factory_are_refused():
+    """Parameters given for a plain Workflow would be silently ignored: refused, saying to pass a
+    factory; run_options alone are fine."""
+    with pytest.raises(TypeError, match=r"variant 'fast': parameters 'speed' need a factory, but workflow= is the Workflow 'doubler'"):
+        doubler_suite(variants={"fast": {"speed": 2}})
+    doubler_suite(variants={"approve": {"run_options": {"policy": "approve"}}})
+
+
 def test_progress_bar_is_shown_on_request(capsys: pytest.CaptureFixture[str]):
     """progress=True draws a progress bar named after the suite on stderr."""
     wf.evals.evaluate(doubler_suite(), progress=True, store=False)

@@ -18,7 +18,9 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime as dt
+import difflib
 import importlib.util
+import inspect
 import json
 import os
 import random
@@ -117,7 +119,8 @@ def _without_nulls(value: Any) -> Any:
 class Suite:
     """What to evaluate. ``workflow`` is a Workflow or a factory ``(**variant_params) -> Workflow``;
     ``variants`` maps a name to those parameters (a ``run_options`` entry among them goes to the
-    runs instead, e.g. a policy); ``thresholds`` maps a scorer name to the lowest
+    runs instead, e.g. a policy), checked against the factory's signature when the suite is built
+    (a factory taking ``**params`` accepts any); ``thresholds`` maps a scorer name to the lowest
     acceptable pass rate (CI fails below it); ``run_options`` go to every run (e.g. ``policy``)."""
 
     name: str
@@ -138,6 +141,7 @@ class Suite:
                 f"suite {self.name!r} has no variants: leave variants= out for one variant of the "
                 f"workflow as it is, or name at least one, e.g. variants={{'default': {{}}}}"
             )
+        self._check_variant_parameters()
         names = [name_of(scorer) for scorer in self.scorers]
         unknown = sorted(set(self.thresholds) - set(names))
         if unknown:
@@ -150,6 +154,53 @@ class Suite:
             if not isinstance(limit, int | float) or not 0 <= limit <= 1:
                 raise ValueError(
                     f"suite {self.name!r}: the threshold for {name!r} is a pass rate between 0 and 1, got {limit!r}"
+                )
+
+    def _check_variant_parameters(self) -> None:
+        """Each variant's parameters against what the workflow takes: a typo would otherwise fail
+        only when that variant is built, after every earlier variant's cases ran."""
+        from wfkit.engine._workflow import Workflow
+
+        for variant, given in self.variants.items():
+            params = sorted(key for key in given if key != "run_options")
+            if isinstance(self.workflow, Workflow):
+                if params:
+                    raise TypeError(
+                        f"suite {self.name!r}, variant {variant!r}: parameters {', '.join(map(repr, params))} "
+                        f"need a factory, but workflow= is the Workflow {self.workflow.name!r}; pass a function "
+                        f"taking them and returning a Workflow (run options go under 'run_options')"
+                    )
+                continue
+            try:
+                signature = inspect.signature(self.workflow)
+            except (TypeError, ValueError):  # a callable whose signature Python cannot read
+                continue
+            factory = getattr(self.workflow, "__name__", None) or repr(self.workflow)
+            named = [
+                name
+                for name, p in signature.parameters.items()
+                if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+            ]
+            takes = f"its parameters are: {', '.join(named)}" if named else "it takes no parameters"
+            if not any(p.kind == p.VAR_KEYWORD for p in signature.parameters.values()):
+                for param in params:
+                    if param not in named:
+                        close = difflib.get_close_matches(param, named, n=1)
+                        hint = f" (did you mean {close[0]!r}?)" if close else ""
+                        raise TypeError(
+                            f"suite {self.name!r}, variant {variant!r}: {factory}() takes no parameter "
+                            f"{param!r}{hint}; {takes}. Rename or remove it in the variant"
+                        )
+            missing = [
+                name
+                for name, p in signature.parameters.items()
+                if p.default is p.empty and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD) and name not in params
+            ]
+            if missing:
+                raise TypeError(
+                    f"suite {self.name!r}, variant {variant!r}: {factory}() needs {', '.join(map(repr, missing))}, "
+                    f"which the variant does not give; add it to the variant, or give it a default in "
+                    f"{factory}() ({takes})"
                 )
 
     def cases(self) -> list[Case]:
