@@ -128,8 +128,9 @@ def test_load_dataset_parquet_nulls_are_keys_the_row_lacks(tmp_path: Path):
     pq.write_table(pa.Table.from_pylist(rows), tmp_path / "d.parquet")
     from_parquet = wf.evals.load_dataset(tmp_path / "d.parquet")
     assert wf.evals.load_dataset(write_jsonl(tmp_path / "d.jsonl", rows)) == from_parquet
-    assert Case("b", {"q": "hi", "meta": {"src": "app"}, "hops": [{"at": 1}, {"at": 2, "via": "y"}]}, {}) == (
-        from_parquet[1]
+    assert (
+        Case("b", {"q": "hi", "meta": {"src": "app"}, "hops": [{"at": 1}, {"at": 2, "via": "y"}]}, {})
+        == (from_parquet[1])
     )
     assert Case("3", {"q": "yo", "scores": [1, None, 3]}, {"greeting": "hey"}) == from_parquet[2]
 
@@ -466,7 +467,9 @@ def test_an_empty_jsonl_dataset_is_refused_naming_suite_and_file(tmp_path: Path,
     path = tmp_path / "empty.jsonl"
     path.write_text(text)
     suite = doubler_suite(name="hollow", dataset=path)
-    message = f"suite 'hollow': the dataset {path} has no cases (an empty file, or blank lines only): write one case per line"
+    message = (
+        f"suite 'hollow': the dataset {path} has no cases (an empty file, or blank lines only): write one case per line"
+    )
     with pytest.raises(ValueError, match=re.escape(message)):
         wf.evals.evaluate(suite, progress=False)
     with pytest.raises(ValueError, match=re.escape(f"the dataset {path} has no cases")):
@@ -478,7 +481,8 @@ def test_an_empty_parquet_dataset_is_refused_naming_it(tmp_path: Path):
     """A parquet file with columns but no row is refused, naming the suite and the file."""
     path = tmp_path / "empty.parquet"
     pq.write_table(pa.table({"id": pa.array([], pa.string()), "x": pa.array([], pa.int64())}), path)
-    with pytest.raises(ValueError, match=re.escape(f"suite 'hollow': the dataset {path} has no rows: write one row per case")):
+    message = f"suite 'hollow': the dataset {path} has no rows: write one row per case"
+    with pytest.raises(ValueError, match=re.escape(message)):
         wf.evals.evaluate(doubler_suite(name="hollow", dataset=path), progress=False)
 
 
@@ -486,7 +490,8 @@ def test_an_empty_dataset_in_memory_or_no_variant_is_refused_when_the_suite_is_b
     """No row given, or no variant, is refused by Suite() itself, naming the suite and how to fix it."""
     with pytest.raises(ValueError, match=r"suite 'hollow': the dataset given has no rows: give at least one case"):
         doubler_suite(name="hollow", dataset=[])
-    with pytest.raises(ValueError, match=r"suite 'doubler' has no variants: leave variants= out .* variants=\{'default': \{\}\}"):
+    message = r"suite 'doubler' has no variants: leave variants= out .* variants=\{'default': \{\}\}"
+    with pytest.raises(ValueError, match=message):
         doubler_suite(variants={})
 
 
@@ -539,7 +544,8 @@ def test_a_factory_taking_any_keyword_accepts_every_variant_parameter():
 def test_variant_parameters_for_a_workflow_that_is_no_factory_are_refused():
     """Parameters given for a plain Workflow would be silently ignored: refused, saying to pass a
     factory; run_options alone are fine."""
-    with pytest.raises(TypeError, match=r"variant 'fast': parameters 'speed' need a factory, but workflow= is the Workflow 'doubler'"):
+    message = r"variant 'fast': parameters 'speed' need a factory, but workflow= is the Workflow 'doubler'"
+    with pytest.raises(TypeError, match=message):
         doubler_suite(variants={"fast": {"speed": 2}})
     doubler_suite(variants={"approve": {"run_options": {"policy": "approve"}}})
 

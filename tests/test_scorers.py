@@ -414,7 +414,8 @@ def test_a_timed_out_run_fails_a_budget_naming_the_deadline():
     run = sleepy_flow(0.5).run({}, raise_on_error=False, timeout=0.05)
     assert "timed_out" == run.status
     result = score(wf.evals.latency_budget(10.0), Case("c1", {}), run)
-    assert Score(0.0, False, "run timed out at step 'nap' (attempt 1): RunTimeoutError: the run's deadline of 0.05 s passed") == result
+    detail = "run timed out at step 'nap' (attempt 1): RunTimeoutError: the run's deadline of 0.05 s passed"
+    assert Score(0.0, False, detail) == result
 
 
 def test_a_run_halted_at_a_gate_fails_a_budget_as_unfinished():
@@ -438,7 +439,8 @@ def test_a_failed_run_with_a_missing_expectation_still_names_the_case():
 def test_a_custom_scorer_sees_a_failed_run_as_it_is():
     """custom scorers decide for themselves: one passing any run that ended passes a failed one."""
     run = crashing_flow().run({}, raise_on_error=False)
-    assert Score(1.0, True, "") == score(wf.evals.custom(lambda case, run: run.done(), name="ended"), Case("c1", {}), run)
+    ended = wf.evals.custom(lambda case, run: run.done(), name="ended")
+    assert Score(1.0, True, "") == score(ended, Case("c1", {}), run)
 
 
 # --- custom ---------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ traffic; ``EvalResult.steps()`` reads them.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
+import copy
 import datetime as dt
 import difflib
 import importlib.util
@@ -52,9 +52,7 @@ def load_dataset(source: str | os.PathLike[str] | Iterable[Mapping[str, Any]]) -
     return _load_cases(source)
 
 
-def _load_cases(
-    source: str | os.PathLike[str] | Iterable[Mapping[str, Any]], suite: str | None = None
-) -> list[Case]:
+def _load_cases(source: str | os.PathLike[str] | Iterable[Mapping[str, Any]], suite: str | None = None) -> list[Case]:
     rows: list[Mapping[str, Any]]
     if isinstance(source, str | os.PathLike):
         path = Path(source)
@@ -177,9 +175,7 @@ class Suite:
                 continue
             factory = getattr(self.workflow, "__name__", None) or repr(self.workflow)
             named = [
-                name
-                for name, p in signature.parameters.items()
-                if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+                name for name, p in signature.parameters.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
             ]
             takes = f"its parameters are: {', '.join(named)}" if named else "it takes no parameters"
             if not any(p.kind == p.VAR_KEYWORD for p in signature.parameters.values()):
@@ -428,8 +424,10 @@ def _evaluate_on_dask(
     def split(size: int) -> list[_EvalPartition]:
         _pickle_suite_module_by_value(suite)
         # Cases travel in their partitions: a suite holding its dataset in memory would otherwise
-        # ship all of it with every partition.
-        shipped = dataclasses.replace(suite, dataset=[])
+        # ship all of it with every partition. A copy, not dataclasses.replace: Suite() refuses an
+        # empty dataset, and this one is empty on purpose.
+        shipped = copy.copy(suite)
+        shipped.dataset = []
         return [
             _EvalPartition(shipped, variant, tuple(part), concurrency)
             for variant in variants
@@ -493,7 +491,7 @@ def sign_test(wins: int, losses: int) -> float:
     for k in range(fewer + 1):
         tail += term
         term = term * (pairs - k) // (k + 1)
-    return min(1.0, 2 * tail / 2**pairs)
+    return min(1.0, 2 * tail / (1 << pairs))
 
 
 def wilson_interval(passed: int, total: int, *, level: float = 0.95) -> tuple[float, float]:
