@@ -495,6 +495,13 @@ def test_an_empty_dataset_in_memory_or_no_variant_is_refused_when_the_suite_is_b
         doubler_suite(variants={})
 
 
+def test_a_dataset_given_as_a_generator_is_read_when_evaluated():
+    """A generator has no length to check when the suite is built: its rows are read by evaluate."""
+    rows = ({"id": f"g{x}", "x": x, "expected": {"y": 2 * x}} for x in range(3))
+    result = wf.evals.evaluate(doubler_suite(dataset=rows), progress=False, store=False)
+    assert ["g0", "g1", "g2"] == result.cases["case_id"].tolist()
+
+
 def counting_factory(built: list[str]) -> Any:
     """A factory taking ``mode`` (default "a") and ``k`` (keyword-only, required), noting each build."""
 

@@ -436,6 +436,19 @@ def test_a_failed_run_with_a_missing_expectation_still_names_the_case():
         score(wf.evals.route_taken(), Case("q7", {}), run)
 
 
+def test_a_long_failure_is_cut_to_300_characters_with_an_ellipsis():
+    """A step error with a very long message gives a detail of 300 characters ending in '...'."""
+    flow = wf.Workflow("wordy")
+
+    @flow.step
+    def talk(state: Any) -> dict[str, Any]:
+        raise ValueError("x" * 1000)
+
+    result = score(wf.evals.cost_budget(1.0), Case("c1", {}), flow.run({}, raise_on_error=False))
+    assert result.detail.startswith("run failed at step 'talk' (attempt 1): ValueError: xxx")
+    assert (300, "...") == (len(result.detail), result.detail[-3:])
+
+
 def test_a_custom_scorer_sees_a_failed_run_as_it_is():
     """custom scorers decide for themselves: one passing any run that ended passes a failed one."""
     run = crashing_flow().run({}, raise_on_error=False)

@@ -25,7 +25,7 @@ import json
 import os
 import random
 import sys
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence, Sized
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -132,7 +132,7 @@ class Suite:
     def __post_init__(self) -> None:
         # Checked when the suite is built, not after every case ran: a threshold that names no
         # scorer would let CI pass at any pass rate, and finding out costs the whole evaluation.
-        if not isinstance(self.dataset, str | os.PathLike) and len(self.dataset) == 0:
+        if isinstance(self.dataset, Sized) and not isinstance(self.dataset, str) and len(self.dataset) == 0:
             raise ValueError(_empty_dataset(self.dataset, self.name))
         if not self.variants:
             raise ValueError(

@@ -119,7 +119,8 @@ def _unsucceeded(run: Run) -> Score | None:
     else:
         message = str(error)
     why = "" if error is None else f": {type(error).__name__}: {message}"
-    return Score(0.0, False, f"run {ended[run.status]}{where}{why}"[:300])
+    detail = f"run {ended[run.status]}{where}{why}"
+    return Score(0.0, False, detail if len(detail) <= 300 else detail[:297] + "...")
 
 
 class _Scorer:
