@@ -20,7 +20,7 @@ from matplotlib.figure import Figure
 
 import wfkit as wf
 from wfkit.cli._cli import main
-from wfkit.evals._evals import bootstrap_ci, sign_test, wilson_interval
+from wfkit.evals._evals import bootstrap_ci, sign_interval, sign_test, wilson_interval
 from wfkit.evals._scorers import Case
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -292,7 +292,9 @@ def test_support_compare_shows_losses_for_reject_on_resolution():
     """compare('approve', 'reject') counts the reject variant's losses, wins and ties per scorer."""
     result = wf.evals.evaluate(SUPPORT, progress=False)
     table = result.compare("approve", "reject")
-    assert ["wins", "losses", "ties", "mean_diff", "p_value", "significant"] == list(table.columns)
+    assert [
+        "wins", "losses", "ties", "mean_diff", "net_win_rate", "net_win_low", "net_win_high", "p_value", "significant"
+    ] == list(table.columns)  # fmt: skip
     assert {"wins": 0, "losses": 2, "ties": 6} == table.loc[
         "exact_match:resolution", ["wins", "losses", "ties"]
     ].to_dict()
@@ -645,6 +647,25 @@ def test_compare_beats_noise_by_an_exact_sign_test(cases: int, wins: int, p_valu
     assert [wins, 0, cases - wins] == row[["wins", "losses", "ties"]].tolist()
     assert p_value == pytest.approx(row["p_value"])
     assert significant == bool(row["significant"])
+    # The net win rate's interval agrees with the test: it excludes 0 exactly when significant.
+    assert pytest.approx(wins / cases) == row["net_win_rate"] == row["mean_diff"]
+    assert row["net_win_low"] <= row["net_win_rate"] <= row["net_win_high"]
+    assert significant == bool(row["net_win_low"] > 0)
+
+
+def test_sign_interval_is_clopper_pearson_scaled_and_agrees_with_the_sign_test():
+    """The interval is the exact binomial interval of a win among differing cases, scaled to all
+    cases (4 wins of 4 differing: the lower bound of the win chance is 0.025 ** (1/4)); and over
+    every split of up to 40 differing cases it excludes 0 exactly when sign_test is below 0.05."""
+    low, high = sign_interval(4, 0, 6)
+    assert pytest.approx(0.4 * (2 * 0.025**0.25 - 1), abs=1e-9) == low
+    assert 0.4 == high
+    assert all(math.isnan(x) for x in sign_interval(0, 0, 5))
+    for wins in range(41):
+        for losses in range(41 - wins):
+            if wins + losses:
+                low, high = sign_interval(wins, losses, 3)
+                assert (sign_test(wins, losses) < 0.05) == (low > 0 or high < 0), (wins, losses)
 
 
 @pytest.mark.parametrize(("wins", "losses"), [(0, 0), (1, 0), (4, 0), (0, 6), (3, 9), (10, 10), (7, 30), (60, 40)])
@@ -804,8 +825,11 @@ def test_cli_eval_text_compares_two_variants(capsys: pytest.CaptureFixture[str])
     assert 0 == main(["eval", str(SUPPORT / "suite.py")])
     out = capsys.readouterr().out
     assert "pass_rate" in out
-    assert "reject vs approve (p_value: exact sign test of wins against losses; significant below 0.05):" in out
-    assert re.search(r"exact_match:resolution\s+0\s+2\s+6\s+-0\.25\s+0\.5\s+False", out)
+    assert (
+        "reject vs approve (net_win_rate: (wins - losses) / cases, with its exact 95% interval; "
+        "p_value: exact sign test of wins against losses; significant below 0.05):"
+    ) in out
+    assert re.search(r"exact_match:resolution\s+0\s+2\s+6\s+-0\.25\s+-0\.25\s+-0\.25\s+0\.171\s+0\.5\s+False", out)
     assert "saved to " in out
 
 

@@ -294,7 +294,10 @@ def _eval(args: argparse.Namespace) -> int:
         _print(result.summary.round(3).to_string())
         variants = list(result.cases["variant"].unique())
         if len(variants) >= 2:
-            test = "p_value: exact sign test of wins against losses; significant below 0.05"
+            test = (
+                "net_win_rate: (wins - losses) / cases, with its exact 95% interval; "
+                "p_value: exact sign test of wins against losses; significant below 0.05"
+            )
             _print(f"\n{variants[1]} vs {variants[0]} ({test}):")
             _print(result.compare(variants[0], variants[1]).round(3).to_string())
         _print(f"\nsaved to {result.saved_to}")

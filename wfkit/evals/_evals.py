@@ -494,6 +494,49 @@ def sign_test(wins: int, losses: int) -> float:
     return min(1.0, 2 * tail / (1 << pairs))
 
 
+def sign_interval(wins: int, losses: int, ties: int = 0, *, level: float = 0.95) -> tuple[float, float]:
+    """Interval of the net win rate ``(wins - losses) / (wins + losses + ties)`` that agrees with
+    :func:`sign_test`: the exact (Clopper-Pearson) interval of the chance that a case which differs
+    is a win, given how many differ, scaled to all the cases. It excludes 0 exactly when the sign
+    test's p-value is below ``1 - level``. For 0/1 scores the net win rate is the mean difference.
+    No case differing: (nan, nan)."""
+    import math
+
+    import numpy as np
+
+    differ = wins + losses
+    if wins < 0 or losses < 0 or ties < 0:
+        raise ValueError(f"wins, losses and ties are counts, got {wins}, {losses} and {ties}")
+    if differ == 0:
+        return (float("nan"), float("nan"))
+    tail = (1 - level) / 2
+    i = np.arange(differ)
+    log_choose = np.concatenate([[0.0], np.cumsum(np.log(differ - i) - np.log(i + 1))])
+    ks = np.arange(differ + 1)
+
+    def at_most(k: int, p: float) -> float:  # P(X <= k) for X ~ Binomial(differ, p), 0 < p < 1
+        terms = log_choose[: k + 1] + ks[: k + 1] * math.log(p) + (differ - ks[: k + 1]) * math.log1p(-p)
+        top = float(terms.max())
+        return math.exp(top) * float(np.exp(terms - top).sum())
+
+    def solve(below: bool) -> float:  # bisection on a monotone tail in p
+        lo, hi = 0.0, 1.0
+        for _ in range(60):
+            mid = (lo + hi) / 2
+            # lower bound: P(X >= wins | mid) = tail; upper bound: P(X <= wins | mid) = tail
+            value = 1 - at_most(wins - 1, mid) if below else at_most(wins, mid)
+            if (value < tail) == below:
+                lo = mid
+            else:
+                hi = mid
+        return (lo + hi) / 2
+
+    low = 0.0 if wins == 0 else solve(True)
+    high = 1.0 if wins == differ else solve(False)
+    share = differ / (differ + ties)
+    return (share * (2 * low - 1), share * (2 * high - 1))
+
+
 def wilson_interval(passed: int, total: int, *, level: float = 0.95) -> tuple[float, float]:
     """Wilson score interval of a pass rate: honest at 20/20 (about [0.84, 1.0]), where a
     bootstrap of the cases would say [1.0, 1.0]."""
@@ -551,11 +594,14 @@ class EvalResult:
 
     def compare(self, baseline: str, candidate: str, *, alpha: float = 0.05) -> pd.DataFrame:
         """Per scorer: cases where ``candidate`` beats, loses to or ties ``baseline``, the mean
-        difference, and whether it is larger than noise.
+        difference, the net win rate with its interval, and whether it is larger than noise.
 
         ``p_value`` is an exact two-sided sign test of wins against losses, ties left out (for
         0/1 scores this is McNemar's exact test); ``significant`` is ``p_value < alpha``. Four wins
-        and no loss give p = 0.125 at any dataset size: six are the fewest that beat noise."""
+        and no loss give p = 0.125 at any dataset size: six are the fewest that beat noise.
+        ``net_win_rate`` is ``(wins - losses) / cases`` (for 0/1 scores, the mean difference);
+        ``net_win_low`` and ``net_win_high`` its exact interval at level ``1 - alpha``, which
+        excludes 0 exactly when ``significant`` (:func:`sign_interval`)."""
         import numpy as np
         import pandas as pd
 
@@ -568,15 +614,19 @@ class EvalResult:
         out = []
         for scorer, group in table.groupby(level="scorer"):
             diff = (group[candidate] - group[baseline]).dropna().to_numpy()
-            wins, losses = int((diff > 0).sum()), int((diff < 0).sum())
+            wins, losses, ties = int((diff > 0).sum()), int((diff < 0).sum()), int((diff == 0).sum())
             p_value = sign_test(wins, losses)
+            low, high = sign_interval(wins, losses, ties, level=1 - alpha)
             out.append(
                 {
                     "scorer": scorer,
                     "wins": wins,
                     "losses": losses,
-                    "ties": int((diff == 0).sum()),
+                    "ties": ties,
                     "mean_diff": float(np.mean(diff)) if diff.size else float("nan"),
+                    "net_win_rate": (wins - losses) / diff.size if diff.size else float("nan"),
+                    "net_win_low": low,
+                    "net_win_high": high,
                     "p_value": p_value,
                     "significant": bool(p_value < alpha),
                 }
