@@ -94,6 +94,21 @@ def test_eval_step_logs_land_in_the_dataset_once(local_cluster: Any, tmp_path: P
     assert {"query-router-keywords", "query-router-llm"} == set(frame["workflow"].astype(str))
 
 
+def test_eval_on_dask_keeps_its_runs_out_of_the_interactive_step_log(local_cluster: Any, workspace: Path) -> None:
+    """With no dataset=, a Dask eval's runs land in WORKSPACE/evals/runs beside a local eval's, so
+    wf.steps() of interactive runs never counts them, and result.steps() reads each eval's own runs."""
+    suite = dataclasses.replace(router_suite(), variants={"keywords": {"classifier": "keywords"}})
+    local = wf.evals.evaluate(suite, progress=False)
+    remote = wf.evals.evaluate(suite, executor=local_cluster, progress=False)
+    assert workspace / "evals" / "runs" == local.runs_workspace == remote.runs_workspace
+    assert not (workspace / "steps").exists()  # no interactive step log was written at all
+    for result in (local, remote):
+        steps = result.steps()
+        assert sorted(set(result.cases["run_id"])) == sorted(set(steps["run_id"]))
+        assert 20 == (steps["step"] == "classify").sum()
+    assert 40 == wf.steps(workspace / "evals" / "runs")["run_id"].nunique()
+
+
 def test_run_many_on_dask_matches_local(local_cluster: Any, tmp_path: Path) -> None:
     """run_many gives a row per input in input order, the same statuses and states as locally."""
     flow = slow_flow(0.0)

@@ -5,19 +5,22 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import math
 import re
 from pathlib import Path
 from typing import Any
 
 import matplotlib.pyplot as plt
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 import wfkit as wf
 from wfkit.cli._cli import main
-from wfkit.evals._evals import bootstrap_ci, wilson_interval
+from wfkit.evals._evals import bootstrap_ci, sign_interval, sign_test, wilson_interval
 from wfkit.evals._scorers import Case
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -112,6 +115,55 @@ def test_load_dataset_parquet_with_lists_matches_jsonl(tmp_path: Path):
     from_parquet = wf.evals.load_dataset(tmp_path / "d.parquet")
     assert isinstance(from_parquet[0].expected["tools"], list)
     assert wf.evals.load_dataset(QUERY_ROUTER / "dataset.jsonl") == from_parquet
+
+
+def test_load_dataset_parquet_nulls_are_keys_the_row_lacks(tmp_path: Path):
+    """Rows lacking keys (top level, inputs, expected, nested structs, structs in lists) read from
+    parquet as from the JSONL they were written from: no key filled with None; a None in a list stays."""
+    rows = [
+        {"id": "a", "inputs": {"q": "hi", "lang": "fr", "meta": {"src": "web", "n": 1}}, "expected": {"tone": "x"}},
+        {"id": "b", "inputs": {"q": "hi", "meta": {"src": "app"}, "hops": [{"at": 1}, {"at": 2, "via": "y"}]}},
+        {"inputs": {"q": "yo", "scores": [1, None, 3]}, "expected": {"greeting": "hey"}},
+    ]
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "d.parquet")
+    from_parquet = wf.evals.load_dataset(tmp_path / "d.parquet")
+    assert wf.evals.load_dataset(write_jsonl(tmp_path / "d.jsonl", rows)) == from_parquet
+    assert (
+        Case("b", {"q": "hi", "meta": {"src": "app"}, "hops": [{"at": 1}, {"at": 2, "via": "y"}]}, {})
+        == (from_parquet[1])
+    )
+    assert Case("3", {"q": "yo", "scores": [1, None, 3]}, {"greeting": "hey"}) == from_parquet[2]
+
+
+def test_parquet_and_jsonl_of_the_same_rows_score_the_same(tmp_path: Path):
+    """A flat dataset as JSONL and as parquet gives the runs the same inputs and the same scores: a
+    default for a key a row lacks holds, and a missing expectation is the scorer's error, not null."""
+    rows = [
+        {"id": "a", "q": "hi", "lang": "fr", "expected": {"greeting": "bonjour", "tone": "formal"}},
+        {"id": "b", "q": "hi", "expected": {"greeting": "hello"}},
+    ]
+    flow = wf.Workflow("greeter")
+
+    @flow.step
+    def greet(state: Any) -> dict[str, Any]:
+        lang = state.get("lang", "en")
+        return {"greeting": {"fr": "bonjour", "en": "hello"}.get(lang, "??"), "tone": "formal"}
+
+    write_jsonl(tmp_path / "d.jsonl", rows)
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "d.parquet")
+    frames = []
+    for name in ("d.jsonl", "d.parquet"):
+        suite = wf.evals.Suite(
+            name="greeter",
+            dataset=tmp_path / name,
+            workflow=flow,
+            scorers=[wf.evals.exact_match("greeting"), wf.evals.exact_match("tone")],
+        )
+        frames.append(wf.evals.evaluate(suite, progress=False, store=False).cases.drop(columns=["run_id"]))
+    jsonl, parquet = frames
+    assert jsonl.to_dict("records") == parquet.to_dict("records")
+    assert [True, True, True, False] == parquet["passed"].tolist()
+    assert "has no expected 'tone'" in parquet["detail"].iloc[3]
 
 
 def test_load_dataset_from_dicts():
@@ -240,15 +292,16 @@ def test_support_compare_shows_losses_for_reject_on_resolution():
     """compare('approve', 'reject') counts the reject variant's losses, wins and ties per scorer."""
     result = wf.evals.evaluate(SUPPORT, progress=False)
     table = result.compare("approve", "reject")
-    assert ["wins", "losses", "ties", "mean_diff", "ci_low", "ci_high", "significant"] == list(table.columns)
+    assert [
+        "wins", "losses", "ties", "mean_diff", "net_win_rate", "net_win_low", "net_win_high", "p_value", "significant"
+    ] == list(table.columns)  # fmt: skip
     assert {"wins": 0, "losses": 2, "ties": 6} == table.loc[
         "exact_match:resolution", ["wins", "losses", "ties"]
     ].to_dict()
     assert -0.25 == table.loc["exact_match:resolution", "mean_diff"]
     assert {"wins": 0, "losses": 0, "ties": 8} == table.loc["latency_budget", ["wins", "losses", "ties"]].to_dict()
-    row = table.loc["exact_match:resolution"]
-    assert row["ci_low"] <= row["mean_diff"] <= row["ci_high"]
-    assert (row["ci_low"] > 0 or row["ci_high"] < 0) == row["significant"]
+    assert [0.5, False] == table.loc["exact_match:resolution", ["p_value", "significant"]].tolist()
+    assert [1.0, False] == table.loc["latency_budget", ["p_value", "significant"]].tolist()
 
 
 def test_eval_results_are_stored_as_parquet_next_to_the_step_logs(workspace: Path):
@@ -352,6 +405,29 @@ def test_a_scorer_that_raises_marks_its_rows_only():
     assert 0.0 == result.summary.loc[("default", "broken"), "pass_rate"]
 
 
+def test_a_failed_run_fails_the_budgets_and_the_route_in_an_eval_saying_why():
+    """An eval case whose run crashed (the dataset misspells an input) fails latency_budget,
+    cost_budget and route_taken, each row's detail naming the step and its error."""
+    flow = wf.Workflow("misspelt")
+
+    @flow.step
+    def classify(state: Any) -> dict[str, Any]:
+        return {"label": state["query"]}
+
+    suite = wf.evals.Suite(
+        name="misspelt",
+        dataset=[{"id": "1", "qeury": "refund", "expected": {"route": "classify"}}],
+        workflow=flow,
+        scorers=[wf.evals.route_taken(), wf.evals.latency_budget(1.0), wf.evals.cost_budget(0.01)],
+    )
+    cases = wf.evals.evaluate(suite, progress=False, store=False).cases
+    assert ["cost_budget", "latency_budget", "route_taken"] == cases["scorer"].tolist()
+    assert {"failed"} == set(cases["run_status"])
+    assert [False] * 3 == cases["passed"].tolist()
+    assert {"run failed at step 'classify' (attempt 1): KeyError: 'query'"} == set(cases["detail"])
+    assert 0.0 == wf.evals.EvalResult(suite, cases).summary["pass_rate"].max()
+
+
 def test_factory_variants_and_their_run_options():
     """A factory gets each variant's parameters; a variant's run_options go to its runs."""
     seen: list[int] = []
@@ -384,6 +460,103 @@ def test_unknown_variant_is_a_clear_error():
     """Asking for a variant the suite lacks names it and the variants there are."""
     with pytest.raises(ValueError, match="suite 'query-router' has no variant 'nope'; it has keywords, llm"):
         wf.evals.evaluate(QUERY_ROUTER, variants=["nope"], progress=False)
+
+
+@pytest.mark.parametrize("text", ["", "\n  \n"])
+def test_an_empty_jsonl_dataset_is_refused_naming_suite_and_file(tmp_path: Path, text: str):
+    """An empty JSONL file (or blank lines only) is refused before any run, naming the suite, the
+    file and what a line holds; load_dataset alone names the file."""
+    path = tmp_path / "empty.jsonl"
+    path.write_text(text)
+    suite = doubler_suite(name="hollow", dataset=path)
+    message = (
+        f"suite 'hollow': the dataset {path} has no cases (an empty file, or blank lines only): write one case per line"
+    )
+    with pytest.raises(ValueError, match=re.escape(message)):
+        wf.evals.evaluate(suite, progress=False)
+    with pytest.raises(ValueError, match=re.escape(f"the dataset {path} has no cases")):
+        wf.evals.load_dataset(path)
+    assert not (tmp_path / "ws" / "evals").exists()  # nothing ran, nothing stored
+
+
+def test_an_empty_parquet_dataset_is_refused_naming_it(tmp_path: Path):
+    """A parquet file with columns but no row is refused, naming the suite and the file."""
+    path = tmp_path / "empty.parquet"
+    pq.write_table(pa.table({"id": pa.array([], pa.string()), "x": pa.array([], pa.int64())}), path)
+    message = f"suite 'hollow': the dataset {path} has no rows: write one row per case"
+    with pytest.raises(ValueError, match=re.escape(message)):
+        wf.evals.evaluate(doubler_suite(name="hollow", dataset=path), progress=False)
+
+
+def test_an_empty_dataset_in_memory_or_no_variant_is_refused_when_the_suite_is_built():
+    """No row given, or no variant, is refused by Suite() itself, naming the suite and how to fix it."""
+    with pytest.raises(ValueError, match=r"suite 'hollow': the dataset given has no rows: give at least one case"):
+        doubler_suite(name="hollow", dataset=[])
+    message = r"suite 'doubler' has no variants: leave variants= out .* variants=\{'default': \{\}\}"
+    with pytest.raises(ValueError, match=message):
+        doubler_suite(variants={})
+
+
+def test_a_dataset_given_as_a_generator_is_read_when_evaluated():
+    """A generator has no length to check when the suite is built: its rows are read by evaluate."""
+    rows = ({"id": f"g{x}", "x": x, "expected": {"y": 2 * x}} for x in range(3))
+    result = wf.evals.evaluate(doubler_suite(dataset=rows), progress=False, store=False)
+    assert ["g0", "g1", "g2"] == result.cases["case_id"].tolist()
+
+
+def counting_factory(built: list[str]) -> Any:
+    """A factory taking ``mode`` (default "a") and ``k`` (keyword-only, required), noting each build."""
+
+    def build(mode: str = "a", *, k: int) -> wf.Workflow:
+        built.append(mode)
+        return doubler()
+
+    return build
+
+
+def test_a_variant_parameter_the_factory_does_not_take_is_refused_when_the_suite_is_built():
+    """A misspelt variant parameter fails Suite(), before any variant runs, naming the suite, the
+    variant, the parameter, the closest one and the factory's parameters."""
+    built: list[str] = []
+    message = (
+        "suite 'typos', variant 'typo': build() takes no parameter 'mdoe' "
+        "(did you mean 'mode'?); its parameters are: mode, k. Rename or remove it in the variant"
+    )
+    with pytest.raises(TypeError, match=re.escape(message)):
+        doubler_suite(
+            name="typos",
+            workflow=counting_factory(built),
+            variants={"good": {"mode": "a", "k": 1}, "typo": {"mdoe": "b", "k": 1}},
+        )
+    assert [] == built
+
+
+def test_a_variant_missing_a_required_factory_parameter_is_refused():
+    """A variant that leaves out a parameter the factory has no default for is refused, naming it."""
+    with pytest.raises(TypeError, match=r"variant 'bare': .*build\(\) needs 'k', which the variant does not give"):
+        doubler_suite(workflow=counting_factory([]), variants={"bare": {"mode": "b"}})
+
+
+def test_a_factory_taking_any_keyword_accepts_every_variant_parameter():
+    """A factory with **params takes whatever a variant gives; run_options are never a parameter."""
+    seen: list[dict[str, Any]] = []
+
+    def build(**params: Any) -> wf.Workflow:
+        seen.append(params)
+        return doubler()
+
+    suite = doubler_suite(workflow=build, variants={"v": {"anything": 1, "run_options": {"policy": "approve"}}})
+    wf.evals.evaluate(suite, progress=False, store=False)
+    assert [{"anything": 1}] == seen
+
+
+def test_variant_parameters_for_a_workflow_that_is_no_factory_are_refused():
+    """Parameters given for a plain Workflow would be silently ignored: refused, saying to pass a
+    factory; run_options alone are fine."""
+    message = r"variant 'fast': parameters 'speed' need a factory, but workflow= is the Workflow 'doubler'"
+    with pytest.raises(TypeError, match=message):
+        doubler_suite(variants={"fast": {"speed": 2}})
+    doubler_suite(variants={"approve": {"run_options": {"policy": "approve"}}})
 
 
 def test_progress_bar_is_shown_on_request(capsys: pytest.CaptureFixture[str]):
@@ -439,6 +612,81 @@ def test_compare_tells_noise_from_a_real_difference():
     assert [0, 0, 16, False] == worse.loc["close", ["wins", "losses", "ties", "significant"]].tolist()
     better = result.compare("worse", "base")
     assert [16, 0, 0, True] == better.loc["exact_match:y", ["wins", "losses", "ties", "significant"]].tolist()
+
+
+def few_wins_result(cases: int, wins: int) -> wf.evals.EvalResult:
+    """'base' fails every case; 'cand' passes the first ``wins`` of ``cases`` and ties the rest."""
+
+    def build(better: bool = False) -> wf.Workflow:
+        flow = wf.Workflow(f"few-wins-{better}")
+
+        @flow.step
+        def answer(state: Any) -> dict[str, Any]:
+            return {"ok": better and state["i"] < wins}
+
+        return flow
+
+    suite = wf.evals.Suite(
+        name="few-wins",
+        dataset=[{"id": f"c{i:03d}", "i": i} for i in range(cases)],
+        workflow=build,
+        variants={"base": {"better": False}, "cand": {"better": True}},
+        scorers=[wf.evals.custom(lambda case, run: bool(run.state["ok"]), name="ok")],
+    )
+    return wf.evals.evaluate(suite, progress=False, store=False)
+
+
+@pytest.mark.parametrize(
+    ("cases", "wins", "p_value", "significant"),
+    [(10, 4, 0.125, False), (100, 4, 0.125, False), (20, 5, 0.0625, False), (20, 6, 0.03125, True)],
+)
+def test_compare_beats_noise_by_an_exact_sign_test(cases: int, wins: int, p_value: float, significant: bool):
+    """A few wins and no loss beat noise only when an exact two-sided sign test says so (p < 0.05):
+    4 to 0 is p = 0.125 at 10 or 100 cases (ties never count), 6 to 0 is p = 0.031."""
+    row = few_wins_result(cases, wins).compare("base", "cand").loc["ok"]
+    assert [wins, 0, cases - wins] == row[["wins", "losses", "ties"]].tolist()
+    assert p_value == pytest.approx(row["p_value"])
+    assert significant == bool(row["significant"])
+    # The net win rate's interval agrees with the test: it excludes 0 exactly when significant.
+    assert pytest.approx(wins / cases) == row["net_win_rate"] == row["mean_diff"]
+    assert row["net_win_low"] <= row["net_win_rate"] <= row["net_win_high"]
+    assert significant == bool(row["net_win_low"] > 0)
+
+
+def test_sign_interval_is_clopper_pearson_scaled_and_agrees_with_the_sign_test():
+    """The interval is the exact binomial interval of a win among differing cases, scaled to all
+    cases (4 wins of 4 differing: the lower bound of the win chance is 0.025 ** (1/4)); and over
+    every split of up to 40 differing cases it excludes 0 exactly when sign_test is below 0.05."""
+    low, high = sign_interval(4, 0, 6)
+    assert pytest.approx(0.4 * (2 * 0.025**0.25 - 1), abs=1e-9) == low
+    assert 0.4 == high
+    assert all(math.isnan(x) for x in sign_interval(0, 0, 5))
+    for wins in range(41):
+        for losses in range(41 - wins):
+            if wins + losses:
+                low, high = sign_interval(wins, losses, 3)
+                assert (sign_test(wins, losses) < 0.05) == (low > 0 or high < 0), (wins, losses)
+
+
+@pytest.mark.parametrize(("wins", "losses"), [(0, 0), (1, 0), (4, 0), (0, 6), (3, 9), (10, 10), (7, 30), (60, 40)])
+def test_sign_test_is_the_two_sided_binomial_tail(wins: int, losses: int):
+    """sign_test doubles the smaller binomial(n, 1/2) tail, capped at 1: checked against a direct sum."""
+    n = wins + losses
+    tail = sum(math.comb(n, k) for k in range(min(wins, losses) + 1)) / 2**n
+    assert pytest.approx(min(1.0, 2 * tail)) == sign_test(wins, losses)
+    assert sign_test(wins, losses) == sign_test(losses, wins)
+
+
+def test_sign_test_of_many_pairs_stays_exact():
+    """Thousands of pairs (more than a float's 2**1023) give a p-value, not an overflow."""
+    assert 0.0 <= sign_test(2400, 2600) < 0.01
+    assert 1.0 == sign_test(2500, 2500)
+
+
+def test_compare_refuses_an_alpha_outside_0_1():
+    """alpha is a significance level: 5 (a percentage) is refused, saying what it takes."""
+    with pytest.raises(ValueError, match="alpha is a significance level between 0 and 1"):
+        few_wins_result(4, 2).compare("base", "cand", alpha=5)
 
 
 def test_compare_unknown_variant_is_an_error():
@@ -577,8 +825,11 @@ def test_cli_eval_text_compares_two_variants(capsys: pytest.CaptureFixture[str])
     assert 0 == main(["eval", str(SUPPORT / "suite.py")])
     out = capsys.readouterr().out
     assert "pass_rate" in out
-    assert "reject vs approve:" in out
-    assert "exact_match:resolution" in out
+    assert (
+        "reject vs approve (net_win_rate: (wins - losses) / cases, with its exact 95% interval; "
+        "p_value: exact sign test of wins against losses; significant below 0.05):"
+    ) in out
+    assert re.search(r"exact_match:resolution\s+0\s+2\s+6\s+-0\.25\s+-0\.25\s+-0\.25\s+0\.171\s+0\.5\s+False", out)
     assert "saved to " in out
 
 

@@ -361,6 +361,101 @@ def test_cost_budget_of_a_run_without_cost_is_zero():
     assert Score(1.0, True, "$0.00000 of $0.0") == score(wf.evals.cost_budget(0.0), Case("c1", {}), echo(1))
 
 
+# --- runs that did not succeed --------------------------------------------------------------
+
+
+def crashing_flow() -> wf.Workflow:
+    """classify writes the route's answer, then answer reads a key the inputs misspell and crashes."""
+    flow = wf.Workflow("crashing")
+
+    @flow.step
+    def classify(state: Any) -> dict[str, Any]:
+        return {"out": "refund"}
+
+    @flow.step
+    def answer(state: Any) -> dict[str, Any]:
+        return {"label": state["query"]}
+
+    flow.edge("classify", "answer")
+    return flow
+
+
+FAILED = "run failed at step 'answer' (attempt 1): KeyError: 'query'"
+EXPECTED = {"out": "refund", "route": "classify", "tools": []}
+
+
+@pytest.mark.parametrize(
+    "scorer",
+    [
+        wf.evals.latency_budget(1.0),
+        wf.evals.cost_budget(0.01),
+        wf.evals.route_taken(),
+        wf.evals.tools_used(),
+        wf.evals.exact_match("out"),
+        wf.evals.contains("out"),
+        wf.evals.regex("out", "ref"),
+        wf.evals.json_schema("out", {"type": "string"}),
+        wf.evals.numeric("out", 1.0),
+        wf.evals.llm_judge("is it a refund?", field="out", reference_key="out"),
+    ],
+    ids=lambda scorer: scorer.name,
+)
+def test_a_failed_run_fails_every_builtin_scorer_saying_why(scorer: Any):
+    """A run that crashed after writing the right answer through the right route, in a millisecond
+    and for $0, fails each built-in scorer (a crash is not "within budget"), the detail naming the
+    step, the attempt and the step's error."""
+    run = crashing_flow().run({"qeury": "refund"}, raise_on_error=False)
+    assert "failed" == run.status
+    assert Score(0.0, False, FAILED) == score(scorer, Case("c1", {}, EXPECTED), run)
+
+
+def test_a_timed_out_run_fails_a_budget_naming_the_deadline():
+    """A run past its deadline fails latency_budget, the detail saying it timed out where and why."""
+    run = sleepy_flow(0.5).run({}, raise_on_error=False, timeout=0.05)
+    assert "timed_out" == run.status
+    result = score(wf.evals.latency_budget(10.0), Case("c1", {}), run)
+    detail = "run timed out at step 'nap' (attempt 1): RunTimeoutError: the run's deadline of 0.05 s passed"
+    assert Score(0.0, False, detail) == result
+
+
+def test_a_run_halted_at_a_gate_fails_a_budget_as_unfinished():
+    """A run waiting for approval has not finished: cost_budget fails it and says it is waiting."""
+    flow = wf.Workflow("gated")
+    flow.step(lambda state: {"paid": True}, name="pay", approval="Refunds need a human")
+    run = flow.run({})
+    assert "waiting_approval" == run.status
+    assert Score(0.0, False, "run did not finish: it is waiting_approval") == score(
+        wf.evals.cost_budget(1.0), Case("c1", {}), run
+    )
+
+
+def test_a_failed_run_with_a_missing_expectation_still_names_the_case():
+    """A case without the expectation a scorer needs is a dataset error even when its run failed."""
+    run = crashing_flow().run({}, raise_on_error=False)
+    with pytest.raises(KeyError, match="case 'q7' has no expected 'route'"):
+        score(wf.evals.route_taken(), Case("q7", {}), run)
+
+
+def test_a_long_failure_is_cut_to_300_characters_with_an_ellipsis():
+    """A step error with a very long message gives a detail of 300 characters ending in '...'."""
+    flow = wf.Workflow("wordy")
+
+    @flow.step
+    def talk(state: Any) -> dict[str, Any]:
+        raise ValueError("x" * 1000)
+
+    result = score(wf.evals.cost_budget(1.0), Case("c1", {}), flow.run({}, raise_on_error=False))
+    assert result.detail.startswith("run failed at step 'talk' (attempt 1): ValueError: xxx")
+    assert (300, "...") == (len(result.detail), result.detail[-3:])
+
+
+def test_a_custom_scorer_sees_a_failed_run_as_it_is():
+    """custom scorers decide for themselves: one passing any run that ended passes a failed one."""
+    run = crashing_flow().run({}, raise_on_error=False)
+    ended = wf.evals.custom(lambda case, run: run.done(), name="ended")
+    assert Score(1.0, True, "") == score(ended, Case("c1", {}), run)
+
+
 # --- custom ---------------------------------------------------------------------------------
 
 

@@ -294,7 +294,11 @@ def _eval(args: argparse.Namespace) -> int:
         _print(result.summary.round(3).to_string())
         variants = list(result.cases["variant"].unique())
         if len(variants) >= 2:
-            _print(f"\n{variants[1]} vs {variants[0]}:")
+            test = (
+                "net_win_rate: (wins - losses) / cases, with its exact 95% interval; "
+                "p_value: exact sign test of wins against losses; significant below 0.05"
+            )
+            _print(f"\n{variants[1]} vs {variants[0]} ({test}):")
             _print(result.compare(variants[0], variants[1]).round(3).to_string())
         _print(f"\nsaved to {result.saved_to}")
     failures = result.check()
@@ -631,7 +635,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--concurrency", type=int, default=16)
     ev.add_argument("--json", action="store_true")
     ev.add_argument("--dask", metavar="ADDRESS", help="send the cases to this Dask scheduler (tcp://host:8786)")
-    ev.add_argument("--dataset", help="with --dask: folder or URL every worker writes to (default: the workspace)")
+    ev.add_argument(
+        "--dataset", help="with --dask: folder or URL every worker writes to (default: WORKSPACE/evals/runs)"
+    )
     ev.add_argument("--partition-size", type=int, help="with --dask: cases per partition (default: a few per thread)")
     ev.set_defaults(handler=_eval)
 

@@ -5,7 +5,8 @@ factory taking a variant's parameters), scorers, variants and thresholds. :func:
 every case of every variant with bounded concurrency (steps are logged as usual), scores them,
 and returns an :class:`EvalResult`: a DataFrame of case x scorer results, a summary per variant
 (mean with a bootstrap interval, or a Wilson interval when scores are 0/1; pass rate with a Wilson
-interval), stored as parquet next to the step logs.
+interval), stored as parquet next to the step logs, and a comparison of two variants (wins,
+losses, ties, an exact sign test).
 
 Eval runs go to a workspace of their own, ``WORKSPACE/evals/runs`` (its own SQLite store and step
 log), so the analysis and the report of interactive runs never count a hundred eval cases as
@@ -15,14 +16,16 @@ traffic; ``EvalResult.steps()`` reads them.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
+import copy
 import datetime as dt
+import difflib
 import importlib.util
+import inspect
 import json
 import os
 import random
 import sys
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence, Sized
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -30,7 +33,6 @@ from typing import TYPE_CHECKING, Any
 from wfkit.evals._scorers import Case, ScorerFn, apply, name_of
 from wfkit.logs._dataset import is_url
 from wfkit.model._processors import redact_optional
-from wfkit.store._workspace import workspace_path
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -42,14 +44,24 @@ if TYPE_CHECKING:
 
 def load_dataset(source: str | os.PathLike[str] | Iterable[Mapping[str, Any]]) -> list[Case]:
     """Cases from JSONL, parquet, or dicts. A row is ``{"id", "inputs", "expected"}``, or flat
-    (every key but ``id`` and ``expected`` is an input)."""
+    (every key but ``id`` and ``expected`` is an input). A dataset without a case is refused.
+
+    In parquet a null means the row has no such key, at any depth (parquet gives every row every
+    column, and cannot tell a key a row lacked from a null): the rows read are those of the JSONL
+    the file was written from. A null inside a list stays a ``None`` element."""
+    return _load_cases(source)
+
+
+def _load_cases(source: str | os.PathLike[str] | Iterable[Mapping[str, Any]], suite: str | None = None) -> list[Case]:
     rows: list[Mapping[str, Any]]
     if isinstance(source, str | os.PathLike):
         path = Path(source)
         if path.suffix == ".parquet":
             import pyarrow.parquet as pq
 
-            rows = pq.read_table(path).to_pylist()  # plain lists and dicts, not numpy arrays
+            # to_pylist gives plain lists and dicts, not numpy arrays, but fills the keys a row
+            # lacked with None: state.get("lang", "en") would see None, a scorer "expected null".
+            rows = [_without_nulls(row) for row in pq.read_table(path).to_pylist()]
         else:
             rows = []
             for number, line in enumerate(path.read_text().splitlines(), 1):
@@ -61,6 +73,8 @@ def load_dataset(source: str | os.PathLike[str] | Iterable[Mapping[str, Any]]) -
                     raise ValueError(f"{path}, line {number}: not JSON ({exc}); each line is one case") from exc
     else:
         rows = list(source)
+    if not rows:
+        raise ValueError(_empty_dataset(source, suite))
     cases = []
     for i, row in enumerate(rows):
         if not isinstance(row, Mapping):
@@ -76,11 +90,35 @@ def load_dataset(source: str | os.PathLike[str] | Iterable[Mapping[str, Any]]) -
     return cases
 
 
+def _empty_dataset(source: object, suite: str | None = None) -> str:
+    """How to fix a dataset without a case, naming it (and its suite)."""
+    owner = "" if suite is None else f"suite {suite!r}: "
+    if not isinstance(source, str | os.PathLike):
+        return f"{owner}the dataset given has no rows: give at least one case, e.g. [{{'id': '1', 'query': '...'}}]"
+    path = Path(source)
+    if path.suffix == ".parquet":
+        return f"{owner}the dataset {path} has no rows: write one row per case"
+    return (
+        f"{owner}the dataset {path} has no cases (an empty file, or blank lines only): write one case per "
+        'line, e.g. {"id": "1", "inputs": {"query": "..."}, "expected": {"route": "..."}}'
+    )
+
+
+def _without_nulls(value: Any) -> Any:
+    """A parquet row with its null struct fields left out, nested structs and lists included."""
+    if isinstance(value, dict):
+        return {key: _without_nulls(item) for key, item in value.items() if item is not None}
+    if isinstance(value, list):
+        return [_without_nulls(item) for item in value]
+    return value
+
+
 @dataclass
 class Suite:
     """What to evaluate. ``workflow`` is a Workflow or a factory ``(**variant_params) -> Workflow``;
     ``variants`` maps a name to those parameters (a ``run_options`` entry among them goes to the
-    runs instead, e.g. a policy); ``thresholds`` maps a scorer name to the lowest
+    runs instead, e.g. a policy), checked against the factory's signature when the suite is built
+    (a factory taking ``**params`` accepts any); ``thresholds`` maps a scorer name to the lowest
     acceptable pass rate (CI fails below it); ``run_options`` go to every run (e.g. ``policy``)."""
 
     name: str
@@ -94,6 +132,14 @@ class Suite:
     def __post_init__(self) -> None:
         # Checked when the suite is built, not after every case ran: a threshold that names no
         # scorer would let CI pass at any pass rate, and finding out costs the whole evaluation.
+        if isinstance(self.dataset, Sized) and not isinstance(self.dataset, str) and len(self.dataset) == 0:
+            raise ValueError(_empty_dataset(self.dataset, self.name))
+        if not self.variants:
+            raise ValueError(
+                f"suite {self.name!r} has no variants: leave variants= out for one variant of the "
+                f"workflow as it is, or name at least one, e.g. variants={{'default': {{}}}}"
+            )
+        self._check_variant_parameters()
         names = [name_of(scorer) for scorer in self.scorers]
         unknown = sorted(set(self.thresholds) - set(names))
         if unknown:
@@ -108,8 +154,54 @@ class Suite:
                     f"suite {self.name!r}: the threshold for {name!r} is a pass rate between 0 and 1, got {limit!r}"
                 )
 
+    def _check_variant_parameters(self) -> None:
+        """Each variant's parameters against what the workflow takes: a typo would otherwise fail
+        only when that variant is built, after every earlier variant's cases ran."""
+        from wfkit.engine._workflow import Workflow
+
+        for variant, given in self.variants.items():
+            params = sorted(key for key in given if key != "run_options")
+            if isinstance(self.workflow, Workflow):
+                if params:
+                    raise TypeError(
+                        f"suite {self.name!r}, variant {variant!r}: parameters {', '.join(map(repr, params))} "
+                        f"need a factory, but workflow= is the Workflow {self.workflow.name!r}; pass a function "
+                        f"taking them and returning a Workflow (run options go under 'run_options')"
+                    )
+                continue
+            try:
+                signature = inspect.signature(self.workflow)
+            except (TypeError, ValueError):  # a callable whose signature Python cannot read
+                continue
+            factory = getattr(self.workflow, "__name__", None) or repr(self.workflow)
+            named = [
+                name for name, p in signature.parameters.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+            ]
+            takes = f"its parameters are: {', '.join(named)}" if named else "it takes no parameters"
+            if not any(p.kind == p.VAR_KEYWORD for p in signature.parameters.values()):
+                for param in params:
+                    if param not in named:
+                        close = difflib.get_close_matches(param, named, n=1)
+                        hint = f" (did you mean {close[0]!r}?)" if close else ""
+                        raise TypeError(
+                            f"suite {self.name!r}, variant {variant!r}: {factory}() takes no parameter "
+                            f"{param!r}{hint}; {takes}. Rename or remove it in the variant"
+                        )
+            missing = [
+                name
+                for name, p in signature.parameters.items()
+                if p.default is p.empty and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD) and name not in params
+            ]
+            if missing:
+                raise TypeError(
+                    f"suite {self.name!r}, variant {variant!r}: {factory}() needs {', '.join(map(repr, missing))}, "
+                    f"which the variant does not give; add it to the variant, or give it a default in "
+                    f"{factory}() ({takes})"
+                )
+
     def cases(self) -> list[Case]:
-        return load_dataset(self.dataset)
+        """The dataset's cases; a dataset without a case is refused, naming the suite and the dataset."""
+        return _load_cases(self.dataset, self.name)
 
     def build(self, variant: str) -> tuple[Workflow, dict[str, Any]]:
         """The variant's workflow and run options (a variant may set ``run_options`` of its own)."""
@@ -215,7 +307,8 @@ async def evaluate_async(
     if concurrency < 1:
         raise ValueError(f"concurrency must be >= 1, got {concurrency}")
     if executor is not None:
-        target = dataset if dataset is not None else workspace_path(workspace)
+        # By default the workers' runs land where local eval runs do, never among interactive runs.
+        target = dataset if dataset is not None else eval_runs_workspace(workspace)
         # The workers' runs live in the dataset they wrote (readable in place unless it is a URL).
         runs_in: Path | None = None if is_url(target) else Path(os.fspath(target))
         rows = await asyncio.to_thread(
@@ -274,8 +367,8 @@ def evaluate(suite: Suite | str | os.PathLike[str], **kwargs: Any) -> EvalResult
     ``executor=`` (a ``distributed.Client``, a cluster, or a scheduler address) sends the cases to
     Dask workers in partitions of ``partition_size`` cases (default: a few partitions per worker
     thread), each run there with the same ``concurrency``; runs and step logs land in ``dataset``
-    (a folder every worker sees, or an fsspec URL; default the workspace), and the result is the
-    one a local run gives."""
+    (a folder every worker sees, or an fsspec URL; default ``WORKSPACE/evals/runs``, where local
+    eval runs live), and the result is the one a local run gives."""
     from wfkit.engine._loops import run_blocking
 
     if not isinstance(suite, Suite):
@@ -331,8 +424,10 @@ def _evaluate_on_dask(
     def split(size: int) -> list[_EvalPartition]:
         _pickle_suite_module_by_value(suite)
         # Cases travel in their partitions: a suite holding its dataset in memory would otherwise
-        # ship all of it with every partition.
-        shipped = dataclasses.replace(suite, dataset=[])
+        # ship all of it with every partition. A copy, not dataclasses.replace: Suite() refuses an
+        # empty dataset, and this one is empty on purpose.
+        shipped = copy.copy(suite)
+        shipped.dataset = []
         return [
             _EvalPartition(shipped, variant, tuple(part), concurrency)
             for variant in variants
@@ -383,6 +478,63 @@ def bootstrap_ci(
     means = rng.choice(data, size=(resamples, data.size), replace=True).mean(axis=1)
     tail = (1 - level) / 2
     return float(np.quantile(means, tail)), float(np.quantile(means, 1 - tail))
+
+
+def sign_test(wins: int, losses: int) -> float:
+    """Exact two-sided sign test: the chance, were wins and losses equally likely, of a split at
+    least as uneven as ``wins`` to ``losses`` (ties are left out before). For paired 0/1 scores
+    this is McNemar's exact test. 4 to 0 gives 0.125, 6 to 0 gives 0.031, no pair at all 1.0."""
+    if wins < 0 or losses < 0:
+        raise ValueError(f"wins and losses are counts, got {wins} and {losses}")
+    pairs, fewer = wins + losses, min(wins, losses)
+    tail, term = 0, 1  # sum of C(pairs, k) for k <= fewer, in exact integers
+    for k in range(fewer + 1):
+        tail += term
+        term = term * (pairs - k) // (k + 1)
+    return min(1.0, 2 * tail / (1 << pairs))
+
+
+def sign_interval(wins: int, losses: int, ties: int = 0, *, level: float = 0.95) -> tuple[float, float]:
+    """Interval of the net win rate ``(wins - losses) / (wins + losses + ties)`` that agrees with
+    :func:`sign_test`: the exact (Clopper-Pearson) interval of the chance that a case which differs
+    is a win, given how many differ, scaled to all the cases. It excludes 0 exactly when the sign
+    test's p-value is below ``1 - level``. For 0/1 scores the net win rate is the mean difference.
+    No case differing: (nan, nan)."""
+    import math
+
+    import numpy as np
+
+    differ = wins + losses
+    if wins < 0 or losses < 0 or ties < 0:
+        raise ValueError(f"wins, losses and ties are counts, got {wins}, {losses} and {ties}")
+    if differ == 0:
+        return (float("nan"), float("nan"))
+    tail = (1 - level) / 2
+    i = np.arange(differ)
+    log_choose = np.concatenate([[0.0], np.cumsum(np.log(differ - i) - np.log(i + 1))])
+    ks = np.arange(differ + 1)
+
+    def at_most(k: int, p: float) -> float:  # P(X <= k) for X ~ Binomial(differ, p), 0 < p < 1
+        terms = log_choose[: k + 1] + ks[: k + 1] * math.log(p) + (differ - ks[: k + 1]) * math.log1p(-p)
+        top = float(terms.max())
+        return math.exp(top) * float(np.exp(terms - top).sum())
+
+    def solve(below: bool) -> float:  # bisection on a monotone tail in p
+        lo, hi = 0.0, 1.0
+        for _ in range(60):
+            mid = (lo + hi) / 2
+            # lower bound: P(X >= wins | mid) = tail; upper bound: P(X <= wins | mid) = tail
+            value = 1 - at_most(wins - 1, mid) if below else at_most(wins, mid)
+            if (value < tail) == below:
+                lo = mid
+            else:
+                hi = mid
+        return (lo + hi) / 2
+
+    low = 0.0 if wins == 0 else solve(True)
+    high = 1.0 if wins == differ else solve(False)
+    share = differ / (differ + ties)
+    return (share * (2 * low - 1), share * (2 * high - 1))
 
 
 def wilson_interval(passed: int, total: int, *, level: float = 0.95) -> tuple[float, float]:
@@ -440,12 +592,21 @@ class EvalResult:
             )
         return pd.DataFrame(out).set_index(["variant", "scorer"]) if out else pd.DataFrame()
 
-    def compare(self, baseline: str, candidate: str, *, resamples: int = 2000, seed: int = 0) -> pd.DataFrame:
+    def compare(self, baseline: str, candidate: str, *, alpha: float = 0.05) -> pd.DataFrame:
         """Per scorer: cases where ``candidate`` beats, loses to or ties ``baseline``, the mean
-        difference with a paired bootstrap interval, and whether it is larger than noise."""
+        difference, the net win rate with its interval, and whether it is larger than noise.
+
+        ``p_value`` is an exact two-sided sign test of wins against losses, ties left out (for
+        0/1 scores this is McNemar's exact test); ``significant`` is ``p_value < alpha``. Four wins
+        and no loss give p = 0.125 at any dataset size: six are the fewest that beat noise.
+        ``net_win_rate`` is ``(wins - losses) / cases`` (for 0/1 scores, the mean difference);
+        ``net_win_low`` and ``net_win_high`` its exact interval at level ``1 - alpha``, which
+        excludes 0 exactly when ``significant`` (:func:`sign_interval`)."""
         import numpy as np
         import pandas as pd
 
+        if not 0 < alpha < 1:
+            raise ValueError(f"alpha is a significance level between 0 and 1 (e.g. 0.05), got {alpha!r}")
         table = self.cases.pivot_table(index=["scorer", "case_id"], columns="variant", values="value")
         for name in (baseline, candidate):
             if name not in table.columns:
@@ -453,17 +614,21 @@ class EvalResult:
         out = []
         for scorer, group in table.groupby(level="scorer"):
             diff = (group[candidate] - group[baseline]).dropna().to_numpy()
-            low, high = bootstrap_ci(diff.tolist(), resamples=resamples, seed=seed)
+            wins, losses, ties = int((diff > 0).sum()), int((diff < 0).sum()), int((diff == 0).sum())
+            p_value = sign_test(wins, losses)
+            low, high = sign_interval(wins, losses, ties, level=1 - alpha)
             out.append(
                 {
                     "scorer": scorer,
-                    "wins": int((diff > 0).sum()),
-                    "losses": int((diff < 0).sum()),
-                    "ties": int((diff == 0).sum()),
+                    "wins": wins,
+                    "losses": losses,
+                    "ties": ties,
                     "mean_diff": float(np.mean(diff)) if diff.size else float("nan"),
-                    "ci_low": low,
-                    "ci_high": high,
-                    "significant": bool(low > 0 or high < 0),
+                    "net_win_rate": (wins - losses) / diff.size if diff.size else float("nan"),
+                    "net_win_low": low,
+                    "net_win_high": high,
+                    "p_value": p_value,
+                    "significant": bool(p_value < alpha),
                 }
             )
         return pd.DataFrame(out).set_index("scorer")

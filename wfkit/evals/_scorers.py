@@ -1,6 +1,10 @@
 """Scorers: how one eval case's run is judged. Each returns a :class:`Score` in [0, 1] with a pass
 flag and a short detail; a scorer is any callable ``(case, run) -> Score | float | bool`` (async
 allowed), so a custom check is one function.
+
+A run that did not succeed (failed, timed out, cancelled, or halted at a gate) fails every built-in
+scorer, whose detail says how it ended and why (``run failed at step 'classify' (attempt 1):
+KeyError: 'query'``): a crash in 1 ms is not "within budget". ``custom`` scorers see the run as it is.
 """
 
 from __future__ import annotations
@@ -87,6 +91,38 @@ def _expected(case: Case, key: str, given: Any) -> Any:
     return case.expected[key]
 
 
+def _unsucceeded(run: Run) -> Score | None:
+    """For a run that did not succeed, a failing Score saying how it ended and why; else None."""
+    from wfkit.model._errors import RunError, StepFailedError
+    from wfkit.model._status import RunStatus
+
+    if run.status == RunStatus.SUCCEEDED:
+        return None
+    ended = {RunStatus.FAILED: "failed", RunStatus.TIMED_OUT: "timed out", RunStatus.CANCELLED: "was cancelled"}
+    if run.status not in ended:
+        return Score(0.0, False, f"run did not finish: it is {run.status}")
+    error, where = run.error, ""
+    if isinstance(error, RunError):
+        prefix = f"run {error.run_id}"
+        if error.step is not None:
+            where = f" at step {error.step!r}"
+            prefix += f", step {error.step!r}"
+        if error.attempt is not None:
+            where += f" (attempt {error.attempt})"
+            prefix += f", attempt {error.attempt}"
+        cause = error.__cause__
+        if isinstance(error, StepFailedError) and cause is not None:  # the step's own error
+            error = cause
+            message = str(cause)
+        else:
+            message = str(error).removeprefix(prefix + ": ")
+    else:
+        message = str(error)
+    why = "" if error is None else f": {type(error).__name__}: {message}"
+    detail = f"run {ended[run.status]}{where}{why}"
+    return Score(0.0, False, detail if len(detail) <= 300 else detail[:297] + "...")
+
+
 class _Scorer:
     name = "scorer"
 
@@ -102,6 +138,8 @@ class exact_match(_Scorer):
 
     def __call__(self, case: Case, run: Run) -> Score:
         actual, want = _value(run, self.field), _expected(case, self.field, self.expected)
+        if (failed := _unsucceeded(run)) is not None:
+            return failed
         ok = actual is not _MISSING and actual == want
         return Score(1.0 if ok else 0.0, ok, "" if ok else f"{self.field}={_show(actual)}, expected {_show(want)}")
 
@@ -116,6 +154,8 @@ class contains(_Scorer):
     def __call__(self, case: Case, run: Run) -> Score:
         actual = _value(run, self.field)
         want = str(_expected(case, self.field, self.expected))
+        if (failed := _unsucceeded(run)) is not None:
+            return failed
         text = "" if actual is _MISSING else str(actual)
         ok = (want.lower() in text.lower()) if self.ignore_case else (want in text)
         return Score(1.0 if ok else 0.0, ok, "" if ok else f"{want!r} not in {_show(actual)}")
@@ -128,6 +168,8 @@ class regex(_Scorer):
         self.field, self.pattern, self.name = field, re.compile(pattern), name or f"regex:{field}"
 
     def __call__(self, case: Case, run: Run) -> Score:
+        if (failed := _unsucceeded(run)) is not None:
+            return failed
         actual = _value(run, self.field)
         ok = actual is not _MISSING and self.pattern.search(str(actual)) is not None
         return Score(1.0 if ok else 0.0, ok, "" if ok else f"{_show(actual)} !~ /{self.pattern.pattern}/")
@@ -144,6 +186,8 @@ class json_schema(_Scorer):
         self._validator = jsonschema.Draft202012Validator(schema)
 
     def __call__(self, case: Case, run: Run) -> Score:
+        if (failed := _unsucceeded(run)) is not None:
+            return failed
         actual = _value(run, self.field)
         if isinstance(actual, str):
             try:
@@ -176,6 +220,8 @@ class numeric(_Scorer):
 
     def __call__(self, case: Case, run: Run) -> Score:
         actual, want = _value(run, self.field), float(_expected(case, self.field, self.expected))
+        if (failed := _unsucceeded(run)) is not None:
+            return failed
         try:
             got = float(actual)
         except (TypeError, ValueError):
@@ -193,6 +239,8 @@ class route_taken(_Scorer):
 
     def __call__(self, case: Case, run: Run) -> Score:
         want = _expected(case, self.key, _MISSING)
+        if (failed := _unsucceeded(run)) is not None:
+            return failed
         path = run.path()
         ok = want in path
         return Score(1.0 if ok else 0.0, ok, "" if ok else f"path {' > '.join(path)} misses {want!r}")
@@ -207,6 +255,8 @@ class tools_used(_Scorer):
     def __call__(self, case: Case, run: Run) -> Score:
         want = sorted(_expected(case, self.key, _MISSING))
         step = _expected(case, self.step_key, _MISSING)
+        if (failed := _unsucceeded(run)) is not None:
+            return failed
         bound = [e.tools for e in run.events if e.step == step and e.attempt > 0]
         got = sorted(bound[-1] or ()) if bound else None
         ok = got == want
@@ -220,6 +270,8 @@ class latency_budget(_Scorer):
         self.seconds, self.name = seconds, name or "latency_budget"
 
     def __call__(self, case: Case, run: Run) -> Score:
+        if (failed := _unsucceeded(run)) is not None:
+            return failed
         events = [e for e in run.events if e.attempt > 0]
         spent = (max(e.ended_at for e in events) - min(e.started_at for e in events)) if events else 0.0
         ok = spent <= self.seconds
@@ -233,6 +285,8 @@ class cost_budget(_Scorer):
         self.usd, self.name = usd, name or "cost_budget"
 
     def __call__(self, case: Case, run: Run) -> Score:
+        if (failed := _unsucceeded(run)) is not None:
+            return failed
         spent = sum(e.cost_usd or 0.0 for e in run.events)
         ok = spent <= self.usd
         return Score(1.0 if ok else 0.0, ok, f"${spent:.5f} of ${self.usd}")
@@ -300,6 +354,8 @@ class llm_judge(_Scorer):
         return self._client
 
     async def __call__(self, case: Case, run: Run) -> Score:
+        if (failed := _unsucceeded(run)) is not None:
+            return failed  # no judge call for a run with nothing to grade
         answer = _value(run, self.field)
         reference = case.expected.get(self.reference_key, "") if self.reference_key else ""
         prompt = _JUDGE_PROMPT.format(
