@@ -72,6 +72,12 @@ def test_sigkill_then_resume_runs_each_step_once(crash_at: str, tmp_path: Path, 
         third = _child(ws, logs)
         assert 0 == third.returncode, third.stderr
         status = json.loads((logs / "result.json").read_text())["status"]
+        # The attempt the crash cut off is in the step log, crashed (once, though the run was
+        # resumed twice), and the attempt after a "retry" is numbered after it.
+        rows = [(e.attempt, e.status, e.error_type) for e in Workspace(ws).events("crash-run") if e.step == "email"]
+        crashed = (1, "failed", "ProcessCrashedError")
+        assert ([crashed, (0, "ok", None)] if sent else [crashed, (0, "skipped", None), (2, "ok", None)]) == rows
+        assert math.isnan(next(e for e in Workspace(ws).events("crash-run") if e.step == "email").latency_s)
 
     assert "succeeded" == status
     assert baseline == json.loads((logs / "result.json").read_text())["state"]

@@ -37,10 +37,11 @@ from wfkit.engine._stepevents import Emit, EventMaker
 from wfkit.logs._steplog import exporter
 from wfkit.model._approvals import ApprovalPolicy, Ticket
 from wfkit.model._context import Failure
-from wfkit.model._errors import ApprovalRejectedError, ApprovalRequiredError
+from wfkit.model._errors import ApprovalRejectedError, ApprovalRequiredError, ProcessCrashedError
 from wfkit.model._events import FIELDS, Status, StepEvent
+from wfkit.model._retry import ErrorKind
 from wfkit.model._status import RunStatus
-from wfkit.store._journal import load_json, warn_if_restored_redacted
+from wfkit.store._journal import UNTIMED, load_json, warn_if_restored_redacted
 from wfkit.store._store import LEASE_TTL, Store
 from wfkit.store._workspace import decision_event
 from wfkit.store._writer import Rows, WriteOp
@@ -121,6 +122,7 @@ class Durability:
 
     __slots__ = (
         "_clock",
+        "_crashed_in_body",
         "_emit",
         "_lease_renew_at",
         "_loop",
@@ -158,6 +160,9 @@ class Durability:
         # The run's deadline clock: the seconds it had used when it (re)started, and when that was
         # (monotonic); a lease renewal writes the time used so far (``started``).
         self._clock = (0.0, time.monotonic())
+        # Irreversible steps a crash cut off in their body (``cut_offs``): their attempt is
+        # journaled as crashed when the resume finds the intent pending (``admit``).
+        self._crashed_in_body: dict[tuple[str, int], CutOff] = {}
         # The loop the run's checkpoints are handed over from (its scheduler's), known from the
         # first: asking asyncio for the running loop makes a getpid system call on Python 3.11.
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -368,6 +373,9 @@ class Durability:
             if status == "pending":
                 # The process died between the intent and the result: a person must say
                 # whether the side effect happened. Never run it a second time by ourselves.
+                cut = self._crashed_in_body.pop((spec.name, act.visit), None)
+                if cut is not None:
+                    self.record(self._crashed_attempt(act, cut))
                 return Admission("reconcile")
             # Durable before the body runs, so that a crash in the body leaves a pending intent:
             # resume asks a person instead of sending twice.
@@ -375,6 +383,32 @@ class Durability:
                 store.intent_op(self.run_id, spec.name, act.visit, f"{self.run_id}:{spec.name}:{act.visit}")
             )
         return ADMITTED
+
+    def _crashed_attempt(self, act: Activation, cut: CutOff) -> StepEvent:
+        """The attempt of an irreversible step that a crash cut off in its body: failed, of
+        unknown kind and latency, as any crashed attempt (``AttemptRunner._crashed``), but not
+        retried: whether its side effect happened is for a person to say."""
+        name = act.spec.name
+        error = ProcessCrashedError(
+            f"the process died during attempt {cut.attempt} of irreversible step {name!r} (visit {act.visit}), "
+            f"after its intent was recorded: whether its side effect happened is unknown; check, then "
+            f"`wfkit reconcile {self.run_id} {name} --done|--retry --by NAME`"
+        )
+        return self._make.event(
+            name,
+            act.visit,
+            cut.attempt,
+            Status.FAILED,
+            error,
+            ErrorKind.UNKNOWN,
+            cut.started_at or time.time(),
+            float("nan"),
+            0.0,
+            None,
+            None,
+            act.tools,
+            {"extra": dict(UNTIMED)},
+        )
 
     async def _open_ticket(self, act: Activation, reason: str, payload: dict[str, Any]) -> Ticket:
         assert self.store is not None
@@ -454,7 +488,15 @@ class Durability:
         for act in ready:
             spec, key = act.spec, (act.spec.name, act.visit)
             if spec.irreversible:
-                continue  # its intent says what happened; a pending one waits for a person
+                # Its intent says what happened; a pending one waits for a person, and its attempt
+                # is journaled as crashed when the resume reaches it (admit).
+                if store.intent_status(self.run_id, spec.name, act.visit) == "pending":
+                    fact = facts.get(key)
+                    if settled_at is None:
+                        settled_at = store.last_settled_at(self.run_id) or time.time()
+                    attempt = 1 if fact is None else fact.attempt + 1
+                    self._crashed_in_body[key] = CutOff(attempt, settled_at, None, 0)
+                continue
             approval = spec.approval
             if approval is not None and (approval.when is None or approval.when.evaluate(act.view)):
                 ticket = store.tickets.of_visit(self.run_id, spec.name, act.visit)
