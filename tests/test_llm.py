@@ -275,6 +275,31 @@ def test_unsupported_scheme_keeps_its_permanent_httpx_error() -> None:
     assert wf.ErrorKind.PERMANENT == wf.classify_error(exc)
 
 
+def test_base_url_without_a_scheme_is_refused_with_the_url_to_write(server: LLMServer) -> None:
+    """ChatClient("127.0.0.1:PORT/v1") is refused at construction, naming the URL and suggesting the
+    one with http://, which then reaches the server."""
+    bare = server.url.removeprefix("http://")
+    with pytest.raises(ValueError, match=f"ChatClient base_url '{bare}' has no scheme: write 'http://{bare}'"):
+        ChatClient(bare, model="test-model", api_key=KEY)
+    suggested = f"http://{bare}"
+    assert "reply to: hello" == call(ChatClient(suggested, model="test-model", api_key=KEY), "hello").text
+
+
+def test_wfkit_llm_base_url_without_a_scheme_is_refused_naming_the_variable(
+    server: LLMServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """$WFKIT_LLM_BASE_URL without a scheme fails the step asking ctx.llm with a ValueError naming the
+    variable, not with httpx's UnsupportedProtocol at every call."""
+    bare = server.url.removeprefix("http://")
+    monkeypatch.setenv("WFKIT_LLM_BASE_URL", bare)
+    monkeypatch.setenv("WFKIT_LLM_MODEL", "test-model")
+    run = asking_flow().run({"q": "hello"}, workspace=False, raise_on_error=False)
+    event = run.events[-1]
+    assert ("failed", "ValueError") == (str(run.status), event.error_type)
+    assert f"$WFKIT_LLM_BASE_URL '{bare}' has no scheme: write 'http://{bare}'" in str(event.error_message)
+    assert [] == server.requests
+
+
 def test_complete_refuses_stream_true() -> None:
     """complete(stream=True) points to client.stream() instead of failing on an event stream."""
     with pytest.raises(ValueError, match=r"client\.stream"):

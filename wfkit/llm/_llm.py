@@ -95,6 +95,26 @@ def _redact(text: str, secret: str | None) -> str:
     return text.replace(secret, REDACTED) if secret else text
 
 
+def check_base_url(base_url: str, source: str = "ChatClient base_url") -> str:
+    """``base_url`` if it names a scheme and a host; else a ValueError saying what to write instead.
+
+    httpx would take ``"127.0.0.1:8765/v1"`` and fail every call with its own UnsupportedProtocol
+    (naming neither the client nor the URL); refused here, where it was given."""
+    url = base_url.strip()
+    if "://" not in url:  # "localhost:8000/v1" parses with "localhost" as its scheme
+        suggestion = "http://" + url.lstrip("/")
+        raise ValueError(
+            f"{source} {base_url!r} has no scheme: write {suggestion!r} (or https:// for a TLS endpoint)"
+        )
+    try:
+        host = httpx.URL(url).host
+    except httpx.InvalidURL as exc:
+        raise ValueError(f"{source} {base_url!r} is not a URL ({exc}): write it as 'http://HOST:PORT/v1'") from None
+    if not host:
+        raise ValueError(f"{source} {base_url!r} names no host: write it as 'http://HOST:PORT/v1'")
+    return url
+
+
 def _where(url: httpx.URL) -> str:
     """A URL for messages: no user info, no query string (either may hold a key)."""
     port = f":{url.port}" if url.port else ""
@@ -137,8 +157,8 @@ def _usage_of(payload: Any) -> tuple[int | None, int | None]:
 class ChatClient:
     """A chat-completions client for an OpenAI-compatible endpoint (``POST {base_url}/chat/completions``).
 
-    - ``base_url``: e.g. ``"http://localhost:8000/v1"``. None (and no ``transport``) means the
-      offline :class:`SimulatedModel`.
+    - ``base_url``: e.g. ``"http://localhost:8000/v1"``, scheme included (a URL without one is
+      refused). None (and no ``transport``) means the offline :class:`SimulatedModel`.
     - ``model``: the default model; a call may pass another. Required for a real endpoint.
     - ``api_key``: sent as ``Authorization: Bearer``; when None it is read from the environment
       variable named by ``api_key_env`` (``WFKIT_API_KEY`` unless you name another, e.g.
@@ -173,6 +193,8 @@ class ChatClient:
             transport = transport if transport is not None else SimulatedModel()
             base_url = _SIMULATED_URL
             model = model or getattr(transport, "model", None)
+        else:
+            base_url = check_base_url(base_url)
         if not model:
             raise ValueError(
                 f"ChatClient({base_url!r}) needs a model name: ChatClient(base_url, model='...'), "
@@ -396,6 +418,7 @@ def default_client(*, seed: int | None = None) -> ChatClient:
     seeded with the run's seed."""
     base_url = os.environ.get("WFKIT_LLM_BASE_URL")
     if base_url:
+        base_url = check_base_url(base_url, "$WFKIT_LLM_BASE_URL")
         return ChatClient(base_url, model=os.environ.get("WFKIT_LLM_MODEL"))
     return ChatClient(transport=SimulatedModel(seed=seed))
 
