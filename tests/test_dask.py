@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -17,6 +18,7 @@ from typing import Any
 
 import pytest
 from dask_cluster import Cluster, dask_cluster, free_port
+from llm_server import LLMServer
 
 import wfkit as wf
 from wfkit.cli._cli import main
@@ -62,6 +64,25 @@ def slow_flow(seconds: float) -> wf.Workflow:
         return {"y": state["x"] ** 2}
 
     return flow
+
+
+def asking_flow() -> wf.Workflow:
+    """One step that asks ctx.llm about the input's question (retried at once on a 5xx)."""
+    flow = wf.Workflow("ask-on-dask")
+
+    @flow.step(retry=wf.RetryPolicy(base_delay=0.01, jitter=0.0))
+    async def ask(state: dict[str, Any], ctx: wf.StepContext) -> dict[str, Any]:
+        reply = await ctx.llm.complete(state["q"], ctx=ctx)
+        return {"answer": reply.text, "tokens_out": reply.tokens_out}
+
+    return flow
+
+
+class LockedModel:
+    """A chat model of the user's own that holds a lock, so it cannot be pickled."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
 
 
 def without_run_ids(frame: Any) -> list[dict[str, Any]]:
@@ -119,6 +140,90 @@ def test_run_many_on_dask_matches_local(local_cluster: Any, tmp_path: Path) -> N
     assert local.runs[keep].to_dict("records") == remote.runs[keep].to_dict("records")
     assert [i**2 for i in range(12)] == [s["y"] for s in remote.runs["state"]]
     assert sorted(remote.runs["run_id"]) == sorted(remote.steps()["run_id"])
+
+
+def test_run_many_on_dask_with_a_simulated_chat_client_matches_local(local_cluster: Any, tmp_path: Path) -> None:
+    """llm=ChatClient(transport=SimulatedModel(...)) reaches the workers by its configuration: the
+    same statuses, replies and token counts as a local batch."""
+    model = wf.llm.SimulatedModel(p50=0.001, p99=0.005, seed=7, reply={r"refund": "label: refund"})
+    llm = wf.llm.ChatClient(transport=model, prices={"simulated": (0.001, 0.002)})
+    inputs = [{"q": f"question {i}" + (" about a refund" if i % 3 == 0 else "")} for i in range(8)]
+    flow = asking_flow()
+    local = flow.run_many(inputs, llm=llm, progress=False, workspace=tmp_path / "ws")
+    remote = flow.run_many(
+        inputs, executor=local_cluster, llm=llm, dataset=tmp_path / "data", progress=False, partition_size=3
+    )
+    keep = ["index", "status", "state"]
+    assert local.runs[keep].to_dict("records") == remote.runs[keep].to_dict("records")
+    assert ["succeeded"] * 8 == list(remote.runs["status"])
+    assert "label: refund" == remote.runs["state"][3]["answer"]
+    steps = remote.steps()
+    assert {"simulated"} == set(steps["model"].astype(str))
+    assert float(local.steps()["cost_usd"].sum()) == pytest.approx(float(steps["cost_usd"].sum()))
+
+
+def test_run_many_on_dask_sends_the_chat_clients_key_and_keeps_it_out_of_the_dataset(
+    local_cluster: Any, tmp_path: Path
+) -> None:
+    """A ChatClient for a real endpoint reaches the workers with its API key (the server refuses
+    calls without it); an error quoting the key is redacted on the worker, and no file of the
+    dataset holds the key."""
+    key = "opaque-dask-key-7f3a9c21"  # not key-shaped: only its marking as a secret hides it
+    data = tmp_path / "data"
+    with LLMServer(api_key=key) as server:
+        server.script("echo_auth")  # a 500 repeating the Authorization header, then normal replies
+        llm = wf.llm.ChatClient(server.url, model="test-model", api_key=key)
+        batch = asking_flow().run_many(
+            [{"q": f"q{i}"} for i in range(4)], executor=local_cluster, llm=llm, dataset=data, progress=False
+        )
+        headers = [r["headers"].get("Authorization") for r in server.requests]
+    assert ["succeeded"] * 4 == list(batch.runs["status"])
+    assert [f"reply to: q{i}" for i in range(4)] == [s["answer"] for s in batch.runs["state"]]
+    assert [f"Bearer {key}"] * 5 == headers
+    errors = [e for e in batch.steps()["error_message"] if isinstance(e, str)]
+    assert 1 == len(errors)
+    assert "[REDACTED]" in errors[0]
+    assert key not in errors[0]
+    files = [p for p in data.rglob("*") if p.is_file()]
+    assert files
+    assert [] == [p.name for p in files if key.encode() in p.read_bytes()]
+
+
+def test_a_record_cassette_on_dask_workers_keeps_every_partition_and_replays_there(
+    local_cluster: Any, tmp_path: Path
+) -> None:
+    """A Cassette in record mode records on the workers without one partition erasing another's
+    lines; a replay cassette then answers the same batch on the workers with the server gone."""
+    path, key = tmp_path / "c.jsonl", "opaque-cassette-key-5521"
+    inputs = [{"q": f"q{i}"} for i in range(4)]
+    flow = asking_flow()
+    with LLMServer(api_key=key) as server:
+        url = server.url
+        cassette = wf.llm.Cassette(path, mode="record")
+        recording = wf.llm.ChatClient(url, model="test-model", api_key=key, transport=cassette)
+        recorded = flow.run_many(
+            inputs, executor=local_cluster, llm=recording, dataset=tmp_path / "a", progress=False, partition_size=1
+        )
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    assert ["q0", "q1", "q2", "q3"] == sorted(x["request"]["body"]["messages"][0]["content"] for x in lines)
+    assert key not in path.read_text()
+    replaying = wf.llm.ChatClient(url, model="test-model", transport=wf.llm.Cassette(path))
+    replayed = flow.run_many(
+        inputs, executor=local_cluster, llm=replaying, dataset=tmp_path / "b", progress=False, partition_size=2
+    )
+    keep = ["index", "status", "state"]
+    assert recorded.runs[keep].to_dict("records") == replayed.runs[keep].to_dict("records")
+    assert ["succeeded"] * 4 == list(replayed.runs["status"])
+
+
+def test_a_run_option_that_cannot_be_sent_to_workers_is_named(local_cluster: Any, tmp_path: Path) -> None:
+    """An option that does not pickle is refused by name before anything is sent or written."""
+    refused = r"llm= cannot be sent to Dask workers: TypeError: cannot pickle '_thread\.lock'"
+    with pytest.raises(TypeError, match=refused):
+        slow_flow(0.0).run_many(
+            [{"x": 1}], executor=local_cluster, dataset=tmp_path / "data", llm=LockedModel(), progress=False
+        )
+    assert not (tmp_path / "data").exists()
 
 
 def test_dashboard_link_is_announced_and_answers(local_cluster: Any, tmp_path: Path) -> None:

@@ -27,7 +27,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeAlias, TypeVar
@@ -513,7 +513,36 @@ def _pickled(works: Sequence[Work]) -> list[bytes]:
     Unpickled inside the task, such a failure is the task's error, retried and reported."""
     import cloudpickle
 
-    return [cloudpickle.dumps(work) for work in works]
+    payloads = []
+    for number, work in enumerate(works):
+        try:
+            payloads.append(cloudpickle.dumps(work))
+        except Exception as exc:  # pickling raises TypeError, PicklingError, AttributeError...
+            raise TypeError(
+                f"partition {number}'s work ({type(work).__name__}) cannot be sent to Dask workers: "
+                f"{type(exc).__name__}: {exc}. {_SENDABLE_HINT}"
+            ) from exc
+    return payloads
+
+
+_SENDABLE_HINT = (
+    "What runs on a worker is pickled (with cloudpickle): make the object picklable (its "
+    "__getstate__/__reduce__), or make it on the worker instead, inside the step"
+)
+
+
+def check_sendable(values: Mapping[str, Any]) -> None:
+    """Each value pickles as the work sent to Dask will; else a TypeError naming it (its key in
+    ``values``, e.g. ``"llm="``), before anything is sent."""
+    import cloudpickle
+
+    for name, value in values.items():
+        try:
+            cloudpickle.dumps(value)
+        except Exception as exc:  # pickling raises TypeError, PicklingError, AttributeError...
+            raise TypeError(
+                f"{name} cannot be sent to Dask workers: {type(exc).__name__}: {exc}. {_SENDABLE_HINT}"
+            ) from exc
 
 
 def _partition_error(future: Any, job: str, partition: int, retries: int) -> PartitionError:
