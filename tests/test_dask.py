@@ -7,12 +7,15 @@ import dataclasses
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -271,6 +274,148 @@ def test_unreachable_scheduler_is_a_clear_error_before_any_work(tmp_path: Path) 
     assert time.monotonic() - t0 < 30
     assert address == info.value.address
     assert not (tmp_path / "data").exists()
+
+
+class _Page(BaseHTTPRequestHandler):
+    """A web page, as the Dask dashboard on :8787 serves."""
+
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"ok")
+
+    def log_message(self, format: str, *args: Any) -> None:  # quiet
+        pass
+
+
+@contextmanager
+def not_a_scheduler(kind: str) -> Iterator[tuple[str, threading.Event]]:
+    """A server on 127.0.0.1 that is no Dask scheduler, and an event set once a client it sent bytes
+    to has closed its connection: "http" (the stdlib's HTTP server), "garbage" (sends bytes the moment
+    a client connects), "hangs-up" (closes each connection at once). Stopped on exit."""
+    closed = threading.Event()
+    if kind == "http":
+        http = ThreadingHTTPServer(("127.0.0.1", 0), _Page)
+        thread = threading.Thread(target=http.serve_forever, args=(0.05,), daemon=True)
+        thread.start()
+        try:
+            yield f"tcp://127.0.0.1:{http.server_address[1]}", closed
+        finally:
+            http.shutdown()
+            http.server_close()
+            thread.join()
+        return
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.05)
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except TimeoutError:
+                continue
+            with conn:
+                if kind == "garbage":
+                    conn.sendall(b"garbage!" * 64)  # read by Dask as a frame length: 7.0 EiB
+                    conn.settimeout(10)
+                    while conn.recv(4096):  # until the client closes its end
+                        pass
+                    closed.set()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield f"tcp://127.0.0.1:{listener.getsockname()[1]}", closed
+    finally:
+        stop.set()
+        thread.join()
+        listener.close()
+
+
+@pytest.mark.parametrize(
+    ("kind", "said"),
+    [
+        ("http", "it did not answer Dask's handshake within 5 s"),
+        ("garbage", "it answered Dask's handshake with bytes that are not Dask's protocol (MemoryError)"),
+        ("hangs-up", "it closed the connection instead of answering Dask's handshake"),
+    ],
+)
+def test_an_address_where_no_scheduler_answers_is_a_clear_error_within_the_timeout(
+    kind: str, said: str, tmp_path: Path
+) -> None:
+    """A port that answers but is no Dask scheduler (the dashboard's :8787 given by mistake, a peer
+    sending garbage, one hanging up) is a SchedulerUnreachableError naming the address within the
+    5 s connect timeout, with nothing written and no thread or connection left behind."""
+    threads = set(threading.enumerate())
+    outcome: list[BaseException] = []
+
+    def attempt(address: str) -> None:
+        try:
+            slow_flow(0.0).run_many([{"x": 1}], executor=address, dataset=tmp_path / "data", progress=False)
+        except BaseException as exc:
+            outcome.append(exc)
+
+    with not_a_scheduler(kind) as (address, closed):
+        t0 = time.monotonic()
+        trying = threading.Thread(target=attempt, args=(address,), daemon=True)
+        trying.start()
+        trying.join(60)  # before the fix the http case waited for ever
+        took = time.monotonic() - t0
+        assert not trying.is_alive(), f"run_many(executor={address!r}) still waits after 60 s"
+        if kind == "garbage":
+            assert closed.wait(5), "the connection to the peer was left open"
+    assert 1 == len(outcome)
+    error = outcome[0]
+    assert isinstance(error, SchedulerUnreachableError), repr(error)
+    assert address == error.address
+    assert f"something answers at {address}, but it is not a Dask scheduler: {said}" in str(error)
+    assert "a scheduler listens on 8786 by default and its dashboard (a web page, http://) on 8787" in str(error)
+    assert took < 5 + 3
+    assert not (tmp_path / "data").exists()
+    time.sleep(0.1)  # the check's thread has ended; give the interpreter a moment to forget it
+    assert set() == {t for t in set(threading.enumerate()) - threads if t.is_alive()}
+
+
+def test_evaluate_at_an_address_that_is_no_scheduler_is_a_clear_error(tmp_path: Path) -> None:
+    """evaluate(executor=address) checks the address the same way before any work."""
+    with (
+        not_a_scheduler("garbage") as (address, _),
+        pytest.raises(
+            SchedulerUnreachableError, match=f"something answers at {address}, but it is not a Dask scheduler"
+        ),
+    ):
+        wf.evals.evaluate(router_suite(), executor=address, dataset=tmp_path / "data", progress=False)
+    assert not (tmp_path / "data").exists()
+
+
+def test_a_workers_address_is_refused_asking_for_the_schedulers(local_cluster: Any, tmp_path: Path) -> None:
+    """A Dask worker's address is a Dask server but not the scheduler: the error says which it is."""
+    worker = next(iter(local_cluster.scheduler_info["workers"]))
+    with pytest.raises(SchedulerUnreachableError, match=f"{worker} is a Dask Worker, not the scheduler"):
+        slow_flow(0.0).run_many([{"x": 1}], executor=worker, dataset=tmp_path / "data", progress=False)
+
+
+def test_a_peer_sending_garbage_leaves_no_traceback_at_exit(tmp_path: Path) -> None:
+    """In a process of its own: the error is raised and caught, and the process ends without a
+    traceback on stderr (before, distributed's Client printed one from its __del__ at exit)."""
+    code = (
+        "import sys, wfkit as wf\n"
+        "flow = wf.Workflow('probe')\n"
+        "@flow.step\n"
+        "def s(state): return {}\n"
+        "try:\n"
+        "    flow.run_many([{}], executor=sys.argv[1], progress=False)\n"
+        "except wf.SchedulerUnreachableError as exc:\n"
+        "    print('refused', exc.address)\n"
+    )
+    env = {**os.environ, "WFKIT_HOME": str(tmp_path), "PYTHONPATH": os.pathsep.join([str(ROOT), *sys.path])}
+    with not_a_scheduler("garbage") as (address, _):
+        done = subprocess.run(
+            [sys.executable, "-c", code, address], capture_output=True, text=True, env=env, timeout=60, check=False
+        )
+    assert (0, f"refused {address}\n", "") == (done.returncode, done.stdout, done.stderr)
 
 
 def test_executor_of_the_wrong_type_is_refused() -> None:
