@@ -135,6 +135,35 @@ def test_record_mode_starts_the_file_afresh(server: LLMServer, tmp_path: Path) -
     ]
 
 
+def test_a_pickled_cassette_replays_the_same_file(tmp_path: Path) -> None:
+    """A copy of a replay cassette (as a Dask worker gets) reads the file at the same path afresh."""
+    import pickle
+
+    path = tmp_path / "c.jsonl"
+    with LLMServer(api_key=KEY) as srv:
+        url = srv.url
+        ask(url, Cassette(path, mode="record"), "one", "two")
+    cassette = Cassette(path, mode="replay", secrets=["opaque-extra-secret"])
+    assert ["reply to: one"] == [r.text for r in ask(url, cassette, "one")]
+    copy = pickle.loads(pickle.dumps(cassette))
+    assert (path, "replay", repr(cassette)) == (copy.path, copy.mode, repr(copy))
+    assert ["reply to: one", "reply to: two"] == [r.text for r in ask(url, copy, "one", "two")]
+
+
+def test_a_pickled_record_cassette_appends_instead_of_starting_afresh(server: LLMServer, tmp_path: Path) -> None:
+    """Copies of one record cassette (a partition each) append to the file: none erases another's lines,
+    and the key stays out of it."""
+    import pickle
+
+    path = tmp_path / "c.jsonl"
+    cassette = Cassette(path, mode="record")
+    for prompt in ("first", "second"):
+        ask(server.url, pickle.loads(pickle.dumps(cassette)), prompt)
+    lines = [json.loads(x) for x in path.read_text().splitlines()]
+    assert ["first", "second"] == [x["request"]["body"]["messages"][0]["content"] for x in lines]
+    assert KEY not in path.read_text()
+
+
 def test_repeated_requests_replay_in_recorded_order(tmp_path: Path) -> None:
     """The same request recorded twice replays both replies in order, then the last again."""
     path = tmp_path / "c.jsonl"

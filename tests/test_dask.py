@@ -7,16 +7,21 @@ import dataclasses
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
 from dask_cluster import Cluster, dask_cluster, free_port
+from llm_server import LLMServer
 
 import wfkit as wf
 from wfkit.cli._cli import main
@@ -62,6 +67,25 @@ def slow_flow(seconds: float) -> wf.Workflow:
         return {"y": state["x"] ** 2}
 
     return flow
+
+
+def asking_flow() -> wf.Workflow:
+    """One step that asks ctx.llm about the input's question (retried at once on a 5xx)."""
+    flow = wf.Workflow("ask-on-dask")
+
+    @flow.step(retry=wf.RetryPolicy(base_delay=0.01, jitter=0.0))
+    async def ask(state: dict[str, Any], ctx: wf.StepContext) -> dict[str, Any]:
+        reply = await ctx.llm.complete(state["q"], ctx=ctx)
+        return {"answer": reply.text, "tokens_out": reply.tokens_out}
+
+    return flow
+
+
+class LockedModel:
+    """A chat model of the user's own that holds a lock, so it cannot be pickled."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
 
 
 def without_run_ids(frame: Any) -> list[dict[str, Any]]:
@@ -121,6 +145,90 @@ def test_run_many_on_dask_matches_local(local_cluster: Any, tmp_path: Path) -> N
     assert sorted(remote.runs["run_id"]) == sorted(remote.steps()["run_id"])
 
 
+def test_run_many_on_dask_with_a_simulated_chat_client_matches_local(local_cluster: Any, tmp_path: Path) -> None:
+    """llm=ChatClient(transport=SimulatedModel(...)) reaches the workers by its configuration: the
+    same statuses, replies and token counts as a local batch."""
+    model = wf.llm.SimulatedModel(p50=0.001, p99=0.005, seed=7, reply={r"refund": "label: refund"})
+    llm = wf.llm.ChatClient(transport=model, prices={"simulated": (0.001, 0.002)})
+    inputs = [{"q": f"question {i}" + (" about a refund" if i % 3 == 0 else "")} for i in range(8)]
+    flow = asking_flow()
+    local = flow.run_many(inputs, llm=llm, progress=False, workspace=tmp_path / "ws")
+    remote = flow.run_many(
+        inputs, executor=local_cluster, llm=llm, dataset=tmp_path / "data", progress=False, partition_size=3
+    )
+    keep = ["index", "status", "state"]
+    assert local.runs[keep].to_dict("records") == remote.runs[keep].to_dict("records")
+    assert ["succeeded"] * 8 == list(remote.runs["status"])
+    assert "label: refund" == remote.runs["state"][3]["answer"]
+    steps = remote.steps()
+    assert {"simulated"} == set(steps["model"].astype(str))
+    assert float(local.steps()["cost_usd"].sum()) == pytest.approx(float(steps["cost_usd"].sum()))
+
+
+def test_run_many_on_dask_sends_the_chat_clients_key_and_keeps_it_out_of_the_dataset(
+    local_cluster: Any, tmp_path: Path
+) -> None:
+    """A ChatClient for a real endpoint reaches the workers with its API key (the server refuses
+    calls without it); an error quoting the key is redacted on the worker, and no file of the
+    dataset holds the key."""
+    key = "opaque-dask-key-7f3a9c21"  # not key-shaped: only its marking as a secret hides it
+    data = tmp_path / "data"
+    with LLMServer(api_key=key) as server:
+        server.script("echo_auth")  # a 500 repeating the Authorization header, then normal replies
+        llm = wf.llm.ChatClient(server.url, model="test-model", api_key=key)
+        batch = asking_flow().run_many(
+            [{"q": f"q{i}"} for i in range(4)], executor=local_cluster, llm=llm, dataset=data, progress=False
+        )
+        headers = [r["headers"].get("Authorization") for r in server.requests]
+    assert ["succeeded"] * 4 == list(batch.runs["status"])
+    assert [f"reply to: q{i}" for i in range(4)] == [s["answer"] for s in batch.runs["state"]]
+    assert [f"Bearer {key}"] * 5 == headers
+    errors = [e for e in batch.steps()["error_message"] if isinstance(e, str)]
+    assert 1 == len(errors)
+    assert "[REDACTED]" in errors[0]
+    assert key not in errors[0]
+    files = [p for p in data.rglob("*") if p.is_file()]
+    assert files
+    assert [] == [p.name for p in files if key.encode() in p.read_bytes()]
+
+
+def test_a_record_cassette_on_dask_workers_keeps_every_partition_and_replays_there(
+    local_cluster: Any, tmp_path: Path
+) -> None:
+    """A Cassette in record mode records on the workers without one partition erasing another's
+    lines; a replay cassette then answers the same batch on the workers with the server gone."""
+    path, key = tmp_path / "c.jsonl", "opaque-cassette-key-5521"
+    inputs = [{"q": f"q{i}"} for i in range(4)]
+    flow = asking_flow()
+    with LLMServer(api_key=key) as server:
+        url = server.url
+        cassette = wf.llm.Cassette(path, mode="record")
+        recording = wf.llm.ChatClient(url, model="test-model", api_key=key, transport=cassette)
+        recorded = flow.run_many(
+            inputs, executor=local_cluster, llm=recording, dataset=tmp_path / "a", progress=False, partition_size=1
+        )
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    assert ["q0", "q1", "q2", "q3"] == sorted(x["request"]["body"]["messages"][0]["content"] for x in lines)
+    assert key not in path.read_text()
+    replaying = wf.llm.ChatClient(url, model="test-model", transport=wf.llm.Cassette(path))
+    replayed = flow.run_many(
+        inputs, executor=local_cluster, llm=replaying, dataset=tmp_path / "b", progress=False, partition_size=2
+    )
+    keep = ["index", "status", "state"]
+    assert recorded.runs[keep].to_dict("records") == replayed.runs[keep].to_dict("records")
+    assert ["succeeded"] * 4 == list(replayed.runs["status"])
+
+
+def test_a_run_option_that_cannot_be_sent_to_workers_is_named(local_cluster: Any, tmp_path: Path) -> None:
+    """An option that does not pickle is refused by name before anything is sent or written."""
+    refused = r"llm= cannot be sent to Dask workers: TypeError: cannot pickle '_thread\.lock'"
+    with pytest.raises(TypeError, match=refused):
+        slow_flow(0.0).run_many(
+            [{"x": 1}], executor=local_cluster, dataset=tmp_path / "data", llm=LockedModel(), progress=False
+        )
+    assert not (tmp_path / "data").exists()
+
+
 def test_dashboard_link_is_announced_and_answers(local_cluster: Any, tmp_path: Path) -> None:
     """The dashboard link is announced before the work and serves the Dask dashboard."""
     said: list[str] = []
@@ -166,6 +274,148 @@ def test_unreachable_scheduler_is_a_clear_error_before_any_work(tmp_path: Path) 
     assert time.monotonic() - t0 < 30
     assert address == info.value.address
     assert not (tmp_path / "data").exists()
+
+
+class _Page(BaseHTTPRequestHandler):
+    """A web page, as the Dask dashboard on :8787 serves."""
+
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"ok")
+
+    def log_message(self, format: str, *args: Any) -> None:  # quiet
+        pass
+
+
+@contextmanager
+def not_a_scheduler(kind: str) -> Iterator[tuple[str, threading.Event]]:
+    """A server on 127.0.0.1 that is no Dask scheduler, and an event set once a client it sent bytes
+    to has closed its connection: "http" (the stdlib's HTTP server), "garbage" (sends bytes the moment
+    a client connects), "hangs-up" (closes each connection at once). Stopped on exit."""
+    closed = threading.Event()
+    if kind == "http":
+        http = ThreadingHTTPServer(("127.0.0.1", 0), _Page)
+        thread = threading.Thread(target=http.serve_forever, args=(0.05,), daemon=True)
+        thread.start()
+        try:
+            yield f"tcp://127.0.0.1:{http.server_address[1]}", closed
+        finally:
+            http.shutdown()
+            http.server_close()
+            thread.join()
+        return
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.05)
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except TimeoutError:
+                continue
+            with conn:
+                if kind == "garbage":
+                    conn.sendall(b"garbage!" * 64)  # read by Dask as a frame length: 7.0 EiB
+                    conn.settimeout(10)
+                    while conn.recv(4096):  # until the client closes its end
+                        pass
+                    closed.set()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield f"tcp://127.0.0.1:{listener.getsockname()[1]}", closed
+    finally:
+        stop.set()
+        thread.join()
+        listener.close()
+
+
+@pytest.mark.parametrize(
+    ("kind", "said"),
+    [
+        ("http", "it did not answer Dask's handshake within 5 s"),
+        ("garbage", "it answered Dask's handshake with bytes that are not Dask's protocol (MemoryError)"),
+        ("hangs-up", "it closed the connection instead of answering Dask's handshake"),
+    ],
+)
+def test_an_address_where_no_scheduler_answers_is_a_clear_error_within_the_timeout(
+    kind: str, said: str, tmp_path: Path
+) -> None:
+    """A port that answers but is no Dask scheduler (the dashboard's :8787 given by mistake, a peer
+    sending garbage, one hanging up) is a SchedulerUnreachableError naming the address within the
+    5 s connect timeout, with nothing written and no thread or connection left behind."""
+    threads = set(threading.enumerate())
+    outcome: list[BaseException] = []
+
+    def attempt(address: str) -> None:
+        try:
+            slow_flow(0.0).run_many([{"x": 1}], executor=address, dataset=tmp_path / "data", progress=False)
+        except BaseException as exc:
+            outcome.append(exc)
+
+    with not_a_scheduler(kind) as (address, closed):
+        t0 = time.monotonic()
+        trying = threading.Thread(target=attempt, args=(address,), daemon=True)
+        trying.start()
+        trying.join(60)  # before the fix the http case waited for ever
+        took = time.monotonic() - t0
+        assert not trying.is_alive(), f"run_many(executor={address!r}) still waits after 60 s"
+        if kind == "garbage":
+            assert closed.wait(5), "the connection to the peer was left open"
+    assert 1 == len(outcome)
+    error = outcome[0]
+    assert isinstance(error, SchedulerUnreachableError), repr(error)
+    assert address == error.address
+    assert f"something answers at {address}, but it is not a Dask scheduler: {said}" in str(error)
+    assert "a scheduler listens on 8786 by default and its dashboard (a web page, http://) on 8787" in str(error)
+    assert took < 5 + 3
+    assert not (tmp_path / "data").exists()
+    time.sleep(0.1)  # the check's thread has ended; give the interpreter a moment to forget it
+    assert set() == {t for t in set(threading.enumerate()) - threads if t.is_alive()}
+
+
+def test_evaluate_at_an_address_that_is_no_scheduler_is_a_clear_error(tmp_path: Path) -> None:
+    """evaluate(executor=address) checks the address the same way before any work."""
+    with (
+        not_a_scheduler("garbage") as (address, _),
+        pytest.raises(
+            SchedulerUnreachableError, match=f"something answers at {address}, but it is not a Dask scheduler"
+        ),
+    ):
+        wf.evals.evaluate(router_suite(), executor=address, dataset=tmp_path / "data", progress=False)
+    assert not (tmp_path / "data").exists()
+
+
+def test_a_workers_address_is_refused_asking_for_the_schedulers(local_cluster: Any, tmp_path: Path) -> None:
+    """A Dask worker's address is a Dask server but not the scheduler: the error says which it is."""
+    worker = next(iter(local_cluster.scheduler_info["workers"]))
+    with pytest.raises(SchedulerUnreachableError, match=f"{worker} is a Dask Worker, not the scheduler"):
+        slow_flow(0.0).run_many([{"x": 1}], executor=worker, dataset=tmp_path / "data", progress=False)
+
+
+def test_a_peer_sending_garbage_leaves_no_traceback_at_exit(tmp_path: Path) -> None:
+    """In a process of its own: the error is raised and caught, and the process ends without a
+    traceback on stderr (before, distributed's Client printed one from its __del__ at exit)."""
+    code = (
+        "import sys, wfkit as wf\n"
+        "flow = wf.Workflow('probe')\n"
+        "@flow.step\n"
+        "def s(state): return {}\n"
+        "try:\n"
+        "    flow.run_many([{}], executor=sys.argv[1], progress=False)\n"
+        "except wf.SchedulerUnreachableError as exc:\n"
+        "    print('refused', exc.address)\n"
+    )
+    env = {**os.environ, "WFKIT_HOME": str(tmp_path), "PYTHONPATH": os.pathsep.join([str(ROOT), *sys.path])}
+    with not_a_scheduler("garbage") as (address, _):
+        done = subprocess.run(
+            [sys.executable, "-c", code, address], capture_output=True, text=True, env=env, timeout=60, check=False
+        )
+    assert (0, f"refused {address}\n", "") == (done.returncode, done.stdout, done.stderr)
 
 
 def test_executor_of_the_wrong_type_is_refused() -> None:

@@ -275,6 +275,74 @@ def test_unsupported_scheme_keeps_its_permanent_httpx_error() -> None:
     assert wf.ErrorKind.PERMANENT == wf.classify_error(exc)
 
 
+def test_base_url_without_a_scheme_is_refused_with_the_url_to_write(server: LLMServer) -> None:
+    """ChatClient("127.0.0.1:PORT/v1") is refused at construction, naming the URL and suggesting the
+    one with http://, which then reaches the server."""
+    bare = server.url.removeprefix("http://")
+    with pytest.raises(ValueError, match=f"ChatClient base_url '{bare}' has no scheme: write 'http://{bare}'"):
+        ChatClient(bare, model="test-model", api_key=KEY)
+    suggested = f"http://{bare}"
+    assert "reply to: hello" == call(ChatClient(suggested, model="test-model", api_key=KEY), "hello").text
+
+
+def test_wfkit_llm_base_url_without_a_scheme_is_refused_naming_the_variable(
+    server: LLMServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """$WFKIT_LLM_BASE_URL without a scheme fails the step asking ctx.llm with a ValueError naming the
+    variable, not with httpx's UnsupportedProtocol at every call."""
+    bare = server.url.removeprefix("http://")
+    monkeypatch.setenv("WFKIT_LLM_BASE_URL", bare)
+    monkeypatch.setenv("WFKIT_LLM_MODEL", "test-model")
+    run = asking_flow().run({"q": "hello"}, workspace=False, raise_on_error=False)
+    event = run.events[-1]
+    assert ("failed", "ValueError") == (str(run.status), event.error_type)
+    assert f"$WFKIT_LLM_BASE_URL '{bare}' has no scheme: write 'http://{bare}'" in str(event.error_message)
+    assert [] == server.requests
+
+
+def test_a_pickled_client_calls_the_endpoint_with_its_key(server: LLMServer) -> None:
+    """A client pickles by its configuration, key included (the server refuses calls without it);
+    the copy keeps the key out of its repr and opens its own connections."""
+    import pickle
+
+    client = client_for(server, timeout=7.0, headers={"X-Team": "search"})
+    payload = pickle.dumps(client)
+    copy = pickle.loads(payload)
+    assert "ChatClient('" + server.url + "', model='test-model', api_key=set)" == repr(copy)
+    reply = call(copy, "hello")
+    assert ("reply to: hello", pytest.approx((1 * 0.001 + 3 * 0.002) / 1000)) == (reply.text, reply.cost_usd)
+    sent = server.requests[-1]["headers"]
+    assert (f"Bearer {KEY}", "search") == (sent["Authorization"], sent["X-Team"])
+    assert 7.0 == copy._timeout.read
+    simulated = pickle.loads(pickle.dumps(ChatClient(transport=SimulatedModel(p50=0.001, p99=0.002, seed=3))))
+    assert "Simulated reply to: hi" == call(simulated, "hi").text
+
+
+def test_a_client_unpickled_in_another_process_keeps_its_key_secret_there() -> None:
+    """The process that unpickles a client (a Dask worker) marks its key secret: redacted from what
+    that process stores, as in the process that made the client."""
+    import os
+    import pickle
+    import subprocess
+    import sys
+
+    key = "opaque-process-key-31415"  # not key-shaped: only its marking hides it
+    payload = pickle.dumps(ChatClient("http://127.0.0.1:9/v1", model="m", api_key=key))
+    code = (
+        "import pickle, sys; from wfkit.model._processors import redact_text; "
+        "sys.argv[1] == 'load' and pickle.loads(sys.stdin.buffer.read()); print(redact_text('used " + key + "'))"
+    )
+    root = str(Path(__file__).resolve().parents[1])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)}
+    outs = [
+        subprocess.run(
+            [sys.executable, "-c", code, how], input=payload, capture_output=True, env=env, check=True
+        ).stdout.decode()
+        for how in ("load", "skip")
+    ]
+    assert ["used [REDACTED]\n", f"used {key}\n"] == outs
+
+
 def test_complete_refuses_stream_true() -> None:
     """complete(stream=True) points to client.stream() instead of failing on an event stream."""
     with pytest.raises(ValueError, match=r"client\.stream"):

@@ -105,6 +105,26 @@ def test_changing_the_fault_mix_keeps_the_latencies() -> None:
     assert [calm.draw().latency_s for _ in range(100)] == [stormy.draw().latency_s for _ in range(100)]
 
 
+def test_a_pickled_model_keeps_its_configuration_and_starts_afresh() -> None:
+    """A copy (as a Dask partition gets) has the model's settings and draws its seeded sequence from
+    the start, with its replies' rules and no outcomes counted yet."""
+    import pickle
+
+    import cloudpickle
+
+    model = SimulatedModel(p50=0.001, p99=0.002, seed=5, faults={"429": 0.3}, model="m1")
+    draws = [model.draw() for _ in range(50)]
+    copy = pickle.loads(pickle.dumps(model))
+    assert (repr(model), "m1") == (repr(copy), copy.model)
+    assert draws == [copy.draw() for _ in range(50)]
+    by_rules = SimulatedModel(p50=0.001, p99=0.002, reply={"refund": "R"})
+    assert "R" == complete(by_rules, "a refund please").text
+    copy = pickle.loads(pickle.dumps(by_rules))
+    assert (0, "R") == (sum(copy.outcomes.values()), complete(copy, "a refund please").text)
+    by_function = cloudpickle.loads(cloudpickle.dumps(SimulatedModel(reply=lambda messages: "from a lambda")))
+    assert "from a lambda" == complete(by_function).text
+
+
 def test_429_carries_retry_after_and_is_transient() -> None:
     """An injected 429 is an HTTP 429 with a Retry-After header, classified transient."""
     exc = failure(SimulatedModel(faults={"429": 1.0}, retry_after=2.5))

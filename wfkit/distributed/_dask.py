@@ -18,6 +18,7 @@ before any work is sent.
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import math
 import os
@@ -27,7 +28,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeAlias, TypeVar
@@ -81,16 +82,134 @@ def connect(executor: Executor, *, timeout: float = CONNECT_TIMEOUT) -> Connecti
             f"'tcp://host:8786'; got {executor!r}"
         )
     address = executor.strip()
+    deadline = time.monotonic() + timeout
+    _check_is_a_scheduler(address, timeout)
     try:
-        client = distributed.Client(address, timeout=timeout, set_as_default=False)
+        client = distributed.Client(address, timeout=max(1.0, deadline - time.monotonic()), set_as_default=False)
     except (OSError, TimeoutError, ValueError) as exc:
+        raise SchedulerUnreachableError(address, _unreachable(address, timeout, exc)) from exc
+    return Connection(client, owned=True)
+
+
+def _unreachable(address: str, timeout: float, exc: BaseException | None) -> str:
+    reason = str(exc)
+    if reason.startswith("in <") and ">: " in reason:  # distributed's "in <TCPConnector object at 0x...>: ..."
+        reason = reason.split(">: ", 1)[1]
+    return (
+        f"cannot reach a Dask scheduler at {address} (tried for {timeout:g} s: {reason}); start one with "
+        f"`dask scheduler` and workers with `dask worker {address}`, or check the address and that "
+        f"this machine can reach its port"
+    )
+
+
+def _check_is_a_scheduler(address: str, timeout: float) -> None:
+    """A Dask scheduler answers at ``address`` within ``timeout`` seconds, or a
+    SchedulerUnreachableError says what answered instead.
+
+    Done before a ``Client`` is made, which bounds only the TCP connection by its ``timeout=``:
+    a peer that accepts the connection and never speaks Dask (an HTTP server: the dashboard's
+    port, given by mistake) keeps it waiting for ever, and a peer whose bytes read as a frame
+    length makes it try to allocate that much (``MemoryError: Unable to allocate 3.07 EiB``).
+    The check runs on an event loop of its own in a thread of its own (this may be a notebook
+    cell, inside a running loop), and closes what it opened whatever happens."""
+    found: list[tuple[str, Any]] = []
+
+    def check() -> None:
+        try:
+            found.append(asyncio.run(_identify(address, timeout)))
+        except BaseException as exc:  # a bug of ours: raised in the caller's thread below
+            found.append(("error", exc))
+
+    checker = threading.Thread(target=check, name="wfkit-dask-check", daemon=True)
+    checker.start()
+    checker.join(timeout + 5.0)  # _identify keeps to its deadline: this is a backstop
+    what, detail = found[0] if found else ("silent", None)
+    if what == "error" and isinstance(detail, BaseException):
+        raise detail
+    if what == "scheduler":
+        return
+    if what == "unreachable":
+        cause = detail if isinstance(detail, BaseException) else None
+        raise SchedulerUnreachableError(address, _unreachable(address, timeout, detail)) from cause
+    if what == "dask":
         raise SchedulerUnreachableError(
             address,
-            f"cannot reach a Dask scheduler at {address} (tried for {timeout:g} s: {exc}); start one with "
-            f"`dask scheduler` and workers with `dask worker {address}`, or check the address and that "
-            f"this machine can reach its port",
-        ) from exc
-    return Connection(client, owned=True)
+            f"{address} is a Dask {detail}, not the scheduler: give the scheduler's address instead (a "
+            f"worker's log names it after 'Registered to:'; `dask scheduler` listens on port 8786 by default)",
+        )
+    said = {
+        "silent": f"it did not answer Dask's handshake within {timeout:g} s",
+        "closed": "it closed the connection instead of answering Dask's handshake",
+    }.get(what, f"it answered Dask's handshake with bytes that are not Dask's protocol ({detail})")
+    raise SchedulerUnreachableError(
+        address,
+        f"something answers at {address}, but it is not a Dask scheduler: {said}. Check the address and "
+        f"its port: a scheduler listens on 8786 by default and its dashboard (a web page, http://) on 8787; "
+        f"`dask scheduler` prints its address as tcp://HOST:PORT",
+    )
+
+
+async def _identify(address: str, timeout: float) -> tuple[str, Any]:
+    """What answers at ``address``, within ``timeout`` s: ``("scheduler", None)``, ``("dask", its
+    type)`` for another Dask server (a worker, a nanny), ``("unreachable", the last error)`` when
+    no connection could be made, ``("silent", None)`` when the peer accepted it but did not answer
+    the handshake in time, ``("closed", None)`` when it hung up, ``("garbage", what failed)`` when
+    it answered something else. Never raises.
+
+    The steps of ``distributed.comm.connect``, each bounded by the deadline (its handshake is not),
+    then the ``identity`` call a Client makes first."""
+    distributed = import_distributed()
+    from distributed.comm.core import FatalCommClosedError
+    from distributed.comm.registry import get_backend
+
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    try:
+        scheme, location = distributed.comm.parse_address(address)
+        backend: Any = get_backend(scheme)
+        connector = backend.get_connector()
+        connection_args = distributed.Security().get_connection_args("client")
+    except (ValueError, TypeError) as exc:
+        return "unreachable", exc
+    comm: Any = None
+    last: BaseException | None = None
+    while comm is None:  # a scheduler that is starting: try again until the deadline, as connect does
+        left = deadline - loop.time()
+        if left <= 0:
+            return "unreachable", last or TimeoutError(f"no connection within {timeout:g} s")
+        try:
+            comm = await asyncio.wait_for(connector.connect(location, deserialize=True, **connection_args), left)
+        except (FatalCommClosedError, ValueError) as exc:  # TLS refused, a malformed host: no retry helps
+            return "unreachable", exc
+        except (OSError, TimeoutError) as exc:
+            last = exc
+            await asyncio.sleep(min(0.05, max(0.0, deadline - loop.time())))
+    try:
+        async with asyncio.timeout_at(deadline):
+            local = comm.handshake_info()
+            await comm.write(local)
+            remote = await comm.read()
+            if not isinstance(remote, dict):
+                return "garbage", f"a handshake of type {type(remote).__name__}"
+            comm.remote_info = {**remote, "address": comm.peer_address}
+            comm.local_info = {**local, "address": comm.local_address}
+            comm.handshake_options = comm.handshake_configuration(comm.local_info, comm.remote_info)
+            await comm.write({"op": "identity", "reply": True})
+            identity = await comm.read()
+    except TimeoutError:
+        return "silent", None
+    except distributed.comm.CommClosedError:
+        return "closed", None
+    except Exception as exc:  # MemoryError for a "frame" of exabytes, a payload that does not decode...
+        return "garbage", type(exc).__name__
+    finally:
+        comm.abort()
+    kind = identity.get("type") if isinstance(identity, dict) else None
+    if isinstance(kind, str) and kind.endswith("Scheduler"):  # Scheduler, or a deployment's subclass
+        return "scheduler", None
+    if isinstance(kind, str):
+        return "dask", kind
+    return "garbage", "an identity without a type"
 
 
 def threads_of(conn: Connection) -> int:
@@ -513,7 +632,36 @@ def _pickled(works: Sequence[Work]) -> list[bytes]:
     Unpickled inside the task, such a failure is the task's error, retried and reported."""
     import cloudpickle
 
-    return [cloudpickle.dumps(work) for work in works]
+    payloads = []
+    for number, work in enumerate(works):
+        try:
+            payloads.append(cloudpickle.dumps(work))
+        except Exception as exc:  # pickling raises TypeError, PicklingError, AttributeError...
+            raise TypeError(
+                f"partition {number}'s work ({type(work).__name__}) cannot be sent to Dask workers: "
+                f"{type(exc).__name__}: {exc}. {_SENDABLE_HINT}"
+            ) from exc
+    return payloads
+
+
+_SENDABLE_HINT = (
+    "What runs on a worker is pickled (with cloudpickle): make the object picklable (its "
+    "__getstate__/__reduce__), or make it on the worker instead, inside the step"
+)
+
+
+def check_sendable(values: Mapping[str, Any]) -> None:
+    """Each value pickles as the work sent to Dask will; else a TypeError naming it (its key in
+    ``values``, e.g. ``"llm="``), before anything is sent."""
+    import cloudpickle
+
+    for name, value in values.items():
+        try:
+            cloudpickle.dumps(value)
+        except Exception as exc:  # pickling raises TypeError, PicklingError, AttributeError...
+            raise TypeError(
+                f"{name} cannot be sent to Dask workers: {type(exc).__name__}: {exc}. {_SENDABLE_HINT}"
+            ) from exc
 
 
 def _partition_error(future: Any, job: str, partition: int, retries: int) -> PartitionError:

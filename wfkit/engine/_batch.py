@@ -185,8 +185,10 @@ def run_many(
                 bar.close()
         return BatchResult(flow.name, _frame(rows), str(workspace_path(workspace)))
 
-    from wfkit.distributed._dask import chunks, run_partitioned
+    from wfkit.distributed._dask import check_sendable, chunks, run_partitioned
 
+    # Each option is pickled with the work: one that cannot be is named here, before connecting.
+    check_sendable({f"workflow {flow.name!r}": flow, **{f"{name}=": value for name, value in options.items()}})
     outcome = run_partitioned(
         executor,
         dataset if dataset is not None else workspace_path(workspace),

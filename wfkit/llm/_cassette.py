@@ -114,6 +114,14 @@ class Cassette(httpx.AsyncBaseTransport):
     network, one connection pool per event loop). ``secrets`` are extra strings never to store.
     Under ``wfkit replay`` ($WFKIT_REPLAY=1) every cassette replays only: a regression run never
     reaches the network, and a request nobody recorded fails instead of being recorded.
+
+    A cassette pickles by its path, mode, secrets and ``transport``: each Dask partition
+    (``run_many(..., executor=client, llm=ChatClient(..., transport=cassette))``) gets a copy that
+    reads, and records to, the file at the same path on its worker's disk. Replay is the mode for
+    workers: record locally, or on a cluster copy the file to every worker. A copy never starts
+    the file afresh (its partitions would erase each other's lines): in ``"record"`` mode on
+    workers, start from an absent or empty file, and each worker's file keeps what was recorded
+    there (on a ``LocalCluster`` one file, each line appended whole).
     """
 
     def __init__(
@@ -136,6 +144,16 @@ class Cassette(httpx.AsyncBaseTransport):
         self._tapes: dict[tuple[str, str, str], list[dict[str, Any]]] | None = None
         self._played: dict[tuple[str, str, str], int] = {}
         self._fresh = mode == "record"  # the first recording truncates the file
+
+    def __getstate__(self) -> dict[str, Any]:
+        """The configuration; a copy loads the file afresh and never truncates it (class doc)."""
+        return {"path": self.path, "mode": self.mode, "transport": self._inner, "secrets": sorted(self._secrets)}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        Cassette.__init__(
+            self, state["path"], mode=state["mode"], transport=state["transport"], secrets=state["secrets"]
+        )
+        self._fresh = False
 
     # ---- the file --------------------------------------------------------------------------------
 
@@ -177,8 +195,10 @@ class Cassette(httpx.AsyncBaseTransport):
         line = self._redact(json.dumps(item, ensure_ascii=False, sort_keys=True), secrets)
         with self._lock:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            with self.path.open("w" if self._fresh else "a", encoding="utf-8") as fh:
-                fh.write(line + "\n")
+            # One write of the whole line, appended: copies of this cassette in other processes
+            # (Dask workers on one machine) may append to the same file.
+            with self.path.open("wb" if self._fresh else "ab") as fh:
+                fh.write((line + "\n").encode("utf-8"))
             self._fresh = False
             stored = json.loads(line)
             req = stored["request"]

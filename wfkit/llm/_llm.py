@@ -95,6 +95,24 @@ def _redact(text: str, secret: str | None) -> str:
     return text.replace(secret, REDACTED) if secret else text
 
 
+def check_base_url(base_url: str, source: str = "ChatClient base_url") -> str:
+    """``base_url`` if it names a scheme and a host; else a ValueError saying what to write instead.
+
+    httpx would take ``"127.0.0.1:8765/v1"`` and fail every call with its own UnsupportedProtocol
+    (naming neither the client nor the URL); refused here, where it was given."""
+    url = base_url.strip()
+    if "://" not in url:  # "localhost:8000/v1" parses with "localhost" as its scheme
+        suggestion = "http://" + url.lstrip("/")
+        raise ValueError(f"{source} {base_url!r} has no scheme: write {suggestion!r} (or https:// for a TLS endpoint)")
+    try:
+        host = httpx.URL(url).host
+    except httpx.InvalidURL as exc:
+        raise ValueError(f"{source} {base_url!r} is not a URL ({exc}): write it as 'http://HOST:PORT/v1'") from None
+    if not host:
+        raise ValueError(f"{source} {base_url!r} names no host: write it as 'http://HOST:PORT/v1'")
+    return url
+
+
 def _where(url: httpx.URL) -> str:
     """A URL for messages: no user info, no query string (either may hold a key)."""
     port = f":{url.port}" if url.port else ""
@@ -134,11 +152,15 @@ def _usage_of(payload: Any) -> tuple[int | None, int | None]:
     )
 
 
+# What a pickled ChatClient carries: its configuration (the headers hold the key's Authorization).
+_PICKLED = ("base_url", "model", "transport", "prices", "_api_key", "_timeout", "_headers")
+
+
 class ChatClient:
     """A chat-completions client for an OpenAI-compatible endpoint (``POST {base_url}/chat/completions``).
 
-    - ``base_url``: e.g. ``"http://localhost:8000/v1"``. None (and no ``transport``) means the
-      offline :class:`SimulatedModel`.
+    - ``base_url``: e.g. ``"http://localhost:8000/v1"``, scheme included (a URL without one is
+      refused). None (and no ``transport``) means the offline :class:`SimulatedModel`.
     - ``model``: the default model; a call may pass another. Required for a real endpoint.
     - ``api_key``: sent as ``Authorization: Bearer``; when None it is read from the environment
       variable named by ``api_key_env`` (``WFKIT_API_KEY`` unless you name another, e.g.
@@ -153,6 +175,15 @@ class ChatClient:
     The client is async: call it from ``async def`` steps. Connections are pooled per event
     loop: across every call of a run, and across runs in a notebook kernel. They close when the
     loop ends (``Workflow.run``), or with :meth:`aclose` / ``async with``.
+
+    A client pickles by its configuration (``run_many(..., executor=client, llm=...)`` sends it to
+    Dask workers): base URL, model, timeouts, prices, headers and transport (a
+    :class:`SimulatedModel` or :class:`Cassette` travels by its own configuration); each copy
+    opens its own connections. The pickle carries the API key too, whether it came from
+    ``api_key=`` or the environment, so that the workers can call the endpoint: it crosses the
+    network to the scheduler and the workers (use a ``tls://`` scheduler on a network you do not
+    trust), and on the other side it is again kept out of ``repr``, events, checkpoints and
+    cassettes. Never write such a pickle to a file.
     """
 
     __slots__ = ("__weakref__", "_api_key", "_headers", "_http", "_timeout", "base_url", "model", "prices", "transport")
@@ -173,6 +204,8 @@ class ChatClient:
             transport = transport if transport is not None else SimulatedModel()
             base_url = _SIMULATED_URL
             model = model or getattr(transport, "model", None)
+        else:
+            base_url = check_base_url(base_url)
         if not model:
             raise ValueError(
                 f"ChatClient({base_url!r}) needs a model name: ChatClient(base_url, model='...'), "
@@ -187,9 +220,23 @@ class ChatClient:
         self._headers = dict(headers or {})
         if self._api_key:
             self._headers["Authorization"] = f"Bearer {self._api_key}"
-            if len(self._api_key) >= 4:
-                mark_secret(self._api_key)  # redacted from every event and checkpoint, whatever carries it
+        self._start()
+
+    def _start(self) -> None:
+        """What this process needs beyond the configuration: the key marked secret here, and a
+        connection pool per event loop (made on first use)."""
+        if self._api_key and len(self._api_key) >= 4:
+            mark_secret(self._api_key)  # redacted from every event and checkpoint, whatever carries it
         self._http: PerLoop[httpx.AsyncClient] = PerLoop(self._new_http, lambda c: c.aclose())
+
+    def __getstate__(self) -> dict[str, Any]:
+        """The configuration, API key included (see the class doc); never the connections."""
+        return {name: getattr(self, name) for name in _PICKLED}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        for name in _PICKLED:
+            setattr(self, name, state[name])
+        self._start()
 
     def _new_http(self) -> httpx.AsyncClient:
         return httpx.AsyncClient(
@@ -396,6 +443,7 @@ def default_client(*, seed: int | None = None) -> ChatClient:
     seeded with the run's seed."""
     base_url = os.environ.get("WFKIT_LLM_BASE_URL")
     if base_url:
+        base_url = check_base_url(base_url, "$WFKIT_LLM_BASE_URL")
         return ChatClient(base_url, model=os.environ.get("WFKIT_LLM_MODEL"))
     return ChatClient(transport=SimulatedModel(seed=seed))
 

@@ -86,6 +86,10 @@ class SimulatedModel(httpx.AsyncBaseTransport):
       back, so its price applies).
 
     ``outcomes`` counts what was served: ``ok``, ``429``, ``timeout``...
+
+    A model pickles by its configuration (a function given as ``reply`` must pickle too, as
+    cloudpickle does with a lambda): a copy, such as the one each Dask partition gets, starts its
+    seeded sequences, its reply ids and its ``outcomes`` afresh.
     """
 
     def __init__(
@@ -108,6 +112,7 @@ class SimulatedModel(httpx.AsyncBaseTransport):
         self._faults = _check_faults(self.faults)
         self._sigma = math.log(p99 / p50) / _Z99 if p50 > 0 else 0.0
         self._rngs: tuple[random.Random, random.Random] | None = None  # built on first draw: cheap to create
+        self._reply = reply
         self._rules = self._compile(reply)
         self._ids = itertools.count(1)
         self.outcomes: Counter[str] = Counter()
@@ -208,6 +213,21 @@ class SimulatedModel(httpx.AsyncBaseTransport):
                 "usage": usage,
             },
         )
+
+    def __getstate__(self) -> dict[str, Any]:
+        """The configuration only: a copy starts afresh (see the class doc)."""
+        return {
+            "p50": self.p50,
+            "p99": self.p99,
+            "seed": self.seed,
+            "faults": self.faults,
+            "reply": self._reply,
+            "model": self.model,
+            "retry_after": self.retry_after,
+        }
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        SimulatedModel.__init__(self, **state)
 
     def __repr__(self) -> str:
         faults = f", faults={self.faults!r}" if self.faults else ""
