@@ -121,13 +121,14 @@ class Durability:
     """Checkpoints, journal rows, gates, leases and replay of one run (see the module docstring)."""
 
     __slots__ = (
-        "_clock",
         "_crashed_in_body",
         "_emit",
         "_lease_renew_at",
         "_loop",
         "_make",
+        "_since",
         "_unsynced",
+        "_used",
         "_waits",
         "_writes",
         "policy",
@@ -158,11 +159,13 @@ class Durability:
         self._waits: list[tuple[str, tuple[Any, ...]]] = []
         self._lease_renew_at = time.monotonic() + LEASE_TTL / 2
         # The run's deadline clock: the seconds it had used when it (re)started, and when that was
-        # (monotonic); a lease renewal writes the time used so far (``started``).
-        self._clock = (0.0, time.monotonic())
+        # (monotonic); a lease renewal writes the time used so far (``started``). (Two slots, not
+        # a tuple: ten thousand runs in flight would each hold one more object.)
+        self._used = 0.0
+        self._since = 0.0  # set by started(), which the scheduler calls as the run starts
         # Irreversible steps a crash cut off in their body (``cut_offs``): their attempt is
         # journaled as crashed when the resume finds the intent pending (``admit``).
-        self._crashed_in_body: dict[tuple[str, int], CutOff] = {}
+        self._crashed_in_body: dict[tuple[str, int], CutOff] | None = None
         # The loop the run's checkpoints are handed over from (its scheduler's), known from the
         # first: asking asyncio for the running loop makes a getpid system call on Python 3.11.
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -228,7 +231,6 @@ class Durability:
         lease_due = now >= self._lease_renew_at
         if lease_due:
             self._lease_renew_at = now + LEASE_TTL / 2
-        used, since = self._clock
         write, rows = store.checkpoint_write(
             event,
             outcome,
@@ -236,7 +238,7 @@ class Durability:
             failure,
             lease_due=lease_due,
             intent_status=intent,
-            elapsed=used + now - since if lease_due else None,
+            elapsed=self._used + now - self._since if lease_due else None,
         )
         if len(self._waits) >= _WAITS_PER_WRITE:
             rows = [*rows, *self._take_waits()]
@@ -373,7 +375,8 @@ class Durability:
             if status == "pending":
                 # The process died between the intent and the result: a person must say
                 # whether the side effect happened. Never run it a second time by ourselves.
-                cut = self._crashed_in_body.pop((spec.name, act.visit), None)
+                crashed = self._crashed_in_body
+                cut = None if crashed is None else crashed.pop((spec.name, act.visit), None)
                 if cut is not None:
                     self.record(self._crashed_attempt(act, cut))
                 return Admission("reconcile")
@@ -495,6 +498,8 @@ class Durability:
                     if settled_at is None:
                         settled_at = store.last_settled_at(self.run_id) or time.time()
                     attempt = 1 if fact is None else fact.attempt + 1
+                    if self._crashed_in_body is None:
+                        self._crashed_in_body = {}
                     self._crashed_in_body[key] = CutOff(attempt, settled_at, None, 0)
                 continue
             approval = spec.approval
@@ -526,13 +531,12 @@ class Durability:
         """The run (re)starts at ``t_start`` (monotonic) with ``elapsed_before`` seconds of its
         deadline used: a lease renewal writes the time used since, so that a resume after a crash
         counts what ran before it (``Workflow.resume``)."""
-        self._clock = (elapsed_before, t_start)
+        self._used, self._since = elapsed_before, t_start
 
     async def mark_running(self) -> None:
         """A resumed run is running again (its row said where it had stopped)."""
         if self.store is not None:
-            used, since = self._clock
-            elapsed = used + time.monotonic() - since
+            elapsed = self._used + time.monotonic() - self._since
             await self.store.writer.submit_async(self.store.mark_running_op(self.run_id, elapsed))
 
     async def finish(self, *, status: str, state: dict[str, Any], error: BaseException | None, elapsed: float) -> None:
