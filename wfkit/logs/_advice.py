@@ -112,7 +112,8 @@ def advise_timeouts(
     check_advice_args(quantile, margin, min_samples)
     ok = (df["attempt"].to_numpy() > 0) & (df["status"] == "ok").to_numpy(dtype=bool)
     stats = grouped_quantiles(df, keys_of(df, None), "latency_s", sorted({0.5, quantile}), where=ok)
-    return advice_table(stats, run_durations(runs_table(df)), quantile=quantile, margin=margin, min_samples=min_samples)
+    durations = run_durations(runs_table(df, outcomes=False))
+    return advice_table(stats, durations, quantile=quantile, margin=margin, min_samples=min_samples)
 
 
 def _stages(run: pd.DataFrame) -> tuple[tuple[str, ...], ...]:

@@ -15,7 +15,15 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from wfkit.logs._tables import ERROR_KINDS, QUANTILES, grouped_quantiles, keys_of, quantile_label, runs_table
+from wfkit.logs._tables import (
+    ERROR_KINDS,
+    OUTCOME_COLUMNS,
+    QUANTILES,
+    grouped_quantiles,
+    keys_of,
+    quantile_label,
+    runs_table,
+)
 
 if TYPE_CHECKING:
     import numpy as np
@@ -154,14 +162,17 @@ class StepsAccessor:
         return table
 
     def runs(self) -> pd.DataFrame:
-        """One row per run: workflow, start, end, duration, attempts, steps done, failures, retries."""
-        self._need("runs", "run_id", "started_at", "ended_at")
+        """One row per run: start, end, attempts, steps done, step visits that gave up
+        (``failed``), retries, workflow, duration; then ``fell_back`` (the visits that gave up whose
+        fallback took over) and ``run_failed`` (the run failed: a step gave up with no fallback, or
+        a rejected approval ended it)."""
+        self._need("runs", "run_id", "started_at", "ended_at", *OUTCOME_COLUMNS)
         return runs_table(self._df)
 
     def run_latency(self, quantiles: Sequence[float] = QUANTILES) -> pd.Series:
         """Percentiles of whole-run duration (seconds), over every run in the frame."""
         self._need("run_latency", "run_id", "started_at", "ended_at")
-        durations = self.runs()["duration_s"]
+        durations = runs_table(self._df, outcomes=False)["duration_s"]
         result = durations.quantile(list(quantiles))
         result.index = [quantile_label(q) for q in quantiles]
         result["max"] = durations.max()

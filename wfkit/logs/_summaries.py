@@ -226,13 +226,18 @@ class StepLog:
 
     def runs(self) -> pd.DataFrame:
         """One row per run, as ``df.wf.runs()`` (start, end, attempts, steps_ok, failed, retries,
-        workflow, duration_s), in start order."""
+        workflow, duration_s, fell_back, run_failed), in start order."""
         where, params = self._where()
+        gave_up = "status IN ('failed', 'timeout') AND retry_delay_s IS NULL"
         sql = (
             'SELECT run_id, min(started_at) AS start, max(ended_at) AS "end", '
             "count(*) FILTER (WHERE attempt > 0) AS attempts, count(*) FILTER (WHERE status = 'ok') AS steps_ok, "
-            "count(*) FILTER (WHERE status IN ('failed', 'timeout') AND retry_delay_s IS NULL) AS failed, "
-            "count(*) FILTER (WHERE retry_delay_s IS NOT NULL) AS retries{workflow} "
+            f"count(*) FILTER (WHERE {gave_up}) AS failed, "
+            "count(*) FILTER (WHERE retry_delay_s IS NOT NULL) AS retries, "
+            # How the run ended (see wfkit.logs._tables.runs_table): a step's row, not a map item's.
+            f"count(*) FILTER (WHERE {gave_up} AND map_index IS NULL AND route_taken IS NOT NULL) AS fell_back, "
+            f"(count(*) FILTER (WHERE {gave_up} AND map_index IS NULL AND route_taken IS NULL) > 0 "
+            "OR arg_max(status, seq) = 'rejected') AS run_failed{workflow} "
             f"FROM steps{where} GROUP BY run_id ORDER BY start, run_id"
         )
         frame, _ = self._query(sql, params)
@@ -240,10 +245,12 @@ class StepLog:
             return _empty("runs")
         for name in ("start", "end"):
             frame[name] = frame[name].dt.tz_convert("UTC")
-        for name in ("attempts", "steps_ok", "failed", "retries"):
+        for name in ("attempts", "steps_ok", "failed", "retries", "fell_back"):
             frame[name] = frame[name].astype("int64")
+        frame["run_failed"] = frame["run_failed"].astype(bool)
         frame["duration_s"] = (frame["end"] - frame["start"]).dt.total_seconds()
-        return frame.set_index("run_id")
+        outcome = ["fell_back", "run_failed"]
+        return frame[[c for c in frame.columns if c not in outcome] + outcome].set_index("run_id")
 
     def advise_timeouts(self, quantile: float = 0.99, margin: float = 1.5, *, min_samples: int = 20) -> pd.DataFrame:
         """Timeout advice per (workflow, step), as ``df.wf.advise_timeouts()``, from the files."""
