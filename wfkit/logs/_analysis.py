@@ -263,9 +263,12 @@ class StepsAccessor:
     # ---- timeouts ------------------------------------------------------------------------------
 
     def advise_timeouts(self, quantile: float = 0.99, margin: float = 1.5, *, min_samples: int = 20) -> pd.DataFrame:
-        """Per (workflow, step): a timeout at ``quantile`` of successful latency times ``margin``,
+        """Per (workflow, step): a timeout at ``quantile`` of attempt latency times ``margin``,
         never below the slowest success, with the samples it rests on; no advice (and the reason)
-        under ``min_samples``. A run deadline per workflow is in ``.attrs["run_deadline_s"]``."""
+        under ``min_samples`` successes. An attempt a timeout cut off counts as slower than every
+        success (``timeouts`` says how many; the longest ran ``cut_at_s``): when the quantile falls
+        among them it is unknown, and so is the advice (the ``note`` says to raise the timeout to
+        measure). A run deadline per workflow is in ``.attrs["run_deadline_s"]``."""
         self._need("advise_timeouts", "run_id", "latency_s", "started_at", "ended_at")
         from wfkit.logs._advice import advise_timeouts
 
@@ -282,7 +285,10 @@ class StepsAccessor:
     ) -> pd.DataFrame:
         """Monte Carlo over the observed latencies of one workflow: predicted timeout and failure
         rates per step and for whole runs (serial steps compound). ``timeouts`` maps a step (or
-        (workflow, step), as ``advise_timeouts()["timeout_s"]`` does) to seconds."""
+        (workflow, step), as ``advise_timeouts()["timeout_s"]`` does) to seconds. A draw of an
+        attempt a timeout cut off times out again at a timeout it ran to; at a longer one whether it
+        finishes is unknown: it counts as a timeout (the worst case), in ``unknown_rate`` too, and
+        the ``note`` says so."""
         self._need("predict_timeouts", "run_id", "latency_s", "started_at", "ended_at", "visit")
         from wfkit.logs._advice import predict_timeouts
 

@@ -222,8 +222,10 @@ def _workflow_section(log: StepLog, workspace: str | os.PathLike[str] | None, na
     deadline = advice.attrs["run_deadline_s"].get(name)
     parts.append("<h3>Proposed timeouts</h3>")
     parts.append(
-        f'<p class="note">{q_label.upper()} of successful latency x {advice.attrs["margin"]:g}, never below the '
-        f"slowest success; no advice under {advice.attrs['min_samples']} samples. Run deadline: "
+        f'<p class="note">{q_label.upper()} of attempt latency x {advice.attrs["margin"]:g} (an attempt a timeout '
+        "cut off counted as slower than every success), never below the slowest success; no advice under "
+        f"{advice.attrs['min_samples']} samples, nor when the {q_label.upper()} falls among the attempts a timeout "
+        "cut off (their latency is unknown). Run deadline: "
         + (
             f"<b>{format_seconds(deadline)}</b> (from {advice.attrs['run_samples'].get(name, 0):,} runs)."
             if deadline is not None
@@ -238,9 +240,10 @@ def _workflow_section(log: StepLog, workspace: str | os.PathLike[str] | None, na
                 "samples": ("samples", _count),
                 q_label: (q_label.upper(), _duration),
                 "max": ("slowest", _duration),
+                "timeouts": ("timed out", _count),
                 "timeout_s": ("timeout", _duration),
                 "basis": ("basis", lambda v: "" if v is None or v != v else str(v)),
-                "note": ("why none", lambda v: "" if v is None or v != v else str(v)),
+                "note": ("note", lambda v: "" if v is None or v != v else str(v)),
             },
             index={"step": "step"},
             classes={"basis": "text", "note": "text"},

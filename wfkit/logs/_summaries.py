@@ -254,13 +254,36 @@ class StepLog:
 
     def advise_timeouts(self, quantile: float = 0.99, margin: float = 1.5, *, min_samples: int = 20) -> pd.DataFrame:
         """Timeout advice per (workflow, step), as ``df.wf.advise_timeouts()``, from the files."""
-        from wfkit.logs._advice import advice_table, check_advice_args, run_durations
+        from wfkit.logs._advice import advice_table, censored_quantiles, check_advice_args, run_durations
 
         check_advice_args(quantile, margin, min_samples)
-        stats = self.latency(sorted({0.5, quantile}), status="ok")
-        return advice_table(
-            stats, run_durations(self.runs()), quantile=quantile, margin=margin, min_samples=min_samples
+        quantiles = sorted({0.5, quantile})
+        stats = self.latency(quantiles, status="ok")
+        # The attempts a timeout cut off: how many, and the longest any of them ran.
+        where, params = self._where(
+            "attempt > 0 AND status = 'timeout' AND latency_s IS NOT NULL AND NOT isnan(latency_s)"
         )
+        sql = (
+            "SELECT {keys}, count(*) AS timeouts, max(latency_s) AS cut_at_s "
+            f"FROM steps{where} GROUP BY {{keys}} ORDER BY {{keys}}"
+        )
+        cut, keys = self._query(sql, params)
+        cut = cut.set_index(keys) if cut is not None else stats.iloc[:0, :0].assign(timeouts=0, cut_at_s=0.0)
+
+        def successes_at(key: tuple[str, ...], qs: list[float]) -> list[float]:
+            group = self.narrow(**dict(zip(keys, key, strict=True)))
+            where, params = group._where(
+                "attempt > 0 AND status = 'ok' AND latency_s IS NOT NULL AND NOT isnan(latency_s)"
+            )
+            found, _ = group._query(
+                f"SELECT quantile_cont(latency_s, ?::DOUBLE[]) AS q FROM steps{where}", [qs, *params]
+            )
+            assert found is not None  # the group has successes, in files that are there
+            return [float(v) for v in found["q"].iloc[0]]
+
+        stats = censored_quantiles(stats, cut, quantiles, successes_at)
+        durations = run_durations(self.runs())
+        return advice_table(stats, durations, quantile=quantile, margin=margin, min_samples=min_samples)
 
     def close(self) -> None:
         """Close the DuckDB connection (a new one opens on the next question)."""
