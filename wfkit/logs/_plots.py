@@ -11,10 +11,11 @@ Titles and axes name the workflow, the step and the unit; durations are labelled
 
 from __future__ import annotations
 
+import itertools
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from wfkit.logs._units import axis_seconds, format_seconds
 
@@ -67,26 +68,77 @@ def _say(ax: Axes, message: str, title: str) -> Axes:
     return ax
 
 
-def _seconds_axis(ax: Axes, axis: str = "x") -> None:
-    """Label a seconds axis "10 ms", "1 s". On a log axis: ticks at 1, 2 and 5 of each decade
-    (every digit when the data span less than 4x; fewer when the axis is too short for them to
-    stand apart, as in small multiples), small ticks unlabelled."""
-    import math
+# Ticks within a decade, densest first: on a log axis the last gaps of a decade are the narrowest
+# (9 to 10 is a fifth of 1 to 2), so a denser set is only used when its labels stand apart.
+_LOG_SUBS: tuple[tuple[float, ...], ...] = (
+    tuple(float(d) for d in range(1, 10)),
+    (1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0),
+    (1.0, 2.0, 3.0, 5.0, 7.0),
+    (1.0, 2.0, 5.0),
+    (1.0, 3.0),
+    (1.0,),
+)
 
-    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+def _log_subs(low: float, high: float, inches: float, label_in: Callable[[float], float], across: bool) -> Any:
+    """The densest of ``_LOG_SUBS`` that puts at least two ticks between ``low`` and ``high`` with
+    no two labels touching, on an axis ``inches`` long; ``label_in(tick)`` is a label's extent
+    along the axis (its width ``across`` an x axis, its height on a y axis). If every set that
+    puts two ticks there crowds them, the sparsest such; None when none puts two ticks there (a
+    range narrower than a decade's gaps)."""
+    decades = math.log10(high / low)
+    sparsest = None
+    for subs in _LOG_SUBS:
+        ticks = sorted(
+            sub * 10.0**exponent
+            for exponent in range(math.floor(math.log10(low)), math.ceil(math.log10(high)) + 1)
+            for sub in subs
+            if low <= sub * 10.0**exponent <= high
+        )
+        if len(ticks) < 2:
+            continue
+        sparsest = subs
+        pad = 0.12 if across else 0.04
+        if all(
+            inches * math.log10(b / a) / decades >= (label_in(a) + label_in(b)) / 2 + pad
+            for a, b in itertools.pairwise(ticks)
+        ):
+            return subs
+    return sparsest
+
+
+def _seconds_axis(ax: Axes, axis: str = "x") -> None:
+    """Label a seconds axis "10 ms", "1 s", each label true to its tick. On a log axis: ticks at
+    the densest of every digit, 1-2-3-5-7, 1-2-5, 1-3 or 1 of each decade whose labels stand apart
+    at the axis' length (so that few ticks crowd no small multiple), small ticks unlabelled; where
+    none puts two ticks in view, plain ticks at round values, as many as fit."""
+    import matplotlib
+    from matplotlib.font_manager import FontProperties
+    from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
 
     target = ax.xaxis if axis == "x" else ax.yaxis
     if (ax.get_xscale() if axis == "x" else ax.get_yscale()) == "log":
         low, high = ax.get_xlim() if axis == "x" else ax.get_ylim()
-        narrow = low > 0 and high / low < 4
+        low, high = min(low, high), max(low, high)
         inches = (ax.bbox.width if axis == "x" else ax.bbox.height) / ax.figure.dpi
-        decades = math.log10(high / low) if low > 0 and high > low else 1.0
-        # A label such as "500 ms" needs about 0.6 in at the default size (0.3 in stacked on a y axis).
-        fits = inches / decades / (0.6 if axis == "x" else 0.3)
-        subs: tuple[float, ...] = (1.0, 2.0, 5.0) if fits >= 3 else (1.0, 3.0) if fits >= 2 else (1.0,)
-        if narrow:
-            subs = tuple(float(d) for d in range(1, 10))
-        target.set_major_locator(LogLocator(base=10, subs=subs))
+        size = (
+            FontProperties(
+                size=matplotlib.rcParams["xtick.labelsize" if axis == "x" else "ytick.labelsize"]
+            ).get_size_in_points()
+            / 72
+        )
+        across = axis == "x"
+
+        def label_in(tick: float) -> float:  # about 0.6 em a character across, a line's height along y
+            return len(axis_seconds(tick)) * 0.6 * size if across else 1.2 * size
+
+        subs = _log_subs(low, high, inches, label_in, across) if 0 < low < high else (1.0, 2.0, 5.0)
+        if subs is None:  # a range too narrow for the decade's ticks: round values, spaced to fit
+            longest = max(len(format_seconds(v, digits=4)) for v in (low, high))
+            widest = (longest * 0.6 * size if across else 1.2 * size) + (0.12 if across else 0.04)
+            target.set_major_locator(MaxNLocator(nbins=max(2, int(inches / (1.5 * widest))), steps=[1, 2, 2.5, 5, 10]))
+        else:
+            target.set_major_locator(LogLocator(base=10, subs=subs))
         target.set_minor_locator(LogLocator(base=10, subs=tuple(float(d) for d in range(1, 10))))
         target.set_minor_formatter(NullFormatter())
     target.set_major_formatter(FuncFormatter(axis_seconds))
