@@ -173,8 +173,8 @@ def test_advise_timeouts_counts_attempts_a_timeout_cut_off(cut_off: Path) -> Non
     """An attempt a timeout cut off counts as slower than every success: with a quarter of them
     cut off, P99 is unknown and no timeout is advised (the note says to raise the timeout to
     measure), where leaving them out advised one shorter than the timeout that cut them; at P50
-    the advice stands on the successes' quantile at the rank P50 has among all attempts.
-    StepLog advises the same."""
+    the advice stands on the successes' quantile at the rank P50 has among all attempts. Runs a
+    timeout failed count so for the run deadline. StepLog advises the same."""
     frame = wf.steps(cut_off)
     assert {"ok": 30, "timeout": 10} == frame["status"].astype(str).value_counts().to_dict()
     table = frame.wf.advise_timeouts()
@@ -190,7 +190,11 @@ def test_advise_timeouts_counts_attempts_a_timeout_cut_off(cut_off: Path) -> Non
         "is unknown, and so is the P99; raise the timeout to measure it"
     ) == row["note"]
 
-    median = frame.wf.advise_timeouts(quantile=0.5).loc[("censored", "llm")]
+    runs = frame.wf.runs()
+    cut_runs = runs["failed_on_timeout"]
+    assert 10 == cut_runs.sum()
+    median_table = frame.wf.advise_timeouts(quantile=0.5)
+    median = median_table.loc[("censored", "llm")]
     ok = frame.loc[frame["status"] == "ok", "latency_s"].to_numpy()
     # P50 of 40 attempts sits at rank 19.5 (0-based); the 10 cut off come last.
     assert pytest.approx(np.quantile(ok, 19.5 / 29)) == median["p50"]
@@ -200,9 +204,22 @@ def test_advise_timeouts_counts_attempts_a_timeout_cut_off(cut_off: Path) -> Non
         "hit a timeout (after up to " + format_seconds(cut.max()) + "): counted as slower than every success"
     )
 
+    # Runs a timeout failed count as slower than every other too: no run deadline at P99, one at P50.
+    assert {"censored": None} == table.attrs["run_deadline_s"]
+    longest = format_seconds(runs.loc[cut_runs, "duration_s"].max())
+    assert (
+        f"10 of 40 runs (25%) failed on a timeout (after up to {longest}): how long they would take is "
+        "unknown, and so is the P99 run; raise the timeouts to measure it"
+    ) == table.attrs["run_deadline_note"]["censored"]
+    finished = runs.loc[~runs["failed_on_timeout"], "duration_s"].to_numpy()
+    deadline = math.ceil(max(np.quantile(finished, 19.5 / 29) * 1.5, finished.max()) * 1000) / 1000
+    assert {"censored": pytest.approx(deadline)} == median_table.attrs["run_deadline_s"]
+
     for quantile in (0.99, 0.5):
         ours = wf.StepLog(cut_off).advise_timeouts(quantile=quantile)
-        pd.testing.assert_frame_equal(frame.wf.advise_timeouts(quantile=quantile), ours, check_index_type=False)
+        theirs = frame.wf.advise_timeouts(quantile=quantile)
+        pd.testing.assert_frame_equal(theirs, ours, check_index_type=False)
+        assert theirs.attrs == ours.attrs
 
 
 def test_predict_timeouts_counts_attempts_a_timeout_cut_off(cut_off: Path) -> None:

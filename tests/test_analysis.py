@@ -266,27 +266,29 @@ def test_runs_tell_a_run_a_fallback_saved_from_one_that_failed(workspace: Path) 
     assert len(status) == len(runs)
     by_workflow = {str(w): row for w, row in runs.set_index(runs["workflow"].astype(str)).iterrows()}
     expected = {
-        "saved": (1, 1, False, "succeeded"),
-        "failed": (1, 0, True, "failed"),
-        "deadline": (1, 0, True, "timed_out"),
-        "map-saved": (2, 1, False, "succeeded"),  # the item's row and the map step's
-        "map-failed": (2, 0, True, "failed"),
-        "gate-None-reject": (0, 0, True, "failed"),
-        "gate-revise-reject": (0, 0, False, "succeeded"),
-        "gate-None-approve": (0, 0, False, "succeeded"),
-        "gate-None-None": (0, 0, False, "waiting_approval"),
+        "saved": (1, 1, False, False, "succeeded"),
+        "failed": (1, 0, True, False, "failed"),
+        "deadline": (1, 0, True, True, "timed_out"),
+        "map-saved": (2, 1, False, False, "succeeded"),  # the item's row and the map step's
+        "map-failed": (2, 0, True, False, "failed"),
+        "gate-None-reject": (0, 0, True, False, "failed"),
+        "gate-revise-reject": (0, 0, False, False, "succeeded"),
+        "gate-None-approve": (0, 0, False, False, "succeeded"),
+        "gate-None-None": (0, 0, False, False, "waiting_approval"),
     }
+    outcome = ["fell_back", "run_failed", "failed_on_timeout"]
     actual = {
-        name: (int(row["failed"]), int(row["fell_back"]), bool(row["run_failed"]), status[str(run_id)])
+        name: (
+            *(int(row[c]) if c in ("failed", "fell_back") else bool(row[c]) for c in ["failed", *outcome]),
+            status[str(run_id)],
+        )
         for (name, row), run_id in zip(by_workflow.items(), runs.index, strict=True)
     }
     assert expected == actual
-    assert ["fell_back", "run_failed"] == list(runs.columns[-2:])
+    assert outcome == list(runs.columns[-3:])
     on_disk = wf.StepLog().runs()
     pd.testing.assert_frame_equal(
-        runs[["failed", "fell_back", "run_failed"]].sort_index(),
-        on_disk[["failed", "fell_back", "run_failed"]].sort_index(),
-        check_index_type=False,
+        runs[["failed", *outcome]].sort_index(), on_disk[["failed", *outcome]].sort_index(), check_index_type=False
     )
 
 

@@ -99,18 +99,21 @@ def _runs_reference(df: pd.DataFrame) -> pd.DataFrame:
     outcomes = {}
     for run_id, rows in frame.groupby("run_id", observed=True, sort=False):
         step = rows["_failed"] & rows["map_index"].isna()  # a step's row that gave up, no map item's
-        fatal = bool((step & rows["route_taken"].isna()).any())
+        fatal = step & rows["route_taken"].isna()
         last = rows.loc[rows["seq"].idxmax(), "status"] == "rejected"
-        outcomes[run_id] = (int((step & rows["route_taken"].notna()).sum()), fatal or last)
+        on_timeout = bool((fatal & (rows["status"] == "timeout")).any())
+        outcomes[run_id] = (int((step & rows["route_taken"].notna()).sum()), bool(fatal.any()) or last, on_timeout)
     table["fell_back"] = [outcomes[run_id][0] for run_id in table.index]
     table["run_failed"] = [outcomes[run_id][1] for run_id in table.index]
+    table["failed_on_timeout"] = [outcomes[run_id][2] for run_id in table.index]
     # Counts as int64 whatever the attempt column's width, as StepLog.runs() gives them.
     return table.sort_values("start").astype({"attempts": "int64"})
 
 
 def test_runs_table_equals_one_computed_run_by_run() -> None:
     """The vectorised runs table equals the run-by-run one: attempts, successes, failures not
-    retried, retries, workflow, duration, step failures a fallback took over, whether the run failed."""
+    retried, retries, workflow, duration, step failures a fallback took over, whether the run failed
+    and whether on a timeout."""
     rng = np.random.default_rng(3)
     n = 2_000
     start = pd.Timestamp("2026-01-01", tz="UTC") + pd.to_timedelta(rng.integers(0, 10**9, n), unit="us")

@@ -12,7 +12,8 @@ and predict that they never time out. So the advice counts each one as slower th
 (the one assumption that can only err on the long side), and gives no timeout when the quantile
 falls among them; the prediction counts a draw of one as timing out again at any timeout it was
 cut at or beyond, and at a longer timeout as unknown (the worst case, a timeout, is counted), and
-says so in its ``unknown_rate`` and ``note`` columns.
+says so in its ``unknown_rate`` and ``note`` columns. A run a timeout failed is censored the same
+way, for the run deadline.
 """
 
 from __future__ import annotations
@@ -123,13 +124,19 @@ def check_advice_args(quantile: float, margin: float, min_samples: int) -> None:
 
 
 def run_durations(runs: pd.DataFrame) -> pd.DataFrame:
-    """Per workflow, the durations of its runs (from a ``runs()`` table) as a sorted array."""
+    """Per workflow, the durations of its runs (from a ``runs()`` table) as sorted arrays: those a
+    timeout failed (``cut``: they ran at least that long) apart from the rest (``durations``)."""
+    import numpy as np
     import pandas as pd
 
     if "workflow" not in runs.columns or runs.empty:
-        return pd.DataFrame({"durations": pd.Series(dtype=object)})
-    grouped = runs.groupby(runs["workflow"].astype(str), observed=True)["duration_s"]
-    return grouped.apply(lambda d: d.sort_values().to_numpy()).to_frame("durations")
+        return pd.DataFrame({"durations": pd.Series(dtype=object), "cut": pd.Series(dtype=object)})
+    table = {}
+    for workflow, rows in runs.groupby(runs["workflow"].astype(str), observed=True):
+        mine = rows["failed_on_timeout"].to_numpy(dtype=bool)
+        durations = rows["duration_s"].to_numpy(dtype=float)
+        table[workflow] = (np.sort(durations[~mine]), np.sort(durations[mine]))
+    return pd.DataFrame.from_dict(table, orient="index", columns=["durations", "cut"])
 
 
 def advice_table(
@@ -179,15 +186,30 @@ def advice_table(
     table["timeouts"] = stats["timeouts"].astype("int64")
     table["cut_at_s"] = stats["cut_at_s"].astype(float)
     deadlines: dict[str, float | None] = {}
-    for workflow, values in durations["durations"].items():
-        if len(values) < min_samples:
-            deadlines[str(workflow)] = None
-            continue
-        at = float(np.quantile(values, quantile)) * margin
-        deadlines[str(workflow)] = math.ceil(max(at, float(values[-1])) * 1000) / 1000
+    why: dict[str, str | None] = {}
+    for workflow, values, cut in zip(durations.index, durations["durations"], durations["cut"], strict=True):
+        name, n, m = str(workflow), len(values), len(cut)
+        # A run a timeout failed counts as slower than every other, as an attempt a timeout cut off does.
+        rank = (n + m - 1) * quantile
+        deadlines[name], why[name] = None, None
+        if m and rank > n - 1 + 1e-9:
+            why[name] = (
+                f"{m} of {n + m} runs ({_share(m, n + m)}) failed on a timeout (after up to "
+                f"{format_seconds(float(cut[-1]))}): how long they would take is unknown, and so is the "
+                f"{label.upper()} run; raise the timeouts to measure it"
+            )
+        elif n < min_samples:
+            why[name] = f"only {n} run{'s' if n != 1 else ''} that no timeout failed; need {min_samples}"
+        else:
+            at = float(np.quantile(values, quantile if not m else min(rank / (n - 1), 1.0) if n > 1 else 0.0))
+            deadlines[name] = math.ceil(max(at * margin, float(values[-1])) * 1000) / 1000
     table.attrs.update(
         run_deadline_s=deadlines,
-        run_samples={str(w): len(v) for w, v in durations["durations"].items()},
+        run_deadline_note=why,
+        run_samples={
+            str(w): len(v) + len(c)
+            for w, v, c in zip(durations.index, durations["durations"], durations["cut"], strict=True)
+        },
         quantile=quantile,
         margin=margin,
         min_samples=min_samples,
@@ -225,7 +247,7 @@ def advise_timeouts(
         return [float(v) for v in np.quantile(values[~np.isnan(values)], qs)]
 
     stats = censored_quantiles(stats, cut, quantiles, successes_at)
-    durations = run_durations(runs_table(df, outcomes=False))
+    durations = run_durations(runs_table(df))
     return advice_table(stats, durations, quantile=quantile, margin=margin, min_samples=min_samples)
 
 

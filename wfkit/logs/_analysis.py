@@ -164,8 +164,9 @@ class StepsAccessor:
     def runs(self) -> pd.DataFrame:
         """One row per run: start, end, attempts, steps done, step visits that gave up
         (``failed``), retries, workflow, duration; then ``fell_back`` (the visits that gave up whose
-        fallback took over) and ``run_failed`` (the run failed: a step gave up with no fallback, or
-        a rejected approval ended it)."""
+        fallback took over), ``run_failed`` (the run failed: a step gave up with no fallback, or
+        a rejected approval ended it) and ``failed_on_timeout`` (the step that failed it ran out
+        of time)."""
         self._need("runs", "run_id", "started_at", "ended_at", *OUTCOME_COLUMNS)
         return runs_table(self._df)
 
@@ -269,7 +270,7 @@ class StepsAccessor:
         success (``timeouts`` says how many; the longest ran ``cut_at_s``): when the quantile falls
         among them it is unknown, and so is the advice (the ``note`` says to raise the timeout to
         measure). A run deadline per workflow is in ``.attrs["run_deadline_s"]``."""
-        self._need("advise_timeouts", "run_id", "latency_s", "started_at", "ended_at")
+        self._need("advise_timeouts", "run_id", "latency_s", "started_at", "ended_at", *OUTCOME_COLUMNS)
         from wfkit.logs._advice import advise_timeouts
 
         return advise_timeouts(self._df, quantile=quantile, margin=margin, min_samples=min_samples)

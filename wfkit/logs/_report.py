@@ -229,7 +229,7 @@ def _workflow_section(log: StepLog, workspace: str | os.PathLike[str] | None, na
         + (
             f"<b>{format_seconds(deadline)}</b> (from {advice.attrs['run_samples'].get(name, 0):,} runs)."
             if deadline is not None
-            else f"none (only {advice.attrs['run_samples'].get(name, 0):,} runs)."
+            else f"none: {_esc(advice.attrs['run_deadline_note'].get(name))}."
         )
         + "</p>"
     )

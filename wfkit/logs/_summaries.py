@@ -226,7 +226,7 @@ class StepLog:
 
     def runs(self) -> pd.DataFrame:
         """One row per run, as ``df.wf.runs()`` (start, end, attempts, steps_ok, failed, retries,
-        workflow, duration_s, fell_back, run_failed), in start order."""
+        workflow, duration_s, fell_back, run_failed, failed_on_timeout), in start order."""
         where, params = self._where()
         gave_up = "status IN ('failed', 'timeout') AND retry_delay_s IS NULL"
         sql = (
@@ -237,7 +237,9 @@ class StepLog:
             # How the run ended (see wfkit.logs._tables.runs_table): a step's row, not a map item's.
             f"count(*) FILTER (WHERE {gave_up} AND map_index IS NULL AND route_taken IS NOT NULL) AS fell_back, "
             f"(count(*) FILTER (WHERE {gave_up} AND map_index IS NULL AND route_taken IS NULL) > 0 "
-            "OR arg_max(status, seq) = 'rejected') AS run_failed{workflow} "
+            "OR arg_max(status, seq) = 'rejected') AS run_failed, "
+            f"count(*) FILTER (WHERE {gave_up} AND map_index IS NULL AND route_taken IS NULL "
+            "AND status = 'timeout') > 0 AS failed_on_timeout{workflow} "
             f"FROM steps{where} GROUP BY run_id ORDER BY start, run_id"
         )
         frame, _ = self._query(sql, params)
@@ -247,9 +249,10 @@ class StepLog:
             frame[name] = frame[name].dt.tz_convert("UTC")
         for name in ("attempts", "steps_ok", "failed", "retries", "fell_back"):
             frame[name] = frame[name].astype("int64")
-        frame["run_failed"] = frame["run_failed"].astype(bool)
+        for name in ("run_failed", "failed_on_timeout"):
+            frame[name] = frame[name].astype(bool)
         frame["duration_s"] = (frame["end"] - frame["start"]).dt.total_seconds()
-        outcome = ["fell_back", "run_failed"]
+        outcome = ["fell_back", "run_failed", "failed_on_timeout"]
         return frame[[c for c in frame.columns if c not in outcome] + outcome].set_index("run_id")
 
     def advise_timeouts(self, quantile: float = 0.99, margin: float = 1.5, *, min_samples: int = 20) -> pd.DataFrame:

@@ -331,8 +331,10 @@ def runs_table(df: pd.DataFrame, *, outcomes: bool = True) -> pd.DataFrame:
     fallback then took over or not; ``fell_back`` those a fallback took over; ``run_failed`` says
     whether the run itself failed: a step (not an item of a map step: its map step's row says what
     became of it) gave up with no fallback to take over (a step failure, a run deadline), or the
-    run's last row is a rejected approval. ``outcomes=False`` leaves those two out (and so needs
-    none of :data:`OUTCOME_COLUMNS`): the run durations alone.
+    run's last row is a rejected approval; ``failed_on_timeout`` whether the step that failed it
+    ran out of time (its own timeout or the run's deadline: how long the run would have taken is
+    unknown). ``outcomes=False`` leaves those three out (and so needs none of
+    :data:`OUTCOME_COLUMNS`): the run durations alone.
 
     Vectorised: the per-row flags are computed once as columns, then one groupby sums them (a
     Python function per run took minutes on a million runs)."""
@@ -357,6 +359,7 @@ def runs_table(df: pd.DataFrame, *, outcomes: bool = True) -> pd.DataFrame:
         fallback = df["route_taken"].notna()
         columns["fell_back"] = step_gave_up & fallback
         columns["fatal"] = step_gave_up & ~fallback
+        columns["fatal_timeout"] = columns["fatal"] & (df["status"] == "timeout")
         columns["seq"] = df["seq"]
         columns["rejected"] = df["status"] == "rejected"
         counted.append("fell_back")
@@ -370,6 +373,7 @@ def runs_table(df: pd.DataFrame, *, outcomes: bool = True) -> pd.DataFrame:
     }
     if outcomes:
         agg["fatal"] = ("fatal", "any")
+        agg["fatal_timeout"] = ("fatal_timeout", "any")
     if "workflow" in frame.columns:
         agg["workflow"] = ("workflow", "first")
     grouped = frame.groupby("run_id", observed=True, sort=False)
@@ -382,7 +386,9 @@ def runs_table(df: pd.DataFrame, *, outcomes: bool = True) -> pd.DataFrame:
         last = frame.loc[grouped["seq"].idxmax().to_numpy(), ["run_id", "rejected"]].set_index("run_id")["rejected"]
         rejected_last = last.reindex(table.index, fill_value=False).astype(bool)
         table["run_failed"] = table.pop("fatal").astype(bool) | rejected_last
-        table = table[[c for c in table.columns if c not in ("fell_back", "run_failed")] + ["fell_back", "run_failed"]]
+        table["failed_on_timeout"] = table.pop("fatal_timeout").astype(bool)
+        outcome = ["fell_back", "run_failed", "failed_on_timeout"]
+        table = table[[c for c in table.columns if c not in outcome] + outcome]
     return table.sort_values("start")
 
 
