@@ -412,6 +412,8 @@ def test_plot_compare_is_a_dumbbell_on_one_log_axis(workspace: Path, tmp_path: P
     assert notes[1].endswith("(no interval: n < 500)")  # P99 of 10: none
     assert ax.get_title().startswith("v2 vs v1")
     assert_nothing_clipped(ax.figure)
+    assert_tick_labels_apart(ax)  # at the width the notes beside leave it, not the width it had first
+    assert_tick_labels_true(ax)
     assert_png(ax.figure, tmp_path / "compare.png")
     given = Figure().subplots()
     assert given is base.wf.plot_compare(cand, ax=given)

@@ -11,6 +11,7 @@ Titles and axes name the workflow, the step and the unit; durations are labelled
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 from collections.abc import Callable, Sequence
@@ -107,38 +108,61 @@ def _log_subs(low: float, high: float, inches: float, label_in: Callable[[float]
     return sparsest
 
 
-def _seconds_axis(ax: Axes, axis: str = "x") -> None:
-    """Label a seconds axis "10 ms", "1 s", each label true to its tick. On a log axis: ticks at
-    the densest of every digit, 1-2-3-5-7, 1-2-5, 1-3 or 1 of each decade whose labels stand apart
-    at the axis' length (so that few ticks crowd no small multiple), small ticks unlabelled; where
-    none puts two ticks in view, plain ticks at round values, as many as fit."""
+def _label_size(across: bool) -> float:
+    """The font size of tick labels, in inches: across an x axis, or along a y axis."""
     import matplotlib
     from matplotlib.font_manager import FontProperties
-    from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
+
+    size = matplotlib.rcParams["xtick.labelsize"] if across else matplotlib.rcParams["ytick.labelsize"]
+    return float(FontProperties(size=size).get_size_in_points()) / 72
+
+
+@functools.cache
+def _seconds_log_locator() -> Any:
+    """The class of the major locator of a log seconds axis (made once, when matplotlib is there)."""
+    from matplotlib.axis import Axis, XAxis
+    from matplotlib.ticker import LogLocator, MaxNLocator
+
+    class SecondsLogLocator(LogLocator):
+        """Ticks at the densest of every digit, 1-2-3-5-7, 1-2-5, 1-3 or 1 of each decade whose
+        labels stand apart at the axis' length as drawn (after the layout, and after any
+        set_xlim); where none puts two ticks in view, ticks at round values, as many as fit."""
+
+        def tick_values(self, vmin: float, vmax: float) -> Any:
+            low, high = min(vmin, vmax), max(vmin, vmax)
+            axis = self.axis
+            if not isinstance(axis, Axis) or axis.axes is None or not 0 < low < high:
+                return super().tick_values(vmin, vmax)
+            across = isinstance(axis, XAxis)
+            box = axis.axes.bbox
+            inches = (box.width if across else box.height) / axis.axes.figure.dpi
+            size = _label_size(across)
+            pad = 0.12 if across else 0.04
+
+            def label_in(tick: float) -> float:  # about 0.6 em a character across, a line's height on y
+                return len(axis_seconds(tick)) * 0.6 * size if across else 1.2 * size
+
+            subs = _log_subs(low, high, inches, label_in, across)
+            if subs is None:  # a range too narrow for a decade's ticks: round values, spaced to fit
+                longest = max(len(format_seconds(v, digits=4)) for v in (low, high))
+                widest = (longest * 0.6 * size if across else 1.2 * size) + pad
+                rounded = MaxNLocator(nbins=max(2, int(inches / (1.5 * widest))), steps=[1, 2, 2.5, 5, 10])
+                return rounded.tick_values(low, high)
+            self.set_params(subs=subs)
+            return super().tick_values(vmin, vmax)
+
+    return SecondsLogLocator
+
+
+def _seconds_axis(ax: Axes, axis: str = "x") -> None:
+    """Label a seconds axis "10 ms", "1 s", each label true to its tick. On a log axis the ticks
+    are chosen when the axis is drawn, so that labels stand apart at its length then (few ticks per
+    decade on a small multiple; see ``_seconds_log_locator``), small ticks unlabelled."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
     target = ax.xaxis if axis == "x" else ax.yaxis
     if (ax.get_xscale() if axis == "x" else ax.get_yscale()) == "log":
-        low, high = ax.get_xlim() if axis == "x" else ax.get_ylim()
-        low, high = min(low, high), max(low, high)
-        inches = (ax.bbox.width if axis == "x" else ax.bbox.height) / ax.figure.dpi
-        size = (
-            FontProperties(
-                size=matplotlib.rcParams["xtick.labelsize" if axis == "x" else "ytick.labelsize"]
-            ).get_size_in_points()
-            / 72
-        )
-        across = axis == "x"
-
-        def label_in(tick: float) -> float:  # about 0.6 em a character across, a line's height along y
-            return len(axis_seconds(tick)) * 0.6 * size if across else 1.2 * size
-
-        subs = _log_subs(low, high, inches, label_in, across) if 0 < low < high else (1.0, 2.0, 5.0)
-        if subs is None:  # a range too narrow for the decade's ticks: round values, spaced to fit
-            longest = max(len(format_seconds(v, digits=4)) for v in (low, high))
-            widest = (longest * 0.6 * size if across else 1.2 * size) + (0.12 if across else 0.04)
-            target.set_major_locator(MaxNLocator(nbins=max(2, int(inches / (1.5 * widest))), steps=[1, 2, 2.5, 5, 10]))
-        else:
-            target.set_major_locator(LogLocator(base=10, subs=subs))
+        target.set_major_locator(_seconds_log_locator()(base=10, subs=(1.0, 2.0, 5.0)))
         target.set_minor_locator(LogLocator(base=10, subs=tuple(float(d) for d in range(1, 10))))
         target.set_minor_formatter(NullFormatter())
     target.set_major_formatter(FuncFormatter(axis_seconds))
