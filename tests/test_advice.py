@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 
 import wfkit as wf
+from wfkit.logs._units import format_seconds
 
 STEPS = ("plan", "search", "draft", "review")
 MEDIAN_S, SIGMA = 0.02, 0.6  # each attempt sleeps a lognormal latency drawn with ctx.rng
@@ -91,7 +92,9 @@ def test_advise_timeouts_is_the_quantile_times_the_margin(small: pd.DataFrame) -
     the millisecond and never below the slowest success, with the samples it rests on; the run
     deadline per workflow is in attrs."""
     table = small.wf.advise_timeouts()
-    assert ["samples", "p50", "p99", "max", "mean", "timeout_s", "basis", "note"] == list(table.columns)
+    assert ["samples", "p50", "p99", "max", "mean", "timeout_s", "basis", "note", "timeouts", "cut_at_s"] == list(
+        table.columns
+    )
     assert [("small", step) for step in sorted(STEPS)] == list(table.index)
     for step in STEPS:
         latencies = small.loc[small["step"] == step, "latency_s"]
@@ -102,6 +105,7 @@ def test_advise_timeouts_is_the_quantile_times_the_margin(small: pd.DataFrame) -
         assert row["timeout_s"] >= latencies.max()
         assert 25 == row["samples"]
         assert row["note"] is None
+        assert (0, True) == (row["timeouts"], math.isnan(row["cut_at_s"]))
     durations = small.wf.runs()["duration_s"]
     deadline = math.ceil(max(durations.quantile(0.99) * 1.5, durations.max()) * 1000) / 1000
     assert {"small": pytest.approx(deadline)} == table.attrs["run_deadline_s"]
@@ -129,7 +133,8 @@ def test_advise_timeouts_is_never_below_the_slowest_success(small: pd.DataFrame)
 
 def test_advise_timeouts_gives_no_advice_on_too_few_samples(workspace: Path) -> None:
     """Under min_samples successful attempts a step gets no timeout, and the note says why; a
-    timed-out attempt only says "at least" and is not a sample."""
+    timed-out attempt only says "at least": it is not a sample, and counts as slower than every
+    success (here P99 falls on it, so it is unknown; P50 does not)."""
     flow = wf.Workflow("sometimes-slow")
 
     @flow.step(timeout=0.05, retry=wf.RetryPolicy(max_retries=1, base_delay=0.001, jitter=0))
@@ -140,13 +145,107 @@ def test_advise_timeouts_gives_no_advice_on_too_few_samples(workspace: Path) -> 
         flow.run({"i": i})
     table = wf.steps().wf.advise_timeouts()
     row = table.loc[("sometimes-slow", "call")]
-    assert 3 == row["samples"]
-    assert row["p99"] < 0.05
+    assert (3, 1) == (row["samples"], row["timeouts"])
+    assert math.isnan(row["p99"])
     assert math.isnan(row["timeout_s"])
-    assert "only 3 successful attempts; need 20 for advice" == row["note"]
+    assert row["note"].startswith("only 3 successful attempts; need 20 for advice; 1 of 4 attempts (25%) hit a timeout")
     assert {"sometimes-slow": None} == table.attrs["run_deadline_s"]
-    enough = wf.steps().wf.advise_timeouts(min_samples=3)
+    enough = wf.steps().wf.advise_timeouts(quantile=0.5, min_samples=3)
     assert enough.loc[("sometimes-slow", "call"), "timeout_s"] >= row["max"]
+
+
+@pytest.fixture(scope="module")
+def cut_off(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A workspace of 40 runs of a step with a 50 ms timeout whose every fourth call needs 300 ms:
+    a quarter of the attempts are cut off."""
+    folder = tmp_path_factory.mktemp("censored") / "ws"
+    flow = wf.Workflow("censored")
+
+    @flow.step(timeout=0.05)
+    async def llm(state: Any) -> None:
+        await asyncio.sleep((0.002, 0.005, 0.01, 0.3)[state["i"] % 4])
+
+    flow.run_many([{"i": i} for i in range(40)], workspace=folder, progress=False, concurrency=10)
+    return folder
+
+
+def test_advise_timeouts_counts_attempts_a_timeout_cut_off(cut_off: Path) -> None:
+    """An attempt a timeout cut off counts as slower than every success: with a quarter of them
+    cut off, P99 is unknown and no timeout is advised (the note says to raise the timeout to
+    measure), where leaving them out advised one shorter than the timeout that cut them; at P50
+    the advice stands on the successes' quantile at the rank P50 has among all attempts. Runs a
+    timeout failed count so for the run deadline. StepLog advises the same."""
+    frame = wf.steps(cut_off)
+    assert {"ok": 30, "timeout": 10} == frame["status"].astype(str).value_counts().to_dict()
+    table = frame.wf.advise_timeouts()
+    row = table.loc[("censored", "llm")]
+    assert (30, 10) == (row["samples"], row["timeouts"])
+    cut = frame.loc[frame["status"] == "timeout", "latency_s"]
+    assert cut.max() == row["cut_at_s"] >= 0.05
+    assert math.isnan(row["p99"])
+    assert math.isnan(row["timeout_s"])
+    assert pd.isna(row["basis"])
+    assert (
+        f"10 of 40 attempts (25%) hit a timeout (after up to {format_seconds(cut.max())}): their true latency "
+        "is unknown, and so is the P99; raise the timeout to measure it"
+    ) == row["note"]
+
+    runs = frame.wf.runs()
+    cut_runs = runs["failed_on_timeout"]
+    assert 10 == cut_runs.sum()
+    median_table = frame.wf.advise_timeouts(quantile=0.5)
+    median = median_table.loc[("censored", "llm")]
+    ok = frame.loc[frame["status"] == "ok", "latency_s"].to_numpy()
+    # P50 of 40 attempts sits at rank 19.5 (0-based); the 10 cut off come last.
+    assert pytest.approx(np.quantile(ok, 19.5 / 29)) == median["p50"]
+    assert median["p50"] > np.quantile(ok, 0.5)
+    assert pytest.approx(math.ceil(max(median["p50"] * 1.5, ok.max()) * 1000) / 1000) == median["timeout_s"]
+    assert median["note"].endswith(
+        "hit a timeout (after up to " + format_seconds(cut.max()) + "): counted as slower than every success"
+    )
+
+    # Runs a timeout failed count as slower than every other too: no run deadline at P99, one at P50.
+    assert {"censored": None} == table.attrs["run_deadline_s"]
+    longest = format_seconds(runs.loc[cut_runs, "duration_s"].max())
+    assert (
+        f"10 of 40 runs (25%) failed on a timeout (after up to {longest}): how long they would take is "
+        "unknown, and so is the P99 run; raise the timeouts to measure it"
+    ) == table.attrs["run_deadline_note"]["censored"]
+    finished = runs.loc[~runs["failed_on_timeout"], "duration_s"].to_numpy()
+    deadline = math.ceil(max(np.quantile(finished, 19.5 / 29) * 1.5, finished.max()) * 1000) / 1000
+    assert {"censored": pytest.approx(deadline)} == median_table.attrs["run_deadline_s"]
+
+    for quantile in (0.99, 0.5):
+        ours = wf.StepLog(cut_off).advise_timeouts(quantile=quantile)
+        theirs = frame.wf.advise_timeouts(quantile=quantile)
+        pd.testing.assert_frame_equal(theirs, ours, check_index_type=False)
+        assert theirs.attrs == ours.attrs
+
+
+def test_predict_timeouts_counts_attempts_a_timeout_cut_off(cut_off: Path) -> None:
+    """A draw of an attempt a timeout cut off times out again at any timeout it ran to (a quarter of
+    attempts here, not none); at a longer timeout whether it finishes is unknown: unknown_rate says
+    how often, it counts as a timeout (the worst case), and the note says so; with no timeout at
+    all it times out never, and is unknown still."""
+    frame = wf.steps(cut_off)
+    shorter = frame.wf.predict_timeouts({"llm": 0.04}, runs=4000).loc["llm"]
+    assert pytest.approx(0.25, abs=0.03) == shorter["attempt_timeout_rate"]
+    assert shorter["step_failure_rate"] == shorter["attempt_timeout_rate"]
+    assert (0.0, None) == (shorter["unknown_rate"], shorter["note"])
+
+    longer = frame.wf.predict_timeouts({"llm": 1.0}, runs=4000)
+    row = longer.loc["llm"]
+    assert pytest.approx(0.25, abs=0.03) == row["unknown_rate"]
+    assert row["attempt_timeout_rate"] == row["unknown_rate"]
+    assert longer.attrs["run_failure_rate"] == row["step_failure_rate"]
+    assert (
+        "before 1 s: whether they finish within it is unknown; they count as timeouts (the worst case)" in row["note"]
+    )
+
+    none = frame.wf.predict_timeouts({}, runs=4000).loc["llm"]
+    assert 0.0 == none["attempt_timeout_rate"]
+    assert pytest.approx(0.25, abs=0.03) == none["unknown_rate"]
+    assert "with no timeout how long they take is unknown" in none["note"]
 
 
 def test_advise_timeouts_rejects_a_min_samples_below_1(small: pd.DataFrame) -> None:

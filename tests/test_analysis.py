@@ -210,6 +210,88 @@ def test_runs_counts_a_retried_timeout_as_a_retry(workspace: Path) -> None:
     assert (1, 0) == tuple(frame.wf.runs().loc[run.run_id, ["retries", "failed"]])
 
 
+def outcome_runs() -> None:
+    """Runs that end every way the step log can tell: saved by a step's fallback or a map's,
+    failed by a step or a map item with no fallback, cut by the run deadline, rejected at a gate
+    with and without an on_reject step, approved, and parked at a gate."""
+
+    def failing(state: Any) -> dict[str, Any]:
+        raise wf.PermanentError("model refused")
+
+    saved = wf.Workflow("saved")
+    saved.step(failing, name="llm", fallback="apologise")
+    saved.step(lambda s: {"out": "sorry"}, name="apologise")
+    saved.run({})
+    failed = wf.Workflow("failed")
+    failed.step(failing, name="llm")
+    failed.run({}, raise_on_error=False)
+
+    slow = wf.Workflow("deadline")
+
+    @slow.step
+    async def wait(state: Any) -> None:
+        await asyncio.sleep(1)
+
+    slow.run({}, timeout=0.05, raise_on_error=False)
+
+    def inc(x: int) -> int:
+        if x == 2:
+            raise ValueError("two")
+        return x + 1
+
+    mapped = wf.Workflow("map-saved", inputs=["xs"])
+    mapped.map(inc, over="xs", into="ys", name="inc", fallback="rescue")
+    mapped.step(lambda s: {"r": 1}, name="rescue")
+    mapped.run({"xs": [1, 2, 3]})
+    bare = wf.Workflow("map-failed", inputs=["xs"])
+    bare.map(inc, over="xs", into="ys", name="inc")
+    bare.run({"xs": [1, 2, 3]}, raise_on_error=False)
+
+    for on_reject, policy in ((None, "reject"), ("revise", "reject"), (None, "approve"), (None, None)):
+        gated = wf.Workflow(f"gate-{on_reject}-{policy}")
+        gated.step(lambda s: {"paid": True}, name="pay", approval=wf.Approval("check", on_reject=on_reject))
+        if on_reject:
+            gated.step(lambda s: {"revised": True}, name=on_reject)
+        gated.run({}, policy=policy, raise_on_error=False)
+
+
+def test_runs_tell_a_run_a_fallback_saved_from_one_that_failed(workspace: Path) -> None:
+    """runs() says whether each run failed by how it ended: a step failure a fallback took over
+    (fell_back) is not a failed run, a failure with no fallback, a run deadline or a rejection
+    with nowhere to go is; StepLog.runs() says the same. The journal's run statuses agree."""
+    outcome_runs()
+    frame = wf.steps()
+    runs = frame.wf.runs()
+    status = {row["run_id"]: row["status"] for row in wf.Workspace().runs(limit=100)}
+    assert len(status) == len(runs)
+    by_workflow = {str(w): row for w, row in runs.set_index(runs["workflow"].astype(str)).iterrows()}
+    expected = {
+        "saved": (1, 1, False, False, "succeeded"),
+        "failed": (1, 0, True, False, "failed"),
+        "deadline": (1, 0, True, True, "timed_out"),
+        "map-saved": (2, 1, False, False, "succeeded"),  # the item's row and the map step's
+        "map-failed": (2, 0, True, False, "failed"),
+        "gate-None-reject": (0, 0, True, False, "failed"),
+        "gate-revise-reject": (0, 0, False, False, "succeeded"),
+        "gate-None-approve": (0, 0, False, False, "succeeded"),
+        "gate-None-None": (0, 0, False, False, "waiting_approval"),
+    }
+    outcome = ["fell_back", "run_failed", "failed_on_timeout"]
+    actual = {
+        name: (
+            *(int(row[c]) if c in ("failed", "fell_back") else bool(row[c]) for c in ["failed", *outcome]),
+            status[str(run_id)],
+        )
+        for (name, row), run_id in zip(by_workflow.items(), runs.index, strict=True)
+    }
+    assert expected == actual
+    assert outcome == list(runs.columns[-3:])
+    on_disk = wf.StepLog().runs()
+    pd.testing.assert_frame_equal(
+        runs[["failed", *outcome]].sort_index(), on_disk[["failed", *outcome]].sort_index(), check_index_type=False
+    )
+
+
 def test_accessor_refuses_a_frame_that_is_not_a_step_log() -> None:
     """df.wf on another frame raises AttributeError naming the missing columns."""
     register_accessor()

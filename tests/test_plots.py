@@ -177,6 +177,64 @@ def test_latency_panels_side_by_side_keep_their_tick_labels_apart(workspace: Pat
     assert_nothing_clipped(facets.figure)
 
 
+def seconds_of(label: str) -> float:
+    """A tick label ("125 ms", "1.25 s", "500 µs", "1 min 30 s", "0 s") as seconds."""
+    units = {"µs": 1e-6, "ms": 1e-3, "s": 1.0, "min": 60.0, "h": 3600.0}
+    words = label.split()
+    return sum(float(number) * units[unit] for number, unit in zip(words[::2], words[1::2], strict=True))
+
+
+def assert_tick_labels_true(ax: Axes) -> list[str]:
+    """Each labelled major tick of the x axis in view reads its own position; the labels."""
+    low, high = sorted(ax.get_xlim())
+    ticks = [t for t in ax.xaxis.get_major_ticks() if low <= t.get_loc() <= high and t.label1.get_text()]
+    assert [] == [
+        (t.get_loc(), t.label1.get_text())
+        for t in ticks
+        if not np.isclose(seconds_of(t.label1.get_text()), t.get_loc(), rtol=1e-9, atol=1e-12)
+    ]
+    return [t.label1.get_text() for t in ticks]
+
+
+def test_latency_panels_of_a_narrow_range_keep_their_tick_labels_apart(workspace: Path) -> None:
+    """Latencies from 4.5 to 14 ms in two panels: fewer ticks per decade where the last of a decade
+    would touch ("9 ms10 ms"); and latencies within 0.15 ms of each other, where no decade's ticks
+    fall, get round ticks, each label true to its position."""
+    flow = serial_flow("narrow", {"a": 0.0, "b": 0.0})
+    for _ in range(20):
+        flow.run({})
+    frame = wf.steps()
+    frame["latency_s"] = np.geomspace(0.0045, 0.014, len(frame))
+    facets = frame.wf.plot_latency()
+    facets.figure.canvas.draw()
+    for ax in facets.axes.values():
+        assert_tick_labels_apart(ax)
+        assert_tick_labels_true(ax)
+
+    frame["latency_s"] = np.linspace(0.05025, 0.0504, len(frame))
+    facets = frame.wf.plot_latency(steps=["a"])
+    facets.figure.canvas.draw()
+    (ax,) = facets.axes.values()
+    assert_tick_labels_apart(ax)
+    labels = assert_tick_labels_true(ax)
+    assert len(set(labels)) == len(labels) >= 3
+
+
+def test_timeline_tick_labels_are_true_to_their_positions(workspace: Path) -> None:
+    """A timeline of a 220 ms run: ticks every 25 ms read "125 ms" and "175 ms", not "120 ms" and
+    "180 ms", also after the caller sets other limits."""
+    flow = serial_flow("ticks", {"one": 0.1, "two": 0.11})
+    run = flow.run({})
+    ax = wf.steps().wf.plot_timeline(run.run_id)
+    ax.set_xlim(0, 0.22)
+    ax.figure.canvas.draw()
+    labels = assert_tick_labels_true(ax)
+    assert {"125 ms", "175 ms"} <= set(labels)
+    ax.set_xlim(0, 1.3)
+    ax.figure.canvas.draw()
+    assert len(assert_tick_labels_true(ax)) >= 3
+
+
 def test_latency_plot_shows_failures_only_when_asked(workspace: Path) -> None:
     """Failed attempts stay out of the latency plot unless failures=True, then labelled apart."""
     flow = failing_flow()
@@ -354,6 +412,8 @@ def test_plot_compare_is_a_dumbbell_on_one_log_axis(workspace: Path, tmp_path: P
     assert notes[1].endswith("(no interval: n < 500)")  # P99 of 10: none
     assert ax.get_title().startswith("v2 vs v1")
     assert_nothing_clipped(ax.figure)
+    assert_tick_labels_apart(ax)  # at the width the notes beside leave it, not the width it had first
+    assert_tick_labels_true(ax)
     assert_png(ax.figure, tmp_path / "compare.png")
     given = Figure().subplots()
     assert given is base.wf.plot_compare(cand, ax=given)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import re
 import sqlite3
@@ -99,6 +100,45 @@ def test_report_shows_advice_with_its_samples(workspace: Path, tmp_path: Path, c
     assert "(from 21 runs)" in html
     assert re.search(r"<td class=\"text\">only</td><td class=\"\">21</td>", html)
     assert "p99 x 1.5" in html or "slowest success" in html
+
+
+def test_report_counts_failed_runs_by_how_they_ended(workspace: Path, tmp_path: Path, capsys: Any) -> None:
+    """A run whose failing step a fallback took over is not a failed run (the page says the step
+    fell back); a run the deadline cut off, with no failed step attempt, is."""
+    saved = wf.Workflow("saved")
+
+    @saved.step(fallback="apologise")
+    def llm(state: Any) -> None:
+        if state["i"] % 2 == 0:
+            raise wf.PermanentError("model refused")
+
+    saved.step(lambda s: {"out": "sorry"}, name="apologise")
+    for i in range(4):
+        assert "succeeded" == saved.run({"i": i}).status
+    slow = wf.Workflow("cut")
+
+    @slow.step
+    async def wait(state: Any) -> None:
+        await asyncio.sleep(1)
+
+    for _ in range(3):
+        assert "timed_out" == slow.run({}, timeout=0.02, raise_on_error=False).status
+    out = tmp_path / "report"
+    assert 0 == main(["report", "--out", str(out)])
+    capsys.readouterr()
+    html = (out / "index.html").read_text()
+    assert (
+        '<p>4 runs, <span class="ok">0 failed</span> (2 steps fell back to their fallback, '
+        "in 2 runs that did not fail); "
+    ) in html
+    assert '<p>3 runs, <span class="bad">3 failed</span>; ' in html
+    overview = html[html.index("<h2>Overview</h2>") : html.index("<section")]
+    cells = re.findall(
+        r"<tr><td class=\"text\">([^<]+)</td><td class=\"\">(\d+)</td><td class=\"\">(\d+)</td>"
+        r"<td class=\"\">([^<]+)</td><td class=\"\">(\d+)</td>",
+        overview,
+    )
+    assert [("cut", "3", "3", "100.0%", "0"), ("saved", "4", "0", "0.0%", "2")] == cells
 
 
 def test_report_renders_in_chromium(workspace: Path, tmp_path: Path, capsys: Any) -> None:

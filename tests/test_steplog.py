@@ -174,6 +174,43 @@ def test_duckdb_reads_the_dataset(workspace: Path) -> None:
     assert [("ducks", len(frame))] == rows
 
 
+def test_integer_columns_that_may_be_missing_read_as_nullable_integers(workspace: Path) -> None:
+    """tokens_in, tokens_out and map_index, missing on some rows, read as pandas' Int64/Int32 with
+    every value as written (a count past 2**53 too, which floats cannot hold), as DuckDB reads
+    them; visit, attempt and seq, on every row, stay numpy integers. wf.steps (whole, some
+    columns, reordered) and StepLog.frame give the same dtypes, and the accessor's cost sums them."""
+    duckdb = pytest.importorskip("duckdb")
+    flow = wf.Workflow("ints", inputs=["xs"])
+    big = 2**53 + 1
+
+    @flow.step
+    def ask(state: Any, ctx: wf.StepContext) -> None:
+        ctx.record(model="m", tokens_in=big, tokens_out=120)
+
+    flow.map(lambda x: x + 1, over="xs", into="ys", name="each")
+    flow.chain("ask", "each")
+    flow.run({"xs": [1, 2]})
+    frame = wf.steps()
+    integers = {"visit": "int32", "attempt": "int32", "seq": "int64", "tokens_in": "Int64", "tokens_out": "Int64"}
+    integers["map_index"] = "Int32"
+    assert integers == {name: str(frame[name].dtype) for name in integers}
+    asked = frame[frame["step"] == "ask"].iloc[0]
+    assert (big, 120) == (asked["tokens_in"], asked["tokens_out"])
+    assert frame.loc[frame["step"] == "each", "tokens_in"].isna().all()
+    assert [0, 1, None] == sorted(
+        (None if pd.isna(v) else int(v) for v in frame.loc[frame["step"] == "each", "map_index"]),
+        key=lambda v: (v is None, v),
+    )
+
+    pattern = str(steps_dir(workspace) / "**" / "*.parquet")
+    ducked = duckdb.sql(f"SELECT * FROM read_parquet('{pattern}', hive_partitioning = true)").df()
+    assert {name: str(ducked[name].dtype) for name in integers} == {name: str(frame[name].dtype) for name in integers}
+    assert wf.StepLog().frame().dtypes.equals(frame.dtypes)
+    some = wf.steps(columns=["map_index", "tokens_in", "started_at"], sort=True)
+    assert ["Int32", "Int64"] == [str(some[name].dtype) for name in ("map_index", "tokens_in")]
+    assert big == frame.wf.cost(by=None).loc[("ints", "ask"), "tokens_in"]
+
+
 # ---- filters ------------------------------------------------------------------------------------
 
 

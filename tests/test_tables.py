@@ -96,13 +96,24 @@ def _runs_reference(df: pd.DataFrame) -> pd.DataFrame:
         workflow=("workflow", "first"),
     )
     table["duration_s"] = (table["end"] - table["start"]).dt.total_seconds()
+    outcomes = {}
+    for run_id, rows in frame.groupby("run_id", observed=True, sort=False):
+        step = rows["_failed"] & rows["map_index"].isna()  # a step's row that gave up, no map item's
+        fatal = step & rows["route_taken"].isna()
+        last = rows.loc[rows["seq"].idxmax(), "status"] == "rejected"
+        on_timeout = bool((fatal & (rows["status"] == "timeout")).any())
+        outcomes[run_id] = (int((step & rows["route_taken"].notna()).sum()), bool(fatal.any()) or last, on_timeout)
+    table["fell_back"] = [outcomes[run_id][0] for run_id in table.index]
+    table["run_failed"] = [outcomes[run_id][1] for run_id in table.index]
+    table["failed_on_timeout"] = [outcomes[run_id][2] for run_id in table.index]
     # Counts as int64 whatever the attempt column's width, as StepLog.runs() gives them.
     return table.sort_values("start").astype({"attempts": "int64"})
 
 
 def test_runs_table_equals_one_computed_run_by_run() -> None:
     """The vectorised runs table equals the run-by-run one: attempts, successes, failures not
-    retried, retries, workflow, duration."""
+    retried, retries, workflow, duration, step failures a fallback took over, whether the run failed
+    and whether on a timeout."""
     rng = np.random.default_rng(3)
     n = 2_000
     start = pd.Timestamp("2026-01-01", tz="UTC") + pd.to_timedelta(rng.integers(0, 10**9, n), unit="us")
@@ -111,12 +122,16 @@ def test_runs_table_equals_one_computed_run_by_run() -> None:
             "run_id": pd.Series(rng.choice([f"r{i}" for i in range(150)], n), dtype="str"),
             "workflow": pd.Categorical(rng.choice(["w1", "w2"], n)),
             "attempt": rng.integers(0, 4, n).astype("int32"),
-            "status": pd.Categorical(rng.choice(["ok", "retry", "failed", "timeout", "approved"], n)),
+            "status": pd.Categorical(rng.choice(["ok", "retry", "failed", "timeout", "approved", "rejected"], n)),
             "retry_delay_s": np.where(rng.random(n) < 0.2, 0.5, np.nan),
             "started_at": start,
             "ended_at": start + pd.to_timedelta(rng.integers(0, 10**6, n), unit="us"),
+            "route_taken": pd.Series(np.where(rng.random(n) < 0.3, "fallback", None), dtype="str"),
+            "map_index": pd.array(np.where(rng.random(n) < 0.2, rng.integers(0, 5, n), -1), dtype="Int32"),
         }
     )
+    df["map_index"] = df["map_index"].mask(df["map_index"] < 0)
+    df["seq"] = (df.groupby("run_id").cumcount() + 1).astype("int64")
     expected = _runs_reference(df)
     actual = runs_table(df)
     assert list(expected.columns) == list(actual.columns)

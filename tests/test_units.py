@@ -29,7 +29,27 @@ def test_format_seconds_picks_the_unit(seconds: float | None, text: str) -> None
     assert text == format_seconds(seconds)
 
 
-def test_axis_labels_keep_two_figures() -> None:
-    """Tick labels use two significant figures: 279 ms is "280 ms"."""
-    assert "280 ms" == axis_seconds(0.279)
-    assert "1.2 s" == axis_seconds(1.234, None)
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [
+        (0.125, "125 ms"),
+        (0.175, "175 ms"),
+        (0.1, "100 ms"),
+        (0.1 + 0.2, "300 ms"),  # a locator's float sum reads as the round value it is
+        (0.279, "279 ms"),
+        (1.25, "1.25 s"),
+        (0.05005, "50.05 ms"),
+        (0.0005, "500 µs"),
+        (0, "0 s"),
+        (-0.025, "-25 ms"),
+        (62.5, "62.5 s"),
+        (90, "1 min 30 s"),
+        (120, "2 min 0 s"),
+        (4000, "1 h 6 min 40 s"),
+        (7200, "2 h 0 min"),
+    ],
+)
+def test_axis_labels_are_true_to_their_ticks(seconds: float, text: str) -> None:
+    """A tick label writes its tick's position exactly, with the fewest figures that do: a tick at
+    125 ms reads "125 ms", never "120 ms"; past a minute every second is kept."""
+    assert text == axis_seconds(seconds, None)

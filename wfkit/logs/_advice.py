@@ -5,6 +5,15 @@ serial steps the misses compound. ``advise_timeouts`` proposes per-step timeouts
 margin) and a run deadline; ``predict_timeouts`` replays the observed latencies by Monte Carlo,
 with the proposed timeouts and retry policies, to predict attempt timeouts, step failures and
 whole-run failures before anyone waits for them in production.
+
+An attempt a timeout cut off is right-censored: it ran at least as long as it was let run, how much
+longer is unknown. Leaving such attempts out would advise a timeout the slow calls never fit in,
+and predict that they never time out. So the advice counts each one as slower than every success
+(the one assumption that can only err on the long side), and gives no timeout when the quantile
+falls among them; the prediction counts a draw of one as timing out again at any timeout it was
+cut at or beyond, and at a longer timeout as unknown (the worst case, a timeout, is counted), and
+says so in its ``unknown_rate`` and ``note`` columns. A run a timeout failed is censored the same
+way, for the run deadline.
 """
 
 from __future__ import annotations
@@ -12,10 +21,11 @@ from __future__ import annotations
 import math
 import random
 from collections import Counter
-from collections.abc import Mapping
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from wfkit.logs._tables import quantile_label
+from wfkit.logs._units import format_seconds
 from wfkit.model._errors import ProcessCrashedError
 
 if TYPE_CHECKING:
@@ -37,6 +47,73 @@ def _uncensored(df: pd.DataFrame) -> pd.DataFrame:
     return df[keep]
 
 
+def _censored_mask(df: pd.DataFrame) -> Any:
+    """The attempts a timeout cut off (their latency_s is how long they ran: a lower bound), as a
+    boolean array."""
+    import numpy as np
+
+    latency = df["latency_s"].to_numpy(dtype=float)
+    cut: np.ndarray[Any, np.dtype[np.bool_]] = (
+        (df["attempt"].to_numpy() > 0) & (df["status"] == "timeout").to_numpy(dtype=bool) & ~np.isnan(latency)
+    )
+    return cut
+
+
+def _share(part: int, whole: int) -> str:
+    rate = part / whole if whole else 0.0
+    return f"{rate:.0%}" if rate >= 0.01 or rate == 0 else f"{rate:.1%}"
+
+
+def censored_quantiles(
+    stats: pd.DataFrame,
+    cut: pd.DataFrame,
+    quantiles: Sequence[float],
+    successes_at: Callable[[tuple[str, ...], list[float]], list[float]],
+) -> pd.DataFrame:
+    """``stats`` (quantiles of successful latency per group, with ``count``) with the attempts a
+    timeout cut off (``cut``: ``timeouts`` and ``cut_at_s`` per group) counted in: each as slower
+    than every success. The quantile of all n + m attempts then is the successes' quantile at
+    (n + m - 1) q / (n - 1), and unknown (NaN) when it falls among the m cut off. Groups that only
+    timed out are added. ``successes_at(key, qs)`` gives a group's successful-latency quantiles."""
+    import numpy as np
+    import pandas as pd
+
+    labels = [quantile_label(q) for q in quantiles]
+    if cut.empty:
+        table = stats.copy()
+        table["timeouts"] = 0
+        table["cut_at_s"] = np.nan
+        return table
+
+    def plain(index: pd.Index) -> pd.Index:
+        if isinstance(index, pd.MultiIndex):
+            return pd.MultiIndex.from_tuples([tuple(str(v) for v in k) for k in index], names=index.names)
+        return pd.Index([str(k) for k in index], name=index.name, dtype=object)
+
+    stats = stats.set_axis(plain(stats.index))
+    cut = cut.set_axis(plain(cut.index))
+    index = stats.index.union(cut.index, sort=None)
+    index = index.sort_values() if len(index) else index
+    table = stats.reindex(index)
+    table["count"] = table["count"].fillna(0).astype("int64")
+    table["timeouts"] = cut["timeouts"].reindex(index).fillna(0).astype("int64")
+    table["cut_at_s"] = cut["cut_at_s"].reindex(index)
+    for position, (key, n, m) in enumerate(zip(index, table["count"], table["timeouts"], strict=True)):
+        if not m:
+            continue
+        wanted: dict[str, float] = {}
+        for label, q in zip(labels, quantiles, strict=True):
+            rank = (n + m - 1) * q  # 0-based, among all attempts, the m cut off last
+            if n and rank <= n - 1 + 1e-9:
+                wanted[label] = min(rank / (n - 1), 1.0) if n > 1 else 0.0
+        values = successes_at(key if isinstance(key, tuple) else (key,), list(wanted.values())) if wanted else []
+        for label in labels:
+            table.iloc[position, table.columns.get_loc(label)] = np.nan
+        for label, value in zip(wanted, values, strict=True):
+            table.iloc[position, table.columns.get_loc(label)] = float(value)
+    return table
+
+
 def check_advice_args(quantile: float, margin: float, min_samples: int) -> None:
     if not 0 < quantile < 1:
         raise ValueError(f"quantile must be in (0, 1), got {quantile!r}")
@@ -47,21 +124,28 @@ def check_advice_args(quantile: float, margin: float, min_samples: int) -> None:
 
 
 def run_durations(runs: pd.DataFrame) -> pd.DataFrame:
-    """Per workflow, the durations of its runs (from a ``runs()`` table) as a sorted array."""
+    """Per workflow, the durations of its runs (from a ``runs()`` table) as sorted arrays: those a
+    timeout failed (``cut``: they ran at least that long) apart from the rest (``durations``)."""
+    import numpy as np
     import pandas as pd
 
     if "workflow" not in runs.columns or runs.empty:
-        return pd.DataFrame({"durations": pd.Series(dtype=object)})
-    grouped = runs.groupby(runs["workflow"].astype(str), observed=True)["duration_s"]
-    return grouped.apply(lambda d: d.sort_values().to_numpy()).to_frame("durations")
+        return pd.DataFrame({"durations": pd.Series(dtype=object), "cut": pd.Series(dtype=object)})
+    table = {}
+    for workflow, rows in runs.groupby(runs["workflow"].astype(str), observed=True):
+        mine = rows["failed_on_timeout"].to_numpy(dtype=bool)
+        durations = rows["duration_s"].to_numpy(dtype=float)
+        table[workflow] = (np.sort(durations[~mine]), np.sort(durations[mine]))
+    return pd.DataFrame.from_dict(table, orient="index", columns=["durations", "cut"])
 
 
 def advice_table(
     stats: pd.DataFrame, durations: pd.DataFrame, *, quantile: float, margin: float, min_samples: int
 ) -> pd.DataFrame:
-    """The advice from per-(workflow, step) latency stats of successful attempts (p50, the
-    quantile, max, mean, count) and per-workflow run durations: the one policy behind both the
-    accessor and ``StepLog``."""
+    """The advice from per-(workflow, step) latency stats (p50 and the quantile of every attempt,
+    those a timeout cut off counted as slower than every success: see ``censored_quantiles``;
+    max, mean and count of the successes; ``timeouts`` and ``cut_at_s``) and per-workflow run
+    durations: the one policy behind both the accessor and ``StepLog``."""
     import numpy as np
     import pandas as pd
 
@@ -77,23 +161,55 @@ def advice_table(
     floored = at_quantile < stats["max"]
     proposed = np.ceil(np.maximum(at_quantile, stats["max"]) * 1000) / 1000
     enough = table["samples"] >= min_samples
-    table["timeout_s"] = proposed.where(enough)
+    known = stats[label].notna()
+    table["timeout_s"] = proposed.where(enough & known)
     table["basis"] = np.where(floored, "slowest success", f"{label} x {margin:g}")
-    table["basis"] = table["basis"].where(enough, None)
-    table["note"] = [
-        None if ok else f"only {n} successful attempt{'s' if n != 1 else ''}; need {min_samples} for advice"
-        for ok, n in zip(enough, table["samples"], strict=True)
-    ]
+    table["basis"] = table["basis"].where(enough & known, None)
+    notes: list[str | None] = []
+    for ok, found, n, m, cut_at in zip(
+        enough, known, table["samples"], stats["timeouts"], stats["cut_at_s"], strict=True
+    ):
+        said = [] if ok else [f"only {n} successful attempt{'s' if n != 1 else ''}; need {min_samples} for advice"]
+        if m:
+            cut_off = (
+                f"{m} of {n + m} attempts ({_share(m, n + m)}) hit a timeout (after up to {format_seconds(cut_at)})"
+            )
+            if found:
+                said.append(f"{cut_off}: counted as slower than every success")
+            else:
+                said.append(
+                    f"{cut_off}: their true latency is unknown, and so is the {label.upper()}; raise the "
+                    f"timeout to measure it"
+                )
+        notes.append("; ".join(said) or None)
+    table["note"] = notes
+    table["timeouts"] = stats["timeouts"].astype("int64")
+    table["cut_at_s"] = stats["cut_at_s"].astype(float)
     deadlines: dict[str, float | None] = {}
-    for workflow, values in durations["durations"].items():
-        if len(values) < min_samples:
-            deadlines[str(workflow)] = None
-            continue
-        at = float(np.quantile(values, quantile)) * margin
-        deadlines[str(workflow)] = math.ceil(max(at, float(values[-1])) * 1000) / 1000
+    why: dict[str, str | None] = {}
+    for workflow, values, cut in zip(durations.index, durations["durations"], durations["cut"], strict=True):
+        name, n, m = str(workflow), len(values), len(cut)
+        # A run a timeout failed counts as slower than every other, as an attempt a timeout cut off does.
+        rank = (n + m - 1) * quantile
+        deadlines[name], why[name] = None, None
+        if m and rank > n - 1 + 1e-9:
+            why[name] = (
+                f"{m} of {n + m} runs ({_share(m, n + m)}) failed on a timeout (after up to "
+                f"{format_seconds(float(cut[-1]))}): how long they would take is unknown, and so is the "
+                f"{label.upper()} run; raise the timeouts to measure it"
+            )
+        elif n < min_samples:
+            why[name] = f"only {n} run{'s' if n != 1 else ''} that no timeout failed; need {min_samples}"
+        else:
+            at = float(np.quantile(values, quantile if not m else min(rank / (n - 1), 1.0) if n > 1 else 0.0))
+            deadlines[name] = math.ceil(max(at * margin, float(values[-1])) * 1000) / 1000
     table.attrs.update(
         run_deadline_s=deadlines,
-        run_samples={str(w): len(v) for w, v in durations["durations"].items()},
+        run_deadline_note=why,
+        run_samples={
+            str(w): len(v) + len(c)
+            for w, v, c in zip(durations.index, durations["durations"], durations["cut"], strict=True)
+        },
         quantile=quantile,
         margin=margin,
         min_samples=min_samples,
@@ -104,15 +220,35 @@ def advice_table(
 def advise_timeouts(
     df: pd.DataFrame, *, quantile: float = 0.99, margin: float = 1.5, min_samples: int = MIN_SAMPLES
 ) -> pd.DataFrame:
-    """Per (workflow, step): a timeout at ``quantile`` of successful latency times ``margin``,
-    raised to the slowest success if that is higher; none under ``min_samples`` successes (the
-    ``note`` says why). ``.attrs["run_deadline_s"]`` maps each workflow to a run deadline."""
+    """Per (workflow, step): a timeout at ``quantile`` of attempt latency times ``margin``,
+    raised to the slowest success if that is higher. An attempt a timeout cut off counts as slower
+    than every success; when the quantile falls among such attempts it is unknown, and so is the
+    timeout. None under ``min_samples`` successes; the ``note`` says why, and how many attempts a
+    timeout cut off (``timeouts``, the longest of them ran ``cut_at_s``).
+    ``.attrs["run_deadline_s"]`` maps each workflow to a run deadline."""
+    import numpy as np
+
     from wfkit.logs._tables import grouped_quantiles, keys_of, runs_table
 
     check_advice_args(quantile, margin, min_samples)
+    keys = keys_of(df, None)
+    quantiles = sorted({0.5, quantile})
     ok = (df["attempt"].to_numpy() > 0) & (df["status"] == "ok").to_numpy(dtype=bool)
-    stats = grouped_quantiles(df, keys_of(df, None), "latency_s", sorted({0.5, quantile}), where=ok)
-    return advice_table(stats, run_durations(runs_table(df)), quantile=quantile, margin=margin, min_samples=min_samples)
+    stats = grouped_quantiles(df, keys, "latency_s", quantiles, where=ok)
+    censored = _censored_mask(df)
+    cut = df.loc[censored, [*keys, "latency_s"]].groupby(keys, observed=True)["latency_s"].agg(["size", "max"])
+    cut = cut.rename(columns={"size": "timeouts", "max": "cut_at_s"})
+
+    def successes_at(key: tuple[str, ...], qs: list[float]) -> list[float]:
+        mine = ok.copy()
+        for name, value in zip(keys, key, strict=True):
+            mine &= (df[name] == value).to_numpy(dtype=bool)
+        values = df["latency_s"].to_numpy(dtype=float)[mine]
+        return [float(v) for v in np.quantile(values[~np.isnan(values)], qs)]
+
+    stats = censored_quantiles(stats, cut, quantiles, successes_at)
+    durations = run_durations(runs_table(df))
+    return advice_table(stats, durations, quantile=quantile, margin=margin, min_samples=min_samples)
 
 
 def _stages(run: pd.DataFrame) -> tuple[tuple[str, ...], ...]:
@@ -179,6 +315,17 @@ def predict_timeouts(
     samples = {
         str(step): group.to_numpy(dtype=float) for step, group in rows.groupby("step", observed=True)["latency_s"]
     }
+    # The attempts a timeout cut off, each as the time it ran: drawn after the observed ones.
+    cut_rows = df.loc[_censored_mask(df), ["step", "latency_s"]]
+    cuts = {
+        str(step): group.to_numpy(dtype=float) for step, group in cut_rows.groupby("step", observed=True)["latency_s"]
+    }
+    observed = {step: len(values) for step, values in samples.items()}
+    for step in sorted(set(cuts) - set(samples)):
+        samples[step] = np.zeros(0)
+        observed[step] = 0
+    for step, values in cuts.items():
+        samples[step] = np.concatenate([samples[step], values])
     unknown = sorted(set(timeouts) - set(samples))
     if unknown:
         raise ValueError(f"no latency observed for step(s) {', '.join(unknown)}; known: {', '.join(sorted(samples))}")
@@ -207,7 +354,7 @@ def predict_timeouts(
             stage_time = np.zeros(n)
             for step in stage:
                 step_time, ok = _simulate_step(
-                    rng, samples[step], timeouts.get(step), policy_for(step), n, stats[step], alive
+                    rng, samples[step], observed[step], timeouts.get(step), policy_for(step), n, stats[step], alive
                 )
                 stage_time = np.maximum(stage_time, step_time)
                 alive &= ok
@@ -222,6 +369,8 @@ def predict_timeouts(
             "attempts": [stats[s]["attempts"] for s in samples],
             "attempt_timeout_rate": [stats[s]["timeouts"] / max(stats[s]["attempts"], 1) for s in samples],
             "step_failure_rate": [stats[s]["failed"] / max(stats[s]["visits"], 1) for s in samples],
+            "unknown_rate": [stats[s]["unknown"] / max(stats[s]["attempts"], 1) for s in samples],
+            "note": [_unknown_note(stats[s], timeouts.get(s), cuts.get(s)) for s in samples],
         },
         index=pd.Index(list(samples), name="step"),
     )
@@ -237,16 +386,39 @@ def predict_timeouts(
     return table
 
 
+def _unknown_note(stats: Counter[str], timeout: float | None, cuts: np.ndarray | None) -> str | None:
+    """What a step's prediction cannot know: the draws of attempts a timeout cut off sooner."""
+    if not stats["unknown"]:
+        return None
+    assert cuts is not None
+    share = _share(stats["unknown"], stats["attempts"])
+    longest = format_seconds(float(cuts.max()))
+    if timeout is None:
+        return (
+            f"{share} of attempts are drawn from ones a timeout cut off (after up to {longest}): with no "
+            f"timeout how long they take is unknown; they count as taking the time they ran (the least)"
+        )
+    return (
+        f"{share} of attempts are drawn from ones a timeout cut off (after up to {longest}) before "
+        f"{format_seconds(timeout)}: whether they finish within it is unknown; they count as timeouts (the "
+        f"worst case); raise the timeout to measure them"
+    )
+
+
 def _simulate_step(
     rng: np.random.Generator,
     latencies: np.ndarray,
+    observed: int,
     timeout: float | None,
     policy: RetryPolicy,
     n: int,
     stats: Counter[str],
     alive: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Attempts of one step for ``n`` simulated runs; returns time spent and success."""
+    """Attempts of one step for ``n`` simulated runs; returns time spent and success.
+    ``latencies[:observed]`` were observed in full, the rest are the times attempts a timeout cut
+    off ran: one drawn times out again at a timeout it ran to; at a longer one it counts as
+    unknown, and as a timeout (the worst case)."""
     import numpy as np
 
     from wfkit.model._retry import ErrorKind
@@ -260,14 +432,19 @@ def _simulate_step(
         k = int(active.sum())
         if k == 0:
             break
-        drawn = rng.choice(latencies, size=k)
+        # (the same draws as rng.choice(latencies, size=k): a log with no timeouts predicts as before)
+        picked = rng.choice(len(latencies), size=k)
+        drawn = latencies[picked]
+        censored = picked >= observed
         stats["attempts"] += k
         if timeout is None:
+            stats["unknown"] += int(censored.sum())
             spent[active] += drawn
             ok[active] = True
             done[active] = True
             break
-        cut = drawn > timeout
+        cut = (drawn > timeout) | censored
+        stats["unknown"] += int((censored & (drawn < timeout)).sum())
         stats["timeouts"] += int(cut.sum())
         spent[active] += np.where(cut, timeout, drawn)
         idx = np.flatnonzero(active)

@@ -15,7 +15,15 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from wfkit.logs._tables import ERROR_KINDS, QUANTILES, grouped_quantiles, keys_of, quantile_label, runs_table
+from wfkit.logs._tables import (
+    ERROR_KINDS,
+    OUTCOME_COLUMNS,
+    QUANTILES,
+    grouped_quantiles,
+    keys_of,
+    quantile_label,
+    runs_table,
+)
 
 if TYPE_CHECKING:
     import numpy as np
@@ -154,14 +162,18 @@ class StepsAccessor:
         return table
 
     def runs(self) -> pd.DataFrame:
-        """One row per run: workflow, start, end, duration, attempts, steps done, failures, retries."""
-        self._need("runs", "run_id", "started_at", "ended_at")
+        """One row per run: start, end, attempts, steps done, step visits that gave up
+        (``failed``), retries, workflow, duration; then ``fell_back`` (the visits that gave up whose
+        fallback took over), ``run_failed`` (the run failed: a step gave up with no fallback, or
+        a rejected approval ended it) and ``failed_on_timeout`` (the step that failed it ran out
+        of time)."""
+        self._need("runs", "run_id", "started_at", "ended_at", *OUTCOME_COLUMNS)
         return runs_table(self._df)
 
     def run_latency(self, quantiles: Sequence[float] = QUANTILES) -> pd.Series:
         """Percentiles of whole-run duration (seconds), over every run in the frame."""
         self._need("run_latency", "run_id", "started_at", "ended_at")
-        durations = self.runs()["duration_s"]
+        durations = runs_table(self._df, outcomes=False)["duration_s"]
         result = durations.quantile(list(quantiles))
         result.index = [quantile_label(q) for q in quantiles]
         result["max"] = durations.max()
@@ -252,10 +264,13 @@ class StepsAccessor:
     # ---- timeouts ------------------------------------------------------------------------------
 
     def advise_timeouts(self, quantile: float = 0.99, margin: float = 1.5, *, min_samples: int = 20) -> pd.DataFrame:
-        """Per (workflow, step): a timeout at ``quantile`` of successful latency times ``margin``,
+        """Per (workflow, step): a timeout at ``quantile`` of attempt latency times ``margin``,
         never below the slowest success, with the samples it rests on; no advice (and the reason)
-        under ``min_samples``. A run deadline per workflow is in ``.attrs["run_deadline_s"]``."""
-        self._need("advise_timeouts", "run_id", "latency_s", "started_at", "ended_at")
+        under ``min_samples`` successes. An attempt a timeout cut off counts as slower than every
+        success (``timeouts`` says how many; the longest ran ``cut_at_s``): when the quantile falls
+        among them it is unknown, and so is the advice (the ``note`` says to raise the timeout to
+        measure). A run deadline per workflow is in ``.attrs["run_deadline_s"]``."""
+        self._need("advise_timeouts", "run_id", "latency_s", "started_at", "ended_at", *OUTCOME_COLUMNS)
         from wfkit.logs._advice import advise_timeouts
 
         return advise_timeouts(self._df, quantile=quantile, margin=margin, min_samples=min_samples)
@@ -271,7 +286,10 @@ class StepsAccessor:
     ) -> pd.DataFrame:
         """Monte Carlo over the observed latencies of one workflow: predicted timeout and failure
         rates per step and for whole runs (serial steps compound). ``timeouts`` maps a step (or
-        (workflow, step), as ``advise_timeouts()["timeout_s"]`` does) to seconds."""
+        (workflow, step), as ``advise_timeouts()["timeout_s"]`` does) to seconds. A draw of an
+        attempt a timeout cut off times out again at a timeout it ran to; at a longer one whether it
+        finishes is unknown: it counts as a timeout (the worst case), in ``unknown_rate`` too, and
+        the ``note`` says so."""
         self._need("predict_timeouts", "run_id", "latency_s", "started_at", "ended_at", "visit")
         from wfkit.logs._advice import predict_timeouts
 

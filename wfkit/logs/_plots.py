@@ -11,10 +11,12 @@ Titles and axes name the workflow, the step and the unit; durations are labelled
 
 from __future__ import annotations
 
+import functools
+import itertools
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from wfkit.logs._units import axis_seconds, format_seconds
 
@@ -67,26 +69,100 @@ def _say(ax: Axes, message: str, title: str) -> Axes:
     return ax
 
 
-def _seconds_axis(ax: Axes, axis: str = "x") -> None:
-    """Label a seconds axis "10 ms", "1 s". On a log axis: ticks at 1, 2 and 5 of each decade
-    (every digit when the data span less than 4x; fewer when the axis is too short for them to
-    stand apart, as in small multiples), small ticks unlabelled."""
-    import math
+# Ticks within a decade, densest first: on a log axis the last gaps of a decade are the narrowest
+# (9 to 10 is a fifth of 1 to 2), so a denser set is only used when its labels stand apart.
+_LOG_SUBS: tuple[tuple[float, ...], ...] = (
+    tuple(float(d) for d in range(1, 10)),
+    (1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0),
+    (1.0, 2.0, 3.0, 5.0, 7.0),
+    (1.0, 2.0, 5.0),
+    (1.0, 3.0),
+    (1.0,),
+)
 
+
+def _log_subs(low: float, high: float, inches: float, label_in: Callable[[float], float], across: bool) -> Any:
+    """The densest of ``_LOG_SUBS`` that puts at least two ticks between ``low`` and ``high`` with
+    no two labels touching, on an axis ``inches`` long; ``label_in(tick)`` is a label's extent
+    along the axis (its width ``across`` an x axis, its height on a y axis). If every set that
+    puts two ticks there crowds them, the sparsest such; None when none puts two ticks there (a
+    range narrower than a decade's gaps)."""
+    decades = math.log10(high / low)
+    sparsest = None
+    for subs in _LOG_SUBS:
+        ticks = sorted(
+            sub * 10.0**exponent
+            for exponent in range(math.floor(math.log10(low)), math.ceil(math.log10(high)) + 1)
+            for sub in subs
+            if low <= sub * 10.0**exponent <= high
+        )
+        if len(ticks) < 2:
+            continue
+        sparsest = subs
+        pad = 0.12 if across else 0.04
+        if all(
+            inches * math.log10(b / a) / decades >= (label_in(a) + label_in(b)) / 2 + pad
+            for a, b in itertools.pairwise(ticks)
+        ):
+            return subs
+    return sparsest
+
+
+def _label_size(across: bool) -> float:
+    """The font size of tick labels, in inches: across an x axis, or along a y axis."""
+    import matplotlib
+    from matplotlib.font_manager import FontProperties
+
+    size = matplotlib.rcParams["xtick.labelsize"] if across else matplotlib.rcParams["ytick.labelsize"]
+    return float(FontProperties(size=size).get_size_in_points()) / 72
+
+
+@functools.cache
+def _seconds_log_locator() -> Any:
+    """The class of the major locator of a log seconds axis (made once, when matplotlib is there)."""
+    from matplotlib.axis import Axis, XAxis
+    from matplotlib.ticker import LogLocator, MaxNLocator
+
+    class SecondsLogLocator(LogLocator):
+        """Ticks at the densest of every digit, 1-2-3-5-7, 1-2-5, 1-3 or 1 of each decade whose
+        labels stand apart at the axis' length as drawn (after the layout, and after any
+        set_xlim); where none puts two ticks in view, ticks at round values, as many as fit."""
+
+        def tick_values(self, vmin: float, vmax: float) -> Any:
+            low, high = min(vmin, vmax), max(vmin, vmax)
+            axis = self.axis
+            if not isinstance(axis, Axis) or axis.axes is None or not 0 < low < high:
+                return super().tick_values(vmin, vmax)
+            across = isinstance(axis, XAxis)
+            box = axis.axes.bbox
+            inches = (box.width if across else box.height) / axis.axes.figure.dpi
+            size = _label_size(across)
+            pad = 0.12 if across else 0.04
+
+            def label_in(tick: float) -> float:  # about 0.6 em a character across, a line's height on y
+                return len(axis_seconds(tick)) * 0.6 * size if across else 1.2 * size
+
+            subs = _log_subs(low, high, inches, label_in, across)
+            if subs is None:  # a range too narrow for a decade's ticks: round values, spaced to fit
+                longest = max(len(format_seconds(v, digits=4)) for v in (low, high))
+                widest = (longest * 0.6 * size if across else 1.2 * size) + pad
+                rounded = MaxNLocator(nbins=max(2, int(inches / (1.5 * widest))), steps=[1, 2, 2.5, 5, 10])
+                return rounded.tick_values(low, high)
+            self.set_params(subs=subs)
+            return super().tick_values(vmin, vmax)
+
+    return SecondsLogLocator
+
+
+def _seconds_axis(ax: Axes, axis: str = "x") -> None:
+    """Label a seconds axis "10 ms", "1 s", each label true to its tick. On a log axis the ticks
+    are chosen when the axis is drawn, so that labels stand apart at its length then (few ticks per
+    decade on a small multiple; see ``_seconds_log_locator``), small ticks unlabelled."""
     from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
     target = ax.xaxis if axis == "x" else ax.yaxis
     if (ax.get_xscale() if axis == "x" else ax.get_yscale()) == "log":
-        low, high = ax.get_xlim() if axis == "x" else ax.get_ylim()
-        narrow = low > 0 and high / low < 4
-        inches = (ax.bbox.width if axis == "x" else ax.bbox.height) / ax.figure.dpi
-        decades = math.log10(high / low) if low > 0 and high > low else 1.0
-        # A label such as "500 ms" needs about 0.6 in at the default size (0.3 in stacked on a y axis).
-        fits = inches / decades / (0.6 if axis == "x" else 0.3)
-        subs: tuple[float, ...] = (1.0, 2.0, 5.0) if fits >= 3 else (1.0, 3.0) if fits >= 2 else (1.0,)
-        if narrow:
-            subs = tuple(float(d) for d in range(1, 10))
-        target.set_major_locator(LogLocator(base=10, subs=subs))
+        target.set_major_locator(_seconds_log_locator()(base=10, subs=(1.0, 2.0, 5.0)))
         target.set_minor_locator(LogLocator(base=10, subs=tuple(float(d) for d in range(1, 10))))
         target.set_minor_formatter(NullFormatter())
     target.set_major_formatter(FuncFormatter(axis_seconds))

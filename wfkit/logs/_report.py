@@ -128,10 +128,20 @@ def _workflow_section(log: StepLog, workspace: str | os.PathLike[str] | None, na
     runs = mine.runs()
     parts = [f'<section id="{slug}"><h2>Workflow <code>{_esc(name)}</code></h2>']
     durations = runs["duration_s"]
-    failed_runs = int((runs["failed"] > 0).sum())
+    # A run a fallback saved did not fail: its outcome says, not its failed steps.
+    failed_runs = int(runs["run_failed"].sum())
+    fell_back = int(runs["fell_back"].sum())
+    rescued = int(((runs["fell_back"] > 0) & ~runs["run_failed"]).sum())
     quantiles = {f"P{round(q * 100)}": float(np.quantile(durations, q)) for q in (0.5, 0.9, 0.99)}
     parts.append(
-        f'<p>{len(runs):,} runs, <span class="{"bad" if failed_runs else "ok"}">{failed_runs:,} failed</span>; '
+        f'<p>{len(runs):,} runs, <span class="{"bad" if failed_runs else "ok"}">{failed_runs:,} failed</span>'
+        + (
+            f" ({fell_back:,} step{'s' if fell_back != 1 else ''} fell back to {'their' if fell_back != 1 else 'its'}"
+            f" fallback, in {rescued:,} run{'s' if rescued != 1 else ''} that did not fail)"
+            if fell_back
+            else ""
+        )
+        + "; "
         + ", ".join(f"{k} {format_seconds(v)}" for k, v in quantiles.items())
         + f", slowest {format_seconds(float(durations.max()))} (whole runs, approval waits included).</p>"
     )
@@ -212,12 +222,14 @@ def _workflow_section(log: StepLog, workspace: str | os.PathLike[str] | None, na
     deadline = advice.attrs["run_deadline_s"].get(name)
     parts.append("<h3>Proposed timeouts</h3>")
     parts.append(
-        f'<p class="note">{q_label.upper()} of successful latency x {advice.attrs["margin"]:g}, never below the '
-        f"slowest success; no advice under {advice.attrs['min_samples']} samples. Run deadline: "
+        f'<p class="note">{q_label.upper()} of attempt latency x {advice.attrs["margin"]:g} (an attempt a timeout '
+        "cut off counted as slower than every success), never below the slowest success; no advice under "
+        f"{advice.attrs['min_samples']} samples, nor when the {q_label.upper()} falls among the attempts a timeout "
+        "cut off (their latency is unknown). Run deadline: "
         + (
             f"<b>{format_seconds(deadline)}</b> (from {advice.attrs['run_samples'].get(name, 0):,} runs)."
             if deadline is not None
-            else f"none (only {advice.attrs['run_samples'].get(name, 0):,} runs)."
+            else f"none: {_esc(advice.attrs['run_deadline_note'].get(name))}."
         )
         + "</p>"
     )
@@ -228,9 +240,10 @@ def _workflow_section(log: StepLog, workspace: str | os.PathLike[str] | None, na
                 "samples": ("samples", _count),
                 q_label: (q_label.upper(), _duration),
                 "max": ("slowest", _duration),
+                "timeouts": ("timed out", _count),
                 "timeout_s": ("timeout", _duration),
                 "basis": ("basis", lambda v: "" if v is None or v != v else str(v)),
-                "note": ("why none", lambda v: "" if v is None or v != v else str(v)),
+                "note": ("note", lambda v: "" if v is None or v != v else str(v)),
             },
             index={"step": "step"},
             classes={"basis": "text", "note": "text"},
@@ -318,10 +331,11 @@ def write_report(
         names = sorted(str(w) for w in runs["workflow"].unique())
         nav = "<nav>" + "".join(f'<a href="#{_slug(n)}">{_esc(n)}</a>' for n in names) + "</nav>"
         parts.append(nav + "<main><h2>Overview</h2>")
-        overview = runs.assign(failed_run=runs["failed"] > 0, workflow=runs["workflow"].astype(str))
+        overview = runs.assign(workflow=runs["workflow"].astype(str))
         summary = overview.groupby("workflow").agg(
             runs=("duration_s", "size"),
-            failed=("failed_run", "sum"),
+            failed=("run_failed", "sum"),
+            fell_back=("fell_back", "sum"),
             p50=("duration_s", lambda d: float(d.quantile(0.5))),
             p99=("duration_s", lambda d: float(d.quantile(0.99))),
             slowest=("duration_s", "max"),
@@ -336,6 +350,7 @@ def write_report(
                     "runs": ("runs", _count),
                     "failed": ("failed runs", _count),
                     "failed_rate": ("failed", _rate),
+                    "fell_back": ("steps that fell back", _count),
                     "p50": ("run P50", _duration),
                     "p99": ("run P99", _duration),
                     "slowest": ("slowest run", _duration),

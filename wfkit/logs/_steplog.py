@@ -743,16 +743,50 @@ def _start_order(started: pa.ChunkedArray) -> Any:
     return times.argsort(kind="stable")
 
 
+# Integer columns every row has (numpy integers in pandas); the others may be missing (a step that
+# called no model has no tokens_in, a step that is no map item no map_index): pandas' nullable
+# integers hold them as they are, where numpy would turn the column into floats (120 -> 120.0).
+_ALWAYS_SET = ("visit", "attempt", "seq")
+
+
+def _nullable_integers(table: pa.Table) -> list[str]:
+    """The integer columns of ``table`` that read as pandas' nullable integers (Int32, Int64): those
+    that may be missing, and any other that is (never as floats)."""
+    import pyarrow as pa
+
+    return [
+        f.name
+        for f in table.schema
+        if pa.types.is_integer(f.type) and (f.name not in _ALWAYS_SET or table.column(f.name).null_count)
+    ]
+
+
 def _to_pandas(table: pa.Table) -> pd.DataFrame:
     """``table`` as pandas, the dictionary columns as categoricals with their categories in sorted
-    order (summaries then group in the order a reader expects, and DuckDB gives)."""
+    order (summaries then group in the order a reader expects, and DuckDB gives), the integer
+    columns that may be missing as pandas' nullable integers (Int32, Int64), as DuckDB gives them."""
+    import pandas as pd
     import pyarrow as pa
 
     coded = [f.name for f in table.schema if pa.types.is_dictionary(f.type)]
-    frame = table.drop_columns(coded).to_pandas() if coded else table.to_pandas()
+    nullable = _nullable_integers(table)
+    aside = coded + nullable
+    frame = table.drop_columns(aside).to_pandas() if aside else table.to_pandas()
+    masked = {
+        pa.int8(): pd.Int8Dtype(),
+        pa.int16(): pd.Int16Dtype(),
+        pa.int32(): pd.Int32Dtype(),
+        pa.int64(): pd.Int64Dtype(),
+        pa.uint8(): pd.UInt8Dtype(),
+        pa.uint16(): pd.UInt16Dtype(),
+        pa.uint32(): pd.UInt32Dtype(),
+        pa.uint64(): pd.UInt64Dtype(),
+    }
     for position, name in enumerate(table.column_names):
         if name in coded:
             frame.insert(position, name, _categorical(table.column(name)))
+        elif name in nullable:
+            frame.insert(position, name, table.column(name).to_pandas(types_mapper=masked.get))
     return frame
 
 

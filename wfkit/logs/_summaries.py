@@ -226,13 +226,20 @@ class StepLog:
 
     def runs(self) -> pd.DataFrame:
         """One row per run, as ``df.wf.runs()`` (start, end, attempts, steps_ok, failed, retries,
-        workflow, duration_s), in start order."""
+        workflow, duration_s, fell_back, run_failed, failed_on_timeout), in start order."""
         where, params = self._where()
+        gave_up = "status IN ('failed', 'timeout') AND retry_delay_s IS NULL"
         sql = (
             'SELECT run_id, min(started_at) AS start, max(ended_at) AS "end", '
             "count(*) FILTER (WHERE attempt > 0) AS attempts, count(*) FILTER (WHERE status = 'ok') AS steps_ok, "
-            "count(*) FILTER (WHERE status IN ('failed', 'timeout') AND retry_delay_s IS NULL) AS failed, "
-            "count(*) FILTER (WHERE retry_delay_s IS NOT NULL) AS retries{workflow} "
+            f"count(*) FILTER (WHERE {gave_up}) AS failed, "
+            "count(*) FILTER (WHERE retry_delay_s IS NOT NULL) AS retries, "
+            # How the run ended (see wfkit.logs._tables.runs_table): a step's row, not a map item's.
+            f"count(*) FILTER (WHERE {gave_up} AND map_index IS NULL AND route_taken IS NOT NULL) AS fell_back, "
+            f"(count(*) FILTER (WHERE {gave_up} AND map_index IS NULL AND route_taken IS NULL) > 0 "
+            "OR arg_max(status, seq) = 'rejected') AS run_failed, "
+            f"count(*) FILTER (WHERE {gave_up} AND map_index IS NULL AND route_taken IS NULL "
+            "AND status = 'timeout') > 0 AS failed_on_timeout{workflow} "
             f"FROM steps{where} GROUP BY run_id ORDER BY start, run_id"
         )
         frame, _ = self._query(sql, params)
@@ -240,20 +247,46 @@ class StepLog:
             return _empty("runs")
         for name in ("start", "end"):
             frame[name] = frame[name].dt.tz_convert("UTC")
-        for name in ("attempts", "steps_ok", "failed", "retries"):
+        for name in ("attempts", "steps_ok", "failed", "retries", "fell_back"):
             frame[name] = frame[name].astype("int64")
+        for name in ("run_failed", "failed_on_timeout"):
+            frame[name] = frame[name].astype(bool)
         frame["duration_s"] = (frame["end"] - frame["start"]).dt.total_seconds()
-        return frame.set_index("run_id")
+        outcome = ["fell_back", "run_failed", "failed_on_timeout"]
+        return frame[[c for c in frame.columns if c not in outcome] + outcome].set_index("run_id")
 
     def advise_timeouts(self, quantile: float = 0.99, margin: float = 1.5, *, min_samples: int = 20) -> pd.DataFrame:
         """Timeout advice per (workflow, step), as ``df.wf.advise_timeouts()``, from the files."""
-        from wfkit.logs._advice import advice_table, check_advice_args, run_durations
+        from wfkit.logs._advice import advice_table, censored_quantiles, check_advice_args, run_durations
 
         check_advice_args(quantile, margin, min_samples)
-        stats = self.latency(sorted({0.5, quantile}), status="ok")
-        return advice_table(
-            stats, run_durations(self.runs()), quantile=quantile, margin=margin, min_samples=min_samples
+        quantiles = sorted({0.5, quantile})
+        stats = self.latency(quantiles, status="ok")
+        # The attempts a timeout cut off: how many, and the longest any of them ran.
+        where, params = self._where(
+            "attempt > 0 AND status = 'timeout' AND latency_s IS NOT NULL AND NOT isnan(latency_s)"
         )
+        sql = (
+            "SELECT {keys}, count(*) AS timeouts, max(latency_s) AS cut_at_s "
+            f"FROM steps{where} GROUP BY {{keys}} ORDER BY {{keys}}"
+        )
+        cut, keys = self._query(sql, params)
+        cut = cut.set_index(keys) if cut is not None else stats.iloc[:0, :0].assign(timeouts=0, cut_at_s=0.0)
+
+        def successes_at(key: tuple[str, ...], qs: list[float]) -> list[float]:
+            group = self.narrow(**dict(zip(keys, key, strict=True)))
+            where, params = group._where(
+                "attempt > 0 AND status = 'ok' AND latency_s IS NOT NULL AND NOT isnan(latency_s)"
+            )
+            found, _ = group._query(
+                f"SELECT quantile_cont(latency_s, ?::DOUBLE[]) AS q FROM steps{where}", [qs, *params]
+            )
+            assert found is not None  # the group has successes, in files that are there
+            return [float(v) for v in found["q"].iloc[0]]
+
+        stats = censored_quantiles(stats, cut, quantiles, successes_at)
+        durations = run_durations(self.runs())
+        return advice_table(stats, durations, quantile=quantile, margin=margin, min_samples=min_samples)
 
     def close(self) -> None:
         """Close the DuckDB connection (a new one opens on the next question)."""

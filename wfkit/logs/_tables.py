@@ -319,8 +319,22 @@ def _pandas_quantiles(
     return table
 
 
-def runs_table(df: pd.DataFrame) -> pd.DataFrame:
-    """One row per run: start, end, attempts, steps done, failures, retries, workflow, duration.
+# What runs_table needs besides a run's times to tell how the run ended.
+OUTCOME_COLUMNS: tuple[str, ...] = ("retry_delay_s", "route_taken", "map_index", "seq")
+
+
+def runs_table(df: pd.DataFrame, *, outcomes: bool = True) -> pd.DataFrame:
+    """One row per run: start, end, attempts, steps done, failures, retries, workflow, duration,
+    then how it ended: steps that fell back, and whether the run failed.
+
+    ``failed`` counts step visits that gave up (their last attempt failed or timed out), whether a
+    fallback then took over or not; ``fell_back`` those a fallback took over; ``run_failed`` says
+    whether the run itself failed: a step (not an item of a map step: its map step's row says what
+    became of it) gave up with no fallback to take over (a step failure, a run deadline), or the
+    run's last row is a rejected approval; ``failed_on_timeout`` whether the step that failed it
+    ran out of time (its own timeout or the run's deadline: how long the run would have taken is
+    unknown). ``outcomes=False`` leaves those three out (and so needs none of
+    :data:`OUTCOME_COLUMNS`): the run durations alone.
 
     Vectorised: the per-row flags are computed once as columns, then one groupby sums them (a
     Python function per run took minutes on a million runs)."""
@@ -328,29 +342,53 @@ def runs_table(df: pd.DataFrame) -> pd.DataFrame:
 
     # An attempt followed by another (a retry, or a timeout that is retried) has a delay.
     retried = df["retry_delay_s"].notna() if "retry_delay_s" in df else pd.Series(False, index=df.index)
+    gave_up = df["status"].isin(["failed", "timeout"]) & ~retried
     columns: dict[str, Any] = {
         "run_id": df["run_id"],
         "start": df["started_at"],
         "end": df["ended_at"],
         "attempts": df["attempt"] > 0,
         "steps_ok": df["status"] == "ok",
-        "failed": df["status"].isin(["failed", "timeout"]) & ~retried,
+        "failed": gave_up,
         "retries": retried,
     }
+    counted = ["attempts", "steps_ok", "failed", "retries"]
+    if outcomes:
+        # A step's row (not a map item's) that gave up names the step its fallback went on to.
+        step_gave_up = gave_up & df["map_index"].isna()
+        fallback = df["route_taken"].notna()
+        columns["fell_back"] = step_gave_up & fallback
+        columns["fatal"] = step_gave_up & ~fallback
+        columns["fatal_timeout"] = columns["fatal"] & (df["status"] == "timeout")
+        columns["seq"] = df["seq"]
+        columns["rejected"] = df["status"] == "rejected"
+        counted.append("fell_back")
     if "workflow" in df.columns:
         columns["workflow"] = df["workflow"]
-    frame = pd.DataFrame(columns)
+    frame = pd.DataFrame(columns).reset_index(drop=True)  # labels that are positions, for idxmax below
     agg: dict[str, Any] = {
         "start": ("start", "min"),
         "end": ("end", "max"),
-        **{name: (name, "sum") for name in ("attempts", "steps_ok", "failed", "retries")},
+        **{name: (name, "sum") for name in counted},
     }
+    if outcomes:
+        agg["fatal"] = ("fatal", "any")
+        agg["fatal_timeout"] = ("fatal_timeout", "any")
     if "workflow" in frame.columns:
         agg["workflow"] = ("workflow", "first")
-    table = frame.groupby("run_id", observed=True, sort=False).agg(**agg)
-    for name in ("attempts", "steps_ok", "failed", "retries"):
+    grouped = frame.groupby("run_id", observed=True, sort=False)
+    table = grouped.agg(**agg)
+    for name in counted:
         table[name] = table[name].astype("int64")
     table["duration_s"] = (table["end"] - table["start"]).dt.total_seconds()
+    if outcomes:
+        # A rejection the run went on from (to the gate's on_reject step) is not its last row.
+        last = frame.loc[grouped["seq"].idxmax().to_numpy(), ["run_id", "rejected"]].set_index("run_id")["rejected"]
+        rejected_last = last.reindex(table.index, fill_value=False).astype(bool)
+        table["run_failed"] = table.pop("fatal").astype(bool) | rejected_last
+        table["failed_on_timeout"] = table.pop("fatal_timeout").astype(bool)
+        outcome = ["fell_back", "run_failed", "failed_on_timeout"]
+        table = table[[c for c in table.columns if c not in outcome] + outcome]
     return table.sort_values("start")
 
 

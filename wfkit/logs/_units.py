@@ -35,5 +35,25 @@ def format_seconds(seconds: float | None, *, digits: int = 3) -> str:
 
 
 def axis_seconds(value: float, _position: object = None) -> str:
-    """Tick labels of a seconds axis (a matplotlib FuncFormatter): "10 ms", "1 s", "2 min 0 s"."""
-    return format_seconds(value, digits=2)
+    """Tick labels of a seconds axis (a matplotlib FuncFormatter): "10 ms", "125 ms", "1 s",
+    "2 min 30 s", "1 h 6 min 40 s". A label is true to its tick: it has the fewest significant
+    figures that write the tick's position exactly (175 ms is "175 ms", never "180 ms"; up to six),
+    and past a minute it keeps every second (62.5 s, not a whole second, is "62.5 s")."""
+    value = float(value)
+    if not math.isfinite(value):
+        return ""
+    if value == 0:
+        return "0 s"
+    digits = next((d for d in range(1, 7) if math.isclose(float(f"{value:.{d}g}"), value, rel_tol=1e-9)), 6)
+    size = abs(value)
+    if size < 60:
+        return format_seconds(value, digits=digits)
+    sign = "-" if value < 0 else ""
+    whole = round(size)
+    if not math.isclose(size, whole, rel_tol=0, abs_tol=1e-6):
+        return f"{sign}{_sig(size, digits)} s"
+    hours, rest = divmod(whole, 3600)
+    minutes, seconds = divmod(rest, 60)
+    if not hours:
+        return f"{sign}{minutes} min {seconds} s"
+    return f"{sign}{hours} h {minutes} min" + (f" {seconds} s" if seconds else "")
