@@ -73,4 +73,4 @@ def test_a_gate_row_keeps_its_decision(decision: str, shown: str) -> None:
     [row] = step_rows(run.events)
     assert shown == row["decision"]
     assert f"[{shown}]" in run_text(run)
-    assert f"<td>{shown}</td></tr>" in run_html(run)
+    assert f'<td style="text-align:left">{shown}</td></tr>' in run_html(run)

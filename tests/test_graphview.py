@@ -161,6 +161,30 @@ def test_route_labels_never_overlap() -> None:
             assert not (a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]), (a, b)
 
 
+def test_a_step_routing_to_itself_is_a_loop_on_its_right_side() -> None:
+    """A self-loop leaves the box's right side and comes back to it, bulging out to the right: it
+    was drawn as a dip below the box and back, which read as an arrow from the next step."""
+    flow = wf.Workflow("redraft")
+    flow.step(_noop, name="draft", max_visits=3)
+    flow.step(_noop, name="send")
+    flow.route("draft", wf.when("drafts", "lt", 2) >> wf.go("draft"), default=wf.go("send"))
+    svg = to_svg(flow.validate())
+    root = ET.fromstring(svg)
+    ns = "{http://www.w3.org/2000/svg}"
+    box = next(r for r in root.iter(f"{ns}rect") if r.get("rx") == "8")
+    right, top = float(box.get("x", 0)) + float(box.get("width", 0)), float(box.get("y", 0))
+    bottom = top + float(box.get("height", 0))
+    [loop] = [p.get("d", "") for p in root.iter(f"{ns}path") if p.get("marker-end") and " C" in p.get("d", "")]
+    numbers = [float(v) for v in loop.replace("M", " ").replace("C", " ").replace(",", " ").split()]
+    xs, ys = numbers[0::2], numbers[1::2]
+    assert right == xs[0]  # out of the right side
+    assert abs(xs[-1] - right) <= 2  # and back into it
+    assert min(xs) >= right
+    assert max(xs) > right + 20  # bulging out to the right
+    assert top < ys[0] < ys[-1] < bottom
+    assert "drafts &lt; 2" in svg
+
+
 def test_same_layer_edges_arc_below_and_dashed_lie_under_solid() -> None:
     """An edge within a row dips below it instead of crossing a box; dashed edges come first
     (drawn under) and bow away from a solid edge between the same steps."""

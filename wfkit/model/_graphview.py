@@ -1,7 +1,8 @@
 """A workflow graph as SVG and as text, drawn here: no network (no mermaid.ink), no graphviz.
 
 Layout: steps are placed in layers by their distance from the entry; edges that go back to an
-earlier layer (loops) are drawn as arcs on the right. Routes carry their condition as a label.
+earlier layer (loops) are drawn as arcs on the right, and a step's route to itself as a loop on its
+right side. Routes carry their condition as a label.
 Colours show a run's step statuses when given. Boxes name their loop bound and approval condition;
 markers are drawn shapes, so no emoji font is needed.
 """
@@ -256,6 +257,11 @@ def _draw(graph: Graph, statuses: Mapping[str, str]) -> tuple[list[str], int, fl
             bulge = max(sx, ex) + 30 + 22 * loops
             path = f"M{sx},{sy} C{bulge},{sy} {bulge},{ey} {ex + 2},{ey}"
             lx, ly = bulge - 8, (sy + ey) / 2
+        elif dst == src:  # a step routing to itself: a loop out of its right side and back
+            sx, sy, ey = x1 + _W, y1 + _H * 0.3, y1 + _H * 0.7
+            bulge = sx + 42
+            path = f"M{sx},{sy} C{bulge},{sy - 14} {bulge},{ey + 14} {sx + 2},{ey}"
+            lx, ly = bulge - 6, (sy + ey) / 2 + 4
         elif dst != END and layer.get(dst, 0) == layer[src]:  # same row: an arc below it
             sx, sy = x1 + _W / 2, y1 + _H
             ex, ey = x2 + _W / 2, y2 + _H

@@ -76,7 +76,7 @@ def run_html(run: Run, *, graph_html: str | None = None) -> str:
         cells.append(
             "<tr>"
             + "".join(
-                f"<td>{html.escape(str(v))}</td>"
+                f'<td style="text-align:left">{html.escape(str(v))}</td>'
                 for v in (
                     r["step"],
                     r["visit"],
@@ -93,9 +93,13 @@ def run_html(run: Run, *, graph_html: str | None = None) -> str:
     if run.error is not None:
         shown = html.escape(redact_text(str(run.error)))
         error = f'<p style="color:#b91c1c">{html.escape(type(run.error).__name__)}: {shown}</p>'
+    # Headers and cells aligned alike, whatever the front end's table style (JupyterLab centred the
+    # headers over left-aligned cells).
+    headers = ("step", "visit", "status", "attempts", "latency", "route", "error / decision")
     table = (
-        '<table class="wfkit-steps"><thead><tr><th>step</th><th>visit</th><th>status</th><th>attempts</th>'
-        "<th>latency</th><th>route</th><th>error / decision</th></tr></thead><tbody>"
+        '<table class="wfkit-steps"><thead><tr>'
+        + "".join(f'<th style="text-align:left">{h}</th>' for h in headers)
+        + "</tr></thead><tbody>"
         + "".join(cells)
         + "</tbody></table>"
     )
