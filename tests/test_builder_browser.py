@@ -291,3 +291,62 @@ def test_the_canvas_keeps_its_width_in_a_narrow_window(tmp_path: Path, lab: Lab)
         expect(fold).to_have_attribute("aria-pressed", "false")
         expect(builder.locator(".wfk-palette")).to_be_hidden()
         assert _box(builder.locator(".wfk-canvas"))["width"] >= _box(builder)["width"] - 4
+
+
+# For every edge label: how far its centre lies from its own edge's path (in the canvas's units).
+LABEL_DISTANCES = """(svg) => {
+    const out = {};
+    for (const tag of svg.querySelectorAll("g[data-label-for]")) {
+        const id = tag.getAttribute("data-label-for");
+        const rect = tag.querySelector("rect.wfk-edge-label-bg");
+        const x = rect.x.baseVal.value + rect.width.baseVal.value / 2;
+        const y = rect.y.baseVal.value + rect.height.baseVal.value / 2;
+        const path = svg.querySelector(`g[data-edge="${CSS.escape(id)}"] path.wfk-edge-line`);
+        const total = path.getTotalLength();
+        let best = Infinity;
+        for (let i = 0; i <= 200; i++) {
+            const p = path.getPointAtLength((total * i) / 200);
+            best = Math.min(best, Math.hypot(p.x - x, p.y - y));
+        }
+        out[id] = best;
+    }
+    return out;
+}"""
+
+
+@pytest.mark.skipif(
+    not CHROMIUM.exists(), reason=f"{CHROMIUM} is missing (apt-get install chromium); this browser test drives it"
+)
+def test_route_labels_sit_on_their_own_edges(tmp_path: Path, lab: Lab) -> None:
+    """Each route's label sits on its own edge, not beside another one, in the router example's
+    layout and after boxes are dragged away (labels move with their edges)."""
+    from playwright.sync_api import expect
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(SOURCE.replace('"router.yaml"', "ex.rag_router()"))]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
+    nbformat.write(nb, tmp_path / "labels.ipynb")
+    with lab_page(lab, {"width": 1400, "height": 1000}, tmp_path / "labels-failure.png") as page:
+        builder = run_notebook(page, lab, "labels.ipynb", expect).locator(".wfk-builder")
+        expect(builder).to_be_visible(timeout=30_000)
+        builder.scroll_into_view_if_needed()
+        expect(builder.locator(".wfk-problems")).to_contain_text("The kernel finds no problems.")
+        canvas = builder.locator("svg.wfk-svg")
+
+        def check(stage: str) -> None:
+            distances = canvas.evaluate(LABEL_DISTANCES)
+            assert {"route:classify:0", "route:classify:1", "route:classify:2"} <= set(distances)
+            far = {edge: round(d, 1) for edge, d in distances.items() if d > 24}
+            assert not far, f"{stage}: labels away from their own edges: {far}"
+
+        check("as laid out")
+        builder.screenshot(path=str(tmp_path / "labels-1-laid-out.png"))
+        answer = builder.locator("g[data-step='generate_answer'] rect.wfk-node-box")
+        start = _center(answer)
+        _drag(page, start, (start[0] + 160, start[1] + 20))
+        check("generate_answer dragged")
+        data = builder.locator("g[data-step='data_query'] rect.wfk-node-box")
+        start = _center(data)
+        _drag(page, start, (start[0] - 40, start[1] + 60))
+        check("data_query dragged")
+        builder.screenshot(path=str(tmp_path / "labels-2-dragged.png"))

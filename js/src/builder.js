@@ -72,6 +72,61 @@ export function edgeList(spec) {
   return out;
 }
 
+// Where a label may sit on its edge: points along the curve, by share of its length, the middle
+// first. A label always sits on its own edge, so it never reads as the condition of another one.
+const LABEL_SHARES = [0.5, 0.42, 0.58, 0.34, 0.66, 0.26, 0.74, 0.18, 0.82];
+
+function bezierAt([p0, p1, p2, p3], t) {
+  const u = 1 - t;
+  const at = (i) => u * u * u * p0[i] + 3 * u * u * t * p1[i] + 3 * u * t * t * p2[i] + t * t * t * p3[i];
+  return [at(0), at(1)];
+}
+
+function labelSpots(curve) {
+  const points = [];
+  for (let i = 0; i <= 64; i++) points.push(bezierAt(curve, i / 64));
+  const lengths = [0];
+  for (let i = 1; i < points.length; i++) lengths.push(lengths[i - 1] + Math.hypot(points[i][0] - points[i - 1][0], points[i][1] - points[i - 1][1]));
+  const total = lengths[lengths.length - 1];
+  return LABEL_SHARES.map((share) => {
+    const want = share * total;
+    let i = 1;
+    while (i < lengths.length - 1 && lengths[i] < want) i++;
+    const span = lengths[i] - lengths[i - 1] || 1;
+    const f = Math.min(1, Math.max(0, (want - lengths[i - 1]) / span));
+    return [points[i - 1][0] + f * (points[i][0] - points[i - 1][0]), points[i - 1][1] + f * (points[i][1] - points[i - 1][1])];
+  });
+}
+
+// Place every edge's label on its own curve: at the first spot (middle first) that covers no step
+// and no label placed before; if there is none, at the spot covering least (a step counts far more
+// than a label), the middle when they tie. Labels with fewest free spots go first, so a short edge
+// between two close steps keeps its only free spot. Returns the label elements.
+function placeLabels(tags, steps) {
+  const area = (a, b) => {
+    const ox = (a.w + b.w) / 2 + 2 - Math.abs(a.x - b.x);
+    const oy = (a.h + b.h) / 2 + 2 - Math.abs(a.y - b.y);
+    return ox > 0 && oy > 0 ? ox * oy : 0;
+  };
+  const fits = (tag, [x, y]) => x - tag.width / 2 >= 0 && y - tag.height / 2 >= 0;
+  const free = (tag) => tag.spots.filter((p) => fits(tag, p) && steps.every((box) => !area(box, { x: p[0], y: p[1], w: tag.width, h: tag.height }))).length;
+  const order = tags.map((tag, i) => ({ tag, i, free: free(tag) })).sort((a, b) => a.free - b.free || a.i - b.i);
+  const placed = [];
+  const out = new Array(tags.length);
+  for (const { tag, i } of order) {
+    let best = null;
+    for (const [x, y] of tag.spots) {
+      const box = { x, y, w: tag.width, h: tag.height };
+      const cost = steps.reduce((sum, other) => sum + 100 * area(other, box), 0) + placed.reduce((sum, other) => sum + area(other, box), 0) + (fits(tag, [x, y]) ? 0 : 1e9);
+      if (!best || cost < best.cost) best = { box, cost };
+      if (cost === 0) break;
+    }
+    placed.push(best.box);
+    out[i] = tag.build(best.box.x, best.box.y);
+  }
+  return out;
+}
+
 // An edge's label as lines: the condition (or kind), then the tools the route binds.
 function edgeLabel(edge) {
   if (edge.kind === "edge") return [];
@@ -645,9 +700,7 @@ class Editor {
     ];
     const pairs = {};
     for (const edge of edges) (pairs[`${edge.src}\u0000${edge.dst}`] = pairs[`${edge.src}\u0000${edge.dst}`] || []).push(edge.id);
-    const labels = [];
-    // Steps are obstacles for edge labels (see edgeElement).
-    this.labelBoxes = Object.values(nodes).map((n) => ({ x: n.pos[0] + NODE_W / 2, y: n.pos[1] + NODE_H / 2, w: NODE_W, h: NODE_H }));
+    const tags = [];
     for (const edge of edges) {
       const a = nodes[edge.src];
       const b = nodes[edge.dst];
@@ -656,9 +709,10 @@ class Editor {
       const offset = (siblings.indexOf(edge.id) - (siblings.length - 1) / 2) * 60;
       const drawn = this.edgeElement(edge, a, b, offset, bad.edges[edge.id]);
       children.push(drawn.line);
-      if (drawn.label) labels.push(drawn.label);
+      if (drawn.tag) tags.push(drawn.tag);
     }
-    children.push(...labels); // above every edge, so a label is never covered by another edge
+    // Labels go above every edge, so a label is never covered by another edge.
+    children.push(...placeLabels(tags, Object.values(nodes).map((n) => ({ x: n.pos[0] + NODE_W / 2, y: n.pos[1] + NODE_H / 2, w: n.end ? 70 : NODE_W, h: n.end ? 28 : NODE_H }))));
     for (const node of Object.values(nodes)) children.push(this.nodeElement(node, steps[node.name], bad.steps[node.name]));
     if (this.drag && this.drag.kind === "connect" && this.drag.to) {
       const [x, y] = this.drag.from;
@@ -674,37 +728,30 @@ class Editor {
 
   edgeElement(edge, a, b, offset, problems) {
     const w = b.end ? 70 : NODE_W;
-    let d;
-    let lx;
-    let ly;
+    // Every edge is one cubic Bézier curve: its four points draw it and place its label.
+    let curve;
     if (edge.src === edge.dst) {
       const x = a.pos[0] + NODE_W;
       const y = a.pos[1] + NODE_H / 2;
-      d = `M${x},${y - 8} C${x + 70},${y - 40} ${x + 70},${y + 40} ${x + 2},${y + 8}`;
-      lx = x + 56;
-      ly = y;
+      curve = [[x, y - 8], [x + 70, y - 40], [x + 70, y + 40], [x + 2, y + 8]];
     } else if (b.pos[1] > a.pos[1] + NODE_H / 2) {
       const sx = a.pos[0] + NODE_W / 2;
       const sy = a.pos[1] + NODE_H;
       const ex = b.pos[0] + w / 2;
       const ey = b.pos[1];
-      const c1 = [sx + offset, sy + 45];
-      const c2 = [ex + offset, ey - 45];
-      d = `M${sx},${sy} C${c1[0]},${c1[1]} ${c2[0]},${c2[1]} ${ex},${ey - 2}`;
-      const t = 0.5;
-      const u = 1 - t;
-      lx = u * u * u * sx + 3 * u * u * t * c1[0] + 3 * u * t * t * c2[0] + t * t * t * ex;
-      ly = u * u * u * sy + 3 * u * u * t * c1[1] + 3 * u * t * t * c2[1] + t * t * t * ey;
+      curve = [[sx, sy], [sx + offset, sy + 45], [ex + offset, ey - 45], [ex, ey - 2]];
     } else {
       const sx = a.pos[0] + NODE_W;
       const sy = a.pos[1] + NODE_H / 2;
       const ex = b.pos[0] + w;
       const ey = b.pos[1] + NODE_H / 2;
       const bulge = Math.max(sx, ex) + 60 + Math.abs(offset);
-      d = `M${sx},${sy} C${bulge},${sy} ${bulge},${ey} ${ex + 2},${ey}`;
-      lx = bulge - 20;
-      ly = (sy + ey) / 2;
+      curve = [[sx, sy], [bulge, sy], [bulge, ey], [ex + 2, ey]];
     }
+    const d = `M${curve[0][0]},${curve[0][1]} C${curve
+      .slice(1)
+      .map((p) => `${p[0]},${p[1]}`)
+      .join(" ")}`;
     const label = edgeLabel(edge);
     const selected = this.selected && this.selected.edge === edge.id;
     const classes = ["wfk-edge", `wfk-${edge.kind}`, problems ? "wfk-bad" : "", selected ? "wfk-selected" : ""].join(" ");
@@ -737,25 +784,11 @@ class Editor {
       s("path", { d, class: "wfk-edge-line", "marker-end": `url(#${this.uid}-arrow${problems ? "-bad" : ""})` }),
     );
     const lines = (problems ? ["⚠ problem", ...label] : label).map((line) => (line.length > 34 ? `${line.slice(0, 33)}…` : line));
-    if (!lines.length) return { line: group, label: null };
-    {
-      const width = 6.2 * Math.max(...lines.map((line) => line.length)) + 10;
-      const height = 14 * lines.length + 4;
-      // Routes fanning out of one step put their labels close together: take the nearest height
-      // (above or below the curve's middle) where the label covers no other label and no step.
-      const overlaps = (x, y) => this.labelBoxes.some((box) => Math.abs(box.x - x) < (box.w + width) / 2 + 2 && Math.abs(box.y - y) < (box.h + height) / 2 + 2);
-      const [x0, y0] = [lx, ly];
-      search: for (const k of [0, -1, 1, -2, 2, -3, 3, -4, 4]) {
-        for (const side of [0, -1, 1]) {
-          const [x, y] = [x0 + side * (width / 2 + 12), y0 + k * (height + 4)];
-          if (x - width / 2 >= 0 && y - height / 2 >= 0 && !overlaps(x, y)) {
-            [lx, ly] = [x, y];
-            break search;
-          }
-        }
-      }
-      this.labelBoxes.push({ x: lx, y: ly, w: width, h: height });
-      const label = s(
+    if (!lines.length) return { line: group, tag: null };
+    const width = 6.2 * Math.max(...lines.map((line) => line.length)) + 10;
+    const height = 14 * lines.length + 4;
+    const build = (lx, ly) =>
+      s(
         "g",
         {
           class: classes.replace("wfk-edge ", "wfk-edge-tag "),
@@ -769,8 +802,7 @@ class Editor {
         s("rect", { x: lx - width / 2, y: ly - height / 2, width, height, rx: 4, class: "wfk-edge-label-bg" }),
         ...lines.map((line, i) => s("text", { x: lx, y: ly - height / 2 + 13 + 14 * i, "text-anchor": "middle", class: "wfk-edge-label", text: line })),
       );
-      return { line: group, label };
-    }
+    return { line: group, tag: { spots: labelSpots(curve), width, height, build } };
   }
 
   nodeElement(node, step, problems) {
