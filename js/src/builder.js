@@ -137,6 +137,17 @@ function edgeLabel(edge) {
   return lines;
 }
 
+// A label's lines as drawn (a long one cut), and its width and height in px ([0, 0] for none).
+function labelLines(lines) {
+  return lines.map((line) => (line.length > 34 ? `${line.slice(0, 33)}…` : line));
+}
+
+function labelSize(lines) {
+  const shown = labelLines(lines);
+  if (!shown.length) return [0, 0];
+  return [6.2 * Math.max(...shown.map((line) => line.length)) + 10, 14 * shown.length + 4];
+}
+
 // Where a kernel problem points: a step, an edge, or the flow as a whole.
 export function problemTarget(path) {
   const [part, name, key, index] = path;
@@ -455,7 +466,9 @@ class Editor {
     const steps = Object.keys(this.spec.steps || {});
     for (const name of steps) g.setNode(name, { width: NODE_W, height: NODE_H });
     for (const edge of edgeList(this.spec)) {
-      if (steps.includes(edge.src) && steps.includes(edge.dst)) g.setEdge(edge.src, edge.dst, {}, edge.id);
+      // Each label's size, so dagre spaces the rows and the boxes to leave room for the labels.
+      const [width, height] = labelSize(edgeLabel(edge));
+      if (steps.includes(edge.src) && steps.includes(edge.dst)) g.setEdge(edge.src, edge.dst, { width, height, labelpos: "c" }, edge.id);
     }
     dagre.layout(g);
     const layout = this.layout;
@@ -783,10 +796,9 @@ class Editor {
       s("path", { d, class: "wfk-edge-hit" }),
       s("path", { d, class: "wfk-edge-line", "marker-end": `url(#${this.uid}-arrow${problems ? "-bad" : ""})` }),
     );
-    const lines = (problems ? ["⚠ problem", ...label] : label).map((line) => (line.length > 34 ? `${line.slice(0, 33)}…` : line));
+    const lines = labelLines(problems ? ["⚠ problem", ...label] : label);
     if (!lines.length) return { line: group, tag: null };
-    const width = 6.2 * Math.max(...lines.map((line) => line.length)) + 10;
-    const height = 14 * lines.length + 4;
+    const [width, height] = labelSize(lines);
     const build = (lx, ly) =>
       s(
         "g",
