@@ -75,9 +75,14 @@ def test_sigkill_then_resume_runs_each_step_once(crash_at: str, tmp_path: Path, 
         # The attempt the crash cut off is in the step log, crashed (once, though the run was
         # resumed twice), and the attempt after a "retry" is numbered after it.
         rows = [(e.attempt, e.status, e.error_type) for e in Workspace(ws).events("crash-run") if e.step == "email"]
-        crashed = (1, "failed", "ProcessCrashedError")
+        crashed = (1, "retry", "ProcessCrashedError")
         assert ([crashed, (0, "ok", None)] if sent else [crashed, (0, "skipped", None), (2, "ok", None)]) == rows
         assert math.isnan(next(e for e in Workspace(ws).events("crash-run") if e.step == "email").latency_s)
+        # ... and the step log does not read the run as failed, nor the crash as a step giving up.
+        log = wf.steps(ws)
+        run = log.wf.runs().loc["crash-run"]
+        assert (False, 0) == (bool(run["run_failed"]), int(run["failed"]))
+        assert 1 == int(log.wf.failures().loc[("crashflow", "email"), "unknown"])
 
     assert "succeeded" == status
     assert baseline == json.loads((logs / "result.json").read_text())["state"]

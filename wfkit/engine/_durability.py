@@ -388,9 +388,11 @@ class Durability:
         return ADMITTED
 
     def _crashed_attempt(self, act: Activation, cut: CutOff) -> StepEvent:
-        """The attempt of an irreversible step that a crash cut off in its body: failed, of
-        unknown kind and latency, as any crashed attempt (``AttemptRunner._crashed``), but not
-        retried: whether its side effect happened is for a person to say."""
+        """The attempt of an irreversible step that a crash cut off in its body: of unknown kind
+        and latency, with no backoff, as any crashed attempt (``AttemptRunner._crashed``): a
+        ``retry`` row, as the step's next row is another attempt (or the reconciliation that
+        says the side effect happened), never the run's end. But it is not retried by itself:
+        whether its side effect happened is for a person to say."""
         name = act.spec.name
         error = ProcessCrashedError(
             f"the process died during attempt {cut.attempt} of irreversible step {name!r} (visit {act.visit}), "
@@ -401,13 +403,13 @@ class Durability:
             name,
             act.visit,
             cut.attempt,
-            Status.FAILED,
+            Status.RETRY,
             error,
             ErrorKind.UNKNOWN,
             cut.started_at or time.time(),
             float("nan"),
             0.0,
-            None,
+            0.0,
             None,
             act.tools,
             {"extra": dict(UNTIMED)},
