@@ -212,7 +212,8 @@ def test_runs_counts_a_retried_timeout_as_a_retry(workspace: Path) -> None:
 
 def outcome_runs() -> None:
     """Runs that end every way the step log can tell: saved by a step's fallback or a map's,
-    failed by a step or a map item with no fallback, cut by the run deadline, rejected at a gate
+    failed by a step or a map item with no fallback, a visit bound met with the end as its
+    fallback or with none, cut by the run deadline, rejected at a gate
     with and without an on_reject step, approved, and parked at a gate."""
 
     def failing(state: Any) -> dict[str, Any]:
@@ -247,6 +248,12 @@ def outcome_runs() -> None:
     bare.map(inc, over="xs", into="ys", name="inc")
     bare.run({"xs": [1, 2, 3]}, raise_on_error=False)
 
+    for name, fallback in (("loop-ended", wf.END), ("loop-failed", None)):  # a visit bound met
+        loop = wf.Workflow(name)
+        loop.step(lambda s: {"n": s.get("n", 0) + 1}, name="again", max_visits=2, fallback=fallback)
+        loop.route("again", wf.when("n", "lt", 100) >> wf.go("again"), default=wf.go(wf.END))
+        loop.run({}, raise_on_error=False)
+
     for on_reject, policy in ((None, "reject"), ("revise", "reject"), (None, "approve"), (None, None)):
         gated = wf.Workflow(f"gate-{on_reject}-{policy}")
         gated.step(lambda s: {"paid": True}, name="pay", approval=wf.Approval("check", on_reject=on_reject))
@@ -271,6 +278,8 @@ def test_runs_tell_a_run_a_fallback_saved_from_one_that_failed(workspace: Path) 
         "deadline": (1, 0, True, True, "timed_out"),
         "map-saved": (2, 1, False, False, "succeeded"),  # the item's row and the map step's
         "map-failed": (2, 0, True, False, "failed"),
+        "loop-ended": (1, 1, False, False, "succeeded"),  # its bound's fallback is the end
+        "loop-failed": (1, 0, True, False, "failed"),
         "gate-None-reject": (0, 0, True, False, "failed"),
         "gate-revise-reject": (0, 0, False, False, "succeeded"),
         "gate-None-approve": (0, 0, False, False, "succeeded"),

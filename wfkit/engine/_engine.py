@@ -651,7 +651,7 @@ class Execution:
             run_id=self.run_id,
             step=spec.name,
         )
-        route = spec.fallback if spec.fallback and spec.fallback != END else None
+        route = spec.fallback or None  # END too: the row says where the run went on to (its end)
         self._record(
             self._make.event(
                 spec.name,
@@ -669,11 +669,11 @@ class Execution:
                 None,
             )
         )
-        if route is not None:
+        if route is None:
+            self._fail(error, RunStatus.FAILED)
+        elif route != END:
             failure = self._failure_of(spec.name, 0, error, ErrorKind.PERMANENT)
             self._activate(self.graph.steps[route], None, failure, time.perf_counter())
-        elif spec.fallback != END:
-            self._fail(error, RunStatus.FAILED)
 
     def _follow(self, act: Activation, updates: Mapping[str, Any] | None, chosen: Go | None, queued: float) -> None:
         """A step's success, logged, and its successors (due since ``queued``): the route chosen,
