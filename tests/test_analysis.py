@@ -248,6 +248,18 @@ def outcome_runs() -> None:
     bare.map(inc, over="xs", into="ys", name="inc")
     bare.run({"xs": [1, 2, 3]}, raise_on_error=False)
 
+    resumed = wf.Workflow("resumed")  # failed, then resumed to success: its outcome is the resume's
+    tries = iter([wf.PermanentError("down"), None])
+
+    def flaky(state: Any) -> dict[str, Any]:
+        error = next(tries)
+        if error is not None:
+            raise error
+        return {"ok": True}
+
+    resumed.step(flaky, name="call")
+    resumed.resume(resumed.run({}, raise_on_error=False).run_id)
+
     for name, fallback in (("loop-ended", wf.END), ("loop-failed", None)):  # a visit bound met
         loop = wf.Workflow(name)
         loop.step(lambda s: {"n": s.get("n", 0) + 1}, name="again", max_visits=2, fallback=fallback)
@@ -278,6 +290,7 @@ def test_runs_tell_a_run_a_fallback_saved_from_one_that_failed(workspace: Path) 
         "deadline": (1, 0, True, True, "timed_out"),
         "map-saved": (2, 1, False, False, "succeeded"),  # the item's row and the map step's
         "map-failed": (2, 0, True, False, "failed"),
+        "resumed": (1, 0, False, False, "succeeded"),  # the failure is counted, the run did not fail
         "loop-ended": (1, 1, False, False, "succeeded"),  # its bound's fallback is the end
         "loop-failed": (1, 0, True, False, "failed"),
         "gate-None-reject": (0, 0, True, False, "failed"),

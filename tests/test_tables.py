@@ -99,7 +99,16 @@ def _runs_reference(df: pd.DataFrame) -> pd.DataFrame:
     outcomes = {}
     for run_id, rows in frame.groupby("run_id", observed=True, sort=False):
         step = rows["_failed"] & rows["map_index"].isna()  # a step's row that gave up, no map item's
-        fatal = step & rows["route_taken"].isna()
+        # ... the last row of its step visit (a later one: the run was resumed past the failure)
+        last_of_visit = pd.Series(
+            [
+                row.seq == rows.loc[(rows["step"] == row.step) & (rows["visit"] == row.visit)
+                                    & rows["map_index"].isna(), "seq"].max()
+                for row in rows.itertuples()
+            ],
+            index=rows.index,
+        )  # fmt: skip
+        fatal = step & rows["route_taken"].isna() & last_of_visit
         last = rows.loc[rows["seq"].idxmax(), "status"] == "rejected"
         on_timeout = bool((fatal & (rows["status"] == "timeout")).any())
         outcomes[run_id] = (int((step & rows["route_taken"].notna()).sum()), bool(fatal.any()) or last, on_timeout)
@@ -113,7 +122,7 @@ def _runs_reference(df: pd.DataFrame) -> pd.DataFrame:
 def test_runs_table_equals_one_computed_run_by_run() -> None:
     """The vectorised runs table equals the run-by-run one: attempts, successes, failures not
     retried, retries, workflow, duration, step failures a fallback took over, whether the run failed
-    and whether on a timeout."""
+    (a failure with no later row of its step visit) and whether on a timeout."""
     rng = np.random.default_rng(3)
     n = 2_000
     start = pd.Timestamp("2026-01-01", tz="UTC") + pd.to_timedelta(rng.integers(0, 10**9, n), unit="us")
@@ -128,6 +137,8 @@ def test_runs_table_equals_one_computed_run_by_run() -> None:
             "ended_at": start + pd.to_timedelta(rng.integers(0, 10**6, n), unit="us"),
             "route_taken": pd.Series(np.where(rng.random(n) < 0.3, "fallback", None), dtype="str"),
             "map_index": pd.array(np.where(rng.random(n) < 0.2, rng.integers(0, 5, n), -1), dtype="Int32"),
+            "step": pd.Categorical(rng.choice(["a", "b", "c"], n)),
+            "visit": rng.integers(1, 3, n).astype("int32"),
         }
     )
     df["map_index"] = df["map_index"].mask(df["map_index"] < 0)

@@ -236,11 +236,13 @@ class StepLog:
             "count(*) FILTER (WHERE retry_delay_s IS NOT NULL) AS retries, "
             # How the run ended (see wfkit.logs._tables.runs_table): a step's row, not a map item's.
             f"count(*) FILTER (WHERE {gave_up} AND map_index IS NULL AND route_taken IS NOT NULL) AS fell_back, "
-            f"(count(*) FILTER (WHERE {gave_up} AND map_index IS NULL AND route_taken IS NULL) > 0 "
+            # ... and the run not resumed past it: no later row of that step visit (last_of_visit).
+            f"(count(*) FILTER (WHERE {gave_up} AND map_index IS NULL AND route_taken IS NULL AND last_of_visit) > 0 "
             "OR arg_max(status, seq) = 'rejected') AS run_failed, "
-            f"count(*) FILTER (WHERE {gave_up} AND map_index IS NULL AND route_taken IS NULL "
+            f"count(*) FILTER (WHERE {gave_up} AND map_index IS NULL AND route_taken IS NULL AND last_of_visit "
             "AND status = 'timeout') > 0 AS failed_on_timeout{workflow} "
-            f"FROM steps{where} GROUP BY run_id ORDER BY start, run_id"
+            "FROM (SELECT *, seq = max(seq) OVER (PARTITION BY run_id, step, visit, map_index) AS last_of_visit "
+            f"FROM steps{where}) GROUP BY run_id ORDER BY start, run_id"
         )
         frame, _ = self._query(sql, params)
         if frame is None:

@@ -320,7 +320,7 @@ def _pandas_quantiles(
 
 
 # What runs_table needs besides a run's times to tell how the run ended.
-OUTCOME_COLUMNS: tuple[str, ...] = ("retry_delay_s", "route_taken", "map_index", "seq")
+OUTCOME_COLUMNS: tuple[str, ...] = ("retry_delay_s", "route_taken", "map_index", "seq", "step", "visit")
 
 
 def runs_table(df: pd.DataFrame, *, outcomes: bool = True) -> pd.DataFrame:
@@ -330,8 +330,9 @@ def runs_table(df: pd.DataFrame, *, outcomes: bool = True) -> pd.DataFrame:
     ``failed`` counts step visits that gave up (their last attempt failed or timed out), whether a
     fallback then took over or not; ``fell_back`` those a fallback took over; ``run_failed`` says
     whether the run itself failed: a step (not an item of a map step: its map step's row says what
-    became of it) gave up with no fallback to take over (a step failure, a run deadline), or the
-    run's last row is a rejected approval; ``failed_on_timeout`` whether the step that failed it
+    became of it) gave up with no fallback to take over (a step failure, a run deadline) and the run
+    was not resumed past it (no later row of that step visit), or the run's last row is a rejected
+    approval; ``failed_on_timeout`` whether the step that failed it
     ran out of time (its own timeout or the run's deadline: how long the run would have taken is
     unknown). ``outcomes=False`` leaves those three out (and so needs none of
     :data:`OUTCOME_COLUMNS`): the run durations alone.
@@ -354,11 +355,15 @@ def runs_table(df: pd.DataFrame, *, outcomes: bool = True) -> pd.DataFrame:
     }
     counted = ["attempts", "steps_ok", "failed", "retries"]
     if outcomes:
-        # A step's row (not a map item's) that gave up names the step its fallback went on to.
+        # A step's row (not a map item's) that gave up names the step its fallback went on to. One
+        # with no fallback failed the run, unless a later row of the same step visit follows it: the
+        # run was resumed from that failure, and its outcome is what came after.
         step_gave_up = gave_up & df["map_index"].isna()
         fallback = df["route_taken"].notna()
+        visit_keys = [df["run_id"], df["step"], df["visit"], df["map_index"]]
+        last_of_visit = df["seq"] == df["seq"].groupby(visit_keys, observed=True, dropna=False).transform("max")
         columns["fell_back"] = step_gave_up & fallback
-        columns["fatal"] = step_gave_up & ~fallback
+        columns["fatal"] = step_gave_up & ~fallback & last_of_visit
         columns["fatal_timeout"] = columns["fatal"] & (df["status"] == "timeout")
         columns["seq"] = df["seq"]
         columns["rejected"] = df["status"] == "rejected"
