@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
-import difflib
 import os
 import threading
 import weakref
@@ -21,6 +20,7 @@ from wfkit.model._context import ChatModel, ToolProvider
 from wfkit.model._errors import TicketError
 from wfkit.model._events import Sink, StepEvent, TokenChunk
 from wfkit.model._status import RunStatus
+from wfkit.model._suggest import unexpected_keywords
 from wfkit.store._workspace import decision_event
 from wfkit.store._writer import WriteOp
 
@@ -166,13 +166,7 @@ class _Options:
             return _DEFAULTS
         unknown = [] if options.keys() <= allowed else sorted(set(options) - allowed)
         if unknown:
-            hints = []
-            for name in unknown:
-                close = difflib.get_close_matches(name, sorted(allowed), n=1)
-                hints.append(f"{name!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
-            raise TypeError(
-                f"{call}() got unexpected keyword argument(s) {', '.join(hints)}; it takes {', '.join(sorted(allowed))}"
-            )
+            raise unexpected_keywords(call, unknown, allowed)
         values = dict(options)
         values["sinks"] = tuple(values.get("sinks") or ())
         return cls(**values)

@@ -44,6 +44,7 @@ from wfkit.model._retry import Classifier, RetryPolicy
 from wfkit.model._routes import Go, Route, Router
 from wfkit.model._status import RunStatus
 from wfkit.model._steps import Cache, MapSpec, StepFunction, StepSpec, make_map, make_spec, make_subflow, subflow_body
+from wfkit.model._suggest import did_you_mean, unexpected_keywords
 from wfkit.store._codec import check_state, json_encoder
 from wfkit.store._journal import encode_state, load_json, warn_if_redacted, warn_if_restored_redacted
 from wfkit.store._store import Store
@@ -175,10 +176,7 @@ def _suggest_keywords(method: M) -> M:
             unknown = sorted(kwargs.keys() - set(takes))
             if not unknown:  # raised by the call itself, not by binding its keywords
                 raise
-        hints = ", ".join(f"{name!r}{_did_you_mean(name, takes)}" for name in unknown)
-        raise TypeError(
-            f"{method.__qualname__}() got unexpected keyword argument(s) {hints}; it takes {', '.join(takes)}"
-        )
+        raise unexpected_keywords(method.__qualname__, unknown, takes)
 
     return cast("M", checked)
 
@@ -1069,7 +1067,7 @@ class Workflow:
         if at not in graph.steps:
             raise ValueError(
                 f"cannot fork at {at!r}: workflow {self.name!r} has no such step"
-                f"{_did_you_mean(at, graph.steps)}; steps: {', '.join(sorted(graph.steps))}"
+                f"{did_you_mean(at, graph.steps)}; steps: {', '.join(sorted(graph.steps))}"
             )
         if not isinstance(update, Mapping) or not all(isinstance(k, str) for k in update):
             raise TypeError(f"a fork's update is a dict with string keys, got {update!r}")
@@ -1339,13 +1337,6 @@ async def _record_new_run(execution: Execution, create: Rows) -> None:
     assert execution.store is not None
     await record_run(execution.store, create)
     claim(execution.run_id)
-
-
-def _did_you_mean(name: str, known: Iterable[str]) -> str:
-    import difflib
-
-    close = difflib.get_close_matches(name, list(known), n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def _fork_point(rows: list[tuple[Any, ...]], run_id: str, at: str, visit: int | None) -> tuple[int, int]:

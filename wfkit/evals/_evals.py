@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import copy
 import datetime as dt
-import difflib
 import importlib.util
 import inspect
 import json
@@ -33,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 from wfkit.evals._scorers import Case, ScorerFn, apply, name_of
 from wfkit.logs._dataset import is_url
 from wfkit.model._processors import redact_optional
+from wfkit.model._suggest import did_you_mean
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -181,11 +181,9 @@ class Suite:
             if not any(p.kind == p.VAR_KEYWORD for p in signature.parameters.values()):
                 for param in params:
                     if param not in named:
-                        close = difflib.get_close_matches(param, named, n=1)
-                        hint = f" (did you mean {close[0]!r}?)" if close else ""
                         raise TypeError(
                             f"suite {self.name!r}, variant {variant!r}: {factory}() takes no parameter "
-                            f"{param!r}{hint}; {takes}. Rename or remove it in the variant"
+                            f"{param!r}{did_you_mean(param, named)}; {takes}. Rename or remove it in the variant"
                         )
             missing = [
                 name

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -11,6 +10,7 @@ from typing import Any, Literal, NamedTuple, Protocol, TypeAlias
 
 from wfkit.model._errors import DecisionsFileError
 from wfkit.model._routes import Condition
+from wfkit.model._suggest import did_you_mean
 
 Decision: TypeAlias = Literal["approve", "reject"]
 DECISIONS: tuple[str, ...] = ("approve", "reject")
@@ -250,11 +250,10 @@ class DecisionsFile(ApprovalPolicy):
         if unknown:
             problems = []
             for numbers, step in unknown:
-                close = difflib.get_close_matches(step, gates, n=1)
                 why = (
                     f"step {step!r} has no approval gate"
                     if step in steps
-                    else f"it has no step {step!r}" + (f" (did you mean {close[0]!r}?)" if close else "")
+                    else f"it has no step {step!r}{did_you_mean(step, gates)}"
                 )
                 where = f"line {numbers[0]}" if len(numbers) == 1 else f"lines {', '.join(map(str, numbers))}"
                 problems.append(f"{where}: {why}")

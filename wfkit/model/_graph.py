@@ -10,7 +10,6 @@ none of those is active.
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import json
 from collections.abc import Iterable, Mapping
@@ -20,6 +19,7 @@ from typing import Any
 from wfkit.model._errors import Location, WorkflowDefinitionError
 from wfkit.model._routes import END, Router
 from wfkit.model._steps import StepSpec
+from wfkit.model._suggest import did_you_mean
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,11 +178,6 @@ def _check_subflow(spec: StepSpec) -> list[tuple[Location, str]]:
     return []
 
 
-def _suggest(name: str, known: Iterable[str]) -> str:
-    close = difflib.get_close_matches(name, list(known), n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""
-
-
 def _reach(start: str, succ: Mapping[str, set[str]], avoid: str | None = None) -> set[str]:
     seen = {start}
     todo = [start]
@@ -268,28 +263,31 @@ def compile_graph(
     elif entry not in known:
         problem(
             ("entry",),
-            f"entry {entry!r} is not a step{_suggest(entry, known)}; known steps: {', '.join(sorted(known))}",
+            f"entry {entry!r} is not a step{did_you_mean(entry, known)}; known steps: {', '.join(sorted(known))}",
         )
 
     for src, targets in edges.items():
         if src not in known:
-            problem(("edges", src), f"edge from unknown step {src!r}{_suggest(src, known)}: declare it with @flow.step")
+            problem(
+                ("edges", src), f"edge from unknown step {src!r}{did_you_mean(src, known)}: declare it with @flow.step"
+            )
         for i, dst in enumerate(targets):
             if dst not in known:
                 problem(
                     ("edges", src, i),
-                    f"edge {src!r} -> {dst!r}: no step named {dst!r}{_suggest(dst, known)}; "
+                    f"edge {src!r} -> {dst!r}: no step named {dst!r}{did_you_mean(dst, known)}; "
                     f"declare it with @flow.step or fix the name",
                 )
     for src, router in routers.items():
         if src not in known:
             problem(
-                ("routes", src), f"routes from unknown step {src!r}{_suggest(src, known)}: declare it with @flow.step"
+                ("routes", src),
+                f"routes from unknown step {src!r}{did_you_mean(src, known)}: declare it with @flow.step",
             )
         for dst in sorted(router.targets - known):
             problem(
                 _route_location(src, router, dst),
-                f"route from {src!r} -> {dst!r}: no step named {dst!r}{_suggest(dst, known)}; "
+                f"route from {src!r} -> {dst!r}: no step named {dst!r}{did_you_mean(dst, known)}; "
                 f"declare it, or use wfkit.END to finish",
             )
         if edges.get(src):
@@ -303,14 +301,14 @@ def compile_graph(
             problem(
                 ("steps", spec.name, "fallback"),
                 f"step {spec.name!r} falls back to {spec.fallback!r}, which is not a step"
-                f"{_suggest(spec.fallback, known)}",
+                f"{did_you_mean(spec.fallback, known)}",
             )
         on_reject = spec.approval.on_reject if spec.approval else None
         if on_reject and on_reject not in known:
             problem(
                 ("steps", spec.name, "approval", "on_reject"),
                 f"step {spec.name!r} routes rejections to {on_reject!r}, which is not a step"
-                f"{_suggest(on_reject, known)}",
+                f"{did_you_mean(on_reject, known)}",
             )
 
     for where, message in _check_options(steps, inputs):

@@ -21,7 +21,6 @@ spec that uses it is refused with a clear message.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import importlib
 import json
 import sys
@@ -48,6 +47,7 @@ from wfkit.model._steps import (
     make_subflow,
     subflow_body,
 )
+from wfkit.model._suggest import did_you_mean
 
 FORMAT = 1
 """The spec format this version writes and reads (the ``wfkit_flow`` key)."""
@@ -115,8 +115,7 @@ def _resolve(ref: str, namespace: Mapping[str, Any], what: str) -> tuple[Any, st
             return None, f"cannot import {ref!r}, {what} ({exc}); check the module path and function name"
     else:
         if ref not in namespace:
-            close = difflib.get_close_matches(ref, list(namespace), n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            hint = did_you_mean(ref, namespace)
             return None, (
                 f"{ref!r}, {what}, is not among the functions passed in steps={hint}; pass it "
                 f"(Workflow.from_spec(spec, steps={{{ref!r}: {ref}}})) or write it as 'module:{ref}'"
@@ -443,10 +442,7 @@ def _schema_problems(spec: Mapping[str, Any], problems: _Problems) -> None:
         if error.validator == "additionalProperties" and isinstance(error.instance, Mapping):
             allowed = list(error.schema.get("properties", {}))
             extra = sorted(set(error.instance) - set(allowed))
-            hints = []
-            for key in extra:
-                close = difflib.get_close_matches(key, allowed, n=1)
-                hints.append(f"{key!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+            hints = [f"{key!r}{did_you_mean(key, allowed)}" for key in extra]
             message = f"unknown key {', '.join(hints)}; allowed here: {', '.join(allowed)}"
         hint = error.schema.get("description") if isinstance(error.schema, Mapping) else None
         if hint and error.validator not in ("additionalProperties", "required", "oneOf"):
