@@ -263,6 +263,21 @@ def test_text_typed_while_the_kernel_answers_is_kept(tmp_path: Path, lab: Lab) -
     assert 7 == saved["steps"]["classify"]["timeout"]
 
 
+def _router_builder(page: Any, lab: Lab, notebook: Path) -> Any:
+    """The builder on the router example, opened from a notebook written at ``notebook`` and run in
+    ``page``: its locator, visible and scrolled into view."""
+    from playwright.sync_api import expect
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(SOURCE.replace('"router.yaml"', "ex.rag_router()"))]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
+    nbformat.write(nb, notebook)
+    builder = run_notebook(page, lab, notebook.name, expect).locator(".wfk-builder")
+    expect(builder).to_be_visible(timeout=30_000)
+    builder.scroll_into_view_if_needed()
+    return builder
+
+
 @pytest.mark.skipif(
     not CHROMIUM.exists(), reason=f"{CHROMIUM} is missing (apt-get install chromium); this browser test drives it"
 )
@@ -272,14 +287,8 @@ def test_the_canvas_keeps_its_width_in_a_narrow_window(tmp_path: Path, lab: Lab)
     away from the toolbar gives the canvas the builder's whole width."""
     from playwright.sync_api import expect
 
-    nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_code_cell(SOURCE.replace('"router.yaml"', "ex.rag_router()"))]
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
-    nbformat.write(nb, tmp_path / "narrow.ipynb")
     with lab_page(lab, {"width": 1300, "height": 900}, tmp_path / "narrow-failure.png") as page:
-        builder = run_notebook(page, lab, "narrow.ipynb", expect).locator(".wfk-builder")
-        expect(builder).to_be_visible(timeout=30_000)
-        builder.scroll_into_view_if_needed()
+        builder = _router_builder(page, lab, tmp_path / "narrow.ipynb")
         expect(builder).to_have_class(re.compile(r"\bwfk-stacked\b"))
         canvas, panel = _box(builder.locator(".wfk-canvas")), _box(builder.locator(".wfk-panel"))
         assert canvas["width"] >= 600
@@ -322,14 +331,8 @@ def test_route_labels_sit_on_their_own_edges(tmp_path: Path, lab: Lab) -> None:
     layout and after boxes are dragged away (labels move with their edges)."""
     from playwright.sync_api import expect
 
-    nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_code_cell(SOURCE.replace('"router.yaml"', "ex.rag_router()"))]
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
-    nbformat.write(nb, tmp_path / "labels.ipynb")
     with lab_page(lab, {"width": 1400, "height": 1000}, tmp_path / "labels-failure.png") as page:
-        builder = run_notebook(page, lab, "labels.ipynb", expect).locator(".wfk-builder")
-        expect(builder).to_be_visible(timeout=30_000)
-        builder.scroll_into_view_if_needed()
+        builder = _router_builder(page, lab, tmp_path / "labels.ipynb")
         expect(builder.locator(".wfk-problems")).to_contain_text("The kernel finds no problems.")
         canvas = builder.locator("svg.wfk-svg")
 
