@@ -9,8 +9,12 @@ S1a the latency table (P50/P90/P95/P99/max/mean/count per (workflow, step)), S1b
 table, S1c the retries table (`wf.StepLog(...)`), S1d the accessor on a frame already in memory
 against DuckDB on that same frame, and S1e `wf.steps(columns=[...])` then the accessor, the path
 of a notebook that loads the rows (S1e-sorted: the same with ``sort=True``; S1e-all: every column,
-in start order, what ``wf.steps(path).wf.latency()`` costs). S1f are the latency, failures and
-retries tables of ``--big`` rows, each in a fresh process, with its peak memory. Every wfkit
+in start order, what ``wf.steps(path).wf.latency()`` costs). S1g is the runs table (one row per
+run, with how it ended) against DuckDB's plainest per-run table (start, end, attempts) on the same
+files, and S1h ``wfkit report`` of the whole log in a fresh process, with its peak memory (no
+baseline: it reads the runs, latency, failures, errors and advice tables, and draws 3 figures per
+workflow). S1f are the latency, failures and retries tables of ``--big`` rows, each in a fresh
+process, with its peak memory. Every wfkit
 figure and its DuckDB baseline are timed alternately in the same loop (each warmed up once),
 medians of ``--repeats``; the machine's load average is printed beside each figure.
 S2 is the per-step overhead of the event processors (redaction, truncation) on W1, the 100-step
@@ -77,6 +81,8 @@ def generate(folder: Path, rows: int, seed: int = 0) -> None:
             NULL::BIGINT AS tokens_in, NULL::BIGINT AS tokens_out, NULL::DOUBLE AS cost_usd,
             NULL::VARCHAR AS approver, NULL::VARCHAR AS decision_comment, NULL::VARCHAR AS parameters_hash,
             'bench' AS host, NULL::VARCHAR AS extra, (i % {STEPS})::BIGINT AS seq,
+            NULL::INTEGER AS map_index, NULL::VARCHAR AS parent_run_id,
+            CASE WHEN u < 0.03 THEN NULL ELSE 0.0002 END::DOUBLE AS durable_wait_s,
             'flow_' || ((i // {STEPS}) % {WORKFLOWS})::VARCHAR AS workflow,
             strftime(started_at, '%Y-%m-%d') AS date
           FROM base
@@ -102,6 +108,10 @@ DUCKDB = {
         "SELECT workflow, step, count(*), count(*) FILTER (WHERE error_kind = 'transient'), "
         "count(*) FILTER (WHERE error_kind = 'permanent'), count(*) FILTER (WHERE error_kind = 'unknown'), "
         "count(*) FILTER (WHERE status = 'timeout') FROM {src} WHERE attempt > 0 GROUP BY ALL ORDER BY ALL"
+    ),
+    "runs": (
+        'SELECT run_id, min(started_at) AS start, max(ended_at) AS "end", count(*) FILTER (WHERE attempt > 0) '
+        "AS attempts, first(workflow) AS workflow FROM {src} GROUP BY run_id ORDER BY start, run_id"
     ),
     "retries": (
         "SELECT workflow, step, sum(r), avg(r), max(r) FROM (SELECT workflow, step, run_id, visit, "
@@ -216,6 +226,37 @@ def s1(folder: Path, rows: int, repeats: int = REPEATS) -> list[dict[str, Any]]:
                 "load_avg": load(),
             }
         )
+    ours, theirs, table = paired(log.runs, lambda: duckdb_table(folder, "runs"), repeats)
+    if len(table) != rows // STEPS:
+        raise RuntimeError(f"runs: {len(table)} rows, expected {rows // STEPS}")
+    out.append(
+        {
+            "workload": "S1g",
+            "what": f"runs table (one row per run, how it ended) of {rows:,} rows on disk (wf.StepLog)",
+            "wfkit": round(ours, 3),
+            "duckdb_per_run_min_max_count": round(theirs, 3),
+            "unit": "s",
+            "ratio": round(ours / theirs, 2),
+            "load_avg": load(),
+        }
+    )
+    report = Path(tempfile.mkdtemp(prefix="wfkit-steplog-report-"))
+    try:
+        elapsed, peak = _peak(
+            f"from wfkit.logs._report import write_report\nwrite_report({str(folder)!r}, {str(report)!r})"
+        )
+    finally:
+        shutil.rmtree(report, ignore_errors=True)
+    out.append(
+        {
+            "workload": "S1h",
+            "what": f"wfkit report of {rows:,} rows on disk ({rows // STEPS:,} runs), in a fresh process",
+            "wfkit": round(elapsed, 2),
+            "unit": "s",
+            "peak_rss_mb": round(peak),
+            "load_avg": load(),
+        }
+    )
     return out
 
 

@@ -143,3 +143,32 @@ def test_steplog_sees_runs_that_ended_after_it_was_made(workspace: Path) -> None
     assert 1 == len(log.runs())
     assert "StepLog(None)" == repr(log)
     assert "StepLog(None, workflow='later')" == repr(wf.StepLog(workflow="later"))
+
+
+def test_steplog_reads_segments_written_before_the_later_columns(logged: Logged, tmp_path: Path) -> None:
+    """Segments written before map_index, parent_run_id and durable_wait_s were appended to the
+    schema lack those columns: every question still answers, as the accessor does on the same rows
+    (which reads the missing columns as nulls), instead of DuckDB's 'column not found'."""
+    import pyarrow.parquet as pq
+
+    from wfkit.logs._steplog import segment_files
+
+    source = wf.steps(logged.folder).wf  # (exports what is pending)
+    del source
+    root = logged.folder / "steps"
+    old = tmp_path / "old-steps"
+    for path in segment_files(root):
+        table = pq.read_table(path, partitioning=None)
+        kept = [c for c in table.column_names if c not in ("map_index", "parent_run_id", "durable_wait_s")]
+        target = old / path.relative_to(root)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        pq.write_table(table.select(kept), target)
+    frame = wf.steps(old)
+    assert frame["map_index"].isna().all()
+    for question in ("latency", "failures", "retries", "errors", "runs"):
+        ours = getattr(wf.StepLog(old), question)()
+        theirs = getattr(frame.wf, question)()
+        if question == "errors":
+            ours, theirs = ours.sort_index(), theirs.sort_index()
+        pd.testing.assert_frame_equal(plain(theirs), plain(ours), check_dtype=False, check_exact=False, rtol=1e-9)
+    assert 48 == len(wf.StepLog(old).runs())

@@ -116,7 +116,10 @@ def _nearest_rank(durations: pd.Series, q: float) -> str:
     return str(ordered.index[max(math.ceil(q * len(ordered)) - 1, 0)])
 
 
-def _workflow_section(log: StepLog, workspace: str | os.PathLike[str] | None, name: str, folder: Path) -> str:
+def _workflow_section(
+    log: StepLog, runs: pd.DataFrame, workspace: str | os.PathLike[str] | None, name: str, folder: Path
+) -> str:
+    """The workflow's section: ``runs`` are its rows of the log's runs table (read once for all)."""
     import numpy as np
     from matplotlib.figure import Figure
 
@@ -125,7 +128,6 @@ def _workflow_section(log: StepLog, workspace: str | os.PathLike[str] | None, na
 
     mine = log.narrow(workflow=name)
     slug = _slug(name)
-    runs = mine.runs()
     parts = [f'<section id="{slug}"><h2>Workflow <code>{_esc(name)}</code></h2>']
     durations = runs["duration_s"]
     # A run a fallback saved did not fail: its outcome says, not its failed steps.
@@ -361,7 +363,7 @@ def write_report(
             )
         )
         for name in names:
-            parts.append(_workflow_section(log, workspace, name, folder))
+            parts.append(_workflow_section(log, runs[overview["workflow"] == name], workspace, name, folder))
         parts.append("</main>")
     page = folder / "index.html"
     page.write_text(

@@ -51,11 +51,12 @@ SMALL_FILE = 8 * 2**20
 # Columns in file order. `workflow` and `date` are hive partitions (in the path, not the file):
 # a reader of the dataset gets them back as columns.
 # Fields appended to StepEvent after `seq` existed go after it, so a file's first columns never move.
-_LATER_FIELDS = ("map_index", "parent_run_id", "durable_wait_s")
+# Segments written before they existed lack them: every reader takes them as nulls.
+LATER_FIELDS = ("map_index", "parent_run_id", "durable_wait_s")
 FILE_COLUMNS: tuple[str, ...] = (
-    *(f for f in FIELDS if f != "workflow" and f not in _LATER_FIELDS),
+    *(f for f in FIELDS if f != "workflow" and f not in LATER_FIELDS),
     "seq",
-    *_LATER_FIELDS,
+    *LATER_FIELDS,
 )
 
 
