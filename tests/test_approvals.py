@@ -395,6 +395,23 @@ def test_policy_fail_fails_the_run_at_the_gate() -> None:
     assert ("failed", "ApprovalRequiredError") == (row["status"], row["error_type"])
 
 
+def test_policy_fail_is_in_the_step_log_as_the_runs_end() -> None:
+    """A run that policy='fail' failed at a gate has the gate's failure in its events and the step
+    log (attempt 0: the step never ran), so runs() and the report count it failed; approved and
+    resumed, the run is not failed any more."""
+    run = _refunds().run({"amount": 30}, policy="fail", raise_on_error=False)
+    (last,) = [e for e in run.events if e.step == "pay" and e.status == "failed"]
+    assert (0, "ApprovalRequiredError", "permanent") == (last.attempt, last.error_type, last.error_kind)
+    for table in (wf.steps().wf.runs(), wf.StepLog().runs()):
+        assert bool(table.loc[run.run_id, "run_failed"])
+        assert 1 == int(table.loc[run.run_id, "failed"])
+    run.approve(by="ana")  # a failed run is not resumed by a decision: resumed as its error says
+    run.resume().wait(10)
+    assert "succeeded" == run.status
+    for table in (wf.steps().wf.runs(), wf.StepLog().runs()):
+        assert not bool(table.loc[run.run_id, "run_failed"])
+
+
 def test_default_policy_halts_and_leaves_the_ticket_open() -> None:
     """With no policy the run halts at the gate, the gated step not run, its ticket open."""
     run = _refunds().run({"amount": 30})

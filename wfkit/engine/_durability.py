@@ -331,18 +331,38 @@ class Durability:
                 if verdict is None:
                     if self.policy.on_missing != "fail":
                         return Admission("park")
-                    return Admission(
-                        "fail",
-                        ApprovalRequiredError(
-                            f"needs approval ({approval.reason}), but this run is headless with the "
-                            f"approval policy '{self.policy.name}': no one can click Approve here. Pass "
-                            f"a policy (papermill -p wfkit_policy approve|reject|FILE.jsonl, or "
-                            f"policy=... in code, or $WFKIT_POLICY), run it interactively, or decide "
-                            f"with `wfkit approve {ticket.ticket_id} --by NAME` and resume",
-                            run_id=self.run_id,
-                            step=spec.name,
-                        ),
+                    error = ApprovalRequiredError(
+                        f"needs approval ({approval.reason}), but this run is headless with the "
+                        f"approval policy '{self.policy.name}': no one can click Approve here. Pass "
+                        f"a policy (papermill -p wfkit_policy approve|reject|FILE.jsonl, or "
+                        f"policy=... in code, or $WFKIT_POLICY), run it interactively, or decide "
+                        f"with `wfkit approve {ticket.ticket_id} --by NAME` and resume",
+                        run_id=self.run_id,
+                        step=spec.name,
                     )
+                    # The run ends here: a row says so (attempt 0, the step never ran), or its
+                    # step log would end on the gate's waiting row, as a run that halts there
+                    # does, and runs() and the report would count it not failed. A decision and
+                    # a resume later add rows after it, and then the run did not end here.
+                    now = time.time()
+                    self.record(
+                        self._make.event(
+                            spec.name,
+                            act.visit,
+                            0,
+                            Status.FAILED,
+                            error,
+                            ErrorKind.PERMANENT,
+                            now,
+                            0.0,
+                            0.0,
+                            None,
+                            None,
+                            act.tools,
+                            None,
+                        )
+                    )
+                    return Admission("fail", error)
                 make = self._make
                 ticket, _ = await store.writer.submit_async(
                     store.tickets.decide_op(
