@@ -344,24 +344,7 @@ class Durability:
                     # step log would end on the gate's waiting row, as a run that halts there
                     # does, and runs() and the report would count it not failed. A decision and
                     # a resume later add rows after it, and then the run did not end here.
-                    now = time.time()
-                    self.record(
-                        self._make.event(
-                            spec.name,
-                            act.visit,
-                            0,
-                            Status.FAILED,
-                            error,
-                            ErrorKind.PERMANENT,
-                            now,
-                            0.0,
-                            0.0,
-                            None,
-                            None,
-                            act.tools,
-                            None,
-                        )
-                    )
+                    self.record(self._make.ended_before(spec.name, act.visit, error, None, act.tools))
                     return Admission("fail", error)
                 make = self._make
                 ticket, _ = await store.writer.submit_async(

@@ -644,7 +644,6 @@ class Execution:
         self._ready.append(act)
 
     def _visit_limit(self, spec: StepSpec, visit: int) -> None:
-        now = time.time()
         error = VisitLimitError(
             f"visited {visit} times, over its bound max_visits={spec.max_visits}; raise the "
             f"bound or give the step a fallback (@flow.step(fallback=...)) to leave the loop",
@@ -652,23 +651,7 @@ class Execution:
             step=spec.name,
         )
         route = spec.fallback or None  # END too: the row says where the run went on to (its end)
-        self._record(
-            self._make.event(
-                spec.name,
-                visit,
-                0,
-                Status.FAILED,
-                error,
-                ErrorKind.PERMANENT,
-                now,
-                0.0,
-                0.0,
-                None,
-                route,
-                spec.tools,
-                None,
-            )
-        )
+        self._record(self._make.ended_before(spec.name, visit, error, route, spec.tools))
         if route is None:
             self._fail(error, RunStatus.FAILED)
         elif route != END:

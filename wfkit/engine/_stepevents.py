@@ -13,6 +13,7 @@ durable); the outlet only delivers.
 from __future__ import annotations
 
 import socket
+import time
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
@@ -142,6 +143,16 @@ class EventMaker:
         elif error is None and extra is None and self.only_text:
             return event  # nothing the processors would change
         return self.processed(event)
+
+    def ended_before(
+        self, step: str, visit: int, error: BaseException, route: str | None, tools: tuple[str, ...]
+    ) -> StepEvent:
+        """The row of a step visit that ends the run (or leaves to ``route``, its fallback) before
+        the step ran: attempt 0, failed, a permanent error (a visit bound met, a gate that the
+        approval policy fails)."""
+        return self.event(
+            step, visit, 0, Status.FAILED, error, ErrorKind.PERMANENT, time.time(), 0.0, 0.0, None, route, tools, None
+        )
 
     def ok(
         self,
