@@ -493,7 +493,9 @@ class Execution:
                     self._wake = loop.create_future()
                     await self._wake
                     self._wake = None
-                while done and not self._failed:
+                # Everything that finished is settled, even once one of them failed the run: a
+                # sibling that finished in the same turn ran, and its row and checkpoint say so.
+                while done:
                     act, out, t0, body_end = done.popleft()
                     del tasks[act]
                     if isinstance(out, dict):  # an inline step's plain success: its updates
