@@ -975,6 +975,7 @@ class Execution:
                         step=name,
                         attempt=out.attempt,
                     )
+                    err.error_kind = out.kind
                 err.__cause__ = out.error
                 self._fail(err, RunStatus.TIMED_OUT if out.run_timeout else RunStatus.FAILED)
                 return None
