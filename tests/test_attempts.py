@@ -116,6 +116,39 @@ def test_classifier_can_be_replaced_per_step() -> None:
     assert [(e.status, e.error_kind) for e in run.events] == [("failed", "permanent")]
 
 
+@pytest.mark.parametrize("where", ["memory", "durable"])
+def test_a_classifier_may_name_the_kind_by_its_value(where: str) -> None:
+    """A classifier returning "permanent" (an ErrorKind's value, as the docs and the step log
+    spell kinds) is read as ErrorKind.PERMANENT: one attempt, and the step's own error."""
+    flow = wf.Workflow("cls-by-name")
+
+    @flow.step(retry=wf.RetryPolicy(max_retries=3, base_delay=0), classify=lambda e: "permanent")
+    def call(state: Any) -> None:
+        raise ConnectionError("quota used up")
+
+    run = flow.run({}, workspace=None if where == "durable" else False, raise_on_error=False)
+    assert [(e.status, e.error_kind) for e in run.events] == [("failed", "permanent")]
+    assert isinstance(run.error, wf.StepFailedError)
+    assert isinstance(run.error.__cause__, ConnectionError)
+
+
+@pytest.mark.parametrize("verdict", [None, "flaky", True])
+def test_a_classifier_returning_no_kind_fails_the_run_saying_what_it_must_return(verdict: Any) -> None:
+    """A classifier returning something that is no kind fails the run with an error naming the
+    step, what it returned and for which error, and what a classifier returns."""
+    flow = wf.Workflow("cls-bad")
+
+    @flow.step(retry=wf.RetryPolicy(max_retries=3, base_delay=0), classify=lambda e: verdict)
+    def call(state: Any) -> None:
+        raise ConnectionError("quota used up")
+
+    run = flow.run({}, workspace=False, raise_on_error=False)
+    assert "failed" == run.status
+    message = str(run.error)
+    assert f"step 'call': its classify= returned {verdict!r} for ConnectionError('quota used up')" in message
+    assert "wfkit.ErrorKind.TRANSIENT, PERMANENT or UNKNOWN" in message
+
+
 def test_fallback_after_retries_exhausted() -> None:
     """When retries run out the step follows its fallback and the run succeeds."""
     flow = wf.Workflow("fb")
