@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections.abc import Iterator, Mapping
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -534,6 +535,27 @@ def test_rshift_to_a_non_go_raises_type_error():
     """`condition >> "step"` raises TypeError saying to use wfkit.go('step')."""
     with pytest.raises(TypeError, match=r"needs x = wfkit.go\('step'\)"):
         A >> "next"  # type: ignore[operator]
+
+
+@pytest.mark.parametrize(
+    "misuse",
+    [lambda: A and B, lambda: A or B, lambda: not A, lambda: (A & B) and C, lambda: bool(~A), lambda: 1 if A else 0],
+    ids=["and", "or", "not", "and-of-all", "bool", "if"],
+)
+def test_python_boolean_operators_on_conditions_are_refused(misuse: Any) -> None:
+    """Python's and/or/not would pick one condition silently (`A and B` is B): a condition has no
+    truth value, and asking for one says to use & | ~."""
+    with pytest.raises(TypeError, match=r"combine conditions with & \(and\), \| \(or\) and ~ \(not\)"):
+        misuse()
+
+
+def test_conditions_still_compare_and_sit_in_containers_without_a_truth_value() -> None:
+    """Equality, hashing, membership and `is None` checks never ask a condition for its truth."""
+    assert A == when("a", "eq", 1)
+    assert A in [B, A]
+    assert A in {A: 1}
+    assert (A & B) != (A | B)
+    assert A is not None
 
 
 def test_base_condition_methods_are_abstract():

@@ -93,6 +93,14 @@ class Condition:
     def __invert__(self) -> Condition:
         return Not(self)
 
+    def __bool__(self) -> bool:
+        # Python's `and`, `or` and `not` ask a condition for its truth, which it has none of until
+        # a state is given: `when(a) and when(b)` would silently be `when(b)` alone.
+        raise TypeError(
+            f"a condition has no truth value of its own ({self}): combine conditions with & (and), "
+            f"| (or) and ~ (not), not with Python's and/or/not; to test one, call .evaluate(state)"
+        )
+
     def __rshift__(self, target: Any) -> Any:
         # `when(...) >> go("step")` builds a Route; imported late to keep modules acyclic.
 
