@@ -77,6 +77,23 @@ def test_in_operator_rejects_a_non_collection_value(value):
         when("x", "in", value)
 
 
+@pytest.mark.parametrize("value", ["no", "false", "yes", 2, [False], {"x": 1}])
+def test_exists_refuses_a_value_that_is_no_flag(value):
+    """exists takes True or False (or nothing): "no" would print as `x missing` yet hold when the
+    field is present (read by its truth), so it is refused, saying what the operator takes."""
+    with pytest.raises(ConditionError, match=r"operator 'exists' on 'x' takes True \(present, the default\) or False"):
+        when("x", "exists", value)
+
+
+@pytest.mark.parametrize(
+    ("value", "text"), [(None, "x exists"), (True, "x exists"), (1, "x exists"), (False, "x missing"), (0, "x missing")]
+)
+def test_exists_flags_print_as_they_evaluate(value, text):
+    """Every value exists accepts prints as what it tests."""
+    cond = when("x", "exists", value)
+    assert (text, text == "x exists") == (str(cond), cond.evaluate({"x": 1}))
+
+
 def test_condition_error_is_a_wfkit_and_value_error():
     """ConditionError can be caught as WfkitError and as ValueError."""
     with pytest.raises(WfkitError):
@@ -891,6 +908,8 @@ def test_predicate_and_choice_agree_with_evaluate(op, value, state):
     exactly then, or both raise the same ConditionError."""
     if op == "in" and not hasattr(value, "__contains__"):
         value = [value]
+    if op == "exists" and value not in (None, True, False):
+        value = bool(value)  # exists takes a flag only (test_exists_refuses_a_value_that_is_no_flag)
     condition = when("score", op, value)
 
     def answer(fn):

@@ -42,6 +42,14 @@ def _lookup(state: Mapping[str, Any], path: tuple[str, ...]) -> Any:
     return value
 
 
+def _is_flag(value: Any) -> bool:
+    """None, True or False (1 and 0 compare equal to them and print and act alike)."""
+    try:
+        return value is None or value in (True, False)
+    except Exception:  # a value that cannot even be compared (an array) is no flag
+        return False
+
+
 def _operand(other: Any, symbol: str) -> Condition:
     if isinstance(other, Condition):
         return other
@@ -132,6 +140,12 @@ class Compare(Condition):
             )
         if self.op == "in" and not hasattr(self.value, "__contains__"):
             raise ConditionError(f"operator 'in' on {self.field!r} needs a collection value, got {self.value!r}")
+        if self.op == "exists" and not _is_flag(self.value):
+            # Any other value would be read by its truth ("no" is true), which is not what it says.
+            raise ConditionError(
+                f"operator 'exists' on {self.field!r} takes True (present, the default) or False "
+                f"(missing or None), got {self.value!r}"
+            )
         object.__setattr__(self, "path", tuple(self.field.split(".")))
         object.__setattr__(self, "ordering", _ORDERING.get(self.op))
 
