@@ -391,6 +391,52 @@ def test_a_path_stepping_into_a_non_mapping_is_missing(leaf):
     )
 
 
+@dataclasses.dataclass
+class _Ticket:
+    priority: int
+    owner: _Owner | None = None
+
+
+@dataclasses.dataclass
+class _Owner:
+    team: str
+
+
+def test_a_dotted_path_reads_the_fields_of_a_dataclass_in_the_state():
+    """State may hold dataclasses (wfkit.state_type): a path steps into their fields as into a
+    mapping's keys, nested too; a name that is no field (a method, a missing one) is missing."""
+    state = {"ticket": _Ticket(3, _Owner("billing")), "plain": "text"}
+    assert when("ticket.priority", "gt", 2).evaluate(state)
+    assert when("ticket.owner.team", "eq", "billing").evaluate(state)
+    assert not when("ticket.owner.team", "eq", "sales").evaluate(state)
+    assert (False, True) == (when("ticket.due", "exists").evaluate(state), when("ticket.due", "ne", 1).evaluate(state))
+    assert not when("ticket.__init__", "exists").evaluate(state)
+    assert not when("plain.upper", "exists").evaluate(state)
+    assert not when("ticket.owner.team", "exists").evaluate({"ticket": _Ticket(1)})
+
+
+@pytest.mark.parametrize("where", ["memory", "durable"])
+def test_a_route_on_a_dataclass_field_is_taken_in_a_run(where):
+    """A route on `ticket.priority`, a field of a dataclass the state holds, is taken when it holds,
+    in memory and durable (where the state is rebuilt from its checkpoint)."""
+    import wfkit as wf
+
+    wf.state_type(_Ticket)
+    wf.state_type(_Owner)
+    flow = wf.Workflow("ticket-router")
+    flow.step(lambda state: {"ticket": _Ticket(state["p"], _Owner("billing"))}, name="triage")
+    flow.step(lambda state: {"lane": "urgent"}, name="urgent")
+    flow.step(lambda state: {"lane": "normal"}, name="normal")
+    flow.route(
+        "triage",
+        (wf.when("ticket.priority", "ge", 3) & wf.when("ticket.owner.team", "eq", "billing")) >> wf.go("urgent"),
+        default=wf.go("normal"),
+    )
+    workspace = None if where == "durable" else False
+    lanes = [flow.run({"p": p}, workspace=workspace).state["lane"] for p in (5, 1)]
+    assert ["urgent", "normal"] == lanes
+
+
 # --- incomparable types -------------------------------------------------------------------
 
 

@@ -35,11 +35,25 @@ def _lookup(state: Mapping[str, Any], path: tuple[str, ...]) -> Any:
         # A plain dict first: states are dicts, and the Mapping ABC check is the dearer test on
         # the path every routed step takes; any other Mapping still gets it.
         if type(value) is not dict and not isinstance(value, Mapping):
-            return _MISSING
-        value = value.get(key, _MISSING)
+            value = _record_field(value, key)
+        else:
+            value = value.get(key, _MISSING)
         if value is _MISSING:
             return _MISSING
     return value
+
+
+def _record_field(value: Any, key: str) -> Any:
+    """Field ``key`` of a dataclass instance or a pydantic model (the records state may hold, see
+    ``wfkit.state_type``), else _MISSING: a path steps into their fields as into a mapping's keys,
+    and into nothing else (a string's methods are no fields)."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        names: Any = value.__dataclass_fields__
+    else:
+        names = getattr(type(value), "model_fields", None)  # a pydantic model's declared fields
+        if not isinstance(names, Mapping):
+            return _MISSING
+    return getattr(value, key, _MISSING) if key in names else _MISSING
 
 
 def _is_flag(value: Any) -> bool:
@@ -119,7 +133,8 @@ class Condition:
 
 @dataclass(frozen=True, slots=True, eq=True)
 class Compare(Condition):
-    """``field op value``; the field may be a dotted path into nested mappings."""
+    """``field op value``; the field may be a dotted path into nested mappings (and the fields of
+    dataclasses and pydantic models the state holds)."""
 
     field: str
     op: Op
