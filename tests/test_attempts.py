@@ -294,6 +294,26 @@ def test_run_timeout_cuts_backoff_short() -> None:
     assert run.status == "timed_out"
 
 
+@pytest.mark.parametrize("where", ["memory", "durable"])
+def test_a_run_ended_because_its_backoff_would_cross_the_deadline_says_so(where: str) -> None:
+    """Ended early, at 0.5 s of a 5 s deadline, the run does not claim its deadline passed: it
+    says the deadline would pass before the next attempt, the time left, and the last error."""
+    flow = wf.Workflow("deadline-says")
+
+    @flow.step(retry=wf.RetryPolicy(max_retries=3, base_delay=10, jitter=0))
+    async def call(state: Any) -> None:
+        await asyncio.sleep(0.5)
+        raise ConnectionError("down")
+
+    t0 = time.monotonic()
+    run = flow.run({}, timeout=5, workspace=None if where == "durable" else False, raise_on_error=False)
+    assert time.monotonic() - t0 < 2.0
+    assert ("timed_out", wf.RunTimeoutError) == (run.status, type(run.error))
+    message = str(run.error)
+    assert "the run's deadline of 5 s would pass before the next attempt could start (4.5 s left)" in message
+    assert message.endswith("the last one failed with ConnectionError (transient): down")
+
+
 def test_failed_run_cancels_parallel_siblings_and_records_them() -> None:
     """When one branch fails the run, running siblings are cancelled and get an event."""
     flow = wf.Workflow("cancel")

@@ -962,8 +962,19 @@ class Execution:
                     self._durability.intent_failed(name, act.visit)
                 err: RunError
                 if out.run_timeout:
+                    deadline = self._runner.deadline
+                    left = 0.0 if deadline is None else deadline - time.monotonic()
+                    # The runner also ends a run whose next attempt's backoff would cross the
+                    # deadline: then the deadline has not passed yet, and the attempt's error is why.
+                    why = (
+                        f"the run's deadline of {self.timeout} s passed"
+                        if left < 0.001
+                        else f"the run's deadline of {self.timeout} s would pass before the next attempt "
+                        f"could start ({left:.2g} s left); the last one failed with "
+                        f"{type(out.error).__name__} ({out.kind.value}): {out.error}"
+                    )
                     err = RunTimeoutError(
-                        f"the run's deadline of {self.timeout} s passed",
+                        why,
                         run_id=self.run_id,
                         step=name,
                         attempt=out.attempt,
