@@ -116,6 +116,39 @@ def test_classifier_can_be_replaced_per_step() -> None:
     assert [(e.status, e.error_kind) for e in run.events] == [("failed", "permanent")]
 
 
+@pytest.mark.parametrize("where", ["memory", "durable"])
+def test_a_classifier_may_name_the_kind_by_its_value(where: str) -> None:
+    """A classifier returning "permanent" (an ErrorKind's value, as the docs and the step log
+    spell kinds) is read as ErrorKind.PERMANENT: one attempt, and the step's own error."""
+    flow = wf.Workflow("cls-by-name")
+
+    @flow.step(retry=wf.RetryPolicy(max_retries=3, base_delay=0), classify=lambda e: "permanent")
+    def call(state: Any) -> None:
+        raise ConnectionError("quota used up")
+
+    run = flow.run({}, workspace=None if where == "durable" else False, raise_on_error=False)
+    assert [(e.status, e.error_kind) for e in run.events] == [("failed", "permanent")]
+    assert isinstance(run.error, wf.StepFailedError)
+    assert isinstance(run.error.__cause__, ConnectionError)
+
+
+@pytest.mark.parametrize("verdict", [None, "flaky", True])
+def test_a_classifier_returning_no_kind_fails_the_run_saying_what_it_must_return(verdict: Any) -> None:
+    """A classifier returning something that is no kind fails the run with an error naming the
+    step, what it returned and for which error, and what a classifier returns."""
+    flow = wf.Workflow("cls-bad")
+
+    @flow.step(retry=wf.RetryPolicy(max_retries=3, base_delay=0), classify=lambda e: verdict)
+    def call(state: Any) -> None:
+        raise ConnectionError("quota used up")
+
+    run = flow.run({}, workspace=False, raise_on_error=False)
+    assert "failed" == run.status
+    message = str(run.error)
+    assert f"step 'call': its classify= returned {verdict!r} for ConnectionError('quota used up')" in message
+    assert "wfkit.ErrorKind.TRANSIENT, PERMANENT or UNKNOWN" in message
+
+
 def test_fallback_after_retries_exhausted() -> None:
     """When retries run out the step follows its fallback and the run succeeds."""
     flow = wf.Workflow("fb")
@@ -259,6 +292,26 @@ def test_run_timeout_cuts_backoff_short() -> None:
     run = flow.run({}, timeout=0.5, raise_on_error=False)
     assert time.monotonic() - t0 < 1.0
     assert run.status == "timed_out"
+
+
+@pytest.mark.parametrize("where", ["memory", "durable"])
+def test_a_run_ended_because_its_backoff_would_cross_the_deadline_says_so(where: str) -> None:
+    """Ended early, at 0.5 s of a 5 s deadline, the run does not claim its deadline passed: it
+    says the deadline would pass before the next attempt, the time left, and the last error."""
+    flow = wf.Workflow("deadline-says")
+
+    @flow.step(retry=wf.RetryPolicy(max_retries=3, base_delay=10, jitter=0))
+    async def call(state: Any) -> None:
+        await asyncio.sleep(0.5)
+        raise ConnectionError("down")
+
+    t0 = time.monotonic()
+    run = flow.run({}, timeout=5, workspace=None if where == "durable" else False, raise_on_error=False)
+    assert time.monotonic() - t0 < 2.0
+    assert ("timed_out", wf.RunTimeoutError) == (run.status, type(run.error))
+    message = str(run.error)
+    assert "the run's deadline of 5 s would pass before the next attempt could start (4.5 s left)" in message
+    assert message.endswith("the last one failed with ConnectionError (transient): down")
 
 
 def test_failed_run_cancels_parallel_siblings_and_records_them() -> None:

@@ -177,6 +177,51 @@ def test_parallel_writes_merge_with_declared_rule() -> None:
     assert sorted(run.state["notes"]) == ["left", "right"]
 
 
+@pytest.mark.parametrize("takes_context", [False, True])
+@pytest.mark.parametrize("where", ["memory", "durable"])
+def test_siblings_that_finish_with_the_failing_step_keep_their_rows(where: str, takes_context: bool) -> None:
+    """Parallel steps that finish in the same turn of the loop as a sibling that fails the run
+    are settled, not dropped: their rows (in events and the journal), their writes and, durable,
+    their checkpoints say that they ran; a second failure among them is recorded too."""
+    flow = wf.Workflow("same-turn")
+    opened: list[asyncio.Event] = []
+
+    @flow.step
+    async def start(state: Any) -> None:
+        gate = asyncio.Event()
+        opened.append(gate)
+        asyncio.get_running_loop().call_later(0.02, gate.set)  # every branch wakes in one turn
+
+    async def bad(state: Any) -> None:
+        await opened[-1].wait()
+        raise ValueError("bad input")
+
+    async def also_bad(state: Any) -> None:
+        await opened[-1].wait()
+        raise PermissionError("denied")
+
+    async def good(state: Any) -> dict[str, Any]:
+        await opened[-1].wait()
+        return {"good": True}
+
+    for fn in (bad, good, also_bad):
+        if takes_context:  # run by the attempt runner rather than awaited inline
+            flow.step(_via_runner(fn), name=fn.__name__)
+        else:
+            flow.step(fn, name=fn.__name__)
+    flow.edge("start", "bad", "good", "also_bad")
+    run = flow.run({}, workspace=None if where == "durable" else False, raise_on_error=False)
+    assert ("failed", "ValueError") == (run.status, type(run.error.__cause__).__name__)
+    expected = [("also_bad", "failed", "PermissionError"), ("bad", "failed", "ValueError"), ("good", "ok", None)]
+    assert expected == sorted((e.step, e.status, e.error_type) for e in run.events if e.step != "start")
+    assert run.state == {"good": True}
+    if where == "durable":
+        journal = wf.Workspace().events(run.run_id)
+        assert expected == sorted((e.step, e.status, e.error_type) for e in journal if e.step != "start")
+        steps = wf.Workspace().run_info(run.run_id)["steps"]
+        assert ["good", "start"] == sorted(s["step"] for s in steps if s["outcome"] == "ok")
+
+
 def test_sequential_overwrite_is_not_a_conflict() -> None:
     """A later step in a chain may overwrite a field an earlier one wrote."""
     flow = wf.Workflow("seq")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections.abc import Iterator, Mapping
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -74,6 +75,23 @@ def test_in_operator_rejects_a_non_collection_value(value):
     """Operator 'in' with a value that is not a collection raises ConditionError asking for one."""
     with pytest.raises(ConditionError, match=r"operator 'in' on 'x' needs a collection value"):
         when("x", "in", value)
+
+
+@pytest.mark.parametrize("value", ["no", "false", "yes", 2, [False], {"x": 1}])
+def test_exists_refuses_a_value_that_is_no_flag(value):
+    """exists takes True or False (or nothing): "no" would print as `x missing` yet hold when the
+    field is present (read by its truth), so it is refused, saying what the operator takes."""
+    with pytest.raises(ConditionError, match=r"operator 'exists' on 'x' takes True \(present, the default\) or False"):
+        when("x", "exists", value)
+
+
+@pytest.mark.parametrize(
+    ("value", "text"), [(None, "x exists"), (True, "x exists"), (1, "x exists"), (False, "x missing"), (0, "x missing")]
+)
+def test_exists_flags_print_as_they_evaluate(value, text):
+    """Every value exists accepts prints as what it tests."""
+    cond = when("x", "exists", value)
+    assert (text, text == "x exists") == (str(cond), cond.evaluate({"x": 1}))
 
 
 def test_condition_error_is_a_wfkit_and_value_error():
@@ -373,6 +391,52 @@ def test_a_path_stepping_into_a_non_mapping_is_missing(leaf):
     )
 
 
+@dataclasses.dataclass
+class _Ticket:
+    priority: int
+    owner: _Owner | None = None
+
+
+@dataclasses.dataclass
+class _Owner:
+    team: str
+
+
+def test_a_dotted_path_reads_the_fields_of_a_dataclass_in_the_state():
+    """State may hold dataclasses (wfkit.state_type): a path steps into their fields as into a
+    mapping's keys, nested too; a name that is no field (a method, a missing one) is missing."""
+    state = {"ticket": _Ticket(3, _Owner("billing")), "plain": "text"}
+    assert when("ticket.priority", "gt", 2).evaluate(state)
+    assert when("ticket.owner.team", "eq", "billing").evaluate(state)
+    assert not when("ticket.owner.team", "eq", "sales").evaluate(state)
+    assert (False, True) == (when("ticket.due", "exists").evaluate(state), when("ticket.due", "ne", 1).evaluate(state))
+    assert not when("ticket.__init__", "exists").evaluate(state)
+    assert not when("plain.upper", "exists").evaluate(state)
+    assert not when("ticket.owner.team", "exists").evaluate({"ticket": _Ticket(1)})
+
+
+@pytest.mark.parametrize("where", ["memory", "durable"])
+def test_a_route_on_a_dataclass_field_is_taken_in_a_run(where):
+    """A route on `ticket.priority`, a field of a dataclass the state holds, is taken when it holds,
+    in memory and durable (where the state is rebuilt from its checkpoint)."""
+    import wfkit as wf
+
+    wf.state_type(_Ticket)
+    wf.state_type(_Owner)
+    flow = wf.Workflow("ticket-router")
+    flow.step(lambda state: {"ticket": _Ticket(state["p"], _Owner("billing"))}, name="triage")
+    flow.step(lambda state: {"lane": "urgent"}, name="urgent")
+    flow.step(lambda state: {"lane": "normal"}, name="normal")
+    flow.route(
+        "triage",
+        (wf.when("ticket.priority", "ge", 3) & wf.when("ticket.owner.team", "eq", "billing")) >> wf.go("urgent"),
+        default=wf.go("normal"),
+    )
+    workspace = None if where == "durable" else False
+    lanes = [flow.run({"p": p}, workspace=workspace).state["lane"] for p in (5, 1)]
+    assert ["urgent", "normal"] == lanes
+
+
 # --- incomparable types -------------------------------------------------------------------
 
 
@@ -534,6 +598,27 @@ def test_rshift_to_a_non_go_raises_type_error():
     """`condition >> "step"` raises TypeError saying to use wfkit.go('step')."""
     with pytest.raises(TypeError, match=r"needs x = wfkit.go\('step'\)"):
         A >> "next"  # type: ignore[operator]
+
+
+@pytest.mark.parametrize(
+    "misuse",
+    [lambda: A and B, lambda: A or B, lambda: not A, lambda: (A & B) and C, lambda: bool(~A), lambda: 1 if A else 0],
+    ids=["and", "or", "not", "and-of-all", "bool", "if"],
+)
+def test_python_boolean_operators_on_conditions_are_refused(misuse: Any) -> None:
+    """Python's and/or/not would pick one condition silently (`A and B` is B): a condition has no
+    truth value, and asking for one says to use & | ~."""
+    with pytest.raises(TypeError, match=r"combine conditions with & \(and\), \| \(or\) and ~ \(not\)"):
+        misuse()
+
+
+def test_conditions_still_compare_and_sit_in_containers_without_a_truth_value() -> None:
+    """Equality, hashing, membership and `is None` checks never ask a condition for its truth."""
+    assert A == when("a", "eq", 1)
+    assert A in [B, A]
+    assert A in {A: 1}
+    assert (A & B) != (A | B)
+    assert A is not None
 
 
 def test_base_condition_methods_are_abstract():
@@ -869,6 +954,8 @@ def test_predicate_and_choice_agree_with_evaluate(op, value, state):
     exactly then, or both raise the same ConditionError."""
     if op == "in" and not hasattr(value, "__contains__"):
         value = [value]
+    if op == "exists" and value not in (None, True, False):
+        value = bool(value)  # exists takes a flag only (test_exists_refuses_a_value_that_is_no_flag)
     condition = when("score", op, value)
 
     def answer(fn):

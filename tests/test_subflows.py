@@ -277,6 +277,35 @@ def test_a_permanent_failure_inside_the_child_is_not_retried() -> None:
     assert "bad input" in str(run.error)
 
 
+@pytest.mark.parametrize("where", ["memory", "durable"])
+@pytest.mark.parametrize("verdict", [wf.ErrorKind.PERMANENT, wf.ErrorKind.TRANSIENT])
+def test_the_child_steps_own_classifier_decides_the_kind_the_parent_retries_on(
+    where: str, verdict: wf.ErrorKind
+) -> None:
+    """A child step's classify= is the child's word on its failure: the parent step takes that
+    kind (a ConnectionError the child calls permanent is not retried; a ValueError it calls
+    transient is), not its own classification of the child's exception."""
+    calls = {"n": 0}
+    child = wf.Workflow("classified-child", inputs=["text"])
+    error = ConnectionError("quota used up") if verdict is wf.ErrorKind.PERMANENT else ValueError("not ready")
+
+    @child.step(classify=lambda exc: verdict)
+    def call(state: Any) -> dict[str, Any]:
+        calls["n"] += 1
+        raise error
+
+    parent = _parent(child, retry=wf.RetryPolicy(max_retries=2, base_delay=0.0, jitter=0.0))
+    run = parent.run({}, workspace=None if where == "durable" else False, raise_on_error=False)
+    rows = [(e.attempt, e.status, e.error_kind) for e in run.events if e.step == "shout"]
+    if verdict is wf.ErrorKind.PERMANENT:
+        assert ([(1, "failed", "permanent")], 1) == (rows, calls["n"])
+    else:
+        assert ([(1, "retry", "transient"), (2, "retry", "transient"), (3, "failed", "transient")], 3) == (
+            rows,
+            calls["n"],
+        )
+
+
 def test_a_timeout_on_the_subflow_step_bounds_the_whole_child_run() -> None:
     """The step's timeout cancels the child run and the parent follows its fallback."""
     child = wf.Workflow("slow-child", inputs=["text"])

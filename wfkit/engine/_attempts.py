@@ -31,7 +31,7 @@ from wfkit.engine._subflows import ChildHalted
 from wfkit.model._context import RunServices, StepContext
 from wfkit.model._errors import ProcessCrashedError, StateValueError, StepTimeoutError
 from wfkit.model._events import Status, StepEvent
-from wfkit.model._retry import ErrorKind, RetryPolicy, classify_error, retry_after_of
+from wfkit.model._retry import ErrorKind, RetryPolicy, checked_kind, classify_error, retry_after_of
 from wfkit.model._steps import StepSpec
 from wfkit.store._codec import TAG, check_state, decode_state
 from wfkit.store._journal import UNTIMED, encode_state, encode_updates
@@ -398,7 +398,10 @@ class AttemptRunner:
                 if timed_out and by_deadline:
                     out.run_timeout, out.kind, out.status = True, ErrorKind.TRANSIENT, Status.TIMEOUT
                     return out
-                kind = out.kind = (spec.classifier or classify_error)(exc)
+                classifier = spec.classifier
+                kind = out.kind = (
+                    classify_error(exc) if classifier is None else checked_kind(spec.name, classifier(exc), exc)
+                )
                 out.status = Status.TIMEOUT if timed_out else Status.FAILED
                 if not policy.allows(kind, attempt - 1):
                     return out

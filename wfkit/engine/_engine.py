@@ -493,7 +493,9 @@ class Execution:
                     self._wake = loop.create_future()
                     await self._wake
                     self._wake = None
-                while done and not self._failed:
+                # Everything that finished is settled, even once one of them failed the run: a
+                # sibling that finished in the same turn ran, and its row and checkpoint say so.
+                while done:
                     act, out, t0, body_end = done.popleft()
                     del tasks[act]
                     if isinstance(out, dict):  # an inline step's plain success: its updates
@@ -943,8 +945,19 @@ class Execution:
                     self._durability.intent_failed(name, act.visit)
                 err: RunError
                 if out.run_timeout:
+                    deadline = self._runner.deadline
+                    left = 0.0 if deadline is None else deadline - time.monotonic()
+                    # The runner also ends a run whose next attempt's backoff would cross the
+                    # deadline: then the deadline has not passed yet, and the attempt's error is why.
+                    why = (
+                        f"the run's deadline of {self.timeout} s passed"
+                        if left < 0.001
+                        else f"the run's deadline of {self.timeout} s would pass before the next attempt "
+                        f"could start ({left:.2g} s left); the last one failed with "
+                        f"{type(out.error).__name__} ({out.kind.value}): {out.error}"
+                    )
                     err = RunTimeoutError(
-                        f"the run's deadline of {self.timeout} s passed",
+                        why,
                         run_id=self.run_id,
                         step=name,
                         attempt=out.attempt,
@@ -956,6 +969,7 @@ class Execution:
                         step=name,
                         attempt=out.attempt,
                     )
+                    err.error_kind = out.kind
                 err.__cause__ = out.error
                 self._fail(err, RunStatus.TIMED_OUT if out.run_timeout else RunStatus.FAILED)
                 return None

@@ -145,11 +145,16 @@ class ChildRuns:
                 raise ChildHalted(child.run_id, child.status)
             if child.status != RunStatus.SUCCEEDED:
                 error = SubflowError(spec.name, sub.workflow.name, child.run_id, child.status, child.error)
-                inner: BaseException | None = child.error
-                while isinstance(inner, WfkitError) and inner.__cause__ is not None:
-                    inner = inner.__cause__  # the step's own exception decides whether a retry may help
-                if inner is not None and inner is not child.error:
-                    error.error_kind = classify_error(inner)
+                # The kind the child's failing step was given (by its own classify=, if any)
+                # decides whether a retry may help; else that of the step's own exception.
+                kind = getattr(child.error, "error_kind", None)
+                if kind is None:
+                    inner: BaseException | None = child.error
+                    while isinstance(inner, WfkitError) and inner.__cause__ is not None:
+                        inner = inner.__cause__
+                    if inner is not None and inner is not child.error:
+                        kind = classify_error(inner)
+                error.error_kind = kind
                 raise error
             final: Mapping[str, Any] = child.state
         else:

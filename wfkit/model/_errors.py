@@ -107,7 +107,11 @@ class RunError(WfkitError):
 
 
 class StepFailedError(RunError):
-    """A step failed (retries exhausted or a permanent error) and declared no fallback route."""
+    """A step failed (retries exhausted or a permanent error) and declared no fallback route.
+    ``error_kind`` is the kind its last attempt's error was classified as (by the step's
+    ``classify=`` if it has one): what a sub-workflow step running this run retries on."""
+
+    error_kind: object = None  # an ErrorKind, set by the engine
 
 
 class VisitLimitError(RunError):

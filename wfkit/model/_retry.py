@@ -102,6 +102,23 @@ def classify_error(exc: BaseException) -> ErrorKind:
     return ErrorKind.UNKNOWN
 
 
+def checked_kind(step: str, verdict: object, exc: BaseException) -> ErrorKind:
+    """What a step's own ``classify=`` returned for ``exc``, as an ErrorKind: an ErrorKind, or its
+    value (``"transient"``, ``"permanent"``, ``"unknown"``, as the step log spells kinds). Anything
+    else is a mistake in the classifier, refused with what it must return."""
+    if isinstance(verdict, ErrorKind):
+        return verdict
+    if isinstance(verdict, str):
+        try:
+            return ErrorKind(verdict.lower())
+        except ValueError:
+            pass
+    raise TypeError(
+        f"step {step!r}: its classify= returned {verdict!r} for {exc!r}; a classifier returns "
+        f"wfkit.ErrorKind.TRANSIENT, PERMANENT or UNKNOWN (or 'transient', 'permanent', 'unknown')"
+    )
+
+
 def _parse_retry_after(value: Any) -> float | None:
     if value is None:
         return None

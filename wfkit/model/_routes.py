@@ -35,11 +35,33 @@ def _lookup(state: Mapping[str, Any], path: tuple[str, ...]) -> Any:
         # A plain dict first: states are dicts, and the Mapping ABC check is the dearer test on
         # the path every routed step takes; any other Mapping still gets it.
         if type(value) is not dict and not isinstance(value, Mapping):
-            return _MISSING
-        value = value.get(key, _MISSING)
+            value = _record_field(value, key)
+        else:
+            value = value.get(key, _MISSING)
         if value is _MISSING:
             return _MISSING
     return value
+
+
+def _record_field(value: Any, key: str) -> Any:
+    """Field ``key`` of a dataclass instance or a pydantic model (the records state may hold, see
+    ``wfkit.state_type``), else _MISSING: a path steps into their fields as into a mapping's keys,
+    and into nothing else (a string's methods are no fields)."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        names: Any = value.__dataclass_fields__
+    else:
+        names = getattr(type(value), "model_fields", None)  # a pydantic model's declared fields
+        if not isinstance(names, Mapping):
+            return _MISSING
+    return getattr(value, key, _MISSING) if key in names else _MISSING
+
+
+def _is_flag(value: Any) -> bool:
+    """None, True or False (1 and 0 compare equal to them and print and act alike)."""
+    try:
+        return value is None or value in (True, False)
+    except Exception:  # a value that cannot even be compared (an array) is no flag
+        return False
 
 
 def _operand(other: Any, symbol: str) -> Condition:
@@ -93,6 +115,14 @@ class Condition:
     def __invert__(self) -> Condition:
         return Not(self)
 
+    def __bool__(self) -> bool:
+        # Python's `and`, `or` and `not` ask a condition for its truth, which it has none of until
+        # a state is given: `when(a) and when(b)` would silently be `when(b)` alone.
+        raise TypeError(
+            f"a condition has no truth value of its own ({self}): combine conditions with & (and), "
+            f"| (or) and ~ (not), not with Python's and/or/not; to test one, call .evaluate(state)"
+        )
+
     def __rshift__(self, target: Any) -> Any:
         # `when(...) >> go("step")` builds a Route; imported late to keep modules acyclic.
 
@@ -103,7 +133,8 @@ class Condition:
 
 @dataclass(frozen=True, slots=True, eq=True)
 class Compare(Condition):
-    """``field op value``; the field may be a dotted path into nested mappings."""
+    """``field op value``; the field may be a dotted path into nested mappings (and the fields of
+    dataclasses and pydantic models the state holds)."""
 
     field: str
     op: Op
@@ -124,6 +155,12 @@ class Compare(Condition):
             )
         if self.op == "in" and not hasattr(self.value, "__contains__"):
             raise ConditionError(f"operator 'in' on {self.field!r} needs a collection value, got {self.value!r}")
+        if self.op == "exists" and not _is_flag(self.value):
+            # Any other value would be read by its truth ("no" is true), which is not what it says.
+            raise ConditionError(
+                f"operator 'exists' on {self.field!r} takes True (present, the default) or False "
+                f"(missing or None), got {self.value!r}"
+            )
         object.__setattr__(self, "path", tuple(self.field.split(".")))
         object.__setattr__(self, "ordering", _ORDERING.get(self.op))
 
