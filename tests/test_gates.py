@@ -78,3 +78,45 @@ def test_count_approval_wait_is_explicit() -> None:
     assert "timed_out" == flow.resume(counted.run_id, raise_on_error=False).status
     assert "succeeded" == flow.resume(free.run_id).status
     assert [f"{free.run_id}:refund:1"] == calls
+
+
+def test_approving_a_gate_another_process_approved_continues_the_run() -> None:
+    """`wfkit approve` in a shell decides the gate but cannot resume a run it does not define; the
+    same approval from the run's handle (the live panel's Approve) then continues the run, in a
+    plain script and on a running loop alike, and the decision recorded stays the shell's."""
+    import asyncio
+    import subprocess
+    import sys
+
+    def approve_from_a_shell(run: wf.Run) -> None:
+        [ticket] = run.tickets()
+        command = [sys.executable, "-m", "wfkit", "approve", ticket.ticket_id, "--by", "carol"]
+        subprocess.run(command, check=True, capture_output=True)
+
+    calls: list[str] = []
+    flow = _gated(calls)
+    run = flow.run({"amount": 120})
+    approve_from_a_shell(run)
+    run.approve(by="alice").wait(10)
+    assert ("succeeded", 120) == (run.status, run.state["refunded"])
+
+    async def cell() -> wf.Run:
+        run = flow.start({"amount": 500})
+        await run
+        approve_from_a_shell(run)
+        run.approve(by="alice")
+        return await run
+
+    looped = asyncio.run(cell())
+    assert ("succeeded", 500) == (looped.status, looped.state["refunded"])
+
+    # The same from the workspace (wf.pending().approve, ticket.approve, the pending panel).
+    held = flow.run({"amount": 300})
+    approve_from_a_shell(held)
+    Workspace().approve(held.tickets(status=None)[0].ticket_id, by="alice")
+    held.wait(10)
+    assert ("succeeded", 300) == (held.status, held.state["refunded"])
+    for done in (run, looped, held):
+        approvals = [e.approver for e in Workspace().events(done.run_id) if e.status == "approved"]
+        assert ["carol"] == approvals
+        assert ["carol"] == [t.decided_by for t in done.tickets(status=None)]

@@ -462,11 +462,18 @@ class Run:
             lambda t: decision_event(t, version, parameters_hash),
         )
         loop = running_loop()
+        # Decided the same way elsewhere (`wfkit approve` in a shell, another process) while this
+        # run waits at that gate: nobody resumed it, as the decider did not define the workflow.
+        # Asking for that decision again here is asking for the run to continue.
+        continue_halted = resume and not open_[0].is_open and self.status == RunStatus.WAITING_APPROVAL
         if loop is not None and not open_[0].is_open:
             # Decided before: the outcome is known from what was read, no write is needed (and none
             # may keep the loop waiting). The same decision again is a no-op; the other is refused.
             done = open_[0]
             if done.status == ("approved" if decision == "approve" else "rejected"):
+                if continue_halted and self._resumable():
+                    self.resume()
+                    resumed_by_decision(self)
                 return self
             raise TicketError(
                 f"ticket {done.ticket_id} was already {done.status} by {done.decided_by}; a decision "
@@ -485,8 +492,8 @@ class Run:
             if resume:
                 resumed_by_decision(self)
             return self
-        _, changed = store.do(op)
-        if changed and resume and self.status in RunStatus.HALTED:
+        _, changed = store.do(op)  # the other decision made before is refused here
+        if (changed or (continue_halted and self._resumable())) and resume and self.status in RunStatus.HALTED:
             self.resume()
             resumed_by_decision(self)
         return self
