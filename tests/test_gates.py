@@ -120,3 +120,62 @@ def test_approving_a_gate_another_process_approved_continues_the_run() -> None:
         approvals = [e.approver for e in Workspace().events(done.run_id) if e.status == "approved"]
         assert ["carol"] == approvals
         assert ["carol"] == [t.decided_by for t in done.tickets(status=None)]
+
+
+def _two_gates(legal_takes: float) -> wf.Workflow:
+    """Two gated branches that join: `legal` (its body takes ``legal_takes`` s) and `finance`."""
+    import asyncio
+
+    flow = wf.Workflow("two-gates")
+    flow.step(lambda s: {}, name="start")
+
+    @flow.step(approval="legal signs off")
+    async def legal(state: Any) -> dict[str, Any]:
+        await asyncio.sleep(legal_takes)
+        return {"legal": True}
+
+    flow.step(lambda s: {"finance": True}, name="finance", approval="finance signs off")
+    flow.step(lambda s: {"shipped": s["legal"] and s["finance"]}, name="ship")
+    flow.edge("start", "legal", "finance")
+    flow.edge("legal", "ship")
+    flow.edge("finance", "ship")
+    return flow
+
+
+@pytest.mark.parametrize("legal_takes", [0.0, 0.5])
+def test_the_second_gate_decided_while_the_first_decision_runs_is_applied(legal_takes: float) -> None:
+    """On a running loop (two approval panels, or two calls in a cell), deciding one gate while the
+    decision of the other is still being applied, or the step it let through still runs, is
+    applied after it: the run goes on through both gates. It was refused ("`await run` first"),
+    which left the second panel locked and the run halted at a gate nobody could click."""
+    import asyncio
+
+    async def cell() -> wf.Run:
+        run = _two_gates(legal_takes).start({})
+        await run
+        run.approve(by="ann", step="legal", comment="fine")
+        await asyncio.sleep(legal_takes / 2)  # legal's body is running (when it takes any time)
+        run.approve(by="bob", step="finance")
+        return await run
+
+    run = asyncio.run(cell())
+    assert ("succeeded", True) == (run.status, run.state["shipped"])
+    decided = {t.step: (t.status, t.decided_by, t.comment) for t in run.tickets(status=None)}
+    assert {"legal": ("approved", "ann", "fine"), "finance": ("approved", "bob", "")} == decided
+    journal = [(e.step, e.approver) for e in Workspace().events(run.run_id) if e.status == "approved"]
+    assert sorted(journal) == [("finance", "bob"), ("legal", "ann")]
+
+
+def test_the_second_gate_decided_while_a_script_runs_the_first_is_applied() -> None:
+    """From plain code the run goes on in the background after the first decision; the second,
+    made while `legal` still runs, was written but nobody resumed the run, which halted with both
+    gates approved."""
+    import time
+
+    run = _two_gates(0.5).run({})
+    run.approve(by="ann", step="legal")
+    time.sleep(0.25)
+    assert "running" == run.status
+    run.approve(by="bob", step="finance").wait(10)
+    assert ("succeeded", True) == (run.status, run.state["shipped"])
+    assert {"legal": "ann", "finance": "bob"} == {t.step: t.decided_by for t in run.tickets(status=None)}
