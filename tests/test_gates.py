@@ -179,3 +179,21 @@ def test_the_second_gate_decided_while_a_script_runs_the_first_is_applied() -> N
     run.approve(by="bob", step="finance").wait(10)
     assert ("succeeded", True) == (run.status, run.state["shipped"])
     assert {"legal": "ann", "finance": "bob"} == {t.step: t.decided_by for t in run.tickets(status=None)}
+
+
+def test_a_gate_decided_after_the_deadline_says_the_step_never_started() -> None:
+    """With count_approval_wait, a decision made after the run's deadline times the run out before
+    the approved step starts; its row says so, not that the step ran and "did not finish within 0 s"."""
+    import time as _time
+
+    calls: list[str] = []
+    flow = _gated(calls)
+    run = flow.run({"amount": 1}, timeout=0.3, count_approval_wait=True)
+    _time.sleep(0.4)
+    run.approve(by="ann")
+    with pytest.raises(wf.RunTimeoutError):
+        run.wait(10)
+    assert ("timed_out", []) == (run.status, calls)
+    [row] = [e for e in Workspace().events(run.run_id) if e.status == "timeout"]
+    assert ("refund", 0.0) == (row.step, row.latency_s)
+    assert "step 'refund' was not started: the run's deadline had passed" == row.error_message
