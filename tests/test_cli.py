@@ -196,6 +196,16 @@ def test_approve_from_the_cli_records_and_says_how_to_resume(
     assert "approved" == wfkit.Workspace().ticket(ticket.ticket_id).status
 
 
+def test_show_says_who_decided_a_gate_and_why(workspace: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`wfkit show` gives a decision's row the reviewer and the comment, on one line (the comment was
+    dropped: only the reviewer's name showed)."""
+    run = _gated_run(workspace)
+    wfkit.Workspace().reject(run.tickets()[0].ticket_id, by="ana", comment="too large,\nask finance", resume=False)
+    assert 0 == main(["show", run.run_id])
+    [row] = [line for line in capsys.readouterr().out.splitlines() if " rejected " in line]
+    assert row.endswith(" rejected              0.000  by ana: too large, ask finance")
+
+
 def _payout() -> wfkit.Workflow:
     flow = wfkit.Workflow("cli-payout")
     flow.step(lambda s: {"ready": True}, name="prepare")

@@ -70,6 +70,13 @@ def _runs(args: argparse.Namespace) -> int:
     return 0
 
 
+def _decision(by: str | None, comment: str | None) -> str:
+    """A gate decision's reviewer and comment, on the one line of its row."""
+    if by is None:
+        return ""
+    return f"by {by}" + (f": {' '.join(comment.split())}" if comment else "")
+
+
 def _show(args: argparse.Namespace) -> int:
     ws = _workspace(args)
     info = ws.run_info(args.run_id)
@@ -81,9 +88,9 @@ def _show(args: argparse.Namespace) -> int:
     _print(f"started {_when(info['created_at'])}, updated {_when(info['updated_at'])}, ended {_when(info['ended_at'])}")
     if info["error"]:
         _print(f"error: {info['error_type']}: {info['error']}")
-    _print(f"\n{'step':20} {'visit':>5} {'attempt':>7} {'status':17} {'latency s':>9}  route / error")
+    _print(f"\n{'step':20} {'visit':>5} {'attempt':>7} {'status':17} {'latency s':>9}  route / error / decision")
     for e in events:
-        detail = e["route_taken"] or e["error_message"] or e["approver"] or ""
+        detail = e["route_taken"] or e["error_message"] or _decision(e["approver"], e["decision_comment"])
         _print(
             f"{e['step'][:20]:20} {e['visit']:5d} {e['attempt']:7d} {e['status']:17} {e['latency_s']:9.3f}  {detail}"
         )

@@ -276,7 +276,7 @@ class AttemptRunner:
                         out = Outcome()
                     out.attempt = attempt
                     out.error, out.kind, out.status = (
-                        StepTimeoutError(spec.name, 0.0),
+                        StepTimeoutError(spec.name, 0.0, started=False),
                         ErrorKind.TRANSIENT,
                         Status.TIMEOUT,
                     )

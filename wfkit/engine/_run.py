@@ -462,11 +462,18 @@ class Run:
             lambda t: decision_event(t, version, parameters_hash),
         )
         loop = running_loop()
+        # Decided the same way elsewhere (`wfkit approve` in a shell, another process) while this
+        # run waits at that gate: nobody resumed it, as the decider did not define the workflow.
+        # Asking for that decision again here is asking for the run to continue.
+        continue_halted = resume and not open_[0].is_open and self.status == RunStatus.WAITING_APPROVAL
         if loop is not None and not open_[0].is_open:
             # Decided before: the outcome is known from what was read, no write is needed (and none
             # may keep the loop waiting). The same decision again is a no-op; the other is refused.
             done = open_[0]
             if done.status == ("approved" if decision == "approve" else "rejected"):
+                if continue_halted and self._resumable():
+                    self.resume()
+                    resumed_by_decision(self)
                 return self
             raise TicketError(
                 f"ticket {done.ticket_id} was already {done.status} by {done.decided_by}; a decision "
@@ -475,27 +482,51 @@ class Run:
         if loop is not None:
             # On a running loop (a widget's click, a cell): the decision is written, and the run
             # resumed, by a task, so the loop never waits for the writer. `await run` waits for both.
-            if self._task is not None and not self._task.done():
-                raise TicketError(
-                    f"run {self.run_id} is still {self.status} (a decision or a resume is under way); `await run` first"
-                )
+            # What is under way (another gate's decision, the steps it let through, branches still
+            # running beside this gate) goes first: this decision is written at once, and the run
+            # resumed once that is done if it then waits at this gate.
+            under_way = self._task if self._task is not None and not self._task.done() else None
             _started.add(self)
             self._cfuture = None
-            self._task = loop.create_task(self._decided(op, resume), name=f"wfkit-decide-{self.run_id}")
+            self._task = loop.create_task(self._decided(op, resume, under_way), name=f"wfkit-decide-{self.run_id}")
             if resume:
                 resumed_by_decision(self)
             return self
-        _, changed = store.do(op)
-        if changed and resume and self.status in RunStatus.HALTED:
+        if resume and open_[0].is_open and self._cfuture is not None and not self._cfuture.done():
+            # Still running in the background (another gate's decision let it go on): as on a
+            # running loop, the decision is written at once and the run resumed after it halts.
+            running = self._cfuture
+            self._cfuture = asyncio.run_coroutine_threadsafe(self._decided(op, resume, running), background_loop())
+            resumed_by_decision(self)
+            return self
+        _, changed = store.do(op)  # the other decision made before is refused here
+        if (changed or (continue_halted and self._resumable())) and resume and self.status in RunStatus.HALTED:
             self.resume()
             resumed_by_decision(self)
         return self
 
-    async def _decided(self, op: WriteOp[tuple[Ticket, bool]], resume: bool) -> None:
+    async def _decided(
+        self,
+        op: WriteOp[tuple[Ticket, bool]],
+        resume: bool,
+        under_way: asyncio.Future[None] | concurrent.futures.Future[None] | None = None,
+    ) -> None:
+        """Write a decision, wait for what was under way on this run, then resume the run if it
+        waits at a gate."""
         assert self._exec.store is not None
         reopened = False
         try:
             _, changed = await self._exec.store.writer.submit_async(op)
+            if under_way is not None:
+                after = asyncio.wrap_future(under_way)
+                try:
+                    await asyncio.wait((after,))
+                except asyncio.CancelledError:
+                    after.cancel()  # run.cancel() cancels this task: the run under way ends too
+                    raise
+                error = None if after.cancelled() else after.exception()
+                if error is not None:
+                    raise error  # the earlier decision's failure is what `await run` reports
             if changed and resume and self.status in RunStatus.HALTED:
                 await self._reopen()
                 reopened = True

@@ -125,9 +125,14 @@ class RunTimeoutError(RunError, TimeoutError):
 class StepTimeoutError(WfkitError, TimeoutError):
     """One attempt of a step ran past its timeout (classified transient, so it may be retried)."""
 
-    def __init__(self, step: str, timeout: float) -> None:
+    def __init__(self, step: str, timeout: float, *, started: bool = True) -> None:
+        """``started=False``: the run's deadline had passed before the attempt could start (a
+        decision that came late, a run resumed after its deadline), so the body never ran."""
         self.step, self.timeout = step, timeout
-        super().__init__(f"step {step!r} did not finish within {timeout:.3g} s")
+        if started:
+            super().__init__(f"step {step!r} did not finish within {timeout:.3g} s")
+        else:
+            super().__init__(f"step {step!r} was not started: the run's deadline had passed")
 
 
 class MapItemError(WfkitError):

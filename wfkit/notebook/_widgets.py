@@ -349,15 +349,14 @@ class PendingView(w.VBox):  # type: ignore[misc]
 
     def _decider(self, ticket: Ticket) -> Decide:
         def decide(decision: str, by: str, comment: str) -> Ticket:
-            decided, changed = self.workspace.decide(
+            decided, _ = self.workspace.decide(
                 ticket.ticket_id,
                 decision,  # type: ignore[arg-type]
                 by=by,
                 comment=comment,
                 resume=False,  # resumed just below, by the callable this view was handed
             )
-            if changed:
-                self._resume(decided)
+            self._resume(decided)  # unchanged too: decided elsewhere, the run may still wait for it
             self._open.discard(ticket.ticket_id)
             self._count()
             return decided

@@ -235,13 +235,16 @@ class Workspace:
             comment,
             lambda t: decision_event(t, row["workflow_version"], row["parameters_hash"]),
         )
-        if changed and resume and _decision_hook is not None:
+        # Unchanged (decided the same way before, by a process that could not resume the run): the
+        # run may still wait at the gate, and the hook continues it if it does.
+        if resume and _decision_hook is not None:
             _decision_hook(self.path, ticket)
         return ticket, changed
 
     def approve(self, ticket_id: str | Ticket, *, by: str, comment: str = "", resume: bool = True) -> Ticket:
         """Approve a ticket and resume its run if this process defines its workflow. The same
-        decision twice is a no-op; a conflicting one raises."""
+        decision twice records nothing new (but continues a run still waiting at the gate); a
+        conflicting one raises."""
         return self.decide(ticket_id, "approve", by=by, comment=comment, resume=resume)[0]
 
     def reject(self, ticket_id: str | Ticket, *, by: str, comment: str = "", resume: bool = True) -> Ticket:
