@@ -76,6 +76,16 @@ def test_in_operator_rejects_a_non_collection_value(value):
         when("x", "in", value)
 
 
+@pytest.mark.parametrize("op", ["gt", "ge", "lt", "le"])
+def test_ordering_operator_without_a_value_is_refused(op):
+    """An ordering operator with no value (a spec's condition missing ``value``) could never hold:
+    it is refused when built, not when a run first evaluates it."""
+    with pytest.raises(ConditionError, match=rf"operator '{op}' on 'n' needs a value to compare with"):
+        when("n", op)
+    with pytest.raises(ConditionError, match=rf"operator '{op}' on 'n' needs a value to compare with"):
+        condition_from_dict({"field": "n", "op": op})
+
+
 def test_condition_error_is_a_wfkit_and_value_error():
     """ConditionError can be caught as WfkitError and as ValueError."""
     with pytest.raises(WfkitError):
@@ -869,6 +879,8 @@ def test_predicate_and_choice_agree_with_evaluate(op, value, state):
     exactly then, or both raise the same ConditionError."""
     if op == "in" and not hasattr(value, "__contains__"):
         value = [value]
+    if op in ("gt", "ge", "lt", "le") and value is None:  # refused when built
+        value = 0
     condition = when("score", op, value)
 
     def answer(fn):

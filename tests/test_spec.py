@@ -297,6 +297,15 @@ def test_bad_operator_names_the_allowed_ones() -> None:
     assert "['eq', 'ne', 'gt', 'ge', 'lt', 'le', 'contains', 'in', 'exists']" in problem
 
 
+def test_a_comparison_without_its_value_is_reported_at_its_condition() -> None:
+    """``{field: quality, op: lt}`` (value forgotten) is refused at load, with its path and the fix,
+    where it used to load, validate and then fail the run when the route was first tried."""
+    spec = _router_spec()
+    del spec["routes"]["review"]["routes"][0]["when"]["all"][0]["value"]
+    (problem,) = _problems(spec, steps=_functions(query_router()))
+    assert problem.startswith("$.routes.review.routes[0].when: operator 'lt' on 'quality' needs a value")
+
+
 def test_bad_option_values_say_what_is_expected() -> None:
     """A negative timeout, a zero visit bound and a retry policy with an unknown key are reported at
     their own paths with what the field expects."""
