@@ -12,6 +12,7 @@ from typing import Any
 
 import jsonschema
 import pytest
+import yaml
 
 import wfkit as wf
 from wfkit.evals._evals import load_suite
@@ -511,3 +512,67 @@ def test_steps_may_be_a_list_of_functions() -> None:
 def test_json_path_quotes_keys_that_are_not_names() -> None:
     """Keys with spaces or dashes are written in brackets."""
     assert '$.steps["two words"].retry[0]' == _spec.json_path(("steps", "two words", "retry", 0))
+
+
+HAND_WRITTEN = """\
+wfkit_flow: 1
+name: hand-written
+entry: ledger
+steps:
+  ledger: {fn: summary}
+  on: {fn: summary, timeout: 1e3}
+edges:
+  ledger: [on]
+routes:
+  on:
+    routes:
+      - {when: {field: country, op: eq, value: NO}, go: __end__}
+      - {when: {field: at, op: eq, value: 12:30}, go: __end__}
+      - {when: {field: day, op: eq, value: 2024-01-01}, go: __end__}
+      - {when: {field: answer, op: in, value: [yes, off, 0x1F, 010]}, go: __end__}
+    default: {go: __end__}
+"""
+
+
+def test_yaml_is_read_as_json_data_not_as_yaml_1_1(tmp_path: Path) -> None:
+    """A hand-written YAML spec means what a JSON one would: ``on`` is a step's name, ``NO`` a
+    country, ``12:30`` a time and ``2024-01-01`` a day, all strings; ``1e3`` is a number. YAML 1.1
+    read them as True, False, 750 and a date (a step named ``on`` crashed the loader), and ``1e3``
+    as a string."""
+    (tmp_path / "flow.yaml").write_text(HAND_WRITTEN)
+    flow = wf.Workflow.from_spec(tmp_path / "flow.yaml", steps=[summary])
+    assert ["ledger", "on"] == list(flow.steps)
+    assert 1000.0 == flow.steps["on"].timeout
+    values = [route["when"]["value"] for route in flow.to_spec()["routes"]["on"]["routes"]]
+    assert ["NO", "12:30", "2024-01-01", ["yes", "off", "0x1F", 10]] == values
+    # Written back, every string stays a string for YAML 1.1 readers too (yaml.safe_load).
+    flow.save(tmp_path / "again.yaml")
+    assert flow.to_spec() == wf.Workflow.from_spec(tmp_path / "again.yaml", steps=[summary]).to_spec()
+    assert flow.to_spec()["routes"] == yaml.safe_load((tmp_path / "again.yaml").read_text())["routes"]
+
+
+def test_a_string_yaml_1_2_reads_as_a_number_is_quoted_when_written(tmp_path: Path) -> None:
+    """A condition value "1e3" (a string) is written quoted, so it is read back as a string."""
+    flow = wf.Workflow("quoted")
+    flow.step(summary)
+    flow.route("summary", wf.when("code", "eq", "1e3") >> wf.go(wf.END), default=wf.go(wf.END))
+    back = wf.Workflow.from_spec(flow.save(tmp_path / "quoted.yaml"), steps=[summary])
+    assert "1e3" == back.to_spec()["routes"]["summary"]["routes"][0]["when"]["value"]
+
+
+def test_keys_that_are_not_strings_are_reported_where_they_are(tmp_path: Path) -> None:
+    """A step named ``2`` (a YAML number) or a key ``null`` is reported at its mapping, saying to
+    quote it; the step is not dropped without a word, and nothing crashes."""
+    (tmp_path / "flow.yaml").write_text(
+        "wfkit_flow: 1\nname: n\nentry: ledger\nsteps:\n  ledger: {fn: summary}\n  2: {fn: summary}\n"
+        "metadata: {layout: {null: [1, 2]}}\n"
+    )
+    with pytest.raises(wf.FlowSpecError) as info:
+        wf.Workflow.from_spec(tmp_path / "flow.yaml", steps=[summary])
+    assert [
+        "$.steps: the key 2 is int, not a string; quote it ('2')",
+        "$.metadata.layout: the key None is NoneType, not a string; quote it ('null')",
+    ] == [problem.split(" (line")[0] for problem in info.value.problems]
+    spec = {"wfkit_flow": 1, "name": "n", "entry": "a", "steps": {"a": {"fn": "summary"}, True: {"fn": "summary"}}}
+    with pytest.raises(wf.FlowSpecError, match=r"\$\.steps: the key True is bool, not a string"):
+        wf.Workflow.from_spec(spec, steps=[summary])

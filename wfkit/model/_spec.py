@@ -23,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import json
+import re
 import sys
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, fields
@@ -307,7 +308,46 @@ def _yaml_dumper() -> Any:
     Dumper.add_representer(_Line, line_map)
     Dumper.add_representer(_LineList, line_list)
     Dumper.add_representer(dict, block_map)
+    # A string either YAML 1.1 or the reader below would take for something else is quoted: "1e3"
+    # (a number to the reader) as "on" (a boolean to YAML 1.1) already is.
+    for tag, regexp, first in _JSON_SCALARS:
+        Dumper.add_implicit_resolver(tag, regexp, first)
     return Dumper
+
+
+_JSON_SCALARS: tuple[tuple[str, re.Pattern[str], str], ...] = (
+    ("tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), "tTfF"),
+    ("tag:yaml.org,2002:int", re.compile(r"^[-+]?[0-9]+$"), "-+0123456789"),
+    (
+        "tag:yaml.org,2002:float",
+        re.compile(
+            r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"
+        ),
+        "-+0123456789.",
+    ),
+    ("tag:yaml.org,2002:null", re.compile(r"^(?:~|null|Null|NULL)?$"), "~nN"),
+)
+"""The plain scalars that are not strings, as YAML 1.2's core schema (JSON's types) has them: no
+yes/no/on/off booleans, no 12:30 sexagesimals, no dates and no octal 010 as YAML 1.1 has."""
+
+
+@cache
+def _yaml_loader() -> Any:
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        """YAML read as JSON data: a spec means the same in YAML as in JSON."""
+
+    Loader.yaml_implicit_resolvers = {}
+    for tag, regexp, first in _JSON_SCALARS:
+        Loader.add_implicit_resolver(tag, regexp, [*first, *([""] if tag.endswith(":null") else [])])
+    Loader.add_implicit_resolver("tag:yaml.org,2002:merge", re.compile(r"^(?:<<)$"), ["<"])
+
+    def decimal(loader: Any, node: Any) -> int:  # "010" is ten, as in JSON, not YAML 1.1's eight
+        return int(loader.construct_scalar(node))
+
+    Loader.add_constructor("tag:yaml.org,2002:int", decimal)
+    return Loader
 
 
 def _json_text(value: Any, indent: int = 0) -> str:
@@ -366,7 +406,7 @@ def read(path: str | Path) -> dict[str, Any]:
         import yaml
 
         try:
-            data = yaml.safe_load(text)
+            data = yaml.load(text, Loader=_yaml_loader())  # a SafeLoader reading JSON's scalars
         except yaml.YAMLError as exc:
             raise FlowSpecError(source.name, [f"$: {source.name} is not valid YAML: {exc}"], [()]) from exc
     if not isinstance(data, dict):
@@ -441,13 +481,38 @@ def _schema_problems(spec: Mapping[str, Any], problems: _Problems) -> None:
         message = error.message
         if error.validator == "additionalProperties" and isinstance(error.instance, Mapping):
             allowed = list(error.schema.get("properties", {}))
-            extra = sorted(set(error.instance) - set(allowed))
+            extra = sorted(key for key in set(error.instance) - set(allowed) if isinstance(key, str))
+            if not extra:  # only keys that are not strings, reported as such
+                continue
             hints = [f"{key!r}{did_you_mean(key, allowed)}" for key in extra]
             message = f"unknown key {', '.join(hints)}; allowed here: {', '.join(allowed)}"
         hint = error.schema.get("description") if isinstance(error.schema, Mapping) else None
         if hint and error.validator not in ("additionalProperties", "required", "oneOf"):
             message += f" ({hint})"
         problems.add(where, f"{json_path(where)}: {message}")
+
+
+def _key_problems(value: Any, where: Location, problems: _Problems) -> None:
+    """Report every mapping key that is not a string (a YAML ``2:`` or ``null:``): JSON has none,
+    and the schema does not see them."""
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            if isinstance(key, str):
+                _key_problems(item, (*where, key), problems)
+            else:
+                problems.add(
+                    where,
+                    f"{json_path(where)}: the key {key!r} is {type(key).__name__}, not a string; "
+                    f"quote it ({json.dumps(key)!r})",
+                )
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            _key_problems(item, (*where, i), problems)
+
+
+def _string_keys(value: Mapping[Any, Any]) -> dict[str, Any]:
+    """``value`` without the keys :func:`_key_problems` reported."""
+    return {key: item for key, item in value.items() if isinstance(key, str)}
 
 
 def _missing_step(state: Any) -> None:
@@ -629,9 +694,10 @@ def _go_at(data: Any) -> Go | None:
 
 
 def _mapping(spec: Mapping[str, Any], key: str) -> Mapping[str, Any]:
-    """``spec[key]`` if it is a mapping (else the schema has reported it), else empty."""
+    """``spec[key]`` if it is a mapping (else the schema has reported it), else empty; keys that
+    are not strings left out (reported by :func:`_key_problems`)."""
     value = spec.get(key)
-    return value if isinstance(value, Mapping) else {}
+    return _string_keys(value) if isinstance(value, Mapping) else {}
 
 
 def load_parts(
@@ -643,6 +709,7 @@ def load_parts(
     if not isinstance(spec, Mapping):
         raise FlowSpecError("?", [f"$: a flow spec is a mapping, got {type(spec).__name__}"], [()])
     name = spec["name"] if isinstance(spec.get("name"), str) and spec["name"] else "?"
+    _key_problems(spec, (), problems)
     _schema_problems(spec, problems)
     if spec.get("wfkit_flow") not in (None, FORMAT) and isinstance(spec.get("wfkit_flow"), int):
         problems.add(
