@@ -576,3 +576,31 @@ def test_keys_that_are_not_strings_are_reported_where_they_are(tmp_path: Path) -
     spec = {"wfkit_flow": 1, "name": "n", "entry": "a", "steps": {"a": {"fn": "summary"}, True: {"fn": "summary"}}}
     with pytest.raises(wf.FlowSpecError, match=r"\$\.steps: the key True is bool, not a string"):
         wf.Workflow.from_spec(spec, steps=[summary])
+
+
+def test_a_key_written_twice_is_reported_not_overwritten(tmp_path: Path) -> None:
+    """A step, an option or a route's default written twice in one mapping is an error naming both
+    lines (YAML) or the object (JSON), not the last one silently replacing the first."""
+    (tmp_path / "twice.yaml").write_text(
+        "wfkit_flow: 1\nname: twice\nentry: ledger\nsteps:\n"
+        "  ledger: {fn: summary, timeout: 1, timeout: 2}\n"
+        "  summary: {fn: summary}\n"
+        "  summary: {fn: ledger}\n"
+        "edges:\n  ledger: [summary]\n"
+    )
+    with pytest.raises(wf.FlowSpecError) as info:
+        wf.Workflow.from_spec(tmp_path / "twice.yaml", steps=[summary, ledger])
+    assert [
+        "$.steps: the key 'summary' is written twice in one mapping (twice.yaml lines 6 and 7): keep one",
+        "$.steps.ledger: the key 'timeout' is written twice in one mapping (twice.yaml line 5): keep one",
+    ] == info.value.problems
+    assert [("steps",), ("steps", "ledger")] == info.value.locations
+    (tmp_path / "twice.json").write_text(
+        '{"wfkit_flow": 1, "name": "twice", "entry": "ledger", "steps": {"ledger": {"fn": "summary"}},\n'
+        ' "routes": {"ledger": {"default": {"go": "__end__"}, "default": {"go": "ledger"}}}}\n'
+    )
+    with pytest.raises(wf.FlowSpecError) as info:
+        wf.Workflow.from_spec(tmp_path / "twice.json", steps=[summary])
+    assert ["$.routes.ledger: the key 'default' is written twice in one object (twice.json): keep one"] == (
+        info.value.problems
+    )

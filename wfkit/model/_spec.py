@@ -393,22 +393,100 @@ def write(spec: Mapping[str, Any], path: str | Path, format: Format | None = Non
     return target
 
 
+def _lines_text(lines: list[int]) -> str:
+    """``line 5``, ``lines 6 and 7``, ``lines 6, 7 and 9``."""
+    shown = [str(line) for line in sorted(set(lines))]
+    if len(shown) == 1:
+        return f"line {shown[0]}"
+    return f"lines {', '.join(shown[:-1])} and {shown[-1]}"
+
+
+def _read_json(text: str, name: str) -> Any:
+    twice: dict[int, tuple[dict[str, Any], list[str]]] = {}
+
+    def keep_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        out = dict(pairs)
+        if len(out) < len(pairs):  # json.loads would keep the last value without a word
+            seen: set[str] = set()
+            repeated = [key for key, _ in pairs if key in seen or seen.add(key)]  # type: ignore[func-returns-value]
+            twice[id(out)] = (out, list(dict.fromkeys(repeated)))  # the object itself keeps its id taken
+        return out
+
+    try:
+        data = json.loads(text, object_pairs_hook=keep_pairs)
+    except json.JSONDecodeError as exc:
+        raise FlowSpecError(name, [f"$: {name} is not valid JSON: {exc}"], [()]) from exc
+    problems = _Problems()
+
+    def walk(value: Any, where: Location) -> None:
+        if isinstance(value, dict):
+            for key in twice.get(id(value), (None, []))[1]:
+                problems.add(
+                    where, f"{json_path(where)}: the key {key!r} is written twice in one object ({name}): keep one"
+                )
+            for key, item in value.items():
+                walk(item, (*where, key))
+        elif isinstance(value, list):
+            for i, item in enumerate(value):
+                walk(item, (*where, i))
+
+    walk(data, ())
+    if problems.messages:
+        raise FlowSpecError(name, problems.messages, problems.locations)
+    return data
+
+
+def _read_yaml(text: str, name: str) -> Any:
+    import yaml
+
+    loader = _yaml_loader()(text)
+    try:
+        try:
+            node = loader.get_single_node()
+        except yaml.YAMLError as exc:
+            raise FlowSpecError(name, [f"$: {name} is not valid YAML: {exc}"], [()]) from exc
+        problems = _Problems()
+
+        def walk(node: Any, where: Location) -> None:
+            # PyYAML keeps the last of a key written twice without a word: find them in the nodes.
+            if isinstance(node, yaml.MappingNode):
+                # A merge key (<<: *defaults) is meant to be overridden: neither it nor what it brings.
+                pairs = [(k, v) for k, v in node.value if isinstance(k, yaml.ScalarNode) and k.value != "<<"]
+                lines: dict[str, list[int]] = {}
+                for key_node, _ in pairs:
+                    lines.setdefault(key_node.value, []).append(key_node.start_mark.line + 1)
+                for key, at in lines.items():
+                    if len(at) > 1:
+                        problems.add(
+                            where,
+                            f"{json_path(where)}: the key {key!r} is written twice in one mapping "
+                            f"({name} {_lines_text(at)}): keep one",
+                        )
+                for key_node, value_node in pairs:
+                    walk(value_node, (*where, key_node.value))
+            elif isinstance(node, yaml.SequenceNode):
+                for i, item in enumerate(node.value):
+                    walk(item, (*where, i))
+
+        if node is not None:
+            walk(node, ())
+        if problems.messages:
+            raise FlowSpecError(name, problems.messages, problems.locations)
+        try:
+            return None if node is None else loader.construct_document(node)
+        except yaml.YAMLError as exc:
+            raise FlowSpecError(name, [f"$: {name} is not valid YAML: {exc}"], [()]) from exc
+    finally:
+        loader.dispose()
+
+
 def read(path: str | Path) -> dict[str, Any]:
-    """Read a spec file as plain data (not checked yet: :func:`load` does that)."""
+    """Read a spec file as plain data (not checked yet: :func:`load` does that). A key written twice
+    in one mapping is refused here, where the file still shows it."""
     source = Path(path)
     text = source.read_text(encoding="utf-8")
-    if _format_of(source, None) == "json":
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise FlowSpecError(source.name, [f"$: {source.name} is not valid JSON: {exc}"], [()]) from exc
-    else:
-        import yaml
-
-        try:
-            data = yaml.load(text, Loader=_yaml_loader())  # a SafeLoader reading JSON's scalars
-        except yaml.YAMLError as exc:
-            raise FlowSpecError(source.name, [f"$: {source.name} is not valid YAML: {exc}"], [()]) from exc
+    parse = _read_json if _format_of(source, None) == "json" else _read_yaml
+    data = parse(text, source.name)
     if not isinstance(data, dict):
         raise FlowSpecError(source.name, [f"$: a flow spec is a mapping at the top, got {type(data).__name__}"], [()])
     return data
