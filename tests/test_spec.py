@@ -604,3 +604,19 @@ def test_a_key_written_twice_is_reported_not_overwritten(tmp_path: Path) -> None
     assert ["$.routes.ledger: the key 'default' is written twice in one object (twice.json): keep one"] == (
         info.value.problems
     )
+
+
+def test_a_bad_condition_inside_a_group_says_what_is_wrong_with_it() -> None:
+    """A misspelt operator inside ``all`` is reported at its own op with the allowed ones, as at the
+    top; a group key that does not exist (``and``) is named, with the key meant and the shapes a
+    condition may take. Both said only "is not valid under any of the given schemas"."""
+    spec = _router_spec()
+    spec["routes"]["review"]["routes"][0]["when"]["all"][1]["op"] = "lte"
+    spec["routes"]["classify"]["routes"][0]["when"] = {"and": [{"field": "query_type", "op": "eq", "value": "code"}]}
+    problems = sorted(_problems(spec, steps=_functions(query_router())))
+    assert 2 == len(problems), problems
+    assert problems[0].startswith(
+        "$.routes.classify.routes[0].when: unknown key 'and' (did you mean 'all'?); it must be a structured "
+    )
+    assert "{field, op, value}, or {all: [...]}, {any: [...]}, {not: {...}}" in problems[0]
+    assert problems[1].startswith("$.routes.review.routes[0].when.all[1].op: 'lte' is not one of ['eq', 'ne'")

@@ -538,14 +538,32 @@ class _Problems:
 
 def _closest(error: Any) -> Any:
     """For a value that fits none of a oneOf's shapes: the deepest complaint of the first shape
-    whose required keys it has (``op: equals`` in a comparison), else the error itself."""
+    whose required keys it has (``op: equals`` in a comparison), else the error itself. A complaint
+    that is itself a oneOf's (a condition inside ``all``) is looked into the same way."""
     branches: dict[Any, list[Any]] = {}
     for sub in error.context or ():
         branches.setdefault(sub.relative_schema_path[0], []).append(sub)
     for subs in branches.values():
         if not any(sub.validator == "required" for sub in subs):
-            return max(subs, key=lambda sub: len(sub.absolute_path))
+            deepest = max(subs, key=lambda sub: len(sub.absolute_path))
+            return _closest(deepest) if deepest.validator == "oneOf" else deepest
     return error
+
+
+_GROUP_WORDS = {"and": "all", "or": "any"}
+"""How a condition's groups are often misnamed, and their names."""
+
+
+def _no_shape(error: Any) -> str:
+    """A mapping that fits none of a oneOf's shapes: its keys no shape knows, then the shapes."""
+    known = [key for shape in error.schema["oneOf"] for key in shape.get("properties", {})]
+    unknown = sorted(key for key in error.instance if isinstance(key, str) and key not in known)
+    hints = [
+        f"{key!r}{f' (did you mean {_GROUP_WORDS[key]!r}?)' if key in _GROUP_WORDS else did_you_mean(key, known)}"
+        for key in unknown
+    ]
+    said = f"unknown key {', '.join(hints)}; " if hints else ""
+    return f"{said}it must be {error.schema.get('description') or 'one of the shapes in the schema'}"
 
 
 def _schema_problems(spec: Mapping[str, Any], problems: _Problems) -> None:
@@ -564,6 +582,8 @@ def _schema_problems(spec: Mapping[str, Any], problems: _Problems) -> None:
                 continue
             hints = [f"{key!r}{did_you_mean(key, allowed)}" for key in extra]
             message = f"unknown key {', '.join(hints)}; allowed here: {', '.join(allowed)}"
+        elif error.validator == "oneOf" and isinstance(error.instance, Mapping):
+            message = _no_shape(error)
         hint = error.schema.get("description") if isinstance(error.schema, Mapping) else None
         if hint and error.validator not in ("additionalProperties", "required", "oneOf"):
             message += f" ({hint})"
