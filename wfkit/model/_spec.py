@@ -401,6 +401,30 @@ def _lines_text(lines: list[int]) -> str:
     return f"lines {', '.join(shown[:-1])} and {shown[-1]}"
 
 
+@dataclass(frozen=True, slots=True)
+class SpecFile:
+    """Where a spec was read from: the file's name, and (YAML) the line of each key and item."""
+
+    name: str
+    lines: Mapping[Location, int] = dataclasses.field(default_factory=dict)
+
+    def place(self, location: Location) -> str:
+        """``flow.yaml line 13`` (the line of ``location``, or of the nearest part above it that is
+        written in the file), or just the name."""
+        for end in range(len(location), 0, -1):
+            line = self.lines.get(tuple(location[:end]))
+            if line is not None:
+                return f"{self.name} line {line}"
+        return self.name
+
+    def locate(self, message: str, location: Location) -> str:
+        """``message`` (which starts with its JSON path) with the place put after the path."""
+        path = json_path(location)
+        if not message.startswith(f"{path}: "):
+            return message
+        return f"{path} ({self.place(location)}){message[len(path) :]}"
+
+
 def _read_json(text: str, name: str) -> Any:
     twice: dict[int, tuple[dict[str, Any], list[str]]] = {}
 
@@ -436,10 +460,13 @@ def _read_json(text: str, name: str) -> Any:
     return data
 
 
-def _read_yaml(text: str, name: str) -> Any:
+def _read_yaml(text: str, name: str, lines: dict[Location, int] | None = None) -> Any:
+    """The YAML document as data; ``lines`` receives the line of each key and sequence item."""
     import yaml
 
+    lines = {} if lines is None else lines
     loader = _yaml_loader()(text)
+    loader.name = name  # marks in syntax errors name the file, not "<unicode string>"
     try:
         try:
             node = loader.get_single_node()
@@ -452,10 +479,10 @@ def _read_yaml(text: str, name: str) -> Any:
             if isinstance(node, yaml.MappingNode):
                 # A merge key (<<: *defaults) is meant to be overridden: neither it nor what it brings.
                 pairs = [(k, v) for k, v in node.value if isinstance(k, yaml.ScalarNode) and k.value != "<<"]
-                lines: dict[str, list[int]] = {}
+                written_at: dict[str, list[int]] = {}
                 for key_node, _ in pairs:
-                    lines.setdefault(key_node.value, []).append(key_node.start_mark.line + 1)
-                for key, at in lines.items():
+                    written_at.setdefault(key_node.value, []).append(key_node.start_mark.line + 1)
+                for key, at in written_at.items():
                     if len(at) > 1:
                         problems.add(
                             where,
@@ -463,9 +490,11 @@ def _read_yaml(text: str, name: str) -> Any:
                             f"({name} {_lines_text(at)}): keep one",
                         )
                 for key_node, value_node in pairs:
+                    lines.setdefault((*where, key_node.value), key_node.start_mark.line + 1)
                     walk(value_node, (*where, key_node.value))
             elif isinstance(node, yaml.SequenceNode):
                 for i, item in enumerate(node.value):
+                    lines[(*where, i)] = item.start_mark.line + 1
                     walk(item, (*where, i))
 
         if node is not None:
@@ -481,15 +510,21 @@ def _read_yaml(text: str, name: str) -> Any:
 
 
 def read(path: str | Path) -> dict[str, Any]:
-    """Read a spec file as plain data (not checked yet: :func:`load` does that). A key written twice
-    in one mapping is refused here, where the file still shows it."""
+    """Read a spec file as plain data (not checked yet: :func:`load_parts` does that). A key
+    written twice in one mapping is refused here, where the file still shows it."""
+    return read_file(path)[0]
+
+
+def read_file(path: str | Path) -> tuple[dict[str, Any], SpecFile]:
+    """:func:`read`, and where each part of the spec is in the file (for :func:`load_parts`)."""
     source = Path(path)
     text = source.read_text(encoding="utf-8")
-    parse = _read_json if _format_of(source, None) == "json" else _read_yaml
-    data = parse(text, source.name)
+    lines: dict[Location, int] = {}  # JSON: json reports no positions, so the file's name alone
+    is_json = _format_of(source, None) == "json"
+    data = _read_json(text, source.name) if is_json else _read_yaml(text, source.name, lines)
     if not isinstance(data, dict):
         raise FlowSpecError(source.name, [f"$: a flow spec is a mapping at the top, got {type(data).__name__}"], [()])
-    return data
+    return data, SpecFile(source.name, lines)
 
 
 # ---- spec -> workflow ------------------------------------------------------------------------
@@ -799,9 +834,12 @@ def _mapping(spec: Mapping[str, Any], key: str) -> Mapping[str, Any]:
 
 
 def load_parts(
-    spec: Mapping[str, Any], functions: Mapping[str, Any] | Iterable[Callable[..., Any]] | None = None
+    spec: Mapping[str, Any],
+    functions: Mapping[str, Any] | Iterable[Callable[..., Any]] | None = None,
+    source: SpecFile | None = None,
 ) -> FlowParts:
-    """Check a spec and build a workflow's parts; raise FlowSpecError with every problem at once."""
+    """Check a spec and build a workflow's parts; raise FlowSpecError with every problem at once
+    (read from a file, each names the file and the line after its JSON path)."""
     namespace = as_namespace(functions)
     problems = _Problems()
     if not isinstance(spec, Mapping):
@@ -869,7 +907,10 @@ def load_parts(
                 if not problems.above(where):
                     problems.add(where, f"{json_path(where)}: {message}")
     if problems.messages:
-        raise FlowSpecError(name, problems.messages, problems.locations)
+        messages = problems.messages
+        if source is not None:
+            messages = [source.locate(m, where) for m, where in zip(messages, problems.locations, strict=True)]
+        raise FlowSpecError(name, messages, problems.locations)
     version = spec.get("version")
     metadata = spec.get("metadata")
     return FlowParts(
