@@ -353,3 +353,55 @@ def test_route_labels_sit_on_their_own_edges(tmp_path: Path, lab: Lab) -> None:
         _drag(page, start, (start[0] - 40, start[1] + 60))
         check("data_query dragged")
         builder.screenshot(path=str(tmp_path / "labels-2-dragged.png"))
+
+
+# Every overlap of a route label with a step's box or with another label (in the canvas's units).
+LABEL_OVERLAPS = """(svg) => {
+    const boxes = [];
+    for (const tag of svg.querySelectorAll("g[data-label-for]")) {
+        const r = tag.querySelector("rect.wfk-edge-label-bg").getBBox();
+        boxes.push({ name: `label of ${tag.getAttribute("data-label-for")}`, x: r.x, y: r.y, w: r.width, h: r.height });
+    }
+    const labels = boxes.length;
+    for (const step of svg.querySelectorAll("g[data-step]")) {
+        const at = step.transform.baseVal.consolidate().matrix;
+        const r = step.querySelector("rect.wfk-node-box").getBBox();
+        const name = `step ${step.getAttribute("data-step")}`;
+        boxes.push({ name, x: at.e + r.x, y: at.f + r.y, w: r.width, h: r.height });
+    }
+    const out = [];
+    for (let i = 0; i < labels; i++) {
+        for (let j = i + 1; j < boxes.length; j++) {
+            const a = boxes[i], b = boxes[j];
+            const x = Math.min(a.x + a.w, b.x + b.w) - Math.max(a.x, b.x);
+            const y = Math.min(a.y + a.h, b.y + b.h) - Math.max(a.y, b.y);
+            if (x > 0 && y > 0) out.push(`${a.name} covers ${b.name} by ${Math.round(x)}x${Math.round(y)}`);
+        }
+    }
+    return out;
+}"""
+
+
+@pytest.mark.skipif(
+    not CHROMIUM.exists(), reason=f"{CHROMIUM} is missing (apt-get install chromium); this browser test drives it"
+)
+def test_the_first_layout_leaves_room_for_every_route_label(tmp_path: Path, lab: Lab) -> None:
+    """On the router example's first layout (and after Tidy layout) no route label covers a step
+    or another label: the four labels out of classify, two of them on the pair of edges to
+    web_search, each get a place of their own."""
+    from playwright.sync_api import expect
+
+    with lab_page(lab, {"width": 1400, "height": 1000}, tmp_path / "room-failure.png") as page:
+        builder = _router_builder(page, lab, tmp_path / "room.ipynb")
+        expect(builder.locator(".wfk-problems")).to_contain_text("The kernel finds no problems.")
+        canvas = builder.locator("svg.wfk-svg")
+        builder.screenshot(path=str(tmp_path / "room-1-laid-out.png"))
+        assert [] == canvas.evaluate(LABEL_OVERLAPS)
+        answer = builder.locator("g[data-step='generate_answer']")
+        laid_out = answer.get_attribute("transform")
+        start = _center(answer.locator("rect.wfk-node-box"))
+        _drag(page, start, (start[0] + 200, start[1] - 120))
+        expect(answer).not_to_have_attribute("transform", laid_out or "")
+        builder.get_by_role("button", name="Lay out the graph again").click()
+        expect(answer).to_have_attribute("transform", laid_out or "")
+        assert [] == canvas.evaluate(LABEL_OVERLAPS)

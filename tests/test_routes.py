@@ -94,6 +94,16 @@ def test_exists_flags_print_as_they_evaluate(value, text):
     assert (text, text == "x exists") == (str(cond), cond.evaluate({"x": 1}))
 
 
+@pytest.mark.parametrize("op", ["gt", "ge", "lt", "le"])
+def test_ordering_operator_without_a_value_is_refused(op):
+    """An ordering operator with no value (a spec's condition missing ``value``) could never hold:
+    it is refused when built, not when a run first evaluates it."""
+    with pytest.raises(ConditionError, match=rf"operator '{op}' on 'n' needs a value to compare with"):
+        when("n", op)
+    with pytest.raises(ConditionError, match=rf"operator '{op}' on 'n' needs a value to compare with"):
+        condition_from_dict({"field": "n", "op": op})
+
+
 def test_condition_error_is_a_wfkit_and_value_error():
     """ConditionError can be caught as WfkitError and as ValueError."""
     with pytest.raises(WfkitError):
@@ -956,6 +966,8 @@ def test_predicate_and_choice_agree_with_evaluate(op, value, state):
         value = [value]
     if op == "exists" and value not in (None, True, False):
         value = bool(value)  # exists takes a flag only (test_exists_refuses_a_value_that_is_no_flag)
+    if op in ("gt", "ge", "lt", "le") and value is None:  # refused when built
+        value = 0
     condition = when("score", op, value)
 
     def answer(fn):

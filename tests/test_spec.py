@@ -12,6 +12,7 @@ from typing import Any
 
 import jsonschema
 import pytest
+import yaml
 
 import wfkit as wf
 from wfkit.evals._evals import load_suite
@@ -297,6 +298,15 @@ def test_bad_operator_names_the_allowed_ones() -> None:
     assert "['eq', 'ne', 'gt', 'ge', 'lt', 'le', 'contains', 'in', 'exists']" in problem
 
 
+def test_a_comparison_without_its_value_is_reported_at_its_condition() -> None:
+    """``{field: quality, op: lt}`` (value forgotten) is refused at load, with its path and the fix,
+    where it used to load, validate and then fail the run when the route was first tried."""
+    spec = _router_spec()
+    del spec["routes"]["review"]["routes"][0]["when"]["all"][0]["value"]
+    (problem,) = _problems(spec, steps=_functions(query_router()))
+    assert problem.startswith("$.routes.review.routes[0].when: operator 'lt' on 'quality' needs a value")
+
+
 def test_bad_option_values_say_what_is_expected() -> None:
     """A negative timeout, a zero visit bound and a retry policy with an unknown key are reported at
     their own paths with what the field expects."""
@@ -502,3 +512,142 @@ def test_steps_may_be_a_list_of_functions() -> None:
 def test_json_path_quotes_keys_that_are_not_names() -> None:
     """Keys with spaces or dashes are written in brackets."""
     assert '$.steps["two words"].retry[0]' == _spec.json_path(("steps", "two words", "retry", 0))
+
+
+HAND_WRITTEN = """\
+wfkit_flow: 1
+name: hand-written
+entry: ledger
+steps:
+  ledger: {fn: summary}
+  on: {fn: summary, timeout: 1e3}
+edges:
+  ledger: [on]
+routes:
+  on:
+    routes:
+      - {when: {field: country, op: eq, value: NO}, go: __end__}
+      - {when: {field: at, op: eq, value: 12:30}, go: __end__}
+      - {when: {field: day, op: eq, value: 2024-01-01}, go: __end__}
+      - {when: {field: answer, op: in, value: [yes, off, 0x1F, 010]}, go: __end__}
+    default: {go: __end__}
+"""
+
+
+def test_yaml_is_read_as_json_data_not_as_yaml_1_1(tmp_path: Path) -> None:
+    """A hand-written YAML spec means what a JSON one would: ``on`` is a step's name, ``NO`` a
+    country, ``12:30`` a time and ``2024-01-01`` a day, all strings; ``1e3`` is a number. YAML 1.1
+    read them as True, False, 750 and a date (a step named ``on`` crashed the loader), and ``1e3``
+    as a string."""
+    (tmp_path / "flow.yaml").write_text(HAND_WRITTEN)
+    flow = wf.Workflow.from_spec(tmp_path / "flow.yaml", steps=[summary])
+    assert ["ledger", "on"] == list(flow.steps)
+    assert 1000.0 == flow.steps["on"].timeout
+    values = [route["when"]["value"] for route in flow.to_spec()["routes"]["on"]["routes"]]
+    assert ["NO", "12:30", "2024-01-01", ["yes", "off", "0x1F", 10]] == values
+    # Written back, every string stays a string for YAML 1.1 readers too (yaml.safe_load).
+    flow.save(tmp_path / "again.yaml")
+    assert flow.to_spec() == wf.Workflow.from_spec(tmp_path / "again.yaml", steps=[summary]).to_spec()
+    assert flow.to_spec()["routes"] == yaml.safe_load((tmp_path / "again.yaml").read_text())["routes"]
+
+
+def test_a_string_yaml_1_2_reads_as_a_number_is_quoted_when_written(tmp_path: Path) -> None:
+    """A condition value "1e3" (a string) is written quoted, so it is read back as a string."""
+    flow = wf.Workflow("quoted")
+    flow.step(summary)
+    flow.route("summary", wf.when("code", "eq", "1e3") >> wf.go(wf.END), default=wf.go(wf.END))
+    back = wf.Workflow.from_spec(flow.save(tmp_path / "quoted.yaml"), steps=[summary])
+    assert "1e3" == back.to_spec()["routes"]["summary"]["routes"][0]["when"]["value"]
+
+
+def test_keys_that_are_not_strings_are_reported_where_they_are(tmp_path: Path) -> None:
+    """A step named ``2`` (a YAML number) or a key ``null`` is reported at its mapping, saying to
+    quote it; the step is not dropped without a word, and nothing crashes."""
+    (tmp_path / "flow.yaml").write_text(
+        "wfkit_flow: 1\nname: n\nentry: ledger\nsteps:\n  ledger: {fn: summary}\n  2: {fn: summary}\n"
+        "metadata: {layout: {null: [1, 2]}}\n"
+    )
+    with pytest.raises(wf.FlowSpecError) as info:
+        wf.Workflow.from_spec(tmp_path / "flow.yaml", steps=[summary])
+    assert [
+        "$.steps (flow.yaml line 4): the key 2 is int, not a string; quote it ('2')",
+        "$.metadata.layout (flow.yaml line 7): the key None is NoneType, not a string; quote it ('null')",
+    ] == info.value.problems
+    spec = {"wfkit_flow": 1, "name": "n", "entry": "a", "steps": {"a": {"fn": "summary"}, True: {"fn": "summary"}}}
+    with pytest.raises(wf.FlowSpecError, match=r"\$\.steps: the key True is bool, not a string"):
+        wf.Workflow.from_spec(spec, steps=[summary])
+
+
+def test_a_key_written_twice_is_reported_not_overwritten(tmp_path: Path) -> None:
+    """A step, an option or a route's default written twice in one mapping is an error naming both
+    lines (YAML) or the object (JSON), not the last one silently replacing the first."""
+    (tmp_path / "twice.yaml").write_text(
+        "wfkit_flow: 1\nname: twice\nentry: ledger\nsteps:\n"
+        "  ledger: {fn: summary, timeout: 1, timeout: 2}\n"
+        "  summary: {fn: summary}\n"
+        "  summary: {fn: ledger}\n"
+        "edges:\n  ledger: [summary]\n"
+    )
+    with pytest.raises(wf.FlowSpecError) as info:
+        wf.Workflow.from_spec(tmp_path / "twice.yaml", steps=[summary, ledger])
+    assert [
+        "$.steps: the key 'summary' is written twice in one mapping (twice.yaml lines 6 and 7): keep one",
+        "$.steps.ledger: the key 'timeout' is written twice in one mapping (twice.yaml line 5): keep one",
+    ] == info.value.problems
+    assert [("steps",), ("steps", "ledger")] == info.value.locations
+    (tmp_path / "twice.json").write_text(
+        '{"wfkit_flow": 1, "name": "twice", "entry": "ledger", "steps": {"ledger": {"fn": "summary"}},\n'
+        ' "routes": {"ledger": {"default": {"go": "__end__"}, "default": {"go": "ledger"}}}}\n'
+    )
+    with pytest.raises(wf.FlowSpecError) as info:
+        wf.Workflow.from_spec(tmp_path / "twice.json", steps=[summary])
+    assert ["$.routes.ledger: the key 'default' is written twice in one object (twice.json): keep one"] == (
+        info.value.problems
+    )
+
+
+def test_a_bad_condition_inside_a_group_says_what_is_wrong_with_it() -> None:
+    """A misspelt operator inside ``all`` is reported at its own op with the allowed ones, as at the
+    top; a group key that does not exist (``and``) is named, with the key meant and the shapes a
+    condition may take. Both said only "is not valid under any of the given schemas"."""
+    spec = _router_spec()
+    spec["routes"]["review"]["routes"][0]["when"]["all"][1]["op"] = "lte"
+    spec["routes"]["classify"]["routes"][0]["when"] = {"and": [{"field": "query_type", "op": "eq", "value": "code"}]}
+    problems = sorted(_problems(spec, steps=_functions(query_router())))
+    assert 2 == len(problems), problems
+    assert problems[0].startswith(
+        "$.routes.classify.routes[0].when: unknown key 'and' (did you mean 'all'?); it must be a structured "
+    )
+    assert "{field, op, value}, or {all: [...]}, {any: [...]}, {not: {...}}" in problems[0]
+    assert problems[1].startswith("$.routes.review.routes[0].when.all[1].op: 'lte' is not one of ['eq', 'ne'")
+
+
+def test_problems_in_a_file_name_it_and_the_line(tmp_path: Path) -> None:
+    """Loaded from a file, each problem says, after its JSON path, the file and (YAML) the line of
+    the key it concerns (or of the nearest key above it that is written); a YAML syntax error names
+    the file, not "<unicode string>"."""
+    (tmp_path / "flow.yaml").write_text(
+        "wfkit_flow: 1\nname: lines\nentry: ledger\nsteps:\n"
+        "  ledger:\n    fn: summary\n    timeout: 5s\n"
+        "  summary: {fn: summary, max_visits: 2}\n"
+        "edges:\n  ledger: [sumary]\n"
+    )
+    with pytest.raises(wf.FlowSpecError) as info:
+        wf.Workflow.from_spec(tmp_path / "flow.yaml", steps=[summary])
+    expected = [
+        "$.steps.ledger.timeout (flow.yaml line 7): '5s' is not of type 'number'",
+        "$.edges.ledger[0] (flow.yaml line 10): edge 'ledger' -> 'sumary': no step named 'sumary'",
+        "$.steps.summary (flow.yaml line 8): step 'summary' is unreachable",
+    ]
+    assert len(expected) == len(info.value.problems), info.value.problems
+    for start, problem in zip(expected, info.value.problems, strict=True):
+        assert problem.startswith(start), problem
+    spec = json.loads(json.dumps(yaml.safe_load((tmp_path / "flow.yaml").read_text())))
+    spec["steps"]["ledger"]["timeout"] = 5
+    (tmp_path / "flow.json").write_text(json.dumps(spec, indent=2))
+    with pytest.raises(wf.FlowSpecError, match=r"\$\.edges\.ledger\[0\] \(flow\.json\): edge 'ledger' -> 'sumary'"):
+        wf.Workflow.from_spec(tmp_path / "flow.json", steps=[summary])
+    (tmp_path / "bad.yaml").write_text("wfkit_flow: 1\nsteps:\n  a: {fn: x\n")
+    with pytest.raises(wf.FlowSpecError, match=r'in "bad\.yaml", line 3') as info:
+        wf.Workflow.from_spec(tmp_path / "bad.yaml")
+    assert "<unicode string>" not in str(info.value)

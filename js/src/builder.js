@@ -465,10 +465,15 @@ class Editor {
     g.setDefaultEdgeLabel(() => ({}));
     const steps = Object.keys(this.spec.steps || {});
     for (const name of steps) g.setNode(name, { width: NODE_W, height: NODE_H });
-    for (const edge of edgeList(this.spec)) {
-      // Each label's size, so dagre spaces the rows and the boxes to leave room for the labels.
-      const [width, height] = labelSize(edgeLabel(edge));
-      if (steps.includes(edge.src) && steps.includes(edge.dst)) g.setEdge(edge.src, edge.dst, { width, height, labelpos: "c" }, edge.id);
+    // Each label's size, so dagre spaces the rows and the boxes to leave room for the labels. The
+    // edges out of one step fan out from one point, and a label sits on its own edge, so the labels
+    // of one step's edges stack in the rows under it: each edge tells dagre their total height.
+    const edges = edgeList(this.spec).filter((edge) => steps.includes(edge.src) && steps.includes(edge.dst));
+    const stacked = {};
+    for (const edge of edges) stacked[edge.src] = (stacked[edge.src] || 0) + labelSize(edgeLabel(edge))[1];
+    for (const edge of edges) {
+      const [width] = labelSize(edgeLabel(edge));
+      g.setEdge(edge.src, edge.dst, { width, height: stacked[edge.src], labelpos: "c" }, edge.id);
     }
     dagre.layout(g);
     const layout = this.layout;

@@ -701,10 +701,10 @@ class Workflow:
         """
         from pathlib import Path
 
-        from wfkit.model._spec import load_parts, read
+        from wfkit.model._spec import load_parts, read_file
 
-        data = read(spec) if isinstance(spec, str | Path) else spec
-        parts = load_parts(data, steps)
+        data, source = read_file(spec) if isinstance(spec, str | Path) else (spec, None)
+        parts = load_parts(data, steps, source)
         flow = cls(
             parts.name,
             version=parts.version,

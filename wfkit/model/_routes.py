@@ -161,6 +161,12 @@ class Compare(Condition):
                 f"operator 'exists' on {self.field!r} takes True (present, the default) or False "
                 f"(missing or None), got {self.value!r}"
             )
+        if self.op in _ORDERING and self.value is None:
+            # Nothing orders against None: the condition could only fail the run when first tried.
+            raise ConditionError(
+                f"operator {self.op!r} on {self.field!r} needs a value to compare with, got none; "
+                f"give one (when({self.field!r}, {self.op!r}, 3), or value: 3 in a spec)"
+            )
         object.__setattr__(self, "path", tuple(self.field.split(".")))
         object.__setattr__(self, "ordering", _ORDERING.get(self.op))
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import json
+import re
 import sys
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, fields
@@ -307,7 +308,46 @@ def _yaml_dumper() -> Any:
     Dumper.add_representer(_Line, line_map)
     Dumper.add_representer(_LineList, line_list)
     Dumper.add_representer(dict, block_map)
+    # A string either YAML 1.1 or the reader below would take for something else is quoted: "1e3"
+    # (a number to the reader) as "on" (a boolean to YAML 1.1) already is.
+    for tag, regexp, first in _JSON_SCALARS:
+        Dumper.add_implicit_resolver(tag, regexp, first)
     return Dumper
+
+
+_JSON_SCALARS: tuple[tuple[str, re.Pattern[str], str], ...] = (
+    ("tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), "tTfF"),
+    ("tag:yaml.org,2002:int", re.compile(r"^[-+]?[0-9]+$"), "-+0123456789"),
+    (
+        "tag:yaml.org,2002:float",
+        re.compile(
+            r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"
+        ),
+        "-+0123456789.",
+    ),
+    ("tag:yaml.org,2002:null", re.compile(r"^(?:~|null|Null|NULL)?$"), "~nN"),
+)
+"""The plain scalars that are not strings, as YAML 1.2's core schema (JSON's types) has them: no
+yes/no/on/off booleans, no 12:30 sexagesimals, no dates and no octal 010 as YAML 1.1 has."""
+
+
+@cache
+def _yaml_loader() -> Any:
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        """YAML read as JSON data: a spec means the same in YAML as in JSON."""
+
+    Loader.yaml_implicit_resolvers = {}
+    for tag, regexp, first in _JSON_SCALARS:
+        Loader.add_implicit_resolver(tag, regexp, [*first, *([""] if tag.endswith(":null") else [])])
+    Loader.add_implicit_resolver("tag:yaml.org,2002:merge", re.compile(r"^(?:<<)$"), ["<"])
+
+    def decimal(loader: Any, node: Any) -> int:  # "010" is ten, as in JSON, not YAML 1.1's eight
+        return int(loader.construct_scalar(node))
+
+    Loader.add_constructor("tag:yaml.org,2002:int", decimal)
+    return Loader
 
 
 def _json_text(value: Any, indent: int = 0) -> str:
@@ -353,25 +393,138 @@ def write(spec: Mapping[str, Any], path: str | Path, format: Format | None = Non
     return target
 
 
+def _lines_text(lines: list[int]) -> str:
+    """``line 5``, ``lines 6 and 7``, ``lines 6, 7 and 9``."""
+    shown = [str(line) for line in sorted(set(lines))]
+    if len(shown) == 1:
+        return f"line {shown[0]}"
+    return f"lines {', '.join(shown[:-1])} and {shown[-1]}"
+
+
+@dataclass(frozen=True, slots=True)
+class SpecFile:
+    """Where a spec was read from: the file's name, and (YAML) the line of each key and item."""
+
+    name: str
+    lines: Mapping[Location, int] = dataclasses.field(default_factory=dict)
+
+    def place(self, location: Location) -> str:
+        """``flow.yaml line 13`` (the line of ``location``, or of the nearest part above it that is
+        written in the file), or just the name."""
+        for end in range(len(location), 0, -1):
+            line = self.lines.get(tuple(location[:end]))
+            if line is not None:
+                return f"{self.name} line {line}"
+        return self.name
+
+    def locate(self, message: str, location: Location) -> str:
+        """``message`` (which starts with its JSON path) with the place put after the path."""
+        path = json_path(location)
+        if not message.startswith(f"{path}: "):
+            return message
+        return f"{path} ({self.place(location)}){message[len(path) :]}"
+
+
+def _read_json(text: str, name: str) -> Any:
+    twice: dict[int, tuple[dict[str, Any], list[str]]] = {}
+
+    def keep_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        out = dict(pairs)
+        if len(out) < len(pairs):  # json.loads would keep the last value without a word
+            seen: set[str] = set()
+            repeated = [key for key, _ in pairs if key in seen or seen.add(key)]  # type: ignore[func-returns-value]
+            twice[id(out)] = (out, list(dict.fromkeys(repeated)))  # the object itself keeps its id taken
+        return out
+
+    try:
+        data = json.loads(text, object_pairs_hook=keep_pairs)
+    except json.JSONDecodeError as exc:
+        raise FlowSpecError(name, [f"$: {name} is not valid JSON: {exc}"], [()]) from exc
+    problems = _Problems()
+
+    def walk(value: Any, where: Location) -> None:
+        if isinstance(value, dict):
+            for key in twice.get(id(value), (None, []))[1]:
+                problems.add(
+                    where, f"{json_path(where)}: the key {key!r} is written twice in one object ({name}): keep one"
+                )
+            for key, item in value.items():
+                walk(item, (*where, key))
+        elif isinstance(value, list):
+            for i, item in enumerate(value):
+                walk(item, (*where, i))
+
+    walk(data, ())
+    if problems.messages:
+        raise FlowSpecError(name, problems.messages, problems.locations)
+    return data
+
+
+def _read_yaml(text: str, name: str, lines: dict[Location, int] | None = None) -> Any:
+    """The YAML document as data; ``lines`` receives the line of each key and sequence item."""
+    import yaml
+
+    lines = {} if lines is None else lines
+    loader = _yaml_loader()(text)
+    loader.name = name  # marks in syntax errors name the file, not "<unicode string>"
+    try:
+        try:
+            node = loader.get_single_node()
+        except yaml.YAMLError as exc:
+            raise FlowSpecError(name, [f"$: {name} is not valid YAML: {exc}"], [()]) from exc
+        problems = _Problems()
+
+        def walk(node: Any, where: Location) -> None:
+            # PyYAML keeps the last of a key written twice without a word: find them in the nodes.
+            if isinstance(node, yaml.MappingNode):
+                # A merge key (<<: *defaults) is meant to be overridden: neither it nor what it brings.
+                pairs = [(k, v) for k, v in node.value if isinstance(k, yaml.ScalarNode) and k.value != "<<"]
+                written_at: dict[str, list[int]] = {}
+                for key_node, _ in pairs:
+                    written_at.setdefault(key_node.value, []).append(key_node.start_mark.line + 1)
+                for key, at in written_at.items():
+                    if len(at) > 1:
+                        problems.add(
+                            where,
+                            f"{json_path(where)}: the key {key!r} is written twice in one mapping "
+                            f"({name} {_lines_text(at)}): keep one",
+                        )
+                for key_node, value_node in pairs:
+                    lines.setdefault((*where, key_node.value), key_node.start_mark.line + 1)
+                    walk(value_node, (*where, key_node.value))
+            elif isinstance(node, yaml.SequenceNode):
+                for i, item in enumerate(node.value):
+                    lines[(*where, i)] = item.start_mark.line + 1
+                    walk(item, (*where, i))
+
+        if node is not None:
+            walk(node, ())
+        if problems.messages:
+            raise FlowSpecError(name, problems.messages, problems.locations)
+        try:
+            return None if node is None else loader.construct_document(node)
+        except yaml.YAMLError as exc:
+            raise FlowSpecError(name, [f"$: {name} is not valid YAML: {exc}"], [()]) from exc
+    finally:
+        loader.dispose()
+
+
 def read(path: str | Path) -> dict[str, Any]:
-    """Read a spec file as plain data (not checked yet: :func:`load` does that)."""
+    """Read a spec file as plain data (not checked yet: :func:`load_parts` does that). A key
+    written twice in one mapping is refused here, where the file still shows it."""
+    return read_file(path)[0]
+
+
+def read_file(path: str | Path) -> tuple[dict[str, Any], SpecFile]:
+    """:func:`read`, and where each part of the spec is in the file (for :func:`load_parts`)."""
     source = Path(path)
     text = source.read_text(encoding="utf-8")
-    if _format_of(source, None) == "json":
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise FlowSpecError(source.name, [f"$: {source.name} is not valid JSON: {exc}"], [()]) from exc
-    else:
-        import yaml
-
-        try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            raise FlowSpecError(source.name, [f"$: {source.name} is not valid YAML: {exc}"], [()]) from exc
+    lines: dict[Location, int] = {}  # JSON: json reports no positions, so the file's name alone
+    is_json = _format_of(source, None) == "json"
+    data = _read_json(text, source.name) if is_json else _read_yaml(text, source.name, lines)
     if not isinstance(data, dict):
         raise FlowSpecError(source.name, [f"$: a flow spec is a mapping at the top, got {type(data).__name__}"], [()])
-    return data
+    return data, SpecFile(source.name, lines)
 
 
 # ---- spec -> workflow ------------------------------------------------------------------------
@@ -420,14 +573,32 @@ class _Problems:
 
 def _closest(error: Any) -> Any:
     """For a value that fits none of a oneOf's shapes: the deepest complaint of the first shape
-    whose required keys it has (``op: equals`` in a comparison), else the error itself."""
+    whose required keys it has (``op: equals`` in a comparison), else the error itself. A complaint
+    that is itself a oneOf's (a condition inside ``all``) is looked into the same way."""
     branches: dict[Any, list[Any]] = {}
     for sub in error.context or ():
         branches.setdefault(sub.relative_schema_path[0], []).append(sub)
     for subs in branches.values():
         if not any(sub.validator == "required" for sub in subs):
-            return max(subs, key=lambda sub: len(sub.absolute_path))
+            deepest = max(subs, key=lambda sub: len(sub.absolute_path))
+            return _closest(deepest) if deepest.validator == "oneOf" else deepest
     return error
+
+
+_GROUP_WORDS = {"and": "all", "or": "any"}
+"""How a condition's groups are often misnamed, and their names."""
+
+
+def _no_shape(error: Any) -> str:
+    """A mapping that fits none of a oneOf's shapes: its keys no shape knows, then the shapes."""
+    known = [key for shape in error.schema["oneOf"] for key in shape.get("properties", {})]
+    unknown = sorted(key for key in error.instance if isinstance(key, str) and key not in known)
+    hints = [
+        f"{key!r}{f' (did you mean {_GROUP_WORDS[key]!r}?)' if key in _GROUP_WORDS else did_you_mean(key, known)}"
+        for key in unknown
+    ]
+    said = f"unknown key {', '.join(hints)}; " if hints else ""
+    return f"{said}it must be {error.schema.get('description') or 'one of the shapes in the schema'}"
 
 
 def _schema_problems(spec: Mapping[str, Any], problems: _Problems) -> None:
@@ -441,13 +612,40 @@ def _schema_problems(spec: Mapping[str, Any], problems: _Problems) -> None:
         message = error.message
         if error.validator == "additionalProperties" and isinstance(error.instance, Mapping):
             allowed = list(error.schema.get("properties", {}))
-            extra = sorted(set(error.instance) - set(allowed))
+            extra = sorted(key for key in set(error.instance) - set(allowed) if isinstance(key, str))
+            if not extra:  # only keys that are not strings, reported as such
+                continue
             hints = [f"{key!r}{did_you_mean(key, allowed)}" for key in extra]
             message = f"unknown key {', '.join(hints)}; allowed here: {', '.join(allowed)}"
+        elif error.validator == "oneOf" and isinstance(error.instance, Mapping):
+            message = _no_shape(error)
         hint = error.schema.get("description") if isinstance(error.schema, Mapping) else None
         if hint and error.validator not in ("additionalProperties", "required", "oneOf"):
             message += f" ({hint})"
         problems.add(where, f"{json_path(where)}: {message}")
+
+
+def _key_problems(value: Any, where: Location, problems: _Problems) -> None:
+    """Report every mapping key that is not a string (a YAML ``2:`` or ``null:``): JSON has none,
+    and the schema does not see them."""
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            if isinstance(key, str):
+                _key_problems(item, (*where, key), problems)
+            else:
+                problems.add(
+                    where,
+                    f"{json_path(where)}: the key {key!r} is {type(key).__name__}, not a string; "
+                    f"quote it ({json.dumps(key)!r})",
+                )
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            _key_problems(item, (*where, i), problems)
+
+
+def _string_keys(value: Mapping[Any, Any]) -> dict[str, Any]:
+    """``value`` without the keys :func:`_key_problems` reported."""
+    return {key: item for key, item in value.items() if isinstance(key, str)}
 
 
 def _missing_step(state: Any) -> None:
@@ -629,20 +827,25 @@ def _go_at(data: Any) -> Go | None:
 
 
 def _mapping(spec: Mapping[str, Any], key: str) -> Mapping[str, Any]:
-    """``spec[key]`` if it is a mapping (else the schema has reported it), else empty."""
+    """``spec[key]`` if it is a mapping (else the schema has reported it), else empty; keys that
+    are not strings left out (reported by :func:`_key_problems`)."""
     value = spec.get(key)
-    return value if isinstance(value, Mapping) else {}
+    return _string_keys(value) if isinstance(value, Mapping) else {}
 
 
 def load_parts(
-    spec: Mapping[str, Any], functions: Mapping[str, Any] | Iterable[Callable[..., Any]] | None = None
+    spec: Mapping[str, Any],
+    functions: Mapping[str, Any] | Iterable[Callable[..., Any]] | None = None,
+    source: SpecFile | None = None,
 ) -> FlowParts:
-    """Check a spec and build a workflow's parts; raise FlowSpecError with every problem at once."""
+    """Check a spec and build a workflow's parts; raise FlowSpecError with every problem at once
+    (read from a file, each names the file and the line after its JSON path)."""
     namespace = as_namespace(functions)
     problems = _Problems()
     if not isinstance(spec, Mapping):
         raise FlowSpecError("?", [f"$: a flow spec is a mapping, got {type(spec).__name__}"], [()])
     name = spec["name"] if isinstance(spec.get("name"), str) and spec["name"] else "?"
+    _key_problems(spec, (), problems)
     _schema_problems(spec, problems)
     if spec.get("wfkit_flow") not in (None, FORMAT) and isinstance(spec.get("wfkit_flow"), int):
         problems.add(
@@ -704,7 +907,10 @@ def load_parts(
                 if not problems.above(where):
                     problems.add(where, f"{json_path(where)}: {message}")
     if problems.messages:
-        raise FlowSpecError(name, problems.messages, problems.locations)
+        messages = problems.messages
+        if source is not None:
+            messages = [source.locate(m, where) for m, where in zip(messages, problems.locations, strict=True)]
+        raise FlowSpecError(name, messages, problems.locations)
     version = spec.get("version")
     metadata = spec.get("metadata")
     return FlowParts(
