@@ -191,6 +191,19 @@ def test_operators_offered_are_the_condition_operators() -> None:
 
 
 @pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed")
+def test_bundled_front_end_labels_exists_as_the_kernel_prints_it() -> None:
+    """A route label of `exists` with value false reads "missing", as the kernel prints the condition
+    (the builder labelled it "exists", the opposite of what the route tests)."""
+    conditions = [{"field": "x", "op": "exists", "value": v} for v in (None, True, False)]
+    script = f"""
+        import {{conditionText}} from {json.dumps(BUNDLE.as_uri())};
+        console.log(JSON.stringify({json.dumps(conditions)}.map(conditionText)));
+    """
+    out = subprocess.run(["node", "--input-type=module", "-e", script], capture_output=True, text=True, check=True)
+    assert [str(wf.when("x", "exists", c["value"])) for c in conditions] == json.loads(out.stdout)
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed")
 def test_bundled_front_end_reads_specs_like_the_kernel() -> None:
     """The shipped bundle (run by node) lists a spec's edges and points problems at them."""
     script = f"""

@@ -206,6 +206,17 @@ def test_show_says_who_decided_a_gate_and_why(workspace: Path, capsys: pytest.Ca
     assert row.endswith(" rejected              0.000  by ana: too large, ask finance")
 
 
+def test_show_tells_a_maps_items_apart(workspace: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`wfkit show` names each item row of a map by its index (`work[1]`): the rows of a map's items
+    read as the same step three times."""
+    flow = wfkit.Workflow("cli-map", inputs=["docs"])
+    flow.map(lambda doc: doc * 2, over="docs", into="out", name="work")
+    run = flow.run({"docs": [1, 2, 3]})
+    assert 0 == main(["show", run.run_id])
+    names = [line.split()[0] for line in capsys.readouterr().out.splitlines() if line.startswith("work")]
+    assert ["work[0]", "work[1]", "work[2]"] == sorted(n for n in names if "[" in n)
+
+
 def _payout() -> wfkit.Workflow:
     flow = wfkit.Workflow("cli-payout")
     flow.step(lambda s: {"ready": True}, name="prepare")
@@ -581,3 +592,12 @@ def test_cache_clear_drops_the_workspace_entries(capsys: pytest.CaptureFixture[s
     assert "dropped 2 cache entries from" in capsys.readouterr().out
     assert 0 == main(["cache", "clear"])
     assert "dropped 0 cache entries from" in capsys.readouterr().out
+
+
+def test_run_no_workspace_of_a_gated_spec_says_which_option_to_drop(payout_spec: Path) -> None:
+    """`wfkit run SPEC --no-workspace` of a flow with a gate names the command's own option to drop
+    (it said only "drop workspace=False", the Python argument a command-line user never wrote)."""
+    done = _wfkit("run", payout_spec.name, "--steps", "payout_steps", "--no-workspace", cwd=payout_spec.parent)
+    assert 0 != done.returncode
+    assert "has approval gates" in done.stderr
+    assert "drop --no-workspace" in done.stderr

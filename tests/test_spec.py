@@ -477,6 +477,14 @@ def test_unreadable_files_are_reported(tmp_path: Path) -> None:
             wf.Workflow.from_spec(tmp_path / name)
 
 
+def test_an_empty_file_is_reported_as_empty(tmp_path: Path) -> None:
+    """An empty spec file (or one of comments only) says it is empty, not "got NoneType"."""
+    (tmp_path / "empty.yaml").write_text("# nothing yet\n")
+    with pytest.raises(wf.FlowSpecError, match=r"empty\.yaml is empty: a flow spec is a mapping") as error:
+        wf.Workflow.from_spec(tmp_path / "empty.yaml")
+    assert "NoneType" not in str(error.value)
+
+
 def test_unknown_suffix_is_refused(tmp_path: Path) -> None:
     """A file that is neither .yaml/.yml nor .json needs format= to be written."""
     with pytest.raises(ValueError, match=r"name it \.yaml, \.yml or \.json, or pass format="):

@@ -48,8 +48,10 @@ export function conditionText(cond) {
   if ("not" in cond) return `not ${conditionText(cond.not)}`;
   if ("all" in cond) return `(${cond.all.map(conditionText).join(" and ")})`;
   if ("any" in cond) return `(${cond.any.map(conditionText).join(" or ")})`;
+  // exists false tests that the field is missing: said so, as the kernel prints it.
+  if (cond.op === "exists") return `${cond.field || "?"} ${cond.value === false || cond.value === 0 ? "missing" : "exists"}`;
   const value = cond.value === undefined || cond.value === null ? "" : ` ${JSON.stringify(cond.value)}`;
-  return `${cond.field || "?"} ${cond.op}${cond.op === "exists" ? "" : value}`;
+  return `${cond.field || "?"} ${cond.op}${value}`;
 }
 
 export function edgeList(spec) {

@@ -91,9 +91,8 @@ def _show(args: argparse.Namespace) -> int:
     _print(f"\n{'step':20} {'visit':>5} {'attempt':>7} {'status':17} {'latency s':>9}  route / error / decision")
     for e in events:
         detail = e["route_taken"] or e["error_message"] or _decision(e["approver"], e["decision_comment"])
-        _print(
-            f"{e['step'][:20]:20} {e['visit']:5d} {e['attempt']:7d} {e['status']:17} {e['latency_s']:9.3f}  {detail}"
-        )
+        step = e["step"] if e["map_index"] is None else f"{e['step']}[{e['map_index']}]"  # a map's item
+        _print(f"{step[:20]:20} {e['visit']:5d} {e['attempt']:7d} {e['status']:17} {e['latency_s']:9.3f}  {detail}")
     for intent in info["intents"]:
         if intent["status"] == "pending":
             _print(

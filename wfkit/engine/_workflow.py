@@ -772,7 +772,7 @@ class Workflow:
                 raise ValueError(
                     f"workflow {self.name!r} has approval gates (its own or its sub-workflows'), whose "
                     f"tickets live in a workspace; "
-                    f"drop workspace=False (or pass a folder)"
+                    f"drop workspace=False (wfkit run: drop --no-workspace), or pass a folder"
                 )
             return None
         return open_store(workspace)

@@ -14,8 +14,8 @@ then resolves functions and options, then compiles the graph with the same valid
 (:func:`wfkit.model._graph.compile_graph`); every problem of all three stages is reported at once, each
 with its JSON path. A spec names code to run: load only specs you would trust as code.
 
-Reserved for sub-workflows (not built yet): a step's ``workflow`` key. The schema documents it; a
-spec that uses it is refused with a clear message.
+A sub-workflow step holds ``workflow: {ref, inputs, outputs}`` in place of ``fn``: the child
+workflow by import path (or by a name the caller maps), and its fields' mappings.
 """
 
 from __future__ import annotations
@@ -523,7 +523,15 @@ def read_file(path: str | Path) -> tuple[dict[str, Any], SpecFile]:
     is_json = _format_of(source, None) == "json"
     data = _read_json(text, source.name) if is_json else _read_yaml(text, source.name, lines)
     if not isinstance(data, dict):
-        raise FlowSpecError(source.name, [f"$: a flow spec is a mapping at the top, got {type(data).__name__}"], [()])
+        if data is None:  # nothing in the YAML but comments, or a JSON null
+            said = f"{source.name} holds null" if is_json else f"{source.name} is empty"
+        else:
+            said = f"got {type(data).__name__}"
+        raise FlowSpecError(
+            source.name,
+            [f"$: {said}: a flow spec is a mapping at the top (wfkit_flow: 1, name, steps, ...)"],
+            [()],
+        )
     return data, SpecFile(source.name, lines)
 
 
