@@ -535,6 +535,25 @@ def test_history_shows_map_items_only_when_asked() -> None:
     ]
 
 
+@pytest.mark.parametrize("workspace", [False, None])
+def test_history_shows_a_step_that_fell_back(workspace: Any) -> None:
+    """A step that failed and went to its fallback is a row of the history (outcome ``fallback``,
+    the route to the fallback), as the docstring says; it showed only with items=True."""
+    flow = wf.Workflow("history-fallback")
+
+    @flow.step(fallback="apologise")
+    def lookup(state: Any) -> dict[str, Any]:
+        raise ValueError("no such order")
+
+    flow.step(lambda s: {"answer": "sorry"}, name="apologise")
+    run = flow.run({}, workspace=workspace)
+    rows = run.history()
+    assert [("lookup", "fallback", "apologise"), ("apologise", "ok", None)] == [
+        (s, o, None if r is None or r != r else r)
+        for s, o, r in zip(rows["step"], rows["outcome"], rows["route"], strict=True)
+    ]
+
+
 def test_stream_yields_each_event_as_it_happens_and_ends_with_the_run() -> None:
     """flow.stream yields the events in order, a step's event while the next step is still running."""
     flow = wf.Workflow("streamed")

@@ -283,8 +283,8 @@ class Run:
                 state = apply_updates(state, updates or {}, self._exec.merges)
             elif outcome == "fork":
                 state = {**state, **(updates or {})}
-            elif not items:
-                continue
+            elif outcome == "item" and not items:
+                continue  # (a step that fell back is a row: it settled, onto its fallback)
             rows.append(
                 {
                     "seq": seq,
