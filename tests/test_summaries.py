@@ -172,3 +172,28 @@ def test_steplog_reads_segments_written_before_the_later_columns(logged: Logged,
             ours, theirs = ours.sort_index(), theirs.sort_index()
         pd.testing.assert_frame_equal(plain(theirs), plain(ours), check_dtype=False, check_exact=False, rtol=1e-9)
     assert 48 == len(wf.StepLog(old).runs())
+
+
+def test_steplog_memory_limit_bounds_duckdb_and_spills_outside_the_working_folder(logged: Logged) -> None:
+    """memory_limit= is DuckDB's for every question (narrowed logs too), the answers are the same, and
+    spilled data goes to the system's temporary folder, not a `.tmp` folder in the current one."""
+    log = wf.StepLog(logged.folder, memory_limit="256MB")
+    pd.testing.assert_frame_equal(wf.StepLog(logged.folder).latency(), log.latency())
+    narrowed = log.narrow(workflow="alpha")
+    assert "256MB" == narrowed.memory_limit
+    narrowed.failures()
+    for asked in (log, narrowed):
+        assert asked._conn is not None
+        limit, spill = asked._conn.execute(
+            "SELECT current_setting('memory_limit'), current_setting('temp_directory')"
+        ).fetchone()
+        assert "244.1 MiB" == limit  # 256 MB as DuckDB says it
+        assert Path(spill).is_absolute()
+        assert Path.cwd() not in Path(spill).parents
+
+
+@pytest.mark.parametrize("limit", ["lots", "2 apples", 2_000_000, ""])
+def test_steplog_refuses_a_memory_limit_that_is_no_size(limit: Any) -> None:
+    """A memory_limit that is no size is refused when the log is made, saying what to give."""
+    with pytest.raises(ValueError, match=r"is not a size: give a number and a unit, such as '2GB'"):
+        wf.StepLog(memory_limit=limit)
