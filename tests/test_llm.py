@@ -266,6 +266,28 @@ def test_stream_of_plain_json_is_a_clear_error(server: LLMServer) -> None:
         asyncio.run(main())
 
 
+def stream_text(server: LLMServer) -> str:
+    async def main() -> str:
+        async with client_for(server) as client, client.stream("one two three four") as stream:
+            return "".join([text async for text in stream])
+
+    return asyncio.run(main())
+
+
+@pytest.mark.parametrize("behaviour", ["cut_stream", "broken_stream"])
+def test_a_stream_cut_off_midway_is_a_transient_error_not_a_shorter_reply(server: LLMServer, behaviour: str) -> None:
+    """A stream that ends after two words, with no finish_reason and no [DONE], was cut off (a
+    proxy, a dropped connection): an error worth retrying, never a reply of the words that came."""
+    server.script((behaviour, 2))
+    with pytest.raises(LLMConnectionError) as info:
+        stream_text(server)
+    message = str(info.value)
+    assert "cut off the stream for model 'test-model' after 2 events" in message
+    assert "could not reach" not in message  # it was reached: it answered, then stopped
+    assert wf.ErrorKind.TRANSIENT == wf.classify_error(info.value)
+    assert "reply to: one two three four " == stream_text(server)  # the retry gets it whole
+
+
 def test_unsupported_scheme_keeps_its_permanent_httpx_error() -> None:
     """A URL httpx cannot speak is not retried: the httpx error passes through, classified permanent."""
     import httpx

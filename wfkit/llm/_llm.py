@@ -10,7 +10,7 @@ Errors, all under ``LLMError`` (a ``WfkitError``), carry what the engine's class
     LLMError
     ├── LLMStatusError                       the endpoint answered 4xx/5xx: ``status_code``, ``retry_after``
     ├── LLMTimeoutError (TimeoutError)       connect, read, write or pool timeout: transient
-    ├── LLMConnectionError (ConnectionError) the endpoint could not be reached: transient
+    ├── LLMConnectionError (ConnectionError) the endpoint could not be reached, or cut a stream off: transient
     ├── LLMResponseError (ValueError)        a reply that is not chat-completions JSON: permanent
     └── CassetteMissError (ValueError)       replay found no recorded request (wfkit.llm._cassette)
 
@@ -530,11 +530,24 @@ class ChatStream:
                         self._ctx.chunk(delta)  # live views and run.stream(chunks=True) see it arrive
                     yield delta
         except _UNREACHABLE as exc:
+            if chunks and not isinstance(exc, httpx.TimeoutException):  # it was reached: it answered, then stopped
+                raise self._cut_off(where, len(chunks), f"{type(exc).__name__}: {client._redact(str(exc))}") from exc
             raise client._transport_error(exc, model) from exc
         if not chunks and not done:
             raise LLMResponseError(f"{where} ended the stream without a single chat-completions event (data: ...)")
+        if not done and not finish:
+            # A body read to the connection's close cannot tell HTTP it was cut; the stream can:
+            # a complete one ends with a finish_reason and "data: [DONE]", and this had neither.
+            raise self._cut_off(where, len(chunks), "no finish_reason, no data: [DONE]")
         latency = time.perf_counter() - self._started
         self.reply = client._make_reply(usage_from, "".join(parts), _model_of(chunks, model), latency, finish, chunks)
+
+    def _cut_off(self, where: str, events: int, why: str) -> LLMConnectionError:
+        """The stream broke off before its end (transient: the retry asks again from the start)."""
+        return LLMConnectionError(
+            f"{where} cut off the stream for model {self._body['model']!r} after {events} events ({why}); "
+            f"the reply so far is incomplete, so it is not returned"
+        )
 
 
 def _model_of(chunks: list[Any], model: str) -> str:
