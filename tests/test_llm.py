@@ -426,6 +426,27 @@ def test_run_retries_a_slow_reply_after_its_timeout(server: LLMServer) -> None:
     assert [("retry", "LLMTimeoutError"), ("ok", None)] == [(e.status, e.error_type) for e in run.events]
 
 
+@pytest.mark.parametrize("streamed", [False, True])
+def test_a_call_the_step_timeout_cut_short_is_in_the_attempts_event(server: LLMServer, streamed: bool) -> None:
+    """The step's timeout cancels a call still waiting for its reply: the timed-out attempt's row
+    still names the model it waited for and counts the call, as a failed call's row does."""
+    server.script(("slow", 1.0), "ok")
+    flow = wf.Workflow("cut-short")
+
+    @flow.step(timeout=0.3, retry=wf.RetryPolicy(max_retries=1, base_delay=0.01))
+    async def ask(state: dict[str, Any], ctx: wf.StepContext) -> dict[str, Any]:
+        if not streamed:
+            return {"answer": (await ctx.llm.complete("x")).text}
+        async with ctx.llm.stream("x") as stream:
+            return {"answer": "".join([text async for text in stream])}
+
+    with test_mode():
+        run = flow.run({}, workspace=False, llm=client_for(server))
+    timed_out, ok = run.events
+    assert ("timeout", "test-model", 1) == (timed_out.status, timed_out.model, timed_out.extra["llm_calls"])
+    assert ("ok", 1) == (ok.status, ok.extra["llm_calls"])
+
+
 def test_calls_in_a_run_share_one_pooled_connection(server: LLMServer) -> None:
     """Every call of a run, across steps, goes over one keep-alive connection."""
     flow = wf.Workflow("pooled")

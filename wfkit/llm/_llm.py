@@ -19,6 +19,7 @@ The API key never appears in ``repr``, in an error message, in a step event or i
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import time
@@ -290,7 +291,7 @@ class ChatClient:
         except _UNREACHABLE as exc:
             _record(ctx, body["model"], None)
             raise self._transport_error(exc, body["model"]) from exc
-        except LLMError:
+        except (LLMError, asyncio.CancelledError):  # cancelled: the step's timeout cut the call short
             _record(ctx, body["model"], None)
             raise
         _record(ctx, body["model"], reply)
@@ -471,7 +472,7 @@ class ChatStream:
             await self._close()
             _record(self._ctx, model, None)
             raise client._transport_error(exc, model) from exc
-        except LLMError:
+        except (LLMError, asyncio.CancelledError):  # cancelled: the step's timeout cut the call short
             await self._close()
             _record(self._ctx, model, None)
             raise
