@@ -129,6 +129,17 @@ def test_a_real_endpoint_needs_a_model() -> None:
         ChatClient("http://127.0.0.1:9/v1")
 
 
+def test_a_transport_without_a_model_is_refused_naming_the_transport(tmp_path: Path) -> None:
+    """ChatClient(transport=Cassette(...)) has no model to send: the error names the cassette and
+    model=, not the stand-in URL of the simulated model that the user never wrote."""
+    cassette = wf.llm.Cassette(tmp_path / "c.jsonl")
+    with pytest.raises(ValueError) as info:
+        ChatClient(transport=cassette)
+    message = str(info.value)
+    assert f"ChatClient(transport={cassette!r}) needs a model name: pass model='...'" in message
+    assert "simulated.wfkit" not in message
+
+
 # --- errors and their kinds -------------------------------------------------------------------------
 
 

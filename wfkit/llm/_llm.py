@@ -205,6 +205,11 @@ class ChatClient:
             transport = transport if transport is not None else SimulatedModel()
             base_url = _SIMULATED_URL
             model = model or getattr(transport, "model", None)
+            if not model:  # a cassette or another transport: nothing names the model to send
+                raise ValueError(
+                    f"ChatClient(transport={transport!r}) needs a model name: pass model='...' "
+                    f"(for a cassette, the model it recorded)"
+                )
         else:
             base_url = check_base_url(base_url)
         if not model:
