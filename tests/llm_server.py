@@ -10,7 +10,8 @@ Behaviours, taken one per request from the script (then "ok" for ever):
 (valid JSON of the wrong shape), "echo_auth" (a 500 whose message repeats the Authorization header,
 as a careless proxy might), ("cut_stream", n) (a stream that ends after n content events, with no
 finish_reason and no [DONE]: the body runs to the connection's close, so HTTP cannot tell it was
-cut), ("broken_stream", n) (the same, but chunked, so httpx sees the missing last chunk).
+cut), ("broken_stream", n) (the same, but chunked, so httpx sees the missing last chunk),
+("redirect", location) (a 301 to ``location``).
 It speaks HTTP/1.1 keep-alive, so connection pooling is visible in ``connections``.
 """
 
@@ -72,6 +73,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._error(500, "internal error")
         elif name == "status":
             self._error(int(arg), f"status {arg}")
+        elif name == "redirect":
+            self._send(301, b"", {"Location": str(arg)})
         elif name == "echo_auth":
             self._error(500, f"upstream rejected header {self.headers.get('Authorization')}")
         elif name == "malformed":

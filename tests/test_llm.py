@@ -204,6 +204,20 @@ def test_json_that_is_not_a_completion_is_permanent(server: LLMServer) -> None:
     assert "['result']" in str(exc)
 
 
+def test_a_redirect_is_a_permanent_error_naming_where_it_points(server: LLMServer) -> None:
+    """The client follows no redirect (it would resend the key elsewhere): a 301 says where it
+    points and which base URL to use; it was reported as a body that is not valid JSON."""
+    server.script(("redirect", "https://llm.example.com/api/v1/chat/completions"))
+    exc = error_of(client_for(server))
+    assert isinstance(exc, LLMResponseError)
+    assert wf.ErrorKind.PERMANENT == wf.classify_error(exc)
+    message = str(exc)
+    assert f"{server.url}/chat/completions answered HTTP 301 Moved Permanently, a redirect to " in message
+    assert "'https://llm.example.com/api/v1/chat/completions'" in message
+    assert "ChatClient('https://llm.example.com/api/v1', ...)" in message
+    assert "not valid JSON" not in message
+
+
 def test_unreachable_endpoint_is_transient() -> None:
     """Nothing listening on the port: LLMConnectionError, classified transient."""
     srv = LLMServer()

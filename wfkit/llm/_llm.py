@@ -11,7 +11,7 @@ Errors, all under ``LLMError`` (a ``WfkitError``), carry what the engine's class
     ├── LLMStatusError                       the endpoint answered 4xx/5xx: ``status_code``, ``retry_after``
     ├── LLMTimeoutError (TimeoutError)       connect, read, write or pool timeout: transient
     ├── LLMConnectionError (ConnectionError) the endpoint could not be reached, or cut a stream off: transient
-    ├── LLMResponseError (ValueError)        a reply that is not chat-completions JSON: permanent
+    ├── LLMResponseError (ValueError)        a reply that is not chat-completions JSON, a redirect: permanent
     └── CassetteMissError (ValueError)       replay found no recorded request (wfkit.llm._cassette)
 
 The API key never appears in ``repr``, in an error message, in a step event or in a cassette.
@@ -72,7 +72,7 @@ class LLMConnectionError(LLMError, ConnectionError):
 
 
 class LLMResponseError(LLMError, ValueError):
-    """The endpoint answered 2xx with something that is not a chat completion (permanent)."""
+    """The endpoint answered 2xx with something that is not a chat completion, or redirected (permanent)."""
 
     error_kind = ErrorKind.PERMANENT
 
@@ -344,8 +344,10 @@ class ChatClient:
     # ---- responses -------------------------------------------------------------------------------
 
     def _raise_for_status(self, response: httpx.Response, model: str) -> None:
-        if response.status_code < 400:
+        if response.status_code < 300:
             return
+        if response.status_code < 400:
+            raise self._redirected(response)
         retry_after = _parse_retry_after(response.headers.get("retry-after"))
         detail = response.text
         try:
@@ -361,6 +363,21 @@ class ChatClient:
             status_code=response.status_code,
             retry_after=retry_after,
             response=response,
+        )
+
+    def _redirected(self, response: httpx.Response) -> LLMResponseError:
+        """A 3xx, not followed (the request carries the API key): where it points, and the base URL
+        to use instead. Permanent: the configuration is what has to change."""
+        where = f"{_where(response.request.url)} answered HTTP {response.status_code} {response.reason_phrase}"
+        location = response.headers.get("location")
+        if not location:
+            return LLMResponseError(f"{where}, a redirect with no Location: check the base URL {self.base_url!r}")
+        target = _where(response.request.url.join(location))
+        base = target.removesuffix("/chat/completions")
+        use = f"ChatClient({base!r}, ...)" if base != target else "the base URL it points to"
+        return LLMResponseError(
+            f"{where}, a redirect to {target!r}; the client follows no redirect (it would carry the API "
+            f"key there): use {use}"
         )
 
     def _reply(self, response: httpx.Response, model: str, latency: float) -> Reply:
@@ -470,7 +487,7 @@ class ChatStream:
         request = http.build_request("POST", "chat/completions", json=self._body, timeout=self._timeout)
         try:
             self._response = await http.send(request, stream=True)
-            if self._response.status_code >= 400:
+            if self._response.status_code >= 300:
                 await self._response.aread()
                 client._raise_for_status(self._response, model)
         except _UNREACHABLE as exc:
