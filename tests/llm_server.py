@@ -11,7 +11,8 @@ Behaviours, taken one per request from the script (then "ok" for ever):
 as a careless proxy might), ("cut_stream", n) (a stream that ends after n content events, with no
 finish_reason and no [DONE]: the body runs to the connection's close, so HTTP cannot tell it was
 cut), ("broken_stream", n) (the same, but chunked, so httpx sees the missing last chunk),
-("redirect", location) (a 301 to ``location``).
+("redirect", location) (a 301 to ``location``), ("error_200", message) (an OpenAI-style error
+object in a 200, as some gateways send).
 It speaks HTTP/1.1 keep-alive, so connection pooling is visible in ``connections``.
 """
 
@@ -75,6 +76,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._error(int(arg), f"status {arg}")
         elif name == "redirect":
             self._send(301, b"", {"Location": str(arg)})
+        elif name == "error_200":
+            self._send(200, json.dumps({"error": {"message": str(arg), "code": 502}}).encode())
         elif name == "echo_auth":
             self._error(500, f"upstream rejected header {self.headers.get('Authorization')}")
         elif name == "malformed":

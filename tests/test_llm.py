@@ -204,6 +204,14 @@ def test_json_that_is_not_a_completion_is_permanent(server: LLMServer) -> None:
     assert "['result']" in str(exc)
 
 
+def test_an_error_object_in_a_200_is_reported_with_its_message(server: LLMServer) -> None:
+    """A gateway's 200 holding {"error": {...}} says what the error was, not just its keys."""
+    server.script(("error_200", "upstream provider overloaded"))
+    exc = error_of(client_for(server))
+    assert isinstance(exc, LLMResponseError)
+    assert "answered HTTP 200 with an error instead of a chat completion: upstream provider overloaded" in str(exc)
+
+
 def test_a_redirect_is_a_permanent_error_naming_where_it_points(server: LLMServer) -> None:
     """The client follows no redirect (it would resend the key elsewhere): a 301 says where it
     points and which base URL to use; it was reported as a body that is not valid JSON."""

@@ -394,6 +394,13 @@ class ChatClient:
             choice = payload["choices"][0]
             content = choice["message"].get("content")
         except (KeyError, IndexError, TypeError, AttributeError):
+            error = payload.get("error") if isinstance(payload, dict) else None
+            if error:  # a gateway's error object in a 2xx: its message is what the user needs
+                detail = error.get("message", error) if isinstance(error, dict) else error
+                raise LLMResponseError(
+                    f"{where} answered HTTP {response.status_code} with an error instead of a chat completion: "
+                    f"{self._redact(' '.join(str(detail).split())[:300])}"
+                ) from None
             raise LLMResponseError(
                 f"{where} answered JSON without choices[0].message: not a chat completion "
                 f"(keys: {sorted(payload) if isinstance(payload, dict) else type(payload).__name__})"
