@@ -8,7 +8,11 @@ Behaviours, taken one per request from the script (then "ok" for ever):
 "ok" (JSON, or server-sent events when the body says ``"stream": true``), ("429", retry_after),
 ("status", code), "500", ("slow", seconds) (then ok), "malformed" (JSON cut off), "not_completion"
 (valid JSON of the wrong shape), "echo_auth" (a 500 whose message repeats the Authorization header,
-as a careless proxy might).
+as a careless proxy might), ("cut_stream", n) (a stream that ends after n content events, with no
+finish_reason and no [DONE]: the body runs to the connection's close, so HTTP cannot tell it was
+cut), ("broken_stream", n) (the same, but chunked, so httpx sees the missing last chunk),
+("redirect", location) (a 301 to ``location``), ("error_200", message) (an OpenAI-style error
+object in a 200, as some gateways send).
 It speaks HTTP/1.1 keep-alive, so connection pooling is visible in ``connections``.
 """
 
@@ -70,6 +74,10 @@ class _Handler(BaseHTTPRequestHandler):
             self._error(500, "internal error")
         elif name == "status":
             self._error(int(arg), f"status {arg}")
+        elif name == "redirect":
+            self._send(301, b"", {"Location": str(arg)})
+        elif name == "error_200":
+            self._send(200, json.dumps({"error": {"message": str(arg), "code": 502}}).encode())
         elif name == "echo_auth":
             self._error(500, f"upstream rejected header {self.headers.get('Authorization')}")
         elif name == "malformed":
@@ -79,9 +87,10 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             if name == "slow":
                 time.sleep(float(arg))
-            self._complete(body or {})
+            cut = (int(arg), name == "broken_stream") if name in ("cut_stream", "broken_stream") else None
+            self._complete(body or {}, cut=cut)
 
-    def _complete(self, body: dict[str, Any]) -> None:
+    def _complete(self, body: dict[str, Any], cut: tuple[int, bool] | None = None) -> None:
         owner = self.server.owner
         messages = body.get("messages") or []
         last = messages[-1].get("content", "") if messages else ""
@@ -102,9 +111,13 @@ class _Handler(BaseHTTPRequestHandler):
             }
             self._send(200, json.dumps(reply).encode())
             return
+        chunked = cut is None or cut[1]
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
-        self.send_header("Transfer-Encoding", "chunked")
+        if chunked:
+            self.send_header("Transfer-Encoding", "chunked")
+        else:
+            self.send_header("Connection", "close")  # the body is whatever comes before the close
         self.end_headers()
         base = {"id": "chatcmpl-1", "object": "chat.completion.chunk", "model": model}
         events: list[Any] = [
@@ -115,13 +128,18 @@ class _Handler(BaseHTTPRequestHandler):
         if (body.get("stream_options") or {}).get("include_usage"):
             events.append({**base, "choices": [], "usage": usage})
         events.append("[DONE]")
+        if cut is not None:
+            events = events[: cut[0]]
         for event in events:
             data = event if isinstance(event, str) else json.dumps(event)
             chunk = f": keep-alive\n\ndata: {data}\n\n".encode()
-            self.wfile.write(f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n")
+            self.wfile.write(f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n" if chunked else chunk)
             self.wfile.flush()
             owner.sent_at.append(time.monotonic())
             time.sleep(owner.stream_gap)
+        if cut is not None:
+            self.close_connection = True
+            return
         self.wfile.write(b"0\r\n\r\n")
         self.wfile.flush()
 

@@ -166,6 +166,36 @@ def test_cost_and_tokens_by_run_and_step(known: Known) -> None:
     assert "int64" == str(by_step["tokens_in"].dtype)
 
 
+def test_cost_counts_each_llm_call_of_an_attempt(tmp_path: Path) -> None:
+    """An attempt that called the model three times is three calls (its extra.llm_calls), not one;
+    a failed call counts too. Without the extra column, cost() counts the attempts that named a model."""
+    model = wf.llm.SimulatedModel(p50=0.001, p99=0.002, seed=1, faults={"503": 1.0})
+    flow = wf.Workflow("chatty")
+
+    @flow.step
+    async def draft(state: Any, ctx: wf.StepContext) -> dict[str, Any]:
+        texts = [(await ctx.llm.complete(f"part {n}")).text for n in range(3)]
+        return {"draft": texts}
+
+    @flow.step(retry=wf.RetryPolicy(max_retries=1, base_delay=0.001))
+    async def check(state: Any, ctx: wf.StepContext) -> dict[str, Any]:
+        if ctx.attempt == 1:  # one call, answered 503: a failed attempt that still called the model
+            await wf.llm.ChatClient(transport=model).complete("check", ctx=ctx)
+        return {"checked": True}
+
+    flow.edge("draft", "check")
+    flow.run({}, workspace=tmp_path / "ws", seed=3)
+    frame = wf.steps(tmp_path / "ws")
+    by_step = frame.wf.cost(by="step")
+    by_step.index = by_step.index.astype(str)
+    assert {"draft": 3, "check": 1} == by_step["calls"].to_dict()
+    without_extra = wf.steps(tmp_path / "ws", columns=["workflow", "step", "attempt", "status", *COST_COLUMNS])
+    assert 2 == without_extra.wf.cost(by=None)["calls"].sum()
+
+
+COST_COLUMNS = ["tokens_in", "tokens_out", "cost_usd", "model", "run_id"]
+
+
 def test_runs_and_run_latency(known: Known) -> None:
     """runs() has one row per run with its attempts and outcomes; run_latency() its percentiles."""
     frame, run_ids = known.frame, known.run_ids

@@ -233,10 +233,41 @@ def test_bad_mode_and_damaged_files_are_clear_errors(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="one of 'replay', 'record', 'auto'"):
         Cassette(tmp_path / "c.jsonl", mode="rewind")  # type: ignore[arg-type]
     path = tmp_path / "bad.jsonl"
-    path.write_text(
-        '{"request": {"method": "POST", "path": "/v1/chat/completions", "body": null}, "response": {}}\nnot json\n'
-    )
+    path.write_text(json.dumps(interaction({"status": 200, "json": {}})) + "\nnot json\n")
     with pytest.raises(ValueError, match="line 2 is not an interaction"):
+        ask("http://sim/v1", Cassette(path), "hi")
+
+
+def interaction(response: Any) -> dict[str, Any]:
+    body = {"messages": [{"content": "hi", "role": "user"}], "model": "test-model"}
+    return {"request": {"method": "POST", "path": "/v1/chat/completions", "body": body}, "response": response}
+
+
+@pytest.mark.parametrize(
+    ("response", "problem"),
+    [
+        (None, "its response is not an object"),
+        ({"json": {}}, "its response has no 'status'"),
+        ({"status": "200", "json": {}}, "its response's status must be an HTTP status number, got '200'"),
+        ({"status": 200, "headers": ["content-type"], "json": {}}, "its response's headers must be an object"),
+        ({"status": 200, "text": 5}, "its response's text must be a string"),
+    ],
+)
+def test_a_hand_edited_response_is_reported_by_file_and_line(tmp_path: Path, response: Any, problem: str) -> None:
+    """A response edited by hand into something no reply can be made of names the file, the line
+    and what is wrong with it; it failed the step with a bare KeyError('response') or TypeError."""
+    good = interaction({"status": 200, "json": {"choices": [{"message": {"content": "ok"}}]}})
+    path = tmp_path / "edited.jsonl"
+    path.write_text(json.dumps(good) + "\n" + json.dumps(interaction(response)) + "\n")
+    with pytest.raises(ValueError) as info:
+        ask("http://sim/v1", Cassette(path), "hi")
+    assert f"cassette {path}: line 2 is not an interaction ({problem})" in str(info.value)
+
+
+def test_a_cassette_that_is_not_utf8_names_the_line(tmp_path: Path) -> None:
+    path = tmp_path / "latin1.jsonl"
+    path.write_bytes(json.dumps(interaction({"status": 200, "json": {}})).encode() + b"\n\xff\xfe caf\xe9\n")
+    with pytest.raises(ValueError, match=r"line 2 is not an interaction \(not UTF-8 text"):
         ask("http://sim/v1", Cassette(path), "hi")
 
 

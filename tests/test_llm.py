@@ -129,6 +129,17 @@ def test_a_real_endpoint_needs_a_model() -> None:
         ChatClient("http://127.0.0.1:9/v1")
 
 
+def test_a_transport_without_a_model_is_refused_naming_the_transport(tmp_path: Path) -> None:
+    """ChatClient(transport=Cassette(...)) has no model to send: the error names the cassette and
+    model=, not the stand-in URL of the simulated model that the user never wrote."""
+    cassette = wf.llm.Cassette(tmp_path / "c.jsonl")
+    with pytest.raises(ValueError) as info:
+        ChatClient(transport=cassette)
+    message = str(info.value)
+    assert f"ChatClient(transport={cassette!r}) needs a model name: pass model='...'" in message
+    assert "simulated.wfkit" not in message
+
+
 # --- errors and their kinds -------------------------------------------------------------------------
 
 
@@ -191,6 +202,28 @@ def test_json_that_is_not_a_completion_is_permanent(server: LLMServer) -> None:
     assert isinstance(exc, LLMResponseError)
     assert "without choices[0].message" in str(exc)
     assert "['result']" in str(exc)
+
+
+def test_an_error_object_in_a_200_is_reported_with_its_message(server: LLMServer) -> None:
+    """A gateway's 200 holding {"error": {...}} says what the error was, not just its keys."""
+    server.script(("error_200", "upstream provider overloaded"))
+    exc = error_of(client_for(server))
+    assert isinstance(exc, LLMResponseError)
+    assert "answered HTTP 200 with an error instead of a chat completion: upstream provider overloaded" in str(exc)
+
+
+def test_a_redirect_is_a_permanent_error_naming_where_it_points(server: LLMServer) -> None:
+    """The client follows no redirect (it would resend the key elsewhere): a 301 says where it
+    points and which base URL to use; it was reported as a body that is not valid JSON."""
+    server.script(("redirect", "https://llm.example.com/api/v1/chat/completions"))
+    exc = error_of(client_for(server))
+    assert isinstance(exc, LLMResponseError)
+    assert wf.ErrorKind.PERMANENT == wf.classify_error(exc)
+    message = str(exc)
+    assert f"{server.url}/chat/completions answered HTTP 301 Moved Permanently, a redirect to " in message
+    assert "'https://llm.example.com/api/v1/chat/completions'" in message
+    assert "ChatClient('https://llm.example.com/api/v1', ...)" in message
+    assert "not valid JSON" not in message
 
 
 def test_unreachable_endpoint_is_transient() -> None:
@@ -264,6 +297,28 @@ def test_stream_of_plain_json_is_a_clear_error(server: LLMServer) -> None:
 
     with pytest.raises(LLMResponseError, match="without a single chat-completions event"):
         asyncio.run(main())
+
+
+def stream_text(server: LLMServer) -> str:
+    async def main() -> str:
+        async with client_for(server) as client, client.stream("one two three four") as stream:
+            return "".join([text async for text in stream])
+
+    return asyncio.run(main())
+
+
+@pytest.mark.parametrize("behaviour", ["cut_stream", "broken_stream"])
+def test_a_stream_cut_off_midway_is_a_transient_error_not_a_shorter_reply(server: LLMServer, behaviour: str) -> None:
+    """A stream that ends after two words, with no finish_reason and no [DONE], was cut off (a
+    proxy, a dropped connection): an error worth retrying, never a reply of the words that came."""
+    server.script((behaviour, 2))
+    with pytest.raises(LLMConnectionError) as info:
+        stream_text(server)
+    message = str(info.value)
+    assert "cut off the stream for model 'test-model' after 2 events" in message
+    assert "could not reach" not in message  # it was reached: it answered, then stopped
+    assert wf.ErrorKind.TRANSIENT == wf.classify_error(info.value)
+    assert "reply to: one two three four " == stream_text(server)  # the retry gets it whole
 
 
 def test_unsupported_scheme_keeps_its_permanent_httpx_error() -> None:
@@ -402,6 +457,27 @@ def test_run_retries_a_slow_reply_after_its_timeout(server: LLMServer) -> None:
     with test_mode():
         run = flow.run({"q": "x"}, workspace=False, llm=client_for(server, timeout=0.1))
     assert [("retry", "LLMTimeoutError"), ("ok", None)] == [(e.status, e.error_type) for e in run.events]
+
+
+@pytest.mark.parametrize("streamed", [False, True])
+def test_a_call_the_step_timeout_cut_short_is_in_the_attempts_event(server: LLMServer, streamed: bool) -> None:
+    """The step's timeout cancels a call still waiting for its reply: the timed-out attempt's row
+    still names the model it waited for and counts the call, as a failed call's row does."""
+    server.script(("slow", 1.0), "ok")
+    flow = wf.Workflow("cut-short")
+
+    @flow.step(timeout=0.3, retry=wf.RetryPolicy(max_retries=1, base_delay=0.01))
+    async def ask(state: dict[str, Any], ctx: wf.StepContext) -> dict[str, Any]:
+        if not streamed:
+            return {"answer": (await ctx.llm.complete("x")).text}
+        async with ctx.llm.stream("x") as stream:
+            return {"answer": "".join([text async for text in stream])}
+
+    with test_mode():
+        run = flow.run({}, workspace=False, llm=client_for(server))
+    timed_out, ok = run.events
+    assert ("timeout", "test-model", 1) == (timed_out.status, timed_out.model, timed_out.extra["llm_calls"])
+    assert ("ok", 1) == (ok.status, ok.extra["llm_calls"])
 
 
 def test_calls_in_a_run_share_one_pooled_connection(server: LLMServer) -> None:

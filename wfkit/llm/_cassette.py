@@ -107,6 +107,25 @@ def _differences(recorded: Any, requested: Any, path: str = "", limit: int = 6) 
     return out
 
 
+def _response_problem(response: Any) -> str | None:
+    """What keeps a recorded response (a line edited by hand) from being replayed, or None.
+
+    Checked when the file loads, so the error names the file and the line; replaying it would
+    fail the step with a bare KeyError or TypeError."""
+    if not isinstance(response, dict):
+        return "its response is not an object"
+    status = response.get("status", ...)
+    if status is ...:
+        return "its response has no 'status'"
+    if isinstance(status, bool) or not isinstance(status, int) or not 100 <= status <= 599:
+        return f"its response's status must be an HTTP status number, got {status!r}"
+    if not isinstance(response.get("headers") or {}, dict):
+        return "its response's headers must be an object"
+    if "json" not in response and not isinstance(response.get("text", ""), str):
+        return "its response's text must be a string"
+    return None
+
+
 class Cassette(httpx.AsyncBaseTransport):
     """An httpx transport that records to and replays from a JSONL file (see the module doc).
 
@@ -161,18 +180,21 @@ class Cassette(httpx.AsyncBaseTransport):
         if self._tapes is None:
             tapes: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
             if self.mode != "record" and self.path.exists():
-                with self.path.open(encoding="utf-8") as fh:
-                    for number, line in enumerate(fh, 1):
-                        if not line.strip():
+                with self.path.open("rb") as fh:
+                    for number, raw in enumerate(fh, 1):
+                        if not raw.strip():
                             continue
                         try:
-                            item = json.loads(line)
+                            item = json.loads(raw.decode("utf-8"))
                             req = item["request"]
                             key = (req["method"], req["path"], _canonical(req.get("body")))
+                            problem = _response_problem(item["response"])
+                        except UnicodeDecodeError as exc:
+                            problem = f"not UTF-8 text: {exc.reason} at byte {exc.start}"
                         except (ValueError, KeyError, TypeError) as exc:
-                            raise ValueError(
-                                f"cassette {self.path}: line {number} is not an interaction ({exc})"
-                            ) from None
+                            problem = f"no {exc}" if isinstance(exc, KeyError) else str(exc)
+                        if problem is not None:
+                            raise ValueError(f"cassette {self.path}: line {number} is not an interaction ({problem})")
                         item["line"] = number
                         tapes.setdefault(key, []).append(item)
             self._tapes = tapes

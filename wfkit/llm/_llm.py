@@ -10,8 +10,8 @@ Errors, all under ``LLMError`` (a ``WfkitError``), carry what the engine's class
     LLMError
     ├── LLMStatusError                       the endpoint answered 4xx/5xx: ``status_code``, ``retry_after``
     ├── LLMTimeoutError (TimeoutError)       connect, read, write or pool timeout: transient
-    ├── LLMConnectionError (ConnectionError) the endpoint could not be reached: transient
-    ├── LLMResponseError (ValueError)        a reply that is not chat-completions JSON: permanent
+    ├── LLMConnectionError (ConnectionError) the endpoint could not be reached, or cut a stream off: transient
+    ├── LLMResponseError (ValueError)        a reply that is not chat-completions JSON, a redirect: permanent
     └── CassetteMissError (ValueError)       replay found no recorded request (wfkit.llm._cassette)
 
 The API key never appears in ``repr``, in an error message, in a step event or in a cassette.
@@ -19,6 +19,7 @@ The API key never appears in ``repr``, in an error message, in a step event or i
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import time
@@ -71,7 +72,7 @@ class LLMConnectionError(LLMError, ConnectionError):
 
 
 class LLMResponseError(LLMError, ValueError):
-    """The endpoint answered 2xx with something that is not a chat completion (permanent)."""
+    """The endpoint answered 2xx with something that is not a chat completion, or redirected (permanent)."""
 
     error_kind = ErrorKind.PERMANENT
 
@@ -204,6 +205,11 @@ class ChatClient:
             transport = transport if transport is not None else SimulatedModel()
             base_url = _SIMULATED_URL
             model = model or getattr(transport, "model", None)
+            if not model:  # a cassette or another transport: nothing names the model to send
+                raise ValueError(
+                    f"ChatClient(transport={transport!r}) needs a model name: pass model='...' "
+                    f"(for a cassette, the model it recorded)"
+                )
         else:
             base_url = check_base_url(base_url)
         if not model:
@@ -290,7 +296,7 @@ class ChatClient:
         except _UNREACHABLE as exc:
             _record(ctx, body["model"], None)
             raise self._transport_error(exc, body["model"]) from exc
-        except LLMError:
+        except (LLMError, asyncio.CancelledError):  # cancelled: the step's timeout cut the call short
             _record(ctx, body["model"], None)
             raise
         _record(ctx, body["model"], reply)
@@ -338,8 +344,10 @@ class ChatClient:
     # ---- responses -------------------------------------------------------------------------------
 
     def _raise_for_status(self, response: httpx.Response, model: str) -> None:
-        if response.status_code < 400:
+        if response.status_code < 300:
             return
+        if response.status_code < 400:
+            raise self._redirected(response)
         retry_after = _parse_retry_after(response.headers.get("retry-after"))
         detail = response.text
         try:
@@ -357,6 +365,21 @@ class ChatClient:
             response=response,
         )
 
+    def _redirected(self, response: httpx.Response) -> LLMResponseError:
+        """A 3xx, not followed (the request carries the API key): where it points, and the base URL
+        to use instead. Permanent: the configuration is what has to change."""
+        where = f"{_where(response.request.url)} answered HTTP {response.status_code} {response.reason_phrase}"
+        location = response.headers.get("location")
+        if not location:
+            return LLMResponseError(f"{where}, a redirect with no Location: check the base URL {self.base_url!r}")
+        target = _where(response.request.url.join(location))
+        base = target.removesuffix("/chat/completions")
+        use = f"ChatClient({base!r}, ...)" if base != target else "the base URL it points to"
+        return LLMResponseError(
+            f"{where}, a redirect to {target!r}; the client follows no redirect (it would carry the API "
+            f"key there): use {use}"
+        )
+
     def _reply(self, response: httpx.Response, model: str, latency: float) -> Reply:
         where = _where(response.request.url)
         try:
@@ -371,6 +394,13 @@ class ChatClient:
             choice = payload["choices"][0]
             content = choice["message"].get("content")
         except (KeyError, IndexError, TypeError, AttributeError):
+            error = payload.get("error") if isinstance(payload, dict) else None
+            if error:  # a gateway's error object in a 2xx: its message is what the user needs
+                detail = error.get("message", error) if isinstance(error, dict) else error
+                raise LLMResponseError(
+                    f"{where} answered HTTP {response.status_code} with an error instead of a chat completion: "
+                    f"{self._redact(' '.join(str(detail).split())[:300])}"
+                ) from None
             raise LLMResponseError(
                 f"{where} answered JSON without choices[0].message: not a chat completion "
                 f"(keys: {sorted(payload) if isinstance(payload, dict) else type(payload).__name__})"
@@ -464,14 +494,14 @@ class ChatStream:
         request = http.build_request("POST", "chat/completions", json=self._body, timeout=self._timeout)
         try:
             self._response = await http.send(request, stream=True)
-            if self._response.status_code >= 400:
+            if self._response.status_code >= 300:
                 await self._response.aread()
                 client._raise_for_status(self._response, model)
         except _UNREACHABLE as exc:
             await self._close()
             _record(self._ctx, model, None)
             raise client._transport_error(exc, model) from exc
-        except LLMError:
+        except (LLMError, asyncio.CancelledError):  # cancelled: the step's timeout cut the call short
             await self._close()
             _record(self._ctx, model, None)
             raise
@@ -530,11 +560,24 @@ class ChatStream:
                         self._ctx.chunk(delta)  # live views and run.stream(chunks=True) see it arrive
                     yield delta
         except _UNREACHABLE as exc:
+            if chunks and not isinstance(exc, httpx.TimeoutException):  # it was reached: it answered, then stopped
+                raise self._cut_off(where, len(chunks), f"{type(exc).__name__}: {client._redact(str(exc))}") from exc
             raise client._transport_error(exc, model) from exc
         if not chunks and not done:
             raise LLMResponseError(f"{where} ended the stream without a single chat-completions event (data: ...)")
+        if not done and not finish:
+            # A body read to the connection's close cannot tell HTTP it was cut; the stream can:
+            # a complete one ends with a finish_reason and "data: [DONE]", and this had neither.
+            raise self._cut_off(where, len(chunks), "no finish_reason, no data: [DONE]")
         latency = time.perf_counter() - self._started
         self.reply = client._make_reply(usage_from, "".join(parts), _model_of(chunks, model), latency, finish, chunks)
+
+    def _cut_off(self, where: str, events: int, why: str) -> LLMConnectionError:
+        """The stream broke off before its end (transient: the retry asks again from the start)."""
+        return LLMConnectionError(
+            f"{where} cut off the stream for model {self._body['model']!r} after {events} events ({why}); "
+            f"the reply so far is incomplete, so it is not returned"
+        )
 
 
 def _model_of(chunks: list[Any], model: str) -> str:

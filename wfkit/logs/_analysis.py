@@ -148,15 +148,30 @@ class StepsAccessor:
         return table.rename(columns={"sum": "retries", "mean": "mean_per_visit", "max": "max_per_visit"})
 
     def cost(self, by: str | Sequence[str] | None = "run_id") -> pd.DataFrame:
-        """Tokens in and out, cost in USD, and model calls per run (or ``by``; None: (workflow, step))."""
+        """Tokens in and out, cost in USD, and model calls per run (or ``by``; None: (workflow, step)).
+
+        ``calls`` counts every call an attempt made, failed ones included (``extra.llm_calls``, which
+        ``ctx.llm`` keeps); an attempt that recorded a model but no count, or every attempt of a frame
+        read without the ``extra`` column, counts as one."""
         self._need("cost", "tokens_in", "tokens_out", "cost_usd", "model")
         keys = keys_of(self._df, by)
-        rows = self._attempt_rows(*keys, "tokens_in", "tokens_out", "cost_usd", "model")
-        table = rows.groupby(keys, observed=True).agg(
-            tokens_in=("tokens_in", "sum"),
-            tokens_out=("tokens_out", "sum"),
-            cost_usd=("cost_usd", "sum"),
-            calls=("model", "count"),
+        extra = ("extra",) if "extra" in self._df.columns else ()
+        rows = self._attempt_rows(*keys, "tokens_in", "tokens_out", "cost_usd", "model", *extra)
+        called = rows["model"].notna()
+        calls = called.astype("int64")
+        if extra and called.any():
+            # extra is the JSON text of the log's files: read the one number, not every row's JSON.
+            counted = rows.loc[called, "extra"].astype(object).str.extract(r'"llm_calls":\s*(\d+)', expand=False)
+            calls.loc[called] = counted.astype("float64").fillna(1).astype("int64")
+        table = (
+            rows.assign(calls=calls)
+            .groupby(keys, observed=True)
+            .agg(
+                tokens_in=("tokens_in", "sum"),
+                tokens_out=("tokens_out", "sum"),
+                cost_usd=("cost_usd", "sum"),
+                calls=("calls", "sum"),
+            )
         )
         table[["tokens_in", "tokens_out"]] = table[["tokens_in", "tokens_out"]].fillna(0).astype("int64")
         return table

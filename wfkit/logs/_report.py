@@ -269,7 +269,7 @@ def _workflow_section(
         )
 
     cost = mine.frame(
-        ["workflow", "step", "attempt", "status", "tokens_in", "tokens_out", "cost_usd", "model"], sort=False
+        ["workflow", "step", "attempt", "status", "tokens_in", "tokens_out", "cost_usd", "model", "extra"], sort=False
     )
     if len(cost) and (cost["tokens_in"].fillna(0).sum() or cost["cost_usd"].fillna(0).sum()):
         from wfkit.logs._register import register_accessor
