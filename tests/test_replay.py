@@ -207,6 +207,25 @@ def test_broken_notebooks_are_failed_rows_with_their_traceback(
     assert "3 notebooks: 0 ok, 0 regressions, 3 failed in " in out
 
 
+def test_a_failing_cell_is_named_by_its_place_in_the_notebook_whatever_the_parameters(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The failing cell's number is its place in the notebook the user wrote: papermill's
+    injected-parameters cell (there only when parameters are given) does not shift it, for an
+    error and for a cell timeout alike."""
+    _notebook(project / "nbs" / "error.ipynb", "y = x * factor", "raise ValueError(f'bad {y}')")
+    _notebook(project / "nbs" / "slow.ipynb", "import time\ntime.sleep(30)")
+    cells = {}
+    for given in ([], ["-p", "x", "2"]):
+        code = main(["replay", "nbs", "--report", "r", "--cell-timeout", "3", *given])
+        out = capsys.readouterr().out
+        assert 1 == code, out
+        rows = json.loads((project / "r" / "summary.json").read_text())["notebooks"]
+        cells[bool(given)] = {r["notebook"]: r["error"]["cell"] for r in rows}
+        assert "cell 2: ValueError: bad " in out
+    assert {"nbs/error.ipynb": 2, "nbs/slow.ipynb": 1} == cells[False] == cells[True]
+
+
 def test_a_kernel_that_dies_before_its_first_cell_is_started_again(
     project: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
