@@ -236,7 +236,10 @@ def plot_latency(
                 continue
             legend = f"{label} (n={values.size:,})"
             if kind == "ecdf":
-                ax.step(values, np.arange(1, values.size + 1) / values.size, where="post", color=color, label=legend)
+                # From 0 at the fastest attempt, as an ECDF climbs: without that first rise a curve of
+                # one attempt (or of equal ones) is a single point, drawn as nothing.
+                heights = np.arange(values.size + 1) / values.size
+                ax.step(np.r_[values[0], values], heights, where="post", color=color, label=legend)
             else:
                 ax.hist(values, bins=list(bins), histtype="step", linewidth=1.5, color=color, label=legend)
         if ok.size:  # in the legend, not as text on the plot: close quantiles never overlap there
