@@ -187,8 +187,8 @@ def test_bad_input_exits_2_before_anything_runs(
 def test_broken_notebooks_are_failed_rows_with_their_traceback(
     project: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """An error, a cell timeout and a dead kernel each give a failed row naming the cell; an error
-    carries the kernel's traceback."""
+    """An error, a cell timeout and a dead kernel each give a failed row naming the cell and saying
+    what happened; an error carries the kernel's traceback."""
     _notebook(project / "nbs" / "error.ipynb", "def explode():\n    return 1 / 0\nexplode()")
     _notebook(project / "nbs" / "slow.ipynb", "import time\ntime.sleep(30)")
     _notebook(project / "nbs" / "dies.ipynb", "import os\nos._exit(3)")
@@ -202,6 +202,8 @@ def test_broken_notebooks_are_failed_rows_with_their_traceback(
     assert "\x1b[" not in error["error"]["traceback"]
     slow = rows["nbs/slow.ipynb"]
     assert ("failed", 1) == (slow["status"], slow["error"]["cell"]), slow
+    # papermill's headline, not the last line of its preview of the cell (a row of dashes)
+    assert "cell 1: CellTimeoutError: A cell timed out while it was being executed, after 3 seconds." in out
     assert "failed" == rows["nbs/dies.ipynb"]["status"]
     assert "          failed  nbs/dies.ipynb" in out
     assert "3 notebooks: 0 ok, 0 regressions, 3 failed in " in out

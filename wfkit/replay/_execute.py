@@ -103,7 +103,9 @@ def run_notebook(job: NotebookJob) -> Outcome:
                     "kind": type(exc).__name__,
                     "cell": cell,
                     "exception": type(exc).__name__,
-                    "message": text.splitlines()[-1] if text else repr(exc),
+                    # The headline: papermill's text about a timed-out cell ends with a preview
+                    # of the cell between rows of dashes.
+                    "message": text.splitlines()[0] if text else repr(exc),
                     # No traceback from the kernel here (a timeout or a dead kernel records none):
                     # say what papermill said, which names the cell's source and the time limit.
                     "traceback": _ANSI.sub("", text) or repr(exc),
