@@ -339,6 +339,24 @@ def test_timeline_has_a_lane_per_step_with_parallel_bars_and_retries(workspace: 
     assert latest.get_title().startswith(f"fan · run {run.run_id}")
 
 
+def test_timeline_of_a_run_of_microseconds_spans_the_axis(workspace: Path) -> None:
+    """A run of a plain function takes microseconds: the axis spans the run, so its bar is seen
+    (it spanned at least 1 ms, and a 4 µs bar was a sliver at the left edge), its ticks in µs."""
+    flow = wf.Workflow("instant")
+    flow.step(lambda state: {"y": 1}, name="only")
+    run = flow.run({})
+    frame = wf.steps()
+    total = (frame["ended_at"].max() - frame["started_at"].min()).total_seconds()
+    assert total < 1e-4  # the premise: a run far shorter than a millisecond
+    ax = frame.wf.plot_timeline(run.run_id)
+    (bar,) = [r for r in rectangles(ax) if r.get_height() == pytest.approx(0.6)]
+    low, high = ax.get_xlim()
+    assert 0 == low
+    assert bar.get_width() / high > 0.5
+    ax.figure.canvas.draw()
+    assert all(t.get_text().endswith(("µs", "0 s")) for t in ax.get_xticklabels() if t.get_text())
+
+
 def test_timeline_draws_into_a_given_axes(workspace: Path) -> None:
     """ax= is drawn into and returned; pyplot makes no figure."""
     run = serial_flow("given", {"a": 0.001}).run({})

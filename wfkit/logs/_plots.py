@@ -328,7 +328,9 @@ def plot_timeline(df: pd.DataFrame, run_id: str | None = None, *, ax: Axes | Non
     ax.set_xlabel("time since the run started")
     ax.set_ylabel("step")
     _seconds_axis(ax)
-    ax.set_xlim(0, max(total, 1e-3) * 1.02)
+    # The axis spans the run, however short (a run of plain functions takes microseconds); only a
+    # run with no end to show (a crash cut it off at once) gets an arbitrary millisecond.
+    ax.set_xlim(0, (total if total > 0 else 1e-3) * 1.02)
     seen = {str(s) for s in rows["status"]}
     handles = [Patch(color=c, label=s) for s, c in _COLORS.items() if s in seen]
     if handles:
