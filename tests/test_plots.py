@@ -251,6 +251,27 @@ def test_latency_plot_shows_failures_only_when_asked(workspace: Path) -> None:
     assert "Step latency, successful and failed attempts" == both.figure.get_suptitle()
 
 
+def test_latency_ecdf_climbs_from_zero_so_a_single_attempt_shows(workspace: Path) -> None:
+    """Each ECDF starts at 0 below its fastest attempt and ends at 1: a curve of one attempt (the
+    one failure of a step) is a rise from 0 to 1, not a single point that draws nothing while the
+    legend counts it."""
+    flow = failing_flow()
+    for i in range(4):
+        flow.run({"i": i}, raise_on_error=False)
+    facets = wf.steps().wf.plot_latency(failures=True)
+    ax = facets.axes[("failing", "check")]
+    curves = {line.get_label().split(" ")[0]: line for line in ax.get_lines() if line.get_label()[:2] in ("ok", "fa")}
+    assert {"ok", "failed"} == set(curves)
+    failed = wf.steps(step="check", status="failed")["latency_s"].to_numpy()
+    assert 1 == len(failed)
+    xs, ys = curves["failed"].get_xdata(), curves["failed"].get_ydata()
+    assert [0.0, 1.0] == [ys[0], ys[-1]]
+    assert pytest.approx([failed[0], failed[0]]) == [xs[0], xs[-1]]  # a vertical rise at that latency
+    ok_ys = curves["ok"].get_ydata()
+    assert [0.0, 1.0] == [ok_ys[0], ok_ys[-1]]
+    assert 3 + 1 == len(ok_ys)  # three successes, and the start at 0
+
+
 def test_latency_plot_draws_into_a_given_figure(workspace: Path) -> None:
     """fig= (a Figure of the object API) is drawn into, and pyplot makes no figure of its own."""
     serial_flow("into", {"a": 0.001, "b": 0.001}).run({})
@@ -316,6 +337,24 @@ def test_timeline_has_a_lane_per_step_with_parallel_bars_and_retries(workspace: 
 
     latest = frame.wf.plot_timeline()
     assert latest.get_title().startswith(f"fan · run {run.run_id}")
+
+
+def test_timeline_of_a_run_of_microseconds_spans_the_axis(workspace: Path) -> None:
+    """A run of a plain function takes microseconds: the axis spans the run, so its bar is seen
+    (it spanned at least 1 ms, and a 4 µs bar was a sliver at the left edge), its ticks in µs."""
+    flow = wf.Workflow("instant")
+    flow.step(lambda state: {"y": 1}, name="only")
+    run = flow.run({})
+    frame = wf.steps()
+    total = (frame["ended_at"].max() - frame["started_at"].min()).total_seconds()
+    assert total < 1e-4  # the premise: a run far shorter than a millisecond
+    ax = frame.wf.plot_timeline(run.run_id)
+    (bar,) = [r for r in rectangles(ax) if r.get_height() == pytest.approx(0.6)]
+    low, high = ax.get_xlim()
+    assert 0 == low
+    assert bar.get_width() / high > 0.5
+    ax.figure.canvas.draw()
+    assert all(t.get_text().endswith(("µs", "0 s")) for t in ax.get_xticklabels() if t.get_text())
 
 
 def test_timeline_draws_into_a_given_axes(workspace: Path) -> None:

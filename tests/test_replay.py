@@ -187,8 +187,8 @@ def test_bad_input_exits_2_before_anything_runs(
 def test_broken_notebooks_are_failed_rows_with_their_traceback(
     project: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """An error, a cell timeout and a dead kernel each give a failed row naming the cell; an error
-    carries the kernel's traceback."""
+    """An error, a cell timeout and a dead kernel each give a failed row naming the cell and saying
+    what happened; an error carries the kernel's traceback."""
     _notebook(project / "nbs" / "error.ipynb", "def explode():\n    return 1 / 0\nexplode()")
     _notebook(project / "nbs" / "slow.ipynb", "import time\ntime.sleep(30)")
     _notebook(project / "nbs" / "dies.ipynb", "import os\nos._exit(3)")
@@ -202,9 +202,30 @@ def test_broken_notebooks_are_failed_rows_with_their_traceback(
     assert "\x1b[" not in error["error"]["traceback"]
     slow = rows["nbs/slow.ipynb"]
     assert ("failed", 1) == (slow["status"], slow["error"]["cell"]), slow
+    # papermill's headline, not the last line of its preview of the cell (a row of dashes)
+    assert "cell 1: CellTimeoutError: A cell timed out while it was being executed, after 3 seconds." in out
     assert "failed" == rows["nbs/dies.ipynb"]["status"]
     assert "          failed  nbs/dies.ipynb" in out
     assert "3 notebooks: 0 ok, 0 regressions, 3 failed in " in out
+
+
+def test_a_failing_cell_is_named_by_its_place_in_the_notebook_whatever_the_parameters(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The failing cell's number is its place in the notebook the user wrote: papermill's
+    injected-parameters cell (there only when parameters are given) does not shift it, for an
+    error and for a cell timeout alike."""
+    _notebook(project / "nbs" / "error.ipynb", "y = x * factor", "raise ValueError(f'bad {y}')")
+    _notebook(project / "nbs" / "slow.ipynb", "import time\ntime.sleep(30)")
+    cells = {}
+    for given in ([], ["-p", "x", "2"]):
+        code = main(["replay", "nbs", "--report", "r", "--cell-timeout", "3", *given])
+        out = capsys.readouterr().out
+        assert 1 == code, out
+        rows = json.loads((project / "r" / "summary.json").read_text())["notebooks"]
+        cells[bool(given)] = {r["notebook"]: r["error"]["cell"] for r in rows}
+        assert "cell 2: ValueError: bad " in out
+    assert {"nbs/error.ipynb": 2, "nbs/slow.ipynb": 1} == cells[False] == cells[True]
 
 
 def test_a_kernel_that_dies_before_its_first_cell_is_started_again(

@@ -96,9 +96,20 @@ def test_steps_and_attempts_that_come_or_go_are_named() -> None:
     new = _summary()
     new["runs"][0]["steps"]["a#1"]["attempts"].append({"attempt_status": "ok"})
     assert ["run 1 (w), a visit 1: attempts 2 -> 3"] == [str(d) for d in compare(base, new)]
-    new = _summary()
-    new["runs"].append(copy.deepcopy(new["runs"][0]))
-    assert ["runs 1 -> 2"] == [str(d) for d in compare(base, new)]
+
+
+def test_runs_that_come_or_go_are_named() -> None:
+    """A different number of runs says which runs came or went, with their status and inputs."""
+    base, new = _summary(), _summary()
+    new["runs"].append({**copy.deepcopy(new["runs"][0]), "status": "failed", "inputs": {"q": 2}})
+    assert [
+        "runs 1 -> 2",
+        'run 2 (w): new run: failed, inputs {"q": 2}',
+    ] == [str(d) for d in compare(base, new)]
+    assert [
+        "runs 2 -> 1",
+        'run 2 (w): run is gone (was failed, inputs {"q": 2})',
+    ] == [str(d) for d in compare(new, base)]
 
 
 def test_floats_compare_within_the_tolerance() -> None:

@@ -236,7 +236,10 @@ def plot_latency(
                 continue
             legend = f"{label} (n={values.size:,})"
             if kind == "ecdf":
-                ax.step(values, np.arange(1, values.size + 1) / values.size, where="post", color=color, label=legend)
+                # From 0 at the fastest attempt, as an ECDF climbs: without that first rise a curve of
+                # one attempt (or of equal ones) is a single point, drawn as nothing.
+                heights = np.arange(values.size + 1) / values.size
+                ax.step(np.r_[values[0], values], heights, where="post", color=color, label=legend)
             else:
                 ax.hist(values, bins=list(bins), histtype="step", linewidth=1.5, color=color, label=legend)
         if ok.size:  # in the legend, not as text on the plot: close quantiles never overlap there
@@ -325,7 +328,9 @@ def plot_timeline(df: pd.DataFrame, run_id: str | None = None, *, ax: Axes | Non
     ax.set_xlabel("time since the run started")
     ax.set_ylabel("step")
     _seconds_axis(ax)
-    ax.set_xlim(0, max(total, 1e-3) * 1.02)
+    # The axis spans the run, however short (a run of plain functions takes microseconds); only a
+    # run with no end to show (a crash cut it off at once) gets an arbitrary millisecond.
+    ax.set_xlim(0, (total if total > 0 else 1e-3) * 1.02)
     seen = {str(s) for s in rows["status"]}
     handles = [Patch(color=c, label=s) for s, c in _COLORS.items() if s in seen]
     if handles:

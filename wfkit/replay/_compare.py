@@ -210,6 +210,15 @@ def compare(
         c.diffs.append(
             Difference("runs", len(old_runs), len(new_runs), message=f"runs {len(old_runs)} -> {len(new_runs)}")
         )
+        # Which runs: the count alone leaves the reader to find them in the executed notebook.
+        for index, run in enumerate(new_runs[len(old_runs) :], len(old_runs) + 1):
+            said = f"{run.get('status')}, inputs {short(run.get('inputs') or {})}"
+            c.diffs.append(Difference("runs", run=index, workflow=run.get("workflow"), message=f"new run: {said}"))
+        for index, run in enumerate(old_runs[len(new_runs) :], len(new_runs) + 1):
+            said = f"{run.get('status')}, inputs {short(run.get('inputs') or {})}"
+            c.diffs.append(
+                Difference("runs", run=index, workflow=run.get("workflow"), message=f"run is gone (was {said})")
+            )
     for index, (old, new) in enumerate(zip(old_runs, new_runs, strict=False), 1):
         c.run(index, old, new)
     if settings.compare_latency:

@@ -83,7 +83,7 @@ def run_notebook(job: NotebookJob) -> Outcome:
             except pm.PapermillExecutionError as exc:
                 error = {
                     "kind": "error",
-                    "cell": exc.cell_index,
+                    "cell": _source_cell(output, exc.cell_index),
                     "exception": exc.ename,
                     "message": exc.evalue,
                     "traceback": _ANSI.sub("", "\n".join(exc.traceback or [])),
@@ -103,7 +103,9 @@ def run_notebook(job: NotebookJob) -> Outcome:
                     "kind": type(exc).__name__,
                     "cell": cell,
                     "exception": type(exc).__name__,
-                    "message": text.splitlines()[-1] if text else repr(exc),
+                    # The headline: papermill's text about a timed-out cell ends with a preview
+                    # of the cell between rows of dashes.
+                    "message": text.splitlines()[0] if text else repr(exc),
                     # No traceback from the kernel here (a timeout or a dead kernel records none):
                     # say what papermill said, which names the cell's source and the time limit.
                     "traceback": _ANSI.sub("", text) or repr(exc),
@@ -125,19 +127,37 @@ def run_notebook(job: NotebookJob) -> Outcome:
     }
 
 
-def _failing_cell(output: Path) -> int | None:
-    """The last cell that started before papermill gave up. (On a cell timeout papermill marks
-    that cell "completed" with no exception, so the start times are what tells.)"""
+def _output_cells(output: Path) -> list[dict[str, Any]]:
+    """The cells of the executed notebook papermill wrote (none if it wrote nothing readable)."""
     try:
-        data = json.loads(output.read_text())
+        cells: list[dict[str, Any]] = json.loads(output.read_text()).get("cells", [])
     except (OSError, ValueError):
+        return []
+    return cells
+
+
+def _source_cell(output: Path, index: int | None) -> int | None:
+    """Cell ``index`` of the executed notebook as its place in the notebook the user wrote: the
+    cell papermill injects with the parameters (only when some are given) is not theirs, and
+    counting it would name another cell once they pass ``-p``."""
+    if index is None:
         return None
+    injected = sum(
+        "injected-parameters" in cell.get("metadata", {}).get("tags", []) for cell in _output_cells(output)[:index]
+    )
+    return index - injected
+
+
+def _failing_cell(output: Path) -> int | None:
+    """The last cell that started before papermill gave up, by its place in the user's notebook.
+    (On a cell timeout papermill marks that cell "completed" with no exception, so the start times
+    are what tells.)"""
     started = [
         index
-        for index, cell in enumerate(data.get("cells", []))
+        for index, cell in enumerate(_output_cells(output))
         if cell.get("metadata", {}).get("papermill", {}).get("start_time")
     ]
-    return started[-1] if started else None
+    return _source_cell(output, started[-1]) if started else None
 
 
 def worker_died(exc: BaseException) -> Outcome:
