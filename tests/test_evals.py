@@ -771,6 +771,8 @@ def test_bootstrap_ci_brackets_the_mean_and_is_seeded():
     assert (low, high) == bootstrap_ci(values)
     empty = bootstrap_ci([])
     assert all(v != v for v in empty)  # NaN
+    one = bootstrap_ci([0.667])  # one case: no interval, not [0.667, 0.667]
+    assert all(v != v for v in one)
 
 
 # --- the command line -----------------------------------------------------------------------

@@ -466,11 +466,12 @@ def _progress(total: int, name: str) -> Any:
 def bootstrap_ci(
     values: Sequence[float], *, level: float = 0.95, resamples: int = 2000, seed: int = 0
 ) -> tuple[float, float]:
-    """Percentile bootstrap interval of the mean."""
+    """Percentile bootstrap interval of the mean. Fewer than two values: (nan, nan), since one
+    value says nothing of the spread (resampling it would answer a zero-width interval)."""
     import numpy as np
 
     data = np.asarray(values, dtype=float)
-    if data.size == 0:
+    if data.size < 2:
         return (float("nan"), float("nan"))
     rng = np.random.default_rng(seed)
     means = rng.choice(data, size=(resamples, data.size), replace=True).mean(axis=1)

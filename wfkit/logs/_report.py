@@ -328,7 +328,9 @@ def write_report(
     )
     parts: list[str] = []
     if runs.empty:
-        parts.append("<main><p>No step attempts recorded yet.</p></main>")
+        # (With --since, attempts before it may be there: say which window is empty.)
+        nothing = f"No step attempts since {_esc(since)}." if since else "No step attempts recorded yet."
+        parts.append(f"<main><p>{nothing}</p></main>")
     else:
         names = sorted(str(w) for w in runs["workflow"].unique())
         nav = "<nav>" + "".join(f'<a href="#{_slug(n)}">{_esc(n)}</a>' for n in names) + "</nav>"
