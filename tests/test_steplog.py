@@ -649,6 +649,63 @@ def test_a_crash_mid_compaction_shows_no_row_twice(workspace: Path) -> None:
     assert event_keys(wf.Workspace().events()) == frame_keys(wf.steps())
 
 
+def test_two_compactions_at_once_show_every_row_once(workspace: Path) -> None:
+    """Two processes compacting one folder at once each merge the same files into a file of their
+    own (and one that listed a file more merges a superset): readers count each row once."""
+    flow = two_step_flow("compacted-twice")
+    for i in range(3):
+        flow.run({"i": i})
+    events = wf.Workspace().events()
+    wf.steps()
+    [folder] = {p.parent for p in parquet_files(workspace)}
+    sources = segment_files(folder)
+    table = pa.concat_tables([pq.read_table(p, schema=schema()) for p in sources])
+    names = json.dumps(sorted(p.name for p in sources)).encode()
+    # What two concurrent compactions leave: a merged file each, their sources deleted.
+    for name in ("compact-one-process.parquet", "compact-other-process.parquet"):
+        _write_atomic(table, folder / name, {SOURCES_KEY: names})
+    for source in sources:
+        source.unlink()
+    assert event_keys(events) == frame_keys(wf.steps())
+    assert len(events) == len(pd.read_parquet(steps_dir(workspace)).drop_duplicates(["run_id", "seq"]))
+
+    # One that listed the folder after another run's segment landed merged a superset.
+    flow.run({"i": 3})
+    events = wf.Workspace().events()
+    wf.steps()
+    live = segment_files(folder)
+    more = pa.concat_tables([pq.read_table(p, schema=schema()) for p in live])
+    inherited = json.loads(pq.read_schema(folder / "compact-other-process.parquet").metadata[SOURCES_KEY])
+    listed = sorted({*(p.name for p in live), *inherited})
+    _write_atomic(more, folder / "compact-superset.parquet", {SOURCES_KEY: json.dumps(listed).encode()})
+    assert event_keys(events) == frame_keys(wf.steps())
+    compact(workspace)
+    assert event_keys(events) == frame_keys(wf.steps())
+
+
+def test_compactions_in_two_processes_at_once_both_succeed(workspace: Path, tmp_path: Path) -> None:
+    """A compaction whose sources another process merged (and deleted) meanwhile leaves the folder
+    to it instead of failing on a vanished file; every row still shows once."""
+    flow = two_step_flow("compacting-processes")
+    for i in range(150):
+        flow.run({"i": i})
+    events = wf.Workspace().events()
+    wf.steps()
+    code = "import sys; from pathlib import Path; from wfkit.logs._steplog import compact; compact(Path(sys.argv[1]))"
+    for round_ in range(4):
+        copy = tmp_path / f"copy{round_}"
+        subprocess.run(["cp", "-r", str(workspace), str(copy)], check=True)
+        children = [
+            subprocess.Popen(
+                [sys.executable, "-c", code, str(copy)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+            )
+            for _ in range(2)
+        ]
+        outputs = [child.communicate(timeout=120) for child in children]
+        assert [0, 0] == [child.returncode for child in children], [err for _, err in outputs]
+        assert event_keys(events) == frame_keys(wf.steps(copy))
+
+
 def test_compaction_between_a_crashed_export_and_a_resume_keeps_rows_once(workspace: Path) -> None:
     """A halted run's export is written but not recorded, compaction merges it, the run resumes:
     every journal row still shows once."""

@@ -492,13 +492,24 @@ exporter = Exporter()
 
 
 def _superseded(files: Iterable[Path]) -> set[str]:
+    """The names of files whose rows a merged file holds: its sources, and a merged file whose
+    sources another one merged too (two processes that compacted a folder at once each wrote one;
+    of two alike, the first by name counts)."""
     import pyarrow.parquet as pq
 
     gone: set[str] = set()
+    merged: dict[Path, frozenset[str]] = {}
     for path in files:
         if path.name.startswith("compact-"):
             meta = pq.read_schema(path).metadata or {}
-            gone.update(json.loads(meta.get(SOURCES_KEY, b"[]")))
+            merged[path] = frozenset(json.loads(meta.get(SOURCES_KEY, b"[]")))
+            gone.update(merged[path])
+    for path, sources in merged.items():
+        for other, theirs in merged.items():
+            same_folder = other.parent == path.parent and other != path
+            if same_folder and sources <= theirs and (sources != theirs or other.name < path.name):
+                gone.add(path.name)
+                break
     return gone
 
 
@@ -1034,7 +1045,10 @@ def compact(workspace: Path, *, small: int = SMALL_FILE) -> dict[str, int]:
         sources = [p for p in live if p.stat().st_size < small and not is_attempt_segment(p.name)]
         if len(sources) < 2:
             continue
-        table = pa.concat_tables([pq.read_table(p, schema=schema()) for p in sources])
+        try:
+            table = pa.concat_tables([pq.read_table(p, schema=schema()) for p in sources])
+        except FileNotFoundError:
+            continue  # another process compacted this folder meanwhile: its merged file holds these rows
         target = folder / f"compact-{uuid.uuid4().hex[:12]}.parquet"
         names = sorted(p.name for p in sources)
         # Sources of sources stay listed, so a half-finished earlier compaction never doubles rows.
