@@ -1251,3 +1251,57 @@ def test_at_full_the_writer_checkpoints_the_wal_after_waking_a_commits_waiters(
     assert re.fullmatch(r"(?:w+c{1,2})*w*", "".join("w" if what == "woken" else "c" for what in order))
     wal = (workspace / f"{DB_NAME}-wal").stat().st_size
     assert wal < 2**20, f"a WAL of {wal / 2**20:.1f} MB after 400 steps"
+
+
+def test_a_full_disk_is_an_error_naming_the_store_and_what_to_do(tmp_path: Path) -> None:
+    """A write the disk refuses (here a file-size limit, as a full disk refuses it) fails the run
+    naming the store file and saying what to do, not with SQLite's bare "disk I/O error"."""
+    resource = pytest.importorskip("resource")
+    folder = tmp_path / "full"
+    script = (
+        "import sys, wfkit as wf\n"
+        "flow = wf.Workflow('filling')\n"
+        "flow.step(lambda s: {'pad': s['pad'] * 2}, name='grow')\n"
+        "try:\n"
+        "    for i in range(200):\n"
+        "        flow.run({'pad': 'x' * 20_000, 'i': i}, workspace=sys.argv[1])\n"
+        "except Exception as exc:\n"
+        "    print(type(exc).__name__, exc)\n"
+    )
+
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (500_000, 500_000))
+
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(folder)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        preexec_fn=limit,
+        env={**os.environ, "WFKIT_SYNCHRONOUS": "normal"},
+    )
+    said = done.stdout.strip()
+    assert said.startswith("OperationalError"), (said, done.stderr)
+    assert str(folder / DB_NAME) in said
+    assert "disk is likely full" in said
+    assert "free space" in said
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root writes a read-only file")
+def test_a_read_only_workspace_is_an_error_naming_the_store_and_what_to_do(workspace: Path) -> None:
+    """A run in a workspace this user may read but not write says so, naming the file."""
+    flow = wf.Workflow("read-only")
+    flow.step(lambda s: {"x": 1}, name="one")
+    flow.run({})
+    forget_store(workspace)
+    os.chmod(workspace / DB_NAME, 0o444)
+    os.chmod(workspace, 0o555)
+    try:
+        with pytest.raises(sqlite3.OperationalError, match="read-only") as caught:
+            flow.run({})
+        assert str(workspace / DB_NAME) in str(caught.value)
+        assert 1 == len(wf.Workspace().runs())  # reading it still works
+    finally:
+        os.chmod(workspace, 0o755)
+        os.chmod(workspace / DB_NAME, 0o644)
+        forget_store(workspace)

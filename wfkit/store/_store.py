@@ -496,8 +496,30 @@ class Store:
 
     def _damaged(self, exc: sqlite3.DatabaseError) -> BaseException:
         if isinstance(exc, sqlite3.OperationalError):
-            return exc
+            return self._unwritable(exc)
         return StoreCorruptError(f"the run store {self.path} is damaged: {exc}; {_FIX}")
+
+    def _unwritable(self, exc: sqlite3.OperationalError) -> sqlite3.OperationalError:
+        """A write the file system refused, said with the file and what to do (SQLite says only
+        "disk I/O error" or "attempt to write a readonly database"); any other error as it is."""
+        text = str(exc)
+        if "readonly" in text:
+            why = (
+                f"the workspace {self.path.parent} or its files are read-only for this user: make them "
+                f"writable, or run in another workspace (workspace=..., $WFKIT_HOME, --workspace); reading "
+                f"it works as it is"
+            )
+        elif "disk I/O error" in text or "disk is full" in text:
+            why = (
+                "the disk is likely full (or a file-size limit was reached): free space there, or run in a "
+                "workspace on another disk; what was committed before is intact, and `wfkit runs --status "
+                "interrupted` lists the runs to resume"
+            )
+        else:
+            return exc
+        said = sqlite3.OperationalError(f"the run store {self.path} cannot be written ({text}); {why}")
+        said.__cause__ = exc
+        return said
 
     @property
     def conn(self) -> sqlite3.Connection:
