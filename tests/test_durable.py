@@ -783,3 +783,49 @@ def test_sigkill_during_group_commits_of_many_runs(tmp_path: Path, kill_after: i
 
 def _checkpoints(store: Any) -> list[tuple[str, tuple[Any, ...]]]:
     return [(row["run_id"], cp) for row in store.run_rows() for cp in store.checkpoints(row["run_id"])]
+
+
+def test_a_workspace_deleted_and_made_again_under_a_running_run_is_said(
+    workspace: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The workspace folder is deleted while a run executes, and another process makes a new one
+    there: the run says its record went with the deleted file (naming it), plants none of its rows
+    in the new workspace's step log, and this process's next run is recorded in the new one."""
+    import shutil
+
+    flow = wf.Workflow("under-a-deleted-workspace")
+    unblock = asyncio.Event()
+
+    @flow.step
+    async def wait(state: Any) -> dict[str, Any]:
+        await unblock.wait()
+        return {"waited": True}
+
+    other = "import wfkit as wf\nflow = wf.Workflow('elsewhere')\nflow.step(lambda s: {}, name='one')\nflow.run({})"
+
+    async def main() -> tuple[wf.Run, wf.Run]:
+        first = flow.start({})
+        await asyncio.sleep(0.2)
+        shutil.rmtree(workspace)
+        made = await asyncio.create_subprocess_exec(sys.executable, "-c", other)  # a new workspace there
+        assert 0 == await made.wait()
+        unblock.set()
+        await first
+        second = await flow.arun({})
+        unblock.clear()
+        return first, second
+
+    with caplog.at_level("WARNING", logger="wfkit"):
+        first, second = asyncio.run(main())
+    assert "succeeded" == first.status
+    said = " ".join(r.getMessage() for r in caplog.records)
+    assert first.run_id in said
+    assert str(workspace / "wfkit.db") in said
+    assert "deleted or replaced" in said
+
+    runs = {r["run_id"] for r in Workspace(workspace).runs()}
+    assert second.run_id in runs
+    assert first.run_id not in runs
+    logged = set(wf.steps(workspace)["run_id"])
+    assert first.run_id not in logged
+    assert second.run_id in logged

@@ -212,6 +212,15 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def _file_identity(path: Path) -> tuple[int, int] | None:
+    """The device and inode of the file at ``path`` (None when there is none)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
 def lost_wal_frames(db: Path) -> int:
     """How many committed WAL frames the ``-shm`` index records that the ``-wal`` file no longer
     holds (0 when all is well, or when there is no index to tell).
@@ -275,6 +284,7 @@ class Store:
         self.owner = f"{_HOST}:{os.getpid()}:{id(self):x}"
         self._upgraded = False
         self._check_file(create)
+        self._identity = _file_identity(path)
         self._connect()
         self.writer = Writer(
             self._connect,
@@ -520,6 +530,11 @@ class Store:
         said = sqlite3.OperationalError(f"the run store {self.path} cannot be written ({text}); {why}")
         said.__cause__ = exc
         return said
+
+    def moved_away(self) -> bool:
+        """Whether the file this store opened is no longer at its path (the workspace was deleted,
+        perhaps made again, or the file replaced): its writes then reach a file nobody reads."""
+        return _file_identity(self.path) != self._identity
 
     @property
     def conn(self) -> sqlite3.Connection:

@@ -86,8 +86,10 @@ def open_store(
         synchronous = synchronous or setting("WFKIT_SYNCHRONOUS") or "full"  # read by every run
         key = (folder, synchronous.lower())
         store = _stores.get(key)
-        if store is not None and not store.path.exists():
-            store = None  # the folder was deleted under us: never keep writing into a ghost
+        if store is not None and store.moved_away():
+            # The folder was deleted under us (and perhaps made again by another process): never
+            # keep writing into a ghost.
+            store = None
         if store is None:
             store = Store(folder / DB_NAME, synchronous=synchronous, create=create)
             _stores[key] = store
