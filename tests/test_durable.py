@@ -829,3 +829,47 @@ def test_a_workspace_deleted_and_made_again_under_a_running_run_is_said(
     logged = set(wf.steps(workspace)["run_id"])
     assert first.run_id not in logged
     assert second.run_id in logged
+
+
+def test_a_run_another_process_finished_while_this_resume_waited_for_the_lease_is_not_resumed(
+    workspace: Path,
+) -> None:
+    """Two resumes of one run: the second read the run's row before the first finished it, and
+    took the lease after. What it finds under the lease decides: the run succeeded, so there is
+    nothing to resume (it said "succeeded" itself, and rewrote the run's end)."""
+    import sqlite3
+    import threading
+
+    flow = wf.Workflow("resumed-twice")
+    flow.step(lambda s: {"x": 1}, name="one")
+    flow.step(lambda s: 1 / 0 if s["bad"] else {"y": 2}, name="two")
+    flow.chain("one", "two")
+    failed = flow.run({"bad": True}, raise_on_error=False)
+    assert "failed" == failed.status
+    rows_before = len(Workspace(workspace).events(failed.run_id))
+
+    other = sqlite3.connect(workspace / "wfkit.db", isolation_level=None, timeout=60)
+    other.execute("BEGIN IMMEDIATE")  # the first resume, finishing the run while holding the write lock
+    other.execute(
+        "UPDATE runs SET status='succeeded', ended_at=?, error=NULL WHERE run_id=?", (time.time(), failed.run_id)
+    )
+    outcome: list[object] = []
+
+    def resume() -> None:
+        try:
+            outcome.append(flow.resume(failed.run_id))
+        except Exception as exc:
+            outcome.append(exc)
+
+    second = threading.Thread(target=resume)
+    second.start()
+    time.sleep(0.5)  # it has read the row ("failed") and waits for the lock
+    other.execute("COMMIT")
+    other.close()
+    second.join(60)
+
+    [said] = outcome
+    assert isinstance(said, ValueError), said
+    assert "already succeeded" in str(said)
+    assert rows_before == len(Workspace(workspace).events(failed.run_id))
+    assert Workspace(workspace).run_info(failed.run_id)["status"] == "succeeded"

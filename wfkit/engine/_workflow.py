@@ -965,6 +965,8 @@ class Workflow:
 
     def _resumed_from(self, graph: Graph, store: Store, run_id: str, row: dict[str, Any], o: _Options) -> Execution:
         """The execution of a stored run whose lease this process holds (``row``: its row)."""
+        if row["status"] == RunStatus.SUCCEEDED:  # another process finished it while this one waited for the lease
+            raise ValueError(f"run {run_id} already succeeded; there is nothing to resume")
         checkpoints = store.lineage_checkpoints(run_id)
         removed, changes = describe_changes(
             load_json(store.path, run_id, "runs.definition", row["definition"]), graph.description
