@@ -27,7 +27,6 @@ to the sinks at once.
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -46,8 +45,6 @@ from wfkit.store._journal import UNTIMED, load_json, warn_if_restored_redacted
 from wfkit.store._store import LEASE_TTL, Store
 from wfkit.store._workspace import decision_event
 from wfkit.store._writer import Rows, WriteOp
-
-logger = logging.getLogger("wfkit")
 
 # Durable waits ride in the run's last write (where it halts or ends); a long run also carries
 # them in a checkpoint every so many steps, so they never pile up.
@@ -577,15 +574,4 @@ class Durability:
         except asyncio.CancelledError:
             writer.submit(None).result()  # everything handed over before is durable now
             raise
-        if store.moved_away():  # once per run, never per step
-            logger.warning(
-                "wfkit: run %s ended %s, but its run store %s was deleted or replaced while it ran: its "
-                "checkpoints and journal went to the removed file, so no workspace holds the run (it cannot "
-                "be listed, resumed or read in the step log); its final state is only in this process "
-                "(run.state). Run it again to record it, and delete a workspace only when no run uses it",
-                self.run_id,
-                status,
-                store.path,
-            )
-            return  # its rows would be orphans in whatever workspace is there now
         exporter.submit(store, store.path.parent, self.run_id)

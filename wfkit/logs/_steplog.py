@@ -371,7 +371,17 @@ class Exporter:
             for run_id, (store, workspace) in pending.items():
                 by_store.setdefault(id(store), (store, workspace, []))[2].append(run_id)
             for store, workspace, run_ids in by_store.values():
-                if not store.path.exists():
+                if store.moved_away():  # checked here, off the event loop, once per store
+                    if store.path.exists():  # deleted and made again: the rows are not this store's
+                        logger.warning(
+                            "wfkit: the run store %s was deleted or replaced after these runs wrote to it: "
+                            "%s. Their checkpoints and journal went to the removed file, so no workspace "
+                            "holds them (they cannot be listed, resumed or read in the step log) and their "
+                            "rows are not exported into the one there now; their final state is only in "
+                            "this process (run.state). Delete a workspace only when no run uses it",
+                            store.path,
+                            ", ".join(run_ids),
+                        )
                     continue  # the workspace went away (a temporary folder): nothing to export to
                 done = self._export_elsewhere(store, workspace, run_ids) if elsewhere else None
                 if done is None:
