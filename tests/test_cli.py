@@ -42,6 +42,48 @@ def test_demo_runs_offline(capsys: pytest.CaptureFixture[str]) -> None:
     assert "p99 ms" in out
 
 
+# What each command's own --help says it does (the same words as its line in `wfkit --help`).
+COMMAND_SUMMARIES = {
+    ("demo",): "Run the built-in query-router workflow offline and summarise the runs.",
+    ("runs",): "List runs: id, workflow, status, started, steps done.",
+    ("show",): "One run's steps, attempts, tickets and intents.",
+    ("pending",): "Open approval tickets.",
+    ("approve",): "Approve an approval ticket.",
+    ("reject",): "Reject an approval ticket.",
+    ("resume",): "Continue a stopped run from its last completed step.",
+    ("fork",): "Start a new run from a stored run's checkpoint at a step, with changed state.",
+    ("cache",): "The step cache kept in the workspace.",
+    ("cache", "clear"): "Drop cached step results.",
+    ("reconcile",): "Settle an irreversible step cut off by a crash.",
+    ("eval",): "Score a workflow suite over its dataset, compare variants.",
+    ("logs",): "Step-log files: export missing rows, compact small files.",
+    ("doctor",): "Check a workspace: SQLite integrity, checksums, the step log's ledger.",
+    ("report",): "Latency, failures, cost and timeout advice as HTML + PNG.",
+    ("validate",): "Check a flow spec: every problem with its JSON path.",
+    ("run",): "Run a flow spec once on JSON inputs.",
+    ("graph",): "Draw a flow spec as SVG, Mermaid or Graphviz DOT.",
+    ("replay",): "Run notebooks headless under papermill and compare their runs with baselines.",
+}
+
+
+def test_every_command_is_covered_by_the_help_test() -> None:
+    """The list above names every command of `wfkit`."""
+    from wfkit.cli._cli import build_parser
+
+    commands = next(a for a in build_parser()._actions if a.dest == "command").choices
+    assert sorted(commands) == sorted(c[0] for c in COMMAND_SUMMARIES if len(c) == 1)
+
+
+@pytest.mark.parametrize("command", sorted(COMMAND_SUMMARIES), ids=" ".join)
+def test_each_command_help_says_what_it_does(command: tuple[str, ...], capsys: pytest.CaptureFixture[str]) -> None:
+    """`wfkit COMMAND --help` says what the command does under its usage, not only its options."""
+    with pytest.raises(SystemExit) as info:
+        main([*command, "--help"])
+    assert info.value.code == 0
+    out = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
+    assert COMMAND_SUMMARIES[command] in out
+
+
 def test_unknown_command_is_an_error(capsys: pytest.CaptureFixture[str]) -> None:
     """An unknown command exits with argparse's usage error."""
     with pytest.raises(SystemExit) as info:

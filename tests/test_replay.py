@@ -277,7 +277,7 @@ def test_a_gate_under_papermill_without_a_policy_fails_the_notebook_clearly(proj
 def test_the_report_in_a_browser(project: Path) -> None:
     """index.html in Chromium: totals at the top; per notebook links to the executed notebook and the
     kernel log, differences grouped by run and step, the failing cell's traceback, and the latency
-    chart in its own column, loaded."""
+    chart in its own column, loaded; at 1280 px nothing spills sideways."""
     if not CHROMIUM.exists():
         pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium); this browser test drives it")
     from playwright.sync_api import sync_playwright
@@ -320,6 +320,10 @@ def test_the_report_in_a_browser(project: Path) -> None:
             assert "KeyError" in traceback
             assert "explode" in traceback
             tab.screenshot(path=str(project / "r" / "screenshot.png"), full_page=True)
+            tab.set_viewport_size({"width": 1280, "height": 900})  # a laptop: nothing spills sideways
+            assert 1280 >= tab.evaluate("document.documentElement.scrollWidth")
+            chart = regressed.locator("td.chart img").evaluate("img => img.getBoundingClientRect().right")
+            assert 1280 >= chart
         finally:
             browser.close()
     shutil.copy(project / "r" / "screenshot.png", project.parent / "replay-report.png")

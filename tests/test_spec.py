@@ -16,7 +16,7 @@ import yaml
 
 import wfkit as wf
 from wfkit.evals._evals import load_suite
-from wfkit.examples import query_router
+from wfkit.examples import query_router, rag_router
 from wfkit.model import _spec
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -276,12 +276,27 @@ def test_every_problem_is_reported_at_once_with_its_json_path() -> None:
         "$.steps.generate_answer.fn: 'generate_answer', the function of step 'generate_answer', is not among the "
         "functions passed in steps=",
         "$.routes.classify.routes[1].go: route from 'classify' -> 'data_qery': no step named 'data_qery' "
-        "(did you mean 'data_query'?); declare it, or use wfkit.END to finish",
+        "(did you mean 'data_query'?); declare it, or use wfkit.END (`__end__` in a flow spec) to finish",
         "$.steps.data_query: step 'data_query' is unreachable from the entry 'classify'",
     ]
     assert len(expected) == len(problems), problems
     for start, problem in zip(expected, problems, strict=True):
         assert problem.startswith(start), problem
+
+
+def test_a_route_to_an_unknown_step_says_how_a_spec_ends_the_branch(tmp_path: Path) -> None:
+    """`go: END` in a file: the message names `__end__`, the spelling a spec can hold, not only
+    `wfkit.END`, which a YAML file cannot write."""
+    spec = rag_router().to_spec()
+    spec["routes"]["classify"]["default"]["go"] = "END"
+    path = tmp_path / "router.yaml"
+    path.write_text(yaml.safe_dump(json.loads(json.dumps(spec)), sort_keys=False))
+    with pytest.raises(wf.FlowSpecError) as info:
+        wf.Workflow.from_spec(path)
+    (problem,) = info.value.problems
+    assert problem.startswith("$.routes.classify.default.go (router.yaml line ")
+    assert "no step named 'END'" in problem
+    assert "`__end__` in a flow spec" in problem
 
 
 def _order(problem: str) -> int:

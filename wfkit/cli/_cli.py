@@ -725,8 +725,11 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--dataset", help="with --dask: folder or URL every worker writes to (default: REPORT/dataset)")
     rp.set_defaults(handler=_replay)
     for action in (sub, cache_sub):  # each command's parser, to report its own unknown options (main)
-        for command_parser in action.choices.values():
+        summaries = {choice.dest: choice.help or "" for choice in action._choices_actions}
+        for name, command_parser in action.choices.items():
             command_parser.set_defaults(command_parser=command_parser)
+            if command_parser.description is None:  # its --help says what it does, as `wfkit --help` does
+                command_parser.description = f"{summaries[name][:1].upper()}{summaries[name][1:]}."
     return parser
 
 

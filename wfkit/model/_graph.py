@@ -288,7 +288,7 @@ def compile_graph(
             problem(
                 _route_location(src, router, dst),
                 f"route from {src!r} -> {dst!r}: no step named {dst!r}{did_you_mean(dst, known)}; "
-                f"declare it, or use wfkit.END to finish",
+                f"declare it, or use wfkit.END (`__end__` in a flow spec) to finish",
             )
         if edges.get(src):
             problem(

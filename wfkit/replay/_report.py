@@ -36,9 +36,17 @@ h4{margin:.4em 0 .1em;font-size:.95em}
 ul{margin:.1em 0 .4em;padding-left:1.3em}
 code{font-size:.9em}
 pre.traceback{background:#fef2f2;border:1px solid #fecaca;padding:.6em;overflow-x:auto;max-width:70em;font-size:.85em}
-td.findings{min-width:32em}
-td.chart img{max-width:460px;display:block}
+td.findings{min-width:20em}
+td.findings pre{width:0;min-width:100%;box-sizing:border-box}
+td.chart{width:460px}
+td.chart img{width:100%;min-width:240px;max-width:460px;display:block}
 """
+
+
+def _breakable(key: str) -> str:
+    """A notebook's path that may wrap after a slash or an underscore, so a long name leaves the
+    chart on screen."""
+    return html.escape(key).replace("/", "/<wbr>").replace("_", "_<wbr>")
 
 
 def _link(target: Path | None, base: Path, label: str) -> str:
@@ -91,7 +99,7 @@ def _row(r: NotebookReport, report: Path) -> str:
         src = html.escape(Path(os.path.relpath(r.plot, report)).as_posix())
         chart = f'<img src="{src}" alt="latency per step of {html.escape(r.key)}: baseline and this replay">'
     return (
-        f'<tr><td>{html.escape(r.key)}</td><td class="status" style="color:{colour}">{html.escape(r.status)}</td>'
+        f'<tr><td>{_breakable(r.key)}</td><td class="status" style="color:{colour}">{html.escape(r.status)}</td>'
         f'<td class="num">{r.runs}</td><td class="num">{r.seconds:.1f}</td><td class="files">{files}</td>'
         f'<td class="findings">{findings}</td><td class="chart">{chart}</td></tr>'
     )
