@@ -67,3 +67,13 @@ def test_run_many_refuses_an_input_that_is_not_a_dict() -> None:
     """Every input is a dict of a run's inputs; the first that is not is named."""
     with pytest.raises(TypeError, match="input 1 is a list"):
         seeded().run_many([{"x": 1}, [2]], progress=False)  # type: ignore[list-item]
+
+
+def test_run_many_refuses_an_input_run_state_cannot_keep_before_any_run(workspace: Path) -> None:
+    """An input holding what run state refuses (a lock) is named by position and field, and no run starts."""
+    import threading
+
+    inputs = [{"x": 1}, {"x": 2, "lock": threading.Lock()}]
+    with pytest.raises(wf.StateValueError, match=r"run_many input 1: state field 'lock' = _thread.lock"):
+        seeded().run_many(inputs, progress=False)
+    assert not (workspace / "wfkit.db").exists()  # not even the first input's run was made

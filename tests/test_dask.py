@@ -19,6 +19,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pytest
 from dask_cluster import Cluster, dask_cluster, free_port
 from llm_server import LLMServer
@@ -26,7 +27,7 @@ from llm_server import LLMServer
 import wfkit as wf
 from wfkit.cli._cli import main
 from wfkit.distributed._dask import partition_size
-from wfkit.model._errors import DatasetUnreachableError, PartitionError, SchedulerUnreachableError
+from wfkit.model._errors import DatasetUnreachableError, PartitionError, SchedulerLostError, SchedulerUnreachableError
 
 ROOT = Path(__file__).resolve().parents[1]
 QUERY_ROUTER = ROOT / "evals" / "query_router"
@@ -106,6 +107,36 @@ def test_eval_on_dask_gives_the_local_summary(local_cluster: Any, tmp_path: Path
     assert without_run_ids(local.cases) == without_run_ids(remote.cases)
     assert remote.saved_to is not None
     assert (remote.saved_to / "summary.parquet").exists()
+
+
+SUITE_OF_A_WORKFLOW = """
+import wfkit as wf
+
+flow = wf.Workflow("suite-file-flow")
+
+@flow.step
+def kind(state):
+    return {"kind": state["q"].split()[0]}
+
+def first_word(case, run):
+    return run.state["kind"] == case.expected["kind"]
+
+suite = wf.evals.Suite(name="of-a-workflow", dataset=[{"inputs": {"q": f"w{i} x"}, "expected": {"kind": f"w{i}"}}
+                                                      for i in range(6)],
+                       workflow=flow, scorers=[wf.evals.custom(first_word)])
+"""
+
+
+def test_a_suite_file_holding_a_workflow_and_its_own_scorer_runs_on_dask(local_cluster: Any, tmp_path: Path) -> None:
+    """workflow= a Workflow (not a factory) and custom(fn), both defined in the suite file: the
+    workers get them by value, as they get a factory, and score as a local eval does."""
+    (tmp_path / "suite").mkdir()
+    (tmp_path / "suite" / "suite.py").write_text(SUITE_OF_A_WORKFLOW)
+    suite = wf.evals.load_suite(tmp_path / "suite")
+    local = wf.evals.evaluate(suite, workspace=tmp_path / "local", progress=False)
+    remote = wf.evals.evaluate(suite, executor=local_cluster, workspace=tmp_path / "remote", progress=False)
+    assert [1.0] * 6 == list(remote.cases["value"])
+    assert without_run_ids(local.cases) == without_run_ids(remote.cases)
 
 
 def test_eval_step_logs_land_in_the_dataset_once(local_cluster: Any, tmp_path: Path) -> None:
@@ -418,6 +449,14 @@ def test_a_peer_sending_garbage_leaves_no_traceback_at_exit(tmp_path: Path) -> N
     assert (0, f"refused {address}\n", "") == (done.returncode, done.stdout, done.stderr)
 
 
+def test_a_dashboard_link_is_refused_at_once_as_no_schedulers_address(tmp_path: Path) -> None:
+    """An http:// link (the dashboard's) is not a Dask address: said at once, with the form to use."""
+    started = time.monotonic()
+    with pytest.raises(SchedulerUnreachableError, match=r"is not a Dask scheduler's address .* tcp://HOST:PORT"):
+        slow_flow(0).run_many([{"x": 1}], executor="http://127.0.0.1:8787/status", dataset=tmp_path, progress=False)
+    assert time.monotonic() - started < 2
+
+
 def test_executor_of_the_wrong_type_is_refused() -> None:
     """executor= takes a client, a cluster or an address."""
     with pytest.raises(TypeError, match=r"executor= takes a distributed\.Client"):
@@ -473,11 +512,78 @@ def test_worker_killed_mid_partition_reruns_it_and_counts_each_case_once(cluster
     assert ["succeeded"] * 16 == list(result.runs["status"])
     steps = wf.steps(data)
     assert sorted(result.runs["run_id"]) == sorted(steps["run_id"])  # one row per run: nothing twice
+    plain = pd.read_parquet(data / "steps")  # and so for a reader that knows nothing of attempts
+    assert sorted(result.runs["run_id"]) == sorted(plain["run_id"])
     partition = killed[0]["stem"].split("-")[0]
     job = json.loads(next(data.glob("steps/_attempts/*/_job.json")).read_text())
     chosen = job["partitions"][str(int(partition[1:]))]
     assert chosen.startswith(f"{partition}-a02-")
     assert [] == list(data.glob(f"steps/_attempts/*/{killed[0]['stem']}.commit"))
+
+
+def test_a_finished_partition_is_not_run_again_when_its_worker_dies_later(cluster: Cluster, tmp_path: Path) -> None:
+    """SIGKILL a worker after it finished a partition: the driver has that partition's result, so
+    Dask does not run it a second time (it would, for a result still held on the dead worker)."""
+    import threading
+
+    data = tmp_path / "data"
+    killed: list[dict[str, Any]] = []
+
+    def kill_after_its_first_partition() -> None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            committed = sorted(data.glob("steps/_attempts/*/p*-a01-*.commit"))
+            if committed:
+                time.sleep(0.5)  # the driver reads the marker and lets the result go
+                who = json.loads(committed[0].read_text())
+                os.kill(who["pid"], signal.SIGKILL)
+                killed.append({**who, "stem": committed[0].name[:6]})
+                return
+            time.sleep(0.02)
+
+    killer = threading.Thread(target=kill_after_its_first_partition)
+    killer.start()
+    inputs = [{"x": i} for i in range(16)]
+    result = slow_flow(0.15).run_many(
+        inputs, executor=cluster.address, dataset=data, progress=False, concurrency=1, partition_size=2
+    )
+    killer.join()
+    assert 1 == len(killed)
+    assert ["succeeded"] * 16 == list(result.runs["status"])
+    assert 1 == len(list(data.glob(f"steps/_attempts/*/{killed[0]['stem']}-*.started")))
+    assert sorted(result.runs["run_id"]) == sorted(pd.read_parquet(data / "steps")["run_id"])
+
+
+def test_a_scheduler_that_goes_away_mid_job_is_an_error_saying_so(tmp_path: Path) -> None:
+    """SIGKILL the scheduler while a job runs: a SchedulerLostError naming its address and the job,
+    saying where the finished partitions' rows are; the job counts for nothing, in any reader."""
+    import threading
+
+    data = tmp_path / "data"
+    with dask_cluster(tmp_path / "own", workers=1) as own:
+
+        def kill_the_scheduler() -> None:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline and not list(data.glob("steps/_attempts/*/p*.commit")):
+                time.sleep(0.02)
+            own.processes[0].send_signal(signal.SIGKILL)
+
+        killer = threading.Thread(target=kill_the_scheduler)
+        killer.start()
+        with pytest.raises(SchedulerLostError) as caught:
+            slow_flow(0.1).run_many(
+                [{"x": i} for i in range(12)], executor=own.address, dataset=data, progress=False,
+                concurrency=1, partition_size=2,
+            )  # fmt: skip
+        killer.join()
+    error = caught.value
+    assert own.address == error.address
+    assert f"lost the Dask scheduler at {own.address} while job {error.job} ran" in str(error)
+    assert f"{data}/steps-uncounted/{error.job}" in str(error)
+    assert "aborted" in json.loads((data / "steps" / "_attempts" / error.job / "_job.json").read_text())
+    assert 0 == len(wf.steps(data))
+    assert [] == list((data / "steps").rglob("*.parquet"))
+    assert 2 <= len(pd.read_parquet(data / "steps-uncounted" / error.job))
 
 
 def test_cli_eval_on_a_scheduler_prints_the_local_summary(
@@ -521,6 +627,37 @@ def test_the_case_bar_counts_a_rerun_partition_once() -> None:
         assert (1, 7) == (bars.parts.n, bars.cases.n)
     finally:
         bars.close()
+
+
+def test_a_job_given_up_on_an_interrupt_is_aborted_and_the_interrupt_says_so(tmp_path: Path) -> None:
+    """Ctrl-C while a job runs: the job is recorded as aborted (readers count none of it), and a
+    note on the KeyboardInterrupt names the job and where its rows were set aside."""
+    from wfkit.distributed._dask import _abort
+    from wfkit.logs._dataset import Location
+    from wfkit.logs._segments import new_job_id
+
+    job = new_job_id()
+    interrupt = KeyboardInterrupt()
+    _abort(Location(tmp_path), job, "runs", interrupt, [])
+    assert (
+        "KeyboardInterrupt: "
+        == json.loads((tmp_path / "steps" / "_attempts" / job / "_job.json").read_text())["aborted"]
+    )
+    assert [f"wfkit gave up job {job} (0 partitions had finished): none of its rows count; what its partitions "
+            f"wrote is set aside in {tmp_path}/steps-uncounted/{job}"] == interrupt.__notes__  # fmt: skip
+
+
+def test_the_bars_close_from_the_bottom_up(capsys: pytest.CaptureFixture[str]) -> None:
+    """The cases bar closes before the partitions bar, so what prints next starts on a line of its own."""
+    from wfkit.distributed._dask import _Bars
+
+    bars = _Bars("eval", partitions=2, cases=10, enabled=True)
+    closed: list[str] = []
+    for name in ("parts", "cases"):
+        bar = getattr(bars, name)
+        bar.close = lambda bar=bar, name=name: (closed.append(name), type(bar).close(bar))
+    bars.close()
+    assert ["cases", "parts"] == closed
 
 
 def test_a_partition_that_ends_well_hands_its_scratch_workspace_on_emptied(tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ import pytest
 import wfkit as wf
 from wfkit.distributed._dask import PartitionOutput, Progress, run_partition
 from wfkit.logs._dataset import Location, counted_files
-from wfkit.logs._segments import begin_attempt, commit_job, new_job_id, read_results, write_attempt
+from wfkit.logs._segments import abort_job, begin_attempt, commit_job, new_job_id, read_results, write_attempt
 from wfkit.logs._steplog import compact, segment_files
 
 
@@ -131,6 +131,48 @@ def test_an_attempt_cut_off_before_its_commit_is_never_read(tmp_path: Path) -> N
     assert 1 == len(frame)
     assert 2 == len(list(tmp_path.glob("results/*/*.parquet")))
     assert [r["x"] for r in read_results(Location(tmp_path), [kept]).to_pylist()] == [9]
+
+
+def _run_ids(dataset: Path, *markers: dict[str, Any]) -> list[str]:
+    return sorted(r["run_id"] for m in markers for r in read_results(Location(dataset), [m]).to_pylist())
+
+
+def test_once_a_job_commits_the_attempts_it_did_not_take_leave_the_steps_folder(tmp_path: Path) -> None:
+    """commit_job moves the segments of an attempt cut off before its marker and of a re-run the
+    driver did not take to steps-uncounted/JOB: pandas and DuckDB reading steps/ count each run once."""
+    import duckdb
+    import pandas as pd
+
+    job = new_job_id()
+    cut = attempt(tmp_path, job, 0, [1, 2])
+    (tmp_path / "steps" / "_attempts" / job / f"{cut['stem']}.commit").unlink()  # killed before its marker
+    taken = attempt(tmp_path, job, 0, [1, 2])
+    attempt(tmp_path, job, 0, [1, 2])  # a re-run that finished after the driver had taken the one before
+    other = attempt(tmp_path, job, 1, [3])
+    commit_job(Location(tmp_path), job, [taken, other])
+    counted = _run_ids(tmp_path, taken, other)
+    assert counted == sorted(pd.read_parquet(tmp_path / "steps")["run_id"])
+    glob = f"{tmp_path}/steps/**/*.parquet"
+    assert counted == sorted(r[0] for r in duckdb.sql(f"select run_id from read_parquet('{glob}')").fetchall())
+    assert counted == sorted(wf.steps(tmp_path)["run_id"])
+    assert 4 == len(pd.read_parquet(tmp_path / "steps-uncounted" / job))  # the other two attempts' rows, kept
+
+
+def test_an_aborted_job_counts_nothing_and_keeps_its_rows_aside(tmp_path: Path) -> None:
+    """After abort_job no reader counts the job's rows, which wait in steps-uncounted/JOB; an attempt
+    that commits after that (a partition still running when the driver gave up) goes there too."""
+    import pandas as pd
+
+    job = new_job_id()
+    done = attempt(tmp_path, job, 0, [1, 2])
+    aside = abort_job(Location(tmp_path), job, "SchedulerLostError: gone", [done])
+    assert str(tmp_path / "steps-uncounted" / job) == aside
+    assert [] == list((tmp_path / "steps").rglob("*.parquet"))
+    assert 0 == len(wf.steps(tmp_path))
+    late = attempt(tmp_path, job, 1, [3])
+    assert [] == list((tmp_path / "steps").rglob("*.parquet"))
+    assert 0 == len(wf.steps(tmp_path))
+    assert _run_ids(tmp_path, done, late) == sorted(pd.read_parquet(aside)["run_id"])
 
 
 def test_a_hive_subfolder_reads_with_its_markers(tmp_path: Path) -> None:

@@ -28,14 +28,31 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeAlias, TypeVar
 
 from wfkit.logs._dataset import ATTEMPTS_DIR, STEPS_DIR, Location
-from wfkit.logs._segments import begin_attempt, commit_job, journal_rows, new_job_id, read_results, write_attempt
-from wfkit.model._errors import DatasetUnreachableError, PartitionError, SchedulerUnreachableError
+from wfkit.logs._segments import (
+    abort_job,
+    begin_attempt,
+    commit_job,
+    job_ended,
+    journal_rows,
+    new_job_id,
+    read_results,
+    set_aside_attempt,
+    write_attempt,
+)
+from wfkit.model._errors import (
+    DatasetUnreachableError,
+    ExecutorError,
+    PartitionError,
+    SchedulerLostError,
+    SchedulerUnreachableError,
+)
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -65,8 +82,23 @@ class Connection:
         return str(self.client.scheduler.address) if self.client.scheduler else "?"
 
     def close(self) -> None:
-        if self.owned:
+        if not self.owned:
+            return
+        if self.client.status == "running":
             self.client.close()
+            return
+        # The scheduler went away: the client is trying to reconnect, and closing it cancels that
+        # attempt, which distributed logs as an error with a traceback. The caller has a clear
+        # error of its own to raise: keep that one alone on the screen.
+        import logging
+
+        logger = logging.getLogger("distributed.client")
+        level = logger.level
+        logger.setLevel(logging.CRITICAL)
+        try:
+            self.client.close()
+        finally:
+            logger.setLevel(level)
 
 
 def connect(executor: Executor, *, timeout: float = CONNECT_TIMEOUT) -> Connection:
@@ -128,6 +160,12 @@ def _check_is_a_scheduler(address: str, timeout: float) -> None:
         raise detail
     if what == "scheduler":
         return
+    if what == "not-an-address":
+        raise SchedulerUnreachableError(
+            address,
+            f"{address} is not a Dask scheduler's address ({detail}): give it as tcp://HOST:PORT, which "
+            f"`dask scheduler` prints (port 8786 by default); an http:// link is its dashboard, a web page",
+        ) from (detail if isinstance(detail, BaseException) else None)
     if what == "unreachable":
         cause = detail if isinstance(detail, BaseException) else None
         raise SchedulerUnreachableError(address, _unreachable(address, timeout, detail)) from cause
@@ -151,7 +189,8 @@ def _check_is_a_scheduler(address: str, timeout: float) -> None:
 
 async def _identify(address: str, timeout: float) -> tuple[str, Any]:
     """What answers at ``address``, within ``timeout`` s: ``("scheduler", None)``, ``("dask", its
-    type)`` for another Dask server (a worker, a nanny), ``("unreachable", the last error)`` when
+    type)`` for another Dask server (a worker, a nanny), ``("not-an-address", why)`` for an address
+    Dask cannot parse (an http:// link), ``("unreachable", the last error)`` when
     no connection could be made, ``("silent", None)`` when the peer accepted it but did not answer
     the handshake in time, ``("closed", None)`` when it hung up, ``("garbage", what failed)`` when
     it answered something else. Never raises.
@@ -170,7 +209,7 @@ async def _identify(address: str, timeout: float) -> tuple[str, Any]:
         connector = backend.get_connector()
         connection_args = distributed.Security().get_connection_args("client")
     except (ValueError, TypeError) as exc:
-        return "unreachable", exc
+        return "not-an-address", exc
     comm: Any = None
     last: BaseException | None = None
     while comm is None:  # a scheduler that is starting: try again until the deadline, as connect does
@@ -402,6 +441,8 @@ def run_partition(dataset: str, job: str, partition: int, payload: bytes) -> dic
                 step_rows.extend(journal_rows(open_store(workspace)))
         results = pa.Table.from_pylist(output.rows) if output.rows else None
         marker = write_attempt(location, attempt, step_rows, results)
+        if job_ended(location, job):  # the driver gave the job up, or took another attempt, meanwhile
+            set_aside_attempt(location, marker)
     except BaseException:
         _scratch_workspaces.discard(scratch)
         raise
@@ -424,8 +465,12 @@ def _leave_the_thread_pool() -> None:
     for a worker that dies. Outside a worker (a direct call), nothing to do."""
     try:
         distributed = import_distributed()
-        distributed.get_worker()
+        worker = distributed.get_worker()
     except (ImportError, ValueError):
+        return
+    if getattr(worker.status, "name", "running") != "running":
+        # A closing worker holds the lock secede needs while it waits (30 s) for its threads,
+        # this one among them: leaving the pool then would only wait for that timeout.
         return
     distributed.secede()
 
@@ -483,9 +528,11 @@ class _Bars:
         self.cases.refresh()
 
     def close(self) -> None:
+        # The lower bar first: closing the upper one first leaves the cursor at the end of a
+        # line of spaces, and whatever prints next starts there and wraps.
         if self.enabled:
-            self.parts.close()
             self.cases.close()
+            self.parts.close()
 
 
 def announce_default(message: str) -> None:
@@ -590,20 +637,31 @@ def run_job(
                     bars.refresh(len(markers))  # the cases bar moves with the workers' events
                     continue
                 part = index[future.key]
-                if future.status != "finished":
-                    raise _partition_error(future, job, part, retries)
-                markers[part] = future.result()
+                try:
+                    # Read from the scheduler: a future it finished may still fail here, when the
+                    # scheduler went away between finishing it and handing over its result.
+                    markers[part] = future.result()
+                except Exception as exc:
+                    raise _failure(
+                        conn, future, exc, job, part, retries, location, done=len(markers), total=len(futures)
+                    ) from exc
+                # Its result is here: let the scheduler forget it. A held result whose worker
+                # dies is computed again, and a finished partition would run a second time.
+                future.release()
                 # Read now, while other partitions still run: the driver's share of the job
                 # then ends with its last partition, instead of a read per partition after it.
                 t_read = time.perf_counter()
                 results[part] = read_results(location, [markers[part]])
                 read_s += time.perf_counter() - t_read
                 bars.refresh(len(markers))
-        except BaseException:
-            client.cancel(futures)
+        except BaseException as exc:
+            with suppress(Exception):  # a client whose scheduler is gone cannot cancel anything
+                client.cancel([f for i, f in enumerate(futures) if i not in markers])
+            _abort(location, job, label, exc, markers.values())
             raise
         finally:
-            client.unsubscribe_topic(topic)
+            with suppress(Exception):
+                client.unsubscribe_topic(topic)
             bars.close()
         t_done = time.perf_counter()
         ordered = [markers[i] for i in range(len(works))]
@@ -664,19 +722,68 @@ def check_sendable(values: Mapping[str, Any]) -> None:
             ) from exc
 
 
-def _partition_error(future: Any, job: str, partition: int, retries: int) -> PartitionError:
-    try:
-        future.result()
-    except BaseException as exc:
+def _failure(
+    conn: Connection,
+    future: Any,
+    cause: BaseException,
+    job: str,
+    partition: int,
+    retries: int,
+    location: Location,
+    *,
+    done: int,
+    total: int,
+) -> ExecutorError:
+    """Why a partition's future gave no result (``cause``, what reading it raised): the scheduler
+    went away, or the partition failed on every attempt. Either way the job is given up (see
+    :func:`_abort`), as the message says."""
+    root = location.url.rstrip("/")
+    if done:
+        aside = (
+            f"None of this job's rows count: those of the {done} of {total} partitions that finished are set "
+            f"aside in {root}/steps-uncounted/{job} (step log) and {root}/results/{job}."
+        )
+    else:
+        aside = f"No partition had finished; whatever one writes now is set aside in {root}/steps-uncounted/{job}."
+    lost = getattr(cause, "reason", None) == "scheduler-connection-lost" or (
+        # a failure to talk to the scheduler, not a partition's own error (raised on a worker)
+        isinstance(cause, OSError) and future.status == "finished"
+    )
+    if lost or conn.client.status != "running":
+        error: ExecutorError = SchedulerLostError(
+            conn.address,
+            job,
+            f"lost the Dask scheduler at {conn.address} while job {job} ran ({done} of {total} partitions "
+            f"had finished). {aside} Start the scheduler and its workers again (`dask scheduler`, "
+            f"`dask worker {conn.address}`), then run the whole job again.",
+        )
+    else:
         error = PartitionError(
             job,
             partition,
             f"partition {partition} of job {job} failed on every attempt ({retries} retries, plus re-runs "
-            f"for workers that died): {type(exc).__name__}: {exc}",
+            f"for workers that died): {type(cause).__name__}: {cause}\n{aside}",
         )
-        error.__cause__ = exc
-        return error
-    return PartitionError(job, partition, f"partition {partition} of job {job} ended as {future.status}")
+    return error
+
+
+def _abort(location: Location, job: str, label: str, exc: BaseException, markers: Iterable[dict[str, Any]]) -> None:
+    """Give ``job`` up: record it as aborted (readers count none of it) and set its rows aside.
+    Never hides ``exc``: a dataset that cannot be written to says so in a note on it."""
+    finished = list(markers)
+    try:
+        aside = abort_job(location, job, f"{type(exc).__name__}: {exc}"[:2000], finished, label=label)
+    except Exception as failed:  # the dataset may be what failed
+        exc.add_note(
+            f"wfkit could not mark job {job} as aborted in {location.url} ({type(failed).__name__}: {failed}): "
+            f"readers count its partitions that committed"
+        )
+        return
+    if not isinstance(exc, ExecutorError):  # an interrupt, a bug: say what became of the job too
+        exc.add_note(
+            f"wfkit gave up job {job} ({len(finished)} partitions had finished): none of its rows count; "
+            f"what its partitions wrote is set aside in {aside}"
+        )
 
 
 def _check_dataset(client: Any, location: Location, job: str) -> None:

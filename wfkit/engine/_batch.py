@@ -156,6 +156,10 @@ def run_many(
     for position, values in enumerate(items):
         if not isinstance(values, Mapping):
             raise TypeError(f"input {position} is a {type(values).__name__}; each input is a dict of a run's inputs")
+        # What a run refuses as its inputs (a lock, an open file...), refused here for all of them:
+        # not as the error of the batch's hundredth run, nor, sent to Dask, as a pickling error
+        # of a partition, nor on a worker, retried.
+        encode_state(f"run_many input {position}:", values)
     if concurrency < 1:
         raise ValueError(f"concurrency must be >= 1, got {concurrency}")
     if "raise_on_error" in options or "run_id" in options:

@@ -420,7 +420,7 @@ def _evaluate_on_dask(
     cases = list(enumerate(suite.cases()))
 
     def split(size: int) -> list[_EvalPartition]:
-        _pickle_suite_module_by_value(suite)
+        _pickle_suite_modules_by_value()
         # Cases travel in their partitions: a suite holding its dataset in memory would otherwise
         # ship all of it with every partition. A copy, not dataclasses.replace: Suite() refuses an
         # empty dataset, and this one is empty on purpose.
@@ -447,13 +447,15 @@ def _evaluate_on_dask(
     return [] if outcome.results is None else list(outcome.results.to_pylist())
 
 
-def _pickle_suite_module_by_value(suite: Suite) -> None:
-    """A suite loaded from a file lives in a module the workers cannot import: ship it by value."""
+def _pickle_suite_modules_by_value() -> None:
+    """Suites loaded from a file live in modules the workers cannot import (``load_suite`` names
+    them): ship them by value, whatever of theirs a suite holds: a factory, a Workflow's step
+    functions, a function given to ``custom``. Every such module, not the suite's alone: only
+    the names of a factory and of a scorer say where they come from, not a Workflow's steps."""
     import cloudpickle
 
-    for name in {getattr(suite.workflow, "__module__", None), *(getattr(s, "__module__", None) for s in suite.scorers)}:
-        module = sys.modules.get(name or "")
-        if module is not None and module.__name__.startswith(_SUITE_MODULE_PREFIX):
+    for name, module in list(sys.modules.items()):
+        if name.startswith(_SUITE_MODULE_PREFIX) and module is not None:
             cloudpickle.register_pickle_by_value(module)
 
 

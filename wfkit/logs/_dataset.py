@@ -123,6 +123,18 @@ class Location:
 
         return pq.read_table(pa.BufferReader(self.read_bytes(rel)))
 
+    def move(self, rel: str, dest: str) -> None:
+        """Move the file ``rel`` to ``dest`` (both relative to the dataset), making folders as needed."""
+        if self.local is not None:
+            target = self.local / dest
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(self.local / rel, target)
+            fsync_dir(target.parent)
+            return
+        final = self._full(dest)
+        self.fs.makedirs(final.rpartition("/")[0], exist_ok=True)
+        self.fs.mv(self._full(rel), final)
+
     def exists(self, rel: str) -> bool:
         if self.local is not None:
             return (self.local / rel).exists()

@@ -13,7 +13,13 @@ token, and declares itself complete with a commit marker written after them::
 
 Readers count one attempt per partition: the one the driver took, once the job is done; before
 that, the latest committed one. Files of any other attempt (cut off, or superseded) are never read,
-so no row shows twice. The dataset is a local folder or an fsspec URL (``s3://``, ``gs://``...):
+so no row shows twice. A job the driver gave up on (a partition failed on every attempt, the
+scheduler went away, the caller interrupted it) is recorded as aborted in its ``_job.json``, and
+then none of its partitions count. Once the job ends, either way, the step-log segments that do
+not count are moved out of ``steps/`` to ``DATASET/steps-uncounted/JOB/`` (never deleted): pandas,
+pyarrow and DuckDB reading ``steps/`` directly then count each run once too. An attempt that
+commits after its job ended (a partition still running when the driver gave up) moves its own
+segments there. The dataset is a local folder or an fsspec URL (``s3://``, ``gs://``...):
 local files are written to a temporary name, fsynced and renamed; elsewhere a temporary object is
 moved into place. Step-log segments keep the schema and hive layout of ``_steplog``, so the
 workspace reader (and pandas, pyarrow, DuckDB) read them as they read a workspace's.
@@ -29,11 +35,12 @@ import secrets
 import socket
 import time
 from collections.abc import Iterable, Sequence
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from wfkit.logs._dataset import ATTEMPTS_DIR, JOB_FILE, STEPS_DIR, Location
+from wfkit.logs._dataset import ATTEMPTS_DIR, JOB_FILE, SEGMENT_NAME, STEPS_DIR, Location
 from wfkit.logs._steplog import FILE_COLUMNS, _partition, _table
 
 if TYPE_CHECKING:
@@ -42,6 +49,8 @@ if TYPE_CHECKING:
     from wfkit.store._store import Store
 
 RESULTS_DIR = "results"
+UNCOUNTED_DIR = "steps-uncounted"
+"""Where a job's step-log segments that no reader counts are set aside, one folder per job."""
 
 
 def new_job_id() -> str:
@@ -129,11 +138,70 @@ def write_attempt(
     return marker
 
 
+def job_file(job: str) -> str:
+    return f"{STEPS_DIR}/{ATTEMPTS_DIR}/{job}/{JOB_FILE}"
+
+
+def job_ended(location: Location, job: str) -> bool:
+    """The driver committed ``job``, or gave it up: no attempt written from now on counts."""
+    return location.exists(job_file(job))
+
+
 def commit_job(location: Location, job: str, markers: Iterable[dict[str, Any]], **about: Any) -> None:
-    """Record the attempt the driver took for each partition: from now on readers count those."""
-    chosen = {str(m["partition"]): m["stem"] for m in markers}
+    """Record the attempt the driver took for each partition: from now on readers count those.
+    The segments of every other attempt are then set aside (see :func:`set_aside`)."""
+    taken = list(markers)
+    chosen = {str(m["partition"]): m["stem"] for m in taken}
     body = {"job": job, "partitions": chosen, "committed_at": time.time(), **about}
-    location.write_bytes(f"{STEPS_DIR}/{ATTEMPTS_DIR}/{job}/{JOB_FILE}", json.dumps(body).encode())
+    location.write_bytes(job_file(job), json.dumps(body).encode())
+    set_aside(location, job, taken)
+
+
+def abort_job(location: Location, job: str, reason: str, markers: Iterable[dict[str, Any]] = (), **about: Any) -> str:
+    """Record that the driver gave ``job`` up: readers count none of its partitions from now on,
+    and its segments are set aside. ``markers`` are the attempts the driver had collected (where
+    their segments are). Returns the folder they are in now."""
+    body = {"job": job, "partitions": {}, "aborted": reason, "committed_at": time.time(), **about}
+    location.write_bytes(job_file(job), json.dumps(body).encode())
+    set_aside(location, job, [], known=list(markers))
+    return f"{location.url.rstrip('/')}/{UNCOUNTED_DIR}/{job}"
+
+
+def set_aside(
+    location: Location, job: str, kept: Sequence[dict[str, Any]], *, known: Sequence[dict[str, Any]] = ()
+) -> None:
+    """Move the step-log segments of ``job``'s attempts other than ``kept`` (their markers) out of
+    ``steps/`` to ``UNCOUNTED_DIR/JOB/``, in the same hive layout. Segments are looked for in the
+    folders that the attempts' commit markers name (``kept``, ``known``, then the job's other
+    markers). Best effort: a file another process moved first, or that cannot be moved, is left to
+    the readers, which do not count it anyway."""
+    stems = {m["stem"] for m in kept}
+    seen = stems | {m["stem"] for m in known}
+    markers = [*kept, *known]
+    folder = f"{STEPS_DIR}/{ATTEMPTS_DIR}/{job}"
+    for name in location.names(folder):
+        if name.endswith(".commit") and name.removesuffix(".commit") not in seen:
+            try:
+                markers.append(json.loads(location.read_bytes(f"{folder}/{name}")))
+            except (OSError, ValueError):
+                continue
+    folders = {s["path"].rpartition("/")[0] for m in markers for s in m.get("steps") or ()}
+    for parent in sorted(f for f in folders if f.startswith(f"{STEPS_DIR}/")):
+        for name in location.names(parent):
+            match = SEGMENT_NAME.match(name)
+            if match is not None and match["job"] == job and match["stem"] not in stems:
+                _move_aside(location, job, f"{parent}/{name}")
+
+
+def set_aside_attempt(location: Location, marker: dict[str, Any]) -> None:
+    """Set aside the segments of one attempt, committed after its job ended."""
+    for segment in marker.get("steps") or ():
+        _move_aside(location, str(marker["job"]), segment["path"])
+
+
+def _move_aside(location: Location, job: str, rel: str) -> None:
+    with suppress(OSError):  # moved already, or cannot be: readers skip it all the same
+        location.move(rel, f"{UNCOUNTED_DIR}/{job}/{rel.removeprefix(STEPS_DIR + '/')}")
 
 
 def read_results(location: Location, markers: Sequence[dict[str, Any]]) -> pa.Table | None:

@@ -25,6 +25,7 @@
     ├── UnknownToolError (ValueError)          a bound tool no registry provides
     ├── ExecutorError                          work sent to Dask could not be done (wfkit._dask)
     │   ├── SchedulerUnreachableError (ConnectionError)  no scheduler answers at the address
+    │   ├── SchedulerLostError (ConnectionError)  the scheduler went away while a job ran; carries job
     │   ├── DatasetUnreachableError (OSError)  a worker cannot see the dataset it must write to
     │   └── PartitionError                     a partition failed on every attempt; carries partition
     └── RunError                               a run ended badly; carries run_id (and step, attempt)
@@ -226,6 +227,15 @@ class SchedulerUnreachableError(ExecutorError, ConnectionError):
 
     def __init__(self, address: str, message: str) -> None:
         self.address = address
+        super().__init__(message)
+
+
+class SchedulerLostError(ExecutorError, ConnectionError):
+    """The connection to the Dask scheduler closed while a job ran (the scheduler stopped, or the
+    network between them failed); Dask dropped the job's work, and the job was given up."""
+
+    def __init__(self, address: str, job: str, message: str) -> None:
+        self.address, self.job = address, job
         super().__init__(message)
 
 
