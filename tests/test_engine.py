@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 import wfkit as wf
-from wfkit.testing import MemorySink, capture_events, test_mode
+from wfkit.testing import MemorySink, capture_events
 
 
 class Flaky(Exception):
@@ -456,19 +456,34 @@ def _cycle_flow(kind: str) -> wf.Workflow:
     return flow
 
 
-def _forget_closed_tornado_loops() -> None:
-    """Drop closed asyncio loops that tornado (imported by earlier kernel and Dask tests) still maps.
+# The measurement, run in a fresh interpreter: in this one, threads that earlier tests left behind
+# (a Dask client reconnecting to a scheduler a test killed, tornado's loops, kernels) may drop the
+# last reference to cycles of their own while the runs are counted, and those would read as the
+# runs'. A fresh interpreter holds nothing but the runs.
+_COUNT_CYCLES = """
+import asyncio, gc, json, sys
+sys.path.insert(0, sys.argv[1])
+from test_engine import _cycle_flow
+from wfkit.testing import test_mode
+flow = _cycle_flow(sys.argv[2])
+workspace = sys.argv[3] or False
 
-    Tornado keeps every loop it has seen in a class-level dict and prunes the closed ones whenever any
-    thread makes a new IOLoop. If a Dask or kernel thread does that while this test counts garbage, an
-    earlier test's closed loop, with its own cycles, would be counted as this run's."""
-    ioloop = sys.modules.get("tornado.ioloop")
-    if ioloop is None:
-        return
-    known = ioloop.IOLoop._ioloop_for_asyncio
-    for loop in list(known):
-        if loop.is_closed():
-            known.pop(loop, None)
+async def runs(n):
+    for _ in range(n):
+        await flow.arun({}, workspace=workspace)
+
+with test_mode(seed=1):
+    asyncio.run(runs(1))  # warm caches (compiled graph, thread pool, loggers)
+    gc.collect()
+    gc.disable()
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    asyncio.run(runs(10))
+    found = gc.collect()
+    kinds = sorted({type(o).__name__ for o in gc.garbage})
+    gc.garbage.clear()
+    gc.set_debug(0)
+print(json.dumps([found, kinds]))
+"""
 
 
 @pytest.mark.parametrize("kind", ["graph", "retry", "inline-retry"])
@@ -476,27 +491,14 @@ def _forget_closed_tornado_loops() -> None:
 def test_runs_leave_no_reference_cycles(kind: str, durable: bool, tmp_path: Path) -> None:
     """A finished run is freed by reference counting alone: the cyclic collector finds nothing of it,
     so thousands of concurrent runs do not make the collector sweep the engine's objects."""
-    flow = _cycle_flow(kind)
-    workspace: Path | bool = tmp_path if durable else False
+    import json
+    import subprocess
 
-    async def runs(n: int) -> None:
-        for _ in range(n):
-            await flow.arun({}, workspace=workspace)
-
-    with test_mode(seed=1):
-        asyncio.run(runs(1))  # warm caches (compiled graph, thread pool, loggers)
-        _forget_closed_tornado_loops()
-        gc.collect()
-        gc.disable()
-        gc.set_debug(gc.DEBUG_SAVEALL)
-        try:
-            asyncio.run(runs(10))
-            found = gc.collect()
-            kinds = sorted({type(o).__name__ for o in gc.garbage})
-        finally:
-            gc.garbage.clear()
-            gc.set_debug(0)
-            gc.enable()
+    workspace = str(tmp_path) if durable else ""
+    args = [sys.executable, "-c", _COUNT_CYCLES, str(Path(__file__).parent), kind, workspace]
+    done = subprocess.run(args, capture_output=True, text=True, check=False, timeout=120)
+    assert 0 == done.returncode, done.stderr
+    found, kinds = json.loads(done.stdout.strip().splitlines()[-1])
     assert (0, []) == (found, kinds)
 
 
