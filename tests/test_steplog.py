@@ -627,10 +627,12 @@ def test_compaction_merges_small_files_once(workspace: Path) -> None:
     assert {"merged": 0, "written": 0} == compact(workspace)
 
 
-def test_a_crash_mid_compaction_shows_no_row_twice(workspace: Path) -> None:
-    """A merged file written but its sources not yet deleted: readers skip the sources, and the
-    next compaction keeps them skipped."""
-    flow = two_step_flow("half-compacted")
+def _three_runs_to_merge(
+    workspace: Path, name: str
+) -> tuple[wf.Workflow, list[Any], Path, list[Path], pa.Table, bytes]:
+    """Three runs of a two-step flow, exported: the flow, their events, the one folder of segments,
+    its segment files, their rows as one table and their names as a merged file lists them."""
+    flow = two_step_flow(name)
     for i in range(3):
         flow.run({"i": i})
     events = wf.Workspace().events()
@@ -638,7 +640,13 @@ def test_a_crash_mid_compaction_shows_no_row_twice(workspace: Path) -> None:
     [folder] = {p.parent for p in parquet_files(workspace)}
     sources = segment_files(folder)
     table = pa.concat_tables([pq.read_table(p, schema=schema()) for p in sources])
-    names = json.dumps(sorted(p.name for p in sources)).encode()
+    return flow, events, folder, sources, table, json.dumps(sorted(p.name for p in sources)).encode()
+
+
+def test_a_crash_mid_compaction_shows_no_row_twice(workspace: Path) -> None:
+    """A merged file written but its sources not yet deleted: readers skip the sources, and the
+    next compaction keeps them skipped."""
+    flow, events, folder, _, table, names = _three_runs_to_merge(workspace, "half-compacted")
     _write_atomic(table, folder / "compact-crashed.parquet", {SOURCES_KEY: names})
     assert 4 == len(parquet_files(workspace))  # the sources are still there
 
@@ -652,15 +660,7 @@ def test_a_crash_mid_compaction_shows_no_row_twice(workspace: Path) -> None:
 def test_two_compactions_at_once_show_every_row_once(workspace: Path) -> None:
     """Two processes compacting one folder at once each merge the same files into a file of their
     own (and one that listed a file more merges a superset): readers count each row once."""
-    flow = two_step_flow("compacted-twice")
-    for i in range(3):
-        flow.run({"i": i})
-    events = wf.Workspace().events()
-    wf.steps()
-    [folder] = {p.parent for p in parquet_files(workspace)}
-    sources = segment_files(folder)
-    table = pa.concat_tables([pq.read_table(p, schema=schema()) for p in sources])
-    names = json.dumps(sorted(p.name for p in sources)).encode()
+    flow, events, folder, sources, table, names = _three_runs_to_merge(workspace, "compacted-twice")
     # What two concurrent compactions leave: a merged file each, their sources deleted.
     for name in ("compact-one-process.parquet", "compact-other-process.parquet"):
         _write_atomic(table, folder / name, {SOURCES_KEY: names})
