@@ -286,6 +286,46 @@ def test_workers_that_cannot_see_the_dataset_are_refused(local_cluster: Any) -> 
         slow_flow(0.0).run_many([{"x": 1}], executor=local_cluster, dataset="memory://wfkit-test", progress=False)
 
 
+def _leave_the_pool_while(status: str) -> tuple[str, bool]:
+    """On a worker: set the worker's status (on its loop, as Dask does), leave the thread pool as a
+    partition does once its cases are done, and say whether this thread still belongs to the pool."""
+    from distributed import get_worker
+    from distributed.core import Status
+    from distributed.threadpoolexecutor import thread_state
+
+    from wfkit.distributed._dask import _leave_the_thread_pool
+
+    worker = get_worker()
+    memory, pause_at = worker.memory_manager, worker.memory_manager.memory_pause_fraction
+
+    def set_status(to: str, pause_at: Any) -> None:
+        memory.memory_pause_fraction = pause_at  # False: the memory monitor would resume it at once
+        worker.status = Status[to]
+
+    worker.loop.add_callback(set_status, status, False)
+    deadline = time.monotonic() + 10
+    while worker.status.name != status and time.monotonic() < deadline:
+        time.sleep(0.01)
+    try:
+        seen = worker.status.name
+        _leave_the_thread_pool()
+        return seen, bool(getattr(thread_state, "proceed", True))
+    finally:
+        worker.loop.add_callback(set_status, "running", pause_at)
+
+
+def test_a_paused_worker_still_hands_its_thread_on_once_a_partition_is_done(local_cluster: Any) -> None:
+    """A worker Dask paused (memory pressure) still runs the partition it has: once its cases are
+    done, the thread goes back to the pool as on a running worker (a paused worker starts no new task
+    anyway, and keeping the thread would only hold its slot through the partition's file writes).
+    Only a closing worker keeps it: secede would wait there for the lock the closing holds."""
+    from distributed import Client
+
+    with Client(local_cluster, set_as_default=False) as client:
+        status, in_pool = client.submit(_leave_the_pool_while, "paused", pure=False).result(timeout=60)
+    assert ("paused", False) == (status, in_pool)
+
+
 def test_partition_size_gives_a_few_partitions_per_thread() -> None:
     """Default: about four partitions per worker thread; an explicit size wins; zero is refused."""
     assert (50, 7, 1) == (partition_size(400, 2), partition_size(400, 2, 7), partition_size(3, 8))

@@ -468,9 +468,11 @@ def _leave_the_thread_pool() -> None:
         worker = distributed.get_worker()
     except (ImportError, ValueError):
         return
-    if getattr(worker.status, "name", "running") != "running":
+    if getattr(worker.status, "name", "running") not in ("running", "paused"):
         # A closing worker holds the lock secede needs while it waits (30 s) for its threads,
-        # this one among them: leaving the pool then would only wait for that timeout.
+        # this one among them: leaving the pool then would only wait for that timeout. A paused
+        # one (memory pressure) is not closing: it still finishes what it runs, and the thread
+        # goes back to its pool as on a running worker.
         return
     distributed.secede()
 
