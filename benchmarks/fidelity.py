@@ -7,7 +7,11 @@
   against in memory. Targets: P50 ratio <= 1.10, P99 ratio <= 1.25, no spurious timeouts.
 - F2: 1,000 concurrent durable runs x 5 steps of 10 ms: wall time against the same runs in memory
   (W5). Target: <= 2x (the ideal is 0.05 s). Also the CPU a durable step costs beyond the same step
-  in memory (``cpu_us_per_durable_step``), split into the loop thread's and the writer thread's.
+  in memory (``cpu_us_per_durable_step``), split into the loop thread's and the writer thread's,
+  and two floors from the same rounds: the same durable runs with a store that runs no SQL
+  (``floor_no_sql_ratio``: the writes still cross to the writer thread and back) and with every
+  write resolved on the loop as it is handed over (``floor_no_hop_ratio``: the engine's own work for
+  a durable run, which no store can take away).
 - F3: 8 processes x 100 concurrent durable runs (the F2 chain) on one workspace: total wall time,
   per-process wall time and P99 run latency, against the same processes in memory.
 - W4: one sequential 100-step chain of no-op steps, durable, against a plain sqlite3 WAL commit
@@ -43,7 +47,8 @@ import tempfile
 import textwrap
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +58,7 @@ from wfkit.model._events import StepEvent
 from wfkit.store._journal import event_row, insert_rows
 from wfkit.store._store import Store
 from wfkit.store._workspace import open_store
+from wfkit.store._writer import Writer
 from wfkit.testing import MemorySink
 
 
@@ -165,30 +171,69 @@ async def f1(rounds: int) -> dict[str, Any]:
 # ---- F2 -------------------------------------------------------------------------------------------
 
 
+@contextmanager
+def _store_floor(kind: str) -> Iterator[None]:
+    """The durable runs' store made free, to measure what the rest of the durable path costs.
+
+    ``no_sql``: the writer thread takes each batch of writes and resolves them as committed without
+    running a statement (each checkpoint still crosses to that thread and back: the hand-over, the
+    wait, the wake-up). ``no_hop``: every write is resolved as committed when it is handed over,
+    on the loop, so no run ever waits (what is left is the engine's own work for a durable run:
+    its rows, its checkpoints' JSON, its start and end). Nothing reaches the file: used on a
+    workspace of its own."""
+    seqs = itertools.count(1)
+
+    def commit(self: Writer, conn: sqlite3.Connection, batch: list[Any], *, isolate: bool) -> bool:
+        for pending in batch:
+            pending.error, pending.result = None, next(seqs) if pending.fn is None else None
+        self.commits += 1
+        self.writes += len(batch)
+        return True
+
+    def submit_async(self: Writer, fn: Any, rows: Any = (), loop: Any = None) -> asyncio.Future[Any]:
+        done: asyncio.Future[Any] = (loop or asyncio.get_running_loop()).create_future()
+        done.set_result(next(seqs) if fn is None else None)
+        return done
+
+    name, free = ("_commit", commit) if kind == "no_sql" else ("submit_async", submit_async)
+    saved = getattr(Writer, name)
+    setattr(Writer, name, free)
+    try:
+        yield
+    finally:
+        setattr(Writer, name, saved)
+
+
 async def f2(rounds: int) -> dict[str, Any]:
     flow = _sleepy_chain()
-    mem_walls, dur_walls = [], []
-    with tempfile.TemporaryDirectory() as tmp:
+    walls: dict[str, list[float]] = {"memory": [], "durable": [], "no_sql": [], "no_hop": []}
+    with tempfile.TemporaryDirectory() as tmp, tempfile.TemporaryDirectory() as floor:
         os.environ["WFKIT_SYNCHRONOUS"] = "full"
         store = open_store(tmp)
+        open_store(floor)
         await _batch(flow, 100, False)
         await _batch(flow, 100, tmp)
         cpu_extra, loop_extra = [], []
-        for i in range(rounds):
-            if i % 2 == 0:  # which side goes first swaps every round, as in F1
-                mem_wall, mem_cpu, mem_loop = await _timed_batch(flow, 1000, False)
-                dur_wall, dur_cpu, dur_loop = await _timed_batch(flow, 1000, tmp)
-            else:
-                dur_wall, dur_cpu, dur_loop = await _timed_batch(flow, 1000, tmp)
-                mem_wall, mem_cpu, mem_loop = await _timed_batch(flow, 1000, False)
-            mem_walls.append(mem_wall)
-            dur_walls.append(dur_wall)
-            cpu_extra.append(dur_cpu - mem_cpu)
-            loop_extra.append(dur_loop - mem_loop)
         commits, writes = store.writer.commits, store.writer.writes
+        for i in range(rounds):
+            # Which side goes first rotates every round, as in F1: the machine's speed drifts.
+            order = ["memory", "durable", "no_sql", "no_hop"]
+            order = order[i % 4 :] + order[: i % 4]
+            figures = {}
+            for side in order:
+                if side in ("memory", "durable"):
+                    figures[side] = await _timed_batch(flow, 1000, tmp if side == "durable" else False)
+                else:
+                    with _store_floor(side):
+                        figures[side] = await _timed_batch(flow, 1000, floor)
+                walls[side].append(figures[side][0])
+            cpu_extra.append(figures["durable"][1] - figures["memory"][1])
+            loop_extra.append(figures["durable"][2] - figures["memory"][2])
+        commits, writes = store.writer.commits - commits, store.writer.writes - writes
         _forget_exports()
         store.close()
-    a, b = statistics.median(dur_walls), statistics.median(mem_walls)
+    median = {side: statistics.median(values) for side, values in walls.items()}
+    a, b = median["durable"], median["memory"]
     steps = 1000 * 5
     cpu_us = statistics.median(cpu_extra) / steps * 1e6
     loop_us = statistics.median(loop_extra) / steps * 1e6
@@ -198,7 +243,7 @@ async def f2(rounds: int) -> dict[str, Any]:
         "durable_s": round(a, 3),
         "memory_s": round(b, 3),
         "ratio": round(a / b, 2),
-        "ratio_per_round": [round(d / m, 2) for d, m in zip(dur_walls, mem_walls, strict=True)],
+        "ratio_per_round": [round(d / m, 2) for d, m in zip(walls["durable"], walls["memory"], strict=True)],
         "ideal_s": 0.05,
         # CPU a durable step costs beyond the same step in memory: the whole process's (loop and
         # writer thread), and the loop thread's share of it (the rest is the writer's).
@@ -206,6 +251,12 @@ async def f2(rounds: int) -> dict[str, Any]:
         "loop_cpu_us_per_durable_step": round(loop_us, 1),
         "writer_cpu_us_per_durable_step": round(cpu_us - loop_us, 1),
         "writes_per_commit": round(writes / commits, 1) if commits else None,
+        # Floors from the same rounds (see _store_floor): the durable runs with a writer thread that
+        # runs no SQL, and with every write resolved on the loop as it is handed over. What the
+        # store's statements and its thread cost is the distance from the first to ``ratio``; the
+        # second is the engine's own durable path, which no store can make cheaper.
+        "floor_no_sql_ratio": round(median["no_sql"] / b, 2),
+        "floor_no_hop_ratio": round(median["no_hop"] / b, 2),
         "target": {"ratio": 2.0},
     }
 
