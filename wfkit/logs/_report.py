@@ -162,7 +162,7 @@ def _workflow_section(
             index={"step": "step"},
         )
     )
-    rows = mine.frame(["workflow", "step", "attempt", "status", "latency_s"], sort=False)
+    rows = mine.frame(["workflow", "step", "attempt", "status", "latency_s", "map_index"], sort=False).wf.attempts
     if len(rows):
         from wfkit.logs._plots import FAILED_STATUSES
 
@@ -170,7 +170,7 @@ def _workflow_section(
         steps_n = max(rows["step"].nunique(), 1)
         cols = min(3, steps_n)
         fig = Figure(figsize=(max(4.2 * cols, 6.4), 2.6 * math.ceil(steps_n / cols) + 0.8), layout="constrained")
-        plot_latency(rows[rows["attempt"] > 0], workflow=name, failures=failures_drawn, fig=fig)
+        plot_latency(rows, workflow=name, failures=failures_drawn, fig=fig)
         image = _save(fig, folder, f"{slug}-latency.png")
         parts.append(
             f'<img src="{image}" alt="latency of each step of {_esc(name)}">'
