@@ -163,6 +163,19 @@ def test_report_counts_a_map_steps_item_attempts(workspace: Path, tmp_path: Path
     assert ["8", "2", "1", "0", "37.5%", "0"] == size_row("Failures")
 
 
+def test_report_of_one_run_says_one_run_and_one_attempt(workspace: Path, tmp_path: Path, capsys: Any) -> None:
+    """One run of a one-step workflow: the header says "1 attempt, 1 run", the section "1 run"."""
+    flow = wf.Workflow("single")
+    flow.step(lambda s: None, name="only")
+    flow.run({})
+    out = tmp_path / "report"
+    assert 0 == main(["report", "--out", str(out)])
+    capsys.readouterr()
+    html = (out / "index.html").read_text()
+    assert "<p>1 attempt, 1 run;" in html
+    assert '<p>1 run, <span class="ok">0 failed</span>; ' in html
+
+
 def test_report_renders_in_chromium(workspace: Path, tmp_path: Path, capsys: Any) -> None:
     """Opened in headless Chromium: every image loads, nothing spills sideways at 1280 px, each
     workflow has a section with its heading, and a screenshot can be taken."""
