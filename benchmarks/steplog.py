@@ -158,7 +158,7 @@ def duckdb_table(folder: Path, question: str) -> Any:
     return _CONN.execute(DUCKDB[question].format(src=_source(folder))).df()
 
 
-COLUMNS = ["workflow", "step", "attempt", "status", "latency_s"]
+COLUMNS = ["workflow", "step", "attempt", "status", "latency_s", "map_index"]
 
 
 def s1(folder: Path, rows: int, repeats: int = REPEATS) -> list[dict[str, Any]]:
@@ -199,10 +199,10 @@ def s1(folder: Path, rows: int, repeats: int = REPEATS) -> list[dict[str, Any]]:
     )
     del frame
     loads: list[tuple[str, str, Callable[[], Any], int]] = [
-        ("S1e", "wf.steps(columns=[5 columns]).wf.latency()", lambda: wf.steps(folder, columns=COLUMNS), repeats),
+        ("S1e", "wf.steps(columns=[6 columns]).wf.latency()", lambda: wf.steps(folder, columns=COLUMNS), repeats),
         (
             "S1e-sorted",
-            "wf.steps(columns=[5 columns], sort=True).wf.latency()",
+            "wf.steps(columns=[6 columns], sort=True).wf.latency()",
             lambda: wf.steps(folder, columns=COLUMNS, sort=True),
             repeats,
         ),

@@ -355,7 +355,9 @@ def test_accessor_refuses_a_frame_that_is_not_a_step_log() -> None:
 
 def test_a_question_names_the_columns_it_lacks(known: Known) -> None:
     """A frame read with a few columns answers what they allow; other questions name what is missing."""
-    frame = wf.steps(known.folder, columns=["workflow", "step", "attempt", "status", "latency_s"], sort=False)
+    frame = wf.steps(
+        known.folder, columns=["workflow", "step", "attempt", "status", "latency_s", "map_index"], sort=False
+    )
     assert frame.wf.latency().equals(known.frame.wf.latency())
     with pytest.raises(ValueError, match=r"df.wf.runs\(\) needs the column\(s\) run_id, started_at, ended_at"):
         frame.wf.runs()
@@ -436,3 +438,52 @@ def test_tables_equal_those_of_the_attempts_copied_out_first(known: Known) -> No
     assert attempts.wf.errors().equals(frame.wf.errors())
     assert attempts.wf.cost(by=None).equals(frame.wf.cost(by=None))
     assert ok.wf.latency(status=None).equals(frame.wf.latency())
+
+
+def map_runs(folder: Path) -> None:
+    """Two runs of a map over three documents: in the first, item 1 fails once (transiently) and
+    its retry succeeds; in the second, item 2 fails for good, and so does the map step."""
+    flow = wf.Workflow("mapped", inputs=["docs", "fail"])
+
+    @flow.map(over="docs", into="sizes", retry=RETRY, max_concurrency=1)
+    async def size(doc: str, ctx: wf.StepContext) -> int:
+        await asyncio.sleep(0.002)
+        if ctx.map_index == 1 and ctx.attempt == 1:
+            raise ConnectionError("connection reset")
+        if ctx.map_index == 2 and ctx.state["fail"]:
+            raise ValueError("no size for ccc")
+        return len(doc)
+
+    @flow.step
+    def total(state: Any) -> dict[str, Any]:
+        return {"total": sum(state["sizes"])}
+
+    flow.edge("size", "total")
+    for fail in (False, True):
+        flow.run({"docs": ["a", "bb", "ccc"], "fail": fail}, workspace=folder, raise_on_error=False)
+
+
+def test_a_map_steps_attempts_are_its_items_attempts(tmp_path: Path) -> None:
+    """A map step's attempts are its items' attempts; its own row (no map_index: how the map as a
+    whole ended, its latency the whole map's) is no attempt of anything: not counted, not timed,
+    and its MapItemError is not a second failure beside the item's."""
+    map_runs(tmp_path / "ws")
+    frame = wf.steps(tmp_path / "ws")
+    items = frame[(frame["step"] == "size") & frame["map_index"].notna()]
+    assert 2 * 4 == len(items)  # item 1 twice in each run, items 0 and 2 once
+    latency = frame.wf.latency().loc[("mapped", "size")]
+    assert 5 == latency["count"]  # 3 items in the first run, items 0 and 1 in the second
+    assert items.loc[items["status"] == "ok", "latency_s"].max() == latency["max"]
+    failures = frame.wf.failures().loc[("mapped", "size")]
+    assert (8, 3, 2, 1) == (failures["attempts"], failures["failed"], failures["transient"], failures["permanent"])
+    errors = frame.wf.errors()
+    assert "MapItemError" not in set(errors.index.get_level_values("error_type"))
+    assert 2 == len(errors)
+    assert [4, 5] == sorted(frame.wf.runs()["attempts"].tolist())  # 4 item attempts, and total in the first
+
+
+def test_a_question_counting_attempts_needs_map_index(known: Known) -> None:
+    """Which rows are a map step's attempts takes map_index: a frame read without it says so."""
+    frame = wf.steps(known.folder, columns=["workflow", "step", "attempt", "status", "latency_s"], sort=False)
+    with pytest.raises(ValueError, match=r"df.wf.latency\(\) needs the column\(s\) map_index"):
+        frame.wf.latency()

@@ -67,7 +67,14 @@ def test_an_interval_needs_values_beyond_its_quantile() -> None:
 
     def calls(n: int, scale: float) -> pd.DataFrame:
         return pd.DataFrame(
-            {"workflow": "w", "step": "s", "attempt": 1, "status": "ok", "latency_s": rng.exponential(scale, n)}
+            {
+                "workflow": "w",
+                "step": "s",
+                "attempt": 1,
+                "status": "ok",
+                "latency_s": rng.exponential(scale, n),
+                "map_index": None,
+            }
         )
 
     few = calls(6, 0.010).wf.compare(calls(5, 0.002))

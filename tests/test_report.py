@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from browsers import CHROMIUM, launch
+from test_analysis import map_runs
 
 import wfkit as wf
 from wfkit.cli._cli import main
@@ -139,6 +140,40 @@ def test_report_counts_failed_runs_by_how_they_ended(workspace: Path, tmp_path: 
         overview,
     )
     assert [("cut", "3", "3", "100.0%", "0"), ("saved", "4", "0", "0.0%", "2")] == cells
+
+
+def test_report_counts_a_map_steps_item_attempts(workspace: Path, tmp_path: Path, capsys: Any) -> None:
+    """A map step's attempts are its items' (eight, in two runs of three items, one retried in
+    each); the map's own row is none: not in the header's count, the latency table (five
+    successes) nor the failures table."""
+    map_runs(workspace)
+    out = tmp_path / "report"
+    assert 0 == main(["report", "--out", str(out)])
+    capsys.readouterr()
+    html = (out / "index.html").read_text()
+    assert "<p>9 attempts, 2 runs;" in html  # eight items' attempts and one total
+
+    def size_row(title: str) -> list[str]:
+        table = html[html.index(f"<h3>{title}</h3>") :]
+        row = re.search(r'<tr><td class="text">size</td>(.*?)</tr>', table)
+        assert row is not None
+        return re.findall(r"<td[^>]*>([^<]*)</td>", row.group(1))
+
+    assert "5" == size_row("Latency per step (successful attempts)")[-1]
+    assert ["8", "2", "1", "0", "37.5%", "0"] == size_row("Failures")
+
+
+def test_report_of_one_run_says_one_run_and_one_attempt(workspace: Path, tmp_path: Path, capsys: Any) -> None:
+    """One run of a one-step workflow: the header says "1 attempt, 1 run", the section "1 run"."""
+    flow = wf.Workflow("single")
+    flow.step(lambda s: None, name="only")
+    flow.run({})
+    out = tmp_path / "report"
+    assert 0 == main(["report", "--out", str(out)])
+    capsys.readouterr()
+    html = (out / "index.html").read_text()
+    assert "<p>1 attempt, 1 run;" in html
+    assert '<p>1 run, <span class="ok">0 failed</span>; ' in html
 
 
 def test_report_renders_in_chromium(workspace: Path, tmp_path: Path, capsys: Any) -> None:

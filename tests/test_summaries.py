@@ -10,6 +10,7 @@ from typing import Any, NamedTuple
 
 import pandas as pd
 import pytest
+from test_analysis import map_runs
 
 import wfkit as wf
 
@@ -76,6 +77,20 @@ def test_steplog_tables_equal_the_accessors(logged: Logged, question: str) -> No
         theirs = theirs.sort_index()
         ours = ours.sort_index()
     pd.testing.assert_frame_equal(plain(theirs), plain(ours), check_dtype=False, check_exact=False, rtol=1e-9)
+
+
+@pytest.mark.parametrize("question", ["latency", "failures", "retries", "errors", "runs", "advise_timeouts"])
+def test_steplog_tables_equal_the_accessors_on_a_map(tmp_path: Path, question: str) -> None:
+    """On a map step (item rows, and the map's own row, which is no attempt) both count the items'
+    attempts alone, and give equal tables."""
+    map_runs(tmp_path / "ws")
+    ours = getattr(wf.StepLog(tmp_path / "ws"), question)()
+    theirs = getattr(wf.steps(tmp_path / "ws").wf, question)()
+    pd.testing.assert_frame_equal(
+        plain(theirs.sort_index()), plain(ours.sort_index()), check_dtype=False, check_exact=False, rtol=1e-9
+    )
+    if question == "latency":
+        assert 5 == ours.loc[("mapped", "size"), "count"]
 
 
 def test_steplog_is_keyed_by_workflow_and_step(logged: Logged) -> None:

@@ -86,10 +86,14 @@ def _runs_reference(df: pd.DataFrame) -> pd.DataFrame:
     """runs_table as it was written first: a Python function per run (slow, obviously right)."""
     frame = df.assign(_retried=df["retry_delay_s"].notna())
     frame["_failed"] = frame["status"].isin(["failed", "timeout"]) & ~frame["_retried"]
+    # A map step's own row (no map_index, in a step some of whose rows are items) is no attempt.
+    map_steps = {(row.workflow, row.step) for row in frame[frame["map_index"].notna()].itertuples()}
+    own = [pd.isna(row.map_index) and (row.workflow, row.step) in map_steps for row in frame.itertuples()]
+    frame["_attempt"] = (frame["attempt"] > 0) & ~pd.Series(own, index=frame.index)
     table = frame.groupby("run_id", observed=True, sort=False).agg(
         start=("started_at", "min"),
         end=("ended_at", "max"),
-        attempts=("attempt", lambda a: int((a > 0).sum())),
+        attempts=("_attempt", "sum"),
         steps_ok=("status", lambda s: int((s == "ok").sum())),
         failed=("_failed", "sum"),
         retries=("_retried", "sum"),

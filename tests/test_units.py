@@ -1,10 +1,11 @@
-"""Durations as people read them: the unit that keeps three significant figures, no exponents."""
+"""Durations and counts as people read them: the unit that keeps three significant figures, no
+exponents; a noun plural unless the count is one."""
 
 from __future__ import annotations
 
 import pytest
 
-from wfkit.logs._units import axis_seconds, format_seconds
+from wfkit.logs._units import axis_seconds, count_of, format_seconds
 
 
 @pytest.mark.parametrize(
@@ -53,3 +54,9 @@ def test_axis_labels_are_true_to_their_ticks(seconds: float, text: str) -> None:
     """A tick label writes its tick's position exactly, with the fewest figures that do: a tick at
     125 ms reads "125 ms", never "120 ms"; past a minute every second is kept."""
     assert text == axis_seconds(seconds, None)
+
+
+@pytest.mark.parametrize(("count", "text"), [(0, "0 runs"), (1, "1 run"), (2, "2 runs"), (1200, "1,200 runs")])
+def test_count_of_is_singular_for_one(count: int, text: str) -> None:
+    """One run is "1 run", every other count plural, thousands separated."""
+    assert text == count_of(count, "run")

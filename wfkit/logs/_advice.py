@@ -24,7 +24,7 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from wfkit.logs._tables import quantile_label
+from wfkit.logs._tables import map_own_rows, quantile_label
 from wfkit.logs._units import format_seconds
 from wfkit.model._errors import ProcessCrashedError
 
@@ -233,9 +233,11 @@ def advise_timeouts(
     check_advice_args(quantile, margin, min_samples)
     keys = keys_of(df, None)
     quantiles = sorted({0.5, quantile})
-    ok = (df["attempt"].to_numpy() > 0) & (df["status"] == "ok").to_numpy(dtype=bool)
+    # A map step's own row is no attempt: its latency is the whole map's, its items' are the step's.
+    not_own = ~map_own_rows(df)
+    ok = (df["attempt"].to_numpy() > 0) & not_own & (df["status"] == "ok").to_numpy(dtype=bool)
     stats = grouped_quantiles(df, keys, "latency_s", quantiles, where=ok)
-    censored = _censored_mask(df)
+    censored = _censored_mask(df) & not_own
     cut = df.loc[censored, [*keys, "latency_s"]].groupby(keys, observed=True)["latency_s"].agg(["size", "max"])
     cut = cut.rename(columns={"size": "timeouts", "max": "cut_at_s"})
 

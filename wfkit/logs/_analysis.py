@@ -21,6 +21,7 @@ from wfkit.logs._tables import (
     QUANTILES,
     grouped_quantiles,
     keys_of,
+    map_own_rows,
     quantile_label,
     runs_table,
 )
@@ -60,12 +61,17 @@ class StepsAccessor:
 
     @property
     def attempts(self) -> pd.DataFrame:
-        """Rows that are step attempts (approval decisions, attempt 0, left out)."""
-        return self._df[self._df["attempt"] > 0]
+        """Rows that are step attempts (approval decisions, attempt 0, and a map step's own row
+        left out)."""
+        return self._df[self._attempt_mask()]
 
     def _attempt_mask(self, status: str | Sequence[str] | None = None) -> np.ndarray[Any, np.dtype[np.bool_]]:
-        """Which rows are attempts (with one of these statuses), as a boolean array."""
+        """Which rows are attempts (with one of these statuses), as a boolean array. A map step's
+        own row is left out where the frame says which it is (a question whose figures it would
+        change asks for ``map_index``; for the others it has no latency, tokens or retries)."""
         mask: np.ndarray[Any, np.dtype[np.bool_]] = self._df["attempt"].to_numpy() > 0
+        if "map_index" in self._df.columns:
+            mask &= ~map_own_rows(self._df)
         if status is None:
             return mask
         # == on a categorical compares codes: far faster than isin.
@@ -89,7 +95,7 @@ class StepsAccessor:
         """Latency percentiles in seconds per (workflow, step) (or ``by``): p50, p90, p95, p99, max,
         mean, count. Successful attempts only by default (a failed attempt that took 0.1 ms is not
         a fast call); ``status=None`` takes every attempt."""
-        self._need("latency", "latency_s")
+        self._need("latency", "latency_s", "map_index")
         # A mask, not a filtered copy: on millions of rows, copying every column twice (attempts,
         # then status) cost more than the quantiles themselves.
         return grouped_quantiles(
@@ -98,7 +104,7 @@ class StepsAccessor:
 
     def failures(self, by: str | Sequence[str] | None = None) -> pd.DataFrame:
         """Attempts, failed attempts by error kind, the failure rate and timeouts per (workflow, step)."""
-        self._need("failures", "error_kind")
+        self._need("failures", "error_kind", "map_index")
         import pandas as pd
 
         keys = keys_of(self._df, by)
@@ -120,7 +126,7 @@ class StepsAccessor:
     def errors(self, by: str | Sequence[str] | None = None, *, top: int | None = None) -> pd.DataFrame:
         """Failed attempts grouped by (workflow, step), error kind, type and message, commonest
         first: how often, in how many runs, and the last run it happened in."""
-        self._need("errors", "run_id", "error_kind", "error_type", "error_message", "started_at")
+        self._need("errors", "run_id", "error_kind", "error_type", "error_message", "started_at", "map_index")
         keys = [*keys_of(self._df, by), "error_kind", "error_type", "error_message"]
         rows = self._attempt_rows(*keys, "status", "run_id", "started_at")
         failed = rows[rows["error_kind"].isin(ERROR_KINDS) | rows["status"].isin(["failed", "timeout"])]
@@ -212,12 +218,12 @@ class StepsAccessor:
         quantile of successful latency on both sides, their ratio, and the difference with a
         bootstrap interval at ``level``. Frames of two different workflows compare ``by="step"``.
         ``plot_compare`` draws the table."""
-        self._need("compare", "latency_s")
+        self._need("compare", "latency_s", "map_index")
         from wfkit.logs._compare import compare_latency
 
         return compare_latency(
             self.attempts,
-            candidate[candidate["attempt"] > 0],
+            StepsAccessor(candidate).attempts,
             labels=labels,
             by=by,
             quantiles=quantiles,
@@ -255,7 +261,7 @@ class StepsAccessor:
         """Latency per (workflow, step), one panel each on a shared log axis, P50 and P99 marked.
         Successful attempts by default; ``failures=True`` adds failed attempts in their own colour.
         ``kind`` is "ecdf" or "hist". Returns the facets (``.figure``, ``.axes``)."""
-        self._need("plot_latency", "latency_s")
+        self._need("plot_latency", "latency_s", "map_index")
         from wfkit.logs._plots import plot_latency
 
         return plot_latency(
@@ -271,7 +277,7 @@ class StepsAccessor:
 
     def plot_failures(self, *, ax: Axes | None = None) -> Axes:
         """Failed attempts per (workflow, step), stacked by error kind, the failure rate marked."""
-        self._need("plot_failures", "error_kind")
+        self._need("plot_failures", "error_kind", "map_index")
         from wfkit.logs._plots import plot_failures
 
         return plot_failures(self.failures(), ax=ax)

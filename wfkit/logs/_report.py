@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from wfkit.logs._units import format_seconds
+from wfkit.logs._units import count_of, format_seconds
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -136,10 +136,10 @@ def _workflow_section(
     rescued = int(((runs["fell_back"] > 0) & ~runs["run_failed"]).sum())
     quantiles = {f"P{round(q * 100)}": float(np.quantile(durations, q)) for q in (0.5, 0.9, 0.99)}
     parts.append(
-        f'<p>{len(runs):,} runs, <span class="{"bad" if failed_runs else "ok"}">{failed_runs:,} failed</span>'
+        f'<p>{count_of(len(runs), "run")}, <span class="{"bad" if failed_runs else "ok"}">{failed_runs:,} failed</span>'
         + (
-            f" ({fell_back:,} step{'s' if fell_back != 1 else ''} fell back to {'their' if fell_back != 1 else 'its'}"
-            f" fallback, in {rescued:,} run{'s' if rescued != 1 else ''} that did not fail)"
+            f" ({count_of(fell_back, 'step')} fell back to {'their' if fell_back != 1 else 'its'}"
+            f" fallback, in {count_of(rescued, 'run')} that did not fail)"
             if fell_back
             else ""
         )
@@ -162,7 +162,7 @@ def _workflow_section(
             index={"step": "step"},
         )
     )
-    rows = mine.frame(["workflow", "step", "attempt", "status", "latency_s"], sort=False)
+    rows = mine.frame(["workflow", "step", "attempt", "status", "latency_s", "map_index"], sort=False).wf.attempts
     if len(rows):
         from wfkit.logs._plots import FAILED_STATUSES
 
@@ -170,7 +170,7 @@ def _workflow_section(
         steps_n = max(rows["step"].nunique(), 1)
         cols = min(3, steps_n)
         fig = Figure(figsize=(max(4.2 * cols, 6.4), 2.6 * math.ceil(steps_n / cols) + 0.8), layout="constrained")
-        plot_latency(rows[rows["attempt"] > 0], workflow=name, failures=failures_drawn, fig=fig)
+        plot_latency(rows, workflow=name, failures=failures_drawn, fig=fig)
         image = _save(fig, folder, f"{slug}-latency.png")
         parts.append(
             f'<img src="{image}" alt="latency of each step of {_esc(name)}">'
@@ -226,10 +226,10 @@ def _workflow_section(
     parts.append(
         f'<p class="note">{q_label.upper()} of attempt latency x {advice.attrs["margin"]:g} (an attempt a timeout '
         "cut off counted as slower than every success), never below the slowest success; no advice under "
-        f"{advice.attrs['min_samples']} samples, nor when the {q_label.upper()} falls among the attempts a timeout "
-        "cut off (their latency is unknown). Run deadline: "
+        f"{count_of(advice.attrs['min_samples'], 'sample')}, nor when the {q_label.upper()} falls among the attempts "
+        "a timeout cut off (their latency is unknown). Run deadline: "
         + (
-            f"<b>{format_seconds(deadline)}</b> (from {advice.attrs['run_samples'].get(name, 0):,} runs)."
+            f"<b>{format_seconds(deadline)}</b> (from {count_of(advice.attrs['run_samples'].get(name, 0), 'run')})."
             if deadline is not None
             else f"none: {_esc(advice.attrs['run_deadline_note'].get(name))}."
         )
@@ -322,7 +322,7 @@ def write_report(
     window = f", since {_esc(since)}" if since else ""
     header = (
         "<header><h1>wfkit report</h1>"
-        f"<p>{attempts:,} attempts, {len(runs):,} runs{window}"
+        f"<p>{count_of(attempts, 'attempt')}, {count_of(len(runs), 'run')}{window}"
         + (f", workflow {_esc(workflow)}" if workflow else "")
         + f"; written {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC.</p></header>"
     )

@@ -36,6 +36,9 @@ _TYPES = "{'workflow': 'VARCHAR', 'date': 'VARCHAR'}"
 _SIZE = re.compile(r"\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)", re.IGNORECASE)
 """A size as DuckDB's memory_limit reads it."""
 _LATER_TYPES = {"map_index": "INTEGER", "parent_run_id": "VARCHAR", "durable_wait_s": "DOUBLE"}
+# A row of the filtered rows ``s`` that is not a map step's own row (wfkit.logs._tables.map_own_rows):
+# an item's row, or a row of a step none of whose rows is an item's.
+_NOT_MAP_OWN_ROW = "(map_index IS NOT NULL OR ({keys}) NOT IN (SELECT {keys} FROM s WHERE map_index IS NOT NULL))"
 
 
 class StepLog:
@@ -112,6 +115,18 @@ class StepLog:
                 params.append(parse_time(name, value))
         return (" WHERE " + " AND ".join(f"({c})" for c in clauses) if clauses else ""), params
 
+    def _attempts(self, condition: str = "", condition_params: Sequence[Any] = ()) -> tuple[str, list[Any]]:
+        """The filtered rows that are step attempts and meet ``condition``, as a subquery named
+        ``steps`` to read FROM, with its parameters. Not attempts: approval decisions (attempt 0)
+        and a map step's own row (``wfkit.logs._tables.map_own_rows``); which steps are map steps
+        the filtered rows tell, as the frame the accessor is given does."""
+        where, params = self._where()
+        source = (
+            f"(WITH s AS NOT MATERIALIZED (SELECT * FROM steps{where}) SELECT * FROM s "
+            f"WHERE attempt > 0 AND {_NOT_MAP_OWN_ROW}" + (f" AND ({condition})" if condition else "") + ") AS steps"
+        )
+        return source, [*params, *condition_params]
+
     def _query(self, sql: str, params: Sequence[Any]) -> tuple[pd.DataFrame | None, list[str]]:
         """Run ``sql`` (which reads the view ``steps``; ``{keys}`` stands for the grouping keys,
         ``{workflow}`` for a ``first(workflow)`` column where the files have one)
@@ -179,19 +194,18 @@ class StepLog:
         """Latency percentiles per (workflow, step), as ``df.wf.latency()``: successful attempts by
         default, ``status=None`` for all."""
         labels = [quantile_label(q) for q in quantiles]
-        extra = "attempt > 0 AND latency_s IS NOT NULL AND NOT isnan(latency_s)"
-        params: list[Any] = []
+        extra = "latency_s IS NOT NULL AND NOT isnan(latency_s)"
+        wanted: list[Any] = []
         if status is not None:
             wanted = [status] if isinstance(status, str) else list(status)
             extra += f" AND status IN ({', '.join('?' for _ in wanted)})"
-            params.extend(wanted)
-        where, more = self._where(extra)
+        source, params = self._attempts(extra, wanted)
         sql = (
             "SELECT {keys}, quantile_cont(latency_s, ?::DOUBLE[]) AS q, max(latency_s) AS max, "
             "avg(latency_s) AS mean, count(latency_s) AS count "
-            f"FROM steps{where} GROUP BY {{keys}} ORDER BY {{keys}}"
+            f"FROM {source} GROUP BY {{keys}} ORDER BY {{keys}}"
         )
-        frame, keys = self._query(sql, [list(quantiles), *params, *more])
+        frame, keys = self._query(sql, [list(quantiles), *params])
         if frame is None:
             return _empty("latency", quantiles)
         quants = frame.pop("q")
@@ -203,10 +217,10 @@ class StepLog:
     def failures(self) -> pd.DataFrame:
         """Attempts, failed attempts by error kind, failure rate and timeouts, as ``df.wf.failures()``."""
         kinds = ", ".join(f"count(*) FILTER (WHERE error_kind = '{k}') AS {k}" for k in ERROR_KINDS)
-        where, params = self._where("attempt > 0")
+        source, params = self._attempts()
         sql = (
             f"SELECT {{keys}}, count(*) AS attempts, {kinds}, count(*) FILTER (WHERE status = 'timeout') AS timeouts "
-            f"FROM steps{where} GROUP BY {{keys}} ORDER BY {{keys}}"
+            f"FROM {source} GROUP BY {{keys}} ORDER BY {{keys}}"
         )
         frame, keys = self._query(sql, params)
         if frame is None:
@@ -237,14 +251,14 @@ class StepLog:
         """Failed attempts by (workflow, step), kind, type and message, commonest first, as
         ``df.wf.errors()``."""
         kinds = ", ".join(f"'{k}'" for k in ERROR_KINDS)
-        where, params = self._where(f"attempt > 0 AND (error_kind IN ({kinds}) OR status IN ('failed', 'timeout'))")
+        source, params = self._attempts(f"error_kind IN ({kinds}) OR status IN ('failed', 'timeout')")
         text = "coalesce(error_kind, '') AS error_kind, coalesce(error_type, '') AS error_type, " + (
             "coalesce(error_message, '') AS error_message"
         )
         limit = f" LIMIT {int(top)}" if top is not None else ""
         sql = (
             f"SELECT {{keys}}, {text}, count(*) AS count, count(DISTINCT run_id) AS runs, "
-            f"arg_max(run_id, started_at) AS last_run, max(started_at) AS last FROM steps{where} "
+            f"arg_max(run_id, started_at) AS last_run, max(started_at) AS last FROM {source} "
             "GROUP BY ALL ORDER BY count DESC, last DESC" + limit
         )
         frame, keys = self._query(sql, params)
@@ -271,7 +285,8 @@ class StepLog:
             "AND NOT EXISTS (SELECT 1 FROM s later WHERE later.run_id = g.run_id AND later.step = g.step "
             "AND later.visit = g.visit AND later.map_index IS NULL AND later.seq > g.seq) GROUP BY g.run_id) "
             'SELECT s.run_id, min(started_at) AS start, max(ended_at) AS "end", '
-            "count(*) FILTER (WHERE attempt > 0) AS attempts, count(*) FILTER (WHERE status = 'ok') AS steps_ok, "
+            f"count(*) FILTER (WHERE attempt > 0 AND {_NOT_MAP_OWN_ROW}) AS attempts, "
+            "count(*) FILTER (WHERE status = 'ok') AS steps_ok, "
             f"count(*) FILTER (WHERE {gave_up}) AS failed, "
             "count(*) FILTER (WHERE retry_delay_s IS NOT NULL) AS retries, "
             f"count(*) FILTER (WHERE {gave_up} AND map_index IS NULL AND route_taken IS NOT NULL) AS fell_back, "
@@ -300,24 +315,18 @@ class StepLog:
         quantiles = sorted({0.5, quantile})
         stats = self.latency(quantiles, status="ok")
         # The attempts a timeout cut off: how many, and the longest any of them ran.
-        where, params = self._where(
-            "attempt > 0 AND status = 'timeout' AND latency_s IS NOT NULL AND NOT isnan(latency_s)"
-        )
+        source, params = self._attempts("status = 'timeout' AND latency_s IS NOT NULL AND NOT isnan(latency_s)")
         sql = (
             "SELECT {keys}, count(*) AS timeouts, max(latency_s) AS cut_at_s "
-            f"FROM steps{where} GROUP BY {{keys}} ORDER BY {{keys}}"
+            f"FROM {source} GROUP BY {{keys}} ORDER BY {{keys}}"
         )
         cut, keys = self._query(sql, params)
         cut = cut.set_index(keys) if cut is not None else stats.iloc[:0, :0].assign(timeouts=0, cut_at_s=0.0)
 
         def successes_at(key: tuple[str, ...], qs: list[float]) -> list[float]:
             group = self.narrow(**dict(zip(keys, key, strict=True)))
-            where, params = group._where(
-                "attempt > 0 AND status = 'ok' AND latency_s IS NOT NULL AND NOT isnan(latency_s)"
-            )
-            found, _ = group._query(
-                f"SELECT quantile_cont(latency_s, ?::DOUBLE[]) AS q FROM steps{where}", [qs, *params]
-            )
+            source, params = group._attempts("status = 'ok' AND latency_s IS NOT NULL AND NOT isnan(latency_s)")
+            found, _ = group._query(f"SELECT quantile_cont(latency_s, ?::DOUBLE[]) AS q FROM {source}", [qs, *params])
             assert found is not None  # the group has successes, in files that are there
             return [float(v) for v in found["q"].iloc[0]]
 

@@ -23,6 +23,27 @@ def keys_of(frame: pd.DataFrame, by: str | Sequence[str] | None) -> list[str]:
     return [by] if isinstance(by, str) else list(by)
 
 
+def map_own_rows(frame: pd.DataFrame) -> Any:
+    """Which rows (a boolean array) are a map step's own row: the one with no ``map_index`` that
+    says how the map as a whole ended, its latency that of all its items. It is no attempt of
+    anything (its items' rows are the map step's attempts), so no attempt count or latency takes
+    it. A step is a map step when any of its rows (per workflow and step) is an item's."""
+    import numpy as np
+
+    items = frame["map_index"].notna().to_numpy(dtype=bool)
+    own = np.zeros(len(frame), dtype=bool)
+    if not items.any():
+        return own
+    keys = keys_of(frame, None)
+    # Map steps are few: one comparison per map step (codes, on categoricals) beats a join on millions of rows.
+    for names in frame.loc[items, keys].drop_duplicates().itertuples(index=False):
+        step_rows = np.ones(len(frame), dtype=bool)
+        for key, name in zip(keys, names, strict=True):
+            step_rows &= (frame[key] == name).to_numpy(dtype=bool)
+        own |= step_rows
+    return own & ~items
+
+
 def quantile_label(q: float) -> str:
     """0.5 -> "p50", 0.999 -> "p99.9"."""
     pct = q * 100
@@ -348,7 +369,8 @@ def runs_table(df: pd.DataFrame, *, outcomes: bool = True) -> pd.DataFrame:
         "run_id": df["run_id"],
         "start": df["started_at"],
         "end": df["ended_at"],
-        "attempts": df["attempt"] > 0,
+        # (A map step's own row is none: its items' rows are its attempts.)
+        "attempts": (df["attempt"] > 0) & ~map_own_rows(df) if "map_index" in df else df["attempt"] > 0,
         "steps_ok": df["status"] == "ok",
         "failed": gave_up,
         "retries": retried,

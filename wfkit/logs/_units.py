@@ -1,4 +1,5 @@
-"""Durations as people read them: 0.000147 s is "0.147 ms", 83.2 s is "1 min 23 s"."""
+"""Durations and counts as people read them: 0.000147 s is "0.147 ms", 83.2 s is "1 min 23 s",
+1 run is "1 run" and 1200 are "1,200 runs"."""
 
 from __future__ import annotations
 
@@ -57,3 +58,8 @@ def axis_seconds(value: float, _position: object = None) -> str:
     if not hours:
         return f"{sign}{minutes} min {seconds} s"
     return f"{sign}{hours} h {minutes} min" + (f" {seconds} s" if seconds else "")
+
+
+def count_of(count: int, noun: str) -> str:
+    """``count`` with ``noun``, plural unless it is one: "1 run", "0 runs", "1,200 runs"."""
+    return f"{count:,} {noun}{'' if count == 1 else 's'}"
