@@ -331,6 +331,57 @@ def test_predict_retries_lower_step_failures(small: pd.DataFrame) -> None:
     assert plain.attrs["run_failure_rate"] == pytest.approx(rate, abs=0.02)  # plan comes first
 
 
+def test_predict_meets_the_errors_a_visit_met_before_its_call(workspace: Path) -> None:
+    """A failed attempt is not a call: each simulated visit meets the errors an observed visit met
+    (here one fast 429, retried) before its calls. Ten visits, each failing in microseconds and then
+    answering in 50, 100, ... 500 ms; at a 275 ms timeout half the calls are cut. With one retry a
+    visit is an error then one call: 2 attempts, a quarter of them cut, half the steps failed (drawn
+    as calls, the fast failures made it 1.25 attempts, a quarter cut, 6% failed). Two retries: 2.5
+    attempts, a quarter failed. No retry: the error alone fails every visit."""
+    flow = wf.Workflow("fails-fast")
+
+    @flow.step(retry=wf.RetryPolicy(max_retries=2, base_delay=0, jitter=0))
+    async def fetch(state: Any, ctx: wf.StepContext) -> None:
+        if ctx.attempt == 1:
+            raise wf.TransientError("429 Too Many Requests")
+        await asyncio.sleep(0.05 * (state["i"] + 1))
+
+    flow.run_many([{"i": i} for i in range(10)], progress=False, concurrency=10)
+    frame = wf.steps()
+    assert {"retry": 10, "ok": 10} == frame["status"].astype(str).value_counts().to_dict()
+    runs, timeout = 20_000, {"fetch": 0.275}
+
+    one = frame.wf.predict_timeouts(timeout, retry=wf.RetryPolicy(max_retries=1, base_delay=0, jitter=0), runs=runs)
+    assert 2 * runs == one.loc["fetch", "attempts"]
+    assert pytest.approx(0.25, abs=0.01) == one.loc["fetch", "attempt_timeout_rate"]
+    assert pytest.approx(0.5, abs=0.02) == one.loc["fetch", "step_failure_rate"] == one.attrs["run_failure_rate"]
+
+    two = frame.wf.predict_timeouts(timeout, retry=wf.RetryPolicy(max_retries=2, base_delay=0, jitter=0), runs=runs)
+    assert pytest.approx(2.5 * runs, rel=0.02) == two.loc["fetch", "attempts"]
+    assert pytest.approx(0.25, abs=0.02) == two.loc["fetch", "step_failure_rate"]
+
+    none = frame.wf.predict_timeouts(timeout, runs=runs).loc["fetch"]
+    assert (runs, 0.0, 1.0) == (none["attempts"], none["attempt_timeout_rate"], none["step_failure_rate"])
+
+    # With no timeout a run takes its error's microseconds and then its call: the median call.
+    untimed = frame.wf.predict_timeouts({}, retry=wf.RetryPolicy(max_retries=1, base_delay=0, jitter=0), runs=runs)
+    assert 0.25 <= untimed.attrs["run_p50_s"] <= 0.31
+
+
+def test_predict_refuses_a_step_that_never_answered(workspace: Path) -> None:
+    """A step whose every attempt failed with an error gives no call latency to draw: the error names it."""
+    flow = wf.Workflow("never-answers")
+
+    @flow.step
+    def lookup(state: Any) -> None:
+        raise wf.PermanentError("no such table")
+
+    for _ in range(3):
+        flow.run({}, raise_on_error=False)
+    with pytest.raises(ValueError, match=r"step\(s\) lookup never answered in this frame \(every attempt failed"):
+        wf.steps().wf.predict_timeouts({})
+
+
 # ---- the validation ----------------------------------------------------------------------------
 
 

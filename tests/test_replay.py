@@ -143,6 +143,38 @@ def test_update_baseline_then_replay_is_clean_and_a_rename_is_no_baseline(
     assert "1 notebook: 0 ok, 0 regressions, 0 failed, 1 without a baseline in " in out
 
 
+TWO_FETCHES = (
+    "import time\n"
+    "import wfkit as wf\n"
+    "def flow(name, seconds):\n"
+    "    f = wf.Workflow(name)\n"
+    "    f.step(lambda s: time.sleep(seconds) or {'done': True}, name='fetch')\n"
+    "    return f\n"
+    "for i in range(5):\n"
+    "    flow('quick', 0.01 * slower).run({}, workspace=workspace, seed=i)\n"
+    "    flow('steady', 0.2).run({}, workspace=workspace, seed=i)"
+)
+
+
+def test_latency_is_compared_per_workflow_and_step(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Two workflows with a step of the same name keep their own latency: `quick`'s fetch 15x slower
+    is a regression of `quick`'s fetch, and `steady`'s (20x slower than `quick`'s, unchanged) neither
+    hides it nor takes the blame. Pooled by name, P50 moved x1.7 only: within the factor."""
+    nb = nbformat.read(_notebook(project / "nbs" / "two.ipynb", TWO_FETCHES, params="workspace = None\nslower = 1"), 4)
+    nb.metadata["wfkit"] = {"compare_latency": True, "latency_floor_s": 0.05}
+    nbformat.write(nb, project / "nbs" / "two.ipynb")
+    assert 0 == main(["replay", "nbs", "--update-baseline", "--report", "rep"])
+    baseline = json.loads((project / "data" / "baselines" / "nbs" / "two.json").read_text())
+    assert {"quick": ["fetch"], "steady": ["fetch"]} == {w: list(s) for w, s in baseline["latency"].items()}
+    assert [5, 5] == [baseline["latency"][w]["fetch"]["n"] for w in ("quick", "steady")]
+    capsys.readouterr()
+    assert 1 == main(["replay", "nbs", "--report", "rep", "-p", "slower", "15"])
+    out = capsys.readouterr().out
+    assert "      regression  nbs/two.ipynb  (10 runs, " in out
+    assert "fetch (all runs of quick): latency p50 " in out
+    assert "steady" not in out
+
+
 def test_papermills_options_reach_the_kernel(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """-f params.yaml, -y and -p set parameters (later ones win), --kernel picks the kernel and --cwd
     the folder the notebook runs in."""

@@ -40,7 +40,7 @@ def _summary() -> dict[str, Any]:
         "steps": {"a#1": step},
         "state": {"x": 1.0, "y": "a"},
     }
-    latency = {"a": {"p50": 0.010, "p99": 0.020, "n": 30}, "b": {"p50": 0.010, "p99": 0.010, "n": 2}}
+    latency = {"w": {"a": {"p50": 0.010, "p99": 0.020, "n": 30}, "b": {"p50": 0.010, "p99": 0.010, "n": 2}}}
     return {"version": SUMMARY_VERSION, "runs": [run], "latency": latency}
 
 
@@ -137,14 +137,14 @@ def test_latency_moves_only_beyond_factor_and_floor_with_enough_samples() -> Non
     """P50 beyond x factor and the floor is a regression; P99 needs 20 samples, P50 three."""
     base, new = _summary(), _summary()
     on = Settings(compare_latency=True, latency_factor=2.0, latency_floor_s=0.005)
-    new["latency"]["a"] = {"p50": 0.015, "p99": 0.030, "n": 30}  # x1.5: within the factor
+    new["latency"]["w"]["a"] = {"p50": 0.015, "p99": 0.030, "n": 30}  # x1.5: within the factor
     assert [] == compare(base, new, on)
-    new["latency"]["a"] = {"p50": 0.050, "p99": 0.200, "n": 30}
+    new["latency"]["w"]["a"] = {"p50": 0.050, "p99": 0.200, "n": 30}
     assert [
-        "a (all runs): latency p50 10.0 ms -> 50.0 ms (beyond x2 and 5 ms)",
-        "a (all runs): latency p99 20.0 ms -> 200.0 ms (beyond x2 and 5 ms)",
+        "a (all runs of w): latency p50 10.0 ms -> 50.0 ms (beyond x2 and 5 ms)",
+        "a (all runs of w): latency p99 20.0 ms -> 200.0 ms (beyond x2 and 5 ms)",
     ] == [str(d) for d in compare(base, new, on)]
-    new["latency"]["b"] = {"p50": 0.5, "p99": 0.5, "n": 2}  # two samples: one slow moment, not a trend
+    new["latency"]["w"]["b"] = {"p50": 0.5, "p99": 0.5, "n": 2}  # two samples: one slow moment, not a trend
     assert 2 == len(compare(base, new, on))
     assert [] == compare(base, new)  # compare_latency is off by default
 
@@ -154,6 +154,31 @@ def test_a_baseline_of_an_older_format_asks_to_be_recorded_again() -> None:
     (diff,) = compare({"version": 1, "runs": []}, _summary())
     assert isinstance(diff, Difference)
     assert "record it again with --update-baseline" in str(diff)
+
+
+def test_a_format_2_baseline_pooled_latency_by_step_name_and_is_read_as_it_was_meant() -> None:
+    """A format-2 baseline (latency pooled by step name over workflows) compares as before where one
+    workflow ran the step; a name two workflows shared says it cannot be split and how to refresh it."""
+    on = Settings(compare_latency=True, latency_factor=2.0, latency_floor_s=0.005)
+    old, new = _summary(), _summary()
+    old["version"] = 2
+    old["runs"].append({**copy.deepcopy(old["runs"][0]), "workflow": "v"})
+    old["runs"][1]["steps"] = {"b#1": old["runs"][1]["steps"]["a#1"]}
+    old["latency"] = {"a": {"p50": 0.010, "p99": 0.020, "n": 30}, "b": {"p50": 0.010, "p99": 0.010, "n": 2}}
+    new["runs"] = copy.deepcopy(old["runs"])
+    new["latency"]["w"]["a"] = {"p50": 0.050, "p99": 0.020, "n": 30}
+    new["latency"]["v"] = {"b": {"p50": 0.010, "p99": 0.010, "n": 2}}
+    assert ["a (all runs of w): latency p50 10.0 ms -> 50.0 ms (beyond x2 and 5 ms)"] == [
+        str(d) for d in compare(old, new, on)
+    ]
+    new["latency"]["w"]["a"] = {"p50": 0.010, "p99": 0.020, "n": 30}
+    assert [] == compare(old, new, on)
+    new["runs"][0]["steps"]["b#1"] = old["runs"][0]["steps"]["b#1"] = old["runs"][0]["steps"]["a#1"]
+    assert [
+        "b (all runs): latency not compared: the baseline (format 2) pools 'b' over workflows v, w; "
+        "record it again with --update-baseline to compare each workflow's"
+    ] == [str(d) for d in compare(old, new, on)]
+    assert [] == compare(old, new)  # nothing said where latency is not compared
 
 
 def test_an_item_of_a_map_step_is_named_by_its_index() -> None:

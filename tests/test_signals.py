@@ -83,7 +83,8 @@ def test_summary_holds_every_signal_per_step_and_visit(tmp_path: Path) -> None:
     assert ("Check it", "approved", "policy:approve_all") == (publish["gate"], publish["decision"], publish["decider"])
     assert "decided by the approve_all policy" == publish["decision_comment"]
     assert {"n": 1, "answer": "yes", "rows": 3, "key": fetch["writes"]["key"], "published": True} == only["state"]
-    assert {"ask", "fetch", "publish"} == set(summary["latency"])
+    assert {"signals": {"ask", "fetch", "publish"}} == {w: set(steps) for w, steps in summary["latency"].items()}
+    assert 2 == summary["latency"]["signals"]["fetch"]["n"]  # both attempts
     assert run.run_id not in json.dumps(summary)
 
 

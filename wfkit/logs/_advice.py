@@ -14,6 +14,13 @@ falls among them; the prediction counts a draw of one as timing out again at any
 cut at or beyond, and at a longer timeout as unknown (the worst case, a timeout, is counted), and
 says so in its ``unknown_rate`` and ``note`` columns. A run a timeout failed is censored the same
 way, for the run deadline.
+
+A failed attempt that no timeout cut (a 429 in a millisecond) is not a call: drawn as one, it would
+be a fast success, and the step would neither fail nor retry nor spend the time its call took. So
+the prediction draws calls from the successful attempts and those a timeout cut off (as the advice
+reads them), and meets each simulated visit with the errors an observed visit met first, as the run
+did: each takes its time (or times out, if slower than the timeout), and is retried as the policy
+says of its kind.
 """
 
 from __future__ import annotations
@@ -22,7 +29,7 @@ import math
 import random
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from wfkit.logs._tables import map_own_rows, quantile_label
 from wfkit.logs._units import format_seconds
@@ -36,6 +43,7 @@ if TYPE_CHECKING:
 
 
 MIN_SAMPLES = 20
+_ERROR_STATUSES = ("retry", "failed")  # an attempt that failed, and not on a timeout
 
 
 def _uncensored(df: pd.DataFrame) -> pd.DataFrame:
@@ -45,6 +53,41 @@ def _uncensored(df: pd.DataFrame) -> pd.DataFrame:
     if "error_type" in df.columns:
         keep &= df["error_type"] != ProcessCrashedError.__name__
     return df[keep]
+
+
+class _VisitErrors(NamedTuple):
+    """The errors each observed visit of a step met, in attempt order: row ``v`` of ``latency`` and
+    ``kind`` holds visit ``v``'s first ``counts[v]`` errors (NaN and "" after)."""
+
+    latency: np.ndarray
+    kind: np.ndarray
+    counts: np.ndarray
+
+
+def _errors_by_visit(df: pd.DataFrame) -> dict[str, _VisitErrors]:
+    """Per step that met any, the errors (failed attempts no timeout cut) each of its visits met; a
+    crashed attempt says nothing (its process died with the clock) and is left out."""
+    import numpy as np
+
+    attempts = df[df["attempt"] > 0]
+    failed = attempts["status"].isin(_ERROR_STATUSES)
+    if "error_type" in attempts.columns:
+        failed &= attempts["error_type"] != ProcessCrashedError.__name__
+    keys = ["run_id", "visit", *(["map_index"] if "map_index" in attempts.columns else [])]
+    found: dict[str, _VisitErrors] = {}
+    for step, mine in attempts[failed.groupby(attempts["step"], observed=True).transform("any")].groupby(
+        "step", observed=True
+    ):
+        visit = mine.groupby(keys, dropna=False, observed=True, sort=False).ngroup().to_numpy()
+        errors = mine.assign(_visit=visit)[failed[mine.index].to_numpy()].sort_values(["_visit", "attempt"])
+        row = errors["_visit"].to_numpy()
+        place = errors.groupby("_visit").cumcount().to_numpy()
+        shape = (int(visit.max()) + 1, int(place.max()) + 1)
+        latency, kind = np.full(shape, np.nan), np.full(shape, "", dtype=object)
+        latency[row, place] = errors["latency_s"].to_numpy(dtype=float)
+        kind[row, place] = errors["error_kind"].astype(str).to_numpy()
+        found[str(step)] = _VisitErrors(latency, kind, np.bincount(row, minlength=shape[0]))
+    return found
 
 
 def _censored_mask(df: pd.DataFrame) -> Any:
@@ -314,6 +357,8 @@ def predict_timeouts(
 
     df, timeouts = _one_workflow(df, timeouts)
     rows = _uncensored(df)
+    rows = rows[~rows["status"].isin(_ERROR_STATUSES)]  # calls: an error is met as the run met it
+    errors = _errors_by_visit(df)
     samples = {
         str(step): group.to_numpy(dtype=float) for step, group in rows.groupby("step", observed=True)["latency_s"]
     }
@@ -328,9 +373,15 @@ def predict_timeouts(
         observed[step] = 0
     for step, values in cuts.items():
         samples[step] = np.concatenate([samples[step], values])
-    unknown = sorted(set(timeouts) - set(samples))
+    unknown = sorted(set(timeouts) - set(samples) - set(errors))
     if unknown:
         raise ValueError(f"no latency observed for step(s) {', '.join(unknown)}; known: {', '.join(sorted(samples))}")
+    unanswered = sorted(set(errors) - set(samples))
+    if unanswered:
+        raise ValueError(
+            f"step(s) {', '.join(unanswered)} never answered in this frame (every attempt failed with an error): "
+            "how long a call takes is unknown; predict from runs where they answered"
+        )
     shapes = Counter(_stages(run) for _, run in df[df["attempt"] > 0].groupby("run_id", observed=True))
     if not shapes:
         raise ValueError("the frame holds no step attempts to learn from")
@@ -356,7 +407,15 @@ def predict_timeouts(
             stage_time = np.zeros(n)
             for step in stage:
                 step_time, ok = _simulate_step(
-                    rng, samples[step], observed[step], timeouts.get(step), policy_for(step), n, stats[step], alive
+                    rng,
+                    samples[step],
+                    observed[step],
+                    errors.get(step),
+                    timeouts.get(step),
+                    policy_for(step),
+                    n,
+                    stats[step],
+                    alive,
                 )
                 stage_time = np.maximum(stage_time, step_time)
                 alive &= ok
@@ -411,6 +470,7 @@ def _simulate_step(
     rng: np.random.Generator,
     latencies: np.ndarray,
     observed: int,
+    errors: _VisitErrors | None,
     timeout: float | None,
     policy: RetryPolicy,
     n: int,
@@ -420,7 +480,8 @@ def _simulate_step(
     """Attempts of one step for ``n`` simulated runs; returns time spent and success.
     ``latencies[:observed]`` were observed in full, the rest are the times attempts a timeout cut
     off ran: one drawn times out again at a timeout it ran to; at a longer one it counts as
-    unknown, and as a timeout (the worst case)."""
+    unknown, and as a timeout (the worst case). Each visit first meets the ``errors`` of an observed
+    visit drawn at random, then calls."""
     import numpy as np
 
     from wfkit.model._retry import ErrorKind
@@ -429,36 +490,46 @@ def _simulate_step(
     done = ~alive  # runs that already failed take no part
     ok = np.zeros(n, dtype=bool)
     stats["visits"] += int(alive.sum())
+    met = np.zeros(n, dtype=np.int64)  # how many errors a visit meets before it calls
+    visit = np.zeros(n, dtype=np.int64)
+    if errors is not None:
+        visit[alive] = rng.choice(len(errors.counts), size=int(alive.sum()))
+        met = np.where(alive, errors.counts[visit], 0)
     for attempt in range(policy.max_retries + 1):
-        active = ~done
-        k = int(active.sum())
-        if k == 0:
+        calling = np.flatnonzero(~done & (met <= attempt))
+        erring = np.flatnonzero(~done & (met > attempt))
+        if len(calling) + len(erring) == 0:
             break
+        stats["attempts"] += len(calling) + len(erring)
         # (the same draws as rng.choice(latencies, size=k): a log with no timeouts predicts as before)
-        picked = rng.choice(len(latencies), size=k)
+        picked = rng.choice(len(latencies), size=len(calling))
         drawn = latencies[picked]
         censored = picked >= observed
-        stats["attempts"] += k
         if timeout is None:
             stats["unknown"] += int(censored.sum())
-            spent[active] += drawn
-            ok[active] = True
-            done[active] = True
-            break
-        cut = (drawn > timeout) | censored
-        stats["unknown"] += int((censored & (drawn < timeout)).sum())
-        stats["timeouts"] += int(cut.sum())
-        spent[active] += np.where(cut, timeout, drawn)
-        idx = np.flatnonzero(active)
-        ok[idx[~cut]] = True
-        done[idx[~cut]] = True
-        if policy.allows(ErrorKind.TRANSIENT, attempt) and cut.any():
+            cut = np.zeros(len(calling), dtype=bool)
+        else:
+            cut = (drawn > timeout) | censored
+            stats["unknown"] += int((censored & (drawn < timeout)).sum())
+        took, kind = np.zeros(0), np.zeros(0, dtype=object)
+        if errors is not None and len(erring):
+            took, kind = errors.latency[visit[erring], attempt], errors.kind[visit[erring], attempt]
+        slow = took > timeout if timeout is not None else np.zeros(len(erring), dtype=bool)  # the timeout comes first
+        stats["timeouts"] += int(cut.sum() + slow.sum())
+        spent[calling] += np.where(cut, timeout or 0.0, drawn)
+        spent[erring] += np.where(slow, timeout or 0.0, took)
+        ok[calling[~cut]] = True
+        done[calling[~cut]] = True
+        failing = np.concatenate([calling[cut], erring])
+        kinds = np.concatenate([np.full(int(cut.sum()), ErrorKind.TRANSIENT.value), np.where(slow, "transient", kind)])
+        retried = np.isin(kinds, [k.value for k in ErrorKind if policy.allows(k, attempt)])
+        done[failing[~retried]] = True
+        if retried.any():
             # Jitter drawn from the simulation's own seeded generator, never the global `random`,
             # so predict_timeouts(seed=...) gives the same figures every time.
             jitter = random.Random(int(rng.integers(2**63)))
-            delays = np.array([policy.backoff(attempt + 1, jitter) for _ in range(int(cut.sum()))])
-            spent[idx[cut]] += delays
-        else:
-            done[idx[cut]] = True
+            spent[failing[retried]] += np.array(
+                [policy.backoff(attempt + 1, jitter) for _ in range(int(retried.sum()))]
+            )
     stats["failed"] += int((alive & ~ok).sum())
     return spent, ok & alive

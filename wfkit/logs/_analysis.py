@@ -310,8 +310,10 @@ class StepsAccessor:
         (workflow, step), as ``advise_timeouts()["timeout_s"]`` does) to seconds. A draw of an
         attempt a timeout cut off times out again at a timeout it ran to; at a longer one whether it
         finishes is unknown: it counts as a timeout (the worst case), in ``unknown_rate`` too, and
-        the ``note`` says so."""
-        self._need("predict_timeouts", "run_id", "latency_s", "started_at", "ended_at", "visit")
+        the ``note`` says so. A failed attempt no timeout cut is not a call: each simulated visit
+        first meets the errors an observed visit met, as the run did (their time spent, each
+        retried as ``retry`` says of its kind), then calls."""
+        self._need("predict_timeouts", "run_id", "latency_s", "started_at", "ended_at", "visit", "error_kind")
         from wfkit.logs._advice import predict_timeouts
 
         return predict_timeouts(self._df, timeouts, retry=retry, deadline=deadline, runs=runs, seed=seed)

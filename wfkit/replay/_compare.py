@@ -2,10 +2,14 @@
 attempt), which signal, and what it was and is.
 
 Every signal must match exactly (floats within the notebook's ``float_tolerance``), except
-wall-clock latency: pooled per step over the notebook's runs, a percentile regresses only when it
+wall-clock latency: pooled per workflow and step over the notebook's runs, a percentile regresses only when it
 moves by more than ``latency_factor`` *and* by more than ``latency_floor_s`` (sub-millisecond steps
 jitter tenfold), P50 counts only over 3 samples or more (one sample is one slow moment of a busy
 machine) and P99 only over 20 or more (with fewer it means "the slowest").
+
+A baseline of format 2 pooled latency by step name over every workflow. Its other signals are
+those of today, and so is its latency where one workflow ran that step; a step name several
+workflows shared cannot be split, and says to record the baseline again.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from wfkit.replay._signals import ATTEMPT_SIGNALS, SUMMARY_VERSION, Settings
+from wfkit.replay._signals import ATTEMPT_SIGNALS, LATENCY_POOLED_BY_NAME, SUMMARY_VERSION, Settings
 
 _MISSING = object()
 
@@ -44,7 +48,7 @@ class Difference:
             return None
         name, _, visit = self.step.rpartition("#")
         if not name:
-            return f"{self.step} (all runs)"
+            return f"{self.step} (all runs{f' of {self.workflow}' if self.workflow else ''})"
         visit, _, item = visit.partition("[")
         return f"{name} visit {visit}" + (f" item {item.rstrip(']')}" if item else "")
 
@@ -161,8 +165,8 @@ class _Comparer:
 
     def latency(self, old: Mapping[str, Any], new: Mapping[str, Any]) -> None:
         s = self.settings
-        for step, old_q in old.items():
-            new_q = new.get(step)
+        for workflow, step, old_q in _per_step(old):
+            new_q = (new.get(workflow) or {}).get(step)
             if new_q is None or s.masks("latency", step):
                 continue
             for q, needed in (("p50", s.latency_min_samples), ("p99", s.latency_min_samples_p99)):
@@ -177,11 +181,37 @@ class _Comparer:
                             "latency",
                             a,
                             b,
+                            workflow=workflow,
                             step=step,
                             message=f"latency {q} {a * 1000:.1f} ms -> {b * 1000:.1f} ms "
                             f"(beyond x{s.latency_factor:g} and {s.latency_floor_s * 1000:g} ms)",
                         )
                     )
+
+
+def _per_step(latency: Mapping[str, Any]) -> list[tuple[str, str, Any]]:
+    return [(workflow, step, q) for workflow, steps in latency.items() for step, q in steps.items()]
+
+
+def baseline_latency(baseline: Mapping[str, Any]) -> tuple[dict[str, dict[str, Any]], dict[str, list[str]]]:
+    """The baseline's latency per workflow and step, and the step names a format-2 baseline pooled
+    over several workflows (with those workflows), which no comparison can split again."""
+    latency = baseline.get("latency") or {}
+    if baseline.get("version") != LATENCY_POOLED_BY_NAME:
+        return dict(latency), {}
+    ran: dict[str, set[str]] = {}
+    for run in baseline.get("runs") or []:
+        for key in run.get("steps") or {}:
+            ran.setdefault(key.rpartition("#")[0] or key, set()).add(str(run.get("workflow")))
+    split: dict[str, dict[str, Any]] = {}
+    pooled: dict[str, list[str]] = {}
+    for step, q in latency.items():
+        workflows = sorted(ran.get(step, ()))
+        if len(workflows) == 1:
+            split.setdefault(workflows[0], {})[step] = q
+        else:
+            pooled[step] = workflows
+    return split, pooled
 
 
 def _n(count: int, noun: str) -> str:
@@ -194,7 +224,7 @@ def compare(
     """Differences between a baseline summary and this replay's; empty when nothing regressed."""
     settings = settings or Settings()
     version = baseline.get("version")
-    if version != SUMMARY_VERSION:
+    if version not in (SUMMARY_VERSION, LATENCY_POOLED_BY_NAME):
         return [
             Difference(
                 "version",
@@ -222,5 +252,17 @@ def compare(
     for index, (old, new) in enumerate(zip(old_runs, new_runs, strict=False), 1):
         c.run(index, old, new)
     if settings.compare_latency:
-        c.latency(baseline.get("latency", {}), current.get("latency", {}))
+        old_latency, pooled = baseline_latency(baseline)
+        for step, workflows in pooled.items():
+            if not settings.masks("latency", step):
+                c.diffs.append(
+                    Difference(
+                        "latency",
+                        step=step,
+                        message=f"latency not compared: the baseline (format {version}) pools {step!r} over "
+                        f"workflows {', '.join(workflows) or '(none of its runs)'}; record it again with "
+                        "--update-baseline to compare each workflow's",
+                    )
+                )
+        c.latency(old_latency, current.get("latency", {}))
     return c.diffs

@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from wfkit.replay._compare import compare
+from wfkit.replay._compare import baseline_latency, compare
 from wfkit.replay._errors import ReplayError
 from wfkit.replay._execute import NotebookJob, NotebookRunner, Outcome, local_runner
 from wfkit.replay._notebooks import (
@@ -75,7 +75,7 @@ def judge(job: NotebookJob, outcome: Outcome, *, baseline: Path, root: Path, upd
         row.diffs = compare(base, summary, settings_of(job.notebook))
         row.status = REGRESSION if row.diffs else OK
         row.plot = latency_plot(
-            job.out_dir / "latency.png", job.key, base.get("latency", {}), summary.get("latency", {})
+            job.out_dir / "latency.png", job.key, baseline_latency(base)[0], summary.get("latency", {})
         )
     return row
 

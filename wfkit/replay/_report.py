@@ -180,8 +180,8 @@ def write_junit(path: Path, rows: Sequence[NotebookReport], *, seconds: float) -
 
 
 def latency_plot(path: Path, title: str, base: Mapping[str, Any], current: Mapping[str, Any]) -> Path | None:
-    """Baseline against this replay: P50 (bars) and P99 (ticks) per step, as a PNG."""
-    steps = [s for s in base if s in current]
+    """Baseline against this replay: P50 (bars) and P99 (ticks) per workflow and step, as a PNG."""
+    steps = [(w, s) for w, named in base.items() for s in named if s in current.get(w, {})]
     if not steps:
         return None
     from matplotlib.figure import Figure
@@ -193,9 +193,10 @@ def latency_plot(path: Path, title: str, base: Mapping[str, Any], current: Mappi
         (("baseline", base, "#2a6f97"), ("this replay", current, "#e0a100"))
     ):
         ys = [i + (offset - 0.5) * 0.4 for i in y]
-        ax.barh(ys, [source[s]["p50"] * 1000 for s in steps], height=0.4, color=colour, label=f"{label} P50")
-        ax.scatter([source[s]["p99"] * 1000 for s in steps], ys, color=colour, marker="|", s=120, label=f"{label} P99")
-    ax.set_yticks(list(y), steps)
+        p50, p99 = ([source[w][s][q] * 1000 for w, s in steps] for q in ("p50", "p99"))
+        ax.barh(ys, p50, height=0.4, color=colour, label=f"{label} P50")
+        ax.scatter(p99, ys, color=colour, marker="|", s=120, label=f"{label} P99")
+    ax.set_yticks(list(y), [f"{s} ({w})" for w, s in steps])
     ax.invert_yaxis()
     ax.set(xlabel="latency (ms)", title=f"{title}: latency per step")
     ax.legend(fontsize="x-small")

@@ -10,8 +10,9 @@ inputs, the path of completed steps, the final state, and per step and visit:
 - the approval ``gate`` it met, the ``decision`` with its ``decider`` and ``decision_comment``,
 - what it ``writes`` to the state.
 
-Plus per step, pooled over the runs, ``latency`` percentiles: wall-clock time is the one signal
-never repeated exactly, so it is compared with a tolerance (see :mod:`wfkit.replay._compare`).
+Plus per workflow and step, pooled over that workflow's runs, ``latency`` percentiles (a step
+name two workflows share is two steps): wall-clock time is the one signal never repeated exactly,
+so it is compared with a tolerance (see :mod:`wfkit.replay._compare`).
 
 Everything is read back from the workspace's journal (the events and the checkpoints' updates),
 so nothing here needs the engine to log more. What differs on every run by construction is masked
@@ -36,7 +37,8 @@ from typing import Any
 
 from wfkit.replay._errors import ReplayError
 
-SUMMARY_VERSION = 2
+SUMMARY_VERSION = 3
+LATENCY_POOLED_BY_NAME = 2  # format 2: format 3 but for latency, pooled by step name over workflows
 
 RUN_SIGNALS = ("runs", "workflow", "status", "error", "inputs", "path", "state")
 STEP_SIGNALS = (
@@ -279,7 +281,7 @@ def summarise_workspace(workspace: Path, settings: Settings | None = None) -> di
     from wfkit.store._workspace import Workspace
 
     ws = Workspace(workspace)
-    pooled: dict[str, list[float]] = {}
+    pooled: dict[str, dict[str, list[float]]] = {}
     try:
         rows = list(reversed(ws.runs()))  # oldest first: the order the notebook started them
         # Another run's id (a fork's origin, a sub-workflow) is named by its place among the runs.
@@ -288,11 +290,14 @@ def summarise_workspace(workspace: Path, settings: Settings | None = None) -> di
             run, latency = _run_summary(ws, row["run_id"], ids)
             summary["runs"].append(run)
             for step, values in latency.items():
-                pooled.setdefault(step, []).extend(values)
+                pooled.setdefault(run["workflow"], {}).setdefault(step, []).extend(values)
     finally:
         ws.store.close()
     summary["latency"] = {
-        step: {"p50": quantile(v, 0.5), "p99": quantile(v, 0.99), "n": len(v)} for step, v in sorted(pooled.items())
+        workflow: {
+            step: {"p50": quantile(v, 0.5), "p99": quantile(v, 0.99), "n": len(v)} for step, v in sorted(steps.items())
+        }
+        for workflow, steps in sorted(pooled.items())
     }
     return summary
 
