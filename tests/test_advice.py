@@ -368,6 +368,35 @@ def test_predict_meets_the_errors_a_visit_met_before_its_call(workspace: Path) -
     assert 0.25 <= untimed.attrs["run_p50_s"] <= 0.31
 
 
+def test_predict_draws_a_map_steps_calls_from_its_items(workspace: Path) -> None:
+    """A map step's calls are its items' attempts, each timed alone: the map's own row (the whole
+    map) is no call. Eight items of 10 ms, one at a time: the map takes some 80 ms, so a timeout
+    between its slowest item and its fastest whole map cuts none of its calls (drawn as one, the
+    map's own row was cut in a ninth of the draws)."""
+    flow = wf.Workflow("mapped")
+
+    @flow.step(writes=["items"])
+    def plan(state: Any) -> dict[str, Any]:
+        return {"items": list(range(8))}
+
+    @flow.map(over="items", into="results", max_concurrency=1)
+    async def work(item: int) -> int:
+        await asyncio.sleep(0.01)
+        return item
+
+    flow.chain("plan", "work")
+    for _ in range(5):
+        flow.run({}, workspace=workspace)
+    frame = wf.steps(workspace)
+    mapped = frame[frame["step"] == "work"]
+    slowest_item = mapped.loc[mapped["map_index"].notna(), "latency_s"].max()
+    fastest_map = mapped.loc[mapped["map_index"].isna(), "latency_s"].min()
+    assert slowest_item < fastest_map  # eight sleeps in a row outlast any one of them
+
+    predicted = frame.wf.predict_timeouts({"work": (slowest_item + fastest_map) / 2}, runs=5_000).loc["work"]
+    assert (0.0, 0.0) == (predicted["attempt_timeout_rate"], predicted["step_failure_rate"])
+
+
 def test_predict_refuses_a_step_that_never_answered(workspace: Path) -> None:
     """A step whose every attempt failed with an error gives no call latency to draw: the error names it."""
     flow = wf.Workflow("never-answers")

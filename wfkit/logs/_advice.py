@@ -356,6 +356,8 @@ def predict_timeouts(
     from wfkit.model._retry import NO_RETRY, RetryPolicy
 
     df, timeouts = _one_workflow(df, timeouts)
+    if "map_index" in df.columns:  # a map step's own row is no call: its items' rows are its calls
+        df = df[~map_own_rows(df)]
     rows = _uncensored(df)
     rows = rows[~rows["status"].isin(_ERROR_STATUSES)]  # calls: an error is met as the run met it
     errors = _errors_by_visit(df)
