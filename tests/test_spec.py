@@ -459,15 +459,27 @@ def test_a_map_over_a_field_nobody_writes_is_located_at_its_over() -> None:
     assert problem.startswith("$.steps.shout.map.over: map step 'shout' maps over 'docs', but no step declares")
 
 
-def test_missing_required_keys_and_wrong_format_are_reported() -> None:
-    """A spec without steps or entry, of another format number, lists each missing piece."""
-    problems = _problems({"wfkit_flow": 2, "name": "x"})
+def test_missing_required_keys_are_reported() -> None:
+    """A spec without steps or entry lists each missing piece."""
+    problems = _problems({"wfkit_flow": 1, "name": "x"})
+    assert ["$: 'entry' is a required property", "$: 'steps' is a required property"] == sorted(problems)
+
+
+def test_a_spec_of_another_format_gets_one_message_saying_what_to_do(tmp_path: Path) -> None:
+    """A file of a format this wfkit does not read is refused with one message, at its line: the
+    formats this wfkit reads and what to do (not also the schema's complaint about the number, nor
+    one for every key the other format may have added)."""
+    path = tmp_path / "future.yaml"
+    path.write_text("name: future\nwfkit_flow: 2\nentry: a\nsteps:\n  a: {fn: summary, budget: 3}\n")
+    with pytest.raises(wf.FlowSpecError) as info:
+        wf.Workflow.from_spec(path, steps=[summary])
     assert [
-        "$.wfkit_flow: 1 was expected (the spec format: 1)",
-        "$.wfkit_flow: this spec has format 2, this wfkit reads format 1; upgrade wfkit",
-        "$: 'entry' is a required property",
-        "$: 'steps' is a required property",
-    ] == sorted(problems)
+        f"$.wfkit_flow (future.yaml line 2): this spec is written in format 2, which a newer wfkit writes; "
+        f"wfkit {wf.__version__} reads format 1 only: upgrade wfkit to load it"
+    ] == info.value.problems
+    assert ["$.wfkit_flow: there is no spec format 0; this wfkit reads format 1: write 1 there"] == _problems(
+        {"wfkit_flow": 0, "name": "x", "entry": "a", "steps": {"a": {"fn": "summary"}}}, steps=[summary]
+    )
 
 
 def test_graph_problems_keep_the_code_validation_hints() -> None:

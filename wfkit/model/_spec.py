@@ -32,6 +32,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
+from wfkit._version import __version__
 from wfkit.model._approvals import Approval
 from wfkit.model._errors import FlowSpecError, Location, WorkflowDefinitionError
 from wfkit.model._graph import compile_graph
@@ -841,6 +842,19 @@ def _mapping(spec: Mapping[str, Any], key: str) -> Mapping[str, Any]:
     return _string_keys(value) if isinstance(value, Mapping) else {}
 
 
+def _other_format(number: Any) -> str | None:
+    """Why a spec whose ``wfkit_flow`` is a format number other than this wfkit's cannot be read,
+    and what to do; None for this format (and for what is no number: the schema reports that)."""
+    if type(number) is not int or number == FORMAT:
+        return None
+    if number > FORMAT:
+        return (
+            f"$.wfkit_flow: this spec is written in format {number}, which a newer wfkit writes; "
+            f"wfkit {__version__} reads format {FORMAT} only: upgrade wfkit to load it"
+        )
+    return f"$.wfkit_flow: there is no spec format {number}; this wfkit reads format {FORMAT}: write {FORMAT} there"
+
+
 def load_parts(
     spec: Mapping[str, Any],
     functions: Mapping[str, Any] | Iterable[Callable[..., Any]] | None = None,
@@ -853,13 +867,13 @@ def load_parts(
     if not isinstance(spec, Mapping):
         raise FlowSpecError("?", [f"$: a flow spec is a mapping, got {type(spec).__name__}"], [()])
     name = spec["name"] if isinstance(spec.get("name"), str) and spec["name"] else "?"
+    other_format = _other_format(spec.get("wfkit_flow"))
+    if other_format is not None:
+        # Checked against this format's schema, the spec would get a complaint for every difference.
+        message = source.locate(other_format, ("wfkit_flow",)) if source is not None else other_format
+        raise FlowSpecError(name, [message], [("wfkit_flow",)])
     _key_problems(spec, (), problems)
     _schema_problems(spec, problems)
-    if spec.get("wfkit_flow") not in (None, FORMAT) and isinstance(spec.get("wfkit_flow"), int):
-        problems.add(
-            ("wfkit_flow",),
-            f"$.wfkit_flow: this spec has format {spec['wfkit_flow']}, this wfkit reads format {FORMAT}; upgrade wfkit",
-        )
 
     raw_steps = _mapping(spec, "steps")
     steps: dict[str, StepSpec] = {}
