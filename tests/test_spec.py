@@ -318,7 +318,31 @@ def test_a_comparison_without_its_value_is_reported_at_its_condition() -> None:
     spec = _router_spec()
     del spec["routes"]["review"]["routes"][0]["when"]["all"][0]["value"]
     (problem,) = _problems(spec, steps=_functions(query_router()))
-    assert problem.startswith("$.routes.review.routes[0].when: operator 'lt' on 'quality' needs a value")
+    assert problem.startswith("$.routes.review.routes[0].when.all[0].value: operator 'lt' on 'quality' needs a value")
+
+
+def test_a_comparison_with_an_empty_value_is_reported_at_that_value(tmp_path: Path) -> None:
+    """``{op: lt, value: ""}`` (the builder's value box left empty) is refused at load with the path
+    and line of that value and the fix, where it used to load and fail the run when first tried;
+    a second bad comparison in the same file is reported at its own value too."""
+    (tmp_path / "flow.yaml").write_text(
+        "wfkit_flow: 1\nname: gate\nentry: ledger\nsteps:\n"
+        "  ledger: {fn: summary}\n  summary: {fn: summary}\n"
+        "routes:\n  ledger:\n    routes:\n"
+        "      - when:\n          all:\n            - {field: n, op: exists}\n"
+        "            - {field: score, op: lt, value: ''}\n"
+        "        go: summary\n"
+        "      - {when: {not: {field: score, op: ge, value: ''}}, go: summary}\n"
+        "    default: {go: __end__}\n"
+    )
+    with pytest.raises(wf.FlowSpecError) as info:
+        wf.Workflow.from_spec(tmp_path / "flow.yaml", steps=[summary])
+    assert [
+        "$.routes.ledger.routes[0].when.all[1].value (flow.yaml line 13): operator 'lt' on 'score' needs a value "
+        "to compare with, got the blank string ''; give one (when('score', 'lt', 3), or value: 3 in a spec)",
+        "$.routes.ledger.routes[1].when.not.value (flow.yaml line 15): operator 'ge' on 'score' needs a value "
+        "to compare with, got the blank string ''; give one (when('score', 'ge', 3), or value: 3 in a spec)",
+    ] == info.value.problems
 
 
 def test_bad_option_values_say_what_is_expected() -> None:

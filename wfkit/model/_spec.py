@@ -38,7 +38,7 @@ from wfkit.model._errors import FlowSpecError, Location, WorkflowDefinitionError
 from wfkit.model._graph import compile_graph
 from wfkit.model._merge import Merge, check_merges
 from wfkit.model._retry import NO_RETRY, RetryPolicy
-from wfkit.model._routes import Compare, Condition, Go, Route, Router, condition_from_dict
+from wfkit.model._routes import All, Any_, Compare, Condition, Go, Not, Route, Router
 from wfkit.model._steps import (
     Cache,
     StepFunction,
@@ -820,12 +820,24 @@ def _approval(data: Mapping[str, Any], where: Location, namespace: Mapping[str, 
 
 
 def _condition_at(data: Mapping[str, Any], where: Location, problems: _Problems) -> Condition:
-    if not problems.inside(where):
-        try:
-            return condition_from_dict(data)
-        except (ValueError, TypeError, KeyError) as exc:
-            problems.add(where, f"{json_path(where)}: {exc}")
-    return Compare("__unreadable_condition__", "exists")  # never true: the route is kept for the graph check
+    """The condition at ``where``, built part by part: a comparison the schema let through (its field
+    and operator are sound) that cannot be built is reported at its value, which the builder marks."""
+    if problems.inside(where):
+        return _UNREADABLE
+    for key, group in (("all", All), ("any", Any_)):
+        if key in data:
+            return group(tuple(_condition_at(part, (*where, key, i), problems) for i, part in enumerate(data[key])))
+    if "not" in data:
+        return Not(_condition_at(data["not"], (*where, "not"), problems))
+    try:
+        return Compare(data["field"], data["op"], data.get("value"))
+    except (ValueError, TypeError) as exc:
+        problems.add((*where, "value"), f"{json_path((*where, 'value'))}: {exc}")
+    return _UNREADABLE
+
+
+_UNREADABLE = Compare("__unreadable_condition__", "exists")
+"""Never true: a route whose condition could not be built is kept for the graph check."""
 
 
 def _go_at(data: Any) -> Go | None:
