@@ -114,6 +114,25 @@ def test_save_refuses_a_flow_with_problems(tmp_path: Path) -> None:
     assert not (tmp_path / "router.yaml").exists()
 
 
+def test_save_refuses_a_comparison_whose_value_box_was_left_empty(tmp_path: Path) -> None:
+    """A route condition `quality lt ""` (the value box left empty) is not saved: the problem points
+    at that value, for the editor to mark the box, and says to give one."""
+    flow = ex.query_router()
+    session = Session(path=tmp_path / "router.yaml", namespace={s.fn.__name__: s.fn for s in flow.steps.values()})
+    spec = flow.to_spec()
+    spec["routes"]["review"]["routes"][0]["when"]["all"][0]["value"] = ""
+    status, found = session.save(spec)
+    assert "not saved: 1 problem to fix first" == status
+    assert [
+        {
+            "path": ["routes", "review", "routes", 0, "when", "all", 0, "value"],
+            "message": "$.routes.review.routes[0].when.all[0].value: operator 'lt' on 'quality' needs a value to "
+            "compare with, got the blank string ''; give one (when('quality', 'lt', 3), or value: 3 in a spec)",
+        }
+    ] == found
+    assert not (tmp_path / "router.yaml").exists()
+
+
 def test_save_updates_the_edited_workflow_in_place(tmp_path: Path) -> None:
     """Editing a Workflow object: Save changes that very object, so every name bound to it sees it."""
     flow = ex.rag_router()
@@ -201,6 +220,27 @@ def test_bundled_front_end_labels_exists_as_the_kernel_prints_it() -> None:
     """
     out = subprocess.run(["node", "--input-type=module", "-e", script], capture_output=True, text=True, check=True)
     assert [str(wf.when("x", "exists", c["value"])) for c in conditions] == json.loads(out.stdout)
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed")
+def test_bundled_front_end_finds_the_kernels_problem_at_a_condition_value() -> None:
+    """The shipped bundle (run by node) finds the kernel's problem with a value box left empty at
+    that value's path, so the route form marks the box; the condition's other parts have none."""
+    flow = ex.query_router()
+    spec = flow.to_spec()
+    spec["routes"]["review"]["routes"][0]["when"]["all"][1]["value"] = ""
+    problems = problems_of(spec, {s.fn.__name__: s.fn for s in flow.steps.values()})
+    when = ["routes", "review", "routes", 0, "when"]
+    script = f"""
+        import {{problemsAt}} from {json.dumps(BUNDLE.as_uri())};
+        const problems = {json.dumps(problems)};
+        const at = (path) => problemsAt(problems, path);
+        console.log(JSON.stringify([at({json.dumps([*when, "all", 1, "value"])}),
+                                    at({json.dumps([*when, "all", 0, "value"])}), at({json.dumps(when)})]));
+    """
+    out = subprocess.run(["node", "--input-type=module", "-e", script], capture_output=True, text=True, check=True)
+    assert [[problems[0]["message"]], [], []] == json.loads(out.stdout)
+    assert "operator 'lt' on 'draft' needs a value to compare with, got the blank string ''" in problems[0]["message"]
 
 
 @pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed")

@@ -302,6 +302,44 @@ def test_the_canvas_keeps_its_width_in_a_narrow_window(tmp_path: Path, lab: Lab)
         assert _box(builder.locator(".wfk-canvas"))["width"] >= _box(builder)["width"] - 4
 
 
+@pytest.mark.skipif(
+    not CHROMIUM.exists(), reason=f"{CHROMIUM} is missing (apt-get install chromium); this browser test drives it"
+)
+def test_a_comparison_value_left_empty_is_marked_at_its_box_and_not_saved(tmp_path: Path, lab: Lab) -> None:
+    """A route changed to `lt` with its value box left empty: the kernel's message is shown under
+    that box, which is marked invalid, and Save writes nothing; a value typed in clears the mark and
+    Save writes it (the box used to save `value: ''`, which failed the run when first tried)."""
+    from playwright.sync_api import expect
+
+    with lab_page(lab, {"width": 1800, "height": 1100}, tmp_path / "empty-value-failure.png") as page:
+        builder = _router_builder(page, lab, tmp_path / "empty.ipynb")
+        problems = builder.locator(".wfk-problems")
+        expect(problems).to_contain_text("The kernel finds no problems.")
+        builder.locator("g[data-label-for='route:classify:0'] rect.wfk-edge-label-bg").click()
+        panel = builder.locator(".wfk-panel")
+        expect(panel).to_contain_text("Route: classify → code_search")
+        panel.get_by_label("Condition operator").select_option("lt")
+        panel.get_by_label("Condition value").fill("")
+        panel.get_by_label("Condition value").press("Enter")
+        message = "operator 'lt' on 'query_type' needs a value to compare with, got the blank string ''"
+        expect(panel.locator(".wfk-field-problem")).to_contain_text(message)
+        expect(panel.get_by_label("Condition value")).to_have_attribute("aria-invalid", "true")
+        builder.get_by_role("button", name="Save flow spec").click()
+        expect(builder.locator(".wfk-status")).to_contain_text("not saved: 1 problem to fix first")
+        builder.screenshot(path=str(tmp_path / "builder-empty-value.png"))
+        assert not (tmp_path / "rag-router.yaml").exists()
+
+        panel.get_by_label("Condition value").fill("3")
+        panel.get_by_label("Condition value").press("Enter")
+        expect(problems).to_contain_text("The kernel finds no problems.")
+        expect(panel.get_by_label("Condition value")).not_to_have_attribute("aria-invalid", "true")
+        expect(panel.locator(".wfk-field-problem")).to_have_count(0)
+        builder.get_by_role("button", name="Save flow spec").click()
+        expect(builder.locator(".wfk-status")).to_contain_text("saved rag-router.yaml")
+    saved = __import__("yaml").safe_load((tmp_path / "rag-router.yaml").read_text())
+    assert {"field": "query_type", "op": "lt", "value": 3} == saved["routes"]["classify"]["routes"][0]["when"]
+
+
 # For every edge label: how far its centre lies from its own edge's path (in the canvas's units).
 LABEL_DISTANCES = """(svg) => {
     const out = {};

@@ -65,6 +65,29 @@ def test_unknown_target_suggests_close_name() -> None:
         flow.validate()
 
 
+@pytest.mark.parametrize("misspell", ["chain", "route", "fallback"])
+def test_a_misspelt_step_is_the_one_problem_not_every_step_behind_it(misspell: str) -> None:
+    """A misspelt name in an edge, a route or a fallback is reported with its closest step; the
+    steps it cuts off are not reported as unreachable as well (they would bury the one mistake),
+    while a step that nothing names stays reported."""
+    flow = _flow("fetch", "summarize", "review", "publish", "orphan", fetch={"fallback": "review"})
+    flow.chain("summarize", "review", "publish")
+    if misspell == "chain":
+        flow.chain("fetch", "sumarize")
+    elif misspell == "route":
+        flow.route("fetch", wf.when("text", "exists") >> wf.go("sumarize"), default=wf.go(wf.END))
+    else:
+        flow = _flow("fetch", "summarize", "review", "publish", "orphan", fetch={"fallback": "sumarize"})
+        flow.chain("summarize", "review", "publish").route("fetch", default=wf.go(wf.END))
+    with pytest.raises(wf.WorkflowDefinitionError) as info:
+        flow.validate()
+    first, *rest = info.value.problems
+    assert "no step named 'sumarize' (did you mean 'summarize'?)" in first or first.startswith(
+        "step 'fetch' falls back to 'sumarize', which is not a step (did you mean 'summarize'?)"
+    ), first
+    assert ["step 'orphan' is unreachable from the entry 'fetch'"] == [p.split(":")[0] for p in rest]
+
+
 def test_unknown_route_target_and_fallback() -> None:
     """Routes and fallbacks to missing steps are reported."""
     flow = _flow("a", "b", a={"fallback": "rescue"})

@@ -104,6 +104,19 @@ def test_ordering_operator_without_a_value_is_refused(op):
         condition_from_dict({"field": "n", "op": op})
 
 
+@pytest.mark.parametrize("op", ["gt", "ge", "lt", "le"])
+@pytest.mark.parametrize("blank", ["", "  "])
+def test_ordering_operator_with_a_blank_value_is_refused(op, blank):
+    """``lt ""`` (a builder's value box left empty) is no bound: a number fails the run when the route
+    is first tried, and no string is below it. It is refused when built, as a missing value is."""
+    expected = rf"operator '{op}' on 'n' needs a value to compare with, got the blank string {blank!r}; give one"
+    with pytest.raises(ConditionError, match=expected):
+        when("n", op, blank)
+    with pytest.raises(ConditionError, match=expected):
+        condition_from_dict({"field": "n", "op": op, "value": blank})
+    assert when("n", "eq", "").evaluate({"n": ""})  # equality with the empty string stays a test
+
+
 def test_condition_error_is_a_wfkit_and_value_error():
     """ConditionError can be caught as WfkitError and as ValueError."""
     with pytest.raises(WfkitError):
@@ -966,8 +979,8 @@ def test_predicate_and_choice_agree_with_evaluate(op, value, state):
         value = [value]
     if op == "exists" and value not in (None, True, False):
         value = bool(value)  # exists takes a flag only (test_exists_refuses_a_value_that_is_no_flag)
-    if op in ("gt", "ge", "lt", "le") and value is None:  # refused when built
-        value = 0
+    if op in ("gt", "ge", "lt", "le") and (value is None or (isinstance(value, str) and not value.strip())):
+        value = 0  # refused when built (test_ordering_operator_with_a_blank_value_is_refused)
     condition = when("score", op, value)
 
     def answer(fn):

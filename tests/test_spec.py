@@ -261,8 +261,8 @@ def _router_spec() -> dict[str, Any]:
 
 
 def test_every_problem_is_reported_at_once_with_its_json_path() -> None:
-    """A bad operator, an unknown key, a missing function, an unknown route target and the step it
-    leaves unreachable are all reported together, each prefixed by its JSON path."""
+    """A bad operator, an unknown key, a missing function and an unknown route target are all
+    reported together, each prefixed by its JSON path (not the step the misspelt target cuts off)."""
     spec = _router_spec()
     spec["routes"]["classify"]["routes"][0]["when"]["op"] = "equals"
     spec["steps"]["review"]["timout"] = 3
@@ -277,7 +277,6 @@ def test_every_problem_is_reported_at_once_with_its_json_path() -> None:
         "functions passed in steps=",
         "$.routes.classify.routes[1].go: route from 'classify' -> 'data_qery': no step named 'data_qery' "
         "(did you mean 'data_query'?); declare it, or use wfkit.END (`__end__` in a flow spec) to finish",
-        "$.steps.data_query: step 'data_query' is unreachable from the entry 'classify'",
     ]
     assert len(expected) == len(problems), problems
     for start, problem in zip(expected, problems, strict=True):
@@ -300,7 +299,7 @@ def test_a_route_to_an_unknown_step_says_how_a_spec_ends_the_branch(tmp_path: Pa
 
 
 def _order(problem: str) -> int:
-    keys = ["routes[0].when.op", "timout", ".fn:", "routes[1].go", "unreachable"]
+    keys = ["routes[0].when.op", "timout", ".fn:", "routes[1].go"]
     return next(i for i, k in enumerate(keys) if k in problem)
 
 
@@ -319,7 +318,31 @@ def test_a_comparison_without_its_value_is_reported_at_its_condition() -> None:
     spec = _router_spec()
     del spec["routes"]["review"]["routes"][0]["when"]["all"][0]["value"]
     (problem,) = _problems(spec, steps=_functions(query_router()))
-    assert problem.startswith("$.routes.review.routes[0].when: operator 'lt' on 'quality' needs a value")
+    assert problem.startswith("$.routes.review.routes[0].when.all[0].value: operator 'lt' on 'quality' needs a value")
+
+
+def test_a_comparison_with_an_empty_value_is_reported_at_that_value(tmp_path: Path) -> None:
+    """``{op: lt, value: ""}`` (the builder's value box left empty) is refused at load with the path
+    and line of that value and the fix, where it used to load and fail the run when first tried;
+    a second bad comparison in the same file is reported at its own value too."""
+    (tmp_path / "flow.yaml").write_text(
+        "wfkit_flow: 1\nname: gate\nentry: ledger\nsteps:\n"
+        "  ledger: {fn: summary}\n  summary: {fn: summary}\n"
+        "routes:\n  ledger:\n    routes:\n"
+        "      - when:\n          all:\n            - {field: n, op: exists}\n"
+        "            - {field: score, op: lt, value: ''}\n"
+        "        go: summary\n"
+        "      - {when: {not: {field: score, op: ge, value: ''}}, go: summary}\n"
+        "    default: {go: __end__}\n"
+    )
+    with pytest.raises(wf.FlowSpecError) as info:
+        wf.Workflow.from_spec(tmp_path / "flow.yaml", steps=[summary])
+    assert [
+        "$.routes.ledger.routes[0].when.all[1].value (flow.yaml line 13): operator 'lt' on 'score' needs a value "
+        "to compare with, got the blank string ''; give one (when('score', 'lt', 3), or value: 3 in a spec)",
+        "$.routes.ledger.routes[1].when.not.value (flow.yaml line 15): operator 'ge' on 'score' needs a value "
+        "to compare with, got the blank string ''; give one (when('score', 'ge', 3), or value: 3 in a spec)",
+    ] == info.value.problems
 
 
 def test_bad_option_values_say_what_is_expected() -> None:
@@ -459,15 +482,27 @@ def test_a_map_over_a_field_nobody_writes_is_located_at_its_over() -> None:
     assert problem.startswith("$.steps.shout.map.over: map step 'shout' maps over 'docs', but no step declares")
 
 
-def test_missing_required_keys_and_wrong_format_are_reported() -> None:
-    """A spec without steps or entry, of another format number, lists each missing piece."""
-    problems = _problems({"wfkit_flow": 2, "name": "x"})
+def test_missing_required_keys_are_reported() -> None:
+    """A spec without steps or entry lists each missing piece."""
+    problems = _problems({"wfkit_flow": 1, "name": "x"})
+    assert ["$: 'entry' is a required property", "$: 'steps' is a required property"] == sorted(problems)
+
+
+def test_a_spec_of_another_format_gets_one_message_saying_what_to_do(tmp_path: Path) -> None:
+    """A file of a format this wfkit does not read is refused with one message, at its line: the
+    formats this wfkit reads and what to do (not also the schema's complaint about the number, nor
+    one for every key the other format may have added)."""
+    path = tmp_path / "future.yaml"
+    path.write_text("name: future\nwfkit_flow: 2\nentry: a\nsteps:\n  a: {fn: summary, budget: 3}\n")
+    with pytest.raises(wf.FlowSpecError) as info:
+        wf.Workflow.from_spec(path, steps=[summary])
     assert [
-        "$.wfkit_flow: 1 was expected (the spec format: 1)",
-        "$.wfkit_flow: this spec has format 2, this wfkit reads format 1; upgrade wfkit",
-        "$: 'entry' is a required property",
-        "$: 'steps' is a required property",
-    ] == sorted(problems)
+        f"$.wfkit_flow (future.yaml line 2): this spec is written in format 2, which a newer wfkit writes; "
+        f"wfkit {wf.__version__} reads format 1 only: upgrade wfkit to load it"
+    ] == info.value.problems
+    assert ["$.wfkit_flow: there is no spec format 0; this wfkit reads format 1: write 1 there"] == _problems(
+        {"wfkit_flow": 0, "name": "x", "entry": "a", "steps": {"a": {"fn": "summary"}}}, steps=[summary]
+    )
 
 
 def test_graph_problems_keep_the_code_validation_hints() -> None:
@@ -653,14 +688,15 @@ def test_problems_in_a_file_name_it_and_the_line(tmp_path: Path) -> None:
         "wfkit_flow: 1\nname: lines\nentry: ledger\nsteps:\n"
         "  ledger:\n    fn: summary\n    timeout: 5s\n"
         "  summary: {fn: summary, max_visits: 2}\n"
+        "  lonely: {fn: summary}\n"
         "edges:\n  ledger: [sumary]\n"
     )
     with pytest.raises(wf.FlowSpecError) as info:
         wf.Workflow.from_spec(tmp_path / "flow.yaml", steps=[summary])
     expected = [
         "$.steps.ledger.timeout (flow.yaml line 7): '5s' is not of type 'number'",
-        "$.edges.ledger[0] (flow.yaml line 10): edge 'ledger' -> 'sumary': no step named 'sumary'",
-        "$.steps.summary (flow.yaml line 8): step 'summary' is unreachable",
+        "$.edges.ledger[0] (flow.yaml line 11): edge 'ledger' -> 'sumary': no step named 'sumary'",
+        "$.steps.lonely (flow.yaml line 9): step 'lonely' is unreachable",
     ]
     assert len(expected) == len(info.value.problems), info.value.problems
     for start, problem in zip(expected, info.value.problems, strict=True):

@@ -167,6 +167,13 @@ export function problemTarget(path) {
   return {};
 }
 
+// The kernel's problems with the part of the spec at `path` itself (a condition's value), so the
+// form marks the box that holds it, not only the route.
+export function problemsAt(problems, path) {
+  const key = JSON.stringify(path);
+  return (problems || []).filter((problem) => JSON.stringify(problem.path) === key).map((problem) => problem.message);
+}
+
 function parseValue(text, op) {
   const trimmed = text.trim();
   if (op === "exists" && trimmed === "") return null;
@@ -1037,7 +1044,7 @@ class Editor {
     return box;
   }
 
-  conditionEditor(condition, onValue, label) {
+  conditionEditor(condition, onValue, label, where) {
     let root = clone(condition);
     const commit = () => onValue(clone(root));
     const ops = this.model.get("operators") || ["eq", "ne", "gt", "ge", "lt", "le", "contains", "in", "exists"];
@@ -1100,12 +1107,18 @@ class Editor {
         if (op.value === "in" && !Array.isArray(target.value)) target.value = target.value === "" || target.value === undefined ? [] : [target.value];
         commit();
       });
-      const valueInput = h("input", { type: "text", value: valueText(inner.value, inner.op), placeholder: inner.op === "in" ? "a, b, c" : "value", "aria-label": "Condition value", autocomplete: "off" });
+      const bad = problemsAt(this.model.get("problems"), [...where, ...innerPath, "value"]); // where: the condition's path in the spec
+      const said = bad.length ? h("div", { class: "wfk-field-problem", id: `${this.uid}-value-${innerPath.join("-")}`, text: bad.join(" ") }) : null;
+      const valueInput = h("input", {
+        type: "text", value: valueText(inner.value, inner.op), placeholder: inner.op === "in" ? "a, b, c" : "value", "aria-label": "Condition value", autocomplete: "off",
+        class: said ? "wfk-invalid" : null, "aria-invalid": said ? "true" : null, "aria-describedby": said ? said.id : null,
+      });
       onCommit(valueInput, (text) => {
         getAt(root, innerPath).value = parseValue(text, getAt(root, innerPath).op);
         commit();
       });
-      const row = h("div", { class: "wfk-row wfk-compare" }, h("label", { class: "wfk-inline" }, notBox, " not"), fieldInput, op, valueInput, remove);
+      const compare = h("div", { class: "wfk-row wfk-compare" }, h("label", { class: "wfk-inline" }, notBox, " not"), fieldInput, op, valueInput, remove);
+      const row = said ? h("div", {}, compare, said) : compare;
       if (inGroup) return row;
       const wrap = (key) => () => {
         root = { [key]: [clone(root), blank()] };
@@ -1168,7 +1181,7 @@ class Editor {
     }
     parts.push(this.field("Goes to", this.targetSelect(edge.dst, (value) => this.retarget(edge, value))));
     if (edge.kind === "route") {
-      parts.push(this.conditionEditor(edge.route.when, (when) => this.updateRoute(edge, (route) => (route.when = when)), "Condition"));
+      parts.push(this.conditionEditor(edge.route.when, (when) => this.updateRoute(edge, (route) => (route.when = when)), "Condition", ["routes", edge.src, "routes", edge.index, "when"]));
       const count = this.spec.routes[edge.src].routes.length;
       parts.push(h("div", { class: "wfk-row" },
         h("span", { text: `Tried ${edge.index + 1} of ${count}` }),
@@ -1249,7 +1262,7 @@ class Editor {
       const conditional = h("input", { type: "checkbox", checked: !!approval.when });
       conditional.addEventListener("change", () => setApproval("when")(conditional.checked ? { field: "", op: "gt", value: 0 } : undefined));
       gateBox.append(h("label", { class: "wfk-inline" }, conditional, " only when a condition holds"));
-      if (approval.when) gateBox.append(this.conditionEditor(approval.when, (when) => setApproval("when")(when), "Gate condition"));
+      if (approval.when) gateBox.append(this.conditionEditor(approval.when, (when) => setApproval("when")(when), "Gate condition", ["steps", name, "approval", "when"]));
     }
     parts.push(gateBox);
 

@@ -19,7 +19,7 @@ from typing import Any
 from wfkit.model._errors import Location, WorkflowDefinitionError
 from wfkit.model._routes import END, Router
 from wfkit.model._steps import StepSpec
-from wfkit.model._suggest import did_you_mean
+from wfkit.model._suggest import closest, did_you_mean
 
 
 @dataclass(frozen=True, slots=True)
@@ -314,22 +314,25 @@ def compile_graph(
     for where, message in _check_options(steps, inputs):
         problem(where, message)
 
-    succ: dict[str, set[str]] = {s: set() for s in known}
-    for src, targets in edges.items():
-        if src in known:
-            succ[src] |= {t for t in targets if t in known}
-    for src, router in routers.items():
-        if src in known:
-            succ[src] |= router.targets & known
+    links = [(src, dst) for src, targets in edges.items() for dst in targets]
+    links += [(src, dst) for src, router in routers.items() for dst in router.targets]
     for spec in steps.values():
-        for target in (spec.fallback, spec.approval.on_reject if spec.approval else None):
-            if target in known:
-                succ[spec.name].add(target)
+        links += [(spec.name, t) for t in (spec.fallback, spec.approval and spec.approval.on_reject) if t and t != END]
+    succ: dict[str, set[str]] = {s: set() for s in known}
+    # Reachability reads a misspelt name as the step its problem above suggests: the steps only it
+    # leads to are that one mistake's consequence, and reported as unreachable they would bury it.
+    meant: dict[str, set[str]] = {s: set() for s in known}
+    for src, dst in links:
+        if src in known and dst in known:
+            succ[src].add(dst)
+        meant_src, meant_dst = (name if name in known else closest(name, known) for name in (src, dst))
+        if meant_src is not None and meant_dst is not None:
+            meant[meant_src].add(meant_dst)
 
     reachable: set[str] = set()
     if entry in known:
         reachable = _reach(entry, succ)
-        for step in sorted(known - reachable):
+        for step in sorted(known - _reach(entry, meant)):
             problem(
                 ("steps", step),
                 f"step {step!r} is unreachable from the entry {entry!r}: connect it with "

@@ -161,10 +161,13 @@ class Compare(Condition):
                 f"operator 'exists' on {self.field!r} takes True (present, the default) or False "
                 f"(missing or None), got {self.value!r}"
             )
-        if self.op in _ORDERING and self.value is None:
-            # Nothing orders against None: the condition could only fail the run when first tried.
+        blank = isinstance(self.value, str) and not self.value.strip()
+        if self.op in _ORDERING and (self.value is None or blank):
+            # Nothing orders against None, and a blank string (a builder's value box left empty) is
+            # no bound: the condition could only fail the run when first tried, or never hold.
+            got = "none" if self.value is None else f"the blank string {self.value!r}"
             raise ConditionError(
-                f"operator {self.op!r} on {self.field!r} needs a value to compare with, got none; "
+                f"operator {self.op!r} on {self.field!r} needs a value to compare with, got {got}; "
                 f"give one (when({self.field!r}, {self.op!r}, 3), or value: 3 in a spec)"
             )
         object.__setattr__(self, "path", tuple(self.field.split(".")))

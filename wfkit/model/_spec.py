@@ -32,12 +32,13 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
+from wfkit._version import __version__
 from wfkit.model._approvals import Approval
 from wfkit.model._errors import FlowSpecError, Location, WorkflowDefinitionError
 from wfkit.model._graph import compile_graph
 from wfkit.model._merge import Merge, check_merges
 from wfkit.model._retry import NO_RETRY, RetryPolicy
-from wfkit.model._routes import Compare, Condition, Go, Route, Router, condition_from_dict
+from wfkit.model._routes import All, Any_, Compare, Condition, Go, Not, Route, Router
 from wfkit.model._steps import (
     Cache,
     StepFunction,
@@ -819,12 +820,24 @@ def _approval(data: Mapping[str, Any], where: Location, namespace: Mapping[str, 
 
 
 def _condition_at(data: Mapping[str, Any], where: Location, problems: _Problems) -> Condition:
-    if not problems.inside(where):
-        try:
-            return condition_from_dict(data)
-        except (ValueError, TypeError, KeyError) as exc:
-            problems.add(where, f"{json_path(where)}: {exc}")
-    return Compare("__unreadable_condition__", "exists")  # never true: the route is kept for the graph check
+    """The condition at ``where``, built part by part: a comparison the schema let through (its field
+    and operator are sound) that cannot be built is reported at its value, which the builder marks."""
+    if problems.inside(where):
+        return _UNREADABLE
+    for key, group in (("all", All), ("any", Any_)):
+        if key in data:
+            return group(tuple(_condition_at(part, (*where, key, i), problems) for i, part in enumerate(data[key])))
+    if "not" in data:
+        return Not(_condition_at(data["not"], (*where, "not"), problems))
+    try:
+        return Compare(data["field"], data["op"], data.get("value"))
+    except (ValueError, TypeError) as exc:
+        problems.add((*where, "value"), f"{json_path((*where, 'value'))}: {exc}")
+    return _UNREADABLE
+
+
+_UNREADABLE = Compare("__unreadable_condition__", "exists")
+"""Never true: a route whose condition could not be built is kept for the graph check."""
 
 
 def _go_at(data: Any) -> Go | None:
@@ -841,6 +854,19 @@ def _mapping(spec: Mapping[str, Any], key: str) -> Mapping[str, Any]:
     return _string_keys(value) if isinstance(value, Mapping) else {}
 
 
+def _other_format(number: Any) -> str | None:
+    """Why a spec whose ``wfkit_flow`` is a format number other than this wfkit's cannot be read,
+    and what to do; None for this format (and for what is no number: the schema reports that)."""
+    if type(number) is not int or number == FORMAT:
+        return None
+    if number > FORMAT:
+        return (
+            f"$.wfkit_flow: this spec is written in format {number}, which a newer wfkit writes; "
+            f"wfkit {__version__} reads format {FORMAT} only: upgrade wfkit to load it"
+        )
+    return f"$.wfkit_flow: there is no spec format {number}; this wfkit reads format {FORMAT}: write {FORMAT} there"
+
+
 def load_parts(
     spec: Mapping[str, Any],
     functions: Mapping[str, Any] | Iterable[Callable[..., Any]] | None = None,
@@ -853,13 +879,13 @@ def load_parts(
     if not isinstance(spec, Mapping):
         raise FlowSpecError("?", [f"$: a flow spec is a mapping, got {type(spec).__name__}"], [()])
     name = spec["name"] if isinstance(spec.get("name"), str) and spec["name"] else "?"
+    other_format = _other_format(spec.get("wfkit_flow"))
+    if other_format is not None:
+        # Checked against this format's schema, the spec would get a complaint for every difference.
+        message = source.locate(other_format, ("wfkit_flow",)) if source is not None else other_format
+        raise FlowSpecError(name, [message], [("wfkit_flow",)])
     _key_problems(spec, (), problems)
     _schema_problems(spec, problems)
-    if spec.get("wfkit_flow") not in (None, FORMAT) and isinstance(spec.get("wfkit_flow"), int):
-        problems.add(
-            ("wfkit_flow",),
-            f"$.wfkit_flow: this spec has format {spec['wfkit_flow']}, this wfkit reads format {FORMAT}; upgrade wfkit",
-        )
 
     raw_steps = _mapping(spec, "steps")
     steps: dict[str, StepSpec] = {}

@@ -7,10 +7,16 @@ import difflib
 from collections.abc import Iterable
 
 
+def closest(name: str, known: Iterable[str]) -> str | None:
+    """The one of ``known`` closest to ``name``, or None if none is close."""
+    close = difflib.get_close_matches(name, list(known), n=1)
+    return close[0] if close else None
+
+
 def did_you_mean(name: str, known: Iterable[str]) -> str:
     """`` (did you mean 'x'?)`` naming the closest of ``known`` to ``name``, or ``""`` if none is close."""
-    close = difflib.get_close_matches(name, list(known), n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""
+    match = closest(name, known)
+    return f" (did you mean {match!r}?)" if match is not None else ""
 
 
 def unexpected_keywords(call: str, unknown: Iterable[str], takes: Iterable[str]) -> TypeError:
