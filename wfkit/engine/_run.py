@@ -476,10 +476,7 @@ class Run:
                     self.resume()
                     resumed_by_decision(self)
                 return self
-            raise TicketError(
-                f"ticket {done.ticket_id} was already {done.status} by {done.decided_by}; a decision "
-                f"is applied once and cannot be reversed (start a new run to decide again)"
-            )
+            raise store.tickets.refusal(done)
         if loop is not None:
             # On a running loop (a widget's click, a cell): the decision is written, and the run
             # resumed, by a task, so the loop never waits for the writer. `await run` waits for both.
