@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import wfkit as wf
@@ -23,3 +24,19 @@ router.step(lambda s: {"kind": "refund" if "money" in s["query"] else "other"}, 
 router.step(lambda s: {"answer": "refunded"}, name="refund")
 router.step(lambda s: {"answer": f"about {s['kind']}"}, name="answer")
 router.route("classify", wf.when("kind", "eq", "refund") >> wf.go("refund"), default=wf.go("answer"))
+
+
+flaky_refunds = wf.Workflow("flaky-refunds-cli")
+
+
+@flaky_refunds.step
+def quote(state: Any) -> dict[str, Any]:
+    """Fails while the file ``state["down"]`` names exists (a service that is down), so the run
+    stops before its gate and a resume gets there."""
+    if os.path.exists(state["down"]):
+        raise PermissionError("the quotes service is down")
+    return {"amount": 120}
+
+
+flaky_refunds.step(lambda s: {"refunded": s["amount"]}, name="refund", approval="Refunds need a human")
+flaky_refunds.chain("quote", "refund")

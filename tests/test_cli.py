@@ -595,6 +595,35 @@ def test_a_run_started_from_a_spec_resumes_and_forks_without_workflow(
     assert {"ready": False, "sent": f"{fork_id}:send:1"} == wfkit.Workspace(workspace).run_info(fork_id)["state"]
 
 
+def test_approve_after_a_reject_is_refused_saying_who_when_and_that_resume_follows_it(
+    payout_spec: Path, tmp_path: Path
+) -> None:
+    """`wfkit reject` then `wfkit approve` of one ticket: the approve exits 1 naming who rejected it,
+    when and why, and saying the run waits for `wfkit resume`, which then follows the rejection
+    (the refusal said nothing of the run left halted)."""
+    workspace = tmp_path / "ws"
+    run_id = _run_spec(payout_spec, workspace)
+    [ticket] = wfkit.Workspace(workspace).pending()
+    where = ("--workspace", str(workspace))
+    rejected = _wfkit("reject", ticket.ticket_id, "--by", "alice", "--comment", "too much", *where, cwd=tmp_path)
+    assert 0 == rejected.returncode, rejected.stderr
+    approved = _wfkit("approve", ticket.ticket_id, "--by", "bob", *where, cwd=tmp_path)
+    decided = wfkit.Workspace(workspace).ticket(ticket.ticket_id)
+    assert ("rejected", "alice") == (decided.status, decided.decided_by)
+    assert decided.decided_at is not None
+    when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(decided.decided_at))
+    assert 1 == approved.returncode
+    assert (
+        f"wfkit approve: ticket {ticket.ticket_id} was already rejected by alice at {when} (too much); a "
+        f"decision is applied once and cannot be reversed. Run {run_id} waits at 'send' until it is "
+        f"resumed (`wfkit resume {run_id}`, or run.resume() in Python), and then follows the rejection; "
+        f"to decide again, start a new run"
+    ) == approved.stderr.strip()
+    resumed = _wfkit("resume", run_id, *where, cwd=tmp_path)
+    assert (1, f"run {run_id}: failed") == (resumed.returncode, resumed.stdout.strip())
+    assert "rejected by alice: too much" in resumed.stderr
+
+
 def test_reconcile_of_a_spec_run_prints_a_resume_that_works(
     payout_spec: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

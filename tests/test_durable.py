@@ -276,6 +276,73 @@ def test_changed_workflow_warns_or_refuses() -> None:
         gone.resume(run.run_id)
 
 
+def _stopped_before_its_gate(tmp_path: Path, **options: Any) -> tuple[wf.Workflow, str]:
+    """A run of ``flaky_refunds`` (with ``options``) that failed before its gate, its cause fixed."""
+    import durable_flows
+
+    down = tmp_path / "down"
+    down.touch()
+    flow = durable_flows.flaky_refunds
+    run = asyncio.run(flow.arun({"down": str(down)}, raise_on_error=False, **options))
+    assert "failed" == run.status
+    down.unlink()
+    return flow, run.run_id
+
+
+def _approvers(run_id: str) -> list[str | None]:
+    return [e.approver for e in Workspace().events(run_id) if e.status == "approved"]
+
+
+def test_a_resume_keeps_the_approval_policy_the_run_was_started_with(tmp_path: Path) -> None:
+    """A run started with policy="approve" and resumed without one (another process, `wfkit resume`)
+    decides its gate by that policy (it halted at the gate: the resume's default policy applied);
+    a policy passed to the resume wins."""
+    flow, run_id = _stopped_before_its_gate(tmp_path, policy="approve")
+    resumed = flow.resume(run_id)
+    assert ("succeeded", 120) == (resumed.status, resumed.state["refunded"])
+    assert ["policy:approve_all"] == _approvers(run_id)
+    flow, run_id = _stopped_before_its_gate(tmp_path, policy="approve")
+    assert "waiting_approval" == flow.resume(run_id, policy="halt").status
+
+
+def test_a_resume_keeps_a_decisions_file_policy(tmp_path: Path) -> None:
+    """A decisions file the run was started with decides its gate on resume too, from any folder."""
+    path = tmp_path / "decisions.jsonl"
+    path.write_text(json.dumps({"workflow": "flaky-refunds-cli", "step": "refund", "decision": "reject", "by": "ed"}))
+    flow, run_id = _stopped_before_its_gate(tmp_path, policy=wf.DecisionsFile(path))
+    with pytest.raises(wf.ApprovalRejectedError, match="rejected by ed"):
+        flow.resume(run_id)
+
+
+def test_a_resume_of_a_run_started_with_a_policy_object_of_its_own_asks_for_it(tmp_path: Path) -> None:
+    """A policy of the user's own class cannot be rebuilt from the store: the resume is refused,
+    naming it and saying to pass it again, rather than deciding by another policy."""
+
+    from wfkit.model._approvals import Verdict
+
+    class Mine(wf.ApprovalPolicy):
+        name = "mine"
+
+        def decide(self, ticket: wf.Ticket) -> Verdict:
+            return Verdict("approve", "mine")
+
+    flow, run_id = _stopped_before_its_gate(tmp_path, policy=Mine())
+    with pytest.raises(ValueError, match=r"started with the approval policy <ApprovalPolicy mine>.*pass it again"):
+        flow.resume(run_id)
+    assert "succeeded" == flow.resume(run_id, policy=Mine()).status
+    assert ["mine"] == _approvers(run_id)
+
+
+def test_wfkit_resume_keeps_the_approval_policy_the_run_was_started_with(tmp_path: Path) -> None:
+    """`wfkit resume` (its own process) of a run started with policy="approve" approves the gate as
+    the run would have; it halted there (its --policy defaulted to halt)."""
+    _, run_id = _stopped_before_its_gate(tmp_path, policy="approve")
+    command = [sys.executable, "-m", "wfkit", "resume", run_id, "--workflow", "durable_flows:flaky_refunds"]
+    resumed = subprocess.run(command, capture_output=True, text=True, cwd=Path(__file__).parent, check=False)
+    assert (0, f"run {run_id}: succeeded") == (resumed.returncode, resumed.stdout.strip()), resumed.stderr
+    assert ["policy:approve_all"] == _approvers(run_id)
+
+
 def test_run_deadline_survives_a_resume() -> None:
     """Time used before a failure counts against the deadline after resume."""
     import asyncio

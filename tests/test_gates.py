@@ -197,3 +197,76 @@ def test_a_gate_decided_after_the_deadline_says_the_step_never_started() -> None
     [row] = [e for e in Workspace().events(run.run_id) if e.status == "timeout"]
     assert ("refund", 0.0) == (row.step, row.latency_s)
     assert "step 'refund' was not started: the run's deadline had passed" == row.error_message
+
+
+def _reject_from_a_shell(run: wf.Run, *, by: str, comment: str) -> wf.Ticket:
+    """`wfkit reject TICKET --by NAME` in a process of its own; the ticket as it then reads."""
+    import subprocess
+    import sys
+
+    [ticket] = run.tickets()
+    command = [sys.executable, "-m", "wfkit", "reject", ticket.ticket_id, "--by", by, "--comment", comment]
+    subprocess.run(command, check=True, capture_output=True)
+    return Workspace().ticket(ticket.ticket_id)
+
+
+def _refusal(ticket: wf.Ticket, run: wf.Run) -> str:
+    """What refusing a second decision on ``ticket`` says: who decided what and when, and what to do."""
+    import time
+
+    assert ticket.decided_at is not None
+    when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(ticket.decided_at))
+    return (
+        f"ticket {ticket.ticket_id} was already rejected by alice at {when} (too much); a decision is "
+        f"applied once and cannot be reversed. Run {run.run_id} waits at 'refund' until it is resumed "
+        f"(`wfkit resume {run.run_id}`, or run.resume() in Python), and then follows the rejection; "
+        f"to decide again, start a new run"
+    )
+
+
+def test_approving_a_gate_rejected_in_a_shell_is_refused_saying_who_when_and_to_resume() -> None:
+    """A ticket rejected by `wfkit reject` in a shell, then approved from the run's handle (the live
+    panel's Approve), from a cell on a running loop or from the workspace: each is refused, naming
+    who rejected it, when and why, and saying the run waits for a resume; the run stays halted and
+    resuming it follows the rejection (the refusal said nothing of the halted run)."""
+    import asyncio
+
+    calls: list[str] = []
+    flow = _gated(calls)
+    run = flow.run({"amount": 120})
+    ticket = _reject_from_a_shell(run, by="alice", comment="too much")
+    with pytest.raises(wf.TicketError) as refused:
+        run.approve(by="bob")
+    assert _refusal(ticket, run) == str(refused.value)
+
+    async def cell() -> str:
+        with pytest.raises(wf.TicketError) as refused:
+            run.approve(by="bob")
+        return str(refused.value)
+
+    assert _refusal(ticket, run) == asyncio.run(cell())
+    with pytest.raises(wf.TicketError) as refused:
+        Workspace().approve(ticket.ticket_id, by="bob")
+    assert _refusal(ticket, run) == str(refused.value)
+    assert ("waiting_approval", "rejected") == (run.status, Workspace().ticket(ticket.ticket_id).status)
+    with pytest.raises(wf.ApprovalRejectedError, match="rejected by alice: too much"):
+        run.resume().wait(10)
+    assert [] == calls
+
+
+def test_the_other_decision_on_a_gate_the_run_went_past_says_so() -> None:
+    """A stale panel's Approve on a visit the run already followed (rejected, revised, and now
+    waiting at the gate's next visit) is refused without telling to resume for it."""
+    flow = wf.Workflow("revised")
+    flow.step(lambda s: {"version": 1}, name="draft")
+    flow.step(lambda s: {"version": s["version"] + 1}, name="revise", max_visits=3)
+    flow.step(lambda s: {"published": True}, name="publish", approval=wf.Approval("Publish?", on_reject="revise"))
+    flow.chain("draft", "publish")
+    flow.route("revise", default=wf.go("publish"))
+    run = flow.run({})
+    first = _reject_from_a_shell(run, by="alice", comment="too much")
+    again = flow.resume(run.run_id)
+    assert ("waiting_approval", [2]) == (again.status, [t.visit for t in again.tickets()])
+    with pytest.raises(wf.TicketError) as refused:
+        Workspace().approve(first.ticket_id, by="bob")
+    assert f"Run {run.run_id} went past this gate and is waiting_approval; to decide again" in str(refused.value)

@@ -554,6 +554,62 @@ def test_history_shows_a_step_that_fell_back(workspace: Any) -> None:
     ]
 
 
+def _history_rows(run: wf.Run) -> list[tuple[str, int, str, str | None]]:
+    rows = run.history()
+    return [
+        (s, int(v), o, None if pd_isna(r) else r)
+        for s, v, o, r in zip(rows["step"], rows["visit"], rows["outcome"], rows["route"], strict=True)
+    ]
+
+
+def _revised_on_rejection() -> wf.Workflow:
+    """draft -> publish (gated; a rejection routes to revise) and revise -> publish."""
+    flow = wf.Workflow("history-reject")
+    flow.step(lambda s: {"version": 1}, name="draft")
+    flow.step(lambda s: {"version": s["version"] + 1}, name="revise", max_visits=3)
+    flow.step(
+        lambda s: {"published": s["version"]}, name="publish", approval=wf.Approval("Publish?", on_reject="revise")
+    )
+    flow.chain("draft", "publish")
+    flow.route("revise", default=wf.go("publish"))
+    return flow
+
+
+def test_history_shows_a_rejected_gate_where_the_run_went_on_reject() -> None:
+    """A rejected gate is a row of the history (outcome ``rejected``, the route to its on_reject
+    step), in the session that applied the rejection and in a later one that replays it; it was
+    missing, then shown as a ``fallback``."""
+    from wfkit.store._workspace import Workspace
+
+    flow = _revised_on_rejection()
+    run = flow.run({})
+    ws = Workspace()
+    ws.reject(run.tickets()[0].ticket_id, by="ed", comment="too long", resume=False)
+    again = flow.resume(run.run_id)
+    assert "waiting_approval" == again.status
+    rejected_then_revised = [
+        ("draft", 1, "ok", None),
+        ("publish", 1, "rejected", "revise"),
+        ("revise", 1, "ok", "publish"),
+    ]
+    assert rejected_then_revised == _history_rows(again)
+    assert {"version": 1} == again.history()["state"][1]  # the gate's step never ran: nothing written
+    ws.approve(again.tickets()[0].ticket_id, by="ed", resume=False)
+    done = flow.resume(run.run_id)
+    assert [*rejected_then_revised, ("publish", 2, "ok", None)] == _history_rows(done)
+
+
+def test_history_shows_the_rejection_that_failed_the_run() -> None:
+    """A gate with no on_reject step: its rejection, the run's last row, says why the run failed."""
+    flow = wf.Workflow("history-reject-fail")
+    flow.step(lambda s: {"a": 1}, name="a")
+    flow.step(lambda s: {"b": 2}, name="b", approval="check")
+    flow.chain("a", "b")
+    run = flow.run({}, policy="reject", raise_on_error=False)
+    assert "failed" == run.status
+    assert [("a", 1, "ok", None), ("b", 1, "rejected", None)] == _history_rows(run)
+
+
 def test_stream_yields_each_event_as_it_happens_and_ends_with_the_run() -> None:
     """flow.stream yields the events in order, a step's event while the next step is still running."""
     flow = wf.Workflow("streamed")

@@ -112,6 +112,25 @@ def test_run_view_gets_a_panel_and_the_click_resumes_the_run() -> None:
     assert "refunded" in view.state.value
 
 
+def test_run_view_approving_a_gate_rejected_in_a_shell_says_the_run_waits_for_a_resume() -> None:
+    """The panel's Approve on a ticket `wfkit reject` decided in a shell is refused, saying who
+    rejected it and that the run waits for a resume, which then follows the rejection."""
+    import subprocess
+    import sys
+
+    run = _gated_flow().run({"amount": 70})
+    view = RunView(run)
+    [panel] = view.approvals.children
+    command = [sys.executable, "-m", "wfkit", "reject", panel.ticket.ticket_id, "--by", "alice"]
+    subprocess.run(command, check=True, capture_output=True)
+    panel.reviewer.value = "carol"
+    panel.approve_button.click()
+    assert "already rejected by alice at " in panel.result.value
+    assert f"Run {run.run_id} waits at &#x27;refund&#x27; until it is resumed" in panel.result.value
+    assert "and then follows the rejection" in panel.result.value
+    assert "waiting_approval" == run.status
+
+
 def _row_of(view: RunView, step: str) -> list[str]:
     """The cells of ``step``'s row in the view's step table, as shown (HTML entities decoded)."""
     page = view.summary.value

@@ -603,7 +603,9 @@ def build_parser() -> argparse.ArgumentParser:
     resume.add_argument("run_id")
     resume.add_argument("--workflow", help="module:name of the workflow (default: where the run recorded it)")
     resume.add_argument(
-        "--policy", default="halt", help="approval policy: halt, approve, reject, fail, or a decisions file"
+        "--policy",
+        help="approval policy: halt, approve, reject, fail, or a decisions file "
+        "(default: the one the run was started with, else $WFKIT_POLICY, else halt)",
     )
     resume.set_defaults(handler=_resume)
 

@@ -103,7 +103,8 @@ ADMITTED = Admission("run")
 
 class Recorded(NamedTuple):
     """One settled step of a stored (or in-memory) run, decoded for replay. ``outcome``: ok,
-    fallback or item (a map item: ``updates`` holds ``{"result": ...}``). ``fork``: the update a
+    fallback, rejected (a gate routed to its on_reject step) or item (a map item: ``updates``
+    holds ``{"result": ...}``). ``fork``: the update a
     fork applied right after this step (None when the run was not forked here)."""
 
     seq: int

@@ -1161,6 +1161,10 @@ class Execution:
             self._fail(admission.error, RunStatus.FAILED)
         else:  # rejected: revise and resubmit on the gate's on_reject step, or fail
             self._active[act.spec.name] -= 1
+            # Settled without running: the history says why the run went on to on_reject (or failed).
+            self.log.append(
+                (len(self.log) + 1, act.spec.name, act.visit, "rejected", None, admission.route, None, None)
+            )
             if admission.route is None:
                 assert admission.error is not None
                 self._fail(admission.error, RunStatus.FAILED)
@@ -1256,8 +1260,8 @@ class Execution:
                             go = router.choose(self.state)
                         if go.target != END:
                             self._activate(steps[go.target], go.tools, None, time.perf_counter())
-                else:
-                    log.append((len(log) + 1, step, visit, "fallback", None, route, failure, None))
+                else:  # fell back, or its gate was rejected (routed to on_reject)
+                    log.append((len(log) + 1, step, visit, outcome, None, route, failure, None))
                     if route is not None and route != END:
                         self._activate(steps[route], None, failure, time.perf_counter())
                 if self._missing:

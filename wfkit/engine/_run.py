@@ -267,7 +267,8 @@ class Run:
         """The state after each settled step, and what each step changed, as a DataFrame.
 
         One row per settled step in order: ``step``, ``visit``, ``outcome`` (``ok``, ``fallback``,
-        ``fork`` where a fork applied its update, ``item`` for map items when ``items=True``),
+        ``fork`` where a fork applied its update, ``rejected`` for a gate a reviewer or the policy
+        rejected, ``item`` for map items when ``items=True``),
         ``route`` (where it went), ``wrote`` (the fields it wrote), ``updates`` (their values),
         ``map_index`` and ``state`` (the whole state after it, a dict). Durable runs include the
         steps before a resume and, for a fork, the steps it shares with its origin.
@@ -475,10 +476,7 @@ class Run:
                     self.resume()
                     resumed_by_decision(self)
                 return self
-            raise TicketError(
-                f"ticket {done.ticket_id} was already {done.status} by {done.decided_by}; a decision "
-                f"is applied once and cannot be reversed (start a new run to decide again)"
-            )
+            raise store.tickets.refusal(done)
         if loop is not None:
             # On a running loop (a widget's click, a cell): the decision is written, and the run
             # resumed, by a task, so the loop never waits for the writer. `await run` waits for both.

@@ -33,7 +33,7 @@ from wfkit.engine._run import (
     resumed_by_decision,
     take_resumed_by_decision,
 )
-from wfkit.model._approvals import HALT, Approval, ApprovalPolicy, Ticket, as_policy
+from wfkit.model._approvals import HALT, Approval, ApprovalPolicy, Ticket, as_policy, policy_record, recorded_policy
 from wfkit.model._context import ToolProvider
 from wfkit.model._errors import WorkflowChangedError, WorkflowChangedWarning, WorkflowDefinitionError
 from wfkit.model._events import StepEvent, TokenChunk, as_callables
@@ -61,14 +61,21 @@ if TYPE_CHECKING:
 F = TypeVar("F", bound=StepFunction)
 
 
-def _resolve_policy(o: _Options, graph: Graph, gated: bool) -> ApprovalPolicy:
+def _resolve_policy(
+    o: _Options, graph: Graph, gated: bool, kept: tuple[Store, dict[str, Any]] | None = None
+) -> ApprovalPolicy:
     """The run's approval policy, checked against ``graph`` (a decisions file naming a step that is
     no gate of it is refused here, before the run writes anything); ``gated``: whether the graph has
-    an approval gate (``_gated``)."""
+    an approval gate (``_gated``). A resumed run (``kept``: its store and row) given no policy keeps
+    the one it was started with: a run started with policy="approve" and resumed after a crash, by
+    `wfkit resume` or another process, was asked to be approved, not to halt at its gate."""
     if o.policy is not None:
         policy = as_policy(o.policy)
     elif not gated:
         return HALT  # no gate to decide: skip looking at the notebook and the environment
+    elif kept is not None and kept[1].get("policy") is not None:
+        store, row = kept
+        policy = recorded_policy(load_json(store.path, row["run_id"], "runs.policy", row["policy"]), row["run_id"])
     else:
         from wfkit.engine._mode import current_mode, default_policy
 
@@ -853,6 +860,8 @@ class Workflow:
                     "timeout": o.timeout,
                     "count_waiting": int(o.count_approval_wait),
                     "parameters_hash": phash,
+                    # Kept for its resumes; none given: they decide by their own default, as it did.
+                    "policy": None if o.policy is None else json.dumps(policy_record(policy)),
                 }
             )
         execution = Execution(
@@ -1008,7 +1017,7 @@ class Workflow:
             seed=row["seed"] if o.seed is None else o.seed,
             parameters_hash=row["parameters_hash"],
             store=store,
-            policy=_resolve_policy(o, graph, self._has_gates(graph)),
+            policy=_resolve_policy(o, graph, self._has_gates(graph), (store, row)),
             count_waiting=bool(row["count_waiting"]),
             elapsed_before=elapsed,
             llm=o.llm,

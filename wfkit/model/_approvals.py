@@ -302,3 +302,27 @@ def as_policy(value: str | ApprovalPolicy | None) -> ApprovalPolicy:
         f"unknown approval policy {value!r}: use 'halt', 'approve', 'reject', 'fail', or the path "
         f"of a decisions file (.jsonl) recorded with Workspace.export_decisions"
     )
+
+
+def policy_record(policy: ApprovalPolicy) -> dict[str, str]:
+    """What a run's row keeps of the policy it was started with, so that a resume in another
+    process (``wfkit resume``, ``Workflow.resume``) decides its gates the same way: a named
+    policy's name, a decisions file's absolute path and ``missing``; of a policy of the user's
+    own class only its ``repr`` (it cannot be rebuilt: :func:`recorded_policy` asks for it)."""
+    if isinstance(policy, DecisionsFile):
+        return {"file": str(policy.path.resolve()), "missing": policy.on_missing}
+    name = next((name for name, named in _NAMED.items() if named is policy), None)
+    return {"object": repr(policy)} if name is None else {"name": name}
+
+
+def recorded_policy(record: Mapping[str, str], run_id: str) -> ApprovalPolicy:
+    """The policy :func:`policy_record` kept for run ``run_id``."""
+    if "name" in record:
+        return as_policy(record["name"])
+    if "file" in record:
+        return DecisionsFile(record["file"], missing="fail" if record.get("missing") == "fail" else "halt")
+    raise ValueError(
+        f"run {run_id} was started with the approval policy {record['object']}, an object of your own "
+        f"that wfkit cannot rebuild: pass it again to resume (policy=... in Python, or --policy in "
+        f"`wfkit resume`), or another policy to decide its gates by that one"
+    )

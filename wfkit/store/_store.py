@@ -118,7 +118,8 @@ CREATE TABLE IF NOT EXISTS runs (
     lease_pid INTEGER,
     lease_expires REAL,
     exported_seq INTEGER NOT NULL DEFAULT 0,
-    checksum TEXT
+    checksum TEXT,
+    policy TEXT
 );
 CREATE INDEX IF NOT EXISTS runs_by_created ON runs (created_at);
 CREATE TABLE IF NOT EXISTS intents (
@@ -191,7 +192,10 @@ _JOURNAL_ADDED = (
     ("checksum", "TEXT"),
 )
 # Rows written before checksums keep NULL there and are read unchecked (their JSON still is).
-_RUNS_ADDED = (("checksum", "TEXT"),)
+# ``policy``: the approval policy a run was given (JSON, ``policy_record``), NULL when it was given
+# none; a resume given none decides by it. Outside the checksum, which an older wfkit would then
+# find changed in every row that has one.
+_RUNS_ADDED = (("checksum", "TEXT"), ("policy", "TEXT"))
 
 
 _AT = {name: i + 1 for i, name in enumerate(COLUMNS)}  # positions in (seq, *COLUMNS)
@@ -699,8 +703,9 @@ class Store:
             "elapsed": 0.0,
             "count_waiting": 0,
             **row,
-            # The boundary: inputs are text a secret can reach like any other.
+            # The boundary: inputs (and a policy's path or repr) are text a secret can reach like any other.
             "inputs": redact_text(row["inputs"]),
+            "policy": redact_optional(row.get("policy")),
             "created_at": now,
             "updated_at": now,
             "status": "running",
@@ -1311,6 +1316,7 @@ _RUN_COLUMNS = (
     "lease_pid",
     "lease_expires",
     "checksum",
+    "policy",
 )
 _RUN_COLUMN_SET = frozenset(_RUN_COLUMNS)
 _RUN_VALUES = operator.itemgetter(*_RUN_COLUMNS)  # a run's row, in C (every durable run builds one)

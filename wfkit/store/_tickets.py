@@ -18,6 +18,7 @@ from wfkit.model._approvals import Ticket
 from wfkit.model._errors import TicketError
 from wfkit.model._events import StepEvent
 from wfkit.model._processors import redact_deep, redact_optional, redact_text
+from wfkit.model._status import RunStatus
 from wfkit.store._journal import COLUMNS, JOURNAL_INSERT, event_row, load_json, row_checksum
 from wfkit.store._writer import WriteOp
 
@@ -165,10 +166,7 @@ class Tickets:
             if ticket.status == status:
                 return ticket, False
             if ticket.status != "open":
-                raise TicketError(
-                    f"ticket {ticket_id} was already {ticket.status} by {ticket.decided_by}; a decision "
-                    f"is applied once and cannot be reversed (start a new run to decide again)"
-                )
+                raise self.refusal(ticket, lambda sql, params: conn.execute(sql, params).fetchall())
             now = time.time()
             conn.execute(
                 "UPDATE tickets SET status=?, decided_by=?, comment=?, decided_at=? WHERE ticket_id=?",
@@ -188,3 +186,34 @@ class Tickets:
             return decided, True
 
         return decide
+
+    def refusal(self, ticket: Ticket, query: Callable[[str, Sequence[Any]], list[Any]] | None = None) -> TicketError:
+        """The refusal of the other decision on a decided ``ticket``: who decided what, when and
+        why, and what becomes of its run. ``query``: how to read (default: this store's read; in a
+        write, its connection)."""
+        query = query or self.read
+        top = ticket.run_id  # the run to resume: the top one, for a sub-workflow's gate
+        while parent := query("SELECT parent_run_id FROM run_links WHERE run_id=? AND kind='child'", (top,)):
+            top = parent[0][0]
+        run = query("SELECT status FROM runs WHERE run_id=?", (top,))
+        status = run[0][0] if run else "not in this workspace"
+        went_past = query(
+            "SELECT 1 FROM journal WHERE run_id=? AND step=? AND visit=? AND outcome IS NOT NULL LIMIT 1",
+            (ticket.run_id, ticket.step, ticket.visit),
+        )
+        if status == RunStatus.WAITING_APPROVAL and not went_past:
+            # Decided where the run could not be resumed (a shell, another process): nothing moves
+            # until someone resumes it, which a refused decision alone would never tell them.
+            decision = "rejection" if ticket.status == "rejected" else "approval"
+            then = (
+                f"Run {top} waits at {ticket.step!r} until it is resumed (`wfkit resume {top}`, or "
+                f"run.resume() in Python), and then follows the {decision}"
+            )
+        else:
+            then = f"Run {top} {'went past this gate and ' if went_past else ''}is {status}"
+        when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(ticket.decided_at or 0))
+        why = f" ({ticket.comment})" if ticket.comment else ""
+        return TicketError(
+            f"ticket {ticket.ticket_id} was already {ticket.status} by {ticket.decided_by} at {when}{why}; a "
+            f"decision is applied once and cannot be reversed. {then}; to decide again, start a new run"
+        )
