@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import socket
 import sqlite3
 import subprocess
@@ -593,6 +594,23 @@ def test_a_run_started_from_a_spec_resumes_and_forks_without_workflow(
     fork_id = forked.stdout.split()[1]
     assert f"run {fork_id} (forked from {run_id} at 'prepare'): succeeded" == forked.stdout.strip()
     assert {"ready": False, "sent": f"{fork_id}:send:1"} == wfkit.Workspace(workspace).run_info(fork_id)["state"]
+
+
+def test_a_spec_run_given_no_policy_leaves_its_resumes_to_their_own(payout_spec: Path, tmp_path: Path) -> None:
+    """`wfkit run` without --policy gives the run none to keep (a resume keeps only a policy the run
+    was given): `wfkit resume` then decides by its own default, here $WFKIT_POLICY, as a resume of a
+    run given no policy in code does."""
+    workspace = tmp_path / "ws"
+    run_id = _run_spec(payout_spec, workspace)  # no $WFKIT_POLICY: it waits at send's gate
+    resumed = subprocess.run(
+        [sys.executable, "-m", "wfkit", "resume", run_id, "--workspace", str(workspace)],
+        capture_output=True,
+        text=True,
+        cwd=payout_spec.parent,
+        env={**os.environ, "WFKIT_POLICY": "approve"},
+        check=False,
+    )
+    assert (0, f"run {run_id}: succeeded") == (resumed.returncode, resumed.stdout.strip()), resumed.stderr
 
 
 def test_approve_after_a_reject_is_refused_saying_who_when_and_that_resume_follows_it(

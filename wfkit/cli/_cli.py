@@ -617,7 +617,9 @@ def build_parser() -> argparse.ArgumentParser:
     fork.add_argument("--visit", type=int, help="which visit of a looping step (default: its last)")
     fork.add_argument("--set", action="append", default=[], metavar="KEY=JSON", help="a state field to change")
     fork.add_argument("--workflow", help="module:name of the workflow (default: where the run recorded it)")
-    fork.add_argument("--policy", default="halt", help="approval policy for the fork: halt, approve, reject, fail")
+    fork.add_argument(
+        "--policy", help="approval policy for the fork: halt, approve, reject, fail (default: $WFKIT_POLICY, else halt)"
+    )
     fork.set_defaults(handler=_fork)
 
     cache = sub.add_parser("cache", help="the step cache kept in the workspace")
@@ -680,7 +682,9 @@ def build_parser() -> argparse.ArgumentParser:
     rf.add_argument("--input", default="{}", help="the inputs: a JSON object, or @file.json")
     rf.add_argument("--tools", metavar="MODULE:NAME", help="the tool registry, or a function returning it")
     rf.add_argument(
-        "--policy", default="halt", help="approval policy: halt, approve, reject, fail, or a decisions file"
+        "--policy",
+        help="approval policy: halt, approve, reject, fail, or a decisions file (default: $WFKIT_POLICY, else "
+        "halt); a policy given here is kept for the run's resumes",
     )
     rf.add_argument("--no-workspace", action="store_true", help="keep the run in memory only")
     rf.add_argument("--json", action="store_true")
