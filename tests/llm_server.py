@@ -5,7 +5,8 @@
         client = ChatClient(server.url, model="test-model", api_key="sk-test-123")
 
 Behaviours, taken one per request from the script (then "ok" for ever):
-"ok" (JSON, or server-sent events when the body says ``"stream": true``), ("429", retry_after),
+"ok" (JSON, or server-sent events when the body says ``"stream": true``), ("429", retry_after) (or
+("429", {header: value}) for other headers, such as ``retry-after-ms``),
 ("status", code), "500", ("slow", seconds) (then ok), "malformed" (JSON cut off), "not_completion"
 (valid JSON of the wrong shape), "echo_auth" (a 500 whose message repeats the Authorization header,
 as a careless proxy might), ("cut_stream", n) (a stream that ends after n content events, with no
@@ -58,7 +59,13 @@ class _Handler(BaseHTTPRequestHandler):
             body = None
         with owner.lock:
             owner.requests.append(
-                {"path": self.path, "headers": dict(self.headers.items()), "body": body, "port": self.client_address[1]}
+                {
+                    "path": self.path,
+                    "headers": dict(self.headers.items()),
+                    "body": body,
+                    "port": self.client_address[1],
+                    "at": time.monotonic(),
+                }
             )
             behaviour = owner.queue.popleft() if owner.queue else "ok"
         if self.path != "/v1/chat/completions":
@@ -69,7 +76,8 @@ class _Handler(BaseHTTPRequestHandler):
             return
         name, arg = (behaviour, None) if isinstance(behaviour, str) else behaviour
         if name == "429":
-            self._error(429, "rate limited", {"Retry-After": str(arg if arg is not None else 1)})
+            headers = arg if isinstance(arg, dict) else {"Retry-After": str(arg if arg is not None else 1)}
+            self._error(429, "rate limited", headers)
         elif name == "500":
             self._error(500, "internal error")
         elif name == "status":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import itertools
 import json
 import time
 from collections.abc import Iterator
@@ -153,6 +154,20 @@ def test_429_is_transient_and_carries_retry_after(server: LLMServer) -> None:
     assert 7.0 == wf.retry_after_of(exc)
     assert "HTTP 429" in str(exc)
     assert "retry after 7 s" in str(exc)
+
+
+def test_retry_after_ms_sets_the_wait_and_outranks_retry_after(server: LLMServer) -> None:
+    """OpenAI-compatible servers say how long to wait in ``retry-after-ms``; as in OpenAI's own
+    client it wins over ``Retry-After``: the run waits 0.4 s, not the 0.01 s backoff nor 30 s."""
+    server.script(("429", {"retry-after-ms": "400"}), ("429", {"retry-after-ms": "400", "Retry-After": "30"}))
+    run = asking_flow(retry=wf.RetryPolicy(max_retries=2, base_delay=0.01, jitter=0)).run(
+        {"q": "hi"}, workspace=False, llm=client_for(server)
+    )
+    assert "succeeded" == run.status
+    waits = [later["at"] - earlier["at"] for earlier, later in itertools.pairwise(server.requests)]
+    assert 2 == len(waits)
+    assert all(0.4 <= wait < 2.0 for wait in waits), waits
+    assert [0.4, 0.4] == [e.retry_delay_s for e in run.events if e.status == "retry"]
 
 
 @pytest.mark.parametrize(

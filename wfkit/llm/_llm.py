@@ -36,7 +36,7 @@ from wfkit.llm._simulated import SimulatedModel
 from wfkit.model._context import StepContext
 from wfkit.model._errors import WfkitError
 from wfkit.model._processors import REDACTED, mark_secret
-from wfkit.model._retry import ErrorKind, _parse_retry_after
+from wfkit.model._retry import ErrorKind, retry_after_in
 
 Messages: TypeAlias = str | Sequence[Mapping[str, Any]]
 
@@ -55,7 +55,7 @@ class LLMStatusError(LLMError):
     ) -> None:
         super().__init__(message)
         self.status_code = status_code
-        self.retry_after = retry_after  # seconds, from Retry-After; the retry policy waits at least this
+        self.retry_after = retry_after  # seconds, from retry-after-ms or Retry-After: the least wait before a retry
         self.response = response
 
 
@@ -348,7 +348,7 @@ class ChatClient:
             return
         if response.status_code < 400:
             raise self._redirected(response)
-        retry_after = _parse_retry_after(response.headers.get("retry-after"))
+        retry_after = retry_after_in(response.headers)
         detail = response.text
         try:
             error = json.loads(detail).get("error")
