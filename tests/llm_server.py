@@ -5,14 +5,17 @@
         client = ChatClient(server.url, model="test-model", api_key="sk-test-123")
 
 Behaviours, taken one per request from the script (then "ok" for ever):
-"ok" (JSON, or server-sent events when the body says ``"stream": true``), ("429", retry_after),
+"ok" (JSON, or server-sent events when the body says ``"stream": true``), ("429", retry_after) (or
+("429", {header: value}) for other headers, such as ``retry-after-ms``),
 ("status", code), "500", ("slow", seconds) (then ok), "malformed" (JSON cut off), "not_completion"
 (valid JSON of the wrong shape), "echo_auth" (a 500 whose message repeats the Authorization header,
 as a careless proxy might), ("cut_stream", n) (a stream that ends after n content events, with no
 finish_reason and no [DONE]: the body runs to the connection's close, so HTTP cannot tell it was
 cut), ("broken_stream", n) (the same, but chunked, so httpx sees the missing last chunk),
 ("redirect", location) (a 301 to ``location``), ("error_200", message) (an OpenAI-style error
-object in a 200, as some gateways send).
+object in a 200, as some gateways send), ("tool_calls", calls) (a reply asking for tool calls, each
+``{"id", "function": {"name", "arguments"}}`` as given; streamed, each call's arguments come in
+two pieces, as OpenAI streams them).
 It speaks HTTP/1.1 keep-alive, so connection pooling is visible in ``connections``.
 """
 
@@ -58,7 +61,13 @@ class _Handler(BaseHTTPRequestHandler):
             body = None
         with owner.lock:
             owner.requests.append(
-                {"path": self.path, "headers": dict(self.headers.items()), "body": body, "port": self.client_address[1]}
+                {
+                    "path": self.path,
+                    "headers": dict(self.headers.items()),
+                    "body": body,
+                    "port": self.client_address[1],
+                    "at": time.monotonic(),
+                }
             )
             behaviour = owner.queue.popleft() if owner.queue else "ok"
         if self.path != "/v1/chat/completions":
@@ -69,7 +78,8 @@ class _Handler(BaseHTTPRequestHandler):
             return
         name, arg = (behaviour, None) if isinstance(behaviour, str) else behaviour
         if name == "429":
-            self._error(429, "rate limited", {"Retry-After": str(arg if arg is not None else 1)})
+            headers = arg if isinstance(arg, dict) else {"Retry-After": str(arg if arg is not None else 1)}
+            self._error(429, "rate limited", headers)
         elif name == "500":
             self._error(500, "internal error")
         elif name == "status":
@@ -84,6 +94,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(200, b'{"id": "chatcmpl-1", "choices": [{"message": {"content": "cut')
         elif name == "not_completion":
             self._send(200, json.dumps({"result": "hello"}).encode())
+        elif name == "tool_calls":
+            self._tool_calls(body or {}, arg)
         else:
             if name == "slow":
                 time.sleep(float(arg))
@@ -142,6 +154,29 @@ class _Handler(BaseHTTPRequestHandler):
             return
         self.wfile.write(b"0\r\n\r\n")
         self.wfile.flush()
+
+    def _tool_calls(self, body: dict[str, Any], calls: Any) -> None:
+        base = {"id": "chatcmpl-1", "model": self.server.owner.model}
+        if not body.get("stream"):
+            message = {"role": "assistant", "content": None, "tool_calls": calls}
+            choice = {"index": 0, "message": message, "finish_reason": "tool_calls"}
+            self._send(200, json.dumps({**base, "object": "chat.completion", "choices": [choice]}).encode())
+            return
+        deltas: list[Any] = []
+        for index, call in enumerate(calls):
+            arguments = call["function"]["arguments"]
+            half = len(arguments) // 2
+            first = {"index": index, "id": call["id"], "type": "function"}
+            deltas.append({**first, "function": {"name": call["function"]["name"], "arguments": arguments[:half]}})
+            deltas.append({"index": index, "function": {"arguments": arguments[half:]}})
+        events = [{"index": 0, "delta": {"tool_calls": [delta]}, "finish_reason": None} for delta in deltas]
+        events.append({"index": 0, "delta": {}, "finish_reason": "tool_calls"})
+        payload = "".join(f"data: {json.dumps({**base, 'choices': [e]})}\n\n" for e in events) + "data: [DONE]\n\n"
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Content-Length", str(len(payload.encode())))
+        self.end_headers()
+        self.wfile.write(payload.encode())
 
 
 class _Server(ThreadingHTTPServer):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -226,6 +227,30 @@ def test_streams_are_recorded_and_replayed(tmp_path: Path) -> None:
     assert replayed[1] is not None
     assert (live[1].text, live[1].tokens_out) == (replayed[1].text, replayed[1].tokens_out)
     assert "text/event-stream" in path.read_text()
+
+
+def test_recording_a_stream_passes_each_chunk_on_as_it_arrives(tmp_path: Path) -> None:
+    """While recording, a streamed reply reaches the caller chunk by chunk as the server sends it
+    (it waited for the whole stream), and the cassette still holds all of it, which replays."""
+    path = tmp_path / "c.jsonl"
+    received: list[float] = []
+
+    async def stream(url: str, cassette: Cassette) -> list[str]:
+        client = ChatClient(url, model="test-model", api_key=KEY, transport=cassette)
+        chunks = []
+        async with client, client.stream("one two three") as s:
+            async for text in s:
+                received.append(time.monotonic())
+                chunks.append(text)
+        return chunks
+
+    with LLMServer(api_key=KEY, stream_gap=0.1) as srv:
+        url = srv.url
+        live = asyncio.run(stream(url, Cassette(path, mode="record")))
+        sent = list(srv.sent_at)
+    assert received[0] < sent[-1]  # the first chunk was in hand before the server sent the last
+    assert ["reply ", "to: ", "one ", "two ", "three "] == live
+    assert live == asyncio.run(stream(url, Cassette(path, mode="replay")))
 
 
 def test_bad_mode_and_damaged_files_are_clear_errors(tmp_path: Path) -> None:

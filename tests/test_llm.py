@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import itertools
 import json
 import time
 from collections.abc import Iterator
@@ -22,6 +23,7 @@ from wfkit.llm._llm import (
     LLMStatusError,
     LLMTimeoutError,
     Reply,
+    ToolCall,
     default_client,
 )
 from wfkit.llm._simulated import SimulatedModel
@@ -140,6 +142,65 @@ def test_a_transport_without_a_model_is_refused_naming_the_transport(tmp_path: P
     assert "simulated.wfkit" not in message
 
 
+SEARCH_CALLS = [
+    {"id": "call_1", "type": "function", "function": {"name": "web_search", "arguments": '{"query": "refunds"}'}},
+    {"id": "call_2", "type": "function", "function": {"name": "file_read", "arguments": '{"path": "policy.md"}'}},
+]
+TOOLS = [{"type": "function", "function": {"name": "web_search", "parameters": {"type": "object"}}}]
+
+
+def test_a_reply_carries_the_tool_calls_the_model_asked_for(server: LLMServer) -> None:
+    """message.tool_calls reaches Reply.tool_calls, each call typed, its arguments the JSON text
+    the model wrote; a reply asking for no tool has none."""
+    server.script(("tool_calls", SEARCH_CALLS))
+    reply = call(client_for(server), "find the refund policy", tools=TOOLS)
+    assert (
+        ToolCall("call_1", "web_search", '{"query": "refunds"}'),
+        ToolCall("call_2", "file_read", '{"path": "policy.md"}'),
+    ) == reply.tool_calls
+    assert ("", "tool_calls") == (reply.text, reply.finish_reason)
+    assert {"query": "refunds"} == json.loads(reply.tool_calls[0].arguments)
+    assert () == call(client_for(server)).tool_calls
+
+
+def test_a_streamed_reply_assembles_its_tool_calls(server: LLMServer) -> None:
+    """Streamed, a call's id and name come first and its arguments in pieces: s.reply has them whole."""
+    server.script(("tool_calls", SEARCH_CALLS))
+
+    async def main() -> Reply | None:
+        async with client_for(server) as client, client.stream("find the refund policy", tools=TOOLS) as stream:
+            assert [] == [text async for text in stream]
+        return stream.reply
+
+    reply = asyncio.run(main())
+    assert reply is not None
+    assert ["call_1", "call_2"] == [c.id for c in reply.tool_calls]
+    assert ['{"query": "refunds"}', '{"path": "policy.md"}'] == [c.arguments for c in reply.tool_calls]
+    assert "tool_calls" == reply.finish_reason
+
+
+@pytest.mark.parametrize(
+    ("calls", "problem"),
+    [
+        ("web_search", "tool_calls is a str, not a list"),
+        ([{"id": "call_1", "function": {"arguments": "{}"}}], "tool_calls[0].function.name is missing"),
+        (
+            [{"id": "call_1", "function": {"name": "f", "arguments": {"q": 1}}}],
+            "tool_calls[0].function.arguments is a dict",
+        ),
+    ],
+)
+def test_tool_calls_that_are_not_the_chat_completions_format_are_a_clear_error(
+    server: LLMServer, calls: Any, problem: str
+) -> None:
+    """A tool call the client cannot read is a permanent LLMResponseError naming the field, never a
+    reply with fewer calls."""
+    server.script(("tool_calls", calls))
+    exc = error_of(client_for(server), tools=TOOLS)
+    assert isinstance(exc, LLMResponseError)
+    assert problem in str(exc)
+
+
 # --- errors and their kinds -------------------------------------------------------------------------
 
 
@@ -153,6 +214,20 @@ def test_429_is_transient_and_carries_retry_after(server: LLMServer) -> None:
     assert 7.0 == wf.retry_after_of(exc)
     assert "HTTP 429" in str(exc)
     assert "retry after 7 s" in str(exc)
+
+
+def test_retry_after_ms_sets_the_wait_and_outranks_retry_after(server: LLMServer) -> None:
+    """OpenAI-compatible servers say how long to wait in ``retry-after-ms``; as in OpenAI's own
+    client it wins over ``Retry-After``: the run waits 0.4 s, not the 0.01 s backoff nor 30 s."""
+    server.script(("429", {"retry-after-ms": "400"}), ("429", {"retry-after-ms": "400", "Retry-After": "30"}))
+    run = asking_flow(retry=wf.RetryPolicy(max_retries=2, base_delay=0.01, jitter=0)).run(
+        {"q": "hi"}, workspace=False, llm=client_for(server)
+    )
+    assert "succeeded" == run.status
+    waits = [later["at"] - earlier["at"] for earlier, later in itertools.pairwise(server.requests)]
+    assert 2 == len(waits)
+    assert all(0.4 <= wait < 2.0 for wait in waits), waits
+    assert [0.4, 0.4] == [e.retry_delay_s for e in run.events if e.status == "retry"]
 
 
 @pytest.mark.parametrize(

@@ -281,6 +281,34 @@ def test_faulty_model_is_retried_and_runs_repeat_by_seed() -> None:
     assert first == statuses()
 
 
+def test_a_seeded_model_gives_each_map_item_its_reply_whatever_order_items_run_in() -> None:
+    """Concurrent map items reach the shared model in an order timing decides; two runs with one
+    seed still give every item the same outcome and reply, faults included."""
+
+    def replies(first_to_ask: str) -> list[str]:
+        flow = wf.Workflow("ask-all", inputs=["questions"])
+
+        @flow.map(over="questions", into="answers", max_concurrency=12, retry=wf.RetryPolicy(max_retries=0))
+        async def ask(question: str, ctx: wf.StepContext) -> str:
+            index = ctx.map_index or 0
+            await asyncio.sleep(0.003 * (index if first_to_ask == "first item" else 11 - index))
+            try:
+                reply = await ctx.llm.complete(question)
+            except LLMStatusError as exc:
+                return f"HTTP {exc.status_code}"
+            return f"{reply.raw['id']}: {reply.text}"
+
+        model = SimulatedModel(p50=0.001, p99=0.001, seed=3, faults={"429": 0.4})
+        questions = [f"question {i}" for i in range(12)]
+        return flow.run({"questions": questions}, workspace=False, llm=ChatClient(transport=model)).state["answers"]
+
+    answers = replies("first item")
+    assert "HTTP 429" in answers  # some items drew the fault, others a reply
+    assert any(": Simulated reply to: question" in a for a in answers)
+    assert answers == replies("first item")
+    assert answers == replies("last item")
+
+
 def test_run_seed_seeds_the_default_model(monkeypatch: pytest.MonkeyPatch) -> None:
     """Without llm=, runs with one seed see the same simulated latencies."""
     monkeypatch.delenv("WFKIT_LLM_BASE_URL", raising=False)

@@ -20,6 +20,7 @@ from wfkit.llm._llm import (
     LLMStatusError,
     LLMTimeoutError,
     Reply,
+    ToolCall,
 )
 from wfkit.llm._pricing import PRICES, Price, Prices
 from wfkit.llm._simulated import SimulatedModel
@@ -42,6 +43,7 @@ __all__ = [
     "Reply",
     "SimulatedModel",
     "Tool",
+    "ToolCall",
     "ToolInfo",
     "ToolNotBoundError",
     "ToolRegistry",

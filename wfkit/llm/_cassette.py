@@ -12,8 +12,9 @@ canonical form (sorted keys); headers are ignored. Modes:
   first recording.
 - ``"auto"``: replay what is recorded, forward and record the rest.
 
-Only 2xx replies are recorded, so a replay never reproduces an outage. Requests recorded several
-times replay in order, the last one repeating. One interaction per line:
+Only 2xx replies are recorded, so a replay never reproduces an outage. While recording, a reply
+reaches the caller as it arrives (a streamed one chunk by chunk) and is written once it has all
+come. Requests recorded several times replay in order, the last one repeating. One interaction per line:
 ``{"request": {"method", "path", "body"}, "response": {"status", "headers", "json" | "text"}}``.
 Request headers are never stored, and any API key seen in a request header (or passed as
 ``secrets=``), any value marked with ``wfkit.mark_secret``, any key-shaped string and the value of
@@ -23,11 +24,12 @@ is written (a replayed request is redacted the same way, so it still matches).
 
 from __future__ import annotations
 
+import asyncio
 import difflib
 import json
 import os
 import threading
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -262,26 +264,10 @@ class Cassette(httpx.AsyncBaseTransport):
     async def _forward(self, request: httpx.Request, key: tuple[str, str, str], secrets: list[str]) -> httpx.Response:
         inner = self._inner if self._inner is not None else await self._network.get()
         response = await inner.handle_async_request(request)
-        try:
-            content = await response.aread()
-        finally:
-            await response.aclose()
-        if 200 <= response.status_code < 300:
-            decoded = _decode(content)
-            is_json = not isinstance(decoded, str) and "json" in response.headers.get("content-type", "")
-            stored: dict[str, Any] = {
-                "status": response.status_code,
-                "headers": {k: response.headers[k] for k in _KEPT_RESPONSE_HEADERS if k in response.headers},
-            }
-            stored["json" if is_json else "text"] = decoded if is_json else content.decode("utf-8", errors="replace")
-            method, path, canonical = key
-            self._append(
-                {
-                    "request": {"method": method, "path": path, "body": json.loads(canonical) if canonical else None},
-                    "response": stored,
-                },
-                secrets,
-            )
+
+        def record(content: bytes) -> None:
+            self._store(key, secrets, response, content)
+
         return httpx.Response(
             response.status_code,
             headers=[
@@ -289,8 +275,25 @@ class Cassette(httpx.AsyncBaseTransport):
                 for k, v in response.headers.multi_items()
                 if k.lower() not in ("content-encoding", "transfer-encoding", "content-length")
             ],
-            content=content,
+            stream=_Recording(response, record if 200 <= response.status_code < 300 else None),
             extensions={k: v for k, v in response.extensions.items() if k in ("http_version", "reason_phrase")},
+        )
+
+    def _store(self, key: tuple[str, str, str], secrets: list[str], response: httpx.Response, content: bytes) -> None:
+        decoded = _decode(content)
+        is_json = not isinstance(decoded, str) and "json" in response.headers.get("content-type", "")
+        stored: dict[str, Any] = {
+            "status": response.status_code,
+            "headers": {k: response.headers[k] for k in _KEPT_RESPONSE_HEADERS if k in response.headers},
+        }
+        stored["json" if is_json else "text"] = decoded if is_json else content.decode("utf-8", errors="replace")
+        method, path, canonical = key
+        self._append(
+            {
+                "request": {"method": method, "path": path, "body": json.loads(canonical) if canonical else None},
+                "response": stored,
+            },
+            secrets,
         )
 
     def _miss(self, key: tuple[str, str, str]) -> CassetteMissError:
@@ -329,3 +332,47 @@ class Cassette(httpx.AsyncBaseTransport):
 
     def __repr__(self) -> str:
         return f"Cassette({str(self.path)!r}, mode={self.mode!r})"
+
+
+class _Recording(httpx.AsyncByteStream):
+    """An endpoint's body, passed on chunk by chunk as it arrives (a streamed reply reaches the
+    caller as the endpoint sends it), then handed to ``record`` whole; a body cut off is never
+    recorded (``record`` None records nothing)."""
+
+    def __init__(self, response: httpx.Response, record: Callable[[bytes], None] | None) -> None:
+        self._response, self._record = response, record
+        self._body = response.aiter_bytes()  # decoded: the response passed on has no content-encoding
+        self._parts: list[bytes] = []
+
+    async def _pull(self) -> bytes | None:
+        """The next chunk, or None at the body's end, once it is recorded."""
+        try:
+            chunk = await anext(self._body)
+        except StopAsyncIteration:
+            if self._record is not None:
+                self._record(b"".join(self._parts))
+            self._record = None
+            return None
+        except BaseException:
+            self._record = None
+            raise
+        self._parts.append(chunk)
+        return chunk
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        while (chunk := await self._pull()) is not None:
+            yield chunk
+
+    async def aclose(self) -> None:
+        try:
+            # A stream's reader stops at "data: [DONE]", before the body's end: the rest is read
+            # here (nothing is left of a finished reply) so the reply is still recorded; not when
+            # a cancellation (a step's timeout) closes the stream, which must not wait.
+            task = asyncio.current_task()
+            while self._record is not None and not (task is not None and task.cancelling()):
+                if await self._pull() is None:
+                    break
+        except httpx.HTTPError:
+            pass  # the rest never came: nothing was recorded, and the reader has what it read
+        finally:
+            await self._response.aclose()

@@ -36,7 +36,7 @@ from wfkit.llm._simulated import SimulatedModel
 from wfkit.model._context import StepContext
 from wfkit.model._errors import WfkitError
 from wfkit.model._processors import REDACTED, mark_secret
-from wfkit.model._retry import ErrorKind, _parse_retry_after
+from wfkit.model._retry import ErrorKind, retry_after_in
 
 Messages: TypeAlias = str | Sequence[Mapping[str, Any]]
 
@@ -55,7 +55,7 @@ class LLMStatusError(LLMError):
     ) -> None:
         super().__init__(message)
         self.status_code = status_code
-        self.retry_after = retry_after  # seconds, from Retry-After; the retry policy waits at least this
+        self.retry_after = retry_after  # seconds, from retry-after-ms or Retry-After: the least wait before a retry
         self.response = response
 
 
@@ -78,9 +78,20 @@ class LLMResponseError(LLMError, ValueError):
 
 
 @dataclass(frozen=True, slots=True)
+class ToolCall:
+    """A tool call the model asked for (``message.tool_calls``): ``arguments`` is the JSON text the
+    model wrote, as it wrote it (it may not parse); ``id`` is None when the server sent none."""
+
+    id: str | None
+    name: str
+    arguments: str
+
+
+@dataclass(frozen=True, slots=True)
 class Reply:
     """One chat completion. Token counts are the server's (None if it sent none); cost is
-    None for a model no price table knows."""
+    None for a model no price table knows. ``tool_calls`` are the calls the model asked for
+    (``finish_reason`` is then ``"tool_calls"``, and ``text`` often empty)."""
 
     text: str
     model: str
@@ -89,7 +100,35 @@ class Reply:
     cost_usd: float | None
     latency_s: float
     finish_reason: str | None = None
+    tool_calls: tuple[ToolCall, ...] = ()
     raw: Any = field(default=None, repr=False)  # the decoded body (a list of chunks for a stream)
+
+
+def _tool_calls_of(calls: Any, where: str) -> tuple[ToolCall, ...]:
+    """``message.tool_calls`` as ToolCalls; a call the client cannot read is an LLMResponseError
+    naming the field (dropping it would hand the caller fewer calls than the model asked for)."""
+    if calls is None:
+        return ()
+
+    def refuse(problem: str) -> LLMResponseError:
+        return LLMResponseError(f"{where} answered a reply whose {problem}: not the chat-completions tool call format")
+
+    if not isinstance(calls, list):
+        raise refuse(f"tool_calls is a {type(calls).__name__}, not a list")
+    out = []
+    for i, call in enumerate(calls):
+        function = call.get("function") if isinstance(call, dict) else None
+        if not isinstance(function, dict):
+            raise refuse(f"tool_calls[{i}] has no function object")
+        call_id, name, arguments = call.get("id"), function.get("name"), function.get("arguments")
+        if not isinstance(name, str) or not name:
+            raise refuse(f"tool_calls[{i}].function.name is missing")
+        if not isinstance(arguments, str):
+            raise refuse(f"tool_calls[{i}].function.arguments is a {type(arguments).__name__}, not JSON text")
+        if call_id is not None and not isinstance(call_id, str):
+            raise refuse(f"tool_calls[{i}].id is a {type(call_id).__name__}, not a string")
+        out.append(ToolCall(call_id, name, arguments))
+    return tuple(out)
 
 
 def _redact(text: str, secret: str | None) -> str:
@@ -348,7 +387,7 @@ class ChatClient:
             return
         if response.status_code < 400:
             raise self._redirected(response)
-        retry_after = _parse_retry_after(response.headers.get("retry-after"))
+        retry_after = retry_after_in(response.headers)
         detail = response.text
         try:
             error = json.loads(detail).get("error")
@@ -393,6 +432,7 @@ class ChatClient:
         try:
             choice = payload["choices"][0]
             content = choice["message"].get("content")
+            tool_calls = choice["message"].get("tool_calls")
         except (KeyError, IndexError, TypeError, AttributeError):
             error = payload.get("error") if isinstance(payload, dict) else None
             if error:  # a gateway's error object in a 2xx: its message is what the user needs
@@ -405,9 +445,19 @@ class ChatClient:
                 f"{where} answered JSON without choices[0].message: not a chat completion "
                 f"(keys: {sorted(payload) if isinstance(payload, dict) else type(payload).__name__})"
             ) from None
-        return self._make_reply(payload, content or "", payload.get("model") or model, latency, choice, payload)
+        calls = _tool_calls_of(tool_calls, where)
+        return self._make_reply(payload, content or "", payload.get("model") or model, latency, choice, payload, calls)
 
-    def _make_reply(self, usage_from: Any, text: str, model: str, latency: float, choice: Any, raw: Any) -> Reply:
+    def _make_reply(
+        self,
+        usage_from: Any,
+        text: str,
+        model: str,
+        latency: float,
+        choice: Any,
+        raw: Any,
+        tool_calls: tuple[ToolCall, ...] = (),
+    ) -> Reply:
         tokens_in, tokens_out = _usage_of(usage_from)
         return Reply(
             text=text,
@@ -417,6 +467,7 @@ class ChatClient:
             cost_usd=self.prices.cost(model, tokens_in, tokens_out),
             latency_s=latency,
             finish_reason=choice.get("finish_reason") if isinstance(choice, dict) else None,
+            tool_calls=tool_calls,
             raw=raw,
         )
 
@@ -529,6 +580,7 @@ class ChatStream:
         chunks: list[Any] = []
         usage_from: Any = None
         finish: dict[str, Any] = {}
+        calls: dict[int, dict[str, Any]] = {}  # by index: a call's id and name come first, its arguments in pieces
         done = False
         try:
             async for line in self._response.aiter_lines():
@@ -543,7 +595,9 @@ class ChatStream:
                     error = chunk.get("error")
                     choices = chunk.get("choices") or [{}]
                     delta = choices[0].get("delta", {}).get("content")
-                except (ValueError, TypeError, AttributeError, IndexError):
+                    for piece in choices[0].get("delta", {}).get("tool_calls") or ():
+                        _add_piece(calls, piece)
+                except (ValueError, TypeError, AttributeError, LookupError):
                     raise LLMResponseError(
                         f"{where} sent a stream chunk that is not chat-completions JSON: {client._redact(data[:120])!r}"
                     ) from None
@@ -570,7 +624,9 @@ class ChatStream:
             # a complete one ends with a finish_reason and "data: [DONE]", and this had neither.
             raise self._cut_off(where, len(chunks), "no finish_reason, no data: [DONE]")
         latency = time.perf_counter() - self._started
-        self.reply = client._make_reply(usage_from, "".join(parts), _model_of(chunks, model), latency, finish, chunks)
+        tool_calls = _tool_calls_of([calls[i] for i in sorted(calls)] if calls else None, where)
+        text, model = "".join(parts), _model_of(chunks, model)
+        self.reply = client._make_reply(usage_from, text, model, latency, finish, chunks, tool_calls)
 
     def _cut_off(self, where: str, events: int, why: str) -> LLMConnectionError:
         """The stream broke off before its end (transient: the retry asks again from the start)."""
@@ -578,6 +634,19 @@ class ChatStream:
             f"{where} cut off the stream for model {self._body['model']!r} after {events} events ({why}); "
             f"the reply so far is incomplete, so it is not returned"
         )
+
+
+def _add_piece(calls: dict[int, dict[str, Any]], piece: dict[str, Any]) -> None:
+    """Add one streamed ``delta.tool_calls`` piece to the call at its index (a TypeError or
+    KeyError when the piece is not one, which the caller reports as a bad chunk)."""
+    index = piece["index"]
+    if isinstance(index, bool) or not isinstance(index, int):
+        raise TypeError(f"tool call index {index!r}")
+    call = calls.setdefault(index, {"id": None, "function": {"name": None, "arguments": ""}})
+    call["id"] = piece.get("id") or call["id"]
+    function = piece.get("function") or {}
+    call["function"]["name"] = function.get("name") or call["function"]["name"]
+    call["function"]["arguments"] += function.get("arguments") or ""
 
 
 def _model_of(chunks: list[Any], model: str) -> str:

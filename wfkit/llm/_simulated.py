@@ -11,12 +11,17 @@ timeout cancels the sleep: the same paths a real endpoint takes.
 Latency is lognormal, fitted so that its median is ``p50`` and its 99th percentile ``p99``
 (``sigma = ln(p99 / p50) / 2.3263``): a long tail, like real model latency. Latency and faults
 come from two generators seeded from ``seed``, so changing the fault mix keeps the latencies.
+Seeded, a request's draw depends on the seed, its body and how many times that body was asked
+before, not on which requests came in between: concurrent map items, which reach the model in
+whatever order they happen to run, get the same latency, fault and reply in every run with that
+seed. Requests with one body (a call's retries, items asking the same thing) take turns in the
+order they come.
 """
 
 from __future__ import annotations
 
 import asyncio
-import itertools
+import hashlib
 import json
 import math
 import random
@@ -89,7 +94,7 @@ class SimulatedModel(httpx.AsyncBaseTransport):
 
     A model pickles by its configuration (a function given as ``reply`` must pickle too, as
     cloudpickle does with a lambda): a copy, such as the one each Dask partition gets, starts its
-    seeded sequences, its reply ids and its ``outcomes`` afresh.
+    seeded sequence, its count of the requests asked and its ``outcomes`` afresh.
     """
 
     def __init__(
@@ -114,7 +119,7 @@ class SimulatedModel(httpx.AsyncBaseTransport):
         self._rngs: tuple[random.Random, random.Random] | None = None  # built on first draw: cheap to create
         self._reply = reply
         self._rules = self._compile(reply)
-        self._ids = itertools.count(1)
+        self._asked: Counter[str] = Counter()  # request body digest -> how many times it was asked
         self.outcomes: Counter[str] = Counter()
 
     @staticmethod
@@ -133,15 +138,21 @@ class SimulatedModel(httpx.AsyncBaseTransport):
 
         return by_rules
 
-    def draw(self) -> SimulatedCall:
-        """The next request's latency and fault. Each request draws once; call it directly to
-        study the distribution (it advances the same seeded sequence)."""
-        if self._rngs is None:
-            if self.seed is None:
-                self._rngs = (random.Random(), random.Random())
-            else:
-                self._rngs = (random.Random(self.seed), random.Random(f"wfkit-faults-{self.seed}"))
-        latency_rng, fault_rng = self._rngs
+    def draw(self, request: str | None = None) -> SimulatedCall:
+        """A latency and a fault. Each request draws once, by ``request`` (its body's digest and
+        how many times that body was asked before): seeded, the draw depends on the seed and
+        ``request`` alone (see the module doc). Without ``request``, the next draw of the model's
+        own seeded sequence: call it so to study the distribution."""
+        if self.seed is not None and request is not None:
+            latency_rng = random.Random(f"{self.seed}:{request}")
+            fault_rng = random.Random(f"wfkit-faults-{self.seed}:{request}")
+        else:
+            if self._rngs is None:
+                if self.seed is None:
+                    self._rngs = (random.Random(), random.Random())
+                else:
+                    self._rngs = (random.Random(self.seed), random.Random(f"wfkit-faults-{self.seed}"))
+            latency_rng, fault_rng = self._rngs
         latency = self.p50 * math.exp(self._sigma * latency_rng.gauss(0.0, 1.0)) if self.p50 else 0.0
         u, total = fault_rng.random(), 0.0
         for name, rate in self._faults:
@@ -173,7 +184,10 @@ class SimulatedModel(httpx.AsyncBaseTransport):
                 raise TypeError
         except (ValueError, KeyError, TypeError):
             return _error(400, "the request body must be JSON with a 'messages' list", "invalid_request_error")
-        call = self.draw()
+        digest = hashlib.sha256(json.dumps(body, sort_keys=True, ensure_ascii=False).encode()).hexdigest()[:16]
+        self._asked[digest] += 1
+        request_id = f"{digest}-{self._asked[digest]}"
+        call = self.draw(request_id)
         timeouts = request.extensions.get("timeout") or {}
         read = timeouts.get("read")
         if call.fault == "timeout" or (read is not None and call.latency_s > read):
@@ -187,7 +201,7 @@ class SimulatedModel(httpx.AsyncBaseTransport):
         if call.fault is not None and call.fault.isdigit():
             return _error(int(call.fault), "upstream failure (simulated)", "server_error")
         model = str(body.get("model") or self.model)
-        cid = f"chatcmpl-sim-{next(self._ids)}"
+        cid = f"chatcmpl-sim-{request_id}"
         if call.fault == "malformed":
             cut = f'{{"id": "{cid}", "object": "chat.completion", "choices": [{{"message": {{"content": "Trunc'
             if body.get("stream"):

@@ -136,8 +136,21 @@ def _parse_retry_after(value: Any) -> float | None:
     return max(0.0, when.timestamp() - time.time())
 
 
+def retry_after_in(headers: Any) -> float | None:
+    """Seconds a response's headers ask us to wait: ``retry-after-ms`` (milliseconds, sent by
+    OpenAI-compatible servers; it wins, as in OpenAI's own client), else ``Retry-After``."""
+    millis = headers.get("retry-after-ms") or headers.get("Retry-After-Ms")
+    if millis is not None:
+        try:
+            return max(0.0, float(millis) / 1000)
+        except ValueError:
+            pass  # not a number of milliseconds: Retry-After still says something
+    return _parse_retry_after(headers.get("retry-after") or headers.get("Retry-After"))
+
+
 def retry_after_of(exc: BaseException) -> float | None:
-    """Seconds the server asked us to wait: ``exc.retry_after`` or a ``Retry-After`` header."""
+    """Seconds the server asked us to wait: ``exc.retry_after``, or the headers of
+    ``exc.response`` (or ``exc.headers``): ``retry-after-ms``, else ``Retry-After``."""
     direct = _parse_retry_after(getattr(exc, "retry_after", None))
     if direct is not None:
         return direct
@@ -145,7 +158,7 @@ def retry_after_of(exc: BaseException) -> float | None:
     headers: Any = getattr(response, "headers", None) or getattr(exc, "headers", None)
     if headers is None or not hasattr(headers, "get"):
         return None
-    return _parse_retry_after(headers.get("retry-after") or headers.get("Retry-After"))
+    return retry_after_in(headers)
 
 
 @dataclass(frozen=True, slots=True)
