@@ -114,7 +114,7 @@ DUCKDB = {
         "AS attempts, first(workflow) AS workflow FROM {src} GROUP BY run_id ORDER BY start, run_id"
     ),
     "retries": (
-        "SELECT workflow, step, sum(r), avg(r), max(r) FROM (SELECT workflow, step, run_id, visit, "
+        "SELECT workflow, step, sum(r), avg(r), max(r) FROM (SELECT workflow, step, run_id, visit, map_index, "
         "max(attempt) - 1 AS r FROM {src} WHERE attempt > 0 GROUP BY ALL) GROUP BY ALL ORDER BY ALL"
     ),
 }

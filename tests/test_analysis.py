@@ -487,3 +487,26 @@ def test_a_question_counting_attempts_needs_map_index(known: Known) -> None:
     frame = wf.steps(known.folder, columns=["workflow", "step", "attempt", "status", "latency_s"], sort=False)
     with pytest.raises(ValueError, match=r"df.wf.latency\(\) needs the column\(s\) map_index"):
         frame.wf.latency()
+
+
+def retried_map_run(folder: Path) -> None:
+    """One run of a map over three documents: items 0 and 1 each fail twice (transiently) before
+    their third attempt succeeds; item 2 succeeds at once."""
+    flow = wf.Workflow("remapped", inputs=["docs"])
+
+    @flow.map(over="docs", into="sizes", retry=RETRY, max_concurrency=2)
+    async def size(doc: str, ctx: wf.StepContext) -> int:
+        if ctx.map_index in (0, 1) and ctx.attempt <= 2:
+            raise ConnectionError("connection reset")
+        return len(doc)
+
+    flow.run({"docs": ["a", "bb", "ccc"]}, workspace=folder)
+
+
+def test_retries_of_a_map_step_are_its_items_retries(tmp_path: Path) -> None:
+    """Each map item is retried on its own: two items retried twice are four retries, the most
+    any item took is two, and the mean is per item (4 / 3), not per map."""
+    retried_map_run(tmp_path / "ws")
+    table = wf.steps(tmp_path / "ws").wf.retries()
+    assert (4, 4 / 3, 2) == tuple(table.loc[("remapped", "size")])
+    assert 4 == wf.steps(tmp_path / "ws").wf.runs()["retries"].sum()  # the runs table agrees

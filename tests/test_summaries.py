@@ -10,7 +10,7 @@ from typing import Any, NamedTuple
 
 import pandas as pd
 import pytest
-from test_analysis import map_runs
+from test_analysis import map_runs, retried_map_run
 
 import wfkit as wf
 
@@ -91,6 +91,14 @@ def test_steplog_tables_equal_the_accessors_on_a_map(tmp_path: Path, question: s
     )
     if question == "latency":
         assert 5 == ours.loc[("mapped", "size"), "count"]
+
+
+def test_steplog_counts_a_map_steps_retries_per_item(tmp_path: Path) -> None:
+    """Two map items retried twice each are four retries in StepLog too, as in df.wf."""
+    retried_map_run(tmp_path / "ws")
+    ours = wf.StepLog(tmp_path / "ws").retries()
+    assert (4, 4 / 3, 2) == tuple(ours.loc[("remapped", "size")])
+    pd.testing.assert_frame_equal(plain(wf.steps(tmp_path / "ws").wf.retries()), plain(ours), check_dtype=False)
 
 
 def test_steplog_is_keyed_by_workflow_and_step(logged: Logged) -> None:

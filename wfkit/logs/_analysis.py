@@ -143,12 +143,14 @@ class StepsAccessor:
         return table if top is None else table.head(top)
 
     def retries(self, by: str | Sequence[str] | None = None) -> pd.DataFrame:
-        """Retries per step visit: total, mean and max per (workflow, step) (or ``by``, e.g. "run_id")."""
-        self._need("retries", "run_id", "visit")
+        """Retries per step visit: total, mean and max per (workflow, step) (or ``by``, e.g. "run_id").
+        Each item of a map step is a visit of its own: it is retried on its own."""
+        self._need("retries", "run_id", "visit", "map_index")
         keys = keys_of(self._df, by)
-        visit_keys = list(dict.fromkeys([*keys_of(self._df, None), "run_id", "visit", *keys]))
+        visit_keys = list(dict.fromkeys([*keys_of(self._df, None), "run_id", "visit", "map_index", *keys]))
         rows = self._attempt_rows(*visit_keys, "attempt")
-        per_visit = rows.groupby(visit_keys, observed=True)["attempt"].max() - 1
+        # dropna=False: a step that is no map has no map_index, and its visits count all the same.
+        per_visit = rows.groupby(visit_keys, observed=True, dropna=False)["attempt"].max() - 1
         per_visit = per_visit.reset_index(name="retries")
         table = per_visit.groupby(keys, observed=True)["retries"].agg(["sum", "mean", "max"])
         return table.rename(columns={"sum": "retries", "mean": "mean_per_visit", "max": "max_per_visit"})

@@ -234,11 +234,11 @@ class StepLog:
         return frame
 
     def retries(self) -> pd.DataFrame:
-        """Retries per step visit: total, mean and max per (workflow, step), as ``df.wf.retries()``."""
-        where, params = self._where("attempt > 0")
+        """Retries per step visit (a map item's own), as ``df.wf.retries()``."""
+        source, params = self._attempts()
         sql = (
-            "WITH visits AS (SELECT {keys}, run_id, visit, max(attempt) - 1 AS r "
-            f"FROM steps{where} GROUP BY {{keys}}, run_id, visit) "
+            "WITH visits AS (SELECT {keys}, run_id, visit, map_index, max(attempt) - 1 AS r "
+            f"FROM {source} GROUP BY {{keys}}, run_id, visit, map_index) "
             "SELECT {keys}, sum(r)::BIGINT AS retries, avg(r) AS mean_per_visit, max(r)::BIGINT AS max_per_visit "
             "FROM visits GROUP BY {keys} ORDER BY {keys}"
         )
