@@ -318,8 +318,8 @@ def test_runs_tell_a_run_a_fallback_saved_from_one_that_failed(workspace: Path) 
         "saved": (1, 1, False, False, "succeeded"),
         "failed": (1, 0, True, False, "failed"),
         "deadline": (1, 0, True, True, "timed_out"),
-        "map-saved": (2, 1, False, False, "succeeded"),  # the item's row and the map step's
-        "map-failed": (2, 0, True, False, "failed"),
+        "map-saved": (1, 1, False, False, "succeeded"),  # the map step, not also its item
+        "map-failed": (1, 0, True, False, "failed"),
         "resumed": (1, 0, False, False, "succeeded"),  # the failure is counted, the run did not fail
         "loop-ended": (1, 1, False, False, "succeeded"),  # its bound's fallback is the end
         "loop-failed": (1, 0, True, False, "failed"),
@@ -510,3 +510,14 @@ def test_retries_of_a_map_step_are_its_items_retries(tmp_path: Path) -> None:
     table = wf.steps(tmp_path / "ws").wf.retries()
     assert (4, 4 / 3, 2) == tuple(table.loc[("remapped", "size")])
     assert 4 == wf.steps(tmp_path / "ws").wf.runs()["retries"].sum()  # the runs table agrees
+
+
+def test_runs_count_a_map_step_once_however_many_items(tmp_path: Path) -> None:
+    """In the runs table a map step is one step, whatever its items did: the run whose item 2
+    failed has one step that gave up (the map, with its MapItemError; not also the item), and
+    the run whose three items succeeded has two steps done (the map and total), not five."""
+    map_runs(tmp_path / "ws")
+    runs = wf.steps(tmp_path / "ws").wf.runs().sort_values("attempts")
+    assert [(4, 0, 1, 0, True), (5, 2, 0, 0, False)] == [
+        (row.attempts, row.steps_ok, row.failed, row.fell_back, row.run_failed) for row in runs.itertuples()
+    ]

@@ -220,3 +220,11 @@ def test_steplog_refuses_a_memory_limit_that_is_no_size(limit: Any) -> None:
     """A memory_limit that is no size is refused when the log is made, saying what to give."""
     with pytest.raises(ValueError, match=r"is not a size: give a number and a unit, such as '2GB'"):
         wf.StepLog(memory_limit=limit)
+
+
+def test_steplog_runs_count_a_map_step_once(tmp_path: Path) -> None:
+    """StepLog's runs table counts a map step as one step, as df.wf's: the failed item's run has one
+    step that gave up, the other two steps done."""
+    map_runs(tmp_path / "ws")
+    runs = wf.StepLog(tmp_path / "ws").runs().sort_values("attempts")
+    assert [(0, 1), (2, 0)] == list(zip(runs["steps_ok"], runs["failed"], strict=True))

@@ -90,12 +90,15 @@ def _runs_reference(df: pd.DataFrame) -> pd.DataFrame:
     map_steps = {(row.workflow, row.step) for row in frame[frame["map_index"].notna()].itertuples()}
     own = [pd.isna(row.map_index) and (row.workflow, row.step) in map_steps for row in frame.itertuples()]
     frame["_attempt"] = (frame["attempt"] > 0) & ~pd.Series(own, index=frame.index)
+    frame["_step_ok"] = (frame["status"] == "ok") & frame["map_index"].isna()
+    frame["_step_failed"] = frame["_failed"] & frame["map_index"].isna()
     table = frame.groupby("run_id", observed=True, sort=False).agg(
         start=("started_at", "min"),
         end=("ended_at", "max"),
         attempts=("_attempt", "sum"),
-        steps_ok=("status", lambda s: int((s == "ok").sum())),
-        failed=("_failed", "sum"),
+        # A map step is done, or gives up, once: its own row, not its items'.
+        steps_ok=("_step_ok", "sum"),
+        failed=("_step_failed", "sum"),
         retries=("_retried", "sum"),
         workflow=("workflow", "first"),
     )

@@ -186,10 +186,10 @@ class StepsAccessor:
 
     def runs(self) -> pd.DataFrame:
         """One row per run: start, end, attempts, steps done, step visits that gave up
-        (``failed``), retries, workflow, duration; then ``fell_back`` (the visits that gave up whose
-        fallback took over), ``run_failed`` (the run failed: a step gave up with no fallback, or
-        a rejected approval ended it) and ``failed_on_timeout`` (the step that failed it ran out
-        of time)."""
+        (``failed``; a map step's visit counts once, not per item), retries, workflow, duration;
+        then ``fell_back`` (the visits that gave up whose fallback took over), ``run_failed`` (the
+        run failed: a step gave up with no fallback, or a rejected approval ended it) and
+        ``failed_on_timeout`` (the step that failed it ran out of time)."""
         self._need("runs", "run_id", "started_at", "ended_at", *OUTCOME_COLUMNS)
         return runs_table(self._df)
 

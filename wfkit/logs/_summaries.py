@@ -286,8 +286,8 @@ class StepLog:
             "AND later.visit = g.visit AND later.map_index IS NULL AND later.seq > g.seq) GROUP BY g.run_id) "
             'SELECT s.run_id, min(started_at) AS start, max(ended_at) AS "end", '
             f"count(*) FILTER (WHERE attempt > 0 AND {_NOT_MAP_OWN_ROW}) AS attempts, "
-            "count(*) FILTER (WHERE status = 'ok') AS steps_ok, "
-            f"count(*) FILTER (WHERE {gave_up}) AS failed, "
+            "count(*) FILTER (WHERE status = 'ok' AND map_index IS NULL) AS steps_ok, "
+            f"count(*) FILTER (WHERE {gave_up} AND map_index IS NULL) AS failed, "
             "count(*) FILTER (WHERE retry_delay_s IS NOT NULL) AS retries, "
             f"count(*) FILTER (WHERE {gave_up} AND map_index IS NULL AND route_taken IS NOT NULL) AS fell_back, "
             "(any_value(ended.run_id) IS NOT NULL OR arg_max(status, seq) = 'rejected') AS run_failed, "

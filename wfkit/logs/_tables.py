@@ -348,8 +348,10 @@ def runs_table(df: pd.DataFrame, *, outcomes: bool = True) -> pd.DataFrame:
     """One row per run: start, end, attempts, steps done, failures, retries, workflow, duration,
     then how it ended: steps that fell back, and whether the run failed.
 
-    ``failed`` counts step visits that gave up (their last attempt failed or timed out), whether a
-    fallback then took over or not; ``fell_back`` those a fallback took over; ``run_failed`` says
+    ``steps_ok`` counts step visits done, ``failed`` those that gave up (their last attempt failed
+    or timed out), whether a fallback then took over or not; a map step's visit is its own row,
+    however many of its items succeeded or failed (``attempts`` and ``retries`` are its items').
+    ``fell_back`` counts the visits that gave up a fallback took over; ``run_failed`` says
     whether the run itself failed: a step (not an item of a map step: its map step's row says what
     became of it) gave up with no fallback to take over (a step failure, a run deadline) and the run
     was not resumed past it (no later row of that step visit), or the run's last row is a rejected
@@ -365,22 +367,24 @@ def runs_table(df: pd.DataFrame, *, outcomes: bool = True) -> pd.DataFrame:
     # An attempt followed by another (a retry, or a timeout that is retried) has a delay.
     retried = df["retry_delay_s"].notna() if "retry_delay_s" in df else pd.Series(False, index=df.index)
     gave_up = df["status"].isin(["failed", "timeout"]) & ~retried
+    # A step's own row, not a map item's: a map step is done, or gives up, once, however many items.
+    step_row = df["map_index"].isna() if "map_index" in df else pd.Series(True, index=df.index)
+    step_gave_up = gave_up & step_row
     columns: dict[str, Any] = {
         "run_id": df["run_id"],
         "start": df["started_at"],
         "end": df["ended_at"],
         # (A map step's own row is none: its items' rows are its attempts.)
         "attempts": (df["attempt"] > 0) & ~map_own_rows(df) if "map_index" in df else df["attempt"] > 0,
-        "steps_ok": df["status"] == "ok",
-        "failed": gave_up,
+        "steps_ok": (df["status"] == "ok") & step_row,
+        "failed": step_gave_up,
         "retries": retried,
     }
     counted = ["attempts", "steps_ok", "failed", "retries"]
     if outcomes:
-        # A step's row (not a map item's) that gave up names the step its fallback went on to. One
-        # with no fallback failed the run, unless a later row of the same step visit follows it: the
-        # run was resumed from that failure, and its outcome is what came after.
-        step_gave_up = gave_up & df["map_index"].isna()
+        # A step's row that gave up names the step its fallback went on to. One with no fallback
+        # failed the run, unless a later row of the same step visit follows it: the run was resumed
+        # from that failure, and its outcome is what came after.
         fallback = df["route_taken"].notna()
         visit_keys = [df["run_id"], df["step"], df["visit"], df["map_index"]]
         last_of_visit = df["seq"] == df["seq"].groupby(visit_keys, observed=True, dropna=False).transform("max")
