@@ -154,6 +154,22 @@ def test_advise_timeouts_gives_no_advice_on_too_few_samples(workspace: Path) -> 
     assert enough.loc[("sometimes-slow", "call"), "timeout_s"] >= row["max"]
 
 
+def test_advice_notes_count_one_in_the_singular(workspace: Path) -> None:
+    """One run whose one attempt a timeout cut off: the notes say "1 of 1 attempt" and "1 of 1
+    run", never "1 of 1 attempts"."""
+    flow = wf.Workflow("once-slow")
+
+    @flow.step(timeout=0.01)
+    async def call(state: Any) -> None:
+        await asyncio.sleep(1)
+
+    flow.run({}, raise_on_error=False)
+    table = wf.steps().wf.advise_timeouts()
+    note = table.loc[("once-slow", "call"), "note"]
+    assert note.startswith("only 0 successful attempts; need 20 for advice; 1 of 1 attempt (100%) hit a timeout")
+    assert table.attrs["run_deadline_note"]["once-slow"].startswith("1 of 1 run (100%) failed on a timeout")
+
+
 @pytest.fixture(scope="module")
 def cut_off(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A workspace of 40 runs of a step with a 50 ms timeout whose every fourth call needs 300 ms:

@@ -112,6 +112,16 @@ def failing_flow() -> wf.Workflow:
     return flow
 
 
+def test_facets_say_how_many_panels_in_words(workspace: Path) -> None:
+    """The facets' repr counts its panels as people write them: "1 panel", "2 panels"."""
+    flow = serial_flow("panels", {"quick": 0.001, "slow": 0.002})
+    for _ in range(3):
+        flow.run({})
+    frame = wf.steps()
+    assert "<wfkit Facets: 1 panel>" == repr(frame[frame["step"] == "quick"].wf.plot_latency())
+    assert "<wfkit Facets: 2 panels>" == repr(frame.wf.plot_latency())
+
+
 def test_latency_plot_has_a_panel_per_workflow_and_step(workspace: Path, tmp_path: Path) -> None:
     """plot_latency: a pyplot figure with one log-x panel per (workflow, step), sharing the axis,
     P50 and P99 marked at each step's quantiles of successful attempts, titles naming both."""

@@ -32,7 +32,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from wfkit.logs._tables import map_own_rows, quantile_label
-from wfkit.logs._units import format_seconds
+from wfkit.logs._units import count_of, format_seconds
 from wfkit.model._errors import ProcessCrashedError
 
 if TYPE_CHECKING:
@@ -212,10 +212,11 @@ def advice_table(
     for ok, found, n, m, cut_at in zip(
         enough, known, table["samples"], stats["timeouts"], stats["cut_at_s"], strict=True
     ):
-        said = [] if ok else [f"only {n} successful attempt{'s' if n != 1 else ''}; need {min_samples} for advice"]
+        said = [] if ok else [f"only {count_of(n, 'successful attempt')}; need {min_samples} for advice"]
         if m:
             cut_off = (
-                f"{m} of {n + m} attempts ({_share(m, n + m)}) hit a timeout (after up to {format_seconds(cut_at)})"
+                f"{m} of {count_of(n + m, 'attempt')} ({_share(m, n + m)}) hit a timeout (after up to "
+                f"{format_seconds(cut_at)})"
             )
             if found:
                 said.append(f"{cut_off}: counted as slower than every success")
@@ -237,12 +238,12 @@ def advice_table(
         deadlines[name], why[name] = None, None
         if m and rank > n - 1 + 1e-9:
             why[name] = (
-                f"{m} of {n + m} runs ({_share(m, n + m)}) failed on a timeout (after up to "
+                f"{m} of {count_of(n + m, 'run')} ({_share(m, n + m)}) failed on a timeout (after up to "
                 f"{format_seconds(float(cut[-1]))}): how long they would take is unknown, and so is the "
                 f"{label.upper()} run; raise the timeouts to measure it"
             )
         elif n < min_samples:
-            why[name] = f"only {n} run{'s' if n != 1 else ''} that no timeout failed; need {min_samples}"
+            why[name] = f"only {count_of(n, 'run')} that no timeout failed; need {min_samples}"
         else:
             at = float(np.quantile(values, quantile if not m else min(rank / (n - 1), 1.0) if n > 1 else 0.0))
             deadlines[name] = math.ceil(max(at * margin, float(values[-1])) * 1000) / 1000

@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from wfkit.logs._units import axis_seconds, format_seconds
+from wfkit.logs._units import axis_seconds, count_of, format_seconds
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -48,7 +48,7 @@ class Facets:
     axes: dict[tuple[str, str], Axes]
 
     def __repr__(self) -> str:
-        return f"<wfkit Facets: {len(self.axes)} panels>"
+        return f"<wfkit Facets: {count_of(len(self.axes), 'panel')}>"
 
 
 def _axes(ax: Axes | None, width: float, height: float) -> Axes:
