@@ -413,6 +413,38 @@ def test_predict_draws_a_map_steps_calls_from_its_items(workspace: Path) -> None
     assert (0.0, 0.0) == (predicted["attempt_timeout_rate"], predicted["step_failure_rate"])
 
 
+def test_predict_serves_cache_hits_without_a_call(workspace: Path) -> None:
+    """A visit served from the step cache makes no call: it cannot time out, and is no attempt.
+    Four inputs called once (10, 20, 40, 80 ms), then each served from the cache: at a timeout
+    between the second and third call half the calls are cut, and half the visits call. So half
+    the attempts time out (drawn as calls, the hits made it a quarter), there are half as many
+    attempts as visits, and a quarter of the visits fail, as in the runs observed. A step served
+    from the cache on every visit has no call to time: a timeout for it is refused."""
+    flow = wf.Workflow("cached")
+
+    @flow.step(cache=wf.Cache())
+    async def fetch(state: Any) -> None:
+        await asyncio.sleep(0.01 * 2 ** state["i"])
+
+    for _ in range(2):
+        for i in range(4):
+            flow.run({"i": i})
+    frame = wf.steps()
+    assert {"ok": 4, "cached": 4} == frame["status"].astype(str).value_counts().to_dict()
+    calls = np.sort(frame.loc[frame["status"] == "ok", "latency_s"].to_numpy())
+    runs, timeout = 20_000, {"fetch": float(calls[1] + calls[2]) / 2}
+
+    predicted = frame.wf.predict_timeouts(timeout, runs=runs)
+    row = predicted.loc["fetch"]
+    assert pytest.approx(runs / 2, rel=0.03) == row["attempts"]
+    assert pytest.approx(0.5, abs=0.02) == row["attempt_timeout_rate"]
+    assert pytest.approx(0.25, abs=0.02) == row["step_failure_rate"] == predicted.attrs["run_failure_rate"]
+    assert 4 == frame.wf.advise_timeouts(min_samples=1).loc[("cached", "fetch"), "samples"]  # calls alone
+
+    with pytest.raises(ValueError, match=r"step\(s\) fetch were served from the cache on every visit"):
+        frame[frame["status"] == "cached"].wf.predict_timeouts(timeout)
+
+
 def test_predict_refuses_a_step_that_never_answered(workspace: Path) -> None:
     """A step whose every attempt failed with an error gives no call latency to draw: the error names it."""
     flow = wf.Workflow("never-answers")

@@ -20,7 +20,9 @@ be a fast success, and the step would neither fail nor retry nor spend the time 
 the prediction draws calls from the successful attempts and those a timeout cut off (as the advice
 reads them), and meets each simulated visit with the errors an observed visit met first, as the run
 did: each takes its time (or times out, if slower than the timeout), and is retried as the policy
-says of its kind.
+says of its kind. A visit served from the step cache made no call either (the step did not run): a
+share of the simulated visits as large as the observed one is served so, with no attempt and no
+timeout, and calls are drawn from the calls alone.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ if TYPE_CHECKING:
 
 MIN_SAMPLES = 20
 _ERROR_STATUSES = ("retry", "failed")  # an attempt that failed, and not on a timeout
+_CACHED = "cached"  # a visit served from the step cache: the step did not run, no call was made
 
 
 def _uncensored(df: pd.DataFrame) -> pd.DataFrame:
@@ -88,6 +91,22 @@ def _errors_by_visit(df: pd.DataFrame) -> dict[str, _VisitErrors]:
         kind[row, place] = errors["error_kind"].astype(str).to_numpy()
         found[str(step)] = _VisitErrors(latency, kind, np.bincount(row, minlength=shape[0]))
     return found
+
+
+def _cache_hits(df: pd.DataFrame) -> tuple[dict[str, np.ndarray], dict[str, float]]:
+    """Per step served from the cache at all: the times its cache hits took, and the share of its
+    visits (a map item's own) they were."""
+    attempts = df[df["attempt"] > 0]
+    served = attempts["status"] == _CACHED
+    if not served.any():
+        return {}, {}
+    keys = ["step", "run_id", "visit", *(["map_index"] if "map_index" in attempts.columns else [])]
+    visits = attempts[keys].drop_duplicates().groupby("step", observed=True).size()
+    hits = {
+        str(step): group.to_numpy(dtype=float)
+        for step, group in attempts.loc[served].groupby("step", observed=True)["latency_s"]
+    }
+    return hits, {step: len(times) / int(visits[step]) for step, times in hits.items()}
 
 
 def _censored_mask(df: pd.DataFrame) -> Any:
@@ -359,9 +378,11 @@ def predict_timeouts(
     df, timeouts = _one_workflow(df, timeouts)
     if "map_index" in df.columns:  # a map step's own row is no call: its items' rows are its calls
         df = df[~map_own_rows(df)]
+    hits, hit_share = _cache_hits(df)
+    served = df["status"] == _CACHED
     rows = _uncensored(df)
-    rows = rows[~rows["status"].isin(_ERROR_STATUSES)]  # calls: an error is met as the run met it
-    errors = _errors_by_visit(df)
+    rows = rows[~rows["status"].isin([*_ERROR_STATUSES, _CACHED])]  # calls: an error is met as the run met it
+    errors = _errors_by_visit(df[~served])
     samples = {
         str(step): group.to_numpy(dtype=float) for step, group in rows.groupby("step", observed=True)["latency_s"]
     }
@@ -376,7 +397,7 @@ def predict_timeouts(
         observed[step] = 0
     for step, values in cuts.items():
         samples[step] = np.concatenate([samples[step], values])
-    unknown = sorted(set(timeouts) - set(samples) - set(errors))
+    unknown = sorted(set(timeouts) - set(samples) - set(errors) - set(hits))
     if unknown:
         raise ValueError(f"no latency observed for step(s) {', '.join(unknown)}; known: {', '.join(sorted(samples))}")
     unanswered = sorted(set(errors) - set(samples))
@@ -385,6 +406,17 @@ def predict_timeouts(
             f"step(s) {', '.join(unanswered)} never answered in this frame (every attempt failed with an error): "
             "how long a call takes is unknown; predict from runs where they answered"
         )
+    only_hits = sorted(set(hits) - set(samples))
+    untimed = sorted(set(only_hits) & set(timeouts))
+    if untimed:
+        raise ValueError(
+            f"step(s) {', '.join(untimed)} were served from the cache on every visit in this frame: no call was "
+            "made, so how long one takes is unknown; predict from runs where they ran (before their cache "
+            "entries, or after `wfkit cache clear`), or leave their timeouts out"
+        )
+    for step in only_hits:  # every visit served from the cache: nothing to draw, nothing to time out
+        samples[step] = np.zeros(0)
+        observed[step] = 0
     shapes = Counter(_stages(run) for _, run in df[df["attempt"] > 0].groupby("run_id", observed=True))
     if not shapes:
         raise ValueError("the frame holds no step attempts to learn from")
@@ -414,6 +446,8 @@ def predict_timeouts(
                     samples[step],
                     observed[step],
                     errors.get(step),
+                    hits.get(step),
+                    hit_share.get(step, 0.0),
                     timeouts.get(step),
                     policy_for(step),
                     n,
@@ -474,6 +508,8 @@ def _simulate_step(
     latencies: np.ndarray,
     observed: int,
     errors: _VisitErrors | None,
+    hits: np.ndarray | None,
+    hit_share: float,
     timeout: float | None,
     policy: RetryPolicy,
     n: int,
@@ -483,8 +519,9 @@ def _simulate_step(
     """Attempts of one step for ``n`` simulated runs; returns time spent and success.
     ``latencies[:observed]`` were observed in full, the rest are the times attempts a timeout cut
     off ran: one drawn times out again at a timeout it ran to; at a longer one it counts as
-    unknown, and as a timeout (the worst case). Each visit first meets the ``errors`` of an observed
-    visit drawn at random, then calls."""
+    unknown, and as a timeout (the worst case). A visit is served from the cache as often as
+    observed (``hit_share`` of them, taking one of the ``hits``' times): no attempt, no timeout.
+    Each other visit first meets the ``errors`` of an observed visit drawn at random, then calls."""
     import numpy as np
 
     from wfkit.model._retry import ErrorKind
@@ -493,6 +530,10 @@ def _simulate_step(
     done = ~alive  # runs that already failed take no part
     ok = np.zeros(n, dtype=bool)
     stats["visits"] += int(alive.sum())
+    if hits is not None:  # (no draw without hits: a log with no cache hits predicts as before)
+        served = np.flatnonzero(alive & (rng.random(n) < hit_share))
+        spent[served] = rng.choice(hits, size=len(served))
+        ok[served] = done[served] = True
     met = np.zeros(n, dtype=np.int64)  # how many errors a visit meets before it calls
     visit = np.zeros(n, dtype=np.int64)
     if errors is not None:

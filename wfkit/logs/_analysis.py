@@ -314,7 +314,8 @@ class StepsAccessor:
         finishes is unknown: it counts as a timeout (the worst case), in ``unknown_rate`` too, and
         the ``note`` says so. A failed attempt no timeout cut is not a call: each simulated visit
         first meets the errors an observed visit met, as the run did (their time spent, each
-        retried as ``retry`` says of its kind), then calls."""
+        retried as ``retry`` says of its kind), then calls. A cache hit is no call either: visits
+        are served from the step cache as often as observed, with no attempt and no timeout."""
         self._need("predict_timeouts", "run_id", "latency_s", "started_at", "ended_at", "visit", "error_kind")
         from wfkit.logs._advice import predict_timeouts
 
