@@ -521,3 +521,26 @@ def test_runs_count_a_map_step_once_however_many_items(tmp_path: Path) -> None:
     assert [(4, 0, 1, 0, True), (5, 2, 0, 0, False)] == [
         (row.attempts, row.steps_ok, row.failed, row.fell_back, row.run_failed) for row in runs.itertuples()
     ]
+
+
+def timed_out_map_run(folder: Path) -> None:
+    """One run of a map over three documents whose item 1 outlasts its 50 ms timeout: the map step
+    fails (its own row a MapItemError), and so does the run."""
+    flow = wf.Workflow("slow-item", inputs=["docs"])
+
+    @flow.map(over="docs", into="sizes", max_concurrency=1, timeout=0.05)
+    async def size(doc: str, ctx: wf.StepContext) -> int:
+        if ctx.map_index == 1:
+            await asyncio.sleep(5)
+        return len(doc)
+
+    flow.run({"docs": ["a", "bb", "ccc"]}, workspace=folder, raise_on_error=False)
+
+
+def test_a_run_whose_map_item_timed_out_failed_on_a_timeout(tmp_path: Path) -> None:
+    """A map step that failed because an item ran out of time ran out of time: how long the run
+    would have taken is unknown, as when a step of its own times out (its own row says only
+    MapItemError, failed)."""
+    timed_out_map_run(tmp_path / "ws")
+    run = wf.steps(tmp_path / "ws").wf.runs().iloc[0]
+    assert (1, True, True) == (run["failed"], run["run_failed"], run["failed_on_timeout"])

@@ -10,7 +10,7 @@ from typing import Any, NamedTuple
 
 import pandas as pd
 import pytest
-from test_analysis import map_runs, retried_map_run
+from test_analysis import map_runs, retried_map_run, timed_out_map_run
 
 import wfkit as wf
 
@@ -228,3 +228,11 @@ def test_steplog_runs_count_a_map_step_once(tmp_path: Path) -> None:
     map_runs(tmp_path / "ws")
     runs = wf.StepLog(tmp_path / "ws").runs().sort_values("attempts")
     assert [(0, 1), (2, 0)] == list(zip(runs["steps_ok"], runs["failed"], strict=True))
+
+
+def test_steplog_runs_say_a_map_item_timeout_failed_the_run_on_a_timeout(tmp_path: Path) -> None:
+    """A run whose map item ran out of time failed on a timeout in StepLog too, as in df.wf."""
+    timed_out_map_run(tmp_path / "ws")
+    ours = wf.StepLog(tmp_path / "ws").runs()
+    assert [True] == ours["failed_on_timeout"].tolist()
+    pd.testing.assert_frame_equal(plain(wf.steps(tmp_path / "ws").wf.runs()), plain(ours), check_dtype=False)

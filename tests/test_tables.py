@@ -117,7 +117,16 @@ def _runs_reference(df: pd.DataFrame) -> pd.DataFrame:
         )  # fmt: skip
         fatal = step & rows["route_taken"].isna() & last_of_visit
         last = rows.loc[rows["seq"].idxmax(), "status"] == "rejected"
-        on_timeout = bool((fatal & (rows["status"] == "timeout")).any())
+        # ... on a timeout: its own, or (a map step's row) one an item of its visit gave up on before it
+        item_cut = pd.Series(
+            [
+                ((rows["step"] == row.step) & (rows["visit"] == row.visit) & rows["map_index"].notna()
+                 & rows["_failed"] & (rows["status"] == "timeout") & (rows["seq"] < row.seq)).any()
+                for row in rows.itertuples()
+            ],
+            index=rows.index,
+        )  # fmt: skip
+        on_timeout = bool((fatal & ((rows["status"] == "timeout") | item_cut)).any())
         outcomes[run_id] = (int((step & rows["route_taken"].notna()).sum()), bool(fatal.any()) or last, on_timeout)
     table["fell_back"] = [outcomes[run_id][0] for run_id in table.index]
     table["run_failed"] = [outcomes[run_id][1] for run_id in table.index]

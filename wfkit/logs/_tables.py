@@ -390,7 +390,8 @@ def runs_table(df: pd.DataFrame, *, outcomes: bool = True) -> pd.DataFrame:
         last_of_visit = df["seq"] == df["seq"].groupby(visit_keys, observed=True, dropna=False).transform("max")
         columns["fell_back"] = step_gave_up & fallback
         columns["fatal"] = step_gave_up & ~fallback & last_of_visit
-        columns["fatal_timeout"] = columns["fatal"] & (df["status"] == "timeout")
+        timed_out = df["status"] == "timeout"
+        columns["fatal_timeout"] = columns["fatal"] & (timed_out | _failed_by_an_item_timeout(df, gave_up, timed_out))
         columns["seq"] = df["seq"]
         columns["rejected"] = df["status"] == "rejected"
         counted.append("fell_back")
@@ -421,6 +422,25 @@ def runs_table(df: pd.DataFrame, *, outcomes: bool = True) -> pd.DataFrame:
         outcome = ["fell_back", "run_failed", "failed_on_timeout"]
         table = table[[c for c in table.columns if c not in outcome] + outcome]
     return table.sort_values("start")
+
+
+def _failed_by_an_item_timeout(df: pd.DataFrame, gave_up: pd.Series, timed_out: pd.Series) -> Any:
+    """Which rows (a boolean array) are a map step's own row that failed because an item ran out of
+    time: an item of its visit gave up on a timeout before it. (The map's row says only that it
+    failed, with a MapItemError, unless the run's deadline passed.) Asked of the few rows that gave
+    up, not of every row."""
+    import numpy as np
+
+    found = np.zeros(len(df), dtype=bool)
+    items = gave_up & df["map_index"].notna()
+    cut = df.loc[items & timed_out, ["run_id", "step", "visit", "seq"]]
+    if cut.empty:
+        return found
+    maps = df.loc[gave_up & ~items & ~timed_out, ["run_id", "step", "visit", "seq"]]
+    maps = maps.assign(_row=np.flatnonzero((gave_up & ~items & ~timed_out).to_numpy(dtype=bool)))
+    pairs = maps.merge(cut, on=["run_id", "step", "visit"], suffixes=("", "_item"))
+    found[pairs.loc[pairs["seq_item"] < pairs["seq"], "_row"].to_numpy()] = True
+    return found
 
 
 def parse_time(name: str, value: dt.datetime | str) -> dt.datetime:
