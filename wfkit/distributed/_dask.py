@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import json
 import math
 import os
 import queue
@@ -35,6 +36,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeAlias, TypeVar
 
 from wfkit.logs._dataset import ATTEMPTS_DIR, STEPS_DIR, Location
+from wfkit.logs._driver import DRIVER_FILE, driver_record
 from wfkit.logs._segments import (
     abort_job,
     begin_attempt,
@@ -605,7 +607,7 @@ def run_job(
         announce(f"Dask: {len(works)} partitions of {label} to {conn.address}; dashboard: {link}")
         location = Location(dataset)
         job = new_job_id()
-        _check_dataset(client, location, job)
+        _check_dataset(client, location, job, label=label, partitions=len(works))
         t0 = time.perf_counter()
         bars = _Bars(label, len(works), sum(cases), progress)
         topic = _topic(job)
@@ -788,10 +790,12 @@ def _abort(location: Location, job: str, label: str, exc: BaseException, markers
         )
 
 
-def _check_dataset(client: Any, location: Location, job: str) -> None:
-    """Every worker must see the dataset (a folder on this machine is not on another one)."""
-    probe = f"{STEPS_DIR}/{ATTEMPTS_DIR}/{job}/_probe"
-    location.write_bytes(probe, b"", durable=False)  # a visibility test: nothing to keep
+def _check_dataset(client: Any, location: Location, job: str, **about: Any) -> None:
+    """Every worker must see the dataset (a folder on this machine is not on another one). The file
+    they look for is the job's driver record, which ``wfkit doctor`` reads should this process die
+    before the job ends."""
+    probe = f"{STEPS_DIR}/{ATTEMPTS_DIR}/{job}/{DRIVER_FILE}"
+    location.write_bytes(probe, json.dumps(driver_record(**about)).encode())
     try:
         seen = client.run(_can_see, location.url, probe)
     except (ImportError, ModuleNotFoundError) as exc:
