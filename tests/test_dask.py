@@ -822,3 +822,37 @@ def test_a_job_whose_driver_was_killed_is_found_by_doctor_and_repair_stops_it_co
     assert sorted(again.runs["run_id"]) == sorted(pd.read_parquet(data / "steps")["run_id"])
     assert 0 == main(["doctor", "--dataset", str(data)])
     assert "no problems found" in capsys.readouterr().out
+
+
+def test_a_job_given_up_from_another_machine_while_it_runs_is_not_taken_back(
+    cluster: Cluster, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`wfkit doctor --abort JOB` run elsewhere while the job's driver still runs (it looked gone from
+    there): the driver does not overwrite the abort with its commit; it raises an ExecutorError saying
+    the job was given up, and no reader counts any of it."""
+    import threading
+
+    data = tmp_path / "data"
+    aborted: list[int] = []
+
+    def give_it_up_from_elsewhere() -> None:
+        deadline = time.monotonic() + 60
+        while not list(data.glob("steps/_attempts/*/p*.commit")) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        record = next(data.glob("steps/_attempts/*/_driver.json"))
+        # As another machine sees it: a driver it cannot check, given up by the user there
+        record.write_text(json.dumps({**json.loads(record.read_text()), "host": "another-machine"}))
+        aborted.append(main(["doctor", "--dataset", str(data), "--abort", record.parent.name]))
+
+    other = threading.Thread(target=give_it_up_from_elsewhere)
+    other.start()
+    with pytest.raises(wf.ExecutorError, match=r"job \w+ was given up while it ran \(its driver \(pid \d+ on another"):
+        slow_flow(0.15).run_many(
+            [{"x": i} for i in range(12)], executor=cluster.address, dataset=data, progress=False,
+            concurrency=1, partition_size=2,
+        )  # fmt: skip
+    other.join()
+    assert [0] == aborted
+    assert "aborted" in json.loads(next(data.glob("steps/_attempts/*/_job.json")).read_text())
+    assert 0 == len(wf.steps(data))
+    assert [] == list((data / "steps").rglob("*.parquet"))

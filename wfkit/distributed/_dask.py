@@ -42,6 +42,7 @@ from wfkit.logs._segments import (
     begin_attempt,
     commit_job,
     job_ended,
+    job_file,
     journal_rows,
     new_job_id,
     read_results,
@@ -669,6 +670,7 @@ def run_job(
             bars.close()
         t_done = time.perf_counter()
         ordered = [markers[i] for i in range(len(works))]
+        _check_not_given_up(location, job)
         commit_job(location, job, ordered, label=label)
         tables = [t for t in (results[i] for i in range(len(works))) if t is not None]
         table = _concat(tables) if tables else None
@@ -679,6 +681,20 @@ def run_job(
     finally:
         if connection is None:
             conn.close()
+
+
+def _check_not_given_up(location: Location, job: str) -> None:
+    """The job was not recorded as aborted while it ran (``wfkit doctor --abort`` on another machine,
+    whose user took this driver for dead): committing would take that back, and count the job beside
+    the run that likely replaced it."""
+    if not job_ended(location, job):
+        return
+    ended = json.loads(location.read_bytes(job_file(job)))
+    raise ExecutorError(
+        f"job {job} was given up while it ran ({ended.get('aborted', 'its end was recorded elsewhere')}): none "
+        f"of its rows count; they are set aside in {location.url.rstrip('/')}/steps-uncounted/{job}. Run it "
+        f"again if no other run replaced it"
+    )
 
 
 def _concat(tables: list[pa.Table]) -> pa.Table:
