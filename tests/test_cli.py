@@ -58,7 +58,8 @@ COMMAND_SUMMARIES = {
     ("reconcile",): "Settle an irreversible step cut off by a crash.",
     ("eval",): "Score a workflow suite over its dataset, compare variants.",
     ("logs",): "Step-log files: export missing rows, compact small files.",
-    ("doctor",): "Check a workspace: SQLite integrity, checksums, the step log's ledger.",
+    ("doctor",): "Check a workspace (SQLite integrity, checksums, the step log's ledger) or a Dask dataset (jobs "
+    "whose driver died before they ended).",
     ("report",): "Latency, failures, cost and timeout advice as HTML + PNG.",
     ("validate",): "Check a flow spec: every problem with its JSON path.",
     ("run",): "Run a flow spec once on JSON inputs.",
@@ -694,3 +695,59 @@ def test_run_no_workspace_of_a_gated_spec_says_which_option_to_drop(payout_spec:
     assert 0 != done.returncode
     assert "has approval gates" in done.stderr
     assert "drop --no-workspace" in done.stderr
+
+
+def _unfinished_job(dataset: Path, **driver: object) -> str:
+    """A Dask job of one committed partition (written as a worker writes it) whose driver wrote its
+    record and no end: ``driver`` overrides the record's fields (host, pid)."""
+    import cloudpickle
+
+    from wfkit.distributed._dask import PartitionOutput, Progress, run_partition
+    from wfkit.logs._dataset import Location
+    from wfkit.logs._driver import DRIVER_FILE, driver_record
+    from wfkit.logs._segments import new_job_id
+
+    def work(scratch: Path, progress: Progress) -> PartitionOutput:
+        flow = wf.Workflow("cli-job")
+        flow.step(lambda s: {"y": 1}, name="one")
+        flow.run({}, workspace=scratch)
+        return PartitionOutput([], (scratch,))
+
+    job = new_job_id() + os.urandom(2).hex()
+    record = {**driver_record(label="runs of cli-job"), **driver}
+    Location(dataset).write_bytes(f"steps/_attempts/{job}/{DRIVER_FILE}", json.dumps(record).encode())
+    run_partition(str(dataset), job, 0, cloudpickle.dumps(work))
+    return job
+
+
+def test_doctor_names_a_dask_job_whose_driver_is_gone_and_gives_up_one_it_cannot_check(
+    workspace: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """In the workspace's eval dataset, a job whose driver (on this host) ended without recording an end
+    is a problem that --repair records as aborted; one driven from another host is described, with
+    its age, and given up only on --abort JOB; readers then count neither."""
+    _gated_run(workspace)
+    dataset = workspace / "evals" / "runs"
+    ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    gone = _unfinished_job(dataset, pid=int(ended.stdout))
+    elsewhere = _unfinished_job(dataset, host="another-machine", pid=1)
+    with pytest.warns(wf.UnfinishedJobWarning, match=f"job {gone} in {dataset}"):
+        assert 2 == len(wf.steps(dataset))  # counted, and said so
+    assert 1 == main(["doctor"])
+    out = capsys.readouterr().out
+    pid = ended.stdout.strip()
+    assert f"problem: job {gone} (runs of cli-job) has no end recorded and its driver, pid {pid}" in out
+    assert (
+        f"note: job {elsewhere} (runs of cli-job) has no end recorded, and its driver, pid 1 on another-machine, "
+        f"cannot be checked from here; it started 0 s ago" in out
+    )
+    assert f"`wfkit doctor --dataset {dataset} --abort {elsewhere}`" in out
+    assert 0 == main(["doctor", "--dataset", str(dataset), "--abort", elsewhere])
+    assert f"job {elsewhere} recorded as aborted" in capsys.readouterr().out
+    assert 1 == len(wf.steps(dataset))
+    assert 1 == main(["doctor", "--dataset", str(dataset), "--abort", elsewhere])
+    assert f"job {elsewhere} in {dataset} was aborted (its driver (pid 1 on another-machine)" in capsys.readouterr().err
+    assert 0 == main(["doctor", "--repair"])
+    assert f"repaired: job {gone} recorded as aborted" in capsys.readouterr().out
+    assert 0 == len(wf.steps(dataset))
+    assert 2 == len(list((dataset / "steps-uncounted").rglob("*.parquet")))

@@ -764,3 +764,95 @@ def test_a_failing_partition_deletes_its_scratch_workspace(tmp_path: Path) -> No
         used.append(Path(str(failed.value)))
     assert (False, False) == (used[0].exists(), used[1].exists())
     assert used[0] != used[1]
+
+
+DRIVER = """
+import sys, time
+import wfkit as wf
+
+flow = wf.Workflow("slow-square")
+
+@flow.step
+def square(state):
+    time.sleep(0.15)
+    return {"y": state["x"] ** 2}
+
+flow.run_many([{"x": i} for i in range(16)], executor=sys.argv[1], dataset=sys.argv[2], progress=False,
+              concurrency=1, partition_size=2)
+"""
+
+
+def kill_a_driver_mid_job(cluster: Cluster, data: Path, env: dict[str, str]) -> str:
+    """Start run_many in a process of its own, SIGKILL it once two partitions committed; the job's id."""
+    driver = subprocess.Popen([sys.executable, "-c", DRIVER, cluster.address, str(data)], env=env)
+    try:
+        deadline = time.monotonic() + 60
+        while len(list(data.glob("steps/_attempts/*/p*.commit"))) < 2 and time.monotonic() < deadline:
+            time.sleep(0.02)
+    finally:
+        driver.kill()
+        driver.wait()
+    assert [] == list(data.glob("steps/_attempts/*/_job.json"))
+    return next(data.glob("steps/_attempts/*")).name
+
+
+def test_a_job_whose_driver_was_killed_is_found_by_doctor_and_repair_stops_it_counting(
+    cluster: Cluster, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """SIGKILL the driver mid-job (a killed kernel): `wfkit doctor --dataset` names the job as having
+    no end and a driver that is gone; after the user ran the job again, `--repair` records the first
+    as aborted, and readers count each case once again."""
+    data = tmp_path / "data"
+    env = {**os.environ, "WFKIT_HOME": str(tmp_path / "ws"), "PYTHONPATH": os.pathsep.join([str(ROOT), *sys.path])}
+    job = kill_a_driver_mid_job(cluster, data, env)
+    assert 1 == main(["doctor", "--dataset", str(data)])
+    out = capsys.readouterr().out
+    assert f"problem: job {job} (runs of slow-square) has no end recorded and its driver" in out
+    assert "is gone" in out
+    assert "committed partition(s) (of 8)" in out
+    assert f"wfkit doctor --dataset {data} --repair" in out
+    again = slow_flow(0.0).run_many(
+        [{"x": i} for i in range(16)], executor=cluster.address, dataset=data, progress=False, partition_size=2
+    )
+    assert 0 == main(["doctor", "--dataset", str(data), "--repair"])
+    out = capsys.readouterr().out
+    assert f"repaired: job {job} recorded as aborted" in out
+    assert "aborted" in json.loads((data / "steps" / "_attempts" / job / "_job.json").read_text())
+    assert sorted(again.runs["run_id"]) == sorted(wf.steps(data)["run_id"])
+    assert sorted(again.runs["run_id"]) == sorted(pd.read_parquet(data / "steps")["run_id"])
+    assert 0 == main(["doctor", "--dataset", str(data)])
+    assert "no problems found" in capsys.readouterr().out
+
+
+def test_a_job_given_up_from_another_machine_while_it_runs_is_not_taken_back(
+    cluster: Cluster, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`wfkit doctor --abort JOB` run elsewhere while the job's driver still runs (it looked gone from
+    there): the driver does not overwrite the abort with its commit; it raises an ExecutorError saying
+    the job was given up, and no reader counts any of it."""
+    import threading
+
+    data = tmp_path / "data"
+    aborted: list[int] = []
+
+    def give_it_up_from_elsewhere() -> None:
+        deadline = time.monotonic() + 60
+        while not list(data.glob("steps/_attempts/*/p*.commit")) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        record = next(data.glob("steps/_attempts/*/_driver.json"))
+        # As another machine sees it: a driver it cannot check, given up by the user there
+        record.write_text(json.dumps({**json.loads(record.read_text()), "host": "another-machine"}))
+        aborted.append(main(["doctor", "--dataset", str(data), "--abort", record.parent.name]))
+
+    other = threading.Thread(target=give_it_up_from_elsewhere)
+    other.start()
+    with pytest.raises(wf.ExecutorError, match=r"job \w+ was given up while it ran \(its driver \(pid \d+ on another"):
+        slow_flow(0.15).run_many(
+            [{"x": i} for i in range(12)], executor=cluster.address, dataset=data, progress=False,
+            concurrency=1, partition_size=2,
+        )  # fmt: skip
+    other.join()
+    assert [0] == aborted
+    assert "aborted" in json.loads(next(data.glob("steps/_attempts/*/_job.json")).read_text())
+    assert 0 == len(wf.steps(data))
+    assert [] == list((data / "steps").rglob("*.parquet"))

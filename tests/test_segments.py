@@ -235,3 +235,37 @@ def test_bad_locations_and_job_ids_are_refused(tmp_path: Path) -> None:
         Location("")
     with pytest.raises(ValueError, match="a job id is lowercase letters and digits"):
         begin_attempt(Location(tmp_path), "Job/1", 0)
+
+
+def _driven_by(dataset: Path, job: str, pid: int) -> None:
+    """Record ``pid`` on this host as the driver of ``job``, as run_job does before sending work."""
+    from wfkit.logs._driver import DRIVER_FILE, driver_record
+
+    record = {**driver_record(label="runs of seg-doubler", partitions=2), "pid": pid}
+    Location(dataset).write_bytes(f"steps/_attempts/{job}/{DRIVER_FILE}", json.dumps(record).encode())
+
+
+def test_reading_a_job_whose_driver_died_before_its_end_warns_once_and_still_counts_it(tmp_path: Path) -> None:
+    """A job with no end recorded whose driver (on this host) is gone: wf.steps counts its committed
+    partitions as before (it cannot know more), and warns once, naming the job and the doctor command
+    that gives it up; a job whose driver is alive (still running) is read without a warning."""
+    import os
+    import subprocess
+    import sys
+    import warnings
+
+    ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead, running = new_job_id() + "a", new_job_id() + "b"
+    _driven_by(tmp_path, dead, int(ended.stdout))
+    attempt(tmp_path, dead, 0, [1, 2])
+    _driven_by(tmp_path, running, os.getpid())
+    attempt(tmp_path, running, 0, [3])
+    said = rf"job {dead} in {tmp_path} \(runs of seg-doubler\) has no end recorded and its driver, pid \d+ on this host"
+    with pytest.warns(wf.UnfinishedJobWarning, match=said) as caught:
+        assert 3 == len(wf.steps(tmp_path))
+    assert 1 == len(caught)
+    assert "is gone: its committed partitions are counted" in str(caught[0].message)
+    assert f"wfkit doctor --dataset {tmp_path} --repair" in str(caught[0].message)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert 3 == len(wf.steps(tmp_path))  # warned once: this read says nothing

@@ -167,7 +167,49 @@ def _logs(args: argparse.Namespace) -> int:
 
 
 def _doctor(args: argparse.Namespace) -> int:
+    if args.dataset is not None:
+        return _doctor_dataset(args)
+    if args.abort is not None:
+        raise ValueError("--abort JOB gives up a job of a dataset: give the dataset too, --dataset FOLDER_OR_URL")
+    return _doctor_workspace(args)
+
+
+def _doctor_dataset(args: argparse.Namespace) -> int:
+    from wfkit.logs._dataset import Location
+    from wfkit.logs._unfinished import check_jobs, give_up
+
+    location = Location(args.dataset)
+    if args.abort is not None:
+        _print(f"job {args.abort} recorded as aborted; its rows are set aside in {give_up(location, args.abort)}")
+        return 0
+    command = f"wfkit doctor --dataset {args.dataset}"
+    report = check_jobs(location, repair=args.repair, command=command)
+    return _doctor_outcome(
+        f"dataset {location.url}", report.problems, report.notes, report.repairs, repair=args.repair, command=command
+    )
+
+
+def _doctor_outcome(
+    what: str, problems: list[str], notes: list[str], repairs: list[str], *, repair: bool, command: str
+) -> int:
+    for problem in problems:
+        _print(f"problem: {problem}")
+    for note in notes:
+        _print(f"note: {note}")
+    for done in repairs:
+        _print(f"repaired: {done}")
+    if not problems:
+        _print(f"{what}: no problems found")
+        return 0
+    if not repair:
+        _print(f"{len(problems)} problem(s); `{command} --repair` rebuilds what it can (nothing is deleted)")
+    return 1
+
+
+def _doctor_workspace(args: argparse.Namespace) -> int:
+    from wfkit.logs._dataset import ATTEMPTS_DIR, STEPS_DIR, Location
     from wfkit.logs._steplog import check_ledger
+    from wfkit.logs._unfinished import check_jobs
     from wfkit.store._doctor import check_store
     from wfkit.store._workspace import DB_NAME, open_store, workspace_path
 
@@ -195,16 +237,12 @@ def _doctor(args: argparse.Namespace) -> int:
             repairs += [f"moved {a} to {b}" for a, b in ledger.moved]
             if ledger.reexported:
                 repairs.append(f"exported {ledger.reexported} row(s) again from the journal")
-    for problem in problems:
-        _print(f"problem: {problem}")
-    for repair in repairs:
-        _print(f"repaired: {repair}")
-    if not problems:
-        _print("no problems found")
-        return 0
-    if not args.repair:
-        _print(f"{len(problems)} problem(s); `wfkit doctor --repair` rebuilds what it can (nothing is deleted)")
-    return 1
+    notes: list[str] = []
+    for dataset in (folder, folder / "evals" / "runs"):  # where Dask jobs write by default
+        if (dataset / STEPS_DIR / ATTEMPTS_DIR).is_dir():
+            jobs = check_jobs(Location(dataset), repair=args.repair, command=f"wfkit doctor --dataset {dataset}")
+            problems, notes, repairs = problems + jobs.problems, notes + jobs.notes, repairs + jobs.repairs
+    return _doctor_outcome("workspace", problems, notes, repairs, repair=args.repair, command="wfkit doctor")
 
 
 def _report(args: argparse.Namespace) -> int:
@@ -656,10 +694,20 @@ def build_parser() -> argparse.ArgumentParser:
     logs.set_defaults(handler=_logs)
 
     doctor = sub.add_parser(
-        "doctor", parents=[common], help="check a workspace: SQLite integrity, checksums, the step log's ledger"
+        "doctor",
+        parents=[common],
+        help="check a workspace (SQLite integrity, checksums, the step log's ledger) or a Dask dataset (jobs "
+        "whose driver died before they ended)",
     )
     doctor.add_argument(
-        "--repair", action="store_true", help="rebuild what can be rebuilt (damaged originals are kept aside)"
+        "--repair",
+        action="store_true",
+        help="rebuild what can be rebuilt (damaged originals are kept aside); record jobs whose driver is gone "
+        "as aborted (their rows are kept aside)",
+    )
+    doctor.add_argument("--dataset", metavar="FOLDER_OR_URL", help="check this Dask dataset instead of a workspace")
+    doctor.add_argument(
+        "--abort", metavar="JOB", help="with --dataset: record this unfinished job as aborted (its driver is gone)"
     )
     doctor.set_defaults(handler=_doctor)
 

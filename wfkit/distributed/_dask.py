@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import json
 import math
 import os
 import queue
@@ -35,11 +36,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeAlias, TypeVar
 
 from wfkit.logs._dataset import ATTEMPTS_DIR, STEPS_DIR, Location
+from wfkit.logs._driver import DRIVER_FILE, driver_record
 from wfkit.logs._segments import (
     abort_job,
     begin_attempt,
     commit_job,
     job_ended,
+    job_file,
     journal_rows,
     new_job_id,
     read_results,
@@ -605,7 +608,7 @@ def run_job(
         announce(f"Dask: {len(works)} partitions of {label} to {conn.address}; dashboard: {link}")
         location = Location(dataset)
         job = new_job_id()
-        _check_dataset(client, location, job)
+        _check_dataset(client, location, job, label=label, partitions=len(works))
         t0 = time.perf_counter()
         bars = _Bars(label, len(works), sum(cases), progress)
         topic = _topic(job)
@@ -667,6 +670,7 @@ def run_job(
             bars.close()
         t_done = time.perf_counter()
         ordered = [markers[i] for i in range(len(works))]
+        _check_not_given_up(location, job)
         commit_job(location, job, ordered, label=label)
         tables = [t for t in (results[i] for i in range(len(works))) if t is not None]
         table = _concat(tables) if tables else None
@@ -677,6 +681,20 @@ def run_job(
     finally:
         if connection is None:
             conn.close()
+
+
+def _check_not_given_up(location: Location, job: str) -> None:
+    """The job was not recorded as aborted while it ran (``wfkit doctor --abort`` on another machine,
+    whose user took this driver for dead): committing would take that back, and count the job beside
+    the run that likely replaced it."""
+    if not job_ended(location, job):
+        return
+    ended = json.loads(location.read_bytes(job_file(job)))
+    raise ExecutorError(
+        f"job {job} was given up while it ran ({ended.get('aborted', 'its end was recorded elsewhere')}): none "
+        f"of its rows count; they are set aside in {location.url.rstrip('/')}/steps-uncounted/{job}. Run it "
+        f"again if no other run replaced it"
+    )
 
 
 def _concat(tables: list[pa.Table]) -> pa.Table:
@@ -788,10 +806,12 @@ def _abort(location: Location, job: str, label: str, exc: BaseException, markers
         )
 
 
-def _check_dataset(client: Any, location: Location, job: str) -> None:
-    """Every worker must see the dataset (a folder on this machine is not on another one)."""
-    probe = f"{STEPS_DIR}/{ATTEMPTS_DIR}/{job}/_probe"
-    location.write_bytes(probe, b"", durable=False)  # a visibility test: nothing to keep
+def _check_dataset(client: Any, location: Location, job: str, **about: Any) -> None:
+    """Every worker must see the dataset (a folder on this machine is not on another one). The file
+    they look for is the job's driver record, which ``wfkit doctor`` reads should this process die
+    before the job ends."""
+    probe = f"{STEPS_DIR}/{ATTEMPTS_DIR}/{job}/{DRIVER_FILE}"
+    location.write_bytes(probe, json.dumps(driver_record(**about)).encode())
     try:
         seen = client.run(_can_see, location.url, probe)
     except (ImportError, ModuleNotFoundError) as exc:

@@ -13,9 +13,13 @@ import json
 import os
 import re
 import uuid
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from wfkit.logs._driver import DRIVER_FILE, driver_alive
+from wfkit.model._errors import UnfinishedJobWarning
 
 STEPS_DIR = "steps"
 """The step log's folder inside a workspace or a dataset."""
@@ -181,6 +185,8 @@ def counted_stems(location: Location, folder: str) -> set[str]:
     names = location.names(folder)
     if JOB_FILE in names:
         return set(json.loads(location.read_bytes(f"{folder}/{JOB_FILE}"))["partitions"].values())
+    if DRIVER_FILE in names:
+        _warn_if_driver_gone(location, folder)
     latest: dict[int, tuple[int, float, str]] = {}
     for name in names:
         match = _MARKER.match(name)
@@ -192,6 +198,33 @@ def counted_stems(location: Location, folder: str) -> set[str]:
         if part not in latest or key > latest[part]:
             latest[part] = key
     return {key[2] for key in latest.values()}
+
+
+_warned: set[str] = set()  # jobs whose dead driver a reader has warned of in this process: once is enough
+
+
+def _warn_if_driver_gone(location: Location, folder: str) -> None:
+    """Warn (once per job) that the job in ``folder`` has no end and its driver is gone: readers go on
+    counting its partitions, since only the user can say it will not end (its driver may run
+    elsewhere); ``wfkit doctor --repair`` records it as aborted."""
+    job = folder.rpartition("/")[2]
+    if job in _warned:
+        return
+    driver = json.loads(location.read_bytes(f"{folder}/{DRIVER_FILE}"))
+    if driver_alive(driver) is not False:
+        return
+    _warned.add(job)
+    steps = location.url.rstrip("/")  # a reader's location is the steps folder, or the dataset above it
+    dataset = steps.removesuffix(f"/{STEPS_DIR}") if folder.startswith(ATTEMPTS_DIR) else steps
+    label = driver.get("label") or "a Dask job"
+    warnings.warn(
+        f"job {job} in {dataset} ({label}) has no end recorded and its driver, pid {driver['pid']} on this "
+        f"host, is gone: its committed partitions are counted, and a later run of the same cases beside "
+        f"them. `wfkit doctor --dataset {dataset} --repair` records the job as aborted (its rows are set "
+        f"aside, not deleted)",
+        UnfinishedJobWarning,
+        stacklevel=2,
+    )
 
 
 def is_attempt_segment(name: str) -> bool:

@@ -9,20 +9,23 @@ token, and declares itself complete with a commit marker written after them::
     DATASET/results/JOB/p00003-a02-TOKEN.parquet                         the job's result rows
     DATASET/steps/_attempts/JOB/p00003-a02-TOKEN.started                 who started it, and where
     DATASET/steps/_attempts/JOB/p00003-a02-TOKEN.commit                  its files; written last
+    DATASET/steps/_attempts/JOB/_driver.json                             who sent the job (see ``_driver``)
     DATASET/steps/_attempts/JOB/_job.json                                the attempt taken per partition
 
 Readers count one attempt per partition: the one the driver took, once the job is done; before
 that, the latest committed one. Files of any other attempt (cut off, or superseded) are never read,
 so no row shows twice. A job the driver gave up on (a partition failed on every attempt, the
 scheduler went away, the caller interrupted it) is recorded as aborted in its ``_job.json``, and
-then none of its partitions count. Once the job ends, either way, the step-log segments that do
-not count are moved out of ``steps/`` to ``DATASET/steps-uncounted/JOB/`` (never deleted): pandas,
-pyarrow and DuckDB reading ``steps/`` directly then count each run once too. An attempt that
-commits after its job ended (a partition still running when the driver gave up) moves its own
-segments there. The dataset is a local folder or an fsspec URL (``s3://``, ``gs://``...):
-local files are written to a temporary name, fsynced and renamed; elsewhere a temporary object is
-moved into place. Step-log segments keep the schema and hive layout of ``_steplog``, so the
-workspace reader (and pandas, pyarrow, DuckDB) read them as they read a workspace's.
+then none of its partitions count. A driver killed before it could write either leaves the job
+counted as it stood; ``wfkit doctor`` finds it by its ``_driver.json`` (see ``_unfinished``).
+Once the job ends, either way, the step-log segments that do not count are moved out of
+``steps/`` to ``DATASET/steps-uncounted/JOB/`` (never deleted): pandas, pyarrow and DuckDB reading
+``steps/`` directly then count each run once too. An attempt that commits after its job ended (a
+partition still running when the driver gave up) moves its own segments there. The dataset is a
+local folder or an fsspec URL (``s3://``, ``gs://``...): local files are written to a temporary
+name, fsynced and renamed; elsewhere a temporary object is moved into place. Step-log segments keep
+the schema and hive layout of ``_steplog``, so the workspace reader (and pandas, pyarrow, DuckDB)
+read them as they read a workspace's.
 """
 
 from __future__ import annotations

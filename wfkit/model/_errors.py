@@ -261,5 +261,11 @@ class SecretInStateWarning(UserWarning):
     what a resumed run reads. Warned once per field as it is written, and again on resume."""
 
 
+class UnfinishedJobWarning(UserWarning):
+    """A Dask job read from a dataset has no end recorded and its driver (on this host) is gone: its
+    partitions are counted, beside any later run of the same cases, until ``wfkit doctor --repair``
+    records it as aborted. Warned once per job."""
+
+
 class WorkflowChangedWarning(UserWarning):
     """A run is resumed with a workflow whose definition differs from the one that started it."""

@@ -1,0 +1,143 @@
+"""``wfkit doctor``, a dataset's half: jobs that never ended, and giving them up on request.
+
+A job's driver writes its end (``_job.json``: taken, or given up) when the job is over. A driver
+killed before that (SIGKILL, a closed laptop, a killed kernel) leaves the job's committed
+partitions counted for good, and a second run of the same cases is then counted beside them. Such
+a job is found here by its driver record (``_driver``): a driver on this host whose process is
+gone is a problem, repaired by recording the job as aborted (``abort_job``: readers count none of
+it, and its rows are set aside, never deleted). A job whose driver is alive, or ran on another
+host, may still be running: it is only described, and given up only when the user says so.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from wfkit.logs._dataset import ATTEMPTS_DIR, JOB_FILE, STEPS_DIR, Location
+from wfkit.logs._driver import DRIVER_FILE, driver_alive
+from wfkit.logs._segments import abort_job
+
+_JOBS = f"{STEPS_DIR}/{ATTEMPTS_DIR}"
+
+
+@dataclass(frozen=True)
+class UnfinishedJob:
+    """A job with committed partitions and no end recorded."""
+
+    job: str
+    partitions: int  # partitions with a committed attempt: what readers count of it
+    driver: dict[str, Any] | None  # its driver record; None for a job written before there was one
+    alive: bool | None  # its driver still runs; None when that cannot be checked from here
+
+    @property
+    def label(self) -> str:
+        return str((self.driver or {}).get("label") or "a job")
+
+    @property
+    def started_at(self) -> float:
+        if self.driver is not None:
+            return float(self.driver["started_at"])
+        # A job id begins with its start time (see new_job_id)
+        return dt.datetime.strptime(self.job[:14], "%Y%m%d%H%M%S").replace(tzinfo=dt.UTC).timestamp()
+
+    def who(self) -> str:
+        if self.driver is None:
+            return "its driver (unrecorded: the job was sent by an older wfkit)"
+        return f"its driver, pid {self.driver['pid']} on {self.driver['host']},"
+
+
+@dataclass
+class JobsReport:
+    """What :func:`check_jobs` found: ``problems`` (a driver known to be gone), ``notes`` (jobs that
+    may still be running), ``repairs`` (jobs recorded as aborted)."""
+
+    problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    repairs: list[str] = field(default_factory=list)
+
+
+def unfinished_jobs(location: Location) -> list[UnfinishedJob]:
+    """The dataset's jobs that have committed partitions and no end recorded, oldest first."""
+    by_job: dict[str, list[str]] = {}
+    for rel in location.files(_JOBS):
+        job, _, name = rel.removeprefix(f"{_JOBS}/").partition("/")
+        if name and "/" not in name and not name.startswith("."):
+            by_job.setdefault(job, []).append(name)
+    found = []
+    for job, names in sorted(by_job.items()):
+        committed = {n[:6] for n in names if n.endswith(".commit")}
+        if JOB_FILE in names or not committed:  # ended, or nothing a reader counts
+            continue
+        driver = json.loads(location.read_bytes(f"{_JOBS}/{job}/{DRIVER_FILE}")) if DRIVER_FILE in names else None
+        alive = None if driver is None else driver_alive(driver)
+        found.append(UnfinishedJob(job, len(committed), driver, alive))
+    return found
+
+
+def check_jobs(location: Location, *, repair: bool, command: str) -> JobsReport:
+    """Describe the dataset's unfinished jobs; with ``repair``, record those whose driver is gone as
+    aborted. ``command`` is the ``wfkit doctor`` command line that checked this dataset (for hints)."""
+    report = JobsReport()
+    now = time.time()
+    for unfinished in unfinished_jobs(location):
+        job, counted = unfinished.job, f"its {unfinished.partitions} committed partition(s)"
+        if unfinished.driver is not None and "partitions" in unfinished.driver:
+            counted += f" (of {unfinished.driver['partitions']})"
+        title = f"job {job} ({unfinished.label})"
+        age = _age(now - unfinished.started_at)
+        if unfinished.alive:
+            report.notes.append(f"{title} is running: {unfinished.who()} is alive ({counted} so far, {age} in)")
+        elif unfinished.alive is None:
+            report.notes.append(
+                f"{title} has no end recorded, and {unfinished.who()} cannot be checked from here; it started "
+                f"{age} ago. Readers count {counted}, and a later run of the same cases beside them. If its "
+                f"driver is gone, `{command} --abort {job}` records the job as aborted"
+            )
+        elif repair:
+            report.repairs.append(f"job {job} recorded as aborted; its rows are set aside in {give_up(location, job)}")
+        else:
+            report.problems.append(
+                f"{title} has no end recorded and {unfinished.who()} is gone (started {age} ago): readers count "
+                f"{counted}, and a later run of the same cases beside them. `{command} --repair` records the job "
+                f"as aborted (its rows are set aside, not deleted)"
+            )
+    return report
+
+
+def give_up(location: Location, job: str) -> str:
+    """Record the unfinished ``job`` as aborted; returns where its rows are set aside. Refused, with
+    what to do instead, for a job that ended, does not exist, or whose driver still runs here."""
+    folder = f"{_JOBS}/{job}"
+    names = location.names(folder)
+    if not names:
+        listed = ", ".join(u.job for u in unfinished_jobs(location)) or "none"
+        raise ValueError(f"no job {job!r} in {location.url}; its unfinished jobs: {listed}")
+    if JOB_FILE in names:
+        body = json.loads(location.read_bytes(f"{folder}/{JOB_FILE}"))
+        ended = f"was aborted ({body['aborted']})" if "aborted" in body else "was committed"
+        raise ValueError(f"job {job} in {location.url} {ended}: there is nothing to give up")
+    driver: dict[str, Any] = {}
+    if DRIVER_FILE in names:
+        driver = json.loads(location.read_bytes(f"{folder}/{DRIVER_FILE}"))
+        if driver_alive(driver):
+            raise ValueError(
+                f"job {job} is still running: its driver, pid {driver['pid']} on this host, is alive; stop "
+                f"that process (it records the job as aborted itself on an interrupt), or let it finish"
+            )
+    who = f"pid {driver['pid']} on {driver['host']}" if driver else "unknown"
+    about = {"label": driver["label"]} if "label" in driver else {}
+    return abort_job(location, job, f"its driver ({who}) ended without recording an end", **about)
+
+
+def _age(seconds: float) -> str:
+    if seconds < 120:
+        return f"{max(0, round(seconds))} s"
+    if seconds < 7200:
+        return f"{round(seconds / 60)} min"
+    if seconds < 2 * 86400:
+        return f"{round(seconds / 3600)} h"
+    return f"{round(seconds / 86400)} days"
