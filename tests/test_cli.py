@@ -613,6 +613,30 @@ def test_a_spec_run_given_no_policy_leaves_its_resumes_to_their_own(payout_spec:
     assert (0, f"run {run_id}: succeeded") == (resumed.returncode, resumed.stdout.strip()), resumed.stderr
 
 
+def test_a_fork_of_a_run_given_a_policy_decides_by_it(payout_spec: Path, tmp_path: Path) -> None:
+    """`wfkit fork` without --policy of a run started with `--policy approve` approves its gate as the
+    run did (it halted there: the fork kept no policy of its run)."""
+    workspace = tmp_path / "ws"
+    where = ("--workspace", str(workspace))
+    started = _wfkit(
+        "run",
+        payout_spec.name,
+        "--steps",
+        "payout_steps",
+        "--policy",
+        "approve",
+        *where,
+        "--json",
+        cwd=payout_spec.parent,
+    )
+    assert 0 == started.returncode, started.stderr
+    run_id = json.loads(started.stdout)["run_id"]
+    forked = _wfkit("fork", run_id, "--at", "prepare", "--set", "ready=false", *where, cwd=tmp_path)
+    assert 0 == forked.returncode, forked.stderr
+    fork_id = forked.stdout.split()[1]
+    assert f"run {fork_id} (forked from {run_id} at 'prepare'): succeeded" == forked.stdout.strip()
+
+
 def test_approve_after_a_reject_is_refused_saying_who_when_and_that_resume_follows_it(
     payout_spec: Path, tmp_path: Path
 ) -> None:

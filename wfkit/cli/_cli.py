@@ -614,7 +614,9 @@ def build_parser() -> argparse.ArgumentParser:
     fork.add_argument("--set", action="append", default=[], metavar="KEY=JSON", help="a state field to change")
     fork.add_argument("--workflow", help="module:name of the workflow (default: where the run recorded it)")
     fork.add_argument(
-        "--policy", help="approval policy for the fork: halt, approve, reject, fail (default: $WFKIT_POLICY, else halt)"
+        "--policy",
+        help="approval policy for the fork, kept for its resumes: halt, approve, reject, fail (default: the run's "
+        "own, if it was given one; else $WFKIT_POLICY, else halt)",
     )
     fork.set_defaults(handler=_fork)
 
