@@ -340,6 +340,38 @@ def test_a_comparison_value_left_empty_is_marked_at_its_box_and_not_saved(tmp_pa
     assert {"field": "query_type", "op": "lt", "value": 3} == saved["routes"]["classify"]["routes"][0]["when"]
 
 
+@pytest.mark.skipif(
+    not CHROMIUM.exists(), reason=f"{CHROMIUM} is missing (apt-get install chromium); this browser test drives it"
+)
+def test_a_blank_value_is_shown_once_under_its_box_beside_the_routes_other_problems(tmp_path: Path, lab: Lab) -> None:
+    """A route whose target was deleted, then changed to `lt` with its value box left empty: the
+    route's form lists the missing target at its top, and the blank value only under the value box
+    (it was in both places); the builder's list of problems has both."""
+    from playwright.sync_api import expect
+
+    with lab_page(lab, {"width": 1800, "height": 1100}, tmp_path / "once-failure.png") as page:
+        builder = _router_builder(page, lab, tmp_path / "once.ipynb")
+        problems = builder.locator(".wfk-problems")
+        expect(problems).to_contain_text("The kernel finds no problems.")
+        builder.locator("g[data-step='code_search'] rect.wfk-node-box").click()
+        panel = builder.locator(".wfk-panel")
+        panel.get_by_role("button", name="Delete step code_search").click()
+        missing = "route from 'classify' -> 'code_search': no step named 'code_search'"
+        expect(problems).to_contain_text(missing)
+        builder.locator("g[data-label-for='route:classify:0'] rect.wfk-edge-label-bg").click()
+        expect(panel).to_contain_text("Route: classify → code_search")
+        panel.get_by_label("Condition operator").select_option("lt")
+        panel.get_by_label("Condition value").fill("")
+        panel.get_by_label("Condition value").press("Enter")
+        blank = "operator 'lt' on 'query_type' needs a value to compare with, got the blank string ''"
+        expect(panel.locator(".wfk-field-problem")).to_contain_text(blank)
+        expect(problems).to_contain_text(blank)
+        expect(panel.locator(".wfk-form-problems")).to_contain_text(missing)
+        expect(panel.locator(".wfk-form-problems")).not_to_contain_text(blank)
+        expect(panel.get_by_text(re.compile(re.escape(blank)))).to_have_count(1)
+        builder.screenshot(path=str(tmp_path / "builder-blank-once.png"))
+
+
 # For every edge label: how far its centre lies from its own edge's path (in the canvas's units).
 LABEL_DISTANCES = """(svg) => {
     const out = {};

@@ -614,6 +614,30 @@ def test_a_spec_run_given_no_policy_leaves_its_resumes_to_their_own(payout_spec:
     assert (0, f"run {run_id}: succeeded") == (resumed.returncode, resumed.stdout.strip()), resumed.stderr
 
 
+def test_a_fork_of_a_run_given_a_policy_decides_by_it(payout_spec: Path, tmp_path: Path) -> None:
+    """`wfkit fork` without --policy of a run started with `--policy approve` approves its gate as the
+    run did (it halted there: the fork kept no policy of its run)."""
+    workspace = tmp_path / "ws"
+    where = ("--workspace", str(workspace))
+    started = _wfkit(
+        "run",
+        payout_spec.name,
+        "--steps",
+        "payout_steps",
+        "--policy",
+        "approve",
+        *where,
+        "--json",
+        cwd=payout_spec.parent,
+    )
+    assert 0 == started.returncode, started.stderr
+    run_id = json.loads(started.stdout)["run_id"]
+    forked = _wfkit("fork", run_id, "--at", "prepare", "--set", "ready=false", *where, cwd=tmp_path)
+    assert 0 == forked.returncode, forked.stderr
+    fork_id = forked.stdout.split()[1]
+    assert f"run {fork_id} (forked from {run_id} at 'prepare'): succeeded" == forked.stdout.strip()
+
+
 def test_approve_after_a_reject_is_refused_saying_who_when_and_that_resume_follows_it(
     payout_spec: Path, tmp_path: Path
 ) -> None:
@@ -641,6 +665,48 @@ def test_approve_after_a_reject_is_refused_saying_who_when_and_that_resume_follo
     resumed = _wfkit("resume", run_id, *where, cwd=tmp_path)
     assert (1, f"run {run_id}: failed") == (resumed.returncode, resumed.stdout.strip())
     assert "rejected by alice: too much" in resumed.stderr
+
+
+def test_a_refused_decision_in_another_workspace_says_how_to_resume_from_any_folder(
+    payout_spec: Path, tmp_path: Path
+) -> None:
+    """`wfkit reject` then `wfkit approve` of a ticket in a workspace that is not the default one: the
+    resume command the refusal names carries --workspace (it said only `wfkit resume RUN`, which looks in
+    the default workspace), and run from another folder it resumes the run, which follows the rejection."""
+    import shlex
+
+    workspace = tmp_path / "payouts"  # not $WFKIT_HOME
+    run_id = _run_spec(payout_spec, workspace)
+    [ticket] = wfkit.Workspace(workspace).pending()
+    where = ("--workspace", str(workspace))
+    assert 0 == _wfkit("reject", ticket.ticket_id, "--by", "alice", *where, cwd=tmp_path).returncode
+    approved = _wfkit("approve", ticket.ticket_id, "--by", "bob", *where, cwd=tmp_path)
+    assert 1 == approved.returncode
+    command = shlex.split(approved.stderr.split("until it is resumed (`", 1)[1].split("`", 1)[0])
+    assert ["wfkit", "resume", run_id, "--workspace", str(workspace)] == command
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    resumed = _wfkit(*command[1:], cwd=elsewhere)
+    assert (1, f"run {run_id}: failed") == (resumed.returncode, resumed.stdout.strip()), resumed.stderr
+    assert "rejected by alice" in resumed.stderr
+
+
+def test_a_refused_decision_of_a_script_run_names_the_workflow_to_resume_with(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The refusal of a second decision on a run a script started (no workflow recorded) names
+    --workflow module:name and what that is, as `wfkit approve` does: without it `wfkit resume`
+    cannot build the workflow."""
+    workspace = tmp_path / "scripts"  # not $WFKIT_HOME
+    run = _gated_run(workspace)
+    [ticket] = run.tickets()
+    wfkit.Workspace(workspace).reject(ticket.ticket_id, by="alice", resume=False)
+    assert 1 == main(["approve", ticket.ticket_id, "--by", "bob", "--workspace", str(workspace)])
+    assert (
+        f"until it is resumed (`wfkit resume {run.run_id} --workspace {workspace} --workflow module:name` "
+        f"(started from a notebook or script, the run recorded no workflow: module:name is the module "
+        f"attribute, or a function returning it, that defines 'cli-gated'), or run.resume() in Python)"
+    ) in capsys.readouterr().err
 
 
 def test_reconcile_of_a_spec_run_prints_a_resume_that_works(

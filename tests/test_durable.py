@@ -343,6 +343,44 @@ def test_wfkit_resume_keeps_the_approval_policy_the_run_was_started_with(tmp_pat
     assert ["policy:approve_all"] == _approvers(run_id)
 
 
+def test_a_fork_keeps_the_approval_policy_its_run_was_started_with() -> None:
+    """A fork (the run again from a checkpoint, to try a change) of a run started with
+    policy="approve" and given no policy decides its gate by that policy, as a resume does (it
+    halted at the gate); a policy given to the fork wins, and is the one the fork's resumes keep."""
+    import durable_flows
+
+    flow = durable_flows.refunds
+    run = flow.run({"amount": 120}, policy="approve")
+    fork = flow.fork(run.run_id, at="quote", update={"amount": 50})
+    assert ("succeeded", 50) == (fork.status, fork.state["paid"])
+    assert ["policy:approve_all"] == _approvers(fork.run_id)
+    halted = flow.fork(run.run_id, at="quote", update={"amount": 60}, policy="halt")
+    assert "waiting_approval" == halted.status
+    assert "waiting_approval" == flow.resume(halted.run_id).status
+
+
+def test_a_fork_of_a_run_started_with_a_policy_object_of_its_own_asks_for_it() -> None:
+    """Such a policy cannot be rebuilt from the store: a fork given none is refused, naming it and
+    saying to pass it again, before anything is written (rather than deciding by another policy)."""
+    import durable_flows
+
+    from wfkit.model._approvals import Verdict
+
+    class Mine(wf.ApprovalPolicy):
+        name = "mine"
+
+        def decide(self, ticket: wf.Ticket) -> Verdict:
+            return Verdict("approve", "mine")
+
+    flow = durable_flows.refunds
+    run = flow.run({"amount": 120}, policy=Mine())
+    with pytest.raises(ValueError, match=r"started with the approval policy <ApprovalPolicy mine>.*pass it again"):
+        flow.fork(run.run_id, at="quote", update={"amount": 50})
+    assert [run.run_id] == [r["run_id"] for r in Workspace().runs()]
+    fork = flow.fork(run.run_id, at="quote", update={"amount": 50}, policy=Mine())
+    assert ("succeeded", ["mine"]) == (fork.status, _approvers(fork.run_id))
+
+
 def test_run_deadline_survives_a_resume() -> None:
     """Time used before a failure counts against the deadline after resume."""
     import asyncio

@@ -219,8 +219,10 @@ def _refusal(ticket: wf.Ticket, run: wf.Run) -> str:
     return (
         f"ticket {ticket.ticket_id} was already rejected by alice at {when} (too much); a decision is "
         f"applied once and cannot be reversed. Run {run.run_id} waits at 'refund' until it is resumed "
-        f"(`wfkit resume {run.run_id}`, or run.resume() in Python), and then follows the rejection; "
-        f"to decide again, start a new run"
+        f"(`wfkit resume {run.run_id} --workflow module:name` (started from a notebook or script, the run "
+        f"recorded no workflow: module:name is the module attribute, or a function returning it, that "
+        f"defines 'refunds'), or run.resume() in Python), and then follows the rejection; to decide "
+        f"again, start a new run"
     )
 
 

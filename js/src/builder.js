@@ -174,6 +174,19 @@ export function problemsAt(problems, path) {
   return (problems || []).filter((problem) => JSON.stringify(problem.path) === key).map((problem) => problem.message);
 }
 
+// Whether a kernel problem is about a route's or a gate's condition value, which the form shows
+// under that value's box (problemsAt).
+function atValueBox(path) {
+  const when = path[0] === "routes" && path[2] === "routes" ? 4 : path[0] === "steps" && path[2] === "approval" ? 3 : -1;
+  return when > 0 && path[when] === "when" && path.length > when + 1 && path[path.length - 1] === "value";
+}
+
+// The kernel's problems a form lists at its top: all but those shown under their value box, so
+// each is read once, where the user must act.
+export function formProblems(problems) {
+  return (problems || []).filter((problem) => !atValueBox(problem.path));
+}
+
 function parseValue(text, op) {
   const trimmed = text.trim();
   if (op === "exists" && trimmed === "") return null;
@@ -650,10 +663,10 @@ class Editor {
     );
   }
 
-  problemsByTarget() {
+  problemsByTarget(problems = this.model.get("problems")) {
     const steps = {};
     const edges = {};
-    for (const problem of this.model.get("problems") || []) {
+    for (const problem of problems || []) {
       const target = problemTarget(problem.path);
       if (target.edge) (edges[target.edge] = edges[target.edge] || []).push(problem.message);
       else if (target.step) (steps[target.step] = steps[target.step] || []).push(problem.message);
@@ -1167,7 +1180,7 @@ class Editor {
 
   edgeForm(edge) {
     const what = { edge: "Connection", route: "Route", default: "Default route", fallback: "Fallback", reject: "Rejection route" }[edge.kind];
-    const bad = this.problemsByTarget().edges[edge.id];
+    const bad = this.problemsByTarget(formProblems(this.model.get("problems"))).edges[edge.id];
     const parts = [h("h4", { text: `${what}: ${edge.src} → ${edge.dst === END ? "end" : edge.dst}` })];
     if (bad) parts.push(h("ul", { class: "wfk-form-problems" }, bad.map((m) => h("li", { text: m }))));
     if (edge.kind === "edge" || edge.kind === "route" || edge.kind === "default") {
@@ -1205,7 +1218,7 @@ class Editor {
 
   stepForm(name) {
     const step = this.spec.steps[name];
-    const bad = this.problemsByTarget().steps[name];
+    const bad = this.problemsByTarget(formProblems(this.model.get("problems"))).steps[name];
     const palette = this.model.get("palette") || [];
     const parts = [h("h4", { text: `Step: ${name}` })];
     if (bad) parts.push(h("ul", { class: "wfk-form-problems" }, bad.map((m) => h("li", { text: m }))));

@@ -544,16 +544,12 @@ def _workspace_option(args: argparse.Namespace) -> str:
 def _resume_hint(ws: Any, args: argparse.Namespace, run_id: str) -> str:
     """The command that resumes ``run_id`` (its parent's, for a gate inside a sub-workflow): with
     ``--workspace`` when one was given, and ``--workflow`` when the run recorded no workflow."""
+    from wfkit.store._tickets import resume_command
+
     top = ws.store.top_run(run_id)
-    command = f"wfkit resume {top}{_workspace_option(args)}"
     row = ws.store.run_row(top)
-    if row["workflow_ref"]:
-        return f"resume with `{command}`"
-    return (
-        f"resume with `{command} --workflow module:name` (started from a notebook or script, the run "
-        f"recorded no workflow: module:name is the module attribute, or a function returning it, that "
-        f"defines {row['workflow']!r}), or with run.resume() in Python"
-    )
+    command = resume_command(top, _workspace_option(args), row["workflow"], row["workflow_ref"])
+    return f"resume with {command}" + ("" if row["workflow_ref"] else ", or with run.resume() in Python")
 
 
 def _parse_sets(pairs: Sequence[str]) -> dict[str, Any]:
@@ -656,7 +652,9 @@ def build_parser() -> argparse.ArgumentParser:
     fork.add_argument("--set", action="append", default=[], metavar="KEY=JSON", help="a state field to change")
     fork.add_argument("--workflow", help="module:name of the workflow (default: where the run recorded it)")
     fork.add_argument(
-        "--policy", help="approval policy for the fork: halt, approve, reject, fail (default: $WFKIT_POLICY, else halt)"
+        "--policy",
+        help="approval policy for the fork, kept for its resumes: halt, approve, reject, fail (default: the run's "
+        "own, if it was given one; else $WFKIT_POLICY, else halt)",
     )
     fork.set_defaults(handler=_fork)
 

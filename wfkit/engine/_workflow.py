@@ -1067,8 +1067,7 @@ class Workflow:
             execution.replay([*rows[:position], (position, at, at_visit, "fork", update, None, None, None)], {})
             execution.origin = {"run_id": source_id, "at": at, "visit": at_visit, "update": update}
             return execution
-        _resolve_policy(o, graph, self._has_gates(graph))  # a policy the fork would refuse: before writing it
-        fork = self._stored_fork(store, source_id, at, update, visit, new_id, o)
+        fork = self._stored_fork(graph, store, source_id, at, update, visit, new_id, o)
         store.writer.run(fork.link, fork.create)  # the fork's row and its origin: one commit
         return self._resumed_execution(new_id, fork.options)
 
@@ -1105,6 +1104,7 @@ class Workflow:
 
     def _stored_fork(
         self,
+        graph: Graph,
         store: Store,
         source_id: str,
         at: str,
@@ -1119,6 +1119,11 @@ class Workflow:
             raise ValueError(f"run {source_id} belongs to workflow {parent['workflow']!r}, not {self.name!r}")
         position, at_visit = _fork_point(store.lineage_checkpoints(source_id), source_id, at, visit)
         detail = encode_state("the fork's update", update)
+        # A fork runs as its run was asked to (inputs, seed, timeout, approval policy), but for what
+        # it is given: to try a change, not to be stopped at a gate its run's policy decided. A
+        # policy it would refuse (a decisions file naming no gate, an object that cannot be
+        # rebuilt) is refused here, before anything is written.
+        policy = _resolve_policy(o, graph, self._has_gates(graph), (store, parent))
         create = store.create_run_rows(
             {
                 "run_id": new_id,
@@ -1132,6 +1137,7 @@ class Workflow:
                 "timeout": parent["timeout"],
                 "count_waiting": parent["count_waiting"],
                 "parameters_hash": parent["parameters_hash"],
+                "policy": parent["policy"] if o.policy is None else json.dumps(policy_record(policy)),
             }
         )
         link = store.link_run_op(
@@ -1149,7 +1155,7 @@ class Workflow:
         assert source.store is not None
         graph, checked = self._checked_fork(at, update)
         store, new_id = source.store, run_id or _new_run_id()
-        fork = self._stored_fork(store, source.run_id, at, checked, visit, new_id, o)
+        fork = self._stored_fork(graph, store, source.run_id, at, checked, visit, new_id, o)
         until_recorded = self._fork_of(graph, source, new_id, store, o)
 
         async def record() -> None:

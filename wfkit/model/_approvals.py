@@ -323,6 +323,6 @@ def recorded_policy(record: Mapping[str, str], run_id: str) -> ApprovalPolicy:
         return DecisionsFile(record["file"], missing="fail" if record.get("missing") == "fail" else "halt")
     raise ValueError(
         f"run {run_id} was started with the approval policy {record['object']}, an object of your own "
-        f"that wfkit cannot rebuild: pass it again to resume (policy=... in Python, or --policy in "
-        f"`wfkit resume`), or another policy to decide its gates by that one"
+        f"that wfkit cannot rebuild: pass it again to resume or fork the run (policy=... in Python, or "
+        f"--policy in `wfkit resume` and `wfkit fork`), or another policy to decide its gates by that one"
     )

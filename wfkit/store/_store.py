@@ -25,12 +25,13 @@ import logging
 import operator
 import os
 import re
+import shlex
 import socket
 import sqlite3
 import struct
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -277,7 +278,14 @@ def effective_status(run: dict[str, Any], *, pending_intents: int) -> str:
 class Store:
     """Low-level access to one workspace's SQLite file. One connection per thread."""
 
-    def __init__(self, path: Path, *, synchronous: str = "full", create: bool = True) -> None:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        synchronous: str = "full",
+        create: bool = True,
+        workspace_option: Callable[[], str] | None = None,
+    ) -> None:
         if synchronous.lower() not in ("full", "normal"):
             raise ValueError(f"synchronous must be 'full' or 'normal', got {synchronous!r}")
         self.path = path
@@ -299,8 +307,11 @@ class Store:
             # At NORMAL a commit waits for no disk, so a small one may be made on the loop (see _writer).
             inline=self._connect_for_loop if self.synchronous == "NORMAL" else None,
         )
-        # Approval tickets: a part of the store, handed its write and read (``store.tickets``).
-        self.tickets = Tickets(path, self.do, self.read)
+        # Approval tickets: a part of the store, handed its write and read (``store.tickets``), and
+        # ``workspace_option``: how a command their messages name finds this workspace (from
+        # open_store, which knows the default one; a store opened on its own names its folder).
+        named = f" --workspace {shlex.quote(str(path.parent))}"
+        self.tickets = Tickets(path, self.do, self.read, workspace_option or (lambda: named))
         # Used by the writer only (its thread, or a loop's commit under its gate).
         self._next_seqs = _NextSeqs()
 

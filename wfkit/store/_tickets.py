@@ -23,6 +23,20 @@ from wfkit.store._journal import COLUMNS, JOURNAL_INSERT, event_row, load_json, 
 from wfkit.store._writer import WriteOp
 
 
+def resume_command(run_id: str, workspace_option: str, workflow: str, workflow_ref: str | None) -> str:
+    """How a shell resumes the (top-level) run ``run_id``, in backticks: ``wfkit resume RUN`` with
+    ``workspace_option`` (`` --workspace DIR``, or "" where the command finds the workspace by
+    itself) and, for a run that recorded no workflow (``workflow_ref``: started from a notebook or a
+    script), ``--workflow module:name`` and what to put there, as `wfkit resume` cannot build it."""
+    command = f"wfkit resume {run_id}{workspace_option}"
+    if workflow_ref:
+        return f"`{command}`"
+    return (
+        f"`{command} --workflow module:name` (started from a notebook or script, the run recorded no "
+        f"workflow: module:name is the module attribute, or a function returning it, that defines {workflow!r})"
+    )
+
+
 class Tickets:
     """A workspace's approval tickets (``store.tickets``), and the rows a decision writes."""
 
@@ -31,10 +45,14 @@ class Tickets:
         path: Path,
         do: Callable[[WriteOp[Any]], Any],
         read: Callable[[str, Sequence[Any]], list[Any]],
+        workspace_option: Callable[[], str],
     ) -> None:
         self.path = path  # the store's SQLite file: tickets name their workspace, errors their file
         self.do = do
         self.read = read
+        # `` --workspace DIR`` for a command a message names, "" where it finds this workspace by
+        # itself: handed in, as whether this is the default workspace is the workspace layer's rule.
+        self.workspace_option = workspace_option
 
     @staticmethod
     def rejection_routed_op(run_id: str, step: str, visit: int, route: str) -> WriteOp[None]:
@@ -195,7 +213,7 @@ class Tickets:
         top = ticket.run_id  # the run to resume: the top one, for a sub-workflow's gate
         while parent := query("SELECT parent_run_id FROM run_links WHERE run_id=? AND kind='child'", (top,)):
             top = parent[0][0]
-        run = query("SELECT status FROM runs WHERE run_id=?", (top,))
+        run = query("SELECT status, workflow, workflow_ref FROM runs WHERE run_id=?", (top,))
         status = run[0][0] if run else "not in this workspace"
         went_past = query(
             "SELECT 1 FROM journal WHERE run_id=? AND step=? AND visit=? AND outcome IS NOT NULL LIMIT 1",
@@ -205,8 +223,9 @@ class Tickets:
             # Decided where the run could not be resumed (a shell, another process): nothing moves
             # until someone resumes it, which a refused decision alone would never tell them.
             decision = "rejection" if ticket.status == "rejected" else "approval"
+            command = resume_command(top, self.workspace_option(), run[0][1], run[0][2])
             then = (
-                f"Run {top} waits at {ticket.step!r} until it is resumed (`wfkit resume {top}`, or "
+                f"Run {top} waits at {ticket.step!r} until it is resumed ({command}, or "
                 f"run.resume() in Python), and then follows the {decision}"
             )
         else:

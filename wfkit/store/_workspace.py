@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import socket
 import threading
 import time
@@ -71,6 +72,12 @@ def workspace_path(path: str | os.PathLike[str] | None = None) -> Path:
 _absolute: dict[object, Path] = {}  # what workspace_path resolved: see there
 
 
+def workspace_option(folder: Path) -> str:
+    """`` --workspace DIR`` for a ``wfkit`` command that must find the workspace ``folder``, from any
+    folder; "" when it is the default one here (``$WFKIT_HOME`` or ``./.wfkit``), found by itself."""
+    return "" if folder == workspace_path() else f" --workspace {shlex.quote(str(folder))}"
+
+
 def open_store(
     path: str | os.PathLike[str] | None = None, *, synchronous: str | None = None, create: bool = True
 ) -> Store:
@@ -91,7 +98,12 @@ def open_store(
             # keep writing into a ghost.
             store = None
         if store is None:
-            store = Store(folder / DB_NAME, synchronous=synchronous, create=create)
+            store = Store(
+                folder / DB_NAME,
+                synchronous=synchronous,
+                create=create,
+                workspace_option=lambda: workspace_option(folder),
+            )
             _stores[key] = store
         return store
 
