@@ -302,6 +302,20 @@ def test_the_canvas_keeps_its_width_in_a_narrow_window(tmp_path: Path, lab: Lab)
         assert _box(builder.locator(".wfk-canvas"))["width"] >= _box(builder)["width"] - 4
 
 
+def _route_compared_to_a_blank_value(builder: Any) -> Any:
+    """Open the router's first route (classify -> code_search), change its condition to `lt` and
+    leave its value box empty, as a user who forgot the bound; the route's panel."""
+    from playwright.sync_api import expect
+
+    builder.locator("g[data-label-for='route:classify:0'] rect.wfk-edge-label-bg").click()
+    panel = builder.locator(".wfk-panel")
+    expect(panel).to_contain_text("Route: classify → code_search")
+    panel.get_by_label("Condition operator").select_option("lt")
+    panel.get_by_label("Condition value").fill("")
+    panel.get_by_label("Condition value").press("Enter")
+    return panel
+
+
 @pytest.mark.skipif(
     not CHROMIUM.exists(), reason=f"{CHROMIUM} is missing (apt-get install chromium); this browser test drives it"
 )
@@ -315,12 +329,7 @@ def test_a_comparison_value_left_empty_is_marked_at_its_box_and_not_saved(tmp_pa
         builder = _router_builder(page, lab, tmp_path / "empty.ipynb")
         problems = builder.locator(".wfk-problems")
         expect(problems).to_contain_text("The kernel finds no problems.")
-        builder.locator("g[data-label-for='route:classify:0'] rect.wfk-edge-label-bg").click()
-        panel = builder.locator(".wfk-panel")
-        expect(panel).to_contain_text("Route: classify → code_search")
-        panel.get_by_label("Condition operator").select_option("lt")
-        panel.get_by_label("Condition value").fill("")
-        panel.get_by_label("Condition value").press("Enter")
+        panel = _route_compared_to_a_blank_value(builder)
         message = "operator 'lt' on 'query_type' needs a value to compare with, got the blank string ''"
         expect(panel.locator(".wfk-field-problem")).to_contain_text(message)
         expect(panel.get_by_label("Condition value")).to_have_attribute("aria-invalid", "true")
@@ -358,11 +367,7 @@ def test_a_blank_value_is_shown_once_under_its_box_beside_the_routes_other_probl
         panel.get_by_role("button", name="Delete step code_search").click()
         missing = "route from 'classify' -> 'code_search': no step named 'code_search'"
         expect(problems).to_contain_text(missing)
-        builder.locator("g[data-label-for='route:classify:0'] rect.wfk-edge-label-bg").click()
-        expect(panel).to_contain_text("Route: classify → code_search")
-        panel.get_by_label("Condition operator").select_option("lt")
-        panel.get_by_label("Condition value").fill("")
-        panel.get_by_label("Condition value").press("Enter")
+        panel = _route_compared_to_a_blank_value(builder)
         blank = "operator 'lt' on 'query_type' needs a value to compare with, got the blank string ''"
         expect(panel.locator(".wfk-field-problem")).to_contain_text(blank)
         expect(problems).to_contain_text(blank)
