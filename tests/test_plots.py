@@ -282,6 +282,25 @@ def test_latency_ecdf_climbs_from_zero_so_a_single_attempt_shows(workspace: Path
     assert 3 + 1 == len(ok_ys)  # three successes, and the start at 0
 
 
+@pytest.mark.parametrize("latency", [1e-7, 1e-6, 0.0472264676880295, 0.172023972479360, 0.285851417968447])
+def test_latency_plot_of_one_attempt_lays_out_around_it(latency: float) -> None:
+    """A step with one attempt (`wfkit report` of one run): the panel's axis spans a decade around
+    its latency, and the figure is laid out and drawn without a warning. At these values matplotlib
+    widened the axis of no width to one it still could not lay out (a division by zero: the report
+    of a single run failed where warnings are errors), or warned that it had to widen it."""
+    import io
+
+    frame = pd.DataFrame(
+        {"workflow": ["single"], "step": ["only"], "attempt": [1], "status": ["ok"], "latency_s": [latency]}
+    ).assign(map_index=pd.array([None], dtype="Int64"))
+    fig = Figure(figsize=(6.4, 3.4), layout="constrained")
+    ax = frame.wf.plot_latency(fig=fig).axes[("single", "only")]
+    fig.savefig(io.BytesIO(), format="png")
+    low, high = ax.get_xlim()
+    assert low < latency < high
+    assert high / low == pytest.approx(9)
+
+
 def test_latency_plot_draws_into_a_given_figure(workspace: Path) -> None:
     """fig= (a Figure of the object API) is drawn into, and pyplot makes no figure of its own."""
     serial_flow("into", {"a": 0.001, "b": 0.001}).run({})

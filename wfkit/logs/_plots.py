@@ -252,6 +252,12 @@ def plot_latency(
         panels[(str(key[0]), str(key[-1]))] = ax
     for ax in flat[len(groups) :]:
         ax.set_visible(False)
+    if high < low * 2:
+        # One attempt, or equal ones: matplotlib widens a log axis of no width by a factor that,
+        # at some values, still leaves it none once laid out (a division by zero, a figure drawn
+        # blank); a decade around the value shows it in the middle. (Set before the log scale,
+        # whose autoscaling would meet the width of zero first.)
+        flat[0].set_xlim(low / 3, high * 3)
     for ax in flat:
         ax.set_xscale("log")
     for ax in flat:
