@@ -15,6 +15,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from wfkit.model._process import pid_alive
+
 DRIVER_FILE = "_driver.json"
 """In a job's marker folder: the host, pid and start time of the process that sent the job."""
 
@@ -30,12 +32,8 @@ def driver_alive(record: dict[str, Any]) -> bool | None:
     if record.get("host") != socket.gethostname():
         return None
     pid = int(record["pid"])
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+    if not pid_alive(pid):
         return False
-    except PermissionError:  # another user's process: it exists
-        pass
     started = _process_started_at(pid)
     # A pid is used again once its process ended (after a reboot, soon): a process that started
     # after the job did is not its driver.

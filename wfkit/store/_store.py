@@ -38,6 +38,7 @@ from typing import Any, NamedTuple
 
 from wfkit.model._errors import LeaseError, ProcessCrashedError, StoreCorruptError, WorkspaceNotFoundError
 from wfkit.model._events import FIELDS, StepEvent
+from wfkit.model._process import pid_alive
 from wfkit.model._processors import redact_optional, redact_text
 from wfkit.model._status import RunStatus
 from wfkit.store._codec import encode_state
@@ -207,16 +208,6 @@ def _log_failed_write(future: Any) -> None:
         logger.error("wfkit: a write the run did not wait for failed: %s", future.exception())
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _file_identity(path: Path) -> tuple[int, int] | None:
     """The device and inode of the file at ``path`` (None when there is none)."""
     try:
@@ -267,7 +258,7 @@ def effective_status(run: dict[str, Any], *, pending_intents: int) -> str:
             return RunStatus.INTERRUPTED
         if host == _HOST and pid is not None:
             # Here we can ask the process itself (a long step may outlive the lease it renews).
-            return RunStatus.RUNNING if _pid_alive(pid) else RunStatus.INTERRUPTED
+            return RunStatus.RUNNING if pid_alive(pid) else RunStatus.INTERRUPTED
         if (expires or 0) < time.time():
             return RunStatus.INTERRUPTED
     elif status == RunStatus.NEEDS_RECONCILIATION and pending_intents == 0:
@@ -673,7 +664,7 @@ class Store:
         out = []
         for run_id, owner, host, pid, expires in rows:
             executing = (
-                owner is not None and (expires or 0) > now and not (host == _HOST and pid and not _pid_alive(pid))
+                owner is not None and (expires or 0) > now and not (host == _HOST and pid and not pid_alive(pid))
             )
             out.append((run_id, bool(executing)))
         return out
@@ -748,7 +739,7 @@ class Store:
             owner, host, pid = run["lease_owner"], run["lease_host"], run["lease_pid"]
             expires = run["lease_expires"]
             if owner is not None and owner != me and expires is not None and expires > now:
-                stale = host == _HOST and pid is not None and not _pid_alive(pid)
+                stale = host == _HOST and pid is not None and not pid_alive(pid)
                 if not stale:
                     raise LeaseError(
                         f"it is being executed by process {pid} on {host} (lease until "
