@@ -786,6 +786,46 @@ def _unfinished_job(dataset: Path, **driver: object) -> str:
     return job
 
 
+def test_doctor_repairs_a_job_as_committed_only_when_every_partition_its_driver_planned_committed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Of three jobs whose driver is gone, each with partition 0 committed: the one whose driver planned
+    that one partition is recorded as committed by --repair (readers count it, with no warning); the
+    one whose driver planned two, and the one whose record does not say (an older wfkit's), are
+    recorded as aborted, as before."""
+    dataset = tmp_path / "data"
+    ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    whole = _unfinished_job(dataset, pid=int(ended.stdout), partitions=1)
+    short = _unfinished_job(dataset, pid=int(ended.stdout), partitions=2)
+    unplanned = _unfinished_job(dataset, pid=int(ended.stdout))
+    assert 1 == main(["doctor", "--dataset", str(dataset)])
+    out = capsys.readouterr().out
+    assert f"problem: job {whole} (runs of cli-job) has no end recorded" in out
+    assert "but its one partition was committed: the job is whole" in out
+    assert f"problem: job {short} (runs of cli-job) has no end recorded" in out
+    assert "its 1 committed partition(s) (of 2)" in out
+    assert "3 problem(s)" in out
+    assert 0 == main(["doctor", "--dataset", str(dataset), "--repair"])
+    out = capsys.readouterr().out
+    assert (
+        f"repaired: job {whole}: its one partition was committed before its driver died; recorded as committed" in out
+    )
+    assert f"repaired: job {short} recorded as aborted" in out
+    assert f"repaired: job {unplanned} recorded as aborted" in out
+    ended = {
+        job: json.loads((dataset / "steps" / "_attempts" / job / "_job.json").read_text())
+        for job in (whole, short, unplanned)
+    }
+    assert [False, True, True] == ["aborted" in ended[job] for job in (whole, short, unplanned)]
+    (marker,) = (dataset / "steps" / "_attempts" / whole).glob("*.commit")
+    assert {"0": marker.name.removesuffix(".commit")} == ended[whole]["partitions"]
+    steps = wf.steps(dataset)  # warnings are errors: none is raised for the job now recorded as committed
+    assert 1 == len(steps)
+    assert {"one"} == set(steps["step"])
+    assert 0 == main(["doctor", "--dataset", str(dataset)])
+    assert "no problems found" in capsys.readouterr().out
+
+
 def test_doctor_names_a_dask_job_whose_driver_is_gone_and_gives_up_one_it_cannot_check(
     workspace: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

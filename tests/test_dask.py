@@ -856,3 +856,102 @@ def test_a_job_given_up_from_another_machine_while_it_runs_is_not_taken_back(
     assert "aborted" in json.loads(next(data.glob("steps/_attempts/*/_job.json")).read_text())
     assert 0 == len(wf.steps(data))
     assert [] == list((data / "steps").rglob("*.parquet"))
+
+
+DRIVER_DYING_BEFORE_ITS_END = """
+import sys, time
+from pathlib import Path
+import wfkit as wf
+import wfkit.distributed._dask as sent_to_dask
+
+def killed_here(location, job, markers, **about):
+    # Every partition's result is in: the driver is killed here, before it records the job's end
+    Path(sys.argv[3]).write_text(job)
+    time.sleep(600)
+
+sent_to_dask.commit_job = killed_here
+flow = wf.Workflow("slow-square")
+
+@flow.step
+def square(state):
+    time.sleep(0.05)
+    return {"y": state["x"] ** 2}
+
+flow.run_many([{"x": i} for i in range(16)], executor=sys.argv[1], dataset=sys.argv[2], progress=False,
+              concurrency=1, partition_size=2)
+"""
+
+
+def kill_a_driver_before_its_end(address: str, data: Path, tmp_path: Path) -> str:
+    """Start run_many in a process of its own and SIGKILL it once all of its partitions committed,
+    where it was about to record the job's end; the job's id."""
+    env = {**os.environ, "WFKIT_HOME": str(tmp_path / "ws"), "PYTHONPATH": os.pathsep.join([str(ROOT), *sys.path])}
+    ready = tmp_path / "about-to-end"
+    driver = subprocess.Popen(
+        [sys.executable, "-c", DRIVER_DYING_BEFORE_ITS_END, address, str(data), str(ready)], env=env
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not ready.exists() and driver.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert ready.exists(), f"the driver exited ({driver.returncode}) or stalled before the job's end"
+    finally:
+        driver.kill()
+        driver.wait()
+    assert [] == list(data.glob("steps/_attempts/*/_job.json"))
+    return ready.read_text()
+
+
+def test_a_job_whose_driver_died_after_every_partition_committed_is_repaired_as_committed(
+    local_cluster: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """SIGKILL the driver after all 8 partitions committed, before it recorded the job's end:
+    `wfkit doctor` says so, `--repair` records the job as committed (not aborted), and readers
+    (wfkit, pandas, pyarrow) count every case once, with no warning and nothing to run again."""
+    data = tmp_path / "data"
+    job = kill_a_driver_before_its_end(local_cluster.scheduler_address, data, tmp_path)
+    folder = data / "steps" / "_attempts" / job
+    assert 8 == json.loads((folder / "_driver.json").read_text())["partitions"]
+    assert 1 == main(["doctor", "--dataset", str(data)])
+    out = capsys.readouterr().out
+    assert f"problem: job {job} (runs of slow-square) has no end recorded and its driver" in out
+    assert "is gone (started " in out
+    assert "but all 8 partitions were committed: the job is whole" in out
+    assert f"`wfkit doctor --dataset {data} --repair` records the job as committed" in out
+    assert 0 == main(["doctor", "--dataset", str(data), "--repair"])
+    out = capsys.readouterr().out
+    assert f"repaired: job {job}: all 8 partitions were committed before its driver died; recorded as committed" in out
+    ended = json.loads((folder / "_job.json").read_text())
+    assert "aborted" not in ended
+    committed = {
+        json.loads(m.read_text())["partition"]: m.name.removesuffix(".commit") for m in folder.glob("*.commit")
+    }
+    assert {str(p): stem for p, stem in committed.items()} == ended["partitions"]
+    steps = wf.steps(data)  # warnings are errors here: an UnfinishedJobWarning would fail the test
+    assert 16 == len(steps) == steps["run_id"].nunique()
+    plain = pd.read_parquet(data / "steps")
+    assert sorted(steps["run_id"]) == sorted(plain["run_id"])
+    import pyarrow.parquet as pq
+
+    results = [pq.read_table(data / "results" / job / f"{stem}.parquet") for stem in ended["partitions"].values()]
+    rows = [row for table in results for row in table.to_pylist()]
+    assert list(range(16)) == sorted(row["index"] for row in rows)
+    assert ["succeeded"] * 16 == [row["status"] for row in rows]
+    assert sorted(steps["run_id"]) == sorted(row["run_id"] for row in rows)
+    assert 0 == main(["doctor", "--dataset", str(data)])
+    assert "no problems found" in capsys.readouterr().out
+
+
+def test_abort_gives_up_a_job_even_when_every_partition_committed(
+    local_cluster: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`wfkit doctor --abort JOB` does what it says for a job whose driver died after all its partitions
+    committed: the job is recorded as aborted, and no reader counts any of it."""
+    data = tmp_path / "data"
+    job = kill_a_driver_before_its_end(local_cluster.scheduler_address, data, tmp_path)
+    assert 0 == main(["doctor", "--dataset", str(data), "--abort", job])
+    assert f"job {job} recorded as aborted; its rows are set aside in" in capsys.readouterr().out
+    assert "aborted" in json.loads((data / "steps" / "_attempts" / job / "_job.json").read_text())
+    assert 0 == len(wf.steps(data))
+    assert [] == list((data / "steps").rglob("*.parquet"))
+    assert 16 == len(pd.read_parquet(data / "steps-uncounted" / job))

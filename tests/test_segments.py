@@ -269,3 +269,23 @@ def test_reading_a_job_whose_driver_died_before_its_end_warns_once_and_still_cou
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert 3 == len(wf.steps(tmp_path))  # warned once: this read says nothing
+
+
+def test_the_warning_for_a_whole_job_whose_driver_died_says_repair_records_it_as_committed(tmp_path: Path) -> None:
+    """A job with no end recorded whose driver (on this host) is gone after every partition it planned
+    committed: wf.steps counts it and warns that the job is whole and that `wfkit doctor --repair`
+    records it as committed (not aborted)."""
+    import subprocess
+    import sys
+
+    ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    job = new_job_id() + "c"
+    _driven_by(tmp_path, job, int(ended.stdout))  # a driver that planned 2 partitions
+    attempt(tmp_path, job, 0, [1, 2])
+    attempt(tmp_path, job, 1, [3])
+    said = (
+        rf"job {job} in {tmp_path} \(runs of seg-doubler\) has no end recorded .* but all 2 partitions were committed"
+    )
+    with pytest.warns(wf.UnfinishedJobWarning, match=said) as caught:
+        assert 3 == len(wf.steps(tmp_path))
+    assert f"`wfkit doctor --dataset {tmp_path} --repair` records the job as committed" in str(caught[0].message)

@@ -701,7 +701,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--repair",
         action="store_true",
         help="rebuild what can be rebuilt (damaged originals are kept aside); record jobs whose driver is gone "
-        "as aborted (their rows are kept aside)",
+        "as committed when every partition it planned was, else as aborted (their rows are kept aside)",
     )
     doctor.add_argument("--dataset", metavar="FOLDER_OR_URL", help="check this Dask dataset instead of a workspace")
     doctor.add_argument(

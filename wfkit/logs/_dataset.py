@@ -14,7 +14,7 @@ import os
 import re
 import uuid
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -185,8 +185,15 @@ def counted_stems(location: Location, folder: str) -> set[str]:
     names = location.names(folder)
     if JOB_FILE in names:
         return set(json.loads(location.read_bytes(f"{folder}/{JOB_FILE}"))["partitions"].values())
+    latest = latest_attempts(location, folder, names)
     if DRIVER_FILE in names:
-        _warn_if_driver_gone(location, folder)
+        _warn_if_driver_gone(location, folder, latest.keys())
+    return set(latest.values())
+
+
+def latest_attempts(location: Location, folder: str, names: Iterable[str]) -> dict[int, str]:
+    """Per partition, the stem of its latest committed attempt among ``names`` (the files of the
+    job's marker ``folder``): what readers count of a job that has no end recorded."""
     latest: dict[int, tuple[int, float, str]] = {}
     for name in names:
         match = _MARKER.match(name)
@@ -197,16 +204,25 @@ def counted_stems(location: Location, folder: str) -> set[str]:
         part = int(match["partition"])
         if part not in latest or key > latest[part]:
             latest[part] = key
-    return {key[2] for key in latest.values()}
+    return {part: key[2] for part, key in latest.items()}
+
+
+def all_planned_committed(driver: dict[str, Any], committed: Iterable[int]) -> bool:
+    """Every partition the job's ``driver`` planned (its record's ``partitions``, a count) has a
+    committed attempt, and no other does: the work is whole, whatever became of the driver. False
+    when the record does not say how many it planned: the job is then taken as cut short."""
+    planned = driver.get("partitions")
+    return isinstance(planned, int) and set(committed) == set(range(planned))
 
 
 _warned: set[str] = set()  # jobs whose dead driver a reader has warned of in this process: once is enough
 
 
-def _warn_if_driver_gone(location: Location, folder: str) -> None:
+def _warn_if_driver_gone(location: Location, folder: str, committed: Iterable[int]) -> None:
     """Warn (once per job) that the job in ``folder`` has no end and its driver is gone: readers go on
-    counting its partitions, since only the user can say it will not end (its driver may run
-    elsewhere); ``wfkit doctor --repair`` records it as aborted."""
+    counting its ``committed`` partitions, since only the user can say it will not end (its driver
+    may run elsewhere); ``wfkit doctor --repair`` records it as committed when all the partitions
+    its driver planned are, else as aborted."""
     job = folder.rpartition("/")[2]
     if job in _warned:
         return
@@ -217,14 +233,25 @@ def _warn_if_driver_gone(location: Location, folder: str) -> None:
     steps = location.url.rstrip("/")  # a reader's location is the steps folder, or the dataset above it
     dataset = steps.removesuffix(f"/{STEPS_DIR}") if folder.startswith(ATTEMPTS_DIR) else steps
     label = driver.get("label") or "a Dask job"
-    warnings.warn(
-        f"job {job} in {dataset} ({label}) has no end recorded and its driver, pid {driver['pid']} on this "
-        f"host, is gone: its committed partitions are counted, and a later run of the same cases beside "
-        f"them. `wfkit doctor --dataset {dataset} --repair` records the job as aborted (its rows are set "
-        f"aside, not deleted)",
-        UnfinishedJobWarning,
-        stacklevel=2,
-    )
+    pid = driver["pid"]
+    gone = f"job {job} in {dataset} ({label}) has no end recorded and its driver, pid {pid} on this host, is gone"
+    repair = f"`wfkit doctor --dataset {dataset} --repair` records the job as"
+    if all_planned_committed(driver, committed):
+        said = (
+            f"{gone}, but {all_committed(driver['partitions'])}: readers count the whole job, and a later run of "
+            f"the same cases beside it. {repair} committed (nothing to run again)"
+        )
+    else:
+        said = (
+            f"{gone}: its committed partitions are counted, and a later run of the same cases beside them. "
+            f"{repair} aborted (its rows are set aside, not deleted)"
+        )
+    warnings.warn(said, UnfinishedJobWarning, stacklevel=2)
+
+
+def all_committed(partitions: int) -> str:
+    """How a report says that a job's ``partitions`` (every one its driver planned) were committed."""
+    return "its one partition was committed" if partitions == 1 else f"all {partitions} partitions were committed"
 
 
 def is_attempt_segment(name: str) -> bool:

@@ -18,7 +18,10 @@ from typing import Any
 from wfkit.model._process import pid_alive
 
 DRIVER_FILE = "_driver.json"
-"""In a job's marker folder: the host, pid and start time of the process that sent the job."""
+"""In a job's marker folder: the host, pid and start time of the process that sent the job, its
+label, and how many partitions it sent (``partitions``): with that count, ``wfkit doctor`` tells a
+job whose driver died after all its partitions committed (whole: recorded as committed) from one
+it cut short. A record without that count is read as cut short."""
 
 
 def driver_record(**about: Any) -> dict[str, Any]:

@@ -4,9 +4,12 @@ A job's driver writes its end (``_job.json``: taken, or given up) when the job i
 killed before that (SIGKILL, a closed laptop, a killed kernel) leaves the job's committed
 partitions counted for good, and a second run of the same cases is then counted beside them. Such
 a job is found here by its driver record (``_driver``): a driver on this host whose process is
-gone is a problem, repaired by recording the job as aborted (``abort_job``: readers count none of
-it, and its rows are set aside, never deleted). A job whose driver is alive, or ran on another
-host, may still be running: it is only described, and given up only when the user says so.
+gone is a problem. When every partition the driver planned (its record's ``partitions``) has a
+committed attempt, the driver died after the work was done: the repair records the job as
+committed, with the attempts readers already count (``commit_job``), and nothing need run again.
+Otherwise the repair records it as aborted (``abort_job``: readers count none of it, and its rows
+are set aside, never deleted). A job whose driver is alive, or ran on another host, may still be
+running: it is only described, and given up only when the user says so.
 """
 
 from __future__ import annotations
@@ -17,9 +20,17 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from wfkit.logs._dataset import ATTEMPTS_DIR, JOB_FILE, STEPS_DIR, Location
+from wfkit.logs._dataset import (
+    ATTEMPTS_DIR,
+    JOB_FILE,
+    STEPS_DIR,
+    Location,
+    all_committed,
+    all_planned_committed,
+    latest_attempts,
+)
 from wfkit.logs._driver import DRIVER_FILE, driver_alive
-from wfkit.logs._segments import abort_job
+from wfkit.logs._segments import abort_job, commit_job
 
 _JOBS = f"{STEPS_DIR}/{ATTEMPTS_DIR}"
 
@@ -29,9 +40,20 @@ class UnfinishedJob:
     """A job with committed partitions and no end recorded."""
 
     job: str
-    partitions: int  # partitions with a committed attempt: what readers count of it
+    counted: dict[int, str]  # per partition with a committed attempt, the one readers count (its stem)
     driver: dict[str, Any] | None  # its driver record; None for a job written before there was one
     alive: bool | None  # its driver still runs; None when that cannot be checked from here
+
+    @property
+    def partitions(self) -> int:
+        """Partitions with a committed attempt: what readers count of the job."""
+        return len(self.counted)
+
+    @property
+    def complete(self) -> bool:
+        """Every partition its driver planned has a committed attempt (False when its record does not
+        say how many it planned)."""
+        return self.driver is not None and all_planned_committed(self.driver, self.counted)
 
     @property
     def label(self) -> str:
@@ -53,7 +75,7 @@ class UnfinishedJob:
 @dataclass
 class JobsReport:
     """What :func:`check_jobs` found: ``problems`` (a driver known to be gone), ``notes`` (jobs that
-    may still be running), ``repairs`` (jobs recorded as aborted)."""
+    may still be running), ``repairs`` (jobs recorded as committed or aborted)."""
 
     problems: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
@@ -69,18 +91,21 @@ def unfinished_jobs(location: Location) -> list[UnfinishedJob]:
             by_job.setdefault(job, []).append(name)
     found = []
     for job, names in sorted(by_job.items()):
-        committed = {n[:6] for n in names if n.endswith(".commit")}
-        if JOB_FILE in names or not committed:  # ended, or nothing a reader counts
+        if JOB_FILE in names:  # ended
+            continue
+        counted = latest_attempts(location, f"{_JOBS}/{job}", names)
+        if not counted:  # nothing a reader counts
             continue
         driver = json.loads(location.read_bytes(f"{_JOBS}/{job}/{DRIVER_FILE}")) if DRIVER_FILE in names else None
         alive = None if driver is None else driver_alive(driver)
-        found.append(UnfinishedJob(job, len(committed), driver, alive))
+        found.append(UnfinishedJob(job, counted, driver, alive))
     return found
 
 
 def check_jobs(location: Location, *, repair: bool, command: str) -> JobsReport:
     """Describe the dataset's unfinished jobs; with ``repair``, record those whose driver is gone as
-    aborted. ``command`` is the ``wfkit doctor`` command line that checked this dataset (for hints)."""
+    committed when all their planned partitions are, else as aborted. ``command`` is the ``wfkit
+    doctor`` command line that checked this dataset (for hints)."""
     report = JobsReport()
     now = time.time()
     for unfinished in unfinished_jobs(location):
@@ -97,6 +122,17 @@ def check_jobs(location: Location, *, repair: bool, command: str) -> JobsReport:
                 f"{age} ago. Readers count {counted}, and a later run of the same cases beside them. If its "
                 f"driver is gone, `{command} --abort {job}` records the job as aborted"
             )
+        elif unfinished.complete and repair:
+            _take(location, unfinished)
+            report.repairs.append(
+                f"job {job}: {all_committed(unfinished.partitions)} before its driver died; recorded as committed"
+            )
+        elif unfinished.complete:
+            report.problems.append(
+                f"{title} has no end recorded and {unfinished.who()} is gone (started {age} ago), but "
+                f"{all_committed(unfinished.partitions)}: the job is whole. Readers count it, and a later run of "
+                f"the same cases beside it. `{command} --repair` records the job as committed (nothing to run again)"
+            )
         elif repair:
             report.repairs.append(f"job {job} recorded as aborted; its rows are set aside in {give_up(location, job)}")
         else:
@@ -106,6 +142,20 @@ def check_jobs(location: Location, *, repair: bool, command: str) -> JobsReport:
                 f"as aborted (its rows are set aside, not deleted)"
             )
     return report
+
+
+def _take(location: Location, unfinished: UnfinishedJob) -> None:
+    """Record the complete ``unfinished`` job as committed, as its driver would have: the attempt
+    taken per partition is the one readers count already, so no count changes (the segments of
+    the other attempts are set aside)."""
+    folder = f"{_JOBS}/{unfinished.job}"
+    markers = [
+        json.loads(location.read_bytes(f"{folder}/{stem}.commit")) for _, stem in sorted(unfinished.counted.items())
+    ]
+    driver = unfinished.driver or {}
+    about = {"label": driver["label"]} if "label" in driver else {}
+    why = f"its driver (pid {driver.get('pid')} on {driver.get('host')}) died after all its partitions committed"
+    commit_job(location, unfinished.job, markers, **about, recorded_by=f"wfkit doctor --repair: {why}")
 
 
 def give_up(location: Location, job: str) -> str:

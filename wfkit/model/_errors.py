@@ -264,7 +264,8 @@ class SecretInStateWarning(UserWarning):
 class UnfinishedJobWarning(UserWarning):
     """A Dask job read from a dataset has no end recorded and its driver (on this host) is gone: its
     partitions are counted, beside any later run of the same cases, until ``wfkit doctor --repair``
-    records it as aborted. Warned once per job."""
+    records it as ended: committed when every partition its driver planned was, else aborted.
+    Warned once per job."""
 
 
 class WorkflowChangedWarning(UserWarning):
