@@ -448,6 +448,34 @@ def test_a_pickled_client_calls_the_endpoint_with_its_key(server: LLMServer) -> 
     assert "Simulated reply to: hi" == call(simulated, "hi").text
 
 
+@pytest.mark.parametrize("dumps", ["pickle", "cloudpickle"])
+def test_a_client_over_an_httpx_network_transport_refuses_to_pickle_saying_what_to_do(
+    server: LLMServer, tmp_path: Path, dumps: str
+) -> None:
+    """An httpx network transport (its connection pool, its SSL context) cannot travel to a Dask
+    worker: pickling a client over one, alone or under a cassette, is refused naming the transport
+    and the way out; the client still calls from here, and the way out (no transport, each copy
+    connecting by itself) pickles and calls the endpoint."""
+    import importlib
+    import pickle
+
+    import httpx
+
+    from wfkit.llm._cassette import Cassette
+
+    pickler = importlib.import_module(dumps)
+    direct = client_for(server, transport=httpx.AsyncHTTPTransport(retries=2))
+    with pytest.raises(TypeError, match=r"its transport httpx\.AsyncHTTPTransport .* leave transport= out"):
+        pickler.dumps(direct)
+    assert "reply to: here" == call(direct, "here").text
+    tape = Cassette(tmp_path / "t.jsonl", mode="record", transport=httpx.AsyncHTTPTransport())
+    with pytest.raises(TypeError, match=r"Cassette\(.*t\.jsonl'\) cannot be pickled .* leave its transport= out"):
+        pickler.dumps(client_for(server, transport=tape))
+    copy = pickle.loads(pickler.dumps(client_for(server)))
+    assert "reply to: there" == call(copy, "there").text
+    assert f"Bearer {KEY}" == server.requests[-1]["headers"]["Authorization"]
+
+
 def test_a_client_unpickled_in_another_process_keeps_its_key_secret_there() -> None:
     """The process that unpickles a client (a Dask worker) marks its key secret: redacted from what
     that process stores, as in the process that made the client."""
