@@ -142,6 +142,19 @@ def test_a_transport_without_a_model_is_refused_naming_the_transport(tmp_path: P
     assert "simulated.wfkit" not in message
 
 
+def test_a_sync_httpx_transport_is_refused_when_made_naming_the_async_one(server: LLMServer, tmp_path: Path) -> None:
+    """The client is async: a sync httpx transport (which failed on the first call, deep in httpx)
+    is refused by the client and by a cassette when made, naming the async transport to pass; that
+    one calls the endpoint."""
+    import httpx
+
+    with pytest.raises(TypeError, match=r"ChatClient\(transport=\) needs an async httpx transport .* got httpx\."):
+        client_for(server, transport=httpx.HTTPTransport(retries=2))
+    with pytest.raises(TypeError, match=r"Cassette\(transport=\) needs an async httpx transport .* got httpx\."):
+        wf.llm.Cassette(tmp_path / "c.jsonl", transport=httpx.HTTPTransport())
+    assert "reply to: hi" == call(client_for(server, transport=httpx.AsyncHTTPTransport(retries=2)), "hi").text
+
+
 SEARCH_CALLS = [
     {"id": "call_1", "type": "function", "function": {"name": "web_search", "arguments": '{"query": "refunds"}'}},
     {"id": "call_2", "type": "function", "function": {"name": "file_read", "arguments": '{"path": "policy.md"}'}},

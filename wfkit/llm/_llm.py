@@ -196,12 +196,24 @@ def _usage_of(payload: Any) -> tuple[int | None, int | None]:
 _PICKLED = ("base_url", "model", "transport", "prices", "_api_key", "_timeout", "_headers")
 
 
+def check_async_transport(owner: str, transport: object) -> None:
+    """Refuse, naming ``owner``, a transport the async client cannot call: a sync httpx transport
+    was taken, and the first call then failed deep in httpx (no ``handle_async_request``)."""
+    if transport is not None and not callable(getattr(transport, "handle_async_request", None)):
+        kind = type(transport)
+        raise TypeError(
+            f"{owner}(transport=) needs an async httpx transport (httpx.AsyncHTTPTransport(...) for "
+            f"httpx.HTTPTransport(...), or an httpx.AsyncBaseTransport of your own), got "
+            f"{kind.__module__}.{kind.__qualname__}"
+        )
+
+
 def refuse_to_pickle_network_transport(owner: str, transport: object, instead: str) -> None:
     """Refuse, naming ``owner``, its transport and what to do ``instead``, to pickle an httpx
     network transport. Its connection pool and SSL context cannot travel (pickle would fail deep in
     httpx with "cannot pickle 'SSLContext' object"), and its settings cannot be read back from it
     to build one anew on the other side."""
-    if isinstance(transport, httpx.AsyncHTTPTransport | httpx.HTTPTransport):
+    if isinstance(transport, httpx.AsyncHTTPTransport):
         kind = type(transport)
         raise TypeError(
             f"{owner} cannot be pickled (as run_many(..., executor=...) does to send it to Dask workers): "
@@ -256,6 +268,7 @@ class ChatClient:
         prices: Prices | Mapping[str, PriceLike] | None = None,
         headers: Mapping[str, str] | None = None,
     ) -> None:
+        check_async_transport("ChatClient", transport)
         if base_url is None:
             transport = transport if transport is not None else SimulatedModel()
             base_url = _SIMULATED_URL
