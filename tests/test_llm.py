@@ -142,6 +142,19 @@ def test_a_transport_without_a_model_is_refused_naming_the_transport(tmp_path: P
     assert "simulated.wfkit" not in message
 
 
+def test_a_sync_httpx_transport_is_refused_when_made_naming_the_async_one(server: LLMServer, tmp_path: Path) -> None:
+    """The client is async: a sync httpx transport (which failed on the first call, deep in httpx)
+    is refused by the client and by a cassette when made, naming the async transport to pass; that
+    one calls the endpoint."""
+    import httpx
+
+    with pytest.raises(TypeError, match=r"ChatClient\(transport=\) needs an async httpx transport .* got httpx\."):
+        client_for(server, transport=httpx.HTTPTransport(retries=2))
+    with pytest.raises(TypeError, match=r"Cassette\(transport=\) needs an async httpx transport .* got httpx\."):
+        wf.llm.Cassette(tmp_path / "c.jsonl", transport=httpx.HTTPTransport())
+    assert "reply to: hi" == call(client_for(server, transport=httpx.AsyncHTTPTransport(retries=2)), "hi").text
+
+
 SEARCH_CALLS = [
     {"id": "call_1", "type": "function", "function": {"name": "web_search", "arguments": '{"query": "refunds"}'}},
     {"id": "call_2", "type": "function", "function": {"name": "file_read", "arguments": '{"path": "policy.md"}'}},
@@ -446,6 +459,34 @@ def test_a_pickled_client_calls_the_endpoint_with_its_key(server: LLMServer) -> 
     assert 7.0 == copy._timeout.read
     simulated = pickle.loads(pickle.dumps(ChatClient(transport=SimulatedModel(p50=0.001, p99=0.002, seed=3))))
     assert "Simulated reply to: hi" == call(simulated, "hi").text
+
+
+@pytest.mark.parametrize("dumps", ["pickle", "cloudpickle"])
+def test_a_client_over_an_httpx_network_transport_refuses_to_pickle_saying_what_to_do(
+    server: LLMServer, tmp_path: Path, dumps: str
+) -> None:
+    """An httpx network transport (its connection pool, its SSL context) cannot travel to a Dask
+    worker: pickling a client over one, alone or under a cassette, is refused naming the transport
+    and the way out; the client still calls from here, and the way out (no transport, each copy
+    connecting by itself) pickles and calls the endpoint."""
+    import importlib
+    import pickle
+
+    import httpx
+
+    from wfkit.llm._cassette import Cassette
+
+    pickler = importlib.import_module(dumps)
+    direct = client_for(server, transport=httpx.AsyncHTTPTransport(retries=2))
+    with pytest.raises(TypeError, match=r"its transport httpx\.AsyncHTTPTransport .* leave transport= out"):
+        pickler.dumps(direct)
+    assert "reply to: here" == call(direct, "here").text
+    tape = Cassette(tmp_path / "t.jsonl", mode="record", transport=httpx.AsyncHTTPTransport())
+    with pytest.raises(TypeError, match=r"Cassette\(.*t\.jsonl'\) cannot be pickled .* leave its transport= out"):
+        pickler.dumps(client_for(server, transport=tape))
+    copy = pickle.loads(pickler.dumps(client_for(server)))
+    assert "reply to: there" == call(copy, "there").text
+    assert f"Bearer {KEY}" == server.requests[-1]["headers"]["Authorization"]
 
 
 def test_a_client_unpickled_in_another_process_keeps_its_key_secret_there() -> None:

@@ -1103,7 +1103,11 @@ class Execution:
         act, spec = batch.act, batch.act.spec
         assert spec.map is not None
         out = Outcome()
-        out.attempt, out.started_at = 1, time.time() - (time.perf_counter() - batch.started)
+        # A map's own row is no attempt: its items' rows are. The step log tells it apart by its
+        # items' rows, and a map over no items has none, so its row says so itself: attempt 0,
+        # as a step visit that ended before the step ran (EventMaker.ended_before).
+        out.attempt = 1 if batch.items else 0
+        out.started_at = time.time() - (time.perf_counter() - batch.started)
         out.latency = time.perf_counter() - batch.started
         out.queue_s = batch.started - act.queued
         out.updates = {spec.map.into: batch.results}

@@ -196,6 +196,32 @@ def _usage_of(payload: Any) -> tuple[int | None, int | None]:
 _PICKLED = ("base_url", "model", "transport", "prices", "_api_key", "_timeout", "_headers")
 
 
+def check_async_transport(owner: str, transport: object) -> None:
+    """Refuse, naming ``owner``, a transport the async client cannot call: a sync httpx transport
+    was taken, and the first call then failed deep in httpx (no ``handle_async_request``)."""
+    if transport is not None and not callable(getattr(transport, "handle_async_request", None)):
+        kind = type(transport)
+        raise TypeError(
+            f"{owner}(transport=) needs an async httpx transport (httpx.AsyncHTTPTransport(...) for "
+            f"httpx.HTTPTransport(...), or an httpx.AsyncBaseTransport of your own), got "
+            f"{kind.__module__}.{kind.__qualname__}"
+        )
+
+
+def refuse_to_pickle_network_transport(owner: str, transport: object, instead: str) -> None:
+    """Refuse, naming ``owner``, its transport and what to do ``instead``, to pickle an httpx
+    network transport. Its connection pool and SSL context cannot travel (pickle would fail deep in
+    httpx with "cannot pickle 'SSLContext' object"), and its settings cannot be read back from it
+    to build one anew on the other side."""
+    if isinstance(transport, httpx.AsyncHTTPTransport):
+        kind = type(transport)
+        raise TypeError(
+            f"{owner} cannot be pickled (as run_many(..., executor=...) does to send it to Dask workers): "
+            f"its transport {kind.__module__}.{kind.__qualname__} holds connections and an SSL context, "
+            f"which do not travel; {instead}"
+        )
+
+
 class ChatClient:
     """A chat-completions client for an OpenAI-compatible endpoint (``POST {base_url}/chat/completions``).
 
@@ -223,7 +249,9 @@ class ChatClient:
     ``api_key=`` or the environment, so that the workers can call the endpoint: it crosses the
     network to the scheduler and the workers (use a ``tls://`` scheduler on a network you do not
     trust), and on the other side it is again kept out of ``repr``, events, checkpoints and
-    cassettes. Never write such a pickle to a file.
+    cassettes. Never write such a pickle to a file. A client over an httpx network transport of
+    your own (``httpx.AsyncHTTPTransport(...)``) refuses to pickle, saying what to do instead: its
+    connections and SSL context cannot travel, nor can its settings be read back to build it anew.
     """
 
     __slots__ = ("__weakref__", "_api_key", "_headers", "_http", "_timeout", "base_url", "model", "prices", "transport")
@@ -240,6 +268,7 @@ class ChatClient:
         prices: Prices | Mapping[str, PriceLike] | None = None,
         headers: Mapping[str, str] | None = None,
     ) -> None:
+        check_async_transport("ChatClient", transport)
         if base_url is None:
             transport = transport if transport is not None else SimulatedModel()
             base_url = _SIMULATED_URL
@@ -276,6 +305,13 @@ class ChatClient:
 
     def __getstate__(self) -> dict[str, Any]:
         """The configuration, API key included (see the class doc); never the connections."""
+        refuse_to_pickle_network_transport(
+            f"ChatClient({self.base_url!r})",
+            self.transport,
+            "leave transport= out, and each copy of the client opens connections of its own (a step's "
+            "retry=wf.RetryPolicy(...) retries a call whose connection failed, as the transport's retries= "
+            "would), or make the client where it runs",
+        )
         return {name: getattr(self, name) for name in _PICKLED}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
