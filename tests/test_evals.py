@@ -20,7 +20,7 @@ from matplotlib.figure import Figure
 
 import wfkit as wf
 from wfkit.cli._cli import main
-from wfkit.evals._evals import bootstrap_ci, sign_interval, sign_test, wilson_interval
+from wfkit.evals._evals import bootstrap_ci, net_win_interval, sign_test, wilson_interval
 from wfkit.evals._scorers import Case
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -653,19 +653,41 @@ def test_compare_beats_noise_by_an_exact_sign_test(cases: int, wins: int, p_valu
     assert significant == bool(row["net_win_low"] > 0)
 
 
-def test_sign_interval_is_clopper_pearson_scaled_and_agrees_with_the_sign_test():
-    """The interval is the exact binomial interval of a win among differing cases, scaled to all
-    cases (4 wins of 4 differing: the lower bound of the win chance is 0.025 ** (1/4)); and over
-    every split of up to 40 differing cases it excludes 0 exactly when sign_test is below 0.05."""
-    low, high = sign_interval(4, 0, 6)
-    assert pytest.approx(0.4 * (2 * 0.025**0.25 - 1), abs=1e-9) == low
-    assert 0.4 == high
-    assert all(math.isnan(x) for x in sign_interval(0, 0, 5))
+def test_net_win_interval_is_never_a_point_and_agrees_with_the_sign_test():
+    """Over every split of up to 40 differing cases the interval holds the net win rate and
+    excludes 0 exactly when sign_test is below 0.05; all cases tied give an interval around 0
+    that narrows as ties accumulate; one case gives a wide interval, not a point."""
     for wins in range(41):
         for losses in range(41 - wins):
-            if wins + losses:
-                low, high = sign_interval(wins, losses, 3)
-                assert (sign_test(wins, losses) < 0.05) == (low > 0 or high < 0), (wins, losses)
+            low, high = net_win_interval(wins, losses, 3)
+            assert low <= (wins - losses) / (wins + losses + 3) <= high
+            assert (sign_test(wins, losses) < 0.05) == (low > 0 or high < 0), (wins, losses)
+    five, twenty = net_win_interval(0, 0, 5), net_win_interval(0, 0, 20)
+    assert five[0] < twenty[0] < 0 < twenty[1] < five[1]
+    assert pytest.approx(-twenty[0]) == twenty[1]
+    low, high = net_win_interval(1, 0, 0)
+    assert low < 0
+    assert 1.0 == high
+    assert all(math.isnan(x) for x in net_win_interval(0, 0, 0))
+
+
+@pytest.mark.parametrize(
+    ("cases", "win", "loss"),
+    [(100, 0.3, 0.0), (20, 0.5, 0.0), (50, 0.2, 0.05), (30, 0.3, 0.1), (200, 0.4, 0.05), (20, 0.1, 0.1)],
+)
+def test_the_net_win_interval_covers_the_true_net_win_rate_95_times_in_100(cases: int, win: float, loss: float):
+    """Over many synthetic datasets whose candidate wins a case with chance ``win`` and loses one
+    with chance ``loss``, the 95% interval holds the true net win rate ``win - loss`` in at least
+    93% of them (a candidate that fixes 30% of cases and breaks none included)."""
+    import numpy as np
+
+    rng = np.random.default_rng(cases)
+    datasets = 400
+    covered = 0
+    for wins, losses, ties in rng.multinomial(cases, [win, loss, 1 - win - loss], size=datasets):
+        low, high = net_win_interval(int(wins), int(losses), int(ties))
+        covered += low <= win - loss <= high
+    assert covered / datasets >= 0.93
 
 
 @pytest.mark.parametrize(("wins", "losses"), [(0, 0), (1, 0), (4, 0), (0, 6), (3, 9), (10, 10), (7, 30), (60, 40)])
@@ -828,10 +850,10 @@ def test_cli_eval_text_compares_two_variants(capsys: pytest.CaptureFixture[str])
     out = capsys.readouterr().out
     assert "pass_rate" in out
     assert (
-        "reject vs approve (net_win_rate: (wins - losses) / cases, with its exact 95% interval; "
+        "reject vs approve (net_win_rate: (wins - losses) / cases, with its 95% interval for paired cases; "
         "p_value: exact sign test of wins against losses; significant below 0.05):"
     ) in out
-    assert re.search(r"exact_match:resolution\s+0\s+2\s+6\s+-0\.25\s+-0\.25\s+-0\.25\s+0\.171\s+0\.5\s+False", out)
+    assert re.search(r"exact_match:resolution\s+0\s+2\s+6\s+-0\.25\s+-0\.25\s+-0\.591\s+0\.156\s+0\.5\s+False", out)
     assert "saved to " in out
 
 

@@ -6,7 +6,7 @@ every case of every variant with bounded concurrency (steps are logged as usual)
 and returns an :class:`EvalResult`: a DataFrame of case x scorer results, a summary per variant
 (mean with a bootstrap interval, or a Wilson interval when scores are 0/1; pass rate with a Wilson
 interval), stored as parquet next to the step logs, and a comparison of two variants (wins,
-losses, ties, an exact sign test).
+losses, ties, an exact sign test, the net win rate's interval).
 
 Eval runs go to a workspace of their own, ``WORKSPACE/evals/runs`` (its own SQLite store and step
 log), so the analysis and the report of interactive runs never count a hundred eval cases as
@@ -495,47 +495,49 @@ def sign_test(wins: int, losses: int) -> float:
     return min(1.0, 2 * tail / (1 << pairs))
 
 
-def sign_interval(wins: int, losses: int, ties: int = 0, *, level: float = 0.95) -> tuple[float, float]:
-    """Interval of the net win rate ``(wins - losses) / (wins + losses + ties)`` that agrees with
-    :func:`sign_test`: the exact (Clopper-Pearson) interval of the chance that a case which differs
-    is a win, given how many differ, scaled to all the cases. It excludes 0 exactly when the sign
-    test's p-value is below ``1 - level``. For 0/1 scores the net win rate is the mean difference.
-    No case differing: (nan, nan)."""
+def net_win_interval(wins: int, losses: int, ties: int = 0, *, level: float = 0.95) -> tuple[float, float]:
+    """Interval of the net win rate ``(wins - losses) / (wins + losses + ties)``: Tango's score
+    interval for paired cases (Statistics in Medicine 17, 1998), which holds the true net win rate
+    about ``level`` of the time whichever side wins. When :func:`sign_test` finds no difference at
+    ``1 - level`` the interval is stretched to reach 0, so it excludes 0 exactly when that test
+    does. For 0/1 scores the net win rate is the mean difference. All cases tied still give an
+    interval around 0 (20 ties: about +-0.16); no case at all: (nan, nan)."""
     import math
+    from statistics import NormalDist
 
-    import numpy as np
-
-    differ = wins + losses
     if wins < 0 or losses < 0 or ties < 0:
         raise ValueError(f"wins, losses and ties are counts, got {wins}, {losses} and {ties}")
-    if differ == 0:
+    cases = wins + losses + ties
+    if cases == 0:
         return (float("nan"), float("nan"))
-    tail = (1 - level) / 2
-    i = np.arange(differ)
-    log_choose = np.concatenate([[0.0], np.cumsum(np.log(differ - i) - np.log(i + 1))])
-    ks = np.arange(differ + 1)
+    z = NormalDist().inv_cdf(1 - (1 - level) / 2)
 
-    def at_most(k: int, p: float) -> float:  # P(X <= k) for X ~ Binomial(differ, p), 0 < p < 1
-        terms = log_choose[: k + 1] + ks[: k + 1] * math.log(p) + (differ - ks[: k + 1]) * math.log1p(-p)
-        top = float(terms.max())
-        return math.exp(top) * float(np.exp(terms - top).sum())
+    def score(delta: float) -> float:
+        """Tango's statistic for a true net win rate ``delta``; it falls as ``delta`` grows."""
+        # The chance of a loss that fits the counts best when the net win rate is delta.
+        w = -wins - losses + (2 * cases - wins + losses) * delta
+        loss = (math.sqrt(max(0.0, w * w + 8 * cases * losses * delta * (1 - delta))) - w) / (4 * cases)
+        spread = cases * (2 * loss + delta * (1 - delta))
+        excess = wins - losses - cases * delta
+        if spread <= 0:  # at delta = -1 or 1: any excess is infinitely unlikely
+            return 0.0 if excess == 0 else float("inf") if excess > 0 else float("-inf")
+        return excess / math.sqrt(spread)
 
-    def solve(below: bool) -> float:  # bisection on a monotone tail in p
-        lo, hi = 0.0, 1.0
+    def solve(target: float, lo: float, hi: float) -> float:  # bisection where score crosses target
         for _ in range(60):
             mid = (lo + hi) / 2
-            # lower bound: P(X >= wins | mid) = tail; upper bound: P(X <= wins | mid) = tail
-            value = 1 - at_most(wins - 1, mid) if below else at_most(wins, mid)
-            if (value < tail) == below:
+            if score(mid) > target:
                 lo = mid
             else:
                 hi = mid
         return (lo + hi) / 2
 
-    low = 0.0 if wins == 0 else solve(True)
-    high = 1.0 if wins == differ else solve(False)
-    share = differ / (differ + ties)
-    return (share * (2 * low - 1), share * (2 * high - 1))
+    rate = (wins - losses) / cases
+    low = -1.0 if score(-1.0) <= z else solve(z, -1.0, rate)
+    high = 1.0 if score(1.0) >= -z else solve(-z, rate, 1.0)
+    if sign_test(wins, losses) >= 1 - level:
+        low, high = min(low, 0.0), max(high, 0.0)
+    return (low, high)
 
 
 def wilson_interval(passed: int, total: int, *, level: float = 0.95) -> tuple[float, float]:
@@ -601,8 +603,8 @@ class EvalResult:
         0/1 scores this is McNemar's exact test); ``significant`` is ``p_value < alpha``. Four wins
         and no loss give p = 0.125 at any dataset size: six are the fewest that beat noise.
         ``net_win_rate`` is ``(wins - losses) / cases`` (for 0/1 scores, the mean difference);
-        ``net_win_low`` and ``net_win_high`` its exact interval at level ``1 - alpha``, which
-        excludes 0 exactly when ``significant`` (:func:`sign_interval`)."""
+        ``net_win_low`` and ``net_win_high`` its interval at level ``1 - alpha`` for paired cases, which
+        excludes 0 exactly when ``significant`` (:func:`net_win_interval`)."""
         import numpy as np
         import pandas as pd
 
@@ -617,7 +619,7 @@ class EvalResult:
             diff = (group[candidate] - group[baseline]).dropna().to_numpy()
             wins, losses, ties = int((diff > 0).sum()), int((diff < 0).sum()), int((diff == 0).sum())
             p_value = sign_test(wins, losses)
-            low, high = sign_interval(wins, losses, ties, level=1 - alpha)
+            low, high = net_win_interval(wins, losses, ties, level=1 - alpha)
             out.append(
                 {
                     "scorer": scorer,
