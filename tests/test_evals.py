@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 QUERY_ROUTER = ROOT / "evals" / "query_router"
 SUPPORT = ROOT / "evals" / "support_tickets"
 COLUMNS = ["suite", "variant", "case_id", "scorer", "value", "passed", "detail", "run_id", "run_status"]
-SUMMARY_COLUMNS = ["cases", "mean", "ci_low", "ci_high", "pass_rate", "pass_low", "pass_high"]
+SUMMARY_COLUMNS = ["cases", "unscored", "mean", "ci_low", "ci_high", "pass_rate", "pass_low", "pass_high"]
 
 
 def write_jsonl(path: Path, rows: list[Any]) -> Path:
@@ -161,7 +161,7 @@ def test_parquet_and_jsonl_of_the_same_rows_score_the_same(tmp_path: Path):
         )
         frames.append(wf.evals.evaluate(suite, progress=False, store=False).cases.drop(columns=["run_id"]))
     jsonl, parquet = frames
-    assert jsonl.to_dict("records") == parquet.to_dict("records")
+    pd.testing.assert_frame_equal(jsonl, parquet)  # NaN-aware: the case lacking 'tone' is unscored
     assert [True, True, True, False] == parquet["passed"].tolist()
     assert "has no expected 'tone'" in parquet["detail"].iloc[3]
 
@@ -293,7 +293,8 @@ def test_support_compare_shows_losses_for_reject_on_resolution():
     result = wf.evals.evaluate(SUPPORT, progress=False)
     table = result.compare("approve", "reject")
     assert [
-        "wins", "losses", "ties", "mean_diff", "net_win_rate", "net_win_low", "net_win_high", "p_value", "significant"
+        "wins", "losses", "ties", "unscored", "mean_diff",
+        "net_win_rate", "net_win_low", "net_win_high", "p_value", "significant",
     ] == list(table.columns)  # fmt: skip
     assert {"wins": 0, "losses": 2, "ties": 6} == table.loc[
         "exact_match:resolution", ["wins", "losses", "ties"]
@@ -385,24 +386,67 @@ def test_concurrency_below_one_is_refused():
         wf.evals.evaluate(doubler_suite(), concurrency=0, progress=False)
 
 
-def test_a_scorer_that_raises_marks_its_rows_only():
-    """A scorer raising gives rows with passed False and a 'scorer error' detail; the others score."""
+def test_a_scorer_that_raises_scores_nothing_and_says_so():
+    """A scorer raising scores nothing on that case (value NaN, a 'scorer error' detail), never a
+    0 that reads as the workflow getting it wrong: the summary counts the case as unscored, the
+    mean and pass rate are those of the cases scored, and check() names the error."""
 
     def broken(case: Case, run: wf.Run) -> bool:
-        raise RuntimeError(f"boom on {case.id}")
+        if case.id == "d2":
+            raise RuntimeError(f"boom on {case.id}")
+        return True
 
     suite = doubler_suite(scorers=[wf.evals.exact_match("y"), broken, wf.evals.exact_match("missing_key")])
     result = wf.evals.evaluate(suite, progress=False)
     cases = result.cases.set_index(["case_id", "scorer"])
     assert 12 == len(cases)
-    assert {"value": 0.0, "passed": False, "detail": "scorer error: RuntimeError: boom on d2"} == (
-        cases.loc[("d2", "broken"), ["value", "passed", "detail"]].to_dict()
-    )
+    row = cases.loc[("d2", "broken")]
+    assert math.isnan(row["value"])
+    assert [False, "scorer error: RuntimeError: boom on d2"] == row[["passed", "detail"]].tolist()
     assert cases.loc[("d2", "exact_match:missing_key"), "detail"].startswith(
         "scorer error: KeyError: \"case 'd2' has no expected 'missing_key'"
     )
     assert [True, True, True, False] == cases.xs("exact_match:y", level="scorer")["passed"].tolist()
-    assert 0.0 == result.summary.loc[("default", "broken"), "pass_rate"]
+    broken_row = result.summary.loc[("default", "broken")]
+    assert [4, 1, 1.0, 1.0] == broken_row[["cases", "unscored", "mean", "pass_rate"]].tolist()
+    assert 0 == result.summary.loc[("default", "exact_match:y"), "unscored"]
+    assert 4 == result.summary.loc[("default", "exact_match:missing_key"), "unscored"]
+    failures = result.check()
+    assert (
+        "default: broken could not score 1 of 4 cases (d2: scorer error: RuntimeError: boom on d2); "
+        "fix the scorer or the dataset, and evaluate again"
+    ) in failures
+    assert any(f.startswith("default: exact_match:missing_key could not score 4 of 4 cases (d1: ") for f in failures)
+
+
+def test_a_nan_score_is_a_scorer_error_and_compare_counts_the_case_left_out():
+    """A scorer answering Score(nan, ...) is refused, saying what a score is; compare() leaves that
+    case out of wins, losses and ties and counts it as unscored, so every case is accounted for."""
+
+    def build(nan_on: str = "") -> wf.Workflow:
+        flow = wf.Workflow(f"nan-{nan_on}")
+
+        @flow.step
+        def echo(state: Any) -> dict[str, Any]:
+            return {"nan": state["id"] == nan_on}
+
+        return flow
+
+    def judge(case: Case, run: wf.Run) -> wf.evals.Score:
+        return wf.evals.Score(float("nan") if run.state["nan"] else 1.0, True)
+
+    suite = wf.evals.Suite(
+        name="nan",
+        dataset=[{"id": f"c{i}", "inputs": {"id": f"c{i}"}} for i in range(5)],
+        workflow=build,
+        variants={"base": {}, "cand": {"nan_on": "c3"}},
+        scorers=[wf.evals.custom(judge, name="judge")],
+    )
+    result = wf.evals.evaluate(suite, progress=False, store=False)
+    detail = result.cases.set_index(["variant", "case_id"]).loc[("cand", "c3"), "detail"]
+    assert detail.startswith("scorer error: ValueError: a score's value is a number in [0, 1], got nan")
+    row = result.compare("base", "cand").loc["judge"]
+    assert [0, 0, 4, 1] == row[["wins", "losses", "ties", "unscored"]].tolist()
 
 
 def test_a_failed_run_fails_the_budgets_and_the_route_in_an_eval_saying_why():
@@ -853,7 +897,7 @@ def test_cli_eval_text_compares_two_variants(capsys: pytest.CaptureFixture[str])
         "reject vs approve (net_win_rate: (wins - losses) / cases, with its 95% interval for paired cases; "
         "p_value: exact sign test of wins against losses; significant below 0.05):"
     ) in out
-    assert re.search(r"exact_match:resolution\s+0\s+2\s+6\s+-0\.25\s+-0\.25\s+-0\.591\s+0\.156\s+0\.5\s+False", out)
+    assert re.search(r"exact_match:resolution\s+0\s+2\s+6\s+0\s+-0\.25\s+-0\.25\s+-0\.591\s+0\.156\s+0\.5\s+False", out)
     assert "saved to " in out
 
 
@@ -869,8 +913,23 @@ def test_cli_eval_fails_below_a_threshold(tmp_path: Path, capsys: pytest.Capture
     folder = cli_suite(tmp_path / "missed", {"exact_match:y": 0.9}, wrong=1)
     assert 1 == main(["eval", str(folder), "--json"])
     captured = capsys.readouterr()
-    assert "threshold: default: exact_match:y pass rate 66.7% is below 90.0%" in captured.err
+    assert "check: default: exact_match:y pass rate 66.7% is below 90.0%" in captured.err
     assert 3 == json.loads(captured.out)["summary"][0]["cases"]
+
+
+def test_cli_eval_fails_when_the_dataset_lacks_an_expected_value(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    """A case without the expected value its scorer needs is not a failed case: the command exits 1
+    and says which case lacks what, and how to fix it."""
+    folder = cli_suite(tmp_path / "gap", {})
+    write_jsonl(folder / "cases.jsonl", [{"id": "c0", "x": 0, "expected": {"y": 0}}, {"id": "c1", "x": 1}])
+    assert 1 == main(["eval", str(folder), "--json"])
+    captured = capsys.readouterr()
+    assert (
+        "check: default: exact_match:y could not score 1 of 2 cases (c1: scorer error: KeyError: "
+        "\"case 'c1' has no expected 'y'; add it to the dataset or pass expected=...\")"
+    ) in captured.err
+    summary = json.loads(captured.out)["summary"][0]
+    assert [2, 1, 1.0] == [summary["cases"], summary["unscored"], summary["pass_rate"]]
 
 
 def test_cli_eval_passes_a_reachable_threshold(tmp_path: Path, capsys: pytest.CaptureFixture[str]):

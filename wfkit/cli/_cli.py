@@ -347,7 +347,7 @@ def _eval(args: argparse.Namespace) -> int:
         _print(f"\nsaved to {result.saved_to}")
     failures = result.check()
     for failure in failures:
-        _print(f"threshold: {failure}", file=sys.stderr)
+        _print(f"check: {failure}", file=sys.stderr)
     return 1 if failures else 0
 
 

@@ -261,7 +261,8 @@ async def _score_cases(
                     score = await apply(scorer, case, run)
                     value, passed, detail = score.value, score.passed, score.detail
                 except Exception as exc:  # a broken scorer marks its row, never the whole eval
-                    value, passed, detail = 0.0, False, f"scorer error: {type(exc).__name__}: {exc}"
+                    # NaN, not 0: the scorer judged nothing, and a 0 would count as the workflow's failure.
+                    value, passed, detail = float("nan"), False, f"scorer error: {type(exc).__name__}: {exc}"
                 rows.append(
                     {
                         "suite": suite.name,
@@ -557,7 +558,11 @@ def wilson_interval(passed: int, total: int, *, level: float = 0.95) -> tuple[fl
 
 
 class EvalResult:
-    """Scores of one evaluation: ``cases`` (one row per variant x case x scorer) and ``summary``."""
+    """Scores of one evaluation: ``cases`` (one row per variant x case x scorer) and ``summary``.
+
+    A case a scorer could not score (it raised, or answered no number in [0, 1]) has the value
+    NaN and a detail saying why; ``summary`` counts it as ``unscored``, its mean and pass rate are
+    those of the cases scored, and :meth:`check` reports it."""
 
     def __init__(self, suite: Suite, cases: pd.DataFrame, *, runs_workspace: Path | None = None) -> None:
         self.suite = suite
@@ -571,7 +576,8 @@ class EvalResult:
 
         out = []
         for (variant, scorer), group in self.cases.groupby(["variant", "scorer"], sort=True):
-            values = group["value"].astype(float)
+            # A scorer error leaves its case unscored (NaN): counted, and left out of the figures.
+            values = group["value"].astype(float).dropna()
             if len(values) and values.isin([0.0, 1.0]).all():
                 # A 0/1 score's mean is a proportion, and a bootstrap of 20 passes in 20 says
                 # [1.0, 1.0]: a certainty 20 cases cannot give. Wilson's interval does not claim it.
@@ -579,16 +585,17 @@ class EvalResult:
             else:
                 low, high = bootstrap_ci(values.tolist())
             passed = int(group["passed"].sum())
-            pass_low, pass_high = wilson_interval(passed, len(group))
+            pass_low, pass_high = wilson_interval(passed, len(values))
             out.append(
                 {
                     "variant": variant,
                     "scorer": scorer,
                     "cases": len(group),
-                    "mean": group["value"].mean(),
+                    "unscored": len(group) - len(values),
+                    "mean": values.mean() if len(values) else float("nan"),
                     "ci_low": low,
                     "ci_high": high,
-                    "pass_rate": passed / len(group),
+                    "pass_rate": passed / len(values) if len(values) else float("nan"),
                     "pass_low": pass_low,
                     "pass_high": pass_high,
                 }
@@ -604,19 +611,22 @@ class EvalResult:
         and no loss give p = 0.125 at any dataset size: six are the fewest that beat noise.
         ``net_win_rate`` is ``(wins - losses) / cases`` (for 0/1 scores, the mean difference);
         ``net_win_low`` and ``net_win_high`` its interval at level ``1 - alpha`` for paired cases, which
-        excludes 0 exactly when ``significant`` (:func:`net_win_interval`)."""
+        excludes 0 exactly when ``significant`` (:func:`net_win_interval`). ``unscored`` counts the
+        cases left out of all of these: a scorer error on either side, or a case one variant lacks."""
         import numpy as np
         import pandas as pd
 
         if not 0 < alpha < 1:
             raise ValueError(f"alpha is a significance level between 0 and 1 (e.g. 0.05), got {alpha!r}")
-        table = self.cases.pivot_table(index=["scorer", "case_id"], columns="variant", values="value")
+        # pivot, not pivot_table: that drops a case without a value, this keeps it as NaN, counted below.
+        table = self.cases.pivot(index=["scorer", "case_id"], columns="variant", values="value")
         for name in (baseline, candidate):
             if name not in table.columns:
                 raise ValueError(f"no variant {name!r} in this result; it has {', '.join(map(str, table.columns))}")
         out = []
         for scorer, group in table.groupby(level="scorer"):
-            diff = (group[candidate] - group[baseline]).dropna().to_numpy()
+            both = (group[candidate] - group[baseline]).to_numpy()
+            diff = both[~np.isnan(both)]
             wins, losses, ties = int((diff > 0).sum()), int((diff < 0).sum()), int((diff == 0).sum())
             p_value = sign_test(wins, losses)
             low, high = net_win_interval(wins, losses, ties, level=1 - alpha)
@@ -626,6 +636,7 @@ class EvalResult:
                     "wins": wins,
                     "losses": losses,
                     "ties": ties,
+                    "unscored": int(both.size - diff.size),
                     "mean_diff": float(np.mean(diff)) if diff.size else float("nan"),
                     "net_win_rate": (wins - losses) / diff.size if diff.size else float("nan"),
                     "net_win_low": low,
@@ -637,7 +648,9 @@ class EvalResult:
         return pd.DataFrame(out).set_index("scorer")
 
     def check(self, thresholds: Mapping[str, float] | None = None) -> list[str]:
-        """Thresholds (scorer -> lowest pass rate) each variant misses; empty when all pass."""
+        """What keeps this eval from passing, empty when nothing does: the thresholds (scorer ->
+        lowest pass rate) each variant misses, and each scorer that could not score some cases
+        (it raised, or answered no number), with the first such case and why."""
         limits = dict(self.suite.thresholds if thresholds is None else thresholds)
         scorers = sorted({scorer for _, scorer in self.summary.index})
         unknown = sorted(set(limits) - set(scorers))
@@ -648,6 +661,13 @@ class EvalResult:
             )
         failures = []
         for (variant, scorer), row in self.summary.iterrows():
+            if row["unscored"]:
+                group = self.cases[(self.cases["variant"] == variant) & (self.cases["scorer"] == scorer)]
+                first = group[group["value"].isna()].iloc[0]
+                failures.append(
+                    f"{variant}: {scorer} could not score {int(row['unscored'])} of {int(row['cases'])} cases "
+                    f"({first['case_id']}: {first['detail']}); fix the scorer or the dataset, and evaluate again"
+                )
             limit = limits.get(scorer)
             if limit is not None and row["pass_rate"] < limit:
                 failures.append(f"{variant}: {scorer} pass rate {row['pass_rate']:.1%} is below {limit:.1%}")
@@ -729,7 +749,8 @@ class EvalResult:
         return folder
 
     def __repr__(self) -> str:
-        return f"<EvalResult {self.suite.name}: {self.cases['case_id'].nunique()} cases>\n{self.summary.round(3)}"
+        summary = self.summary.round(3).to_string()  # every column: a wide summary is not cut to "..."
+        return f"<EvalResult {self.suite.name}: {self.cases['case_id'].nunique()} cases>\n{summary}"
 
     def _repr_html_(self) -> str:
         return f"<b>eval {self.suite.name}</b>" + str(self.summary.round(3).to_html())
