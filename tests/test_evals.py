@@ -7,6 +7,7 @@ import io
 import json
 import math
 import re
+import statistics
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ from matplotlib.figure import Figure
 
 import wfkit as wf
 from wfkit.cli._cli import main
-from wfkit.evals._evals import bootstrap_ci, net_win_interval, sign_test, wilson_interval
+from wfkit.evals._evals import mean_interval, net_win_interval, sign_test, wilson_interval
 from wfkit.evals._scorers import Case
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -619,7 +620,7 @@ def test_evaluate_async_inside_a_running_loop():
     assert 0.75 == result.summary.loc[("default", "exact_match:y"), "mean"]
 
 
-# --- compare, check, plot, bootstrap_ci -----------------------------------------------------
+# --- compare, check, plot, mean_interval ----------------------------------------------------
 
 
 def two_variant_result() -> wf.evals.EvalResult:
@@ -775,7 +776,7 @@ def test_check_lists_the_variants_below_a_threshold():
 
 def test_plot_shows_pass_rates_with_their_intervals():
     """plot(): one Axes, a dot per scorer and variant at its pass rate, error bars spanning the
-    Wilson interval, on a 0-1 axis; metric="mean" uses the mean and its bootstrap interval."""
+    Wilson interval, on a 0-1 axis; metric="mean" uses the mean and its interval."""
     result = two_variant_result()
     ax = result.plot()
     assert isinstance(ax, Axes)
@@ -821,24 +822,74 @@ def test_result_reprs_show_the_summary():
     assert result._repr_html_().startswith("<b>eval doubler</b><table")
 
 
-@pytest.mark.parametrize("constant", [0.0, 0.1, 0.7, 1.0])
-def test_bootstrap_ci_of_a_constant_is_that_constant(constant: float):
-    """Resampling a constant list always gives the constant."""
-    assert pytest.approx((constant, constant)) == bootstrap_ci([constant] * 12)
+@pytest.mark.parametrize("cases", [2, 3, 5, 20])
+@pytest.mark.parametrize("scores", ["beta", "judge"])
+def test_the_mean_interval_of_a_graded_score_covers_the_true_mean_95_times_in_100(cases: int, scores: str):
+    """Over many synthetic evaluations of a graded scorer (a smooth score, or a judge's 0.1 steps
+    that tie often), the summary's 95% interval of the mean holds the true mean in at least 90%
+    of them, with 2 cases as with 20: never a narrow interval that a few cases cannot give."""
+    import numpy as np
+
+    rng = np.random.default_rng(cases)
+    steps = np.round(np.arange(0.0, 1.01, 0.1), 1)
+    judge = np.array([0.0, 0.0, 0.0, 0.02, 0.05, 0.08, 0.15, 0.25, 0.25, 0.15, 0.05])
+    draw = {
+        "beta": lambda size: rng.beta(5, 2, size=size),
+        "judge": lambda size: rng.choice(steps, size=size, p=judge),
+    }[scores]
+    true_mean = {"beta": 5 / 7, "judge": float(steps @ judge)}[scores]
+    datasets = 400
+    values = draw((datasets, cases))
+    frame = pd.DataFrame(
+        {
+            "suite": "synthetic",
+            "variant": [f"v{d:03d}" for d in range(datasets) for _ in range(cases)],
+            "case_id": [f"c{c}" for _ in range(datasets) for c in range(cases)],
+            "scorer": "graded",
+            "value": values.ravel(),
+            "passed": values.ravel() >= 0.5,
+            "detail": "",
+            "run_id": "",
+            "run_status": "succeeded",
+        }
+    )
+    summary = wf.evals.EvalResult(doubler_suite(), frame).summary
+    covered = ((summary["ci_low"] <= true_mean) & (true_mean <= summary["ci_high"])).mean()
+    assert covered >= 0.9
 
 
-def test_bootstrap_ci_brackets_the_mean_and_is_seeded():
-    """The interval holds the mean, narrows with the level, and repeats for a seed; empty gives NaN."""
-    values = [0.0, 1.0] * 10 + [1.0] * 5
-    low, high = bootstrap_ci(values)
-    assert low < sum(values) / len(values) < high
-    narrow = bootstrap_ci(values, level=0.5)
-    assert low <= narrow[0] <= narrow[1] <= high
-    assert (low, high) == bootstrap_ci(values)
-    empty = bootstrap_ci([])
-    assert all(v != v for v in empty)  # NaN
-    one = bootstrap_ci([0.667])  # one case: no interval, not [0.667, 0.667]
-    assert all(v != v for v in one)
+@pytest.mark.parametrize("constant", [0.0, 0.1, 0.5, 0.7, 1.0])
+@pytest.mark.parametrize("cases", [1, 2, 12])
+def test_the_mean_interval_of_scores_all_the_same_is_never_a_point(constant: float, cases: int):
+    """Scores all the same show no spread, yet a few cases cannot make their mean certain: the
+    interval holds the mean with room on each side (but 0 and 1), as wide as Wilson's for a
+    pass/fail score with that mean."""
+    low, high = mean_interval([constant] * cases)
+    assert low <= constant <= high
+    assert low < constant or constant == 0.0
+    assert constant < high or constant == 1.0
+    if constant in (0.0, 1.0):
+        assert wilson_interval(round(constant * cases), cases) == (low, high)
+    if constant == 0.5 and cases == 12:
+        assert pytest.approx(mean_interval([0.0, 1.0] * 6)) == (low, high)
+
+
+def test_the_mean_interval_of_spread_scores_is_students_t():
+    """Spread scores get mean +- t * s / sqrt(n), t the Student quantile of their n - 1 degrees of
+    freedom (12.706 for two cases, 2.093 for twenty, as the tables give), within [0, 1]; a
+    lower level narrows it; no score gives NaN."""
+    two = [0.70, 0.72]
+    low, high = mean_interval(two)
+    half = 12.706 * statistics.stdev(two) / math.sqrt(2)
+    assert pytest.approx((0.71 - half, 0.71 + half), abs=1e-4) == (low, high)
+    twenty = [0.25 * (i % 5) for i in range(20)]
+    low, high = mean_interval(twenty)
+    half = 2.093 * statistics.stdev(twenty) / math.sqrt(20)
+    assert pytest.approx((0.5 - half, 0.5 + half), abs=1e-4) == (low, high)
+    narrow = mean_interval(twenty, level=0.5)
+    assert low < narrow[0] < 0.5 < narrow[1] < high
+    assert (0.0, 1.0) == mean_interval([0.1, 0.9])
+    assert all(math.isnan(v) for v in mean_interval([]))
 
 
 # --- the command line -----------------------------------------------------------------------
@@ -986,9 +1037,9 @@ def test_a_scorer_detail_quoting_a_key_is_redacted_in_the_result_and_its_files(t
     assert key not in pd.read_parquet(folder / "cases.parquet").to_string()
 
 
-def test_the_mean_of_a_pass_fail_score_carries_a_wilson_interval_and_a_graded_one_a_bootstrap():
+def test_the_mean_of_a_pass_fail_score_carries_a_wilson_interval_and_a_graded_one_a_t_interval():
     """A 0/1 scorer's mean is a proportion: at 20 passes in 20 its interval is Wilson's (~[0.84, 1.0]),
-    never [1.0, 1.0]; a graded score keeps the bootstrap interval of its mean."""
+    never [1.0, 1.0]; a graded score gets the Student's t interval of its mean."""
     rows = [{"id": f"c{x}", "x": x, "expected": {"y": 2 * x}} for x in range(20)]
     graded = wf.evals.custom(lambda case, run: (case.inputs["x"] % 4) / 4, name="graded")
     suite = doubler_suite(dataset=rows, scorers=[wf.evals.exact_match("y"), graded])
@@ -999,5 +1050,5 @@ def test_the_mean_of_a_pass_fail_score_carries_a_wilson_interval_and_a_graded_on
     assert (exact["pass_low"], exact["pass_high"]) == (exact["ci_low"], exact["ci_high"])
     values = result.cases.loc[result.cases["scorer"] == "graded", "value"].tolist()
     row = result.summary.loc[("default", "graded")]
-    assert bootstrap_ci(values) == (row["ci_low"], row["ci_high"])
+    assert mean_interval(values) == (row["ci_low"], row["ci_high"])
     assert row["ci_low"] < row["mean"] < row["ci_high"]

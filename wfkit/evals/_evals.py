@@ -4,8 +4,8 @@ A :class:`Suite` names a dataset (JSONL or parquet: inputs and expectations), a 
 factory taking a variant's parameters), scorers, variants and thresholds. :func:`evaluate` runs
 every case of every variant with bounded concurrency (steps are logged as usual), scores them,
 and returns an :class:`EvalResult`: a DataFrame of case x scorer results, a summary per variant
-(mean with a bootstrap interval, or a Wilson interval when scores are 0/1; pass rate with a Wilson
-interval), stored as parquet next to the step logs, and a comparison of two variants (wins,
+(mean with a Student's t interval, or a Wilson interval when scores are 0/1 or all the same; pass
+rate with a Wilson interval), stored as parquet next to the step logs, and a comparison of two variants (wins,
 losses, ties, an exact sign test, the net win rate's interval).
 
 Eval runs go to a workspace of their own, ``WORKSPACE/evals/runs`` (its own SQLite store and step
@@ -466,20 +466,54 @@ def _progress(total: int, name: str) -> Any:
     return tqdm(total=total, desc=f"eval {name}", unit="case", leave=False)
 
 
-def bootstrap_ci(
-    values: Sequence[float], *, level: float = 0.95, resamples: int = 2000, seed: int = 0
-) -> tuple[float, float]:
-    """Percentile bootstrap interval of the mean. Fewer than two values: (nan, nan), since one
-    value says nothing of the spread (resampling it would answer a zero-width interval)."""
+def mean_interval(values: Sequence[float], *, level: float = 0.95) -> tuple[float, float]:
+    """Interval of the mean of scores in [0, 1]: Student's t, within [0, 1], whose width follows
+    the number of cases (two cases: 12.7 standard errors each side; a percentile bootstrap of two
+    cases spans just the two values, and holds the true mean about half the time). Scores that are
+    all 0 or 1, or all the same, show no spread to measure (t would answer a zero-width interval:
+    20 passes in 20, or 12 judge scores of 0.8, as certain), so they get Wilson's interval of a
+    pass rate with that mean, a pass/fail score being the most spread a [0, 1] score with that
+    mean can have (20 of 20: about [0.84, 1.0]; one case of 0.7: about [0.10, 0.98]). No value:
+    (nan, nan)."""
+    import math
+
     import numpy as np
 
     data = np.asarray(values, dtype=float)
-    if data.size < 2:
+    if data.size == 0:
         return (float("nan"), float("nan"))
-    rng = np.random.default_rng(seed)
-    means = rng.choice(data, size=(resamples, data.size), replace=True).mean(axis=1)
-    tail = (1 - level) / 2
-    return float(np.quantile(means, tail)), float(np.quantile(means, 1 - tail))
+    mean = float(data.mean())
+    if np.isin(data, [0.0, 1.0]).all() or float(data.max()) == float(data.min()):
+        return _wilson(mean, data.size, level)
+    half = _t_quantile(level, data.size - 1) * float(data.std(ddof=1)) / math.sqrt(data.size)
+    return (max(0.0, mean - half), min(1.0, mean + half))
+
+
+def _t_quantile(level: float, df: int) -> float:
+    """The t such that P(|T| <= t) = ``level`` for Student's T with ``df`` degrees of freedom
+    (12.71 for 0.95 at df 1, 2.09 at df 19), from the exact finite series of its distribution for
+    whole ``df`` (Abramowitz and Stegun 26.7.3-4), solved by bisection: no scipy needed."""
+    import math
+
+    import numpy as np
+
+    def within(t: float) -> float:  # P(|T| <= t)
+        theta = math.atan(t / math.sqrt(df))
+        sin, cos2 = math.sin(theta), math.cos(theta) ** 2
+        if df % 2:  # odd: 2/pi (theta + sin cos (1 + 2/3 cos^2 + 2*4/(3*5) cos^4 + ...))
+            k = np.arange(3, df - 1, 2)
+            series = math.sqrt(cos2) * (1 + float(np.cumprod(cos2 * (k - 1) / k).sum())) if df > 1 else 0.0
+            return 2 / math.pi * (theta + sin * series)
+        k = np.arange(2, df - 1, 2)  # even: sin (1 + 1/2 cos^2 + 1*3/(2*4) cos^4 + ...)
+        return sin * (1 + float(np.cumprod(cos2 * (k - 1) / k).sum()))
+
+    low, high = 0.0, 2.0
+    while within(high) < level:
+        high *= 2
+    for _ in range(60):
+        mid = (low + high) / 2
+        low, high = (mid, high) if within(mid) < level else (low, mid)
+    return (low + high) / 2
 
 
 def sign_test(wins: int, losses: int) -> float:
@@ -544,14 +578,17 @@ def net_win_interval(wins: int, losses: int, ties: int = 0, *, level: float = 0.
 def wilson_interval(passed: int, total: int, *, level: float = 0.95) -> tuple[float, float]:
     """Wilson score interval of a pass rate: honest at 20/20 (about [0.84, 1.0]), where a
     bootstrap of the cases would say [1.0, 1.0]."""
-    from statistics import NormalDist
-
     if total == 0:
         return (float("nan"), float("nan"))
     if not 0 <= passed <= total:
         raise ValueError(f"passed must be within 0..total, got {passed} of {total}")
+    return _wilson(passed / total, total, level)
+
+
+def _wilson(rate: float, total: int, level: float) -> tuple[float, float]:
+    from statistics import NormalDist
+
     z = NormalDist().inv_cdf(1 - (1 - level) / 2)
-    rate = passed / total
     centre = (rate + z * z / (2 * total)) / (1 + z * z / total)
     half = z / (1 + z * z / total) * ((rate * (1 - rate) / total + z * z / (4 * total * total)) ** 0.5)
     return (max(0.0, centre - half), min(1.0, centre + half))
@@ -578,12 +615,7 @@ class EvalResult:
         for (variant, scorer), group in self.cases.groupby(["variant", "scorer"], sort=True):
             # A scorer error leaves its case unscored (NaN): counted, and left out of the figures.
             values = group["value"].astype(float).dropna()
-            if len(values) and values.isin([0.0, 1.0]).all():
-                # A 0/1 score's mean is a proportion, and a bootstrap of 20 passes in 20 says
-                # [1.0, 1.0]: a certainty 20 cases cannot give. Wilson's interval does not claim it.
-                low, high = wilson_interval(int(values.sum()), len(values))
-            else:
-                low, high = bootstrap_ci(values.tolist())
+            low, high = mean_interval(values.tolist())
             passed = int(group["passed"].sum())
             pass_low, pass_high = wilson_interval(passed, len(values))
             out.append(
@@ -683,7 +715,7 @@ class EvalResult:
 
     def plot(self, *, metric: str = "pass_rate", ax: Axes | None = None) -> Axes:
         """Per scorer and variant, the pass rate with its Wilson interval (``metric="mean"``: the
-        mean score with its interval: Wilson for 0/1 scores, else bootstrap), as dots with error
+        mean score with its interval: :func:`mean_interval`), as dots with error
         bars on one 0-1 axis."""
         if metric not in ("pass_rate", "mean"):
             raise ValueError(f"metric must be 'pass_rate' or 'mean', got {metric!r}")
