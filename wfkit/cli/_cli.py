@@ -339,7 +339,7 @@ def _eval(args: argparse.Namespace) -> int:
         variants = list(result.cases["variant"].unique())
         if len(variants) >= 2:
             test = (
-                "net_win_rate: (wins - losses) / cases, with its exact 95% interval; "
+                "net_win_rate: (wins - losses) / cases, with its 95% interval for paired cases; "
                 "p_value: exact sign test of wins against losses; significant below 0.05"
             )
             _print(f"\n{variants[1]} vs {variants[0]} ({test}):")
@@ -347,7 +347,7 @@ def _eval(args: argparse.Namespace) -> int:
         _print(f"\nsaved to {result.saved_to}")
     failures = result.check()
     for failure in failures:
-        _print(f"threshold: {failure}", file=sys.stderr)
+        _print(f"check: {failure}", file=sys.stderr)
     return 1 if failures else 0
 
 

@@ -4,9 +4,9 @@ A :class:`Suite` names a dataset (JSONL or parquet: inputs and expectations), a 
 factory taking a variant's parameters), scorers, variants and thresholds. :func:`evaluate` runs
 every case of every variant with bounded concurrency (steps are logged as usual), scores them,
 and returns an :class:`EvalResult`: a DataFrame of case x scorer results, a summary per variant
-(mean with a bootstrap interval, or a Wilson interval when scores are 0/1; pass rate with a Wilson
-interval), stored as parquet next to the step logs, and a comparison of two variants (wins,
-losses, ties, an exact sign test).
+(mean with a Student's t interval, or a Wilson interval when scores are 0/1 or all the same; pass
+rate with a Wilson interval), stored as parquet next to the step logs, and a comparison of two variants (wins,
+losses, ties, an exact sign test, the net win rate's interval).
 
 Eval runs go to a workspace of their own, ``WORKSPACE/evals/runs`` (its own SQLite store and step
 log), so the analysis and the report of interactive runs never count a hundred eval cases as
@@ -261,7 +261,8 @@ async def _score_cases(
                     score = await apply(scorer, case, run)
                     value, passed, detail = score.value, score.passed, score.detail
                 except Exception as exc:  # a broken scorer marks its row, never the whole eval
-                    value, passed, detail = 0.0, False, f"scorer error: {type(exc).__name__}: {exc}"
+                    # NaN, not 0: the scorer judged nothing, and a 0 would count as the workflow's failure.
+                    value, passed, detail = float("nan"), False, f"scorer error: {type(exc).__name__}: {exc}"
                 rows.append(
                     {
                         "suite": suite.name,
@@ -465,20 +466,54 @@ def _progress(total: int, name: str) -> Any:
     return tqdm(total=total, desc=f"eval {name}", unit="case", leave=False)
 
 
-def bootstrap_ci(
-    values: Sequence[float], *, level: float = 0.95, resamples: int = 2000, seed: int = 0
-) -> tuple[float, float]:
-    """Percentile bootstrap interval of the mean. Fewer than two values: (nan, nan), since one
-    value says nothing of the spread (resampling it would answer a zero-width interval)."""
+def mean_interval(values: Sequence[float], *, level: float = 0.95) -> tuple[float, float]:
+    """Interval of the mean of scores in [0, 1]: Student's t, within [0, 1], whose width follows
+    the number of cases (two cases: 12.7 standard errors each side; a percentile bootstrap of two
+    cases spans just the two values, and holds the true mean about half the time). Scores that are
+    all 0 or 1, or all the same, show no spread to measure (t would answer a zero-width interval:
+    20 passes in 20, or 12 judge scores of 0.8, as certain), so they get Wilson's interval of a
+    pass rate with that mean, a pass/fail score being the most spread a [0, 1] score with that
+    mean can have (20 of 20: about [0.84, 1.0]; one case of 0.7: about [0.10, 0.98]). No value:
+    (nan, nan)."""
+    import math
+
     import numpy as np
 
     data = np.asarray(values, dtype=float)
-    if data.size < 2:
+    if data.size == 0:
         return (float("nan"), float("nan"))
-    rng = np.random.default_rng(seed)
-    means = rng.choice(data, size=(resamples, data.size), replace=True).mean(axis=1)
-    tail = (1 - level) / 2
-    return float(np.quantile(means, tail)), float(np.quantile(means, 1 - tail))
+    mean = float(data.mean())
+    if np.isin(data, [0.0, 1.0]).all() or float(data.max()) == float(data.min()):
+        return _wilson(mean, data.size, level)
+    half = _t_quantile(level, data.size - 1) * float(data.std(ddof=1)) / math.sqrt(data.size)
+    return (max(0.0, mean - half), min(1.0, mean + half))
+
+
+def _t_quantile(level: float, df: int) -> float:
+    """The t such that P(|T| <= t) = ``level`` for Student's T with ``df`` degrees of freedom
+    (12.71 for 0.95 at df 1, 2.09 at df 19), from the exact finite series of its distribution for
+    whole ``df`` (Abramowitz and Stegun 26.7.3-4), solved by bisection: no scipy needed."""
+    import math
+
+    import numpy as np
+
+    def within(t: float) -> float:  # P(|T| <= t)
+        theta = math.atan(t / math.sqrt(df))
+        sin, cos2 = math.sin(theta), math.cos(theta) ** 2
+        if df % 2:  # odd: 2/pi (theta + sin cos (1 + 2/3 cos^2 + 2*4/(3*5) cos^4 + ...))
+            k = np.arange(3, df - 1, 2)
+            series = math.sqrt(cos2) * (1 + float(np.cumprod(cos2 * (k - 1) / k).sum())) if df > 1 else 0.0
+            return 2 / math.pi * (theta + sin * series)
+        k = np.arange(2, df - 1, 2)  # even: sin (1 + 1/2 cos^2 + 1*3/(2*4) cos^4 + ...)
+        return sin * (1 + float(np.cumprod(cos2 * (k - 1) / k).sum()))
+
+    low, high = 0.0, 2.0
+    while within(high) < level:
+        high *= 2
+    for _ in range(60):
+        mid = (low + high) / 2
+        low, high = (mid, high) if within(mid) < level else (low, mid)
+    return (low + high) / 2
 
 
 def sign_test(wins: int, losses: int) -> float:
@@ -495,67 +530,76 @@ def sign_test(wins: int, losses: int) -> float:
     return min(1.0, 2 * tail / (1 << pairs))
 
 
-def sign_interval(wins: int, losses: int, ties: int = 0, *, level: float = 0.95) -> tuple[float, float]:
-    """Interval of the net win rate ``(wins - losses) / (wins + losses + ties)`` that agrees with
-    :func:`sign_test`: the exact (Clopper-Pearson) interval of the chance that a case which differs
-    is a win, given how many differ, scaled to all the cases. It excludes 0 exactly when the sign
-    test's p-value is below ``1 - level``. For 0/1 scores the net win rate is the mean difference.
-    No case differing: (nan, nan)."""
+def net_win_interval(wins: int, losses: int, ties: int = 0, *, level: float = 0.95) -> tuple[float, float]:
+    """Interval of the net win rate ``(wins - losses) / (wins + losses + ties)``: Tango's score
+    interval for paired cases (Statistics in Medicine 17, 1998), which holds the true net win rate
+    about ``level`` of the time whichever side wins. When :func:`sign_test` finds no difference at
+    ``1 - level`` the interval is stretched to reach 0, so it excludes 0 exactly when that test
+    does. For 0/1 scores the net win rate is the mean difference. All cases tied still give an
+    interval around 0 (20 ties: about +-0.16); no case at all: (nan, nan)."""
     import math
+    from statistics import NormalDist
 
-    import numpy as np
-
-    differ = wins + losses
     if wins < 0 or losses < 0 or ties < 0:
         raise ValueError(f"wins, losses and ties are counts, got {wins}, {losses} and {ties}")
-    if differ == 0:
+    cases = wins + losses + ties
+    if cases == 0:
         return (float("nan"), float("nan"))
-    tail = (1 - level) / 2
-    i = np.arange(differ)
-    log_choose = np.concatenate([[0.0], np.cumsum(np.log(differ - i) - np.log(i + 1))])
-    ks = np.arange(differ + 1)
+    z = NormalDist().inv_cdf(1 - (1 - level) / 2)
 
-    def at_most(k: int, p: float) -> float:  # P(X <= k) for X ~ Binomial(differ, p), 0 < p < 1
-        terms = log_choose[: k + 1] + ks[: k + 1] * math.log(p) + (differ - ks[: k + 1]) * math.log1p(-p)
-        top = float(terms.max())
-        return math.exp(top) * float(np.exp(terms - top).sum())
+    def score(delta: float) -> float:
+        """Tango's statistic for a true net win rate ``delta``; it falls as ``delta`` grows."""
+        # The chance of a loss that fits the counts best when the net win rate is delta.
+        w = -wins - losses + (2 * cases - wins + losses) * delta
+        loss = (math.sqrt(max(0.0, w * w + 8 * cases * losses * delta * (1 - delta))) - w) / (4 * cases)
+        spread = cases * (2 * loss + delta * (1 - delta))
+        excess = wins - losses - cases * delta
+        if spread <= 0:  # at delta = -1 or 1: any excess is infinitely unlikely
+            return 0.0 if excess == 0 else float("inf") if excess > 0 else float("-inf")
+        return excess / math.sqrt(spread)
 
-    def solve(below: bool) -> float:  # bisection on a monotone tail in p
-        lo, hi = 0.0, 1.0
+    def solve(target: float, lo: float, hi: float) -> float:  # bisection where score crosses target
         for _ in range(60):
             mid = (lo + hi) / 2
-            # lower bound: P(X >= wins | mid) = tail; upper bound: P(X <= wins | mid) = tail
-            value = 1 - at_most(wins - 1, mid) if below else at_most(wins, mid)
-            if (value < tail) == below:
+            if score(mid) > target:
                 lo = mid
             else:
                 hi = mid
         return (lo + hi) / 2
 
-    low = 0.0 if wins == 0 else solve(True)
-    high = 1.0 if wins == differ else solve(False)
-    share = differ / (differ + ties)
-    return (share * (2 * low - 1), share * (2 * high - 1))
+    rate = (wins - losses) / cases
+    low = -1.0 if score(-1.0) <= z else solve(z, -1.0, rate)
+    high = 1.0 if score(1.0) >= -z else solve(-z, rate, 1.0)
+    if sign_test(wins, losses) >= 1 - level:
+        low, high = min(low, 0.0), max(high, 0.0)
+    return (low, high)
 
 
 def wilson_interval(passed: int, total: int, *, level: float = 0.95) -> tuple[float, float]:
     """Wilson score interval of a pass rate: honest at 20/20 (about [0.84, 1.0]), where a
     bootstrap of the cases would say [1.0, 1.0]."""
-    from statistics import NormalDist
-
     if total == 0:
         return (float("nan"), float("nan"))
     if not 0 <= passed <= total:
         raise ValueError(f"passed must be within 0..total, got {passed} of {total}")
+    return _wilson(passed / total, total, level)
+
+
+def _wilson(rate: float, total: int, level: float) -> tuple[float, float]:
+    from statistics import NormalDist
+
     z = NormalDist().inv_cdf(1 - (1 - level) / 2)
-    rate = passed / total
     centre = (rate + z * z / (2 * total)) / (1 + z * z / total)
     half = z / (1 + z * z / total) * ((rate * (1 - rate) / total + z * z / (4 * total * total)) ** 0.5)
     return (max(0.0, centre - half), min(1.0, centre + half))
 
 
 class EvalResult:
-    """Scores of one evaluation: ``cases`` (one row per variant x case x scorer) and ``summary``."""
+    """Scores of one evaluation: ``cases`` (one row per variant x case x scorer) and ``summary``.
+
+    A case a scorer could not score (it raised, or answered no number in [0, 1]) has the value
+    NaN and a detail saying why; ``summary`` counts it as ``unscored``, its mean and pass rate are
+    those of the cases scored, and :meth:`check` reports it."""
 
     def __init__(self, suite: Suite, cases: pd.DataFrame, *, runs_workspace: Path | None = None) -> None:
         self.suite = suite
@@ -569,24 +613,21 @@ class EvalResult:
 
         out = []
         for (variant, scorer), group in self.cases.groupby(["variant", "scorer"], sort=True):
-            values = group["value"].astype(float)
-            if len(values) and values.isin([0.0, 1.0]).all():
-                # A 0/1 score's mean is a proportion, and a bootstrap of 20 passes in 20 says
-                # [1.0, 1.0]: a certainty 20 cases cannot give. Wilson's interval does not claim it.
-                low, high = wilson_interval(int(values.sum()), len(values))
-            else:
-                low, high = bootstrap_ci(values.tolist())
+            # A scorer error leaves its case unscored (NaN): counted, and left out of the figures.
+            values = group["value"].astype(float).dropna()
+            low, high = mean_interval(values.tolist())
             passed = int(group["passed"].sum())
-            pass_low, pass_high = wilson_interval(passed, len(group))
+            pass_low, pass_high = wilson_interval(passed, len(values))
             out.append(
                 {
                     "variant": variant,
                     "scorer": scorer,
                     "cases": len(group),
-                    "mean": group["value"].mean(),
+                    "unscored": len(group) - len(values),
+                    "mean": values.mean() if len(values) else float("nan"),
                     "ci_low": low,
                     "ci_high": high,
-                    "pass_rate": passed / len(group),
+                    "pass_rate": passed / len(values) if len(values) else float("nan"),
                     "pass_low": pass_low,
                     "pass_high": pass_high,
                 }
@@ -601,29 +642,33 @@ class EvalResult:
         0/1 scores this is McNemar's exact test); ``significant`` is ``p_value < alpha``. Four wins
         and no loss give p = 0.125 at any dataset size: six are the fewest that beat noise.
         ``net_win_rate`` is ``(wins - losses) / cases`` (for 0/1 scores, the mean difference);
-        ``net_win_low`` and ``net_win_high`` its exact interval at level ``1 - alpha``, which
-        excludes 0 exactly when ``significant`` (:func:`sign_interval`)."""
+        ``net_win_low`` and ``net_win_high`` its interval at level ``1 - alpha`` for paired cases, which
+        excludes 0 exactly when ``significant`` (:func:`net_win_interval`). ``unscored`` counts the
+        cases left out of all of these: a scorer error on either side, or a case one variant lacks."""
         import numpy as np
         import pandas as pd
 
         if not 0 < alpha < 1:
             raise ValueError(f"alpha is a significance level between 0 and 1 (e.g. 0.05), got {alpha!r}")
-        table = self.cases.pivot_table(index=["scorer", "case_id"], columns="variant", values="value")
+        # pivot, not pivot_table: that drops a case without a value, this keeps it as NaN, counted below.
+        table = self.cases.pivot(index=["scorer", "case_id"], columns="variant", values="value")
         for name in (baseline, candidate):
             if name not in table.columns:
                 raise ValueError(f"no variant {name!r} in this result; it has {', '.join(map(str, table.columns))}")
         out = []
         for scorer, group in table.groupby(level="scorer"):
-            diff = (group[candidate] - group[baseline]).dropna().to_numpy()
+            both = (group[candidate] - group[baseline]).to_numpy()
+            diff = both[~np.isnan(both)]
             wins, losses, ties = int((diff > 0).sum()), int((diff < 0).sum()), int((diff == 0).sum())
             p_value = sign_test(wins, losses)
-            low, high = sign_interval(wins, losses, ties, level=1 - alpha)
+            low, high = net_win_interval(wins, losses, ties, level=1 - alpha)
             out.append(
                 {
                     "scorer": scorer,
                     "wins": wins,
                     "losses": losses,
                     "ties": ties,
+                    "unscored": int(both.size - diff.size),
                     "mean_diff": float(np.mean(diff)) if diff.size else float("nan"),
                     "net_win_rate": (wins - losses) / diff.size if diff.size else float("nan"),
                     "net_win_low": low,
@@ -635,7 +680,9 @@ class EvalResult:
         return pd.DataFrame(out).set_index("scorer")
 
     def check(self, thresholds: Mapping[str, float] | None = None) -> list[str]:
-        """Thresholds (scorer -> lowest pass rate) each variant misses; empty when all pass."""
+        """What keeps this eval from passing, empty when nothing does: the thresholds (scorer ->
+        lowest pass rate) each variant misses, and each scorer that could not score some cases
+        (it raised, or answered no number), with the first such case and why."""
         limits = dict(self.suite.thresholds if thresholds is None else thresholds)
         scorers = sorted({scorer for _, scorer in self.summary.index})
         unknown = sorted(set(limits) - set(scorers))
@@ -646,6 +693,13 @@ class EvalResult:
             )
         failures = []
         for (variant, scorer), row in self.summary.iterrows():
+            if row["unscored"]:
+                group = self.cases[(self.cases["variant"] == variant) & (self.cases["scorer"] == scorer)]
+                first = group[group["value"].isna()].iloc[0]
+                failures.append(
+                    f"{variant}: {scorer} could not score {int(row['unscored'])} of {int(row['cases'])} cases "
+                    f"({first['case_id']}: {first['detail']}); fix the scorer or the dataset, and evaluate again"
+                )
             limit = limits.get(scorer)
             if limit is not None and row["pass_rate"] < limit:
                 failures.append(f"{variant}: {scorer} pass rate {row['pass_rate']:.1%} is below {limit:.1%}")
@@ -661,7 +715,7 @@ class EvalResult:
 
     def plot(self, *, metric: str = "pass_rate", ax: Axes | None = None) -> Axes:
         """Per scorer and variant, the pass rate with its Wilson interval (``metric="mean"``: the
-        mean score with its interval: Wilson for 0/1 scores, else bootstrap), as dots with error
+        mean score with its interval: :func:`mean_interval`), as dots with error
         bars on one 0-1 axis."""
         if metric not in ("pass_rate", "mean"):
             raise ValueError(f"metric must be 'pass_rate' or 'mean', got {metric!r}")
@@ -727,7 +781,8 @@ class EvalResult:
         return folder
 
     def __repr__(self) -> str:
-        return f"<EvalResult {self.suite.name}: {self.cases['case_id'].nunique()} cases>\n{self.summary.round(3)}"
+        summary = self.summary.round(3).to_string()  # every column: a wide summary is not cut to "..."
+        return f"<EvalResult {self.suite.name}: {self.cases['case_id'].nunique()} cases>\n{summary}"
 
     def _repr_html_(self) -> str:
         return f"<b>eval {self.suite.name}</b>" + str(self.summary.round(3).to_html())
