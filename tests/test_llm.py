@@ -375,7 +375,8 @@ def test_stream_error_status_raises_on_entry(server: LLMServer) -> None:
 
 
 def test_stream_of_plain_json_is_a_clear_error(server: LLMServer) -> None:
-    """A server that ignores "stream" and answers one JSON body yields no events: a permanent error."""
+    """A server that ignores "stream" and answers one JSON body is a permanent error naming the
+    endpoint and the content type it sent instead of an event stream."""
     server.script("not_completion")
 
     async def main() -> None:
@@ -383,16 +384,70 @@ def test_stream_of_plain_json_is_a_clear_error(server: LLMServer) -> None:
             async for _ in stream:
                 pass
 
-    with pytest.raises(LLMResponseError, match="without a single chat-completions event"):
+    with pytest.raises(LLMResponseError) as info:
         asyncio.run(main())
+    message = str(info.value)
+    assert f"{server.url}/chat/completions answered a streamed request with content-type 'application/json'" in message
+    assert "not text/event-stream" in message
+    assert """it starts '{"result": "hello"}'. For an endpoint that does not stream, call client.complete""" in message
+    assert wf.ErrorKind.PERMANENT == wf.classify_error(info.value)
+
+
+def streamed(server: LLMServer, prompt: str = "one two three four") -> tuple[list[str], Reply | None]:
+    """The chunks of one streamed reply, as they came, and the reply they made."""
+
+    async def main() -> tuple[list[str], Reply | None]:
+        async with client_for(server) as client, client.stream(prompt) as stream:
+            return [text async for text in stream], stream.reply
+
+    return asyncio.run(main())
 
 
 def stream_text(server: LLMServer) -> str:
-    async def main() -> str:
-        async with client_for(server) as client, client.stream("one two three four") as stream:
-            return "".join([text async for text in stream])
+    return "".join(streamed(server)[0])
 
-    return asyncio.run(main())
+
+@pytest.mark.parametrize("newline", ["\r\n", "\r", "\n"])
+def test_a_stream_framed_any_way_the_sse_spec_allows_reads_as_the_plain_one(server: LLMServer, newline: str) -> None:
+    """Each chunk's JSON over several data: lines (joined with newlines), CRLF or CR line ends, a
+    comment, event:, id: and retry: fields: the same chunks and reply as the plain stream. The
+    hand-written reader took each data: line for a whole chunk and failed on the first."""
+    server.script(("spec_stream", newline), "ok")
+    framed, plain = streamed(server), streamed(server)
+    assert ["reply ", "to: ", "one ", "two ", "three ", "four "] == framed[0]
+    assert plain[0] == framed[0]
+    assert framed[1] is not None
+    assert plain[1] is not None
+    assert (plain[1].text, plain[1].tokens_in, plain[1].tokens_out) == (
+        framed[1].text,
+        framed[1].tokens_in,
+        framed[1].tokens_out,
+    )
+    assert ("stop", "test-model") == (framed[1].finish_reason, framed[1].model)
+
+
+@pytest.mark.parametrize(("event", "wrapped"), [(None, True), ("error", True), ("error", False)])
+def test_an_error_event_mid_stream_is_an_error_with_its_message(
+    server: LLMServer, event: str | None, wrapped: bool
+) -> None:
+    """OpenAI's mid-stream error object (``{"error": {...}}`` with or without `event: error`, or bare
+    under `event: error`; its JSON over several data: lines) ends the stream with an error quoting
+    its message, after the chunks before it."""
+    server.script(("error_event", (event, wrapped)))
+    chunks: list[str] = []
+
+    async def main() -> None:
+        async with client_for(server) as client, client.stream("one two three") as stream:
+            async for text in stream:
+                chunks.append(text)
+
+    with pytest.raises(LLMResponseError) as info:
+        asyncio.run(main())
+    assert ["reply ", "to: "] == chunks
+    assert (
+        f"{server.url}/chat/completions reported an error mid-stream: "
+        "The server had an error while processing your request. (server_error)"
+    ) == str(info.value)
 
 
 @pytest.mark.parametrize("behaviour", ["cut_stream", "broken_stream"])

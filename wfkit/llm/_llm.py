@@ -24,11 +24,13 @@ import json
 import os
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import aclosing
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, TypeAlias
 
 import httpx
+from httpx_sse import EventSource, SSEError
 
 from wfkit.llm._perloop import PerLoop
 from wfkit.llm._pricing import PriceLike, Prices, as_prices
@@ -619,42 +621,46 @@ class ChatStream:
         calls: dict[int, dict[str, Any]] = {}  # by index: a call's id and name come first, its arguments in pieces
         done = False
         try:
-            async for line in self._response.aiter_lines():
-                if not line.startswith("data:"):
-                    continue  # blank separators, comments, event names
-                data = line[5:].strip()
-                if data == "[DONE]":
-                    done = True
-                    break
-                try:
-                    chunk = json.loads(data)
-                    error = chunk.get("error")
-                    choices = chunk.get("choices") or [{}]
-                    delta = choices[0].get("delta", {}).get("content")
-                    for piece in choices[0].get("delta", {}).get("tool_calls") or ():
-                        _add_piece(calls, piece)
-                except (ValueError, TypeError, AttributeError, LookupError):
-                    raise LLMResponseError(
-                        f"{where} sent a stream chunk that is not chat-completions JSON: {client._redact(data[:120])!r}"
-                    ) from None
-                if error:
-                    raise LLMResponseError(f"{where} reported an error mid-stream: {client._redact(str(error))}")
-                chunks.append(chunk)
-                if chunk.get("usage"):
-                    usage_from = chunk
-                if choices[0].get("finish_reason"):
-                    finish = choices[0]
-                if delta:
-                    parts.append(delta)
-                    if self._ctx is not None:
-                        self._ctx.chunk(delta)  # live views and run.stream(chunks=True) see it arrive
-                    yield delta
+            async with aclosing(EventSource(self._response).aiter_sse()) as events:
+                async for event in events:
+                    if event.data == "[DONE]":
+                        done = True
+                        break
+                    if not event.data:
+                        continue  # an event with no data: a keep-alive, or an id: or retry: alone
+                    try:
+                        chunk = json.loads(event.data)
+                        # OpenAI's error object; under `event: error`, the whole object is the error
+                        error = chunk.get("error") or (chunk if event.event == "error" else None)
+                        choices = chunk.get("choices") or [{}]
+                        delta = choices[0].get("delta", {}).get("content")
+                        for piece in choices[0].get("delta", {}).get("tool_calls") or ():
+                            _add_piece(calls, piece)
+                    except (ValueError, TypeError, AttributeError, LookupError):
+                        excerpt = client._redact(event.data[:120])
+                        raise LLMResponseError(
+                            f"{where} sent a stream chunk that is not chat-completions JSON: {excerpt!r}"
+                        ) from None
+                    if error:
+                        raise self._reported(where, error)
+                    chunks.append(chunk)
+                    if chunk.get("usage"):
+                        usage_from = chunk
+                    if choices[0].get("finish_reason"):
+                        finish = choices[0]
+                    if delta:
+                        parts.append(delta)
+                        if self._ctx is not None:
+                            self._ctx.chunk(delta)  # live views and run.stream(chunks=True) see it arrive
+                        yield delta
+        except SSEError:  # raised before the first event: the body is not an event stream
+            raise await self._not_a_stream(self._response, where) from None
         except _UNREACHABLE as exc:
             if chunks and not isinstance(exc, httpx.TimeoutException):  # it was reached: it answered, then stopped
                 raise self._cut_off(where, len(chunks), f"{type(exc).__name__}: {client._redact(str(exc))}") from exc
             raise client._transport_error(exc, model) from exc
         if not chunks and not done:
-            raise LLMResponseError(f"{where} ended the stream without a single chat-completions event (data: ...)")
+            raise LLMResponseError(f"{where} ended the event stream without a single chat-completions event")
         if not done and not finish:
             # A body read to the connection's close cannot tell HTTP it was cut; the stream can:
             # a complete one ends with a finish_reason and "data: [DONE]", and this had neither.
@@ -663,6 +669,28 @@ class ChatStream:
         tool_calls = _tool_calls_of([calls[i] for i in sorted(calls)] if calls else None, where)
         text, model = "".join(parts), _model_of(chunks, model)
         self.reply = client._make_reply(usage_from, text, model, latency, finish, chunks, tool_calls)
+
+    def _reported(self, where: str, error: Any) -> LLMResponseError:
+        """An error event mid-stream (OpenAI's ``{"error": {"message", "type", ...}}``): its message
+        and type are what the user needs."""
+        detail = (error.get("message") or error) if isinstance(error, dict) else error
+        kind = f" ({error['type']})" if isinstance(error, dict) and error.get("type") else ""
+        detail = self._client._redact(" ".join(str(detail).split())[:300])
+        return LLMResponseError(f"{where} reported an error mid-stream: {detail}{kind}")
+
+    async def _not_a_stream(self, response: httpx.Response, where: str) -> LLMResponseError:
+        """A 2xx to a streamed request whose body is not server-sent events: what came instead."""
+        content_type = response.headers.get("content-type") or "(none)"
+        try:
+            body = (await response.aread()).decode("utf-8", errors="replace")
+            start = f"; it starts {self._client._redact(body[:120])!r}"
+        except httpx.HTTPError:  # the body did not come whole: the content type says enough
+            start = ""
+        return LLMResponseError(
+            f"{where} answered a streamed request with content-type {content_type!r}, not text/event-stream, "
+            f'so its body is no event stream (an endpoint that ignores "stream": true, or a proxy between)'
+            f"{start}. For an endpoint that does not stream, call client.complete(...)"
+        )
 
     def _cut_off(self, where: str, events: int, why: str) -> LLMConnectionError:
         """The stream broke off before its end (transient: the retry asks again from the start)."""
