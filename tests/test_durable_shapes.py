@@ -8,7 +8,7 @@ the final state is an uninterrupted run's; no step completed before the kill ran
 fsynced side file of ``shapeflows.py`` says what ran); the irreversible step had its side effect
 at most once, and when the kill cut it off the resume waited for reconciliation instead of
 running it again; the step log (parquet) holds the uninterrupted run's rows plus one crashed
-attempt (kind ``unknown``) of the killed step.
+attempt (kind ``unknown``) of the killed step (and of the sub-workflow step running its child).
 """
 
 from __future__ import annotations
@@ -52,10 +52,15 @@ KILLS = [
 ]
 
 
-def _env(logs: Path, kill: str | None = None) -> dict[str, str]:
+# SQLite's sync per shape: the default (full), where every checkpoint goes through the writer
+# thread, and normal, where a write made while the loop is idle commits on the loop at once.
+SYNCHRONOUS = {"fanout": "full", "cond": "normal", "mapped": "full", "sub": "normal", "loop": "full"}
+
+
+def _env(shape: str, logs: Path, kill: str | None = None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k != "SHAPES_KILL"}
     env.update(SHAPES_LOG=str(logs), PYTHONPATH=os.pathsep.join([str(HERE.parent), str(HERE)]))
-    env["WFKIT_SYNCHRONOUS"] = os.environ.get("SHAPES_SYNC", "full")  # the default a user gets
+    env["WFKIT_SYNCHRONOUS"] = SYNCHRONOUS[shape]
     if kill is not None:
         env["SHAPES_KILL"] = kill
     return env
@@ -157,7 +162,7 @@ def uninterrupted(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], O
             root = tmp_path_factory.mktemp(f"uninterrupted-{shape}")
             finished = subprocess.run(
                 [sys.executable, str(HERE / "shapeflows.py"), shape, str(root / "ws")],
-                env=_env(root),
+                env=_env(shape, root),
                 capture_output=True,
                 text=True,
                 timeout=120,
@@ -193,7 +198,7 @@ def test_a_run_killed_inside_a_step_resumes_to_the_uninterrupted_outcome(
     with err.open("w") as stderr:
         first = subprocess.Popen(
             [sys.executable, str(HERE / "shapeflows.py"), shape, str(workspace)],
-            env=_env(logs, kill),
+            env=_env(shape, logs, kill),
             stdout=subprocess.DEVNULL,
             stderr=stderr,
             text=True,
@@ -213,7 +218,7 @@ def test_a_run_killed_inside_a_step_resumes_to_the_uninterrupted_outcome(
     assert "interrupted" == wf.Workspace(workspace).run_info(RUN_ID)["status"]  # its process is gone
 
     resume = ["resume", RUN_ID, "--workflow", f"shapeflows:{shape}", "--workspace", str(workspace)]
-    resumed = _wfkit(*resume, env=_env(logs))
+    resumed = _wfkit(*resume, env=_env(shape, logs))
     ws = wf.Workspace(workspace)
     stem = kill.split("#")[0]
     if reconcile is not None:
@@ -225,18 +230,18 @@ def test_a_run_killed_inside_a_step_resumes_to_the_uninterrupted_outcome(
         assert "needs_reconciliation" == ws.run_info(RUN_ID)["status"]
         assert RUN_ID in [r["run_id"] for r in ws.runs(status="needs_reconciliation")]
         owner = _run_ids(ws)[-1]  # the run whose step it is: the child, for the sub-workflow
-        shown = _wfkit("show", RUN_ID, "--workspace", str(workspace), env=_env(logs))
+        shown = _wfkit("show", RUN_ID, "--workspace", str(workspace), env=_env(shape, logs))
         assert f"`wfkit reconcile {owner} {stem} --workspace {workspace} --done|--retry --by NAME`" in shown.stdout
         visit = kill.split("#")[1] if "#" in kill else "1"
         key = f"{owner}:{stem}:{visit}"
         updates = {"trail": kill, "sent": key if shape == "loop" else [key]}
         command = ["reconcile", owner, stem, f"--{reconcile}", "--by", "ops", "--workspace", str(workspace)]
         reconciled = _wfkit(
-            *command, *(["--updates", json.dumps(updates)] if reconcile == "done" else []), env=_env(logs)
+            *command, *(["--updates", json.dumps(updates)] if reconcile == "done" else []), env=_env(shape, logs)
         )
         assert 0 == reconciled.returncode, reconciled.stderr
         assert "interrupted" == ws.run_info(RUN_ID)["status"]  # settled: resume it
-        resumed = _wfkit(*resume, env=_env(logs))
+        resumed = _wfkit(*resume, env=_env(shape, logs))
     assert 0 == resumed.returncode, resumed.stdout + resumed.stderr
     assert f"run {RUN_ID}: succeeded" in resumed.stdout
 
