@@ -987,10 +987,13 @@ class Execution:
         """The child run of a sub-workflow step halted: park the step (it stays active, so joins
         wait); resuming the run runs it again, which resumes the same child run."""
         assert out.halted is not None
-        if out.halted.status == RunStatus.WAITING_APPROVAL:
-            self.parked += (act,)
-        else:
+        if out.halted.status != RunStatus.WAITING_APPROVAL:
+            # Its irreversible step waits for a person's reconciliation: no gate, so no gate's
+            # row (the step log would draw an approval wait). The run's status and `wfkit show`
+            # say what waits; the child's crashed attempt, and this step's, why.
             self.unreconciled += (act,)
+            return
+        self.parked += (act,)
         extra = {"child_run_id": out.halted.child_run_id, "child_status": out.halted.status}
         self._record(
             self._make.event(
