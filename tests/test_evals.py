@@ -549,6 +549,73 @@ def test_a_dataset_given_as_a_generator_is_read_when_evaluated():
     assert ["g0", "g1", "g2"] == result.cases["case_id"].tolist()
 
 
+# --- the dataset against the workflow, before any case runs -----------------------------------
+
+
+def needy(calls: list[str], *extra: str) -> wf.Workflow:
+    """A workflow declaring five inputs (and ``extra``), noting each run in ``calls``."""
+    flow = wf.Workflow(
+        "needy" + "".join(f"-{name}" for name in extra), inputs=["query", "lang", "tone", "user", "plan", *extra]
+    )
+
+    @flow.step
+    def answer(state: Any) -> dict[str, Any]:
+        calls.append(state["query"])
+        return {"answer": state["query"]}
+
+    return flow
+
+
+def test_cases_lacking_declared_inputs_are_refused_before_any_runs_naming_file_cases_lines_and_inputs(
+    tmp_path: Path, workspace: Path
+):
+    """Every case is checked against the inputs the workflow declares before a case runs: one error
+    names the suite, the file, each case lacking some (with its line: blank lines count), a few of
+    the names it lacks, how many more cases, and how to fix it; nothing ran, nothing was stored."""
+    full = {"query": "q", "lang": "en", "tone": "dry", "user": "u1", "plan": "free"}
+    rows = [
+        {"id": "no-lang", **{k: v for k, v in full.items() if k != "lang"}},
+        {"id": 7, "inputs": {}},
+        *({"id": f"c{n}", "inputs": {k: v for k, v in full.items() if k != "plan"}} for n in range(6)),
+    ]
+    path = tmp_path / "cases.jsonl"
+    path.write_text(json.dumps({"id": "ok", "inputs": full}) + "\n\n" + "".join(json.dumps(r) + "\n" for r in rows))
+    calls: list[str] = []
+    suite = wf.evals.Suite(name="needs", dataset=path, workflow=needy(calls), scorers=[wf.evals.contains("answer")])
+    with pytest.raises(ValueError) as raised:
+        wf.evals.evaluate(suite, progress=False)
+    assert (
+        f"suite 'needs': 8 cases of the dataset {path} lack inputs that workflow 'needy' declares: "
+        "case 'no-lang' (line 3) lacks 'lang'; case '7' (line 4) lacks 'lang', 'plan', 'query' and 2 more; "
+        "case 'c0' (line 5) lacks 'plan'; case 'c1' (line 6) lacks 'plan'; case 'c2' (line 7) lacks 'plan'; "
+        "and 3 more cases. Give every case the inputs its workflow declares (in a flat row, as keys beside "
+        '"id" and "expected"), or leave out of Workflow(..., inputs=...) those it can do without; no case was run'
+    ) == str(raised.value)
+    assert [] == calls
+    assert not (workspace / "evals").exists()
+
+
+def test_a_later_variant_lacking_an_input_stops_the_eval_before_the_first_variant_runs():
+    """Each variant's workflow is checked before any runs: a second variant declaring an input the
+    dataset lacks is refused by name of its workflow, the first variant's cases never run."""
+    calls: list[str] = []
+    full = {"query": "q", "lang": "en", "tone": "dry", "user": "u1", "plan": "free"}
+    suite = wf.evals.Suite(
+        name="two",
+        dataset=[{"id": "a", **full}],
+        workflow=lambda extra=(): needy(calls, *extra),
+        variants={"base": {}, "more": {"extra": ("region",)}},
+        scorers=[wf.evals.contains("answer")],
+    )
+    message = (
+        "suite 'two': 1 case of the dataset given lacks inputs that workflow 'needy-region' declares: "
+        "case 'a' (row 1) lacks 'region'."
+    )
+    with pytest.raises(ValueError, match=re.escape(message)):
+        wf.evals.evaluate(suite, progress=False, store=False)
+    assert [] == calls
+
+
 def counting_factory(built: list[str]) -> Any:
     """A factory taking ``mode`` (default "a") and ``k`` (keyword-only, required), noting each build."""
 
@@ -988,6 +1055,27 @@ def test_cli_eval_passes_a_reachable_threshold(tmp_path: Path, capsys: pytest.Ca
     folder = cli_suite(tmp_path / "fine", {"exact_match:y": 1.0})
     assert 0 == main(["eval", str(folder)])
     assert "threshold" not in capsys.readouterr().err
+
+
+def test_cli_eval_refuses_cases_lacking_declared_inputs_before_any_runs(
+    tmp_path: Path, workspace: Path, capsys: pytest.CaptureFixture[str]
+):
+    """`wfkit eval` on a suite whose workflow declares an input some cases lack exits 1 with one
+    message naming the file, the cases and their lines, and runs nothing."""
+    folder = cli_suite(tmp_path / "undeclared", {})
+    suite_file = folder / "suite.py"
+    suite_file.write_text(
+        suite_file.read_text().replace('wf.Workflow("cli-doubler")', 'wf.Workflow("cli-doubler", inputs=["x"])')
+    )
+    write_jsonl(folder / "cases.jsonl", [{"id": "c0", "x": 0}, {"id": "c1", "y": 1}, {"id": "c2", "inputs": {}}])
+    assert 1 == main(["eval", str(folder)])
+    err = capsys.readouterr().err
+    assert err.startswith(
+        f"wfkit eval: suite 'cli-doubler': 2 cases of the dataset {folder / 'cases.jsonl'} lack inputs that "
+        "workflow 'cli-doubler' declares: case 'c1' (line 2) lacks 'x'; case 'c2' (line 3) lacks 'x'. Give every case"
+    )
+    assert "Traceback" not in err
+    assert not (workspace / "evals").exists()
 
 
 def test_cli_eval_unknown_variant_is_a_clear_error(capsys: pytest.CaptureFixture[str]):

@@ -49,13 +49,24 @@ def load_dataset(source: str | os.PathLike[str] | Iterable[Mapping[str, Any]]) -
     In parquet a null means the row has no such key, at any depth (parquet gives every row every
     column, and cannot tell a key a row lacked from a null): the rows read are those of the JSONL
     the file was written from. A null inside a list stays a ``None`` element."""
-    return _load_cases(source)
+    return _load_cases(source).cases
 
 
-def _load_cases(source: str | os.PathLike[str] | Iterable[Mapping[str, Any]], suite: str | None = None) -> list[Case]:
+@dataclass(frozen=True)
+class _Dataset:
+    """A dataset's cases, and where each came from, so that an error about a case can name it."""
+
+    name: str  # "the dataset PATH", or "the dataset given" (rows in memory)
+    cases: list[Case]
+    places: list[str]  # per case: "line 3" of a JSONL file (blank lines counted), else "row 3"
+
+
+def _load_cases(source: str | os.PathLike[str] | Iterable[Mapping[str, Any]], suite: str | None = None) -> _Dataset:
     rows: list[Mapping[str, Any]]
+    places: list[str] = []
     if isinstance(source, str | os.PathLike):
         path = Path(source)
+        name = f"the dataset {path}"
         if path.suffix == ".parquet":
             import pyarrow.parquet as pq
 
@@ -71,10 +82,13 @@ def _load_cases(source: str | os.PathLike[str] | Iterable[Mapping[str, Any]], su
                     rows.append(json.loads(line))
                 except ValueError as exc:
                     raise ValueError(f"{path}, line {number}: not JSON ({exc}); each line is one case") from exc
+                places.append(f"line {number}")
     else:
+        name = "the dataset given"
         rows = list(source)
     if not rows:
         raise ValueError(_empty_dataset(source, suite))
+    places = places or [f"row {number}" for number in range(1, len(rows) + 1)]
     cases = []
     for i, row in enumerate(rows):
         if not isinstance(row, Mapping):
@@ -87,7 +101,49 @@ def _load_cases(source: str | os.PathLike[str] | Iterable[Mapping[str, Any]], su
     ids = [c.id for c in cases]
     if len(set(ids)) != len(ids):
         raise ValueError("case ids must be unique in a dataset")
-    return cases
+    return _Dataset(name, cases, places)
+
+
+def _check_inputs(suite: str, dataset: _Dataset, flows: Iterable[Workflow]) -> None:
+    """Refuse, before any case runs, the cases lacking inputs their workflow declares: the run of
+    such a case would raise, and stop the eval, only when its turn came (a variant or a partition
+    later), naming neither the case nor the dataset."""
+    declared: dict[str, list[str]] = {}  # input -> the workflows declaring it
+    for flow in flows:
+        for input_name in flow.inputs or ():
+            declared.setdefault(input_name, [])
+            if flow.name not in declared[input_name]:
+                declared[input_name].append(flow.name)
+    lacking = [
+        (case, place, sorted(set(declared) - set(case.inputs)))
+        for case, place in zip(dataset.cases, dataset.places, strict=True)
+        if not set(declared) <= set(case.inputs)
+    ]
+    if not lacking:
+        return
+    owners = sorted({flow for _, _, missing in lacking for name in missing for flow in declared[name]})
+    workflows = f"workflow {owners[0]!r} declares" if len(owners) == 1 else f"workflows {_listed(owners)} declare"
+    shown = "; ".join(
+        f"case {case.id!r} ({place}) lacks {_listed(missing, limit=3)}" for case, place, missing in lacking[:_SHOWN]
+    )
+    more = f"; and {len(lacking) - _SHOWN} more cases" if len(lacking) > _SHOWN else ""
+    count = "1 case of" if len(lacking) == 1 else f"{len(lacking)} cases of"
+    raise ValueError(
+        f"suite {suite!r}: {count} {dataset.name} {'lacks' if len(lacking) == 1 else 'lack'} inputs that "
+        f"{workflows}: {shown}{more}. Give every case the inputs its workflow declares (in a flat row, as keys "
+        f'beside "id" and "expected"), or leave out of Workflow(..., inputs=...) those it can do without; '
+        f"no case was run"
+    )
+
+
+_SHOWN = 5  # cases named in an error about many; the rest are counted
+
+
+def _listed(names: Sequence[str], *, limit: int | None = None) -> str:
+    """``'a', 'b', 'c' and 2 more``: names quoted, those beyond ``limit`` counted."""
+    shown = names if limit is None else names[:limit]
+    more = f" and {len(names) - len(shown)} more" if len(names) > len(shown) else ""
+    return ", ".join(map(repr, shown)) + more
 
 
 def _empty_dataset(source: object, suite: str | None = None) -> str:
@@ -199,7 +255,7 @@ class Suite:
 
     def cases(self) -> list[Case]:
         """The dataset's cases; a dataset without a case is refused, naming the suite and the dataset."""
-        return _load_cases(self.dataset, self.name)
+        return _load_cases(self.dataset, self.name).cases
 
     def build(self, variant: str) -> tuple[Workflow, dict[str, Any]]:
         """The variant's workflow and run options (a variant may set ``run_options`` of its own)."""
@@ -305,6 +361,10 @@ async def evaluate_async(
             raise ValueError(f"suite {suite.name!r} has no variant {variant!r}; it has {', '.join(suite.variants)}")
     if concurrency < 1:
         raise ValueError(f"concurrency must be >= 1, got {concurrency}")
+    loaded = _load_cases(suite.dataset, suite.name)  # once: a generator can be read only once
+    built = {variant: suite.build(variant) for variant in chosen}
+    _check_inputs(suite.name, loaded, (flow for flow, _ in built.values()))
+    cases = loaded.cases
     if executor is not None:
         # By default the workers' runs land where local eval runs do, never among interactive runs.
         target = dataset if dataset is not None else eval_runs_workspace(workspace)
@@ -314,6 +374,7 @@ async def evaluate_async(
             _evaluate_on_dask,
             suite,
             chosen,
+            cases,
             executor=executor,
             concurrency=concurrency,
             dataset=target,
@@ -326,12 +387,10 @@ async def evaluate_async(
         if dataset is not None:
             raise ValueError("dataset= is where Dask workers write; without executor= runs stay in the workspace")
         runs_in = eval_runs_workspace(workspace)
-        cases = suite.cases()
         rows = []
         bar = _progress(len(cases) * len(chosen), suite.name) if progress else None
         try:
-            for variant in chosen:
-                flow, run_options = suite.build(variant)
+            for variant, (flow, run_options) in built.items():
                 rows += await _score_cases(
                     suite,
                     variant,
@@ -407,6 +466,7 @@ class _EvalPartition:
 def _evaluate_on_dask(
     suite: Suite,
     variants: Sequence[str],
+    dataset_cases: Sequence[Case],
     *,
     executor: Executor,
     concurrency: int,
@@ -418,7 +478,7 @@ def _evaluate_on_dask(
 ) -> list[dict[str, Any]]:
     from wfkit.distributed._dask import chunks, run_partitioned
 
-    cases = list(enumerate(suite.cases()))
+    cases = list(enumerate(dataset_cases))
 
     def split(size: int) -> list[_EvalPartition]:
         _pickle_suite_modules_by_value()
