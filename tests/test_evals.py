@@ -181,16 +181,74 @@ def test_load_dataset_bad_json_line_names_the_line(tmp_path: Path):
         wf.evals.load_dataset(path)
 
 
-def test_load_dataset_refuses_duplicate_ids():
-    """Two cases with one id are refused."""
+def test_load_dataset_refuses_duplicate_ids_naming_them_and_their_lines(tmp_path: Path):
+    """Two cases with one id are refused, naming each id and the lines holding it (a case without
+    an id takes its position as its id, which may clash too)."""
     with pytest.raises(ValueError, match="case ids must be unique"):
         wf.evals.load_dataset([{"id": "a", "x": 1}, {"id": "b", "x": 2}, {"id": "a", "x": 3}])
+    path = write_jsonl(
+        tmp_path / "d.jsonl", [{"id": "a", "x": 1}, {"x": 2}, {"id": "a", "x": 3}, {"id": 2, "x": 4}, {"id": "a"}]
+    )
+    with pytest.raises(ValueError) as raised:
+        wf.evals.load_dataset(path)
+    assert (
+        f"the dataset {path}: case ids must be unique in a dataset, but 'a' is the id of lines 1, 3 and 5, "
+        "'2' of lines 2 and 4 (a case without an id takes its position as its id): give each case an id of its own"
+    ) == str(raised.value)
 
 
 def test_load_dataset_refuses_a_row_that_is_not_an_object(tmp_path: Path):
     """A JSON line that is not an object is refused, naming the case number."""
     with pytest.raises(ValueError, match=r"case 2 is not an object: \[1, 2\]"):
         wf.evals.load_dataset(write_jsonl(tmp_path / "d.jsonl", [{"x": 1}, [1, 2]]))
+
+
+def test_load_dataset_refuses_rows_of_the_wrong_shape_naming_file_line_case_and_field(tmp_path: Path):
+    """An 'expected' that is no object (0 and null included: never read as "nothing expected"),
+    'inputs' that are a list or a string, an id that is neither a string nor a whole number: each
+    refused in one error naming the file, the line (blank lines counted), the case, the field and
+    the shape it should have, never a Python conversion error or a silently emptied field."""
+    path = tmp_path / "d.jsonl"
+    rows = [
+        {"id": "ok", "x": 1},
+        {"id": "e-list", "x": 1, "expected": [1]},
+        {"id": "e-zero", "x": 1, "expected": 0},
+        {"id": "i-list", "inputs": ["ab", "cd"]},
+        {"id": "i-text", "inputs": "ab"},
+        {"id": [1], "x": 1},
+        {"id": 2.5, "x": 1},
+        {"id": "e-null", "x": 1, "expected": None},
+    ]
+    path.write_text(
+        "\n".join(json.dumps(row) for row in rows[:2]) + "\n\n" + "".join(json.dumps(r) + "\n" for r in rows[2:])
+    )
+    with pytest.raises(ValueError) as raised:
+        wf.evals.load_dataset(path)
+    message = str(raised.value)
+    assert message.startswith(f"the dataset {path} has 7 cases of the wrong shape (fix them, and evaluate again): ")
+    assert (
+        "line 2, case 'e-list': 'expected' is a list ([1]), not an object of the values expected of the run, "
+        'e.g. {"answer": "..."} (leave \'expected\' out when nothing is expected); '
+        "line 4, case 'e-zero': 'expected' is a number (0), not an object"
+    ) in message
+    assert (
+        "line 5, case 'i-list': 'inputs' is a list (['ab', 'cd']), not an object of input names and values, "
+        'e.g. {"query": "..."} (or leave \'inputs\' out and give the inputs as keys of the row, beside "id" '
+        "and \"expected\"); line 6, case 'i-text': 'inputs' is a string ('ab'), not an object"
+    ) in message
+    assert "line 7: 'id' is a list ([1]), not a string or a whole number, e.g. \"refund-1\"; and 2 more" in message
+
+
+def test_a_suite_names_itself_and_the_row_of_a_dataset_given_in_memory_of_the_wrong_shape():
+    """Rows given in memory are named by their position; an input name must be a string."""
+    suite = doubler_suite(name="shapes", dataset=[{"id": "a", "x": 1}, {"id": True, "x": 2}, {"inputs": {1: "x"}}])
+    with pytest.raises(ValueError) as raised:
+        wf.evals.evaluate(suite, progress=False, store=False)
+    assert (
+        "suite 'shapes': the dataset given has 2 cases of the wrong shape (fix them, and evaluate again): "
+        "row 2: 'id' is a boolean (True), not a string or a whole number, e.g. \"refund-1\"; "
+        "row 3, case '3': 'inputs' has a key that is not a string (1); an input's name is a string"
+    ) == str(raised.value)
 
 
 def test_shipped_datasets_load():
@@ -1076,6 +1134,22 @@ def test_cli_eval_refuses_cases_lacking_declared_inputs_before_any_runs(
     )
     assert "Traceback" not in err
     assert not (workspace / "evals").exists()
+
+
+def test_cli_eval_refuses_a_dataset_row_of_the_wrong_shape(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    """`wfkit eval` on a suite whose dataset has an 'expected' that is a list exits 1 naming the
+    file, the line, the case and the field, with no traceback."""
+    folder = cli_suite(tmp_path / "shapes", {})
+    write_jsonl(
+        folder / "cases.jsonl", [{"id": "c0", "x": 0, "expected": {"y": 0}}, {"id": "c1", "x": 1, "expected": [2]}]
+    )
+    assert 1 == main(["eval", str(folder)])
+    err = capsys.readouterr().err
+    assert err.startswith(
+        f"wfkit eval: suite 'cli-doubler': the dataset {folder / 'cases.jsonl'} has 1 case of the wrong shape "
+        "(fix it, and evaluate again): line 2, case 'c1': 'expected' is a list ([2]), not an object"
+    )
+    assert "Traceback" not in err
 
 
 def test_cli_eval_unknown_variant_is_a_clear_error(capsys: pytest.CaptureFixture[str]):

@@ -89,19 +89,104 @@ def _load_cases(source: str | os.PathLike[str] | Iterable[Mapping[str, Any]], su
     if not rows:
         raise ValueError(_empty_dataset(source, suite))
     places = places or [f"row {number}" for number in range(1, len(rows) + 1)]
-    cases = []
-    for i, row in enumerate(rows):
-        if not isinstance(row, Mapping):
-            raise ValueError(f"case {i + 1} is not an object: {row!r}")
-        inputs = row.get("inputs")
-        if inputs is None:
-            inputs = {k: v for k, v in row.items() if k not in ("id", "expected")}
-        expected = row.get("expected") or {}
-        cases.append(Case(str(row.get("id", i + 1)), dict(inputs), dict(expected)))
-    ids = [c.id for c in cases]
-    if len(set(ids)) != len(ids):
-        raise ValueError("case ids must be unique in a dataset")
+    owner = "" if suite is None else f"suite {suite!r}: "
+    cases, problems, misshapen = [], [], 0
+    for number, (row, place) in enumerate(zip(rows, places, strict=True), 1):
+        found = _shape_problems(row, number)
+        if found:
+            problems += [f"{place}{problem}" for problem in found]
+            misshapen += 1
+            continue
+        inputs = row["inputs"] if "inputs" in row else {k: v for k, v in row.items() if k not in ("id", "expected")}
+        cases.append(Case(str(row.get("id", number)), dict(inputs), dict(row.get("expected", {}))))
+    if problems:
+        count = "1 case" if misshapen == 1 else f"{misshapen} cases"
+        more = f"; and {len(problems) - _SHOWN} more" if len(problems) > _SHOWN else ""
+        raise ValueError(
+            f"{owner}{name} has {count} of the wrong shape (fix {'it' if misshapen == 1 else 'them'}, and evaluate "
+            f"again): {'; '.join(problems[:_SHOWN])}{more}"
+        )
+    holding: dict[str, list[str]] = {}  # case id -> the places of the cases with it
+    for case, place in zip(cases, places, strict=True):
+        holding.setdefault(case.id, []).append(place)
+    clashes = [(case_id, where) for case_id, where in holding.items() if len(where) > 1]
+    if clashes:
+        named = [f"{case_id!r} of {_places(where)}" for case_id, where in clashes[:_SHOWN]]
+        named[0] = named[0].replace(" of ", " is the id of ", 1)
+        more = f", and {len(clashes) - _SHOWN} more ids" if len(clashes) > _SHOWN else ""
+        raise ValueError(
+            f"{owner}{name}: case ids must be unique in a dataset, but {', '.join(named)}{more} (a case without an "
+            f"id takes its position as its id): give each case an id of its own"
+        )
     return _Dataset(name, cases, places)
+
+
+_EXAMPLE_CASE = '{"id": "1", "inputs": {"query": "..."}, "expected": {"answer": "..."}}'
+
+
+def _shape_problems(row: object, number: int) -> list[str]:
+    """What is wrong with the shape of the dataset's row ``number``, each said after its place:
+    ``dict(...)`` would turn a list of pairs into inputs, and ``or {}`` a 0 into "nothing expected"."""
+    if not isinstance(row, Mapping):
+        return [f": case {number} is not an object: {_shown(row)}; a case is an object, e.g. {_EXAMPLE_CASE}"]
+    problems = []
+    case_id = row.get("id", number)
+    if isinstance(case_id, bool) or not isinstance(case_id, str | int):
+        problems.append(
+            f": 'id' is {_kind(case_id)} ({_shown(case_id)}), not a string or a whole number, e.g. \"refund-1\""
+        )
+        case = ""
+    else:
+        case = f", case {str(case_id)!r}"
+    if "inputs" in row:
+        inputs = row["inputs"]
+        if not isinstance(inputs, Mapping):
+            problems.append(
+                f"{case}: 'inputs' is {_kind(inputs)} ({_shown(inputs)}), not an object of input names and values, "
+                f'e.g. {{"query": "..."}} (or leave \'inputs\' out and give the inputs as keys of the row, beside "id" '
+                f'and "expected")'
+            )
+        else:
+            keys = [key for key in inputs if not isinstance(key, str)]
+            if keys:
+                some = "a key that is" if len(keys) == 1 else "keys that are"
+                problems.append(
+                    f"{case}: 'inputs' has {some} not a string ({_listed(keys, limit=3)}); an input's name is a string"
+                )
+    if "expected" in row and not isinstance(row["expected"], Mapping):
+        expected = row["expected"]
+        problems.append(
+            f"{case}: 'expected' is {_kind(expected)} ({_shown(expected)}), not an object of the values expected "
+            f'of the run, e.g. {{"answer": "..."}} (leave \'expected\' out when nothing is expected)'
+        )
+    return problems
+
+
+def _kind(value: object) -> str:
+    """What a dataset value is, in JSON's words."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list | tuple):
+        return "a list"
+    return f"a {type(value).__name__}"
+
+
+def _shown(value: object, width: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
+def _places(places: Sequence[str]) -> str:
+    """``lines 1, 3 and 5`` from ``line 1``, ``line 3``, ``line 5``."""
+    kind = places[0].split()[0]
+    numbers = [place.split()[1] for place in places]
+    return f"{kind}s {', '.join(numbers[:-1])} and {numbers[-1]}"
 
 
 def _check_inputs(suite: str, dataset: _Dataset, flows: Iterable[Workflow]) -> None:
