@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -873,6 +874,33 @@ def test_sign_test_of_many_pairs_stays_exact():
     """Thousands of pairs (more than a float's 2**1023) give a p-value, not an overflow."""
     assert 0.0 <= sign_test(2400, 2600) < 0.01
     assert 1.0 == sign_test(2500, 2500)
+
+
+@pytest.mark.parametrize("integral", [np.int64, np.int32, np.uint16, int])
+def test_sign_test_and_the_net_win_interval_take_any_integral_counts(integral: Any):
+    """numpy integers (counts summed from a frame) give what Python ints give, with no overflow
+    warning: 70 to 0 is 2 / 2**70, not 1.0."""
+    assert 2 / 2**70 == sign_test(integral(70), integral(0))
+    assert sign_test(37, 12) == sign_test(integral(37), integral(12))
+    assert net_win_interval(37, 12, 5) == net_win_interval(integral(37), integral(12), integral(5))
+
+
+@pytest.mark.parametrize("wins", [2.0, np.float64(3), "4", None])
+def test_sign_test_and_the_net_win_interval_refuse_counts_that_are_not_integers(wins: Any):
+    """A float (even a whole one) or a string is no count: a TypeError saying so and how to fix it."""
+    message = rf"wins is a count of cases, a whole number \(an int, or a numpy integer\), got {re.escape(repr(wins))}"
+    with pytest.raises(TypeError, match=message):
+        sign_test(wins, 1)
+    with pytest.raises(TypeError, match=message):
+        net_win_interval(wins, 1, 1)
+
+
+def test_sign_test_and_the_net_win_interval_refuse_negative_counts():
+    """A negative count is a ValueError naming it."""
+    with pytest.raises(ValueError, match=r"losses is a count of cases, never below 0, got -1"):
+        sign_test(np.int64(3), np.int64(-1))
+    with pytest.raises(ValueError, match=r"ties is a count of cases, never below 0, got -2"):
+        net_win_interval(3, 1, -2)
 
 
 def test_compare_refuses_an_alpha_outside_0_1():

@@ -21,13 +21,14 @@ import datetime as dt
 import importlib.util
 import inspect
 import json
+import operator
 import os
 import random
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence, Sized
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, SupportsIndex
 
 from wfkit.evals._scorers import Case, ScorerFn, apply, name_of
 from wfkit.logs._dataset import is_url
@@ -661,12 +662,12 @@ def _t_quantile(level: float, df: int) -> float:
     return (low + high) / 2
 
 
-def sign_test(wins: int, losses: int) -> float:
+def sign_test(wins: SupportsIndex, losses: SupportsIndex) -> float:
     """Exact two-sided sign test: the chance, were wins and losses equally likely, of a split at
     least as uneven as ``wins`` to ``losses`` (ties are left out before). For paired 0/1 scores
-    this is McNemar's exact test. 4 to 0 gives 0.125, 6 to 0 gives 0.031, no pair at all 1.0."""
-    if wins < 0 or losses < 0:
-        raise ValueError(f"wins and losses are counts, got {wins} and {losses}")
+    this is McNemar's exact test. 4 to 0 gives 0.125, 6 to 0 gives 0.031, no pair at all 1.0.
+    Counts are whole numbers: ints, or numpy integers (made Python ints, whose sums never overflow)."""
+    wins, losses = _count("wins", wins), _count("losses", losses)
     pairs, fewer = wins + losses, min(wins, losses)
     tail, term = 0, 1  # sum of C(pairs, k) for k <= fewer, in exact integers
     for k in range(fewer + 1):
@@ -675,7 +676,24 @@ def sign_test(wins: int, losses: int) -> float:
     return min(1.0, 2 * tail / (1 << pairs))
 
 
-def net_win_interval(wins: int, losses: int, ties: int = 0, *, level: float = 0.95) -> tuple[float, float]:
+def _count(name: str, value: SupportsIndex) -> int:
+    """``value`` as a Python int: a numpy integer's arithmetic would overflow at 2**63 (the sign
+    test sums binomial coefficients as large as 2**pairs) and read as p = 1.0."""
+    try:
+        count = operator.index(value)
+    except TypeError:
+        raise TypeError(
+            f"{name} is a count of cases, a whole number (an int, or a numpy integer), got {value!r}; "
+            f"pass int(...) of a count, never a float or a string"
+        ) from None
+    if count < 0:
+        raise ValueError(f"{name} is a count of cases, never below 0, got {count}")
+    return count
+
+
+def net_win_interval(
+    wins: SupportsIndex, losses: SupportsIndex, ties: SupportsIndex = 0, *, level: float = 0.95
+) -> tuple[float, float]:
     """Interval of the net win rate ``(wins - losses) / (wins + losses + ties)``: Tango's score
     interval for paired cases (Statistics in Medicine 17, 1998), which holds the true net win rate
     about ``level`` of the time whichever side wins. When :func:`sign_test` finds no difference at
@@ -685,8 +703,7 @@ def net_win_interval(wins: int, losses: int, ties: int = 0, *, level: float = 0.
     import math
     from statistics import NormalDist
 
-    if wins < 0 or losses < 0 or ties < 0:
-        raise ValueError(f"wins, losses and ties are counts, got {wins}, {losses} and {ties}")
+    wins, losses, ties = _count("wins", wins), _count("losses", losses), _count("ties", ties)
     cases = wins + losses + ties
     if cases == 0:
         return (float("nan"), float("nan"))
