@@ -785,6 +785,31 @@ def test_compare_tells_noise_from_a_real_difference():
     assert [16, 0, 0, True] == better.loc["exact_match:y", ["wins", "losses", "ties", "significant"]].tolist()
 
 
+def test_compare_counts_scores_equal_up_to_float_noise_as_ties():
+    """0.1 + 0.2 against 0.3 is a tie, not a win: scores within compare's tolerance (1e-9) tie; a
+    difference of 0.1 either way is still a win or a loss."""
+
+    def build(split: bool = False) -> wf.Workflow:
+        flow = wf.Workflow(f"sums-{split}")
+
+        @flow.step
+        def total(state: Any) -> dict[str, Any]:
+            base = sum([0.1, 0.2]) if split else 0.3
+            return {"score": base + (state["gain"] if split else 0.0)}
+
+        return flow
+
+    suite = wf.evals.Suite(
+        name="sums",
+        dataset=[{"id": f"c{i}", "gain": gain} for i, gain in enumerate([0.0, 0.0, 0.2, -0.1])],
+        workflow=build,
+        variants={"whole": {"split": False}, "split": {"split": True}},
+        scorers=[wf.evals.custom(lambda case, run: run.state["score"], name="score")],
+    )
+    row = wf.evals.evaluate(suite, progress=False, store=False).compare("whole", "split").loc["score"]
+    assert [1, 1, 2, 0.0, 1.0] == row[["wins", "losses", "ties", "net_win_rate", "p_value"]].tolist()
+
+
 def few_wins_result(cases: int, wins: int) -> wf.evals.EvalResult:
     """'base' fails every case; 'cand' passes the first ``wins`` of ``cases`` and ties the rest."""
 

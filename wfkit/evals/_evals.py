@@ -756,6 +756,9 @@ def _wilson(rate: float, total: int, level: float) -> tuple[float, float]:
     return (max(0.0, centre - half), min(1.0, centre + half))
 
 
+_TIE_TOLERANCE = 1e-9  # scores in [0, 1] closer than this tie in EvalResult.compare: float noise
+
+
 class EvalResult:
     """Scores of one evaluation: ``cases`` (one row per variant x case x scorer) and ``summary``.
 
@@ -798,7 +801,8 @@ class EvalResult:
 
     def compare(self, baseline: str, candidate: str, *, alpha: float = 0.05) -> pd.DataFrame:
         """Per scorer: cases where ``candidate`` beats, loses to or ties ``baseline``, the mean
-        difference, the net win rate with its interval, and whether it is larger than noise.
+        difference, the net win rate with its interval, and whether it is larger than noise. Two
+        scores within 1e-9 of each other tie: 0.1 + 0.2 against 0.3 is no win.
 
         ``p_value`` is an exact two-sided sign test of wins against losses, ties left out (for
         0/1 scores this is McNemar's exact test); ``significant`` is ``p_value < alpha``. Four wins
@@ -821,7 +825,10 @@ class EvalResult:
         for scorer, group in table.groupby(level="scorer"):
             both = (group[candidate] - group[baseline]).to_numpy()
             diff = both[~np.isnan(both)]
-            wins, losses, ties = int((diff > 0).sum()), int((diff < 0).sum()), int((diff == 0).sum())
+            # Scores within _TIE_TOLERANCE tie (math.isclose(a, b, rel_tol=0, abs_tol=_TIE_TOLERANCE)):
+            # a judge's 0.1 + 0.2 against 0.3 is float noise, not a win.
+            wins, losses = int((diff > _TIE_TOLERANCE).sum()), int((diff < -_TIE_TOLERANCE).sum())
+            ties = diff.size - wins - losses
             p_value = sign_test(wins, losses)
             low, high = net_win_interval(wins, losses, ties, level=1 - alpha)
             out.append(
