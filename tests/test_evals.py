@@ -30,6 +30,7 @@ QUERY_ROUTER = ROOT / "evals" / "query_router"
 SUPPORT = ROOT / "evals" / "support_tickets"
 COLUMNS = ["suite", "variant", "case_id", "scorer", "value", "passed", "detail", "run_id", "run_status"]
 SUMMARY_COLUMNS = ["cases", "unscored", "mean", "ci_low", "ci_high", "pass_rate", "pass_low", "pass_high"]
+SUMMARY_COLUMNS += ["failed_runs"]  # appended later, as new columns are
 
 
 def write_jsonl(path: Path, rows: list[Any]) -> Path:
@@ -952,6 +953,26 @@ def test_check_lists_the_variants_below_a_threshold():
     ] == result.check({"exact_match:y": 1.01})
 
 
+def test_the_summary_counts_failed_runs_and_a_missed_threshold_says_how_many_runs_failed():
+    """A case whose run did not succeed (its step raised: not the scorer) is counted per variant
+    in the summary's last column, failed_runs; a threshold missed says how many runs failed and
+    which first, so a crash does not read as wrong answers. Without a failed run nothing is added."""
+    rows = [{"id": f"d{x}", "x": x, "expected": {"y": 2 * x}} for x in range(1, 4)]
+    rows.append({"id": "d4", "x": None, "expected": {"y": 8}})  # None * 2: the step raises
+    result = wf.evals.evaluate(doubler_suite(dataset=rows), progress=False, store=False)
+    assert "failed_runs" == result.summary.columns[-1]
+    summary = result.summary.loc[("default", "exact_match:y")]
+    assert [4, 0, 1, 0.75] == summary[["cases", "unscored", "failed_runs", "pass_rate"]].tolist()
+    assert [
+        "default: exact_match:y pass rate 75.0% is below 90.0% (1 of 4 runs did not succeed: the first, "
+        "case 'd4', failed)"
+    ] == result.check({"exact_match:y": 0.9})
+    assert [] == result.check({"exact_match:y": 0.75})
+    fine = wf.evals.evaluate(doubler_suite(), progress=False, store=False)
+    assert 0 == fine.summary.loc[("default", "exact_match:y"), "failed_runs"]
+    assert ["default: exact_match:y pass rate 75.0% is below 90.0%"] == fine.check({"exact_match:y": 0.9})
+
+
 def test_plot_shows_pass_rates_with_their_intervals():
     """plot(): one Axes, a dot per scorer and variant at its pass rate, error bars spanning the
     Wilson interval, on a 0-1 axis; metric="mean" uses the mean and its interval."""
@@ -1203,6 +1224,23 @@ def test_cli_eval_refuses_a_dataset_row_of_the_wrong_shape(tmp_path: Path, capsy
         "(fix it, and evaluate again): line 2, case 'c1': 'expected' is a list ([2]), not an object"
     )
     assert "Traceback" not in err
+
+
+def test_cli_eval_counts_failed_runs_in_the_summary_and_the_check(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    """`wfkit eval` shows failed_runs in the summary (JSON and text), and a threshold missed says how
+    many runs failed."""
+    folder = cli_suite(tmp_path / "crash", {"exact_match:y": 0.9})
+    rows = [{"id": "c0", "x": 0, "expected": {"y": 0}}, {"id": "c1", "x": 1, "expected": {"y": 2}}]
+    write_jsonl(folder / "cases.jsonl", [*rows, {"id": "c2", "x": None, "expected": {"y": 4}}])  # None * 2 raises
+    assert 1 == main(["eval", str(folder), "--json"])
+    captured = capsys.readouterr()
+    assert 1 == json.loads(captured.out)["summary"][0]["failed_runs"]
+    assert (
+        "check: default: exact_match:y pass rate 66.7% is below 90.0% (1 of 3 runs did not succeed: the first, "
+        "case 'c2', failed)"
+    ) in captured.err
+    assert 1 == main(["eval", str(folder)])
+    assert re.search(r"failed_runs\n.*\ndefault\s+exact_match:y\s.*\s1\n", capsys.readouterr().out)
 
 
 def test_cli_eval_unknown_variant_is_a_clear_error(capsys: pytest.CaptureFixture[str]):

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any, SupportsIndex
 from wfkit.evals._scorers import Case, ScorerFn, apply, name_of
 from wfkit.logs._dataset import is_url
 from wfkit.model._processors import redact_optional
+from wfkit.model._status import RunStatus
 from wfkit.model._suggest import did_you_mean
 
 if TYPE_CHECKING:
@@ -764,7 +765,9 @@ class EvalResult:
 
     A case a scorer could not score (it raised, or answered no number in [0, 1]) has the value
     NaN and a detail saying why; ``summary`` counts it as ``unscored``, its mean and pass rate are
-    those of the cases scored, and :meth:`check` reports it."""
+    those of the cases scored, and :meth:`check` reports it. A case whose run did not succeed (the
+    workflow's failure, not the scorer's) is counted in ``summary``'s ``failed_runs``, and a
+    threshold missed in :meth:`check` says how many."""
 
     def __init__(self, suite: Suite, cases: pd.DataFrame, *, runs_workspace: Path | None = None) -> None:
         self.suite = suite
@@ -795,6 +798,8 @@ class EvalResult:
                     "pass_rate": passed / len(values) if len(values) else float("nan"),
                     "pass_low": pass_low,
                     "pass_high": pass_high,
+                    # The workflow's failures, not the scorer's: a crash is no wrong answer to tune.
+                    "failed_runs": int((group["run_status"] != RunStatus.SUCCEEDED).sum()),
                 }
             )
         return pd.DataFrame(out).set_index(["variant", "scorer"]) if out else pd.DataFrame()
@@ -871,8 +876,23 @@ class EvalResult:
                 )
             limit = limits.get(scorer)
             if limit is not None and row["pass_rate"] < limit:
-                failures.append(f"{variant}: {scorer} pass rate {row['pass_rate']:.1%} is below {limit:.1%}")
+                failures.append(
+                    f"{variant}: {scorer} pass rate {row['pass_rate']:.1%} is below {limit:.1%}"
+                    + self._failed_runs(variant, scorer)
+                )
         return failures
+
+    def _failed_runs(self, variant: str, scorer: str) -> str:
+        """`` (2 of 20 runs did not succeed: the first, case 'c7', failed)``, or nothing."""
+        group = self.cases[(self.cases["variant"] == variant) & (self.cases["scorer"] == scorer)]
+        failed = group[group["run_status"] != RunStatus.SUCCEEDED]
+        if failed.empty:
+            return ""
+        first = failed.iloc[0]
+        return (
+            f" ({len(failed)} of {len(group)} runs did not succeed: the first, case {first['case_id']!r}, "
+            f"{first['run_status']})"
+        )
 
     def steps(self) -> pd.DataFrame:
         """The step log of this evaluation's runs (they live in ``runs_workspace``)."""
