@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -29,6 +30,7 @@ QUERY_ROUTER = ROOT / "evals" / "query_router"
 SUPPORT = ROOT / "evals" / "support_tickets"
 COLUMNS = ["suite", "variant", "case_id", "scorer", "value", "passed", "detail", "run_id", "run_status"]
 SUMMARY_COLUMNS = ["cases", "unscored", "mean", "ci_low", "ci_high", "pass_rate", "pass_low", "pass_high"]
+SUMMARY_COLUMNS += ["failed_runs"]  # appended later, as new columns are
 
 
 def write_jsonl(path: Path, rows: list[Any]) -> Path:
@@ -181,16 +183,74 @@ def test_load_dataset_bad_json_line_names_the_line(tmp_path: Path):
         wf.evals.load_dataset(path)
 
 
-def test_load_dataset_refuses_duplicate_ids():
-    """Two cases with one id are refused."""
+def test_load_dataset_refuses_duplicate_ids_naming_them_and_their_lines(tmp_path: Path):
+    """Two cases with one id are refused, naming each id and the lines holding it (a case without
+    an id takes its position as its id, which may clash too)."""
     with pytest.raises(ValueError, match="case ids must be unique"):
         wf.evals.load_dataset([{"id": "a", "x": 1}, {"id": "b", "x": 2}, {"id": "a", "x": 3}])
+    path = write_jsonl(
+        tmp_path / "d.jsonl", [{"id": "a", "x": 1}, {"x": 2}, {"id": "a", "x": 3}, {"id": 2, "x": 4}, {"id": "a"}]
+    )
+    with pytest.raises(ValueError) as raised:
+        wf.evals.load_dataset(path)
+    assert (
+        f"the dataset {path}: case ids must be unique in a dataset, but 'a' is the id of lines 1, 3 and 5, "
+        "'2' of lines 2 and 4 (a case without an id takes its position as its id): give each case an id of its own"
+    ) == str(raised.value)
 
 
 def test_load_dataset_refuses_a_row_that_is_not_an_object(tmp_path: Path):
     """A JSON line that is not an object is refused, naming the case number."""
     with pytest.raises(ValueError, match=r"case 2 is not an object: \[1, 2\]"):
         wf.evals.load_dataset(write_jsonl(tmp_path / "d.jsonl", [{"x": 1}, [1, 2]]))
+
+
+def test_load_dataset_refuses_rows_of_the_wrong_shape_naming_file_line_case_and_field(tmp_path: Path):
+    """An 'expected' that is no object (0 and null included: never read as "nothing expected"),
+    'inputs' that are a list or a string, an id that is neither a string nor a whole number: each
+    refused in one error naming the file, the line (blank lines counted), the case, the field and
+    the shape it should have, never a Python conversion error or a silently emptied field."""
+    path = tmp_path / "d.jsonl"
+    rows = [
+        {"id": "ok", "x": 1},
+        {"id": "e-list", "x": 1, "expected": [1]},
+        {"id": "e-zero", "x": 1, "expected": 0},
+        {"id": "i-list", "inputs": ["ab", "cd"]},
+        {"id": "i-text", "inputs": "ab"},
+        {"id": [1], "x": 1},
+        {"id": 2.5, "x": 1},
+        {"id": "e-null", "x": 1, "expected": None},
+    ]
+    path.write_text(
+        "\n".join(json.dumps(row) for row in rows[:2]) + "\n\n" + "".join(json.dumps(r) + "\n" for r in rows[2:])
+    )
+    with pytest.raises(ValueError) as raised:
+        wf.evals.load_dataset(path)
+    message = str(raised.value)
+    assert message.startswith(f"the dataset {path} has 7 cases of the wrong shape (fix them, and evaluate again): ")
+    assert (
+        "line 2, case 'e-list': 'expected' is a list ([1]), not an object of the values expected of the run, "
+        'e.g. {"answer": "..."} (leave \'expected\' out when nothing is expected); '
+        "line 4, case 'e-zero': 'expected' is a number (0), not an object"
+    ) in message
+    assert (
+        "line 5, case 'i-list': 'inputs' is a list (['ab', 'cd']), not an object of input names and values, "
+        'e.g. {"query": "..."} (or leave \'inputs\' out and give the inputs as keys of the row, beside "id" '
+        "and \"expected\"); line 6, case 'i-text': 'inputs' is a string ('ab'), not an object"
+    ) in message
+    assert "line 7: 'id' is a list ([1]), not a string or a whole number, e.g. \"refund-1\"; and 2 more" in message
+
+
+def test_a_suite_names_itself_and_the_row_of_a_dataset_given_in_memory_of_the_wrong_shape():
+    """Rows given in memory are named by their position; an input name must be a string."""
+    suite = doubler_suite(name="shapes", dataset=[{"id": "a", "x": 1}, {"id": True, "x": 2}, {"inputs": {1: "x"}}])
+    with pytest.raises(ValueError) as raised:
+        wf.evals.evaluate(suite, progress=False, store=False)
+    assert (
+        "suite 'shapes': the dataset given has 2 cases of the wrong shape (fix them, and evaluate again): "
+        "row 2: 'id' is a boolean (True), not a string or a whole number, e.g. \"refund-1\"; "
+        "row 3, case '3': 'inputs' has a key that is not a string (1); an input's name is a string"
+    ) == str(raised.value)
 
 
 def test_shipped_datasets_load():
@@ -549,6 +609,73 @@ def test_a_dataset_given_as_a_generator_is_read_when_evaluated():
     assert ["g0", "g1", "g2"] == result.cases["case_id"].tolist()
 
 
+# --- the dataset against the workflow, before any case runs -----------------------------------
+
+
+def needy(calls: list[str], *extra: str) -> wf.Workflow:
+    """A workflow declaring five inputs (and ``extra``), noting each run in ``calls``."""
+    flow = wf.Workflow(
+        "needy" + "".join(f"-{name}" for name in extra), inputs=["query", "lang", "tone", "user", "plan", *extra]
+    )
+
+    @flow.step
+    def answer(state: Any) -> dict[str, Any]:
+        calls.append(state["query"])
+        return {"answer": state["query"]}
+
+    return flow
+
+
+def test_cases_lacking_declared_inputs_are_refused_before_any_runs_naming_file_cases_lines_and_inputs(
+    tmp_path: Path, workspace: Path
+):
+    """Every case is checked against the inputs the workflow declares before a case runs: one error
+    names the suite, the file, each case lacking some (with its line: blank lines count), a few of
+    the names it lacks, how many more cases, and how to fix it; nothing ran, nothing was stored."""
+    full = {"query": "q", "lang": "en", "tone": "dry", "user": "u1", "plan": "free"}
+    rows = [
+        {"id": "no-lang", **{k: v for k, v in full.items() if k != "lang"}},
+        {"id": 7, "inputs": {}},
+        *({"id": f"c{n}", "inputs": {k: v for k, v in full.items() if k != "plan"}} for n in range(6)),
+    ]
+    path = tmp_path / "cases.jsonl"
+    path.write_text(json.dumps({"id": "ok", "inputs": full}) + "\n\n" + "".join(json.dumps(r) + "\n" for r in rows))
+    calls: list[str] = []
+    suite = wf.evals.Suite(name="needs", dataset=path, workflow=needy(calls), scorers=[wf.evals.contains("answer")])
+    with pytest.raises(ValueError) as raised:
+        wf.evals.evaluate(suite, progress=False)
+    assert (
+        f"suite 'needs': 8 cases of the dataset {path} lack inputs that workflow 'needy' declares: "
+        "case 'no-lang' (line 3) lacks 'lang'; case '7' (line 4) lacks 'lang', 'plan', 'query' and 2 more; "
+        "case 'c0' (line 5) lacks 'plan'; case 'c1' (line 6) lacks 'plan'; case 'c2' (line 7) lacks 'plan'; "
+        "and 3 more cases. Give every case the inputs its workflow declares (in a flat row, as keys beside "
+        '"id" and "expected"), or leave out of Workflow(..., inputs=...) those it can do without; no case was run'
+    ) == str(raised.value)
+    assert [] == calls
+    assert not (workspace / "evals").exists()
+
+
+def test_a_later_variant_lacking_an_input_stops_the_eval_before_the_first_variant_runs():
+    """Each variant's workflow is checked before any runs: a second variant declaring an input the
+    dataset lacks is refused by name of its workflow, the first variant's cases never run."""
+    calls: list[str] = []
+    full = {"query": "q", "lang": "en", "tone": "dry", "user": "u1", "plan": "free"}
+    suite = wf.evals.Suite(
+        name="two",
+        dataset=[{"id": "a", **full}],
+        workflow=lambda extra=(): needy(calls, *extra),
+        variants={"base": {}, "more": {"extra": ("region",)}},
+        scorers=[wf.evals.contains("answer")],
+    )
+    message = (
+        "suite 'two': 1 case of the dataset given lacks inputs that workflow 'needy-region' declares: "
+        "case 'a' (row 1) lacks 'region'."
+    )
+    with pytest.raises(ValueError, match=re.escape(message)):
+        wf.evals.evaluate(suite, progress=False, store=False)
+    assert [] == calls
+
+
 def counting_factory(built: list[str]) -> Any:
     """A factory taking ``mode`` (default "a") and ``k`` (keyword-only, required), noting each build."""
 
@@ -659,6 +786,31 @@ def test_compare_tells_noise_from_a_real_difference():
     assert [16, 0, 0, True] == better.loc["exact_match:y", ["wins", "losses", "ties", "significant"]].tolist()
 
 
+def test_compare_counts_scores_equal_up_to_float_noise_as_ties():
+    """0.1 + 0.2 against 0.3 is a tie, not a win: scores within compare's tolerance (1e-9) tie; a
+    difference of 0.1 either way is still a win or a loss."""
+
+    def build(split: bool = False) -> wf.Workflow:
+        flow = wf.Workflow(f"sums-{split}")
+
+        @flow.step
+        def total(state: Any) -> dict[str, Any]:
+            base = sum([0.1, 0.2]) if split else 0.3
+            return {"score": base + (state["gain"] if split else 0.0)}
+
+        return flow
+
+    suite = wf.evals.Suite(
+        name="sums",
+        dataset=[{"id": f"c{i}", "gain": gain} for i, gain in enumerate([0.0, 0.0, 0.2, -0.1])],
+        workflow=build,
+        variants={"whole": {"split": False}, "split": {"split": True}},
+        scorers=[wf.evals.custom(lambda case, run: run.state["score"], name="score")],
+    )
+    row = wf.evals.evaluate(suite, progress=False, store=False).compare("whole", "split").loc["score"]
+    assert [1, 1, 2, 0.0, 1.0] == row[["wins", "losses", "ties", "net_win_rate", "p_value"]].tolist()
+
+
 def few_wins_result(cases: int, wins: int) -> wf.evals.EvalResult:
     """'base' fails every case; 'cand' passes the first ``wins`` of ``cases`` and ties the rest."""
 
@@ -750,6 +902,33 @@ def test_sign_test_of_many_pairs_stays_exact():
     assert 1.0 == sign_test(2500, 2500)
 
 
+@pytest.mark.parametrize("integral", [np.int64, np.int32, np.uint16, int])
+def test_sign_test_and_the_net_win_interval_take_any_integral_counts(integral: Any):
+    """numpy integers (counts summed from a frame) give what Python ints give, with no overflow
+    warning: 70 to 0 is 2 / 2**70, not 1.0."""
+    assert 2 / 2**70 == sign_test(integral(70), integral(0))
+    assert sign_test(37, 12) == sign_test(integral(37), integral(12))
+    assert net_win_interval(37, 12, 5) == net_win_interval(integral(37), integral(12), integral(5))
+
+
+@pytest.mark.parametrize("wins", [2.0, np.float64(3), "4", None])
+def test_sign_test_and_the_net_win_interval_refuse_counts_that_are_not_integers(wins: Any):
+    """A float (even a whole one) or a string is no count: a TypeError saying so and how to fix it."""
+    message = rf"wins is a count of cases, a whole number \(an int, or a numpy integer\), got {re.escape(repr(wins))}"
+    with pytest.raises(TypeError, match=message):
+        sign_test(wins, 1)
+    with pytest.raises(TypeError, match=message):
+        net_win_interval(wins, 1, 1)
+
+
+def test_sign_test_and_the_net_win_interval_refuse_negative_counts():
+    """A negative count is a ValueError naming it."""
+    with pytest.raises(ValueError, match=r"losses is a count of cases, never below 0, got -1"):
+        sign_test(np.int64(3), np.int64(-1))
+    with pytest.raises(ValueError, match=r"ties is a count of cases, never below 0, got -2"):
+        net_win_interval(3, 1, -2)
+
+
 def test_compare_refuses_an_alpha_outside_0_1():
     """alpha is a significance level: 5 (a percentage) is refused, saying what it takes."""
     with pytest.raises(ValueError, match="alpha is a significance level between 0 and 1"):
@@ -772,6 +951,26 @@ def test_check_lists_the_variants_below_a_threshold():
         "same: exact_match:y pass rate 100.0% is below 101.0%",
         "worse: exact_match:y pass rate 0.0% is below 101.0%",
     ] == result.check({"exact_match:y": 1.01})
+
+
+def test_the_summary_counts_failed_runs_and_a_missed_threshold_says_how_many_runs_failed():
+    """A case whose run did not succeed (its step raised: not the scorer) is counted per variant
+    in the summary's last column, failed_runs; a threshold missed says how many runs failed and
+    which first, so a crash does not read as wrong answers. Without a failed run nothing is added."""
+    rows = [{"id": f"d{x}", "x": x, "expected": {"y": 2 * x}} for x in range(1, 4)]
+    rows.append({"id": "d4", "x": None, "expected": {"y": 8}})  # None * 2: the step raises
+    result = wf.evals.evaluate(doubler_suite(dataset=rows), progress=False, store=False)
+    assert "failed_runs" == result.summary.columns[-1]
+    summary = result.summary.loc[("default", "exact_match:y")]
+    assert [4, 0, 1, 0.75] == summary[["cases", "unscored", "failed_runs", "pass_rate"]].tolist()
+    assert [
+        "default: exact_match:y pass rate 75.0% is below 90.0% (1 of 4 runs did not succeed: the first, "
+        "case 'd4', failed)"
+    ] == result.check({"exact_match:y": 0.9})
+    assert [] == result.check({"exact_match:y": 0.75})
+    fine = wf.evals.evaluate(doubler_suite(), progress=False, store=False)
+    assert 0 == fine.summary.loc[("default", "exact_match:y"), "failed_runs"]
+    assert ["default: exact_match:y pass rate 75.0% is below 90.0%"] == fine.check({"exact_match:y": 0.9})
 
 
 def test_plot_shows_pass_rates_with_their_intervals():
@@ -988,6 +1187,60 @@ def test_cli_eval_passes_a_reachable_threshold(tmp_path: Path, capsys: pytest.Ca
     folder = cli_suite(tmp_path / "fine", {"exact_match:y": 1.0})
     assert 0 == main(["eval", str(folder)])
     assert "threshold" not in capsys.readouterr().err
+
+
+def test_cli_eval_refuses_cases_lacking_declared_inputs_before_any_runs(
+    tmp_path: Path, workspace: Path, capsys: pytest.CaptureFixture[str]
+):
+    """`wfkit eval` on a suite whose workflow declares an input some cases lack exits 1 with one
+    message naming the file, the cases and their lines, and runs nothing."""
+    folder = cli_suite(tmp_path / "undeclared", {})
+    suite_file = folder / "suite.py"
+    suite_file.write_text(
+        suite_file.read_text().replace('wf.Workflow("cli-doubler")', 'wf.Workflow("cli-doubler", inputs=["x"])')
+    )
+    write_jsonl(folder / "cases.jsonl", [{"id": "c0", "x": 0}, {"id": "c1", "y": 1}, {"id": "c2", "inputs": {}}])
+    assert 1 == main(["eval", str(folder)])
+    err = capsys.readouterr().err
+    assert err.startswith(
+        f"wfkit eval: suite 'cli-doubler': 2 cases of the dataset {folder / 'cases.jsonl'} lack inputs that "
+        "workflow 'cli-doubler' declares: case 'c1' (line 2) lacks 'x'; case 'c2' (line 3) lacks 'x'. Give every case"
+    )
+    assert "Traceback" not in err
+    assert not (workspace / "evals").exists()
+
+
+def test_cli_eval_refuses_a_dataset_row_of_the_wrong_shape(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    """`wfkit eval` on a suite whose dataset has an 'expected' that is a list exits 1 naming the
+    file, the line, the case and the field, with no traceback."""
+    folder = cli_suite(tmp_path / "shapes", {})
+    write_jsonl(
+        folder / "cases.jsonl", [{"id": "c0", "x": 0, "expected": {"y": 0}}, {"id": "c1", "x": 1, "expected": [2]}]
+    )
+    assert 1 == main(["eval", str(folder)])
+    err = capsys.readouterr().err
+    assert err.startswith(
+        f"wfkit eval: suite 'cli-doubler': the dataset {folder / 'cases.jsonl'} has 1 case of the wrong shape "
+        "(fix it, and evaluate again): line 2, case 'c1': 'expected' is a list ([2]), not an object"
+    )
+    assert "Traceback" not in err
+
+
+def test_cli_eval_counts_failed_runs_in_the_summary_and_the_check(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    """`wfkit eval` shows failed_runs in the summary (JSON and text), and a threshold missed says how
+    many runs failed."""
+    folder = cli_suite(tmp_path / "crash", {"exact_match:y": 0.9})
+    rows = [{"id": "c0", "x": 0, "expected": {"y": 0}}, {"id": "c1", "x": 1, "expected": {"y": 2}}]
+    write_jsonl(folder / "cases.jsonl", [*rows, {"id": "c2", "x": None, "expected": {"y": 4}}])  # None * 2 raises
+    assert 1 == main(["eval", str(folder), "--json"])
+    captured = capsys.readouterr()
+    assert 1 == json.loads(captured.out)["summary"][0]["failed_runs"]
+    assert (
+        "check: default: exact_match:y pass rate 66.7% is below 90.0% (1 of 3 runs did not succeed: the first, "
+        "case 'c2', failed)"
+    ) in captured.err
+    assert 1 == main(["eval", str(folder)])
+    assert re.search(r"failed_runs\n.*\ndefault\s+exact_match:y\s.*\s1\n", capsys.readouterr().out)
 
 
 def test_cli_eval_unknown_variant_is_a_clear_error(capsys: pytest.CaptureFixture[str]):
