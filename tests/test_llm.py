@@ -612,6 +612,43 @@ def test_run_retries_429_then_records_tokens_and_cost(server: LLMServer) -> None
     assert "reply to: refund please" == run.state["answer"]
 
 
+def test_a_retry_after_beyond_max_elapsed_fails_at_once_saying_why(server: LLMServer, tmp_path: Path) -> None:
+    """A 429 asking for an hour, under a policy that retries for 5 minutes at most: the step fails
+    at once (one request), and the message says what the server asked and which limit stopped it;
+    the step log's row is the one failed, transient attempt, with no retry delay."""
+    server.script(("429", 3600), "ok")
+    flow = asking_flow(retry=wf.RetryPolicy(max_retries=2, base_delay=0.01, max_elapsed=300))
+    run = flow.run({"q": "x"}, workspace=tmp_path, llm=client_for(server), raise_on_error=False)
+    assert ("failed", 1) == (run.status, len(server.requests))
+    message = str(run.error)
+    assert "not retried: the server asked to wait 3600 s" in message, message
+    assert "max_elapsed=300" in message, message
+    rows = wf.steps(tmp_path)
+    assert [("failed", "transient", "LLMStatusError")] == list(
+        zip(rows["status"], rows["error_kind"], rows["error_type"], strict=True)
+    )
+    assert rows["retry_delay_s"].isna().all()
+
+
+def test_a_retry_after_beyond_max_delay_is_not_waited_when_nothing_else_bounds_it(server: LLMServer) -> None:
+    """With max_elapsed=None and no run deadline, a 429 asking for an hour was waited out: the
+    step sat an hour. Nothing the user set allows that wait, so the step fails at once, saying so
+    (the run is given 30 s before the test gives up on it: the bug would take an hour)."""
+    server.script(("429", 3600), "ok")
+    flow = asking_flow(retry=wf.RetryPolicy(max_retries=2, base_delay=0.01, max_delay=60, max_elapsed=None))
+
+    async def main() -> wf.Run:
+        return await asyncio.wait_for(
+            flow.arun({"q": "x"}, workspace=False, llm=client_for(server), raise_on_error=False), 30
+        )
+
+    run = asyncio.run(main())
+    assert ("failed", 1) == (run.status, len(server.requests))
+    message = str(run.error)
+    assert "not retried: the server asked to wait 3600 s" in message, message
+    assert "max_delay=60" in message, message
+
+
 def test_run_fails_at_once_on_malformed_reply(server: LLMServer) -> None:
     """Malformed JSON is permanent: no retry, one failed event saying why."""
     server.script("malformed")
