@@ -7,7 +7,8 @@
 Behaviours, taken one per request from the script (then "ok" for ever):
 "ok" (JSON, or server-sent events when the body says ``"stream": true``), ("429", retry_after) (or
 ("429", {header: value}) for other headers, such as ``retry-after-ms``),
-("status", code), "500", ("slow", seconds) (then ok), "malformed" (JSON cut off), "not_completion"
+("status", code), ("openai_error", (code, error)) (a status whose body is ``{"error": error}``, in
+OpenAI's words), "500", ("slow", seconds) (then ok), "malformed" (JSON cut off), "not_completion"
 (valid JSON of the wrong shape), "echo_auth" (a 500 whose message repeats the Authorization header,
 as a careless proxy might), ("cut_stream", n) (a stream that ends after n content events, with no
 finish_reason and no [DONE]: the body runs to the connection's close, so HTTP cannot tell it was
@@ -89,6 +90,9 @@ class _Handler(BaseHTTPRequestHandler):
             self._error(500, "internal error")
         elif name == "status":
             self._error(int(arg), f"status {arg}")
+        elif name == "openai_error":
+            code, error = arg
+            self._send(int(code), json.dumps({"error": error}).encode())
         elif name == "redirect":
             self._send(301, b"", {"Location": str(arg)})
         elif name == "error_200":

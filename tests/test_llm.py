@@ -255,6 +255,43 @@ def test_http_status_maps_onto_error_kinds(server: LLMServer, status: int, kind:
     assert wf.ErrorKind(kind) == wf.classify_error(exc)
 
 
+def test_a_refused_key_fails_at_once_saying_to_check_it_and_where_it_came_from(
+    server: LLMServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A 401 for a wrong key (read from the environment variable the client names): one permanent
+    attempt in the step log, and a message saying to check the key and where it came from, without
+    the key itself."""
+    wrong = "sk-wrong-key-9876543210"
+    monkeypatch.setenv("MY_LLM_KEY", wrong)
+    client = ChatClient(server.url, model="test-model", api_key_env="MY_LLM_KEY")
+    flow = asking_flow(retry=wf.RetryPolicy(max_retries=3, base_delay=0.01))
+    run = flow.run({"q": "x"}, workspace=tmp_path, llm=client, raise_on_error=False)
+    assert ("failed", 1) == (run.status, len(server.requests))
+    message = str(run.error)
+    assert "HTTP 401" in message, message
+    assert "check the API key ($MY_LLM_KEY)" in message, message
+    rows = wf.steps(tmp_path)
+    assert [("failed", "permanent", "LLMStatusError")] == list(
+        zip(rows["status"], rows["error_kind"], rows["error_type"], strict=True)
+    )
+    assert "check the API key ($MY_LLM_KEY)" in rows["error_message"].iloc[0]
+    assert wrong not in message
+    assert not rows["error_message"].str.contains(wrong).any()
+
+
+def test_no_key_sent_and_a_forbidden_model_say_what_to_do(server: LLMServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A 401 when no key was sent says how to give one; a 403 says to check that the key may use
+    the model, naming it."""
+    monkeypatch.delenv("WFKIT_API_KEY", raising=False)
+    exc = error_of(ChatClient(server.url, model="test-model"))
+    assert "no API key was sent: pass api_key= or set $WFKIT_API_KEY" in str(exc), exc
+    server.script(("openai_error", (403, {"message": "You are not allowed to sample from this model"})))
+    exc = error_of(client_for(server))
+    assert wf.ErrorKind.PERMANENT == wf.classify_error(exc)
+    assert "check that the API key (api_key=) may use model 'test-model'" in str(exc), exc
+    assert KEY not in str(exc)
+
+
 def test_slow_response_times_out_as_transient(server: LLMServer) -> None:
     """A reply slower than the call's timeout raises LLMTimeoutError (transient) at the timeout."""
     server.script(("slow", 0.6))

@@ -195,7 +195,7 @@ def _usage_of(payload: Any) -> tuple[int | None, int | None]:
 
 
 # What a pickled ChatClient carries: its configuration (the headers hold the key's Authorization).
-_PICKLED = ("base_url", "model", "transport", "prices", "_api_key", "_timeout", "_headers")
+_PICKLED = ("base_url", "model", "transport", "prices", "_api_key", "_key_from", "_timeout", "_headers")
 
 
 def check_async_transport(owner: str, transport: object) -> None:
@@ -256,7 +256,18 @@ class ChatClient:
     connections and SSL context cannot travel, nor can its settings be read back to build it anew.
     """
 
-    __slots__ = ("__weakref__", "_api_key", "_headers", "_http", "_timeout", "base_url", "model", "prices", "transport")
+    __slots__ = (
+        "__weakref__",
+        "_api_key",
+        "_headers",
+        "_http",
+        "_key_from",
+        "_timeout",
+        "base_url",
+        "model",
+        "prices",
+        "transport",
+    )
 
     def __init__(
         self,
@@ -292,6 +303,8 @@ class ChatClient:
         self.transport = transport
         self.prices = as_prices(prices)
         self._api_key = api_key if api_key is not None else os.environ.get(api_key_env) or None
+        # Where a refused key came from, for the message (never the key): "api_key=" or "$VAR".
+        self._key_from = "api_key=" if api_key else f"${api_key_env}"
         self._timeout = timeout if isinstance(timeout, httpx.Timeout) else httpx.Timeout(timeout)
         self._headers = dict(headers or {})
         if self._api_key:
@@ -436,11 +449,22 @@ class ChatClient:
         wait = f"; retry after {retry_after:g} s" if retry_after is not None else ""
         raise LLMStatusError(
             f"{_where(response.request.url)} answered HTTP {response.status_code} {response.reason_phrase} "
-            f"for model {model!r}{wait}" + (f": {detail}" if detail else ""),
+            f"for model {model!r}{wait}" + (f": {detail}" if detail else "") + self._key_advice(response, model),
             status_code=response.status_code,
             retry_after=retry_after,
             response=response,
         )
+
+    def _key_advice(self, response: httpx.Response, model: str) -> str:
+        """What to do about a 401 or 403: the key is what to check, named by where it came from
+        (never by its value); nothing for other statuses."""
+        if response.status_code not in (401, 403):
+            return ""
+        if not self._api_key:
+            return f"; no API key was sent: pass api_key= or set {self._key_from}"
+        if response.status_code == 401:
+            return f"; check the API key ({self._key_from}): the endpoint did not accept it"
+        return f"; check that the API key ({self._key_from}) may use model {model!r}"
 
     def _redirected(self, response: httpx.Response) -> LLMResponseError:
         """A 3xx, not followed (the request carries the API key): where it points, and the base URL
