@@ -292,6 +292,31 @@ def test_no_key_sent_and_a_forbidden_model_say_what_to_do(server: LLMServer, mon
     assert KEY not in str(exc)
 
 
+def test_a_409_is_retried_as_openais_client_retries_it(server: LLMServer, tmp_path: Path) -> None:
+    """OpenAI answers 409 for a conflict on its side (a lock timeout) and its own client retries
+    it: it is transient, so the step retries it after the policy's backoff and succeeds."""
+    server.script(("status", 409), "ok")
+    flow = asking_flow(retry=wf.RetryPolicy(max_retries=2, base_delay=0.05, jitter=0))
+    run = flow.run({"q": "x"}, workspace=tmp_path, llm=client_for(server))
+    assert ("succeeded", 2) == (run.status, len(server.requests))
+    rows = wf.steps(tmp_path).sort_values("attempt")
+    assert [("retry", "transient", "LLMStatusError"), ("ok", None, None)] == [
+        (status, kind if isinstance(kind, str) else None, kind_type if isinstance(kind_type, str) else None)
+        for status, kind, kind_type in zip(rows["status"], rows["error_kind"], rows["error_type"], strict=True)
+    ]
+    assert pytest.approx(0.05) == rows["retry_delay_s"].iloc[0]
+
+
+@pytest.mark.parametrize(("status", "says", "kind"), [(503, "false", "permanent"), (400, "true", "transient")])
+def test_the_servers_x_should_retry_outranks_its_status(server: LLMServer, status: int, says: str, kind: str) -> None:
+    """``x-should-retry``, which OpenAI's servers send and its client obeys, is the server saying
+    whether a retry can help: it wins over what the status alone would say."""
+    server.script(("status", (status, {"x-should-retry": says})))
+    exc = error_of(client_for(server))
+    assert status == exc.status_code  # type: ignore[attr-defined]
+    assert wf.ErrorKind(kind) == wf.classify_error(exc)
+
+
 def test_slow_response_times_out_as_transient(server: LLMServer) -> None:
     """A reply slower than the call's timeout raises LLMTimeoutError (transient) at the timeout."""
     server.script(("slow", 0.6))

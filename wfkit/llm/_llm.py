@@ -8,7 +8,8 @@
 Errors, all under ``LLMError`` (a ``WfkitError``), carry what the engine's classifier reads:
 
     LLMError
-    ├── LLMStatusError                       the endpoint answered 4xx/5xx: ``status_code``, ``retry_after``
+    ├── LLMStatusError                       the endpoint answered 4xx/5xx: ``status_code``, ``retry_after``,
+    │                                        ``error_kind`` (409 and ``x-should-retry``, as OpenAI's client)
     ├── LLMTimeoutError (TimeoutError)       connect, read, write or pool timeout: transient
     ├── LLMConnectionError (ConnectionError) the endpoint could not be reached, or cut a stream off: transient
     ├── LLMResponseError (ValueError)        a reply that is not chat-completions JSON, a redirect: permanent
@@ -50,7 +51,8 @@ class LLMError(WfkitError):
 
 
 class LLMStatusError(LLMError):
-    """The endpoint answered with an HTTP error; 429, 408 and 5xx are transient, other 4xx permanent."""
+    """The endpoint answered with an HTTP error; 429, 408, 409 and 5xx are transient, other 4xx
+    permanent, unless the server's ``x-should-retry`` says otherwise (as in OpenAI's own client)."""
 
     def __init__(
         self, message: str, *, status_code: int, retry_after: float | None, response: httpx.Response | None = None
@@ -59,6 +61,15 @@ class LLMStatusError(LLMError):
         self.status_code = status_code
         self.retry_after = retry_after  # seconds, from retry-after-ms or Retry-After: the least wait before a retry
         self.response = response
+
+    @property
+    def error_kind(self) -> ErrorKind | None:
+        """What the classifier reads first; None leaves it to the status (``classify_error``)."""
+        says = self.response.headers.get("x-should-retry") if self.response is not None else None
+        if says in ("true", "false"):  # the server saying whether a retry can help
+            return ErrorKind.TRANSIENT if says == "true" else ErrorKind.PERMANENT
+        # OpenAI's 409 is a conflict on its side (a lock timeout), which its own client retries.
+        return ErrorKind.TRANSIENT if self.status_code == 409 else None
 
 
 class LLMTimeoutError(LLMError, TimeoutError):
