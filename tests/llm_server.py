@@ -6,21 +6,21 @@
 
 Behaviours, taken one per request from the script (then "ok" for ever):
 "ok" (JSON, or server-sent events when the body says ``"stream": true``), ("429", retry_after) (or
-("429", {header: value}) for other headers, such as ``retry-after-ms``),
-("status", code), "500", ("slow", seconds) (then ok), "malformed" (JSON cut off), "not_completion"
-(valid JSON of the wrong shape), "echo_auth" (a 500 whose message repeats the Authorization header,
-as a careless proxy might), ("cut_stream", n) (a stream that ends after n content events, with no
-finish_reason and no [DONE]: the body runs to the connection's close, so HTTP cannot tell it was
-cut), ("broken_stream", n) (the same, but chunked, so httpx sees the missing last chunk),
-("redirect", location) (a 301 to ``location``), ("error_200", message) (an OpenAI-style error
-object in a 200, as some gateways send), ("tool_calls", calls) (a reply asking for tool calls, each
-``{"id", "function": {"name", "arguments"}}`` as given; streamed, each call's arguments come in
+("429", {header: value}) for other headers, such as ``retry-after-ms``), ("status", code) (or
+("status", (code, {header: value}))), ("openai_error", (code, error)) (a status whose body is
+``{"error": error}``, in OpenAI's words), "500", ("slow", seconds) (then ok), "malformed" (JSON cut
+off), "not_completion" (valid JSON of the wrong shape), "echo_auth" (a 500 whose message repeats the
+Authorization header, as a careless proxy might), ("cut_stream", n) (a stream that ends after n
+content events, with no finish_reason and no [DONE]: the body runs to the connection's close, so
+HTTP cannot tell it was cut), ("broken_stream", n) (the same, but chunked, so httpx sees the missing
+last chunk), ("redirect", location) (a 301 to ``location``), ("error_200", message) (an OpenAI-style
+error object in a 200, as some gateways send), ("tool_calls", calls) (a reply asking for tool calls,
+each ``{"id", "function": {"name", "arguments"}}`` as given; streamed, each call's arguments come in
 two pieces, as OpenAI streams them), ("spec_stream", newline) (the "ok" stream framed in ways the
 server-sent events spec allows: each chunk's JSON over several ``data:`` lines, lines ending in
-``newline``, a comment, a ``retry:`` field, ``event:`` and ``id:`` on each event),
-("error_event", (event, wrapped)) (the same framing: two words, then OpenAI's mid-stream error
-object, ``{"error": {...}}`` if wrapped else bare, under ``event: <event>`` when it is not None,
-and no [DONE]).
+``newline``, a comment, a ``retry:`` field, ``event:`` and ``id:`` on each event), ("error_event",
+(event, wrapped)) (the same framing: two words, then OpenAI's mid-stream error object, ``{"error":
+{...}}`` if wrapped else bare, under ``event: <event>`` when it is not None, and no [DONE]).
 It speaks HTTP/1.1 keep-alive, so connection pooling is visible in ``connections``.
 """
 
@@ -88,7 +88,11 @@ class _Handler(BaseHTTPRequestHandler):
         elif name == "500":
             self._error(500, "internal error")
         elif name == "status":
-            self._error(int(arg), f"status {arg}")
+            code, headers = (arg, None) if isinstance(arg, int) else arg
+            self._error(int(code), f"status {code}", headers)
+        elif name == "openai_error":
+            code, error = arg
+            self._send(int(code), json.dumps({"error": error}).encode())
         elif name == "redirect":
             self._send(301, b"", {"Location": str(arg)})
         elif name == "error_200":

@@ -255,6 +255,68 @@ def test_http_status_maps_onto_error_kinds(server: LLMServer, status: int, kind:
     assert wf.ErrorKind(kind) == wf.classify_error(exc)
 
 
+def test_a_refused_key_fails_at_once_saying_to_check_it_and_where_it_came_from(
+    server: LLMServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A 401 for a wrong key (read from the environment variable the client names): one permanent
+    attempt in the step log, and a message saying to check the key and where it came from, without
+    the key itself."""
+    wrong = "sk-wrong-key-9876543210"
+    monkeypatch.setenv("MY_LLM_KEY", wrong)
+    client = ChatClient(server.url, model="test-model", api_key_env="MY_LLM_KEY")
+    flow = asking_flow(retry=wf.RetryPolicy(max_retries=3, base_delay=0.01))
+    run = flow.run({"q": "x"}, workspace=tmp_path, llm=client, raise_on_error=False)
+    assert ("failed", 1) == (run.status, len(server.requests))
+    message = str(run.error)
+    assert "HTTP 401" in message, message
+    assert "check the API key ($MY_LLM_KEY)" in message, message
+    rows = wf.steps(tmp_path)
+    assert [("failed", "permanent", "LLMStatusError")] == list(
+        zip(rows["status"], rows["error_kind"], rows["error_type"], strict=True)
+    )
+    assert "check the API key ($MY_LLM_KEY)" in rows["error_message"].iloc[0]
+    assert wrong not in message
+    assert not rows["error_message"].str.contains(wrong).any()
+
+
+def test_no_key_sent_and_a_forbidden_model_say_what_to_do(server: LLMServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A 401 when no key was sent says how to give one; a 403 says to check that the key may use
+    the model, naming it."""
+    monkeypatch.delenv("WFKIT_API_KEY", raising=False)
+    exc = error_of(ChatClient(server.url, model="test-model"))
+    assert "no API key was sent: pass api_key= or set $WFKIT_API_KEY" in str(exc), exc
+    server.script(("openai_error", (403, {"message": "You are not allowed to sample from this model"})))
+    exc = error_of(client_for(server))
+    assert wf.ErrorKind.PERMANENT == wf.classify_error(exc)
+    assert "check that the API key (api_key=) may use model 'test-model'" in str(exc), exc
+    assert KEY not in str(exc)
+
+
+def test_a_409_is_retried_as_openais_client_retries_it(server: LLMServer, tmp_path: Path) -> None:
+    """OpenAI answers 409 for a conflict on its side (a lock timeout) and its own client retries
+    it: it is transient, so the step retries it after the policy's backoff and succeeds."""
+    server.script(("status", 409), "ok")
+    flow = asking_flow(retry=wf.RetryPolicy(max_retries=2, base_delay=0.05, jitter=0))
+    run = flow.run({"q": "x"}, workspace=tmp_path, llm=client_for(server))
+    assert ("succeeded", 2) == (run.status, len(server.requests))
+    rows = wf.steps(tmp_path).sort_values("attempt")
+    assert [("retry", "transient", "LLMStatusError"), ("ok", None, None)] == [
+        (status, kind if isinstance(kind, str) else None, kind_type if isinstance(kind_type, str) else None)
+        for status, kind, kind_type in zip(rows["status"], rows["error_kind"], rows["error_type"], strict=True)
+    ]
+    assert pytest.approx(0.05) == rows["retry_delay_s"].iloc[0]
+
+
+@pytest.mark.parametrize(("status", "says", "kind"), [(503, "false", "permanent"), (400, "true", "transient")])
+def test_the_servers_x_should_retry_outranks_its_status(server: LLMServer, status: int, says: str, kind: str) -> None:
+    """``x-should-retry``, which OpenAI's servers send and its client obeys, is the server saying
+    whether a retry can help: it wins over what the status alone would say."""
+    server.script(("status", (status, {"x-should-retry": says})))
+    exc = error_of(client_for(server))
+    assert status == exc.status_code  # type: ignore[attr-defined]
+    assert wf.ErrorKind(kind) == wf.classify_error(exc)
+
+
 def test_slow_response_times_out_as_transient(server: LLMServer) -> None:
     """A reply slower than the call's timeout raises LLMTimeoutError (transient) at the timeout."""
     server.script(("slow", 0.6))
@@ -610,6 +672,43 @@ def test_run_retries_429_then_records_tokens_and_cost(server: LLMServer) -> None
     assert pytest.approx((2 * 0.001 + 4 * 0.002) / 1000) == ok.cost_usd
     assert {"llm_calls": 1} == ok.extra
     assert "reply to: refund please" == run.state["answer"]
+
+
+def test_a_retry_after_beyond_max_elapsed_fails_at_once_saying_why(server: LLMServer, tmp_path: Path) -> None:
+    """A 429 asking for an hour, under a policy that retries for 5 minutes at most: the step fails
+    at once (one request), and the message says what the server asked and which limit stopped it;
+    the step log's row is the one failed, transient attempt, with no retry delay."""
+    server.script(("429", 3600), "ok")
+    flow = asking_flow(retry=wf.RetryPolicy(max_retries=2, base_delay=0.01, max_elapsed=300))
+    run = flow.run({"q": "x"}, workspace=tmp_path, llm=client_for(server), raise_on_error=False)
+    assert ("failed", 1) == (run.status, len(server.requests))
+    message = str(run.error)
+    assert "not retried: the server asked to wait 3600 s" in message, message
+    assert "max_elapsed=300" in message, message
+    rows = wf.steps(tmp_path)
+    assert [("failed", "transient", "LLMStatusError")] == list(
+        zip(rows["status"], rows["error_kind"], rows["error_type"], strict=True)
+    )
+    assert rows["retry_delay_s"].isna().all()
+
+
+def test_a_retry_after_beyond_max_delay_is_not_waited_when_nothing_else_bounds_it(server: LLMServer) -> None:
+    """With max_elapsed=None and no run deadline, a 429 asking for an hour was waited out: the
+    step sat an hour. Nothing the user set allows that wait, so the step fails at once, saying so
+    (the run is given 30 s before the test gives up on it: the bug would take an hour)."""
+    server.script(("429", 3600), "ok")
+    flow = asking_flow(retry=wf.RetryPolicy(max_retries=2, base_delay=0.01, max_delay=60, max_elapsed=None))
+
+    async def main() -> wf.Run:
+        return await asyncio.wait_for(
+            flow.arun({"q": "x"}, workspace=False, llm=client_for(server), raise_on_error=False), 30
+        )
+
+    run = asyncio.run(main())
+    assert ("failed", 1) == (run.status, len(server.requests))
+    message = str(run.error)
+    assert "not retried: the server asked to wait 3600 s" in message, message
+    assert "max_delay=60" in message, message
 
 
 def test_run_fails_at_once_on_malformed_reply(server: LLMServer) -> None:

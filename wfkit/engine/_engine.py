@@ -963,8 +963,9 @@ class Execution:
                         attempt=out.attempt,
                     )
                 else:
+                    not_retried = "" if out.not_retried is None else f"; not retried: {out.not_retried}"
                     err = StepFailedError(
-                        f"failed with {type(out.error).__name__} ({out.kind.value}): {out.error}",
+                        f"failed with {type(out.error).__name__} ({out.kind.value}): {out.error}{not_retried}",
                         run_id=self.run_id,
                         step=name,
                         attempt=out.attempt,

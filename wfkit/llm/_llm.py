@@ -8,7 +8,8 @@
 Errors, all under ``LLMError`` (a ``WfkitError``), carry what the engine's classifier reads:
 
     LLMError
-    ├── LLMStatusError                       the endpoint answered 4xx/5xx: ``status_code``, ``retry_after``
+    ├── LLMStatusError                       the endpoint answered 4xx/5xx: ``status_code``, ``retry_after``,
+    │                                        ``error_kind`` (409 and ``x-should-retry``, as OpenAI's client)
     ├── LLMTimeoutError (TimeoutError)       connect, read, write or pool timeout: transient
     ├── LLMConnectionError (ConnectionError) the endpoint could not be reached, or cut a stream off: transient
     ├── LLMResponseError (ValueError)        a reply that is not chat-completions JSON, a redirect: permanent
@@ -50,7 +51,8 @@ class LLMError(WfkitError):
 
 
 class LLMStatusError(LLMError):
-    """The endpoint answered with an HTTP error; 429, 408 and 5xx are transient, other 4xx permanent."""
+    """The endpoint answered with an HTTP error; 429, 408, 409 and 5xx are transient, other 4xx
+    permanent, unless the server's ``x-should-retry`` says otherwise (as in OpenAI's own client)."""
 
     def __init__(
         self, message: str, *, status_code: int, retry_after: float | None, response: httpx.Response | None = None
@@ -59,6 +61,15 @@ class LLMStatusError(LLMError):
         self.status_code = status_code
         self.retry_after = retry_after  # seconds, from retry-after-ms or Retry-After: the least wait before a retry
         self.response = response
+
+    @property
+    def error_kind(self) -> ErrorKind | None:
+        """What the classifier reads first; None leaves it to the status (``classify_error``)."""
+        says = self.response.headers.get("x-should-retry") if self.response is not None else None
+        if says in ("true", "false"):  # the server saying whether a retry can help
+            return ErrorKind.TRANSIENT if says == "true" else ErrorKind.PERMANENT
+        # OpenAI's 409 is a conflict on its side (a lock timeout), which its own client retries.
+        return ErrorKind.TRANSIENT if self.status_code == 409 else None
 
 
 class LLMTimeoutError(LLMError, TimeoutError):
@@ -195,7 +206,7 @@ def _usage_of(payload: Any) -> tuple[int | None, int | None]:
 
 
 # What a pickled ChatClient carries: its configuration (the headers hold the key's Authorization).
-_PICKLED = ("base_url", "model", "transport", "prices", "_api_key", "_timeout", "_headers")
+_PICKLED = ("base_url", "model", "transport", "prices", "_api_key", "_key_from", "_timeout", "_headers")
 
 
 def check_async_transport(owner: str, transport: object) -> None:
@@ -256,7 +267,18 @@ class ChatClient:
     connections and SSL context cannot travel, nor can its settings be read back to build it anew.
     """
 
-    __slots__ = ("__weakref__", "_api_key", "_headers", "_http", "_timeout", "base_url", "model", "prices", "transport")
+    __slots__ = (
+        "__weakref__",
+        "_api_key",
+        "_headers",
+        "_http",
+        "_key_from",
+        "_timeout",
+        "base_url",
+        "model",
+        "prices",
+        "transport",
+    )
 
     def __init__(
         self,
@@ -292,6 +314,8 @@ class ChatClient:
         self.transport = transport
         self.prices = as_prices(prices)
         self._api_key = api_key if api_key is not None else os.environ.get(api_key_env) or None
+        # Where a refused key came from, for the message (never the key): "api_key=" or "$VAR".
+        self._key_from = "api_key=" if api_key else f"${api_key_env}"
         self._timeout = timeout if isinstance(timeout, httpx.Timeout) else httpx.Timeout(timeout)
         self._headers = dict(headers or {})
         if self._api_key:
@@ -436,11 +460,22 @@ class ChatClient:
         wait = f"; retry after {retry_after:g} s" if retry_after is not None else ""
         raise LLMStatusError(
             f"{_where(response.request.url)} answered HTTP {response.status_code} {response.reason_phrase} "
-            f"for model {model!r}{wait}" + (f": {detail}" if detail else ""),
+            f"for model {model!r}{wait}" + (f": {detail}" if detail else "") + self._key_advice(response, model),
             status_code=response.status_code,
             retry_after=retry_after,
             response=response,
         )
+
+    def _key_advice(self, response: httpx.Response, model: str) -> str:
+        """What to do about a 401 or 403: the key is what to check, named by where it came from
+        (never by its value); nothing for other statuses."""
+        if response.status_code not in (401, 403):
+            return ""
+        if not self._api_key:
+            return f"; no API key was sent: pass api_key= or set {self._key_from}"
+        if response.status_code == 401:
+            return f"; check the API key ({self._key_from}): the endpoint did not accept it"
+        return f"; check that the API key ({self._key_from}) may use model {model!r}"
 
     def _redirected(self, response: httpx.Response) -> LLMResponseError:
         """A 3xx, not followed (the request carries the API key): where it points, and the base URL
