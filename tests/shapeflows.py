@@ -12,8 +12,9 @@ can SIGKILL the process while that step runs.
 
 Shapes: ``fanout`` (three parallel branches, then a join), ``cond`` (a route on a structured
 condition; the join follows only the taken branch), ``mapped`` (a map over a list a step makes at
-run time), ``sub`` (a sub-workflow with its irreversible step inside the child), ``loop`` (a state
-machine of three iterations, its irreversible step once per iteration).
+run time), ``sub`` (a sub-workflow with its irreversible step inside the child), ``sub_retried``
+(``sub`` whose sub-workflow step retries an error of unknown kind once, with a new child run),
+``loop`` (a state machine of three iterations, its irreversible step once per iteration).
 """
 
 from __future__ import annotations
@@ -175,7 +176,7 @@ def _mapped() -> wf.Workflow:
     return flow
 
 
-def _sub() -> wf.Workflow:
+def _sub(retry: wf.RetryPolicy | None = None) -> wf.Workflow:
     child = wf.Workflow("shape-sub-child", merge={"trail": wf.append}, inputs=["text"])
 
     @child.step
@@ -203,7 +204,11 @@ def _sub() -> wf.Workflow:
         return {"trail": "prepare", "text": "hi"}
 
     flow.subflow(
-        child, name="inner", inputs={"text": "text"}, outputs={"child_trail": "trail", "upper": "upper", "sent": "sent"}
+        child,
+        name="inner",
+        inputs={"text": "text"},
+        outputs={"child_trail": "trail", "upper": "upper", "sent": "sent"},
+        retry=retry,
     )
 
     @flow.step
@@ -249,6 +254,7 @@ fanout = _fanout()
 cond = _cond()
 mapped = _mapped()
 sub = _sub()
+sub_retried = _sub(wf.RetryPolicy(max_retries=1, max_unknown_retries=1, base_delay=0.0))
 loop = _loop()
 
 INPUTS: dict[str, dict[str, Any]] = {
@@ -256,6 +262,7 @@ INPUTS: dict[str, dict[str, Any]] = {
     "cond": {"kind": "left", "n": 2},
     "mapped": {"count": 4},
     "sub": {},
+    "sub_retried": {},
     "loop": {},
 }
 

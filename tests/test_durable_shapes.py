@@ -54,7 +54,14 @@ KILLS = [
 
 # SQLite's sync per shape: the default (full), where every checkpoint goes through the writer
 # thread, and normal, where a write made while the loop is idle commits on the loop at once.
-SYNCHRONOUS = {"fanout": "full", "cond": "normal", "mapped": "full", "sub": "normal", "loop": "full"}
+SYNCHRONOUS = {
+    "fanout": "full",
+    "cond": "normal",
+    "mapped": "full",
+    "sub": "normal",
+    "sub_retried": "full",
+    "loop": "full",
+}
 
 
 def _env(shape: str, logs: Path, kill: str | None = None) -> dict[str, str]:
@@ -269,3 +276,65 @@ def test_a_run_killed_inside_a_step_resumes_to_the_uninterrupted_outcome(
     if shape == "sub" and kill not in ("prepare", "finish"):
         rows[("shape-sub", "inner(own row)", 1)] = [crashed, (2, "ok", None, None)]
     assert rows == _step_log(shape, workspace)
+
+
+def _killed_in(command: list[str], shape: str, kill: str, done_before: set[str], logs: Path, workspace: Path) -> None:
+    """Run ``command`` until step ``kill`` runs with ``done_before`` checkpointed, then SIGKILL it."""
+    (logs / "ready").unlink(missing_ok=True)
+    err = logs / "killed.err"
+    with err.open("w") as stderr:
+        env = _env(shape, logs, kill)
+        proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=stderr, text=True)
+        try:
+            _wait_for(
+                lambda: (logs / "ready").exists() and done_before <= _checkpointed(shape, workspace),
+                f"running {kill} with {sorted(done_before)} checkpointed",
+                proc,
+                err,
+            )
+            proc.send_signal(signal.SIGKILL)
+        finally:
+            proc.wait(timeout=60)
+    assert -signal.SIGKILL == proc.returncode
+
+
+@pytest.mark.parametrize("shape", ["sub", "sub_retried"])
+def test_crashes_inside_a_child_run_count_against_the_child_step_not_the_parent_step(
+    shape: str, tmp_path: Path, uninterrupted: Callable[[str], Outcome]
+) -> None:
+    """SIGKILL twice while a child run's step runs: both crashes are the child step's attempts, the
+    child fails by its step's budget (naming it and the crash count), and the parent's sub-workflow
+    step fails with the child's error, its own budget untouched (``sub_retried`` retries it, with a
+    new child run, and succeeds)."""
+    logs, workspace = tmp_path, tmp_path / "ws"
+    start = [sys.executable, str(HERE / "shapeflows.py"), shape, str(workspace)]
+    resume = ["resume", RUN_ID, "--workflow", f"shapeflows:{shape}", "--workspace", str(workspace)]
+    _killed_in(start, shape, "c2", {"prepare", "c1"}, logs, workspace)
+    _killed_in([sys.executable, "-m", "wfkit", *resume], shape, "c2", {"prepare", "c1"}, logs, workspace)
+    resumed = _wfkit(*resume, env=_env(shape, logs))
+
+    ws = wf.Workspace(workspace)
+    first_child = ws.run_info(RUN_ID)["children"][0]
+    child = ws.run_info(first_child)
+    assert "failed" == child["status"]
+    crashed = "ProcessCrashedError"
+    assert [(1, "retry", crashed), (2, "failed", crashed)] == [
+        (e.attempt, e.status, e.error_type) for e in ws.events(first_child) if e.step == "c2"
+    ]
+    assert "step 'c2'" in child["error"]
+    assert "crashed the process 2 times" in child["error"]
+    inner = [(e.attempt, e.status, e.error_type) for e in ws.events(RUN_ID) if e.step == "inner"]
+    assert [(1, "retry", crashed), (2, "retry", crashed)] == inner[:2]
+    if shape == "sub":
+        assert 1 == resumed.returncode, resumed.stdout + resumed.stderr
+        assert [(3, "failed", "SubflowError")] == inner[2:]
+        error = ws.run_info(RUN_ID)["error"]
+        assert "failed" == ws.run_info(RUN_ID)["status"]
+        for said in (f"run {first_child}", "step 'c2'", "crashed the process 2 times", "step 'inner'"):
+            assert said in error
+    else:
+        # The parent's one retry was left for its own failures: it starts a new child run.
+        assert 0 == resumed.returncode, resumed.stdout + resumed.stderr
+        assert [(3, "retry", "SubflowError"), (4, "ok", None)] == inner[2:]
+        assert 2 == len(ws.run_info(RUN_ID)["children"])
+        assert uninterrupted("sub").state["trail"] == ws.run_info(RUN_ID)["state"]["trail"]

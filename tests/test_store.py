@@ -816,11 +816,11 @@ def test_attempt_facts_name_the_last_attempt_and_a_later_one_that_started(store:
     store.create_run(_row("r1"))
     retry = wf.StepEvent("r1", "w", "v1", "s", 1, 1, "retry", "transient", "E", "x", 10.0, 10.5, 0.5, 0.0, 2.0)
     store.journal([retry])
-    assert {("s", 1): (1, "retry", 10.5, 2.0, None, None, 0)} == store.attempt_facts("r1")
+    assert {("s", 1): (1, "retry", 10.5, 2.0, None, None, 0, 0)} == store.attempt_facts("r1")
     store.do(store.attempt_op("r1", "s", 1, 2, started_at=12.6))
-    assert {("s", 1): (1, "retry", 10.5, 2.0, 2, 12.6, 0)} == store.attempt_facts("r1")
+    assert {("s", 1): (1, "retry", 10.5, 2.0, 2, 12.6, 0, 0)} == store.attempt_facts("r1")
     store.finish("r1", status="failed", state={}, error=None, elapsed=1.0, ended=True)
-    assert {("s", 1): (1, "retry", 10.5, 2.0, None, None, 0)} == store.attempt_facts("r1")
+    assert {("s", 1): (1, "retry", 10.5, 2.0, None, None, 0, 0)} == store.attempt_facts("r1")
 
 
 def test_drop_all_rows_leaves_a_store_as_a_new_one_is(tmp_path: Path) -> None:

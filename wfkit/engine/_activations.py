@@ -24,12 +24,16 @@ from wfkit.model._steps import StepSpec
 class CutOff(NamedTuple):
     """An attempt a crash cut off, found on resume: ``started_at`` set when its body was running
     (it counts as a failed attempt), None when the step was waiting out a backoff until
-    ``not_before`` (the attempt after it never ran). ``crashes``: crashes recorded before."""
+    ``not_before`` (the attempt after it never ran). ``crashes``: crashes recorded before, of
+    which ``child_crashes`` came while the step's sub-workflow child run ran. ``child``: the child
+    run this crash came inside of (a sub-workflow step whose child was running), else None."""
 
     attempt: int
     started_at: float | None
     not_before: float | None
     crashes: int
+    child_crashes: int = 0
+    child: str | None = None
 
 
 class Activation:

@@ -34,7 +34,7 @@ from wfkit.model._events import Status, StepEvent
 from wfkit.model._retry import ErrorKind, RetryPolicy, checked_kind, classify_error, retry_after_of
 from wfkit.model._steps import StepSpec
 from wfkit.store._codec import TAG, check_state, decode_state
-from wfkit.store._journal import UNTIMED, encode_state, encode_updates
+from wfkit.store._journal import CRASHED_IN_CHILD, UNTIMED, encode_state, encode_updates
 
 logger = logging.getLogger("wfkit")
 
@@ -240,6 +240,9 @@ class AttemptRunner:
         out: Outcome | None = None
         first_start: float | None = None  # perf_counter at the first attempt: max_elapsed counts from it
         attempt = 0
+        # Attempts that spend none of this step's retry budget: crashes inside its child run,
+        # which the child's step counted (see _crashed).
+        spared = 0
         is_item = act.batch is not None
         if self.attempts_before or self.cut_off:  # a resumed run: what it did before counts
             key = (spec.name, act.visit)
@@ -249,6 +252,7 @@ class AttemptRunner:
             if cut is not None:
                 first_start = time.perf_counter()
                 attempt = cut.attempt - 1
+                spared = cut.child_crashes + (cut.child is not None)
                 if cut.started_at is None:
                     # The process died while this step waited out a backoff (maybe a Retry-After):
                     # the wait still applies, the attempt after it never ran.
@@ -257,7 +261,7 @@ class AttemptRunner:
                 else:
                     attempt += 1
                     out = Outcome()
-                    if not await self._crashed(act, out, cut, attempt, policy):
+                    if not await self._crashed(act, out, cut, attempt, policy, spared):
                         return out
         # Only a step that takes a context gets one (a sub-workflow's child and a sync step's late
         # result read it too): most steps never look, and one object per attempt adds up.
@@ -403,7 +407,7 @@ class AttemptRunner:
                     classify_error(exc) if classifier is None else checked_kind(spec.name, classifier(exc), exc)
                 )
                 out.status = Status.TIMEOUT if timed_out else Status.FAILED
-                if not policy.allows(kind, attempt - 1):
+                if not policy.allows(kind, attempt - 1 - spared):
                     return out
                 if backoff_rng is None:
                     backoff_rng = self._backoff_rng(act)
@@ -443,28 +447,51 @@ class AttemptRunner:
         await self._journal.retrying(event, durable=durable)
         await self._sleep(delay)
 
-    async def _crashed(self, act: Activation, out: Outcome, cut: CutOff, attempt: int, policy: RetryPolicy) -> bool:
+    async def _crashed(
+        self, act: Activation, out: Outcome, cut: CutOff, attempt: int, policy: RetryPolicy, spared: int
+    ) -> bool:
         """Account for an attempt a crash cut off: journal it as a failed attempt of kind unknown;
-        True when the retry budget allows another attempt (after its backoff)."""
+        True when the retry budget allows another attempt (after its backoff). ``spared``: the
+        attempts that spend none of the budget (crashes inside the step's child run, this one too)."""
         crashes = cut.crashes + 1
-        times = "once" if crashes == 1 else f"{crashes} times"
         what = f"step {act.spec.name!r}" if act.index is None else f"item {act.index} of step {act.spec.name!r}"
-        error = ProcessCrashedError(
-            f"the process died during attempt {attempt} of {what} (visit {act.visit}); "
-            f"this {'step' if act.index is None else 'item'} has crashed the process {times}"
-        )
-        out.attempt, out.error, out.kind, out.status = attempt, error, ErrorKind.UNKNOWN, Status.FAILED
+        out.attempt, out.kind, out.status = attempt, ErrorKind.UNKNOWN, Status.FAILED
         out.started_at = cut.started_at or time.time()
         # Unknown, not 0: the process that could have timed it is gone. NaN in the event and the
         # step log (latency_s and ended_at); the journal, whose columns refuse NULL, keeps 0 and the
         # marker in extra, which its readers turn back into NaN (see wfkit.store._journal.UNTIMED).
         out.latency = float("nan")
         out.usage = {"extra": dict(UNTIMED)}
-        # A first crash is always forgiven once: most crashes are not the step's doing (kill -9,
-        # the OOM killer, a power cut), and resuming after one is what durable runs are for. A
-        # step that crashes again is held to its retry budget, like any error of unknown kind.
-        if crashes > 1 and not policy.allows(ErrorKind.UNKNOWN, attempt - 1):
-            return False
+        if cut.child is not None:
+            # The crash came while this sub-workflow step's child run was running: both were in
+            # flight, but the child's step was what ran, so the crash is the child's to count.
+            # Its resume (this step's next attempt resumes the same child run) records it as a
+            # crashed attempt of that step and holds that step to its own retry budget; the child
+            # fails by that rule, and then this step fails with the child's error. Counting the
+            # crash here as well would spend two budgets on one crash, and could fail this step
+            # before the child ever accounts for it (leaving the child interrupted for good). So
+            # it is recorded here as an attempt, for the log, and is never refused: it spends
+            # none of this step's budget (``spared``), now or when a later attempt fails.
+            out.error = ProcessCrashedError(
+                f"the process died during attempt {attempt} of {what} (visit {act.visit}), inside its "
+                f"sub-workflow run {cut.child}: the crash counts against the retry budget of that "
+                f"run's step, not this step's"
+            )
+            out.usage["extra"][CRASHED_IN_CHILD] = cut.child
+        else:
+            own = crashes - cut.child_crashes
+            times = "once" if own == 1 else f"{own} times"
+            out.error = ProcessCrashedError(
+                f"the process died during attempt {attempt} of {what} (visit {act.visit}); "
+                f"this {'step' if act.index is None else 'item'} has crashed the process {times}"
+            )
+            # A first crash is always forgiven once: most crashes are not the step's doing (kill
+            # -9, the OOM killer, a power cut), and resuming after one is what durable runs are
+            # for. A step that crashes again is held to its retry budget, like any error of
+            # unknown kind.
+            if own > 1 and not policy.allows(ErrorKind.UNKNOWN, attempt - 1 - spared):
+                return False
+        error = out.error
         # No backoff: the crash is noticed only when the run resumes, which is later already.
         delay = 0.0
         event = self._make.event(

@@ -517,12 +517,20 @@ class Durability:
             if fact is None or (fact.started_attempt is None and fact.status is None):
                 if settled_at is None:
                     settled_at = store.last_settled_at(self.run_id) or time.time()
-                found[key] = CutOff(1 if fact is None else fact.attempt + 1, settled_at, None, 0)
+                cut = CutOff(1 if fact is None else fact.attempt + 1, settled_at, None, 0, 0)
             elif fact.started_attempt is not None:
-                found[key] = CutOff(fact.started_attempt, fact.started_at, None, fact.crashes)
+                cut = CutOff(fact.started_attempt, fact.started_at, None, fact.crashes, fact.child_crashes)
             elif fact.retry_delay_s is not None and fact.ended_at is not None:
-                found[key] = CutOff(fact.attempt + 1, None, fact.ended_at + fact.retry_delay_s, fact.crashes)
-            # else its last attempt failed for good: the run was ending, as after any failure
+                cut = CutOff(
+                    fact.attempt + 1, None, fact.ended_at + fact.retry_delay_s, fact.crashes, fact.child_crashes
+                )
+            else:
+                continue  # its last attempt failed for good: the run was ending, as after any failure
+            if cut.started_at is not None and spec.subflow is not None:
+                # A sub-workflow step in flight whose child run was running too: the crash came
+                # inside the child, and the child's resume records it against the child's step.
+                cut = cut._replace(child=store.running_child(self.run_id, spec.name, act.visit))
+            found[key] = cut
         return found
 
     def item_crashes(self, step: str, visit: int) -> dict[int, int]:

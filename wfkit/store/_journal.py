@@ -474,6 +474,11 @@ def _checked(values: list[Any]) -> tuple[Any, ...]:
 # the start, and every reader of the journal (event_from_row, the parquet export) reads NaN again.
 UNTIMED = {"crashed": True, "latency": "unknown"}
 UNTIMED_TEXT = '"latency": "unknown"'  # as the row's extra JSON holds it
+# In the extra of a sub-workflow step's crashed attempt when the crash came while its child run
+# ran: the child run it was inside. The child's step accounts for that crash, so the parent's
+# step does not count it against its own retry budget (``Store.attempt_facts`` counts these).
+CRASHED_IN_CHILD = "crashed_in_child"
+CRASHED_IN_CHILD_TEXT = f'"{CRASHED_IN_CHILD}": '  # as the row's extra JSON holds it
 
 
 def untimed(extra: object) -> bool:

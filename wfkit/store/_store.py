@@ -44,6 +44,7 @@ from wfkit.model._status import RunStatus
 from wfkit.store._codec import encode_state
 from wfkit.store._journal import (
     COLUMNS,
+    CRASHED_IN_CHILD_TEXT,
     JOURNAL_INSERT,
     JOURNAL_SELECT,
     event_from_row,
@@ -992,6 +993,15 @@ class Store:
         )
         return str(rows[0][0]) if rows else None
 
+    def running_child(self, parent_run_id: str, step: str, visit: int) -> str | None:
+        """The sub-workflow run of a step's visit if it is stored as running (a crash cut it off
+        while it ran: it had neither ended nor halted), else None."""
+        child = self.child_run(parent_run_id, step, visit)
+        if child is None:
+            return None
+        rows = self.read("SELECT status FROM runs WHERE run_id=?", (child,))
+        return child if rows and rows[0][0] == RunStatus.RUNNING else None
+
     def top_run(self, run_id: str) -> str:
         """The run at the top of a chain of sub-workflows (``run_id`` itself for a top-level run):
         the one to resume when a gate inside a child is decided."""
@@ -1131,19 +1141,21 @@ class Store:
             # A map's items count apart (item_crashes; the attempt runner numbers them per item).
             "SELECT j.step, j.visit, j.attempt, j.status, j.ended_at, j.retry_delay_s, "
             "(SELECT COUNT(*) FROM journal c WHERE c.run_id = j.run_id AND c.step = j.step "
-            "AND c.visit = j.visit AND c.error_type = ? AND c.map_index IS NULL) "
+            "AND c.visit = j.visit AND c.error_type = ? AND c.map_index IS NULL), "
+            "(SELECT COUNT(*) FROM journal c WHERE c.run_id = j.run_id AND c.step = j.step "
+            "AND c.visit = j.visit AND c.error_type = ? AND c.map_index IS NULL AND instr(c.extra, ?) > 0) "
             "FROM journal j WHERE j.run_id = ? AND j.attempt > 0 AND j.map_index IS NULL AND j.seq = "
             "(SELECT MAX(seq) FROM journal k WHERE k.run_id = j.run_id AND k.step = j.step AND k.visit = j.visit "
             "AND k.attempt > 0 AND k.map_index IS NULL)",
-            (ProcessCrashedError.__name__, run_id),
+            (ProcessCrashedError.__name__, ProcessCrashedError.__name__, CRASHED_IN_CHILD_TEXT, run_id),
         )
-        facts = {(r[0], r[1]): AttemptFacts(r[2], r[3], r[4], r[5], None, None, r[6]) for r in rows}
+        facts = {(r[0], r[1]): AttemptFacts(r[2], r[3], r[4], r[5], None, None, r[6], r[7]) for r in rows}
         for step, visit, attempt, started_at in self.read(
             "SELECT step, visit, attempt, started_at FROM attempts WHERE run_id=?", (run_id,)
         ):
             last = facts.get((step, visit))
             if last is None or attempt > last.attempt:  # older ones settled: their row is the last
-                base = last or AttemptFacts(0, None, None, None, None, None, 0)
+                base = last or AttemptFacts(0, None, None, None, None, None, 0, 0)
                 facts[(step, visit)] = base._replace(started_attempt=attempt, started_at=started_at)
         return facts
 
@@ -1479,8 +1491,9 @@ class _NextSeqs(dict[str, int]):
 class AttemptFacts(NamedTuple):
     """What the store knows of a step visit's attempts: its last journal row (attempt, status,
     end, and the backoff before the next one if it was retried), a later attempt that started
-    (``started_attempt`` at ``started_at``, from ``attempts``), and how many crashes were
-    recorded for it already."""
+    (``started_attempt`` at ``started_at``, from ``attempts``), how many crashes were recorded
+    for it already, and how many of those came while its sub-workflow's child run ran
+    (``child_crashes``: the child's step counted them)."""
 
     attempt: int
     status: str | None
@@ -1489,6 +1502,7 @@ class AttemptFacts(NamedTuple):
     started_attempt: int | None
     started_at: float | None
     crashes: int
+    child_crashes: int
 
 
 # Rebuilding a clustered journal copies some 100,000 rows in 1.5 s: from this many rows the wait
