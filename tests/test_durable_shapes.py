@@ -338,3 +338,47 @@ def test_crashes_inside_a_child_run_count_against_the_child_step_not_the_parent_
         assert [(3, "retry", "SubflowError"), (4, "ok", None)] == inner[2:]
         assert 2 == len(ws.run_info(RUN_ID)["children"])
         assert uninterrupted("sub").state["trail"] == ws.run_info(RUN_ID)["state"]["trail"]
+
+
+def _state_letter(pid: int) -> str:
+    """A process's state (``R``, ``S``, ``Z``, ...) from ``/proc/PID/stat``, after its name's ``)``."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return stat[stat.rindex(")") + 1 :].split()[0]
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="a zombie is read from /proc on Linux only")
+def test_a_run_killed_in_a_child_process_not_yet_waited_for_resumes_in_its_parent(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, uninterrupted: Callable[[str], Outcome]
+) -> None:
+    """A notebook starts a run with Popen, the process is SIGKILLed and never waited for (a zombie
+    that still holds the run's lease): the notebook resumes the run at once, no LeaseError."""
+    logs, workspace = tmp_path, tmp_path / "ws"
+    err = logs / "first.err"
+    with err.open("w") as stderr:
+        first = subprocess.Popen(
+            [sys.executable, str(HERE / "shapeflows.py"), "fanout", str(workspace)],
+            env=_env("fanout", logs, "b2"),
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+            text=True,
+        )
+    try:
+        _wait_for(lambda: (logs / "ready").exists(), "running b2", first, err)
+        first.send_signal(signal.SIGKILL)
+        # Not wait(): the process stays a zombie of this one. Its state says when the kill landed.
+        deadline = time.monotonic() + 60
+        while _state_letter(first.pid) != "Z":
+            assert time.monotonic() < deadline, f"process {first.pid} not a zombie after 60 s"
+            time.sleep(0.02)
+        assert first.returncode is None  # still unreaped
+
+        monkeypatch.setenv("SHAPES_LOG", str(logs))
+        monkeypatch.delenv("SHAPES_KILL", raising=False)
+        import shapeflows
+
+        run = shapeflows.fanout.resume(RUN_ID, workspace=workspace)
+        assert "succeeded" == run.status
+        assert uninterrupted("fanout").state == _state(wf.Workspace(workspace))
+        assert "Z" == _state_letter(first.pid)  # the check read it, and reaped nothing
+    finally:
+        first.wait(timeout=60)

@@ -6,6 +6,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -59,3 +61,33 @@ def test_on_windows_a_pid_is_asked_for_its_exit_code_and_its_handle_closed(kerne
     # Opened for a query only (PROCESS_QUERY_LIMITED_INFORMATION), never for termination or a signal.
     assert kernel32.opened == [(0x1000, False, 1234)]
     assert kernel32.closed == ([] if kernel32.exit_code is None else [4242])
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="a zombie is read from /proc on Linux only")
+def test_a_killed_child_not_yet_waited_for_is_not_alive_whatever_its_name(tmp_path: Any) -> None:
+    """A zombie (killed, its parent has not waited) is not alive, though signal 0 still finds its
+    pid: its state is read after the last ``)`` of /proc/PID/stat, as its name may hold ``) R (``."""
+    tricky = tmp_path / "a) R (b"
+    tricky.symlink_to(sys.executable)
+    ready = tmp_path / "ready"
+    child = subprocess.Popen(
+        [str(tricky), "-c", f"import pathlib, time; pathlib.Path({str(ready)!r}).touch(); time.sleep(300)"]
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not ready.exists():
+            assert child.poll() is None
+            assert time.monotonic() < deadline, "the child did not start in 60 s"
+            time.sleep(0.01)
+        assert pid_alive(child.pid)
+        child.kill()
+        stat = Path(f"/proc/{child.pid}/stat")
+        while stat.read_text().rsplit(")", 1)[1].split()[0] != "Z":  # until the kill landed
+            assert time.monotonic() < deadline, "the child is not a zombie after 60 s"
+            time.sleep(0.01)
+        assert "(a) R (b)" in stat.read_text()  # the name as the kernel shows it
+        assert not pid_alive(child.pid)
+        assert child.returncode is None  # the check reaped nothing: the zombie is still ours to wait for
+        assert stat.exists()
+    finally:
+        child.wait(timeout=60)

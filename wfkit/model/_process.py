@@ -1,7 +1,8 @@
 """Whether a process of this host is still alive, by its pid: the store asks it of a run's lease
 holder, the step log of a Dask job's driver.
 
-Why two bodies: POSIX answers with signal 0, which checks a pid and delivers nothing. On Windows
+Why two bodies: POSIX answers with signal 0, which checks a pid and delivers nothing (on Linux,
+a zombie's pid answers too, so its state is read from /proc). On Windows
 ``os.kill`` has no such signal: 0 is ``CTRL_C_EVENT``, so asking would interrupt the console
 process group the pid leads (a kernel, a driver), and any other number terminates the process.
 There the process is opened for a query of its exit code, which never touches it.
@@ -28,8 +29,26 @@ def _posix_pid_alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True
-    return True
+        pass  # another user's process: it exists
+    return not _linux_zombie(pid)
+
+
+def _linux_zombie(pid: int) -> bool:
+    """Whether ``pid`` is a process that died and waits for its parent to reap it (state ``Z``,
+    or ``X`` as it goes). Signal 0 still finds such a pid, but it runs nothing: a notebook that
+    started a run with ``subprocess.Popen`` and never waited would otherwise hold that run's lease
+    after a kill -9 until it expired. Read, never reaped: the zombie is its parent's to wait for.
+    Linux only (elsewhere, and when /proc cannot be read, the pid counts as alive, as signal 0 says)."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            stat = fh.read()
+    except OSError:
+        return False
+    # "PID (NAME) STATE ...": the name may hold spaces and parentheses, so the state follows the last ')'.
+    after = stat[stat.rfind(b")") + 1 :].split(maxsplit=1)
+    return bool(after) and after[0] in (b"Z", b"X")
 
 
 def windows_pid_alive(pid: int, kernel32: Any, last_error: Any) -> bool:
