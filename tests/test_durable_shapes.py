@@ -233,12 +233,14 @@ def test_a_run_killed_inside_a_step_resumes_to_the_uninterrupted_outcome(
         # the run says so wherever it is listed, with the command that settles it.
         assert 1 == resumed.returncode, resumed.stdout + resumed.stderr
         assert f"run {RUN_ID}: needs_reconciliation" in resumed.stdout
+        owner = _run_ids(ws)[-1]  # the run whose step it is: the child, for the sub-workflow
+        settle = f"`wfkit reconcile {owner} {stem} --workspace {workspace} --done|--retry --by NAME`"
+        assert settle in resumed.stdout  # resume says what to reconcile, as show does
         assert 1 == sum(1 for line in _side_file(logs, ws) if line.startswith(f"effect:{kill} "))
         assert "needs_reconciliation" == ws.run_info(RUN_ID)["status"]
         assert RUN_ID in [r["run_id"] for r in ws.runs(status="needs_reconciliation")]
-        owner = _run_ids(ws)[-1]  # the run whose step it is: the child, for the sub-workflow
         shown = _wfkit("show", RUN_ID, "--workspace", str(workspace), env=_env(shape, logs))
-        assert f"`wfkit reconcile {owner} {stem} --workspace {workspace} --done|--retry --by NAME`" in shown.stdout
+        assert settle in shown.stdout
         visit = kill.split("#")[1] if "#" in kill else "1"
         key = f"{owner}:{stem}:{visit}"
         updates = {"trail": kill, "sent": key if shape == "loop" else [key]}

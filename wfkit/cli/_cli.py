@@ -93,15 +93,20 @@ def _show(args: argparse.Namespace) -> int:
         detail = e["route_taken"] or e["error_message"] or _decision(e["approver"], e["decision_comment"])
         step = e["step"] if e["map_index"] is None else f"{e['step']}[{e['map_index']}]"  # a map's item
         _print(f"{step[:20]:20} {e['visit']:5d} {e['attempt']:7d} {e['status']:17} {e['latency_s']:9.3f}  {detail}")
-    for intent in ws.store.pending_intents(args.run_id):  # its sub-workflows' too: they halt it
-        where = "" if intent["run_id"] == args.run_id else f" of sub-workflow run {intent['run_id']}"
+    _print_reconciliations(ws, args, args.run_id)
+    for ticket in ws.store.tickets.find(status="open", run_id=args.run_id):
+        _print(f"\nwaiting for approval: ticket {ticket.ticket_id} at {ticket.step!r}: {ticket.reason}")
+    return 0
+
+
+def _print_reconciliations(ws: Any, args: argparse.Namespace, run_id: str) -> None:
+    """The irreversible steps a run waits to have reconciled, with the command that settles each."""
+    for intent in ws.store.pending_intents(run_id):  # its sub-workflows' too: they halt it
+        where = "" if intent["run_id"] == run_id else f" of sub-workflow run {intent['run_id']}"
         _print(
             f"\nneeds reconciliation: {intent['step']}{where} (visit {intent['visit']}, key {intent['key']}):"
             f" `wfkit reconcile {intent['run_id']} {intent['step']}{_workspace_option(args)} --done|--retry --by NAME`"
         )
-    for ticket in ws.store.tickets.find(status="open", run_id=args.run_id):
-        _print(f"\nwaiting for approval: ticket {ticket.ticket_id} at {ticket.step!r}: {ticket.reason}")
-    return 0
 
 
 def _pending(args: argparse.Namespace) -> int:
@@ -378,6 +383,8 @@ def _resume(args: argparse.Namespace) -> int:
     flow = _workflow_of(ws, args.run_id, args.workflow, "resume")
     run = flow.resume(args.run_id, workspace=ws.path, policy=args.policy, raise_on_error=False)
     _print(f"run {run.run_id}: {run.status}")
+    if run.status == RunStatus.NEEDS_RECONCILIATION:
+        _print_reconciliations(ws, args, run.run_id)
     if run.error is not None:
         _print(f"error: {run.error}", file=sys.stderr)
     return 0 if run.status in ("succeeded", "waiting_approval") else 1
