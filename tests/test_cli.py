@@ -250,6 +250,33 @@ def test_show_says_who_decided_a_gate_and_why(workspace: Path, capsys: pytest.Ca
     assert row.endswith(" rejected              0.000  by ana: too large, ask finance")
 
 
+def test_show_lists_the_open_tickets_of_a_runs_sub_workflow_runs(
+    workspace: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`wfkit show PARENT` lists the open ticket of a gate inside its sub-workflow (which halts the
+    parent), naming the child run, with the `wfkit approve` command that decides it (it listed
+    only the parent's own tickets: none)."""
+    child = wfkit.Workflow("cli-child", inputs=["x"])
+    child.step(lambda s: {"y": s["x"] + 1}, name="check", approval="check the child")
+    parent = wfkit.Workflow("cli-parent")
+    parent.step(lambda s: {"x": 1}, name="prepare")
+    parent.subflow(child, name="inner", inputs={"x": "x"}, outputs={"y": "y"})
+    parent.chain("prepare", "inner")
+    run = parent.run({}, workspace=workspace, policy="halt")
+    assert "waiting_approval" == run.status
+    [ticket] = run.tickets()
+    child_run = wfkit.Workspace().run_info(run.run_id)["children"][0]
+    assert child_run == ticket.run_id
+    assert 0 == main(["show", run.run_id, "--workspace", str(workspace)])
+    shown = capsys.readouterr().out
+    command = f"`wfkit approve {ticket.ticket_id} --workspace {workspace} --by NAME`"
+    line = f"waiting for approval: ticket {ticket.ticket_id} at 'check' of sub-workflow run {child_run}"
+    assert f"{line}: check the child: {command}" in shown
+    # The command it gives decides the ticket.
+    assert 0 == main(["approve", ticket.ticket_id, "--workspace", str(workspace), "--by", "ana"])
+    assert "approved" == wfkit.Workspace().ticket(ticket.ticket_id).status
+
+
 def test_show_tells_a_maps_items_apart(workspace: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """`wfkit show` names each item row of a map by its index (`work[1]`): the rows of a map's items
     read as the same step three times."""

@@ -94,8 +94,14 @@ def _show(args: argparse.Namespace) -> int:
         step = e["step"] if e["map_index"] is None else f"{e['step']}[{e['map_index']}]"  # a map's item
         _print(f"{step[:20]:20} {e['visit']:5d} {e['attempt']:7d} {e['status']:17} {e['latency_s']:9.3f}  {detail}")
     _print_reconciliations(ws, args, args.run_id)
-    for ticket in ws.store.tickets.find(status="open", run_id=args.run_id):
-        _print(f"\nwaiting for approval: ticket {ticket.ticket_id} at {ticket.step!r}: {ticket.reason}")
+    store = ws.store
+    for run_id in store.descendant_runs(args.run_id):  # its sub-workflows' too: they halt it
+        where = "" if run_id == args.run_id else f" of sub-workflow run {run_id}"
+        for ticket in store.tickets.find(status="open", run_id=run_id):
+            _print(
+                f"\nwaiting for approval: ticket {ticket.ticket_id} at {ticket.step!r}{where}: {ticket.reason}:"
+                f" `wfkit approve {ticket.ticket_id}{_workspace_option(args)} --by NAME`"
+            )
     return 0
 
 
