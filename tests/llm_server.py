@@ -218,6 +218,9 @@ def _spec_framed(event: Any, name: str | None, number: int, newline: str) -> byt
 
 class _Server(ThreadingHTTPServer):
     owner: LLMServer
+    # socketserver's default backlog of 5 drops the SYN of a sixth connection made at once, and
+    # that client retries a second later: concurrent map items would reach the server out of order.
+    request_queue_size = 64
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         pass  # a client that timed out and hung up is expected here

@@ -879,3 +879,35 @@ def test_default_client_is_cheap_to_create(monkeypatch: pytest.MonkeyPatch) -> N
     for _ in range(1000):
         default_client(seed=1)
     assert (time.perf_counter() - started) / 1000 < 200e-6
+
+
+def rate_limited_map(server: LLMServer, tmp_path: Path, jitter: float) -> list[float]:
+    """Eight map items, each answered 429 Retry-After: 0.2 once, then 200: the retry delays their
+    rows recorded in the step log (read back from parquet), one per item."""
+    server.script(*[("429", 0.2)] * 8)
+    flow = wf.Workflow("herd", inputs=["docs"])
+
+    @flow.map(over="docs", into="answers", retry=wf.RetryPolicy(max_retries=2, base_delay=0.01, jitter=jitter))
+    async def ask(doc: str, ctx: wf.StepContext) -> str:
+        return (await ctx.llm.complete(doc)).text
+
+    run = flow.run({"docs": [f"doc {i}" for i in range(8)]}, workspace=tmp_path, llm=client_for(server), seed=7)
+    assert "succeeded" == run.status
+    rows = wf.steps(tmp_path)
+    retried = rows[rows["status"] == "retry"]
+    assert list(range(8)) == sorted(retried["map_index"]), rows[["status", "map_index", "retry_delay_s"]].to_string()
+    return list(retried["retry_delay_s"])
+
+
+def test_rate_limited_map_items_retry_after_a_jittered_wait_not_in_lockstep(server: LLMServer, tmp_path: Path) -> None:
+    """Eight items rate-limited together all waited exactly the Retry-After, and so all asked
+    again at the same instant (and were rate-limited again): each now waits at least what the
+    server asked, plus jitter of its own, and the step log records the wait it used."""
+    delays = rate_limited_map(server, tmp_path, jitter=0.5)
+    assert all(0.2 <= delay <= 0.2 * 1.5 for delay in delays), delays
+    assert len(set(delays)) > 1, delays
+
+
+def test_with_no_jitter_a_rate_limited_item_waits_just_what_the_server_asked(server: LLMServer, tmp_path: Path) -> None:
+    """jitter=0 turns the spread off: every item waits the Retry-After, no more."""
+    assert [0.2] * 8 == rate_limited_map(server, tmp_path, jitter=0.0)

@@ -413,11 +413,12 @@ class AttemptRunner:
                     backoff_rng = self._backoff_rng(act)
                 delay = policy.backoff(attempt, backoff_rng)
                 asked = retry_after_of(exc)
+                elapsed = time.perf_counter() - first_start
                 if asked is not None and asked > delay:
-                    delay = asked
-                else:
-                    asked = None  # the policy's own backoff is the longer wait
-                out.not_retried = policy.wait_refused(delay, time.perf_counter() - first_start, asked)
+                    out.not_retried = policy.wait_refused(asked, elapsed, asked)
+                    delay = policy.server_wait(asked, elapsed, backoff_rng)
+                else:  # the policy's own backoff is the longer wait
+                    out.not_retried = policy.wait_refused(delay, elapsed, None)
                 if out.not_retried is not None:
                     return out
                 if self.deadline is not None and time.monotonic() + delay >= self.deadline:

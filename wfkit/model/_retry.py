@@ -167,7 +167,10 @@ class RetryPolicy:
 
     The wait before retry ``n`` (1-based) is ``base_delay * backoff_factor ** (n - 1)``, capped at
     ``max_delay``, then scaled by a random factor in ``[1 - jitter, 1 + jitter]``. A server's
-    ``Retry-After`` raises the wait to at least what it asked. No retry starts once
+    ``Retry-After`` longer than that sets the wait: what it asked, scaled by a random factor in
+    ``[1, 1 + jitter]`` (``server_wait``), so map items or runs rate-limited together do not all
+    ask again at the same instant (and get rate-limited again); never less than it asked, and
+    with ``jitter=0`` exactly that. No retry starts once
     ``max_elapsed`` seconds have passed since the first attempt, nor one whose wait would end
     after them; with ``max_elapsed=None``, no retry waits a ``Retry-After`` longer than
     ``max_delay``. Such a step fails at once, saying why (``wait_refused``), rather than sit out
@@ -231,6 +234,17 @@ class RetryPolicy:
         if self.jitter:
             delay *= (rng or random).uniform(1.0 - self.jitter, 1.0 + self.jitter)
         return delay
+
+    def server_wait(self, asked: float, elapsed: float, rng: random.Random | None = None) -> float:
+        """The wait before a retry the server asked to put off ``asked`` seconds, ``elapsed``
+        seconds after the first attempt: ``asked`` plus up to ``jitter`` of it more, drawn from
+        ``rng`` (the backoff's, so a seeded run repeats it), never past ``max_elapsed`` (or, when it
+        is None, ``max_delay``) unless the server asked for that much itself."""
+        if not self.jitter:
+            return asked
+        wait = asked * (rng or random).uniform(1.0, 1.0 + self.jitter)
+        limit = self.max_delay if self.max_elapsed is None else self.max_elapsed - elapsed
+        return max(asked, min(wait, limit))
 
     def wait_refused(self, delay: float, elapsed: float, asked: float | None) -> str | None:
         """Why a retry ``delay`` seconds from now, ``elapsed`` seconds after the first attempt, is
