@@ -911,3 +911,53 @@ def test_rate_limited_map_items_retry_after_a_jittered_wait_not_in_lockstep(serv
 def test_with_no_jitter_a_rate_limited_item_waits_just_what_the_server_asked(server: LLMServer, tmp_path: Path) -> None:
     """jitter=0 turns the spread off: every item waits the Retry-After, no more."""
     assert [0.2] * 8 == rate_limited_map(server, tmp_path, jitter=0.0)
+
+
+def test_why_no_retry_was_made_reaches_the_step_log_and_the_fallbacks_failure(
+    server: LLMServer, tmp_path: Path
+) -> None:
+    """A 429 asking for an hour under a 5-minute policy: why it was not retried was only in the
+    run's error. A fallback runs, so there is none: the reason must be in the failed row's
+    error_message (read back from parquet) and in the fallback's ctx.failure."""
+    server.script(("429", 3600))
+    flow = wf.Workflow("ask")
+    seen: list[str] = []
+
+    @flow.step(retry=wf.RetryPolicy(max_retries=2, base_delay=0.01, max_elapsed=300), fallback="give_up")
+    async def ask(state: dict[str, Any], ctx: wf.StepContext) -> dict[str, Any]:
+        return {"answer": (await ctx.llm.complete("x")).text}
+
+    @flow.step
+    def give_up(state: dict[str, Any], ctx: wf.StepContext) -> dict[str, Any]:
+        assert ctx.failure is not None
+        seen.append(ctx.failure.error_message)
+        return {"answer": "sorry"}
+
+    run = flow.run({}, workspace=tmp_path, llm=client_for(server))
+    assert ("succeeded", 1) == (run.status, len(server.requests))
+    (failure,) = seen
+    assert "; not retried: the server asked to wait 3600 s" in failure, failure
+    rows = wf.steps(tmp_path, step="ask")
+    (message,) = rows["error_message"]
+    assert failure == message
+
+
+def test_why_no_retry_was_made_reaches_a_map_items_error(server: LLMServer, tmp_path: Path) -> None:
+    """The same refusal on a map item: its row, the MapItemError the run fails with, and so the
+    run's error, all say why the item was not retried."""
+    server.script("ok", ("429", 3600))
+    flow = wf.Workflow("herd", inputs=["docs"])
+
+    @flow.map(over="docs", into="answers", max_concurrency=1, retry=wf.RetryPolicy(max_retries=2, max_elapsed=300))
+    async def ask(doc: str, ctx: wf.StepContext) -> str:
+        return (await ctx.llm.complete(doc)).text
+
+    run = flow.run({"docs": ["a", "b"]}, workspace=tmp_path, llm=client_for(server), raise_on_error=False)
+    assert "failed" == run.status
+    error = run.error.__cause__
+    assert isinstance(error, wf.MapItemError)
+    assert 1 == error.index
+    assert "; not retried: the server asked to wait 3600 s" in str(error), error
+    rows = wf.steps(tmp_path, step="ask")
+    (item,) = rows[rows["map_index"] == 1]["error_message"]
+    assert "; not retried: the server asked to wait 3600 s" in item, item

@@ -143,3 +143,9 @@ class Outcome:
         self.latency = 0.0
         self.queue_s = 0.0
         self.body_end = 0.0  # perf_counter when the body returned: the durable wait starts there
+
+    def error_message(self) -> str:
+        """The error's message, and why the retry policy made no retry of it when it says: what
+        the step log's row, a fallback's ``ctx.failure`` and the run's error all show."""
+        text = str(self.error)
+        return text if self.not_retried is None else f"{text}; not retried: {self.not_retried}"

@@ -657,7 +657,7 @@ class Execution:
         if route is None:
             self._fail(error, RunStatus.FAILED)
         elif route != END:
-            failure = self._failure_of(spec.name, 0, error, ErrorKind.PERMANENT)
+            failure = self._failure_of(spec.name, 0, error, ErrorKind.PERMANENT, str(error))
             self._activate(self.graph.steps[route], None, failure, time.perf_counter())
 
     def _follow(self, act: Activation, updates: Mapping[str, Any] | None, chosen: Go | None, queued: float) -> None:
@@ -963,9 +963,8 @@ class Execution:
                         attempt=out.attempt,
                     )
                 else:
-                    not_retried = "" if out.not_retried is None else f"; not retried: {out.not_retried}"
                     err = StepFailedError(
-                        f"failed with {type(out.error).__name__} ({out.kind.value}): {out.error}{not_retried}",
+                        f"failed with {type(out.error).__name__} ({out.kind.value}): {out.error_message()}",
                         run_id=self.run_id,
                         step=name,
                         attempt=out.attempt,
@@ -974,7 +973,7 @@ class Execution:
                 err.__cause__ = out.error
                 self._fail(err, RunStatus.TIMED_OUT if out.run_timeout else RunStatus.FAILED)
                 return None
-            failure = self._failure_of(name, out.attempt, out.error, out.kind)
+            failure = self._failure_of(name, out.attempt, out.error, out.kind, out.error_message())
             event = self._make.outcome(act, out, fallback)
             checkpoint = ("fallback", None, json.dumps(dataclasses.asdict(failure)), event)
             self.log.append((len(self.log) + 1, name, act.visit, "fallback", None, fallback, failure, None))
@@ -1099,7 +1098,7 @@ class Execution:
         failed.status = Status.TIMEOUT if out.run_timeout else Status.FAILED
         failed.run_timeout, failed.usage = out.run_timeout, None
         failed.latency = time.perf_counter() - batch.started
-        failed.error = MapItemError(owner.spec.name, index, len(batch.items), out.error)
+        failed.error = MapItemError(owner.spec.name, index, len(batch.items), out.error, out.not_retried)
         self._settle(owner, failed)
 
     def _gather(self, batch: Batch) -> None:
@@ -1149,8 +1148,8 @@ class Execution:
             state[key] = value
             writers[key] = (version, name)
 
-    def _failure_of(self, step: str, attempt: int, error: BaseException, kind: ErrorKind) -> Failure:
-        return Failure(step, attempt, kind.value, type(error).__name__, str(error))
+    def _failure_of(self, step: str, attempt: int, error: BaseException, kind: ErrorKind, message: str) -> Failure:
+        return Failure(step, attempt, kind.value, type(error).__name__, message)
 
     # ---- what the durability layer is asked -----------------------------------------------------
 

@@ -228,6 +228,7 @@ class EventMaker:
             act.tools,
             out.usage,
             act.index,
+            **({} if out.not_retried is None else {"error_message": out.error_message()}),
         )
 
     def gate(self, act: Activation, status: str, at: float, **fields: Any) -> StepEvent:

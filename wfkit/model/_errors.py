@@ -138,11 +138,13 @@ class StepTimeoutError(WfkitError, TimeoutError):
 
 class MapItemError(WfkitError):
     """An item of a map step failed for good; ``index`` says which, ``__cause__`` is its error.
-    The map step then follows its fallback (``ctx.failure`` names the item) or fails the run."""
+    The map step then follows its fallback (``ctx.failure`` names the item) or fails the run.
+    ``not_retried``: why the item's retry policy made no retry of a retryable error, if it says."""
 
-    def __init__(self, step: str, index: int, count: int, error: BaseException) -> None:
+    def __init__(self, step: str, index: int, count: int, error: BaseException, not_retried: str | None = None) -> None:
         self.step, self.index, self.count = step, index, count
-        super().__init__(f"item {index} of {count} of map step {step!r} failed: {type(error).__name__}: {error}")
+        why = "" if not_retried is None else f"; not retried: {not_retried}"
+        super().__init__(f"item {index} of {count} of map step {step!r} failed: {type(error).__name__}: {error}{why}")
         self.__cause__ = error
 
 
