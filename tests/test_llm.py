@@ -961,3 +961,70 @@ def test_why_no_retry_was_made_reaches_a_map_items_error(server: LLMServer, tmp_
     rows = wf.steps(tmp_path, step="ask")
     (item,) = rows[rows["map_index"] == 1]["error_message"]
     assert "; not retried: the server asked to wait 3600 s" in item, item
+
+
+def test_a_step_that_fails_its_last_allowed_attempt_says_the_retry_budget_ran_out(
+    server: LLMServer, tmp_path: Path
+) -> None:
+    """Three 500s under max_retries=2: the run's error said only which attempt failed; it now says
+    the budget is spent, and so does the last row of the step log."""
+    server.script("500", "500", "500")
+    flow = asking_flow(retry=wf.RetryPolicy(max_retries=2, base_delay=0.01))
+    run = flow.run({"q": "x"}, workspace=tmp_path, llm=client_for(server), raise_on_error=False)
+    assert ("failed", 3) == (run.status, len(server.requests))
+    reason = "; not retried: the retry budget ran out after 3 attempts: max_retries=2 spent"
+    assert reason in str(run.error), run.error
+    rows = wf.steps(tmp_path)
+    assert ["retry", "retry", "failed"] == list(rows["status"])
+    assert rows["error_message"].iloc[-1].endswith(reason)
+
+
+def test_a_transient_error_under_max_retries_0_says_the_policy_allows_no_retry(server: LLMServer) -> None:
+    """A 429 under max_retries=0 fails at once; the error says the policy allowed no retry, not
+    just that attempt 1 failed."""
+    server.script(("429", 0.01))
+    flow = asking_flow(retry=wf.RetryPolicy(max_retries=0))
+    run = flow.run({"q": "x"}, workspace=False, llm=client_for(server), raise_on_error=False)
+    assert ("failed", 1) == (run.status, len(server.requests))
+    assert "; not retried: the policy's max_retries=0 allows no retry" in str(run.error), run.error
+
+
+def test_an_error_of_unknown_kind_says_its_own_budget_ran_out(server: LLMServer) -> None:
+    """A 500 a step's classify= calls unknown is retried max_unknown_retries times: the error says
+    that budget, not max_retries, is the one spent."""
+    server.script("500", "500")
+    flow = wf.Workflow("ask")
+
+    policy = wf.RetryPolicy(max_retries=3, base_delay=0.01, max_unknown_retries=1)
+
+    @flow.step(retry=policy, classify=lambda e: "unknown")
+    async def ask(state: dict[str, Any], ctx: wf.StepContext) -> dict[str, Any]:
+        return {"answer": (await ctx.llm.complete("x")).text}
+
+    run = flow.run({}, workspace=False, llm=client_for(server), raise_on_error=False)
+    assert ("failed", 2) == (run.status, len(server.requests))
+    assert "after 2 attempts: max_unknown_retries=1 spent" in str(run.error), run.error
+
+
+def test_a_permanent_error_gives_no_reason_beyond_its_kind(server: LLMServer) -> None:
+    """A 400 is never retried, and its kind already says why: no "not retried" is added."""
+    server.script(("status", 400))
+    flow = asking_flow(retry=wf.RetryPolicy(max_retries=2, base_delay=0.01))
+    run = flow.run({"q": "x"}, workspace=False, llm=client_for(server), raise_on_error=False)
+    assert "(permanent)" in str(run.error)
+    assert "not retried" not in str(run.error)
+
+
+def test_an_error_of_unknown_kind_in_a_step_that_asked_for_no_retries_adds_nothing(server: LLMServer) -> None:
+    """With no retry= at all, an error of unknown kind was never going to be retried: its message
+    stays as raised, no "not retried" tacked on to every such failure."""
+    server.script("500")
+    flow = wf.Workflow("ask")
+
+    @flow.step(classify=lambda e: "unknown")
+    async def ask(state: dict[str, Any], ctx: wf.StepContext) -> dict[str, Any]:
+        return {"answer": (await ctx.llm.complete("x")).text}
+
+    run = flow.run({}, workspace=False, llm=client_for(server), raise_on_error=False)
+    assert "(unknown)" in str(run.error)
+    assert "not retried" not in str(run.error)

@@ -408,6 +408,7 @@ class AttemptRunner:
                 )
                 out.status = Status.TIMEOUT if timed_out else Status.FAILED
                 if not policy.allows(kind, attempt - 1 - spared):
+                    out.not_retried = policy.budget_spent(kind, attempt - 1 - spared)
                     return out
                 if backoff_rng is None:
                     backoff_rng = self._backoff_rng(act)
@@ -491,6 +492,7 @@ class AttemptRunner:
             # for. A step that crashes again is held to its retry budget, like any error of
             # unknown kind.
             if own > 1 and not policy.allows(ErrorKind.UNKNOWN, attempt - 1 - spared):
+                out.not_retried = policy.budget_spent(ErrorKind.UNKNOWN, attempt - 1 - spared)
                 return False
         error = out.error
         # No backoff: the crash is noticed only when the run resumes, which is later already.

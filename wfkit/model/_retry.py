@@ -175,7 +175,8 @@ class RetryPolicy:
     after them; with ``max_elapsed=None``, no retry waits a ``Retry-After`` longer than
     ``max_delay``. Such a step fails at once, saying why (``wait_refused``), rather than sit out
     an hour a server asked for. Permanent errors are never retried; unknown ones at most
-    ``max_unknown_retries`` times.
+    ``max_unknown_retries`` times. A retryable error not retried says why: the wait refused, or
+    the budget spent (``budget_spent``), in the run's error and its step-log row.
     """
 
     max_retries: int = 3
@@ -260,6 +261,28 @@ class RetryPolicy:
             return (
                 f"{wait}, longer than the policy's max_delay={self.max_delay:g} s, the longest wait it "
                 f"takes when max_elapsed=None (raise max_delay, or set max_elapsed, to wait that long)"
+            )
+        return None
+
+    def budget_spent(self, kind: ErrorKind, retries_done: int) -> str | None:
+        """Why :meth:`allows` refuses a retry of an error of ``kind`` after ``retries_done``
+        retries. None when it does not, and when there is nothing to add: a permanent error's kind
+        says why, and an error of unknown kind in a step that asked for no retries is no surprise."""
+        if kind is ErrorKind.PERMANENT:
+            return None
+        if retries_done >= self.max_retries:
+            if self.max_retries == 0:
+                if kind is ErrorKind.UNKNOWN:
+                    return None
+                return "the policy's max_retries=0 allows no retry (raise it to retry)"
+            return f"the retry budget ran out after {retries_done + 1} attempts: max_retries={self.max_retries} spent"
+        if kind is ErrorKind.UNKNOWN and retries_done >= self.max_unknown_retries:
+            fix = "raise it, or say what the error is with the step's classify="
+            if self.max_unknown_retries == 0:
+                return f"the policy's max_unknown_retries=0 allows no retry of an error of unknown kind ({fix})"
+            return (
+                f"the retry budget for errors of unknown kind ran out after {retries_done + 1} attempts: "
+                f"max_unknown_retries={self.max_unknown_retries} spent ({fix})"
             )
         return None
 
