@@ -20,7 +20,9 @@ two pieces, as OpenAI streams them), ("spec_stream", newline) (the "ok" stream f
 server-sent events spec allows: each chunk's JSON over several ``data:`` lines, lines ending in
 ``newline``, a comment, a ``retry:`` field, ``event:`` and ``id:`` on each event), ("error_event",
 (event, wrapped)) (the same framing: two words, then OpenAI's mid-stream error object, ``{"error":
-{...}}`` if wrapped else bare, under ``event: <event>`` when it is not None, and no [DONE]).
+{...}}`` if wrapped else bare, under ``event: <event>`` when it is not None, and no [DONE]),
+("cut_body", n) (a 200 whose Content-Length promises the whole reply, then n of its bytes, then
+a connection reset).
 It speaks HTTP/1.1 keep-alive, so connection pooling is visible in ``connections``.
 """
 
@@ -28,6 +30,8 @@ from __future__ import annotations
 
 import collections
 import json
+import socket
+import struct
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -101,6 +105,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._error(500, f"upstream rejected header {self.headers.get('Authorization')}")
         elif name == "malformed":
             self._send(200, b'{"id": "chatcmpl-1", "choices": [{"message": {"content": "cut')
+        elif name == "cut_body":
+            self._cut_body(int(arg))
         elif name == "not_completion":
             self._send(200, json.dumps({"result": "hello"}).encode())
         elif name == "tool_calls":
@@ -179,6 +185,18 @@ class _Handler(BaseHTTPRequestHandler):
             return
         self.wfile.write(b"0\r\n\r\n")
         self.wfile.flush()
+
+    def _cut_body(self, sent: int) -> None:
+        payload = json.dumps({"id": "chatcmpl-1", "choices": [{"message": {"content": "x" * 200}}]}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload[:sent])
+        self.wfile.flush()
+        # Linger 0: closing sends a reset, as a proxy or server dying mid-body does.
+        self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.close_connection = True
 
     def _tool_calls(self, body: dict[str, Any], calls: Any) -> None:
         base = {"id": "chatcmpl-1", "model": self.server.owner.model}

@@ -1028,3 +1028,27 @@ def test_an_error_of_unknown_kind_in_a_step_that_asked_for_no_retries_adds_nothi
     run = flow.run({}, workspace=False, llm=client_for(server), raise_on_error=False)
     assert "(unknown)" in str(run.error)
     assert "not retried" not in str(run.error)
+
+
+def test_a_reply_cut_off_mid_body_says_the_server_answered_then_closed(server: LLMServer) -> None:
+    """A 200 whose body a reset cut short said "could not reach" the endpoint, which had
+    answered: it now says so, and stays transient (the retry asks again)."""
+    server.script(("cut_body", 30))
+    exc = error_of(client_for(server))
+    assert isinstance(exc, LLMConnectionError)
+    message = str(exc)
+    assert f"{server.url}/chat/completions answered, then closed the connection before the body ended" in message
+    assert "could not reach" not in message
+    assert wf.ErrorKind.TRANSIENT == wf.classify_error(exc)
+    assert "reply to: hello there" == call(client_for(server)).text
+
+
+def test_a_stream_broken_before_its_first_event_says_it_was_cut_off_not_unreachable(server: LLMServer) -> None:
+    """The server answered 200 and started the stream, then broke it before any event: not
+    "could not reach", but a stream cut off after 0 events."""
+    server.script(("broken_stream", 0))
+    with pytest.raises(LLMConnectionError) as info:
+        stream_text(server)
+    message = str(info.value)
+    assert "cut off the stream for model 'test-model' after 0 events" in message
+    assert "could not reach" not in message

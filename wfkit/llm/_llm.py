@@ -390,8 +390,10 @@ class ChatClient:
         body = self._body(prompt, model, params)
         http = await self._http.get()
         started = time.perf_counter()
+        request = http.build_request("POST", "chat/completions", json=body, timeout=self._timeout_for(timeout))
         try:
-            response = await http.post("chat/completions", json=body, timeout=self._timeout_for(timeout))
+            response = await http.send(request, stream=True)
+            await self._read(response, body["model"])
             self._raise_for_status(response, body["model"])
             reply = self._reply(response, body["model"], time.perf_counter() - started)
         except _UNREACHABLE as exc:
@@ -544,6 +546,22 @@ class ChatClient:
             raw=raw,
         )
 
+    async def _read(self, response: httpx.Response, model: str) -> None:
+        """Read ``response``'s body (then release its connection). A transport error now comes
+        after the server answered: not "could not reach", but the body cut short."""
+        try:
+            await response.aread()
+        except _UNREACHABLE as exc:
+            if isinstance(exc, httpx.TimeoutException):
+                raise self._transport_error(exc, model) from exc
+            detail = f"{type(exc).__name__}: {self._redact(str(exc))}"
+            raise LLMConnectionError(
+                f"{_where(response.request.url)} answered, then closed the connection before the body "
+                f"ended, for model {model!r} ({detail})"
+            ) from exc
+        finally:
+            await response.aclose()
+
     def _transport_error(self, exc: httpx.HTTPError, model: str) -> LLMError:
         where = _where(exc.request.url) if _has_request(exc) else self.base_url
         what = type(exc).__name__
@@ -619,7 +637,7 @@ class ChatStream:
         try:
             self._response = await http.send(request, stream=True)
             if self._response.status_code >= 300:
-                await self._response.aread()
+                await client._read(self._response, model)
                 client._raise_for_status(self._response, model)
         except _UNREACHABLE as exc:
             await self._close()
@@ -691,7 +709,7 @@ class ChatStream:
         except SSEError:  # raised before the first event: the body is not an event stream
             raise await self._not_a_stream(self._response, where) from None
         except _UNREACHABLE as exc:
-            if chunks and not isinstance(exc, httpx.TimeoutException):  # it was reached: it answered, then stopped
+            if not isinstance(exc, httpx.TimeoutException):  # it was reached: it answered, then stopped
                 raise self._cut_off(where, len(chunks), f"{type(exc).__name__}: {client._redact(str(exc))}") from exc
             raise client._transport_error(exc, model) from exc
         if not chunks and not done:
