@@ -1052,3 +1052,42 @@ def test_a_stream_broken_before_its_first_event_says_it_was_cut_off_not_unreacha
     message = str(info.value)
     assert "cut off the stream for model 'test-model' after 0 events" in message
     assert "could not reach" not in message
+
+
+def test_a_404_from_a_base_url_without_v1_asks_whether_v1_is_missing(server: LLMServer) -> None:
+    """base_url without /v1 (the commonest mistake with an OpenAI-compatible server) got a bare 404:
+    the message now asks whether /v1 is missing and names the base URL to try. Still permanent."""
+    root = server.url.removesuffix("/v1")
+    exc = error_of(ChatClient(root, model="test-model", api_key=KEY))
+    assert isinstance(exc, LLMStatusError)
+    assert 404 == exc.status_code
+    assert f"; is base_url missing /v1? try ChatClient('{root}/v1', ...)" in str(exc), exc
+    assert wf.ErrorKind.PERMANENT == wf.classify_error(exc)
+    assert "reply to: hello there" == call(client_for(server)).text  # where the hint points works
+
+
+@pytest.mark.parametrize(
+    "behaviour",
+    [
+        ("status", 404),
+        ("openai_error", (404, {"message": "The model `gpt-9` does not exist", "code": "model_not_found"})),
+    ],
+)
+def test_a_404_under_v1_gets_no_base_url_hint(server: LLMServer, behaviour: Any) -> None:
+    """A 404 at a URL that has /v1 (a missing model, a missing resource) is not about base_url:
+    no hint sends the user to the wrong place."""
+    server.script(behaviour)
+    exc = error_of(client_for(server))
+    assert isinstance(exc, LLMStatusError)
+    assert 404 == exc.status_code
+    assert "base_url" not in str(exc)
+
+
+def test_a_404_whose_body_names_the_model_gets_no_base_url_hint(server: LLMServer) -> None:
+    """Without /v1 in the URL, but with the model named in the 404's body: the endpoint is likely
+    right and the model wrong, so no base_url hint (the test server's "no route
+    /chat/completions" names a model called "completions")."""
+    exc = error_of(ChatClient(server.url.removesuffix("/v1"), model="completions", api_key=KEY))
+    assert isinstance(exc, LLMStatusError)
+    assert 404 == exc.status_code
+    assert "base_url" not in str(exc)

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import aclosing
@@ -462,7 +463,10 @@ class ChatClient:
         wait = f"; retry after {retry_after:g} s" if retry_after is not None else ""
         raise LLMStatusError(
             f"{_where(response.request.url)} answered HTTP {response.status_code} {response.reason_phrase} "
-            f"for model {model!r}{wait}" + (f": {detail}" if detail else "") + self._key_advice(response, model),
+            f"for model {model!r}{wait}"
+            + (f": {detail}" if detail else "")
+            + self._key_advice(response, model)
+            + _version_advice(response, model, detail),
             status_code=response.status_code,
             retry_after=retry_after,
             response=response,
@@ -569,6 +573,17 @@ class ChatClient:
             return LLMTimeoutError(f"{where} did not answer in time for model {model!r} ({what})")
         detail = self._redact(str(exc))
         return LLMConnectionError(f"could not reach {where} for model {model!r} ({what}: {detail})")
+
+
+def _version_advice(response: httpx.Response, model: str, detail: str) -> str:
+    """For a 404 at a URL with no version segment (``/v1``, ``/v1beta``), whose body names no
+    model: the likely cause, a base URL without the ``/v1`` that OpenAI-compatible servers serve
+    under, and the one to try. Nothing otherwise (a 404 for a missing model is the model's fault)."""
+    url = response.request.url
+    if response.status_code != 404 or re.search(r"/v\d", url.path) or "model" in detail.lower() or model in detail:
+        return ""
+    base = _where(url).removesuffix("/chat/completions")
+    return f"; is base_url missing /v1? try ChatClient('{base}/v1', ...)"
 
 
 def _has_request(exc: httpx.HTTPError) -> bool:
