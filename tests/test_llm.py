@@ -1091,3 +1091,24 @@ def test_a_404_whose_body_names_the_model_gets_no_base_url_hint(server: LLMServe
     assert isinstance(exc, LLMStatusError)
     assert 404 == exc.status_code
     assert "base_url" not in str(exc)
+
+
+def test_jitter_on_a_servers_wait_never_costs_a_run_its_deadline(server: LLMServer) -> None:
+    """Retry-After: 1 under jitter=1 and a 1.6 s run deadline: the server's wait fits, but a
+    jittered one could not (up to 2 s), and the run ended at once as timed out. Jitter now only
+    spreads the wait over half the time the deadline leaves beyond it, and every item gets its retry."""
+    server.script(*[("429", 1)] * 8)
+    flow = wf.Workflow("herd", inputs=["docs"])
+
+    @flow.map(over="docs", into="answers", retry=wf.RetryPolicy(max_retries=1, base_delay=0.01, jitter=1.0))
+    async def ask(doc: str, ctx: wf.StepContext) -> str:
+        return (await ctx.llm.complete(doc)).text
+
+    run = flow.run(
+        {"docs": [f"doc {i}" for i in range(8)]}, workspace=False, llm=client_for(server), seed=7, timeout=1.6
+    )
+    assert "succeeded" == run.status
+    delays = [e.retry_delay_s for e in run.events if e.status == "retry"]
+    assert 8 == len(delays)
+    assert all(1.0 <= delay < 1.3 for delay in delays), delays
+    assert len(set(delays)) > 1, delays

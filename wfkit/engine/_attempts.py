@@ -417,7 +417,8 @@ class AttemptRunner:
                 elapsed = time.perf_counter() - first_start
                 if asked is not None and asked > delay:
                     out.not_retried = policy.wait_refused(asked, elapsed, asked)
-                    delay = policy.server_wait(asked, elapsed, backoff_rng)
+                    to_deadline = None if self.deadline is None else self.deadline - time.monotonic()
+                    delay = policy.server_wait(asked, elapsed, backoff_rng, to_deadline)
                 else:  # the policy's own backoff is the longer wait
                     out.not_retried = policy.wait_refused(delay, elapsed, None)
                 if out.not_retried is not None:

@@ -170,7 +170,8 @@ class RetryPolicy:
     ``Retry-After`` longer than that sets the wait: what it asked, scaled by a random factor in
     ``[1, 1 + jitter]`` (``server_wait``), so map items or runs rate-limited together do not all
     ask again at the same instant (and get rate-limited again); never less than it asked, and
-    with ``jitter=0`` exactly that. No retry starts once
+    with ``jitter=0`` exactly that (under a run's deadline, the range keeps half the time the
+    deadline leaves to the attempt). No retry starts once
     ``max_elapsed`` seconds have passed since the first attempt, nor one whose wait would end
     after them; with ``max_elapsed=None``, no retry waits a ``Retry-After`` longer than
     ``max_delay``. Such a step fails at once, saying why (``wait_refused``), rather than sit out
@@ -236,16 +237,24 @@ class RetryPolicy:
             delay *= (rng or random).uniform(1.0 - self.jitter, 1.0 + self.jitter)
         return delay
 
-    def server_wait(self, asked: float, elapsed: float, rng: random.Random | None = None) -> float:
+    def server_wait(
+        self, asked: float, elapsed: float, rng: random.Random | None = None, left: float | None = None
+    ) -> float:
         """The wait before a retry the server asked to put off ``asked`` seconds, ``elapsed``
-        seconds after the first attempt: ``asked`` plus up to ``jitter`` of it more, drawn from
-        ``rng`` (the backoff's, so a seeded run repeats it), never past ``max_elapsed`` (or, when it
-        is None, ``max_delay``) unless the server asked for that much itself."""
+        seconds after the first attempt: drawn from ``rng`` (the backoff's, so a seeded run repeats
+        it) in ``[asked, asked * (1 + jitter)]``, that range cut to end by ``max_elapsed`` (or, when
+        it is None, ``max_delay``), and, given ``left`` (seconds to the run's deadline), to take at
+        most half the time the deadline leaves beyond ``asked``: the rest is the attempt's, so
+        jitter never costs a run a retry the server's own wait left time for. Never below ``asked``."""
         if not self.jitter:
             return asked
-        wait = asked * (rng or random).uniform(1.0, 1.0 + self.jitter)
-        limit = self.max_delay if self.max_elapsed is None else self.max_elapsed - elapsed
-        return max(asked, min(wait, limit))
+        upper = min(
+            asked * (1.0 + self.jitter), self.max_delay if self.max_elapsed is None else self.max_elapsed - elapsed
+        )
+        if left is not None:
+            upper = min(upper, asked + (left - asked) / 2)
+        # Drawn within the range, never clamped to its end: items clamped alike would wait alike.
+        return (rng or random).uniform(asked, upper) if upper > asked else asked
 
     def wait_refused(self, delay: float, elapsed: float, asked: float | None) -> str | None:
         """Why a retry ``delay`` seconds from now, ``elapsed`` seconds after the first attempt, is
