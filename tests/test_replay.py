@@ -337,8 +337,14 @@ def test_the_report_in_a_browser(project: Path) -> None:
                 rows.nth(i).locator("td").first.inner_text() for i in range(2)
             ]
             regressed = rows.nth(0)
-            assert ["run 1 (tiny): 2 differences", "run 2 (tiny): 2 differences", "run 3 (tiny): 2 differences"] == (
-                regressed.locator("summary").all_inner_texts()
+            assert [
+                "run 1 (tiny): 2 differences",
+                "run 2 (tiny): 2 differences",
+                "run 3 (tiny): 2 differences",
+                "cell 1 (import wfkit as wf): 1 difference",
+            ] == regressed.locator("summary").all_inner_texts()
+            assert "stdout line 1 \"{'x': 3, 'y': 6}\" -> \"{'x': 3, 'y': 9}\"" in (
+                regressed.locator("td.findings").inner_text()
             )
             assert "double visit 1" in regressed.locator("h4").all_inner_texts()
             assert "writes 'y' 2 -> 3" in regressed.locator("td.findings").inner_text()
@@ -359,3 +365,67 @@ def test_the_report_in_a_browser(project: Path) -> None:
         finally:
             browser.close()
     shutil.copy(project / "r" / "screenshot.png", project.parent / "replay-report.png")
+
+
+OUTPUTS = (
+    "import warnings\n"
+    "import pandas as pd\n"
+    "print('ratio', round(x / 7, 4))\n"
+    "print('first')\n"
+    "print('second')\n"
+    "pd.DataFrame({'step': ['a', 'b', 'c'], 'n': [1, 2, 3]})"
+)
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "said"),
+    [
+        ("round(x / 7, 4)", "round(x / 7 + 0.0001, 4)", 'stdout line 1 "ratio 0.1429" -> "ratio 0.143"'),
+        (
+            "print('first')\nprint('second')",
+            "print('second')\nprint('first')",
+            'stdout line 3 "second" moved to line 2',
+        ),
+        ("'n': [1, 2, 3]", "'n': [1, 2, 4]", 'result 1 line 4 "2    c  3" -> "2    c  4"'),
+        ("['a', 'b', 'c'], 'n': [1, 2, 3]", "['a', 'b'], 'n': [1, 2]", 'result 1 line 4 is gone: "2    c  3"'),
+        ("import pandas as pd", "import pandas as pd\nwarnings.warn('mind the gap')", "stderr is new: "),
+    ],
+)
+def test_a_change_only_in_what_a_cell_shows_is_a_regression_naming_the_cell_and_line(
+    project: Path, capsys: pytest.CaptureFixture[str], old: str, new: str, said: str
+) -> None:
+    """A cell's printed text, a table it displays and a warning it emits are compared with the
+    baseline even where no run changed: one changed character, a swapped line, a table cell or a row
+    fewer, a new warning is a regression naming the cell, the stream and the line."""
+    nb = _notebook(project / "nbs" / "shows.ipynb", TINY, OUTPUTS)
+    assert 0 == main(["replay", "nbs", "--update-baseline", "--report", "rep"])
+    changed = nbformat.read(nb, as_version=4)
+    changed.cells[2].source = changed.cells[2].source.replace(old, new)
+    nbformat.write(changed, nb)
+    capsys.readouterr()
+    assert 1 == main(["replay", "nbs", "--report", "rep"])
+    out = capsys.readouterr().out
+    assert "      regression  nbs/shows.ipynb  (3 runs, " in out
+    assert f"cell 2 (import warnings): {said}" in out
+
+
+def test_noise_in_what_cells_show_is_no_regression(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Run ids, timings, timestamps, memory addresses and the kernel's file names in a warning differ
+    on every replay and are masked; a cell tagged `wfkit-ignore-output` is not compared at all."""
+    noisy = (
+        "import datetime, time, warnings\n"
+        "t0 = time.perf_counter()\n"
+        "print(run.run_id, 'took', f'{(time.perf_counter() - t0) * 1e6:.3f} ms')\n"
+        "print('at', datetime.datetime.now(datetime.UTC).isoformat(), 'and', datetime.datetime.now())\n"
+        "print(object())\n"
+        "warnings.warn('kept in the comparison')"
+    )
+    nb = _notebook(project / "nbs" / "noisy.ipynb", TINY, noisy, "import random\nprint(random.random())")
+    tagged = nbformat.read(nb, as_version=4)
+    tagged.cells[3].metadata["tags"] = ["wfkit-ignore-output"]
+    nbformat.write(tagged, nb)
+    assert 0 == main(["replay", "nbs", "--update-baseline", "--report", "rep"])
+    baseline = json.loads((project / "data" / "baselines" / "nbs" / "noisy.json").read_text())
+    assert "kept in the comparison" in json.dumps(baseline["outputs"])
+    capsys.readouterr()
+    assert 0 == main(["replay", "nbs", "--report", "rep"]), capsys.readouterr().out

@@ -57,10 +57,11 @@ def _link(target: Path | None, base: Path, label: str) -> str:
 
 
 def _grouped(diffs: Sequence[Difference]) -> str:
-    """Differences under a heading per run, and within a run under a heading per step."""
+    """Differences under a heading per run (or per cell, for what a cell showed), and within a run
+    under a heading per step."""
     by_run: dict[str, dict[str, list[Difference]]] = {}
     for d in diffs:
-        by_run.setdefault(d.run_label or "the notebook", {}).setdefault(d.step_label or "", []).append(d)
+        by_run.setdefault(d.run_label or d.cell or "the notebook", {}).setdefault(d.step_label or "", []).append(d)
     parts = []
     for run, steps in by_run.items():
         body = []
