@@ -429,3 +429,38 @@ def test_noise_in_what_cells_show_is_no_regression(project: Path, capsys: pytest
     assert "kept in the comparison" in json.dumps(baseline["outputs"])
     capsys.readouterr()
     assert 0 == main(["replay", "nbs", "--report", "rep"]), capsys.readouterr().out
+
+
+def test_an_unreadable_baseline_fails_its_notebook_and_every_other_is_still_judged(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A baseline that is not JSON, or JSON but not a baseline, is a failing row of its own notebook
+    saying what is wrong with the file and how to restore or record it; the other notebooks are
+    judged, and the report and JUnit XML are written."""
+    _notebook(project / "nbs" / "a.ipynb", TINY)
+    _notebook(project / "nbs" / "b.ipynb", TINY)
+    assert 0 == main(["replay", "nbs", "--update-baseline", "--report", "rep"])
+    broken, key = project / "data" / "baselines" / "nbs" / "a.json", "nbs/a.ipynb"
+    for content, said in (
+        ('{"version": 4, "runs": [', "is not JSON (Expecting value: line 1 column 25"),
+        ("[]", "is not a baseline (a JSON object), it holds a list"),
+        ('{"version": 4, "runs": {"x": 1}}', "is not a baseline: its runs are not a list of objects"),
+    ):
+        broken.write_text(content)
+        capsys.readouterr()
+        assert 1 == main(["replay", "nbs", "--report", "rep", "--junit-xml", "rep/junit.xml"])
+        out = capsys.readouterr().out
+        assert "    bad baseline  nbs/a.ipynb  (3 runs, " in out
+        assert f"the baseline {broken} {said}" in out
+        fix = f"restore it (`git checkout -- {broken}`) or record it again (`wfkit replay {key} --update-baseline`)"
+        assert fix in out
+        assert "              ok  nbs/b.ipynb  (3 runs, " in out
+        assert "2 notebooks: 1 ok, 0 regressions, 0 failed, 1 with a bad baseline in " in out
+        rows = {
+            r["notebook"]: r["status"] for r in json.loads((project / "rep" / "summary.json").read_text())["notebooks"]
+        }
+        assert {"nbs/a.ipynb": "bad baseline", "nbs/b.ipynb": "ok"} == rows
+        (case, _b) = ET.parse(project / "rep" / "junit.xml").getroot().findall("./testsuite/testcase")
+        failure = case.find("failure")
+        assert failure is not None
+        assert said in failure.get("message", "")

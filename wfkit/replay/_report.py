@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from wfkit.replay._compare import Difference
-from wfkit.replay._result import FAILED, NO_BASELINE, NotebookReport, plural, totals
+from wfkit.replay._result import BAD_BASELINE, FAILED, NO_BASELINE, NotebookReport, plural, totals
 
 _COLOURS = {"ok": "#15803d", "baseline updated": "#2563eb", "regression": "#b91c1c", "failed": "#b91c1c"}
 _STYLE = """
@@ -129,8 +129,8 @@ def write_summary(report: Path, rows: Sequence[NotebookReport]) -> None:
 
 
 def write_junit(path: Path, rows: Sequence[NotebookReport], *, seconds: float) -> Path:
-    """One test case per notebook: a regression or a missing baseline is a ``<failure>`` listing what
-    differs, a notebook that did not run is an ``<error>`` with the cell's traceback."""
+    """One test case per notebook: a regression, a missing or a bad baseline is a ``<failure>`` saying
+    what differs or what is wrong, a notebook that did not run is an ``<error>`` with the cell's traceback."""
     suite = ET.Element(
         "testsuite",
         {
@@ -161,8 +161,8 @@ def write_junit(path: Path, rows: Sequence[NotebookReport], *, seconds: float) -
                 case, "error", {"type": str(e.get("exception")), "message": f"cell {e.get('cell')}: {e.get('message')}"}
             )
             failed.text = str(e.get("traceback") or e.get("message"))
-        elif r.status == NO_BASELINE:
-            ET.SubElement(case, "failure", {"type": "no baseline", "message": r.hint or "no baseline"}).text = r.hint
+        elif r.status in (NO_BASELINE, BAD_BASELINE):
+            ET.SubElement(case, "failure", {"type": r.status, "message": r.hint or r.status}).text = r.hint
         elif r.failing:
             failure = ET.SubElement(
                 case,
