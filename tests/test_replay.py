@@ -464,3 +464,29 @@ def test_an_unreadable_baseline_fails_its_notebook_and_every_other_is_still_judg
         failure = case.find("failure")
         assert failure is not None
         assert said in failure.get("message", "")
+
+
+def test_a_change_past_the_shown_width_of_a_long_value_is_shown(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A long text that changed near its end (what a step wrote, a printed line) is shown from a
+    little before its first difference, so the two sides of `before -> after` never read the same."""
+    long_text = (
+        "text = 'Answer to the question about orchestration, with citations from the three sources the search "
+        "found, checked against the style guide: ' + ending\n"
+        "flow = __import__('wfkit').Workflow('long')\n"
+        "flow.step(lambda s: {'text': text}, name='write')\n"
+        "flow.run({}, workspace=workspace, seed=1)\n"
+        "print(text)"
+    )
+    _notebook(project / "nbs" / "long.ipynb", long_text, params="workspace = None\nending = 'fine.'")
+    assert 0 == main(["replay", "nbs", "--update-baseline", "--report", "rep"])
+    capsys.readouterr()
+    assert 1 == main(["replay", "nbs", "--report", "rep", "-p", "ending", "fine!"])
+    out = capsys.readouterr().out
+    changed = [line for line in out.splitlines() if "'text'" in line or "stdout line 1" in line]
+    assert 3 == len(changed), out  # what the step wrote, the final state, the printed line
+    for line in changed:
+        before, after = line.split(" -> ")
+        assert before.endswith('the style guide: fine."'), line
+        assert after.endswith('the style guide: fine!"'), line

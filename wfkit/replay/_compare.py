@@ -64,7 +64,7 @@ class Difference:
         where = f"attempt {self.attempt}: " if self.attempt is not None else ""
         if self.message is not None:
             return f"{where}{self.message}"
-        return f"{where}{self.signal} {short(self.before)} -> {short(self.after)}"
+        return f"{where}{self.signal} {_change(self.before, self.after)}"
 
     def __str__(self) -> str:
         place = ", ".join(p for p in (self.cell, self.run_label, self.step_label) if p)
@@ -87,6 +87,19 @@ class Difference:
 def short(value: Any, limit: int = 120) -> str:
     text = json.dumps(value, default=str, sort_keys=True)
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _change(before: Any, after: Any, limit: int = 120, context: int = 40) -> str:
+    """``before -> after`` as :func:`short` shows them; where a side is too long to show whole, both
+    start ``context`` characters before the first one they differ in: cut at the same width from the
+    front, two long texts that differ near their end would read the same."""
+    a, b = (json.dumps(v, default=str, sort_keys=True) for v in (before, after))
+    if len(a) <= limit and len(b) <= limit:
+        return f"{a} -> {b}"
+    same = next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a), len(b)))
+    cut = max(0, same - context)
+    a, b = (("..." if cut else "") + text[cut:] for text in (a, b))
+    return " -> ".join(text if len(text) <= limit else text[: limit - 3] + "..." for text in (a, b))
 
 
 def _same(a: Any, b: Any, tolerance: float) -> bool:
@@ -126,9 +139,7 @@ class _Comparer:
             elif a is _MISSING:
                 self.diffs.append(Difference(signal, None, b, message=f"{signal} {name!r} is new: {short(b)}", **place))
             elif not _same(a, b, self.tolerance):
-                self.diffs.append(
-                    Difference(signal, a, b, message=f"{signal} {name!r} {short(a)} -> {short(b)}", **place)
-                )
+                self.diffs.append(Difference(signal, a, b, message=f"{signal} {name!r} {_change(a, b)}", **place))
 
     def value(self, signal: str, a: Any, b: Any, step_name: str | None = None, **where: Any) -> None:
         if self.settings.masks(signal, step_name) or _same(a, b, self.tolerance):
@@ -242,11 +253,11 @@ def _lines_changed(before: str, after: str, limit: int = 3) -> str:
                 next(added for _g, added in blocks if moved in added).remove(moved)
                 said.append(f"line {number} {short(line)} moved to line {moved[0]}")
     for gone, added in blocks:
-        said.extend(f"line {n} {short(a)} -> {short(b)}" for (n, a), (_m, b) in zip(gone, added, strict=False))
+        said.extend(f"line {n} {_change(a, b)}" for (n, a), (_m, b) in zip(gone, added, strict=False))
         said.extend(f"line {n} is gone: {short(a)}" for n, a in gone[len(added) :])
         said.extend(f"line {n} is new: {short(b)}" for n, b in added[len(gone) :])
     if not said:  # the same lines, told apart by a line ending only
-        return f"{short(before)} -> {short(after)}"
+        return _change(before, after)
     more = len(said) - limit
     return "; ".join(said[:limit]) + (f" (and {_n(more, 'more change')})" if more > 0 else "")
 
