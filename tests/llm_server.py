@@ -6,16 +6,21 @@
 
 Behaviours, taken one per request from the script (then "ok" for ever):
 "ok" (JSON, or server-sent events when the body says ``"stream": true``), ("429", retry_after) (or
-("429", {header: value}) for other headers, such as ``retry-after-ms``),
-("status", code), "500", ("slow", seconds) (then ok), "malformed" (JSON cut off), "not_completion"
-(valid JSON of the wrong shape), "echo_auth" (a 500 whose message repeats the Authorization header,
-as a careless proxy might), ("cut_stream", n) (a stream that ends after n content events, with no
-finish_reason and no [DONE]: the body runs to the connection's close, so HTTP cannot tell it was
-cut), ("broken_stream", n) (the same, but chunked, so httpx sees the missing last chunk),
-("redirect", location) (a 301 to ``location``), ("error_200", message) (an OpenAI-style error
-object in a 200, as some gateways send), ("tool_calls", calls) (a reply asking for tool calls, each
-``{"id", "function": {"name", "arguments"}}`` as given; streamed, each call's arguments come in
-two pieces, as OpenAI streams them).
+("429", {header: value}) for other headers, such as ``retry-after-ms``), ("status", code) (or
+("status", (code, {header: value}))), ("openai_error", (code, error)) (a status whose body is
+``{"error": error}``, in OpenAI's words), "500", ("slow", seconds) (then ok), "malformed" (JSON cut
+off), "not_completion" (valid JSON of the wrong shape), "echo_auth" (a 500 whose message repeats the
+Authorization header, as a careless proxy might), ("cut_stream", n) (a stream that ends after n
+content events, with no finish_reason and no [DONE]: the body runs to the connection's close, so
+HTTP cannot tell it was cut), ("broken_stream", n) (the same, but chunked, so httpx sees the missing
+last chunk), ("redirect", location) (a 301 to ``location``), ("error_200", message) (an OpenAI-style
+error object in a 200, as some gateways send), ("tool_calls", calls) (a reply asking for tool calls,
+each ``{"id", "function": {"name", "arguments"}}`` as given; streamed, each call's arguments come in
+two pieces, as OpenAI streams them), ("spec_stream", newline) (the "ok" stream framed in ways the
+server-sent events spec allows: each chunk's JSON over several ``data:`` lines, lines ending in
+``newline``, a comment, a ``retry:`` field, ``event:`` and ``id:`` on each event), ("error_event",
+(event, wrapped)) (the same framing: two words, then OpenAI's mid-stream error object, ``{"error":
+{...}}`` if wrapped else bare, under ``event: <event>`` when it is not None, and no [DONE]).
 It speaks HTTP/1.1 keep-alive, so connection pooling is visible in ``connections``.
 """
 
@@ -83,7 +88,11 @@ class _Handler(BaseHTTPRequestHandler):
         elif name == "500":
             self._error(500, "internal error")
         elif name == "status":
-            self._error(int(arg), f"status {arg}")
+            code, headers = (arg, None) if isinstance(arg, int) else arg
+            self._error(int(code), f"status {code}", headers)
+        elif name == "openai_error":
+            code, error = arg
+            self._send(int(code), json.dumps({"error": error}).encode())
         elif name == "redirect":
             self._send(301, b"", {"Location": str(arg)})
         elif name == "error_200":
@@ -100,9 +109,16 @@ class _Handler(BaseHTTPRequestHandler):
             if name == "slow":
                 time.sleep(float(arg))
             cut = (int(arg), name == "broken_stream") if name in ("cut_stream", "broken_stream") else None
-            self._complete(body or {}, cut=cut)
+            newline = "\r\n" if name == "error_event" else arg if name == "spec_stream" else None
+            self._complete(body or {}, cut=cut, newline=newline, error_event=arg if name == "error_event" else None)
 
-    def _complete(self, body: dict[str, Any], cut: tuple[int, bool] | None = None) -> None:
+    def _complete(
+        self,
+        body: dict[str, Any],
+        cut: tuple[int, bool] | None = None,
+        newline: str | None = None,
+        error_event: tuple[str | None, bool] | None = None,
+    ) -> None:
         owner = self.server.owner
         messages = body.get("messages") or []
         last = messages[-1].get("content", "") if messages else ""
@@ -142,9 +158,18 @@ class _Handler(BaseHTTPRequestHandler):
         events.append("[DONE]")
         if cut is not None:
             events = events[: cut[0]]
-        for event in events:
-            data = event if isinstance(event, str) else json.dumps(event)
-            chunk = f": keep-alive\n\ndata: {data}\n\n".encode()
+        names = ["message"] * len(events)
+        if error_event is not None:  # OpenAI's shape; its SDK reads it with or without `event: error`
+            name, wrapped = error_event
+            error = {"message": "The server had an error while processing your request.", "type": "server_error"}
+            error = {**error, "param": None, "code": None}
+            events, names = [*events[:2], {"error": error} if wrapped else error], [*names[:2], name]
+        for number, (event, event_name) in enumerate(zip(events, names, strict=True)):
+            if newline is None:
+                data = event if isinstance(event, str) else json.dumps(event)
+                chunk = f": keep-alive\n\ndata: {data}\n\n".encode()
+            else:
+                chunk = _spec_framed(event, event_name, number, newline)
             self.wfile.write(f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n" if chunked else chunk)
             self.wfile.flush()
             owner.sent_at.append(time.monotonic())
@@ -177,6 +202,18 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(payload.encode())))
         self.end_headers()
         self.wfile.write(payload.encode())
+
+
+def _spec_framed(event: Any, name: str | None, number: int, newline: str) -> bytes:
+    """One event as the server-sent events spec also allows it: its JSON pretty-printed over several
+    ``data:`` lines (joined with newlines, they are the JSON again; the space after ``data:`` is
+    optional), after a comment, with ``event:`` and ``id:`` fields, the first one also with
+    ``retry:``, each line ending in ``newline``."""
+    first, *rest = (event if isinstance(event, str) else json.dumps(event, indent=1)).split("\n")
+    lines = [": keep-alive", *(["retry: 3000"] if number == 0 else [])]
+    lines += [*([f"event: {name}"] if name else []), f"id: {number}"]
+    lines += [f"data:{first}", *(f"data: {line}" for line in rest)]
+    return (newline.join(lines) + newline + newline).encode()
 
 
 class _Server(ThreadingHTTPServer):

@@ -482,6 +482,57 @@ def test_a_map_steps_attempts_are_its_items_attempts(tmp_path: Path) -> None:
     assert [4, 5] == sorted(frame.wf.runs()["attempts"].tolist())  # 4 item attempts, and total in the first
 
 
+def empty_map_runs(folder: Path) -> list[wf.Run]:
+    """Two durable runs of a map over an empty list, then a step summing its (no) results."""
+    flow = wf.Workflow("empty-map", inputs=["docs"])
+
+    @flow.map(over="docs", into="sizes")
+    async def size(doc: str, ctx: wf.StepContext) -> int:
+        raise AssertionError("a map over no items runs no item")
+
+    @flow.step
+    def total(state: Any) -> dict[str, Any]:
+        return {"total": sum(state["sizes"])}
+
+    flow.edge("size", "total")
+    return [flow.run({"docs": []}, workspace=folder) for _ in range(2)]
+
+
+def test_a_map_over_an_empty_list_made_no_attempt(tmp_path: Path) -> None:
+    """A map over no items is a visit that is done with no attempt: it has no latency, failures,
+    retries or errors in the step log's questions (in pandas and on disk alike), each run's
+    attempts are those of its other step, and the map still counts as a step done."""
+    runs = empty_map_runs(tmp_path / "ws")
+    assert [["size", "total"]] * 2 == [run.path() for run in runs]
+    assert [[]] * 2 == [run.state["sizes"] for run in runs]
+    frame = wf.steps(tmp_path / "ws")
+    own = frame[frame["step"] == "size"]
+    assert ([0, 0], ["ok", "ok"], ['{"items": 0}'] * 2) == (
+        own["attempt"].tolist(),
+        own["status"].tolist(),
+        own["extra"].tolist(),
+    )
+    on_disk = wf.StepLog(tmp_path / "ws")
+    for name, table in [
+        ("latency", frame.wf.latency()),
+        ("failures", frame.wf.failures()),
+        ("retries", frame.wf.retries()),
+        ("advise_timeouts", frame.wf.advise_timeouts(min_samples=1)),
+        ("StepLog.latency", on_disk.latency()),
+        ("StepLog.failures", on_disk.failures()),
+        ("StepLog.retries", on_disk.retries()),
+        ("StepLog.advise_timeouts", on_disk.advise_timeouts(min_samples=1)),
+    ]:
+        assert [("empty-map", "total")] == table.index.tolist(), name
+    assert ["total", "total"] == frame.wf.attempts["step"].tolist()
+    assert 0 == len(frame.wf.errors()) == len(on_disk.errors())
+    assert ["total"] == frame.wf.predict_timeouts({"total": 1.0}, runs=100).index.tolist()
+    for table in (frame.wf.runs(), on_disk.runs()):
+        assert [(1, 2, 0, 0, False)] * 2 == [
+            (row.attempts, row.steps_ok, row.failed, row.retries, row.run_failed) for row in table.itertuples()
+        ]
+
+
 def test_a_question_counting_attempts_needs_map_index(known: Known) -> None:
     """Which rows are a map step's attempts takes map_index: a frame read without it says so."""
     frame = wf.steps(known.folder, columns=["workflow", "step", "attempt", "status", "latency_s"], sort=False)

@@ -229,6 +229,36 @@ def test_streams_are_recorded_and_replayed(tmp_path: Path) -> None:
     assert "text/event-stream" in path.read_text()
 
 
+def test_a_stream_framed_over_several_data_lines_records_and_replays_byte_for_byte(tmp_path: Path) -> None:
+    """A stream whose chunks span several data: lines, with CRLF line ends, comments and event:
+    fields, is recorded as the bytes that came and replays, with the server gone, to the same
+    chunks and reply."""
+    path = tmp_path / "c.jsonl"
+
+    async def stream(url: str, cassette: Cassette) -> tuple[list[str], Reply | None]:
+        client = ChatClient(url, model="test-model", api_key=KEY, transport=cassette)
+        async with client, client.stream("x y") as s:
+            return [t async for t in s], s.reply
+
+    with LLMServer(api_key=KEY) as srv:
+        url = srv.url
+        srv.script(("spec_stream", "\r\n"))
+        live = asyncio.run(stream(url, Cassette(path, mode="record")))
+    replayed = asyncio.run(stream(url, Cassette(path)))
+    assert ["reply ", "to: ", "x ", "y "] == live[0]
+    assert live[0] == replayed[0]
+    assert live[1] is not None
+    assert replayed[1] is not None
+    assert (live[1].text, live[1].tokens_out, live[1].finish_reason) == (
+        replayed[1].text,
+        replayed[1].tokens_out,
+        replayed[1].finish_reason,
+    )
+    recorded = json.loads(path.read_text())["response"]
+    assert "text/event-stream" == recorded["headers"]["content-type"]
+    assert recorded["text"].startswith(": keep-alive\r\nretry: 3000\r\nevent: message\r\nid: 0\r\ndata:{\r\n")
+
+
 def test_recording_a_stream_passes_each_chunk_on_as_it_arrives(tmp_path: Path) -> None:
     """While recording, a streamed reply reaches the caller chunk by chunk as the server sends it
     (it waited for the whole stream), and the cassette still holds all of it, which replays."""

@@ -142,6 +142,19 @@ def test_a_transport_without_a_model_is_refused_naming_the_transport(tmp_path: P
     assert "simulated.wfkit" not in message
 
 
+def test_a_sync_httpx_transport_is_refused_when_made_naming_the_async_one(server: LLMServer, tmp_path: Path) -> None:
+    """The client is async: a sync httpx transport (which failed on the first call, deep in httpx)
+    is refused by the client and by a cassette when made, naming the async transport to pass; that
+    one calls the endpoint."""
+    import httpx
+
+    with pytest.raises(TypeError, match=r"ChatClient\(transport=\) needs an async httpx transport .* got httpx\."):
+        client_for(server, transport=httpx.HTTPTransport(retries=2))
+    with pytest.raises(TypeError, match=r"Cassette\(transport=\) needs an async httpx transport .* got httpx\."):
+        wf.llm.Cassette(tmp_path / "c.jsonl", transport=httpx.HTTPTransport())
+    assert "reply to: hi" == call(client_for(server, transport=httpx.AsyncHTTPTransport(retries=2)), "hi").text
+
+
 SEARCH_CALLS = [
     {"id": "call_1", "type": "function", "function": {"name": "web_search", "arguments": '{"query": "refunds"}'}},
     {"id": "call_2", "type": "function", "function": {"name": "file_read", "arguments": '{"path": "policy.md"}'}},
@@ -237,6 +250,68 @@ def test_retry_after_ms_sets_the_wait_and_outranks_retry_after(server: LLMServer
 def test_http_status_maps_onto_error_kinds(server: LLMServer, status: int, kind: str) -> None:
     """5xx and 408 are transient; other 4xx are permanent."""
     server.script(("status", status))
+    exc = error_of(client_for(server))
+    assert status == exc.status_code  # type: ignore[attr-defined]
+    assert wf.ErrorKind(kind) == wf.classify_error(exc)
+
+
+def test_a_refused_key_fails_at_once_saying_to_check_it_and_where_it_came_from(
+    server: LLMServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A 401 for a wrong key (read from the environment variable the client names): one permanent
+    attempt in the step log, and a message saying to check the key and where it came from, without
+    the key itself."""
+    wrong = "sk-wrong-key-9876543210"
+    monkeypatch.setenv("MY_LLM_KEY", wrong)
+    client = ChatClient(server.url, model="test-model", api_key_env="MY_LLM_KEY")
+    flow = asking_flow(retry=wf.RetryPolicy(max_retries=3, base_delay=0.01))
+    run = flow.run({"q": "x"}, workspace=tmp_path, llm=client, raise_on_error=False)
+    assert ("failed", 1) == (run.status, len(server.requests))
+    message = str(run.error)
+    assert "HTTP 401" in message, message
+    assert "check the API key ($MY_LLM_KEY)" in message, message
+    rows = wf.steps(tmp_path)
+    assert [("failed", "permanent", "LLMStatusError")] == list(
+        zip(rows["status"], rows["error_kind"], rows["error_type"], strict=True)
+    )
+    assert "check the API key ($MY_LLM_KEY)" in rows["error_message"].iloc[0]
+    assert wrong not in message
+    assert not rows["error_message"].str.contains(wrong).any()
+
+
+def test_no_key_sent_and_a_forbidden_model_say_what_to_do(server: LLMServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A 401 when no key was sent says how to give one; a 403 says to check that the key may use
+    the model, naming it."""
+    monkeypatch.delenv("WFKIT_API_KEY", raising=False)
+    exc = error_of(ChatClient(server.url, model="test-model"))
+    assert "no API key was sent: pass api_key= or set $WFKIT_API_KEY" in str(exc), exc
+    server.script(("openai_error", (403, {"message": "You are not allowed to sample from this model"})))
+    exc = error_of(client_for(server))
+    assert wf.ErrorKind.PERMANENT == wf.classify_error(exc)
+    assert "check that the API key (api_key=) may use model 'test-model'" in str(exc), exc
+    assert KEY not in str(exc)
+
+
+def test_a_409_is_retried_as_openais_client_retries_it(server: LLMServer, tmp_path: Path) -> None:
+    """OpenAI answers 409 for a conflict on its side (a lock timeout) and its own client retries
+    it: it is transient, so the step retries it after the policy's backoff and succeeds."""
+    server.script(("status", 409), "ok")
+    flow = asking_flow(retry=wf.RetryPolicy(max_retries=2, base_delay=0.05, jitter=0))
+    run = flow.run({"q": "x"}, workspace=tmp_path, llm=client_for(server))
+    assert ("succeeded", 2) == (run.status, len(server.requests))
+    rows = wf.steps(tmp_path).sort_values("attempt")
+    assert [("retry", "transient", "LLMStatusError"), ("ok", None, None)] == [
+        (status, kind if isinstance(kind, str) else None, kind_type if isinstance(kind_type, str) else None)
+        for status, kind, kind_type in zip(rows["status"], rows["error_kind"], rows["error_type"], strict=True)
+    ]
+    assert pytest.approx(0.05) == rows["retry_delay_s"].iloc[0]
+
+
+@pytest.mark.parametrize(("status", "says", "kind"), [(503, "false", "permanent"), (400, "true", "transient")])
+def test_the_servers_x_should_retry_outranks_its_status(server: LLMServer, status: int, says: str, kind: str) -> None:
+    """``x-should-retry``, which OpenAI's servers send and its client obeys, is the server saying
+    whether a retry can help: it wins over what the status alone would say."""
+    server.script(("status", (status, {"x-should-retry": says})))
     exc = error_of(client_for(server))
     assert status == exc.status_code  # type: ignore[attr-defined]
     assert wf.ErrorKind(kind) == wf.classify_error(exc)
@@ -362,7 +437,8 @@ def test_stream_error_status_raises_on_entry(server: LLMServer) -> None:
 
 
 def test_stream_of_plain_json_is_a_clear_error(server: LLMServer) -> None:
-    """A server that ignores "stream" and answers one JSON body yields no events: a permanent error."""
+    """A server that ignores "stream" and answers one JSON body is a permanent error naming the
+    endpoint and the content type it sent instead of an event stream."""
     server.script("not_completion")
 
     async def main() -> None:
@@ -370,16 +446,70 @@ def test_stream_of_plain_json_is_a_clear_error(server: LLMServer) -> None:
             async for _ in stream:
                 pass
 
-    with pytest.raises(LLMResponseError, match="without a single chat-completions event"):
+    with pytest.raises(LLMResponseError) as info:
         asyncio.run(main())
+    message = str(info.value)
+    assert f"{server.url}/chat/completions answered a streamed request with content-type 'application/json'" in message
+    assert "not text/event-stream" in message
+    assert """it starts '{"result": "hello"}'. For an endpoint that does not stream, call client.complete""" in message
+    assert wf.ErrorKind.PERMANENT == wf.classify_error(info.value)
+
+
+def streamed(server: LLMServer, prompt: str = "one two three four") -> tuple[list[str], Reply | None]:
+    """The chunks of one streamed reply, as they came, and the reply they made."""
+
+    async def main() -> tuple[list[str], Reply | None]:
+        async with client_for(server) as client, client.stream(prompt) as stream:
+            return [text async for text in stream], stream.reply
+
+    return asyncio.run(main())
 
 
 def stream_text(server: LLMServer) -> str:
-    async def main() -> str:
-        async with client_for(server) as client, client.stream("one two three four") as stream:
-            return "".join([text async for text in stream])
+    return "".join(streamed(server)[0])
 
-    return asyncio.run(main())
+
+@pytest.mark.parametrize("newline", ["\r\n", "\r", "\n"])
+def test_a_stream_framed_any_way_the_sse_spec_allows_reads_as_the_plain_one(server: LLMServer, newline: str) -> None:
+    """Each chunk's JSON over several data: lines (joined with newlines), CRLF or CR line ends, a
+    comment, event:, id: and retry: fields: the same chunks and reply as the plain stream. The
+    hand-written reader took each data: line for a whole chunk and failed on the first."""
+    server.script(("spec_stream", newline), "ok")
+    framed, plain = streamed(server), streamed(server)
+    assert ["reply ", "to: ", "one ", "two ", "three ", "four "] == framed[0]
+    assert plain[0] == framed[0]
+    assert framed[1] is not None
+    assert plain[1] is not None
+    assert (plain[1].text, plain[1].tokens_in, plain[1].tokens_out) == (
+        framed[1].text,
+        framed[1].tokens_in,
+        framed[1].tokens_out,
+    )
+    assert ("stop", "test-model") == (framed[1].finish_reason, framed[1].model)
+
+
+@pytest.mark.parametrize(("event", "wrapped"), [(None, True), ("error", True), ("error", False)])
+def test_an_error_event_mid_stream_is_an_error_with_its_message(
+    server: LLMServer, event: str | None, wrapped: bool
+) -> None:
+    """OpenAI's mid-stream error object (``{"error": {...}}`` with or without `event: error`, or bare
+    under `event: error`; its JSON over several data: lines) ends the stream with an error quoting
+    its message, after the chunks before it."""
+    server.script(("error_event", (event, wrapped)))
+    chunks: list[str] = []
+
+    async def main() -> None:
+        async with client_for(server) as client, client.stream("one two three") as stream:
+            async for text in stream:
+                chunks.append(text)
+
+    with pytest.raises(LLMResponseError) as info:
+        asyncio.run(main())
+    assert ["reply ", "to: "] == chunks
+    assert (
+        f"{server.url}/chat/completions reported an error mid-stream: "
+        "The server had an error while processing your request. (server_error)"
+    ) == str(info.value)
 
 
 @pytest.mark.parametrize("behaviour", ["cut_stream", "broken_stream"])
@@ -448,6 +578,34 @@ def test_a_pickled_client_calls_the_endpoint_with_its_key(server: LLMServer) -> 
     assert "Simulated reply to: hi" == call(simulated, "hi").text
 
 
+@pytest.mark.parametrize("dumps", ["pickle", "cloudpickle"])
+def test_a_client_over_an_httpx_network_transport_refuses_to_pickle_saying_what_to_do(
+    server: LLMServer, tmp_path: Path, dumps: str
+) -> None:
+    """An httpx network transport (its connection pool, its SSL context) cannot travel to a Dask
+    worker: pickling a client over one, alone or under a cassette, is refused naming the transport
+    and the way out; the client still calls from here, and the way out (no transport, each copy
+    connecting by itself) pickles and calls the endpoint."""
+    import importlib
+    import pickle
+
+    import httpx
+
+    from wfkit.llm._cassette import Cassette
+
+    pickler = importlib.import_module(dumps)
+    direct = client_for(server, transport=httpx.AsyncHTTPTransport(retries=2))
+    with pytest.raises(TypeError, match=r"its transport httpx\.AsyncHTTPTransport .* leave transport= out"):
+        pickler.dumps(direct)
+    assert "reply to: here" == call(direct, "here").text
+    tape = Cassette(tmp_path / "t.jsonl", mode="record", transport=httpx.AsyncHTTPTransport())
+    with pytest.raises(TypeError, match=r"Cassette\(.*t\.jsonl'\) cannot be pickled .* leave its transport= out"):
+        pickler.dumps(client_for(server, transport=tape))
+    copy = pickle.loads(pickler.dumps(client_for(server)))
+    assert "reply to: there" == call(copy, "there").text
+    assert f"Bearer {KEY}" == server.requests[-1]["headers"]["Authorization"]
+
+
 def test_a_client_unpickled_in_another_process_keeps_its_key_secret_there() -> None:
     """The process that unpickles a client (a Dask worker) marks its key secret: redacted from what
     that process stores, as in the process that made the client."""
@@ -514,6 +672,43 @@ def test_run_retries_429_then_records_tokens_and_cost(server: LLMServer) -> None
     assert pytest.approx((2 * 0.001 + 4 * 0.002) / 1000) == ok.cost_usd
     assert {"llm_calls": 1} == ok.extra
     assert "reply to: refund please" == run.state["answer"]
+
+
+def test_a_retry_after_beyond_max_elapsed_fails_at_once_saying_why(server: LLMServer, tmp_path: Path) -> None:
+    """A 429 asking for an hour, under a policy that retries for 5 minutes at most: the step fails
+    at once (one request), and the message says what the server asked and which limit stopped it;
+    the step log's row is the one failed, transient attempt, with no retry delay."""
+    server.script(("429", 3600), "ok")
+    flow = asking_flow(retry=wf.RetryPolicy(max_retries=2, base_delay=0.01, max_elapsed=300))
+    run = flow.run({"q": "x"}, workspace=tmp_path, llm=client_for(server), raise_on_error=False)
+    assert ("failed", 1) == (run.status, len(server.requests))
+    message = str(run.error)
+    assert "not retried: the server asked to wait 3600 s" in message, message
+    assert "max_elapsed=300" in message, message
+    rows = wf.steps(tmp_path)
+    assert [("failed", "transient", "LLMStatusError")] == list(
+        zip(rows["status"], rows["error_kind"], rows["error_type"], strict=True)
+    )
+    assert rows["retry_delay_s"].isna().all()
+
+
+def test_a_retry_after_beyond_max_delay_is_not_waited_when_nothing_else_bounds_it(server: LLMServer) -> None:
+    """With max_elapsed=None and no run deadline, a 429 asking for an hour was waited out: the
+    step sat an hour. Nothing the user set allows that wait, so the step fails at once, saying so
+    (the run is given 30 s before the test gives up on it: the bug would take an hour)."""
+    server.script(("429", 3600), "ok")
+    flow = asking_flow(retry=wf.RetryPolicy(max_retries=2, base_delay=0.01, max_delay=60, max_elapsed=None))
+
+    async def main() -> wf.Run:
+        return await asyncio.wait_for(
+            flow.arun({"q": "x"}, workspace=False, llm=client_for(server), raise_on_error=False), 30
+        )
+
+    run = asyncio.run(main())
+    assert ("failed", 1) == (run.status, len(server.requests))
+    message = str(run.error)
+    assert "not retried: the server asked to wait 3600 s" in message, message
+    assert "max_delay=60" in message, message
 
 
 def test_run_fails_at_once_on_malformed_reply(server: LLMServer) -> None:

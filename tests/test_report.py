@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 from browsers import CHROMIUM, launch
-from test_analysis import map_runs
+from test_analysis import empty_map_runs, map_runs
 
 import wfkit as wf
 from wfkit.cli._cli import main
@@ -161,6 +161,21 @@ def test_report_counts_a_map_steps_item_attempts(workspace: Path, tmp_path: Path
 
     assert "5" == size_row("Latency per step (successful attempts)")[-1]
     assert ["8", "2", "1", "0", "37.5%", "0"] == size_row("Failures")
+
+
+def test_report_counts_no_attempt_for_a_map_over_an_empty_list(workspace: Path, tmp_path: Path, capsys: Any) -> None:
+    """Two runs whose map step had no items: the map made no attempt, so the header counts the
+    other step's two, and neither the latency nor the failures table has a row for the map."""
+    empty_map_runs(workspace)
+    out = tmp_path / "report"
+    assert 0 == main(["report", "--out", str(out)])
+    capsys.readouterr()
+    html = (out / "index.html").read_text()
+    assert "<p>2 attempts, 2 runs;" in html
+    for title in ("Latency per step (successful attempts)", "Failures"):
+        table = html[html.index(f"<h3>{title}</h3>") :]
+        table = table[: table.index("</table>")]
+        assert ["total"] == re.findall(r'<tr><td class="text">([^<]+)</td>', table), title
 
 
 def test_report_of_one_run_says_one_run_and_one_attempt(workspace: Path, tmp_path: Path, capsys: Any) -> None:

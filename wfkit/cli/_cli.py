@@ -93,12 +93,12 @@ def _show(args: argparse.Namespace) -> int:
         detail = e["route_taken"] or e["error_message"] or _decision(e["approver"], e["decision_comment"])
         step = e["step"] if e["map_index"] is None else f"{e['step']}[{e['map_index']}]"  # a map's item
         _print(f"{step[:20]:20} {e['visit']:5d} {e['attempt']:7d} {e['status']:17} {e['latency_s']:9.3f}  {detail}")
-    for intent in info["intents"]:
-        if intent["status"] == "pending":
-            _print(
-                f"\nneeds reconciliation: {intent['step']} (visit {intent['visit']}, key {intent['key']}):"
-                f" `wfkit reconcile {args.run_id} {intent['step']}{_workspace_option(args)} --done|--retry --by NAME`"
-            )
+    for intent in ws.store.pending_intents(args.run_id):  # its sub-workflows' too: they halt it
+        where = "" if intent["run_id"] == args.run_id else f" of sub-workflow run {intent['run_id']}"
+        _print(
+            f"\nneeds reconciliation: {intent['step']}{where} (visit {intent['visit']}, key {intent['key']}):"
+            f" `wfkit reconcile {intent['run_id']} {intent['step']}{_workspace_option(args)} --done|--retry --by NAME`"
+        )
     for ticket in ws.store.tickets.find(status="open", run_id=args.run_id):
         _print(f"\nwaiting for approval: ticket {ticket.ticket_id} at {ticket.step!r}: {ticket.reason}")
     return 0
@@ -339,7 +339,7 @@ def _eval(args: argparse.Namespace) -> int:
         variants = list(result.cases["variant"].unique())
         if len(variants) >= 2:
             test = (
-                "net_win_rate: (wins - losses) / cases, with its exact 95% interval; "
+                "net_win_rate: (wins - losses) / cases, with its 95% interval for paired cases; "
                 "p_value: exact sign test of wins against losses; significant below 0.05"
             )
             _print(f"\n{variants[1]} vs {variants[0]} ({test}):")
@@ -347,7 +347,7 @@ def _eval(args: argparse.Namespace) -> int:
         _print(f"\nsaved to {result.saved_to}")
     failures = result.check()
     for failure in failures:
-        _print(f"threshold: {failure}", file=sys.stderr)
+        _print(f"check: {failure}", file=sys.stderr)
     return 1 if failures else 0
 
 

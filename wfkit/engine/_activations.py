@@ -113,6 +113,7 @@ class Outcome:
         "halted",
         "kind",
         "latency",
+        "not_retried",
         "queue_s",
         "run_timeout",
         "started_at",
@@ -129,6 +130,7 @@ class Outcome:
         self.error: BaseException | None = None
         self.halted: ChildHalted | None = None  # a sub-workflow's child run halted: the step parks
         self.kind: ErrorKind | None = None
+        self.not_retried: str | None = None  # why the retry policy made no retry of a retryable error
         self.status = Status.OK
         self.run_timeout = False
         self.usage: Mapping[str, Any] | None = None

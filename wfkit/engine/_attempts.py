@@ -408,11 +408,13 @@ class AttemptRunner:
                 if backoff_rng is None:
                     backoff_rng = self._backoff_rng(act)
                 delay = policy.backoff(attempt, backoff_rng)
-                wait = retry_after_of(exc)
-                if wait is not None and wait > delay:
-                    delay = wait
-                elapsed = time.perf_counter() - first_start
-                if policy.max_elapsed is not None and elapsed + delay > policy.max_elapsed:
+                asked = retry_after_of(exc)
+                if asked is not None and asked > delay:
+                    delay = asked
+                else:
+                    asked = None  # the policy's own backoff is the longer wait
+                out.not_retried = policy.wait_refused(delay, time.perf_counter() - first_start, asked)
+                if out.not_retried is not None:
                     return out
                 if self.deadline is not None and time.monotonic() + delay >= self.deadline:
                     out.run_timeout = True

@@ -963,8 +963,9 @@ class Execution:
                         attempt=out.attempt,
                     )
                 else:
+                    not_retried = "" if out.not_retried is None else f"; not retried: {out.not_retried}"
                     err = StepFailedError(
-                        f"failed with {type(out.error).__name__} ({out.kind.value}): {out.error}",
+                        f"failed with {type(out.error).__name__} ({out.kind.value}): {out.error}{not_retried}",
                         run_id=self.run_id,
                         step=name,
                         attempt=out.attempt,
@@ -987,10 +988,13 @@ class Execution:
         """The child run of a sub-workflow step halted: park the step (it stays active, so joins
         wait); resuming the run runs it again, which resumes the same child run."""
         assert out.halted is not None
-        if out.halted.status == RunStatus.WAITING_APPROVAL:
-            self.parked += (act,)
-        else:
+        if out.halted.status != RunStatus.WAITING_APPROVAL:
+            # Its irreversible step waits for a person's reconciliation: no gate, so no gate's
+            # row (the step log would draw an approval wait). The run's status and `wfkit show`
+            # say what waits; the child's crashed attempt, and this step's, why.
             self.unreconciled += (act,)
+            return
+        self.parked += (act,)
         extra = {"child_run_id": out.halted.child_run_id, "child_status": out.halted.status}
         self._record(
             self._make.event(
@@ -1103,7 +1107,11 @@ class Execution:
         act, spec = batch.act, batch.act.spec
         assert spec.map is not None
         out = Outcome()
-        out.attempt, out.started_at = 1, time.time() - (time.perf_counter() - batch.started)
+        # A map's own row is no attempt: its items' rows are. The step log tells it apart by its
+        # items' rows, and a map over no items has none, so its row says so itself: attempt 0,
+        # as a step visit that ended before the step ran (EventMaker.ended_before).
+        out.attempt = 1 if batch.items else 0
+        out.started_at = time.time() - (time.perf_counter() - batch.started)
         out.latency = time.perf_counter() - batch.started
         out.queue_s = batch.started - act.queued
         out.updates = {spec.map.into: batch.results}

@@ -4,9 +4,9 @@ A :class:`Suite` names a dataset (JSONL or parquet: inputs and expectations), a 
 factory taking a variant's parameters), scorers, variants and thresholds. :func:`evaluate` runs
 every case of every variant with bounded concurrency (steps are logged as usual), scores them,
 and returns an :class:`EvalResult`: a DataFrame of case x scorer results, a summary per variant
-(mean with a bootstrap interval, or a Wilson interval when scores are 0/1; pass rate with a Wilson
-interval), stored as parquet next to the step logs, and a comparison of two variants (wins,
-losses, ties, an exact sign test).
+(mean with a Student's t interval, or a Wilson interval when scores are 0/1 or all the same; pass
+rate with a Wilson interval), stored as parquet next to the step logs, and a comparison of two variants (wins,
+losses, ties, an exact sign test, the net win rate's interval).
 
 Eval runs go to a workspace of their own, ``WORKSPACE/evals/runs`` (its own SQLite store and step
 log), so the analysis and the report of interactive runs never count a hundred eval cases as
@@ -21,17 +21,19 @@ import datetime as dt
 import importlib.util
 import inspect
 import json
+import operator
 import os
 import random
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence, Sized
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, SupportsIndex
 
 from wfkit.evals._scorers import Case, ScorerFn, apply, name_of
 from wfkit.logs._dataset import is_url
 from wfkit.model._processors import redact_optional
+from wfkit.model._status import RunStatus
 from wfkit.model._suggest import did_you_mean
 
 if TYPE_CHECKING:
@@ -49,13 +51,24 @@ def load_dataset(source: str | os.PathLike[str] | Iterable[Mapping[str, Any]]) -
     In parquet a null means the row has no such key, at any depth (parquet gives every row every
     column, and cannot tell a key a row lacked from a null): the rows read are those of the JSONL
     the file was written from. A null inside a list stays a ``None`` element."""
-    return _load_cases(source)
+    return _load_cases(source).cases
 
 
-def _load_cases(source: str | os.PathLike[str] | Iterable[Mapping[str, Any]], suite: str | None = None) -> list[Case]:
+@dataclass(frozen=True)
+class _Dataset:
+    """A dataset's cases, and where each came from, so that an error about a case can name it."""
+
+    name: str  # "the dataset PATH", or "the dataset given" (rows in memory)
+    cases: list[Case]
+    places: list[str]  # per case: "line 3" of a JSONL file (blank lines counted), else "row 3"
+
+
+def _load_cases(source: str | os.PathLike[str] | Iterable[Mapping[str, Any]], suite: str | None = None) -> _Dataset:
     rows: list[Mapping[str, Any]]
+    places: list[str] = []
     if isinstance(source, str | os.PathLike):
         path = Path(source)
+        name = f"the dataset {path}"
         if path.suffix == ".parquet":
             import pyarrow.parquet as pq
 
@@ -71,23 +84,153 @@ def _load_cases(source: str | os.PathLike[str] | Iterable[Mapping[str, Any]], su
                     rows.append(json.loads(line))
                 except ValueError as exc:
                     raise ValueError(f"{path}, line {number}: not JSON ({exc}); each line is one case") from exc
+                places.append(f"line {number}")
     else:
+        name = "the dataset given"
         rows = list(source)
     if not rows:
         raise ValueError(_empty_dataset(source, suite))
-    cases = []
-    for i, row in enumerate(rows):
-        if not isinstance(row, Mapping):
-            raise ValueError(f"case {i + 1} is not an object: {row!r}")
-        inputs = row.get("inputs")
-        if inputs is None:
-            inputs = {k: v for k, v in row.items() if k not in ("id", "expected")}
-        expected = row.get("expected") or {}
-        cases.append(Case(str(row.get("id", i + 1)), dict(inputs), dict(expected)))
-    ids = [c.id for c in cases]
-    if len(set(ids)) != len(ids):
-        raise ValueError("case ids must be unique in a dataset")
-    return cases
+    places = places or [f"row {number}" for number in range(1, len(rows) + 1)]
+    owner = "" if suite is None else f"suite {suite!r}: "
+    cases, problems, misshapen = [], [], 0
+    for number, (row, place) in enumerate(zip(rows, places, strict=True), 1):
+        found = _shape_problems(row, number)
+        if found:
+            problems += [f"{place}{problem}" for problem in found]
+            misshapen += 1
+            continue
+        inputs = row["inputs"] if "inputs" in row else {k: v for k, v in row.items() if k not in ("id", "expected")}
+        cases.append(Case(str(row.get("id", number)), dict(inputs), dict(row.get("expected", {}))))
+    if problems:
+        count = "1 case" if misshapen == 1 else f"{misshapen} cases"
+        more = f"; and {len(problems) - _SHOWN} more" if len(problems) > _SHOWN else ""
+        raise ValueError(
+            f"{owner}{name} has {count} of the wrong shape (fix {'it' if misshapen == 1 else 'them'}, and evaluate "
+            f"again): {'; '.join(problems[:_SHOWN])}{more}"
+        )
+    holding: dict[str, list[str]] = {}  # case id -> the places of the cases with it
+    for case, place in zip(cases, places, strict=True):
+        holding.setdefault(case.id, []).append(place)
+    clashes = [(case_id, where) for case_id, where in holding.items() if len(where) > 1]
+    if clashes:
+        named = [f"{case_id!r} of {_places(where)}" for case_id, where in clashes[:_SHOWN]]
+        named[0] = named[0].replace(" of ", " is the id of ", 1)
+        more = f", and {len(clashes) - _SHOWN} more ids" if len(clashes) > _SHOWN else ""
+        raise ValueError(
+            f"{owner}{name}: case ids must be unique in a dataset, but {', '.join(named)}{more} (a case without an "
+            f"id takes its position as its id): give each case an id of its own"
+        )
+    return _Dataset(name, cases, places)
+
+
+_EXAMPLE_CASE = '{"id": "1", "inputs": {"query": "..."}, "expected": {"answer": "..."}}'
+
+
+def _shape_problems(row: object, number: int) -> list[str]:
+    """What is wrong with the shape of the dataset's row ``number``, each said after its place:
+    ``dict(...)`` would turn a list of pairs into inputs, and ``or {}`` a 0 into "nothing expected"."""
+    if not isinstance(row, Mapping):
+        return [f": case {number} is not an object: {_shown(row)}; a case is an object, e.g. {_EXAMPLE_CASE}"]
+    problems = []
+    case_id = row.get("id", number)
+    if isinstance(case_id, bool) or not isinstance(case_id, str | int):
+        problems.append(
+            f": 'id' is {_kind(case_id)} ({_shown(case_id)}), not a string or a whole number, e.g. \"refund-1\""
+        )
+        case = ""
+    else:
+        case = f", case {str(case_id)!r}"
+    if "inputs" in row:
+        inputs = row["inputs"]
+        if not isinstance(inputs, Mapping):
+            problems.append(
+                f"{case}: 'inputs' is {_kind(inputs)} ({_shown(inputs)}), not an object of input names and values, "
+                f'e.g. {{"query": "..."}} (or leave \'inputs\' out and give the inputs as keys of the row, beside "id" '
+                f'and "expected")'
+            )
+        else:
+            keys = [key for key in inputs if not isinstance(key, str)]
+            if keys:
+                some = "a key that is" if len(keys) == 1 else "keys that are"
+                problems.append(
+                    f"{case}: 'inputs' has {some} not a string ({_listed(keys, limit=3)}); an input's name is a string"
+                )
+    if "expected" in row and not isinstance(row["expected"], Mapping):
+        expected = row["expected"]
+        problems.append(
+            f"{case}: 'expected' is {_kind(expected)} ({_shown(expected)}), not an object of the values expected "
+            f'of the run, e.g. {{"answer": "..."}} (leave \'expected\' out when nothing is expected)'
+        )
+    return problems
+
+
+def _kind(value: object) -> str:
+    """What a dataset value is, in JSON's words."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list | tuple):
+        return "a list"
+    return f"a {type(value).__name__}"
+
+
+def _shown(value: object, width: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
+def _places(places: Sequence[str]) -> str:
+    """``lines 1, 3 and 5`` from ``line 1``, ``line 3``, ``line 5``."""
+    kind = places[0].split()[0]
+    numbers = [place.split()[1] for place in places]
+    return f"{kind}s {', '.join(numbers[:-1])} and {numbers[-1]}"
+
+
+def _check_inputs(suite: str, dataset: _Dataset, flows: Iterable[Workflow]) -> None:
+    """Refuse, before any case runs, the cases lacking inputs their workflow declares: the run of
+    such a case would raise, and stop the eval, only when its turn came (a variant or a partition
+    later), naming neither the case nor the dataset."""
+    declared: dict[str, list[str]] = {}  # input -> the workflows declaring it
+    for flow in flows:
+        for input_name in flow.inputs or ():
+            declared.setdefault(input_name, [])
+            if flow.name not in declared[input_name]:
+                declared[input_name].append(flow.name)
+    lacking = [
+        (case, place, sorted(set(declared) - set(case.inputs)))
+        for case, place in zip(dataset.cases, dataset.places, strict=True)
+        if not set(declared) <= set(case.inputs)
+    ]
+    if not lacking:
+        return
+    owners = sorted({flow for _, _, missing in lacking for name in missing for flow in declared[name]})
+    workflows = f"workflow {owners[0]!r} declares" if len(owners) == 1 else f"workflows {_listed(owners)} declare"
+    shown = "; ".join(
+        f"case {case.id!r} ({place}) lacks {_listed(missing, limit=3)}" for case, place, missing in lacking[:_SHOWN]
+    )
+    more = f"; and {len(lacking) - _SHOWN} more cases" if len(lacking) > _SHOWN else ""
+    count = "1 case of" if len(lacking) == 1 else f"{len(lacking)} cases of"
+    raise ValueError(
+        f"suite {suite!r}: {count} {dataset.name} {'lacks' if len(lacking) == 1 else 'lack'} inputs that "
+        f"{workflows}: {shown}{more}. Give every case the inputs its workflow declares (in a flat row, as keys "
+        f'beside "id" and "expected"), or leave out of Workflow(..., inputs=...) those it can do without; '
+        f"no case was run"
+    )
+
+
+_SHOWN = 5  # cases named in an error about many; the rest are counted
+
+
+def _listed(names: Sequence[str], *, limit: int | None = None) -> str:
+    """``'a', 'b', 'c' and 2 more``: names quoted, those beyond ``limit`` counted."""
+    shown = names if limit is None else names[:limit]
+    more = f" and {len(names) - len(shown)} more" if len(names) > len(shown) else ""
+    return ", ".join(map(repr, shown)) + more
 
 
 def _empty_dataset(source: object, suite: str | None = None) -> str:
@@ -199,7 +342,7 @@ class Suite:
 
     def cases(self) -> list[Case]:
         """The dataset's cases; a dataset without a case is refused, naming the suite and the dataset."""
-        return _load_cases(self.dataset, self.name)
+        return _load_cases(self.dataset, self.name).cases
 
     def build(self, variant: str) -> tuple[Workflow, dict[str, Any]]:
         """The variant's workflow and run options (a variant may set ``run_options`` of its own)."""
@@ -261,7 +404,8 @@ async def _score_cases(
                     score = await apply(scorer, case, run)
                     value, passed, detail = score.value, score.passed, score.detail
                 except Exception as exc:  # a broken scorer marks its row, never the whole eval
-                    value, passed, detail = 0.0, False, f"scorer error: {type(exc).__name__}: {exc}"
+                    # NaN, not 0: the scorer judged nothing, and a 0 would count as the workflow's failure.
+                    value, passed, detail = float("nan"), False, f"scorer error: {type(exc).__name__}: {exc}"
                 rows.append(
                     {
                         "suite": suite.name,
@@ -304,6 +448,10 @@ async def evaluate_async(
             raise ValueError(f"suite {suite.name!r} has no variant {variant!r}; it has {', '.join(suite.variants)}")
     if concurrency < 1:
         raise ValueError(f"concurrency must be >= 1, got {concurrency}")
+    loaded = _load_cases(suite.dataset, suite.name)  # once: a generator can be read only once
+    built = {variant: suite.build(variant) for variant in chosen}
+    _check_inputs(suite.name, loaded, (flow for flow, _ in built.values()))
+    cases = loaded.cases
     if executor is not None:
         # By default the workers' runs land where local eval runs do, never among interactive runs.
         target = dataset if dataset is not None else eval_runs_workspace(workspace)
@@ -313,6 +461,7 @@ async def evaluate_async(
             _evaluate_on_dask,
             suite,
             chosen,
+            cases,
             executor=executor,
             concurrency=concurrency,
             dataset=target,
@@ -325,12 +474,10 @@ async def evaluate_async(
         if dataset is not None:
             raise ValueError("dataset= is where Dask workers write; without executor= runs stay in the workspace")
         runs_in = eval_runs_workspace(workspace)
-        cases = suite.cases()
         rows = []
         bar = _progress(len(cases) * len(chosen), suite.name) if progress else None
         try:
-            for variant in chosen:
-                flow, run_options = suite.build(variant)
+            for variant, (flow, run_options) in built.items():
                 rows += await _score_cases(
                     suite,
                     variant,
@@ -406,6 +553,7 @@ class _EvalPartition:
 def _evaluate_on_dask(
     suite: Suite,
     variants: Sequence[str],
+    dataset_cases: Sequence[Case],
     *,
     executor: Executor,
     concurrency: int,
@@ -417,7 +565,7 @@ def _evaluate_on_dask(
 ) -> list[dict[str, Any]]:
     from wfkit.distributed._dask import chunks, run_partitioned
 
-    cases = list(enumerate(suite.cases()))
+    cases = list(enumerate(dataset_cases))
 
     def split(size: int) -> list[_EvalPartition]:
         _pickle_suite_modules_by_value()
@@ -465,28 +613,62 @@ def _progress(total: int, name: str) -> Any:
     return tqdm(total=total, desc=f"eval {name}", unit="case", leave=False)
 
 
-def bootstrap_ci(
-    values: Sequence[float], *, level: float = 0.95, resamples: int = 2000, seed: int = 0
-) -> tuple[float, float]:
-    """Percentile bootstrap interval of the mean. Fewer than two values: (nan, nan), since one
-    value says nothing of the spread (resampling it would answer a zero-width interval)."""
+def mean_interval(values: Sequence[float], *, level: float = 0.95) -> tuple[float, float]:
+    """Interval of the mean of scores in [0, 1]: Student's t, within [0, 1], whose width follows
+    the number of cases (two cases: 12.7 standard errors each side; a percentile bootstrap of two
+    cases spans just the two values, and holds the true mean about half the time). Scores that are
+    all 0 or 1, or all the same, show no spread to measure (t would answer a zero-width interval:
+    20 passes in 20, or 12 judge scores of 0.8, as certain), so they get Wilson's interval of a
+    pass rate with that mean, a pass/fail score being the most spread a [0, 1] score with that
+    mean can have (20 of 20: about [0.84, 1.0]; one case of 0.7: about [0.10, 0.98]). No value:
+    (nan, nan)."""
+    import math
+
     import numpy as np
 
     data = np.asarray(values, dtype=float)
-    if data.size < 2:
+    if data.size == 0:
         return (float("nan"), float("nan"))
-    rng = np.random.default_rng(seed)
-    means = rng.choice(data, size=(resamples, data.size), replace=True).mean(axis=1)
-    tail = (1 - level) / 2
-    return float(np.quantile(means, tail)), float(np.quantile(means, 1 - tail))
+    mean = float(data.mean())
+    if np.isin(data, [0.0, 1.0]).all() or float(data.max()) == float(data.min()):
+        return _wilson(mean, data.size, level)
+    half = _t_quantile(level, data.size - 1) * float(data.std(ddof=1)) / math.sqrt(data.size)
+    return (max(0.0, mean - half), min(1.0, mean + half))
 
 
-def sign_test(wins: int, losses: int) -> float:
+def _t_quantile(level: float, df: int) -> float:
+    """The t such that P(|T| <= t) = ``level`` for Student's T with ``df`` degrees of freedom
+    (12.71 for 0.95 at df 1, 2.09 at df 19), from the exact finite series of its distribution for
+    whole ``df`` (Abramowitz and Stegun 26.7.3-4), solved by bisection: no scipy needed."""
+    import math
+
+    import numpy as np
+
+    def within(t: float) -> float:  # P(|T| <= t)
+        theta = math.atan(t / math.sqrt(df))
+        sin, cos2 = math.sin(theta), math.cos(theta) ** 2
+        if df % 2:  # odd: 2/pi (theta + sin cos (1 + 2/3 cos^2 + 2*4/(3*5) cos^4 + ...))
+            k = np.arange(3, df - 1, 2)
+            series = math.sqrt(cos2) * (1 + float(np.cumprod(cos2 * (k - 1) / k).sum())) if df > 1 else 0.0
+            return 2 / math.pi * (theta + sin * series)
+        k = np.arange(2, df - 1, 2)  # even: sin (1 + 1/2 cos^2 + 1*3/(2*4) cos^4 + ...)
+        return sin * (1 + float(np.cumprod(cos2 * (k - 1) / k).sum()))
+
+    low, high = 0.0, 2.0
+    while within(high) < level:
+        high *= 2
+    for _ in range(60):
+        mid = (low + high) / 2
+        low, high = (mid, high) if within(mid) < level else (low, mid)
+    return (low + high) / 2
+
+
+def sign_test(wins: SupportsIndex, losses: SupportsIndex) -> float:
     """Exact two-sided sign test: the chance, were wins and losses equally likely, of a split at
     least as uneven as ``wins`` to ``losses`` (ties are left out before). For paired 0/1 scores
-    this is McNemar's exact test. 4 to 0 gives 0.125, 6 to 0 gives 0.031, no pair at all 1.0."""
-    if wins < 0 or losses < 0:
-        raise ValueError(f"wins and losses are counts, got {wins} and {losses}")
+    this is McNemar's exact test. 4 to 0 gives 0.125, 6 to 0 gives 0.031, no pair at all 1.0.
+    Counts are whole numbers: ints, or numpy integers (made Python ints, whose sums never overflow)."""
+    wins, losses = _count("wins", wins), _count("losses", losses)
     pairs, fewer = wins + losses, min(wins, losses)
     tail, term = 0, 1  # sum of C(pairs, k) for k <= fewer, in exact integers
     for k in range(fewer + 1):
@@ -495,67 +677,97 @@ def sign_test(wins: int, losses: int) -> float:
     return min(1.0, 2 * tail / (1 << pairs))
 
 
-def sign_interval(wins: int, losses: int, ties: int = 0, *, level: float = 0.95) -> tuple[float, float]:
-    """Interval of the net win rate ``(wins - losses) / (wins + losses + ties)`` that agrees with
-    :func:`sign_test`: the exact (Clopper-Pearson) interval of the chance that a case which differs
-    is a win, given how many differ, scaled to all the cases. It excludes 0 exactly when the sign
-    test's p-value is below ``1 - level``. For 0/1 scores the net win rate is the mean difference.
-    No case differing: (nan, nan)."""
+def _count(name: str, value: SupportsIndex) -> int:
+    """``value`` as a Python int: a numpy integer's arithmetic would overflow at 2**63 (the sign
+    test sums binomial coefficients as large as 2**pairs) and read as p = 1.0."""
+    try:
+        count = operator.index(value)
+    except TypeError:
+        raise TypeError(
+            f"{name} is a count of cases, a whole number (an int, or a numpy integer), got {value!r}; "
+            f"pass int(...) of a count, never a float or a string"
+        ) from None
+    if count < 0:
+        raise ValueError(f"{name} is a count of cases, never below 0, got {count}")
+    return count
+
+
+def net_win_interval(
+    wins: SupportsIndex, losses: SupportsIndex, ties: SupportsIndex = 0, *, level: float = 0.95
+) -> tuple[float, float]:
+    """Interval of the net win rate ``(wins - losses) / (wins + losses + ties)``: Tango's score
+    interval for paired cases (Statistics in Medicine 17, 1998), which holds the true net win rate
+    about ``level`` of the time whichever side wins. When :func:`sign_test` finds no difference at
+    ``1 - level`` the interval is stretched to reach 0, so it excludes 0 exactly when that test
+    does. For 0/1 scores the net win rate is the mean difference. All cases tied still give an
+    interval around 0 (20 ties: about +-0.16); no case at all: (nan, nan)."""
     import math
+    from statistics import NormalDist
 
-    import numpy as np
-
-    differ = wins + losses
-    if wins < 0 or losses < 0 or ties < 0:
-        raise ValueError(f"wins, losses and ties are counts, got {wins}, {losses} and {ties}")
-    if differ == 0:
+    wins, losses, ties = _count("wins", wins), _count("losses", losses), _count("ties", ties)
+    cases = wins + losses + ties
+    if cases == 0:
         return (float("nan"), float("nan"))
-    tail = (1 - level) / 2
-    i = np.arange(differ)
-    log_choose = np.concatenate([[0.0], np.cumsum(np.log(differ - i) - np.log(i + 1))])
-    ks = np.arange(differ + 1)
+    z = NormalDist().inv_cdf(1 - (1 - level) / 2)
 
-    def at_most(k: int, p: float) -> float:  # P(X <= k) for X ~ Binomial(differ, p), 0 < p < 1
-        terms = log_choose[: k + 1] + ks[: k + 1] * math.log(p) + (differ - ks[: k + 1]) * math.log1p(-p)
-        top = float(terms.max())
-        return math.exp(top) * float(np.exp(terms - top).sum())
+    def score(delta: float) -> float:
+        """Tango's statistic for a true net win rate ``delta``; it falls as ``delta`` grows."""
+        # The chance of a loss that fits the counts best when the net win rate is delta.
+        w = -wins - losses + (2 * cases - wins + losses) * delta
+        loss = (math.sqrt(max(0.0, w * w + 8 * cases * losses * delta * (1 - delta))) - w) / (4 * cases)
+        spread = cases * (2 * loss + delta * (1 - delta))
+        excess = wins - losses - cases * delta
+        if spread <= 0:  # at delta = -1 or 1: any excess is infinitely unlikely
+            return 0.0 if excess == 0 else float("inf") if excess > 0 else float("-inf")
+        return excess / math.sqrt(spread)
 
-    def solve(below: bool) -> float:  # bisection on a monotone tail in p
-        lo, hi = 0.0, 1.0
+    def solve(target: float, lo: float, hi: float) -> float:  # bisection where score crosses target
         for _ in range(60):
             mid = (lo + hi) / 2
-            # lower bound: P(X >= wins | mid) = tail; upper bound: P(X <= wins | mid) = tail
-            value = 1 - at_most(wins - 1, mid) if below else at_most(wins, mid)
-            if (value < tail) == below:
+            if score(mid) > target:
                 lo = mid
             else:
                 hi = mid
         return (lo + hi) / 2
 
-    low = 0.0 if wins == 0 else solve(True)
-    high = 1.0 if wins == differ else solve(False)
-    share = differ / (differ + ties)
-    return (share * (2 * low - 1), share * (2 * high - 1))
+    rate = (wins - losses) / cases
+    low = -1.0 if score(-1.0) <= z else solve(z, -1.0, rate)
+    high = 1.0 if score(1.0) >= -z else solve(-z, rate, 1.0)
+    if sign_test(wins, losses) >= 1 - level:
+        low, high = min(low, 0.0), max(high, 0.0)
+    return (low, high)
 
 
 def wilson_interval(passed: int, total: int, *, level: float = 0.95) -> tuple[float, float]:
     """Wilson score interval of a pass rate: honest at 20/20 (about [0.84, 1.0]), where a
     bootstrap of the cases would say [1.0, 1.0]."""
-    from statistics import NormalDist
-
     if total == 0:
         return (float("nan"), float("nan"))
     if not 0 <= passed <= total:
         raise ValueError(f"passed must be within 0..total, got {passed} of {total}")
+    return _wilson(passed / total, total, level)
+
+
+def _wilson(rate: float, total: int, level: float) -> tuple[float, float]:
+    from statistics import NormalDist
+
     z = NormalDist().inv_cdf(1 - (1 - level) / 2)
-    rate = passed / total
     centre = (rate + z * z / (2 * total)) / (1 + z * z / total)
     half = z / (1 + z * z / total) * ((rate * (1 - rate) / total + z * z / (4 * total * total)) ** 0.5)
     return (max(0.0, centre - half), min(1.0, centre + half))
 
 
+_TIE_TOLERANCE = 1e-9  # scores in [0, 1] closer than this tie in EvalResult.compare: float noise
+
+
 class EvalResult:
-    """Scores of one evaluation: ``cases`` (one row per variant x case x scorer) and ``summary``."""
+    """Scores of one evaluation: ``cases`` (one row per variant x case x scorer) and ``summary``.
+
+    A case a scorer could not score (it raised, or answered no number in [0, 1]) has the value
+    NaN and a detail saying why; ``summary`` counts it as ``unscored``, its mean and pass rate are
+    those of the cases scored, and :meth:`check` reports it. A case whose run did not succeed (the
+    workflow's failure, not the scorer's) is counted in ``summary``'s ``failed_runs``, and a
+    threshold missed in :meth:`check` says how many."""
 
     def __init__(self, suite: Suite, cases: pd.DataFrame, *, runs_workspace: Path | None = None) -> None:
         self.suite = suite
@@ -569,61 +781,68 @@ class EvalResult:
 
         out = []
         for (variant, scorer), group in self.cases.groupby(["variant", "scorer"], sort=True):
-            values = group["value"].astype(float)
-            if len(values) and values.isin([0.0, 1.0]).all():
-                # A 0/1 score's mean is a proportion, and a bootstrap of 20 passes in 20 says
-                # [1.0, 1.0]: a certainty 20 cases cannot give. Wilson's interval does not claim it.
-                low, high = wilson_interval(int(values.sum()), len(values))
-            else:
-                low, high = bootstrap_ci(values.tolist())
+            # A scorer error leaves its case unscored (NaN): counted, and left out of the figures.
+            values = group["value"].astype(float).dropna()
+            low, high = mean_interval(values.tolist())
             passed = int(group["passed"].sum())
-            pass_low, pass_high = wilson_interval(passed, len(group))
+            pass_low, pass_high = wilson_interval(passed, len(values))
             out.append(
                 {
                     "variant": variant,
                     "scorer": scorer,
                     "cases": len(group),
-                    "mean": group["value"].mean(),
+                    "unscored": len(group) - len(values),
+                    "mean": values.mean() if len(values) else float("nan"),
                     "ci_low": low,
                     "ci_high": high,
-                    "pass_rate": passed / len(group),
+                    "pass_rate": passed / len(values) if len(values) else float("nan"),
                     "pass_low": pass_low,
                     "pass_high": pass_high,
+                    # The workflow's failures, not the scorer's: a crash is no wrong answer to tune.
+                    "failed_runs": int((group["run_status"] != RunStatus.SUCCEEDED).sum()),
                 }
             )
         return pd.DataFrame(out).set_index(["variant", "scorer"]) if out else pd.DataFrame()
 
     def compare(self, baseline: str, candidate: str, *, alpha: float = 0.05) -> pd.DataFrame:
         """Per scorer: cases where ``candidate`` beats, loses to or ties ``baseline``, the mean
-        difference, the net win rate with its interval, and whether it is larger than noise.
+        difference, the net win rate with its interval, and whether it is larger than noise. Two
+        scores within 1e-9 of each other tie: 0.1 + 0.2 against 0.3 is no win.
 
         ``p_value`` is an exact two-sided sign test of wins against losses, ties left out (for
         0/1 scores this is McNemar's exact test); ``significant`` is ``p_value < alpha``. Four wins
         and no loss give p = 0.125 at any dataset size: six are the fewest that beat noise.
         ``net_win_rate`` is ``(wins - losses) / cases`` (for 0/1 scores, the mean difference);
-        ``net_win_low`` and ``net_win_high`` its exact interval at level ``1 - alpha``, which
-        excludes 0 exactly when ``significant`` (:func:`sign_interval`)."""
+        ``net_win_low`` and ``net_win_high`` its interval at level ``1 - alpha`` for paired cases, which
+        excludes 0 exactly when ``significant`` (:func:`net_win_interval`). ``unscored`` counts the
+        cases left out of all of these: a scorer error on either side, or a case one variant lacks."""
         import numpy as np
         import pandas as pd
 
         if not 0 < alpha < 1:
             raise ValueError(f"alpha is a significance level between 0 and 1 (e.g. 0.05), got {alpha!r}")
-        table = self.cases.pivot_table(index=["scorer", "case_id"], columns="variant", values="value")
+        # pivot, not pivot_table: that drops a case without a value, this keeps it as NaN, counted below.
+        table = self.cases.pivot(index=["scorer", "case_id"], columns="variant", values="value")
         for name in (baseline, candidate):
             if name not in table.columns:
                 raise ValueError(f"no variant {name!r} in this result; it has {', '.join(map(str, table.columns))}")
         out = []
         for scorer, group in table.groupby(level="scorer"):
-            diff = (group[candidate] - group[baseline]).dropna().to_numpy()
-            wins, losses, ties = int((diff > 0).sum()), int((diff < 0).sum()), int((diff == 0).sum())
+            both = (group[candidate] - group[baseline]).to_numpy()
+            diff = both[~np.isnan(both)]
+            # Scores within _TIE_TOLERANCE tie (math.isclose(a, b, rel_tol=0, abs_tol=_TIE_TOLERANCE)):
+            # a judge's 0.1 + 0.2 against 0.3 is float noise, not a win.
+            wins, losses = int((diff > _TIE_TOLERANCE).sum()), int((diff < -_TIE_TOLERANCE).sum())
+            ties = diff.size - wins - losses
             p_value = sign_test(wins, losses)
-            low, high = sign_interval(wins, losses, ties, level=1 - alpha)
+            low, high = net_win_interval(wins, losses, ties, level=1 - alpha)
             out.append(
                 {
                     "scorer": scorer,
                     "wins": wins,
                     "losses": losses,
                     "ties": ties,
+                    "unscored": int(both.size - diff.size),
                     "mean_diff": float(np.mean(diff)) if diff.size else float("nan"),
                     "net_win_rate": (wins - losses) / diff.size if diff.size else float("nan"),
                     "net_win_low": low,
@@ -635,7 +854,9 @@ class EvalResult:
         return pd.DataFrame(out).set_index("scorer")
 
     def check(self, thresholds: Mapping[str, float] | None = None) -> list[str]:
-        """Thresholds (scorer -> lowest pass rate) each variant misses; empty when all pass."""
+        """What keeps this eval from passing, empty when nothing does: the thresholds (scorer ->
+        lowest pass rate) each variant misses, and each scorer that could not score some cases
+        (it raised, or answered no number), with the first such case and why."""
         limits = dict(self.suite.thresholds if thresholds is None else thresholds)
         scorers = sorted({scorer for _, scorer in self.summary.index})
         unknown = sorted(set(limits) - set(scorers))
@@ -646,10 +867,32 @@ class EvalResult:
             )
         failures = []
         for (variant, scorer), row in self.summary.iterrows():
+            if row["unscored"]:
+                group = self.cases[(self.cases["variant"] == variant) & (self.cases["scorer"] == scorer)]
+                first = group[group["value"].isna()].iloc[0]
+                failures.append(
+                    f"{variant}: {scorer} could not score {int(row['unscored'])} of {int(row['cases'])} cases "
+                    f"({first['case_id']}: {first['detail']}); fix the scorer or the dataset, and evaluate again"
+                )
             limit = limits.get(scorer)
             if limit is not None and row["pass_rate"] < limit:
-                failures.append(f"{variant}: {scorer} pass rate {row['pass_rate']:.1%} is below {limit:.1%}")
+                failures.append(
+                    f"{variant}: {scorer} pass rate {row['pass_rate']:.1%} is below {limit:.1%}"
+                    + self._failed_runs(variant, scorer)
+                )
         return failures
+
+    def _failed_runs(self, variant: str, scorer: str) -> str:
+        """`` (2 of 20 runs did not succeed: the first, case 'c7', failed)``, or nothing."""
+        group = self.cases[(self.cases["variant"] == variant) & (self.cases["scorer"] == scorer)]
+        failed = group[group["run_status"] != RunStatus.SUCCEEDED]
+        if failed.empty:
+            return ""
+        first = failed.iloc[0]
+        return (
+            f" ({len(failed)} of {len(group)} runs did not succeed: the first, case {first['case_id']!r}, "
+            f"{first['run_status']})"
+        )
 
     def steps(self) -> pd.DataFrame:
         """The step log of this evaluation's runs (they live in ``runs_workspace``)."""
@@ -661,7 +904,7 @@ class EvalResult:
 
     def plot(self, *, metric: str = "pass_rate", ax: Axes | None = None) -> Axes:
         """Per scorer and variant, the pass rate with its Wilson interval (``metric="mean"``: the
-        mean score with its interval: Wilson for 0/1 scores, else bootstrap), as dots with error
+        mean score with its interval: :func:`mean_interval`), as dots with error
         bars on one 0-1 axis."""
         if metric not in ("pass_rate", "mean"):
             raise ValueError(f"metric must be 'pass_rate' or 'mean', got {metric!r}")
@@ -727,7 +970,8 @@ class EvalResult:
         return folder
 
     def __repr__(self) -> str:
-        return f"<EvalResult {self.suite.name}: {self.cases['case_id'].nunique()} cases>\n{self.summary.round(3)}"
+        summary = self.summary.round(3).to_string()  # every column: a wide summary is not cut to "..."
+        return f"<EvalResult {self.suite.name}: {self.cases['case_id'].nunique()} cases>\n{summary}"
 
     def _repr_html_(self) -> str:
         return f"<b>eval {self.suite.name}</b>" + str(self.summary.round(3).to_html())

@@ -51,16 +51,18 @@ ScorerFn: TypeAlias = Callable[[Case, "Run"], "ScoreLike | Awaitable[ScoreLike]"
 
 
 def as_score(value: Any) -> Score:
-    if isinstance(value, Score):
-        return value
     if isinstance(value, bool):
         return Score(1.0 if value else 0.0, value)
-    if isinstance(value, int | float):
-        v = float(value)
-        if not 0.0 <= v <= 1.0:
-            raise ValueError(f"a scorer's float must be in [0, 1], got {v}")
-        return Score(v, v >= 0.5)
-    raise TypeError(f"a scorer returns a Score, a float in [0, 1] or a bool, got {value!r}")
+    if isinstance(value, Score):
+        score = value
+    elif isinstance(value, int | float):
+        score = Score(float(value), value >= 0.5)
+    else:
+        raise TypeError(f"a scorer returns a Score, a float in [0, 1] or a bool, got {value!r}")
+    # NaN fails this test too: a score that is not a number would drop out of means and comparisons.
+    if not 0.0 <= score.value <= 1.0:
+        raise ValueError(f"a score's value is a number in [0, 1], got {score.value}")
+    return score
 
 
 async def apply(scorer: ScorerFn, case: Case, run: Run) -> Score:

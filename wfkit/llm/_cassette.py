@@ -35,7 +35,7 @@ from typing import Any, Literal
 
 import httpx
 
-from wfkit.llm._llm import LLMError
+from wfkit.llm._llm import LLMError, check_async_transport, refuse_to_pickle_network_transport
 from wfkit.llm._perloop import PerLoop
 from wfkit.model._processors import REDACTED, redact_text
 
@@ -153,6 +153,7 @@ class Cassette(httpx.AsyncBaseTransport):
         transport: httpx.AsyncBaseTransport | None = None,
         secrets: Iterable[str] = (),
     ) -> None:
+        check_async_transport("Cassette", transport)
         if mode not in _MODES:
             raise ValueError(f"cassette mode must be one of {', '.join(map(repr, _MODES))}, got {mode!r}")
         if os.environ.get("WFKIT_REPLAY") == "1":
@@ -168,6 +169,11 @@ class Cassette(httpx.AsyncBaseTransport):
 
     def __getstate__(self) -> dict[str, Any]:
         """The configuration; a copy loads the file afresh and never truncates it (class doc)."""
+        refuse_to_pickle_network_transport(
+            f"Cassette({str(self.path)!r})",
+            self._inner,
+            "leave its transport= out, and each copy records through connections of its own",
+        )
         return {"path": self.path, "mode": self.mode, "transport": self._inner, "secrets": sorted(self._secrets)}
 
     def __setstate__(self, state: dict[str, Any]) -> None:

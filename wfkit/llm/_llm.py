@@ -8,7 +8,8 @@
 Errors, all under ``LLMError`` (a ``WfkitError``), carry what the engine's classifier reads:
 
     LLMError
-    ├── LLMStatusError                       the endpoint answered 4xx/5xx: ``status_code``, ``retry_after``
+    ├── LLMStatusError                       the endpoint answered 4xx/5xx: ``status_code``, ``retry_after``,
+    │                                        ``error_kind`` (409 and ``x-should-retry``, as OpenAI's client)
     ├── LLMTimeoutError (TimeoutError)       connect, read, write or pool timeout: transient
     ├── LLMConnectionError (ConnectionError) the endpoint could not be reached, or cut a stream off: transient
     ├── LLMResponseError (ValueError)        a reply that is not chat-completions JSON, a redirect: permanent
@@ -24,11 +25,13 @@ import json
 import os
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import aclosing
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, TypeAlias
 
 import httpx
+from httpx_sse import EventSource, SSEError
 
 from wfkit.llm._perloop import PerLoop
 from wfkit.llm._pricing import PriceLike, Prices, as_prices
@@ -48,7 +51,8 @@ class LLMError(WfkitError):
 
 
 class LLMStatusError(LLMError):
-    """The endpoint answered with an HTTP error; 429, 408 and 5xx are transient, other 4xx permanent."""
+    """The endpoint answered with an HTTP error; 429, 408, 409 and 5xx are transient, other 4xx
+    permanent, unless the server's ``x-should-retry`` says otherwise (as in OpenAI's own client)."""
 
     def __init__(
         self, message: str, *, status_code: int, retry_after: float | None, response: httpx.Response | None = None
@@ -57,6 +61,15 @@ class LLMStatusError(LLMError):
         self.status_code = status_code
         self.retry_after = retry_after  # seconds, from retry-after-ms or Retry-After: the least wait before a retry
         self.response = response
+
+    @property
+    def error_kind(self) -> ErrorKind | None:
+        """What the classifier reads first; None leaves it to the status (``classify_error``)."""
+        says = self.response.headers.get("x-should-retry") if self.response is not None else None
+        if says in ("true", "false"):  # the server saying whether a retry can help
+            return ErrorKind.TRANSIENT if says == "true" else ErrorKind.PERMANENT
+        # OpenAI's 409 is a conflict on its side (a lock timeout), which its own client retries.
+        return ErrorKind.TRANSIENT if self.status_code == 409 else None
 
 
 class LLMTimeoutError(LLMError, TimeoutError):
@@ -193,7 +206,33 @@ def _usage_of(payload: Any) -> tuple[int | None, int | None]:
 
 
 # What a pickled ChatClient carries: its configuration (the headers hold the key's Authorization).
-_PICKLED = ("base_url", "model", "transport", "prices", "_api_key", "_timeout", "_headers")
+_PICKLED = ("base_url", "model", "transport", "prices", "_api_key", "_key_from", "_timeout", "_headers")
+
+
+def check_async_transport(owner: str, transport: object) -> None:
+    """Refuse, naming ``owner``, a transport the async client cannot call: a sync httpx transport
+    was taken, and the first call then failed deep in httpx (no ``handle_async_request``)."""
+    if transport is not None and not callable(getattr(transport, "handle_async_request", None)):
+        kind = type(transport)
+        raise TypeError(
+            f"{owner}(transport=) needs an async httpx transport (httpx.AsyncHTTPTransport(...) for "
+            f"httpx.HTTPTransport(...), or an httpx.AsyncBaseTransport of your own), got "
+            f"{kind.__module__}.{kind.__qualname__}"
+        )
+
+
+def refuse_to_pickle_network_transport(owner: str, transport: object, instead: str) -> None:
+    """Refuse, naming ``owner``, its transport and what to do ``instead``, to pickle an httpx
+    network transport. Its connection pool and SSL context cannot travel (pickle would fail deep in
+    httpx with "cannot pickle 'SSLContext' object"), and its settings cannot be read back from it
+    to build one anew on the other side."""
+    if isinstance(transport, httpx.AsyncHTTPTransport):
+        kind = type(transport)
+        raise TypeError(
+            f"{owner} cannot be pickled (as run_many(..., executor=...) does to send it to Dask workers): "
+            f"its transport {kind.__module__}.{kind.__qualname__} holds connections and an SSL context, "
+            f"which do not travel; {instead}"
+        )
 
 
 class ChatClient:
@@ -223,10 +262,23 @@ class ChatClient:
     ``api_key=`` or the environment, so that the workers can call the endpoint: it crosses the
     network to the scheduler and the workers (use a ``tls://`` scheduler on a network you do not
     trust), and on the other side it is again kept out of ``repr``, events, checkpoints and
-    cassettes. Never write such a pickle to a file.
+    cassettes. Never write such a pickle to a file. A client over an httpx network transport of
+    your own (``httpx.AsyncHTTPTransport(...)``) refuses to pickle, saying what to do instead: its
+    connections and SSL context cannot travel, nor can its settings be read back to build it anew.
     """
 
-    __slots__ = ("__weakref__", "_api_key", "_headers", "_http", "_timeout", "base_url", "model", "prices", "transport")
+    __slots__ = (
+        "__weakref__",
+        "_api_key",
+        "_headers",
+        "_http",
+        "_key_from",
+        "_timeout",
+        "base_url",
+        "model",
+        "prices",
+        "transport",
+    )
 
     def __init__(
         self,
@@ -240,6 +292,7 @@ class ChatClient:
         prices: Prices | Mapping[str, PriceLike] | None = None,
         headers: Mapping[str, str] | None = None,
     ) -> None:
+        check_async_transport("ChatClient", transport)
         if base_url is None:
             transport = transport if transport is not None else SimulatedModel()
             base_url = _SIMULATED_URL
@@ -261,6 +314,8 @@ class ChatClient:
         self.transport = transport
         self.prices = as_prices(prices)
         self._api_key = api_key if api_key is not None else os.environ.get(api_key_env) or None
+        # Where a refused key came from, for the message (never the key): "api_key=" or "$VAR".
+        self._key_from = "api_key=" if api_key else f"${api_key_env}"
         self._timeout = timeout if isinstance(timeout, httpx.Timeout) else httpx.Timeout(timeout)
         self._headers = dict(headers or {})
         if self._api_key:
@@ -276,6 +331,13 @@ class ChatClient:
 
     def __getstate__(self) -> dict[str, Any]:
         """The configuration, API key included (see the class doc); never the connections."""
+        refuse_to_pickle_network_transport(
+            f"ChatClient({self.base_url!r})",
+            self.transport,
+            "leave transport= out, and each copy of the client opens connections of its own (a step's "
+            "retry=wf.RetryPolicy(...) retries a call whose connection failed, as the transport's retries= "
+            "would), or make the client where it runs",
+        )
         return {name: getattr(self, name) for name in _PICKLED}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -398,11 +460,22 @@ class ChatClient:
         wait = f"; retry after {retry_after:g} s" if retry_after is not None else ""
         raise LLMStatusError(
             f"{_where(response.request.url)} answered HTTP {response.status_code} {response.reason_phrase} "
-            f"for model {model!r}{wait}" + (f": {detail}" if detail else ""),
+            f"for model {model!r}{wait}" + (f": {detail}" if detail else "") + self._key_advice(response, model),
             status_code=response.status_code,
             retry_after=retry_after,
             response=response,
         )
+
+    def _key_advice(self, response: httpx.Response, model: str) -> str:
+        """What to do about a 401 or 403: the key is what to check, named by where it came from
+        (never by its value); nothing for other statuses."""
+        if response.status_code not in (401, 403):
+            return ""
+        if not self._api_key:
+            return f"; no API key was sent: pass api_key= or set {self._key_from}"
+        if response.status_code == 401:
+            return f"; check the API key ({self._key_from}): the endpoint did not accept it"
+        return f"; check that the API key ({self._key_from}) may use model {model!r}"
 
     def _redirected(self, response: httpx.Response) -> LLMResponseError:
         """A 3xx, not followed (the request carries the API key): where it points, and the base URL
@@ -583,42 +656,46 @@ class ChatStream:
         calls: dict[int, dict[str, Any]] = {}  # by index: a call's id and name come first, its arguments in pieces
         done = False
         try:
-            async for line in self._response.aiter_lines():
-                if not line.startswith("data:"):
-                    continue  # blank separators, comments, event names
-                data = line[5:].strip()
-                if data == "[DONE]":
-                    done = True
-                    break
-                try:
-                    chunk = json.loads(data)
-                    error = chunk.get("error")
-                    choices = chunk.get("choices") or [{}]
-                    delta = choices[0].get("delta", {}).get("content")
-                    for piece in choices[0].get("delta", {}).get("tool_calls") or ():
-                        _add_piece(calls, piece)
-                except (ValueError, TypeError, AttributeError, LookupError):
-                    raise LLMResponseError(
-                        f"{where} sent a stream chunk that is not chat-completions JSON: {client._redact(data[:120])!r}"
-                    ) from None
-                if error:
-                    raise LLMResponseError(f"{where} reported an error mid-stream: {client._redact(str(error))}")
-                chunks.append(chunk)
-                if chunk.get("usage"):
-                    usage_from = chunk
-                if choices[0].get("finish_reason"):
-                    finish = choices[0]
-                if delta:
-                    parts.append(delta)
-                    if self._ctx is not None:
-                        self._ctx.chunk(delta)  # live views and run.stream(chunks=True) see it arrive
-                    yield delta
+            async with aclosing(EventSource(self._response).aiter_sse()) as events:
+                async for event in events:
+                    if event.data == "[DONE]":
+                        done = True
+                        break
+                    if not event.data:
+                        continue  # an event with no data: a keep-alive, or an id: or retry: alone
+                    try:
+                        chunk = json.loads(event.data)
+                        # OpenAI's error object; under `event: error`, the whole object is the error
+                        error = chunk.get("error") or (chunk if event.event == "error" else None)
+                        choices = chunk.get("choices") or [{}]
+                        delta = choices[0].get("delta", {}).get("content")
+                        for piece in choices[0].get("delta", {}).get("tool_calls") or ():
+                            _add_piece(calls, piece)
+                    except (ValueError, TypeError, AttributeError, LookupError):
+                        excerpt = client._redact(event.data[:120])
+                        raise LLMResponseError(
+                            f"{where} sent a stream chunk that is not chat-completions JSON: {excerpt!r}"
+                        ) from None
+                    if error:
+                        raise self._reported(where, error)
+                    chunks.append(chunk)
+                    if chunk.get("usage"):
+                        usage_from = chunk
+                    if choices[0].get("finish_reason"):
+                        finish = choices[0]
+                    if delta:
+                        parts.append(delta)
+                        if self._ctx is not None:
+                            self._ctx.chunk(delta)  # live views and run.stream(chunks=True) see it arrive
+                        yield delta
+        except SSEError:  # raised before the first event: the body is not an event stream
+            raise await self._not_a_stream(self._response, where) from None
         except _UNREACHABLE as exc:
             if chunks and not isinstance(exc, httpx.TimeoutException):  # it was reached: it answered, then stopped
                 raise self._cut_off(where, len(chunks), f"{type(exc).__name__}: {client._redact(str(exc))}") from exc
             raise client._transport_error(exc, model) from exc
         if not chunks and not done:
-            raise LLMResponseError(f"{where} ended the stream without a single chat-completions event (data: ...)")
+            raise LLMResponseError(f"{where} ended the event stream without a single chat-completions event")
         if not done and not finish:
             # A body read to the connection's close cannot tell HTTP it was cut; the stream can:
             # a complete one ends with a finish_reason and "data: [DONE]", and this had neither.
@@ -627,6 +704,28 @@ class ChatStream:
         tool_calls = _tool_calls_of([calls[i] for i in sorted(calls)] if calls else None, where)
         text, model = "".join(parts), _model_of(chunks, model)
         self.reply = client._make_reply(usage_from, text, model, latency, finish, chunks, tool_calls)
+
+    def _reported(self, where: str, error: Any) -> LLMResponseError:
+        """An error event mid-stream (OpenAI's ``{"error": {"message", "type", ...}}``): its message
+        and type are what the user needs."""
+        detail = (error.get("message") or error) if isinstance(error, dict) else error
+        kind = f" ({error['type']})" if isinstance(error, dict) and error.get("type") else ""
+        detail = self._client._redact(" ".join(str(detail).split())[:300])
+        return LLMResponseError(f"{where} reported an error mid-stream: {detail}{kind}")
+
+    async def _not_a_stream(self, response: httpx.Response, where: str) -> LLMResponseError:
+        """A 2xx to a streamed request whose body is not server-sent events: what came instead."""
+        content_type = response.headers.get("content-type") or "(none)"
+        try:
+            body = (await response.aread()).decode("utf-8", errors="replace")
+            start = f"; it starts {self._client._redact(body[:120])!r}"
+        except httpx.HTTPError:  # the body did not come whole: the content type says enough
+            start = ""
+        return LLMResponseError(
+            f"{where} answered a streamed request with content-type {content_type!r}, not text/event-stream, "
+            f'so its body is no event stream (an endpoint that ignores "stream": true, or a proxy between)'
+            f"{start}. For an endpoint that does not stream, call client.complete(...)"
+        )
 
     def _cut_off(self, where: str, events: int, why: str) -> LLMConnectionError:
         """The stream broke off before its end (transient: the retry asks again from the start)."""

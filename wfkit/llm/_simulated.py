@@ -205,8 +205,10 @@ class SimulatedModel(httpx.AsyncBaseTransport):
         if call.fault == "malformed":
             cut = f'{{"id": "{cid}", "object": "chat.completion", "choices": [{{"message": {{"content": "Trunc'
             if body.get("stream"):
+                # A whole event (ended by its blank line) whose JSON is cut: an event the body ends
+                # inside is never dispatched, so it would look like no event at all.
                 return httpx.Response(
-                    200, headers={"content-type": "text/event-stream"}, content=f"data: {cut}".encode()
+                    200, headers={"content-type": "text/event-stream"}, content=f"data: {cut}\n\n".encode()
                 )
             return httpx.Response(200, headers={"content-type": "application/json"}, content=cut.encode())
         text = self.answer(messages)

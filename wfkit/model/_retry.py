@@ -168,8 +168,11 @@ class RetryPolicy:
     The wait before retry ``n`` (1-based) is ``base_delay * backoff_factor ** (n - 1)``, capped at
     ``max_delay``, then scaled by a random factor in ``[1 - jitter, 1 + jitter]``. A server's
     ``Retry-After`` raises the wait to at least what it asked. No retry starts once
-    ``max_elapsed`` seconds have passed since the first attempt. Permanent errors are never
-    retried; unknown ones at most ``max_unknown_retries`` times.
+    ``max_elapsed`` seconds have passed since the first attempt, nor one whose wait would end
+    after them; with ``max_elapsed=None``, no retry waits a ``Retry-After`` longer than
+    ``max_delay``. Such a step fails at once, saying why (``wait_refused``), rather than sit out
+    an hour a server asked for. Permanent errors are never retried; unknown ones at most
+    ``max_unknown_retries`` times.
     """
 
     max_retries: int = 3
@@ -228,6 +231,23 @@ class RetryPolicy:
         if self.jitter:
             delay *= (rng or random).uniform(1.0 - self.jitter, 1.0 + self.jitter)
         return delay
+
+    def wait_refused(self, delay: float, elapsed: float, asked: float | None) -> str | None:
+        """Why a retry ``delay`` seconds from now, ``elapsed`` seconds after the first attempt, is
+        not made (None when it is). ``asked``: the server's ``Retry-After``, when it set ``delay``."""
+        wait = f"the server asked to wait {asked:g} s" if asked is not None else f"the next backoff is {delay:.3g} s"
+        if self.max_elapsed is not None:
+            if elapsed + delay > self.max_elapsed:
+                return (
+                    f"{wait}, which would end {elapsed + delay:.4g} s after the first attempt, past the "
+                    f"policy's max_elapsed={self.max_elapsed:g} s (raise it to wait that long)"
+                )
+        elif asked is not None and asked > self.max_delay:
+            return (
+                f"{wait}, longer than the policy's max_delay={self.max_delay:g} s, the longest wait it "
+                f"takes when max_elapsed=None (raise max_delay, or set max_elapsed, to wait that long)"
+            )
+        return None
 
     def allows(self, kind: ErrorKind, retries_done: int) -> bool:
         """Whether another retry is allowed for an error of ``kind`` after ``retries_done``."""

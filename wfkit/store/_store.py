@@ -250,7 +250,9 @@ def lost_wal_frames(db: Path) -> int:
 def effective_status(run: dict[str, Any], *, pending_intents: int) -> str:
     """The status a stored run truly has: one stored as running whose lease holder is gone (its
     lease expired, or its process on this host died), or one waiting for a reconciliation that
-    already happened, is ``interrupted``: nothing runs it, and resuming continues it."""
+    already happened, is ``interrupted``: nothing runs it, and resuming continues it.
+    ``pending_intents``: those of the run and of its sub-workflow runs (a parent waits for its
+    child's reconciliation)."""
     status = str(run["status"])
     if status == RunStatus.RUNNING:
         owner, host, pid, expires = run["lease_owner"], run["lease_host"], run["lease_pid"], run["lease_expires"]
@@ -1210,6 +1212,19 @@ class Store:
         keys = ("step", "visit", "key", "status", "created_at", "resolved_by")
         return [dict(zip(keys, r, strict=True)) for r in rows]
 
+    def pending_intents(self, run_id: str) -> list[dict[str, Any]]:
+        """The irreversible steps waiting for a reconciliation in a run and in its sub-workflow
+        runs, at any depth (a child's halts its parent): ``run_id``, ``step``, ``visit``, ``key``."""
+        rows = self.read(
+            "WITH RECURSIVE tree(run_id) AS (VALUES (?) UNION "
+            "SELECT l.run_id FROM run_links l JOIN tree t ON l.parent_run_id = t.run_id WHERE l.kind = 'child') "
+            "SELECT i.run_id, i.step, i.visit, i.key FROM intents i JOIN tree USING (run_id) "
+            "WHERE i.status = 'pending' ORDER BY i.created_at",
+            (run_id,),
+        )
+        keys = ("run_id", "step", "visit", "key")
+        return [dict(zip(keys, r, strict=True)) for r in rows]
+
     def settle_intent(self, event: StepEvent, updates: str | None, *, status: str, by: str) -> None:
         """A person's verdict on an interrupted irreversible step; with updates it counts as done."""
         row = event_row(event, None if updates is None else "ok", updates)
@@ -1244,7 +1259,7 @@ class Store:
             raise KeyError(f"no run {run_id!r} in {self.path}; `wfkit runs` lists the runs there")
         run = dict(zip([d[0] for d in cur.description], row, strict=True))
         verify_run(self.path, run)
-        pending = self.read("SELECT COUNT(*) FROM intents WHERE run_id=? AND status='pending'", (run_id,))[0][0]
+        pending = len(self.pending_intents(run_id)) if run["status"] == RunStatus.NEEDS_RECONCILIATION else 0
         run["status"] = effective_status(run, pending_intents=pending)
         return run
 
@@ -1256,8 +1271,7 @@ class Store:
         sql = (
             "SELECT r.run_id, r.workflow, r.status, r.created_at, r.updated_at, r.ended_at, "
             "(SELECT COUNT(*) FROM journal j WHERE j.run_id = r.run_id AND j.outcome = 'ok'), "
-            "r.error_type, r.error, r.lease_owner, r.lease_host, r.lease_pid, r.lease_expires, "
-            "(SELECT COUNT(*) FROM intents i WHERE i.run_id = r.run_id AND i.status = 'pending') FROM runs r"
+            "r.error_type, r.error, r.lease_owner, r.lease_host, r.lease_pid, r.lease_expires FROM runs r"
         )
         params: list[Any] = []
         if status is not None:
@@ -1289,8 +1303,9 @@ class Store:
         out = []
         for r in self.read(sql, params):
             row = dict(zip(keys, r[: len(keys)], strict=True))
-            facts = dict(zip(lease, r[len(keys) : len(keys) + 4], strict=True))
-            row["status"] = effective_status({**row, **facts}, pending_intents=r[-1])
+            facts = dict(zip(lease, r[len(keys) :], strict=True))
+            pending = len(self.pending_intents(row["run_id"])) if row["status"] == RunStatus.NEEDS_RECONCILIATION else 0
+            row["status"] = effective_status({**row, **facts}, pending_intents=pending)
             if status is None or row["status"] == status:
                 out.append(row)
         return out if limit is None else out[:limit]

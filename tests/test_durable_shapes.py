@@ -1,0 +1,271 @@
+"""Durable runs of every workflow shape across a real SIGKILL: fan-out and join, a routed branch,
+a map over a list made at run time, a sub-workflow, a state-machine loop.
+
+For each shape and a kill point inside it (a step that says it is running by creating a file,
+then sleeps), the run is started in a process of its own, killed with SIGKILL once the steps
+that should be done are checkpointed, and resumed with `wfkit resume` in a fresh process. Then:
+the final state is an uninterrupted run's; no step completed before the kill ran again (the
+fsynced side file of ``shapeflows.py`` says what ran); the irreversible step had its side effect
+at most once, and when the kill cut it off the resume waited for reconciliation instead of
+running it again; the step log (parquet) holds the uninterrupted run's rows plus one crashed
+attempt (kind ``unknown``) of the killed step (and of the sub-workflow step running its child).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import pandas as pd
+import pytest
+
+import wfkit as wf
+
+HERE = Path(__file__).parent
+sys.path.insert(0, str(HERE))
+from shapeflows import RUN_ID  # noqa: E402
+
+# (shape, the label of the step killed, the labels checkpointed before the kill, and for the
+# irreversible step how a person reconciles it: the side effect happened, or it did not)
+KILLS = [
+    ("fanout", "b2", {"start", "b1", "b3"}, None),
+    ("fanout", "join", {"start", "b1", "b2", "b3"}, None),
+    ("fanout", "notify", {"start", "b1", "b2", "b3", "join"}, "done"),
+    ("cond", "left", {"classify"}, None),
+    ("cond", "notify", {"classify", "left", "join"}, "retry"),
+    ("mapped", "each[1]", {"load", "each[0]", "each[2]", "each[3]"}, None),
+    ("mapped", "total", {"load", "each[0]", "each[1]", "each[2]", "each[3]"}, None),
+    ("sub", "c2", {"prepare", "c1"}, None),
+    ("sub", "send", {"prepare", "c1", "c2"}, "done"),
+    ("sub", "send", {"prepare", "c1", "c2"}, "retry"),
+    ("sub", "finish", {"prepare", "c1", "c2", "send"}, None),
+    ("loop", "work#2", {"init", "work#1", "send#1"}, None),
+    ("loop", "send#2", {"init", "work#1", "send#1", "work#2"}, "done"),
+]
+
+
+# SQLite's sync per shape: the default (full), where every checkpoint goes through the writer
+# thread, and normal, where a write made while the loop is idle commits on the loop at once.
+SYNCHRONOUS = {"fanout": "full", "cond": "normal", "mapped": "full", "sub": "normal", "loop": "full"}
+
+
+def _env(shape: str, logs: Path, kill: str | None = None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k != "SHAPES_KILL"}
+    env.update(SHAPES_LOG=str(logs), PYTHONPATH=os.pathsep.join([str(HERE.parent), str(HERE)]))
+    env["WFKIT_SYNCHRONOUS"] = SYNCHRONOUS[shape]
+    if kill is not None:
+        env["SHAPES_KILL"] = kill
+    return env
+
+
+def _wfkit(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "wfkit", *args]
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=120, check=False)
+
+
+def _label(shape: str, event: Any) -> str | None:
+    """The side file's label of a journal or step-log row (None: a row of no step body of ours)."""
+    step, visit, index = event.step, event.visit, event.map_index
+    if shape == "mapped" and step == "each":
+        return None if index is None or index is pd.NA else f"each[{int(index)}]"
+    if shape == "sub" and step == "inner":
+        return None  # the parent's step that runs the child: its body is the child run
+    if shape == "loop" and step in ("work", "send"):
+        return f"{step}#{int(visit)}"
+    return str(step)
+
+
+def _run_ids(ws: wf.Workspace) -> list[str]:
+    return [RUN_ID, *ws.run_info(RUN_ID)["children"]]
+
+
+def _checkpointed(shape: str, workspace: Path) -> set[str]:
+    """The labels of steps whose success is in the journal (the parent's and its children's)."""
+    if not workspace.exists():
+        return set()
+    ws = wf.Workspace(workspace)
+    if not any(r["run_id"] == RUN_ID for r in ws.runs()):
+        return set()
+    return {
+        label
+        for run_id in _run_ids(ws)
+        for e in ws.events(run_id)
+        if e.status == "ok" and (label := _label(shape, e)) is not None
+    }
+
+
+def _wait_for(condition: Callable[[], bool], what: str, proc: subprocess.Popen[str], err: Path) -> None:
+    deadline = time.monotonic() + 60
+    while not condition():
+        if proc.poll() is not None:
+            pytest.fail(f"the run ended ({proc.returncode}) before {what}:\n{err.read_text()}")
+        if time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail(f"still not {what} after 60 s:\n{err.read_text()}")
+        time.sleep(0.02)
+
+
+def _side_file(logs: Path, ws: wf.Workspace) -> Counter[str]:
+    """What ran, its child's run id (random, in idempotency keys) replaced by CHILD."""
+    text = (logs / "ran.log").read_text()
+    for child in ws.run_info(RUN_ID)["children"]:
+        text = text.replace(child, "CHILD")
+    return Counter(text.splitlines())
+
+
+def _state(ws: wf.Workspace) -> dict[str, Any]:
+    """The run's final state, its child's run id (random) replaced by CHILD."""
+    text = json.dumps(ws.run_info(RUN_ID)["state"], default=sorted, sort_keys=True)
+    for child in ws.run_info(RUN_ID)["children"]:
+        text = text.replace(child, "CHILD")
+    state: dict[str, Any] = json.loads(text)
+    return state
+
+
+def _step_log(shape: str, workspace: Path) -> dict[tuple[str, str | None, int], list[tuple[Any, ...]]]:
+    """The parquet step log of the run and its children: per (workflow, label, visit), its rows'
+    (attempt, status, error_kind, error_type), in the order they started."""
+    ws = wf.Workspace(workspace)
+    frame = wf.steps(workspace, run_id=_run_ids(ws))
+    rows: dict[tuple[str, str | None, int], list[tuple[Any, ...]]] = {}
+    for row in frame.itertuples():
+        label = _label(shape, row) or f"{row.step}(own row)"
+        kind = None if not isinstance(row.error_kind, str) else row.error_kind
+        error = None if not isinstance(row.error_type, str) else row.error_type
+        rows.setdefault((str(row.workflow), label, int(row.visit)), []).append(
+            (int(row.attempt), row.status, kind, error)
+        )
+    return rows
+
+
+class Outcome(NamedTuple):
+    state: dict[str, Any]
+    ran: Counter[str]
+    step_log: dict[tuple[str, str | None, int], list[tuple[Any, ...]]]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Outcome]:
+    """Per shape, what an uninterrupted run leaves (run once per shape, on first use)."""
+    done: dict[str, Outcome] = {}
+
+    def outcome(shape: str) -> Outcome:
+        if shape not in done:
+            root = tmp_path_factory.mktemp(f"uninterrupted-{shape}")
+            finished = subprocess.run(
+                [sys.executable, str(HERE / "shapeflows.py"), shape, str(root / "ws")],
+                env=_env(shape, root),
+                capture_output=True,
+                text=True,
+                timeout=120,
+                check=False,
+            )
+            assert 0 == finished.returncode, finished.stderr
+            ws = wf.Workspace(root / "ws")
+            assert "succeeded" == ws.run_info(RUN_ID)["status"]
+            done[shape] = Outcome(_state(ws), _side_file(root, ws), _step_log(shape, root / "ws"))
+        return done[shape]
+
+    return outcome
+
+
+@pytest.mark.parametrize(
+    ("shape", "kill", "done_before", "reconcile"),
+    KILLS,
+    ids=[f"{s}-{k}" + (f"-{r}" if r else "") for s, k, _, r in KILLS],
+)
+def test_a_run_killed_inside_a_step_resumes_to_the_uninterrupted_outcome(
+    shape: str,
+    kill: str,
+    done_before: set[str],
+    reconcile: str | None,
+    tmp_path: Path,
+    uninterrupted: Callable[[str], Outcome],
+) -> None:
+    """SIGKILL while step ``kill`` runs, resume: the uninterrupted run's state, no completed step
+    again, the irreversible step's effect at most once, and one crashed attempt in the step log."""
+    expected = uninterrupted(shape)
+    logs, workspace = tmp_path, tmp_path / "ws"
+    err = logs / "first.err"
+    with err.open("w") as stderr:
+        first = subprocess.Popen(
+            [sys.executable, str(HERE / "shapeflows.py"), shape, str(workspace)],
+            env=_env(shape, logs, kill),
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+            text=True,
+        )
+        try:
+            _wait_for(
+                lambda: (logs / "ready").exists() and done_before <= _checkpointed(shape, workspace),
+                f"running {kill} with {sorted(done_before)} checkpointed",
+                first,
+                err,
+            )
+            first.send_signal(signal.SIGKILL)
+        finally:
+            first.wait(timeout=60)
+    assert -signal.SIGKILL == first.returncode
+    assert done_before == _checkpointed(shape, workspace)  # the kill came where this case says
+    assert "interrupted" == wf.Workspace(workspace).run_info(RUN_ID)["status"]  # its process is gone
+
+    resume = ["resume", RUN_ID, "--workflow", f"shapeflows:{shape}", "--workspace", str(workspace)]
+    resumed = _wfkit(*resume, env=_env(shape, logs))
+    ws = wf.Workspace(workspace)
+    stem = kill.split("#")[0]
+    if reconcile is not None:
+        # Killed between its intent and its result: resume does not run it again by itself, and
+        # the run says so wherever it is listed, with the command that settles it.
+        assert 1 == resumed.returncode, resumed.stdout + resumed.stderr
+        assert f"run {RUN_ID}: needs_reconciliation" in resumed.stdout
+        assert 1 == sum(1 for line in _side_file(logs, ws) if line.startswith(f"effect:{kill} "))
+        assert "needs_reconciliation" == ws.run_info(RUN_ID)["status"]
+        assert RUN_ID in [r["run_id"] for r in ws.runs(status="needs_reconciliation")]
+        owner = _run_ids(ws)[-1]  # the run whose step it is: the child, for the sub-workflow
+        shown = _wfkit("show", RUN_ID, "--workspace", str(workspace), env=_env(shape, logs))
+        assert f"`wfkit reconcile {owner} {stem} --workspace {workspace} --done|--retry --by NAME`" in shown.stdout
+        visit = kill.split("#")[1] if "#" in kill else "1"
+        key = f"{owner}:{stem}:{visit}"
+        updates = {"trail": kill, "sent": key if shape == "loop" else [key]}
+        command = ["reconcile", owner, stem, f"--{reconcile}", "--by", "ops", "--workspace", str(workspace)]
+        reconciled = _wfkit(
+            *command, *(["--updates", json.dumps(updates)] if reconcile == "done" else []), env=_env(shape, logs)
+        )
+        assert 0 == reconciled.returncode, reconciled.stderr
+        assert "interrupted" == ws.run_info(RUN_ID)["status"]  # settled: resume it
+        resumed = _wfkit(*resume, env=_env(shape, logs))
+    assert 0 == resumed.returncode, resumed.stdout + resumed.stderr
+    assert f"run {RUN_ID}: succeeded" in resumed.stdout
+
+    # (a) the state an uninterrupted run ends with, from one child run for the sub-workflow
+    assert expected.state == _state(ws)
+    assert (2 if shape == "sub" else 1) == len(_run_ids(ws))
+    # (b) + (c) every execution once but the killed step's, which ran again: by itself, or, for
+    # the irreversible one, when a person said its side effect had not happened (retry)
+    again = Counter({f"run:{kill}": 1}) if reconcile is None else Counter()
+    if reconcile == "retry":
+        again = Counter(
+            {f"run:{kill}": 1, next(line for line in expected.ran if line.startswith(f"effect:{kill} ")): 1}
+        )
+    assert expected.ran + again == _side_file(logs, ws)
+    # (d) the step log: the uninterrupted run's rows, and a crashed attempt of the killed step
+    # (and of the sub-workflow step whose child it cut off) before its next attempt (a
+    # reconciliation's row is attempt 0)
+    crashed = (1, "retry", "unknown", "ProcessCrashedError")
+    after = {
+        None: [(2, "ok", None, None)],
+        "done": [(0, "ok", None, None)],
+        "retry": [(0, "skipped", None, None), (2, "ok", None, None)],
+    }[reconcile]
+    rows = {k: [crashed, *after] if k[1] == kill else v for k, v in expected.step_log.items()}
+    if shape == "sub" and kill not in ("prepare", "finish"):
+        rows[("shape-sub", "inner(own row)", 1)] = [crashed, (2, "ok", None, None)]
+    assert rows == _step_log(shape, workspace)
