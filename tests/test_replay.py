@@ -320,7 +320,9 @@ def test_the_report_in_a_browser(project: Path) -> None:
     changed = nbformat.read(tiny, as_version=4)
     changed.cells[0].source = changed.cells[0].source.replace("factor = 2", "factor = 3")
     nbformat.write(changed, tiny)
-    code, _rows = replay([tiny, broken], root=project, report=project / "r", jobs=2)
+    # No baseline: its hint names the path where one was expected, a long word the page must wrap.
+    unrecorded = _notebook(project / "nbs" / "a_notebook_recorded_by_nobody_yet.ipynb", "print(x)")
+    code, _rows = replay([tiny, broken, unrecorded], root=project, report=project / "r", jobs=2)
     assert 1 == code
     page = project / "r" / "index.html"
     html5lib.HTMLParser(strict=True).parse(page.read_text())
@@ -329,7 +331,9 @@ def test_the_report_in_a_browser(project: Path) -> None:
         try:
             tab = browser.new_page(viewport={"width": 1600, "height": 1000})
             tab.goto(page.as_uri())
-            assert "2 notebooks: 0 ok, 1 regression, 1 failed" == tab.locator("p.totals").inner_text()
+            assert "3 notebooks: 0 ok, 1 regression, 1 failed, 1 without a baseline" == (
+                tab.locator("p.totals").inner_text()
+            )
             headers = tab.locator("thead th").all_inner_texts()
             assert ["notebook", "status", "runs", "seconds", "files", "errors and differences", "latency"] == headers
             rows = tab.locator("tbody tr")

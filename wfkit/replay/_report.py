@@ -36,7 +36,7 @@ h4{margin:.4em 0 .1em;font-size:.95em}
 ul{margin:.1em 0 .4em;padding-left:1.3em}
 code{font-size:.9em}
 pre.traceback{background:#fef2f2;border:1px solid #fecaca;padding:.6em;overflow-x:auto;max-width:70em;font-size:.85em}
-td.findings{min-width:20em}
+td.findings{min-width:20em;overflow-wrap:anywhere}
 td.findings pre{width:0;min-width:100%;box-sizing:border-box}
 td.chart{width:460px}
 td.chart img{width:100%;min-width:240px;max-width:460px;display:block}
