@@ -33,7 +33,7 @@ _NOISE = (
     (re.compile(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?"), "<timestamp>"),
     (re.compile(r"\b\d{2}:\d{2}:\d{2}(\.\d+)?"), "<time of day>"),
     (re.compile(r"\b0x[0-9a-fA-F]{6,}\b"), "<address>"),
-    # A cell's code as the kernel names its file: /tmp/ipykernel_4242/1234567.py
+    # A cell's code as the kernel names its file: ipykernel_4242/1234567.py in the temporary folder
     (re.compile(r"\S*ipykernel_\d+[/\\]\d+\.py"), "<cell file>"),
     # A timing: a number with a unit of time (12.3 ms, 0.5s, 3 seconds).
     (
