@@ -64,7 +64,7 @@ COMMAND_SUMMARIES = {
     ("validate",): "Check a flow spec: every problem with its JSON path.",
     ("run",): "Run a flow spec once on JSON inputs.",
     ("graph",): "Draw a flow spec as SVG, Mermaid or Graphviz DOT.",
-    ("replay",): "Run notebooks headless under papermill and compare their runs with baselines.",
+    ("replay",): "Run notebooks headless under papermill and compare their runs and cell outputs with baselines.",
 }
 
 

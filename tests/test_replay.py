@@ -320,7 +320,9 @@ def test_the_report_in_a_browser(project: Path) -> None:
     changed = nbformat.read(tiny, as_version=4)
     changed.cells[0].source = changed.cells[0].source.replace("factor = 2", "factor = 3")
     nbformat.write(changed, tiny)
-    code, _rows = replay([tiny, broken], root=project, report=project / "r", jobs=2)
+    # No baseline: its hint names the path where one was expected, a long word the page must wrap.
+    unrecorded = _notebook(project / "nbs" / "a_notebook_recorded_by_nobody_yet.ipynb", "print(x)")
+    code, _rows = replay([tiny, broken, unrecorded], root=project, report=project / "r", jobs=2)
     assert 1 == code
     page = project / "r" / "index.html"
     html5lib.HTMLParser(strict=True).parse(page.read_text())
@@ -329,7 +331,9 @@ def test_the_report_in_a_browser(project: Path) -> None:
         try:
             tab = browser.new_page(viewport={"width": 1600, "height": 1000})
             tab.goto(page.as_uri())
-            assert "2 notebooks: 0 ok, 1 regression, 1 failed" == tab.locator("p.totals").inner_text()
+            assert "3 notebooks: 0 ok, 1 regression, 1 failed, 1 without a baseline" == (
+                tab.locator("p.totals").inner_text()
+            )
             headers = tab.locator("thead th").all_inner_texts()
             assert ["notebook", "status", "runs", "seconds", "files", "errors and differences", "latency"] == headers
             rows = tab.locator("tbody tr")
@@ -337,8 +341,14 @@ def test_the_report_in_a_browser(project: Path) -> None:
                 rows.nth(i).locator("td").first.inner_text() for i in range(2)
             ]
             regressed = rows.nth(0)
-            assert ["run 1 (tiny): 2 differences", "run 2 (tiny): 2 differences", "run 3 (tiny): 2 differences"] == (
-                regressed.locator("summary").all_inner_texts()
+            assert [
+                "run 1 (tiny): 2 differences",
+                "run 2 (tiny): 2 differences",
+                "run 3 (tiny): 2 differences",
+                "cell 1 (import wfkit as wf): 1 difference",
+            ] == regressed.locator("summary").all_inner_texts()
+            assert "stdout line 1 \"{'x': 3, 'y': 6}\" -> \"{'x': 3, 'y': 9}\"" in (
+                regressed.locator("td.findings").inner_text()
             )
             assert "double visit 1" in regressed.locator("h4").all_inner_texts()
             assert "writes 'y' 2 -> 3" in regressed.locator("td.findings").inner_text()
@@ -359,3 +369,128 @@ def test_the_report_in_a_browser(project: Path) -> None:
         finally:
             browser.close()
     shutil.copy(project / "r" / "screenshot.png", project.parent / "replay-report.png")
+
+
+OUTPUTS = (
+    "import warnings\n"
+    "import pandas as pd\n"
+    "print('ratio', round(x / 7, 4))\n"
+    "print('first')\n"
+    "print('second')\n"
+    "pd.DataFrame({'step': ['a', 'b', 'c'], 'n': [1, 2, 3]})"
+)
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "said"),
+    [
+        ("round(x / 7, 4)", "round(x / 7 + 0.0001, 4)", 'stdout line 1 "ratio 0.1429" -> "ratio 0.143"'),
+        (
+            "print('first')\nprint('second')",
+            "print('second')\nprint('first')",
+            'stdout line 3 "second" moved to line 2',
+        ),
+        ("'n': [1, 2, 3]", "'n': [1, 2, 4]", 'result 1 line 4 "2    c  3" -> "2    c  4"'),
+        ("['a', 'b', 'c'], 'n': [1, 2, 3]", "['a', 'b'], 'n': [1, 2]", 'result 1 line 4 is gone: "2    c  3"'),
+        ("import pandas as pd", "import pandas as pd\nwarnings.warn('mind the gap')", "stderr is new: "),
+    ],
+)
+def test_a_change_only_in_what_a_cell_shows_is_a_regression_naming_the_cell_and_line(
+    project: Path, capsys: pytest.CaptureFixture[str], old: str, new: str, said: str
+) -> None:
+    """A cell's printed text, a table it displays and a warning it emits are compared with the
+    baseline even where no run changed: one changed character, a swapped line, a table cell or a row
+    fewer, a new warning is a regression naming the cell, the stream and the line."""
+    nb = _notebook(project / "nbs" / "shows.ipynb", TINY, OUTPUTS)
+    assert 0 == main(["replay", "nbs", "--update-baseline", "--report", "rep"])
+    changed = nbformat.read(nb, as_version=4)
+    changed.cells[2].source = changed.cells[2].source.replace(old, new)
+    nbformat.write(changed, nb)
+    capsys.readouterr()
+    assert 1 == main(["replay", "nbs", "--report", "rep"])
+    out = capsys.readouterr().out
+    assert "      regression  nbs/shows.ipynb  (3 runs, " in out
+    assert f"cell 2 (import warnings): {said}" in out
+
+
+def test_noise_in_what_cells_show_is_no_regression(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Run ids, timings, timestamps, memory addresses and the kernel's file names in a warning differ
+    on every replay and are masked; a cell tagged `wfkit-ignore-output` is not compared at all."""
+    noisy = (
+        "import datetime, time, warnings\n"
+        "t0 = time.perf_counter()\n"
+        "print(run.run_id, 'took', f'{(time.perf_counter() - t0) * 1e6:.3f} ms')\n"
+        "print('at', datetime.datetime.now(datetime.UTC).isoformat(), 'and', datetime.datetime.now())\n"
+        "print(object())\n"
+        "warnings.warn('kept in the comparison')"
+    )
+    nb = _notebook(project / "nbs" / "noisy.ipynb", TINY, noisy, "import random\nprint(random.random())")
+    tagged = nbformat.read(nb, as_version=4)
+    tagged.cells[3].metadata["tags"] = ["wfkit-ignore-output"]
+    nbformat.write(tagged, nb)
+    assert 0 == main(["replay", "nbs", "--update-baseline", "--report", "rep"])
+    baseline = json.loads((project / "data" / "baselines" / "nbs" / "noisy.json").read_text())
+    assert "kept in the comparison" in json.dumps(baseline["outputs"])
+    capsys.readouterr()
+    assert 0 == main(["replay", "nbs", "--report", "rep"]), capsys.readouterr().out
+
+
+def test_an_unreadable_baseline_fails_its_notebook_and_every_other_is_still_judged(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A baseline that is not JSON, or JSON but not a baseline, is a failing row of its own notebook
+    saying what is wrong with the file and how to restore or record it; the other notebooks are
+    judged, and the report and JUnit XML are written."""
+    _notebook(project / "nbs" / "a.ipynb", TINY)
+    _notebook(project / "nbs" / "b.ipynb", TINY)
+    assert 0 == main(["replay", "nbs", "--update-baseline", "--report", "rep"])
+    broken, key = project / "data" / "baselines" / "nbs" / "a.json", "nbs/a.ipynb"
+    for content, said in (
+        ('{"version": 4, "runs": [', "is not JSON (Expecting value: line 1 column 25"),
+        ("[]", "is not a baseline (a JSON object), it holds a list"),
+        ('{"version": 4, "runs": {"x": 1}}', "is not a baseline: its runs are not a list of objects"),
+    ):
+        broken.write_text(content)
+        capsys.readouterr()
+        assert 1 == main(["replay", "nbs", "--report", "rep", "--junit-xml", "rep/junit.xml"])
+        out = capsys.readouterr().out
+        assert "    bad baseline  nbs/a.ipynb  (3 runs, " in out
+        assert f"the baseline {broken} {said}" in out
+        fix = f"restore it (`git checkout -- {broken}`) or record it again (`wfkit replay {key} --update-baseline`)"
+        assert fix in out
+        assert "              ok  nbs/b.ipynb  (3 runs, " in out
+        assert "2 notebooks: 1 ok, 0 regressions, 0 failed, 1 with a bad baseline in " in out
+        rows = {
+            r["notebook"]: r["status"] for r in json.loads((project / "rep" / "summary.json").read_text())["notebooks"]
+        }
+        assert {"nbs/a.ipynb": "bad baseline", "nbs/b.ipynb": "ok"} == rows
+        (case, _b) = ET.parse(project / "rep" / "junit.xml").getroot().findall("./testsuite/testcase")
+        failure = case.find("failure")
+        assert failure is not None
+        assert said in failure.get("message", "")
+
+
+def test_a_change_past_the_shown_width_of_a_long_value_is_shown(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A long text that changed near its end (what a step wrote, a printed line) is shown from a
+    little before its first difference, so the two sides of `before -> after` never read the same."""
+    long_text = (
+        "text = 'Answer to the question about orchestration, with citations from the three sources the search "
+        "found, checked against the style guide: ' + ending\n"
+        "flow = __import__('wfkit').Workflow('long')\n"
+        "flow.step(lambda s: {'text': text}, name='write')\n"
+        "flow.run({}, workspace=workspace, seed=1)\n"
+        "print(text)"
+    )
+    _notebook(project / "nbs" / "long.ipynb", long_text, params="workspace = None\nending = 'fine.'")
+    assert 0 == main(["replay", "nbs", "--update-baseline", "--report", "rep"])
+    capsys.readouterr()
+    assert 1 == main(["replay", "nbs", "--report", "rep", "-p", "ending", "fine!"])
+    out = capsys.readouterr().out
+    changed = [line for line in out.splitlines() if "'text'" in line or "stdout line 1" in line]
+    assert 3 == len(changed), out  # what the step wrote, the final state, the printed line
+    for line in changed:
+        before, after = line.split(" -> ")
+        assert before.endswith('the style guide: fine."'), line
+        assert after.endswith('the style guide: fine!"'), line

@@ -156,6 +156,43 @@ def test_a_baseline_of_an_older_format_asks_to_be_recorded_again() -> None:
     assert "record it again with --update-baseline" in str(diff)
 
 
+def _runs_and_latency(diffs: list[Difference]) -> list[str]:
+    """The differences but the one saying an older baseline holds no cell outputs."""
+    return [str(d) for d in diffs if d.signal != "outputs"]
+
+
+def test_a_baseline_without_cell_outputs_says_they_are_not_compared_and_how_to_record_them() -> None:
+    """A format-3 baseline (no cell outputs) compares its runs and says, once, that what the cells
+    showed is not compared until it is recorded again; masking `outputs` silences that."""
+    old, new = _summary(), _summary()
+    old["version"] = 3
+    new["outputs"] = {"c1": {"cell": 1, "code": "print(x)", "stdout": "1\n"}}
+    assert [
+        "cell outputs not compared: the baseline (format 3) holds none; "
+        "record it again with --update-baseline to compare what each cell shows"
+    ] == [str(d) for d in compare(old, new)]
+    assert [] == compare(old, new, Settings(mask=("outputs",)))
+
+
+def test_what_a_cell_showed_is_compared_line_by_line() -> None:
+    """A changed, moved, gone or new line of a cell's stream or result is named with the cell; a
+    cell tagged to be ignored on either side is not compared."""
+    old, new = _summary(), _summary()
+    old["outputs"] = {
+        "c1": {"cell": 1, "code": "print(x)", "stdout": "a\nb\nc\n", "results": ["x\ny"]},
+        "c2": {"cell": 3, "code": "noisy()", "stdout": "1\n"},
+    }
+    new["outputs"] = {
+        "c1": {"cell": 1, "code": "print(x)", "stdout": "b\na\nC\n", "stderr": "w\n", "results": ["x"]},
+        "c2": {"cell": 3, "code": "noisy()", "ignored": True},
+    }
+    assert [
+        'cell 1 (print(x)): stdout line 2 "b" moved to line 1; line 3 "c" -> "C"',
+        'cell 1 (print(x)): stderr is new: "w\\n"',
+        'cell 1 (print(x)): result 1 line 2 is gone: "y"',
+    ] == [str(d) for d in compare(old, new)]
+
+
 def test_a_format_2_baseline_pooled_latency_by_step_name_and_is_read_as_it_was_meant() -> None:
     """A format-2 baseline (latency pooled by step name over workflows) compares as before where one
     workflow ran the step; a name two workflows shared says it cannot be split and how to refresh it."""
@@ -169,16 +206,16 @@ def test_a_format_2_baseline_pooled_latency_by_step_name_and_is_read_as_it_was_m
     new["latency"]["w"]["a"] = {"p50": 0.050, "p99": 0.020, "n": 30}
     new["latency"]["v"] = {"b": {"p50": 0.010, "p99": 0.010, "n": 2}}
     assert ["a (all runs of w): latency p50 10.0 ms -> 50.0 ms (beyond x2 and 5 ms)"] == [
-        str(d) for d in compare(old, new, on)
+        str(d) for d in _runs_and_latency(compare(old, new, on))
     ]
     new["latency"]["w"]["a"] = {"p50": 0.010, "p99": 0.020, "n": 30}
-    assert [] == compare(old, new, on)
+    assert [] == _runs_and_latency(compare(old, new, on))
     new["runs"][0]["steps"]["b#1"] = old["runs"][0]["steps"]["b#1"] = old["runs"][0]["steps"]["a#1"]
     assert [
         "b (all runs): latency not compared: the baseline (format 2) pools 'b' over workflows v, w; "
         "record it again with --update-baseline to compare each workflow's"
-    ] == [str(d) for d in compare(old, new, on)]
-    assert [] == compare(old, new)  # nothing said where latency is not compared
+    ] == [str(d) for d in _runs_and_latency(compare(old, new, on))]
+    assert [] == _runs_and_latency(compare(old, new))  # nothing said where latency is not compared
 
 
 def test_an_item_of_a_map_step_is_named_by_its_index() -> None:

@@ -756,8 +756,8 @@ def build_parser() -> argparse.ArgumentParser:
     rp = sub.add_parser(
         "replay",
         help="run notebooks headless under papermill and compare every deterministic signal with baselines",
-        description="Run notebooks headless under papermill and compare their runs with baselines. "
-        "Exit 0: all match; 1: a regression, a failed notebook or a missing baseline; 2: bad input.",
+        description="Run notebooks headless under papermill and compare their runs and cell outputs with baselines. "
+        "Exit 0: all match; 1: a regression, a failed notebook, a missing or unreadable baseline; 2: bad input.",
     )
     rp.add_argument("paths", nargs="*", metavar="PATH", help="notebooks, folders or globs (default: notebooks/)")
     rp.add_argument(

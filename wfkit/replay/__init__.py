@@ -3,6 +3,7 @@
 
 ``_notebooks`` which notebooks (files, folders, globs) and where their baselines live; ``_parameters``
 their parameters; ``_execute`` one notebook under papermill; ``_signals`` what its runs did;
-``_compare`` against the baseline; ``_result`` and ``_console`` what is printed; ``_report`` the
-HTML, JSON and JUnit files; ``_replay`` the whole command; ``_pytest_plugin`` the pytest items.
+``_outputs`` what its cells showed; ``_compare`` against the baseline; ``_result`` and ``_console``
+what is printed; ``_report`` the HTML, JSON and JUnit files; ``_replay`` the whole command;
+``_pytest_plugin`` the pytest items.
 """

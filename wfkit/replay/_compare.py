@@ -7,6 +7,10 @@ moves by more than ``latency_factor`` *and* by more than ``latency_floor_s`` (su
 jitter tenfold), P50 counts only over 3 samples or more (one sample is one slow moment of a busy
 machine) and P99 only over 20 or more (with fewer it means "the slowest").
 
+What a cell showed is compared line by line, per stream and per displayed result: a difference
+names the cell, the stream and the first few lines that changed, moved, went or came. A baseline of
+format 2 or 3 holds no cell outputs, and says so once, with how to record it again.
+
 A baseline of format 2 pooled latency by step name over every workflow. Its other signals are
 those of today, and so is its latency where one workflow ran that step; a step name several
 workflows shared cannot be split, and says to record the baseline again.
@@ -14,13 +18,14 @@ workflows shared cannot be split, and says to record the baseline again.
 
 from __future__ import annotations
 
+import difflib
 import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from wfkit.replay._signals import ATTEMPT_SIGNALS, LATENCY_POOLED_BY_NAME, SUMMARY_VERSION, Settings
+from wfkit.replay._signals import ATTEMPT_SIGNALS, LATENCY_POOLED_BY_NAME, OUTPUTS_SINCE, SUMMARY_VERSION, Settings
 
 _MISSING = object()
 
@@ -37,6 +42,7 @@ class Difference:
     step: str | None = None
     attempt: int | None = None
     message: str | None = None  # said instead of "before -> after" where that reads better
+    cell: str | None = None  # what a cell showed: ``cell 4 (first line of its code)``
 
     @property
     def run_label(self) -> str | None:
@@ -58,10 +64,10 @@ class Difference:
         where = f"attempt {self.attempt}: " if self.attempt is not None else ""
         if self.message is not None:
             return f"{where}{self.message}"
-        return f"{where}{self.signal} {short(self.before)} -> {short(self.after)}"
+        return f"{where}{self.signal} {_change(self.before, self.after)}"
 
     def __str__(self) -> str:
-        place = ", ".join(p for p in (self.run_label, self.step_label) if p)
+        place = ", ".join(p for p in (self.cell, self.run_label, self.step_label) if p)
         return f"{place}: {self.detail}" if place else self.detail
 
     def to_json(self) -> dict[str, Any]:
@@ -72,6 +78,7 @@ class Difference:
             "workflow": self.workflow,
             "step": self.step,
             "attempt": self.attempt,
+            "cell": self.cell,
             "before": self.before,
             "after": self.after,
         }
@@ -80,6 +87,19 @@ class Difference:
 def short(value: Any, limit: int = 120) -> str:
     text = json.dumps(value, default=str, sort_keys=True)
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _change(before: Any, after: Any, limit: int = 120, context: int = 40) -> str:
+    """``before -> after`` as :func:`short` shows them; where a side is too long to show whole, both
+    start ``context`` characters before the first one they differ in: cut at the same width from the
+    front, two long texts that differ near their end would read the same."""
+    a, b = (json.dumps(v, default=str, sort_keys=True) for v in (before, after))
+    if len(a) <= limit and len(b) <= limit:
+        return f"{a} -> {b}"
+    same = next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a), len(b)))
+    cut = max(0, same - context)
+    a, b = (("..." if cut else "") + text[cut:] for text in (a, b))
+    return " -> ".join(text if len(text) <= limit else text[: limit - 3] + "..." for text in (a, b))
 
 
 def _same(a: Any, b: Any, tolerance: float) -> bool:
@@ -119,9 +139,7 @@ class _Comparer:
             elif a is _MISSING:
                 self.diffs.append(Difference(signal, None, b, message=f"{signal} {name!r} is new: {short(b)}", **place))
             elif not _same(a, b, self.tolerance):
-                self.diffs.append(
-                    Difference(signal, a, b, message=f"{signal} {name!r} {short(a)} -> {short(b)}", **place)
-                )
+                self.diffs.append(Difference(signal, a, b, message=f"{signal} {name!r} {_change(a, b)}", **place))
 
     def value(self, signal: str, a: Any, b: Any, step_name: str | None = None, **where: Any) -> None:
         if self.settings.masks(signal, step_name) or _same(a, b, self.tolerance):
@@ -188,6 +206,61 @@ class _Comparer:
                         )
                     )
 
+    def outputs(self, old: Mapping[str, Any], new: Mapping[str, Any]) -> None:
+        """What each cell showed, stream by stream and result by result, line by line."""
+        for key in [*old, *(k for k in new if k not in old)]:
+            a, b = old.get(key) or {}, new.get(key) or {}
+            if a.get("ignored") or b.get("ignored"):
+                continue
+            shown = b or a
+            code = str(shown.get("code", ""))
+            cell = f"cell {shown.get('cell')} ({code if len(code) <= 60 else code[:57] + '...'})"
+            parts = [(name, a.get(name), b.get(name)) for name in ("stdout", "stderr")]
+            old_results, new_results = a.get("results") or [], b.get("results") or []
+            for n in range(max(len(old_results), len(new_results))):
+                parts.append((f"result {n + 1}", _at(old_results, n), _at(new_results, n)))
+            for name, before, after in parts:
+                if before == after:
+                    continue
+                if before is None:
+                    said = f"{name} is new: {short(after)}"
+                elif after is None:
+                    said = f"{name} is gone (was {short(before)})"
+                else:
+                    said = f"{name} {_lines_changed(before, after)}"
+                self.diffs.append(Difference("outputs", before, after, message=said, cell=cell))
+
+
+def _at(items: list[Any], index: int) -> Any:
+    return items[index] if index < len(items) else None
+
+
+def _lines_changed(before: str, after: str, limit: int = 3) -> str:
+    """``line 4 "a" -> "b"``, ``line 2 "x" moved to line 3``, ``line 5 is gone: "c"``: the first few."""
+    old, new = before.splitlines(), after.splitlines()
+    blocks = [
+        ([(i + 1, old[i]) for i in range(i1, i2)], [(j + 1, new[j]) for j in range(j1, j2)])
+        for op, i1, i2, j1, j2 in difflib.SequenceMatcher(a=old, b=new, autojunk=False).get_opcodes()
+        if op != "equal"
+    ]
+    said: list[str] = []
+    # A line that went in one place and came back in another moved (swapped lines, a reordered table).
+    for gone, _added in blocks:
+        for number, line in list(gone):
+            moved = next((a for _g, added in blocks for a in added if a[1] == line), None)
+            if moved is not None:
+                gone.remove((number, line))
+                next(added for _g, added in blocks if moved in added).remove(moved)
+                said.append(f"line {number} {short(line)} moved to line {moved[0]}")
+    for gone, added in blocks:
+        said.extend(f"line {n} {_change(a, b)}" for (n, a), (_m, b) in zip(gone, added, strict=False))
+        said.extend(f"line {n} is gone: {short(a)}" for n, a in gone[len(added) :])
+        said.extend(f"line {n} is new: {short(b)}" for n, b in added[len(gone) :])
+    if not said:  # the same lines, told apart by a line ending only
+        return _change(before, after)
+    more = len(said) - limit
+    return "; ".join(said[:limit]) + (f" (and {_n(more, 'more change')})" if more > 0 else "")
+
 
 def _per_step(latency: Mapping[str, Any]) -> list[tuple[str, str, Any]]:
     return [(workflow, step, q) for workflow, steps in latency.items() for step, q in steps.items()]
@@ -224,7 +297,7 @@ def compare(
     """Differences between a baseline summary and this replay's; empty when nothing regressed."""
     settings = settings or Settings()
     version = baseline.get("version")
-    if version not in (SUMMARY_VERSION, LATENCY_POOLED_BY_NAME):
+    if version not in (SUMMARY_VERSION, 3, LATENCY_POOLED_BY_NAME):
         return [
             Difference(
                 "version",
@@ -251,6 +324,18 @@ def compare(
             )
     for index, (old, new) in enumerate(zip(old_runs, new_runs, strict=False), 1):
         c.run(index, old, new)
+    if settings.masks("outputs"):
+        pass
+    elif isinstance(version, int) and version < OUTPUTS_SINCE:
+        c.diffs.append(
+            Difference(
+                "outputs",
+                message=f"cell outputs not compared: the baseline (format {version}) holds none; "
+                "record it again with --update-baseline to compare what each cell shows",
+            )
+        )
+    else:
+        c.outputs(baseline.get("outputs") or {}, current.get("outputs") or {})
     if settings.compare_latency:
         old_latency, pooled = baseline_latency(baseline)
         for step, workflows in pooled.items():

@@ -24,7 +24,8 @@ from pathlib import Path
 from typing import Any, TypeAlias
 
 from wfkit._extras import require
-from wfkit.replay._signals import settings_of, summarise_workspace
+from wfkit.replay._outputs import cell_outputs
+from wfkit.replay._signals import settings_of, summarise_workspace, workspace_ids
 
 KERNEL_LOG = "kernel-stderr.log"
 KERNEL_START_ATTEMPTS = 2  # a kernel that dies before its first cell is started once more
@@ -50,7 +51,8 @@ NotebookRunner: TypeAlias = Callable[[Sequence[NotebookJob]], Iterator[tuple[Not
 
 
 def run_notebook(job: NotebookJob) -> Outcome:
-    """papermill on ``job.notebook`` in replay mode, then the summary of the runs it made."""
+    """papermill on ``job.notebook`` in replay mode, then the summary of the runs it made and of what its
+    cells showed."""
     pm = require("papermill", "replay", purpose="wfkit replay")
 
     folder = job.out_dir
@@ -118,6 +120,9 @@ def run_notebook(job: NotebookJob) -> Outcome:
         os.environ.update(env_before)
     seconds = time.perf_counter() - t0
     summary = summarise_workspace(workspace, settings_of(job.notebook))
+    # The replay's folder first: it may lie under the notebook's.
+    folders = {str(folder): "<replay folder>", str(job.cwd or job.notebook.parent): "<notebook folder>"}
+    summary["outputs"] = cell_outputs(job.notebook, output, ids=workspace_ids(workspace), folders=folders)
     return {
         "error": error,
         "seconds": seconds,

@@ -16,6 +16,7 @@ import json
 import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 from wfkit.replay._errors import ReplayError
 
@@ -101,6 +102,28 @@ def notebook_key(notebook: Path, root: Path) -> str:
 
 def baseline_file(baseline: Path, key: str) -> Path:
     return baseline / Path(key).with_suffix(".json")
+
+
+_JSON_TYPES = {list: "a list", str: "a string", int: "a number", float: "a number", bool: "a boolean"}
+
+
+def read_baseline(file: Path) -> dict[str, Any]:
+    """The baseline in ``file``, or a :class:`ReplayError` saying what is wrong with the file (a
+    broken merge, a truncated write, a file that is not a baseline) before any comparison trips on it."""
+    try:
+        data = json.loads(file.read_text())
+    except (OSError, ValueError) as exc:
+        raise ReplayError(f"the baseline {file} is not JSON ({exc})") from exc
+    if not isinstance(data, dict):
+        held = _JSON_TYPES.get(type(data), "null")
+        raise ReplayError(f"the baseline {file} is not a baseline (a JSON object), it holds {held}")
+    runs = data.get("runs", [])
+    if not isinstance(runs, list) or not all(isinstance(run, dict) for run in runs):
+        raise ReplayError(f"the baseline {file} is not a baseline: its runs are not a list of objects")
+    for part in ("latency", "outputs"):
+        if not isinstance(data.get(part, {}), dict):
+            raise ReplayError(f"the baseline {file} is not a baseline: its {part} is not an object")
+    return data
 
 
 def _recorded(baseline: Path) -> Iterable[tuple[Path, dict[str, object]]]:

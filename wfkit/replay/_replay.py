@@ -26,10 +26,11 @@ from wfkit.replay._notebooks import (
     missing_baseline_hint,
     notebook_key,
     project_root,
+    read_baseline,
 )
 from wfkit.replay._parameters import check_parameters
 from wfkit.replay._report import latency_plot, write_html, write_junit, write_summary
-from wfkit.replay._result import FAILED, NO_BASELINE, OK, REGRESSION, UPDATED, NotebookReport
+from wfkit.replay._result import BAD_BASELINE, FAILED, NO_BASELINE, OK, REGRESSION, UPDATED, NotebookReport
 from wfkit.replay._signals import settings_of, source_digest
 
 
@@ -69,9 +70,12 @@ def judge(job: NotebookJob, outcome: Outcome, *, baseline: Path, root: Path, upd
         row.hint = missing_baseline_hint(baseline, job.key, summary["source_digest"], root)
     else:
         try:
-            base = json.loads(base_file.read_text())
-        except ValueError as exc:
-            raise ReplayError(f"the baseline {base_file} is not JSON ({exc}): restore it or record it again") from exc
+            base = read_baseline(base_file)
+        except ReplayError as exc:  # this notebook's row says so; the others are still judged
+            row.status = BAD_BASELINE
+            restore = f"restore it (`git checkout -- {base_file}`)"
+            row.hint = f"{exc}: {restore} or record it again (`wfkit replay {job.key} --update-baseline`)"
+            return row
         row.diffs = compare(base, summary, settings_of(job.notebook))
         row.status = REGRESSION if row.diffs else OK
         row.plot = latency_plot(

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from wfkit.replay._compare import Difference
-from wfkit.replay._result import FAILED, NO_BASELINE, NotebookReport, plural, totals
+from wfkit.replay._result import BAD_BASELINE, FAILED, NO_BASELINE, NotebookReport, plural, totals
 
 _COLOURS = {"ok": "#15803d", "baseline updated": "#2563eb", "regression": "#b91c1c", "failed": "#b91c1c"}
 _STYLE = """
@@ -36,7 +36,7 @@ h4{margin:.4em 0 .1em;font-size:.95em}
 ul{margin:.1em 0 .4em;padding-left:1.3em}
 code{font-size:.9em}
 pre.traceback{background:#fef2f2;border:1px solid #fecaca;padding:.6em;overflow-x:auto;max-width:70em;font-size:.85em}
-td.findings{min-width:20em}
+td.findings{min-width:20em;overflow-wrap:anywhere}
 td.findings pre{width:0;min-width:100%;box-sizing:border-box}
 td.chart{width:460px}
 td.chart img{width:100%;min-width:240px;max-width:460px;display:block}
@@ -57,10 +57,11 @@ def _link(target: Path | None, base: Path, label: str) -> str:
 
 
 def _grouped(diffs: Sequence[Difference]) -> str:
-    """Differences under a heading per run, and within a run under a heading per step."""
+    """Differences under a heading per run (or per cell, for what a cell showed), and within a run
+    under a heading per step."""
     by_run: dict[str, dict[str, list[Difference]]] = {}
     for d in diffs:
-        by_run.setdefault(d.run_label or "the notebook", {}).setdefault(d.step_label or "", []).append(d)
+        by_run.setdefault(d.run_label or d.cell or "the notebook", {}).setdefault(d.step_label or "", []).append(d)
     parts = []
     for run, steps in by_run.items():
         body = []
@@ -128,8 +129,8 @@ def write_summary(report: Path, rows: Sequence[NotebookReport]) -> None:
 
 
 def write_junit(path: Path, rows: Sequence[NotebookReport], *, seconds: float) -> Path:
-    """One test case per notebook: a regression or a missing baseline is a ``<failure>`` listing what
-    differs, a notebook that did not run is an ``<error>`` with the cell's traceback."""
+    """One test case per notebook: a regression, a missing or a bad baseline is a ``<failure>`` saying
+    what differs or what is wrong, a notebook that did not run is an ``<error>`` with the cell's traceback."""
     suite = ET.Element(
         "testsuite",
         {
@@ -160,8 +161,8 @@ def write_junit(path: Path, rows: Sequence[NotebookReport], *, seconds: float) -
                 case, "error", {"type": str(e.get("exception")), "message": f"cell {e.get('cell')}: {e.get('message')}"}
             )
             failed.text = str(e.get("traceback") or e.get("message"))
-        elif r.status == NO_BASELINE:
-            ET.SubElement(case, "failure", {"type": "no baseline", "message": r.hint or "no baseline"}).text = r.hint
+        elif r.status in (NO_BASELINE, BAD_BASELINE):
+            ET.SubElement(case, "failure", {"type": r.status, "message": r.hint or r.status}).text = r.hint
         elif r.failing:
             failure = ET.SubElement(
                 case,

@@ -12,7 +12,8 @@ from wfkit.replay._compare import Difference
 
 # Statuses, and which of them fail the replay (exit 1).
 OK, UPDATED, REGRESSION, FAILED, NO_BASELINE = "ok", "baseline updated", "regression", "failed", "no baseline"
-FAILING = (REGRESSION, FAILED, NO_BASELINE)
+BAD_BASELINE = "bad baseline"  # a baseline file that cannot be read as one
+FAILING = (REGRESSION, FAILED, NO_BASELINE, BAD_BASELINE)
 
 
 @dataclass
@@ -25,7 +26,7 @@ class NotebookReport:
     runs: int
     diffs: list[Difference] = field(default_factory=list)
     error: dict[str, Any] | None = None  # cell, exception, message, traceback
-    hint: str | None = None  # no baseline: where one was expected, and how to get one
+    hint: str | None = None  # no baseline or a bad one: where, what is wrong, and how to get one
     output: Path | None = None  # the executed notebook
     kernel_log: Path | None = None
     plot: Path | None = None  # the latency chart
@@ -70,6 +71,8 @@ def totals(rows: Sequence[NotebookReport]) -> str:
     parts = [f"{counts[OK]} ok", plural(counts[REGRESSION], "regression"), f"{counts[FAILED]} failed"]
     if counts[NO_BASELINE]:
         parts.append(f"{counts[NO_BASELINE]} without a baseline")
+    if counts[BAD_BASELINE]:
+        parts.append(f"{counts[BAD_BASELINE]} with a bad baseline")
     if counts[UPDATED]:
         parts.append(f"{plural(counts[UPDATED], 'baseline')} updated")
     return f"{plural(len(rows), 'notebook')}: {', '.join(parts)}"

@@ -14,6 +14,8 @@ Plus per workflow and step, pooled over that workflow's runs, ``latency`` percen
 name two workflows share is two steps): wall-clock time is the one signal never repeated exactly,
 so it is compared with a tolerance (see :mod:`wfkit.replay._compare`).
 
+Plus what each code cell showed, read from the executed notebook (:mod:`wfkit.replay._outputs`).
+
 Everything is read back from the workspace's journal (the events and the checkpoints' updates),
 so nothing here needs the engine to log more. What differs on every run by construction is masked
 where it is read: the run's own id (in an idempotency key, say) becomes ``<run_id>``, another run's
@@ -37,7 +39,8 @@ from typing import Any
 
 from wfkit.replay._errors import ReplayError
 
-SUMMARY_VERSION = 3
+SUMMARY_VERSION = 4
+OUTPUTS_SINCE = 4  # formats 2 and 3 hold no cell outputs (wfkit.replay._outputs)
 LATENCY_POOLED_BY_NAME = 2  # format 2: format 3 but for latency, pooled by step name over workflows
 
 RUN_SIGNALS = ("runs", "workflow", "status", "error", "inputs", "path", "state")
@@ -66,7 +69,7 @@ ATTEMPT_SIGNALS = (
     "llm_calls",
     "extra",
 )
-SIGNALS = (*RUN_SIGNALS, *STEP_SIGNALS, *ATTEMPT_SIGNALS, "latency")
+SIGNALS = (*RUN_SIGNALS, *STEP_SIGNALS, *ATTEMPT_SIGNALS, "latency", "outputs")
 _FIELD_SIGNALS = ("state", "writes", "inputs")  # signals whose single fields can be masked
 _GATE_STATUSES = ("waiting_approval", "approved", "rejected")
 # Journal fields that are bookkeeping of the engine, not behaviour of the workflow.
@@ -272,6 +275,29 @@ def _run_summary(ws: Any, run_id: str, ids: Mapping[str, str]) -> tuple[dict[str
     return _mask_ids(run, ids), latency
 
 
+def _run_labels(rows: Sequence[Mapping[str, Any]]) -> dict[str, str]:
+    """Each run's id named by its place among the runs (oldest first), as no two replays share ids."""
+    return {row["run_id"]: f"<run {n}>" for n, row in enumerate(rows, 1)}
+
+
+def workspace_ids(workspace: Path) -> dict[str, str]:
+    """The ids a replay draws afresh, with their labels: runs (``<run N>``) and tickets (``<ticket>``)."""
+    if not (workspace / "wfkit.db").exists():
+        return {}
+    from wfkit.store._workspace import Workspace
+
+    ws = Workspace(workspace)
+    try:
+        ids = _run_labels(list(reversed(ws.runs())))
+        for event in ws.events():
+            ticket = (event.extra or {}).get("ticket")
+            if isinstance(ticket, str) and ticket:
+                ids[ticket] = "<ticket>"
+    finally:
+        ws.store.close()
+    return ids
+
+
 def summarise_workspace(workspace: Path, settings: Settings | None = None) -> dict[str, Any]:
     """Every deterministic signal of the runs in ``workspace``, oldest run first."""
     settings = settings or Settings()
@@ -285,7 +311,7 @@ def summarise_workspace(workspace: Path, settings: Settings | None = None) -> di
     try:
         rows = list(reversed(ws.runs()))  # oldest first: the order the notebook started them
         # Another run's id (a fork's origin, a sub-workflow) is named by its place among the runs.
-        ids = {row["run_id"]: f"<run {n}>" for n, row in enumerate(rows, 1)}
+        ids = _run_labels(rows)
         for row in rows:
             run, latency = _run_summary(ws, row["run_id"], ids)
             summary["runs"].append(run)

@@ -1,0 +1,99 @@
+"""What a notebook's cells showed, reduced to the text that repeats under its seeds.
+
+Per code cell: what it printed (``stdout``), what it wrote to ``stderr`` (warnings land there) and
+the text of each result it displayed (``text/plain``: a DataFrame's table, a figure's size and
+axes). A cell is keyed by its id (nbformat 4.5), so a cell added above leaves the others' keys
+alone, else by its place; it is labelled by its place in the notebook the user wrote (papermill's
+injected-parameters cell is not theirs) and its first line of code.
+
+Not compared: an image's pixels (the same figure renders to other bytes under another freetype or
+matplotlib, so a baseline recorded on a laptop would fail in CI), and rich formats beside the text
+(HTML, Markdown). A figure that appears, goes, or changes size or axes changes its text.
+
+What differs on every run by construction is masked where it is read: the run ids and ticket ids of
+the notebook's workspace (``<run N>``, ``<ticket>``, as in the runs' signals), timings (a number with
+a unit of time), timestamps, memory addresses, the kernel's file name for a cell (in a warning or a
+traceback) and the replay's own folders. A cell whose output varies for a reason its author knows
+is tagged ``wfkit-ignore-output``; ``"mask": ["outputs"]`` in the notebook's metadata leaves every
+cell's output uncompared.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+IGNORE_TAG = "wfkit-ignore-output"
+_INJECTED = "injected-parameters"
+_NOISE = (
+    # 2026-12-02T14:55:42.123456+00:00, 2026-12-02 14:55, 14:55:42.123
+    (re.compile(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?"), "<timestamp>"),
+    (re.compile(r"\b\d{2}:\d{2}:\d{2}(\.\d+)?"), "<time of day>"),
+    (re.compile(r"\b0x[0-9a-fA-F]{6,}\b"), "<address>"),
+    # A cell's code as the kernel names its file: ipykernel_4242/1234567.py in the temporary folder
+    (re.compile(r"\S*ipykernel_\d+[/\\]\d+\.py"), "<cell file>"),
+    # A timing: a number with a unit of time (12.3 ms, 0.5s, 3 seconds).
+    (
+        re.compile(r"(?<![\w.])\d+(\.\d+)?([eE][-+]?\d+)?\s?(ns|µs|us|ms|s|sec|secs|seconds|min|minutes)\b"),
+        r"<duration \3>",
+    ),
+)
+
+
+def _text(value: Any) -> str:
+    return "".join(value) if isinstance(value, list) else str(value)
+
+
+def _unnoised(text: str, ids: Mapping[str, str], folders: Mapping[str, str]) -> str:
+    for raw, label in (*ids.items(), *folders.items()):
+        if raw:
+            text = text.replace(raw, label)
+    for pattern, label in _NOISE:
+        text = pattern.sub(label, text)
+    return text
+
+
+def _cells(path: Path) -> list[dict[str, Any]]:
+    try:
+        cells: list[dict[str, Any]] = json.loads(path.read_text()).get("cells", [])
+    except (OSError, ValueError):
+        return []
+    return cells
+
+
+def cell_outputs(
+    source: Path, executed: Path, *, ids: Mapping[str, str], folders: Mapping[str, str]
+) -> dict[str, dict[str, Any]]:
+    """Per code cell of ``source`` that showed something (in the order of the notebook): its place,
+    first line and masked ``stdout``, ``stderr`` and ``results``; a tagged cell as ``ignored``.
+    ``ids`` maps raw ids to their labels, ``folders`` paths that differ per replay to theirs."""
+    ran = [c for c in _cells(executed) if _INJECTED not in c.get("metadata", {}).get("tags", [])]
+    outputs: dict[str, dict[str, Any]] = {}
+    for place, (mine, done) in enumerate(zip(_cells(source), ran, strict=False)):
+        if mine.get("cell_type") != "code":
+            continue
+        code = _text(mine.get("source", "")).strip()
+        record: dict[str, Any] = {"cell": place, "code": code.splitlines()[0] if code else ""}
+        if IGNORE_TAG in mine.get("metadata", {}).get("tags", []):
+            outputs[str(mine.get("id") or f"#{place}")] = {**record, "ignored": True}
+            continue
+        streams: dict[str, str] = {}
+        results: list[str] = []
+        for out in done.get("outputs", []):
+            kind = out.get("output_type")
+            if kind == "stream":
+                name = str(out.get("name", "stdout"))
+                streams[name] = streams.get(name, "") + _unnoised(_text(out.get("text", "")), ids, folders)
+            elif kind in ("execute_result", "display_data"):
+                plain = (out.get("data") or {}).get("text/plain")
+                if plain is not None:
+                    results.append(_unnoised(_text(plain), ids, folders))
+        record.update(streams)
+        if results:
+            record["results"] = results
+        if streams or results:
+            outputs[str(mine.get("id") or f"#{place}")] = record
+    return outputs
