@@ -24,7 +24,11 @@ def test_step_rows_summarise_each_visit() -> None:
     """One row per step visit with its last status, attempts and error."""
     rows = step_rows(_failing_run().events)
     assert [("first", "ok", 1), ("second", "failed", 2)] == [(r["step"], r["status"], r["attempts"]) for r in rows]
-    assert "ConnectionError: backend <down>" == rows[1]["error"]
+    # The last attempt's error, and why it was the last (the step log's row says it too).
+    expected = (
+        "ConnectionError: backend <down>; not retried: the retry budget ran out after 2 attempts: max_retries=1 spent"
+    )
+    assert expected == rows[1]["error"]
     assert {"first": "ok", "second": "failed"} == statuses(_failing_run().events)
 
 
