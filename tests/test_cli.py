@@ -277,6 +277,45 @@ def test_show_lists_the_open_tickets_of_a_runs_sub_workflow_runs(
     assert "approved" == wfkit.Workspace().ticket(ticket.ticket_id).status
 
 
+def gated_parent() -> wfkit.Workflow:
+    """A gate of its own in parallel with a sub-workflow whose step is gated: it halts at both."""
+    child = wfkit.Workflow("cli-gated-child", inputs=["x"])
+    child.step(lambda s: {"y": s["x"] + 1}, name="check", approval="check the child")
+    parent = wfkit.Workflow("cli-gated-parent")
+    parent.step(lambda s: {"x": 1}, name="prepare")
+    parent.subflow(child, name="inner", inputs={"x": "x"}, outputs={"y": "y"})
+    parent.step(lambda s: {"signed": True}, name="sign", approval="sign it")
+    parent.edge("prepare", "inner")
+    parent.edge("prepare", "sign")
+    return parent
+
+
+def test_resume_of_a_run_that_halts_for_approval_lists_its_open_tickets(
+    workspace: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`wfkit resume` of a run that halts again at its gates prints each open ticket, its own and its
+    sub-workflow run's, with the `wfkit approve` command that decides it, as `wfkit show` does (it
+    printed only "run X: waiting_approval", leaving the user to find what to approve)."""
+    run = gated_parent().run({}, workspace=workspace, policy="halt")
+    assert "waiting_approval" == run.status
+    child_run = wfkit.Workspace().run_info(run.run_id)["children"][0]
+    where = ("--workspace", str(workspace))
+    assert 0 == main(["resume", run.run_id, *where, "--workflow", "test_cli:gated_parent", "--policy", "halt"])
+    resumed = capsys.readouterr().out
+    assert f"run {run.run_id}: waiting_approval" in resumed
+    tickets = {t.step: t for t in wfkit.Workspace().pending()}
+    assert ["check", "sign"] == sorted(tickets)
+    expected = [
+        f"waiting for approval: ticket {tickets['sign'].ticket_id} at 'sign': sign it: "
+        f"`wfkit approve {tickets['sign'].ticket_id} --workspace {workspace} --by NAME`",
+        f"waiting for approval: ticket {tickets['check'].ticket_id} at 'check' of sub-workflow run {child_run}: "
+        f"check the child: `wfkit approve {tickets['check'].ticket_id} --workspace {workspace} --by NAME`",
+    ]
+    assert expected == [line for line in resumed.splitlines() if line.startswith("waiting for approval")]
+    assert 0 == main(["show", run.run_id, *where])
+    assert expected == [line for line in capsys.readouterr().out.splitlines() if line.startswith("waiting for")]
+
+
 def test_show_tells_a_maps_items_apart(workspace: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """`wfkit show` names each item row of a map by its index (`work[1]`): the rows of a map's items
     read as the same step three times."""

@@ -326,6 +326,36 @@ def test_a_paused_worker_still_hands_its_thread_on_once_a_partition_is_done(loca
     assert ("paused", False) == (status, in_pool)
 
 
+def _run_a_map_failing_on_its_second_item(workspace: str) -> None:
+    """On a worker: a run in a workspace (so its error holds the run's handle) whose map fails on item 1."""
+    flow = wf.Workflow("sizes", inputs=["docs"])
+
+    @flow.map(over="docs", into="sizes")
+    def size(doc: str) -> int:
+        if doc == "b":
+            raise PermissionError("no access to doc b")
+        return len(doc)
+
+    flow.run({"docs": ["a", "b", "c"]}, workspace=workspace)
+
+
+def test_a_map_item_failing_on_a_worker_reaches_the_driver_as_its_own_error(local_cluster: Any, tmp_path: Path) -> None:
+    """A run that fails on a Dask worker raises on the driver its StepFailedError, caused by the
+    MapItemError naming the step, the item and the item's error (not Dask's stand-in for an error
+    that would not unpickle)."""
+    from distributed import Client
+
+    with Client(local_cluster, set_as_default=False) as client:
+        future = client.submit(_run_a_map_failing_on_its_second_item, str(tmp_path / "ws"), pure=False)
+        with pytest.raises(wf.StepFailedError, match="map step 'size'") as info:
+            future.result(timeout=60)
+    item = info.value.__cause__
+    assert isinstance(item, wf.MapItemError)
+    assert ("size", 1, 3) == (item.step, item.index, item.count)
+    assert "item 1 of 3 of map step 'size' failed: PermissionError: no access to doc b" == str(item)
+    assert isinstance(item.__cause__, PermissionError)
+
+
 def test_partition_size_gives_a_few_partitions_per_thread() -> None:
     """Default: about four partitions per worker thread; an explicit size wins; zero is refused."""
     assert (50, 7, 1) == (partition_size(400, 2), partition_size(400, 2, 7), partition_size(3, 8))

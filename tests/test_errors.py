@@ -1,10 +1,26 @@
-"""The exception hierarchy, messages and attributes."""
+"""The exception hierarchy, messages and attributes, and their pickling (as Dask sends errors back)."""
 
 from __future__ import annotations
 
+import importlib
+import pickle
+import pkgutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import cloudpickle
+import httpx
 import pytest
 
 import wfkit as wf
+from wfkit._extras import MissingExtraError
+from wfkit.engine._subflows import ChildHalted
+from wfkit.model._retry import classify_error, retry_after_of
+from wfkit.replay._errors import ReplayError
+from wfkit.replay._pytest_plugin import ReplayFailed
+from wfkit.replay._result import NotebookReport
+from wfkit.store._codec import _Refused
 
 # ---- hierarchy -----------------------------------------------------------------------------------
 
@@ -173,3 +189,158 @@ def test_flow_spec_error_is_a_definition_error() -> None:
     """A spec's problems are caught like a workflow's: FlowSpecError is a WorkflowDefinitionError."""
     err = wf.FlowSpecError("w", ["$.entry: missing"], [("entry",)])
     assert (True, [("entry",)]) == (isinstance(err, wf.WorkflowDefinitionError), err.locations)
+
+
+# ---- pickling ------------------------------------------------------------------------------------
+
+RUN = "01j8x2k4m9q7"
+
+
+def _step_failed() -> wf.StepFailedError:
+    err = wf.StepFailedError("failed with TimeoutError (transient)", run_id=RUN, step="fetch", attempt=4)
+    err.error_kind = wf.ErrorKind.TRANSIENT  # as the engine sets it
+    return err
+
+
+def _subflow_failed() -> wf.SubflowError:
+    err = wf.SubflowError("refund", "refund-flow", "01child", "failed", _step_failed())
+    err.error_kind = wf.ErrorKind.TRANSIENT  # as the engine sets it
+    return err
+
+
+def _status_error() -> wf.llm.LLMStatusError:
+    """A 503 whose server says not to retry: only its x-should-retry makes it permanent."""
+    request = httpx.Request("POST", "http://127.0.0.1:8000/v1/chat/completions")
+    headers = {"x-should-retry": "false", "retry-after-ms": "2500"}
+    response = httpx.Response(503, headers=headers, request=request, json={"error": "overloaded"})
+    return wf.llm.LLMStatusError(
+        "127.0.0.1:8000 answered HTTP 503 Service Unavailable for model 'llama3.1:8b'; retry after 2.5 s",
+        status_code=503,
+        retry_after=2.5,
+        response=response,
+    )
+
+
+def _raised_by_a_run(tmp_path: Path) -> BaseException:
+    """What ``flow.run`` raises when an item of its map fails: it carries ``err.run``, the run's handle."""
+    flow = wf.Workflow("sizes", inputs=["docs"])
+
+    @flow.map(over="docs", into="sizes")
+    def size(doc: str) -> int:
+        if doc == "b":
+            raise PermissionError("no access to doc b")
+        return len(doc)
+
+    with pytest.raises(wf.StepFailedError) as info:
+        flow.run({"docs": ["a", "b", "c"]}, workspace=tmp_path / "ws")
+    assert "failed" == info.value.run.status  # type: ignore[attr-defined]
+    return info.value
+
+
+PICKLE_CASES: list[Callable[[Path], BaseException]] = [
+    lambda _: wf.WfkitError("something wfkit raised"),
+    lambda _: wf.WorkflowDefinitionError(
+        "triage",
+        ["step 'answer' is unreachable: add an edge to it", "route of 'classify' has no default: add default="],
+        [("steps", "answer"), ("routes", "classify")],
+    ),
+    lambda _: wf.FlowSpecError(
+        "triage", ["$.routes.classify.routes[1].go: no step 'refnd'; did you mean 'refund'?"], [("routes", "classify")]
+    ),
+    lambda _: wf.ConditionError("cannot compare field 'amount' (str) with 100 (int) using 'gt'"),
+    lambda _: wf.StateConflictError("answer", "draft", "review"),
+    lambda _: wf.StateValueError("step 'classify' returned a list, not a dict of state updates"),
+    lambda _: wf.RunError("cancelled", run_id=RUN),
+    lambda _: _step_failed(),
+    lambda _: wf.VisitLimitError("visited 5 times, its max_visits", run_id=RUN, step="revise", attempt=1),
+    lambda _: wf.RunTimeoutError("the run's deadline of 30 s passed", run_id=RUN, step="fetch"),
+    lambda _: wf.StepTimeoutError("fetch", 12.5),
+    lambda _: wf.StepTimeoutError("fetch", 12.5, started=False),
+    lambda _: wf.MapItemError("summarise", 2, 5, wf.TransientError("HTTP 429"), "the server asked to wait 3600 s"),
+    lambda _: _subflow_failed(),
+    lambda _: wf.SubflowError("refund", "refund-flow", "01child", "cancelled", None),
+    lambda _: wf.StoreCorruptError(
+        "journal row 7 fails its checksum", path="runs/wfkit.db", run_id=RUN, row=7, column="journal.updates"
+    ),
+    lambda _: wf.WorkspaceNotFoundError("no workspace at 'runs/': pass create=True to make one"),
+    lambda _: wf.TicketError("ticket 3 of run 01j8 was already approved by ana"),
+    lambda _: wf.DecisionsFileError("decisions.jsonl line 4: 'aprove' is no decision; write approve or reject"),
+    lambda _: wf.ApprovalRejectedError("rejected by ana: too expensive", run_id=RUN, step="refund", attempt=1),
+    lambda _: wf.ProcessCrashedError("the process died while attempt 2 of step 'refund' ran"),
+    lambda _: wf.LeaseError("pid 4242 on host-a executes it", run_id=RUN),
+    lambda _: wf.WorkflowChangedError("step 'fetch', completed, is gone from the workflow", run_id=RUN),
+    lambda _: wf.ApprovalRequiredError("step 'refund' needs a decision; the policy is 'fail'", run_id=RUN),
+    lambda _: wf.ExecutorError("job 7f3a was given up while it ran"),
+    lambda _: wf.SchedulerUnreachableError("tcp://10.0.0.5:8786", "no Dask scheduler answered at tcp://10.0.0.5:8786"),
+    lambda _: wf.SchedulerLostError("tcp://10.0.0.5:8786", "7f3a", "lost the Dask scheduler while job 7f3a ran"),
+    lambda _: wf.DatasetUnreachableError("worker tcp://10.0.0.6:40123 cannot see the dataset s3://bucket/runs"),
+    lambda _: wf.PartitionError("7f3a", 3, "partition 3 of job 7f3a failed on every attempt"),
+    lambda _: wf.StateSizeWarning("state field 'pages' holds 12 MB"),
+    lambda _: wf.SecretInStateWarning("state field 'token' holds a secret: its checkpoint keeps [REDACTED]"),
+    lambda _: wf.UnfinishedJobWarning("job 7f3a has no end recorded and its driver is gone"),
+    lambda _: wf.WorkflowChangedWarning("run 01j8 is resumed with a changed workflow"),
+    lambda _: wf.TransientError("HTTP 429 from the search API", retry_after=2.5),
+    lambda _: wf.PermanentError("invoice 88 does not exist"),
+    lambda _: ChildHalted("01child", "waiting_approval"),
+    lambda _: wf.llm.ToolNotBoundError("step 'answer' called 'sql_query', which its route did not bind"),
+    lambda _: wf.llm.UnknownToolError("no registry provides the tool 'sql_query'"),
+    lambda _: wf.llm.CassetteMissError(
+        "the cassette has no recording of this request",
+        request={"method": "POST", "body": {"messages": [{"role": "user", "content": "hi"}]}},
+        nearest={"method": "POST", "body": {"messages": [{"role": "user", "content": "hello"}]}},
+    ),
+    lambda _: wf.llm.LLMError("the chat call failed"),
+    lambda _: _status_error(),
+    lambda _: wf.llm.LLMTimeoutError("127.0.0.1:8000 did not answer within 30 s (read timeout)"),
+    lambda _: wf.llm.LLMConnectionError("could not reach 127.0.0.1:8000: connection refused"),
+    lambda _: wf.llm.LLMResponseError("127.0.0.1:8000 answered a reply with no choices"),
+    lambda _: MissingExtraError("executor= needs 'distributed'; install it with: pip install \"wfkit[dask]\""),
+    lambda _: ReplayError("notebooks/99.ipynb: no such notebook"),
+    lambda _: ReplayFailed(NotebookReport(key="notebooks/01_triage.ipynb", status="regressed", seconds=3.2, runs=4)),
+    lambda _: _Refused("['when']", complex(1, 2)),
+    _raised_by_a_run,
+]
+
+#: What lives in the process that made the error and cannot travel: None in a pickled copy.
+_LEFT_BEHIND = ("run", "response")
+
+
+def _case_id(make: Callable[[Path], BaseException]) -> str:
+    named = make.__name__ != "<lambda>"
+    return make.__name__.strip("_") if named else type(make(Path("unused"))).__name__
+
+
+def _public(value: object) -> dict[str, Any]:
+    return {k: v for k, v in vars(value).items() if not k.startswith("_")}
+
+
+@pytest.mark.parametrize("dumps", [pickle.dumps, cloudpickle.dumps], ids=["pickle", "cloudpickle"])
+@pytest.mark.parametrize("make", PICKLE_CASES, ids=_case_id)
+def test_every_error_survives_a_pickle_round_trip(
+    make: Callable[[Path], BaseException], dumps: Callable[[object], bytes], tmp_path: Path
+) -> None:
+    """Pickled (as a Dask worker sends an error to its driver) and loaded, an error is its own
+    type with its message and public attributes; a run's handle and an HTTP response, which cannot
+    travel, are None; and the classifier reads the copy as it read the original."""
+    err = make(tmp_path)
+    copy = pickle.loads(dumps(err))
+    assert type(err) is type(copy)
+    assert str(err) == str(copy)
+    expected = {k: None if k in _LEFT_BEHIND else v for k, v in _public(err).items()}
+    assert expected == _public(copy)
+    assert (classify_error(err), retry_after_of(err)) == (classify_error(copy), retry_after_of(copy))
+    assert getattr(err, "error_kind", None) == getattr(copy, "error_kind", None)
+
+
+def _subclasses(cls: type) -> set[type]:
+    return {cls}.union(*(_subclasses(sub) for sub in cls.__subclasses__()))
+
+
+def test_the_pickle_cases_cover_every_exception_class_of_wfkit(tmp_path: Path) -> None:
+    """Every exception and warning class wfkit defines is among the pickle cases above."""
+    for module in pkgutil.walk_packages(wf.__path__, "wfkit."):
+        if not module.name.endswith("__main__"):  # those run the command line
+            importlib.import_module(module.name)
+    defined = {cls for cls in _subclasses(BaseException) if cls.__module__.startswith("wfkit.")}
+    covered = {type(make(tmp_path)) for make in PICKLE_CASES}
+    assert [] == sorted(cls.__qualname__ for cls in defined - covered)

@@ -94,15 +94,20 @@ def _show(args: argparse.Namespace) -> int:
         step = e["step"] if e["map_index"] is None else f"{e['step']}[{e['map_index']}]"  # a map's item
         _print(f"{step[:20]:20} {e['visit']:5d} {e['attempt']:7d} {e['status']:17} {e['latency_s']:9.3f}  {detail}")
     _print_reconciliations(ws, args, args.run_id)
+    _print_tickets(ws, args, args.run_id)
+    return 0
+
+
+def _print_tickets(ws: Any, args: argparse.Namespace, run_id: str) -> None:
+    """The open approval tickets a run waits on, with the command that decides each."""
     store = ws.store
-    for run_id in store.descendant_runs(args.run_id):  # its sub-workflows' too: they halt it
-        where = "" if run_id == args.run_id else f" of sub-workflow run {run_id}"
-        for ticket in store.tickets.find(status="open", run_id=run_id):
+    for owner in store.descendant_runs(run_id):  # its sub-workflows' too: they halt it
+        where = "" if owner == run_id else f" of sub-workflow run {owner}"
+        for ticket in store.tickets.find(status="open", run_id=owner):
             _print(
                 f"\nwaiting for approval: ticket {ticket.ticket_id} at {ticket.step!r}{where}: {ticket.reason}:"
                 f" `wfkit approve {ticket.ticket_id}{_workspace_option(args)} --by NAME`"
             )
-    return 0
 
 
 def _print_reconciliations(ws: Any, args: argparse.Namespace, run_id: str) -> None:
@@ -391,6 +396,8 @@ def _resume(args: argparse.Namespace) -> int:
     _print(f"run {run.run_id}: {run.status}")
     if run.status == RunStatus.NEEDS_RECONCILIATION:
         _print_reconciliations(ws, args, run.run_id)
+    if run.status == RunStatus.WAITING_APPROVAL:
+        _print_tickets(ws, args, run.run_id)
     if run.error is not None:
         _print(f"error: {run.error}", file=sys.stderr)
     return 0 if run.status in ("succeeded", "waiting_approval") else 1

@@ -90,6 +90,9 @@ class ChildHalted(Exception):
         self.child_run_id, self.status = child_run_id, status
         super().__init__(f"sub-workflow run {child_run_id} is {status}")
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        return type(self), (self.child_run_id, self.status), vars(self)
+
 
 class ChildRuns:
     """Runs the child run of a parent's sub-workflow steps (one per parent run; a ``ParentRun``).

@@ -30,6 +30,7 @@ import json
 import os
 import threading
 from collections.abc import AsyncIterator, Callable, Iterable
+from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
@@ -52,6 +53,9 @@ class CassetteMissError(LLMError, ValueError):
     def __init__(self, message: str, *, request: dict[str, Any], nearest: dict[str, Any] | None) -> None:
         super().__init__(message)
         self.request, self.nearest = request, nearest
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return partial(type(self), request=self.request, nearest=self.nearest), self.args, self.__getstate__()
 
 
 def _canonical(body: Any) -> str:

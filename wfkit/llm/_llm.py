@@ -9,7 +9,8 @@ Errors, all under ``LLMError`` (a ``WfkitError``), carry what the engine's class
 
     LLMError
     ├── LLMStatusError                       the endpoint answered 4xx/5xx: ``status_code``, ``retry_after``,
-    │                                        ``error_kind`` (409 and ``x-should-retry``, as OpenAI's client)
+    │                                        ``should_retry`` (its ``x-should-retry``), ``error_kind`` (409
+    │                                        and ``x-should-retry``, as OpenAI's client)
     ├── LLMTimeoutError (TimeoutError)       connect, read, write or pool timeout: transient
     ├── LLMConnectionError (ConnectionError) the endpoint could not be reached, or cut a stream off: transient
     ├── LLMResponseError (ValueError)        a reply that is not chat-completions JSON, a redirect: permanent
@@ -28,6 +29,7 @@ import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass, field
+from functools import partial
 from types import TracebackType
 from typing import Any, TypeAlias
 
@@ -53,7 +55,8 @@ class LLMError(WfkitError):
 
 class LLMStatusError(LLMError):
     """The endpoint answered with an HTTP error; 429, 408, 409 and 5xx are transient, other 4xx
-    permanent, unless the server's ``x-should-retry`` says otherwise (as in OpenAI's own client)."""
+    permanent, unless the server's ``x-should-retry`` (``should_retry``) says otherwise (as in
+    OpenAI's own client). Pickled, it keeps all that but its ``response``, which is None there."""
 
     def __init__(
         self, message: str, *, status_code: int, retry_after: float | None, response: httpx.Response | None = None
@@ -62,15 +65,26 @@ class LLMStatusError(LLMError):
         self.status_code = status_code
         self.retry_after = retry_after  # seconds, from retry-after-ms or Retry-After: the least wait before a retry
         self.response = response
+        says = response.headers.get("x-should-retry") if response is not None else None
+        # The server saying whether a retry can help (None: it did not say).
+        self.should_retry: bool | None = says == "true" if says in ("true", "false") else None
 
     @property
     def error_kind(self) -> ErrorKind | None:
         """What the classifier reads first; None leaves it to the status (``classify_error``)."""
-        says = self.response.headers.get("x-should-retry") if self.response is not None else None
-        if says in ("true", "false"):  # the server saying whether a retry can help
-            return ErrorKind.TRANSIENT if says == "true" else ErrorKind.PERMANENT
+        if self.should_retry is not None:
+            return ErrorKind.TRANSIENT if self.should_retry else ErrorKind.PERMANENT
         # OpenAI's 409 is a conflict on its side (a lock timeout), which its own client retries.
         return ErrorKind.TRANSIENT if self.status_code == 409 else None
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        rebuild = partial(type(self), status_code=self.status_code, retry_after=self.retry_after)
+        return rebuild, self.args, self.__getstate__()
+
+    def __getstate__(self) -> dict[str, Any]:
+        # The response holds its request and an open stream, which cannot travel; what the
+        # classifier reads of it (status_code, retry_after, should_retry) travels without it.
+        return {**super().__getstate__(), "response": None}
 
 
 class LLMTimeoutError(LLMError, TimeoutError):

@@ -38,13 +38,31 @@
         └── WorkflowChangedError (ValueError)  resuming would skip or lose completed steps
 
 Errors raised by a step's own code keep their type: they reach the run through `raise ... from`.
+
+Every error pickles, as a Dask worker sends it to its driver: one whose constructor takes more
+than its message rebuilds itself from its constructor's arguments (its ``__reduce__``).
 """
 
 from __future__ import annotations
 
+from functools import partial
+from typing import Any
+
 
 class WfkitError(Exception):
     """Root of every error wfkit raises itself."""
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return type(self), self.args, self.__getstate__()
+
+    def __getstate__(self) -> dict[str, Any]:
+        """The attributes a pickled copy is given: all of them, but ``run`` (the handle that
+        ``Run.raise_for_status`` attaches) is None there: it is a live run of the process that ran
+        it, with its store and event loop, and cannot travel."""
+        state = dict(vars(self))
+        if "run" in state:
+            state["run"] = None
+        return state
 
 
 Location = tuple[str | int, ...]
@@ -66,6 +84,9 @@ class WorkflowDefinitionError(WfkitError, ValueError):
         lines = "\n".join(f"  - {p}" for p in self.problems)
         noun = "problem" if len(self.problems) == 1 else "problems"
         super().__init__(f"workflow {workflow!r} has {len(self.problems)} {noun}:\n{lines}")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return type(self), (self.workflow, self.problems, self.locations), self.__getstate__()
 
 
 class FlowSpecError(WorkflowDefinitionError):
@@ -89,6 +110,9 @@ class StateConflictError(WfkitError, ValueError):
             f"Workflow(..., merge={{{field!r}: wfkit.append}})"
         )
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        return type(self), (self.field, self.first, self.second), self.__getstate__()
+
 
 class StateValueError(WfkitError, ValueError):
     """A step returned something other than a mapping of state updates."""
@@ -99,12 +123,17 @@ class RunError(WfkitError):
 
     def __init__(self, message: str, *, run_id: str, step: str | None = None, attempt: int | None = None) -> None:
         self.run_id, self.step, self.attempt = run_id, step, attempt
+        self._message = message  # without the "run X, step Y" its message starts with
         where = f"run {run_id}"
         if step is not None:
             where += f", step {step!r}"
         if attempt is not None:
             where += f", attempt {attempt}"
         super().__init__(f"{where}: {message}")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        rebuild = partial(type(self), run_id=self.run_id, step=self.step, attempt=self.attempt)
+        return rebuild, (self._message,), self.__getstate__()
 
 
 class StepFailedError(RunError):
@@ -129,11 +158,14 @@ class StepTimeoutError(WfkitError, TimeoutError):
     def __init__(self, step: str, timeout: float, *, started: bool = True) -> None:
         """``started=False``: the run's deadline had passed before the attempt could start (a
         decision that came late, a run resumed after its deadline), so the body never ran."""
-        self.step, self.timeout = step, timeout
+        self.step, self.timeout, self.started = step, timeout, started
         if started:
             super().__init__(f"step {step!r} did not finish within {timeout:.3g} s")
         else:
             super().__init__(f"step {step!r} was not started: the run's deadline had passed")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return partial(type(self), started=self.started), (self.step, self.timeout), self.__getstate__()
 
 
 class MapItemError(WfkitError):
@@ -142,10 +174,14 @@ class MapItemError(WfkitError):
     ``not_retried``: why the item's retry policy made no retry of a retryable error, if it says."""
 
     def __init__(self, step: str, index: int, count: int, error: BaseException, not_retried: str | None = None) -> None:
-        self.step, self.index, self.count = step, index, count
+        self.step, self.index, self.count, self.not_retried = step, index, count, not_retried
         why = "" if not_retried is None else f"; not retried: {not_retried}"
         super().__init__(f"item {index} of {count} of map step {step!r} failed: {type(error).__name__}: {error}{why}")
         self.__cause__ = error
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        args = (self.step, self.index, self.count, self.__cause__, self.not_retried)
+        return type(self), args, self.__getstate__()
 
 
 class SubflowError(WfkitError):
@@ -159,6 +195,10 @@ class SubflowError(WfkitError):
         why = "no error recorded" if error is None else f"{type(error).__name__}: {error}"
         super().__init__(f"sub-workflow {workflow!r} (run {child_run_id}) of step {step!r} {status}: {why}")
         self.__cause__ = error
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        args = (self.step, self.workflow, self.child_run_id, self.status, self.__cause__)
+        return type(self), args, self.__getstate__()
 
 
 class StoreCorruptError(WfkitError):
@@ -231,6 +271,9 @@ class SchedulerUnreachableError(ExecutorError, ConnectionError):
         self.address = address
         super().__init__(message)
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        return type(self), (self.address, *self.args), self.__getstate__()
+
 
 class SchedulerLostError(ExecutorError, ConnectionError):
     """The connection to the Dask scheduler closed while a job ran (the scheduler stopped, or the
@@ -239,6 +282,9 @@ class SchedulerLostError(ExecutorError, ConnectionError):
     def __init__(self, address: str, job: str, message: str) -> None:
         self.address, self.job = address, job
         super().__init__(message)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return type(self), (self.address, self.job, *self.args), self.__getstate__()
 
 
 class DatasetUnreachableError(ExecutorError, OSError):
@@ -251,6 +297,9 @@ class PartitionError(ExecutorError):
     def __init__(self, job: str, partition: int, message: str) -> None:
         self.job, self.partition = job, partition
         super().__init__(message)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return type(self), (self.job, self.partition, *self.args), self.__getstate__()
 
 
 class StateSizeWarning(UserWarning):

@@ -68,6 +68,9 @@ class ReplayFailed(Exception):
         super().__init__(row.line())
         self.row = row
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        return type(self), (self.row,), vars(self)
+
 
 class NotebookItem(pytest.Item):
     """Replays one notebook (in a process of its own) and compares it with its baseline."""
