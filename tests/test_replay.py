@@ -347,7 +347,7 @@ def test_the_report_in_a_browser(project: Path) -> None:
                 "run 3 (tiny): 2 differences",
                 "cell 1 (import wfkit as wf): 1 difference",
             ] == regressed.locator("summary").all_inner_texts()
-            assert "stdout line 1 \"{'x': 3, 'y': 6}\" -> \"{'x': 3, 'y': 9}\"" in (
+            assert "stdout line 1 {'x': 3, 'y': 6} -> {'x': 3, 'y': 9}" in (  # as printed, no JSON quotes
                 regressed.locator("td.findings").inner_text()
             )
             assert "double visit 1" in regressed.locator("h4").all_inner_texts()
@@ -369,6 +369,50 @@ def test_the_report_in_a_browser(project: Path) -> None:
         finally:
             browser.close()
     shutil.copy(project / "r" / "screenshot.png", project.parent / "replay-report.png")
+
+
+SPACED = (
+    "import sys\n"
+    "import pandas as pd\n"
+    "print(pd.DataFrame({'step': ['a', 'b', 'c'], 'cost': [1.5, 2.5, cost]}))\n"
+    "if loud:\n"
+    "    print('careful:\\n  two  spaces in', file=sys.stderr)"
+)
+
+
+def test_the_report_shows_values_as_they_were_printed(project: Path) -> None:
+    """In Chromium the report shows a difference's values with their whitespace: a DataFrame row
+    keeps the spaces that align its columns, and a stderr value its line breaks, not `\\n`."""
+    if not CHROMIUM.exists():
+        pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium); this browser test drives it")
+    import pandas as pd
+    from playwright.sync_api import sync_playwright
+
+    nb = _notebook(project / "nbs" / "spaced.ipynb", SPACED, params="cost = 3.5\nloud = False")
+    replay([nb], root=project, report=project / "r", update_baseline=True, jobs=1)
+    code, _rows = replay([nb], root=project, report=project / "r", jobs=1, parameters={"cost": 3.6, "loud": True})
+    assert 1 == code
+    rows = [str(pd.DataFrame({"step": ["a", "b", "c"], "cost": [1.5, 2.5, c]})).splitlines()[-1] for c in (3.5, 3.6)]
+    assert all("    " in row for row in rows)  # columns aligned by runs of spaces
+    with sync_playwright() as p:
+        browser = launch(p)
+        try:
+            tab = browser.new_page(viewport={"width": 1280, "height": 900})
+            tab.goto((project / "r" / "index.html").as_uri())
+            said = tab.locator("td.findings li").all_inner_texts()
+            assert any(rows[0] in line and rows[1] in line for line in said), said
+            assert any("careful:\n  two  spaces in" in line for line in said), said
+            assert not any("\\n" in line for line in said), said
+            # Two rows that differ in one digit render alike, each on one line, the stderr on two.
+            values = tab.locator("td.findings li code")
+            boxes = {text: values.nth(i).bounding_box() for i, text in enumerate(values.all_inner_texts())}
+            before, after, stderr = boxes[rows[0]], boxes[rows[1]], boxes["careful:\n  two  spaces in\n"]
+            assert None not in (before, after, stderr)
+            assert (before["width"], before["height"]) == (after["width"], after["height"])
+            assert 2 * before["height"] <= stderr["height"] < 3 * before["height"]
+            tab.screenshot(path=str(project.parent / "replay-report-values.png"), full_page=True)
+        finally:
+            browser.close()
 
 
 OUTPUTS = (

@@ -35,6 +35,8 @@ summary{font-weight:600;cursor:pointer}
 h4{margin:.4em 0 .1em;font-size:.95em}
 ul{margin:.1em 0 .4em;padding-left:1.3em}
 code{font-size:.9em}
+code.value{display:inline-block;vertical-align:top;max-width:100%;box-sizing:border-box;white-space:pre-wrap;
+background:#f3f4f6;padding:0 .2em;border-radius:3px}
 pre.traceback{background:#fef2f2;border:1px solid #fecaca;padding:.6em;overflow-x:auto;max-width:70em;font-size:.85em}
 td.findings{min-width:20em;overflow-wrap:anywhere}
 td.findings pre{width:0;min-width:100%;box-sizing:border-box}
@@ -56,6 +58,15 @@ def _link(target: Path | None, base: Path, label: str) -> str:
     return f'<a href="{html.escape(href)}">{html.escape(label)}</a>'
 
 
+def _said(d: Difference) -> str:
+    """A difference's words, and its values as they were printed: a DataFrame's row keeps the runs of
+    spaces that align its columns, a stream its line breaks."""
+    return "".join(
+        html.escape(part) if isinstance(part, str) else f'<code class="value">{html.escape(part.printed)}</code>'
+        for part in d.said
+    )
+
+
 def _grouped(diffs: Sequence[Difference]) -> str:
     """Differences under a heading per run (or per cell, for what a cell showed), and within a run
     under a heading per step."""
@@ -67,7 +78,7 @@ def _grouped(diffs: Sequence[Difference]) -> str:
         body = []
         for step, items in steps.items():
             heading = f"<h4>{html.escape(step)}</h4>" if step else ""
-            lines = "".join(f"<li><code>{html.escape(d.detail)}</code></li>" for d in items)
+            lines = "".join(f"<li>{_said(d)}</li>" for d in items)
             body.append(f"{heading}<ul>{lines}</ul>")
         count = sum(len(items) for items in steps.values())
         title = f"{html.escape(run)}: {plural(count, 'difference')}"
