@@ -415,6 +415,37 @@ def test_the_report_shows_values_as_they_were_printed(project: Path) -> None:
             browser.close()
 
 
+PRICED = (
+    "import wfkit as wf\n"
+    "flow = wf.Workflow('priced')\n"
+    "flow.step(lambda s, ctx: ctx.record(cost_usd=tokens * 1e-07), name='price')\n"
+    "flow.run({}, workspace=workspace, seed=1)"
+)
+
+
+def test_a_float_that_changed_is_shown_with_the_digits_that_tell_it_apart(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A cost that moved from 25 to 26 tokens' worth reads `cost 2.5e-06 -> 2.6e-06`, not its full
+    repr, on the console, in the report and in the JUnit failure."""
+    _notebook(project / "nbs" / "priced.ipynb", PRICED, params="workspace = None\ntokens = 25")
+    assert 0 == main(["replay", "nbs", "--update-baseline", "--report", "rep"])
+    capsys.readouterr()
+    junit = project / "rep" / "junit.xml"
+    assert 1 == main(["replay", "nbs", "--report", "rep", "--junit-xml", str(junit), "-p", "tokens", "26"])
+    said = "run 1 (priced), price visit 1: attempt 1: cost 2.5e-06 -> 2.6e-06"
+    assert repr(25 * 1e-07) != "2.5e-06"  # the full repr is what would have been shown
+    assert said in capsys.readouterr().out
+    (case,) = ET.parse(junit).getroot().findall("./testsuite/testcase")
+    failure = case.find("failure")
+    assert failure is not None
+    assert said in (failure.text or "")
+    page = (project / "rep" / "index.html").read_text()
+    assert (
+        '<li>attempt 1: cost <code class="value">2.5e-06</code> -&gt; <code class="value">2.6e-06</code></li>' in page
+    )
+
+
 OUTPUTS = (
     "import warnings\n"
     "import pandas as pd\n"

@@ -106,8 +106,67 @@ class Difference:
         }
 
 
+@dataclass(frozen=True)
+class _Digits:
+    """A float as a reader would write it, in place of its repr in a value's JSON."""
+
+    text: str
+
+
 def _json(value: Any) -> str:
-    return json.dumps(value, default=str, sort_keys=True)
+    digits: list[str] = []
+
+    def marked(v: Any) -> Any:  # json.dumps writes floats by their repr only: mark the places, then fill them
+        if isinstance(v, _Digits):
+            digits.append(v.text)
+            return f"\0{len(digits) - 1}\0"
+        if isinstance(v, dict):
+            return {k: marked(x) for k, x in v.items()}
+        return [marked(x) for x in v] if isinstance(v, list) else v
+
+    text = json.dumps(marked(value), default=str, sort_keys=True)
+    for place, number in enumerate(digits):
+        text = text.replace(f'"\\u0000{place}\\u0000"', number)
+    return text
+
+
+def _finite_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _fewest_digits(a: float, b: float) -> tuple[_Digits, _Digits]:
+    """``a`` and ``b`` at the fewest significant digits, three or more, that tell them apart
+    (``3e-06``, ``2.7e-06``), an int as itself; their reprs where only 17 digits would."""
+
+    def written(value: float, text: str) -> _Digits:
+        if isinstance(value, int):
+            return _Digits(str(value))
+        # "1" for the float 1.0 would read as an int: a float keeps a point, as its repr does.
+        return _Digits(text if any(c in text for c in ".en") else text + ".0")
+
+    for n in range(3, 17):
+        x, y = (f"{float(v):.{n}g}" for v in (a, b))
+        if x != y:
+            return written(a, x), written(b, y)
+    return _Digits(repr(a)), _Digits(repr(b))
+
+
+def _readable(before: Any, after: Any) -> tuple[Any, Any]:
+    """``before`` and ``after`` with each float that has a counterpart (the other side's number at
+    the same place of a list or mapping) shown by :func:`_fewest_digits`; a float alone keeps every digit."""
+    if _finite_number(before) and _finite_number(after) and float in (type(before), type(after)):
+        return _fewest_digits(before, after)
+    if isinstance(before, dict) and isinstance(after, dict):
+        pairs = {k: _readable(before[k], after[k]) for k in before.keys() & after.keys()}
+        return (
+            {k: pairs[k][0] if k in pairs else v for k, v in before.items()},
+            {k: pairs[k][1] if k in pairs else v for k, v in after.items()},
+        )
+    if isinstance(before, list) and isinstance(after, list):
+        paired = [_readable(x, y) for x, y in zip(before, after, strict=False)]
+        n = len(paired)
+        return [x for x, _ in paired] + before[n:], [y for _, y in paired] + after[n:]
+    return before, after
 
 
 def _printable(*values: Any) -> bool:
@@ -138,7 +197,8 @@ def _from_where_they_differ(a: str, b: str, limit: int, context: int) -> tuple[s
 
 def _change(before: Any, after: Any, limit: int = 120, context: int = 40) -> Said:
     """``before -> after`` as :func:`short` shows them, each side from a little before where they differ."""
-    a, b = _from_where_they_differ(_json(before), _json(after), limit, context)
+    readable = _readable(before, after)
+    a, b = _from_where_they_differ(_json(readable[0]), _json(readable[1]), limit, context)
     printed = _from_where_they_differ(before, after, limit, context) if _printable(before, after) else (a, b)
     return Shown(a, printed[0]), " -> ", Shown(b, printed[1])
 
