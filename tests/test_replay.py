@@ -7,6 +7,7 @@ and small notebooks in a throw-away project (a folder with a pyproject.toml) for
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import sys
 import xml.etree.ElementTree as ET
@@ -444,6 +445,29 @@ def test_a_float_that_changed_is_shown_with_the_digits_that_tell_it_apart(
     assert (
         '<li>attempt 1: cost <code class="value">2.5e-06</code> -&gt; <code class="value">2.6e-06</code></li>' in page
     )
+
+
+def test_a_notebook_that_compares_nothing_passes_saying_so(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A notebook with no runs and no cell output is ok, and its line says that nothing was compared,
+    on the console, in the report and in the JUnit XML; one that printed something is plain ok."""
+    _notebook(project / "nbs" / "silent.ipynb", "y = x * factor")
+    _notebook(project / "nbs" / "printed.ipynb", "print(x * factor)")
+    assert 0 == main(["replay", "nbs", "--update-baseline", "--report", "rep"])
+    capsys.readouterr()
+    junit = project / "rep" / "junit.xml"
+    assert 0 == main(["replay", "nbs", "--report", "rep", "--junit-xml", str(junit)])
+    out = capsys.readouterr().out
+    said = "ok (nothing compared: no runs, no cell output)"
+    assert f"{said}  nbs/silent.ipynb  (0 runs, " in out
+    assert "              ok  nbs/printed.ipynb  (0 runs, " in out
+    assert "2 notebooks: 2 ok, 0 regressions, 0 failed in " in out
+    page = (project / "rep" / "index.html").read_text()
+    statuses = [re.sub(r"<[^>]+>", "", s) for s in re.findall(r'<td class="status"[^>]*>(.*?)</td>', page)]
+    assert ["ok", said] == sorted(statuses)
+    cases = {c.get("name"): c for c in ET.parse(junit).getroot().findall("./testsuite/testcase")}
+    assert [] == [c for c in cases.values() if c.find("failure") is not None or c.find("error") is not None]
+    assert f"{said}: 0 runs" == cases["silent.ipynb"].findtext("system-out")
+    assert "ok: 0 runs" == cases["printed.ipynb"].findtext("system-out")
 
 
 OUTPUTS = (

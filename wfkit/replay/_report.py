@@ -28,6 +28,7 @@ table{border-collapse:collapse;width:100%}
 th,td{border:1px solid #d1d5db;padding:.4em .6em;vertical-align:top;text-align:left}
 th{background:#f3f4f6}
 td.status{font-weight:bold;white-space:nowrap}
+td.status .note{display:block;font-weight:normal;white-space:normal;color:#1f2937;font-size:.9em}
 td.num{text-align:right;white-space:nowrap}
 .files a{display:block;white-space:nowrap}
 details{margin:.2em 0}
@@ -88,6 +89,9 @@ def _grouped(diffs: Sequence[Difference]) -> str:
 
 def _row(r: NotebookReport, report: Path) -> str:
     colour = _COLOURS.get(r.status, "#b45309")
+    status = html.escape(r.status)
+    if r.nothing_compared:
+        status += f' <span class="note">(nothing compared: {html.escape(r.nothing_compared)})</span>'
     files = "".join(
         link
         for link in (
@@ -111,7 +115,7 @@ def _row(r: NotebookReport, report: Path) -> str:
         src = html.escape(Path(os.path.relpath(r.plot, report)).as_posix())
         chart = f'<img src="{src}" alt="latency per step of {html.escape(r.key)}: baseline and this replay">'
     return (
-        f'<tr><td>{_breakable(r.key)}</td><td class="status" style="color:{colour}">{html.escape(r.status)}</td>'
+        f'<tr><td>{_breakable(r.key)}</td><td class="status" style="color:{colour}">{status}</td>'
         f'<td class="num">{r.runs}</td><td class="num">{r.seconds:.1f}</td><td class="files">{files}</td>'
         f'<td class="findings">{findings}</td><td class="chart">{chart}</td></tr>'
     )
@@ -182,7 +186,7 @@ def write_junit(path: Path, rows: Sequence[NotebookReport], *, seconds: float) -
             )
             failure.text = "\n".join(str(d) for d in r.diffs)
         else:
-            ET.SubElement(case, "system-out").text = f"{r.status}: {plural(r.runs, 'run')}"
+            ET.SubElement(case, "system-out").text = f"{r.verdict}: {plural(r.runs, 'run')}"
     root = ET.Element("testsuites", {k: suite.get(k, "") for k in ("tests", "failures", "errors", "time")})
     root.append(suite)
     ET.indent(root)
