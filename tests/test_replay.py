@@ -7,6 +7,7 @@ and small notebooks in a throw-away project (a folder with a pyproject.toml) for
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import sys
 import xml.etree.ElementTree as ET
@@ -347,7 +348,7 @@ def test_the_report_in_a_browser(project: Path) -> None:
                 "run 3 (tiny): 2 differences",
                 "cell 1 (import wfkit as wf): 1 difference",
             ] == regressed.locator("summary").all_inner_texts()
-            assert "stdout line 1 \"{'x': 3, 'y': 6}\" -> \"{'x': 3, 'y': 9}\"" in (
+            assert "stdout line 1 {'x': 3, 'y': 6} -> {'x': 3, 'y': 9}" in (  # as printed, no JSON quotes
                 regressed.locator("td.findings").inner_text()
             )
             assert "double visit 1" in regressed.locator("h4").all_inner_texts()
@@ -369,6 +370,104 @@ def test_the_report_in_a_browser(project: Path) -> None:
         finally:
             browser.close()
     shutil.copy(project / "r" / "screenshot.png", project.parent / "replay-report.png")
+
+
+SPACED = (
+    "import sys\n"
+    "import pandas as pd\n"
+    "print(pd.DataFrame({'step': ['a', 'b', 'c'], 'cost': [1.5, 2.5, cost]}))\n"
+    "if loud:\n"
+    "    print('careful:\\n  two  spaces in', file=sys.stderr)"
+)
+
+
+def test_the_report_shows_values_as_they_were_printed(project: Path) -> None:
+    """In Chromium the report shows a difference's values with their whitespace: a DataFrame row
+    keeps the spaces that align its columns, and a stderr value its line breaks, not `\\n`."""
+    if not CHROMIUM.exists():
+        pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium); this browser test drives it")
+    import pandas as pd
+    from playwright.sync_api import sync_playwright
+
+    nb = _notebook(project / "nbs" / "spaced.ipynb", SPACED, params="cost = 3.5\nloud = False")
+    replay([nb], root=project, report=project / "r", update_baseline=True, jobs=1)
+    code, _rows = replay([nb], root=project, report=project / "r", jobs=1, parameters={"cost": 3.6, "loud": True})
+    assert 1 == code
+    rows = [str(pd.DataFrame({"step": ["a", "b", "c"], "cost": [1.5, 2.5, c]})).splitlines()[-1] for c in (3.5, 3.6)]
+    assert all("    " in row for row in rows)  # columns aligned by runs of spaces
+    with sync_playwright() as p:
+        browser = launch(p)
+        try:
+            tab = browser.new_page(viewport={"width": 1280, "height": 900})
+            tab.goto((project / "r" / "index.html").as_uri())
+            said = tab.locator("td.findings li").all_inner_texts()
+            assert any(rows[0] in line and rows[1] in line for line in said), said
+            assert any("careful:\n  two  spaces in" in line for line in said), said
+            assert not any("\\n" in line for line in said), said
+            # Two rows that differ in one digit render alike, each on one line, the stderr on two.
+            values = tab.locator("td.findings li code")
+            boxes = {text: values.nth(i).bounding_box() for i, text in enumerate(values.all_inner_texts())}
+            before, after, stderr = boxes[rows[0]], boxes[rows[1]], boxes["careful:\n  two  spaces in\n"]
+            assert None not in (before, after, stderr)
+            assert (before["width"], before["height"]) == (after["width"], after["height"])
+            assert 2 * before["height"] <= stderr["height"] < 3 * before["height"]
+            tab.screenshot(path=str(project.parent / "replay-report-values.png"), full_page=True)
+        finally:
+            browser.close()
+
+
+PRICED = (
+    "import wfkit as wf\n"
+    "flow = wf.Workflow('priced')\n"
+    "flow.step(lambda s, ctx: ctx.record(cost_usd=tokens * 1e-07), name='price')\n"
+    "flow.run({}, workspace=workspace, seed=1)"
+)
+
+
+def test_a_float_that_changed_is_shown_with_the_digits_that_tell_it_apart(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A cost that moved from 25 to 26 tokens' worth reads `cost 2.5e-06 -> 2.6e-06`, not its full
+    repr, on the console, in the report and in the JUnit failure."""
+    _notebook(project / "nbs" / "priced.ipynb", PRICED, params="workspace = None\ntokens = 25")
+    assert 0 == main(["replay", "nbs", "--update-baseline", "--report", "rep"])
+    capsys.readouterr()
+    junit = project / "rep" / "junit.xml"
+    assert 1 == main(["replay", "nbs", "--report", "rep", "--junit-xml", str(junit), "-p", "tokens", "26"])
+    said = "run 1 (priced), price visit 1: attempt 1: cost 2.5e-06 -> 2.6e-06"
+    assert repr(25 * 1e-07) != "2.5e-06"  # the full repr is what would have been shown
+    assert said in capsys.readouterr().out
+    (case,) = ET.parse(junit).getroot().findall("./testsuite/testcase")
+    failure = case.find("failure")
+    assert failure is not None
+    assert said in (failure.text or "")
+    page = (project / "rep" / "index.html").read_text()
+    assert (
+        '<li>attempt 1: cost <code class="value">2.5e-06</code> -&gt; <code class="value">2.6e-06</code></li>' in page
+    )
+
+
+def test_a_notebook_that_compares_nothing_passes_saying_so(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A notebook with no runs and no cell output is ok, and its line says that nothing was compared,
+    on the console, in the report and in the JUnit XML; one that printed something is plain ok."""
+    _notebook(project / "nbs" / "silent.ipynb", "y = x * factor")
+    _notebook(project / "nbs" / "printed.ipynb", "print(x * factor)")
+    assert 0 == main(["replay", "nbs", "--update-baseline", "--report", "rep"])
+    capsys.readouterr()
+    junit = project / "rep" / "junit.xml"
+    assert 0 == main(["replay", "nbs", "--report", "rep", "--junit-xml", str(junit)])
+    out = capsys.readouterr().out
+    said = "ok (nothing compared: no runs, no cell output)"
+    assert f"{said}  nbs/silent.ipynb  (0 runs, " in out
+    assert "              ok  nbs/printed.ipynb  (0 runs, " in out
+    assert "2 notebooks: 2 ok, 0 regressions, 0 failed in " in out
+    page = (project / "rep" / "index.html").read_text()
+    statuses = [re.sub(r"<[^>]+>", "", s) for s in re.findall(r'<td class="status"[^>]*>(.*?)</td>', page)]
+    assert ["ok", said] == sorted(statuses)
+    cases = {c.get("name"): c for c in ET.parse(junit).getroot().findall("./testsuite/testcase")}
+    assert [] == [c for c in cases.values() if c.find("failure") is not None or c.find("error") is not None]
+    assert f"{said}: 0 runs" == cases["silent.ipynb"].findtext("system-out")
+    assert "ok: 0 runs" == cases["printed.ipynb"].findtext("system-out")
 
 
 OUTPUTS = (

@@ -120,6 +120,34 @@ def test_floats_compare_within_the_tolerance() -> None:
     assert ["run 1 (w): state 'x' 1.0 -> 1.004"] == [str(d) for d in compare(base, new) if "state" in str(d)]
 
 
+@pytest.mark.parametrize(
+    ("before", "after", "shown"),
+    [
+        (25 * 1e-07, 26 * 1e-07, "2.5e-06 -> 2.6e-06"),
+        (1.0, 2.0, "1.0 -> 2.0"),
+        (0.1 + 0.2, 0.3, "0.30000000000000004 -> 0.3"),  # told apart by no %g short of 17 digits
+        (1.00001, 1.00002, "1.00001 -> 1.00002"),
+        (1234567.0, 1234568.0, "1234567.0 -> 1234568.0"),
+        (3, 3.5, "3 -> 3.5"),
+        ([1.0, 0.1 * 3], [1.0, 0.3], "[1.0, 0.30000000000000004] -> [1.0, 0.3]"),
+        (
+            {"cost": 25 * 1e-07, "n": 1},
+            {"cost": 26 * 1e-07, "n": 1},
+            '{"cost": 2.5e-06, "n": 1} -> {"cost": 2.6e-06, "n": 1}',
+        ),
+        ([25 * 1e-07], [], "[2.4999999999999998e-06] -> []"),  # alone, a float keeps every digit
+    ],
+)
+def test_a_float_that_changed_shows_the_digits_that_tell_it_apart(before: Any, after: Any, shown: str) -> None:
+    """A float (alone or inside a list or mapping) shows the fewest significant digits, three or
+    more, at which before and after differ: as a reader would write it, never hiding the change."""
+    base, new = _summary(), _summary()
+    base["runs"][0]["steps"]["a#1"]["attempts"][1]["cost"] = before
+    new["runs"][0]["steps"]["a#1"]["attempts"][1]["cost"] = after
+    (diff,) = compare(base, new, Settings(float_tolerance=0))
+    assert f"run 1 (w), a visit 1: attempt 2: cost {shown}" == str(diff)
+
+
 def test_masks_silence_exactly_what_they_name() -> None:
     """A mask by signal, by step:signal or by field hides that and nothing else."""
     base, new = _summary(), _summary()

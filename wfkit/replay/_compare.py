@@ -31,6 +31,21 @@ _MISSING = object()
 
 
 @dataclass(frozen=True)
+class Shown:
+    """A value inside a difference's text: as JSON on a console line (quoted, on one line), and as
+    printed where the report can show it so (a string's own text, its spaces and line breaks kept)."""
+
+    json: str
+    printed: str
+
+    def __str__(self) -> str:
+        return self.json
+
+
+Said = tuple[str | Shown, ...]  # a difference's text: words, and the values they name
+
+
+@dataclass(frozen=True)
 class Difference:
     """One signal that differs from the baseline. ``run`` counts from 1; ``step`` is ``name#visit``."""
 
@@ -41,7 +56,7 @@ class Difference:
     workflow: str | None = None
     step: str | None = None
     attempt: int | None = None
-    message: str | None = None  # said instead of "before -> after" where that reads better
+    message: str | Said | None = None  # said instead of "before -> after" where that reads better
     cell: str | None = None  # what a cell showed: ``cell 4 (first line of its code)``
 
     @property
@@ -59,12 +74,19 @@ class Difference:
         return f"{name} visit {visit}" + (f" item {item.rstrip(']')}" if item else "")
 
     @property
-    def detail(self) -> str:
-        """The difference without its place: ``signal before -> after``."""
+    def said(self) -> Said:
+        """The difference without its place, as words and values: ``signal before -> after``."""
         where = f"attempt {self.attempt}: " if self.attempt is not None else ""
+        if isinstance(self.message, str):
+            return (where + self.message,)
         if self.message is not None:
-            return f"{where}{self.message}"
-        return f"{where}{self.signal} {_change(self.before, self.after)}"
+            return (where, *self.message)
+        return (f"{where}{self.signal} ", *_change(self.before, self.after))
+
+    @property
+    def detail(self) -> str:
+        """The difference without its place, on one line: ``signal before -> after``."""
+        return "".join(map(str, self.said))
 
     def __str__(self) -> str:
         place = ", ".join(p for p in (self.cell, self.run_label, self.step_label) if p)
@@ -84,22 +106,101 @@ class Difference:
         }
 
 
-def short(value: Any, limit: int = 120) -> str:
-    text = json.dumps(value, default=str, sort_keys=True)
+@dataclass(frozen=True)
+class _Digits:
+    """A float as a reader would write it, in place of its repr in a value's JSON."""
+
+    text: str
+
+
+def _json(value: Any) -> str:
+    digits: list[str] = []
+
+    def marked(v: Any) -> Any:  # json.dumps writes floats by their repr only: mark the places, then fill them
+        if isinstance(v, _Digits):
+            digits.append(v.text)
+            return f"\0{len(digits) - 1}\0"
+        if isinstance(v, dict):
+            return {k: marked(x) for k, x in v.items()}
+        return [marked(x) for x in v] if isinstance(v, list) else v
+
+    text = json.dumps(marked(value), default=str, sort_keys=True)
+    for place, number in enumerate(digits):
+        text = text.replace(f'"\\u0000{place}\\u0000"', number)
+    return text
+
+
+def _finite_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _fewest_digits(a: float, b: float) -> tuple[_Digits, _Digits]:
+    """``a`` and ``b`` at the fewest significant digits, three or more, that tell them apart
+    (``3e-06``, ``2.7e-06``), an int as itself; their reprs where only 17 digits would."""
+
+    def written(value: float, text: str) -> _Digits:
+        if isinstance(value, int):
+            return _Digits(str(value))
+        # "1" for the float 1.0 would read as an int: a float keeps a point, as its repr does.
+        return _Digits(text if any(c in text for c in ".en") else text + ".0")
+
+    for n in range(3, 17):
+        x, y = (f"{float(v):.{n}g}" for v in (a, b))
+        if x != y:
+            return written(a, x), written(b, y)
+    return _Digits(repr(a)), _Digits(repr(b))
+
+
+def _readable(before: Any, after: Any) -> tuple[Any, Any]:
+    """``before`` and ``after`` with each float that has a counterpart (the other side's number at
+    the same place of a list or mapping) shown by :func:`_fewest_digits`; a float alone keeps every digit."""
+    if _finite_number(before) and _finite_number(after) and float in (type(before), type(after)):
+        return _fewest_digits(before, after)
+    if isinstance(before, dict) and isinstance(after, dict):
+        pairs = {k: _readable(before[k], after[k]) for k in before.keys() & after.keys()}
+        return (
+            {k: pairs[k][0] if k in pairs else v for k, v in before.items()},
+            {k: pairs[k][1] if k in pairs else v for k, v in after.items()},
+        )
+    if isinstance(before, list) and isinstance(after, list):
+        paired = [_readable(x, y) for x, y in zip(before, after, strict=False)]
+        n = len(paired)
+        return [x for x, _ in paired] + before[n:], [y for _, y in paired] + after[n:]
+    return before, after
+
+
+def _printable(*values: Any) -> bool:
+    """Strings the report can show as printed: a carriage return or an empty string would not show."""
+    return all(isinstance(v, str) and v and "\r" not in v for v in values)
+
+
+def _cut(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def _change(before: Any, after: Any, limit: int = 120, context: int = 40) -> str:
-    """``before -> after`` as :func:`short` shows them; where a side is too long to show whole, both
-    start ``context`` characters before the first one they differ in: cut at the same width from the
-    front, two long texts that differ near their end would read the same."""
-    a, b = (json.dumps(v, default=str, sort_keys=True) for v in (before, after))
+def short(value: Any, limit: int = 120) -> Shown:
+    text = _json(value)
+    return Shown(_cut(text, limit), _cut(value if _printable(value) else text, limit))
+
+
+def _from_where_they_differ(a: str, b: str, limit: int, context: int) -> tuple[str, str]:
+    """Two texts cut to ``limit``; where one is longer, both start ``context`` characters before the
+    first one they differ in: cut at the same width from the front, two long texts that differ near
+    their end would read the same."""
     if len(a) <= limit and len(b) <= limit:
-        return f"{a} -> {b}"
+        return a, b
     same = next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a), len(b)))
     cut = max(0, same - context)
     a, b = (("..." if cut else "") + text[cut:] for text in (a, b))
-    return " -> ".join(text if len(text) <= limit else text[: limit - 3] + "..." for text in (a, b))
+    return _cut(a, limit), _cut(b, limit)
+
+
+def _change(before: Any, after: Any, limit: int = 120, context: int = 40) -> Said:
+    """``before -> after`` as :func:`short` shows them, each side from a little before where they differ."""
+    readable = _readable(before, after)
+    a, b = _from_where_they_differ(_json(readable[0]), _json(readable[1]), limit, context)
+    printed = _from_where_they_differ(before, after, limit, context) if _printable(before, after) else (a, b)
+    return Shown(a, printed[0]), " -> ", Shown(b, printed[1])
 
 
 def _same(a: Any, b: Any, tolerance: float) -> bool:
@@ -133,13 +234,13 @@ class _Comparer:
             place = {k: v for k, v in where.items() if k != "step_name"}
             a, b = old.get(name, _MISSING), new.get(name, _MISSING)
             if b is _MISSING:
-                self.diffs.append(
-                    Difference(signal, a, None, message=f"{signal} {name!r} is gone (was {short(a)})", **place)
-                )
+                said: Said = (f"{signal} {name!r} is gone (was ", short(a), ")")
+                self.diffs.append(Difference(signal, a, None, message=said, **place))
             elif a is _MISSING:
-                self.diffs.append(Difference(signal, None, b, message=f"{signal} {name!r} is new: {short(b)}", **place))
+                said = (f"{signal} {name!r} is new: ", short(b))
+                self.diffs.append(Difference(signal, None, b, message=said, **place))
             elif not _same(a, b, self.tolerance):
-                self.diffs.append(Difference(signal, a, b, message=f"{signal} {name!r} {_change(a, b)}", **place))
+                self.diffs.append(Difference(signal, a, b, message=(f"{signal} {name!r} ", *_change(a, b)), **place))
 
     def value(self, signal: str, a: Any, b: Any, step_name: str | None = None, **where: Any) -> None:
         if self.settings.masks(signal, step_name) or _same(a, b, self.tolerance):
@@ -222,12 +323,13 @@ class _Comparer:
             for name, before, after in parts:
                 if before == after:
                     continue
+                said: Said
                 if before is None:
-                    said = f"{name} is new: {short(after)}"
+                    said = (f"{name} is new: ", short(after))
                 elif after is None:
-                    said = f"{name} is gone (was {short(before)})"
+                    said = (f"{name} is gone (was ", short(before), ")")
                 else:
-                    said = f"{name} {_lines_changed(before, after)}"
+                    said = (f"{name} ", *_lines_changed(before, after))
                 self.diffs.append(Difference("outputs", before, after, message=said, cell=cell))
 
 
@@ -235,7 +337,7 @@ def _at(items: list[Any], index: int) -> Any:
     return items[index] if index < len(items) else None
 
 
-def _lines_changed(before: str, after: str, limit: int = 3) -> str:
+def _lines_changed(before: str, after: str, limit: int = 3) -> Said:
     """``line 4 "a" -> "b"``, ``line 2 "x" moved to line 3``, ``line 5 is gone: "c"``: the first few."""
     old, new = before.splitlines(), after.splitlines()
     blocks = [
@@ -243,7 +345,7 @@ def _lines_changed(before: str, after: str, limit: int = 3) -> str:
         for op, i1, i2, j1, j2 in difflib.SequenceMatcher(a=old, b=new, autojunk=False).get_opcodes()
         if op != "equal"
     ]
-    said: list[str] = []
+    said: list[Said] = []
     # A line that went in one place and came back in another moved (swapped lines, a reordered table).
     for gone, _added in blocks:
         for number, line in list(gone):
@@ -251,15 +353,16 @@ def _lines_changed(before: str, after: str, limit: int = 3) -> str:
             if moved is not None:
                 gone.remove((number, line))
                 next(added for _g, added in blocks if moved in added).remove(moved)
-                said.append(f"line {number} {short(line)} moved to line {moved[0]}")
+                said.append((f"line {number} ", short(line), f" moved to line {moved[0]}"))
     for gone, added in blocks:
-        said.extend(f"line {n} {_change(a, b)}" for (n, a), (_m, b) in zip(gone, added, strict=False))
-        said.extend(f"line {n} is gone: {short(a)}" for n, a in gone[len(added) :])
-        said.extend(f"line {n} is new: {short(b)}" for n, b in added[len(gone) :])
+        said.extend((f"line {n} ", *_change(a, b)) for (n, a), (_m, b) in zip(gone, added, strict=False))
+        said.extend((f"line {n} is gone: ", short(a)) for n, a in gone[len(added) :])
+        said.extend((f"line {n} is new: ", short(b)) for n, b in added[len(gone) :])
     if not said:  # the same lines, told apart by a line ending only
         return _change(before, after)
     more = len(said) - limit
-    return "; ".join(said[:limit]) + (f" (and {_n(more, 'more change')})" if more > 0 else "")
+    joined = [part for i, one in enumerate(said[:limit]) for part in (("; ",) if i else ()) + one]
+    return (*joined, f" (and {_n(more, 'more change')})" if more > 0 else "")
 
 
 def _per_step(latency: Mapping[str, Any]) -> list[tuple[str, str, Any]]:
@@ -315,13 +418,11 @@ def compare(
         )
         # Which runs: the count alone leaves the reader to find them in the executed notebook.
         for index, run in enumerate(new_runs[len(old_runs) :], len(old_runs) + 1):
-            said = f"{run.get('status')}, inputs {short(run.get('inputs') or {})}"
-            c.diffs.append(Difference("runs", run=index, workflow=run.get("workflow"), message=f"new run: {said}"))
+            said: Said = (f"new run: {run.get('status')}, inputs ", short(run.get("inputs") or {}))
+            c.diffs.append(Difference("runs", run=index, workflow=run.get("workflow"), message=said))
         for index, run in enumerate(old_runs[len(new_runs) :], len(new_runs) + 1):
-            said = f"{run.get('status')}, inputs {short(run.get('inputs') or {})}"
-            c.diffs.append(
-                Difference("runs", run=index, workflow=run.get("workflow"), message=f"run is gone (was {said})")
-            )
+            said = (f"run is gone (was {run.get('status')}, inputs ", short(run.get("inputs") or {}), ")")
+            c.diffs.append(Difference("runs", run=index, workflow=run.get("workflow"), message=said))
     for index, (old, new) in enumerate(zip(old_runs, new_runs, strict=False), 1):
         c.run(index, old, new)
     if settings.masks("outputs"):

@@ -31,7 +31,7 @@ from wfkit.replay._notebooks import (
 from wfkit.replay._parameters import check_parameters
 from wfkit.replay._report import latency_plot, write_html, write_junit, write_summary
 from wfkit.replay._result import BAD_BASELINE, FAILED, NO_BASELINE, OK, REGRESSION, UPDATED, NotebookReport
-from wfkit.replay._signals import settings_of, source_digest
+from wfkit.replay._signals import Settings, settings_of, source_digest
 
 
 def check_kernel(name: str) -> None:
@@ -42,6 +42,18 @@ def check_kernel(name: str) -> None:
     if name not in specs:
         installed = ", ".join(sorted(specs)) or "none"
         raise ReplayError(f"no Jupyter kernel named {name!r}; installed: {installed} (`jupyter kernelspec list`)")
+
+
+def nothing_compared(summary: Mapping[str, Any], settings: Settings) -> str | None:
+    """Why a replay compared nothing (no runs, and no cell output it compares), or None if it compared something."""
+    if summary.get("runs"):
+        return None
+    if settings.masks("outputs"):
+        return "no runs, cell output masked"
+    outputs = (summary.get("outputs") or {}).values()
+    if any(not cell.get("ignored") for cell in outputs):
+        return None
+    return "no runs, cell output ignored" if outputs else "no runs, no cell output"
 
 
 def judge(job: NotebookJob, outcome: Outcome, *, baseline: Path, root: Path, update_baseline: bool) -> NotebookReport:
@@ -76,8 +88,10 @@ def judge(job: NotebookJob, outcome: Outcome, *, baseline: Path, root: Path, upd
             restore = f"restore it (`git checkout -- {base_file}`)"
             row.hint = f"{exc}: {restore} or record it again (`wfkit replay {job.key} --update-baseline`)"
             return row
-        row.diffs = compare(base, summary, settings_of(job.notebook))
+        settings = settings_of(job.notebook)
+        row.diffs = compare(base, summary, settings)
         row.status = REGRESSION if row.diffs else OK
+        row.nothing_compared = None if row.diffs else nothing_compared(summary, settings)
         row.plot = latency_plot(
             job.out_dir / "latency.png", job.key, baseline_latency(base)[0], summary.get("latency", {})
         )

@@ -28,6 +28,7 @@ table{border-collapse:collapse;width:100%}
 th,td{border:1px solid #d1d5db;padding:.4em .6em;vertical-align:top;text-align:left}
 th{background:#f3f4f6}
 td.status{font-weight:bold;white-space:nowrap}
+td.status .note{display:block;font-weight:normal;white-space:normal;color:#1f2937;font-size:.9em}
 td.num{text-align:right;white-space:nowrap}
 .files a{display:block;white-space:nowrap}
 details{margin:.2em 0}
@@ -35,6 +36,8 @@ summary{font-weight:600;cursor:pointer}
 h4{margin:.4em 0 .1em;font-size:.95em}
 ul{margin:.1em 0 .4em;padding-left:1.3em}
 code{font-size:.9em}
+code.value{display:inline-block;vertical-align:top;max-width:100%;box-sizing:border-box;white-space:pre-wrap;
+background:#f3f4f6;padding:0 .2em;border-radius:3px}
 pre.traceback{background:#fef2f2;border:1px solid #fecaca;padding:.6em;overflow-x:auto;max-width:70em;font-size:.85em}
 td.findings{min-width:20em;overflow-wrap:anywhere}
 td.findings pre{width:0;min-width:100%;box-sizing:border-box}
@@ -56,6 +59,15 @@ def _link(target: Path | None, base: Path, label: str) -> str:
     return f'<a href="{html.escape(href)}">{html.escape(label)}</a>'
 
 
+def _said(d: Difference) -> str:
+    """A difference's words, and its values as they were printed: a DataFrame's row keeps the runs of
+    spaces that align its columns, a stream its line breaks."""
+    return "".join(
+        html.escape(part) if isinstance(part, str) else f'<code class="value">{html.escape(part.printed)}</code>'
+        for part in d.said
+    )
+
+
 def _grouped(diffs: Sequence[Difference]) -> str:
     """Differences under a heading per run (or per cell, for what a cell showed), and within a run
     under a heading per step."""
@@ -67,7 +79,7 @@ def _grouped(diffs: Sequence[Difference]) -> str:
         body = []
         for step, items in steps.items():
             heading = f"<h4>{html.escape(step)}</h4>" if step else ""
-            lines = "".join(f"<li><code>{html.escape(d.detail)}</code></li>" for d in items)
+            lines = "".join(f"<li>{_said(d)}</li>" for d in items)
             body.append(f"{heading}<ul>{lines}</ul>")
         count = sum(len(items) for items in steps.values())
         title = f"{html.escape(run)}: {plural(count, 'difference')}"
@@ -77,6 +89,9 @@ def _grouped(diffs: Sequence[Difference]) -> str:
 
 def _row(r: NotebookReport, report: Path) -> str:
     colour = _COLOURS.get(r.status, "#b45309")
+    status = html.escape(r.status)
+    if r.nothing_compared:
+        status += f' <span class="note">(nothing compared: {html.escape(r.nothing_compared)})</span>'
     files = "".join(
         link
         for link in (
@@ -100,7 +115,7 @@ def _row(r: NotebookReport, report: Path) -> str:
         src = html.escape(Path(os.path.relpath(r.plot, report)).as_posix())
         chart = f'<img src="{src}" alt="latency per step of {html.escape(r.key)}: baseline and this replay">'
     return (
-        f'<tr><td>{_breakable(r.key)}</td><td class="status" style="color:{colour}">{html.escape(r.status)}</td>'
+        f'<tr><td>{_breakable(r.key)}</td><td class="status" style="color:{colour}">{status}</td>'
         f'<td class="num">{r.runs}</td><td class="num">{r.seconds:.1f}</td><td class="files">{files}</td>'
         f'<td class="findings">{findings}</td><td class="chart">{chart}</td></tr>'
     )
@@ -171,7 +186,7 @@ def write_junit(path: Path, rows: Sequence[NotebookReport], *, seconds: float) -
             )
             failure.text = "\n".join(str(d) for d in r.diffs)
         else:
-            ET.SubElement(case, "system-out").text = f"{r.status}: {plural(r.runs, 'run')}"
+            ET.SubElement(case, "system-out").text = f"{r.verdict}: {plural(r.runs, 'run')}"
     root = ET.Element("testsuites", {k: suite.get(k, "") for k in ("tests", "failures", "errors", "time")})
     root.append(suite)
     ET.indent(root)

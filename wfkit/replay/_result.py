@@ -30,14 +30,21 @@ class NotebookReport:
     output: Path | None = None  # the executed notebook
     kernel_log: Path | None = None
     plot: Path | None = None  # the latency chart
+    nothing_compared: str | None = None  # why an ok notebook tested nothing: "no runs, no cell output"
 
     @property
     def failing(self) -> bool:
         return self.status in FAILING
 
+    @property
+    def verdict(self) -> str:
+        """Its status, and for an ok notebook that compared nothing, that it did: a pass that tests
+        nothing must not read like one that tested something."""
+        return f"{self.status} (nothing compared: {self.nothing_compared})" if self.nothing_compared else self.status
+
     def line(self) -> str:
         """The line printed when this notebook finishes, then its errors and differences."""
-        lines = [f"{self.status:>16}  {self.key}  ({plural(self.runs, 'run')}, {self.seconds:.1f} s)"]
+        lines = [f"{self.verdict:>16}  {self.key}  ({plural(self.runs, 'run')}, {self.seconds:.1f} s)"]
         if self.error:
             e = self.error
             lines.append(f"{'':>18}cell {e.get('cell')}: {e.get('exception')}: {e.get('message')}")
@@ -50,6 +57,7 @@ class NotebookReport:
         return {
             "notebook": self.key,
             "status": self.status,
+            "nothing_compared": self.nothing_compared,
             "seconds": round(self.seconds, 2),
             "runs": self.runs,
             "diffs": [d.to_json() for d in self.diffs],
