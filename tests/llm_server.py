@@ -112,8 +112,8 @@ class _Handler(BaseHTTPRequestHandler):
         elif name == "tool_calls":
             self._tool_calls(body or {}, arg)
         else:
-            if name == "slow":
-                time.sleep(float(arg))
+            if name == "slow":  # a reply held back past the test's end: stop() ends the wait
+                owner.stopping.wait(float(arg))
             cut = (int(arg), name == "broken_stream") if name in ("cut_stream", "broken_stream") else None
             newline = "\r\n" if name == "error_event" else arg if name == "spec_stream" else None
             self._complete(body or {}, cut=cut, newline=newline, error_event=arg if name == "error_event" else None)
@@ -253,6 +253,7 @@ class LLMServer:
         self.queue: collections.deque[Any] = collections.deque()
         self.requests: list[dict[str, Any]] = []
         self.sent_at: list[float] = []
+        self.stopping = threading.Event()
         self._server = _Server(("127.0.0.1", 0), _Handler)
         self._server.owner = self
         self._thread = threading.Thread(target=self._server.serve_forever, args=(0.01,), name="llm-server", daemon=True)
@@ -274,6 +275,7 @@ class LLMServer:
         return len({r["port"] for r in self.requests})
 
     def stop(self) -> None:
+        self.stopping.set()
         self._server.shutdown()
         self._server.server_close()
         self._thread.join()

@@ -491,3 +491,49 @@ def test_a_sync_steps_latency_is_its_body_not_the_busy_loops_hops(tmp_path: Any)
     assert "refund" == run.state["kind"]
     assert event.latency_s >= spans[0]
     assert event.latency_s < held[0]  # the loop was held this long after the body returned
+
+
+def test_a_sync_steps_row_is_when_its_body_ran_though_it_waited_for_a_thread(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A plain-function step waits for a thread of the step pool, all busy: its row starts when its
+    body started and ends when it ended, the wait counted as queueing; ended_at never comes before
+    the body's end (a resume waits out a backoff from ended_at)."""
+    import concurrent.futures
+
+    import wfkit.engine._attempts as attempts
+
+    handed_over = threading.Event()
+
+    class OneThread(concurrent.futures.ThreadPoolExecutor):
+        """A step pool whose only thread is held until a step is handed to it, and 0.2 s more."""
+
+        def __init__(self) -> None:
+            super().__init__(1, thread_name_prefix="wfkit-step")
+            super().submit(self._hold)
+
+        def _hold(self) -> None:
+            handed_over.wait(30)
+            time.sleep(0.2)
+
+        def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> concurrent.futures.Future[Any]:
+            handed_over.set()
+            return super().submit(fn, *args, **kwargs)
+
+    pool = OneThread()
+    monkeypatch.setattr(attempts, "_executor", pool)
+    body: list[float] = []
+    flow = wf.Workflow("waits-for-a-thread")
+
+    @flow.step
+    def work(state: Any) -> dict[str, Any]:
+        body.append(time.time())
+        return {}
+
+    try:
+        run = flow.run({}, workspace=False)
+    finally:
+        pool.shutdown()
+    (event,) = run.events
+    clocks = 1e-3  # started_at is wall-clock time, the wait and the body's time are perf_counter's
+    assert event.started_at <= body[0] + clocks
+    assert body[0] <= event.ended_at + clocks
+    assert event.queue_s >= 0.2

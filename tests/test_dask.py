@@ -70,6 +70,21 @@ def slow_flow(seconds: float) -> wf.Workflow:
     return flow
 
 
+def held_flow(release: Path, first_held: int) -> wf.Workflow:
+    """One step that returns its input squared; the cases from input ``first_held`` on first wait
+    (60 s at most) for the file ``release`` to exist."""
+    flow = wf.Workflow("held-square")
+
+    @flow.step
+    def square(state: Any) -> dict[str, Any]:
+        deadline = time.monotonic() + 60
+        while state["x"] >= first_held and not release.exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return {"y": state["x"] ** 2}
+
+    return flow
+
+
 def asking_flow() -> wf.Workflow:
     """One step that asks ctx.llm about the input's question (retried at once on a 5xx)."""
     flow = wf.Workflow("ask-on-dask")
@@ -629,19 +644,26 @@ def test_a_scheduler_that_goes_away_mid_job_is_an_error_saying_so(tmp_path: Path
     saying where the finished partitions' rows are; the job counts for nothing, in any reader."""
     import threading
 
-    data = tmp_path / "data"
+    data, gone = tmp_path / "data", tmp_path / "scheduler-gone"
+    # The first partition (inputs 0 and 1) runs; every later case waits until the scheduler is
+    # dead, so the job cannot end before it, however slowly the killer gets to see the commit.
+    flow = held_flow(gone, first_held=2)
     with dask_cluster(tmp_path / "own", workers=1) as own:
 
         def kill_the_scheduler() -> None:
-            deadline = time.monotonic() + 60
-            while time.monotonic() < deadline and not list(data.glob("steps/_attempts/*/p*.commit")):
-                time.sleep(0.02)
-            own.processes[0].send_signal(signal.SIGKILL)
+            try:
+                deadline = time.monotonic() + 60
+                while time.monotonic() < deadline and not list(data.glob("steps/_attempts/*/p*.commit")):
+                    time.sleep(0.02)
+                own.processes[0].send_signal(signal.SIGKILL)
+                own.processes[0].wait()
+            finally:
+                gone.touch()
 
         killer = threading.Thread(target=kill_the_scheduler)
         killer.start()
         with pytest.raises(SchedulerLostError) as caught:
-            slow_flow(0.1).run_many(
+            flow.run_many(
                 [{"x": i} for i in range(12)], executor=own.address, dataset=data, progress=False,
                 concurrency=1, partition_size=2,
             )  # fmt: skip

@@ -724,7 +724,7 @@ def test_crashes_count_against_the_retry_budget(tmp_path: Path) -> None:
 
 BACKOFF = textwrap.dedent(
     """
-    import os, signal, sys, threading, time, wfkit as wf
+    import asyncio, os, signal, sys, time, wfkit as wf
 
     ws, log = sys.argv[1], sys.argv[2]
     flow = wf.Workflow("patient")
@@ -737,15 +737,20 @@ BACKOFF = textwrap.dedent(
         with open(log, "a") as fh:
             fh.write(f"{ctx.attempt} {time.time()}\\n")
         if ctx.attempt == 1:
-            # Die 0.3 s into the 1.5 s backoff, once the retry row is durable.
-            threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGKILL)).start()
             raise Busy("429 Too Many Requests")
         return {"ok": True}
+
+    def die_in_the_backoff(event):
+        # Die 0.3 s into the 1.5 s backoff. The sinks hear the retry row once it is durable, on the
+        # run's loop, just before the backoff's sleep: the loop runs a call due 0.3 s from now
+        # before that sleep's end, however late a loaded machine wakes it.
+        if event.status == "retry":
+            asyncio.get_running_loop().call_later(0.3, os.kill, os.getpid(), signal.SIGKILL)
 
     if os.path.exists(ws):
         print(flow.resume("patient", workspace=ws).status)
     else:
-        flow.run({}, run_id="patient", workspace=ws)
+        flow.run({}, run_id="patient", workspace=ws, sinks=[die_in_the_backoff])
     """
 )
 

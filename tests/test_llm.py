@@ -733,10 +733,13 @@ def test_run_retries_a_slow_reply_after_its_timeout(server: LLMServer) -> None:
 def test_a_call_the_step_timeout_cut_short_is_in_the_attempts_event(server: LLMServer, streamed: bool) -> None:
     """The step's timeout cancels a call still waiting for its reply: the timed-out attempt's row
     still names the model it waited for and counts the call, as a failed call's row does."""
-    server.script(("slow", 1.0), "ok")
+    # The timeout bounds the retry's call too: on a loaded machine a call to this server took up
+    # to 1 s (0.3 s at the median). The first reply is held back for far longer than the timeout,
+    # so only the timeout can end that attempt, and a timeout that cut nothing fails the test.
+    server.script(("slow", 30.0), "ok")
     flow = wf.Workflow("cut-short")
 
-    @flow.step(timeout=0.3, retry=wf.RetryPolicy(max_retries=1, base_delay=0.01))
+    @flow.step(timeout=5.0, retry=wf.RetryPolicy(max_retries=1, base_delay=0.01))
     async def ask(state: dict[str, Any], ctx: wf.StepContext) -> dict[str, Any]:
         if not streamed:
             return {"answer": (await ctx.llm.complete("x")).text}

@@ -333,7 +333,17 @@ class AttemptRunner:
                     # sync body not the hops to and from its thread (a busy loop delays those).
                     body_end = time.perf_counter() if ran is None else ran.body_end
                     ran = None  # it may hold the error, whose traceback holds this frame: no cycle
-                    latency = span[1] - span[0] if span is not None and len(span) == 2 else body_end - t0
+                    if span is not None and len(span) == 2:
+                        latency = span[1] - span[0]
+                        # The row starts when the body did: the wait for a thread of the pool (long
+                        # when other steps hold them all) is queueing, and ended_at is then when the
+                        # body ended (a resume waits out a backoff from it), never before.
+                        waited = span[0] - t0
+                        started_at += waited
+                        if attempt == 1:
+                            queue_s += waited
+                    else:
+                        latency = body_end - t0
                 if out is None:
                     out = Outcome()
                 out.attempt, out.started_at, out.queue_s, out.latency, out.body_end = (

@@ -42,7 +42,8 @@ class StepEvent(NamedTuple):
     ended_at: float = 0.0
     latency_s: float = 0.0
     # From when the step became due (the body of the step before it returned, or it was queued) to
-    # its first attempt's start: the scheduler's own time between two steps counts here.
+    # its first attempt's start: the scheduler's own time between two steps counts here, and a plain
+    # function's wait for a thread of the step pool.
     queue_s: float = 0.0
     retry_delay_s: float | None = None
     route_taken: str | None = None
