@@ -201,26 +201,9 @@ def test_a_run_killed_inside_a_step_resumes_to_the_uninterrupted_outcome(
     again, the irreversible step's effect at most once, and one crashed attempt in the step log."""
     expected = uninterrupted(shape)
     logs, workspace = tmp_path, tmp_path / "ws"
-    err = logs / "first.err"
-    with err.open("w") as stderr:
-        first = subprocess.Popen(
-            [sys.executable, str(HERE / "shapeflows.py"), shape, str(workspace)],
-            env=_env(shape, logs, kill),
-            stdout=subprocess.DEVNULL,
-            stderr=stderr,
-            text=True,
-        )
-        try:
-            _wait_for(
-                lambda: (logs / "ready").exists() and done_before <= _checkpointed(shape, workspace),
-                f"running {kill} with {sorted(done_before)} checkpointed",
-                first,
-                err,
-            )
-            first.send_signal(signal.SIGKILL)
-        finally:
-            first.wait(timeout=60)
-    assert -signal.SIGKILL == first.returncode
+    _killed_in(
+        [sys.executable, str(HERE / "shapeflows.py"), shape, str(workspace)], shape, kill, done_before, logs, workspace
+    )
     assert done_before == _checkpointed(shape, workspace)  # the kill came where this case says
     assert "interrupted" == wf.Workspace(workspace).run_info(RUN_ID)["status"]  # its process is gone
 
