@@ -22,8 +22,8 @@ from matplotlib.figure import Figure
 
 import wfkit as wf
 from wfkit.cli._cli import main
-from wfkit.evals._evals import mean_interval, net_win_interval, sign_test, wilson_interval
 from wfkit.evals._scorers import Case
+from wfkit.evals._stats import mean_interval, net_win_interval, sign_test, wilson_interval
 
 ROOT = Path(__file__).resolve().parents[1]
 QUERY_ROUTER = ROOT / "evals" / "query_router"

@@ -2,7 +2,8 @@
 
 A ``Suite`` names a dataset, a workflow (or a factory of variants), scorers and thresholds;
 ``evaluate`` runs it with bounded concurrency and returns an ``EvalResult`` (summary with
-intervals, variant comparison, checks, plots). Scorers live in ``_scorers``.
+intervals, variant comparison, checks, plots). Scorers live in ``_scorers``; the intervals and
+the paired test in ``_stats``.
 
 Loaded on first use (``wf.evals`` or ``import wfkit.evals``), so ``import wfkit`` stays light.
 """

@@ -1,0 +1,155 @@
+"""The statistics an eval reports: intervals of a variant's mean score and pass rate, and the
+paired comparison of two variants over the same cases (an exact sign test and the net win rate's
+interval). Pure functions of counts and scores, checked for coverage in the tests: a figure an
+eval prints must hold what its level says, with two cases as with two thousand.
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Sequence
+from typing import SupportsIndex
+
+
+def mean_interval(values: Sequence[float], *, level: float = 0.95) -> tuple[float, float]:
+    """Interval of the mean of scores in [0, 1]: Student's t, within [0, 1], whose width follows
+    the number of cases (two cases: 12.7 standard errors each side; a percentile bootstrap of two
+    cases spans just the two values, and holds the true mean about half the time). Scores that are
+    all 0 or 1, or all the same, show no spread to measure (t would answer a zero-width interval:
+    20 passes in 20, or 12 judge scores of 0.8, as certain), so they get Wilson's interval of a
+    pass rate with that mean, a pass/fail score being the most spread a [0, 1] score with that
+    mean can have (20 of 20: about [0.84, 1.0]; one case of 0.7: about [0.10, 0.98]). No value:
+    (nan, nan)."""
+    import math
+
+    import numpy as np
+
+    data = np.asarray(values, dtype=float)
+    if data.size == 0:
+        return (float("nan"), float("nan"))
+    mean = float(data.mean())
+    if np.isin(data, [0.0, 1.0]).all() or float(data.max()) == float(data.min()):
+        return _wilson(mean, data.size, level)
+    half = _t_quantile(level, data.size - 1) * float(data.std(ddof=1)) / math.sqrt(data.size)
+    return (max(0.0, mean - half), min(1.0, mean + half))
+
+
+def _t_quantile(level: float, df: int) -> float:
+    """The t such that P(|T| <= t) = ``level`` for Student's T with ``df`` degrees of freedom
+    (12.71 for 0.95 at df 1, 2.09 at df 19), from the exact finite series of its distribution for
+    whole ``df`` (Abramowitz and Stegun 26.7.3-4), solved by bisection: no scipy needed."""
+    import math
+
+    import numpy as np
+
+    def within(t: float) -> float:  # P(|T| <= t)
+        theta = math.atan(t / math.sqrt(df))
+        sin, cos2 = math.sin(theta), math.cos(theta) ** 2
+        if df % 2:  # odd: 2/pi (theta + sin cos (1 + 2/3 cos^2 + 2*4/(3*5) cos^4 + ...))
+            k = np.arange(3, df - 1, 2)
+            series = math.sqrt(cos2) * (1 + float(np.cumprod(cos2 * (k - 1) / k).sum())) if df > 1 else 0.0
+            return 2 / math.pi * (theta + sin * series)
+        k = np.arange(2, df - 1, 2)  # even: sin (1 + 1/2 cos^2 + 1*3/(2*4) cos^4 + ...)
+        return sin * (1 + float(np.cumprod(cos2 * (k - 1) / k).sum()))
+
+    low, high = 0.0, 2.0
+    while within(high) < level:
+        high *= 2
+    for _ in range(60):
+        mid = (low + high) / 2
+        low, high = (mid, high) if within(mid) < level else (low, mid)
+    return (low + high) / 2
+
+
+def sign_test(wins: SupportsIndex, losses: SupportsIndex) -> float:
+    """Exact two-sided sign test: the chance, were wins and losses equally likely, of a split at
+    least as uneven as ``wins`` to ``losses`` (ties are left out before). For paired 0/1 scores
+    this is McNemar's exact test. 4 to 0 gives 0.125, 6 to 0 gives 0.031, no pair at all 1.0.
+    Counts are whole numbers: ints, or numpy integers (made Python ints, whose sums never overflow)."""
+    wins, losses = _count("wins", wins), _count("losses", losses)
+    pairs, fewer = wins + losses, min(wins, losses)
+    tail, term = 0, 1  # sum of C(pairs, k) for k <= fewer, in exact integers
+    for k in range(fewer + 1):
+        tail += term
+        term = term * (pairs - k) // (k + 1)
+    return min(1.0, 2 * tail / (1 << pairs))
+
+
+def _count(name: str, value: SupportsIndex) -> int:
+    """``value`` as a Python int: a numpy integer's arithmetic would overflow at 2**63 (the sign
+    test sums binomial coefficients as large as 2**pairs) and read as p = 1.0."""
+    try:
+        count = operator.index(value)
+    except TypeError:
+        raise TypeError(
+            f"{name} is a count of cases, a whole number (an int, or a numpy integer), got {value!r}; "
+            f"pass int(...) of a count, never a float or a string"
+        ) from None
+    if count < 0:
+        raise ValueError(f"{name} is a count of cases, never below 0, got {count}")
+    return count
+
+
+def net_win_interval(
+    wins: SupportsIndex, losses: SupportsIndex, ties: SupportsIndex = 0, *, level: float = 0.95
+) -> tuple[float, float]:
+    """Interval of the net win rate ``(wins - losses) / (wins + losses + ties)``: Tango's score
+    interval for paired cases (Statistics in Medicine 17, 1998), which holds the true net win rate
+    about ``level`` of the time whichever side wins. When :func:`sign_test` finds no difference at
+    ``1 - level`` the interval is stretched to reach 0, so it excludes 0 exactly when that test
+    does. For 0/1 scores the net win rate is the mean difference. All cases tied still give an
+    interval around 0 (20 ties: about +-0.16); no case at all: (nan, nan)."""
+    import math
+    from statistics import NormalDist
+
+    wins, losses, ties = _count("wins", wins), _count("losses", losses), _count("ties", ties)
+    cases = wins + losses + ties
+    if cases == 0:
+        return (float("nan"), float("nan"))
+    z = NormalDist().inv_cdf(1 - (1 - level) / 2)
+
+    def score(delta: float) -> float:
+        """Tango's statistic for a true net win rate ``delta``; it falls as ``delta`` grows."""
+        # The chance of a loss that fits the counts best when the net win rate is delta.
+        w = -wins - losses + (2 * cases - wins + losses) * delta
+        loss = (math.sqrt(max(0.0, w * w + 8 * cases * losses * delta * (1 - delta))) - w) / (4 * cases)
+        spread = cases * (2 * loss + delta * (1 - delta))
+        excess = wins - losses - cases * delta
+        if spread <= 0:  # at delta = -1 or 1: any excess is infinitely unlikely
+            return 0.0 if excess == 0 else float("inf") if excess > 0 else float("-inf")
+        return excess / math.sqrt(spread)
+
+    def solve(target: float, lo: float, hi: float) -> float:  # bisection where score crosses target
+        for _ in range(60):
+            mid = (lo + hi) / 2
+            if score(mid) > target:
+                lo = mid
+            else:
+                hi = mid
+        return (lo + hi) / 2
+
+    rate = (wins - losses) / cases
+    low = -1.0 if score(-1.0) <= z else solve(z, -1.0, rate)
+    high = 1.0 if score(1.0) >= -z else solve(-z, rate, 1.0)
+    if sign_test(wins, losses) >= 1 - level:
+        low, high = min(low, 0.0), max(high, 0.0)
+    return (low, high)
+
+
+def wilson_interval(passed: int, total: int, *, level: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval of a pass rate: honest at 20/20 (about [0.84, 1.0]), where a
+    bootstrap of the cases would say [1.0, 1.0]."""
+    if total == 0:
+        return (float("nan"), float("nan"))
+    if not 0 <= passed <= total:
+        raise ValueError(f"passed must be within 0..total, got {passed} of {total}")
+    return _wilson(passed / total, total, level)
+
+
+def _wilson(rate: float, total: int, level: float) -> tuple[float, float]:
+    from statistics import NormalDist
+
+    z = NormalDist().inv_cdf(1 - (1 - level) / 2)
+    centre = (rate + z * z / (2 * total)) / (1 + z * z / total)
+    half = z / (1 + z * z / total) * ((rate * (1 - rate) / total + z * z / (4 * total * total)) ** 0.5)
+    return (max(0.0, centre - half), min(1.0, centre + half))
