@@ -24,6 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -367,3 +368,44 @@ def test_a_run_killed_in_a_child_process_not_yet_waited_for_resumes_in_its_paren
         assert "Z" == _state_letter(first.pid)  # the check read it, and reaped nothing
     finally:
         first.wait(timeout=60)
+
+
+# The step-log columns that say which run a row is of: every row of one run holds the same value.
+RUN_COLUMNS = ("workflow", "workflow_version", "parameters_hash", "parent_run_id", "host")
+
+
+def _cell(value: Any) -> Any:
+    """A step-log cell as a plain value (an array of tools as a tuple, a missing value as None)."""
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return tuple(value)
+    return None if pd.isna(value) else value
+
+
+def test_the_reconciliation_row_of_a_child_run_carries_the_runs_columns(tmp_path: Path) -> None:
+    """SIGKILL inside the child's irreversible step, resume, `wfkit reconcile --done`, resume: in
+    the parquet step log the reconciliation row holds its run's value in every column that says
+    which run a row is of, and the step visit's tools (it had none of parent_run_id,
+    parameters_hash, host or tools, so it fell out of a filter by parent run)."""
+    logs, workspace = tmp_path, tmp_path / "ws"
+    start = [sys.executable, str(HERE / "shapeflows.py"), "sub", str(workspace)]
+    resume = ["resume", RUN_ID, "--workflow", "shapeflows:sub", "--workspace", str(workspace)]
+    _killed_in(start, "sub", "send", {"prepare", "c1", "c2"}, logs, workspace)
+    assert 1 == _wfkit(*resume, env=_env("sub", logs)).returncode  # halts: send needs reconciling
+    child = _run_ids(wf.Workspace(workspace))[-1]
+    settle = ["reconcile", child, "send", "--done", "--by", "ops", "--workspace", str(workspace)]
+    updates = json.dumps({"trail": "send", "sent": [f"{child}:send:1"]})
+    assert 0 == _wfkit(*settle, "--updates", updates, env=_env("sub", logs)).returncode
+    resumed = _wfkit(*resume, env=_env("sub", logs))
+    assert 0 == resumed.returncode, resumed.stdout + resumed.stderr
+
+    frame = pd.read_parquet(workspace / "steps")
+    rows = frame[frame["run_id"] == child]
+    reconciled = rows[rows["extra"].str.contains('"reconciled"', na=False)]
+    assert 1 == len(reconciled)
+    others = rows.drop(index=reconciled.index)
+    run_values = {column: {_cell(v) for v in others[column]} for column in RUN_COLUMNS}
+    assert all(1 == len(v) and None not in v for v in run_values.values()), run_values
+    run_values["tools"] = {_cell(v) for v in others[others["step"] == "send"]["tools"]}  # the crashed attempt's
+    row_values = {column: {_cell(reconciled[column].iloc[0])} for column in (*RUN_COLUMNS, "tools")}
+    assert run_values == row_values
+    assert {RUN_ID} == row_values["parent_run_id"]

@@ -604,6 +604,42 @@ def event_from_row(path: object, row: Sequence[Any]) -> StepEvent:
     return StepEvent(*values)
 
 
+def with_run_columns(conn: sqlite3.Connection, event: StepEvent) -> StepEvent:
+    """``event``, a row that a person's verdict writes for a run from outside it (a ticket decided,
+    an irreversible step reconciled), with the columns that the run's own rows carry filled where
+    it left them None, from the run's records: the parameters hash from its row, the parent run
+    from its link (a sub-workflow's child), the host from its last row (else from its lease, held
+    by the process that died), and the tools from its last row of the same step visit. Without
+    them the row fell out of a filter by parent run and counted apart in any grouping by those."""
+    filled: dict[str, Any] = {}
+    run = conn.execute("SELECT parameters_hash, lease_host FROM runs WHERE run_id=?", (event.run_id,)).fetchone()
+    if event.parameters_hash is None and run is not None:
+        filled["parameters_hash"] = run[0]
+    if event.parent_run_id is None:
+        link = conn.execute(
+            "SELECT parent_run_id FROM run_links WHERE run_id=? AND kind='child'", (event.run_id,)
+        ).fetchone()
+        if link is not None:
+            filled["parent_run_id"] = link[0]
+    if event.host is None:
+        last = conn.execute(
+            "SELECT host FROM journal WHERE run_id=? AND host IS NOT NULL ORDER BY seq DESC LIMIT 1", (event.run_id,)
+        ).fetchone()
+        if last is not None:
+            filled["host"] = last[0]
+        elif run is not None:
+            filled["host"] = run[1]
+    if event.tools is None:
+        visit = conn.execute(
+            "SELECT tools FROM journal WHERE run_id=? AND step=? AND visit=? AND map_index IS NULL "
+            "AND tools IS NOT NULL ORDER BY seq DESC LIMIT 1",
+            (event.run_id, event.step, event.visit),
+        ).fetchone()
+        if visit is not None:
+            filled["tools"] = tuple(json.loads(visit[0]))
+    return event._replace(**filled) if filled else event
+
+
 # ---- the runs table ----------------------------------------------------------------------------
 
 # The columns a run is created with and that never change after: its checksum covers them.

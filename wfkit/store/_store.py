@@ -55,6 +55,7 @@ from wfkit.store._journal import (
     run_checksum,
     verify_rows,
     verify_run,
+    with_run_columns,
 )
 from wfkit.store._tickets import Tickets
 from wfkit.store._writer import Rows, WriteOp, Writer
@@ -1239,12 +1240,12 @@ class Store:
 
     def settle_intent(self, event: StepEvent, updates: str | None, *, status: str, by: str) -> None:
         """A person's verdict on an interrupted irreversible step; with updates it counts as done."""
-        row = event_row(event, None if updates is None else "ok", updates)
+        outcome = None if updates is None else "ok"
         key = (status, by, event.run_id, event.step, event.visit)
 
         def settle(conn: sqlite3.Connection) -> None:
             self._next_seqs.pop(event.run_id, None)  # a row not written by the bulk insert
-            conn.execute(JOURNAL_INSERT, row)
+            conn.execute(JOURNAL_INSERT, event_row(with_run_columns(conn, event), outcome, updates))
             conn.execute("UPDATE intents SET status=?, resolved_by=? WHERE run_id=? AND step=? AND visit=?", key)
 
         self.do(settle)
