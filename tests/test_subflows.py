@@ -11,6 +11,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pandas as pd
 import pytest
 
 import wfkit as wf
@@ -173,6 +175,44 @@ def test_every_row_of_a_child_names_its_parent_and_its_own_version_the_decision_
     assert {run.run_id} == {e.parent_run_id for e in events}
     assert len({e.workflow_version for e in events}) == 1
     assert run.events[0].workflow_version != events[0].workflow_version
+
+
+@pytest.mark.parametrize("decided_by", ["cli", "handle", "policy"])
+def test_a_decision_row_in_the_step_log_carries_every_column_of_its_run_and_gate(
+    decided_by: str, workspace: Path
+) -> None:
+    """Read back from parquet, the decision row of a child's gate (approved with `wfkit approve`,
+    through the run's handle, or by the approval policy) holds the child run's value in every
+    column that says which run a row is of, and the tools of its gate's row (it had no tools)."""
+    flow = _gated_parent()
+    run = flow.run({}, workspace=workspace, policy="approve" if decided_by == "policy" else "halt")
+    if decided_by == "cli":
+        (ticket,) = wf.Workspace(workspace).pending()
+        assert 0 == main(["approve", ticket.ticket_id, "--by", "cy"])  # the test's workspace is $WFKIT_HOME
+        run = flow.resume(run.run_id, workspace=workspace)
+    elif decided_by == "handle":
+        run.approve(by="ann")
+        run.wait()
+    assert "succeeded" == run.status
+    (child,) = wf.Workspace(workspace).run_info(run.run_id)["children"]
+
+    rows = wf.steps(workspace, run_id=child)  # the parquet step log, read with pandas
+    decided = rows[rows["status"] == "approved"]
+    assert 1 == len(decided)
+    others = rows.drop(index=decided.index)
+    run_columns = ("workflow", "workflow_version", "parameters_hash", "parent_run_id", "host")
+    run_values = {column: {_cell(v) for v in others[column]} for column in run_columns}
+    assert all(1 == len(v) and None not in v for v in run_values.values()), run_values
+    run_values["tools"] = {_cell(v) for v in others[others["status"] == "waiting_approval"]["tools"]}
+    assert 1 == len(run_values["tools"])  # the gate's row: the tools its step visit had
+    assert run_values == {column: {_cell(decided[column].iloc[0])} for column in (*run_columns, "tools")}
+
+
+def _cell(value: Any) -> Any:
+    """A step-log cell as a plain value (an array of tools as a tuple, a missing value as None)."""
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return tuple(value)
+    return None if pd.isna(value) else value
 
 
 def test_a_decisions_file_naming_no_gate_of_a_child_refuses_the_parent_before_it_runs(

@@ -605,12 +605,13 @@ def event_from_row(path: object, row: Sequence[Any]) -> StepEvent:
 
 
 def with_run_columns(conn: sqlite3.Connection, event: StepEvent) -> StepEvent:
-    """``event``, a row that a person's verdict writes for a run from outside it (a ticket decided,
-    an irreversible step reconciled), with the columns that the run's own rows carry filled where
-    it left them None, from the run's records: the parameters hash from its row, the parent run
-    from its link (a sub-workflow's child), the host from its last row (else from its lease, held
-    by the process that died), and the tools from its last row of the same step visit. Without
-    them the row fell out of a filter by parent run and counted apart in any grouping by those."""
+    """``event``, a row written for a run outside its steps' attempts (a ticket decided, by a
+    person or a policy; an irreversible step reconciled), with the columns that the run's own rows
+    carry filled where it left them None, from the run's records: the parameters hash from its
+    row, the parent run from its link (a sub-workflow's child), the host from its last row (else
+    from its lease, held by the process that died), and the tools from its last row of the same
+    step visit. Without them the row fell out of a filter by parent run and counted apart in any
+    grouping by those columns."""
     filled: dict[str, Any] = {}
     run = conn.execute("SELECT parameters_hash, lease_host FROM runs WHERE run_id=?", (event.run_id,)).fetchone()
     if event.parameters_hash is None and run is not None:

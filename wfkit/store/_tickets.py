@@ -19,7 +19,7 @@ from wfkit.model._errors import TicketError
 from wfkit.model._events import StepEvent
 from wfkit.model._processors import redact_deep, redact_optional, redact_text
 from wfkit.model._status import RunStatus
-from wfkit.store._journal import COLUMNS, JOURNAL_INSERT, event_row, load_json, row_checksum
+from wfkit.store._journal import COLUMNS, JOURNAL_INSERT, event_row, load_json, row_checksum, with_run_columns
 from wfkit.store._writer import WriteOp
 
 
@@ -191,16 +191,9 @@ class Tickets:
                 (status, by, comment, now, ticket_id),
             )
             decided = dataclasses.replace(ticket, status=status, decided_by=by, comment=comment, decided_at=now)
-            row = event(decided)
-            if row.parent_run_id is None:
-                # A sub-workflow's ticket: its decision row names the parent run, as the child's
-                # other rows do (whoever decides it, from whatever handle).
-                link = conn.execute(
-                    "SELECT parent_run_id FROM run_links WHERE run_id=? AND kind='child'", (decided.run_id,)
-                ).fetchone()
-                if link is not None:
-                    row = row._replace(parent_run_id=link[0])
-            conn.execute(JOURNAL_INSERT, event_row(row))
+            # Whoever decides it, from whatever handle, the row is its run's like the others: a
+            # sub-workflow's names the parent run, and it has its gate's tools.
+            conn.execute(JOURNAL_INSERT, event_row(with_run_columns(conn, event(decided))))
             return decided, True
 
         return decide
