@@ -14,7 +14,8 @@ Shapes: ``fanout`` (three parallel branches, then a join), ``cond`` (a route on 
 condition; the join follows only the taken branch), ``mapped`` (a map over a list a step makes at
 run time), ``sub`` (a sub-workflow with its irreversible step inside the child), ``sub_retried``
 (``sub`` whose sub-workflow step retries an error of unknown kind once, with a new child run),
-``loop`` (a state machine of three iterations, its irreversible step once per iteration).
+``loop`` (a state machine of three iterations, its irreversible step once per iteration),
+``first`` (its irreversible step first: a crash there leaves the run no row of a step).
 """
 
 from __future__ import annotations
@@ -250,12 +251,30 @@ def _loop() -> wf.Workflow:
     return flow
 
 
+def _first() -> wf.Workflow:
+    flow = wf.Workflow("shape-first", merge={"trail": wf.append})
+
+    @flow.step(irreversible=True)
+    def send(state: Any, ctx: wf.StepContext) -> dict[str, Any]:
+        sent("send", ctx.idempotency_key)
+        return {"trail": "send", "sent": [ctx.idempotency_key]}
+
+    @flow.step
+    async def done(state: Any) -> dict[str, Any]:
+        await aran("done")
+        return {"trail": "done"}
+
+    flow.chain("send", "done")
+    return flow
+
+
 fanout = _fanout()
 cond = _cond()
 mapped = _mapped()
 sub = _sub()
 sub_retried = _sub(wf.RetryPolicy(max_retries=1, max_unknown_retries=1, base_delay=0.0))
 loop = _loop()
+first = _first()
 
 INPUTS: dict[str, dict[str, Any]] = {
     "fanout": {},
@@ -264,6 +283,7 @@ INPUTS: dict[str, dict[str, Any]] = {
     "sub": {},
     "sub_retried": {},
     "loop": {},
+    "first": {},
 }
 
 

@@ -62,6 +62,7 @@ SYNCHRONOUS = {
     "sub": "normal",
     "sub_retried": "full",
     "loop": "full",
+    "first": "full",
 }
 
 
@@ -409,3 +410,27 @@ def test_the_reconciliation_row_of_a_child_run_carries_the_runs_columns(tmp_path
     row_values = {column: {_cell(reconciled[column].iloc[0])} for column in (*RUN_COLUMNS, "tools")}
     assert run_values == row_values
     assert {RUN_ID} == row_values["parent_run_id"]
+
+
+def test_a_run_reconciled_before_any_row_has_its_host_on_the_reconciliation_row(tmp_path: Path) -> None:
+    """SIGKILL inside a run's first step, irreversible, then `wfkit reconcile --done` before any
+    resume: the run has no row yet, and the reconciliation row takes its host from the run's
+    lease (the process that died), like the run's later rows (it had no host)."""
+    logs, workspace = tmp_path, tmp_path / "ws"
+    start = [sys.executable, str(HERE / "shapeflows.py"), "first", str(workspace)]
+    _killed_in(start, "first", "send", set(), logs, workspace)
+    assert [] == wf.Workspace(workspace).events(RUN_ID)
+    settle = ["reconcile", RUN_ID, "send", "--done", "--by", "ops", "--workspace", str(workspace)]
+    updates = json.dumps({"trail": "send", "sent": [f"{RUN_ID}:send:1"]})
+    assert 0 == _wfkit(*settle, "--updates", updates, env=_env("first", logs)).returncode
+    resume = ["resume", RUN_ID, "--workflow", "shapeflows:first", "--workspace", str(workspace)]
+    resumed = _wfkit(*resume, env=_env("first", logs))
+    assert 0 == resumed.returncode, resumed.stdout + resumed.stderr
+
+    rows = pd.read_parquet(workspace / "steps")
+    reconciled = rows[rows["extra"].str.contains('"reconciled"', na=False)]
+    assert ["send"] == list(reconciled["step"])
+    others = rows.drop(index=reconciled.index)
+    run_values = {column: {_cell(v) for v in others[column]} for column in RUN_COLUMNS}
+    assert None not in run_values["host"]
+    assert run_values == {column: {_cell(reconciled[column].iloc[0])} for column in RUN_COLUMNS}
