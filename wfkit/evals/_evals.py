@@ -30,7 +30,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from wfkit.evals._scorers import Case, ScorerFn, apply, name_of
-from wfkit.evals._stats import mean_interval, net_win_interval, sign_test, wilson_interval
+from wfkit.evals._stats import (
+    TIE_TOLERANCE,
+    mean_diff_interval,
+    mean_interval,
+    net_win_interval,
+    sign_test,
+    wilson_interval,
+)
 from wfkit.logs._dataset import is_url
 from wfkit.model._processors import redact_optional
 from wfkit.model._status import RunStatus
@@ -613,9 +620,6 @@ def _progress(total: int, name: str) -> Any:
     return tqdm(total=total, desc=f"eval {name}", unit="case", leave=False)
 
 
-_TIE_TOLERANCE = 1e-9  # scores in [0, 1] closer than this tie in EvalResult.compare: float noise
-
-
 class EvalResult:
     """Scores of one evaluation: ``cases`` (one row per variant x case x scorer) and ``summary``.
 
@@ -662,15 +666,23 @@ class EvalResult:
 
     def compare(self, baseline: str, candidate: str, *, alpha: float = 0.05) -> pd.DataFrame:
         """Per scorer: cases where ``candidate`` beats, loses to or ties ``baseline``, the mean
-        difference, the net win rate with its interval, and whether it is larger than noise. Two
-        scores within 1e-9 of each other tie: 0.1 + 0.2 against 0.3 is no win.
+        difference, the net win rate with its interval, whether it is larger than noise, and the
+        mean difference's interval. Two scores within 1e-9 of each other tie: 0.1 + 0.2 against
+        0.3 is no win.
 
         ``p_value`` is an exact two-sided sign test of wins against losses, ties left out (for
         0/1 scores this is McNemar's exact test); ``significant`` is ``p_value < alpha``. Four wins
         and no loss give p = 0.125 at any dataset size: six are the fewest that beat noise.
         ``net_win_rate`` is ``(wins - losses) / cases`` (for 0/1 scores, the mean difference);
         ``net_win_low`` and ``net_win_high`` its interval at level ``1 - alpha`` for paired cases, which
-        excludes 0 exactly when ``significant`` (:func:`net_win_interval`). ``unscored`` counts the
+        excludes 0 exactly when ``significant`` (:func:`net_win_interval`). ``mean_diff_low`` and
+        ``mean_diff_high`` are the interval of ``mean_diff`` at the same level, for graded scores (a
+        judge's 0.1 steps) whose gain the net win rate does not measure: a paired Student's t on
+        the per-case differences; for 0/1 scores, whose mean difference is the net win rate, that
+        rate's interval; for differences all the same (every case tied, say), where t would give a
+        zero-width interval, the net win rate's interval of pass/fail scores with that mean
+        difference (:func:`mean_diff_interval`). Only ``significant`` tests: the t interval may
+        exclude 0 where the sign test does not, or the other way round. ``unscored`` counts the
         cases left out of all of these: a scorer error on either side, or a case one variant lacks."""
         import numpy as np
         import pandas as pd
@@ -686,12 +698,13 @@ class EvalResult:
         for scorer, group in table.groupby(level="scorer"):
             both = (group[candidate] - group[baseline]).to_numpy()
             diff = both[~np.isnan(both)]
-            # Scores within _TIE_TOLERANCE tie (math.isclose(a, b, rel_tol=0, abs_tol=_TIE_TOLERANCE)):
+            # Scores within TIE_TOLERANCE tie (math.isclose(a, b, rel_tol=0, abs_tol=TIE_TOLERANCE)):
             # a judge's 0.1 + 0.2 against 0.3 is float noise, not a win.
-            wins, losses = int((diff > _TIE_TOLERANCE).sum()), int((diff < -_TIE_TOLERANCE).sum())
+            wins, losses = int((diff > TIE_TOLERANCE).sum()), int((diff < -TIE_TOLERANCE).sum())
             ties = diff.size - wins - losses
             p_value = sign_test(wins, losses)
             low, high = net_win_interval(wins, losses, ties, level=1 - alpha)
+            diff_low, diff_high = mean_diff_interval(diff, level=1 - alpha)
             out.append(
                 {
                     "scorer": scorer,
@@ -705,6 +718,8 @@ class EvalResult:
                     "net_win_high": high,
                     "p_value": p_value,
                     "significant": bool(p_value < alpha),
+                    "mean_diff_low": diff_low,
+                    "mean_diff_high": diff_high,
                 }
             )
         return pd.DataFrame(out).set_index("scorer")

@@ -1,14 +1,18 @@
 """The statistics an eval reports: intervals of a variant's mean score and pass rate, and the
-paired comparison of two variants over the same cases (an exact sign test and the net win rate's
-interval). Pure functions of counts and scores, checked for coverage in the tests: a figure an
-eval prints must hold what its level says, with two cases as with two thousand.
+paired comparison of two variants over the same cases (an exact sign test, the net win rate's
+interval and the mean difference's). Pure functions of counts and scores, checked for coverage in
+the tests: a figure an eval prints must hold what its level says, with two cases as with two
+thousand.
 """
 
 from __future__ import annotations
 
+import functools
 import operator
 from collections.abc import Sequence
 from typing import SupportsIndex
+
+TIE_TOLERANCE = 1e-9  # paired scores in [0, 1] closer than this tie: float noise (0.1 + 0.2 against 0.3)
 
 
 def mean_interval(values: Sequence[float], *, level: float = 0.95) -> tuple[float, float]:
@@ -34,6 +38,7 @@ def mean_interval(values: Sequence[float], *, level: float = 0.95) -> tuple[floa
     return (max(0.0, mean - half), min(1.0, mean + half))
 
 
+@functools.lru_cache(maxsize=1024)  # compare() of many scorers asks the same (level, df) again and again
 def _t_quantile(level: float, df: int) -> float:
     """The t such that P(|T| <= t) = ``level`` for Student's T with ``df`` degrees of freedom
     (12.71 for 0.95 at df 1, 2.09 at df 19), from the exact finite series of its distribution for
@@ -134,6 +139,35 @@ def net_win_interval(
     if sign_test(wins, losses) >= 1 - level:
         low, high = min(low, 0.0), max(high, 0.0)
     return (low, high)
+
+
+def mean_diff_interval(differences: Sequence[float], *, level: float = 0.95) -> tuple[float, float]:
+    """Interval of the mean of paired differences of scores in [0, 1] (candidate minus baseline,
+    one per case both scored): Student's t on the differences, within [-1, 1]. Differences all
+    -1, 0 or 1 (pass/fail scores) make the mean difference the net win rate, so they get its
+    interval, :func:`net_win_interval`, and the two never disagree. Differences all the same
+    (within :data:`TIE_TOLERANCE`) show no spread to measure (t would answer a zero-width
+    interval: 12 ties, or 12 cases each 0.1 better, as certain), so they get the net win rate's
+    interval too, as if the scores were pass/fail with that mean difference: the mean difference
+    times the cases (rounded) won or lost, the rest tied (12 ties: about +-0.24). No value: (nan, nan)."""
+    import math
+
+    import numpy as np
+
+    data = np.asarray(differences, dtype=float)
+    if data.size == 0:
+        return (float("nan"), float("nan"))
+    mean = float(data.mean())
+    if np.isin(data, [-1.0, 0.0, 1.0]).all():
+        wins, losses = int((data > 0).sum()), int((data < 0).sum())
+        return net_win_interval(wins, losses, data.size - wins - losses, level=level)
+    if float(data.max()) - float(data.min()) <= TIE_TOLERANCE:
+        moved = round(abs(mean) * data.size) if abs(mean) > TIE_TOLERANCE else 0
+        wins, losses = (moved, 0) if mean > 0 else (0, moved)
+        low, high = net_win_interval(wins, losses, data.size - moved, level=level)
+        return (min(low, mean), max(high, mean))  # rounding the cases must not leave the mean outside
+    half = _t_quantile(level, data.size - 1) * float(data.std(ddof=1)) / math.sqrt(data.size)
+    return (max(-1.0, mean - half), min(1.0, mean + half))
 
 
 def wilson_interval(passed: int, total: int, *, level: float = 0.95) -> tuple[float, float]:
