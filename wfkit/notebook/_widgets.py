@@ -9,6 +9,7 @@ kernel's event loop with ``loop.call_soon_threadsafe``: the run continues as a t
 from __future__ import annotations
 
 import asyncio
+import functools
 import getpass
 import html
 import json
@@ -64,13 +65,30 @@ def _loop() -> asyncio.AbstractEventLoop | None:
 
 
 class ApprovalPanel(w.VBox):  # type: ignore[misc]
-    """One ticket: reason, payload, reviewer, comment, Approve / Reject. A click decides once."""
+    """One ticket: reason, payload, reviewer, comment, Approve / Reject. A click decides once.
 
-    def __init__(self, ticket: Ticket, decide: Decide) -> None:
+    ``stored``: reads the ticket as the workspace holds it now. While the panel is open it asks
+    every ``RECHECK_S`` seconds (on the kernel's loop), so a decision made where no event reaches
+    this kernel (another notebook, a shell's ``wfkit approve``) closes the panel as it is made.
+    ``closed``: told once the panel shows a decision, however it learnt of it.
+    """
+
+    RECHECK_S = 2.0
+
+    def __init__(
+        self,
+        ticket: Ticket,
+        decide: Decide,
+        stored: Callable[[], Ticket] | None = None,
+        closed: Callable[[], None] | None = None,
+    ) -> None:
         self.ticket = ticket
         self._decide = decide
+        self._stored = stored
+        self._on_closed = closed
         self._loop = _loop()
         self._busy = False
+        self._closed = False
         payload = html.escape(json.dumps(ticket.payload, indent=2, default=str))
         header = w.HTML(
             f"<b>Approval needed</b> at <code>{html.escape(ticket.step)}</code> "
@@ -89,6 +107,23 @@ class ApprovalPanel(w.VBox):  # type: ignore[misc]
         )
         if not ticket.is_open:
             self._show(ticket)
+        self._recheck_later()
+
+    def _recheck_later(self) -> None:
+        if self._stored is not None and not self._closed and self._loop is not None and self._loop.is_running():
+            self._loop.call_later(self.RECHECK_S, self._recheck)
+
+    def _recheck(self) -> None:
+        if self._closed or self._stored is None:
+            return
+        try:
+            stored = self._stored()
+        except Exception:  # the workspace went away: the panel stays as it is, its clicks say why
+            return
+        if stored.is_open:
+            self._recheck_later()
+        else:
+            self._show(stored)
 
     def _clicked(self, decision: str) -> None:
         if self._busy:
@@ -128,11 +163,13 @@ class ApprovalPanel(w.VBox):  # type: ignore[misc]
 
     def show_decision(self, status: str, by: str | None, comment: str | None) -> None:
         """The ticket is decided (here or elsewhere): say how, and take the buttons away."""
-        self._busy = True
+        self._busy = self._closed = True
         self.approve_button.disabled = self.reject_button.disabled = True
         self.reviewer.disabled = self.comment.disabled = True
         said = f": {html.escape(comment)}" if comment else ""
         self.result.value = f"<b>{html.escape(status)}</b> by {html.escape(str(by))}{said}"
+        if self._on_closed is not None:
+            self._on_closed()
 
 
 class RunView(w.VBox):  # type: ignore[misc]
@@ -216,7 +253,9 @@ class RunView(w.VBox):  # type: ignore[misc]
             self.graph.value = to_svg(graph, statuses(run.events), expand=self.expand, sub_statuses=self._sub_statuses)
         for ticket in run.tickets():
             if ticket.ticket_id not in self._panels:
-                panel = ApprovalPanel(ticket, self._decider(ticket))
+                panel = ApprovalPanel(
+                    ticket, self._decider(ticket), functools.partial(_stored_ticket, self.run, ticket.ticket_id)
+                )
                 self._panels[ticket.ticket_id] = panel
                 self.approvals.children = (*self.approvals.children, panel)
         for ticket_id, decision in list(self._decided.items()):
@@ -315,10 +354,18 @@ class PendingView(w.VBox):  # type: ignore[misc]
         self.workspace = workspace
         self._resume = resume
         self._loop = _loop()
-        self._panels = {t.ticket_id: ApprovalPanel(t, self._decider(t)) for t in tickets}
         self._open = {t.ticket_id for t in tickets if t.is_open}
         self.header = w.HTML()
         self._count()
+        self._panels = {
+            t.ticket_id: ApprovalPanel(
+                t,
+                self._decider(t),
+                functools.partial(workspace.ticket, t.ticket_id),
+                functools.partial(self._closed, t.ticket_id),
+            )
+            for t in tickets
+        }
         super().__init__([self.header, *self._panels.values()])
         followed: set[int] = set()
         for ticket in tickets:
@@ -338,13 +385,12 @@ class PendingView(w.VBox):  # type: ignore[misc]
         if decided is None or panel is None:
             return
         if self._loop is not None and self._loop.is_running():
-            self._loop.call_soon_threadsafe(self._closed, panel, decided[1])
+            self._loop.call_soon_threadsafe(panel.show_decision, *decided[1])
         else:
-            self._closed(panel, decided[1])
+            panel.show_decision(*decided[1])
 
-    def _closed(self, panel: ApprovalPanel, decision: Decision) -> None:
-        panel.show_decision(*decision)
-        self._open.discard(panel.ticket.ticket_id)
+    def _closed(self, ticket_id: str) -> None:
+        self._open.discard(ticket_id)
         self._count()
 
     def _decider(self, ticket: Ticket) -> Decide:
@@ -357,8 +403,6 @@ class PendingView(w.VBox):  # type: ignore[misc]
                 resume=False,  # resumed just below, by the callable this view was handed
             )
             self._resume(decided)  # unchanged too: decided elsewhere, the run may still wait for it
-            self._open.discard(ticket.ticket_id)
-            self._count()
-            return decided
+            return decided  # the panel shows it, and tells this view it is closed
 
         return decide
