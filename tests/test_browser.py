@@ -54,6 +54,12 @@ def _scenario(page: Page, expect: Any, lab: Lab, workspace: Path) -> None:
     expect(grace).to_be_visible()
     expect(grace).to_contain_text('"customer": "grace"')
     expect(ada).to_have_count(0)  # $40 is under the gate's threshold: no ticket, no panel
+    # What the reviewer's click leads to, in the run's panel and in wf.pending()'s.
+    listed = panel(notebook.locator(".jp-CodeCell", has_text="wf.pending(workspace)"))
+    for shown in (grace, listed):
+        expect(shown).to_contain_text("workflow refunds")
+        expect(shown).to_contain_text("If approved: refund runs (irreversible: it cannot be undone)")
+        expect(shown).to_contain_text("If rejected: the run goes on at explain")
 
     grace.locator(".widget-text input").fill("bob")
     grace.locator("textarea").fill("too large for self-service")

@@ -14,6 +14,7 @@ from wfkit.model._processors import redact_text
 if TYPE_CHECKING:
     from wfkit.engine._run import Run
     from wfkit.model._approvals import Ticket
+    from wfkit.model._graph import Graph
 
 
 def step_rows(events: Sequence[StepEvent]) -> list[dict[str, Any]]:
@@ -117,3 +118,12 @@ def ticket_text(t: Ticket) -> str:
         f"{t.status}{' by ' + str(t.decided_by) if t.decided_by else ''}\n  reason: {t.reason}\n"
         f"  payload: {json.dumps(t.payload, default=str)[:300]}"
     )
+
+
+def gate_outcomes(graph: Graph, step: str) -> str:
+    """What a reviewer's decision on ``step``'s gate leads to, from the workflow's graph (HTML)."""
+    spec = graph.steps[step]
+    irreversible = " (irreversible: it cannot be undone)" if spec.irreversible else ""
+    on_reject = spec.approval.on_reject if spec.approval is not None else None
+    rejected = f"the run goes on at <code>{html.escape(on_reject)}</code>" if on_reject else "the run fails"
+    return f"If approved: <code>{html.escape(step)}</code> runs{irreversible}. If rejected: {rejected}."

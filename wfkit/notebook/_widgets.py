@@ -14,6 +14,7 @@ import getpass
 import html
 import json
 import os
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -23,10 +24,11 @@ from wfkit.model._approvals import Ticket
 from wfkit.model._errors import TicketError
 from wfkit.model._events import StepEvent, TokenChunk
 from wfkit.model._processors import redact_text
-from wfkit.notebook._display import run_html, statuses
+from wfkit.notebook._display import gate_outcomes, run_html, statuses
 
 if TYPE_CHECKING:
     from wfkit.engine._run import Run
+    from wfkit.model._graph import Graph
     from wfkit.store._workspace import Workspace
 
 __all__ = ["ApprovalPanel", "PendingView", "RunView"]
@@ -70,7 +72,8 @@ class ApprovalPanel(w.VBox):  # type: ignore[misc]
     ``stored``: reads the ticket as the workspace holds it now. While the panel is open it asks
     every ``RECHECK_S`` seconds (on the kernel's loop), so a decision made where no event reaches
     this kernel (another notebook, a shell's ``wfkit approve``) closes the panel as it is made.
-    ``closed``: told once the panel shows a decision, however it learnt of it.
+    ``closed``: told once the panel shows a decision, however it learnt of it. ``graph``: the
+    ticket's workflow, if this kernel defines it: the panel says what each decision leads to.
     """
 
     RECHECK_S = 2.0
@@ -81,6 +84,7 @@ class ApprovalPanel(w.VBox):  # type: ignore[misc]
         decide: Decide,
         stored: Callable[[], Ticket] | None = None,
         closed: Callable[[], None] | None = None,
+        graph: Graph | None = None,
     ) -> None:
         self.ticket = ticket
         self._decide = decide
@@ -90,10 +94,15 @@ class ApprovalPanel(w.VBox):  # type: ignore[misc]
         self._busy = False
         self._closed = False
         payload = html.escape(json.dumps(ticket.payload, indent=2, default=str))
+        asked = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(ticket.created_at))
+        outcomes = ""
+        if graph is not None and graph.name == ticket.workflow and ticket.step in graph.steps:
+            outcomes = f"<div class='wfk-gate-outcomes'>{gate_outcomes(graph, ticket.step)}</div>"
         header = w.HTML(
-            f"<b>Approval needed</b> at <code>{html.escape(ticket.step)}</code> "
+            f"<b>Approval needed</b> at <code>{html.escape(ticket.step)}</code> (visit {ticket.visit}) of "
+            f"workflow <code>{html.escape(ticket.workflow)}</code>, asked {asked} "
             f"(run {html.escape(ticket.run_id)}, ticket {html.escape(ticket.ticket_id)})<br>"
-            f"<i>{html.escape(ticket.reason)}</i><pre style='max-height:12em;overflow:auto'>{payload}</pre>"
+            f"<i>{html.escape(ticket.reason)}</i><pre style='max-height:12em;overflow:auto'>{payload}</pre>{outcomes}"
         )
         self.reviewer = w.Text(value=_reviewer(), description="Reviewer", placeholder="your name")
         self.comment = w.Textarea(description="Comment", placeholder="why (optional)")
@@ -254,7 +263,10 @@ class RunView(w.VBox):  # type: ignore[misc]
         for ticket in run.tickets():
             if ticket.ticket_id not in self._panels:
                 panel = ApprovalPanel(
-                    ticket, self._decider(ticket), functools.partial(_stored_ticket, self.run, ticket.ticket_id)
+                    ticket,
+                    self._decider(ticket),
+                    functools.partial(_stored_ticket, self.run, ticket.ticket_id),
+                    graph=graph,
                 )
                 self._panels[ticket.ticket_id] = panel
                 self.approvals.children = (*self.approvals.children, panel)
@@ -348,9 +360,12 @@ class PendingView(w.VBox):  # type: ignore[misc]
         tickets: list[Ticket],
         resume: Callable[[Ticket], None],
         runs: Callable[[str], Run | None] | None = None,
+        graphs: Callable[[str], Graph | None] | None = None,
     ) -> None:
         """``runs``: the handle this process holds of a ticket's run, if any: the view follows its
-        events, so a ticket decided elsewhere (the run's own view, ``run.approve``) closes here too."""
+        events, so a ticket decided elsewhere (the run's own view, ``run.approve``) closes here too.
+        ``graphs``: a workflow's graph by name, if this process defines it (for what a decision
+        leads to)."""
         self.workspace = workspace
         self._resume = resume
         self._loop = _loop()
@@ -363,6 +378,7 @@ class PendingView(w.VBox):  # type: ignore[misc]
                 self._decider(t),
                 functools.partial(workspace.ticket, t.ticket_id),
                 functools.partial(self._closed, t.ticket_id),
+                None if graphs is None else graphs(t.workflow),
             )
             for t in tickets
         }
