@@ -113,10 +113,20 @@ def run_html(run: Run, *, graph_html: str | None = None) -> str:
 
 
 def ticket_text(t: Ticket) -> str:
-    return (
+    """A ticket for a terminal or a headless notebook's output; an open one says how to decide it
+    (where no panel can be clicked, the run waits for one of these)."""
+    text = (
         f"ticket {t.ticket_id}: run {t.run_id} of {t.workflow!r}, step {t.step!r} (visit {t.visit}) - "
         f"{t.status}{' by ' + str(t.decided_by) if t.decided_by else ''}\n  reason: {t.reason}\n"
         f"  payload: {json.dumps(t.payload, default=str)[:300]}"
+    )
+    if not t.is_open:
+        return text
+    return (
+        f"{text}\n  decide: wf.pending().approve({t.ticket_id!r}, by=NAME) (or .reject) in a kernel that "
+        f"defines {t.workflow!r}, which resumes the run, or `wfkit approve {t.ticket_id} --by NAME` in a "
+        f"shell; a headless run decides by the policy it is given: policy='approve' or 'reject', or a "
+        f"decisions file recorded with Workspace.export_decisions"
     )
 
 
