@@ -54,6 +54,12 @@ def _scenario(page: Page, expect: Any, lab: Lab, workspace: Path) -> None:
     expect(grace).to_be_visible()
     expect(grace).to_contain_text('"customer": "grace"')
     expect(ada).to_have_count(0)  # $40 is under the gate's threshold: no ticket, no panel
+    # What the reviewer's click leads to, in the run's panel and in wf.pending()'s.
+    listed = panel(notebook.locator(".jp-CodeCell", has_text="wf.pending(workspace)"))
+    for shown in (grace, listed):
+        expect(shown).to_contain_text("workflow refunds")
+        expect(shown).to_contain_text("If approved: refund runs (irreversible: it cannot be undone)")
+        expect(shown).to_contain_text("If rejected: the run goes on at explain")
 
     grace.locator(".widget-text input").fill("bob")
     grace.locator("textarea").fill("too large for self-service")
@@ -175,3 +181,42 @@ def test_the_live_run_view_streams_tokens_and_inspects_a_step(tmp_path: Path, wo
         assert '"story"' not in before
         assert '"story": "Once upon a time a retry saved the day."' in wrote
         page.screenshot(path=str(tmp_path / "live-run-view.png"))
+
+
+@pytest.mark.skipif(
+    not CHROMIUM.exists(), reason=f"{CHROMIUM} is missing (apt-get install chromium); this browser test drives it"
+)
+def test_a_panel_shows_a_decision_made_from_another_kernel(tmp_path: Path, workspace: Path, lab: Lab) -> None:
+    """grace's ticket is rejected from a second notebook (another kernel, the same workspace) while
+    the first notebook shows its panel: that panel says who decided and why, and takes its buttons
+    away, without anyone clicking it (a reviewer must not take an open-looking gate for undecided)."""
+    import nbformat
+    from playwright.sync_api import expect
+
+    shutil.copy(NOTEBOOK, tmp_path / NOTEBOOK.name)
+    second = nbformat.v4.new_notebook()
+    second.cells = [
+        nbformat.v4.new_code_cell(
+            "import wfkit as wf\n"
+            "ticket = wf.pending().reject(by='carol', comment='decided in kernel two')\n"
+            "print('second kernel:', ticket.status, 'by', ticket.decided_by)"
+        )
+    ]
+    second.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(second, tmp_path / "second.ipynb")
+
+    with lab_page(lab, {"width": 1400, "height": 1000}, tmp_path / "failure.png") as page:
+        notebook = run_notebook(page, lab, NOTEBOOK.name, expect)
+        grace_cell = notebook.locator(".jp-CodeCell", has_text="large = flow.start")
+        grace = grace_cell.locator(".jp-OutputArea .widget-html", has_text="Approval needed").locator("xpath=..")
+        expect(grace).to_have_count(1, timeout=30_000)
+        expect(grace.get_by_role("button", name="Approve")).to_be_enabled()
+
+        other = page.context.browser.new_page(viewport={"width": 1400, "height": 1000})  # type: ignore[union-attr]
+        decided = run_notebook(other, lab, "second.ipynb", expect).locator(".jp-OutputArea")
+        expect(decided).to_contain_text("second kernel: rejected by carol", timeout=30_000)
+        other.close()
+
+        expect(grace).to_contain_text("rejected by carol: decided in kernel two")
+        expect(grace.get_by_role("button", name="Approve")).to_be_disabled()
+        expect(grace.get_by_role("button", name="Reject")).to_be_disabled()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import wfkit as wf
 
 
@@ -25,3 +27,23 @@ def test_tickets_are_listed_after_a_fresh_open() -> None:
     bundle = pending._repr_mimebundle_()
     assert "Check this" in bundle["text/html"]
     assert "Check this" in bundle["text/plain"]
+
+
+def test_a_headless_notebook_halted_at_a_gate_says_how_to_decide_it(tmp_path: Path, workspace: Path) -> None:
+    """Notebook 04 under papermill with no policy halts grace's refund at its gate (nobody said
+    yes): the open ticket it lists says how to decide it, and which policy a headless run takes."""
+    import nbformat
+    import papermill
+
+    notebook = Path(__file__).resolve().parent.parent / "notebooks" / "04_approval_gates.ipynb"
+    out = tmp_path / "out.ipynb"
+    papermill.execute_notebook(
+        str(notebook), str(out), parameters={"workspace": str(workspace)}, kernel_name="python3", cwd=str(tmp_path)
+    )
+    [ticket] = wf.pending(workspace)
+    last = nbformat.read(out, as_version=4).cells[-1]
+    shown = "".join(o.get("data", {}).get("text/plain", "") for o in last.outputs)
+    assert f"ticket {ticket.ticket_id}: run {ticket.run_id} of 'refunds', step 'refund'" in shown
+    assert f"`wfkit approve {ticket.ticket_id} --by NAME`" in shown
+    assert f"wf.pending().approve({ticket.ticket_id!r}, by=NAME)" in shown
+    assert "policy='approve' or 'reject', or a decisions file" in shown

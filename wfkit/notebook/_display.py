@@ -14,6 +14,7 @@ from wfkit.model._processors import redact_text
 if TYPE_CHECKING:
     from wfkit.engine._run import Run
     from wfkit.model._approvals import Ticket
+    from wfkit.model._graph import Graph
 
 
 def step_rows(events: Sequence[StepEvent]) -> list[dict[str, Any]]:
@@ -112,8 +113,27 @@ def run_html(run: Run, *, graph_html: str | None = None) -> str:
 
 
 def ticket_text(t: Ticket) -> str:
-    return (
+    """A ticket for a terminal or a headless notebook's output; an open one says how to decide it
+    (where no panel can be clicked, the run waits for one of these)."""
+    text = (
         f"ticket {t.ticket_id}: run {t.run_id} of {t.workflow!r}, step {t.step!r} (visit {t.visit}) - "
         f"{t.status}{' by ' + str(t.decided_by) if t.decided_by else ''}\n  reason: {t.reason}\n"
         f"  payload: {json.dumps(t.payload, default=str)[:300]}"
     )
+    if not t.is_open:
+        return text
+    return (
+        f"{text}\n  decide: wf.pending().approve({t.ticket_id!r}, by=NAME) (or .reject) in a kernel that "
+        f"defines {t.workflow!r}, which resumes the run, or `wfkit approve {t.ticket_id} --by NAME` in a "
+        f"shell; a headless run decides by the policy it is given: policy='approve' or 'reject', or a "
+        f"decisions file recorded with Workspace.export_decisions"
+    )
+
+
+def gate_outcomes(graph: Graph, step: str) -> str:
+    """What a reviewer's decision on ``step``'s gate leads to, from the workflow's graph (HTML)."""
+    spec = graph.steps[step]
+    irreversible = " (irreversible: it cannot be undone)" if spec.irreversible else ""
+    on_reject = spec.approval.on_reject if spec.approval is not None else None
+    rejected = f"the run goes on at <code>{html.escape(on_reject)}</code>" if on_reject else "the run fails"
+    return f"If approved: <code>{html.escape(step)}</code> runs{irreversible}. If rejected: {rejected}."

@@ -13,9 +13,10 @@ from collections.abc import Iterator
 from typing import Any
 
 from wfkit.engine._run import held_handle
-from wfkit.engine._workflow import resume_decided
+from wfkit.engine._workflow import find_workflow, resume_decided
 from wfkit.model._approvals import Ticket
-from wfkit.model._errors import TicketError
+from wfkit.model._errors import TicketError, WorkflowDefinitionError
+from wfkit.model._graph import Graph
 from wfkit.notebook._display import ticket_text
 from wfkit.store._workspace import Workspace
 
@@ -90,10 +91,23 @@ class Pending:
             self.tickets,
             lambda t: resume_after_decision(self.workspace, t),
             lambda run_id: held_handle(self.workspace.store.top_run(run_id)),
+            _graph_defined_here,
         )
         bundle: dict[str, Any] = dict(view._repr_mimebundle_() or {})
         bundle["text/plain"] = repr(self)
         return bundle
+
+
+def _graph_defined_here(workflow: str) -> Graph | None:
+    """The graph of ``workflow`` if this process defines it (a panel then says what a decision
+    leads to); None if not, or if it does not validate (the panel then says nothing of it)."""
+    flow = find_workflow(workflow)
+    if flow is None:
+        return None
+    try:
+        return flow.validate()
+    except WorkflowDefinitionError:
+        return None
 
 
 def resume_after_decision(workspace: Workspace, ticket: Ticket) -> None:

@@ -9,10 +9,12 @@ kernel's event loop with ``loop.call_soon_threadsafe``: the run continues as a t
 from __future__ import annotations
 
 import asyncio
+import functools
 import getpass
 import html
 import json
 import os
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -22,10 +24,11 @@ from wfkit.model._approvals import Ticket
 from wfkit.model._errors import TicketError
 from wfkit.model._events import StepEvent, TokenChunk
 from wfkit.model._processors import redact_text
-from wfkit.notebook._display import run_html, statuses
+from wfkit.notebook._display import gate_outcomes, run_html, statuses
 
 if TYPE_CHECKING:
     from wfkit.engine._run import Run
+    from wfkit.model._graph import Graph
     from wfkit.store._workspace import Workspace
 
 __all__ = ["ApprovalPanel", "PendingView", "RunView"]
@@ -64,18 +67,42 @@ def _loop() -> asyncio.AbstractEventLoop | None:
 
 
 class ApprovalPanel(w.VBox):  # type: ignore[misc]
-    """One ticket: reason, payload, reviewer, comment, Approve / Reject. A click decides once."""
+    """One ticket: reason, payload, reviewer, comment, Approve / Reject. A click decides once.
 
-    def __init__(self, ticket: Ticket, decide: Decide) -> None:
+    ``stored``: reads the ticket as the workspace holds it now. While the panel is open it asks
+    every ``RECHECK_S`` seconds (on the kernel's loop), so a decision made where no event reaches
+    this kernel (another notebook, a shell's ``wfkit approve``) closes the panel as it is made.
+    ``closed``: told once the panel shows a decision, however it learnt of it. ``graph``: the
+    ticket's workflow, if this kernel defines it: the panel says what each decision leads to.
+    """
+
+    RECHECK_S = 2.0
+
+    def __init__(
+        self,
+        ticket: Ticket,
+        decide: Decide,
+        stored: Callable[[], Ticket] | None = None,
+        closed: Callable[[], None] | None = None,
+        graph: Graph | None = None,
+    ) -> None:
         self.ticket = ticket
         self._decide = decide
+        self._stored = stored
+        self._on_closed = closed
         self._loop = _loop()
         self._busy = False
+        self._closed = False
         payload = html.escape(json.dumps(ticket.payload, indent=2, default=str))
+        asked = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(ticket.created_at))
+        outcomes = ""
+        if graph is not None and graph.name == ticket.workflow and ticket.step in graph.steps:
+            outcomes = f"<div class='wfk-gate-outcomes'>{gate_outcomes(graph, ticket.step)}</div>"
         header = w.HTML(
-            f"<b>Approval needed</b> at <code>{html.escape(ticket.step)}</code> "
+            f"<b>Approval needed</b> at <code>{html.escape(ticket.step)}</code> (visit {ticket.visit}) of "
+            f"workflow <code>{html.escape(ticket.workflow)}</code>, asked {asked} "
             f"(run {html.escape(ticket.run_id)}, ticket {html.escape(ticket.ticket_id)})<br>"
-            f"<i>{html.escape(ticket.reason)}</i><pre style='max-height:12em;overflow:auto'>{payload}</pre>"
+            f"<i>{html.escape(ticket.reason)}</i><pre style='max-height:12em;overflow:auto'>{payload}</pre>{outcomes}"
         )
         self.reviewer = w.Text(value=_reviewer(), description="Reviewer", placeholder="your name")
         self.comment = w.Textarea(description="Comment", placeholder="why (optional)")
@@ -89,6 +116,23 @@ class ApprovalPanel(w.VBox):  # type: ignore[misc]
         )
         if not ticket.is_open:
             self._show(ticket)
+        self._recheck_later()
+
+    def _recheck_later(self) -> None:
+        if self._stored is not None and not self._closed and self._loop is not None and self._loop.is_running():
+            self._loop.call_later(self.RECHECK_S, self._recheck)
+
+    def _recheck(self) -> None:
+        if self._closed or self._stored is None:
+            return
+        try:
+            stored = self._stored()
+        except Exception:  # the workspace went away: the panel stays as it is, its clicks say why
+            return
+        if stored.is_open:
+            self._recheck_later()
+        else:
+            self._show(stored)
 
     def _clicked(self, decision: str) -> None:
         if self._busy:
@@ -128,11 +172,13 @@ class ApprovalPanel(w.VBox):  # type: ignore[misc]
 
     def show_decision(self, status: str, by: str | None, comment: str | None) -> None:
         """The ticket is decided (here or elsewhere): say how, and take the buttons away."""
-        self._busy = True
+        self._busy = self._closed = True
         self.approve_button.disabled = self.reject_button.disabled = True
         self.reviewer.disabled = self.comment.disabled = True
         said = f": {html.escape(comment)}" if comment else ""
         self.result.value = f"<b>{html.escape(status)}</b> by {html.escape(str(by))}{said}"
+        if self._on_closed is not None:
+            self._on_closed()
 
 
 class RunView(w.VBox):  # type: ignore[misc]
@@ -216,7 +262,12 @@ class RunView(w.VBox):  # type: ignore[misc]
             self.graph.value = to_svg(graph, statuses(run.events), expand=self.expand, sub_statuses=self._sub_statuses)
         for ticket in run.tickets():
             if ticket.ticket_id not in self._panels:
-                panel = ApprovalPanel(ticket, self._decider(ticket))
+                panel = ApprovalPanel(
+                    ticket,
+                    self._decider(ticket),
+                    functools.partial(_stored_ticket, self.run, ticket.ticket_id),
+                    graph=graph,
+                )
                 self._panels[ticket.ticket_id] = panel
                 self.approvals.children = (*self.approvals.children, panel)
         for ticket_id, decision in list(self._decided.items()):
@@ -309,16 +360,28 @@ class PendingView(w.VBox):  # type: ignore[misc]
         tickets: list[Ticket],
         resume: Callable[[Ticket], None],
         runs: Callable[[str], Run | None] | None = None,
+        graphs: Callable[[str], Graph | None] | None = None,
     ) -> None:
         """``runs``: the handle this process holds of a ticket's run, if any: the view follows its
-        events, so a ticket decided elsewhere (the run's own view, ``run.approve``) closes here too."""
+        events, so a ticket decided elsewhere (the run's own view, ``run.approve``) closes here too.
+        ``graphs``: a workflow's graph by name, if this process defines it (for what a decision
+        leads to)."""
         self.workspace = workspace
         self._resume = resume
         self._loop = _loop()
-        self._panels = {t.ticket_id: ApprovalPanel(t, self._decider(t)) for t in tickets}
         self._open = {t.ticket_id for t in tickets if t.is_open}
         self.header = w.HTML()
         self._count()
+        self._panels = {
+            t.ticket_id: ApprovalPanel(
+                t,
+                self._decider(t),
+                functools.partial(workspace.ticket, t.ticket_id),
+                functools.partial(self._closed, t.ticket_id),
+                None if graphs is None else graphs(t.workflow),
+            )
+            for t in tickets
+        }
         super().__init__([self.header, *self._panels.values()])
         followed: set[int] = set()
         for ticket in tickets:
@@ -338,13 +401,12 @@ class PendingView(w.VBox):  # type: ignore[misc]
         if decided is None or panel is None:
             return
         if self._loop is not None and self._loop.is_running():
-            self._loop.call_soon_threadsafe(self._closed, panel, decided[1])
+            self._loop.call_soon_threadsafe(panel.show_decision, *decided[1])
         else:
-            self._closed(panel, decided[1])
+            panel.show_decision(*decided[1])
 
-    def _closed(self, panel: ApprovalPanel, decision: Decision) -> None:
-        panel.show_decision(*decision)
-        self._open.discard(panel.ticket.ticket_id)
+    def _closed(self, ticket_id: str) -> None:
+        self._open.discard(ticket_id)
         self._count()
 
     def _decider(self, ticket: Ticket) -> Decide:
@@ -357,8 +419,6 @@ class PendingView(w.VBox):  # type: ignore[misc]
                 resume=False,  # resumed just below, by the callable this view was handed
             )
             self._resume(decided)  # unchanged too: decided elsewhere, the run may still wait for it
-            self._open.discard(ticket.ticket_id)
-            self._count()
-            return decided
+            return decided  # the panel shows it, and tells this view it is closed
 
         return decide
