@@ -315,7 +315,7 @@ class _Comparer:
                 continue
             shown = b or a
             code = str(shown.get("code", ""))
-            cell = f"cell {shown.get('cell')} ({code if len(code) <= 60 else code[:57] + '...'})"
+            cell = f"cell {shown.get('cell')} ({_cut(code, 60)})"
             parts = [(name, a.get(name), b.get(name)) for name in ("stdout", "stderr")]
             old_results, new_results = a.get("results") or [], b.get("results") or []
             for n in range(max(len(old_results), len(new_results))):

@@ -25,7 +25,7 @@ from typing import Any, TypeAlias
 
 from wfkit._extras import require
 from wfkit.replay._outputs import cell_outputs
-from wfkit.replay._signals import settings_of, summarise_workspace, workspace_ids
+from wfkit.replay._signals import settings_of, summarise_with_ids
 
 KERNEL_LOG = "kernel-stderr.log"
 KERNEL_START_ATTEMPTS = 2  # a kernel that dies before its first cell is started once more
@@ -119,10 +119,10 @@ def run_notebook(job: NotebookJob) -> Outcome:
         os.environ.clear()
         os.environ.update(env_before)
     seconds = time.perf_counter() - t0
-    summary = summarise_workspace(workspace, settings_of(job.notebook))
+    summary, ids = summarise_with_ids(workspace, settings_of(job.notebook))
     # The replay's folder first: it may lie under the notebook's.
     folders = {str(folder): "<replay folder>", str(job.cwd or job.notebook.parent): "<notebook folder>"}
-    summary["outputs"] = cell_outputs(job.notebook, output, ids=workspace_ids(workspace), folders=folders)
+    summary["outputs"] = cell_outputs(job.notebook, output, ids=ids, folders=folders)
     return {
         "error": error,
         "seconds": seconds,

@@ -231,14 +231,17 @@ def _step_key(step: str, visit: int, map_index: int | None) -> str:
     return f"{step}#{visit}" if map_index is None else f"{step}#{visit}[{map_index}]"
 
 
-def _run_summary(ws: Any, run_id: str, ids: Mapping[str, str]) -> tuple[dict[str, Any], dict[str, list[float]]]:
+def _run_summary(
+    ws: Any, run_id: str, ids: Mapping[str, str], tickets: dict[str, str]
+) -> tuple[dict[str, Any], dict[str, list[float]]]:
+    """One run's signals and its steps' latencies; its tickets' ids are added to ``tickets``."""
     info = ws.run_info(run_id)
     events = ws.events(run_id)
     ids = {**ids, run_id: "<run_id>"}
     for e in events:
         ticket = (e.extra or {}).get("ticket")
         if isinstance(ticket, str) and ticket:
-            ids[ticket] = "<ticket>"
+            ids[ticket] = tickets[ticket] = "<ticket>"
     steps: dict[str, dict[str, Any]] = {}
     latency: dict[str, list[float]] = {}
     for e in events:
@@ -275,35 +278,18 @@ def _run_summary(ws: Any, run_id: str, ids: Mapping[str, str]) -> tuple[dict[str
     return _mask_ids(run, ids), latency
 
 
-def _run_labels(rows: Sequence[Mapping[str, Any]]) -> dict[str, str]:
-    """Each run's id named by its place among the runs (oldest first), as no two replays share ids."""
-    return {row["run_id"]: f"<run {n}>" for n, row in enumerate(rows, 1)}
-
-
-def workspace_ids(workspace: Path) -> dict[str, str]:
-    """The ids a replay draws afresh, with their labels: runs (``<run N>``) and tickets (``<ticket>``)."""
-    if not (workspace / "wfkit.db").exists():
-        return {}
-    from wfkit.store._workspace import Workspace
-
-    ws = Workspace(workspace)
-    try:
-        ids = _run_labels(list(reversed(ws.runs())))
-        for event in ws.events():
-            ticket = (event.extra or {}).get("ticket")
-            if isinstance(ticket, str) and ticket:
-                ids[ticket] = "<ticket>"
-    finally:
-        ws.store.close()
-    return ids
-
-
 def summarise_workspace(workspace: Path, settings: Settings | None = None) -> dict[str, Any]:
     """Every deterministic signal of the runs in ``workspace``, oldest run first."""
+    return summarise_with_ids(workspace, settings)[0]
+
+
+def summarise_with_ids(workspace: Path, settings: Settings | None = None) -> tuple[dict[str, Any], dict[str, str]]:
+    """:func:`summarise_workspace`, and the ids the replay drew afresh with their labels (runs
+    ``<run N>``, tickets ``<ticket>``), read in the same pass: what the cells showed is masked by them."""
     settings = settings or Settings()
     summary: dict[str, Any] = {"version": SUMMARY_VERSION, "settings": settings.to_json(), "runs": [], "latency": {}}
     if not (workspace / "wfkit.db").exists():
-        return summary
+        return summary, {}
     from wfkit.store._workspace import Workspace
 
     ws = Workspace(workspace)
@@ -311,9 +297,10 @@ def summarise_workspace(workspace: Path, settings: Settings | None = None) -> di
     try:
         rows = list(reversed(ws.runs()))  # oldest first: the order the notebook started them
         # Another run's id (a fork's origin, a sub-workflow) is named by its place among the runs.
-        ids = _run_labels(rows)
+        ids = {row["run_id"]: f"<run {n}>" for n, row in enumerate(rows, 1)}
+        tickets: dict[str, str] = {}
         for row in rows:
-            run, latency = _run_summary(ws, row["run_id"], ids)
+            run, latency = _run_summary(ws, row["run_id"], ids, tickets)
             summary["runs"].append(run)
             for step, values in latency.items():
                 pooled.setdefault(run["workflow"], {}).setdefault(step, []).extend(values)
@@ -325,7 +312,7 @@ def summarise_workspace(workspace: Path, settings: Settings | None = None) -> di
         }
         for workflow, steps in sorted(pooled.items())
     }
-    return summary
+    return summary, {**ids, **tickets}
 
 
 def quantile(values: Sequence[float], q: float) -> float:
