@@ -1225,6 +1225,11 @@ class Store:
         keys = ("step", "visit", "key", "status", "created_at", "resolved_by")
         return [dict(zip(keys, r, strict=True)) for r in rows]
 
+    def _pending_count(self, run: Mapping[str, Any]) -> int:
+        """The pending intents of a stored run and its sub-workflows, for ``effective_status``: only
+        a run stored as waiting for a reconciliation asks (for any other, the count is not read)."""
+        return len(self.pending_intents(run["run_id"])) if run["status"] == RunStatus.NEEDS_RECONCILIATION else 0
+
     def pending_intents(self, run_id: str) -> list[dict[str, Any]]:
         """The irreversible steps waiting for a reconciliation in a run and in its sub-workflow
         runs, at any depth (a child's halts its parent): ``run_id``, ``step``, ``visit``, ``key``."""
@@ -1272,8 +1277,7 @@ class Store:
             raise KeyError(f"no run {run_id!r} in {self.path}; `wfkit runs` lists the runs there")
         run = dict(zip([d[0] for d in cur.description], row, strict=True))
         verify_run(self.path, run)
-        pending = len(self.pending_intents(run_id)) if run["status"] == RunStatus.NEEDS_RECONCILIATION else 0
-        run["status"] = effective_status(run, pending_intents=pending)
+        run["status"] = effective_status(run, pending_intents=self._pending_count(run))
         return run
 
     def run_rows(self, *, limit: int | None = None, status: str | None = None) -> list[dict[str, Any]]:
@@ -1317,8 +1321,7 @@ class Store:
         for r in self.read(sql, params):
             row = dict(zip(keys, r[: len(keys)], strict=True))
             facts = dict(zip(lease, r[len(keys) :], strict=True))
-            pending = len(self.pending_intents(row["run_id"])) if row["status"] == RunStatus.NEEDS_RECONCILIATION else 0
-            row["status"] = effective_status({**row, **facts}, pending_intents=pending)
+            row["status"] = effective_status({**row, **facts}, pending_intents=self._pending_count(row))
             if status is None or row["status"] == status:
                 out.append(row)
         return out if limit is None else out[:limit]
