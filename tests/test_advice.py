@@ -100,7 +100,7 @@ def test_advise_timeouts_is_the_quantile_times_the_margin(small: pd.DataFrame) -
         latencies = small.loc[small["step"] == step, "latency_s"]
         row = table.loc[("small", step)]
         assert pytest.approx(latencies.quantile(0.99)) == row["p99"]
-        expected = math.ceil(max(latencies.quantile(0.99) * 1.5, latencies.max()) * 1000) / 1000
+        expected = max(math.ceil(max(latencies.quantile(0.99) * 1.5, latencies.max()) * 1000) / 1000, 0.1)
         assert pytest.approx(expected) == row["timeout_s"]
         assert row["timeout_s"] >= latencies.max()
         assert 25 == row["samples"]
@@ -110,12 +110,12 @@ def test_advise_timeouts_is_the_quantile_times_the_margin(small: pd.DataFrame) -
     deadline = math.ceil(max(durations.quantile(0.99) * 1.5, durations.max()) * 1000) / 1000
     assert {"small": pytest.approx(deadline)} == table.attrs["run_deadline_s"]
     assert {"small": 25} == table.attrs["run_samples"]
-    assert (0.99, 1.5, 20) == (table.attrs["quantile"], table.attrs["margin"], table.attrs["min_samples"])
+    assert (0.99, 1.5, 20, 0.1) == tuple(table.attrs[k] for k in ("quantile", "margin", "min_samples", "min_timeout"))
 
 
 def test_advise_timeouts_at_another_quantile_and_margin(small: pd.DataFrame) -> None:
     """quantile=0.9, margin=2 gives a p90 column and timeouts of twice it (or the slowest success)."""
-    table = small.wf.advise_timeouts(quantile=0.9, margin=2.0)
+    table = small.wf.advise_timeouts(quantile=0.9, margin=2.0, min_timeout=0)
     assert "p90" in table.columns
     for step in STEPS:
         row = table.loc[("small", step)]
@@ -124,7 +124,7 @@ def test_advise_timeouts_at_another_quantile_and_margin(small: pd.DataFrame) -> 
 
 def test_advise_timeouts_is_never_below_the_slowest_success(small: pd.DataFrame) -> None:
     """At the median with no margin the quantile would cut half the calls: the slowest success wins."""
-    table = small.wf.advise_timeouts(quantile=0.5, margin=1.0)
+    table = small.wf.advise_timeouts(quantile=0.5, margin=1.0, min_timeout=0)
     for step in STEPS:
         row = table.loc[("small", step)]
         assert pytest.approx(math.ceil(row["max"] * 1000) / 1000) == row["timeout_s"]
@@ -209,7 +209,7 @@ def test_advise_timeouts_counts_attempts_a_timeout_cut_off(cut_off: Path) -> Non
     runs = frame.wf.runs()
     cut_runs = runs["failed_on_timeout"]
     assert 10 == cut_runs.sum()
-    median_table = frame.wf.advise_timeouts(quantile=0.5)
+    median_table = frame.wf.advise_timeouts(quantile=0.5, min_timeout=0)
     median = median_table.loc[("censored", "llm")]
     ok = frame.loc[frame["status"] == "ok", "latency_s"].to_numpy()
     # P50 of 40 attempts sits at rank 19.5 (0-based); the 10 cut off come last.
@@ -231,9 +231,9 @@ def test_advise_timeouts_counts_attempts_a_timeout_cut_off(cut_off: Path) -> Non
     deadline = math.ceil(max(np.quantile(finished, 19.5 / 29) * 1.5, finished.max()) * 1000) / 1000
     assert {"censored": pytest.approx(deadline)} == median_table.attrs["run_deadline_s"]
 
-    for quantile in (0.99, 0.5):
-        ours = wf.StepLog(cut_off).advise_timeouts(quantile=quantile)
-        theirs = frame.wf.advise_timeouts(quantile=quantile)
+    for quantile, floor in ((0.99, 0.1), (0.5, 0.1), (0.5, 0.0)):
+        ours = wf.StepLog(cut_off).advise_timeouts(quantile=quantile, min_timeout=floor)
+        theirs = frame.wf.advise_timeouts(quantile=quantile, min_timeout=floor)
         pd.testing.assert_frame_equal(theirs, ours, check_index_type=False)
         assert theirs.attrs == ours.attrs
 
@@ -262,6 +262,46 @@ def test_predict_timeouts_counts_attempts_a_timeout_cut_off(cut_off: Path) -> No
     assert 0.0 == none["attempt_timeout_rate"]
     assert pytest.approx(0.25, abs=0.03) == none["unknown_rate"]
     assert "with no timeout how long they take is unknown" in none["note"]
+
+
+def test_advise_timeouts_never_proposes_a_timer_the_loop_cannot_keep(workspace: Path) -> None:
+    """Steps of microseconds (a regex, a dict lookup) were advised timeouts of 1 ms, which a busy
+    event loop (or a sync step's thread waiting for the interpreter) overruns on healthy attempts:
+    the advice never goes below min_timeout (100 ms by default), says so in ``basis``, and the run
+    deadline neither; min_timeout=0 gives the data's own figure, and the files' StepLog agrees."""
+    flow = wf.Workflow("quick")
+
+    @flow.step
+    def classify(state: Any) -> dict[str, Any]:
+        return {"kind": "refund" if "money" in state["q"] else "other"}
+
+    @flow.step
+    async def lookup(state: Any) -> dict[str, Any]:
+        return {"found": True}
+
+    flow.chain("classify", "lookup")
+    for i in range(25):
+        flow.run({"q": f"money back {i}"})
+    frame = wf.steps()
+    table = frame.wf.advise_timeouts()
+    for step in ("classify", "lookup"):
+        row = table.loc[("quick", step)]
+        assert row["max"] < 0.05  # the data alone would advise a few milliseconds at most
+        assert (0.1, "minimum (100 ms)") == (row["timeout_s"], row["basis"])
+    assert {"quick": 0.1} == table.attrs["run_deadline_s"]
+    raw = frame.wf.advise_timeouts(min_timeout=0)
+    assert (raw["timeout_s"] < 0.05).all()
+    assert not raw["basis"].str.startswith("minimum").any()
+    ours = wf.StepLog(workspace).advise_timeouts()
+    pd.testing.assert_frame_equal(table, ours, check_index_type=False)
+    assert table.attrs == ours.attrs
+
+
+@pytest.mark.parametrize("min_timeout", [-0.1, float("nan"), float("inf")])
+def test_advise_timeouts_rejects_a_min_timeout_that_is_no_duration(small: pd.DataFrame, min_timeout: float) -> None:
+    """min_timeout is a number of seconds, 0 or more."""
+    with pytest.raises(ValueError, match="min_timeout must be a number of seconds >= 0"):
+        small.wf.advise_timeouts(min_timeout=min_timeout)
 
 
 def test_advise_timeouts_rejects_a_min_samples_below_1(small: pd.DataFrame) -> None:

@@ -45,6 +45,12 @@ if TYPE_CHECKING:
 
 
 MIN_SAMPLES = 20
+# The shortest timeout advised (seconds). A timeout is a timer on the event loop, and a loop busy
+# with other runs for a moment (tens of milliseconds with hundreds of runs in flight; a sync step's
+# thread may wait 5 ms for the interpreter at every switch) runs a due timer before the wake-up of
+# the step whose reply just arrived: a timeout of a few milliseconds, which a step of microseconds
+# would be advised from its own latencies, fails healthy attempts whenever the kernel is busy.
+MIN_TIMEOUT_S = 0.1
 _ERROR_STATUSES = ("retry", "failed")  # an attempt that failed, and not on a timeout
 _CACHED = "cached"  # a visit served from the step cache: the step did not run, no call was made
 
@@ -176,7 +182,9 @@ def censored_quantiles(
     return table
 
 
-def check_advice_args(quantile: float, margin: float, min_samples: int) -> None:
+def check_advice_args(quantile: float, margin: float, min_samples: int, min_timeout: float = MIN_TIMEOUT_S) -> None:
+    if not 0 <= min_timeout < math.inf:
+        raise ValueError(f"min_timeout must be a number of seconds >= 0, got {min_timeout!r}")
     if not 0 < quantile < 1:
         raise ValueError(f"quantile must be in (0, 1), got {quantile!r}")
     if margin < 1:
@@ -202,7 +210,13 @@ def run_durations(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def advice_table(
-    stats: pd.DataFrame, durations: pd.DataFrame, *, quantile: float, margin: float, min_samples: int
+    stats: pd.DataFrame,
+    durations: pd.DataFrame,
+    *,
+    quantile: float,
+    margin: float,
+    min_samples: int,
+    min_timeout: float = MIN_TIMEOUT_S,
 ) -> pd.DataFrame:
     """The advice from per-(workflow, step) latency stats (p50 and the quantile of every attempt,
     those a timeout cut off counted as slower than every success: see ``censored_quantiles``;
@@ -222,10 +236,15 @@ def advice_table(
     # A timeout below a latency that succeeded would have cut that success: never propose one.
     floored = at_quantile < stats["max"]
     proposed = np.ceil(np.maximum(at_quantile, stats["max"]) * 1000) / 1000
+    # Nor below min_timeout: see MIN_TIMEOUT_S.
+    raised = proposed < min_timeout
+    proposed = np.maximum(proposed, min_timeout)
     enough = table["samples"] >= min_samples
     known = stats[label].notna()
     table["timeout_s"] = proposed.where(enough & known)
-    table["basis"] = np.where(floored, "slowest success", f"{label} x {margin:g}")
+    table["basis"] = np.select(
+        [raised, floored], [f"minimum ({format_seconds(min_timeout)})", "slowest success"], f"{label} x {margin:g}"
+    )
     table["basis"] = table["basis"].where(enough & known, None)
     notes: list[str | None] = []
     for ok, found, n, m, cut_at in zip(
@@ -265,7 +284,7 @@ def advice_table(
             why[name] = f"only {count_of(n, 'run')} that no timeout failed; need {min_samples}"
         else:
             at = float(np.quantile(values, quantile if not m else min(rank / (n - 1), 1.0) if n > 1 else 0.0))
-            deadlines[name] = math.ceil(max(at * margin, float(values[-1])) * 1000) / 1000
+            deadlines[name] = max(math.ceil(max(at * margin, float(values[-1])) * 1000) / 1000, min_timeout)
     table.attrs.update(
         run_deadline_s=deadlines,
         run_deadline_note=why,
@@ -276,15 +295,22 @@ def advice_table(
         quantile=quantile,
         margin=margin,
         min_samples=min_samples,
+        min_timeout=min_timeout,
     )
     return table
 
 
 def advise_timeouts(
-    df: pd.DataFrame, *, quantile: float = 0.99, margin: float = 1.5, min_samples: int = MIN_SAMPLES
+    df: pd.DataFrame,
+    *,
+    quantile: float = 0.99,
+    margin: float = 1.5,
+    min_samples: int = MIN_SAMPLES,
+    min_timeout: float = MIN_TIMEOUT_S,
 ) -> pd.DataFrame:
     """Per (workflow, step): a timeout at ``quantile`` of attempt latency times ``margin``,
-    raised to the slowest success if that is higher. An attempt a timeout cut off counts as slower
+    raised to the slowest success if that is higher, and to ``min_timeout`` (the run deadline
+    too: see :data:`MIN_TIMEOUT_S`). An attempt a timeout cut off counts as slower
     than every success; when the quantile falls among such attempts it is unknown, and so is the
     timeout. None under ``min_samples`` successes; the ``note`` says why, and how many attempts a
     timeout cut off (``timeouts``, the longest of them ran ``cut_at_s``).
@@ -293,7 +319,7 @@ def advise_timeouts(
 
     from wfkit.logs._tables import grouped_quantiles, keys_of, runs_table
 
-    check_advice_args(quantile, margin, min_samples)
+    check_advice_args(quantile, margin, min_samples, min_timeout)
     keys = keys_of(df, None)
     quantiles = sorted({0.5, quantile})
     # A map step's own row is no attempt: its latency is the whole map's, its items' are the step's.
@@ -313,7 +339,9 @@ def advise_timeouts(
 
     stats = censored_quantiles(stats, cut, quantiles, successes_at)
     durations = run_durations(runs_table(df))
-    return advice_table(stats, durations, quantile=quantile, margin=margin, min_samples=min_samples)
+    return advice_table(
+        stats, durations, quantile=quantile, margin=margin, min_samples=min_samples, min_timeout=min_timeout
+    )
 
 
 def _stages(run: pd.DataFrame) -> tuple[tuple[str, ...], ...]:

@@ -286,9 +286,12 @@ class StepsAccessor:
 
     # ---- timeouts ------------------------------------------------------------------------------
 
-    def advise_timeouts(self, quantile: float = 0.99, margin: float = 1.5, *, min_samples: int = 20) -> pd.DataFrame:
+    def advise_timeouts(
+        self, quantile: float = 0.99, margin: float = 1.5, *, min_samples: int = 20, min_timeout: float = 0.1
+    ) -> pd.DataFrame:
         """Per (workflow, step): a timeout at ``quantile`` of attempt latency times ``margin``,
-        never below the slowest success, with the samples it rests on; no advice (and the reason)
+        never below the slowest success nor ``min_timeout`` seconds (a tighter timer fails healthy
+        attempts whenever the event loop is busy for a moment), with the samples it rests on; no advice (and the reason)
         under ``min_samples`` successes. An attempt a timeout cut off counts as slower than every
         success (``timeouts`` says how many; the longest ran ``cut_at_s``): when the quantile falls
         among them it is unknown, and so is the advice (the ``note`` says to raise the timeout to
@@ -296,7 +299,9 @@ class StepsAccessor:
         self._need("advise_timeouts", "run_id", "latency_s", "started_at", "ended_at", *OUTCOME_COLUMNS)
         from wfkit.logs._advice import advise_timeouts
 
-        return advise_timeouts(self._df, quantile=quantile, margin=margin, min_samples=min_samples)
+        return advise_timeouts(
+            self._df, quantile=quantile, margin=margin, min_samples=min_samples, min_timeout=min_timeout
+        )
 
     def predict_timeouts(
         self,

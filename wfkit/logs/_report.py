@@ -225,7 +225,9 @@ def _workflow_section(
     parts.append("<h3>Proposed timeouts</h3>")
     parts.append(
         f'<p class="note">{q_label.upper()} of attempt latency x {advice.attrs["margin"]:g} (an attempt a timeout '
-        "cut off counted as slower than every success), never below the slowest success; no advice under "
+        "cut off counted as slower than every success), never below the slowest success nor "
+        f"{format_seconds(advice.attrs['min_timeout'])} (a tighter timer fails healthy attempts whenever the event "
+        "loop is busy for a moment); no advice under "
         f"{count_of(advice.attrs['min_samples'], 'sample')}, nor when the {q_label.upper()} falls among the attempts "
         "a timeout cut off (their latency is unknown). Run deadline: "
         + (

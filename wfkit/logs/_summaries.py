@@ -311,11 +311,13 @@ class StepLog:
         outcome = ["fell_back", "run_failed", "failed_on_timeout"]
         return frame[[c for c in frame.columns if c not in outcome] + outcome].set_index("run_id")
 
-    def advise_timeouts(self, quantile: float = 0.99, margin: float = 1.5, *, min_samples: int = 20) -> pd.DataFrame:
+    def advise_timeouts(
+        self, quantile: float = 0.99, margin: float = 1.5, *, min_samples: int = 20, min_timeout: float = 0.1
+    ) -> pd.DataFrame:
         """Timeout advice per (workflow, step), as ``df.wf.advise_timeouts()``, from the files."""
         from wfkit.logs._advice import advice_table, censored_quantiles, check_advice_args, run_durations
 
-        check_advice_args(quantile, margin, min_samples)
+        check_advice_args(quantile, margin, min_samples, min_timeout)
         quantiles = sorted({0.5, quantile})
         stats = self.latency(quantiles, status="ok")
         # The attempts a timeout cut off: how many, and the longest any of them ran.
@@ -336,7 +338,9 @@ class StepLog:
 
         stats = censored_quantiles(stats, cut, quantiles, successes_at)
         durations = run_durations(self.runs())
-        return advice_table(stats, durations, quantile=quantile, margin=margin, min_samples=min_samples)
+        return advice_table(
+            stats, durations, quantile=quantile, margin=margin, min_samples=min_samples, min_timeout=min_timeout
+        )
 
     def close(self) -> None:
         """Close the DuckDB connection (a new one opens on the next question)."""
