@@ -371,6 +371,41 @@ def test_a_map_item_failing_on_a_worker_reaches_the_driver_as_its_own_error(loca
     assert isinstance(item.__cause__, PermissionError)
 
 
+class LedgerClosed(Exception):
+    """An error of the user's own, not wfkit's."""
+
+
+def _closing_merge(current: object, update: object) -> object:
+    raise LedgerClosed("the ledger is closed for the day")
+
+
+def _run_whose_merge_rule_fails(workspace: str) -> None:
+    """On a worker: a run in a workspace whose own merge rule raises: flow.run raises that error
+    itself, carrying the run's handle (``err.run``)."""
+    flow = wf.Workflow("ledger", inputs=["entries"], merge={"entries": _closing_merge})
+
+    @flow.step
+    def book(state: dict[str, Any]) -> dict[str, Any]:
+        return {"entries": [1]}
+
+    flow.run({"entries": []}, workspace=workspace)
+
+
+def test_a_users_own_error_failing_a_run_on_a_worker_reaches_the_driver_as_itself(
+    local_cluster: Any, tmp_path: Path
+) -> None:
+    """A run that fails on a Dask worker with an error of the user's own type (not a wfkit error,
+    so not pickled by wfkit's rules) raises on the driver that type with its message, its run's
+    handle left behind (not a pickling failure)."""
+    from distributed import Client
+
+    with Client(local_cluster, set_as_default=False) as client:
+        future = client.submit(_run_whose_merge_rule_fails, str(tmp_path / "ws"), pure=False)
+        with pytest.raises(LedgerClosed) as info:
+            future.result(timeout=60)
+    assert ("the ledger is closed for the day", None) == (str(info.value), info.value.run)  # type: ignore[attr-defined]
+
+
 def test_partition_size_gives_a_few_partitions_per_thread() -> None:
     """Default: about four partitions per worker thread; an explicit size wins; zero is refused."""
     assert (50, 7, 1) == (partition_size(400, 2), partition_size(400, 2, 7), partition_size(3, 8))

@@ -237,6 +237,29 @@ def _raised_by_a_run(tmp_path: Path) -> BaseException:
     return info.value
 
 
+class LedgerClosed(Exception):
+    """An error of the user's own, not wfkit's: its pickling is Python's, not ours."""
+
+
+def _closing_merge(current: object, update: object) -> object:
+    raise LedgerClosed("the ledger is closed for the day")
+
+
+def _users_error_raised_by_a_run(tmp_path: Path) -> BaseException:
+    """What ``flow.run`` raises when the user's own merge rule fails: that error itself (its own
+    type, not a wfkit error), carrying ``err.run``, the run's handle."""
+    flow = wf.Workflow("ledger", inputs=["entries"], merge={"entries": _closing_merge})
+
+    @flow.step
+    def book(state: dict[str, Any]) -> dict[str, Any]:
+        return {"entries": [1]}
+
+    with pytest.raises(LedgerClosed) as info:
+        flow.run({"entries": []}, workspace=tmp_path / "ws")
+    assert "failed" == info.value.run.status  # type: ignore[attr-defined]
+    return info.value
+
+
 PICKLE_CASES: list[Callable[[Path], BaseException]] = [
     lambda _: wf.WfkitError("something wfkit raised"),
     lambda _: wf.WorkflowDefinitionError(
@@ -299,6 +322,7 @@ PICKLE_CASES: list[Callable[[Path], BaseException]] = [
     lambda _: ReplayFailed(NotebookReport(key="notebooks/01_triage.ipynb", status="regressed", seconds=3.2, runs=4)),
     lambda _: _Refused("['when']", complex(1, 2)),
     _raised_by_a_run,
+    _users_error_raised_by_a_run,
 ]
 
 #: What lives in the process that made the error and cannot travel: None in a pickled copy.

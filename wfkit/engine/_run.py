@@ -175,6 +175,10 @@ class _Options:
 _DEFAULTS = _Options()
 
 
+def _left_behind() -> None:
+    """What a pickled :class:`Run` is in the process that loads it (see ``Run.__reduce__``)."""
+
+
 class Run:
     """One run of a workflow. Returned by ``Workflow.start``, ``run``, ``arun`` and ``resume``.
 
@@ -196,6 +200,20 @@ class Run:
         self._chunk_observers: list[Callable[[TokenChunk], object]] = execution.chunk_observers
         if execution.store is not None:
             _handles[execution.run_id] = self
+
+    # A live handle (its store, its loop, its observers) cannot leave its process, yet it rides
+    # on the error its run raised (``err.run``, which raise_for_status sets on any error, a
+    # step's own or a merge rule's included, whose pickling is Python's, not wfkit's): refusing
+    # would turn a failed run on a Dask worker into a pickling failure on the driver. So a run
+    # travels as None, and a copy in its own process is the handle itself.
+    def __reduce__(self) -> tuple[Any, ...]:
+        return _left_behind, ()
+
+    def __copy__(self) -> Run:
+        return self
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Run:
+        return self
 
     # ---- what it is ----------------------------------------------------------------------------
 

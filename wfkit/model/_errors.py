@@ -40,7 +40,8 @@
 Errors raised by a step's own code keep their type: they reach the run through `raise ... from`.
 
 Every error pickles, as a Dask worker sends it to its driver: one whose constructor takes more
-than its message rebuilds itself from its constructor's arguments (its ``__reduce__``).
+than its message rebuilds itself from its constructor's arguments (its ``__reduce__``). The
+``err.run`` a failed run's error carries (a step's own error too) is None in the copy.
 """
 
 from __future__ import annotations
@@ -56,13 +57,9 @@ class WfkitError(Exception):
         return type(self), self.args, self.__getstate__()
 
     def __getstate__(self) -> dict[str, Any]:
-        """The attributes a pickled copy is given: all of them, but ``run`` (the handle that
-        ``Run.raise_for_status`` attaches) is None there: it is a live run of the process that ran
-        it, with its store and event loop, and cannot travel."""
-        state = dict(vars(self))
-        if "run" in state:
-            state["run"] = None
-        return state
+        """The attributes a pickled copy is given: all of them (``run``, the handle that
+        ``Run.raise_for_status`` attaches, pickles itself as None: it cannot leave its process)."""
+        return dict(vars(self))
 
 
 Location = tuple[str | int, ...]
