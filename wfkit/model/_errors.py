@@ -49,6 +49,8 @@ from __future__ import annotations
 from functools import partial
 from typing import Any
 
+from wfkit.model._retry import NOT_RETRIED
+
 
 class WfkitError(Exception):
     """Root of every error wfkit raises itself."""
@@ -172,7 +174,7 @@ class MapItemError(WfkitError):
 
     def __init__(self, step: str, index: int, count: int, error: BaseException, not_retried: str | None = None) -> None:
         self.step, self.index, self.count, self.not_retried = step, index, count, not_retried
-        why = "" if not_retried is None else f"; not retried: {not_retried}"
+        why = "" if not_retried is None else f"{NOT_RETRIED}{not_retried}"
         super().__init__(f"item {index} of {count} of map step {step!r} failed: {type(error).__name__}: {error}{why}")
         self.__cause__ = error
 

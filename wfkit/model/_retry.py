@@ -161,6 +161,11 @@ def retry_after_of(exc: BaseException) -> float | None:
     return retry_after_in(headers)
 
 
+NOT_RETRIED = "; not retried: "
+"""What ends an error's message before why its retryable error was not retried (see
+:meth:`RetryPolicy.budget_spent`, :meth:`RetryPolicy.wait_refused`): a message cut to size keeps it."""
+
+
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
     """How a step retries: exponential backoff with jitter, bounded in attempts and in time.
