@@ -27,6 +27,7 @@ from llm_server import LLMServer
 import wfkit as wf
 from wfkit.cli._cli import main
 from wfkit.distributed._dask import partition_size
+from wfkit.engine._run import DetachedRun
 from wfkit.model._errors import DatasetUnreachableError, PartitionError, SchedulerLostError, SchedulerUnreachableError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -403,7 +404,9 @@ def test_a_users_own_error_failing_a_run_on_a_worker_reaches_the_driver_as_itsel
         future = client.submit(_run_whose_merge_rule_fails, str(tmp_path / "ws"), pure=False)
         with pytest.raises(LedgerClosed) as info:
             future.result(timeout=60)
-    assert ("the ledger is closed for the day", None) == (str(info.value), info.value.run)  # type: ignore[attr-defined]
+    detached = info.value.run  # type: ignore[attr-defined]
+    assert "the ledger is closed for the day" == str(info.value)
+    assert (DetachedRun, "failed") == (type(detached), detached.status)  # its handle stayed on the worker
 
 
 def test_partition_size_gives_a_few_partitions_per_thread() -> None:

@@ -41,7 +41,8 @@ Errors raised by a step's own code keep their type: they reach the run through `
 
 Every error pickles, as a Dask worker sends it to its driver: one whose constructor takes more
 than its message rebuilds itself from its constructor's arguments (its ``__reduce__``). The
-``err.run`` a failed run's error carries (a step's own error too) is None in the copy.
+``err.run`` a failed run's error carries (a step's own error too) is a ``DetachedRun`` in the
+copy: the run's id, workflow, status and state, its live handle left behind.
 """
 
 from __future__ import annotations
@@ -60,7 +61,8 @@ class WfkitError(Exception):
 
     def __getstate__(self) -> dict[str, Any]:
         """The attributes a pickled copy is given: all of them (``run``, the handle that
-        ``Run.raise_for_status`` attaches, pickles itself as None: it cannot leave its process)."""
+        ``Run.raise_for_status`` attaches, pickles itself as a ``DetachedRun``: it cannot leave its
+        process)."""
         return dict(vars(self))
 
 
