@@ -6,7 +6,8 @@
 
 Behaviours, taken one per request from the script (then "ok" for ever):
 "ok" (JSON, or server-sent events when the body says ``"stream": true``), ("429", retry_after) (or
-("429", {header: value}) for other headers, such as ``retry-after-ms``), ("status", code) (or
+("429", {header: value}) for other headers, such as ``retry-after-ms``, or a ``Date`` that
+replaces the server's own), ("status", code) (or
 ("status", (code, {header: value}))), ("openai_error", (code, error)) (a status whose body is
 ``{"error": error}``, in OpenAI's words), "500", ("slow", seconds) (then ok), "malformed" (JSON cut
 off), "not_completion" (valid JSON of the wrong shape), "echo_auth" (a 500 whose message repeats the
@@ -47,7 +48,12 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
     def _send(self, status: int, payload: bytes, headers: dict[str, str] | None = None) -> None:
-        self.send_response(status)
+        if headers is not None and "Date" in headers:  # a server clock of the test's (one that is off)
+            self.log_request(status)
+            self.send_response_only(status)
+            self.send_header("Server", self.version_string())
+        else:
+            self.send_response(status)  # with the real time as its Date
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(payload)))
         for key, value in (headers or {}).items():

@@ -537,3 +537,52 @@ def test_a_sync_steps_row_is_when_its_body_ran_though_it_waited_for_a_thread(mon
     assert event.started_at <= body[0] + clocks
     assert body[0] <= event.ended_at + clocks
     assert event.queue_s >= 0.2
+
+
+# ---- why no retry was made, in a long message ----------------------------------------------------
+
+NO_RETRY_REASON = "; not retried: the policy's max_retries=0 allows no retry (raise it to retry)"
+
+
+def test_a_long_errors_step_log_row_is_cut_in_its_body_and_keeps_why_it_was_not_retried(tmp_path: Any) -> None:
+    """A transient error with a 5,000-character message under max_retries=0: its step-log row
+    (journal and parquet) was cut at 2,000 characters, reason and all. Now the body is cut and the
+    reason ends the row; the fallback's ctx.failure keeps the whole message."""
+    flow = wf.Workflow("long")
+    seen: list[str] = []
+
+    @flow.step(retry=wf.RetryPolicy(max_retries=0), fallback="give_up")
+    def call(state: Any) -> dict[str, Any]:
+        raise wf.TransientError("upstream said: " + "x" * 5000)
+
+    @flow.step
+    def give_up(state: Any, ctx: wf.StepContext) -> dict[str, Any]:
+        assert ctx.failure is not None
+        seen.append(ctx.failure.error_message)
+        return {}
+
+    flow.run({}, workspace=tmp_path)
+    (message,) = wf.steps(tmp_path, step="call")["error_message"]
+    assert message.startswith("upstream said: xxx"), message[:40]
+    whole = "upstream said: " + "x" * 5000 + NO_RETRY_REASON
+    assert whole[:2000] + f"... [truncated: {len(whole)} chars]" + NO_RETRY_REASON == message
+    assert [whole] == seen
+
+
+def test_a_map_step_failed_by_a_long_item_error_keeps_why_the_item_was_not_retried(tmp_path: Any) -> None:
+    """A map item failing with a long message: the map step's row (MapItemError's message, read
+    back from the step log) ends with why the item was not retried, its body cut."""
+    flow = wf.Workflow("long-map", inputs=["docs"])
+
+    @flow.map(over="docs", into="sizes", retry=wf.RetryPolicy(max_retries=0))
+    def size(doc: str) -> int:
+        raise wf.TransientError("upstream said: " + "x" * 5000)
+
+    run = flow.run({"docs": ["a"]}, workspace=tmp_path, raise_on_error=False)
+    assert "failed" == run.status
+    rows = wf.steps(tmp_path, step="size")
+    messages = list(rows["error_message"].dropna())
+    assert messages, rows.to_string()
+    for message in messages:
+        assert message.endswith(NO_RETRY_REASON), message[-200:]
+        assert "... [truncated: " in message, message[-200:]

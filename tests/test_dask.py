@@ -27,6 +27,7 @@ from llm_server import LLMServer
 import wfkit as wf
 from wfkit.cli._cli import main
 from wfkit.distributed._dask import partition_size
+from wfkit.engine._run import DetachedRun
 from wfkit.model._errors import DatasetUnreachableError, PartitionError, SchedulerLostError, SchedulerUnreachableError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -369,6 +370,43 @@ def test_a_map_item_failing_on_a_worker_reaches_the_driver_as_its_own_error(loca
     assert ("size", 1, 3) == (item.step, item.index, item.count)
     assert "item 1 of 3 of map step 'size' failed: PermissionError: no access to doc b" == str(item)
     assert isinstance(item.__cause__, PermissionError)
+
+
+class LedgerClosed(Exception):
+    """An error of the user's own, not wfkit's."""
+
+
+def _closing_merge(current: object, update: object) -> object:
+    raise LedgerClosed("the ledger is closed for the day")
+
+
+def _run_whose_merge_rule_fails(workspace: str) -> None:
+    """On a worker: a run in a workspace whose own merge rule raises: flow.run raises that error
+    itself, carrying the run's handle (``err.run``)."""
+    flow = wf.Workflow("ledger", inputs=["entries"], merge={"entries": _closing_merge})
+
+    @flow.step
+    def book(state: dict[str, Any]) -> dict[str, Any]:
+        return {"entries": [1]}
+
+    flow.run({"entries": []}, workspace=workspace)
+
+
+def test_a_users_own_error_failing_a_run_on_a_worker_reaches_the_driver_as_itself(
+    local_cluster: Any, tmp_path: Path
+) -> None:
+    """A run that fails on a Dask worker with an error of the user's own type (not a wfkit error,
+    so not pickled by wfkit's rules) raises on the driver that type with its message, its run's
+    handle left behind (not a pickling failure)."""
+    from distributed import Client
+
+    with Client(local_cluster, set_as_default=False) as client:
+        future = client.submit(_run_whose_merge_rule_fails, str(tmp_path / "ws"), pure=False)
+        with pytest.raises(LedgerClosed) as info:
+            future.result(timeout=60)
+    detached = info.value.run  # type: ignore[attr-defined]
+    assert "the ledger is closed for the day" == str(info.value)
+    assert (DetachedRun, "failed") == (type(detached), detached.status)  # its handle stayed on the worker
 
 
 def test_partition_size_gives_a_few_partitions_per_thread() -> None:

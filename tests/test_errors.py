@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy as copymod
 import importlib
 import pickle
 import pkgutil
@@ -15,6 +16,7 @@ import pytest
 
 import wfkit as wf
 from wfkit._extras import MissingExtraError
+from wfkit.engine._run import DetachedRun
 from wfkit.engine._subflows import ChildHalted
 from wfkit.model._retry import classify_error, retry_after_of
 from wfkit.replay._errors import ReplayError
@@ -237,6 +239,29 @@ def _raised_by_a_run(tmp_path: Path) -> BaseException:
     return info.value
 
 
+class LedgerClosed(Exception):
+    """An error of the user's own, not wfkit's: its pickling is Python's, not ours."""
+
+
+def _closing_merge(current: object, update: object) -> object:
+    raise LedgerClosed("the ledger is closed for the day")
+
+
+def _users_error_raised_by_a_run(tmp_path: Path) -> BaseException:
+    """What ``flow.run`` raises when the user's own merge rule fails: that error itself (its own
+    type, not a wfkit error), carrying ``err.run``, the run's handle."""
+    flow = wf.Workflow("ledger", inputs=["entries"], merge={"entries": _closing_merge})
+
+    @flow.step
+    def book(state: dict[str, Any]) -> dict[str, Any]:
+        return {"entries": [1]}
+
+    with pytest.raises(LedgerClosed) as info:
+        flow.run({"entries": []}, workspace=tmp_path / "ws")
+    assert "failed" == info.value.run.status  # type: ignore[attr-defined]
+    return info.value
+
+
 PICKLE_CASES: list[Callable[[Path], BaseException]] = [
     lambda _: wf.WfkitError("something wfkit raised"),
     lambda _: wf.WorkflowDefinitionError(
@@ -299,10 +324,12 @@ PICKLE_CASES: list[Callable[[Path], BaseException]] = [
     lambda _: ReplayFailed(NotebookReport(key="notebooks/01_triage.ipynb", status="regressed", seconds=3.2, runs=4)),
     lambda _: _Refused("['when']", complex(1, 2)),
     _raised_by_a_run,
+    _users_error_raised_by_a_run,
 ]
 
-#: What lives in the process that made the error and cannot travel: None in a pickled copy.
-_LEFT_BEHIND = ("run", "response")
+#: What lives in the process that made the error and cannot travel: None in a pickled copy (a
+#: run's handle travels as a DetachedRun, checked on its own).
+_LEFT_BEHIND = ("response",)
 
 
 def _case_id(make: Callable[[Path], BaseException]) -> str:
@@ -326,10 +353,43 @@ def test_every_error_survives_a_pickle_round_trip(
     copy = pickle.loads(dumps(err))
     assert type(err) is type(copy)
     assert str(err) == str(copy)
-    expected = {k: None if k in _LEFT_BEHIND else v for k, v in _public(err).items()}
-    assert expected == _public(copy)
+    expected = {k: None if k in _LEFT_BEHIND else v for k, v in _public(err).items() if k != "run"}
+    assert expected == {k: v for k, v in _public(copy).items() if k != "run"}
+    if getattr(err, "run", None) is not None:
+        detached = copy.run  # type: ignore[attr-defined]
+        assert isinstance(detached, DetachedRun)
+        run = err.run  # type: ignore[attr-defined]
+        assert (run.run_id, run.workflow, run.status, run.state) == (
+            detached.run_id,
+            detached.workflow,
+            detached.status,
+            detached.state,
+        )
     assert (classify_error(err), retry_after_of(err)) == (classify_error(copy), retry_after_of(copy))
     assert getattr(err, "error_kind", None) == getattr(copy, "error_kind", None)
+
+
+def test_a_pickled_run_keeps_its_facts_and_says_where_its_handle_stayed(tmp_path: Path) -> None:
+    """A Run pickled (in a list of results, on its error) is, where it is loaded, a DetachedRun: its
+    id, workflow, status and state, never a silent None; what only the live handle does says where
+    it stayed and how to reach the run. A copy in its own process is the handle itself."""
+    flow = wf.Workflow("tally")
+
+    @flow.step
+    def count(state: Any) -> dict[str, Any]:
+        return {"n": 3}
+
+    run = flow.run({}, workspace=tmp_path / "ws")
+    for dumps in (pickle.dumps, cloudpickle.dumps):
+        copy = pickle.loads(dumps([run]))[0]
+        assert isinstance(copy, DetachedRun)
+        assert (run.run_id, "tally", "succeeded", {"n": 3}) == (copy.run_id, copy.workflow, copy.status, copy.state)
+        assert repr(copy) == f"<DetachedRun {run.run_id} of 'tally': succeeded (pickled from another process)>"
+        with pytest.raises(AttributeError, match=rf"its live handle stayed there.*run_info\('{run.run_id}'\)"):
+            copy.events  # noqa: B018
+        assert pickle.loads(pickle.dumps(copy)).state == {"n": 3}
+    assert copymod.copy(run) is run
+    assert copymod.deepcopy({"run": run})["run"] is run
 
 
 def _subclasses(cls: type) -> set[type]:

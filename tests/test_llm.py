@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import email.utils
 import gc
 import itertools
 import json
@@ -241,6 +242,39 @@ def test_retry_after_ms_sets_the_wait_and_outranks_retry_after(server: LLMServer
     assert 2 == len(waits)
     assert all(0.4 <= wait < 2.0 for wait in waits), waits
     assert [0.4, 0.4] == [e.retry_delay_s for e in run.events if e.status == "retry"]
+
+
+def http_date(at: float) -> str:
+    return email.utils.formatdate(at, usegmt=True)
+
+
+@pytest.mark.parametrize("skew", [-3600, 3600], ids=["server-behind", "server-ahead"])
+def test_an_http_date_retry_after_is_a_wait_from_the_servers_date_not_the_local_clock(
+    server: LLMServer, skew: int
+) -> None:
+    """A server whose clock is an hour off asks to wait until its Date + 1 s: the run waits 1 s.
+    Against the local clock it retried at once (server behind: the date had passed) or gave up
+    (server ahead: an hour, past max_elapsed)."""
+    date = time.time() + skew
+    asked = {"Date": http_date(date), "Retry-After": http_date(date + 1)}
+    server.script(("429", asked), "ok")
+    flow = asking_flow(retry=wf.RetryPolicy(max_retries=1, base_delay=0.01, jitter=0, max_elapsed=300))
+    run = flow.run({"q": "hi"}, workspace=False, llm=client_for(server), raise_on_error=False)
+    assert "succeeded" == run.status, run.error
+    (retry,) = [e for e in run.events if e.status == "retry"]
+    assert 1.0 == retry.retry_delay_s
+    first, second = server.requests
+    assert 1.0 <= second["at"] - first["at"] < 2.5
+
+
+def test_an_http_date_retry_after_without_a_date_is_a_wait_from_the_local_clock(server: LLMServer) -> None:
+    """With no usable Date (the server's own, unparseable), the HTTP date is measured from the
+    local clock, as before."""
+    server.script(("429", {"Date": "not a date", "Retry-After": http_date(time.time() + 30)}))
+    exc = error_of(client_for(server))
+    assert isinstance(exc, LLMStatusError)
+    assert exc.retry_after is not None
+    assert 27 <= exc.retry_after <= 30
 
 
 @pytest.mark.parametrize(

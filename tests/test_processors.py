@@ -123,6 +123,27 @@ def test_truncate_cuts_long_text_noting_the_size() -> None:
     } == (cut.extra)
 
 
+def test_truncate_cuts_a_long_message_before_why_it_was_not_retried() -> None:
+    """The "; not retried: ..." that ends a message is the most useful part: the body is cut to
+    the limit and the reason follows the note whole."""
+    reason = "; not retried: the server asked to wait 3600 s, past the policy's max_elapsed=300 s"
+    cut = truncate(50)(event(error_message="x" * 120 + reason))
+    assert "x" * 50 + f"... [truncated: {120 + len(reason)} chars]" + reason == cut.error_message
+
+
+def test_truncate_keeps_a_message_whose_body_fits_though_its_reason_does_not() -> None:
+    """A body within the limit is not cut for the reason's sake: the message stays whole."""
+    message = "x" * 40 + "; not retried: the policy's max_retries=0 allows no retry (raise it to retry)"
+    assert message == truncate(50)(event(error_message=message)).error_message
+
+
+def test_truncate_cuts_long_text_after_the_marker_as_body() -> None:
+    """Text after "; not retried: " longer than any reason wfkit gives (a message that quotes
+    one, then goes on) is cut like any other text."""
+    message = "x; not retried: " + "y" * 1200
+    assert message[:50] + "... [truncated: 1216 chars]" == truncate(50)(event(error_message=message)).error_message
+
+
 def test_truncate_leaves_short_text_alone() -> None:
     """Text within the limit is unchanged, and no size is noted."""
     short = event(error_message="x" * 50, extra={"body": "y" * 50})

@@ -7,6 +7,7 @@ import dataclasses
 import datetime as dt
 import email.utils
 import random
+import time
 
 import httpx
 import pytest
@@ -337,6 +338,24 @@ def test_retry_after_http_date_header():
     wait = retry_after_of(httpx_status_error(503, {"Retry-After": header}))
     assert wait is not None
     assert 120 == pytest.approx(wait, abs=3)
+
+
+@pytest.mark.parametrize("skew", [-86400, -3600, 3600, 86400])
+def test_retry_after_http_date_counts_from_the_responses_date(skew):
+    """A response whose Date is off from the local clock (by an hour, a day, either way) asks to
+    wait Retry-After - Date: what the server meant, not its date measured on our clock."""
+    date = time.time() + skew
+    headers = {
+        "Date": email.utils.formatdate(date, usegmt=True),
+        "Retry-After": email.utils.formatdate(date + 90, usegmt=True),
+    }
+    assert 90.0 == retry_after_of(httpx_status_error(503, headers))
+
+
+def test_retry_after_in_seconds_ignores_the_responses_date():
+    """A Retry-After in seconds is a wait already: the Date beside it changes nothing."""
+    headers = {"Date": email.utils.formatdate(time.time() - 3600, usegmt=True), "Retry-After": "5"}
+    assert 5.0 == retry_after_of(httpx_status_error(429, headers))
 
 
 def test_retry_after_http_date_in_the_past_is_zero():

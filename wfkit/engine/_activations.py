@@ -17,7 +17,7 @@ from typing import Any, NamedTuple
 from wfkit.engine._subflows import ChildHalted
 from wfkit.model._context import Failure
 from wfkit.model._events import Status
-from wfkit.model._retry import ErrorKind
+from wfkit.model._retry import NOT_RETRIED, ErrorKind
 from wfkit.model._steps import StepSpec
 
 
@@ -148,4 +148,4 @@ class Outcome:
         """The error's message, and why the retry policy made no retry of it when it says: what
         the step log's row, a fallback's ``ctx.failure`` and the run's error all show."""
         text = str(self.error)
-        return text if self.not_retried is None else f"{text}; not retried: {self.not_retried}"
+        return text if self.not_retried is None else f"{text}{NOT_RETRIED}{self.not_retried}"

@@ -175,6 +175,34 @@ class _Options:
 _DEFAULTS = _Options()
 
 
+class DetachedRun:
+    """What a :class:`Run` is in another process, once pickled (see ``Run.__reduce__``): the facts
+    it had then (``run_id``, ``workflow``, ``status``, a copy of its ``state``); anything else a
+    live handle does (events, approve, resume, await...) raises an AttributeError saying where the
+    handle stayed and how to reach the run from here (its workspace, by its id)."""
+
+    __slots__ = ("run_id", "state", "status", "workflow")
+
+    def __init__(self, run_id: str, workflow: str, status: str, state: dict[str, Any]) -> None:
+        self.run_id, self.workflow, self.status, self.state = run_id, workflow, status, state
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return DetachedRun, (self.run_id, self.workflow, self.status, self.state)
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):  # what pickle and copy look for: not there, as on any object
+            raise AttributeError(name)
+        raise AttributeError(
+            f"run {self.run_id} of {self.workflow!r} was pickled in another process (a Dask worker's, say), "
+            f"and its live handle stayed there: this copy has run_id, workflow, status and state, not "
+            f"{name!r}. Where its workspace is, wf.Workspace(PATH).run_info({self.run_id!r}) reads it and "
+            f"flow.resume({self.run_id!r}) continues it"
+        )
+
+    def __repr__(self) -> str:
+        return f"<DetachedRun {self.run_id} of {self.workflow!r}: {self.status} (pickled from another process)>"
+
+
 class Run:
     """One run of a workflow. Returned by ``Workflow.start``, ``run``, ``arun`` and ``resume``.
 
@@ -196,6 +224,21 @@ class Run:
         self._chunk_observers: list[Callable[[TokenChunk], object]] = execution.chunk_observers
         if execution.store is not None:
             _handles[execution.run_id] = self
+
+    # A live handle (its store, its loop, its observers) cannot leave its process, yet it rides
+    # on the error its run raised (``err.run``, which raise_for_status sets on any error, a
+    # step's own or a merge rule's included, whose pickling is Python's, not wfkit's): refusing
+    # would turn a failed run on a Dask worker into a pickling failure on the driver. So a run
+    # travels as a DetachedRun, which keeps what it can and says what it cannot; a copy in its
+    # own process is the handle itself.
+    def __reduce__(self) -> tuple[Any, ...]:
+        return DetachedRun, (self.run_id, self.workflow, self.status, self.state)
+
+    def __copy__(self) -> Run:
+        return self
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Run:
+        return self
 
     # ---- what it is ----------------------------------------------------------------------------
 

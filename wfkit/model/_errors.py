@@ -40,13 +40,17 @@
 Errors raised by a step's own code keep their type: they reach the run through `raise ... from`.
 
 Every error pickles, as a Dask worker sends it to its driver: one whose constructor takes more
-than its message rebuilds itself from its constructor's arguments (its ``__reduce__``).
+than its message rebuilds itself from its constructor's arguments (its ``__reduce__``). The
+``err.run`` a failed run's error carries (a step's own error too) is a ``DetachedRun`` in the
+copy: the run's id, workflow, status and state, its live handle left behind.
 """
 
 from __future__ import annotations
 
 from functools import partial
 from typing import Any
+
+from wfkit.model._retry import NOT_RETRIED
 
 
 class WfkitError(Exception):
@@ -56,13 +60,10 @@ class WfkitError(Exception):
         return type(self), self.args, self.__getstate__()
 
     def __getstate__(self) -> dict[str, Any]:
-        """The attributes a pickled copy is given: all of them, but ``run`` (the handle that
-        ``Run.raise_for_status`` attaches) is None there: it is a live run of the process that ran
-        it, with its store and event loop, and cannot travel."""
-        state = dict(vars(self))
-        if "run" in state:
-            state["run"] = None
-        return state
+        """The attributes a pickled copy is given: all of them (``run``, the handle that
+        ``Run.raise_for_status`` attaches, pickles itself as a ``DetachedRun``: it cannot leave its
+        process)."""
+        return dict(vars(self))
 
 
 Location = tuple[str | int, ...]
@@ -175,7 +176,7 @@ class MapItemError(WfkitError):
 
     def __init__(self, step: str, index: int, count: int, error: BaseException, not_retried: str | None = None) -> None:
         self.step, self.index, self.count, self.not_retried = step, index, count, not_retried
-        why = "" if not_retried is None else f"; not retried: {not_retried}"
+        why = "" if not_retried is None else f"{NOT_RETRIED}{not_retried}"
         super().__init__(f"item {index} of {count} of map step {step!r} failed: {type(error).__name__}: {error}{why}")
         self.__cause__ = error
 

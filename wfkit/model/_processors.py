@@ -18,11 +18,15 @@ from collections.abc import Callable, Iterable
 from typing import Any, TypeAlias
 
 from wfkit.model._events import StepEvent
+from wfkit.model._retry import NOT_RETRIED
 
 Processor: TypeAlias = Callable[[StepEvent], StepEvent]
 
 REDACTED = "[REDACTED]"
 MAX_TEXT = 2000
+# wfkit's reasons for making no retry (RetryPolicy.budget_spent, wait_refused) are one sentence,
+# under 250 characters: longer text after "; not retried: " is a message's own, cut as its body.
+_LONGEST_REASON = 500
 
 # Environment variables whose values are secrets wherever they turn up: these names, and any name
 # with a part that says so (OPENAI_API_KEY, GITHUB_TOKEN, DB_PASSWORD; not TOKENIZERS_PARALLELISM).
@@ -235,19 +239,29 @@ def redact_secrets(event: StepEvent) -> StepEvent:
 
 
 def truncate(limit: int = MAX_TEXT) -> Processor:
-    """Processor factory: cut long text in the error message and ``extra``, noting the size."""
+    """Processor factory: cut long text in the error message and ``extra``, noting the size. An
+    error message's body is cut, never why its error was not retried (the ``"; not retried: ..."``
+    that ends it): that is what its reader most needs."""
 
     def cut(text: str) -> str:
         if len(text) <= limit:
             return text
         return f"{text[:limit]}... [truncated: {len(text)} chars]"
 
+    def cut_message(message: str) -> str:
+        body, marker, reason = message.rpartition(NOT_RETRIED)
+        if not marker or len(reason) > _LONGEST_REASON:  # none, or no reason of wfkit's: all body
+            return cut(message)
+        if len(body) <= limit:
+            return message
+        return f"{body[:limit]}... [truncated: {len(message)} chars]{marker}{reason}"
+
     def truncate_event(event: StepEvent) -> StepEvent:
         if event.error_message is None and event.extra is None:
             return event
         message = event.error_message
         if message is not None and len(message) > limit:
-            message = cut(message)
+            message = cut_message(message)
         extra = event.extra
         if extra is not None:
             sizes = {k: len(v) for k, v in extra.items() if isinstance(v, str) and len(v) > limit}

@@ -119,7 +119,17 @@ def checked_kind(step: str, verdict: object, exc: BaseException) -> ErrorKind:
     )
 
 
-def _parse_retry_after(value: Any) -> float | None:
+def _http_date(text: str) -> float | None:
+    """An HTTP date ("Wed, 21 Oct 2026 07:28:00 GMT") as a POSIX timestamp; None if it is none."""
+    try:
+        return email.utils.parsedate_to_datetime(text.strip()).timestamp()
+    except (TypeError, ValueError):
+        return None
+
+
+def _parse_retry_after(value: Any, now: float | None = None) -> float | None:
+    """Seconds ``value`` (a ``Retry-After``: seconds, or an HTTP date) asks to wait. A date is
+    measured from ``now``, the response's ``Date`` when it has one, else from the local clock."""
     if value is None:
         return None
     if isinstance(value, int | float):
@@ -129,23 +139,26 @@ def _parse_retry_after(value: Any) -> float | None:
         return max(0.0, float(text))
     except ValueError:
         pass
-    try:  # HTTP-date form: "Wed, 21 Oct 2026 07:28:00 GMT"
-        when = email.utils.parsedate_to_datetime(text)
-    except (TypeError, ValueError):
+    when = _http_date(text)
+    if when is None:
         return None
-    return max(0.0, when.timestamp() - time.time())
+    return max(0.0, when - (time.time() if now is None else now))
 
 
 def retry_after_in(headers: Any) -> float | None:
     """Seconds a response's headers ask us to wait: ``retry-after-ms`` (milliseconds, sent by
-    OpenAI-compatible servers; it wins, as in OpenAI's own client), else ``Retry-After``."""
+    OpenAI-compatible servers; it wins, as in OpenAI's own client), else ``Retry-After``. A
+    ``Retry-After`` date counts from the response's ``Date``, so a client whose clock is off by
+    an hour still waits what the server meant (from the local clock when there is no ``Date``)."""
     millis = headers.get("retry-after-ms") or headers.get("Retry-After-Ms")
     if millis is not None:
         try:
             return max(0.0, float(millis) / 1000)
         except ValueError:
             pass  # not a number of milliseconds: Retry-After still says something
-    return _parse_retry_after(headers.get("retry-after") or headers.get("Retry-After"))
+    date = headers.get("date") or headers.get("Date")
+    now = None if date is None else _http_date(str(date))
+    return _parse_retry_after(headers.get("retry-after") or headers.get("Retry-After"), now)
 
 
 def retry_after_of(exc: BaseException) -> float | None:
@@ -159,6 +172,11 @@ def retry_after_of(exc: BaseException) -> float | None:
     if headers is None or not hasattr(headers, "get"):
         return None
     return retry_after_in(headers)
+
+
+NOT_RETRIED = "; not retried: "
+"""What ends an error's message before why its retryable error was not retried (see
+:meth:`RetryPolicy.budget_spent`, :meth:`RetryPolicy.wait_refused`): a message cut to size keeps it."""
 
 
 @dataclass(frozen=True, slots=True)
