@@ -253,6 +253,37 @@ def test_a_suite_names_itself_and_the_row_of_a_dataset_given_in_memory_of_the_wr
     ) == str(raised.value)
 
 
+def test_load_dataset_refuses_keys_beside_inputs_naming_file_line_case_and_key(tmp_path: Path):
+    """A row with 'inputs' reads only 'id', 'inputs' and 'expected' (a flat row makes every other
+    key an input), so a key beside them ("note", or an input left outside 'inputs') is refused,
+    naming the file, the line, the case and the key, and where to move it: never silently dropped.
+    The same from parquet and from rows in memory; a flat row keeps every key as an input."""
+    rows = [
+        {"id": "ok", "inputs": {"q": "hi"}, "expected": {"a": "x"}},
+        {"id": "noted", "inputs": {"q": "hi"}, "expected": {"a": "x"}, "note": "flaky upstream"},
+        {"id": "two", "inputs": {"q": "yo"}, "lang": "fr", "tags": ["hard"]},
+        {"id": "flat", "q": "hi", "note": "kept"},
+    ]
+    path = write_jsonl(tmp_path / "d.jsonl", rows)
+    with pytest.raises(ValueError) as raised:
+        wf.evals.load_dataset(path)
+    assert (
+        f"the dataset {path} has 2 cases of the wrong shape (fix them, and evaluate again): "
+        "line 2, case 'noted': 'note' is beside 'inputs', and a case with 'inputs' reads only 'id', 'inputs' and "
+        "'expected': move it into 'inputs' (an input of the run) or 'expected' (a value scorers read), or leave "
+        "'inputs' out and give the inputs as keys of the row; "
+        "line 3, case 'two': 'lang', 'tags' are beside 'inputs', and a case with 'inputs' reads only 'id', "
+        "'inputs' and 'expected': move them into 'inputs' (an input of the run) or 'expected' (a value scorers "
+        "read), or leave 'inputs' out and give the inputs as keys of the row"
+    ) == str(raised.value)
+    pd.DataFrame(rows[:2]).to_parquet(tmp_path / "d.parquet")  # from_pylist would take the first row's keys only
+    with pytest.raises(ValueError, match=r"d\.parquet has 1 case of the wrong shape .*row 2, case 'noted': 'note' is"):
+        wf.evals.load_dataset(tmp_path / "d.parquet")
+    with pytest.raises(ValueError, match=r"^suite 'noted': the dataset given .*row 2, case 'noted': 'note' is beside"):
+        wf.evals.evaluate(doubler_suite(name="noted", dataset=rows[:2]), progress=False, store=False)
+    assert [Case("flat", {"q": "hi", "note": "kept"})] == wf.evals.load_dataset(rows[3:])
+
+
 def test_shipped_datasets_load():
     """The shipped suites' datasets load: 20 router queries, 8 support tickets."""
     assert 20 == len(wf.evals.load_dataset(QUERY_ROUTER / "dataset.jsonl"))

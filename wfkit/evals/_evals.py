@@ -52,8 +52,9 @@ if TYPE_CHECKING:
 
 
 def load_dataset(source: str | os.PathLike[str] | Iterable[Mapping[str, Any]]) -> list[Case]:
-    """Cases from JSONL, parquet, or dicts. A row is ``{"id", "inputs", "expected"}``, or flat
-    (every key but ``id`` and ``expected`` is an input). A dataset without a case is refused.
+    """Cases from JSONL, parquet, or dicts. A row is ``{"id", "inputs", "expected"}`` (another key
+    beside ``inputs`` is refused, never dropped), or flat (every key but ``id`` and ``expected`` is an
+    input). A dataset without a case is refused.
 
     In parquet a null means the row has no such key, at any depth (parquet gives every row every
     column, and cannot tell a key a row lacked from a null): the rows read are those of the JSONL
@@ -162,6 +163,15 @@ def _shape_problems(row: object, number: int) -> list[str]:
                 problems.append(
                     f"{case}: 'inputs' has {some} not a string ({_listed(keys, limit=3)}); an input's name is a string"
                 )
+        # A flat row makes every such key an input; beside 'inputs' it would be read by nothing.
+        beside = [str(key) for key in row if key not in ("id", "inputs", "expected")]
+        if beside:
+            verb, them = ("is", "it") if len(beside) == 1 else ("are", "them")
+            problems.append(
+                f"{case}: {_listed(beside, limit=3)} {verb} beside 'inputs', and a case with 'inputs' reads only "
+                f"'id', 'inputs' and 'expected': move {them} into 'inputs' (an input of the run) or 'expected' "
+                f"(a value scorers read), or leave 'inputs' out and give the inputs as keys of the row"
+            )
     if "expected" in row and not isinstance(row["expected"], Mapping):
         expected = row["expected"]
         problems.append(
