@@ -4,9 +4,10 @@ A :class:`Suite` names a dataset (JSONL or parquet: inputs and expectations), a 
 factory taking a variant's parameters), scorers, variants and thresholds. :func:`evaluate` runs
 every case of every variant with bounded concurrency (steps are logged as usual), scores them,
 and returns an :class:`EvalResult`: a DataFrame of case x scorer results, a summary per variant
-(mean with a Student's t interval, or a Wilson interval when scores are 0/1 or all the same; pass
-rate with a Wilson interval), stored as parquet next to the step logs, and a comparison of two variants (wins,
-losses, ties, an exact sign test, the net win rate's interval).
+(mean with an interval that allows for a rare low score the cases did not show, Wilson's when
+scores are 0/1: :func:`mean_interval`; pass rate with a Wilson interval), stored as parquet next
+to the step logs, and a comparison of two variants (wins, losses, ties, an exact sign test, the
+net win rate's interval).
 
 Eval runs go to a workspace of their own, ``WORKSPACE/evals/runs`` (its own SQLite store and step
 log), so the analysis and the report of interactive runs never count a hundred eval cases as
