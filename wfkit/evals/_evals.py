@@ -4,9 +4,10 @@ A :class:`Suite` names a dataset (JSONL or parquet: inputs and expectations), a 
 factory taking a variant's parameters), scorers, variants and thresholds. :func:`evaluate` runs
 every case of every variant with bounded concurrency (steps are logged as usual), scores them,
 and returns an :class:`EvalResult`: a DataFrame of case x scorer results, a summary per variant
-(mean with a Student's t interval, or a Wilson interval when scores are 0/1 or all the same; pass
-rate with a Wilson interval), stored as parquet next to the step logs, and a comparison of two variants (wins,
-losses, ties, an exact sign test, the net win rate's interval).
+(mean with an interval that allows for a rare low score the cases did not show, Wilson's when
+scores are 0/1: :func:`mean_interval`; pass rate with a Wilson interval), stored as parquet next
+to the step logs, and a comparison of two variants (wins, losses, ties, an exact sign test, the
+net win rate's interval).
 
 Eval runs go to a workspace of their own, ``WORKSPACE/evals/runs`` (its own SQLite store and step
 log), so the analysis and the report of interactive runs never count a hundred eval cases as
@@ -52,8 +53,9 @@ if TYPE_CHECKING:
 
 
 def load_dataset(source: str | os.PathLike[str] | Iterable[Mapping[str, Any]]) -> list[Case]:
-    """Cases from JSONL, parquet, or dicts. A row is ``{"id", "inputs", "expected"}``, or flat
-    (every key but ``id`` and ``expected`` is an input). A dataset without a case is refused.
+    """Cases from JSONL, parquet, or dicts. A row is ``{"id", "inputs", "expected"}`` (another key
+    beside ``inputs`` is refused, never dropped), or flat (every key but ``id`` and ``expected`` is an
+    input). A dataset without a case is refused.
 
     In parquet a null means the row has no such key, at any depth (parquet gives every row every
     column, and cannot tell a key a row lacked from a null): the rows read are those of the JSONL
@@ -162,6 +164,15 @@ def _shape_problems(row: object, number: int) -> list[str]:
                 problems.append(
                     f"{case}: 'inputs' has {some} not a string ({_listed(keys, limit=3)}); an input's name is a string"
                 )
+        # A flat row makes every such key an input; beside 'inputs' it would be read by nothing.
+        beside = [str(key) for key in row if key not in ("id", "inputs", "expected")]
+        if beside:
+            verb, them = ("is", "it") if len(beside) == 1 else ("are", "them")
+            problems.append(
+                f"{case}: {_listed(beside, limit=3)} {verb} beside 'inputs', and a case with 'inputs' reads only "
+                f"'id', 'inputs' and 'expected': move {them} into 'inputs' (an input of the run) or 'expected' "
+                f"(a value scorers read), or leave 'inputs' out and give the inputs as keys of the row"
+            )
     if "expected" in row and not isinstance(row["expected"], Mapping):
         expected = row["expected"]
         problems.append(

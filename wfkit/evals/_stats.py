@@ -10,32 +10,57 @@ from __future__ import annotations
 import functools
 import operator
 from collections.abc import Sequence
-from typing import SupportsIndex
+from typing import TYPE_CHECKING, Any, SupportsIndex
+
+if TYPE_CHECKING:
+    import numpy as np
 
 TIE_TOLERANCE = 1e-9  # paired scores in [0, 1] closer than this tie: float noise (0.1 + 0.2 against 0.3)
 
 
 def mean_interval(values: Sequence[float], *, level: float = 0.95) -> tuple[float, float]:
-    """Interval of the mean of scores in [0, 1]: Student's t, within [0, 1], whose width follows
-    the number of cases (two cases: 12.7 standard errors each side; a percentile bootstrap of two
-    cases spans just the two values, and holds the true mean about half the time). Scores that are
-    all 0 or 1, or all the same, show no spread to measure (t would answer a zero-width interval:
-    20 passes in 20, or 12 judge scores of 0.8, as certain), so they get Wilson's interval of a
-    pass rate with that mean, a pass/fail score being the most spread a [0, 1] score with that
-    mean can have (20 of 20: about [0.84, 1.0]; one case of 0.7: about [0.10, 0.98]). No value:
-    (nan, nan)."""
-    import math
+    """Interval of the mean of scores in [0, 1]: the means ``m`` from which the scores' mean is
+    within ``z`` standard errors (a score interval, as Wilson's is of a pass rate), the variance at
+    ``m`` being the scores' own with just enough of their weight moved to a bound to make their
+    mean ``m`` (to 0 for an ``m`` below their mean, to 1 above): a rare low score, a judge's 0 in
+    one case of 20, that the cases did not happen to show. Student's t, which measures only the
+    spread the cases show, held the true mean of scores mostly 1.0 with a rare 0.0 in as few as
+    54% of 95% intervals; this holds it in 93.7% to 99.5% of seeded synthetic evals of 5 to 50
+    cases with 2% to 20% of scores rare and low (tests/test_evals.py), and is never wider than
+    Wilson's interval of a pass rate with that mean (the most a [0, 1] score with that mean can
+    spread).
 
+    For 0/1 scores it is Wilson's interval (20 of 20: about [0.84, 1.0]); scores all the same get
+    room on each side, never a zero-width interval (12 cases of 0.5: about [0.38, 0.62]; one of
+    0.7: about [0.14, 0.94]). No value: (nan, nan)."""
     import numpy as np
 
     data = np.asarray(values, dtype=float)
     if data.size == 0:
         return (float("nan"), float("nan"))
-    mean = float(data.mean())
-    if np.isin(data, [0.0, 1.0]).all() or float(data.max()) == float(data.min()):
-        return _wilson(mean, data.size, level)
-    half = _t_quantile(level, data.size - 1) * float(data.std(ddof=1)) / math.sqrt(data.size)
-    return (max(0.0, mean - half), min(1.0, mean + half))
+    if np.isin(data, [0.0, 1.0]).all():  # the same interval, computed as pass rates' is: equal to the bit
+        return _wilson(float(data.mean()), data.size, level)
+    return (_lowest_mean(data, level), 1.0 - _lowest_mean(1.0 - data, level))
+
+
+def _lowest_mean(data: np.ndarray[Any, Any], level: float) -> float:
+    """The low end of :func:`mean_interval`. Moving a weight ``1 - m / mean`` of the scores to 0
+    makes their mean ``m`` and their second moment ``m / mean`` times theirs, so the variance at
+    ``m`` is ``v(m) = m * second / mean - m**2``; the low end is the smaller root of
+    ``n * (mean - m)**2 = z**2 * v(m)``, a quadratic in ``m`` (for 0/1 scores, Wilson's)."""
+    import math
+    from statistics import NormalDist
+
+    import numpy as np
+
+    n, mean = data.size, float(data.mean())
+    if mean <= 0.0:
+        return 0.0
+    z = NormalDist().inv_cdf(1 - (1 - level) / 2)
+    second = float(np.mean(data * data))
+    # (n + z^2) m^2 - b m + n mean^2 = 0; the smaller root in a form that does not cancel.
+    a, b, c = n + z * z, 2 * n * mean + z * z * second / mean, n * mean * mean
+    return min(mean, 2 * c / (b + math.sqrt(max(0.0, b * b - 4 * a * c))))
 
 
 @functools.lru_cache(maxsize=1024)  # compare() of many scorers asks the same (level, df) again and again
