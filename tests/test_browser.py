@@ -8,6 +8,7 @@ test's tmp_path, and JupyterLab's settings, workspaces and runtime files in tmp_
 
 from __future__ import annotations
 
+import re
 import secrets
 import shutil
 from pathlib import Path
@@ -46,8 +47,7 @@ def _scenario(page: Page, expect: Any, lab: Lab, workspace: Path) -> None:
     grace_cell = notebook.locator(".jp-CodeCell", has_text="large = flow.start")
 
     def panel(cell: Locator) -> Locator:
-        header = cell.locator(".jp-OutputArea .widget-html", has_text="Approval needed")
-        return header.locator("xpath=..")  # the ApprovalPanel VBox around its header
+        return cell.locator(".jp-OutputArea .wfk-approval")
 
     ada, grace = panel(ada_cell), panel(grace_cell)
     expect(grace).to_have_count(1, timeout=30_000)
@@ -68,6 +68,12 @@ def _scenario(page: Page, expect: Any, lab: Lab, workspace: Path) -> None:
     expect(grace).to_contain_text("rejected by bob")
     expect(grace.get_by_role("button", name="Approve")).to_be_disabled()
     expect(grace.get_by_role("button", name="Reject")).to_be_disabled()
+    # Its header says so too: a reviewer scrolling past must not take it for an open gate.
+    header = grace.locator(".widget-html").first
+    expect(header).to_contain_text(re.compile(r"^Rejected by bob at \S+ \S+ UTC: too large for self-service"))
+    expect(header).not_to_contain_text("Approval needed")
+    header.scroll_into_view_if_needed()
+    page.screenshot(path=str(workspace.parent / "decided-panel.png"))
 
     # The clicks resumed both runs in the kernel; the workspace says how they ended.
     ws = Workspace(workspace)
@@ -208,9 +214,10 @@ def test_a_panel_shows_a_decision_made_from_another_kernel(tmp_path: Path, works
     with lab_page(lab, {"width": 1400, "height": 1000}, tmp_path / "failure.png") as page:
         notebook = run_notebook(page, lab, NOTEBOOK.name, expect)
         grace_cell = notebook.locator(".jp-CodeCell", has_text="large = flow.start")
-        grace = grace_cell.locator(".jp-OutputArea .widget-html", has_text="Approval needed").locator("xpath=..")
+        grace = grace_cell.locator(".jp-OutputArea .wfk-approval")
         expect(grace).to_have_count(1, timeout=30_000)
         expect(grace.get_by_role("button", name="Approve")).to_be_enabled()
+        expect(grace.locator(".widget-html").first).to_contain_text(re.compile("^Approval needed at refund"))
 
         other = page.context.browser.new_page(viewport={"width": 1400, "height": 1000})  # type: ignore[union-attr]
         decided = run_notebook(other, lab, "second.ipynb", expect).locator(".jp-OutputArea")
@@ -218,5 +225,8 @@ def test_a_panel_shows_a_decision_made_from_another_kernel(tmp_path: Path, works
         other.close()
 
         expect(grace).to_contain_text("rejected by carol: decided in kernel two")
+        expect(grace.locator(".widget-html").first).to_contain_text(
+            re.compile(r"^Rejected by carol at \S+ \S+ UTC: decided in kernel two")
+        )
         expect(grace.get_by_role("button", name="Approve")).to_be_disabled()
         expect(grace.get_by_role("button", name="Reject")).to_be_disabled()

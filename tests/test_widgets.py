@@ -138,6 +138,46 @@ def _row_of(view: RunView, step: str) -> list[str]:
     return next([td.text or "" for td in tr.findall("td")] for tr in table.iter("tr") if tr.findtext("td") == step)
 
 
+def _title(panel: ApprovalPanel) -> str:
+    """The first line of a panel's header, as shown (tags dropped, entities decoded)."""
+    import html
+    import re
+
+    return html.unescape(re.sub(r"<[^>]+>", "", panel.children[0].value.split("<br>", 1)[0]))
+
+
+def test_a_decided_panels_header_says_who_decided_it_and_when() -> None:
+    """Decided in the run's view, or in a shell (the panel re-reads its ticket), the panel's header
+    says "Approved by bob at TIME" / "Rejected by alice at TIME", no longer "Approval needed" in
+    bold above the decision (a reviewer scrolling past took a decided gate for an open one)."""
+    import subprocess
+    import sys
+
+    flow = _gated_flow()
+    run = flow.run({"amount": 70})
+    view = RunView(run)
+    [panel] = view.approvals.children
+    assert _title(panel).startswith("Approval needed at refund (visit 1) of workflow widget-refunds, asked ")
+    panel.reviewer.value = "bob"
+    panel.comment.value = "under <100>"
+    panel.approve_button.click()
+    run.wait(10)
+    _eventually(lambda: "Approval needed" not in _title(panel))
+    decided = wf.Workspace().ticket(panel.ticket.ticket_id)
+    when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(decided.decided_at))
+    assert _title(panel).startswith(f"Approved by bob at {when}: under <100> (gate refund, visit 1, of workflow ")
+    assert "Approval needed" not in panel.children[0].value
+
+    other = flow.run({"amount": 80})
+    [shell] = RunView(other).approvals.children
+    command = [sys.executable, "-m", "wfkit", "reject", shell.ticket.ticket_id, "--by", "alice"]
+    subprocess.run(command, check=True, capture_output=True)
+    shell._recheck()  # what the kernel's loop does every RECHECK_S seconds
+    decided = wf.Workspace().ticket(shell.ticket.ticket_id)
+    when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(decided.decided_at))
+    assert _title(shell).startswith(f"Rejected by alice at {when} (gate refund, visit 1, of workflow ")
+
+
 def test_run_view_shows_the_gates_decision_after_the_approved_step_ran() -> None:
     """Approved in the view, the gate step's row shows the decision, who made it and the note in the
     "error / decision" column once the step has run (the column was empty then)."""

@@ -43,8 +43,8 @@ def _reviewer() -> str:
         return ""
 
 
-Decision = tuple[str, "str | None", "str | None"]
-"""How a ticket was decided, as its panel shows it: (status, by, comment)."""
+Decision = tuple[str, "str | None", "str | None", "float | None"]
+"""How a ticket was decided, as its panel shows it: (status, by, comment, when: epoch seconds)."""
 
 
 def _decision_of(item: object) -> tuple[str, Decision] | None:
@@ -55,8 +55,12 @@ def _decision_of(item: object) -> tuple[str, Decision] | None:
         and isinstance(item.extra, dict)
         and "ticket" in item.extra
     ):
-        return str(item.extra["ticket"]), (item.status, item.approver, item.decision_comment)
+        return str(item.extra["ticket"]), (item.status, item.approver, item.decision_comment, item.ended_at)
     return None
+
+
+def _utc(epoch: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(epoch))
 
 
 def _loop() -> asyncio.AbstractEventLoop | None:
@@ -94,15 +98,17 @@ class ApprovalPanel(w.VBox):  # type: ignore[misc]
         self._busy = False
         self._closed = False
         payload = html.escape(json.dumps(ticket.payload, indent=2, default=str))
-        asked = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(ticket.created_at))
         outcomes = ""
         if graph is not None and graph.name == ticket.workflow and ticket.step in graph.steps:
             outcomes = f"<div class='wfk-gate-outcomes'>{gate_outcomes(graph, ticket.step)}</div>"
-        header = w.HTML(
-            f"<b>Approval needed</b> at <code>{html.escape(ticket.step)}</code> (visit {ticket.visit}) of "
-            f"workflow <code>{html.escape(ticket.workflow)}</code>, asked {asked} "
-            f"(run {html.escape(ticket.run_id)}, ticket {html.escape(ticket.ticket_id)})<br>"
+        # What the header says below its first line, which says whether the gate is open or decided.
+        self._details = (
             f"<i>{html.escape(ticket.reason)}</i><pre style='max-height:12em;overflow:auto'>{payload}</pre>{outcomes}"
+        )
+        self.header = w.HTML(
+            f"<b>Approval needed</b> at <code>{html.escape(ticket.step)}</code> (visit {ticket.visit}) of "
+            f"workflow <code>{html.escape(ticket.workflow)}</code>, asked {_utc(ticket.created_at)} "
+            f"(run {html.escape(ticket.run_id)}, ticket {html.escape(ticket.ticket_id)})<br>{self._details}"
         )
         self.reviewer = w.Text(value=_reviewer(), description="Reviewer", placeholder="your name")
         self.comment = w.Textarea(description="Comment", placeholder="why (optional)")
@@ -112,8 +118,9 @@ class ApprovalPanel(w.VBox):  # type: ignore[misc]
         self.approve_button.on_click(lambda _: self._clicked("approve"))
         self.reject_button.on_click(lambda _: self._clicked("reject"))
         super().__init__(
-            [header, self.reviewer, self.comment, w.HBox([self.approve_button, self.reject_button]), self.result]
+            [self.header, self.reviewer, self.comment, w.HBox([self.approve_button, self.reject_button]), self.result]
         )
+        self.add_class("wfk-approval")  # what a page (a browser test, a user's CSS) finds a panel by
         if not ticket.is_open:
             self._show(ticket)
         self._recheck_later()
@@ -168,14 +175,23 @@ class ApprovalPanel(w.VBox):  # type: ignore[misc]
             self.result.value = f"<b>{'approved' if decision == 'approve' else 'rejected'}</b> by {html.escape(by)}"
 
     def _show(self, ticket: Ticket) -> None:
-        self.show_decision(ticket.status, ticket.decided_by, ticket.comment)
+        self.show_decision(ticket.status, ticket.decided_by, ticket.comment, ticket.decided_at)
 
-    def show_decision(self, status: str, by: str | None, comment: str | None) -> None:
-        """The ticket is decided (here or elsewhere): say how, and take the buttons away."""
+    def show_decision(self, status: str, by: str | None, comment: str | None, at: float | None = None) -> None:
+        """The ticket is decided (here or elsewhere): say how in the header (a panel scrolled past
+        must not read as an open gate) and beside the buttons, and take the buttons away."""
         self._busy = self._closed = True
         self.approve_button.disabled = self.reject_button.disabled = True
         self.reviewer.disabled = self.comment.disabled = True
         said = f": {html.escape(comment)}" if comment else ""
+        t = self.ticket
+        when = "" if at is None else f" at {_utc(at)}"
+        self.header.value = (
+            f"<b>{html.escape(status.capitalize())} by {html.escape(str(by))}</b>{when}{said} (gate "
+            f"<code>{html.escape(t.step)}</code>, visit {t.visit}, of workflow <code>{html.escape(t.workflow)}</code>, "
+            f"asked {_utc(t.created_at)}; run {html.escape(t.run_id)}, ticket {html.escape(t.ticket_id)})"
+            f"<br>{self._details}"
+        )
         self.result.value = f"<b>{html.escape(status)}</b> by {html.escape(str(by))}{said}"
         if self._on_closed is not None:
             self._on_closed()
