@@ -230,3 +230,58 @@ def test_a_panel_shows_a_decision_made_from_another_kernel(tmp_path: Path, works
         )
         expect(grace.get_by_role("button", name="Approve")).to_be_disabled()
         expect(grace.get_by_role("button", name="Reject")).to_be_disabled()
+
+
+@pytest.mark.skipif(
+    not CHROMIUM.exists(), reason=f"{CHROMIUM} is missing (apt-get install chromium); this browser test drives it"
+)
+def test_a_panel_from_before_a_kernel_restart_says_so_and_how_to_get_a_live_one(
+    tmp_path: Path, workspace: Path, lab: Lab
+) -> None:
+    """After a kernel restart grace's panel is still on the page, but its comm is gone: it says the
+    kernel restarted and how to get a live panel, and its buttons take no click (they looked live and
+    a click did nothing). Doing what it says (define the workflow again, run `wf.pending(...)`) gives
+    a live panel whose Approve resumes the run in the new kernel."""
+    from playwright.sync_api import expect
+
+    shutil.copy(NOTEBOOK, tmp_path / NOTEBOOK.name)
+    with lab_page(lab, {"width": 1400, "height": 1000}, tmp_path / "failure.png") as page:
+        notebook = run_notebook(page, lab, NOTEBOOK.name, expect)
+        grace = notebook.locator(".jp-CodeCell", has_text="large = flow.start").locator(".jp-OutputArea .wfk-approval")
+        expect(grace).to_have_count(1, timeout=30_000)
+        restarted = grace.locator(".wfk-restarted")
+        expect(restarted).to_be_hidden()  # live: nothing to say
+        expect(grace.get_by_role("button", name="Approve")).to_have_css("pointer-events", "auto")
+
+        page.locator(".lm-MenuBar-itemLabel", has_text=re.compile(r"^Kernel$")).click()
+        page.locator("li[data-command='kernelmenu:restart']").click()
+        page.locator(".jp-Dialog .jp-mod-accept").click()  # "Restart Kernel?"
+        expect(page.get_by_role("contentinfo", name="Bottom Panel").get_by_text("| Idle")).to_be_visible(timeout=30_000)
+
+        expect(restarted).to_be_visible()
+        expect(restarted).to_contain_text("The kernel restarted: this panel is no longer connected to it")
+        expect(restarted).to_contain_text("run the cells that define workflow refunds again, then wf.pending()")
+        for name in ("Approve", "Reject"):
+            expect(grace.get_by_role("button", name=name)).to_have_css("pointer-events", "none")
+        restarted.scroll_into_view_if_needed()
+        page.screenshot(path=str(tmp_path / "panel-after-restart.png"))
+
+        # What it says to do, in the new kernel: the workflow's cells, then the pending tickets' cell.
+        for source in ("# Parameters", 'flow = wf.Workflow("refunds")', "wf.pending(workspace)"):
+            cell = notebook.locator(".jp-CodeCell", has_text=source)
+            cell.locator(".cm-content").click()
+            page.keyboard.press("Control+Enter")
+        live = notebook.locator(".jp-CodeCell", has_text="wf.pending(workspace)").locator(".wfk-approval")
+        expect(live).to_have_count(1, timeout=30_000)
+        expect(live.locator(".wfk-restarted")).to_be_hidden()
+        live.locator(".widget-text input").fill("bob")
+        live.get_by_role("button", name="Approve").click()
+        expect(live).to_contain_text("approved by bob")
+
+        ws = Workspace(workspace)
+
+        def grace_succeeded() -> dict[str, Any] | None:
+            infos = [ws.run_info(row["run_id"]) for row in ws.runs()]
+            return next((i for i in infos if i["inputs"]["customer"] == "grace" and i["status"] == "succeeded"), None)
+
+        assert 900 == wait_for(grace_succeeded, 15, "grace's run to succeed in the new kernel")["state"]["refunded"]

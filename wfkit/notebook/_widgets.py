@@ -16,6 +16,7 @@ import json
 import os
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import ipywidgets as w
@@ -25,6 +26,7 @@ from wfkit.model._errors import TicketError
 from wfkit.model._events import StepEvent, TokenChunk
 from wfkit.model._processors import redact_text
 from wfkit.notebook._display import gate_outcomes, run_html, statuses
+from wfkit.store._workspace import workspace_path
 
 if TYPE_CHECKING:
     from wfkit.engine._run import Run
@@ -61,6 +63,30 @@ def _decision_of(item: object) -> tuple[str, Decision] | None:
 
 def _utc(epoch: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(epoch))
+
+
+# When its kernel restarts, JupyterLab's widget manager marks every view of the old kernel's widgets
+# `jupyter-widgets-disconnected` (their comms are gone: a click reaches nobody) and leaves them on the
+# page. No kernel is left to redraw the panel then, so only CSS can react: it shows the panel's note
+# on what to do and takes the clicks away (a decided panel has nothing to click: no note).
+_RESTARTED_CSS = (
+    "<style>.wfk-approval .wfk-restarted{display:none}"
+    ".wfk-approval.wfk-open.jupyter-widgets-disconnected .wfk-restarted{display:flex;color:#b91c1c}"
+    ".wfk-approval.wfk-open.jupyter-widgets-disconnected :is(button,input,textarea)"
+    "{pointer-events:none;opacity:.45}</style>"
+)
+
+
+def _restarted_note(ticket: Ticket) -> str:
+    """What an open panel says once its kernel has restarted: how to get a live panel of its ticket."""
+    where = "" if ticket.workspace is None or Path(ticket.workspace) == workspace_path() else repr(ticket.workspace)
+    return (
+        f"{_RESTARTED_CSS}<div><b>The kernel restarted: this panel is no longer connected to it</b>, and its "
+        f"buttons do nothing. Ticket {html.escape(ticket.ticket_id)} is kept in the workspace: run the cells "
+        f"that define workflow <code>{html.escape(ticket.workflow)}</code> again, then "
+        f"<code>wf.pending({html.escape(where)})</code> for a live panel of it (a decision there resumes run "
+        f"{html.escape(ticket.run_id)}). Running the cell that started the run again would start a new run.</div>"
+    )
 
 
 def _loop() -> asyncio.AbstractEventLoop | None:
@@ -115,12 +141,22 @@ class ApprovalPanel(w.VBox):  # type: ignore[misc]
         self.approve_button = w.Button(description="Approve", button_style="success", icon="check")
         self.reject_button = w.Button(description="Reject", button_style="danger", icon="times")
         self.result = w.HTML()
+        self.restarted = w.HTML(_restarted_note(ticket))
+        self.restarted.add_class("wfk-restarted")
         self.approve_button.on_click(lambda _: self._clicked("approve"))
         self.reject_button.on_click(lambda _: self._clicked("reject"))
         super().__init__(
-            [self.header, self.reviewer, self.comment, w.HBox([self.approve_button, self.reject_button]), self.result]
+            [
+                self.header,
+                self.restarted,
+                self.reviewer,
+                self.comment,
+                w.HBox([self.approve_button, self.reject_button]),
+                self.result,
+            ]
         )
         self.add_class("wfk-approval")  # what a page (a browser test, a user's CSS) finds a panel by
+        self.add_class("wfk-open")
         if not ticket.is_open:
             self._show(ticket)
         self._recheck_later()
@@ -181,6 +217,7 @@ class ApprovalPanel(w.VBox):  # type: ignore[misc]
         """The ticket is decided (here or elsewhere): say how in the header (a panel scrolled past
         must not read as an open gate) and beside the buttons, and take the buttons away."""
         self._busy = self._closed = True
+        self.remove_class("wfk-open")
         self.approve_button.disabled = self.reject_button.disabled = True
         self.reviewer.disabled = self.comment.disabled = True
         said = f": {html.escape(comment)}" if comment else ""
