@@ -195,7 +195,8 @@ def test_the_live_run_view_streams_tokens_and_inspects_a_step(tmp_path: Path, wo
 def test_a_panel_shows_a_decision_made_from_another_kernel(tmp_path: Path, workspace: Path, lab: Lab) -> None:
     """grace's ticket is rejected from a second notebook (another kernel, the same workspace) while
     the first notebook shows its panel: that panel says who decided and why, and takes its buttons
-    away, without anyone clicking it (a reviewer must not take an open-looking gate for undecided)."""
+    away, without anyone clicking it (a reviewer must not take an open-looking gate for undecided);
+    and grace's run, which waits in the first kernel, goes on there, as after a click."""
     import nbformat
     from playwright.sync_api import expect
 
@@ -230,6 +231,21 @@ def test_a_panel_shows_a_decision_made_from_another_kernel(tmp_path: Path, works
         )
         expect(grace.get_by_role("button", name="Approve")).to_be_disabled()
         expect(grace.get_by_role("button", name="Reject")).to_be_disabled()
+
+        # Kernel two does not define the workflow, so it could not continue the run: this kernel,
+        # where grace's run waits, does, as after a click here (it stayed waiting_approval). The
+        # panel that re-read the ticket first (the run's, or wf.pending()'s) says so.
+        said = notebook.locator(".wfk-approval", has_text=re.compile(r"Run \w+ continues in this kernel\."))
+        expect(said).to_have_count(1, timeout=10_000)
+        expect(grace_cell.locator(".jp-OutputArea .wfkit-run").first).to_contain_text("succeeded", timeout=15_000)
+        grace.scroll_into_view_if_needed()
+        page.screenshot(path=str(tmp_path / "decided-in-another-kernel.png"))
+        ws = Workspace(workspace)
+        [run] = [r for r in ws.runs() if ws.run_info(r["run_id"])["inputs"]["customer"] == "grace"]
+        info = ws.run_info(run["run_id"])
+        assert "succeeded" == info["status"]
+        assert 0 == info["state"]["refunded"]  # the rejection routed to explain
+        assert "explain" == info["steps"][-1]["step"]
 
 
 @pytest.mark.skipif(

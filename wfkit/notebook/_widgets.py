@@ -104,6 +104,9 @@ class ApprovalPanel(w.VBox):  # type: ignore[misc]
     this kernel (another notebook, a shell's ``wfkit approve``) closes the panel as it is made.
     ``closed``: told once the panel shows a decision, however it learnt of it. ``graph``: the
     ticket's workflow, if this kernel defines it: the panel says what each decision leads to.
+    ``elsewhere``: handed the ticket when the re-read finds it decided outside this panel (no click
+    here, no event of its run): it continues the run waiting in this kernel, as a click would have,
+    and returns what the panel says of the run below the decision (HTML; None: nothing).
     """
 
     RECHECK_S = 2.0
@@ -115,11 +118,13 @@ class ApprovalPanel(w.VBox):  # type: ignore[misc]
         stored: Callable[[], Ticket] | None = None,
         closed: Callable[[], None] | None = None,
         graph: Graph | None = None,
+        elsewhere: Callable[[Ticket], str | None] | None = None,
     ) -> None:
         self.ticket = ticket
         self._decide = decide
         self._stored = stored
         self._on_closed = closed
+        self._elsewhere = elsewhere
         self._loop = _loop()
         self._busy = False
         self._closed = False
@@ -174,8 +179,16 @@ class ApprovalPanel(w.VBox):  # type: ignore[misc]
             return
         if stored.is_open:
             self._recheck_later()
-        else:
-            self._show(stored)
+            return
+        self._show(stored)
+        if self._elsewhere is None:
+            return
+        try:
+            note = self._elsewhere(stored)
+        except Exception as exc:  # shown, not lost in a callback on the loop
+            note = f"<span style='color:#b91c1c'>{html.escape(type(exc).__name__)}: {html.escape(str(exc))}</span>"
+        if note:
+            self.result.value += f"<br>{note}"
 
     def _clicked(self, decision: str) -> None:
         if self._busy:
@@ -215,7 +228,10 @@ class ApprovalPanel(w.VBox):  # type: ignore[misc]
 
     def show_decision(self, status: str, by: str | None, comment: str | None, at: float | None = None) -> None:
         """The ticket is decided (here or elsewhere): say how in the header (a panel scrolled past
-        must not read as an open gate) and beside the buttons, and take the buttons away."""
+        must not read as an open gate) and beside the buttons, and take the buttons away. Once: the
+        same decision learnt again (the resumed run's event after a re-read) keeps what is shown."""
+        if self._closed:
+            return
         self._busy = self._closed = True
         self.remove_class("wfk-open")
         self.approve_button.disabled = self.reject_button.disabled = True
@@ -240,14 +256,19 @@ class RunView(w.VBox):  # type: ignore[misc]
     Text a step streams from ``ctx.llm.stream`` shows under "streaming" as it arrives, under the
     step that streams it; choosing a step in "inspect step" shows the state before it (the
     inputs, or the state after the step settled before it) and what it wrote (from
-    ``run.history()``). ``expand=True`` draws sub-workflows inside the graph.
+    ``run.history()``). ``expand=True`` draws sub-workflows inside the graph. ``elsewhere``: what a
+    gate's panel does with a decision it learns of from the workspace (see :class:`ApprovalPanel`);
+    a run displayed in a notebook continues, as after a click.
     """
 
     _STREAM_KEEP = 2000  # characters of streamed text kept per step visit: the tail is what is live
 
-    def __init__(self, run: Run, *, expand: bool = False) -> None:
+    def __init__(
+        self, run: Run, *, expand: bool = False, elsewhere: Callable[[Ticket], str | None] | None = None
+    ) -> None:
         self.run = run
         self.expand = expand
+        self._elsewhere = elsewhere
         self._loop = _loop()
         self._scheduled = False
         self.summary = w.HTML()
@@ -320,6 +341,7 @@ class RunView(w.VBox):  # type: ignore[misc]
                     self._decider(ticket),
                     functools.partial(_stored_ticket, self.run, ticket.ticket_id),
                     graph=graph,
+                    elsewhere=self._elsewhere,
                 )
                 self._panels[ticket.ticket_id] = panel
                 self.approvals.children = (*self.approvals.children, panel)
@@ -411,11 +433,13 @@ class PendingView(w.VBox):  # type: ignore[misc]
         self,
         workspace: Workspace,
         tickets: list[Ticket],
-        resume: Callable[[Ticket], None],
+        resume: Callable[[Ticket], str | None],
         runs: Callable[[str], Run | None] | None = None,
         graphs: Callable[[str], Graph | None] | None = None,
     ) -> None:
-        """``runs``: the handle this process holds of a ticket's run, if any: the view follows its
+        """``resume``: continues a decided ticket's run (decided here, or found decided elsewhere:
+        then what it returns shows below the decision, see :class:`ApprovalPanel`'s ``elsewhere``).
+        ``runs``: the handle this process holds of a ticket's run, if any: the view follows its
         events, so a ticket decided elsewhere (the run's own view, ``run.approve``) closes here too.
         ``graphs``: a workflow's graph by name, if this process defines it (for what a decision
         leads to)."""
@@ -432,6 +456,7 @@ class PendingView(w.VBox):  # type: ignore[misc]
                 functools.partial(workspace.ticket, t.ticket_id),
                 functools.partial(self._closed, t.ticket_id),
                 None if graphs is None else graphs(t.workflow),
+                resume,
             )
             for t in tickets
         }
