@@ -8,6 +8,7 @@ test's tmp_path, and JupyterLab's settings, workspaces and runtime files in tmp_
 
 from __future__ import annotations
 
+import re
 import secrets
 import shutil
 from pathlib import Path
@@ -46,8 +47,7 @@ def _scenario(page: Page, expect: Any, lab: Lab, workspace: Path) -> None:
     grace_cell = notebook.locator(".jp-CodeCell", has_text="large = flow.start")
 
     def panel(cell: Locator) -> Locator:
-        header = cell.locator(".jp-OutputArea .widget-html", has_text="Approval needed")
-        return header.locator("xpath=..")  # the ApprovalPanel VBox around its header
+        return cell.locator(".jp-OutputArea .wfk-approval")
 
     ada, grace = panel(ada_cell), panel(grace_cell)
     expect(grace).to_have_count(1, timeout=30_000)
@@ -68,6 +68,12 @@ def _scenario(page: Page, expect: Any, lab: Lab, workspace: Path) -> None:
     expect(grace).to_contain_text("rejected by bob")
     expect(grace.get_by_role("button", name="Approve")).to_be_disabled()
     expect(grace.get_by_role("button", name="Reject")).to_be_disabled()
+    # Its header says so too: a reviewer scrolling past must not take it for an open gate.
+    header = grace.locator(".widget-html").first
+    expect(header).to_contain_text(re.compile(r"^Rejected by bob at \S+ \S+ UTC: too large for self-service"))
+    expect(header).not_to_contain_text("Approval needed")
+    header.scroll_into_view_if_needed()
+    page.screenshot(path=str(workspace.parent / "decided-panel.png"))
 
     # The clicks resumed both runs in the kernel; the workspace says how they ended.
     ws = Workspace(workspace)
@@ -189,7 +195,8 @@ def test_the_live_run_view_streams_tokens_and_inspects_a_step(tmp_path: Path, wo
 def test_a_panel_shows_a_decision_made_from_another_kernel(tmp_path: Path, workspace: Path, lab: Lab) -> None:
     """grace's ticket is rejected from a second notebook (another kernel, the same workspace) while
     the first notebook shows its panel: that panel says who decided and why, and takes its buttons
-    away, without anyone clicking it (a reviewer must not take an open-looking gate for undecided)."""
+    away, without anyone clicking it (a reviewer must not take an open-looking gate for undecided);
+    and grace's run, which waits in the first kernel, goes on there, as after a click."""
     import nbformat
     from playwright.sync_api import expect
 
@@ -208,9 +215,10 @@ def test_a_panel_shows_a_decision_made_from_another_kernel(tmp_path: Path, works
     with lab_page(lab, {"width": 1400, "height": 1000}, tmp_path / "failure.png") as page:
         notebook = run_notebook(page, lab, NOTEBOOK.name, expect)
         grace_cell = notebook.locator(".jp-CodeCell", has_text="large = flow.start")
-        grace = grace_cell.locator(".jp-OutputArea .widget-html", has_text="Approval needed").locator("xpath=..")
+        grace = grace_cell.locator(".jp-OutputArea .wfk-approval")
         expect(grace).to_have_count(1, timeout=30_000)
         expect(grace.get_by_role("button", name="Approve")).to_be_enabled()
+        expect(grace.locator(".widget-html").first).to_contain_text(re.compile("^Approval needed at refund"))
 
         other = page.context.browser.new_page(viewport={"width": 1400, "height": 1000})  # type: ignore[union-attr]
         decided = run_notebook(other, lab, "second.ipynb", expect).locator(".jp-OutputArea")
@@ -218,5 +226,78 @@ def test_a_panel_shows_a_decision_made_from_another_kernel(tmp_path: Path, works
         other.close()
 
         expect(grace).to_contain_text("rejected by carol: decided in kernel two")
+        expect(grace.locator(".widget-html").first).to_contain_text(
+            re.compile(r"^Rejected by carol at \S+ \S+ UTC: decided in kernel two")
+        )
         expect(grace.get_by_role("button", name="Approve")).to_be_disabled()
         expect(grace.get_by_role("button", name="Reject")).to_be_disabled()
+
+        # Kernel two does not define the workflow, so it could not continue the run: this kernel,
+        # where grace's run waits, does, as after a click here (it stayed waiting_approval). The
+        # panel that re-read the ticket first (the run's, or wf.pending()'s) says so.
+        said = notebook.locator(".wfk-approval", has_text=re.compile(r"Run \w+ continues in this kernel\."))
+        expect(said).to_have_count(1, timeout=10_000)
+        expect(grace_cell.locator(".jp-OutputArea .wfkit-run").first).to_contain_text("succeeded", timeout=15_000)
+        grace.scroll_into_view_if_needed()
+        page.screenshot(path=str(tmp_path / "decided-in-another-kernel.png"))
+        ws = Workspace(workspace)
+        [run] = [r for r in ws.runs() if ws.run_info(r["run_id"])["inputs"]["customer"] == "grace"]
+        info = ws.run_info(run["run_id"])
+        assert "succeeded" == info["status"]
+        assert 0 == info["state"]["refunded"]  # the rejection routed to explain
+        assert "explain" == info["steps"][-1]["step"]
+
+
+@pytest.mark.skipif(
+    not CHROMIUM.exists(), reason=f"{CHROMIUM} is missing (apt-get install chromium); this browser test drives it"
+)
+def test_a_panel_from_before_a_kernel_restart_says_so_and_how_to_get_a_live_one(
+    tmp_path: Path, workspace: Path, lab: Lab
+) -> None:
+    """After a kernel restart grace's panel is still on the page, but its comm is gone: it says the
+    kernel restarted and how to get a live panel, and its buttons take no click (they looked live and
+    a click did nothing). Doing what it says (define the workflow again, run `wf.pending(...)`) gives
+    a live panel whose Approve resumes the run in the new kernel."""
+    from playwright.sync_api import expect
+
+    shutil.copy(NOTEBOOK, tmp_path / NOTEBOOK.name)
+    with lab_page(lab, {"width": 1400, "height": 1000}, tmp_path / "failure.png") as page:
+        notebook = run_notebook(page, lab, NOTEBOOK.name, expect)
+        grace = notebook.locator(".jp-CodeCell", has_text="large = flow.start").locator(".jp-OutputArea .wfk-approval")
+        expect(grace).to_have_count(1, timeout=30_000)
+        restarted = grace.locator(".wfk-restarted")
+        expect(restarted).to_be_hidden()  # live: nothing to say
+        expect(grace.get_by_role("button", name="Approve")).to_have_css("pointer-events", "auto")
+
+        page.locator(".lm-MenuBar-itemLabel", has_text=re.compile(r"^Kernel$")).click()
+        page.locator("li[data-command='kernelmenu:restart']").click()
+        page.locator(".jp-Dialog .jp-mod-accept").click()  # "Restart Kernel?"
+        expect(page.get_by_role("contentinfo", name="Bottom Panel").get_by_text("| Idle")).to_be_visible(timeout=30_000)
+
+        expect(restarted).to_be_visible()
+        expect(restarted).to_contain_text("The kernel restarted: this panel is no longer connected to it")
+        expect(restarted).to_contain_text("run the cells that define workflow refunds again, then wf.pending()")
+        for name in ("Approve", "Reject"):
+            expect(grace.get_by_role("button", name=name)).to_have_css("pointer-events", "none")
+        restarted.scroll_into_view_if_needed()
+        page.screenshot(path=str(tmp_path / "panel-after-restart.png"))
+
+        # What it says to do, in the new kernel: the workflow's cells, then the pending tickets' cell.
+        for source in ("# Parameters", 'flow = wf.Workflow("refunds")', "wf.pending(workspace)"):
+            cell = notebook.locator(".jp-CodeCell", has_text=source)
+            cell.locator(".cm-content").click()
+            page.keyboard.press("Control+Enter")
+        live = notebook.locator(".jp-CodeCell", has_text="wf.pending(workspace)").locator(".wfk-approval")
+        expect(live).to_have_count(1, timeout=30_000)
+        expect(live.locator(".wfk-restarted")).to_be_hidden()
+        live.locator(".widget-text input").fill("bob")
+        live.get_by_role("button", name="Approve").click()
+        expect(live).to_contain_text("approved by bob")
+
+        ws = Workspace(workspace)
+
+        def grace_succeeded() -> dict[str, Any] | None:
+            infos = [ws.run_info(row["run_id"]) for row in ws.runs()]
+            return next((i for i in infos if i["inputs"]["customer"] == "grace" and i["status"] == "succeeded"), None)
+
+        assert 900 == wait_for(grace_succeeded, 15, "grace's run to succeed in the new kernel")["state"]["refunded"]

@@ -131,11 +131,158 @@ def test_run_view_approving_a_gate_rejected_in_a_shell_says_the_run_waits_for_a_
     assert "waiting_approval" == run.status
 
 
+def _shell(decision: str, ticket_id: str, by: str) -> None:
+    """Decide a ticket as a shell does: `wfkit approve|reject TICKET --by NAME`, another process."""
+    import subprocess
+    import sys
+
+    subprocess.run([sys.executable, "-m", "wfkit", decision, ticket_id, "--by", by], check=True, capture_output=True)
+
+
+def test_a_gate_decided_in_a_shell_continues_the_run_waiting_in_this_kernel(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`wfkit approve` in a shell closes the displayed run's panel (it re-reads its ticket on the
+    kernel's loop), and the run that waits in this kernel goes on, as after a click there: the view
+    and the handle end "succeeded" and the panel says the run continues here (it stayed
+    "waiting_approval", and nothing said what to do)."""
+    from wfkit.notebook._renderer import _views
+
+    monkeypatch.setenv("WFKIT_MODE", "interactive")
+    monkeypatch.setattr(ApprovalPanel, "RECHECK_S", 0.1)
+    flow = _gated_flow()
+
+    async def scenario() -> tuple[wf.Run, RunView]:
+        run = flow.start({"amount": 70})
+        await run  # halted at the gate; the cell is free
+        run._repr_mimebundle_()  # displayed, as a notebook shows it: its live view
+        view = _views[run]
+        [panel] = view.approvals.children
+        await asyncio.to_thread(_shell, "approve", panel.ticket.ticket_id, "alice")
+        # The panel re-reads its ticket on this loop, so wait in a thread.
+        await asyncio.to_thread(_eventually, lambda: run.status == "succeeded", 10)
+        await run
+        await asyncio.sleep(0.2)  # the view's last coalesced redraw
+        return run, view
+
+    run, view = asyncio.run(scenario())
+    assert "succeeded" == run.status
+    assert 70 == run.state["refunded"]
+    assert "succeeded" in view.summary.value
+    [panel] = view.approvals.children
+    assert panel.result.value.startswith("<b>approved</b> by alice")
+    assert f"Run {run.run_id} continues in this kernel" in panel.result.value
+
+
+def test_two_panels_of_a_ticket_decided_elsewhere_resume_its_run_once() -> None:
+    """The run's own panel and wf.pending()'s both find the shell's decision in the same turn of the
+    loop: the run continues once, through the handle its owner holds (a second resume would be
+    refused by the first one's claim and end that handle's task with a LeaseError)."""
+    from wfkit.notebook._pending import resume_after_decision
+
+    flow = _gated_flow()
+
+    async def scenario() -> tuple[wf.Run, list[str]]:
+        run = flow.start({"amount": 50})
+        await run
+        view = RunView(run, elsewhere=lambda t: resume_after_decision(wf.Workspace(t.workspace), t))
+        pending = wf.pending()
+        listing = PendingView(pending.workspace, pending.tickets, lambda t: resume_after_decision(pending.workspace, t))
+        panels = [view.approvals.children[0], listing.children[1]]
+        await asyncio.to_thread(_shell, "approve", panels[0].ticket.ticket_id, "alice")
+        for panel in panels:
+            panel._recheck()
+        await run
+        return run, [p.result.value for p in panels]
+
+    run, said = asyncio.run(scenario())
+    assert "succeeded" == run.status
+    assert 50 == run.state["refunded"]
+    assert [1] == [e.attempt for e in run.events if e.step == "refund" and e.status == "ok"]
+    for value in said:
+        assert f"Run {run.run_id} continues in this kernel." in value
+
+
+def test_a_panel_says_how_to_continue_a_run_whose_workflow_this_kernel_lacks(workspace: Any) -> None:
+    """A ticket of a run another process started, listed in wf.pending() here and approved in a shell:
+    this kernel cannot continue the run (it does not define the workflow), so the panel says how to;
+    doing that (define the workflow, `flow.resume(RUN)`) finishes the run."""
+    import subprocess
+    import sys
+
+    define = (
+        "import wfkit as wf\n"
+        "flow = wf.Workflow('defined-elsewhere')\n"
+        "flow.step(lambda s: {'amount': s['amount']}, name='quote')\n"
+        "flow.step(lambda s: {'refunded': s['amount']}, name='refund', approval='Refunds need a human')\n"
+        "flow.chain('quote', 'refund')\n"
+    )
+    subprocess.run([sys.executable, "-c", define + "flow.run({'amount': 60})"], check=True, capture_output=True)
+    pending = wf.pending()
+    [ticket] = pending.tickets
+    from wfkit.notebook._pending import resume_after_decision
+
+    view = PendingView(pending.workspace, pending.tickets, lambda t: resume_after_decision(pending.workspace, t))
+    panel = view.children[1]
+    _shell("approve", ticket.ticket_id, "alice")
+    panel._recheck()
+    assert panel.result.value.startswith("<b>approved</b> by alice")
+    assert (
+        f"Run {ticket.run_id} waits at &#x27;refund&#x27;: this kernel does not define workflow "
+        f"&#x27;defined-elsewhere&#x27;, so it cannot continue it. Run the cells that define it here, then "
+        f"<code>flow.resume(&#x27;{ticket.run_id}&#x27;)</code>"
+    ) in panel.result.value
+
+    namespace: dict[str, Any] = {}
+    exec(define, namespace)  # what the panel says: the workflow's cells, then its resume
+    run = namespace["flow"].resume(ticket.run_id)
+    assert "succeeded" == run.status
+    assert 60 == run.state["refunded"]
+
+
 def _row_of(view: RunView, step: str) -> list[str]:
     """The cells of ``step``'s row in the view's step table, as shown (HTML entities decoded)."""
     page = view.summary.value
     table = ET.fromstring(page[page.index("<table") : page.index("</table>") + len("</table>")])
     return next([td.text or "" for td in tr.findall("td")] for tr in table.iter("tr") if tr.findtext("td") == step)
+
+
+def _title(panel: ApprovalPanel) -> str:
+    """The first line of a panel's header, as shown (tags dropped, entities decoded)."""
+    import html
+    import re
+
+    return html.unescape(re.sub(r"<[^>]+>", "", panel.children[0].value.split("<br>", 1)[0]))
+
+
+def test_a_decided_panels_header_says_who_decided_it_and_when() -> None:
+    """Decided in the run's view, or in a shell (the panel re-reads its ticket), the panel's header
+    says "Approved by bob at TIME" / "Rejected by alice at TIME", no longer "Approval needed" in
+    bold above the decision (a reviewer scrolling past took a decided gate for an open one)."""
+    import subprocess
+    import sys
+
+    flow = _gated_flow()
+    run = flow.run({"amount": 70})
+    view = RunView(run)
+    [panel] = view.approvals.children
+    assert _title(panel).startswith("Approval needed at refund (visit 1) of workflow widget-refunds, asked ")
+    panel.reviewer.value = "bob"
+    panel.comment.value = "under <100>"
+    panel.approve_button.click()
+    run.wait(10)
+    _eventually(lambda: "Approval needed" not in _title(panel))
+    decided = wf.Workspace().ticket(panel.ticket.ticket_id)
+    when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(decided.decided_at))
+    assert _title(panel).startswith(f"Approved by bob at {when}: under <100> (gate refund, visit 1, of workflow ")
+    assert "Approval needed" not in panel.children[0].value
+
+    other = flow.run({"amount": 80})
+    [shell] = RunView(other).approvals.children
+    command = [sys.executable, "-m", "wfkit", "reject", shell.ticket.ticket_id, "--by", "alice"]
+    subprocess.run(command, check=True, capture_output=True)
+    shell._recheck()  # what the kernel's loop does every RECHECK_S seconds
+    decided = wf.Workspace().ticket(shell.ticket.ticket_id)
+    when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(decided.decided_at))
+    assert _title(shell).startswith(f"Rejected by alice at {when} (gate refund, visit 1, of workflow ")
 
 
 def test_run_view_shows_the_gates_decision_after_the_approved_step_ran() -> None:

@@ -45,6 +45,16 @@ def held_handle(run_id: str) -> Run | None:
     return _handles.get(run_id)
 
 
+def under_way_here(run_id: str) -> bool:
+    """Whether a handle this process holds of a stored run is driving it now (a resume or a decision
+    launched it; the run may not have claimed its lease yet)."""
+    held = _handles.get(run_id)
+    if held is None:
+        return False
+    driving = held._task if held._task is not None else held._cfuture
+    return driving is not None and not driving.done()
+
+
 # Runs a decision continued (run.approve, or a decision made elsewhere), so an explicit resume of
 # one waits for it instead of refusing (the decision and the resume are often two lines of one script).
 _resumed_by_decision: dict[str, Run] = {}

@@ -32,6 +32,7 @@ from wfkit.engine._run import (
     held_handle,
     resumed_by_decision,
     take_resumed_by_decision,
+    under_way_here,
 )
 from wfkit.model._approvals import HALT, Approval, ApprovalPolicy, Ticket, as_policy, policy_record, recorded_policy
 from wfkit.model._context import ToolProvider
@@ -1385,8 +1386,10 @@ def resume_decided(workspace: str | os.PathLike[str], ticket: Ticket) -> Run | N
     run_id = store.top_run(ticket.run_id)  # a gate inside a sub-workflow: the top run resumes it
     name = ticket.workflow if run_id == ticket.run_id else store.run_row(run_id)["workflow"]
     flow = find_workflow(name)
-    if flow is None or executing_here(run_id):
-        return None  # not defined here, or already on its way (it will meet the decision itself)
+    if flow is None or executing_here(run_id) or under_way_here(run_id):
+        # Not defined here, or already on its way (it will meet the decision itself): two panels of
+        # one ticket (the run's view, wf.pending()'s) both learn of a decision made elsewhere.
+        return None
     status = store.run_row(run_id)["status"]
     if status not in RunStatus.HALTED and status != RunStatus.INTERRUPTED:
         return None  # a resume that came first has taken it on, or finished it already

@@ -12,11 +12,13 @@ import os
 from collections.abc import Iterator
 from typing import Any
 
-from wfkit.engine._run import held_handle
+from wfkit.engine._engine import executing_here
+from wfkit.engine._run import held_handle, under_way_here
 from wfkit.engine._workflow import find_workflow, resume_decided
 from wfkit.model._approvals import Ticket
 from wfkit.model._errors import TicketError, WorkflowDefinitionError
 from wfkit.model._graph import Graph
+from wfkit.model._status import RunStatus
 from wfkit.notebook._display import ticket_text
 from wfkit.store._workspace import Workspace
 
@@ -110,9 +112,24 @@ def _graph_defined_here(workflow: str) -> Graph | None:
         return None
 
 
-def resume_after_decision(workspace: Workspace, ticket: Ticket) -> None:
-    """Continue the ticket's run if this process has its workflow; else the decision waits."""
-    resume_decided(workspace.path, ticket)
+def resume_after_decision(workspace: Workspace, ticket: Ticket) -> str | None:
+    """Continue the ticket's run if this process has its workflow; else the decision waits.
+
+    Returns what a panel that learnt of the decision from the workspace (made in another kernel or a
+    shell) adds below it (HTML): that the run continues here, or how to continue a run that waits
+    because this kernel does not define its workflow; None when neither (it went on elsewhere)."""
+    resumed = resume_decided(workspace.path, ticket)
+    run_id = workspace.store.top_run(ticket.run_id)
+    if resumed is not None or executing_here(run_id) or under_way_here(run_id):
+        return f"Run {html.escape(run_id)} continues in this kernel."
+    row = workspace.store.run_row(run_id)
+    if row["status"] not in RunStatus.HALTED or find_workflow(row["workflow"]) is not None:
+        return None
+    return (
+        f"Run {html.escape(run_id)} waits at {html.escape(repr(ticket.step))}: this kernel does not define "
+        f"workflow {html.escape(repr(row['workflow']))}, so it cannot continue it. Run the cells that define it "
+        f"here, then <code>flow.resume({html.escape(repr(run_id))})</code> (<code>flow</code>: that workflow)."
+    )
 
 
 def pending(workspace: str | os.PathLike[str] | None = None) -> Pending:

@@ -28,9 +28,12 @@ def run_bundle(run: Run) -> dict[str, Any]:
     if current_mode() == "interactive":
         view = _views.get(run)
         if view is None:
+            from wfkit.notebook._pending import resume_after_decision
             from wfkit.notebook._widgets import RunView
+            from wfkit.store._workspace import Workspace
 
-            view = _views[run] = RunView(run)
+            # A gate decided in another kernel or a shell: the run waiting here goes on, as after a click.
+            view = _views[run] = RunView(run, elsewhere=lambda t: resume_after_decision(Workspace(t.workspace), t))
         bundle: dict[str, Any] = dict(view._repr_mimebundle_() or {})
         bundle["text/plain"] = text
         return bundle

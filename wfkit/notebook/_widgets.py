@@ -16,6 +16,7 @@ import json
 import os
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import ipywidgets as w
@@ -25,6 +26,7 @@ from wfkit.model._errors import TicketError
 from wfkit.model._events import StepEvent, TokenChunk
 from wfkit.model._processors import redact_text
 from wfkit.notebook._display import gate_outcomes, run_html, statuses
+from wfkit.store._workspace import workspace_path
 
 if TYPE_CHECKING:
     from wfkit.engine._run import Run
@@ -43,8 +45,8 @@ def _reviewer() -> str:
         return ""
 
 
-Decision = tuple[str, "str | None", "str | None"]
-"""How a ticket was decided, as its panel shows it: (status, by, comment)."""
+Decision = tuple[str, "str | None", "str | None", "float | None"]
+"""How a ticket was decided, as its panel shows it: (status, by, comment, when: epoch seconds)."""
 
 
 def _decision_of(item: object) -> tuple[str, Decision] | None:
@@ -55,8 +57,36 @@ def _decision_of(item: object) -> tuple[str, Decision] | None:
         and isinstance(item.extra, dict)
         and "ticket" in item.extra
     ):
-        return str(item.extra["ticket"]), (item.status, item.approver, item.decision_comment)
+        return str(item.extra["ticket"]), (item.status, item.approver, item.decision_comment, item.ended_at)
     return None
+
+
+def _utc(epoch: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(epoch))
+
+
+# When its kernel restarts, JupyterLab's widget manager marks every view of the old kernel's widgets
+# `jupyter-widgets-disconnected` (their comms are gone: a click reaches nobody) and leaves them on the
+# page. No kernel is left to redraw the panel then, so only CSS can react: it shows the panel's note
+# on what to do and takes the clicks away (a decided panel has nothing to click: no note).
+_RESTARTED_CSS = (
+    "<style>.wfk-approval .wfk-restarted{display:none}"
+    ".wfk-approval.wfk-open.jupyter-widgets-disconnected .wfk-restarted{display:flex;color:#b91c1c}"
+    ".wfk-approval.wfk-open.jupyter-widgets-disconnected :is(button,input,textarea)"
+    "{pointer-events:none;opacity:.45}</style>"
+)
+
+
+def _restarted_note(ticket: Ticket) -> str:
+    """What an open panel says once its kernel has restarted: how to get a live panel of its ticket."""
+    where = "" if ticket.workspace is None or Path(ticket.workspace) == workspace_path() else repr(ticket.workspace)
+    return (
+        f"{_RESTARTED_CSS}<div><b>The kernel restarted: this panel is no longer connected to it</b>, and its "
+        f"buttons do nothing. Ticket {html.escape(ticket.ticket_id)} is kept in the workspace: run the cells "
+        f"that define workflow <code>{html.escape(ticket.workflow)}</code> again, then "
+        f"<code>wf.pending({html.escape(where)})</code> for a live panel of it (a decision there resumes run "
+        f"{html.escape(ticket.run_id)}). Running the cell that started the run again would start a new run.</div>"
+    )
 
 
 def _loop() -> asyncio.AbstractEventLoop | None:
@@ -74,6 +104,9 @@ class ApprovalPanel(w.VBox):  # type: ignore[misc]
     this kernel (another notebook, a shell's ``wfkit approve``) closes the panel as it is made.
     ``closed``: told once the panel shows a decision, however it learnt of it. ``graph``: the
     ticket's workflow, if this kernel defines it: the panel says what each decision leads to.
+    ``elsewhere``: handed the ticket when the re-read finds it decided outside this panel (no click
+    here, no event of its run): it continues the run waiting in this kernel, as a click would have,
+    and returns what the panel says of the run below the decision (HTML; None: nothing).
     """
 
     RECHECK_S = 2.0
@@ -85,35 +118,50 @@ class ApprovalPanel(w.VBox):  # type: ignore[misc]
         stored: Callable[[], Ticket] | None = None,
         closed: Callable[[], None] | None = None,
         graph: Graph | None = None,
+        elsewhere: Callable[[Ticket], str | None] | None = None,
     ) -> None:
         self.ticket = ticket
         self._decide = decide
         self._stored = stored
         self._on_closed = closed
+        self._elsewhere = elsewhere
         self._loop = _loop()
         self._busy = False
         self._closed = False
         payload = html.escape(json.dumps(ticket.payload, indent=2, default=str))
-        asked = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(ticket.created_at))
         outcomes = ""
         if graph is not None and graph.name == ticket.workflow and ticket.step in graph.steps:
             outcomes = f"<div class='wfk-gate-outcomes'>{gate_outcomes(graph, ticket.step)}</div>"
-        header = w.HTML(
-            f"<b>Approval needed</b> at <code>{html.escape(ticket.step)}</code> (visit {ticket.visit}) of "
-            f"workflow <code>{html.escape(ticket.workflow)}</code>, asked {asked} "
-            f"(run {html.escape(ticket.run_id)}, ticket {html.escape(ticket.ticket_id)})<br>"
+        # What the header says below its first line, which says whether the gate is open or decided.
+        self._details = (
             f"<i>{html.escape(ticket.reason)}</i><pre style='max-height:12em;overflow:auto'>{payload}</pre>{outcomes}"
+        )
+        self.header = w.HTML(
+            f"<b>Approval needed</b> at <code>{html.escape(ticket.step)}</code> (visit {ticket.visit}) of "
+            f"workflow <code>{html.escape(ticket.workflow)}</code>, asked {_utc(ticket.created_at)} "
+            f"(run {html.escape(ticket.run_id)}, ticket {html.escape(ticket.ticket_id)})<br>{self._details}"
         )
         self.reviewer = w.Text(value=_reviewer(), description="Reviewer", placeholder="your name")
         self.comment = w.Textarea(description="Comment", placeholder="why (optional)")
         self.approve_button = w.Button(description="Approve", button_style="success", icon="check")
         self.reject_button = w.Button(description="Reject", button_style="danger", icon="times")
         self.result = w.HTML()
+        self.restarted = w.HTML(_restarted_note(ticket))
+        self.restarted.add_class("wfk-restarted")
         self.approve_button.on_click(lambda _: self._clicked("approve"))
         self.reject_button.on_click(lambda _: self._clicked("reject"))
         super().__init__(
-            [header, self.reviewer, self.comment, w.HBox([self.approve_button, self.reject_button]), self.result]
+            [
+                self.header,
+                self.restarted,
+                self.reviewer,
+                self.comment,
+                w.HBox([self.approve_button, self.reject_button]),
+                self.result,
+            ]
         )
+        self.add_class("wfk-approval")  # what a page (a browser test, a user's CSS) finds a panel by
+        self.add_class("wfk-open")
         if not ticket.is_open:
             self._show(ticket)
         self._recheck_later()
@@ -131,8 +179,16 @@ class ApprovalPanel(w.VBox):  # type: ignore[misc]
             return
         if stored.is_open:
             self._recheck_later()
-        else:
-            self._show(stored)
+            return
+        self._show(stored)
+        if self._elsewhere is None:
+            return
+        try:
+            note = self._elsewhere(stored)
+        except Exception as exc:  # shown, not lost in a callback on the loop
+            note = f"<span style='color:#b91c1c'>{html.escape(type(exc).__name__)}: {html.escape(str(exc))}</span>"
+        if note:
+            self.result.value += f"<br>{note}"
 
     def _clicked(self, decision: str) -> None:
         if self._busy:
@@ -168,14 +224,27 @@ class ApprovalPanel(w.VBox):  # type: ignore[misc]
             self.result.value = f"<b>{'approved' if decision == 'approve' else 'rejected'}</b> by {html.escape(by)}"
 
     def _show(self, ticket: Ticket) -> None:
-        self.show_decision(ticket.status, ticket.decided_by, ticket.comment)
+        self.show_decision(ticket.status, ticket.decided_by, ticket.comment, ticket.decided_at)
 
-    def show_decision(self, status: str, by: str | None, comment: str | None) -> None:
-        """The ticket is decided (here or elsewhere): say how, and take the buttons away."""
+    def show_decision(self, status: str, by: str | None, comment: str | None, at: float | None = None) -> None:
+        """The ticket is decided (here or elsewhere): say how in the header (a panel scrolled past
+        must not read as an open gate) and beside the buttons, and take the buttons away. Once: the
+        same decision learnt again (the resumed run's event after a re-read) keeps what is shown."""
+        if self._closed:
+            return
         self._busy = self._closed = True
+        self.remove_class("wfk-open")
         self.approve_button.disabled = self.reject_button.disabled = True
         self.reviewer.disabled = self.comment.disabled = True
         said = f": {html.escape(comment)}" if comment else ""
+        t = self.ticket
+        when = "" if at is None else f" at {_utc(at)}"
+        self.header.value = (
+            f"<b>{html.escape(status.capitalize())} by {html.escape(str(by))}</b>{when}{said} (gate "
+            f"<code>{html.escape(t.step)}</code>, visit {t.visit}, of workflow <code>{html.escape(t.workflow)}</code>, "
+            f"asked {_utc(t.created_at)}; run {html.escape(t.run_id)}, ticket {html.escape(t.ticket_id)})"
+            f"<br>{self._details}"
+        )
         self.result.value = f"<b>{html.escape(status)}</b> by {html.escape(str(by))}{said}"
         if self._on_closed is not None:
             self._on_closed()
@@ -187,14 +256,19 @@ class RunView(w.VBox):  # type: ignore[misc]
     Text a step streams from ``ctx.llm.stream`` shows under "streaming" as it arrives, under the
     step that streams it; choosing a step in "inspect step" shows the state before it (the
     inputs, or the state after the step settled before it) and what it wrote (from
-    ``run.history()``). ``expand=True`` draws sub-workflows inside the graph.
+    ``run.history()``). ``expand=True`` draws sub-workflows inside the graph. ``elsewhere``: what a
+    gate's panel does with a decision it learns of from the workspace (see :class:`ApprovalPanel`);
+    a run displayed in a notebook continues, as after a click.
     """
 
     _STREAM_KEEP = 2000  # characters of streamed text kept per step visit: the tail is what is live
 
-    def __init__(self, run: Run, *, expand: bool = False) -> None:
+    def __init__(
+        self, run: Run, *, expand: bool = False, elsewhere: Callable[[Ticket], str | None] | None = None
+    ) -> None:
         self.run = run
         self.expand = expand
+        self._elsewhere = elsewhere
         self._loop = _loop()
         self._scheduled = False
         self.summary = w.HTML()
@@ -267,6 +341,7 @@ class RunView(w.VBox):  # type: ignore[misc]
                     self._decider(ticket),
                     functools.partial(_stored_ticket, self.run, ticket.ticket_id),
                     graph=graph,
+                    elsewhere=self._elsewhere,
                 )
                 self._panels[ticket.ticket_id] = panel
                 self.approvals.children = (*self.approvals.children, panel)
@@ -358,11 +433,13 @@ class PendingView(w.VBox):  # type: ignore[misc]
         self,
         workspace: Workspace,
         tickets: list[Ticket],
-        resume: Callable[[Ticket], None],
+        resume: Callable[[Ticket], str | None],
         runs: Callable[[str], Run | None] | None = None,
         graphs: Callable[[str], Graph | None] | None = None,
     ) -> None:
-        """``runs``: the handle this process holds of a ticket's run, if any: the view follows its
+        """``resume``: continues a decided ticket's run (decided here, or found decided elsewhere:
+        then what it returns shows below the decision, see :class:`ApprovalPanel`'s ``elsewhere``).
+        ``runs``: the handle this process holds of a ticket's run, if any: the view follows its
         events, so a ticket decided elsewhere (the run's own view, ``run.approve``) closes here too.
         ``graphs``: a workflow's graph by name, if this process defines it (for what a decision
         leads to)."""
@@ -379,6 +456,7 @@ class PendingView(w.VBox):  # type: ignore[misc]
                 functools.partial(workspace.ticket, t.ticket_id),
                 functools.partial(self._closed, t.ticket_id),
                 None if graphs is None else graphs(t.workflow),
+                resume,
             )
             for t in tickets
         }
