@@ -1,6 +1,6 @@
 """Evals: a workflow scored over a dataset, variants compared.
 
-A :class:`Suite` names a dataset (JSONL or parquet: inputs and expectations), a workflow (or a
+A :class:`Suite` names a dataset (JSONL, parquet, or a sheet as CSV/TSV: inputs and expectations), a workflow (or a
 factory taking a variant's parameters), scorers, variants and thresholds. :func:`evaluate` runs
 every case of every variant with bounded concurrency (steps are logged as usual), scores them,
 and returns an :class:`EvalResult`: a DataFrame of case x scorer results, a summary per variant
@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from wfkit.evals._scorers import Case, ScorerFn, apply, name_of
+from wfkit.evals._spreadsheet import read_sheet
 from wfkit.evals._stats import (
     TIE_TOLERANCE,
     mean_diff_interval,
@@ -53,9 +54,12 @@ if TYPE_CHECKING:
 
 
 def load_dataset(source: str | os.PathLike[str] | Iterable[Mapping[str, Any]]) -> list[Case]:
-    """Cases from JSONL, parquet, or dicts. A row is ``{"id", "inputs", "expected"}`` (another key
-    beside ``inputs`` is refused, never dropped), or flat (every key but ``id`` and ``expected`` is an
-    input). A dataset without a case is refused.
+    """Cases from JSONL, parquet, CSV or TSV, or dicts. A row is ``{"id", "inputs", "expected"}``
+    (another key beside ``inputs`` is refused, never dropped), or flat (every key but ``id`` and
+    ``expected`` is an input). A dataset without a case is refused.
+
+    A CSV (or TSV) row is flat, a column per key: a cell is its text, exactly; a ``NAME:json`` column
+    holds JSON (an empty cell: no such key); ``expected.FIELD`` is one value of ``expected``.
 
     In parquet a null means the row has no such key, at any depth (parquet gives every row every
     column, and cannot tell a key a row lacked from a null): the rows read are those of the JSONL
@@ -84,6 +88,8 @@ def _load_cases(source: str | os.PathLike[str] | Iterable[Mapping[str, Any]], su
             # to_pylist gives plain lists and dicts, not numpy arrays, but fills the keys a row
             # lacked with None: state.get("lang", "en") would see None, a scorer "expected null".
             rows = [_without_nulls(row) for row in pq.read_table(path).to_pylist()]
+        elif path.suffix.lower() in _SHEETS:
+            rows, places = read_sheet(path, delimiter=_SHEETS[path.suffix.lower()])
         else:
             rows = []
             for number, line in enumerate(path.read_text().splitlines(), 1):
@@ -131,6 +137,8 @@ def _load_cases(source: str | os.PathLike[str] | Iterable[Mapping[str, Any]], su
         )
     return _Dataset(name, cases, places)
 
+
+_SHEETS = {".csv": ",", ".tsv": "\t"}  # a spreadsheet's export, and its separator
 
 _EXAMPLE_CASE = '{"id": "1", "inputs": {"query": "..."}, "expected": {"answer": "..."}}'
 
@@ -259,6 +267,11 @@ def _empty_dataset(source: object, suite: str | None = None) -> str:
     path = Path(source)
     if path.suffix == ".parquet":
         return f"{owner}the dataset {path} has no rows: write one row per case"
+    if path.suffix.lower() in _SHEETS:
+        return (
+            f"{owner}the dataset {path} has no cases (a header row only, or no rows): write a header row naming "
+            "the columns ('id', the inputs, 'expected.FIELD' for each value expected), then one row per case"
+        )
     return (
         f"{owner}the dataset {path} has no cases (an empty file, or blank lines only): write one case per "
         'line, e.g. {"id": "1", "inputs": {"query": "..."}, "expected": {"route": "..."}}'
