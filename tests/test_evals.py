@@ -307,6 +307,40 @@ def test_load_dataset_refuses_a_csv_that_is_not_utf8_naming_its_line(tmp_path: P
         wf.evals.load_dataset(path)
 
 
+@pytest.mark.parametrize(
+    ("name", "hint"),
+    [
+        ("cases.txt", ""),
+        ("cases", ""),
+        ("cases.json", r": a file of one JSON case per line is JSONL, named \.jsonl"),
+        ("cases.xlsx", r": save the sheet as 'CSV UTF-8' \(\.csv\)"),
+    ],
+)
+def test_load_dataset_refuses_a_file_of_no_format_it_reads_listing_those_it_does(tmp_path: Path, name: str, hint: str):
+    """A dataset whose suffix names no format read is refused, listing the formats, never read as JSONL
+    by default (a sheet's cells, a JSON array, would fail as "not JSON", or load as cases it is not)."""
+    path = write_jsonl(tmp_path / name, [{"id": "a", "q": "x"}])
+    with pytest.raises(ValueError) as caught:
+        wf.evals.load_dataset(path)
+    assert str(caught.value).startswith(
+        f"the dataset {path} is of no format read (JSONL: .jsonl or .ndjson, one case per line; parquet: .parquet; "
+        f"a sheet saved as CSV: .csv, or TSV: .tsv)"
+    )
+    assert re.search(hint, str(caught.value))
+    suite = wf.evals.Suite(name="s", dataset=path, workflow=doubler(), scorers=[wf.evals.exact_match("y")])
+    with pytest.raises(ValueError, match=re.escape(f"suite 's': the dataset {path} is of no format read")):
+        suite.cases()
+
+
+def test_load_dataset_reads_a_suffix_in_capitals_and_ndjson(tmp_path: Path):
+    """'CASES.CSV' (as Windows may name an export) is a CSV, '.ndjson' another name for JSONL."""
+    want = [Case("a", {"q": "007"}, {})]
+    (tmp_path / "CASES.CSV").write_text("id,q\na,007\n")
+    assert want == wf.evals.load_dataset(tmp_path / "CASES.CSV")
+    assert want == wf.evals.load_dataset(write_jsonl(tmp_path / "d.ndjson", [{"id": "a", "q": "007"}]))
+    assert want == wf.evals.load_dataset(write_jsonl(tmp_path / "D.JSONL", [{"id": "a", "q": "007"}]))
+
+
 def test_evaluate_refuses_csv_cases_lacking_a_declared_input_naming_their_lines(tmp_path: Path):
     """An empty cell of a JSON column leaves that input out, so a workflow declaring it refuses the
     case before anything runs, naming the case and its line in the CSV."""
