@@ -190,6 +190,173 @@ def test_load_dataset_bad_json_line_names_the_line(tmp_path: Path):
         wf.evals.load_dataset(path)
 
 
+# --- datasets from a spreadsheet (CSV, TSV) ------------------------------------------------------
+
+
+def test_load_dataset_reads_a_csv_cell_as_the_text_it_holds(tmp_path: Path):
+    """A CSV's columns mean what a flat JSONL row's keys mean ('id', the rest inputs; 'expected.FIELD'
+    one expected value, as a cell cannot hold an object), and every cell is its text, exactly:
+    "007", "NA", "null", "" and a quoted separator are not converted, trimmed or dropped."""
+    path = tmp_path / "d.csv"
+    path.write_text(
+        "id,query,code,note,expected.route\n"
+        'q1,"Where is order 7, please?",007,NA,x\n'
+        "q2, padded ,0x1F,null,\n"
+        'q3,"two\nlines",1e3,,"refund"\n'
+    )
+    rows = [
+        {"id": "q1", "query": "Where is order 7, please?", "code": "007", "note": "NA", "expected": {"route": "x"}},
+        {"id": "q2", "query": " padded ", "code": "0x1F", "note": "null", "expected": {"route": ""}},
+        {"id": "q3", "query": "two\nlines", "code": "1e3", "note": "", "expected": {"route": "refund"}},
+    ]
+    assert wf.evals.load_dataset(write_jsonl(tmp_path / "d.jsonl", rows)) == wf.evals.load_dataset(path)
+    assert (
+        Case("q2", {"query": " padded ", "code": "0x1F", "note": "null"}, {"route": ""})
+        == wf.evals.load_dataset(path)[1]
+    )
+
+
+def test_load_dataset_reads_a_json_column_of_a_csv_as_json(tmp_path: Path):
+    """A column named 'NAME:json' holds JSON (a number, a boolean, a list, an object): how a sheet gives
+    a typed input or a structured expected value. Its empty cell means the case has no such value;
+    'expected:json' is the whole expected object. Without an id column a case's id is its number."""
+    path = tmp_path / "d.csv"
+    path.write_text(
+        "text,amount:json,vip:json,expected.tools:json,expected.route\n"
+        'refund order 17,40,true,"[""sql_query""]",refund\n'
+        "reset my password,,false,,account\n"
+    )
+    assert [
+        Case("1", {"text": "refund order 17", "amount": 40, "vip": True}, {"tools": ["sql_query"], "route": "refund"}),
+        Case("2", {"text": "reset my password", "vip": False}, {"route": "account"}),
+    ] == wf.evals.load_dataset(path)
+    path.write_text('id,q,expected:json\na,hi,"{""greeting"": ""hello"", ""n"": 0}"\nb,yo,\n')
+    assert [Case("a", {"q": "hi"}, {"greeting": "hello", "n": 0}), Case("b", {"q": "yo"}, {})] == (
+        wf.evals.load_dataset(path)
+    )
+
+
+def test_load_dataset_reads_tsv_and_a_csv_saved_by_excel(tmp_path: Path):
+    """A .tsv is read with tabs between cells; Excel's 'CSV UTF-8' (a byte order mark first, CRLF line
+    ends) reads as the same cases: the mark is no part of the first column's name."""
+    want = [Case("a", {"q": "x,y"}, {"n": "1"}), Case("b", {"q": "007"}, {"n": "2"})]
+    (tmp_path / "d.tsv").write_text("id\tq\texpected.n\na\tx,y\t1\nb\t007\t2\n")
+    assert want == wf.evals.load_dataset(tmp_path / "d.tsv")
+    (tmp_path / "d.csv").write_bytes(b'\xef\xbb\xbfid,q,expected.n\r\na,"x,y",1\r\nb,007,2\r\n')
+    assert want == wf.evals.load_dataset(tmp_path / "d.csv")
+
+
+def test_load_dataset_skips_blank_rows_of_a_csv_and_names_lines_as_the_file_counts_them(tmp_path: Path):
+    """A blank line or a row of empty cells (a sheet's cleared row) is no case; the lines an error
+    names are the file's, a cell's line breaks counted, as a spreadsheet numbers its rows."""
+    path = tmp_path / "d.csv"
+    path.write_text('id,q\n\na,"one\ntwo"\n,\nb,x\na,y\n')
+    with pytest.raises(ValueError, match=r"'a' is the id of lines 3 and 7"):
+        wf.evals.load_dataset(path)
+    path.write_text('id,q\n\na,"one\ntwo"\n,\nb,x\n')
+    assert ["a", "b"] == [case.id for case in wf.evals.load_dataset(path)]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            "id,q\na,hi\nb,hi,extra\nc\n",
+            r"line 3 has 3 cells, and the header \(line 1\) names 2 columns: .*; line 4 has 1 cell",
+        ),
+        ("id,q,q\na,x,y\n", r"line 1: columns B and C are both named 'q'"),
+        ("id,q,q:json\na,x,1\n", r"line 1: columns B \('q'\) and C \('q:json'\) both give the input 'q'"),
+        ("id,,q\na,,x\n", r"line 1, column B has no name: name it"),
+        ("id, q\na,x\n", r"line 1, column B \(' q'\): a space or an invisible character around the name"),
+        ("id,q\ufeff\na,x\n", r"line 1, column B \('q\\ufeff'\): a space or an invisible character"),
+        ("ID,q\na,x\n", r"line 1, column A \('ID'\): .*name it 'id'"),
+        ("id,q,expected\na,x,yes\n", r"line 1, column C \('expected'\): .*'expected\.FIELD'.*'expected:json'"),
+        ("id,inputs\na,x\n", r"line 1, column B \('inputs'\): .*a column named after it, or .*'inputs:json'"),
+        ("id,q:int\na,1\n", r"line 1, column B \('q:int'\): ':int' is no column type"),
+        (
+            "id,expected:json,expected.n\na,{},1\n",
+            r"line 1: column B \('expected:json'\) is the whole expected object, and column C",
+        ),
+        ("id,q\na,x\n,y\n", r"line 3, column A \('id'\): the case has no id"),
+        (
+            "id,n:json\na,1\nb,TRUE\nc,refund\nd,NaN\n",
+            r"line 3, column B \('n:json'\): not JSON \(.*\) \(JSON writes true and false in lower case\).*"
+            r"line 4, column B \('n:json'\): not JSON.*line 5, column B \('n:json'\): not JSON \(NaN",
+        ),
+        ('id,q\na,"unclosed\nb,x\n', r"line 2: not CSV \(unexpected end of data\)"),
+        ('id,q\na,"say "hi""\n', r"line 2: not CSV \(',' expected after '\"'\)"),
+        ("id;q;expected.n\na;x;1\n", r"line 1: the header is one column, 'id;q;expected\.n'.*separated by ';'"),
+        ("id,q\n", r"has no cases \(a header row only, or no rows\)"),
+        ("", r"has no cases \(a header row only, or no rows\)"),
+    ],
+)
+def test_load_dataset_refuses_a_bad_csv_naming_the_file_line_and_column(tmp_path: Path, text: str, message: str):
+    """Each way a CSV can be wrong is refused, naming the file, the line (and column), and how to fix it."""
+    path = tmp_path / "cases.csv"
+    path.write_text(text)
+    with pytest.raises(ValueError, match=re.escape(str(path)) + ".*" + message):
+        wf.evals.load_dataset(path)
+
+
+def test_load_dataset_refuses_a_csv_that_is_not_utf8_naming_its_line(tmp_path: Path):
+    """A sheet saved as Excel's plain 'CSV' (the computer's encoding: cp1252 here) is refused, naming the
+    line of the first byte that is not UTF-8 and the format to save it as, never read as other text."""
+    path = tmp_path / "d.csv"
+    path.write_bytes("id,q\na,hi\nb,café\n".encode("cp1252"))
+    with pytest.raises(ValueError, match=r"d\.csv, line 3: not UTF-8 text .*save the sheet as 'CSV UTF-8'"):
+        wf.evals.load_dataset(path)
+
+
+@pytest.mark.parametrize(
+    ("name", "hint"),
+    [
+        ("cases.txt", ""),
+        ("cases", ""),
+        ("cases.json", r": a file of one JSON case per line is JSONL, named \.jsonl"),
+        ("cases.xlsx", r": save the sheet as 'CSV UTF-8' \(\.csv\)"),
+    ],
+)
+def test_load_dataset_refuses_a_file_of_no_format_it_reads_listing_those_it_does(tmp_path: Path, name: str, hint: str):
+    """A dataset whose suffix names no format read is refused, listing the formats, never read as JSONL
+    by default (a sheet's cells, a JSON array, would fail as "not JSON", or load as cases it is not)."""
+    path = write_jsonl(tmp_path / name, [{"id": "a", "q": "x"}])
+    with pytest.raises(ValueError) as caught:
+        wf.evals.load_dataset(path)
+    assert str(caught.value).startswith(
+        f"the dataset {path} is of no format read (JSONL: .jsonl or .ndjson, one case per line; parquet: .parquet; "
+        f"a sheet saved as CSV: .csv, or TSV: .tsv)"
+    )
+    assert re.search(hint, str(caught.value))
+    suite = wf.evals.Suite(name="s", dataset=path, workflow=doubler(), scorers=[wf.evals.exact_match("y")])
+    with pytest.raises(ValueError, match=re.escape(f"suite 's': the dataset {path} is of no format read")):
+        suite.cases()
+
+
+def test_load_dataset_reads_a_suffix_in_capitals_and_ndjson(tmp_path: Path):
+    """'CASES.CSV' (as Windows may name an export) is a CSV, '.ndjson' another name for JSONL."""
+    want = [Case("a", {"q": "007"}, {})]
+    (tmp_path / "CASES.CSV").write_text("id,q\na,007\n")
+    assert want == wf.evals.load_dataset(tmp_path / "CASES.CSV")
+    assert want == wf.evals.load_dataset(write_jsonl(tmp_path / "d.ndjson", [{"id": "a", "q": "007"}]))
+    assert want == wf.evals.load_dataset(write_jsonl(tmp_path / "D.JSONL", [{"id": "a", "q": "007"}]))
+
+
+def test_evaluate_refuses_csv_cases_lacking_a_declared_input_naming_their_lines(tmp_path: Path):
+    """An empty cell of a JSON column leaves that input out, so a workflow declaring it refuses the
+    case before anything runs, naming the case and its line in the CSV."""
+    path = tmp_path / "d.csv"
+    path.write_text("id,x:json,expected.y:json\nc0,1,2\n\nc1,,4\n")
+    flow = wf.Workflow("declares-x", inputs=["x"])
+
+    @flow.step
+    def double(state: Any) -> dict[str, Any]:
+        return {"y": state["x"] * 2}
+
+    suite = wf.evals.Suite(name="csv", dataset=path, workflow=flow, scorers=[wf.evals.exact_match("y")])
+    with pytest.raises(ValueError, match=r"case 'c1' \(line 4\) lacks 'x'"):
+        wf.evals.evaluate(suite, progress=False, store=False)
+
+
 def test_load_dataset_refuses_duplicate_ids_naming_them_and_their_lines(tmp_path: Path):
     """Two cases with one id are refused, naming each id and the lines holding it (a case without
     an id takes its position as its id, which may clash too)."""
@@ -1387,6 +1554,23 @@ def test_cli_eval_passes_a_reachable_threshold(tmp_path: Path, capsys: pytest.Ca
     folder = cli_suite(tmp_path / "fine", {"exact_match:y": 1.0})
     assert 0 == main(["eval", str(folder)])
     assert "threshold" not in capsys.readouterr().err
+
+
+def test_cli_eval_of_a_suite_whose_dataset_is_a_csv(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    """`wfkit eval` on a suite folder whose dataset is a sheet exported as CSV scores its cases (a
+    ':json' column gives numbers), and a bad cell exits 1 naming the file, its line and column."""
+    folder = cli_suite(tmp_path / "sheet", {"exact_match:y": 1.0})
+    suite_file = folder / "suite.py"
+    suite_file.write_text(suite_file.read_text().replace('"cases.jsonl"', '"cases.csv"'))
+    (folder / "cases.csv").write_text("id,x:json,expected.y:json\r\nc0,0,0\r\nc1,1,2\r\nc2,7,14\r\n")
+    assert 0 == main(["eval", str(folder), "--json"])
+    summary = json.loads(capsys.readouterr().out)["summary"][0]
+    assert [3, 1.0] == [summary["cases"], summary["pass_rate"]]
+    (folder / "cases.csv").write_text("id,x:json,expected.y:json\nc0,0,0\nc1,one,2\n")
+    assert 1 == main(["eval", str(folder)])
+    err = capsys.readouterr().err
+    assert err.startswith(f"wfkit eval: {folder / 'cases.csv'}: line 3, column B ('x:json'): not JSON (")
+    assert "Traceback" not in err
 
 
 def test_cli_eval_refuses_cases_lacking_declared_inputs_before_any_runs(

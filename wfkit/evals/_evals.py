@@ -1,6 +1,6 @@
 """Evals: a workflow scored over a dataset, variants compared.
 
-A :class:`Suite` names a dataset (JSONL or parquet: inputs and expectations), a workflow (or a
+A :class:`Suite` names a dataset (JSONL, parquet, or a sheet as CSV/TSV: inputs and expectations), a workflow (or a
 factory taking a variant's parameters), scorers, variants and thresholds. :func:`evaluate` runs
 every case of every variant with bounded concurrency (steps are logged as usual), scores them,
 and returns an :class:`EvalResult`: a DataFrame of case x scorer results, a summary per variant
@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from wfkit.evals._scorers import Case, ScorerFn, apply, name_of
+from wfkit.evals._spreadsheet import read_sheet
 from wfkit.evals._stats import (
     TIE_TOLERANCE,
     mean_diff_interval,
@@ -53,9 +54,13 @@ if TYPE_CHECKING:
 
 
 def load_dataset(source: str | os.PathLike[str] | Iterable[Mapping[str, Any]]) -> list[Case]:
-    """Cases from JSONL, parquet, or dicts. A row is ``{"id", "inputs", "expected"}`` (another key
-    beside ``inputs`` is refused, never dropped), or flat (every key but ``id`` and ``expected`` is an
-    input). A dataset without a case is refused.
+    """Cases from JSONL (``.jsonl``, ``.ndjson``), parquet, CSV or TSV, or dicts (a file of another
+    suffix is refused, listing these). A row is ``{"id", "inputs", "expected"}``
+    (another key beside ``inputs`` is refused, never dropped), or flat (every key but ``id`` and
+    ``expected`` is an input). A dataset without a case is refused.
+
+    A CSV (or TSV) row is flat, a column per key: a cell is its text, exactly; a ``NAME:json`` column
+    holds JSON (an empty cell: no such key); ``expected.FIELD`` is one value of ``expected``.
 
     In parquet a null means the row has no such key, at any depth (parquet gives every row every
     column, and cannot tell a key a row lacked from a null): the rows read are those of the JSONL
@@ -78,12 +83,17 @@ def _load_cases(source: str | os.PathLike[str] | Iterable[Mapping[str, Any]], su
     if isinstance(source, str | os.PathLike):
         path = Path(source)
         name = f"the dataset {path}"
-        if path.suffix == ".parquet":
+        suffix = path.suffix.lower()
+        if suffix == ".parquet":
             import pyarrow.parquet as pq
 
             # to_pylist gives plain lists and dicts, not numpy arrays, but fills the keys a row
             # lacked with None: state.get("lang", "en") would see None, a scorer "expected null".
             rows = [_without_nulls(row) for row in pq.read_table(path).to_pylist()]
+        elif suffix in _SHEETS:
+            rows, places = read_sheet(path, delimiter=_SHEETS[suffix])
+        elif suffix not in _JSONL:  # never read as JSONL by default: a sheet would be "not JSON" at line 1
+            raise ValueError(_unread_format(path, suite))
         else:
             rows = []
             for number, line in enumerate(path.read_text().splitlines(), 1):
@@ -131,6 +141,10 @@ def _load_cases(source: str | os.PathLike[str] | Iterable[Mapping[str, Any]], su
         )
     return _Dataset(name, cases, places)
 
+
+_SHEETS = {".csv": ",", ".tsv": "\t"}  # a spreadsheet's export, and its separator
+_JSONL = (".jsonl", ".ndjson")
+_FORMATS = "JSONL: .jsonl or .ndjson, one case per line; parquet: .parquet; a sheet saved as CSV: .csv, or TSV: .tsv"
 
 _EXAMPLE_CASE = '{"id": "1", "inputs": {"query": "..."}, "expected": {"answer": "..."}}'
 
@@ -257,12 +271,29 @@ def _empty_dataset(source: object, suite: str | None = None) -> str:
     if not isinstance(source, str | os.PathLike):
         return f"{owner}the dataset given has no rows: give at least one case, e.g. [{{'id': '1', 'query': '...'}}]"
     path = Path(source)
-    if path.suffix == ".parquet":
+    if path.suffix.lower() == ".parquet":
         return f"{owner}the dataset {path} has no rows: write one row per case"
+    if path.suffix.lower() in _SHEETS:
+        return (
+            f"{owner}the dataset {path} has no cases (a header row only, or no rows): write a header row naming "
+            "the columns ('id', the inputs, 'expected.FIELD' for each value expected), then one row per case"
+        )
     return (
         f"{owner}the dataset {path} has no cases (an empty file, or blank lines only): write one case per "
         'line, e.g. {"id": "1", "inputs": {"query": "..."}, "expected": {"route": "..."}}'
     )
+
+
+def _unread_format(path: Path, suite: str | None) -> str:
+    """How to fix a dataset whose suffix names no format read, naming it (and its suite)."""
+    owner = "" if suite is None else f"suite {suite!r}: "
+    hint = {
+        ".json": ": a file of one JSON case per line is JSONL, named .jsonl",
+        ".xlsx": ": save the sheet as 'CSV UTF-8' (.csv)",
+        ".xls": ": save the sheet as 'CSV UTF-8' (.csv)",
+        ".ods": ": save the sheet as CSV, UTF-8 (.csv)",
+    }.get(path.suffix.lower(), ": rename the file after its format, or convert it to one of these")
+    return f"{owner}the dataset {path} is of no format read ({_FORMATS}){hint}"
 
 
 def _without_nulls(value: Any) -> Any:
