@@ -434,3 +434,61 @@ def test_a_run_reconciled_before_any_row_has_its_host_on_the_reconciliation_row(
     run_values = {column: {_cell(v) for v in others[column]} for column in RUN_COLUMNS}
     assert None not in run_values["host"]
     assert run_values == {column: {_cell(reconciled[column].iloc[0])} for column in RUN_COLUMNS}
+
+
+# (shape, its irreversible step, the labels checkpointed before it)
+CUT_OFF = {"first": ("send", set()), "fanout": ("notify", {"start", "b1", "b2", "b3", "join"})}
+
+
+@pytest.mark.parametrize(
+    ("shape", "action", "order"),
+    [
+        ("first", "done", "reconcile-first"),
+        ("first", "retry", "reconcile-first"),
+        ("first", "done", "resume-first"),
+        ("first", "retry", "resume-first"),
+        ("fanout", "retry", "reconcile-first"),
+    ],
+)
+def test_the_cut_off_attempt_of_an_irreversible_step_is_logged_once_whatever_the_order(
+    shape: str, action: str, order: str, tmp_path: Path
+) -> None:
+    """SIGKILL inside an irreversible step, then `wfkit reconcile` before any resume, or after a
+    resume that halted for it: either way the journal and the parquet step log hold one crashed
+    attempt of the step (attempt 1, kind unknown, latency NaN) before the reconciliation row, and
+    a step run again after `--retry` is attempt 2 (reconciled first, the crash had no row and the
+    run again was attempt 1)."""
+    logs, workspace = tmp_path, tmp_path / "ws"
+    step, done_before = CUT_OFF[shape]
+    _killed_in(
+        [sys.executable, str(HERE / "shapeflows.py"), shape, str(workspace)], shape, step, done_before, logs, workspace
+    )
+    resume = ["resume", RUN_ID, "--workflow", f"shapeflows:{shape}", "--workspace", str(workspace)]
+    if order == "resume-first":
+        halted = _wfkit(*resume, env=_env(shape, logs))
+        assert 1 == halted.returncode, halted.stdout + halted.stderr
+    settle = ["reconcile", RUN_ID, step, f"--{action}", "--by", "ops", "--workspace", str(workspace)]
+    if action == "done":
+        settle += ["--updates", json.dumps({"trail": step, "sent": [f"{RUN_ID}:{step}:1"]})]
+    assert 0 == _wfkit(*settle, env=_env(shape, logs)).returncode
+    resumed = _wfkit(*resume, env=_env(shape, logs))
+    assert 0 == resumed.returncode, resumed.stdout + resumed.stderr
+
+    crashed = (1, "retry", "unknown", "ProcessCrashedError")
+    expected = (
+        [crashed, (0, "ok", None, None)]
+        if action == "done"
+        else [crashed, (0, "skipped", None, None), (2, "ok", None, None)]
+    )
+    journal = [
+        (e.attempt, e.status, e.error_kind, e.error_type)
+        for e in wf.Workspace(workspace).events(RUN_ID)
+        if e.step == step
+    ]
+    assert expected == journal
+    assert expected == _step_log(shape, workspace)[(f"shape-{shape}", step, 1)]
+    frame = wf.steps(workspace, run_id=RUN_ID)
+    cut = frame[(frame["step"] == step) & (frame["error_type"] == "ProcessCrashedError")].iloc[0]
+    assert f"the process died during attempt 1 of irreversible step '{step}' (visit 1)" in cut["error_message"]
+    assert np.isnan(cut["latency_s"])
+    assert cut["host"] is not None
