@@ -63,6 +63,7 @@ SYNCHRONOUS = {
     "sub_retried": "full",
     "loop": "full",
     "first": "full",
+    "chain": "normal",
 }
 
 
@@ -492,3 +493,32 @@ def test_the_cut_off_attempt_of_an_irreversible_step_is_logged_once_whatever_the
     assert f"the process died during attempt 1 of irreversible step '{step}' (visit 1)" in cut["error_message"]
     assert np.isnan(cut["latency_s"])
     assert cut["host"] is not None
+
+
+def test_a_crash_loses_the_durable_waits_of_a_few_checkpoints_at_most_and_they_read_unknown(tmp_path: Path) -> None:
+    """SIGKILL in the middle of a 20-step chain (during c11, c01-c10 checkpointed): the journal
+    holds the durable wait of every checkpoint but the last few before the kill (at most 8), and
+    those few read unknown (NULL, NaN in the parquet step log), never 0; after the resume every
+    checkpoint's wait is written. (The waits rode in batches of 64 with the run's later writes, so
+    all ten were lost.)"""
+    logs, workspace = tmp_path, tmp_path / "ws"
+    before = [f"c{i:02d}" for i in range(1, 11)]
+    start = [sys.executable, str(HERE / "shapeflows.py"), "chain", str(workspace)]
+    _killed_in(start, "chain", "c11", set(before), logs, workspace)
+    waits = {e.step: e.durable_wait_s for e in wf.Workspace(workspace).events(RUN_ID)}
+    assert before == list(waits)
+    lost = [step for step in before if waits[step] is None]
+    assert lost == before[len(before) - len(lost) :]  # the last ones before the kill, if any
+    assert len(lost) <= 8, lost
+    assert all(waits[step] is not None and waits[step] >= 0.0 for step in before if step not in lost)
+
+    resume = ["resume", RUN_ID, "--workflow", "shapeflows:chain", "--workspace", str(workspace)]
+    resumed = _wfkit(*resume, env=_env("chain", logs))
+    assert 0 == resumed.returncode, resumed.stdout + resumed.stderr
+    frame = wf.steps(workspace, run_id=RUN_ID)
+    unknown = frame[frame["durable_wait_s"].isna()]
+    # unknown: the checkpoints whose wait was lost, and the crashed attempt (it had no checkpoint)
+    assert [*((s, 1) for s in lost), ("c11", 1)] == list(zip(unknown["step"], unknown["attempt"], strict=True))
+    assert "ProcessCrashedError" == unknown["error_type"].iloc[-1]
+    assert (frame.drop(index=unknown.index)["durable_wait_s"] >= 0.0).all()
+    assert 21 == len(frame)  # c01-c20, and c11's crashed attempt

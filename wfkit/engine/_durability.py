@@ -46,9 +46,13 @@ from wfkit.store._store import LEASE_TTL, Store
 from wfkit.store._workspace import decision_event
 from wfkit.store._writer import Rows, WriteOp
 
-# Durable waits ride in the run's last write (where it halts or ends); a long run also carries
-# them in a checkpoint every so many steps, so they never pile up.
-_WAITS_PER_WRITE = 64
+# Durable waits ride in the run's later writes: a checkpoint once this many are measured (or
+# with a lease renewal), and the run's last write (where it halts or ends). A crash loses those
+# measured since (at most this many: in the step log their wait is NaN, unknown). Each write of
+# waits updates rows of earlier commits (some 30 us at NORMAL): once per 8 checkpoints it cost a
+# chain of no-op steps 2-6 us a step more than once per 64, which lost every wait of a run
+# killed before its 65th step.
+_WAITS_PER_WRITE = 8
 _WAIT_AT = FIELDS.index("durable_wait_s")
 _new_tuple = tuple.__new__
 
@@ -241,7 +245,7 @@ class Durability:
             intent_status=intent,
             elapsed=self._used + now - self._since if lease_due else None,
         )
-        if len(self._waits) >= _WAITS_PER_WRITE:
+        if lease_due or len(self._waits) >= _WAITS_PER_WRITE:
             rows = [*rows, *self._take_waits()]
         loop = self._loop
         if loop is None:
