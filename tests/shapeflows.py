@@ -16,7 +16,7 @@ run time), ``sub`` (a sub-workflow with its irreversible step inside the child),
 (``sub`` whose sub-workflow step retries an error of unknown kind once, with a new child run),
 ``loop`` (a state machine of three iterations, its irreversible step once per iteration),
 ``first`` (its irreversible step first: a crash there leaves the run no row of a step), ``chain``
-(twenty steps in a row, ``c01`` to ``c20``, each awaited and checkpointed by the scheduler itself).
+(forty steps in a row, ``c01`` to ``c40``, each awaited and checkpointed by the scheduler itself).
 """
 
 from __future__ import annotations
@@ -271,7 +271,7 @@ def _first() -> wf.Workflow:
 
 def _chain() -> wf.Workflow:
     flow = wf.Workflow("shape-chain", merge={"trail": wf.append})
-    names = [f"c{i:02d}" for i in range(1, 21)]
+    names = [f"c{i:02d}" for i in range(1, 41)]
 
     def make(name: str) -> Any:
         async def step(state: Any) -> dict[str, Any]:

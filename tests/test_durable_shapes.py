@@ -29,6 +29,7 @@ import pandas as pd
 import pytest
 
 import wfkit as wf
+from wfkit.engine._durability import _WAITS_PER_WRITE
 
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE))
@@ -496,20 +497,20 @@ def test_the_cut_off_attempt_of_an_irreversible_step_is_logged_once_whatever_the
 
 
 def test_a_crash_loses_the_durable_waits_of_a_few_checkpoints_at_most_and_they_read_unknown(tmp_path: Path) -> None:
-    """SIGKILL in the middle of a 20-step chain (during c11, c01-c10 checkpointed): the journal
-    holds the durable wait of every checkpoint but the last few before the kill (at most 8), and
+    """SIGKILL in the middle of a 40-step chain (during c35, c01-c34 checkpointed): the journal
+    holds the durable wait of every checkpoint but the last few before the kill (at most 32), and
     those few read unknown (NULL, NaN in the parquet step log), never 0; after the resume every
     checkpoint's wait is written. (The waits rode in batches of 64 with the run's later writes, so
-    all ten were lost.)"""
+    all 34 were lost.)"""
     logs, workspace = tmp_path, tmp_path / "ws"
-    before = [f"c{i:02d}" for i in range(1, 11)]
+    before = [f"c{i:02d}" for i in range(1, 35)]
     start = [sys.executable, str(HERE / "shapeflows.py"), "chain", str(workspace)]
-    _killed_in(start, "chain", "c11", set(before), logs, workspace)
+    _killed_in(start, "chain", "c35", set(before), logs, workspace)
     waits = {e.step: e.durable_wait_s for e in wf.Workspace(workspace).events(RUN_ID)}
     assert before == list(waits)
     lost = [step for step in before if waits[step] is None]
     assert lost == before[len(before) - len(lost) :]  # the last ones before the kill, if any
-    assert len(lost) <= 8, lost
+    assert len(lost) <= _WAITS_PER_WRITE, lost
     assert all(waits[step] is not None and waits[step] >= 0.0 for step in before if step not in lost)
 
     resume = ["resume", RUN_ID, "--workflow", "shapeflows:chain", "--workspace", str(workspace)]
@@ -518,7 +519,7 @@ def test_a_crash_loses_the_durable_waits_of_a_few_checkpoints_at_most_and_they_r
     frame = wf.steps(workspace, run_id=RUN_ID)
     unknown = frame[frame["durable_wait_s"].isna()]
     # unknown: the checkpoints whose wait was lost, and the crashed attempt (it had no checkpoint)
-    assert [*((s, 1) for s in lost), ("c11", 1)] == list(zip(unknown["step"], unknown["attempt"], strict=True))
+    assert [*((s, 1) for s in lost), ("c35", 1)] == list(zip(unknown["step"], unknown["attempt"], strict=True))
     assert "ProcessCrashedError" == unknown["error_type"].iloc[-1]
     assert (frame.drop(index=unknown.index)["durable_wait_s"] >= 0.0).all()
-    assert 21 == len(frame)  # c01-c20, and c11's crashed attempt
+    assert 41 == len(frame)  # c01-c40, and c35's crashed attempt

@@ -51,8 +51,8 @@ from wfkit.store._writer import Rows, WriteOp
 # measured since (at most this many: in the step log their wait is NaN, unknown). Each write of
 # waits updates rows of earlier commits (some 30 us at NORMAL): once per 8 checkpoints it cost a
 # chain of no-op steps 2-6 us a step more than once per 64, which lost every wait of a run
-# killed before its 65th step.
-_WAITS_PER_WRITE = 8
+# killed before its 65th step; once per 32 costs under 1 us a step (issue 11's W4 chain).
+_WAITS_PER_WRITE = 32
 _WAIT_AT = FIELDS.index("durable_wait_s")
 _new_tuple = tuple.__new__
 
