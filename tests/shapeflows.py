@@ -15,7 +15,8 @@ condition; the join follows only the taken branch), ``mapped`` (a map over a lis
 run time), ``sub`` (a sub-workflow with its irreversible step inside the child), ``sub_retried``
 (``sub`` whose sub-workflow step retries an error of unknown kind once, with a new child run),
 ``loop`` (a state machine of three iterations, its irreversible step once per iteration),
-``first`` (its irreversible step first: a crash there leaves the run no row of a step).
+``first`` (its irreversible step first: a crash there leaves the run no row of a step), ``chain``
+(forty steps in a row, ``c01`` to ``c40``, each awaited and checkpointed by the scheduler itself).
 """
 
 from __future__ import annotations
@@ -268,6 +269,23 @@ def _first() -> wf.Workflow:
     return flow
 
 
+def _chain() -> wf.Workflow:
+    flow = wf.Workflow("shape-chain", merge={"trail": wf.append})
+    names = [f"c{i:02d}" for i in range(1, 41)]
+
+    def make(name: str) -> Any:
+        async def step(state: Any) -> dict[str, Any]:
+            await aran(name)
+            return {"trail": name}
+
+        return step
+
+    for name in names:
+        flow.step(make(name), name=name)
+    flow.chain(*names)
+    return flow
+
+
 fanout = _fanout()
 cond = _cond()
 mapped = _mapped()
@@ -275,6 +293,7 @@ sub = _sub()
 sub_retried = _sub(wf.RetryPolicy(max_retries=1, max_unknown_retries=1, base_delay=0.0))
 loop = _loop()
 first = _first()
+chain = _chain()
 
 INPUTS: dict[str, dict[str, Any]] = {
     "fanout": {},
@@ -284,6 +303,7 @@ INPUTS: dict[str, dict[str, Any]] = {
     "sub_retried": {},
     "loop": {},
     "first": {},
+    "chain": {},
 }
 
 

@@ -29,6 +29,7 @@ import pandas as pd
 import pytest
 
 import wfkit as wf
+from wfkit.engine._durability import _WAITS_PER_WRITE
 
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE))
@@ -63,6 +64,7 @@ SYNCHRONOUS = {
     "sub_retried": "full",
     "loop": "full",
     "first": "full",
+    "chain": "normal",
 }
 
 
@@ -434,3 +436,90 @@ def test_a_run_reconciled_before_any_row_has_its_host_on_the_reconciliation_row(
     run_values = {column: {_cell(v) for v in others[column]} for column in RUN_COLUMNS}
     assert None not in run_values["host"]
     assert run_values == {column: {_cell(reconciled[column].iloc[0])} for column in RUN_COLUMNS}
+
+
+# (shape, its irreversible step, the labels checkpointed before it)
+CUT_OFF = {"first": ("send", set()), "fanout": ("notify", {"start", "b1", "b2", "b3", "join"})}
+
+
+@pytest.mark.parametrize(
+    ("shape", "action", "order"),
+    [
+        ("first", "done", "reconcile-first"),
+        ("first", "retry", "reconcile-first"),
+        ("first", "done", "resume-first"),
+        ("first", "retry", "resume-first"),
+        ("fanout", "retry", "reconcile-first"),
+    ],
+)
+def test_the_cut_off_attempt_of_an_irreversible_step_is_logged_once_whatever_the_order(
+    shape: str, action: str, order: str, tmp_path: Path
+) -> None:
+    """SIGKILL inside an irreversible step, then `wfkit reconcile` before any resume, or after a
+    resume that halted for it: either way the journal and the parquet step log hold one crashed
+    attempt of the step (attempt 1, kind unknown, latency NaN) before the reconciliation row, and
+    a step run again after `--retry` is attempt 2 (reconciled first, the crash had no row and the
+    run again was attempt 1)."""
+    logs, workspace = tmp_path, tmp_path / "ws"
+    step, done_before = CUT_OFF[shape]
+    _killed_in(
+        [sys.executable, str(HERE / "shapeflows.py"), shape, str(workspace)], shape, step, done_before, logs, workspace
+    )
+    resume = ["resume", RUN_ID, "--workflow", f"shapeflows:{shape}", "--workspace", str(workspace)]
+    if order == "resume-first":
+        halted = _wfkit(*resume, env=_env(shape, logs))
+        assert 1 == halted.returncode, halted.stdout + halted.stderr
+    settle = ["reconcile", RUN_ID, step, f"--{action}", "--by", "ops", "--workspace", str(workspace)]
+    if action == "done":
+        settle += ["--updates", json.dumps({"trail": step, "sent": [f"{RUN_ID}:{step}:1"]})]
+    assert 0 == _wfkit(*settle, env=_env(shape, logs)).returncode
+    resumed = _wfkit(*resume, env=_env(shape, logs))
+    assert 0 == resumed.returncode, resumed.stdout + resumed.stderr
+
+    crashed = (1, "retry", "unknown", "ProcessCrashedError")
+    expected = (
+        [crashed, (0, "ok", None, None)]
+        if action == "done"
+        else [crashed, (0, "skipped", None, None), (2, "ok", None, None)]
+    )
+    journal = [
+        (e.attempt, e.status, e.error_kind, e.error_type)
+        for e in wf.Workspace(workspace).events(RUN_ID)
+        if e.step == step
+    ]
+    assert expected == journal
+    assert expected == _step_log(shape, workspace)[(f"shape-{shape}", step, 1)]
+    frame = wf.steps(workspace, run_id=RUN_ID)
+    cut = frame[(frame["step"] == step) & (frame["error_type"] == "ProcessCrashedError")].iloc[0]
+    assert f"the process died during attempt 1 of irreversible step '{step}' (visit 1)" in cut["error_message"]
+    assert np.isnan(cut["latency_s"])
+    assert cut["host"] is not None
+
+
+def test_a_crash_loses_the_durable_waits_of_a_few_checkpoints_at_most_and_they_read_unknown(tmp_path: Path) -> None:
+    """SIGKILL in the middle of a 40-step chain (during c35, c01-c34 checkpointed): the journal
+    holds the durable wait of every checkpoint but the last few before the kill (at most 32), and
+    those few read unknown (NULL, NaN in the parquet step log), never 0; after the resume every
+    checkpoint's wait is written. (The waits rode in batches of 64 with the run's later writes, so
+    all 34 were lost.)"""
+    logs, workspace = tmp_path, tmp_path / "ws"
+    before = [f"c{i:02d}" for i in range(1, 35)]
+    start = [sys.executable, str(HERE / "shapeflows.py"), "chain", str(workspace)]
+    _killed_in(start, "chain", "c35", set(before), logs, workspace)
+    waits = {e.step: e.durable_wait_s for e in wf.Workspace(workspace).events(RUN_ID)}
+    assert before == list(waits)
+    lost = [step for step in before if waits[step] is None]
+    assert lost == before[len(before) - len(lost) :]  # the last ones before the kill, if any
+    assert len(lost) <= _WAITS_PER_WRITE, lost
+    assert all(waits[step] is not None and waits[step] >= 0.0 for step in before if step not in lost)
+
+    resume = ["resume", RUN_ID, "--workflow", "shapeflows:chain", "--workspace", str(workspace)]
+    resumed = _wfkit(*resume, env=_env("chain", logs))
+    assert 0 == resumed.returncode, resumed.stdout + resumed.stderr
+    frame = wf.steps(workspace, run_id=RUN_ID)
+    unknown = frame[frame["durable_wait_s"].isna()]
+    # unknown: the checkpoints whose wait was lost, and the crashed attempt (it had no checkpoint)
+    assert [*((s, 1) for s in lost), ("c35", 1)] == list(zip(unknown["step"], unknown["attempt"], strict=True))
+    assert "ProcessCrashedError" == unknown["error_type"].iloc[-1]
+    assert (frame.drop(index=unknown.index)["durable_wait_s"] >= 0.0).all()
+    assert 41 == len(frame)  # c01-c40, and c35's crashed attempt

@@ -37,7 +37,7 @@ from wfkit.engine._stepevents import Emit, EventMaker
 from wfkit.logs._steplog import exporter
 from wfkit.model._approvals import ApprovalPolicy, Ticket
 from wfkit.model._context import Failure
-from wfkit.model._errors import ApprovalRejectedError, ApprovalRequiredError, ProcessCrashedError
+from wfkit.model._errors import ApprovalRejectedError, ApprovalRequiredError
 from wfkit.model._events import FIELDS, Status, StepEvent
 from wfkit.model._retry import ErrorKind
 from wfkit.model._status import RunStatus
@@ -46,9 +46,13 @@ from wfkit.store._store import LEASE_TTL, Store
 from wfkit.store._workspace import decision_event
 from wfkit.store._writer import Rows, WriteOp
 
-# Durable waits ride in the run's last write (where it halts or ends); a long run also carries
-# them in a checkpoint every so many steps, so they never pile up.
-_WAITS_PER_WRITE = 64
+# Durable waits ride in the run's later writes: a checkpoint once this many are measured (or
+# with a lease renewal), and the run's last write (where it halts or ends). A crash loses those
+# measured since (at most this many: in the step log their wait is NaN, unknown). Each write of
+# waits updates rows of earlier commits (some 30 us at NORMAL): once per 8 checkpoints it cost a
+# chain of no-op steps 2-6 us a step more than once per 64, which lost every wait of a run
+# killed before its 65th step; once per 32 costs under 1 us a step (issue 11's W4 chain).
+_WAITS_PER_WRITE = 32
 _WAIT_AT = FIELDS.index("durable_wait_s")
 _new_tuple = tuple.__new__
 
@@ -241,7 +245,7 @@ class Durability:
             intent_status=intent,
             elapsed=self._used + now - self._since if lease_due else None,
         )
-        if len(self._waits) >= _WAITS_PER_WRITE:
+        if lease_due or len(self._waits) >= _WAITS_PER_WRITE:
             rows = [*rows, *self._take_waits()]
         loop = self._loop
         if loop is None:
@@ -398,11 +402,7 @@ class Durability:
         says the side effect happened), never the run's end. But it is not retried by itself:
         whether its side effect happened is for a person to say."""
         name = act.spec.name
-        error = ProcessCrashedError(
-            f"the process died during attempt {cut.attempt} of irreversible step {name!r} (visit {act.visit}), "
-            f"after its intent was recorded: whether its side effect happened is unknown; check, then "
-            f"`wfkit reconcile {self.run_id} {name} --done|--retry --by NAME`"
-        )
+        error = Store.intent_cut_off_error(self.run_id, name, act.visit, cut.attempt)
         return self._make.event(
             name,
             act.visit,
@@ -498,15 +498,13 @@ class Durability:
             spec, key = act.spec, (act.spec.name, act.visit)
             if spec.irreversible:
                 # Its intent says what happened; a pending one waits for a person, and its attempt
-                # is journaled as crashed when the resume reaches it (admit).
-                if store.intent_status(self.run_id, spec.name, act.visit) == "pending":
-                    fact = facts.get(key)
-                    if settled_at is None:
-                        settled_at = store.last_settled_at(self.run_id) or time.time()
-                    attempt = 1 if fact is None else fact.attempt + 1
+                # is journaled as crashed when the resume reaches it (admit), unless a
+                # reconciliation, or a resume before this one, journaled it already.
+                intent_cut = store.intent_cut_off(self.run_id, spec.name, act.visit)
+                if intent_cut is not None:
                     if self._crashed_in_body is None:
                         self._crashed_in_body = {}
-                    self._crashed_in_body[key] = CutOff(attempt, settled_at, None, 0)
+                    self._crashed_in_body[key] = CutOff(intent_cut[0], intent_cut[1], None, 0)
                 continue
             approval = spec.approval
             if approval is not None and (approval.when is None or approval.when.evaluate(act.view)):

@@ -63,7 +63,9 @@ class StepEvent(NamedTuple):
     parent_run_id: str | None = None
     # How long the run waited, after the body returned, for this attempt's checkpoint to be
     # durable (encoding, the writer's queue, the commit and its fsync). None when nothing was
-    # checkpointed: a retry, a run kept in memory. Never part of latency_s.
+    # checkpointed (a retry, a crashed attempt, a run kept in memory), and in the stored row of a
+    # checkpoint whose wait its process did not write before it was killed (at most its last 32:
+    # the waits ride in later writes). Unknown, never 0. Never part of latency_s.
     durable_wait_s: float | None = None
 
     @property

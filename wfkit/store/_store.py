@@ -22,6 +22,7 @@ Why these choices:
 from __future__ import annotations
 
 import logging
+import math
 import operator
 import os
 import re
@@ -37,9 +38,10 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from wfkit.model._errors import LeaseError, ProcessCrashedError, StoreCorruptError, WorkspaceNotFoundError
-from wfkit.model._events import FIELDS, StepEvent
+from wfkit.model._events import FIELDS, Status, StepEvent
 from wfkit.model._process import pid_alive
 from wfkit.model._processors import redact_optional, redact_text
+from wfkit.model._retry import ErrorKind
 from wfkit.model._status import RunStatus
 from wfkit.store._codec import encode_state
 from wfkit.store._journal import (
@@ -47,6 +49,7 @@ from wfkit.store._journal import (
     CRASHED_IN_CHILD_TEXT,
     JOURNAL_INSERT,
     JOURNAL_SELECT,
+    UNTIMED,
     event_from_row,
     event_row,
     execute_padded,
@@ -1243,13 +1246,48 @@ class Store:
         keys = ("run_id", "step", "visit", "key")
         return [dict(zip(keys, r, strict=True)) for r in rows]
 
+    def intent_cut_off(self, run_id: str, step: str, visit: int) -> tuple[int, float] | None:
+        """The attempt of an irreversible step visit that a crash cut off after its intent, and
+        about when it started, while its intent is pending and no row journals that attempt yet
+        (None otherwise). Whoever meets it first journals it as crashed: the resume that finds the
+        intent pending, or the reconciliation (:meth:`settle_intent`), in either order, once."""
+        return _intent_cut_off(self.conn, run_id, step, visit)
+
+    @staticmethod
+    def intent_cut_off_error(run_id: str, step: str, visit: int, attempt: int) -> ProcessCrashedError:
+        """The error of that attempt's row (one text, whoever journals it)."""
+        return ProcessCrashedError(
+            f"the process died during attempt {attempt} of irreversible step {step!r} (visit {visit}), "
+            f"after its intent was recorded: whether its side effect happened is unknown; check, then "
+            f"`wfkit reconcile {run_id} {step} --done|--retry --by NAME`"
+        )
+
     def settle_intent(self, event: StepEvent, updates: str | None, *, status: str, by: str) -> None:
-        """A person's verdict on an interrupted irreversible step; with updates it counts as done."""
+        """A person's verdict on an interrupted irreversible step; with updates it counts as done.
+        The attempt the crash cut off is journaled first, unless a resume did already: a
+        reconciliation made before any resume leaves that resume nothing pending to find it by."""
         outcome = None if updates is None else "ok"
         key = (status, by, event.run_id, event.step, event.visit)
 
         def settle(conn: sqlite3.Connection) -> None:
             self._next_seqs.pop(event.run_id, None)  # a row not written by the bulk insert
+            cut = _intent_cut_off(conn, event.run_id, event.step, event.visit)
+            if cut is not None:
+                attempt, started_at = cut
+                error = self.intent_cut_off_error(event.run_id, event.step, event.visit, attempt)
+                crashed = event._replace(
+                    attempt=attempt,
+                    status=Status.RETRY,
+                    error_kind=ErrorKind.UNKNOWN.value,
+                    error_type=type(error).__name__,
+                    error_message=str(error),
+                    started_at=started_at,
+                    ended_at=math.nan,
+                    latency_s=math.nan,
+                    retry_delay_s=0.0,
+                    extra=dict(UNTIMED),
+                )
+                conn.execute(JOURNAL_INSERT, event_row(with_run_columns(conn, crashed)))
             conn.execute(JOURNAL_INSERT, event_row(with_run_columns(conn, event), outcome, updates))
             conn.execute("UPDATE intents SET status=?, resolved_by=? WHERE run_id=? AND step=? AND visit=?", key)
 
@@ -1325,6 +1363,29 @@ class Store:
             if status is None or row["status"] == status:
                 out.append(row)
         return out if limit is None else out[:limit]
+
+
+def _intent_cut_off(conn: sqlite3.Connection, run_id: str, step: str, visit: int) -> tuple[int, float] | None:
+    """See :meth:`Store.intent_cut_off`. While its intent is pending the step never runs again (a
+    person must say first), so a crashed attempt as the visit's last row is the one this intent's
+    crash cut off; any other last row (none, a failed attempt that was being retried, the
+    reconciliation of an earlier crash that said run it again) came before it. The attempt
+    started after the intent was recorded and after the run's last row ended."""
+    intent = conn.execute(
+        "SELECT created_at FROM intents WHERE run_id=? AND step=? AND visit=? AND status='pending'",
+        (run_id, step, visit),
+    ).fetchone()
+    if intent is None:
+        return None
+    visit_rows = "FROM journal WHERE run_id=? AND step=? AND visit=? AND map_index IS NULL"
+    last = conn.execute(f"SELECT error_type {visit_rows} ORDER BY seq DESC LIMIT 1", (run_id, step, visit)).fetchone()
+    if last is not None and last[0] == ProcessCrashedError.__name__:
+        return None
+    attempt, settled = conn.execute(
+        f"SELECT (SELECT MAX(attempt) {visit_rows}), (SELECT MAX(ended_at) FROM journal WHERE run_id=?)",
+        (run_id, step, visit, run_id),
+    ).fetchone()
+    return (attempt or 0) + 1, max(intent[0], settled or 0.0)
 
 
 # Columns a new run's row sets (the rest keep their defaults).
