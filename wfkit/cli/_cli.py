@@ -357,8 +357,8 @@ def _eval(args: argparse.Namespace) -> int:
             test = (
                 "net_win_rate: (wins - losses) / cases, with its 95% interval for paired cases; "
                 "p_value: exact sign test of wins against losses; significant below 0.05; "
-                "mean_diff_low, mean_diff_high: the mean difference's 95% interval, a paired t "
-                "(for 0/1 scores, or differences all the same, the net win rate's)"
+                "mean_diff_low, mean_diff_high: the mean difference's 95% interval, allowing for a "
+                "rare big loss unseen (for 0/1 scores, the net win rate's)"
             )
             _print(f"\n{variants[1]} vs {variants[0]} ({test}):")
             _print(result.compare(variants[0], variants[1]).round(3).to_string())

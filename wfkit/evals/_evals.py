@@ -719,12 +719,12 @@ class EvalResult:
         ``net_win_low`` and ``net_win_high`` its interval at level ``1 - alpha`` for paired cases, which
         excludes 0 exactly when ``significant`` (:func:`net_win_interval`). ``mean_diff_low`` and
         ``mean_diff_high`` are the interval of ``mean_diff`` at the same level, for graded scores (a
-        judge's 0.1 steps) whose gain the net win rate does not measure: a paired Student's t on
-        the per-case differences; for 0/1 scores, whose mean difference is the net win rate, that
-        rate's interval; for differences all the same (every case tied, say), where t would give a
-        zero-width interval, the net win rate's interval of pass/fail scores with that mean
-        difference (:func:`mean_diff_interval`). Only ``significant`` tests: the t interval may
-        exclude 0 where the sign test does not, or the other way round. ``unscored`` counts the
+        judge's 0.1 steps) whose gain the net win rate does not measure: one that allows for a rare
+        big loss (or win) the cases did not show, never narrower than about ``z^2 / (n + z^2)``
+        each side for ``n`` cases (+-0.16 at 20), as that many ties give; for 0/1 scores, whose mean
+        difference is the net win rate, that rate's interval (:func:`mean_diff_interval`). Only
+        ``significant`` tests: a few cases all a little better can be significant while this
+        interval still holds 0, or the other way round. ``unscored`` counts the
         cases left out of all of these: a scorer error on either side, or a case one variant lacks."""
         import numpy as np
         import pandas as pd
