@@ -679,6 +679,47 @@ def test_a_scheduler_that_goes_away_mid_job_is_an_error_saying_so(tmp_path: Path
             done.touch()
 
 
+def test_raw_readers_never_see_the_rows_of_a_job_that_has_not_committed(local_cluster: Any, tmp_path: Path) -> None:
+    """While a job runs, pandas (or pyarrow, DuckDB) reading DATASET/steps find none of its rows, though a
+    partition has committed; the job given up (`wfkit doctor --abort`) while partitions still run, those
+    finish late and still put no row there: every row the job wrote waits in steps-uncounted/JOB."""
+    data, release = tmp_path / "data", tmp_path / "release"
+    failed: list[BaseException] = []
+
+    def drive() -> None:
+        try:
+            held_flow(release, first_held=2).run_many(
+                [{"x": i} for i in range(6)], executor=local_cluster, dataset=data, progress=False,
+                concurrency=1, partition_size=2,
+            )  # fmt: skip
+        except BaseException as exc:
+            failed.append(exc)
+
+    driver = threading.Thread(target=drive)
+    driver.start()
+    try:
+        deadline = time.monotonic() + 60
+        while not list(data.glob("steps/_attempts/*/p00000-*.commit")) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert list(data.glob("steps/_attempts/*/p00000-*.commit")), "the first partition did not commit"
+        assert [] == list((data / "steps").rglob("*.parquet"))
+        record = next(data.glob("steps/_attempts/*/_driver.json"))
+        job = record.parent.name
+        # As another machine sees it: a driver it cannot check, given up by the user there
+        record.write_text(json.dumps({**json.loads(record.read_text()), "host": "another-machine"}))
+        assert 0 == main(["doctor", "--dataset", str(data), "--abort", job])
+    finally:
+        release.touch()
+        driver.join(120)
+    assert 1 == len(failed)
+    assert isinstance(failed[0], wf.ExecutorError)
+    assert f"job {job} was given up while it ran" in str(failed[0])
+    assert 3 == len(list(data.glob(f"steps/_attempts/{job}/p*.commit")))  # the late two committed after the abort
+    assert [] == list((data / "steps").rglob("*.parquet"))
+    assert 0 == len(wf.steps(data))
+    assert 6 == len(pd.read_parquet(data / "steps-uncounted" / job))
+
+
 def test_cli_eval_on_a_scheduler_prints_the_local_summary(
     cluster: Cluster, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

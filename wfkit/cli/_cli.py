@@ -717,13 +717,14 @@ def build_parser() -> argparse.ArgumentParser:
         "doctor",
         parents=[common],
         help="check a workspace (SQLite integrity, checksums, the step log's ledger) or a Dask dataset (jobs "
-        "whose driver died before they ended)",
+        "whose driver died before they ended, or left rows staged)",
     )
     doctor.add_argument(
         "--repair",
         action="store_true",
         help="rebuild what can be rebuilt (damaged originals are kept aside); record jobs whose driver is gone "
-        "as committed when every partition it planned was, else as aborted (their rows are kept aside)",
+        "as committed when every partition it planned was, else as aborted (their rows are kept aside); move "
+        "what ended jobs left staged",
     )
     doctor.add_argument("--dataset", metavar="FOLDER_OR_URL", help="check this Dask dataset instead of a workspace")
     doctor.add_argument(

@@ -792,11 +792,12 @@ def _abort(location: Location, job: str, label: str, exc: BaseException, markers
     Never hides ``exc``: a dataset that cannot be written to says so in a note on it."""
     finished = list(markers)
     try:
-        aside = abort_job(location, job, f"{type(exc).__name__}: {exc}"[:2000], finished, label=label)
+        aside = abort_job(location, job, f"{type(exc).__name__}: {exc}"[:2000], label=label)
     except Exception as failed:  # the dataset may be what failed
         exc.add_note(
             f"wfkit could not mark job {job} as aborted in {location.url} ({type(failed).__name__}: {failed}): "
-            f"readers count its partitions that committed"
+            f"no reader counts its rows, which stay staged until `wfkit doctor --dataset {location.url} --repair` "
+            f"gives the job up"
         )
         return
     if not isinstance(exc, ExecutorError):  # an interrupt, a bug: say what became of the job too
