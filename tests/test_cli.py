@@ -967,3 +967,27 @@ def test_doctor_repair_moves_what_a_job_left_staged_after_its_end(
     assert [] == [p for p in (dataset / "steps-staging").rglob("*") if p.is_file()]
     assert 0 == main(["doctor", "--dataset", str(dataset)])
     assert "no problems found" in capsys.readouterr().out
+
+
+def test_doctor_of_a_workspace_only_dask_jobs_wrote_to_checks_their_jobs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A workspace that only Dask jobs wrote to (run_many's and a Dask eval's default datasets; no run
+    store, since the runs ran on workers): `wfkit doctor` checks those jobs, as it does beside a run
+    store, instead of saying there is no workspace; --repair gives up the jobs whose driver is gone,
+    and no run store is created."""
+    workspace = tmp_path / "ws"
+    ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    batch = _unfinished_job(workspace, pid=int(ended.stdout))
+    evaluation = _unfinished_job(workspace / "evals" / "runs", pid=int(ended.stdout))
+    assert 1 == main(["doctor", "--workspace", str(workspace)])
+    out = capsys.readouterr().out
+    assert f"problem: job {batch} (runs of cli-job) has no end recorded and its driver" in out
+    assert f"problem: job {evaluation} (runs of cli-job) has no end recorded and its driver" in out
+    assert f"`wfkit doctor --dataset {workspace} --repair`" in out
+    assert "2 problem(s)" in out
+    assert 0 == main(["doctor", "--workspace", str(workspace), "--repair"])
+    out = capsys.readouterr().out
+    assert f"repaired: job {batch} recorded as aborted" in out
+    assert f"repaired: job {evaluation} recorded as aborted" in out
+    assert not (workspace / "wfkit.db").exists()
