@@ -164,6 +164,20 @@ def test_eval_step_logs_land_in_the_dataset_once(local_cluster: Any, tmp_path: P
     assert {"query-router-keywords", "query-router-llm"} == set(frame["workflow"].astype(str))
 
 
+def test_an_eval_on_dask_into_a_dataset_url_reads_its_step_log_from_there(
+    local_cluster: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """dataset= an fsspec URL (local:// stands for s3://): result.steps() reads the eval's runs from
+    it, as wf.steps(url) does (it said the result "was built, not evaluated")."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    url = f"local://{tmp_path / 'data'}"
+    result = wf.evals.evaluate(router_suite(), executor=local_cluster, dataset=url, workspace=tmp_path, progress=False)
+    steps = result.steps()
+    assert sorted(set(result.cases["run_id"])) == sorted(set(steps["run_id"]))
+    assert len(wf.steps(url)) == len(steps)
+    assert url == result.runs_workspace
+
+
 def test_eval_on_dask_keeps_its_runs_out_of_the_interactive_step_log(local_cluster: Any, workspace: Path) -> None:
     """With no dataset=, a Dask eval's runs land in WORKSPACE/evals/runs beside a local eval's, so
     wf.steps() of interactive runs never counts them, and result.steps() reads each eval's own runs."""

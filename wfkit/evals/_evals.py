@@ -463,8 +463,8 @@ async def evaluate_async(
     if executor is not None:
         # By default the workers' runs land where local eval runs do, never among interactive runs.
         target = dataset if dataset is not None else eval_runs_workspace(workspace)
-        # The workers' runs live in the dataset they wrote (readable in place unless it is a URL).
-        runs_in: Path | None = None if is_url(target) else Path(os.fspath(target))
+        # The workers' runs live in the dataset they wrote (a folder, or an fsspec URL).
+        runs_in: Path | str = os.fspath(target) if is_url(target) else Path(os.fspath(target))
         stop = threading.Event()
         sent = asyncio.ensure_future(
             asyncio.to_thread(
@@ -650,7 +650,7 @@ class EvalResult:
     workflow's failure, not the scorer's) is counted in ``summary``'s ``failed_runs``, and a
     threshold missed in :meth:`check` says how many."""
 
-    def __init__(self, suite: Suite, cases: pd.DataFrame, *, runs_workspace: Path | None = None) -> None:
+    def __init__(self, suite: Suite, cases: pd.DataFrame, *, runs_workspace: Path | str | None = None) -> None:
         self.suite = suite
         self.cases = cases
         self.runs_workspace = runs_workspace
@@ -787,7 +787,8 @@ class EvalResult:
         )
 
     def steps(self) -> pd.DataFrame:
-        """The step log of this evaluation's runs (they live in ``runs_workspace``)."""
+        """The step log of this evaluation's runs (they live in ``runs_workspace``: a folder, or the
+        fsspec URL of a Dask eval's dataset)."""
         from wfkit.logs._steplog import steps
 
         if self.runs_workspace is None:
