@@ -59,7 +59,7 @@ COMMAND_SUMMARIES = {
     ("eval",): "Score a workflow suite over its dataset, compare variants.",
     ("logs",): "Step-log files: export missing rows, compact small files.",
     ("doctor",): "Check a workspace (SQLite integrity, checksums, the step log's ledger) or a Dask dataset (jobs "
-    "whose driver died before they ended).",
+    "whose driver died before they ended, or left rows staged).",
     ("report",): "Latency, failures, cost and timeout advice as HTML + PNG.",
     ("validate",): "Check a flow spec: every problem with its JSON path.",
     ("run",): "Run a flow spec once on JSON inputs.",
@@ -897,14 +897,14 @@ def test_doctor_names_a_dask_job_whose_driver_is_gone_and_gives_up_one_it_cannot
 ) -> None:
     """In the workspace's eval dataset, a job whose driver (on this host) ended without recording an end
     is a problem that --repair records as aborted; one driven from another host is described, with
-    its age, and given up only on --abort JOB; readers then count neither."""
+    its age, and given up only on --abort JOB; readers count neither, before or after."""
     _gated_run(workspace)
     dataset = workspace / "evals" / "runs"
     ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     gone = _unfinished_job(dataset, pid=int(ended.stdout))
     elsewhere = _unfinished_job(dataset, host="another-machine", pid=1)
     with pytest.warns(wf.UnfinishedJobWarning, match=f"job {gone} in {dataset}"):
-        assert 2 == len(wf.steps(dataset))  # counted, and said so
+        assert 0 == len(wf.steps(dataset))  # neither counts until it ends, and the dead driver's is named
     assert 1 == main(["doctor"])
     out = capsys.readouterr().out
     pid = ended.stdout.strip()
@@ -916,10 +916,78 @@ def test_doctor_names_a_dask_job_whose_driver_is_gone_and_gives_up_one_it_cannot
     assert f"`wfkit doctor --dataset {dataset} --abort {elsewhere}`" in out
     assert 0 == main(["doctor", "--dataset", str(dataset), "--abort", elsewhere])
     assert f"job {elsewhere} recorded as aborted" in capsys.readouterr().out
-    assert 1 == len(wf.steps(dataset))
+    assert 0 == len(wf.steps(dataset))
     assert 1 == main(["doctor", "--dataset", str(dataset), "--abort", elsewhere])
     assert f"job {elsewhere} in {dataset} was aborted (its driver (pid 1 on another-machine)" in capsys.readouterr().err
     assert 0 == main(["doctor", "--repair"])
     assert f"repaired: job {gone} recorded as aborted" in capsys.readouterr().out
     assert 0 == len(wf.steps(dataset))
     assert 2 == len(list((dataset / "steps-uncounted").rglob("*.parquet")))
+
+
+def test_doctor_repair_moves_what_a_job_left_staged_after_its_end(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A driver killed after recording its job's end, before moving the job's staged segments: the
+    committed job's rows count nowhere, and the aborted job's wait in steps-staging. `wfkit doctor`
+    names both; `--repair` moves the taken segment into steps/ (pandas and wf.steps then count its
+    run) and the other one to steps-uncounted, leaving nothing staged."""
+    import pandas as pd
+
+    from wfkit.logs._dataset import Location
+    from wfkit.logs._segments import job_file
+
+    dataset = tmp_path / "data"
+    taken, given_up = _unfinished_job(dataset, partitions=1), _unfinished_job(dataset, partitions=1)
+    (marker,) = (dataset / "steps" / "_attempts" / taken).glob("*.commit")
+    stem = marker.name.removesuffix(".commit")
+    ends = {
+        taken: {"job": taken, "partitions": {"0": stem}, "label": "runs of cli-job"},
+        given_up: {"job": given_up, "partitions": {}, "aborted": "KeyboardInterrupt: ", "label": "runs of cli-job"},
+    }
+    for job, end in ends.items():  # as the driver records a job's end, just before it moves the segments
+        Location(dataset).write_bytes(job_file(job), json.dumps({**end, "committed_at": 0.0}).encode())
+    assert 0 == len(wf.steps(dataset))
+    assert 1 == main(["doctor", "--dataset", str(dataset)])
+    out = capsys.readouterr().out
+    assert (
+        f"problem: job {taken} (runs of cli-job) committed but left 1 file(s) in {dataset}/steps-staging/{taken}" in out
+    )
+    assert "1 of them hold rows of attempts it took, which no reader counts until they are in steps/" in out
+    assert f"problem: job {given_up} (runs of cli-job) was aborted but left 1 file(s)" in out
+    assert "rows of attempts that do not count" in out
+    assert 0 == main(["doctor", "--dataset", str(dataset), "--repair"])
+    out = capsys.readouterr().out
+    assert f"repaired: job {taken} (committed): moved 1 step-log segment(s) it took into steps/ and 0 other" in out
+    assert f"repaired: job {given_up} (aborted): moved 0 step-log segment(s) it took into steps/ and 1 other" in out
+    counted = wf.steps(dataset)
+    assert 1 == len(counted)
+    assert list(counted["run_id"]) == list(pd.read_parquet(dataset / "steps")["run_id"])
+    assert 1 == len(pd.read_parquet(dataset / "steps-uncounted" / given_up))
+    assert [] == [p for p in (dataset / "steps-staging").rglob("*") if p.is_file()]
+    assert 0 == main(["doctor", "--dataset", str(dataset)])
+    assert "no problems found" in capsys.readouterr().out
+
+
+def test_doctor_of_a_workspace_only_dask_jobs_wrote_to_checks_their_jobs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A workspace that only Dask jobs wrote to (run_many's and a Dask eval's default datasets; no run
+    store, since the runs ran on workers): `wfkit doctor` checks those jobs, as it does beside a run
+    store, instead of saying there is no workspace; --repair gives up the jobs whose driver is gone,
+    and no run store is created."""
+    workspace = tmp_path / "ws"
+    ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    batch = _unfinished_job(workspace, pid=int(ended.stdout))
+    evaluation = _unfinished_job(workspace / "evals" / "runs", pid=int(ended.stdout))
+    assert 1 == main(["doctor", "--workspace", str(workspace)])
+    out = capsys.readouterr().out
+    assert f"problem: job {batch} (runs of cli-job) has no end recorded and its driver" in out
+    assert f"problem: job {evaluation} (runs of cli-job) has no end recorded and its driver" in out
+    assert f"`wfkit doctor --dataset {workspace} --repair`" in out
+    assert "2 problem(s)" in out
+    assert 0 == main(["doctor", "--workspace", str(workspace), "--repair"])
+    out = capsys.readouterr().out
+    assert f"repaired: job {batch} recorded as aborted" in out
+    assert f"repaired: job {evaluation} recorded as aborted" in out
+    assert not (workspace / "wfkit.db").exists()

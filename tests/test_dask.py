@@ -165,6 +165,20 @@ def test_eval_step_logs_land_in_the_dataset_once(local_cluster: Any, tmp_path: P
     assert {"query-router-keywords", "query-router-llm"} == set(frame["workflow"].astype(str))
 
 
+def test_an_eval_on_dask_into_a_dataset_url_reads_its_step_log_from_there(
+    local_cluster: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """dataset= an fsspec URL (local:// stands for s3://): result.steps() reads the eval's runs from
+    it, as wf.steps(url) does (it said the result "was built, not evaluated")."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    url = f"local://{tmp_path / 'data'}"
+    result = wf.evals.evaluate(router_suite(), executor=local_cluster, dataset=url, workspace=tmp_path, progress=False)
+    steps = result.steps()
+    assert sorted(set(result.cases["run_id"])) == sorted(set(steps["run_id"]))
+    assert len(wf.steps(url)) == len(steps)
+    assert url == result.runs_workspace
+
+
 def test_eval_on_dask_keeps_its_runs_out_of_the_interactive_step_log(local_cluster: Any, workspace: Path) -> None:
     """With no dataset=, a Dask eval's runs land in WORKSPACE/evals/runs beside a local eval's, so
     wf.steps() of interactive runs never counts them, and result.steps() reads each eval's own runs."""
@@ -715,6 +729,161 @@ def test_a_scheduler_that_goes_away_mid_job_is_an_error_saying_so(tmp_path: Path
             assert 2 <= len(pd.read_parquet(data / "steps-uncounted" / error.job))
         finally:
             done.touch()
+
+
+def test_raw_readers_never_see_the_rows_of_a_job_that_has_not_committed(local_cluster: Any, tmp_path: Path) -> None:
+    """While a job runs, pandas (or pyarrow, DuckDB) reading DATASET/steps find none of its rows, though a
+    partition has committed; the job given up (`wfkit doctor --abort`) while partitions still run, those
+    finish late and still put no row there: every row the job wrote waits in steps-uncounted/JOB."""
+    data, release = tmp_path / "data", tmp_path / "release"
+    failed: list[BaseException] = []
+
+    def drive() -> None:
+        try:
+            held_flow(release, first_held=2).run_many(
+                [{"x": i} for i in range(6)], executor=local_cluster, dataset=data, progress=False,
+                concurrency=1, partition_size=2,
+            )  # fmt: skip
+        except BaseException as exc:
+            failed.append(exc)
+
+    driver = threading.Thread(target=drive)
+    driver.start()
+    try:
+        deadline = time.monotonic() + 60
+        while not list(data.glob("steps/_attempts/*/p00000-*.commit")) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert list(data.glob("steps/_attempts/*/p00000-*.commit")), "the first partition did not commit"
+        assert [] == list((data / "steps").rglob("*.parquet"))
+        record = next(data.glob("steps/_attempts/*/_driver.json"))
+        job = record.parent.name
+        # As another machine sees it: a driver it cannot check, given up by the user there
+        record.write_text(json.dumps({**json.loads(record.read_text()), "host": "another-machine"}))
+        assert 0 == main(["doctor", "--dataset", str(data), "--abort", job])
+    finally:
+        release.touch()
+        driver.join(120)
+    assert 1 == len(failed)
+    assert isinstance(failed[0], wf.ExecutorError)
+    assert f"job {job} was given up while it ran" in str(failed[0])
+    assert 3 == len(list(data.glob(f"steps/_attempts/{job}/p*.commit")))  # the late two committed after the abort
+    assert [] == list((data / "steps").rglob("*.parquet"))
+    assert 0 == len(wf.steps(data))
+    assert 6 == len(pd.read_parquet(data / "steps-uncounted" / job))
+
+
+HELD_SUITE = """
+import time
+from pathlib import Path
+import wfkit as wf
+
+RELEASE = Path({release!r})
+flow = wf.Workflow("held-eval")
+
+@flow.step
+def answer(state):
+    deadline = time.monotonic() + 60
+    while state["n"] >= 2 and not RELEASE.exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return {{"n2": state["n"] * 2}}
+
+def doubled(case, run):
+    return run.state["n2"] == case.expected["n2"]
+
+suite = wf.evals.Suite(name="held", dataset=[{{"inputs": {{"n": i}}, "expected": {{"n2": 2 * i}}}} for i in range(6)],
+                       workflow=flow, scorers=[wf.evals.custom(doubled)])
+"""
+
+EVAL_DRIVER = """
+import signal, sys
+import wfkit as wf
+
+signal.signal(signal.SIGINT, signal.default_int_handler)  # started in the background: SIGINT would be ignored
+wf.evals.evaluate(sys.argv[1], executor=sys.argv[2], dataset=sys.argv[3], progress=False, partition_size=2,
+                  concurrency=1)
+"""
+
+
+def test_an_interrupted_dask_eval_gives_its_job_up_at_once(local_cluster: Any, tmp_path: Path) -> None:
+    """Ctrl-C (SIGINT) during `wf.evals.evaluate(executor=...)` from a script (or `wfkit eval --dask`): the
+    process ends at once with the KeyboardInterrupt, noting that its job was given up, and the job is
+    recorded as aborted, none of its rows counted; before, the job went on to its end in a thread,
+    was committed (every row counted) and only then was the interrupt raised."""
+    data, release = tmp_path / "data", tmp_path / "release"
+    (tmp_path / "suite").mkdir()
+    (tmp_path / "suite" / "suite.py").write_text(HELD_SUITE.format(release=str(release)))
+    env = {**os.environ, "WFKIT_HOME": str(tmp_path / "ws"), "PYTHONPATH": os.pathsep.join([str(ROOT), *sys.path])}
+    driver = subprocess.Popen(
+        [sys.executable, "-c", EVAL_DRIVER, str(tmp_path / "suite"), local_cluster.scheduler_address, str(data)],
+        env=env, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while not list(data.glob("steps/_attempts/*/p00000-*.commit")) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert list(data.glob("steps/_attempts/*/p00000-*.commit")), "the first partition did not commit"
+        driver.send_signal(signal.SIGINT)
+        try:
+            _, err = driver.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            pytest.fail("the interrupted eval did not end while its partitions were held")
+    finally:
+        release.touch()
+        if driver.poll() is None:
+            driver.kill()
+            driver.communicate()
+    job = next(data.glob("steps/_attempts/*/_driver.json")).parent.name
+    assert "KeyboardInterrupt" in err
+    assert f"wfkit gave up job {job}" in err
+    assert "aborted" in json.loads((data / "steps" / "_attempts" / job / "_job.json").read_text())
+    assert [] == list((data / "steps").rglob("*.parquet"))
+
+
+def test_an_interrupted_dask_eval_in_a_notebook_gives_its_job_up_at_once(local_cluster: Any, tmp_path: Path) -> None:
+    """Interrupting a Jupyter kernel (the notebook's stop button) while its cell runs
+    `wf.evals.evaluate(executor=...)`: the cell ends at once with the KeyboardInterrupt, noting that
+    the job was given up, and the job is recorded as aborted, none of its rows counted."""
+    from jupyter_client.manager import start_new_kernel
+
+    data, release = tmp_path / "data", tmp_path / "release"
+    (tmp_path / "suite").mkdir()
+    (tmp_path / "suite" / "suite.py").write_text(HELD_SUITE.format(release=str(release)))
+    env = {**os.environ, "WFKIT_HOME": str(tmp_path / "ws"), "PYTHONPATH": os.pathsep.join([str(ROOT), *sys.path])}
+    kernel, client = start_new_kernel(kernel_name="python3", env=env)
+    try:
+        cell = (
+            f"import wfkit as wf\nwf.evals.evaluate({str(tmp_path / 'suite')!r}, executor="
+            f"{local_cluster.scheduler_address!r}, dataset={str(data)!r}, progress=False, partition_size=2, "
+            f"concurrency=1)"
+        )
+        sent = client.execute(cell)
+        deadline = time.monotonic() + 60
+        while not list(data.glob("steps/_attempts/*/p00000-*.commit")) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert list(data.glob("steps/_attempts/*/p00000-*.commit")), "the first partition did not commit"
+        kernel.interrupt_kernel()
+        reply = client.get_shell_msg(timeout=20)  # before the fix: a timeout, the job running on
+        while reply["parent_header"].get("msg_id") != sent:  # a reply to the kernel_info request of the start
+            reply = client.get_shell_msg(timeout=20)
+        errors = []
+        while True:
+            message = client.get_iopub_msg(timeout=10)
+            if message["parent_header"].get("msg_id") != sent:
+                continue
+            if message["msg_type"] == "error":
+                errors.append(message["content"])
+            if message["msg_type"] == "status" and message["content"]["execution_state"] == "idle":
+                break
+    finally:
+        release.touch()
+        client.stop_channels()
+        kernel.shutdown_kernel(now=True)
+    job = next(data.glob("steps/_attempts/*/_driver.json")).parent.name
+    assert ("error", "KeyboardInterrupt") == (reply["content"]["status"], reply["content"]["ename"])
+    assert 1 == len(errors)
+    assert f"wfkit gave up job {job}" in "\n".join(errors[0]["traceback"])
+    assert "aborted" in json.loads((data / "steps" / "_attempts" / job / "_job.json").read_text())
+    assert [] == list((data / "steps").rglob("*.parquet"))
 
 
 def test_cli_eval_on_a_scheduler_prints_the_local_summary(

@@ -101,10 +101,13 @@ def test_names_lists_files_only(tmp_path: Path) -> None:
 
 
 def test_a_rerun_partition_counts_once(tmp_path: Path) -> None:
-    """Two committed attempts of one partition: readers count the later one only."""
+    """Two committed attempts of one partition: no reader counts either until the job commits, then
+    readers count the one the driver took."""
     job = new_job_id()
     first = attempt(tmp_path, job, 0, [1, 2, 3])
     second = attempt(tmp_path, job, 0, [1, 2, 3])
+    assert 0 == len(wf.steps(tmp_path))
+    commit_job(Location(tmp_path), job, [second])
     frame = wf.steps(tmp_path)
     assert 3 == len(frame)
     second_runs = {r["run_id"] for r in Location(tmp_path).read_table(second["results"]["path"]).to_pylist()}
@@ -127,6 +130,7 @@ def test_an_attempt_cut_off_before_its_commit_is_never_read(tmp_path: Path) -> N
     job = new_job_id()
     attempt(tmp_path, job, 0, [7, 8], commit=False)
     kept = attempt(tmp_path, job, 1, [9])
+    commit_job(Location(tmp_path), job, [kept])
     frame = wf.steps(tmp_path)
     assert 1 == len(frame)
     assert 2 == len(list(tmp_path.glob("results/*/*.parquet")))
@@ -156,6 +160,7 @@ def test_once_a_job_commits_the_attempts_it_did_not_take_leave_the_steps_folder(
     assert counted == sorted(r[0] for r in duckdb.sql(f"select run_id from read_parquet('{glob}')").fetchall())
     assert counted == sorted(wf.steps(tmp_path)["run_id"])
     assert 4 == len(pd.read_parquet(tmp_path / "steps-uncounted" / job))  # the other two attempts' rows, kept
+    assert not (tmp_path / "steps-staging" / job).exists()  # no empty folders left behind either
 
 
 def test_an_aborted_job_counts_nothing_and_keeps_its_rows_aside(tmp_path: Path) -> None:
@@ -165,7 +170,7 @@ def test_an_aborted_job_counts_nothing_and_keeps_its_rows_aside(tmp_path: Path) 
 
     job = new_job_id()
     done = attempt(tmp_path, job, 0, [1, 2])
-    aside = abort_job(Location(tmp_path), job, "SchedulerLostError: gone", [done])
+    aside = abort_job(Location(tmp_path), job, "SchedulerLostError: gone")
     assert str(tmp_path / "steps-uncounted" / job) == aside
     assert [] == list((tmp_path / "steps").rglob("*.parquet"))
     assert 0 == len(wf.steps(tmp_path))
@@ -173,13 +178,28 @@ def test_an_aborted_job_counts_nothing_and_keeps_its_rows_aside(tmp_path: Path) 
     assert [] == list((tmp_path / "steps").rglob("*.parquet"))
     assert 0 == len(wf.steps(tmp_path))
     assert _run_ids(tmp_path, done, late) == sorted(pd.read_parquet(aside)["run_id"])
+    assert [] == list((tmp_path / "steps-staging").iterdir())
+
+
+def test_an_attempt_cut_off_before_its_marker_leaves_no_row_where_raw_readers_read(tmp_path: Path) -> None:
+    """A worker killed after writing its segment, before its commit marker: its rows never reach
+    steps/ (pandas finds no file there), and once the job is given up they wait in steps-uncounted/JOB."""
+    import pandas as pd
+
+    job = new_job_id()
+    cut = attempt(tmp_path, job, 0, [1, 2])
+    (tmp_path / "steps" / "_attempts" / job / f"{cut['stem']}.commit").unlink()  # killed before its marker
+    assert [] == list((tmp_path / "steps").rglob("*.parquet"))
+    abort_job(Location(tmp_path), job, "PartitionError: failed on every attempt")
+    assert [] == list((tmp_path / "steps").rglob("*.parquet"))
+    assert _run_ids(tmp_path, cut) == sorted(pd.read_parquet(tmp_path / "steps-uncounted" / job)["run_id"])
 
 
 def test_a_hive_subfolder_reads_with_its_markers(tmp_path: Path) -> None:
     """Reading one workflow's folder still finds the markers above it and counts once."""
     job = new_job_id()
     attempt(tmp_path, job, 0, [1, 2])
-    attempt(tmp_path, job, 0, [1, 2])
+    commit_job(Location(tmp_path), job, [attempt(tmp_path, job, 0, [1, 2])])
     folder = next((tmp_path / "steps").glob("workflow=*"))
     assert 2 == len(wf.steps(folder))
 
@@ -187,7 +207,7 @@ def test_a_hive_subfolder_reads_with_its_markers(tmp_path: Path) -> None:
 def test_an_attempt_file_without_any_markers_is_not_counted(tmp_path: Path) -> None:
     """A partition-attempt segment copied somewhere without its markers is not vouched for."""
     job = new_job_id()
-    attempt(tmp_path, job, 0, [1])
+    commit_job(Location(tmp_path), job, [attempt(tmp_path, job, 0, [1])])
     segment = next((tmp_path / "steps").rglob("job-*.parquet"))
     lone = tmp_path / "elsewhere"
     lone.mkdir()
@@ -200,7 +220,9 @@ def test_compaction_leaves_partition_attempts_whole(tmp_path: Path, workspace: P
     """`compact` merges a workspace's small run files but never an attempt's segment."""
     job = new_job_id()
     attempt(workspace, job, 0, [1])
-    attempt(workspace, job, 0, [1])
+    commit_job(Location(workspace), job, [attempt(workspace, job, 0, [1])])
+    (aside,) = (workspace / "steps-uncounted").rglob("job-*.parquet")
+    aside.rename(next((workspace / "steps").rglob("job-*.parquet")).parent / aside.name)  # put back by hand
     for x in range(3):
         doubler().run({"x": x}, workspace=workspace)
     before = len(wf.steps(workspace))
@@ -217,8 +239,9 @@ def test_a_dataset_at_an_fsspec_url_is_written_and_read_once(tmp_path: Path, mon
     url = f"memory://wfkit-{new_job_id()}"
     job = new_job_id()
     attempt(url, job, 0, [1, 2])
-    attempt(url, job, 0, [1, 2])
-    attempt(url, job, 1, [3])
+    taken = [attempt(url, job, 0, [1, 2]), attempt(url, job, 1, [3])]
+    assert [] == Location(url).files("steps/workflow=seg-doubler")  # staged until the job commits
+    commit_job(Location(url), job, taken)
     assert 3 == len(wf.steps(url))
     assert 3 == len(wf.steps(url))  # a second read uses the cache, and still counts each run once
     markers = json.loads(Location(url).read_bytes(f"steps/_attempts/{job}/" + _first_commit(url, job)))
@@ -245,36 +268,38 @@ def _driven_by(dataset: Path, job: str, pid: int) -> None:
     Location(dataset).write_bytes(f"steps/_attempts/{job}/{DRIVER_FILE}", json.dumps(record).encode())
 
 
-def test_reading_a_job_whose_driver_died_before_its_end_warns_once_and_still_counts_it(tmp_path: Path) -> None:
-    """A job with no end recorded whose driver (on this host) is gone: wf.steps counts its committed
-    partitions as before (it cannot know more), and warns once, naming the job and the doctor command
-    that gives it up; a job whose driver is alive (still running) is read without a warning."""
+def test_reading_a_job_whose_driver_died_before_its_end_warns_once_and_counts_none_of_it(tmp_path: Path) -> None:
+    """A job with no end recorded whose driver (on this host) is gone: wf.steps counts none of its
+    rows (they are staged, out of every reader's sight), and warns once, naming the job and the doctor
+    command that gives it up; a job whose driver is alive (still running) is read without a warning."""
     import os
     import subprocess
     import sys
     import warnings
 
     ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    dead, running = new_job_id() + "a", new_job_id() + "b"
+    dead, running, done = new_job_id() + "a", new_job_id() + "b", new_job_id() + "d"
     _driven_by(tmp_path, dead, int(ended.stdout))
     attempt(tmp_path, dead, 0, [1, 2])
     _driven_by(tmp_path, running, os.getpid())
     attempt(tmp_path, running, 0, [3])
+    taken = attempt(tmp_path, done, 0, [4])
+    commit_job(Location(tmp_path), done, [taken])
     said = rf"job {dead} in {tmp_path} \(runs of seg-doubler\) has no end recorded and its driver, pid \d+ on this host"
     with pytest.warns(wf.UnfinishedJobWarning, match=said) as caught:
-        assert 3 == len(wf.steps(tmp_path))
+        assert _run_ids(tmp_path, taken) == list(wf.steps(tmp_path)["run_id"])  # the ended job's run only
     assert 1 == len(caught)
-    assert "is gone: its committed partitions are counted" in str(caught[0].message)
-    assert f"wfkit doctor --dataset {tmp_path} --repair" in str(caught[0].message)
+    assert "is gone: no reader counts its 1 committed partition(s)" in str(caught[0].message)
+    assert f"wfkit doctor --dataset {tmp_path} --repair` records the job as aborted" in str(caught[0].message)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        assert 3 == len(wf.steps(tmp_path))  # warned once: this read says nothing
+        assert 1 == len(wf.steps(tmp_path))  # warned once: this read says nothing
 
 
 def test_the_warning_for_a_whole_job_whose_driver_died_says_repair_records_it_as_committed(tmp_path: Path) -> None:
     """A job with no end recorded whose driver (on this host) is gone after every partition it planned
-    committed: wf.steps counts it and warns that the job is whole and that `wfkit doctor --repair`
-    records it as committed (not aborted)."""
+    committed: wf.steps counts none of it yet, and warns that the job is whole and that `wfkit doctor
+    --repair` records it as committed (its rows then count)."""
     import subprocess
     import sys
 
@@ -287,5 +312,6 @@ def test_the_warning_for_a_whole_job_whose_driver_died_says_repair_records_it_as
         rf"job {job} in {tmp_path} \(runs of seg-doubler\) has no end recorded .* but all 2 partitions were committed"
     )
     with pytest.warns(wf.UnfinishedJobWarning, match=said) as caught:
-        assert 3 == len(wf.steps(tmp_path))
-    assert f"`wfkit doctor --dataset {tmp_path} --repair` records the job as committed" in str(caught[0].message)
+        assert 0 == len(wf.steps(tmp_path))
+    message = str(caught[0].message)
+    assert f"`wfkit doctor --dataset {tmp_path} --repair` records the job as committed: its rows then count" in message

@@ -231,12 +231,20 @@ def _doctor_workspace(args: argparse.Namespace) -> int:
 
     folder = workspace_path(args.workspace)
     db = folder / DB_NAME
-    if not db.exists():
+    # Where Dask jobs write by default (run_many's dataset, a Dask eval's): a workspace only they
+    # wrote to has no run store (its runs ran on the workers), and its jobs are what needs checking.
+    datasets = [d for d in (folder, folder / "evals" / "runs") if (d / STEPS_DIR / ATTEMPTS_DIR).is_dir()]
+    problems: list[str] = []
+    repairs: list[str] = []
+    if db.exists():
+        report = check_store(db, repair=args.repair)
+        _print(f"store {db}: {report.runs} runs, {report.rows} journal rows checked")
+        problems, repairs = list(report.problems), list(report.repairs)
+    elif datasets:
+        _print(f"workspace {folder}: no run store (only Dask jobs wrote here); checking their jobs")
+    else:
         open_store(folder, create=False)  # raises the error that says where and how
-    report = check_store(db, repair=args.repair)
-    _print(f"store {db}: {report.runs} runs, {report.rows} journal rows checked")
-    problems, repairs = list(report.problems), list(report.repairs)
-    if not any("integrity" in p or "-wal" in p for p in report.problems):  # else SQLite cannot be trusted to read
+    if db.exists() and not any("integrity" in p or "-wal" in p for p in problems):  # else SQLite cannot be trusted
         try:
             ledger = check_ledger(open_store(folder, create=False), folder, repair=args.repair, deep=True, strict=False)
         except Exception as exc:  # the ledger needs a readable store; say so, keep going
@@ -254,10 +262,9 @@ def _doctor_workspace(args: argparse.Namespace) -> int:
             if ledger.reexported:
                 repairs.append(f"exported {ledger.reexported} row(s) again from the journal")
     notes: list[str] = []
-    for dataset in (folder, folder / "evals" / "runs"):  # where Dask jobs write by default
-        if (dataset / STEPS_DIR / ATTEMPTS_DIR).is_dir():
-            jobs = check_jobs(Location(dataset), repair=args.repair, command=f"wfkit doctor --dataset {dataset}")
-            problems, notes, repairs = problems + jobs.problems, notes + jobs.notes, repairs + jobs.repairs
+    for dataset in datasets:
+        jobs = check_jobs(Location(dataset), repair=args.repair, command=f"wfkit doctor --dataset {dataset}")
+        problems, notes, repairs = problems + jobs.problems, notes + jobs.notes, repairs + jobs.repairs
     return _doctor_outcome("workspace", problems, notes, repairs, repair=args.repair, command="wfkit doctor")
 
 
@@ -717,13 +724,14 @@ def build_parser() -> argparse.ArgumentParser:
         "doctor",
         parents=[common],
         help="check a workspace (SQLite integrity, checksums, the step log's ledger) or a Dask dataset (jobs "
-        "whose driver died before they ended)",
+        "whose driver died before they ended, or left rows staged)",
     )
     doctor.add_argument(
         "--repair",
         action="store_true",
         help="rebuild what can be rebuilt (damaged originals are kept aside); record jobs whose driver is gone "
-        "as committed when every partition it planned was, else as aborted (their rows are kept aside)",
+        "as committed when every partition it planned was, else as aborted (their rows are kept aside); move "
+        "what ended jobs left staged",
     )
     doctor.add_argument("--dataset", metavar="FOLDER_OR_URL", help="check this Dask dataset instead of a workspace")
     doctor.add_argument(

@@ -559,10 +559,12 @@ def run_partitioned(
     retries: int = 2,
     progress: bool = True,
     announce: Callable[[str], None] | None = None,
+    stop: threading.Event | None = None,
 ) -> JobOutcome:
     """Run ``cases`` cases on Dask: connect (an unreachable scheduler is an error before any work),
     cut them into partitions sized for the cluster (``split(size)``: the works, each of
-    ``size_of(work)`` cases; ``requested_size`` overrides the size), run them, and close."""
+    ``size_of(work)`` cases; ``requested_size`` overrides the size), run them, and close. ``stop``:
+    see :func:`run_job`."""
     conn = connect(executor)
     try:
         works = split(partition_size(cases, threads_of(conn), requested_size))
@@ -576,6 +578,7 @@ def run_partitioned(
             progress=progress,
             announce=announce or announce_default,
             connection=conn,
+            stop=stop,
         )
     finally:
         conn.close()
@@ -592,11 +595,14 @@ def run_job(
     progress: bool = True,
     announce: Callable[[str], None] = announce_default,
     connection: Connection | None = None,
+    stop: threading.Event | None = None,
 ) -> JobOutcome:
     """Send ``works`` (one per partition, ``cases[i]`` cases each) to Dask and wait for them all.
 
     The dataset must be visible from every worker; that is checked before any work is sent. A
     partition that fails on every attempt cancels the rest and raises :class:`PartitionError`.
+    ``stop``, set from another thread (whose caller was interrupted while this one waits for the
+    job), gives the job up as an interrupt does: a KeyboardInterrupt, noting where its rows went.
     """
     if retries < 0:
         raise ValueError(f"retries must be >= 0, got {retries}")
@@ -636,6 +642,8 @@ def run_job(
             for future in futures:
                 future.add_done_callback(finished.put)
             while len(markers) < len(futures):
+                if stop is not None and stop.is_set():
+                    raise KeyboardInterrupt(f"interrupted while job {job} ran")
                 try:
                     future = finished.get(timeout=0.2)
                 except queue.Empty:
@@ -792,11 +800,12 @@ def _abort(location: Location, job: str, label: str, exc: BaseException, markers
     Never hides ``exc``: a dataset that cannot be written to says so in a note on it."""
     finished = list(markers)
     try:
-        aside = abort_job(location, job, f"{type(exc).__name__}: {exc}"[:2000], finished, label=label)
+        aside = abort_job(location, job, f"{type(exc).__name__}: {exc}"[:2000], label=label)
     except Exception as failed:  # the dataset may be what failed
         exc.add_note(
             f"wfkit could not mark job {job} as aborted in {location.url} ({type(failed).__name__}: {failed}): "
-            f"readers count its partitions that committed"
+            f"no reader counts its rows, which stay staged until `wfkit doctor --dataset {location.url} --repair` "
+            f"gives the job up"
         )
         return
     if not isinstance(exc, ExecutorError):  # an interrupt, a bug: say what became of the job too

@@ -27,14 +27,41 @@ def running_loop() -> asyncio.AbstractEventLoop | None:
         return None
 
 
-def run_blocking(coro: Coroutine[Any, Any, T]) -> T:
-    """Run ``coro`` to completion from synchronous code, inside a running loop or not."""
+def run_blocking(coro: Coroutine[Any, Any, T], *, cancel_on_interrupt: bool = False) -> T:
+    """Run ``coro`` to completion from synchronous code, inside a running loop or not.
+
+    An interrupt (Ctrl-C; a notebook's stop button) outside a loop cancels ``coro`` (``asyncio.run``
+    does). Inside one, the interrupt reaches this thread while ``coro`` runs on in the worker's: it
+    is waited for all the same, unless ``cancel_on_interrupt``, which cancels it there and raises
+    the KeyboardInterrupt it raises in turn (one noting what it gave up), else the interrupt."""
     ctx = contextvars.copy_context()
     if running_loop() is None:
         return ctx.run(asyncio.run, coro)
     # Inside a running loop (a notebook cell): a fresh loop in a worker thread does the work.
+    started: concurrent.futures.Future[asyncio.Task[T]] = concurrent.futures.Future()
+
+    async def main() -> T:
+        task = asyncio.current_task()
+        assert task is not None  # a coroutine asyncio.run runs is in a task
+        started.set_result(task)
+        return await coro
+
     with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="wfkit-run") as pool:
-        return pool.submit(ctx.run, asyncio.run, coro).result()
+        done = pool.submit(ctx.run, asyncio.run, main())
+        try:
+            return done.result()
+        except KeyboardInterrupt:
+            if not cancel_on_interrupt:
+                raise
+            task = started.result()
+            task.get_loop().call_soon_threadsafe(task.cancel)
+            try:
+                done.result()
+            except KeyboardInterrupt as own:
+                raise own from None
+            except BaseException:  # cancelled, or failed meanwhile: the interrupt is the news
+                pass
+            raise
 
 
 def background_loop() -> asyncio.AbstractEventLoop:

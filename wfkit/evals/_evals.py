@@ -25,6 +25,7 @@ import json
 import os
 import random
 import sys
+import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence, Sized
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -504,21 +505,37 @@ async def evaluate_async(
     if executor is not None:
         # By default the workers' runs land where local eval runs do, never among interactive runs.
         target = dataset if dataset is not None else eval_runs_workspace(workspace)
-        # The workers' runs live in the dataset they wrote (readable in place unless it is a URL).
-        runs_in: Path | None = None if is_url(target) else Path(os.fspath(target))
-        rows = await asyncio.to_thread(
-            _evaluate_on_dask,
-            suite,
-            chosen,
-            cases,
-            executor=executor,
-            concurrency=concurrency,
-            dataset=target,
-            partition_size=partition_size,
-            retries=retries,
-            progress=progress,
-            announce=announce,
+        # The workers' runs live in the dataset they wrote (a folder, or an fsspec URL).
+        runs_in: Path | str = os.fspath(target) if is_url(target) else Path(os.fspath(target))
+        stop = threading.Event()
+        sent = asyncio.ensure_future(
+            asyncio.to_thread(
+                _evaluate_on_dask,
+                suite,
+                chosen,
+                cases,
+                executor=executor,
+                concurrency=concurrency,
+                dataset=target,
+                partition_size=partition_size,
+                retries=retries,
+                progress=progress,
+                announce=announce,
+                stop=stop,
+            )
         )
+        try:
+            rows = await asyncio.shield(sent)
+        except asyncio.CancelledError:
+            # Interrupted (Ctrl-C: asyncio.run cancels this task). Left alone, the job would run on
+            # in its thread to its end and be committed, every row counted, for an eval given up:
+            # it is given up now, and its interrupt (noting where the rows went) is what is raised.
+            stop.set()
+            await asyncio.wait([sent])
+            given_up = None if sent.cancelled() else sent.exception()
+            if isinstance(given_up, KeyboardInterrupt):
+                raise given_up from None
+            raise
     else:
         if dataset is not None:
             raise ValueError("dataset= is where Dask workers write; without executor= runs stay in the workspace")
@@ -567,7 +584,9 @@ def evaluate(suite: Suite | str | os.PathLike[str], **kwargs: Any) -> EvalResult
 
     if not isinstance(suite, Suite):
         suite = load_suite(suite)
-    return run_blocking(evaluate_async(suite, **kwargs))
+    # An interrupt in a notebook must reach a Dask job: left to run on, it would be committed.
+    sent_to_dask = kwargs.get("executor") is not None
+    return run_blocking(evaluate_async(suite, **kwargs), cancel_on_interrupt=sent_to_dask)
 
 
 @dataclass(frozen=True)
@@ -611,6 +630,7 @@ def _evaluate_on_dask(
     retries: int,
     progress: bool,
     announce: Callable[[str], None] | None,
+    stop: threading.Event,
 ) -> list[dict[str, Any]]:
     from wfkit.distributed._dask import chunks, run_partitioned
 
@@ -640,6 +660,7 @@ def _evaluate_on_dask(
         retries=retries,
         progress=progress,
         announce=announce,
+        stop=stop,
     )
     return [] if outcome.results is None else list(outcome.results.to_pylist())
 
@@ -671,7 +692,7 @@ class EvalResult:
     workflow's failure, not the scorer's) is counted in ``summary``'s ``failed_runs``, and a
     threshold missed in :meth:`check` says how many."""
 
-    def __init__(self, suite: Suite, cases: pd.DataFrame, *, runs_workspace: Path | None = None) -> None:
+    def __init__(self, suite: Suite, cases: pd.DataFrame, *, runs_workspace: Path | str | None = None) -> None:
         self.suite = suite
         self.cases = cases
         self.runs_workspace = runs_workspace
@@ -808,7 +829,8 @@ class EvalResult:
         )
 
     def steps(self) -> pd.DataFrame:
-        """The step log of this evaluation's runs (they live in ``runs_workspace``)."""
+        """The step log of this evaluation's runs (they live in ``runs_workspace``: a folder, or the
+        fsspec URL of a Dask eval's dataset)."""
         from wfkit.logs._steplog import steps
 
         if self.runs_workspace is None:

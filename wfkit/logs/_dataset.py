@@ -1,9 +1,11 @@
 """Where a dataset lives (a local folder or an fsspec URL), and which partition attempts count.
 
 A job sent to Dask writes one set of files per partition attempt plus a commit marker (see
-``_segments``). This module holds the rule readers apply: per partition, the attempt the driver
-took once the job is done, before that the latest committed one; files of any other attempt are
-never read. It sits below the step-log reader, which applies the rule to every listing.
+``_segments``), and only the attempts its driver took reach ``steps/``, once the job ends. This
+module holds the rule readers still apply to what they find there (a segment copied in by hand, a
+dataset moved about): per partition, the attempt the driver took; files of any other attempt are
+never read. It also warns of a job whose driver died before its end: none of its rows count yet.
+It sits below the step-log reader, which applies the rule to every listing.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import re
 import uuid
 import warnings
 from collections.abc import Iterable, Sequence
+from contextlib import suppress
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +26,8 @@ from wfkit.model._errors import UnfinishedJobWarning
 
 STEPS_DIR = "steps"
 """The step log's folder inside a workspace or a dataset."""
+STAGING_DIR = "steps-staging"
+"""Where a dataset's jobs stage their step-log segments until they end, one folder per job (``_segments``)."""
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -161,6 +166,17 @@ class Location:
                 found = []
         return sorted(n for n in found if not n.startswith("."))
 
+    def remove_empty_folders(self, rel: str) -> None:
+        """Remove the folder ``rel`` and those below it, as far as they hold no file (local folders
+        only: an object store has none to remove). A folder that is not empty stays."""
+        if self.local is None:
+            return
+        top = self.local / rel
+        below = sorted((p for p in top.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True)
+        for folder in [*below, top]:
+            with suppress(OSError):
+                folder.rmdir()
+
     def files(self, rel: str) -> list[str]:
         """Every file under the folder ``rel``, as paths relative to the dataset root."""
         if self.local is not None:
@@ -185,10 +201,7 @@ def counted_stems(location: Location, folder: str) -> set[str]:
     names = location.names(folder)
     if JOB_FILE in names:
         return set(json.loads(location.read_bytes(f"{folder}/{JOB_FILE}"))["partitions"].values())
-    latest = latest_attempts(location, folder, names)
-    if DRIVER_FILE in names:
-        _warn_if_driver_gone(location, folder, latest.keys())
-    return set(latest.values())
+    return set(latest_attempts(location, folder, names).values())
 
 
 def latest_attempts(location: Location, folder: str, names: Iterable[str]) -> dict[int, str]:
@@ -218,35 +231,39 @@ def all_planned_committed(driver: dict[str, Any], committed: Iterable[int]) -> b
 _warned: set[str] = set()  # jobs whose dead driver a reader has warned of in this process: once is enough
 
 
-def _warn_if_driver_gone(location: Location, folder: str, committed: Iterable[int]) -> None:
-    """Warn (once per job) that the job in ``folder`` has no end and its driver is gone: readers go on
-    counting its ``committed`` partitions, since only the user can say it will not end (its driver
-    may run elsewhere); ``wfkit doctor --repair`` records it as committed when all the partitions
-    its driver planned are, else as aborted."""
-    job = folder.rpartition("/")[2]
-    if job in _warned:
-        return
-    driver = json.loads(location.read_bytes(f"{folder}/{DRIVER_FILE}"))
-    if driver_alive(driver) is not False:
-        return
-    _warned.add(job)
-    steps = location.url.rstrip("/")  # a reader's location is the steps folder, or the dataset above it
-    dataset = steps.removesuffix(f"/{STEPS_DIR}") if folder.startswith(ATTEMPTS_DIR) else steps
-    label = driver.get("label") or "a Dask job"
-    pid = driver["pid"]
-    gone = f"job {job} in {dataset} ({label}) has no end recorded and its driver, pid {pid} on this host, is gone"
-    repair = f"`wfkit doctor --dataset {dataset} --repair` records the job as"
-    if all_planned_committed(driver, committed):
-        said = (
-            f"{gone}, but {all_committed(driver['partitions'])}: readers count the whole job, and a later run of "
-            f"the same cases beside it. {repair} committed (nothing to run again)"
+def warn_of_jobs_without_end(dataset: Location) -> None:
+    """Warn (once per job) of each job of ``dataset`` that has no end and whose driver is gone:
+    its committed partitions stay staged, counted by no reader, since only the user can say it
+    will not end (its driver may run elsewhere); ``wfkit doctor --repair`` records it as committed
+    when all the partitions its driver planned are (its rows then count), else as aborted."""
+    jobs = {rel.removeprefix(f"{STAGING_DIR}/").partition("/")[0] for rel in dataset.files(STAGING_DIR)}
+    for job in sorted(jobs - _warned):
+        folder = f"{STEPS_DIR}/{ATTEMPTS_DIR}/{job}"
+        names = dataset.names(folder)
+        if JOB_FILE in names or DRIVER_FILE not in names:
+            continue
+        driver = json.loads(dataset.read_bytes(f"{folder}/{DRIVER_FILE}"))
+        if driver_alive(driver) is not False:
+            continue
+        _warned.add(job)
+        committed = latest_attempts(dataset, folder, names).keys()
+        label = driver.get("label") or "a Dask job"
+        gone = (
+            f"job {job} in {dataset.url} ({label}) has no end recorded and its driver, pid {driver['pid']} on this "
+            f"host, is gone"
         )
-    else:
-        said = (
-            f"{gone}: its committed partitions are counted, and a later run of the same cases beside them. "
-            f"{repair} aborted (its rows are set aside, not deleted)"
-        )
-    warnings.warn(said, UnfinishedJobWarning, stacklevel=2)
+        repair = f"`wfkit doctor --dataset {dataset.url} --repair` records the job as"
+        if all_planned_committed(driver, committed):
+            said = (
+                f"{gone}, but {all_committed(driver['partitions'])}: no reader counts its rows until it ends. "
+                f"{repair} committed: its rows then count (nothing to run again)"
+            )
+        else:
+            said = (
+                f"{gone}: no reader counts its {len(committed)} committed partition(s). {repair} aborted (its rows "
+                f"are set aside, not deleted); run its cases again"
+            )
+        warnings.warn(said, UnfinishedJobWarning, stacklevel=3)
 
 
 def all_committed(partitions: int) -> str:
@@ -261,12 +278,14 @@ def is_attempt_segment(name: str) -> bool:
 def counted_files(files: Sequence[Path], root: Path) -> list[Path]:
     """``files`` (segments under the local folder ``root``) less those of attempts that do not
     count. Markers are found in ``root`` or, when ``root`` is a hive partition folder, above it."""
-    if not any(is_attempt_segment(f.name) for f in files):
-        return list(files)
     steps_root = root
     while "=" in steps_root.name and steps_root.parent != steps_root:
         steps_root = steps_root.parent
     location = Location(steps_root) if (steps_root / ATTEMPTS_DIR).is_dir() else None
+    if location is not None:
+        warn_of_jobs_without_end(Location(steps_root.parent))
+    if not any(is_attempt_segment(f.name) for f in files):
+        return list(files)
     stems: dict[str, set[str]] = {}
     kept = []
     for f in files:
@@ -297,6 +316,7 @@ def mirror(url: str, cache: Path | None = None) -> Path:
     local cache and return its steps folder. Segment files never change once written, so a file
     already cached is never fetched again; files no longer counted are dropped from the cache."""
     location = Location(url)
+    warn_of_jobs_without_end(location)
     local = cache or cache_dir(location.url)
     wanted: set[str] = set()
     stems: dict[str, set[str]] = {}

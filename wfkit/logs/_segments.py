@@ -5,27 +5,28 @@ elsewhere, and a partition may even run twice at once (a worker the scheduler ga
 alive). So every attempt writes files of its own, named by job, partition, attempt and a random
 token, and declares itself complete with a commit marker written after them::
 
-    DATASET/steps/workflow=W/date=D/job-JOB-p00003-a02-TOKEN.parquet   step-log rows
+    DATASET/steps-staging/JOB/workflow=W/date=D/job-JOB-p00003-a02-TOKEN.parquet   step-log rows
     DATASET/results/JOB/p00003-a02-TOKEN.parquet                         the job's result rows
     DATASET/steps/_attempts/JOB/p00003-a02-TOKEN.started                 who started it, and where
     DATASET/steps/_attempts/JOB/p00003-a02-TOKEN.commit                  its files; written last
     DATASET/steps/_attempts/JOB/_driver.json                             who sent the job (see ``_driver``)
     DATASET/steps/_attempts/JOB/_job.json                                the attempt taken per partition
 
-Readers count one attempt per partition: the one the driver took, once the job is done; before
-that, the latest committed one. Files of any other attempt (cut off, or superseded) are never read,
-so no row shows twice. A job the driver gave up on (a partition failed on every attempt, the
-scheduler went away, the caller interrupted it) is recorded as aborted in its ``_job.json``, and
-then none of its partitions count. A driver killed before it could write either leaves the job
-counted as it stood; ``wfkit doctor`` finds it by its ``_driver.json`` (see ``_unfinished``).
-Once the job ends, either way, the step-log segments that do not count are moved out of
-``steps/`` to ``DATASET/steps-uncounted/JOB/`` (never deleted): pandas, pyarrow and DuckDB reading
-``steps/`` directly then count each run once too. An attempt that commits after its job ended (a
-partition still running when the driver gave up) moves its own segments there. The dataset is a
-local folder or an fsspec URL (``s3://``, ``gs://``...): local files are written to a temporary
-name, fsynced and renamed; elsewhere a temporary object is moved into place. Step-log segments keep
-the schema and hive layout of ``_steplog``, so the workspace reader (and pandas, pyarrow, DuckDB)
-read them as they read a workspace's.
+An attempt's step-log segments are staged outside ``steps/``, where no reader looks. The job's
+end moves them: when the driver commits the job (``_job.json`` names the attempt taken per
+partition), the taken attempts' segments are renamed into ``steps/`` (same hive layout, one
+atomic rename each), and every other attempt's (cut off, superseded, or committed after the job
+ended) to ``DATASET/steps-uncounted/JOB/`` (never deleted). A job the driver gave up on (a
+partition failed on every attempt, the scheduler went away, the caller interrupted it) is recorded
+as aborted in its ``_job.json``, and all its segments go to ``steps-uncounted``. So ``steps/``
+holds only rows of committed jobs, each run once, and pandas, pyarrow and DuckDB reading it
+directly count what wfkit counts; a partition still running when its job ended moves its own
+segments aside. A job with no end (its driver killed) counts nothing until ``wfkit doctor
+--repair`` ends it (see ``_unfinished``), which also finishes the moves of a driver killed halfway
+through them. The dataset is a local folder or an fsspec URL (``s3://``, ``gs://``...): local
+files are written to a temporary name, fsynced and renamed; elsewhere a temporary object is moved
+into place. Step-log segments keep the schema and hive layout of ``_steplog``, so the workspace
+reader (and pandas, pyarrow, DuckDB) read them as they read a workspace's.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from wfkit.logs._dataset import ATTEMPTS_DIR, JOB_FILE, SEGMENT_NAME, STEPS_DIR, Location
+from wfkit.logs._dataset import ATTEMPTS_DIR, JOB_FILE, SEGMENT_NAME, STAGING_DIR, STEPS_DIR, Location
 from wfkit.logs._steplog import FILE_COLUMNS, _partition, _table
 
 if TYPE_CHECKING:
@@ -107,8 +108,9 @@ def journal_rows(store: Store) -> list[Sequence[Any]]:
 def write_attempt(
     location: Location, attempt: Attempt, step_rows: Sequence[Sequence[Any]], results: pa.Table | None
 ) -> dict[str, Any]:
-    """Write the attempt's step-log segments and result rows, then its commit marker (last: an
-    attempt cut off before it is never counted). Returns the marker's content."""
+    """Write the attempt's step-log segments (staged: see :func:`settle`) and result rows, then its
+    commit marker (last: an attempt cut off before it is never counted). Returns the marker's
+    content, which names each segment by the path it has in ``steps/`` once its job takes it."""
     started_at = FILE_COLUMNS.index("started_at")
     by_partition: dict[tuple[str, str], list[Sequence[Any]]] = {}
     for row in step_rows:
@@ -118,7 +120,7 @@ def write_attempt(
     for (workflow, date), rows in sorted(by_partition.items()):
         folder = _partition(Path(), workflow, date).as_posix()
         rel = f"{folder}/job-{attempt.job}-{attempt.stem}.parquet"
-        location.write_table(rel, _table(rows))
+        location.write_table(staged(attempt.job, rel), _table(rows))
         steps.append({"path": rel, "rows": len(rows)})
     result_file = None
     if results is not None:
@@ -141,6 +143,11 @@ def write_attempt(
     return marker
 
 
+def staged(job: str, rel: str) -> str:
+    """Where the segment that counts at ``rel`` (``steps/...``) is staged until ``job`` ends."""
+    return f"{STAGING_DIR}/{job}/{rel.removeprefix(STEPS_DIR + '/')}"
+
+
 def job_file(job: str) -> str:
     return f"{STEPS_DIR}/{ATTEMPTS_DIR}/{job}/{JOB_FILE}"
 
@@ -151,60 +158,60 @@ def job_ended(location: Location, job: str) -> bool:
 
 
 def commit_job(location: Location, job: str, markers: Iterable[dict[str, Any]], **about: Any) -> None:
-    """Record the attempt the driver took for each partition: from now on readers count those.
-    The segments of every other attempt are then set aside (see :func:`set_aside`)."""
-    taken = list(markers)
-    chosen = {str(m["partition"]): m["stem"] for m in taken}
+    """Record the attempt the driver took for each partition: from now on readers count those,
+    whose segments are moved into ``steps/`` (the others' aside: see :func:`settle`)."""
+    chosen = {str(m["partition"]): m["stem"] for m in markers}
     body = {"job": job, "partitions": chosen, "committed_at": time.time(), **about}
     location.write_bytes(job_file(job), json.dumps(body).encode())
-    set_aside(location, job, taken)
+    settle(location, job, set(chosen.values()))
 
 
-def abort_job(location: Location, job: str, reason: str, markers: Iterable[dict[str, Any]] = (), **about: Any) -> str:
-    """Record that the driver gave ``job`` up: readers count none of its partitions from now on,
-    and its segments are set aside. ``markers`` are the attempts the driver had collected (where
-    their segments are). Returns the folder they are in now."""
+def abort_job(location: Location, job: str, reason: str, **about: Any) -> str:
+    """Record that the driver gave ``job`` up: readers count none of its partitions, and its
+    segments are set aside. Returns the folder they are in now."""
     body = {"job": job, "partitions": {}, "aborted": reason, "committed_at": time.time(), **about}
     location.write_bytes(job_file(job), json.dumps(body).encode())
-    set_aside(location, job, [], known=list(markers))
+    settle(location, job, set())
     return f"{location.url.rstrip('/')}/{UNCOUNTED_DIR}/{job}"
 
 
-def set_aside(
-    location: Location, job: str, kept: Sequence[dict[str, Any]], *, known: Sequence[dict[str, Any]] = ()
-) -> None:
-    """Move the step-log segments of ``job``'s attempts other than ``kept`` (their markers) out of
-    ``steps/`` to ``UNCOUNTED_DIR/JOB/``, in the same hive layout. Segments are looked for in the
-    folders that the attempts' commit markers name (``kept``, ``known``, then the job's other
-    markers). Best effort: a file another process moved first, or that cannot be moved, is left to
-    the readers, which do not count it anyway."""
-    stems = {m["stem"] for m in kept}
-    seen = stems | {m["stem"] for m in known}
-    markers = [*kept, *known]
-    folder = f"{STEPS_DIR}/{ATTEMPTS_DIR}/{job}"
-    for name in location.names(folder):
-        if name.endswith(".commit") and name.removesuffix(".commit") not in seen:
+def settle(location: Location, job: str, taken: set[str]) -> tuple[int, int]:
+    """Move what ``job``'s attempts staged, once the job ended: the segments of the ``taken``
+    attempts (their stems) into ``steps/``, where every reader counts them, and all else to
+    ``UNCOUNTED_DIR/JOB/``. Returns how many files went each way. A file still being written (a
+    temporary) is left to its attempt, which sets itself aside when it sees the job ended; a file
+    another process moved first is skipped. A taken segment that cannot be moved raises: its rows
+    would count nowhere (``wfkit doctor --repair`` moves it later)."""
+    base = f"{STAGING_DIR}/{job}/"
+    counted = aside = 0
+    for rel in location.files(base.rstrip("/")):
+        inner = rel.removeprefix(base)
+        name = inner.rpartition("/")[2]
+        if name.startswith("."):
+            continue
+        match = SEGMENT_NAME.match(name)
+        if match is not None and match["stem"] in taken:
             try:
-                markers.append(json.loads(location.read_bytes(f"{folder}/{name}")))
-            except (OSError, ValueError):
+                location.move(rel, f"{STEPS_DIR}/{inner}")
+            except FileNotFoundError:  # moved by another process meanwhile
                 continue
-    folders = {s["path"].rpartition("/")[0] for m in markers for s in m.get("steps") or ()}
-    for parent in sorted(f for f in folders if f.startswith(f"{STEPS_DIR}/")):
-        for name in location.names(parent):
-            match = SEGMENT_NAME.match(name)
-            if match is not None and match["job"] == job and match["stem"] not in stems:
-                _move_aside(location, job, f"{parent}/{name}")
+            counted += 1
+        else:
+            with suppress(OSError):  # moved already, or cannot be: no reader looks in staging anyway
+                location.move(rel, f"{UNCOUNTED_DIR}/{job}/{inner}")
+                aside += 1
+    location.remove_empty_folders(base.rstrip("/"))
+    return counted, aside
 
 
 def set_aside_attempt(location: Location, marker: dict[str, Any]) -> None:
     """Set aside the segments of one attempt, committed after its job ended."""
+    job = str(marker["job"])
     for segment in marker.get("steps") or ():
-        _move_aside(location, str(marker["job"]), segment["path"])
-
-
-def _move_aside(location: Location, job: str, rel: str) -> None:
-    with suppress(OSError):  # moved already, or cannot be: readers skip it all the same
-        location.move(rel, f"{UNCOUNTED_DIR}/{job}/{rel.removeprefix(STEPS_DIR + '/')}")
+        rel = staged(job, segment["path"])
+        with suppress(OSError):  # moved already by the job's end, or cannot be: no reader looks there
+            location.move(rel, f"{UNCOUNTED_DIR}/{rel.removeprefix(STAGING_DIR + '/')}")
+    location.remove_empty_folders(f"{STAGING_DIR}/{job}")
 
 
 def read_results(location: Location, markers: Sequence[dict[str, Any]]) -> pa.Table | None:

@@ -1,15 +1,19 @@
 """``wfkit doctor``, a dataset's half: jobs that never ended, and giving them up on request.
 
-A job's driver writes its end (``_job.json``: taken, or given up) when the job is over. A driver
-killed before that (SIGKILL, a closed laptop, a killed kernel) leaves the job's committed
-partitions counted for good, and a second run of the same cases is then counted beside them. Such
-a job is found here by its driver record (``_driver``): a driver on this host whose process is
-gone is a problem. When every partition the driver planned (its record's ``partitions``) has a
-committed attempt, the driver died after the work was done: the repair records the job as
-committed, with the attempts readers already count (``commit_job``), and nothing need run again.
-Otherwise the repair records it as aborted (``abort_job``: readers count none of it, and its rows
-are set aside, never deleted). A job whose driver is alive, or ran on another host, may still be
-running: it is only described, and given up only when the user says so.
+A job's driver writes its end (``_job.json``: taken, or given up) when the job is over, and then
+moves the job's staged step-log segments (``_segments``): those it took into ``steps/``, the rest
+aside. A driver killed before its end (SIGKILL, a closed laptop, a killed kernel) leaves the job's
+committed partitions staged, counted by no reader, and a second run of the same cases is counted
+alone. Such a job is found here by its driver record (``_driver``): a driver on this host whose
+process is gone is a problem. When every partition the driver planned (its record's
+``partitions``) has a committed attempt, the driver died after the work was done: the repair
+records the job as committed, with the latest committed attempt per partition (``commit_job``),
+its rows then count and nothing need run again. Otherwise the repair records it as aborted
+(``abort_job``: readers count none of it, and its rows are set aside, never deleted). A job whose
+driver is alive, or ran on another host, may still be running: it is only described, and given up
+only when the user says so. A job that ended with files still staged (its driver killed while it
+moved them, a partition killed while it set itself aside) is a problem too: the repair finishes
+the moves.
 """
 
 from __future__ import annotations
@@ -23,6 +27,8 @@ from typing import Any
 from wfkit.logs._dataset import (
     ATTEMPTS_DIR,
     JOB_FILE,
+    SEGMENT_NAME,
+    STAGING_DIR,
     STEPS_DIR,
     Location,
     all_committed,
@@ -30,7 +36,7 @@ from wfkit.logs._dataset import (
     latest_attempts,
 )
 from wfkit.logs._driver import DRIVER_FILE, driver_alive
-from wfkit.logs._segments import abort_job, commit_job
+from wfkit.logs._segments import abort_job, commit_job, job_file, settle
 
 _JOBS = f"{STEPS_DIR}/{ATTEMPTS_DIR}"
 
@@ -119,8 +125,8 @@ def check_jobs(location: Location, *, repair: bool, command: str) -> JobsReport:
         elif unfinished.alive is None:
             report.notes.append(
                 f"{title} has no end recorded, and {unfinished.who()} cannot be checked from here; it started "
-                f"{age} ago. Readers count {counted}, and a later run of the same cases beside them. If its "
-                f"driver is gone, `{command} --abort {job}` records the job as aborted"
+                f"{age} ago. No reader counts {counted} until it ends. If its driver is gone, "
+                f"`{command} --abort {job}` records the job as aborted"
             )
         elif unfinished.complete and repair:
             _take(location, unfinished)
@@ -130,18 +136,55 @@ def check_jobs(location: Location, *, repair: bool, command: str) -> JobsReport:
         elif unfinished.complete:
             report.problems.append(
                 f"{title} has no end recorded and {unfinished.who()} is gone (started {age} ago), but "
-                f"{all_committed(unfinished.partitions)}: the job is whole. Readers count it, and a later run of "
-                f"the same cases beside it. `{command} --repair` records the job as committed (nothing to run again)"
+                f"{all_committed(unfinished.partitions)}: the job is whole, but no reader counts its rows until it "
+                f"ends. `{command} --repair` records the job as committed: its rows then count (nothing to run again)"
             )
         elif repair:
             report.repairs.append(f"job {job} recorded as aborted; its rows are set aside in {give_up(location, job)}")
         else:
             report.problems.append(
-                f"{title} has no end recorded and {unfinished.who()} is gone (started {age} ago): readers count "
-                f"{counted}, and a later run of the same cases beside them. `{command} --repair` records the job "
-                f"as aborted (its rows are set aside, not deleted)"
+                f"{title} has no end recorded and {unfinished.who()} is gone (started {age} ago): no reader counts "
+                f"{counted}. `{command} --repair` records the job as aborted (its rows are set aside, not deleted); "
+                f"run its cases again"
             )
+    for job, files in sorted(_staged_after_the_end(location).items()):
+        ended = json.loads(location.read_bytes(job_file(job)))
+        taken = set(ended["partitions"].values())
+        if repair:
+            into, aside = settle(location, job, taken)
+            report.repairs.append(
+                f"job {job} ({'aborted' if 'aborted' in ended else 'committed'}): moved {into} step-log segment(s) "
+                f"it took into steps/ and {aside} other file(s) to steps-uncounted/{job}"
+            )
+            continue
+        missing = sum(1 for rel in files if _stem(rel) in taken)
+        said = (
+            f"{missing} of them hold rows of attempts it took, which no reader counts until they are in steps/"
+            if missing
+            else "rows of attempts that do not count"
+        )
+        report.problems.append(
+            f"job {job} ({ended.get('label') or 'a job'}) {'was aborted' if 'aborted' in ended else 'committed'} "
+            f"but left {len(files)} file(s) in {location.url.rstrip('/')}/{STAGING_DIR}/{job} (a process stopped "
+            f"before it moved them, or a partition still running after the end): {said}. `{command} --repair` "
+            f"moves them (nothing is deleted)"
+        )
     return report
+
+
+def _staged_after_the_end(location: Location) -> dict[str, list[str]]:
+    """Per job that ended, the files its attempts left staged (temporaries of writes under way left out)."""
+    by_job: dict[str, list[str]] = {}
+    for rel in location.files(STAGING_DIR):
+        job, _, inner = rel.removeprefix(f"{STAGING_DIR}/").partition("/")
+        if inner and not inner.rpartition("/")[2].startswith("."):
+            by_job.setdefault(job, []).append(rel)
+    return {job: files for job, files in by_job.items() if location.exists(job_file(job))}
+
+
+def _stem(rel: str) -> str | None:
+    match = SEGMENT_NAME.match(rel.rpartition("/")[2])
+    return None if match is None else match["stem"]
 
 
 def _take(location: Location, unfinished: UnfinishedJob) -> None:

@@ -314,10 +314,10 @@ class SecretInStateWarning(UserWarning):
 
 
 class UnfinishedJobWarning(UserWarning):
-    """A Dask job read from a dataset has no end recorded and its driver (on this host) is gone: its
-    partitions are counted, beside any later run of the same cases, until ``wfkit doctor --repair``
-    records it as ended: committed when every partition its driver planned was, else aborted.
-    Warned once per job."""
+    """A Dask job read from a dataset has no end recorded and its driver (on this host) is gone: none
+    of its rows are counted (its finished partitions stay staged) until ``wfkit doctor --repair``
+    records it as ended: committed when every partition its driver planned was (its rows then
+    count), else aborted. Warned once per job."""
 
 
 class WorkflowChangedWarning(UserWarning):
