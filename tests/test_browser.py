@@ -257,17 +257,28 @@ def test_a_panel_from_before_a_kernel_restart_says_so_and_how_to_get_a_live_one(
     """After a kernel restart grace's panel is still on the page, but its comm is gone: it says the
     kernel restarted and how to get a live panel, and its buttons take no click (they looked live and
     a click did nothing). Doing what it says (define the workflow again, run `wf.pending(...)`) gives
-    a live panel whose Approve resumes the run in the new kernel."""
+    a live panel whose Approve resumes the run in the new kernel. The run's whole view says at its top
+    that it stopped updating and how to see the run now (its "waiting_approval" and graph looked live);
+    ada's finished run's view, still true, says nothing."""
     from playwright.sync_api import expect
 
     shutil.copy(NOTEBOOK, tmp_path / NOTEBOOK.name)
     with lab_page(lab, {"width": 1400, "height": 1000}, tmp_path / "failure.png") as page:
         notebook = run_notebook(page, lab, NOTEBOOK.name, expect)
-        grace = notebook.locator(".jp-CodeCell", has_text="large = flow.start").locator(".jp-OutputArea .wfk-approval")
+        grace_output = notebook.locator(".jp-CodeCell", has_text="large = flow.start").locator(".jp-OutputArea")
+        grace = grace_output.locator(".wfk-approval")
         expect(grace).to_have_count(1, timeout=30_000)
         restarted = grace.locator(".wfk-restarted")
         expect(restarted).to_be_hidden()  # live: nothing to say
         expect(grace.get_by_role("button", name="Approve")).to_have_css("pointer-events", "auto")
+        ada_output = notebook.locator(".jp-CodeCell", has_text="small = flow.start").locator(".jp-OutputArea")
+        expect(ada_output.locator(".wfkit-run").first).to_contain_text("succeeded")
+        views = {
+            who: out.locator(".wfk-run-view > .wfk-restarted")
+            for who, out in (("grace", grace_output), ("ada", ada_output))
+        }
+        for note in views.values():
+            expect(note).to_be_hidden()
 
         page.locator(".lm-MenuBar-itemLabel", has_text=re.compile(r"^Kernel$")).click()
         page.locator("li[data-command='kernelmenu:restart']").click()
@@ -279,6 +290,15 @@ def test_a_panel_from_before_a_kernel_restart_says_so_and_how_to_get_a_live_one(
         expect(restarted).to_contain_text("run the cells that define workflow refunds again, then wf.pending()")
         for name in ("Approve", "Reject"):
             expect(grace.get_by_role("button", name=name)).to_have_css("pointer-events", "none")
+        grace_output.locator(".wfkit-run").first.scroll_into_view_if_needed()
+        page.screenshot(path=str(tmp_path / "view-after-restart.png"))
+        [run_id] = [r["run_id"] for r in Workspace(workspace).runs() if r["status"] == "waiting_approval"]
+        expect(views["grace"]).to_be_visible()
+        expect(views["grace"]).to_contain_text(f"The kernel restarted: this view of run {run_id} stopped updating then")
+        expect(views["grace"]).to_contain_text(f"wf.Workspace().run_info('{run_id}') in a cell, or wfkit show {run_id}")
+        expect(views["ada"]).to_be_hidden()  # ada's run ended before: its view is still true
+        for control in ("select", ".widget-toggle-button"):  # the step picker and the state button
+            expect(grace_output.locator(f".wfk-run-view {control}").first).to_have_css("pointer-events", "none")
         restarted.scroll_into_view_if_needed()
         page.screenshot(path=str(tmp_path / "panel-after-restart.png"))
 

@@ -508,3 +508,45 @@ def test_run_view_step_detail_passes_the_redaction_boundary() -> None:
     view.step_picker.value = 0
     assert key not in view.step_detail.value
     assert "[REDACTED]" in view.step_detail.value
+
+
+def _note(view: Any) -> str:
+    """What a view's note for after a kernel restart says, as shown (its CSS, tags dropped, entities decoded)."""
+    import html
+    import re
+
+    [note] = [c for c in view.children if "wfk-restarted" in c._dom_classes]
+    return html.unescape(re.sub(r"<[^>]+>", "", note.value.split("</style>", 1)[1]))
+
+
+def test_a_run_views_note_for_after_a_kernel_restart_says_where_to_see_the_run_now() -> None:
+    """A run's view holds, first, a note that shows once JupyterLab marks the view disconnected (a
+    kernel restart left its "waiting_approval" and graph looking live): it stopped updating, and
+    what it names shows the run now. The view is marked live only until the run ends."""
+    import subprocess
+    import sys
+
+    run = _gated_flow().run({"amount": 70})
+    view = RunView(run)
+    assert "wfk-restarted" in view.children[0]._dom_classes
+    assert "wfk-live" in view._dom_classes
+    said = _note(view)
+    assert f"The kernel restarted: this view of run {run.run_id} stopped updating then" in said
+    assert f"wf.Workspace().run_info('{run.run_id}') in a cell, or wfkit show {run.run_id} in a shell" in said
+    assert "waiting_approval" == wf.Workspace().run_info(run.run_id)["status"]
+    shown = subprocess.run(
+        [sys.executable, "-m", "wfkit", "show", run.run_id], check=True, capture_output=True, text=True
+    ).stdout
+    assert run.run_id in shown
+    assert "waiting_approval" in shown
+
+    [panel] = view.approvals.children
+    panel.reviewer.value = "carol"
+    panel.approve_button.click()
+    run.wait(10)
+    _eventually(lambda: "wfk-live" not in view._dom_classes)
+    assert "succeeded" == run.status
+    assert "wfk-live" not in view._dom_classes  # a finished run's view stays true: no note
+
+    unkept = RunView(_storyteller().run({"topic": "cats"}, workspace=False))
+    assert "The run kept no workspace, so it ended with that kernel." in _note(unkept)

@@ -25,6 +25,7 @@ from wfkit.model._approvals import Ticket
 from wfkit.model._errors import TicketError
 from wfkit.model._events import StepEvent, TokenChunk
 from wfkit.model._processors import redact_text
+from wfkit.model._status import RunStatus
 from wfkit.notebook._display import gate_outcomes, run_html, statuses
 from wfkit.store._workspace import workspace_path
 
@@ -67,25 +68,55 @@ def _utc(epoch: float) -> str:
 
 # When its kernel restarts, JupyterLab's widget manager marks every view of the old kernel's widgets
 # `jupyter-widgets-disconnected` (their comms are gone: a click reaches nobody) and leaves them on the
-# page. No kernel is left to redraw the panel then, so only CSS can react: it shows the panel's note
-# on what to do and takes the clicks away (a decided panel has nothing to click: no note).
+# page. No kernel is left to redraw a view then, so only CSS can react: a view still `wfk-live` when
+# the kernel went (an open panel, the view of an unfinished run) shows its own note (its child
+# `wfk-restarted`: not a nested view's) and takes the clicks away. A decided panel, a finished run's
+# view, shows what is still true: no note.
 _RESTARTED_CSS = (
-    "<style>.wfk-approval .wfk-restarted{display:none}"
-    ".wfk-approval.wfk-open.jupyter-widgets-disconnected .wfk-restarted{display:flex;color:#b91c1c}"
-    ".wfk-approval.wfk-open.jupyter-widgets-disconnected :is(button,input,textarea)"
-    "{pointer-events:none;opacity:.45}</style>"
+    "<style>.wfk-restarted{display:none}"
+    ".wfk-live.jupyter-widgets-disconnected>.wfk-restarted{display:flex;color:#b91c1c}"
+    ".wfk-live.jupyter-widgets-disconnected :is(button,input,textarea,select){pointer-events:none;opacity:.45}"
+    "</style>"
 )
 
 
-def _restarted_note(ticket: Ticket) -> str:
+def _restarted(note: str) -> w.HTML:
+    """What a `wfk-live` view it is a child of says once its kernel has restarted (HTML ``note``)."""
+    shown = w.HTML(f"{_RESTARTED_CSS}<div>{note}</div>")
+    shown.add_class("wfk-restarted")
+    return shown
+
+
+def _where(workspace: str | os.PathLike[str] | None) -> str:
+    """The argument that names ``workspace`` in a note's code (none for the default workspace)."""
+    return "" if workspace is None or Path(workspace) == workspace_path() else repr(str(workspace))
+
+
+def _panel_restarted(ticket: Ticket) -> str:
     """What an open panel says once its kernel has restarted: how to get a live panel of its ticket."""
-    where = "" if ticket.workspace is None or Path(ticket.workspace) == workspace_path() else repr(ticket.workspace)
     return (
-        f"{_RESTARTED_CSS}<div><b>The kernel restarted: this panel is no longer connected to it</b>, and its "
+        f"<b>The kernel restarted: this panel is no longer connected to it</b>, and its "
         f"buttons do nothing. Ticket {html.escape(ticket.ticket_id)} is kept in the workspace: run the cells "
         f"that define workflow <code>{html.escape(ticket.workflow)}</code> again, then "
-        f"<code>wf.pending({html.escape(where)})</code> for a live panel of it (a decision there resumes run "
-        f"{html.escape(ticket.run_id)}). Running the cell that started the run again would start a new run.</div>"
+        f"<code>wf.pending({html.escape(_where(ticket.workspace))})</code> for a live panel of it (a decision "
+        f"there resumes run {html.escape(ticket.run_id)}). Running the cell that started the run again would "
+        "start a new run."
+    )
+
+
+def _view_restarted(run: Run) -> str:
+    """What the view of an unfinished run says once its kernel has restarted: it shows the run as it
+    was then, and where to see the run now."""
+    said = f"<b>The kernel restarted: this view of run {html.escape(run.run_id)} stopped updating then</b>"
+    if run.workspace is None:
+        return f"{said}. The run kept no workspace, so it ended with that kernel."
+    where = _where(run.workspace)
+    shell = "" if not where else f" --workspace {html.escape(str(run.workspace))}"
+    return (
+        f"{said}: it shows the run as it was, and its controls do nothing. The workspace keeps the run: "
+        f"<code>wf.Workspace({html.escape(where)}).run_info({html.escape(repr(run.run_id))})</code> in a cell, or "
+        f"<code>wfkit show {html.escape(run.run_id)}{shell}</code> in a shell, shows it now. Running the cell "
+        "that started the run again would start a new run."
     )
 
 
@@ -146,8 +177,7 @@ class ApprovalPanel(w.VBox):  # type: ignore[misc]
         self.approve_button = w.Button(description="Approve", button_style="success", icon="check")
         self.reject_button = w.Button(description="Reject", button_style="danger", icon="times")
         self.result = w.HTML()
-        self.restarted = w.HTML(_restarted_note(ticket))
-        self.restarted.add_class("wfk-restarted")
+        self.restarted = _restarted(_panel_restarted(ticket))
         self.approve_button.on_click(lambda _: self._clicked("approve"))
         self.reject_button.on_click(lambda _: self._clicked("reject"))
         super().__init__(
@@ -161,7 +191,7 @@ class ApprovalPanel(w.VBox):  # type: ignore[misc]
             ]
         )
         self.add_class("wfk-approval")  # what a page (a browser test, a user's CSS) finds a panel by
-        self.add_class("wfk-open")
+        self.add_class("wfk-live")  # until decided: see _RESTARTED_CSS
         if not ticket.is_open:
             self._show(ticket)
         self._recheck_later()
@@ -233,7 +263,7 @@ class ApprovalPanel(w.VBox):  # type: ignore[misc]
         if self._closed:
             return
         self._busy = self._closed = True
-        self.remove_class("wfk-open")
+        self.remove_class("wfk-live")
         self.approve_button.disabled = self.reject_button.disabled = True
         self.reviewer.disabled = self.comment.disabled = True
         said = f": {html.escape(comment)}" if comment else ""
@@ -271,6 +301,7 @@ class RunView(w.VBox):  # type: ignore[misc]
         self._elsewhere = elsewhere
         self._loop = _loop()
         self._scheduled = False
+        self.restarted = _restarted(_view_restarted(run))
         self.summary = w.HTML()
         self.graph = w.HTML()
         self.approvals = w.VBox()
@@ -290,6 +321,7 @@ class RunView(w.VBox):  # type: ignore[misc]
         self._decided: dict[str, Decision] = {}
         super().__init__(
             [
+                self.restarted,
                 self.summary,
                 self.approvals,
                 self.graph,
@@ -300,6 +332,8 @@ class RunView(w.VBox):  # type: ignore[misc]
                 self.state,
             ]
         )
+        self.add_class("wfk-run-view")  # what a page finds a run's view by
+        self.add_class("wfk-live")  # until the run ends: see _RESTARTED_CSS
         run.subscribe(self._on_event, chunks=True)
         self.refresh()
 
@@ -329,6 +363,8 @@ class RunView(w.VBox):  # type: ignore[misc]
         self._scheduled = False
         run = self.run
         self.summary.value = run_html(run)
+        if run.status in RunStatus.FINISHED:
+            self.remove_class("wfk-live")
         graph = run.graph
         if graph is not None:
             from wfkit.model._graphview import to_svg
