@@ -72,6 +72,9 @@ def _scenario(page: Page, expect: Any, lab: Lab, workspace: Path) -> None:
     header = grace.locator(".widget-html").first
     expect(header).to_contain_text(re.compile(r"^Rejected by bob at \S+ \S+ UTC: too large for self-service"))
     expect(header).not_to_contain_text("Approval needed")
+    # Only what the decision led to, there and in wf.pending()'s panel: not the choice as if open.
+    for shown in (grace, listed):
+        expect(shown.locator(".wfk-gate-outcomes")).to_have_text("Rejected: the run goes on at explain.")
     header.scroll_into_view_if_needed()
     page.screenshot(path=str(workspace.parent / "decided-panel.png"))
 

@@ -550,3 +550,42 @@ def test_a_run_views_note_for_after_a_kernel_restart_says_where_to_see_the_run_n
 
     unkept = RunView(_storyteller().run({"topic": "cats"}, workspace=False))
     assert "The run kept no workspace, so it ended with that kernel." in _note(unkept)
+
+
+def test_a_decided_panel_says_only_what_the_decision_led_to() -> None:
+    """Open, the panel says what each decision would lead to; decided (here, or in a shell and found
+    on a re-read), only what the decision led to: "If approved: ... If rejected: ..." read as if the
+    choice were still open."""
+    import html
+    import re
+
+    flow = wf.Workflow("widget-revise")
+    flow.step(lambda s: {"amount": s["amount"]}, name="quote")
+    flow.step(lambda s: {"refunded": s["amount"]}, name="refund", approval=wf.Approval("Big", on_reject="explain"))
+    flow.step(lambda s: {"refunded": 0}, name="explain")
+    flow.chain("quote", "refund")
+
+    def outcome(panel: ApprovalPanel) -> str:
+        header = panel.children[0].value
+        return html.unescape(re.sub(r"<[^>]+>", "", header.split("class='wfk-gate-outcomes'>", 1)[1]))
+
+    approved = flow.run({"amount": 70})
+    [panel] = RunView(approved).approvals.children
+    assert "If approved: refund runs. If rejected: the run goes on at explain." == outcome(panel)
+    panel.reviewer.value = "bob"
+    panel.approve_button.click()
+    approved.wait(10)
+    _eventually(lambda: "If rejected" not in outcome(panel))
+    assert "Approved: refund runs." == outcome(panel)
+
+    rejected = flow.run({"amount": 80})
+    [shell] = RunView(rejected).approvals.children
+    _shell("reject", shell.ticket.ticket_id, "alice")
+    shell._recheck()  # what the kernel's loop does every RECHECK_S seconds
+    assert "Rejected: the run goes on at explain." == outcome(shell)
+
+    failing = _gated_flow().run({"amount": 90})
+    [fails] = RunView(failing).approvals.children
+    _shell("reject", fails.ticket.ticket_id, "alice")
+    fails._recheck()
+    assert "Rejected: the run fails." == outcome(fails)

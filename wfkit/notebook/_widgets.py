@@ -159,18 +159,13 @@ class ApprovalPanel(w.VBox):  # type: ignore[misc]
         self._loop = _loop()
         self._busy = False
         self._closed = False
-        payload = html.escape(json.dumps(ticket.payload, indent=2, default=str))
-        outcomes = ""
-        if graph is not None and graph.name == ticket.workflow and ticket.step in graph.steps:
-            outcomes = f"<div class='wfk-gate-outcomes'>{gate_outcomes(graph, ticket.step)}</div>"
-        # What the header says below its first line, which says whether the gate is open or decided.
-        self._details = (
-            f"<i>{html.escape(ticket.reason)}</i><pre style='max-height:12em;overflow:auto'>{payload}</pre>{outcomes}"
-        )
+        # The ticket's workflow, when this kernel defines it: what a decision leads to.
+        known = graph is not None and graph.name == ticket.workflow and ticket.step in graph.steps
+        self._graph = graph if known else None
         self.header = w.HTML(
             f"<b>Approval needed</b> at <code>{html.escape(ticket.step)}</code> (visit {ticket.visit}) of "
             f"workflow <code>{html.escape(ticket.workflow)}</code>, asked {_utc(ticket.created_at)} "
-            f"(run {html.escape(ticket.run_id)}, ticket {html.escape(ticket.ticket_id)})<br>{self._details}"
+            f"(run {html.escape(ticket.run_id)}, ticket {html.escape(ticket.ticket_id)})<br>{self._details()}"
         )
         self.reviewer = w.Text(value=_reviewer(), description="Reviewer", placeholder="your name")
         self.comment = w.Textarea(description="Comment", placeholder="why (optional)")
@@ -195,6 +190,16 @@ class ApprovalPanel(w.VBox):  # type: ignore[misc]
         if not ticket.is_open:
             self._show(ticket)
         self._recheck_later()
+
+    def _details(self, decided: str | None = None) -> str:
+        """What the header says below its first line (which says whether the gate is open or
+        decided): the reason, the payload, and what each decision leads to, or the one taken."""
+        t = self.ticket
+        payload = html.escape(json.dumps(t.payload, indent=2, default=str))
+        outcomes = ""
+        if self._graph is not None:
+            outcomes = f"<div class='wfk-gate-outcomes'>{gate_outcomes(self._graph, t.step, decided)}</div>"
+        return f"<i>{html.escape(t.reason)}</i><pre style='max-height:12em;overflow:auto'>{payload}</pre>{outcomes}"
 
     def _recheck_later(self) -> None:
         if self._stored is not None and not self._closed and self._loop is not None and self._loop.is_running():
@@ -273,7 +278,7 @@ class ApprovalPanel(w.VBox):  # type: ignore[misc]
             f"<b>{html.escape(status.capitalize())} by {html.escape(str(by))}</b>{when}{said} (gate "
             f"<code>{html.escape(t.step)}</code>, visit {t.visit}, of workflow <code>{html.escape(t.workflow)}</code>, "
             f"asked {_utc(t.created_at)}; run {html.escape(t.run_id)}, ticket {html.escape(t.ticket_id)})"
-            f"<br>{self._details}"
+            f"<br>{self._details(status)}"
         )
         self.result.value = f"<b>{html.escape(status)}</b> by {html.escape(str(by))}{said}"
         if self._on_closed is not None:
