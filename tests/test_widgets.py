@@ -589,3 +589,31 @@ def test_a_decided_panel_says_only_what_the_decision_led_to() -> None:
     _shell("reject", fails.ticket.ticket_id, "alice")
     fails._recheck()
     assert "Rejected: the run fails." == outcome(fails)
+
+
+def test_every_open_panel_of_a_ticket_decided_elsewhere_says_the_run_continues_here() -> None:
+    """A shell's decision found by wf.pending()'s panel (its re-read came first) continues the run
+    here: the run's own panel, closed by the run's decision event, says so too (it showed only the
+    decision, while "Run R continues in this kernel" stood on whichever panel re-read first)."""
+    from wfkit.notebook._pending import resume_after_decision
+
+    flow = _gated_flow()
+
+    async def scenario() -> tuple[wf.Run, list[str]]:
+        run = flow.start({"amount": 60})
+        await run
+        view = RunView(run, elsewhere=lambda t: resume_after_decision(wf.Workspace(t.workspace), t))
+        pending = wf.pending()
+        listing = PendingView(pending.workspace, pending.tickets, lambda t: resume_after_decision(pending.workspace, t))
+        panels = [listing.children[1], view.approvals.children[0]]
+        await asyncio.to_thread(_shell, "approve", panels[0].ticket.ticket_id, "alice")
+        panels[0]._recheck()  # wf.pending()'s panel re-reads first; the run's own never gets to
+        await run
+        await asyncio.sleep(0.2)  # the view's last coalesced redraw, which shows the run's decision event
+        return run, [p.result.value for p in panels]
+
+    run, said = asyncio.run(scenario())
+    assert "succeeded" == run.status
+    for value in said:
+        assert value.startswith("<b>approved</b> by alice")
+        assert 1 == value.count(f"Run {run.run_id} continues in this kernel.")

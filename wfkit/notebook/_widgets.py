@@ -15,6 +15,7 @@ import html
 import json
 import os
 import time
+import weakref
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -120,6 +121,11 @@ def _view_restarted(run: Run) -> str:
     )
 
 
+# The panels of this kernel, to hand what one of them learns of a decision made elsewhere to every
+# panel of that ticket (the run's, wf.pending()'s).
+_panels: weakref.WeakSet[ApprovalPanel] = weakref.WeakSet()
+
+
 def _loop() -> asyncio.AbstractEventLoop | None:
     try:
         return asyncio.get_running_loop()
@@ -137,7 +143,8 @@ class ApprovalPanel(w.VBox):  # type: ignore[misc]
     ticket's workflow, if this kernel defines it: the panel says what each decision leads to.
     ``elsewhere``: handed the ticket when the re-read finds it decided outside this panel (no click
     here, no event of its run): it continues the run waiting in this kernel, as a click would have,
-    and returns what the panel says of the run below the decision (HTML; None: nothing).
+    and returns what the panel says of the run below the decision (HTML; None: nothing), as does
+    every other panel of the ticket in this kernel (the run's own, ``wf.pending()``'s).
     """
 
     RECHECK_S = 2.0
@@ -187,6 +194,7 @@ class ApprovalPanel(w.VBox):  # type: ignore[misc]
         )
         self.add_class("wfk-approval")  # what a page (a browser test, a user's CSS) finds a panel by
         self.add_class("wfk-live")  # until decided: see _RESTARTED_CSS
+        _panels.add(self)
         if not ticket.is_open:
             self._show(ticket)
         self._recheck_later()
@@ -222,8 +230,14 @@ class ApprovalPanel(w.VBox):  # type: ignore[misc]
             note = self._elsewhere(stored)
         except Exception as exc:  # shown, not lost in a callback on the loop
             note = f"<span style='color:#b91c1c'>{html.escape(type(exc).__name__)}: {html.escape(str(exc))}</span>"
-        if note:
-            self.result.value += f"<br>{note}"
+        if not note:
+            return
+        # Every panel of the ticket says it, not only the one whose re-read came first: the run's own
+        # panel is often closed by the resumed run's event before its re-read, and showed the decision only.
+        for panel in [p for p in _panels if p.ticket.ticket_id == stored.ticket_id]:
+            panel._show(stored)
+            if note not in panel.result.value:
+                panel.result.value += f"<br>{note}"
 
     def _clicked(self, decision: str) -> None:
         if self._busy:
