@@ -508,3 +508,112 @@ def test_run_view_step_detail_passes_the_redaction_boundary() -> None:
     view.step_picker.value = 0
     assert key not in view.step_detail.value
     assert "[REDACTED]" in view.step_detail.value
+
+
+def _note(view: Any) -> str:
+    """What a view's note for after a kernel restart says, as shown (its CSS, tags dropped, entities decoded)."""
+    import html
+    import re
+
+    [note] = [c for c in view.children if "wfk-restarted" in c._dom_classes]
+    return html.unescape(re.sub(r"<[^>]+>", "", note.value.split("</style>", 1)[1]))
+
+
+def test_a_run_views_note_for_after_a_kernel_restart_says_where_to_see_the_run_now() -> None:
+    """A run's view holds, first, a note that shows once JupyterLab marks the view disconnected (a
+    kernel restart left its "waiting_approval" and graph looking live): it stopped updating, and
+    what it names shows the run now. The view is marked live only until the run ends."""
+    import subprocess
+    import sys
+
+    run = _gated_flow().run({"amount": 70})
+    view = RunView(run)
+    assert "wfk-restarted" in view.children[0]._dom_classes
+    assert "wfk-live" in view._dom_classes
+    said = _note(view)
+    assert f"The kernel restarted: this view of run {run.run_id} stopped updating then" in said
+    assert f"wf.Workspace().run_info('{run.run_id}') in a cell, or wfkit show {run.run_id} in a shell" in said
+    assert "waiting_approval" == wf.Workspace().run_info(run.run_id)["status"]
+    shown = subprocess.run(
+        [sys.executable, "-m", "wfkit", "show", run.run_id], check=True, capture_output=True, text=True
+    ).stdout
+    assert run.run_id in shown
+    assert "waiting_approval" in shown
+
+    [panel] = view.approvals.children
+    panel.reviewer.value = "carol"
+    panel.approve_button.click()
+    run.wait(10)
+    _eventually(lambda: "wfk-live" not in view._dom_classes)
+    assert "succeeded" == run.status
+    assert "wfk-live" not in view._dom_classes  # a finished run's view stays true: no note
+
+    unkept = RunView(_storyteller().run({"topic": "cats"}, workspace=False))
+    assert "The run kept no workspace, so it ended with that kernel." in _note(unkept)
+
+
+def test_a_decided_panel_says_only_what_the_decision_led_to() -> None:
+    """Open, the panel says what each decision would lead to; decided (here, or in a shell and found
+    on a re-read), only what the decision led to: "If approved: ... If rejected: ..." read as if the
+    choice were still open."""
+    import html
+    import re
+
+    flow = wf.Workflow("widget-revise")
+    flow.step(lambda s: {"amount": s["amount"]}, name="quote")
+    flow.step(lambda s: {"refunded": s["amount"]}, name="refund", approval=wf.Approval("Big", on_reject="explain"))
+    flow.step(lambda s: {"refunded": 0}, name="explain")
+    flow.chain("quote", "refund")
+
+    def outcome(panel: ApprovalPanel) -> str:
+        header = panel.children[0].value
+        return html.unescape(re.sub(r"<[^>]+>", "", header.split("class='wfk-gate-outcomes'>", 1)[1]))
+
+    approved = flow.run({"amount": 70})
+    [panel] = RunView(approved).approvals.children
+    assert "If approved: refund runs. If rejected: the run goes on at explain." == outcome(panel)
+    panel.reviewer.value = "bob"
+    panel.approve_button.click()
+    approved.wait(10)
+    _eventually(lambda: "If rejected" not in outcome(panel))
+    assert "Approved: refund runs." == outcome(panel)
+
+    rejected = flow.run({"amount": 80})
+    [shell] = RunView(rejected).approvals.children
+    _shell("reject", shell.ticket.ticket_id, "alice")
+    shell._recheck()  # what the kernel's loop does every RECHECK_S seconds
+    assert "Rejected: the run goes on at explain." == outcome(shell)
+
+    failing = _gated_flow().run({"amount": 90})
+    [fails] = RunView(failing).approvals.children
+    _shell("reject", fails.ticket.ticket_id, "alice")
+    fails._recheck()
+    assert "Rejected: the run fails." == outcome(fails)
+
+
+def test_every_open_panel_of_a_ticket_decided_elsewhere_says_the_run_continues_here() -> None:
+    """A shell's decision found by wf.pending()'s panel (its re-read came first) continues the run
+    here: the run's own panel, closed by the run's decision event, says so too (it showed only the
+    decision, while "Run R continues in this kernel" stood on whichever panel re-read first)."""
+    from wfkit.notebook._pending import resume_after_decision
+
+    flow = _gated_flow()
+
+    async def scenario() -> tuple[wf.Run, list[str]]:
+        run = flow.start({"amount": 60})
+        await run
+        view = RunView(run, elsewhere=lambda t: resume_after_decision(wf.Workspace(t.workspace), t))
+        pending = wf.pending()
+        listing = PendingView(pending.workspace, pending.tickets, lambda t: resume_after_decision(pending.workspace, t))
+        panels = [listing.children[1], view.approvals.children[0]]
+        await asyncio.to_thread(_shell, "approve", panels[0].ticket.ticket_id, "alice")
+        panels[0]._recheck()  # wf.pending()'s panel re-reads first; the run's own never gets to
+        await run
+        await asyncio.sleep(0.2)  # the view's last coalesced redraw, which shows the run's decision event
+        return run, [p.result.value for p in panels]
+
+    run, said = asyncio.run(scenario())
+    assert "succeeded" == run.status
+    for value in said:
+        assert value.startswith("<b>approved</b> by alice")
+        assert 1 == value.count(f"Run {run.run_id} continues in this kernel.")

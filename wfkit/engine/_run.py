@@ -25,6 +25,8 @@ from wfkit.store._workspace import decision_event
 from wfkit.store._writer import WriteOp
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     import pandas as pd
 
     from wfkit.model._graph import Graph
@@ -263,6 +265,12 @@ class Run:
     @property
     def status(self) -> str:
         return self._exec.status
+
+    @property
+    def workspace(self) -> Path | None:
+        """The folder of the workspace that keeps the run; None if it keeps none (``workspace=False``)."""
+        store = self._exec.store
+        return None if store is None else store.path.parent
 
     @property
     def state(self) -> dict[str, Any]:

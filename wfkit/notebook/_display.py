@@ -130,10 +130,17 @@ def ticket_text(t: Ticket) -> str:
     )
 
 
-def gate_outcomes(graph: Graph, step: str) -> str:
-    """What a reviewer's decision on ``step``'s gate leads to, from the workflow's graph (HTML)."""
+def gate_outcomes(graph: Graph, step: str, decided: str | None = None) -> str:
+    """What a reviewer's decision on ``step``'s gate leads to, from the workflow's graph (HTML).
+    Once ``decided`` ("approved" or "rejected"), only what that decision leads to: the other one
+    reads as if the choice were still open."""
     spec = graph.steps[step]
     irreversible = " (irreversible: it cannot be undone)" if spec.irreversible else ""
+    approved = f"<code>{html.escape(step)}</code> runs{irreversible}"
     on_reject = spec.approval.on_reject if spec.approval is not None else None
     rejected = f"the run goes on at <code>{html.escape(on_reject)}</code>" if on_reject else "the run fails"
-    return f"If approved: <code>{html.escape(step)}</code> runs{irreversible}. If rejected: {rejected}."
+    if decided == "approved":
+        return f"Approved: {approved}."
+    if decided == "rejected":
+        return f"Rejected: {rejected}."
+    return f"If approved: {approved}. If rejected: {rejected}."

@@ -15,6 +15,7 @@ import html
 import json
 import os
 import time
+import weakref
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -25,6 +26,7 @@ from wfkit.model._approvals import Ticket
 from wfkit.model._errors import TicketError
 from wfkit.model._events import StepEvent, TokenChunk
 from wfkit.model._processors import redact_text
+from wfkit.model._status import RunStatus
 from wfkit.notebook._display import gate_outcomes, run_html, statuses
 from wfkit.store._workspace import workspace_path
 
@@ -67,26 +69,61 @@ def _utc(epoch: float) -> str:
 
 # When its kernel restarts, JupyterLab's widget manager marks every view of the old kernel's widgets
 # `jupyter-widgets-disconnected` (their comms are gone: a click reaches nobody) and leaves them on the
-# page. No kernel is left to redraw the panel then, so only CSS can react: it shows the panel's note
-# on what to do and takes the clicks away (a decided panel has nothing to click: no note).
+# page. No kernel is left to redraw a view then, so only CSS can react: a view still `wfk-live` when
+# the kernel went (an open panel, the view of an unfinished run) shows its own note (its child
+# `wfk-restarted`: not a nested view's) and takes the clicks away. A decided panel, a finished run's
+# view, shows what is still true: no note.
 _RESTARTED_CSS = (
-    "<style>.wfk-approval .wfk-restarted{display:none}"
-    ".wfk-approval.wfk-open.jupyter-widgets-disconnected .wfk-restarted{display:flex;color:#b91c1c}"
-    ".wfk-approval.wfk-open.jupyter-widgets-disconnected :is(button,input,textarea)"
-    "{pointer-events:none;opacity:.45}</style>"
+    "<style>.wfk-restarted{display:none}"
+    ".wfk-live.jupyter-widgets-disconnected>.wfk-restarted{display:flex;color:#b91c1c}"
+    ".wfk-live.jupyter-widgets-disconnected :is(button,input,textarea,select){pointer-events:none;opacity:.45}"
+    "</style>"
 )
 
 
-def _restarted_note(ticket: Ticket) -> str:
+def _restarted(note: str) -> w.HTML:
+    """What a `wfk-live` view it is a child of says once its kernel has restarted (HTML ``note``)."""
+    shown = w.HTML(f"{_RESTARTED_CSS}<div>{note}</div>")
+    shown.add_class("wfk-restarted")
+    return shown
+
+
+def _where(workspace: str | os.PathLike[str] | None) -> str:
+    """The argument that names ``workspace`` in a note's code (none for the default workspace)."""
+    return "" if workspace is None or Path(workspace) == workspace_path() else repr(str(workspace))
+
+
+def _panel_restarted(ticket: Ticket) -> str:
     """What an open panel says once its kernel has restarted: how to get a live panel of its ticket."""
-    where = "" if ticket.workspace is None or Path(ticket.workspace) == workspace_path() else repr(ticket.workspace)
     return (
-        f"{_RESTARTED_CSS}<div><b>The kernel restarted: this panel is no longer connected to it</b>, and its "
+        f"<b>The kernel restarted: this panel is no longer connected to it</b>, and its "
         f"buttons do nothing. Ticket {html.escape(ticket.ticket_id)} is kept in the workspace: run the cells "
         f"that define workflow <code>{html.escape(ticket.workflow)}</code> again, then "
-        f"<code>wf.pending({html.escape(where)})</code> for a live panel of it (a decision there resumes run "
-        f"{html.escape(ticket.run_id)}). Running the cell that started the run again would start a new run.</div>"
+        f"<code>wf.pending({html.escape(_where(ticket.workspace))})</code> for a live panel of it (a decision "
+        f"there resumes run {html.escape(ticket.run_id)}). Running the cell that started the run again would "
+        "start a new run."
     )
+
+
+def _view_restarted(run: Run) -> str:
+    """What the view of an unfinished run says once its kernel has restarted: it shows the run as it
+    was then, and where to see the run now."""
+    said = f"<b>The kernel restarted: this view of run {html.escape(run.run_id)} stopped updating then</b>"
+    if run.workspace is None:
+        return f"{said}. The run kept no workspace, so it ended with that kernel."
+    where = _where(run.workspace)
+    shell = "" if not where else f" --workspace {html.escape(str(run.workspace))}"
+    return (
+        f"{said}: it shows the run as it was, and its controls do nothing. The workspace keeps the run: "
+        f"<code>wf.Workspace({html.escape(where)}).run_info({html.escape(repr(run.run_id))})</code> in a cell, or "
+        f"<code>wfkit show {html.escape(run.run_id)}{shell}</code> in a shell, shows it now. Running the cell "
+        "that started the run again would start a new run."
+    )
+
+
+# The panels of this kernel, to hand what one of them learns of a decision made elsewhere to every
+# panel of that ticket (the run's, wf.pending()'s).
+_panels: weakref.WeakSet[ApprovalPanel] = weakref.WeakSet()
 
 
 def _loop() -> asyncio.AbstractEventLoop | None:
@@ -106,7 +143,8 @@ class ApprovalPanel(w.VBox):  # type: ignore[misc]
     ticket's workflow, if this kernel defines it: the panel says what each decision leads to.
     ``elsewhere``: handed the ticket when the re-read finds it decided outside this panel (no click
     here, no event of its run): it continues the run waiting in this kernel, as a click would have,
-    and returns what the panel says of the run below the decision (HTML; None: nothing).
+    and returns what the panel says of the run below the decision (HTML; None: nothing), as does
+    every other panel of the ticket in this kernel (the run's own, ``wf.pending()``'s).
     """
 
     RECHECK_S = 2.0
@@ -128,26 +166,20 @@ class ApprovalPanel(w.VBox):  # type: ignore[misc]
         self._loop = _loop()
         self._busy = False
         self._closed = False
-        payload = html.escape(json.dumps(ticket.payload, indent=2, default=str))
-        outcomes = ""
-        if graph is not None and graph.name == ticket.workflow and ticket.step in graph.steps:
-            outcomes = f"<div class='wfk-gate-outcomes'>{gate_outcomes(graph, ticket.step)}</div>"
-        # What the header says below its first line, which says whether the gate is open or decided.
-        self._details = (
-            f"<i>{html.escape(ticket.reason)}</i><pre style='max-height:12em;overflow:auto'>{payload}</pre>{outcomes}"
-        )
+        # The ticket's workflow, when this kernel defines it: what a decision leads to.
+        known = graph is not None and graph.name == ticket.workflow and ticket.step in graph.steps
+        self._graph = graph if known else None
         self.header = w.HTML(
             f"<b>Approval needed</b> at <code>{html.escape(ticket.step)}</code> (visit {ticket.visit}) of "
             f"workflow <code>{html.escape(ticket.workflow)}</code>, asked {_utc(ticket.created_at)} "
-            f"(run {html.escape(ticket.run_id)}, ticket {html.escape(ticket.ticket_id)})<br>{self._details}"
+            f"(run {html.escape(ticket.run_id)}, ticket {html.escape(ticket.ticket_id)})<br>{self._details()}"
         )
         self.reviewer = w.Text(value=_reviewer(), description="Reviewer", placeholder="your name")
         self.comment = w.Textarea(description="Comment", placeholder="why (optional)")
         self.approve_button = w.Button(description="Approve", button_style="success", icon="check")
         self.reject_button = w.Button(description="Reject", button_style="danger", icon="times")
         self.result = w.HTML()
-        self.restarted = w.HTML(_restarted_note(ticket))
-        self.restarted.add_class("wfk-restarted")
+        self.restarted = _restarted(_panel_restarted(ticket))
         self.approve_button.on_click(lambda _: self._clicked("approve"))
         self.reject_button.on_click(lambda _: self._clicked("reject"))
         super().__init__(
@@ -161,10 +193,21 @@ class ApprovalPanel(w.VBox):  # type: ignore[misc]
             ]
         )
         self.add_class("wfk-approval")  # what a page (a browser test, a user's CSS) finds a panel by
-        self.add_class("wfk-open")
+        self.add_class("wfk-live")  # until decided: see _RESTARTED_CSS
+        _panels.add(self)
         if not ticket.is_open:
             self._show(ticket)
         self._recheck_later()
+
+    def _details(self, decided: str | None = None) -> str:
+        """What the header says below its first line (which says whether the gate is open or
+        decided): the reason, the payload, and what each decision leads to, or the one taken."""
+        t = self.ticket
+        payload = html.escape(json.dumps(t.payload, indent=2, default=str))
+        outcomes = ""
+        if self._graph is not None:
+            outcomes = f"<div class='wfk-gate-outcomes'>{gate_outcomes(self._graph, t.step, decided)}</div>"
+        return f"<i>{html.escape(t.reason)}</i><pre style='max-height:12em;overflow:auto'>{payload}</pre>{outcomes}"
 
     def _recheck_later(self) -> None:
         if self._stored is not None and not self._closed and self._loop is not None and self._loop.is_running():
@@ -187,8 +230,14 @@ class ApprovalPanel(w.VBox):  # type: ignore[misc]
             note = self._elsewhere(stored)
         except Exception as exc:  # shown, not lost in a callback on the loop
             note = f"<span style='color:#b91c1c'>{html.escape(type(exc).__name__)}: {html.escape(str(exc))}</span>"
-        if note:
-            self.result.value += f"<br>{note}"
+        if not note:
+            return
+        # Every panel of the ticket says it, not only the one whose re-read came first: the run's own
+        # panel is often closed by the resumed run's event before its re-read, and showed the decision only.
+        for panel in [p for p in _panels if p.ticket.ticket_id == stored.ticket_id]:
+            panel._show(stored)
+            if note not in panel.result.value:
+                panel.result.value += f"<br>{note}"
 
     def _clicked(self, decision: str) -> None:
         if self._busy:
@@ -233,7 +282,7 @@ class ApprovalPanel(w.VBox):  # type: ignore[misc]
         if self._closed:
             return
         self._busy = self._closed = True
-        self.remove_class("wfk-open")
+        self.remove_class("wfk-live")
         self.approve_button.disabled = self.reject_button.disabled = True
         self.reviewer.disabled = self.comment.disabled = True
         said = f": {html.escape(comment)}" if comment else ""
@@ -243,7 +292,7 @@ class ApprovalPanel(w.VBox):  # type: ignore[misc]
             f"<b>{html.escape(status.capitalize())} by {html.escape(str(by))}</b>{when}{said} (gate "
             f"<code>{html.escape(t.step)}</code>, visit {t.visit}, of workflow <code>{html.escape(t.workflow)}</code>, "
             f"asked {_utc(t.created_at)}; run {html.escape(t.run_id)}, ticket {html.escape(t.ticket_id)})"
-            f"<br>{self._details}"
+            f"<br>{self._details(status)}"
         )
         self.result.value = f"<b>{html.escape(status)}</b> by {html.escape(str(by))}{said}"
         if self._on_closed is not None:
@@ -271,6 +320,7 @@ class RunView(w.VBox):  # type: ignore[misc]
         self._elsewhere = elsewhere
         self._loop = _loop()
         self._scheduled = False
+        self.restarted = _restarted(_view_restarted(run))
         self.summary = w.HTML()
         self.graph = w.HTML()
         self.approvals = w.VBox()
@@ -290,6 +340,7 @@ class RunView(w.VBox):  # type: ignore[misc]
         self._decided: dict[str, Decision] = {}
         super().__init__(
             [
+                self.restarted,
                 self.summary,
                 self.approvals,
                 self.graph,
@@ -300,6 +351,8 @@ class RunView(w.VBox):  # type: ignore[misc]
                 self.state,
             ]
         )
+        self.add_class("wfk-run-view")  # what a page finds a run's view by
+        self.add_class("wfk-live")  # until the run ends: see _RESTARTED_CSS
         run.subscribe(self._on_event, chunks=True)
         self.refresh()
 
@@ -329,6 +382,8 @@ class RunView(w.VBox):  # type: ignore[misc]
         self._scheduled = False
         run = self.run
         self.summary.value = run_html(run)
+        if run.status in RunStatus.FINISHED:
+            self.remove_class("wfk-live")
         graph = run.graph
         if graph is not None:
             from wfkit.model._graphview import to_svg
