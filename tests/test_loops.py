@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import sys
 import threading
 import time
 from contextvars import ContextVar
+from pathlib import Path
 
 import pytest
 
@@ -177,3 +180,55 @@ def test_background_loop_is_replaced_once_closed(monkeypatch: pytest.MonkeyPatch
         while fresh.is_running() and time.monotonic() < deadline:
             time.sleep(0.001)
         fresh.close()
+
+
+# ---- an interrupt in a notebook ------------------------------------------------------------------
+
+_SLOW_CELL = """
+import asyncio, pathlib, wfkit as wf
+flow = wf.Workflow("slow-refund")
+
+@flow.step
+async def refund(state):
+    pathlib.Path({started!r}).touch()
+    await asyncio.sleep(30)
+    pathlib.Path({finished!r}).touch()  # the side effect the stop button must prevent
+    return {{"refunded": True}}
+"""
+
+
+def test_the_stop_button_cancels_a_blocking_run_in_a_notebook(tmp_path: Path) -> None:
+    """`flow.run(...)` in a notebook cell (a running loop: the run goes to a worker thread's loop)
+    interrupted by the kernel's stop button: the cell ends at once with KeyboardInterrupt and the
+    run is cancelled (resumable), as Ctrl-C does in a script. Before, the interrupt was held until
+    the run had finished: the step's side effect happened and the run succeeded behind the
+    KeyboardInterrupt the notebook showed."""
+    from jupyter_client.manager import start_new_kernel
+
+    import wfkit as wf
+
+    started, finished, workspace = tmp_path / "started", tmp_path / "finished", tmp_path / "ws"
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "WFKIT_HOME": str(workspace), "PYTHONPATH": os.pathsep.join([str(root), *sys.path])}
+    kernel, client = start_new_kernel(kernel_name="python3", env=env)
+    try:
+        client.execute_interactive(_SLOW_CELL.format(started=str(started), finished=str(finished)), timeout=60)
+        sent = client.execute("run = flow.run({})")
+        deadline = time.monotonic() + 60
+        while not started.exists() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert started.exists(), "the step did not start"
+        kernel.interrupt_kernel()
+        t0 = time.monotonic()
+        reply = client.get_shell_msg(timeout=20)
+        while reply["parent_header"].get("msg_id") != sent:
+            reply = client.get_shell_msg(timeout=20)
+        waited = time.monotonic() - t0
+    finally:
+        client.stop_channels()
+        kernel.shutdown_kernel(now=True)
+    assert ("error", "KeyboardInterrupt") == (reply["content"]["status"], reply["content"]["ename"])
+    assert waited < 15, f"the cell ended {waited:.1f} s after the interrupt: the run was waited for"
+    assert not finished.exists()
+    (stored,) = wf.Workspace(workspace).runs()
+    assert "cancelled" == stored["status"]

@@ -27,13 +27,15 @@ def running_loop() -> asyncio.AbstractEventLoop | None:
         return None
 
 
-def run_blocking(coro: Coroutine[Any, Any, T], *, cancel_on_interrupt: bool = False) -> T:
+def run_blocking(coro: Coroutine[Any, Any, T]) -> T:
     """Run ``coro`` to completion from synchronous code, inside a running loop or not.
 
-    An interrupt (Ctrl-C; a notebook's stop button) outside a loop cancels ``coro`` (``asyncio.run``
-    does). Inside one, the interrupt reaches this thread while ``coro`` runs on in the worker's: it
-    is waited for all the same, unless ``cancel_on_interrupt``, which cancels it there and raises
-    the KeyboardInterrupt it raises in turn (one noting what it gave up), else the interrupt."""
+    An interrupt (Ctrl-C; a notebook's stop button) cancels ``coro``: outside a loop
+    ``asyncio.run`` does; inside one the interrupt reaches this thread while ``coro`` runs in the
+    worker's, so it is cancelled there (a run ends ``cancelled``, resumable, as in a script), and
+    the KeyboardInterrupt it raises in turn (one noting what it gave up) is raised, else the
+    interrupt. Waited for all the same, a run went on to its end (its side effects too) behind
+    the KeyboardInterrupt the notebook showed."""
     ctx = contextvars.copy_context()
     if running_loop() is None:
         return ctx.run(asyncio.run, coro)
@@ -51,8 +53,6 @@ def run_blocking(coro: Coroutine[Any, Any, T], *, cancel_on_interrupt: bool = Fa
         try:
             return done.result()
         except KeyboardInterrupt:
-            if not cancel_on_interrupt:
-                raise
             task = started.result()
             task.get_loop().call_soon_threadsafe(task.cancel)
             try:

@@ -584,9 +584,9 @@ def evaluate(suite: Suite | str | os.PathLike[str], **kwargs: Any) -> EvalResult
 
     if not isinstance(suite, Suite):
         suite = load_suite(suite)
-    # An interrupt in a notebook must reach a Dask job: left to run on, it would be committed.
-    sent_to_dask = kwargs.get("executor") is not None
-    return run_blocking(evaluate_async(suite, **kwargs), cancel_on_interrupt=sent_to_dask)
+    # An interrupt in a notebook cancels the eval (a Dask job is given up: left to run on, it
+    # would be committed).
+    return run_blocking(evaluate_async(suite, **kwargs))
 
 
 @dataclass(frozen=True)
