@@ -126,6 +126,26 @@ def _steps_flow(calls: list[str] | None = None) -> wf.Workflow:
     return flow
 
 
+@pytest.mark.parametrize("first", ["resume", "reconcile"])
+def test_the_crash_message_of_an_irreversible_step_names_its_workspace(
+    tmp_path: Path, workspace: Path, first: str
+) -> None:
+    """Killed in its irreversible step, a run in a workspace other than the default one logs a
+    crashed attempt whose command is `wfkit reconcile RUN STEP --workspace DIR ...`, whether a
+    resume or the reconciliation journals it: copied into a shell, it finds the run."""
+    ws, logs = tmp_path / "notebook folder" / ".wfkit", tmp_path / "logs"
+    logs.mkdir()
+    assert -signal.SIGKILL == _child(ws, logs, "email:middle").returncode
+    if first == "resume":
+        assert 0 == _child(ws, logs).returncode
+        assert "needs_reconciliation" == json.loads((logs / "result.json").read_text())["status"]
+    else:
+        Workspace(ws).reconcile("crash-run", "email", action="retry", by="ops")
+    [crashed] = [e for e in Workspace(ws).events("crash-run") if e.error_type == "ProcessCrashedError"]
+    command = f"`wfkit reconcile crash-run email --workspace '{ws}' --done|--retry --by NAME`"
+    assert command in crashed.error_message
+
+
 def test_failed_run_resumes_from_failed_step(monkeypatch: pytest.MonkeyPatch) -> None:
     """A run whose retries ran out resumes at that step; completed steps do not run again."""
     calls: list[str] = []

@@ -402,7 +402,8 @@ class Durability:
         says the side effect happened), never the run's end. But it is not retried by itself:
         whether its side effect happened is for a person to say."""
         name = act.spec.name
-        error = Store.intent_cut_off_error(self.run_id, name, act.visit, cut.attempt)
+        assert self.store is not None  # only a stored run has intents
+        error = self.store.intent_cut_off_error(self.run_id, name, act.visit, cut.attempt)
         return self._make.event(
             name,
             act.visit,

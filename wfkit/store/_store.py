@@ -309,7 +309,8 @@ class Store:
         # ``workspace_option``: how a command their messages name finds this workspace (from
         # open_store, which knows the default one; a store opened on its own names its folder).
         named = f" --workspace {shlex.quote(str(path.parent))}"
-        self.tickets = Tickets(path, self.do, self.read, workspace_option or (lambda: named))
+        self.workspace_option = workspace_option or (lambda: named)
+        self.tickets = Tickets(path, self.do, self.read, self.workspace_option)
         # Used by the writer only (its thread, or a loop's commit under its gate).
         self._next_seqs = _NextSeqs()
 
@@ -1253,13 +1254,13 @@ class Store:
         intent pending, or the reconciliation (:meth:`settle_intent`), in either order, once."""
         return _intent_cut_off(self.conn, run_id, step, visit)
 
-    @staticmethod
-    def intent_cut_off_error(run_id: str, step: str, visit: int, attempt: int) -> ProcessCrashedError:
-        """The error of that attempt's row (one text, whoever journals it)."""
+    def intent_cut_off_error(self, run_id: str, step: str, visit: int, attempt: int) -> ProcessCrashedError:
+        """The error of that attempt's row (one text, whoever journals it), its command naming
+        this workspace unless it is the default one (it is copied into a shell anywhere)."""
         return ProcessCrashedError(
             f"the process died during attempt {attempt} of irreversible step {step!r} (visit {visit}), "
             f"after its intent was recorded: whether its side effect happened is unknown; check, then "
-            f"`wfkit reconcile {run_id} {step} --done|--retry --by NAME`"
+            f"`wfkit reconcile {run_id} {step}{self.workspace_option()} --done|--retry --by NAME`"
         )
 
     def settle_intent(self, event: StepEvent, updates: str | None, *, status: str, by: str) -> None:
