@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -144,6 +145,30 @@ def test_the_crash_message_of_an_irreversible_step_names_its_workspace(
     [crashed] = [e for e in Workspace(ws).events("crash-run") if e.error_type == "ProcessCrashedError"]
     command = f"`wfkit reconcile crash-run email --workspace '{ws}' --done|--retry --by NAME`"
     assert command in crashed.error_message
+
+
+def test_reconciling_a_run_this_process_is_running_is_refused() -> None:
+    """Workspace.reconcile of a run this very process executes (a notebook's run, its irreversible
+    step in its body) is refused naming this process; the run then ends as if never asked."""
+    started, release = threading.Event(), threading.Event()
+    flow = wf.Workflow("live-here")
+
+    @flow.step(irreversible=True)
+    def send(state: Any, ctx: wf.StepContext) -> dict[str, Any]:
+        started.set()
+        release.wait(30)
+        return {"sent": ctx.idempotency_key}
+
+    run = flow.start({})
+    try:
+        assert started.wait(30)
+        with pytest.raises(wf.LeaseError, match=f"it is running in process {os.getpid()} on"):
+            Workspace().reconcile(run.run_id, "send", action="done", by="ops")
+    finally:
+        release.set()
+    assert "succeeded" == run.wait(30).status
+    assert ["done"] == [i["status"] for i in Workspace().store.intents(run.run_id)]
+    assert [(1, "ok")] == [(e.attempt, e.status) for e in Workspace().events(run.run_id)]
 
 
 def test_failed_run_resumes_from_failed_step(monkeypatch: pytest.MonkeyPatch) -> None:

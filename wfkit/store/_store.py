@@ -744,17 +744,13 @@ class Store:
                 raise KeyError(f"no run {run_id!r} in {path}; `wfkit runs` lists the runs there")
             run = dict(zip([d[0] for d in cur.description], row, strict=True))
             verify_run(path, run)
-            owner, host, pid = run["lease_owner"], run["lease_host"], run["lease_pid"]
-            expires = run["lease_expires"]
-            if owner is not None and owner != me and expires is not None and expires > now:
-                stale = host == _HOST and pid is not None and not pid_alive(pid)
-                if not stale:
-                    raise LeaseError(
-                        f"it is being executed by process {pid} on {host} (lease until "
-                        f"{time.strftime('%H:%M:%S', time.localtime(expires))}); only one process "
-                        f"may execute a run: wait for it to finish, or stop that process",
-                        run_id=run_id,
-                    )
+            holder = _lease_holder(run, now)
+            if holder is not None and run["lease_owner"] != me:
+                raise LeaseError(
+                    f"it is being executed by {holder}; only one process may execute a run: wait "
+                    f"for it to finish, or stop that process",
+                    run_id=run_id,
+                )
             conn.execute(
                 "UPDATE runs SET lease_owner=?, lease_host=?, lease_pid=?, lease_expires=? WHERE run_id=?",
                 (me, _HOST, os.getpid(), now + LEASE_TTL, run_id),
@@ -1271,6 +1267,17 @@ class Store:
         key = (status, by, event.run_id, event.step, event.visit)
 
         def settle(conn: sqlite3.Connection) -> None:
+            # In the same transaction as the verdict: a run some process executes (this one
+            # included) may be in that step's body right now, which no one can say has ended.
+            lease = conn.execute(f"SELECT {', '.join(_LEASE)} FROM runs WHERE run_id=?", (event.run_id,)).fetchone()
+            holder = None if lease is None else _lease_holder(dict(zip(_LEASE, lease, strict=True)), time.time())
+            if holder is not None:
+                raise LeaseError(
+                    f"it is running in {holder}: its irreversible step {event.step!r} may be running "
+                    f"right now, and only once it has stopped can anyone say whether its side effect "
+                    f"happened: wait for it to finish, or stop that process first, then reconcile",
+                    run_id=event.run_id,
+                )
             self._next_seqs.pop(event.run_id, None)  # a row not written by the bulk insert
             cut = _intent_cut_off(conn, event.run_id, event.step, event.visit)
             if cut is not None:
@@ -1355,15 +1362,29 @@ class Store:
             "error_type",
             "error",
         )
-        lease = ("lease_owner", "lease_host", "lease_pid", "lease_expires")
         out = []
         for r in self.read(sql, params):
             row = dict(zip(keys, r[: len(keys)], strict=True))
-            facts = dict(zip(lease, r[len(keys) :], strict=True))
+            facts = dict(zip(_LEASE, r[len(keys) :], strict=True))
             row["status"] = effective_status({**row, **facts}, pending_intents=self._pending_count(row))
             if status is None or row["status"] == status:
                 out.append(row)
         return out if limit is None else out[:limit]
+
+
+_LEASE = ("lease_owner", "lease_host", "lease_pid", "lease_expires")
+
+
+def _lease_holder(run: Mapping[str, Any], now: float) -> str | None:
+    """Which process executes a stored run now (``process PID on HOST (lease until HH:MM:SS)``),
+    from its lease columns: one holds a lease not yet expired, unless it is a process of this host
+    that is gone; None when none does (never leased, released, expired, or its process died)."""
+    owner, host, pid, expires = run["lease_owner"], run["lease_host"], run["lease_pid"], run["lease_expires"]
+    if owner is None or expires is None or expires <= now:
+        return None
+    if host == _HOST and pid is not None and not pid_alive(pid):
+        return None
+    return f"process {pid} on {host} (lease until {time.strftime('%H:%M:%S', time.localtime(expires))})"
 
 
 def _intent_cut_off(conn: sqlite3.Connection, run_id: str, step: str, visit: int) -> tuple[int, float] | None:
