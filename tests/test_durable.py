@@ -817,6 +817,81 @@ def test_resume_waits_out_a_backoff_the_crash_interrupted(tmp_path: Path) -> Non
     assert [(1, "retry", "Busy", 1.5), (2, "ok", None, None)] == rows
 
 
+IRREVERSIBLE_BACKOFF = textwrap.dedent(
+    """
+    import asyncio, os, signal, sys, time, wfkit as wf
+
+    ws, log, kind = sys.argv[1], sys.argv[2], sys.argv[3]
+    flow = wf.Workflow("patient-payer")
+
+    class Busy(ConnectionError):
+        retry_after = 1.5  # the server refused the payment, asking for 1.5 s
+
+    class Reset(Exception):
+        pass  # of unknown kind: the request was sent, whether it was paid is not known
+
+    @flow.step(irreversible=True, retry=wf.RetryPolicy(max_retries=2, base_delay=1.5, jitter=0))
+    def pay(state, ctx):
+        with open(log, "a") as fh:
+            fh.write(f"{ctx.attempt} {time.time()} {ctx.idempotency_key}\\n")
+        if ctx.attempt == 1:
+            raise Reset("connection reset") if kind == "unknown" else Busy("429 Too Many Requests")
+        if kind == "in-retry" and not os.path.exists(ws + ".resumed"):
+            os.kill(os.getpid(), signal.SIGKILL)  # in the retry's body: it may have paid
+        return {"paid": ctx.idempotency_key}
+
+    def die_in_the_backoff(event):
+        # 0.3 s into the 1.5 s backoff: the retry row is durable when the sinks hear it.
+        if event.status == "retry" and kind != "in-retry":
+            asyncio.get_running_loop().call_later(0.3, os.kill, os.getpid(), signal.SIGKILL)
+
+    if os.path.exists(ws):
+        open(ws + ".resumed", "w").close()
+        print(flow.resume("payer", workspace=ws, raise_on_error=False).status)
+    else:
+        flow.run({}, run_id="payer", workspace=ws, sinks=[die_in_the_backoff])
+    """
+)
+
+
+@pytest.mark.parametrize("kind", ["transient", "unknown", "in-retry"])
+def test_an_irreversible_step_killed_waiting_to_retry_a_transient_error_retries_on_resume(
+    tmp_path: Path, kind: str
+) -> None:
+    """Killed while an irreversible step waited out the backoff of a retry (its attempt ended,
+    no body ran), resume waits out the rest of it and retries per policy without asking, when the
+    attempt failed with a transient error (refused: no side effect). One of unknown kind (the side
+    effect may have happened) still waits for a person's reconciliation, attempt 2 never run, as
+    does a kill inside the retry's body (``in-retry``)."""
+    ws, log = tmp_path / "ws", tmp_path / "attempts.log"
+    env = {**os.environ, "WFKIT_SYNCHRONOUS": "full"}
+    args = [sys.executable, "-c", IRREVERSIBLE_BACKOFF, str(ws), str(log), kind]
+    first = subprocess.run(args, env=env, capture_output=True, text=True, timeout=60)
+    assert -signal.SIGKILL == first.returncode, first.stderr
+    second = subprocess.run(args, env=env, capture_output=True, text=True, timeout=60)
+    assert 0 == second.returncode, second.stderr
+    lines = [line.split() for line in log.read_text().splitlines()]
+    events = Workspace(ws).events("payer")
+    [intent] = Workspace(ws).store.intents("payer")
+    if kind != "transient":
+        assert "needs_reconciliation" == second.stdout.strip()
+        assert (["1"] if kind == "unknown" else ["1", "2"]) == [attempt for attempt, _, _ in lines]
+        assert "pending" == intent["status"]
+        if kind == "in-retry":
+            assert [(1, "retry", "Busy"), (2, "retry", "ProcessCrashedError")] == [
+                (e.attempt, e.status, e.error_type) for e in events
+            ]
+        return
+    assert "succeeded" == second.stdout.strip()
+    assert ["1", "2"] == [attempt for attempt, _, _ in lines]
+    assert float(lines[1][1]) - float(lines[0][1]) >= 1.5  # the rest of the backoff, waited out
+    assert ["payer:pay:1"] * 2 == [key for _, _, key in lines]
+    assert [(1, "retry", "Busy", 1.5), (2, "ok", None, None)] == [
+        (e.attempt, e.status, e.error_type, e.retry_delay_s) for e in events
+    ]
+    assert "done" == intent["status"]
+
+
 SINK_KILL = textwrap.dedent(
     """
     import contextlib, os, signal, sys, time, wfkit as wf

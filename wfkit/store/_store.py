@@ -1250,6 +1250,16 @@ class Store:
         intent pending, or the reconciliation (:meth:`settle_intent`), in either order, once."""
         return _intent_cut_off(self.conn, run_id, step, visit)
 
+    def intent_waits_to_retry(self, run_id: str, step: str, visit: int) -> bool:
+        """Whether an irreversible step visit was stopped while it waited out the backoff of a
+        retry of a transient error: its last attempt ended (its row is the visit's last) and no
+        later one started. Its intent stays pending, but no body was cut off, and a transient
+        error is one the call was refused with (a 429, a 503, a refused connection): no side
+        effect happened, so resume retries it per the step's policy, as the process would have.
+        A retry after an error of unknown kind, or a timeout (a timed-out sync body may still have
+        been running in its thread), is not this: its side effect may have happened, a person says."""
+        return _waits_to_retry(self.conn, run_id, step, visit)
+
     def intent_cut_off_error(self, run_id: str, step: str, visit: int, attempt: int) -> ProcessCrashedError:
         """The error of that attempt's row (one text, whoever journals it), its command naming
         this workspace unless it is the default one (it is copied into a shell anywhere)."""
@@ -1387,6 +1397,23 @@ def _lease_holder(run: Mapping[str, Any], now: float) -> str | None:
     return f"process {pid} on {host} (lease until {time.strftime('%H:%M:%S', time.localtime(expires))})"
 
 
+def _waits_to_retry(conn: sqlite3.Connection, run_id: str, step: str, visit: int) -> bool:
+    """See :meth:`Store.intent_waits_to_retry`. The failed attempt's row is durable before its
+    backoff begins, and a later attempt's start (``attempts``) before its body runs: with that row
+    last and no later start, no body was running when the process died."""
+    last = conn.execute(
+        "SELECT attempt, status, error_kind FROM journal WHERE run_id=? AND step=? AND visit=? "
+        "AND map_index IS NULL ORDER BY seq DESC LIMIT 1",
+        (run_id, step, visit),
+    ).fetchone()
+    if last is None or last[0] < 1 or (last[1], last[2]) != (Status.RETRY, ErrorKind.TRANSIENT.value):
+        return False
+    later = conn.execute(
+        "SELECT 1 FROM attempts WHERE run_id=? AND step=? AND visit=? AND attempt > ?", (run_id, step, visit, last[0])
+    ).fetchone()
+    return later is None
+
+
 def _intent_cut_off(conn: sqlite3.Connection, run_id: str, step: str, visit: int) -> tuple[int, float] | None:
     """See :meth:`Store.intent_cut_off`. While its intent is pending the step never runs again (a
     person must say first), so a crashed attempt as the visit's last row is the one this intent's
@@ -1397,7 +1424,7 @@ def _intent_cut_off(conn: sqlite3.Connection, run_id: str, step: str, visit: int
         "SELECT created_at FROM intents WHERE run_id=? AND step=? AND visit=? AND status='pending'",
         (run_id, step, visit),
     ).fetchone()
-    if intent is None:
+    if intent is None or _waits_to_retry(conn, run_id, step, visit):
         return None
     visit_rows = "FROM journal WHERE run_id=? AND step=? AND visit=? AND map_index IS NULL"
     last = conn.execute(f"SELECT error_type {visit_rows} ORDER BY seq DESC LIMIT 1", (run_id, step, visit)).fetchone()
