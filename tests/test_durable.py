@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -124,6 +125,50 @@ def _steps_flow(calls: list[str] | None = None) -> wf.Workflow:
 
     flow.chain("one", "two", "three")
     return flow
+
+
+@pytest.mark.parametrize("first", ["resume", "reconcile"])
+def test_the_crash_message_of_an_irreversible_step_names_its_workspace(
+    tmp_path: Path, workspace: Path, first: str
+) -> None:
+    """Killed in its irreversible step, a run in a workspace other than the default one logs a
+    crashed attempt whose command is `wfkit reconcile RUN STEP --workspace DIR ...`, whether a
+    resume or the reconciliation journals it: copied into a shell, it finds the run."""
+    ws, logs = tmp_path / "notebook folder" / ".wfkit", tmp_path / "logs"
+    logs.mkdir()
+    assert -signal.SIGKILL == _child(ws, logs, "email:middle").returncode
+    if first == "resume":
+        assert 0 == _child(ws, logs).returncode
+        assert "needs_reconciliation" == json.loads((logs / "result.json").read_text())["status"]
+    else:
+        Workspace(ws).reconcile("crash-run", "email", action="retry", by="ops")
+    [crashed] = [e for e in Workspace(ws).events("crash-run") if e.error_type == "ProcessCrashedError"]
+    command = f"`wfkit reconcile crash-run email --workspace '{ws}' --done|--retry --by NAME`"
+    assert command in crashed.error_message
+
+
+def test_reconciling_a_run_this_process_is_running_is_refused() -> None:
+    """Workspace.reconcile of a run this very process executes (a notebook's run, its irreversible
+    step in its body) is refused naming this process; the run then ends as if never asked."""
+    started, release = threading.Event(), threading.Event()
+    flow = wf.Workflow("live-here")
+
+    @flow.step(irreversible=True)
+    def send(state: Any, ctx: wf.StepContext) -> dict[str, Any]:
+        started.set()
+        release.wait(30)
+        return {"sent": ctx.idempotency_key}
+
+    run = flow.start({})
+    try:
+        assert started.wait(30)
+        with pytest.raises(wf.LeaseError, match=f"it is running in process {os.getpid()} on"):
+            Workspace().reconcile(run.run_id, "send", action="done", by="ops")
+    finally:
+        release.set()
+    assert "succeeded" == run.wait(30).status
+    assert ["done"] == [i["status"] for i in Workspace().store.intents(run.run_id)]
+    assert [(1, "ok")] == [(e.attempt, e.status) for e in Workspace().events(run.run_id)]
 
 
 def test_failed_run_resumes_from_failed_step(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -770,6 +815,81 @@ def test_resume_waits_out_a_backoff_the_crash_interrupted(tmp_path: Path) -> Non
     assert float(t2) - float(t1) >= 1.5
     rows = [(e.attempt, e.status, e.error_type, e.retry_delay_s) for e in Workspace(ws).events("patient")]
     assert [(1, "retry", "Busy", 1.5), (2, "ok", None, None)] == rows
+
+
+IRREVERSIBLE_BACKOFF = textwrap.dedent(
+    """
+    import asyncio, os, signal, sys, time, wfkit as wf
+
+    ws, log, kind = sys.argv[1], sys.argv[2], sys.argv[3]
+    flow = wf.Workflow("patient-payer")
+
+    class Busy(ConnectionError):
+        retry_after = 1.5  # the server refused the payment, asking for 1.5 s
+
+    class Reset(Exception):
+        pass  # of unknown kind: the request was sent, whether it was paid is not known
+
+    @flow.step(irreversible=True, retry=wf.RetryPolicy(max_retries=2, base_delay=1.5, jitter=0))
+    def pay(state, ctx):
+        with open(log, "a") as fh:
+            fh.write(f"{ctx.attempt} {time.time()} {ctx.idempotency_key}\\n")
+        if ctx.attempt == 1:
+            raise Reset("connection reset") if kind == "unknown" else Busy("429 Too Many Requests")
+        if kind == "in-retry" and not os.path.exists(ws + ".resumed"):
+            os.kill(os.getpid(), signal.SIGKILL)  # in the retry's body: it may have paid
+        return {"paid": ctx.idempotency_key}
+
+    def die_in_the_backoff(event):
+        # 0.3 s into the 1.5 s backoff: the retry row is durable when the sinks hear it.
+        if event.status == "retry" and kind != "in-retry":
+            asyncio.get_running_loop().call_later(0.3, os.kill, os.getpid(), signal.SIGKILL)
+
+    if os.path.exists(ws):
+        open(ws + ".resumed", "w").close()
+        print(flow.resume("payer", workspace=ws, raise_on_error=False).status)
+    else:
+        flow.run({}, run_id="payer", workspace=ws, sinks=[die_in_the_backoff])
+    """
+)
+
+
+@pytest.mark.parametrize("kind", ["transient", "unknown", "in-retry"])
+def test_an_irreversible_step_killed_waiting_to_retry_a_transient_error_retries_on_resume(
+    tmp_path: Path, kind: str
+) -> None:
+    """Killed while an irreversible step waited out the backoff of a retry (its attempt ended,
+    no body ran), resume waits out the rest of it and retries per policy without asking, when the
+    attempt failed with a transient error (refused: no side effect). One of unknown kind (the side
+    effect may have happened) still waits for a person's reconciliation, attempt 2 never run, as
+    does a kill inside the retry's body (``in-retry``)."""
+    ws, log = tmp_path / "ws", tmp_path / "attempts.log"
+    env = {**os.environ, "WFKIT_SYNCHRONOUS": "full"}
+    args = [sys.executable, "-c", IRREVERSIBLE_BACKOFF, str(ws), str(log), kind]
+    first = subprocess.run(args, env=env, capture_output=True, text=True, timeout=60)
+    assert -signal.SIGKILL == first.returncode, first.stderr
+    second = subprocess.run(args, env=env, capture_output=True, text=True, timeout=60)
+    assert 0 == second.returncode, second.stderr
+    lines = [line.split() for line in log.read_text().splitlines()]
+    events = Workspace(ws).events("payer")
+    [intent] = Workspace(ws).store.intents("payer")
+    if kind != "transient":
+        assert "needs_reconciliation" == second.stdout.strip()
+        assert (["1"] if kind == "unknown" else ["1", "2"]) == [attempt for attempt, _, _ in lines]
+        assert "pending" == intent["status"]
+        if kind == "in-retry":
+            assert [(1, "retry", "Busy"), (2, "retry", "ProcessCrashedError")] == [
+                (e.attempt, e.status, e.error_type) for e in events
+            ]
+        return
+    assert "succeeded" == second.stdout.strip()
+    assert ["1", "2"] == [attempt for attempt, _, _ in lines]
+    assert float(lines[1][1]) - float(lines[0][1]) >= 1.5  # the rest of the backoff, waited out
+    assert ["payer:pay:1"] * 2 == [key for _, _, key in lines]
+    assert [(1, "retry", "Busy", 1.5), (2, "ok", None, None)] == [
+        (e.attempt, e.status, e.error_type, e.retry_delay_s) for e in events
+    ]
+    assert "done" == intent["status"]
 
 
 SINK_KILL = textwrap.dedent(

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -436,6 +437,39 @@ def test_a_run_reconciled_before_any_row_has_its_host_on_the_reconciliation_row(
     run_values = {column: {_cell(v) for v in others[column]} for column in RUN_COLUMNS}
     assert None not in run_values["host"]
     assert run_values == {column: {_cell(reconciled[column].iloc[0])} for column in RUN_COLUMNS}
+
+
+def test_reconciling_a_run_whose_process_still_runs_its_irreversible_step_is_refused(tmp_path: Path) -> None:
+    """`wfkit reconcile` (and Workspace.reconcile) of a run whose process is alive in its
+    irreversible step is refused, naming that process and what to do, and records nothing; once
+    the process is killed, the same command settles it."""
+    logs, workspace = tmp_path, tmp_path / "ws"
+    (logs / "ready").unlink(missing_ok=True)
+    err = logs / "running.err"
+    settle = ["reconcile", RUN_ID, "send", "--retry", "--by", "ops", "--workspace", str(workspace)]
+    with err.open("w") as stderr:
+        command = [sys.executable, str(HERE / "shapeflows.py"), "first", str(workspace)]
+        env = _env("first", logs, "send")
+        proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=stderr, text=True)
+        try:
+            _wait_for(lambda: (logs / "ready").exists(), "running send", proc, err)
+            refused = _wfkit(*settle, env=_env("first", logs))
+            assert 1 == refused.returncode, refused.stdout + refused.stderr
+            said = refused.stderr
+            assert f"is running in process {proc.pid} on {socket.gethostname()}" in said
+            assert "wait for it to finish, or stop that process first" in said
+            ws = wf.Workspace(workspace)
+            with pytest.raises(wf.LeaseError, match=f"process {proc.pid} on"):
+                ws.reconcile(RUN_ID, "send", action="done", by="ops")
+            assert [] == ws.events(RUN_ID)  # no crashed attempt for an attempt that is alive
+            assert ["pending"] == [i["status"] for i in ws.store.intents(RUN_ID)]
+            assert None is proc.poll()
+        finally:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(timeout=60)
+    settled = _wfkit(*settle, env=_env("first", logs))
+    assert 0 == settled.returncode, settled.stdout + settled.stderr
+    assert ["retry"] == [i["status"] for i in wf.Workspace(workspace).store.intents(RUN_ID)]
 
 
 # (shape, its irreversible step, the labels checkpointed before it)

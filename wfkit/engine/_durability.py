@@ -381,6 +381,10 @@ class Durability:
         if spec.irreversible and store is not None:
             status = store.intent_status(self.run_id, spec.name, act.visit)
             if status == "pending":
+                if store.intent_waits_to_retry(self.run_id, spec.name, act.visit):
+                    # It died waiting to retry a call that was refused: no body ran, no side
+                    # effect happened; the retry goes on (``cut_offs`` found its backoff).
+                    return ADMITTED
                 # The process died between the intent and the result: a person must say
                 # whether the side effect happened. Never run it a second time by ourselves.
                 crashed = self._crashed_in_body
@@ -402,7 +406,8 @@ class Durability:
         says the side effect happened), never the run's end. But it is not retried by itself:
         whether its side effect happened is for a person to say."""
         name = act.spec.name
-        error = Store.intent_cut_off_error(self.run_id, name, act.visit, cut.attempt)
+        assert self.store is not None  # only a stored run has intents
+        error = self.store.intent_cut_off_error(self.run_id, name, act.visit, cut.attempt)
         return self._make.event(
             name,
             act.visit,
@@ -499,13 +504,17 @@ class Durability:
             if spec.irreversible:
                 # Its intent says what happened; a pending one waits for a person, and its attempt
                 # is journaled as crashed when the resume reaches it (admit), unless a
-                # reconciliation, or a resume before this one, journaled it already.
+                # reconciliation, or a resume before this one, journaled it already; unless the
+                # crash came while it waited to retry a transient error (no body ran).
                 intent_cut = store.intent_cut_off(self.run_id, spec.name, act.visit)
                 if intent_cut is not None:
                     if self._crashed_in_body is None:
                         self._crashed_in_body = {}
                     self._crashed_in_body[key] = CutOff(intent_cut[0], intent_cut[1], None, 0)
-                continue
+                    continue
+                if not store.intent_waits_to_retry(self.run_id, spec.name, act.visit):
+                    continue
+                # Stopped in the backoff of a refused call: that backoff is waited out, as below.
             approval = spec.approval
             if approval is not None and (approval.when is None or approval.when.evaluate(act.view)):
                 ticket = store.tickets.of_visit(self.run_id, spec.name, act.visit)

@@ -309,7 +309,8 @@ class Store:
         # ``workspace_option``: how a command their messages name finds this workspace (from
         # open_store, which knows the default one; a store opened on its own names its folder).
         named = f" --workspace {shlex.quote(str(path.parent))}"
-        self.tickets = Tickets(path, self.do, self.read, workspace_option or (lambda: named))
+        self.workspace_option = workspace_option or (lambda: named)
+        self.tickets = Tickets(path, self.do, self.read, self.workspace_option)
         # Used by the writer only (its thread, or a loop's commit under its gate).
         self._next_seqs = _NextSeqs()
 
@@ -743,17 +744,13 @@ class Store:
                 raise KeyError(f"no run {run_id!r} in {path}; `wfkit runs` lists the runs there")
             run = dict(zip([d[0] for d in cur.description], row, strict=True))
             verify_run(path, run)
-            owner, host, pid = run["lease_owner"], run["lease_host"], run["lease_pid"]
-            expires = run["lease_expires"]
-            if owner is not None and owner != me and expires is not None and expires > now:
-                stale = host == _HOST and pid is not None and not pid_alive(pid)
-                if not stale:
-                    raise LeaseError(
-                        f"it is being executed by process {pid} on {host} (lease until "
-                        f"{time.strftime('%H:%M:%S', time.localtime(expires))}); only one process "
-                        f"may execute a run: wait for it to finish, or stop that process",
-                        run_id=run_id,
-                    )
+            holder = _lease_holder(run, now)
+            if holder is not None and run["lease_owner"] != me:
+                raise LeaseError(
+                    f"it is being executed by {holder}; only one process may execute a run: wait "
+                    f"for it to finish, or stop that process",
+                    run_id=run_id,
+                )
             conn.execute(
                 "UPDATE runs SET lease_owner=?, lease_host=?, lease_pid=?, lease_expires=? WHERE run_id=?",
                 (me, _HOST, os.getpid(), now + LEASE_TTL, run_id),
@@ -1253,13 +1250,23 @@ class Store:
         intent pending, or the reconciliation (:meth:`settle_intent`), in either order, once."""
         return _intent_cut_off(self.conn, run_id, step, visit)
 
-    @staticmethod
-    def intent_cut_off_error(run_id: str, step: str, visit: int, attempt: int) -> ProcessCrashedError:
-        """The error of that attempt's row (one text, whoever journals it)."""
+    def intent_waits_to_retry(self, run_id: str, step: str, visit: int) -> bool:
+        """Whether an irreversible step visit was stopped while it waited out the backoff of a
+        retry of a transient error: its last attempt ended (its row is the visit's last) and no
+        later one started. Its intent stays pending, but no body was cut off, and a transient
+        error is one the call was refused with (a 429, a 503, a refused connection): no side
+        effect happened, so resume retries it per the step's policy, as the process would have.
+        A retry after an error of unknown kind, or a timeout (a timed-out sync body may still have
+        been running in its thread), is not this: its side effect may have happened, a person says."""
+        return _waits_to_retry(self.conn, run_id, step, visit)
+
+    def intent_cut_off_error(self, run_id: str, step: str, visit: int, attempt: int) -> ProcessCrashedError:
+        """The error of that attempt's row (one text, whoever journals it), its command naming
+        this workspace unless it is the default one (it is copied into a shell anywhere)."""
         return ProcessCrashedError(
             f"the process died during attempt {attempt} of irreversible step {step!r} (visit {visit}), "
             f"after its intent was recorded: whether its side effect happened is unknown; check, then "
-            f"`wfkit reconcile {run_id} {step} --done|--retry --by NAME`"
+            f"`wfkit reconcile {run_id} {step}{self.workspace_option()} --done|--retry --by NAME`"
         )
 
     def settle_intent(self, event: StepEvent, updates: str | None, *, status: str, by: str) -> None:
@@ -1270,6 +1277,17 @@ class Store:
         key = (status, by, event.run_id, event.step, event.visit)
 
         def settle(conn: sqlite3.Connection) -> None:
+            # In the same transaction as the verdict: a run some process executes (this one
+            # included) may be in that step's body right now, which no one can say has ended.
+            lease = conn.execute(f"SELECT {', '.join(_LEASE)} FROM runs WHERE run_id=?", (event.run_id,)).fetchone()
+            holder = None if lease is None else _lease_holder(dict(zip(_LEASE, lease, strict=True)), time.time())
+            if holder is not None:
+                raise LeaseError(
+                    f"it is running in {holder}: its irreversible step {event.step!r} may be running "
+                    f"right now, and only once it has stopped can anyone say whether its side effect "
+                    f"happened: wait for it to finish, or stop that process first, then reconcile",
+                    run_id=event.run_id,
+                )
             self._next_seqs.pop(event.run_id, None)  # a row not written by the bulk insert
             cut = _intent_cut_off(conn, event.run_id, event.step, event.visit)
             if cut is not None:
@@ -1354,15 +1372,46 @@ class Store:
             "error_type",
             "error",
         )
-        lease = ("lease_owner", "lease_host", "lease_pid", "lease_expires")
         out = []
         for r in self.read(sql, params):
             row = dict(zip(keys, r[: len(keys)], strict=True))
-            facts = dict(zip(lease, r[len(keys) :], strict=True))
+            facts = dict(zip(_LEASE, r[len(keys) :], strict=True))
             row["status"] = effective_status({**row, **facts}, pending_intents=self._pending_count(row))
             if status is None or row["status"] == status:
                 out.append(row)
         return out if limit is None else out[:limit]
+
+
+_LEASE = ("lease_owner", "lease_host", "lease_pid", "lease_expires")
+
+
+def _lease_holder(run: Mapping[str, Any], now: float) -> str | None:
+    """Which process executes a stored run now (``process PID on HOST (lease until HH:MM:SS)``),
+    from its lease columns: one holds a lease not yet expired, unless it is a process of this host
+    that is gone; None when none does (never leased, released, expired, or its process died)."""
+    owner, host, pid, expires = run["lease_owner"], run["lease_host"], run["lease_pid"], run["lease_expires"]
+    if owner is None or expires is None or expires <= now:
+        return None
+    if host == _HOST and pid is not None and not pid_alive(pid):
+        return None
+    return f"process {pid} on {host} (lease until {time.strftime('%H:%M:%S', time.localtime(expires))})"
+
+
+def _waits_to_retry(conn: sqlite3.Connection, run_id: str, step: str, visit: int) -> bool:
+    """See :meth:`Store.intent_waits_to_retry`. The failed attempt's row is durable before its
+    backoff begins, and a later attempt's start (``attempts``) before its body runs: with that row
+    last and no later start, no body was running when the process died."""
+    last = conn.execute(
+        "SELECT attempt, status, error_kind FROM journal WHERE run_id=? AND step=? AND visit=? "
+        "AND map_index IS NULL ORDER BY seq DESC LIMIT 1",
+        (run_id, step, visit),
+    ).fetchone()
+    if last is None or last[0] < 1 or (last[1], last[2]) != (Status.RETRY, ErrorKind.TRANSIENT.value):
+        return False
+    later = conn.execute(
+        "SELECT 1 FROM attempts WHERE run_id=? AND step=? AND visit=? AND attempt > ?", (run_id, step, visit, last[0])
+    ).fetchone()
+    return later is None
 
 
 def _intent_cut_off(conn: sqlite3.Connection, run_id: str, step: str, visit: int) -> tuple[int, float] | None:
@@ -1375,7 +1424,7 @@ def _intent_cut_off(conn: sqlite3.Connection, run_id: str, step: str, visit: int
         "SELECT created_at FROM intents WHERE run_id=? AND step=? AND visit=? AND status='pending'",
         (run_id, step, visit),
     ).fetchone()
-    if intent is None:
+    if intent is None or _waits_to_retry(conn, run_id, step, visit):
         return None
     visit_rows = "FROM journal WHERE run_id=? AND step=? AND visit=? AND map_index IS NULL"
     last = conn.execute(f"SELECT error_type {visit_rows} ORDER BY seq DESC LIMIT 1", (run_id, step, visit)).fetchone()

@@ -331,6 +331,8 @@ class Workspace:
 
         ``done``: a person checked that the side effect happened; the step counts as completed
         with ``updates`` as its result. ``retry``: it did not happen; resume runs it again.
+        A run that a live process still executes (this one included) is refused with a
+        :class:`~wfkit.LeaseError` naming it: its step may be in its body, which has not ended.
         """
         if action not in ("done", "retry"):
             raise ValueError(f"action is 'done' or 'retry', got {action!r}")
