@@ -480,3 +480,32 @@ def test_the_first_layout_leaves_room_for_every_route_label(tmp_path: Path, lab:
         builder.get_by_role("button", name="Lay out the graph again").click()
         expect(answer).to_have_attribute("transform", laid_out or "")
         assert [] == canvas.evaluate(LABEL_OVERLAPS)
+
+
+@pytest.mark.skipif(
+    not CHROMIUM.exists(), reason=f"{CHROMIUM} is missing (apt-get install chromium); this browser test drives it"
+)
+def test_the_status_line_says_when_edits_are_not_saved_yet(tmp_path: Path, lab: Lab) -> None:
+    """After a Save, an edit turns the status line to "unsaved changes" (it kept saying "saved
+    rag-router.yaml" while the file held the old timeout); Save brings "saved" back and writes the edit."""
+    from playwright.sync_api import expect
+
+    with lab_page(lab, {"width": 1800, "height": 1100}, tmp_path / "unsaved-failure.png") as page:
+        builder = _router_builder(page, lab, tmp_path / "unsaved.ipynb")
+        status = builder.locator(".wfk-status")
+        expect(builder.locator(".wfk-problems")).to_contain_text("The kernel finds no problems.")
+        builder.get_by_role("button", name="Save flow spec").click()
+        expect(status).to_contain_text("saved rag-router.yaml")
+
+        builder.locator("g[data-step='classify'] rect.wfk-node-box").click()
+        timeout = builder.locator(".wfk-panel").get_by_label("Timeout per attempt (s)")
+        timeout.fill("30")
+        timeout.press("Enter")
+        expect(status).to_have_text("unsaved changes: Save writes rag-router.yaml")
+        builder.screenshot(path=str(tmp_path / "builder-unsaved.png"))
+        assert "timeout" not in (tmp_path / "rag-router.yaml").read_text()
+
+        builder.get_by_role("button", name="Save flow spec").click()
+        expect(status).to_contain_text("saved rag-router.yaml")
+    saved = __import__("yaml").safe_load((tmp_path / "rag-router.yaml").read_text())
+    assert 30 == saved["steps"]["classify"]["timeout"]

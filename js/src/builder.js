@@ -259,6 +259,9 @@ class Editor {
     this.hidden = { palette: false, panel: false }; // side columns the user folded away
     this.build();
     if (this.placeMissing(true)) this.sync();
+    // The spec the kernel's status line speaks of: as opened, then as sent with the last Save the
+    // kernel answered. Any other spec has edits that Save has not written, and the line says so.
+    this.statusFor = JSON.stringify(this.spec);
     this.renderAll();
     this.listeners = [
       ["change:problems", () => { this.renderGraph(); this.renderProblems(); this.renderPanel(); }],
@@ -340,7 +343,10 @@ class Editor {
   }
 
   onMessage(msg) {
-    if (msg && msg.type === "step_created") {
+    if (msg && msg.type === "save_answered") {
+      this.statusFor = this.saving;
+      this.renderStatus();
+    } else if (msg && msg.type === "step_created") {
       this.setStatus(`wrote ${msg.name}() into ${msg.file}`);
       this.addStep(msg.name, msg.ref);
     } else if (msg && msg.type === "error") {
@@ -606,11 +612,14 @@ class Editor {
   renderStatus() {
     const title = this.toolbar.querySelector(".wfk-title");
     title.textContent = `${this.spec.name || "flow"} · ${this.model.get("path") || ""}`;
-    this.statusLine.textContent = this.localStatus || this.model.get("status") || "";
+    const file = (this.model.get("path") || "").split(/[\\/]/).pop();
+    const unsaved = JSON.stringify(this.spec) !== this.statusFor;
+    this.statusLine.textContent = this.localStatus || (unsaved ? `unsaved changes: Save writes ${file}` : this.model.get("status") || "");
     this.localStatus = "";
   }
 
   save() {
+    this.saving = JSON.stringify(this.spec);
     this.sync();
     this.model.send({ type: "save", spec: clone(this.spec) });
   }
@@ -962,6 +971,7 @@ class Editor {
         this.redoStack = [];
         this.sync();
         this.renderGraph();
+        this.renderStatus();
       } else {
         this.select({ step: drag.name });
       }

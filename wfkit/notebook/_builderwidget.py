@@ -69,6 +69,7 @@ class FlowEditor(anywidget.AnyWidget):
             spec = content.get("spec") or self.spec
             self.status, found = self.session.save(spec)
             self.problems = found or problems_of(spec, self.session.namespace)
+            self.send({"type": "save_answered"})  # the status line now speaks of the spec sent
         elif kind == "new_step":
             try:
                 made = self.session.new_step(str(content.get("name", "")), is_async=bool(content.get("is_async")))
