@@ -168,10 +168,12 @@ def _condition(condition: Condition, where: str) -> dict[str, Any]:
 
 
 def _retry(policy: RetryPolicy) -> dict[str, Any]:
+    # The retry count is always written: `retry: {}` read as no retries to a reviewer, and the
+    # builder showed its Retries box blank for a flow retrying 3 times.
     return {
         f.name: getattr(policy, f.name)
         for f in fields(RetryPolicy)
-        if getattr(policy, f.name) != getattr(_RETRY_DEFAULTS, f.name)
+        if f.name == "max_retries" or getattr(policy, f.name) != getattr(_RETRY_DEFAULTS, f.name)
     }
 
 
