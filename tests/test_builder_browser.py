@@ -509,3 +509,22 @@ def test_the_status_line_says_when_edits_are_not_saved_yet(tmp_path: Path, lab: 
         expect(status).to_contain_text("saved rag-router.yaml")
     saved = __import__("yaml").safe_load((tmp_path / "rag-router.yaml").read_text())
     assert 30 == saved["steps"]["classify"]["timeout"]
+
+
+@pytest.mark.skipif(
+    not CHROMIUM.exists(), reason=f"{CHROMIUM} is missing (apt-get install chromium); this browser test drives it"
+)
+def test_write_stub_says_which_file_to_fill_in(tmp_path: Path, lab: Lab) -> None:
+    """ "Write stub" adds the step and says in the status line which file holds the function to
+    fill in (the message was wiped at once by the redraw of the added step)."""
+    from playwright.sync_api import expect
+
+    with lab_page(lab, {"width": 1800, "height": 1100}, tmp_path / "stub-failure.png") as page:
+        builder = _router_builder(page, lab, tmp_path / "stub.ipynb")
+        palette = builder.locator(".wfk-palette")
+        palette.get_by_label("Function name").fill("notify_team")
+        palette.get_by_role("button", name="Write a stub function for a new step").click()
+        expect(builder.locator("g[data-step='notify_team']")).to_be_visible()
+        expect(builder.locator(".wfk-status")).to_have_text("wrote notify_team() into rag_router_steps.py")
+        builder.screenshot(path=str(tmp_path / "builder-stub.png"))
+    assert "def notify_team(state, ctx):" in (tmp_path / "rag_router_steps.py").read_text()

@@ -347,8 +347,8 @@ class Editor {
       this.statusFor = this.saving;
       this.renderStatus();
     } else if (msg && msg.type === "step_created") {
+      this.addStep(msg.name, msg.ref); // first: its redraw of the status line would wipe the message
       this.setStatus(`wrote ${msg.name}() into ${msg.file}`);
-      this.addStep(msg.name, msg.ref);
     } else if (msg && msg.type === "error") {
       this.setStatus(msg.message);
     }
