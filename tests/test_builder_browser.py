@@ -528,3 +528,29 @@ def test_write_stub_says_which_file_to_fill_in(tmp_path: Path, lab: Lab) -> None
         expect(builder.locator(".wfk-status")).to_have_text("wrote notify_team() into rag_router_steps.py")
         builder.screenshot(path=str(tmp_path / "builder-stub.png"))
     assert "def notify_team(state, ctx):" in (tmp_path / "rag_router_steps.py").read_text()
+
+
+@pytest.mark.skipif(
+    not CHROMIUM.exists(), reason=f"{CHROMIUM} is missing (apt-get install chromium); this browser test drives it"
+)
+def test_a_fraction_in_a_count_box_is_refused_not_rounded(tmp_path: Path, lab: Lab) -> None:
+    """1.5 typed as Retries (or 2.5 as the visit bound) gets the kernel's message and is not saved;
+    the builder used to round it to 2 (3) without a word, and save that."""
+    from playwright.sync_api import expect
+
+    with lab_page(lab, {"width": 1800, "height": 1100}, tmp_path / "fraction-failure.png") as page:
+        builder = _router_builder(page, lab, tmp_path / "fraction.ipynb")
+        problems = builder.locator(".wfk-problems")
+        expect(problems).to_contain_text("The kernel finds no problems.")
+        builder.locator("g[data-step='classify'] rect.wfk-node-box").click()
+        panel = builder.locator(".wfk-panel")
+        for label, typed in (("Retries", "1.5"), ("Visit bound (max visits in a loop)", "2.5")):
+            panel.get_by_label(label).fill(typed)
+            panel.get_by_label(label).press("Enter")
+        expect(problems).to_contain_text("$.steps.classify.retry.max_retries: 1.5 is not of type 'integer'")
+        expect(problems).to_contain_text("$.steps.classify.max_visits: 2.5 is not of type 'integer'")
+        expect(panel.get_by_label("Retries")).to_have_value("1.5")
+        builder.get_by_role("button", name="Save flow spec").click()
+        expect(builder.locator(".wfk-status")).to_have_text("not saved: 2 problems to fix first")
+        builder.screenshot(path=str(tmp_path / "builder-fraction.png"))
+    assert not (tmp_path / "rag-router.yaml").exists()

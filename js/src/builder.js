@@ -1247,7 +1247,7 @@ class Editor {
     const setRetry = (key) => (value) => this.updateStep(name, (st) => {
       const retry = { ...(st.retry || {}) };
       if (value === undefined) delete retry[key];
-      else retry[key] = key === "max_retries" ? Math.round(value) : value;
+      else retry[key] = value; // a fraction of a count is the kernel's to refuse, not ours to round
       if (Object.keys(retry).length === 0) delete st.retry;
       else st.retry = retry;
     });
@@ -1258,7 +1258,7 @@ class Editor {
       this.field("Longest wait (s)", this.numberInput(retry.max_delay, setRetry("max_delay"), { min: "0" })),
     ));
     parts.push(this.field("Timeout per attempt (s)", this.numberInput(step.timeout, setOption("timeout"), { min: "0" })));
-    parts.push(this.field("Visit bound (max visits in a loop)", this.numberInput(step.max_visits, (v) => setOption("max_visits")(v === undefined ? v : Math.round(v)), { min: "1", step: "1" })));
+    parts.push(this.field("Visit bound (max visits in a loop)", this.numberInput(step.max_visits, setOption("max_visits"), { min: "1", step: "1" })));
     parts.push(this.field("On failure go to", this.targetSelect(step.fallback, setOption("fallback"), { allowNone: true })));
     const irreversible = h("input", { type: "checkbox", checked: !!step.irreversible });
     irreversible.addEventListener("change", () => setOption("irreversible")(irreversible.checked || undefined));
