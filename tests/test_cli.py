@@ -240,6 +240,21 @@ def test_approve_from_the_cli_records_and_says_how_to_resume(
     assert "approved" == wfkit.Workspace().ticket(ticket.ticket_id).status
 
 
+def test_show_given_a_flow_spec_says_it_takes_a_run_and_what_reads_a_spec(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`wfkit show router.yaml` (a spec where a run id goes) says show takes a run id and names the
+    commands that read a spec; it said only "no run 'router.yaml' in ...", as if the run were lost."""
+    monkeypatch.chdir(tmp_path)
+    rag_router().save(tmp_path / "router.yaml")
+    assert 1 == main(["show", "router.yaml"])
+    assert (
+        "wfkit show: router.yaml is a file; `wfkit show` takes a run id (`wfkit runs` lists them). For a flow "
+        "spec, `wfkit validate router.yaml` checks it, `wfkit graph router.yaml --format mermaid` draws it and "
+        "`wfkit run router.yaml --input JSON` runs it\n"
+    ) == capsys.readouterr().err
+
+
 def test_show_says_who_decided_a_gate_and_why(workspace: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """`wfkit show` gives a decision's row the reviewer and the comment, on one line (the comment was
     dropped: only the reviewer's name showed)."""

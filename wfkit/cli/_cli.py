@@ -78,6 +78,15 @@ def _decision(by: str | None, comment: str | None) -> str:
 
 
 def _show(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    if Path(args.run_id).is_file():  # a spec where a run id goes: no run of that name will be found
+        name = args.run_id
+        raise ValueError(
+            f"{name} is a file; `wfkit show` takes a run id (`wfkit runs` lists them). For a flow spec, "
+            f"`wfkit validate {name}` checks it, `wfkit graph {name} --format mermaid` draws it and "
+            f"`wfkit run {name} --input JSON` runs it"
+        )
     ws = _workspace(args)
     info = ws.run_info(args.run_id)
     events = [e._asdict() for e in ws.events(args.run_id)]
