@@ -603,6 +603,22 @@ def test_resume_or_fork_of_a_notebook_run_asks_for_the_workflow(command: list[st
     assert f"or {verb} it from Python (run.{verb}(...))" in message
 
 
+def test_a_spec_runs_from_another_folder_with_the_step_module_beside_it(tmp_path: Path) -> None:
+    """`wfkit validate team/flow.yaml` and `wfkit run team/flow.yaml` from the folder above find
+    `flow_steps.py` beside the spec (where the builder's "Write stub" puts it); they said "No module
+    named 'flow_steps'; check the module path and function name", though both were right."""
+    team = tmp_path / "team"
+    team.mkdir()
+    (team / "flow_steps.py").write_text("def greet(state, ctx):\n    return {'greeting': 'hi ' + state['name']}\n")
+    spec = "wfkit_flow: 1\nname: greet\nentry: greet\nsteps:\n  greet: {fn: 'flow_steps:greet'}\n"
+    (team / "flow.yaml").write_text(spec)
+    checked = _wfkit("validate", "team/flow.yaml", cwd=tmp_path)
+    assert 0 == checked.returncode, checked.stderr
+    ran = _wfkit("run", "team/flow.yaml", "--input", '{"name": "ana"}', "--no-workspace", "--json", cwd=tmp_path)
+    assert 0 == ran.returncode, ran.stderr
+    assert {"name": "ana", "greeting": "hi ana"} == json.loads(ran.stdout)["state"]
+
+
 # ---- runs started from a spec file: resume, fork, reconcile ----------------------------------------
 
 

@@ -422,13 +422,16 @@ def _load_flow(args: argparse.Namespace) -> Any:
 
 
 def _spec_flow(command: str, spec: str, steps: list[str], tools_ref: str | None, folder: str) -> Any:
-    """The workflow of a spec file, with the step modules and tools found from ``folder``; a run of
-    it records all four (its ``workflow_ref``), so `wfkit resume` and `fork` build it again."""
+    """The workflow of a spec file, with the step modules and tools found from ``folder`` (then from
+    the spec's own folder); a run of it records all four (its ``workflow_ref``), so `wfkit resume`
+    and `fork` build it again."""
     from pathlib import Path
 
     from wfkit.engine._workflow import Workflow
 
     sys.path.insert(0, folder)  # step modules in the (then) current folder, as `python -m` would find them
+    # and, after those, beside the spec, where the builder writes its stubs (<spec>_steps.py)
+    sys.path.insert(1, str(Path(spec).resolve().parent))
     importlib.invalidate_caches()
     namespace: dict[str, Any] = {}
     for module_name in steps:
