@@ -554,3 +554,29 @@ def test_a_fraction_in_a_count_box_is_refused_not_rounded(tmp_path: Path, lab: L
         expect(builder.locator(".wfk-status")).to_have_text("not saved: 2 problems to fix first")
         builder.screenshot(path=str(tmp_path / "builder-fraction.png"))
     assert not (tmp_path / "rag-router.yaml").exists()
+
+
+@pytest.mark.skipif(
+    not CHROMIUM.exists(), reason=f"{CHROMIUM} is missing (apt-get install chromium); this browser test drives it"
+)
+def test_blank_retry_boxes_say_what_the_step_will_do(tmp_path: Path, lab: Lab) -> None:
+    """A step without a retry policy shows "0: no retries" in its blank Retries box; once a first
+    wait is set, the blank boxes show the counts the step now uses ("3 (default)"): a blank Retries
+    box beside a first wait of 2 s read as no retries, though the step retried 3 times."""
+    from playwright.sync_api import expect
+
+    with lab_page(lab, {"width": 1800, "height": 1100}, tmp_path / "defaults-failure.png") as page:
+        builder = _router_builder(page, lab, tmp_path / "defaults.ipynb")
+        builder.locator("g[data-step='classify'] rect.wfk-node-box").click()
+        panel = builder.locator(".wfk-panel")
+        expect(panel.get_by_label("Retries")).to_have_attribute("placeholder", "0: no retries")
+        panel.get_by_label("First wait (s)").fill("2")
+        panel.get_by_label("First wait (s)").press("Enter")
+        expect(panel.get_by_label("Retries")).to_have_attribute("placeholder", "3 (default)")
+        expect(panel.get_by_label("Longest wait (s)")).to_have_attribute("placeholder", "60 (default)")
+        builder.screenshot(path=str(tmp_path / "builder-retry-defaults.png"))
+        builder.get_by_role("button", name="Save flow spec").click()
+        expect(builder.locator(".wfk-status")).to_contain_text("saved rag-router.yaml")
+    saved = __import__("yaml").safe_load((tmp_path / "rag-router.yaml").read_text())
+    assert {"max_retries": 3, "base_delay": 2} == saved["steps"]["classify"]["retry"]
+    assert 3 == wf.Workflow.from_spec(tmp_path / "rag-router.yaml").steps["classify"].retry.max_retries

@@ -1252,10 +1252,14 @@ class Editor {
       else st.retry = retry;
     });
     const retry = step.retry || {};
+    // A blank box says what the step does without it: no retries at all, or the policy's default.
+    const defaults = this.model.get("retry_defaults") || {};
+    const unset = (key) => (!step.retry ? (key === "max_retries" ? "0: no retries" : null) : `${defaults[key]} (default)`);
+    const retryInput = (key, attrs) => this.numberInput(retry[key], setRetry(key), { ...attrs, placeholder: unset(key) });
     parts.push(h("fieldset", {}, h("legend", { text: "Retry on transient errors" }),
-      this.field("Retries", this.numberInput(retry.max_retries, setRetry("max_retries"), { min: "0", step: "1" })),
-      this.field("First wait (s)", this.numberInput(retry.base_delay, setRetry("base_delay"), { min: "0" })),
-      this.field("Longest wait (s)", this.numberInput(retry.max_delay, setRetry("max_delay"), { min: "0" })),
+      this.field("Retries", retryInput("max_retries", { min: "0", step: "1" })),
+      this.field("First wait (s)", retryInput("base_delay", { min: "0" })),
+      this.field("Longest wait (s)", retryInput("max_delay", { min: "0" })),
     ));
     parts.push(this.field("Timeout per attempt (s)", this.numberInput(step.timeout, setOption("timeout"), { min: "0" })));
     parts.push(this.field("Visit bound (max visits in a loop)", this.numberInput(step.max_visits, setOption("max_visits"), { min: "1", step: "1" })));
