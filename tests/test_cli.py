@@ -668,6 +668,20 @@ def _hinted(out: str) -> list[str]:
     return shlex.split(out.split("resume with `", 1)[1].split("`", 1)[0])
 
 
+def test_a_spec_run_halted_at_a_gate_says_how_to_approve_it(payout_spec: Path, tmp_path: Path) -> None:
+    """`wfkit run SPEC` that halts at an approval gate prints the ticket and the command that decides
+    it, as `wfkit resume` and `wfkit show` do; it printed only "waiting_approval" and the state."""
+    workspace = tmp_path / "ws"
+    args = ["run", payout_spec.name, "--steps", "payout_steps", "--workspace", str(workspace)]
+    started = _wfkit(*args, cwd=payout_spec.parent)
+    assert 0 == started.returncode, started.stderr
+    [ticket] = wfkit.Workspace(workspace).pending()
+    assert (
+        f"waiting for approval: ticket {ticket.ticket_id} at 'send': Send money?: "
+        f"`wfkit approve {ticket.ticket_id} --workspace {workspace} --by NAME`"
+    ) == started.stdout.strip().splitlines()[-1]
+
+
 def test_a_run_started_from_a_spec_resumes_and_forks_without_workflow(
     payout_spec: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -523,6 +523,8 @@ def _run_flow(args: argparse.Namespace) -> int:
             bound = tools.get(step)
             _print(f"  {step}" + (f"  tools: {', '.join(bound)}" if bound else ""))
         _print(json.dumps(run.state, indent=2, default=str))
+        if workspace is not False and run.status == RunStatus.WAITING_APPROVAL:
+            _print_tickets(_workspace(args), args, run.run_id)  # what to approve, as resume says
         if run.error is not None:
             _print(f"error: {run.error}", file=sys.stderr)
     return 0 if run.status in ("succeeded", "waiting_approval") else 1
