@@ -580,3 +580,37 @@ def test_blank_retry_boxes_say_what_the_step_will_do(tmp_path: Path, lab: Lab) -
     saved = __import__("yaml").safe_load((tmp_path / "rag-router.yaml").read_text())
     assert {"max_retries": 3, "base_delay": 2} == saved["steps"]["classify"]["retry"]
     assert 3 == wf.Workflow.from_spec(tmp_path / "rag-router.yaml").steps["classify"].retry.max_retries
+
+
+# The rows of dark pixels left of a list item (its bullet), from its top, in a screenshot.
+def _bullet_rows(page: Page, item: Locator) -> list[int]:
+    import io
+
+    from PIL import Image
+
+    box = _box(item)
+    shot = page.screenshot(clip={"x": box["x"] - 14, "y": box["y"], "width": 12, "height": box["height"]})
+    image = Image.open(io.BytesIO(shot)).convert("L")
+    return [y for y in range(image.height) if any(image.getpixel((x, y)) < 160 for x in range(image.width))]
+
+
+@pytest.mark.skipif(
+    not CHROMIUM.exists(), reason=f"{CHROMIUM} is missing (apt-get install chromium); this browser test drives it"
+)
+def test_a_long_problem_has_its_bullet_on_its_first_line(tmp_path: Path, lab: Lab) -> None:
+    """A problem whose message wraps (routes left without their default) has its bullet beside its
+    first line; the bullet sat beside its last line, so the list read as one more problem than
+    the count above it said."""
+    from playwright.sync_api import expect
+
+    with lab_page(lab, {"width": 1800, "height": 1100}, tmp_path / "bullet-failure.png") as page:
+        builder = _router_builder(page, lab, tmp_path / "bullet.ipynb")
+        builder.locator("g[data-label-for='default:classify'] rect.wfk-edge-label-bg").click()
+        builder.locator(".wfk-panel").get_by_role("button", name="Delete this default route").click()
+        item = builder.locator(".wfk-problems li", has_text="'default' is missing")
+        expect(item).to_be_visible()
+        assert _box(item)["height"] > 30  # the message wraps
+        builder.screenshot(path=str(tmp_path / "builder-long-problem.png"))
+        rows = _bullet_rows(page, item)
+        assert rows, "no bullet beside the problem"
+        assert max(rows) < 18, rows  # within its first line of text (18 px)
