@@ -614,3 +614,28 @@ def test_a_long_problem_has_its_bullet_on_its_first_line(tmp_path: Path, lab: La
         rows = _bullet_rows(page, item)
         assert rows, "no bullet beside the problem"
         assert max(rows) < 18, rows  # within its first line of text (18 px)
+
+
+@pytest.mark.skipif(
+    not CHROMIUM.exists(), reason=f"{CHROMIUM} is missing (apt-get install chromium); this browser test drives it"
+)
+def test_save_to_a_folder_that_does_not_exist_says_so(tmp_path: Path, lab: Lab) -> None:
+    """Save to `specs/router.yaml` with no `specs` folder says in the status line that nothing was
+    written, and why; the kernel's error went to JupyterLab's log, and the builder showed nothing."""
+    from playwright.sync_api import expect
+
+    source = SOURCE.replace('"router.yaml"', 'ex.rag_router(), path="specs/router.yaml"')
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(source)]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
+    nbformat.write(nb, tmp_path / "nofolder.ipynb")
+    with lab_page(lab, {"width": 1800, "height": 1100}, tmp_path / "nofolder-failure.png") as page:
+        builder = run_notebook(page, lab, "nofolder.ipynb", expect).locator(".wfk-builder")
+        expect(builder.locator(".wfk-problems")).to_contain_text("The kernel finds no problems.", timeout=30_000)
+        builder.get_by_role("button", name="Save flow spec").click()
+        expect(builder.locator(".wfk-status")).to_have_text(
+            "not saved: cannot write specs/router.yaml (No such file or directory): create the folder "
+            "specs, or give wf.edit a path= in a folder that exists"
+        )
+        builder.screenshot(path=str(tmp_path / "builder-no-folder.png"))
+    assert not (tmp_path / "specs").exists()
