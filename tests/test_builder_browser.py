@@ -639,3 +639,34 @@ def test_save_to_a_folder_that_does_not_exist_says_so(tmp_path: Path, lab: Lab) 
         )
         builder.screenshot(path=str(tmp_path / "builder-no-folder.png"))
     assert not (tmp_path / "specs").exists()
+
+
+@pytest.mark.skipif(
+    not CHROMIUM.exists(), reason=f"{CHROMIUM} is missing (apt-get install chromium); this browser test drives it"
+)
+def test_spaces_around_a_typed_condition_value_are_not_part_of_it(tmp_path: Path, lab: Lab) -> None:
+    """ "data " typed (or pasted) as a route's value compares with "data", as the field box and each
+    item of an `in` list already did; it was saved as "data ", and the route never matched a
+    query of type data (the run took the default). Quoted, spaces are kept: "\\" data\\"" is " data"."""
+    from playwright.sync_api import expect
+
+    with lab_page(lab, {"width": 1800, "height": 1100}, tmp_path / "spaces-failure.png") as page:
+        builder = _router_builder(page, lab, tmp_path / "spaces.ipynb")
+        builder.locator("g[data-label-for='route:classify:1'] rect.wfk-edge-label-bg").click()
+        panel = builder.locator(".wfk-panel")
+        expect(panel).to_contain_text("Route: classify → data_query")
+        panel.get_by_label("Condition value").fill("data ")
+        panel.get_by_label("Condition value").press("Enter")
+        builder.get_by_role("button", name="Save flow spec").click()
+        expect(builder.locator(".wfk-status")).to_contain_text("saved rag-router.yaml")
+        saved = __import__("yaml").safe_load((tmp_path / "rag-router.yaml").read_text())
+        assert "data" == saved["routes"]["classify"]["routes"][1]["when"]["value"]
+        run = _run(tmp_path / "rag-router.yaml", "What were Q1 sales figures?")
+        assert ["classify", "data_query", "generate_answer"] == run.path()
+
+        panel.get_by_label("Condition value").fill('" data"')
+        panel.get_by_label("Condition value").press("Enter")
+        builder.get_by_role("button", name="Save flow spec").click()
+        expect(builder.locator(".wfk-status")).to_contain_text("saved rag-router.yaml")
+    saved = __import__("yaml").safe_load((tmp_path / "rag-router.yaml").read_text())
+    assert " data" == saved["routes"]["classify"]["routes"][1]["when"]["value"]

@@ -202,7 +202,7 @@ function parseValue(text, op) {
   try {
     return JSON.parse(trimmed);
   } catch (_) {
-    return text;
+    return trimmed; // spaces around a typed word are a slip, as in the field box; quoted, they are kept
   }
 }
 
