@@ -104,6 +104,23 @@ def test_save_writes_the_spec_and_builds_the_workflow(tmp_path: Path) -> None:
     assert ("sql_query", "file_read") == next(e.tools for e in run.events if e.step == "data_query")
 
 
+def test_retries_typed_in_the_builder_are_there_when_the_flow_is_opened_again(tmp_path: Path) -> None:
+    """3 in the Retries box (the default count) is saved as `max_retries: 3` and shown again when the
+    saved flow is reopened; it was saved as `retry: {}`, and the reopened box was blank."""
+    spec = ex.rag_router().to_spec()
+    spec["steps"]["web_search"]["retry"] = {"max_retries": 3}
+    spec["steps"]["data_query"]["retry"] = {"base_delay": 0.5}
+    Session(path=tmp_path / "router.yaml", namespace={}).save(spec)
+    assert "    retry: {max_retries: 3}\n" in (tmp_path / "router.yaml").read_text()
+    path = tmp_path / "router.yaml"
+    reopened = Session(path=path, namespace={}, flow=wf.Workflow.from_spec(path))
+    steps = reopened.initial_spec()["steps"]
+    assert ({"max_retries": 3}, {"max_retries": 3, "base_delay": 0.5}) == (
+        steps["web_search"]["retry"],
+        steps["data_query"]["retry"],
+    )
+
+
 def test_save_refuses_a_flow_with_problems(tmp_path: Path) -> None:
     """Nothing is written while the kernel finds problems; the status says how many."""
     session = Session(path=tmp_path / "router.yaml", namespace={})

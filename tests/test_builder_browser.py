@@ -480,3 +480,193 @@ def test_the_first_layout_leaves_room_for_every_route_label(tmp_path: Path, lab:
         builder.get_by_role("button", name="Lay out the graph again").click()
         expect(answer).to_have_attribute("transform", laid_out or "")
         assert [] == canvas.evaluate(LABEL_OVERLAPS)
+
+
+@pytest.mark.skipif(
+    not CHROMIUM.exists(), reason=f"{CHROMIUM} is missing (apt-get install chromium); this browser test drives it"
+)
+def test_the_status_line_says_when_edits_are_not_saved_yet(tmp_path: Path, lab: Lab) -> None:
+    """After a Save, an edit turns the status line to "unsaved changes" (it kept saying "saved
+    rag-router.yaml" while the file held the old timeout); Save brings "saved" back and writes the edit."""
+    from playwright.sync_api import expect
+
+    with lab_page(lab, {"width": 1800, "height": 1100}, tmp_path / "unsaved-failure.png") as page:
+        builder = _router_builder(page, lab, tmp_path / "unsaved.ipynb")
+        status = builder.locator(".wfk-status")
+        expect(builder.locator(".wfk-problems")).to_contain_text("The kernel finds no problems.")
+        builder.get_by_role("button", name="Save flow spec").click()
+        expect(status).to_contain_text("saved rag-router.yaml")
+
+        builder.locator("g[data-step='classify'] rect.wfk-node-box").click()
+        timeout = builder.locator(".wfk-panel").get_by_label("Timeout per attempt (s)")
+        timeout.fill("30")
+        timeout.press("Enter")
+        expect(status).to_have_text("unsaved changes: Save writes rag-router.yaml")
+        builder.screenshot(path=str(tmp_path / "builder-unsaved.png"))
+        assert "timeout" not in (tmp_path / "rag-router.yaml").read_text()
+
+        builder.get_by_role("button", name="Save flow spec").click()
+        expect(status).to_contain_text("saved rag-router.yaml")
+    saved = __import__("yaml").safe_load((tmp_path / "rag-router.yaml").read_text())
+    assert 30 == saved["steps"]["classify"]["timeout"]
+
+
+@pytest.mark.skipif(
+    not CHROMIUM.exists(), reason=f"{CHROMIUM} is missing (apt-get install chromium); this browser test drives it"
+)
+def test_write_stub_says_which_file_to_fill_in(tmp_path: Path, lab: Lab) -> None:
+    """ "Write stub" adds the step and says in the status line which file holds the function to
+    fill in (the message was wiped at once by the redraw of the added step)."""
+    from playwright.sync_api import expect
+
+    with lab_page(lab, {"width": 1800, "height": 1100}, tmp_path / "stub-failure.png") as page:
+        builder = _router_builder(page, lab, tmp_path / "stub.ipynb")
+        palette = builder.locator(".wfk-palette")
+        palette.get_by_label("Function name").fill("notify_team")
+        palette.get_by_role("button", name="Write a stub function for a new step").click()
+        expect(builder.locator("g[data-step='notify_team']")).to_be_visible()
+        expect(builder.locator(".wfk-status")).to_have_text("wrote notify_team() into rag_router_steps.py")
+        builder.screenshot(path=str(tmp_path / "builder-stub.png"))
+    assert "def notify_team(state, ctx):" in (tmp_path / "rag_router_steps.py").read_text()
+
+
+@pytest.mark.skipif(
+    not CHROMIUM.exists(), reason=f"{CHROMIUM} is missing (apt-get install chromium); this browser test drives it"
+)
+def test_a_fraction_in_a_count_box_is_refused_not_rounded(tmp_path: Path, lab: Lab) -> None:
+    """1.5 typed as Retries (or 2.5 as the visit bound) gets the kernel's message and is not saved;
+    the builder used to round it to 2 (3) without a word, and save that."""
+    from playwright.sync_api import expect
+
+    with lab_page(lab, {"width": 1800, "height": 1100}, tmp_path / "fraction-failure.png") as page:
+        builder = _router_builder(page, lab, tmp_path / "fraction.ipynb")
+        problems = builder.locator(".wfk-problems")
+        expect(problems).to_contain_text("The kernel finds no problems.")
+        builder.locator("g[data-step='classify'] rect.wfk-node-box").click()
+        panel = builder.locator(".wfk-panel")
+        for label, typed in (("Retries", "1.5"), ("Visit bound (max visits in a loop)", "2.5")):
+            panel.get_by_label(label).fill(typed)
+            panel.get_by_label(label).press("Enter")
+        expect(problems).to_contain_text("$.steps.classify.retry.max_retries: 1.5 is not of type 'integer'")
+        expect(problems).to_contain_text("$.steps.classify.max_visits: 2.5 is not of type 'integer'")
+        expect(panel.get_by_label("Retries")).to_have_value("1.5")
+        builder.get_by_role("button", name="Save flow spec").click()
+        expect(builder.locator(".wfk-status")).to_have_text("not saved: 2 problems to fix first")
+        builder.screenshot(path=str(tmp_path / "builder-fraction.png"))
+    assert not (tmp_path / "rag-router.yaml").exists()
+
+
+@pytest.mark.skipif(
+    not CHROMIUM.exists(), reason=f"{CHROMIUM} is missing (apt-get install chromium); this browser test drives it"
+)
+def test_blank_retry_boxes_say_what_the_step_will_do(tmp_path: Path, lab: Lab) -> None:
+    """A step without a retry policy shows "0: no retries" in its blank Retries box; once a first
+    wait is set, the blank boxes show the counts the step now uses ("3 (default)"): a blank Retries
+    box beside a first wait of 2 s read as no retries, though the step retried 3 times."""
+    from playwright.sync_api import expect
+
+    with lab_page(lab, {"width": 1800, "height": 1100}, tmp_path / "defaults-failure.png") as page:
+        builder = _router_builder(page, lab, tmp_path / "defaults.ipynb")
+        builder.locator("g[data-step='classify'] rect.wfk-node-box").click()
+        panel = builder.locator(".wfk-panel")
+        expect(panel.get_by_label("Retries")).to_have_attribute("placeholder", "0: no retries")
+        panel.get_by_label("First wait (s)").fill("2")
+        panel.get_by_label("First wait (s)").press("Enter")
+        expect(panel.get_by_label("Retries")).to_have_attribute("placeholder", "3 (default)")
+        expect(panel.get_by_label("Longest wait (s)")).to_have_attribute("placeholder", "60 (default)")
+        builder.screenshot(path=str(tmp_path / "builder-retry-defaults.png"))
+        builder.get_by_role("button", name="Save flow spec").click()
+        expect(builder.locator(".wfk-status")).to_contain_text("saved rag-router.yaml")
+    saved = __import__("yaml").safe_load((tmp_path / "rag-router.yaml").read_text())
+    assert {"max_retries": 3, "base_delay": 2} == saved["steps"]["classify"]["retry"]
+    assert 3 == wf.Workflow.from_spec(tmp_path / "rag-router.yaml").steps["classify"].retry.max_retries
+
+
+# The rows of dark pixels left of a list item (its bullet), from its top, in a screenshot.
+def _bullet_rows(page: Page, item: Locator) -> list[int]:
+    import io
+
+    from PIL import Image
+
+    box = _box(item)
+    shot = page.screenshot(clip={"x": box["x"] - 14, "y": box["y"], "width": 12, "height": box["height"]})
+    image = Image.open(io.BytesIO(shot)).convert("L")
+    return [y for y in range(image.height) if any(image.getpixel((x, y)) < 160 for x in range(image.width))]
+
+
+@pytest.mark.skipif(
+    not CHROMIUM.exists(), reason=f"{CHROMIUM} is missing (apt-get install chromium); this browser test drives it"
+)
+def test_a_long_problem_has_its_bullet_on_its_first_line(tmp_path: Path, lab: Lab) -> None:
+    """A problem whose message wraps (routes left without their default) has its bullet beside its
+    first line; the bullet sat beside its last line, so the list read as one more problem than
+    the count above it said."""
+    from playwright.sync_api import expect
+
+    with lab_page(lab, {"width": 1800, "height": 1100}, tmp_path / "bullet-failure.png") as page:
+        builder = _router_builder(page, lab, tmp_path / "bullet.ipynb")
+        builder.locator("g[data-label-for='default:classify'] rect.wfk-edge-label-bg").click()
+        builder.locator(".wfk-panel").get_by_role("button", name="Delete this default route").click()
+        item = builder.locator(".wfk-problems li", has_text="'default' is missing")
+        expect(item).to_be_visible()
+        assert _box(item)["height"] > 30  # the message wraps
+        builder.screenshot(path=str(tmp_path / "builder-long-problem.png"))
+        rows = _bullet_rows(page, item)
+        assert rows, "no bullet beside the problem"
+        assert max(rows) < 18, rows  # within its first line of text (18 px)
+
+
+@pytest.mark.skipif(
+    not CHROMIUM.exists(), reason=f"{CHROMIUM} is missing (apt-get install chromium); this browser test drives it"
+)
+def test_save_to_a_folder_that_does_not_exist_says_so(tmp_path: Path, lab: Lab) -> None:
+    """Save to `specs/router.yaml` with no `specs` folder says in the status line that nothing was
+    written, and why; the kernel's error went to JupyterLab's log, and the builder showed nothing."""
+    from playwright.sync_api import expect
+
+    source = SOURCE.replace('"router.yaml"', 'ex.rag_router(), path="specs/router.yaml"')
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(source)]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
+    nbformat.write(nb, tmp_path / "nofolder.ipynb")
+    with lab_page(lab, {"width": 1800, "height": 1100}, tmp_path / "nofolder-failure.png") as page:
+        builder = run_notebook(page, lab, "nofolder.ipynb", expect).locator(".wfk-builder")
+        expect(builder.locator(".wfk-problems")).to_contain_text("The kernel finds no problems.", timeout=30_000)
+        builder.get_by_role("button", name="Save flow spec").click()
+        expect(builder.locator(".wfk-status")).to_have_text(
+            "not saved: cannot write specs/router.yaml (No such file or directory): create the folder "
+            "specs, or give wf.edit a path= in a folder that exists"
+        )
+        builder.screenshot(path=str(tmp_path / "builder-no-folder.png"))
+    assert not (tmp_path / "specs").exists()
+
+
+@pytest.mark.skipif(
+    not CHROMIUM.exists(), reason=f"{CHROMIUM} is missing (apt-get install chromium); this browser test drives it"
+)
+def test_spaces_around_a_typed_condition_value_are_not_part_of_it(tmp_path: Path, lab: Lab) -> None:
+    """ "data " typed (or pasted) as a route's value compares with "data", as the field box and each
+    item of an `in` list already did; it was saved as "data ", and the route never matched a
+    query of type data (the run took the default). Quoted, spaces are kept: "\\" data\\"" is " data"."""
+    from playwright.sync_api import expect
+
+    with lab_page(lab, {"width": 1800, "height": 1100}, tmp_path / "spaces-failure.png") as page:
+        builder = _router_builder(page, lab, tmp_path / "spaces.ipynb")
+        builder.locator("g[data-label-for='route:classify:1'] rect.wfk-edge-label-bg").click()
+        panel = builder.locator(".wfk-panel")
+        expect(panel).to_contain_text("Route: classify → data_query")
+        panel.get_by_label("Condition value").fill("data ")
+        panel.get_by_label("Condition value").press("Enter")
+        builder.get_by_role("button", name="Save flow spec").click()
+        expect(builder.locator(".wfk-status")).to_contain_text("saved rag-router.yaml")
+        saved = __import__("yaml").safe_load((tmp_path / "rag-router.yaml").read_text())
+        assert "data" == saved["routes"]["classify"]["routes"][1]["when"]["value"]
+        run = _run(tmp_path / "rag-router.yaml", "What were Q1 sales figures?")
+        assert ["classify", "data_query", "generate_answer"] == run.path()
+
+        panel.get_by_label("Condition value").fill('" data"')
+        panel.get_by_label("Condition value").press("Enter")
+        builder.get_by_role("button", name="Save flow spec").click()
+        expect(builder.locator(".wfk-status")).to_contain_text("saved rag-router.yaml")
+    saved = __import__("yaml").safe_load((tmp_path / "rag-router.yaml").read_text())
+    assert " data" == saved["routes"]["classify"]["routes"][1]["when"]["value"]

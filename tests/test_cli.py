@@ -240,6 +240,21 @@ def test_approve_from_the_cli_records_and_says_how_to_resume(
     assert "approved" == wfkit.Workspace().ticket(ticket.ticket_id).status
 
 
+def test_show_given_a_flow_spec_says_it_takes_a_run_and_what_reads_a_spec(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`wfkit show router.yaml` (a spec where a run id goes) says show takes a run id and names the
+    commands that read a spec; it said only "no run 'router.yaml' in ...", as if the run were lost."""
+    monkeypatch.chdir(tmp_path)
+    rag_router().save(tmp_path / "router.yaml")
+    assert 1 == main(["show", "router.yaml"])
+    assert (
+        "wfkit show: router.yaml is a file; `wfkit show` takes a run id (`wfkit runs` lists them). For a flow "
+        "spec, `wfkit validate router.yaml` checks it, `wfkit graph router.yaml --format mermaid` draws it and "
+        "`wfkit run router.yaml --input JSON` runs it\n"
+    ) == capsys.readouterr().err
+
+
 def test_show_says_who_decided_a_gate_and_why(workspace: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """`wfkit show` gives a decision's row the reviewer and the comment, on one line (the comment was
     dropped: only the reviewer's name showed)."""
@@ -588,6 +603,22 @@ def test_resume_or_fork_of_a_notebook_run_asks_for_the_workflow(command: list[st
     assert f"or {verb} it from Python (run.{verb}(...))" in message
 
 
+def test_a_spec_runs_from_another_folder_with_the_step_module_beside_it(tmp_path: Path) -> None:
+    """`wfkit validate team/flow.yaml` and `wfkit run team/flow.yaml` from the folder above find
+    `flow_steps.py` beside the spec (where the builder's "Write stub" puts it); they said "No module
+    named 'flow_steps'; check the module path and function name", though both were right."""
+    team = tmp_path / "team"
+    team.mkdir()
+    (team / "flow_steps.py").write_text("def greet(state, ctx):\n    return {'greeting': 'hi ' + state['name']}\n")
+    spec = "wfkit_flow: 1\nname: greet\nentry: greet\nsteps:\n  greet: {fn: 'flow_steps:greet'}\n"
+    (team / "flow.yaml").write_text(spec)
+    checked = _wfkit("validate", "team/flow.yaml", cwd=tmp_path)
+    assert 0 == checked.returncode, checked.stderr
+    ran = _wfkit("run", "team/flow.yaml", "--input", '{"name": "ana"}', "--no-workspace", "--json", cwd=tmp_path)
+    assert 0 == ran.returncode, ran.stderr
+    assert {"name": "ana", "greeting": "hi ana"} == json.loads(ran.stdout)["state"]
+
+
 # ---- runs started from a spec file: resume, fork, reconcile ----------------------------------------
 
 
@@ -635,6 +666,20 @@ def _hinted(out: str) -> list[str]:
     import shlex
 
     return shlex.split(out.split("resume with `", 1)[1].split("`", 1)[0])
+
+
+def test_a_spec_run_halted_at_a_gate_says_how_to_approve_it(payout_spec: Path, tmp_path: Path) -> None:
+    """`wfkit run SPEC` that halts at an approval gate prints the ticket and the command that decides
+    it, as `wfkit resume` and `wfkit show` do; it printed only "waiting_approval" and the state."""
+    workspace = tmp_path / "ws"
+    args = ["run", payout_spec.name, "--steps", "payout_steps", "--workspace", str(workspace)]
+    started = _wfkit(*args, cwd=payout_spec.parent)
+    assert 0 == started.returncode, started.stderr
+    [ticket] = wfkit.Workspace(workspace).pending()
+    assert (
+        f"waiting for approval: ticket {ticket.ticket_id} at 'send': Send money?: "
+        f"`wfkit approve {ticket.ticket_id} --workspace {workspace} --by NAME`"
+    ) == started.stdout.strip().splitlines()[-1]
 
 
 def test_a_run_started_from_a_spec_resumes_and_forks_without_workflow(

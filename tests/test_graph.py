@@ -132,6 +132,22 @@ def test_self_loop_without_bound() -> None:
         flow.validate()
 
 
+def test_an_unbounded_loop_is_named_by_a_path_it_takes() -> None:
+    """A loop through a branch (a -> b or c -> d -> a) is named by steps that follow one another
+    (a -> b -> d -> a); it was named by its steps in name order, "a -> b -> c -> d -> a", a path
+    with edges the graph does not have (b -> c, c -> d)."""
+    flow = _flow("a", "b", "c", "d")
+    flow.route("a", wf.when("x", "eq", 1) >> wf.go("b"), default=wf.go("c"))
+    flow.edge("b", "d").edge("c", "d")
+    flow.route("d", wf.when("again", "eq", True) >> wf.go("a"), default=wf.go(wf.END))
+    with pytest.raises(wf.WorkflowDefinitionError) as info:
+        flow.validate()
+    assert [
+        "loop a -> b -> d -> a has no visit bound: set max_visits on one of its steps, e.g. "
+        "@flow.step(max_visits=5), so it cannot spin forever"
+    ] == info.value.problems
+
+
 def test_join_that_can_never_fire() -> None:
     """A join waiting on a step that only runs after the join itself is rejected."""
     flow = _flow("start", "join", "later", join={"max_visits": 2})

@@ -485,7 +485,23 @@ def test_a_map_over_a_field_nobody_writes_is_located_at_its_over() -> None:
 def test_missing_required_keys_are_reported() -> None:
     """A spec without steps or entry lists each missing piece."""
     problems = _problems({"wfkit_flow": 1, "name": "x"})
-    assert ["$: 'entry' is a required property", "$: 'steps' is a required property"] == sorted(problems)
+    assert [
+        "$: 'entry' is missing: the step the run starts with",
+        "$: 'steps' is missing: steps by name; at least one",
+    ] == sorted(problems)
+
+
+def test_routes_without_a_default_get_one_message_saying_how_to_add_one() -> None:
+    """A step's routes with no default (the builder's first connection made a route) are reported
+    once, with what to add; the steps those routes reach are not also called unreachable (they
+    were: "'default' is a required property", then every step after the router as unreachable)."""
+    spec = rag_router().to_spec()
+    del spec["routes"]["classify"]["default"]
+    assert [
+        "$.routes.classify: 'default' is missing: the step a run goes to when no route's condition holds, so "
+        "no run is left without a next step; add `default: {go: STEP}` (`__end__` ends the branch), or in the "
+        "visual builder set one connection's kind to 'otherwise (default route)'"
+    ] == _problems(spec)
 
 
 def test_a_spec_of_another_format_gets_one_message_saying_what_to_do(tmp_path: Path) -> None:

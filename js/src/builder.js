@@ -202,7 +202,7 @@ function parseValue(text, op) {
   try {
     return JSON.parse(trimmed);
   } catch (_) {
-    return text;
+    return trimmed; // spaces around a typed word are a slip, as in the field box; quoted, they are kept
   }
 }
 
@@ -259,6 +259,9 @@ class Editor {
     this.hidden = { palette: false, panel: false }; // side columns the user folded away
     this.build();
     if (this.placeMissing(true)) this.sync();
+    // The spec the kernel's status line speaks of: as opened, then as sent with the last Save the
+    // kernel answered. Any other spec has edits that Save has not written, and the line says so.
+    this.statusFor = JSON.stringify(this.spec);
     this.renderAll();
     this.listeners = [
       ["change:problems", () => { this.renderGraph(); this.renderProblems(); this.renderPanel(); }],
@@ -340,9 +343,12 @@ class Editor {
   }
 
   onMessage(msg) {
-    if (msg && msg.type === "step_created") {
+    if (msg && msg.type === "save_answered") {
+      this.statusFor = this.saving;
+      this.renderStatus();
+    } else if (msg && msg.type === "step_created") {
+      this.addStep(msg.name, msg.ref); // first: its redraw of the status line would wipe the message
       this.setStatus(`wrote ${msg.name}() into ${msg.file}`);
-      this.addStep(msg.name, msg.ref);
     } else if (msg && msg.type === "error") {
       this.setStatus(msg.message);
     }
@@ -606,11 +612,14 @@ class Editor {
   renderStatus() {
     const title = this.toolbar.querySelector(".wfk-title");
     title.textContent = `${this.spec.name || "flow"} · ${this.model.get("path") || ""}`;
-    this.statusLine.textContent = this.localStatus || this.model.get("status") || "";
+    const file = (this.model.get("path") || "").split(/[\\/]/).pop();
+    const unsaved = JSON.stringify(this.spec) !== this.statusFor;
+    this.statusLine.textContent = this.localStatus || (unsaved ? `unsaved changes: Save writes ${file}` : this.model.get("status") || "");
     this.localStatus = "";
   }
 
   save() {
+    this.saving = JSON.stringify(this.spec);
     this.sync();
     this.model.send({ type: "save", spec: clone(this.spec) });
   }
@@ -962,6 +971,7 @@ class Editor {
         this.redoStack = [];
         this.sync();
         this.renderGraph();
+        this.renderStatus();
       } else {
         this.select({ step: drag.name });
       }
@@ -1237,18 +1247,22 @@ class Editor {
     const setRetry = (key) => (value) => this.updateStep(name, (st) => {
       const retry = { ...(st.retry || {}) };
       if (value === undefined) delete retry[key];
-      else retry[key] = key === "max_retries" ? Math.round(value) : value;
+      else retry[key] = value; // a fraction of a count is the kernel's to refuse, not ours to round
       if (Object.keys(retry).length === 0) delete st.retry;
       else st.retry = retry;
     });
     const retry = step.retry || {};
+    // A blank box says what the step does without it: no retries at all, or the policy's default.
+    const defaults = this.model.get("retry_defaults") || {};
+    const unset = (key) => (!step.retry ? (key === "max_retries" ? "0: no retries" : null) : `${defaults[key]} (default)`);
+    const retryInput = (key, attrs) => this.numberInput(retry[key], setRetry(key), { ...attrs, placeholder: unset(key) });
     parts.push(h("fieldset", {}, h("legend", { text: "Retry on transient errors" }),
-      this.field("Retries", this.numberInput(retry.max_retries, setRetry("max_retries"), { min: "0", step: "1" })),
-      this.field("First wait (s)", this.numberInput(retry.base_delay, setRetry("base_delay"), { min: "0" })),
-      this.field("Longest wait (s)", this.numberInput(retry.max_delay, setRetry("max_delay"), { min: "0" })),
+      this.field("Retries", retryInput("max_retries", { min: "0", step: "1" })),
+      this.field("First wait (s)", retryInput("base_delay", { min: "0" })),
+      this.field("Longest wait (s)", retryInput("max_delay", { min: "0" })),
     ));
     parts.push(this.field("Timeout per attempt (s)", this.numberInput(step.timeout, setOption("timeout"), { min: "0" })));
-    parts.push(this.field("Visit bound (max visits in a loop)", this.numberInput(step.max_visits, (v) => setOption("max_visits")(v === undefined ? v : Math.round(v)), { min: "1", step: "1" })));
+    parts.push(this.field("Visit bound (max visits in a loop)", this.numberInput(step.max_visits, setOption("max_visits"), { min: "1", step: "1" })));
     parts.push(this.field("On failure go to", this.targetSelect(step.fallback, setOption("fallback"), { allowNone: true })));
     const irreversible = h("input", { type: "checkbox", checked: !!step.irreversible });
     irreversible.addEventListener("change", () => setOption("irreversible")(irreversible.checked || undefined));

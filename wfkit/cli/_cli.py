@@ -78,6 +78,15 @@ def _decision(by: str | None, comment: str | None) -> str:
 
 
 def _show(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    if Path(args.run_id).is_file():  # a spec where a run id goes: no run of that name will be found
+        name = args.run_id
+        raise ValueError(
+            f"{name} is a file; `wfkit show` takes a run id (`wfkit runs` lists them). For a flow spec, "
+            f"`wfkit validate {name}` checks it, `wfkit graph {name} --format mermaid` draws it and "
+            f"`wfkit run {name} --input JSON` runs it"
+        )
     ws = _workspace(args)
     info = ws.run_info(args.run_id)
     events = [e._asdict() for e in ws.events(args.run_id)]
@@ -420,13 +429,16 @@ def _load_flow(args: argparse.Namespace) -> Any:
 
 
 def _spec_flow(command: str, spec: str, steps: list[str], tools_ref: str | None, folder: str) -> Any:
-    """The workflow of a spec file, with the step modules and tools found from ``folder``; a run of
-    it records all four (its ``workflow_ref``), so `wfkit resume` and `fork` build it again."""
+    """The workflow of a spec file, with the step modules and tools found from ``folder`` (then from
+    the spec's own folder); a run of it records all four (its ``workflow_ref``), so `wfkit resume`
+    and `fork` build it again."""
     from pathlib import Path
 
     from wfkit.engine._workflow import Workflow
 
     sys.path.insert(0, folder)  # step modules in the (then) current folder, as `python -m` would find them
+    # and, after those, beside the spec, where the builder writes its stubs (<spec>_steps.py)
+    sys.path.insert(1, str(Path(spec).resolve().parent))
     importlib.invalidate_caches()
     namespace: dict[str, Any] = {}
     for module_name in steps:
@@ -518,6 +530,8 @@ def _run_flow(args: argparse.Namespace) -> int:
             bound = tools.get(step)
             _print(f"  {step}" + (f"  tools: {', '.join(bound)}" if bound else ""))
         _print(json.dumps(run.state, indent=2, default=str))
+        if workspace is not False and run.status == RunStatus.WAITING_APPROVAL:
+            _print_tickets(_workspace(args), args, run.run_id)  # what to approve, as resume says
         if run.error is not None:
             _print(f"error: {run.error}", file=sys.stderr)
     return 0 if run.status in ("succeeded", "waiting_approval") else 1

@@ -234,6 +234,27 @@ def _cycles(nodes: set[str], succ: Mapping[str, set[str]]) -> list[list[str]]:
     return out
 
 
+def _loop_through(start: str, comp: set[str], succ: Mapping[str, set[str]]) -> list[str]:
+    """The shortest way from ``start`` back to it inside its cycle's component, ``start`` at both
+    ends: a loop the graph has, where the component's names in order would list edges it lacks."""
+    came: dict[str, str] = {}
+    frontier = [start]
+    while frontier:
+        following = []
+        for node in frontier:
+            for nxt in sorted(succ.get(node, set()) & comp):
+                if nxt == start:
+                    path = [node]
+                    while path[-1] != start:
+                        path.append(came[path[-1]])
+                    return [*reversed(path), start]
+                if nxt not in came:
+                    came[nxt] = node
+                    following.append(nxt)
+        frontier = following
+    return [start, start]  # not reached: the component holds a cycle through every member
+
+
 def compile_graph(
     name: str,
     steps: Mapping[str, StepSpec],
@@ -341,7 +362,7 @@ def compile_graph(
 
     unbounded = {s for s in known if steps[s].max_visits is None}
     for comp in _cycles(unbounded, succ):
-        loop = " -> ".join([*comp, comp[0]])
+        loop = " -> ".join(_loop_through(comp[0], set(comp), succ))
         problem(
             ("steps", comp[0], "max_visits"),
             f"loop {loop} has no visit bound: set max_visits on one of its steps, "

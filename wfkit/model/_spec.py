@@ -38,7 +38,7 @@ from wfkit.model._errors import FlowSpecError, Location, WorkflowDefinitionError
 from wfkit.model._graph import compile_graph
 from wfkit.model._merge import Merge, check_merges
 from wfkit.model._retry import NO_RETRY, RetryPolicy
-from wfkit.model._routes import All, Any_, Compare, Condition, Go, Not, Route, Router
+from wfkit.model._routes import END, All, Any_, Compare, Condition, Go, Not, Route, Router
 from wfkit.model._steps import (
     Cache,
     StepFunction,
@@ -168,10 +168,12 @@ def _condition(condition: Condition, where: str) -> dict[str, Any]:
 
 
 def _retry(policy: RetryPolicy) -> dict[str, Any]:
+    # The retry count is always written: `retry: {}` read as no retries to a reviewer, and the
+    # builder showed its Retries box blank for a flow retrying 3 times.
     return {
         f.name: getattr(policy, f.name)
         for f in fields(RetryPolicy)
-        if getattr(policy, f.name) != getattr(_RETRY_DEFAULTS, f.name)
+        if f.name == "max_retries" or getattr(policy, f.name) != getattr(_RETRY_DEFAULTS, f.name)
     }
 
 
@@ -610,6 +612,14 @@ def _no_shape(error: Any) -> str:
     return f"{said}it must be {error.schema.get('description') or 'one of the shapes in the schema'}"
 
 
+def _missing_key(error: Any) -> str:
+    """A required key left out: what it is for (its description in the schema), which says what to add."""
+    # jsonschema reports each missing key apart, named only in its message.
+    missing = next((key for key in error.validator_value if error.message.startswith(f"{key!r} ")), None)
+    described = error.schema.get("properties", {}).get(missing, {}).get("description")
+    return f"{missing!r} is missing: {described}" if described else str(error.message)
+
+
 def _schema_problems(spec: Mapping[str, Any], problems: _Problems) -> None:
     import jsonschema
 
@@ -628,6 +638,8 @@ def _schema_problems(spec: Mapping[str, Any], problems: _Problems) -> None:
             message = f"unknown key {', '.join(hints)}; allowed here: {', '.join(allowed)}"
         elif error.validator == "oneOf" and isinstance(error.instance, Mapping):
             message = _no_shape(error)
+        elif error.validator == "required" and isinstance(error.instance, Mapping):
+            message = _missing_key(error)
         hint = error.schema.get("description") if isinstance(error.schema, Mapping) else None
         if hint and error.validator not in ("additionalProperties", "required", "oneOf"):
             message += f" ({hint})"
@@ -912,8 +924,10 @@ def load_parts(
                 continue  # the schema reported it
             routes.append(Route(_condition_at(item["when"], (*where, "when"), problems), go))
         default = _go_at(data.get("default"))
-        if default is not None:
-            routers[src] = Router(tuple(routes), default)
+        if default is not None or routes:
+            # Without its default (reported by the schema) the routes still lead where they lead,
+            # so the steps they reach are not reported as unreachable as well.
+            routers[src] = Router(tuple(routes), default or Go(END))
 
     merge: dict[str, Merge] = {}
     raw_merge = _mapping(spec, "merge")

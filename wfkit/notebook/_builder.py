@@ -115,17 +115,27 @@ class Session:
 
     def save(self, spec: Mapping[str, Any]) -> tuple[str, list[dict[str, Any]]]:
         """Write the spec file and update the Workflow; (status line, problems) — nothing is
-        written while the kernel finds problems."""
+        written while the kernel finds problems, and a file that cannot be written leaves the
+        Workflow as it was, the status line saying why."""
         found = problems_of(spec, self.namespace)
         if found:
             count = len(found)
             return f"not saved: {count} problem{'s' * (count != 1)} to fix first", found
         fresh = Workflow.from_spec(spec, steps=self.namespace, tools=self.registry)
+        try:  # before the Workflow changes: a flow the file does not hold would be a half-done Save
+            write(fresh.to_spec(), self.path)
+        except OSError as exc:
+            folder = self.path.parent
+            fix = (
+                f"create the folder {folder}, or give wf.edit a path= in a folder that exists"
+                if not folder.is_dir()
+                else "give wf.edit a path= you can write to"
+            )
+            return f"not saved: cannot write {self.path} ({exc.strerror or exc}): {fix}", []
         if self.flow is None:
             self.flow = fresh
         else:
             self.flow.replace_definition(fresh)
-        write(self.flow.to_spec(), self.path)
         for callback in self.on_save:
             callback(self.flow)
         return f"saved {self.path.name}: {len(self.flow.steps)} steps, fingerprint {self.flow.version}", []

@@ -7,6 +7,7 @@ built from ``js/`` (``npm run build``) into ``wfkit/notebook/static/``; nothing 
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from collections.abc import Callable, Iterable, Mapping
 from importlib import resources
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from wfkit.engine._workflow import Workflow
+from wfkit.model._retry import RetryPolicy
 from wfkit.notebook._builder import OPERATOR_LIST, Session, namespace_of, palette, problems_of, tool_list
 
 try:
@@ -38,6 +40,7 @@ class FlowEditor(anywidget.AnyWidget):
     palette: traitlets.List[Any] = traitlets.List().tag(sync=True)
     tools: traitlets.List[Any] = traitlets.List().tag(sync=True)
     operators: traitlets.List[Any] = traitlets.List().tag(sync=True)
+    retry_defaults = traitlets.Dict().tag(sync=True)  # what a blank retry box stands for
     path = traitlets.Unicode().tag(sync=True)
     status = traitlets.Unicode().tag(sync=True)
 
@@ -50,6 +53,7 @@ class FlowEditor(anywidget.AnyWidget):
             palette=palette(session.namespace),
             tools=tool_list(session.registry),
             operators=OPERATOR_LIST,
+            retry_defaults=dataclasses.asdict(RetryPolicy()),
             path=str(session.path),
             status="",
         )
@@ -69,6 +73,7 @@ class FlowEditor(anywidget.AnyWidget):
             spec = content.get("spec") or self.spec
             self.status, found = self.session.save(spec)
             self.problems = found or problems_of(spec, self.session.namespace)
+            self.send({"type": "save_answered"})  # the status line now speaks of the spec sent
         elif kind == "new_step":
             try:
                 made = self.session.new_step(str(content.get("name", "")), is_async=bool(content.get("is_async")))
