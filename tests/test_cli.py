@@ -521,6 +521,32 @@ def test_run_refuses_inputs_that_are_not_a_json_object(router_yaml: Path, given:
         main(["run", str(router_yaml), "--input", given])
 
 
+@pytest.mark.parametrize(
+    ("given", "example"),
+    [([], '{"query": "..."}'), (["--input", '{"lang": "en"}'], '{"lang": "en", "query": "..."}')],
+)
+def test_run_without_the_declared_inputs_says_how_to_pass_them(tmp_path: Path, given: list[str], example: str) -> None:
+    """`wfkit run ask.yaml` whose spec declares `inputs: [query]`, without a query: before anything
+    runs, the command names the inputs the spec declares and the command line that passes them;
+    no run is recorded (the workspace is not even created)."""
+    (tmp_path / "asksteps.py").write_text("def answer(state):\n    return {'answer': 'on ' + state['query']}\n")
+    (tmp_path / "ask.yaml").write_text(
+        "wfkit_flow: 1\nname: ask\ninputs: [query]\nentry: answer\nsteps:\n  answer:\n    fn: answer\n"
+    )
+    run = _wfkit("run", "ask.yaml", "--steps", "asksteps", "--workspace", "ws", *given, cwd=tmp_path)
+    assert 1 == run.returncode
+    assert (
+        f"wfkit run: ask.yaml declares the inputs ['query'] (its `inputs:`), and the run's inputs lack "
+        f"['query']; nothing was started. Pass them: "
+        f"wfkit run ask.yaml --steps asksteps --workspace ws --input '{example}'\n"
+    ) == run.stderr
+    assert "" == run.stdout
+    assert not (tmp_path / "ws").exists()
+    ran = _wfkit("run", "ask.yaml", "--steps", "asksteps", "--workspace", "ws", "--input", example, cwd=tmp_path)
+    assert 0 == ran.returncode, ran.stderr
+    assert '"answer": "on ..."' in ran.stdout
+
+
 def test_run_names_bare_functions_from_steps_modules(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import shlex
 import sqlite3
 import sys
 import time
@@ -508,9 +509,29 @@ def _inputs(text: str) -> dict[str, Any]:
     return value
 
 
+def _run_command(args: argparse.Namespace, inputs: dict[str, Any], missing: list[str]) -> str:
+    """This `wfkit run` command again, its inputs completed with a placeholder for each one missing."""
+    words = ["wfkit", "run", args.flow]
+    for module in args.steps or ():
+        words += ["--steps", module]
+    for option in ("tools", "policy", "workspace"):
+        if getattr(args, option):
+            words += [f"--{option}", getattr(args, option)]
+    words += ["--no-workspace"] if args.no_workspace else []
+    words += ["--json"] if args.json else []
+    words += ["--input", json.dumps({**inputs, **dict.fromkeys(missing, "...")})]
+    return shlex.join(words)
+
+
 def _run_flow(args: argparse.Namespace) -> int:
     inputs = _inputs(args.input)
     flow = _load_flow(args)
+    missing = [name for name in flow.inputs or () if name not in inputs]
+    if missing:  # refused here in the command's terms (the run would refuse it in Workflow(...)'s)
+        raise SystemExit(
+            f"wfkit run: {args.flow} declares the inputs {list(flow.inputs)} (its `inputs:`), and the run's "
+            f"inputs lack {missing}; nothing was started. Pass them: {_run_command(args, inputs, missing)}"
+        )
     workspace = False if args.no_workspace else args.workspace
     run = flow.run(inputs, workspace=workspace, policy=args.policy, raise_on_error=False)
     tools = {e.step: list(e.tools) for e in run.events if e.status == "ok"}
@@ -579,8 +600,6 @@ def _workflow_of(ws: Any, run_id: str, ref: str | None, verb: str) -> Any:
 
 def _workspace_option(args: argparse.Namespace) -> str:
     """`` --workspace PATH`` when the command was given one (a command it prints must name it too)."""
-    import shlex
-
     return f" --workspace {shlex.quote(args.workspace)}" if args.workspace else ""
 
 
