@@ -455,10 +455,10 @@ def test_validate_lists_every_problem_with_its_json_path(router_yaml: Path, caps
     err = capsys.readouterr().err
     assert "wfkit validate: workflow 'rag-router' has 2 problems:" in err
     assert (
-        "  - $.routes.classify.routes[1].go (router.yaml line 24): route from 'classify' -> 'data_qery': no step "
+        "  - $.routes.classify.routes[1].go (router.yaml line 25): route from 'classify' -> 'data_qery': no step "
         "named 'data_qery' (did you mean 'data_query'?)"
     ) in err
-    assert "  - $.routes.classify.routes[2].when.op (router.yaml line 25): 'among' is not one of" in err
+    assert "  - $.routes.classify.routes[2].when.op (router.yaml line 26): 'among' is not one of" in err
     assert "unreachable" not in err
 
 
@@ -545,6 +545,24 @@ def test_run_without_the_declared_inputs_says_how_to_pass_them(tmp_path: Path, g
     ran = _wfkit("run", "ask.yaml", "--steps", "asksteps", "--workspace", "ws", "--input", example, cwd=tmp_path)
     assert 0 == ran.returncode, ran.stderr
     assert '"answer": "on ..."' in ran.stdout
+
+
+def test_run_of_the_router_spec_without_a_query_starts_nothing(router_yaml: Path, tmp_path: Path) -> None:
+    """The README's `wfkit run router.yaml`, without `--input`: the router's spec declares the query it
+    reads, so the command says so before any step runs (not a KeyError inside `classify`), and the
+    workspace gains no run."""
+    command = ["run", "router.yaml", "--tools", "wfkit.examples:reliable_tools", "--workspace", "ws"]
+    asked = _wfkit(*command, "--input", '{"query": "Q1 sales?"}', cwd=tmp_path)
+    assert 0 == asked.returncode, asked.stderr
+    run = _wfkit(*command, cwd=tmp_path)
+    assert 1 == run.returncode
+    assert (
+        "wfkit run: router.yaml declares the inputs ['query'] (its `inputs:`), and the run's inputs lack ['query']; "
+        "nothing was started. Pass them: wfkit run router.yaml --tools wfkit.examples:reliable_tools --workspace ws "
+        '--input \'{"query": "..."}\'\n'
+    ) == run.stderr
+    assert "inputs: [query]\n" in router_yaml.read_text()
+    assert 1 == len(wf.Workspace(tmp_path / "ws").runs())
 
 
 def test_run_names_bare_functions_from_steps_modules(
