@@ -565,6 +565,24 @@ def test_run_of_the_router_spec_without_a_query_starts_nothing(router_yaml: Path
     assert 1 == len(wf.Workspace(tmp_path / "ws").runs())
 
 
+def test_run_of_a_spec_without_inputs_names_the_field_a_step_missed(tmp_path: Path) -> None:
+    """A spec that declares no `inputs` cannot say what a run needs, so `wfkit run` starts it; when a
+    step then fails reading a field the inputs lack (a KeyError), the failure names the field, the
+    command that passes it with `--input`, and the `inputs:` that would have refused the run up front."""
+    (tmp_path / "asksteps.py").write_text("def answer(state):\n    return {'answer': 'on ' + state['query']}\n")
+    (tmp_path / "ask.yaml").write_text("wfkit_flow: 1\nname: ask\nentry: answer\nsteps:\n  answer:\n    fn: answer\n")
+    run = _wfkit("run", "ask.yaml", "--steps", "asksteps", "--workspace", "ws", cwd=tmp_path)
+    assert 1 == run.returncode
+    *_, error, hint = run.stderr.splitlines()
+    assert error.endswith(", step 'answer', attempt 1: failed with KeyError (permanent): 'query'")
+    assert (
+        "wfkit run: step 'answer' read the field 'query', which the run's inputs lack and no step before it "
+        "wrote: if the flow needs it, pass it (wfkit run ask.yaml --steps asksteps --workspace ws --input "
+        '\'{"query": "..."}\') and declare it in the spec (`inputs: [query]`), so that a run without it '
+        "starts nothing"
+    ) == hint
+
+
 def test_run_names_bare_functions_from_steps_modules(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -555,7 +555,27 @@ def _run_flow(args: argparse.Namespace) -> int:
             _print_tickets(_workspace(args), args, run.run_id)  # what to approve, as resume says
         if run.error is not None:
             _print(f"error: {run.error}", file=sys.stderr)
+    hint = _unknown_input_hint(args, flow, run, inputs)
+    if hint:
+        _print(hint, file=sys.stderr)
     return 0 if run.status in ("succeeded", "waiting_approval") else 1
+
+
+def _unknown_input_hint(args: argparse.Namespace, flow: Any, run: Any, inputs: dict[str, Any]) -> str | None:
+    """For a spec that declares no inputs (so nothing could be refused up front): a step that failed
+    on a KeyError for a field neither the inputs nor the state hold most likely read an input the
+    command was not given. Worded as an if: the KeyError may come from a dict of the step's own."""
+    cause = None if run.error is None else run.error.__cause__
+    if flow.inputs is not None or not isinstance(cause, KeyError) or len(cause.args) != 1:
+        return None
+    field = cause.args[0]
+    if not isinstance(field, str) or field in inputs or field in run.state:
+        return None
+    return (
+        f"wfkit run: step {run.error.step!r} read the field {field!r}, which the run's inputs lack and no step "
+        f"before it wrote: if the flow needs it, pass it ({_run_command(args, inputs, [field])}) and declare it "
+        f"in the spec (`inputs: [{field}]`), so that a run without it starts nothing"
+    )
 
 
 def _graph(args: argparse.Namespace) -> int:
