@@ -455,10 +455,10 @@ def test_validate_lists_every_problem_with_its_json_path(router_yaml: Path, caps
     err = capsys.readouterr().err
     assert "wfkit validate: workflow 'rag-router' has 2 problems:" in err
     assert (
-        "  - $.routes.classify.routes[1].go (router.yaml line 24): route from 'classify' -> 'data_qery': no step "
+        "  - $.routes.classify.routes[1].go (router.yaml line 25): route from 'classify' -> 'data_qery': no step "
         "named 'data_qery' (did you mean 'data_query'?)"
     ) in err
-    assert "  - $.routes.classify.routes[2].when.op (router.yaml line 25): 'among' is not one of" in err
+    assert "  - $.routes.classify.routes[2].when.op (router.yaml line 26): 'among' is not one of" in err
     assert "unreachable" not in err
 
 
@@ -519,6 +519,68 @@ def test_run_refuses_inputs_that_are_not_a_json_object(router_yaml: Path, given:
     """Inputs that are not a JSON object stop the command with what to pass instead."""
     with pytest.raises(SystemExit, match=message):
         main(["run", str(router_yaml), "--input", given])
+
+
+@pytest.mark.parametrize(
+    ("given", "example"),
+    [([], '{"query": "..."}'), (["--input", '{"lang": "en"}'], '{"lang": "en", "query": "..."}')],
+)
+def test_run_without_the_declared_inputs_says_how_to_pass_them(tmp_path: Path, given: list[str], example: str) -> None:
+    """`wfkit run ask.yaml` whose spec declares `inputs: [query]`, without a query: before anything
+    runs, the command names the inputs the spec declares and the command line that passes them;
+    no run is recorded (the workspace is not even created)."""
+    (tmp_path / "asksteps.py").write_text("def answer(state):\n    return {'answer': 'on ' + state['query']}\n")
+    (tmp_path / "ask.yaml").write_text(
+        "wfkit_flow: 1\nname: ask\ninputs: [query]\nentry: answer\nsteps:\n  answer:\n    fn: answer\n"
+    )
+    run = _wfkit("run", "ask.yaml", "--steps", "asksteps", "--workspace", "ws", *given, cwd=tmp_path)
+    assert 1 == run.returncode
+    assert (
+        f"wfkit run: ask.yaml declares the inputs ['query'] (its `inputs:`), and the run's inputs lack "
+        f"['query']; nothing was started. Pass them: "
+        f"wfkit run ask.yaml --steps asksteps --workspace ws --input '{example}'\n"
+    ) == run.stderr
+    assert "" == run.stdout
+    assert not (tmp_path / "ws").exists()
+    ran = _wfkit("run", "ask.yaml", "--steps", "asksteps", "--workspace", "ws", "--input", example, cwd=tmp_path)
+    assert 0 == ran.returncode, ran.stderr
+    assert '"answer": "on ..."' in ran.stdout
+
+
+def test_run_of_the_router_spec_without_a_query_starts_nothing(router_yaml: Path, tmp_path: Path) -> None:
+    """The README's `wfkit run router.yaml`, without `--input`: the router's spec declares the query it
+    reads, so the command says so before any step runs (not a KeyError inside `classify`), and the
+    workspace gains no run."""
+    command = ["run", "router.yaml", "--tools", "wfkit.examples:reliable_tools", "--workspace", "ws"]
+    asked = _wfkit(*command, "--input", '{"query": "Q1 sales?"}', cwd=tmp_path)
+    assert 0 == asked.returncode, asked.stderr
+    run = _wfkit(*command, cwd=tmp_path)
+    assert 1 == run.returncode
+    assert (
+        "wfkit run: router.yaml declares the inputs ['query'] (its `inputs:`), and the run's inputs lack ['query']; "
+        "nothing was started. Pass them: wfkit run router.yaml --tools wfkit.examples:reliable_tools --workspace ws "
+        '--input \'{"query": "..."}\'\n'
+    ) == run.stderr
+    assert "inputs: [query]\n" in router_yaml.read_text()
+    assert 1 == len(wf.Workspace(tmp_path / "ws").runs())
+
+
+def test_run_of_a_spec_without_inputs_names_the_field_a_step_missed(tmp_path: Path) -> None:
+    """A spec that declares no `inputs` cannot say what a run needs, so `wfkit run` starts it; when a
+    step then fails reading a field the inputs lack (a KeyError), the failure names the field, the
+    command that passes it with `--input`, and the `inputs:` that would have refused the run up front."""
+    (tmp_path / "asksteps.py").write_text("def answer(state):\n    return {'answer': 'on ' + state['query']}\n")
+    (tmp_path / "ask.yaml").write_text("wfkit_flow: 1\nname: ask\nentry: answer\nsteps:\n  answer:\n    fn: answer\n")
+    run = _wfkit("run", "ask.yaml", "--steps", "asksteps", "--workspace", "ws", cwd=tmp_path)
+    assert 1 == run.returncode
+    *_, error, hint = run.stderr.splitlines()
+    assert error.endswith(", step 'answer', attempt 1: failed with KeyError (permanent): 'query'")
+    assert (
+        "wfkit run: step 'answer' read the field 'query', which the run's inputs lack and no step before it "
+        "wrote: if the flow needs it, pass it (wfkit run ask.yaml --steps asksteps --workspace ws --input "
+        '\'{"query": "..."}\') and declare it in the spec (`inputs: [query]`), so that a run without it '
+        "starts nothing"
+    ) == hint
 
 
 def test_run_names_bare_functions_from_steps_modules(

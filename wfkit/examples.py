@@ -192,7 +192,8 @@ ARTICLE_QUERIES: dict[str, tuple[str, tuple[str, ...]]] = {
 def rag_router() -> wf.Workflow:
     """The article's router from the module-level steps: classify, three routes on ``query_type``
     binding their tools, the default to web search, then generate the answer."""
-    flow = wf.Workflow("rag-router", description="the article's query router")
+    # The query is the run's input, declared: `wfkit run router.yaml` without it stops before classify.
+    flow = wf.Workflow("rag-router", description="the article's query router", inputs=["query"])
     for step in (classify, code_search, data_query, web_search, generate_answer):
         flow.step(step)
     route_by_query_type(flow)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import shlex
 import sqlite3
 import sys
 import time
@@ -508,9 +509,29 @@ def _inputs(text: str) -> dict[str, Any]:
     return value
 
 
+def _run_command(args: argparse.Namespace, inputs: dict[str, Any], missing: list[str]) -> str:
+    """This `wfkit run` command again, its inputs completed with a placeholder for each one missing."""
+    words = ["wfkit", "run", args.flow]
+    for module in args.steps or ():
+        words += ["--steps", module]
+    for option in ("tools", "policy", "workspace"):
+        if getattr(args, option):
+            words += [f"--{option}", getattr(args, option)]
+    words += ["--no-workspace"] if args.no_workspace else []
+    words += ["--json"] if args.json else []
+    words += ["--input", json.dumps({**inputs, **dict.fromkeys(missing, "...")})]
+    return shlex.join(words)
+
+
 def _run_flow(args: argparse.Namespace) -> int:
     inputs = _inputs(args.input)
     flow = _load_flow(args)
+    missing = [name for name in flow.inputs or () if name not in inputs]
+    if missing:  # refused here in the command's terms (the run would refuse it in Workflow(...)'s)
+        raise SystemExit(
+            f"wfkit run: {args.flow} declares the inputs {list(flow.inputs)} (its `inputs:`), and the run's "
+            f"inputs lack {missing}; nothing was started. Pass them: {_run_command(args, inputs, missing)}"
+        )
     workspace = False if args.no_workspace else args.workspace
     run = flow.run(inputs, workspace=workspace, policy=args.policy, raise_on_error=False)
     tools = {e.step: list(e.tools) for e in run.events if e.status == "ok"}
@@ -534,7 +555,27 @@ def _run_flow(args: argparse.Namespace) -> int:
             _print_tickets(_workspace(args), args, run.run_id)  # what to approve, as resume says
         if run.error is not None:
             _print(f"error: {run.error}", file=sys.stderr)
+    hint = _unknown_input_hint(args, flow, run, inputs)
+    if hint:
+        _print(hint, file=sys.stderr)
     return 0 if run.status in ("succeeded", "waiting_approval") else 1
+
+
+def _unknown_input_hint(args: argparse.Namespace, flow: Any, run: Any, inputs: dict[str, Any]) -> str | None:
+    """For a spec that declares no inputs (so nothing could be refused up front): a step that failed
+    on a KeyError for a field neither the inputs nor the state hold most likely read an input the
+    command was not given. Worded as an if: the KeyError may come from a dict of the step's own."""
+    cause = None if run.error is None else run.error.__cause__
+    if flow.inputs is not None or not isinstance(cause, KeyError) or len(cause.args) != 1:
+        return None
+    field = cause.args[0]
+    if not isinstance(field, str) or field in inputs or field in run.state:
+        return None
+    return (
+        f"wfkit run: step {run.error.step!r} read the field {field!r}, which the run's inputs lack and no step "
+        f"before it wrote: if the flow needs it, pass it ({_run_command(args, inputs, [field])}) and declare it "
+        f"in the spec (`inputs: [{field}]`), so that a run without it starts nothing"
+    )
 
 
 def _graph(args: argparse.Namespace) -> int:
@@ -579,8 +620,6 @@ def _workflow_of(ws: Any, run_id: str, ref: str | None, verb: str) -> Any:
 
 def _workspace_option(args: argparse.Namespace) -> str:
     """`` --workspace PATH`` when the command was given one (a command it prints must name it too)."""
-    import shlex
-
     return f" --workspace {shlex.quote(args.workspace)}" if args.workspace else ""
 
 
