@@ -593,3 +593,40 @@ def test_a_change_past_the_shown_width_of_a_long_value_is_shown(
         before, after = line.split(" -> ")
         assert before.endswith('the style guide: fine."'), line
         assert after.endswith('the style guide: fine!"'), line
+
+
+LONG_TABLE = (
+    "import pandas as pd\n"
+    "table = pd.DataFrame({'item': [f'item {i}' for i in range(100)], 'score': [i * 10 for i in range(100)]})\n"
+    "table.loc[50, 'score'] = middle\n"
+    "print(table)\n"
+    "table"
+)
+
+
+def test_a_change_in_the_rows_a_long_table_hides_is_a_regression(
+    project: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A DataFrame of more than 60 rows, displayed or printed, is compared whole: a changed value in a
+    middle row that pandas cuts from the table it shows (with "...") is a regression naming that row.
+    The notebook on disk is left as it was, and the user's own $PYTHONSTARTUP still runs in the kernel
+    and is what the kernel's environment names."""
+    startup = project / "startup.py"
+    startup.write_text("greeting = 'hello from the startup file'\n")
+    monkeypatch.setenv("PYTHONSTARTUP", str(startup))
+    check = f"import os\nprint(greeting, os.environ['PYTHONSTARTUP'] == {str(startup)!r})"
+    nb = _notebook(project / "nbs" / "long.ipynb", LONG_TABLE, check, params="middle = 500")
+    written = nb.read_bytes()
+    assert 0 == main(["replay", "nbs", "--update-baseline", "--report", "rep"])
+    capsys.readouterr()
+    assert 0 == main(["replay", "nbs", "--report", "rep"]), capsys.readouterr().out
+    assert 1 == main(["replay", "nbs", "--report", "rep", "-p", "middle", "501"])
+    out = capsys.readouterr().out
+    assert "      regression  nbs/long.ipynb  (0 runs, " in out
+    assert 'cell 1 (import pandas as pd): stdout line 52 "50  item 50    500" -> "50  item 50    501"' in out
+    assert 'cell 1 (import pandas as pd): result 1 line 52 "50  item 50    500" -> "50  item 50    501"' in out
+    assert 2 == out.count("- cell "), out  # nothing else differs
+    assert written == nb.read_bytes()
+    baseline = json.loads((project / "data" / "baselines" / "nbs" / "long.json").read_text())
+    shown = {cell["cell"]: cell.get("stdout") for cell in baseline["outputs"].values()}
+    assert "hello from the startup file True\n" == shown[2]
