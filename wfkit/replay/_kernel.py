@@ -40,7 +40,8 @@ def environment(env: dict[str, str]) -> dict[str, str]:
 
 
 def setup() -> None:
-    """In the replay's kernel, at its start: pandas shows tables whole; then the user's own startup file."""
+    """In the replay's kernel, at its start: pandas shows tables whole, each figure shown gets its
+    description beside its PNG; then the user's own startup file runs."""
     import pandas as pd
 
     for option in WHOLE:
