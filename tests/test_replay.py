@@ -593,3 +593,99 @@ def test_a_change_past_the_shown_width_of_a_long_value_is_shown(
         before, after = line.split(" -> ")
         assert before.endswith('the style guide: fine."'), line
         assert after.endswith('the style guide: fine!"'), line
+
+
+LONG_TABLE = (
+    "import pandas as pd\n"
+    "table = pd.DataFrame({'item': [f'item {i}' for i in range(100)], 'score': [i * 10 for i in range(100)]})\n"
+    "table.loc[50, 'score'] = middle\n"
+    "print(table)\n"
+    "table"
+)
+
+
+def test_a_change_in_the_rows_a_long_table_hides_is_a_regression(
+    project: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A DataFrame of more than 60 rows, displayed or printed, is compared whole: a changed value in a
+    middle row that pandas cuts from the table it shows (with "...") is a regression naming that row.
+    The notebook on disk is left as it was, and the user's own $PYTHONSTARTUP still runs in the kernel
+    and is what the kernel's environment names."""
+    startup = project / "startup.py"
+    startup.write_text("greeting = 'hello from the startup file'\n")
+    monkeypatch.setenv("PYTHONSTARTUP", str(startup))
+    check = f"import os\nprint(greeting, os.environ['PYTHONSTARTUP'] == {str(startup)!r})"
+    nb = _notebook(project / "nbs" / "long.ipynb", LONG_TABLE, check, params="middle = 500")
+    written = nb.read_bytes()
+    assert 0 == main(["replay", "nbs", "--update-baseline", "--report", "rep"])
+    capsys.readouterr()
+    assert 0 == main(["replay", "nbs", "--report", "rep"]), capsys.readouterr().out
+    assert 1 == main(["replay", "nbs", "--report", "rep", "-p", "middle", "501"])
+    out = capsys.readouterr().out
+    assert "      regression  nbs/long.ipynb  (0 runs, " in out
+    assert 'cell 1 (import pandas as pd): stdout line 52 "50  item 50    500" -> "50  item 50    501"' in out
+    assert 'cell 1 (import pandas as pd): result 1 line 52 "50  item 50    500" -> "50  item 50    501"' in out
+    assert 2 == out.count("- cell "), out  # nothing else differs
+    assert written == nb.read_bytes()
+    baseline = json.loads((project / "data" / "baselines" / "nbs" / "long.json").read_text())
+    shown = {cell["cell"]: cell.get("stdout") for cell in baseline["outputs"].values()}
+    assert "hello from the startup file True\n" == shown[2]
+
+
+FIGURE = (
+    "import matplotlib.pyplot as plt\n"
+    "fig, ax = plt.subplots(figsize=(4, 2))\n"
+    "ax.plot([1, 2, 3, 4, 5], [10, 20, middle, 40, 50], label='seats')\n"
+    "ax.set(title=title, xlabel='account', ylim=(0, 60))\n"
+    "ax.legend()\n"
+    "plt.show()"
+)
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "said"),
+    [
+        ("middle", "31", 'result 1 line 4 "axes 1: 1 line; x 0.8 to 5.2, y 0 to 60; digest '),
+        (
+            "title",
+            "seats per account",
+            "result 1 line 2 \"axes 1: title 'seats', x 'account' (linear), y '' (linear)\" -> ",
+        ),
+    ],
+)
+def test_a_figure_that_draws_something_else_is_a_regression(
+    project: Path, capsys: pytest.CaptureFixture[str], option: str, value: str, said: str
+) -> None:
+    """A figure of the same size and axes that draws one point elsewhere, or has another title, is a
+    regression naming the cell, the figure and the axes; its pixels are never compared, so the
+    same figure replays ok."""
+    nb = _notebook(project / "nbs" / "plot.ipynb", FIGURE, params="middle = 30\ntitle = 'seats'")
+    assert 0 == main(["replay", "nbs", "--update-baseline", "--report", "rep"])
+    capsys.readouterr()
+    assert 0 == main(["replay", "nbs", "--report", "rep"]), capsys.readouterr().out
+    assert 1 == main(["replay", "nbs", "--report", "rep", "-p", option, value])
+    out = capsys.readouterr().out
+    assert "      regression  nbs/plot.ipynb  (0 runs, " in out
+    assert f"cell 1 (import matplotlib.pyplot as plt): {said}" in out
+    assert 1 == out.count("- cell "), out
+    executed = nbformat.read(project / "rep" / "runs" / "nbs" / "plot" / "plot.ipynb", as_version=4)
+    (shown,) = executed.cells[-1].outputs
+    assert "image/png" in shown.data  # the notebook shows the figure as before
+    assert [] == [c.outputs for c in nbformat.read(nb, as_version=4).cells if c.cell_type == "code" and c.outputs]
+
+
+def test_a_figure_tagged_to_ignore_its_data_compares_its_titles_only(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A figure of measured (random) values in a cell tagged `wfkit-ignore-figure-data` replays ok
+    whatever it draws; its title is still compared."""
+    random_plot = FIGURE.replace("[10, 20, middle, 40, 50]", "__import__('numpy').random.rand(5) * middle")
+    nb = _notebook(project / "nbs" / "plot.ipynb", random_plot, params="middle = 30\ntitle = 'seats'")
+    tagged = nbformat.read(nb, as_version=4)
+    tagged.cells[1].metadata["tags"] = ["wfkit-ignore-figure-data"]
+    nbformat.write(tagged, nb)
+    assert 0 == main(["replay", "nbs", "--update-baseline", "--report", "rep"])
+    capsys.readouterr()
+    assert 0 == main(["replay", "nbs", "--report", "rep", "-p", "middle", "40"]), capsys.readouterr().out
+    assert 1 == main(["replay", "nbs", "--report", "rep", "-p", "title", "seats per account"])
+    assert "result 1 line 2 \"axes 1: title 'seats'" in capsys.readouterr().out

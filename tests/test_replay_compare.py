@@ -250,3 +250,26 @@ def test_an_item_of_a_map_step_is_named_by_its_index() -> None:
     """A map item's difference reads `step visit V item I`; a pooled latency one `step (all runs)`."""
     assert "m visit 1 item 2" == Difference("route", step="m#1[2]").step_label
     assert "m (all runs)" == Difference("latency", step="m").step_label
+
+
+def test_a_format_4_baseline_compares_figures_by_size_and_axes_and_says_what_it_does_not() -> None:
+    """A format-4 baseline holds a figure's first line only: today's figure is compared by that line
+    (its size and axes, so a figure of another size is still a regression) and one line says that what
+    figures draw is not compared until the baseline is recorded again; with no figure, nothing is said."""
+    old, new = _summary(), _summary()
+    old["version"] = 4
+    old["outputs"] = {"c1": {"cell": 1, "code": "plot()", "results": ["<Figure size 400x200 with 1 Axes>", "x"]}}
+    drawn = "<Figure size 400x200 with 1 Axes>\naxes 1: title 'a', x '' (linear), y '' (linear)\naxes 1: 1 line"
+    new["outputs"] = {"c1": {"cell": 1, "code": "plot()", "results": [drawn, "x"]}}
+    said = (
+        "what figures draw not compared: the baseline (format 4) holds only their size and axes; "
+        "record it again with --update-baseline to compare their titles, labels and data"
+    )
+    assert [said] == [str(d) for d in compare(old, new)]
+    new["outputs"]["c1"]["results"][0] = drawn.replace("400x200", "400x300")
+    assert [
+        said,
+        'cell 1 (plot()): result 1 line 1 "<Figure size 400x200 with 1 Axes>" -> "<Figure size 400x300 with 1 Axes>"',
+    ] == [str(d) for d in compare(old, new)]
+    old["outputs"] = new["outputs"] = {"c1": {"cell": 1, "code": "print(x)", "stdout": "1\n"}}
+    assert [] == compare(old, new)

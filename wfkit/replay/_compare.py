@@ -9,7 +9,9 @@ machine) and P99 only over 20 or more (with fewer it means "the slowest").
 
 What a cell showed is compared line by line, per stream and per displayed result: a difference
 names the cell, the stream and the first few lines that changed, moved, went or came. A baseline of
-format 2 or 3 holds no cell outputs, and says so once, with how to record it again.
+format 2 or 3 holds no cell outputs, and says so once, with how to record it again; one of format 4
+holds a figure's first line only (its size and axes), to which today's figures are compared, and
+says once that what they draw is not compared.
 
 A baseline of format 2 pooled latency by step name over every workflow. Its other signals are
 those of today, and so is its latency where one workflow ran that step; a step name several
@@ -25,7 +27,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from wfkit.replay._signals import ATTEMPT_SIGNALS, LATENCY_POOLED_BY_NAME, OUTPUTS_SINCE, SUMMARY_VERSION, Settings
+from wfkit.replay._signals import (
+    ATTEMPT_SIGNALS,
+    FIGURES_SINCE,
+    LATENCY_POOLED_BY_NAME,
+    OUTPUTS_SINCE,
+    SUMMARY_VERSION,
+    Settings,
+)
 
 _MISSING = object()
 
@@ -333,6 +342,24 @@ class _Comparer:
                 self.diffs.append(Difference("outputs", before, after, message=said, cell=cell))
 
 
+def _is_figure(result: Any) -> bool:
+    return isinstance(result, str) and result.startswith("<Figure size ")
+
+
+def _has_figures(outputs: Mapping[str, Any]) -> bool:
+    return any(_is_figure(r) and "\n" in r for cell in outputs.values() for r in cell.get("results") or [])
+
+
+def _figures_cut_to_first_line(outputs: Mapping[str, Any]) -> dict[str, Any]:
+    """``outputs`` with each figure's text as a baseline of format 4 holds it: its first line."""
+    return {
+        key: {**cell, "results": [r.split("\n", 1)[0] if _is_figure(r) else r for r in cell["results"]]}
+        if cell.get("results")
+        else cell
+        for key, cell in outputs.items()
+    }
+
+
 def _at(items: list[Any], index: int) -> Any:
     return items[index] if index < len(items) else None
 
@@ -400,7 +427,7 @@ def compare(
     """Differences between a baseline summary and this replay's; empty when nothing regressed."""
     settings = settings or Settings()
     version = baseline.get("version")
-    if version not in (SUMMARY_VERSION, 3, LATENCY_POOLED_BY_NAME):
+    if version not in (SUMMARY_VERSION, 4, 3, LATENCY_POOLED_BY_NAME):
         return [
             Difference(
                 "version",
@@ -436,7 +463,17 @@ def compare(
             )
         )
     else:
-        c.outputs(baseline.get("outputs") or {}, current.get("outputs") or {})
+        outputs = current.get("outputs") or {}
+        if isinstance(version, int) and version < FIGURES_SINCE and _has_figures(outputs):
+            outputs = _figures_cut_to_first_line(outputs)
+            c.diffs.append(
+                Difference(
+                    "outputs",
+                    message=f"what figures draw not compared: the baseline (format {version}) holds only their "
+                    "size and axes; record it again with --update-baseline to compare their titles, labels and data",
+                )
+            )
+        c.outputs(baseline.get("outputs") or {}, outputs)
     if settings.compare_latency:
         old_latency, pooled = baseline_latency(baseline)
         for step, workflows in pooled.items():

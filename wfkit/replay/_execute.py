@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, TypeAlias
 
 from wfkit._extras import require
+from wfkit.replay._kernel import environment
 from wfkit.replay._outputs import cell_outputs
 from wfkit.replay._signals import settings_of, summarise_with_ids
 
@@ -60,6 +61,7 @@ def run_notebook(job: NotebookJob) -> Outcome:
     folder.mkdir(parents=True, exist_ok=True)
     env_before = dict(os.environ)
     os.environ.update({"WFKIT_HOME": str(workspace), "WFKIT_MODE": "headless", "WFKIT_REPLAY": "1"})
+    os.environ.update(environment(env_before))  # tables shown whole (wfkit.replay._kernel)
     output = folder / job.notebook.name
     error: dict[str, Any] | None = None
     t0 = time.perf_counter()

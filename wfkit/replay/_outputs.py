@@ -2,13 +2,19 @@
 
 Per code cell: what it printed (``stdout``), what it wrote to ``stderr`` (warnings land there) and
 the text of each result it displayed (``text/plain``: a DataFrame's table, a figure's size and
-axes). A cell is keyed by its id (nbformat 4.5), so a cell added above leaves the others' keys
-alone, else by its place; it is labelled by its place in the notebook the user wrote (papermill's
+axes). A replay's kernel shows pandas tables whole, every row, column and character
+(:mod:`wfkit.replay._kernel`), so a value changed in the rows pandas would cut is compared too. A
+cell is keyed by its id (nbformat 4.5), so a cell added above leaves the others' keys alone, else by
+its place; it is labelled by its place in the notebook the user wrote (papermill's
 injected-parameters cell is not theirs) and its first line of code.
 
-Not compared: an image's pixels (the same figure renders to other bytes under another freetype or
-matplotlib, so a baseline recorded on a laptop would fail in CI), and rich formats beside the text
-(HTML, Markdown). A figure that appears, goes, or changes size or axes changes its text.
+A figure is compared by what it draws, never by its pixels (the same figure renders to other bytes
+under another freetype or matplotlib, so a baseline recorded on a laptop would fail in CI): its text
+(``<Figure size 640x480 with 1 Axes>``) is followed by the description the replay's kernel adds to it
+(:func:`wfkit.replay._kernel.describe_figure`): per axes its title, labels, scales, legend and texts,
+then what it holds, its limits and a digest of its data. A cell tagged ``wfkit-ignore-figure-data``
+(a plot of wall-clock times) keeps the first part only. Rich formats beside the text (HTML,
+Markdown) are not compared.
 
 What differs on every run by construction is masked where it is read: the run ids and ticket ids of
 the notebook's workspace (``<run N>``, ``<ticket>``, as in the runs' signals), timings (a number with
@@ -26,7 +32,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from wfkit.replay._kernel import FIGURE_MIME
+
 IGNORE_TAG = "wfkit-ignore-output"
+IGNORE_FIGURE_DATA_TAG = "wfkit-ignore-figure-data"
 _INJECTED = "injected-parameters"
 _NOISE = (
     # 2026-12-02T14:55:42.123456+00:00, 2026-12-02 14:55, 14:55:42.123
@@ -77,7 +86,8 @@ def cell_outputs(
             continue
         code = _text(mine.get("source", "")).strip()
         record: dict[str, Any] = {"cell": place, "code": code.splitlines()[0] if code else ""}
-        if IGNORE_TAG in mine.get("metadata", {}).get("tags", []):
+        tags = mine.get("metadata", {}).get("tags", [])
+        if IGNORE_TAG in tags:
             outputs[str(mine.get("id") or f"#{place}")] = {**record, "ignored": True}
             continue
         streams: dict[str, str] = {}
@@ -88,9 +98,15 @@ def cell_outputs(
                 name = str(out.get("name", "stdout"))
                 streams[name] = streams.get(name, "") + _unnoised(_text(out.get("text", "")), ids, folders)
             elif kind in ("execute_result", "display_data"):
-                plain = (out.get("data") or {}).get("text/plain")
+                data = out.get("data") or {}
+                plain = data.get("text/plain")
                 if plain is not None:
-                    results.append(_unnoised(_text(plain), ids, folders))
+                    figure = data.get(FIGURE_MIME) or {}
+                    drawn = [
+                        *figure.get("shape", []),
+                        *([] if IGNORE_FIGURE_DATA_TAG in tags else figure.get("data", [])),
+                    ]
+                    results.append(_unnoised("\n".join([_text(plain), *drawn]), ids, folders))
         record.update(streams)
         if results:
             record["results"] = results

@@ -39,8 +39,9 @@ from typing import Any
 
 from wfkit.replay._errors import ReplayError
 
-SUMMARY_VERSION = 4
+SUMMARY_VERSION = 5
 OUTPUTS_SINCE = 4  # formats 2 and 3 hold no cell outputs (wfkit.replay._outputs)
+FIGURES_SINCE = 5  # format 4 holds a figure's size and axes, not what it draws
 LATENCY_POOLED_BY_NAME = 2  # format 2: format 3 but for latency, pooled by step name over workflows
 
 RUN_SIGNALS = ("runs", "workflow", "status", "error", "inputs", "path", "state")

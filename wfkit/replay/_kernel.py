@@ -1,0 +1,133 @@
+"""What a replay's kernel does before the notebook's first cell, so that what its cells show holds
+everything the comparison needs.
+
+pandas cuts a table of more than 60 rows to its first and last few (``...`` between them), in its
+text and its HTML alike, and a long string in a cell to 50 characters: a value changed in what it
+cut would replay ok. A replay's kernel shows every row, column and character instead, in what the
+cells display and what they print.
+
+A matplotlib figure reaches the notebook as a PNG, whose bytes change with the machine's freetype
+and matplotlib (and whose pixels move with them), and a text that says only its size and number of
+axes: a changed plot would replay ok. A replay's kernel adds to each figure it shows a description
+of what it draws (:data:`FIGURE_MIME`): per axes its title, labels, scales, legend and texts, and
+what it holds (how many lines, patches, collections and images, its limits, and a digest of every
+coordinate, colour and tick label at 6 significant digits), which is the same wherever it is drawn.
+
+The replay hands its kernel ``$PYTHONSTARTUP`` naming :data:`STARTUP`, which IPython runs at start
+in the notebook's namespace, before any cell; it calls :func:`setup`, defines no name, and sets
+``$PYTHONSTARTUP`` back to what the user had (whose file then runs, as it would have). Nothing is
+written into the notebook, on disk or as a cell, and the numbering of its cells is untouched; a
+kernel Jupyter starts never runs this, so what a user sees there is pandas' usual table.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from typing import Any
+
+STARTUP = Path(__file__).with_name("_startup.py")
+USER_STARTUP = "WFKIT_REPLAY_USER_PYTHONSTARTUP"  # the user's $PYTHONSTARTUP, while the replay's stands in
+FIGURE_MIME = "application/vnd.wfkit.figure+json"  # {"shape": [lines], "data": [lines]}
+DIGITS = 6  # significant digits of a coordinate: a float summed in another order still reads the same
+WHOLE = ("display.max_rows", "display.max_columns", "display.max_colwidth", "display.max_seq_items")
+
+
+def environment(env: dict[str, str]) -> dict[str, str]:
+    """What to add to the environment ``env`` of the process that starts the replay's kernel."""
+    return {"PYTHONSTARTUP": str(STARTUP), USER_STARTUP: env.get("PYTHONSTARTUP", "")}
+
+
+def setup() -> None:
+    """In the replay's kernel, at its start: pandas shows tables whole, each figure shown gets its
+    description beside its PNG; then the user's own startup file runs."""
+    import pandas as pd
+
+    for option in WHOLE:
+        pd.set_option(option, None)
+    from IPython import get_ipython
+    from IPython.core.formatters import JSONFormatter
+
+    shell = get_ipython()
+    if shell is not None:
+        # A formatter of its own mime type, beside the PNG: the notebook shows the figure as before.
+        # Its print method names nothing, so no other object's _repr_json_ lands in it.
+        figures = JSONFormatter(parent=shell.display_formatter, format_type=FIGURE_MIME, print_method="_wfkit_figure_")
+        # By Figure's base class: when pyplot sets up the inline backend, IPython drops every
+        # formatter's printer of Figure itself (select_figure_formats), and this one would go too.
+        figures.for_type_by_name("matplotlib.figure", "FigureBase", describe_figure)  # type: ignore[no-untyped-call]
+        shell.display_formatter.formatters[FIGURE_MIME] = figures
+    user = os.environ.pop(USER_STARTUP, "")
+    if not user:
+        os.environ.pop("PYTHONSTARTUP", None)
+        return
+    os.environ["PYTHONSTARTUP"] = user
+    if shell is not None:
+        shell.safe_execfile(user, shell.user_ns, raise_exceptions=True)
+
+
+def _number(value: Any) -> str:
+    return f"{float(value):.{DIGITS}g}"
+
+
+def _numbers(values: Any) -> str:
+    import numpy as np
+
+    array: Any = np.ma.filled(np.ma.asarray(values, dtype=float), np.nan)
+    return ",".join(map(_number, array.ravel()))
+
+
+def _colour(value: Any) -> str:
+    from matplotlib.colors import to_hex
+
+    try:
+        return to_hex(value, keep_alpha=True)
+    except ValueError:  # several colours (a collection's): each of them
+        return ";".join(to_hex(c, keep_alpha=True) for c in value)
+
+
+def describe_figure(figure: Any) -> dict[str, list[str]]:
+    """What ``figure`` draws, as lines of text that repeat wherever it is drawn: ``shape`` (per axes
+    its title, labels, scales, legend entries and texts) and ``data`` (per axes how many artists of
+    each kind, its limits, and a digest of every coordinate, colour and tick label)."""
+    shape: list[str] = []
+    data: list[str] = []
+    shape.extend(f"text {t.get_text()!r}" for t in figure.texts if t.get_text())  # its suptitle too
+    for n, ax in enumerate(figure.get_axes(), 1):
+        if not ax.get_visible():
+            shape.append(f"axes {n}: hidden")
+            continue
+        shape.append(
+            f"axes {n}: title {ax.get_title()!r}, x {ax.get_xlabel()!r} ({ax.get_xscale()}), "
+            f"y {ax.get_ylabel()!r} ({ax.get_yscale()})"
+        )
+        legend = ax.get_legend()
+        if legend is not None:
+            shape.append(f"axes {n} legend: " + ", ".join(repr(t.get_text()) for t in legend.get_texts()))
+        shape.extend(f"axes {n} text {t.get_text()!r}" for t in ax.texts if t.get_text())
+        drawn: list[str] = []
+        for line in ax.lines:
+            drawn.append(f"line {_numbers(line.get_xydata())} {_colour(line.get_color())} {line.get_linestyle()}")
+        for patch in ax.patches:
+            corners = patch.get_patch_transform().transform(patch.get_path().vertices)
+            drawn.append(f"patch {_numbers(corners)} {_colour(patch.get_facecolor())}")
+        for collection in ax.collections:
+            paths = ";".join(_numbers(path.vertices) for path in collection.get_paths())
+            drawn.append(
+                f"collection {_numbers(collection.get_offsets())} {paths} {_colour(collection.get_facecolor())}"
+            )
+        for image in ax.images:
+            drawn.append(f"image {_numbers(image.get_array())}")
+        for axis in (ax.xaxis, ax.yaxis):
+            drawn.append("ticks " + ",".join(t.get_text() for t in axis.get_ticklabels()))
+        digest = hashlib.sha256("\n".join(drawn).encode()).hexdigest()[:12]
+        kinds = [("line", "lines", ax.lines), ("patch", "patches", ax.patches)]
+        kinds += [("collection", "collections", ax.collections), ("image", "images", ax.images)]
+        counts = ", ".join(f"{len(a)} {one if len(a) == 1 else many}" for one, many, a in kinds if len(a))
+        (x0, x1), (y0, y1) = ax.get_xlim(), ax.get_ylim()
+        data.append(
+            f"axes {n}: {counts or 'nothing drawn'}; x {_number(x0)} to {_number(x1)}, "
+            f"y {_number(y0)} to {_number(y1)}; digest {digest}"
+        )
+    return {"shape": shape, "data": data}
