@@ -32,7 +32,7 @@ _lock = threading.Lock()
 
 
 def _append(path: Path, line: str) -> int:
-    with _lock, path.open("a") as fh:
+    with _lock, path.open("a", encoding="utf-8") as fh:
         fh.write(line + "\n")
         fh.flush()
         os.fsync(fh.fileno())

@@ -46,7 +46,7 @@ def _ticket(workflow: str = "refunds", step: str = "pay", visit: int = 1) -> wf.
 
 
 def _write(path: Path, *lines: str) -> Path:
-    path.write_text("".join(line + "\n" for line in lines))
+    path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
     return path
 
 

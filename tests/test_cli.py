@@ -449,8 +449,12 @@ def test_validate_lists_every_problem_with_its_json_path(router_yaml: Path, caps
     """A spec with a typo in a route target and a bad operator fails with both problems, exit 1;
     each names the file and the line after its JSON path. The step the typo cuts off is not listed
     as unreachable: the typo, with the step it should name, is the one problem to fix."""
-    text = router_yaml.read_text().replace("go: data_query", "go: data_qery").replace("op: in", "op: among")
-    router_yaml.write_text(text)
+    text = (
+        router_yaml.read_text(encoding="utf-8")
+        .replace("go: data_query", "go: data_qery")
+        .replace("op: in", "op: among")
+    )
+    router_yaml.write_text(text, encoding="utf-8")
     assert 1 == main(["validate", str(router_yaml)])
     err = capsys.readouterr().err
     assert "wfkit validate: workflow 'rag-router' has 2 problems:" in err
@@ -561,7 +565,7 @@ def test_run_of_the_router_spec_without_a_query_starts_nothing(router_yaml: Path
         "nothing was started. Pass them: wfkit run router.yaml --tools wfkit.examples:reliable_tools --workspace ws "
         '--input \'{"query": "..."}\'\n'
     ) == run.stderr
-    assert "inputs: [query]\n" in router_yaml.read_text()
+    assert "inputs: [query]\n" in router_yaml.read_text(encoding="utf-8")
     assert 1 == len(wf.Workspace(tmp_path / "ws").runs())
 
 

@@ -953,7 +953,7 @@ def test_a_retry_records_the_backoff_it_waits_and_resume_waits_only_that(
 
 
 def _lines(path: Path) -> list[list[str]]:
-    return [line.split() for line in path.read_text().splitlines()] if path.exists() else []
+    return [line.split() for line in path.read_text(encoding="utf-8").splitlines()] if path.exists() else []
 
 
 @pytest.mark.parametrize(("kill_after", "inline"), [(40, False), (100, False), (70, True)])

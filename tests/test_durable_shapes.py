@@ -118,10 +118,10 @@ def _wait_for(condition: Callable[[], bool], what: str, proc: subprocess.Popen[s
     deadline = time.monotonic() + 60
     while not condition():
         if proc.poll() is not None:
-            pytest.fail(f"the run ended ({proc.returncode}) before {what}:\n{err.read_text()}")
+            pytest.fail(f"the run ended ({proc.returncode}) before {what}:\n{err.read_text(encoding='utf-8')}")
         if time.monotonic() > deadline:
             proc.kill()
-            pytest.fail(f"still not {what} after 60 s:\n{err.read_text()}")
+            pytest.fail(f"still not {what} after 60 s:\n{err.read_text(encoding='utf-8')}")
         time.sleep(0.02)
 
 
@@ -332,7 +332,7 @@ def test_crashes_inside_a_child_run_count_against_the_child_step_not_the_parent_
 
 def _state_letter(pid: int) -> str:
     """A process's state (``R``, ``S``, ``Z``, ...) from ``/proc/PID/stat``, after its name's ``)``."""
-    stat = Path(f"/proc/{pid}/stat").read_text()
+    stat = Path(f"/proc/{pid}/stat").read_text(encoding="utf-8")
     return stat[stat.rindex(")") + 1 :].split()[0]
 
 

@@ -42,7 +42,7 @@ SUMMARY_COLUMNS += ["failed_runs"]  # appended later, as new columns are
 
 def write_jsonl(path: Path, rows: list[Any]) -> Path:
     """Write one JSON value per line."""
-    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
     return path
 
 

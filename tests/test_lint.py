@@ -92,3 +92,54 @@ def test_the_public_api_type_checks_in_user_code_as_the_readme_uses_it(tmp_path:
         text=True,
     )
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+def _text_calls_without_encoding(source: str) -> list[tuple[int, str]]:
+    """Calls that read or write text (``read_text``, ``write_text``, ``open`` in a text mode)
+    without naming an ``encoding``: the machine's locale would decide it (cp1252 on Windows)."""
+    import ast
+
+    def modes(node: ast.expr) -> list[str]:
+        if isinstance(node, ast.Constant) and isinstance(node.value, str):
+            return [node.value]
+        if isinstance(node, ast.IfExp):  # open("wb" if fresh else "ab")
+            return modes(node.body) + modes(node.orelse)
+        return []
+
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if not isinstance(node, ast.Call):
+            continue
+        func = node.func
+        name = func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else None
+        if name not in ("read_text", "write_text", "open") or any(k.arg == "encoding" for k in node.keywords):
+            continue
+        if isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name) and func.value.id == "os":
+            continue  # os.open: a file descriptor, no text
+        given = [m for arg in node.args for m in modes(arg)]
+        given += [m for k in node.keywords if k.arg == "mode" for m in modes(k.value)]
+        if given and all("b" in mode for mode in given):
+            continue  # bytes
+        found.append((node.lineno, ast.unparse(node)[:100]))
+    return found
+
+
+def test_every_text_file_wfkit_reads_or_writes_names_its_encoding() -> None:
+    """Notebooks, baselines, datasets, decisions files and reports are UTF-8 wherever they are read:
+    a read or write that leaves the encoding to the machine's locale mangles them on Windows
+    (cp1252), where the HTML report said utf-8 in its header and was written in cp1252."""
+    found = [
+        f"{path.relative_to(ROOT)}:{line}: {call}"
+        for path in sorted((ROOT / "wfkit").rglob("*.py"))
+        for line, call in _text_calls_without_encoding(path.read_text(encoding="utf-8"))
+    ]
+    assert [] == found
+
+
+def test_the_encoding_check_finds_what_it_should() -> None:
+    """The check above flags text reads and writes left to the locale, and only those."""
+    source = (
+        "p.read_text()\np.write_text(s)\nopen(f)\np.open('w')\np.open('wb' if x else 'a')\n"
+        "p.read_text(encoding='utf-8')\nopen(f, 'rb')\np.open('wb' if x else 'ab')\nos.open(f, 0)\n"
+    )
+    assert [1, 2, 3, 4, 5] == [line for line, _ in _text_calls_without_encoding(source)]

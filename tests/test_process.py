@@ -82,10 +82,10 @@ def test_a_killed_child_not_yet_waited_for_is_not_alive_whatever_its_name(tmp_pa
         assert pid_alive(child.pid)
         child.kill()
         stat = Path(f"/proc/{child.pid}/stat")
-        while stat.read_text().rsplit(")", 1)[1].split()[0] != "Z":  # until the kill landed
+        while stat.read_text(encoding="utf-8").rsplit(")", 1)[1].split()[0] != "Z":  # until the kill landed
             assert time.monotonic() < deadline, "the child is not a zombie after 60 s"
             time.sleep(0.01)
-        assert "(a) R (b)" in stat.read_text()  # the name as the kernel shows it
+        assert "(a) R (b)" in stat.read_text(encoding="utf-8")  # the name as the kernel shows it
         assert not pid_alive(child.pid)
         assert child.returncode is None  # the check reaped nothing: the zombie is still ours to wait for
         assert stat.exists()

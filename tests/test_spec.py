@@ -41,7 +41,11 @@ def _assert_round_trip(flow: wf.Workflow, namespace: dict[str, Any] | None = Non
 def _round_trip_notebook(notebook: Path) -> list[str]:
     """Run a notebook's code cells in this process (top-level await allowed) and, after each cell,
     round-trip every Workflow in its namespace with that namespace as steps=; the names checked."""
-    cells = ["".join(c["source"]) for c in json.loads(notebook.read_text())["cells"] if c["cell_type"] == "code"]
+    cells = [
+        "".join(c["source"])
+        for c in json.loads(notebook.read_text(encoding="utf-8"))["cells"]
+        if c["cell_type"] == "code"
+    ]
     namespace: dict[str, Any] = {"__name__": "__main__"}
     checked: list[str] = []
 

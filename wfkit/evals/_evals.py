@@ -97,7 +97,7 @@ def _load_cases(source: str | os.PathLike[str] | Iterable[Mapping[str, Any]], su
             raise ValueError(_unread_format(path, suite))
         else:
             rows = []
-            for number, line in enumerate(path.read_text().splitlines(), 1):
+            for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
                 if not line.strip():
                     continue
                 try:

@@ -46,8 +46,10 @@ def driver_alive(record: dict[str, Any]) -> bool | None:
 def _process_started_at(pid: int) -> float | None:
     """When process ``pid`` started (seconds since the epoch), where /proc says (Linux); else None."""
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        boot = next(line for line in Path("/proc/stat").read_text().splitlines() if line.startswith("btime "))
+        stat = Path(f"/proc/{pid}/stat").read_text(encoding="utf-8")
+        boot = next(
+            line for line in Path("/proc/stat").read_text(encoding="utf-8").splitlines() if line.startswith("btime ")
+        )
     except (OSError, StopIteration):
         return None
     ticks = int(stat.rpartition(")")[2].split()[19])  # field 22, counted after the command's name

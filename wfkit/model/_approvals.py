@@ -198,7 +198,7 @@ class DecisionsFile(ApprovalPolicy):
         self._steps_named: dict[str, dict[str, list[int]]] = {}
         self._checked: dict[str, Mapping[str, GatedStep]] = {}
         try:
-            lines = self.path.read_text().splitlines()
+            lines = self.path.read_text(encoding="utf-8").splitlines()
         except OSError as exc:
             raise DecisionsFileError(f"cannot read the decisions file {self.path}: {exc}") from exc
         for number, line in enumerate(lines, 1):

@@ -137,7 +137,7 @@ def run_notebook(job: NotebookJob) -> Outcome:
 def _output_cells(output: Path) -> list[dict[str, Any]]:
     """The cells of the executed notebook papermill wrote (none if it wrote nothing readable)."""
     try:
-        cells: list[dict[str, Any]] = json.loads(output.read_text()).get("cells", [])
+        cells: list[dict[str, Any]] = json.loads(output.read_text(encoding="utf-8")).get("cells", [])
     except (OSError, ValueError):
         return []
     return cells

@@ -111,7 +111,7 @@ def read_baseline(file: Path) -> dict[str, Any]:
     """The baseline in ``file``, or a :class:`ReplayError` saying what is wrong with the file (a
     broken merge, a truncated write, a file that is not a baseline) before any comparison trips on it."""
     try:
-        data = json.loads(file.read_text())
+        data = json.loads(file.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise ReplayError(f"the baseline {file} is not JSON ({exc})") from exc
     if not isinstance(data, dict):
@@ -129,7 +129,7 @@ def read_baseline(file: Path) -> dict[str, Any]:
 def _recorded(baseline: Path) -> Iterable[tuple[Path, dict[str, object]]]:
     for file in sorted(baseline.rglob("*.json")) if baseline.is_dir() else []:
         try:
-            data = json.loads(file.read_text())
+            data = json.loads(file.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             continue
         if isinstance(data, dict):
@@ -164,6 +164,6 @@ def missing_baseline_hint(baseline: Path, key: str, digest: str, root: Path) -> 
 
 def _digest_of(file: Path) -> str:
     try:
-        return str(json.loads(file.read_text()).get("source_digest", ""))
+        return str(json.loads(file.read_text(encoding="utf-8")).get("source_digest", ""))
     except (OSError, ValueError):
         return ""

@@ -67,7 +67,7 @@ def _unnoised(text: str, ids: Mapping[str, str], folders: Mapping[str, str]) -> 
 
 def _cells(path: Path) -> list[dict[str, Any]]:
     try:
-        cells: list[dict[str, Any]] = json.loads(path.read_text()).get("cells", [])
+        cells: list[dict[str, Any]] = json.loads(path.read_text(encoding="utf-8")).get("cells", [])
     except (OSError, ValueError):
         return []
     return cells

@@ -32,7 +32,7 @@ class Parameter:
 
 def _parameters_cell(notebook: Path) -> str | None:
     try:
-        data = json.loads(notebook.read_text())
+        data = json.loads(notebook.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise ReplayError(f"cannot read {notebook} as a notebook: {exc}") from exc
     for cell in data.get("cells", []):
@@ -117,7 +117,7 @@ def gather_parameters(
     values: dict[str, Any] = {}
     if file is not None:
         try:
-            text = file.read_text()
+            text = file.read_text(encoding="utf-8")
         except OSError as exc:
             raise ReplayError(f"cannot read the parameters file {file}: {exc.strerror or exc}") from exc
         values.update(_yaml_mapping(text, f"the parameters file {file}"))

@@ -93,7 +93,9 @@ class NotebookItem(pytest.Item):
             check_kernel(kernel)
         report = self._folder("wfkit_report", "replay-report")
         report.mkdir(parents=True, exist_ok=True)
-        (report / REPORT_MARKER).write_text("a wfkit replay report: notebooks searched for replay skip this folder\n")
+        (report / REPORT_MARKER).write_text(
+            "a wfkit replay report: notebooks searched for replay skip this folder\n", encoding="utf-8"
+        )
         job = NotebookJob(
             notebook=self.path.resolve(),
             key=key,

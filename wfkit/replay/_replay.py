@@ -70,12 +70,14 @@ def judge(job: NotebookJob, outcome: Outcome, *, baseline: Path, root: Path, upd
     )
     base_file = baseline_file(baseline, job.key)
     job.out_dir.mkdir(parents=True, exist_ok=True)
-    (job.out_dir / "summary.json").write_text(json.dumps(summary, indent=1, sort_keys=True, default=str))
+    (job.out_dir / "summary.json").write_text(
+        json.dumps(summary, indent=1, sort_keys=True, default=str), encoding="utf-8"
+    )
     if row.error is not None:
         row.status = FAILED
     elif update_baseline:
         base_file.parent.mkdir(parents=True, exist_ok=True)
-        base_file.write_text(json.dumps(summary, indent=1, sort_keys=True) + "\n")
+        base_file.write_text(json.dumps(summary, indent=1, sort_keys=True) + "\n", encoding="utf-8")
         row.status = UPDATED
     elif not base_file.exists():
         row.status = NO_BASELINE
@@ -131,7 +133,9 @@ def replay(
     if cwd is not None and not cwd.is_dir():
         raise ReplayError(f"--cwd {cwd} is not a folder")
     report.mkdir(parents=True, exist_ok=True)
-    (report / REPORT_MARKER).write_text("a wfkit replay report: notebooks searched for replay skip this folder\n")
+    (report / REPORT_MARKER).write_text(
+        "a wfkit replay report: notebooks searched for replay skip this folder\n", encoding="utf-8"
+    )
     todo = []
     for nb in notebooks:
         key = notebook_key(nb, root)

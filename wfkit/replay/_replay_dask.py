@@ -59,8 +59,8 @@ class _ReplayPartition:
                     "outcome": json.dumps(
                         {k: v for k, v in result.items() if k not in ("output", "kernel_log")}, default=str
                     ),
-                    "executed": executed.read_text() if executed.exists() else None,
-                    "kernel_log": log.read_text(errors="replace") if log.exists() else None,
+                    "executed": executed.read_text(encoding="utf-8") if executed.exists() else None,
+                    "kernel_log": log.read_text(encoding="utf-8", errors="replace") if log.exists() else None,
                 }
             )
             progress()
@@ -91,10 +91,10 @@ def dask_runner(
             result: dict[str, Any] = json.loads(row["outcome"])
             result["output"] = result["kernel_log"] = None
             if row["executed"] is not None:
-                (job.out_dir / job.notebook.name).write_text(row["executed"])
+                (job.out_dir / job.notebook.name).write_text(row["executed"], encoding="utf-8")
                 result["output"] = str(job.out_dir / job.notebook.name)
             if row["kernel_log"] is not None:
-                (job.out_dir / KERNEL_LOG).write_text(row["kernel_log"])
+                (job.out_dir / KERNEL_LOG).write_text(row["kernel_log"], encoding="utf-8")
                 result["kernel_log"] = str(job.out_dir / KERNEL_LOG)
             done.add(row["notebook"])
             yield job, result

@@ -132,14 +132,16 @@ def write_html(report: Path, rows: Sequence[NotebookReport], *, seconds: float) 
         "<table>\n<thead><tr><th>notebook</th><th>status</th><th>runs</th><th>seconds</th><th>files</th>"
         "<th>errors and differences</th><th>latency</th></tr></thead>\n<tbody>\n"
         + "\n".join(_row(r, report) for r in rows)
-        + "\n</tbody>\n</table>\n</body>\n</html>\n"
+        + "\n</tbody>\n</table>\n</body>\n</html>\n",
+        encoding="utf-8",  # the page says utf-8: never the machine's locale (cp1252 on Windows)
     )
     return page
 
 
 def write_summary(report: Path, rows: Sequence[NotebookReport]) -> None:
     (report / "summary.json").write_text(
-        json.dumps({"totals": totals(rows), "notebooks": [r.to_json() for r in rows]}, indent=1, default=str)
+        json.dumps({"totals": totals(rows), "notebooks": [r.to_json() for r in rows]}, indent=1, default=str),
+        encoding="utf-8",
     )
 
 

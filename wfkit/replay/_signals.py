@@ -129,7 +129,7 @@ def _check_mask(entry: Any, where: str) -> tuple[str | None, str]:
 def settings_of(notebook: Path) -> Settings:
     """The notebook's comparison settings; a misspelt mask is refused, never silently ignored."""
     try:
-        meta = json.loads(notebook.read_text()).get("metadata", {}).get("wfkit", {})
+        meta = json.loads(notebook.read_text(encoding="utf-8")).get("metadata", {}).get("wfkit", {})
     except (OSError, ValueError) as exc:
         raise ReplayError(f"cannot read {notebook} as a notebook: {exc}") from exc
     where = f"{notebook.name} metadata.wfkit"
@@ -177,7 +177,7 @@ def settings_of(notebook: Path) -> Settings:
 def source_digest(notebook: Path) -> str:
     """A digest of the notebook's code, which tells a renamed notebook by its unchanged contents."""
     try:
-        cells = json.loads(notebook.read_text()).get("cells", [])
+        cells = json.loads(notebook.read_text(encoding="utf-8")).get("cells", [])
     except (OSError, ValueError):
         return ""
     code = ["".join(c.get("source", [])) for c in cells if c.get("cell_type") == "code"]

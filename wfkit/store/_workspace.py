@@ -313,7 +313,7 @@ class Workspace:
             + "\n"
             for t in tickets
         ]
-        Path(path).write_text("".join(lines))
+        Path(path).write_text("".join(lines), encoding="utf-8")
         return len(lines)
 
     # ---- irreversible steps ---------------------------------------------------------------------
