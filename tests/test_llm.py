@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from llm_server import LLMServer
 
@@ -353,10 +354,13 @@ def test_the_servers_x_should_retry_outranks_its_status(server: LLMServer, statu
 
 def test_slow_response_times_out_as_transient(server: LLMServer) -> None:
     """A reply slower than the call's timeout raises LLMTimeoutError (transient) at the timeout."""
-    server.script(("slow", 0.6))
-    started = time.monotonic()
-    exc = error_of(client_for(server), timeout=0.1)
-    assert time.monotonic() - started < 0.5
+    # The reply is held back until the test ends, so only the timeout can end the call. The wait
+    # counts from the server's receipt: on a loaded machine a fresh client took up to 1.8 s before
+    # it sent anything. Only reading has the short timeout, so the request always arrives.
+    server.script(("slow", 60.0))
+    exc = error_of(client_for(server), timeout=httpx.Timeout(30.0, read=0.1))
+    (request,) = server.requests  # one request: the client did not retry it on its own
+    assert time.monotonic() - request["at"] < 5.0  # the 0.1 s timeout, not the 60 s reply
     assert isinstance(exc, LLMTimeoutError)
     assert isinstance(exc, TimeoutError)
     assert wf.ErrorKind.TRANSIENT == wf.classify_error(exc)
@@ -364,9 +368,13 @@ def test_slow_response_times_out_as_transient(server: LLMServer) -> None:
 
 def test_client_timeout_applies_to_every_call(server: LLMServer) -> None:
     """timeout= on the client is each call's default; a call's own timeout= overrides it."""
-    server.script(("slow", 0.3), ("slow", 0.3))
-    assert isinstance(error_of(client_for(server, timeout=0.05)), LLMTimeoutError)
-    assert call(client_for(server, timeout=0.05), timeout=2.0).text.startswith("reply to")
+    # The first reply is held back until the test ends, so only the client's timeout can end that
+    # call; the second comes 0.5 s after its request, ten times the client's timeout and a sixtieth
+    # of the call's own. Only reading has the short timeout, so each request reaches the server.
+    server.script(("slow", 60.0), ("slow", 0.5))
+    short_read = httpx.Timeout(30.0, read=0.05)
+    assert isinstance(error_of(client_for(server, timeout=short_read)), LLMTimeoutError)
+    assert call(client_for(server, timeout=short_read), timeout=30.0).text.startswith("reply to")
 
 
 def test_malformed_json_is_a_clear_permanent_error(server: LLMServer) -> None:
@@ -756,10 +764,20 @@ def test_run_fails_at_once_on_malformed_reply(server: LLMServer) -> None:
 
 def test_run_retries_a_slow_reply_after_its_timeout(server: LLMServer) -> None:
     """A read timeout is transient: the step retries and the second, fast reply succeeds."""
-    server.script(("slow", 0.5), "ok")
-    flow = asking_flow(retry=wf.RetryPolicy(max_retries=1, base_delay=0.01))
+    # The first reply is held back until the test ends, so only the client's timeout can end that
+    # call. The retry's call gets a timeout of its own: under load the server took longer than
+    # 0.1 s to answer even a fast reply. Only reading has the short timeout, so the first request
+    # always reaches the server (and the held reply never goes to the retry).
+    server.script(("slow", 60.0), "ok")
+    flow = wf.Workflow("ask")
+
+    @flow.step(retry=wf.RetryPolicy(max_retries=1, base_delay=0.01))
+    async def ask(state: dict[str, Any], ctx: wf.StepContext) -> dict[str, Any]:
+        reply = await ctx.llm.complete(state["q"], ctx=ctx, timeout=None if ctx.attempt == 1 else 30.0)
+        return {"answer": reply.text}
+
     with test_mode():
-        run = flow.run({"q": "x"}, workspace=False, llm=client_for(server, timeout=0.1))
+        run = flow.run({"q": "x"}, workspace=False, llm=client_for(server, timeout=httpx.Timeout(30.0, read=0.1)))
     assert [("retry", "LLMTimeoutError"), ("ok", None)] == [(e.status, e.error_type) for e in run.events]
 
 
