@@ -1151,10 +1151,13 @@ def test_a_404_whose_body_names_the_model_gets_no_base_url_hint(server: LLMServe
 
 
 def test_jitter_on_a_servers_wait_never_costs_a_run_its_deadline(server: LLMServer) -> None:
-    """Retry-After: 1 under jitter=1 and a 1.6 s run deadline: the server's wait fits, but a
-    jittered one could not (up to 2 s), and the run ended at once as timed out. Jitter now only
+    """Retry-After: 3 under jitter=1 and a 5.6 s run deadline: the server's wait fits, but a
+    jittered one could not (up to 6 s), and the run ended at once as timed out. Jitter now only
     spreads the wait over half the time the deadline leaves beyond it, and every item gets its retry."""
-    server.script(*[("429", 1)] * 8)
+    # The deadline leaves 2.6 s beyond the server's wait for both rounds of calls: on a loaded
+    # machine eight calls took up to 0.9 s to come back (a 1 s wait and a 1.6 s deadline failed
+    # 29 times in 30 there). It must stay under twice the wait, or a jittered wait would fit too.
+    server.script(*[("429", 3)] * 8)
     flow = wf.Workflow("herd", inputs=["docs"])
 
     @flow.map(over="docs", into="answers", retry=wf.RetryPolicy(max_retries=1, base_delay=0.01, jitter=1.0))
@@ -1162,10 +1165,10 @@ def test_jitter_on_a_servers_wait_never_costs_a_run_its_deadline(server: LLMServ
         return (await ctx.llm.complete(doc)).text
 
     run = flow.run(
-        {"docs": [f"doc {i}" for i in range(8)]}, workspace=False, llm=client_for(server), seed=7, timeout=1.6
+        {"docs": [f"doc {i}" for i in range(8)]}, workspace=False, llm=client_for(server), seed=7, timeout=5.6
     )
     assert "succeeded" == run.status
     delays = [e.retry_delay_s for e in run.events if e.status == "retry"]
     assert 8 == len(delays)
-    assert all(1.0 <= delay < 1.3 for delay in delays), delays
+    assert all(3.0 <= delay < 4.3 for delay in delays), delays
     assert len(set(delays)) > 1, delays
