@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from llm_server import LLMServer
 
@@ -353,10 +354,13 @@ def test_the_servers_x_should_retry_outranks_its_status(server: LLMServer, statu
 
 def test_slow_response_times_out_as_transient(server: LLMServer) -> None:
     """A reply slower than the call's timeout raises LLMTimeoutError (transient) at the timeout."""
-    server.script(("slow", 0.6))
-    started = time.monotonic()
-    exc = error_of(client_for(server), timeout=0.1)
-    assert time.monotonic() - started < 0.5
+    # The reply is held back until the test ends, so only the timeout can end the call. The wait
+    # counts from the server's receipt: on a loaded machine a fresh client took up to 1.8 s before
+    # it sent anything. Only reading has the short timeout, so the request always arrives.
+    server.script(("slow", 60.0))
+    exc = error_of(client_for(server), timeout=httpx.Timeout(30.0, read=0.1))
+    (request,) = server.requests  # one request: the client did not retry it on its own
+    assert time.monotonic() - request["at"] < 5.0  # the 0.1 s timeout, not the 60 s reply
     assert isinstance(exc, LLMTimeoutError)
     assert isinstance(exc, TimeoutError)
     assert wf.ErrorKind.TRANSIENT == wf.classify_error(exc)
@@ -364,9 +368,13 @@ def test_slow_response_times_out_as_transient(server: LLMServer) -> None:
 
 def test_client_timeout_applies_to_every_call(server: LLMServer) -> None:
     """timeout= on the client is each call's default; a call's own timeout= overrides it."""
-    server.script(("slow", 0.3), ("slow", 0.3))
-    assert isinstance(error_of(client_for(server, timeout=0.05)), LLMTimeoutError)
-    assert call(client_for(server, timeout=0.05), timeout=2.0).text.startswith("reply to")
+    # The first reply is held back until the test ends, so only the client's timeout can end that
+    # call; the second comes 0.5 s after its request, ten times the client's timeout and a sixtieth
+    # of the call's own. Only reading has the short timeout, so each request reaches the server.
+    server.script(("slow", 60.0), ("slow", 0.5))
+    short_read = httpx.Timeout(30.0, read=0.05)
+    assert isinstance(error_of(client_for(server, timeout=short_read)), LLMTimeoutError)
+    assert call(client_for(server, timeout=short_read), timeout=30.0).text.startswith("reply to")
 
 
 def test_malformed_json_is_a_clear_permanent_error(server: LLMServer) -> None:
@@ -756,10 +764,20 @@ def test_run_fails_at_once_on_malformed_reply(server: LLMServer) -> None:
 
 def test_run_retries_a_slow_reply_after_its_timeout(server: LLMServer) -> None:
     """A read timeout is transient: the step retries and the second, fast reply succeeds."""
-    server.script(("slow", 0.5), "ok")
-    flow = asking_flow(retry=wf.RetryPolicy(max_retries=1, base_delay=0.01))
+    # The first reply is held back until the test ends, so only the client's timeout can end that
+    # call. The retry's call gets a timeout of its own: under load the server took longer than
+    # 0.1 s to answer even a fast reply. Only reading has the short timeout, so the first request
+    # always reaches the server (and the held reply never goes to the retry).
+    server.script(("slow", 60.0), "ok")
+    flow = wf.Workflow("ask")
+
+    @flow.step(retry=wf.RetryPolicy(max_retries=1, base_delay=0.01))
+    async def ask(state: dict[str, Any], ctx: wf.StepContext) -> dict[str, Any]:
+        reply = await ctx.llm.complete(state["q"], ctx=ctx, timeout=None if ctx.attempt == 1 else 30.0)
+        return {"answer": reply.text}
+
     with test_mode():
-        run = flow.run({"q": "x"}, workspace=False, llm=client_for(server, timeout=0.1))
+        run = flow.run({"q": "x"}, workspace=False, llm=client_for(server, timeout=httpx.Timeout(30.0, read=0.1)))
     assert [("retry", "LLMTimeoutError"), ("ok", None)] == [(e.status, e.error_type) for e in run.events]
 
 
@@ -912,10 +930,12 @@ def test_default_client_uses_a_configured_endpoint(server: LLMServer, monkeypatc
 def test_default_client_is_cheap_to_create(monkeypatch: pytest.MonkeyPatch) -> None:
     """Building the default client costs microseconds: no httpx client, no RNG until first use."""
     monkeypatch.delenv("WFKIT_LLM_BASE_URL", raising=False)
-    started = time.perf_counter()
+    # This thread's CPU time, not the wall clock: on a loaded machine the wall clock counts the
+    # time other processes had the CPU (600 us a client, against 10 us of this thread's own).
+    started = time.thread_time()
     for _ in range(1000):
         default_client(seed=1)
-    assert (time.perf_counter() - started) / 1000 < 200e-6
+    assert (time.thread_time() - started) / 1000 < 200e-6
 
 
 def rate_limited_map(server: LLMServer, tmp_path: Path, jitter: float) -> list[float]:
@@ -1131,10 +1151,13 @@ def test_a_404_whose_body_names_the_model_gets_no_base_url_hint(server: LLMServe
 
 
 def test_jitter_on_a_servers_wait_never_costs_a_run_its_deadline(server: LLMServer) -> None:
-    """Retry-After: 1 under jitter=1 and a 1.6 s run deadline: the server's wait fits, but a
-    jittered one could not (up to 2 s), and the run ended at once as timed out. Jitter now only
+    """Retry-After: 3 under jitter=1 and a 5.6 s run deadline: the server's wait fits, but a
+    jittered one could not (up to 6 s), and the run ended at once as timed out. Jitter now only
     spreads the wait over half the time the deadline leaves beyond it, and every item gets its retry."""
-    server.script(*[("429", 1)] * 8)
+    # The deadline leaves 2.6 s beyond the server's wait for both rounds of calls: on a loaded
+    # machine eight calls took up to 0.9 s to come back (a 1 s wait and a 1.6 s deadline failed
+    # 29 times in 30 there). It must stay under twice the wait, or a jittered wait would fit too.
+    server.script(*[("429", 3)] * 8)
     flow = wf.Workflow("herd", inputs=["docs"])
 
     @flow.map(over="docs", into="answers", retry=wf.RetryPolicy(max_retries=1, base_delay=0.01, jitter=1.0))
@@ -1142,10 +1165,10 @@ def test_jitter_on_a_servers_wait_never_costs_a_run_its_deadline(server: LLMServ
         return (await ctx.llm.complete(doc)).text
 
     run = flow.run(
-        {"docs": [f"doc {i}" for i in range(8)]}, workspace=False, llm=client_for(server), seed=7, timeout=1.6
+        {"docs": [f"doc {i}" for i in range(8)]}, workspace=False, llm=client_for(server), seed=7, timeout=5.6
     )
     assert "succeeded" == run.status
     delays = [e.retry_delay_s for e in run.events if e.status == "retry"]
     assert 8 == len(delays)
-    assert all(1.0 <= delay < 1.3 for delay in delays), delays
+    assert all(3.0 <= delay < 4.3 for delay in delays), delays
     assert len(set(delays)) > 1, delays
