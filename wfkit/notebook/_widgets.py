@@ -28,7 +28,7 @@ from wfkit.model._events import StepEvent, TokenChunk
 from wfkit.model._processors import redact_text
 from wfkit.model._status import RunStatus
 from wfkit.notebook._display import gate_outcomes, run_html, statuses
-from wfkit.store._workspace import workspace_path
+from wfkit.store._workspace import workspace_option, workspace_path
 
 if TYPE_CHECKING:
     from wfkit.engine._run import Run
@@ -112,7 +112,7 @@ def _view_restarted(run: Run) -> str:
     if run.workspace is None:
         return f"{said}. The run kept no workspace, so it ended with that kernel."
     where = _where(run.workspace)
-    shell = "" if not where else f" --workspace {html.escape(str(run.workspace))}"
+    shell = html.escape(workspace_option(run.workspace))  # quoted for a shell, as the CLI's own hints
     return (
         f"{said}: it shows the run as it was, and its controls do nothing. The workspace keeps the run: "
         f"<code>wf.Workspace({html.escape(where)}).run_info({html.escape(repr(run.run_id))})</code> in a cell, or "
