@@ -352,6 +352,27 @@ def test_retry_after_http_date_counts_from_the_responses_date(skew):
     assert 90.0 == retry_after_of(httpx_status_error(503, headers))
 
 
+@pytest.mark.parametrize("form", ["asctime", "-0000"])
+def test_retry_after_http_date_without_a_zone_is_gmt_on_a_machine_in_another_zone(monkeypatch, form):
+    """HTTP dates are GMT always (RFC 9110), also in the obsolete asctime form and with the
+    "-0000" zone, which Python reads as a date of no zone: on a machine whose local zone is hours
+    off UTC the wait must still be what the server asked, not off by the zone's hours."""
+    monkeypatch.setenv("TZ", "America/New_York")
+    time.tzset()
+    try:
+        now = time.time()
+        then = dt.datetime.fromtimestamp(now + 90, dt.UTC)
+        if form == "asctime":
+            header = then.strftime("%a %b %d %H:%M:%S %Y")
+        else:
+            header = then.strftime("%a, %d %b %Y %H:%M:%S -0000")
+        headers = {"Date": email.utils.formatdate(now, usegmt=True), "Retry-After": header}
+        assert 90.0 == pytest.approx(retry_after_of(httpx_status_error(503, headers)), abs=1)
+    finally:
+        monkeypatch.undo()  # the zone the process had, then read again
+        time.tzset()
+
+
 def test_retry_after_in_seconds_ignores_the_responses_date():
     """A Retry-After in seconds is a wait already: the Date beside it changes nothing."""
     headers = {"Date": email.utils.formatdate(time.time() - 3600, usegmt=True), "Retry-After": "5"}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime
 import email.utils
 import enum
 import math
@@ -120,11 +121,16 @@ def checked_kind(step: str, verdict: object, exc: BaseException) -> ErrorKind:
 
 
 def _http_date(text: str) -> float | None:
-    """An HTTP date ("Wed, 21 Oct 2026 07:28:00 GMT") as a POSIX timestamp; None if it is none."""
+    """An HTTP date ("Wed, 21 Oct 2026 07:28:00 GMT") as a POSIX timestamp; None if it is none.
+    HTTP dates are GMT (RFC 9110), also the obsolete asctime form and a "-0000" zone, which Python
+    reads as dates of no zone: those are taken as UTC, never as the machine's local time."""
     try:
-        return email.utils.parsedate_to_datetime(text.strip()).timestamp()
+        when = email.utils.parsedate_to_datetime(text.strip())
     except (TypeError, ValueError):
         return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=datetime.UTC)
+    return when.timestamp()
 
 
 def _parse_retry_after(value: Any, now: float | None = None) -> float | None:
