@@ -105,7 +105,20 @@ def _show(args: argparse.Namespace) -> int:
         _print(f"{step[:20]:20} {e['visit']:5d} {e['attempt']:7d} {e['status']:17} {e['latency_s']:9.3f}  {detail}")
     _print_reconciliations(ws, args, args.run_id)
     _print_tickets(ws, args, args.run_id)
+    why = _STOPPED.get(info["status"])
+    if why is not None:
+        hint = _resume_hint(ws, args, args.run_id).removeprefix("resume with ")
+        _print(f"\n{info['status']}: {why}continue it from its last completed step: {hint}")
     return 0
+
+
+# What `wfkit show` says before the command that resumes a run stopped so (a run timed out keeps its
+# spent deadline, so a resume would time out at once: no command for it).
+_STOPPED = {
+    RunStatus.INTERRUPTED: "the process running it stopped before the run ended, and nothing runs it now; ",
+    RunStatus.FAILED: "once its cause is fixed, ",
+    RunStatus.CANCELLED: "",
+}
 
 
 def _print_tickets(ws: Any, args: argparse.Namespace, run_id: str) -> None:
