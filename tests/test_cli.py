@@ -86,6 +86,42 @@ def test_each_command_help_says_what_it_does(command: tuple[str, ...], capsys: p
     assert COMMAND_SUMMARIES[command] in out
 
 
+def _arguments(parser: object, path: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], object]]:
+    """Every argument of every command (and sub-command) of a parser, with the command's words."""
+    import argparse
+
+    assert isinstance(parser, argparse.ArgumentParser)
+    found: list[tuple[tuple[str, ...], object]] = []
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, child in action.choices.items():
+                found += _arguments(child, (*path, name))
+        elif not isinstance(action, argparse._HelpAction):
+            found.append((path, action))
+    return found
+
+
+def test_every_option_and_argument_says_what_it_is_in_help() -> None:
+    """`wfkit show --help` listed `run_id` and `--json` with no word on them (so were `ticket`,
+    `--comment`, `logs`'s `{compact,export}`, `graph --format`, ...): a newcomer could not tell
+    what `--json` prints or what each `logs` action does without reading the source."""
+    from wfkit.cli._cli import build_parser
+
+    silent = [
+        " ".join([*path, *(getattr(action, "option_strings", None) or [getattr(action, "dest", "")])])
+        for path, action in _arguments(build_parser())
+        if not getattr(action, "help", None)
+    ]
+    assert [] == silent
+
+
+def test_the_demo_help_gives_its_default_seed(capsys: pytest.CaptureFixture[str]) -> None:
+    """`wfkit demo --help` said "seed for the simulated failures" but not which seed it uses unasked."""
+    with pytest.raises(SystemExit):
+        main(["demo", "--help"])
+    assert "seed for the simulated failures (default 7)" in " ".join(capsys.readouterr().out.split())
+
+
 def test_unknown_command_is_an_error(capsys: pytest.CaptureFixture[str]) -> None:
     """An unknown command exits with argparse's usage error."""
     with pytest.raises(SystemExit) as info:
