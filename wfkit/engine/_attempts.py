@@ -432,8 +432,8 @@ class AttemptRunner:
                 )
                 self._journal.record(self._make.outcome(act, out, None))
                 raise
-            except Exception as raised:
-                exc = in_place_write(spec.name, act.index, raised, (act.view, recorder))
+            except Exception as exc:  # (its name is unbound at the end of the block: no cycle through this frame)
+                exc = in_place_write(spec.name, act.index, exc, (act.view, recorder))
                 out = stamped(out, attempt, started_at, queue_s, latency, body_end)
                 out.error, out.usage = exc, None if ctx is None else ctx.usage
                 timed_out = isinstance(exc, StepTimeoutError)
