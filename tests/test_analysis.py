@@ -217,12 +217,40 @@ def test_runs_and_run_latency(known: Known) -> None:
         assert pytest.approx((row["end"] - row["start"]).total_seconds()) == row["duration_s"]
     assert runs["start"].is_monotonic_increasing
 
-    latency = frame.wf.run_latency()
+    latency = frame.wf.run_latency().loc["known"]
     assert ["p50", "p90", "p95", "p99", "max", "count"] == list(latency.index)
     assert RUNS == latency["count"]
     assert runs["duration_s"].max() == latency["max"]
     assert pytest.approx(np.quantile(runs["duration_s"], 0.99)) == latency["p99"]
     assert latency["p50"] <= latency["p90"] <= latency["p99"] <= latency["max"]
+
+
+def test_run_latency_is_per_workflow(workspace: Path) -> None:
+    """`wf.steps().wf.run_latency()` of a workspace holding two workflows pooled their runs into one
+    set of percentiles, which described neither (a quick lookup's P50 under a slow report's P99),
+    though every other table of the log is keyed by workflow. It now has a row per workflow."""
+    quick, slow = wf.Workflow("quick"), wf.Workflow("slow")
+    quick.step(lambda state: {"done": True}, name="lookup")
+
+    @slow.step
+    async def write(state: Any) -> dict[str, Any]:
+        await asyncio.sleep(0.05)
+        return {"done": True}
+
+    for _ in range(3):
+        quick.run({})
+        slow.run({})
+    frame = wf.steps()
+
+    latency = frame.wf.run_latency()
+    assert ["quick", "slow"] == list(latency.index)
+    assert ["p50", "p90", "p95", "p99", "max", "count"] == list(latency.columns)
+    runs = frame.wf.runs()
+    for name in ("quick", "slow"):
+        durations = runs.loc[runs["workflow"] == name, "duration_s"]
+        assert 3 == latency.loc[name, "count"]
+        assert pytest.approx(durations.quantile(0.5)) == latency.loc[name, "p50"]
+        assert durations.max() == latency.loc[name, "max"]
 
 
 def test_runs_counts_a_retried_timeout_as_a_retry(workspace: Path) -> None:

@@ -593,3 +593,60 @@ def test_a_map_step_failed_by_a_long_item_error_keeps_why_the_item_was_not_retri
     for message in messages:
         assert message.endswith(NO_RETRY_REASON), message[-200:]
         assert "... [truncated: " in message, message[-200:]
+
+
+# ---- a step that writes to its read-only state -------------------------------------------------
+
+
+def _assigns(state: Any) -> None:
+    state["summary"] = "done"
+
+
+def _updates(state: Any) -> None:
+    state.update(summary="done")
+
+
+async def _deletes(state: Any) -> None:
+    del state["topic"]
+
+
+@pytest.mark.parametrize("body", [_assigns, _updates, _deletes], ids=["assign", "update", "delete"])
+@pytest.mark.parametrize("durable", [False, True], ids=["memory", "durable"])
+def test_a_step_changing_its_state_in_place_fails_at_once_saying_to_return_the_update(body: Any, durable: bool) -> None:
+    """`state[k] = v` (or `state.update(...)`, `del state[k]`) is the first thing a newcomer tries;
+    it failed with Python's "'mappingproxy' object does not support item assignment" (or "has no
+    attribute 'update'", an unknown error that was retried), which says nothing of what to do."""
+    flow = wf.Workflow("in-place")
+    flow.step(name="write", retry=wf.RetryPolicy(max_retries=3, base_delay=0))(body)
+
+    run = flow.run({"topic": "bees"}, workspace=None if durable else False, raise_on_error=False)
+
+    assert "failed" == run.status
+    assert [("failed", 1, "permanent", "StateValueError")] == [
+        (e.status, e.attempt, e.error_kind, e.error_type) for e in run.events
+    ]
+    message = run.events[0].error_message
+    assert "step 'write' changed its state in place" in message
+    assert "read-only: return the fields it changes instead, e.g. return {'field': value}" in message
+    assert isinstance(run.error.__cause__, wf.StateValueError)
+    assert isinstance(run.error.__cause__.__cause__, (TypeError, AttributeError))  # Python's own, kept as the cause
+
+
+def test_a_map_item_changing_its_state_in_place_is_told_to_return_its_result() -> None:
+    """A map item writing to ``ctx.state`` learns where its result goes instead."""
+    flow = wf.Workflow("in-place-map", inputs=["docs"])
+
+    @flow.map(over="docs", into="summaries")
+    def summarise(doc: str, ctx: wf.StepContext) -> None:
+        ctx.state["summaries"] = [doc]
+
+    run = flow.run({"docs": ["a"]}, raise_on_error=False)
+
+    assert "failed" == run.status
+    assert isinstance(run.error.__cause__, wf.MapItemError)
+    assert isinstance(run.error.__cause__.__cause__, wf.StateValueError)
+    assert (
+        "item 0 of map step 'summarise' changed its state in place (TypeError: 'mappingproxy' object does not "
+        "support item assignment): a step's state is read-only: return the item's result, which the map "
+        "puts in its list"
+    ) in str(run.error)

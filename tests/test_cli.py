@@ -86,6 +86,42 @@ def test_each_command_help_says_what_it_does(command: tuple[str, ...], capsys: p
     assert COMMAND_SUMMARIES[command] in out
 
 
+def _arguments(parser: object, path: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], object]]:
+    """Every argument of every command (and sub-command) of a parser, with the command's words."""
+    import argparse
+
+    assert isinstance(parser, argparse.ArgumentParser)
+    found: list[tuple[tuple[str, ...], object]] = []
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, child in action.choices.items():
+                found += _arguments(child, (*path, name))
+        elif not isinstance(action, argparse._HelpAction):
+            found.append((path, action))
+    return found
+
+
+def test_every_option_and_argument_says_what_it_is_in_help() -> None:
+    """`wfkit show --help` listed `run_id` and `--json` with no word on them (so were `ticket`,
+    `--comment`, `logs`'s `{compact,export}`, `graph --format`, ...): a newcomer could not tell
+    what `--json` prints or what each `logs` action does without reading the source."""
+    from wfkit.cli._cli import build_parser
+
+    silent = [
+        " ".join([*path, *(getattr(action, "option_strings", None) or [getattr(action, "dest", "")])])
+        for path, action in _arguments(build_parser())
+        if not getattr(action, "help", None)
+    ]
+    assert [] == silent
+
+
+def test_the_demo_help_gives_its_default_seed(capsys: pytest.CaptureFixture[str]) -> None:
+    """`wfkit demo --help` said "seed for the simulated failures" but not which seed it uses unasked."""
+    with pytest.raises(SystemExit):
+        main(["demo", "--help"])
+    assert "seed for the simulated failures (default 7)" in " ".join(capsys.readouterr().out.split())
+
+
 def test_unknown_command_is_an_error(capsys: pytest.CaptureFixture[str]) -> None:
     """An unknown command exits with argparse's usage error."""
     with pytest.raises(SystemExit) as info:
@@ -340,6 +376,76 @@ def test_show_tells_a_maps_items_apart(workspace: Path, capsys: pytest.CaptureFi
     assert 0 == main(["show", run.run_id])
     names = [line.split()[0] for line in capsys.readouterr().out.splitlines() if line.startswith("work")]
     assert ["work[0]", "work[1]", "work[2]"] == sorted(n for n in names if "[" in n)
+
+
+KILLED_FLOW = """
+import os, signal
+import wfkit as wf
+
+flow = wf.Workflow("cli-killed")
+
+
+@flow.step
+def first(state):
+    return {"a": 1}
+
+
+@flow.step
+def second(state):
+    if os.environ.get("KILL_IN_SECOND"):
+        os.kill(os.getpid(), signal.SIGKILL)  # as kill -9 or a power cut would
+    return {"b": 2}
+
+
+flow.chain("first", "second")
+"""
+
+
+def test_show_of_a_killed_run_says_it_is_interrupted_and_how_to_resume_it(
+    workspace: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`wfkit show` of a run whose process was SIGKILLed listed its steps and stopped there: nothing
+    said that the run can go on, nor how. It now ends with the command, and the command works."""
+    (tmp_path / "killedflow.py").write_text(KILLED_FLOW, encoding="utf-8")
+    script = "import killedflow; killedflow.flow.run({})"
+    env = {**os.environ, "KILL_IN_SECOND": "1", "PYTHONPATH": os.pathsep.join([str(tmp_path), *sys.path])}
+    proc = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env, timeout=120)
+    assert -9 == proc.returncode
+    (run,) = wf.Workspace(workspace).runs()
+
+    assert 0 == main(["show", run["run_id"]])
+    out = capsys.readouterr().out
+    assert out.startswith(f"run {run['run_id']} of 'cli-killed': interrupted")
+    assert (
+        f"\ninterrupted: the process running it stopped before the run ended, and nothing runs it now; "
+        f"continue it from its last completed step: `wfkit resume {run['run_id']}`\n"
+    ) in out
+
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert 0 == main(["resume", run["run_id"]])
+    assert f"run {run['run_id']}: succeeded" in capsys.readouterr().out
+
+
+def test_show_of_a_failed_or_cancelled_run_says_how_to_resume_it(
+    workspace: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A failed run (once its cause is fixed) and a cancelled one continue with `wfkit resume`:
+    `wfkit show` says so, naming the --workflow a script's run needs."""
+    flow = wfkit.Workflow("cli-failing")
+    flow.step(lambda s: {"a": 1}, name="first")
+
+    @flow.step
+    def second(state: dict[str, int]) -> None:
+        raise ValueError("the API key is missing")
+
+    flow.chain("first", "second")
+    run = flow.run({}, raise_on_error=False)
+    assert 0 == main(["show", run.run_id])
+    out = capsys.readouterr().out
+    assert (
+        f"\nfailed: once its cause is fixed, continue it from its last completed step: "
+        f"`wfkit resume {run.run_id} --workflow module:name` (started from a notebook or script"
+    ) in out
 
 
 def _payout() -> wfkit.Workflow:

@@ -241,7 +241,8 @@ def test_state_is_read_only_for_steps() -> None:
 
     with pytest.raises(wf.StepFailedError) as info:
         flow.run({})
-    assert isinstance(info.value.__cause__, TypeError)
+    assert isinstance(info.value.__cause__, wf.StateValueError)  # saying to return the update
+    assert isinstance(info.value.__cause__.__cause__, TypeError)  # Python's own refusal
 
 
 def test_step_returning_non_mapping_fails_clearly() -> None:

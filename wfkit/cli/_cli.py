@@ -105,7 +105,20 @@ def _show(args: argparse.Namespace) -> int:
         _print(f"{step[:20]:20} {e['visit']:5d} {e['attempt']:7d} {e['status']:17} {e['latency_s']:9.3f}  {detail}")
     _print_reconciliations(ws, args, args.run_id)
     _print_tickets(ws, args, args.run_id)
+    why = _STOPPED.get(info["status"])
+    if why is not None:
+        hint = _resume_hint(ws, args, args.run_id).removeprefix("resume with ")
+        _print(f"\n{info['status']}: {why}continue it from its last completed step: {hint}")
     return 0
+
+
+# What `wfkit show` says before the command that resumes a run stopped so (a run timed out keeps its
+# spent deadline, so a resume would time out at once: no command for it).
+_STOPPED = {
+    RunStatus.INTERRUPTED: "the process running it stopped before the run ended, and nothing runs it now; ",
+    RunStatus.FAILED: "once its cause is fixed, ",
+    RunStatus.CANCELLED: "",
+}
 
 
 def _print_tickets(ws: Any, args: argparse.Namespace, run_id: str) -> None:
@@ -676,6 +689,9 @@ def _cache(args: argparse.Namespace) -> int:
     return 0
 
 
+_RUN_ID_HELP = "the run's id, as `wfkit runs` lists it (or run.run_id in Python)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="wfkit", description="Prototype and evaluate LLM-agent workflows.")
     parser.add_argument("--version", action="version", version=f"wfkit {__version__}")
@@ -685,7 +701,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="run the built-in query-router workflow offline and summarise the runs")
     demo.add_argument("--runs", type=int, default=40, help="how many queries to route (default 40)")
-    demo.add_argument("--seed", type=int, default=7, help="seed for the simulated failures")
+    demo.add_argument("--seed", type=int, default=7, help="seed for the simulated failures (default 7)")
     demo.set_defaults(handler=_demo)
 
     runs = sub.add_parser("runs", parents=[common], help="list runs: id, workflow, status, started, steps done")
@@ -696,27 +712,27 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"only runs with this status: {', '.join(RunStatus.ALL)}",
     )
     runs.add_argument("--limit", type=_positive_int, default=None, help="show the newest N runs")
-    runs.add_argument("--json", action="store_true")
+    runs.add_argument("--json", action="store_true", help="print the runs as a JSON list, each run's row whole")
     runs.set_defaults(handler=_runs)
 
     show = sub.add_parser("show", parents=[common], help="one run's steps, attempts, tickets and intents")
-    show.add_argument("run_id")
-    show.add_argument("--json", action="store_true")
+    show.add_argument("run_id", help=_RUN_ID_HELP)
+    show.add_argument("--json", action="store_true", help="print the run's record and its step events as JSON")
     show.set_defaults(handler=_show)
 
     pending = sub.add_parser("pending", parents=[common], help="open approval tickets")
-    pending.add_argument("--json", action="store_true")
+    pending.add_argument("--json", action="store_true", help="print the open tickets as a JSON list")
     pending.set_defaults(handler=_pending)
 
     for name in ("approve", "reject"):
         p = sub.add_parser(name, parents=[common], help=f"{name} an approval ticket")
-        p.add_argument("ticket")
+        p.add_argument("ticket", help="the ticket's id, as `wfkit pending` or `wfkit show RUN` prints it")
         p.add_argument("--by", required=True, help="the reviewer's name")
-        p.add_argument("--comment", default="")
+        p.add_argument("--comment", default="", help="why, kept with the decision (shown by `wfkit show`)")
         p.set_defaults(handler=_decide(name))
 
     resume = sub.add_parser("resume", parents=[common], help="continue a stopped run from its last completed step")
-    resume.add_argument("run_id")
+    resume.add_argument("run_id", help=_RUN_ID_HELP)
     resume.add_argument("--workflow", help="module:name of the workflow (default: where the run recorded it)")
     resume.add_argument(
         "--policy",
@@ -728,7 +744,7 @@ def build_parser() -> argparse.ArgumentParser:
     fork = sub.add_parser(
         "fork", parents=[common], help="start a new run from a stored run's checkpoint at a step, with changed state"
     )
-    fork.add_argument("run_id")
+    fork.add_argument("run_id", help="the stored run to fork (it stays as it is); `wfkit runs` lists them")
     fork.add_argument("--at", required=True, help="the step whose checkpoint the fork starts from")
     fork.add_argument("--visit", type=int, help="which visit of a looping step (default: its last)")
     fork.add_argument("--set", action="append", default=[], metavar="KEY=JSON", help="a state field to change")
@@ -749,8 +765,8 @@ def build_parser() -> argparse.ArgumentParser:
     clear.set_defaults(handler=_cache)
 
     rec = sub.add_parser("reconcile", parents=[common], help="settle an irreversible step cut off by a crash")
-    rec.add_argument("run_id")
-    rec.add_argument("step")
+    rec.add_argument("run_id", help=_RUN_ID_HELP)
+    rec.add_argument("step", help="the irreversible step whose side effect to settle, as `wfkit show RUN` names it")
     what = rec.add_mutually_exclusive_group(required=True)
     what.add_argument("--done", action="store_true", help="the side effect happened: count the step as done")
     what.add_argument("--retry", action="store_true", help="it did not happen: run the step again on resume")
@@ -760,8 +776,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev = sub.add_parser("eval", parents=[common], help="score a workflow suite over its dataset, compare variants")
     ev.add_argument("suite", help="a suite.py, or a folder holding one (e.g. evals/query_router)")
     ev.add_argument("--variant", action="append", help="variant(s) to run (default: all)")
-    ev.add_argument("--concurrency", type=int, default=16)
-    ev.add_argument("--json", action="store_true")
+    ev.add_argument("--concurrency", type=int, default=16, help="cases run at once (default 16)")
+    ev.add_argument("--json", action="store_true", help="print the summary and where it was saved as JSON")
     ev.add_argument("--dask", metavar="ADDRESS", help="send the cases to this Dask scheduler (tcp://host:8786)")
     ev.add_argument(
         "--dataset", help="with --dask: folder or URL every worker writes to (default: WORKSPACE/evals/runs)"
@@ -770,7 +786,12 @@ def build_parser() -> argparse.ArgumentParser:
     ev.set_defaults(handler=_eval)
 
     logs = sub.add_parser("logs", parents=[common], help="step-log files: export missing rows, compact small files")
-    logs.add_argument("action", choices=["compact", "export"])
+    logs.add_argument(
+        "action",
+        choices=["compact", "export"],
+        help="export: write the journal's attempts missing from the parquet step log; compact: export, "
+        "then merge the log's small files",
+    )
     logs.set_defaults(handler=_logs)
 
     doctor = sub.add_parser(
@@ -816,10 +837,10 @@ def build_parser() -> argparse.ArgumentParser:
         "halt); a policy given here is kept for the run's resumes",
     )
     rf.add_argument("--no-workspace", action="store_true", help="keep the run in memory only")
-    rf.add_argument("--json", action="store_true")
+    rf.add_argument("--json", action="store_true", help="print the run's id, status, path, tools, state, error as JSON")
     rf.set_defaults(handler=_run_flow)
     gr = sub.add_parser("graph", parents=[spec_args], help="draw a flow spec as SVG, Mermaid or Graphviz DOT")
-    gr.add_argument("--format", choices=["svg", "mermaid", "dot"], default="svg")
+    gr.add_argument("--format", choices=["svg", "mermaid", "dot"], default="svg", help="svg (default), mermaid or dot")
     gr.add_argument("--out", help="file to write (default: standard output)")
     gr.set_defaults(handler=_graph)
 

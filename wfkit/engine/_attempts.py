@@ -64,6 +64,33 @@ def plain_updates(updates: Mapping[str, Any]) -> bool:
     return True
 
 
+# How Python refuses a write to the state a step sees (a mappingproxy; a cached step's ReadRecorder).
+_READ_ONLY = ("'mappingproxy' object does not support item ", "'ReadRecorder' object does not support item ")
+
+
+def in_place_write(step: str, item: int | None, exc: Exception, views: tuple[object, ...]) -> Exception:
+    """``exc`` as a :class:`StateValueError` saying what to do, when it is Python refusing the step's
+    write to its read-only state (``state[k] = v``, ``del state[k]``, ``state.update(...)``): its own
+    words name a mappingproxy, which the step never made, and the ``AttributeError`` of ``update``
+    would be retried as an error of unknown kind. Any other error is returned as it is."""
+    if isinstance(exc, AttributeError):
+        hit = any(getattr(exc, "obj", None) is view for view in views)  # the object whose attribute was missing
+    else:
+        hit = type(exc) is TypeError and str(exc).startswith(_READ_ONLY)
+    if not hit:
+        return exc
+    who, fix = (
+        (f"step {step!r}", "return the fields it changes instead, e.g. return {'field': value}")
+        if item is None
+        else (f"item {item} of map step {step!r}", "return the item's result, which the map puts in its list")
+    )
+    error = StateValueError(
+        f"{who} changed its state in place ({type(exc).__name__}: {exc}): a step's state is read-only: {fix}"
+    )
+    error.__cause__ = exc
+    return error
+
+
 async def within(step: str, body: Awaitable[T], timeout: float) -> T:
     """Await an async step's ``body`` for at most ``timeout`` seconds: :class:`StepTimeoutError`
     once they pass (a ``TimeoutError`` the body raises itself stays its own)."""
@@ -405,7 +432,8 @@ class AttemptRunner:
                 )
                 self._journal.record(self._make.outcome(act, out, None))
                 raise
-            except Exception as exc:
+            except Exception as exc:  # (its name is unbound at the end of the block: no cycle through this frame)
+                exc = in_place_write(spec.name, act.index, exc, (act.view, recorder))
                 out = stamped(out, attempt, started_at, queue_s, latency, body_end)
                 out.error, out.usage = exc, None if ctx is None else ctx.usage
                 timed_out = isinstance(exc, StepTimeoutError)

@@ -193,15 +193,17 @@ class StepsAccessor:
         self._need("runs", "run_id", "started_at", "ended_at", *OUTCOME_COLUMNS)
         return runs_table(self._df)
 
-    def run_latency(self, quantiles: Sequence[float] = QUANTILES) -> pd.Series:
-        """Percentiles of whole-run duration (seconds), over every run in the frame."""
-        self._need("run_latency", "run_id", "started_at", "ended_at")
-        durations = runs_table(self._df, outcomes=False)["duration_s"]
-        result = durations.quantile(list(quantiles))
-        result.index = [quantile_label(q) for q in quantiles]
-        result["max"] = durations.max()
-        result["count"] = float(len(durations))
-        return result
+    def run_latency(self, quantiles: Sequence[float] = QUANTILES) -> pd.DataFrame:
+        """Percentiles of whole-run duration (seconds), its max and the count of runs, per workflow
+        (the runs of several workflows pooled would describe none of them)."""
+        self._need("run_latency", "run_id", "started_at", "ended_at", "workflow")
+        runs = runs_table(self._df, outcomes=False)
+        grouped = runs["duration_s"].groupby(runs["workflow"], observed=True)
+        table = grouped.quantile(list(quantiles)).unstack()
+        table.columns = [quantile_label(q) for q in quantiles]
+        table["max"] = grouped.max()
+        table["count"] = grouped.size()
+        return table
 
     # ---- comparing -----------------------------------------------------------------------------
 

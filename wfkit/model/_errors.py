@@ -5,7 +5,8 @@
     │   └── FlowSpecError                      a flow spec that cannot be loaded; each problem with its JSON path
     ├── ConditionError (ValueError)            a route condition that cannot be evaluated
     ├── StateConflictError (ValueError)        two parallel steps wrote one field with no merge rule
-    ├── StateValueError (ValueError)           a step returned something that is not a dict of updates
+    ├── StateValueError (ValueError)           a step returned something that is not a dict of updates,
+    │                                          or wrote to its read-only state
     ├── StepTimeoutError (TimeoutError)        one attempt ran past its step timeout
     ├── MapItemError                           an item of a map step failed for good (index, cause)
     ├── SubflowError                           a sub-workflow's child run ended badly (child_run_id, cause)
@@ -116,7 +117,8 @@ class StateConflictError(WfkitError, ValueError):
 
 
 class StateValueError(WfkitError, ValueError):
-    """A step returned something other than a mapping of state updates."""
+    """A step returned something other than a mapping of state updates, or wrote to the read-only
+    state it was given (``state[k] = v``): its cause is Python's own error."""
 
 
 class RunError(WfkitError):
