@@ -14,7 +14,9 @@ What it does for one run, asked by the scheduler (``_engine``) and the attempt r
 - **Gates** (``admit``): an approval gate's ticket (opened, decided by the policy, or left open so
   the run halts) and the intent of an irreversible step, committed before its body runs.
   It answers with an :class:`Admission`; the scheduler acts on it.
-- **Leases**: renewed with a checkpoint every half lease.
+- **Leases**: kept by the store's lease keeper while the run runs (``started`` ... ``finish``),
+  however long a step goes without a write; a checkpoint every half lease also writes the run's
+  time used so far with a renewal.
 - **Replay of a stored run** (``recorded``, ``cut_offs``): a stopped run's checkpoints, decoded
   and checked, for the scheduler to replay; after a crash, the attempts the crash cut off.
 - **The run's end** (``mark_running``, ``finish``): where it stopped, and the hand-over to the
@@ -162,7 +164,7 @@ class Durability:
         self._unsynced: list[tuple[asyncio.Future[Any] | None, StepEvent, float]] = []
         self._writes: list[asyncio.Future[Any]] = []
         self._waits: list[tuple[str, tuple[Any, ...]]] = []
-        self._lease_renew_at = time.monotonic() + LEASE_TTL / 2
+        self._lease_renew_at = time.monotonic() + (LEASE_TTL if store is None else store.lease_ttl) / 2
         # The run's deadline clock: the seconds it had used when it (re)started, and when that was
         # (monotonic); a lease renewal writes the time used so far (``started``). (Two slots, not
         # a tuple: ten thousand runs in flight would each hold one more object.)
@@ -235,7 +237,7 @@ class Durability:
         now = time.monotonic()
         lease_due = now >= self._lease_renew_at
         if lease_due:
-            self._lease_renew_at = now + LEASE_TTL / 2
+            self._lease_renew_at = now + store.lease_ttl / 2
         write, rows = store.checkpoint_write(
             event,
             outcome,
@@ -553,6 +555,8 @@ class Durability:
         deadline used: a lease renewal writes the time used since, so that a resume after a crash
         counts what ran before it (``Workflow.resume``)."""
         self._used, self._since = elapsed_before, t_start
+        if self.store is not None:
+            self.store.leases.keep(self.run_id)
 
     async def mark_running(self) -> None:
         """A resumed run is running again (its row said where it had stopped)."""
@@ -590,4 +594,6 @@ class Durability:
         except asyncio.CancelledError:
             writer.submit(None).result()  # everything handed over before is durable now
             raise
+        finally:
+            store.leases.drop(self.run_id)  # its last write released the lease (or failed: it expires)
         exporter.submit(store, store.path.parent, self.run_id)
