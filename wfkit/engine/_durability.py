@@ -35,15 +35,14 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, Literal, NamedTuple
 
 from wfkit.engine._activations import Activation, CutOff
-from wfkit.engine._stepevents import Emit, EventMaker
+from wfkit.engine._stepevents import HOST, Emit, EventMaker
 from wfkit.logs._steplog import exporter
 from wfkit.model._approvals import ApprovalPolicy, Ticket
 from wfkit.model._context import Failure
 from wfkit.model._errors import ApprovalRejectedError, ApprovalRequiredError
 from wfkit.model._events import FIELDS, Status, StepEvent
-from wfkit.model._retry import ErrorKind
 from wfkit.model._status import RunStatus
-from wfkit.store._journal import UNTIMED, load_json, warn_if_restored_redacted
+from wfkit.store._journal import load_json, warn_if_restored_redacted
 from wfkit.store._store import LEASE_TTL, Store
 from wfkit.store._workspace import decision_event
 from wfkit.store._writer import Rows, WriteOp
@@ -402,29 +401,25 @@ class Durability:
         return ADMITTED
 
     def _crashed_attempt(self, act: Activation, cut: CutOff) -> StepEvent:
-        """The attempt of an irreversible step that a crash cut off in its body: of unknown kind
-        and latency, with no backoff, as any crashed attempt (``AttemptRunner._crashed``): a
-        ``retry`` row, as the step's next row is another attempt (or the reconciliation that
-        says the side effect happened), never the run's end. But it is not retried by itself:
-        whether its side effect happened is for a person to say."""
-        name = act.spec.name
-        assert self.store is not None  # only a stored run has intents
-        error = self.store.intent_cut_off_error(self.run_id, name, act.visit, cut.attempt)
-        return self._make.event(
-            name,
+        """The attempt of an irreversible step that a crash cut off in its body, as the store
+        builds it for a reconciliation too (``Store.crashed_intent_attempt``), with this run's
+        columns, through its processors."""
+        make, store = self._make, self.store
+        assert store is not None  # only a stored run has intents
+        base = StepEvent(
+            self.run_id,
+            make.workflow,
+            make.version,
+            act.spec.name,
             act.visit,
             cut.attempt,
             Status.RETRY,
-            error,
-            ErrorKind.UNKNOWN,
-            cut.started_at or time.time(),
-            float("nan"),
-            0.0,
-            0.0,
-            None,
-            act.tools,
-            {"extra": dict(UNTIMED)},
+            tools=act.tools,
+            parameters_hash=make.parameters_hash,
+            host=HOST,
+            parent_run_id=make.parent_run_id,
         )
+        return make.processed(store.crashed_intent_attempt(base, cut.attempt, cut.started_at or time.time()))
 
     async def _open_ticket(self, act: Activation, reason: str, payload: dict[str, Any]) -> Ticket:
         assert self.store is not None
@@ -509,12 +504,12 @@ class Durability:
                 # reconciliation, or a resume before this one, journaled it already; unless the
                 # crash came while it waited to retry a transient error (no body ran).
                 intent_cut = store.intent_cut_off(self.run_id, spec.name, act.visit)
-                if intent_cut is not None:
+                if intent_cut is None:
+                    continue
+                if not intent_cut.waits_to_retry:
                     if self._crashed_in_body is None:
                         self._crashed_in_body = {}
-                    self._crashed_in_body[key] = CutOff(intent_cut[0], intent_cut[1], None, 0)
-                    continue
-                if not store.intent_waits_to_retry(self.run_id, spec.name, act.visit):
+                    self._crashed_in_body[key] = CutOff(intent_cut.attempt, intent_cut.started_at, None, 0)
                     continue
                 # Stopped in the backoff of a refused call: that backoff is waited out, as below.
             approval = spec.approval

@@ -1269,11 +1269,13 @@ class Store:
         keys = ("run_id", "step", "visit", "key")
         return [dict(zip(keys, r, strict=True)) for r in rows]
 
-    def intent_cut_off(self, run_id: str, step: str, visit: int) -> tuple[int, float] | None:
-        """The attempt of an irreversible step visit that a crash cut off after its intent, and
-        about when it started, while its intent is pending and no row journals that attempt yet
-        (None otherwise). Whoever meets it first journals it as crashed: the resume that finds the
-        intent pending, or the reconciliation (:meth:`settle_intent`), in either order, once."""
+    def intent_cut_off(self, run_id: str, step: str, visit: int) -> IntentCut | None:
+        """What a crash left of an irreversible step visit, in one read of its rows: the attempt it
+        cut off after its intent, and about when that started, while its intent is pending and no
+        row journals that attempt yet; or, ``waits_to_retry``, no attempt cut off (see
+        :meth:`intent_waits_to_retry`); None when neither. Whoever meets the cut-off attempt first
+        journals it as crashed (:meth:`crashed_intent_attempt`): the resume that finds the intent
+        pending, or the reconciliation (:meth:`settle_intent`), in either order, once."""
         return _intent_cut_off(self.conn, run_id, step, visit)
 
     def intent_waits_to_retry(self, run_id: str, step: str, visit: int) -> bool:
@@ -1284,15 +1286,35 @@ class Store:
         effect happened, so resume retries it per the step's policy, as the process would have.
         A retry after an error of unknown kind, or a timeout (a timed-out sync body may still have
         been running in its thread), is not this: its side effect may have happened, a person says."""
-        return _waits_to_retry(self.conn, run_id, step, visit)
+        conn = self.conn
+        return _waits_to_retry(conn, run_id, step, visit, _last_of_visit(conn, run_id, step, visit))
 
-    def intent_cut_off_error(self, run_id: str, step: str, visit: int, attempt: int) -> ProcessCrashedError:
-        """The error of that attempt's row (one text, whoever journals it), its command naming
-        this workspace unless it is the default one (it is copied into a shell anywhere)."""
-        return ProcessCrashedError(
+    def crashed_intent_attempt(self, base: StepEvent, attempt: int, started_at: float) -> StepEvent:
+        """The row of attempt ``attempt`` of an irreversible step that a crash cut off in its body
+        (:meth:`intent_cut_off`), on ``base``'s columns (its run, step and visit, and those that
+        say which run's rows it belongs with), whoever journals it: of unknown kind and latency,
+        with no backoff, as any crashed attempt: a ``retry`` row, as the step's next row is another
+        attempt (or the reconciliation that says the side effect happened), never the run's end.
+        But it is not retried by itself: whether its side effect happened is for a person to say,
+        and its error says how, its command naming this workspace unless it is the default one
+        (it is copied into a shell anywhere)."""
+        run_id, step, visit = base.run_id, base.step, base.visit
+        error = ProcessCrashedError(
             f"the process died during attempt {attempt} of irreversible step {step!r} (visit {visit}), "
             f"after its intent was recorded: whether its side effect happened is unknown; check, then "
             f"`wfkit reconcile {run_id} {step}{self.workspace_option()} --done|--retry --by NAME`"
+        )
+        return base._replace(
+            attempt=attempt,
+            status=Status.RETRY,
+            error_kind=ErrorKind.UNKNOWN.value,
+            error_type=type(error).__name__,
+            error_message=str(error),
+            started_at=started_at,
+            ended_at=math.nan,
+            latency_s=math.nan,
+            retry_delay_s=0.0,
+            extra=dict(UNTIMED),
         )
 
     def settle_intent(self, event: StepEvent, updates: str | None, *, status: str, by: str) -> None:
@@ -1316,21 +1338,8 @@ class Store:
                 )
             self._next_seqs.pop(event.run_id, None)  # a row not written by the bulk insert
             cut = _intent_cut_off(conn, event.run_id, event.step, event.visit)
-            if cut is not None:
-                attempt, started_at = cut
-                error = self.intent_cut_off_error(event.run_id, event.step, event.visit, attempt)
-                crashed = event._replace(
-                    attempt=attempt,
-                    status=Status.RETRY,
-                    error_kind=ErrorKind.UNKNOWN.value,
-                    error_type=type(error).__name__,
-                    error_message=str(error),
-                    started_at=started_at,
-                    ended_at=math.nan,
-                    latency_s=math.nan,
-                    retry_delay_s=0.0,
-                    extra=dict(UNTIMED),
-                )
+            if cut is not None and not cut.waits_to_retry:
+                crashed = self.crashed_intent_attempt(event, cut.attempt, cut.started_at)
                 conn.execute(JOURNAL_INSERT, event_row(with_run_columns(conn, crashed)))
             conn.execute(JOURNAL_INSERT, event_row(with_run_columns(conn, event), outcome, updates))
             conn.execute("UPDATE intents SET status=?, resolved_by=? WHERE run_id=? AND step=? AND visit=?", key)
@@ -1433,15 +1442,34 @@ def _lease_holder(run: Mapping[str, Any], now: float) -> str | None:
     return f"process {pid} on {host} (lease until {time.strftime('%H:%M:%S', time.localtime(expires))})"
 
 
-def _waits_to_retry(conn: sqlite3.Connection, run_id: str, step: str, visit: int) -> bool:
-    """See :meth:`Store.intent_waits_to_retry`. The failed attempt's row is durable before its
-    backoff begins, and a later attempt's start (``attempts``) before its body runs: with that row
-    last and no later start, no body was running when the process died."""
-    last = conn.execute(
-        "SELECT attempt, status, error_kind FROM journal WHERE run_id=? AND step=? AND visit=? "
-        "AND map_index IS NULL ORDER BY seq DESC LIMIT 1",
+class IntentCut(NamedTuple):
+    """What a crash left of an irreversible step visit (:meth:`Store.intent_cut_off`): the attempt
+    it cut off in its body and about when that started, or, with ``waits_to_retry``, none (the
+    step waited out the backoff of a retry of a refused call: attempt and start are 0)."""
+
+    attempt: int
+    started_at: float
+    waits_to_retry: bool = False
+
+
+_WAITS_TO_RETRY = IntentCut(0, 0.0, True)
+_VISIT_ROWS = "FROM journal WHERE run_id=? AND step=? AND visit=? AND map_index IS NULL"
+
+
+def _last_of_visit(conn: sqlite3.Connection, run_id: str, step: str, visit: int) -> tuple[Any, ...] | None:
+    """The last row of a step visit (not of its map items): ``(attempt, status, error_kind, error_type)``."""
+    row: tuple[Any, ...] | None = conn.execute(
+        f"SELECT attempt, status, error_kind, error_type {_VISIT_ROWS} ORDER BY seq DESC LIMIT 1",
         (run_id, step, visit),
     ).fetchone()
+    return row
+
+
+def _waits_to_retry(conn: sqlite3.Connection, run_id: str, step: str, visit: int, last: tuple[Any, ...] | None) -> bool:
+    """See :meth:`Store.intent_waits_to_retry` (``last``: the visit's :func:`_last_of_visit`). The
+    failed attempt's row is durable before its backoff begins, and a later attempt's start
+    (``attempts``) before its body runs: with that row last and no later start, no body was
+    running when the process died."""
     if last is None or last[0] < 1 or (last[1], last[2]) != (Status.RETRY, ErrorKind.TRANSIENT.value):
         return False
     later = conn.execute(
@@ -1450,27 +1478,26 @@ def _waits_to_retry(conn: sqlite3.Connection, run_id: str, step: str, visit: int
     return later is None
 
 
-def _intent_cut_off(conn: sqlite3.Connection, run_id: str, step: str, visit: int) -> tuple[int, float] | None:
+def _intent_cut_off(conn: sqlite3.Connection, run_id: str, step: str, visit: int) -> IntentCut | None:
     """See :meth:`Store.intent_cut_off`. While its intent is pending the step never runs again (a
     person must say first), so a crashed attempt as the visit's last row is the one this intent's
     crash cut off; any other last row (none, a failed attempt that was being retried, the
     reconciliation of an earlier crash that said run it again) came before it. The attempt
     started after the intent was recorded and after the run's last row ended."""
+    last = _last_of_visit(conn, run_id, step, visit)
+    if _waits_to_retry(conn, run_id, step, visit, last):
+        return _WAITS_TO_RETRY
     intent = conn.execute(
         "SELECT created_at FROM intents WHERE run_id=? AND step=? AND visit=? AND status='pending'",
         (run_id, step, visit),
     ).fetchone()
-    if intent is None or _waits_to_retry(conn, run_id, step, visit):
-        return None
-    visit_rows = "FROM journal WHERE run_id=? AND step=? AND visit=? AND map_index IS NULL"
-    last = conn.execute(f"SELECT error_type {visit_rows} ORDER BY seq DESC LIMIT 1", (run_id, step, visit)).fetchone()
-    if last is not None and last[0] == ProcessCrashedError.__name__:
+    if intent is None or (last is not None and last[3] == ProcessCrashedError.__name__):
         return None
     attempt, settled = conn.execute(
-        f"SELECT (SELECT MAX(attempt) {visit_rows}), (SELECT MAX(ended_at) FROM journal WHERE run_id=?)",
+        f"SELECT (SELECT MAX(attempt) {_VISIT_ROWS}), (SELECT MAX(ended_at) FROM journal WHERE run_id=?)",
         (run_id, step, visit, run_id),
     ).fetchone()
-    return (attempt or 0) + 1, max(intent[0], settled or 0.0)
+    return IntentCut((attempt or 0) + 1, max(intent[0], settled or 0.0))
 
 
 # Columns a new run's row sets (the rest keep their defaults).
