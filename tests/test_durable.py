@@ -304,6 +304,70 @@ def test_second_executor_is_refused_by_the_lease(tmp_path: Path) -> None:
         assert "succeeded" == flow.resume("held", workspace=ws).status
 
 
+LONG_STEP = textwrap.dedent(
+    """
+    import os, sys, time, wfkit as wf
+
+    def build(logs, irreversible):
+        flow = wf.Workflow("long-step")
+
+        @flow.step(irreversible=irreversible)
+        def call(state):  # an LLM call with a long timeout, a person at a tool: no write while it runs
+            with open(os.path.join(logs, "ran.log"), "a") as fh:
+                fh.write("call\\n")
+            print("started", flush=True)
+            # Only the process the test started waits (a resume that wrongly takes the run over
+            # here, in the test's process, runs the step at once: the test fails, it never hangs).
+            while os.environ.get("LONG_STEP_WAITS") and not os.path.exists(os.path.join(logs, "release")):
+                time.sleep(0.02)
+            return {"answer": 42}
+
+        return flow
+
+    if __name__ == "__main__":
+        ws, logs, kind = sys.argv[1:]
+        print(build(logs, kind == "irreversible").run({}, run_id="long", workspace=ws).status, flush=True)
+    """
+)
+
+
+@pytest.mark.parametrize("kind", ["plain", "irreversible"])
+def test_a_step_longer_than_the_lease_keeps_its_run(tmp_path: Path, kind: str) -> None:
+    """A live process whose step outlives the lease's first expiry (no write meanwhile) still holds
+    its run: a resume from another process is refused naming it, and so is a reconciliation of its
+    irreversible step; the status says running; the step runs once and the run succeeds."""
+    ws, logs = tmp_path / "ws", tmp_path / "logs"
+    logs.mkdir()
+    script = tmp_path / "long_step.py"
+    script.write_text(LONG_STEP, encoding="utf-8")
+    env = {**os.environ, "WFKIT_LEASE_TTL": "2", "LONG_STEP_WAITS": "1", "PYTHONPATH": str(HERE.parent)}
+    args = [sys.executable, str(script), str(ws), str(logs), kind]
+    with subprocess.Popen(args, env=env, stdout=subprocess.PIPE, text=True) as holder:
+        try:
+            assert "started" == holder.stdout.readline().strip()  # type: ignore[union-attr]
+            first_expiry = Workspace(ws).run_info("long")["lease"]["until"]
+            time.sleep(max(0.0, first_expiry - time.time()) + 0.3)  # the lease it took at its start is over
+            assert "running" == Workspace(ws).run_info("long")["status"]
+            sys.path.insert(0, str(tmp_path))
+            try:
+                from long_step import build  # type: ignore[import-not-found]
+            finally:
+                sys.path.remove(str(tmp_path))
+                sys.modules.pop("long_step", None)
+            flow = build(str(logs), kind == "irreversible")
+            with pytest.raises(wf.LeaseError, match=f"being executed by process {holder.pid} on"):
+                flow.resume("long", workspace=ws)
+            if kind == "irreversible":
+                with pytest.raises(wf.LeaseError, match=f"it is running in process {holder.pid} on"):
+                    Workspace(ws).reconcile("long", "call", action="retry", by="ops")
+        finally:
+            (logs / "release").touch()
+        out, _ = holder.communicate(timeout=60)
+    assert (0, "succeeded") == (holder.returncode, out.strip())
+    assert ["call"] == (logs / "ran.log").read_text().splitlines()
+    assert [("call", 1, "ok")] == [(e.step, e.attempt, e.status) for e in Workspace(ws).events("long")]
+
+
 def test_changed_workflow_warns_or_refuses() -> None:
     """Resuming with a changed definition warns; if a completed step is gone, it refuses."""
     flow = _steps_flow()
@@ -461,11 +525,8 @@ def test_run_deadline_survives_a_resume() -> None:
 DEADLINE_KILL = textwrap.dedent(
     """
     import os, signal, sys, time, wfkit as wf
-    import wfkit.engine._durability as durability
 
-    ws, renew = sys.argv[1], sys.argv[2]
-    if renew == "often":  # the lease renewed at every step: the row's clock moves with each one
-        durability.LEASE_TTL = 0.0
+    ws = sys.argv[1]
     flow = wf.Workflow("deadline-kill")
     flow.step(lambda s: time.sleep(0.4) or {"a": 1}, name="a")
     flow.step(lambda s: time.sleep(0.4) or {"b": 1}, name="b")
@@ -494,11 +555,14 @@ def test_run_deadline_counts_the_time_before_a_crash(tmp_path: Path, renew: str)
     steps before the crash and 0.5 s after are over a 1.1 s deadline (the resume started the clock
     at 0 again, so the run succeeded). Whether the lease was renewed in between or not."""
     ws = tmp_path / "ws"
-    args = [sys.executable, "-c", DEADLINE_KILL, str(ws), renew]
-    first = subprocess.run(args, capture_output=True, text=True, timeout=60)
+    args = [sys.executable, "-c", DEADLINE_KILL, str(ws)]
+    # often: a lease of 0.2 s is renewed with every checkpoint (each half lease), so the row's clock
+    # moves with each step of 0.4 s
+    env = {**os.environ, "WFKIT_LEASE_TTL": "0.2"} if renew == "often" else None
+    first = subprocess.run(args, capture_output=True, text=True, timeout=60, env=env)
     assert -signal.SIGKILL == first.returncode, first.stderr
     time.sleep(0.5)  # the time the run lay dead is not the run's
-    second = subprocess.run(args, capture_output=True, text=True, timeout=60)
+    second = subprocess.run(args, capture_output=True, text=True, timeout=60, env=env)
     assert (0, "timed_out") == (second.returncode, second.stdout.strip()), second.stderr
     elapsed = Workspace(ws).run_info("dl")["elapsed"]
     assert 1.1 <= elapsed < 1.6

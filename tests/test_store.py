@@ -541,6 +541,71 @@ def test_expired_lease_is_taken_over(store: Store, other: Store) -> None:
     assert row["lease_expires"] > time.time()
 
 
+@pytest.mark.parametrize(
+    ("lease", "held"),
+    [("fresh", True), ("expired, process alive", False), ("fresh, process dead", False), ("released", False)],
+)
+def test_a_run_reads_as_running_exactly_when_a_resume_is_refused(
+    store: Store, other: Store, lease: str, held: bool
+) -> None:
+    """The status a stored run shows (`wfkit runs`, ``run_info``) and whether another process may
+    take it over follow one rule: running while a live holder's lease lasts, else interrupted and
+    taken over."""
+    store.create_run(_row("r1"))
+    if lease == "expired, process alive":
+        _set_lease(store, "r1", expires=time.time() - 1)
+    elif lease == "fresh, process dead":
+        _set_lease(store, "r1", pid=_dead_pid())
+    elif lease == "released":
+        store.release("r1")
+    status = other.run_row("r1")["status"]
+    try:
+        other.acquire("r1")
+        taken = True
+    except wf.LeaseError:
+        taken = False
+    assert (("running", False) if held else ("interrupted", True)) == (status, taken)
+
+
+def test_a_live_runs_lease_is_renewed_without_writes(monkeypatch: pytest.MonkeyPatch, db: Path) -> None:
+    """While a run is live in a store (``leases.keep``), its lease is renewed though it writes
+    nothing (a long step), so no other process can take it; once it stops (``leases.drop``), the
+    lease runs out and another process takes the run over."""
+    monkeypatch.setenv("WFKIT_LEASE_TTL", "1.5")
+    holder, other = Store(db), Store(db)
+    try:
+        holder.create_run(_row("r1"))
+        first = holder.run_row("r1")["lease_expires"]
+        holder.leases.keep("r1")
+        while holder.run_row("r1")["lease_expires"] <= first:  # renewed before it expired
+            assert time.time() < first, "the lease expired before it was renewed"
+            time.sleep(0.02)
+        with pytest.raises(wf.LeaseError):
+            other.acquire("r1")
+        holder.leases.drop("r1")
+        # A renewal the keeper was handing over as the run stopped may still come: wait out the
+        # lease as the row says it, until it is over (renewals going on would never let it end).
+        give_up = time.time() + 10
+        while (status := other.run_row("r1")["status"]) == "running" and time.time() < give_up:
+            time.sleep(max(0.0, holder.run_row("r1")["lease_expires"] - time.time()) + 0.05)
+        assert "interrupted" == status
+        assert "r1" == other.acquire("r1")["run_id"]
+    finally:
+        holder.close()
+        other.close()
+
+
+@pytest.mark.parametrize("value", ["soon", "0", "-5", "nan", "inf"])
+def test_a_lease_ttl_that_is_not_a_duration_is_refused(monkeypatch: pytest.MonkeyPatch, db: Path, value: str) -> None:
+    """$WFKIT_LEASE_TTL must be seconds above 0: anything else is refused when the store opens,
+    naming the variable, the value and the default, before the file is touched."""
+    monkeypatch.setenv("WFKIT_LEASE_TTL", value)
+    expected = rf"^\$WFKIT_LEASE_TTL must be a number of seconds above 0 .*60 by default\), got '{value}'"
+    with pytest.raises(ValueError, match=expected):
+        Store(db)
+    assert not db.exists()
+
+
 def test_released_lease_is_taken(store: Store, other: Store) -> None:
     """After the holder releases a run, another store acquires it."""
     store.create_run(_row("r1"))

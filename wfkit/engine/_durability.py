@@ -14,7 +14,9 @@ What it does for one run, asked by the scheduler (``_engine``) and the attempt r
 - **Gates** (``admit``): an approval gate's ticket (opened, decided by the policy, or left open so
   the run halts) and the intent of an irreversible step, committed before its body runs.
   It answers with an :class:`Admission`; the scheduler acts on it.
-- **Leases**: renewed with a checkpoint every half lease.
+- **Leases**: kept by the store's lease keeper while the run runs (``started`` ... ``finish``),
+  however long a step goes without a write; a checkpoint every half lease also writes the run's
+  time used so far with a renewal.
 - **Replay of a stored run** (``recorded``, ``cut_offs``): a stopped run's checkpoints, decoded
   and checked, for the scheduler to replay; after a crash, the attempts the crash cut off.
 - **The run's end** (``mark_running``, ``finish``): where it stopped, and the hand-over to the
@@ -33,15 +35,14 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, Literal, NamedTuple
 
 from wfkit.engine._activations import Activation, CutOff
-from wfkit.engine._stepevents import Emit, EventMaker
+from wfkit.engine._stepevents import HOST, Emit, EventMaker
 from wfkit.logs._steplog import exporter
 from wfkit.model._approvals import ApprovalPolicy, Ticket
 from wfkit.model._context import Failure
 from wfkit.model._errors import ApprovalRejectedError, ApprovalRequiredError
 from wfkit.model._events import FIELDS, Status, StepEvent
-from wfkit.model._retry import ErrorKind
 from wfkit.model._status import RunStatus
-from wfkit.store._journal import UNTIMED, load_json, warn_if_restored_redacted
+from wfkit.store._journal import load_json, warn_if_restored_redacted
 from wfkit.store._store import LEASE_TTL, Store
 from wfkit.store._workspace import decision_event
 from wfkit.store._writer import Rows, WriteOp
@@ -162,7 +163,7 @@ class Durability:
         self._unsynced: list[tuple[asyncio.Future[Any] | None, StepEvent, float]] = []
         self._writes: list[asyncio.Future[Any]] = []
         self._waits: list[tuple[str, tuple[Any, ...]]] = []
-        self._lease_renew_at = time.monotonic() + LEASE_TTL / 2
+        self._lease_renew_at = time.monotonic() + (LEASE_TTL if store is None else store.lease_ttl) / 2
         # The run's deadline clock: the seconds it had used when it (re)started, and when that was
         # (monotonic); a lease renewal writes the time used so far (``started``). (Two slots, not
         # a tuple: ten thousand runs in flight would each hold one more object.)
@@ -235,7 +236,7 @@ class Durability:
         now = time.monotonic()
         lease_due = now >= self._lease_renew_at
         if lease_due:
-            self._lease_renew_at = now + LEASE_TTL / 2
+            self._lease_renew_at = now + store.lease_ttl / 2
         write, rows = store.checkpoint_write(
             event,
             outcome,
@@ -400,29 +401,25 @@ class Durability:
         return ADMITTED
 
     def _crashed_attempt(self, act: Activation, cut: CutOff) -> StepEvent:
-        """The attempt of an irreversible step that a crash cut off in its body: of unknown kind
-        and latency, with no backoff, as any crashed attempt (``AttemptRunner._crashed``): a
-        ``retry`` row, as the step's next row is another attempt (or the reconciliation that
-        says the side effect happened), never the run's end. But it is not retried by itself:
-        whether its side effect happened is for a person to say."""
-        name = act.spec.name
-        assert self.store is not None  # only a stored run has intents
-        error = self.store.intent_cut_off_error(self.run_id, name, act.visit, cut.attempt)
-        return self._make.event(
-            name,
+        """The attempt of an irreversible step that a crash cut off in its body, as the store
+        builds it for a reconciliation too (``Store.crashed_intent_attempt``), with this run's
+        columns, through its processors."""
+        make, store = self._make, self.store
+        assert store is not None  # only a stored run has intents
+        base = StepEvent(
+            self.run_id,
+            make.workflow,
+            make.version,
+            act.spec.name,
             act.visit,
             cut.attempt,
             Status.RETRY,
-            error,
-            ErrorKind.UNKNOWN,
-            cut.started_at or time.time(),
-            float("nan"),
-            0.0,
-            0.0,
-            None,
-            act.tools,
-            {"extra": dict(UNTIMED)},
+            tools=act.tools,
+            parameters_hash=make.parameters_hash,
+            host=HOST,
+            parent_run_id=make.parent_run_id,
         )
+        return make.processed(store.crashed_intent_attempt(base, cut.attempt, cut.started_at or time.time()))
 
     async def _open_ticket(self, act: Activation, reason: str, payload: dict[str, Any]) -> Ticket:
         assert self.store is not None
@@ -507,12 +504,12 @@ class Durability:
                 # reconciliation, or a resume before this one, journaled it already; unless the
                 # crash came while it waited to retry a transient error (no body ran).
                 intent_cut = store.intent_cut_off(self.run_id, spec.name, act.visit)
-                if intent_cut is not None:
+                if intent_cut is None:
+                    continue
+                if not intent_cut.waits_to_retry:
                     if self._crashed_in_body is None:
                         self._crashed_in_body = {}
-                    self._crashed_in_body[key] = CutOff(intent_cut[0], intent_cut[1], None, 0)
-                    continue
-                if not store.intent_waits_to_retry(self.run_id, spec.name, act.visit):
+                    self._crashed_in_body[key] = CutOff(intent_cut.attempt, intent_cut.started_at, None, 0)
                     continue
                 # Stopped in the backoff of a refused call: that backoff is waited out, as below.
             approval = spec.approval
@@ -553,6 +550,8 @@ class Durability:
         deadline used: a lease renewal writes the time used since, so that a resume after a crash
         counts what ran before it (``Workflow.resume``)."""
         self._used, self._since = elapsed_before, t_start
+        if self.store is not None:
+            self.store.leases.keep(self.run_id)
 
     async def mark_running(self) -> None:
         """A resumed run is running again (its row said where it had stopped)."""
@@ -590,4 +589,6 @@ class Durability:
         except asyncio.CancelledError:
             writer.submit(None).result()  # everything handed over before is durable now
             raise
+        finally:
+            store.leases.drop(self.run_id)  # its last write released the lease (or failed: it expires)
         exporter.submit(store, store.path.parent, self.run_id)

@@ -37,6 +37,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from wfkit.model._environ import setting
 from wfkit.model._errors import LeaseError, ProcessCrashedError, StoreCorruptError, WorkspaceNotFoundError
 from wfkit.model._events import FIELDS, Status, StepEvent
 from wfkit.model._process import pid_alive
@@ -60,6 +61,7 @@ from wfkit.store._journal import (
     verify_run,
     with_run_columns,
 )
+from wfkit.store._keeper import LeaseKeeper
 from wfkit.store._tickets import Tickets
 from wfkit.store._writer import Rows, WriteOp, Writer
 
@@ -69,6 +71,8 @@ from wfkit.store._writer import Rows, WriteOp, Writer
 SCHEMA_VERSION = 2
 _FIX = "it is damaged or truncated. Move it aside (or restore a backup) and wfkit will create a new one"
 _MAGIC = b"SQLite format 3\x00"
+# Seconds a run's lease lasts unless renewed; ``$WFKIT_LEASE_TTL`` sets it per store (a test of a
+# step that outlives the lease need not wait a minute for it).
 LEASE_TTL = 60.0
 _HOST = socket.gethostname()
 logger = logging.getLogger("wfkit")
@@ -253,24 +257,35 @@ def lost_wal_frames(db: Path) -> int:
 
 
 def effective_status(run: dict[str, Any], *, pending_intents: int) -> str:
-    """The status a stored run truly has: one stored as running whose lease holder is gone (its
-    lease expired, or its process on this host died), or one waiting for a reconciliation that
+    """The status a stored run truly has: one stored as running whose lease no one holds
+    (:func:`_lease_holder`, the rule a resume and a reconciliation go by), or one waiting for a reconciliation that
     already happened, is ``interrupted``: nothing runs it, and resuming continues it.
     ``pending_intents``: those of the run and of its sub-workflow runs (a parent waits for its
     child's reconciliation)."""
     status = str(run["status"])
     if status == RunStatus.RUNNING:
-        owner, host, pid, expires = run["lease_owner"], run["lease_host"], run["lease_pid"], run["lease_expires"]
-        if owner is None:
-            return RunStatus.INTERRUPTED
-        if host == _HOST and pid is not None:
-            # Here we can ask the process itself (a long step may outlive the lease it renews).
-            return RunStatus.RUNNING if pid_alive(pid) else RunStatus.INTERRUPTED
-        if (expires or 0) < time.time():
+        if _lease_holder(run, time.time()) is None:
             return RunStatus.INTERRUPTED
     elif status == RunStatus.NEEDS_RECONCILIATION and pending_intents == 0:
         return RunStatus.INTERRUPTED
     return status
+
+
+def _lease_ttl() -> float:
+    """The lease's length, ``$WFKIT_LEASE_TTL`` seconds (``LEASE_TTL`` when it is not set)."""
+    raw = setting("WFKIT_LEASE_TTL")
+    if raw is None:
+        return LEASE_TTL
+    try:
+        ttl = float(raw)
+    except ValueError:
+        ttl = math.nan
+    if not (0 < ttl < math.inf):
+        raise ValueError(
+            f"$WFKIT_LEASE_TTL must be a number of seconds above 0 (how long a run's lease lasts "
+            f"unless renewed; {LEASE_TTL:g} by default), got {raw!r}: set it to one, or unset it"
+        )
+    return ttl
 
 
 class Store:
@@ -292,6 +307,7 @@ class Store:
         self._conns: list[tuple[threading.Thread, sqlite3.Connection]] = []
         self._conns_lock = threading.Lock()
         self.owner = f"{_HOST}:{os.getpid()}:{id(self):x}"
+        self.lease_ttl = _lease_ttl()
         self._upgraded = False
         self._check_file(create)
         self._identity = _file_identity(path)
@@ -311,6 +327,9 @@ class Store:
         named = f" --workspace {shlex.quote(str(path.parent))}"
         self.workspace_option = workspace_option or (lambda: named)
         self.tickets = Tickets(path, self.do, self.read, self.workspace_option)
+        # The leases of the runs this store executes, renewed while they run (``leases.keep`` as a
+        # run starts, ``leases.drop`` as it stops), however long a step goes without a write.
+        self.leases = LeaseKeeper(self._renew_leases, every=self.lease_ttl / 3, name=str(path))
         # Used by the writer only (its thread, or a loop's commit under its gate).
         self._next_seqs = _NextSeqs()
 
@@ -669,13 +688,7 @@ class Store:
             "(SELECT 1 FROM journal j WHERE j.run_id = r.run_id AND j.seq > r.exported_seq)"
         )
         now = time.time()
-        out = []
-        for run_id, owner, host, pid, expires in rows:
-            executing = (
-                owner is not None and (expires or 0) > now and not (host == _HOST and pid and not pid_alive(pid))
-            )
-            out.append((run_id, bool(executing)))
-        return out
+        return [(r[0], _lease_holder(dict(zip(_LEASE, r[1:], strict=True)), now) is not None) for r in rows]
 
     def close(self) -> None:
         """Stop the writer (after it committed what it was handed), close this thread's connection
@@ -722,7 +735,7 @@ class Store:
             "lease_owner": self.owner,
             "lease_host": _HOST,
             "lease_pid": os.getpid(),
-            "lease_expires": now + LEASE_TTL,
+            "lease_expires": now + self.lease_ttl,
         }
         values["checksum"] = run_checksum(values)
         return [("run", _RUN_VALUES(values))]
@@ -734,7 +747,7 @@ class Store:
 
     def acquire_op(self, run_id: str) -> WriteOp[dict[str, Any]]:
         """The write that takes the run's lease (returns the run's row), for ``submit_async``."""
-        path, me = self.path, self.owner
+        path, me, ttl = self.path, self.owner, self.lease_ttl
 
         def acquire(conn: sqlite3.Connection) -> dict[str, Any]:
             now = time.time()
@@ -753,11 +766,24 @@ class Store:
                 )
             conn.execute(
                 "UPDATE runs SET lease_owner=?, lease_host=?, lease_pid=?, lease_expires=? WHERE run_id=?",
-                (me, _HOST, os.getpid(), now + LEASE_TTL, run_id),
+                (me, _HOST, os.getpid(), now + ttl, run_id),
             )
             return run
 
         return acquire
+
+    def _renew_leases(self, run_ids: tuple[str, ...]) -> None:
+        """Hand the renewal of these runs' leases to the writer (from the lease keeper's thread);
+        only a lease this store still holds is renewed (one released or taken over is left alone)."""
+        me, ttl = self.owner, self.lease_ttl
+
+        def renew(conn: sqlite3.Connection) -> None:
+            expires = time.time() + ttl
+            conn.executemany(
+                "UPDATE runs SET lease_expires=? WHERE run_id=? AND lease_owner=?", [(expires, r, me) for r in run_ids]
+            )
+
+        self.writer.submit(renew).add_done_callback(_log_failed_write)
 
     def mark_running_op(self, run_id: str, elapsed: float) -> WriteOp[None]:
         """A resumed run is running again, ``elapsed`` seconds of its deadline used. While a run
@@ -862,7 +888,7 @@ class Store:
         rows = self.checkpoint_rows(event, outcome, updates, failure)
         if intent_status is None and not lease_due:
             return None, rows
-        run_id, step, visit = event.run_id, event.step, event.visit
+        run_id, step, visit, ttl = event.run_id, event.step, event.visit, self.lease_ttl
 
         def with_checkpoint(conn: sqlite3.Connection) -> None:
             if intent_status is not None:  # only irreversible steps have intents
@@ -874,7 +900,7 @@ class Store:
                 now = time.time()
                 conn.execute(
                     "UPDATE runs SET lease_expires=?, updated_at=?, elapsed=COALESCE(?, elapsed) WHERE run_id=?",
-                    (now + LEASE_TTL, now, elapsed, run_id),
+                    (now + ttl, now, elapsed, run_id),
                 )
 
         return with_checkpoint, rows
@@ -1243,11 +1269,13 @@ class Store:
         keys = ("run_id", "step", "visit", "key")
         return [dict(zip(keys, r, strict=True)) for r in rows]
 
-    def intent_cut_off(self, run_id: str, step: str, visit: int) -> tuple[int, float] | None:
-        """The attempt of an irreversible step visit that a crash cut off after its intent, and
-        about when it started, while its intent is pending and no row journals that attempt yet
-        (None otherwise). Whoever meets it first journals it as crashed: the resume that finds the
-        intent pending, or the reconciliation (:meth:`settle_intent`), in either order, once."""
+    def intent_cut_off(self, run_id: str, step: str, visit: int) -> IntentCut | None:
+        """What a crash left of an irreversible step visit, in one read of its rows: the attempt it
+        cut off after its intent, and about when that started, while its intent is pending and no
+        row journals that attempt yet; or, ``waits_to_retry``, no attempt cut off (see
+        :meth:`intent_waits_to_retry`); None when neither. Whoever meets the cut-off attempt first
+        journals it as crashed (:meth:`crashed_intent_attempt`): the resume that finds the intent
+        pending, or the reconciliation (:meth:`settle_intent`), in either order, once."""
         return _intent_cut_off(self.conn, run_id, step, visit)
 
     def intent_waits_to_retry(self, run_id: str, step: str, visit: int) -> bool:
@@ -1258,15 +1286,35 @@ class Store:
         effect happened, so resume retries it per the step's policy, as the process would have.
         A retry after an error of unknown kind, or a timeout (a timed-out sync body may still have
         been running in its thread), is not this: its side effect may have happened, a person says."""
-        return _waits_to_retry(self.conn, run_id, step, visit)
+        conn = self.conn
+        return _waits_to_retry(conn, run_id, step, visit, _last_of_visit(conn, run_id, step, visit))
 
-    def intent_cut_off_error(self, run_id: str, step: str, visit: int, attempt: int) -> ProcessCrashedError:
-        """The error of that attempt's row (one text, whoever journals it), its command naming
-        this workspace unless it is the default one (it is copied into a shell anywhere)."""
-        return ProcessCrashedError(
+    def crashed_intent_attempt(self, base: StepEvent, attempt: int, started_at: float) -> StepEvent:
+        """The row of attempt ``attempt`` of an irreversible step that a crash cut off in its body
+        (:meth:`intent_cut_off`), on ``base``'s columns (its run, step and visit, and those that
+        say which run's rows it belongs with), whoever journals it: of unknown kind and latency,
+        with no backoff, as any crashed attempt: a ``retry`` row, as the step's next row is another
+        attempt (or the reconciliation that says the side effect happened), never the run's end.
+        But it is not retried by itself: whether its side effect happened is for a person to say,
+        and its error says how, its command naming this workspace unless it is the default one
+        (it is copied into a shell anywhere)."""
+        run_id, step, visit = base.run_id, base.step, base.visit
+        error = ProcessCrashedError(
             f"the process died during attempt {attempt} of irreversible step {step!r} (visit {visit}), "
             f"after its intent was recorded: whether its side effect happened is unknown; check, then "
             f"`wfkit reconcile {run_id} {step}{self.workspace_option()} --done|--retry --by NAME`"
+        )
+        return base._replace(
+            attempt=attempt,
+            status=Status.RETRY,
+            error_kind=ErrorKind.UNKNOWN.value,
+            error_type=type(error).__name__,
+            error_message=str(error),
+            started_at=started_at,
+            ended_at=math.nan,
+            latency_s=math.nan,
+            retry_delay_s=0.0,
+            extra=dict(UNTIMED),
         )
 
     def settle_intent(self, event: StepEvent, updates: str | None, *, status: str, by: str) -> None:
@@ -1290,21 +1338,8 @@ class Store:
                 )
             self._next_seqs.pop(event.run_id, None)  # a row not written by the bulk insert
             cut = _intent_cut_off(conn, event.run_id, event.step, event.visit)
-            if cut is not None:
-                attempt, started_at = cut
-                error = self.intent_cut_off_error(event.run_id, event.step, event.visit, attempt)
-                crashed = event._replace(
-                    attempt=attempt,
-                    status=Status.RETRY,
-                    error_kind=ErrorKind.UNKNOWN.value,
-                    error_type=type(error).__name__,
-                    error_message=str(error),
-                    started_at=started_at,
-                    ended_at=math.nan,
-                    latency_s=math.nan,
-                    retry_delay_s=0.0,
-                    extra=dict(UNTIMED),
-                )
+            if cut is not None and not cut.waits_to_retry:
+                crashed = self.crashed_intent_attempt(event, cut.attempt, cut.started_at)
                 conn.execute(JOURNAL_INSERT, event_row(with_run_columns(conn, crashed)))
             conn.execute(JOURNAL_INSERT, event_row(with_run_columns(conn, event), outcome, updates))
             conn.execute("UPDATE intents SET status=?, resolved_by=? WHERE run_id=? AND step=? AND visit=?", key)
@@ -1388,7 +1423,17 @@ _LEASE = ("lease_owner", "lease_host", "lease_pid", "lease_expires")
 def _lease_holder(run: Mapping[str, Any], now: float) -> str | None:
     """Which process executes a stored run now (``process PID on HOST (lease until HH:MM:SS)``),
     from its lease columns: one holds a lease not yet expired, unless it is a process of this host
-    that is gone; None when none does (never leased, released, expired, or its process died)."""
+    that is gone; None when none does (never leased, released, expired, or its process died). The
+    one rule for whether a run is running (``effective_status``), may be taken over (``acquire``)
+    or reconciled (``settle_intent``).
+
+    The expiry decides, on this host too; the pid only says sooner that a holder is gone. A live
+    holder never lets its lease expire: its lease keeper renews it every third of the TTL while
+    the run runs, however long a step takes (``_keeper``). A live pid does not keep an expired
+    lease held: after a crash that pid may be another process's (pids are reused), which would
+    then hold the run until it ended, for ever for a long-lived one (a kernel, a server), and no
+    resume could take it over. So a reused pid holds a dead process's run until its lease expires
+    (at most the TTL), no longer."""
     owner, host, pid, expires = run["lease_owner"], run["lease_host"], run["lease_pid"], run["lease_expires"]
     if owner is None or expires is None or expires <= now:
         return None
@@ -1397,15 +1442,34 @@ def _lease_holder(run: Mapping[str, Any], now: float) -> str | None:
     return f"process {pid} on {host} (lease until {time.strftime('%H:%M:%S', time.localtime(expires))})"
 
 
-def _waits_to_retry(conn: sqlite3.Connection, run_id: str, step: str, visit: int) -> bool:
-    """See :meth:`Store.intent_waits_to_retry`. The failed attempt's row is durable before its
-    backoff begins, and a later attempt's start (``attempts``) before its body runs: with that row
-    last and no later start, no body was running when the process died."""
-    last = conn.execute(
-        "SELECT attempt, status, error_kind FROM journal WHERE run_id=? AND step=? AND visit=? "
-        "AND map_index IS NULL ORDER BY seq DESC LIMIT 1",
+class IntentCut(NamedTuple):
+    """What a crash left of an irreversible step visit (:meth:`Store.intent_cut_off`): the attempt
+    it cut off in its body and about when that started, or, with ``waits_to_retry``, none (the
+    step waited out the backoff of a retry of a refused call: attempt and start are 0)."""
+
+    attempt: int
+    started_at: float
+    waits_to_retry: bool = False
+
+
+_WAITS_TO_RETRY = IntentCut(0, 0.0, True)
+_VISIT_ROWS = "FROM journal WHERE run_id=? AND step=? AND visit=? AND map_index IS NULL"
+
+
+def _last_of_visit(conn: sqlite3.Connection, run_id: str, step: str, visit: int) -> tuple[Any, ...] | None:
+    """The last row of a step visit (not of its map items): ``(attempt, status, error_kind, error_type)``."""
+    row: tuple[Any, ...] | None = conn.execute(
+        f"SELECT attempt, status, error_kind, error_type {_VISIT_ROWS} ORDER BY seq DESC LIMIT 1",
         (run_id, step, visit),
     ).fetchone()
+    return row
+
+
+def _waits_to_retry(conn: sqlite3.Connection, run_id: str, step: str, visit: int, last: tuple[Any, ...] | None) -> bool:
+    """See :meth:`Store.intent_waits_to_retry` (``last``: the visit's :func:`_last_of_visit`). The
+    failed attempt's row is durable before its backoff begins, and a later attempt's start
+    (``attempts``) before its body runs: with that row last and no later start, no body was
+    running when the process died."""
     if last is None or last[0] < 1 or (last[1], last[2]) != (Status.RETRY, ErrorKind.TRANSIENT.value):
         return False
     later = conn.execute(
@@ -1414,27 +1478,26 @@ def _waits_to_retry(conn: sqlite3.Connection, run_id: str, step: str, visit: int
     return later is None
 
 
-def _intent_cut_off(conn: sqlite3.Connection, run_id: str, step: str, visit: int) -> tuple[int, float] | None:
+def _intent_cut_off(conn: sqlite3.Connection, run_id: str, step: str, visit: int) -> IntentCut | None:
     """See :meth:`Store.intent_cut_off`. While its intent is pending the step never runs again (a
     person must say first), so a crashed attempt as the visit's last row is the one this intent's
     crash cut off; any other last row (none, a failed attempt that was being retried, the
     reconciliation of an earlier crash that said run it again) came before it. The attempt
     started after the intent was recorded and after the run's last row ended."""
+    last = _last_of_visit(conn, run_id, step, visit)
+    if _waits_to_retry(conn, run_id, step, visit, last):
+        return _WAITS_TO_RETRY
     intent = conn.execute(
         "SELECT created_at FROM intents WHERE run_id=? AND step=? AND visit=? AND status='pending'",
         (run_id, step, visit),
     ).fetchone()
-    if intent is None or _waits_to_retry(conn, run_id, step, visit):
-        return None
-    visit_rows = "FROM journal WHERE run_id=? AND step=? AND visit=? AND map_index IS NULL"
-    last = conn.execute(f"SELECT error_type {visit_rows} ORDER BY seq DESC LIMIT 1", (run_id, step, visit)).fetchone()
-    if last is not None and last[0] == ProcessCrashedError.__name__:
+    if intent is None or (last is not None and last[3] == ProcessCrashedError.__name__):
         return None
     attempt, settled = conn.execute(
-        f"SELECT (SELECT MAX(attempt) {visit_rows}), (SELECT MAX(ended_at) FROM journal WHERE run_id=?)",
+        f"SELECT (SELECT MAX(attempt) {_VISIT_ROWS}), (SELECT MAX(ended_at) FROM journal WHERE run_id=?)",
         (run_id, step, visit, run_id),
     ).fetchone()
-    return (attempt or 0) + 1, max(intent[0], settled or 0.0)
+    return IntentCut((attempt or 0) + 1, max(intent[0], settled or 0.0))
 
 
 # Columns a new run's row sets (the rest keep their defaults).
