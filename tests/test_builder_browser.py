@@ -185,7 +185,7 @@ def _scenario(page: Page, expect: Any, server: Lab, folder: Path) -> None:
     expect(ghost).to_be_visible()
     broken = builder.locator("g[data-edge='route:classify:1']")
     expect(broken).to_have_class(re.compile(r"\bwfk-bad\b"))
-    message = "route from 'classify' -> 'data_query': no step named 'data_query'"
+    message = "the route classify → data_query leads to 'data_query', which is not a step"
     expect(broken).to_have_attribute("aria-label", re.compile(re.escape(message)))
     expect(problems).to_contain_text(message)
     builder.screenshot(path=str(folder / "builder-2-broken.png"))
@@ -330,7 +330,7 @@ def test_a_comparison_value_left_empty_is_marked_at_its_box_and_not_saved(tmp_pa
         problems = builder.locator(".wfk-problems")
         expect(problems).to_contain_text("The kernel finds no problems.")
         panel = _route_compared_to_a_blank_value(builder)
-        message = "operator 'lt' on 'query_type' needs a value to compare with, got the blank string ''"
+        message = "tests 'query_type' with 'lt', and its value box is empty: type a value to compare with"
         expect(panel.locator(".wfk-field-problem")).to_contain_text(message)
         expect(panel.get_by_label("Condition value")).to_have_attribute("aria-invalid", "true")
         builder.get_by_role("button", name="Save flow spec").click()
@@ -365,10 +365,10 @@ def test_a_blank_value_is_shown_once_under_its_box_beside_the_routes_other_probl
         builder.locator("g[data-step='code_search'] rect.wfk-node-box").click()
         panel = builder.locator(".wfk-panel")
         panel.get_by_role("button", name="Delete step code_search").click()
-        missing = "route from 'classify' -> 'code_search': no step named 'code_search'"
+        missing = "the route classify → code_search leads to 'code_search', which is not a step"
         expect(problems).to_contain_text(missing)
         panel = _route_compared_to_a_blank_value(builder)
-        blank = "operator 'lt' on 'query_type' needs a value to compare with, got the blank string ''"
+        blank = "tests 'query_type' with 'lt', and its value box is empty: type a value to compare with"
         expect(panel.locator(".wfk-field-problem")).to_contain_text(blank)
         expect(problems).to_contain_text(blank)
         expect(panel.locator(".wfk-form-problems")).to_contain_text(missing)
@@ -547,8 +547,8 @@ def test_a_fraction_in_a_count_box_is_refused_not_rounded(tmp_path: Path, lab: L
         for label, typed in (("Retries", "1.5"), ("Visit bound (max visits in a loop)", "2.5")):
             panel.get_by_label(label).fill(typed)
             panel.get_by_label(label).press("Enter")
-        expect(problems).to_contain_text("$.steps.classify.retry.max_retries: 1.5 is not of type 'integer'")
-        expect(problems).to_contain_text("$.steps.classify.max_visits: 2.5 is not of type 'integer'")
+        expect(problems).to_contain_text("Retries of step 'classify' is 1.5: type a whole number")
+        expect(problems).to_contain_text("Visit bound of step 'classify' is 2.5: type a whole number")
         expect(panel.get_by_label("Retries")).to_have_value("1.5")
         builder.get_by_role("button", name="Save flow spec").click()
         expect(builder.locator(".wfk-status")).to_have_text("not saved: 2 problems to fix first")
@@ -603,11 +603,11 @@ def test_a_long_problem_has_its_bullet_on_its_first_line(tmp_path: Path, lab: La
     the count above it said."""
     from playwright.sync_api import expect
 
-    with lab_page(lab, {"width": 1800, "height": 1100}, tmp_path / "bullet-failure.png") as page:
+    with lab_page(lab, {"width": 1200, "height": 1100}, tmp_path / "bullet-failure.png") as page:  # it wraps
         builder = _router_builder(page, lab, tmp_path / "bullet.ipynb")
         builder.locator("g[data-label-for='default:classify'] rect.wfk-edge-label-bg").click()
         builder.locator(".wfk-panel").get_by_role("button", name="Delete this default route").click()
-        item = builder.locator(".wfk-problems li", has_text="'default' is missing")
+        item = builder.locator(".wfk-problems li", has_text="have no default route")
         expect(item).to_be_visible()
         assert _box(item)["height"] > 30  # the message wraps
         builder.screenshot(path=str(tmp_path / "builder-long-problem.png"))
@@ -670,3 +670,33 @@ def test_spaces_around_a_typed_condition_value_are_not_part_of_it(tmp_path: Path
         expect(builder.locator(".wfk-status")).to_contain_text("saved rag-router.yaml")
     saved = __import__("yaml").safe_load((tmp_path / "rag-router.yaml").read_text())
     assert " data" == saved["routes"]["classify"]["routes"][1]["when"]["value"]
+
+
+@pytest.mark.skipif(
+    not CHROMIUM.exists(), reason=f"{CHROMIUM} is missing (apt-get install chromium); this browser test drives it"
+)
+def test_problems_are_said_in_the_builders_words(tmp_path: Path, lab: Lab) -> None:
+    """A step added and left unconnected, and a loop drawn without a bound, are reported with what to
+    drag, click and set in the builder; the list said `connect it with flow.edge(...)` and
+    `e.g. @flow.step(max_visits=5)`, which a builder user has nowhere to type."""
+    from playwright.sync_api import expect
+
+    with lab_page(lab, {"width": 1800, "height": 1100}, tmp_path / "words-failure.png") as page:
+        builder = _router_builder(page, lab, tmp_path / "words.ipynb")
+        problems = builder.locator(".wfk-problems")
+        expect(problems).to_contain_text("The kernel finds no problems.")
+        builder.get_by_role("button", name="Add step web_search", exact=True).click()
+        expect(problems).to_contain_text(
+            "step 'web_search_2' is never reached from the entry step 'classify': drag from the dot under a step "
+            "to 'web_search_2' to connect them, or delete 'web_search_2'"
+        )
+        builder.get_by_role("button", name="Delete step web_search_2").click()
+        builder.locator("g[data-step='generate_answer'] rect.wfk-node-box").click()
+        panel = builder.locator(".wfk-panel")
+        panel.get_by_label("Connect to").select_option("classify")
+        panel.get_by_role("button", name="Connect generate_answer to the chosen step").click()
+        loop = "the loop classify → code_search → generate_answer → classify has no visit bound"
+        expect(problems).to_contain_text(loop)
+        expect(problems).to_contain_text("click one of its steps and set its 'Visit bound'")
+        expect(problems).not_to_contain_text("flow.")
+        builder.screenshot(path=str(tmp_path / "builder-words.png"))
