@@ -700,3 +700,67 @@ def test_problems_are_said_in_the_builders_words(tmp_path: Path, lab: Lab) -> No
         expect(problems).to_contain_text("click one of its steps and set its 'Visit bound'")
         expect(problems).not_to_contain_text("flow.")
         builder.screenshot(path=str(tmp_path / "builder-words.png"))
+
+
+@pytest.mark.skipif(
+    not CHROMIUM.exists(), reason=f"{CHROMIUM} is missing (apt-get install chromium); this browser test drives it"
+)
+def test_a_step_is_renamed_keeping_its_connections_and_settings(tmp_path: Path, lab: Lab) -> None:
+    """Typing a new name in a step's Name box renames it: its route in (condition and tools), its
+    connection out, its place and its settings stay, and the saved flow runs down it; a name another
+    step has is refused under the box, which keeps what was typed, and nothing changes. A step could
+    only be deleted and added again, losing all of that."""
+    from playwright.sync_api import expect
+
+    with lab_page(lab, {"width": 1800, "height": 1100}, tmp_path / "rename-failure.png") as page:
+        builder = _router_builder(page, lab, tmp_path / "rename.ipynb")
+        expect(builder.locator(".wfk-problems")).to_contain_text("The kernel finds no problems.")
+        place = builder.locator("g[data-step='data_query']").get_attribute("transform")
+        builder.locator("g[data-step='data_query'] rect.wfk-node-box").click()
+        panel = builder.locator(".wfk-panel")
+        panel.get_by_label("Timeout per attempt (s)").fill("9")
+        panel.get_by_label("Timeout per attempt (s)").press("Enter")
+        name = panel.get_by_label("Name", exact=True)
+        name.fill("sql_lookup")
+        name.press("Enter")
+        renamed = builder.locator("g[data-step='sql_lookup']")
+        expect(renamed).to_have_attribute("transform", place or "")
+        expect(builder.locator("g[data-step='data_query']")).to_have_count(0)
+        expect(panel).to_contain_text("Step: sql_lookup")
+        expect(builder.locator("g[data-edge='route:classify:1']")).to_have_attribute(
+            "aria-label", re.compile(r"to sql_lookup: query_type eq \"data\"; tools: sql_query, file_read")
+        )
+        expect(builder.locator("g[data-edge='edge:sql_lookup:0']")).to_have_count(1)
+        expect(builder.locator(".wfk-problems")).to_contain_text("The kernel finds no problems.")
+        builder.screenshot(path=str(tmp_path / "builder-renamed.png"))
+
+        name = panel.get_by_label("Name", exact=True)
+        name.fill("web_search")
+        name.press("Enter")
+        refused = "a step named 'web_search' exists already: choose another name"
+        expect(panel.locator(".wfk-field-problem")).to_contain_text(refused)
+        expect(panel.get_by_label("Name", exact=True)).to_have_value("web_search")
+        expect(panel.get_by_label("Name", exact=True)).to_have_attribute("aria-invalid", "true")
+        expect(builder.locator("g[data-step='sql_lookup']")).to_have_count(1)
+        expect(builder.locator("g[data-step='web_search']")).to_have_count(1)
+        builder.screenshot(path=str(tmp_path / "builder-rename-refused.png"))
+
+        builder.get_by_role("button", name="Save flow spec").click()
+        expect(builder.locator(".wfk-status")).to_contain_text("saved rag-router.yaml")
+    saved = __import__("yaml").safe_load((tmp_path / "rag-router.yaml").read_text())
+    assert {"fn": "wfkit.examples:data_query", "timeout": 9} == saved["steps"]["sql_lookup"]
+    assert "data_query" not in saved["steps"]
+    assert {
+        "when": {"field": "query_type", "op": "eq", "value": "data"},
+        "go": "sql_lookup",
+        "tools": [
+            "sql_query",
+            "file_read",
+        ],
+    } == saved["routes"]["classify"]["routes"][1]
+    assert ["generate_answer"] == saved["edges"]["sql_lookup"]
+    assert {"classify", "code_search", "sql_lookup", "web_search", "generate_answer"} == set(
+        saved["metadata"]["layout"]
+    )
+    run = _run(tmp_path / "rag-router.yaml", "What were Q1 sales figures?")
+    assert ["classify", "sql_lookup", "generate_answer"] == run.path()

@@ -487,6 +487,44 @@ class Editor {
     this.change((spec) => update(spec.steps[name], spec));
   }
 
+  // Rename a step everywhere the spec names it: its key (in place, so the file's order and diff
+  // stay), the entry, connections and routes in and out, fallbacks and rejection routes of other
+  // steps, and its place on the canvas. Its settings and the routes' conditions move with it.
+  // A name that cannot be a step's is refused under the Name box, which keeps what was typed.
+  renameStep(from, typed) {
+    const to = typed.trim();
+    const steps = this.spec.steps || {};
+    let why = null;
+    if (!to) why = "a step needs a name: type one";
+    else if (to === END) why = `${END} marks the end of a branch: choose another name`;
+    else if (to !== from && to in steps) why = `a step named '${to}' exists already: choose another name`;
+    this.renameRefused = why ? { step: from, typed, message: why } : null;
+    if (why || to === from) return this.renderPanel();
+    const rename = (n) => (n === from ? to : n);
+    const renameKeys = (object, value = (v) => v) => Object.fromEntries(Object.entries(object).map(([k, v]) => [rename(k), value(v)]));
+    this.change((spec) => {
+      const step = spec.steps[from];
+      if (!step.fn && !step.workflow) step.fn = from; // a step without fn runs the function of its own name
+      spec.steps = renameKeys(spec.steps);
+      if (spec.entry === from) spec.entry = to;
+      if (spec.edges) spec.edges = renameKeys(spec.edges, (targets) => targets.map(rename));
+      if (spec.routes) {
+        spec.routes = renameKeys(spec.routes, (router) => {
+          for (const route of router.routes || []) route.go = rename(route.go);
+          if (router.default) router.default.go = rename(router.default.go);
+          return router;
+        });
+      }
+      for (const other of Object.values(spec.steps)) {
+        if (other.fallback) other.fallback = rename(other.fallback);
+        if (other.approval && other.approval.on_reject) other.approval.on_reject = rename(other.approval.on_reject);
+      }
+      const layout = renameKeys(this.layout); // this.layout makes spec.metadata if there is none
+      spec.metadata.layout = layout;
+    });
+    this.select({ step: to });
+  }
+
   autoLayout(all) {
     const g = new dagre.graphlib.Graph({ multigraph: true });
     g.setGraph({ rankdir: "TB", nodesep: 40, ranksep: 70, marginx: 30, marginy: 30 });
@@ -525,6 +563,7 @@ class Editor {
 
   select(selection) {
     this.selected = selection;
+    this.renameRefused = null;
     this.renderGraph();
     this.renderPanel();
   }
@@ -1232,6 +1271,14 @@ class Editor {
     const palette = this.model.get("palette") || [];
     const parts = [h("h4", { text: `Step: ${name}` })];
     if (bad) parts.push(h("ul", { class: "wfk-form-problems" }, bad.map((m) => h("li", { text: m }))));
+    const refused = this.renameRefused && this.renameRefused.step === name ? this.renameRefused : null;
+    const nameBox = this.textInput(refused ? refused.typed : name, (typed) => this.renameStep(name, typed), {
+      class: refused ? "wfk-invalid" : null,
+      "aria-invalid": refused ? "true" : null,
+      "aria-describedby": refused ? `${this.uid}-rename-problem` : null,
+    });
+    parts.push(this.field("Name", nameBox));
+    if (refused) parts.push(h("div", { class: "wfk-field-problem", id: `${this.uid}-rename-problem`, text: refused.message }));
     const fn = h("select", {}, palette.map((item) => h("option", { value: item.ref, selected: item.ref === step.fn }, `${item.name} (${item.ref})`)));
     if (!palette.some((item) => item.ref === step.fn)) fn.append(h("option", { value: step.fn, selected: true }, `${step.fn} (not in the palette)`));
     fn.addEventListener("change", () => this.updateStep(name, (st) => (st.fn = fn.value)));
