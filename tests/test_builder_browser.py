@@ -764,3 +764,48 @@ def test_a_step_is_renamed_keeping_its_connections_and_settings(tmp_path: Path, 
     )
     run = _run(tmp_path / "rag-router.yaml", "What were Q1 sales figures?")
     assert ["classify", "sql_lookup", "generate_answer"] == run.path()
+
+
+# The text of each route's label as drawn, its lines joined, and the label's hover title.
+LABEL_TEXTS = """(svg) => Object.fromEntries([...svg.querySelectorAll("g[data-label-for]")].map((tag) => [
+    tag.getAttribute("data-label-for"),
+    {
+        lines: [...tag.querySelectorAll("text")].map((t) => t.textContent),
+        title: tag.querySelector("title") ? tag.querySelector("title").textContent : null,
+    },
+]))"""
+
+
+@pytest.mark.skipif(
+    not CHROMIUM.exists(), reason=f"{CHROMIUM} is missing (apt-get install chromium); this browser test drives it"
+)
+def test_a_long_condition_is_shown_whole_on_its_label(tmp_path: Path, lab: Lab) -> None:
+    """A route whose condition is longer than a label's line is drawn on as many lines as it takes,
+    none cut, and hovering the label shows the whole route; it was cut at 34 characters
+    (`query_type in ["general","factual…`) with no way to read the rest on the graph. After Tidy
+    layout no label covers a step or another label."""
+    from playwright.sync_api import expect
+
+    with lab_page(lab, {"width": 1800, "height": 1100}, tmp_path / "long-label-failure.png") as page:
+        builder = _router_builder(page, lab, tmp_path / "long.ipynb")
+        builder.locator("g[data-label-for='route:classify:2'] rect.wfk-edge-label-bg").click()
+        panel = builder.locator(".wfk-panel")
+        expect(panel).to_contain_text("Route: classify → web_search")
+        panel.get_by_label("Condition value").fill("general, factual, opinion, small talk")
+        panel.get_by_label("Condition value").press("Enter")
+        condition = 'query_type in ["general","factual","opinion","small talk"]'
+        canvas = builder.locator("svg.wfk-svg")
+        expect(builder.locator("g[data-edge='route:classify:2']")).to_have_attribute(
+            "aria-label", re.compile(re.escape(condition))
+        )
+        builder.get_by_role("button", name="Lay out the graph again").click()
+        labels = canvas.evaluate(LABEL_TEXTS)
+        drawn = labels["route:classify:2"]
+        assert not any("…" in line for line in drawn["lines"]), drawn
+        assert all(len(line) <= 34 for line in drawn["lines"]), drawn
+        assert condition.replace(" ", "") == "".join(drawn["lines"][:-1]).replace(" ", "")  # wrapped at spaces
+        assert "tools: web_search" == drawn["lines"][-1]
+        assert condition in (drawn["title"] or "")
+        assert "tools: web_search, code_interpreter" in (labels["route:classify:0"]["title"] or "")
+        assert [] == canvas.evaluate(LABEL_OVERLAPS)
+        builder.screenshot(path=str(tmp_path / "builder-long-label.png"))

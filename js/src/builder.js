@@ -139,10 +139,34 @@ function edgeLabel(edge) {
   return lines;
 }
 
-// A label's lines as drawn (a long one cut), and its width and height in px ([0, 0] for none).
-function labelLines(lines) {
-  return lines.map((line) => (line.length > 34 ? `${line.slice(0, 33)}…` : line));
+// A label's lines as drawn: a line longer than LABEL_CHARS wrapped after a space or a comma (a
+// word longer than that split where it must), never cut, so the whole condition is read on the
+// graph; the label's title holds it on one line for hovering.
+const LABEL_CHARS = 34;
+
+function wrapLine(line) {
+  const out = [];
+  let current = "";
+  for (let word of line.split(/(?<=[ ,])/)) {
+    if (current && (current + word).trimEnd().length > LABEL_CHARS) {
+      out.push(current.trimEnd());
+      current = "";
+    }
+    while (word.trimEnd().length > LABEL_CHARS) {
+      out.push(word.slice(0, LABEL_CHARS));
+      word = word.slice(LABEL_CHARS);
+    }
+    current += word;
+  }
+  if (current || !out.length) out.push(current.trimEnd());
+  return out;
 }
+
+function labelLines(lines) {
+  return lines.flatMap(wrapLine);
+}
+
+// A label's width and height in px ([0, 0] for none).
 
 function labelSize(lines) {
   const shown = labelLines(lines);
@@ -886,6 +910,7 @@ class Editor {
             this.select({ edge: edge.id });
           },
         },
+        s("title", { text: aria }),
         s("rect", { x: lx - width / 2, y: ly - height / 2, width, height, rx: 4, class: "wfk-edge-label-bg" }),
         ...lines.map((line, i) => s("text", { x: lx, y: ly - height / 2 + 13 + 14 * i, "text-anchor": "middle", class: "wfk-edge-label", text: line })),
       );
