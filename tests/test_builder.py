@@ -151,6 +151,10 @@ BUILDER_WORDS = {
         "the condition of the route classify → code_search tests no field: type the state field it tests in "
         "its field box",
     ),
+    "an approval's reason cleared": (
+        lambda s: s["steps"]["data_query"].update(approval={"reason": ""}),
+        "the approval's Reason of step 'data_query' is empty: type why a human must say yes (the reviewer reads it)",
+    ),
     "routes without a default": (
         lambda s: s["routes"]["classify"].pop("default"),
         "the routes out of 'classify' have no default route, so a run where no condition holds would have "

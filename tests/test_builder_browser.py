@@ -809,3 +809,48 @@ def test_a_long_condition_is_shown_whole_on_its_label(tmp_path: Path, lab: Lab) 
         assert "tools: web_search, code_interpreter" in (labels["route:classify:0"]["title"] or "")
         assert [] == canvas.evaluate(LABEL_OVERLAPS)
         builder.screenshot(path=str(tmp_path / "builder-long-label.png"))
+
+
+@pytest.mark.skipif(
+    not CHROMIUM.exists(), reason=f"{CHROMIUM} is missing (apt-get install chromium); this browser test drives it"
+)
+def test_an_approval_reason_cleared_stays_cleared_and_is_asked_for(tmp_path: Path, lab: Lab) -> None:
+    """Clearing a gate's Reason box leaves it empty, marked, with the builder's request for a reason
+    under it, and Save writes nothing until one is typed; the box silently went back to "needs a
+    human's yes", which was saved as if someone had written it for the reviewer."""
+    from playwright.sync_api import expect
+
+    with lab_page(lab, {"width": 1800, "height": 1100}, tmp_path / "reason-failure.png") as page:
+        builder = _router_builder(page, lab, tmp_path / "reason.ipynb")
+        problems = builder.locator(".wfk-problems")
+        expect(problems).to_contain_text("The kernel finds no problems.")
+        builder.locator("g[data-step='data_query'] rect.wfk-node-box").click()
+        panel = builder.locator(".wfk-panel")
+        panel.get_by_label("a human approves before it runs").check()
+        reason = panel.get_by_label("Reason")
+        expect(reason).to_have_value("needs a human's yes")
+        reason.fill("  ")
+        reason.press("Enter")
+        asked = (
+            "the approval's Reason of step 'data_query' is empty: type why a human must say yes (the reviewer reads it)"
+        )
+        expect(panel.locator(".wfk-field-problem")).to_have_text(asked)
+        expect(panel.get_by_label("Reason")).to_have_value("")
+        expect(panel.get_by_label("Reason")).to_have_attribute("aria-invalid", "true")
+        expect(panel.locator(".wfk-form-problems")).to_have_count(0)  # said once, under its box
+        expect(problems).to_contain_text(asked)
+        builder.get_by_role("button", name="Save flow spec").click()
+        expect(builder.locator(".wfk-status")).to_have_text("not saved: 1 problem to fix first")
+        builder.screenshot(path=str(tmp_path / "builder-reason-cleared.png"))
+        panel.locator(".wfk-field-problem").scroll_into_view_if_needed()
+        panel.screenshot(path=str(tmp_path / "builder-reason-cleared-panel.png"))
+        assert not (tmp_path / "rag-router.yaml").exists()
+
+        panel.get_by_label("Reason").fill("Queries touching sales data need an analyst")
+        panel.get_by_label("Reason").press("Enter")
+        expect(problems).to_contain_text("The kernel finds no problems.")
+        expect(panel.locator(".wfk-field-problem")).to_have_count(0)
+        builder.get_by_role("button", name="Save flow spec").click()
+        expect(builder.locator(".wfk-status")).to_contain_text("saved rag-router.yaml")
+    saved = __import__("yaml").safe_load((tmp_path / "rag-router.yaml").read_text())
+    assert {"reason": "Queries touching sales data need an analyst"} == saved["steps"]["data_query"]["approval"]

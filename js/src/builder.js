@@ -198,9 +198,10 @@ export function problemsAt(problems, path) {
   return (problems || []).filter((problem) => JSON.stringify(problem.path) === key).map((problem) => problem.message);
 }
 
-// Whether a kernel problem is about a route's or a gate's condition value, which the form shows
-// under that value's box (problemsAt).
+// Whether a kernel problem is about a route's or a gate's condition value, or a gate's reason,
+// which the form shows under that box (problemsAt).
 function atValueBox(path) {
+  if (path.length === 4 && path[0] === "steps" && path[2] === "approval" && path[3] === "reason") return true;
   const when = path[0] === "routes" && path[2] === "routes" ? 4 : path[0] === "steps" && path[2] === "approval" ? 3 : -1;
   return when > 0 && path[when] === "when" && path.length > when + 1 && path[path.length - 1] === "value";
 }
@@ -1353,11 +1354,23 @@ class Editor {
         if (value === undefined || value === "" || (Array.isArray(value) && value.length === 0)) delete st.approval[key];
         else st.approval[key] = value;
       });
-      gateBox.append(
-        this.field("Reason", this.textInput(approval.reason, (v) => setApproval("reason")(v.trim() || "needs a human's yes"))),
+      // A reason cleared stays cleared (it came back as the default text, unasked, and was saved as
+      // if someone had written it): the kernel asks for one under the box, and Save waits for it.
+      const reasonPath = ["steps", name, "approval", "reason"];
+      const noReason = problemsAt(this.model.get("problems"), reasonPath);
+      const reasonSaid = noReason.length ? h("div", { class: "wfk-field-problem", id: `${this.uid}-reason-problem`, text: noReason.join(" ") }) : null;
+      const reason = this.textInput(approval.reason, (v) => this.updateStep(name, (st) => (st.approval.reason = v.trim())), {
+        placeholder: "why a human must say yes",
+        class: reasonSaid ? "wfk-invalid" : null,
+        "aria-invalid": reasonSaid ? "true" : null,
+        "aria-describedby": reasonSaid ? reasonSaid.id : null,
+      });
+      gateBox.append(...[
+        this.field("Reason", reason),
+        reasonSaid,
         this.field("Payload fields (comma-separated)", this.textInput(Array.isArray(approval.payload) ? approval.payload.join(", ") : approval.payload || "", (v) => setApproval("payload")(v.includes(":") ? v.trim() : v.split(",").map((p) => p.trim()).filter(Boolean)))),
         this.field("On reject go to", this.targetSelect(approval.on_reject, setApproval("on_reject"), { allowNone: true })),
-      );
+      ].filter(Boolean));
       const conditional = h("input", { type: "checkbox", checked: !!approval.when });
       conditional.addEventListener("change", () => setApproval("when")(conditional.checked ? { field: "", op: "gt", value: 0 } : undefined));
       gateBox.append(h("label", { class: "wfk-inline" }, conditional, " only when a condition holds"));

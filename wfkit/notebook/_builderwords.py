@@ -67,6 +67,8 @@ def _schema(spec: Mapping[str, Any], path: Location, facts: Facts) -> str | None
         return None
     if path[-1:] == ("field",) and rule == "minLength":
         return f"{where} tests no field: type the state field it tests in its field box"
+    if path[-2:] == ("approval", "reason") and rule == "minLength":
+        return f"{where} is empty: type why a human must say yes (the reviewer reads it)"
     if rule == "type":
         fix = {"integer": "type a whole number", "number": "type a number"}.get(str(limit), f"type a {limit}")
     elif rule == "minimum":
