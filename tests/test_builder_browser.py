@@ -699,6 +699,11 @@ def test_problems_are_said_in_the_builders_words(tmp_path: Path, lab: Lab) -> No
         expect(problems).to_contain_text(loop)
         expect(problems).to_contain_text("click one of its steps and set its 'Visit bound'")
         expect(problems).not_to_contain_text("flow.")
+        # The graph's hover text and the Kind box call a plain edge what the panel does: a connection.
+        expect(builder.locator("g[data-edge='edge:code_search:0']")).to_have_attribute(
+            "aria-label", "Connection from code_search to generate_answer"
+        )
+        expect(panel.get_by_label("Kind")).to_contain_text("always (runs in parallel with other connections)")
         builder.screenshot(path=str(tmp_path / "builder-words.png"))
 
 

@@ -869,7 +869,7 @@ class Editor {
     const selected = this.selected && this.selected.edge === edge.id;
     const classes = ["wfk-edge", `wfk-${edge.kind}`, problems ? "wfk-bad" : "", selected ? "wfk-selected" : ""].join(" ");
     const target = edge.dst === END ? "the end" : edge.dst;
-    const what = { edge: "Edge", route: "Route", default: "Default route", fallback: "Fallback", reject: "Rejection route" }[edge.kind];
+    const what = { edge: "Connection", route: "Route", default: "Default route", fallback: "Fallback", reject: "Rejection route" }[edge.kind];
     const said = label.join("; ");
     const aria = `${what} from ${edge.src} to ${target}${said && edge.kind !== "default" ? `: ${said}` : ""}${problems ? `. Problem: ${problems.join(" ")}` : ""}`;
     const group = s(
@@ -1260,7 +1260,7 @@ class Editor {
     if (bad) parts.push(h("ul", { class: "wfk-form-problems" }, bad.map((m) => h("li", { text: m }))));
     if (edge.kind === "edge" || edge.kind === "route" || edge.kind === "default") {
       const kind = h("select", {}, [
-        ["edge", "always (runs in parallel with other edges)"],
+        ["edge", "always (runs in parallel with other connections)"],
         ["route", "when a condition holds (route)"],
         ["default", "otherwise (default route)"],
       ].map(([value, text]) => h("option", { value, selected: value === edge.kind }, text)));
