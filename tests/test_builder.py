@@ -85,8 +85,101 @@ def test_problems_carry_the_location_the_graph_marks() -> None:
     del spec["edges"]["data_query"]
     found = problems_of(spec, {})
     assert [["routes", "classify", "routes", 1, "go"]] == [p["path"] for p in found]
-    assert found[0]["message"].startswith("$.routes.classify.routes[1].go: route from 'classify' -> 'data_query'")
+    assert found[0]["message"].startswith("the route classify → data_query leads to 'data_query', which is not a step")
     assert [] == problems_of(ex.rag_router().to_spec(), {})
+
+
+def _broken(change: Any) -> dict[str, Any]:
+    """The router example's spec, changed by ``change(spec)`` as a builder user might have."""
+    spec = ex.rag_router().to_spec()
+    change(spec)
+    return spec
+
+
+# What a builder user can do to the router, and what the builder then says: the steps, connections,
+# boxes and buttons they see (the kernel's messages said `flow.edge(...)`, `@flow.step(max_visits=5)`,
+# `wfkit.END`, `steps=` and JSON paths such as `$.steps.classify.retry.max_retries`).
+BUILDER_WORDS = {
+    "a step connected to nothing": (
+        lambda s: s["steps"].update(extra={"fn": "wfkit.examples:web_search"}),
+        "step 'extra' is never reached from the entry step 'classify': drag from the dot under a step to "
+        "'extra' to connect them, or delete 'extra'",
+    ),
+    "a loop without a bound": (
+        lambda s: s["edges"].update(generate_answer=["classify"]),
+        "the loop classify → code_search → generate_answer → classify has no visit bound, so a run could go "
+        "round it forever: click one of its steps and set its 'Visit bound'",
+    ),
+    "a route to a deleted step": (
+        lambda s: (s["steps"].pop("data_query"), s["edges"].pop("data_query")),
+        "the route classify → data_query leads to 'data_query', which is not a step: click it and choose "
+        "another step (or end) in 'Goes to'",
+    ),
+    "a connection to a deleted step": (
+        lambda s: s["edges"]["web_search"].append("summarise"),
+        "the connection web_search → summarise leads to 'summarise', which is not a step: click it and choose "
+        "another step in 'Goes to', or delete it",
+    ),
+    "the entry step deleted": (
+        lambda s: (s["steps"].pop("classify"), s["routes"].pop("classify")),
+        "the entry step 'classify' is not a step any more: click the step a run starts with and tick 'entry step'",
+    ),
+    "a plain connection beside routes": (
+        lambda s: s["edges"].update(classify=["web_search"]),
+        "step 'classify' has plain connections and routes: a step follows all its plain connections at once, or "
+        "takes one route; click each plain connection out of 'classify' and set its Kind to a route",
+    ),
+    "a function not on offer": (
+        lambda s: s["steps"]["classify"].update(fn="classify_v2"),
+        "step 'classify' runs 'classify_v2', which is not among the step functions on offer: click 'classify' and "
+        "choose another Function, or Write stub",
+    ),
+    "a fraction in Retries": (
+        lambda s: s["steps"]["classify"].update(retry={"max_retries": 1.5}),
+        "Retries of step 'classify' is 1.5: type a whole number",
+    ),
+    "a visit bound of 0": (
+        lambda s: s["steps"]["classify"].update(max_visits=0),
+        "Visit bound of step 'classify' is 0: type 1 or more",
+    ),
+    "a timeout of 0": (
+        lambda s: s["steps"]["classify"].update(timeout=0),
+        "Timeout per attempt (s) of step 'classify' is 0: type a number above 0",
+    ),
+    "a blank condition field": (
+        lambda s: s["routes"]["classify"]["routes"][0]["when"].update(field=""),
+        "the condition of the route classify → code_search tests no field: type the state field it tests in "
+        "its field box",
+    ),
+    "an approval's reason cleared": (
+        lambda s: s["steps"]["data_query"].update(approval={"reason": ""}),
+        "the approval's Reason of step 'data_query' is empty: type why a human must say yes (the reviewer reads it)",
+    ),
+    "routes without a default": (
+        lambda s: s["routes"]["classify"].pop("default"),
+        "the routes out of 'classify' have no default route, so a run where no condition holds would have "
+        "nowhere to go: click one of its connections and set its Kind to 'otherwise (default route)'",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(BUILDER_WORDS))
+def test_problems_are_worded_for_the_builder(case: str) -> None:
+    """Each problem a builder user can cause is said in the builder's words, with no code in it;
+    the Python API keeps its own message (a fix in code) for the same spec."""
+    change, expected = BUILDER_WORDS[case]
+    spec = _broken(change)
+    assert [expected] == [p["message"] for p in problems_of(spec, namespace_of(ex, {}))]
+    with pytest.raises(wf.WorkflowDefinitionError) as raised:
+        wf.Workflow.from_spec(spec)
+    assert expected not in str(raised.value)
+
+
+def test_the_python_api_keeps_its_fixes_in_code() -> None:
+    """A step connected to nothing, loaded in code, still gets the fix in code."""
+    spec = _broken(BUILDER_WORDS["a step connected to nothing"][0])
+    with pytest.raises(wf.WorkflowDefinitionError, match=r"connect it with flow\.edge\(\.\.\.\) or a route"):
+        wf.Workflow.from_spec(spec)
 
 
 def test_save_writes_the_spec_and_builds_the_workflow(tmp_path: Path) -> None:
@@ -143,8 +236,8 @@ def test_save_refuses_a_comparison_whose_value_box_was_left_empty(tmp_path: Path
     assert [
         {
             "path": ["routes", "review", "routes", 0, "when", "all", 0, "value"],
-            "message": "$.routes.review.routes[0].when.all[0].value: operator 'lt' on 'quality' needs a value to "
-            "compare with, got the blank string ''; give one (when('quality', 'lt', 3), or value: 3 in a spec)",
+            "message": "the condition of the route review → generate_answer tests 'quality' with 'lt', and its "
+            "value box is empty: type a value to compare with, such as 3",
         }
     ] == found
     assert not (tmp_path / "router.yaml").exists()
@@ -257,7 +350,7 @@ def test_bundled_front_end_finds_the_kernels_problem_at_a_condition_value() -> N
     """
     out = subprocess.run(["node", "--input-type=module", "-e", script], capture_output=True, text=True, check=True)
     assert [[problems[0]["message"]], [], []] == json.loads(out.stdout)
-    assert "operator 'lt' on 'draft' needs a value to compare with, got the blank string ''" in problems[0]["message"]
+    assert "tests 'draft' with 'lt', and its value box is empty" in problems[0]["message"]
 
 
 @pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed")
@@ -284,7 +377,7 @@ def test_bundled_front_end_lists_a_blank_value_once_under_its_box() -> None:
     """
     out = subprocess.run(["node", "--input-type=module", "-e", script], capture_output=True, text=True, check=True)
     assert [[target], []] == json.loads(out.stdout)
-    blanks = sorted(p["path"][0] for p in problems if "needs a value to compare with" in p["message"])
+    blanks = sorted(p["path"][0] for p in problems if "value box is empty" in p["message"])
     assert ["routes", "steps"] == blanks  # the route's value and the gate's: both left out above
 
 

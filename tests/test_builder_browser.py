@@ -185,7 +185,7 @@ def _scenario(page: Page, expect: Any, server: Lab, folder: Path) -> None:
     expect(ghost).to_be_visible()
     broken = builder.locator("g[data-edge='route:classify:1']")
     expect(broken).to_have_class(re.compile(r"\bwfk-bad\b"))
-    message = "route from 'classify' -> 'data_query': no step named 'data_query'"
+    message = "the route classify → data_query leads to 'data_query', which is not a step"
     expect(broken).to_have_attribute("aria-label", re.compile(re.escape(message)))
     expect(problems).to_contain_text(message)
     builder.screenshot(path=str(folder / "builder-2-broken.png"))
@@ -330,7 +330,7 @@ def test_a_comparison_value_left_empty_is_marked_at_its_box_and_not_saved(tmp_pa
         problems = builder.locator(".wfk-problems")
         expect(problems).to_contain_text("The kernel finds no problems.")
         panel = _route_compared_to_a_blank_value(builder)
-        message = "operator 'lt' on 'query_type' needs a value to compare with, got the blank string ''"
+        message = "tests 'query_type' with 'lt', and its value box is empty: type a value to compare with"
         expect(panel.locator(".wfk-field-problem")).to_contain_text(message)
         expect(panel.get_by_label("Condition value")).to_have_attribute("aria-invalid", "true")
         builder.get_by_role("button", name="Save flow spec").click()
@@ -365,10 +365,10 @@ def test_a_blank_value_is_shown_once_under_its_box_beside_the_routes_other_probl
         builder.locator("g[data-step='code_search'] rect.wfk-node-box").click()
         panel = builder.locator(".wfk-panel")
         panel.get_by_role("button", name="Delete step code_search").click()
-        missing = "route from 'classify' -> 'code_search': no step named 'code_search'"
+        missing = "the route classify → code_search leads to 'code_search', which is not a step"
         expect(problems).to_contain_text(missing)
         panel = _route_compared_to_a_blank_value(builder)
-        blank = "operator 'lt' on 'query_type' needs a value to compare with, got the blank string ''"
+        blank = "tests 'query_type' with 'lt', and its value box is empty: type a value to compare with"
         expect(panel.locator(".wfk-field-problem")).to_contain_text(blank)
         expect(problems).to_contain_text(blank)
         expect(panel.locator(".wfk-form-problems")).to_contain_text(missing)
@@ -547,8 +547,8 @@ def test_a_fraction_in_a_count_box_is_refused_not_rounded(tmp_path: Path, lab: L
         for label, typed in (("Retries", "1.5"), ("Visit bound (max visits in a loop)", "2.5")):
             panel.get_by_label(label).fill(typed)
             panel.get_by_label(label).press("Enter")
-        expect(problems).to_contain_text("$.steps.classify.retry.max_retries: 1.5 is not of type 'integer'")
-        expect(problems).to_contain_text("$.steps.classify.max_visits: 2.5 is not of type 'integer'")
+        expect(problems).to_contain_text("Retries of step 'classify' is 1.5: type a whole number")
+        expect(problems).to_contain_text("Visit bound of step 'classify' is 2.5: type a whole number")
         expect(panel.get_by_label("Retries")).to_have_value("1.5")
         builder.get_by_role("button", name="Save flow spec").click()
         expect(builder.locator(".wfk-status")).to_have_text("not saved: 2 problems to fix first")
@@ -603,11 +603,11 @@ def test_a_long_problem_has_its_bullet_on_its_first_line(tmp_path: Path, lab: La
     the count above it said."""
     from playwright.sync_api import expect
 
-    with lab_page(lab, {"width": 1800, "height": 1100}, tmp_path / "bullet-failure.png") as page:
+    with lab_page(lab, {"width": 1200, "height": 1100}, tmp_path / "bullet-failure.png") as page:  # it wraps
         builder = _router_builder(page, lab, tmp_path / "bullet.ipynb")
         builder.locator("g[data-label-for='default:classify'] rect.wfk-edge-label-bg").click()
         builder.locator(".wfk-panel").get_by_role("button", name="Delete this default route").click()
-        item = builder.locator(".wfk-problems li", has_text="'default' is missing")
+        item = builder.locator(".wfk-problems li", has_text="have no default route")
         expect(item).to_be_visible()
         assert _box(item)["height"] > 30  # the message wraps
         builder.screenshot(path=str(tmp_path / "builder-long-problem.png"))
@@ -670,3 +670,192 @@ def test_spaces_around_a_typed_condition_value_are_not_part_of_it(tmp_path: Path
         expect(builder.locator(".wfk-status")).to_contain_text("saved rag-router.yaml")
     saved = __import__("yaml").safe_load((tmp_path / "rag-router.yaml").read_text())
     assert " data" == saved["routes"]["classify"]["routes"][1]["when"]["value"]
+
+
+@pytest.mark.skipif(
+    not CHROMIUM.exists(), reason=f"{CHROMIUM} is missing (apt-get install chromium); this browser test drives it"
+)
+def test_problems_are_said_in_the_builders_words(tmp_path: Path, lab: Lab) -> None:
+    """A step added and left unconnected, and a loop drawn without a bound, are reported with what to
+    drag, click and set in the builder; the list said `connect it with flow.edge(...)` and
+    `e.g. @flow.step(max_visits=5)`, which a builder user has nowhere to type."""
+    from playwright.sync_api import expect
+
+    with lab_page(lab, {"width": 1800, "height": 1100}, tmp_path / "words-failure.png") as page:
+        builder = _router_builder(page, lab, tmp_path / "words.ipynb")
+        problems = builder.locator(".wfk-problems")
+        expect(problems).to_contain_text("The kernel finds no problems.")
+        builder.get_by_role("button", name="Add step web_search", exact=True).click()
+        expect(problems).to_contain_text(
+            "step 'web_search_2' is never reached from the entry step 'classify': drag from the dot under a step "
+            "to 'web_search_2' to connect them, or delete 'web_search_2'"
+        )
+        builder.get_by_role("button", name="Delete step web_search_2").click()
+        builder.locator("g[data-step='generate_answer'] rect.wfk-node-box").click()
+        panel = builder.locator(".wfk-panel")
+        panel.get_by_label("Connect to").select_option("classify")
+        panel.get_by_role("button", name="Connect generate_answer to the chosen step").click()
+        loop = "the loop classify → code_search → generate_answer → classify has no visit bound"
+        expect(problems).to_contain_text(loop)
+        expect(problems).to_contain_text("click one of its steps and set its 'Visit bound'")
+        expect(problems).not_to_contain_text("flow.")
+        # The graph's hover text and the Kind box call a plain edge what the panel does: a connection.
+        expect(builder.locator("g[data-edge='edge:code_search:0']")).to_have_attribute(
+            "aria-label", "Connection from code_search to generate_answer"
+        )
+        expect(panel.get_by_label("Kind")).to_contain_text("always (runs in parallel with other connections)")
+        builder.screenshot(path=str(tmp_path / "builder-words.png"))
+
+
+@pytest.mark.skipif(
+    not CHROMIUM.exists(), reason=f"{CHROMIUM} is missing (apt-get install chromium); this browser test drives it"
+)
+def test_a_step_is_renamed_keeping_its_connections_and_settings(tmp_path: Path, lab: Lab) -> None:
+    """Typing a new name in a step's Name box renames it: its route in (condition and tools), its
+    connection out, its place and its settings stay, and the saved flow runs down it; a name another
+    step has is refused under the box, which keeps what was typed, and nothing changes. A step could
+    only be deleted and added again, losing all of that."""
+    from playwright.sync_api import expect
+
+    with lab_page(lab, {"width": 1800, "height": 1100}, tmp_path / "rename-failure.png") as page:
+        builder = _router_builder(page, lab, tmp_path / "rename.ipynb")
+        expect(builder.locator(".wfk-problems")).to_contain_text("The kernel finds no problems.")
+        place = builder.locator("g[data-step='data_query']").get_attribute("transform")
+        builder.locator("g[data-step='data_query'] rect.wfk-node-box").click()
+        panel = builder.locator(".wfk-panel")
+        panel.get_by_label("Timeout per attempt (s)").fill("9")
+        panel.get_by_label("Timeout per attempt (s)").press("Enter")
+        name = panel.get_by_label("Name", exact=True)
+        name.fill("sql_lookup")
+        name.press("Enter")
+        renamed = builder.locator("g[data-step='sql_lookup']")
+        expect(renamed).to_have_attribute("transform", place or "")
+        expect(builder.locator("g[data-step='data_query']")).to_have_count(0)
+        expect(panel).to_contain_text("Step: sql_lookup")
+        expect(builder.locator("g[data-edge='route:classify:1']")).to_have_attribute(
+            "aria-label", re.compile(r"to sql_lookup: query_type eq \"data\"; tools: sql_query, file_read")
+        )
+        expect(builder.locator("g[data-edge='edge:sql_lookup:0']")).to_have_count(1)
+        expect(builder.locator(".wfk-problems")).to_contain_text("The kernel finds no problems.")
+        builder.screenshot(path=str(tmp_path / "builder-renamed.png"))
+
+        name = panel.get_by_label("Name", exact=True)
+        name.fill("web_search")
+        name.press("Enter")
+        refused = "a step named 'web_search' exists already: choose another name"
+        expect(panel.locator(".wfk-field-problem")).to_contain_text(refused)
+        expect(panel.get_by_label("Name", exact=True)).to_have_value("web_search")
+        expect(panel.get_by_label("Name", exact=True)).to_have_attribute("aria-invalid", "true")
+        expect(builder.locator("g[data-step='sql_lookup']")).to_have_count(1)
+        expect(builder.locator("g[data-step='web_search']")).to_have_count(1)
+        builder.screenshot(path=str(tmp_path / "builder-rename-refused.png"))
+
+        builder.get_by_role("button", name="Save flow spec").click()
+        expect(builder.locator(".wfk-status")).to_contain_text("saved rag-router.yaml")
+    saved = __import__("yaml").safe_load((tmp_path / "rag-router.yaml").read_text())
+    assert {"fn": "wfkit.examples:data_query", "timeout": 9} == saved["steps"]["sql_lookup"]
+    assert "data_query" not in saved["steps"]
+    assert {
+        "when": {"field": "query_type", "op": "eq", "value": "data"},
+        "go": "sql_lookup",
+        "tools": [
+            "sql_query",
+            "file_read",
+        ],
+    } == saved["routes"]["classify"]["routes"][1]
+    assert ["generate_answer"] == saved["edges"]["sql_lookup"]
+    assert {"classify", "code_search", "sql_lookup", "web_search", "generate_answer"} == set(
+        saved["metadata"]["layout"]
+    )
+    run = _run(tmp_path / "rag-router.yaml", "What were Q1 sales figures?")
+    assert ["classify", "sql_lookup", "generate_answer"] == run.path()
+
+
+# The text of each route's label as drawn, its lines joined, and the label's hover title.
+LABEL_TEXTS = """(svg) => Object.fromEntries([...svg.querySelectorAll("g[data-label-for]")].map((tag) => [
+    tag.getAttribute("data-label-for"),
+    {
+        lines: [...tag.querySelectorAll("text")].map((t) => t.textContent),
+        title: tag.querySelector("title") ? tag.querySelector("title").textContent : null,
+    },
+]))"""
+
+
+@pytest.mark.skipif(
+    not CHROMIUM.exists(), reason=f"{CHROMIUM} is missing (apt-get install chromium); this browser test drives it"
+)
+def test_a_long_condition_is_shown_whole_on_its_label(tmp_path: Path, lab: Lab) -> None:
+    """A route whose condition is longer than a label's line is drawn on as many lines as it takes,
+    none cut, and hovering the label shows the whole route; it was cut at 34 characters
+    (`query_type in ["general","factual…`) with no way to read the rest on the graph. After Tidy
+    layout no label covers a step or another label."""
+    from playwright.sync_api import expect
+
+    with lab_page(lab, {"width": 1800, "height": 1100}, tmp_path / "long-label-failure.png") as page:
+        builder = _router_builder(page, lab, tmp_path / "long.ipynb")
+        builder.locator("g[data-label-for='route:classify:2'] rect.wfk-edge-label-bg").click()
+        panel = builder.locator(".wfk-panel")
+        expect(panel).to_contain_text("Route: classify → web_search")
+        panel.get_by_label("Condition value").fill("general, factual, opinion, small talk")
+        panel.get_by_label("Condition value").press("Enter")
+        condition = 'query_type in ["general","factual","opinion","small talk"]'
+        canvas = builder.locator("svg.wfk-svg")
+        expect(builder.locator("g[data-edge='route:classify:2']")).to_have_attribute(
+            "aria-label", re.compile(re.escape(condition))
+        )
+        builder.get_by_role("button", name="Lay out the graph again").click()
+        labels = canvas.evaluate(LABEL_TEXTS)
+        drawn = labels["route:classify:2"]
+        assert not any("…" in line for line in drawn["lines"]), drawn
+        assert all(len(line) <= 34 for line in drawn["lines"]), drawn
+        assert condition.replace(" ", "") == "".join(drawn["lines"][:-1]).replace(" ", "")  # wrapped at spaces
+        assert "tools: web_search" == drawn["lines"][-1]
+        assert condition in (drawn["title"] or "")
+        assert "tools: web_search, code_interpreter" in (labels["route:classify:0"]["title"] or "")
+        assert [] == canvas.evaluate(LABEL_OVERLAPS)
+        builder.screenshot(path=str(tmp_path / "builder-long-label.png"))
+
+
+@pytest.mark.skipif(
+    not CHROMIUM.exists(), reason=f"{CHROMIUM} is missing (apt-get install chromium); this browser test drives it"
+)
+def test_an_approval_reason_cleared_stays_cleared_and_is_asked_for(tmp_path: Path, lab: Lab) -> None:
+    """Clearing a gate's Reason box leaves it empty, marked, with the builder's request for a reason
+    under it, and Save writes nothing until one is typed; the box silently went back to "needs a
+    human's yes", which was saved as if someone had written it for the reviewer."""
+    from playwright.sync_api import expect
+
+    with lab_page(lab, {"width": 1800, "height": 1100}, tmp_path / "reason-failure.png") as page:
+        builder = _router_builder(page, lab, tmp_path / "reason.ipynb")
+        problems = builder.locator(".wfk-problems")
+        expect(problems).to_contain_text("The kernel finds no problems.")
+        builder.locator("g[data-step='data_query'] rect.wfk-node-box").click()
+        panel = builder.locator(".wfk-panel")
+        panel.get_by_label("a human approves before it runs").check()
+        reason = panel.get_by_label("Reason")
+        expect(reason).to_have_value("needs a human's yes")
+        reason.fill("  ")
+        reason.press("Enter")
+        asked = (
+            "the approval's Reason of step 'data_query' is empty: type why a human must say yes (the reviewer reads it)"
+        )
+        expect(panel.locator(".wfk-field-problem")).to_have_text(asked)
+        expect(panel.get_by_label("Reason")).to_have_value("")
+        expect(panel.get_by_label("Reason")).to_have_attribute("aria-invalid", "true")
+        expect(panel.locator(".wfk-form-problems")).to_have_count(0)  # said once, under its box
+        expect(problems).to_contain_text(asked)
+        builder.get_by_role("button", name="Save flow spec").click()
+        expect(builder.locator(".wfk-status")).to_have_text("not saved: 1 problem to fix first")
+        builder.screenshot(path=str(tmp_path / "builder-reason-cleared.png"))
+        panel.locator(".wfk-field-problem").scroll_into_view_if_needed()
+        panel.screenshot(path=str(tmp_path / "builder-reason-cleared-panel.png"))
+        assert not (tmp_path / "rag-router.yaml").exists()
+
+        panel.get_by_label("Reason").fill("Queries touching sales data need an analyst")
+        panel.get_by_label("Reason").press("Enter")
+        expect(problems).to_contain_text("The kernel finds no problems.")
+        expect(panel.locator(".wfk-field-problem")).to_have_count(0)
+        builder.get_by_role("button", name="Save flow spec").click()
+        expect(builder.locator(".wfk-status")).to_contain_text("saved rag-router.yaml")
+    saved = __import__("yaml").safe_load((tmp_path / "rag-router.yaml").read_text())
+    assert {"reason": "Queries touching sales data need an analyst"} == saved["steps"]["data_query"]["approval"]

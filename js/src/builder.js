@@ -139,10 +139,34 @@ function edgeLabel(edge) {
   return lines;
 }
 
-// A label's lines as drawn (a long one cut), and its width and height in px ([0, 0] for none).
-function labelLines(lines) {
-  return lines.map((line) => (line.length > 34 ? `${line.slice(0, 33)}…` : line));
+// A label's lines as drawn: a line longer than LABEL_CHARS wrapped after a space or a comma (a
+// word longer than that split where it must), never cut, so the whole condition is read on the
+// graph; the label's title holds it on one line for hovering.
+const LABEL_CHARS = 34;
+
+function wrapLine(line) {
+  const out = [];
+  let current = "";
+  for (let word of line.split(/(?<=[ ,])/)) {
+    if (current && (current + word).trimEnd().length > LABEL_CHARS) {
+      out.push(current.trimEnd());
+      current = "";
+    }
+    while (word.trimEnd().length > LABEL_CHARS) {
+      out.push(word.slice(0, LABEL_CHARS));
+      word = word.slice(LABEL_CHARS);
+    }
+    current += word;
+  }
+  if (current || !out.length) out.push(current.trimEnd());
+  return out;
 }
+
+function labelLines(lines) {
+  return lines.flatMap(wrapLine);
+}
+
+// A label's width and height in px ([0, 0] for none).
 
 function labelSize(lines) {
   const shown = labelLines(lines);
@@ -174,9 +198,10 @@ export function problemsAt(problems, path) {
   return (problems || []).filter((problem) => JSON.stringify(problem.path) === key).map((problem) => problem.message);
 }
 
-// Whether a kernel problem is about a route's or a gate's condition value, which the form shows
-// under that value's box (problemsAt).
+// Whether a kernel problem is about a route's or a gate's condition value, or a gate's reason,
+// which the form shows under that box (problemsAt).
 function atValueBox(path) {
+  if (path.length === 4 && path[0] === "steps" && path[2] === "approval" && path[3] === "reason") return true;
   const when = path[0] === "routes" && path[2] === "routes" ? 4 : path[0] === "steps" && path[2] === "approval" ? 3 : -1;
   return when > 0 && path[when] === "when" && path.length > when + 1 && path[path.length - 1] === "value";
 }
@@ -487,6 +512,44 @@ class Editor {
     this.change((spec) => update(spec.steps[name], spec));
   }
 
+  // Rename a step everywhere the spec names it: its key (in place, so the file's order and diff
+  // stay), the entry, connections and routes in and out, fallbacks and rejection routes of other
+  // steps, and its place on the canvas. Its settings and the routes' conditions move with it.
+  // A name that cannot be a step's is refused under the Name box, which keeps what was typed.
+  renameStep(from, typed) {
+    const to = typed.trim();
+    const steps = this.spec.steps || {};
+    let why = null;
+    if (!to) why = "a step needs a name: type one";
+    else if (to === END) why = `${END} marks the end of a branch: choose another name`;
+    else if (to !== from && to in steps) why = `a step named '${to}' exists already: choose another name`;
+    this.renameRefused = why ? { step: from, typed, message: why } : null;
+    if (why || to === from) return this.renderPanel();
+    const rename = (n) => (n === from ? to : n);
+    const renameKeys = (object, value = (v) => v) => Object.fromEntries(Object.entries(object).map(([k, v]) => [rename(k), value(v)]));
+    this.change((spec) => {
+      const step = spec.steps[from];
+      if (!step.fn && !step.workflow) step.fn = from; // a step without fn runs the function of its own name
+      spec.steps = renameKeys(spec.steps);
+      if (spec.entry === from) spec.entry = to;
+      if (spec.edges) spec.edges = renameKeys(spec.edges, (targets) => targets.map(rename));
+      if (spec.routes) {
+        spec.routes = renameKeys(spec.routes, (router) => {
+          for (const route of router.routes || []) route.go = rename(route.go);
+          if (router.default) router.default.go = rename(router.default.go);
+          return router;
+        });
+      }
+      for (const other of Object.values(spec.steps)) {
+        if (other.fallback) other.fallback = rename(other.fallback);
+        if (other.approval && other.approval.on_reject) other.approval.on_reject = rename(other.approval.on_reject);
+      }
+      const layout = renameKeys(this.layout); // this.layout makes spec.metadata if there is none
+      spec.metadata.layout = layout;
+    });
+    this.select({ step: to });
+  }
+
   autoLayout(all) {
     const g = new dagre.graphlib.Graph({ multigraph: true });
     g.setGraph({ rankdir: "TB", nodesep: 40, ranksep: 70, marginx: 30, marginy: 30 });
@@ -525,6 +588,7 @@ class Editor {
 
   select(selection) {
     this.selected = selection;
+    this.renameRefused = null;
     this.renderGraph();
     this.renderPanel();
   }
@@ -805,7 +869,7 @@ class Editor {
     const selected = this.selected && this.selected.edge === edge.id;
     const classes = ["wfk-edge", `wfk-${edge.kind}`, problems ? "wfk-bad" : "", selected ? "wfk-selected" : ""].join(" ");
     const target = edge.dst === END ? "the end" : edge.dst;
-    const what = { edge: "Edge", route: "Route", default: "Default route", fallback: "Fallback", reject: "Rejection route" }[edge.kind];
+    const what = { edge: "Connection", route: "Route", default: "Default route", fallback: "Fallback", reject: "Rejection route" }[edge.kind];
     const said = label.join("; ");
     const aria = `${what} from ${edge.src} to ${target}${said && edge.kind !== "default" ? `: ${said}` : ""}${problems ? `. Problem: ${problems.join(" ")}` : ""}`;
     const group = s(
@@ -847,6 +911,7 @@ class Editor {
             this.select({ edge: edge.id });
           },
         },
+        s("title", { text: aria }),
         s("rect", { x: lx - width / 2, y: ly - height / 2, width, height, rx: 4, class: "wfk-edge-label-bg" }),
         ...lines.map((line, i) => s("text", { x: lx, y: ly - height / 2 + 13 + 14 * i, "text-anchor": "middle", class: "wfk-edge-label", text: line })),
       );
@@ -1195,7 +1260,7 @@ class Editor {
     if (bad) parts.push(h("ul", { class: "wfk-form-problems" }, bad.map((m) => h("li", { text: m }))));
     if (edge.kind === "edge" || edge.kind === "route" || edge.kind === "default") {
       const kind = h("select", {}, [
-        ["edge", "always (runs in parallel with other edges)"],
+        ["edge", "always (runs in parallel with other connections)"],
         ["route", "when a condition holds (route)"],
         ["default", "otherwise (default route)"],
       ].map(([value, text]) => h("option", { value, selected: value === edge.kind }, text)));
@@ -1232,6 +1297,14 @@ class Editor {
     const palette = this.model.get("palette") || [];
     const parts = [h("h4", { text: `Step: ${name}` })];
     if (bad) parts.push(h("ul", { class: "wfk-form-problems" }, bad.map((m) => h("li", { text: m }))));
+    const refused = this.renameRefused && this.renameRefused.step === name ? this.renameRefused : null;
+    const nameBox = this.textInput(refused ? refused.typed : name, (typed) => this.renameStep(name, typed), {
+      class: refused ? "wfk-invalid" : null,
+      "aria-invalid": refused ? "true" : null,
+      "aria-describedby": refused ? `${this.uid}-rename-problem` : null,
+    });
+    parts.push(this.field("Name", nameBox));
+    if (refused) parts.push(h("div", { class: "wfk-field-problem", id: `${this.uid}-rename-problem`, text: refused.message }));
     const fn = h("select", {}, palette.map((item) => h("option", { value: item.ref, selected: item.ref === step.fn }, `${item.name} (${item.ref})`)));
     if (!palette.some((item) => item.ref === step.fn)) fn.append(h("option", { value: step.fn, selected: true }, `${step.fn} (not in the palette)`));
     fn.addEventListener("change", () => this.updateStep(name, (st) => (st.fn = fn.value)));
@@ -1281,11 +1354,23 @@ class Editor {
         if (value === undefined || value === "" || (Array.isArray(value) && value.length === 0)) delete st.approval[key];
         else st.approval[key] = value;
       });
-      gateBox.append(
-        this.field("Reason", this.textInput(approval.reason, (v) => setApproval("reason")(v.trim() || "needs a human's yes"))),
+      // A reason cleared stays cleared (it came back as the default text, unasked, and was saved as
+      // if someone had written it): the kernel asks for one under the box, and Save waits for it.
+      const reasonPath = ["steps", name, "approval", "reason"];
+      const noReason = problemsAt(this.model.get("problems"), reasonPath);
+      const reasonSaid = noReason.length ? h("div", { class: "wfk-field-problem", id: `${this.uid}-reason-problem`, text: noReason.join(" ") }) : null;
+      const reason = this.textInput(approval.reason, (v) => this.updateStep(name, (st) => (st.approval.reason = v.trim())), {
+        placeholder: "why a human must say yes",
+        class: reasonSaid ? "wfk-invalid" : null,
+        "aria-invalid": reasonSaid ? "true" : null,
+        "aria-describedby": reasonSaid ? reasonSaid.id : null,
+      });
+      gateBox.append(...[
+        this.field("Reason", reason),
+        reasonSaid,
         this.field("Payload fields (comma-separated)", this.textInput(Array.isArray(approval.payload) ? approval.payload.join(", ") : approval.payload || "", (v) => setApproval("payload")(v.includes(":") ? v.trim() : v.split(",").map((p) => p.trim()).filter(Boolean)))),
         this.field("On reject go to", this.targetSelect(approval.on_reject, setApproval("on_reject"), { allowNone: true })),
-      );
+      ].filter(Boolean));
       const conditional = h("input", { type: "checkbox", checked: !!approval.when });
       conditional.addEventListener("change", () => setApproval("when")(conditional.checked ? { field: "", op: "gt", value: 0 } : undefined));
       gateBox.append(h("label", { class: "wfk-inline" }, conditional, " only when a condition holds"));

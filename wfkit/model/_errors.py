@@ -73,22 +73,38 @@ Location = tuple[str | int, ...]
 builder marks the step or edge it names."""
 
 
+Facts = dict[str, Any]
+"""What a problem is, as data (``{"kind": "unreachable", "step": "lookup", "entry": "classify"}``);
+``{}`` when it has no kind. A problem's message tells a programmer the fix in code; the visual
+builder words the same problem from its facts, in terms of what its user sees and clicks."""
+
+
 class WorkflowDefinitionError(WfkitError, ValueError):
     """A workflow that cannot run. `problems` lists each defect with how to fix it; `locations`
-    says, for each, where in the definition it is (see :data:`Location`)."""
+    says, for each, where in the definition it is (see :data:`Location`); `facts`, what it is
+    (see :data:`Facts`)."""
 
-    def __init__(self, workflow: str, problems: list[str], locations: list[Location] | None = None) -> None:
+    def __init__(
+        self,
+        workflow: str,
+        problems: list[str],
+        locations: list[Location] | None = None,
+        facts: list[Facts] | None = None,
+    ) -> None:
         self.workflow = workflow
         self.problems = list(problems)
         self.locations: list[Location] = list(locations) if locations is not None else [()] * len(self.problems)
-        if len(self.locations) != len(self.problems):
-            raise ValueError(f"{len(self.problems)} problems but {len(self.locations)} locations")
+        self.facts: list[Facts] = list(facts) if facts is not None else [{} for _ in self.problems]
+        if not len(self.locations) == len(self.facts) == len(self.problems):
+            raise ValueError(
+                f"{len(self.problems)} problems but {len(self.locations)} locations and {len(self.facts)} facts"
+            )
         lines = "\n".join(f"  - {p}" for p in self.problems)
         noun = "problem" if len(self.problems) == 1 else "problems"
         super().__init__(f"workflow {workflow!r} has {len(self.problems)} {noun}:\n{lines}")
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return type(self), (self.workflow, self.problems, self.locations), self.__getstate__()
+        return type(self), (self.workflow, self.problems, self.locations, self.facts), self.__getstate__()
 
 
 class FlowSpecError(WorkflowDefinitionError):

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from wfkit.model._errors import Location, WorkflowDefinitionError
+from wfkit.model._errors import Facts, Location, WorkflowDefinitionError
 from wfkit.model._routes import END, Router
 from wfkit.model._steps import StepSpec
 from wfkit.model._suggest import closest, did_you_mean
@@ -108,9 +108,9 @@ def _route_location(src: str, router: Router, target: str) -> Location:
     return ("routes", src, "default", "go")
 
 
-def _check_options(steps: Mapping[str, StepSpec], inputs: list[str] | None) -> list[tuple[Location, str]]:
-    """Maps, caches and declared writes: what cannot work, each with its location and its fix."""
-    problems: list[tuple[Location, str]] = []
+def _check_options(steps: Mapping[str, StepSpec], inputs: list[str] | None) -> list[tuple[Location, str, Facts]]:
+    """Maps, caches and declared writes: what cannot work, each with its location, its fix and its facts."""
+    problems: list[tuple[Location, str, Facts]] = []
     written = set(inputs or ())
     for spec in steps.values():
         written |= spec.writes or set()
@@ -124,6 +124,7 @@ def _check_options(steps: Mapping[str, StepSpec], inputs: list[str] | None) -> l
                     ("steps", spec.name, "cache"),
                     f"step {spec.name!r} is {why} and has cache=: a cached result would skip the side effect "
                     f"(or the human's decision) the step exists for; drop cache= on it",
+                    {"kind": "cache_on_side_effect", "step": spec.name, "why": why},
                 )
             )
         if spec.subflow is not None:
@@ -137,6 +138,7 @@ def _check_options(steps: Mapping[str, StepSpec], inputs: list[str] | None) -> l
                     f"map step {spec.name!r} is {'irreversible' if spec.irreversible else 'gated by an approval'}: "
                     f"a map runs many items at once and cannot hold each for a decision or an intent; gate a "
                     f"step before the map instead",
+                    {"kind": "map_gated", "step": spec.name},
                 )
             )
         if spec.map.over not in written:
@@ -147,12 +149,13 @@ def _check_options(steps: Mapping[str, StepSpec], inputs: list[str] | None) -> l
                     f"map step {spec.name!r} maps over {spec.map.over!r}, but {producers}: declare the step "
                     f"that produces the list with @flow.step(writes=[{spec.map.over!r}]), or the run input "
                     f"with Workflow(..., inputs=[{spec.map.over!r}])",
+                    {"kind": "map_over_unwritten", "step": spec.name, "field": spec.map.over},
                 )
             )
     return problems
 
 
-def _check_subflow(spec: StepSpec) -> list[tuple[Location, str]]:
+def _check_subflow(spec: StepSpec) -> list[tuple[Location, str, Facts]]:
     """A sub-workflow step: the child's own problems (prefixed with the step's name, located under
     the step's ``workflow`` key), and inputs the child declares that the step does not map."""
     assert spec.subflow is not None
@@ -163,7 +166,8 @@ def _check_subflow(spec: StepSpec) -> list[tuple[Location, str]]:
         child.validate()
     except WorkflowDefinitionError as exc:
         return [
-            ((*here, *loc), f"{where}: {problem}") for loc, problem in zip(exc.locations, exc.problems, strict=True)
+            ((*here, *loc), f"{where}: {problem}", {"kind": "subflow", "step": spec.name, "child": child.name})
+            for loc, problem in zip(exc.locations, exc.problems, strict=True)
         ]
     mapped = {field for field, _ in spec.subflow.inputs}
     missing = [field for field in child.inputs or () if field not in mapped]
@@ -173,6 +177,7 @@ def _check_subflow(spec: StepSpec) -> list[tuple[Location, str]]:
             (
                 (*here, "inputs"),
                 f"{where} declares the inputs {missing}, which the step does not map: add inputs={{{pairs}}}",
+                {"kind": "subflow_inputs", "step": spec.name, "child": child.name, "fields": missing},
             )
         ]
     return []
@@ -269,28 +274,38 @@ def compile_graph(
     problems: list[str] = []
     inputs = None if inputs is None else sorted(inputs)
     locations: list[Location] = []
+    facts: list[Facts] = []
 
-    def problem(where: Location, message: str) -> None:
+    def problem(where: Location, message: str, **what: Any) -> None:
         locations.append(where)
         problems.append(message)
+        facts.append(what)
 
     known = set(steps)
     if not steps:
         raise WorkflowDefinitionError(
-            name, ["the workflow has no steps: add one with @flow.step (the first is the entry)"], [("steps",)]
+            name,
+            ["the workflow has no steps: add one with @flow.step (the first is the entry)"],
+            [("steps",)],
+            [{"kind": "no_steps"}],
         )
     if entry is None:
-        problem(("entry",), "no entry step: call flow.entry('step') or declare a step first")
+        problem(("entry",), "no entry step: call flow.entry('step') or declare a step first", kind="no_entry")
     elif entry not in known:
         problem(
             ("entry",),
             f"entry {entry!r} is not a step{did_you_mean(entry, known)}; known steps: {', '.join(sorted(known))}",
+            kind="entry_unknown",
+            entry=entry,
         )
 
     for src, targets in edges.items():
         if src not in known:
             problem(
-                ("edges", src), f"edge from unknown step {src!r}{did_you_mean(src, known)}: declare it with @flow.step"
+                ("edges", src),
+                f"edge from unknown step {src!r}{did_you_mean(src, known)}: declare it with @flow.step",
+                kind="edge_source_unknown",
+                src=src,
             )
         for i, dst in enumerate(targets):
             if dst not in known:
@@ -298,24 +313,34 @@ def compile_graph(
                     ("edges", src, i),
                     f"edge {src!r} -> {dst!r}: no step named {dst!r}{did_you_mean(dst, known)}; "
                     f"declare it with @flow.step or fix the name",
+                    kind="edge_target_unknown",
+                    src=src,
+                    dst=dst,
                 )
     for src, router in routers.items():
         if src not in known:
             problem(
                 ("routes", src),
                 f"routes from unknown step {src!r}{did_you_mean(src, known)}: declare it with @flow.step",
+                kind="route_source_unknown",
+                src=src,
             )
         for dst in sorted(router.targets - known):
             problem(
                 _route_location(src, router, dst),
                 f"route from {src!r} -> {dst!r}: no step named {dst!r}{did_you_mean(dst, known)}; "
                 f"declare it, or use wfkit.END (`__end__` in a flow spec) to finish",
+                kind="route_target_unknown",
+                src=src,
+                dst=dst,
             )
         if edges.get(src):
             problem(
                 ("routes", src),
                 f"step {src!r} has both edges and routes; a step either fans out along edges or "
                 f"chooses one route: move the fan-out behind a route target",
+                kind="edges_and_routes",
+                step=src,
             )
     for spec in steps.values():
         if spec.fallback and spec.fallback != END and spec.fallback not in known:
@@ -323,6 +348,9 @@ def compile_graph(
                 ("steps", spec.name, "fallback"),
                 f"step {spec.name!r} falls back to {spec.fallback!r}, which is not a step"
                 f"{did_you_mean(spec.fallback, known)}",
+                kind="fallback_unknown",
+                step=spec.name,
+                dst=spec.fallback,
             )
         on_reject = spec.approval.on_reject if spec.approval else None
         if on_reject and on_reject not in known:
@@ -330,10 +358,13 @@ def compile_graph(
                 ("steps", spec.name, "approval", "on_reject"),
                 f"step {spec.name!r} routes rejections to {on_reject!r}, which is not a step"
                 f"{did_you_mean(on_reject, known)}",
+                kind="on_reject_unknown",
+                step=spec.name,
+                dst=on_reject,
             )
 
-    for where, message in _check_options(steps, inputs):
-        problem(where, message)
+    for where, message, what in _check_options(steps, inputs):
+        problem(where, message, **what)
 
     links = [(src, dst) for src, targets in edges.items() for dst in targets]
     links += [(src, dst) for src, router in routers.items() for dst in router.targets]
@@ -358,15 +389,21 @@ def compile_graph(
                 ("steps", step),
                 f"step {step!r} is unreachable from the entry {entry!r}: connect it with "
                 f"flow.edge(...) or a route, or remove it",
+                kind="unreachable",
+                step=step,
+                entry=entry,
             )
 
     unbounded = {s for s in known if steps[s].max_visits is None}
     for comp in _cycles(unbounded, succ):
-        loop = " -> ".join(_loop_through(comp[0], set(comp), succ))
+        steps_around = _loop_through(comp[0], set(comp), succ)
+        loop = " -> ".join(steps_around)
         problem(
             ("steps", comp[0], "max_visits"),
             f"loop {loop} has no visit bound: set max_visits on one of its steps, "
             f"e.g. @flow.step(max_visits=5), so it cannot spin forever",
+            kind="loop_unbounded",
+            loop=steps_around,
         )
 
     static_preds: dict[str, set[str]] = {s: set() for s in known}
@@ -394,10 +431,13 @@ def compile_graph(
                     f"join {join!r} waits for {pred!r}, but {pred!r} only runs after {join!r}, "
                     f"so the join can never see it: remove the edge {pred!r} -> {join!r}, or make "
                     f"it a route (flow.route({pred!r}, default=wfkit.go({join!r}))) if it loops back",
+                    kind="join_never_fires",
+                    join=join,
+                    pred=pred,
                 )
 
     if problems:
-        raise WorkflowDefinitionError(name, problems, locations)
+        raise WorkflowDefinitionError(name, problems, locations, facts)
 
     assert entry is not None
     description = {

@@ -34,7 +34,7 @@ from typing import Any, Literal
 
 from wfkit._version import __version__
 from wfkit.model._approvals import Approval
-from wfkit.model._errors import FlowSpecError, Location, WorkflowDefinitionError
+from wfkit.model._errors import Facts, FlowSpecError, Location, WorkflowDefinitionError
 from wfkit.model._graph import compile_graph
 from wfkit.model._merge import Merge, check_merges
 from wfkit.model._retry import NO_RETRY, RetryPolicy
@@ -566,11 +566,13 @@ class _Problems:
     def __init__(self) -> None:
         self.messages: list[str] = []
         self.locations: list[Location] = []
+        self.facts: list[Facts] = []
 
-    def add(self, where: Location, message: str) -> None:
+    def add(self, where: Location, message: str, facts: Facts | None = None) -> None:
         if (where, message) not in zip(self.locations, self.messages, strict=True):
             self.locations.append(where)
             self.messages.append(message)
+            self.facts.append(facts or {})
 
     def inside(self, where: Location) -> bool:
         """Whether a problem was already reported at ``where`` or inside it (its value is not usable)."""
@@ -643,7 +645,8 @@ def _schema_problems(spec: Mapping[str, Any], problems: _Problems) -> None:
         hint = error.schema.get("description") if isinstance(error.schema, Mapping) else None
         if hint and error.validator not in ("additionalProperties", "required", "oneOf"):
             message += f" ({hint})"
-        problems.add(where, f"{json_path(where)}: {message}")
+        facts = {"kind": "schema", "rule": error.validator, "limit": error.validator_value, "value": error.instance}
+        problems.add(where, f"{json_path(where)}: {message}", facts)
 
 
 def _key_problems(value: Any, where: Location, problems: _Problems) -> None:
@@ -697,7 +700,8 @@ def _step_from_spec(name: str, data: Mapping[str, Any], namespace: Mapping[str, 
     if isinstance(ref, str):
         found, why = _resolve(ref, namespace, f"the function of step {name!r}")
         if why is not None:
-            problems.add((*where, "fn"), f"{json_path((*where, 'fn'))}: {why}")
+            facts = {"kind": "function_not_found", "ref": ref, "step": name}
+            problems.add((*where, "fn"), f"{json_path((*where, 'fn'))}: {why}", facts)
         else:
             fn = found
     options: dict[str, Any] = {}
@@ -706,7 +710,8 @@ def _step_from_spec(name: str, data: Mapping[str, Any], namespace: Mapping[str, 
         try:
             options["retry"] = RetryPolicy(**retry)
         except (TypeError, ValueError) as exc:
-            problems.add((*where, "retry"), f"{json_path((*where, 'retry'))}: {exc}")
+            facts = {"kind": "retry", "why": str(exc)}
+            problems.add((*where, "retry"), f"{json_path((*where, 'retry'))}: {exc}", facts)
     for key in ("timeout", "max_visits", "fallback"):
         if key in data and not problems.inside((*where, key)):
             options[key] = data[key]
@@ -817,7 +822,8 @@ def _approval(data: Mapping[str, Any], where: Location, namespace: Mapping[str, 
     if isinstance(payload, str):
         found, why = _resolve(payload, namespace, "the approval payload function")
         if why is not None:
-            problems.add((*where, "payload"), f"{json_path((*where, 'payload'))}: {why}")
+            facts = {"kind": "function_not_found", "ref": payload, "step": where[1]}
+            problems.add((*where, "payload"), f"{json_path((*where, 'payload'))}: {why}", facts)
         payload = found
     when = None
     if isinstance(data.get("when"), Mapping):
@@ -844,7 +850,7 @@ def _condition_at(data: Mapping[str, Any], where: Location, problems: _Problems)
     try:
         return Compare(data["field"], data["op"], data.get("value"))
     except (ValueError, TypeError) as exc:
-        problems.add((*where, "value"), f"{json_path((*where, 'value'))}: {exc}")
+        problems.add((*where, "value"), f"{json_path((*where, 'value'))}: {exc}", {"kind": "condition_value"})
     return _UNREADABLE
 
 
@@ -951,14 +957,14 @@ def load_parts(
         try:
             compile_graph(name, steps, edges, routers, entry, merge, inputs)
         except WorkflowDefinitionError as exc:
-            for message, where in zip(exc.problems, exc.locations, strict=True):
+            for message, where, facts in zip(exc.problems, exc.locations, exc.facts, strict=True):
                 if not problems.above(where):
-                    problems.add(where, f"{json_path(where)}: {message}")
+                    problems.add(where, f"{json_path(where)}: {message}", facts)
     if problems.messages:
         messages = problems.messages
         if source is not None:
             messages = [source.locate(m, where) for m, where in zip(messages, problems.locations, strict=True)]
-        raise FlowSpecError(name, messages, problems.locations)
+        raise FlowSpecError(name, messages, problems.locations, problems.facts)
     version = spec.get("version")
     metadata = spec.get("metadata")
     return FlowParts(

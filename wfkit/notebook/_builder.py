@@ -24,6 +24,7 @@ from wfkit.engine._workflow import Workflow
 from wfkit.model._errors import WorkflowDefinitionError
 from wfkit.model._routes import OPERATORS
 from wfkit.model._spec import FORMAT, as_namespace, function_ref, load_parts, read, write
+from wfkit.notebook._builderwords import builder_message
 
 _STEP_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -68,15 +69,16 @@ def empty_spec(name: str) -> dict[str, Any]:
 
 
 def problems_of(spec: Mapping[str, Any], namespace: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """Every problem the kernel finds in a spec, as ``{"path": [...], "message": ...}``."""
+    """Every problem the kernel finds in a spec, as ``{"path": [...], "message": ...}``, in the
+    builder's words (:mod:`wfkit.notebook._builderwords`)."""
     if not spec.get("steps"):
         return [{"path": ["steps"], "message": "the flow has no steps yet: add one from the palette"}]
     try:
         load_parts(spec, namespace)
     except WorkflowDefinitionError as exc:
         return [
-            {"path": list(where), "message": message}
-            for message, where in zip(exc.problems, exc.locations, strict=True)
+            {"path": list(where), "message": builder_message(spec, where, message, facts)}
+            for message, where, facts in zip(exc.problems, exc.locations, exc.facts, strict=True)
         ]
     return []
 
