@@ -952,14 +952,20 @@ def test_a_script_whose_run_ends_during_exit_leaves_no_traceback(tmp_path: Path)
     script.write_text(
         textwrap.dedent(
             f"""
-            import asyncio, atexit, time, wfkit as wf
+            import asyncio, atexit, threading, time, wfkit as wf
+            exiting = threading.Event()
             flow = wf.Workflow("exiting")
             @flow.step
             async def slow(state):
-                await asyncio.sleep(0.3)
+                while not exiting.is_set():  # the step ends only once the interpreter shuts down
+                    await asyncio.sleep(0.01)
                 return {{"x": 1}}
-            flow.start({{}}, workspace={str(tmp_path / "ws")!r})
-            atexit.register(lambda: time.sleep(0.6))  # the run ends while the interpreter shuts down
+            run = flow.start({{}}, workspace={str(tmp_path / "ws")!r})
+            def at_exit():
+                exiting.set()
+                while not run.done():  # the run ends while the interpreter shuts down
+                    time.sleep(0.01)
+            atexit.register(at_exit)
             """
         )
     )
