@@ -427,6 +427,33 @@ def test_background_exports_run_in_a_process_of_their_own(workspace: Path, monke
     assert event_keys(events) == frame_keys(wf.steps(workspace))
 
 
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="pins processes to a CPU (Linux)")
+def test_the_export_process_ends_when_closed_on_a_busy_cpu(workspace: Path) -> None:
+    """Closing the exporter (what a script's exit does) on a CPU that other processes keep busy:
+    the export process, which gets only that CPU's idle time, ends by itself, not killed after
+    the exporter's 30 s wait (its interpreter's teardown took that long at its priority)."""
+    from wfkit.logs import _steplog
+
+    flow = two_step_flow("busy")
+    run = flow.run({"i": 1})
+    exporter = _steplog.Exporter(delay=60)
+    exporter.submit(wf.Workspace().store, workspace, run.run_id)
+    exporter.flush(elsewhere=True)  # the export process has started and exported the run
+    process = exporter._process
+    assert process is not None
+    cpu = min(os.sched_getaffinity(0))
+    busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        os.sched_setaffinity(busy.pid, {cpu})
+        os.sched_setaffinity(process.pid, {cpu})  # it now runs only when the busy loop lets it
+        exporter.close()
+    finally:
+        busy.kill()
+        busy.wait()
+    assert 0 == process.returncode
+    assert [run.run_id] == [p.name.split("-")[1] for p in parquet_files(workspace)]
+
+
 def test_a_background_export_leaves_the_store_s_writer_running(workspace: Path) -> None:
     """The timer thread that ran a background export closes its own connection as it ends, not
     the store's writer: runs still executing go on writing through the same writer thread (a
@@ -925,14 +952,20 @@ def test_a_script_whose_run_ends_during_exit_leaves_no_traceback(tmp_path: Path)
     script.write_text(
         textwrap.dedent(
             f"""
-            import asyncio, atexit, time, wfkit as wf
+            import asyncio, atexit, threading, time, wfkit as wf
+            exiting = threading.Event()
             flow = wf.Workflow("exiting")
             @flow.step
             async def slow(state):
-                await asyncio.sleep(0.3)
+                while not exiting.is_set():  # the step ends only once the interpreter shuts down
+                    await asyncio.sleep(0.01)
                 return {{"x": 1}}
-            flow.start({{}}, workspace={str(tmp_path / "ws")!r})
-            atexit.register(lambda: time.sleep(0.6))  # the run ends while the interpreter shuts down
+            run = flow.start({{}}, workspace={str(tmp_path / "ws")!r})
+            def at_exit():
+                exiting.set()
+                while not run.done():  # the run ends while the interpreter shuts down
+                    time.sleep(0.01)
+            atexit.register(at_exit)
             """
         )
     )
