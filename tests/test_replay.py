@@ -689,3 +689,26 @@ def test_a_figure_tagged_to_ignore_its_data_compares_its_titles_only(
     assert 0 == main(["replay", "nbs", "--report", "rep", "-p", "middle", "40"]), capsys.readouterr().out
     assert 1 == main(["replay", "nbs", "--report", "rep", "-p", "title", "seats per account"])
     assert "result 1 line 2 \"axes 1: title 'seats'" in capsys.readouterr().out
+
+
+LONG_ARRAY = "import numpy as np\nvalues = np.arange(2000)\nvalues[1500] = late\nprint(values)\nvalues"
+
+
+def test_a_change_past_the_elements_numpy_shows_is_a_regression(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A numpy array of more than 1000 elements, printed or displayed, is compared whole: a changed
+    element that numpy would cut from what it shows (`0 1 2 ... 1997 1998 1999`) is a regression
+    naming the line it is on."""
+    _notebook(project / "nbs" / "array.ipynb", LONG_ARRAY, params="late = 1500")
+    assert 0 == main(["replay", "nbs", "--update-baseline", "--report", "rep"])
+    capsys.readouterr()
+    assert 0 == main(["replay", "nbs", "--report", "rep"]), capsys.readouterr().out
+    assert 1 == main(["replay", "nbs", "--report", "rep", "-p", "late", "-1"])
+    out = capsys.readouterr().out
+    assert "      regression  nbs/array.ipynb  (0 runs, " in out
+    changed = [line for line in out.splitlines() if line.lstrip().startswith("- cell 1 (import numpy as np)")]
+    assert 2 == len(changed), out  # what it printed and what it displayed, nothing else
+    stdout, result = changed
+    assert re.search(r'stdout line \d+ "[ \d]*1499 1500 1501[ \d]*" -> "[ \d]*1499   -1 1501[ \d]*"', stdout), stdout
+    assert re.search(r'result 1 line \d+ "[ \d,]*1499, 1500, 1501,[ \d,]*" -> "[ \d,]*1499,   -1, 1501,', result)

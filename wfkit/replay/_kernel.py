@@ -2,9 +2,10 @@
 everything the comparison needs.
 
 pandas cuts a table of more than 60 rows to its first and last few (``...`` between them), in its
-text and its HTML alike, and a long string in a cell to 50 characters: a value changed in what it
-cut would replay ok. A replay's kernel shows every row, column and character instead, in what the
-cells display and what they print.
+text and its HTML alike, and a long string in a cell to 50 characters; numpy cuts an array of more
+than 1000 elements to its first and last three: a value changed in what they cut would replay ok. A
+replay's kernel shows every row, column, character and element instead, in what the cells display
+and what they print.
 
 A matplotlib figure reaches the notebook as a PNG, whose bytes change with the machine's freetype
 and matplotlib (and whose pixels move with them), and a text that says only its size and number of
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -40,12 +42,14 @@ def environment(env: dict[str, str]) -> dict[str, str]:
 
 
 def setup() -> None:
-    """In the replay's kernel, at its start: pandas shows tables whole, each figure shown gets its
-    description beside its PNG; then the user's own startup file runs."""
+    """In the replay's kernel, at its start: pandas shows tables whole and numpy arrays whole, each
+    figure shown gets its description beside its PNG; then the user's own startup file runs."""
+    import numpy as np
     import pandas as pd
 
     for option in WHOLE:
         pd.set_option(option, None)
+    np.set_printoptions(threshold=sys.maxsize)
     from IPython import get_ipython
     from IPython.core.formatters import JSONFormatter
 

@@ -2,8 +2,9 @@
 
 Per code cell: what it printed (``stdout``), what it wrote to ``stderr`` (warnings land there) and
 the text of each result it displayed (``text/plain``: a DataFrame's table, a figure's size and
-axes). A replay's kernel shows pandas tables whole, every row, column and character
-(:mod:`wfkit.replay._kernel`), so a value changed in the rows pandas would cut is compared too. A
+axes). A replay's kernel shows pandas tables whole, every row, column and character, and numpy
+arrays whole, every element (:mod:`wfkit.replay._kernel`), so a value changed in the rows pandas
+would cut, or the elements numpy would, is compared too. A
 cell is keyed by its id (nbformat 4.5), so a cell added above leaves the others' keys alone, else by
 its place; it is labelled by its place in the notebook the user wrote (papermill's
 injected-parameters cell is not theirs) and its first line of code.
