@@ -712,3 +712,61 @@ def test_a_change_past_the_elements_numpy_shows_is_a_regression(
     stdout, result = changed
     assert re.search(r'stdout line \d+ "[ \d]*1499 1500 1501[ \d]*" -> "[ \d]*1499   -1 1501[ \d]*"', stdout), stdout
     assert re.search(r'result 1 line \d+ "[ \d,]*1499, 1500, 1501,[ \d,]*" -> "[ \d,]*1499,   -1, 1501,', result)
+
+
+def test_a_startup_file_that_fails_in_the_kernel_fails_the_notebook_naming_it(
+    project: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The user's $PYTHONSTARTUP raising in the replay's kernel, or a file beside the notebook that
+    hides a module the replay's kernel setup imports, fails the notebook with a line naming the
+    error, the file and how to fix it: not differences in what the cells showed, nor the traceback
+    in the kernel's log alone."""
+    nb = _notebook(project / "nbs" / "table.ipynb", LONG_TABLE, params="middle = 500")
+    assert 0 == main(["replay", "nbs", "--update-baseline", "--report", "rep"])
+    capsys.readouterr()
+    startup = project / "startup.py"
+    startup.write_text("import os\ncolour = os.environ['NO_SUCH_VARIABLE']\n")
+    monkeypatch.setenv("PYTHONSTARTUP", str(startup))
+    assert 1 == main(["replay", "nbs", "--report", "rep"])
+    out = capsys.readouterr().out
+    assert "          failed  nbs/table.ipynb  (0 runs, " in out
+    assert (
+        f"kernel setup failed: KeyError: 'NO_SUCH_VARIABLE' (startup.py line 2), raised by your $PYTHONSTARTUP "
+        f"file {startup}, which the replay's kernel runs before the notebook's first cell: fix that file, or "
+        "replay without it (`PYTHONSTARTUP= wfkit replay ...`); the notebook was not compared"
+    ) in out, out
+    assert "- cell" not in out
+    (row,) = json.loads((project / "rep" / "summary.json").read_text())["notebooks"]
+    assert "KeyError: 'NO_SUCH_VARIABLE'" in row["error"]["traceback"]
+
+    monkeypatch.delenv("PYTHONSTARTUP")
+    (nb.parent / "numpy.py").write_text("raise ImportError('this numpy is a stub')\n")
+    assert 1 == main(["replay", "nbs", "--report", "rep"])
+    out = capsys.readouterr().out
+    assert (
+        f"kernel setup failed: ImportError: this numpy is a stub ({nb.parent / 'numpy.py'} line 1), as the replay "
+        "set up its kernel before the notebook's first cell"
+    ) in out, out
+    assert "- cell" not in out
+
+
+def test_a_kernel_that_never_runs_the_replays_setup_fails_the_notebook_saying_so(
+    project: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A kernel whose kernelspec sets its own $PYTHONSTARTUP never runs the replay's setup (tables
+    and arrays would be compared cut): the notebook fails saying so, and which kernel to use."""
+    spec = project / "kernels" / "kernels" / "own-startup"
+    spec.mkdir(parents=True)
+    argv = [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
+    kernel = {"argv": argv, "display_name": "own", "language": "python", "env": {"PYTHONSTARTUP": ""}}
+    (spec / "kernel.json").write_text(json.dumps(kernel))
+    monkeypatch.setenv("JUPYTER_PATH", str(project / "kernels"))
+    _notebook(project / "nbs" / "ok.ipynb", "print(x * factor)")
+    assert 1 == main(["replay", "nbs", "--report", "r", "--update-baseline", "--kernel", "own-startup"])
+    out = capsys.readouterr().out
+    assert "          failed  nbs/ok.ipynb  (0 runs, " in out
+    assert (
+        "kernel setup did not run: the kernel 'own-startup' did not run the replay's $PYTHONSTARTUP, which sets it "
+        "up before the notebook's first cell (its kernelspec sets PYTHONSTARTUP, or it does not start IPython)"
+    ) in out, out
+    assert not (project / "data" / "baselines" / "nbs" / "ok.json").exists()

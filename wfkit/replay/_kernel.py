@@ -16,14 +16,21 @@ coordinate, colour and tick label at 6 significant digits), which is the same wh
 
 The replay hands its kernel ``$PYTHONSTARTUP`` naming :data:`STARTUP`, which IPython runs at start
 in the notebook's namespace, before any cell; it calls :func:`setup`, defines no name, and sets
-``$PYTHONSTARTUP`` back to what the user had (whose file then runs, as it would have). Nothing is
-written into the notebook, on disk or as a cell, and the numbering of its cells is untouched; a
-kernel Jupyter starts never runs this, so what a user sees there is pandas' usual table.
+``$PYTHONSTARTUP`` back to what the user had (whose file then runs, as it would have:
+:func:`run_user_startup`). Nothing is written into the notebook, on disk or as a cell, and the
+numbering of its cells is untouched; a kernel Jupyter starts never runs this, so what a user sees
+there is pandas' usual table.
+
+How the setup went is written to a file beside the executed notebook (:data:`SETUP_REPORT`): when it
+failed (the user's startup file raised, the kernel's Python cannot import wfkit, numpy or pandas),
+or never ran (a kernelspec that sets its own ``$PYTHONSTARTUP``), the cells showed what a replay
+cannot compare, and :func:`setup_failure` fails the notebook naming the cause.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import sys
 from pathlib import Path
@@ -31,19 +38,22 @@ from typing import Any
 
 STARTUP = Path(__file__).with_name("_startup.py")
 USER_STARTUP = "WFKIT_REPLAY_USER_PYTHONSTARTUP"  # the user's $PYTHONSTARTUP, while the replay's stands in
+SETUP_REPORT = "WFKIT_REPLAY_SETUP_REPORT"  # the file _startup.py writes how the setup went to (it names it too)
 FIGURE_MIME = "application/vnd.wfkit.figure+json"  # {"shape": [lines], "data": [lines]}
 DIGITS = 6  # significant digits of a coordinate: a float summed in another order still reads the same
 WHOLE = ("display.max_rows", "display.max_columns", "display.max_colwidth", "display.max_seq_items")
 
 
-def environment(env: dict[str, str]) -> dict[str, str]:
-    """What to add to the environment ``env`` of the process that starts the replay's kernel."""
-    return {"PYTHONSTARTUP": str(STARTUP), USER_STARTUP: env.get("PYTHONSTARTUP", "")}
+def environment(env: dict[str, str], report: Path) -> dict[str, str]:
+    """What to add to the environment ``env`` of the process that starts the replay's kernel, which
+    writes how its setup went to ``report`` (read it with :func:`setup_failure`)."""
+    report.unlink(missing_ok=True)
+    return {"PYTHONSTARTUP": str(STARTUP), USER_STARTUP: env.get("PYTHONSTARTUP", ""), SETUP_REPORT: str(report)}
 
 
 def setup() -> None:
     """In the replay's kernel, at its start: pandas shows tables whole and numpy arrays whole, each
-    figure shown gets its description beside its PNG; then the user's own startup file runs."""
+    figure shown gets its description beside its PNG."""
     import numpy as np
     import pandas as pd
 
@@ -62,13 +72,70 @@ def setup() -> None:
         # formatter's printer of Figure itself (select_figure_formats), and this one would go too.
         figures.for_type_by_name("matplotlib.figure", "FigureBase", describe_figure)  # type: ignore[no-untyped-call]
         shell.display_formatter.formatters[FIGURE_MIME] = figures
+
+
+def run_user_startup() -> None:
+    """In the replay's kernel, after :func:`setup`: the user's own startup file runs, in the
+    notebook's namespace, and ``$PYTHONSTARTUP`` names it again."""
+    from IPython import get_ipython
+
     user = os.environ.pop(USER_STARTUP, "")
     if not user:
         os.environ.pop("PYTHONSTARTUP", None)
         return
     os.environ["PYTHONSTARTUP"] = user
+    shell = get_ipython()
     if shell is not None:
         shell.safe_execfile(user, shell.user_ns, raise_exceptions=True)
+
+
+def setup_failure(report: Path, *, kernel: str, user_startup: str) -> dict[str, Any] | None:
+    """Why the kernel's setup failed, from ``report``, as a failed notebook's error (None if it went
+    well). Call it only when a cell of a Python notebook started: a kernel that never came up wrote
+    nothing either."""
+    try:
+        said: dict[str, Any] = json.loads(report.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {
+            "kind": "setup",
+            "cell": None,
+            "exception": "kernel setup did not run",
+            "message": f"the kernel {kernel!r} did not run the replay's $PYTHONSTARTUP, which sets it up before "
+            "the notebook's first cell (its kernelspec sets PYTHONSTARTUP, or it does not start IPython): pandas "
+            "and numpy cut what the cells showed, so the notebook was not compared; replay it with a kernel that runs "
+            "$PYTHONSTARTUP (`--kernel python3`)",
+            "traceback": f"no report from the kernel's setup at {report}",
+        }
+    if said.get("ok"):
+        return None
+    error = f"{said.get('exception')}: {said.get('message')}" if said.get("message") else str(said.get("exception"))
+    file = str(said.get("file") or "")
+    if file:
+        error += f" ({Path(file).name if file == user_startup else file} line {said.get('line')})"
+    if said.get("stage") == "user":
+        message = (
+            f"{error}, raised by your $PYTHONSTARTUP file {user_startup}, which the replay's kernel runs before the "
+            "notebook's first cell: fix that file, or replay without it (`PYTHONSTARTUP= wfkit replay ...`); the "
+            "notebook was not compared"
+        )
+    else:
+        fix = (
+            "the kernel's Python must import wfkit, numpy and pandas: install them there, or replay with a kernel "
+            "that has them (`--kernel NAME`); a file beside the notebook named like one of them hides it"
+            if said.get("exception") in ("ImportError", "ModuleNotFoundError")
+            else "its traceback is in the kernel's log"
+        )
+        message = (
+            f"{error}, as the replay set up its kernel before the notebook's first cell (to show tables and arrays "
+            f"whole and describe figures): the notebook was not compared; {fix}"
+        )
+    return {
+        "kind": "setup",
+        "cell": None,
+        "exception": "kernel setup failed",
+        "message": message,
+        "traceback": str(said.get("traceback") or error),
+    }
 
 
 def _number(value: Any) -> str:

@@ -42,12 +42,18 @@ class NotebookReport:
         nothing must not read like one that tested something."""
         return f"{self.status} (nothing compared: {self.nothing_compared})" if self.nothing_compared else self.status
 
+    @property
+    def error_line(self) -> str:
+        """``cell 3: ValueError: bad``, or without the cell for an error of none (the kernel's setup)."""
+        e = self.error or {}
+        where = "" if e.get("cell") is None else f"cell {e.get('cell')}: "
+        return f"{where}{e.get('exception')}: {e.get('message')}"
+
     def line(self) -> str:
         """The line printed when this notebook finishes, then its errors and differences."""
         lines = [f"{self.verdict:>16}  {self.key}  ({plural(self.runs, 'run')}, {self.seconds:.1f} s)"]
         if self.error:
-            e = self.error
-            lines.append(f"{'':>18}cell {e.get('cell')}: {e.get('exception')}: {e.get('message')}")
+            lines.append(f"{'':>18}{self.error_line}")
         if self.hint:
             lines.append(f"{'':>18}{self.hint}")
         lines.extend(f"{'':>18}- {d}" for d in self.diffs)
