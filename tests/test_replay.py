@@ -770,3 +770,57 @@ def test_a_kernel_that_never_runs_the_replays_setup_fails_the_notebook_saying_so
         "up before the notebook's first cell (its kernelspec sets PYTHONSTARTUP, or it does not start IPython)"
     ) in out, out
     assert not (project / "data" / "baselines" / "nbs" / "ok.json").exists()
+
+
+BIG = (
+    "import numpy as np\n"
+    "import pandas as pd\n"
+    "table = pd.DataFrame({'id': np.arange(200_000), 'score': np.arange(200_000) * 0.5})\n"
+    "table.loc[123_456, 'score'] = hidden\n"
+    "print(table)\n"
+    "table"
+)
+BIG_ARRAY = "values = np.arange(50_000) * 0.5\nvalues[40_000] = hidden\nvalues"
+
+
+def test_a_table_too_big_to_keep_whole_is_compared_by_a_digest_of_every_cell(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A DataFrame of 400,000 cells, printed and displayed, and a displayed array of 50,000 elements
+    are kept in the baseline as pandas and numpy show them in a notebook (their first and last rows
+    or elements) with a digest of every cell: the baseline stays small, a change where nothing is
+    shown is still a regression, and the replay says what it compared by digest."""
+    _notebook(project / "nbs" / "big.ipynb", BIG, BIG_ARRAY, params="hidden = 0.25")
+    assert 0 == main(["replay", "nbs", "--update-baseline", "--report", "rep"])
+    capsys.readouterr()
+    baseline = project / "data" / "baselines" / "nbs" / "big.json"
+    assert baseline.stat().st_size < 20_000
+    assert 6 == json.loads(baseline.read_text())["version"]
+    assert 0 == main(["replay", "nbs", "--report", "rep"])
+    out = capsys.readouterr().out
+    table = "a table of 200,000 rows x 2 columns"
+    assert (
+        "too big to compare line by line (over 10,000 cells), so compared by a digest of every cell: "
+        f"cell 1 (import numpy as np) stdout: {table}; "
+        f"cell 1 (import numpy as np) result 1: {table}; cell 2 (values = np.arange(50_000) * 0.5) result 1: "
+        "an array of 50,000 elements\n"
+    ) in out, out
+    (row,) = json.loads((project / "rep" / "summary.json").read_text())["notebooks"]
+    assert 3 == len(row["digested"])
+    page = (project / "rep" / "index.html").read_text()
+    assert f"compared by a digest of every cell: cell 1 (import numpy as np) stdout: {table}; " in page
+
+    assert 1 == main(["replay", "nbs", "--report", "rep", "-p", "hidden", "0.75"])
+    out = capsys.readouterr().out
+    # sorted: the differences come in the order of the cells' ids (random), not of their places
+    changed = sorted(line.strip() for line in out.splitlines() if line.lstrip().startswith("- cell "))
+    assert 3 == len(changed), out
+    for line, what in zip(changed, (table, table, "an array of 50,000 elements"), strict=True):
+        assert re.search(
+            f'"<wfkit replay: {what}, digest of every cell [0-9a-f]{{16}}>" -> "<wfkit replay: {what}, ', line
+        ), line
+    executed = nbformat.read(project / "rep" / "runs" / "nbs" / "big" / "big.ipynb", as_version=4)
+    (shown,) = [c for c in executed.cells if c.source.startswith("import numpy")]
+    html_table = shown.outputs[-1].data["text/html"]
+    assert "<p>200000 rows \N{MULTIPLICATION SIGN} 2 columns</p>" in html_table  # pandas' own cut
+    assert len(html_table) < 10_000

@@ -110,6 +110,8 @@ def _row(r: NotebookReport, report: Path) -> str:
             findings += f'<pre class="traceback">{html.escape(str(e["traceback"]))}</pre>'
     if r.hint:
         findings += f"<p>{html.escape(r.hint)}</p>"
+    if r.digested:
+        findings += f'<p class="digested">{html.escape(r.digest_note)}</p>'
     findings += _grouped(r.diffs)
     chart = ""
     if r.plot is not None and r.plot.exists():
