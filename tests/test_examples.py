@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Literal
+
 import pytest
 
+import wfkit as wf
 from wfkit.examples import QUERIES, query_router
 from wfkit.testing import test_mode
 
@@ -39,3 +43,17 @@ def test_flaky_search_retries_then_falls_back() -> None:
     statuses = [e.status for e in run.events if e.step == "code_search"]
     assert statuses == ["retry", "retry", "retry", "failed"]
     assert "no context (search failed)" in run.state["answer"]
+
+
+@pytest.mark.parametrize("classifier", ["keywords", "llm"])
+def test_router_declares_the_query_it_reads(
+    classifier: Literal["keywords", "llm"], tmp_path: Path, workspace: Path
+) -> None:
+    """A run of the router without a query is refused before any step runs, naming the input (it
+    started a run that failed inside `classify` with `KeyError: 'query'`), and its saved spec says
+    `inputs: [query]`, as `rag_router()`'s does, so `wfkit run` refuses it too."""
+    flow = query_router(classifier=classifier)
+    with pytest.raises(ValueError, match=r"declares the inputs \['query'\], and this run's inputs lack \['query'\]"):
+        flow.run({"question": "What were Q1 sales figures?"})
+    assert not (workspace / "wfkit.db").exists() or [] == wf.Workspace(workspace).runs()
+    assert "inputs: [query]\n" in flow.save(tmp_path / "router.yaml").read_text(encoding="utf-8")

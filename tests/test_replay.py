@@ -689,3 +689,138 @@ def test_a_figure_tagged_to_ignore_its_data_compares_its_titles_only(
     assert 0 == main(["replay", "nbs", "--report", "rep", "-p", "middle", "40"]), capsys.readouterr().out
     assert 1 == main(["replay", "nbs", "--report", "rep", "-p", "title", "seats per account"])
     assert "result 1 line 2 \"axes 1: title 'seats'" in capsys.readouterr().out
+
+
+LONG_ARRAY = "import numpy as np\nvalues = np.arange(2000)\nvalues[1500] = late\nprint(values)\nvalues"
+
+
+def test_a_change_past_the_elements_numpy_shows_is_a_regression(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A numpy array of more than 1000 elements, printed or displayed, is compared whole: a changed
+    element that numpy would cut from what it shows (`0 1 2 ... 1997 1998 1999`) is a regression
+    naming the line it is on."""
+    _notebook(project / "nbs" / "array.ipynb", LONG_ARRAY, params="late = 1500")
+    assert 0 == main(["replay", "nbs", "--update-baseline", "--report", "rep"])
+    capsys.readouterr()
+    assert 0 == main(["replay", "nbs", "--report", "rep"]), capsys.readouterr().out
+    assert 1 == main(["replay", "nbs", "--report", "rep", "-p", "late", "-1"])
+    out = capsys.readouterr().out
+    assert "      regression  nbs/array.ipynb  (0 runs, " in out
+    changed = [line for line in out.splitlines() if line.lstrip().startswith("- cell 1 (import numpy as np)")]
+    assert 2 == len(changed), out  # what it printed and what it displayed, nothing else
+    stdout, result = changed
+    assert re.search(r'stdout line \d+ "[ \d]*1499 1500 1501[ \d]*" -> "[ \d]*1499   -1 1501[ \d]*"', stdout), stdout
+    assert re.search(r'result 1 line \d+ "[ \d,]*1499, 1500, 1501,[ \d,]*" -> "[ \d,]*1499,   -1, 1501,', result)
+
+
+def test_a_startup_file_that_fails_in_the_kernel_fails_the_notebook_naming_it(
+    project: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The user's $PYTHONSTARTUP raising in the replay's kernel, or a file beside the notebook that
+    hides a module the replay's kernel setup imports, fails the notebook with a line naming the
+    error, the file and how to fix it: not differences in what the cells showed, nor the traceback
+    in the kernel's log alone."""
+    nb = _notebook(project / "nbs" / "table.ipynb", LONG_TABLE, params="middle = 500")
+    assert 0 == main(["replay", "nbs", "--update-baseline", "--report", "rep"])
+    capsys.readouterr()
+    startup = project / "startup.py"
+    startup.write_text("import os\ncolour = os.environ['NO_SUCH_VARIABLE']\n")
+    monkeypatch.setenv("PYTHONSTARTUP", str(startup))
+    assert 1 == main(["replay", "nbs", "--report", "rep"])
+    out = capsys.readouterr().out
+    assert "          failed  nbs/table.ipynb  (0 runs, " in out
+    assert (
+        f"kernel setup failed: KeyError: 'NO_SUCH_VARIABLE' (startup.py line 2), raised by your $PYTHONSTARTUP "
+        f"file {startup}, which the replay's kernel runs before the notebook's first cell: fix that file, or "
+        "replay without it (`PYTHONSTARTUP= wfkit replay ...`); the notebook was not compared"
+    ) in out, out
+    assert "- cell" not in out
+    (row,) = json.loads((project / "rep" / "summary.json").read_text())["notebooks"]
+    assert "KeyError: 'NO_SUCH_VARIABLE'" in row["error"]["traceback"]
+
+    monkeypatch.delenv("PYTHONSTARTUP")
+    (nb.parent / "numpy.py").write_text("raise ImportError('this numpy is a stub')\n")
+    assert 1 == main(["replay", "nbs", "--report", "rep"])
+    out = capsys.readouterr().out
+    assert (
+        f"kernel setup failed: ImportError: this numpy is a stub ({nb.parent / 'numpy.py'} line 1), as the replay "
+        "set up its kernel before the notebook's first cell"
+    ) in out, out
+    assert "- cell" not in out
+
+
+def test_a_kernel_that_never_runs_the_replays_setup_fails_the_notebook_saying_so(
+    project: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A kernel whose kernelspec sets its own $PYTHONSTARTUP never runs the replay's setup (tables
+    and arrays would be compared cut): the notebook fails saying so, and which kernel to use."""
+    spec = project / "kernels" / "kernels" / "own-startup"
+    spec.mkdir(parents=True)
+    argv = [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
+    kernel = {"argv": argv, "display_name": "own", "language": "python", "env": {"PYTHONSTARTUP": ""}}
+    (spec / "kernel.json").write_text(json.dumps(kernel))
+    monkeypatch.setenv("JUPYTER_PATH", str(project / "kernels"))
+    _notebook(project / "nbs" / "ok.ipynb", "print(x * factor)")
+    assert 1 == main(["replay", "nbs", "--report", "r", "--update-baseline", "--kernel", "own-startup"])
+    out = capsys.readouterr().out
+    assert "          failed  nbs/ok.ipynb  (0 runs, " in out
+    assert (
+        "kernel setup did not run: the kernel 'own-startup' did not run the replay's $PYTHONSTARTUP, which sets it "
+        "up before the notebook's first cell (its kernelspec sets PYTHONSTARTUP, or it does not start IPython)"
+    ) in out, out
+    assert not (project / "data" / "baselines" / "nbs" / "ok.json").exists()
+
+
+BIG = (
+    "import numpy as np\n"
+    "import pandas as pd\n"
+    "table = pd.DataFrame({'id': np.arange(200_000), 'score': np.arange(200_000) * 0.5})\n"
+    "table.loc[123_456, 'score'] = hidden\n"
+    "print(table)\n"
+    "table"
+)
+BIG_ARRAY = "values = np.arange(50_000) * 0.5\nvalues[40_000] = hidden\nvalues"
+
+
+def test_a_table_too_big_to_keep_whole_is_compared_by_a_digest_of_every_cell(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A DataFrame of 400,000 cells, printed and displayed, and a displayed array of 50,000 elements
+    are kept in the baseline as pandas and numpy show them in a notebook (their first and last rows
+    or elements) with a digest of every cell: the baseline stays small, a change where nothing is
+    shown is still a regression, and the replay says what it compared by digest."""
+    _notebook(project / "nbs" / "big.ipynb", BIG, BIG_ARRAY, params="hidden = 0.25")
+    assert 0 == main(["replay", "nbs", "--update-baseline", "--report", "rep"])
+    capsys.readouterr()
+    baseline = project / "data" / "baselines" / "nbs" / "big.json"
+    assert baseline.stat().st_size < 20_000
+    assert 6 == json.loads(baseline.read_text())["version"]
+    assert 0 == main(["replay", "nbs", "--report", "rep"])
+    out = capsys.readouterr().out
+    table = "a table of 200,000 rows x 2 columns"
+    assert (
+        "too big to compare line by line (over 10,000 cells), so compared by a digest of every cell: "
+        f"cell 1 (import numpy as np) stdout: {table}; "
+        f"cell 1 (import numpy as np) result 1: {table}; cell 2 (values = np.arange(50_000) * 0.5) result 1: "
+        "an array of 50,000 elements\n"
+    ) in out, out
+    (row,) = json.loads((project / "rep" / "summary.json").read_text())["notebooks"]
+    assert 3 == len(row["digested"])
+    page = (project / "rep" / "index.html").read_text()
+    assert f"compared by a digest of every cell: cell 1 (import numpy as np) stdout: {table}; " in page
+
+    assert 1 == main(["replay", "nbs", "--report", "rep", "-p", "hidden", "0.75"])
+    out = capsys.readouterr().out
+    # sorted: the differences come in the order of the cells' ids (random), not of their places
+    changed = sorted(line.strip() for line in out.splitlines() if line.lstrip().startswith("- cell "))
+    assert 3 == len(changed), out
+    for line, what in zip(changed, (table, table, "an array of 50,000 elements"), strict=True):
+        assert re.search(
+            f'"<wfkit replay: {what}, digest of every cell [0-9a-f]{{16}}>" -> "<wfkit replay: {what}, ', line
+        ), line
+    executed = nbformat.read(project / "rep" / "runs" / "nbs" / "big" / "big.ipynb", as_version=4)
+    (shown,) = [c for c in executed.cells if c.source.startswith("import numpy")]
+    html_table = shown.outputs[-1].data["text/html"]
+    assert "<p>200000 rows \N{MULTIPLICATION SIGN} 2 columns</p>" in html_table  # pandas' own cut
+    assert len(html_table) < 10_000

@@ -273,3 +273,36 @@ def test_a_format_4_baseline_compares_figures_by_size_and_axes_and_says_what_it_
     ] == [str(d) for d in compare(old, new)]
     old["outputs"] = new["outputs"] = {"c1": {"cell": 1, "code": "print(x)", "stdout": "1\n"}}
     assert [] == compare(old, new)
+
+
+def test_a_format_5_baseline_that_holds_an_array_cut_or_a_big_table_whole_says_to_record_it_again() -> None:
+    """A format-5 baseline holds numpy arrays of more than 1,000 elements cut (numpy's `...`) and
+    tables of any size whole: where today's output differs that way (the array whole, the table cut
+    and digested), one line says why, and how to record the baseline again; where it differs
+    otherwise, or not at all, nothing is said."""
+    old, new = _summary(), _summary()
+    old["version"] = 5
+    cut, whole = "array([   0,    1,    2, ..., 1997, 1998, 1999])", "array([   0,    1,    2,    3,\n 4,    5])"
+    digest = "<wfkit replay: a table of 20,000 rows x 1 columns, digest of every cell 0123456789abcdef>"
+    old["outputs"] = {
+        "c1": {"cell": 1, "code": "a", "results": [cut]},
+        "c2": {"cell": 2, "code": "t", "stdout": "0  1\n1  2\n"},
+    }
+    new["outputs"] = {
+        "c1": {"cell": 1, "code": "a", "results": [whole]},
+        "c2": {"cell": 2, "code": "t", "stdout": f"0  1\n{digest}\n"},
+    }
+    said = [str(d) for d in compare(old, new)]
+    assert 3 == len(said), said
+    assert said[0] == (
+        "the baseline (format 5) holds numpy arrays of more than 1,000 elements cut (`...`) and tables of any size "
+        "whole; a replay now shows arrays whole, and tables and arrays of more than 10,000 cells cut with a digest "
+        "of every cell: record it again with --update-baseline"
+    )
+    assert said[1].startswith("cell 1 (a): result 1 ")
+    assert said[2].startswith("cell 2 (t): stdout ")
+    new["outputs"] = {"c1": {"cell": 1, "code": "a", "results": ["array([5])"]}, "c2": old["outputs"]["c2"]}
+    old["outputs"]["c1"]["results"] = ["array([4])"]
+    assert ['cell 1 (a): result 1 line 1 "array([4])" -> "array([5])"'] == [str(d) for d in compare(old, new)]
+    new["outputs"] = old["outputs"]
+    assert [] == compare(old, new)

@@ -82,7 +82,8 @@ def query_router(
     """
     if classifier not in ("keywords", "llm"):
         raise ValueError(f"classifier must be 'keywords' or 'llm', got {classifier!r}")
-    flow = wf.Workflow(name, description="classify, search by type, answer, review", tools=tools)
+    # The query is the run's input, declared (as rag_router() does): a run without it stops before classify.
+    flow = wf.Workflow(name, description="classify, search by type, answer, review", tools=tools, inputs=["query"])
     retry = wf.RetryPolicy(max_retries=3, base_delay=0.01, max_delay=0.1)
 
     @flow.step

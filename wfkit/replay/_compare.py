@@ -11,7 +11,9 @@ What a cell showed is compared line by line, per stream and per displayed result
 names the cell, the stream and the first few lines that changed, moved, went or came. A baseline of
 format 2 or 3 holds no cell outputs, and says so once, with how to record it again; one of format 4
 holds a figure's first line only (its size and axes), to which today's figures are compared, and
-says once that what they draw is not compared.
+says once that what they draw is not compared. One of format 5 holds numpy arrays cut at 1,000
+elements and tables whole whatever their size: where what a cell shows differs that way (an array
+now whole, a table now cut and digested), one line says so, with how to record it again.
 
 A baseline of format 2 pooled latency by step name over every workflow. Its other signals are
 those of today, and so is its latency where one workflow ran that step; a step name several
@@ -23,12 +25,15 @@ from __future__ import annotations
 import difflib
 import json
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from wfkit.replay._kernel import DIGESTED, WHOLE_CELLS
 from wfkit.replay._signals import (
     ATTEMPT_SIGNALS,
+    DIGESTS_SINCE,
     FIGURES_SINCE,
     LATENCY_POOLED_BY_NAME,
     OUTPUTS_SINCE,
@@ -360,6 +365,18 @@ def _figures_cut_to_first_line(outputs: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+_NUMPY_CUT = re.compile(r", \.\.\.,|\d \.\.\. [-\d]")  # array([0, 1, 2, ..., 7, 8, 9]) or [0 1 2 ... 7 8 9]
+
+
+def _cut_then(d: Difference) -> bool:
+    """Whether an output's difference may be only how a format-5 baseline recorded it: an array numpy
+    cut that is now whole, or a table now cut and digested."""
+    before, after = (v if isinstance(v, str) else "" for v in (d.before, d.after))
+    return bool(_NUMPY_CUT.search(before) and not _NUMPY_CUT.search(after)) or bool(
+        DIGESTED.search(after) and not DIGESTED.search(before)
+    )
+
+
 def _at(items: list[Any], index: int) -> Any:
     return items[index] if index < len(items) else None
 
@@ -427,7 +444,7 @@ def compare(
     """Differences between a baseline summary and this replay's; empty when nothing regressed."""
     settings = settings or Settings()
     version = baseline.get("version")
-    if version not in (SUMMARY_VERSION, 4, 3, LATENCY_POOLED_BY_NAME):
+    if version not in (SUMMARY_VERSION, 5, 4, 3, LATENCY_POOLED_BY_NAME):
         return [
             Difference(
                 "version",
@@ -473,7 +490,19 @@ def compare(
                     "size and axes; record it again with --update-baseline to compare their titles, labels and data",
                 )
             )
+        before = len(c.diffs)
         c.outputs(baseline.get("outputs") or {}, outputs)
+        if isinstance(version, int) and version < DIGESTS_SINCE and any(map(_cut_then, c.diffs[before:])):
+            c.diffs.insert(
+                before,
+                Difference(
+                    "outputs",
+                    message=f"the baseline (format {version}) holds numpy arrays of more than 1,000 elements cut "
+                    "(`...`) and tables of any size whole; a replay now shows arrays whole, and tables and arrays of "
+                    f"more than {WHOLE_CELLS:,} cells cut with a digest of every cell: record it again with "
+                    "--update-baseline",
+                ),
+            )
     if settings.compare_latency:
         old_latency, pooled = baseline_latency(baseline)
         for step, workflows in pooled.items():

@@ -24,11 +24,12 @@ from pathlib import Path
 from typing import Any, TypeAlias
 
 from wfkit._extras import require
-from wfkit.replay._kernel import environment
+from wfkit.replay._kernel import environment, setup_failure
 from wfkit.replay._outputs import cell_outputs
 from wfkit.replay._signals import settings_of, summarise_with_ids
 
 KERNEL_LOG = "kernel-stderr.log"
+KERNEL_SETUP = "kernel-setup.json"  # how the kernel's setup went (wfkit.replay._kernel)
 KERNEL_START_ATTEMPTS = 2  # a kernel that dies before its first cell is started once more
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
@@ -61,7 +62,8 @@ def run_notebook(job: NotebookJob) -> Outcome:
     folder.mkdir(parents=True, exist_ok=True)
     env_before = dict(os.environ)
     os.environ.update({"WFKIT_HOME": str(workspace), "WFKIT_MODE": "headless", "WFKIT_REPLAY": "1"})
-    os.environ.update(environment(env_before))  # tables shown whole (wfkit.replay._kernel)
+    # tables shown whole (wfkit.replay._kernel), and how that went said in a file
+    os.environ.update(environment(env_before, folder / KERNEL_SETUP))
     output = folder / job.notebook.name
     error: dict[str, Any] | None = None
     t0 = time.perf_counter()
@@ -121,6 +123,18 @@ def run_notebook(job: NotebookJob) -> Outcome:
         os.environ.clear()
         os.environ.update(env_before)
     seconds = time.perf_counter() - t0
+    if _failing_cell(output) is not None and _language(output) == "python":
+        # A kernel set up wrong showed what cannot be compared: that is the notebook's error, whatever
+        # a cell then raised (a name the user's startup file did not get to define).
+        failed = setup_failure(
+            folder / KERNEL_SETUP,
+            kernel=job.kernel or _kernel_name(output),
+            user_startup=env_before.get("PYTHONSTARTUP", ""),
+        )
+        if failed is not None:
+            if error is not None:
+                failed["traceback"] += f"\n\nThen cell {error.get('cell')} failed:\n{error.get('traceback')}"
+            error = failed
     summary, ids = summarise_with_ids(workspace, settings_of(job.notebook))
     # The replay's folder first: it may lie under the notebook's.
     folders = {str(folder): "<replay folder>", str(job.cwd or job.notebook.parent): "<notebook folder>"}
@@ -141,6 +155,24 @@ def _output_cells(output: Path) -> list[dict[str, Any]]:
     except (OSError, ValueError):
         return []
     return cells
+
+
+def _metadata(output: Path) -> dict[str, Any]:
+    try:
+        metadata: dict[str, Any] = json.loads(output.read_text(encoding="utf-8")).get("metadata", {})
+    except (OSError, ValueError):
+        return {}
+    return metadata
+
+
+def _language(output: Path) -> str | None:
+    """The language of the kernel that ran the executed notebook (PYTHONSTARTUP means nothing to another)."""
+    metadata = _metadata(output)
+    return (metadata.get("language_info") or {}).get("name") or (metadata.get("kernelspec") or {}).get("language")
+
+
+def _kernel_name(output: Path) -> str:
+    return str((_metadata(output).get("kernelspec") or {}).get("name", "python3"))
 
 
 def _source_cell(output: Path, index: int | None) -> int | None:

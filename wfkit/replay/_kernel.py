@@ -2,9 +2,14 @@
 everything the comparison needs.
 
 pandas cuts a table of more than 60 rows to its first and last few (``...`` between them), in its
-text and its HTML alike, and a long string in a cell to 50 characters: a value changed in what it
-cut would replay ok. A replay's kernel shows every row, column and character instead, in what the
-cells display and what they print.
+text and its HTML alike, and a long string in a cell to 50 characters; numpy cuts an array of more
+than 1000 elements to its first and last three: a value changed in what they cut would replay ok. A
+replay's kernel shows every row, column, character and element instead, in what the cells display
+and what they print, up to :data:`WHOLE_CELLS` cells. A bigger table (a 10-million-row DataFrame
+would be gigabytes of text in the baseline) is shown as pandas shows it in a notebook, followed by
+a line saying what it is and the digest of every cell (:data:`DIGESTED`), so a change anywhere is
+still a difference; so is a bigger array a cell displays. (An array a cell prints is shown whole
+whatever its size: numpy has no hook on ``str``.)
 
 A matplotlib figure reaches the notebook as a PNG, whose bytes change with the machine's freetype
 and matplotlib (and whose pixels move with them), and a text that says only its size and number of
@@ -15,37 +20,65 @@ coordinate, colour and tick label at 6 significant digits), which is the same wh
 
 The replay hands its kernel ``$PYTHONSTARTUP`` naming :data:`STARTUP`, which IPython runs at start
 in the notebook's namespace, before any cell; it calls :func:`setup`, defines no name, and sets
-``$PYTHONSTARTUP`` back to what the user had (whose file then runs, as it would have). Nothing is
-written into the notebook, on disk or as a cell, and the numbering of its cells is untouched; a
-kernel Jupyter starts never runs this, so what a user sees there is pandas' usual table.
+``$PYTHONSTARTUP`` back to what the user had (whose file then runs, as it would have:
+:func:`run_user_startup`). Nothing is written into the notebook, on disk or as a cell, and the
+numbering of its cells is untouched; a kernel Jupyter starts never runs this, so what a user sees
+there is pandas' usual table.
+
+How the setup went is written to a file beside the executed notebook (:data:`SETUP_REPORT`): when it
+failed (the user's startup file raised, the kernel's Python cannot import wfkit, numpy or pandas),
+or never ran (a kernelspec that sets its own ``$PYTHONSTARTUP``), the cells showed what a replay
+cannot compare, and :func:`setup_failure` fails the notebook naming the cause.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import itertools
+import json
 import os
+import re
+import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 STARTUP = Path(__file__).with_name("_startup.py")
 USER_STARTUP = "WFKIT_REPLAY_USER_PYTHONSTARTUP"  # the user's $PYTHONSTARTUP, while the replay's stands in
+SETUP_REPORT = "WFKIT_REPLAY_SETUP_REPORT"  # the file _startup.py writes how the setup went to (it names it too)
 FIGURE_MIME = "application/vnd.wfkit.figure+json"  # {"shape": [lines], "data": [lines]}
 DIGITS = 6  # significant digits of a coordinate: a float summed in another order still reads the same
 WHOLE = ("display.max_rows", "display.max_columns", "display.max_colwidth", "display.max_seq_items")
+WHOLE_CELLS = 10_000  # a table or array of more is shown cut, with a digest of every cell
+MANTISSA_BITS = 20  # a float digested at about 6 significant digits, as tables show them and figures digest them
+# What follows a table or an array too big to show whole; _outputs reads it back to say what was digested.
+DIGESTED = re.compile(r"<wfkit replay: (?P<what>[^<>]+?), digest of every cell [0-9a-f]+>")
 
 
-def environment(env: dict[str, str]) -> dict[str, str]:
-    """What to add to the environment ``env`` of the process that starts the replay's kernel."""
-    return {"PYTHONSTARTUP": str(STARTUP), USER_STARTUP: env.get("PYTHONSTARTUP", "")}
+def environment(env: dict[str, str], report: Path) -> dict[str, str]:
+    """What to add to the environment ``env`` of the process that starts the replay's kernel, which
+    writes how its setup went to ``report`` (read it with :func:`setup_failure`)."""
+    report.unlink(missing_ok=True)
+    return {"PYTHONSTARTUP": str(STARTUP), USER_STARTUP: env.get("PYTHONSTARTUP", ""), SETUP_REPORT: str(report)}
 
 
 def setup() -> None:
-    """In the replay's kernel, at its start: pandas shows tables whole, each figure shown gets its
-    description beside its PNG; then the user's own startup file runs."""
+    """In the replay's kernel, at its start: pandas shows tables whole and numpy arrays whole (those
+    of more than :data:`WHOLE_CELLS` cut, with their digest), each figure shown gets its description
+    beside its PNG."""
+    import numpy as np
     import pandas as pd
 
+    cut = {option: pd.get_option(option) for option in WHOLE}  # pandas' own, for tables too big to show whole
     for option in WHOLE:
         pd.set_option(option, None)
+    threshold = np.get_printoptions()["threshold"]
+    np.set_printoptions(threshold=sys.maxsize)
+    # On the classes, not as IPython formatters: print(table) calls __repr__ too. HTML is cut alike, so
+    # the executed notebook stays small; it says nothing of the digest, being compared nowhere.
+    for kind, method in ((pd.DataFrame, "__repr__"), (pd.Series, "__repr__"), (pd.DataFrame, "_repr_html_")):
+        setattr(kind, method, _capped(getattr(kind, method), cut, digest=method == "__repr__"))
     from IPython import get_ipython
     from IPython.core.formatters import JSONFormatter
 
@@ -58,13 +91,159 @@ def setup() -> None:
         # formatter's printer of Figure itself (select_figure_formats), and this one would go too.
         figures.for_type_by_name("matplotlib.figure", "FigureBase", describe_figure)  # type: ignore[no-untyped-call]
         shell.display_formatter.formatters[FIGURE_MIME] = figures
+        # A displayed array (and one inside a displayed list) over the cap: numpy's own cut, then its digest.
+        plain = shell.display_formatter.formatters["text/plain"]
+        plain.for_type(np.ndarray, functools.partial(_array_text, threshold=threshold))
+
+
+def _capped(method: Callable[[Any], str | None], cut: dict[str, Any], *, digest: bool) -> Callable[[Any], str | None]:
+    """``method`` of a table, showing one of more than :data:`WHOLE_CELLS` cells with pandas' own
+    options ``cut`` (and, for its text, followed by its digest line)."""
+
+    @functools.wraps(method)
+    def shown(table: Any) -> str | None:
+        if table.size <= WHOLE_CELLS:
+            return method(table)
+        import pandas as pd
+
+        with pd.option_context(*itertools.chain.from_iterable(cut.items())):
+            text = method(table)
+        return f"{text}\n{digest_line(table)}" if digest and text is not None else text
+
+    return shown
+
+
+def _array_text(array: Any, printer: Any, cycle: bool, *, threshold: int) -> None:
+    """An IPython text printer of numpy arrays: whole up to :data:`WHOLE_CELLS` elements, else as
+    numpy shows it (``threshold``) followed by its digest line."""
+    if array.size <= WHOLE_CELLS:
+        printer.text(repr(array))
+        return
+    import numpy as np
+
+    with np.printoptions(threshold=threshold):
+        printer.text(f"{array!r}\n{digest_line(array)}")
+
+
+def digest_line(value: Any) -> str:
+    """What ``value`` (a DataFrame, a Series or a numpy array) is, and a digest of every cell: its
+    columns and their types, its index, and each value (a float at about 6 significant digits)."""
+    import numpy as np
+    import pandas as pd
+
+    digest = hashlib.sha256()
+    if isinstance(value, pd.DataFrame | pd.Series):
+        frame = value.to_frame() if isinstance(value, pd.Series) else value
+        digest.update(repr([(str(name), str(dtype)) for name, dtype in frame.dtypes.items()]).encode())
+        columns = {
+            n: _rounded(column.to_numpy()) if _is_float(column.dtype) else column.array
+            for n, (_name, column) in enumerate(frame.items())
+        }
+        try:
+            rows = pd.util.hash_pandas_object(pd.DataFrame(columns, index=frame.index), index=True)
+        except TypeError:  # unhashable values (lists, dicts) in a column of objects: hashed by their repr
+            for n, column in columns.items():
+                if np.asarray(column).dtype == object:
+                    columns[n] = np.array([repr(v) for v in column], dtype=object)
+            rows = pd.util.hash_pandas_object(pd.DataFrame(columns, index=frame.index), index=True)
+        digest.update(rows.to_numpy().tobytes())
+        if isinstance(value, pd.Series):
+            what = f"a series of {len(value):,} values"
+        else:
+            what = f"a table of {value.shape[0]:,} rows x {value.shape[1]:,} columns"
+    else:
+        array = np.asarray(value)
+        digest.update(f"{array.dtype} {array.shape}".encode())
+        if array.dtype.kind == "O":
+            digest.update(repr(array.tolist()).encode())
+        elif array.dtype.kind in "fc":
+            for part in (array.real, array.imag) if array.dtype.kind == "c" else (array,):
+                digest.update(_rounded(part).tobytes())
+        else:
+            digest.update(np.ascontiguousarray(array).tobytes())
+        shape = f" ({' x '.join(map(str, array.shape))})" if array.ndim > 1 else ""
+        what = f"an array of {array.size:,} elements{shape}"
+    return f"<wfkit replay: {what}, digest of every cell {digest.hexdigest()[:16]}>"
+
+
+def _is_float(dtype: Any) -> bool:
+    import numpy as np
+
+    return isinstance(dtype, np.dtype) and dtype.kind == "f"
+
+
+def _rounded(values: Any) -> Any:
+    """Floats with their mantissa rounded to :data:`MANTISSA_BITS` bits, every NaN the same NaN: a
+    sum taken in another order digests the same, as it shows the same."""
+    import numpy as np
+
+    mantissa, exponent = np.frexp(values)
+    rounded = np.ldexp(np.round(mantissa * 2**MANTISSA_BITS), exponent - MANTISSA_BITS)
+    return np.where(np.isnan(values), np.nan, rounded)
+
+
+def run_user_startup() -> None:
+    """In the replay's kernel, after :func:`setup`: the user's own startup file runs, in the
+    notebook's namespace, and ``$PYTHONSTARTUP`` names it again."""
+    from IPython import get_ipython
+
     user = os.environ.pop(USER_STARTUP, "")
     if not user:
         os.environ.pop("PYTHONSTARTUP", None)
         return
     os.environ["PYTHONSTARTUP"] = user
+    shell = get_ipython()
     if shell is not None:
         shell.safe_execfile(user, shell.user_ns, raise_exceptions=True)
+
+
+def setup_failure(report: Path, *, kernel: str, user_startup: str) -> dict[str, Any] | None:
+    """Why the kernel's setup failed, from ``report``, as a failed notebook's error (None if it went
+    well). Call it only when a cell of a Python notebook started: a kernel that never came up wrote
+    nothing either."""
+    try:
+        said: dict[str, Any] = json.loads(report.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {
+            "kind": "setup",
+            "cell": None,
+            "exception": "kernel setup did not run",
+            "message": f"the kernel {kernel!r} did not run the replay's $PYTHONSTARTUP, which sets it up before "
+            "the notebook's first cell (its kernelspec sets PYTHONSTARTUP, or it does not start IPython): pandas "
+            "and numpy cut what the cells showed, so the notebook was not compared; replay it with a kernel that runs "
+            "$PYTHONSTARTUP (`--kernel python3`)",
+            "traceback": f"no report from the kernel's setup at {report}",
+        }
+    if said.get("ok"):
+        return None
+    error = f"{said.get('exception')}: {said.get('message')}" if said.get("message") else str(said.get("exception"))
+    file = str(said.get("file") or "")
+    if file:
+        error += f" ({Path(file).name if file == user_startup else file} line {said.get('line')})"
+    if said.get("stage") == "user":
+        message = (
+            f"{error}, raised by your $PYTHONSTARTUP file {user_startup}, which the replay's kernel runs before the "
+            "notebook's first cell: fix that file, or replay without it (`PYTHONSTARTUP= wfkit replay ...`); the "
+            "notebook was not compared"
+        )
+    else:
+        fix = (
+            "the kernel's Python must import wfkit, numpy and pandas: install them there, or replay with a kernel "
+            "that has them (`--kernel NAME`); a file beside the notebook named like one of them hides it"
+            if said.get("exception") in ("ImportError", "ModuleNotFoundError")
+            else "its traceback is in the kernel's log"
+        )
+        message = (
+            f"{error}, as the replay set up its kernel before the notebook's first cell (to show tables and arrays "
+            f"whole and describe figures): the notebook was not compared; {fix}"
+        )
+    return {
+        "kind": "setup",
+        "cell": None,
+        "exception": "kernel setup failed",
+        "message": message,
+        "traceback": str(said.get("traceback") or error),
+    }
 
 
 def _number(value: Any) -> str:

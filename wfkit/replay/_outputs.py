@@ -2,8 +2,11 @@
 
 Per code cell: what it printed (``stdout``), what it wrote to ``stderr`` (warnings land there) and
 the text of each result it displayed (``text/plain``: a DataFrame's table, a figure's size and
-axes). A replay's kernel shows pandas tables whole, every row, column and character
-(:mod:`wfkit.replay._kernel`), so a value changed in the rows pandas would cut is compared too. A
+axes). A replay's kernel shows pandas tables whole, every row, column and character, and numpy
+arrays whole, every element (:mod:`wfkit.replay._kernel`), so a value changed in the rows pandas
+would cut, or the elements numpy would, is compared too. One of more than ``WHOLE_CELLS`` cells is
+shown cut and followed by a digest of every cell, which is compared as a line like any other:
+:func:`digested` lists them, for the report to say what was compared that way. A
 cell is keyed by its id (nbformat 4.5), so a cell added above leaves the others' keys alone, else by
 its place; it is labelled by its place in the notebook the user wrote (papermill's
 injected-parameters cell is not theirs) and its first line of code.
@@ -32,7 +35,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from wfkit.replay._kernel import FIGURE_MIME
+from wfkit.replay._kernel import DIGESTED, FIGURE_MIME
 
 IGNORE_TAG = "wfkit-ignore-output"
 IGNORE_FIGURE_DATA_TAG = "wfkit-ignore-figure-data"
@@ -113,3 +116,18 @@ def cell_outputs(
         if streams or results:
             outputs[str(mine.get("id") or f"#{place}")] = record
     return outputs
+
+
+def digested(outputs: Mapping[str, Any]) -> list[str]:
+    """What a replay compared by its digest, in the order shown: ``cell 5 (import pandas as pd)
+    result 1: a table of 10,000,000 rows x 3 columns``."""
+    found: list[str] = []
+    for cell in outputs.values():
+        parts = [(name, cell.get(name)) for name in ("stdout", "stderr")]
+        parts += [(f"result {n}", text) for n, text in enumerate(cell.get("results") or [], 1)]
+        for name, text in parts:
+            found.extend(
+                f"cell {cell.get('cell')} ({cell.get('code')}) {name}: {m['what']}"
+                for m in DIGESTED.finditer(text or "")
+            )
+    return found

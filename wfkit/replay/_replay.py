@@ -28,6 +28,7 @@ from wfkit.replay._notebooks import (
     project_root,
     read_baseline,
 )
+from wfkit.replay._outputs import digested
 from wfkit.replay._parameters import check_parameters
 from wfkit.replay._report import latency_plot, write_html, write_junit, write_summary
 from wfkit.replay._result import BAD_BASELINE, FAILED, NO_BASELINE, OK, REGRESSION, UPDATED, NotebookReport
@@ -67,6 +68,7 @@ def judge(job: NotebookJob, outcome: Outcome, *, baseline: Path, root: Path, upd
         error=outcome["error"],
         output=Path(outcome["output"]) if outcome.get("output") else None,
         kernel_log=Path(outcome["kernel_log"]) if outcome.get("kernel_log") else None,
+        digested=digested(summary.get("outputs") or {}),
     )
     base_file = baseline_file(baseline, job.key)
     job.out_dir.mkdir(parents=True, exist_ok=True)

@@ -103,12 +103,15 @@ def _row(r: NotebookReport, report: Path) -> str:
     findings = ""
     if r.error:
         e = r.error
-        findings += f"<p>cell {html.escape(str(e.get('cell')))}: <b>{html.escape(str(e.get('exception')))}</b>: "
+        where = "" if e.get("cell") is None else f"cell {html.escape(str(e.get('cell')))}: "
+        findings += f"<p>{where}<b>{html.escape(str(e.get('exception')))}</b>: "
         findings += f"{html.escape(str(e.get('message')))}</p>"
         if e.get("traceback"):
             findings += f'<pre class="traceback">{html.escape(str(e["traceback"]))}</pre>'
     if r.hint:
         findings += f"<p>{html.escape(r.hint)}</p>"
+    if r.digested:
+        findings += f'<p class="digested">{html.escape(r.digest_note)}</p>'
     findings += _grouped(r.diffs)
     chart = ""
     if r.plot is not None and r.plot.exists():
@@ -174,9 +177,7 @@ def write_junit(path: Path, rows: Sequence[NotebookReport], *, seconds: float) -
         )
         if r.status == FAILED and r.error:
             e = r.error
-            failed = ET.SubElement(
-                case, "error", {"type": str(e.get("exception")), "message": f"cell {e.get('cell')}: {e.get('message')}"}
-            )
+            failed = ET.SubElement(case, "error", {"type": str(e.get("exception")), "message": r.error_line})
             failed.text = str(e.get("traceback") or e.get("message"))
         elif r.status in (NO_BASELINE, BAD_BASELINE):
             ET.SubElement(case, "failure", {"type": r.status, "message": r.hint or r.status}).text = r.hint

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from wfkit.replay._compare import Difference
+from wfkit.replay._kernel import WHOLE_CELLS
 
 # Statuses, and which of them fail the replay (exit 1).
 OK, UPDATED, REGRESSION, FAILED, NO_BASELINE = "ok", "baseline updated", "regression", "failed", "no baseline"
@@ -31,6 +32,7 @@ class NotebookReport:
     kernel_log: Path | None = None
     plot: Path | None = None  # the latency chart
     nothing_compared: str | None = None  # why an ok notebook tested nothing: "no runs, no cell output"
+    digested: list[str] = field(default_factory=list)  # what was too big to compare but by its digest
 
     @property
     def failing(self) -> bool:
@@ -42,14 +44,32 @@ class NotebookReport:
         nothing must not read like one that tested something."""
         return f"{self.status} (nothing compared: {self.nothing_compared})" if self.nothing_compared else self.status
 
+    @property
+    def error_line(self) -> str:
+        """``cell 3: ValueError: bad``, or without the cell for an error of none (the kernel's setup)."""
+        e = self.error or {}
+        where = "" if e.get("cell") is None else f"cell {e.get('cell')}: "
+        return f"{where}{e.get('exception')}: {e.get('message')}"
+
+    @property
+    def digest_note(self) -> str:
+        """What was compared by a digest of every cell, not line by line (empty if nothing was)."""
+        if not self.digested:
+            return ""
+        return (
+            f"too big to compare line by line (over {WHOLE_CELLS:,} cells), so compared by a digest of every cell: "
+            + "; ".join(self.digested)
+        )
+
     def line(self) -> str:
         """The line printed when this notebook finishes, then its errors and differences."""
         lines = [f"{self.verdict:>16}  {self.key}  ({plural(self.runs, 'run')}, {self.seconds:.1f} s)"]
         if self.error:
-            e = self.error
-            lines.append(f"{'':>18}cell {e.get('cell')}: {e.get('exception')}: {e.get('message')}")
+            lines.append(f"{'':>18}{self.error_line}")
         if self.hint:
             lines.append(f"{'':>18}{self.hint}")
+        if self.digested:
+            lines.append(f"{'':>18}{self.digest_note}")
         lines.extend(f"{'':>18}- {d}" for d in self.diffs)
         return "\n".join(lines)
 
@@ -58,6 +78,7 @@ class NotebookReport:
             "notebook": self.key,
             "status": self.status,
             "nothing_compared": self.nothing_compared,
+            "digested": self.digested,
             "seconds": round(self.seconds, 2),
             "runs": self.runs,
             "diffs": [d.to_json() for d in self.diffs],

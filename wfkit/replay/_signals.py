@@ -39,7 +39,8 @@ from typing import Any
 
 from wfkit.replay._errors import ReplayError
 
-SUMMARY_VERSION = 5
+SUMMARY_VERSION = 6
+DIGESTS_SINCE = 6  # format 5 holds numpy arrays cut at 1,000 elements, and tables whole whatever their size
 OUTPUTS_SINCE = 4  # formats 2 and 3 hold no cell outputs (wfkit.replay._outputs)
 FIGURES_SINCE = 5  # format 4 holds a figure's size and axes, not what it draws
 LATENCY_POOLED_BY_NAME = 2  # format 2: format 3 but for latency, pooled by step name over workflows
