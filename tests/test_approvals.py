@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -393,6 +394,17 @@ def test_policy_fail_fails_the_run_at_the_gate() -> None:
         _refunds().run({"amount": 30}, policy="fail")
     (row,) = Workspace().runs()
     assert ("failed", "ApprovalRequiredError") == (row["status"], row["error_type"])
+
+
+def test_policy_fail_in_another_workspace_says_the_command_that_finds_its_ticket(tmp_path: Path) -> None:
+    """A run failed at a gate by policy='fail' in a workspace other than the default one (a
+    notebook's `workspace` parameter) says to decide with `wfkit approve ... --workspace DIR`:
+    without it, the command copied into a shell looks in the default workspace and finds no ticket."""
+    elsewhere = tmp_path / "team's runs"
+    run = _refunds().run({"amount": 30}, policy="fail", workspace=elsewhere, raise_on_error=False)
+    (ticket,) = Workspace(elsewhere).store.tickets.find(status=None, run_id=run.run_id)
+    expected = f"`wfkit approve {ticket.ticket_id} --workspace {shlex.quote(str(elsewhere))} --by NAME`"
+    assert expected in str(run.error)
 
 
 def test_policy_fail_is_in_the_step_log_as_the_runs_end() -> None:

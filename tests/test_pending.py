@@ -47,3 +47,27 @@ def test_a_headless_notebook_halted_at_a_gate_says_how_to_decide_it(tmp_path: Pa
     assert f"`wfkit approve {ticket.ticket_id} --by NAME`" in shown
     assert f"wf.pending().approve({ticket.ticket_id!r}, by=NAME)" in shown
     assert "policy='approve' or 'reject', or a decisions file" in shown
+
+
+def test_a_ticket_of_another_workspace_says_how_to_decide_it_there(tmp_path: Path, workspace: Path) -> None:
+    """A ticket listed from a workspace other than the default one (a notebook's `workspace`
+    parameter) names that workspace in both ways it gives to decide it, so that each, copied, finds
+    the ticket: `wf.pending(DIR)` in a kernel and `wfkit approve ... --workspace DIR` in a shell."""
+    import re
+    import shlex
+    import subprocess
+    import sys
+
+    elsewhere = tmp_path / "team's runs"
+    flow = wf.Workflow("pending-elsewhere")
+    flow.step(lambda s: None, name="gate", approval="Check this")
+    flow.run({}, workspace=elsewhere, policy="halt")
+    [ticket] = wf.pending(elsewhere)
+    shown = repr(wf.pending(elsewhere))
+    assert f"wf.pending({str(elsewhere)!r}).approve({ticket.ticket_id!r}, by=NAME)" in shown
+    [command] = re.findall(r"`(wfkit approve [^`]*)`", shown)
+    assert f"wfkit approve {ticket.ticket_id} --workspace {shlex.quote(str(elsewhere))} --by NAME" == command
+    argv = [sys.executable, "-m", *shlex.split(command.replace("NAME", "ana"))]
+    done = subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True, check=False)
+    assert 0 == done.returncode, done.stderr
+    assert "approved" == wf.Workspace(elsewhere).ticket(ticket.ticket_id).status

@@ -44,7 +44,7 @@ from wfkit.model._events import FIELDS, Status, StepEvent
 from wfkit.model._status import RunStatus
 from wfkit.store._journal import load_json, warn_if_restored_redacted
 from wfkit.store._store import LEASE_TTL, Store
-from wfkit.store._workspace import decision_event
+from wfkit.store._workspace import decision_event, workspace_option
 from wfkit.store._writer import Rows, WriteOp
 
 # Durable waits ride in the run's later writes: a checkpoint once this many are measured (or
@@ -341,8 +341,9 @@ class Durability:
                         f"needs approval ({approval.reason}), but this run is headless with the "
                         f"approval policy '{self.policy.name}': no one can click Approve here. Pass "
                         f"a policy (papermill -p wfkit_policy approve|reject|FILE.jsonl, or "
-                        f"policy=... in code, or $WFKIT_POLICY), run it interactively, or decide "
-                        f"with `wfkit approve {ticket.ticket_id} --by NAME` and resume",
+                        f"policy=... in code, or $WFKIT_POLICY), run it interactively, or decide with "
+                        f"`wfkit approve {ticket.ticket_id}{workspace_option(store.path.parent)} --by NAME` "
+                        f"and resume",
                         run_id=self.run_id,
                         step=spec.name,
                     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import html
 import json
+import shlex
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -112,9 +113,10 @@ def run_html(run: Run, *, graph_html: str | None = None) -> str:
     )
 
 
-def ticket_text(t: Ticket) -> str:
+def ticket_text(t: Ticket, workspace: str | None = None) -> str:
     """A ticket for a terminal or a headless notebook's output; an open one says how to decide it
-    (where no panel can be clicked, the run waits for one of these)."""
+    (where no panel can be clicked, the run waits for one of these). ``workspace``: the folder of a
+    ticket outside the default workspace, which both ways to decide it must name to find it."""
     text = (
         f"ticket {t.ticket_id}: run {t.run_id} of {t.workflow!r}, step {t.step!r} (visit {t.visit}) - "
         f"{t.status}{' by ' + str(t.decided_by) if t.decided_by else ''}\n  reason: {t.reason}\n"
@@ -123,8 +125,9 @@ def ticket_text(t: Ticket) -> str:
     if not t.is_open:
         return text
     return (
-        f"{text}\n  decide: wf.pending().approve({t.ticket_id!r}, by=NAME) (or .reject) in a kernel that "
-        f"defines {t.workflow!r}, which resumes the run, or `wfkit approve {t.ticket_id} --by NAME` in a "
+        f"{text}\n  decide: wf.pending({'' if workspace is None else repr(workspace)}).approve({t.ticket_id!r}, "
+        f"by=NAME) (or .reject) in a kernel that defines {t.workflow!r}, which resumes the run, or `wfkit approve "
+        f"{t.ticket_id}{'' if workspace is None else ' --workspace ' + shlex.quote(workspace)} --by NAME` in a "
         f"shell; a headless run decides by the policy it is given: policy='approve' or 'reject', or a "
         f"decisions file recorded with Workspace.export_decisions"
     )

@@ -20,7 +20,7 @@ from wfkit.model._errors import TicketError, WorkflowDefinitionError
 from wfkit.model._graph import Graph
 from wfkit.model._status import RunStatus
 from wfkit.notebook._display import ticket_text
-from wfkit.store._workspace import Workspace
+from wfkit.store._workspace import Workspace, workspace_option
 
 
 class Pending:
@@ -67,7 +67,9 @@ class Pending:
     def __repr__(self) -> str:
         if not self.tickets:
             return f"no open approval tickets in {self.workspace.path}"
-        return "\n".join(ticket_text(t) for t in self.tickets)
+        # Outside the default workspace, the commands it prints must name it to find the tickets.
+        folder = None if workspace_option(self.workspace.path) == "" else str(self.workspace.path)
+        return "\n".join(ticket_text(t, folder) for t in self.tickets)
 
     def _repr_html_(self) -> str:
         rows = "".join(
