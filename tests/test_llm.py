@@ -439,6 +439,33 @@ def test_api_key_never_shows_in_repr_or_errors(server: LLMServer) -> None:
     assert "Bearer [REDACTED]" in str(exc)
 
 
+@pytest.mark.parametrize(
+    ("bad", "what"),
+    [
+        (KEY + "\n", "a newline at its end"),
+        (" " + KEY, "a space at its start"),
+        (KEY[:10] + "\u2026", "the character '\u2026' (U+2026) at its end"),
+    ],
+)
+def test_a_key_with_whitespace_or_a_look_alike_is_refused_without_showing_it(
+    server: LLMServer, monkeypatch: pytest.MonkeyPatch, bad: str, what: str
+) -> None:
+    """A key from the environment that no endpoint accepts (a file's last newline, a pasted space or
+    ellipsis) is refused where the client is made, saying where it came from and what to strip, and
+    never echoed: httpx's own error printed the whole Authorization header and was retried."""
+    monkeypatch.setenv("WFKIT_API_KEY", bad)
+    with pytest.raises(ValueError) as info:
+        call(ChatClient(server.url, model="test-model"))
+    message = str(info.value)
+    assert KEY[:10] not in message
+    assert KEY[:10] not in repr(info.value.args)
+    assert f"the API key in $WFKIT_API_KEY has {what}" in message, message
+    assert [] == server.requests
+    monkeypatch.setenv("WFKIT_API_KEY", KEY + "\n")
+    with pytest.raises(ValueError, match=r"api_key=key\.strip\(\)"):
+        ChatClient(server.url, model="test-model", api_key=KEY + "\n")
+
+
 # --- streaming --------------------------------------------------------------------------------------
 
 

@@ -181,6 +181,36 @@ def check_base_url(base_url: str, source: str = "ChatClient base_url") -> str:
     return url
 
 
+_SPACES = {"\n": "a newline", "\r": "a carriage return", "\t": "a tab", " ": "a space"}
+
+
+def _check_api_key(key: str, source: str) -> None:
+    """Refuse a key holding a character outside printable ASCII, saying which, where and from
+    ``source`` (``"api_key="`` or ``"$VAR"``), never the key: HTTP cannot send it (httpx's error
+    prints the whole Authorization header), and no provider's key holds one, so it is a file's
+    last newline, a pasted space, or a look-alike from a web page."""
+    bad = next((i for i, ch in enumerate(key) if not "!" <= ch <= "~"), None)
+    if bad is None:
+        return
+    ch = key[bad]
+    what = _SPACES.get(ch) or f"the character {ch!r} (U+{ord(ch):04X})"
+    at_end = bad == len(key) - 1 or not key[bad:].strip()
+    where = "at its start" if bad == 0 else "at its end" if at_end else f"at position {bad + 1}"
+    in_key = f"the API key in {source}" if source.startswith("$") else "the API key passed as api_key="
+    if ch.isspace():
+        fix = (
+            "pass api_key=key.strip()"
+            if source == "api_key="
+            else f"set {source} without it (a key read from a file keeps its last newline: strip it)"
+        )
+    else:
+        fix = (
+            f"copy the key from your provider again into {source} (a key copied from a page or a "
+            f"document can hold a look-alike, or an ellipsis where it was cut)"
+        )
+    raise ValueError(f"{in_key} has {what} {where}, which no API key holds and HTTP cannot send: {fix}")
+
+
 def _where(url: httpx.URL) -> str:
     """A URL for messages: no user info, no query string (either may hold a key)."""
     port = f":{url.port}" if url.port else ""
@@ -331,6 +361,8 @@ class ChatClient:
         self._api_key = api_key if api_key is not None else os.environ.get(api_key_env) or None
         # Where a refused key came from, for the message (never the key): "api_key=" or "$VAR".
         self._key_from = "api_key=" if api_key else f"${api_key_env}"
+        if self._api_key and base_url != _SIMULATED_URL:  # offline, the key is never sent
+            _check_api_key(self._api_key, self._key_from)
         self._timeout = timeout if isinstance(timeout, httpx.Timeout) else httpx.Timeout(timeout)
         self._headers = dict(headers or {})
         if self._api_key:
