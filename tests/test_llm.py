@@ -577,8 +577,67 @@ def test_an_error_event_mid_stream_is_an_error_with_its_message(
     assert ["reply ", "to: "] == chunks
     assert (
         f"{server.url}/chat/completions reported an error mid-stream: "
-        "The server had an error while processing your request. (server_error)"
+        "The server had an error while processing your request. (server_error: transient, worth a retry)"
     ) == str(info.value)
+
+
+def test_a_server_error_mid_stream_is_retried_and_the_step_gets_the_whole_reply(
+    server: LLMServer, tmp_path: Path
+) -> None:
+    """OpenAI's mid-stream ``server_error`` is the server's fault, as a 500 is: transient, so a step
+    with a retry policy asks again and gets the whole reply (it was permanent: the step failed at
+    once, its retries unused)."""
+    server.script(("error_event", ("error", True)), "ok")
+    flow = wf.Workflow("streamer")
+
+    @flow.step(retry=wf.RetryPolicy(max_retries=2, base_delay=0.01, jitter=0))
+    async def ask(state: dict[str, Any], ctx: wf.StepContext) -> dict[str, Any]:
+        async with ctx.llm.stream(state["q"], ctx=ctx) as stream:
+            return {"answer": "".join([t async for t in stream])}
+
+    run = flow.run({"q": "one two"}, workspace=tmp_path, llm=client_for(server), raise_on_error=False)
+    assert ("succeeded", "reply to: one two ") == (run.status, run.state.get("answer"))
+    rows = wf.steps(tmp_path).sort_values("attempt")
+    assert [("retry", "transient"), ("ok", None)] == [
+        (status, kind if isinstance(kind, str) else None)
+        for status, kind in zip(rows["status"], rows["error_kind"], strict=True)
+    ]
+    assert (
+        rows["error_message"]
+        .iloc[0]
+        .endswith(
+            "reported an error mid-stream: The server had an error while processing your request. "
+            "(server_error: transient, worth a retry)"
+        )
+    )
+
+
+@pytest.mark.parametrize(
+    ("error", "kind"),
+    [
+        ({"message": "Rate limit reached", "type": "requests", "code": "rate_limit_exceeded"}, "transient"),
+        ({"message": "overloaded", "type": "overloaded_error"}, "transient"),
+        ({"message": "upstream failed", "code": 503}, "transient"),
+        ({"message": "too long", "type": "invalid_request_error", "code": "context_length_exceeded"}, "permanent"),
+        ({"message": "bad", "code": "400"}, "permanent"),
+        ({"message": "who knows"}, "permanent"),
+    ],
+)
+def test_a_mid_stream_error_is_classified_by_its_type_code_or_status(
+    server: LLMServer, error: dict[str, Any], kind: str
+) -> None:
+    """A mid-stream error saying rate limit, overload, a server error or a 429/5xx status is
+    transient; one saying the request is wrong (or saying nothing of why) stays permanent."""
+    server.script(("error_event", ("error", True, error)))
+
+    async def main() -> None:
+        async with client_for(server) as client, client.stream("one two three") as stream:
+            async for _ in stream:
+                pass
+
+    with pytest.raises(LLMResponseError) as info:
+        asyncio.run(main())
+    assert wf.ErrorKind(kind) == wf.classify_error(info.value)
 
 
 @pytest.mark.parametrize("behaviour", ["cut_stream", "broken_stream"])

@@ -13,7 +13,8 @@ Errors, all under ``LLMError`` (a ``WfkitError``), carry what the engine's class
     │                                        and ``x-should-retry``, as OpenAI's client)
     ├── LLMTimeoutError (TimeoutError)       connect, read, write or pool timeout: transient
     ├── LLMConnectionError (ConnectionError) the endpoint could not be reached, or cut a stream off: transient
-    ├── LLMResponseError (ValueError)        a reply that is not chat-completions JSON, a redirect: permanent
+    ├── LLMResponseError (ValueError)        a reply that is not chat-completions JSON, a redirect: permanent;
+    │                                        an error event mid-stream: transient if it says the server failed
     └── CassetteMissError (ValueError)       replay found no recorded request (wfkit.llm._cassette)
 
 The API key never appears in ``repr``, in an error message, in a step event or in a cassette.
@@ -100,7 +101,9 @@ class LLMConnectionError(LLMError, ConnectionError):
 
 
 class LLMResponseError(LLMError, ValueError):
-    """The endpoint answered 2xx with something that is not a chat completion, or redirected (permanent)."""
+    """The endpoint answered 2xx with something that is not a chat completion, or redirected
+    (permanent), or reported an error mid-stream (transient when its type, code or status says the
+    server failed: ``server_error``, a rate limit, an overload, a 5xx)."""
 
     error_kind = ErrorKind.PERMANENT
 
@@ -788,9 +791,14 @@ class ChatStream:
         """An error event mid-stream (OpenAI's ``{"error": {"message", "type", ...}}``): its message
         and type are what the user needs."""
         detail = (error.get("message") or error) if isinstance(error, dict) else error
-        kind = f" ({error['type']})" if isinstance(error, dict) and error.get("type") else ""
         detail = self._client._redact(" ".join(str(detail).split())[:300])
-        return LLMResponseError(f"{where} reported an error mid-stream: {detail}{kind}")
+        names = [str(error[k]) for k in ("type", "code") if isinstance(error, dict) and error.get(k)]
+        transient = _reported_transient(error)
+        label = ", ".join(dict.fromkeys(names)) + (": transient, worth a retry" if transient else "")
+        exc = LLMResponseError(f"{where} reported an error mid-stream: {detail}" + (f" ({label})" if label else ""))
+        if transient:  # the server's fault, as a 500 or a 429 is: a step's retry asks again
+            exc.error_kind = ErrorKind.TRANSIENT
+        return exc
 
     async def _not_a_stream(self, response: httpx.Response, where: str) -> LLMResponseError:
         """A 2xx to a streamed request whose body is not server-sent events: what came instead."""
@@ -812,6 +820,26 @@ class ChatStream:
             f"{where} cut off the stream for model {self._body['model']!r} after {events} events ({why}); "
             f"the reply so far is incomplete, so it is not returned"
         )
+
+
+# Words of a mid-stream error's type, code or status that say the server failed, not the request:
+# OpenAI's server_error and rate_limit_exceeded, Anthropic's overloaded_error, Google's UNAVAILABLE.
+_TRANSIENT_WORDS = ("server_error", "rate_limit", "overloaded", "timeout", "internal", "unavailable", "exhausted")
+
+
+def _reported_transient(error: Any) -> bool:
+    """Whether a mid-stream error object says a retry can help: an HTTP status in its ``code``
+    (429, 408, 409, 5xx), else a word of its ``type``, ``code`` or ``status``; anything else
+    (the request is wrong, or it says nothing of why) is taken as permanent."""
+    if not isinstance(error, dict):
+        return False
+    code = error.get("code")
+    if isinstance(code, str) and code.isdigit():
+        code = int(code)
+    if isinstance(code, int) and not isinstance(code, bool) and 400 <= code <= 599:
+        return code in (408, 409, 429) or code >= 500
+    words = " ".join(str(error.get(k) or "") for k in ("type", "code", "status")).lower()
+    return any(word in words for word in _TRANSIENT_WORDS)
 
 
 def _add_piece(calls: dict[int, dict[str, Any]], piece: dict[str, Any]) -> None:
