@@ -366,6 +366,25 @@ def test_slow_response_times_out_as_transient(server: LLMServer) -> None:
     assert wf.ErrorKind.TRANSIENT == wf.classify_error(exc)
 
 
+def test_a_timeout_says_how_long_it_waited_and_how_to_give_more(server: LLMServer, tmp_path: Path) -> None:
+    """A call that timed out says which timeout, how long, and where to raise it, in the error and
+    the step log; it said only "did not answer in time (ReadTimeout)", leaving the user to guess
+    between the client's 30 s default, the call's timeout= and the step's."""
+    server.script(("slow", 60.0))
+    exc = error_of(client_for(server), timeout=httpx.Timeout(30.0, read=0.25))
+    assert isinstance(exc, LLMTimeoutError)
+    assert (
+        f"{server.url}/chat/completions did not answer in time for model 'test-model': no bytes came for 0.25 s, "
+        "the read timeout (ReadTimeout); for a slower model give more: ChatClient(..., timeout=SECONDS) "
+        "or complete(..., timeout=SECONDS)"
+    ) == str(exc)
+    server.script(("slow", 60.0))
+    flow = asking_flow()
+    run = flow.run({"q": "x"}, workspace=tmp_path, llm=client_for(server, timeout=0.25), raise_on_error=False)
+    assert "failed" == run.status
+    assert "no bytes came for 0.25 s, the read timeout (ReadTimeout)" in wf.steps(tmp_path)["error_message"].iloc[0]
+
+
 def test_client_timeout_applies_to_every_call(server: LLMServer) -> None:
     """timeout= on the client is each call's default; a call's own timeout= overrides it."""
     # The first reply is held back until the test ends, so only the client's timeout can end that

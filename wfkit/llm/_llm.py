@@ -615,13 +615,37 @@ class ChatClient:
         finally:
             await response.aclose()
 
-    def _transport_error(self, exc: httpx.HTTPError, model: str) -> LLMError:
+    def _transport_error(self, exc: httpx.HTTPError, model: str, call: str = "complete") -> LLMError:
         where = _where(exc.request.url) if _has_request(exc) else self.base_url
         what = type(exc).__name__
         if isinstance(exc, httpx.TimeoutException):
-            return LLMTimeoutError(f"{where} did not answer in time for model {model!r} ({what})")
+            return LLMTimeoutError(f"{where} did not answer in time for model {model!r}{_timed_out(exc, what, call)}")
         detail = self._redact(str(exc))
         return LLMConnectionError(f"could not reach {where} for model {model!r} ({what}: {detail})")
+
+
+# What each httpx timeout waited for, and what else may help besides a longer one.
+_PHASES: dict[type[httpx.TimeoutException], tuple[str, str, str]] = {
+    httpx.ReadTimeout: ("read", "no bytes came for {s} s", "for a slower model give more"),
+    httpx.ConnectTimeout: ("connect", "no connection was made within {s} s", "check the endpoint is up or give more"),
+    httpx.WriteTimeout: ("write", "the request could not be sent within {s} s", "give more"),
+    httpx.PoolTimeout: ("pool", "no pooled connection came free within {s} s", "make fewer calls at once or give more"),
+}
+
+
+def _timed_out(exc: httpx.TimeoutException, what: str, call: str) -> str:
+    """Which of the call's timeouts ran out, after how long, and where to set it: ": no bytes came
+    for 30 s, the read timeout (ReadTimeout); ...". Just `` (ReadTimeout)`` when httpx said nothing
+    of it (a transport of one's own)."""
+    phase, waited, advice = next((v for k, v in _PHASES.items() if isinstance(exc, k)), (None, "", ""))
+    timeouts = exc.request.extensions.get("timeout") if _has_request(exc) else None
+    seconds = timeouts.get(phase) if isinstance(timeouts, dict) and phase else None
+    if not isinstance(seconds, int | float):
+        return f" ({what})"
+    return (
+        f": {waited.format(s=f'{seconds:g}')}, the {phase} timeout ({what}); {advice}: "
+        f"ChatClient(..., timeout=SECONDS) or {call}(..., timeout=SECONDS)"
+    )
 
 
 def _version_advice(response: httpx.Response, model: str, detail: str) -> str:
@@ -706,7 +730,7 @@ class ChatStream:
         except _UNREACHABLE as exc:
             await self._close()
             _record(self._ctx, model, None)
-            raise client._transport_error(exc, model) from exc
+            raise client._transport_error(exc, model, "stream") from exc
         except (LLMError, asyncio.CancelledError):  # cancelled: the step's timeout cut the call short
             await self._close()
             _record(self._ctx, model, None)
@@ -775,7 +799,7 @@ class ChatStream:
         except _UNREACHABLE as exc:
             if not isinstance(exc, httpx.TimeoutException):  # it was reached: it answered, then stopped
                 raise self._cut_off(where, len(chunks), f"{type(exc).__name__}: {client._redact(str(exc))}") from exc
-            raise client._transport_error(exc, model) from exc
+            raise client._transport_error(exc, model, "stream") from exc
         if not chunks and not done:
             raise LLMResponseError(f"{where} ended the event stream without a single chat-completions event")
         if not done and not finish:
