@@ -21,7 +21,8 @@ two pieces, as OpenAI streams them), ("spec_stream", newline) (the "ok" stream f
 server-sent events spec allows: each chunk's JSON over several ``data:`` lines, lines ending in
 ``newline``, a comment, a ``retry:`` field, ``event:`` and ``id:`` on each event), ("error_event",
 (event, wrapped)) (the same framing: two words, then OpenAI's mid-stream error object, ``{"error":
-{...}}`` if wrapped else bare, under ``event: <event>`` when it is not None, and no [DONE]),
+{...}}`` if wrapped else bare, under ``event: <event>`` when it is not None, and no [DONE]; a third
+item, an error object, replaces OpenAI's ``server_error``),
 ("cut_body", n) (a 200 whose Content-Length promises the whole reply, then n of its bytes, then
 a connection reset).
 It speaks HTTP/1.1 keep-alive, so connection pooling is visible in ``connections``.
@@ -172,9 +173,9 @@ class _Handler(BaseHTTPRequestHandler):
             events = events[: cut[0]]
         names = ["message"] * len(events)
         if error_event is not None:  # OpenAI's shape; its SDK reads it with or without `event: error`
-            name, wrapped = error_event
+            name, wrapped, *given = error_event
             error = {"message": "The server had an error while processing your request.", "type": "server_error"}
-            error = {**error, "param": None, "code": None}
+            error = given[0] if given else {**error, "param": None, "code": None}
             events, names = [*events[:2], {"error": error} if wrapped else error], [*names[:2], name]
         for number, (event, event_name) in enumerate(zip(events, names, strict=True)):
             if newline is None:

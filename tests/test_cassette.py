@@ -344,6 +344,25 @@ def test_committed_cassette_replays_offline() -> None:
     assert ["reply to: Classify: I want my money back", "reply to: Classify: The app crashes on start"] == labels
 
 
+def test_a_miss_under_wfkit_replay_says_to_record_outside_it(
+    server: LLMServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Under `wfkit replay`, an "auto" cassette's miss says the replay is why nothing was recorded
+    and to record outside it; it said "record it with Cassette(..., mode='auto')", the very mode
+    the notebook already had, so following it changed nothing."""
+    path = tmp_path / "c.jsonl"
+    ask(server.url, Cassette(path, mode="auto"), "first")
+    monkeypatch.setenv("WFKIT_REPLAY", "1")
+    message = str(miss_of(server.url, Cassette(path, mode="auto"), "second"))
+    assert 1 == len(server.requests)  # the replay reached no endpoint
+    assert message.endswith(
+        f"this runs under `wfkit replay` ($WFKIT_REPLAY=1), which replays every cassette and records "
+        f"nothing, though this one's mode is 'auto': record it outside the replay (run the notebook "
+        f"once in Jupyter, or with $WFKIT_REPLAY unset) with Cassette({str(path)!r}, mode='auto') against "
+        f"the endpoint, then replay again"
+    ), message
+
+
 def test_under_wfkit_replay_every_cassette_only_replays(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """With $WFKIT_REPLAY=1 (set by `wfkit replay`), an "auto" or "record" cassette replays only."""
     monkeypatch.setenv("WFKIT_REPLAY", "1")

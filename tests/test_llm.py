@@ -366,6 +366,25 @@ def test_slow_response_times_out_as_transient(server: LLMServer) -> None:
     assert wf.ErrorKind.TRANSIENT == wf.classify_error(exc)
 
 
+def test_a_timeout_says_how_long_it_waited_and_how_to_give_more(server: LLMServer, tmp_path: Path) -> None:
+    """A call that timed out says which timeout, how long, and where to raise it, in the error and
+    the step log; it said only "did not answer in time (ReadTimeout)", leaving the user to guess
+    between the client's 30 s default, the call's timeout= and the step's."""
+    server.script(("slow", 60.0))
+    exc = error_of(client_for(server), timeout=httpx.Timeout(30.0, read=0.25))
+    assert isinstance(exc, LLMTimeoutError)
+    assert (
+        f"{server.url}/chat/completions did not answer in time for model 'test-model': no bytes came for 0.25 s, "
+        "the read timeout (ReadTimeout); for a slower model give more: ChatClient(..., timeout=SECONDS) "
+        "or complete(..., timeout=SECONDS)"
+    ) == str(exc)
+    server.script(("slow", 60.0))
+    flow = asking_flow()
+    run = flow.run({"q": "x"}, workspace=tmp_path, llm=client_for(server, timeout=0.25), raise_on_error=False)
+    assert "failed" == run.status
+    assert "no bytes came for 0.25 s, the read timeout (ReadTimeout)" in wf.steps(tmp_path)["error_message"].iloc[0]
+
+
 def test_client_timeout_applies_to_every_call(server: LLMServer) -> None:
     """timeout= on the client is each call's default; a call's own timeout= overrides it."""
     # The first reply is held back until the test ends, so only the client's timeout can end that
@@ -437,6 +456,33 @@ def test_api_key_never_shows_in_repr_or_errors(server: LLMServer) -> None:
     exc = error_of(client)
     assert KEY not in str(exc)
     assert "Bearer [REDACTED]" in str(exc)
+
+
+@pytest.mark.parametrize(
+    ("bad", "what"),
+    [
+        (KEY + "\n", "a newline at its end"),
+        (" " + KEY, "a space at its start"),
+        (KEY[:10] + "\u2026", "the character '\u2026' (U+2026) at its end"),
+    ],
+)
+def test_a_key_with_whitespace_or_a_look_alike_is_refused_without_showing_it(
+    server: LLMServer, monkeypatch: pytest.MonkeyPatch, bad: str, what: str
+) -> None:
+    """A key from the environment that no endpoint accepts (a file's last newline, a pasted space or
+    ellipsis) is refused where the client is made, saying where it came from and what to strip, and
+    never echoed: httpx's own error printed the whole Authorization header and was retried."""
+    monkeypatch.setenv("WFKIT_API_KEY", bad)
+    with pytest.raises(ValueError) as info:
+        call(ChatClient(server.url, model="test-model"))
+    message = str(info.value)
+    assert KEY[:10] not in message
+    assert KEY[:10] not in repr(info.value.args)
+    assert f"the API key in $WFKIT_API_KEY has {what}" in message, message
+    assert [] == server.requests
+    monkeypatch.setenv("WFKIT_API_KEY", KEY + "\n")
+    with pytest.raises(ValueError, match=r"api_key=key\.strip\(\)"):
+        ChatClient(server.url, model="test-model", api_key=KEY + "\n")
 
 
 # --- streaming --------------------------------------------------------------------------------------
@@ -550,8 +596,67 @@ def test_an_error_event_mid_stream_is_an_error_with_its_message(
     assert ["reply ", "to: "] == chunks
     assert (
         f"{server.url}/chat/completions reported an error mid-stream: "
-        "The server had an error while processing your request. (server_error)"
+        "The server had an error while processing your request. (server_error: transient, worth a retry)"
     ) == str(info.value)
+
+
+def test_a_server_error_mid_stream_is_retried_and_the_step_gets_the_whole_reply(
+    server: LLMServer, tmp_path: Path
+) -> None:
+    """OpenAI's mid-stream ``server_error`` is the server's fault, as a 500 is: transient, so a step
+    with a retry policy asks again and gets the whole reply (it was permanent: the step failed at
+    once, its retries unused)."""
+    server.script(("error_event", ("error", True)), "ok")
+    flow = wf.Workflow("streamer")
+
+    @flow.step(retry=wf.RetryPolicy(max_retries=2, base_delay=0.01, jitter=0))
+    async def ask(state: dict[str, Any], ctx: wf.StepContext) -> dict[str, Any]:
+        async with ctx.llm.stream(state["q"], ctx=ctx) as stream:
+            return {"answer": "".join([t async for t in stream])}
+
+    run = flow.run({"q": "one two"}, workspace=tmp_path, llm=client_for(server), raise_on_error=False)
+    assert ("succeeded", "reply to: one two ") == (run.status, run.state.get("answer"))
+    rows = wf.steps(tmp_path).sort_values("attempt")
+    assert [("retry", "transient"), ("ok", None)] == [
+        (status, kind if isinstance(kind, str) else None)
+        for status, kind in zip(rows["status"], rows["error_kind"], strict=True)
+    ]
+    assert (
+        rows["error_message"]
+        .iloc[0]
+        .endswith(
+            "reported an error mid-stream: The server had an error while processing your request. "
+            "(server_error: transient, worth a retry)"
+        )
+    )
+
+
+@pytest.mark.parametrize(
+    ("error", "kind"),
+    [
+        ({"message": "Rate limit reached", "type": "requests", "code": "rate_limit_exceeded"}, "transient"),
+        ({"message": "overloaded", "type": "overloaded_error"}, "transient"),
+        ({"message": "upstream failed", "code": 503}, "transient"),
+        ({"message": "too long", "type": "invalid_request_error", "code": "context_length_exceeded"}, "permanent"),
+        ({"message": "bad", "code": "400"}, "permanent"),
+        ({"message": "who knows"}, "permanent"),
+    ],
+)
+def test_a_mid_stream_error_is_classified_by_its_type_code_or_status(
+    server: LLMServer, error: dict[str, Any], kind: str
+) -> None:
+    """A mid-stream error saying rate limit, overload, a server error or a 429/5xx status is
+    transient; one saying the request is wrong (or saying nothing of why) stays permanent."""
+    server.script(("error_event", ("error", True, error)))
+
+    async def main() -> None:
+        async with client_for(server) as client, client.stream("one two three") as stream:
+            async for _ in stream:
+                pass
+
+    with pytest.raises(LLMResponseError) as info:
+        asyncio.run(main())
+    assert wf.ErrorKind(kind) == wf.classify_error(info.value)
 
 
 @pytest.mark.parametrize("behaviour", ["cut_stream", "broken_stream"])

@@ -455,6 +455,36 @@ def test_run_view_shows_tokens_arriving_in_the_step_that_streams_them() -> None:
     )
 
 
+def test_run_view_shows_a_retried_stream_once_not_after_the_text_of_the_attempt_cut_off() -> None:
+    """A stream cut off by the server and asked again by the step's retry shows the retry's text,
+    marked with its attempt: the view showed the cut attempt's words and then the retry's after
+    them, "reply to: one reply to: one two three", a reply the model never gave."""
+    from llm_server import LLMServer
+
+    flow = wf.Workflow("streamer")
+
+    @flow.step(retry=wf.RetryPolicy(max_retries=2, base_delay=0.01, jitter=0))
+    async def ask(state: Any, ctx: wf.StepContext) -> dict[str, Any]:
+        async with ctx.llm.stream("one two three", ctx=ctx) as stream:
+            return {"answer": "".join([t async for t in stream])}
+
+    async def watch(client: wf.llm.ChatClient) -> RunView:
+        run = flow.start({}, workspace=False, llm=client)
+        view = RunView(run)
+        await run
+        await asyncio.sleep(0.1)  # the last coalesced redraw
+        return view
+
+    with LLMServer() as server:
+        server.script(("cut_stream", 3), "ok")
+        view = asyncio.run(watch(wf.llm.ChatClient(server.url, model="test-model")))
+    assert [("retry", 1), ("ok", 2)] == [(e.status, e.attempt) for e in view.run.events]
+    assert (
+        "<code>ask</code> #1 attempt 2 streamed: <span style='white-space:pre-wrap'>reply to: one two three </span>"
+        in view.tokens.value
+    ), view.tokens.value
+
+
 def test_run_view_shows_what_a_selected_step_read_and_wrote() -> None:
     """Choosing a step in the picker shows the state before it and the fields it wrote."""
     flow = _storyteller()

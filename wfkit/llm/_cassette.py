@@ -160,7 +160,10 @@ class Cassette(httpx.AsyncBaseTransport):
         check_async_transport("Cassette", transport)
         if mode not in _MODES:
             raise ValueError(f"cassette mode must be one of {', '.join(map(repr, _MODES))}, got {mode!r}")
-        if os.environ.get("WFKIT_REPLAY") == "1":
+        # Under `wfkit replay`: the mode given is kept for a miss's message, which must say that
+        # recording again in that mode changes nothing while the replay forces "replay".
+        self._under_replay, self._given = os.environ.get("WFKIT_REPLAY") == "1", mode
+        if self._under_replay:
             mode = "replay"
         self.path, self.mode = Path(path), mode
         self._inner = transport
@@ -311,6 +314,14 @@ class Cassette(httpx.AsyncBaseTransport):
         requested = json.loads(canonical)
         tapes = self._load()
         fix = f"record it with Cassette({str(self.path)!r}, mode='auto') (or 'record') against the endpoint"
+        if self._under_replay:
+            given = f", though this one's mode is {self._given!r}" if self._given != "replay" else ""
+            fix = (
+                f"this runs under `wfkit replay` ($WFKIT_REPLAY=1), which replays every cassette and records "
+                f"nothing{given}: record it outside the replay (run the notebook once in Jupyter, or with "
+                f"$WFKIT_REPLAY unset) with Cassette({str(self.path)!r}, mode='auto') against the endpoint, "
+                f"then replay again"
+            )
         if not tapes:
             state = "is empty" if self.path.exists() else "does not exist"
             return CassetteMissError(

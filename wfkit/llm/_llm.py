@@ -13,7 +13,8 @@ Errors, all under ``LLMError`` (a ``WfkitError``), carry what the engine's class
     │                                        and ``x-should-retry``, as OpenAI's client)
     ├── LLMTimeoutError (TimeoutError)       connect, read, write or pool timeout: transient
     ├── LLMConnectionError (ConnectionError) the endpoint could not be reached, or cut a stream off: transient
-    ├── LLMResponseError (ValueError)        a reply that is not chat-completions JSON, a redirect: permanent
+    ├── LLMResponseError (ValueError)        a reply that is not chat-completions JSON, a redirect: permanent;
+    │                                        an error event mid-stream: transient if it says the server failed
     └── CassetteMissError (ValueError)       replay found no recorded request (wfkit.llm._cassette)
 
 The API key never appears in ``repr``, in an error message, in a step event or in a cassette.
@@ -100,7 +101,9 @@ class LLMConnectionError(LLMError, ConnectionError):
 
 
 class LLMResponseError(LLMError, ValueError):
-    """The endpoint answered 2xx with something that is not a chat completion, or redirected (permanent)."""
+    """The endpoint answered 2xx with something that is not a chat completion, or redirected
+    (permanent), or reported an error mid-stream (transient when its type, code or status says the
+    server failed: ``server_error``, a rate limit, an overload, a 5xx)."""
 
     error_kind = ErrorKind.PERMANENT
 
@@ -179,6 +182,36 @@ def check_base_url(base_url: str, source: str = "ChatClient base_url") -> str:
     if not host:
         raise ValueError(f"{source} {base_url!r} names no host: write it as 'http://HOST:PORT/v1'")
     return url
+
+
+_SPACES = {"\n": "a newline", "\r": "a carriage return", "\t": "a tab", " ": "a space"}
+
+
+def _check_api_key(key: str, source: str) -> None:
+    """Refuse a key holding a character outside printable ASCII, saying which, where and from
+    ``source`` (``"api_key="`` or ``"$VAR"``), never the key: HTTP cannot send it (httpx's error
+    prints the whole Authorization header), and no provider's key holds one, so it is a file's
+    last newline, a pasted space, or a look-alike from a web page."""
+    bad = next((i for i, ch in enumerate(key) if not "!" <= ch <= "~"), None)
+    if bad is None:
+        return
+    ch = key[bad]
+    what = _SPACES.get(ch) or f"the character {ch!r} (U+{ord(ch):04X})"
+    at_end = bad == len(key) - 1 or not key[bad:].strip()
+    where = "at its start" if bad == 0 else "at its end" if at_end else f"at position {bad + 1}"
+    in_key = f"the API key in {source}" if source.startswith("$") else "the API key passed as api_key="
+    if ch.isspace():
+        fix = (
+            "pass api_key=key.strip()"
+            if source == "api_key="
+            else f"set {source} without it (a key read from a file keeps its last newline: strip it)"
+        )
+    else:
+        fix = (
+            f"copy the key from your provider again into {source} (a key copied from a page or a "
+            f"document can hold a look-alike, or an ellipsis where it was cut)"
+        )
+    raise ValueError(f"{in_key} has {what} {where}, which no API key holds and HTTP cannot send: {fix}")
 
 
 def _where(url: httpx.URL) -> str:
@@ -331,6 +364,8 @@ class ChatClient:
         self._api_key = api_key if api_key is not None else os.environ.get(api_key_env) or None
         # Where a refused key came from, for the message (never the key): "api_key=" or "$VAR".
         self._key_from = "api_key=" if api_key else f"${api_key_env}"
+        if self._api_key and base_url != _SIMULATED_URL:  # offline, the key is never sent
+            _check_api_key(self._api_key, self._key_from)
         self._timeout = timeout if isinstance(timeout, httpx.Timeout) else httpx.Timeout(timeout)
         self._headers = dict(headers or {})
         if self._api_key:
@@ -580,13 +615,37 @@ class ChatClient:
         finally:
             await response.aclose()
 
-    def _transport_error(self, exc: httpx.HTTPError, model: str) -> LLMError:
+    def _transport_error(self, exc: httpx.HTTPError, model: str, call: str = "complete") -> LLMError:
         where = _where(exc.request.url) if _has_request(exc) else self.base_url
         what = type(exc).__name__
         if isinstance(exc, httpx.TimeoutException):
-            return LLMTimeoutError(f"{where} did not answer in time for model {model!r} ({what})")
+            return LLMTimeoutError(f"{where} did not answer in time for model {model!r}{_timed_out(exc, what, call)}")
         detail = self._redact(str(exc))
         return LLMConnectionError(f"could not reach {where} for model {model!r} ({what}: {detail})")
+
+
+# What each httpx timeout waited for, and what else may help besides a longer one.
+_PHASES: dict[type[httpx.TimeoutException], tuple[str, str, str]] = {
+    httpx.ReadTimeout: ("read", "no bytes came for {s} s", "for a slower model give more"),
+    httpx.ConnectTimeout: ("connect", "no connection was made within {s} s", "check the endpoint is up or give more"),
+    httpx.WriteTimeout: ("write", "the request could not be sent within {s} s", "give more"),
+    httpx.PoolTimeout: ("pool", "no pooled connection came free within {s} s", "make fewer calls at once or give more"),
+}
+
+
+def _timed_out(exc: httpx.TimeoutException, what: str, call: str) -> str:
+    """Which of the call's timeouts ran out, after how long, and where to set it: ": no bytes came
+    for 30 s, the read timeout (ReadTimeout); ...". Just `` (ReadTimeout)`` when httpx said nothing
+    of it (a transport of one's own)."""
+    phase, waited, advice = next((v for k, v in _PHASES.items() if isinstance(exc, k)), (None, "", ""))
+    timeouts = exc.request.extensions.get("timeout") if _has_request(exc) else None
+    seconds = timeouts.get(phase) if isinstance(timeouts, dict) and phase else None
+    if not isinstance(seconds, int | float):
+        return f" ({what})"
+    return (
+        f": {waited.format(s=f'{seconds:g}')}, the {phase} timeout ({what}); {advice}: "
+        f"ChatClient(..., timeout=SECONDS) or {call}(..., timeout=SECONDS)"
+    )
 
 
 def _version_advice(response: httpx.Response, model: str, detail: str) -> str:
@@ -671,7 +730,7 @@ class ChatStream:
         except _UNREACHABLE as exc:
             await self._close()
             _record(self._ctx, model, None)
-            raise client._transport_error(exc, model) from exc
+            raise client._transport_error(exc, model, "stream") from exc
         except (LLMError, asyncio.CancelledError):  # cancelled: the step's timeout cut the call short
             await self._close()
             _record(self._ctx, model, None)
@@ -740,7 +799,7 @@ class ChatStream:
         except _UNREACHABLE as exc:
             if not isinstance(exc, httpx.TimeoutException):  # it was reached: it answered, then stopped
                 raise self._cut_off(where, len(chunks), f"{type(exc).__name__}: {client._redact(str(exc))}") from exc
-            raise client._transport_error(exc, model) from exc
+            raise client._transport_error(exc, model, "stream") from exc
         if not chunks and not done:
             raise LLMResponseError(f"{where} ended the event stream without a single chat-completions event")
         if not done and not finish:
@@ -756,9 +815,14 @@ class ChatStream:
         """An error event mid-stream (OpenAI's ``{"error": {"message", "type", ...}}``): its message
         and type are what the user needs."""
         detail = (error.get("message") or error) if isinstance(error, dict) else error
-        kind = f" ({error['type']})" if isinstance(error, dict) and error.get("type") else ""
         detail = self._client._redact(" ".join(str(detail).split())[:300])
-        return LLMResponseError(f"{where} reported an error mid-stream: {detail}{kind}")
+        names = [str(error[k]) for k in ("type", "code") if isinstance(error, dict) and error.get(k)]
+        transient = _reported_transient(error)
+        label = ", ".join(dict.fromkeys(names)) + (": transient, worth a retry" if transient else "")
+        exc = LLMResponseError(f"{where} reported an error mid-stream: {detail}" + (f" ({label})" if label else ""))
+        if transient:  # the server's fault, as a 500 or a 429 is: a step's retry asks again
+            exc.error_kind = ErrorKind.TRANSIENT
+        return exc
 
     async def _not_a_stream(self, response: httpx.Response, where: str) -> LLMResponseError:
         """A 2xx to a streamed request whose body is not server-sent events: what came instead."""
@@ -780,6 +844,26 @@ class ChatStream:
             f"{where} cut off the stream for model {self._body['model']!r} after {events} events ({why}); "
             f"the reply so far is incomplete, so it is not returned"
         )
+
+
+# Words of a mid-stream error's type, code or status that say the server failed, not the request:
+# OpenAI's server_error and rate_limit_exceeded, Anthropic's overloaded_error, Google's UNAVAILABLE.
+_TRANSIENT_WORDS = ("server_error", "rate_limit", "overloaded", "timeout", "internal", "unavailable", "exhausted")
+
+
+def _reported_transient(error: Any) -> bool:
+    """Whether a mid-stream error object says a retry can help: an HTTP status in its ``code``
+    (429, 408, 409, 5xx), else a word of its ``type``, ``code`` or ``status``; anything else
+    (the request is wrong, or it says nothing of why) is taken as permanent."""
+    if not isinstance(error, dict):
+        return False
+    code = error.get("code")
+    if isinstance(code, str) and code.isdigit():
+        code = int(code)
+    if isinstance(code, int) and not isinstance(code, bool) and 400 <= code <= 599:
+        return code in (408, 409, 429) or code >= 500
+    words = " ".join(str(error.get(k) or "") for k in ("type", "code", "status")).lower()
+    return any(word in words for word in _TRANSIENT_WORDS)
 
 
 def _add_piece(calls: dict[int, dict[str, Any]], piece: dict[str, Any]) -> None:

@@ -325,7 +325,8 @@ class RunView(w.VBox):  # type: ignore[misc]
         self.graph = w.HTML()
         self.approvals = w.VBox()
         self.tokens = w.HTML()
-        self._streamed: dict[tuple[str, int], str] = {}  # (step, visit) -> its text so far
+        # (step, visit) -> the attempt streaming and its text so far: a retry's stream starts afresh
+        self._streamed: dict[tuple[str, int], tuple[int, str]] = {}
         self._finished: set[tuple[str, int]] = set()
         self._sub_statuses: dict[str, dict[str, str]] = {}  # sub-workflow name -> its step statuses
         self.step_picker = w.Dropdown(options=[], description="inspect step", value=None)
@@ -360,7 +361,10 @@ class RunView(w.VBox):  # type: ignore[misc]
         if isinstance(item, TokenChunk):
             key = (item.step, item.visit)
             self._finished.discard(key)
-            self._streamed[key] = (self._streamed.get(key, "") + item.text)[-self._STREAM_KEEP :]
+            attempt, text = self._streamed.get(key, (item.attempt, ""))
+            if item.attempt != attempt:  # an attempt cut off is not part of the retry's reply
+                text = ""
+            self._streamed[key] = (item.attempt, (text + item.text)[-self._STREAM_KEEP :])
         elif isinstance(item, StepEvent):
             if item.parent_run_id is not None:  # a sub-workflow's step: colours the expanded graph
                 self._sub_statuses.setdefault(item.workflow, {})[item.step] = item.status
@@ -411,11 +415,12 @@ class RunView(w.VBox):  # type: ignore[misc]
 
     def _render_tokens(self) -> None:
         rows = []
-        for (step, visit), text in self._streamed.items():
+        for (step, visit), (attempt, text) in self._streamed.items():
             live = (step, visit) not in self._finished
             mark = "<b style='color:#2563eb'>streaming</b>" if live else "streamed"
+            retried = f" attempt {attempt}" if attempt > 1 else ""
             rows.append(
-                f"<div class='wfk-stream'><code>{html.escape(step)}</code> #{visit} {mark}: "
+                f"<div class='wfk-stream'><code>{html.escape(step)}</code> #{visit}{retried} {mark}: "
                 f"<span style='white-space:pre-wrap'>{html.escape(redact_text(text))}</span></div>"
             )
         self.tokens.value = "".join(rows)
