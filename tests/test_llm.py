@@ -7,6 +7,7 @@ import email.utils
 import gc
 import itertools
 import json
+import ssl
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -782,6 +783,31 @@ def test_complete_refuses_stream_true() -> None:
     """complete(stream=True) points to client.stream() instead of failing on an event stream."""
     with pytest.raises(ValueError, match=r"client\.stream"):
         call(ChatClient(), stream=True)
+
+
+def test_a_run_s_step_latency_holds_no_connection_setup_of_the_client(server: LLMServer, monkeypatch) -> None:
+    """Every run gets its own event loop, so its own connection pool; the pool's TLS settings
+    (the certificate authorities loaded from disk, 20 to 50 ms) are the client's, made once when
+    the client is made: before, each run's first model call made them again inside its step, and
+    the step's recorded latency grew by it."""
+    client = client_for(server)
+    made: list[object] = []
+    real = ssl.create_default_context
+
+    def counted(*args: Any, **kwargs: Any) -> ssl.SSLContext:
+        made.append(args or kwargs)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(ssl, "create_default_context", counted)
+    flow = wf.Workflow("twice")
+
+    @flow.step
+    async def ask(state: dict[str, Any], ctx: wf.StepContext) -> dict[str, Any]:
+        return {"answer": (await ctx.llm.complete("hello", ctx=ctx)).text}
+
+    for _ in range(3):
+        assert "succeeded" == flow.run({}, workspace=False, llm=client).status
+    assert [] == made
 
 
 def test_stream_records_usage_in_the_step_event(server: LLMServer) -> None:

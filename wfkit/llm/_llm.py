@@ -321,6 +321,7 @@ class ChatClient:
         "_headers",
         "_http",
         "_key_from",
+        "_ssl_context",
         "_timeout",
         "base_url",
         "model",
@@ -377,6 +378,11 @@ class ChatClient:
         connection pool per event loop (made on first use)."""
         if self._api_key and len(self._api_key) >= 4:
             mark_secret(self._api_key)  # redacted from every event and checkpoint, whatever carries it
+        # Made once, here, for every connection pool of the client: loading the certificate
+        # authorities costs 20 to 50 ms, and a pool is made per event loop, so per run (``flow.run``
+        # gives each its own loop); made by the pool, that time landed in the recorded latency of
+        # the run's first step that called the model, as if the model had taken it.
+        self._ssl_context = httpx.create_ssl_context() if self.transport is None else None
         self._http: PerLoop[httpx.AsyncClient] = PerLoop(self._new_http, lambda c: c.aclose())
 
     def __getstate__(self) -> dict[str, Any]:
@@ -402,6 +408,7 @@ class ChatClient:
             timeout=self._timeout,
             transport=self.transport,
             trust_env=self.transport is None,  # proxies from the environment only for the network
+            verify=self._ssl_context if self._ssl_context is not None else True,
         )
 
     def _timeout_for(self, timeout: float | httpx.Timeout | None) -> httpx.Timeout:
