@@ -19,6 +19,7 @@ from wfkit.model._approvals import ApprovalPolicy, Ticket
 from wfkit.model._context import ChatModel, ToolProvider
 from wfkit.model._errors import TicketError
 from wfkit.model._events import Sink, StepEvent, TokenChunk
+from wfkit.model._seconds import Seconds, as_seconds
 from wfkit.model._status import RunStatus
 from wfkit.model._suggest import unexpected_keywords
 from wfkit.store._workspace import decision_event
@@ -136,8 +137,8 @@ class BatchRunOptions(_EveryRunOptions, total=False):
     """How each run of a batch executes: the keywords :meth:`Workflow.run_many` hands to every run
     (the batch itself names the runs, seeds them and keeps them in its workspace)."""
 
-    timeout: float | None
-    """The run's deadline in seconds, which survives pauses and resumes."""
+    timeout: Seconds | None
+    """The run's deadline in seconds (or a timedelta), which survives pauses and resumes."""
     count_approval_wait: bool
     """Whether time halted for approval counts against ``timeout``."""
 
@@ -181,6 +182,8 @@ class _Options:
             raise unexpected_keywords(call, unknown, allowed)
         values = dict(options)
         values["sinks"] = tuple(values.get("sinks") or ())
+        if "timeout" in values:
+            values["timeout"] = as_seconds(values["timeout"])
         return cls(**values)
 
 
@@ -664,12 +667,14 @@ class Run:
         elif self._cfuture is not None:
             self._cfuture.cancel()
 
-    def wait(self, timeout: float | None = None) -> Run:
-        """Block until a run started from synchronous code ends or halts (not from inside its loop)."""
+    def wait(self, timeout: Seconds | None = None) -> Run:
+        """Block until a run started from synchronous code ends or halts (not from inside its loop);
+        ``timeout`` in seconds or a timedelta."""
         if self._cfuture is None:
             if self.done():
                 return self.raise_for_status()
             raise RuntimeError("this run executes on the current event loop: use `await run`")
+        timeout = as_seconds(timeout)
         with contextlib.suppress(concurrent.futures.CancelledError):
             self._cfuture.result(timeout)
         # A cancelled future is done at once; the run itself ends a moment later.

@@ -12,7 +12,9 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias
+
+from wfkit.model._seconds import Seconds, as_seconds
 
 
 class ErrorKind(enum.Enum):
@@ -200,8 +202,9 @@ class RetryPolicy:
     after them; with ``max_elapsed=None``, no retry waits a ``Retry-After`` longer than
     ``max_delay``. Such a step fails at once, saying why (``wait_refused``), rather than sit out
     an hour a server asked for. Permanent errors are never retried; unknown ones at most
-    ``max_unknown_retries`` times. A retryable error not retried says why: the wait refused, or
-    the budget spent (``budget_spent``), in the run's error and its step-log row.
+    ``max_unknown_retries`` times. Times are seconds or a ``datetime.timedelta``. A retryable error
+    not retried says why: the wait refused, or the budget spent (``budget_spent``), in the run's
+    error and its step-log row.
     """
 
     max_retries: int = 3
@@ -212,7 +215,22 @@ class RetryPolicy:
     max_elapsed: float | None = 300.0
     max_unknown_retries: int = 1
 
+    if TYPE_CHECKING:  # the delays take a timedelta too; they hold seconds once made
+
+        def __init__(
+            self,
+            max_retries: int = 3,
+            base_delay: Seconds = 1.0,
+            max_delay: Seconds = 60.0,
+            backoff_factor: float = 2.0,
+            jitter: float = 0.5,
+            max_elapsed: Seconds | None = 300.0,
+            max_unknown_retries: int = 1,
+        ) -> None: ...
+
     def __post_init__(self) -> None:
+        for name in ("base_delay", "max_delay", "max_elapsed"):
+            object.__setattr__(self, name, as_seconds(getattr(self, name)))
         problems = []
         numbers = {
             "base_delay": self.base_delay,
