@@ -1208,3 +1208,35 @@ def test_doctor_of_a_workspace_only_dask_jobs_wrote_to_checks_their_jobs(
     assert f"repaired: job {batch} recorded as aborted" in out
     assert f"repaired: job {evaluation} recorded as aborted" in out
     assert not (workspace / "wfkit.db").exists()
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["show"],
+        ["resume", "--workflow", "durable_flows:router"],
+        ["fork", "--at", "classify", "--workflow", "durable_flows:router"],
+        ["reconcile", "send", "--done", "--by", "ops"],
+    ],
+)
+def test_a_run_id_prefix_names_its_run_and_an_ambiguous_one_lists_the_runs(
+    command: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`show`, `resume`, `fork` and `reconcile` take a unique prefix of a run id, as git does, and
+    refuse an ambiguous one, listing the runs it matches, doing nothing."""
+    flow = _router()
+    for run_id in ("cafe1234", "cab05678"):
+        flow.run({"query": "money back"}, run_id=run_id)
+    verb, *options = command
+    assert 1 == main([verb, "ca", *options])
+    err = capsys.readouterr().err
+    assert "run id 'ca' is the start of 2 runs' ids: give more of it" in err
+    assert "cafe1234 (router-cli, succeeded" in err
+    assert "cab05678 (router-cli, succeeded" in err
+    assert 2 == len(wfkit.Workspace().runs())
+    if verb == "show":
+        assert 0 == main(["show", "caf"])
+        assert capsys.readouterr().out.startswith("run cafe1234 of 'router-cli': succeeded")
+    if verb == "fork":
+        assert 0 == main(["fork", "cab", *options])
+        assert "(forked from cab05678 at 'classify'): succeeded" in capsys.readouterr().out

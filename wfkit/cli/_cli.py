@@ -49,6 +49,24 @@ def _workspace(args: argparse.Namespace) -> Any:
     return Workspace(args.workspace)
 
 
+def _run_of(ws: Any, args: argparse.Namespace) -> str:
+    """The run ``args.run_id`` names, set there: the run of that id, else the one run whose id it
+    begins, as git takes a commit's prefix; a prefix of several runs' ids is refused, listing them.
+    An id that begins none is left for the command to say there is no such run."""
+    given = args.run_id
+    matches = ws.store.run_ids_from(given, limit=11)
+    if len(matches) > 1 and all(run_id != given for run_id, *_ in matches):
+        count = f"{len(matches)}" if len(matches) <= 10 else "more than 10"
+        runs = "; ".join(
+            f"{run_id} ({workflow}, {status}, started {_when(created)})"
+            for run_id, workflow, status, created in matches[:10]
+        )
+        raise ValueError(f"run id {given!r} is the start of {count} runs' ids: give more of it. They are: {runs}")
+    if len(matches) == 1:
+        args.run_id = matches[0][0]
+    return str(args.run_id)
+
+
 def _demo(args: argparse.Namespace) -> int:
     from wfkit.cli._demo import run_demo
 
@@ -89,6 +107,7 @@ def _show(args: argparse.Namespace) -> int:
             f"`wfkit run {name} --input JSON` runs it"
         )
     ws = _workspace(args)
+    _run_of(ws, args)
     info = ws.run_info(args.run_id)
     events = [e._asdict() for e in ws.events(args.run_id)]
     if args.json:
@@ -183,6 +202,7 @@ def _reconcile(args: argparse.Namespace) -> int:
             raise ValueError(f"--updates must be a JSON object of state fields, got {args.updates!r}")
     action = "done" if args.done else "retry"
     ws = _workspace(args)
+    _run_of(ws, args)
     intent = ws.reconcile(args.run_id, args.step, action=action, by=args.by, updates=updates)
     _print(
         f"step {args.step!r} of run {args.run_id} marked {intent['status']} by {args.by}; "
@@ -423,7 +443,7 @@ def load_workflow(ref: str) -> Any:
 
 def _resume(args: argparse.Namespace) -> int:
     ws = _workspace(args)
-    flow = _workflow_of(ws, args.run_id, args.workflow, "resume")
+    flow = _workflow_of(ws, _run_of(ws, args), args.workflow, "resume")
     run = flow.resume(args.run_id, workspace=ws.path, policy=args.policy, raise_on_error=False)
     _print(f"run {run.run_id}: {run.status}")
     if run.status == RunStatus.NEEDS_RECONCILIATION:
@@ -665,7 +685,7 @@ def _parse_sets(pairs: Sequence[str]) -> dict[str, Any]:
 
 def _fork(args: argparse.Namespace) -> int:
     ws = _workspace(args)
-    flow = _workflow_of(ws, args.run_id, args.workflow, "fork")
+    flow = _workflow_of(ws, _run_of(ws, args), args.workflow, "fork")
     run = flow.fork(
         args.run_id,
         at=args.at,
@@ -689,7 +709,9 @@ def _cache(args: argparse.Namespace) -> int:
     return 0
 
 
-_RUN_ID_HELP = "the run's id, as `wfkit runs` lists it (or run.run_id in Python)"
+_RUN_ID_HELP = (
+    "the run's id, as `wfkit runs` lists it (or run.run_id in Python), or enough of its start to tell it apart"
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -744,7 +766,10 @@ def build_parser() -> argparse.ArgumentParser:
     fork = sub.add_parser(
         "fork", parents=[common], help="start a new run from a stored run's checkpoint at a step, with changed state"
     )
-    fork.add_argument("run_id", help="the stored run to fork (it stays as it is); `wfkit runs` lists them")
+    fork.add_argument(
+        "run_id",
+        help="the stored run to fork (it stays as it is), its id or enough of its start; `wfkit runs` lists them",
+    )
     fork.add_argument("--at", required=True, help="the step whose checkpoint the fork starts from")
     fork.add_argument("--visit", type=int, help="which visit of a looping step (default: its last)")
     fork.add_argument("--set", action="append", default=[], metavar="KEY=JSON", help="a state field to change")
