@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime
 import email.utils
 import enum
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 from wfkit.model._seconds import Seconds, as_seconds
+from wfkit.model._suggest import unexpected_keywords
 
 
 class ErrorKind(enum.Enum):
@@ -228,6 +230,15 @@ class RetryPolicy:
             max_unknown_retries: int = 1,
         ) -> None: ...
 
+    if not TYPE_CHECKING:  # the type checker reads the keywords off __init__
+
+        def __new__(cls, *args: Any, **kwargs: Any) -> RetryPolicy:
+            # Python says only "unexpected keyword argument 'attempts'": name the keyword meant.
+            unknown = sorted(kwargs.keys() - _POLICY_KEYWORDS)
+            if unknown:
+                raise unexpected_keywords("RetryPolicy", unknown, _POLICY_KEYWORDS, _MEANT)
+            return object.__new__(cls)
+
     def __post_init__(self) -> None:
         for name in ("base_delay", "max_delay", "max_elapsed"):
             object.__setattr__(self, name, as_seconds(getattr(self, name)))
@@ -342,6 +353,19 @@ class RetryPolicy:
         if kind is ErrorKind.PERMANENT or retries_done >= self.max_retries:
             return False
         return kind is ErrorKind.TRANSIENT or retries_done < self.max_unknown_retries
+
+
+_POLICY_KEYWORDS = frozenset(f.name for f in dataclasses.fields(RetryPolicy))
+# Keywords of stamina's and tenacity's retry, which a newcomer brings along, and what they mean here.
+_MEANT = {
+    "attempts": "'max_retries'? attempts=3 is max_retries=2: the retries after the first",
+    "stop_after_attempt": "'max_retries'? stop_after_attempt(3) is max_retries=2: the retries after the first",
+    "wait_initial": "'base_delay'?",
+    "wait_max": "'max_delay'?",
+    "wait_jitter": "'jitter'?",
+    "wait_exp_base": "'backoff_factor'?",
+    "timeout": "'max_elapsed'?",
+}
 
 
 NO_RETRY = RetryPolicy(max_retries=0)
