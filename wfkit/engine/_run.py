@@ -21,7 +21,7 @@ from wfkit.model._errors import TicketError
 from wfkit.model._events import Sink, StepEvent, TokenChunk
 from wfkit.model._seconds import Seconds, as_seconds
 from wfkit.model._status import RunStatus
-from wfkit.model._suggest import unexpected_keywords
+from wfkit.model._suggest import closest, unexpected_keywords
 from wfkit.store._workspace import decision_event
 from wfkit.store._writer import WriteOp
 
@@ -225,6 +225,20 @@ class Run:
     and raises the run's error if it failed; ``run.state`` is the state so far, ``run.events``
     one event per attempt. ``run.approve(by=...)`` decides an open gate and resumes the run.
     """
+
+    def __getattr__(self, name: str) -> Any:
+        # Called only when the usual lookup misses (a hit never comes here): name the public
+        # attribute meant, `run.id` being `run.run_id`. Private names (IPython's display probes,
+        # pickle's) stay plain and cheap.
+        if name.startswith("_"):
+            raise AttributeError(name)
+        public = [a for a in dir(type(self)) if not a.startswith("_")]
+        if name in public:  # a property that raised AttributeError itself: raise that error
+            return object.__getattribute__(self, name)
+        words = [a for a in public if name in a.split("_")]  # `id`: run_id, parent_run_id
+        meant = closest(name, public) or min(words, key=len, default=None)
+        hint = "" if meant is None else f" (did you mean {meant!r}?)"
+        raise AttributeError(f"'Run' object has no attribute {name!r}{hint}")
 
     def __init__(
         self, execution: Execution, workflow: RunSource | None = None, options: _Options | None = None
