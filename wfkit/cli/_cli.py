@@ -445,13 +445,7 @@ def _resume(args: argparse.Namespace) -> int:
     ws = _workspace(args)
     flow = _workflow_of(ws, _run_of(ws, args), args.workflow, "resume")
     run = flow.resume(args.run_id, workspace=ws.path, policy=args.policy, raise_on_error=False)
-    _print(f"run {run.run_id}: {run.status}")
-    if run.status == RunStatus.NEEDS_RECONCILIATION:
-        _print_reconciliations(ws, args, run.run_id)
-    if run.status == RunStatus.WAITING_APPROVAL:
-        _print_tickets(ws, args, run.run_id)
-    if run.error is not None:
-        _print(f"error: {run.error}", file=sys.stderr)
+    _print_run(args, run, ws)
     return 0 if run.status in ("succeeded", "waiting_approval") else 1
 
 
@@ -567,7 +561,7 @@ def _run_flow(args: argparse.Namespace) -> int:
         )
     workspace = False if args.no_workspace else args.workspace
     run = flow.run(inputs, workspace=workspace, policy=args.policy, raise_on_error=False)
-    tools = {e.step: list(e.tools) for e in run.events if e.status == "ok"}
+    tools = _tools_bound(run)
     result = {
         "run_id": run.run_id,
         "status": str(run.status),
@@ -579,19 +573,34 @@ def _run_flow(args: argparse.Namespace) -> int:
     if args.json:
         _print_json(result)
     else:
-        _print(f"run {run.run_id}: {run.status}")
-        for step in run.path():
-            bound = tools.get(step)
-            _print(f"  {step}" + (f"  tools: {', '.join(bound)}" if bound else ""))
-        _print(json.dumps(run.state, indent=2, default=str))
-        if workspace is not False and run.status == RunStatus.WAITING_APPROVAL:
-            _print_tickets(_workspace(args), args, run.run_id)  # what to approve, as resume says
-        if run.error is not None:
-            _print(f"error: {run.error}", file=sys.stderr)
+        _print_run(args, run, None if workspace is False else _workspace(args))
     hint = _unknown_input_hint(args, flow, run, inputs)
     if hint:
         _print(hint, file=sys.stderr)
     return 0 if run.status in ("succeeded", "waiting_approval") else 1
+
+
+def _tools_bound(run: Any) -> dict[str, list[str]]:
+    """The tools each step that succeeded was bound."""
+    return {e.step: list(e.tools) for e in run.events if e.status == "ok"}
+
+
+def _print_run(args: argparse.Namespace, run: Any, ws: Any) -> None:
+    """What `wfkit run` and `wfkit resume` print of the run they drove: its status, the steps it
+    took (with the tools each was bound), its state, what to approve (``ws``: where it is stored,
+    None for a run in memory) and its error."""
+    tools = _tools_bound(run)
+    _print(f"run {run.run_id}: {run.status}")
+    for step in run.path():
+        bound = tools.get(step)
+        _print(f"  {step}" + (f"  tools: {', '.join(bound)}" if bound else ""))
+    _print(json.dumps(run.state, indent=2, default=str))
+    if ws is not None and run.status == RunStatus.NEEDS_RECONCILIATION:
+        _print_reconciliations(ws, args, run.run_id)
+    if ws is not None and run.status == RunStatus.WAITING_APPROVAL:
+        _print_tickets(ws, args, run.run_id)
+    if run.error is not None:
+        _print(f"error: {run.error}", file=sys.stderr)
 
 
 def _unknown_input_hint(args: argparse.Namespace, flow: Any, run: Any, inputs: dict[str, Any]) -> str | None:
