@@ -868,7 +868,7 @@ def test_a_run_started_from_a_spec_resumes_and_forks_without_workflow(
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     resumed = _wfkit(*command[1:], cwd=elsewhere)
-    assert (0, f"run {run_id}: succeeded") == (resumed.returncode, resumed.stdout.strip()), resumed.stderr
+    assert (0, f"run {run_id}: succeeded") == (resumed.returncode, resumed.stdout.splitlines()[0]), resumed.stderr
     assert {"ready": True, "sent": f"{run_id}:send:1"} == wfkit.Workspace(workspace).run_info(run_id)["state"]
     forked = _wfkit(
         "fork", run_id, "--at", "prepare", "--set", "ready=false", "--policy", "approve",
@@ -894,7 +894,7 @@ def test_a_spec_run_given_no_policy_leaves_its_resumes_to_their_own(payout_spec:
         env={**os.environ, "WFKIT_POLICY": "approve"},
         check=False,
     )
-    assert (0, f"run {run_id}: succeeded") == (resumed.returncode, resumed.stdout.strip()), resumed.stderr
+    assert (0, f"run {run_id}: succeeded") == (resumed.returncode, resumed.stdout.splitlines()[0]), resumed.stderr
 
 
 def test_a_fork_of_a_run_given_a_policy_decides_by_it(payout_spec: Path, tmp_path: Path) -> None:
@@ -946,7 +946,7 @@ def test_approve_after_a_reject_is_refused_saying_who_when_and_that_resume_follo
         f"to decide again, start a new run"
     ) == approved.stderr.strip()
     resumed = _wfkit("resume", run_id, *where, cwd=tmp_path)
-    assert (1, f"run {run_id}: failed") == (resumed.returncode, resumed.stdout.strip())
+    assert (1, f"run {run_id}: failed") == (resumed.returncode, resumed.stdout.splitlines()[0])
     assert "rejected by alice: too much" in resumed.stderr
 
 
@@ -970,7 +970,7 @@ def test_a_refused_decision_in_another_workspace_says_how_to_resume_from_any_fol
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     resumed = _wfkit(*command[1:], cwd=elsewhere)
-    assert (1, f"run {run_id}: failed") == (resumed.returncode, resumed.stdout.strip()), resumed.stderr
+    assert (1, f"run {run_id}: failed") == (resumed.returncode, resumed.stdout.splitlines()[0]), resumed.stderr
     assert "rejected by alice" in resumed.stderr
 
 
@@ -1008,7 +1008,7 @@ def test_reconcile_of_a_spec_run_prints_a_resume_that_works(
     command = _hinted(capsys.readouterr().out)
     assert ["wfkit", "resume", run_id, "--workspace", str(workspace)] == command
     resumed = _wfkit(*command[1:], cwd=tmp_path)
-    assert (0, f"run {run_id}: succeeded") == (resumed.returncode, resumed.stdout.strip()), resumed.stderr
+    assert (0, f"run {run_id}: succeeded") == (resumed.returncode, resumed.stdout.splitlines()[0]), resumed.stderr
     assert {"ready": True, "sent": "by hand"} == wfkit.Workspace(workspace).run_info(run_id)["state"]
 
 
@@ -1208,3 +1208,50 @@ def test_doctor_of_a_workspace_only_dask_jobs_wrote_to_checks_their_jobs(
     assert f"repaired: job {batch} recorded as aborted" in out
     assert f"repaired: job {evaluation} recorded as aborted" in out
     assert not (workspace / "wfkit.db").exists()
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["show"],
+        ["resume", "--workflow", "durable_flows:router"],
+        ["fork", "--at", "classify", "--workflow", "durable_flows:router"],
+        ["reconcile", "send", "--done", "--by", "ops"],
+    ],
+)
+def test_a_run_id_prefix_names_its_run_and_an_ambiguous_one_lists_the_runs(
+    command: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`show`, `resume`, `fork` and `reconcile` take a unique prefix of a run id, as git does, and
+    refuse an ambiguous one, listing the runs it matches, doing nothing."""
+    flow = _router()
+    for run_id in ("cafe1234", "cab05678"):
+        flow.run({"query": "money back"}, run_id=run_id)
+    verb, *options = command
+    assert 1 == main([verb, "ca", *options])
+    err = capsys.readouterr().err
+    assert "run id 'ca' is the start of 2 runs' ids: give more of it" in err
+    assert "cafe1234 (router-cli, succeeded" in err
+    assert "cab05678 (router-cli, succeeded" in err
+    assert 2 == len(wfkit.Workspace().runs())
+    if verb == "show":
+        assert 0 == main(["show", "caf"])
+        assert capsys.readouterr().out.startswith("run cafe1234 of 'router-cli': succeeded")
+    if verb == "fork":
+        assert 0 == main(["fork", "cab", *options])
+        assert "(forked from cab05678 at 'classify'): succeeded" in capsys.readouterr().out
+
+
+def test_resume_prints_the_path_and_state_as_run_does(workspace: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`wfkit resume` of a run that then finishes prints what `wfkit run` prints for one: its status,
+    the steps it took and its state (it printed only "run X: succeeded")."""
+    _router()
+    import durable_flows
+
+    run = durable_flows.refunds.run({"amount": 30}, workspace=workspace, policy="halt")
+    assert "waiting_approval" == run.status
+    where = ["--workspace", str(workspace), "--workflow", "durable_flows:refunds"]
+    assert 0 == main(["resume", run.run_id, *where, "--policy", "approve"])
+    out = capsys.readouterr().out
+    expected = [f"run {run.run_id}: succeeded", "  quote", "  pay", "{", '  "amount": 30,', '  "paid": 30', "}"]
+    assert expected == out.splitlines()

@@ -78,3 +78,21 @@ def test_a_gate_row_keeps_its_decision(decision: str, shown: str) -> None:
     assert shown == row["decision"]
     assert f"[{shown}]" in run_text(run)
     assert f'<td style="text-align:left">{shown}</td></tr>' in run_html(run)
+
+
+def test_text_form_has_a_header_naming_each_column() -> None:
+    """The plain-text view (a console's, papermill's) heads its step table with the names the HTML
+    table and the quickstart use (step, visit, status, attempts, latency, route), each over its values."""
+    flow = wf.Workflow("headed")
+    flow.step(lambda s: {"n": s.get("n", 0) + 1}, name="count", max_visits=5)
+    flow.route("count", wf.when("n", "lt", 2) >> wf.go("count"), default=wf.go(wf.END))
+    lines = run_text(flow.run({}, workspace=False)).splitlines()
+    header, first, second = lines[1:4]
+    assert "step visit status attempts latency route / [error or decision]" == " ".join(header.split())
+    assert ["count", "1", "ok", "1"] == first.split()[:4]
+    assert ["count", "2", "ok", "1"] == second.split()[:4]
+    assert "-> count" in first
+    for column in ("visit", "attempts"):  # right-aligned numbers end under their header
+        end = header.index(column) + len(column)
+        assert (True, " ") == (first[end - 1].isdigit(), first[end]), (header, first)
+    assert first.index("ok") == header.index("status")

@@ -1617,3 +1617,67 @@ def test_a_run_no_one_listens_to_has_the_events_of_a_run_with_a_sink() -> None:
     assert alone.events[:3] == [
         make.ok(e.step, e.visit, e.started_at, e.latency_s, e.queue_s, e.route_taken, e.tools) for e in alone.events[:3]
     ]
+
+
+# ---- a route on a field the state does not hold -----------------------------------------------
+
+
+def _graded(field: str, **score_options: Any) -> wf.Workflow:
+    """score writes `score`; its route compares ``field`` with 80: good, else bad."""
+    flow = wf.Workflow("grade")
+    flow.step(lambda state: {"score": 90}, name="score", **score_options)
+    flow.step(lambda state: {"out": "good"}, name="good")
+    flow.step(lambda state: {"out": "bad"}, name="bad")
+    flow.route("score", wf.when(field, "ge", 80) >> wf.go("good"), default=wf.go("bad"))
+    return flow
+
+
+@pytest.mark.parametrize("durable", [False, True])
+def test_route_on_a_misspelt_field_warns_naming_it_and_the_closest_field(durable: bool, tmp_path: Path) -> None:
+    """A condition on a field no input, step or declaration provides, where no route held, warns
+    once per run, naming the field, the fields the state holds, the closest of them and the default taken."""
+    flow = _graded("scroe")
+    with pytest.warns(wf.RouteFieldWarning) as caught:
+        run = flow.run({"student": "ada"}, workspace=tmp_path if durable else False)
+    assert ("succeeded", "bad") == (run.status, run.state["out"])
+    assert 1 == len(caught)
+    message = str(caught[0].message)
+    assert f"run {run.run_id}: the route after step 'score' compares field 'scroe'" in message
+    assert "['score', 'student']" in message
+    assert "(did you mean 'score'?)" in message
+    assert "no route held: the run went to the default, 'bad'" in message
+
+
+def test_route_warns_of_an_absent_field_once_per_run_in_a_loop() -> None:
+    """A loop deciding its route ten times on an absent field warns once per run, not per visit."""
+    flow = wf.Workflow("laps")
+    flow.step(lambda state: {"i": state.get("i", 0) + 1}, name="work", max_visits=20)
+    flow.route("work", (wf.when("i", "lt", 10) & wf.when("stop", "ne", True)) >> wf.go("work"), default=wf.go(wf.END))
+    with pytest.warns(wf.RouteFieldWarning) as caught:
+        run = flow.run({})
+    assert (10, 1) == (run.state["i"], len(caught))
+    with pytest.warns(wf.RouteFieldWarning) as again:
+        flow.run({})
+    assert 1 == len(again)
+
+
+def test_route_on_an_optional_field_that_is_declared_or_tested_does_not_warn() -> None:
+    """Fields a step declares it writes, that are present, that the condition tests with `exists`,
+    or an absent one beside a part that held (`score >= 80 | user.tier == 'gold'`) are legitimately
+    optional: no warning (warnings are errors in this test run)."""
+    assert "good" == _graded("score").run({}).state["out"]
+    assert "bad" == _graded("bonus", writes=["score", "bonus"]).run({}).state["out"]
+    flow = wf.Workflow("optional")
+    flow.step(lambda state: {}, name="look")
+    flow.step(lambda state: {"out": "flagged"}, name="flag")
+    flow.route(
+        "look", (wf.when("flag", "exists") & wf.when("flag", "eq", True)) >> wf.go("flag"), default=wf.go(wf.END)
+    )
+    assert "succeeded" == flow.run({}).status
+    either = _graded("score")
+    either.route(
+        "score",
+        (wf.when("score", "ge", 80) | wf.when("user.tier", "eq", "gold")) >> wf.go("good"),
+        default=wf.go("bad"),
+    )
+    assert "good" == either.run({}).state["out"]

@@ -666,3 +666,25 @@ def test_an_attempt_with_an_invalid_error_kind_is_recorded(workspace):
     assert [("boom", "failed", "unknown", "Odd")] == [
         (e.step, e.status, e.error_kind, e.error_type) for e in wf.Workspace().events(run.run_id)
     ]
+
+
+@pytest.mark.parametrize(
+    ("keyword", "hint"),
+    [
+        ("retries", "'retries' (did you mean 'max_retries'?)"),
+        (
+            "attempts",
+            "'attempts' (did you mean 'max_retries'? attempts=3 is max_retries=2: the retries after the first)",
+        ),
+        ("wait_max", "'wait_max' (did you mean 'max_delay'?)"),
+    ],
+)
+def test_a_misspelt_retry_policy_keyword_is_refused_naming_the_closest(keyword: str, hint: str) -> None:
+    """RetryPolicy(attempts=3) says which keyword it means and which it takes, as flow.step(retries=3)
+    does, not Python's bare "unexpected keyword argument"."""
+    with pytest.raises(TypeError) as info:
+        RetryPolicy(**{keyword: 3})
+    assert (
+        f"RetryPolicy() got unexpected keyword argument(s) {hint}; it takes backoff_factor, base_delay, "
+        f"jitter, max_delay, max_elapsed, max_retries, max_unknown_retries"
+    ) == str(info.value)

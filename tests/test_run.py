@@ -960,3 +960,24 @@ def test_a_fork_on_a_loop_with_a_run_id_that_exists_fails_when_awaited(tmp_path:
     with pytest.raises(ValueError, match="a run with id 'taken' already exists"):
         asyncio.run(main())
     assert "hello" == wf.Workspace(ws).run_info("taken")["inputs"]["query"]  # untouched
+
+
+@pytest.mark.parametrize(
+    ("name", "meant"),
+    [("id", "run_id"), ("staus", "status"), ("events_", "events"), ("approved", "approve")],
+)
+def test_a_misspelt_run_attribute_names_the_closest_public_one(name: str, meant: str) -> None:
+    """`run.id` raises an AttributeError naming `run_id` (the closest public attribute), not Python's bare one."""
+    run = _chain().run({})
+    with pytest.raises(AttributeError) as info:
+        getattr(run, name)
+    assert f"'Run' object has no attribute {name!r} (did you mean {meant!r}?)" == str(info.value)
+
+
+def test_a_run_attribute_miss_far_from_any_name_lists_none_and_private_misses_stay_plain() -> None:
+    """A name close to no attribute gets Python's message; hasattr and private probes are unaffected."""
+    run = _chain().run({})
+    with pytest.raises(AttributeError) as info:
+        run.zzzz  # noqa: B018
+    assert "'Run' object has no attribute 'zzzz'" == str(info.value)
+    assert not hasattr(run, "_repr_latex_")

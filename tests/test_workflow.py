@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import threading
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -385,3 +387,27 @@ def test_a_durable_run_records_where_its_workflow_can_be_imported_under_its_curr
         third.run_id: None,
         fourth.run_id: "wfkit_ref_probe:again",
     } == refs
+
+
+def test_every_duration_takes_a_timedelta_as_its_seconds(tmp_path: Path) -> None:
+    """A step's timeout, a run's timeout and a RetryPolicy's delays and max_elapsed take a
+    `datetime.timedelta` as the seconds it spans, and a run that outlives it times out the same."""
+    policy = wf.RetryPolicy(
+        base_delay=dt.timedelta(milliseconds=500), max_delay=dt.timedelta(minutes=1), max_elapsed=dt.timedelta(hours=1)
+    )
+    assert wf.RetryPolicy(base_delay=0.5, max_delay=60, max_elapsed=3600) == policy
+    flow = wf.Workflow("slow")
+
+    @flow.step(timeout=dt.timedelta(milliseconds=50), retry=wf.RetryPolicy(max_retries=0))
+    async def nap(state: Any) -> dict[str, Any]:
+        await asyncio.sleep(state["nap"])
+        return {"done": True}
+
+    assert 0.05 == flow.validate().steps["nap"].timeout
+    assert "succeeded" == flow.run({"nap": 0}, timeout=dt.timedelta(seconds=30), workspace=tmp_path).status
+    with pytest.raises(wf.StepFailedError, match=r"step 'nap' did not finish within 0.05 s"):
+        flow.run({"nap": 5}, workspace=False)
+    run = flow.start({"nap": 0}, workspace=False)
+    assert "succeeded" == run.wait(dt.timedelta(seconds=30)).status
+    with pytest.raises(ValueError, match=r"a run's timeout must be > 0 seconds, got 0.0"):
+        flow.run({"nap": 0}, timeout=dt.timedelta(0))

@@ -49,6 +49,24 @@ def _workspace(args: argparse.Namespace) -> Any:
     return Workspace(args.workspace)
 
 
+def _run_of(ws: Any, args: argparse.Namespace) -> str:
+    """The run ``args.run_id`` names, set there: the run of that id, else the one run whose id it
+    begins, as git takes a commit's prefix; a prefix of several runs' ids is refused, listing them.
+    An id that begins none is left for the command to say there is no such run."""
+    given = args.run_id
+    matches = ws.store.run_ids_from(given, limit=11)
+    if len(matches) > 1 and all(run_id != given for run_id, *_ in matches):
+        count = f"{len(matches)}" if len(matches) <= 10 else "more than 10"
+        runs = "; ".join(
+            f"{run_id} ({workflow}, {status}, started {_when(created)})"
+            for run_id, workflow, status, created in matches[:10]
+        )
+        raise ValueError(f"run id {given!r} is the start of {count} runs' ids: give more of it. They are: {runs}")
+    if len(matches) == 1:
+        args.run_id = matches[0][0]
+    return str(args.run_id)
+
+
 def _demo(args: argparse.Namespace) -> int:
     from wfkit.cli._demo import run_demo
 
@@ -89,6 +107,7 @@ def _show(args: argparse.Namespace) -> int:
             f"`wfkit run {name} --input JSON` runs it"
         )
     ws = _workspace(args)
+    _run_of(ws, args)
     info = ws.run_info(args.run_id)
     events = [e._asdict() for e in ws.events(args.run_id)]
     if args.json:
@@ -183,6 +202,7 @@ def _reconcile(args: argparse.Namespace) -> int:
             raise ValueError(f"--updates must be a JSON object of state fields, got {args.updates!r}")
     action = "done" if args.done else "retry"
     ws = _workspace(args)
+    _run_of(ws, args)
     intent = ws.reconcile(args.run_id, args.step, action=action, by=args.by, updates=updates)
     _print(
         f"step {args.step!r} of run {args.run_id} marked {intent['status']} by {args.by}; "
@@ -423,15 +443,9 @@ def load_workflow(ref: str) -> Any:
 
 def _resume(args: argparse.Namespace) -> int:
     ws = _workspace(args)
-    flow = _workflow_of(ws, args.run_id, args.workflow, "resume")
+    flow = _workflow_of(ws, _run_of(ws, args), args.workflow, "resume")
     run = flow.resume(args.run_id, workspace=ws.path, policy=args.policy, raise_on_error=False)
-    _print(f"run {run.run_id}: {run.status}")
-    if run.status == RunStatus.NEEDS_RECONCILIATION:
-        _print_reconciliations(ws, args, run.run_id)
-    if run.status == RunStatus.WAITING_APPROVAL:
-        _print_tickets(ws, args, run.run_id)
-    if run.error is not None:
-        _print(f"error: {run.error}", file=sys.stderr)
+    _print_run(args, run, ws)
     return 0 if run.status in ("succeeded", "waiting_approval") else 1
 
 
@@ -547,7 +561,7 @@ def _run_flow(args: argparse.Namespace) -> int:
         )
     workspace = False if args.no_workspace else args.workspace
     run = flow.run(inputs, workspace=workspace, policy=args.policy, raise_on_error=False)
-    tools = {e.step: list(e.tools) for e in run.events if e.status == "ok"}
+    tools = _tools_bound(run)
     result = {
         "run_id": run.run_id,
         "status": str(run.status),
@@ -559,19 +573,34 @@ def _run_flow(args: argparse.Namespace) -> int:
     if args.json:
         _print_json(result)
     else:
-        _print(f"run {run.run_id}: {run.status}")
-        for step in run.path():
-            bound = tools.get(step)
-            _print(f"  {step}" + (f"  tools: {', '.join(bound)}" if bound else ""))
-        _print(json.dumps(run.state, indent=2, default=str))
-        if workspace is not False and run.status == RunStatus.WAITING_APPROVAL:
-            _print_tickets(_workspace(args), args, run.run_id)  # what to approve, as resume says
-        if run.error is not None:
-            _print(f"error: {run.error}", file=sys.stderr)
+        _print_run(args, run, None if workspace is False else _workspace(args))
     hint = _unknown_input_hint(args, flow, run, inputs)
     if hint:
         _print(hint, file=sys.stderr)
     return 0 if run.status in ("succeeded", "waiting_approval") else 1
+
+
+def _tools_bound(run: Any) -> dict[str, list[str]]:
+    """The tools each step that succeeded was bound."""
+    return {e.step: list(e.tools) for e in run.events if e.status == "ok"}
+
+
+def _print_run(args: argparse.Namespace, run: Any, ws: Any) -> None:
+    """What `wfkit run` and `wfkit resume` print of the run they drove: its status, the steps it
+    took (with the tools each was bound), its state, what to approve (``ws``: where it is stored,
+    None for a run in memory) and its error."""
+    tools = _tools_bound(run)
+    _print(f"run {run.run_id}: {run.status}")
+    for step in run.path():
+        bound = tools.get(step)
+        _print(f"  {step}" + (f"  tools: {', '.join(bound)}" if bound else ""))
+    _print(json.dumps(run.state, indent=2, default=str))
+    if ws is not None and run.status == RunStatus.NEEDS_RECONCILIATION:
+        _print_reconciliations(ws, args, run.run_id)
+    if ws is not None and run.status == RunStatus.WAITING_APPROVAL:
+        _print_tickets(ws, args, run.run_id)
+    if run.error is not None:
+        _print(f"error: {run.error}", file=sys.stderr)
 
 
 def _unknown_input_hint(args: argparse.Namespace, flow: Any, run: Any, inputs: dict[str, Any]) -> str | None:
@@ -665,7 +694,7 @@ def _parse_sets(pairs: Sequence[str]) -> dict[str, Any]:
 
 def _fork(args: argparse.Namespace) -> int:
     ws = _workspace(args)
-    flow = _workflow_of(ws, args.run_id, args.workflow, "fork")
+    flow = _workflow_of(ws, _run_of(ws, args), args.workflow, "fork")
     run = flow.fork(
         args.run_id,
         at=args.at,
@@ -689,7 +718,9 @@ def _cache(args: argparse.Namespace) -> int:
     return 0
 
 
-_RUN_ID_HELP = "the run's id, as `wfkit runs` lists it (or run.run_id in Python)"
+_RUN_ID_HELP = (
+    "the run's id, as `wfkit runs` lists it (or run.run_id in Python), or enough of its start to tell it apart"
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -744,7 +775,10 @@ def build_parser() -> argparse.ArgumentParser:
     fork = sub.add_parser(
         "fork", parents=[common], help="start a new run from a stored run's checkpoint at a step, with changed state"
     )
-    fork.add_argument("run_id", help="the stored run to fork (it stays as it is); `wfkit runs` lists them")
+    fork.add_argument(
+        "run_id",
+        help="the stored run to fork (it stays as it is), its id or enough of its start; `wfkit runs` lists them",
+    )
     fork.add_argument("--at", required=True, help="the step whose checkpoint the fork starts from")
     fork.add_argument("--visit", type=int, help="which visit of a looping step (default: its last)")
     fork.add_argument("--set", action="append", default=[], metavar="KEY=JSON", help="a state field to change")

@@ -36,6 +36,7 @@ import dataclasses
 import json
 import threading
 import time
+import warnings
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from types import MappingProxyType
@@ -57,6 +58,7 @@ from wfkit.model._context import ChatModel, Failure, ToolProvider
 from wfkit.model._errors import (
     LeaseError,
     MapItemError,
+    RouteFieldWarning,
     RunError,
     RunTimeoutError,
     StateConflictError,
@@ -73,6 +75,7 @@ from wfkit.model._retry import ErrorKind
 from wfkit.model._routes import END, Go
 from wfkit.model._status import RunStatus
 from wfkit.model._steps import StepSpec
+from wfkit.model._suggest import did_you_mean
 from wfkit.store._journal import encode_updates
 from wfkit.store._store import Store
 
@@ -155,6 +158,7 @@ class Execution:
         "_services",
         "_settling",
         "_tasks",
+        "_unsure_warned",
         "_version",
         "_view",
         "_view_version",
@@ -237,6 +241,7 @@ class Execution:
         self._version = 0
         self._writers: dict[str, tuple[int, str]] = {}
         self._onward = graph.onward  # what follows each step's success (read per settled step)
+        self._unsure_warned: set[str] = set()  # absent route fields warned of, once per run
         # Visits and active activations per step, every step's count there from the start (a
         # subscript is cheaper than dict.get, every activation).
         self._visits: dict[str, int] = dict(graph.zeros)
@@ -602,6 +607,32 @@ class Execution:
             self.error = error
             self.status = status
 
+    def _warn_absent(self, step: str, fields: tuple[str, ...], chosen: Go) -> None:
+        """Warn (once per run and field) of a field the routes after ``step`` compared, and none
+        held, that neither the inputs nor any step so far put in the state, and no step declares it
+        writes: such a field compares false, so a misspelt name silently sends every run to the
+        default. (Only then: a route that held, `amount >= 10 | user.tier in [...]` without a user,
+        was decided by what is there.)"""
+        state = self.state
+        absent = [f for f in fields if f not in state and f not in self._unsure_warned]
+        if not absent:
+            return
+        self._unsure_warned.update(absent)
+        present = sorted(state)
+        for name in absent:
+            hint = did_you_mean(name, present)
+            warnings.warn(
+                RouteFieldWarning(
+                    f"run {self.run_id}: the route after step {step!r} compares field {name!r}, which "
+                    f"neither the run's inputs nor any step so far put in the state (it holds {present})"
+                    f"{hint}; a missing field compares false, and no route held: the run went to the "
+                    f"default, {chosen.target!r}. Fix the field's name in the "
+                    f"condition; if it is optional, declare the step that writes it "
+                    f"(@flow.step(writes=[{name!r}])) or test it with wfkit.when({name!r}, 'exists')"
+                ),
+                stacklevel=2,
+            )
+
     # ---- scheduling ------------------------------------------------------------------------
 
     def _activate(
@@ -787,6 +818,8 @@ class Execution:
                 else:
                     self._commit(act, updates)
             chosen = None if router is None else router.decide(self.state)
+            if onward.unsure and router is not None and chosen is router.default:
+                self._warn_absent(name, onward.unsure, chosen)
         except Exception as exc:  # a merge conflict or a condition that cannot be evaluated
             self._inline_failed(act, updates, exc, t0, body_end)
             return
@@ -922,12 +955,15 @@ class Execution:
         checkpoint: tuple[str, str | None, str | None, StepEvent]
         if out.error is None:
             chosen = None
-            router = self._onward[name].router
+            onward = self._onward[name]
+            router = onward.router
             try:
                 if out.updates:
                     self._commit(act, out.updates)
                 if router is not None:
                     chosen = router.choose(self.state)
+                    if onward.unsure and chosen is router.default:
+                        self._warn_absent(name, onward.unsure, chosen)
             except Exception as exc:  # a merge conflict or a condition that cannot be evaluated
                 out.error, out.kind, out.status = exc, ErrorKind.PERMANENT, Status.FAILED
                 self._record(self._make.outcome(act, out, None))

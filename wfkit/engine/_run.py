@@ -19,8 +19,9 @@ from wfkit.model._approvals import ApprovalPolicy, Ticket
 from wfkit.model._context import ChatModel, ToolProvider
 from wfkit.model._errors import TicketError
 from wfkit.model._events import Sink, StepEvent, TokenChunk
+from wfkit.model._seconds import Seconds, as_seconds
 from wfkit.model._status import RunStatus
-from wfkit.model._suggest import unexpected_keywords
+from wfkit.model._suggest import closest, unexpected_keywords
 from wfkit.store._workspace import decision_event
 from wfkit.store._writer import WriteOp
 
@@ -136,8 +137,8 @@ class BatchRunOptions(_EveryRunOptions, total=False):
     """How each run of a batch executes: the keywords :meth:`Workflow.run_many` hands to every run
     (the batch itself names the runs, seeds them and keeps them in its workspace)."""
 
-    timeout: float | None
-    """The run's deadline in seconds, which survives pauses and resumes."""
+    timeout: Seconds | None
+    """The run's deadline in seconds (or a timedelta), which survives pauses and resumes."""
     count_approval_wait: bool
     """Whether time halted for approval counts against ``timeout``."""
 
@@ -181,6 +182,8 @@ class _Options:
             raise unexpected_keywords(call, unknown, allowed)
         values = dict(options)
         values["sinks"] = tuple(values.get("sinks") or ())
+        if "timeout" in values:
+            values["timeout"] = as_seconds(values["timeout"])
         return cls(**values)
 
 
@@ -222,6 +225,20 @@ class Run:
     and raises the run's error if it failed; ``run.state`` is the state so far, ``run.events``
     one event per attempt. ``run.approve(by=...)`` decides an open gate and resumes the run.
     """
+
+    def __getattr__(self, name: str) -> Any:
+        # Called only when the usual lookup misses (a hit never comes here): name the public
+        # attribute meant, `run.id` being `run.run_id`. Private names (IPython's display probes,
+        # pickle's) stay plain and cheap.
+        if name.startswith("_"):
+            raise AttributeError(name)
+        public = [a for a in dir(type(self)) if not a.startswith("_")]
+        if name in public:  # a property that raised AttributeError itself: raise that error
+            return object.__getattribute__(self, name)
+        words = [a for a in public if name in a.split("_")]  # `id`: run_id, parent_run_id
+        meant = closest(name, public) or min(words, key=len, default=None)
+        hint = "" if meant is None else f" (did you mean {meant!r}?)"
+        raise AttributeError(f"'Run' object has no attribute {name!r}{hint}")
 
     def __init__(
         self, execution: Execution, workflow: RunSource | None = None, options: _Options | None = None
@@ -664,12 +681,14 @@ class Run:
         elif self._cfuture is not None:
             self._cfuture.cancel()
 
-    def wait(self, timeout: float | None = None) -> Run:
-        """Block until a run started from synchronous code ends or halts (not from inside its loop)."""
+    def wait(self, timeout: Seconds | None = None) -> Run:
+        """Block until a run started from synchronous code ends or halts (not from inside its loop);
+        ``timeout`` in seconds or a timedelta."""
         if self._cfuture is None:
             if self.done():
                 return self.raise_for_status()
             raise RuntimeError("this run executes on the current event loop: use `await run`")
+        timeout = as_seconds(timeout)
         with contextlib.suppress(concurrent.futures.CancelledError):
             self._cfuture.result(timeout)
         # A cancelled future is done at once; the run itself ends a moment later.

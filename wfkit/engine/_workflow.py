@@ -43,6 +43,7 @@ from wfkit.model._merge import Merge, check_merges
 from wfkit.model._processors import DEFAULT_PROCESSORS, Processor
 from wfkit.model._retry import Classifier, RetryPolicy
 from wfkit.model._routes import Go, Route, Router
+from wfkit.model._seconds import Seconds
 from wfkit.model._status import RunStatus
 from wfkit.model._steps import Cache, MapSpec, StepFunction, StepSpec, make_map, make_spec, make_subflow, subflow_body
 from wfkit.model._suggest import did_you_mean, unexpected_keywords
@@ -260,7 +261,7 @@ class Workflow:
         *,
         name: str | None = None,
         retry: RetryPolicy | None = None,
-        timeout: float | None = None,
+        timeout: Seconds | None = None,
         max_visits: int | None = None,
         fallback: str | None = None,
         classify: Classifier | None = None,
@@ -280,7 +281,7 @@ class Workflow:
         *,
         name: str | None = None,
         retry: RetryPolicy | None = None,
-        timeout: float | None = None,
+        timeout: Seconds | None = None,
         max_visits: int | None = None,
         fallback: str | None = None,
         classify: Classifier | None = None,
@@ -300,7 +301,7 @@ class Workflow:
         *,
         name: str | None = None,
         retry: RetryPolicy | None = None,
-        timeout: float | None = None,
+        timeout: Seconds | None = None,
         max_visits: int | None = None,
         fallback: str | None = None,
         classify: Classifier | None = None,
@@ -317,7 +318,7 @@ class Workflow:
         state updates (or None). Sync steps run in a worker thread.
 
         - ``retry``: a RetryPolicy (default: no retries).
-        - ``timeout``: seconds per attempt; async steps are cancelled, a late sync result is
+        - ``timeout``: seconds (or a timedelta) per attempt; async steps are cancelled, a late sync result is
           discarded and recorded in ``run.late_results``.
         - ``max_visits``: bound on how often a loop may come back here.
         - ``fallback``: the step to go to when this one fails for good (``wfkit.END`` to end the
@@ -362,7 +363,7 @@ class Workflow:
         max_concurrency: int | None = None,
         name: str | None = None,
         retry: RetryPolicy | None = None,
-        timeout: float | None = None,
+        timeout: Seconds | None = None,
         fallback: str | None = None,
         classify: Classifier | None = None,
         tools: Iterable[str] = (),
@@ -381,7 +382,7 @@ class Workflow:
         max_concurrency: int | None = None,
         name: str | None = None,
         retry: RetryPolicy | None = None,
-        timeout: float | None = None,
+        timeout: Seconds | None = None,
         fallback: str | None = None,
         classify: Classifier | None = None,
         tools: Iterable[str] = (),
@@ -400,7 +401,7 @@ class Workflow:
         max_concurrency: int | None = None,
         name: str | None = None,
         retry: RetryPolicy | None = None,
-        timeout: float | None = None,
+        timeout: Seconds | None = None,
         fallback: str | None = None,
         classify: Classifier | None = None,
         tools: Iterable[str] = (),
@@ -444,7 +445,7 @@ class Workflow:
         outputs: Mapping[str, str],
         inputs: Mapping[str, str] | None = None,
         retry: RetryPolicy | None = None,
-        timeout: float | None = None,
+        timeout: Seconds | None = None,
         max_visits: int | None = None,
         fallback: str | None = None,
         classify: Classifier | None = None,
@@ -496,7 +497,7 @@ class Workflow:
         *,
         name: str | None,
         retry: RetryPolicy | None,
-        timeout: float | None,
+        timeout: Seconds | None,
         max_visits: int | None,
         fallback: str | None,
         classify: Classifier | None,

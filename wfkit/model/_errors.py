@@ -325,6 +325,12 @@ class StateSizeWarning(UserWarning):
     """A state value large enough to slow every checkpoint and resume (warned once per field)."""
 
 
+class RouteFieldWarning(UserWarning):
+    """A route's condition compared a field the run's state does not hold (not an input, written by
+    no step so far, declared by none): it compared false, as a misspelt name would. Warned once per
+    run and field."""
+
+
 class SecretInStateWarning(UserWarning):
     """A durable run's state holds a value the redaction boundary takes out of what is stored (a
     secret, or text shaped like one): its checkpoint keeps ``[REDACTED]`` in its place, which is

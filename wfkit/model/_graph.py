@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from wfkit.model._errors import Facts, Location, WorkflowDefinitionError
-from wfkit.model._routes import END, Router
+from wfkit.model._routes import END, Router, compared_fields
 from wfkit.model._steps import StepSpec
 from wfkit.model._suggest import closest, did_you_mean
 
@@ -34,12 +34,16 @@ class Onward:
     predecessors, which note the arrival and start once no other predecessor can still arrive.
     ``lone``: the one step of ``starts`` when that is all that follows (no router, no join): a
     chain's link, which the scheduler queues with no further look-up.
+    ``unsure``: the fields the router's conditions compare (never asking whether they exist) that
+    no step declares it writes: one absent when no route held is likely misspelt, and the scheduler
+    warns of it (a declared field may be absent only because its step has not run yet).
     """
 
     router: Router | None
     starts: tuple[StepSpec, ...]
     joins: tuple[str, ...]
     lone: StepSpec | None
+    unsure: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,12 +67,21 @@ class Graph:
 
     def __post_init__(self) -> None:
         onward: dict[str, Onward] = {}
+        declared: set[str] = set()
+        for spec in self.steps.values():
+            declared |= spec.writes or set()
+            if spec.map is not None:
+                declared.add(spec.map.into)
         for name in self.steps:
             targets = self.edges.get(name, ())
             starts = tuple(self.steps[t] for t in targets if len(self.static_preds[t]) < 2)
             joins = tuple(t for t in targets if len(self.static_preds[t]) >= 2)
             lone = starts[0] if len(starts) == 1 and not joins else None
-            onward[name] = Onward(self.routers.get(name), starts, joins, lone)
+            router = self.routers.get(name)
+            unsure: set[str] = set()
+            for route in router.routes if router is not None else ():
+                unsure |= compared_fields(route.condition) - declared
+            onward[name] = Onward(router, starts, joins, lone, tuple(sorted(unsure)))
         object.__setattr__(self, "onward", onward)
         object.__setattr__(self, "caches", any(spec.cache is not None for spec in self.steps.values()))
         object.__setattr__(self, "subflows", any(spec.subflow is not None for spec in self.steps.values()))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime
 import email.utils
 import enum
@@ -12,7 +13,10 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias
+
+from wfkit.model._seconds import Seconds, as_seconds
+from wfkit.model._suggest import unexpected_keywords
 
 
 class ErrorKind(enum.Enum):
@@ -200,8 +204,9 @@ class RetryPolicy:
     after them; with ``max_elapsed=None``, no retry waits a ``Retry-After`` longer than
     ``max_delay``. Such a step fails at once, saying why (``wait_refused``), rather than sit out
     an hour a server asked for. Permanent errors are never retried; unknown ones at most
-    ``max_unknown_retries`` times. A retryable error not retried says why: the wait refused, or
-    the budget spent (``budget_spent``), in the run's error and its step-log row.
+    ``max_unknown_retries`` times. Times are seconds or a ``datetime.timedelta``. A retryable error
+    not retried says why: the wait refused, or the budget spent (``budget_spent``), in the run's
+    error and its step-log row.
     """
 
     max_retries: int = 3
@@ -212,7 +217,31 @@ class RetryPolicy:
     max_elapsed: float | None = 300.0
     max_unknown_retries: int = 1
 
+    if TYPE_CHECKING:  # the delays take a timedelta too; they hold seconds once made
+
+        def __init__(
+            self,
+            max_retries: int = 3,
+            base_delay: Seconds = 1.0,
+            max_delay: Seconds = 60.0,
+            backoff_factor: float = 2.0,
+            jitter: float = 0.5,
+            max_elapsed: Seconds | None = 300.0,
+            max_unknown_retries: int = 1,
+        ) -> None: ...
+
+    if not TYPE_CHECKING:  # the type checker reads the keywords off __init__
+
+        def __new__(cls, *args: Any, **kwargs: Any) -> RetryPolicy:
+            # Python says only "unexpected keyword argument 'attempts'": name the keyword meant.
+            unknown = sorted(kwargs.keys() - _POLICY_KEYWORDS)
+            if unknown:
+                raise unexpected_keywords("RetryPolicy", unknown, _POLICY_KEYWORDS, _MEANT)
+            return object.__new__(cls)
+
     def __post_init__(self) -> None:
+        for name in ("base_delay", "max_delay", "max_elapsed"):
+            object.__setattr__(self, name, as_seconds(getattr(self, name)))
         problems = []
         numbers = {
             "base_delay": self.base_delay,
@@ -324,6 +353,19 @@ class RetryPolicy:
         if kind is ErrorKind.PERMANENT or retries_done >= self.max_retries:
             return False
         return kind is ErrorKind.TRANSIENT or retries_done < self.max_unknown_retries
+
+
+_POLICY_KEYWORDS = frozenset(f.name for f in dataclasses.fields(RetryPolicy))
+# Keywords of stamina's and tenacity's retry, which a newcomer brings along, and what they mean here.
+_MEANT = {
+    "attempts": "'max_retries'? attempts=3 is max_retries=2: the retries after the first",
+    "stop_after_attempt": "'max_retries'? stop_after_attempt(3) is max_retries=2: the retries after the first",
+    "wait_initial": "'base_delay'?",
+    "wait_max": "'max_delay'?",
+    "wait_jitter": "'jitter'?",
+    "wait_exp_base": "'backoff_factor'?",
+    "timeout": "'max_elapsed'?",
+}
 
 
 NO_RETRY = RetryPolicy(max_retries=0)

@@ -333,6 +333,24 @@ def when(field: str, op: Op, value: Any = None) -> Condition:
     return Compare(field, op, value)
 
 
+def compared_fields(condition: Condition) -> frozenset[str]:
+    """The top-level fields ``condition`` compares with a value and never tests with ``exists``:
+    those whose absence it cannot have meant (a missing field compares false, so a misspelt one
+    silently decides the route), unlike a field it asks about with ``exists``."""
+    compared: set[str] = set()
+    tested: set[str] = set()
+    todo = [condition]
+    while todo:
+        part = todo.pop()
+        if isinstance(part, Compare):
+            (tested if part.op == "exists" else compared).add(part.path[0])
+        elif isinstance(part, All | Any_):
+            todo.extend(part.parts)
+        elif isinstance(part, Not):
+            todo.append(part.part)
+    return frozenset(compared - tested)
+
+
 def condition_from_dict(data: Mapping[str, Any]) -> Condition:
     """Rebuild a condition from :meth:`Condition.to_dict` output (e.g. a stored workflow)."""
     if "all" in data:

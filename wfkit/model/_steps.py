@@ -12,6 +12,7 @@ from typing import Any, Protocol, TypeAlias
 
 from wfkit.model._approvals import Approval, as_approval
 from wfkit.model._retry import NO_RETRY, Classifier, RetryPolicy
+from wfkit.model._seconds import Seconds, as_seconds
 
 StepFunction: TypeAlias = Callable[..., Any]
 CacheKey: TypeAlias = Callable[[Mapping[str, Any]], Any]
@@ -90,10 +91,8 @@ class Cache:
     key: CacheKey | None = None
 
     def __post_init__(self) -> None:
-        ttl = self.ttl
-        if isinstance(ttl, dt.timedelta):
-            ttl = ttl.total_seconds()
-            object.__setattr__(self, "ttl", ttl)  # kept in seconds from here on
+        ttl = as_seconds(self.ttl)
+        object.__setattr__(self, "ttl", ttl)  # kept in seconds from here on
         if ttl is not None and (isinstance(ttl, bool) or not isinstance(ttl, int | float) or not ttl > 0):
             raise ValueError(f"Cache(ttl=...) is seconds > 0 or a timedelta (None: no expiry), got {ttl!r}")
         if self.key is not None and not callable(self.key):
@@ -101,7 +100,7 @@ class Cache:
 
     @property
     def ttl_seconds(self) -> float | None:
-        return self.ttl.total_seconds() if isinstance(self.ttl, dt.timedelta) else self.ttl
+        return as_seconds(self.ttl)
 
     def describe(self) -> dict[str, Any]:
         return {"ttl": self.ttl_seconds, "key": None if self.key is None else code_hash(self.key)}
@@ -240,7 +239,7 @@ def make_spec(
     *,
     name: str | None,
     retry: RetryPolicy | None,
-    timeout: float | None,
+    timeout: Seconds | None,
     max_visits: int | None,
     fallback: str | None,
     classifier: Classifier | None,
@@ -255,6 +254,7 @@ def make_spec(
     step_name = name or getattr(fn, "__name__", None)
     if not step_name or not isinstance(step_name, str) or step_name == "<lambda>":
         raise TypeError("a step needs a name: pass name='...' for lambdas and callables")
+    timeout = as_seconds(timeout)
     if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0):
         raise ValueError(f"step {step_name!r}: timeout must be > 0 seconds, got {timeout!r}")
     if max_visits is not None and (not isinstance(max_visits, int) or max_visits < 1):

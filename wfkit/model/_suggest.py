@@ -4,7 +4,7 @@ for every place a user can mistype a step, an option, a keyword or a parameter."
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 
 def closest(name: str, known: Iterable[str]) -> str | None:
@@ -19,8 +19,15 @@ def did_you_mean(name: str, known: Iterable[str]) -> str:
     return f" (did you mean {match!r}?)" if match is not None else ""
 
 
-def unexpected_keywords(call: str, unknown: Iterable[str], takes: Iterable[str]) -> TypeError:
-    """The TypeError for keywords ``call`` does not take, each with its closest, and the ones it takes."""
+def unexpected_keywords(
+    call: str, unknown: Iterable[str], takes: Iterable[str], meant: Mapping[str, str] | None = None
+) -> TypeError:
+    """The TypeError for keywords ``call`` does not take, each with its closest, and the ones it takes;
+    ``meant``: what a keyword of another library's vocabulary means here, where no spelling is close."""
     allowed = sorted(takes)
-    hints = ", ".join(f"{name!r}{did_you_mean(name, allowed)}" for name in unknown)
+    meant = meant or {}
+    hints = ", ".join(
+        f"{name!r} (did you mean {meant[name]})" if name in meant else f"{name!r}{did_you_mean(name, allowed)}"
+        for name in unknown
+    )
     return TypeError(f"{call}() got unexpected keyword argument(s) {hints}; it takes {', '.join(allowed)}")

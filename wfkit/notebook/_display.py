@@ -51,12 +51,18 @@ def statuses(events: Sequence[StepEvent]) -> dict[str, str]:
 
 def run_text(run: Run) -> str:
     lines = [f"run {run.run_id} of {run.workflow!r}: {run.status}"]
-    for r in step_rows(run.events):
+    rows = step_rows(run.events)
+    if rows:  # the HTML table's column names, which the quickstart's text explains
+        lines.append(
+            f"  {'step':<20} {'visit':>5} {'status':<16} {'attempts':>8} {'latency':>11}  route / [error or decision]"
+        )
+    for r in rows:
         latency = f"{r['latency_s'] * 1000:8.1f} ms" if "latency_s" in r else " " * 11
-        route = f" -> {r['route']}" if r.get("route") else ""
+        route = f"-> {r['route']}" if r.get("route") else ""
         shown = _error_or_decision(r)
         extra = f"  [{shown}]" if shown else ""
-        lines.append(f"  {r['step']:<20} #{r['visit']:<2} {r['status']:<16} x{r['attempts']} {latency}{route}{extra}")
+        line = f"  {r['step']:<20} {r['visit']:>5} {r['status']:<16} {r['attempts']:>8} {latency}  {route}{extra}"
+        lines.append(line.rstrip())
     if run.error is not None:
         lines.append(f"  error: {type(run.error).__name__}: {redact_text(str(run.error))}")
     for t in run.tickets():

@@ -1371,6 +1371,18 @@ class Store:
         run["status"] = effective_status(run, pending_intents=self._pending_count(run))
         return run
 
+    def run_ids_from(self, prefix: str, *, limit: int = 10) -> list[tuple[str, str, str, float]]:
+        """The runs whose id starts with ``prefix`` (id, workflow, stored status, created at), newest
+        first, at most ``limit``: what a command given part of a run id may mean."""
+        sql = (
+            "SELECT run_id, workflow, status, created_at FROM runs WHERE substr(run_id, 1, ?) = ? "
+            "ORDER BY created_at DESC LIMIT ?"
+        )
+        try:
+            return [tuple(row) for row in self.conn.execute(sql, (len(prefix), prefix, limit))]
+        except sqlite3.DatabaseError as exc:
+            raise StoreCorruptError(f"the run store {self.path} is damaged: {exc}; {_FIX}") from exc
+
     def run_rows(self, *, limit: int | None = None, status: str | None = None) -> list[dict[str, Any]]:
         """Runs, newest first, with the status they truly have (``interrupted`` when the process
         running them is gone). ``status`` filters; an unknown one is a ValueError listing the valid."""
