@@ -304,6 +304,9 @@ PICKLE_CASES: list[Callable[[Path], BaseException]] = [
     lambda _: wf.SecretInStateWarning("state field 'token' holds a secret: its checkpoint keeps [REDACTED]"),
     lambda _: wf.UnfinishedJobWarning("job 7f3a has no end recorded and its driver is gone"),
     lambda _: wf.WorkflowChangedWarning("run 01j8 is resumed with a changed workflow"),
+    lambda _: wf.RouteFieldWarning(
+        "the route after step 'grade' compares field 'scroe', which no step put in the state"
+    ),
     lambda _: wf.TransientError("HTTP 429 from the search API", retry_after=2.5),
     lambda _: wf.PermanentError("invoice 88 does not exist"),
     lambda _: ChildHalted("01child", "waiting_approval"),
