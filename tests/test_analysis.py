@@ -15,7 +15,7 @@ import pytest
 import wfkit as wf
 from wfkit.logs._register import register_accessor
 from wfkit.logs._steplog import dataset_schema, schema, steps_dir
-from wfkit.logs._tables import QUANTILES, _pandas_quantiles
+from wfkit.logs._tables import QUANTILES, _pandas_quantiles, in_run_order
 
 RUNS = 30
 RETRY = wf.RetryPolicy(max_retries=2, base_delay=0.001, jitter=0)
@@ -81,7 +81,7 @@ def test_latency_percentiles_per_step(known: Known) -> None:
     attempts, ordered and plausible; status=None counts every attempt."""
     frame = known.frame
     keyed = frame.wf.latency()
-    assert [("known", "answer"), ("known", "fetch"), ("known", "parse")] == list(keyed.index)
+    assert [("known", "fetch"), ("known", "parse"), ("known", "answer")] == list(keyed.index)  # as runs meet them
     assert ["workflow", "step"] == list(keyed.index.names)
     table = keyed.loc["known"]
     assert ["p50", "p90", "p95", "p99", "max", "mean", "count"] == list(table.columns)
@@ -384,10 +384,12 @@ def test_accessor_refuses_a_frame_that_is_not_a_step_log() -> None:
 def test_a_question_names_the_columns_it_lacks(known: Known) -> None:
     """A frame read with a few columns answers what they allow; other questions name what is missing."""
     frame = wf.steps(
-        known.folder, columns=["workflow", "step", "attempt", "status", "latency_s", "map_index"], sort=False
+        known.folder,
+        columns=["workflow", "step", "attempt", "status", "latency_s", "map_index", "started_at"],
+        sort=False,
     )
     assert frame.wf.latency().equals(known.frame.wf.latency())
-    with pytest.raises(ValueError, match=r"df.wf.runs\(\) needs the column\(s\) run_id, started_at, ended_at"):
+    with pytest.raises(ValueError, match=r"df.wf.runs\(\) needs the column\(s\) run_id, ended_at"):
         frame.wf.runs()
 
 
@@ -450,7 +452,7 @@ def test_tables_equal_those_of_the_attempts_copied_out_first(known: Known) -> No
     frame = known.frame
     attempts = frame[frame["attempt"] > 0].reset_index(drop=True)
     ok = attempts[attempts["status"] == "ok"]
-    expected_latency = _pandas_quantiles(ok, ["workflow", "step"], "latency_s", QUANTILES)
+    expected_latency = in_run_order(_pandas_quantiles(ok, ["workflow", "step"], "latency_s", QUANTILES), frame)
     latency = frame.wf.latency()
     assert list(expected_latency.index) == list(latency.index)
     # pandas interpolates between order statistics by another formula than np.quantile (whose
@@ -623,3 +625,24 @@ def test_a_run_whose_map_item_timed_out_failed_on_a_timeout(tmp_path: Path) -> N
     timed_out_map_run(tmp_path / "ws")
     run = wf.steps(tmp_path / "ws").wf.runs().iloc[0]
     assert (1, True, True) == (run["failed"], run["run_failed"], run["failed_on_timeout"])
+
+
+def test_steps_are_listed_in_the_order_a_run_meets_them(known: Known, tmp_path: Path) -> None:
+    """latency(), plot_latency()'s panels and advise_timeouts() list each workflow's steps by when
+    they first ran (fetch, parse, answer), not alphabetically (answer, fetch, parse); workflows
+    stay in their sorted order, and the index is otherwise the same."""
+    essay = wf.Workflow("essay")
+    for name in ("draft", "critique", "revise"):
+        essay.step(lambda s: {}, name=name)
+    essay.chain("draft", "critique", "revise")
+    for i in range(3):
+        essay.run({"i": i}, workspace=tmp_path, seed=i)
+    known_flow().run({"i": 1}, workspace=tmp_path, seed=1)
+    frame = wf.steps(tmp_path)
+    met = [("essay", "draft"), ("essay", "critique"), ("essay", "revise")]
+    met += [("known", "fetch"), ("known", "parse"), ("known", "answer")]
+    assert met == list(frame.wf.latency().index)
+    assert ["workflow", "step"] == list(frame.wf.latency().index.names)
+    assert met == list(frame.wf.advise_timeouts().index)
+    assert met == list(frame.wf.plot_latency().axes)
+    assert ["fetch", "parse", "answer"] == list(known.frame.wf.latency().loc["known"].index)

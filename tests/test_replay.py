@@ -824,3 +824,31 @@ def test_a_table_too_big_to_keep_whole_is_compared_by_a_digest_of_every_cell(
     html_table = shown.outputs[-1].data["text/html"]
     assert "<p>200000 rows \N{MULTIPLICATION SIGN} 2 columns</p>" in html_table  # pandas' own cut
     assert len(html_table) < 10_000
+
+
+def test_what_cells_show_differently_is_listed_in_the_notebooks_order(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Baselines are saved with sorted keys, and a cell's key is its random id: two cells that now
+    show something else are still listed as the notebook has them, in the console, in the HTML
+    report and in the report's summary.json, so a reader goes down the notebook once."""
+    nb = _notebook(project / "nbs" / "two.ipynb", "print('upper', factor)", "print('calm')", "print('lower', factor)")
+    ids = nbformat.read(nb, as_version=4)
+    # Ids that sort against the cells' order: the first cell's comes last alphabetically.
+    for cell, cell_id in zip(ids.cells, ("params", "zz-upper", "mm-calm", "aa-lower"), strict=True):
+        cell.id = cell_id
+    nbformat.write(ids, nb)
+    assert 0 == main(["replay", "nbs", "--update-baseline", "--report", "rep"])
+    changed = nbformat.read(nb, as_version=4)
+    changed.cells[0].source = changed.cells[0].source.replace("factor = 2", "factor = 3")
+    nbformat.write(changed, nb)
+    capsys.readouterr()
+    assert 1 == main(["replay", "nbs", "--report", "rep"])
+    out = capsys.readouterr().out
+    upper = 'cell 1 (print(\'upper\', factor)): stdout line 1 "upper 2" -> "upper 3"'
+    lower = 'cell 3 (print(\'lower\', factor)): stdout line 1 "lower 2" -> "lower 3"'
+    assert [upper, lower] == [line.strip()[2:] for line in out.splitlines() if "- cell " in line], out
+    summary = json.loads((project / "rep" / "summary.json").read_text())
+    assert [upper, lower] == [d["text"] for d in summary["notebooks"][0]["diffs"] if d["cell"]]
+    page = (project / "rep" / "index.html").read_text()
+    assert page.index("cell 1 (print(&#x27;upper&#x27;, factor))") < page.index("cell 3 (print(&#x27;lower&#x27;")

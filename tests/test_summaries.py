@@ -105,9 +105,9 @@ def test_steplog_is_keyed_by_workflow_and_step(logged: Logged) -> None:
     """The shared step name is two rows, one per workflow (a name with / and β round-trips)."""
     table = wf.StepLog(logged.folder).latency()
     assert ["workflow", "step"] == list(table.index.names)
-    assert [("alpha", "answer"), ("alpha", "fetch"), ("beta/β two", "answer"), ("beta/β two", "fetch")] == list(
+    assert [("alpha", "fetch"), ("alpha", "answer"), ("beta/β two", "fetch"), ("beta/β two", "answer")] == list(
         table.index
-    )
+    )  # each workflow's steps in the order a run meets them
 
 
 def test_steplog_advice_equals_the_accessors(logged: Logged) -> None:

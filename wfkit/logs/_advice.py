@@ -314,10 +314,11 @@ def advise_timeouts(
     than every success; when the quantile falls among such attempts it is unknown, and so is the
     timeout. None under ``min_samples`` successes; the ``note`` says why, and how many attempts a
     timeout cut off (``timeouts``, the longest of them ran ``cut_at_s``).
-    ``.attrs["run_deadline_s"]`` maps each workflow to a run deadline."""
+    ``.attrs["run_deadline_s"]`` maps each workflow to a run deadline. Each workflow's steps are
+    listed in the order a run meets them (by when each first started), as ``df.wf.latency()``."""
     import numpy as np
 
-    from wfkit.logs._tables import grouped_quantiles, keys_of, runs_table
+    from wfkit.logs._tables import grouped_quantiles, in_run_order, keys_of, runs_table
 
     check_advice_args(quantile, margin, min_samples, min_timeout)
     keys = keys_of(df, None)
@@ -339,9 +340,10 @@ def advise_timeouts(
 
     stats = censored_quantiles(stats, cut, quantiles, successes_at)
     durations = run_durations(runs_table(df))
-    return advice_table(
+    table = advice_table(
         stats, durations, quantile=quantile, margin=margin, min_samples=min_samples, min_timeout=min_timeout
     )
+    return in_run_order(table, df)
 
 
 def _stages(run: pd.DataFrame) -> tuple[tuple[str, ...], ...]:

@@ -20,6 +20,7 @@ from wfkit.logs._tables import (
     OUTCOME_COLUMNS,
     QUANTILES,
     grouped_quantiles,
+    in_run_order,
     keys_of,
     map_own_rows,
     quantile_label,
@@ -94,13 +95,15 @@ class StepsAccessor:
     ) -> pd.DataFrame:
         """Latency percentiles in seconds per (workflow, step) (or ``by``): p50, p90, p95, p99, max,
         mean, count. Successful attempts only by default (a failed attempt that took 0.1 ms is not
-        a fast call); ``status=None`` takes every attempt."""
+        a fast call); ``status=None`` takes every attempt. Each workflow's steps are listed in the
+        order a run meets them (by when each first started in the frame), not alphabetically."""
         self._need("latency", "latency_s", "map_index")
         # A mask, not a filtered copy: on millions of rows, copying every column twice (attempts,
         # then status) cost more than the quantiles themselves.
-        return grouped_quantiles(
+        table = grouped_quantiles(
             self._df, keys_of(self._df, by), "latency_s", quantiles, where=self._attempt_mask(status)
         )
+        return in_run_order(table, self._df)
 
     def failures(self, by: str | Sequence[str] | None = None) -> pd.DataFrame:
         """Attempts, failed attempts by error kind, the failure rate and timeouts per (workflow, step)."""

@@ -186,10 +186,12 @@ def plot_latency(
     col_wrap: int = 3,
 ) -> Facets:
     """One panel per (workflow, step), sharing a log latency axis: the ECDF (or a log-binned
-    histogram) of successful attempts with P50 and P99 marked; failed attempts in red on request."""
+    histogram) of successful attempts with P50 and P99 marked; failed attempts in red on request.
+    Each workflow's panels come in the order a run meets its steps (by when each first started)."""
     import numpy as np
+    import pandas as pd
 
-    from wfkit.logs._tables import keys_of
+    from wfkit.logs._tables import in_run_order, keys_of
 
     if kind not in ("ecdf", "hist"):
         raise ValueError(f"kind must be 'ecdf' or 'hist', got {kind!r}")
@@ -205,6 +207,9 @@ def plot_latency(
     groups = {
         (k if isinstance(k, tuple) else (k,)): g for k, g in shown.groupby(keys, observed=True, sort=True) if len(g)
     }
+    if groups:  # each workflow's panels in the order a run meets its steps, as df.wf.latency() lists them
+        met = in_run_order(pd.DataFrame(index=pd.MultiIndex.from_tuples(list(groups), names=keys)), rows)
+        groups = {tuple(k): groups[tuple(k)] for k in met.index}
     what = "successful and failed attempts" if failures else "successful attempts"
     title = f"Step latency, {what}" + (f": {workflow}" if workflow else "")
     n = max(len(groups), 1)

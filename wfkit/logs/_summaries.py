@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from wfkit.logs._tables import ERROR_KINDS, KEYS, QUANTILES, parse_time, quantile_label
+from wfkit.logs._tables import ERROR_KINDS, KEYS, QUANTILES, in_run_order, parse_time, quantile_label
 
 if TYPE_CHECKING:
     import duckdb
@@ -212,7 +212,15 @@ class StepLog:
         for i, label in enumerate(labels):
             frame.insert(len(keys) + i, label, [float(v[i]) for v in quants])
         frame["count"] = frame["count"].astype("int64")
-        return frame.set_index(keys)
+        return self._in_run_order(frame.set_index(keys))
+
+    def _in_run_order(self, table: pd.DataFrame) -> pd.DataFrame:
+        """``table`` with each workflow's steps in the order a run meets them, as the accessor lists them."""
+        where, params = self._where()
+        first, _ = self._query(
+            f"SELECT {{keys}}, min(started_at) AS started_at FROM steps{where} GROUP BY {{keys}}", params
+        )
+        return table if first is None else in_run_order(table, first)
 
     def failures(self) -> pd.DataFrame:
         """Attempts, failed attempts by error kind, failure rate and timeouts, as ``df.wf.failures()``."""
@@ -338,9 +346,10 @@ class StepLog:
 
         stats = censored_quantiles(stats, cut, quantiles, successes_at)
         durations = run_durations(self.runs())
-        return advice_table(
+        table = advice_table(
             stats, durations, quantile=quantile, margin=margin, min_samples=min_samples, min_timeout=min_timeout
         )
+        return self._in_run_order(table)
 
     def close(self) -> None:
         """Close the DuckDB connection (a new one opens on the next question)."""

@@ -455,3 +455,26 @@ def parse_time(name: str, value: dt.datetime | str) -> dt.datetime:
                 f"2026-12-01T09:30 (UTC unless it names a zone, as in 2026-12-01T09:30+01:00)"
             ) from None
     return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+
+
+def in_run_order(table: pd.DataFrame, frame: pd.DataFrame) -> pd.DataFrame:
+    """``table`` (indexed by workflow and step, or by ``by=`` keys holding ``step``) with each
+    workflow's steps in the order a run meets them: by when each first started in ``frame`` (the
+    earliest ``started_at`` per workflow and step), not alphabetically (critique, draft, revise). The
+    levels before ``step`` keep their order, a step that never started goes last, and a tie keeps
+    the table's order; a frame without ``started_at`` leaves the table as it is."""
+    import numpy as np
+    import pandas as pd
+
+    names = list(table.index.names)
+    if "step" not in names or "step" not in frame.columns or "started_at" not in frame.columns or not len(table):
+        return table
+    by = [k for k in KEYS if k in names and k in frame.columns]
+    first = frame.groupby(by, observed=True)["started_at"].min()
+    first.index = first.index.map(lambda k: tuple(map(str, k)) if isinstance(k, tuple) else str(k))
+    index = table.index.to_frame(index=False).astype(str)
+    met = [tuple(row) if len(by) > 1 else row[0] for row in index[by].itertuples(index=False)]
+    when = pd.Series(first.reindex(met).to_numpy()).rank(method="min", na_option="bottom").to_numpy()
+    outer = names[: names.index("step")]
+    groups = pd.factorize(pd.MultiIndex.from_frame(index[outer]))[0] if outer else np.zeros(len(table), dtype=int)
+    return table.iloc[np.lexsort((np.arange(len(table)), when, groups))]

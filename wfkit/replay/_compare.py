@@ -322,8 +322,14 @@ class _Comparer:
                     )
 
     def outputs(self, old: Mapping[str, Any], new: Mapping[str, Any]) -> None:
-        """What each cell showed, stream by stream and result by result, line by line."""
-        for key in [*old, *(k for k in new if k not in old)]:
+        """What each cell showed, stream by stream and result by result, line by line, in the order of
+        the notebook: a baseline is saved with sorted keys, and a cell's key is its random id."""
+
+        def place(key: str) -> float:  # where the cell is now, or was if it is gone
+            cell = (new.get(key) or old.get(key) or {}).get("cell")
+            return cell if isinstance(cell, int) else math.inf
+
+        for key in sorted([*old, *(k for k in new if k not in old)], key=place):
             a, b = old.get(key) or {}, new.get(key) or {}
             if a.get("ignored") or b.get("ignored"):
                 continue
