@@ -16,7 +16,8 @@ Only 2xx replies are recorded, so a replay never reproduces an outage. While rec
 reaches the caller as it arrives (a streamed one chunk by chunk) and is written once it has all
 come. Requests recorded several times replay in order, the last one repeating. One interaction per line:
 ``{"request": {"method", "path", "body"}, "response": {"status", "headers", "json" | "text"}}``.
-Request headers are never stored, and any API key seen in a request header (or passed as
+Request headers are never stored, and any key seen in a credential header (Authorization,
+``api-key``, ``x-api-key``, any whose name says key or token; or passed as
 ``secrets=``), any value marked with ``wfkit.mark_secret``, any key-shaped string and the value of
 any key-like environment variable is replaced by ``[REDACTED]`` in both directions, before the line
 is written (a replayed request is redacted the same way, so it still matches).
@@ -38,11 +39,10 @@ import httpx
 
 from wfkit.llm._llm import LLMError, check_async_transport, refuse_to_pickle_network_transport
 from wfkit.llm._perloop import PerLoop
-from wfkit.model._processors import REDACTED, redact_text
+from wfkit.model._processors import REDACTED, header_secrets, redact_text
 
 Mode = Literal["replay", "record", "auto"]
 _MODES = ("replay", "record", "auto")
-_KEY_HEADERS = ("authorization", "api-key", "x-api-key")
 _KEPT_RESPONSE_HEADERS = ("content-type",)
 _REDACTED = REDACTED
 
@@ -69,18 +69,6 @@ def _decode(content: bytes) -> Any:
         return json.loads(text) if text else None
     except ValueError:
         return text
-
-
-def _secrets_of(request: httpx.Request) -> list[str]:
-    found = []
-    for name in _KEY_HEADERS:
-        value = request.headers.get(name)
-        if value:
-            found.append(value)
-            scheme, _, token = value.partition(" ")
-            if token and scheme.lower() in ("bearer", "basic", "token"):
-                found.append(token)
-    return found
 
 
 def _differences(recorded: Any, requested: Any, path: str = "", limit: int = 6) -> list[str]:
@@ -248,7 +236,7 @@ class Cassette(httpx.AsyncBaseTransport):
     # ---- the transport ---------------------------------------------------------------------------
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        secrets = _secrets_of(request)
+        secrets = header_secrets(request.headers)
         body = _decode(await request.aread())
         key = self._key(request, body, secrets)
         if self.mode != "record":

@@ -27,7 +27,7 @@ import json
 import os
 import re
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from functools import partial
@@ -42,7 +42,7 @@ from wfkit.llm._pricing import PriceLike, Prices, as_prices
 from wfkit.llm._simulated import SimulatedModel
 from wfkit.model._context import StepContext
 from wfkit.model._errors import WfkitError
-from wfkit.model._processors import REDACTED, mark_secret
+from wfkit.model._processors import REDACTED, header_secrets, mark_secret
 from wfkit.model._retry import ErrorKind, retry_after_in
 
 Messages: TypeAlias = str | Sequence[Mapping[str, Any]]
@@ -162,8 +162,10 @@ def _tool_calls_of(calls: Any, where: str) -> tuple[ToolCall, ...]:
     return tuple(out)
 
 
-def _redact(text: str, secret: str | None) -> str:
-    return text.replace(secret, REDACTED) if secret else text
+def _redact(text: str, secrets: Iterable[str]) -> str:
+    for secret in secrets:
+        text = text.replace(secret, REDACTED)
+    return text
 
 
 def check_base_url(base_url: str, source: str = "ChatClient base_url") -> str:
@@ -321,6 +323,7 @@ class ChatClient:
         "_headers",
         "_http",
         "_key_from",
+        "_secrets",
         "_ssl_context",
         "_timeout",
         "base_url",
@@ -374,10 +377,13 @@ class ChatClient:
         self._start()
 
     def _start(self) -> None:
-        """What this process needs beyond the configuration: the key marked secret here, and a
-        connection pool per event loop (made on first use)."""
-        if self._api_key and len(self._api_key) >= 4:
-            mark_secret(self._api_key)  # redacted from every event and checkpoint, whatever carries it
+        """What this process needs beyond the configuration: the key, and any credential given in
+        ``headers=`` (``{"api-key": ...}``, Azure's), marked secret here, and a connection pool per
+        event loop (made on first use)."""
+        found = {*header_secrets(self._headers), *([self._api_key] if self._api_key else [])}
+        self._secrets = tuple(sorted((s for s in found if len(s) >= 4), key=len, reverse=True))  # longest first
+        for secret in self._secrets:
+            mark_secret(secret)  # redacted from every event and checkpoint, whatever carries it
         # Made once, here, for every connection pool of the client: loading the certificate
         # authorities costs 20 to 50 ms, and a pool is made per event loop, so per run (``flow.run``
         # gives each its own loop); made by the pool, that time landed in the recorded latency of
@@ -426,7 +432,7 @@ class ChatClient:
         return {"model": model or self.model, "messages": messages, **params}
 
     def _redact(self, text: str) -> str:
-        return _redact(text, self._api_key)
+        return _redact(text, self._secrets)
 
     # ---- calls -----------------------------------------------------------------------------------
 
