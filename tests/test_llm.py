@@ -525,6 +525,24 @@ def test_a_key_with_whitespace_or_a_look_alike_is_refused_without_showing_it(
         ChatClient(server.url, model="test-model", api_key=KEY + "\n")
 
 
+@pytest.mark.parametrize(("bad", "what"), [("\n", "a newline at its end"), ("\u2026", "the character '\u2026'")])
+def test_a_header_key_with_a_newline_or_a_look_alike_is_refused_without_showing_it(
+    server: LLMServer, bad: str, what: str
+) -> None:
+    """A key in headers={"api-key": ...} with a character HTTP cannot send is refused when the
+    client is made, as api_key= is, naming the header and never the key: it failed each call with
+    httpx's "Illegal header value b'KEY\\n'", the key in the run's error."""
+    import uuid
+
+    key = uuid.uuid4().hex
+    with pytest.raises(ValueError) as info:
+        ChatClient(server.url, model="test-model", headers={"api-key": key + bad})
+    message = str(info.value)
+    assert f"the API key in headers['api-key'] has {what}" in message, message
+    assert key not in message
+    assert [] == server.requests
+
+
 # --- streaming --------------------------------------------------------------------------------------
 
 

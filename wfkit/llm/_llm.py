@@ -191,9 +191,9 @@ _SPACES = {"\n": "a newline", "\r": "a carriage return", "\t": "a tab", " ": "a 
 
 def _check_api_key(key: str, source: str) -> None:
     """Refuse a key holding a character outside printable ASCII, saying which, where and from
-    ``source`` (``"api_key="`` or ``"$VAR"``), never the key: HTTP cannot send it (httpx's error
-    prints the whole Authorization header), and no provider's key holds one, so it is a file's
-    last newline, a pasted space, or a look-alike from a web page."""
+    ``source`` (``"api_key="``, ``"$VAR"`` or ``"headers['api-key']"``), never the key: HTTP
+    cannot send it (httpx's error prints the whole header), and no provider's key holds one, so it
+    is a file's last newline, a pasted space, or a look-alike from a web page."""
     bad = next((i for i, ch in enumerate(key) if not "!" <= ch <= "~"), None)
     if bad is None:
         return
@@ -201,13 +201,14 @@ def _check_api_key(key: str, source: str) -> None:
     what = _SPACES.get(ch) or f"the character {ch!r} (U+{ord(ch):04X})"
     at_end = bad == len(key) - 1 or not key[bad:].strip()
     where = "at its start" if bad == 0 else "at its end" if at_end else f"at position {bad + 1}"
-    in_key = f"the API key in {source}" if source.startswith("$") else "the API key passed as api_key="
+    in_key = "the API key passed as api_key=" if source == "api_key=" else f"the API key in {source}"
     if ch.isspace():
-        fix = (
-            "pass api_key=key.strip()"
-            if source == "api_key="
-            else f"set {source} without it (a key read from a file keeps its last newline: strip it)"
-        )
+        if source == "api_key=":
+            fix = "pass api_key=key.strip()"
+        elif source.startswith("$"):
+            fix = f"set {source} without it (a key read from a file keeps its last newline: strip it)"
+        else:
+            fix = f"give {source} the key without it (key.strip())"
     else:
         fix = (
             f"copy the key from your provider again into {source} (a key copied from a page or a "
@@ -368,8 +369,13 @@ class ChatClient:
         self._api_key = api_key if api_key is not None else os.environ.get(api_key_env) or None
         # Where a refused key came from, for the message (never the key): "api_key=" or "$VAR".
         self._key_from = "api_key=" if api_key else f"${api_key_env}"
-        if self._api_key and base_url != _SIMULATED_URL:  # offline, the key is never sent
-            _check_api_key(self._api_key, self._key_from)
+        if base_url != _SIMULATED_URL:  # offline, no key is sent
+            if self._api_key:
+                _check_api_key(self._api_key, self._key_from)
+            for name, value in (headers or {}).items():
+                for secret in header_secrets({name: value}):
+                    if " " not in secret.strip():  # a scheme of its own ("SharedKey a:b") may hold a space
+                        _check_api_key(secret, f"headers[{name!r}]")
         self._timeout = timeout if isinstance(timeout, httpx.Timeout) else httpx.Timeout(timeout)
         self._headers = dict(headers or {})
         if self._api_key:
