@@ -11,7 +11,8 @@ replaces the server's own), ("status", code) (or
 ("status", (code, {header: value}))), ("openai_error", (code, error)) (a status whose body is
 ``{"error": error}``, in OpenAI's words), "500", ("slow", seconds) (then ok), "malformed" (JSON cut
 off), "not_completion" (valid JSON of the wrong shape), "echo_auth" (a 500 whose message repeats the
-Authorization header, as a careless proxy might), ("cut_stream", n) (a stream that ends after n
+Authorization header, as a careless proxy might; ("echo_auth", name): the header named),
+("cut_stream", n) (a stream that ends after n
 content events, with no finish_reason and no [DONE]: the body runs to the connection's close, so
 HTTP cannot tell it was cut), ("broken_stream", n) (the same, but chunked, so httpx sees the missing
 last chunk), ("redirect", location) (a 301 to ``location``), ("error_200", message) (an OpenAI-style
@@ -109,7 +110,7 @@ class _Handler(BaseHTTPRequestHandler):
         elif name == "error_200":
             self._send(200, json.dumps({"error": {"message": str(arg), "code": 502}}).encode())
         elif name == "echo_auth":
-            self._error(500, f"upstream rejected header {self.headers.get('Authorization')}")
+            self._error(500, f"upstream rejected header {self.headers.get(arg or 'Authorization')}")
         elif name == "malformed":
             self._send(200, b'{"id": "chatcmpl-1", "choices": [{"message": {"content": "cut')
         elif name == "cut_body":

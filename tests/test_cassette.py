@@ -126,6 +126,28 @@ def test_auto_records_misses_and_replays_hits(tmp_path: Path) -> None:
     assert ["reply to: one", "reply to: two"] == [r.text for r in ask(url, Cassette(path, mode="auto"), "one", "two")]
 
 
+def test_auto_with_the_endpoint_down_says_the_cassette_has_no_recording_too(tmp_path: Path) -> None:
+    """A request auto mode has no recording of, with the endpoint down, fails saying both: the
+    endpoint could not be reached (transient, worth a retry) and the cassette had no recording of
+    it, with the nearest recorded one; before, it said only "could not reach ...", as if the
+    cassette had not been asked."""
+    from wfkit.llm._llm import LLMConnectionError
+
+    path = tmp_path / "c.jsonl"
+    with LLMServer(api_key=KEY) as srv:
+        url = srv.url
+        ask(url, Cassette(path, mode="auto"), "one")
+    assert ["reply to: one"] == [r.text for r in ask(url, Cassette(path, mode="auto"), "one")]
+    with pytest.raises(LLMConnectionError) as info:
+        ask(url, Cassette(path, mode="auto"), "two")
+    message = str(info.value)
+    assert message.startswith(f"could not reach {url}/chat/completions for model 'test-model' (ConnectError: "), message
+    assert f"and cassette {path} has no recording of this POST /v1/chat/completions request (1 recorded)" in message
+    assert 'body.messages[0].content: recorded "one", now "two"' in message
+    assert message.endswith("start the endpoint and run again: mode='auto' records the request then"), message
+    assert wf.ErrorKind.TRANSIENT == wf.classify_error(info.value)
+
+
 def test_record_mode_starts_the_file_afresh(server: LLMServer, tmp_path: Path) -> None:
     """Recording again replaces the old recordings instead of adding to them."""
     path = tmp_path / "c.jsonl"

@@ -459,6 +459,45 @@ def test_api_key_never_shows_in_repr_or_errors(server: LLMServer) -> None:
     assert "Bearer [REDACTED]" in str(exc)
 
 
+@pytest.mark.parametrize("header", ["api-key", "x-api-key", "X-Auth-Token", "Authorization"])
+def test_a_key_passed_in_headers_is_kept_out_of_errors_logs_checkpoints_and_cassettes(
+    header: str, tmp_path: Path
+) -> None:
+    """A key given as headers={"api-key": ...} (Azure's header) or any credential header is as
+    secret as api_key=: redacted from the error, the step log, the checkpoint and a cassette, even
+    in a shape no pattern knows and when the server echoes it back."""
+    import sqlite3
+    import uuid
+
+    from wfkit.llm._cassette import Cassette
+
+    key = uuid.uuid4().hex  # Azure's shape: 32 hex characters, no prefix to recognise
+    value = f"Token {key}" if header == "Authorization" else key
+    with LLMServer() as srv:
+        srv.script(("echo_auth", header))
+        flow = wf.Workflow("ask")
+
+        @flow.step()
+        async def ask(state: dict[str, Any], ctx: wf.StepContext) -> dict[str, Any]:
+            reply = await ctx.llm.complete(state["q"], ctx=ctx)
+            return {"answer": reply.text}
+
+        cassette = Cassette(tmp_path / "tape.jsonl", mode="record", transport=httpx.AsyncHTTPTransport())
+        client = ChatClient(srv.url, model="test-model", headers={header: value}, transport=cassette)
+        failed = flow.run({"q": "x"}, workspace=tmp_path, llm=client, raise_on_error=False)
+        with pytest.warns(wf.SecretInStateWarning, match="holding a secret"):  # so the checkpoint has [REDACTED]
+            passed = flow.run({"q": f"my key is {key}"}, workspace=tmp_path, llm=client)
+        assert value == srv.requests[-1]["headers"][header]  # the header is still sent as given
+    assert ("failed", "succeeded") == (failed.status, passed.status)
+    assert "upstream rejected header " + value.replace(key, "[REDACTED]") in str(failed.error)
+    assert key not in str(failed.error) + repr(client)
+    assert not wf.steps(tmp_path)["error_message"].dropna().str.contains(key).any()
+    with sqlite3.connect(tmp_path / "wfkit.db") as db:
+        assert key not in "\n".join(db.iterdump())
+    assert "my key is [REDACTED]" in (tmp_path / "tape.jsonl").read_text()
+    assert key not in (tmp_path / "tape.jsonl").read_text()
+
+
 @pytest.mark.parametrize(
     ("bad", "what"),
     [
@@ -484,6 +523,24 @@ def test_a_key_with_whitespace_or_a_look_alike_is_refused_without_showing_it(
     monkeypatch.setenv("WFKIT_API_KEY", KEY + "\n")
     with pytest.raises(ValueError, match=r"api_key=key\.strip\(\)"):
         ChatClient(server.url, model="test-model", api_key=KEY + "\n")
+
+
+@pytest.mark.parametrize(("bad", "what"), [("\n", "a newline at its end"), ("\u2026", "the character '\u2026'")])
+def test_a_header_key_with_a_newline_or_a_look_alike_is_refused_without_showing_it(
+    server: LLMServer, bad: str, what: str
+) -> None:
+    """A key in headers={"api-key": ...} with a character HTTP cannot send is refused when the
+    client is made, as api_key= is, naming the header and never the key: it failed each call with
+    httpx's "Illegal header value b'KEY\\n'", the key in the run's error."""
+    import uuid
+
+    key = uuid.uuid4().hex
+    with pytest.raises(ValueError) as info:
+        ChatClient(server.url, model="test-model", headers={"api-key": key + bad})
+    message = str(info.value)
+    assert f"the API key in headers['api-key'] has {what}" in message, message
+    assert key not in message
+    assert [] == server.requests
 
 
 # --- streaming --------------------------------------------------------------------------------------

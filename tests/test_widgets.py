@@ -485,6 +485,36 @@ def test_run_view_shows_a_retried_stream_once_not_after_the_text_of_the_attempt_
     ), view.tokens.value
 
 
+def test_run_view_shows_each_map_items_stream_apart() -> None:
+    """Three items of a map streaming at once each get their own line, marked with the item: the
+    view keyed streamed text by step and visit only, so the items' words ran into one text."""
+    from llm_server import LLMServer
+
+    flow = wf.Workflow("fanout", inputs=["topics"])
+
+    @flow.map(over="topics", into="answers")
+    async def ask(topic: str, ctx: wf.StepContext) -> str:
+        async with ctx.llm.stream(topic, ctx=ctx) as stream:
+            return "".join([t async for t in stream])
+
+    async def watch(client: wf.llm.ChatClient) -> RunView:
+        run = flow.start({"topics": ["alpha beta", "gamma delta", "epsilon zeta"]}, workspace=False, llm=client)
+        view = RunView(run)
+        await run
+        await asyncio.sleep(0.1)  # the last coalesced redraw
+        return view
+
+    with LLMServer(stream_gap=0.02) as server:
+        view = asyncio.run(watch(wf.llm.ChatClient(server.url, model="test-model")))
+    assert "succeeded" == view.run.status
+    rows = view.tokens.value.split("</div>")[:-1]
+    assert [
+        f"<div class='wfk-stream'><code>ask</code> #1 item {i} streamed: "
+        f"<span style='white-space:pre-wrap'>reply to: {topic} </span>"
+        for i, topic in enumerate(["alpha beta", "gamma delta", "epsilon zeta"])
+    ] == sorted(rows)
+
+
 def test_run_view_shows_what_a_selected_step_read_and_wrote() -> None:
     """Choosing a step in the picker shows the state before it and the fields it wrote."""
     flow = _storyteller()

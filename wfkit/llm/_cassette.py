@@ -10,13 +10,15 @@ canonical form (sorted keys); headers are ignored. Modes:
   :class:`CassetteMissError`, which shows the nearest recorded request and what differs.
 - ``"record"``: every request goes to the endpoint; the file starts afresh with this cassette's
   first recording.
-- ``"auto"``: replay what is recorded, forward and record the rest.
+- ``"auto"``: replay what is recorded, forward and record the rest (with the endpoint down, the
+  error says both: it could not be reached, and which recording came nearest).
 
 Only 2xx replies are recorded, so a replay never reproduces an outage. While recording, a reply
 reaches the caller as it arrives (a streamed one chunk by chunk) and is written once it has all
 come. Requests recorded several times replay in order, the last one repeating. One interaction per line:
 ``{"request": {"method", "path", "body"}, "response": {"status", "headers", "json" | "text"}}``.
-Request headers are never stored, and any API key seen in a request header (or passed as
+Request headers are never stored, and any key seen in a credential header (Authorization,
+``api-key``, ``x-api-key``, any whose name says key or token; or passed as
 ``secrets=``), any value marked with ``wfkit.mark_secret``, any key-shaped string and the value of
 any key-like environment variable is replaced by ``[REDACTED]`` in both directions, before the line
 is written (a replayed request is redacted the same way, so it still matches).
@@ -36,13 +38,19 @@ from typing import Any, Literal
 
 import httpx
 
-from wfkit.llm._llm import LLMError, check_async_transport, refuse_to_pickle_network_transport
+from wfkit.llm._llm import (
+    LLMConnectionError,
+    LLMError,
+    LLMTimeoutError,
+    _where,
+    check_async_transport,
+    refuse_to_pickle_network_transport,
+)
 from wfkit.llm._perloop import PerLoop
-from wfkit.model._processors import REDACTED, redact_text
+from wfkit.model._processors import REDACTED, header_secrets, redact_text
 
 Mode = Literal["replay", "record", "auto"]
 _MODES = ("replay", "record", "auto")
-_KEY_HEADERS = ("authorization", "api-key", "x-api-key")
 _KEPT_RESPONSE_HEADERS = ("content-type",)
 _REDACTED = REDACTED
 
@@ -69,18 +77,6 @@ def _decode(content: bytes) -> Any:
         return json.loads(text) if text else None
     except ValueError:
         return text
-
-
-def _secrets_of(request: httpx.Request) -> list[str]:
-    found = []
-    for name in _KEY_HEADERS:
-        value = request.headers.get(name)
-        if value:
-            found.append(value)
-            scheme, _, token = value.partition(" ")
-            if token and scheme.lower() in ("bearer", "basic", "token"):
-                found.append(token)
-    return found
 
 
 def _differences(recorded: Any, requested: Any, path: str = "", limit: int = 6) -> list[str]:
@@ -248,7 +244,7 @@ class Cassette(httpx.AsyncBaseTransport):
     # ---- the transport ---------------------------------------------------------------------------
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        secrets = _secrets_of(request)
+        secrets = header_secrets(request.headers)
         body = _decode(await request.aread())
         key = self._key(request, body, secrets)
         if self.mode != "record":
@@ -257,7 +253,22 @@ class Cassette(httpx.AsyncBaseTransport):
                 return self._response(item)
             if self.mode == "replay":
                 raise self._miss(key)
+            try:
+                return await self._forward(request, key, secrets)
+            except (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError, httpx.ProxyError) as exc:
+                # Said here, where both are known: "could not reach" alone hid that the cassette
+                # had been asked first and had no recording (nor which one came nearest).
+                raise self._unrecorded_and_unreachable(request, body, key, secrets, exc) from exc
         return await self._forward(request, key, secrets)
+
+    def _unrecorded_and_unreachable(
+        self, request: httpx.Request, body: Any, key: tuple[str, str, str], secrets: list[str], exc: Exception
+    ) -> LLMError:
+        model = f" for model {body['model']!r}" if isinstance(body, dict) and "model" in body else ""
+        where = _where(request.url)
+        miss = self._miss(key, fix="start the endpoint and run again: mode='auto' records the request then")
+        message = self._redact(f"could not reach {where}{model} ({type(exc).__name__}: {exc}), and {miss}", secrets)
+        return LLMTimeoutError(message) if isinstance(exc, httpx.TimeoutException) else LLMConnectionError(message)
 
     def _next(self, key: tuple[str, str, str]) -> dict[str, Any] | None:
         with self._lock:
@@ -309,11 +320,10 @@ class Cassette(httpx.AsyncBaseTransport):
             secrets,
         )
 
-    def _miss(self, key: tuple[str, str, str]) -> CassetteMissError:
+    def _miss(self, key: tuple[str, str, str], fix: str | None = None) -> CassetteMissError:
         method, path, canonical = key
         requested = json.loads(canonical)
         tapes = self._load()
-        fix = f"record it with Cassette({str(self.path)!r}, mode='auto') (or 'record') against the endpoint"
         if self._under_replay:
             given = f", though this one's mode is {self._given!r}" if self._given != "replay" else ""
             fix = (
@@ -322,6 +332,8 @@ class Cassette(httpx.AsyncBaseTransport):
                 f"$WFKIT_REPLAY unset) with Cassette({str(self.path)!r}, mode='auto') against the endpoint, "
                 f"then replay again"
             )
+        elif fix is None:
+            fix = f"record it with Cassette({str(self.path)!r}, mode='auto') (or 'record') against the endpoint"
         if not tapes:
             state = "is empty" if self.path.exists() else "does not exist"
             return CassetteMissError(

@@ -27,7 +27,7 @@ import json
 import os
 import re
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from functools import partial
@@ -42,7 +42,7 @@ from wfkit.llm._pricing import PriceLike, Prices, as_prices
 from wfkit.llm._simulated import SimulatedModel
 from wfkit.model._context import StepContext
 from wfkit.model._errors import WfkitError
-from wfkit.model._processors import REDACTED, mark_secret
+from wfkit.model._processors import REDACTED, header_secrets, mark_secret
 from wfkit.model._retry import ErrorKind, retry_after_in
 
 Messages: TypeAlias = str | Sequence[Mapping[str, Any]]
@@ -162,8 +162,10 @@ def _tool_calls_of(calls: Any, where: str) -> tuple[ToolCall, ...]:
     return tuple(out)
 
 
-def _redact(text: str, secret: str | None) -> str:
-    return text.replace(secret, REDACTED) if secret else text
+def _redact(text: str, secrets: Iterable[str]) -> str:
+    for secret in secrets:
+        text = text.replace(secret, REDACTED)
+    return text
 
 
 def check_base_url(base_url: str, source: str = "ChatClient base_url") -> str:
@@ -189,9 +191,9 @@ _SPACES = {"\n": "a newline", "\r": "a carriage return", "\t": "a tab", " ": "a 
 
 def _check_api_key(key: str, source: str) -> None:
     """Refuse a key holding a character outside printable ASCII, saying which, where and from
-    ``source`` (``"api_key="`` or ``"$VAR"``), never the key: HTTP cannot send it (httpx's error
-    prints the whole Authorization header), and no provider's key holds one, so it is a file's
-    last newline, a pasted space, or a look-alike from a web page."""
+    ``source`` (``"api_key="``, ``"$VAR"`` or ``"headers['api-key']"``), never the key: HTTP
+    cannot send it (httpx's error prints the whole header), and no provider's key holds one, so it
+    is a file's last newline, a pasted space, or a look-alike from a web page."""
     bad = next((i for i, ch in enumerate(key) if not "!" <= ch <= "~"), None)
     if bad is None:
         return
@@ -199,13 +201,14 @@ def _check_api_key(key: str, source: str) -> None:
     what = _SPACES.get(ch) or f"the character {ch!r} (U+{ord(ch):04X})"
     at_end = bad == len(key) - 1 or not key[bad:].strip()
     where = "at its start" if bad == 0 else "at its end" if at_end else f"at position {bad + 1}"
-    in_key = f"the API key in {source}" if source.startswith("$") else "the API key passed as api_key="
+    in_key = "the API key passed as api_key=" if source == "api_key=" else f"the API key in {source}"
     if ch.isspace():
-        fix = (
-            "pass api_key=key.strip()"
-            if source == "api_key="
-            else f"set {source} without it (a key read from a file keeps its last newline: strip it)"
-        )
+        if source == "api_key=":
+            fix = "pass api_key=key.strip()"
+        elif source.startswith("$"):
+            fix = f"set {source} without it (a key read from a file keeps its last newline: strip it)"
+        else:
+            fix = f"give {source} the key without it (key.strip())"
     else:
         fix = (
             f"copy the key from your provider again into {source} (a key copied from a page or a "
@@ -321,6 +324,7 @@ class ChatClient:
         "_headers",
         "_http",
         "_key_from",
+        "_secrets",
         "_ssl_context",
         "_timeout",
         "base_url",
@@ -365,8 +369,13 @@ class ChatClient:
         self._api_key = api_key if api_key is not None else os.environ.get(api_key_env) or None
         # Where a refused key came from, for the message (never the key): "api_key=" or "$VAR".
         self._key_from = "api_key=" if api_key else f"${api_key_env}"
-        if self._api_key and base_url != _SIMULATED_URL:  # offline, the key is never sent
-            _check_api_key(self._api_key, self._key_from)
+        if base_url != _SIMULATED_URL:  # offline, no key is sent
+            if self._api_key:
+                _check_api_key(self._api_key, self._key_from)
+            for name, value in (headers or {}).items():
+                for secret in header_secrets({name: value}):
+                    if " " not in secret.strip():  # a scheme of its own ("SharedKey a:b") may hold a space
+                        _check_api_key(secret, f"headers[{name!r}]")
         self._timeout = timeout if isinstance(timeout, httpx.Timeout) else httpx.Timeout(timeout)
         self._headers = dict(headers or {})
         if self._api_key:
@@ -374,10 +383,13 @@ class ChatClient:
         self._start()
 
     def _start(self) -> None:
-        """What this process needs beyond the configuration: the key marked secret here, and a
-        connection pool per event loop (made on first use)."""
-        if self._api_key and len(self._api_key) >= 4:
-            mark_secret(self._api_key)  # redacted from every event and checkpoint, whatever carries it
+        """What this process needs beyond the configuration: the key, and any credential given in
+        ``headers=`` (``{"api-key": ...}``, Azure's), marked secret here, and a connection pool per
+        event loop (made on first use)."""
+        found = {*header_secrets(self._headers), *([self._api_key] if self._api_key else [])}
+        self._secrets = tuple(sorted((s for s in found if len(s) >= 4), key=len, reverse=True))  # longest first
+        for secret in self._secrets:
+            mark_secret(secret)  # redacted from every event and checkpoint, whatever carries it
         # Made once, here, for every connection pool of the client: loading the certificate
         # authorities costs 20 to 50 ms, and a pool is made per event loop, so per run (``flow.run``
         # gives each its own loop); made by the pool, that time landed in the recorded latency of
@@ -426,7 +438,7 @@ class ChatClient:
         return {"model": model or self.model, "messages": messages, **params}
 
     def _redact(self, text: str) -> str:
-        return _redact(text, self._api_key)
+        return _redact(text, self._secrets)
 
     # ---- calls -----------------------------------------------------------------------------------
 

@@ -14,7 +14,7 @@ import os
 import re
 import threading
 import weakref
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeAlias
 
 from wfkit.model._events import StepEvent
@@ -112,11 +112,28 @@ def mark_secret(value: str) -> str:
     return value
 
 
+def _names_a_secret(name: str) -> bool:
+    """Whether a variable's or a header's name says its value is a secret (API_KEY, x-api-key)."""
+    parts = set(name.upper().replace("-", "_").split("_"))
+    return bool(parts & _KEY_NAME_PARTS) and not parts & _NOT_KEY_NAME_PARTS
+
+
+def header_secrets(headers: Mapping[str, str]) -> list[str]:
+    """The secret values among HTTP ``headers``: those of Authorization and of any header whose name
+    says it holds a key (``api-key``, ``x-api-key``, ``X-Auth-Token``); of ``Bearer KEY`` (or
+    ``Basic``, ``Token``) only the credential: the scheme is no secret, and says what was hidden."""
+    found = []
+    for name, value in headers.items():
+        if value and (name.lower() in ("authorization", "proxy-authorization") or _names_a_secret(name)):
+            scheme, _, token = value.partition(" ")
+            found.append(token.strip() if token.strip() and scheme.lower() in ("bearer", "basic", "token") else value)
+    return found
+
+
 def _is_key_name(name: str) -> bool:
     known = _env_names.get(name)
     if known is None:
-        parts = set(name.upper().replace("-", "_").split("_"))
-        known = name in _KEY_VARIABLES or (bool(parts & _KEY_NAME_PARTS) and not parts & _NOT_KEY_NAME_PARTS)
+        known = name in _KEY_VARIABLES or _names_a_secret(name)
         _env_names[name] = known
         if known:
             _key_names.append(name)

@@ -303,14 +303,15 @@ class RunView(w.VBox):  # type: ignore[misc]
     """A live view of one run: step table and graph update as events arrive; gates get panels.
 
     Text a step streams from ``ctx.llm.stream`` shows under "streaming" as it arrives, under the
-    step that streams it; choosing a step in "inspect step" shows the state before it (the
-    inputs, or the state after the step settled before it) and what it wrote (from
-    ``run.history()``). ``expand=True`` draws sub-workflows inside the graph. ``elsewhere``: what a
-    gate's panel does with a decision it learns of from the workspace (see :class:`ApprovalPanel`);
-    a run displayed in a notebook continues, as after a click.
+    step that streams it (and the map item: items streaming at once each get a line of their own);
+    choosing a step in "inspect step" shows the state before it (the inputs, or the state after the
+    step settled before it) and what it wrote (from ``run.history()``). ``expand=True`` draws
+    sub-workflows inside the graph. ``elsewhere``: what a gate's panel does with a decision it
+    learns of from the workspace (see :class:`ApprovalPanel`); a run displayed in a notebook
+    continues, as after a click.
     """
 
-    _STREAM_KEEP = 2000  # characters of streamed text kept per step visit: the tail is what is live
+    _STREAM_KEEP = 2000  # characters of streamed text kept per stream: the tail is what is live
 
     def __init__(
         self, run: Run, *, expand: bool = False, elsewhere: Callable[[Ticket], str | None] | None = None
@@ -325,9 +326,10 @@ class RunView(w.VBox):  # type: ignore[misc]
         self.graph = w.HTML()
         self.approvals = w.VBox()
         self.tokens = w.HTML()
-        # (step, visit) -> the attempt streaming and its text so far: a retry's stream starts afresh
-        self._streamed: dict[tuple[str, int], tuple[int, str]] = {}
-        self._finished: set[tuple[str, int]] = set()
+        # (step, visit, map item or None) -> the attempt streaming and its text so far: a retry's
+        # stream starts afresh
+        self._streamed: dict[tuple[str, int, int | None], tuple[int, str]] = {}
+        self._finished: set[tuple[str, int, int | None]] = set()
         self._sub_statuses: dict[str, dict[str, str]] = {}  # sub-workflow name -> its step statuses
         self.step_picker = w.Dropdown(options=[], description="inspect step", value=None)
         self.step_detail = w.HTML()
@@ -359,7 +361,7 @@ class RunView(w.VBox):  # type: ignore[misc]
 
     def _on_event(self, item: StepEvent | TokenChunk | None) -> None:
         if isinstance(item, TokenChunk):
-            key = (item.step, item.visit)
+            key = (item.step, item.visit, item.map_index)
             self._finished.discard(key)
             attempt, text = self._streamed.get(key, (item.attempt, ""))
             if item.attempt != attempt:  # an attempt cut off is not part of the retry's reply
@@ -368,8 +370,8 @@ class RunView(w.VBox):  # type: ignore[misc]
         elif isinstance(item, StepEvent):
             if item.parent_run_id is not None:  # a sub-workflow's step: colours the expanded graph
                 self._sub_statuses.setdefault(item.workflow, {})[item.step] = item.status
-            elif item.map_index is None and item.status not in ("retry", "waiting_approval"):
-                self._finished.add((item.step, item.visit))
+            elif item.status not in ("retry", "waiting_approval"):
+                self._finished.add((item.step, item.visit, item.map_index))
             decided = _decision_of(item)
             if decided is not None:
                 self._decided[decided[0]] = decided[1]
@@ -415,12 +417,13 @@ class RunView(w.VBox):  # type: ignore[misc]
 
     def _render_tokens(self) -> None:
         rows = []
-        for (step, visit), (attempt, text) in self._streamed.items():
-            live = (step, visit) not in self._finished
+        for (step, visit, index), (attempt, text) in self._streamed.items():
+            live = (step, visit, index) not in self._finished
             mark = "<b style='color:#2563eb'>streaming</b>" if live else "streamed"
+            item = f" item {index}" if index is not None else ""
             retried = f" attempt {attempt}" if attempt > 1 else ""
             rows.append(
-                f"<div class='wfk-stream'><code>{html.escape(step)}</code> #{visit}{retried} {mark}: "
+                f"<div class='wfk-stream'><code>{html.escape(step)}</code> #{visit}{item}{retried} {mark}: "
                 f"<span style='white-space:pre-wrap'>{html.escape(redact_text(text))}</span></div>"
             )
         self.tokens.value = "".join(rows)
