@@ -12,6 +12,7 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -382,7 +383,7 @@ def test_runs_a_failed_batch_recorded_before_it_failed_are_not_exported_again(
     monkeypatch.setattr(_steplog, "_EXPORT_CHUNK_ROWS", 3)
     marks: list[dict[str, int]] = []
     rows, failed = _steplog.export_each(
-        wf.Workspace().store, workspace, [r.run_id for r in runs], lambda m: marks.append(dict(m))
+        wf.Workspace().store, workspace, [r.run_id for r in runs], lambda m, _: marks.append(dict(m))
     )
     assert [{runs[0].run_id: 2, runs[1].run_id: 2}] == marks
     assert [runs[2].run_id] == list(failed)
@@ -411,7 +412,7 @@ def test_background_exports_run_in_a_process_of_their_own(workspace: Path, monke
     deadline = time.monotonic() + 60
     while len(parquet_files(workspace)) < 3 and time.monotonic() < deadline:
         time.sleep(0.05)
-    exporter.flush()  # waits for an export under way; nothing is left pending
+    exporter.flush()  # the files are in place: their request was recorded, nothing is left pending
     process = exporter._process
     assert process is not None
     assert process.pid != os.getpid()
@@ -454,6 +455,67 @@ def test_the_export_process_ends_when_closed_on_a_busy_cpu(workspace: Path) -> N
     assert [run.run_id] == [p.name.split("-")[1] for p in parquet_files(workspace)]
 
 
+def _read_three_ways(workspace: Path) -> list[Counter[tuple[str, int]]]:
+    """(run, seq) of every row of the step log as pandas (wf.steps), pyarrow and DuckDB read it."""
+    duckdb = pytest.importorskip("duckdb")
+    root = steps_dir(workspace)
+    by_pandas = wf.steps(workspace)
+    by_arrow = pads.dataset(root, format="parquet", partitioning="hive").to_table(columns=["run_id", "seq"])
+    pattern = str(root / "**" / "*.parquet")
+    by_duckdb = duckdb.sql(f"SELECT run_id, seq FROM read_parquet('{pattern}', hive_partitioning = true)").fetchall()
+    return [
+        Counter(zip(by_pandas["run_id"], by_pandas["seq"], strict=True)),
+        Counter(zip(by_arrow.column("run_id").to_pylist(), by_arrow.column("seq").to_pylist(), strict=True)),
+        Counter(map(tuple, by_duckdb)),
+    ]
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGSTOP"), reason="stops the export process (POSIX)")
+def test_a_reader_does_not_wait_for_the_background_export(workspace: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A reader (wf.steps) while a background export is under way in the export process, which the
+    scheduler leaves off a busy CPU (here: stopped): the reader exports those runs itself and
+    returns, every row once; when the export process goes on and answers, its work is dropped and
+    the step log is unchanged (no row twice, none missing, no temporary file left)."""
+    from wfkit.logs import _steplog
+
+    flow = two_step_flow("stalled")
+    runs = [flow.run({"i": i}) for i in range(4)]
+    expected = Counter(sql(workspace, "SELECT run_id, seq FROM journal"))
+    assert 8 == sum(expected.values())
+    exporter = _steplog.Exporter(delay=60)
+    monkeypatch.setattr(_steplog, "exporter", exporter)  # the one wf.steps flushes
+    store = wf.Workspace().store
+    exporter.submit(store, workspace, runs[0].run_id)
+    exporter.flush(elsewhere=True)  # the export process has started and exported a run
+    process = exporter._process
+    assert process is not None
+    os.kill(process.pid, signal.SIGSTOP)
+    try:
+        for run in runs[1:]:
+            exporter.submit(store, workspace, run.run_id)
+        background = threading.Thread(target=exporter.flush, kwargs={"elsewhere": True}, daemon=True)
+        background.start()
+        deadline = time.monotonic() + 60
+        while exporter._pending and time.monotonic() < deadline:  # the request is on its way
+            time.sleep(0.01)
+        found: list[list[Counter[tuple[str, int]]]] = []
+        reader = threading.Thread(target=lambda: found.append(_read_three_ways(workspace)), daemon=True)
+        reader.start()
+        reader.join(timeout=120)  # a guard against a hang, not a measure: it returns at once
+        assert not reader.is_alive(), "the reader waited for the stopped export process"
+        assert [expected] * 3 == found[0]
+    finally:
+        os.kill(process.pid, signal.SIGCONT)
+    background.join(timeout=120)
+    assert not background.is_alive()
+    assert [expected] * 3 == _read_three_ways(workspace)
+    assert {r.run_id: 2 for r in runs} == dict(sql(workspace, "SELECT run_id, exported_seq FROM runs"))
+    assert [] == [p.name for p in steps_dir(workspace).rglob(".*")]  # its temporary files are gone
+    assert 4 == len(parquet_files(workspace))
+    exporter.close()
+    assert 0 == process.returncode
+
+
 def test_a_background_export_leaves_the_store_s_writer_running(workspace: Path) -> None:
     """The timer thread that ran a background export closes its own connection as it ends, not
     the store's writer: runs still executing go on writing through the same writer thread (a
@@ -483,9 +545,9 @@ def test_a_background_export_leaves_the_store_s_writer_running(workspace: Path) 
 
 
 def test_the_export_process_answers_each_request_and_says_what_it_could_not_open(workspace: Path) -> None:
-    """One reply line per request: the rows exported and how far each run is (for the asking
-    process to record), and for a store it cannot open, the error (the exporter then exports those
-    runs itself)."""
+    """One reply line per request: the rows exported, how far each run is and the segments it
+    wrote under temporary names (for the asking process to place and record), and for a store it
+    cannot open, the error (the exporter then exports those runs itself)."""
     import io
 
     from wfkit.logs._export_process import serve
@@ -502,9 +564,15 @@ def test_the_export_process_answers_each_request_and_says_what_it_could_not_open
     replies = io.StringIO()
     serve(requests, replies)
     first, second = (json.loads(line) for line in replies.getvalue().splitlines())
+    segments = first.pop("segments")
     assert {"rows": 2, "exported": {run.run_id: 2}, "failed": {}} == first
     assert "error" in second
-    assert [run.run_id] == [p.name.split("-")[1] for p in parquet_files(workspace)]
+    # Its files stay under temporary names: the asking process renames them into place.
+    assert [] == parquet_files(workspace)
+    [(temporary, final)] = segments
+    assert Path(temporary).name.startswith(".")
+    assert Path(temporary).exists()
+    assert Path(final).name.startswith(f"part-{run.run_id}-")
     # It only reads the store: the ledger is the asking process's to write.
     assert [(0,)] == sql(workspace, "SELECT exported_seq FROM runs WHERE run_id = ?", (run.run_id,))
 

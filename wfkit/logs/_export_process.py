@@ -14,10 +14,14 @@ background export (``python -m wfkit.logs._export_process``: it imports this mod
 other way round) and talks to it over pipes, one JSON line each way per request::
 
     -> {"db": "<store file>", "synchronous": "FULL", "workspace": "<folder>", "runs": ["<run id>", ...]}
-    <- {"rows": 120, "exported": {"<run id>": <last seq>}, "failed": {"<run id>": "<what went wrong>"}}
+    <- {"rows": 120, "exported": {"<run id>": <last seq>}, "segments": [["<temporary>", "<final path>"], ...],
+        "failed": {"<run id>": "<what went wrong>"}}
 
-It only reads the store: the segments it writes are durable when it answers, and the process that
-asked records them in the ledger (``exported``) through its own store's writer. A process at the
+It only reads the store, and leaves the segments it writes under temporary names (durable when it
+answers): the process that asked renames them into place and records them in the ledger
+(``exported``) through its own store's writer, or drops them if a reader took these runs over
+meanwhile (a reader never waits for this process, which a busy machine may leave off the CPU for
+minutes). So nothing this process does late can replace or delete a segment a reader wrote. A process at the
 lowest priority that held the store's write lock could keep every run of that process waiting for
 its checkpoints, for as long as the scheduler left it off the CPU.
 
@@ -32,7 +36,7 @@ import json
 import os
 import signal
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -59,6 +63,19 @@ def lowest_priority() -> None:
             os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
 
 
+def _export(store: Store, workspace: Path, run_ids: Sequence[str]) -> dict[str, Any]:
+    """The reply to one request: :func:`export_each`, its files left for the asking process to place."""
+    exported: dict[str, int] = {}
+    segments: list[tuple[str, str]] = []
+
+    def record(marks: Mapping[str, int], written: Sequence[tuple[str, str]]) -> None:
+        exported.update(marks)
+        segments.extend(written)
+
+    rows, failed = export_each(store, workspace, run_ids, record)
+    return {"rows": rows, "exported": exported, "segments": segments, "failed": failed}
+
+
 def serve(requests: Iterable[str], replies: IO[str]) -> None:
     """Answer each request line of ``requests`` with a reply line on ``replies``, until EOF."""
     stores: dict[tuple[str, str], Store] = {}
@@ -73,9 +90,7 @@ def serve(requests: Iterable[str], replies: IO[str]) -> None:
                 store = stores.get(key)
                 if store is None:
                     store = stores[key] = Store(Path(key[0]), synchronous=key[1], create=False)
-                exported: dict[str, int] = {}
-                rows, failed = export_each(store, Path(request["workspace"]), request["runs"], exported.update)
-                reply = {"rows": rows, "exported": exported, "failed": failed}
+                reply = _export(store, Path(request["workspace"]), request["runs"])
             except Exception as exc:  # the store cannot be opened at all: the parent exports them itself
                 reply = {"error": f"{type(exc).__name__}: {exc}"}
             try:

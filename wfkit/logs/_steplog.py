@@ -121,10 +121,12 @@ def _write_atomic(table: pa.Table, target: Path, metadata: dict[bytes, bytes] | 
     fsync_dir(target.parent)
 
 
-def _write_file(table: pa.Table, target: Path, metadata: dict[bytes, bytes] | None = None) -> None:
+def _write_file(
+    table: pa.Table, target: Path, metadata: dict[bytes, bytes] | None = None, *, place: bool = True
+) -> Path:
     """``table`` as ``target``, in a folder that exists: written under a temporary name, fsynced
-    and renamed into place. The rename is durable once the caller fsyncs the folder (once for all
-    the files it wrote there)."""
+    and renamed into place (with ``place=False``, left under the temporary name, which it returns).
+    The rename is durable once the caller fsyncs the folder (once for all the files it wrote there)."""
     import pyarrow.parquet as pq
 
     tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.tmp")
@@ -134,7 +136,9 @@ def _write_file(table: pa.Table, target: Path, metadata: dict[bytes, bytes] | No
         pq.write_table(table, fh, compression="zstd")
         fh.flush()
         os.fsync(fh.fileno())
-    os.replace(tmp, target)
+    if place:
+        os.replace(tmp, target)
+    return tmp
 
 
 _EXTRA_AT = FILE_COLUMNS.index("extra")
@@ -170,19 +174,33 @@ def _table(rows: Sequence[Sequence[Any]]) -> pa.Table:
 _EXPORT_CHUNK_ROWS = 50_000
 
 
-def export_runs(
-    store: Store, workspace: Path, run_ids: Iterable[str], record: Callable[[Mapping[str, int]], None] | None = None
-) -> int:
-    """Write the journal rows parquet lacks of each run in ``run_ids`` as segments, then record in
-    the ledger how far each run is exported; returns the row count. ``record`` records it (run id
-    -> last seq exported; default ``store.mark_exported``): the export process hands it to the
-    process that asked, whose store's writer writes it.
+# What an export hands over, chunk by chunk: how far each run is exported (run id -> last seq), and
+# its segments, written under temporary names (temporary, final path). Recording puts them in place,
+# then in the ledger (:func:`placed`); the export process hands both to the process that asked.
+Record = Callable[[Mapping[str, int], Sequence[tuple[str, str]]], None]
+
+
+def placed(store: Store) -> Record:
+    """Record an export in this process: its segments renamed into place, then the ledger."""
+
+    def record(marks: Mapping[str, int], segments: Sequence[tuple[str, str]]) -> None:
+        place_segments(segments)  # durable before the ledger says so
+        store.mark_exported(marks)
+
+    return record
+
+
+def export_runs(store: Store, workspace: Path, run_ids: Iterable[str], record: Record | None = None) -> int:
+    """Write the journal rows parquet lacks of each run in ``run_ids`` as segments, then record
+    them (default :func:`placed`: renamed into place, and in the ledger how far each run is
+    exported); returns the row count. The export process's ``record`` hands both to the process
+    that asked, which renames the files and writes the ledger through its store's writer.
 
     Runs go together: one arrow table per partition, sliced per run, one listing and one fsync per
     folder, and one ledger write for all. An export runs beside live runs, and its Python holds the
     interpreter they need: run by run, a 5-step run's export took some 8 ms of CPU (most of it with
     the interpreter held), which a burst of 500 finished runs turned into seconds of stolen time."""
-    record = store.mark_exported if record is None else record
+    record = placed(store) if record is None else record
     exported = held = 0
     chunk: dict[str, list[tuple[Any, ...]]] = {}
     for run_id in run_ids:
@@ -198,25 +216,24 @@ def export_runs(
     return exported
 
 
-def _export_chunk(
-    workspace: Path, chunk: Mapping[str, Sequence[Sequence[Any]]], record: Callable[[Mapping[str, int]], None]
-) -> int:
-    _write_segments(workspace, chunk)  # durable before the ledger says so
+def _export_chunk(workspace: Path, chunk: Mapping[str, Sequence[Sequence[Any]]], record: Record) -> int:
+    segments = _write_segments(workspace, chunk)
     seq_at = FILE_COLUMNS.index("seq")
-    record({run_id: rows[-1][seq_at] for run_id, rows in chunk.items()})
+    record({run_id: rows[-1][seq_at] for run_id, rows in chunk.items()}, segments)
     return sum(map(len, chunk.values()))
 
 
-def export_run(
-    store: Store, workspace: Path, run_id: str, record: Callable[[Mapping[str, int]], None] | None = None
-) -> int:
+def export_run(store: Store, workspace: Path, run_id: str, record: Record | None = None) -> int:
     """:func:`export_runs` of one run."""
     return export_runs(store, workspace, (run_id,), record)
 
 
-def _write_segments(workspace: Path, rows_by_run: Mapping[str, Sequence[Sequence[Any]]]) -> None:
+def _write_segments(workspace: Path, rows_by_run: Mapping[str, Sequence[Sequence[Any]]]) -> list[tuple[str, str]]:
     """Journal rows (FILE_COLUMNS, then the workflow) of each run as one segment per partition they
-    fall in, durable (files and renames) when it returns."""
+    fall in, each written under a temporary name and fsynced: (temporary, final path) of each, for
+    :func:`place_segments`. Only the process that records an export puts its files in place: a
+    background export that a reader took over meanwhile (its runs exported again, perhaps with
+    more rows) is then dropped whole, never a file that replaces or deletes the reader's."""
     started_at, seq_at = FILE_COLUMNS.index("started_at"), FILE_COLUMNS.index("seq")
     parts: dict[tuple[str, str], list[Sequence[Any]]] = {}
     # Per partition, each run's rows there: (run, offset in the partition's rows, count).
@@ -234,30 +251,49 @@ def _write_segments(workspace: Path, rows_by_run: Mapping[str, Sequence[Sequence
             part = parts.setdefault(key, [])
             spans.setdefault(key, []).append((run_id, len(part), len(mine)))
             part.extend(mine)
+    written: list[tuple[str, str]] = []
     for (workflow, date), part in parts.items():
         folder = _partition(workspace, workflow, date)
         folder.mkdir(parents=True, exist_ok=True)
-        # Segments already there, by run and first seq: an earlier export of the same range that
-        # crashed before it was recorded wrote a file with the same start, which the new one
-        # supersedes.
+        table = _table(part)
+        for run_id, offset, count in spans[(workflow, date)]:
+            first, last = part[offset][seq_at], part[offset + count - 1][seq_at]
+            target = folder / f"part-{run_id}-{first:06d}-{last:06d}.parquet"
+            written.append((str(_write_file(table.slice(offset, count), target, place=False)), str(target)))
+    return written
+
+
+def place_segments(segments: Sequence[tuple[str, str]]) -> None:
+    """Rename each (temporary, final path) of :func:`_write_segments` into place, durable when it
+    returns. A segment replaces one of the same run and first seq: an earlier export of the same
+    range that crashed before it was recorded."""
+    by_folder: dict[Path, list[tuple[Path, Path]]] = {}
+    for temporary, final in segments:
+        by_folder.setdefault(Path(final).parent, []).append((Path(temporary), Path(final)))
+    for folder, moves in by_folder.items():
         earlier: dict[tuple[str, int], list[str]] = {}
         for name in os.listdir(folder):
             match = _SEGMENT.match(name)
             if match is not None:
                 earlier.setdefault((match["run"], int(match["first"])), []).append(name)
-        table = _table(part)
-        for run_id, offset, count in spans[(workflow, date)]:
-            first, last = part[offset][seq_at], part[offset + count - 1][seq_at]
-            name = f"part-{run_id}-{first:06d}-{last:06d}.parquet"
-            _write_file(table.slice(offset, count), folder / name)
-            for stale in earlier.get((run_id, first), ()):
-                if stale != name:
+        for tmp, target in moves:
+            os.replace(tmp, target)
+            match = _SEGMENT.match(target.name)
+            assert match is not None
+            for stale in earlier.get((match["run"], int(match["first"])), ()):
+                if stale != target.name:
                     (folder / stale).unlink(missing_ok=True)
         fsync_dir(folder)
 
 
+def drop_segments(segments: Sequence[tuple[str, str]]) -> None:
+    """Delete the temporary files of an export that is not recorded."""
+    for tmp, _ in segments:
+        Path(tmp).unlink(missing_ok=True)
+
+
 def export_each(
-    store: Store, workspace: Path, run_ids: Sequence[str], record: Callable[[Mapping[str, int]], None] | None = None
+    store: Store, workspace: Path, run_ids: Sequence[str], record: Record | None = None
 ) -> tuple[int, dict[str, str]]:
     """:func:`export_runs`, and if that fails, run by run, so that a run that cannot be exported
     (a damaged journal row) holds up no other: the rows exported (after a failure part-way, those
@@ -266,11 +302,11 @@ def export_each(
 
     Runs a chunk of the batch recorded before the failure are not exported again: the ledger may
     not say so yet (the export process's ``record`` only collects what the asking process writes)."""
-    record = store.mark_exported if record is None else record
+    record = placed(store) if record is None else record
     recorded: set[str] = set()
 
-    def noted(marks: Mapping[str, int]) -> None:
-        record(marks)
+    def noted(marks: Mapping[str, int], segments: Sequence[tuple[str, str]]) -> None:
+        record(marks, segments)
         recorded.update(marks)
 
     try:
@@ -317,7 +353,10 @@ class Exporter:
         self.delay = delay
         self._pending: dict[str, tuple[Store, Path]] = {}
         self._lock = threading.Lock()
-        self._export_lock = threading.Lock()
+        self._export_lock = threading.Lock()  # exports in this process, and placing the export process's files
+        self._process_lock = threading.Lock()  # the request to the export process under way
+        # The runs of the request under way (guarded by _lock): a reader takes them over.
+        self._held: dict[str, tuple[Store, Path]] = {}
         self._timer: threading.Timer | None = None
         self._registered = False
         self._process: subprocess.Popen[str] | None = None
@@ -363,43 +402,112 @@ class Exporter:
 
     def flush(self, *, elsewhere: bool = False) -> None:
         """Export every pending run now (readers call this before they read); ``elsewhere``: in
-        the export process (the background exports)."""
+        the export process (the background exports).
+
+        A reader never waits for the export process, which at the lowest priority on a busy
+        machine may not run for minutes: it takes over the runs of a background request under way
+        and exports them here; that request's files are then dropped when its reply comes."""
+        if elsewhere and not self._in_process:
+            with self._process_lock:  # one request at a time: the export process answers in order
+                with self._lock:
+                    pending, self._pending = self._pending, {}
+                    self._held.update(pending)
+                for store, workspace, run_ids in self._by_store(pending):
+                    self._export_elsewhere(store, workspace, run_ids)
+        else:
+            with self._export_lock:
+                with self._lock:
+                    pending, self._pending = self._pending, {}
+                    pending.update(self._held)  # the background request under way: taken over
+                    self._held.clear()
+                for store, workspace, run_ids in self._by_store(pending):
+                    self._export_here(store, workspace, run_ids)
+        if threading.current_thread() is not threading.main_thread():
+            # A timer thread ends now: its connection goes, not the store's writer, which the
+            # runs still executing go on writing through (stopped, the next write would start
+            # another thread and connection while the old one still commits).
+            for store, _, _ in self._by_store(pending, quiet=True):
+                store.release_thread()
+
+    def _by_store(
+        self, pending: Mapping[str, tuple[Store, Path]], *, quiet: bool = False
+    ) -> list[tuple[Store, Path, list[str]]]:
+        """The runs of ``pending`` by store, those of a store whose file went away left out."""
+        by_store: dict[int, tuple[Store, Path, list[str]]] = {}
+        for run_id, (store, workspace) in pending.items():
+            by_store.setdefault(id(store), (store, workspace, []))[2].append(run_id)
+        if quiet:
+            return list(by_store.values())
+        kept = []
+        for store, workspace, run_ids in by_store.values():
+            if store.moved_away():  # checked here, off the event loop, once per store
+                if store.path.exists():  # deleted and made again: the rows are not this store's
+                    logger.warning(
+                        "wfkit: the run store %s was deleted or replaced after these runs wrote to it: "
+                        "%s. Their checkpoints and journal went to the removed file, so no workspace "
+                        "holds them (they cannot be listed, resumed or read in the step log) and their "
+                        "rows are not exported into the one there now; their final state is only in "
+                        "this process (run.state). Delete a workspace only when no run uses it",
+                        store.path,
+                        ", ".join(run_ids),
+                    )
+                continue  # the workspace went away (a temporary folder): nothing to export to
+            kept.append((store, workspace, run_ids))
+        return kept
+
+    def _export_here(self, store: Store, workspace: Path, run_ids: list[str]) -> None:
+        _, failed = export_each(store, workspace, run_ids)
+        for run_id, why in failed.items():
+            logger.error("wfkit: exporting run %s to parquet failed; it will be retried\n%s", run_id, why)
+
+    def _still_held(self, run_ids: list[str]) -> bool:
+        """Whether the background request for ``run_ids`` is still theirs (no reader took it over);
+        with ``_lock`` held."""
+        return all(run_id in self._held for run_id in run_ids)
+
+    def _export_elsewhere(self, store: Store, workspace: Path, run_ids: list[str]) -> None:
+        """:func:`export_each` in the export process, the files it wrote then put in place and
+        recorded here; or dropped, if a reader took these runs over meanwhile."""
+        with self._lock:
+            if not self._still_held(run_ids):
+                return
+        process = self._export_process()
+        reply = None if process is None else self._ask(process, store, workspace, run_ids)
+        if process is not None and reply is None:
+            self._give_up_if(process)
         with self._export_lock:
             with self._lock:
-                pending, self._pending = self._pending, {}
-            by_store: dict[int, tuple[Store, Path, list[str]]] = {}
-            for run_id, (store, workspace) in pending.items():
-                by_store.setdefault(id(store), (store, workspace, []))[2].append(run_id)
-            for store, workspace, run_ids in by_store.values():
-                if store.moved_away():  # checked here, off the event loop, once per store
-                    if store.path.exists():  # deleted and made again: the rows are not this store's
-                        logger.warning(
-                            "wfkit: the run store %s was deleted or replaced after these runs wrote to it: "
-                            "%s. Their checkpoints and journal went to the removed file, so no workspace "
-                            "holds them (they cannot be listed, resumed or read in the step log) and their "
-                            "rows are not exported into the one there now; their final state is only in "
-                            "this process (run.state). Delete a workspace only when no run uses it",
-                            store.path,
-                            ", ".join(run_ids),
-                        )
-                    continue  # the workspace went away (a temporary folder): nothing to export to
-                done = self._export_elsewhere(store, workspace, run_ids) if elsewhere else None
-                if done is None:
-                    done = export_each(store, workspace, run_ids)
-                for run_id, why in done[1].items():
-                    logger.error("wfkit: exporting run %s to parquet failed; it will be retried\n%s", run_id, why)
-            if threading.current_thread() is not threading.main_thread():
-                # A timer thread ends now: its connection goes, not the store's writer, which the
-                # runs still executing go on writing through (stopped, the next write would start
-                # another thread and connection while the old one still commits).
-                for store, _, _ in by_store.values():
-                    store.release_thread()
+                mine = self._still_held(run_ids)
+                for run_id in run_ids:
+                    self._held.pop(run_id, None)
+            segments = [] if reply is None else [tuple(s) for s in reply.get("segments", ())]
+            if not mine:  # a reader exported them itself: this request's files would be a second copy
+                drop_segments(segments)
+                return
+            if reply is None:  # the export process failed: export here
+                self._export_here(store, workspace, run_ids)
+                return
+            if "error" in reply:
+                logger.warning(
+                    "wfkit: the step-log export process could not export from %s (%s); exporting here",
+                    store.path,
+                    reply["error"],
+                )
+                self._export_here(store, workspace, run_ids)
+                return
+            try:
+                place_segments(segments)  # durable before the ledger says so
+                if reply["exported"]:
+                    store.mark_exported(reply["exported"])  # through this process's writer (see the export process)
+            except Exception:  # never lost: the next reader exports them again (export_pending)
+                logger.exception("wfkit: recording exported runs in %s failed; they will be exported again", store.path)
+            for run_id, why in reply["failed"].items():
+                logger.error("wfkit: exporting run %s to parquet failed; it will be retried\n%s", run_id, why)
 
-    def _export_elsewhere(self, store: Store, workspace: Path, run_ids: list[str]) -> tuple[int, dict[str, str]] | None:
-        """:func:`export_each` in the export process; None when it cannot (then this process exports)."""
-        process = self._export_process()
-        if process is None:
-            return None
+    def _ask(
+        self, process: subprocess.Popen[str], store: Store, workspace: Path, run_ids: list[str]
+    ) -> dict[str, Any] | None:
+        """The export process's reply to a request for ``run_ids``; None when it gave none."""
         assert process.stdin is not None and process.stdout is not None
         request = {
             "db": str(store.path),
@@ -413,24 +521,13 @@ class Exporter:
             line = process.stdout.readline()
         except (OSError, ValueError):  # its pipe is broken or closed
             line = ""
-        if not line:
+        return json.loads(line) if line else None
+
+    def _give_up_if(self, process: subprocess.Popen[str]) -> None:
+        """After no reply: stop using the export process (unless it was closed meanwhile)."""
+        if self._process is process:
             code = _wait_or_kill(process, timeout=10)
             self._give_up(f"it exited with code {code}", process)
-            return None
-        reply = json.loads(line)
-        if reply.get("exported"):
-            try:
-                store.mark_exported(reply["exported"])  # through this process's writer (see the export process)
-            except Exception:  # never lost: the next reader exports them again (export_pending)
-                logger.exception("wfkit: recording exported runs in %s failed; they will be exported again", store.path)
-        if "error" in reply:
-            logger.warning(
-                "wfkit: the step-log export process could not export from %s (%s); exporting here",
-                store.path,
-                reply["error"],
-            )
-            return None
-        return int(reply["rows"]), dict(reply["failed"])
 
     def _export_process(self) -> subprocess.Popen[str] | None:
         """The export process, started on first use (in this process: a forked child starts its own)."""
@@ -467,16 +564,20 @@ class Exporter:
         self._process = None
 
     def close(self) -> None:
-        """Stop the export process, once it finished what it was asked (a later export starts it again)."""
-        with self._export_lock:
+        """Stop the export process, once it finished what it was asked (a later export starts it
+        again). A request under way is taken over: its runs are pending again, for the next flush
+        (at exit, the exit's own)."""
+        with self._lock:
             process, self._process = self._process, None
-            if process is None or self._process_pid != os.getpid():
-                return
-            assert process.stdin is not None
-            with contextlib.suppress(OSError):
-                process.stdin.close()  # it finishes the request under way, then exits
-            _wait_or_kill(process, timeout=30)
-            _close_pipes(process)
+            self._pending.update(self._held)
+            self._held.clear()
+        if process is None or self._process_pid != os.getpid():
+            return
+        assert process.stdin is not None
+        with contextlib.suppress(OSError):
+            process.stdin.close()  # it finishes the request under way, then exits
+        _wait_or_kill(process, timeout=30)
+        _close_pipes(process)
 
 
 def _wait_or_kill(process: subprocess.Popen[str], timeout: float) -> int:
@@ -1011,7 +1112,7 @@ def check_ledger(
                     raise
                 report.unrecoverable.append(str(exc))
                 continue
-            _write_segments(workspace, {run_id: rows})
+            place_segments(_write_segments(workspace, {run_id: rows}))
             report.reexported += len(rows)
     return report
 
