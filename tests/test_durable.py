@@ -448,7 +448,7 @@ def test_wfkit_resume_keeps_the_approval_policy_the_run_was_started_with(tmp_pat
     _, run_id = _stopped_before_its_gate(tmp_path, policy="approve")
     command = [sys.executable, "-m", "wfkit", "resume", run_id, "--workflow", "durable_flows:flaky_refunds"]
     resumed = subprocess.run(command, capture_output=True, text=True, cwd=Path(__file__).parent, check=False)
-    assert (0, f"run {run_id}: succeeded") == (resumed.returncode, resumed.stdout.strip()), resumed.stderr
+    assert (0, f"run {run_id}: succeeded") == (resumed.returncode, resumed.stdout.splitlines()[0]), resumed.stderr
     assert ["policy:approve_all"] == _approvers(run_id)
 
 

@@ -582,7 +582,7 @@ def _run_flow(args: argparse.Namespace) -> int:
 
 def _tools_bound(run: Any) -> dict[str, list[str]]:
     """The tools each step that succeeded was bound."""
-    return {e.step: list(e.tools) for e in run.events if e.status == "ok"}
+    return {e.step: list(e.tools or ()) for e in run.events if e.status == "ok"}  # a reconciliation row has none
 
 
 def _print_run(args: argparse.Namespace, run: Any, ws: Any) -> None:
