@@ -67,9 +67,13 @@ def _round_trip_notebook(notebook: Path) -> list[str]:
 
 
 @pytest.mark.parametrize("notebook", sorted((ROOT / "notebooks").glob("*.ipynb")), ids=lambda p: p.stem)
-def test_every_notebook_workflow_round_trips_with_its_fingerprint(notebook: Path, capsys: Any) -> None:
+def test_every_notebook_workflow_round_trips_with_its_fingerprint(
+    notebook: Path, capsys: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """from_spec(to_spec(flow)) has the flow's fingerprint for every workflow a notebook builds,
-    after every cell (a later cell may redefine a step), with the notebook's globals as steps=."""
+    after every cell (a later cell may redefine a step), with the notebook's globals as steps=.
+    Run from the notebook's folder, as Jupyter and papermill run it (it may read files beside it)."""
+    monkeypatch.chdir(notebook.parent)
     checked = _round_trip_notebook(notebook)
     capsys.readouterr()
     assert checked, f"{notebook.name} defines no workflow"
