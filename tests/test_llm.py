@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pandas as pd
 import pytest
 from llm_server import LLMServer
 
@@ -397,14 +398,50 @@ def test_client_timeout_applies_to_every_call(server: LLMServer) -> None:
     assert call(client_for(server, timeout=short_read), timeout=30.0).text.startswith("reply to")
 
 
-def test_malformed_json_is_a_clear_permanent_error(server: LLMServer) -> None:
-    """A 200 whose body is not JSON raises LLMResponseError, classified permanent, quoting the body."""
-    server.script("malformed")
+def test_a_body_that_is_not_json_is_a_clear_permanent_error(server: LLMServer) -> None:
+    """A 200 whose whole body is not JSON (an HTML page) raises LLMResponseError, classified
+    permanent (asking again brings the same page), quoting the body's start."""
+    server.script("html_200")
     exc = error_of(client_for(server))
     assert isinstance(exc, LLMResponseError)
     assert wf.ErrorKind.PERMANENT == wf.classify_error(exc)
     assert "not valid JSON" in str(exc)
-    assert '{"id": "chatcmpl-1"' in str(exc)
+    assert "<html><body>Please sign in" in str(exc)
+
+
+@pytest.mark.parametrize("behaviour", ["malformed", ("cut_at_close", 61), ("cut_at_close", 0)])
+def test_a_json_body_cut_short_is_transient_and_says_what_arrived(server: LLMServer, behaviour: Any) -> None:
+    """A 200 whose JSON stops early (a proxy's partial body; a connection closed mid-body, which
+    HTTP cannot tell from the body's end) was a permanent "not valid JSON", so the step was not
+    retried: it is transient now, and says how many bytes arrived, where they end, and that a
+    retry asks again, without the whole body."""
+    server.script(behaviour)
+    exc = error_of(client_for(server))
+    assert isinstance(exc, LLMConnectionError)
+    assert wf.ErrorKind.TRANSIENT == wf.classify_error(exc)
+    arrived = 61 if behaviour == "malformed" else behaviour[1]
+    message = str(exc)
+    assert f"{server.url}/chat/completions answered HTTP 200 with a JSON body cut short: {arrived} bytes" in message
+    assert "a retry asks again" in message, message
+    if behaviour == "malformed":
+        assert """ending '"choices": [{"message": {"content": "cut' (the""" in message, message
+    assert "reply to: hello there" in call(client_for(server)).text
+
+
+def test_every_cut_of_a_reply_is_told_from_a_body_that_is_not_json() -> None:
+    """Wherever a reply is cut (inside a string, an escape, a number, a literal), the body is taken
+    as cut short; a complete body that is not JSON never is."""
+    from wfkit.llm._llm import _cut_short
+
+    reply = {"choices": [{"message": {"content": 'caf\u00e9 \U0001f600 "q"\n', "tool_calls": None}}]}
+    reply |= {"usage": {"prompt_tokens": 12, "cost": -1.5e-3}, "ok": True, "stop": False}
+    for text in (json.dumps(reply), json.dumps(reply, ensure_ascii=False, indent=1)):
+        body = text.encode()
+        assert all(_cut_short(body[:n]) for n in range(len(body))), next(
+            body[:n] for n in range(len(body)) if not _cut_short(body[:n])
+        )
+    for whole in ("<html></html>", "{'id': 1}", '{"a": x}', '{"a": 1} and more', '{"a": tru}', '{"a": 1,}', '"a"x'):
+        assert not _cut_short(whole.encode()), whole
 
 
 def test_json_that_is_not_a_completion_is_permanent(server: LLMServer) -> None:
@@ -941,13 +978,29 @@ def test_a_retry_after_beyond_max_delay_is_not_waited_when_nothing_else_bounds_i
     assert "max_delay=60" in message, message
 
 
-def test_run_fails_at_once_on_malformed_reply(server: LLMServer) -> None:
-    """Malformed JSON is permanent: no retry, one failed event saying why."""
-    server.script("malformed")
+def test_run_fails_at_once_on_a_reply_that_is_not_json(server: LLMServer) -> None:
+    """A body that is not JSON is permanent: no retry, one failed event saying why."""
+    server.script("html_200")
     flow = asking_flow(retry=wf.RetryPolicy(max_retries=3, base_delay=0.01))
     with test_mode():
         run = flow.run({"q": "x"}, workspace=False, llm=client_for(server), raise_on_error=False)
     assert [("failed", "permanent", "LLMResponseError")] == [(e.status, e.error_kind, e.error_type) for e in run.events]
+
+
+def test_run_retries_a_reply_cut_short_and_the_retry_succeeds(server: LLMServer, tmp_path: Path) -> None:
+    """A reply cut short is retried (it failed the run at once before); the step log's retry row
+    says what arrived, and the answer is the retry's."""
+    server.script(("cut_at_close", 40))
+    flow = asking_flow(retry=wf.RetryPolicy(max_retries=3, base_delay=0.01))
+    with test_mode():
+        run = flow.run({"q": "x"}, workspace=tmp_path, llm=client_for(server))
+    assert "reply to: x" in run.state["answer"]
+    rows = wf.steps(tmp_path).sort_values("attempt")
+    assert [("retry", "transient", "LLMConnectionError"), ("ok", None, None)] == [
+        (r.status, *(None if pd.isna(v) else v for v in (r.error_kind, r.error_type))) for r in rows.itertuples()
+    ]
+    assert "JSON body cut short: 40 bytes arrived" in rows["error_message"].iloc[0]
+    assert "a retry asks again" in rows["error_message"].iloc[0]
 
 
 def test_run_retries_a_slow_reply_after_its_timeout(server: LLMServer) -> None:

@@ -12,7 +12,7 @@ Errors, all under ``LLMError`` (a ``WfkitError``), carry what the engine's class
     │                                        ``should_retry`` (its ``x-should-retry``), ``error_kind`` (409
     │                                        and ``x-should-retry``, as OpenAI's client)
     ├── LLMTimeoutError (TimeoutError)       connect, read, write or pool timeout: transient
-    ├── LLMConnectionError (ConnectionError) the endpoint could not be reached, or cut a stream off: transient
+    ├── LLMConnectionError (ConnectionError) the endpoint could not be reached, or cut a reply off: transient
     ├── LLMResponseError (ValueError)        a reply that is not chat-completions JSON, a redirect: permanent;
     │                                        an error event mid-stream: transient if it says the server failed
     └── CassetteMissError (ValueError)       replay found no recorded request (wfkit.llm._cassette)
@@ -160,6 +160,32 @@ def _tool_calls_of(calls: Any, where: str) -> tuple[ToolCall, ...]:
             raise refuse(f"tool_calls[{i}].id is a {type(call_id).__name__}, not a string")
         out.append(ToolCall(call_id, name, arguments))
     return tuple(out)
+
+
+# What is left where the decoder stopped when the text ends inside a token: a literal's or a
+# number's first characters, or (reported as an invalid escape, from where it starts) a ``\uXXXX``.
+_PARTIAL_TOKEN = re.compile(r"t(r(ue?)?)?|f(a(l(se?)?)?)?|n(u(ll?)?)?|-?\d*(\.\d*)?([eE][+-]?\d*)?")
+_PARTIAL_ESCAPE = re.compile(r"\\?u[0-9a-fA-F]{0,4}")
+
+
+def _cut_short(content: bytes) -> bool:
+    """Whether a body that failed to parse is JSON that stops early (nothing at all, or an object
+    or array the decoder ran out of text in) rather than something else: a body cut off by a
+    dropped connection or a proxy, which asking again can mend. HTTP cannot tell such a body from
+    a whole one when no Content-Length promised more (or a proxy sent a partial body whole)."""
+    text = content.decode("utf-8", errors="replace")  # a cut inside a character leaves U+FFFD
+    if text.lstrip()[:1] not in ("", "{", "["):
+        return False
+    try:
+        json.loads(text)
+    except json.JSONDecodeError as exc:
+        tail = text[exc.pos :].rstrip()
+        if exc.msg.startswith("Unterminated string"):
+            return True
+        if exc.msg.startswith("Invalid \\uXXXX escape"):
+            return _PARTIAL_ESCAPE.fullmatch(tail) is not None
+        return _PARTIAL_TOKEN.fullmatch(tail) is not None
+    return False  # it parses once decoded: bytes that are not UTF-8, not a cut
 
 
 def _redact(text: str, secrets: Iterable[str]) -> str:
@@ -571,6 +597,8 @@ class ChatClient:
         try:
             payload = json.loads(response.content)
         except (ValueError, UnicodeDecodeError) as exc:
+            if _cut_short(response.content):
+                raise self._cut_short(response) from None
             excerpt = self._redact(response.text[:120])
             raise LLMResponseError(
                 f"{where} answered HTTP {response.status_code} with a body that is not valid JSON ({exc}); "
@@ -594,6 +622,17 @@ class ChatClient:
             ) from None
         calls = _tool_calls_of(tool_calls, where)
         return self._make_reply(payload, content or "", payload.get("model") or model, latency, choice, payload, calls)
+
+    def _cut_short(self, response: httpx.Response) -> LLMConnectionError:
+        """A 2xx whose JSON stops early: what arrived (its size and end, not the whole body), and
+        that asking again can help (transient), as for a stream cut off."""
+        content = response.content
+        end = self._redact(content[-40:].decode("utf-8", errors="replace"))
+        return LLMConnectionError(
+            f"{_where(response.request.url)} answered HTTP {response.status_code} with a JSON body cut short: "
+            f"{len(content)} bytes arrived" + (f", ending {end!r}" if content else "") + " (the connection or a "
+            "proxy cut the reply off); the reply is incomplete, so it is not returned, and a retry asks again"
+        )
 
     def _make_reply(
         self,
