@@ -496,20 +496,30 @@ def test_api_key_never_shows_in_repr_or_errors(server: LLMServer) -> None:
     assert "Bearer [REDACTED]" in str(exc)
 
 
-@pytest.mark.parametrize("header", ["api-key", "x-api-key", "X-Auth-Token", "Authorization"])
+@pytest.mark.parametrize(
+    "header", ["api-key", "x-api-key", "X-Auth-Token", "Authorization", "Proxy-Authorization", "Cookie", "Set-Cookie"]
+)
 def test_a_key_passed_in_headers_is_kept_out_of_errors_logs_checkpoints_and_cassettes(
     header: str, tmp_path: Path
 ) -> None:
     """A key given as headers={"api-key": ...} (Azure's header) or any credential header is as
     secret as api_key=: redacted from the error, the step log, the checkpoint and a cassette, even
-    in a shape no pattern knows and when the server echoes it back."""
+    in a shape no pattern knows and when the server echoes it back. A session cookie is such a
+    credential (a Cookie reached all four in clear): the whole header and each cookie's value,
+    but not a short one ("dark"), which would blank that word wherever it appears."""
     import sqlite3
     import uuid
 
     from wfkit.llm._cassette import Cassette
+    from wfkit.model._processors import redact_text
 
     key = uuid.uuid4().hex  # Azure's shape: 32 hex characters, no prefix to recognise
-    value = f"Token {key}" if header == "Authorization" else key
+    value = {
+        "Authorization": f"Token {key}",
+        "Proxy-Authorization": f"Token {key}",
+        "Cookie": f"theme=dark; session={key}",
+        "Set-Cookie": f"session={key}; Path=/v1; HttpOnly",
+    }.get(header, key)
     with LLMServer() as srv:
         srv.script(("echo_auth", header))
         flow = wf.Workflow("ask")
@@ -526,13 +536,15 @@ def test_a_key_passed_in_headers_is_kept_out_of_errors_logs_checkpoints_and_cass
             passed = flow.run({"q": f"my key is {key}"}, workspace=tmp_path, llm=client)
         assert value == srv.requests[-1]["headers"][header]  # the header is still sent as given
     assert ("failed", "succeeded") == (failed.status, passed.status)
-    assert "upstream rejected header " + value.replace(key, "[REDACTED]") in str(failed.error)
+    echoed = "[REDACTED]" if "Cookie" in header else value.replace(key, "[REDACTED]")
+    assert "upstream rejected header " + echoed in str(failed.error)
     assert key not in str(failed.error) + repr(client)
     assert not wf.steps(tmp_path)["error_message"].dropna().str.contains(key).any()
     with sqlite3.connect(tmp_path / "wfkit.db") as db:
         assert key not in "\n".join(db.iterdump())
     assert "my key is [REDACTED]" in (tmp_path / "tape.jsonl").read_text()
     assert key not in (tmp_path / "tape.jsonl").read_text()
+    assert "theme=dark" == redact_text("theme=dark")  # no cookie's short value is taken for a secret
 
 
 @pytest.mark.parametrize(

@@ -19,7 +19,7 @@ reaches the caller as it arrives (a streamed one chunk by chunk) and is written 
 come. Requests recorded several times replay in order, the last one repeating. One interaction per line:
 ``{"request": {"method", "path", "body"}, "response": {"status", "headers", "json" | "text"}}``.
 Request headers are never stored, and any key seen in a credential header (Authorization,
-``api-key``, ``x-api-key``, any whose name says key or token; or passed as
+``api-key``, ``x-api-key``, any whose name says key or token, a cookie's value; or passed as
 ``secrets=``), any value marked with ``wfkit.mark_secret``, any key-shaped string and the value of
 any key-like environment variable is replaced by ``[REDACTED]`` in both directions, before the line
 is written (a replayed request is redacted the same way, so it still matches).

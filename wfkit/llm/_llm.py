@@ -410,7 +410,7 @@ class ChatClient:
 
     def _start(self) -> None:
         """What this process needs beyond the configuration: the key, and any credential given in
-        ``headers=`` (``{"api-key": ...}``, Azure's), marked secret here, and a connection pool per
+        ``headers=`` (``{"api-key": ...}``, Azure's; a ``Cookie``), marked secret here, and a connection pool per
         event loop (made on first use)."""
         found = {*header_secrets(self._headers), *([self._api_key] if self._api_key else [])}
         self._secrets = tuple(sorted((s for s in found if len(s) >= 4), key=len, reverse=True))  # longest first
