@@ -953,6 +953,68 @@ def test_run_retries_429_then_records_tokens_and_cost(server: LLMServer) -> None
     assert "reply to: refund please" == run.state["answer"]
 
 
+def test_the_step_log_tells_a_slow_model_from_a_slow_step(server: LLMServer, tmp_path: Path) -> None:
+    """Each attempt's row has the time its model calls took, apart from the step's: the sum of its
+    calls (a failed one counts the time it took to fail; a streamed one, to its end), NaN for an
+    attempt that called no model. It reads back alike in pandas, pyarrow and DuckDB, and beside
+    the cost in ``df.wf.cost()`` and the report; the step log had only the step's latency, which
+    a slow model and slow code in the step both make long."""
+    import duckdb
+    import pyarrow.dataset as ds
+
+    from wfkit.logs._report import write_report
+
+    server.script("500", ("slow", 0.3))  # think: attempt 1 fails; attempt 2's first reply is held 0.3 s
+    flow = wf.Workflow("slowness")
+
+    @flow.step(retry=wf.RetryPolicy(max_retries=1, base_delay=0.01))
+    async def think(state: dict[str, Any], ctx: wf.StepContext) -> dict[str, Any]:
+        first = await ctx.llm.complete("one")
+        async with ctx.llm.stream("two") as stream:
+            second = "".join([text async for text in stream])
+        return {"answer": first.text + second}
+
+    @flow.step()
+    async def work(state: dict[str, Any], ctx: wf.StepContext) -> dict[str, Any]:
+        await asyncio.sleep(0.3)  # slow code, no model
+        return {"done": True}
+
+    flow.edge("think", "work")
+    with test_mode():
+        flow.run({}, workspace=tmp_path, llm=client_for(server))
+    expected = [("think", 1, "retry"), ("think", 2, "ok"), ("work", 1, "ok")]
+    frame = wf.steps(tmp_path).sort_values(["started_at"])
+    assert expected == list(zip(frame["step"], frame["attempt"], frame["status"], strict=True))
+    failed, called, plain = frame["model_latency_s"]
+    assert 0 < failed < frame["latency_s"].iloc[0]
+    assert 0.3 <= called <= frame["latency_s"].iloc[1]  # its held reply, and the stream
+    assert pd.isna(plain)  # the slow step, whose 0.3 s are its own
+    assert frame["latency_s"].iloc[2] >= 0.3
+    assert "float64" == str(frame["model_latency_s"].dtype)
+
+    # The same figures from the parquet files, by pyarrow and by DuckDB.
+    dataset = ds.dataset(tmp_path / "steps", format="parquet", partitioning="hive")
+    table = dataset.to_table(columns=["step", "attempt", "model_latency_s"]).to_pylist()
+    by_pyarrow = {(r["step"], r["attempt"]): r["model_latency_s"] for r in table}
+    glob = str(tmp_path / "steps" / "**" / "*.parquet")
+    query = f"SELECT step, attempt, model_latency_s FROM read_parquet('{glob}', hive_partitioning=true)"
+    by_duckdb = {(step, attempt): value for step, attempt, value in duckdb.sql(query).fetchall()}
+    by_pandas = {(r.step, r.attempt): r.model_latency_s for r in frame.itertuples()}
+    assert by_pyarrow == by_duckdb
+    assert {k: v for k, v in by_pandas.items() if k != ("work", 1)} == {
+        k: v for k, v in by_pyarrow.items() if k != ("work", 1)
+    }
+    assert None is by_pyarrow[("work", 1)] is by_duckdb[("work", 1)]
+
+    # Beside the cost: per step, the model's time summed over attempts, NaN where none called one.
+    cost = frame.wf.cost(by="step")
+    assert pytest.approx(failed + called) == cost.loc["think", "model_latency_s"]
+    assert pd.isna(cost.loc["work", "model_latency_s"])
+    page = write_report(tmp_path, tmp_path / "report").read_text()
+    cost_table = page[page.index("<h3>Cost</h3>") :]
+    assert "model time" in cost_table
+
+
 def test_a_retry_after_beyond_max_elapsed_fails_at_once_saying_why(server: LLMServer, tmp_path: Path) -> None:
     """A 429 asking for an hour, under a policy that retries for 5 minutes at most: the step fails
     at once (one request), and the message says what the server asked and which limit stopped it;

@@ -253,20 +253,23 @@ def _where(url: httpx.URL) -> str:
 _UNREACHABLE = (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError, httpx.ProxyError)
 
 
-def _record(ctx: StepContext | None, model: str, reply: Reply | None) -> None:
-    """Add one call to the step's event: model, tokens and cost add up; ``extra.llm_calls`` counts."""
+def _record(ctx: StepContext | None, model: str, reply: Reply | None, started: float) -> None:
+    """Add one call to the step's event: model, tokens, cost and the call's time (from
+    ``started``, a ``perf_counter``) add up; ``extra.llm_calls`` counts."""
     if ctx is None:
         return
+    seconds = time.perf_counter() - started
     extra = (ctx.usage or {}).get("extra") or {}
     calls = int(extra.get("llm_calls", 0)) + 1
-    if reply is None:  # a failed call: the event still says which model failed
-        ctx.record(model=model, llm_calls=calls)
+    if reply is None:  # a failed call: the event still says which model failed, and how long it took
+        ctx.record(model=model, model_latency_s=seconds, llm_calls=calls)
     else:
         ctx.record(
             model=reply.model,
             tokens_in=reply.tokens_in,
             tokens_out=reply.tokens_out,
             cost_usd=reply.cost_usd,
+            model_latency_s=seconds,
             llm_calls=calls,
         )
 
@@ -492,12 +495,12 @@ class ChatClient:
             self._raise_for_status(response, body["model"])
             reply = self._reply(response, body["model"], time.perf_counter() - started)
         except _UNREACHABLE as exc:
-            _record(ctx, body["model"], None)
+            _record(ctx, body["model"], None, started)
             raise self._transport_error(exc, body["model"]) from exc
         except (LLMError, asyncio.CancelledError):  # cancelled: the step's timeout cut the call short
-            _record(ctx, body["model"], None)
+            _record(ctx, body["model"], None, started)
             raise
-        _record(ctx, body["model"], reply)
+        _record(ctx, body["model"], reply, started)
         return reply
 
     def stream(
@@ -787,11 +790,11 @@ class ChatStream:
                 client._raise_for_status(self._response, model)
         except _UNREACHABLE as exc:
             await self._close()
-            _record(self._ctx, model, None)
+            _record(self._ctx, model, None, self._started)
             raise client._transport_error(exc, model, "stream") from exc
         except (LLMError, asyncio.CancelledError):  # cancelled: the step's timeout cut the call short
             await self._close()
-            _record(self._ctx, model, None)
+            _record(self._ctx, model, None, self._started)
             raise
         return self
 
@@ -799,7 +802,7 @@ class ChatStream:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         await self._close()
-        _record(self._ctx, self._body["model"], self.reply)
+        _record(self._ctx, self._body["model"], self.reply, self._started)
 
     async def _close(self) -> None:
         if self._response is not None:
