@@ -25,7 +25,9 @@ server-sent events spec allows: each chunk's JSON over several ``data:`` lines, 
 {...}}`` if wrapped else bare, under ``event: <event>`` when it is not None, and no [DONE]; a third
 item, an error object, replaces OpenAI's ``server_error``),
 ("cut_body", n) (a 200 whose Content-Length promises the whole reply, then n of its bytes, then
-a connection reset).
+a connection reset), ("cut_at_close", n) (a 200 with no Content-Length: n bytes of the reply, then
+the connection closes, so HTTP cannot tell the body was cut), "html_200" (a 200 whose whole body is
+an HTML page, as a captive portal or a misrouted proxy sends, under the JSON content type).
 It speaks HTTP/1.1 keep-alive, so connection pooling is visible in ``connections``.
 """
 
@@ -115,6 +117,10 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(200, b'{"id": "chatcmpl-1", "choices": [{"message": {"content": "cut')
         elif name == "cut_body":
             self._cut_body(int(arg))
+        elif name == "cut_at_close":
+            self._cut_at_close(body or {}, int(arg))
+        elif name == "html_200":
+            self._send(200, b"<html><body>Please sign in to continue</body></html>")
         elif name == "not_completion":
             self._send(200, json.dumps({"result": "hello"}).encode())
         elif name == "tool_calls":
@@ -204,6 +210,20 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.flush()
         # Linger 0: closing sends a reset, as a proxy or server dying mid-body does.
         self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.close_connection = True
+
+    def _cut_at_close(self, body: dict[str, Any], sent: int) -> None:
+        messages = body.get("messages") or [{}]
+        text = f"reply to: {messages[-1].get('content', '')} (caf\u00e9 \u2603)"
+        reply = {"id": "chatcmpl-1", "object": "chat.completion", "model": self.server.owner.model}
+        reply["choices"] = [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}]
+        reply["usage"] = {"prompt_tokens": 2, "completion_tokens": 3, "total_tokens": 5}
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Connection", "close")  # the body is whatever comes before the close
+        self.end_headers()
+        self.wfile.write(json.dumps(reply, ensure_ascii=False).encode()[:sent])
+        self.wfile.flush()
         self.close_connection = True
 
     def _tool_calls(self, body: dict[str, Any], calls: Any) -> None:

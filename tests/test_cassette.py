@@ -221,6 +221,33 @@ def test_only_successful_replies_are_recorded(server: LLMServer, tmp_path: Path)
     )
 
 
+@pytest.mark.parametrize("cut", [("cut_at_close", 40), "malformed"])
+def test_a_reply_cut_short_is_not_recorded_so_the_retry_records_the_whole_one(
+    server: LLMServer, tmp_path: Path, cut: Any
+) -> None:
+    """A 200 whose JSON was cut short was recorded as it came, and in "auto" mode the step's retry
+    replayed that cut reply again: the retry now reaches the endpoint, and only the whole reply is
+    recorded and replayed."""
+    path = tmp_path / "c.jsonl"
+    server.script(cut, "ok")
+    flow = wf.Workflow("ask")
+
+    @flow.step(retry=wf.RetryPolicy(max_retries=2, base_delay=0.01))
+    async def ask_step(state: dict[str, Any], ctx: wf.StepContext) -> dict[str, Any]:
+        return {"answer": (await ctx.llm.complete("q", ctx=ctx)).text}
+
+    def client(mode: str) -> ChatClient:
+        return ChatClient(server.url, model="test-model", api_key=KEY, transport=Cassette(path, mode=mode))  # type: ignore[arg-type]
+
+    with test_mode():
+        recorded = flow.run({}, workspace=False, llm=client("auto"))
+        replayed = flow.run({}, workspace=False, llm=client("replay"))
+    assert (["retry", "ok"], 2) == ([e.status for e in recorded.events], len(server.requests))
+    assert ["ok"] == [e.status for e in replayed.events]
+    assert recorded.state["answer"] == replayed.state["answer"] == "reply to: q"
+    assert 1 == len(path.read_text().splitlines())
+
+
 def test_errors_pass_through_while_recording(server: LLMServer, tmp_path: Path) -> None:
     """In record mode an HTTP error reaches the caller unchanged and leaves the file alone."""
     path = tmp_path / "c.jsonl"

@@ -39,6 +39,7 @@ EXPECTED_FIELDS = (
     "map_index",
     "parent_run_id",
     "durable_wait_s",  # appended: fields are added at the end, never changed
+    "model_latency_s",
 )
 
 

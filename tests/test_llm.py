@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pandas as pd
 import pytest
 from llm_server import LLMServer
 
@@ -397,14 +398,50 @@ def test_client_timeout_applies_to_every_call(server: LLMServer) -> None:
     assert call(client_for(server, timeout=short_read), timeout=30.0).text.startswith("reply to")
 
 
-def test_malformed_json_is_a_clear_permanent_error(server: LLMServer) -> None:
-    """A 200 whose body is not JSON raises LLMResponseError, classified permanent, quoting the body."""
-    server.script("malformed")
+def test_a_body_that_is_not_json_is_a_clear_permanent_error(server: LLMServer) -> None:
+    """A 200 whose whole body is not JSON (an HTML page) raises LLMResponseError, classified
+    permanent (asking again brings the same page), quoting the body's start."""
+    server.script("html_200")
     exc = error_of(client_for(server))
     assert isinstance(exc, LLMResponseError)
     assert wf.ErrorKind.PERMANENT == wf.classify_error(exc)
     assert "not valid JSON" in str(exc)
-    assert '{"id": "chatcmpl-1"' in str(exc)
+    assert "<html><body>Please sign in" in str(exc)
+
+
+@pytest.mark.parametrize("behaviour", ["malformed", ("cut_at_close", 61), ("cut_at_close", 0)])
+def test_a_json_body_cut_short_is_transient_and_says_what_arrived(server: LLMServer, behaviour: Any) -> None:
+    """A 200 whose JSON stops early (a proxy's partial body; a connection closed mid-body, which
+    HTTP cannot tell from the body's end) was a permanent "not valid JSON", so the step was not
+    retried: it is transient now, and says how many bytes arrived, where they end, and that a
+    retry asks again, without the whole body."""
+    server.script(behaviour)
+    exc = error_of(client_for(server))
+    assert isinstance(exc, LLMConnectionError)
+    assert wf.ErrorKind.TRANSIENT == wf.classify_error(exc)
+    arrived = 61 if behaviour == "malformed" else behaviour[1]
+    message = str(exc)
+    assert f"{server.url}/chat/completions answered HTTP 200 with a JSON body cut short: {arrived} bytes" in message
+    assert "a retry asks again" in message, message
+    if behaviour == "malformed":
+        assert """ending '"choices": [{"message": {"content": "cut' (the""" in message, message
+    assert "reply to: hello there" in call(client_for(server)).text
+
+
+def test_every_cut_of_a_reply_is_told_from_a_body_that_is_not_json() -> None:
+    """Wherever a reply is cut (inside a string, an escape, a number, a literal), the body is taken
+    as cut short; a complete body that is not JSON never is."""
+    from wfkit.llm._llm import _cut_short
+
+    reply = {"choices": [{"message": {"content": 'caf\u00e9 \U0001f600 "q"\n', "tool_calls": None}}]}
+    reply |= {"usage": {"prompt_tokens": 12, "cost": -1.5e-3}, "ok": True, "stop": False}
+    for text in (json.dumps(reply), json.dumps(reply, ensure_ascii=False, indent=1)):
+        body = text.encode()
+        assert all(_cut_short(body[:n]) for n in range(len(body))), next(
+            body[:n] for n in range(len(body)) if not _cut_short(body[:n])
+        )
+    for whole in ("<html></html>", "{'id': 1}", '{"a": x}', '{"a": 1} and more', '{"a": tru}', '{"a": 1,}', '"a"x'):
+        assert not _cut_short(whole.encode()), whole
 
 
 def test_json_that_is_not_a_completion_is_permanent(server: LLMServer) -> None:
@@ -459,20 +496,30 @@ def test_api_key_never_shows_in_repr_or_errors(server: LLMServer) -> None:
     assert "Bearer [REDACTED]" in str(exc)
 
 
-@pytest.mark.parametrize("header", ["api-key", "x-api-key", "X-Auth-Token", "Authorization"])
+@pytest.mark.parametrize(
+    "header", ["api-key", "x-api-key", "X-Auth-Token", "Authorization", "Proxy-Authorization", "Cookie", "Set-Cookie"]
+)
 def test_a_key_passed_in_headers_is_kept_out_of_errors_logs_checkpoints_and_cassettes(
     header: str, tmp_path: Path
 ) -> None:
     """A key given as headers={"api-key": ...} (Azure's header) or any credential header is as
     secret as api_key=: redacted from the error, the step log, the checkpoint and a cassette, even
-    in a shape no pattern knows and when the server echoes it back."""
+    in a shape no pattern knows and when the server echoes it back. A session cookie is such a
+    credential (a Cookie reached all four in clear): the whole header and each cookie's value,
+    but not a short one ("dark"), which would blank that word wherever it appears."""
     import sqlite3
     import uuid
 
     from wfkit.llm._cassette import Cassette
+    from wfkit.model._processors import redact_text
 
     key = uuid.uuid4().hex  # Azure's shape: 32 hex characters, no prefix to recognise
-    value = f"Token {key}" if header == "Authorization" else key
+    value = {
+        "Authorization": f"Token {key}",
+        "Proxy-Authorization": f"Token {key}",
+        "Cookie": f"theme=dark; session={key}",
+        "Set-Cookie": f"session={key}; Path=/v1; HttpOnly",
+    }.get(header, key)
     with LLMServer() as srv:
         srv.script(("echo_auth", header))
         flow = wf.Workflow("ask")
@@ -489,13 +536,15 @@ def test_a_key_passed_in_headers_is_kept_out_of_errors_logs_checkpoints_and_cass
             passed = flow.run({"q": f"my key is {key}"}, workspace=tmp_path, llm=client)
         assert value == srv.requests[-1]["headers"][header]  # the header is still sent as given
     assert ("failed", "succeeded") == (failed.status, passed.status)
-    assert "upstream rejected header " + value.replace(key, "[REDACTED]") in str(failed.error)
+    echoed = "[REDACTED]" if "Cookie" in header else value.replace(key, "[REDACTED]")
+    assert "upstream rejected header " + echoed in str(failed.error)
     assert key not in str(failed.error) + repr(client)
     assert not wf.steps(tmp_path)["error_message"].dropna().str.contains(key).any()
     with sqlite3.connect(tmp_path / "wfkit.db") as db:
         assert key not in "\n".join(db.iterdump())
     assert "my key is [REDACTED]" in (tmp_path / "tape.jsonl").read_text()
     assert key not in (tmp_path / "tape.jsonl").read_text()
+    assert "theme=dark" == redact_text("theme=dark")  # no cookie's short value is taken for a secret
 
 
 @pytest.mark.parametrize(
@@ -904,6 +953,68 @@ def test_run_retries_429_then_records_tokens_and_cost(server: LLMServer) -> None
     assert "reply to: refund please" == run.state["answer"]
 
 
+def test_the_step_log_tells_a_slow_model_from_a_slow_step(server: LLMServer, tmp_path: Path) -> None:
+    """Each attempt's row has the time its model calls took, apart from the step's: the sum of its
+    calls (a failed one counts the time it took to fail; a streamed one, to its end), NaN for an
+    attempt that called no model. It reads back alike in pandas, pyarrow and DuckDB, and beside
+    the cost in ``df.wf.cost()`` and the report; the step log had only the step's latency, which
+    a slow model and slow code in the step both make long."""
+    import duckdb
+    import pyarrow.dataset as ds
+
+    from wfkit.logs._report import write_report
+
+    server.script("500", ("slow", 0.3))  # think: attempt 1 fails; attempt 2's first reply is held 0.3 s
+    flow = wf.Workflow("slowness")
+
+    @flow.step(retry=wf.RetryPolicy(max_retries=1, base_delay=0.01))
+    async def think(state: dict[str, Any], ctx: wf.StepContext) -> dict[str, Any]:
+        first = await ctx.llm.complete("one")
+        async with ctx.llm.stream("two") as stream:
+            second = "".join([text async for text in stream])
+        return {"answer": first.text + second}
+
+    @flow.step()
+    async def work(state: dict[str, Any], ctx: wf.StepContext) -> dict[str, Any]:
+        await asyncio.sleep(0.3)  # slow code, no model
+        return {"done": True}
+
+    flow.edge("think", "work")
+    with test_mode():
+        flow.run({}, workspace=tmp_path, llm=client_for(server))
+    expected = [("think", 1, "retry"), ("think", 2, "ok"), ("work", 1, "ok")]
+    frame = wf.steps(tmp_path).sort_values(["started_at"])
+    assert expected == list(zip(frame["step"], frame["attempt"], frame["status"], strict=True))
+    failed, called, plain = frame["model_latency_s"]
+    assert 0 < failed < frame["latency_s"].iloc[0]
+    assert 0.3 <= called <= frame["latency_s"].iloc[1]  # its held reply, and the stream
+    assert pd.isna(plain)  # the slow step, whose 0.3 s are its own
+    assert frame["latency_s"].iloc[2] >= 0.3
+    assert "float64" == str(frame["model_latency_s"].dtype)
+
+    # The same figures from the parquet files, by pyarrow and by DuckDB.
+    dataset = ds.dataset(tmp_path / "steps", format="parquet", partitioning="hive")
+    table = dataset.to_table(columns=["step", "attempt", "model_latency_s"]).to_pylist()
+    by_pyarrow = {(r["step"], r["attempt"]): r["model_latency_s"] for r in table}
+    glob = str(tmp_path / "steps" / "**" / "*.parquet")
+    query = f"SELECT step, attempt, model_latency_s FROM read_parquet('{glob}', hive_partitioning=true)"
+    by_duckdb = {(step, attempt): value for step, attempt, value in duckdb.sql(query).fetchall()}
+    by_pandas = {(r.step, r.attempt): r.model_latency_s for r in frame.itertuples()}
+    assert by_pyarrow == by_duckdb
+    assert {k: v for k, v in by_pandas.items() if k != ("work", 1)} == {
+        k: v for k, v in by_pyarrow.items() if k != ("work", 1)
+    }
+    assert None is by_pyarrow[("work", 1)] is by_duckdb[("work", 1)]
+
+    # Beside the cost: per step, the model's time summed over attempts, NaN where none called one.
+    cost = frame.wf.cost(by="step")
+    assert pytest.approx(failed + called) == cost.loc["think", "model_latency_s"]
+    assert pd.isna(cost.loc["work", "model_latency_s"])
+    page = write_report(tmp_path, tmp_path / "report").read_text()
+    cost_table = page[page.index("<h3>Cost</h3>") :]
+    assert "model time" in cost_table
+
+
 def test_a_retry_after_beyond_max_elapsed_fails_at_once_saying_why(server: LLMServer, tmp_path: Path) -> None:
     """A 429 asking for an hour, under a policy that retries for 5 minutes at most: the step fails
     at once (one request), and the message says what the server asked and which limit stopped it;
@@ -941,13 +1052,29 @@ def test_a_retry_after_beyond_max_delay_is_not_waited_when_nothing_else_bounds_i
     assert "max_delay=60" in message, message
 
 
-def test_run_fails_at_once_on_malformed_reply(server: LLMServer) -> None:
-    """Malformed JSON is permanent: no retry, one failed event saying why."""
-    server.script("malformed")
+def test_run_fails_at_once_on_a_reply_that_is_not_json(server: LLMServer) -> None:
+    """A body that is not JSON is permanent: no retry, one failed event saying why."""
+    server.script("html_200")
     flow = asking_flow(retry=wf.RetryPolicy(max_retries=3, base_delay=0.01))
     with test_mode():
         run = flow.run({"q": "x"}, workspace=False, llm=client_for(server), raise_on_error=False)
     assert [("failed", "permanent", "LLMResponseError")] == [(e.status, e.error_kind, e.error_type) for e in run.events]
+
+
+def test_run_retries_a_reply_cut_short_and_the_retry_succeeds(server: LLMServer, tmp_path: Path) -> None:
+    """A reply cut short is retried (it failed the run at once before); the step log's retry row
+    says what arrived, and the answer is the retry's."""
+    server.script(("cut_at_close", 40))
+    flow = asking_flow(retry=wf.RetryPolicy(max_retries=3, base_delay=0.01))
+    with test_mode():
+        run = flow.run({"q": "x"}, workspace=tmp_path, llm=client_for(server))
+    assert "reply to: x" in run.state["answer"]
+    rows = wf.steps(tmp_path).sort_values("attempt")
+    assert [("retry", "transient", "LLMConnectionError"), ("ok", None, None)] == [
+        (r.status, *(None if pd.isna(v) else v for v in (r.error_kind, r.error_type))) for r in rows.itertuples()
+    ]
+    assert "JSON body cut short: 40 bytes arrived" in rows["error_message"].iloc[0]
+    assert "a retry asks again" in rows["error_message"].iloc[0]
 
 
 def test_run_retries_a_slow_reply_after_its_timeout(server: LLMServer) -> None:

@@ -141,7 +141,7 @@ def test_5xx_fault_uses_its_status() -> None:
 
 
 def test_malformed_fault_is_a_permanent_response_error() -> None:
-    """A malformed reply is a 200 with cut-off JSON: LLMResponseError, permanent."""
+    """A malformed reply is a 200 whose body is not JSON: LLMResponseError, permanent."""
     exc = failure(SimulatedModel(faults={"malformed": 1.0}))
     assert isinstance(exc, LLMResponseError)
     assert wf.ErrorKind.PERMANENT == wf.classify_error(exc)

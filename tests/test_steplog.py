@@ -863,12 +863,12 @@ def test_several_processes_log_into_one_workspace(workspace: Path, tmp_path: Pat
 
 
 def test_durable_wait_is_a_column_appended_after_seq(workspace: Path) -> None:
-    """The file schema ends with seq, the fields appended before, then durable_wait_s (float64),
-    filled for checkpointed attempts."""
+    """The file schema ends with seq, the fields appended before, then durable_wait_s and
+    model_latency_s (float64); durable_wait_s is filled for checkpointed attempts."""
     two_step_flow("waits").run({"i": 1})
     names = schema().names
-    assert ["seq", "map_index", "parent_run_id", "durable_wait_s"] == names[-4:]
-    assert pa.float64() == schema().field("durable_wait_s").type
+    assert ["seq", "map_index", "parent_run_id", "durable_wait_s", "model_latency_s"] == names[-5:]
+    assert pa.float64() == schema().field("durable_wait_s").type == schema().field("model_latency_s").type
     frame = wf.steps(workspace, workflow="waits")
     assert 2 == len(frame)
     assert (frame["durable_wait_s"] > 0).all()
@@ -924,6 +924,7 @@ _events = st.builds(
     map_index=st.none() | st.integers(0, 1000),
     parent_run_id=_maybe,
     durable_wait_s=st.none() | st.floats(0, 10),  # every field named: builds would draw NaN for it
+    model_latency_s=st.none() | st.floats(0, 10),
 )
 
 

@@ -867,6 +867,7 @@ class Execution:
                     None,
                     make.parent_run_id,
                     None,
+                    None,
                 ),
             )
             if not make.only_text:

@@ -96,14 +96,14 @@ class EventMaker:
     ) -> StepEvent:
         """One row; ``usage`` is what the step recorded (model, tokens, cost, extra)."""
         if usage is None:
-            model = tokens_in = tokens_out = cost = extra = None
+            model = tokens_in = tokens_out = cost = extra = model_latency = None
         else:
             model, tokens_in, tokens_out = usage.get("model"), usage.get("tokens_in"), usage.get("tokens_out")
-            cost, extra = usage.get("cost_usd"), usage.get("extra")
+            cost, extra, model_latency = usage.get("cost_usd"), usage.get("extra"), usage.get("model_latency_s")
         # Positional, straight into the tuple: the NamedTuple's own __new__ is one Python call more
         # per attempt. In StepEvent's field order (a test checks it), written out to the last field
-        # (durable_wait_s, None: a row is made before its checkpoint): a starred tail would build
-        # the row through a list, a third more work per row.
+        # (durable_wait_s, None: a row is made before its checkpoint; then model_latency_s): a
+        # starred tail would build the row through a list, a third more work per row.
         event: StepEvent = _new_row(
             StepEvent,
             (
@@ -136,6 +136,7 @@ class EventMaker:
                 map_index,
                 self.parent_run_id,
                 None,
+                model_latency,
             ),
         )
         if fields:
@@ -198,6 +199,7 @@ class EventMaker:
                 None,
                 None,
                 self.parent_run_id,
+                None,
                 None,
             ),
         )

@@ -13,12 +13,13 @@ canonical form (sorted keys); headers are ignored. Modes:
 - ``"auto"``: replay what is recorded, forward and record the rest (with the endpoint down, the
   error says both: it could not be reached, and which recording came nearest).
 
-Only 2xx replies are recorded, so a replay never reproduces an outage. While recording, a reply
+Only 2xx replies are recorded, and not one whose JSON was cut short, so a replay never reproduces
+an outage. While recording, a reply
 reaches the caller as it arrives (a streamed one chunk by chunk) and is written once it has all
 come. Requests recorded several times replay in order, the last one repeating. One interaction per line:
 ``{"request": {"method", "path", "body"}, "response": {"status", "headers", "json" | "text"}}``.
 Request headers are never stored, and any key seen in a credential header (Authorization,
-``api-key``, ``x-api-key``, any whose name says key or token; or passed as
+``api-key``, ``x-api-key``, any whose name says key or token, a cookie's value; or passed as
 ``secrets=``), any value marked with ``wfkit.mark_secret``, any key-shaped string and the value of
 any key-like environment variable is replaced by ``[REDACTED]`` in both directions, before the line
 is written (a replayed request is redacted the same way, so it still matches).
@@ -42,6 +43,7 @@ from wfkit.llm._llm import (
     LLMConnectionError,
     LLMError,
     LLMTimeoutError,
+    _cut_short,
     _where,
     check_async_transport,
     refuse_to_pickle_network_transport,
@@ -305,6 +307,8 @@ class Cassette(httpx.AsyncBaseTransport):
 
     def _store(self, key: tuple[str, str, str], secrets: list[str], response: httpx.Response, content: bytes) -> None:
         decoded = _decode(content)
+        if (decoded is None or isinstance(decoded, str)) and _cut_short(content):
+            return  # no reply, but a cut one (transient): recorded, every replay would be cut too
         is_json = not isinstance(decoded, str) and "json" in response.headers.get("content-type", "")
         stored: dict[str, Any] = {
             "status": response.status_code,

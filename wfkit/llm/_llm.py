@@ -12,7 +12,7 @@ Errors, all under ``LLMError`` (a ``WfkitError``), carry what the engine's class
     │                                        ``should_retry`` (its ``x-should-retry``), ``error_kind`` (409
     │                                        and ``x-should-retry``, as OpenAI's client)
     ├── LLMTimeoutError (TimeoutError)       connect, read, write or pool timeout: transient
-    ├── LLMConnectionError (ConnectionError) the endpoint could not be reached, or cut a stream off: transient
+    ├── LLMConnectionError (ConnectionError) the endpoint could not be reached, or cut a reply off: transient
     ├── LLMResponseError (ValueError)        a reply that is not chat-completions JSON, a redirect: permanent;
     │                                        an error event mid-stream: transient if it says the server failed
     └── CassetteMissError (ValueError)       replay found no recorded request (wfkit.llm._cassette)
@@ -162,6 +162,32 @@ def _tool_calls_of(calls: Any, where: str) -> tuple[ToolCall, ...]:
     return tuple(out)
 
 
+# What is left where the decoder stopped when the text ends inside a token: a literal's or a
+# number's first characters, or (reported as an invalid escape, from where it starts) a ``\uXXXX``.
+_PARTIAL_TOKEN = re.compile(r"t(r(ue?)?)?|f(a(l(se?)?)?)?|n(u(ll?)?)?|-?\d*(\.\d*)?([eE][+-]?\d*)?")
+_PARTIAL_ESCAPE = re.compile(r"\\?u[0-9a-fA-F]{0,4}")
+
+
+def _cut_short(content: bytes) -> bool:
+    """Whether a body that failed to parse is JSON that stops early (nothing at all, or an object
+    or array the decoder ran out of text in) rather than something else: a body cut off by a
+    dropped connection or a proxy, which asking again can mend. HTTP cannot tell such a body from
+    a whole one when no Content-Length promised more (or a proxy sent a partial body whole)."""
+    text = content.decode("utf-8", errors="replace")  # a cut inside a character leaves U+FFFD
+    if text.lstrip()[:1] not in ("", "{", "["):
+        return False
+    try:
+        json.loads(text)
+    except json.JSONDecodeError as exc:
+        tail = text[exc.pos :].rstrip()
+        if exc.msg.startswith("Unterminated string"):
+            return True
+        if exc.msg.startswith("Invalid \\uXXXX escape"):
+            return _PARTIAL_ESCAPE.fullmatch(tail) is not None
+        return _PARTIAL_TOKEN.fullmatch(tail) is not None
+    return False  # it parses once decoded: bytes that are not UTF-8, not a cut
+
+
 def _redact(text: str, secrets: Iterable[str]) -> str:
     for secret in secrets:
         text = text.replace(secret, REDACTED)
@@ -227,20 +253,23 @@ def _where(url: httpx.URL) -> str:
 _UNREACHABLE = (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError, httpx.ProxyError)
 
 
-def _record(ctx: StepContext | None, model: str, reply: Reply | None) -> None:
-    """Add one call to the step's event: model, tokens and cost add up; ``extra.llm_calls`` counts."""
+def _record(ctx: StepContext | None, model: str, reply: Reply | None, started: float) -> None:
+    """Add one call to the step's event: model, tokens, cost and the call's time (from
+    ``started``, a ``perf_counter``) add up; ``extra.llm_calls`` counts."""
     if ctx is None:
         return
+    seconds = time.perf_counter() - started
     extra = (ctx.usage or {}).get("extra") or {}
     calls = int(extra.get("llm_calls", 0)) + 1
-    if reply is None:  # a failed call: the event still says which model failed
-        ctx.record(model=model, llm_calls=calls)
+    if reply is None:  # a failed call: the event still says which model failed, and how long it took
+        ctx.record(model=model, model_latency_s=seconds, llm_calls=calls)
     else:
         ctx.record(
             model=reply.model,
             tokens_in=reply.tokens_in,
             tokens_out=reply.tokens_out,
             cost_usd=reply.cost_usd,
+            model_latency_s=seconds,
             llm_calls=calls,
         )
 
@@ -384,7 +413,7 @@ class ChatClient:
 
     def _start(self) -> None:
         """What this process needs beyond the configuration: the key, and any credential given in
-        ``headers=`` (``{"api-key": ...}``, Azure's), marked secret here, and a connection pool per
+        ``headers=`` (``{"api-key": ...}``, Azure's; a ``Cookie``), marked secret here, and a connection pool per
         event loop (made on first use)."""
         found = {*header_secrets(self._headers), *([self._api_key] if self._api_key else [])}
         self._secrets = tuple(sorted((s for s in found if len(s) >= 4), key=len, reverse=True))  # longest first
@@ -466,12 +495,12 @@ class ChatClient:
             self._raise_for_status(response, body["model"])
             reply = self._reply(response, body["model"], time.perf_counter() - started)
         except _UNREACHABLE as exc:
-            _record(ctx, body["model"], None)
+            _record(ctx, body["model"], None, started)
             raise self._transport_error(exc, body["model"]) from exc
         except (LLMError, asyncio.CancelledError):  # cancelled: the step's timeout cut the call short
-            _record(ctx, body["model"], None)
+            _record(ctx, body["model"], None, started)
             raise
-        _record(ctx, body["model"], reply)
+        _record(ctx, body["model"], reply, started)
         return reply
 
     def stream(
@@ -571,6 +600,8 @@ class ChatClient:
         try:
             payload = json.loads(response.content)
         except (ValueError, UnicodeDecodeError) as exc:
+            if _cut_short(response.content):
+                raise self._cut_short(response) from None
             excerpt = self._redact(response.text[:120])
             raise LLMResponseError(
                 f"{where} answered HTTP {response.status_code} with a body that is not valid JSON ({exc}); "
@@ -594,6 +625,17 @@ class ChatClient:
             ) from None
         calls = _tool_calls_of(tool_calls, where)
         return self._make_reply(payload, content or "", payload.get("model") or model, latency, choice, payload, calls)
+
+    def _cut_short(self, response: httpx.Response) -> LLMConnectionError:
+        """A 2xx whose JSON stops early: what arrived (its size and end, not the whole body), and
+        that asking again can help (transient), as for a stream cut off."""
+        content = response.content
+        end = self._redact(content[-40:].decode("utf-8", errors="replace"))
+        return LLMConnectionError(
+            f"{_where(response.request.url)} answered HTTP {response.status_code} with a JSON body cut short: "
+            f"{len(content)} bytes arrived" + (f", ending {end!r}" if content else "") + " (the connection or a "
+            "proxy cut the reply off); the reply is incomplete, so it is not returned, and a retry asks again"
+        )
 
     def _make_reply(
         self,
@@ -748,11 +790,11 @@ class ChatStream:
                 client._raise_for_status(self._response, model)
         except _UNREACHABLE as exc:
             await self._close()
-            _record(self._ctx, model, None)
+            _record(self._ctx, model, None, self._started)
             raise client._transport_error(exc, model, "stream") from exc
         except (LLMError, asyncio.CancelledError):  # cancelled: the step's timeout cut the call short
             await self._close()
-            _record(self._ctx, model, None)
+            _record(self._ctx, model, None, self._started)
             raise
         return self
 
@@ -760,7 +802,7 @@ class ChatStream:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         await self._close()
-        _record(self._ctx, self._body["model"], self.reply)
+        _record(self._ctx, self._body["model"], self.reply, self._started)
 
     async def _close(self) -> None:
         if self._response is not None:

@@ -83,7 +83,7 @@ class SimulatedModel(httpx.AsyncBaseTransport):
     - ``faults``: the share of requests that fail, by kind: ``"429"`` (with ``Retry-After:
       retry_after``), a 5xx code such as ``"500"`` or ``"503"``, ``"timeout"`` (the reply stalls
       past the call's read timeout, then ``httpx.ReadTimeout``), ``"malformed"`` (a 200 whose
-      JSON is cut off).
+      body is not JSON; streamed, an event whose JSON is cut off).
     - ``reply``: a fixed string; rules ``{regex: reply}`` searched in the last user message
       (first match wins, case-insensitive); or a function of the message list. Unmatched
       messages get an echo.
@@ -210,7 +210,10 @@ class SimulatedModel(httpx.AsyncBaseTransport):
                 return httpx.Response(
                     200, headers={"content-type": "text/event-stream"}, content=f"data: {cut}\n\n".encode()
                 )
-            return httpx.Response(200, headers={"content-type": "application/json"}, content=cut.encode())
+            # Whole, but not JSON (a server writing Python's repr): a JSON body cut short is
+            # transient, and this fault is the permanent reply that asking again cannot mend.
+            whole = repr({"id": cid, "object": "chat.completion", "choices": [{"message": {"content": "Not JSON"}}]})
+            return httpx.Response(200, headers={"content-type": "application/json"}, content=whole.encode())
         text = self.answer(messages)
         usage = {"prompt_tokens": sum(estimate_tokens(_text_of(m)) for m in messages)}
         usage["completion_tokens"] = estimate_tokens(text)

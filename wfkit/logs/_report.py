@@ -270,9 +270,8 @@ def _workflow_section(
             f'<img src="{image}" alt="timeline of run {_esc(run_id)}">'
         )
 
-    cost = mine.frame(
-        ["workflow", "step", "attempt", "status", "tokens_in", "tokens_out", "cost_usd", "model", "extra"], sort=False
-    )
+    usage = ["tokens_in", "tokens_out", "cost_usd", "model", "extra", "model_latency_s"]
+    cost = mine.frame(["workflow", "step", "attempt", "status", *usage], sort=False)
     if len(cost) and (cost["tokens_in"].fillna(0).sum() or cost["cost_usd"].fillna(0).sum()):
         from wfkit.logs._register import register_accessor
 
@@ -287,6 +286,7 @@ def _workflow_section(
                     "tokens_in": ("tokens in", _count),
                     "tokens_out": ("tokens out", _count),
                     "cost_usd": ("cost", _money),
+                    "model_latency_s": ("model time", _duration),
                 },
                 index={"step": "step"},
             )

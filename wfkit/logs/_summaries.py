@@ -35,7 +35,12 @@ _TYPES = "{'workflow': 'VARCHAR', 'date': 'VARCHAR'}"
 # segments written before them.
 _SIZE = re.compile(r"\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)", re.IGNORECASE)
 """A size as DuckDB's memory_limit reads it."""
-_LATER_TYPES = {"map_index": "INTEGER", "parent_run_id": "VARCHAR", "durable_wait_s": "DOUBLE"}
+_LATER_TYPES = {
+    "map_index": "INTEGER",
+    "parent_run_id": "VARCHAR",
+    "durable_wait_s": "DOUBLE",
+    "model_latency_s": "DOUBLE",
+}
 # A row of the filtered rows ``s`` that is not a map step's own row (wfkit.logs._tables.map_own_rows):
 # an item's row, or a row of a step none of whose rows is an item's.
 _NOT_MAP_OWN_ROW = "(map_index IS NOT NULL OR ({keys}) NOT IN (SELECT {keys} FROM s WHERE map_index IS NOT NULL))"

@@ -165,14 +165,17 @@ class StepContext:
         tokens_in: int | None = None,
         tokens_out: int | None = None,
         cost_usd: float | None = None,
+        model_latency_s: float | None = None,
         **extra: Any,
     ) -> None:
-        """Add usage to this attempt's event; token counts and cost add up over several calls."""
+        """Add usage to this attempt's event; token counts, cost and the model's time (seconds one
+        call took) add up over several calls."""
         usage = self._usage if self._usage is not None else {}
         self._usage = usage
         if model is not None:
             usage["model"] = model
-        for key, value in (("tokens_in", tokens_in), ("tokens_out", tokens_out), ("cost_usd", cost_usd)):
+        added = (("tokens_in", tokens_in), ("tokens_out", tokens_out), ("cost_usd", cost_usd))
+        for key, value in (*added, ("model_latency_s", model_latency_s)):
             if value is not None:
                 usage[key] = usage.get(key, 0) + value
         if extra:

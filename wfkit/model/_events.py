@@ -67,6 +67,11 @@ class StepEvent(NamedTuple):
     # checkpoint whose wait its process did not write before it was killed (at most its last 32:
     # the waits ride in later writes). Unknown, never 0. Never part of latency_s.
     durable_wait_s: float | None = None
+    # The time this attempt's model calls took, in seconds: the sum of its calls (``ctx.llm``'s
+    # own, or what a step gave ``ctx.record(model_latency_s=...)``), a failed call's up to its
+    # failure; None when it called none. Part of latency_s (the calls run inside the body), so a
+    # slow model is told from slow code; calls made at once can add up to more than it.
+    model_latency_s: float | None = None
 
     @property
     def started(self) -> _dt.datetime:

@@ -119,12 +119,19 @@ def _names_a_secret(name: str) -> bool:
 
 
 def header_secrets(headers: Mapping[str, str]) -> list[str]:
-    """The secret values among HTTP ``headers``: those of Authorization and of any header whose name
-    says it holds a key (``api-key``, ``x-api-key``, ``X-Auth-Token``); of ``Bearer KEY`` (or
-    ``Basic``, ``Token``) only the credential: the scheme is no secret, and says what was hidden."""
+    """The secret values among HTTP ``headers``: those of Authorization (and Proxy-Authorization)
+    and of any header whose name says it holds a key (``api-key``, ``x-api-key``, ``X-Auth-Token``);
+    of ``Bearer KEY`` (or ``Basic``, ``Token``) only the credential: the scheme is no secret, and
+    says what was hidden. A ``Cookie`` or ``Set-Cookie`` is a session's credential: the whole
+    header, and each cookie's value (a Set-Cookie's attributes are none) of 8 characters or more:
+    a shorter one ("en", "dark") is no session and would blank that word wherever it appears."""
     found = []
     for name, value in headers.items():
-        if value and (name.lower() in ("authorization", "proxy-authorization") or _names_a_secret(name)):
+        if value and name.lower() in ("cookie", "set-cookie"):
+            pairs = value.split(";") if name.lower() == "cookie" else value.split(";")[:1]
+            values = (pair.partition("=")[2].strip().strip('"') for pair in pairs)
+            found += [value, *(v for v in values if len(v) >= _MIN_ENV_SECRET)]
+        elif value and (name.lower() in ("authorization", "proxy-authorization") or _names_a_secret(name)):
             scheme, _, token = value.partition(" ")
             found.append(token.strip() if token.strip() and scheme.lower() in ("bearer", "basic", "token") else value)
     return found

@@ -337,11 +337,11 @@ def _text(value: Any) -> str:
 
 
 # The event's columns: everything but the three JSON payloads, which get checksums of their own,
-# and ``durable_wait_s``, a measurement filled in after the row is written (the checkpoint's own
-# commit is what it measures).
-_EVENT_AT = tuple(
-    i for i in range(len(COLUMNS)) if i not in (_UPDATES_AT, _FAILURE_AT, _EXTRA_AT, COLUMNS.index("durable_wait_s"))
-)
+# ``durable_wait_s``, a measurement filled in after the row is written (the checkpoint's own
+# commit is what it measures), and ``model_latency_s``, a measurement appended after checksums
+# existed: the rows of a store written before it carry checksums that do not cover it.
+_UNCHECKED_AT = (_UPDATES_AT, _FAILURE_AT, _EXTRA_AT, COLUMNS.index("durable_wait_s"), COLUMNS.index("model_latency_s"))
+_EVENT_AT = tuple(i for i in range(len(COLUMNS)) if i not in _UNCHECKED_AT)
 _EVENT_COLUMNS = operator.itemgetter(*_EVENT_AT)
 
 # Checksum format 2 (rows written from wfkit 0.x on; format 1 rows still verify, see
