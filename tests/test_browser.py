@@ -65,13 +65,14 @@ def _scenario(page: Page, expect: Any, lab: Lab, workspace: Path) -> None:
     grace.locator("textarea").fill("too large for self-service")
     grace.get_by_role("button", name="Reject").click()  # the name includes the icon's glyph
 
-    expect(grace).to_contain_text("rejected by bob")
-    expect(grace.get_by_role("button", name="Approve")).to_be_disabled()
-    expect(grace.get_by_role("button", name="Reject")).to_be_disabled()
-    # Its header says so too: a reviewer scrolling past must not take it for an open gate.
+    # Its header says so: a reviewer scrolling past must not take it for an open gate.
     header = grace.locator(".widget-html").first
     expect(header).to_contain_text(re.compile(r"^Rejected by bob at \S+ \S+ UTC: too large for self-service"))
     expect(header).not_to_contain_text("Approval needed")
+    expect(grace.get_by_role("button", name="Approve")).to_be_disabled()
+    expect(grace.get_by_role("button", name="Reject")).to_be_disabled()
+    # Once: not again under the disabled buttons ("rejected by bob: too large..." repeated the header).
+    assert 1 == grace.inner_text().count("by bob"), grace.inner_text()
     # Only what the decision led to, there and in wf.pending()'s panel: not the choice as if open.
     for shown in (grace, listed):
         expect(shown.locator(".wfk-gate-outcomes")).to_have_text("Rejected: the run goes on at explain.")
@@ -228,7 +229,6 @@ def test_a_panel_shows_a_decision_made_from_another_kernel(tmp_path: Path, works
         expect(decided).to_contain_text("second kernel: rejected by carol", timeout=30_000)
         other.close()
 
-        expect(grace).to_contain_text("rejected by carol: decided in kernel two")
         expect(grace.locator(".widget-html").first).to_contain_text(
             re.compile(r"^Rejected by carol at \S+ \S+ UTC: decided in kernel two")
         )
@@ -318,7 +318,7 @@ def test_a_panel_from_before_a_kernel_restart_says_so_and_how_to_get_a_live_one(
         expect(live.locator(".wfk-restarted")).to_be_hidden()
         live.locator(".widget-text input").fill("bob")
         live.get_by_role("button", name="Approve").click()
-        expect(live).to_contain_text("approved by bob")
+        expect(live.locator(".widget-html").first).to_contain_text(re.compile("^Approved by bob at "))
 
         ws = Workspace(workspace)
 
