@@ -24,6 +24,15 @@ if TYPE_CHECKING:
 
 NOTEBOOK = Path(__file__).resolve().parent.parent / "notebooks" / "04_approval_gates.ipynb"
 
+# How many pixels of an SVG drawing lie below the lowest thing drawn in it.
+BLANK_UNDER = """(svg) => {
+    let lowest = svg.getBoundingClientRect().top;
+    for (const el of svg.querySelectorAll("rect, text, path, circle")) {
+        if (!el.closest("defs")) lowest = Math.max(lowest, el.getBoundingClientRect().bottom);
+    }
+    return svg.getBoundingClientRect().bottom - lowest;
+}"""
+
 
 @pytest.mark.skipif(
     not CHROMIUM.exists(), reason=f"{CHROMIUM} is missing (apt-get install chromium); this browser test drives it"
@@ -107,6 +116,10 @@ def _scenario(page: Page, expect: Any, lab: Lab, workspace: Path) -> None:
     for cell, steps in ((ada_cell, ["quote", "refund"]), (grace_cell, ["quote", "refund", "explain"])):
         expect(cell.locator(".jp-OutputArea .wfkit-run").first).to_contain_text("succeeded")
         expect(cell.locator(".jp-OutputArea .wfkit-steps tbody tr td:first-child")).to_have_text(steps)
+        # Its graph ends under its lowest step: no blank band before the step picker (the drawing
+        # kept a row for an end marker this workflow has none of).
+        graph = cell.locator(".wfk-run-view svg").first
+        assert 30 > graph.evaluate(BLANK_UNDER), "blank band under the graph"
 
 
 @pytest.mark.skipif(
