@@ -51,6 +51,13 @@ def test_approval_notebook_in_a_browser(tmp_path: Path, workspace: Path, lab: La
 def _scenario(page: Page, expect: Any, lab: Lab, workspace: Path) -> None:
     notebook = run_notebook(page, lab, NOTEBOOK.name, expect)
 
+    # What a learner reads first says, in two sentences, what the notebook shows and what to click.
+    opening = notebook.locator(".jp-MarkdownCell .jp-RenderedMarkdown p").first
+    expect(opening).to_contain_text("Approve")
+    sentences = re.split(r"(?<=[.!?])\s+", opening.inner_text().strip())
+    assert 2 >= len(sentences), sentences
+    assert "Reject" in opening.inner_text()
+
     # The live views of the two runs (cells `small = ...` and `large = ...`), one panel in each.
     ada_cell = notebook.locator(".jp-CodeCell", has_text="small = flow.start")
     grace_cell = notebook.locator(".jp-CodeCell", has_text="large = flow.start")
