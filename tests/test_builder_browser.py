@@ -621,23 +621,51 @@ def test_a_long_problem_has_its_bullet_on_its_first_line(tmp_path: Path, lab: La
 )
 def test_save_to_a_folder_that_does_not_exist_says_so(tmp_path: Path, lab: Lab) -> None:
     """Save to `specs/router.yaml` with no `specs` folder says in the status line that nothing was
-    written, and why; the kernel's error went to JupyterLab's log, and the builder showed nothing."""
+    written, and why; the kernel's error went to JupyterLab's log, and the builder showed nothing.
+    The builder speaks to its user (create the folder; no tools, no step functions on offer), never
+    of the `wf.edit(...)` call, which nothing inside it can change (it said "give wf.edit a path=",
+    "pass steps= to wf.edit", "pass tools= to wf.edit"): that is said once, under each call's cell."""
     from playwright.sync_api import expect
 
-    source = SOURCE.replace('"router.yaml"', 'ex.rag_router(), path="specs/router.yaml"')
     nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_code_cell(source)]
+    nb.cells = [
+        nbformat.v4.new_code_cell(
+            'import wfkit as wf\nimport wfkit.examples as ex\n\nwf.edit(ex.rag_router(), path="specs/router.yaml")'
+        ),
+        nbformat.v4.new_code_cell('wf.edit("empty.yaml", steps=[])'),
+    ]
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
     nbformat.write(nb, tmp_path / "nofolder.ipynb")
     with lab_page(lab, {"width": 1800, "height": 1100}, tmp_path / "nofolder-failure.png") as page:
-        builder = run_notebook(page, lab, "nofolder.ipynb", expect).locator(".wfk-builder")
-        expect(builder.locator(".wfk-problems")).to_contain_text("The kernel finds no problems.", timeout=30_000)
-        builder.get_by_role("button", name="Save flow spec").click()
-        expect(builder.locator(".wfk-status")).to_have_text(
+        notebook = run_notebook(page, lab, "nofolder.ipynb", expect)
+        builders = notebook.locator(".wfk-builder")
+        expect(builders).to_have_count(2, timeout=30_000)
+        router, empty = builders.nth(0), builders.nth(1)
+        expect(router.locator(".wfk-problems")).to_contain_text("The kernel finds no problems.")
+        router.get_by_role("button", name="Save flow spec").click()
+        expect(router.locator(".wfk-status")).to_have_text(
             "not saved: cannot write specs/router.yaml (No such file or directory): create the folder "
-            "specs, or give wf.edit a path= in a folder that exists"
+            "specs, then Save again"
         )
-        builder.screenshot(path=str(tmp_path / "builder-no-folder.png"))
+        router.locator("g[data-step='classify'] rect.wfk-node-box").click()
+        expect(router.locator(".wfk-panel")).to_contain_text("No tools on offer in this builder.")
+        router.screenshot(path=str(tmp_path / "builder-no-folder.png"))
+        expect(empty.locator(".wfk-palette")).to_contain_text(
+            "No step functions on offer yet: type a name under New step and click Write stub."
+        )
+        for builder in (router, empty):
+            shown = builder.inner_text()
+            for call in ("wf.edit", "steps=", "tools=", "path="):
+                assert call not in shown, f"the builder speaks of the edit call: {call!r} in {shown!r}"
+
+        # Said once under each cell, to whoever wrote its wf.edit(...) call.
+        printed = notebook.locator(".jp-CodeCell").locator(".jp-OutputArea-output[data-mime-type$='stdout']")
+        expect(printed).to_have_count(2)
+        expect(printed.nth(0)).to_contain_text("Save writes specs/router.yaml, but the folder specs does not exist")
+        expect(printed.nth(0)).to_contain_text("no tool registry, so routes can bind no tools: pass tools=")
+        expect(printed.nth(0)).not_to_contain_text("steps=")  # the workflow's own functions are on offer
+        expect(printed.nth(1)).to_contain_text("no step functions on offer")
+        expect(printed.nth(1)).to_contain_text("pass steps=")
     assert not (tmp_path / "specs").exists()
 
 

@@ -726,7 +726,7 @@ class Editor {
           ),
         ),
       ),
-      items.length ? null : h("p", { class: "wfk-hint", text: "No step functions found: pass steps= to wf.edit, or write a new one below." }),
+      items.length ? null : h("p", { class: "wfk-hint", text: "No step functions on offer yet: type a name under New step and click Write stub." }),
       h("h4", { text: "New step" }),
       h("label", { for: inputId, text: "Function name" }),
       newName,
@@ -1119,7 +1119,7 @@ class Editor {
     const tools = this.model.get("tools") || [];
     const chosen = new Set(current || []);
     const box = h("fieldset", { class: "wfk-tools" }, h("legend", { text: legend }));
-    if (!tools.length) box.append(h("p", { class: "wfk-hint", text: "No tool registry: pass tools= to wf.edit." }));
+    if (!tools.length) box.append(h("p", { class: "wfk-hint", text: "No tools on offer in this builder." }));
     for (const tool of tools) {
       const check = h("input", { type: "checkbox", checked: chosen.has(tool.name), "aria-label": `Tool ${tool.name}` });
       check.addEventListener("change", () => {
