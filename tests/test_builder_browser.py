@@ -887,3 +887,57 @@ def test_an_approval_reason_cleared_stays_cleared_and_is_asked_for(tmp_path: Pat
         expect(builder.locator(".wfk-status")).to_contain_text("saved rag-router.yaml")
     saved = __import__("yaml").safe_load((tmp_path / "rag-router.yaml").read_text())
     assert {"reason": "Queries touching sales data need an analyst"} == saved["steps"]["data_query"]["approval"]
+
+
+LONG_LIST = [
+    *("alpha", "bravo", "charlie", "delta", "echo", "foxtrot"),
+    *("golf", "hotel", "india", "juliett", "kilo", "lima"),
+]
+MANY_VALUES = (
+    "import wfkit as wf\n\n"
+    "def classify(state):\n    return {'kind': 'alpha'}\n\n"
+    "def handle(state):\n    return {}\n\n"
+    "def other(state):\n    return {}\n\n"
+    "flow = wf.Workflow('many')\n"
+    "flow.step(classify)\nflow.step(handle)\nflow.step(other)\n"
+    f"flow.route('classify', wf.when('kind', 'in', {LONG_LIST!r}) >> wf.go('handle'), default=wf.go('other'))\n"
+    "wf.edit(flow, path='many.yaml')"
+)
+
+
+@pytest.mark.skipif(
+    not CHROMIUM.exists(), reason=f"{CHROMIUM} is missing (apt-get install chromium); this browser test drives it"
+)
+def test_a_long_in_list_is_shown_whole_in_its_value_box_and_edited_there(tmp_path: Path, lab: Lab) -> None:
+    """A route testing `kind in [12 values]` shows all twelve in its value box, none scrolled out of
+    sight (the one-line box showed "alpha, bravo, c"); a thirteenth typed at its end is saved."""
+    from playwright.sync_api import expect
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(MANY_VALUES)]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
+    nbformat.write(nb, tmp_path / "many.ipynb")
+    with lab_page(lab, {"width": 1600, "height": 1100}, tmp_path / "many-failure.png") as page:
+        builder = run_notebook(page, lab, "many.ipynb", expect).locator(".wfk-builder")
+        expect(builder.locator(".wfk-problems")).to_contain_text("The kernel finds no problems.", timeout=30_000)
+        builder.scroll_into_view_if_needed()
+        builder.locator("g[data-label-for='route:classify:0'] rect.wfk-edge-label-bg").click()
+        panel = builder.locator(".wfk-panel")
+        expect(panel).to_contain_text("Route: classify → handle")
+        box = panel.get_by_label("Condition value")
+        expect(box).to_have_value(", ".join(LONG_LIST))
+        hidden = box.evaluate("e => [e.scrollWidth - e.clientWidth, e.scrollHeight - e.clientHeight]")
+        assert [0, 0] == [max(0, int(h)) for h in hidden], f"text out of sight in the value box: {hidden}"
+        inside, shown = _box(panel), _box(box)
+        assert shown["x"] + shown["width"] <= inside["x"] + inside["width"]  # within the panel, not cut by it
+        builder.screenshot(path=str(tmp_path / "builder-long-in-list.png"))
+
+        box.click()
+        page.keyboard.press("Control+End")  # the end of the text, not of its first line
+        page.keyboard.type(", mike")
+        page.keyboard.press("Enter")
+        builder.get_by_role("button", name="Save flow spec").click()
+        expect(builder.locator(".wfk-status")).to_contain_text("saved many.yaml")
+        expect(panel.get_by_label("Condition value")).to_have_value(", ".join([*LONG_LIST, "mike"]))
+    saved = __import__("yaml").safe_load((tmp_path / "many.yaml").read_text())
+    assert [*LONG_LIST, "mike"] == saved["routes"]["classify"]["routes"][0]["when"]["value"]
