@@ -57,6 +57,8 @@ def _scenario(page: Page, expect: Any, lab: Lab, workspace: Path) -> None:
     sentences = re.split(r"(?<=[.!?])\s+", opening.inner_text().strip())
     assert 2 >= len(sentences), sentences
     assert "Reject" in opening.inner_text()
+    expect(opening.locator("mjx-container")).to_have_count(0)  # its amounts read as text, not typeset as math
+    expect(opening).to_contain_text("(900)")
 
     # The live views of the two runs (cells `small = ...` and `large = ...`), one panel in each.
     ada_cell = notebook.locator(".jp-CodeCell", has_text="small = flow.start")
