@@ -164,6 +164,16 @@ class Session:
             )
         elif not os.access(self.path if self.path.exists() else folder, os.W_OK):
             notes.append(f"Save writes {self.path}, which cannot be written: pass path= a file you can write")
+        try:
+            load_parts(self.initial_spec(), self.namespace)
+        except WorkflowDefinitionError as exc:
+            for facts in exc.facts:
+                if facts.get("kind") == "subflow_not_found":
+                    ref, step = facts["ref"], facts["step"]
+                    notes.append(
+                        f"step {step!r} runs workflow {ref!r}, which is not among steps=: pass it "
+                        f"(steps={{{ref!r}: {ref}, ...}}) or write its ref in the spec as 'module:{ref}'"
+                    )
         return notes
 
     def new_step(self, name: str, *, takes_context: bool = True, is_async: bool = False) -> dict[str, Any]:
