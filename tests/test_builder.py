@@ -418,3 +418,36 @@ def test_bundled_front_end_reads_specs_like_the_kernel() -> None:
     assert {"edge": "route:classify:1"} == result["route"]
     assert {"step": "review"} == result["step"]
     assert {"edge": "fallback:web_search", "step": "web_search"} == result["fallback"]
+
+
+def _outer_spec() -> dict[str, Any]:
+    """A flow whose step `nested` runs workflow `child`, referred to by its bare name."""
+    child = wf.Workflow("child", inputs=["x"])
+    child.step(ex.generate_answer, name="deep")
+    outer = wf.Workflow("outer")
+    outer.step(ex.classify, name="start")
+    outer.subflow(child, name="nested", inputs={"x": "x"}, outputs={"z": "answer"})
+    outer.edge("start", "nested")
+    return outer.to_spec()
+
+
+def test_a_sub_workflow_not_on_offer_is_said_to_the_builder_and_to_the_call(tmp_path: Path) -> None:
+    """A step running a workflow the edit call did not hand over: the builder says so in its words
+    (its list said "is not among steps=; pass it (Workflow.from_spec(spec, steps=...))", which its
+    user cannot do), and the note for the call's author says how to pass it."""
+    spec = _outer_spec()
+    [problem] = problems_of(spec, {})
+    assert ["steps", "nested", "workflow", "ref"] == problem["path"]
+    assert (
+        "step 'nested' runs workflow 'child', which is not on offer in this builder: the note printed by the "
+        "cell that opened this builder says how to offer it, or delete 'nested'"
+    ) == problem["message"]
+    path = tmp_path / "outer.yaml"
+    path.write_text(json.dumps(spec))
+    notes = Session(path=path, namespace={}, registry=ex.reliable_tools(), source=path).notes_for_the_call()
+    assert (
+        "step 'nested' runs workflow 'child', which is not among steps=: pass it (steps={'child': child, ...}) "
+        "or write its ref in the spec as 'module:child'"
+    ) in notes
+    with pytest.raises(wf.WorkflowDefinitionError, match=r"workflow 'child' is not among steps=; pass it"):
+        wf.Workflow.from_spec(spec)  # code keeps the fix in code

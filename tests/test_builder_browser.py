@@ -621,23 +621,51 @@ def test_a_long_problem_has_its_bullet_on_its_first_line(tmp_path: Path, lab: La
 )
 def test_save_to_a_folder_that_does_not_exist_says_so(tmp_path: Path, lab: Lab) -> None:
     """Save to `specs/router.yaml` with no `specs` folder says in the status line that nothing was
-    written, and why; the kernel's error went to JupyterLab's log, and the builder showed nothing."""
+    written, and why; the kernel's error went to JupyterLab's log, and the builder showed nothing.
+    The builder speaks to its user (create the folder; no tools, no step functions on offer), never
+    of the `wf.edit(...)` call, which nothing inside it can change (it said "give wf.edit a path=",
+    "pass steps= to wf.edit", "pass tools= to wf.edit"): that is said once, under each call's cell."""
     from playwright.sync_api import expect
 
-    source = SOURCE.replace('"router.yaml"', 'ex.rag_router(), path="specs/router.yaml"')
     nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_code_cell(source)]
+    nb.cells = [
+        nbformat.v4.new_code_cell(
+            'import wfkit as wf\nimport wfkit.examples as ex\n\nwf.edit(ex.rag_router(), path="specs/router.yaml")'
+        ),
+        nbformat.v4.new_code_cell('wf.edit("empty.yaml", steps=[])'),
+    ]
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
     nbformat.write(nb, tmp_path / "nofolder.ipynb")
     with lab_page(lab, {"width": 1800, "height": 1100}, tmp_path / "nofolder-failure.png") as page:
-        builder = run_notebook(page, lab, "nofolder.ipynb", expect).locator(".wfk-builder")
-        expect(builder.locator(".wfk-problems")).to_contain_text("The kernel finds no problems.", timeout=30_000)
-        builder.get_by_role("button", name="Save flow spec").click()
-        expect(builder.locator(".wfk-status")).to_have_text(
+        notebook = run_notebook(page, lab, "nofolder.ipynb", expect)
+        builders = notebook.locator(".wfk-builder")
+        expect(builders).to_have_count(2, timeout=30_000)
+        router, empty = builders.nth(0), builders.nth(1)
+        expect(router.locator(".wfk-problems")).to_contain_text("The kernel finds no problems.")
+        router.get_by_role("button", name="Save flow spec").click()
+        expect(router.locator(".wfk-status")).to_have_text(
             "not saved: cannot write specs/router.yaml (No such file or directory): create the folder "
-            "specs, or give wf.edit a path= in a folder that exists"
+            "specs, then Save again"
         )
-        builder.screenshot(path=str(tmp_path / "builder-no-folder.png"))
+        router.locator("g[data-step='classify'] rect.wfk-node-box").click()
+        expect(router.locator(".wfk-panel")).to_contain_text("No tools on offer in this builder.")
+        router.screenshot(path=str(tmp_path / "builder-no-folder.png"))
+        expect(empty.locator(".wfk-palette")).to_contain_text(
+            "No step functions on offer yet: type a name under New step and click Write stub."
+        )
+        for builder in (router, empty):
+            shown = builder.inner_text()
+            for call in ("wf.edit", "steps=", "tools=", "path="):
+                assert call not in shown, f"the builder speaks of the edit call: {call!r} in {shown!r}"
+
+        # Said once under each cell, to whoever wrote its wf.edit(...) call.
+        printed = notebook.locator(".jp-CodeCell").locator(".jp-OutputArea-output[data-mime-type$='stdout']")
+        expect(printed).to_have_count(2)
+        expect(printed.nth(0)).to_contain_text("Save writes specs/router.yaml, but the folder specs does not exist")
+        expect(printed.nth(0)).to_contain_text("no tool registry, so routes can bind no tools: pass tools=")
+        expect(printed.nth(0)).not_to_contain_text("steps=")  # the workflow's own functions are on offer
+        expect(printed.nth(1)).to_contain_text("no step functions on offer")
+        expect(printed.nth(1)).to_contain_text("pass steps=")
     assert not (tmp_path / "specs").exists()
 
 
@@ -859,3 +887,57 @@ def test_an_approval_reason_cleared_stays_cleared_and_is_asked_for(tmp_path: Pat
         expect(builder.locator(".wfk-status")).to_contain_text("saved rag-router.yaml")
     saved = __import__("yaml").safe_load((tmp_path / "rag-router.yaml").read_text())
     assert {"reason": "Queries touching sales data need an analyst"} == saved["steps"]["data_query"]["approval"]
+
+
+LONG_LIST = [
+    *("alpha", "bravo", "charlie", "delta", "echo", "foxtrot"),
+    *("golf", "hotel", "india", "juliett", "kilo", "lima"),
+]
+MANY_VALUES = (
+    "import wfkit as wf\n\n"
+    "def classify(state):\n    return {'kind': 'alpha'}\n\n"
+    "def handle(state):\n    return {}\n\n"
+    "def other(state):\n    return {}\n\n"
+    "flow = wf.Workflow('many')\n"
+    "flow.step(classify)\nflow.step(handle)\nflow.step(other)\n"
+    f"flow.route('classify', wf.when('kind', 'in', {LONG_LIST!r}) >> wf.go('handle'), default=wf.go('other'))\n"
+    "wf.edit(flow, path='many.yaml')"
+)
+
+
+@pytest.mark.skipif(
+    not CHROMIUM.exists(), reason=f"{CHROMIUM} is missing (apt-get install chromium); this browser test drives it"
+)
+def test_a_long_in_list_is_shown_whole_in_its_value_box_and_edited_there(tmp_path: Path, lab: Lab) -> None:
+    """A route testing `kind in [12 values]` shows all twelve in its value box, none scrolled out of
+    sight (the one-line box showed "alpha, bravo, c"); a thirteenth typed at its end is saved."""
+    from playwright.sync_api import expect
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(MANY_VALUES)]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
+    nbformat.write(nb, tmp_path / "many.ipynb")
+    with lab_page(lab, {"width": 1600, "height": 1100}, tmp_path / "many-failure.png") as page:
+        builder = run_notebook(page, lab, "many.ipynb", expect).locator(".wfk-builder")
+        expect(builder.locator(".wfk-problems")).to_contain_text("The kernel finds no problems.", timeout=30_000)
+        builder.scroll_into_view_if_needed()
+        builder.locator("g[data-label-for='route:classify:0'] rect.wfk-edge-label-bg").click()
+        panel = builder.locator(".wfk-panel")
+        expect(panel).to_contain_text("Route: classify → handle")
+        box = panel.get_by_label("Condition value")
+        expect(box).to_have_value(", ".join(LONG_LIST))
+        hidden = box.evaluate("e => [e.scrollWidth - e.clientWidth, e.scrollHeight - e.clientHeight]")
+        assert [0, 0] == [max(0, int(h)) for h in hidden], f"text out of sight in the value box: {hidden}"
+        inside, shown = _box(panel), _box(box)
+        assert shown["x"] + shown["width"] <= inside["x"] + inside["width"]  # within the panel, not cut by it
+        builder.screenshot(path=str(tmp_path / "builder-long-in-list.png"))
+
+        box.click()
+        page.keyboard.press("Control+End")  # the end of the text, not of its first line
+        page.keyboard.type(", mike")
+        page.keyboard.press("Enter")
+        builder.get_by_role("button", name="Save flow spec").click()
+        expect(builder.locator(".wfk-status")).to_contain_text("saved many.yaml")
+        expect(panel.get_by_label("Condition value")).to_have_value(", ".join([*LONG_LIST, "mike"]))
+    saved = __import__("yaml").safe_load((tmp_path / "many.yaml").read_text())
+    assert [*LONG_LIST, "mike"] == saved["routes"]["classify"]["routes"][0]["when"]["value"]

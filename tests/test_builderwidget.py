@@ -120,3 +120,36 @@ def test_text_fallback_says_file_steps_and_problems(tmp_path: Path) -> None:
     assert "<FlowEditor router.yaml: 0 steps, 1 problem>" == repr(editor)
     editor.spec = ex.rag_router().to_spec()
     assert "<FlowEditor router.yaml: 5 steps, no problems>" == repr(editor)
+
+
+def _builder_texts(editor: FlowEditor) -> str:
+    """Everything the kernel hands the builder to show: its status line and its problems."""
+    return " ".join([editor.status, *(p["message"] for p in editor.problems)])
+
+
+def test_what_only_the_edit_call_can_change_is_said_once_in_the_cell_not_in_the_builder(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Opened with no step functions, no tool registry and a path in a folder that does not exist,
+    wf.edit says so once under its cell, to whoever wrote the call (steps=, tools=, path=); the
+    builder's own status line tells its user what they can do there (create the folder), without
+    the call's arguments, which nothing inside the builder can change."""
+    editor = wf.edit(tmp_path / "specs" / "router.yaml", steps=[])
+    said = capsys.readouterr().out
+    assert said.startswith("wf.edit: what the builder cannot change, only this call can:\n")
+    assert "- no step functions on offer (functions taking state, or state and ctx): pass steps=" in said
+    assert "- no tool registry, so routes can bind no tools: pass tools=" in said
+    assert f"- Save writes {tmp_path / 'specs' / 'router.yaml'}, but the folder {tmp_path / 'specs'} does not" in said
+    assert 1 == said.count("wf.edit:")
+    editor._on_message(editor, {"type": "save", "spec": ex.rag_router().to_spec()}, None)
+    assert editor.status.startswith(f"not saved: cannot write {tmp_path / 'specs' / 'router.yaml'} (No such file")
+    assert editor.status.endswith(f": create the folder {tmp_path / 'specs'}, then Save again")
+    for call_words in ("wf.edit", "steps=", "tools=", "path="):
+        assert call_words not in _builder_texts(editor)
+    assert "" == capsys.readouterr().out  # once: Save adds nothing under the cell
+
+
+def test_a_complete_edit_call_says_nothing_under_its_cell(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Step functions, tools and a folder that exists: nothing for the call's author to fix."""
+    wf.edit(tmp_path / "router.yaml", steps=ex, tools=ex.reliable_tools())
+    assert "" == capsys.readouterr().out

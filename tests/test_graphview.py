@@ -269,3 +269,46 @@ def test_as_img_carries_the_svg_whole_in_a_data_uri_with_escaped_alt_text() -> N
     assert svg == base64.b64decode(data).decode()
     assert 'graph "router" <a> & b' == html.unescape(tag.split('alt="', 1)[1].rsplit('"', 1)[0])
     assert f'alt="{html.escape(chr(34) + "x")}"' in as_img(svg, alt='"x')
+
+
+def _lowest(svg: str) -> float:
+    """How far down the drawing goes: the lowest box, label or edge point (a curve stays within its
+    control points)."""
+    import re
+
+    root = ET.fromstring(svg)
+    ns = "{http://www.w3.org/2000/svg}"
+    low = max(float(r.get("y", 0)) + float(r.get("height", 0)) for r in root.iter(f"{ns}rect"))
+    low = max([low, *(float(t.get("y", 0)) for t in root.iter(f"{ns}text"))])
+    for path in root.iter(f"{ns}path"):
+        if path.get("marker-end"):
+            numbers = [float(v) for v in re.findall(r"-?\d+(?:\.\d+)?", path.get("d", ""))]
+            low = max([low, *numbers[1::2]])
+    return low
+
+
+def test_the_drawing_ends_a_margin_below_its_lowest_step() -> None:
+    """A graph with no edge to the end (a gate whose rejection goes to its own step) ends a margin
+    below its lowest box: it kept room for an end marker it did not draw, a blank band under every
+    run view's graph."""
+    flow = wf.Workflow("gated")
+    flow.step(_noop, name="quote")
+    flow.step(_noop, name="refund", approval=wf.Approval("over $100", on_reject="explain"), irreversible=True)
+    flow.step(_noop, name="explain")
+    flow.chain("quote", "refund")
+    svg = to_svg(flow.validate())
+    height = float(ET.fromstring(svg).get("height", 0))
+    assert 10 <= height - _lowest(svg) <= 25
+
+
+def test_a_drawing_with_an_end_keeps_the_end_and_its_labels_inside() -> None:
+    """The end marker, and a label pushed down under another, stay inside the drawing."""
+    flow = wf.Workflow("loopy")
+    flow.step(_noop, name="draft", max_visits=3)
+    flow.step(_noop, name="review")
+    flow.edge("draft", "review")
+    flow.route("review", wf.when("ok", "eq", False) >> wf.go("draft"), default=wf.go(wf.END))
+    svg = to_svg(flow.validate())
+    assert ">end<" in svg
+    height = float(ET.fromstring(svg).get("height", 0))
+    assert 10 <= height - _lowest(svg) <= 30

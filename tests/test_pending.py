@@ -41,8 +41,8 @@ def test_a_headless_notebook_halted_at_a_gate_says_how_to_decide_it(tmp_path: Pa
         str(notebook), str(out), parameters={"workspace": str(workspace)}, kernel_name="python3", cwd=str(tmp_path)
     )
     [ticket] = wf.pending(workspace)
-    last = nbformat.read(out, as_version=4).cells[-1]
-    shown = "".join(o.get("data", {}).get("text/plain", "") for o in last.outputs)
+    [listing] = [c for c in nbformat.read(out, as_version=4).cells if c.source == "wf.pending(workspace)"]
+    shown = "".join(o.get("data", {}).get("text/plain", "") for o in listing.outputs)
     assert f"ticket {ticket.ticket_id}: run {ticket.run_id} of 'refunds', step 'refund'" in shown
     assert f"`wfkit approve {ticket.ticket_id} --by NAME`" in shown
     assert f"wf.pending().approve({ticket.ticket_id!r}, by=NAME)" in shown

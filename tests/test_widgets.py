@@ -72,11 +72,13 @@ def test_panel_shows_a_refused_decision() -> None:
     assert "already rejected by bob" in panel.result.value
 
 
-def test_closed_ticket_panel_is_read_only() -> None:
-    """A ticket decided earlier renders with its decision and no live buttons."""
+def test_closed_ticket_panel_is_read_only_and_says_its_decision_once() -> None:
+    """A ticket decided earlier renders with its decision in the header and no live buttons; the
+    line under the buttons does not say the decision again (it repeated the header's first words)."""
     panel = ApprovalPanel(_ticket("approved"), lambda *a: None)
     assert panel.approve_button.disabled
-    assert "approved" in panel.result.value
+    assert _title(panel).startswith("Approved by zoe (gate refund, visit 1, of workflow refunds")
+    assert "" == panel.result.value
 
 
 def _eventually(check: Any, seconds: float = 5.0) -> None:
@@ -168,8 +170,8 @@ def test_a_gate_decided_in_a_shell_continues_the_run_waiting_in_this_kernel(monk
     assert 70 == run.state["refunded"]
     assert "succeeded" in view.summary.value
     [panel] = view.approvals.children
-    assert panel.result.value.startswith("<b>approved</b> by alice")
-    assert f"Run {run.run_id} continues in this kernel" in panel.result.value
+    assert _title(panel).startswith("Approved by alice at ")
+    assert panel.result.value.startswith(f"Run {run.run_id} continues in this kernel")
 
 
 def test_two_panels_of_a_ticket_decided_elsewhere_resume_its_run_once() -> None:
@@ -224,12 +226,13 @@ def test_a_panel_says_how_to_continue_a_run_whose_workflow_this_kernel_lacks(wor
     panel = view.children[1]
     _shell("approve", ticket.ticket_id, "alice")
     panel._recheck()
-    assert panel.result.value.startswith("<b>approved</b> by alice")
+    assert _title(panel).startswith("Approved by alice at ")
     assert (
         f"Run {ticket.run_id} waits at &#x27;refund&#x27;: this kernel does not define workflow "
         f"&#x27;defined-elsewhere&#x27;, so it cannot continue it. Run the cells that define it here, then "
         f"<code>flow.resume(&#x27;{ticket.run_id}&#x27;)</code>"
     ) in panel.result.value
+    assert panel.result.value.startswith(f"Run {ticket.run_id} waits")  # the decision is in the header only
 
     namespace: dict[str, Any] = {}
     exec(define, namespace)  # what the panel says: the workflow's cells, then its resume
@@ -318,11 +321,13 @@ def test_a_decision_in_the_pending_panel_closes_the_run_views_own_panel() -> Non
     other.comment.value = "fine"
     other.approve_button.click()
     run.wait(10)
-    _eventually(lambda: "by dan" in panel.result.value)
+    _eventually(lambda: "by dan" in _title(panel))
     assert "succeeded" in view.summary.value
     assert panel.approve_button.disabled
     assert panel.reject_button.disabled
-    assert "<b>approved</b> by dan: fine" == panel.result.value
+    assert _title(panel).startswith("Approved by dan at ")
+    assert ": fine (gate refund" in _title(panel)
+    assert "" == panel.result.value  # said once, in the header
     assert 90 == run.state["refunded"]
 
 
@@ -343,7 +348,8 @@ def test_a_decision_in_the_run_view_closes_the_pending_panels_ticket() -> None:
     panel.approve_button.click()
     run.wait(10)
     other = listing.children[1]
-    assert "<b>approved</b> by carol" == other.result.value
+    assert _title(other).startswith("Approved by carol at ")
+    assert "" == other.result.value
     assert other.approve_button.disabled
     assert listing.header.value.startswith("<b>0 open approval ticket(s)</b>")
 
@@ -670,10 +676,10 @@ def test_every_open_panel_of_a_ticket_decided_elsewhere_says_the_run_continues_h
         panels[0]._recheck()  # wf.pending()'s panel re-reads first; the run's own never gets to
         await run
         await asyncio.sleep(0.2)  # the view's last coalesced redraw, which shows the run's decision event
-        return run, [p.result.value for p in panels]
+        return run, [(_title(p), p.result.value) for p in panels]
 
     run, said = asyncio.run(scenario())
     assert "succeeded" == run.status
-    for value in said:
-        assert value.startswith("<b>approved</b> by alice")
-        assert 1 == value.count(f"Run {run.run_id} continues in this kernel.")
+    for title, value in said:
+        assert title.startswith("Approved by alice at ")
+        assert f"Run {run.run_id} continues in this kernel." == value

@@ -726,7 +726,7 @@ class Editor {
           ),
         ),
       ),
-      items.length ? null : h("p", { class: "wfk-hint", text: "No step functions found: pass steps= to wf.edit, or write a new one below." }),
+      items.length ? null : h("p", { class: "wfk-hint", text: "No step functions on offer yet: type a name under New step and click Write stub." }),
       h("h4", { text: "New step" }),
       h("label", { for: inputId, text: "Function name" }),
       newName,
@@ -1119,7 +1119,7 @@ class Editor {
     const tools = this.model.get("tools") || [];
     const chosen = new Set(current || []);
     const box = h("fieldset", { class: "wfk-tools" }, h("legend", { text: legend }));
-    if (!tools.length) box.append(h("p", { class: "wfk-hint", text: "No tool registry: pass tools= to wf.edit." }));
+    if (!tools.length) box.append(h("p", { class: "wfk-hint", text: "No tools on offer in this builder." }));
     for (const tool of tools) {
       const check = h("input", { type: "checkbox", checked: chosen.has(tool.name), "aria-label": `Tool ${tool.name}` });
       check.addEventListener("change", () => {
@@ -1197,15 +1197,19 @@ class Editor {
       });
       const bad = problemsAt(this.model.get("problems"), [...where, ...innerPath, "value"]); // where: the condition's path in the spec
       const said = bad.length ? h("div", { class: "wfk-field-problem", id: `${this.uid}-value-${innerPath.join("-")}`, text: bad.join(" ") }) : null;
-      const valueInput = h("input", {
-        type: "text", value: valueText(inner.value, inner.op), placeholder: inner.op === "in" ? "a, b, c" : "value", "aria-label": "Condition value", autocomplete: "off",
-        class: said ? "wfk-invalid" : null, "aria-invalid": said ? "true" : null, "aria-describedby": said ? said.id : null,
+      // A box that wraps and grows with its text, on a line of its own: a long `in` list is seen,
+      // and edited, whole (a one-line box showed its first few values). Enter still commits.
+      const shownValue = valueText(inner.value, inner.op);
+      const valueInput = h("textarea", {
+        text: shownValue, rows: Math.min(8, Math.max(1, Math.ceil(shownValue.length / 40))), // where field-sizing is unknown
+        placeholder: inner.op === "in" ? "a, b, c" : "value", "aria-label": "Condition value", autocomplete: "off", spellcheck: "false",
+        class: said ? "wfk-value wfk-invalid" : "wfk-value", "aria-invalid": said ? "true" : null, "aria-describedby": said ? said.id : null,
       });
       onCommit(valueInput, (text) => {
         getAt(root, innerPath).value = parseValue(text, getAt(root, innerPath).op);
         commit();
       });
-      const compare = h("div", { class: "wfk-row wfk-compare" }, h("label", { class: "wfk-inline" }, notBox, " not"), fieldInput, op, valueInput, remove);
+      const compare = h("div", { class: "wfk-row wfk-compare" }, h("label", { class: "wfk-inline" }, notBox, " not"), fieldInput, op, remove, valueInput);
       const row = said ? h("div", {}, compare, said) : compare;
       if (inGroup) return row;
       const wrap = (key) => () => {
@@ -1226,7 +1230,7 @@ class Editor {
     const focusedKey = focused ? focused.getAttribute("aria-label") || focused.id : null;
     // Text typed into the focused field and not committed yet (no Enter, no blur): the kernel's
     // answer to an earlier change may redraw the form meanwhile, and must not wipe it.
-    const typed = focused && focused.tagName === "INPUT" && focused.type !== "checkbox"
+    const typed = focused && (focused.tagName === "TEXTAREA" || (focused.tagName === "INPUT" && focused.type !== "checkbox"))
       && focused.value !== (focused.dataset.committed ?? focused.defaultValue)
       ? { value: focused.value, start: focused.selectionStart, end: focused.selectionEnd }
       : null;
@@ -1242,9 +1246,9 @@ class Editor {
       );
     }
     if (focusedKey) {
-      const again = [...panel.querySelectorAll("input, select, button")].find((n) => (n.getAttribute("aria-label") || n.id) === focusedKey);
+      const again = [...panel.querySelectorAll("input, textarea, select, button")].find((n) => (n.getAttribute("aria-label") || n.id) === focusedKey);
       if (again) {
-        if (typed && again.tagName === "INPUT" && again.type === focused.type) {
+        if (typed && again.tagName === focused.tagName && again.type === focused.type) {
           again.value = typed.value; // still to be committed: Enter or leaving the field does it
           if (typed.start !== null) again.setSelectionRange(typed.start, typed.end);
         }

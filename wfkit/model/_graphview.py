@@ -120,6 +120,12 @@ class _Labels:
         return x, y
 
 
+def _ys(path: str) -> list[float]:
+    """The y of every point of an SVG path (``M x,y C x,y x,y x,y``...)."""
+    numbers = path.replace("M", " ").replace("C", " ").replace("Q", " ").replace("L", " ").replace(",", " ").split()
+    return [float(v) for v in numbers[1::2]]
+
+
 def _overlap(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> bool:
     return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
 
@@ -236,7 +242,6 @@ def _draw(graph: Graph, statuses: Mapping[str, str]) -> tuple[list[str], int, fl
         for i, name in enumerate(names):
             pos[name] = (x0 + i * (_W + _GAP_X), 20 + level * (_H + _GAP_Y))
     end_y = 20 + (max(rows) + 1) * (_H + _GAP_Y)
-    height = end_y + 50
     has_end = any(t == END for _, t, _ in all_edges)
     if has_end:
         pos[END] = ((width - 260) / 2 + 20 - 30, end_y)
@@ -245,6 +250,9 @@ def _draw(graph: Graph, statuses: Mapping[str, str]) -> tuple[list[str], int, fl
     lines: list[tuple[bool, str]] = []  # (dashed, svg) so dashed edges go under the solid ones
     texts: list[str] = []
     loops = 0
+    # How far down the drawing goes, for its height: a row is kept for the end marker only when it
+    # is drawn (it left a blank band under every graph without an edge to the end).
+    lowest = max(y + (24 if n == END else _H) for n, (_, y) in pos.items())
     for src, dst, label in sorted(all_edges, key=lambda e: (_dashed(e[2]), layer[e[0]], e[1])):
         x1, y1 = pos[src]
         x2, y2 = pos[dst] if dst in pos else (x1, y1 + _H + _GAP_Y)
@@ -283,6 +291,7 @@ def _draw(graph: Graph, statuses: Mapping[str, str]) -> tuple[list[str], int, fl
                 # Near the source, where fanned-out edges have already parted.
                 lx, ly = sx + (ex - sx) * 0.35 + 4, sy + (ey - sy) * 0.35 + 4
         lines.append((dashed, f'<path d="{path}" fill="none"{style} marker-end="url(#wfk-arrow)"/>'))
+        lowest = max(lowest, *_ys(path))  # a curve stays within its control points
         if label:
             text = label if len(label) <= 48 else label[:47] + "…"
             lx, ly = placer.place(lx, ly, text, boxes)
@@ -293,6 +302,7 @@ def _draw(graph: Graph, statuses: Mapping[str, str]) -> tuple[list[str], int, fl
             )
     used = max([b[2] for b in placer.boxes] + [width])
     width = int(used + 10)
+    height = max([b[3] for b in placer.boxes] + [lowest]) + 20  # the margin above the first row
     parts = [
         '<defs><marker id="wfk-arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" '
         'markerHeight="7" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" fill="#555"/></marker></defs>',

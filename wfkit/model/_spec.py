@@ -802,6 +802,7 @@ def _subflow_at(data: Any, where: Location, namespace: Mapping[str, Any], proble
             (*where, "ref"),
             f"{json_path((*where, 'ref'))}: workflow {ref!r} is not among steps=; pass it "
             f"(Workflow.from_spec(spec, steps={{{ref!r}: {ref}}})) or write it as 'module:{ref}'",
+            {"kind": "subflow_not_found", "ref": ref, "step": where[1]},
         )
         return None
     if not all(callable(getattr(child, attr, None)) for attr in ("validate", "_ref")):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import keyword
+import os
 import re
 import sys
 import types
@@ -127,11 +128,13 @@ class Session:
         try:  # before the Workflow changes: a flow the file does not hold would be a half-done Save
             write(fresh.to_spec(), self.path)
         except OSError as exc:
+            # Said to the builder's user: where Save writes is the edit call's, not theirs to change
+            # (the call's author was told under its cell, see notes_for_the_call).
             folder = self.path.parent
             fix = (
-                f"create the folder {folder}, or give wf.edit a path= in a folder that exists"
+                f"create the folder {folder}, then Save again"
                 if not folder.is_dir()
-                else "give wf.edit a path= you can write to"
+                else "this builder saves only to that file: make it writable, then Save again"
             )
             return f"not saved: cannot write {self.path} ({exc.strerror or exc}): {fix}", []
         if self.flow is None:
@@ -141,6 +144,37 @@ class Session:
         for callback in self.on_save:
             callback(self.flow)
         return f"saved {self.path.name}: {len(self.flow.steps)} steps, fingerprint {self.flow.version}", []
+
+    def notes_for_the_call(self) -> list[str]:
+        """What only the ``wf.edit(...)`` call can change, and nothing inside the builder: for its
+        author, under the cell that made it, not in the builder (whose user may not write code)."""
+        notes = []
+        if not palette(self.namespace):
+            notes.append(
+                "no step functions on offer (functions taking state, or state and ctx): pass steps= a module, "
+                "a mapping or a list of them; the builder can only write new stubs"
+            )
+        if self.registry is None:
+            notes.append("no tool registry, so routes can bind no tools: pass tools= a wf.llm.ToolRegistry")
+        folder = self.path.parent
+        if not folder.is_dir():
+            notes.append(
+                f"Save writes {self.path}, but the folder {folder} does not exist: create it, or pass path= "
+                "in a folder that exists"
+            )
+        elif not os.access(self.path if self.path.exists() else folder, os.W_OK):
+            notes.append(f"Save writes {self.path}, which cannot be written: pass path= a file you can write")
+        try:
+            load_parts(self.initial_spec(), self.namespace)
+        except WorkflowDefinitionError as exc:
+            for facts in exc.facts:
+                if facts.get("kind") == "subflow_not_found":
+                    ref, step = facts["ref"], facts["step"]
+                    notes.append(
+                        f"step {step!r} runs workflow {ref!r}, which is not among steps=: pass it "
+                        f"(steps={{{ref!r}: {ref}, ...}}) or write its ref in the spec as 'module:{ref}'"
+                    )
+        return notes
 
     def new_step(self, name: str, *, takes_context: bool = True, is_async: bool = False) -> dict[str, Any]:
         """Write a stub function into the stub file, import it, and offer it in the palette."""

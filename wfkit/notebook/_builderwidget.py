@@ -109,7 +109,8 @@ def edit(
     - ``on_save``: functions called with the Workflow after each Save.
 
     Save writes the spec (layout in its ``metadata``) and updates the Workflow in the kernel: the
-    one passed in, in place, or ``editor.flow``.
+    one passed in, in place, or ``editor.flow``. What only this call can change (no step functions,
+    no tools, a folder that does not exist) is printed once under the cell, not in the builder.
     """
     caller = sys._getframe(1).f_globals
     namespace = namespace_of(steps, caller)
@@ -139,4 +140,7 @@ def edit(
         stub_file=Path(stub_file) if stub_file is not None else None,
         on_save=list(on_save),
     )
+    notes = session.notes_for_the_call()
+    if notes:  # printed: shown once under the cell, where the call can be changed
+        print("wf.edit: what the builder cannot change, only this call can:\n" + "\n".join(f"- {n}" for n in notes))
     return FlowEditor(session)

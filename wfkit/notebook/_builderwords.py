@@ -5,7 +5,7 @@ messages tell a programmer the fix in code (``flow.edge(...)``, ``@flow.step(max
 ``$.steps.lookup.retry.max_retries``). The builder's user draws the flow instead, so each problem
 is worded here again from its facts (:data:`wfkit.model._errors.Facts`) and the spec being drawn,
 naming the steps, connections, boxes and buttons of the builder. A problem with no words here
-(a sub-workflow's, which only its programmer can fix) keeps the kernel's message.
+(inside a sub-workflow, which only its programmer can fix) keeps the kernel's message.
 """
 
 from __future__ import annotations
@@ -187,6 +187,11 @@ def _words(spec: Mapping[str, Any], path: Location, facts: Facts) -> str | None:
                 f"step {f['step']!r} runs once per item of {f['field']!r}, but no step says it writes "
                 f"{f['field']!r}: add it to the writes of the step that makes the list, or to the flow's inputs, "
                 f"in the spec file"
+            )
+        case "subflow_not_found":  # only the edit call can hand it over: its author gets a note
+            return (
+                f"step {f['step']!r} runs workflow {f['ref']!r}, which is not on offer in this builder: the note "
+                f"printed by the cell that opened this builder says how to offer it, or delete {f['step']!r}"
             )
         case "schema":
             return _schema(spec, path, f)

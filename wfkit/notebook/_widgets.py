@@ -237,7 +237,7 @@ class ApprovalPanel(w.VBox):  # type: ignore[misc]
         for panel in [p for p in _panels if p.ticket.ticket_id == stored.ticket_id]:
             panel._show(stored)
             if note not in panel.result.value:
-                panel.result.value += f"<br>{note}"
+                panel.result.value = "<br>".join(filter(None, (panel.result.value, note)))
 
     def _clicked(self, decision: str) -> None:
         if self._busy:
@@ -277,8 +277,10 @@ class ApprovalPanel(w.VBox):  # type: ignore[misc]
 
     def show_decision(self, status: str, by: str | None, comment: str | None, at: float | None = None) -> None:
         """The ticket is decided (here or elsewhere): say how in the header (a panel scrolled past
-        must not read as an open gate) and beside the buttons, and take the buttons away. Once: the
-        same decision learnt again (the resumed run's event after a re-read) keeps what is shown."""
+        must not read as an open gate), and take the buttons away. Said once, at the top: the line
+        under the buttons is left for what follows (the run goes on here, or how to continue it).
+        Once: the same decision learnt again (the resumed run's event after a re-read) keeps what
+        is shown."""
         if self._closed:
             return
         self._busy = self._closed = True
@@ -294,7 +296,7 @@ class ApprovalPanel(w.VBox):  # type: ignore[misc]
             f"asked {_utc(t.created_at)}; run {html.escape(t.run_id)}, ticket {html.escape(t.ticket_id)})"
             f"<br>{self._details(status)}"
         )
-        self.result.value = f"<b>{html.escape(status)}</b> by {html.escape(str(by))}{said}"
+        self.result.value = ""  # what was said while the decision was under way, now in the header
         if self._on_closed is not None:
             self._on_closed()
 
