@@ -6,7 +6,8 @@ notebooks/07_regression_replay.ipynb takes a `change` parameter that alters its 
 seeded way; each kind of change moves one signal of the baseline (a route, the tools bound or
 called, an attempt's error kind, type or message, a retry delay, a decision's decider or comment,
 the model or token counts of an LLM call, what a step wrote, the final state, latency, what a cell
-shows: a table's hidden row, an array's hidden element, a figure's data...). Every
+shows: a table's hidden row, an array's hidden element, a table's float below the decimals shown,
+a figure's data...). Every
 change is replayed against the committed baseline; it is caught when replay exits non-zero *and*
 names the signal it moved. Then the unchanged notebook is replayed N times: any non-zero exit is a
 false alarm. Both batches run `--jobs` notebooks at a time, as CI would; run it beside a CPU load
@@ -62,6 +63,7 @@ CHANGES = {
     "hidden_row": "outputs",  # a value in a row pandas would cut from a 75-row table
     "plot_window": "outputs",  # a figure that draws other data at the same size and axes
     "long_array": "outputs",  # an element numpy would cut from a 1,500-element array
+    "hidden_decimal": "outputs",  # a table's mean moved at its 7th decimal, below the 6 pandas shows
 }
 
 

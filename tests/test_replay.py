@@ -795,7 +795,7 @@ def test_a_table_too_big_to_keep_whole_is_compared_by_a_digest_of_every_cell(
     capsys.readouterr()
     baseline = project / "data" / "baselines" / "nbs" / "big.json"
     assert baseline.stat().st_size < 20_000
-    assert 6 == json.loads(baseline.read_text())["version"]
+    assert 7 == json.loads(baseline.read_text())["version"]
     assert 0 == main(["replay", "nbs", "--report", "rep"])
     out = capsys.readouterr().out
     table = "a table of 200,000 rows x 2 columns"
@@ -816,9 +816,21 @@ def test_a_table_too_big_to_keep_whole_is_compared_by_a_digest_of_every_cell(
     changed = sorted(line.strip() for line in out.splitlines() if line.lstrip().startswith("- cell "))
     assert 3 == len(changed), out
     for line, what in zip(changed, (table, table, "an array of 50,000 elements"), strict=True):
-        assert re.search(
-            f'"<wfkit replay: {what}, digest of every cell [0-9a-f]{{16}}>" -> "<wfkit replay: {what}, ', line
-        ), line
+        assert what[-12:] in line, line
+        assert re.search(r"digest of every cell [0-9a-f]{16}, at full precision [0-9a-f]{16}>\" -> ", line), line
+    # Below what it shows (the digest as shown is the same), beyond the float tolerance, and within it.
+    assert 1 == main(["replay", "nbs", "--report", "rep", "-p", "hidden", "0.2500001"])
+    (row,) = json.loads((project / "rep" / "summary.json").read_text())["notebooks"]
+    assert 3 == len(row["diffs"]), row["diffs"]
+    for diff in row["diffs"]:
+        was, now = (
+            re.search(r"cell ([0-9a-f]{16}), at full precision ([0-9a-f]{16})>", diff[k]) for k in ("before", "after")
+        )
+        assert was, diff
+        assert now, diff
+        assert was[1] == now[1], diff  # the same as shown
+        assert was[2] != now[2], diff  # not at full precision
+    assert 0 == main(["replay", "nbs", "--report", "rep", "-p", "hidden", "0.250000000001"]), capsys.readouterr().out
     executed = nbformat.read(project / "rep" / "runs" / "nbs" / "big" / "big.ipynb", as_version=4)
     (shown,) = [c for c in executed.cells if c.source.startswith("import numpy")]
     html_table = shown.outputs[-1].data["text/html"]
@@ -852,3 +864,37 @@ def test_what_cells_show_differently_is_listed_in_the_notebooks_order(
     assert [upper, lower] == [d["text"] for d in summary["notebooks"][0]["diffs"] if d["cell"]]
     page = (project / "rep" / "index.html").read_text()
     assert page.index("cell 1 (print(&#x27;upper&#x27;, factor))") < page.index("cell 3 (print(&#x27;lower&#x27;")
+
+
+SCORES = (
+    "import numpy as np\n"
+    "import pandas as pd\n"
+    "scores = pd.DataFrame({'eval': ['tone', 'facts', 'format', 'safety'], 'score': [0.5, 0.25, 0.75, mean]})\n"
+    "scores"
+)
+SCORES_ARRAY = "np.array([0.25, mean / 100])"
+
+
+def test_a_change_below_what_a_table_or_array_shows_is_a_regression_naming_the_cell_and_how_much(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An eval's mean that moves at its 7th decimal (0.8123451 -> 0.8123454) reads the same in the
+    table pandas shows (6 decimals), and in an array numpy shows (8 decimals) a hundredth of it
+    does too: each is still a regression, naming the row and column or the element and by how
+    much it moved, shown as the user sees it. Unchanged, the notebook replays ok."""
+    _notebook(project / "nbs" / "scores.ipynb", SCORES, SCORES_ARRAY, params="mean = 0.8123451")
+    assert 0 == main(["replay", "nbs", "--update-baseline", "--report", "rep"])
+    capsys.readouterr()
+    assert 0 == main(["replay", "nbs", "--report", "rep"]), capsys.readouterr().out
+    assert 1 == main(["replay", "nbs", "--report", "rep", "-p", "mean", "0.8123454"])
+    out = capsys.readouterr().out
+    assert "      regression  nbs/scores.ipynb  (0 runs, " in out
+    assert (
+        "- cell 1 (import numpy as np): result 1 row 3, column 'score': 0.812345 -> 0.812345 "
+        "(changed by 3e-07; shown at display precision)"
+    ) in out, out
+    assert (
+        "- cell 2 (np.array([0.25, mean / 100])): result 1 element 1: 0.00812345 -> 0.00812345 "
+        "(changed by 3e-09; shown at display precision)"
+    ) in out, out
+    assert 2 == out.count("- cell "), out

@@ -306,3 +306,63 @@ def test_a_format_5_baseline_that_holds_an_array_cut_or_a_big_table_whole_says_t
     assert ['cell 1 (a): result 1 line 1 "array([4])" -> "array([5])"'] == [str(d) for d in compare(old, new)]
     new["outputs"] = old["outputs"]
     assert [] == compare(old, new)
+
+
+def _scores(mean: float, **more: Any) -> dict[str, Any]:
+    """A summary whose one cell displayed a score table (its text as pandas shows it) and an array."""
+    summary = _summary()
+    table = {"shown": "pandas", "precision": 6, "rows": [0, 1, "pro"], "columns": [["score", [0.5, 0.25, mean]]]}
+    array = {"shown": "numpy", "precision": 8, "shape": [2, 2], "values": [0.25, 0.5, "nan", mean / 100]}
+    cell = {"cell": 1, "code": "scores", "results": ["score table", "array"], "values": [table, array], **more}
+    summary["outputs"] = {"c1": cell}
+    return summary
+
+
+def test_floats_a_table_or_array_shows_the_same_are_compared_at_full_precision_within_the_tolerance() -> None:
+    """A float that moved below what a table or an array shows (its text is the same) is a
+    difference naming the row and column or the element, as shown and by how much; within the
+    notebook's `float_tolerance` it is none, as for the runs' signals."""
+    said = [str(d) for d in compare(_scores(0.8123451), _scores(0.8123454))]
+    assert [
+        "cell 1 (scores): result 1 row 'pro', column 'score': 0.812345 -> 0.812345 "
+        "(changed by 3e-07; shown at display precision)",
+        "cell 1 (scores): result 2 element [1, 1]: 0.00812345 -> 0.00812345 "
+        "(changed by 3e-09; shown at display precision)",
+    ] == said
+    assert [] == compare(_scores(0.8123451), _scores(0.8123451 + 1e-12))
+    means = [_scores(0.5), _scores(0.5)]
+    for summary, pro in zip(means, (21.1, 21.1000003), strict=True):
+        summary["outputs"]["c1"]["values"][0]["columns"] = [["mean", [19.4, 17.25, pro]]]
+    (diff,) = compare(*means)
+    assert "row 'pro', column 'mean': 21.10 -> 21.10 (changed by 3e-07; " in str(diff)  # as pandas shows the column
+    assert [] == compare(_scores(0.8123451), _scores(0.8123454), Settings(float_tolerance=1e-6))
+
+
+def test_where_a_table_reads_differently_its_lines_tell_the_change_alone() -> None:
+    """A table whose text changed is told by its lines, once: its floats are not listed again; a
+    table whose rows changed is not compared float by float (its text says so)."""
+    old, new = _scores(0.8123451), _scores(0.9123451)
+    new["outputs"]["c1"]["results"][0] = "score table, changed"
+    new["outputs"]["c1"]["results"][1] = "array, changed"
+    said = [str(d) for d in compare(old, new)]
+    assert 2 == len(said), said
+    assert all(" line 1 " in line for line in said), said
+    new = _scores(0.9123451)
+    new["outputs"]["c1"]["values"][0]["rows"] = [0, 1, "team"]
+    new["outputs"]["c1"]["values"][1]["shape"] = [4]
+    assert [] == compare(old, new)
+
+
+def test_a_format_6_baseline_is_compared_as_it_was_recorded_what_tables_show() -> None:
+    """A format-6 baseline holds tables and arrays as shown, and a big one's digest as shown: today's
+    floats at full precision and full-precision digests are left out of its comparison, so it replays
+    ok; a change in what is shown is still a regression."""
+    shown = "<wfkit replay: a table of 20,000 rows x 1 columns, digest of every cell 0123456789abcdef"
+    old = _scores(0.8123451, stdout=f"{shown}>\n")
+    old["version"] = 6
+    del old["outputs"]["c1"]["values"]
+    new = _scores(0.8123454, stdout=f"{shown}, at full precision fedcba9876543210>\n")
+    assert [] == compare(old, new)
+    new["outputs"]["c1"]["stdout"] = new["outputs"]["c1"]["stdout"].replace("0123", "3210")
+    (diff,) = compare(old, new)
+    assert str(diff).startswith("cell 1 (scores): stdout line 1 "), str(diff)

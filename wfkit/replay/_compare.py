@@ -15,6 +15,12 @@ says once that what they draw is not compared. One of format 5 holds numpy array
 elements and tables whole whatever their size: where what a cell shows differs that way (an array
 now whole, a table now cut and digested), one line says so, with how to record it again.
 
+A table or an array a cell displayed is compared at full precision too, its floats within the
+notebook's ``float_tolerance`` as the runs' signals are, where its text is the same (a change its
+text shows is told by its lines): a difference names the row and column, or the element, what it
+shows and how much it moved. A baseline of format 5 or 6 holds tables and arrays as shown only, and
+a big one's digest as shown: they are compared so, as they were.
+
 A baseline of format 2 pooled latency by step name over every workflow. Its other signals are
 those of today, and so is its latency where one workflow ran that step; a step name several
 workflows shared cannot be split, and says to record the baseline again.
@@ -38,6 +44,7 @@ from wfkit.replay._signals import (
     LATENCY_POOLED_BY_NAME,
     OUTPUTS_SINCE,
     SUMMARY_VERSION,
+    VALUES_SINCE,
     Settings,
 )
 
@@ -340,6 +347,10 @@ class _Comparer:
             old_results, new_results = a.get("results") or [], b.get("results") or []
             for n in range(max(len(old_results), len(new_results))):
                 parts.append((f"result {n + 1}", _at(old_results, n), _at(new_results, n)))
+            for n, (was, now) in enumerate(zip(a.get("values") or [], b.get("values") or [], strict=False)):
+                # Where the text differs, its lines tell the change; here, what they cannot show.
+                if isinstance(was, dict) and isinstance(now, dict) and _at(old_results, n) == _at(new_results, n):
+                    self.hidden(cell, f"result {n + 1}", was, now)
             for name, before, after in parts:
                 if before == after:
                     continue
@@ -351,6 +362,80 @@ class _Comparer:
                 else:
                     said = (f"{name} ", *_lines_changed(before, after))
                 self.diffs.append(Difference("outputs", before, after, message=said, cell=cell))
+
+    def hidden(self, cell: str, name: str, old: Mapping[str, Any], new: Mapping[str, Any], limit: int = 3) -> None:
+        """A table's or an array's floats that moved by more than the tolerance where its text reads
+        the same: ``result 1 row 3, column 'score': 0.812345 -> 0.812345 (changed by 3e-07; ...)``."""
+        moved = [(at, x, y, column) for at, x, y, column in _cells(old, new) if not _same(x, y, self.tolerance)]
+        if not moved:
+            return
+        said = "; ".join(
+            f"{at}: {_shown(x, new, was)} -> {_shown(y, new, now)} ({_by(x, y)}shown at display precision)"
+            for at, x, y, (was, now) in moved[:limit]
+        )
+        more = len(moved) - limit
+        self.diffs.append(
+            Difference(
+                "outputs",
+                {at: x for at, x, _y, _c in moved[:100]},
+                {at: y for at, _x, y, _c in moved[:100]},
+                message=f"{name} {said}" + (f" (and {_n(more, 'more value')} moved)" if more > 0 else ""),
+                cell=cell,
+            )
+        )
+
+
+def _cells(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[tuple[str, Any, Any, tuple[list[Any], list[Any]]]]:
+    """Each float of a table or an array (:func:`wfkit.replay._kernel.values_of`) where it was and
+    is, by row and column or element, with its column then and now (pandas shows a column's floats
+    at the same decimals); none where its shape or labels changed (its text says so)."""
+    if "shape" in new:
+        shape, before, after = new["shape"], old.get("values") or [], new.get("values") or []
+        if old.get("shape") != shape or len(before) != len(after):
+            return []
+        return [(_element(i, shape), x, y, ([x], [y])) for i, (x, y) in enumerate(zip(before, after, strict=True))]
+    rows, columns, was = new.get("rows") or [], new.get("columns") or [], old.get("columns") or []
+    if old.get("rows") != rows or [c[0] for c in was] != [c[0] for c in columns]:
+        return []
+    if any(len(c[1]) != len(rows) for c in (*was, *columns)):
+        return []
+    return [
+        (f"row {row!r}" + ("" if label is None else f", column {label!r}"), x[i], y[i], (x, y))
+        for i, row in enumerate(rows)
+        for (_label, x), (label, y) in zip(was, columns, strict=True)
+    ]
+
+
+def _element(index: int, shape: list[int]) -> str:
+    """``element 3`` of a 1-D array, ``element [3, 1]`` of another."""
+    place: list[int] = []
+    for size in reversed(shape):
+        index, at = divmod(index, size) if size else (index, 0)
+        place.append(at)
+    return f"element {place[0]}" if len(shape) == 1 else f"element [{', '.join(map(str, reversed(place)))}]"
+
+
+def _shown(value: Any, values: Mapping[str, Any], column: list[Any]) -> str:
+    """A float about as pandas or numpy shows it at its display precision: numpy each float at the
+    decimals it needs, pandas a ``column``'s floats at the decimals the one needing most does."""
+    if isinstance(value, dict):  # a complex
+        return f"{_shown(value.get('re'), values, [])}+{_shown(value.get('im'), values, [])}j"
+    if not isinstance(value, int | float):
+        return str(value)  # nan, inf, or no float at all (None)
+    precision = int(values.get("precision") or 6)
+    if value and not 10**-precision <= abs(value) < 1e16:
+        return f"{value:.{precision}e}"
+    text = f"{value:.{precision}f}"
+    if values.get("shown") == "numpy":
+        return text.rstrip("0")  # numpy drops trailing zeros: "1."
+    needed = [len(f"{v:.{precision}f}".rstrip("0").partition(".")[2]) for v in [value, *column] if _finite_number(v)]
+    return f"{value:.{max(1, *needed)}f}"
+
+
+def _by(before: Any, after: Any) -> str:
+    if _finite_number(before) and _finite_number(after):
+        return f"changed by {after - before:.3g}; "
+    return ""
 
 
 def _is_figure(result: Any) -> bool:
@@ -369,6 +454,24 @@ def _figures_cut_to_first_line(outputs: Mapping[str, Any]) -> dict[str, Any]:
         else cell
         for key, cell in outputs.items()
     }
+
+
+def _as_shown_only(outputs: Mapping[str, Any]) -> dict[str, Any]:
+    """``outputs`` as a baseline of format 5 or 6 holds them: no floats at full precision, and a big
+    table's digest line without its full-precision digest."""
+
+    def shown(text: Any) -> Any:
+        if not isinstance(text, str):
+            return text
+        return DIGESTED.sub(lambda m: f"<wfkit replay: {m['what']}, digest of every cell {m['shown']}>", text)
+
+    cut = {}
+    for key, cell in outputs.items():
+        cell = {name: shown(v) if name in ("stdout", "stderr") else v for name, v in cell.items() if name != "values"}
+        if cell.get("results"):
+            cell["results"] = [shown(r) for r in cell["results"]]
+        cut[key] = cell
+    return cut
 
 
 _NUMPY_CUT = re.compile(r", \.\.\.,|\d \.\.\. [-\d]")  # array([0, 1, 2, ..., 7, 8, 9]) or [0 1 2 ... 7 8 9]
@@ -450,7 +553,7 @@ def compare(
     """Differences between a baseline summary and this replay's; empty when nothing regressed."""
     settings = settings or Settings()
     version = baseline.get("version")
-    if version not in (SUMMARY_VERSION, 5, 4, 3, LATENCY_POOLED_BY_NAME):
+    if version not in (SUMMARY_VERSION, 6, 5, 4, 3, LATENCY_POOLED_BY_NAME):
         return [
             Difference(
                 "version",
@@ -496,6 +599,8 @@ def compare(
                     "size and axes; record it again with --update-baseline to compare their titles, labels and data",
                 )
             )
+        if isinstance(version, int) and version < VALUES_SINCE:
+            outputs = _as_shown_only(outputs)
         before = len(c.diffs)
         c.outputs(baseline.get("outputs") or {}, outputs)
         if isinstance(version, int) and version < DIGESTS_SINCE and any(map(_cut_then, c.diffs[before:])):

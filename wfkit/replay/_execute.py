@@ -63,7 +63,8 @@ def run_notebook(job: NotebookJob) -> Outcome:
     env_before = dict(os.environ)
     os.environ.update({"WFKIT_HOME": str(workspace), "WFKIT_MODE": "headless", "WFKIT_REPLAY": "1"})
     # tables shown whole (wfkit.replay._kernel), and how that went said in a file
-    os.environ.update(environment(env_before, folder / KERNEL_SETUP))
+    settings = settings_of(job.notebook)
+    os.environ.update(environment(env_before, folder / KERNEL_SETUP, settings.float_tolerance))
     output = folder / job.notebook.name
     error: dict[str, Any] | None = None
     t0 = time.perf_counter()
@@ -135,7 +136,7 @@ def run_notebook(job: NotebookJob) -> Outcome:
             if error is not None:
                 failed["traceback"] += f"\n\nThen cell {error.get('cell')} failed:\n{error.get('traceback')}"
             error = failed
-    summary, ids = summarise_with_ids(workspace, settings_of(job.notebook))
+    summary, ids = summarise_with_ids(workspace, settings)
     # The replay's folder first: it may lie under the notebook's.
     folders = {str(folder): "<replay folder>", str(job.cwd or job.notebook.parent): "<notebook folder>"}
     summary["outputs"] = cell_outputs(job.notebook, output, ids=ids, folders=folders)

@@ -35,7 +35,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from wfkit.replay._kernel import DIGESTED, FIGURE_MIME
+from wfkit.replay._kernel import DIGESTED, FIGURE_MIME, VALUES_MIME
 
 IGNORE_TAG = "wfkit-ignore-output"
 IGNORE_FIGURE_DATA_TAG = "wfkit-ignore-figure-data"
@@ -68,6 +68,22 @@ def _unnoised(text: str, ids: Mapping[str, str], folders: Mapping[str, str]) -> 
     return text
 
 
+def _labels_unnoised(values: Any, ids: Mapping[str, str], folders: Mapping[str, str]) -> Any:
+    """A result's floats at full precision with its row and column labels masked as its text is (a
+    table indexed by run id)."""
+    if not isinstance(values, dict):
+        return None
+
+    def label(text: Any) -> Any:
+        return _unnoised(text, ids, folders) if isinstance(text, str) else text
+
+    if "rows" in values:
+        rows = [label(r) for r in values.get("rows") or []]
+        columns = [[label(c[0]), c[1]] for c in values.get("columns") or []]
+        return {**values, "rows": rows, "columns": columns}
+    return values
+
+
 def _cells(path: Path) -> list[dict[str, Any]]:
     try:
         cells: list[dict[str, Any]] = json.loads(path.read_text(encoding="utf-8")).get("cells", [])
@@ -95,6 +111,7 @@ def cell_outputs(
             continue
         streams: dict[str, str] = {}
         results: list[str] = []
+        values: list[Any] = []
         for out in done.get("outputs", []):
             kind = out.get("output_type")
             if kind == "stream":
@@ -110,9 +127,12 @@ def cell_outputs(
                         *([] if IGNORE_FIGURE_DATA_TAG in tags else figure.get("data", [])),
                     ]
                     results.append(_unnoised("\n".join([_text(plain), *drawn]), ids, folders))
+                    values.append(_labels_unnoised(data.get(VALUES_MIME), ids, folders))
         record.update(streams)
         if results:
             record["results"] = results
+        if any(v is not None for v in values):
+            record["values"] = values
         if streams or results:
             outputs[str(mine.get("id") or f"#{place}")] = record
     return outputs

@@ -39,7 +39,8 @@ from typing import Any
 
 from wfkit.replay._errors import ReplayError
 
-SUMMARY_VERSION = 6
+SUMMARY_VERSION = 7
+VALUES_SINCE = 7  # format 6 holds tables and arrays as shown (6 or 8 decimals), and a big one's digest as shown
 DIGESTS_SINCE = 6  # format 5 holds numpy arrays cut at 1,000 elements, and tables whole whatever their size
 OUTPUTS_SINCE = 4  # formats 2 and 3 hold no cell outputs (wfkit.replay._outputs)
 FIGURES_SINCE = 5  # format 4 holds a figure's size and axes, not what it draws
