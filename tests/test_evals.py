@@ -1761,3 +1761,22 @@ def test_the_mean_diff_interval_covers_the_true_difference_when_big_losses_are_r
                 low, high = wilson[each.ravel()].T
                 wider += int(((intervals[:, 0] < low - 1e-12) | (high + 1e-12 < intervals[:, 1])).sum())
     assert ([], 0) == (missed, wider)
+
+
+def test_scorers_sharing_a_name_are_refused_when_the_suite_is_built():
+    """Two scorers of one name (two lambdas, both '<lambda>'; one field scored twice) are refused,
+    naming them and how to tell them apart: their rows shared a name, so the summary counted 8
+    cases of a 4-case dataset, its mean the two scorers' mixed, and compare() failed with pandas'
+    "Index contains duplicate entries, cannot reshape" after every case had run."""
+    expected = (
+        r"suite 'doubler': 2 scorers are named '<lambda>' \(scorers 1 and 2\); a result keeps one row per case "
+        r"and scorer name: give each its own, e.g. wf.evals.custom\(fn, name='\.\.\.'\)"
+    )
+    with pytest.raises(ValueError, match=expected):
+        doubler_suite(scorers=[wf.evals.custom(lambda case, run: 1.0), wf.evals.custom(lambda case, run: 0.0)])
+    twice = [wf.evals.exact_match("y"), wf.evals.contains("y"), wf.evals.exact_match("y", 8)]
+    with pytest.raises(ValueError, match=r"2 scorers are named 'exact_match:y' \(scorers 1 and 3\)"):
+        doubler_suite(scorers=twice)
+    named = [wf.evals.exact_match("y"), wf.evals.exact_match("y", 8, name="y_is_8")]
+    result = wf.evals.evaluate(doubler_suite(scorers=named), progress=False)
+    assert [4, 4] == result.summary["cases"].tolist()

@@ -334,6 +334,7 @@ class Suite:
             )
         self._check_variant_parameters()
         names = [name_of(scorer) for scorer in self.scorers]
+        self._check_scorer_names(names)
         unknown = sorted(set(self.thresholds) - set(names))
         if unknown:
             raise ValueError(
@@ -345,6 +346,18 @@ class Suite:
             if not isinstance(limit, int | float) or not 0 <= limit <= 1:
                 raise ValueError(
                     f"suite {self.name!r}: the threshold for {name!r} is a pass rate between 0 and 1, got {limit!r}"
+                )
+
+    def _check_scorer_names(self, names: Sequence[str]) -> None:
+        """A result keeps one row per case and scorer name: two scorers of one name (two lambdas)
+        would share rows, the summary mixing them and ``compare`` failing after every case ran."""
+        for name in dict.fromkeys(names):
+            at = [str(number) for number, other in enumerate(names, 1) if other == name]
+            if len(at) > 1:
+                raise ValueError(
+                    f"suite {self.name!r}: {len(at)} scorers are named {name!r} (scorers {', '.join(at[:-1])} and "
+                    f"{at[-1]}); a result keeps one row per case and scorer name: give each its own, e.g. "
+                    f"wf.evals.custom(fn, name='...') or wf.evals.exact_match(field, name='...')"
                 )
 
     def _check_variant_parameters(self) -> None:
