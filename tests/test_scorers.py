@@ -495,6 +495,24 @@ def test_custom_async_function_returning_a_score():
     )
 
 
+def test_custom_numpy_scalars_score_as_the_python_numbers_they_hold():
+    """A numpy bool (``np.isclose``, a comparison of pandas values) or float32 (an embedding's
+    cosine similarity) scores as the bool or float it holds: they were refused as "not a Score, a
+    float or a bool", so every case of such a scorer was unscored."""
+    import numpy as np
+
+    same = wf.evals.custom(lambda case, run: np.isclose(run.state["out"], 0.5), name="close")
+    assert Score(1.0, True) == score(same, Case("c1", {}), echo(0.5))
+    assert Score(0.0, False) == score(same, Case("c1", {}), echo(0.7))
+    cosine = wf.evals.custom(lambda case, run: np.float32(run.state["out"]), name="cosine")
+    assert Score(0.75, True) == score(cosine, Case("c1", {}), echo(0.75))
+    assert Score(1.0, True) == score(wf.evals.custom(lambda case, run: np.int64(1)), Case("c1", {}), echo(1))
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        score(wf.evals.custom(lambda case, run: np.float64("nan")), Case("c1", {}), echo(1))
+    with pytest.raises(TypeError, match="a scorer returns a Score, a float in"):  # an array is no one score
+        score(wf.evals.custom(lambda case, run: np.array([0.5])), Case("c1", {}), echo(1))
+
+
 @pytest.mark.parametrize("bad", ["yes", None, [1.0], {"value": 1}])
 def test_custom_bad_return_type_is_a_type_error(bad: Any):
     """A custom scorer returning something other than a Score, a float or a bool raises TypeError."""

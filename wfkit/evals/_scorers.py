@@ -51,6 +51,10 @@ ScorerFn: TypeAlias = Callable[[Case, "Run"], "ScoreLike | Awaitable[ScoreLike]"
 
 
 def as_score(value: Any) -> Score:
+    import numpy as np
+
+    if isinstance(value, np.generic):  # np.isclose's bool, a cosine similarity's float32: their Python value
+        value = value.item()
     if isinstance(value, bool):
         return Score(1.0 if value else 0.0, value)
     if isinstance(value, Score):
