@@ -1780,3 +1780,12 @@ def test_scorers_sharing_a_name_are_refused_when_the_suite_is_built():
     named = [wf.evals.exact_match("y"), wf.evals.exact_match("y", 8, name="y_is_8")]
     result = wf.evals.evaluate(doubler_suite(scorers=named), progress=False)
     assert [4, 4] == result.summary["cases"].tolist()
+
+
+def test_a_suite_without_scorers_is_refused_when_built():
+    """A suite with no scorer (scorers=[], a list built by a filter that matched nothing) is
+    refused when built, saying what to give: it ran every case, then failed with pandas' bare
+    KeyError: 'variant'."""
+    expected = r"suite 'doubler' has no scorers: give at least one, e.g. scorers=\[wf.evals.exact_match\('answer'\)\]"
+    with pytest.raises(ValueError, match=expected):
+        doubler_suite(scorers=[])

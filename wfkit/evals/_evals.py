@@ -333,6 +333,11 @@ class Suite:
                 f"workflow as it is, or name at least one, e.g. variants={{'default': {{}}}}"
             )
         self._check_variant_parameters()
+        if not self.scorers:  # every case would run, then the result have no row to summarise
+            raise ValueError(
+                f"suite {self.name!r} has no scorers: give at least one, e.g. "
+                f"scorers=[wf.evals.exact_match('answer')], or wf.evals.custom(fn) of your own check"
+            )
         names = [name_of(scorer) for scorer in self.scorers]
         self._check_scorer_names(names)
         unknown = sorted(set(self.thresholds) - set(names))
