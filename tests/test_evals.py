@@ -190,6 +190,15 @@ def test_load_dataset_bad_json_line_names_the_line(tmp_path: Path):
         wf.evals.load_dataset(path)
 
 
+def test_load_dataset_jsonl_saved_with_a_byte_order_mark(tmp_path: Path):
+    """A JSONL file starting with UTF-8's byte order mark (Windows Notepad's "UTF-8 with BOM",
+    PowerShell's Out-File) loads as without it, as a CSV does: its first line was refused as
+    "not JSON (Unexpected UTF-8 BOM ...)"."""
+    path = tmp_path / "d.jsonl"
+    path.write_bytes(b"\xef\xbb\xbf" + '{"id": "a", "q": "caf\u00e9"}\n{"id": "b", "q": "x"}\n'.encode())
+    assert [Case("a", {"q": "caf\u00e9"}), Case("b", {"q": "x"})] == wf.evals.load_dataset(path)
+
+
 # --- datasets from a spreadsheet (CSV, TSV) ------------------------------------------------------
 
 

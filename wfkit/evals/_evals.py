@@ -97,7 +97,8 @@ def _load_cases(source: str | os.PathLike[str] | Iterable[Mapping[str, Any]], su
             raise ValueError(_unread_format(path, suite))
         else:
             rows = []
-            for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            # utf-8-sig: Notepad and PowerShell start a UTF-8 file with a byte order mark.
+            for number, line in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), 1):
                 if not line.strip():
                     continue
                 try:
