@@ -199,6 +199,21 @@ def test_load_dataset_jsonl_saved_with_a_byte_order_mark(tmp_path: Path):
     assert [Case("a", {"q": "caf\u00e9"}), Case("b", {"q": "x"})] == wf.evals.load_dataset(path)
 
 
+def test_load_dataset_jsonl_not_utf8_names_the_file_and_line(tmp_path: Path):
+    """A JSONL file in another encoding (Latin-1, as Windows tools write) is refused naming the file,
+    the line and how to fix it: it raised a bare UnicodeDecodeError ("'utf-8' codec can't decode
+    byte 0xe9 in position 42"), naming neither."""
+    path = tmp_path / "d.jsonl"
+    path.write_bytes('{"id": "a", "q": "x"}\n\n{"id": "b", "q": "caf\u00e9"}\n'.encode("latin-1"))
+    expected = (
+        r"d\.jsonl, line 3: not UTF-8 text \(invalid continuation byte at byte 44\): JSON is UTF-8: save the file "
+        r"as UTF-8 \(from Latin-1: iconv -f latin1 -t utf-8 d\.jsonl > d-utf8\.jsonl; in Python: "
+        r"open\(\.\.\., 'w', encoding='utf-8'\)\)"
+    )
+    with pytest.raises(ValueError, match=expected):
+        wf.evals.load_dataset(path)
+
+
 # --- datasets from a spreadsheet (CSV, TSV) ------------------------------------------------------
 
 

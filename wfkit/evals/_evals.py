@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from wfkit.evals._scorers import Case, ScorerFn, apply, name_of
-from wfkit.evals._spreadsheet import read_sheet
+from wfkit.evals._spreadsheet import read_sheet, read_utf8
 from wfkit.evals._stats import (
     TIE_TOLERANCE,
     mean_diff_interval,
@@ -97,8 +97,12 @@ def _load_cases(source: str | os.PathLike[str] | Iterable[Mapping[str, Any]], su
             raise ValueError(_unread_format(path, suite))
         else:
             rows = []
-            # utf-8-sig: Notepad and PowerShell start a UTF-8 file with a byte order mark.
-            for number, line in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), 1):
+            text = read_utf8(
+                path,
+                fix=f"JSON is UTF-8: save the file as UTF-8 (from Latin-1: iconv -f latin1 -t utf-8 {path.name} > "
+                f"{path.stem}-utf8{path.suffix}; in Python: open(..., 'w', encoding='utf-8'))",
+            )
+            for number, line in enumerate(text.splitlines(), 1):
                 if not line.strip():
                     continue
                 try:
