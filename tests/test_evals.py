@@ -1813,3 +1813,22 @@ def test_a_suite_without_scorers_is_refused_when_built():
     expected = r"suite 'doubler' has no scorers: give at least one, e.g. scorers=\[wf.evals.exact_match\('answer'\)\]"
     with pytest.raises(ValueError, match=expected):
         doubler_suite(scorers=[])
+
+
+def test_plot_labels_each_figure_with_the_cases_it_is_of():
+    """plot()'s label beside each dot counts the cases its figure is of: a pass rate of 3 scored
+    cases of 4 said "100% (n=4)", and a scorer that scored none "nan% (n=4)"; now "100% (n=3, 1
+    unscored)" and "no case scored (4 unscored)"."""
+
+    def broken(case: Case, run: wf.Run) -> float:
+        raise RuntimeError("judge down")
+
+    suite = doubler_suite(
+        dataset=[{"id": f"d{x}", "x": x, "expected": {"y": 2 * x} if x > 1 else {}} for x in range(1, 5)],
+        scorers=[wf.evals.exact_match("y"), broken],
+    )
+    result = wf.evals.evaluate(suite, progress=False)
+    for metric in ("pass_rate", "mean"):
+        ax = result.plot(metric=metric, ax=Figure().subplots())
+        assert ["broken · default", "exact_match:y · default"] == [t.get_text() for t in ax.get_yticklabels()]
+        assert ["no case scored (4 unscored)", "100% (n=3, 1 unscored)"] == [t.get_text() for t in ax.texts]

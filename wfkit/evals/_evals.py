@@ -882,6 +882,13 @@ class EvalResult:
                     continue
                 row = summary.loc[(variant, scorer)]
                 value = float(row[metric])
+                # The figure is of the cases scored: a scorer's errors are left out of it, and said.
+                unscored = int(row["unscored"])
+                scored = int(row["cases"]) - unscored
+                if scored == 0:
+                    label = f"no case scored ({unscored} unscored)"
+                else:
+                    label = f"{value:.0%} (n={scored}" + (f", {unscored} unscored)" if unscored else ")")
                 ax.errorbar(
                     [value],
                     [y],
@@ -892,7 +899,7 @@ class EvalResult:
                     label=variant if scorer == scorers[0] else None,
                 )
                 ax.annotate(
-                    f"{value:.0%} (n={int(row['cases'])})",
+                    label,
                     (1.0, y),
                     xycoords=("axes fraction", "data"),
                     xytext=(6, 0),
