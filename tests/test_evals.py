@@ -1832,3 +1832,25 @@ def test_plot_labels_each_figure_with_the_cases_it_is_of():
         ax = result.plot(metric=metric, ax=Figure().subplots())
         assert ["broken · default", "exact_match:y · default"] == [t.get_text() for t in ax.get_yticklabels()]
         assert ["no case scored (4 unscored)", "100% (n=3, 1 unscored)"] == [t.get_text() for t in ax.texts]
+
+
+def test_a_pandas_dataframe_is_a_dataset_a_row_per_case():
+    """A DataFrame is a dataset as its parquet file would be (a null is a key the row lacks): it
+    was read as its column names, refused as "row 1: case 1 is not an object: 'id'". A named
+    index (``set_index("id")``) is a column; a filtered frame's unnamed index is not an input."""
+    frame = pd.DataFrame(
+        {
+            "id": ["d1", "d2", "d3", "d4"],
+            "x": [1, 2, 3, 4],
+            "off": [None, None, None, 1.0],
+            "expected": [{"y": 2}, {"y": 4}, {"y": 6}, {"y": 8}],
+        }
+    )
+    cases = wf.evals.load_dataset(frame[frame["x"] > 2])
+    assert [Case("d3", {"x": 3}, {"y": 6}), Case("d4", {"x": 4, "off": 1.0}, {"y": 8})] == cases
+    assert cases == wf.evals.load_dataset(frame.set_index("id")[frame["x"].to_numpy() > 2])
+    assert int is type(cases[0].inputs["x"])  # a Python int, which a run's state keeps, not numpy's
+    result = wf.evals.evaluate(doubler_suite(dataset=frame), progress=False)
+    assert [0.75] == result.summary["mean"].tolist()
+    with pytest.raises(ValueError, match=r"suite 'doubler': the dataset given has no rows"):
+        doubler_suite(dataset=frame.iloc[:0])

@@ -54,9 +54,10 @@ if TYPE_CHECKING:
     from wfkit.engine._workflow import Workflow
 
 
-def load_dataset(source: str | os.PathLike[str] | Iterable[Mapping[str, Any]]) -> list[Case]:
-    """Cases from JSONL (``.jsonl``, ``.ndjson``), parquet, CSV or TSV, or dicts (a file of another
-    suffix is refused, listing these). A row is ``{"id", "inputs", "expected"}``
+def load_dataset(source: str | os.PathLike[str] | Iterable[Mapping[str, Any]] | pd.DataFrame) -> list[Case]:
+    """Cases from JSONL (``.jsonl``, ``.ndjson``), parquet, CSV or TSV, dicts, or a pandas DataFrame
+    (a row per case, read as its parquet file would be) (a file of another suffix is refused,
+    listing these). A row is ``{"id", "inputs", "expected"}``
     (another key beside ``inputs`` is refused, never dropped), or flat (every key but ``id`` and
     ``expected`` is an input). A dataset without a case is refused.
 
@@ -78,7 +79,9 @@ class _Dataset:
     places: list[str]  # per case: "line 3" of a JSONL file (blank lines counted), else "row 3"
 
 
-def _load_cases(source: str | os.PathLike[str] | Iterable[Mapping[str, Any]], suite: str | None = None) -> _Dataset:
+def _load_cases(
+    source: str | os.PathLike[str] | Iterable[Mapping[str, Any]] | pd.DataFrame, suite: str | None = None
+) -> _Dataset:
     rows: list[Mapping[str, Any]]
     places: list[str] = []
     if isinstance(source, str | os.PathLike):
@@ -112,7 +115,7 @@ def _load_cases(source: str | os.PathLike[str] | Iterable[Mapping[str, Any]], su
                 places.append(f"line {number}")
     else:
         name = "the dataset given"
-        rows = list(source)
+        rows = _frame_rows(source) if _is_frame(source) else list(source)  # a frame iterates its column names
     if not rows:
         raise ValueError(_empty_dataset(source, suite))
     places = places or [f"row {number}" for number in range(1, len(rows) + 1)]
@@ -302,6 +305,29 @@ def _unread_format(path: Path, suite: str | None) -> str:
     return f"{owner}the dataset {path} is of no format read ({_FORMATS}){hint}"
 
 
+def _is_frame(source: object) -> bool:
+    pandas = sys.modules.get("pandas")  # not imported: no frame was made
+    return pandas is not None and isinstance(source, pandas.DataFrame)
+
+
+def _frame_rows(frame: pd.DataFrame) -> list[Mapping[str, Any]]:
+    """A DataFrame's rows as its parquet file's are read: Python values (a numpy int64 is no
+    state value), a null (NaN, None) a key the row lacks. A named index (``set_index("id")``) is
+    a column; an unnamed one (a filtered frame's row numbers) is no input."""
+    import pyarrow as pa
+
+    if any(level is not None for level in frame.index.names):
+        frame = frame.reset_index()
+    try:
+        table = pa.Table.from_pandas(frame, preserve_index=False)
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+        raise ValueError(
+            f"the dataset given, a DataFrame, has a column of values of no one type ({exc}): give the column "
+            "one type (frame[column].astype(str)), or pass frame.to_dict('records')"
+        ) from exc
+    return [_without_nulls(row) for row in table.to_pylist()]
+
+
 def _without_nulls(value: Any) -> Any:
     """A parquet row with its null struct fields left out, nested structs and lists included."""
     if isinstance(value, dict):
@@ -320,7 +346,7 @@ class Suite:
     acceptable pass rate (CI fails below it); ``run_options`` go to every run (e.g. ``policy``)."""
 
     name: str
-    dataset: str | os.PathLike[str] | Sequence[Mapping[str, Any]]
+    dataset: str | os.PathLike[str] | Sequence[Mapping[str, Any]] | pd.DataFrame
     workflow: Workflow | Callable[..., Workflow]
     scorers: Sequence[ScorerFn]
     variants: Mapping[str, Mapping[str, Any]] = field(default_factory=lambda: {"default": {}})
