@@ -1854,3 +1854,23 @@ def test_a_pandas_dataframe_is_a_dataset_a_row_per_case():
     assert [0.75] == result.summary["mean"].tolist()
     with pytest.raises(ValueError, match=r"suite 'doubler': the dataset given has no rows"):
         doubler_suite(dataset=frame.iloc[:0])
+
+
+def test_a_flat_key_expected_dot_field_is_an_expected_value_in_every_format(tmp_path: Path):
+    """``expected.FIELD``, a sheet's column for one expected value, means the same as a key of a
+    flat JSONL row, a parquet column or a DataFrame's (a sheet read with pandas keeps its column
+    names): it was an input named "expected.y", and every case unscored, "case 'd1' has no
+    expected 'y'; add it to the dataset". Given twice, in ``expected`` too, it is refused."""
+    rows = [{"id": "d1", "x": 1, "expected.y": 2}, {"id": "d2", "x": 2, "expected.y": 5}]
+    want = [Case("d1", {"x": 1}, {"y": 2}), Case("d2", {"x": 2}, {"y": 5})]
+    frame = pd.DataFrame(rows)
+    frame.to_parquet(tmp_path / "d.parquet")
+    for source in (rows, frame, tmp_path / "d.parquet", write_jsonl(tmp_path / "d.jsonl", rows)):
+        assert want == wf.evals.load_dataset(source)
+    nested = [{"id": "n1", "inputs": {"x": 1}, "expected.y": 2, "expected": {"z": 0}}]
+    assert [Case("n1", {"x": 1}, {"z": 0, "y": 2})] == wf.evals.load_dataset(nested)
+    result = wf.evals.evaluate(doubler_suite(dataset=frame), progress=False)
+    assert [0, 0.5] == result.summary[["unscored", "mean"]].iloc[0].tolist()
+    twice = [{"id": "t1", "x": 1, "expected.y": 2, "expected": {"y": 3}}]
+    with pytest.raises(ValueError, match=r"row 1, case 't1': 'y' is expected twice, as 'expected.y' and in 'expected'"):
+        wf.evals.load_dataset(twice)

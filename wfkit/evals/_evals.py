@@ -59,7 +59,8 @@ def load_dataset(source: str | os.PathLike[str] | Iterable[Mapping[str, Any]] | 
     (a row per case, read as its parquet file would be) (a file of another suffix is refused,
     listing these). A row is ``{"id", "inputs", "expected"}``
     (another key beside ``inputs`` is refused, never dropped), or flat (every key but ``id`` and
-    ``expected`` is an input). A dataset without a case is refused.
+    ``expected`` is an input). In any row a key ``expected.FIELD`` is one value of ``expected``, as
+    a sheet's column of that name is. A dataset without a case is refused.
 
     A CSV (or TSV) row is flat, a column per key: a cell is its text, exactly; a ``NAME:json`` column
     holds JSON (an empty cell: no such key); ``expected.FIELD`` is one value of ``expected``.
@@ -127,8 +128,11 @@ def _load_cases(
             problems += [f"{place}{problem}" for problem in found]
             misshapen += 1
             continue
-        inputs = row["inputs"] if "inputs" in row else {k: v for k, v in row.items() if k not in ("id", "expected")}
-        cases.append(Case(str(row.get("id", number)), dict(inputs), dict(row.get("expected", {}))))
+        flat = {key: value for key, value in row.items() if not _expected_key(key)}
+        inputs = row["inputs"] if "inputs" in row else {k: v for k, v in flat.items() if k not in ("id", "expected")}
+        one_by_one = {key.removeprefix(_EXPECTED): value for key, value in row.items() if _expected_key(key)}
+        expected = {**row.get("expected", {}), **one_by_one}
+        cases.append(Case(str(row.get("id", number)), dict(inputs), expected))
     if problems:
         count = "1 case" if misshapen == 1 else f"{misshapen} cases"
         more = f"; and {len(problems) - _SHOWN} more" if len(problems) > _SHOWN else ""
@@ -188,7 +192,7 @@ def _shape_problems(row: object, number: int) -> list[str]:
                     f"{case}: 'inputs' has {some} not a string ({_listed(keys, limit=3)}); an input's name is a string"
                 )
         # A flat row makes every such key an input; beside 'inputs' it would be read by nothing.
-        beside = [str(key) for key in row if key not in ("id", "inputs", "expected")]
+        beside = [str(key) for key in row if key not in ("id", "inputs", "expected") and not _expected_key(key)]
         if beside:
             verb, them = ("is", "it") if len(beside) == 1 else ("are", "them")
             problems.append(
@@ -196,6 +200,11 @@ def _shape_problems(row: object, number: int) -> list[str]:
                 f"'id', 'inputs' and 'expected': move {them} into 'inputs' (an input of the run) or 'expected' "
                 f"(a value scorers read), or leave 'inputs' out and give the inputs as keys of the row"
             )
+    nested = row.get("expected")
+    for key in filter(_expected_key, row):
+        if isinstance(nested, Mapping) and key.removeprefix(_EXPECTED) in nested:
+            field_name = key.removeprefix(_EXPECTED)
+            problems.append(f"{case}: {field_name!r} is expected twice, as {key!r} and in 'expected': keep one")
     if "expected" in row and not isinstance(row["expected"], Mapping):
         expected = row["expected"]
         problems.append(
@@ -203,6 +212,15 @@ def _shape_problems(row: object, number: int) -> list[str]:
             f'of the run, e.g. {{"answer": "..."}} (leave \'expected\' out when nothing is expected)'
         )
     return problems
+
+
+_EXPECTED = "expected."
+
+
+def _expected_key(key: object) -> bool:
+    """A flat key ``expected.FIELD``: one expected value, as a sheet's column of that name is (a
+    sheet read with pandas, or a frame saved as parquet, keeps the name)."""
+    return isinstance(key, str) and key.startswith(_EXPECTED) and len(key) > len(_EXPECTED)
 
 
 def _kind(value: object) -> str:
