@@ -1874,3 +1874,45 @@ def test_a_flat_key_expected_dot_field_is_an_expected_value_in_every_format(tmp_
     twice = [{"id": "t1", "x": 1, "expected.y": 2, "expected": {"y": 3}}]
     with pytest.raises(ValueError, match=r"row 1, case 't1': 'y' is expected twice, as 'expected.y' and in 'expected'"):
         wf.evals.load_dataset(twice)
+
+
+def test_a_scorer_that_raises_on_a_run_that_did_not_succeed_fails_the_case():
+    """A custom scorer reading the state of a run that crashed (``run.state["answer"]``) raises; the
+    case fails, as every built-in scorer fails a crashed run, its detail saying how the run ended
+    and what the scorer raised. It was unscored: the variant that crashed on its hard cases was
+    measured on its easy ones alone (a mean of 0.5 where over all four it is 0.25) and compare() left
+    its crashes out of its losses, the "fix the scorer" of check() pointing away from the crash."""
+
+    def build(crash: bool = False) -> wf.Workflow:
+        flow = wf.Workflow(f"fragile-{crash}")
+
+        @flow.step
+        def answer(state: Any) -> dict[str, Any]:
+            if crash and state["hard"]:
+                raise RuntimeError("model refused")
+            return {"answer": "yes" if state["x"] != 1 else "no"}
+
+        return flow
+
+    def says_yes(case: Case, run: wf.Run) -> bool:
+        return bool(run.state["answer"] == "yes")
+
+    suite = wf.evals.Suite(
+        name="fragile",
+        dataset=[{"id": f"c{x}", "x": x, "hard": x > 2} for x in range(1, 5)],
+        workflow=build,
+        variants={"base": {}, "cand": {"crash": True}},
+        scorers=[wf.evals.custom(says_yes)],
+    )
+    result = wf.evals.evaluate(suite, progress=False, store=False)
+    summary = result.summary.loc[("cand", "says_yes")]
+    assert [4, 0, 0.25, 2] == summary[["cases", "unscored", "mean", "failed_runs"]].tolist()
+    row = result.cases.set_index(["variant", "case_id"]).loc[("cand", "c3")]
+    assert [0.0, False] == row[["value", "passed"]].tolist()
+    assert (
+        "run failed at step 'answer' (attempt 1): RuntimeError: model refused "
+        "(the scorer then raised KeyError: 'answer')"
+    ) == row["detail"]
+    compared = result.compare("base", "cand").loc["says_yes"]
+    assert [0, 2, 2, 0] == compared[["wins", "losses", "ties", "unscored"]].tolist()
+    assert [] == [failure for failure in result.check() if "could not score" in failure]

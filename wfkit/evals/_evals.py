@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from wfkit.evals._scorers import Case, ScorerFn, apply, name_of
+from wfkit.evals._scorers import Case, ScorerFn, apply, name_of, unsucceeded
 from wfkit.evals._spreadsheet import read_sheet, read_utf8
 from wfkit.evals._stats import (
     TIE_TOLERANCE,
@@ -521,8 +521,15 @@ async def _score_cases(
                     score = await apply(scorer, case, run)
                     value, passed, detail = score.value, score.passed, score.detail
                 except Exception as exc:  # a broken scorer marks its row, never the whole eval
-                    # NaN, not 0: the scorer judged nothing, and a 0 would count as the workflow's failure.
-                    value, passed, detail = float("nan"), False, f"scorer error: {type(exc).__name__}: {exc}"
+                    error = f"{type(exc).__name__}: {exc}"
+                    failed = unsucceeded(run)
+                    if failed is not None:
+                        # A crashed run fails, as built-in scorers fail it: left unscored, the crashes
+                        # of a variant would drop out of its mean and of its comparison's losses.
+                        value, passed, detail = 0.0, False, f"{failed.detail} (the scorer then raised {error})"
+                    else:
+                        # NaN, not 0: the scorer judged nothing, and a 0 would count as the workflow's failure.
+                        value, passed, detail = float("nan"), False, f"scorer error: {error}"
                 rows.append(
                     {
                         "suite": suite.name,

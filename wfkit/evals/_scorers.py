@@ -97,7 +97,7 @@ def _expected(case: Case, key: str, given: Any) -> Any:
     return case.expected[key]
 
 
-def _unsucceeded(run: Run) -> Score | None:
+def unsucceeded(run: Run) -> Score | None:
     """For a run that did not succeed, a failing Score saying how it ended and why; else None."""
     from wfkit.model._errors import RunError, StepFailedError
     from wfkit.model._status import RunStatus
@@ -144,7 +144,7 @@ class exact_match(_Scorer):
 
     def __call__(self, case: Case, run: Run) -> Score:
         actual, want = _value(run, self.field), _expected(case, self.field, self.expected)
-        if (failed := _unsucceeded(run)) is not None:
+        if (failed := unsucceeded(run)) is not None:
             return failed
         ok = actual is not _MISSING and actual == want
         return Score(1.0 if ok else 0.0, ok, "" if ok else f"{self.field}={_show(actual)}, expected {_show(want)}")
@@ -160,7 +160,7 @@ class contains(_Scorer):
     def __call__(self, case: Case, run: Run) -> Score:
         actual = _value(run, self.field)
         want = str(_expected(case, self.field, self.expected))
-        if (failed := _unsucceeded(run)) is not None:
+        if (failed := unsucceeded(run)) is not None:
             return failed
         text = "" if actual is _MISSING else str(actual)
         ok = (want.lower() in text.lower()) if self.ignore_case else (want in text)
@@ -174,7 +174,7 @@ class regex(_Scorer):
         self.field, self.pattern, self.name = field, re.compile(pattern), name or f"regex:{field}"
 
     def __call__(self, case: Case, run: Run) -> Score:
-        if (failed := _unsucceeded(run)) is not None:
+        if (failed := unsucceeded(run)) is not None:
             return failed
         actual = _value(run, self.field)
         ok = actual is not _MISSING and self.pattern.search(str(actual)) is not None
@@ -192,7 +192,7 @@ class json_schema(_Scorer):
         self._validator = jsonschema.Draft202012Validator(schema)
 
     def __call__(self, case: Case, run: Run) -> Score:
-        if (failed := _unsucceeded(run)) is not None:
+        if (failed := unsucceeded(run)) is not None:
             return failed
         actual = _value(run, self.field)
         if isinstance(actual, str):
@@ -226,7 +226,7 @@ class numeric(_Scorer):
 
     def __call__(self, case: Case, run: Run) -> Score:
         actual, want = _value(run, self.field), float(_expected(case, self.field, self.expected))
-        if (failed := _unsucceeded(run)) is not None:
+        if (failed := unsucceeded(run)) is not None:
             return failed
         try:
             got = float(actual)
@@ -245,7 +245,7 @@ class route_taken(_Scorer):
 
     def __call__(self, case: Case, run: Run) -> Score:
         want = _expected(case, self.key, _MISSING)
-        if (failed := _unsucceeded(run)) is not None:
+        if (failed := unsucceeded(run)) is not None:
             return failed
         path = run.path()
         ok = want in path
@@ -261,7 +261,7 @@ class tools_used(_Scorer):
     def __call__(self, case: Case, run: Run) -> Score:
         want = sorted(_expected(case, self.key, _MISSING))
         step = _expected(case, self.step_key, _MISSING)
-        if (failed := _unsucceeded(run)) is not None:
+        if (failed := unsucceeded(run)) is not None:
             return failed
         bound = [e.tools for e in run.events if e.step == step and e.attempt > 0]
         got = sorted(bound[-1] or ()) if bound else None
@@ -276,7 +276,7 @@ class latency_budget(_Scorer):
         self.seconds, self.name = seconds, name or "latency_budget"
 
     def __call__(self, case: Case, run: Run) -> Score:
-        if (failed := _unsucceeded(run)) is not None:
+        if (failed := unsucceeded(run)) is not None:
             return failed
         events = [e for e in run.events if e.attempt > 0]
         spent = (max(e.ended_at for e in events) - min(e.started_at for e in events)) if events else 0.0
@@ -291,7 +291,7 @@ class cost_budget(_Scorer):
         self.usd, self.name = usd, name or "cost_budget"
 
     def __call__(self, case: Case, run: Run) -> Score:
-        if (failed := _unsucceeded(run)) is not None:
+        if (failed := unsucceeded(run)) is not None:
             return failed
         spent = sum(e.cost_usd or 0.0 for e in run.events)
         ok = spent <= self.usd
@@ -360,7 +360,7 @@ class llm_judge(_Scorer):
         return self._client
 
     async def __call__(self, case: Case, run: Run) -> Score:
-        if (failed := _unsucceeded(run)) is not None:
+        if (failed := unsucceeded(run)) is not None:
             return failed  # no judge call for a run with nothing to grade
         answer = _value(run, self.field)
         reference = case.expected.get(self.reference_key, "") if self.reference_key else ""
