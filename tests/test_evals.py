@@ -823,6 +823,17 @@ def test_an_empty_parquet_dataset_is_refused_naming_it(tmp_path: Path):
         wf.evals.evaluate(doubler_suite(name="hollow", dataset=path), progress=False)
 
 
+def test_a_file_named_parquet_that_is_not_parquet_is_refused_naming_the_suite_and_file(tmp_path: Path):
+    """A .parquet file pyarrow cannot read (a CSV renamed, a file cut off in a copy) is refused naming
+    the suite, the file and how to write one: it raised pyarrow's ArrowInvalid, "Could not open
+    Parquet input source 'PATH': Parquet magic bytes not found in footer ...", naming no suite nor fix."""
+    path = tmp_path / "cases.parquet"
+    path.write_text("id,x\nd1,1\n", encoding="utf-8")
+    message = f"suite 'mislabelled': the dataset {path} is not a parquet file pyarrow can read (ArrowInvalid: "
+    with pytest.raises(ValueError, match=re.escape(message) + r".*\): write it with DataFrame\.to_parquet"):
+        wf.evals.evaluate(doubler_suite(name="mislabelled", dataset=path), progress=False)
+
+
 def test_an_empty_dataset_in_memory_or_no_variant_is_refused_when_the_suite_is_built():
     """No row given, or no variant, is refused by Suite() itself, naming the suite and how to fix it."""
     with pytest.raises(ValueError, match=r"suite 'hollow': the dataset given has no rows: give at least one case"):

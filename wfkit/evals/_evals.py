@@ -90,11 +90,21 @@ def _load_cases(
         name = f"the dataset {path}"
         suffix = path.suffix.lower()
         if suffix == ".parquet":
+            import pyarrow as pa
             import pyarrow.parquet as pq
 
             # to_pylist gives plain lists and dicts, not numpy arrays, but fills the keys a row
             # lacked with None: state.get("lang", "en") would see None, a scorer "expected null".
-            rows = [_without_nulls(row) for row in pq.read_table(path).to_pylist()]
+            try:
+                table = pq.read_table(path)
+            except pa.ArrowInvalid as exc:  # a CSV renamed, a file cut off in a copy
+                owner = "" if suite is None else f"suite {suite!r}: "
+                raise ValueError(
+                    f"{owner}the dataset {path} is not a parquet file pyarrow can read ({type(exc).__name__}: {exc}): "
+                    "write it with DataFrame.to_parquet or pyarrow.parquet.write_table, or name it after its format "
+                    f"({_FORMATS})"
+                ) from exc
+            rows = [_without_nulls(row) for row in table.to_pylist()]
         elif suffix in _SHEETS:
             rows, places = read_sheet(path, delimiter=_SHEETS[suffix])
         elif suffix not in _JSONL:  # never read as JSONL by default: a sheet would be "not JSON" at line 1
