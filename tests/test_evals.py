@@ -1927,3 +1927,16 @@ def test_a_scorer_that_raises_on_a_run_that_did_not_succeed_fails_the_case():
     compared = result.compare("base", "cand").loc["says_yes"]
     assert [0, 2, 2, 0] == compared[["wins", "losses", "ties", "unscored"]].tolist()
     assert [] == [failure for failure in result.check() if "could not score" in failure]
+
+
+def test_cases_keep_the_dataset_order_and_check_names_the_first_failure_in_it():
+    """``result.cases`` lists the cases in the dataset's order, and check()'s "the first" is the
+    first in it: ids were sorted as text, d10 before d2, so of failures in d2 and d10 check() named
+    d10 "the first"."""
+    rows = [{"id": f"d{x}", "x": x, "off": int(x in (2, 10)), "expected": {"y": 2 * x}} for x in range(1, 13)]
+    result = wf.evals.evaluate(doubler_suite(dataset=rows, thresholds={"exact_match:y": 0.9}), progress=False)
+    assert [f"d{x}" for x in range(1, 13)] == result.cases["case_id"].tolist()
+    assert ["default: exact_match:y pass rate 83.3% is below 90.0%"] == result.check()
+    broken = [wf.evals.custom(lambda case, run: 1 / (case.id not in ("d2", "d10")), name="broken")]
+    (unscored,) = wf.evals.evaluate(doubler_suite(dataset=rows, scorers=broken), progress=False).check()
+    assert unscored.startswith("default: broken could not score 2 of 12 cases (d2: scorer error: ZeroDivisionError")

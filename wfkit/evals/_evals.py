@@ -641,7 +641,13 @@ async def evaluate_async(
         finally:
             if bar is not None:
                 bar.close()
-    frame = pd.DataFrame(rows).sort_values(["variant", "case_id", "scorer"], ignore_index=True)
+    # Cases in the dataset's order, not their ids' as text (d10 before d2): check() names "the first".
+    position = {case.id: number for number, case in enumerate(cases)}
+    frame = pd.DataFrame(rows).sort_values(
+        ["variant", "case_id", "scorer"],
+        key=lambda column: column.map(position) if column.name == "case_id" else column,
+        ignore_index=True,
+    )
     result = EvalResult(suite, frame, runs_workspace=runs_in)
     if store:
         result.save(workspace)
