@@ -1940,3 +1940,42 @@ def test_cases_keep_the_dataset_order_and_check_names_the_first_failure_in_it():
     broken = [wf.evals.custom(lambda case, run: 1 / (case.id not in ("d2", "d10")), name="broken")]
     (unscored,) = wf.evals.evaluate(doubler_suite(dataset=rows, scorers=broken), progress=False).check()
     assert unscored.startswith("default: broken could not score 2 of 12 cases (d2: scorer error: ZeroDivisionError")
+
+
+THREE_VARIANTS = """
+import wfkit as wf
+
+
+def build(offset=0):
+    flow = wf.Workflow(f"doubler-{offset}")
+
+    @flow.step
+    def double(state):
+        return {"y": state["x"] * 2 + offset}
+
+    return flow
+
+
+suite = wf.evals.Suite(
+    name="three",
+    dataset=[{"id": f"c{x}", "x": x, "expected": {"y": 2 * x}} for x in range(8)],
+    workflow=build,
+    variants={"prod": {}, "canary": {"offset": 1}, "alt": {}},
+    scorers=[wf.evals.exact_match("y")],
+)
+"""
+
+
+def test_cli_eval_compares_every_variant_with_the_suites_first(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    """`wfkit eval` compares each variant with the first the suite declares (its baseline), in the
+    suite's order: it compared the first two by name alone, "canary vs alt", prod (the baseline)
+    left out of every comparison and a third variant never compared."""
+    (tmp_path / "suite.py").write_text(THREE_VARIANTS)
+    assert 0 == main(["eval", str(tmp_path)])
+    out = capsys.readouterr().out
+    headers = re.findall(r"^(\w+) vs (\w+) \(", out, re.MULTILINE)
+    assert [("canary", "prod"), ("alt", "prod")] == headers
+    canary = out.split("canary vs prod")[1].split(" vs ")[0]
+    assert re.search(r"\nexact_match:y\s+0\s+8\s+0\s+0\s+-1\.0", canary)
+    assert 0 == main(["eval", str(tmp_path), "--variant", "alt", "--variant", "prod"])
+    assert [("prod", "alt")] == re.findall(r"^(\w+) vs (\w+) \(", capsys.readouterr().out, re.MULTILINE)

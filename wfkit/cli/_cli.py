@@ -402,16 +402,17 @@ def _eval(args: argparse.Namespace) -> int:
         _print_json({"summary": result.summary.reset_index().to_dict("records"), "saved_to": result.saved_to})
     else:
         _print(result.summary.round(3).to_string())
-        variants = list(result.cases["variant"].unique())
-        if len(variants) >= 2:
+        # Each variant against the first asked for (the suite's first): the baseline leads.
+        variants = list(args.variant or suite.variants)
+        for candidate in variants[1:]:
             test = (
                 "net_win_rate: (wins - losses) / cases, with its 95% interval for paired cases; "
                 "p_value: exact sign test of wins against losses; significant below 0.05; "
                 "mean_diff_low, mean_diff_high: the mean difference's 95% interval, allowing for a "
                 "rare big loss unseen (for 0/1 scores, the net win rate's)"
             )
-            _print(f"\n{variants[1]} vs {variants[0]} ({test}):")
-            _print(result.compare(variants[0], variants[1]).round(3).to_string())
+            _print(f"\n{candidate} vs {variants[0]} ({test}):")
+            _print(result.compare(variants[0], candidate).round(3).to_string())
         _print(f"\nsaved to {result.saved_to}")
     failures = result.check()
     for failure in failures:
