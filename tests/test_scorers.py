@@ -583,14 +583,41 @@ def test_llm_judge_pass_at_is_inclusive():
     assert score(judge, Case("c1", {}), echo("hello")).passed
 
 
-def test_llm_judge_reply_without_a_number_scores_zero_with_a_clear_detail():
-    """A judge reply with no number scores 0, fails, and the detail quotes the reply."""
-    client = wf.llm.ChatClient(
-        transport=wf.llm.SimulatedModel(p50=0.001, p99=0.002, seed=0, reply="I cannot grade this.")
+def judge_replying(reply: str) -> Any:
+    """An llm_judge whose model (simulated, offline) always replies ``reply``."""
+    client = wf.llm.ChatClient(transport=wf.llm.SimulatedModel(p50=0.001, p99=0.002, seed=0, reply=reply))
+    return wf.evals.llm_judge("Polite?", field="out", client=client)
+
+
+def test_llm_judge_reads_the_score_the_reply_gives_not_its_first_number():
+    """A judge reasoning before its score ("On a scale of 0 to 10 ... Score: 7") gives 0.7: the
+    first number of the reply was read, 0, a failing case. A reply of a number alone, or N/10, is
+    that number."""
+    case = Case("c1", {})
+    reasoned = "On a scale of 0 to 10, it greets the user in 2 words. Score: 7"
+    assert 0.7 == score(judge_replying(reasoned), case, echo("hello")).value
+    assert 0.8 == score(judge_replying("8/10"), case, echo("hello")).value
+    assert 0.6 == score(judge_replying(" 6 "), case, echo("hello")).value
+
+
+@pytest.mark.parametrize(
+    ("reply", "why"),
+    [
+        ("I cannot grade this.", r"the judge gave no score \('Score: N', N from 0 to 10\): 'I cannot grade this\.'"),
+        ("Score: 85", r"the judge's score 85 is not from 0 to 10: 'Score: 85'"),
+    ],
+)
+def test_llm_judge_reply_without_a_score_from_0_to_10_scores_nothing(reply: str, why: str):
+    """A judge reply with no score, or one off the 0-10 scale (a judge grading out of 100), is the
+    judge's failure, not the workflow's: the scorer raises, so an eval leaves the case unscored
+    (NaN, the reply in its detail). The first scored 0, a failing case; the second 1.0, a pass."""
+    with pytest.raises(ValueError, match=why):
+        score(judge_replying(reply), Case("c1", {}), echo("hello"))
+    suite = wf.evals.Suite(
+        name="judged", dataset=[{"id": "c1", "value": "hi"}], workflow=echo_flow(), scorers=[judge_replying(reply)]
     )
-    judge = wf.evals.llm_judge("Polite?", field="out", client=client)
-    result = score(judge, Case("c1", {}), echo("hello"))
-    assert Score(0.0, False, "the judge gave no score: 'I cannot grade this.'") == result
+    summary = wf.evals.evaluate(suite, progress=False, store=False).summary.iloc[0]
+    assert [1, 1] == summary[["cases", "unscored"]].tolist()
 
 
 def test_scorer_names_and_reprs():

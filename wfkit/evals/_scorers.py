@@ -335,7 +335,9 @@ class llm_judge(_Scorer):
     """A model grades the field against a rubric (and the expected answer, if the case has one).
 
     ``client`` is a ChatClient; by default an offline judge (the simulated model, grading by word
-    overlap with the reference) so suites run without a key. Passes at ``pass_at`` (0..1)."""
+    overlap with the reference) so suites run without a key. Passes at ``pass_at`` (0..1). The
+    grade is the reply's last 'Score: N' (N from 0 to 10); a reply without one leaves the case
+    unscored (the judge failed, not the workflow)."""
 
     def __init__(
         self,
@@ -368,11 +370,24 @@ class llm_judge(_Scorer):
             rubric=self.rubric, reference=reference, answer="" if answer is _MISSING else answer
         )
         reply = await self._judge().complete(prompt)
-        found = re.search(r"(\d+(?:\.\d+)?)", reply.text)
-        if not found:
-            return Score(0.0, False, f"the judge gave no score: {reply.text[:80]!r}")
-        value = max(0.0, min(1.0, float(found.group(1)) / 10))
-        return Score(value, value >= self.pass_at, reply.text[:120])
+        grade = _grade(reply.text)
+        return Score(grade / 10, grade / 10 >= self.pass_at, reply.text[:120])
+
+
+_SCORE = re.compile(r"score\s*[:=]?\s*(\d+(?:\.\d+)?)", re.IGNORECASE)
+_BARE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(?:/\s*10)?\s*\.?\s*")
+
+
+def _grade(text: str) -> float:
+    """The judge's grade, 0 to 10: the last 'Score: N' of its reply (a judge may reason first,
+    quoting the scale), or a reply that is a number alone ('7', '7/10'). A reply without one, or
+    off the scale, raises: the judge failed, not the workflow, so the case is left unscored."""
+    found = _SCORE.findall(text) or [bare.group(1) for bare in [_BARE.fullmatch(text)] if bare is not None]
+    if not found:
+        raise ValueError(f"the judge gave no score ('Score: N', N from 0 to 10): {text[:80]!r}")
+    if float(found[-1]) > 10:
+        raise ValueError(f"the judge's score {found[-1]} is not from 0 to 10: {text[:80]!r}")
+    return float(found[-1])
 
 
 def _show(value: Any) -> str:
