@@ -74,6 +74,26 @@ def test_exact_match_fails_and_says_what_differed():
     assert Score(0.0, False, 'out="declined", expected "refunded"') == result
 
 
+def test_exact_match_of_a_number_against_a_sheets_text_says_how_to_type_the_column(tmp_path: Any):
+    """A sheet's cell is text: a run answering 2 where the CSV's column expected.y says "2" fails,
+    and the detail says why and which column to rename (expected.y:json); it read only
+    'y=2, expected "2"', the quotes the one clue."""
+    path = tmp_path / "cases.csv"
+    path.write_text("id,value,expected.y\nc1,2,2\n", encoding="utf-8")
+    (case,) = wf.evals.load_dataset(path)
+    detail = (
+        'y=2, expected "2" (a number, expected as text: a CSV cell is text; name the column '
+        "expected.y:json to expect a number)"
+    )
+    flow = wf.Workflow("typed")
+
+    @flow.step
+    def answer(state: Any) -> dict[str, Any]:
+        return {"y": int(state["value"])}
+
+    assert Score(0.0, False, detail) == score(wf.evals.exact_match("y"), case, flow.run(case.inputs))
+
+
 def test_exact_match_with_expected_given_to_the_scorer():
     """An expected value given to the scorer wins over the case (which then needs none)."""
     run = echo([1, 2])

@@ -147,7 +147,10 @@ class exact_match(_Scorer):
         if (failed := unsucceeded(run)) is not None:
             return failed
         ok = actual is not _MISSING and actual == want
-        return Score(1.0 if ok else 0.0, ok, "" if ok else f"{self.field}={_show(actual)}, expected {_show(want)}")
+        if ok:
+            return Score(1.0, True, "")
+        why = _as_text(self.field, actual, want)
+        return Score(0.0, False, f"{self.field}={_show(actual)}, expected {_show(want)}{why}")
 
 
 class contains(_Scorer):
@@ -388,6 +391,17 @@ def _grade(text: str) -> float:
     if float(found[-1]) > 10:
         raise ValueError(f"the judge's score {found[-1]} is not from 0 to 10: {text[:80]!r}")
     return float(found[-1])
+
+
+def _as_text(field: str, actual: Any, want: Any) -> str:
+    """Why a value differs from the text that writes it: a sheet's cell is text, so a run's 2
+    never equals its column's "2" (a typed column is named ``NAME:json``)."""
+    if not isinstance(want, str) or isinstance(actual, str) or actual is _MISSING:
+        return ""
+    kind = {bool: "a boolean", int: "a number", float: "a number", list: "a list", dict: "an object"}.get(type(actual))
+    if kind is None or json.dumps(actual, default=str) != want.strip():
+        return ""
+    return f" ({kind}, expected as text: a CSV cell is text; name the column expected.{field}:json to expect {kind})"
 
 
 def _show(value: Any) -> str:
