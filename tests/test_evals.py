@@ -1979,3 +1979,17 @@ def test_cli_eval_compares_every_variant_with_the_suites_first(tmp_path: Path, c
     assert re.search(r"\nexact_match:y\s+0\s+8\s+0\s+0\s+-1\.0", canary)
     assert 0 == main(["eval", str(tmp_path), "--variant", "alt", "--variant", "prod"])
     assert [("prod", "alt")] == re.findall(r"^(\w+) vs (\w+) \(", capsys.readouterr().out, re.MULTILINE)
+
+
+def test_cli_eval_json_writes_a_figure_no_case_gave_as_null(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    """A figure of no case (the mean of a scorer that scored none) is null in `wfkit eval --json`:
+    it was NaN, which is not JSON, and jq or JSON.parse refused the whole output."""
+    folder = cli_suite(tmp_path / "unscored", {})
+    write_jsonl(folder / "cases.jsonl", [{"id": "c0", "x": 0}, {"id": "c1", "x": 1}])
+    assert 1 == main(["eval", str(folder), "--json"])
+
+    def refuse(constant: str) -> None:
+        raise AssertionError(f"{constant} is not JSON")
+
+    (summary,) = json.loads(capsys.readouterr().out, parse_constant=refuse)["summary"]
+    assert [2, 2, None, None, None] == [summary[k] for k in ("cases", "unscored", "mean", "ci_low", "pass_rate")]

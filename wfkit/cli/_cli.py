@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import math
 import shlex
 import sqlite3
 import sys
@@ -28,7 +29,19 @@ def _print(*parts: object, file: TextIO | None = None) -> None:
 
 
 def _print_json(value: Any) -> None:
-    _print(json.dumps(value, indent=2, default=str))
+    _print(json.dumps(_finite(value), indent=2, default=str, allow_nan=False))
+
+
+def _finite(value: Any) -> Any:
+    """``value`` with NaN and infinities as None (null): json.dumps writes them as NaN, which is
+    not JSON (jq and JSON.parse refuse the whole output); a figure of no case is null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(item) for item in value]
+    return value
 
 
 def _positive_int(text: str) -> int:
