@@ -1548,7 +1548,7 @@ def test_cli_eval_json(capsys: pytest.CaptureFixture[str], workspace: Path):
     """`wfkit eval evals/query_router --json` exits 0 and prints the summary as JSON."""
     assert 0 == main(["eval", str(QUERY_ROUTER), "--json", "--concurrency", "4"])
     out = json.loads(capsys.readouterr().out)
-    assert {"summary", "saved_to"} == set(out)
+    assert {"summary", "compare", "saved_to"} == set(out)
     assert 8 == len(out["summary"])
     assert {"variant", "scorer", *SUMMARY_COLUMNS} == set(out["summary"][0])
     assert {("keywords", "route_taken"), ("llm", "tools_used")} <= {(r["variant"], r["scorer"]) for r in out["summary"]}
@@ -1993,3 +1993,16 @@ def test_cli_eval_json_writes_a_figure_no_case_gave_as_null(tmp_path: Path, caps
 
     (summary,) = json.loads(capsys.readouterr().out, parse_constant=refuse)["summary"]
     assert [2, 2, None, None, None] == [summary[k] for k in ("cases", "unscored", "mean", "ci_low", "pass_rate")]
+
+
+def test_cli_eval_json_holds_the_comparisons_the_text_prints(capsys: pytest.CaptureFixture[str]):
+    """`wfkit eval --json` holds each variant's comparison with the first, as the text output
+    prints it: it held the summary alone, so a CI job reading JSON had no paired test to read."""
+    assert 0 == main(["eval", str(SUPPORT), "--json"])
+    out = json.loads(capsys.readouterr().out)
+    rows = {row["scorer"]: row for row in out["compare"]}
+    row = rows["exact_match:resolution"]
+    assert ["approve", "reject", 0, 2, 6, 0.5, False] == [
+        row[k] for k in ("baseline", "candidate", "wins", "losses", "ties", "p_value", "significant")
+    ]
+    assert pytest.approx([-0.591, 0.156], abs=1e-3) == [row["mean_diff_low"], row["mean_diff_high"]]

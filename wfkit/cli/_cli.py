@@ -411,12 +411,18 @@ def _eval(args: argparse.Namespace) -> int:
         announce=_to_stderr,
         **on_dask,
     )
+    # Each variant against the first asked for (the suite's first): the baseline leads.
+    variants = list(dict.fromkeys(args.variant or suite.variants))
     if args.json:
-        _print_json({"summary": result.summary.reset_index().to_dict("records"), "saved_to": result.saved_to})
+        compared = [
+            {"baseline": variants[0], "candidate": candidate, **row}
+            for candidate in variants[1:]
+            for row in result.compare(variants[0], candidate).reset_index().to_dict("records")
+        ]
+        summary = result.summary.reset_index().to_dict("records")
+        _print_json({"summary": summary, "compare": compared, "saved_to": result.saved_to})
     else:
         _print(result.summary.round(3).to_string())
-        # Each variant against the first asked for (the suite's first): the baseline leads.
-        variants = list(args.variant or suite.variants)
         for candidate in variants[1:]:
             test = (
                 "net_win_rate: (wins - losses) / cases, with its 95% interval for paired cases; "
