@@ -190,6 +190,30 @@ def test_load_dataset_bad_json_line_names_the_line(tmp_path: Path):
         wf.evals.load_dataset(path)
 
 
+def test_load_dataset_jsonl_saved_with_a_byte_order_mark(tmp_path: Path):
+    """A JSONL file starting with UTF-8's byte order mark (Windows Notepad's "UTF-8 with BOM",
+    PowerShell's Out-File) loads as without it, as a CSV does: its first line was refused as
+    "not JSON (Unexpected UTF-8 BOM ...)"."""
+    path = tmp_path / "d.jsonl"
+    path.write_bytes(b"\xef\xbb\xbf" + '{"id": "a", "q": "caf\u00e9"}\n{"id": "b", "q": "x"}\n'.encode())
+    assert [Case("a", {"q": "caf\u00e9"}), Case("b", {"q": "x"})] == wf.evals.load_dataset(path)
+
+
+def test_load_dataset_jsonl_not_utf8_names_the_file_and_line(tmp_path: Path):
+    """A JSONL file in another encoding (Latin-1, as Windows tools write) is refused naming the file,
+    the line and how to fix it: it raised a bare UnicodeDecodeError ("'utf-8' codec can't decode
+    byte 0xe9 in position 42"), naming neither."""
+    path = tmp_path / "d.jsonl"
+    path.write_bytes('{"id": "a", "q": "x"}\n\n{"id": "b", "q": "caf\u00e9"}\n'.encode("latin-1"))
+    expected = (
+        r"d\.jsonl, line 3: not UTF-8 text \(invalid continuation byte at byte 44\): JSON is UTF-8: save the file "
+        r"as UTF-8 \(from Latin-1: iconv -f latin1 -t utf-8 d\.jsonl > d-utf8\.jsonl; in Python: "
+        r"open\(\.\.\., 'w', encoding='utf-8'\)\)"
+    )
+    with pytest.raises(ValueError, match=expected):
+        wf.evals.load_dataset(path)
+
+
 # --- datasets from a spreadsheet (CSV, TSV) ------------------------------------------------------
 
 
@@ -797,6 +821,17 @@ def test_an_empty_parquet_dataset_is_refused_naming_it(tmp_path: Path):
     message = f"suite 'hollow': the dataset {path} has no rows: write one row per case"
     with pytest.raises(ValueError, match=re.escape(message)):
         wf.evals.evaluate(doubler_suite(name="hollow", dataset=path), progress=False)
+
+
+def test_a_file_named_parquet_that_is_not_parquet_is_refused_naming_the_suite_and_file(tmp_path: Path):
+    """A .parquet file pyarrow cannot read (a CSV renamed, a file cut off in a copy) is refused naming
+    the suite, the file and how to write one: it raised pyarrow's ArrowInvalid, "Could not open
+    Parquet input source 'PATH': Parquet magic bytes not found in footer ...", naming no suite nor fix."""
+    path = tmp_path / "cases.parquet"
+    path.write_text("id,x\nd1,1\n", encoding="utf-8")
+    message = f"suite 'mislabelled': the dataset {path} is not a parquet file pyarrow can read (ArrowInvalid: "
+    with pytest.raises(ValueError, match=re.escape(message) + r".*\): write it with DataFrame\.to_parquet"):
+        wf.evals.evaluate(doubler_suite(name="mislabelled", dataset=path), progress=False)
 
 
 def test_an_empty_dataset_in_memory_or_no_variant_is_refused_when_the_suite_is_built():
@@ -1513,7 +1548,7 @@ def test_cli_eval_json(capsys: pytest.CaptureFixture[str], workspace: Path):
     """`wfkit eval evals/query_router --json` exits 0 and prints the summary as JSON."""
     assert 0 == main(["eval", str(QUERY_ROUTER), "--json", "--concurrency", "4"])
     out = json.loads(capsys.readouterr().out)
-    assert {"summary", "saved_to"} == set(out)
+    assert {"summary", "compare", "saved_to"} == set(out)
     assert 8 == len(out["summary"])
     assert {"variant", "scorer", *SUMMARY_COLUMNS} == set(out["summary"][0])
     assert {("keywords", "route_taken"), ("llm", "tools_used")} <= {(r["variant"], r["scorer"]) for r in out["summary"]}
@@ -1761,3 +1796,213 @@ def test_the_mean_diff_interval_covers_the_true_difference_when_big_losses_are_r
                 low, high = wilson[each.ravel()].T
                 wider += int(((intervals[:, 0] < low - 1e-12) | (high + 1e-12 < intervals[:, 1])).sum())
     assert ([], 0) == (missed, wider)
+
+
+def test_scorers_sharing_a_name_are_refused_when_the_suite_is_built():
+    """Two scorers of one name (two lambdas, both '<lambda>'; one field scored twice) are refused,
+    naming them and how to tell them apart: their rows shared a name, so the summary counted 8
+    cases of a 4-case dataset, its mean the two scorers' mixed, and compare() failed with pandas'
+    "Index contains duplicate entries, cannot reshape" after every case had run."""
+    expected = (
+        r"suite 'doubler': 2 scorers are named '<lambda>' \(scorers 1 and 2\); a result keeps one row per case "
+        r"and scorer name: give each its own, e.g. wf.evals.custom\(fn, name='\.\.\.'\)"
+    )
+    with pytest.raises(ValueError, match=expected):
+        doubler_suite(scorers=[wf.evals.custom(lambda case, run: 1.0), wf.evals.custom(lambda case, run: 0.0)])
+    twice = [wf.evals.exact_match("y"), wf.evals.contains("y"), wf.evals.exact_match("y", 8)]
+    with pytest.raises(ValueError, match=r"2 scorers are named 'exact_match:y' \(scorers 1 and 3\)"):
+        doubler_suite(scorers=twice)
+    named = [wf.evals.exact_match("y"), wf.evals.exact_match("y", 8, name="y_is_8")]
+    result = wf.evals.evaluate(doubler_suite(scorers=named), progress=False)
+    assert [4, 4] == result.summary["cases"].tolist()
+
+
+def test_a_suite_without_scorers_is_refused_when_built():
+    """A suite with no scorer (scorers=[], a list built by a filter that matched nothing) is
+    refused when built, saying what to give: it ran every case, then failed with pandas' bare
+    KeyError: 'variant'."""
+    expected = r"suite 'doubler' has no scorers: give at least one, e.g. scorers=\[wf.evals.exact_match\('answer'\)\]"
+    with pytest.raises(ValueError, match=expected):
+        doubler_suite(scorers=[])
+
+
+def test_plot_labels_each_figure_with_the_cases_it_is_of():
+    """plot()'s label beside each dot counts the cases its figure is of: a pass rate of 3 scored
+    cases of 4 said "100% (n=4)", and a scorer that scored none "nan% (n=4)"; now "100% (n=3, 1
+    unscored)" and "no case scored (4 unscored)"."""
+
+    def broken(case: Case, run: wf.Run) -> float:
+        raise RuntimeError("judge down")
+
+    suite = doubler_suite(
+        dataset=[{"id": f"d{x}", "x": x, "expected": {"y": 2 * x} if x > 1 else {}} for x in range(1, 5)],
+        scorers=[wf.evals.exact_match("y"), broken],
+    )
+    result = wf.evals.evaluate(suite, progress=False)
+    for metric in ("pass_rate", "mean"):
+        ax = result.plot(metric=metric, ax=Figure().subplots())
+        assert ["broken · default", "exact_match:y · default"] == [t.get_text() for t in ax.get_yticklabels()]
+        assert ["no case scored (4 unscored)", "100% (n=3, 1 unscored)"] == [t.get_text() for t in ax.texts]
+
+
+def test_a_pandas_dataframe_is_a_dataset_a_row_per_case():
+    """A DataFrame is a dataset as its parquet file would be (a null is a key the row lacks): it
+    was read as its column names, refused as "row 1: case 1 is not an object: 'id'". A named
+    index (``set_index("id")``) is a column; a filtered frame's unnamed index is not an input."""
+    frame = pd.DataFrame(
+        {
+            "id": ["d1", "d2", "d3", "d4"],
+            "x": [1, 2, 3, 4],
+            "off": [None, None, None, 1.0],
+            "expected": [{"y": 2}, {"y": 4}, {"y": 6}, {"y": 8}],
+        }
+    )
+    cases = wf.evals.load_dataset(frame[frame["x"] > 2])
+    assert [Case("d3", {"x": 3}, {"y": 6}), Case("d4", {"x": 4, "off": 1.0}, {"y": 8})] == cases
+    assert cases == wf.evals.load_dataset(frame.set_index("id")[frame["x"].to_numpy() > 2])
+    assert int is type(cases[0].inputs["x"])  # a Python int, which a run's state keeps, not numpy's
+    result = wf.evals.evaluate(doubler_suite(dataset=frame), progress=False)
+    assert [0.75] == result.summary["mean"].tolist()
+    with pytest.raises(ValueError, match=r"suite 'doubler': the dataset given has no rows"):
+        doubler_suite(dataset=frame.iloc[:0])
+
+
+def test_a_flat_key_expected_dot_field_is_an_expected_value_in_every_format(tmp_path: Path):
+    """``expected.FIELD``, a sheet's column for one expected value, means the same as a key of a
+    flat JSONL row, a parquet column or a DataFrame's (a sheet read with pandas keeps its column
+    names): it was an input named "expected.y", and every case unscored, "case 'd1' has no
+    expected 'y'; add it to the dataset". Given twice, in ``expected`` too, it is refused."""
+    rows = [{"id": "d1", "x": 1, "expected.y": 2}, {"id": "d2", "x": 2, "expected.y": 5}]
+    want = [Case("d1", {"x": 1}, {"y": 2}), Case("d2", {"x": 2}, {"y": 5})]
+    frame = pd.DataFrame(rows)
+    frame.to_parquet(tmp_path / "d.parquet")
+    for source in (rows, frame, tmp_path / "d.parquet", write_jsonl(tmp_path / "d.jsonl", rows)):
+        assert want == wf.evals.load_dataset(source)
+    nested = [{"id": "n1", "inputs": {"x": 1}, "expected.y": 2, "expected": {"z": 0}}]
+    assert [Case("n1", {"x": 1}, {"z": 0, "y": 2})] == wf.evals.load_dataset(nested)
+    result = wf.evals.evaluate(doubler_suite(dataset=frame), progress=False)
+    assert [0, 0.5] == result.summary[["unscored", "mean"]].iloc[0].tolist()
+    twice = [{"id": "t1", "x": 1, "expected.y": 2, "expected": {"y": 3}}]
+    with pytest.raises(ValueError, match=r"row 1, case 't1': 'y' is expected twice, as 'expected.y' and in 'expected'"):
+        wf.evals.load_dataset(twice)
+
+
+def test_a_scorer_that_raises_on_a_run_that_did_not_succeed_fails_the_case():
+    """A custom scorer reading the state of a run that crashed (``run.state["answer"]``) raises; the
+    case fails, as every built-in scorer fails a crashed run, its detail saying how the run ended
+    and what the scorer raised. It was unscored: the variant that crashed on its hard cases was
+    measured on its easy ones alone (a mean of 0.5 where over all four it is 0.25) and compare() left
+    its crashes out of its losses, the "fix the scorer" of check() pointing away from the crash."""
+
+    def build(crash: bool = False) -> wf.Workflow:
+        flow = wf.Workflow(f"fragile-{crash}")
+
+        @flow.step
+        def answer(state: Any) -> dict[str, Any]:
+            if crash and state["hard"]:
+                raise RuntimeError("model refused")
+            return {"answer": "yes" if state["x"] != 1 else "no"}
+
+        return flow
+
+    def says_yes(case: Case, run: wf.Run) -> bool:
+        return bool(run.state["answer"] == "yes")
+
+    suite = wf.evals.Suite(
+        name="fragile",
+        dataset=[{"id": f"c{x}", "x": x, "hard": x > 2} for x in range(1, 5)],
+        workflow=build,
+        variants={"base": {}, "cand": {"crash": True}},
+        scorers=[wf.evals.custom(says_yes)],
+    )
+    result = wf.evals.evaluate(suite, progress=False, store=False)
+    summary = result.summary.loc[("cand", "says_yes")]
+    assert [4, 0, 0.25, 2] == summary[["cases", "unscored", "mean", "failed_runs"]].tolist()
+    row = result.cases.set_index(["variant", "case_id"]).loc[("cand", "c3")]
+    assert [0.0, False] == row[["value", "passed"]].tolist()
+    assert (
+        "run failed at step 'answer' (attempt 1): RuntimeError: model refused "
+        "(the scorer then raised KeyError: 'answer')"
+    ) == row["detail"]
+    compared = result.compare("base", "cand").loc["says_yes"]
+    assert [0, 2, 2, 0] == compared[["wins", "losses", "ties", "unscored"]].tolist()
+    assert [] == [failure for failure in result.check() if "could not score" in failure]
+
+
+def test_cases_keep_the_dataset_order_and_check_names_the_first_failure_in_it():
+    """``result.cases`` lists the cases in the dataset's order, and check()'s "the first" is the
+    first in it: ids were sorted as text, d10 before d2, so of failures in d2 and d10 check() named
+    d10 "the first"."""
+    rows = [{"id": f"d{x}", "x": x, "off": int(x in (2, 10)), "expected": {"y": 2 * x}} for x in range(1, 13)]
+    result = wf.evals.evaluate(doubler_suite(dataset=rows, thresholds={"exact_match:y": 0.9}), progress=False)
+    assert [f"d{x}" for x in range(1, 13)] == result.cases["case_id"].tolist()
+    assert ["default: exact_match:y pass rate 83.3% is below 90.0%"] == result.check()
+    broken = [wf.evals.custom(lambda case, run: 1 / (case.id not in ("d2", "d10")), name="broken")]
+    (unscored,) = wf.evals.evaluate(doubler_suite(dataset=rows, scorers=broken), progress=False).check()
+    assert unscored.startswith("default: broken could not score 2 of 12 cases (d2: scorer error: ZeroDivisionError")
+
+
+THREE_VARIANTS = """
+import wfkit as wf
+
+
+def build(offset=0):
+    flow = wf.Workflow(f"doubler-{offset}")
+
+    @flow.step
+    def double(state):
+        return {"y": state["x"] * 2 + offset}
+
+    return flow
+
+
+suite = wf.evals.Suite(
+    name="three",
+    dataset=[{"id": f"c{x}", "x": x, "expected": {"y": 2 * x}} for x in range(8)],
+    workflow=build,
+    variants={"prod": {}, "canary": {"offset": 1}, "alt": {}},
+    scorers=[wf.evals.exact_match("y")],
+)
+"""
+
+
+def test_cli_eval_compares_every_variant_with_the_suites_first(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    """`wfkit eval` compares each variant with the first the suite declares (its baseline), in the
+    suite's order: it compared the first two by name alone, "canary vs alt", prod (the baseline)
+    left out of every comparison and a third variant never compared."""
+    (tmp_path / "suite.py").write_text(THREE_VARIANTS)
+    assert 0 == main(["eval", str(tmp_path)])
+    out = capsys.readouterr().out
+    headers = re.findall(r"^(\w+) vs (\w+) \(", out, re.MULTILINE)
+    assert [("canary", "prod"), ("alt", "prod")] == headers
+    canary = out.split("canary vs prod")[1].split(" vs ")[0]
+    assert re.search(r"\nexact_match:y\s+0\s+8\s+0\s+0\s+-1\.0", canary)
+    assert 0 == main(["eval", str(tmp_path), "--variant", "alt", "--variant", "prod"])
+    assert [("prod", "alt")] == re.findall(r"^(\w+) vs (\w+) \(", capsys.readouterr().out, re.MULTILINE)
+
+
+def test_cli_eval_json_writes_a_figure_no_case_gave_as_null(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    """A figure of no case (the mean of a scorer that scored none) is null in `wfkit eval --json`:
+    it was NaN, which is not JSON, and jq or JSON.parse refused the whole output."""
+    folder = cli_suite(tmp_path / "unscored", {})
+    write_jsonl(folder / "cases.jsonl", [{"id": "c0", "x": 0}, {"id": "c1", "x": 1}])
+    assert 1 == main(["eval", str(folder), "--json"])
+
+    def refuse(constant: str) -> None:
+        raise AssertionError(f"{constant} is not JSON")
+
+    (summary,) = json.loads(capsys.readouterr().out, parse_constant=refuse)["summary"]
+    assert [2, 2, None, None, None] == [summary[k] for k in ("cases", "unscored", "mean", "ci_low", "pass_rate")]
+
+
+def test_cli_eval_json_holds_the_comparisons_the_text_prints(capsys: pytest.CaptureFixture[str]):
+    """`wfkit eval --json` holds each variant's comparison with the first, as the text output
+    prints it: it held the summary alone, so a CI job reading JSON had no paired test to read."""
+    assert 0 == main(["eval", str(SUPPORT), "--json"])
+    out = json.loads(capsys.readouterr().out)
+    rows = {row["scorer"]: row for row in out["compare"]}
+    row = rows["exact_match:resolution"]
+    assert ["approve", "reject", 0, 2, 6, 0.5, False] == [
+        row[k] for k in ("baseline", "candidate", "wins", "losses", "ties", "p_value", "significant")
+    ]
+    assert pytest.approx([-0.591, 0.156], abs=1e-3) == [row["mean_diff_low"], row["mean_diff_high"]]

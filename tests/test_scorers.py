@@ -74,6 +74,26 @@ def test_exact_match_fails_and_says_what_differed():
     assert Score(0.0, False, 'out="declined", expected "refunded"') == result
 
 
+def test_exact_match_of_a_number_against_a_sheets_text_says_how_to_type_the_column(tmp_path: Any):
+    """A sheet's cell is text: a run answering 2 where the CSV's column expected.y says "2" fails,
+    and the detail says why and which column to rename (expected.y:json); it read only
+    'y=2, expected "2"', the quotes the one clue."""
+    path = tmp_path / "cases.csv"
+    path.write_text("id,value,expected.y\nc1,2,2\n", encoding="utf-8")
+    (case,) = wf.evals.load_dataset(path)
+    detail = (
+        'y=2, expected "2" (a number, expected as text: a CSV cell is text; name the column '
+        "expected.y:json to expect a number)"
+    )
+    flow = wf.Workflow("typed")
+
+    @flow.step
+    def answer(state: Any) -> dict[str, Any]:
+        return {"y": int(state["value"])}
+
+    assert Score(0.0, False, detail) == score(wf.evals.exact_match("y"), case, flow.run(case.inputs))
+
+
 def test_exact_match_with_expected_given_to_the_scorer():
     """An expected value given to the scorer wins over the case (which then needs none)."""
     run = echo([1, 2])
@@ -495,6 +515,24 @@ def test_custom_async_function_returning_a_score():
     )
 
 
+def test_custom_numpy_scalars_score_as_the_python_numbers_they_hold():
+    """A numpy bool (``np.isclose``, a comparison of pandas values) or float32 (an embedding's
+    cosine similarity) scores as the bool or float it holds: they were refused as "not a Score, a
+    float or a bool", so every case of such a scorer was unscored."""
+    import numpy as np
+
+    same = wf.evals.custom(lambda case, run: np.isclose(run.state["out"], 0.5), name="close")
+    assert Score(1.0, True) == score(same, Case("c1", {}), echo(0.5))
+    assert Score(0.0, False) == score(same, Case("c1", {}), echo(0.7))
+    cosine = wf.evals.custom(lambda case, run: np.float32(run.state["out"]), name="cosine")
+    assert Score(0.75, True) == score(cosine, Case("c1", {}), echo(0.75))
+    assert Score(1.0, True) == score(wf.evals.custom(lambda case, run: np.int64(1)), Case("c1", {}), echo(1))
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        score(wf.evals.custom(lambda case, run: np.float64("nan")), Case("c1", {}), echo(1))
+    with pytest.raises(TypeError, match="a scorer returns a Score, a float in"):  # an array is no one score
+        score(wf.evals.custom(lambda case, run: np.array([0.5])), Case("c1", {}), echo(1))
+
+
 @pytest.mark.parametrize("bad", ["yes", None, [1.0], {"value": 1}])
 def test_custom_bad_return_type_is_a_type_error(bad: Any):
     """A custom scorer returning something other than a Score, a float or a bool raises TypeError."""
@@ -565,14 +603,41 @@ def test_llm_judge_pass_at_is_inclusive():
     assert score(judge, Case("c1", {}), echo("hello")).passed
 
 
-def test_llm_judge_reply_without_a_number_scores_zero_with_a_clear_detail():
-    """A judge reply with no number scores 0, fails, and the detail quotes the reply."""
-    client = wf.llm.ChatClient(
-        transport=wf.llm.SimulatedModel(p50=0.001, p99=0.002, seed=0, reply="I cannot grade this.")
+def judge_replying(reply: str) -> Any:
+    """An llm_judge whose model (simulated, offline) always replies ``reply``."""
+    client = wf.llm.ChatClient(transport=wf.llm.SimulatedModel(p50=0.001, p99=0.002, seed=0, reply=reply))
+    return wf.evals.llm_judge("Polite?", field="out", client=client)
+
+
+def test_llm_judge_reads_the_score_the_reply_gives_not_its_first_number():
+    """A judge reasoning before its score ("On a scale of 0 to 10 ... Score: 7") gives 0.7: the
+    first number of the reply was read, 0, a failing case. A reply of a number alone, or N/10, is
+    that number."""
+    case = Case("c1", {})
+    reasoned = "On a scale of 0 to 10, it greets the user in 2 words. Score: 7"
+    assert 0.7 == score(judge_replying(reasoned), case, echo("hello")).value
+    assert 0.8 == score(judge_replying("8/10"), case, echo("hello")).value
+    assert 0.6 == score(judge_replying(" 6 "), case, echo("hello")).value
+
+
+@pytest.mark.parametrize(
+    ("reply", "why"),
+    [
+        ("I cannot grade this.", r"the judge gave no score \('Score: N', N from 0 to 10\): 'I cannot grade this\.'"),
+        ("Score: 85", r"the judge's score 85 is not from 0 to 10: 'Score: 85'"),
+    ],
+)
+def test_llm_judge_reply_without_a_score_from_0_to_10_scores_nothing(reply: str, why: str):
+    """A judge reply with no score, or one off the 0-10 scale (a judge grading out of 100), is the
+    judge's failure, not the workflow's: the scorer raises, so an eval leaves the case unscored
+    (NaN, the reply in its detail). The first scored 0, a failing case; the second 1.0, a pass."""
+    with pytest.raises(ValueError, match=why):
+        score(judge_replying(reply), Case("c1", {}), echo("hello"))
+    suite = wf.evals.Suite(
+        name="judged", dataset=[{"id": "c1", "value": "hi"}], workflow=echo_flow(), scorers=[judge_replying(reply)]
     )
-    judge = wf.evals.llm_judge("Polite?", field="out", client=client)
-    result = score(judge, Case("c1", {}), echo("hello"))
-    assert Score(0.0, False, "the judge gave no score: 'I cannot grade this.'") == result
+    summary = wf.evals.evaluate(suite, progress=False, store=False).summary.iloc[0]
+    assert [1, 1] == summary[["cases", "unscored"]].tolist()
 
 
 def test_scorer_names_and_reprs():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import math
 import shlex
 import sqlite3
 import sys
@@ -28,7 +29,19 @@ def _print(*parts: object, file: TextIO | None = None) -> None:
 
 
 def _print_json(value: Any) -> None:
-    _print(json.dumps(value, indent=2, default=str))
+    _print(json.dumps(_finite(value), indent=2, default=str, allow_nan=False))
+
+
+def _finite(value: Any) -> Any:
+    """``value`` with NaN and infinities as None (null): json.dumps writes them as NaN, which is
+    not JSON (jq and JSON.parse refuse the whole output); a figure of no case is null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(item) for item in value]
+    return value
 
 
 def _positive_int(text: str) -> int:
@@ -398,20 +411,27 @@ def _eval(args: argparse.Namespace) -> int:
         announce=_to_stderr,
         **on_dask,
     )
+    # Each variant against the first asked for (the suite's first): the baseline leads.
+    variants = list(dict.fromkeys(args.variant or suite.variants))
     if args.json:
-        _print_json({"summary": result.summary.reset_index().to_dict("records"), "saved_to": result.saved_to})
+        compared = [
+            {"baseline": variants[0], "candidate": candidate, **row}
+            for candidate in variants[1:]
+            for row in result.compare(variants[0], candidate).reset_index().to_dict("records")
+        ]
+        summary = result.summary.reset_index().to_dict("records")
+        _print_json({"summary": summary, "compare": compared, "saved_to": result.saved_to})
     else:
         _print(result.summary.round(3).to_string())
-        variants = list(result.cases["variant"].unique())
-        if len(variants) >= 2:
+        for candidate in variants[1:]:
             test = (
                 "net_win_rate: (wins - losses) / cases, with its 95% interval for paired cases; "
                 "p_value: exact sign test of wins against losses; significant below 0.05; "
                 "mean_diff_low, mean_diff_high: the mean difference's 95% interval, allowing for a "
                 "rare big loss unseen (for 0/1 scores, the net win rate's)"
             )
-            _print(f"\n{variants[1]} vs {variants[0]} ({test}):")
-            _print(result.compare(variants[0], variants[1]).round(3).to_string())
+            _print(f"\n{candidate} vs {variants[0]} ({test}):")
+            _print(result.compare(variants[0], candidate).round(3).to_string())
         _print(f"\nsaved to {result.saved_to}")
     failures = result.check()
     for failure in failures:

@@ -31,8 +31,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from wfkit.evals._scorers import Case, ScorerFn, apply, name_of
-from wfkit.evals._spreadsheet import read_sheet
+from wfkit.evals._scorers import Case, ScorerFn, apply, name_of, unsucceeded
+from wfkit.evals._spreadsheet import read_sheet, read_utf8
 from wfkit.evals._stats import (
     TIE_TOLERANCE,
     mean_diff_interval,
@@ -54,11 +54,13 @@ if TYPE_CHECKING:
     from wfkit.engine._workflow import Workflow
 
 
-def load_dataset(source: str | os.PathLike[str] | Iterable[Mapping[str, Any]]) -> list[Case]:
-    """Cases from JSONL (``.jsonl``, ``.ndjson``), parquet, CSV or TSV, or dicts (a file of another
-    suffix is refused, listing these). A row is ``{"id", "inputs", "expected"}``
+def load_dataset(source: str | os.PathLike[str] | Iterable[Mapping[str, Any]] | pd.DataFrame) -> list[Case]:
+    """Cases from JSONL (``.jsonl``, ``.ndjson``), parquet, CSV or TSV, dicts, or a pandas DataFrame
+    (a row per case, read as its parquet file would be) (a file of another suffix is refused,
+    listing these). A row is ``{"id", "inputs", "expected"}``
     (another key beside ``inputs`` is refused, never dropped), or flat (every key but ``id`` and
-    ``expected`` is an input). A dataset without a case is refused.
+    ``expected`` is an input). In any row a key ``expected.FIELD`` is one value of ``expected``, as
+    a sheet's column of that name is. A dataset without a case is refused.
 
     A CSV (or TSV) row is flat, a column per key: a cell is its text, exactly; a ``NAME:json`` column
     holds JSON (an empty cell: no such key); ``expected.FIELD`` is one value of ``expected``.
@@ -78,7 +80,9 @@ class _Dataset:
     places: list[str]  # per case: "line 3" of a JSONL file (blank lines counted), else "row 3"
 
 
-def _load_cases(source: str | os.PathLike[str] | Iterable[Mapping[str, Any]], suite: str | None = None) -> _Dataset:
+def _load_cases(
+    source: str | os.PathLike[str] | Iterable[Mapping[str, Any]] | pd.DataFrame, suite: str | None = None
+) -> _Dataset:
     rows: list[Mapping[str, Any]]
     places: list[str] = []
     if isinstance(source, str | os.PathLike):
@@ -86,18 +90,33 @@ def _load_cases(source: str | os.PathLike[str] | Iterable[Mapping[str, Any]], su
         name = f"the dataset {path}"
         suffix = path.suffix.lower()
         if suffix == ".parquet":
+            import pyarrow as pa
             import pyarrow.parquet as pq
 
             # to_pylist gives plain lists and dicts, not numpy arrays, but fills the keys a row
             # lacked with None: state.get("lang", "en") would see None, a scorer "expected null".
-            rows = [_without_nulls(row) for row in pq.read_table(path).to_pylist()]
+            try:
+                table = pq.read_table(path)
+            except pa.ArrowInvalid as exc:  # a CSV renamed, a file cut off in a copy
+                owner = "" if suite is None else f"suite {suite!r}: "
+                raise ValueError(
+                    f"{owner}the dataset {path} is not a parquet file pyarrow can read ({type(exc).__name__}: {exc}): "
+                    "write it with DataFrame.to_parquet or pyarrow.parquet.write_table, or name it after its format "
+                    f"({_FORMATS})"
+                ) from exc
+            rows = [_without_nulls(row) for row in table.to_pylist()]
         elif suffix in _SHEETS:
             rows, places = read_sheet(path, delimiter=_SHEETS[suffix])
         elif suffix not in _JSONL:  # never read as JSONL by default: a sheet would be "not JSON" at line 1
             raise ValueError(_unread_format(path, suite))
         else:
             rows = []
-            for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            text = read_utf8(
+                path,
+                fix=f"JSON is UTF-8: save the file as UTF-8 (from Latin-1: iconv -f latin1 -t utf-8 {path.name} > "
+                f"{path.stem}-utf8{path.suffix}; in Python: open(..., 'w', encoding='utf-8'))",
+            )
+            for number, line in enumerate(text.splitlines(), 1):
                 if not line.strip():
                     continue
                 try:
@@ -107,7 +126,7 @@ def _load_cases(source: str | os.PathLike[str] | Iterable[Mapping[str, Any]], su
                 places.append(f"line {number}")
     else:
         name = "the dataset given"
-        rows = list(source)
+        rows = _frame_rows(source) if _is_frame(source) else list(source)  # a frame iterates its column names
     if not rows:
         raise ValueError(_empty_dataset(source, suite))
     places = places or [f"row {number}" for number in range(1, len(rows) + 1)]
@@ -119,8 +138,11 @@ def _load_cases(source: str | os.PathLike[str] | Iterable[Mapping[str, Any]], su
             problems += [f"{place}{problem}" for problem in found]
             misshapen += 1
             continue
-        inputs = row["inputs"] if "inputs" in row else {k: v for k, v in row.items() if k not in ("id", "expected")}
-        cases.append(Case(str(row.get("id", number)), dict(inputs), dict(row.get("expected", {}))))
+        flat = {key: value for key, value in row.items() if not _expected_key(key)}
+        inputs = row["inputs"] if "inputs" in row else {k: v for k, v in flat.items() if k not in ("id", "expected")}
+        one_by_one = {key.removeprefix(_EXPECTED): value for key, value in row.items() if _expected_key(key)}
+        expected = {**row.get("expected", {}), **one_by_one}
+        cases.append(Case(str(row.get("id", number)), dict(inputs), expected))
     if problems:
         count = "1 case" if misshapen == 1 else f"{misshapen} cases"
         more = f"; and {len(problems) - _SHOWN} more" if len(problems) > _SHOWN else ""
@@ -180,7 +202,7 @@ def _shape_problems(row: object, number: int) -> list[str]:
                     f"{case}: 'inputs' has {some} not a string ({_listed(keys, limit=3)}); an input's name is a string"
                 )
         # A flat row makes every such key an input; beside 'inputs' it would be read by nothing.
-        beside = [str(key) for key in row if key not in ("id", "inputs", "expected")]
+        beside = [str(key) for key in row if key not in ("id", "inputs", "expected") and not _expected_key(key)]
         if beside:
             verb, them = ("is", "it") if len(beside) == 1 else ("are", "them")
             problems.append(
@@ -188,6 +210,11 @@ def _shape_problems(row: object, number: int) -> list[str]:
                 f"'id', 'inputs' and 'expected': move {them} into 'inputs' (an input of the run) or 'expected' "
                 f"(a value scorers read), or leave 'inputs' out and give the inputs as keys of the row"
             )
+    nested = row.get("expected")
+    for key in filter(_expected_key, row):
+        if isinstance(nested, Mapping) and key.removeprefix(_EXPECTED) in nested:
+            field_name = key.removeprefix(_EXPECTED)
+            problems.append(f"{case}: {field_name!r} is expected twice, as {key!r} and in 'expected': keep one")
     if "expected" in row and not isinstance(row["expected"], Mapping):
         expected = row["expected"]
         problems.append(
@@ -195,6 +222,15 @@ def _shape_problems(row: object, number: int) -> list[str]:
             f'of the run, e.g. {{"answer": "..."}} (leave \'expected\' out when nothing is expected)'
         )
     return problems
+
+
+_EXPECTED = "expected."
+
+
+def _expected_key(key: object) -> bool:
+    """A flat key ``expected.FIELD``: one expected value, as a sheet's column of that name is (a
+    sheet read with pandas, or a frame saved as parquet, keeps the name)."""
+    return isinstance(key, str) and key.startswith(_EXPECTED) and len(key) > len(_EXPECTED)
 
 
 def _kind(value: object) -> str:
@@ -297,6 +333,29 @@ def _unread_format(path: Path, suite: str | None) -> str:
     return f"{owner}the dataset {path} is of no format read ({_FORMATS}){hint}"
 
 
+def _is_frame(source: object) -> bool:
+    pandas = sys.modules.get("pandas")  # not imported: no frame was made
+    return pandas is not None and isinstance(source, pandas.DataFrame)
+
+
+def _frame_rows(frame: pd.DataFrame) -> list[Mapping[str, Any]]:
+    """A DataFrame's rows as its parquet file's are read: Python values (a numpy int64 is no
+    state value), a null (NaN, None) a key the row lacks. A named index (``set_index("id")``) is
+    a column; an unnamed one (a filtered frame's row numbers) is no input."""
+    import pyarrow as pa
+
+    if any(level is not None for level in frame.index.names):
+        frame = frame.reset_index()
+    try:
+        table = pa.Table.from_pandas(frame, preserve_index=False)
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+        raise ValueError(
+            f"the dataset given, a DataFrame, has a column of values of no one type ({exc}): give the column "
+            "one type (frame[column].astype(str)), or pass frame.to_dict('records')"
+        ) from exc
+    return [_without_nulls(row) for row in table.to_pylist()]
+
+
 def _without_nulls(value: Any) -> Any:
     """A parquet row with its null struct fields left out, nested structs and lists included."""
     if isinstance(value, dict):
@@ -315,7 +374,7 @@ class Suite:
     acceptable pass rate (CI fails below it); ``run_options`` go to every run (e.g. ``policy``)."""
 
     name: str
-    dataset: str | os.PathLike[str] | Sequence[Mapping[str, Any]]
+    dataset: str | os.PathLike[str] | Sequence[Mapping[str, Any]] | pd.DataFrame
     workflow: Workflow | Callable[..., Workflow]
     scorers: Sequence[ScorerFn]
     variants: Mapping[str, Mapping[str, Any]] = field(default_factory=lambda: {"default": {}})
@@ -333,7 +392,13 @@ class Suite:
                 f"workflow as it is, or name at least one, e.g. variants={{'default': {{}}}}"
             )
         self._check_variant_parameters()
+        if not self.scorers:  # every case would run, then the result have no row to summarise
+            raise ValueError(
+                f"suite {self.name!r} has no scorers: give at least one, e.g. "
+                f"scorers=[wf.evals.exact_match('answer')], or wf.evals.custom(fn) of your own check"
+            )
         names = [name_of(scorer) for scorer in self.scorers]
+        self._check_scorer_names(names)
         unknown = sorted(set(self.thresholds) - set(names))
         if unknown:
             raise ValueError(
@@ -345,6 +410,18 @@ class Suite:
             if not isinstance(limit, int | float) or not 0 <= limit <= 1:
                 raise ValueError(
                     f"suite {self.name!r}: the threshold for {name!r} is a pass rate between 0 and 1, got {limit!r}"
+                )
+
+    def _check_scorer_names(self, names: Sequence[str]) -> None:
+        """A result keeps one row per case and scorer name: two scorers of one name (two lambdas)
+        would share rows, the summary mixing them and ``compare`` failing after every case ran."""
+        for name in dict.fromkeys(names):
+            at = [str(number) for number, other in enumerate(names, 1) if other == name]
+            if len(at) > 1:
+                raise ValueError(
+                    f"suite {self.name!r}: {len(at)} scorers are named {name!r} (scorers {', '.join(at[:-1])} and "
+                    f"{at[-1]}); a result keeps one row per case and scorer name: give each its own, e.g. "
+                    f"wf.evals.custom(fn, name='...') or wf.evals.exact_match(field, name='...')"
                 )
 
     def _check_variant_parameters(self) -> None:
@@ -454,8 +531,15 @@ async def _score_cases(
                     score = await apply(scorer, case, run)
                     value, passed, detail = score.value, score.passed, score.detail
                 except Exception as exc:  # a broken scorer marks its row, never the whole eval
-                    # NaN, not 0: the scorer judged nothing, and a 0 would count as the workflow's failure.
-                    value, passed, detail = float("nan"), False, f"scorer error: {type(exc).__name__}: {exc}"
+                    error = f"{type(exc).__name__}: {exc}"
+                    failed = unsucceeded(run)
+                    if failed is not None:
+                        # A crashed run fails, as built-in scorers fail it: left unscored, the crashes
+                        # of a variant would drop out of its mean and of its comparison's losses.
+                        value, passed, detail = 0.0, False, f"{failed.detail} (the scorer then raised {error})"
+                    else:
+                        # NaN, not 0: the scorer judged nothing, and a 0 would count as the workflow's failure.
+                        value, passed, detail = float("nan"), False, f"scorer error: {error}"
                 rows.append(
                     {
                         "suite": suite.name,
@@ -557,7 +641,13 @@ async def evaluate_async(
         finally:
             if bar is not None:
                 bar.close()
-    frame = pd.DataFrame(rows).sort_values(["variant", "case_id", "scorer"], ignore_index=True)
+    # Cases in the dataset's order, not their ids' as text (d10 before d2): check() names "the first".
+    position = {case.id: number for number, case in enumerate(cases)}
+    frame = pd.DataFrame(rows).sort_values(
+        ["variant", "case_id", "scorer"],
+        key=lambda column: column.map(position) if column.name == "case_id" else column,
+        ignore_index=True,
+    )
     result = EvalResult(suite, frame, runs_workspace=runs_in)
     if store:
         result.save(workspace)
@@ -859,6 +949,13 @@ class EvalResult:
                     continue
                 row = summary.loc[(variant, scorer)]
                 value = float(row[metric])
+                # The figure is of the cases scored: a scorer's errors are left out of it, and said.
+                unscored = int(row["unscored"])
+                scored = int(row["cases"]) - unscored
+                if scored == 0:
+                    label = f"no case scored ({unscored} unscored)"
+                else:
+                    label = f"{value:.0%} (n={scored}" + (f", {unscored} unscored)" if unscored else ")")
                 ax.errorbar(
                     [value],
                     [y],
@@ -869,7 +966,7 @@ class EvalResult:
                     label=variant if scorer == scorers[0] else None,
                 )
                 ax.annotate(
-                    f"{value:.0%} (n={int(row['cases'])})",
+                    label,
                     (1.0, y),
                     xycoords=("axes fraction", "data"),
                     xytext=(6, 0),

@@ -51,6 +51,10 @@ ScorerFn: TypeAlias = Callable[[Case, "Run"], "ScoreLike | Awaitable[ScoreLike]"
 
 
 def as_score(value: Any) -> Score:
+    import numpy as np
+
+    if isinstance(value, np.generic):  # np.isclose's bool, a cosine similarity's float32: their Python value
+        value = value.item()
     if isinstance(value, bool):
         return Score(1.0 if value else 0.0, value)
     if isinstance(value, Score):
@@ -93,7 +97,7 @@ def _expected(case: Case, key: str, given: Any) -> Any:
     return case.expected[key]
 
 
-def _unsucceeded(run: Run) -> Score | None:
+def unsucceeded(run: Run) -> Score | None:
     """For a run that did not succeed, a failing Score saying how it ended and why; else None."""
     from wfkit.model._errors import RunError, StepFailedError
     from wfkit.model._status import RunStatus
@@ -140,10 +144,13 @@ class exact_match(_Scorer):
 
     def __call__(self, case: Case, run: Run) -> Score:
         actual, want = _value(run, self.field), _expected(case, self.field, self.expected)
-        if (failed := _unsucceeded(run)) is not None:
+        if (failed := unsucceeded(run)) is not None:
             return failed
         ok = actual is not _MISSING and actual == want
-        return Score(1.0 if ok else 0.0, ok, "" if ok else f"{self.field}={_show(actual)}, expected {_show(want)}")
+        if ok:
+            return Score(1.0, True, "")
+        why = _as_text(self.field, actual, want)
+        return Score(0.0, False, f"{self.field}={_show(actual)}, expected {_show(want)}{why}")
 
 
 class contains(_Scorer):
@@ -156,7 +163,7 @@ class contains(_Scorer):
     def __call__(self, case: Case, run: Run) -> Score:
         actual = _value(run, self.field)
         want = str(_expected(case, self.field, self.expected))
-        if (failed := _unsucceeded(run)) is not None:
+        if (failed := unsucceeded(run)) is not None:
             return failed
         text = "" if actual is _MISSING else str(actual)
         ok = (want.lower() in text.lower()) if self.ignore_case else (want in text)
@@ -170,7 +177,7 @@ class regex(_Scorer):
         self.field, self.pattern, self.name = field, re.compile(pattern), name or f"regex:{field}"
 
     def __call__(self, case: Case, run: Run) -> Score:
-        if (failed := _unsucceeded(run)) is not None:
+        if (failed := unsucceeded(run)) is not None:
             return failed
         actual = _value(run, self.field)
         ok = actual is not _MISSING and self.pattern.search(str(actual)) is not None
@@ -188,7 +195,7 @@ class json_schema(_Scorer):
         self._validator = jsonschema.Draft202012Validator(schema)
 
     def __call__(self, case: Case, run: Run) -> Score:
-        if (failed := _unsucceeded(run)) is not None:
+        if (failed := unsucceeded(run)) is not None:
             return failed
         actual = _value(run, self.field)
         if isinstance(actual, str):
@@ -222,7 +229,7 @@ class numeric(_Scorer):
 
     def __call__(self, case: Case, run: Run) -> Score:
         actual, want = _value(run, self.field), float(_expected(case, self.field, self.expected))
-        if (failed := _unsucceeded(run)) is not None:
+        if (failed := unsucceeded(run)) is not None:
             return failed
         try:
             got = float(actual)
@@ -241,7 +248,7 @@ class route_taken(_Scorer):
 
     def __call__(self, case: Case, run: Run) -> Score:
         want = _expected(case, self.key, _MISSING)
-        if (failed := _unsucceeded(run)) is not None:
+        if (failed := unsucceeded(run)) is not None:
             return failed
         path = run.path()
         ok = want in path
@@ -257,7 +264,7 @@ class tools_used(_Scorer):
     def __call__(self, case: Case, run: Run) -> Score:
         want = sorted(_expected(case, self.key, _MISSING))
         step = _expected(case, self.step_key, _MISSING)
-        if (failed := _unsucceeded(run)) is not None:
+        if (failed := unsucceeded(run)) is not None:
             return failed
         bound = [e.tools for e in run.events if e.step == step and e.attempt > 0]
         got = sorted(bound[-1] or ()) if bound else None
@@ -272,7 +279,7 @@ class latency_budget(_Scorer):
         self.seconds, self.name = seconds, name or "latency_budget"
 
     def __call__(self, case: Case, run: Run) -> Score:
-        if (failed := _unsucceeded(run)) is not None:
+        if (failed := unsucceeded(run)) is not None:
             return failed
         events = [e for e in run.events if e.attempt > 0]
         spent = (max(e.ended_at for e in events) - min(e.started_at for e in events)) if events else 0.0
@@ -287,7 +294,7 @@ class cost_budget(_Scorer):
         self.usd, self.name = usd, name or "cost_budget"
 
     def __call__(self, case: Case, run: Run) -> Score:
-        if (failed := _unsucceeded(run)) is not None:
+        if (failed := unsucceeded(run)) is not None:
             return failed
         spent = sum(e.cost_usd or 0.0 for e in run.events)
         ok = spent <= self.usd
@@ -331,7 +338,9 @@ class llm_judge(_Scorer):
     """A model grades the field against a rubric (and the expected answer, if the case has one).
 
     ``client`` is a ChatClient; by default an offline judge (the simulated model, grading by word
-    overlap with the reference) so suites run without a key. Passes at ``pass_at`` (0..1)."""
+    overlap with the reference) so suites run without a key. Passes at ``pass_at`` (0..1). The
+    grade is the reply's last 'Score: N' (N from 0 to 10); a reply without one leaves the case
+    unscored (the judge failed, not the workflow)."""
 
     def __init__(
         self,
@@ -356,7 +365,7 @@ class llm_judge(_Scorer):
         return self._client
 
     async def __call__(self, case: Case, run: Run) -> Score:
-        if (failed := _unsucceeded(run)) is not None:
+        if (failed := unsucceeded(run)) is not None:
             return failed  # no judge call for a run with nothing to grade
         answer = _value(run, self.field)
         reference = case.expected.get(self.reference_key, "") if self.reference_key else ""
@@ -364,11 +373,35 @@ class llm_judge(_Scorer):
             rubric=self.rubric, reference=reference, answer="" if answer is _MISSING else answer
         )
         reply = await self._judge().complete(prompt)
-        found = re.search(r"(\d+(?:\.\d+)?)", reply.text)
-        if not found:
-            return Score(0.0, False, f"the judge gave no score: {reply.text[:80]!r}")
-        value = max(0.0, min(1.0, float(found.group(1)) / 10))
-        return Score(value, value >= self.pass_at, reply.text[:120])
+        grade = _grade(reply.text)
+        return Score(grade / 10, grade / 10 >= self.pass_at, reply.text[:120])
+
+
+_SCORE = re.compile(r"score\s*[:=]?\s*(\d+(?:\.\d+)?)", re.IGNORECASE)
+_BARE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(?:/\s*10)?\s*\.?\s*")
+
+
+def _grade(text: str) -> float:
+    """The judge's grade, 0 to 10: the last 'Score: N' of its reply (a judge may reason first,
+    quoting the scale), or a reply that is a number alone ('7', '7/10'). A reply without one, or
+    off the scale, raises: the judge failed, not the workflow, so the case is left unscored."""
+    found = _SCORE.findall(text) or [bare.group(1) for bare in [_BARE.fullmatch(text)] if bare is not None]
+    if not found:
+        raise ValueError(f"the judge gave no score ('Score: N', N from 0 to 10): {text[:80]!r}")
+    if float(found[-1]) > 10:
+        raise ValueError(f"the judge's score {found[-1]} is not from 0 to 10: {text[:80]!r}")
+    return float(found[-1])
+
+
+def _as_text(field: str, actual: Any, want: Any) -> str:
+    """Why a value differs from the text that writes it: a sheet's cell is text, so a run's 2
+    never equals its column's "2" (a typed column is named ``NAME:json``)."""
+    if not isinstance(want, str) or isinstance(actual, str) or actual is _MISSING:
+        return ""
+    kind = {bool: "a boolean", int: "a number", float: "a number", list: "a list", dict: "an object"}.get(type(actual))
+    if kind is None or json.dumps(actual, default=str) != want.strip():
+        return ""
+    return f" ({kind}, expected as text: a CSV cell is text; name the column expected.{field}:json to expect {kind})"
 
 
 def _show(value: Any) -> str:

@@ -35,17 +35,22 @@ class _Column:
     json: bool
 
 
-def read_sheet(path: Path, *, delimiter: str) -> tuple[list[Mapping[str, Any]], list[str]]:
-    """The flat rows of a CSV (``delimiter=","``) or TSV file, and each row's place ("line 3")."""
+def read_utf8(path: Path, *, fix: str) -> str:
+    """A dataset file's text, UTF-8 with or without a byte order mark (Excel's "CSV UTF-8" and
+    Notepad write one); another encoding is refused naming the line and byte, then ``fix``."""
     data = path.read_bytes()
     try:
-        text = data.decode("utf-8-sig")  # Excel's "CSV UTF-8" starts with a byte order mark
+        return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         line = data.count(b"\n", 0, exc.start) + 1
-        raise ValueError(
-            f"{path}, line {line}: not UTF-8 text ({exc.reason} at byte {exc.start}): save the sheet as "
-            f"'CSV UTF-8' (Excel's other CSV formats write the computer's own encoding)"
-        ) from exc
+        raise ValueError(f"{path}, line {line}: not UTF-8 text ({exc.reason} at byte {exc.start}): {fix}") from exc
+
+
+def read_sheet(path: Path, *, delimiter: str) -> tuple[list[Mapping[str, Any]], list[str]]:
+    """The flat rows of a CSV (``delimiter=","``) or TSV file, and each row's place ("line 3")."""
+    text = read_utf8(
+        path, fix="save the sheet as 'CSV UTF-8' (Excel's other CSV formats write the computer's own encoding)"
+    )
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
     columns: list[_Column] | None = None
     rows: list[Mapping[str, Any]] = []
