@@ -150,8 +150,9 @@ def test_cost_and_tokens_by_run_and_step(known: Known) -> None:
     """cost() sums tokens, cost and model calls recorded with ctx.record, by run and by step."""
     frame, run_ids = known.frame, known.run_ids
     by_run = frame.wf.cost()
-    assert ["tokens_in", "tokens_out", "cost_usd", "calls", "model_latency_s"] == list(by_run.columns)
-    assert by_run["model_latency_s"].isna().all()  # ctx.record given no model time: unknown, not 0 s
+    # Counts and money only: a wall-clock figure (model_latency_s) would make every notebook that
+    # shows this table fail its replay.
+    assert ["tokens_in", "tokens_out", "cost_usd", "calls"] == list(by_run.columns)
     for i, run_id in run_ids.items():
         fetches = 2 if i % 3 == 0 else 1
         row = by_run.loc[run_id]

@@ -159,18 +159,17 @@ class StepsAccessor:
         return table.rename(columns={"sum": "retries", "mean": "mean_per_visit", "max": "max_per_visit"})
 
     def cost(self, by: str | Sequence[str] | None = "run_id") -> pd.DataFrame:
-        """Tokens in and out, cost in USD, and model calls per run (or ``by``; None: (workflow, step)),
-        with the seconds those calls took, ``model_latency_s`` (NaN where none recorded its time).
+        """Tokens in and out, cost in USD, and model calls per run (or ``by``; None: (workflow, step)).
+        Counts and money only, which repeat exactly under a seed, so a notebook that shows this
+        table replays it as a regression check; the calls' time is the ``model_latency_s`` column.
 
         ``calls`` counts every call an attempt made, failed ones included (``extra.llm_calls``, which
         ``ctx.llm`` keeps); an attempt that recorded a model but no count, or every attempt of a frame
-        read without the ``extra`` column, counts as one. ``model_latency_s`` is there when the
-        frame has that column."""
+        read without the ``extra`` column, counts as one."""
         self._need("cost", "tokens_in", "tokens_out", "cost_usd", "model")
         keys = keys_of(self._df, by)
         extra = ("extra",) if "extra" in self._df.columns else ()
-        timed = ("model_latency_s",) if "model_latency_s" in self._df.columns else ()
-        rows = self._attempt_rows(*keys, "tokens_in", "tokens_out", "cost_usd", "model", *extra, *timed)
+        rows = self._attempt_rows(*keys, "tokens_in", "tokens_out", "cost_usd", "model", *extra)
         called = rows["model"].notna()
         calls = called.astype("int64")
         if extra and called.any():
@@ -188,8 +187,6 @@ class StepsAccessor:
             )
         )
         table[["tokens_in", "tokens_out"]] = table[["tokens_in", "tokens_out"]].fillna(0).astype("int64")
-        if timed:  # NaN, not 0 s, for a group whose attempts called no model
-            table["model_latency_s"] = rows.groupby(keys, observed=True)["model_latency_s"].sum(min_count=1)
         return table
 
     def runs(self) -> pd.DataFrame:

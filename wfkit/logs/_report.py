@@ -277,6 +277,10 @@ def _workflow_section(
 
         register_accessor()
         table = cost.wf.cost(by=None)
+        # The model's time beside its cost (NaN, shown "-", where no attempt recorded one): here,
+        # not in cost(), whose table repeats exactly under a seed and so replays.
+        timed = cost.groupby(["workflow", "step"], observed=True, sort=False)["model_latency_s"]
+        table["model_latency_s"] = timed.sum(min_count=1)
         parts.append("<h3>Cost</h3>")
         parts.append(
             _table(
