@@ -43,7 +43,7 @@ from wfkit.model._errors import ApprovalRejectedError, ApprovalRequiredError
 from wfkit.model._events import FIELDS, Status, StepEvent
 from wfkit.model._status import RunStatus
 from wfkit.store._journal import load_json, warn_if_restored_redacted
-from wfkit.store._store import LEASE_TTL, Store
+from wfkit.store._store import LEASE_TTL, IntentCut, Store
 from wfkit.store._workspace import decision_event, workspace_option
 from wfkit.store._writer import Rows, WriteOp
 
@@ -127,7 +127,6 @@ class Durability:
     """Checkpoints, journal rows, gates, leases and replay of one run (see the module docstring)."""
 
     __slots__ = (
-        "_crashed_in_body",
         "_emit",
         "_lease_renew_at",
         "_loop",
@@ -169,9 +168,6 @@ class Durability:
         # a tuple: ten thousand runs in flight would each hold one more object.)
         self._used = 0.0
         self._since = 0.0  # set by started(), which the scheduler calls as the run starts
-        # Irreversible steps a crash cut off in their body (``cut_offs``): their attempt is
-        # journaled as crashed when the resume finds the intent pending (``admit``).
-        self._crashed_in_body: dict[tuple[str, int], CutOff] | None = None
         # The loop the run's checkpoints are handed over from (its scheduler's), known from the
         # first: asking asyncio for the running loop makes a getpid system call on Python 3.11.
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -381,17 +377,18 @@ class Durability:
                 )
                 return Admission("reject", route=approval.on_reject)
         if spec.irreversible and store is not None:
-            status = store.intent_status(self.run_id, spec.name, act.visit)
-            if status == "pending":
-                if store.intent_waits_to_retry(self.run_id, spec.name, act.visit):
+            # One read of its intent and its rows: None unless the intent is pending.
+            cut = store.intent_cut_off(self.run_id, spec.name, act.visit)
+            if cut is not None:
+                if cut.waits_to_retry:
                     # It died waiting to retry a call that was refused: no body ran, no side
                     # effect happened; the retry goes on (``cut_offs`` found its backoff).
                     return ADMITTED
                 # The process died between the intent and the result: a person must say
                 # whether the side effect happened. Never run it a second time by ourselves.
-                crashed = self._crashed_in_body
-                cut = None if crashed is None else crashed.pop((spec.name, act.visit), None)
-                if cut is not None:
+                # The attempt the crash cut off is journaled here, unless a reconciliation or an
+                # earlier resume journaled it already (then its attempt is 0).
+                if cut.attempt:
                     self.record(self._crashed_attempt(act, cut))
                 return Admission("reconcile")
             # Durable before the body runs, so that a crash in the body leaves a pending intent:
@@ -401,7 +398,7 @@ class Durability:
             )
         return ADMITTED
 
-    def _crashed_attempt(self, act: Activation, cut: CutOff) -> StepEvent:
+    def _crashed_attempt(self, act: Activation, cut: IntentCut) -> StepEvent:
         """The attempt of an irreversible step that a crash cut off in its body, as the store
         builds it for a reconciliation too (``Store.crashed_intent_attempt``), with this run's
         columns, through its processors."""
@@ -501,16 +498,10 @@ class Durability:
             spec, key = act.spec, (act.spec.name, act.visit)
             if spec.irreversible:
                 # Its intent says what happened; a pending one waits for a person, and its attempt
-                # is journaled as crashed when the resume reaches it (admit), unless a
-                # reconciliation, or a resume before this one, journaled it already; unless the
-                # crash came while it waited to retry a transient error (no body ran).
+                # is journaled as crashed when the resume reaches it (admit); unless the crash
+                # came while it waited to retry a transient error (no body ran).
                 intent_cut = store.intent_cut_off(self.run_id, spec.name, act.visit)
-                if intent_cut is None:
-                    continue
-                if not intent_cut.waits_to_retry:
-                    if self._crashed_in_body is None:
-                        self._crashed_in_body = {}
-                    self._crashed_in_body[key] = CutOff(intent_cut.attempt, intent_cut.started_at, None, 0)
+                if intent_cut is None or not intent_cut.waits_to_retry:
                     continue
                 # Stopped in the backoff of a refused call: that backoff is waited out, as below.
             approval = spec.approval

@@ -1239,10 +1239,6 @@ class Store:
     def intent(self, run_id: str, step: str, visit: int, key: str) -> None:
         self.do(self.intent_op(run_id, step, visit, key))
 
-    def intent_status(self, run_id: str, step: str, visit: int) -> str | None:
-        rows = self.read("SELECT status FROM intents WHERE run_id=? AND step=? AND visit=?", (run_id, step, visit))
-        return rows[0][0] if rows else None
-
     def intents(self, run_id: str) -> list[dict[str, Any]]:
         rows = self.read(
             "SELECT step, visit, key, status, created_at, resolved_by FROM intents WHERE run_id=? ORDER BY created_at",
@@ -1270,24 +1266,14 @@ class Store:
         return [dict(zip(keys, r, strict=True)) for r in rows]
 
     def intent_cut_off(self, run_id: str, step: str, visit: int) -> IntentCut | None:
-        """What a crash left of an irreversible step visit, in one read of its rows: the attempt it
-        cut off after its intent, and about when that started, while its intent is pending and no
-        row journals that attempt yet; or, ``waits_to_retry``, no attempt cut off (see
-        :meth:`intent_waits_to_retry`); None when neither. Whoever meets the cut-off attempt first
-        journals it as crashed (:meth:`crashed_intent_attempt`): the resume that finds the intent
-        pending, or the reconciliation (:meth:`settle_intent`), in either order, once."""
+        """What a crash left of an irreversible step visit whose intent is pending (None when its
+        intent is not), in one read of the intent and the visit's rows: the attempt it cut off
+        after its intent, and about when that started; attempt 0 when a row journals that attempt
+        already; or, ``waits_to_retry``, no attempt cut off (see :func:`_waits_to_retry`).
+        Whoever meets the cut-off attempt first journals it as crashed
+        (:meth:`crashed_intent_attempt`): the resume that finds the intent pending, or the
+        reconciliation (:meth:`settle_intent`), in either order, once."""
         return _intent_cut_off(self.conn, run_id, step, visit)
-
-    def intent_waits_to_retry(self, run_id: str, step: str, visit: int) -> bool:
-        """Whether an irreversible step visit was stopped while it waited out the backoff of a
-        retry of a transient error: its last attempt ended (its row is the visit's last) and no
-        later one started. Its intent stays pending, but no body was cut off, and a transient
-        error is one the call was refused with (a 429, a 503, a refused connection): no side
-        effect happened, so resume retries it per the step's policy, as the process would have.
-        A retry after an error of unknown kind, or a timeout (a timed-out sync body may still have
-        been running in its thread), is not this: its side effect may have happened, a person says."""
-        conn = self.conn
-        return _waits_to_retry(conn, run_id, step, visit, _last_of_visit(conn, run_id, step, visit))
 
     def crashed_intent_attempt(self, base: StepEvent, attempt: int, started_at: float) -> StepEvent:
         """The row of attempt ``attempt`` of an irreversible step that a crash cut off in its body
@@ -1338,7 +1324,7 @@ class Store:
                 )
             self._next_seqs.pop(event.run_id, None)  # a row not written by the bulk insert
             cut = _intent_cut_off(conn, event.run_id, event.step, event.visit)
-            if cut is not None and not cut.waits_to_retry:
+            if cut is not None and cut.attempt:
                 crashed = self.crashed_intent_attempt(event, cut.attempt, cut.started_at)
                 conn.execute(JOURNAL_INSERT, event_row(with_run_columns(conn, crashed)))
             conn.execute(JOURNAL_INSERT, event_row(with_run_columns(conn, event), outcome, updates))
@@ -1455,9 +1441,11 @@ def _lease_holder(run: Mapping[str, Any], now: float) -> str | None:
 
 
 class IntentCut(NamedTuple):
-    """What a crash left of an irreversible step visit (:meth:`Store.intent_cut_off`): the attempt
-    it cut off in its body and about when that started, or, with ``waits_to_retry``, none (the
-    step waited out the backoff of a retry of a refused call: attempt and start are 0)."""
+    """What a crash left of an irreversible step visit whose intent is pending
+    (:meth:`Store.intent_cut_off`): the attempt it cut off in its body and about when that
+    started; attempt and start 0 when that attempt is journaled already, or, with
+    ``waits_to_retry``, when there is none (the step waited out the backoff of a retry of a
+    refused call)."""
 
     attempt: int
     started_at: float
@@ -1465,6 +1453,7 @@ class IntentCut(NamedTuple):
 
 
 _WAITS_TO_RETRY = IntentCut(0, 0.0, True)
+_JOURNALED = IntentCut(0, 0.0)
 _VISIT_ROWS = "FROM journal WHERE run_id=? AND step=? AND visit=? AND map_index IS NULL"
 
 
@@ -1478,10 +1467,16 @@ def _last_of_visit(conn: sqlite3.Connection, run_id: str, step: str, visit: int)
 
 
 def _waits_to_retry(conn: sqlite3.Connection, run_id: str, step: str, visit: int, last: tuple[Any, ...] | None) -> bool:
-    """See :meth:`Store.intent_waits_to_retry` (``last``: the visit's :func:`_last_of_visit`). The
-    failed attempt's row is durable before its backoff begins, and a later attempt's start
-    (``attempts``) before its body runs: with that row last and no later start, no body was
-    running when the process died."""
+    """Whether an irreversible step visit was stopped while it waited out the backoff of a
+    retry of a transient error (``last``: the visit's :func:`_last_of_visit`): its last attempt
+    ended (its row is the visit's last) and no later one started. Its intent stays pending, but
+    no body was cut off, and a transient error is one the call was refused with (a 429, a 503, a
+    refused connection): no side effect happened, so resume retries it per the step's policy, as
+    the process would have. A retry after an error of unknown kind, or a timeout (a timed-out
+    sync body may still have been running in its thread), is not this: its side effect may have
+    happened, a person says. The failed attempt's row is durable before its backoff begins, and
+    a later attempt's start (``attempts``) before its body runs: with that row last and no later
+    start, no body was running when the process died."""
     if last is None or last[0] < 1 or (last[1], last[2]) != (Status.RETRY, ErrorKind.TRANSIENT.value):
         return False
     later = conn.execute(
@@ -1496,15 +1491,17 @@ def _intent_cut_off(conn: sqlite3.Connection, run_id: str, step: str, visit: int
     crash cut off; any other last row (none, a failed attempt that was being retried, the
     reconciliation of an earlier crash that said run it again) came before it. The attempt
     started after the intent was recorded and after the run's last row ended."""
-    last = _last_of_visit(conn, run_id, step, visit)
-    if _waits_to_retry(conn, run_id, step, visit, last):
-        return _WAITS_TO_RETRY
     intent = conn.execute(
         "SELECT created_at FROM intents WHERE run_id=? AND step=? AND visit=? AND status='pending'",
         (run_id, step, visit),
     ).fetchone()
-    if intent is None or (last is not None and last[3] == ProcessCrashedError.__name__):
+    if intent is None:
         return None
+    last = _last_of_visit(conn, run_id, step, visit)
+    if _waits_to_retry(conn, run_id, step, visit, last):
+        return _WAITS_TO_RETRY
+    if last is not None and last[3] == ProcessCrashedError.__name__:
+        return _JOURNALED
     attempt, settled = conn.execute(
         f"SELECT (SELECT MAX(attempt) {_VISIT_ROWS}), (SELECT MAX(ended_at) FROM journal WHERE run_id=?)",
         (run_id, step, visit, run_id),
