@@ -576,11 +576,11 @@ DEADLINE_KILL = textwrap.dedent(
 def test_run_deadline_counts_the_time_before_a_crash(tmp_path: Path, renew: str) -> None:
     """Steps that ran before a crash count against the run's deadline after the resume: 0.8 s of
     steps before the crash and 0.5 s after are over a 1.1 s deadline (the resume started the clock
-    at 0 again, so the run succeeded). Whether the lease was renewed in between or not."""
+    at 0 again, so the run succeeded). Whether a checkpoint wrote the time used in between or not."""
     ws = tmp_path / "ws"
     args = [sys.executable, "-c", DEADLINE_KILL, str(ws)]
-    # often: a lease of 0.2 s is renewed with every checkpoint (each half lease), so the row's clock
-    # moves with each step of 0.4 s
+    # often: with a lease of 0.2 s every checkpoint (each half lease) writes the run's time used,
+    # so the row's clock moves with each step of 0.4 s
     env = {**os.environ, "WFKIT_LEASE_TTL": "0.2"} if renew == "often" else None
     first = subprocess.run(args, capture_output=True, text=True, timeout=60, env=env)
     assert -signal.SIGKILL == first.returncode, first.stderr

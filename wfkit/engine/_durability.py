@@ -15,8 +15,8 @@ What it does for one run, asked by the scheduler (``_engine``) and the attempt r
   the run halts) and the intent of an irreversible step, committed before its body runs.
   It answers with an :class:`Admission`; the scheduler acts on it.
 - **Leases**: kept by the store's lease keeper while the run runs (``started`` ... ``finish``),
-  however long a step goes without a write; a checkpoint every half lease also writes the run's
-  time used so far with a renewal.
+  however long a step goes without a write, and by it alone; a checkpoint every half lease
+  writes the run's time used so far (its deadline's clock, for a resume after a crash).
 - **Replay of a stored run** (``recorded``, ``cut_offs``): a stopped run's checkpoints, decoded
   and checked, for the scheduler to replay; after a crash, the attempts the crash cut off.
 - **The run's end** (``mark_running``, ``finish``): where it stopped, and the hand-over to the
@@ -127,8 +127,8 @@ class Durability:
     """Checkpoints, journal rows, gates, leases and replay of one run (see the module docstring)."""
 
     __slots__ = (
+        "_clock_due_at",
         "_emit",
-        "_lease_renew_at",
         "_loop",
         "_make",
         "_since",
@@ -162,10 +162,12 @@ class Durability:
         self._unsynced: list[tuple[asyncio.Future[Any] | None, StepEvent, float]] = []
         self._writes: list[asyncio.Future[Any]] = []
         self._waits: list[tuple[str, tuple[Any, ...]]] = []
-        self._lease_renew_at = time.monotonic() + (LEASE_TTL if store is None else store.lease_ttl) / 2
+        # When a checkpoint next writes the run's time used (every half lease, as the lease was
+        # once renewed with it: a short lease in the tests writes it with every step).
+        self._clock_due_at = time.monotonic() + (LEASE_TTL if store is None else store.lease_ttl) / 2
         # The run's deadline clock: the seconds it had used when it (re)started, and when that was
-        # (monotonic); a lease renewal writes the time used so far (``started``). (Two slots, not
-        # a tuple: ten thousand runs in flight would each hold one more object.)
+        # (monotonic); a checkpoint every half lease writes the time used so far (``started``).
+        # (Two slots, not a tuple: ten thousand runs in flight would each hold one more object.)
         self._used = 0.0
         self._since = 0.0  # set by started(), which the scheduler calls as the run starts
         # The loop the run's checkpoints are handed over from (its scheduler's), known from the
@@ -200,8 +202,8 @@ class Durability:
     def checkpoint_ok(self, event: StepEvent, updates: str, body_end: float) -> None:
         """:meth:`checkpoint` of a step that succeeded in a durable run and has no intent to close
         (an inline step: not irreversible, no map): the scheduler's lean path, the event's row
-        alone unless the lease is due for renewal or the durable waits for writing."""
-        if len(self._waits) >= _WAITS_PER_WRITE or time.monotonic() >= self._lease_renew_at:
+        alone unless the run's time used or the durable waits are due for writing."""
+        if len(self._waits) >= _WAITS_PER_WRITE or time.monotonic() >= self._clock_due_at:
             self._hand_over(event, "ok", updates, None, body_end, None)
             return
         store = self.store
@@ -230,19 +232,18 @@ class Durability:
         store = self.store
         assert store is not None
         now = time.monotonic()
-        lease_due = now >= self._lease_renew_at
-        if lease_due:
-            self._lease_renew_at = now + store.lease_ttl / 2
+        clock_due = now >= self._clock_due_at
+        if clock_due:
+            self._clock_due_at = now + store.lease_ttl / 2
         write, rows = store.checkpoint_write(
             event,
             outcome,
             updates,
             failure,
-            lease_due=lease_due,
             intent_status=intent,
-            elapsed=self._used + now - self._since if lease_due else None,
+            elapsed=self._used + now - self._since if clock_due else None,
         )
-        if lease_due or len(self._waits) >= _WAITS_PER_WRITE:
+        if clock_due or len(self._waits) >= _WAITS_PER_WRITE:
             rows = [*rows, *self._take_waits()]
         loop = self._loop
         if loop is None:
@@ -539,7 +540,7 @@ class Durability:
 
     def started(self, elapsed_before: float, t_start: float) -> None:
         """The run (re)starts at ``t_start`` (monotonic) with ``elapsed_before`` seconds of its
-        deadline used: a lease renewal writes the time used since, so that a resume after a crash
+        deadline used: a checkpoint every half lease writes the time used since, so that a resume after a crash
         counts what ran before it (``Workflow.resume``)."""
         self._used, self._since = elapsed_before, t_start
         if self.store is not None:

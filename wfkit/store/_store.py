@@ -787,8 +787,8 @@ class Store:
 
     def mark_running_op(self, run_id: str, elapsed: float) -> WriteOp[None]:
         """A resumed run is running again, ``elapsed`` seconds of its deadline used. While a run
-        runs, its row's ``elapsed`` is what it had used at ``updated_at`` (written here and with
-        each lease renewal), so a resume after a crash can count the time up to its last step."""
+        runs, its row's ``elapsed`` is what it had used at ``updated_at`` (written here and by a
+        checkpoint every half lease), so a resume after a crash can count the time up to its last step."""
 
         def mark(conn: sqlite3.Connection) -> None:
             conn.execute(
@@ -877,18 +877,19 @@ class Store:
         updates: str | None,
         failure: str | None,
         *,
-        lease_due: bool,
         intent_status: str | None = None,
         elapsed: float | None = None,
     ) -> tuple[WriteOp[None] | None, Rows]:
         """A settled step: its final event carrying the outcome and updates, as a row for the
         writer's bulk insert, and what else must change with it (None when nothing must).
-        ``elapsed``: the run's time used so far, written with a lease renewal (see
-        :meth:`mark_running_op`)."""
+        ``elapsed``: the run's time used so far (see :meth:`mark_running_op`), written only while
+        this store holds the run's lease: a run another process took over keeps that one's clock.
+        The lease itself is the lease keeper's alone (``leases``), which renews it only while it
+        is this store's, whatever the steps write."""
         rows = self.checkpoint_rows(event, outcome, updates, failure)
-        if intent_status is None and not lease_due:
+        if intent_status is None and elapsed is None:
             return None, rows
-        run_id, step, visit, ttl = event.run_id, event.step, event.visit, self.lease_ttl
+        run_id, step, visit, me = event.run_id, event.step, event.visit, self.owner
 
         def with_checkpoint(conn: sqlite3.Connection) -> None:
             if intent_status is not None:  # only irreversible steps have intents
@@ -896,11 +897,10 @@ class Store:
                     "UPDATE intents SET status=? WHERE run_id=? AND step=? AND visit=? AND status='pending'",
                     (intent_status, run_id, step, visit),
                 )
-            if lease_due:
-                now = time.time()
+            if elapsed is not None:
                 conn.execute(
-                    "UPDATE runs SET lease_expires=?, updated_at=?, elapsed=COALESCE(?, elapsed) WHERE run_id=?",
-                    (now + ttl, now, elapsed, run_id),
+                    "UPDATE runs SET updated_at=?, elapsed=? WHERE run_id=? AND lease_owner=?",
+                    (time.time(), elapsed, run_id, me),
                 )
 
         return with_checkpoint, rows
@@ -918,13 +918,10 @@ class Store:
         updates: str | None,
         failure: str | None,
         *,
-        lease_due: bool,
         intent_status: str | None = None,
         elapsed: float | None = None,
     ) -> None:
-        fn, rows = self.checkpoint_write(
-            event, outcome, updates, failure, lease_due=lease_due, intent_status=intent_status, elapsed=elapsed
-        )
+        fn, rows = self.checkpoint_write(event, outcome, updates, failure, intent_status=intent_status, elapsed=elapsed)
         self.writer.run(fn, rows)
 
     @staticmethod
