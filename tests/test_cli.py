@@ -481,6 +481,35 @@ def test_doctor_of_a_healthy_workspace_finds_nothing(workspace: Path, capsys: py
     assert "no problems found" in out
 
 
+def test_doctor_deletes_temporaries_whose_writer_is_gone_on_repair(
+    workspace: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A step-log temporary that a process which has ended left behind: doctor counts it (a note,
+    not a problem), and --repair deletes it; a segment in place is untouched."""
+    _gated_run(workspace)
+    wfkit.steps()
+    [segment] = list((workspace / "steps").rglob("*.parquet"))
+    code = (
+        "import sys, pyarrow as pa; from pathlib import Path; from wfkit.logs._steplog import _write_file; "
+        "print(_write_file(pa.table({'x': [1]}), Path(sys.argv[1]), place=False))"
+    )
+    target = segment.with_name("part-gone-000001-000001.parquet")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    args = [sys.executable, "-c", code, str(target)]
+    left = Path(subprocess.run(args, capture_output=True, text=True, env=env, check=True).stdout.strip())
+    assert left.exists()
+    assert left.name.startswith(".")
+    assert 0 == main(["doctor"])
+    out = capsys.readouterr().out
+    assert "note: 1 temporary step-log file(s) left by processes that are gone" in out
+    assert left.exists()  # no --repair: nothing touched
+    assert 0 == main(["doctor", "--repair"])
+    out = capsys.readouterr().out
+    assert "repaired: deleted 1 temporary step-log file(s) left by processes that are gone" in out
+    assert not left.exists()
+    assert [segment] == list((workspace / "steps").rglob("*.parquet"))
+
+
 def test_doctor_names_a_damaged_row_and_repair_keeps_originals(
     workspace: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -147,6 +147,29 @@ def test_the_crash_message_of_an_irreversible_step_names_its_workspace(
     assert command in crashed.error_message
 
 
+def test_a_pending_intent_reads_as_pending_once_its_crashed_attempt_is_journaled(tmp_path: Path) -> None:
+    """Killed in its irreversible step: the store's one read of the step's intent gives the
+    attempt the crash cut off; after a resume journaled it (and halted for a person), the same
+    read still says the intent is pending, with no attempt left to journal, so a second resume
+    halts again, never sending a second email, and journals no second crash."""
+    ws, logs = tmp_path / "ws", tmp_path / "logs"
+    logs.mkdir()
+    assert -signal.SIGKILL == _child(ws, logs, "email:middle").returncode
+    store = Workspace(ws).store
+    cut = store.intent_cut_off("crash-run", "email", 1)
+    assert cut is not None
+    assert (1, False) == (cut.attempt, cut.waits_to_retry)
+    for _ in range(2):
+        assert 0 == _child(ws, logs).returncode
+        assert "needs_reconciliation" == json.loads((logs / "result.json").read_text())["status"]
+        after = store.intent_cut_off("crash-run", "email", 1)
+        assert after is not None
+        assert (0, False) == (after.attempt, after.waits_to_retry)
+    assert 1 == len((logs / "outbox.txt").read_text().splitlines())
+    crashed = [e for e in Workspace(ws).events("crash-run") if e.error_type == "ProcessCrashedError"]
+    assert [1] == [e.attempt for e in crashed]
+
+
 def test_reconciling_a_run_this_process_is_running_is_refused() -> None:
     """Workspace.reconcile of a run this very process executes (a notebook's run, its irreversible
     step in its body) is refused naming this process; the run then ends as if never asked."""
@@ -553,11 +576,11 @@ DEADLINE_KILL = textwrap.dedent(
 def test_run_deadline_counts_the_time_before_a_crash(tmp_path: Path, renew: str) -> None:
     """Steps that ran before a crash count against the run's deadline after the resume: 0.8 s of
     steps before the crash and 0.5 s after are over a 1.1 s deadline (the resume started the clock
-    at 0 again, so the run succeeded). Whether the lease was renewed in between or not."""
+    at 0 again, so the run succeeded). Whether a checkpoint wrote the time used in between or not."""
     ws = tmp_path / "ws"
     args = [sys.executable, "-c", DEADLINE_KILL, str(ws)]
-    # often: a lease of 0.2 s is renewed with every checkpoint (each half lease), so the row's clock
-    # moves with each step of 0.4 s
+    # often: with a lease of 0.2 s every checkpoint (each half lease) writes the run's time used,
+    # so the row's clock moves with each step of 0.4 s
     env = {**os.environ, "WFKIT_LEASE_TTL": "0.2"} if renew == "often" else None
     first = subprocess.run(args, capture_output=True, text=True, timeout=60, env=env)
     assert -signal.SIGKILL == first.returncode, first.stderr

@@ -1661,6 +1661,15 @@ def test_route_warns_of_an_absent_field_once_per_run_in_a_loop() -> None:
     assert 1 == len(again)
 
 
+def test_a_run_whose_route_fields_are_there_allocates_nothing_for_their_warnings() -> None:
+    """The fields warned of once per run are kept only by a run that warns: one whose routes
+    compare fields the state holds (nearly every run) holds no set for them (ten thousand
+    runs in flight would each hold an empty one)."""
+    run = _graded("score").run({})
+    assert "good" == run.state["out"]
+    assert [] == [r for r in gc.get_referents(run._exec) if isinstance(r, (set, frozenset))]
+
+
 def test_route_on_an_optional_field_that_is_declared_or_tested_does_not_warn() -> None:
     """Fields a step declares it writes, that are present, that the condition tests with `exists`,
     or an absent one beside a part that held (`score >= 80 | user.tier == 'gold'`) are legitimately

@@ -37,6 +37,7 @@ from wfkit.logs._steplog import (
     segment_files,
     steps_dir,
 )
+from wfkit.model._process import pid_alive
 from wfkit.store._workspace import DB_NAME
 
 # ---- helpers ------------------------------------------------------------------------------------
@@ -691,6 +692,70 @@ def test_temporary_and_truncated_leftovers_are_ignored(workspace: Path) -> None:
     assert [segment] == segment_files(steps_dir(workspace))
     assert 2 == len(wf.steps())
     assert 2 == len(pd.read_parquet(steps_dir(workspace)))
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="kills the asking process (POSIX)")
+def test_temporaries_of_an_asker_killed_before_it_placed_them_are_swept(workspace: Path, tmp_path: Path) -> None:
+    """A process SIGKILLed after its export process wrote a background export's segments under
+    temporary names but before it renamed them into place: the next reader (another process)
+    deletes those temporaries, whose writer is gone, and reads every row once; a temporary whose
+    owner is alive (this process) is left for it to rename."""
+    script = tmp_path / "asker.py"
+    script.write_text(
+        textwrap.dedent(
+            """
+            import sys, time
+            import wfkit as wf
+            from wfkit.logs import _steplog
+            flow = wf.Workflow("asker-killed")
+            flow.step(lambda s: {"x": 1}, name="one")
+            flow.step(lambda s: {"y": 2}, name="two")
+            flow.chain("one", "two")
+            runs = [flow.run({"i": i}) for i in range(3)]
+            exporter = _steplog.Exporter(delay=3600)
+
+            def stop_before_placing(segments):  # the reply came: wait here to be killed
+                print("written", exporter._process.pid, flush=True)
+                time.sleep(3600)
+
+            _steplog.place_segments = stop_before_placing
+            for run in runs:
+                exporter.submit(wf.Workspace().store, wf.Workspace().path, run.run_id)
+            exporter.flush(elsewhere=True)
+            """
+        )
+    )
+    env = {**os.environ, "WFKIT_HOME": str(workspace), "WFKIT_SYNCHRONOUS": "normal"}
+    asker = subprocess.Popen([sys.executable, str(script)], env=env, stdout=subprocess.PIPE, text=True)
+    try:
+        assert asker.stdout is not None
+        line = asker.stdout.readline()
+        assert line.startswith("written"), line
+        export_pid = int(line.split()[1])
+    finally:
+        os.kill(asker.pid, signal.SIGKILL)
+        asker.wait()
+        assert asker.stdout is not None
+        asker.stdout.close()
+    deadline = time.monotonic() + 60  # the export process ends as its pipe closes
+    while pid_alive(export_pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    left = sorted(p.name for p in steps_dir(workspace).rglob(".*.tmp"))
+    assert 3 == len(left), left  # the killed process's export, never renamed into place
+    folder = steps_dir(workspace).rglob(".*.tmp").__next__().parent
+    mine = folder / "part-mine-000001-000002.parquet"
+    from wfkit.logs._steplog import _write_file
+
+    own = _write_file(pa.table({"x": [1]}), mine, place=False)  # a live writer's, still to be renamed
+
+    frame = wf.steps(workspace)
+
+    assert 6 == len(frame)
+    assert Counter(sql(workspace, "SELECT run_id, seq FROM journal")) == Counter(
+        zip(frame["run_id"], frame["seq"], strict=True)
+    )
+    assert [own.name] == sorted(p.name for p in steps_dir(workspace).rglob(".*"))
+    own.unlink()
 
 
 # ---- compaction ---------------------------------------------------------------------------------

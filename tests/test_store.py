@@ -623,6 +623,22 @@ def test_lease_on_another_host_is_respected(store: Store, other: Store) -> None:
         other.acquire("r1")
 
 
+def test_a_checkpoint_of_a_run_taken_over_leaves_its_new_holder_s_lease_and_clock(store: Store, other: Store) -> None:
+    """A process whose run another one took over (its lease had run out: the process was stopped)
+    and that then settles a step: its checkpoint neither extends the new holder's lease (only the
+    holder's lease keeper renews it, so it runs out when that holder dies) nor overwrites the time
+    the run has used that the new holder wrote."""
+    store.create_run(_row("r1"))
+    _set_lease(store, "r1", expires=time.time() - 1)
+    other.acquire("r1")
+    taken = other.run_row("r1")
+    event = wf.StepEvent("r1", "w", "v1", "s", 1, 1, "ok", started_at=1.0, ended_at=2.0, latency_s=1.0)
+    store.checkpoint(event, "ok", "{}", None, elapsed=99.0)
+    after = other.run_row("r1")
+    assert (taken["lease_owner"], taken["lease_expires"]) == (after["lease_owner"], after["lease_expires"])
+    assert taken["elapsed"] == after["elapsed"]
+
+
 def test_holder_may_acquire_its_own_lease_again(store: Store) -> None:
     """The store that holds a lease can acquire it again (renewing it)."""
     store.create_run(_row("r1"))

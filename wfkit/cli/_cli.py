@@ -291,6 +291,7 @@ def _doctor_workspace(args: argparse.Namespace) -> int:
     # wrote to has no run store (its runs ran on the workers), and its jobs are what needs checking.
     datasets = [d for d in (folder, folder / "evals" / "runs") if (d / STEPS_DIR / ATTEMPTS_DIR).is_dir()]
     problems: list[str] = []
+    notes: list[str] = []
     repairs: list[str] = []
     if db.exists():
         report = check_store(db, repair=args.repair)
@@ -317,7 +318,12 @@ def _doctor_workspace(args: argparse.Namespace) -> int:
             repairs += [f"moved {a} to {b}" for a, b in ledger.moved]
             if ledger.reexported:
                 repairs.append(f"exported {ledger.reexported} row(s) again from the journal")
-    notes: list[str] = []
+            if ledger.swept:
+                left = f"{ledger.swept} temporary step-log file(s) left by processes that are gone"
+                if args.repair:
+                    repairs.append(f"deleted {left}")
+                else:
+                    notes.append(f"{left}; `wfkit doctor --repair` (or any read of the step log) deletes them")
     for dataset in datasets:
         jobs = check_jobs(Location(dataset), repair=args.repair, command=f"wfkit doctor --dataset {dataset}")
         problems, notes, repairs = problems + jobs.problems, notes + jobs.notes, repairs + jobs.repairs

@@ -15,8 +15,8 @@ What it does for one run, asked by the scheduler (``_engine``) and the attempt r
   the run halts) and the intent of an irreversible step, committed before its body runs.
   It answers with an :class:`Admission`; the scheduler acts on it.
 - **Leases**: kept by the store's lease keeper while the run runs (``started`` ... ``finish``),
-  however long a step goes without a write; a checkpoint every half lease also writes the run's
-  time used so far with a renewal.
+  however long a step goes without a write, and by it alone; a checkpoint every half lease
+  writes the run's time used so far (its deadline's clock, for a resume after a crash).
 - **Replay of a stored run** (``recorded``, ``cut_offs``): a stopped run's checkpoints, decoded
   and checked, for the scheduler to replay; after a crash, the attempts the crash cut off.
 - **The run's end** (``mark_running``, ``finish``): where it stopped, and the hand-over to the
@@ -43,7 +43,7 @@ from wfkit.model._errors import ApprovalRejectedError, ApprovalRequiredError
 from wfkit.model._events import FIELDS, Status, StepEvent
 from wfkit.model._status import RunStatus
 from wfkit.store._journal import load_json, warn_if_restored_redacted
-from wfkit.store._store import LEASE_TTL, Store
+from wfkit.store._store import LEASE_TTL, IntentCut, Store
 from wfkit.store._workspace import decision_event, workspace_option
 from wfkit.store._writer import Rows, WriteOp
 
@@ -127,9 +127,8 @@ class Durability:
     """Checkpoints, journal rows, gates, leases and replay of one run (see the module docstring)."""
 
     __slots__ = (
-        "_crashed_in_body",
+        "_clock_due_at",
         "_emit",
-        "_lease_renew_at",
         "_loop",
         "_make",
         "_since",
@@ -163,15 +162,14 @@ class Durability:
         self._unsynced: list[tuple[asyncio.Future[Any] | None, StepEvent, float]] = []
         self._writes: list[asyncio.Future[Any]] = []
         self._waits: list[tuple[str, tuple[Any, ...]]] = []
-        self._lease_renew_at = time.monotonic() + (LEASE_TTL if store is None else store.lease_ttl) / 2
+        # When a checkpoint next writes the run's time used (every half lease, as the lease was
+        # once renewed with it: a short lease in the tests writes it with every step).
+        self._clock_due_at = time.monotonic() + (LEASE_TTL if store is None else store.lease_ttl) / 2
         # The run's deadline clock: the seconds it had used when it (re)started, and when that was
-        # (monotonic); a lease renewal writes the time used so far (``started``). (Two slots, not
-        # a tuple: ten thousand runs in flight would each hold one more object.)
+        # (monotonic); a checkpoint every half lease writes the time used so far (``started``).
+        # (Two slots, not a tuple: ten thousand runs in flight would each hold one more object.)
         self._used = 0.0
         self._since = 0.0  # set by started(), which the scheduler calls as the run starts
-        # Irreversible steps a crash cut off in their body (``cut_offs``): their attempt is
-        # journaled as crashed when the resume finds the intent pending (``admit``).
-        self._crashed_in_body: dict[tuple[str, int], CutOff] | None = None
         # The loop the run's checkpoints are handed over from (its scheduler's), known from the
         # first: asking asyncio for the running loop makes a getpid system call on Python 3.11.
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -204,8 +202,8 @@ class Durability:
     def checkpoint_ok(self, event: StepEvent, updates: str, body_end: float) -> None:
         """:meth:`checkpoint` of a step that succeeded in a durable run and has no intent to close
         (an inline step: not irreversible, no map): the scheduler's lean path, the event's row
-        alone unless the lease is due for renewal or the durable waits for writing."""
-        if len(self._waits) >= _WAITS_PER_WRITE or time.monotonic() >= self._lease_renew_at:
+        alone unless the run's time used or the durable waits are due for writing."""
+        if len(self._waits) >= _WAITS_PER_WRITE or time.monotonic() >= self._clock_due_at:
             self._hand_over(event, "ok", updates, None, body_end, None)
             return
         store = self.store
@@ -234,19 +232,18 @@ class Durability:
         store = self.store
         assert store is not None
         now = time.monotonic()
-        lease_due = now >= self._lease_renew_at
-        if lease_due:
-            self._lease_renew_at = now + store.lease_ttl / 2
+        clock_due = now >= self._clock_due_at
+        if clock_due:
+            self._clock_due_at = now + store.lease_ttl / 2
         write, rows = store.checkpoint_write(
             event,
             outcome,
             updates,
             failure,
-            lease_due=lease_due,
             intent_status=intent,
-            elapsed=self._used + now - self._since if lease_due else None,
+            elapsed=self._used + now - self._since if clock_due else None,
         )
-        if lease_due or len(self._waits) >= _WAITS_PER_WRITE:
+        if clock_due or len(self._waits) >= _WAITS_PER_WRITE:
             rows = [*rows, *self._take_waits()]
         loop = self._loop
         if loop is None:
@@ -381,17 +378,18 @@ class Durability:
                 )
                 return Admission("reject", route=approval.on_reject)
         if spec.irreversible and store is not None:
-            status = store.intent_status(self.run_id, spec.name, act.visit)
-            if status == "pending":
-                if store.intent_waits_to_retry(self.run_id, spec.name, act.visit):
+            # One read of its intent and its rows: None unless the intent is pending.
+            cut = store.intent_cut_off(self.run_id, spec.name, act.visit)
+            if cut is not None:
+                if cut.waits_to_retry:
                     # It died waiting to retry a call that was refused: no body ran, no side
                     # effect happened; the retry goes on (``cut_offs`` found its backoff).
                     return ADMITTED
                 # The process died between the intent and the result: a person must say
                 # whether the side effect happened. Never run it a second time by ourselves.
-                crashed = self._crashed_in_body
-                cut = None if crashed is None else crashed.pop((spec.name, act.visit), None)
-                if cut is not None:
+                # The attempt the crash cut off is journaled here, unless a reconciliation or an
+                # earlier resume journaled it already (then its attempt is 0).
+                if cut.attempt:
                     self.record(self._crashed_attempt(act, cut))
                 return Admission("reconcile")
             # Durable before the body runs, so that a crash in the body leaves a pending intent:
@@ -401,7 +399,7 @@ class Durability:
             )
         return ADMITTED
 
-    def _crashed_attempt(self, act: Activation, cut: CutOff) -> StepEvent:
+    def _crashed_attempt(self, act: Activation, cut: IntentCut) -> StepEvent:
         """The attempt of an irreversible step that a crash cut off in its body, as the store
         builds it for a reconciliation too (``Store.crashed_intent_attempt``), with this run's
         columns, through its processors."""
@@ -501,16 +499,10 @@ class Durability:
             spec, key = act.spec, (act.spec.name, act.visit)
             if spec.irreversible:
                 # Its intent says what happened; a pending one waits for a person, and its attempt
-                # is journaled as crashed when the resume reaches it (admit), unless a
-                # reconciliation, or a resume before this one, journaled it already; unless the
-                # crash came while it waited to retry a transient error (no body ran).
+                # is journaled as crashed when the resume reaches it (admit); unless the crash
+                # came while it waited to retry a transient error (no body ran).
                 intent_cut = store.intent_cut_off(self.run_id, spec.name, act.visit)
-                if intent_cut is None:
-                    continue
-                if not intent_cut.waits_to_retry:
-                    if self._crashed_in_body is None:
-                        self._crashed_in_body = {}
-                    self._crashed_in_body[key] = CutOff(intent_cut.attempt, intent_cut.started_at, None, 0)
+                if intent_cut is None or not intent_cut.waits_to_retry:
                     continue
                 # Stopped in the backoff of a refused call: that backoff is waited out, as below.
             approval = spec.approval
@@ -548,7 +540,7 @@ class Durability:
 
     def started(self, elapsed_before: float, t_start: float) -> None:
         """The run (re)starts at ``t_start`` (monotonic) with ``elapsed_before`` seconds of its
-        deadline used: a lease renewal writes the time used since, so that a resume after a crash
+        deadline used: a checkpoint every half lease writes the time used since, so that a resume after a crash
         counts what ran before it (``Workflow.resume``)."""
         self._used, self._since = elapsed_before, t_start
         if self.store is not None:

@@ -241,7 +241,9 @@ class Execution:
         self._version = 0
         self._writers: dict[str, tuple[int, str]] = {}
         self._onward = graph.onward  # what follows each step's success (read per settled step)
-        self._unsure_warned: set[str] = set()  # absent route fields warned of, once per run
+        # Absent route fields warned of, once per run: made by the first warning (only a run with
+        # a misspelt field gives one), not an empty set in each of ten thousand runs in flight.
+        self._unsure_warned: set[str] | None = None
         # Visits and active activations per step, every step's count there from the start (a
         # subscript is cheaper than dict.get, every activation).
         self._visits: dict[str, int] = dict(graph.zeros)
@@ -614,10 +616,13 @@ class Execution:
         default. (Only then: a route that held, `amount >= 10 | user.tier in [...]` without a user,
         was decided by what is there.)"""
         state = self.state
-        absent = [f for f in fields if f not in state and f not in self._unsure_warned]
+        warned = self._unsure_warned
+        absent = [f for f in fields if f not in state and (warned is None or f not in warned)]
         if not absent:
             return
-        self._unsure_warned.update(absent)
+        if warned is None:
+            warned = self._unsure_warned = set()
+        warned.update(absent)
         present = sorted(state)
         for name in absent:
             hint = did_you_mean(name, present)

@@ -40,7 +40,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
-from wfkit.logs._steplog import export_each
+from wfkit.logs._steplog import export_each, hand_temporaries_to
 from wfkit.store._store import Store
 
 
@@ -107,6 +107,8 @@ if __name__ == "__main__":
     # Ctrl-C in a terminal reaches the whole process group: the process that started this one
     # decides when it ends (it closes the pipe), and an export is never cut off halfway.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # Its files are renamed into place by the process that started it: theirs, for whoever sweeps.
+    hand_temporaries_to(os.getppid())
     lowest_priority()
     serve(sys.stdin, sys.stdout)
     # Every reply is flushed and the stores are closed: nothing is left to tear down. The

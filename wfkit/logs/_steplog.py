@@ -17,10 +17,12 @@ from __future__ import annotations
 import atexit
 import contextlib
 import datetime as dt
+import hashlib
 import json
 import logging
 import os
 import re
+import socket
 import subprocess
 import sys
 import threading
@@ -35,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 from wfkit.logs._dataset import STEPS_DIR, counted_files, fsync_dir, is_attempt_segment, is_url, mirror
 from wfkit.model._errors import StoreCorruptError, WorkspaceNotFoundError
 from wfkit.model._events import FIELDS
+from wfkit.model._process import pid_alive
 from wfkit.store._journal import untimed
 
 if TYPE_CHECKING:
@@ -122,6 +125,63 @@ def _write_atomic(table: pa.Table, target: Path, metadata: dict[bytes, bytes] | 
     fsync_dir(target.parent)
 
 
+# A temporary file is named ".FINAL.HOST-PID.TOKEN.tmp": HOST (a hash of the host name) and PID
+# name its owner, the one process that may rename it into place: the process that wrote it, or
+# for the export process's files, the process that asked for them (``hand_temporaries_to``). Who
+# finds a temporary whose owner is certainly gone deletes it (:func:`sweep_temporaries`).
+_HOST_TAG = hashlib.blake2s(socket.gethostname().encode(), digest_size=4).hexdigest()
+_TEMPORARY = re.compile(r"^\..+\.(?P<host>[0-9a-f]{8})-(?P<pid>\d+)\.[0-9a-f]{8}\.tmp$")
+# What wfkit before owners wrote (and a Dask worker's segments still are): ".FINAL.TOKEN.tmp".
+_UNOWNED = re.compile(r"^\..+\.parquet\.[0-9a-f]{8}\.tmp$")
+_UNOWNED_AGE = 24 * 3600.0
+_temporaries_owner: int | None = None  # None: this process
+
+
+def hand_temporaries_to(pid: int) -> None:
+    """Name process ``pid`` the owner of the temporary files this process writes from now on: the
+    export process's, which the process that asked renames into place."""
+    global _temporaries_owner
+    _temporaries_owner = pid
+
+
+def sweep_temporaries(paths: Iterable[Path], *, delete: bool = True) -> int:
+    """Delete the temporary files among ``paths`` whose writer is certainly gone; how many (with
+    ``delete=False``, how many there are, none deleted).
+
+    The rule: a temporary is gone for good when its owner ran on this host and no process has its
+    pid any more, since only that owner ever renames it (a process SIGKILLed before it placed its
+    export process's files left them so). Never by age alone: a live owner's files wait for the
+    export process's reply, which at the lowest CPU priority may take minutes. A pid reused after
+    its owner died keeps the file until that process ends too (a leftover kept longer, never a
+    live writer's file deleted); another host's owner cannot be asked, so its files stay. Files
+    with no owner in their name (older wfkit, a Dask worker's own) are deleted after a day: such a
+    writer renames each at once, so by then none is ever renamed."""
+    import time
+
+    now = time.time()
+    swept = 0
+    for path in paths:
+        owned = _TEMPORARY.match(path.name)
+        if owned is not None:
+            if owned["host"] != _HOST_TAG or pid_alive(int(owned["pid"])):
+                continue
+        elif _UNOWNED.match(path.name) is None:
+            continue
+        else:
+            try:
+                if now - path.stat().st_mtime < _UNOWNED_AGE:
+                    continue
+            except OSError:  # gone meanwhile
+                continue
+        if delete:
+            try:
+                path.unlink()
+            except OSError:  # another reader swept it first (or, on Windows, it is still open)
+                continue
+        swept += 1
+    return swept
+
+
 def _write_file(
     table: pa.Table, target: Path, metadata: dict[bytes, bytes] | None = None, *, place: bool = True
 ) -> Path:
@@ -130,7 +190,8 @@ def _write_file(
     The rename is durable once the caller fsyncs the folder (once for all the files it wrote there)."""
     import pyarrow.parquet as pq
 
-    tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.tmp")
+    owner = os.getpid() if _temporaries_owner is None else _temporaries_owner
+    tmp = target.with_name(f".{target.name}.{_HOST_TAG}-{owner}.{uuid.uuid4().hex[:8]}.tmp")
     if metadata:
         table = table.replace_schema_metadata({**(table.schema.metadata or {}), **metadata})
     with tmp.open("wb") as fh:
@@ -1020,6 +1081,7 @@ class LedgerReport:
     reexported: int = 0  # rows written again from the journal
     orphaned: list[tuple[str, int]] = field(default_factory=list)  # (run, rows) parquet holds, the journal lacks
     unrecoverable: list[str] = field(default_factory=list)  # with strict=False: what could not be rebuilt
+    swept: int = 0  # temporary files whose writer is gone, deleted (with repair=False: found)
 
     @property
     def clean(self) -> bool:
@@ -1069,7 +1131,8 @@ def _unreadable(path: Path) -> bool:
 def check_ledger(
     store: Store, workspace: Path, *, repair: bool = True, deep: bool = False, strict: bool = True
 ) -> LedgerReport:
-    """Check the parquet dataset against the journal's export ledger (how far each run was exported).
+    """Check the parquet dataset against the journal's export ledger (how far each run was exported),
+    and delete the temporary files of writers that are gone (:func:`sweep_temporaries`).
 
     A segment that is missing is written again from the journal; with ``deep``, every file is read
     back, and a damaged one is moved to ``WORKSPACE/steps-damaged/`` (never deleted) and its rows
@@ -1080,7 +1143,9 @@ def check_ledger(
     """
     report = LedgerReport()
     root = steps_dir(workspace)
-    files = [p for p in root.rglob("*.parquet") if not p.name.startswith(".")] if root.exists() else []
+    found = list(root.rglob("*")) if root.exists() else []
+    files = [p for p in found if p.suffix == ".parquet" and not p.name.startswith(".")]
+    report.swept = sweep_temporaries((p for p in found if p.name.startswith(".")), delete=repair)
     if deep:
         for path in files:
             if _unreadable(path):

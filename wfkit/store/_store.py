@@ -788,8 +788,8 @@ class Store:
 
     def mark_running_op(self, run_id: str, elapsed: float) -> WriteOp[None]:
         """A resumed run is running again, ``elapsed`` seconds of its deadline used. While a run
-        runs, its row's ``elapsed`` is what it had used at ``updated_at`` (written here and with
-        each lease renewal), so a resume after a crash can count the time up to its last step."""
+        runs, its row's ``elapsed`` is what it had used at ``updated_at`` (written here and by a
+        checkpoint every half lease), so a resume after a crash can count the time up to its last step."""
 
         def mark(conn: sqlite3.Connection) -> None:
             conn.execute(
@@ -878,18 +878,19 @@ class Store:
         updates: str | None,
         failure: str | None,
         *,
-        lease_due: bool,
         intent_status: str | None = None,
         elapsed: float | None = None,
     ) -> tuple[WriteOp[None] | None, Rows]:
         """A settled step: its final event carrying the outcome and updates, as a row for the
         writer's bulk insert, and what else must change with it (None when nothing must).
-        ``elapsed``: the run's time used so far, written with a lease renewal (see
-        :meth:`mark_running_op`)."""
+        ``elapsed``: the run's time used so far (see :meth:`mark_running_op`), written only while
+        this store holds the run's lease: a run another process took over keeps that one's clock.
+        The lease itself is the lease keeper's alone (``leases``), which renews it only while it
+        is this store's, whatever the steps write."""
         rows = self.checkpoint_rows(event, outcome, updates, failure)
-        if intent_status is None and not lease_due:
+        if intent_status is None and elapsed is None:
             return None, rows
-        run_id, step, visit, ttl = event.run_id, event.step, event.visit, self.lease_ttl
+        run_id, step, visit, me = event.run_id, event.step, event.visit, self.owner
 
         def with_checkpoint(conn: sqlite3.Connection) -> None:
             if intent_status is not None:  # only irreversible steps have intents
@@ -897,11 +898,10 @@ class Store:
                     "UPDATE intents SET status=? WHERE run_id=? AND step=? AND visit=? AND status='pending'",
                     (intent_status, run_id, step, visit),
                 )
-            if lease_due:
-                now = time.time()
+            if elapsed is not None:
                 conn.execute(
-                    "UPDATE runs SET lease_expires=?, updated_at=?, elapsed=COALESCE(?, elapsed) WHERE run_id=?",
-                    (now + ttl, now, elapsed, run_id),
+                    "UPDATE runs SET updated_at=?, elapsed=? WHERE run_id=? AND lease_owner=?",
+                    (time.time(), elapsed, run_id, me),
                 )
 
         return with_checkpoint, rows
@@ -919,13 +919,10 @@ class Store:
         updates: str | None,
         failure: str | None,
         *,
-        lease_due: bool,
         intent_status: str | None = None,
         elapsed: float | None = None,
     ) -> None:
-        fn, rows = self.checkpoint_write(
-            event, outcome, updates, failure, lease_due=lease_due, intent_status=intent_status, elapsed=elapsed
-        )
+        fn, rows = self.checkpoint_write(event, outcome, updates, failure, intent_status=intent_status, elapsed=elapsed)
         self.writer.run(fn, rows)
 
     @staticmethod
@@ -1240,10 +1237,6 @@ class Store:
     def intent(self, run_id: str, step: str, visit: int, key: str) -> None:
         self.do(self.intent_op(run_id, step, visit, key))
 
-    def intent_status(self, run_id: str, step: str, visit: int) -> str | None:
-        rows = self.read("SELECT status FROM intents WHERE run_id=? AND step=? AND visit=?", (run_id, step, visit))
-        return rows[0][0] if rows else None
-
     def intents(self, run_id: str) -> list[dict[str, Any]]:
         rows = self.read(
             "SELECT step, visit, key, status, created_at, resolved_by FROM intents WHERE run_id=? ORDER BY created_at",
@@ -1271,24 +1264,14 @@ class Store:
         return [dict(zip(keys, r, strict=True)) for r in rows]
 
     def intent_cut_off(self, run_id: str, step: str, visit: int) -> IntentCut | None:
-        """What a crash left of an irreversible step visit, in one read of its rows: the attempt it
-        cut off after its intent, and about when that started, while its intent is pending and no
-        row journals that attempt yet; or, ``waits_to_retry``, no attempt cut off (see
-        :meth:`intent_waits_to_retry`); None when neither. Whoever meets the cut-off attempt first
-        journals it as crashed (:meth:`crashed_intent_attempt`): the resume that finds the intent
-        pending, or the reconciliation (:meth:`settle_intent`), in either order, once."""
+        """What a crash left of an irreversible step visit whose intent is pending (None when its
+        intent is not), in one read of the intent and the visit's rows: the attempt it cut off
+        after its intent, and about when that started; attempt 0 when a row journals that attempt
+        already; or, ``waits_to_retry``, no attempt cut off (see :func:`_waits_to_retry`).
+        Whoever meets the cut-off attempt first journals it as crashed
+        (:meth:`crashed_intent_attempt`): the resume that finds the intent pending, or the
+        reconciliation (:meth:`settle_intent`), in either order, once."""
         return _intent_cut_off(self.conn, run_id, step, visit)
-
-    def intent_waits_to_retry(self, run_id: str, step: str, visit: int) -> bool:
-        """Whether an irreversible step visit was stopped while it waited out the backoff of a
-        retry of a transient error: its last attempt ended (its row is the visit's last) and no
-        later one started. Its intent stays pending, but no body was cut off, and a transient
-        error is one the call was refused with (a 429, a 503, a refused connection): no side
-        effect happened, so resume retries it per the step's policy, as the process would have.
-        A retry after an error of unknown kind, or a timeout (a timed-out sync body may still have
-        been running in its thread), is not this: its side effect may have happened, a person says."""
-        conn = self.conn
-        return _waits_to_retry(conn, run_id, step, visit, _last_of_visit(conn, run_id, step, visit))
 
     def crashed_intent_attempt(self, base: StepEvent, attempt: int, started_at: float) -> StepEvent:
         """The row of attempt ``attempt`` of an irreversible step that a crash cut off in its body
@@ -1339,7 +1322,7 @@ class Store:
                 )
             self._next_seqs.pop(event.run_id, None)  # a row not written by the bulk insert
             cut = _intent_cut_off(conn, event.run_id, event.step, event.visit)
-            if cut is not None and not cut.waits_to_retry:
+            if cut is not None and cut.attempt:
                 crashed = self.crashed_intent_attempt(event, cut.attempt, cut.started_at)
                 conn.execute(JOURNAL_INSERT, event_row(with_run_columns(conn, crashed)))
             conn.execute(JOURNAL_INSERT, event_row(with_run_columns(conn, event), outcome, updates))
@@ -1456,9 +1439,11 @@ def _lease_holder(run: Mapping[str, Any], now: float) -> str | None:
 
 
 class IntentCut(NamedTuple):
-    """What a crash left of an irreversible step visit (:meth:`Store.intent_cut_off`): the attempt
-    it cut off in its body and about when that started, or, with ``waits_to_retry``, none (the
-    step waited out the backoff of a retry of a refused call: attempt and start are 0)."""
+    """What a crash left of an irreversible step visit whose intent is pending
+    (:meth:`Store.intent_cut_off`): the attempt it cut off in its body and about when that
+    started; attempt and start 0 when that attempt is journaled already, or, with
+    ``waits_to_retry``, when there is none (the step waited out the backoff of a retry of a
+    refused call)."""
 
     attempt: int
     started_at: float
@@ -1466,6 +1451,7 @@ class IntentCut(NamedTuple):
 
 
 _WAITS_TO_RETRY = IntentCut(0, 0.0, True)
+_JOURNALED = IntentCut(0, 0.0)
 _VISIT_ROWS = "FROM journal WHERE run_id=? AND step=? AND visit=? AND map_index IS NULL"
 
 
@@ -1479,10 +1465,16 @@ def _last_of_visit(conn: sqlite3.Connection, run_id: str, step: str, visit: int)
 
 
 def _waits_to_retry(conn: sqlite3.Connection, run_id: str, step: str, visit: int, last: tuple[Any, ...] | None) -> bool:
-    """See :meth:`Store.intent_waits_to_retry` (``last``: the visit's :func:`_last_of_visit`). The
-    failed attempt's row is durable before its backoff begins, and a later attempt's start
-    (``attempts``) before its body runs: with that row last and no later start, no body was
-    running when the process died."""
+    """Whether an irreversible step visit was stopped while it waited out the backoff of a
+    retry of a transient error (``last``: the visit's :func:`_last_of_visit`): its last attempt
+    ended (its row is the visit's last) and no later one started. Its intent stays pending, but
+    no body was cut off, and a transient error is one the call was refused with (a 429, a 503, a
+    refused connection): no side effect happened, so resume retries it per the step's policy, as
+    the process would have. A retry after an error of unknown kind, or a timeout (a timed-out
+    sync body may still have been running in its thread), is not this: its side effect may have
+    happened, a person says. The failed attempt's row is durable before its backoff begins, and
+    a later attempt's start (``attempts``) before its body runs: with that row last and no later
+    start, no body was running when the process died."""
     if last is None or last[0] < 1 or (last[1], last[2]) != (Status.RETRY, ErrorKind.TRANSIENT.value):
         return False
     later = conn.execute(
@@ -1497,15 +1489,17 @@ def _intent_cut_off(conn: sqlite3.Connection, run_id: str, step: str, visit: int
     crash cut off; any other last row (none, a failed attempt that was being retried, the
     reconciliation of an earlier crash that said run it again) came before it. The attempt
     started after the intent was recorded and after the run's last row ended."""
-    last = _last_of_visit(conn, run_id, step, visit)
-    if _waits_to_retry(conn, run_id, step, visit, last):
-        return _WAITS_TO_RETRY
     intent = conn.execute(
         "SELECT created_at FROM intents WHERE run_id=? AND step=? AND visit=? AND status='pending'",
         (run_id, step, visit),
     ).fetchone()
-    if intent is None or (last is not None and last[3] == ProcessCrashedError.__name__):
+    if intent is None:
         return None
+    last = _last_of_visit(conn, run_id, step, visit)
+    if _waits_to_retry(conn, run_id, step, visit, last):
+        return _WAITS_TO_RETRY
+    if last is not None and last[3] == ProcessCrashedError.__name__:
+        return _JOURNALED
     attempt, settled = conn.execute(
         f"SELECT (SELECT MAX(attempt) {_VISIT_ROWS}), (SELECT MAX(ended_at) FROM journal WHERE run_id=?)",
         (run_id, step, visit, run_id),
