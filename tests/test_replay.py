@@ -19,7 +19,10 @@ import pytest
 from browsers import CHROMIUM, launch
 
 from wfkit.cli._cli import main
+from wfkit.replay._compare import baseline_latency
 from wfkit.replay._replay import replay
+from wfkit.replay._report import latency_chart
+from wfkit.replay._signals import summarise_workspace
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
@@ -852,3 +855,22 @@ def test_what_cells_show_differently_is_listed_in_the_notebooks_order(
     assert [upper, lower] == [d["text"] for d in summary["notebooks"][0]["diffs"] if d["cell"]]
     page = (project / "rep" / "index.html").read_text()
     assert page.index("cell 1 (print(&#x27;upper&#x27;, factor))") < page.index("cell 3 (print(&#x27;lower&#x27;")
+
+
+def test_the_latency_chart_lists_steps_in_the_order_a_run_meets_them(tmp_path: Path) -> None:
+    """The report's latency chart lists a workflow's steps as its runs met them (draft, critique,
+    revise), not as the baseline file sorts them (critique, draft, revise)."""
+    import wfkit as wf
+
+    essay = wf.Workflow("essay")
+    for name in ("draft", "critique", "revise"):
+        essay.step(lambda s: {}, name=name)
+    essay.chain("draft", "critique", "revise")
+    for i in range(3):
+        essay.run({"i": i}, workspace=tmp_path / "ws", seed=i)
+    current = summarise_workspace(tmp_path / "ws")
+    base = json.loads(json.dumps(current, sort_keys=True))  # as a baseline file holds it
+    fig = latency_chart("essay.ipynb", baseline_latency(base)[0], current["latency"])
+    assert fig is not None
+    labels = [t.get_text() for t in fig.axes[0].get_yticklabels()]
+    assert ["draft (essay)", "critique (essay)", "revise (essay)"] == labels

@@ -239,7 +239,7 @@ class StepLog:
         frame["failed"] = frame[list(ERROR_KINDS)].sum(axis=1).astype("int64")
         frame["failure_rate"] = frame["failed"] / frame["attempts"]
         frame["timeouts"] = timeouts.astype("int64")
-        return frame
+        return self._in_run_order(frame)
 
     def retries(self) -> pd.DataFrame:
         """Retries per step visit (a map item's own), as ``df.wf.retries()``."""
@@ -253,7 +253,7 @@ class StepLog:
         frame, keys = self._query(sql, params)
         if frame is None:
             return _empty("retries")
-        return frame.set_index(keys)
+        return self._in_run_order(frame.set_index(keys))
 
     def errors(self, *, top: int | None = None) -> pd.DataFrame:
         """Failed attempts by (workflow, step), kind, type and message, commonest first, as
