@@ -193,17 +193,20 @@ class StepsAccessor:
 
     def runs(self) -> pd.DataFrame:
         """One row per run: start, end, attempts, steps done, step visits that gave up
-        (``failed``; a map step's visit counts once, not per item), retries, workflow, duration;
-        then ``fell_back`` (the visits that gave up whose fallback took over), ``run_failed`` (the
+        (``failed``; a map step's visit counts once, not per item), retries, workflow,
+        ``span_s`` (end minus start, wall clock) and ``duration_s`` (the time the run ran: the span
+        less the time it lay stopped between a crash or a failure and a resume; approval waits
+        count); then ``fell_back`` (the visits that gave up whose fallback took over), ``run_failed`` (the
         run failed: a step gave up with no fallback, or a rejected approval ended it) and
         ``failed_on_timeout`` (the step that failed it ran out of time)."""
         self._need("runs", "run_id", "started_at", "ended_at", *OUTCOME_COLUMNS)
         return runs_table(self._df)
 
     def run_latency(self, quantiles: Sequence[float] = QUANTILES) -> pd.DataFrame:
-        """Percentiles of whole-run duration (seconds), its max and the count of runs, per workflow
-        (the runs of several workflows pooled would describe none of them)."""
-        self._need("run_latency", "run_id", "started_at", "ended_at", "workflow")
+        """Percentiles of whole-run duration (seconds, ``runs()["duration_s"]``: the time runs ran,
+        not the time one lay stopped between a crash and its resume), its max and the count of
+        runs, per workflow (the runs of several workflows pooled would describe none of them)."""
+        self._need("run_latency", "run_id", "started_at", "ended_at", "workflow", "seq")
         runs = runs_table(self._df, outcomes=False)
         grouped = runs["duration_s"].groupby(runs["workflow"], observed=True)
         table = grouped.quantile(list(quantiles)).unstack()
