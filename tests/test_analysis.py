@@ -120,15 +120,15 @@ def test_failures_by_error_kind(known: Known) -> None:
     table = pd.read_parquet(steps_dir(known.folder)).wf.failures()
     expected = pd.DataFrame(
         {
-            "attempts": [RUNS, RUNS + 10, RUNS + 6],
-            "transient": [0, 10, 0],
-            "permanent": [3, 0, 0],
-            "unknown": [0, 0, 6],
-            "failed": [3, 10, 6],
-            "failure_rate": [3 / RUNS, 10 / (RUNS + 10), 6 / (RUNS + 6)],
+            "attempts": [RUNS + 10, RUNS + 6, RUNS],
+            "transient": [10, 0, 0],
+            "permanent": [0, 0, 3],
+            "unknown": [0, 6, 0],
+            "failed": [10, 6, 3],
+            "failure_rate": [10 / (RUNS + 10), 6 / (RUNS + 6), 3 / RUNS],
             "timeouts": [0, 0, 0],
         },
-        index=pd.MultiIndex.from_product([["known"], ["answer", "fetch", "parse"]], names=["workflow", "step"]),
+        index=pd.MultiIndex.from_product([["known"], ["fetch", "parse", "answer"]], names=["workflow", "step"]),
     )
     table.index = pd.MultiIndex.from_tuples([tuple(map(str, k)) for k in table.index], names=table.index.names)
     pd.testing.assert_frame_equal(expected, table, check_dtype=False)
@@ -630,9 +630,10 @@ def test_a_run_whose_map_item_timed_out_failed_on_a_timeout(tmp_path: Path) -> N
 
 
 def test_steps_are_listed_in_the_order_a_run_meets_them(known: Known, tmp_path: Path) -> None:
-    """latency(), plot_latency()'s panels and advise_timeouts() list each workflow's steps by when
-    they first ran (fetch, parse, answer), not alphabetically (answer, fetch, parse); workflows
-    stay in their sorted order, and the index is otherwise the same."""
+    """latency(), failures(), retries(), cost(by=None), plot_latency()'s panels, plot_failures()'s
+    bars and advise_timeouts() list each workflow's steps by when they first ran (fetch, parse,
+    answer), not alphabetically (answer, fetch, parse), in the accessor and in StepLog alike;
+    workflows stay in their sorted order, and the index is otherwise the same."""
     essay = wf.Workflow("essay")
     for name in ("draft", "critique", "revise"):
         essay.step(lambda s: {}, name=name)
@@ -647,4 +648,11 @@ def test_steps_are_listed_in_the_order_a_run_meets_them(known: Known, tmp_path: 
     assert ["workflow", "step"] == list(frame.wf.latency().index.names)
     assert met == list(frame.wf.advise_timeouts().index)
     assert met == list(frame.wf.plot_latency().axes)
+    for question in ("failures", "retries"):
+        assert met == list(getattr(frame.wf, question)().index), question
+        assert met == list(getattr(wf.StepLog(tmp_path), question)().index), question
+    assert met == list(frame.wf.cost(by=None).index)
+    labels = [t.get_text() for t in frame.wf.plot_failures().get_yticklabels()]
+    assert [f"{w} · {s}" for w, s in met] == labels
     assert ["fetch", "parse", "answer"] == list(known.frame.wf.latency().loc["known"].index)
+    assert ["fetch", "parse", "answer"] == list(known.frame.wf.failures().loc["known"].index)

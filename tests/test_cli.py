@@ -580,6 +580,35 @@ def test_validate_reports_a_valid_spec_with_its_fingerprint(
     assert f"fingerprint {rag_router().validate().fingerprint}" in out
 
 
+def test_validate_warns_of_a_route_on_a_field_no_step_writes(
+    router_yaml: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """When every step declares writes= and the inputs are declared, a route comparing a field that
+    no step writes and no input names is warned of, with the closest field written; the flow is
+    still valid (exit 0). With one step that declares nothing, nothing is known, and nothing said."""
+    text = router_yaml.read_text(encoding="utf-8").replace(
+        "    fn: wfkit.examples:classify\n", "    fn: wfkit.examples:classify\n    writes: [query_types]\n"
+    )
+    undeclared = router_yaml.with_name("some.yaml")  # classify alone declares what it writes
+    undeclared.write_text(text, encoding="utf-8")
+    for name in ("code_search", "data_query", "web_search", "generate_answer"):
+        text = text.replace(
+            f"    fn: wfkit.examples:{name}\n", f"    fn: wfkit.examples:{name}\n    writes: [answer]\n"
+        )
+    router_yaml.write_text(text, encoding="utf-8")
+    assert 0 == main(["validate", str(router_yaml)])
+    captured = capsys.readouterr()
+    assert "workflow 'rag-router' is valid" in captured.out
+    assert (
+        "wfkit validate: warning: $.routes.classify.routes[0].when: the route from 'classify' compares "
+        "'query_type', which no step writes (writes=) and is not an input: it is never set, so the "
+        "condition never holds (did you mean 'query_types'?)"
+    ) in captured.err
+    assert 1 == captured.err.count("warning")
+    assert 0 == main(["validate", str(undeclared)])
+    assert "warning" not in capsys.readouterr().err
+
+
 def test_validate_lists_every_problem_with_its_json_path(router_yaml: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """A spec with a typo in a route target and a bad operator fails with both problems, exit 1;
     each names the file and the line after its JSON path. The step the typo cuts off is not listed

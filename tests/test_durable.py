@@ -102,6 +102,26 @@ def test_sigkill_then_resume_runs_each_step_once(crash_at: str, tmp_path: Path, 
     assert {"crash-run:email:1"} == keys
 
 
+@pytest.mark.parametrize("crash_at", ["c:middle", "right:middle"])
+def test_a_run_resumed_after_a_crash_lasts_the_time_it_ran_not_its_downtime(crash_at: str, tmp_path: Path) -> None:
+    """runs() (df.wf and StepLog alike) gives a run killed with SIGKILL and resumed later the time
+    it ran as ``duration_s``, without the time it lay dead between the kill and the resume;
+    ``span_s`` is its wall-clock span, start to end, downtime included."""
+    ws, logs = tmp_path / "ws", tmp_path / "logs"
+    logs.mkdir()
+    assert -signal.SIGKILL == _child(ws, logs, crash_at).returncode
+    down = 2.0
+    time.sleep(down)  # the process is dead: nothing of the run runs
+    second = _child(ws, logs)
+    assert 0 == second.returncode, second.stderr
+    for runs in (wf.steps(ws).wf.runs(), wf.StepLog(ws).runs()):
+        run = runs.loc["crash-run"]
+        assert pytest.approx((run["end"] - run["start"]).total_seconds()) == run["span_s"]
+        assert run["span_s"] - run["duration_s"] >= down
+        assert 0 < run["duration_s"]
+    assert wf.steps(ws).wf.run_latency().loc["crashflow", "max"] == wf.steps(ws).wf.runs()["duration_s"].max()
+
+
 def _steps_flow(calls: list[str] | None = None) -> wf.Workflow:
     flow = wf.Workflow("resumable", merge={"trail": wf.append})
 

@@ -19,7 +19,10 @@ import pytest
 from browsers import CHROMIUM, launch
 
 from wfkit.cli._cli import main
+from wfkit.replay._compare import baseline_latency
 from wfkit.replay._replay import replay
+from wfkit.replay._report import latency_chart
+from wfkit.replay._signals import summarise_workspace
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
@@ -902,3 +905,22 @@ def test_a_change_below_what_a_table_or_array_shows_is_a_regression_naming_the_c
         "(changed by 3e-09; shown at display precision)"
     ) in out, out
     assert 2 == out.count("- cell "), out
+
+
+def test_the_latency_chart_lists_steps_in_the_order_a_run_meets_them(tmp_path: Path) -> None:
+    """The report's latency chart lists a workflow's steps as its runs met them (draft, critique,
+    revise), not as the baseline file sorts them (critique, draft, revise)."""
+    import wfkit as wf
+
+    essay = wf.Workflow("essay")
+    for name in ("draft", "critique", "revise"):
+        essay.step(lambda s: {}, name=name)
+    essay.chain("draft", "critique", "revise")
+    for i in range(3):
+        essay.run({"i": i}, workspace=tmp_path / "ws", seed=i)
+    current = summarise_workspace(tmp_path / "ws")
+    base = json.loads(json.dumps(current, sort_keys=True))  # as a baseline file holds it
+    fig = latency_chart("essay.ipynb", baseline_latency(base)[0], current["latency"])
+    assert fig is not None
+    labels = [t.get_text() for t in fig.axes[0].get_yticklabels()]
+    assert ["draft (essay)", "critique (essay)", "revise (essay)"] == labels

@@ -543,6 +543,16 @@ def _validate(args: argparse.Namespace) -> int:
     graph = flow.validate()
     _print(f"{args.flow}: workflow {flow.name!r} is valid: {len(graph.steps)} steps, entry {graph.entry!r}")
     _print(f"fingerprint {graph.fingerprint}")
+    from wfkit.model._graph import unwritten_route_fields
+    from wfkit.model._spec import json_path
+
+    for where, src, field, meant in unwritten_route_fields(graph, flow.inputs):
+        hint = f" (did you mean {meant!r}?)" if meant is not None else ""
+        _print(
+            f"wfkit validate: warning: {json_path(where)}: the route from {src!r} compares {field!r}, which no "
+            f"step writes (writes=) and is not an input: it is never set, so the condition never holds{hint}",
+            file=sys.stderr,
+        )
     return 0
 
 

@@ -106,7 +106,8 @@ class StepsAccessor:
         return in_run_order(table, self._df)
 
     def failures(self, by: str | Sequence[str] | None = None) -> pd.DataFrame:
-        """Attempts, failed attempts by error kind, the failure rate and timeouts per (workflow, step)."""
+        """Attempts, failed attempts by error kind, the failure rate and timeouts per (workflow, step),
+        each workflow's steps in the order a run meets them (as ``latency()``)."""
         self._need("failures", "error_kind", "map_index")
         import pandas as pd
 
@@ -124,7 +125,7 @@ class StepsAccessor:
         timeouts = rows[rows["status"] == "timeout"].groupby(keys, observed=True).size()
         table["timeouts"] = timeouts.reindex(table.index, fill_value=0).astype("int64")
         table.columns.name = None
-        return table
+        return in_run_order(table, self._df)
 
     def errors(self, by: str | Sequence[str] | None = None, *, top: int | None = None) -> pd.DataFrame:
         """Failed attempts grouped by (workflow, step), error kind, type and message, commonest
@@ -146,8 +147,9 @@ class StepsAccessor:
         return table if top is None else table.head(top)
 
     def retries(self, by: str | Sequence[str] | None = None) -> pd.DataFrame:
-        """Retries per step visit: total, mean and max per (workflow, step) (or ``by``, e.g. "run_id").
-        Each item of a map step is a visit of its own: it is retried on its own."""
+        """Retries per step visit: total, mean and max per (workflow, step) (or ``by``, e.g. "run_id"),
+        steps in the order a run meets them. Each item of a map step is a visit of its own: it is
+        retried on its own."""
         self._need("retries", "run_id", "visit", "map_index")
         keys = keys_of(self._df, by)
         visit_keys = list(dict.fromkeys([*keys_of(self._df, None), "run_id", "visit", "map_index", *keys]))
@@ -156,12 +158,14 @@ class StepsAccessor:
         per_visit = rows.groupby(visit_keys, observed=True, dropna=False)["attempt"].max() - 1
         per_visit = per_visit.reset_index(name="retries")
         table = per_visit.groupby(keys, observed=True)["retries"].agg(["sum", "mean", "max"])
-        return table.rename(columns={"sum": "retries", "mean": "mean_per_visit", "max": "max_per_visit"})
+        table = table.rename(columns={"sum": "retries", "mean": "mean_per_visit", "max": "max_per_visit"})
+        return in_run_order(table, self._df)
 
     def cost(self, by: str | Sequence[str] | None = "run_id") -> pd.DataFrame:
-        """Tokens in and out, cost in USD, and model calls per run (or ``by``; None: (workflow, step)).
-        Counts and money only, which repeat exactly under a seed, so a notebook that shows this
-        table replays it as a regression check; the calls' time is the ``model_latency_s`` column.
+        """Tokens in and out, cost in USD, and model calls per run (or ``by``; None: (workflow, step),
+        steps in the order a run meets them). Counts and money only, which repeat exactly under a
+        seed, so a notebook that shows this table replays it as a regression check; the calls' time
+        is the ``model_latency_s`` column.
 
         ``calls`` counts every call an attempt made, failed ones included (``extra.llm_calls``, which
         ``ctx.llm`` keeps); an attempt that recorded a model but no count, or every attempt of a frame
@@ -187,21 +191,24 @@ class StepsAccessor:
             )
         )
         table[["tokens_in", "tokens_out"]] = table[["tokens_in", "tokens_out"]].fillna(0).astype("int64")
-        return table
+        return in_run_order(table, self._df)
 
     def runs(self) -> pd.DataFrame:
         """One row per run: start, end, attempts, steps done, step visits that gave up
-        (``failed``; a map step's visit counts once, not per item), retries, workflow, duration;
-        then ``fell_back`` (the visits that gave up whose fallback took over), ``run_failed`` (the
+        (``failed``; a map step's visit counts once, not per item), retries, workflow,
+        ``span_s`` (end minus start, wall clock) and ``duration_s`` (the time the run ran: the span
+        less the time it lay stopped between a crash or a failure and a resume; approval waits
+        count); then ``fell_back`` (the visits that gave up whose fallback took over), ``run_failed`` (the
         run failed: a step gave up with no fallback, or a rejected approval ended it) and
         ``failed_on_timeout`` (the step that failed it ran out of time)."""
         self._need("runs", "run_id", "started_at", "ended_at", *OUTCOME_COLUMNS)
         return runs_table(self._df)
 
     def run_latency(self, quantiles: Sequence[float] = QUANTILES) -> pd.DataFrame:
-        """Percentiles of whole-run duration (seconds), its max and the count of runs, per workflow
-        (the runs of several workflows pooled would describe none of them)."""
-        self._need("run_latency", "run_id", "started_at", "ended_at", "workflow")
+        """Percentiles of whole-run duration (seconds, ``runs()["duration_s"]``: the time runs ran,
+        not the time one lay stopped between a crash and its resume), its max and the count of
+        runs, per workflow (the runs of several workflows pooled would describe none of them)."""
+        self._need("run_latency", "run_id", "started_at", "ended_at", "workflow", "seq")
         runs = runs_table(self._df, outcomes=False)
         grouped = runs["duration_s"].groupby(runs["workflow"], observed=True)
         table = grouped.quantile(list(quantiles)).unstack()

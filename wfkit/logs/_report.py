@@ -145,7 +145,8 @@ def _workflow_section(
         )
         + "; "
         + ", ".join(f"{k} {format_seconds(v)}" for k, v in quantiles.items())
-        + f", slowest {format_seconds(float(durations.max()))} (whole runs, approval waits included).</p>"
+        + f", slowest {format_seconds(float(durations.max()))} (the time whole runs ran: approval waits "
+        "included, the time a run lay stopped between a crash or a failure and its resume not).</p>"
     )
 
     latency = mine.latency()

@@ -45,6 +45,25 @@ _LATER_TYPES = {
 # an item's row, or a row of a step none of whose rows is an item's.
 _NOT_MAP_OWN_ROW = "(map_index IS NOT NULL OR ({keys}) NOT IN (SELECT {keys} FROM s WHERE map_index IS NOT NULL))"
 
+# Per run, the seconds it lay stopped between a crash or a failure and a resume, as
+# wfkit.logs._tables._stopped_seconds computes them, in the same numbers.
+_STOPPED = (
+    "rel AS (SELECT run_id, seq, queue_s, retry_delay_s, "
+    "epoch_us(started_at) - min(epoch_us(started_at)) OVER (PARTITION BY run_id) AS s0, "
+    "epoch_us(coalesce(ended_at, started_at)) - min(epoch_us(started_at)) OVER (PARTITION BY run_id) AS e0, "
+    "(ended_at IS NULL AND attempt > 0) AS cut, "
+    "(status IN ('failed', 'timeout') AND retry_delay_s IS NULL AND map_index IS NULL AND route_taken IS NULL) AS stop "
+    "FROM s), "
+    "marks AS (SELECT run_id, cut, lag(cut, 1, false) OVER (PARTITION BY run_id ORDER BY seq) AS prev_cut, "
+    "coalesce(lag(stop, 1, false) OVER (PARTITION BY run_id ORDER BY seq), false) AS prev_stop, "
+    "max(e0::DOUBLE + coalesce(retry_delay_s, 0) * 1e6) OVER (PARTITION BY run_id ORDER BY seq "
+    "ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS before, "
+    "min(CASE WHEN cut THEN NULL ELSE s0::DOUBLE - coalesce(queue_s, 0) * 1e6 END) OVER (PARTITION BY run_id "
+    "ORDER BY seq ROWS BETWEEN CURRENT ROW AND UNBOUNDED FOLLOWING) AS after FROM rel), "
+    "stopped AS (SELECT run_id, sum(greatest(after - before, 0)) / 1e6 AS idle_s FROM marks "
+    "WHERE ((cut AND NOT prev_cut) OR prev_stop) AND after IS NOT NULL AND before IS NOT NULL GROUP BY run_id)"
+)
+
 
 class StepLog:
     """The step-log dataset on disk, summarised without loading it.
@@ -244,7 +263,7 @@ class StepLog:
         frame["failed"] = frame[list(ERROR_KINDS)].sum(axis=1).astype("int64")
         frame["failure_rate"] = frame["failed"] / frame["attempts"]
         frame["timeouts"] = timeouts.astype("int64")
-        return frame
+        return self._in_run_order(frame)
 
     def retries(self) -> pd.DataFrame:
         """Retries per step visit (a map item's own), as ``df.wf.retries()``."""
@@ -258,7 +277,7 @@ class StepLog:
         frame, keys = self._query(sql, params)
         if frame is None:
             return _empty("retries")
-        return frame.set_index(keys)
+        return self._in_run_order(frame.set_index(keys))
 
     def errors(self, *, top: int | None = None) -> pd.DataFrame:
         """Failed attempts by (workflow, step), kind, type and message, commonest first, as
@@ -284,7 +303,7 @@ class StepLog:
 
     def runs(self) -> pd.DataFrame:
         """One row per run, as ``df.wf.runs()`` (start, end, attempts, steps_ok, failed, retries,
-        workflow, duration_s, fell_back, run_failed, failed_on_timeout), in start order."""
+        workflow, span_s, duration_s, fell_back, run_failed, failed_on_timeout), in start order."""
         where, params = self._where()
         gave_up = "status IN ('failed', 'timeout') AND retry_delay_s IS NULL"
         # How the run ended (see wfkit.logs._tables.runs_table): a step that gave up with no
@@ -300,7 +319,9 @@ class StepLog:
             "AND i.status = 'timeout' AND i.retry_delay_s IS NULL AND i.seq < g.seq)) AS on_timeout FROM s g "
             f"WHERE g.{gave_up.replace(' AND ', ' AND g.')} AND g.map_index IS NULL AND g.route_taken IS NULL "
             "AND NOT EXISTS (SELECT 1 FROM s later WHERE later.run_id = g.run_id AND later.step = g.step "
-            "AND later.visit = g.visit AND later.map_index IS NULL AND later.seq > g.seq) GROUP BY g.run_id) "
+            "AND later.visit = g.visit AND later.map_index IS NULL AND later.seq > g.seq) GROUP BY g.run_id), "
+            + _STOPPED
+            + " "
             'SELECT s.run_id, min(started_at) AS start, max(ended_at) AS "end", '
             f"count(*) FILTER (WHERE attempt > 0 AND {_NOT_MAP_OWN_ROW}) AS attempts, "
             "count(*) FILTER (WHERE status = 'ok' AND map_index IS NULL) AS steps_ok, "
@@ -308,8 +329,10 @@ class StepLog:
             "count(*) FILTER (WHERE retry_delay_s IS NOT NULL) AS retries, "
             f"count(*) FILTER (WHERE {gave_up} AND map_index IS NULL AND route_taken IS NOT NULL) AS fell_back, "
             "(any_value(ended.run_id) IS NOT NULL OR arg_max(status, seq) = 'rejected') AS run_failed, "
-            "coalesce(any_value(ended.on_timeout), false) AS failed_on_timeout{workflow} "
-            "FROM s LEFT JOIN ended ON ended.run_id = s.run_id GROUP BY s.run_id ORDER BY start, s.run_id"
+            "coalesce(any_value(ended.on_timeout), false) AS failed_on_timeout, "
+            "coalesce(any_value(stopped.idle_s), 0) AS idle_s{workflow} "
+            "FROM s LEFT JOIN ended ON ended.run_id = s.run_id LEFT JOIN stopped ON stopped.run_id = s.run_id "
+            "GROUP BY s.run_id ORDER BY start, s.run_id"
         )
         frame, _ = self._query(sql, params)
         if frame is None:
@@ -320,7 +343,8 @@ class StepLog:
             frame[name] = frame[name].astype("int64")
         for name in ("run_failed", "failed_on_timeout"):
             frame[name] = frame[name].astype(bool)
-        frame["duration_s"] = (frame["end"] - frame["start"]).dt.total_seconds()
+        frame["span_s"] = (frame["end"] - frame["start"]).dt.total_seconds()
+        frame["duration_s"] = frame["span_s"] - frame.pop("idle_s")
         outcome = ["fell_back", "run_failed", "failed_on_timeout"]
         return frame[[c for c in frame.columns if c not in outcome] + outcome].set_index("run_id")
 

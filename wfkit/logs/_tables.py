@@ -345,7 +345,9 @@ OUTCOME_COLUMNS: tuple[str, ...] = ("retry_delay_s", "route_taken", "map_index",
 
 
 def runs_table(df: pd.DataFrame, *, outcomes: bool = True) -> pd.DataFrame:
-    """One row per run: start, end, attempts, steps done, failures, retries, workflow, duration,
+    """One row per run: start, end, attempts, steps done, failures, retries, workflow, span (end
+    minus start, wall clock), duration (the time it ran: the span less the time it lay stopped
+    between a crash or a failure and its resume, see :func:`_stopped_seconds`; approval waits count),
     then how it ended: steps that fell back, and whether the run failed.
 
     ``steps_ok`` counts step visits done, ``failed`` those that gave up (their last attempt failed
@@ -412,7 +414,8 @@ def runs_table(df: pd.DataFrame, *, outcomes: bool = True) -> pd.DataFrame:
     table = grouped.agg(**agg)
     for name in counted:
         table[name] = table[name].astype("int64")
-    table["duration_s"] = (table["end"] - table["start"]).dt.total_seconds()
+    table["span_s"] = (table["end"] - table["start"]).dt.total_seconds()
+    table["duration_s"] = table["span_s"] - _stopped_seconds(df).reindex(table.index, fill_value=0.0)
     if outcomes:
         # A rejection the run went on from (to the gate's on_reject step) is not its last row.
         last = frame.loc[grouped["seq"].idxmax().to_numpy(), ["run_id", "rejected"]].set_index("run_id")["rejected"]
@@ -422,6 +425,50 @@ def runs_table(df: pd.DataFrame, *, outcomes: bool = True) -> pd.DataFrame:
         outcome = ["fell_back", "run_failed", "failed_on_timeout"]
         table = table[[c for c in table.columns if c not in outcome] + outcome]
     return table.sort_values("start")
+
+
+def _stopped_seconds(df: pd.DataFrame) -> pd.Series:
+    """Per run, the seconds it lay stopped between a crash or a failure and a resume: not time it
+    ran (its deadline does not count it either). A resume shows in the log (rows in ``seq``
+    order) as an attempt a crash cut off (no end; journaled by the resume) after a row that is
+    none, or as a row after a step that gave up with no fallback. The stop there is from the
+    last moment the rows before it cover (an end, or a start of an attempt cut off, and the
+    backoff after it) to the first moment the rows from it on cover (a start, less its
+    ``queue_s``): the time from that last moment to the crash is unknown, and not counted. A
+    crash between two steps leaves no row to tell it by. Approval waits are no stop: they count."""
+    import numpy as np
+    import pandas as pd
+
+    if "seq" not in df.columns:
+        return pd.Series(dtype="float64")
+
+    def seconds(name: str) -> pd.Series:
+        return rows[name].astype("float64").fillna(0.0) if name in rows.columns else pd.Series(0.0, index=rows.index)
+
+    def micros(column: pd.Series) -> pd.Series:
+        return pd.to_datetime(column, utc=True).dt.as_unit("us").astype("int64")
+
+    rows = df.sort_values(["run_id", "seq"], kind="stable")
+    run = rows["run_id"]
+    # In microseconds from the run's first start, as floats: StepLog's query computes the very
+    # same numbers, so both give equal durations.
+    start = micros(rows["started_at"])
+    origin = start.groupby(run, observed=True).transform("min")
+    cut = (rows["ended_at"].isna() & (rows["attempt"] > 0)).to_numpy(dtype=bool)
+    hi = (micros(rows["ended_at"].fillna(rows["started_at"])) - origin).astype("float64")
+    hi = hi + seconds("retry_delay_s") * 1e6
+    lo = ((start - origin).astype("float64") - seconds("queue_s") * 1e6).where(~cut, np.inf)
+    stop = rows["status"].isin(["failed", "timeout"]).to_numpy(dtype=bool, copy=True)
+    for name in ("retry_delay_s", "map_index", "route_taken"):
+        if name in rows.columns:
+            stop &= rows[name].isna().to_numpy(dtype=bool)
+    before = hi.groupby(run, observed=True).cummax().groupby(run, observed=True).shift()
+    after = lo.iloc[::-1].groupby(run.iloc[::-1], observed=True).cummin().iloc[::-1]
+    prev_cut = pd.Series(cut, index=rows.index).groupby(run, observed=True).shift(fill_value=False)
+    prev_stop = pd.Series(stop, index=rows.index).groupby(run, observed=True).shift(fill_value=False)
+    resumed = (cut & ~prev_cut.to_numpy(dtype=bool)) | prev_stop.to_numpy(dtype=bool)
+    gap = (after - before).where(resumed & np.isfinite(after.to_numpy()) & before.notna().to_numpy())
+    return (gap.clip(lower=0.0).fillna(0.0) / 1e6).groupby(run, observed=True).sum()
 
 
 def _failed_by_an_item_timeout(df: pd.DataFrame, gave_up: pd.Series, timed_out: pd.Series) -> Any:

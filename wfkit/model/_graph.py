@@ -97,6 +97,29 @@ class Graph:
         return out
 
 
+def unwritten_route_fields(graph: Graph, inputs: Iterable[str] | None) -> list[tuple[Location, str, str, str | None]]:
+    """The fields routes compare (never asking whether they exist) that no step declares it writes
+    and no input names, each as (location of the first route comparing it, the step routing, the
+    field, the closest field written or None). Sound only when every step declares ``writes=``
+    (a map step its ``into``) and the inputs are declared: otherwise nothing is known, and the
+    answer is empty."""
+    if inputs is None or any(spec.writes is None and spec.map is None for spec in graph.steps.values()):
+        return []
+    written = sorted(
+        {f for spec in graph.steps.values() for f in (spec.writes or ())}
+        | {spec.map.into for spec in graph.steps.values() if spec.map is not None}
+    )
+    found: list[tuple[Location, str, str, str | None]] = []
+    for src in sorted(graph.routers):
+        router = graph.routers[src]
+        for field_name in graph.onward[src].unsure:
+            if field_name in inputs:
+                continue
+            i = next(i for i, r in enumerate(router.routes) if field_name in compared_fields(r.condition))
+            found.append((("routes", src, "routes", i, "when"), src, field_name, closest(field_name, written)))
+    return found
+
+
 def describe_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> tuple[list[str], list[str]]:
     """What changed between two stored descriptions: (steps removed, other changes)."""
     old_steps = {s["name"]: s for s in old.get("steps", [])}

@@ -14,10 +14,13 @@ import os
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from wfkit.replay._compare import Difference
 from wfkit.replay._result import BAD_BASELINE, FAILED, NO_BASELINE, NotebookReport, plural, totals
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 _COLOURS = {"ok": "#15803d", "baseline updated": "#2563eb", "regression": "#b91c1c", "failed": "#b91c1c"}
 _STYLE = """
@@ -200,7 +203,17 @@ def write_junit(path: Path, rows: Sequence[NotebookReport], *, seconds: float) -
 
 def latency_plot(path: Path, title: str, base: Mapping[str, Any], current: Mapping[str, Any]) -> Path | None:
     """Baseline against this replay: P50 (bars) and P99 (ticks) per workflow and step, as a PNG."""
-    steps = [(w, s) for w, named in base.items() for s in named if s in current.get(w, {})]
+    fig = latency_chart(title, base, current)
+    if fig is None:
+        return None
+    fig.savefig(path, dpi=90)
+    return path
+
+
+def latency_chart(title: str, base: Mapping[str, Any], current: Mapping[str, Any]) -> Figure | None:
+    """The figure of :func:`latency_plot`; None when no step is in both. Steps are in the order
+    this replay's runs met them (``current``'s order): a baseline file holds them sorted by name."""
+    steps = [(w, s) for w, named in current.items() for s in named if s in base.get(w, {})]
     if not steps:
         return None
     from matplotlib.figure import Figure
@@ -219,5 +232,4 @@ def latency_plot(path: Path, title: str, base: Mapping[str, Any], current: Mappi
     ax.invert_yaxis()
     ax.set(xlabel="latency (ms)", title=f"{title}: latency per step")
     ax.legend(fontsize="x-small")
-    fig.savefig(path, dpi=90)
-    return path
+    return fig
