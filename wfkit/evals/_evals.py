@@ -492,76 +492,81 @@ async def evaluate_async(
 ) -> EvalResult:
     import pandas as pd
 
-    chosen = list(variants or suite.variants)
-    for variant in chosen:
-        if variant not in suite.variants:
-            raise ValueError(f"suite {suite.name!r} has no variant {variant!r}; it has {', '.join(suite.variants)}")
-    if concurrency < 1:
-        raise ValueError(f"concurrency must be >= 1, got {concurrency}")
-    loaded = _load_cases(suite.dataset, suite.name)  # once: a generator can be read only once
-    built = {variant: suite.build(variant) for variant in chosen}
-    _check_inputs(suite.name, loaded, (flow for flow, _ in built.values()))
-    cases = loaded.cases
-    if executor is not None:
-        # By default the workers' runs land where local eval runs do, never among interactive runs.
-        target = dataset if dataset is not None else eval_runs_workspace(workspace)
-        # The workers' runs live in the dataset they wrote (a folder, or an fsspec URL).
-        runs_in: Path | str = os.fspath(target) if is_url(target) else Path(os.fspath(target))
-        stop = threading.Event()
-        sent = asyncio.ensure_future(
-            asyncio.to_thread(
-                _evaluate_on_dask,
-                suite,
-                chosen,
-                cases,
-                executor=executor,
-                concurrency=concurrency,
-                dataset=target,
-                partition_size=partition_size,
-                retries=retries,
-                progress=progress,
-                announce=announce,
-                stop=stop,
-            )
-        )
-        try:
-            rows = await asyncio.shield(sent)
-        except asyncio.CancelledError:
-            # Interrupted (Ctrl-C: asyncio.run cancels this task). Left alone, the job would run on
-            # in its thread to its end and be committed, every row counted, for an eval given up:
-            # it is given up now, and its interrupt (noting where the rows went) is what is raised.
-            stop.set()
-            await asyncio.wait([sent])
-            given_up = None if sent.cancelled() else sent.exception()
-            if isinstance(given_up, KeyboardInterrupt):
-                raise given_up from None
-            raise
-    else:
-        if dataset is not None:
-            raise ValueError("dataset= is where Dask workers write; without executor= runs stay in the workspace")
-        runs_in = eval_runs_workspace(workspace)
-        rows = []
-        bar = _progress(len(cases) * len(chosen), suite.name) if progress else None
-        try:
-            for variant, (flow, run_options) in built.items():
-                rows += await _score_cases(
+    from wfkit.engine._loops import woken_by_signals
+
+    # Awaited in a notebook cell, the stop button cancels the eval at once, not at the loop's next
+    # wake-up (the end of a long step).
+    with woken_by_signals():
+        chosen = list(variants or suite.variants)
+        for variant in chosen:
+            if variant not in suite.variants:
+                raise ValueError(f"suite {suite.name!r} has no variant {variant!r}; it has {', '.join(suite.variants)}")
+        if concurrency < 1:
+            raise ValueError(f"concurrency must be >= 1, got {concurrency}")
+        loaded = _load_cases(suite.dataset, suite.name)  # once: a generator can be read only once
+        built = {variant: suite.build(variant) for variant in chosen}
+        _check_inputs(suite.name, loaded, (flow for flow, _ in built.values()))
+        cases = loaded.cases
+        if executor is not None:
+            # By default the workers' runs land where local eval runs do, never among interactive runs.
+            target = dataset if dataset is not None else eval_runs_workspace(workspace)
+            # The workers' runs live in the dataset they wrote (a folder, or an fsspec URL).
+            runs_in: Path | str = os.fspath(target) if is_url(target) else Path(os.fspath(target))
+            stop = threading.Event()
+            sent = asyncio.ensure_future(
+                asyncio.to_thread(
+                    _evaluate_on_dask,
                     suite,
-                    variant,
-                    flow,
-                    run_options,
-                    list(enumerate(cases)),
+                    chosen,
+                    cases,
+                    executor=executor,
                     concurrency=concurrency,
-                    workspace=runs_in,
-                    on_case=None if bar is None else lambda: bar.update(1),
+                    dataset=target,
+                    partition_size=partition_size,
+                    retries=retries,
+                    progress=progress,
+                    announce=announce,
+                    stop=stop,
                 )
-        finally:
-            if bar is not None:
-                bar.close()
-    frame = pd.DataFrame(rows).sort_values(["variant", "case_id", "scorer"], ignore_index=True)
-    result = EvalResult(suite, frame, runs_workspace=runs_in)
-    if store:
-        result.save(workspace)
-    return result
+            )
+            try:
+                rows = await asyncio.shield(sent)
+            except asyncio.CancelledError:
+                # Interrupted (Ctrl-C: asyncio.run cancels this task). Left alone, the job would run on
+                # in its thread to its end and be committed, every row counted, for an eval given up:
+                # it is given up now, and its interrupt (noting where the rows went) is what is raised.
+                stop.set()
+                await asyncio.wait([sent])
+                given_up = None if sent.cancelled() else sent.exception()
+                if isinstance(given_up, KeyboardInterrupt):
+                    raise given_up from None
+                raise
+        else:
+            if dataset is not None:
+                raise ValueError("dataset= is where Dask workers write; without executor= runs stay in the workspace")
+            runs_in = eval_runs_workspace(workspace)
+            rows = []
+            bar = _progress(len(cases) * len(chosen), suite.name) if progress else None
+            try:
+                for variant, (flow, run_options) in built.items():
+                    rows += await _score_cases(
+                        suite,
+                        variant,
+                        flow,
+                        run_options,
+                        list(enumerate(cases)),
+                        concurrency=concurrency,
+                        workspace=runs_in,
+                        on_case=None if bar is None else lambda: bar.update(1),
+                    )
+            finally:
+                if bar is not None:
+                    bar.close()
+        frame = pd.DataFrame(rows).sort_values(["variant", "case_id", "scorer"], ignore_index=True)
+        result = EvalResult(suite, frame, runs_workspace=runs_in)
+        if store:
+            result.save(workspace)
+        return result
 
 
 def eval_runs_workspace(workspace: str | os.PathLike[str] | None = None) -> Path:
