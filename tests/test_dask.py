@@ -658,6 +658,52 @@ def test_worker_killed_mid_partition_reruns_it_and_counts_each_case_once(cluster
     assert [] == list(data.glob(f"steps/_attempts/*/{killed[0]['stem']}.commit"))
 
 
+def test_a_worker_killed_in_an_irreversible_step_never_runs_it_a_second_time(cluster: Cluster, tmp_path: Path) -> None:
+    """SIGKILL the worker while a run is in its irreversible step (an email sent, a card charged): Dask
+    re-runs the partition elsewhere, which would send that email again, silently; the step runs at
+    most once per input, and the batch fails naming the partition, the irreversible step, and what to do."""
+    import threading
+
+    data, sent, release = tmp_path / "data", tmp_path / "sent", tmp_path / "release"
+    sent.mkdir()
+    flow = wf.Workflow("charge-on-dask")
+
+    @flow.step(irreversible=True)
+    def charge(state: Any, ctx: wf.StepContext) -> dict[str, Any]:
+        (sent / f"{state['x']}-{os.getpid()}-{time.monotonic_ns()}").touch()
+        deadline = time.monotonic() + 60
+        while state["x"] == 1 and not release.exists() and time.monotonic() < deadline:
+            time.sleep(0.01)  # the worker is killed here
+        return {"charged": True}
+
+    killed: list[int] = []
+
+    def kill_the_charging_worker() -> None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not killed:
+            for marker in sent.glob("1-*"):
+                killed.append(int(marker.name.split("-")[1]))
+                os.kill(killed[0], signal.SIGKILL)
+            time.sleep(0.02)
+
+    killer = threading.Thread(target=kill_the_charging_worker)
+    killer.start()
+    try:
+        with pytest.raises(PartitionError) as failed:
+            flow.run_many(
+                [{"x": i} for i in range(4)],
+                executor=cluster.address, dataset=data, progress=False, concurrency=1, partition_size=2,
+            )  # fmt: skip
+    finally:
+        release.touch()
+        killer.join()
+    assert 1 == len(killed)
+    charged = [marker.name.split("-")[0] for marker in sent.iterdir()]
+    assert sorted(set(charged)) == sorted(charged)  # no input charged twice
+    assert "irreversible" in str(failed.value)
+    assert "'charge'" in str(failed.value)
+
+
 def test_a_finished_partition_is_not_run_again_when_its_worker_dies_later(cluster: Cluster, tmp_path: Path) -> None:
     """SIGKILL a worker after it finished a partition: the driver has that partition's result, so
     Dask does not run it a second time (it would, for a result still held on the dead worker)."""

@@ -300,6 +300,11 @@ class Work(Protocol):
 
     def __call__(self, scratch: Path, progress: Progress) -> PartitionOutput: ...
 
+    def at_most_once(self) -> str | None:
+        """What of this work must not run twice (runs with irreversible steps), said for a person;
+        None when running it again is harmless."""
+        ...
+
 
 def _topic(job: str) -> str:
     return f"wfkit-progress-{job}"
@@ -433,6 +438,8 @@ def run_partition(dataset: str, job: str, partition: int, payload: bytes) -> dic
     work = _unpickle(payload)
     location = Location(dataset)
     attempt = begin_attempt(location, job, partition)
+    if attempt.number > 1:
+        _refuse_a_second_run(work, job, partition)
     scratch = _scratch_workspaces.take()
     try:
         reporter = _Reporter(job, partition, attempt.stem)
@@ -458,6 +465,20 @@ def run_partition(dataset: str, job: str, partition: int, payload: bytes) -> dic
     except Exception:  # the attempt is committed: a folder that cannot be emptied is only dropped
         _scratch_workspaces.discard(scratch)
     return marker
+
+
+def _refuse_a_second_run(work: Work, job: str, partition: int) -> None:
+    """An earlier attempt of this partition started and never committed (its worker died, or it
+    failed): its runs are gone with its scratch workspace, intents and all, so running them again
+    would run an irreversible step a second time (a second email), which at-most-once forbids."""
+    described = work.at_most_once()
+    if described is not None:
+        raise RuntimeError(
+            f"partition {partition} of job {job} was cut off on an earlier attempt (its worker died, or the "
+            f"attempt failed) while it ran {described}: it is not run again, so that no irreversible step "
+            f"runs twice. Check which of those inputs' irreversible steps took effect, then run again only "
+            f"the others"
+        )
 
 
 def _leave_the_thread_pool() -> None:

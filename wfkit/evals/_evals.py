@@ -622,6 +622,18 @@ class _EvalPartition:
         )
         return PartitionOutput(rows, (scratch,))
 
+    def at_most_once(self) -> str | None:
+        from wfkit.model._steps import irreversible_steps
+
+        flow, _ = self.suite.build(self.variant)
+        steps = irreversible_steps(flow.steps)
+        if not steps:
+            return None
+        return (
+            f"cases {', '.join(str(case.id) for _, case in self.cases)} of suite {self.suite.name!r} (variant "
+            f"{self.variant!r}), whose workflow's step(s) {', '.join(map(repr, steps))} are irreversible"
+        )
+
 
 def _evaluate_on_dask(
     suite: Suite,
