@@ -932,6 +932,76 @@ def test_an_interrupted_dask_eval_in_a_notebook_gives_its_job_up_at_once(local_c
     assert [] == list((data / "steps").rglob("*.parquet"))
 
 
+def wait_for(path: Path) -> None:
+    deadline = time.monotonic() + 60
+    while not path.exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+
+
+def wait_until_cancelled_on_the_worker(client: Any) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        states = client.run(lambda dask_worker: [ts.state for ts in dask_worker.state.tasks.values()])
+        if not any(state == "executing" for each in states.values() for state in each):
+            return
+        time.sleep(0.05)
+
+
+def test_an_interrupted_eval_stops_its_partitions_on_the_workers(tmp_path: Path) -> None:
+    """An eval on Dask given up by an interrupt (`wf.evals.evaluate_async(...)` cancelled, the stop
+    button) stops the cases left in its partitions on the workers, not just at the scheduler; before,
+    each partition ran all its cases on (LLM calls and all), holding its worker from the next job."""
+    from distributed import Client, LocalCluster
+
+    from wfkit.evals._evals import _evaluate_on_dask
+
+    started, release = tmp_path / "started", tmp_path / "release"
+    started.mkdir()
+    flow = wf.Workflow("held-cases")
+
+    @flow.step
+    def answer(state: Any) -> dict[str, Any]:
+        (started / str(state["n"])).touch()
+        deadline = time.monotonic() + 60
+        while not release.exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return {"n2": state["n"] * 2}
+
+    suite = wf.evals.Suite(
+        name="held", dataset=[{"inputs": {"n": i}} for i in range(8)], workflow=flow, scorers=[wf.evals.contains("n2")]
+    )
+    stop, interrupted = threading.Event(), []
+
+    def drive(client: Any) -> None:
+        try:
+            _evaluate_on_dask(
+                suite, list(suite.variants), suite.cases(), executor=client, concurrency=1,
+                dataset=tmp_path / "data", partition_size=8, retries=2, progress=False, announce=None, stop=stop,
+            )  # fmt: skip
+        except KeyboardInterrupt as exc:  # what evaluate_async raises once its task is cancelled
+            interrupted.append(exc)
+
+    with (
+        LocalCluster(
+            n_workers=1, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address="127.0.0.1:0"
+        ) as cluster,
+        Client(cluster, set_as_default=False) as client,
+    ):
+        driver = threading.Thread(target=drive, args=(client,))
+        driver.start()
+        try:
+            wait_for(started / "0")
+            stop.set()  # as evaluate_async does when its task is cancelled
+            driver.join(60)
+            wait_until_cancelled_on_the_worker(client)  # the scheduler tells the worker a moment later
+        finally:
+            release.touch()
+        assert 1 == client.submit(int, 1, pure=False).result(timeout=60)  # the worker's thread is free
+    assert 1 == len(interrupted)
+    assert ["0"] == sorted(p.name for p in started.iterdir())
+    assert [] == list((tmp_path / "data" / "results").rglob("*.parquet"))  # nothing written late for it
+
+
 def test_cli_eval_on_a_scheduler_prints_the_local_summary(
     cluster: Cluster, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -310,8 +310,13 @@ def _topic(job: str) -> str:
     return f"wfkit-progress-{job}"
 
 
+class _GivenUp(Exception):
+    """Raised on a worker, after a case, in a partition whose job the driver gave up."""
+
+
 class _Reporter:
-    """Cases done in this attempt, sent to the driver as a Dask event now and then."""
+    """Cases done in this attempt, sent to the driver as a Dask event now and then; after each
+    case, a :class:`_GivenUp` when the driver has given the job up meanwhile."""
 
     def __init__(self, job: str, partition: int, stem: str) -> None:
         self.job, self.partition, self.stem = job, partition, stem
@@ -319,15 +324,29 @@ class _Reporter:
         self._sent_at = 0.0
         self._lock = threading.Lock()
         try:
-            self._worker: Any = import_distributed().get_worker()
+            distributed = import_distributed()
+            self._worker: Any = distributed.get_worker()
+            self._key: Any = getattr(distributed.worker.thread_state, "key", None)  # this task's
         except (ImportError, ValueError):
-            self._worker = None  # run outside a worker (a test, a local call): nobody to tell
+            self._worker = self._key = None  # run outside a worker (a test, a local call): nobody to tell
 
     def __call__(self, cases: int = 1) -> None:
         with self._lock:
             self.done += cases
             if time.monotonic() - self._sent_at >= 0.2:
                 self.send()
+        if self._given_up():
+            raise _GivenUp(f"job {self.job} was given up: partition {self.partition} stops after {self.done} cases")
+
+    def _given_up(self) -> bool:
+        """The driver cancelled this task (an interrupt, a failed partition). Dask then forgets it
+        at the scheduler, but cannot stop the thread running it: left alone, the partition would run
+        all its cases on (their LLM calls too), holding its worker from the user's next job."""
+        if self._worker is None or self._key is None:
+            return False
+        # Read from this thread: a dict look-up, which the GIL keeps whole.
+        task = self._worker.state.tasks.get(self._key)
+        return task is None or task.state in ("cancelled", "released", "forgotten")
 
     def send(self) -> None:
         self._sent_at = time.monotonic()
