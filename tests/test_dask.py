@@ -658,6 +658,52 @@ def test_worker_killed_mid_partition_reruns_it_and_counts_each_case_once(cluster
     assert [] == list(data.glob(f"steps/_attempts/*/{killed[0]['stem']}.commit"))
 
 
+def test_a_worker_killed_in_an_irreversible_step_never_runs_it_a_second_time(cluster: Cluster, tmp_path: Path) -> None:
+    """SIGKILL the worker while a run is in its irreversible step (an email sent, a card charged): Dask
+    re-runs the partition elsewhere, which would send that email again, silently; the step runs at
+    most once per input, and the batch fails naming the partition, the irreversible step, and what to do."""
+    import threading
+
+    data, sent, release = tmp_path / "data", tmp_path / "sent", tmp_path / "release"
+    sent.mkdir()
+    flow = wf.Workflow("charge-on-dask")
+
+    @flow.step(irreversible=True)
+    def charge(state: Any, ctx: wf.StepContext) -> dict[str, Any]:
+        (sent / f"{state['x']}-{os.getpid()}-{time.monotonic_ns()}").touch()
+        deadline = time.monotonic() + 60
+        while state["x"] == 1 and not release.exists() and time.monotonic() < deadline:
+            time.sleep(0.01)  # the worker is killed here
+        return {"charged": True}
+
+    killed: list[int] = []
+
+    def kill_the_charging_worker() -> None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not killed:
+            for marker in sent.glob("1-*"):
+                killed.append(int(marker.name.split("-")[1]))
+                os.kill(killed[0], signal.SIGKILL)
+            time.sleep(0.02)
+
+    killer = threading.Thread(target=kill_the_charging_worker)
+    killer.start()
+    try:
+        with pytest.raises(PartitionError) as failed:
+            flow.run_many(
+                [{"x": i} for i in range(4)],
+                executor=cluster.address, dataset=data, progress=False, concurrency=1, partition_size=2,
+            )  # fmt: skip
+    finally:
+        release.touch()
+        killer.join()
+    assert 1 == len(killed)
+    charged = [marker.name.split("-")[0] for marker in sent.iterdir()]
+    assert sorted(set(charged)) == sorted(charged)  # no input charged twice
+    assert "irreversible" in str(failed.value)
+    assert "'charge'" in str(failed.value)
+
+
 def test_a_finished_partition_is_not_run_again_when_its_worker_dies_later(cluster: Cluster, tmp_path: Path) -> None:
     """SIGKILL a worker after it finished a partition: the driver has that partition's result, so
     Dask does not run it a second time (it would, for a result still held on the dead worker)."""
@@ -884,6 +930,76 @@ def test_an_interrupted_dask_eval_in_a_notebook_gives_its_job_up_at_once(local_c
     assert f"wfkit gave up job {job}" in "\n".join(errors[0]["traceback"])
     assert "aborted" in json.loads((data / "steps" / "_attempts" / job / "_job.json").read_text())
     assert [] == list((data / "steps").rglob("*.parquet"))
+
+
+def wait_for(path: Path) -> None:
+    deadline = time.monotonic() + 60
+    while not path.exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+
+
+def wait_until_cancelled_on_the_worker(client: Any) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        states = client.run(lambda dask_worker: [ts.state for ts in dask_worker.state.tasks.values()])
+        if not any(state == "executing" for each in states.values() for state in each):
+            return
+        time.sleep(0.05)
+
+
+def test_an_interrupted_eval_stops_its_partitions_on_the_workers(tmp_path: Path) -> None:
+    """An eval on Dask given up by an interrupt (`wf.evals.evaluate_async(...)` cancelled, the stop
+    button) stops the cases left in its partitions on the workers, not just at the scheduler; before,
+    each partition ran all its cases on (LLM calls and all), holding its worker from the next job."""
+    from distributed import Client, LocalCluster
+
+    from wfkit.evals._evals import _evaluate_on_dask
+
+    started, release = tmp_path / "started", tmp_path / "release"
+    started.mkdir()
+    flow = wf.Workflow("held-cases")
+
+    @flow.step
+    def answer(state: Any) -> dict[str, Any]:
+        (started / str(state["n"])).touch()
+        deadline = time.monotonic() + 60
+        while not release.exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return {"n2": state["n"] * 2}
+
+    suite = wf.evals.Suite(
+        name="held", dataset=[{"inputs": {"n": i}} for i in range(8)], workflow=flow, scorers=[wf.evals.contains("n2")]
+    )
+    stop, interrupted = threading.Event(), []
+
+    def drive(client: Any) -> None:
+        try:
+            _evaluate_on_dask(
+                suite, list(suite.variants), suite.cases(), executor=client, concurrency=1,
+                dataset=tmp_path / "data", partition_size=8, retries=2, progress=False, announce=None, stop=stop,
+            )  # fmt: skip
+        except KeyboardInterrupt as exc:  # what evaluate_async raises once its task is cancelled
+            interrupted.append(exc)
+
+    with (
+        LocalCluster(
+            n_workers=1, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address="127.0.0.1:0"
+        ) as cluster,
+        Client(cluster, set_as_default=False) as client,
+    ):
+        driver = threading.Thread(target=drive, args=(client,))
+        driver.start()
+        try:
+            wait_for(started / "0")
+            stop.set()  # as evaluate_async does when its task is cancelled
+            driver.join(60)
+            wait_until_cancelled_on_the_worker(client)  # the scheduler tells the worker a moment later
+        finally:
+            release.touch()
+        assert 1 == client.submit(int, 1, pure=False).result(timeout=60)  # the worker's thread is free
+    assert 1 == len(interrupted)
+    assert ["0"] == sorted(p.name for p in started.iterdir())
+    assert [] == list((tmp_path / "data" / "results").rglob("*.parquet"))  # nothing written late for it
 
 
 def test_cli_eval_on_a_scheduler_prints_the_local_summary(

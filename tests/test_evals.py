@@ -6,8 +6,11 @@ import asyncio
 import io
 import json
 import math
+import os
 import re
 import statistics
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -2006,3 +2009,58 @@ def test_cli_eval_json_holds_the_comparisons_the_text_prints(capsys: pytest.Capt
         row[k] for k in ("baseline", "candidate", "wins", "losses", "ties", "p_value", "significant")
     ]
     assert pytest.approx([-0.591, 0.156], abs=1e-3) == [row["mean_diff_low"], row["mean_diff_high"]]
+
+
+HELD_SUITE = """
+import time
+from pathlib import Path
+import wfkit as wf
+
+RELEASE = Path({release!r})
+flow = wf.Workflow("held-eval")
+
+@flow.step
+def answer(state):
+    deadline = time.monotonic() + 60
+    while not RELEASE.exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return {{"n2": state["n"] * 2}}
+
+suite = wf.evals.Suite(name="held", dataset=[{{"inputs": {{"n": i}}}} for i in range(4)], workflow=flow,
+                       scorers=[wf.evals.contains("n2")])
+"""
+
+
+def test_the_stop_button_stops_a_local_eval_awaited_in_a_notebook(tmp_path: Path) -> None:
+    """Interrupting a Jupyter kernel whose cell awaits `wf.evals.evaluate_async(suite)` ends the cell
+    while its step still runs, its runs cancelled; before, the cell ran on until the step ended."""
+    from jupyter_client.manager import start_new_kernel
+
+    release, started = tmp_path / "release", tmp_path / "started"
+    (tmp_path / "suite.py").write_text(HELD_SUITE.format(release=str(release)))
+    env = {**os.environ, "WFKIT_HOME": str(tmp_path / "ws"), "PYTHONPATH": os.pathsep.join([str(ROOT), *sys.path])}
+    kernel, client = start_new_kernel(kernel_name="python3", env=env)
+    try:
+        setup = f"import wfkit as wf\nsuite = wf.evals.load_suite({str(tmp_path / 'suite.py')!r})"
+        client.execute_interactive(setup, timeout=60)
+        cell = (
+            f"open({str(started)!r}, 'w').close()\n"
+            "result = await wf.evals.evaluate_async(suite, progress=False, concurrency=1)"
+        )
+        sent = client.execute(cell)
+        deadline = time.monotonic() + 60
+        while not started.exists() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        time.sleep(3)  # the first case's step is held, and the loop has gone quiet (nothing else wakes it)
+        kernel.interrupt_kernel()
+        reply = client.get_shell_msg(timeout=20)  # before the fix: a timeout, the step running on
+        while reply["parent_header"].get("msg_id") != sent:
+            reply = client.get_shell_msg(timeout=20)
+        held = not release.exists()
+    finally:
+        release.touch()
+        client.stop_channels()
+        kernel.shutdown_kernel(now=True)
+    assert held
+    assert "error" == reply["content"]["status"]
+    assert reply["content"]["ename"] in ("CancelledError", "KeyboardInterrupt")

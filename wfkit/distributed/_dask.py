@@ -300,13 +300,23 @@ class Work(Protocol):
 
     def __call__(self, scratch: Path, progress: Progress) -> PartitionOutput: ...
 
+    def at_most_once(self) -> str | None:
+        """What of this work must not run twice (runs with irreversible steps), said for a person;
+        None when running it again is harmless."""
+        ...
+
 
 def _topic(job: str) -> str:
     return f"wfkit-progress-{job}"
 
 
+class _GivenUp(Exception):
+    """Raised on a worker, after a case, in a partition whose job the driver gave up."""
+
+
 class _Reporter:
-    """Cases done in this attempt, sent to the driver as a Dask event now and then."""
+    """Cases done in this attempt, sent to the driver as a Dask event now and then; after each
+    case, a :class:`_GivenUp` when the driver has given the job up meanwhile."""
 
     def __init__(self, job: str, partition: int, stem: str) -> None:
         self.job, self.partition, self.stem = job, partition, stem
@@ -314,15 +324,29 @@ class _Reporter:
         self._sent_at = 0.0
         self._lock = threading.Lock()
         try:
-            self._worker: Any = import_distributed().get_worker()
+            distributed = import_distributed()
+            self._worker: Any = distributed.get_worker()
+            self._key: Any = getattr(distributed.worker.thread_state, "key", None)  # this task's
         except (ImportError, ValueError):
-            self._worker = None  # run outside a worker (a test, a local call): nobody to tell
+            self._worker = self._key = None  # run outside a worker (a test, a local call): nobody to tell
 
     def __call__(self, cases: int = 1) -> None:
         with self._lock:
             self.done += cases
             if time.monotonic() - self._sent_at >= 0.2:
                 self.send()
+        if self._given_up():
+            raise _GivenUp(f"job {self.job} was given up: partition {self.partition} stops after {self.done} cases")
+
+    def _given_up(self) -> bool:
+        """The driver cancelled this task (an interrupt, a failed partition). Dask then forgets it
+        at the scheduler, but cannot stop the thread running it: left alone, the partition would run
+        all its cases on (their LLM calls too), holding its worker from the user's next job."""
+        if self._worker is None or self._key is None:
+            return False
+        # Read from this thread: a dict look-up, which the GIL keeps whole.
+        task = self._worker.state.tasks.get(self._key)
+        return task is None or task.state in ("cancelled", "released", "forgotten")
 
     def send(self) -> None:
         self._sent_at = time.monotonic()
@@ -433,6 +457,8 @@ def run_partition(dataset: str, job: str, partition: int, payload: bytes) -> dic
     work = _unpickle(payload)
     location = Location(dataset)
     attempt = begin_attempt(location, job, partition)
+    if attempt.number > 1:
+        _refuse_a_second_run(work, job, partition)
     scratch = _scratch_workspaces.take()
     try:
         reporter = _Reporter(job, partition, attempt.stem)
@@ -458,6 +484,20 @@ def run_partition(dataset: str, job: str, partition: int, payload: bytes) -> dic
     except Exception:  # the attempt is committed: a folder that cannot be emptied is only dropped
         _scratch_workspaces.discard(scratch)
     return marker
+
+
+def _refuse_a_second_run(work: Work, job: str, partition: int) -> None:
+    """An earlier attempt of this partition started and never committed (its worker died, or it
+    failed): its runs are gone with its scratch workspace, intents and all, so running them again
+    would run an irreversible step a second time (a second email), which at-most-once forbids."""
+    described = work.at_most_once()
+    if described is not None:
+        raise RuntimeError(
+            f"partition {partition} of job {job} was cut off on an earlier attempt (its worker died, or the "
+            f"attempt failed) while it ran {described}: it is not run again, so that no irreversible step "
+            f"runs twice. Check which of those inputs' irreversible steps took effect, then run again only "
+            f"the others"
+        )
 
 
 def _leave_the_thread_pool() -> None:

@@ -122,6 +122,17 @@ class _BatchPartition:
         )
         return PartitionOutput(rows, (scratch,))
 
+    def at_most_once(self) -> str | None:
+        from wfkit.model._steps import irreversible_steps
+
+        steps = irreversible_steps(getattr(self.flow, "steps", {}))
+        if not steps:
+            return None
+        return (
+            f"runs of workflow {self.flow.name!r} for inputs {', '.join(str(i) for i, _ in self.inputs)}, whose "
+            f"step(s) {', '.join(map(repr, steps))} are irreversible"
+        )
+
 
 def _frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
     import pandas as pd

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import contextvars
+import signal
+import socket
 import threading
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Iterator
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -62,6 +65,56 @@ def run_blocking(coro: Coroutine[Any, Any, T]) -> T:
             except BaseException:  # cancelled, or failed meanwhile: the interrupt is the news
                 pass
             raise
+
+
+@contextlib.contextmanager
+def woken_by_signals() -> Iterator[None]:
+    """While it lasts, a signal (the notebook's stop button: SIGINT) wakes the running loop of the
+    main thread.
+
+    ipykernel stops a cell awaiting a coroutine by cancelling it from its SIGINT handler with a
+    plain ``call_soon`` (tornado's ``add_callback`` on the loop's own thread), which does not wake a
+    loop asleep in ``select``: the cancellation waited for the loop's next timer or I/O, for a long
+    step the whole eval. A wakeup fd (``signal.set_wakeup_fd``) makes the signal itself wake it.
+    Kept when another one is set already (``asyncio``'s signal handlers, a runner)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signals reach the main thread only
+        return
+    loop = asyncio.get_running_loop()
+    reader, writer = socket.socketpair()
+    reader.setblocking(False)
+    writer.setblocking(False)
+    ours = writer.fileno()
+    try:
+        previous = signal.set_wakeup_fd(ours, warn_on_full_buffer=False)
+        if previous != -1:  # someone wakes the loop already
+            signal.set_wakeup_fd(previous)
+        else:
+            try:
+                loop.add_reader(reader.fileno(), _drain, reader)
+            except NotImplementedError:  # a loop without readers (Windows' proactor): none here
+                signal.set_wakeup_fd(-1)
+                previous = ours
+    except BaseException:
+        reader.close()
+        writer.close()
+        raise
+    try:
+        yield
+    finally:
+        if previous == -1:
+            loop.remove_reader(reader.fileno())
+            current = signal.set_wakeup_fd(-1)
+            if current != ours:  # set by someone else meanwhile: theirs stays
+                signal.set_wakeup_fd(current)
+        reader.close()
+        writer.close()
+
+
+def _drain(reader: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        while reader.recv(4096):
+            pass
 
 
 def background_loop() -> asyncio.AbstractEventLoop:

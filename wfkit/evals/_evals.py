@@ -574,6 +574,40 @@ async def evaluate_async(
     retries: int = 2,
     announce: Callable[[str], None] | None = None,
 ) -> EvalResult:
+    from wfkit.engine._loops import woken_by_signals
+
+    # Awaited in a notebook cell, the stop button cancels the eval at once, not at the loop's next
+    # wake-up (the end of a long step).
+    with woken_by_signals():
+        return await _evaluate_async(
+            suite,
+            variants=variants,
+            concurrency=concurrency,
+            workspace=workspace,
+            progress=progress,
+            store=store,
+            executor=executor,
+            dataset=dataset,
+            partition_size=partition_size,
+            retries=retries,
+            announce=announce,
+        )
+
+
+async def _evaluate_async(
+    suite: Suite,
+    *,
+    variants: Sequence[str] | None = None,
+    concurrency: int = 16,
+    workspace: str | os.PathLike[str] | None = None,
+    progress: bool = True,
+    store: bool = True,
+    executor: Executor | None = None,
+    dataset: str | os.PathLike[str] | None = None,
+    partition_size: int | None = None,
+    retries: int = 2,
+    announce: Callable[[str], None] | None = None,
+) -> EvalResult:
     import pandas as pd
 
     chosen = list(variants or suite.variants)
@@ -706,6 +740,18 @@ class _EvalPartition:
             )
         )
         return PartitionOutput(rows, (scratch,))
+
+    def at_most_once(self) -> str | None:
+        from wfkit.model._steps import irreversible_steps
+
+        flow, _ = self.suite.build(self.variant)
+        steps = irreversible_steps(flow.steps)
+        if not steps:
+            return None
+        return (
+            f"cases {', '.join(str(case.id) for _, case in self.cases)} of suite {self.suite.name!r} (variant "
+            f"{self.variant!r}), whose workflow's step(s) {', '.join(map(repr, steps))} are irreversible"
+        )
 
 
 def _evaluate_on_dask(

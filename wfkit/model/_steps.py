@@ -194,6 +194,18 @@ class StepSpec:
         }
 
 
+def irreversible_steps(steps: Mapping[str, StepSpec]) -> list[str]:
+    """The irreversible steps among ``steps`` and those of the sub-workflows they run, by name."""
+    found: list[str] = []
+    for spec in steps.values():
+        if spec.irreversible:
+            found.append(spec.name)
+        if spec.subflow is not None:  # a Workflow has its steps; another SubWorkflow may not say
+            child = getattr(spec.subflow.workflow, "steps", {})
+            found += [f"{spec.subflow.workflow.name}.{name}" for name in irreversible_steps(child)]
+    return found
+
+
 def code_hash(fn: Any) -> str:
     """A hash of what a function does (bytecode, names, constants), not of where it lives: line
     numbers and file names (a notebook cell's file differs per kernel) do not change it."""

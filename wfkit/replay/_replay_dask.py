@@ -66,6 +66,9 @@ class _ReplayPartition:
             progress()
         return PartitionOutput(rows, tuple(workspaces))
 
+    def at_most_once(self) -> str | None:
+        return None  # a notebook's runs are its own: replaying it again is what a replay does
+
 
 def dask_runner(
     executor: Executor,
