@@ -16,6 +16,7 @@ import pytest
 
 import wfkit as wf
 from wfkit._extras import MissingExtraError
+from wfkit.distributed._dask import _GivenUp
 from wfkit.engine._run import DetachedRun
 from wfkit.engine._subflows import ChildHalted
 from wfkit.model._retry import classify_error, retry_after_of
@@ -300,6 +301,7 @@ PICKLE_CASES: list[Callable[[Path], BaseException]] = [
     lambda _: wf.SchedulerLostError("tcp://10.0.0.5:8786", "7f3a", "lost the Dask scheduler while job 7f3a ran"),
     lambda _: wf.DatasetUnreachableError("worker tcp://10.0.0.6:40123 cannot see the dataset s3://bucket/runs"),
     lambda _: wf.PartitionError("7f3a", 3, "partition 3 of job 7f3a failed on every attempt"),
+    lambda _: _GivenUp("job 7f3a was given up: partition 3 stops after 2 cases"),
     lambda _: wf.StateSizeWarning("state field 'pages' holds 12 MB"),
     lambda _: wf.SecretInStateWarning("state field 'token' holds a secret: its checkpoint keeps [REDACTED]"),
     lambda _: wf.UnfinishedJobWarning("job 7f3a has no end recorded and its driver is gone"),

@@ -43,6 +43,9 @@ class RunInputs:
             progress()
         return PartitionOutput(rows, (scratch,))
 
+    def at_most_once(self) -> None:
+        return None  # the doubler has no irreversible step: a partition may run again
+
 
 def attempt(dataset: str | Path, job: str, partition: int, xs: list[int], *, commit: bool = True) -> dict[str, Any]:
     """Run one attempt of a partition in this process, as a worker would (optionally cut off before its commit)."""
@@ -67,6 +70,9 @@ class SynchronousLevel:
 
         level = open_store(scratch).conn.execute("PRAGMA synchronous").fetchone()[0]
         return PartitionOutput([{"synchronous": level}], (scratch,))
+
+    def at_most_once(self) -> None:
+        return None
 
 
 def test_a_partitions_scratch_store_does_not_wait_for_the_disk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
