@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import datetime as dt
+import functools
 import importlib.util
 import inspect
 import json
@@ -26,10 +27,10 @@ import os
 import random
 import sys
 import threading
-from collections.abc import Callable, Iterable, Mapping, Sequence, Sized
+from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence, Sized
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ParamSpec
 
 from wfkit.evals._scorers import Case, ScorerFn, apply, name_of, unsucceeded
 from wfkit.evals._spreadsheet import read_sheet, read_utf8
@@ -560,41 +561,27 @@ async def _score_cases(
     return rows
 
 
+_P = ParamSpec("_P")
+
+
+def _woken_by_signals(
+    run: Callable[_P, Coroutine[Any, Any, EvalResult]],
+) -> Callable[_P, Coroutine[Any, Any, EvalResult]]:
+    """``run`` awaited under :func:`wfkit.engine._loops.woken_by_signals`: in a notebook cell, the
+    stop button cancels the eval at once, not at the loop's next wake-up (the end of a long step)."""
+
+    @functools.wraps(run)
+    async def woken(*args: _P.args, **kwargs: _P.kwargs) -> EvalResult:
+        from wfkit.engine._loops import woken_by_signals
+
+        with woken_by_signals():
+            return await run(*args, **kwargs)
+
+    return woken
+
+
+@_woken_by_signals
 async def evaluate_async(
-    suite: Suite,
-    *,
-    variants: Sequence[str] | None = None,
-    concurrency: int = 16,
-    workspace: str | os.PathLike[str] | None = None,
-    progress: bool = True,
-    store: bool = True,
-    executor: Executor | None = None,
-    dataset: str | os.PathLike[str] | None = None,
-    partition_size: int | None = None,
-    retries: int = 2,
-    announce: Callable[[str], None] | None = None,
-) -> EvalResult:
-    from wfkit.engine._loops import woken_by_signals
-
-    # Awaited in a notebook cell, the stop button cancels the eval at once, not at the loop's next
-    # wake-up (the end of a long step).
-    with woken_by_signals():
-        return await _evaluate_async(
-            suite,
-            variants=variants,
-            concurrency=concurrency,
-            workspace=workspace,
-            progress=progress,
-            store=store,
-            executor=executor,
-            dataset=dataset,
-            partition_size=partition_size,
-            retries=retries,
-            announce=announce,
-        )
-
-
-async def _evaluate_async(
     suite: Suite,
     *,
     variants: Sequence[str] | None = None,
