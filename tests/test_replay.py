@@ -105,10 +105,10 @@ def test_all_notebooks_replay_against_their_baselines(
     page = (tmp_path / "report" / "index.html").read_text()
     html5lib.HTMLParser(strict=True).parse(page)
     plots = sorted((tmp_path / "report" / "runs" / "notebooks").glob("*/latency.png"))
-    # A latency chart per notebook with runs in its workspace (notebook 10's are an eval's, kept in
-    # the eval's own workspace, WORKSPACE/evals/runs, which the replay does not read).
+    # A latency chart per notebook with runs (notebook 10's are an eval's, kept in the eval's own
+    # workspace, WORKSPACE/evals/runs, which the replay reads too).
     with_runs = sorted(Path(row["notebook"]).stem for row in summary["notebooks"] if row["runs"])
-    assert len(NOTEBOOKS) - 1 == len(with_runs)
+    assert len(NOTEBOOKS) == len(with_runs)
     assert with_runs == [p.parent.name for p in plots]
     cases = ET.parse(junit).getroot().findall("./testsuite/testcase")
     assert [p.name for p in NOTEBOOKS] == sorted(c.get("name") for c in cases)
@@ -802,7 +802,7 @@ def test_a_table_too_big_to_keep_whole_is_compared_by_a_digest_of_every_cell(
     capsys.readouterr()
     baseline = project / "data" / "baselines" / "nbs" / "big.json"
     assert baseline.stat().st_size < 20_000
-    assert 7 == json.loads(baseline.read_text())["version"]
+    assert 8 == json.loads(baseline.read_text())["version"]
     assert 0 == main(["replay", "nbs", "--report", "rep"])
     out = capsys.readouterr().out
     table = "a table of 200,000 rows x 2 columns"
@@ -924,3 +924,110 @@ def test_the_latency_chart_lists_steps_in_the_order_a_run_meets_them(tmp_path: P
     assert fig is not None
     labels = [t.get_text() for t in fig.axes[0].get_yticklabels()]
     assert ["draft (essay)", "critique (essay)", "revise (essay)"] == labels
+
+
+EVAL_CASES = (
+    "import asyncio\n"
+    "import wfkit as wf\n"
+    "def build(scale=1):\n"
+    "    flow = wf.Workflow(f'router-x{scale}')\n"
+    "    async def classify(s):\n"
+    "        await asyncio.sleep(0.005 * ((s['n'] * 5) % 8))  # the cases finish in an order of their own\n"
+    "        return {'size': s['n'] * scale}\n"
+    "    flow.step(classify)\n"
+    "    flow.step(lambda s: {'answer': 'deep'}, name='deep')\n"
+    "    flow.step(lambda s: {'answer': 'quick'}, name='quick')\n"
+    "    flow.route('classify', wf.when('size', 'gt', cut) >> wf.go('deep'), default=wf.go('quick'))\n"
+    "    return flow\n"
+    "cases = [{'id': f'c{n}', 'inputs': {'n': n}, 'expected': {'answer': 'deep'}} for n in range(8)]\n"
+    "suite = wf.evals.Suite(\n"
+    "    name='routing',\n"
+    "    dataset=cases[::-1] if reverse else cases,\n"
+    "    workflow=build,\n"
+    "    variants={'x1': {'scale': 1}, 'x2': {'scale': 2}},\n"
+    "    scorers=[wf.evals.exact_match('answer')],\n"
+    ")\n"
+    "result = await wf.evals.evaluate_async(suite, workspace=workspace, concurrency=concurrency, progress=False)\n"
+    "print(len(result.cases), 'scores')"
+)
+
+
+def _eval_notebook(project: Path) -> Path:
+    return _notebook(
+        project / "nbs" / "evals.ipynb",
+        EVAL_CASES,
+        params="workspace = None\ncut = 4\nreverse = False\nconcurrency = 3",
+    )
+
+
+def test_an_evals_runs_are_summarised_by_suite_variant_and_case(tmp_path: Path) -> None:
+    """The runs of an eval, kept in the eval's own workspace (WORKSPACE/evals/runs), are read by
+    suite, variant and case: the same whatever order the cases ran and finished in. An eval not
+    saved (store=False) has its runs keyed by workflow and seed (the case's place in its dataset)."""
+    import asyncio
+
+    import wfkit as wf
+
+    def build(scale: int = 1) -> wf.Workflow:
+        flow = wf.Workflow(f"router-x{scale}")
+        flow.step(lambda s: {"size": s["n"] * scale}, name="classify")
+        flow.step(lambda s: {"answer": "deep"}, name="deep")
+        flow.step(lambda s: {"answer": "quick"}, name="quick")
+        flow.route("classify", wf.when("size", "gt", 4) >> wf.go("deep"), default=wf.go("quick"))
+        return flow
+
+    cases = [{"id": f"c{n}", "inputs": {"n": n}, "expected": {"answer": "deep"}} for n in range(4)]
+    summaries, orders = [], []
+    for name, dataset in (("ran", cases), ("reversed", cases[::-1])):
+        suite = wf.evals.Suite(
+            name="routing",
+            dataset=dataset,
+            workflow=build,
+            variants={"x1": {"scale": 1}, "x2": {"scale": 2}},
+            scorers=[wf.evals.exact_match("answer")],
+        )
+        asyncio.run(wf.evals.evaluate_async(suite, workspace=tmp_path / name, concurrency=1, progress=False))
+        summary = summarise_workspace(tmp_path / name)
+        assert [] == summary["runs"]  # the notebook's own runs: none
+        summaries.append(summary["evals"])
+        ws = wf.Workspace(tmp_path / name / "evals" / "runs")
+        orders.append([(r["workflow"], ws.run_info(r["run_id"])["inputs"]) for r in ws.runs()])
+    assert orders[0] != orders[1]
+    assert summaries[0] == summaries[1]
+    assert {"routing": {"x1": ["c0", "c1", "c2", "c3"], "x2": ["c0", "c1", "c2", "c3"]}} == {
+        suite: {variant: sorted(runs) for variant, runs in variants.items()} for suite, variants in summaries[0].items()
+    }
+    c3 = summaries[0]["routing"]["x2"]["c3"]
+    assert ("router-x2", "deep", {"n": 3}) == (c3["workflow"], c3["steps"]["classify#1"]["route"], c3["inputs"])
+
+    suite = wf.evals.Suite(name="routing", dataset=cases, workflow=build, scorers=[wf.evals.exact_match("answer")])
+    asyncio.run(wf.evals.evaluate_async(suite, workspace=tmp_path / "unsaved", progress=False, store=False))
+    unsaved = summarise_workspace(tmp_path / "unsaved")["evals"]
+    assert {"(not saved)": ["router-x1"]} == {suite: list(variants) for suite, variants in unsaved.items()}
+    assert ["seed 0", "seed 1", "seed 2", "seed 3"] == sorted(unsaved["(not saved)"]["router-x1"])
+
+
+def test_an_evals_runs_replay_by_case_and_a_changed_route_is_a_regression_naming_it(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A notebook that runs an eval replays its runs case by case: run in another order (the
+    dataset reversed, fewer at once) they replay ok; a routing rule that sends one case elsewhere,
+    which no cell's output shows, is a regression naming the suite, variant, case and step."""
+    _eval_notebook(project)
+    assert 0 == main(["replay", "nbs", "--update-baseline", "--report", "rep"])
+    baseline = json.loads((project / "data" / "baselines" / "nbs" / "evals.json").read_text())
+    assert {"x1", "x2"} == set(baseline["evals"]["routing"])
+    capsys.readouterr()
+    for order in (
+        ["-p", "reverse", "True"],
+        ["-p", "concurrency", "8"],
+        ["-p", "reverse", "True", "-p", "concurrency", "1"],
+    ):
+        assert 0 == main(["replay", "nbs", "--report", "rep", *order]), capsys.readouterr().out
+        assert "              ok  nbs/evals.ipynb  (16 runs, " in capsys.readouterr().out
+    assert 1 == main(["replay", "nbs", "--report", "rep", "-p", "cut", "5"])
+    out = capsys.readouterr().out
+    assert "      regression  nbs/evals.ipynb  (16 runs, " in out
+    assert 'eval routing, variant x1, case c5 (router-x1), classify visit 1: route "deep" -> "quick"' in out
+    assert "case c4" not in out
+    assert "variant x2" not in out

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from wfkit.replay._compare import Difference, compare
+from wfkit.replay._compare import Difference, compare, evals_not_compared
 from wfkit.replay._signals import SUMMARY_VERSION, Settings
 
 
@@ -366,3 +366,51 @@ def test_a_format_6_baseline_is_compared_as_it_was_recorded_what_tables_show() -
     new["outputs"]["c1"]["stdout"] = new["outputs"]["c1"]["stdout"].replace("0123", "3210")
     (diff,) = compare(old, new)
     assert str(diff).startswith("cell 1 (scores): stdout line 1 "), str(diff)
+
+
+def _evals(*order: str) -> dict[str, Any]:
+    """A summary whose runs are an eval's: cases ``order`` of variant ``llm`` of suite ``router``, in
+    that order (the order they finished in)."""
+    summary = _summary()
+    run = summary.pop("runs")[0]
+    cases = {case: {**copy.deepcopy(run), "inputs": {"q": case}} for case in order}
+    return {**summary, "runs": [], "evals": {"router": {"llm": cases}}}
+
+
+def test_eval_runs_are_compared_by_suite_variant_and_case_whatever_order_they_finished_in() -> None:
+    """An eval's runs finish in an order of their own on every replay: they are compared case by
+    case, a change naming the suite, the variant, the case, the step and the attempt."""
+    assert [] == compare(_evals("q1", "q2", "q3"), _evals("q3", "q1", "q2"))
+    new = _evals("q2", "q3", "q1")
+    new["evals"]["router"]["llm"]["q2"]["steps"]["a#1"]["route"] = "c"
+    new["evals"]["router"]["llm"]["q3"]["steps"]["a#1"]["attempts"][1]["tokens_in"] = 5
+    assert [
+        'eval router, variant llm, case q2 (w), a visit 1: route "b" -> "c"',
+        "eval router, variant llm, case q3 (w), a visit 1: attempt 2: tokens_in 3 -> 5",
+    ] == [str(d) for d in compare(_evals("q1", "q2", "q3"), new)]
+    (diff,) = [d for d in compare(_evals("q1", "q2", "q3"), new) if d.signal == "route"]
+    assert {"suite": "router", "variant": "llm", "case": "q2"} == diff.to_json()["eval"]
+
+
+def test_eval_cases_that_come_or_go_are_named() -> None:
+    """A case an eval no longer runs, or runs anew, says so with its status and inputs."""
+    assert [
+        'eval router, variant llm, case q2 (w): eval case is gone (was succeeded, inputs {"q": "q2"})',
+        'eval router, variant llm, case q4 (w): new eval case: succeeded, inputs {"q": "q4"}',
+    ] == [str(d) for d in compare(_evals("q1", "q2"), _evals("q4", "q1"))]
+    assert [] == compare(_evals("q1", "q2"), _evals("q4", "q1"), Settings(mask=("evals",)))
+
+
+def test_a_format_7_baseline_replays_as_recorded_without_eval_runs() -> None:
+    """A baseline recorded before replay read an eval's runs (format 7) holds none of them: today's
+    are left out of its comparison, which it passes as it did, and it says so once."""
+    old = _summary()
+    old["version"] = 7
+    new = _evals("q1")
+    new["runs"] = old["runs"]
+    assert [] == compare(old, new)
+    said = evals_not_compared(old, new)
+    assert said is not None
+    assert "1 eval run not compared: the baseline (format 7) holds none" in said
+    assert "--update-baseline" in said
+    assert None is evals_not_compared(_evals("q1"), new)

@@ -682,6 +682,24 @@ def eval_runs_workspace(workspace: str | os.PathLike[str] | None = None) -> Path
     return workspace_path(workspace) / "evals" / "runs"
 
 
+def saved_eval_cases(workspace: str | os.PathLike[str] | None = None) -> dict[str, tuple[str, str, str]]:
+    """Each run of an eval saved in ``workspace`` (:meth:`EvalResult.save`), by its id: its suite,
+    variant and case id. A result that cannot be read is left out: its runs are then not named."""
+    import pyarrow.parquet as pq
+
+    from wfkit.store._workspace import workspace_path
+
+    named: dict[str, tuple[str, str, str]] = {}
+    for path in sorted((workspace_path(workspace) / "evals").glob("*/*/cases.parquet")):
+        try:
+            rows = pq.read_table(path, columns=["suite", "variant", "case_id", "run_id"]).to_pylist()
+        except (OSError, ValueError, KeyError):
+            continue
+        for row in rows:
+            named[str(row["run_id"])] = (str(row["suite"]), str(row["variant"]), str(row["case_id"]))
+    return named
+
+
 def evaluate(suite: Suite | str | os.PathLike[str], **kwargs: Any) -> EvalResult:
     """Run a suite (a Suite, or a path to one) and score it; see :class:`EvalResult`.
     ``await wfkit.evaluate_async(...)`` does the same inside a running loop.

@@ -21,6 +21,11 @@ text shows is told by its lines): a difference names the row and column, or the 
 shows and how much it moved. A baseline of format 5 or 6 holds tables and arrays as shown only, and
 a big one's digest as shown: they are compared so, as they were.
 
+An eval's runs are compared case by case, by suite, variant and case id: its cases run
+concurrently, so the order they finish in is no place to compare them by. A baseline of format 7
+or older holds none of them: it is compared as it was recorded, and says once
+(:func:`evals_not_compared`) how many eval runs it left out.
+
 A baseline of format 2 pooled latency by step name over every workflow. Its other signals are
 those of today, and so is its latency where one workflow ran that step; a step name several
 workflows shared cannot be split, and says to record the baseline again.
@@ -40,6 +45,7 @@ from wfkit.replay._kernel import DIGESTED, WHOLE_CELLS
 from wfkit.replay._signals import (
     ATTEMPT_SIGNALS,
     DIGESTS_SINCE,
+    EVALS_SINCE,
     FIGURES_SINCE,
     LATENCY_POOLED_BY_NAME,
     OUTPUTS_SINCE,
@@ -68,7 +74,8 @@ Said = tuple[str | Shown, ...]  # a difference's text: words, and the values the
 
 @dataclass(frozen=True)
 class Difference:
-    """One signal that differs from the baseline. ``run`` counts from 1; ``step`` is ``name#visit``."""
+    """One signal that differs from the baseline. ``run`` counts from 1, or an eval's run is
+    ``eval_case`` (suite, variant, case id); ``step`` is ``name#visit``."""
 
     signal: str
     before: Any = None
@@ -79,9 +86,13 @@ class Difference:
     attempt: int | None = None
     message: str | Said | None = None  # said instead of "before -> after" where that reads better
     cell: str | None = None  # what a cell showed: ``cell 4 (first line of its code)``
+    eval_case: tuple[str, str, str] | None = None
 
     @property
     def run_label(self) -> str | None:
+        if self.eval_case is not None:
+            suite, variant, case = self.eval_case
+            return f"eval {suite}, variant {variant}, case {case} ({self.workflow})"
         return None if self.run is None else f"run {self.run} ({self.workflow})"
 
     @property
@@ -122,6 +133,9 @@ class Difference:
             "step": self.step,
             "attempt": self.attempt,
             "cell": self.cell,
+            "eval": None
+            if self.eval_case is None
+            else dict(zip(("suite", "variant", "case"), self.eval_case, strict=True)),
             "before": self.before,
             "after": self.after,
         }
@@ -268,8 +282,9 @@ class _Comparer:
             return
         self.diffs.append(Difference(signal, a, b, **where))
 
-    def run(self, index: int, old: Mapping[str, Any], new: Mapping[str, Any]) -> None:
-        where: dict[str, Any] = {"run": index, "workflow": new.get("workflow") or old.get("workflow")}
+    def run(self, where: dict[str, Any], old: Mapping[str, Any], new: Mapping[str, Any]) -> None:
+        """One run's signals; ``where`` names it (``run``, or ``eval_case``)."""
+        where = {**where, "workflow": new.get("workflow") or old.get("workflow")}
         for signal in ("workflow", "status", "error", "path"):
             self.value(signal, old.get(signal), new.get(signal), **where)
         if not self.settings.masks("inputs"):
@@ -291,6 +306,25 @@ class _Comparer:
             self.step(name, old_steps[key], new_steps[key], at)
         if not self.settings.masks("state"):
             self.fields("state", old.get("state") or {}, new.get("state") or {}, **where)
+
+    def evals(self, old: Mapping[str, Any], new: Mapping[str, Any]) -> None:
+        """An eval's runs, case by case (by suite, variant and case id, never by the order they
+        finished in); a case run no more, or anew, says so."""
+        was, now = _eval_cases(old), _eval_cases(new)
+        for key in [*was, *(k for k in now if k not in was)]:
+            a, b = was.get(key), now.get(key)
+            if a is not None and b is not None:
+                self.run({"eval_case": key}, a, b)
+                continue
+            if self.settings.masks("runs"):
+                continue
+            run: Mapping[str, Any] = b or a or {}
+            said: Said = (
+                (f"new eval case: {run.get('status')}, inputs ", short(run.get("inputs") or {}))
+                if a is None
+                else (f"eval case is gone (was {run.get('status')}, inputs ", short(run.get("inputs") or {}), ")")
+            )
+            self.diffs.append(Difference("runs", message=said, workflow=run.get("workflow"), eval_case=key))
 
     def step(self, name: str, old: Mapping[str, Any], new: Mapping[str, Any], at: dict[str, Any]) -> None:
         for signal in ("route", "tools_bound", "gate", "decision", "decider", "decision_comment"):
@@ -543,6 +577,29 @@ def baseline_latency(baseline: Mapping[str, Any]) -> tuple[dict[str, dict[str, A
     return split, pooled
 
 
+def _eval_cases(evals: Mapping[str, Any]) -> dict[tuple[str, str, str], Any]:
+    """An eval's runs by (suite, variant, case id), in the order the summary holds them."""
+    return {
+        (suite, variant, case): run
+        for suite, variants in evals.items()
+        for variant, cases in (variants or {}).items()
+        for case, run in (cases or {}).items()
+    }
+
+
+def evals_not_compared(baseline: Mapping[str, Any], current: Mapping[str, Any]) -> str | None:
+    """What a baseline recorded before replay read an eval's runs (format 7 or older) leaves
+    uncompared of this replay's, with how to compare them; None where it leaves nothing so."""
+    version = baseline.get("version")
+    count = len(_eval_cases(current.get("evals") or {}))
+    if not count or not isinstance(version, int) or version >= EVALS_SINCE:
+        return None
+    return (
+        f"{_n(count, 'eval run')} not compared: the baseline (format {version}) holds none; "
+        "record it again with --update-baseline to compare them case by case"
+    )
+
+
 def _n(count: int, noun: str) -> str:
     return f"{count} {noun}{'' if count == 1 else 's'}"
 
@@ -553,7 +610,7 @@ def compare(
     """Differences between a baseline summary and this replay's; empty when nothing regressed."""
     settings = settings or Settings()
     version = baseline.get("version")
-    if version not in (SUMMARY_VERSION, 6, 5, 4, 3, LATENCY_POOLED_BY_NAME):
+    if version not in (SUMMARY_VERSION, 7, 6, 5, 4, 3, LATENCY_POOLED_BY_NAME):
         return [
             Difference(
                 "version",
@@ -577,7 +634,9 @@ def compare(
             said = (f"run is gone (was {run.get('status')}, inputs ", short(run.get("inputs") or {}), ")")
             c.diffs.append(Difference("runs", run=index, workflow=run.get("workflow"), message=said))
     for index, (old, new) in enumerate(zip(old_runs, new_runs, strict=False), 1):
-        c.run(index, old, new)
+        c.run({"run": index}, old, new)
+    if isinstance(version, int) and version >= EVALS_SINCE and not settings.masks("evals"):
+        c.evals(baseline.get("evals") or {}, current.get("evals") or {})
     if settings.masks("outputs"):
         pass
     elif isinstance(version, int) and version < OUTPUTS_SINCE:

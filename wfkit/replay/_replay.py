@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from wfkit.replay._compare import baseline_latency, compare
+from wfkit.replay._compare import baseline_latency, compare, evals_not_compared
 from wfkit.replay._errors import ReplayError
 from wfkit.replay._execute import NotebookJob, NotebookRunner, Outcome, local_runner
 from wfkit.replay._notebooks import (
@@ -47,7 +47,7 @@ def check_kernel(name: str) -> None:
 
 def nothing_compared(summary: Mapping[str, Any], settings: Settings) -> str | None:
     """Why a replay compared nothing (no runs, and no cell output it compares), or None if it compared something."""
-    if summary.get("runs"):
+    if summary.get("runs") or summary.get("evals"):
         return None
     if settings.masks("outputs"):
         return "no runs, cell output masked"
@@ -57,6 +57,13 @@ def nothing_compared(summary: Mapping[str, Any], settings: Settings) -> str | No
     return "no runs, cell output ignored" if outputs else "no runs, no cell output"
 
 
+def run_count(summary: Mapping[str, Any]) -> int:
+    """The runs a notebook made: its own, and its evals' (one per variant and case)."""
+    evals = summary.get("evals") or {}
+    cases = sum(len(cases or {}) for variants in evals.values() for cases in (variants or {}).values())
+    return len(summary.get("runs") or []) + cases
+
+
 def judge(job: NotebookJob, outcome: Outcome, *, baseline: Path, root: Path, update_baseline: bool) -> NotebookReport:
     """One notebook's outcome against its baseline (or recorded as the new baseline)."""
     summary = {**outcome["summary"], "notebook": job.key, "source_digest": source_digest(job.notebook)}
@@ -64,7 +71,7 @@ def judge(job: NotebookJob, outcome: Outcome, *, baseline: Path, root: Path, upd
         key=job.key,
         status=OK,
         seconds=float(outcome["seconds"]),
-        runs=len(summary.get("runs", [])),
+        runs=run_count(summary),
         error=outcome["error"],
         output=Path(outcome["output"]) if outcome.get("output") else None,
         kernel_log=Path(outcome["kernel_log"]) if outcome.get("kernel_log") else None,
@@ -95,6 +102,7 @@ def judge(job: NotebookJob, outcome: Outcome, *, baseline: Path, root: Path, upd
         settings = settings_of(job.notebook)
         row.diffs = compare(base, summary, settings)
         row.status = REGRESSION if row.diffs else OK
+        row.hint = None if settings.masks("evals") else evals_not_compared(base, summary)
         row.nothing_compared = None if row.diffs else nothing_compared(summary, settings)
         row.plot = latency_plot(
             job.out_dir / "latency.png", job.key, baseline_latency(base)[0], summary.get("latency", {})

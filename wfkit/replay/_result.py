@@ -27,7 +27,8 @@ class NotebookReport:
     runs: int
     diffs: list[Difference] = field(default_factory=list)
     error: dict[str, Any] | None = None  # cell, exception, message, traceback
-    hint: str | None = None  # no baseline or a bad one: where, what is wrong, and how to get one
+    # No baseline or a bad one: where, what is wrong and how to get one; or what an older one leaves out.
+    hint: str | None = None
     output: Path | None = None  # the executed notebook
     kernel_log: Path | None = None
     plot: Path | None = None  # the latency chart

@@ -10,9 +10,14 @@ inputs, the path of completed steps, the final state, and per step and visit:
 - the approval ``gate`` it met, the ``decision`` with its ``decider`` and ``decision_comment``,
 - what it ``writes`` to the state.
 
+Plus the runs of the evals the notebook ran (kept in ``WORKSPACE/evals/runs``), each with the same
+signals, under ``evals`` by suite, variant and case id: an eval runs its cases concurrently, so they
+start and finish in an order that varies between two replays, and none of them is told by its place.
+
 Plus per workflow and step, pooled over that workflow's runs, ``latency`` percentiles (a step
-name two workflows share is two steps): wall-clock time is the one signal never repeated exactly,
-so it is compared with a tolerance (see :mod:`wfkit.replay._compare`).
+name two workflows share is two steps; an eval's runs are pooled apart, as ``eval WORKFLOW``):
+wall-clock time is the one signal never repeated exactly, so it is compared with a tolerance (see
+:mod:`wfkit.replay._compare`).
 
 Plus what each code cell showed, read from the executed notebook (:mod:`wfkit.replay._outputs`).
 
@@ -39,14 +44,17 @@ from typing import Any
 
 from wfkit.replay._errors import ReplayError
 
-SUMMARY_VERSION = 7
+SUMMARY_VERSION = 8
+EVALS_SINCE = 8  # format 7 and before hold no eval runs (they are kept in WORKSPACE/evals/runs)
 VALUES_SINCE = 7  # format 6 holds tables and arrays as shown (6 or 8 decimals), and a big one's digest as shown
 DIGESTS_SINCE = 6  # format 5 holds numpy arrays cut at 1,000 elements, and tables whole whatever their size
 OUTPUTS_SINCE = 4  # formats 2 and 3 hold no cell outputs (wfkit.replay._outputs)
 FIGURES_SINCE = 5  # format 4 holds a figure's size and axes, not what it draws
 LATENCY_POOLED_BY_NAME = 2  # format 2: format 3 but for latency, pooled by step name over workflows
 
-RUN_SIGNALS = ("runs", "workflow", "status", "error", "inputs", "path", "state")
+NOT_SAVED = "(not saved)"  # the suite of an eval run no saved result names
+
+RUN_SIGNALS = ("runs", "evals", "workflow", "status", "error", "inputs", "path", "state")
 STEP_SIGNALS = (
     "steps",
     "route",
@@ -282,39 +290,92 @@ def _run_summary(
 
 
 def summarise_workspace(workspace: Path, settings: Settings | None = None) -> dict[str, Any]:
-    """Every deterministic signal of the runs in ``workspace``, oldest run first."""
+    """Every deterministic signal of the runs in ``workspace``, oldest run first, and of its evals' runs."""
     return summarise_with_ids(workspace, settings)[0]
 
 
 def summarise_with_ids(workspace: Path, settings: Settings | None = None) -> tuple[dict[str, Any], dict[str, str]]:
     """:func:`summarise_workspace`, and the ids the replay drew afresh with their labels (runs
-    ``<run N>``, tickets ``<ticket>``), read in the same pass: what the cells showed is masked by them."""
+    ``<run N>``, eval runs ``<eval SUITE/VARIANT/CASE>``, tickets ``<ticket>``), read in the same
+    pass: what the cells showed is masked by them."""
     settings = settings or Settings()
-    summary: dict[str, Any] = {"version": SUMMARY_VERSION, "settings": settings.to_json(), "runs": [], "latency": {}}
-    if not (workspace / "wfkit.db").exists():
-        return summary, {}
-    from wfkit.store._workspace import Workspace
-
-    ws = Workspace(workspace)
+    summary: dict[str, Any] = {
+        "version": SUMMARY_VERSION,
+        "settings": settings.to_json(),
+        "runs": [],
+        "evals": {},
+        "latency": {},
+    }
     pooled: dict[str, dict[str, list[float]]] = {}
-    try:
-        rows = list(reversed(ws.runs()))  # oldest first: the order the notebook started them
-        # Another run's id (a fork's origin, a sub-workflow) is named by its place among the runs.
-        ids = {row["run_id"]: f"<run {n}>" for n, row in enumerate(rows, 1)}
-        tickets: dict[str, str] = {}
-        for row in rows:
-            run, latency = _run_summary(ws, row["run_id"], ids, tickets)
-            summary["runs"].append(run)
-            for step, values in latency.items():
-                pooled.setdefault(run["workflow"], {}).setdefault(step, []).extend(values)
-    finally:
-        ws.store.close()
+    ids: dict[str, str] = {}
+    tickets: dict[str, str] = {}
+    if (workspace / "wfkit.db").exists():
+        from wfkit.store._workspace import Workspace
+
+        ws = Workspace(workspace)
+        try:
+            rows = list(reversed(ws.runs()))  # oldest first: the order the notebook started them
+            # Another run's id (a fork's origin, a sub-workflow) is named by its place among the runs.
+            ids = {row["run_id"]: f"<run {n}>" for n, row in enumerate(rows, 1)}
+            for row in rows:
+                run, latency = _run_summary(ws, row["run_id"], ids, tickets)
+                summary["runs"].append(run)
+                for step, values in latency.items():
+                    pooled.setdefault(run["workflow"], {}).setdefault(step, []).extend(values)
+        finally:
+            ws.store.close()
+    evals = _eval_runs(workspace, summary["evals"], ids, tickets, pooled)
     # Each workflow's steps in the order its runs met them (the report's chart lists them so).
     summary["latency"] = {
         workflow: {step: {"p50": quantile(v, 0.5), "p99": quantile(v, 0.99), "n": len(v)} for step, v in steps.items()}
         for workflow, steps in sorted(pooled.items())
     }
-    return summary, {**ids, **tickets}
+    return summary, {**ids, **evals, **tickets}
+
+
+def _eval_runs(
+    workspace: Path,
+    into: dict[str, Any],
+    ids: Mapping[str, str],
+    tickets: dict[str, str],
+    pooled: dict[str, dict[str, list[float]]],
+) -> dict[str, str]:
+    """The runs of the evals the notebook ran, kept in a workspace of their own
+    (``WORKSPACE/evals/runs``), put ``into`` a mapping of suite, variant and case id; their steps'
+    latencies pooled per workflow as ``eval WORKFLOW``. Returns their ids with the labels that mask them.
+
+    An eval runs its cases concurrently, so the order they start and finish in varies from one
+    replay to the next: each run is keyed by the case it ran (named by the eval's saved result),
+    never by its place. A run no saved result names (``store=False``) is keyed by its workflow and
+    seed, the case's place in its dataset; a case evaluated again (the same suite twice) is
+    ``CASE#2``, counted in the order its evaluations started."""
+    from wfkit.evals._evals import eval_runs_workspace, saved_eval_cases
+    from wfkit.store._workspace import Workspace
+
+    folder = eval_runs_workspace(workspace)
+    if not (folder / "wfkit.db").exists():
+        return {}
+    named = saved_eval_cases(workspace)
+    ws = Workspace(folder)
+    try:
+        keys: dict[str, tuple[str, str, str]] = {}
+        seen: dict[tuple[str, str, str], int] = {}
+        for row in reversed(ws.runs()):  # oldest first
+            key = named.get(row["run_id"])
+            if key is None:
+                key = (NOT_SAVED, str(row["workflow"]), f"seed {ws.run_info(row['run_id']).get('seed')}")
+            seen[key] = seen.get(key, 0) + 1
+            suite, variant, case = key
+            keys[row["run_id"]] = (suite, variant, case if seen[key] == 1 else f"{case}#{seen[key]}")
+        labels = {run_id: f"<eval {'/'.join(key)}>" for run_id, key in keys.items()}
+        for run_id, (suite, variant, case) in keys.items():
+            run, latency = _run_summary(ws, run_id, {**ids, **labels}, tickets)
+            into.setdefault(suite, {}).setdefault(variant, {})[case] = run
+            for step, values in latency.items():
+                pooled.setdefault(f"eval {run['workflow']}", {}).setdefault(step, []).extend(values)
+    finally:
+        ws.store.close()
+    return labels
 
 
 def quantile(values: Sequence[float], q: float) -> float:
