@@ -7,11 +7,12 @@ seeded way; each kind of change moves one signal of the baseline (a route, the t
 called, an attempt's error kind, type or message, a retry delay, a decision's decider or comment,
 the model or token counts of an LLM call, what a step wrote, the final state, latency, what a cell
 shows: a table's hidden row, an array's hidden element, a table's float below the decimals shown,
-a figure's data...). Every
+a figure's data...), or one signal of an eval's run, which only the eval's step log shows. Every
 change is replayed against the committed baseline; it is caught when replay exits non-zero *and*
-names the signal it moved. Then the unchanged notebook is replayed N times: any non-zero exit is a
-false alarm. Both batches run `--jobs` notebooks at a time, as CI would; run it beside a CPU load
-to see that a busy machine raises no alarm.
+names the signal it moved (an eval's change: in that eval's run, by suite, variant and case).
+Then the unchanged notebook is replayed N times: any non-zero exit is a false alarm. Both batches
+run `--jobs` notebooks at a time, as CI would; run it beside a CPU load to see that a busy machine
+raises no alarm.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from wfkit.replay._compare import Difference
 from wfkit.replay._replay import replay
 from wfkit.replay._result import NotebookReport
 
@@ -64,7 +66,13 @@ CHANGES = {
     "plot_window": "outputs",  # a figure that draws other data at the same size and axes
     "long_array": "outputs",  # an element numpy would cut from a 1,500-element array
     "hidden_decimal": "outputs",  # a table's mean moved at its 7th decimal, below the 6 pandas shows
+    "eval_route": "route",  # an eval's case routed elsewhere (its cases run at once), in no printed line
 }
+
+
+def _names(change: str, d: Difference) -> bool:
+    """Whether ``d`` names the signal ``change`` moves, where it moves it (an eval's change in an eval's run)."""
+    return d.signal == CHANGES[change] and (d.eval_case is not None or not change.startswith("eval_"))
 
 
 def _batch(tmp: Path, label: str, parameters: list[dict[str, str]], jobs: int) -> list[NotebookReport]:
@@ -94,10 +102,9 @@ def main(argv: list[str]) -> None:
         names = list(CHANGES)
         rows = _batch(Path(tmp), "change", [{"change": c} for c in names], args.jobs)
         for change, row in zip(names, rows, strict=True):
-            signals = {d.signal for d in row.diffs}
-            hit = row.status == "regression" and CHANGES[change] in signals
+            hit = row.status == "regression" and any(_names(change, d) for d in row.diffs)
             caught += hit
-            first = next((str(d) for d in row.diffs if d.signal == CHANGES[change]), None)
+            first = next((str(d) for d in row.diffs if _names(change, d)), None)
             shown = first or (row.diffs[0] if row.diffs else row.error or row.hint)
             table.append((change, CHANGES[change], "caught" if hit else "MISSED", str(shown)))
         same = _batch(Path(tmp), "same", [{} for _ in range(args.unchanged)], args.jobs)

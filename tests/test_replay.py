@@ -124,7 +124,7 @@ def test_a_seeded_change_is_a_regression_naming_the_signal(tmp_path: Path, capsy
     out = capsys.readouterr().out
     assert 1 == code, out
     line = "run 2 (ticket-triage), lookup visit 1: attempt 1: retry_delay 0.001 -> 0.025"
-    assert "      regression  notebooks/07_regression_replay.ipynb  (3 runs, " in out
+    assert "      regression  notebooks/07_regression_replay.ipynb  (6 runs, " in out
     assert line in out
     assert "1 notebook: 0 ok, 1 regression, 0 failed in " in out
     (case,) = ET.parse(junit).getroot().findall("./testsuite/testcase")
