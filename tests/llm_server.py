@@ -27,7 +27,10 @@ item, an error object, replaces OpenAI's ``server_error``),
 ("cut_body", n) (a 200 whose Content-Length promises the whole reply, then n of its bytes, then
 a connection reset), ("cut_at_close", n) (a 200 with no Content-Length: n bytes of the reply, then
 the connection closes, so HTTP cannot tell the body was cut), "html_200" (a 200 whose whole body is
-an HTML page, as a captive portal or a misrouted proxy sends, under the JSON content type).
+an HTML page, as a captive portal or a misrouted proxy sends, under the JSON content type),
+("set_cookie", cookie) (the "ok" reply, JSON or streamed, with a ``Set-Cookie: cookie`` header, as a
+gateway's session or a load balancer's affinity cookie comes), "echo_cookie" (the "ok" reply whose
+text ends with the Cookie header the request carried, as a careless gateway might).
 It speaks HTTP/1.1 keep-alive, so connection pooling is visible in ``connections``.
 """
 
@@ -130,7 +133,14 @@ class _Handler(BaseHTTPRequestHandler):
                 owner.stopping.wait(float(arg))
             cut = (int(arg), name == "broken_stream") if name in ("cut_stream", "broken_stream") else None
             newline = "\r\n" if name == "error_event" else arg if name == "spec_stream" else None
-            self._complete(body or {}, cut=cut, newline=newline, error_event=arg if name == "error_event" else None)
+            self._complete(
+                body or {},
+                cut=cut,
+                newline=newline,
+                error_event=arg if name == "error_event" else None,
+                set_cookie=arg if name == "set_cookie" else None,
+                echo=f" (cookie: {self.headers.get('Cookie')})" if name == "echo_cookie" else "",
+            )
 
     def _complete(
         self,
@@ -138,11 +148,14 @@ class _Handler(BaseHTTPRequestHandler):
         cut: tuple[int, bool] | None = None,
         newline: str | None = None,
         error_event: tuple[str | None, bool] | None = None,
+        set_cookie: str | None = None,
+        echo: str = "",
     ) -> None:
         owner = self.server.owner
         messages = body.get("messages") or []
         last = messages[-1].get("content", "") if messages else ""
-        text = f"reply to: {last}"
+        text = f"reply to: {last}{echo}"
+        cookie = {"Set-Cookie": set_cookie} if set_cookie else {}
         usage = {
             "prompt_tokens": sum(len(str(m.get("content", "")).split()) for m in messages),
             "completion_tokens": len(text.split()),
@@ -157,7 +170,7 @@ class _Handler(BaseHTTPRequestHandler):
                 "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
                 "usage": usage,
             }
-            self._send(200, json.dumps(reply).encode())
+            self._send(200, json.dumps(reply).encode(), cookie)
             return
         chunked = cut is None or cut[1]
         self.send_response(200)
@@ -166,6 +179,8 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header("Transfer-Encoding", "chunked")
         else:
             self.send_header("Connection", "close")  # the body is whatever comes before the close
+        for key, value in cookie.items():
+            self.send_header(key, value)
         self.end_headers()
         base = {"id": "chatcmpl-1", "object": "chat.completion.chunk", "model": model}
         events: list[Any] = [

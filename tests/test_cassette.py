@@ -417,3 +417,48 @@ def test_under_wfkit_replay_every_cassette_only_replays(tmp_path: Path, monkeypa
     monkeypatch.setenv("WFKIT_REPLAY", "1")
     assert "replay" == Cassette(tmp_path / "c.jsonl", mode="auto").mode
     assert "replay" == Cassette(tmp_path / "c.jsonl", mode="record").mode
+
+
+def test_cookies_a_server_sets_are_never_recorded_and_the_tape_replays_without_them(tmp_path: Path) -> None:
+    """A session cookie the endpoint sets (Set-Cookie, plain and streamed) goes into the client's
+    cookie jar and is sent back, but never into the cassette: not its Set-Cookie, not the Cookie
+    sent back, not its value where a reply repeats it; the tape replays with the server gone and
+    sets no cookie then."""
+    import uuid
+
+    import httpx
+
+    session = uuid.uuid4().hex  # no shape a pattern knows: only knowing it is a cookie hides it
+    set_cookie = f"session={session}; Path=/; HttpOnly"
+    path = tmp_path / "c.jsonl"
+
+    async def record(url: str) -> list[str]:
+        async with ChatClient(url, model="test-model", transport=Cassette(path, mode="record")) as client:
+            texts = [(await client.complete("one")).text, (await client.complete("two")).text]
+            async with client.stream("three") as stream:
+                texts.append("".join([t async for t in stream]))
+        return texts
+
+    with LLMServer() as srv:
+        url = srv.url
+        srv.script(("set_cookie", set_cookie), "echo_cookie", ("set_cookie", f"lb={session}x; Path=/"))
+        recorded = asyncio.run(record(url))
+        sent_back = [r["headers"].get("Cookie") for r in srv.requests]
+    assert [None, f"session={session}", f"session={session}"] == sent_back  # the jar sent it back
+    tape = path.read_text()
+    assert session not in tape
+    assert "cookie" not in {k.lower() for line in tape.splitlines() for k in json.loads(line)["response"]["headers"]}
+    assert f"reply to: two (cookie: session={session})" == recorded[1]  # the caller got the reply as it came
+
+    async def replay() -> tuple[list[str], list[str], dict[str, str]]:
+        async with ChatClient(url, model="test-model", transport=Cassette(path, mode="replay")) as client:
+            texts = [(await client.complete("one")).text, (await client.complete("two")).text]
+            async with client.stream("three") as stream:
+                texts.append("".join([t async for t in stream]))
+        async with httpx.AsyncClient(transport=Cassette(path, mode="replay")) as http:
+            body = {"model": "test-model", "messages": [{"role": "user", "content": "one"}]}
+            response = await http.post(url + "/chat/completions", json=body)
+            return texts, response.headers.get_list("set-cookie"), dict(http.cookies)
+
+    texts, set_cookies, jar = asyncio.run(replay())
+    assert ([recorded[0], "reply to: two (cookie: [REDACTED])", recorded[2]], [], {}) == (texts, set_cookies, jar)

@@ -547,6 +547,35 @@ def test_a_key_passed_in_headers_is_kept_out_of_errors_logs_checkpoints_and_cass
     assert "theme=dark" == redact_text("theme=dark")  # no cookie's short value is taken for a secret
 
 
+def test_a_cookie_the_server_set_is_kept_out_of_errors_logs_and_the_journal(tmp_path: Path) -> None:
+    """A session cookie the endpoint sets (Set-Cookie) goes into the client's cookie jar and is sent
+    back with the next call; when the server (or a proxy) repeats it in an error, it is as secret as
+    a cookie given in headers=: [REDACTED] in the run's error, the step log and the journal (it
+    reached all three in clear: nothing had marked it)."""
+    import sqlite3
+    import uuid
+
+    session = uuid.uuid4().hex  # no shape a pattern knows: only knowing it is a cookie hides it
+    with LLMServer() as srv:
+        srv.script(("set_cookie", f"session={session}; Path=/; HttpOnly"), ("echo_auth", "Cookie"))
+        flow = wf.Workflow("ask")
+
+        @flow.step()
+        async def ask(state: dict[str, Any], ctx: wf.StepContext) -> dict[str, Any]:
+            first = await ctx.llm.complete("one")
+            return {"answer": first.text + (await ctx.llm.complete("two")).text}
+
+        client = ChatClient(srv.url, model="test-model")
+        run = flow.run({}, workspace=tmp_path, llm=client, raise_on_error=False)
+        assert f"session={session}" == srv.requests[-1]["headers"]["Cookie"]  # the jar sent it back
+    assert "failed" == run.status
+    assert "upstream rejected header session=[REDACTED]" in str(run.error)
+    assert session not in str(run.error)
+    assert not wf.steps(tmp_path)["error_message"].dropna().str.contains(session).any()
+    with sqlite3.connect(tmp_path / "wfkit.db") as db:
+        assert session not in "\n".join(db.iterdump())
+
+
 @pytest.mark.parametrize(
     ("bad", "what"),
     [

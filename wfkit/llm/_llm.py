@@ -450,7 +450,22 @@ class ChatClient:
             transport=self.transport,
             trust_env=self.transport is None,  # proxies from the environment only for the network
             verify=self._ssl_context if self._ssl_context is not None else True,
+            event_hooks={"response": [self._mark_cookies]},
         )
+
+    async def _mark_cookies(self, response: httpx.Response) -> None:
+        """Mark secret each cookie value the endpoint sets: the cookie jar sends it back with every
+        later call, a session's credential as much as a Cookie given in ``headers=``, and a server
+        or a proxy that repeats it (in an error, a reply) must not carry it into a log."""
+        # Its value only: the whole header ("theme=dark") would blank that text wherever it appears.
+        found = {
+            s for v in response.headers.get_list("set-cookie") for s in header_secrets({"set-cookie": v}) if s != v
+        }
+        new = found.difference(self._secrets)
+        if new:
+            for secret in new:
+                mark_secret(secret)
+            self._secrets = tuple(sorted({*self._secrets, *new}, key=len, reverse=True))
 
     def _timeout_for(self, timeout: float | httpx.Timeout | None) -> httpx.Timeout:
         if timeout is None:
