@@ -621,6 +621,36 @@ def test_a_header_key_with_a_newline_or_a_look_alike_is_refused_without_showing_
     assert [] == server.requests
 
 
+@pytest.mark.parametrize(
+    ("header", "cookies", "what"),
+    [
+        ("Cookie", "session={key}\n", "a newline at its end"),
+        ("Cookie", "theme=dark; session={key}\n", "a newline at its end"),
+        ("Cookie", "session={key}\u2026; theme=dark", "the character '\u2026' (U+2026) at its end"),
+        ("Set-Cookie", "session={key} ; Path=/", "a space at its end"),
+    ],
+)
+def test_a_cookie_with_a_newline_or_a_look_alike_is_refused_as_a_cookie(
+    server: LLMServer, header: str, cookies: str, what: str
+) -> None:
+    """A session cookie in headers={"Cookie": ...} that HTTP cannot send is refused when the client
+    is made, named for what it is (a cookie, by its name; the message called it an "API key" and
+    told to copy "the key from your provider"), with how to fix it and never its value; one of
+    several cookies was not refused at all, and every call failed in httpx instead."""
+    import uuid
+
+    key = uuid.uuid4().hex
+    with pytest.raises(ValueError) as info:
+        ChatClient(server.url, model="test-model", headers={header: cookies.format(key=key)})
+    message = str(info.value)
+    assert message.startswith(f"the cookie 'session' in headers[{header!r}] has {what}, which no cookie holds"), message
+    assert "API key" not in message
+    fix = "without it" if "character" not in what else "copy the cookie's value again"
+    assert fix in message
+    assert key not in message
+    assert [] == server.requests
+
+
 # --- streaming --------------------------------------------------------------------------------------
 
 

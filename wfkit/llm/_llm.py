@@ -215,11 +215,12 @@ def check_base_url(base_url: str, source: str = "ChatClient base_url") -> str:
 _SPACES = {"\n": "a newline", "\r": "a carriage return", "\t": "a tab", " ": "a space"}
 
 
-def _check_api_key(key: str, source: str) -> None:
+def _check_api_key(key: str, source: str, cookie: str | None = None) -> None:
     """Refuse a key holding a character outside printable ASCII, saying which, where and from
     ``source`` (``"api_key="``, ``"$VAR"`` or ``"headers['api-key']"``), never the key: HTTP
     cannot send it (httpx's error prints the whole header), and no provider's key holds one, so it
-    is a file's last newline, a pasted space, or a look-alike from a web page."""
+    is a file's last newline, a pasted space, or a look-alike from a web page. With ``cookie`` (its
+    name) the value is that cookie's in a Cookie header, and the message says so."""
     bad = next((i for i, ch in enumerate(key) if not "!" <= ch <= "~"), None)
     if bad is None:
         return
@@ -227,6 +228,16 @@ def _check_api_key(key: str, source: str) -> None:
     what = _SPACES.get(ch) or f"the character {ch!r} (U+{ord(ch):04X})"
     at_end = bad == len(key) - 1 or not key[bad:].strip()
     where = "at its start" if bad == 0 else "at its end" if at_end else f"at position {bad + 1}"
+    if cookie is not None:
+        fix = (
+            f"give {source} the cookie without it (value.strip())"
+            if ch.isspace()
+            else f"copy the cookie's value again into {source} (one copied from a page or a document can "
+            f"hold a look-alike, or an ellipsis where it was cut)"
+        )
+        raise ValueError(
+            f"the cookie {cookie!r} in {source} has {what} {where}, which no cookie holds and HTTP cannot send: {fix}"
+        )
     in_key = "the API key passed as api_key=" if source == "api_key=" else f"the API key in {source}"
     if ch.isspace():
         if source == "api_key=":
@@ -241,6 +252,14 @@ def _check_api_key(key: str, source: str) -> None:
             f"document can hold a look-alike, or an ellipsis where it was cut)"
         )
     raise ValueError(f"{in_key} has {what} {where}, which no API key holds and HTTP cannot send: {fix}")
+
+
+def _check_cookies(value: str, source: str) -> None:
+    """Refuse, as :func:`_check_api_key` does, a Cookie (or Set-Cookie) header one of whose
+    ``name=value`` pairs holds what HTTP cannot send; the space after each ``;`` is the header's own."""
+    for pair in value.split(";"):
+        name, _, cookie = pair.lstrip(" ").partition("=")
+        _check_api_key(cookie, source, cookie=name.strip() or "(unnamed)")
 
 
 def _where(url: httpx.URL) -> str:
@@ -402,6 +421,9 @@ class ChatClient:
             if self._api_key:
                 _check_api_key(self._api_key, self._key_from)
             for name, value in (headers or {}).items():
+                if name.lower() in ("cookie", "set-cookie"):
+                    _check_cookies(value, f"headers[{name!r}]")
+                    continue
                 for secret in header_secrets({name: value}):
                     if " " not in secret.strip():  # a scheme of its own ("SharedKey a:b") may hold a space
                         _check_api_key(secret, f"headers[{name!r}]")
