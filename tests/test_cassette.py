@@ -462,3 +462,27 @@ def test_cookies_a_server_sets_are_never_recorded_and_the_tape_replays_without_t
 
     texts, set_cookies, jar = asyncio.run(replay())
     assert ([recorded[0], "reply to: two (cookie: [REDACTED])", recorded[2]], [], {}) == (texts, set_cookies, jar)
+
+
+@pytest.mark.parametrize("given", ["auto", "record"])
+def test_a_cassette_pickled_under_wfkit_replay_stays_forced_to_replay(
+    server: LLMServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, given: str
+) -> None:
+    """A cassette made under `wfkit replay` and pickled (as a Dask partition or a process pool gets
+    it, in a process without $WFKIT_REPLAY) still replays only, and its miss still says the replay
+    forced it and which mode it was given; the copy forgot both, and its miss told to record with
+    the very mode the notebook had."""
+    import pickle
+
+    path = tmp_path / "c.jsonl"
+    ask(server.url, Cassette(path, mode="auto"), "first")
+    monkeypatch.setenv("WFKIT_REPLAY", "1")
+    shipped = pickle.dumps(Cassette(path, mode=given))  # type: ignore[arg-type]
+    monkeypatch.delenv("WFKIT_REPLAY")
+    copy = pickle.loads(shipped)
+    assert "replay" == copy.mode
+    assert ["reply to: first"] == [r.text for r in ask(server.url, copy, "first")]
+    message = str(miss_of(server.url, copy, "second"))
+    assert 1 == len(server.requests)  # neither copy reached the endpoint
+    assert f"which replays every cassette and records nothing, though this one's mode is {given!r}" in message
+    assert "first" == json.loads(path.read_text())["request"]["body"]["messages"][0]["content"]  # not started afresh
