@@ -1075,6 +1075,87 @@ def test_the_step_log_tells_a_slow_model_from_a_slow_step(server: LLMServer, tmp
     assert "model time" in cost_table
 
 
+def test_the_step_log_has_each_attempts_time_to_first_token(server: LLMServer, tmp_path: Path) -> None:
+    """Each attempt's row has the seconds from its first streamed call's request to the first text
+    it streamed (``ttft_s``, what a user comparing endpoints and models waits to see), also on the
+    stream and its reply; NaN for an attempt that streamed nothing (no stream, or one that failed
+    before its first token), kept when a stream is cut off after its first tokens. It reads back
+    alike from the journal and the parquet files, the report shows it beside the model's time,
+    and ``df.wf.cost()`` keeps to counts and money. The step log had no such figure."""
+    import duckdb
+
+    from wfkit.logs._report import write_report
+
+    # think: a stream cut off after two words, then one held back 0.3 s; plain: one completion;
+    # late: a stream refused with a 500, then one that answers.
+    server.script(("cut_stream", 2), ("slow", 0.3), "ok", "500", "ok")
+    flow = wf.Workflow("first-token")
+    seen: dict[str, Any] = {}
+
+    async def streamed(ctx: wf.StepContext, prompt: str) -> str:
+        async with ctx.llm.stream(prompt) as stream:
+            text = "".join([t async for t in stream])
+        assert stream.reply is not None
+        seen[ctx.step] = (stream.ttft_s, stream.reply.ttft_s)
+        return text
+
+    @flow.step(retry=wf.RetryPolicy(max_retries=1, base_delay=0.01))
+    async def think(state: dict[str, Any], ctx: wf.StepContext) -> dict[str, Any]:
+        return {"thought": await streamed(ctx, "one two three")}
+
+    @flow.step()
+    async def plain(state: dict[str, Any], ctx: wf.StepContext) -> dict[str, Any]:
+        reply = await ctx.llm.complete("four")
+        assert reply.ttft_s is None  # a reply that came whole has no first token of its own
+        return {"plain": reply.text}
+
+    @flow.step(retry=wf.RetryPolicy(max_retries=1, base_delay=0.01))
+    async def late(state: dict[str, Any], ctx: wf.StepContext) -> dict[str, Any]:
+        return {"late": await streamed(ctx, "five")}
+
+    flow.edge("think", "plain")
+    flow.edge("plain", "late")
+    with test_mode():
+        run = flow.run({}, workspace=tmp_path, llm=client_for(server))
+    frame = wf.steps(tmp_path).sort_values(["started_at"])
+    rows = [(r.step, r.attempt, r.status) for r in frame.itertuples()]
+    assert [
+        ("think", 1, "retry"),
+        ("think", 2, "ok"),
+        ("plain", 1, "ok"),
+        ("late", 1, "retry"),
+        ("late", 2, "ok"),
+    ] == rows
+    assert "float64" == str(frame["ttft_s"].dtype)
+    cut, held, whole, refused, answered = frame["ttft_s"]
+    models = list(frame["model_latency_s"])
+    assert 0 < cut <= models[0]  # its two words came before the cut
+    assert 0.3 <= held <= models[1]  # held back 0.3 s before its first byte
+    assert pd.isna(whole)  # no stream
+    assert pd.isna(refused)  # a stream that failed before its first token
+    assert 0 < answered <= models[4]
+    assert (held, held) == seen["think"]
+    assert (answered, answered) == seen["late"]
+
+    # The same figures from the journal and from the parquet files.
+    assert [cut, held, None, None, answered] == [e.ttft_s for e in run.events]
+    glob = str(tmp_path / "steps" / "**" / "*.parquet")
+    query = f"SELECT step, attempt, ttft_s FROM read_parquet('{glob}', hive_partitioning=true)"
+    by_duckdb = {(step, attempt): value for step, attempt, value in duckdb.sql(query).fetchall()}
+    assert {
+        ("think", 1): cut,
+        ("think", 2): held,
+        ("plain", 1): None,
+        ("late", 1): None,
+        ("late", 2): answered,
+    } == by_duckdb
+
+    assert "ttft_s" not in frame.wf.cost(by="step").columns  # wall time: cost() replays exactly
+    page = write_report(tmp_path, tmp_path / "report").read_text()
+    cost_table = page[page.index("<h3>Cost</h3>") :]
+    assert "first token (median)" in cost_table
+
+
 def test_a_retry_after_beyond_max_elapsed_fails_at_once_saying_why(server: LLMServer, tmp_path: Path) -> None:
     """A 429 asking for an hour, under a policy that retries for 5 minutes at most: the step fails
     at once (one request), and the message says what the server asked and which limit stopped it;

@@ -29,7 +29,7 @@ import re
 import time
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import aclosing
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from types import TracebackType
 from typing import Any, TypeAlias
@@ -122,7 +122,9 @@ class ToolCall:
 class Reply:
     """One chat completion. Token counts are the server's (None if it sent none); cost is
     None for a model no price table knows. ``tool_calls`` are the calls the model asked for
-    (``finish_reason`` is then ``"tool_calls"``, and ``text`` often empty)."""
+    (``finish_reason`` is then ``"tool_calls"``, and ``text`` often empty). ``ttft_s``, a streamed
+    reply's time to first token: seconds from the request to its first text or tool call (None
+    for a reply that came whole, or a stream that sent neither)."""
 
     text: str
     model: str
@@ -133,6 +135,7 @@ class Reply:
     finish_reason: str | None = None
     tool_calls: tuple[ToolCall, ...] = ()
     raw: Any = field(default=None, repr=False)  # the decoded body (a list of chunks for a stream)
+    ttft_s: float | None = None
 
 
 def _tool_calls_of(calls: Any, where: str) -> tuple[ToolCall, ...]:
@@ -272,16 +275,19 @@ def _where(url: httpx.URL) -> str:
 _UNREACHABLE = (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError, httpx.ProxyError)
 
 
-def _record(ctx: StepContext | None, model: str, reply: Reply | None, started: float) -> None:
+def _record(
+    ctx: StepContext | None, model: str, reply: Reply | None, started: float, ttft: float | None = None
+) -> None:
     """Add one call to the step's event: model, tokens, cost and the call's time (from
-    ``started``, a ``perf_counter``) add up; ``extra.llm_calls`` counts."""
+    ``started``, a ``perf_counter``) add up; ``extra.llm_calls`` counts. ``ttft``: a stream's time
+    to first token, also of a stream that failed after it (the step's first one is kept)."""
     if ctx is None:
         return
     seconds = time.perf_counter() - started
     extra = (ctx.usage or {}).get("extra") or {}
     calls = int(extra.get("llm_calls", 0)) + 1
     if reply is None:  # a failed call: the event still says which model failed, and how long it took
-        ctx.record(model=model, model_latency_s=seconds, llm_calls=calls)
+        ctx.record(model=model, model_latency_s=seconds, ttft_s=ttft, llm_calls=calls)
     else:
         ctx.record(
             model=reply.model,
@@ -289,6 +295,7 @@ def _record(ctx: StepContext | None, model: str, reply: Reply | None, started: f
             tokens_out=reply.tokens_out,
             cost_usd=reply.cost_usd,
             model_latency_s=seconds,
+            ttft_s=reply.ttft_s,
             llm_calls=calls,
         )
 
@@ -807,12 +814,17 @@ def default_client(*, seed: int | None = None) -> ChatClient:
 
 
 class ChatStream:
-    """A streamed completion; use as ``async with client.stream(...) as s: async for text in s``."""
+    """A streamed completion; use as ``async with client.stream(...) as s: async for text in s``.
+
+    ``ttft_s`` is its time to first token once the first text (or tool call) has come: seconds
+    from sending the request, so connecting and the server's queue count, as a user waits them;
+    None until then. ``reply`` is the whole reply once the stream has ended."""
 
     def __init__(self, client: ChatClient, body: dict[str, Any], timeout: httpx.Timeout, ctx: StepContext | None):
         self._client, self._body, self._timeout, self._ctx = client, body, timeout, ctx
         self._response: httpx.Response | None = None
         self._started = 0.0
+        self.ttft_s: float | None = None
         self.reply: Reply | None = None
 
     async def __aenter__(self) -> ChatStream:
@@ -839,7 +851,7 @@ class ChatStream:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         await self._close()
-        _record(self._ctx, self._body["model"], self.reply, self._started)
+        _record(self._ctx, self._body["model"], self.reply, self._started, self.ttft_s)
 
     async def _close(self) -> None:
         if self._response is not None:
@@ -882,6 +894,8 @@ class ChatStream:
                         ) from None
                     if error:
                         raise self._reported(where, error)
+                    if self.ttft_s is None and (delta or calls):
+                        self.ttft_s = time.perf_counter() - self._started
                     chunks.append(chunk)
                     if chunk.get("usage"):
                         usage_from = chunk
@@ -907,7 +921,8 @@ class ChatStream:
         latency = time.perf_counter() - self._started
         tool_calls = _tool_calls_of([calls[i] for i in sorted(calls)] if calls else None, where)
         text, model = "".join(parts), _model_of(chunks, model)
-        self.reply = client._make_reply(usage_from, text, model, latency, finish, chunks, tool_calls)
+        reply = client._make_reply(usage_from, text, model, latency, finish, chunks, tool_calls)
+        self.reply = replace(reply, ttft_s=self.ttft_s)
 
     def _reported(self, where: str, error: Any) -> LLMResponseError:
         """An error event mid-stream (OpenAI's ``{"error": {"message", "type", ...}}``): its message
