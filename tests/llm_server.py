@@ -30,7 +30,9 @@ the connection closes, so HTTP cannot tell the body was cut), "html_200" (a 200 
 an HTML page, as a captive portal or a misrouted proxy sends, under the JSON content type),
 ("set_cookie", cookie) (the "ok" reply, JSON or streamed, with a ``Set-Cookie: cookie`` header, as a
 gateway's session or a load balancer's affinity cookie comes), "echo_cookie" (the "ok" reply whose
-text ends with the Cookie header the request carried, as a careless gateway might).
+text ends with the Cookie header the request carried, as a careless gateway might), ("stall_stream", n)
+(a stream that sends n content events, then nothing until the server stops, as an overloaded one
+stalls mid-reply).
 It speaks HTTP/1.1 keep-alive, so connection pooling is visible in ``connections``.
 """
 
@@ -131,7 +133,8 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             if name == "slow":  # a reply held back past the test's end: stop() ends the wait
                 owner.stopping.wait(float(arg))
-            cut = (int(arg), name == "broken_stream") if name in ("cut_stream", "broken_stream") else None
+            cut_names = ("cut_stream", "broken_stream", "stall_stream")
+            cut = (int(arg), name != "cut_stream") if name in cut_names else None
             newline = "\r\n" if name == "error_event" else arg if name == "spec_stream" else None
             self._complete(
                 body or {},
@@ -139,6 +142,7 @@ class _Handler(BaseHTTPRequestHandler):
                 newline=newline,
                 error_event=arg if name == "error_event" else None,
                 set_cookie=arg if name == "set_cookie" else None,
+                stall=name == "stall_stream",
                 echo=f" (cookie: {self.headers.get('Cookie')})" if name == "echo_cookie" else "",
             )
 
@@ -150,6 +154,7 @@ class _Handler(BaseHTTPRequestHandler):
         error_event: tuple[str | None, bool] | None = None,
         set_cookie: str | None = None,
         echo: str = "",
+        stall: bool = False,
     ) -> None:
         owner = self.server.owner
         messages = body.get("messages") or []
@@ -210,6 +215,8 @@ class _Handler(BaseHTTPRequestHandler):
             owner.sent_at.append(time.monotonic())
             time.sleep(owner.stream_gap)
         if cut is not None:
+            if stall:
+                owner.stopping.wait(60)
             self.close_connection = True
             return
         self.wfile.write(b"0\r\n\r\n")

@@ -839,6 +839,31 @@ def test_a_stream_cut_off_midway_is_a_transient_error_not_a_shorter_reply(server
     assert "reply to: one two three four " == stream_text(server)  # the retry gets it whole
 
 
+@pytest.mark.parametrize(("sent", "events"), [(1, "1 event"), (2, "2 events")])
+def test_a_stream_that_stalls_midway_says_it_stopped_not_that_it_never_answered(
+    server: LLMServer, sent: int, events: str
+) -> None:
+    """A stream that sends a word or two and then nothing for longer than the read timeout fails as a
+    timeout worth retrying that says the stream stopped after its first events, which timeout ran
+    out and where to give more; it said the endpoint "did not answer in time", which a user who
+    had just seen its first words took for a wrong URL or a server down."""
+    server.script(("stall_stream", sent))
+    client = client_for(server, timeout=1.0)
+
+    async def main() -> list[str]:
+        async with client, client.stream("one two three four") as stream:
+            return [text async for text in stream]
+
+    with pytest.raises(LLMTimeoutError) as info:
+        asyncio.run(main())
+    message = str(info.value)
+    assert message.startswith(f"{server.url}/chat/completions stopped streaming for model 'test-model' after {events}:")
+    assert "no bytes came for 1 s, the read timeout (ReadTimeout)" in message
+    assert "stream(..., timeout=SECONDS)" in message
+    assert message.endswith("the reply so far is incomplete, so it is not returned")
+    assert wf.ErrorKind.TRANSIENT == wf.classify_error(info.value)
+
+
 def test_unsupported_scheme_keeps_its_permanent_httpx_error() -> None:
     """A URL httpx cannot speak is not retried: the httpx error passes through, classified permanent."""
     import httpx

@@ -911,6 +911,12 @@ class ChatStream:
         except _UNREACHABLE as exc:
             if not isinstance(exc, httpx.TimeoutException):  # it was reached: it answered, then stopped
                 raise self._cut_off(where, len(chunks), f"{type(exc).__name__}: {client._redact(str(exc))}") from exc
+            if chunks:  # it answered, then stalled: "did not answer in time" sent users to check the URL
+                raise LLMTimeoutError(
+                    f"{where} stopped streaming for model {model!r} after {_events(len(chunks))}"
+                    f"{_timed_out(exc, type(exc).__name__, 'stream')}; the reply so far is incomplete, "
+                    f"so it is not returned"
+                ) from exc
             raise client._transport_error(exc, model, "stream") from exc
         if not chunks and not done:
             raise LLMResponseError(f"{where} ended the event stream without a single chat-completions event")
@@ -954,7 +960,7 @@ class ChatStream:
     def _cut_off(self, where: str, events: int, why: str) -> LLMConnectionError:
         """The stream broke off before its end (transient: the retry asks again from the start)."""
         return LLMConnectionError(
-            f"{where} cut off the stream for model {self._body['model']!r} after {events} events ({why}); "
+            f"{where} cut off the stream for model {self._body['model']!r} after {_events(events)} ({why}); "
             f"the reply so far is incomplete, so it is not returned"
         )
 
@@ -977,6 +983,10 @@ def _reported_transient(error: Any) -> bool:
         return code in (408, 409, 429) or code >= 500
     words = " ".join(str(error.get(k) or "") for k in ("type", "code", "status")).lower()
     return any(word in words for word in _TRANSIENT_WORDS)
+
+
+def _events(count: int) -> str:
+    return "1 event" if count == 1 else f"{count} events"
 
 
 def _add_piece(calls: dict[int, dict[str, Any]], piece: dict[str, Any]) -> None:
