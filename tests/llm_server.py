@@ -29,7 +29,8 @@ a connection reset), ("cut_at_close", n) (a 200 with no Content-Length: n bytes 
 the connection closes, so HTTP cannot tell the body was cut), "html_200" (a 200 whose whole body is
 an HTML page, as a captive portal or a misrouted proxy sends, under the JSON content type),
 ("set_cookie", cookie) (the "ok" reply, JSON or streamed, with a ``Set-Cookie: cookie`` header, as a
-gateway's session or a load balancer's affinity cookie comes), "echo_cookie" (the "ok" reply whose
+gateway's session or a load balancer's affinity cookie comes; ("set_cookie_echo", cookie): its text
+also ends with the cookie, as a gateway that reports its session might), "echo_cookie" (the "ok" reply whose
 text ends with the Cookie header the request carried, as a careless gateway might), ("stall_stream", n)
 (a stream that sends n content events, then nothing until the server stops, as an overloaded one
 stalls mid-reply).
@@ -141,9 +142,13 @@ class _Handler(BaseHTTPRequestHandler):
                 cut=cut,
                 newline=newline,
                 error_event=arg if name == "error_event" else None,
-                set_cookie=arg if name == "set_cookie" else None,
+                set_cookie=arg if name in ("set_cookie", "set_cookie_echo") else None,
                 stall=name == "stall_stream",
-                echo=f" (cookie: {self.headers.get('Cookie')})" if name == "echo_cookie" else "",
+                echo=f" (cookie: {self.headers.get('Cookie')})"
+                if name == "echo_cookie"
+                else f" (set: {arg})"
+                if name == "set_cookie_echo"
+                else "",
             )
 
     def _complete(

@@ -441,14 +441,15 @@ def test_cookies_a_server_sets_are_never_recorded_and_the_tape_replays_without_t
 
     with LLMServer() as srv:
         url = srv.url
-        srv.script(("set_cookie", set_cookie), "echo_cookie", ("set_cookie", f"lb={session}x; Path=/"))
+        srv.script(("set_cookie_echo", set_cookie), "echo_cookie", ("set_cookie", f"lb={session}x; Path=/"))
         recorded = asyncio.run(record(url))
         sent_back = [r["headers"].get("Cookie") for r in srv.requests]
     assert [None, f"session={session}", f"session={session}"] == sent_back  # the jar sent it back
     tape = path.read_text()
     assert session not in tape
     assert "cookie" not in {k.lower() for line in tape.splitlines() for k in json.loads(line)["response"]["headers"]}
-    assert f"reply to: two (cookie: session={session})" == recorded[1]  # the caller got the reply as it came
+    assert f"reply to: one (set: {set_cookie})" == recorded[0]  # the caller got the replies as they came
+    assert f"reply to: two (cookie: session={session})" == recorded[1]
 
     async def replay() -> tuple[list[str], list[str], dict[str, str]]:
         async with ChatClient(url, model="test-model", transport=Cassette(path, mode="replay")) as client:
@@ -461,7 +462,8 @@ def test_cookies_a_server_sets_are_never_recorded_and_the_tape_replays_without_t
             return texts, response.headers.get_list("set-cookie"), dict(http.cookies)
 
     texts, set_cookies, jar = asyncio.run(replay())
-    assert ([recorded[0], "reply to: two (cookie: [REDACTED])", recorded[2]], [], {}) == (texts, set_cookies, jar)
+    stored = ["reply to: one (set: [REDACTED])", "reply to: two (cookie: [REDACTED])"]
+    assert ([*stored, recorded[2]], [], {}) == (texts, set_cookies, jar)
 
 
 @pytest.mark.parametrize("given", ["auto", "record"])

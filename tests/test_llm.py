@@ -555,15 +555,17 @@ def test_a_cookie_the_server_set_is_kept_out_of_errors_logs_and_the_journal(tmp_
     import sqlite3
     import uuid
 
-    session = uuid.uuid4().hex  # no shape a pattern knows: only knowing it is a cookie hides it
+    # A load balancer's affinity cookie changes with every reply: the one sent back is the latest.
+    first, session = uuid.uuid4().hex, uuid.uuid4().hex  # no shape a pattern knows
     with LLMServer() as srv:
-        srv.script(("set_cookie", f"session={session}; Path=/; HttpOnly"), ("echo_auth", "Cookie"))
+        srv.script(("set_cookie", f"session={first}; Path=/"), ("set_cookie", f"session={session}; Path=/; HttpOnly"))
+        srv.script(("echo_auth", "Cookie"))
         flow = wf.Workflow("ask")
 
         @flow.step()
         async def ask(state: dict[str, Any], ctx: wf.StepContext) -> dict[str, Any]:
-            first = await ctx.llm.complete("one")
-            return {"answer": first.text + (await ctx.llm.complete("two")).text}
+            texts = [(await ctx.llm.complete(prompt)).text for prompt in ("one", "two", "three")]
+            return {"answer": " ".join(texts)}
 
         client = ChatClient(srv.url, model="test-model")
         run = flow.run({}, workspace=tmp_path, llm=client, raise_on_error=False)

@@ -301,9 +301,12 @@ class Cassette(httpx.AsyncBaseTransport):
     async def _forward(self, request: httpx.Request, key: tuple[str, str, str], secrets: list[str]) -> httpx.Response:
         inner = self._inner if self._inner is not None else await self._network.get()
         response = await inner.handle_async_request(request)
+        # The cookies it sets are credentials too (the client sends them back): kept out of the
+        # line should the reply repeat them, as the request's own credentials are.
+        cookies = [s for v in response.headers.get_list("set-cookie") for s in header_secrets({"set-cookie": v})]
 
         def record(content: bytes) -> None:
-            self._store(key, secrets, response, content)
+            self._store(key, [*secrets, *cookies], response, content)
 
         return httpx.Response(
             response.status_code,

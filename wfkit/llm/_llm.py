@@ -376,6 +376,8 @@ class ChatClient:
     __slots__ = (
         "__weakref__",
         "_api_key",
+        "_cookies",
+        "_given_secrets",
         "_headers",
         "_http",
         "_key_from",
@@ -445,9 +447,11 @@ class ChatClient:
         ``headers=`` (``{"api-key": ...}``, Azure's; a ``Cookie``), marked secret here, and a connection pool per
         event loop (made on first use)."""
         found = {*header_secrets(self._headers), *([self._api_key] if self._api_key else [])}
-        self._secrets = tuple(sorted((s for s in found if len(s) >= 4), key=len, reverse=True))  # longest first
-        for secret in self._secrets:
+        self._given_secrets = tuple(sorted((s for s in found if len(s) >= 4), key=len, reverse=True))
+        for secret in self._given_secrets:
             mark_secret(secret)  # redacted from every event and checkpoint, whatever carries it
+        self._cookies: dict[str, str] = {}  # the endpoint's cookies by name (``_keep_cookies``)
+        self._secrets = self._given_secrets  # with the cookies' values, longest first
         # Made once, here, for every connection pool of the client: loading the certificate
         # authorities costs 20 to 50 ms, and a pool is made per event loop, so per run (``flow.run``
         # gives each its own loop); made by the pool, that time landed in the recorded latency of
@@ -479,22 +483,25 @@ class ChatClient:
             transport=self.transport,
             trust_env=self.transport is None,  # proxies from the environment only for the network
             verify=self._ssl_context if self._ssl_context is not None else True,
-            event_hooks={"response": [self._mark_cookies]},
+            event_hooks={"response": [self._keep_cookies]},
         )
 
-    async def _mark_cookies(self, response: httpx.Response) -> None:
-        """Mark secret each cookie value the endpoint sets: the cookie jar sends it back with every
-        later call, a session's credential as much as a Cookie given in ``headers=``, and a server
-        or a proxy that repeats it (in an error, a reply) must not carry it into a log."""
-        # Its value only: the whole header ("theme=dark") would blank that text wherever it appears.
-        found = {
-            s for v in response.headers.get_list("set-cookie") for s in header_secrets({"set-cookie": v}) if s != v
-        }
-        new = found.difference(self._secrets)
-        if new:
-            for secret in new:
-                mark_secret(secret)
-            self._secrets = tuple(sorted({*self._secrets, *new}, key=len, reverse=True))
+    async def _keep_cookies(self, response: httpx.Response) -> None:
+        """Keep among this client's secrets the value of each cookie the endpoint sets: the cookie
+        jar sends it back with every later call, a session's credential as much as a Cookie given
+        in ``headers=``, and a server or a proxy that repeats it in an error must not carry it into
+        the run's error and the log. The latest value by name only: a load balancer's affinity
+        cookie changes with every reply, and each marked secret would lengthen, for good, the list
+        every stored row is redacted against."""
+        changed = False
+        for header in response.headers.get_list("set-cookie"):
+            name, _, rest = header.partition("=")
+            value = rest.split(";")[0].strip().strip('"')
+            if value in header_secrets({"set-cookie": header}) and self._cookies.get(name) != value:
+                self._cookies[name] = value
+                changed = True
+        if changed:
+            self._secrets = tuple(sorted({*self._given_secrets, *self._cookies.values()}, key=len, reverse=True))
 
     def _timeout_for(self, timeout: float | httpx.Timeout | None) -> httpx.Timeout:
         if timeout is None:
