@@ -87,6 +87,30 @@ def test_complete_returns_text_tokens_and_cost(server: LLMServer) -> None:
     assert reply.latency_s > 0
 
 
+def test_a_model_priced_by_the_name_asked_for_is_priced_when_the_server_names_it_otherwise() -> None:
+    """A server that answers under another name than the one asked for (vLLM's served model path for
+    an alias, Azure's model for a deployment's name) still has its calls priced by the name the
+    user priced, the one they asked for, plain and streamed; the cost was None. A price for the
+    name the server gave wins: it names what ran."""
+    with LLMServer(model="meta-llama/Llama-3.1-8B-Instruct") as srv:
+
+        async def main(prices: dict[str, tuple[float, float]]) -> tuple[Reply, Reply | None]:
+            async with ChatClient(srv.url, model="fast", prices=prices) as client:
+                reply = await client.complete("hello there")
+                async with client.stream("hello there") as stream:
+                    _ = [text async for text in stream]
+            return reply, stream.reply
+
+        plain, streamed = asyncio.run(main({"fast": (0.001, 0.002)}))
+        assert streamed is not None
+        assert ("meta-llama/Llama-3.1-8B-Instruct", "meta-llama/Llama-3.1-8B-Instruct") == (plain.model, streamed.model)
+        expected = pytest.approx((2 * 0.001 + 4 * 0.002) / 1000)
+        assert expected == plain.cost_usd
+        assert expected == streamed.cost_usd
+        served = {"fast": (0.001, 0.002), "meta-llama/Llama-3.1-8B-Instruct": (0.0, 0.0)}
+        assert 0.0 == asyncio.run(main(served))[0].cost_usd
+
+
 def test_request_is_openai_wire_format_with_bearer_key(server: LLMServer) -> None:
     """The request is POST /v1/chat/completions with model, messages, params and the bearer key."""
     call(client_for(server), "hi", temperature=0.2, max_tokens=5)

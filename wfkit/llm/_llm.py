@@ -675,7 +675,8 @@ class ChatClient:
                 f"(keys: {sorted(payload) if isinstance(payload, dict) else type(payload).__name__})"
             ) from None
         calls = _tool_calls_of(tool_calls, where)
-        return self._make_reply(payload, content or "", payload.get("model") or model, latency, choice, payload, calls)
+        served = payload.get("model") or model
+        return self._make_reply(payload, content or "", served, model, latency, choice, payload, calls)
 
     def _cut_short(self, response: httpx.Response) -> LLMConnectionError:
         """A 2xx whose JSON stops early: what arrived (its size and end, not the whole body), and
@@ -693,18 +694,25 @@ class ChatClient:
         usage_from: Any,
         text: str,
         model: str,
+        asked: str,
         latency: float,
         choice: Any,
         raw: Any,
         tool_calls: tuple[ToolCall, ...] = (),
     ) -> Reply:
+        """The reply of ``model``, the name the server gave, priced by it or else by ``asked``, the
+        name the request gave: a server may answer an alias under what it serves (vLLM), a
+        deployment's name under its model's (Azure), and the user priced the name they use."""
         tokens_in, tokens_out = _usage_of(usage_from)
+        cost = self.prices.cost(model, tokens_in, tokens_out)
+        if cost is None and asked != model:
+            cost = self.prices.cost(asked, tokens_in, tokens_out)
         return Reply(
             text=text,
             model=model,
             tokens_in=tokens_in,
             tokens_out=tokens_out,
-            cost_usd=self.prices.cost(model, tokens_in, tokens_out),
+            cost_usd=cost,
             latency_s=latency,
             finish_reason=choice.get("finish_reason") if isinstance(choice, dict) else None,
             tool_calls=tool_calls,
@@ -933,8 +941,8 @@ class ChatStream:
             raise self._cut_off(where, len(chunks), "no finish_reason, no data: [DONE]")
         latency = time.perf_counter() - self._started
         tool_calls = _tool_calls_of([calls[i] for i in sorted(calls)] if calls else None, where)
-        text, model = "".join(parts), _model_of(chunks, model)
-        reply = client._make_reply(usage_from, text, model, latency, finish, chunks, tool_calls)
+        text, served = "".join(parts), _model_of(chunks, model)
+        reply = client._make_reply(usage_from, text, served, model, latency, finish, chunks, tool_calls)
         self.reply = replace(reply, ttft_s=self.ttft_s)
 
     def _reported(self, where: str, error: Any) -> LLMResponseError:
