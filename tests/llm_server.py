@@ -33,7 +33,8 @@ gateway's session or a load balancer's affinity cookie comes; ("set_cookie_echo"
 also ends with the cookie, as a gateway that reports its session might), "echo_cookie" (the "ok" reply whose
 text ends with the Cookie header the request carried, as a careless gateway might), ("stall_stream", n)
 (a stream that sends n content events, then nothing until the server stops, as an overloaded one
-stalls mid-reply).
+stalls mid-reply), "always_stream" (the "ok" reply as server-sent events whatever the request
+says, as an endpoint or a gateway that only streams).
 It speaks HTTP/1.1 keep-alive, so connection pooling is visible in ``connections``.
 """
 
@@ -131,6 +132,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(200, json.dumps({"result": "hello"}).encode())
         elif name == "tool_calls":
             self._tool_calls(body or {}, arg)
+        elif name == "always_stream":
+            self._complete({**(body or {}), "stream": True})
         else:
             if name == "slow":  # a reply held back past the test's end: stop() ends the wait
                 owner.stopping.wait(float(arg))

@@ -433,6 +433,30 @@ def test_a_body_that_is_not_json_is_a_clear_permanent_error(server: LLMServer) -
     assert "<html><body>Please sign in" in str(exc)
 
 
+def test_an_event_stream_answering_complete_says_to_stream(server: LLMServer) -> None:
+    """An endpoint that answers complete() with server-sent events (one that only streams, or a
+    gateway that turns every reply into a stream) fails saying so and what to call instead, as a
+    permanent error; it was "a body that is not valid JSON (Expecting value: line 1 column 1)",
+    which sent users to look for a broken proxy."""
+    server.script("always_stream", "always_stream")
+    exc = error_of(client_for(server))
+    assert isinstance(exc, LLMResponseError)
+    assert wf.ErrorKind.PERMANENT == wf.classify_error(exc)
+    message = str(exc)
+    assert "not valid JSON" not in message
+    assert message.startswith(
+        f"{server.url}/chat/completions answered a request that did not ask to stream with an event stream "
+        f"(content-type 'text/event-stream'), not one JSON reply"
+    ), message
+    assert message.endswith("an endpoint that always streams is called with client.stream(...)")
+
+    async def main() -> str:
+        async with client_for(server) as client, client.stream("hello") as stream:
+            return "".join([text async for text in stream])
+
+    assert "reply to: hello " == asyncio.run(main())  # as it says: the stream reads it
+
+
 @pytest.mark.parametrize("behaviour", ["malformed", ("cut_at_close", 61), ("cut_at_close", 0)])
 def test_a_json_body_cut_short_is_transient_and_says_what_arrived(server: LLMServer, behaviour: Any) -> None:
     """A 200 whose JSON stops early (a proxy's partial body; a connection closed mid-body, which

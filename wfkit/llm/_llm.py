@@ -653,6 +653,13 @@ class ChatClient:
         except (ValueError, UnicodeDecodeError) as exc:
             if _cut_short(response.content):
                 raise self._cut_short(response) from None
+            content_type = response.headers.get("content-type", "")
+            if content_type.startswith("text/event-stream"):
+                raise LLMResponseError(
+                    f"{where} answered a request that did not ask to stream with an event stream "
+                    f"(content-type {content_type!r}), not one JSON reply: an endpoint that always streams "
+                    f"is called with client.stream(...)"
+                ) from None
             excerpt = self._redact(response.text[:120])
             raise LLMResponseError(
                 f"{where} answered HTTP {response.status_code} with a body that is not valid JSON ({exc}); "
