@@ -353,6 +353,34 @@ def test_no_key_sent_and_a_forbidden_model_say_what_to_do(server: LLMServer, mon
     assert KEY not in str(exc)
 
 
+@pytest.mark.parametrize("header", ["Cookie", "api-key", "Authorization"])
+def test_a_credential_in_headers_refused_is_named_not_called_missing(
+    server: LLMServer, monkeypatch: pytest.MonkeyPatch, header: str
+) -> None:
+    """A 401 or 403 for a client whose credential went in headers= (a session cookie, Azure's
+    api-key, an Authorization of one's own) names that header as what to check, never its value;
+    the 401 said "no API key was sent: pass api_key=", though one had been, and the 403 told to
+    check "the API key ($WFKIT_API_KEY)", which was not set."""
+    import uuid
+
+    monkeypatch.delenv("WFKIT_API_KEY", raising=False)
+    secret = uuid.uuid4().hex
+    value = {"Cookie": f"session={secret}", "Authorization": f"Bearer {secret}"}.get(header, secret)
+    client = ChatClient(server.url, model="test-model", headers={header: value})
+    message = str(error_of(client))  # the server wants another key: 401
+    assert f"check the credential in headers[{header!r}]: the endpoint did not accept it" in message, message
+    assert "no API key was sent" not in message
+    assert secret not in message
+    server.script(("openai_error", (403, {"message": "You are not allowed to sample from this model"})))
+    message = str(error_of(ChatClient(server.url, model="test-model", api_key=KEY, headers={header: value})))
+    assert "check that the API key (api_key=) may use model 'test-model'" in message, message
+    with LLMServer() as open_server:  # a server that checks no key: its 403 is the header's
+        open_server.script(("openai_error", (403, {"message": "You are not allowed to sample from this model"})))
+        message = str(error_of(ChatClient(open_server.url, model="test-model", headers={header: value})))
+    assert f"check that the credential in headers[{header!r}] may use model 'test-model'" in message, message
+    assert "$WFKIT_API_KEY" not in message
+
+
 def test_a_409_is_retried_as_openais_client_retries_it(server: LLMServer, tmp_path: Path) -> None:
     """OpenAI answers 409 for a conflict on its side (a lock timeout) and its own client retries
     it: it is transient, so the step retries it after the policy's backoff and succeeds."""

@@ -622,11 +622,18 @@ class ChatClient:
 
     def _key_advice(self, response: httpx.Response, model: str) -> str:
         """What to do about a 401 or 403: the key is what to check, named by where it came from
-        (never by its value); nothing for other statuses."""
+        (never by its value), or without one the credentials given in ``headers=``, by their
+        header; nothing for other statuses."""
         if response.status_code not in (401, 403):
             return ""
         if not self._api_key:
-            return f"; no API key was sent: pass api_key= or set {self._key_from}"
+            # A credential of the user's own in headers= (a session cookie, Azure's api-key) was sent.
+            given = [f"headers[{name!r}]" for name, value in self._headers.items() if header_secrets({name: value})]
+            if not given:
+                return f"; no API key was sent: pass api_key= or set {self._key_from}"
+            if response.status_code == 401:
+                return f"; check the credential in {' and '.join(given)}: the endpoint did not accept it"
+            return f"; check that the credential in {' and '.join(given)} may use model {model!r}"
         if response.status_code == 401:
             return f"; check the API key ({self._key_from}): the endpoint did not accept it"
         return f"; check that the API key ({self._key_from}) may use model {model!r}"
