@@ -96,7 +96,7 @@ class _Handler(BaseHTTPRequestHandler):
                 }
             )
             behaviour = owner.queue.popleft() if owner.queue else "ok"
-        if self.path != "/v1/chat/completions":
+        if self.path.partition("?")[0] != "/v1/chat/completions":  # a query (?api-version=) is the client's to send
             self._error(404, f"no route {self.path}")
             return
         if owner.api_key is not None and self.headers.get("Authorization") != f"Bearer {owner.api_key}":

@@ -951,6 +951,40 @@ def test_unsupported_scheme_keeps_its_permanent_httpx_error() -> None:
     assert wf.ErrorKind.PERMANENT == wf.classify_error(exc)
 
 
+def test_a_base_url_with_a_query_sends_it_with_every_call_and_keeps_a_key_in_it_secret(
+    server: LLMServer, tmp_path: Path
+) -> None:
+    """A base URL with a query (Azure's ``?api-version=``, a gateway's ``?key=``) sends that query
+    with every call, plain and streamed, to ``{path}/chat/completions``; it posted to the path
+    with "/chat/completions" glued onto the query's last value, and the server's 404 named a URL
+    without the path the user had not mistyped. A key in it stays out of errors and cassettes."""
+    import pickle
+    import uuid
+
+    from wfkit.llm._cassette import Cassette
+
+    secret = uuid.uuid4().hex
+    base = f"{server.url}?api-version=2024-06-01&key={secret}"
+    cassette = Cassette(tmp_path / "tape.jsonl", mode="record", transport=httpx.AsyncHTTPTransport())
+
+    async def main() -> tuple[str, str]:
+        async with ChatClient(base, model="test-model", api_key=KEY, transport=cassette) as client:
+            plain = (await client.complete("hello")).text
+            async with client.stream("there") as stream:
+                return plain, "".join([text async for text in stream])
+
+    assert ("reply to: hello", "reply to: there ") == asyncio.run(main())
+    assert [f"/v1/chat/completions?api-version=2024-06-01&key={secret}"] * 2 == [r["path"] for r in server.requests]
+    assert secret not in (tmp_path / "tape.jsonl").read_text()
+    server.script("500")
+    client = ChatClient(base, model="test-model", api_key=KEY)
+    message = str(error_of(client))
+    assert message.startswith(f"{server.url}/chat/completions answered HTTP 500"), message
+    assert secret not in message + repr(client)
+    call(pickle.loads(pickle.dumps(client)))  # a Dask worker's copy sends the query too
+    assert f"/v1/chat/completions?api-version=2024-06-01&key={secret}" == server.requests[-1]["path"]
+
+
 def test_base_url_without_a_scheme_is_refused_with_the_url_to_write(server: LLMServer) -> None:
     """ChatClient("127.0.0.1:PORT/v1") is refused at construction, naming the URL and suggesting the
     one with http://, which then reaches the server."""

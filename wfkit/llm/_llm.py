@@ -312,7 +312,7 @@ def _usage_of(payload: Any) -> tuple[int | None, int | None]:
 
 
 # What a pickled ChatClient carries: its configuration (the headers hold the key's Authorization).
-_PICKLED = ("base_url", "model", "transport", "prices", "_api_key", "_key_from", "_timeout", "_headers")
+_PICKLED = ("base_url", "model", "transport", "prices", "_api_key", "_key_from", "_timeout", "_headers", "_query")
 
 
 def check_async_transport(owner: str, transport: object) -> None:
@@ -345,7 +345,9 @@ class ChatClient:
     """A chat-completions client for an OpenAI-compatible endpoint (``POST {base_url}/chat/completions``).
 
     - ``base_url``: e.g. ``"http://localhost:8000/v1"``, scheme included (a URL without one is
-      refused). None (and no ``transport``) means the offline :class:`SimulatedModel`.
+      refused). None (and no ``transport``) means the offline :class:`SimulatedModel`. A query in
+      it (Azure's ``?api-version=2024-06-01``) goes with every call; a key in it (``?key=``) is
+      kept secret as ``api_key`` is.
     - ``model``: the default model; a call may pass another. Required for a real endpoint.
     - ``api_key``: sent as ``Authorization: Bearer``; when None it is read from the environment
       variable named by ``api_key_env`` (``WFKIT_API_KEY`` unless you name another, e.g.
@@ -381,6 +383,7 @@ class ChatClient:
         "_headers",
         "_http",
         "_key_from",
+        "_query",
         "_secrets",
         "_ssl_context",
         "_timeout",
@@ -414,6 +417,12 @@ class ChatClient:
                 )
         else:
             base_url = check_base_url(base_url)
+        # A query (Azure's ?api-version=, a gateway's ?key=) goes with every call, apart from the
+        # path the calls join onto (it was glued to "/chat/completions"); never in a message.
+        url = httpx.URL(base_url)
+        self._query = tuple(url.params.multi_items())
+        if url.query:
+            base_url = str(url.copy_with(query=None))
         if not model:
             raise ValueError(
                 f"ChatClient({base_url!r}) needs a model name: ChatClient(base_url, model='...'), "
@@ -447,6 +456,7 @@ class ChatClient:
         ``headers=`` (``{"api-key": ...}``, Azure's; a ``Cookie``), marked secret here, and a connection pool per
         event loop (made on first use)."""
         found = {*header_secrets(self._headers), *([self._api_key] if self._api_key else [])}
+        found.update(s for name, value in self._query for s in header_secrets({name: value}))  # ?key=
         self._given_secrets = tuple(sorted((s for s in found if len(s) >= 4), key=len, reverse=True))
         for secret in self._given_secrets:
             mark_secret(secret)  # redacted from every event and checkpoint, whatever carries it
@@ -478,6 +488,7 @@ class ChatClient:
     def _new_http(self) -> httpx.AsyncClient:
         return httpx.AsyncClient(
             base_url=self.base_url + "/",
+            params=self._query,
             headers=self._headers,
             timeout=self._timeout,
             transport=self.transport,
