@@ -833,31 +833,33 @@ def test_a_store_made_before_maps_and_forks_is_upgraded_in_place(tmp_path: Path)
     assert {"map_index", "parent_run_id"} <= columns
 
 
-def test_a_store_from_before_model_latency_reads_its_rows_and_records_the_new_ones(tmp_path: Path) -> None:
-    """A journal without model_latency_s (an earlier wfkit's, its rows checksummed without it) gains
-    the column on open: its rows verify and read back with no model time (NaN in the step log),
-    and a run of a step that calls a model then records its time beside them."""
+@pytest.mark.parametrize("column", ["model_latency_s", "ttft_s"])
+def test_a_store_from_before_a_model_time_reads_its_rows_and_records_the_new_ones(tmp_path: Path, column: str) -> None:
+    """A journal without model_latency_s or ttft_s (an earlier wfkit's, its rows checksummed without
+    it) gains the column on open: its rows verify and read back with no model time (NaN in the step
+    log), and a run of a step that streams from a model then records its time beside them."""
     from wfkit.store._workspace import forget_store
 
     flow = wf.Workflow("timed")
 
     @flow.step
     async def ask(state: dict[str, Any], ctx: wf.StepContext) -> dict[str, Any]:
-        return {"answer": (await ctx.llm.complete("hi")).text}
+        async with ctx.llm.stream("hi") as stream:
+            return {"answer": "".join([text async for text in stream])}
 
     first = flow.run({}, workspace=tmp_path, seed=1)
     forget_store(tmp_path)
-    _sql(tmp_path / DB_NAME, "ALTER TABLE journal DROP COLUMN model_latency_s")
-    assert "model_latency_s" not in {r[1] for r in _sql(tmp_path / DB_NAME, "PRAGMA table_info(journal)")}
+    _sql(tmp_path / DB_NAME, f"ALTER TABLE journal DROP COLUMN {column}")
+    assert column not in {r[1] for r in _sql(tmp_path / DB_NAME, "PRAGMA table_info(journal)")}
     second = flow.run({}, workspace=tmp_path, seed=1)
-    log = wf.steps(tmp_path).set_index("run_id")["model_latency_s"]
+    log = wf.steps(tmp_path).set_index("run_id")[column]
     assert log.isna()[first.run_id]
-    assert 0 < log[second.run_id] == second.events[0].model_latency_s
+    assert 0 < log[second.run_id] == getattr(second.events[0], column)
     forget_store(tmp_path)
     store = Store(tmp_path / DB_NAME)
     try:
-        assert [None] == [e.model_latency_s for e in store.events(first.run_id)]
-        assert log[second.run_id] == store.events(second.run_id)[0].model_latency_s
+        assert [None] == [getattr(e, column) for e in store.events(first.run_id)]
+        assert log[second.run_id] == getattr(store.events(second.run_id)[0], column)
     finally:
         store.close()
     assert check_store(tmp_path / DB_NAME).ok

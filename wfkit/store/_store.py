@@ -98,7 +98,7 @@ _JOURNAL_TABLE = """CREATE TABLE IF NOT EXISTS journal (
     tokens_out INTEGER, cost_usd REAL, approver TEXT, decision_comment TEXT, parameters_hash TEXT,
     host TEXT, extra TEXT,
     outcome TEXT, updates TEXT, failure TEXT, map_index INTEGER, parent_run_id TEXT,
-    durable_wait_s REAL, checksum TEXT, model_latency_s REAL,
+    durable_wait_s REAL, checksum TEXT, model_latency_s REAL, ttft_s REAL,
     PRIMARY KEY (run_id, seq)
 )"""
 
@@ -202,6 +202,7 @@ _JOURNAL_ADDED = (
     ("durable_wait_s", "REAL"),
     ("checksum", "TEXT"),
     ("model_latency_s", "REAL"),
+    ("ttft_s", "REAL"),
 )
 # Rows written before checksums keep NULL there and are read unchecked (their JSON still is).
 # ``policy``: the approval policy a run was given (JSON, ``policy_record``), NULL when it was given
