@@ -1322,11 +1322,7 @@ def test_check_lists_the_variants_below_a_threshold():
     result = two_variant_result()
     assert ["worse: exact_match:y pass rate 0.0% is below 90.0%"] == result.check()
     assert [] == result.check({"close": 1.0})
-    assert [
-        "base: exact_match:y pass rate 100.0% is below 101.0%",
-        "same: exact_match:y pass rate 100.0% is below 101.0%",
-        "worse: exact_match:y pass rate 0.0% is below 101.0%",
-    ] == result.check({"exact_match:y": 1.01})
+    assert ["worse: exact_match:y pass rate 0.0% is below 50.0%"] == result.check({"exact_match:y": 0.5, "close": 0})
 
 
 def test_the_summary_counts_failed_runs_and_a_missed_threshold_says_how_many_runs_failed():
@@ -1704,21 +1700,50 @@ def test_a_threshold_for_no_scorer_is_refused_listing_the_scorers():
     """A threshold named after no scorer ("exact_match" for "exact_match:y") is an error, never
     ignored: when the suite is built, before any case runs (it was found only by check(), after the
     whole evaluation), and by check() for thresholds passed to it."""
-    expected = r"suite 'doubler': threshold\(s\) for 'exact_match' match no scorer; its scorers are: 'exact_match:y'"
+    expected = r"suite 'doubler': threshold\(s\) for 'exact_match' \(did you mean 'exact_match:y'\?\) match no scorer; "
+    expected += "its scorers are: 'exact_match:y'"
     with pytest.raises(ValueError, match=expected):
         doubler_suite(thresholds={"exact_match": 0.9})
     result = wf.evals.evaluate(doubler_suite(thresholds={"exact_match:y": 0.5}))
-    with pytest.raises(
-        ValueError, match=r"'exact_match' match no scorer of suite 'doubler'; its scorers are: 'exact_match:y'"
-    ):
+    with pytest.raises(ValueError, match=expected):
         result.check({"exact_match": 0.9})
 
 
-@pytest.mark.parametrize("limit", [90, -0.1, "0.9"])
+@pytest.mark.parametrize("limit", [90, -0.1, "0.9", float("nan"), True])
 def test_a_threshold_is_a_pass_rate_between_0_and_1(limit: Any) -> None:
     """90 (a percentage) or a string would fail or pass everything: refused when the suite is built."""
     with pytest.raises(ValueError, match=r"the threshold for 'exact_match:y' is a pass rate between 0 and 1"):
         doubler_suite(thresholds={"exact_match:y": limit})
+
+
+@pytest.mark.parametrize(
+    ("limit", "hint"),
+    [
+        (80, r", got 80 \(for 80%, give 0\.8\)"),
+        (-0.1, ", got -0.1$"),
+        (1.01, ", got 1.01$"),
+        (float("nan"), ", got nan$"),
+    ],
+)
+def test_check_refuses_a_threshold_outside_a_pass_rate_s_range(limit: float, hint: str) -> None:
+    """check(thresholds=) holds its thresholds to the range the suite's are held to: 80 (meant as
+    80%) failed every variant as "below 8000.0%", a negative passed every one, whatever it scored."""
+    result = wf.evals.evaluate(doubler_suite(), progress=False, store=False)
+    with pytest.raises(
+        ValueError, match=r"^suite 'doubler': the threshold for 'exact_match:y' is a pass rate between 0 and 1" + hint
+    ):
+        result.check({"exact_match:y": limit})
+
+
+def test_check_refuses_a_threshold_of_no_scorer_naming_the_closest() -> None:
+    """A misspelt scorer in check(thresholds=) is refused with the scorers' names and the closest one."""
+    result = wf.evals.evaluate(doubler_suite(), progress=False, store=False)
+    with pytest.raises(
+        ValueError,
+        match=r"^suite 'doubler': threshold\(s\) for 'exact_match:x' \(did you mean 'exact_match:y'\?\) match no "
+        r"scorer; its scorers are: 'exact_match:y'",
+    ):
+        result.check({"exact_match:x": 0.9})
 
 
 def test_a_scorer_detail_quoting_a_key_is_redacted_in_the_result_and_its_files(tmp_path: Path) -> None:

@@ -400,18 +400,7 @@ class Suite:
             )
         names = [name_of(scorer) for scorer in self.scorers]
         self._check_scorer_names(names)
-        unknown = sorted(set(self.thresholds) - set(names))
-        if unknown:
-            raise ValueError(
-                f"suite {self.name!r}: threshold(s) for {', '.join(map(repr, unknown))} match no scorer; "
-                f"its scorers are: {', '.join(map(repr, names))} (a scorer of a field is named "
-                f"scorer:field, e.g. 'exact_match:answer')"
-            )
-        for name, limit in self.thresholds.items():
-            if not isinstance(limit, int | float) or not 0 <= limit <= 1:
-                raise ValueError(
-                    f"suite {self.name!r}: the threshold for {name!r} is a pass rate between 0 and 1, got {limit!r}"
-                )
+        _check_thresholds(self.name, self.thresholds, names)
 
     def _check_scorer_names(self, names: Sequence[str]) -> None:
         """A result keeps one row per case and scorer name: two scorers of one name (two lambdas)
@@ -482,6 +471,25 @@ class Suite:
         options = {**self.run_options, **params.pop("run_options", {})}
         flow = self.workflow if isinstance(self.workflow, Workflow) else self.workflow(**params)
         return flow, options
+
+
+def _check_thresholds(suite: str, thresholds: Mapping[str, float], scorers: Sequence[str]) -> None:
+    """Refuse a threshold of no scorer (a typo would let CI pass at any pass rate) or outside a
+    pass rate's 0..1 (80, meant as 80%, fails every variant; a negative or NaN passes every one)."""
+    unknown = [name for name in thresholds if name not in scorers]
+    if unknown:
+        named = ", ".join(f"{name!r}{did_you_mean(name, scorers)}" for name in unknown)
+        raise ValueError(
+            f"suite {suite!r}: threshold(s) for {named} match no scorer; its scorers are: "
+            f"{', '.join(map(repr, scorers))} (a scorer of a field is named scorer:field, e.g. 'exact_match:answer')"
+        )
+    for name, limit in thresholds.items():
+        number = isinstance(limit, int | float) and not isinstance(limit, bool)
+        if not number or not 0 <= limit <= 1:  # NaN fails both comparisons
+            percent = f" (for {limit:g}%, give {limit / 100:g})" if number and 2 <= limit <= 100 else ""
+            raise ValueError(
+                f"suite {suite!r}: the threshold for {name!r} is a pass rate between 0 and 1, got {limit!r}{percent}"
+            )
 
 
 _SUITE_MODULE_PREFIX = "wfkit_suite_"
@@ -915,13 +923,7 @@ class EvalResult:
         lowest pass rate) each variant misses, and each scorer that could not score some cases
         (it raised, or answered no number), with the first such case and why."""
         limits = dict(self.suite.thresholds if thresholds is None else thresholds)
-        scorers = sorted({scorer for _, scorer in self.summary.index})
-        unknown = sorted(set(limits) - set(scorers))
-        if unknown:  # silently ignored, a typo would let CI pass at any pass rate
-            raise ValueError(
-                f"threshold(s) for {', '.join(map(repr, unknown))} match no scorer of suite {self.suite.name!r}; "
-                f"its scorers are: {', '.join(map(repr, scorers))}"
-            )
+        _check_thresholds(self.suite.name, limits, sorted({scorer for _, scorer in self.summary.index}))
         failures = []
         for (variant, scorer), row in self.summary.iterrows():
             if row["unscored"]:
