@@ -2089,3 +2089,133 @@ def test_the_stop_button_stops_a_local_eval_awaited_in_a_notebook(tmp_path: Path
     assert held
     assert "error" == reply["content"]["status"]
     assert reply["content"]["ename"] in ("CancelledError", "KeyboardInterrupt")
+
+
+# --- a saved result, loaded back and compared with today's ----------------------------------
+
+
+def weekly_suite(rows: list[dict[str, Any]], **overrides: Any) -> wf.evals.Suite:
+    """The doubler with variants 'base' and 'worse' (off by one on every case), both scored twice."""
+
+    def build(offset: int = 0) -> wf.Workflow:
+        flow = wf.Workflow(f"doubler-{offset}")
+
+        @flow.step
+        def double(state: Any) -> dict[str, Any]:
+            return {"y": state["x"] * 2 + offset}
+
+        return flow
+
+    options: dict[str, Any] = {
+        "name": "weekly",
+        "dataset": rows,
+        "workflow": build,
+        "scorers": [wf.evals.exact_match("y"), wf.evals.numeric("y", tolerance=1.0, name="close")],
+        "variants": {"base": {}, "worse": {"offset": 1}},
+        "thresholds": {"exact_match:y": 0.9},
+    }
+    return wf.evals.Suite(**{**options, **overrides})
+
+
+def doubled(ids: range) -> list[dict[str, Any]]:
+    return [{"id": f"c{x:02d}", "x": x, "expected": {"y": 2 * x}} for x in ids]
+
+
+def test_a_saved_result_loads_back_with_what_summary_compare_check_and_plot_need(workspace: Path) -> None:
+    """load_result(result.saved_to) (or its cases.parquet) gives the result saved: its cases, summary,
+    comparison, check against the suite's thresholds, plot and step log are those of the result
+    evaluated, with no suite or workflow at hand."""
+    result = wf.evals.evaluate(weekly_suite(doubled(range(8))), progress=False)
+    assert result.saved_to is not None
+    for where in (result.saved_to, result.saved_to / "cases.parquet", str(result.saved_to)):
+        loaded = wf.evals.load_result(where)
+        pd.testing.assert_frame_equal(result.cases, loaded.cases)
+        pd.testing.assert_frame_equal(result.summary, loaded.summary)
+    pd.testing.assert_frame_equal(result.compare("base", "worse"), loaded.compare("base", "worse"))
+    assert ["worse: exact_match:y pass rate 0.0% is below 90.0%"] == result.check() == loaded.check()
+    assert [] == loaded.check({"close": 1.0})
+    assert "weekly" == loaded.suite_name
+    assert {"exact_match:y": 0.9} == loaded.thresholds
+    assert result.saved_to == loaded.saved_to
+    assert repr(result) == repr(loaded)
+    shown = [[t.get_text() for t in r.plot(ax=Figure().subplots()).get_yticklabels()] for r in (result, loaded)]
+    assert shown[0] == shown[1]
+    assert sorted(set(result.cases["run_id"])) == sorted(set(loaded.steps()["run_id"]))
+
+
+def test_compare_a_variant_with_one_of_a_saved_result_pairs_cases_by_id_and_names_the_unpaired(
+    workspace: Path,
+) -> None:
+    """compare(baseline, candidate, baseline_from=saved): the baseline variant from a saved result,
+    the candidate from this one, paired by case id. A case in one result only, or whose inputs or
+    expected changed since, is named in a warning and counted unscored, never silently dropped."""
+    last_week = wf.evals.evaluate(weekly_suite(doubled(range(10))), progress=False)
+    assert last_week.saved_to is not None
+    saved = wf.evals.load_result(last_week.saved_to)
+    rows = doubled(range(1, 12))  # c00 dropped, c10 and c11 added
+    rows[3]["expected"] = {"y": 99}  # c04 now expects another answer
+    today = wf.evals.evaluate(weekly_suite(rows), progress=False)
+    with pytest.warns(wf.evals.UnpairedCasesWarning) as caught:
+        table = today.compare("base", "worse", baseline_from=saved)
+    (warning,) = caught
+    assert (
+        "compare: 2 cases are only in this result ('c10', 'c11'), 1 is only in the baseline's result ('c00'), and 1 "
+        "changed its inputs or expected since the baseline's result ('c04'): they are not paired, and counted in "
+        "unscored; compare results of one dataset to pair every case"
+    ) == str(warning.message)
+    # 8 cases paired: last week's base right on each, today's worse wrong on each (close ties).
+    assert {"wins": 0, "losses": 8, "ties": 0, "unscored": 4} == table.loc[
+        "exact_match:y", ["wins", "losses", "ties", "unscored"]
+    ].to_dict()
+    assert {"wins": 0, "losses": 0, "ties": 8, "unscored": 4} == table.loc[
+        "close", ["wins", "losses", "ties", "unscored"]
+    ].to_dict()
+    with pytest.warns(wf.evals.UnpairedCasesWarning):
+        same = today.compare("base", "base", baseline_from=saved)
+    assert [0, 0, 8] == same.loc["exact_match:y", ["wins", "losses", "ties"]].tolist()
+    with pytest.raises(ValueError, match=r"^no variant 'nope' in the baseline's result; it has base, worse"):
+        today.compare("nope", "base", baseline_from=saved)
+
+
+def test_a_saved_result_of_another_suite_or_dataset_is_refused_saying_what_to_do(workspace: Path) -> None:
+    """A saved result of another suite, or of a dataset sharing no case with this one, compares
+    nothing: refused, saying which to load instead."""
+    today = wf.evals.evaluate(weekly_suite(doubled(range(4))), progress=False)
+    other = wf.evals.evaluate(weekly_suite(doubled(range(4)), name="monthly"), progress=False)
+    with pytest.raises(
+        ValueError,
+        match=r"^the baseline's result is of suite 'monthly', and this one of suite 'weekly': compare results of "
+        r"one suite \(those of 'weekly' are saved under WORKSPACE/evals/weekly/; load one with wf.evals.load_result",
+    ):
+        today.compare("base", "base", baseline_from=other)
+    elsewhere = wf.evals.evaluate(weekly_suite(doubled(range(10, 14))), progress=False)
+    with pytest.raises(
+        ValueError,
+        match=r"^no case is in both this result and the baseline's result \(its 4 cases are 'c10', 'c11', 'c12', "
+        r"'c13'; this one's 'c00', 'c01', 'c02' and 1 more\): it is of another dataset",
+    ):
+        today.compare("base", "base", baseline_from=elsewhere)
+
+
+def test_load_result_refuses_what_is_not_a_saved_eval_result_saying_what_is(workspace: Path, tmp_path: Path) -> None:
+    """A missing path, a folder or file that is no saved result, and a suite's folder of several
+    saved results are each refused, saying what to give (a suite's folder: listing its results)."""
+    first = wf.evals.evaluate(weekly_suite(doubled(range(2))), progress=False)
+    second = wf.evals.evaluate(weekly_suite(doubled(range(2))), progress=False)
+    assert first.saved_to is not None
+    assert second.saved_to is not None
+    with pytest.raises(FileNotFoundError, match=r"no saved eval result at .*nowhere: give the folder"):
+        wf.evals.load_result(tmp_path / "nowhere")
+    suite_folder = first.saved_to.parent
+    with pytest.raises(ValueError, match=r"holds 2 saved results of suite 'weekly', not one: give one of them") as info:
+        wf.evals.load_result(suite_folder)
+    assert str(second.saved_to.name) in str(info.value)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match=r"empty is no saved eval result: it holds no cases\.parquet"):
+        wf.evals.load_result(tmp_path / "empty")
+    pd.DataFrame({"a": [1]}).to_parquet(tmp_path / "other.parquet")
+    with pytest.raises(ValueError, match=r"other\.parquet is no saved eval result: it lacks the columns 'suite',"):
+        wf.evals.load_result(tmp_path / "other.parquet")
+    (tmp_path / "notes.txt").write_text("hello")
+    with pytest.raises(ValueError, match=r"notes\.txt is no saved eval result: not a parquet file"):
+        wf.evals.load_result(tmp_path / "notes.txt")

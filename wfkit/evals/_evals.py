@@ -20,6 +20,7 @@ import asyncio
 import copy
 import datetime as dt
 import functools
+import hashlib
 import importlib.util
 import inspect
 import json
@@ -27,6 +28,7 @@ import os
 import random
 import sys
 import threading
+import warnings
 from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence, Sized
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -678,6 +680,7 @@ async def evaluate_async(
         ignore_index=True,
     )
     result = EvalResult(suite, frame, runs_workspace=runs_in)
+    result._digests = {case.id: _digest(case) for case in cases}
     if store:
         result.save(workspace)
     return result
@@ -824,11 +827,28 @@ class EvalResult:
     threshold missed in :meth:`check` says how many."""
 
     def __init__(self, suite: Suite, cases: pd.DataFrame, *, runs_workspace: Path | str | None = None) -> None:
-        self.suite = suite
+        self.suite: Suite | None = suite  # None for a result loaded from its files: no workflow comes with it
+        self.suite_name = suite.name
+        self.thresholds: dict[str, float] = dict(suite.thresholds)
         self.cases = cases
         self.runs_workspace = runs_workspace
         self.summary = self._summarise()
         self.saved_to: Path | None = None
+        # case id -> a digest of its inputs and expected: a saved result compared with another tells
+        # a case that changed since from one that did not (None: not known, every id pairs).
+        self._digests: dict[str, str] | None = None
+
+    @classmethod
+    def _loaded(
+        cls, name: str, thresholds: dict[str, float], cases: pd.DataFrame, about: Mapping[str, Any], saved_to: Path
+    ) -> EvalResult:
+        result = cls.__new__(cls)
+        result.suite, result.suite_name, result.thresholds, result.cases = None, name, thresholds, cases
+        result.runs_workspace = about.get("runs_workspace")
+        result.summary = result._summarise()
+        result.saved_to = saved_to
+        result._digests = about.get("cases")
+        return result
 
     def _summarise(self) -> pd.DataFrame:
         import pandas as pd
@@ -858,7 +878,9 @@ class EvalResult:
             )
         return pd.DataFrame(out).set_index(["variant", "scorer"]) if out else pd.DataFrame()
 
-    def compare(self, baseline: str, candidate: str, *, alpha: float = 0.05) -> pd.DataFrame:
+    def compare(
+        self, baseline: str, candidate: str, *, alpha: float = 0.05, baseline_from: EvalResult | None = None
+    ) -> pd.DataFrame:
         """Per scorer: cases where ``candidate`` beats, loses to or ties ``baseline``, the mean
         difference, the net win rate with its interval, whether it is larger than noise, and the
         mean difference's interval. Two scores within 1e-9 of each other tie: 0.1 + 0.2 against
@@ -877,20 +899,29 @@ class EvalResult:
         difference is the net win rate, that rate's interval (:func:`mean_diff_interval`). Only
         ``significant`` tests: a few cases all a little better can be significant while this
         interval still holds 0, or the other way round. ``unscored`` counts the
-        cases left out of all of these: a scorer error on either side, or a case one variant lacks."""
+        cases left out of all of these: a scorer error on either side, or a case one variant lacks.
+
+        ``baseline_from``: the result the baseline variant is taken from, e.g. last week's,
+        ``wf.evals.load_result(FOLDER)``; the candidate is this result's. Cases pair by id; one in a
+        single result, or whose inputs or expected changed since, is named in an
+        :class:`UnpairedCasesWarning` and counted in ``unscored``."""
         import numpy as np
         import pandas as pd
 
         if not 0 < alpha < 1:
             raise ValueError(f"alpha is a significance level between 0 and 1 (e.g. 0.05), got {alpha!r}")
-        # pivot, not pivot_table: that drops a case without a value, this keeps it as NaN, counted below.
-        table = self.cases.pivot(index=["scorer", "case_id"], columns="variant", values="value")
-        for name in (baseline, candidate):
-            if name not in table.columns:
-                raise ValueError(f"no variant {name!r} in this result; it has {', '.join(map(str, table.columns))}")
+        if baseline_from is None:
+            # pivot, not pivot_table: that drops a case without a value, this keeps it as NaN, counted below.
+            table = self.cases.pivot(index=["scorer", "case_id"], columns="variant", values="value")
+            for name in (baseline, candidate):
+                if name not in table.columns:
+                    raise ValueError(f"no variant {name!r} in this result; it has {', '.join(map(str, table.columns))}")
+            pairs = pd.DataFrame({"baseline": table[baseline], "candidate": table[candidate]})
+        else:
+            pairs = self._paired_with(baseline_from, baseline, candidate)
         out = []
-        for scorer, group in table.groupby(level="scorer"):
-            both = (group[candidate] - group[baseline]).to_numpy()
+        for scorer, group in pairs.groupby(level="scorer"):
+            both = (group["candidate"] - group["baseline"]).to_numpy()
             diff = both[~np.isnan(both)]
             # Scores within TIE_TOLERANCE tie (math.isclose(a, b, rel_tol=0, abs_tol=TIE_TOLERANCE)):
             # a judge's 0.1 + 0.2 against 0.3 is float noise, not a win.
@@ -918,12 +949,71 @@ class EvalResult:
             )
         return pd.DataFrame(out).set_index("scorer")
 
+    def _paired_with(self, other: EvalResult, baseline: str, candidate: str) -> pd.DataFrame:
+        """``baseline``'s values in ``other`` and ``candidate``'s in this result, by scorer and case
+        id, NaN where a case is in one only or changed since ``other``."""
+        import pandas as pd
+
+        if other.suite_name != self.suite_name:
+            raise ValueError(
+                f"the baseline's result is of suite {other.suite_name!r}, and this one of suite {self.suite_name!r}: "
+                f"compare results of one suite (those of {self.suite_name!r} are saved under "
+                f"WORKSPACE/evals/{self.suite_name}/; load one with wf.evals.load_result(FOLDER))"
+            )
+        sides = []
+        for result, variant, whose in ((other, baseline, "the baseline's result"), (self, candidate, "this result")):
+            rows = result.cases[result.cases["variant"] == variant]
+            if rows.empty:
+                known = ", ".join(map(str, dict.fromkeys(result.cases["variant"])))
+                raise ValueError(f"no variant {variant!r} in {whose}; it has {known}")
+            sides.append(rows)
+        base_ids, cand_ids = (list(dict.fromkeys(rows["case_id"])) for rows in sides)
+        only_base = [case for case in base_ids if case not in set(cand_ids)]
+        only_cand = [case for case in cand_ids if case not in set(base_ids)]
+        common = [case for case in cand_ids if case in set(base_ids)]
+        if not common:
+            raise ValueError(
+                f"no case is in both this result and the baseline's result (its {len(base_ids)} cases are "
+                f"{_listed(base_ids, limit=_SHOWN)}; this one's {_listed(cand_ids, limit=3)}): it is of another "
+                f"dataset; compare with a result of this suite's dataset"
+            )
+        before, now = other._digests or {}, self._digests or {}
+        changed = [case for case in common if case in before and case in now and before[case] != now[case]]
+        if len(changed) == len(common):
+            raise ValueError(
+                f"every case in both this result and the baseline's result ({_listed(common, limit=_SHOWN)}) changed "
+                f"its inputs or expected since: it is of another dataset; compare with a result of this one"
+            )
+        phrases: list[str] = []
+        for ids, what in (
+            (only_cand, "{are} only in this result"),
+            (only_base, "{are} only in the baseline's result"),
+            (changed, "changed {its} inputs or expected since the baseline's result"),
+        ):
+            if ids:
+                one = len(ids) == 1
+                noun = str(len(ids)) if phrases else ("1 case" if one else f"{len(ids)} cases")
+                verb = what.format(are="is" if one else "are", its="its" if one else "their")
+                phrases.append(f"{noun} {verb} ({_listed(ids, limit=_SHOWN)})")
+        if phrases:
+            said = ", ".join(phrases[:-1]) + ("," if len(phrases) > 2 else "") + (" and " if len(phrases) > 1 else "")
+            warnings.warn(
+                f"compare: {said}{phrases[-1]}: they are not paired, and counted in unscored; compare results of one "
+                "dataset to pair every case",
+                UnpairedCasesWarning,
+                stacklevel=3,
+            )
+        base, cand = (rows.set_index(["scorer", "case_id"])["value"] for rows in sides)
+        pairs = pd.concat({"baseline": base, "candidate": cand}, axis=1)
+        pairs.loc[~pairs.index.get_level_values("case_id").isin(set(common) - set(changed))] = float("nan")
+        return pairs
+
     def check(self, thresholds: Mapping[str, float] | None = None) -> list[str]:
         """What keeps this eval from passing, empty when nothing does: the thresholds (scorer ->
         lowest pass rate) each variant misses, and each scorer that could not score some cases
         (it raised, or answered no number), with the first such case and why."""
-        limits = dict(self.suite.thresholds if thresholds is None else thresholds)
-        _check_thresholds(self.suite.name, limits, sorted({scorer for _, scorer in self.summary.index}))
+        limits = dict(self.thresholds if thresholds is None else thresholds)
+        _check_thresholds(self.suite_name, limits, sorted({scorer for _, scorer in self.summary.index}))
         failures = []
         for (variant, scorer), row in self.summary.iterrows():
             if row["unscored"]:
@@ -1016,7 +1106,7 @@ class EvalResult:
         ax.set_xlim(-0.02, 1.02)
         what = "pass rate, 95% Wilson interval" if metric == "pass_rate" else "mean score, 95% interval"
         ax.set_xlabel(what)
-        ax.set_title(f"eval {self.suite.name}: {what} per scorer and variant", fontsize="medium")
+        ax.set_title(f"eval {self.suite_name}: {what} per scorer and variant", fontsize="medium")
         ax.xaxis.set_major_formatter("{x:.0%}")
         ax.grid(axis="x", color="#eeeeee")
         ax.legend(
@@ -1025,20 +1115,95 @@ class EvalResult:
         return ax
 
     def save(self, workspace: str | os.PathLike[str] | None = None) -> Path:
-        """Write cases and summary as parquet under ``WORKSPACE/evals/SUITE/STAMP/``."""
+        """Write cases and summary as parquet under ``WORKSPACE/evals/SUITE/STAMP/``;
+        :func:`load_result` reads the folder back."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
         from wfkit.store._workspace import workspace_path
 
         stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S") + f"-{random.randrange(16**6):06x}"
-        folder = workspace_path(workspace) / "evals" / self.suite.name / stamp
+        folder = workspace_path(workspace) / "evals" / self.suite_name / stamp
         folder.mkdir(parents=True, exist_ok=True)
-        self.cases.to_parquet(folder / "cases.parquet", index=False)
+        # What the cases do not say, in the file's own metadata: the folder stays the two files it was.
+        about = {
+            "format": _SAVED_FORMAT,
+            "suite": self.suite_name,
+            "thresholds": self.thresholds,
+            "runs_workspace": None if self.runs_workspace is None else os.fspath(self.runs_workspace),
+            "cases": self._digests,
+        }
+        table = pa.Table.from_pandas(self.cases, preserve_index=False)
+        table = table.replace_schema_metadata({**(table.schema.metadata or {}), _ABOUT: json.dumps(about)})
+        pq.write_table(table, folder / "cases.parquet")
         self.summary.reset_index().to_parquet(folder / "summary.parquet", index=False)
         self.saved_to = folder
         return folder
 
     def __repr__(self) -> str:
         summary = self.summary.round(3).to_string()  # every column: a wide summary is not cut to "..."
-        return f"<EvalResult {self.suite.name}: {self.cases['case_id'].nunique()} cases>\n{summary}"
+        return f"<EvalResult {self.suite_name}: {self.cases['case_id'].nunique()} cases>\n{summary}"
 
     def _repr_html_(self) -> str:
-        return f"<b>eval {self.suite.name}</b>" + str(self.summary.round(3).to_html())
+        return f"<b>eval {self.suite_name}</b>" + str(self.summary.round(3).to_html())
+
+
+class UnpairedCasesWarning(UserWarning):
+    """:meth:`EvalResult.compare` with ``baseline_from=``: some cases are in one result only, or
+    changed since the baseline's, and are left out of the comparison (named in the message)."""
+
+
+_ABOUT = "wfkit.eval_result"  # the key of a saved result's metadata in its cases.parquet
+_SAVED_FORMAT = 1
+_CASE_COLUMNS = ("suite", "variant", "case_id", "scorer", "value", "passed", "detail", "run_id", "run_status")
+_WHAT_IS_SAVED = (
+    "a saved eval result is the folder evaluate() (or EvalResult.save()) wrote, result.saved_to: "
+    "WORKSPACE/evals/SUITE/STAMP, holding cases.parquet"
+)
+
+
+def load_result(path: str | os.PathLike[str]) -> EvalResult:
+    """A result saved by :func:`evaluate` (or :meth:`EvalResult.save`), from its folder (``result.saved_to``)
+    or its ``cases.parquet``: its cases, summary, thresholds (for :meth:`~EvalResult.check`) and the
+    workspace of its runs, with no suite needed. Compare today's result with it:
+    ``today.compare("prod", "prod", baseline_from=wf.evals.load_result(FOLDER))``."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    where = Path(path)
+    if not where.exists():
+        raise FileNotFoundError(f"no saved eval result at {where}: give the folder evaluate() wrote; {_WHAT_IS_SAVED}")
+    file = where / "cases.parquet" if where.is_dir() else where
+    if not file.is_file():
+        saved = sorted(found.parent.name for found in where.glob("*/cases.parquet"))
+        if saved:
+            shown = ", ".join(saved[-_SHOWN:])
+            raise ValueError(
+                f"{where} holds {len(saved)} saved results of suite {where.name!r}, not one: give one of them, "
+                f"e.g. {where / saved[-1]} (the newest; the newest {min(len(saved), _SHOWN)}: {shown})"
+            )
+        raise ValueError(f"{where} is no saved eval result: it holds no cases.parquet; {_WHAT_IS_SAVED}")
+    try:
+        table = pq.read_table(file)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise ValueError(
+            f"{file} is no saved eval result: not a parquet file pyarrow can read ({exc}); {_WHAT_IS_SAVED}"
+        ) from exc
+    missing = [column for column in _CASE_COLUMNS if column not in table.column_names]
+    if missing or table.num_rows == 0:
+        lacks = f"it lacks the columns {_listed(missing)}" if missing else "it has no case"
+        raise ValueError(f"{file} is no saved eval result: {lacks}; {_WHAT_IS_SAVED}")
+    about = json.loads((table.schema.metadata or {}).get(_ABOUT.encode(), b"{}"))
+    cases = table.to_pandas()
+    # A result saved before its metadata was: its suite is in its rows, its thresholds unknown.
+    name = about.get("suite") or str(cases["suite"].iloc[0])
+    return EvalResult._loaded(name, dict(about.get("thresholds") or {}), cases, about, file.parent)
+
+
+def _digest(case: Case) -> str:
+    """A case's inputs and expected, as a short digest: equal exactly when they are."""
+    try:
+        text = json.dumps([case.inputs, case.expected], sort_keys=True, default=repr)
+    except TypeError:  # keys of several types (a dataset given as dicts) do not sort
+        text = repr([case.inputs, case.expected])
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
