@@ -1353,7 +1353,7 @@ def test_plot_shows_pass_rates_with_their_intervals():
     assert isinstance(ax, Axes)
     labels = [t.get_text() for t in ax.get_yticklabels()]
     assert ["close · base", "close · same", "close · worse"] == labels[:3]
-    assert ["base", "same", "worse"] == [t.get_text() for t in ax.get_legend().get_texts()]
+    assert ["base", "same", "worse", "threshold (check)"] == [t.get_text() for t in ax.get_legend().get_texts()]
     assert "pass rate, 95% Wilson interval" == ax.get_xlabel()
     first = result.summary.loc[("base", "close")]
     (dot,) = [line for line in ax.get_lines() if len(line.get_xdata()) == 1][:1]
@@ -2219,3 +2219,47 @@ def test_load_result_refuses_what_is_not_a_saved_eval_result_saying_what_is(work
     (tmp_path / "notes.txt").write_text("hello")
     with pytest.raises(ValueError, match=r"notes\.txt is no saved eval result: not a parquet file"):
         wf.evals.load_result(tmp_path / "notes.txt")
+
+
+# --- plot: thresholds drawn -----------------------------------------------------------------
+
+
+def drawn_thresholds(ax: Axes) -> dict[str, tuple[float, list[str]]]:
+    """scorer -> (the threshold's x, the y tick labels its line spans), from plot()'s threshold lines."""
+    ticks = [t.get_text() for t in ax.get_yticklabels()]
+    drawn = {}
+    for collection in ax.collections:
+        gid = collection.get_gid() or ""
+        if gid.startswith("threshold:"):
+            ((x0, y0), (x1, y1)) = collection.get_segments()[0]
+            assert x0 == x1
+            rows = [label for y, label in enumerate(ticks) if min(y0, y1) < y < max(y0, y1)]
+            drawn[gid.removeprefix("threshold:")] = (x0, rows)
+    return drawn
+
+
+def test_plot_draws_the_thresholds_and_says_which_dots_fall_below(tmp_path: Path) -> None:
+    """plot() draws each scorer's threshold across that scorer's rows, and labels a pass rate below
+    it as such: the suite's thresholds, those given to plot(thresholds=), else those check() was
+    last given. A threshold is a pass rate: it is refused with metric="mean", and out of 0..1."""
+    result = two_variant_result()  # suite threshold: exact_match:y at 0.9, 'worse' at 0%
+    ax = result.plot()
+    assert {"exact_match:y": (0.9, ["exact_match:y · base", "exact_match:y · same", "exact_match:y · worse"])} == (
+        drawn_thresholds(ax)
+    )
+    labels = [t.get_text() for t in ax.texts]
+    assert "0% (n=16): below the 90% threshold" in labels
+    assert "100% (n=16)" in labels
+    assert "threshold (check)" in [t.get_text() for t in ax.get_legend().get_texts()]
+    ax.figure.savefig(tmp_path / "thresholds.png")
+    given = result.plot(thresholds={"close": 0.95}, ax=Figure().subplots())
+    assert {"close": (0.95, ["close · base", "close · same", "close · worse"])} == drawn_thresholds(given)
+    result.check({"close": 0.5, "exact_match:y": 0.25})
+    checked = drawn_thresholds(result.plot(ax=Figure().subplots()))
+    assert {"close": 0.5, "exact_match:y": 0.25} == {scorer: x for scorer, (x, _) in checked.items()}
+    assert {} == drawn_thresholds(result.plot(thresholds={}, ax=Figure().subplots()))
+    assert {} == drawn_thresholds(result.plot(metric="mean", ax=Figure().subplots()))
+    with pytest.raises(ValueError, match=r"thresholds are pass rates: draw them with metric='pass_rate'"):
+        result.plot(metric="mean", thresholds={"close": 0.5})
+    with pytest.raises(ValueError, match=r"the threshold for 'close' is a pass rate between 0 and 1, got 95"):
+        result.plot(thresholds={"close": 95})

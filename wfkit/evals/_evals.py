@@ -837,6 +837,7 @@ class EvalResult:
         # case id -> a digest of its inputs and expected: a saved result compared with another tells
         # a case that changed since from one that did not (None: not known, every id pairs).
         self._digests: dict[str, str] | None = None
+        self._checked: dict[str, float] | None = None  # the thresholds check() was last given: plot() draws them
 
     @classmethod
     def _loaded(
@@ -848,6 +849,7 @@ class EvalResult:
         result.summary = result._summarise()
         result.saved_to = saved_to
         result._digests = about.get("cases")
+        result._checked = None
         return result
 
     def _summarise(self) -> pd.DataFrame:
@@ -1014,6 +1016,8 @@ class EvalResult:
         (it raised, or answered no number), with the first such case and why."""
         limits = dict(self.thresholds if thresholds is None else thresholds)
         _check_thresholds(self.suite_name, limits, sorted({scorer for _, scorer in self.summary.index}))
+        if thresholds is not None:
+            self._checked = limits
         failures = []
         for (variant, scorer), row in self.summary.iterrows():
             if row["unscored"]:
@@ -1052,16 +1056,26 @@ class EvalResult:
             raise ValueError("this result knows no workspace of its runs (it was built, not evaluated)")
         return steps(self.runs_workspace, run_id=sorted(set(self.cases["run_id"])))
 
-    def plot(self, *, metric: str = "pass_rate", ax: Axes | None = None) -> Axes:
+    def plot(
+        self, *, metric: str = "pass_rate", thresholds: Mapping[str, float] | None = None, ax: Axes | None = None
+    ) -> Axes:
         """Per scorer and variant, the pass rate with its Wilson interval (``metric="mean"``: the
         mean score with its interval: :func:`mean_interval`), as dots with error
-        bars on one 0-1 axis."""
+        bars on one 0-1 axis. Each scorer's threshold (the lowest pass rate :meth:`check` accepts)
+        is a dashed line across its rows, and a pass rate below it is labelled so: ``thresholds``
+        if given, else those :meth:`check` was last given, else the suite's (``{}``: none)."""
         if metric not in ("pass_rate", "mean"):
             raise ValueError(f"metric must be 'pass_rate' or 'mean', got {metric!r}")
+        if thresholds is not None and metric != "pass_rate":
+            raise ValueError("thresholds are pass rates: draw them with metric='pass_rate' (the default)")
         low, high = ("pass_low", "pass_high") if metric == "pass_rate" else ("ci_low", "ci_high")
         summary = self.summary
         variants = sorted({v for v, _ in summary.index})
         scorers = sorted({s for _, s in summary.index})
+        gate: dict[str, float] = {}
+        if metric == "pass_rate":
+            gate = dict(thresholds if thresholds is not None else self._checked or self.thresholds)
+            _check_thresholds(self.suite_name, gate, scorers)
         if ax is None:
             import matplotlib.pyplot as plt
 
@@ -1069,6 +1083,7 @@ class EvalResult:
         colors = ["#2a6f97", "#e0a100", "#4c9a2a", "#8b1e3f", "#5e3c99", "#7a7a7a"]
         labels, y = [], 0
         for scorer in scorers:
+            first = y
             for i, variant in enumerate(variants):
                 if (variant, scorer) not in summary.index:
                     continue
@@ -1081,6 +1096,9 @@ class EvalResult:
                     label = f"no case scored ({unscored} unscored)"
                 else:
                     label = f"{value:.0%} (n={scored}" + (f", {unscored} unscored)" if unscored else ")")
+                below = scorer in gate and value < gate[scorer]  # check()'s rule
+                if below:
+                    label += f": below the {_percent(gate[scorer])} threshold"
                 ax.errorbar(
                     [value],
                     [y],
@@ -1098,9 +1116,22 @@ class EvalResult:
                     textcoords="offset points",
                     va="center",
                     fontsize="small",
+                    color=_BELOW if below else "black",
                 )
                 labels.append(f"{scorer} · {variant}")
                 y += 1
+            if scorer in gate and y > first:
+                ax.vlines(
+                    gate[scorer],
+                    first - 0.45,
+                    y - 0.55,
+                    colors=_BELOW,
+                    linestyles="--",
+                    linewidth=1.2,
+                    gid=f"threshold:{scorer}",
+                    # Once in the legend: matplotlib leaves out a label starting with "_".
+                    label="threshold (check)" if not any(c.get_gid() for c in ax.collections) else "_threshold",
+                )
         ax.set_yticks(range(len(labels)), labels)
         ax.set_ylim(len(labels) - 0.5, -0.5)
         ax.set_xlim(-0.02, 1.02)
@@ -1109,8 +1140,16 @@ class EvalResult:
         ax.set_title(f"eval {self.suite_name}: {what} per scorer and variant", fontsize="medium")
         ax.xaxis.set_major_formatter("{x:.0%}")
         ax.grid(axis="x", color="#eeeeee")
+        handles, names = ax.get_legend_handles_labels()
+        order = sorted(range(len(names)), key=lambda i: names[i] == "threshold (check)")  # the variants first
         ax.legend(
-            fontsize="small", loc="lower left", bbox_to_anchor=(0.0, 1.06), ncols=max(len(variants), 1), frameon=False
+            [handles[i] for i in order],
+            [names[i] for i in order],
+            fontsize="small",
+            loc="lower left",
+            bbox_to_anchor=(0.0, 1.06),
+            ncols=max(len(variants), 1) + bool(gate),
+            frameon=False,
         )
         return ax
 
@@ -1146,6 +1185,14 @@ class EvalResult:
 
     def _repr_html_(self) -> str:
         return f"<b>eval {self.suite_name}</b>" + str(self.summary.round(3).to_html())
+
+
+_BELOW = "#c0392b"  # a threshold, and a pass rate below it
+
+
+def _percent(rate: float) -> str:
+    """0.9 as ``90%``, 0.855 as ``85.5%``: a threshold as given, not rounded to a whole percent."""
+    return f"{rate * 100:g}%"
 
 
 class UnpairedCasesWarning(UserWarning):
