@@ -2263,3 +2263,42 @@ def test_plot_draws_the_thresholds_and_says_which_dots_fall_below(tmp_path: Path
         result.plot(metric="mean", thresholds={"close": 0.5})
     with pytest.raises(ValueError, match=r"the threshold for 'close' is a pass rate between 0 and 1, got 95"):
         result.plot(thresholds={"close": 95})
+
+
+# --- the progress bar in a notebook run by papermill ----------------------------------------
+
+PROGRESS_CELL = """\
+import wfkit as wf
+
+flow = wf.Workflow("dbl")
+
+
+@flow.step
+def double(state):
+    return {"y": state["x"] * 2}
+
+
+rows = [{"id": str(i), "x": i, "expected": {"y": 2 * i}} for i in range(30)]
+suite = wf.evals.Suite(name="dbl", dataset=rows, workflow=flow, scorers=[wf.evals.exact_match("y")])
+result = await wf.evals.evaluate_async(suite, store=False, concurrency=4)
+"""
+
+
+def test_the_progress_bar_of_an_eval_run_by_papermill_ends_at_the_count_of_cases_run(
+    tmp_path: Path, workspace: Path
+) -> None:
+    """In a notebook executed by papermill, the saved output of evaluate_async's progress bar ends at
+    the cases run ("30/30"), in a text without times (a replay compares it): it stayed at "0%", a
+    widget's first text, as a widget's updates never reach the saved notebook."""
+    import nbformat
+    import papermill
+
+    notebook = nbformat.v4.new_notebook()
+    notebook.cells = [nbformat.v4.new_code_cell(PROGRESS_CELL)]
+    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    source, out = tmp_path / "progress.ipynb", tmp_path / "out.ipynb"
+    nbformat.write(notebook, source)
+    papermill.execute_notebook(str(source), str(out), kernel_name="python3", cwd=str(tmp_path))
+    (cell,) = nbformat.read(out, as_version=4).cells
+    shown = ["".join(output.get("data", {}).get("text/plain", "")) for output in cell.outputs]
+    assert ["eval dbl: 100%|" + "█" * 20 + "| 30/30 cases"] == shown
