@@ -2302,3 +2302,45 @@ def test_the_progress_bar_of_an_eval_run_by_papermill_ends_at_the_count_of_cases
     (cell,) = nbformat.read(out, as_version=4).cells
     shown = ["".join(output.get("data", {}).get("text/plain", "")) for output in cell.outputs]
     assert ["eval dbl: 100%|" + "█" * 20 + "| 30/30 cases"] == shown
+
+
+def test_cli_eval_against_a_saved_result_compares_each_variant_with_its_saved_self(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], workspace: Path
+) -> None:
+    """`wfkit eval SUITE --against FOLDER` (a result `saved to` last week) compares each variant with
+    the same variant of the saved result, case by case, in text and in --json, and names on stderr
+    the cases it could not pair; a FOLDER that is no saved result of this suite is refused before
+    any case runs."""
+    folder = cli_suite(tmp_path / "weekly", {})
+    assert 0 == main(["eval", str(folder), "--json"])
+    saved = json.loads(capsys.readouterr().out)["saved_to"]
+    cases = [{"id": f"c{x}", "x": x, "expected": {"y": 2 * x}} for x in range(1, 4)]
+    cases[0]["expected"] = {"y": 3}  # c1 now expects a wrong answer: changed since the saved result
+    write_jsonl(folder / "cases.jsonl", cases)
+    assert 0 == main(["eval", str(folder), "--against", saved, "--json"])
+    captured = capsys.readouterr()
+    (row,) = json.loads(captured.out)["against"]
+    assert {"baseline": "default", "candidate": "default", "saved": saved, "scorer": "exact_match:y"} == {
+        key: row[key] for key in ("baseline", "candidate", "saved", "scorer")
+    }
+    assert [0, 0, 1, 3] == [row[key] for key in ("wins", "losses", "ties", "unscored")]
+    assert (
+        "wfkit eval: compare: 1 case is only in this result ('c3'), 1 is only in the baseline's result ('c0'), and "
+        "1 changed its inputs or expected since the baseline's result ('c1'): they are not paired"
+    ) in captured.err
+    assert 0 == main(["eval", str(folder), "--against", saved])
+    out = capsys.readouterr().out
+    assert f"\ndefault vs default saved in {saved} (the columns as above):\n" in out
+    assert re.search(r"exact_match:y\s+0\s+0\s+1\s+3\s", out)
+    results = workspace / "evals" / "cli-doubler"
+    made = len(list(results.iterdir()))
+    assert 2 == main(["eval", str(folder), "--against", str(tmp_path / "nowhere")])
+    assert "wfkit eval: --against: no saved eval result at" in capsys.readouterr().err
+    other = cli_suite(tmp_path / "other", {})
+    (other / "suite.py").write_text((other / "suite.py").read_text().replace('"cli-doubler"', '"other"'))
+    assert 2 == main(["eval", str(other), "--against", saved])
+    assert (
+        f"wfkit eval: --against: {saved} is a result of suite 'cli-doubler', not of suite 'other': give a folder "
+        "under WORKSPACE/evals/other/"
+    ) in capsys.readouterr().err
+    assert made == len(list(results.iterdir()))  # no eval ran

@@ -1265,7 +1265,7 @@ def load_result(path: str | os.PathLike[str]) -> EvalResult:
             shown = ", ".join(saved[-_SHOWN:])
             raise ValueError(
                 f"{where} holds {len(saved)} saved results of suite {where.name!r}, not one: give one of them, "
-                f"e.g. {where / saved[-1]} (the newest; the newest {min(len(saved), _SHOWN)}: {shown})"
+                f"e.g. the newest, {where / saved[-1]} (newest last: {shown})"
             )
         raise ValueError(f"{where} is no saved eval result: it holds no cases.parquet; {_WHAT_IS_SAVED}")
     try:
