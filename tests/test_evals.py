@@ -514,15 +514,33 @@ def test_load_suite_from_a_file():
 def test_load_suite_file_without_suite_is_a_type_error(tmp_path: Path):
     """A file that defines no `suite` is refused with how to fix it."""
     (tmp_path / "nosuite.py").write_text("x = 1\n")
-    with pytest.raises(TypeError, match=r"must define `suite = wfkit\.Suite\(\.\.\.\)`"):
+    with pytest.raises(TypeError, match=r"must define `suite = wf\.evals\.Suite\(\.\.\.\)` \(import wfkit as wf\)"):
         wf.evals.load_suite(tmp_path / "nosuite.py")
 
 
 def test_load_suite_suite_of_the_wrong_type_is_a_type_error(tmp_path: Path):
     """A `suite` that is not a wfkit.Suite is refused too."""
     (tmp_path / "suite.py").write_text("suite = {'name': 'x'}\n")
-    with pytest.raises(TypeError, match=r"must define `suite = wfkit\.Suite"):
+    with pytest.raises(TypeError, match=r"must define `suite = wf\.evals\.Suite.*; it defines `suite` as a dict"):
         wf.evals.load_suite(tmp_path)
+
+
+def test_load_suite_refuses_a_file_that_is_not_python_and_lists_the_suites_of_a_folder_of_them(tmp_path: Path):
+    """A suite given as a file that is not Python (a README, the dataset) failed with a bare
+    AssertionError; a folder of suite folders (`wfkit eval evals`) said only "no suite". Each now
+    says what to give: a suite.py, or one of the folder's suites, named."""
+    (tmp_path / "cases.jsonl").write_text("{}\n")
+    with pytest.raises(
+        ValueError,
+        match=r"cases\.jsonl is not a Python file: a suite is a \.py file defining `suite = wf\.evals\.Suite",
+    ):
+        wf.evals.load_suite(tmp_path / "cases.jsonl")
+    root = ROOT / "evals"
+    with pytest.raises(
+        FileNotFoundError,
+        match=r"no suite at .*evals: it holds no suite\.py; its folders query_router and support_tickets do: give one",
+    ):
+        wf.evals.load_suite(root)
 
 
 def test_load_suite_missing_is_file_not_found(tmp_path: Path):

@@ -502,16 +502,28 @@ def load_suite(target: str | os.PathLike[str]) -> Suite:
     path = Path(target)
     if path.is_dir():
         path = path / "suite.py"
+        inside = sorted(found.parent.name for found in path.parent.glob("*/suite.py"))
+        if not path.exists() and inside:  # a folder of suites: `wfkit eval evals`
+            folders = inside[0] if len(inside) == 1 else f"{', '.join(inside[:-1])} and {inside[-1]}"
+            raise FileNotFoundError(
+                f"no suite at {target}: it holds no suite.py; its folder{'s' if len(inside) > 1 else ''} {folders} "
+                f"{'do' if len(inside) > 1 else 'does'}: give one, e.g. {path.parent / inside[0]}"
+            )
     if not path.exists():
         raise FileNotFoundError(f"no suite at {target}: give a suite.py, or a folder that holds one")
     spec = importlib.util.spec_from_file_location(f"{_SUITE_MODULE_PREFIX}{path.parent.name}", path)
-    assert spec is not None and spec.loader is not None
+    if spec is None or spec.loader is None:  # Python loads no module from a file of another suffix
+        raise ValueError(
+            f"{path} is not a Python file: a suite is a .py file defining `suite = wf.evals.Suite(...)` (its "
+            "dataset beside it), or a folder holding one as suite.py"
+        )
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module
     spec.loader.exec_module(module)
     suite = getattr(module, "suite", None)
     if not isinstance(suite, Suite):
-        raise TypeError(f"{path} must define `suite = wfkit.Suite(...)`")
+        defines = "does not define `suite`" if suite is None else f"defines `suite` as a {type(suite).__name__}"
+        raise TypeError(f"{path} must define `suite = wf.evals.Suite(...)` (import wfkit as wf); it {defines}")
     if isinstance(suite.dataset, str | os.PathLike) and not Path(suite.dataset).is_absolute():
         suite.dataset = path.parent / suite.dataset
     return suite
