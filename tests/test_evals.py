@@ -2362,3 +2362,14 @@ def test_cli_eval_against_a_saved_result_compares_each_variant_with_its_saved_se
         "under WORKSPACE/evals/other/"
     ) in capsys.readouterr().err
     assert made == len(list(results.iterdir()))  # no eval ran
+
+
+def test_plot_shows_a_pass_rate_just_below_its_threshold_with_the_digits_that_tell_them_apart() -> None:
+    """11 of 13 cases (84.6%) under a threshold of 85% read "85% (n=13): below the 85% threshold",
+    rounded to a whole percent; it now reads "84.6% (n=13): below the 85% threshold"."""
+    rows = [{"id": f"d{x}", "x": x, "off": int(x < 2), "expected": {"y": 2 * x}} for x in range(13)]
+    result = wf.evals.evaluate(doubler_suite(dataset=rows), progress=False, store=False)
+    ax = result.plot(thresholds={"exact_match:y": 0.85}, ax=Figure().subplots())
+    assert ["84.6% (n=13): below the 85% threshold"] == [t.get_text() for t in ax.texts]
+    ax = result.plot(thresholds={"exact_match:y": 0.8}, ax=Figure().subplots())
+    assert ["85% (n=13)"] == [t.get_text() for t in ax.texts]

@@ -1142,11 +1142,12 @@ class EvalResult:
                 # The figure is of the cases scored: a scorer's errors are left out of it, and said.
                 unscored = int(row["unscored"])
                 scored = int(row["cases"]) - unscored
+                below = scorer in gate and value < gate[scorer]  # check()'s rule; NaN is never below
                 if scored == 0:
                     label = f"no case scored ({unscored} unscored)"
                 else:
-                    label = f"{value:.0%} (n={scored}" + (f", {unscored} unscored)" if unscored else ")")
-                below = scorer in gate and value < gate[scorer]  # check()'s rule
+                    shown = _rate(value, gate[scorer] if below else None)
+                    label = f"{shown} (n={scored}" + (f", {unscored} unscored)" if unscored else ")")
                 if below:
                     label += f": below the {_percent(gate[scorer])} threshold"
                 ax.errorbar(
@@ -1238,6 +1239,16 @@ class EvalResult:
 
 
 _BELOW = "#c0392b"  # a threshold, and a pass rate below it
+
+
+def _rate(value: float, threshold: float | None = None) -> str:
+    """A pass rate as a whole percent; one below ``threshold`` with the digits that tell them apart
+    (84.6%, not "85%, below the 85% threshold")."""
+    for digits in range(6):
+        shown = f"{value * 100:.{digits}f}"
+        if threshold is None or float(shown) < threshold * 100:
+            return f"{shown}%"
+    return f"{value:%}"
 
 
 def _percent(rate: float) -> str:
