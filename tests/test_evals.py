@@ -2373,3 +2373,21 @@ def test_plot_shows_a_pass_rate_just_below_its_threshold_with_the_digits_that_te
     assert ["84.6% (n=13): below the 85% threshold"] == [t.get_text() for t in ax.texts]
     ax = result.plot(thresholds={"exact_match:y": 0.8}, ax=Figure().subplots())
     assert ["85% (n=13)"] == [t.get_text() for t in ax.texts]
+
+
+def test_the_step_log_of_a_saved_result_whose_runs_are_gone_says_so(workspace: Path) -> None:
+    """steps() of a loaded result whose runs' workspace was deleted (or moved) said "A workspace is
+    created by the first run in it: flow.run(inputs, workspace=...)", advice for no eval; it now
+    says where this result's runs were, and that its scores do not need them."""
+    import shutil
+
+    result = wf.evals.evaluate(doubler_suite(), progress=False)
+    assert result.saved_to is not None
+    shutil.rmtree(workspace / "evals" / "runs")
+    loaded = wf.evals.load_result(result.saved_to)
+    with pytest.raises(FileNotFoundError) as info:
+        loaded.steps()
+    assert str(info.value).startswith(
+        f"the runs of this eval result were kept in {workspace / 'evals' / 'runs'}, which holds no step log now "
+        "(moved or deleted): steps() reads them there; its cases, summary, compare(), check() and plot() need them not"
+    )

@@ -1101,10 +1101,18 @@ class EvalResult:
         """The step log of this evaluation's runs (they live in ``runs_workspace``: a folder, or the
         fsspec URL of a Dask eval's dataset)."""
         from wfkit.logs._steplog import steps
+        from wfkit.model._errors import WorkspaceNotFoundError
 
         if self.runs_workspace is None:
             raise ValueError("this result knows no workspace of its runs (it was built, not evaluated)")
-        return steps(self.runs_workspace, run_id=sorted(set(self.cases["run_id"])))
+        try:
+            return steps(self.runs_workspace, run_id=sorted(set(self.cases["run_id"])))
+        except WorkspaceNotFoundError as exc:  # its advice, to start a run there, is for no eval
+            raise WorkspaceNotFoundError(
+                f"the runs of this eval result were kept in {self.runs_workspace}, which holds no step log now "
+                "(moved or deleted): steps() reads them there; its cases, summary, compare(), check() and plot() "
+                "need them not"
+            ) from exc
 
     def plot(
         self, *, metric: str = "pass_rate", thresholds: Mapping[str, float] | None = None, ax: Axes | None = None
