@@ -2145,7 +2145,8 @@ def test_a_saved_result_loads_back_with_what_summary_compare_check_and_plot_need
     evaluated, with no suite or workflow at hand."""
     result = wf.evals.evaluate(weekly_suite(doubled(range(8))), progress=False)
     assert result.saved_to is not None
-    for where in (result.saved_to, result.saved_to / "cases.parquet", str(result.saved_to)):
+    places = [result.saved_to, result.saved_to / "cases.parquet", str(result.saved_to)]
+    for where in [*places, result.saved_to / "summary.parquet"]:  # the folder's other file names it too
         loaded = wf.evals.load_result(where)
         pd.testing.assert_frame_equal(result.cases, loaded.cases)
         pd.testing.assert_frame_equal(result.summary, loaded.summary)
@@ -2391,3 +2392,17 @@ def test_the_step_log_of_a_saved_result_whose_runs_are_gone_says_so(workspace: P
         f"the runs of this eval result were kept in {workspace / 'evals' / 'runs'}, which holds no step log now "
         "(moved or deleted): steps() reads them there; its cases, summary, compare(), check() and plot() need them not"
     )
+
+
+def test_a_result_saved_before_its_metadata_loads_with_no_thresholds(workspace: Path, tmp_path: Path) -> None:
+    """A cases.parquet written as pandas writes it (by wfkit before load_result existed) loads: its
+    suite from its rows, no thresholds (check() then reports unscored cases only), every id paired."""
+    result = wf.evals.evaluate(weekly_suite(doubled(range(4))), progress=False, store=False)
+    (tmp_path / "old").mkdir()
+    result.cases.to_parquet(tmp_path / "old" / "cases.parquet", index=False)
+    old = wf.evals.load_result(tmp_path / "old")
+    assert ("weekly", {}, []) == (old.suite_name, old.thresholds, old.check())
+    pd.testing.assert_frame_equal(result.summary, old.summary)
+    assert [0, 4, 0, 0] == result.compare("base", "worse", baseline_from=old).loc[
+        "exact_match:y", ["wins", "losses", "ties", "unscored"]
+    ].tolist()

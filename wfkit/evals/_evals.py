@@ -1290,6 +1290,8 @@ def load_result(path: str | os.PathLike[str]) -> EvalResult:
     if not where.exists():
         raise FileNotFoundError(f"no saved eval result at {where}: give the folder evaluate() wrote; {_WHAT_IS_SAVED}")
     file = where / "cases.parquet" if where.is_dir() else where
+    if file.name == "summary.parquet" and (file.parent / "cases.parquet").is_file():  # the folder's other file
+        file = file.parent / "cases.parquet"
     if not file.is_file():
         saved = sorted(found.parent.name for found in where.glob("*/cases.parquet"))
         if saved:
