@@ -2406,3 +2406,18 @@ def test_a_result_saved_before_its_metadata_loads_with_no_thresholds(workspace: 
     assert [0, 4, 0, 0] == result.compare("base", "worse", baseline_from=old).loc[
         "exact_match:y", ["wins", "losses", "ties", "unscored"]
     ].tolist()
+
+
+def test_compare_with_a_saved_result_names_a_scorer_only_one_of_them_has(workspace: Path) -> None:
+    """A scorer added since the saved result has no case to pair: the warning names it, so its row,
+    unscored on every case, is explained."""
+    rows = doubled(range(4))
+    saved = wf.evals.evaluate(weekly_suite(rows, scorers=[wf.evals.exact_match("y")], thresholds={}), progress=False)
+    today = wf.evals.evaluate(weekly_suite(rows), progress=False)
+    with pytest.warns(wf.evals.UnpairedCasesWarning) as caught:
+        table = today.compare("base", "base", baseline_from=saved)
+    assert ["compare: scorer 'close' is only in this result: none of its cases is paired"] == [
+        str(w.message) for w in caught
+    ]
+    assert [0, 4] == table.loc["close", ["ties", "unscored"]].tolist()
+    assert [4, 0] == table.loc["exact_match:y", ["ties", "unscored"]].tolist()

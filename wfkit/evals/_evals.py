@@ -1047,14 +1047,22 @@ class EvalResult:
                 noun = str(len(ids)) if phrases else ("1 case" if one else f"{len(ids)} cases")
                 verb = what.format(are="is" if one else "are", its="its" if one else "their")
                 phrases.append(f"{noun} {verb} ({_listed(ids, limit=_SHOWN)})")
+        said = []
         if phrases:
-            said = ", ".join(phrases[:-1]) + ("," if len(phrases) > 2 else "") + (" and " if len(phrases) > 1 else "")
-            warnings.warn(
-                f"compare: {said}{phrases[-1]}: they are not paired, and counted in unscored; compare results of one "
-                "dataset to pair every case",
-                UnpairedCasesWarning,
-                stacklevel=3,
+            cases = ", ".join(phrases[:-1]) + ("," if len(phrases) > 2 else "") + (" and " if len(phrases) > 1 else "")
+            said.append(
+                f"{cases}{phrases[-1]}: they are not paired, and counted in unscored; compare results of one dataset "
+                "to pair every case"
             )
+        # A scorer added (or dropped) since: every case of it is unscored, which a count alone leaves unexplained.
+        scored_by = [set(rows["scorer"]) for rows in sides]
+        for names, whose in (
+            (scored_by[1] - scored_by[0], "this result"),
+            (scored_by[0] - scored_by[1], "the baseline's"),
+        ):
+            said += [f"scorer {name!r} is only in {whose}: none of its cases is paired" for name in sorted(names)]
+        if said:
+            warnings.warn(f"compare: {'; '.join(said)}", UnpairedCasesWarning, stacklevel=3)
         base, cand = (rows.set_index(["scorer", "case_id"])["value"] for rows in sides)
         pairs = pd.concat({"baseline": base, "candidate": cand}, axis=1)
         pairs.loc[~pairs.index.get_level_values("case_id").isin(set(common) - set(changed))] = float("nan")
