@@ -1565,7 +1565,8 @@ def test_cli_eval_json(capsys: pytest.CaptureFixture[str], workspace: Path):
     """`wfkit eval evals/query_router --json` exits 0 and prints the summary as JSON."""
     assert 0 == main(["eval", str(QUERY_ROUTER), "--json", "--concurrency", "4"])
     out = json.loads(capsys.readouterr().out)
-    assert {"summary", "compare", "saved_to"} == set(out)
+    assert {"summary", "compare", "check", "saved_to"} == set(out)
+    assert [] == out["check"]
     assert 8 == len(out["summary"])
     assert {"variant", "scorer", *SUMMARY_COLUMNS} == set(out["summary"][0])
     assert {("keywords", "route_taken"), ("llm", "tools_used")} <= {(r["variant"], r["scorer"]) for r in out["summary"]}
@@ -1606,6 +1607,8 @@ def test_cli_eval_fails_below_a_threshold(tmp_path: Path, capsys: pytest.Capture
     captured = capsys.readouterr()
     assert "check: default: exact_match:y pass rate 66.7% is below 90.0%" in captured.err
     assert 3 == json.loads(captured.out)["summary"][0]["cases"]
+    # In the JSON too: a CI job reading it learns why the command failed, not only that it did.
+    assert ["default: exact_match:y pass rate 66.7% is below 90.0%"] == json.loads(captured.out)["check"]
 
 
 def test_cli_eval_fails_when_the_dataset_lacks_an_expected_value(tmp_path: Path, capsys: pytest.CaptureFixture[str]):

@@ -434,6 +434,7 @@ def _eval(args: argparse.Namespace) -> int:
     # Each variant against the first asked for (the suite's first): the baseline leads.
     variants = list(dict.fromkeys(args.variant or suite.variants))
     against = {} if saved is None else _against(result, saved, variants)
+    failures = result.check()
     if args.json:
         compared = [
             {"baseline": variants[0], "candidate": candidate, **row}
@@ -441,7 +442,7 @@ def _eval(args: argparse.Namespace) -> int:
             for row in result.compare(variants[0], candidate).reset_index().to_dict("records")
         ]
         summary = result.summary.reset_index().to_dict("records")
-        out = {"summary": summary, "compare": compared, "saved_to": result.saved_to}
+        out = {"summary": summary, "compare": compared, "check": failures, "saved_to": result.saved_to}
         if saved is not None:
             out["against"] = [
                 {"baseline": variant, "candidate": variant, "saved": args.against, **row}
@@ -464,7 +465,6 @@ def _eval(args: argparse.Namespace) -> int:
             _print(f"\n{variant} vs {variant} saved in {args.against} (the columns as above):")
             _print(table.round(3).to_string())
         _print(f"\nsaved to {result.saved_to}")
-    failures = result.check()
     for failure in failures:
         _print(f"check: {failure}", file=sys.stderr)
     return 1 if failures else 0
@@ -895,7 +895,11 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("suite", help="a suite.py, or a folder holding one (e.g. evals/query_router)")
     ev.add_argument("--variant", action="append", help="variant(s) to run (default: all)")
     ev.add_argument("--concurrency", type=int, default=16, help="cases run at once (default 16)")
-    ev.add_argument("--json", action="store_true", help="print the summary and where it was saved as JSON")
+    ev.add_argument(
+        "--json",
+        action="store_true",
+        help="print as JSON the summary, the comparisons, what check() found and where it was saved",
+    )
     ev.add_argument(
         "--against",
         metavar="SAVED",
