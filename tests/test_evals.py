@@ -2365,6 +2365,12 @@ def test_cli_eval_against_a_saved_result_compares_each_variant_with_its_saved_se
         f"wfkit eval: --against: {saved} is a result of suite 'cli-doubler', not of suite 'other': give a folder "
         "under WORKSPACE/evals/other/"
     ) in capsys.readouterr().err
+    write_jsonl(folder / "cases.jsonl", [{"id": f"n{x}", "x": x, "expected": {"y": 2 * x}} for x in range(2)])
+    assert 2 == main(["eval", str(folder), "--against", saved])
+    assert (
+        f"wfkit eval: --against: no case is in both {saved} and the dataset of suite 'cli-doubler' (its 3 cases are "
+        "'c0', 'c1', 'c2'; the dataset's 'n0', 'n1'): it is a result of another dataset; give one of this dataset"
+    ) in capsys.readouterr().err
     assert made == len(list(results.iterdir()))  # no eval ran
 
 

@@ -10,7 +10,7 @@ import shlex
 import sqlite3
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TextIO
 
 from wfkit._version import __version__
@@ -419,6 +419,16 @@ def _eval(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
             return 2
+        if not isinstance(suite.dataset, Iterator):  # an iterator would be read up here, and the eval run on nothing
+            kept, ids = list(dict.fromkeys(saved.cases["case_id"])), [case.id for case in suite.cases()]
+            if not set(kept) & set(ids):
+                _print(
+                    f"wfkit eval: --against: no case is in both {args.against} and the dataset of suite {suite.name!r} "
+                    f"(its {len(kept)} cases are {_quoted(kept)}; the dataset's {_quoted(ids)}): it is a result of "
+                    "another dataset; give one of this dataset",
+                    file=sys.stderr,
+                )
+                return 2
     on_dask: dict[str, Any] = {}
     if args.dask:
         on_dask = {"executor": args.dask, "dataset": args.dataset, "partition_size": args.partition_size}
@@ -468,6 +478,12 @@ def _eval(args: argparse.Namespace) -> int:
     for failure in failures:
         _print(f"check: {failure}", file=sys.stderr)
     return 1 if failures else 0
+
+
+def _quoted(names: list[str], shown: int = 5) -> str:
+    """``'a', 'b' and 3 more``."""
+    more = f" and {len(names) - shown} more" if len(names) > shown else ""
+    return ", ".join(map(repr, names[:shown])) + more
 
 
 def _against(result: Any, saved: Any, variants: list[str]) -> dict[str, Any]:
