@@ -2280,6 +2280,8 @@ def test_plot_draws_the_thresholds_and_says_which_dots_fall_below(tmp_path: Path
     checked = drawn_thresholds(result.plot(ax=Figure().subplots()))
     assert {"close": 0.5, "exact_match:y": 0.25} == {scorer: x for scorer, (x, _) in checked.items()}
     assert {} == drawn_thresholds(result.plot(thresholds={}, ax=Figure().subplots()))
+    result.check({})  # no threshold: none drawn, not the suite's
+    assert {} == drawn_thresholds(result.plot(ax=Figure().subplots()))
     assert {} == drawn_thresholds(result.plot(metric="mean", ax=Figure().subplots()))
     with pytest.raises(ValueError, match=r"thresholds are pass rates: draw them with metric='pass_rate'"):
         result.plot(metric="mean", thresholds={"close": 0.5})

@@ -1140,7 +1140,8 @@ class EvalResult:
         scorers = sorted({s for _, s in summary.index})
         gate: dict[str, float] = {}
         if metric == "pass_rate":
-            gate = dict(thresholds if thresholds is not None else self._checked or self.thresholds)
+            checked = self._checked if self._checked is not None else self.thresholds
+            gate = dict(thresholds if thresholds is not None else checked)
             _check_thresholds(self.suite_name, gate, scorers)
         if ax is None:
             import matplotlib.pyplot as plt
