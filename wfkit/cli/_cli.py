@@ -462,17 +462,19 @@ def _eval(args: argparse.Namespace) -> int:
         _print_json(out)
     else:
         _print(result.summary.round(3).to_string())
-        for candidate in variants[1:]:
-            test = (
-                "net_win_rate: (wins - losses) / cases, with its 95% interval for paired cases; "
-                "p_value: exact sign test of wins against losses; significant below 0.05; "
-                "mean_diff_low, mean_diff_high: the mean difference's 95% interval, allowing for a "
-                "rare big loss unseen (for 0/1 scores, the net win rate's)"
-            )
-            _print(f"\n{candidate} vs {variants[0]} ({test}):")
-            _print(result.compare(variants[0], candidate).round(3).to_string())
-        for variant, table in against.items():
-            _print(f"\n{variant} vs {variant} saved in {args.against} (the columns as above):")
+        # The columns are explained once, under the first comparison printed, whichever it is.
+        explained = (
+            "net_win_rate: (wins - losses) / cases, with its 95% interval for paired cases; "
+            "p_value: exact sign test of wins against losses; significant below 0.05; "
+            "mean_diff_low, mean_diff_high: the mean difference's 95% interval, allowing for a "
+            "rare big loss unseen (for 0/1 scores, the net win rate's)"
+        )
+        tables = [
+            (f"{candidate} vs {variants[0]}", result.compare(variants[0], candidate)) for candidate in variants[1:]
+        ]
+        tables += [(f"{variant} vs {variant} saved in {args.against}", table) for variant, table in against.items()]
+        for number, (title, table) in enumerate(tables):
+            _print(f"\n{title} ({explained if number == 0 else 'the columns as above'}):")
             _print(table.round(3).to_string())
         _print(f"\nsaved to {result.saved_to}")
     for failure in failures:
