@@ -25,8 +25,9 @@ the ratio, not the absolute numbers. Each row carries the machine's load average
 the workload started and ended, and figures are medians over ``--rounds`` repeats. W4 also gives
 CPU microseconds per step (this process's CPU time, which another process's load inflates far less
 than wall time), the mean wall per step beside the median (``*_mean_us_per_step``: a stall that hits
-one chain in a few shows there), and for NORMAL the same chain with the writer's commits on an idle loop switched
-off (``writer_thread_*``: every commit through the writer thread, two thread hops per step).
+one chain in a few shows there), and the same chain with the writer's commits on an idle loop
+switched off (``writer_thread_*``: every commit through the writer thread, two thread hops per step;
+at FULL a quiet loop commits itself too).
 Beside them, two floors from the same rounds: ``hop_floor_*``, the baseline's own commit made by a
 bare thread while the loop awaits it (what any store that keeps its commits off the event loop pays
 at least), and ``journal_statements_*``, wfkit's checkpoint row alone in its BEGIN / INSERT / COMMIT
@@ -486,8 +487,8 @@ async def w4(repeats: int, rounds: int) -> list[dict[str, Any]]:
                 await hop.chain(n)
 
             load = _load()
-            # At NORMAL a write is committed on the loop when the loop is idle (the default): the
-            # same chain with every commit through the writer thread is measured as a variant.
+            # A write is committed on the loop when the loop is idle (at FULL, quiet) by default:
+            # the same chain with every commit through the writer thread is measured as a variant.
             budget = store.writer.inline_budget
             samples: dict[str, list[tuple[float, float, float]]] = {}
             inline = 0
@@ -527,8 +528,8 @@ async def w4(repeats: int, rounds: int) -> list[dict[str, Any]]:
             "cpu_memory_us_per_step": round(us("memory", 1), 1),
             "cpu_overhead_us": round(us("wfkit", 1) - us("sqlite3", 1), 1),
             # Floors, measured in the same rounds: the baseline's commit made off the loop by a bare
-            # thread (at FULL, where wfkit's commits go through its writer thread, no design that
-            # keeps the fsync off the loop can beat it), and the journal's own statements per step.
+            # thread (no design that keeps the fsync off the loop can beat it: wfkit's commits take
+            # that road when the loop is busy), and the journal's own statements per step.
             "hop_floor_us_per_step": round(us("hop", 0), 1),
             "hop_floor_ratio": round(us("hop", 0) / us("sqlite3", 0), 2),
             "journal_statements_us_per_step": round(us("statements", 0), 1),

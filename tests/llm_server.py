@@ -27,7 +27,14 @@ item, an error object, replaces OpenAI's ``server_error``),
 ("cut_body", n) (a 200 whose Content-Length promises the whole reply, then n of its bytes, then
 a connection reset), ("cut_at_close", n) (a 200 with no Content-Length: n bytes of the reply, then
 the connection closes, so HTTP cannot tell the body was cut), "html_200" (a 200 whose whole body is
-an HTML page, as a captive portal or a misrouted proxy sends, under the JSON content type).
+an HTML page, as a captive portal or a misrouted proxy sends, under the JSON content type),
+("set_cookie", cookie) (the "ok" reply, JSON or streamed, with a ``Set-Cookie: cookie`` header, as a
+gateway's session or a load balancer's affinity cookie comes; ("set_cookie_echo", cookie): its text
+also ends with the cookie, as a gateway that reports its session might), "echo_cookie" (the "ok" reply whose
+text ends with the Cookie header the request carried, as a careless gateway might), ("stall_stream", n)
+(a stream that sends n content events, then nothing until the server stops, as an overloaded one
+stalls mid-reply), "always_stream" (the "ok" reply as server-sent events whatever the request
+says, as an endpoint or a gateway that only streams).
 It speaks HTTP/1.1 keep-alive, so connection pooling is visible in ``connections``.
 """
 
@@ -89,7 +96,7 @@ class _Handler(BaseHTTPRequestHandler):
                 }
             )
             behaviour = owner.queue.popleft() if owner.queue else "ok"
-        if self.path != "/v1/chat/completions":
+        if self.path.partition("?")[0] != "/v1/chat/completions":  # a query (?api-version=) is the client's to send
             self._error(404, f"no route {self.path}")
             return
         if owner.api_key is not None and self.headers.get("Authorization") != f"Bearer {owner.api_key}":
@@ -125,12 +132,27 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(200, json.dumps({"result": "hello"}).encode())
         elif name == "tool_calls":
             self._tool_calls(body or {}, arg)
+        elif name == "always_stream":
+            self._complete({**(body or {}), "stream": True})
         else:
             if name == "slow":  # a reply held back past the test's end: stop() ends the wait
                 owner.stopping.wait(float(arg))
-            cut = (int(arg), name == "broken_stream") if name in ("cut_stream", "broken_stream") else None
+            cut_names = ("cut_stream", "broken_stream", "stall_stream")
+            cut = (int(arg), name != "cut_stream") if name in cut_names else None
             newline = "\r\n" if name == "error_event" else arg if name == "spec_stream" else None
-            self._complete(body or {}, cut=cut, newline=newline, error_event=arg if name == "error_event" else None)
+            self._complete(
+                body or {},
+                cut=cut,
+                newline=newline,
+                error_event=arg if name == "error_event" else None,
+                set_cookie=arg if name in ("set_cookie", "set_cookie_echo") else None,
+                stall=name == "stall_stream",
+                echo=f" (cookie: {self.headers.get('Cookie')})"
+                if name == "echo_cookie"
+                else f" (set: {arg})"
+                if name == "set_cookie_echo"
+                else "",
+            )
 
     def _complete(
         self,
@@ -138,11 +160,15 @@ class _Handler(BaseHTTPRequestHandler):
         cut: tuple[int, bool] | None = None,
         newline: str | None = None,
         error_event: tuple[str | None, bool] | None = None,
+        set_cookie: str | None = None,
+        echo: str = "",
+        stall: bool = False,
     ) -> None:
         owner = self.server.owner
         messages = body.get("messages") or []
         last = messages[-1].get("content", "") if messages else ""
-        text = f"reply to: {last}"
+        text = f"reply to: {last}{echo}"
+        cookie = {"Set-Cookie": set_cookie} if set_cookie else {}
         usage = {
             "prompt_tokens": sum(len(str(m.get("content", "")).split()) for m in messages),
             "completion_tokens": len(text.split()),
@@ -157,7 +183,7 @@ class _Handler(BaseHTTPRequestHandler):
                 "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
                 "usage": usage,
             }
-            self._send(200, json.dumps(reply).encode())
+            self._send(200, json.dumps(reply).encode(), cookie)
             return
         chunked = cut is None or cut[1]
         self.send_response(200)
@@ -166,6 +192,8 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header("Transfer-Encoding", "chunked")
         else:
             self.send_header("Connection", "close")  # the body is whatever comes before the close
+        for key, value in cookie.items():
+            self.send_header(key, value)
         self.end_headers()
         base = {"id": "chatcmpl-1", "object": "chat.completion.chunk", "model": model}
         events: list[Any] = [
@@ -195,6 +223,8 @@ class _Handler(BaseHTTPRequestHandler):
             owner.sent_at.append(time.monotonic())
             time.sleep(owner.stream_gap)
         if cut is not None:
+            if stall:
+                owner.stopping.wait(60)
             self.close_connection = True
             return
         self.wfile.write(b"0\r\n\r\n")

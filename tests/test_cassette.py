@@ -417,3 +417,74 @@ def test_under_wfkit_replay_every_cassette_only_replays(tmp_path: Path, monkeypa
     monkeypatch.setenv("WFKIT_REPLAY", "1")
     assert "replay" == Cassette(tmp_path / "c.jsonl", mode="auto").mode
     assert "replay" == Cassette(tmp_path / "c.jsonl", mode="record").mode
+
+
+def test_cookies_a_server_sets_are_never_recorded_and_the_tape_replays_without_them(tmp_path: Path) -> None:
+    """A session cookie the endpoint sets (Set-Cookie, plain and streamed) goes into the client's
+    cookie jar and is sent back, but never into the cassette: not its Set-Cookie, not the Cookie
+    sent back, not its value where a reply repeats it; the tape replays with the server gone and
+    sets no cookie then."""
+    import uuid
+
+    import httpx
+
+    session = uuid.uuid4().hex  # no shape a pattern knows: only knowing it is a cookie hides it
+    set_cookie = f"session={session}; Path=/; HttpOnly"
+    path = tmp_path / "c.jsonl"
+
+    async def record(url: str) -> list[str]:
+        async with ChatClient(url, model="test-model", transport=Cassette(path, mode="record")) as client:
+            texts = [(await client.complete("one")).text, (await client.complete("two")).text]
+            async with client.stream("three") as stream:
+                texts.append("".join([t async for t in stream]))
+        return texts
+
+    with LLMServer() as srv:
+        url = srv.url
+        srv.script(("set_cookie_echo", set_cookie), "echo_cookie", ("set_cookie", f"lb={session}x; Path=/"))
+        recorded = asyncio.run(record(url))
+        sent_back = [r["headers"].get("Cookie") for r in srv.requests]
+    assert [None, f"session={session}", f"session={session}"] == sent_back  # the jar sent it back
+    tape = path.read_text()
+    assert session not in tape
+    assert "cookie" not in {k.lower() for line in tape.splitlines() for k in json.loads(line)["response"]["headers"]}
+    assert f"reply to: one (set: {set_cookie})" == recorded[0]  # the caller got the replies as they came
+    assert f"reply to: two (cookie: session={session})" == recorded[1]
+
+    async def replay() -> tuple[list[str], list[str], dict[str, str]]:
+        async with ChatClient(url, model="test-model", transport=Cassette(path, mode="replay")) as client:
+            texts = [(await client.complete("one")).text, (await client.complete("two")).text]
+            async with client.stream("three") as stream:
+                texts.append("".join([t async for t in stream]))
+        async with httpx.AsyncClient(transport=Cassette(path, mode="replay")) as http:
+            body = {"model": "test-model", "messages": [{"role": "user", "content": "one"}]}
+            response = await http.post(url + "/chat/completions", json=body)
+            return texts, response.headers.get_list("set-cookie"), dict(http.cookies)
+
+    texts, set_cookies, jar = asyncio.run(replay())
+    stored = ["reply to: one (set: [REDACTED])", "reply to: two (cookie: [REDACTED])"]
+    assert ([*stored, recorded[2]], [], {}) == (texts, set_cookies, jar)
+
+
+@pytest.mark.parametrize("given", ["auto", "record"])
+def test_a_cassette_pickled_under_wfkit_replay_stays_forced_to_replay(
+    server: LLMServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, given: str
+) -> None:
+    """A cassette made under `wfkit replay` and pickled (as a Dask partition or a process pool gets
+    it, in a process without $WFKIT_REPLAY) still replays only, and its miss still says the replay
+    forced it and which mode it was given; the copy forgot both, and its miss told to record with
+    the very mode the notebook had."""
+    import pickle
+
+    path = tmp_path / "c.jsonl"
+    ask(server.url, Cassette(path, mode="auto"), "first")
+    monkeypatch.setenv("WFKIT_REPLAY", "1")
+    shipped = pickle.dumps(Cassette(path, mode=given))  # type: ignore[arg-type]
+    monkeypatch.delenv("WFKIT_REPLAY")
+    copy = pickle.loads(shipped)
+    assert "replay" == copy.mode
+    assert ["reply to: first"] == [r.text for r in ask(server.url, copy, "first")]
+    message = str(miss_of(server.url, copy, "second"))
+    assert 1 == len(server.requests)  # neither copy reached the endpoint
+    assert f"which replays every cassette and records nothing, though this one's mode is {given!r}" in message
+    assert "first" == json.loads(path.read_text())["request"]["body"]["messages"][0]["content"]  # not started afresh

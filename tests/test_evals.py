@@ -514,15 +514,33 @@ def test_load_suite_from_a_file():
 def test_load_suite_file_without_suite_is_a_type_error(tmp_path: Path):
     """A file that defines no `suite` is refused with how to fix it."""
     (tmp_path / "nosuite.py").write_text("x = 1\n")
-    with pytest.raises(TypeError, match=r"must define `suite = wfkit\.Suite\(\.\.\.\)`"):
+    with pytest.raises(TypeError, match=r"must define `suite = wf\.evals\.Suite\(\.\.\.\)` \(import wfkit as wf\)"):
         wf.evals.load_suite(tmp_path / "nosuite.py")
 
 
 def test_load_suite_suite_of_the_wrong_type_is_a_type_error(tmp_path: Path):
     """A `suite` that is not a wfkit.Suite is refused too."""
     (tmp_path / "suite.py").write_text("suite = {'name': 'x'}\n")
-    with pytest.raises(TypeError, match=r"must define `suite = wfkit\.Suite"):
+    with pytest.raises(TypeError, match=r"must define `suite = wf\.evals\.Suite.*; it defines `suite` as a dict"):
         wf.evals.load_suite(tmp_path)
+
+
+def test_load_suite_refuses_a_file_that_is_not_python_and_lists_the_suites_of_a_folder_of_them(tmp_path: Path):
+    """A suite given as a file that is not Python (a README, the dataset) failed with a bare
+    AssertionError; a folder of suite folders (`wfkit eval evals`) said only "no suite". Each now
+    says what to give: a suite.py, or one of the folder's suites, named."""
+    (tmp_path / "cases.jsonl").write_text("{}\n")
+    with pytest.raises(
+        ValueError,
+        match=r"cases\.jsonl is not a Python file: a suite is a \.py file defining `suite = wf\.evals\.Suite",
+    ):
+        wf.evals.load_suite(tmp_path / "cases.jsonl")
+    root = ROOT / "evals"
+    with pytest.raises(
+        FileNotFoundError,
+        match=r"no suite at .*evals: it holds no suite\.py; its folders query_router and support_tickets do: give one",
+    ):
+        wf.evals.load_suite(root)
 
 
 def test_load_suite_missing_is_file_not_found(tmp_path: Path):
@@ -1322,11 +1340,7 @@ def test_check_lists_the_variants_below_a_threshold():
     result = two_variant_result()
     assert ["worse: exact_match:y pass rate 0.0% is below 90.0%"] == result.check()
     assert [] == result.check({"close": 1.0})
-    assert [
-        "base: exact_match:y pass rate 100.0% is below 101.0%",
-        "same: exact_match:y pass rate 100.0% is below 101.0%",
-        "worse: exact_match:y pass rate 0.0% is below 101.0%",
-    ] == result.check({"exact_match:y": 1.01})
+    assert ["worse: exact_match:y pass rate 0.0% is below 50.0%"] == result.check({"exact_match:y": 0.5, "close": 0})
 
 
 def test_the_summary_counts_failed_runs_and_a_missed_threshold_says_how_many_runs_failed():
@@ -1357,7 +1371,7 @@ def test_plot_shows_pass_rates_with_their_intervals():
     assert isinstance(ax, Axes)
     labels = [t.get_text() for t in ax.get_yticklabels()]
     assert ["close · base", "close · same", "close · worse"] == labels[:3]
-    assert ["base", "same", "worse"] == [t.get_text() for t in ax.get_legend().get_texts()]
+    assert ["base", "same", "worse", "threshold (check)"] == [t.get_text() for t in ax.get_legend().get_texts()]
     assert "pass rate, 95% Wilson interval" == ax.get_xlabel()
     first = result.summary.loc[("base", "close")]
     (dot,) = [line for line in ax.get_lines() if len(line.get_xdata()) == 1][:1]
@@ -1551,7 +1565,8 @@ def test_cli_eval_json(capsys: pytest.CaptureFixture[str], workspace: Path):
     """`wfkit eval evals/query_router --json` exits 0 and prints the summary as JSON."""
     assert 0 == main(["eval", str(QUERY_ROUTER), "--json", "--concurrency", "4"])
     out = json.loads(capsys.readouterr().out)
-    assert {"summary", "compare", "saved_to"} == set(out)
+    assert {"summary", "compare", "check", "saved_to"} == set(out)
+    assert [] == out["check"]
     assert 8 == len(out["summary"])
     assert {"variant", "scorer", *SUMMARY_COLUMNS} == set(out["summary"][0])
     assert {("keywords", "route_taken"), ("llm", "tools_used")} <= {(r["variant"], r["scorer"]) for r in out["summary"]}
@@ -1592,6 +1607,8 @@ def test_cli_eval_fails_below_a_threshold(tmp_path: Path, capsys: pytest.Capture
     captured = capsys.readouterr()
     assert "check: default: exact_match:y pass rate 66.7% is below 90.0%" in captured.err
     assert 3 == json.loads(captured.out)["summary"][0]["cases"]
+    # In the JSON too: a CI job reading it learns why the command failed, not only that it did.
+    assert ["default: exact_match:y pass rate 66.7% is below 90.0%"] == json.loads(captured.out)["check"]
 
 
 def test_cli_eval_fails_when_the_dataset_lacks_an_expected_value(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
@@ -1704,21 +1721,50 @@ def test_a_threshold_for_no_scorer_is_refused_listing_the_scorers():
     """A threshold named after no scorer ("exact_match" for "exact_match:y") is an error, never
     ignored: when the suite is built, before any case runs (it was found only by check(), after the
     whole evaluation), and by check() for thresholds passed to it."""
-    expected = r"suite 'doubler': threshold\(s\) for 'exact_match' match no scorer; its scorers are: 'exact_match:y'"
+    expected = r"suite 'doubler': threshold\(s\) for 'exact_match' \(did you mean 'exact_match:y'\?\) match no scorer; "
+    expected += "its scorers are: 'exact_match:y'"
     with pytest.raises(ValueError, match=expected):
         doubler_suite(thresholds={"exact_match": 0.9})
     result = wf.evals.evaluate(doubler_suite(thresholds={"exact_match:y": 0.5}))
-    with pytest.raises(
-        ValueError, match=r"'exact_match' match no scorer of suite 'doubler'; its scorers are: 'exact_match:y'"
-    ):
+    with pytest.raises(ValueError, match=expected):
         result.check({"exact_match": 0.9})
 
 
-@pytest.mark.parametrize("limit", [90, -0.1, "0.9"])
+@pytest.mark.parametrize("limit", [90, -0.1, "0.9", float("nan"), True])
 def test_a_threshold_is_a_pass_rate_between_0_and_1(limit: Any) -> None:
     """90 (a percentage) or a string would fail or pass everything: refused when the suite is built."""
     with pytest.raises(ValueError, match=r"the threshold for 'exact_match:y' is a pass rate between 0 and 1"):
         doubler_suite(thresholds={"exact_match:y": limit})
+
+
+@pytest.mark.parametrize(
+    ("limit", "hint"),
+    [
+        (80, r", got 80 \(for 80%, give 0\.8\)"),
+        (-0.1, ", got -0.1$"),
+        (1.01, ", got 1.01$"),
+        (float("nan"), ", got nan$"),
+    ],
+)
+def test_check_refuses_a_threshold_outside_a_pass_rate_s_range(limit: float, hint: str) -> None:
+    """check(thresholds=) holds its thresholds to the range the suite's are held to: 80 (meant as
+    80%) failed every variant as "below 8000.0%", a negative passed every one, whatever it scored."""
+    result = wf.evals.evaluate(doubler_suite(), progress=False, store=False)
+    with pytest.raises(
+        ValueError, match=r"^suite 'doubler': the threshold for 'exact_match:y' is a pass rate between 0 and 1" + hint
+    ):
+        result.check({"exact_match:y": limit})
+
+
+def test_check_refuses_a_threshold_of_no_scorer_naming_the_closest() -> None:
+    """A misspelt scorer in check(thresholds=) is refused with the scorers' names and the closest one."""
+    result = wf.evals.evaluate(doubler_suite(), progress=False, store=False)
+    with pytest.raises(
+        ValueError,
+        match=r"^suite 'doubler': threshold\(s\) for 'exact_match:x' \(did you mean 'exact_match:y'\?\) match no "
+        r"scorer; its scorers are: 'exact_match:y'",
+    ):
+        result.check({"exact_match:x": 0.9})
 
 
 def test_a_scorer_detail_quoting_a_key_is_redacted_in_the_result_and_its_files(tmp_path: Path) -> None:
@@ -2064,3 +2110,326 @@ def test_the_stop_button_stops_a_local_eval_awaited_in_a_notebook(tmp_path: Path
     assert held
     assert "error" == reply["content"]["status"]
     assert reply["content"]["ename"] in ("CancelledError", "KeyboardInterrupt")
+
+
+# --- a saved result, loaded back and compared with today's ----------------------------------
+
+
+def weekly_suite(rows: list[dict[str, Any]], **overrides: Any) -> wf.evals.Suite:
+    """The doubler with variants 'base' and 'worse' (off by one on every case), both scored twice."""
+
+    def build(offset: int = 0) -> wf.Workflow:
+        flow = wf.Workflow(f"doubler-{offset}")
+
+        @flow.step
+        def double(state: Any) -> dict[str, Any]:
+            return {"y": state["x"] * 2 + offset}
+
+        return flow
+
+    options: dict[str, Any] = {
+        "name": "weekly",
+        "dataset": rows,
+        "workflow": build,
+        "scorers": [wf.evals.exact_match("y"), wf.evals.numeric("y", tolerance=1.0, name="close")],
+        "variants": {"base": {}, "worse": {"offset": 1}},
+        "thresholds": {"exact_match:y": 0.9},
+    }
+    return wf.evals.Suite(**{**options, **overrides})
+
+
+def doubled(ids: range) -> list[dict[str, Any]]:
+    return [{"id": f"c{x:02d}", "x": x, "expected": {"y": 2 * x}} for x in ids]
+
+
+def test_a_saved_result_loads_back_with_what_summary_compare_check_and_plot_need(workspace: Path) -> None:
+    """load_result(result.saved_to) (or its cases.parquet) gives the result saved: its cases, summary,
+    comparison, check against the suite's thresholds, plot and step log are those of the result
+    evaluated, with no suite or workflow at hand."""
+    result = wf.evals.evaluate(weekly_suite(doubled(range(8))), progress=False)
+    assert result.saved_to is not None
+    places = [result.saved_to, result.saved_to / "cases.parquet", str(result.saved_to)]
+    for where in [*places, result.saved_to / "summary.parquet"]:  # the folder's other file names it too
+        loaded = wf.evals.load_result(where)
+        pd.testing.assert_frame_equal(result.cases, loaded.cases)
+        pd.testing.assert_frame_equal(result.summary, loaded.summary)
+    pd.testing.assert_frame_equal(result.compare("base", "worse"), loaded.compare("base", "worse"))
+    assert ["worse: exact_match:y pass rate 0.0% is below 90.0%"] == result.check() == loaded.check()
+    assert [] == loaded.check({"close": 1.0})
+    assert "weekly" == loaded.suite_name
+    assert {"exact_match:y": 0.9} == loaded.thresholds
+    assert result.saved_to == loaded.saved_to
+    assert repr(result) == repr(loaded)
+    shown = [[t.get_text() for t in r.plot(ax=Figure().subplots()).get_yticklabels()] for r in (result, loaded)]
+    assert shown[0] == shown[1]
+    assert sorted(set(result.cases["run_id"])) == sorted(set(loaded.steps()["run_id"]))
+
+
+def test_compare_a_variant_with_one_of_a_saved_result_pairs_cases_by_id_and_names_the_unpaired(
+    workspace: Path,
+) -> None:
+    """compare(baseline, candidate, baseline_from=saved): the baseline variant from a saved result,
+    the candidate from this one, paired by case id. A case in one result only, or whose inputs or
+    expected changed since, is named in a warning and counted unscored, never silently dropped."""
+    last_week = wf.evals.evaluate(weekly_suite(doubled(range(10))), progress=False)
+    assert last_week.saved_to is not None
+    saved = wf.evals.load_result(last_week.saved_to)
+    rows = doubled(range(1, 12))  # c00 dropped, c10 and c11 added
+    rows[3]["expected"] = {"y": 99}  # c04 now expects another answer
+    today = wf.evals.evaluate(weekly_suite(rows), progress=False)
+    with pytest.warns(wf.evals.UnpairedCasesWarning) as caught:
+        table = today.compare("base", "worse", baseline_from=saved)
+    (warning,) = caught
+    assert (
+        "compare: 2 cases are only in this result ('c10', 'c11'), 1 is only in the baseline's result ('c00'), and 1 "
+        "changed its inputs or expected since the baseline's result ('c04'): they are not paired, and counted in "
+        "unscored; compare results of one dataset to pair every case"
+    ) == str(warning.message)
+    # 8 cases paired: last week's base right on each, today's worse wrong on each (close ties).
+    assert {"wins": 0, "losses": 8, "ties": 0, "unscored": 4} == table.loc[
+        "exact_match:y", ["wins", "losses", "ties", "unscored"]
+    ].to_dict()
+    assert {"wins": 0, "losses": 0, "ties": 8, "unscored": 4} == table.loc[
+        "close", ["wins", "losses", "ties", "unscored"]
+    ].to_dict()
+    with pytest.warns(wf.evals.UnpairedCasesWarning):
+        same = today.compare("base", "base", baseline_from=saved)
+    assert [0, 0, 8] == same.loc["exact_match:y", ["wins", "losses", "ties"]].tolist()
+    with pytest.raises(ValueError, match=r"^no variant 'nope' in the baseline's result; it has base, worse"):
+        today.compare("nope", "base", baseline_from=saved)
+
+
+def test_a_saved_result_of_another_suite_or_dataset_is_refused_saying_what_to_do(workspace: Path) -> None:
+    """A saved result of another suite, or of a dataset sharing no case with this one, compares
+    nothing: refused, saying which to load instead."""
+    today = wf.evals.evaluate(weekly_suite(doubled(range(4))), progress=False)
+    other = wf.evals.evaluate(weekly_suite(doubled(range(4)), name="monthly"), progress=False)
+    with pytest.raises(
+        ValueError,
+        match=r"^the baseline's result is of suite 'monthly', and this one of suite 'weekly': compare results of "
+        r"one suite \(those of 'weekly' are saved under WORKSPACE/evals/weekly/; load one with wf.evals.load_result",
+    ):
+        today.compare("base", "base", baseline_from=other)
+    elsewhere = wf.evals.evaluate(weekly_suite(doubled(range(10, 14))), progress=False)
+    with pytest.raises(
+        ValueError,
+        match=r"^no case is in both this result and the baseline's result \(its 4 cases are 'c10', 'c11', 'c12', "
+        r"'c13'; this one's 'c00', 'c01', 'c02' and 1 more\): it is of another dataset",
+    ):
+        today.compare("base", "base", baseline_from=elsewhere)
+
+
+def test_load_result_refuses_what_is_not_a_saved_eval_result_saying_what_is(workspace: Path, tmp_path: Path) -> None:
+    """A missing path, a folder or file that is no saved result, and a suite's folder of several
+    saved results are each refused, saying what to give (a suite's folder: listing its results)."""
+    first = wf.evals.evaluate(weekly_suite(doubled(range(2))), progress=False)
+    second = wf.evals.evaluate(weekly_suite(doubled(range(2))), progress=False)
+    assert first.saved_to is not None
+    assert second.saved_to is not None
+    with pytest.raises(FileNotFoundError, match=r"no saved eval result at .*nowhere: give the folder"):
+        wf.evals.load_result(tmp_path / "nowhere")
+    suite_folder = first.saved_to.parent
+    with pytest.raises(ValueError, match=r"holds 2 saved results of suite 'weekly', not one: give one of them") as info:
+        wf.evals.load_result(suite_folder)
+    assert str(second.saved_to.name) in str(info.value)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match=r"empty is no saved eval result: it holds no cases\.parquet"):
+        wf.evals.load_result(tmp_path / "empty")
+    pd.DataFrame({"a": [1]}).to_parquet(tmp_path / "other.parquet")
+    with pytest.raises(ValueError, match=r"other\.parquet is no saved eval result: it lacks the columns 'suite',"):
+        wf.evals.load_result(tmp_path / "other.parquet")
+    (tmp_path / "notes.txt").write_text("hello")
+    with pytest.raises(ValueError, match=r"notes\.txt is no saved eval result: not a parquet file"):
+        wf.evals.load_result(tmp_path / "notes.txt")
+
+
+# --- plot: thresholds drawn -----------------------------------------------------------------
+
+
+def drawn_thresholds(ax: Axes) -> dict[str, tuple[float, list[str]]]:
+    """scorer -> (the threshold's x, the y tick labels its line spans), from plot()'s threshold lines."""
+    ticks = [t.get_text() for t in ax.get_yticklabels()]
+    drawn = {}
+    for collection in ax.collections:
+        gid = collection.get_gid() or ""
+        if gid.startswith("threshold:"):
+            ((x0, y0), (x1, y1)) = collection.get_segments()[0]
+            assert x0 == x1
+            rows = [label for y, label in enumerate(ticks) if min(y0, y1) < y < max(y0, y1)]
+            drawn[gid.removeprefix("threshold:")] = (x0, rows)
+    return drawn
+
+
+def test_plot_draws_the_thresholds_and_says_which_dots_fall_below(tmp_path: Path) -> None:
+    """plot() draws each scorer's threshold across that scorer's rows, and labels a pass rate below
+    it as such: the suite's thresholds, those given to plot(thresholds=), else those check() was
+    last given. A threshold is a pass rate: it is refused with metric="mean", and out of 0..1."""
+    result = two_variant_result()  # suite threshold: exact_match:y at 0.9, 'worse' at 0%
+    ax = result.plot()
+    assert {"exact_match:y": (0.9, ["exact_match:y · base", "exact_match:y · same", "exact_match:y · worse"])} == (
+        drawn_thresholds(ax)
+    )
+    labels = [t.get_text() for t in ax.texts]
+    assert "0% (n=16): below the 90% threshold" in labels
+    assert "100% (n=16)" in labels
+    assert "threshold (check)" in [t.get_text() for t in ax.get_legend().get_texts()]
+    ax.figure.savefig(tmp_path / "thresholds.png")
+    given = result.plot(thresholds={"close": 0.95}, ax=Figure().subplots())
+    assert {"close": (0.95, ["close · base", "close · same", "close · worse"])} == drawn_thresholds(given)
+    result.check({"close": 0.5, "exact_match:y": 0.25})
+    checked = drawn_thresholds(result.plot(ax=Figure().subplots()))
+    assert {"close": 0.5, "exact_match:y": 0.25} == {scorer: x for scorer, (x, _) in checked.items()}
+    assert {} == drawn_thresholds(result.plot(thresholds={}, ax=Figure().subplots()))
+    result.check({})  # no threshold: none drawn, not the suite's
+    assert {} == drawn_thresholds(result.plot(ax=Figure().subplots()))
+    assert {} == drawn_thresholds(result.plot(metric="mean", ax=Figure().subplots()))
+    with pytest.raises(ValueError, match=r"thresholds are pass rates: draw them with metric='pass_rate'"):
+        result.plot(metric="mean", thresholds={"close": 0.5})
+    with pytest.raises(ValueError, match=r"the threshold for 'close' is a pass rate between 0 and 1, got 95"):
+        result.plot(thresholds={"close": 95})
+
+
+# --- the progress bar in a notebook run by papermill ----------------------------------------
+
+PROGRESS_CELL = """\
+import wfkit as wf
+
+flow = wf.Workflow("dbl")
+
+
+@flow.step
+def double(state):
+    return {"y": state["x"] * 2}
+
+
+rows = [{"id": str(i), "x": i, "expected": {"y": 2 * i}} for i in range(30)]
+suite = wf.evals.Suite(name="dbl", dataset=rows, workflow=flow, scorers=[wf.evals.exact_match("y")])
+result = await wf.evals.evaluate_async(suite, store=False, concurrency=4)
+"""
+
+
+def test_the_progress_bar_of_an_eval_run_by_papermill_ends_at_the_count_of_cases_run(
+    tmp_path: Path, workspace: Path
+) -> None:
+    """In a notebook executed by papermill, the saved output of evaluate_async's progress bar ends at
+    the cases run ("30/30"), in a text without times (a replay compares it): it stayed at "0%", a
+    widget's first text, as a widget's updates never reach the saved notebook."""
+    import nbformat
+    import papermill
+
+    notebook = nbformat.v4.new_notebook()
+    notebook.cells = [nbformat.v4.new_code_cell(PROGRESS_CELL)]
+    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    source, out = tmp_path / "progress.ipynb", tmp_path / "out.ipynb"
+    nbformat.write(notebook, source)
+    papermill.execute_notebook(str(source), str(out), kernel_name="python3", cwd=str(tmp_path))
+    (cell,) = nbformat.read(out, as_version=4).cells
+    shown = ["".join(output.get("data", {}).get("text/plain", "")) for output in cell.outputs]
+    assert ["eval dbl: 100%|" + "█" * 20 + "| 30/30 cases"] == shown
+
+
+def test_cli_eval_against_a_saved_result_compares_each_variant_with_its_saved_self(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], workspace: Path
+) -> None:
+    """`wfkit eval SUITE --against FOLDER` (a result `saved to` last week) compares each variant with
+    the same variant of the saved result, case by case, in text and in --json, and names on stderr
+    the cases it could not pair; a FOLDER that is no saved result of this suite is refused before
+    any case runs."""
+    folder = cli_suite(tmp_path / "weekly", {})
+    assert 0 == main(["eval", str(folder), "--json"])
+    saved = json.loads(capsys.readouterr().out)["saved_to"]
+    cases = [{"id": f"c{x}", "x": x, "expected": {"y": 2 * x}} for x in range(1, 4)]
+    cases[0]["expected"] = {"y": 3}  # c1 now expects a wrong answer: changed since the saved result
+    write_jsonl(folder / "cases.jsonl", cases)
+    assert 0 == main(["eval", str(folder), "--against", saved, "--json"])
+    captured = capsys.readouterr()
+    (row,) = json.loads(captured.out)["against"]
+    assert {"baseline": "default", "candidate": "default", "saved": saved, "scorer": "exact_match:y"} == {
+        key: row[key] for key in ("baseline", "candidate", "saved", "scorer")
+    }
+    assert [0, 0, 1, 3] == [row[key] for key in ("wins", "losses", "ties", "unscored")]
+    assert (
+        "wfkit eval: compare: 1 case is only in this result ('c3'), 1 is only in the baseline's result ('c0'), and "
+        "1 changed its inputs or expected since the baseline's result ('c1'): they are not paired"
+    ) in captured.err
+    assert 0 == main(["eval", str(folder), "--against", saved])
+    out = capsys.readouterr().out
+    # The suite's one variant: nothing above explains the columns, so this comparison does.
+    assert f"\ndefault vs default saved in {saved} (net_win_rate: (wins - losses) / cases, with its 95% " in out
+    assert re.search(r"exact_match:y\s+0\s+0\s+1\s+3\s", out)
+    results = workspace / "evals" / "cli-doubler"
+    made = len(list(results.iterdir()))
+    assert 2 == main(["eval", str(folder), "--against", str(tmp_path / "nowhere")])
+    assert "wfkit eval: --against: no saved eval result at" in capsys.readouterr().err
+    other = cli_suite(tmp_path / "other", {})
+    (other / "suite.py").write_text((other / "suite.py").read_text().replace('"cli-doubler"', '"other"'))
+    assert 2 == main(["eval", str(other), "--against", saved])
+    assert (
+        f"wfkit eval: --against: {saved} is a result of suite 'cli-doubler', not of suite 'other': give a folder "
+        "under WORKSPACE/evals/other/"
+    ) in capsys.readouterr().err
+    write_jsonl(folder / "cases.jsonl", [{"id": f"n{x}", "x": x, "expected": {"y": 2 * x}} for x in range(2)])
+    assert 2 == main(["eval", str(folder), "--against", saved])
+    assert (
+        f"wfkit eval: --against: no case is in both {saved} and the dataset of suite 'cli-doubler' (its 3 cases are "
+        "'c0', 'c1', 'c2'; the dataset's 'n0', 'n1'): it is a result of another dataset; give one of this dataset"
+    ) in capsys.readouterr().err
+    assert made == len(list(results.iterdir()))  # no eval ran
+
+
+def test_plot_shows_a_pass_rate_just_below_its_threshold_with_the_digits_that_tell_them_apart() -> None:
+    """11 of 13 cases (84.6%) under a threshold of 85% read "85% (n=13): below the 85% threshold",
+    rounded to a whole percent; it now reads "84.6% (n=13): below the 85% threshold"."""
+    rows = [{"id": f"d{x}", "x": x, "off": int(x < 2), "expected": {"y": 2 * x}} for x in range(13)]
+    result = wf.evals.evaluate(doubler_suite(dataset=rows), progress=False, store=False)
+    ax = result.plot(thresholds={"exact_match:y": 0.85}, ax=Figure().subplots())
+    assert ["84.6% (n=13): below the 85% threshold"] == [t.get_text() for t in ax.texts]
+    ax = result.plot(thresholds={"exact_match:y": 0.8}, ax=Figure().subplots())
+    assert ["85% (n=13)"] == [t.get_text() for t in ax.texts]
+
+
+def test_the_step_log_of_a_saved_result_whose_runs_are_gone_says_so(workspace: Path) -> None:
+    """steps() of a loaded result whose runs' workspace was deleted (or moved) said "A workspace is
+    created by the first run in it: flow.run(inputs, workspace=...)", advice for no eval; it now
+    says where this result's runs were, and that its scores do not need them."""
+    import shutil
+
+    result = wf.evals.evaluate(doubler_suite(), progress=False)
+    assert result.saved_to is not None
+    shutil.rmtree(workspace / "evals" / "runs")
+    loaded = wf.evals.load_result(result.saved_to)
+    with pytest.raises(FileNotFoundError) as info:
+        loaded.steps()
+    assert str(info.value).startswith(
+        f"the runs of this eval result were kept in {workspace / 'evals' / 'runs'}, which holds no step log now "
+        "(moved or deleted): steps() reads them there; its cases, summary, compare(), check() and plot() need them not"
+    )
+
+
+def test_a_result_saved_before_its_metadata_loads_with_no_thresholds(workspace: Path, tmp_path: Path) -> None:
+    """A cases.parquet written as pandas writes it (by wfkit before load_result existed) loads: its
+    suite from its rows, no thresholds (check() then reports unscored cases only), every id paired."""
+    result = wf.evals.evaluate(weekly_suite(doubled(range(4))), progress=False, store=False)
+    (tmp_path / "old").mkdir()
+    result.cases.to_parquet(tmp_path / "old" / "cases.parquet", index=False)
+    old = wf.evals.load_result(tmp_path / "old")
+    assert ("weekly", {}, []) == (old.suite_name, old.thresholds, old.check())
+    pd.testing.assert_frame_equal(result.summary, old.summary)
+    assert [0, 4, 0, 0] == result.compare("base", "worse", baseline_from=old).loc[
+        "exact_match:y", ["wins", "losses", "ties", "unscored"]
+    ].tolist()
+
+
+def test_compare_with_a_saved_result_names_a_scorer_only_one_of_them_has(workspace: Path) -> None:
+    """A scorer added since the saved result has no case to pair: the warning names it, so its row,
+    unscored on every case, is explained."""
+    rows = doubled(range(4))
+    saved = wf.evals.evaluate(weekly_suite(rows, scorers=[wf.evals.exact_match("y")], thresholds={}), progress=False)
+    today = wf.evals.evaluate(weekly_suite(rows), progress=False)
+    with pytest.warns(wf.evals.UnpairedCasesWarning) as caught:
+        table = today.compare("base", "base", baseline_from=saved)
+    assert ["compare: scorer 'close' is only in this result: none of its cases is paired"] == [
+        str(w.message) for w in caught
+    ]
+    assert [0, 4] == table.loc["close", ["ties", "unscored"]].tolist()
+    assert [4, 0] == table.loc["exact_match:y", ["ties", "unscored"]].tolist()

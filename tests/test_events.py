@@ -40,6 +40,7 @@ EXPECTED_FIELDS = (
     "parent_run_id",
     "durable_wait_s",  # appended: fields are added at the end, never changed
     "model_latency_s",
+    "ttft_s",
 )
 
 

@@ -167,7 +167,7 @@ def _v1_checksum(row: list[object]) -> str:
     """Format 1 as wfkit wrote it before format 2, spelled out: every event column as text."""
     from wfkit.store import _journal
 
-    skip = {COLUMNS.index(c) for c in ("updates", "failure", "extra", "durable_wait_s", "model_latency_s")}
+    skip = {COLUMNS.index(c) for c in ("updates", "failure", "extra", "durable_wait_s", "model_latency_s", "ttft_s")}
     event_part = "\x1f".join(_journal._text(v) for i, v in enumerate(row) if i not in skip)
     parts = (event_part, row[COLUMNS.index("updates")], row[COLUMNS.index("failure")], row[COLUMNS.index("extra")])
     return ".".join(_journal._crc(p) for p in parts)  # type: ignore[arg-type]
@@ -182,7 +182,7 @@ def _v2_checksum(row: list[object]) -> str:
 
     from wfkit.store import _journal
 
-    unchecked = ("updates", "failure", "extra", "durable_wait_s", "model_latency_s")
+    unchecked = ("updates", "failure", "extra", "durable_wait_s", "model_latency_s", "ttft_s")
     skip = {COLUMNS.index(c) for c in (*unchecked, *_journal.REAL_COLUMNS)}
     text = "\x1f".join(_journal._text(v) for i, v in enumerate(row) if i not in skip)
     reals = [row[COLUMNS.index(c)] for c in _journal.REAL_COLUMNS]
@@ -255,7 +255,7 @@ def test_the_real_columns_of_the_checksum_are_the_journals(tmp_path: Path) -> No
         types = {r[1]: r[2] for r in store.read("PRAGMA table_info(journal)")}
     finally:
         store.close()
-    event_columns = set(COLUMNS) - {"updates", "failure", "extra", "durable_wait_s", "model_latency_s"}
+    event_columns = set(COLUMNS) - {"updates", "failure", "extra", "durable_wait_s", "model_latency_s", "ttft_s"}
     assert sorted(REAL_COLUMNS) == sorted(c for c in event_columns if types[c] == "REAL")
 
 

@@ -87,6 +87,30 @@ def test_complete_returns_text_tokens_and_cost(server: LLMServer) -> None:
     assert reply.latency_s > 0
 
 
+def test_a_model_priced_by_the_name_asked_for_is_priced_when_the_server_names_it_otherwise() -> None:
+    """A server that answers under another name than the one asked for (vLLM's served model path for
+    an alias, Azure's model for a deployment's name) still has its calls priced by the name the
+    user priced, the one they asked for, plain and streamed; the cost was None. A price for the
+    name the server gave wins: it names what ran."""
+    with LLMServer(model="meta-llama/Llama-3.1-8B-Instruct") as srv:
+
+        async def main(prices: dict[str, tuple[float, float]]) -> tuple[Reply, Reply | None]:
+            async with ChatClient(srv.url, model="fast", prices=prices) as client:
+                reply = await client.complete("hello there")
+                async with client.stream("hello there") as stream:
+                    _ = [text async for text in stream]
+            return reply, stream.reply
+
+        plain, streamed = asyncio.run(main({"fast": (0.001, 0.002)}))
+        assert streamed is not None
+        assert ("meta-llama/Llama-3.1-8B-Instruct", "meta-llama/Llama-3.1-8B-Instruct") == (plain.model, streamed.model)
+        expected = pytest.approx((2 * 0.001 + 4 * 0.002) / 1000)
+        assert expected == plain.cost_usd
+        assert expected == streamed.cost_usd
+        served = {"fast": (0.001, 0.002), "meta-llama/Llama-3.1-8B-Instruct": (0.0, 0.0)}
+        assert 0.0 == asyncio.run(main(served))[0].cost_usd
+
+
 def test_request_is_openai_wire_format_with_bearer_key(server: LLMServer) -> None:
     """The request is POST /v1/chat/completions with model, messages, params and the bearer key."""
     call(client_for(server), "hi", temperature=0.2, max_tokens=5)
@@ -329,6 +353,34 @@ def test_no_key_sent_and_a_forbidden_model_say_what_to_do(server: LLMServer, mon
     assert KEY not in str(exc)
 
 
+@pytest.mark.parametrize("header", ["Cookie", "api-key", "Authorization"])
+def test_a_credential_in_headers_refused_is_named_not_called_missing(
+    server: LLMServer, monkeypatch: pytest.MonkeyPatch, header: str
+) -> None:
+    """A 401 or 403 for a client whose credential went in headers= (a session cookie, Azure's
+    api-key, an Authorization of one's own) names that header as what to check, never its value;
+    the 401 said "no API key was sent: pass api_key=", though one had been, and the 403 told to
+    check "the API key ($WFKIT_API_KEY)", which was not set."""
+    import uuid
+
+    monkeypatch.delenv("WFKIT_API_KEY", raising=False)
+    secret = uuid.uuid4().hex
+    value = {"Cookie": f"session={secret}", "Authorization": f"Bearer {secret}"}.get(header, secret)
+    client = ChatClient(server.url, model="test-model", headers={header: value})
+    message = str(error_of(client))  # the server wants another key: 401
+    assert f"check the credential in headers[{header!r}]: the endpoint did not accept it" in message, message
+    assert "no API key was sent" not in message
+    assert secret not in message
+    server.script(("openai_error", (403, {"message": "You are not allowed to sample from this model"})))
+    message = str(error_of(ChatClient(server.url, model="test-model", api_key=KEY, headers={header: value})))
+    assert "check that the API key (api_key=) may use model 'test-model'" in message, message
+    with LLMServer() as open_server:  # a server that checks no key: its 403 is the header's
+        open_server.script(("openai_error", (403, {"message": "You are not allowed to sample from this model"})))
+        message = str(error_of(ChatClient(open_server.url, model="test-model", headers={header: value})))
+    assert f"check that the credential in headers[{header!r}] may use model 'test-model'" in message, message
+    assert "$WFKIT_API_KEY" not in message
+
+
 def test_a_409_is_retried_as_openais_client_retries_it(server: LLMServer, tmp_path: Path) -> None:
     """OpenAI answers 409 for a conflict on its side (a lock timeout) and its own client retries
     it: it is transient, so the step retries it after the policy's backoff and succeeds."""
@@ -407,6 +459,30 @@ def test_a_body_that_is_not_json_is_a_clear_permanent_error(server: LLMServer) -
     assert wf.ErrorKind.PERMANENT == wf.classify_error(exc)
     assert "not valid JSON" in str(exc)
     assert "<html><body>Please sign in" in str(exc)
+
+
+def test_an_event_stream_answering_complete_says_to_stream(server: LLMServer) -> None:
+    """An endpoint that answers complete() with server-sent events (one that only streams, or a
+    gateway that turns every reply into a stream) fails saying so and what to call instead, as a
+    permanent error; it was "a body that is not valid JSON (Expecting value: line 1 column 1)",
+    which sent users to look for a broken proxy."""
+    server.script("always_stream", "always_stream")
+    exc = error_of(client_for(server))
+    assert isinstance(exc, LLMResponseError)
+    assert wf.ErrorKind.PERMANENT == wf.classify_error(exc)
+    message = str(exc)
+    assert "not valid JSON" not in message
+    assert message.startswith(
+        f"{server.url}/chat/completions answered a request that did not ask to stream with an event stream "
+        f"(content-type 'text/event-stream'), not one JSON reply"
+    ), message
+    assert message.endswith("an endpoint that always streams is called with client.stream(...)")
+
+    async def main() -> str:
+        async with client_for(server) as client, client.stream("hello") as stream:
+            return "".join([text async for text in stream])
+
+    assert "reply to: hello " == asyncio.run(main())  # as it says: the stream reads it
 
 
 @pytest.mark.parametrize("behaviour", ["malformed", ("cut_at_close", 61), ("cut_at_close", 0)])
@@ -547,6 +623,37 @@ def test_a_key_passed_in_headers_is_kept_out_of_errors_logs_checkpoints_and_cass
     assert "theme=dark" == redact_text("theme=dark")  # no cookie's short value is taken for a secret
 
 
+def test_a_cookie_the_server_set_is_kept_out_of_errors_logs_and_the_journal(tmp_path: Path) -> None:
+    """A session cookie the endpoint sets (Set-Cookie) goes into the client's cookie jar and is sent
+    back with the next call; when the server (or a proxy) repeats it in an error, it is as secret as
+    a cookie given in headers=: [REDACTED] in the run's error, the step log and the journal (it
+    reached all three in clear: nothing had marked it)."""
+    import sqlite3
+    import uuid
+
+    # A load balancer's affinity cookie changes with every reply: the one sent back is the latest.
+    first, session = uuid.uuid4().hex, uuid.uuid4().hex  # no shape a pattern knows
+    with LLMServer() as srv:
+        srv.script(("set_cookie", f"session={first}; Path=/"), ("set_cookie", f"session={session}; Path=/; HttpOnly"))
+        srv.script(("echo_auth", "Cookie"))
+        flow = wf.Workflow("ask")
+
+        @flow.step()
+        async def ask(state: dict[str, Any], ctx: wf.StepContext) -> dict[str, Any]:
+            texts = [(await ctx.llm.complete(prompt)).text for prompt in ("one", "two", "three")]
+            return {"answer": " ".join(texts)}
+
+        client = ChatClient(srv.url, model="test-model")
+        run = flow.run({}, workspace=tmp_path, llm=client, raise_on_error=False)
+        assert f"session={session}" == srv.requests[-1]["headers"]["Cookie"]  # the jar sent it back
+    assert "failed" == run.status
+    assert "upstream rejected header session=[REDACTED]" in str(run.error)
+    assert session not in str(run.error)
+    assert not wf.steps(tmp_path)["error_message"].dropna().str.contains(session).any()
+    with sqlite3.connect(tmp_path / "wfkit.db") as db:
+        assert session not in "\n".join(db.iterdump())
+
+
 @pytest.mark.parametrize(
     ("bad", "what"),
     [
@@ -588,6 +695,36 @@ def test_a_header_key_with_a_newline_or_a_look_alike_is_refused_without_showing_
         ChatClient(server.url, model="test-model", headers={"api-key": key + bad})
     message = str(info.value)
     assert f"the API key in headers['api-key'] has {what}" in message, message
+    assert key not in message
+    assert [] == server.requests
+
+
+@pytest.mark.parametrize(
+    ("header", "cookies", "what"),
+    [
+        ("Cookie", "session={key}\n", "a newline at its end"),
+        ("Cookie", "theme=dark; session={key}\n", "a newline at its end"),
+        ("Cookie", "session={key}\u2026; theme=dark", "the character '\u2026' (U+2026) at its end"),
+        ("Set-Cookie", "session={key} ; Path=/", "a space at its end"),
+    ],
+)
+def test_a_cookie_with_a_newline_or_a_look_alike_is_refused_as_a_cookie(
+    server: LLMServer, header: str, cookies: str, what: str
+) -> None:
+    """A session cookie in headers={"Cookie": ...} that HTTP cannot send is refused when the client
+    is made, named for what it is (a cookie, by its name; the message called it an "API key" and
+    told to copy "the key from your provider"), with how to fix it and never its value; one of
+    several cookies was not refused at all, and every call failed in httpx instead."""
+    import uuid
+
+    key = uuid.uuid4().hex
+    with pytest.raises(ValueError) as info:
+        ChatClient(server.url, model="test-model", headers={header: cookies.format(key=key)})
+    message = str(info.value)
+    assert message.startswith(f"the cookie 'session' in headers[{header!r}] has {what}, which no cookie holds"), message
+    assert "API key" not in message
+    fix = "without it" if "character" not in what else "copy the cookie's value again"
+    assert fix in message
     assert key not in message
     assert [] == server.requests
 
@@ -780,6 +917,31 @@ def test_a_stream_cut_off_midway_is_a_transient_error_not_a_shorter_reply(server
     assert "reply to: one two three four " == stream_text(server)  # the retry gets it whole
 
 
+@pytest.mark.parametrize(("sent", "events"), [(1, "1 event"), (2, "2 events")])
+def test_a_stream_that_stalls_midway_says_it_stopped_not_that_it_never_answered(
+    server: LLMServer, sent: int, events: str
+) -> None:
+    """A stream that sends a word or two and then nothing for longer than the read timeout fails as a
+    timeout worth retrying that says the stream stopped after its first events, which timeout ran
+    out and where to give more; it said the endpoint "did not answer in time", which a user who
+    had just seen its first words took for a wrong URL or a server down."""
+    server.script(("stall_stream", sent))
+    client = client_for(server, timeout=1.0)
+
+    async def main() -> list[str]:
+        async with client, client.stream("one two three four") as stream:
+            return [text async for text in stream]
+
+    with pytest.raises(LLMTimeoutError) as info:
+        asyncio.run(main())
+    message = str(info.value)
+    assert message.startswith(f"{server.url}/chat/completions stopped streaming for model 'test-model' after {events}:")
+    assert "no bytes came for 1 s, the read timeout (ReadTimeout)" in message
+    assert "stream(..., timeout=SECONDS)" in message
+    assert message.endswith("the reply so far is incomplete, so it is not returned")
+    assert wf.ErrorKind.TRANSIENT == wf.classify_error(info.value)
+
+
 def test_unsupported_scheme_keeps_its_permanent_httpx_error() -> None:
     """A URL httpx cannot speak is not retried: the httpx error passes through, classified permanent."""
     import httpx
@@ -787,6 +949,40 @@ def test_unsupported_scheme_keeps_its_permanent_httpx_error() -> None:
     exc = error_of(ChatClient("ftp://127.0.0.1/v1", model="m"))
     assert isinstance(exc, httpx.UnsupportedProtocol)
     assert wf.ErrorKind.PERMANENT == wf.classify_error(exc)
+
+
+def test_a_base_url_with_a_query_sends_it_with_every_call_and_keeps_a_key_in_it_secret(
+    server: LLMServer, tmp_path: Path
+) -> None:
+    """A base URL with a query (Azure's ``?api-version=``, a gateway's ``?key=``) sends that query
+    with every call, plain and streamed, to ``{path}/chat/completions``; it posted to the path
+    with "/chat/completions" glued onto the query's last value, and the server's 404 named a URL
+    without the path the user had not mistyped. A key in it stays out of errors and cassettes."""
+    import pickle
+    import uuid
+
+    from wfkit.llm._cassette import Cassette
+
+    secret = uuid.uuid4().hex
+    base = f"{server.url}?api-version=2024-06-01&key={secret}"
+    cassette = Cassette(tmp_path / "tape.jsonl", mode="record", transport=httpx.AsyncHTTPTransport())
+
+    async def main() -> tuple[str, str]:
+        async with ChatClient(base, model="test-model", api_key=KEY, transport=cassette) as client:
+            plain = (await client.complete("hello")).text
+            async with client.stream("there") as stream:
+                return plain, "".join([text async for text in stream])
+
+    assert ("reply to: hello", "reply to: there ") == asyncio.run(main())
+    assert [f"/v1/chat/completions?api-version=2024-06-01&key={secret}"] * 2 == [r["path"] for r in server.requests]
+    assert secret not in (tmp_path / "tape.jsonl").read_text()
+    server.script("500")
+    client = ChatClient(base, model="test-model", api_key=KEY)
+    message = str(error_of(client))
+    assert message.startswith(f"{server.url}/chat/completions answered HTTP 500"), message
+    assert secret not in message + repr(client)
+    call(pickle.loads(pickle.dumps(client)))  # a Dask worker's copy sends the query too
+    assert f"/v1/chat/completions?api-version=2024-06-01&key={secret}" == server.requests[-1]["path"]
 
 
 def test_base_url_without_a_scheme_is_refused_with_the_url_to_write(server: LLMServer) -> None:
@@ -1014,6 +1210,87 @@ def test_the_step_log_tells_a_slow_model_from_a_slow_step(server: LLMServer, tmp
     page = write_report(tmp_path, tmp_path / "report").read_text()
     cost_table = page[page.index("<h3>Cost</h3>") :]
     assert "model time" in cost_table
+
+
+def test_the_step_log_has_each_attempts_time_to_first_token(server: LLMServer, tmp_path: Path) -> None:
+    """Each attempt's row has the seconds from its first streamed call's request to the first text
+    it streamed (``ttft_s``, what a user comparing endpoints and models waits to see), also on the
+    stream and its reply; NaN for an attempt that streamed nothing (no stream, or one that failed
+    before its first token), kept when a stream is cut off after its first tokens. It reads back
+    alike from the journal and the parquet files, the report shows it beside the model's time,
+    and ``df.wf.cost()`` keeps to counts and money. The step log had no such figure."""
+    import duckdb
+
+    from wfkit.logs._report import write_report
+
+    # think: a stream cut off after two words, then one held back 0.3 s; plain: one completion;
+    # late: a stream refused with a 500, then one that answers.
+    server.script(("cut_stream", 2), ("slow", 0.3), "ok", "500", "ok")
+    flow = wf.Workflow("first-token")
+    seen: dict[str, Any] = {}
+
+    async def streamed(ctx: wf.StepContext, prompt: str) -> str:
+        async with ctx.llm.stream(prompt) as stream:
+            text = "".join([t async for t in stream])
+        assert stream.reply is not None
+        seen[ctx.step] = (stream.ttft_s, stream.reply.ttft_s)
+        return text
+
+    @flow.step(retry=wf.RetryPolicy(max_retries=1, base_delay=0.01))
+    async def think(state: dict[str, Any], ctx: wf.StepContext) -> dict[str, Any]:
+        return {"thought": await streamed(ctx, "one two three")}
+
+    @flow.step()
+    async def plain(state: dict[str, Any], ctx: wf.StepContext) -> dict[str, Any]:
+        reply = await ctx.llm.complete("four")
+        assert reply.ttft_s is None  # a reply that came whole has no first token of its own
+        return {"plain": reply.text}
+
+    @flow.step(retry=wf.RetryPolicy(max_retries=1, base_delay=0.01))
+    async def late(state: dict[str, Any], ctx: wf.StepContext) -> dict[str, Any]:
+        return {"late": await streamed(ctx, "five")}
+
+    flow.edge("think", "plain")
+    flow.edge("plain", "late")
+    with test_mode():
+        run = flow.run({}, workspace=tmp_path, llm=client_for(server))
+    frame = wf.steps(tmp_path).sort_values(["started_at"])
+    rows = [(r.step, r.attempt, r.status) for r in frame.itertuples()]
+    assert [
+        ("think", 1, "retry"),
+        ("think", 2, "ok"),
+        ("plain", 1, "ok"),
+        ("late", 1, "retry"),
+        ("late", 2, "ok"),
+    ] == rows
+    assert "float64" == str(frame["ttft_s"].dtype)
+    cut, held, whole, refused, answered = frame["ttft_s"]
+    models = list(frame["model_latency_s"])
+    assert 0 < cut <= models[0]  # its two words came before the cut
+    assert 0.3 <= held <= models[1]  # held back 0.3 s before its first byte
+    assert pd.isna(whole)  # no stream
+    assert pd.isna(refused)  # a stream that failed before its first token
+    assert 0 < answered <= models[4]
+    assert (held, held) == seen["think"]
+    assert (answered, answered) == seen["late"]
+
+    # The same figures from the journal and from the parquet files.
+    assert [cut, held, None, None, answered] == [e.ttft_s for e in run.events]
+    glob = str(tmp_path / "steps" / "**" / "*.parquet")
+    query = f"SELECT step, attempt, ttft_s FROM read_parquet('{glob}', hive_partitioning=true)"
+    by_duckdb = {(step, attempt): value for step, attempt, value in duckdb.sql(query).fetchall()}
+    assert {
+        ("think", 1): cut,
+        ("think", 2): held,
+        ("plain", 1): None,
+        ("late", 1): None,
+        ("late", 2): answered,
+    } == by_duckdb
+
+    assert "ttft_s" not in frame.wf.cost(by="step").columns  # wall time: cost() replays exactly
+    page = write_report(tmp_path, tmp_path / "report").read_text()
+    cost_table = page[page.index("<h3>Cost</h3>") :]
+    assert "first token (median)" in cost_table
 
 
 def test_a_retry_after_beyond_max_elapsed_fails_at_once_saying_why(server: LLMServer, tmp_path: Path) -> None:

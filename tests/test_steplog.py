@@ -928,12 +928,13 @@ def test_several_processes_log_into_one_workspace(workspace: Path, tmp_path: Pat
 
 
 def test_durable_wait_is_a_column_appended_after_seq(workspace: Path) -> None:
-    """The file schema ends with seq, the fields appended before, then durable_wait_s and
-    model_latency_s (float64); durable_wait_s is filled for checkpointed attempts."""
+    """The file schema ends with seq, the fields appended before, then durable_wait_s,
+    model_latency_s and ttft_s (float64); durable_wait_s is filled for checkpointed attempts."""
     two_step_flow("waits").run({"i": 1})
     names = schema().names
-    assert ["seq", "map_index", "parent_run_id", "durable_wait_s", "model_latency_s"] == names[-5:]
-    assert pa.float64() == schema().field("durable_wait_s").type == schema().field("model_latency_s").type
+    assert ["seq", "map_index", "parent_run_id", "durable_wait_s", "model_latency_s", "ttft_s"] == names[-6:]
+    timed = ("durable_wait_s", "model_latency_s", "ttft_s")
+    assert {pa.float64()} == {schema().field(name).type for name in timed}
     frame = wf.steps(workspace, workflow="waits")
     assert 2 == len(frame)
     assert (frame["durable_wait_s"] > 0).all()
@@ -990,6 +991,7 @@ _events = st.builds(
     parent_run_id=_maybe,
     durable_wait_s=st.none() | st.floats(0, 10),  # every field named: builds would draw NaN for it
     model_latency_s=st.none() | st.floats(0, 10),
+    ttft_s=st.none() | st.floats(0, 10),
 )
 
 

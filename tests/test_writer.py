@@ -269,7 +269,7 @@ def test_a_store_that_cannot_be_opened_fails_the_waiting_writes(tmp_path: Path) 
         w.submit(_insert("b")).result(10)
 
 
-# ---- commits on the loop (synchronous=NORMAL) ----------------------------------------------------
+# ---- commits on the loop (synchronous=NORMAL, and what FULL shares with it) -----------------------
 
 
 def _loop_connect(path: Path) -> Any:
@@ -297,7 +297,7 @@ def _rowid_order(db: Path) -> list[str]:
 
 def test_commits_on_the_loop_are_on_with_a_loop_connection_and_a_zero_budget_switches_them_off(db: Path) -> None:
     """A writer given a loop connection commits on an idle loop by default; a budget of 0 hands every
-    write to its thread, and a writer without a loop connection (a store at FULL) never commits there."""
+    write to its thread, and a writer without a loop connection never commits there."""
     on = Writer(_connect(db), name="on", bulk=_bulk, inline=_loop_connect(db))
     off = Writer(_connect(db), name="off", bulk=_bulk, inline=_loop_connect(db))
     off.inline_budget = 0.0
@@ -551,6 +551,133 @@ def test_rows_that_fail_on_the_loop_are_rolled_back_with_their_write(normal_writ
 
     assert "IntegrityError" == asyncio.run(main())
     assert [("taken", 1)] == _rows(db)
+
+
+def test_a_lone_row_on_the_loop_is_one_statement_and_a_held_lock_sends_it_to_the_writer(
+    normal_writer: Writer, db: Path
+) -> None:
+    """A write of one row and no function commits on the idle loop as its own statement (no BEGIN or
+    COMMIT around it); while another connection holds the lock it is not waited for on the loop:
+    the writer thread writes it once the lock is free, after what the loop wrote."""
+    statements: list[str] = []
+
+    async def main() -> tuple[bool, bool, str, str]:
+        alone = normal_writer.submit_async(None, [("row", ("alone", 1))])
+        conn = normal_writer._loop_connection()
+        conn.set_trace_callback(statements.append)
+        traced = normal_writer.submit_async(None, [("row", ("traced", 2))])
+        conn.set_trace_callback(None)
+        other = sqlite3.connect(db, isolation_level=None, check_same_thread=False)
+        other.execute("BEGIN IMMEDIATE")
+        release = threading.Timer(0.2, lambda: (other.execute("ROLLBACK"), other.close()))
+        held = normal_writer.submit_async(None, [("row", ("held", 3))])
+        held_at_once = held.done()
+        release.start()
+        result = await held
+        release.join()
+        return alone.done() and traced.done(), held_at_once, await traced, result
+
+    assert (True, False, "traced", "held") == asyncio.run(main())
+    assert ["INSERT INTO t (k, v) VALUES ('traced', 2)"] == statements
+    assert 2 == normal_writer.inline_commits
+    assert ["alone", "traced", "held"] == _rowid_order(db)
+
+
+# ---- commits on the loop at synchronous=FULL (a quiet loop only) ---------------------------------
+
+
+def _full_loop_connect(path: Path) -> Any:
+    def connect() -> sqlite3.Connection:
+        conn = _loop_connect(path)()
+        conn.execute("PRAGMA synchronous = FULL")
+        return conn
+
+    return connect
+
+
+@pytest.fixture
+def full_writer(db: Path) -> Iterator[Writer]:
+    """A writer whose commits on the loop wait for an fsync, as a store at FULL has."""
+    w = Writer(_connect(db), name="full", bulk=_bulk, inline=_full_loop_connect(db), inline_waits_for_disk=True)
+    w.inline_budget = 10.0  # a slow commit on a loaded machine must not spend it here
+    yield w
+    w.close()
+
+
+def test_at_full_a_quiet_loop_commits_itself(full_writer: Writer, db: Path) -> None:
+    """A sequential run at FULL (nothing else on its loop) pays the fsync it waits for anyway, on its
+    own thread: durable when submit_async returns, with no hop to the writer thread and back."""
+
+    async def main() -> tuple[bool, str]:
+        future = full_writer.submit_async(_insert("now"))
+        return future.done(), await future
+
+    assert (True, "now") == asyncio.run(main())
+    assert 1 == full_writer.inline_commits
+    assert [("now", 1)] == _rows(db)
+
+
+def test_at_full_a_loop_watching_a_socket_or_with_a_timer_due_soon_sends_the_write_to_the_writer(
+    full_writer: Writer, db: Path
+) -> None:
+    """An fsync on the loop would hold up a reply arriving on a watched socket, or a timer due within
+    ``_QUIET_FOR`` (another run's sleep about to end): either sends the write to the writer thread.
+    A timer due much later does not (the loop is quiet until then)."""
+    import socket
+
+    async def main() -> list[bool]:
+        loop = asyncio.get_running_loop()
+        done = []
+        ours, theirs = socket.socketpair()
+        loop.add_reader(ours.fileno(), lambda: None)  # a model's reply on its way
+        watched = full_writer.submit_async(_insert("socket"))
+        done.append(watched.done())
+        await watched
+        loop.remove_reader(ours.fileno())
+        ours.close()
+        theirs.close()
+        soon = loop.call_later(writer_module._QUIET_FOR / 2, lambda: None)
+        timer = full_writer.submit_async(_insert("timer"))
+        done.append(timer.done())
+        await timer
+        await asyncio.sleep(writer_module._QUIET_FOR)  # the timer has run
+        assert soon.cancelled() is False
+        later = loop.call_later(60, lambda: None)
+        done.append(full_writer.submit_async(_insert("quiet")).done())
+        later.cancel()
+        return done
+
+    assert [False, False, True] == asyncio.run(main())
+    assert 1 == full_writer.inline_commits
+    assert ["socket", "timer", "quiet"] == _rowid_order(db)
+
+
+def test_at_full_a_commit_on_the_loop_that_stalled_sends_the_next_writes_to_the_writer(
+    full_writer: Writer, db: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A commit on the loop that took longer than ``_QUIET_FOR`` (a disk that stalls) sends the
+    writes of the next ``_SLOW_DISK_PAUSE`` seconds to the writer thread: a stalling disk holds the
+    loop up once, not at every step. Once the pause is over, the loop commits again."""
+    monkeypatch.setattr(writer_module, "_SLOW_DISK_PAUSE", 0.5)
+
+    def stalled(conn: sqlite3.Connection) -> str:
+        conn.execute("INSERT INTO t (k, v) VALUES ('stalled', 1)")
+        threading.Event().wait(writer_module._QUIET_FOR * 2)  # what a stalling fsync costs the loop
+        return "stalled"
+
+    async def main() -> list[bool]:
+        done = []
+        for write in (stalled, _insert("paused")):
+            future = full_writer.submit_async(write)
+            done.append(future.done())
+            await future
+        await asyncio.sleep(0.6)
+        done.append(full_writer.submit_async(_insert("again")).done())
+        return done
+
+    assert [True, False, True] == asyncio.run(main())
+    assert 2 == full_writer.inline_commits
+    assert ["stalled", "paused", "again"] == _rowid_order(db)
 
 
 def test_the_switch_interval_is_short_while_a_commit_is_under_way_and_put_back_after(writer: Writer) -> None:

@@ -10,7 +10,7 @@ import shlex
 import sqlite3
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TextIO
 
 from wfkit._version import __version__
@@ -399,12 +399,36 @@ def _replay(args: argparse.Namespace) -> int:
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from wfkit.evals._evals import evaluate, load_suite
+    from wfkit.evals._evals import evaluate, load_result, load_suite
 
     suite = load_suite(args.suite)
     if args.dataset and not args.dask:
         _print("wfkit eval: --dataset is where Dask workers write; give --dask ADDRESS too", file=sys.stderr)
         return 2
+    saved = None
+    if args.against:  # read before any case runs: a wrong folder found after the eval would cost all of it
+        try:
+            saved = load_result(args.against)
+        except (OSError, ValueError) as exc:
+            _print(f"wfkit eval: --against: {exc}", file=sys.stderr)
+            return 2
+        if saved.suite_name != suite.name:
+            _print(
+                f"wfkit eval: --against: {args.against} is a result of suite {saved.suite_name!r}, not of suite "
+                f"{suite.name!r}: give a folder under WORKSPACE/evals/{suite.name}/",
+                file=sys.stderr,
+            )
+            return 2
+        if not isinstance(suite.dataset, Iterator):  # an iterator would be read up here, and the eval run on nothing
+            kept, ids = list(dict.fromkeys(saved.cases["case_id"])), [case.id for case in suite.cases()]
+            if not set(kept) & set(ids):
+                _print(
+                    f"wfkit eval: --against: no case is in both {args.against} and the dataset of suite {suite.name!r} "
+                    f"(its {len(kept)} cases are {_quoted(kept)}; the dataset's {_quoted(ids)}): it is a result of "
+                    "another dataset; give one of this dataset",
+                    file=sys.stderr,
+                )
+                return 2
     on_dask: dict[str, Any] = {}
     if args.dask:
         on_dask = {"executor": args.dask, "dataset": args.dataset, "partition_size": args.partition_size}
@@ -419,6 +443,8 @@ def _eval(args: argparse.Namespace) -> int:
     )
     # Each variant against the first asked for (the suite's first): the baseline leads.
     variants = list(dict.fromkeys(args.variant or suite.variants))
+    against = {} if saved is None else _against(result, saved, variants)
+    failures = result.check()
     if args.json:
         compared = [
             {"baseline": variants[0], "candidate": candidate, **row}
@@ -426,23 +452,63 @@ def _eval(args: argparse.Namespace) -> int:
             for row in result.compare(variants[0], candidate).reset_index().to_dict("records")
         ]
         summary = result.summary.reset_index().to_dict("records")
-        _print_json({"summary": summary, "compare": compared, "saved_to": result.saved_to})
+        out = {"summary": summary, "compare": compared, "check": failures, "saved_to": result.saved_to}
+        if saved is not None:
+            out["against"] = [
+                {"baseline": variant, "candidate": variant, "saved": args.against, **row}
+                for variant, table in against.items()
+                for row in table.reset_index().to_dict("records")
+            ]
+        _print_json(out)
     else:
         _print(result.summary.round(3).to_string())
-        for candidate in variants[1:]:
-            test = (
-                "net_win_rate: (wins - losses) / cases, with its 95% interval for paired cases; "
-                "p_value: exact sign test of wins against losses; significant below 0.05; "
-                "mean_diff_low, mean_diff_high: the mean difference's 95% interval, allowing for a "
-                "rare big loss unseen (for 0/1 scores, the net win rate's)"
-            )
-            _print(f"\n{candidate} vs {variants[0]} ({test}):")
-            _print(result.compare(variants[0], candidate).round(3).to_string())
+        # The columns are explained once, under the first comparison printed, whichever it is.
+        explained = (
+            "net_win_rate: (wins - losses) / cases, with its 95% interval for paired cases; "
+            "p_value: exact sign test of wins against losses; significant below 0.05; "
+            "mean_diff_low, mean_diff_high: the mean difference's 95% interval, allowing for a "
+            "rare big loss unseen (for 0/1 scores, the net win rate's)"
+        )
+        tables = [
+            (f"{candidate} vs {variants[0]}", result.compare(variants[0], candidate)) for candidate in variants[1:]
+        ]
+        tables += [(f"{variant} vs {variant} saved in {args.against}", table) for variant, table in against.items()]
+        for number, (title, table) in enumerate(tables):
+            _print(f"\n{title} ({explained if number == 0 else 'the columns as above'}):")
+            _print(table.round(3).to_string())
         _print(f"\nsaved to {result.saved_to}")
-    failures = result.check()
     for failure in failures:
         _print(f"check: {failure}", file=sys.stderr)
     return 1 if failures else 0
+
+
+def _quoted(names: list[str], shown: int = 5) -> str:
+    """``'a', 'b' and 3 more``."""
+    more = f" and {len(names) - shown} more" if len(names) > shown else ""
+    return ", ".join(map(repr, names[:shown])) + more
+
+
+def _against(result: Any, saved: Any, variants: list[str]) -> dict[str, Any]:
+    """Each variant compared with the same variant of the saved result (case by case), the cases
+    not paired said on stderr; a variant the saved result lacks is said, and left out."""
+    import warnings
+
+    from wfkit.evals._evals import UnpairedCasesWarning
+
+    tables = {}
+    for variant in variants:
+        if variant not in set(saved.cases["variant"]):
+            known = ", ".join(dict.fromkeys(saved.cases["variant"]))
+            _print(
+                f"wfkit eval: --against: the saved result has no variant {variant!r} (it has {known})", file=sys.stderr
+            )
+            continue
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", UnpairedCasesWarning)
+            tables[variant] = result.compare(variant, variant, baseline_from=saved)
+        for warning in caught:
+            _print(f"wfkit eval: {warning.message}", file=sys.stderr)
+    return tables
 
 
 def _to_stderr(message: str) -> None:
@@ -847,7 +913,17 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("suite", help="a suite.py, or a folder holding one (e.g. evals/query_router)")
     ev.add_argument("--variant", action="append", help="variant(s) to run (default: all)")
     ev.add_argument("--concurrency", type=int, default=16, help="cases run at once (default 16)")
-    ev.add_argument("--json", action="store_true", help="print the summary and where it was saved as JSON")
+    ev.add_argument(
+        "--json",
+        action="store_true",
+        help="print as JSON the summary, the comparisons, what check() found and where it was saved",
+    )
+    ev.add_argument(
+        "--against",
+        metavar="SAVED",
+        help="also compare each variant with the same variant of a saved result, case by case: its folder, "
+        "as `saved to` printed (WORKSPACE/evals/SUITE/STAMP)",
+    )
     ev.add_argument("--dask", metavar="ADDRESS", help="send the cases to this Dask scheduler (tcp://host:8786)")
     ev.add_argument(
         "--dataset", help="with --dask: folder or URL every worker writes to (default: WORKSPACE/evals/runs)"

@@ -873,6 +873,7 @@ class Execution:
                     make.parent_run_id,
                     None,
                     None,
+                    None,
                 ),
             )
             if not make.only_text:

@@ -96,13 +96,14 @@ class EventMaker:
     ) -> StepEvent:
         """One row; ``usage`` is what the step recorded (model, tokens, cost, extra)."""
         if usage is None:
-            model = tokens_in = tokens_out = cost = extra = model_latency = None
+            model = tokens_in = tokens_out = cost = extra = model_latency = ttft = None
         else:
             model, tokens_in, tokens_out = usage.get("model"), usage.get("tokens_in"), usage.get("tokens_out")
             cost, extra, model_latency = usage.get("cost_usd"), usage.get("extra"), usage.get("model_latency_s")
+            ttft = usage.get("ttft_s")
         # Positional, straight into the tuple: the NamedTuple's own __new__ is one Python call more
         # per attempt. In StepEvent's field order (a test checks it), written out to the last field
-        # (durable_wait_s, None: a row is made before its checkpoint; then model_latency_s): a
+        # (durable_wait_s, None: a row is made before its checkpoint; then model_latency_s, ttft_s): a
         # starred tail would build the row through a list, a third more work per row.
         event: StepEvent = _new_row(
             StepEvent,
@@ -137,6 +138,7 @@ class EventMaker:
                 self.parent_run_id,
                 None,
                 model_latency,
+                ttft,
             ),
         )
         if fields:
@@ -199,6 +201,7 @@ class EventMaker:
                 None,
                 None,
                 self.parent_run_id,
+                None,
                 None,
                 None,
             ),

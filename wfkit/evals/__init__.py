@@ -8,7 +8,16 @@ the paired test in ``_stats``.
 Loaded on first use (``wf.evals`` or ``import wfkit.evals``), so ``import wfkit`` stays light.
 """
 
-from wfkit.evals._evals import EvalResult, Suite, evaluate, evaluate_async, load_dataset, load_suite
+from wfkit.evals._evals import (
+    EvalResult,
+    Suite,
+    UnpairedCasesWarning,
+    evaluate,
+    evaluate_async,
+    load_dataset,
+    load_result,
+    load_suite,
+)
 from wfkit.evals._scorers import (
     Case,
     Score,
@@ -30,6 +39,7 @@ __all__ = [
     "EvalResult",
     "Score",
     "Suite",
+    "UnpairedCasesWarning",
     "contains",
     "cost_budget",
     "custom",
@@ -40,6 +50,7 @@ __all__ = [
     "latency_budget",
     "llm_judge",
     "load_dataset",
+    "load_result",
     "load_suite",
     "numeric",
     "regex",

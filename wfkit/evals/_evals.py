@@ -20,6 +20,7 @@ import asyncio
 import copy
 import datetime as dt
 import functools
+import hashlib
 import importlib.util
 import inspect
 import json
@@ -27,6 +28,7 @@ import os
 import random
 import sys
 import threading
+import warnings
 from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence, Sized
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -400,18 +402,7 @@ class Suite:
             )
         names = [name_of(scorer) for scorer in self.scorers]
         self._check_scorer_names(names)
-        unknown = sorted(set(self.thresholds) - set(names))
-        if unknown:
-            raise ValueError(
-                f"suite {self.name!r}: threshold(s) for {', '.join(map(repr, unknown))} match no scorer; "
-                f"its scorers are: {', '.join(map(repr, names))} (a scorer of a field is named "
-                f"scorer:field, e.g. 'exact_match:answer')"
-            )
-        for name, limit in self.thresholds.items():
-            if not isinstance(limit, int | float) or not 0 <= limit <= 1:
-                raise ValueError(
-                    f"suite {self.name!r}: the threshold for {name!r} is a pass rate between 0 and 1, got {limit!r}"
-                )
+        _check_thresholds(self.name, self.thresholds, names)
 
     def _check_scorer_names(self, names: Sequence[str]) -> None:
         """A result keeps one row per case and scorer name: two scorers of one name (two lambdas)
@@ -484,6 +475,25 @@ class Suite:
         return flow, options
 
 
+def _check_thresholds(suite: str, thresholds: Mapping[str, float], scorers: Sequence[str]) -> None:
+    """Refuse a threshold of no scorer (a typo would let CI pass at any pass rate) or outside a
+    pass rate's 0..1 (80, meant as 80%, fails every variant; a negative or NaN passes every one)."""
+    unknown = [name for name in thresholds if name not in scorers]
+    if unknown:
+        named = ", ".join(f"{name!r}{did_you_mean(name, scorers)}" for name in unknown)
+        raise ValueError(
+            f"suite {suite!r}: threshold(s) for {named} match no scorer; its scorers are: "
+            f"{', '.join(map(repr, scorers))} (a scorer of a field is named scorer:field, e.g. 'exact_match:answer')"
+        )
+    for name, limit in thresholds.items():
+        number = isinstance(limit, int | float) and not isinstance(limit, bool)
+        if not number or not 0 <= limit <= 1:  # NaN fails both comparisons
+            percent = f" (for {limit:g}%, give {limit / 100:g})" if number and 2 <= limit <= 100 else ""
+            raise ValueError(
+                f"suite {suite!r}: the threshold for {name!r} is a pass rate between 0 and 1, got {limit!r}{percent}"
+            )
+
+
 _SUITE_MODULE_PREFIX = "wfkit_suite_"
 
 
@@ -492,16 +502,28 @@ def load_suite(target: str | os.PathLike[str]) -> Suite:
     path = Path(target)
     if path.is_dir():
         path = path / "suite.py"
+        inside = sorted(found.parent.name for found in path.parent.glob("*/suite.py"))
+        if not path.exists() and inside:  # a folder of suites: `wfkit eval evals`
+            folders = inside[0] if len(inside) == 1 else f"{', '.join(inside[:-1])} and {inside[-1]}"
+            raise FileNotFoundError(
+                f"no suite at {target}: it holds no suite.py; its folder{'s' if len(inside) > 1 else ''} {folders} "
+                f"{'do' if len(inside) > 1 else 'does'}: give one, e.g. {path.parent / inside[0]}"
+            )
     if not path.exists():
         raise FileNotFoundError(f"no suite at {target}: give a suite.py, or a folder that holds one")
     spec = importlib.util.spec_from_file_location(f"{_SUITE_MODULE_PREFIX}{path.parent.name}", path)
-    assert spec is not None and spec.loader is not None
+    if spec is None or spec.loader is None:  # Python loads no module from a file of another suffix
+        raise ValueError(
+            f"{path} is not a Python file: a suite is a .py file defining `suite = wf.evals.Suite(...)` (its "
+            "dataset beside it), or a folder holding one as suite.py"
+        )
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module
     spec.loader.exec_module(module)
     suite = getattr(module, "suite", None)
     if not isinstance(suite, Suite):
-        raise TypeError(f"{path} must define `suite = wfkit.Suite(...)`")
+        defines = "does not define `suite`" if suite is None else f"defines `suite` as a {type(suite).__name__}"
+        raise TypeError(f"{path} must define `suite = wf.evals.Suite(...)` (import wfkit as wf); it {defines}")
     if isinstance(suite.dataset, str | os.PathLike) and not Path(suite.dataset).is_absolute():
         suite.dataset = path.parent / suite.dataset
     return suite
@@ -670,6 +692,7 @@ async def evaluate_async(
         ignore_index=True,
     )
     result = EvalResult(suite, frame, runs_workspace=runs_in)
+    result._digests = {case.id: _digest(case) for case in cases}
     if store:
         result.save(workspace)
     return result
@@ -821,7 +844,45 @@ def _pickle_suite_modules_by_value() -> None:
 def _progress(total: int, name: str) -> Any:
     from tqdm.auto import tqdm
 
+    from wfkit.engine._mode import under_papermill
+
+    if under_papermill():
+        # A widget's updates are comm messages: no frontend renders them, and the saved notebook keeps
+        # the widget's first text, "0%". An update of a display is applied to the saved output (by
+        # nbclient), so the bar is text in one display, its last state kept (leave=True), without times:
+        # a replay compares it.
+        from tqdm.std import tqdm as text_bar
+
+        return text_bar(
+            total=total,
+            desc=f"eval {name}",
+            unit="case",
+            file=_OneDisplay(),
+            bar_format="{desc}: {percentage:3.0f}%|{bar:20}| {n_fmt}/{total_fmt} {unit}s",
+            ascii=False,  # a file of no encoding would get "#" for blocks
+        )
     return tqdm(total=total, desc=f"eval {name}", unit="case", leave=False)
+
+
+class _OneDisplay:
+    """A file for tqdm showing the last line written to it as one notebook output, updated in place."""
+
+    def __init__(self) -> None:
+        self._id = f"wfkit-eval-{random.randrange(16**12):012x}"
+        self._shown = False
+
+    def write(self, text: str) -> None:
+        lines = text.replace("\r", "\n").split("\n")
+        line = next((line.rstrip() for line in reversed(lines) if line.strip()), None)
+        if line is None:  # the carriage returns and newlines between tqdm's lines
+            return
+        from IPython.display import display
+
+        display({"text/plain": line}, raw=True, display_id=self._id, update=self._shown)  # type: ignore[no-untyped-call]
+        self._shown = True
+
+    def flush(self) -> None:
+        pass
 
 
 class EvalResult:
@@ -834,11 +895,30 @@ class EvalResult:
     threshold missed in :meth:`check` says how many."""
 
     def __init__(self, suite: Suite, cases: pd.DataFrame, *, runs_workspace: Path | str | None = None) -> None:
-        self.suite = suite
+        self.suite: Suite | None = suite  # None for a result loaded from its files: no workflow comes with it
+        self.suite_name = suite.name
+        self.thresholds: dict[str, float] = dict(suite.thresholds)
         self.cases = cases
         self.runs_workspace = runs_workspace
         self.summary = self._summarise()
         self.saved_to: Path | None = None
+        # case id -> a digest of its inputs and expected: a saved result compared with another tells
+        # a case that changed since from one that did not (None: not known, every id pairs).
+        self._digests: dict[str, str] | None = None
+        self._checked: dict[str, float] | None = None  # the thresholds check() was last given: plot() draws them
+
+    @classmethod
+    def _loaded(
+        cls, name: str, thresholds: dict[str, float], cases: pd.DataFrame, about: Mapping[str, Any], saved_to: Path
+    ) -> EvalResult:
+        result = cls.__new__(cls)
+        result.suite, result.suite_name, result.thresholds, result.cases = None, name, thresholds, cases
+        result.runs_workspace = about.get("runs_workspace")
+        result.summary = result._summarise()
+        result.saved_to = saved_to
+        result._digests = about.get("cases")
+        result._checked = None
+        return result
 
     def _summarise(self) -> pd.DataFrame:
         import pandas as pd
@@ -868,7 +948,9 @@ class EvalResult:
             )
         return pd.DataFrame(out).set_index(["variant", "scorer"]) if out else pd.DataFrame()
 
-    def compare(self, baseline: str, candidate: str, *, alpha: float = 0.05) -> pd.DataFrame:
+    def compare(
+        self, baseline: str, candidate: str, *, alpha: float = 0.05, baseline_from: EvalResult | None = None
+    ) -> pd.DataFrame:
         """Per scorer: cases where ``candidate`` beats, loses to or ties ``baseline``, the mean
         difference, the net win rate with its interval, whether it is larger than noise, and the
         mean difference's interval. Two scores within 1e-9 of each other tie: 0.1 + 0.2 against
@@ -887,20 +969,29 @@ class EvalResult:
         difference is the net win rate, that rate's interval (:func:`mean_diff_interval`). Only
         ``significant`` tests: a few cases all a little better can be significant while this
         interval still holds 0, or the other way round. ``unscored`` counts the
-        cases left out of all of these: a scorer error on either side, or a case one variant lacks."""
+        cases left out of all of these: a scorer error on either side, or a case one variant lacks.
+
+        ``baseline_from``: the result the baseline variant is taken from, e.g. last week's,
+        ``wf.evals.load_result(FOLDER)``; the candidate is this result's. Cases pair by id; one in a
+        single result, or whose inputs or expected changed since, is named in an
+        :class:`UnpairedCasesWarning` and counted in ``unscored``."""
         import numpy as np
         import pandas as pd
 
         if not 0 < alpha < 1:
             raise ValueError(f"alpha is a significance level between 0 and 1 (e.g. 0.05), got {alpha!r}")
-        # pivot, not pivot_table: that drops a case without a value, this keeps it as NaN, counted below.
-        table = self.cases.pivot(index=["scorer", "case_id"], columns="variant", values="value")
-        for name in (baseline, candidate):
-            if name not in table.columns:
-                raise ValueError(f"no variant {name!r} in this result; it has {', '.join(map(str, table.columns))}")
+        if baseline_from is None:
+            # pivot, not pivot_table: that drops a case without a value, this keeps it as NaN, counted below.
+            table = self.cases.pivot(index=["scorer", "case_id"], columns="variant", values="value")
+            for name in (baseline, candidate):
+                if name not in table.columns:
+                    raise ValueError(f"no variant {name!r} in this result; it has {', '.join(map(str, table.columns))}")
+            pairs = pd.DataFrame({"baseline": table[baseline], "candidate": table[candidate]})
+        else:
+            pairs = self._paired_with(baseline_from, baseline, candidate)
         out = []
-        for scorer, group in table.groupby(level="scorer"):
-            both = (group[candidate] - group[baseline]).to_numpy()
+        for scorer, group in pairs.groupby(level="scorer"):
+            both = (group["candidate"] - group["baseline"]).to_numpy()
             diff = both[~np.isnan(both)]
             # Scores within TIE_TOLERANCE tie (math.isclose(a, b, rel_tol=0, abs_tol=TIE_TOLERANCE)):
             # a judge's 0.1 + 0.2 against 0.3 is float noise, not a win.
@@ -928,18 +1019,81 @@ class EvalResult:
             )
         return pd.DataFrame(out).set_index("scorer")
 
+    def _paired_with(self, other: EvalResult, baseline: str, candidate: str) -> pd.DataFrame:
+        """``baseline``'s values in ``other`` and ``candidate``'s in this result, by scorer and case
+        id, NaN where a case is in one only or changed since ``other``."""
+        import pandas as pd
+
+        if other.suite_name != self.suite_name:
+            raise ValueError(
+                f"the baseline's result is of suite {other.suite_name!r}, and this one of suite {self.suite_name!r}: "
+                f"compare results of one suite (those of {self.suite_name!r} are saved under "
+                f"WORKSPACE/evals/{self.suite_name}/; load one with wf.evals.load_result(FOLDER))"
+            )
+        sides = []
+        for result, variant, whose in ((other, baseline, "the baseline's result"), (self, candidate, "this result")):
+            rows = result.cases[result.cases["variant"] == variant]
+            if rows.empty:
+                known = ", ".join(map(str, dict.fromkeys(result.cases["variant"])))
+                raise ValueError(f"no variant {variant!r} in {whose}; it has {known}")
+            sides.append(rows)
+        base_ids, cand_ids = (list(dict.fromkeys(rows["case_id"])) for rows in sides)
+        only_base = [case for case in base_ids if case not in set(cand_ids)]
+        only_cand = [case for case in cand_ids if case not in set(base_ids)]
+        common = [case for case in cand_ids if case in set(base_ids)]
+        if not common:
+            raise ValueError(
+                f"no case is in both this result and the baseline's result (its {len(base_ids)} cases are "
+                f"{_listed(base_ids, limit=_SHOWN)}; this one's {_listed(cand_ids, limit=3)}): it is of another "
+                f"dataset; compare with a result of this suite's dataset"
+            )
+        before, now = other._digests or {}, self._digests or {}
+        changed = [case for case in common if case in before and case in now and before[case] != now[case]]
+        if len(changed) == len(common):
+            raise ValueError(
+                f"every case in both this result and the baseline's result ({_listed(common, limit=_SHOWN)}) changed "
+                f"its inputs or expected since: it is of another dataset; compare with a result of this one"
+            )
+        phrases: list[str] = []
+        for ids, what in (
+            (only_cand, "{are} only in this result"),
+            (only_base, "{are} only in the baseline's result"),
+            (changed, "changed {its} inputs or expected since the baseline's result"),
+        ):
+            if ids:
+                one = len(ids) == 1
+                noun = str(len(ids)) if phrases else ("1 case" if one else f"{len(ids)} cases")
+                verb = what.format(are="is" if one else "are", its="its" if one else "their")
+                phrases.append(f"{noun} {verb} ({_listed(ids, limit=_SHOWN)})")
+        said = []
+        if phrases:
+            cases = ", ".join(phrases[:-1]) + ("," if len(phrases) > 2 else "") + (" and " if len(phrases) > 1 else "")
+            said.append(
+                f"{cases}{phrases[-1]}: they are not paired, and counted in unscored; compare results of one dataset "
+                "to pair every case"
+            )
+        # A scorer added (or dropped) since: every case of it is unscored, which a count alone leaves unexplained.
+        scored_by = [set(rows["scorer"]) for rows in sides]
+        for names, whose in (
+            (scored_by[1] - scored_by[0], "this result"),
+            (scored_by[0] - scored_by[1], "the baseline's"),
+        ):
+            said += [f"scorer {name!r} is only in {whose}: none of its cases is paired" for name in sorted(names)]
+        if said:
+            warnings.warn(f"compare: {'; '.join(said)}", UnpairedCasesWarning, stacklevel=3)
+        base, cand = (rows.set_index(["scorer", "case_id"])["value"] for rows in sides)
+        pairs = pd.concat({"baseline": base, "candidate": cand}, axis=1)
+        pairs.loc[~pairs.index.get_level_values("case_id").isin(set(common) - set(changed))] = float("nan")
+        return pairs
+
     def check(self, thresholds: Mapping[str, float] | None = None) -> list[str]:
         """What keeps this eval from passing, empty when nothing does: the thresholds (scorer ->
         lowest pass rate) each variant misses, and each scorer that could not score some cases
         (it raised, or answered no number), with the first such case and why."""
-        limits = dict(self.suite.thresholds if thresholds is None else thresholds)
-        scorers = sorted({scorer for _, scorer in self.summary.index})
-        unknown = sorted(set(limits) - set(scorers))
-        if unknown:  # silently ignored, a typo would let CI pass at any pass rate
-            raise ValueError(
-                f"threshold(s) for {', '.join(map(repr, unknown))} match no scorer of suite {self.suite.name!r}; "
-                f"its scorers are: {', '.join(map(repr, scorers))}"
-            )
+        limits = dict(self.thresholds if thresholds is None else thresholds)
+        _check_thresholds(self.suite_name, limits, sorted({scorer for _, scorer in self.summary.index}))
+        if thresholds is not None:
+            self._checked = limits
         failures = []
         for (variant, scorer), row in self.summary.iterrows():
             if row["unscored"]:
@@ -973,21 +1127,40 @@ class EvalResult:
         """The step log of this evaluation's runs (they live in ``runs_workspace``: a folder, or the
         fsspec URL of a Dask eval's dataset)."""
         from wfkit.logs._steplog import steps
+        from wfkit.model._errors import WorkspaceNotFoundError
 
         if self.runs_workspace is None:
             raise ValueError("this result knows no workspace of its runs (it was built, not evaluated)")
-        return steps(self.runs_workspace, run_id=sorted(set(self.cases["run_id"])))
+        try:
+            return steps(self.runs_workspace, run_id=sorted(set(self.cases["run_id"])))
+        except WorkspaceNotFoundError as exc:  # its advice, to start a run there, is for no eval
+            raise WorkspaceNotFoundError(
+                f"the runs of this eval result were kept in {self.runs_workspace}, which holds no step log now "
+                "(moved or deleted): steps() reads them there; its cases, summary, compare(), check() and plot() "
+                "need them not"
+            ) from exc
 
-    def plot(self, *, metric: str = "pass_rate", ax: Axes | None = None) -> Axes:
+    def plot(
+        self, *, metric: str = "pass_rate", thresholds: Mapping[str, float] | None = None, ax: Axes | None = None
+    ) -> Axes:
         """Per scorer and variant, the pass rate with its Wilson interval (``metric="mean"``: the
         mean score with its interval: :func:`mean_interval`), as dots with error
-        bars on one 0-1 axis."""
+        bars on one 0-1 axis. Each scorer's threshold (the lowest pass rate :meth:`check` accepts)
+        is a dashed line across its rows, and a pass rate below it is labelled so: ``thresholds``
+        if given, else those :meth:`check` was last given, else the suite's (``{}``: none)."""
         if metric not in ("pass_rate", "mean"):
             raise ValueError(f"metric must be 'pass_rate' or 'mean', got {metric!r}")
+        if thresholds is not None and metric != "pass_rate":
+            raise ValueError("thresholds are pass rates: draw them with metric='pass_rate' (the default)")
         low, high = ("pass_low", "pass_high") if metric == "pass_rate" else ("ci_low", "ci_high")
         summary = self.summary
         variants = sorted({v for v, _ in summary.index})
         scorers = sorted({s for _, s in summary.index})
+        gate: dict[str, float] = {}
+        if metric == "pass_rate":
+            checked = self._checked if self._checked is not None else self.thresholds
+            gate = dict(thresholds if thresholds is not None else checked)
+            _check_thresholds(self.suite_name, gate, scorers)
         if ax is None:
             import matplotlib.pyplot as plt
 
@@ -995,6 +1168,7 @@ class EvalResult:
         colors = ["#2a6f97", "#e0a100", "#4c9a2a", "#8b1e3f", "#5e3c99", "#7a7a7a"]
         labels, y = [], 0
         for scorer in scorers:
+            first = y
             for i, variant in enumerate(variants):
                 if (variant, scorer) not in summary.index:
                     continue
@@ -1003,10 +1177,14 @@ class EvalResult:
                 # The figure is of the cases scored: a scorer's errors are left out of it, and said.
                 unscored = int(row["unscored"])
                 scored = int(row["cases"]) - unscored
+                below = scorer in gate and value < gate[scorer]  # check()'s rule; NaN is never below
                 if scored == 0:
                     label = f"no case scored ({unscored} unscored)"
                 else:
-                    label = f"{value:.0%} (n={scored}" + (f", {unscored} unscored)" if unscored else ")")
+                    shown = _rate(value, gate[scorer] if below else None)
+                    label = f"{shown} (n={scored}" + (f", {unscored} unscored)" if unscored else ")")
+                if below:
+                    label += f": below the {_percent(gate[scorer])} threshold"
                 ax.errorbar(
                     [value],
                     [y],
@@ -1024,37 +1202,153 @@ class EvalResult:
                     textcoords="offset points",
                     va="center",
                     fontsize="small",
+                    color=_BELOW if below else "black",
                 )
                 labels.append(f"{scorer} · {variant}")
                 y += 1
+            if scorer in gate and y > first:
+                ax.vlines(
+                    gate[scorer],
+                    first - 0.45,
+                    y - 0.55,
+                    colors=_BELOW,
+                    linestyles="--",
+                    linewidth=1.2,
+                    gid=f"threshold:{scorer}",
+                    # Once in the legend: matplotlib leaves out a label starting with "_".
+                    label="threshold (check)" if not any(c.get_gid() for c in ax.collections) else "_threshold",
+                )
         ax.set_yticks(range(len(labels)), labels)
         ax.set_ylim(len(labels) - 0.5, -0.5)
         ax.set_xlim(-0.02, 1.02)
         what = "pass rate, 95% Wilson interval" if metric == "pass_rate" else "mean score, 95% interval"
         ax.set_xlabel(what)
-        ax.set_title(f"eval {self.suite.name}: {what} per scorer and variant", fontsize="medium")
+        ax.set_title(f"eval {self.suite_name}: {what} per scorer and variant", fontsize="medium")
         ax.xaxis.set_major_formatter("{x:.0%}")
         ax.grid(axis="x", color="#eeeeee")
+        handles, names = ax.get_legend_handles_labels()
+        order = sorted(range(len(names)), key=lambda i: names[i] == "threshold (check)")  # the variants first
         ax.legend(
-            fontsize="small", loc="lower left", bbox_to_anchor=(0.0, 1.06), ncols=max(len(variants), 1), frameon=False
+            [handles[i] for i in order],
+            [names[i] for i in order],
+            fontsize="small",
+            loc="lower left",
+            bbox_to_anchor=(0.0, 1.06),
+            ncols=max(len(variants), 1) + bool(gate),
+            frameon=False,
         )
         return ax
 
     def save(self, workspace: str | os.PathLike[str] | None = None) -> Path:
-        """Write cases and summary as parquet under ``WORKSPACE/evals/SUITE/STAMP/``."""
+        """Write cases and summary as parquet under ``WORKSPACE/evals/SUITE/STAMP/``;
+        :func:`load_result` reads the folder back."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
         from wfkit.store._workspace import workspace_path
 
         stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S") + f"-{random.randrange(16**6):06x}"
-        folder = workspace_path(workspace) / "evals" / self.suite.name / stamp
+        folder = workspace_path(workspace) / "evals" / self.suite_name / stamp
         folder.mkdir(parents=True, exist_ok=True)
-        self.cases.to_parquet(folder / "cases.parquet", index=False)
+        # What the cases do not say, in the file's own metadata: the folder stays the two files it was.
+        about = {
+            "format": _SAVED_FORMAT,
+            "suite": self.suite_name,
+            "thresholds": self.thresholds,
+            "runs_workspace": None if self.runs_workspace is None else os.fspath(self.runs_workspace),
+            "cases": self._digests,
+        }
+        table = pa.Table.from_pandas(self.cases, preserve_index=False)
+        table = table.replace_schema_metadata({**(table.schema.metadata or {}), _ABOUT: json.dumps(about)})
+        pq.write_table(table, folder / "cases.parquet")
         self.summary.reset_index().to_parquet(folder / "summary.parquet", index=False)
         self.saved_to = folder
         return folder
 
     def __repr__(self) -> str:
         summary = self.summary.round(3).to_string()  # every column: a wide summary is not cut to "..."
-        return f"<EvalResult {self.suite.name}: {self.cases['case_id'].nunique()} cases>\n{summary}"
+        return f"<EvalResult {self.suite_name}: {self.cases['case_id'].nunique()} cases>\n{summary}"
 
     def _repr_html_(self) -> str:
-        return f"<b>eval {self.suite.name}</b>" + str(self.summary.round(3).to_html())
+        return f"<b>eval {self.suite_name}</b>" + str(self.summary.round(3).to_html())
+
+
+_BELOW = "#c0392b"  # a threshold, and a pass rate below it
+
+
+def _rate(value: float, threshold: float | None = None) -> str:
+    """A pass rate as a whole percent; one below ``threshold`` with the digits that tell them apart
+    (84.6%, not "85%, below the 85% threshold")."""
+    for digits in range(6):
+        shown = f"{value * 100:.{digits}f}"
+        if threshold is None or float(shown) < threshold * 100:
+            return f"{shown}%"
+    return f"{value:%}"
+
+
+def _percent(rate: float) -> str:
+    """0.9 as ``90%``, 0.855 as ``85.5%``: a threshold as given, not rounded to a whole percent."""
+    return f"{rate * 100:g}%"
+
+
+class UnpairedCasesWarning(UserWarning):
+    """:meth:`EvalResult.compare` with ``baseline_from=``: some cases are in one result only, or
+    changed since the baseline's, and are left out of the comparison (named in the message)."""
+
+
+_ABOUT = "wfkit.eval_result"  # the key of a saved result's metadata in its cases.parquet
+_SAVED_FORMAT = 1
+_CASE_COLUMNS = ("suite", "variant", "case_id", "scorer", "value", "passed", "detail", "run_id", "run_status")
+_WHAT_IS_SAVED = (
+    "a saved eval result is the folder evaluate() (or EvalResult.save()) wrote, result.saved_to: "
+    "WORKSPACE/evals/SUITE/STAMP, holding cases.parquet"
+)
+
+
+def load_result(path: str | os.PathLike[str]) -> EvalResult:
+    """A result saved by :func:`evaluate` (or :meth:`EvalResult.save`), from its folder (``result.saved_to``)
+    or its ``cases.parquet``: its cases, summary, thresholds (for :meth:`~EvalResult.check`) and the
+    workspace of its runs, with no suite needed. Compare today's result with it:
+    ``today.compare("prod", "prod", baseline_from=wf.evals.load_result(FOLDER))``."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    where = Path(path)
+    if not where.exists():
+        raise FileNotFoundError(f"no saved eval result at {where}: give the folder evaluate() wrote; {_WHAT_IS_SAVED}")
+    file = where / "cases.parquet" if where.is_dir() else where
+    if file.name == "summary.parquet" and (file.parent / "cases.parquet").is_file():  # the folder's other file
+        file = file.parent / "cases.parquet"
+    if not file.is_file():
+        saved = sorted(found.parent.name for found in where.glob("*/cases.parquet"))
+        if saved:
+            shown = ", ".join(saved[-_SHOWN:])
+            raise ValueError(
+                f"{where} holds {len(saved)} saved results of suite {where.name!r}, not one: give one of them, "
+                f"e.g. the newest, {where / saved[-1]} (newest last: {shown})"
+            )
+        raise ValueError(f"{where} is no saved eval result: it holds no cases.parquet; {_WHAT_IS_SAVED}")
+    try:
+        table = pq.read_table(file)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise ValueError(
+            f"{file} is no saved eval result: not a parquet file pyarrow can read ({exc}); {_WHAT_IS_SAVED}"
+        ) from exc
+    missing = [column for column in _CASE_COLUMNS if column not in table.column_names]
+    if missing or table.num_rows == 0:
+        lacks = f"it lacks the columns {_listed(missing)}" if missing else "it has no case"
+        raise ValueError(f"{file} is no saved eval result: {lacks}; {_WHAT_IS_SAVED}")
+    about = json.loads((table.schema.metadata or {}).get(_ABOUT.encode(), b"{}"))
+    cases = table.to_pandas()
+    # A result saved before its metadata was: its suite is in its rows, its thresholds unknown.
+    name = about.get("suite") or str(cases["suite"].iloc[0])
+    return EvalResult._loaded(name, dict(about.get("thresholds") or {}), cases, about, file.parent)
+
+
+def _digest(case: Case) -> str:
+    """A case's inputs and expected, as a short digest: equal exactly when they are."""
+    try:
+        text = json.dumps([case.inputs, case.expected], sort_keys=True, default=repr)
+    except TypeError:  # keys of several types (a dataset given as dicts) do not sort
+        text = repr([case.inputs, case.expected])
+    return hashlib.sha256(text.encode()).hexdigest()[:16]

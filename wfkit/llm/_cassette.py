@@ -136,7 +136,8 @@ class Cassette(httpx.AsyncBaseTransport):
     ``transport`` is where unrecorded requests go in ``record`` and ``auto`` modes (default: the
     network, one connection pool per event loop). ``secrets`` are extra strings never to store.
     Under ``wfkit replay`` ($WFKIT_REPLAY=1) every cassette replays only: a regression run never
-    reaches the network, and a request nobody recorded fails instead of being recorded.
+    reaches the network, and a request nobody recorded fails instead of being recorded; a copy
+    pickled there (sent to a Dask worker) replays only too, wherever it is unpickled.
 
     A cassette pickles by its path, mode, secrets and ``transport``: each Dask partition
     (``run_many(..., executor=client, llm=ChatClient(..., transport=cassette))``) gets a copy that
@@ -179,12 +180,22 @@ class Cassette(httpx.AsyncBaseTransport):
             self._inner,
             "leave its transport= out, and each copy records through connections of its own",
         )
-        return {"path": self.path, "mode": self.mode, "transport": self._inner, "secrets": sorted(self._secrets)}
+        # The mode as given, and whether `wfkit replay` forced it to replay: a copy in a process
+        # without $WFKIT_REPLAY (a Dask worker) must replay only all the same, and say why on a miss.
+        return {
+            "path": self.path,
+            "mode": self._given,
+            "forced": self._under_replay,
+            "transport": self._inner,
+            "secrets": sorted(self._secrets),
+        }
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         Cassette.__init__(
             self, state["path"], mode=state["mode"], transport=state["transport"], secrets=state["secrets"]
         )
+        if state.get("forced"):
+            self._under_replay, self.mode = True, "replay"
         self._fresh = False
 
     # ---- the file --------------------------------------------------------------------------------
@@ -290,9 +301,12 @@ class Cassette(httpx.AsyncBaseTransport):
     async def _forward(self, request: httpx.Request, key: tuple[str, str, str], secrets: list[str]) -> httpx.Response:
         inner = self._inner if self._inner is not None else await self._network.get()
         response = await inner.handle_async_request(request)
+        # The cookies it sets are credentials too (the client sends them back): kept out of the
+        # line should the reply repeat them, as the request's own credentials are.
+        cookies = [s for v in response.headers.get_list("set-cookie") for s in header_secrets({"set-cookie": v})]
 
         def record(content: bytes) -> None:
-            self._store(key, secrets, response, content)
+            self._store(key, [*secrets, *cookies], response, content)
 
         return httpx.Response(
             response.status_code,

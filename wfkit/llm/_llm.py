@@ -29,7 +29,7 @@ import re
 import time
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import aclosing
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from types import TracebackType
 from typing import Any, TypeAlias
@@ -122,7 +122,9 @@ class ToolCall:
 class Reply:
     """One chat completion. Token counts are the server's (None if it sent none); cost is
     None for a model no price table knows. ``tool_calls`` are the calls the model asked for
-    (``finish_reason`` is then ``"tool_calls"``, and ``text`` often empty)."""
+    (``finish_reason`` is then ``"tool_calls"``, and ``text`` often empty). ``ttft_s``, a streamed
+    reply's time to first token: seconds from the request to its first text or tool call (None
+    for a reply that came whole, or a stream that sent neither)."""
 
     text: str
     model: str
@@ -133,6 +135,7 @@ class Reply:
     finish_reason: str | None = None
     tool_calls: tuple[ToolCall, ...] = ()
     raw: Any = field(default=None, repr=False)  # the decoded body (a list of chunks for a stream)
+    ttft_s: float | None = None
 
 
 def _tool_calls_of(calls: Any, where: str) -> tuple[ToolCall, ...]:
@@ -215,11 +218,12 @@ def check_base_url(base_url: str, source: str = "ChatClient base_url") -> str:
 _SPACES = {"\n": "a newline", "\r": "a carriage return", "\t": "a tab", " ": "a space"}
 
 
-def _check_api_key(key: str, source: str) -> None:
+def _check_api_key(key: str, source: str, cookie: str | None = None) -> None:
     """Refuse a key holding a character outside printable ASCII, saying which, where and from
     ``source`` (``"api_key="``, ``"$VAR"`` or ``"headers['api-key']"``), never the key: HTTP
     cannot send it (httpx's error prints the whole header), and no provider's key holds one, so it
-    is a file's last newline, a pasted space, or a look-alike from a web page."""
+    is a file's last newline, a pasted space, or a look-alike from a web page. With ``cookie`` (its
+    name) the value is that cookie's in a Cookie header, and the message says so."""
     bad = next((i for i, ch in enumerate(key) if not "!" <= ch <= "~"), None)
     if bad is None:
         return
@@ -227,6 +231,16 @@ def _check_api_key(key: str, source: str) -> None:
     what = _SPACES.get(ch) or f"the character {ch!r} (U+{ord(ch):04X})"
     at_end = bad == len(key) - 1 or not key[bad:].strip()
     where = "at its start" if bad == 0 else "at its end" if at_end else f"at position {bad + 1}"
+    if cookie is not None:
+        fix = (
+            f"give {source} the cookie without it (value.strip())"
+            if ch.isspace()
+            else f"copy the cookie's value again into {source} (one copied from a page or a document can "
+            f"hold a look-alike, or an ellipsis where it was cut)"
+        )
+        raise ValueError(
+            f"the cookie {cookie!r} in {source} has {what} {where}, which no cookie holds and HTTP cannot send: {fix}"
+        )
     in_key = "the API key passed as api_key=" if source == "api_key=" else f"the API key in {source}"
     if ch.isspace():
         if source == "api_key=":
@@ -243,6 +257,14 @@ def _check_api_key(key: str, source: str) -> None:
     raise ValueError(f"{in_key} has {what} {where}, which no API key holds and HTTP cannot send: {fix}")
 
 
+def _check_cookies(value: str, source: str) -> None:
+    """Refuse, as :func:`_check_api_key` does, a Cookie (or Set-Cookie) header one of whose
+    ``name=value`` pairs holds what HTTP cannot send; the space after each ``;`` is the header's own."""
+    for pair in value.split(";"):
+        name, _, cookie = pair.lstrip(" ").partition("=")
+        _check_api_key(cookie, source, cookie=name.strip() or "(unnamed)")
+
+
 def _where(url: httpx.URL) -> str:
     """A URL for messages: no user info, no query string (either may hold a key)."""
     port = f":{url.port}" if url.port else ""
@@ -253,16 +275,19 @@ def _where(url: httpx.URL) -> str:
 _UNREACHABLE = (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError, httpx.ProxyError)
 
 
-def _record(ctx: StepContext | None, model: str, reply: Reply | None, started: float) -> None:
+def _record(
+    ctx: StepContext | None, model: str, reply: Reply | None, started: float, ttft: float | None = None
+) -> None:
     """Add one call to the step's event: model, tokens, cost and the call's time (from
-    ``started``, a ``perf_counter``) add up; ``extra.llm_calls`` counts."""
+    ``started``, a ``perf_counter``) add up; ``extra.llm_calls`` counts. ``ttft``: a stream's time
+    to first token, also of a stream that failed after it (the step's first one is kept)."""
     if ctx is None:
         return
     seconds = time.perf_counter() - started
     extra = (ctx.usage or {}).get("extra") or {}
     calls = int(extra.get("llm_calls", 0)) + 1
     if reply is None:  # a failed call: the event still says which model failed, and how long it took
-        ctx.record(model=model, model_latency_s=seconds, llm_calls=calls)
+        ctx.record(model=model, model_latency_s=seconds, ttft_s=ttft, llm_calls=calls)
     else:
         ctx.record(
             model=reply.model,
@@ -270,6 +295,7 @@ def _record(ctx: StepContext | None, model: str, reply: Reply | None, started: f
             tokens_out=reply.tokens_out,
             cost_usd=reply.cost_usd,
             model_latency_s=seconds,
+            ttft_s=reply.ttft_s,
             llm_calls=calls,
         )
 
@@ -286,7 +312,7 @@ def _usage_of(payload: Any) -> tuple[int | None, int | None]:
 
 
 # What a pickled ChatClient carries: its configuration (the headers hold the key's Authorization).
-_PICKLED = ("base_url", "model", "transport", "prices", "_api_key", "_key_from", "_timeout", "_headers")
+_PICKLED = ("base_url", "model", "transport", "prices", "_api_key", "_key_from", "_timeout", "_headers", "_query")
 
 
 def check_async_transport(owner: str, transport: object) -> None:
@@ -319,7 +345,9 @@ class ChatClient:
     """A chat-completions client for an OpenAI-compatible endpoint (``POST {base_url}/chat/completions``).
 
     - ``base_url``: e.g. ``"http://localhost:8000/v1"``, scheme included (a URL without one is
-      refused). None (and no ``transport``) means the offline :class:`SimulatedModel`.
+      refused). None (and no ``transport``) means the offline :class:`SimulatedModel`. A query in
+      it (Azure's ``?api-version=2024-06-01``) goes with every call; a key in it (``?key=``) is
+      kept secret as ``api_key`` is.
     - ``model``: the default model; a call may pass another. Required for a real endpoint.
     - ``api_key``: sent as ``Authorization: Bearer``; when None it is read from the environment
       variable named by ``api_key_env`` (``WFKIT_API_KEY`` unless you name another, e.g.
@@ -350,9 +378,12 @@ class ChatClient:
     __slots__ = (
         "__weakref__",
         "_api_key",
+        "_cookies",
+        "_given_secrets",
         "_headers",
         "_http",
         "_key_from",
+        "_query",
         "_secrets",
         "_ssl_context",
         "_timeout",
@@ -386,6 +417,12 @@ class ChatClient:
                 )
         else:
             base_url = check_base_url(base_url)
+        # A query (Azure's ?api-version=, a gateway's ?key=) goes with every call, apart from the
+        # path the calls join onto (it was glued to "/chat/completions"); never in a message.
+        url = httpx.URL(base_url)
+        self._query = tuple(url.params.multi_items())
+        if url.query:
+            base_url = str(url.copy_with(query=None))
         if not model:
             raise ValueError(
                 f"ChatClient({base_url!r}) needs a model name: ChatClient(base_url, model='...'), "
@@ -402,6 +439,9 @@ class ChatClient:
             if self._api_key:
                 _check_api_key(self._api_key, self._key_from)
             for name, value in (headers or {}).items():
+                if name.lower() in ("cookie", "set-cookie"):
+                    _check_cookies(value, f"headers[{name!r}]")
+                    continue
                 for secret in header_secrets({name: value}):
                     if " " not in secret.strip():  # a scheme of its own ("SharedKey a:b") may hold a space
                         _check_api_key(secret, f"headers[{name!r}]")
@@ -416,9 +456,12 @@ class ChatClient:
         ``headers=`` (``{"api-key": ...}``, Azure's; a ``Cookie``), marked secret here, and a connection pool per
         event loop (made on first use)."""
         found = {*header_secrets(self._headers), *([self._api_key] if self._api_key else [])}
-        self._secrets = tuple(sorted((s for s in found if len(s) >= 4), key=len, reverse=True))  # longest first
-        for secret in self._secrets:
+        found.update(s for name, value in self._query for s in header_secrets({name: value}))  # ?key=
+        self._given_secrets = tuple(sorted((s for s in found if len(s) >= 4), key=len, reverse=True))
+        for secret in self._given_secrets:
             mark_secret(secret)  # redacted from every event and checkpoint, whatever carries it
+        self._cookies: dict[str, str] = {}  # the endpoint's cookies by name (``_keep_cookies``)
+        self._secrets = self._given_secrets  # with the cookies' values, longest first
         # Made once, here, for every connection pool of the client: loading the certificate
         # authorities costs 20 to 50 ms, and a pool is made per event loop, so per run (``flow.run``
         # gives each its own loop); made by the pool, that time landed in the recorded latency of
@@ -445,12 +488,31 @@ class ChatClient:
     def _new_http(self) -> httpx.AsyncClient:
         return httpx.AsyncClient(
             base_url=self.base_url + "/",
+            params=self._query,
             headers=self._headers,
             timeout=self._timeout,
             transport=self.transport,
             trust_env=self.transport is None,  # proxies from the environment only for the network
             verify=self._ssl_context if self._ssl_context is not None else True,
+            event_hooks={"response": [self._keep_cookies]},
         )
+
+    async def _keep_cookies(self, response: httpx.Response) -> None:
+        """Keep among this client's secrets the value of each cookie the endpoint sets: the cookie
+        jar sends it back with every later call, a session's credential as much as a Cookie given
+        in ``headers=``, and a server or a proxy that repeats it in an error must not carry it into
+        the run's error and the log. The latest value by name only: a load balancer's affinity
+        cookie changes with every reply, and each marked secret would lengthen, for good, the list
+        every stored row is redacted against."""
+        changed = False
+        for header in response.headers.get_list("set-cookie"):
+            name, _, rest = header.partition("=")
+            value = rest.split(";")[0].strip().strip('"')
+            if value in header_secrets({"set-cookie": header}) and self._cookies.get(name) != value:
+                self._cookies[name] = value
+                changed = True
+        if changed:
+            self._secrets = tuple(sorted({*self._given_secrets, *self._cookies.values()}, key=len, reverse=True))
 
     def _timeout_for(self, timeout: float | httpx.Timeout | None) -> httpx.Timeout:
         if timeout is None:
@@ -571,11 +633,18 @@ class ChatClient:
 
     def _key_advice(self, response: httpx.Response, model: str) -> str:
         """What to do about a 401 or 403: the key is what to check, named by where it came from
-        (never by its value); nothing for other statuses."""
+        (never by its value), or without one the credentials given in ``headers=``, by their
+        header; nothing for other statuses."""
         if response.status_code not in (401, 403):
             return ""
         if not self._api_key:
-            return f"; no API key was sent: pass api_key= or set {self._key_from}"
+            # A credential of the user's own in headers= (a session cookie, Azure's api-key) was sent.
+            given = [f"headers[{name!r}]" for name, value in self._headers.items() if header_secrets({name: value})]
+            if not given:
+                return f"; no API key was sent: pass api_key= or set {self._key_from}"
+            if response.status_code == 401:
+                return f"; check the credential in {' and '.join(given)}: the endpoint did not accept it"
+            return f"; check that the credential in {' and '.join(given)} may use model {model!r}"
         if response.status_code == 401:
             return f"; check the API key ({self._key_from}): the endpoint did not accept it"
         return f"; check that the API key ({self._key_from}) may use model {model!r}"
@@ -602,6 +671,13 @@ class ChatClient:
         except (ValueError, UnicodeDecodeError) as exc:
             if _cut_short(response.content):
                 raise self._cut_short(response) from None
+            content_type = response.headers.get("content-type", "")
+            if content_type.startswith("text/event-stream"):
+                raise LLMResponseError(
+                    f"{where} answered a request that did not ask to stream with an event stream "
+                    f"(content-type {content_type!r}), not one JSON reply: an endpoint that always streams "
+                    f"is called with client.stream(...)"
+                ) from None
             excerpt = self._redact(response.text[:120])
             raise LLMResponseError(
                 f"{where} answered HTTP {response.status_code} with a body that is not valid JSON ({exc}); "
@@ -624,7 +700,8 @@ class ChatClient:
                 f"(keys: {sorted(payload) if isinstance(payload, dict) else type(payload).__name__})"
             ) from None
         calls = _tool_calls_of(tool_calls, where)
-        return self._make_reply(payload, content or "", payload.get("model") or model, latency, choice, payload, calls)
+        served = payload.get("model") or model
+        return self._make_reply(payload, content or "", served, model, latency, choice, payload, calls)
 
     def _cut_short(self, response: httpx.Response) -> LLMConnectionError:
         """A 2xx whose JSON stops early: what arrived (its size and end, not the whole body), and
@@ -642,18 +719,25 @@ class ChatClient:
         usage_from: Any,
         text: str,
         model: str,
+        asked: str,
         latency: float,
         choice: Any,
         raw: Any,
         tool_calls: tuple[ToolCall, ...] = (),
     ) -> Reply:
+        """The reply of ``model``, the name the server gave, priced by it or else by ``asked``, the
+        name the request gave: a server may answer an alias under what it serves (vLLM), a
+        deployment's name under its model's (Azure), and the user priced the name they use."""
         tokens_in, tokens_out = _usage_of(usage_from)
+        cost = self.prices.cost(model, tokens_in, tokens_out)
+        if cost is None and asked != model:
+            cost = self.prices.cost(asked, tokens_in, tokens_out)
         return Reply(
             text=text,
             model=model,
             tokens_in=tokens_in,
             tokens_out=tokens_out,
-            cost_usd=self.prices.cost(model, tokens_in, tokens_out),
+            cost_usd=cost,
             latency_s=latency,
             finish_reason=choice.get("finish_reason") if isinstance(choice, dict) else None,
             tool_calls=tool_calls,
@@ -770,12 +854,17 @@ def default_client(*, seed: int | None = None) -> ChatClient:
 
 
 class ChatStream:
-    """A streamed completion; use as ``async with client.stream(...) as s: async for text in s``."""
+    """A streamed completion; use as ``async with client.stream(...) as s: async for text in s``.
+
+    ``ttft_s`` is its time to first token once the first text (or tool call) has come: seconds
+    from sending the request, so connecting and the server's queue count, as a user waits them;
+    None until then. ``reply`` is the whole reply once the stream has ended."""
 
     def __init__(self, client: ChatClient, body: dict[str, Any], timeout: httpx.Timeout, ctx: StepContext | None):
         self._client, self._body, self._timeout, self._ctx = client, body, timeout, ctx
         self._response: httpx.Response | None = None
         self._started = 0.0
+        self.ttft_s: float | None = None
         self.reply: Reply | None = None
 
     async def __aenter__(self) -> ChatStream:
@@ -802,7 +891,7 @@ class ChatStream:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         await self._close()
-        _record(self._ctx, self._body["model"], self.reply, self._started)
+        _record(self._ctx, self._body["model"], self.reply, self._started, self.ttft_s)
 
     async def _close(self) -> None:
         if self._response is not None:
@@ -845,6 +934,8 @@ class ChatStream:
                         ) from None
                     if error:
                         raise self._reported(where, error)
+                    if self.ttft_s is None and (delta or calls):
+                        self.ttft_s = time.perf_counter() - self._started
                     chunks.append(chunk)
                     if chunk.get("usage"):
                         usage_from = chunk
@@ -860,6 +951,12 @@ class ChatStream:
         except _UNREACHABLE as exc:
             if not isinstance(exc, httpx.TimeoutException):  # it was reached: it answered, then stopped
                 raise self._cut_off(where, len(chunks), f"{type(exc).__name__}: {client._redact(str(exc))}") from exc
+            if chunks:  # it answered, then stalled: "did not answer in time" sent users to check the URL
+                raise LLMTimeoutError(
+                    f"{where} stopped streaming for model {model!r} after {_events(len(chunks))}"
+                    f"{_timed_out(exc, type(exc).__name__, 'stream')}; the reply so far is incomplete, "
+                    f"so it is not returned"
+                ) from exc
             raise client._transport_error(exc, model, "stream") from exc
         if not chunks and not done:
             raise LLMResponseError(f"{where} ended the event stream without a single chat-completions event")
@@ -869,8 +966,9 @@ class ChatStream:
             raise self._cut_off(where, len(chunks), "no finish_reason, no data: [DONE]")
         latency = time.perf_counter() - self._started
         tool_calls = _tool_calls_of([calls[i] for i in sorted(calls)] if calls else None, where)
-        text, model = "".join(parts), _model_of(chunks, model)
-        self.reply = client._make_reply(usage_from, text, model, latency, finish, chunks, tool_calls)
+        text, served = "".join(parts), _model_of(chunks, model)
+        reply = client._make_reply(usage_from, text, served, model, latency, finish, chunks, tool_calls)
+        self.reply = replace(reply, ttft_s=self.ttft_s)
 
     def _reported(self, where: str, error: Any) -> LLMResponseError:
         """An error event mid-stream (OpenAI's ``{"error": {"message", "type", ...}}``): its message
@@ -902,7 +1000,7 @@ class ChatStream:
     def _cut_off(self, where: str, events: int, why: str) -> LLMConnectionError:
         """The stream broke off before its end (transient: the retry asks again from the start)."""
         return LLMConnectionError(
-            f"{where} cut off the stream for model {self._body['model']!r} after {events} events ({why}); "
+            f"{where} cut off the stream for model {self._body['model']!r} after {_events(events)} ({why}); "
             f"the reply so far is incomplete, so it is not returned"
         )
 
@@ -925,6 +1023,10 @@ def _reported_transient(error: Any) -> bool:
         return code in (408, 409, 429) or code >= 500
     words = " ".join(str(error.get(k) or "") for k in ("type", "code", "status")).lower()
     return any(word in words for word in _TRANSIENT_WORDS)
+
+
+def _events(count: int) -> str:
+    return "1 event" if count == 1 else f"{count} events"
 
 
 def _add_piece(calls: dict[int, dict[str, Any]], piece: dict[str, Any]) -> None:

@@ -64,6 +64,7 @@ class Prices:
     Lookup tries the exact name (here, then in the fallback), then the longest registered name
     that the model starts with followed by ``-`` (so ``gpt-4o-mini-2024-07-18`` is priced as
     ``gpt-4o-mini``). A client given a plain mapping looks there first, then in :data:`PRICES`.
+    A client prices a reply by the model name the server gave, else by the one it asked for.
     """
 
     __slots__ = ("_fallback", "_table")

@@ -271,7 +271,7 @@ def _workflow_section(
             f'<img src="{image}" alt="timeline of run {_esc(run_id)}">'
         )
 
-    usage = ["tokens_in", "tokens_out", "cost_usd", "model", "extra", "model_latency_s"]
+    usage = ["tokens_in", "tokens_out", "cost_usd", "model", "extra", "model_latency_s", "ttft_s"]
     cost = mine.frame(["workflow", "step", "attempt", "status", *usage], sort=False)
     if len(cost) and (cost["tokens_in"].fillna(0).sum() or cost["cost_usd"].fillna(0).sum()):
         from wfkit.logs._register import register_accessor
@@ -280,8 +280,11 @@ def _workflow_section(
         table = cost.wf.cost(by=None)
         # The model's time beside its cost (NaN, shown "-", where no attempt recorded one): here,
         # not in cost(), whose table repeats exactly under a seed and so replays.
-        timed = cost.groupby(["workflow", "step"], observed=True, sort=False)["model_latency_s"]
-        table["model_latency_s"] = timed.sum(min_count=1)
+        # Beside it, the time to first token of the attempts that streamed: a median, as a wait a
+        # user meets once per call does not add up over attempts.
+        by_step = cost.groupby(["workflow", "step"], observed=True, sort=False)
+        table["model_latency_s"] = by_step["model_latency_s"].sum(min_count=1)
+        table["ttft_s"] = by_step["ttft_s"].median()
         parts.append("<h3>Cost</h3>")
         parts.append(
             _table(
@@ -292,6 +295,7 @@ def _workflow_section(
                     "tokens_out": ("tokens out", _count),
                     "cost_usd": ("cost", _money),
                     "model_latency_s": ("model time", _duration),
+                    "ttft_s": ("first token (median)", _duration),
                 },
                 index={"step": "step"},
             )

@@ -55,7 +55,7 @@ SMALL_FILE = 8 * 2**20
 # a reader of the dataset gets them back as columns.
 # Fields appended to StepEvent after `seq` existed go after it, so a file's first columns never move.
 # Segments written before they existed lack them: every reader takes them as nulls.
-LATER_FIELDS = ("map_index", "parent_run_id", "durable_wait_s", "model_latency_s")
+LATER_FIELDS = ("map_index", "parent_run_id", "durable_wait_s", "model_latency_s", "ttft_s")
 FILE_COLUMNS: tuple[str, ...] = (
     *(f for f in FIELDS if f != "workflow" and f not in LATER_FIELDS),
     "seq",
@@ -99,6 +99,7 @@ def schema() -> pa.Schema:
         "parent_run_id": pa.string(),
         "durable_wait_s": pa.float64(),
         "model_latency_s": pa.float64(),
+        "ttft_s": pa.float64(),
     }
     return pa.schema([pa.field(name, types[name]) for name in FILE_COLUMNS])
 

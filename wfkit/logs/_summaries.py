@@ -40,6 +40,7 @@ _LATER_TYPES = {
     "parent_run_id": "VARCHAR",
     "durable_wait_s": "DOUBLE",
     "model_latency_s": "DOUBLE",
+    "ttft_s": "DOUBLE",
 }
 # A row of the filtered rows ``s`` that is not a map step's own row (wfkit.logs._tables.map_own_rows):
 # an item's row, or a row of a step none of whose rows is an item's.

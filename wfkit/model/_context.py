@@ -166,10 +166,12 @@ class StepContext:
         tokens_out: int | None = None,
         cost_usd: float | None = None,
         model_latency_s: float | None = None,
+        ttft_s: float | None = None,
         **extra: Any,
     ) -> None:
         """Add usage to this attempt's event; token counts, cost and the model's time (seconds one
-        call took) add up over several calls."""
+        call took) add up over several calls; of the times to first token (a streamed call's), the
+        attempt keeps the first: what its user waited before text began to come."""
         usage = self._usage if self._usage is not None else {}
         self._usage = usage
         if model is not None:
@@ -178,6 +180,8 @@ class StepContext:
         for key, value in (*added, ("model_latency_s", model_latency_s)):
             if value is not None:
                 usage[key] = usage.get(key, 0) + value
+        if ttft_s is not None:
+            usage.setdefault("ttft_s", ttft_s)
         if extra:
             usage.setdefault("extra", {}).update(extra)
 

@@ -72,6 +72,12 @@ class StepEvent(NamedTuple):
     # failure; None when it called none. Part of latency_s (the calls run inside the body), so a
     # slow model is told from slow code; calls made at once can add up to more than it.
     model_latency_s: float | None = None
+    # Time to first token: of this attempt's streamed calls (``ctx.llm.stream``, or what a step
+    # gave ``ctx.record(ttft_s=...)``), the first to stream anything: the seconds from its request
+    # to its first text or tool call, what a user comparing endpoints and models waits to see;
+    # None when the attempt streamed nothing (no stream, or each failed before its first token).
+    # Part of model_latency_s.
+    ttft_s: float | None = None
 
     @property
     def started(self) -> _dt.datetime:

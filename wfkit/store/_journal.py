@@ -338,9 +338,10 @@ def _text(value: Any) -> str:
 
 # The event's columns: everything but the three JSON payloads, which get checksums of their own,
 # ``durable_wait_s``, a measurement filled in after the row is written (the checkpoint's own
-# commit is what it measures), and ``model_latency_s``, a measurement appended after checksums
-# existed: the rows of a store written before it carry checksums that do not cover it.
-_UNCHECKED_AT = (_UPDATES_AT, _FAILURE_AT, _EXTRA_AT, COLUMNS.index("durable_wait_s"), COLUMNS.index("model_latency_s"))
+# commit is what it measures), and ``model_latency_s`` and ``ttft_s``, measurements appended after
+# checksums existed: the rows of a store written before them carry checksums that do not cover them.
+_LATER_MEASURES = ("durable_wait_s", "model_latency_s", "ttft_s")
+_UNCHECKED_AT = (_UPDATES_AT, _FAILURE_AT, _EXTRA_AT, *map(COLUMNS.index, _LATER_MEASURES))
 _EVENT_AT = tuple(i for i in range(len(COLUMNS)) if i not in _UNCHECKED_AT)
 _EVENT_COLUMNS = operator.itemgetter(*_EVENT_AT)
 

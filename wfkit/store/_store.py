@@ -98,7 +98,7 @@ _JOURNAL_TABLE = """CREATE TABLE IF NOT EXISTS journal (
     tokens_out INTEGER, cost_usd REAL, approver TEXT, decision_comment TEXT, parameters_hash TEXT,
     host TEXT, extra TEXT,
     outcome TEXT, updates TEXT, failure TEXT, map_index INTEGER, parent_run_id TEXT,
-    durable_wait_s REAL, checksum TEXT, model_latency_s REAL,
+    durable_wait_s REAL, checksum TEXT, model_latency_s REAL, ttft_s REAL,
     PRIMARY KEY (run_id, seq)
 )"""
 
@@ -202,6 +202,7 @@ _JOURNAL_ADDED = (
     ("durable_wait_s", "REAL"),
     ("checksum", "TEXT"),
     ("model_latency_s", "REAL"),
+    ("ttft_s", "REAL"),
 )
 # Rows written before checksums keep NULL there and are read unchecked (their JSON still is).
 # ``policy``: the approval policy a run was given (JSON, ``policy_record``), NULL when it was given
@@ -319,8 +320,9 @@ class Store:
             translate=self._damaged,
             bulk=self._bulk_write,
             stale=self._forget_seqs,
-            # At NORMAL a commit waits for no disk, so a small one may be made on the loop (see _writer).
-            inline=self._connect_for_loop if self.synchronous == "NORMAL" else None,
+            # A small write may be committed on an idle loop (at FULL, a quiet one: see _writer).
+            inline=self._connect_for_loop,
+            inline_waits_for_disk=self.synchronous == "FULL",
         )
         # Approval tickets: a part of the store, handed its write and read (``store.tickets``), and
         # ``workspace_option``: how a command their messages name finds this workspace (from
@@ -443,9 +445,9 @@ class Store:
         return conn
 
     def _connect_for_loop(self) -> sqlite3.Connection:
-        """A connection for the writer's commits on an event loop's thread (NORMAL only): it never
-        waits, neither for a lock (busy timeout 0: the writer takes the write instead) nor for the
-        disk (no fsync at NORMAL, and it never checkpoints the WAL: the writer does)."""
+        """A connection for the writer's commits on an event loop's thread: it never waits for a
+        lock (busy timeout 0: the writer takes the write instead) and never checkpoints the WAL
+        (the writer does); at FULL its commit waits for an fsync, made only on a quiet loop."""
         conn = sqlite3.connect(self.path, timeout=0.0, isolation_level=None, check_same_thread=False)
         try:
             conn.execute("PRAGMA busy_timeout = 0")

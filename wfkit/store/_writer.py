@@ -17,27 +17,34 @@ store's ``synchronous`` level. An asyncio waiter is resolved on its own loop thr
 checkpoints wakes a loop once, not a thousand times. Synchronous callers (the CLI, ``Workspace``
 methods) block on a ``concurrent.futures.Future``.
 
-Why a small write may commit on the loop itself (at ``synchronous=NORMAL`` only; ``writer.inline_budget
-= 0`` switches it off): a hop to the
-writer and back costs two thread wake-ups, and on a loaded machine each is a trip through the
-OS scheduler (measured: 0.05 ms at best, 0.6 ms on average with 8 busy processes per core),
-far more than the commit itself. At NORMAL a WAL commit waits for no disk (no fsync: that is
-what NORMAL means), so when the writer has nothing queued and nothing under way, a coroutine's
-write is committed at once on the loop's own connection, which never waits: its lock is only
-tried (a lock held by another process sends the write to the writer instead), and it never
-checkpoints the WAL (the writer does, in its thread). A budget bounds the loop's time in such
-commits per loop iteration: a write past it is still committed on the idle loop, but its waiter
-goes on only in the next iteration, so a long sequential run lets the loop poll now and then
-without a thread hop, and a burst of writes (many runs checkpointing together, or one run
-handing over many writes at once) goes to the writer in group commits, since the loop is not
-idle once that wake-up is queued. At FULL every commit waits for an fsync, so nothing
-commits on the loop. And only an idle loop commits: nothing else ready to run and no timer due
-within a few milliseconds (``_idle``). A commit on a loop where other runs are waiting would
-hold them up, and the step latencies they record would grow by it while their timeouts do not
-(a timeout is a timer, ordered against the step's own): the timeout-prediction test of the
-step-log advice, which compares latencies of two interleaved sets of runs, drifted with commits
-on a busy loop. A sequential run (one chain, nothing else on the loop) is what gains: its
-commit costs no thread hop.
+Why a small write may commit on the loop itself (``writer.inline_budget = 0`` switches it off): a
+hop to the writer and back costs two thread wake-ups, and on a loaded machine each is a trip
+through the OS scheduler (measured: 0.05 ms at best, 0.6 ms on average with 8 busy processes per
+core), more than a commit at NORMAL and a good part of one at FULL. So when the writer has nothing
+queued and nothing under way, a coroutine's write may be committed at once on the loop's own
+connection, which never waits for a lock (its lock is only tried: a lock held by another process
+sends the write to the writer instead) and never checkpoints the WAL (the writer does, in its
+thread). And only an idle loop commits: nothing else ready to run and no timer due within a few
+milliseconds (``_idle``). A commit on a loop where other runs are waiting would hold them up, and
+the step latencies they record would grow by it while their timeouts do not (a timeout is a timer,
+ordered against the step's own): the timeout-prediction test of the step-log advice, which
+compares latencies of two interleaved sets of runs, drifted with commits on a busy loop. A
+sequential run (one chain, nothing else on the loop) is what gains: its commit costs no thread hop.
+
+At NORMAL a WAL commit waits for no disk (no fsync: that is what NORMAL means). At FULL it waits
+for an fsync, so the loop must be more than idle: quiet (``_quiet``), watching no socket or pipe
+but its own wake-up pipe (a reply arriving meanwhile would wait behind the disk, and the step
+awaiting it would record the wait as its own latency) and with no timer due for a while, and the
+disk not stalling: a commit on the loop that took longer than that while (``_QUIET_FOR``) sends the
+writes of the next second to the writer thread. A sequential run at FULL then pays the
+fsync it must wait for anyway, without the two thread hops around it (issue 11's W4 chain: 1.6-1.8
+times a plain sqlite3 commit per step through the writer thread).
+
+A budget bounds the loop's time in such commits per loop iteration: a write past it is still
+committed on the idle loop, but its waiter goes on only in the next iteration, so a long
+sequential run lets the loop poll now and then without a thread hop, and a burst of writes (many
+runs checkpointing together, or one run handing over many writes at once) goes to the writer in
+group commits, since the loop is not idle once that wake-up is queued.
 """
 
 from __future__ import annotations
@@ -67,12 +74,18 @@ WriteOp = Callable[[sqlite3.Connection], T]
 waiter's result."""
 
 _MAX_BATCH = 4096  # bounds one transaction (and the time its lock is held) under a flood of writes
-# Seconds per loop iteration the loop may spend committing small writes itself (NORMAL only), and
-# how many such commits pass before the writer checkpoints the WAL they grew.
+# Seconds per loop iteration the loop may spend committing small writes itself.
 INLINE_BUDGET = 0.001
 # A commit on the loop is made only when no timer is due sooner than this: a commit takes some
 # 0.1 ms, but on a loaded machine the loop thread may lose the CPU in the middle of it.
 _IDLE_FOR = 0.002
+# At FULL (a commit waits for an fsync) the loop commits only with no timer due within
+# ``_QUIET_FOR``, and a commit on the loop that took longer than that says the disk is stalling: the
+# writes of the next ``_SLOW_DISK_PAUSE`` seconds go to the writer thread. So a commit on the loop
+# holds up no timer, but for one commit a second on a stalling disk. Measured on a 2-core VM whose
+# disk other processes kept busy: an fsync'd commit P50 0.22 ms, P90 4 ms, P99.9 10 ms, max 12 ms.
+_QUIET_FOR = 0.02
+_SLOW_DISK_PAUSE = 1.0
 # The writer copies the WAL into the database (a checkpoint) once commits grew it by some 1,000
 # pages, as often as SQLite checkpoints a plain connection's WAL (``wal_autocheckpoint``), but
 # never inside a commit: see ``_serve``. Pages counted per commit: the two a lone row dirties (a
@@ -157,6 +170,7 @@ class Writer:
         translate: Callable[[sqlite3.DatabaseError], BaseException] | None = None,
         bulk: Callable[[sqlite3.Connection, Rows], Sequence[Any]] | None = None,
         inline: Callable[[], sqlite3.Connection] | None = None,
+        inline_waits_for_disk: bool = False,
         stale: Callable[[], None] | None = None,
     ) -> None:
         self._connect = connect
@@ -171,10 +185,14 @@ class Writer:
         self.commits = 0  # transactions committed (for tests and benchmarks: writes per commit)
         self.writes = 0
         # Commits on the loop (see the module's docstring): ``inline`` opens a loop thread's
-        # connection for them (None: never; a store at FULL passes none). ``_outstanding`` counts
+        # connection for them (None: never); ``inline_waits_for_disk``: its commits wait for an
+        # fsync (FULL), so only a quiet loop makes them, while the disk is fast (``_slow_until``:
+        # perf_counter time until which a slow commit sent them to the writer). ``_outstanding`` counts
         # what was queued and is not committed yet, ``_gate`` is held by whoever commits: a write
         # commits on the loop only when nothing handed over before it is still on its way.
         self._inline = inline
+        self._waits_for_disk = inline_waits_for_disk
+        self._slow_until = 0.0
         # Seconds per loop iteration (0 switches commits on the loop off).
         self.inline_budget = INLINE_BUDGET if inline is not None else 0.0
         self.inline_commits = 0
@@ -250,7 +268,7 @@ class Writer:
             self._outstanding += 1
             self._queue.put(pending)
 
-    # ---- committing on the loop (NORMAL only) ------------------------------------------------------
+    # ---- committing on the loop ---------------------------------------------------------------------
 
     def _commit_here(self, pending: _Pending[Any], loop: asyncio.AbstractEventLoop) -> object:
         """Commit a coroutine's write on its loop's thread, if that costs the loop no wait: nothing
@@ -266,6 +284,8 @@ class Writer:
         reset = None if budget is None else budget[2]
         if not _idle(loop, reset):
             return None  # other runs are ready to go on: the commit would hold them up
+        if self._waits_for_disk and not (_quiet(loop) and time.perf_counter() >= self._slow_until):
+            return None  # an fsync on the loop could hold up a reply or a timer, or the disk stalls
         if self._pid not in (0, _process_id):
             return None  # a forked child: its first write goes through _put, which starts afresh
         if not self._gate.acquire(blocking=False):
@@ -276,12 +296,16 @@ class Writer:
                     return None  # earlier writes are on their way: this one must not overtake them
             conn = self._loop_connection()
             t0 = time.perf_counter()
-            try:
-                conn.execute("BEGIN IMMEDIATE")  # busy_timeout 0: a lock held elsewhere is not waited for
-            except sqlite3.OperationalError:
-                return None
-            if not self._commit_one(conn, pending):
-                return None  # its rows were behind another process's: the writer writes them
+            if pending.fn is None and len(pending.rows) == 1:
+                if not self._commit_alone(conn, pending):
+                    return None  # the lock is held elsewhere, or its row was behind: the writer writes it
+            else:
+                try:
+                    conn.execute("BEGIN IMMEDIATE")  # busy_timeout 0: a lock held elsewhere is not waited for
+                except sqlite3.OperationalError:
+                    return None
+                if not self._commit_one(conn, pending):
+                    return None  # its rows were behind another process's: the writer writes them
             self.inline_commits += 1
             self._pages += _pages(len(pending.rows))
             if self._pages >= _CHECKPOINT_PAGES:
@@ -289,6 +313,8 @@ class Writer:
         finally:
             self._gate.release()
         spent = time.perf_counter() - t0
+        if self._waits_for_disk and spent > _QUIET_FOR:
+            self._slow_until = t0 + spent + _SLOW_DISK_PAUSE
         if budget is None:  # the loop iteration's first: its budget closes when the next one starts
             self._budget = (loop, spent, loop.call_soon(self._close_budget, loop))
             return _NOW
@@ -517,6 +543,33 @@ class Writer:
                 raise
         return True
 
+    def _commit_alone(self, conn: sqlite3.Connection, pending: _Pending[Any]) -> bool:
+        """A lone row and no function (a sequential run's checkpoint), committed as its own
+        statement: SQLite's autocommit makes it a transaction of its own, as BEGIN IMMEDIATE ...
+        COMMIT would, for two statements fewer (``bulk`` makes one row one statement; a journal row
+        whose seq is not known yet is read first, and a row written in between by another process
+        makes the primary key refuse it). False, nothing written, when the lock is held elsewhere
+        (busy timeout 0) or the row was refused as already there: the writer thread writes it."""
+        pending.error = None
+        try:
+            self._write_own_rows(conn, pending)
+        except (sqlite3.OperationalError, sqlite3.IntegrityError):
+            self._stale()  # what ``bulk`` remembered of the row's seq was not written
+            _roll_back(conn, "a failed commit on the loop")  # (no transaction is left open)
+            pending.result = None
+            return False
+        except BaseException as exc:
+            self._stale()
+            _roll_back(conn, "a failed commit on the loop")
+            pending.result = None
+            pending.error = self._error(exc) if isinstance(exc, Exception) else exc
+            if not isinstance(exc, Exception):
+                raise
+            return True
+        self.commits += 1
+        self.writes += 1
+        return True
+
     def _commit_one(self, conn: sqlite3.Connection, pending: _Pending[Any]) -> bool:
         """A single write, then COMMIT, in the transaction the caller began. No savepoint: a write
         that raises has its whole transaction rolled back, which undoes exactly what a savepoint
@@ -598,6 +651,17 @@ def _idle(loop: asyncio.AbstractEventLoop, own: asyncio.Handle | None) -> bool:
     if ready and not (len(ready) == 1 and ready[0] is own):
         return False
     return not timers or timers[0].when() - loop.time() > _IDLE_FOR
+
+
+def _quiet(loop: asyncio.AbstractEventLoop) -> bool:
+    """Whether an idle loop (``_idle``) may wait for the disk: it watches no file descriptor but its
+    own wake-up pipe (only asyncio's selector loops say; any other counts as watching some), and no
+    timer is due within ``_QUIET_FOR``."""
+    selector: Any = getattr(loop, "_selector", None)
+    if selector is None or len(selector.get_map()) > 1:
+        return False
+    timers: Any = loop._scheduled  # type: ignore[attr-defined]  # _idle found it there
+    return not timers or timers[0].when() - loop.time() > _QUIET_FOR
 
 
 def _nothing() -> None:
