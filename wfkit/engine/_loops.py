@@ -85,9 +85,7 @@ def woken_by_signals(fn: Callable[P, Coroutine[Any, Any, T]]) -> Callable[P, Cor
             return await fn(*args, **kwargs)  # signals reach the main thread only
         _Waker.enter()
         try:
-            called = fn(*args, **kwargs)
-            del args, kwargs  # not kept alive beside it by this frame: one per run, thousands of them
-            return await called
+            return await fn(*args, **kwargs)
         finally:
             _Waker.leave()
 
