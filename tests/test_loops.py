@@ -353,3 +353,44 @@ def test_a_signal_wakes_the_loop_for_a_call_still_under_way_when_another_has_end
     assert not released, "the cancellation waited for the held call to end"
     assert ["cancelled"] == got
     assert -1 == signal.set_wakeup_fd(-1)  # the last call to end took its wakeup fd away
+
+
+def test_the_stop_button_frees_a_cell_awaiting_a_started_run_and_leaves_the_run_going(tmp_path: Path) -> None:
+    """`run = flow.start(...)` then `await run` in a notebook cell, interrupted by the stop button:
+    the cell ends while the step still sleeps, and the run goes on (it is cancelled only by
+    `run.cancel()`). Before, the cell stayed busy until the step's sleep ended."""
+    from jupyter_client.manager import start_new_kernel
+
+    started, release, prepared = tmp_path / "started", tmp_path / "release", tmp_path / "prepared"
+    root = Path(__file__).resolve().parents[1]
+    env = {
+        **os.environ,
+        "WFKIT_HOME": str(tmp_path / "ws"),
+        "PYTHONPATH": os.pathsep.join([str(root), *sys.path]),
+    }
+    kernel, client = start_new_kernel(kernel_name="python3", env=env)
+    outputs: list[str] = []
+
+    def collect(message: dict) -> None:
+        if message["msg_type"] == "stream":
+            outputs.append(message["content"]["text"])
+
+    try:
+        flow = _HELD_FLOW.format(release=str(release), started=str(started), prepared=str(prepared))
+        client.execute_interactive(flow, timeout=60)
+        sent = client.execute("run = flow.start({})\nawait run")
+        deadline = time.monotonic() + 60
+        while not started.exists() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert started.exists(), "the step did not start"
+        time.sleep(2)  # the step sleeps and the kernel's loop has gone quiet
+        kernel.interrupt_kernel()
+        reply = client.get_shell_msg(timeout=60)  # before the fix: a timeout, the step sleeping on
+        while reply["parent_header"].get("msg_id") != sent:
+            reply = client.get_shell_msg(timeout=60)
+        client.execute_interactive("print('run', run.status)\nrun.cancel()", timeout=60, output_hook=collect)
+    finally:
+        client.stop_channels()
+        kernel.shutdown_kernel(now=True)
+    assert ("error", "CancelledError") == (reply["content"]["status"], reply["content"]["ename"])
+    assert "run running\n" == "".join(outputs)
