@@ -1333,3 +1333,68 @@ def test_abort_gives_up_a_job_even_when_every_partition_committed(
     assert 0 == len(wf.steps(data))
     assert [] == list((data / "steps").rglob("*.parquet"))
     assert 16 == len(pd.read_parquet(data / "steps-uncounted" / job))
+
+
+def test_the_stop_button_leaves_a_local_cluster_started_in_the_notebook_usable(tmp_path: Path) -> None:
+    """The stop button on a cell running an eval on a LocalCluster started in the same notebook:
+    the cell ends with the KeyboardInterrupt, and the next cell's eval on that cluster runs on
+    the same worker processes. Before, the interrupt (sent to the kernel's whole process group)
+    killed the cluster's worker processes too, and the next eval on the cluster failed."""
+    from jupyter_client.manager import start_new_kernel
+
+    release = tmp_path / "release"
+    (tmp_path / "suite").mkdir()
+    (tmp_path / "suite" / "suite.py").write_text(HELD_SUITE.format(release=str(release)))
+    env = {**os.environ, "WFKIT_HOME": str(tmp_path / "ws"), "PYTHONPATH": os.pathsep.join([str(ROOT), *sys.path])}
+    kernel, client = start_new_kernel(kernel_name="python3", env=env)
+    outputs: list[str] = []
+
+    def collect(message: dict) -> None:
+        if message["msg_type"] == "stream":
+            outputs.append(message["content"]["text"])
+        elif message["msg_type"] == "error":
+            outputs.append(f"{message['content']['ename']}: {message['content']['evalue']}")
+
+    def evaluate(dataset: Path) -> str:
+        return (
+            f"wf.evals.evaluate({str(tmp_path / 'suite')!r}, executor=cluster, dataset={str(dataset)!r}, "
+            f"progress=False, partition_size=2, concurrency=1)"
+        )
+
+    try:
+        setup = (
+            "import os, wfkit as wf\n"
+            "from distributed import Client, LocalCluster\n"
+            "cluster = LocalCluster(n_workers=1, threads_per_worker=1, processes=True, host='127.0.0.1',\n"
+            "                       dashboard_address=None)\n"
+            "dask = Client(cluster, set_as_default=False)\n"
+            "pids = dask.run(os.getpid)"
+        )
+        client.execute_interactive(setup, timeout=120)
+        first = tmp_path / "first"
+        sent = client.execute(evaluate(first))
+        deadline = time.monotonic() + 120
+        while not list(first.glob("steps/_attempts/*/p00000-*.commit")) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert list(first.glob("steps/_attempts/*/p00000-*.commit")), "the first partition did not commit"
+        kernel.interrupt_kernel()
+        reply = client.get_shell_msg(timeout=60)
+        while reply["parent_header"].get("msg_id") != sent:
+            reply = client.get_shell_msg(timeout=60)
+        release.touch()  # the case held on the worker may end: its partition was given up
+        again = (
+            f"result = {evaluate(tmp_path / 'second')}\n"
+            "row = result.summary.iloc[0]\n"
+            "print('passed', int(row['pass_rate'] * row['cases']), 'of', int(row['cases']))\n"
+            "print('same workers', dask.run(os.getpid) == pids)"
+        )
+        client.execute_interactive(again, timeout=180, output_hook=collect)
+        client.execute_interactive("dask.close(); cluster.close()", timeout=60)
+    finally:
+        release.touch()
+        client.stop_channels()
+        kernel.shutdown_kernel(now=True)
+    assert ("error", "KeyboardInterrupt") == (reply["content"]["status"], reply["content"]["ename"])
+    printed = "".join(outputs)
+    assert "passed 6 of 6\n" in printed, printed
+    assert "same workers True\n" in printed, printed

@@ -232,3 +232,165 @@ def test_the_stop_button_cancels_a_blocking_run_in_a_notebook(tmp_path: Path) ->
     assert not finished.exists()
     (stored,) = wf.Workspace(workspace).runs()
     assert "cancelled" == stored["status"]
+
+
+_HELD_FLOW = """
+import asyncio, pathlib, wfkit as wf
+RELEASE = pathlib.Path({release!r})
+flow = wf.Workflow("held-refund")
+
+@flow.step
+async def prepare(state):
+    with open({prepared!r}, "a") as f:
+        f.write("x")
+    return {{"amount": 120}}
+
+@flow.step
+async def refund(state):
+    pathlib.Path({started!r}).touch()
+    if not RELEASE.exists():
+        await asyncio.sleep(120)  # nothing else on the kernel's loop wakes it meanwhile
+    return {{"refunded": True}}
+
+flow.edge("prepare", "refund")
+"""
+
+
+def test_the_stop_button_stops_a_run_awaited_in_a_notebook(tmp_path: Path) -> None:
+    """`await flow.arun(...)` in a notebook cell (top-level await) interrupted by the kernel's stop
+    button: the cell ends while the step still sleeps, the run is stored cancelled with the step
+    cut off, and resuming it runs only that step. Before, the cell stayed busy until the step's
+    sleep ended: the interrupt waited for the loop's next wake-up."""
+    from jupyter_client.manager import start_new_kernel
+
+    started, release, prepared = tmp_path / "started", tmp_path / "release", tmp_path / "prepared"
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "WFKIT_HOME": str(tmp_path / "ws"), "PYTHONPATH": os.pathsep.join([str(root), *sys.path])}
+    kernel, client = start_new_kernel(kernel_name="python3", env=env)
+    outputs: list[str] = []
+
+    def collect(message: dict) -> None:
+        if message["msg_type"] == "stream":
+            outputs.append(message["content"]["text"])
+        elif message["msg_type"] == "error":
+            outputs.append(f"{message['content']['ename']}: {message['content']['evalue']}")
+
+    try:
+        flow = _HELD_FLOW.format(release=str(release), started=str(started), prepared=str(prepared))
+        client.execute_interactive(flow, timeout=60)
+        sent = client.execute("run = await flow.arun({})")
+        deadline = time.monotonic() + 60
+        while not started.exists() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert started.exists(), "the step did not start"
+        time.sleep(2)  # the step sleeps and the kernel's loop has gone quiet
+        kernel.interrupt_kernel()
+        reply = client.get_shell_msg(timeout=60)  # before the fix: a timeout, the step sleeping on
+        while reply["parent_header"].get("msg_id") != sent:
+            reply = client.get_shell_msg(timeout=60)
+        check = (
+            "(stored,) = wf.Workspace().runs()\n"
+            "print('run', stored['status'])\n"
+            "rows = wf.steps(run_id=stored['run_id'])\n"
+            "print('rows', list(zip(rows['step'], rows['error_type'].astype(object).fillna(''))))\n"
+            "release = RELEASE.touch()\n"
+            "print('resumed', flow.resume(stored['run_id']).status)"
+        )
+        client.execute_interactive(check, timeout=120, output_hook=collect)
+    finally:
+        client.stop_channels()
+        kernel.shutdown_kernel(now=True)
+    assert "error" == reply["content"]["status"]
+    assert reply["content"]["ename"] in ("CancelledError", "KeyboardInterrupt")
+    printed = "".join(outputs)
+    assert "run cancelled\n" in printed, printed
+    assert "rows [('prepare', ''), ('refund', 'CancelledError')]\n" in printed, printed
+    assert "resumed succeeded\n" in printed, printed
+    assert "x" == prepared.read_text()  # the completed step did not run again
+
+
+def test_a_signal_wakes_the_loop_for_a_call_still_under_way_when_another_has_ended() -> None:
+    """Two calls under `woken_by_signals` (a cell gathering two runs): once the quick one has
+    ended, a signal still wakes the loop for the other, so a handler that cancels it with a plain
+    `call_soon` (as ipykernel's stop button does) cancels it at once; before, the first call to end
+    took the wakeup fd away and the cancellation waited for the other's step to end."""
+    import signal
+
+    release = threading.Event()
+
+    @_loops.woken_by_signals
+    async def quick() -> str:
+        return "quick"
+
+    @_loops.woken_by_signals
+    async def held() -> str:
+        await asyncio.get_running_loop().run_in_executor(None, release.wait, 60)  # nothing wakes the loop
+        return "held"
+
+    async def main() -> tuple[list[object], bool]:
+        loop = asyncio.get_running_loop()
+        # held() first: it is under way when quick() starts and ends.
+        task = asyncio.ensure_future(asyncio.gather(held(), quick(), return_exceptions=True))
+        previous = signal.signal(signal.SIGUSR1, lambda *_: loop.call_soon(task.cancel))
+        try:
+            await asyncio.sleep(0.5)  # quick() has ended, held() waits in its thread
+            threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGUSR1)).start()
+            try:
+                got = await task
+            except asyncio.CancelledError:
+                got = ["cancelled"]
+            return got, release.is_set()
+        finally:
+            signal.signal(signal.SIGUSR1, previous)
+            release.set()
+
+    unheld = threading.Timer(30, release.set)  # without a wake-up, the cancellation comes only now
+    unheld.start()
+    try:
+        got, released = asyncio.run(main())
+    finally:
+        unheld.cancel()
+    assert not released, "the cancellation waited for the held call to end"
+    assert ["cancelled"] == got
+    assert -1 == signal.set_wakeup_fd(-1)  # the last call to end took its wakeup fd away
+
+
+def test_the_stop_button_frees_a_cell_awaiting_a_started_run_and_leaves_the_run_going(tmp_path: Path) -> None:
+    """`run = flow.start(...)` then `await run` in a notebook cell, interrupted by the stop button:
+    the cell ends while the step still sleeps, and the run goes on (it is cancelled only by
+    `run.cancel()`). Before, the cell stayed busy until the step's sleep ended."""
+    from jupyter_client.manager import start_new_kernel
+
+    started, release, prepared = tmp_path / "started", tmp_path / "release", tmp_path / "prepared"
+    root = Path(__file__).resolve().parents[1]
+    env = {
+        **os.environ,
+        "WFKIT_HOME": str(tmp_path / "ws"),
+        "PYTHONPATH": os.pathsep.join([str(root), *sys.path]),
+    }
+    kernel, client = start_new_kernel(kernel_name="python3", env=env)
+    outputs: list[str] = []
+
+    def collect(message: dict) -> None:
+        if message["msg_type"] == "stream":
+            outputs.append(message["content"]["text"])
+
+    try:
+        flow = _HELD_FLOW.format(release=str(release), started=str(started), prepared=str(prepared))
+        client.execute_interactive(flow, timeout=60)
+        sent = client.execute("run = flow.start({})\nawait run")
+        deadline = time.monotonic() + 60
+        while not started.exists() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert started.exists(), "the step did not start"
+        time.sleep(2)  # the step sleeps and the kernel's loop has gone quiet
+        kernel.interrupt_kernel()
+        reply = client.get_shell_msg(timeout=60)  # before the fix: a timeout, the step sleeping on
+        while reply["parent_header"].get("msg_id") != sent:
+            reply = client.get_shell_msg(timeout=60)
+        client.execute_interactive("print('run', run.status)\nrun.cancel()", timeout=60, output_hook=collect)
+    finally:
+        client.stop_channels()
+        kernel.shutdown_kernel(now=True)
+    assert ("error", "CancelledError") == (reply["content"]["status"], reply["content"]["ename"])
+    assert "run running\n" == "".join(outputs)

@@ -94,6 +94,10 @@ def local_cluster(
         "dashboard_address": dashboard_address,
         **cluster_options,
     }
+    from wfkit.distributed._shield import InterruptShield
+
+    # The notebook's stop button, sent to the kernel's process group, leaves the workers alone.
+    options["plugins"] = {*options.get("plugins", ()), InterruptShield()}
     # The scheduler and the nannies read the settings as they start, so they need to hold only for
     # this call. Not so the worker processes a nanny starts later, after a crash: it hands them
     # the config it noted when it started, a shallow copy whose nested values this context puts

@@ -655,6 +655,10 @@ def run_job(
         location = Location(dataset)
         job = new_job_id()
         _check_dataset(client, location, job, label=label, partitions=len(works))
+        from wfkit.distributed._shield import InterruptShield
+
+        # Workers this process started (a LocalCluster in the same notebook) outlive its stop button.
+        client.register_plugin(InterruptShield())
         t0 = time.perf_counter()
         bars = _Bars(label, len(works), sum(cases), progress)
         topic = _topic(job)

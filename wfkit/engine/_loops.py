@@ -11,12 +11,14 @@ import asyncio
 import concurrent.futures
 import contextlib
 import contextvars
+import functools
 import signal
 import socket
 import threading
-from collections.abc import Coroutine, Iterator
-from typing import Any, TypeVar
+from collections.abc import Callable, Coroutine
+from typing import Any, ParamSpec, TypeVar
 
+P = ParamSpec("P")
 T = TypeVar("T")
 
 _background: asyncio.AbstractEventLoop | None = None
@@ -67,46 +69,82 @@ def run_blocking(coro: Coroutine[Any, Any, T]) -> T:
             raise
 
 
-@contextlib.contextmanager
-def woken_by_signals() -> Iterator[None]:
-    """While it lasts, a signal (the notebook's stop button: SIGINT) wakes the running loop of the
-    main thread.
+def woken_by_signals(fn: Callable[P, Coroutine[Any, Any, T]]) -> Callable[P, Coroutine[Any, Any, T]]:
+    """``fn`` awaited while a signal (the notebook's stop button: SIGINT) wakes the running loop of
+    the main thread: in a notebook cell, the stop button cancels it at once.
 
     ipykernel stops a cell awaiting a coroutine by cancelling it from its SIGINT handler with a
     plain ``call_soon`` (tornado's ``add_callback`` on the loop's own thread), which does not wake a
     loop asleep in ``select``: the cancellation waited for the loop's next timer or I/O, for a long
-    step the whole eval. A wakeup fd (``signal.set_wakeup_fd``) makes the signal itself wake it.
-    Kept when another one is set already (``asyncio``'s signal handlers, a runner)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield  # signals reach the main thread only
-        return
-    loop = asyncio.get_running_loop()
-    reader, writer = socket.socketpair()
-    reader.setblocking(False)
-    writer.setblocking(False)
-    ours = writer.fileno()
-    try:
-        previous = signal.set_wakeup_fd(ours, warn_on_full_buffer=False)
-        if previous != -1:  # someone wakes the loop already
-            signal.set_wakeup_fd(previous)
-        else:
+    step the end of that step. A wakeup fd (``signal.set_wakeup_fd``) makes the signal itself wake
+    it; one serves every call under way on the loop (a cell gathering many runs, an eval's runs)."""
+
+    @functools.wraps(fn)
+    async def woken(*args: P.args, **kwargs: P.kwargs) -> T:
+        if threading.current_thread() is not threading.main_thread():
+            return await fn(*args, **kwargs)  # signals reach the main thread only
+        _Waker.enter()
+        try:
+            return await fn(*args, **kwargs)
+        finally:
+            _Waker.leave()
+
+    return woken
+
+
+class _Waker:
+    """The wakeup fd of the main thread's running loop: set by the first call under way, taken
+    away by the last (main thread only: no lock). Kept when another one is set already
+    (``asyncio``'s signal handlers, a runner)."""
+
+    users = 0
+    loop: asyncio.AbstractEventLoop | None = None
+    pair: tuple[socket.socket, socket.socket] | None = None  # None while another wakeup fd serves
+
+    @classmethod
+    def enter(cls) -> None:
+        loop = asyncio.get_running_loop()
+        if cls.users and cls.loop is loop:
+            cls.users += 1
+            return
+        if cls.users:  # calls left behind by a loop that is gone: its wakeup fd goes too
+            cls.users = 1
+            cls._release()
+        reader, writer = socket.socketpair()
+        reader.setblocking(False)
+        writer.setblocking(False)
+        previous = signal.set_wakeup_fd(writer.fileno(), warn_on_full_buffer=False)
+        if previous == -1:
             try:
                 loop.add_reader(reader.fileno(), _drain, reader)
             except NotImplementedError:  # a loop without readers (Windows' proactor): none here
                 signal.set_wakeup_fd(-1)
-                previous = ours
-    except BaseException:
+            else:
+                cls.users, cls.loop, cls.pair = 1, loop, (reader, writer)
+                return
+        else:  # someone wakes the loop already
+            signal.set_wakeup_fd(previous)
         reader.close()
         writer.close()
-        raise
-    try:
-        yield
-    finally:
-        if previous == -1:
+        cls.users, cls.loop, cls.pair = 1, loop, None
+
+    @classmethod
+    def leave(cls) -> None:
+        if cls.users and cls.loop is running_loop():
+            cls._release()
+
+    @classmethod
+    def _release(cls) -> None:
+        cls.users -= 1
+        if cls.users or cls.pair is None or cls.loop is None:
+            return
+        (reader, writer), loop = cls.pair, cls.loop
+        cls.pair = cls.loop = None
+        if not loop.is_closed():
             loop.remove_reader(reader.fileno())
-            current = signal.set_wakeup_fd(-1)
-            if current != ours:  # set by someone else meanwhile: theirs stays
-                signal.set_wakeup_fd(current)
+        current = signal.set_wakeup_fd(-1)
+        if current != writer.fileno():  # set by someone else meanwhile: theirs stays
+            signal.set_wakeup_fd(current)
         reader.close()
         writer.close()
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeAlias, TypedDict
 
 from wfkit.engine._engine import Execution
-from wfkit.engine._loops import background_loop, running_loop
+from wfkit.engine._loops import background_loop, running_loop, woken_by_signals
 from wfkit.model._approvals import ApprovalPolicy, Ticket
 from wfkit.model._context import ChatModel, ToolProvider
 from wfkit.model._errors import TicketError
@@ -700,6 +700,7 @@ class Run:
     def __await__(self) -> Generator[Any, None, Run]:
         return self._wait_async().__await__()
 
+    @woken_by_signals  # the stop button frees the awaiting cell at once (the run goes on)
     async def _wait_async(self) -> Run:
         if self._task is not None and not self._task.done():
             # shield: interrupting the awaiting cell must not kill the run; use run.cancel().

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar, Unpack, cast, overlo
 from wfkit.engine._attempts import plain_updates
 from wfkit.engine._durability import give_lease_back, record_run, take_lease
 from wfkit.engine._engine import Execution, claim, executing_here, unclaim
-from wfkit.engine._loops import run_blocking, running_loop
+from wfkit.engine._loops import run_blocking, running_loop, woken_by_signals
 from wfkit.engine._run import (
     _RESUME_KEYS,
     BatchRunOptions,
@@ -1201,6 +1201,7 @@ class Workflow:
         async for item in run.stream(chunks=chunks, raise_on_error=raise_on_error):
             yield item
 
+    @woken_by_signals  # the stop button cancels it at once
     async def arun(
         self,
         inputs: Mapping[str, Any] | None = None,
@@ -1324,6 +1325,7 @@ class Workflow:
             **options,
         )
 
+    @woken_by_signals
     async def aresume(
         self,
         run_id: str,

@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import copy
 import datetime as dt
-import functools
 import hashlib
 import importlib.util
 import inspect
@@ -29,11 +28,12 @@ import random
 import sys
 import threading
 import warnings
-from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence, Sized
+from collections.abc import Callable, Iterable, Mapping, Sequence, Sized
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ParamSpec
+from typing import TYPE_CHECKING, Any
 
+from wfkit.engine._loops import woken_by_signals
 from wfkit.evals._scorers import Case, ScorerFn, apply, name_of, unsucceeded
 from wfkit.evals._spreadsheet import read_sheet, read_utf8
 from wfkit.evals._stats import (
@@ -583,26 +583,7 @@ async def _score_cases(
     return rows
 
 
-_P = ParamSpec("_P")
-
-
-def _woken_by_signals(
-    run: Callable[_P, Coroutine[Any, Any, EvalResult]],
-) -> Callable[_P, Coroutine[Any, Any, EvalResult]]:
-    """``run`` awaited under :func:`wfkit.engine._loops.woken_by_signals`: in a notebook cell, the
-    stop button cancels the eval at once, not at the loop's next wake-up (the end of a long step)."""
-
-    @functools.wraps(run)
-    async def woken(*args: _P.args, **kwargs: _P.kwargs) -> EvalResult:
-        from wfkit.engine._loops import woken_by_signals
-
-        with woken_by_signals():
-            return await run(*args, **kwargs)
-
-    return woken
-
-
-@_woken_by_signals
+@woken_by_signals  # the stop button cancels it at once
 async def evaluate_async(
     suite: Suite,
     *,
