@@ -309,13 +309,16 @@ def test_the_stop_button_stops_a_run_awaited_in_a_notebook(tmp_path: Path) -> No
     assert "x" == prepared.read_text()  # the completed step did not run again
 
 
-def test_a_signal_wakes_the_loop_for_a_call_still_under_way_when_another_has_ended() -> None:
+def test_a_signal_wakes_the_loop_for_a_call_still_under_way_when_another_has_ended(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """Two calls under `woken_by_signals` (a cell gathering two runs): once the quick one has
     ended, a signal still wakes the loop for the other, so a handler that cancels it with a plain
     `call_soon` (as ipykernel's stop button does) cancels it at once; before, the first call to end
     took the wakeup fd away and the cancellation waited for the other's step to end."""
     import signal
 
+    monkeypatch.setattr(_loops, "in_kernel", lambda: True)  # (a wakeup fd serves a kernel's handler only)
     release = threading.Event()
 
     @_loops.woken_by_signals

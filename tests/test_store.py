@@ -1170,6 +1170,19 @@ def test_a_long_sequential_durable_run_keeps_the_wal_bounded(
     assert wal < 2**20, f"a WAL of {wal / 2**20:.1f} MB after 2,000 steps"
 
 
+def test_a_run_awaited_on_the_main_thread_of_a_script_commits_on_its_quiet_loop_at_full(
+    workspace: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``asyncio.run(flow.arun(...))`` in a plain script: the loop watches nothing but its own
+    wake-up pipe (the stop button's wakeup fd is a kernel's: asyncio.run's Ctrl-C handler wakes the
+    loop itself), so at FULL the sequential run's checkpoints commit on it, without thread hops."""
+    monkeypatch.setenv("WFKIT_SYNCHRONOUS", "full")
+    flow = _chain_of_nothing("main-thread", 20)
+    assert threading.current_thread() is threading.main_thread()
+    assert "succeeded" == asyncio.run(flow.arun({}, workspace=workspace)).status
+    assert open_store(workspace).writer.inline_commits >= 20
+
+
 # ---- the journal's layout ------------------------------------------------------------------------
 
 

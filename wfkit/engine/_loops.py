@@ -18,6 +18,8 @@ import threading
 from collections.abc import Callable, Coroutine
 from typing import Any, ParamSpec, TypeVar
 
+from wfkit.engine._mode import in_kernel
+
 P = ParamSpec("P")
 T = TypeVar("T")
 
@@ -81,8 +83,11 @@ def woken_by_signals(fn: Callable[P, Coroutine[Any, Any, T]]) -> Callable[P, Cor
 
     @functools.wraps(fn)
     async def woken(*args: P.args, **kwargs: P.kwargs) -> T:
-        if threading.current_thread() is not threading.main_thread():
-            return await fn(*args, **kwargs)  # signals reach the main thread only
+        if threading.current_thread() is not threading.main_thread() or not in_kernel():
+            # Signals reach the main thread only; and outside a kernel the handler wakes the loop
+            # itself (asyncio.run's Ctrl-C handler does), where a wakeup fd's reader would only
+            # make a quiet loop look busy (the store's writer commits on a quiet loop at FULL).
+            return await fn(*args, **kwargs)
         _Waker.enter()
         try:
             return await fn(*args, **kwargs)
