@@ -742,7 +742,11 @@ def test_run_of_a_spec_without_inputs_names_the_field_a_step_missed(tmp_path: Pa
     run = _wfkit("run", "ask.yaml", "--steps", "asksteps", "--workspace", "ws", cwd=tmp_path)
     assert 1 == run.returncode
     *_, error, hint = run.stderr.splitlines()
-    assert error.endswith(", step 'answer', attempt 1: failed with KeyError (permanent): 'query'")
+    assert error.endswith(
+        ", step 'answer', attempt 1: failed with StateKeyError (permanent): the state has no field 'query': "
+        "it is empty; pass it in the run's inputs, return it from a step that runs before this one, or, if it "
+        "is optional, read it with state.get('query')"
+    )
     assert (
         "wfkit run: step 'answer' read the field 'query', which the run's inputs lack and no step before it "
         "wrote: if the flow needs it, pass it (wfkit run ask.yaml --steps asksteps --workspace ws --input "
