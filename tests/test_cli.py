@@ -27,6 +27,30 @@ def test_version_from_console_script() -> None:
     assert f"wfkit {wfkit.__version__}" == out.stdout.strip()
 
 
+def test_output_piped_to_a_reader_that_stops_early_ends_quietly(tmp_path: Path) -> None:
+    """`wfkit runs | head -5` printed "wfkit runs: [Errno 32] Broken pipe" and exited 1, as if
+    something had gone wrong. A reader that stops reading (its end of the pipe closed here before
+    wfkit writes, so the pipe surely breaks) now ends the command silently, as it ends `ls` or `git
+    log`: nothing on stderr, exit 141 (128 + SIGPIPE) for a shell's pipefail."""
+    flow = wf.Workflow("piped")
+    flow.step(lambda s: None, name="a")
+    flow.run({}, workspace=tmp_path / "ws")
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "wfkit", "runs", "--workspace", str(tmp_path / "ws")],
+            stdout=write,
+            stderr=subprocess.PIPE,
+            text=True,
+            check=False,
+        )
+    finally:
+        os.close(write)
+    assert done.stderr == ""
+    assert done.returncode == 141
+
+
 def test_no_command_prints_help(capsys: pytest.CaptureFixture[str]) -> None:
     """Without a command the usage is shown and the exit code is 2."""
     assert main([]) == 2

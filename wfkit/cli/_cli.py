@@ -6,6 +6,7 @@ import argparse
 import importlib
 import json
 import math
+import os
 import shlex
 import sqlite3
 import sys
@@ -991,6 +992,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         code: int = handler(args)
+    except BrokenPipeError:
+        # `wfkit runs | head`: the reader has what it wanted. End silently, as `ls` or `git log`
+        # do, with a SIGPIPE death's code; stdout to devnull, so that the flush at exit cannot
+        # print "Exception ignored ... BrokenPipeError" instead.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE (13), which Windows lacks as a name
     except (WfkitError, KeyError, ValueError, OSError) as exc:
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         _print(f"wfkit {args.command}: {message}", file=sys.stderr)
