@@ -290,6 +290,44 @@ def test_a_step_reading_a_field_the_state_lacks_is_told_what_it_holds_and_how_to
     assert "the state has no field 'count': it holds ['cuont'] (did you mean 'cuont'?)" in str(failed.error)
 
 
+@pytest.mark.filterwarnings("ignore:coroutine .* was never awaited:RuntimeWarning")
+def test_a_step_that_forgot_await_is_told_to_await() -> None:
+    """``reply = ctx.llm.complete(...)`` without ``await`` failed with Python's "'coroutine' object
+    has no attribute 'text'", which says nothing of the missing ``await``; nor did a tool's result
+    indexed un-awaited. The error (the run's, the step log's row, a fallback's ``ctx.failure``) now
+    says to await the call."""
+    flow = wf.Workflow("no-await")
+
+    @flow.step(fallback="explain")
+    async def ask(state: Any, ctx: Any) -> dict[str, Any]:
+        reply = ctx.llm.complete("hi")  # no await
+        return {"text": reply.text}
+
+    @flow.step
+    def explain(state: Any, ctx: Any) -> dict[str, Any]:
+        return {"why": ctx.failure.error_message}
+
+    run = flow.run({}, workspace=False)
+    hint = "a coroutine: `await` the call that made it, as in reply = await ctx.llm.complete(...)"
+    assert run.state["why"] == f"'coroutine' object has no attribute 'text' ({hint})"
+    assert [e.error_message for e in run.events if e.step == "ask"] == [run.state["why"]]
+
+    tools = wf.llm.ToolRegistry()
+
+    @tools.tool
+    async def lookup(key: str) -> dict[str, Any]:
+        return {"rows": [key]}
+
+    direct = wf.Workflow("no-await-tool", tools=tools)
+
+    @direct.step(tools=["lookup"])
+    async def fetch(state: Any, ctx: Any) -> dict[str, Any]:
+        return {"rows": ctx.tool("lookup", key="k")["rows"]}  # no await
+
+    failed = direct.run({}, workspace=False, raise_on_error=False)
+    assert str(failed.error).endswith(f"'coroutine' object is not subscriptable ({hint})")
+
+
 def test_step_returning_non_mapping_fails_clearly() -> None:
     """A step that returns a list fails with a message on what to return."""
     flow = wf.Workflow("bad")

@@ -84,6 +84,15 @@ class Activation:
         return act
 
 
+def error_text(error: BaseException | None) -> str:
+    """An attempt's error as its row and the run's error say it: its message, and for a forgotten
+    ``await`` (Python's message names the coroutine, never the missing keyword) how to fix it."""
+    text = str(error)
+    if isinstance(error, (AttributeError, TypeError)) and "'coroutine' object" in text:
+        text += " (a coroutine: `await` the call that made it, as in reply = await ctx.llm.complete(...))"
+    return text
+
+
 class Fields(dict[str, Any]):
     """The copy of the state under a step's read-only view. A field it lacks (``state["topic"]`` on
     a run given ``{"topc": ...}``) raises a ``StateKeyError`` (a ``KeyError``, ``args[0]`` the field)
@@ -170,5 +179,5 @@ class Outcome:
     def error_message(self) -> str:
         """The error's message, and why the retry policy made no retry of it when it says: what
         the step log's row, a fallback's ``ctx.failure`` and the run's error all show."""
-        text = str(self.error)
+        text = error_text(self.error)
         return text if self.not_retried is None else f"{text}{NOT_RETRIED}{self.not_retried}"
