@@ -124,6 +124,38 @@ def test_bounded_loop_is_accepted() -> None:
     flow.validate()
 
 
+def test_a_loop_with_no_way_out_is_refused_saying_how_to_let_it_end() -> None:
+    """A loop every step of which leads only back into it (``a -> b -> a`` as plain edges) was
+    refused for its missing bound; bounded as told, it was accepted and every run failed at
+    the bound with "raise the bound", which could never help. Bounded, it is now refused saying how
+    to let a step leave it; a route out, an end or a fallback outside makes it valid."""
+    flow = _flow("a", "b")
+    flow.edge("a", "b").edge("b", "a")
+    with pytest.raises(wf.WorkflowDefinitionError, match="loop a -> b -> a has no visit bound: set max_visits"):
+        flow.validate()  # first told to bound it, as before
+    flow = _flow("a", "b", a={"max_visits": 3})
+    flow.edge("a", "b").edge("b", "a")
+    with pytest.raises(wf.WorkflowDefinitionError) as info:
+        flow.validate()
+    assert [
+        "loop a -> b -> a has no way out: each of its steps leads only back into it, so every run that "
+        "enters it fails at a visit bound; let a step leave it, e.g. in place of the edge 'b' -> 'a', "
+        "flow.route('b', wfkit.when('done', 'eq', False) >> wfkit.go('a'), default=wfkit.go(wfkit.END)), "
+        "or give one of its steps a fallback= outside it"
+    ] == info.value.problems
+    assert [{"kind": "loop_closed", "loop": ["a", "b", "a"]}] == info.value.facts
+    routed = _flow("a", a={"max_visits": 3})
+    routed.route("a", wf.when("x", "eq", 1) >> wf.go("a"), default=wf.go("a"))
+    with pytest.raises(wf.WorkflowDefinitionError, match=r"loop a -> a has no way out: .* e\.g\. flow\.route\(.a., "):
+        routed.validate()
+    leaves = _flow("a", "b", "after", a={"max_visits": 3})
+    leaves.edge("a", "b").route("b", wf.when("done", "eq", True) >> wf.go("after"), default=wf.go("a"))
+    leaves.validate()
+    falls_back = _flow("a", "b", "rescue", a={"max_visits": 3, "fallback": "rescue"})
+    falls_back.chain("a", "b").edge("b", "a")
+    falls_back.validate()
+
+
 def test_self_loop_without_bound() -> None:
     """A step routing back to itself needs a bound."""
     flow = _flow("a")

@@ -430,7 +430,33 @@ def compile_graph(
                 entry=entry,
             )
 
+    # A bounded loop none of whose steps can lead out of it (no route or edge out, no end, no
+    # fallback outside): the bound only decides when every run fails there. (An unbounded one is
+    # told to take a bound first, below, as it always was; then this.)
     unbounded = {s for s in known if steps[s].max_visits is None}
+    for comp in _cycles(known, succ):
+        members = set(comp)
+        if _cycles(members & unbounded, succ):
+            continue
+        ends = any(
+            END in (*edges.get(m, ()), steps[m].fallback)
+            or (m in routers and END in {r.target for r in routers[m].routes} | {routers[m].default.target})
+            for m in members
+        )
+        if ends or any(succ[m] - members for m in members):
+            continue
+        steps_around = _loop_through(comp[0], members, succ)
+        last, back = steps_around[-2], steps_around[-1]
+        how = f"in place of the edge {last!r} -> {back!r}, " if back in edges.get(last, ()) else ""
+        problem(
+            ("steps", comp[0]),
+            f"loop {' -> '.join(steps_around)} has no way out: each of its steps leads only back into it, so "
+            f"every run that enters it fails at a visit bound; let a step leave it, e.g. {how}"
+            f"flow.route({last!r}, wfkit.when('done', 'eq', False) >> wfkit.go({back!r}), "
+            f"default=wfkit.go(wfkit.END)), or give one of its steps a fallback= outside it",
+            kind="loop_closed",
+            loop=steps_around,
+        )
     for comp in _cycles(unbounded, succ):
         steps_around = _loop_through(comp[0], set(comp), succ)
         loop = " -> ".join(steps_around)
