@@ -51,6 +51,24 @@ def test_output_piped_to_a_reader_that_stops_early_ends_quietly(tmp_path: Path) 
     assert done.returncode == 141
 
 
+def test_a_misspelt_command_or_choice_names_the_closest(capsys: pytest.CaptureFixture[str]) -> None:
+    """`wfkit sho RUN` answered "invalid choice: 'sho' (choose from 'demo', 'runs', ... 18 names)",
+    leaving the reader to spot `show` in the list; a misspelt `--status` likewise. The error now
+    ends with the closest name (exit code 2, as before)."""
+    with pytest.raises(SystemExit) as info:
+        main(["sho", "01abc"])
+    assert 2 == info.value.code
+    assert capsys.readouterr().err.rstrip().endswith("invalid choice: 'sho'; did you mean 'show'?")
+    with pytest.raises(SystemExit):
+        main(["runs", "--status", "succeded"])
+    err = capsys.readouterr().err
+    assert err.startswith("usage: wfkit runs")
+    assert err.rstrip().endswith("; did you mean 'succeeded'?")
+    with pytest.raises(SystemExit):
+        main(["xyzzy"])  # nothing close: the list, as argparse gives it
+    assert "(choose from 'demo', 'runs'" in capsys.readouterr().err
+
+
 def test_no_command_prints_help(capsys: pytest.CaptureFixture[str]) -> None:
     """Without a command the usage is shown and the exit code is 2."""
     assert main([]) == 2
