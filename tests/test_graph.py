@@ -156,6 +156,37 @@ def test_a_loop_with_no_way_out_is_refused_saying_how_to_let_it_end() -> None:
     falls_back.validate()
 
 
+def test_a_step_renamed_in_a_notebook_cell_is_reported_with_the_cell_to_run_again() -> None:
+    """In a notebook, renaming ``plan`` to ``planner`` in a cell that adds steps to a workflow made
+    in an earlier cell left ``plan`` behind, still the entry: "step 'planner' is unreachable from the
+    entry 'plan': connect it ..., or remove it", and nothing removes a step. When the steps come from
+    notebook cells, the problem says what does: running the Workflow's cell again."""
+    cell = (
+        "def plan(state):\n    return {'a': 1}\n"
+        "def planner(state):\n    return {'a': 1}\n"
+        "def write(state):\n    return {'b': 1}\n"
+    )
+    found: dict[str, Any] = {}
+    exec(compile(cell, "/tmp/ipykernel_4242/2417630318.py", "exec"), found)  # as ipykernel names a cell
+    flow = wf.Workflow("renamed")
+    flow.step(found["plan"])
+    flow.step(found["write"])
+    flow.chain("plan", "write")
+    flow.step(found["planner"])  # the cell, run again after the rename
+    flow.step(found["write"])
+    flow.chain("planner", "write")
+    with pytest.raises(wf.WorkflowDefinitionError) as info:
+        flow.validate()
+    assert [
+        "step 'planner' is unreachable from the entry 'plan': connect it with flow.edge(...) or a route, or "
+        "remove it; in a notebook, a step renamed or deleted in a cell stays in the workflow until the cell "
+        "that makes the Workflow (wf.Workflow(...)) runs again"
+    ] == info.value.problems
+    script = _flow("a", "b")  # steps from a file: no notebook advice
+    with pytest.raises(wf.WorkflowDefinitionError, match=r"or remove it$"):
+        script.validate()
+
+
 def test_self_loop_without_bound() -> None:
     """A step routing back to itself needs a bound."""
     flow = _flow("a")

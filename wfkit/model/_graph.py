@@ -296,6 +296,13 @@ def _loop_through(start: str, comp: set[str], succ: Mapping[str, set[str]]) -> l
     return [start, start]  # not reached: the component holds a cycle through every member
 
 
+def _in_notebook_cell(fn: object) -> bool:
+    """Whether ``fn`` was defined in a Jupyter cell (ipykernel compiles a cell as
+    ``.../ipykernel_PID/HASH.py``; IPython before it, ``<ipython-input-N-HASH>``)."""
+    filename = getattr(getattr(fn, "__code__", None), "co_filename", "")
+    return "ipykernel_" in filename or filename.startswith("<ipython-input")
+
+
 def compile_graph(
     name: str,
     steps: Mapping[str, StepSpec],
@@ -420,11 +427,20 @@ def compile_graph(
     reachable: set[str] = set()
     if entry in known:
         reachable = _reach(entry, succ)
+        # Nothing removes a step: in a notebook, one renamed in a cell is left behind, the entry if
+        # it was the first; what removes it is running the cell that makes the workflow again.
+        cells = any(_in_notebook_cell(spec.fn) for spec in steps.values())
+        again = (
+            "; in a notebook, a step renamed or deleted in a cell stays in the workflow until the cell "
+            "that makes the Workflow (wf.Workflow(...)) runs again"
+            if cells
+            else ""
+        )
         for step in sorted(known - _reach(entry, meant)):
             problem(
                 ("steps", step),
                 f"step {step!r} is unreachable from the entry {entry!r}: connect it with "
-                f"flow.edge(...) or a route, or remove it",
+                f"flow.edge(...) or a route, or remove it{again}",
                 kind="unreachable",
                 step=step,
                 entry=entry,
