@@ -105,6 +105,18 @@ def test_the_regression_notebook_quotes_the_mean_seats_its_table_shows() -> None
     assert values == re.findall(r"\d+\.\d+", repr(moved))
 
 
+def test_the_quickstart_explains_the_controls_under_its_run_view() -> None:
+    """Notebook 01's run view ends with an "inspect step" picker (empty until a step is picked) and a
+    "state" toggle, which its "What to look at" never mentioned: a newcomer saw a blank dropdown and
+    a grey button and no word on either. The paragraph under the view now says what each shows."""
+    nb = nbformat.read(ROOT / "notebooks" / "01_quickstart.ipynb", as_version=4)
+    view = next(i for i, c in enumerate(nb.cells) if c.cell_type == "code" and c.source.rstrip().endswith("\nrun"))
+    under = " ".join(nb.cells[view + 1].source.split())
+    assert "**inspect step**" in under
+    assert "the state before it and what it wrote" in under
+    assert "**state** shows the run's current state" in under
+
+
 def test_all_notebooks_replay_against_their_baselines(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
