@@ -167,7 +167,7 @@ def test_a_step_renamed_in_a_notebook_cell_is_reported_with_the_cell_to_run_agai
         "def write(state):\n    return {'b': 1}\n"
     )
     found: dict[str, Any] = {}
-    exec(compile(cell, "/tmp/ipykernel_4242/2417630318.py", "exec"), found)  # as ipykernel names a cell
+    exec(compile(cell, "ipykernel_4242/2417630318.py", "exec"), found)  # as ipykernel names a cell, in its temp folder
     flow = wf.Workflow("renamed")
     flow.step(found["plan"])
     flow.step(found["write"])
