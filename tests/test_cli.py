@@ -27,6 +27,48 @@ def test_version_from_console_script() -> None:
     assert f"wfkit {wfkit.__version__}" == out.stdout.strip()
 
 
+def test_output_piped_to_a_reader_that_stops_early_ends_quietly(tmp_path: Path) -> None:
+    """`wfkit runs | head -5` printed "wfkit runs: [Errno 32] Broken pipe" and exited 1, as if
+    something had gone wrong. A reader that stops reading (its end of the pipe closed here before
+    wfkit writes, so the pipe surely breaks) now ends the command silently, as it ends `ls` or `git
+    log`: nothing on stderr, exit 141 (128 + SIGPIPE) for a shell's pipefail."""
+    flow = wf.Workflow("piped")
+    flow.step(lambda s: None, name="a")
+    flow.run({}, workspace=tmp_path / "ws")
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "wfkit", "runs", "--workspace", str(tmp_path / "ws")],
+            stdout=write,
+            stderr=subprocess.PIPE,
+            text=True,
+            check=False,
+        )
+    finally:
+        os.close(write)
+    assert done.stderr == ""
+    assert done.returncode == 141
+
+
+def test_a_misspelt_command_or_choice_names_the_closest(capsys: pytest.CaptureFixture[str]) -> None:
+    """`wfkit sho RUN` answered "invalid choice: 'sho' (choose from 'demo', 'runs', ... 18 names)",
+    leaving the reader to spot `show` in the list; a misspelt `--status` likewise. The error now
+    ends with the closest name (exit code 2, as before)."""
+    with pytest.raises(SystemExit) as info:
+        main(["sho", "01abc"])
+    assert 2 == info.value.code
+    assert capsys.readouterr().err.rstrip().endswith("invalid choice: 'sho'; did you mean 'show'?")
+    with pytest.raises(SystemExit):
+        main(["runs", "--status", "succeded"])
+    err = capsys.readouterr().err
+    assert err.startswith("usage: wfkit runs")
+    assert err.rstrip().endswith("; did you mean 'succeeded'?")
+    with pytest.raises(SystemExit):
+        main(["xyzzy"])  # nothing close: the list, as argparse gives it
+    assert "(choose from 'demo', 'runs'" in capsys.readouterr().err
+
+
 def test_no_command_prints_help(capsys: pytest.CaptureFixture[str]) -> None:
     """Without a command the usage is shown and the exit code is 2."""
     assert main([]) == 2
@@ -742,7 +784,11 @@ def test_run_of_a_spec_without_inputs_names_the_field_a_step_missed(tmp_path: Pa
     run = _wfkit("run", "ask.yaml", "--steps", "asksteps", "--workspace", "ws", cwd=tmp_path)
     assert 1 == run.returncode
     *_, error, hint = run.stderr.splitlines()
-    assert error.endswith(", step 'answer', attempt 1: failed with KeyError (permanent): 'query'")
+    assert error.endswith(
+        ", step 'answer', attempt 1: failed with StateKeyError (permanent): the state has no field 'query': "
+        "it is empty; pass it in the run's inputs, return it from a step that runs before this one, or, if it "
+        "is optional, read it with state.get('query')"
+    )
     assert (
         "wfkit run: step 'answer' read the field 'query', which the run's inputs lack and no step before it "
         "wrote: if the flow needs it, pass it (wfkit run ask.yaml --steps asksteps --workspace ws --input "

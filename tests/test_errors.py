@@ -276,6 +276,7 @@ PICKLE_CASES: list[Callable[[Path], BaseException]] = [
     lambda _: wf.ConditionError("cannot compare field 'amount' (str) with 100 (int) using 'gt'"),
     lambda _: wf.StateConflictError("answer", "draft", "review"),
     lambda _: wf.StateValueError("step 'classify' returned a list, not a dict of state updates"),
+    lambda _: wf.StateKeyError("topic", "the state has no field 'topic': it holds ['topc']"),
     lambda _: wf.RunError("cancelled", run_id=RUN),
     lambda _: _step_failed(),
     lambda _: wf.VisitLimitError("visited 5 times, its max_visits", run_id=RUN, step="revise", attempt=1),

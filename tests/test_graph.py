@@ -124,6 +124,69 @@ def test_bounded_loop_is_accepted() -> None:
     flow.validate()
 
 
+def test_a_loop_with_no_way_out_is_refused_saying_how_to_let_it_end() -> None:
+    """A loop every step of which leads only back into it (``a -> b -> a`` as plain edges) was
+    refused for its missing bound; bounded as told, it was accepted and every run failed at
+    the bound with "raise the bound", which could never help. Bounded, it is now refused saying how
+    to let a step leave it; a route out, an end or a fallback outside makes it valid."""
+    flow = _flow("a", "b")
+    flow.edge("a", "b").edge("b", "a")
+    with pytest.raises(wf.WorkflowDefinitionError, match="loop a -> b -> a has no visit bound: set max_visits"):
+        flow.validate()  # first told to bound it, as before
+    flow = _flow("a", "b", a={"max_visits": 3})
+    flow.edge("a", "b").edge("b", "a")
+    with pytest.raises(wf.WorkflowDefinitionError) as info:
+        flow.validate()
+    assert [
+        "loop a -> b -> a has no way out: each of its steps leads only back into it, so every run that "
+        "enters it fails at a visit bound; let a step leave it, e.g. in place of the edge 'b' -> 'a', "
+        "flow.route('b', wfkit.when('done', 'eq', False) >> wfkit.go('a'), default=wfkit.go(wfkit.END)), "
+        "or give one of its steps a fallback= outside it"
+    ] == info.value.problems
+    assert [{"kind": "loop_closed", "loop": ["a", "b", "a"]}] == info.value.facts
+    routed = _flow("a", a={"max_visits": 3})
+    routed.route("a", wf.when("x", "eq", 1) >> wf.go("a"), default=wf.go("a"))
+    with pytest.raises(wf.WorkflowDefinitionError, match=r"loop a -> a has no way out: .* e\.g\. flow\.route\(.a., "):
+        routed.validate()
+    leaves = _flow("a", "b", "after", a={"max_visits": 3})
+    leaves.edge("a", "b").route("b", wf.when("done", "eq", True) >> wf.go("after"), default=wf.go("a"))
+    leaves.validate()
+    falls_back = _flow("a", "b", "rescue", a={"max_visits": 3, "fallback": "rescue"})
+    falls_back.chain("a", "b").edge("b", "a")
+    falls_back.validate()
+
+
+def test_a_step_renamed_in_a_notebook_cell_is_reported_with_the_cell_to_run_again() -> None:
+    """In a notebook, renaming ``plan`` to ``planner`` in a cell that adds steps to a workflow made
+    in an earlier cell left ``plan`` behind, still the entry: "step 'planner' is unreachable from the
+    entry 'plan': connect it ..., or remove it", and nothing removes a step. When the steps come from
+    notebook cells, the problem says what does: running the Workflow's cell again."""
+    cell = (
+        "def plan(state):\n    return {'a': 1}\n"
+        "def planner(state):\n    return {'a': 1}\n"
+        "def write(state):\n    return {'b': 1}\n"
+    )
+    found: dict[str, Any] = {}
+    exec(compile(cell, "ipykernel_4242/2417630318.py", "exec"), found)  # as ipykernel names a cell, in its temp folder
+    flow = wf.Workflow("renamed")
+    flow.step(found["plan"])
+    flow.step(found["write"])
+    flow.chain("plan", "write")
+    flow.step(found["planner"])  # the cell, run again after the rename
+    flow.step(found["write"])
+    flow.chain("planner", "write")
+    with pytest.raises(wf.WorkflowDefinitionError) as info:
+        flow.validate()
+    assert [
+        "step 'planner' is unreachable from the entry 'plan': connect it with flow.edge(...) or a route, or "
+        "remove it; in a notebook, a step renamed or deleted in a cell stays in the workflow until the cell "
+        "that makes the Workflow (wf.Workflow(...)) runs again"
+    ] == info.value.problems
+    script = _flow("a", "b")  # steps from a file: no notebook advice
+    with pytest.raises(wf.WorkflowDefinitionError, match=r"or remove it$"):
+        script.validate()
+
+
 def test_self_loop_without_bound() -> None:
     """A step routing back to itself needs a bound."""
     flow = _flow("a")

@@ -161,6 +161,51 @@ def test_route_labels_never_overlap() -> None:
             assert not (a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]), (a, b)
 
 
+def _straight_edges(svg: str) -> list[tuple[float, float, float, float]]:
+    """Every straight edge (``M x,y L x,y``) of a drawing, as its two ends."""
+    root = ET.fromstring(svg)
+    out = []
+    for path in root.iter("{http://www.w3.org/2000/svg}path"):
+        d = path.get("d", "")
+        if d.startswith("M") and " L" in d and "C" not in d and "Q" not in d and "z" not in d:
+            start, end = d[1:].split(" L")
+            x1, y1 = map(float, start.split(","))
+            x2, y2 = map(float, end.split(","))
+            out.append((x1, y1, x2, y2))
+    return out
+
+
+def _crosses(edge: tuple[float, float, float, float], box: tuple[float, float, float, float]) -> bool:
+    """Whether the segment passes through the box (sampled finely: boxes are 13 px tall)."""
+    x1, y1, x2, y2 = edge
+    return any(
+        box[0] < x1 + (x2 - x1) * t / 200 < box[2] and box[1] < y1 + (y2 - y1) * t / 200 < box[3] for t in range(201)
+    )
+
+
+def test_a_fanned_out_route_label_sits_beside_its_own_edge_and_no_line_runs_through_it() -> None:
+    """Notebook 07's triage graph placed `kind == 'billing'` between its edge (down to the left) and
+    the default's, and the default's own line ran under the start of `default`: which label went
+    with which arrow was a guess. A label now sits on the outer side of its edge, clear of every
+    straight line, for two routes and for the query router's three."""
+    triage = wf.Workflow("triage")
+    for name in ("classify", "lookup", "debug", "draft"):
+        triage.step(_noop, name=name)
+    triage.route("classify", wf.when("kind", "eq", "billing") >> wf.go("lookup"), default=wf.go("debug"))
+    triage.edge("lookup", "draft")
+    triage.edge("debug", "draft")
+    for graph in (triage.validate(), query_router().validate()):
+        svg = to_svg(graph)
+        lines, boxes = _straight_edges(svg), label_boxes(svg)
+        assert boxes
+        for box in boxes:
+            assert not any(_crosses(line, box) for line in lines), (box, lines)
+    svg = to_svg(triage.validate())
+    (billing,) = [b for b in label_boxes(svg) if b[2] - b[0] > 60]
+    to_lookup = next(line for line in _straight_edges(svg) if line[2] < line[0])
+    assert billing[2] <= to_lookup[0]  # left of where its edge leaves classify: on its outer side
+
+
 def test_a_step_routing_to_itself_is_a_loop_on_its_right_side() -> None:
     """A self-loop leaves the box's right side and comes back to it, bulging out to the right: it
     was drawn as a dip below the box and back, which read as an arrow from the next step."""

@@ -87,6 +87,36 @@ def test_the_retries_notebook_shows_retries_and_both_ways_to_give_up() -> None:
     assert {"succeeded"} == {run["status"] for run in runs}
 
 
+def test_the_regression_notebook_quotes_the_mean_seats_its_table_shows() -> None:
+    """Notebook 07 said pandas "shows 6 decimals" of the mean seats, and its table showed 21.1 and
+    19.4: a reader looked for six decimals and found one. Its markdown now quotes what the table
+    shows (the baseline's text of that cell), and that a change at the 7th decimal would not show,
+    which it would not: pandas rounds to 6 decimals and drops the trailing zeros."""
+    import pandas as pd
+
+    nb = nbformat.read(REGRESSION, as_version=4)
+    (text,) = [c.source for c in nb.cells if c.cell_type == "markdown" and "mean seats below" in c.source]
+    summary = json.loads((ROOT / "data" / "baselines" / "notebooks" / f"{REGRESSION.stem}.json").read_text())
+    (shown,) = [o["results"][0] for o in summary["outputs"].values() if "mean seats" in o["code"].lower()]
+    values = re.findall(r"\d+\.\d+", shown)
+    assert values == ["21.1", "19.4"]
+    assert f"read {values[0]} and {values[1]}, and moved at their 7th\ndecimal they would still read" in text
+    moved = pd.DataFrame({"mean seats": [21.1 + 3e-7, 19.4]}, index=["pro", "team"])
+    assert values == re.findall(r"\d+\.\d+", repr(moved))
+
+
+def test_the_quickstart_explains_the_controls_under_its_run_view() -> None:
+    """Notebook 01's run view ends with an "inspect step" picker (empty until a step is picked) and a
+    "state" toggle, which its "What to look at" never mentioned: a newcomer saw a blank dropdown and
+    a grey button and no word on either. The paragraph under the view now says what each shows."""
+    nb = nbformat.read(ROOT / "notebooks" / "01_quickstart.ipynb", as_version=4)
+    view = next(i for i, c in enumerate(nb.cells) if c.cell_type == "code" and c.source.rstrip().endswith("\nrun"))
+    under = " ".join(nb.cells[view + 1].source.split())
+    assert "**inspect step**" in under
+    assert "the state before it and what it wrote" in under
+    assert "**state** shows the run's current state" in under
+
+
 def test_all_notebooks_replay_against_their_baselines(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -134,6 +134,35 @@ def test_edge_needs_a_target_and_workflow_needs_a_name() -> None:
         wf.Workflow("x").edge("a")
 
 
+def test_a_step_function_where_its_name_belongs_is_refused_with_the_call_to_write() -> None:
+    """A LangGraph habit, ``flow.edge(plan, write)`` with the decorated functions, failed on the
+    first run deep in difflib ("'function' object is not iterable"); it is refused where it is
+    written, with the call to write instead."""
+    flow = wf.Workflow("names")
+
+    @flow.step
+    def plan(state: Any) -> None:
+        return None
+
+    @flow.step
+    def write(state: Any) -> None:
+        return None
+
+    with pytest.raises(TypeError, match=r"step names, not functions: write flow\.edge\('plan', 'write'\)"):
+        flow.edge(plan, write)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"write flow\.chain\('plan', 'write'\)"):
+        flow.chain("plan", write)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"write flow\.route\('plan', \.\.\.\)"):
+        flow.route(plan, default=wf.go("write"))  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"write flow\.set_entry\('write'\)"):
+        flow.set_entry(write)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"write wfkit\.go\('write'\)"):
+        wf.go(write)  # type: ignore[arg-type]
+    # Nothing was half-added: the names still make a runnable workflow.
+    flow.chain("plan", "write")
+    assert flow.run({}, workspace=False).path() == ["plan", "write"]
+
+
 def test_bad_run_timeout_is_refused() -> None:
     """A run timeout of zero or less is refused before anything runs."""
     with pytest.raises(ValueError, match="timeout must be > 0"):

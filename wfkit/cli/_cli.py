@@ -6,15 +6,18 @@ import argparse
 import importlib
 import json
 import math
+import os
+import re
 import shlex
 import sqlite3
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any, TextIO
+from typing import Any, NoReturn, TextIO
 
 from wfkit._version import __version__
 from wfkit.model._status import RunStatus
+from wfkit.model._suggest import closest
 
 
 def _when(ts: float | None) -> str:
@@ -825,10 +828,22 @@ _RUN_ID_HELP = (
 )
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse's parser (and, as their class, its commands'), whose "invalid choice" names the
+    closest choice instead of listing them all (`wfkit sho`: "did you mean 'show'?")."""
+
+    def error(self, message: str) -> NoReturn:
+        found = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)$", message)
+        close = found and closest(found[1], re.findall(r"'([^']*)'", found[2]))
+        if found and close:
+            message = f"{message[: found.start()]}invalid choice: {found[1]!r}; did you mean {close!r}?"
+        super().error(message)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="wfkit", description="Prototype and evaluate LLM-agent workflows.")
+    parser = _Parser(prog="wfkit", description="Prototype and evaluate LLM-agent workflows.")
     parser.add_argument("--version", action="version", version=f"wfkit {__version__}")
-    common = argparse.ArgumentParser(add_help=False)
+    common = _Parser(add_help=False)
     common.add_argument("--workspace", help="workspace folder (default: $WFKIT_HOME or ./.wfkit)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
@@ -964,7 +979,7 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--since", help="only attempts started at or after this ISO date/time (UTC)")
     report.add_argument("--workflow", help="only this workflow")
     report.set_defaults(handler=_report)
-    spec_args = argparse.ArgumentParser(add_help=False)
+    spec_args = _Parser(add_help=False)
     spec_args.add_argument("flow", help="a flow spec file (.yaml, .yml or .json)")
     spec_args.add_argument(
         "--steps",
@@ -1067,6 +1082,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         code: int = handler(args)
+    except BrokenPipeError:
+        # `wfkit runs | head`: the reader has what it wanted. End silently, as `ls` or `git log`
+        # do, with a SIGPIPE death's code; stdout to devnull, so that the flush at exit cannot
+        # print "Exception ignored ... BrokenPipeError" instead.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE (13), which Windows lacks as a name
     except (WfkitError, KeyError, ValueError, OSError) as exc:
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         _print(f"wfkit {args.command}: {message}", file=sys.stderr)

@@ -16,9 +16,11 @@ from typing import Any, NamedTuple
 
 from wfkit.engine._subflows import ChildHalted
 from wfkit.model._context import Failure
+from wfkit.model._errors import StateKeyError
 from wfkit.model._events import Status
 from wfkit.model._retry import NOT_RETRIED, ErrorKind
 from wfkit.model._steps import StepSpec
+from wfkit.model._suggest import did_you_mean
 
 
 class CutOff(NamedTuple):
@@ -82,9 +84,39 @@ class Activation:
         return act
 
 
+def error_text(error: BaseException | None) -> str:
+    """An attempt's error as its row and the run's error say it: its message, and for a forgotten
+    ``await`` (Python's message names the coroutine, never the missing keyword) how to fix it."""
+    text = str(error)
+    if isinstance(error, (AttributeError, TypeError)) and "'coroutine' object" in text:
+        text += " (a coroutine: `await` the call that made it, as in reply = await ctx.llm.complete(...))"
+    return text
+
+
+class Fields(dict[str, Any]):
+    """The copy of the state under a step's read-only view. A field it lacks (``state["topic"]`` on
+    a run given ``{"topc": ...}``) raises a ``StateKeyError`` (a ``KeyError``, ``args[0]`` the field)
+    saying what the state holds and how to fix it, where a bare ``KeyError: 'topic'`` said neither.
+    A field it holds is read as fast as from a ``dict`` (``__missing__`` is consulted on a miss
+    only), and ``get`` and ``in`` stay quiet."""
+
+    __slots__ = ()
+
+    def __missing__(self, key: Any) -> Any:
+        held = sorted(map(str, self))
+        more = f" and {len(held) - 20} more" if len(held) > 20 else ""
+        holds = f"it holds {held[:20]}{more}" if held else "it is empty"
+        raise StateKeyError(
+            key,
+            f"the state has no field {key!r}: {holds}{did_you_mean(str(key), held)}; pass it in the run's "
+            f"inputs, return it from a step that runs before this one, or, if it is optional, read it "
+            f"with state.get({key!r})",
+        )
+
+
 def snapshot(state: dict[str, Any]) -> Mapping[str, Any]:
     """A read-only copy of ``state`` for activations to share until the state changes."""
-    return MappingProxyType(dict(state))
+    return MappingProxyType(Fields(state))
 
 
 class Batch:
@@ -147,5 +179,5 @@ class Outcome:
     def error_message(self) -> str:
         """The error's message, and why the retry policy made no retry of it when it says: what
         the step log's row, a fallback's ``ctx.failure`` and the run's error all show."""
-        text = str(self.error)
+        text = error_text(self.error)
         return text if self.not_retried is None else f"{text}{NOT_RETRIED}{self.not_retried}"

@@ -43,7 +43,7 @@ from types import MappingProxyType
 from typing import Any, TypeAlias
 
 from wfkit.engine import _collector as collector
-from wfkit.engine._activations import Activation, Batch, CutOff, Outcome
+from wfkit.engine._activations import Activation, Batch, CutOff, Fields, Outcome
 from wfkit.engine._alarm import Alarm
 from wfkit.engine._attempts import AttemptRunner, FirstAttempt, plain_updates, stamped, within
 from wfkit.engine._cache import StepCache
@@ -662,7 +662,7 @@ class Execution:
         version = self._version
         view = self._view
         if view is None or self._view_version != version:
-            view = self._view = MappingProxyType(self.state.copy())  # snapshot(), one call less per commit
+            view = self._view = MappingProxyType(Fields(self.state))  # snapshot(), one call less per commit
             self._view_version = version
         if tools is None:
             tools = spec.tools
@@ -915,7 +915,7 @@ class Execution:
                 version = self._version
                 view = self._view
                 if view is None or self._view_version != version:
-                    view = self._view = MappingProxyType(self.state.copy())
+                    view = self._view = MappingProxyType(Fields(self.state))
                     self._view_version = version
                 act.spec = successor
                 act.visit = visit

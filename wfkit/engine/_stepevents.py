@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
-from wfkit.engine._activations import Activation, Outcome
+from wfkit.engine._activations import Activation, Outcome, error_text
 from wfkit.model._events import Status, StepEvent
 from wfkit.model._processors import Processor, only_text
 from wfkit.model._retry import ErrorKind
@@ -117,7 +117,7 @@ class EventMaker:
                 status,
                 None if kind is None else kind.value,
                 None if error is None else type(error).__name__,
-                None if error is None else str(error),
+                None if error is None else error_text(error),
                 started_at,
                 started_at + latency,
                 latency,

@@ -42,7 +42,7 @@ from wfkit.model._graph import Graph, compile_graph, describe_changes
 from wfkit.model._merge import Merge, check_merges
 from wfkit.model._processors import DEFAULT_PROCESSORS, Processor
 from wfkit.model._retry import Classifier, RetryPolicy
-from wfkit.model._routes import Go, Route, Router
+from wfkit.model._routes import Go, Route, Router, check_step_names
 from wfkit.model._seconds import Seconds
 from wfkit.model._status import RunStatus
 from wfkit.model._steps import Cache, MapSpec, StepFunction, StepSpec, make_map, make_spec, make_subflow, subflow_body
@@ -546,6 +546,7 @@ class Workflow:
     def edge(self, source: str, *targets: str) -> Workflow:
         """Unconditional edges ``source -> each target``. Several targets run in parallel; a step
         with several incoming edges is a join and waits for every predecessor that can still come."""
+        check_step_names("flow.edge", source, *targets)
         if not targets:
             raise TypeError(f"edge({source!r}) needs at least one target step")
         out = self._edges.setdefault(source, [])
@@ -555,6 +556,7 @@ class Workflow:
 
     def chain(self, *steps: str) -> Workflow:
         """Edges along a sequence: ``chain("a", "b", "c")`` is a -> b -> c."""
+        check_step_names("flow.chain", *steps)
         for source, target in itertools.pairwise(steps):
             self.edge(source, target)
         return self
@@ -567,6 +569,7 @@ class Workflow:
         leads to a dead end; ``default=wfkit.go(wfkit.END)`` ends the branch. Calling route again
         for the same source replaces its routes.
         """
+        check_step_names("flow.route", source, more=", ...")
         for r in routes:
             if not isinstance(r, Route):
                 raise TypeError(f"routes out of {source!r} must be `wfkit.when(...) >> wfkit.go(...)`, got {r!r}")
@@ -578,6 +581,7 @@ class Workflow:
 
     def set_entry(self, step: str) -> Workflow:
         """Make ``step`` the one the run starts with."""
+        check_step_names("flow.set_entry", step)
         self._entry = step
         self._graph = None
         return self

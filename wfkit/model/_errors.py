@@ -7,6 +7,7 @@
     ├── StateConflictError (ValueError)        two parallel steps wrote one field with no merge rule
     ├── StateValueError (ValueError)           a step returned something that is not a dict of updates,
     │                                          or wrote to its read-only state
+    ├── StateKeyError (KeyError)               a step read a field its state lacks (args[0] is the field)
     ├── StepTimeoutError (TimeoutError)        one attempt ran past its step timeout
     ├── MapItemError                           an item of a map step failed for good (index, cause)
     ├── SubflowError                           a sub-workflow's child run ended badly (child_run_id, cause)
@@ -135,6 +136,21 @@ class StateConflictError(WfkitError, ValueError):
 class StateValueError(WfkitError, ValueError):
     """A step returned something other than a mapping of state updates, or wrote to the read-only
     state it was given (``state[k] = v``): its cause is Python's own error."""
+
+
+class StateKeyError(WfkitError, KeyError):
+    """A step read a field its state lacks (``state["topic"]``). ``args[0]`` is the field, as in
+    Python's own ``KeyError``; the message says what the state holds and how to fix it."""
+
+    def __init__(self, field: str, message: str) -> None:
+        self.field, self.message = field, message
+        super().__init__(field)
+
+    def __str__(self) -> str:
+        return self.message
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return type(self), (self.field, self.message), self.__getstate__()
 
 
 class RunError(WfkitError):

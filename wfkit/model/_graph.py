@@ -296,6 +296,13 @@ def _loop_through(start: str, comp: set[str], succ: Mapping[str, set[str]]) -> l
     return [start, start]  # not reached: the component holds a cycle through every member
 
 
+def _in_notebook_cell(fn: object) -> bool:
+    """Whether ``fn`` was defined in a Jupyter cell (ipykernel compiles a cell as
+    ``.../ipykernel_PID/HASH.py``; IPython before it, ``<ipython-input-N-HASH>``)."""
+    filename = getattr(getattr(fn, "__code__", None), "co_filename", "")
+    return "ipykernel_" in filename or filename.startswith("<ipython-input")
+
+
 def compile_graph(
     name: str,
     steps: Mapping[str, StepSpec],
@@ -420,17 +427,52 @@ def compile_graph(
     reachable: set[str] = set()
     if entry in known:
         reachable = _reach(entry, succ)
+        # Nothing removes a step: in a notebook, one renamed in a cell is left behind, the entry if
+        # it was the first; what removes it is running the cell that makes the workflow again.
+        cells = any(_in_notebook_cell(spec.fn) for spec in steps.values())
+        again = (
+            "; in a notebook, a step renamed or deleted in a cell stays in the workflow until the cell "
+            "that makes the Workflow (wf.Workflow(...)) runs again"
+            if cells
+            else ""
+        )
         for step in sorted(known - _reach(entry, meant)):
             problem(
                 ("steps", step),
                 f"step {step!r} is unreachable from the entry {entry!r}: connect it with "
-                f"flow.edge(...) or a route, or remove it",
+                f"flow.edge(...) or a route, or remove it{again}",
                 kind="unreachable",
                 step=step,
                 entry=entry,
             )
 
+    # A bounded loop none of whose steps can lead out of it (no route or edge out, no end, no
+    # fallback outside): the bound only decides when every run fails there. (An unbounded one is
+    # told to take a bound first, below, as it always was; then this.)
     unbounded = {s for s in known if steps[s].max_visits is None}
+    for comp in _cycles(known, succ):
+        members = set(comp)
+        if _cycles(members & unbounded, succ):
+            continue
+        ends = any(
+            END in (*edges.get(m, ()), steps[m].fallback)
+            or (m in routers and END in {r.target for r in routers[m].routes} | {routers[m].default.target})
+            for m in members
+        )
+        if ends or any(succ[m] - members for m in members):
+            continue
+        steps_around = _loop_through(comp[0], members, succ)
+        last, back = steps_around[-2], steps_around[-1]
+        how = f"in place of the edge {last!r} -> {back!r}, " if back in edges.get(last, ()) else ""
+        problem(
+            ("steps", comp[0]),
+            f"loop {' -> '.join(steps_around)} has no way out: each of its steps leads only back into it, so "
+            f"every run that enters it fails at a visit bound; let a step leave it, e.g. {how}"
+            f"flow.route({last!r}, wfkit.when('done', 'eq', False) >> wfkit.go({back!r}), "
+            f"default=wfkit.go(wfkit.END)), or give one of its steps a fallback= outside it",
+            kind="loop_closed",
+            loop=steps_around,
+        )
     for comp in _cycles(unbounded, succ):
         steps_around = _loop_through(comp[0], set(comp), succ)
         loop = " -> ".join(steps_around)

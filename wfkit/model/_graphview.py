@@ -12,7 +12,8 @@ from __future__ import annotations
 import base64
 import html
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from functools import partial
 
 from wfkit.model._graph import Graph
 from wfkit.model._routes import END
@@ -118,6 +119,74 @@ class _Labels:
             y += height
         self.boxes.append((x - 3, y - 10, x - 3 + width, y - 10 + height))
         return x, y
+
+
+def _quadratic(
+    start: tuple[float, float], control: tuple[float, float], end: tuple[float, float], t: float
+) -> tuple[float, float]:
+    """The point at ``t`` of a quadratic Bezier curve (a straight line when ``control`` is its middle)."""
+    a, b, c = (1 - t) ** 2, 2 * t * (1 - t), t * t
+    return a * start[0] + b * control[0] + c * end[0], a * start[1] + b * control[1] + c * end[1]
+
+
+def _short(label: str) -> str:
+    return label if len(label) <= 48 else label[:47] + "…"
+
+
+def _label(lx: float, ly: float, text: str) -> str:
+    """A label's text on a white box, its baseline's start at (lx, ly)."""
+    return (
+        f'<rect x="{lx - 3:.0f}" y="{ly - 10:.0f}" width="{len(text) * _CHAR + 6:.0f}" height="13" rx="3" '
+        f'fill="white" fill-opacity="0.85"/>'
+        f'<text x="{lx:.0f}" y="{ly:.0f}" fill="#444" font-size="10">{html.escape(text)}</text>'
+    )
+
+
+def _cuts(segment: tuple[float, float, float, float], box: tuple[float, float, float, float]) -> bool:
+    """Whether a straight edge (which always runs downwards or level) passes through the box."""
+    x1, y1, x2, y2 = segment
+    top, bottom = max(min(y1, y2), box[1]), min(max(y1, y2), box[3])
+    if top > bottom or y1 == y2:
+        return y1 == y2 and box[1] <= y1 <= box[3] and min(x1, x2) < box[2] and box[0] < max(x1, x2)
+    xa, xb = (x1 + (x2 - x1) * (y - y1) / (y2 - y1) for y in (top, bottom))
+    return min(xa, xb) < box[2] and box[0] < max(xa, xb)
+
+
+def _along(
+    point: Callable[[float], tuple[float, float]], ts: tuple[float, ...], slope: float, width: float, left: bool
+) -> list[tuple[float, float]]:
+    """Where a label may go beside a line: at each fraction ``ts`` of it (``point(t)``), on its left
+    or right, clear of it across the label's height (6 px above the point to 7 below, where a line
+    of ``slope`` px per px down has moved on). As (x, y) of the text's baseline start."""
+    out = []
+    for t in ts:
+        px, py = point(t)
+        lx = px + min(slope * 7, slope * -6) - 5 - width if left else px + max(slope * 7, slope * -6) + 8
+        out.append((lx, py + 4))
+    return out
+
+
+def _place(
+    candidates: list[tuple[float, float]],
+    fallback: tuple[float, float],
+    text: str,
+    placer: _Labels,
+    steps: list[tuple[float, float, float, float]],
+    segments: list[tuple[float, float, float, float]],
+) -> tuple[float, float]:
+    """The first of ``candidates`` inside the drawing where no straight edge runs through the label
+    and it covers no step or label; else ``fallback``, moved down until it covers none."""
+    width = len(text) * _CHAR + 6
+    for lx, ly in candidates:
+        box = (lx - 3, ly - 10, lx - 3 + width, ly + 3)
+        if (
+            box[0] >= 0
+            and not any(_overlap(box, other) for other in placer.boxes + steps)
+            and not any(_cuts(segment, box) for segment in segments)
+        ):
+            placer.boxes.append(box)
+            return lx, ly
+    return placer.place(*fallback, text, steps)
 
 
 def _ys(path: str) -> list[float]:
@@ -250,10 +319,17 @@ def _draw(graph: Graph, statuses: Mapping[str, str]) -> tuple[list[str], int, fl
     lines: list[tuple[bool, str]] = []  # (dashed, svg) so dashed edges go under the solid ones
     texts: list[str] = []
     loops = 0
+    segments: list[tuple[float, float, float, float]] = []  # the straight edges, end to end
+    # Each label with where it may go, placed once every line is known so that none runs through it
+    # (between two fanned-out edges, or on the solid edge a fallback bows from, its edge was a guess).
+    pending: list[tuple[list[tuple[float, float]], tuple[float, float], str]] = []
     # How far down the drawing goes, for its height: a row is kept for the end marker only when it
     # is drawn (it left a blank band under every graph without an edge to the end).
     lowest = max(y + (24 if n == END else _H) for n, (_, y) in pos.items())
     for src, dst, label in sorted(all_edges, key=lambda e: (_dashed(e[2]), layer[e[0]], e[1])):
+        text = _short(label)
+        width_of_text = len(text) * _CHAR + 6
+        candidates: list[tuple[float, float]] = []
         x1, y1 = pos[src]
         x2, y2 = pos[dst] if dst in pos else (x1, y1 + _H + _GAP_Y)
         dashed = _dashed(label)
@@ -286,20 +362,29 @@ def _draw(graph: Graph, statuses: Mapping[str, str]) -> tuple[list[str], int, fl
                 mx, my = (sx + ex) / 2 - dy / length * bow, (sy + ey) / 2 + dx / length * bow
                 path = f"M{sx},{sy} Q{mx},{my} {ex},{ey - 2}"
                 lx, ly = (sx + mx) / 2 + 4, (sy + my) / 2 + 4
+                # Around the bow's outermost point, on its outer side, away from the solid edges.
+                outer_left = mx < (sx + ex) / 2
+                curve = partial(_quadratic, (sx, sy), (mx, my), (ex, ey - 2))
+                candidates = _along(curve, (0.5, 0.4, 0.6, 0.3, 0.7), 0.0, width_of_text, outer_left)
             else:
                 path = f"M{sx},{sy} L{ex},{ey - 2}"
-                # Near the source, where fanned-out edges have already parted.
+                segments.append((sx, sy, ex, ey - 2))
                 lx, ly = sx + (ex - sx) * 0.35 + 4, sy + (ey - sy) * 0.35 + 4
+                # Near the source, where fanned-out edges have parted, on the edge's outer side (left
+                # of an edge going left); further along, where they have parted more, if need be.
+                slope = (ex - sx) / (ey - sy) if ey != sy else 0.0
+                line = partial(_quadratic, (sx, sy), ((sx + ex) / 2, (sy + ey) / 2), (ex, ey))
+                ts = (0.35, 0.45, 0.55, 0.25, 0.65, 0.75)
+                candidates = _along(line, ts, slope, width_of_text, slope < 0)
+                if slope == 0:  # straight down: either side will do
+                    candidates += _along(line, ts, slope, width_of_text, True)
         lines.append((dashed, f'<path d="{path}" fill="none"{style} marker-end="url(#wfk-arrow)"/>'))
         lowest = max(lowest, *_ys(path))  # a curve stays within its control points
         if label:
-            text = label if len(label) <= 48 else label[:47] + "…"
-            lx, ly = placer.place(lx, ly, text, boxes)
-            texts.append(
-                f'<rect x="{lx - 3:.0f}" y="{ly - 10:.0f}" width="{len(text) * _CHAR + 6:.0f}" height="13" rx="3" '
-                f'fill="white" fill-opacity="0.85"/>'
-                f'<text x="{lx:.0f}" y="{ly:.0f}" fill="#444" font-size="10">{html.escape(text)}</text>'
-            )
+            pending.append((candidates, (lx, ly), text))
+    for candidates, fallback, text in pending:
+        lx, ly = _place(candidates, fallback, text, placer, boxes, segments)
+        texts.append(_label(lx, ly, text))
     used = max([b[2] for b in placer.boxes] + [width])
     width = int(used + 10)
     height = max([b[3] for b in placer.boxes] + [lowest]) + 20  # the margin above the first row

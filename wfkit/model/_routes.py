@@ -377,13 +377,27 @@ class Go:
     tools: tuple[str, ...] | None = None
 
 
+def check_step_names(call: str, *names: object, more: str = "") -> None:
+    """Refuse anything but step names in ``call`` (``flow.edge``, ``wfkit.go``...). A step's function
+    given for its name (``flow.edge(plan, write)``, a LangGraph habit) is refused with the call to
+    write; let through, it failed only at the first run, inside validation's spelling suggestions."""
+    if all(isinstance(name, str) for name in names):
+        return
+    if any(callable(name) and isinstance(getattr(name, "__name__", None), str) for name in names):
+        fixed = ", ".join(repr(name if isinstance(name, str) else getattr(name, "__name__", name)) for name in names)
+        raise TypeError(f"{call}() takes step names, not functions: write {call}({fixed}{more})")
+    wrong = next(name for name in names if not isinstance(name, str))
+    raise TypeError(f"{call}() needs a step name, got {wrong!r}")
+
+
 def go(target: str, *, tools: Iterable[str] | None = None) -> Go:
     """Destination of a route: ``wfkit.go("answer", tools=["web_search"])``.
 
     ``tools`` binds the tools the target step may use when reached this way (``ctx.tools``);
     ``None`` keeps the step's own declared tools.
     """
-    if not isinstance(target, str) or not target:
+    check_step_names("wfkit.go", target)
+    if not target:
         raise TypeError(f"go() needs a step name, got {target!r}")
     if isinstance(tools, str):
         raise TypeError(f"tools must be a list of names, got the string {tools!r}")
