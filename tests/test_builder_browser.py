@@ -941,3 +941,41 @@ def test_a_long_in_list_is_shown_whole_in_its_value_box_and_edited_there(tmp_pat
         expect(panel.get_by_label("Condition value")).to_have_value(", ".join([*LONG_LIST, "mike"]))
     saved = __import__("yaml").safe_load((tmp_path / "many.yaml").read_text())
     assert [*LONG_LIST, "mike"] == saved["routes"]["classify"]["routes"][0]["when"]["value"]
+
+
+@pytest.mark.skipif(
+    not CHROMIUM.exists(), reason=f"{CHROMIUM} is missing (apt-get install chromium); this browser test drives it"
+)
+def test_what_is_typed_in_a_number_box_is_kept_and_refused_when_not_a_number(tmp_path: Path, lab: Lab) -> None:
+    """A timeout typed key by key as "1,5" (a decimal comma) stays "1,5" in its box, the kernel says
+    to write it with a dot, and Save writes nothing; 1.5 typed then is saved. The number box let
+    chromium drop the comma, and 15 s (ten times the timeout meant) was saved without a word."""
+    from playwright.sync_api import expect
+
+    with lab_page(lab, {"width": 1800, "height": 1100}, tmp_path / "comma-failure.png") as page:
+        builder = _router_builder(page, lab, tmp_path / "comma.ipynb")
+        problems = builder.locator(".wfk-problems")
+        expect(problems).to_contain_text("The kernel finds no problems.")
+        builder.locator("g[data-step='classify'] rect.wfk-node-box").click()
+        panel = builder.locator(".wfk-panel")
+        timeout = panel.get_by_label("Timeout per attempt (s)")
+        timeout.click()
+        page.keyboard.type("1,5")  # as a person types it, key by key
+        page.keyboard.press("Enter")
+        expect(problems).to_contain_text(
+            "Timeout per attempt (s) of step 'classify' is '1,5': type a number, with a dot for decimals (1.5)"
+        )
+        expect(timeout).to_have_value("1,5")
+        expect(builder.locator("g[data-step='classify'] .wfk-node-marks")).to_have_text('timeout "1,5"?')
+        builder.get_by_role("button", name="Save flow spec").click()
+        expect(builder.locator(".wfk-status")).to_have_text("not saved: 1 problem to fix first")
+        builder.screenshot(path=str(tmp_path / "builder-decimal-comma.png"))
+        assert not (tmp_path / "rag-router.yaml").exists()
+
+        timeout.fill("1.5")
+        timeout.press("Enter")
+        expect(problems).to_contain_text("The kernel finds no problems.")
+        builder.get_by_role("button", name="Save flow spec").click()
+        expect(builder.locator(".wfk-status")).to_contain_text("saved rag-router.yaml")
+    saved = __import__("yaml").safe_load((tmp_path / "rag-router.yaml").read_text())
+    assert 1.5 == saved["steps"]["classify"]["timeout"]

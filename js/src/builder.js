@@ -16,6 +16,8 @@ const MIN_CANVAS_W = 600;
 const PANEL_W = 340;
 
 const clone = (value) => JSON.parse(JSON.stringify(value));
+// A number as a person writes one, JSON-like: 3, -2, 1.5, .5, 1e3 (not "1,5", "2m", "0x10", "Infinity").
+const NUMBER = /^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/;
 
 function h(tag, attrs = {}, ...children) {
   const node = document.createElement(tag);
@@ -931,7 +933,7 @@ class Editor {
     if (step && step.irreversible) marks.push("irreversible");
     if (step && step.max_visits) marks.push(`≤${step.max_visits} visits`);
     if (step && step.retry) marks.push("retry");
-    if (step && step.timeout) marks.push(`${step.timeout}s`);
+    if (step && step.timeout) marks.push(typeof step.timeout === "number" ? `${step.timeout}s` : `timeout ${JSON.stringify(step.timeout)}?`); // "2m" typed: not "2ms"
     const classes = ["wfk-node", node.missing ? "wfk-missing" : "", problems ? "wfk-bad" : "", selected ? "wfk-selected" : "", entry ? "wfk-entry" : ""].join(" ");
     const aria = node.missing
       ? `Missing step ${name}${problems ? `. Problem: ${problems.join(" ")}` : ""}`
@@ -1094,9 +1096,15 @@ class Editor {
     return h("div", { class: "wfk-field" }, h("label", { for: id, text: label }), input);
   }
 
-  numberInput(value, onValue, attrs = {}) {
-    const input = h("input", { type: "number", step: "any", value: value === undefined || value === null ? "" : String(value), ...attrs });
-    onCommit(input, (text) => onValue(text.trim() === "" ? undefined : Number(text.trim())));
+  // A text box, not type="number": chromium's number box drops what it cannot read as typed ("1,5"
+  // became 15, "2m" 2) and firefox's reads it as empty. What is not a number goes to the kernel as
+  // typed, which refuses it with how to write it; the box keeps it meanwhile.
+  numberInput(value, onValue, { whole = false, ...attrs } = {}) {
+    const input = h("input", { type: "text", inputmode: whole ? "numeric" : "decimal", value: value === undefined || value === null ? "" : String(value), autocomplete: "off", spellcheck: "false", ...attrs });
+    onCommit(input, (text) => {
+      const typed = text.trim();
+      onValue(typed === "" ? undefined : NUMBER.test(typed) ? Number(typed) : typed);
+    });
     return input;
   }
 
@@ -1334,12 +1342,12 @@ class Editor {
     const unset = (key) => (!step.retry ? (key === "max_retries" ? "0: no retries" : null) : `${defaults[key]} (default)`);
     const retryInput = (key, attrs) => this.numberInput(retry[key], setRetry(key), { ...attrs, placeholder: unset(key) });
     parts.push(h("fieldset", {}, h("legend", { text: "Retry on transient errors" }),
-      this.field("Retries", retryInput("max_retries", { min: "0", step: "1" })),
-      this.field("First wait (s)", retryInput("base_delay", { min: "0" })),
-      this.field("Longest wait (s)", retryInput("max_delay", { min: "0" })),
+      this.field("Retries", retryInput("max_retries", { whole: true })),
+      this.field("First wait (s)", retryInput("base_delay", {})),
+      this.field("Longest wait (s)", retryInput("max_delay", {})),
     ));
-    parts.push(this.field("Timeout per attempt (s)", this.numberInput(step.timeout, setOption("timeout"), { min: "0" })));
-    parts.push(this.field("Visit bound (max visits in a loop)", this.numberInput(step.max_visits, setOption("max_visits"), { min: "1", step: "1" })));
+    parts.push(this.field("Timeout per attempt (s)", this.numberInput(step.timeout, setOption("timeout"))));
+    parts.push(this.field("Visit bound (max visits in a loop)", this.numberInput(step.max_visits, setOption("max_visits"), { whole: true })));
     parts.push(this.field("On failure go to", this.targetSelect(step.fallback, setOption("fallback"), { allowNone: true })));
     const irreversible = h("input", { type: "checkbox", checked: !!step.irreversible });
     irreversible.addEventListener("change", () => setOption("irreversible")(irreversible.checked || undefined));

@@ -10,6 +10,7 @@ naming the steps, connections, boxes and buttons of the builder. A problem with 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -19,6 +20,7 @@ from wfkit.model._routes import END
 _RETRY_BOXES = {"max_retries": "Retries", "base_delay": "First wait (s)", "max_delay": "Longest wait (s)"}
 _STEP_BOXES = {"timeout": "Timeout per attempt (s)", "max_visits": "Visit bound"}
 _ORDERING = ("gt", "ge", "lt", "le")
+_DECIMAL_COMMA = re.compile(r"(\d+),(\d+)")
 
 
 def _get(spec: Any, path: Location) -> Any:
@@ -71,6 +73,9 @@ def _schema(spec: Mapping[str, Any], path: Location, facts: Facts) -> str | None
         return f"{where} is empty: type why a human must say yes (the reviewer reads it)"
     if rule == "type":
         fix = {"integer": "type a whole number", "number": "type a number"}.get(str(limit), f"type a {limit}")
+        comma = _DECIMAL_COMMA.fullmatch(value.strip()) if isinstance(value, str) else None
+        if comma is not None and limit == "number":  # a decimal comma, as written in much of the world
+            fix += f", with a dot for decimals ({comma[1]}.{comma[2]})"
     elif rule == "minimum":
         fix = f"type {limit} or more"
     elif rule == "exclusiveMinimum":
