@@ -979,3 +979,79 @@ def test_what_is_typed_in_a_number_box_is_kept_and_refused_when_not_a_number(tmp
         expect(builder.locator(".wfk-status")).to_contain_text("saved rag-router.yaml")
     saved = __import__("yaml").safe_load((tmp_path / "rag-router.yaml").read_text())
     assert 1.5 == saved["steps"]["classify"]["timeout"]
+
+
+TYPED_VALUES = (
+    "import wfkit as wf\n\n"
+    "def classify(state):\n    return {}\n\n"
+    "def local(state):\n    return {'went': 'local'}\n\n"
+    "def other(state):\n    return {'went': 'other'}\n\n"
+    "flow = wf.Workflow('zips')\n"
+    "flow.step(classify)\nflow.step(local)\nflow.step(other)\n"
+    "flow.route('classify', wf.when('zip', 'eq', '10001') >> wf.go('local'),\n"
+    "           wf.when('tier', 'in', [1, 2]) >> wf.go('local'), default=wf.go('other'))\n"
+    "wf.edit(flow, path='zips.yaml')"
+)
+
+
+@pytest.mark.skipif(
+    not CHROMIUM.exists(), reason=f"{CHROMIUM} is missing (apt-get install chromium); this browser test drives it"
+)
+def test_a_condition_value_is_edited_as_the_type_it_is(tmp_path: Path, lab: Lab) -> None:
+    """A route testing `zip eq "10001"` (text) shows "10001" quoted in its value box, so editing a
+    digit keeps it text; `tier in [1, 2]` (numbers) shows "1, 2", and ", 3" typed at its end adds the
+    number 3, as 3 typed alone is read. The box showed 10001 bare, and the edit saved the number
+    10002, which no zip in the state equals; it showed [1,2], and ", 3" saved ["[1", "2]", "3"]."""
+    from playwright.sync_api import expect
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(TYPED_VALUES)]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
+    nbformat.write(nb, tmp_path / "zips.ipynb")
+    with lab_page(lab, {"width": 1600, "height": 1100}, tmp_path / "typed-failure.png") as page:
+        builder = run_notebook(page, lab, "zips.ipynb", expect).locator(".wfk-builder")
+        expect(builder.locator(".wfk-problems")).to_contain_text("The kernel finds no problems.", timeout=30_000)
+        builder.scroll_into_view_if_needed()
+        panel = builder.locator(".wfk-panel")
+
+        builder.locator("g[data-label-for='route:classify:0'] rect.wfk-edge-label-bg").click()
+        expect(panel).to_contain_text("Route: classify → local")
+        box = panel.get_by_label("Condition value")
+        expect(box).to_have_value('"10001"')
+        box.click()
+        page.keyboard.press("Control+End")
+        page.keyboard.press("ArrowLeft")  # inside the quotes: the last digit becomes a 2
+        page.keyboard.press("Backspace")
+        page.keyboard.type("2")
+        page.keyboard.press("Enter")
+        expect(builder.locator("g[data-edge='route:classify:0']")).to_have_attribute(
+            "aria-label", re.compile(re.escape('zip eq "10002"'))
+        )
+
+        builder.locator("g[data-label-for='route:classify:1'] rect.wfk-edge-label-bg").click()
+        expect(panel).to_contain_text("Route: classify → local")
+        box = panel.get_by_label("Condition value")
+        expect(box).to_have_value("1, 2")
+        box.click()
+        page.keyboard.press("Control+End")
+        page.keyboard.type(", 3")
+        page.keyboard.press("Enter")
+        expect(builder.locator("g[data-edge='route:classify:1']")).to_have_attribute(
+            "aria-label", re.compile(re.escape("tier in [1,2,3]"))
+        )
+        builder.screenshot(path=str(tmp_path / "builder-typed-values.png"))
+        builder.get_by_role("button", name="Save flow spec").click()
+        expect(builder.locator(".wfk-status")).to_contain_text("saved zips.yaml")
+    saved = wf.Workflow.from_spec(tmp_path / "zips.yaml", steps=_zip_steps())
+    routes = saved.to_spec()["routes"]["classify"]["routes"]
+    assert {"field": "zip", "op": "eq", "value": "10002"} == routes[0]["when"]
+    assert {"field": "tier", "op": "in", "value": [1, 2, 3]} == routes[1]["when"]
+    assert "local" == saved.run({"zip": "10002"}, workspace=False).state["went"]
+    assert "local" == saved.run({"tier": 3}, workspace=False).state["went"]
+
+
+def _zip_steps() -> dict[str, Any]:
+    """The functions of TYPED_VALUES, for loading the spec it saves."""
+    namespace: dict[str, Any] = {}
+    exec(TYPED_VALUES.split("flow = ")[0], namespace)
+    return {name: namespace[name] for name in ("classify", "local", "other")}

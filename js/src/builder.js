@@ -214,6 +214,25 @@ export function formProblems(problems) {
   return (problems || []).filter((problem) => !atValueBox(problem.path));
 }
 
+// One value as typed in a value box: JSON (3, true, "quoted text"), else the text itself, spaces
+// around it dropped as in the field box (quoted, they are kept).
+function parseOne(text) {
+  const trimmed = text.trim();
+  try {
+    return JSON.parse(trimmed);
+  } catch (_) {
+    return trimmed;
+  }
+}
+
+// One value as its box shows it, so that parseOne reads back the same value: text that would read
+// as something else (10001, true, text with spaces around it) is shown quoted, so editing a digit
+// of a zip code keeps it text.
+function oneText(value) {
+  return typeof value === "string" && (value === "" || parseOne(value) === value) ? value : JSON.stringify(value);
+}
+
+// An `in` list typed as "a, b, 3": each part read as one value is (3 a number, as 3 typed alone).
 function parseValue(text, op) {
   const trimmed = text.trim();
   if (op === "exists" && trimmed === "") return null;
@@ -224,21 +243,18 @@ function parseValue(text, op) {
     } catch (_) {
       /* a comma-separated list */
     }
-    return trimmed === "" ? [] : trimmed.split(",").map((part) => part.trim());
+    return trimmed === "" ? [] : trimmed.split(",").map(parseOne);
   }
-  try {
-    return JSON.parse(trimmed);
-  } catch (_) {
-    return trimmed; // spaces around a typed word are a slip, as in the field box; quoted, they are kept
-  }
+  return parseOne(trimmed);
 }
 
 function valueText(value, op) {
   if (value === undefined || value === null) return "";
-  if (op === "in" && Array.isArray(value) && value.every((v) => typeof v === "string" && !v.includes(","))) {
-    return value.join(", ");
+  const plain = (v) => v === null || typeof v !== "object";
+  if (op === "in" && Array.isArray(value) && value.every((v) => plain(v) && !(typeof v === "string" && v.includes(",")))) {
+    return value.map(oneText).join(", ");
   }
-  return typeof value === "string" ? value : JSON.stringify(value);
+  return oneText(value);
 }
 
 // Call `fn(value)` when a text or number input's value is committed: on change (blur) or Enter.
