@@ -1055,3 +1055,47 @@ def _zip_steps() -> dict[str, Any]:
     namespace: dict[str, Any] = {}
     exec(TYPED_VALUES.split("flow = ")[0], namespace)
     return {name: namespace[name] for name in ("classify", "local", "other")}
+
+
+@pytest.mark.skipif(
+    not CHROMIUM.exists(), reason=f"{CHROMIUM} is missing (apt-get install chromium); this browser test drives it"
+)
+def test_a_gate_bound_typed_as_a_written_number_is_refused_at_its_box(tmp_path: Path, lab: Lab) -> None:
+    """A gate asking only when `rows gt 1,000` (a number as a person writes it): the value box keeps
+    "1,000", is marked with what to type instead, and Save writes nothing; 1000 typed then is saved
+    as the number. The builder saved the text "1,000", which the number of rows cannot be compared
+    with: every run reaching the gate failed there."""
+    from playwright.sync_api import expect
+
+    with lab_page(lab, {"width": 1800, "height": 1100}, tmp_path / "written-failure.png") as page:
+        builder = _router_builder(page, lab, tmp_path / "written.ipynb")
+        problems = builder.locator(".wfk-problems")
+        expect(problems).to_contain_text("The kernel finds no problems.")
+        builder.locator("g[data-step='data_query'] rect.wfk-node-box").click()
+        panel = builder.locator(".wfk-panel")
+        panel.get_by_text("a human approves before it runs").click()
+        panel.get_by_text("only when a condition holds").click()
+        panel.get_by_label("Condition field").fill("rows")
+        panel.get_by_label("Condition field").press("Enter")
+        box = panel.get_by_label("Condition value")
+        box.fill("1,000")
+        box.press("Enter")
+        said = (
+            "the gate condition of step 'data_query' tests 'rows' with 'gt', and its value box holds the text "
+            "'1,000', which orders as text, not as a number: type the number alone, 1000"
+        )
+        expect(panel.locator(".wfk-field-problem")).to_have_text(said)
+        expect(panel.get_by_label("Condition value")).to_have_attribute("aria-invalid", "true")
+        expect(panel.get_by_label("Condition value")).to_have_value("1,000")
+        builder.get_by_role("button", name="Save flow spec").click()
+        expect(builder.locator(".wfk-status")).to_have_text("not saved: 1 problem to fix first")
+        builder.screenshot(path=str(tmp_path / "builder-written-number.png"))
+        assert not (tmp_path / "rag-router.yaml").exists()
+
+        panel.get_by_label("Condition value").fill("1000")
+        panel.get_by_label("Condition value").press("Enter")
+        expect(problems).to_contain_text("The kernel finds no problems.")
+        builder.get_by_role("button", name="Save flow spec").click()
+        expect(builder.locator(".wfk-status")).to_contain_text("saved rag-router.yaml")
+    saved = __import__("yaml").safe_load((tmp_path / "rag-router.yaml").read_text())
+    assert {"field": "rows", "op": "gt", "value": 1000} == saved["steps"]["data_query"]["approval"]["when"]

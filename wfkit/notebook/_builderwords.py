@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from wfkit.model._errors import Facts, Location
-from wfkit.model._routes import END
+from wfkit.model._routes import END, written_number
 
 _RETRY_BOXES = {"max_retries": "Retries", "base_delay": "First wait (s)", "max_delay": "Longest wait (s)"}
 _STEP_BOXES = {"timeout": "Timeout per attempt (s)", "max_visits": "Visit bound"}
@@ -94,6 +94,12 @@ def _condition_value(spec: Mapping[str, Any], path: Location) -> str | None:
         return None
     field, op, value = condition.get("field"), condition.get("op"), condition.get("value")
     where = f"{_where(spec, path)} tests {field!r} with {op!r}"
+    meant = written_number(value) if op in _ORDERING and isinstance(value, str) else None
+    if meant is not None:
+        return (
+            f"{where}, and its value box holds the text {value!r}, which orders as text, not as a number: "
+            f"type the number alone, {meant}"
+        )
     if op in _ORDERING:
         return f"{where}, and its value box is {_shown(value)}: type a value to compare with, such as 3"
     if op == "in":
