@@ -649,6 +649,23 @@ def test_steps_may_be_a_list_of_functions() -> None:
     assert flow.version == back.version
 
 
+def test_steps_may_be_a_module_as_in_the_builder_and_the_cli(tmp_path: Path) -> None:
+    """steps= takes the module of the step functions, as wf.edit(steps=...) and `wfkit run --steps`
+    do: a spec naming them by bare name loads and runs. It failed with TypeError "'module' object is
+    not iterable"."""
+    import wfkit.examples as ex
+
+    spec = rag_router().to_spec()
+    for step in spec["steps"].values():
+        step["fn"] = step["fn"].rpartition(":")[2]  # "classify", as a notebook's functions are written
+    path = _spec.write(spec, tmp_path / "router.yaml")
+    flow = wf.Workflow.from_spec(path, steps=ex, tools=ex.reliable_tools())
+    run = flow.run({"query": "What were Q1 sales figures?"}, workspace=False)
+    assert ["classify", "data_query", "generate_answer"] == run.path()
+    with pytest.raises(TypeError, match=r"steps= takes a module, a mapping of names to functions or a list"):
+        wf.Workflow.from_spec(path, steps=[ex])
+
+
 def test_json_path_quotes_keys_that_are_not_names() -> None:
     """Keys with spaces or dashes are written in brackets."""
     assert '$.steps["two words"].retry[0]' == _spec.json_path(("steps", "two words", "retry", 0))

@@ -30,6 +30,7 @@ from dataclasses import dataclass, fields
 from functools import cache
 from importlib import resources
 from pathlib import Path
+from types import ModuleType
 from typing import Any, Literal
 
 from wfkit._version import __version__
@@ -94,16 +95,25 @@ def _import_ref(ref: str) -> Any:
     return target
 
 
-def as_namespace(functions: Mapping[str, Any] | Iterable[Callable[..., Any]] | None) -> dict[str, Any]:
-    """The caller's functions by name: a mapping as given, or a list of functions by ``__name__``."""
+def as_namespace(
+    functions: ModuleType | Mapping[str, Any] | Iterable[Callable[..., Any]] | None,
+) -> dict[str, Any]:
+    """The caller's functions by name: a module's public callables (as ``wfkit run --steps MODULE``
+    and ``wf.edit(steps=module)`` take them), a mapping as given, or a list of functions by
+    ``__name__``."""
     if functions is None:
         return {}
+    if isinstance(functions, ModuleType):
+        return {k: v for k, v in vars(functions).items() if callable(v) and not k.startswith("_")}
     if isinstance(functions, Mapping):
         return dict(functions)
     out: dict[str, Any] = {}
-    for fn in functions:
+    listed: Iterable[Any] = functions  # mypy keeps the module in the union past isinstance
+    for fn in listed:
         if not callable(fn) or not getattr(fn, "__name__", None):
-            raise TypeError(f"steps= takes a mapping of names to functions or a list of functions, got {fn!r}")
+            raise TypeError(
+                f"steps= takes a module, a mapping of names to functions or a list of functions, got {fn!r}"
+            )
         out[fn.__name__] = fn
     return out
 
@@ -971,7 +981,7 @@ def _other_format(number: Any) -> str | None:
 
 def load_parts(
     spec: Mapping[str, Any],
-    functions: Mapping[str, Any] | Iterable[Callable[..., Any]] | None = None,
+    functions: ModuleType | Mapping[str, Any] | Iterable[Callable[..., Any]] | None = None,
     source: SpecFile | None = None,
 ) -> FlowParts:
     """Check a spec and build a workflow's parts; raise FlowSpecError with every problem at once
