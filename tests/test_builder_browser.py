@@ -1099,3 +1099,28 @@ def test_a_gate_bound_typed_as_a_written_number_is_refused_at_its_box(tmp_path: 
         expect(builder.locator(".wfk-status")).to_contain_text("saved rag-router.yaml")
     saved = __import__("yaml").safe_load((tmp_path / "rag-router.yaml").read_text())
     assert {"field": "rows", "op": "gt", "value": 1000} == saved["steps"]["data_query"]["approval"]["when"]
+
+
+@pytest.mark.skipif(
+    not CHROMIUM.exists(), reason=f"{CHROMIUM} is missing (apt-get install chromium); this browser test drives it"
+)
+def test_on_reject_offers_only_what_a_rejection_can_go_to(tmp_path: Path, lab: Lab) -> None:
+    """A gate's "On reject go to" offers (none), which fails the run, and the steps; not "end
+    (finish the branch)", which the kernel refuses there: picked, it said "goes to '__end__' when
+    rejected, which is not a step". On failure go to, where the kernel takes the end, keeps it."""
+    from playwright.sync_api import expect
+
+    with lab_page(lab, {"width": 1800, "height": 1100}, tmp_path / "reject-failure.png") as page:
+        builder = _router_builder(page, lab, tmp_path / "reject.ipynb")
+        builder.locator("g[data-step='data_query'] rect.wfk-node-box").click()
+        panel = builder.locator(".wfk-panel")
+        panel.get_by_text("a human approves before it runs").click()
+        on_reject = panel.get_by_label("On reject go to")
+        expect(on_reject).to_be_visible()
+        offered = on_reject.locator("option").all_inner_texts()
+        steps = ["classify", "code_search", "data_query", "web_search", "generate_answer"]
+        assert ["(none)", *steps] == offered
+        fallback = panel.get_by_label("On failure go to").locator("option").all_inner_texts()
+        assert ["(none)", *steps, "end (finish the branch)"] == fallback
+        on_reject.select_option("generate_answer")
+        expect(builder.locator(".wfk-problems")).to_contain_text("The kernel finds no problems.")

@@ -1130,9 +1130,12 @@ class Editor {
     return input;
   }
 
-  targetSelect(current, onValue, { allowNone = false } = {}) {
+  // allowEnd: false where the kernel takes no end (a gate's On reject: rejected, the run fails or
+  // goes on at a step), so the builder never offers what the kernel then refuses.
+  targetSelect(current, onValue, { allowNone = false, allowEnd = true } = {}) {
     const select = h("select", {});
-    const options = [...(allowNone ? [["", "(none)"]] : []), ...Object.keys(this.spec.steps || {}).map((n) => [n, n]), [END, "end (finish the branch)"]];
+    const options = [...(allowNone ? [["", "(none)"]] : []), ...Object.keys(this.spec.steps || {}).map((n) => [n, n])];
+    if (allowEnd || current === END) options.push([END, allowEnd ? "end (finish the branch)" : "end (not allowed here)"]);
     if (current && current !== END && !(current in (this.spec.steps || {}))) options.push([current, `${current} (missing)`]);
     for (const [value, text] of options) select.append(h("option", { value, selected: value === (current || "") }, text));
     select.addEventListener("change", () => onValue(select.value));
@@ -1397,7 +1400,7 @@ class Editor {
         this.field("Reason", reason),
         reasonSaid,
         this.field("Payload fields (comma-separated)", this.textInput(Array.isArray(approval.payload) ? approval.payload.join(", ") : approval.payload || "", (v) => setApproval("payload")(v.includes(":") ? v.trim() : v.split(",").map((p) => p.trim()).filter(Boolean)))),
-        this.field("On reject go to", this.targetSelect(approval.on_reject, setApproval("on_reject"), { allowNone: true })),
+        this.field("On reject go to", this.targetSelect(approval.on_reject, setApproval("on_reject"), { allowNone: true, allowEnd: false })),
       ].filter(Boolean));
       const conditional = h("input", { type: "checkbox", checked: !!approval.when });
       conditional.addEventListener("change", () => setApproval("when")(conditional.checked ? { field: "", op: "gt", value: 0 } : undefined));
