@@ -913,7 +913,7 @@ def _subflow_at(data: Any, where: Location, namespace: Mapping[str, Any], proble
 
 def _approval(data: Mapping[str, Any], where: Location, namespace: Mapping[str, Any], problems: _Problems) -> Approval:
     payload: Any = data.get("payload")
-    if isinstance(payload, str):
+    if isinstance(payload, str) and not problems.inside((*where, "payload")):  # no function name: said once
         found, why = _resolve(payload, namespace, "the approval payload function")
         if why is not None:
             facts = {"kind": "function_not_found", "ref": payload, "step": where[1]}

@@ -64,6 +64,13 @@ def _schema(spec: Mapping[str, Any], path: Location, facts: Facts) -> str | None
             f"the routes out of {path[1]!r} have no default route, so a run where no condition holds would "
             f"have nowhere to go: click one of its connections and set its Kind to 'otherwise (default route)'"
         )
+    if path[-2:] == ("approval", "payload") and isinstance(value, str):
+        # Not a function's name ("customer: name"): fields, as the box takes them, are what was meant.
+        fields = ", ".join(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", value)) or "customer, amount"
+        return (
+            f"the approval's Payload fields of step {path[1]!r} are {value!r}: type the state fields the "
+            f"reviewer sees, separated by commas ({fields})"
+        )
     where = _where(spec, path[:-1] if path[-1:] == ("field",) else path)
     if not where:
         return None
