@@ -155,6 +155,11 @@ BUILDER_WORDS = {
         lambda s: s["steps"]["data_query"].update(approval={"reason": ""}),
         "the approval's Reason of step 'data_query' is empty: type why a human must say yes (the reviewer reads it)",
     ),
+    "payload fields written with a colon": (
+        lambda s: s["steps"]["data_query"].update(approval={"reason": "costly", "payload": "customer: name"}),
+        "the approval's Payload fields of step 'data_query' are 'customer: name': type the state fields the "
+        "reviewer sees, separated by commas (customer, name)",
+    ),
     "routes without a default": (
         lambda s: s["routes"]["classify"].pop("default"),
         "the routes out of 'classify' have no default route, so a run where no condition holds would have "

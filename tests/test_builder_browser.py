@@ -941,3 +941,186 @@ def test_a_long_in_list_is_shown_whole_in_its_value_box_and_edited_there(tmp_pat
         expect(panel.get_by_label("Condition value")).to_have_value(", ".join([*LONG_LIST, "mike"]))
     saved = __import__("yaml").safe_load((tmp_path / "many.yaml").read_text())
     assert [*LONG_LIST, "mike"] == saved["routes"]["classify"]["routes"][0]["when"]["value"]
+
+
+@pytest.mark.skipif(
+    not CHROMIUM.exists(), reason=f"{CHROMIUM} is missing (apt-get install chromium); this browser test drives it"
+)
+def test_what_is_typed_in_a_number_box_is_kept_and_refused_when_not_a_number(tmp_path: Path, lab: Lab) -> None:
+    """A timeout typed key by key as "1,5" (a decimal comma) stays "1,5" in its box, the kernel says
+    to write it with a dot, and Save writes nothing; 1.5 typed then is saved. The number box let
+    chromium drop the comma, and 15 s (ten times the timeout meant) was saved without a word."""
+    from playwright.sync_api import expect
+
+    with lab_page(lab, {"width": 1800, "height": 1100}, tmp_path / "comma-failure.png") as page:
+        builder = _router_builder(page, lab, tmp_path / "comma.ipynb")
+        problems = builder.locator(".wfk-problems")
+        expect(problems).to_contain_text("The kernel finds no problems.")
+        builder.locator("g[data-step='classify'] rect.wfk-node-box").click()
+        panel = builder.locator(".wfk-panel")
+        timeout = panel.get_by_label("Timeout per attempt (s)")
+        timeout.click()
+        page.keyboard.type("1,5")  # as a person types it, key by key
+        page.keyboard.press("Enter")
+        expect(problems).to_contain_text(
+            "Timeout per attempt (s) of step 'classify' is '1,5': type a number, with a dot for decimals (1.5)"
+        )
+        expect(timeout).to_have_value("1,5")
+        expect(builder.locator("g[data-step='classify'] .wfk-node-marks")).to_have_text('timeout "1,5"?')
+        builder.get_by_role("button", name="Save flow spec").click()
+        expect(builder.locator(".wfk-status")).to_have_text("not saved: 1 problem to fix first")
+        builder.screenshot(path=str(tmp_path / "builder-decimal-comma.png"))
+        assert not (tmp_path / "rag-router.yaml").exists()
+
+        timeout.fill("1.5")
+        timeout.press("Enter")
+        expect(problems).to_contain_text("The kernel finds no problems.")
+        builder.get_by_role("button", name="Save flow spec").click()
+        expect(builder.locator(".wfk-status")).to_contain_text("saved rag-router.yaml")
+    saved = __import__("yaml").safe_load((tmp_path / "rag-router.yaml").read_text())
+    assert 1.5 == saved["steps"]["classify"]["timeout"]
+
+
+TYPED_VALUES = (
+    "import wfkit as wf\n\n"
+    "def classify(state):\n    return {}\n\n"
+    "def local(state):\n    return {'went': 'local'}\n\n"
+    "def other(state):\n    return {'went': 'other'}\n\n"
+    "flow = wf.Workflow('zips')\n"
+    "flow.step(classify)\nflow.step(local)\nflow.step(other)\n"
+    "flow.route('classify', wf.when('zip', 'eq', '10001') >> wf.go('local'),\n"
+    "           wf.when('tier', 'in', [1, 2]) >> wf.go('local'), default=wf.go('other'))\n"
+    "wf.edit(flow, path='zips.yaml')"
+)
+
+
+@pytest.mark.skipif(
+    not CHROMIUM.exists(), reason=f"{CHROMIUM} is missing (apt-get install chromium); this browser test drives it"
+)
+def test_a_condition_value_is_edited_as_the_type_it_is(tmp_path: Path, lab: Lab) -> None:
+    """A route testing `zip eq "10001"` (text) shows "10001" quoted in its value box, so editing a
+    digit keeps it text; `tier in [1, 2]` (numbers) shows "1, 2", and ", 3" typed at its end adds the
+    number 3, as 3 typed alone is read. The box showed 10001 bare, and the edit saved the number
+    10002, which no zip in the state equals; it showed [1,2], and ", 3" saved ["[1", "2]", "3"]."""
+    from playwright.sync_api import expect
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(TYPED_VALUES)]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
+    nbformat.write(nb, tmp_path / "zips.ipynb")
+    with lab_page(lab, {"width": 1600, "height": 1100}, tmp_path / "typed-failure.png") as page:
+        builder = run_notebook(page, lab, "zips.ipynb", expect).locator(".wfk-builder")
+        expect(builder.locator(".wfk-problems")).to_contain_text("The kernel finds no problems.", timeout=30_000)
+        builder.scroll_into_view_if_needed()
+        panel = builder.locator(".wfk-panel")
+
+        builder.locator("g[data-label-for='route:classify:0'] rect.wfk-edge-label-bg").click()
+        expect(panel).to_contain_text("Route: classify → local")
+        box = panel.get_by_label("Condition value")
+        expect(box).to_have_value('"10001"')
+        box.click()
+        page.keyboard.press("Control+End")
+        page.keyboard.press("ArrowLeft")  # inside the quotes: the last digit becomes a 2
+        page.keyboard.press("Backspace")
+        page.keyboard.type("2")
+        page.keyboard.press("Enter")
+        expect(builder.locator("g[data-edge='route:classify:0']")).to_have_attribute(
+            "aria-label", re.compile(re.escape('zip eq "10002"'))
+        )
+
+        builder.locator("g[data-label-for='route:classify:1'] rect.wfk-edge-label-bg").click()
+        expect(panel).to_contain_text("Route: classify → local")
+        box = panel.get_by_label("Condition value")
+        expect(box).to_have_value("1, 2")
+        box.click()
+        page.keyboard.press("Control+End")
+        page.keyboard.type(", 3")
+        page.keyboard.press("Enter")
+        expect(builder.locator("g[data-edge='route:classify:1']")).to_have_attribute(
+            "aria-label", re.compile(re.escape("tier in [1,2,3]"))
+        )
+        builder.screenshot(path=str(tmp_path / "builder-typed-values.png"))
+        builder.get_by_role("button", name="Save flow spec").click()
+        expect(builder.locator(".wfk-status")).to_contain_text("saved zips.yaml")
+    saved = wf.Workflow.from_spec(tmp_path / "zips.yaml", steps=_zip_steps())
+    routes = saved.to_spec()["routes"]["classify"]["routes"]
+    assert {"field": "zip", "op": "eq", "value": "10002"} == routes[0]["when"]
+    assert {"field": "tier", "op": "in", "value": [1, 2, 3]} == routes[1]["when"]
+    assert "local" == saved.run({"zip": "10002"}, workspace=False).state["went"]
+    assert "local" == saved.run({"tier": 3}, workspace=False).state["went"]
+
+
+def _zip_steps() -> dict[str, Any]:
+    """The functions of TYPED_VALUES, for loading the spec it saves."""
+    namespace: dict[str, Any] = {}
+    exec(TYPED_VALUES.split("flow = ")[0], namespace)
+    return {name: namespace[name] for name in ("classify", "local", "other")}
+
+
+@pytest.mark.skipif(
+    not CHROMIUM.exists(), reason=f"{CHROMIUM} is missing (apt-get install chromium); this browser test drives it"
+)
+def test_a_gate_bound_typed_as_a_written_number_is_refused_at_its_box(tmp_path: Path, lab: Lab) -> None:
+    """A gate asking only when `rows gt 1,000` (a number as a person writes it): the value box keeps
+    "1,000", is marked with what to type instead, and Save writes nothing; 1000 typed then is saved
+    as the number. The builder saved the text "1,000", which the number of rows cannot be compared
+    with: every run reaching the gate failed there."""
+    from playwright.sync_api import expect
+
+    with lab_page(lab, {"width": 1800, "height": 1100}, tmp_path / "written-failure.png") as page:
+        builder = _router_builder(page, lab, tmp_path / "written.ipynb")
+        problems = builder.locator(".wfk-problems")
+        expect(problems).to_contain_text("The kernel finds no problems.")
+        builder.locator("g[data-step='data_query'] rect.wfk-node-box").click()
+        panel = builder.locator(".wfk-panel")
+        panel.get_by_text("a human approves before it runs").click()
+        panel.get_by_text("only when a condition holds").click()
+        panel.get_by_label("Condition field").fill("rows")
+        panel.get_by_label("Condition field").press("Enter")
+        box = panel.get_by_label("Condition value")
+        box.fill("1,000")
+        box.press("Enter")
+        said = (
+            "the gate condition of step 'data_query' tests 'rows' with 'gt', and its value box holds the text "
+            "'1,000', which orders as text, not as a number: type the number alone, 1000"
+        )
+        expect(panel.locator(".wfk-field-problem")).to_have_text(said)
+        expect(panel.get_by_label("Condition value")).to_have_attribute("aria-invalid", "true")
+        expect(panel.get_by_label("Condition value")).to_have_value("1,000")
+        builder.get_by_role("button", name="Save flow spec").click()
+        expect(builder.locator(".wfk-status")).to_have_text("not saved: 1 problem to fix first")
+        builder.screenshot(path=str(tmp_path / "builder-written-number.png"))
+        assert not (tmp_path / "rag-router.yaml").exists()
+
+        panel.get_by_label("Condition value").fill("1000")
+        panel.get_by_label("Condition value").press("Enter")
+        expect(problems).to_contain_text("The kernel finds no problems.")
+        builder.get_by_role("button", name="Save flow spec").click()
+        expect(builder.locator(".wfk-status")).to_contain_text("saved rag-router.yaml")
+    saved = __import__("yaml").safe_load((tmp_path / "rag-router.yaml").read_text())
+    assert {"field": "rows", "op": "gt", "value": 1000} == saved["steps"]["data_query"]["approval"]["when"]
+
+
+@pytest.mark.skipif(
+    not CHROMIUM.exists(), reason=f"{CHROMIUM} is missing (apt-get install chromium); this browser test drives it"
+)
+def test_on_reject_offers_only_what_a_rejection_can_go_to(tmp_path: Path, lab: Lab) -> None:
+    """A gate's "On reject go to" offers (none), which fails the run, and the steps; not "end
+    (finish the branch)", which the kernel refuses there: picked, it said "goes to '__end__' when
+    rejected, which is not a step". On failure go to, where the kernel takes the end, keeps it."""
+    from playwright.sync_api import expect
+
+    with lab_page(lab, {"width": 1800, "height": 1100}, tmp_path / "reject-failure.png") as page:
+        builder = _router_builder(page, lab, tmp_path / "reject.ipynb")
+        builder.locator("g[data-step='data_query'] rect.wfk-node-box").click()
+        panel = builder.locator(".wfk-panel")
+        panel.get_by_text("a human approves before it runs").click()
+        on_reject = panel.get_by_label("On reject go to")
+        expect(on_reject).to_be_visible()
+        offered = on_reject.locator("option").all_inner_texts()
+        steps = ["classify", "code_search", "data_query", "web_search", "generate_answer"]
+        assert ["(none)", *steps] == offered
+        fallback = panel.get_by_label("On failure go to").locator("option").all_inner_texts()
+        assert ["(none)", *steps, "end (finish the branch)"] == fallback
+        on_reject.select_option("generate_answer")
+        expect(builder.locator(".wfk-problems")).to_contain_text("The kernel finds no problems.")

@@ -117,6 +117,29 @@ def test_ordering_operator_with_a_blank_value_is_refused(op, blank):
     assert when("n", "eq", "").evaluate({"n": ""})  # equality with the empty string stays a test
 
 
+@pytest.mark.parametrize(
+    ("written", "meant"),
+    [("$100", "100"), ("1,000", "1000"), ("1,5", "1.5"), ("100 rows", "100"), ("5%", "5"), ("€ 2.50", "2.50")],
+)
+def test_an_ordering_bound_written_as_a_number_in_text_is_refused(written, meant):
+    """`amount gt "1,000"` (a number written as a person writes it, in text) orders as text: "900" is
+    above it and the number 900 fails the run when the route is first tried. It is refused when
+    built, saying the number to give instead."""
+    expected = (
+        f"operator 'gt' on 'amount' compares with the text {written!r}, which orders as text, not as the "
+        f"number it reads as: give the number, {meant} (when('amount', 'gt', {meant}), or value: {meant} in a spec)"
+    )
+    with pytest.raises(ConditionError) as info:
+        condition_from_dict({"field": "amount", "op": "gt", "value": written})
+    assert expected == str(info.value)
+
+
+@pytest.mark.parametrize("text", ["m", "2024-01-01", "12:30", "v2", "1.2", "10"])
+def test_an_ordering_bound_of_text_that_is_no_written_number_stays_text(text):
+    """Text compared in order (names, ISO dates, times, a number in quotes) is a test as it is."""
+    assert when("x", "lt", text).value == text
+
+
 def test_condition_error_is_a_wfkit_and_value_error():
     """ConditionError can be caught as WfkitError and as ValueError."""
     with pytest.raises(WfkitError):

@@ -253,6 +253,64 @@ def test_key_order_is_stable_across_saves(tmp_path: Path) -> None:
     assert first == second
 
 
+COMMENTED = {
+    "entry: classify\n": "entry: classify  # every query is classified first\n",
+    "routes:\n  classify:\n": "routes:\n  # billing asked for file_read on the data route (OPS-12)\n  classify:\n",
+    "go: data_query, tools: [sql_query, file_read]}\n": (
+        "go: data_query, tools: [sql_query, file_read]}  # \"#\" in a comment, and 'quotes'\n"
+    ),
+    "  web_search:\n    fn:": "  # the fallback of every search\n  web_search:\n    fn:",
+}
+
+
+def test_saving_over_a_spec_keeps_its_comments(tmp_path: Path) -> None:
+    """A comment written in a YAML spec (on a line of its own, or after a key) is still there, at
+    the same key, after the flow is loaded, changed and saved over it (as the builder's Save does);
+    the diff is the line changed. Saving dropped every comment, and a reviewer's note with them."""
+    path = rag_router().save(tmp_path / "router.yaml")
+    text = path.read_text()
+    for plain, commented in COMMENTED.items():
+        assert 1 == text.count(plain), plain
+        text = text.replace(plain, commented)
+    path.write_text(text)
+
+    spec = wf.Workflow.from_spec(path).to_spec()
+    spec["routes"]["classify"]["routes"][1]["tools"] = ["sql_query"]
+    spec["metadata"] = {"layout": {"classify": [10, 20]}}
+    wf.Workflow.from_spec(spec).save(path)
+    saved = path.read_text()
+    changed = list(difflib.unified_diff(text.splitlines(), saved.splitlines(), lineterm="", n=0))
+    assert [
+        "-    - {when: {field: query_type, op: eq, value: data}, go: data_query, tools: [sql_query, file_read]}"
+        "  # \"#\" in a comment, and 'quotes'",
+        "+    - {when: {field: query_type, op: eq, value: data}, go: data_query, tools: [sql_query]}"
+        "  # \"#\" in a comment, and 'quotes'",
+        "+metadata:",
+        "+  layout:",
+        "+    classify: [10, 20]",
+    ] == [line for line in changed if line[:1] in "+-"][2:]
+    assert spec == wf.Workflow.from_spec(path).to_spec()
+    again = wf.Workflow.from_spec(path).save(path).read_text()
+    assert saved == again  # stable: a second save changes nothing
+
+
+def test_a_comment_on_a_deleted_step_goes_with_it(tmp_path: Path) -> None:
+    """The comment above a step that is deleted is not left behind on another key."""
+    flow = rag_router()
+    path = flow.save(tmp_path / "router.yaml")
+    path.write_text(path.read_text().replace("  code_search:\n", "  # searches code\n  code_search:\n"))
+    spec = flow.to_spec()
+    spec["steps"]["code_search"]["fn"] = "wfkit.examples:web_search"
+    spec["steps"]["web_search"]["timeout"] = 5
+    wf.Workflow.from_spec(spec).save(path)
+    assert "  # searches code\n  code_search:\n" in path.read_text()
+    del spec["steps"]["code_search"]
+    spec["edges"].pop("code_search")
+    spec["routes"]["classify"]["routes"].pop(0)
+    wf.Workflow.from_spec(spec).save(path)
+    assert "#" not in path.read_text()
+
+
 # ---- problems ----------------------------------------------------------------------------------
 
 
@@ -589,6 +647,23 @@ def test_steps_may_be_a_list_of_functions() -> None:
     flow = query_router()
     back = wf.Workflow.from_spec(flow.to_spec(), steps=list(_functions(flow).values()))
     assert flow.version == back.version
+
+
+def test_steps_may_be_a_module_as_in_the_builder_and_the_cli(tmp_path: Path) -> None:
+    """steps= takes the module of the step functions, as wf.edit(steps=...) and `wfkit run --steps`
+    do: a spec naming them by bare name loads and runs. It failed with TypeError "'module' object is
+    not iterable"."""
+    import wfkit.examples as ex
+
+    spec = rag_router().to_spec()
+    for step in spec["steps"].values():
+        step["fn"] = step["fn"].rpartition(":")[2]  # "classify", as a notebook's functions are written
+    path = _spec.write(spec, tmp_path / "router.yaml")
+    flow = wf.Workflow.from_spec(path, steps=ex, tools=ex.reliable_tools())
+    run = flow.run({"query": "What were Q1 sales figures?"}, workspace=False)
+    assert ["classify", "data_query", "generate_answer"] == run.path()
+    with pytest.raises(TypeError, match=r"steps= takes a module, a mapping of names to functions or a list"):
+        wf.Workflow.from_spec(path, steps=[ex])
 
 
 def test_json_path_quotes_keys_that_are_not_names() -> None:

@@ -16,6 +16,8 @@ const MIN_CANVAS_W = 600;
 const PANEL_W = 340;
 
 const clone = (value) => JSON.parse(JSON.stringify(value));
+// A number as a person writes one, JSON-like: 3, -2, 1.5, .5, 1e3 (not "1,5", "2m", "0x10", "Infinity").
+const NUMBER = /^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/;
 
 function h(tag, attrs = {}, ...children) {
   const node = document.createElement(tag);
@@ -212,6 +214,25 @@ export function formProblems(problems) {
   return (problems || []).filter((problem) => !atValueBox(problem.path));
 }
 
+// One value as typed in a value box: JSON (3, true, "quoted text"), else the text itself, spaces
+// around it dropped as in the field box (quoted, they are kept).
+function parseOne(text) {
+  const trimmed = text.trim();
+  try {
+    return JSON.parse(trimmed);
+  } catch (_) {
+    return trimmed;
+  }
+}
+
+// One value as its box shows it, so that parseOne reads back the same value: text that would read
+// as something else (10001, true, text with spaces around it) is shown quoted, so editing a digit
+// of a zip code keeps it text.
+function oneText(value) {
+  return typeof value === "string" && (value === "" || parseOne(value) === value) ? value : JSON.stringify(value);
+}
+
+// An `in` list typed as "a, b, 3": each part read as one value is (3 a number, as 3 typed alone).
 function parseValue(text, op) {
   const trimmed = text.trim();
   if (op === "exists" && trimmed === "") return null;
@@ -222,21 +243,18 @@ function parseValue(text, op) {
     } catch (_) {
       /* a comma-separated list */
     }
-    return trimmed === "" ? [] : trimmed.split(",").map((part) => part.trim());
+    return trimmed === "" ? [] : trimmed.split(",").map(parseOne);
   }
-  try {
-    return JSON.parse(trimmed);
-  } catch (_) {
-    return trimmed; // spaces around a typed word are a slip, as in the field box; quoted, they are kept
-  }
+  return parseOne(trimmed);
 }
 
 function valueText(value, op) {
   if (value === undefined || value === null) return "";
-  if (op === "in" && Array.isArray(value) && value.every((v) => typeof v === "string" && !v.includes(","))) {
-    return value.join(", ");
+  const plain = (v) => v === null || typeof v !== "object";
+  if (op === "in" && Array.isArray(value) && value.every((v) => plain(v) && !(typeof v === "string" && v.includes(",")))) {
+    return value.map(oneText).join(", ");
   }
-  return typeof value === "string" ? value : JSON.stringify(value);
+  return oneText(value);
 }
 
 // Call `fn(value)` when a text or number input's value is committed: on change (blur) or Enter.
@@ -931,7 +949,7 @@ class Editor {
     if (step && step.irreversible) marks.push("irreversible");
     if (step && step.max_visits) marks.push(`≤${step.max_visits} visits`);
     if (step && step.retry) marks.push("retry");
-    if (step && step.timeout) marks.push(`${step.timeout}s`);
+    if (step && step.timeout) marks.push(typeof step.timeout === "number" ? `${step.timeout}s` : `timeout ${JSON.stringify(step.timeout)}?`); // "2m" typed: not "2ms"
     const classes = ["wfk-node", node.missing ? "wfk-missing" : "", problems ? "wfk-bad" : "", selected ? "wfk-selected" : "", entry ? "wfk-entry" : ""].join(" ");
     const aria = node.missing
       ? `Missing step ${name}${problems ? `. Problem: ${problems.join(" ")}` : ""}`
@@ -1094,9 +1112,15 @@ class Editor {
     return h("div", { class: "wfk-field" }, h("label", { for: id, text: label }), input);
   }
 
-  numberInput(value, onValue, attrs = {}) {
-    const input = h("input", { type: "number", step: "any", value: value === undefined || value === null ? "" : String(value), ...attrs });
-    onCommit(input, (text) => onValue(text.trim() === "" ? undefined : Number(text.trim())));
+  // A text box, not type="number": chromium's number box drops what it cannot read as typed ("1,5"
+  // became 15, "2m" 2) and firefox's reads it as empty. What is not a number goes to the kernel as
+  // typed, which refuses it with how to write it; the box keeps it meanwhile.
+  numberInput(value, onValue, { whole = false, ...attrs } = {}) {
+    const input = h("input", { type: "text", inputmode: whole ? "numeric" : "decimal", value: value === undefined || value === null ? "" : String(value), autocomplete: "off", spellcheck: "false", ...attrs });
+    onCommit(input, (text) => {
+      const typed = text.trim();
+      onValue(typed === "" ? undefined : NUMBER.test(typed) ? Number(typed) : typed);
+    });
     return input;
   }
 
@@ -1106,9 +1130,12 @@ class Editor {
     return input;
   }
 
-  targetSelect(current, onValue, { allowNone = false } = {}) {
+  // allowEnd: false where the kernel takes no end (a gate's On reject: rejected, the run fails or
+  // goes on at a step), so the builder never offers what the kernel then refuses.
+  targetSelect(current, onValue, { allowNone = false, allowEnd = true } = {}) {
     const select = h("select", {});
-    const options = [...(allowNone ? [["", "(none)"]] : []), ...Object.keys(this.spec.steps || {}).map((n) => [n, n]), [END, "end (finish the branch)"]];
+    const options = [...(allowNone ? [["", "(none)"]] : []), ...Object.keys(this.spec.steps || {}).map((n) => [n, n])];
+    if (allowEnd || current === END) options.push([END, allowEnd ? "end (finish the branch)" : "end (not allowed here)"]);
     if (current && current !== END && !(current in (this.spec.steps || {}))) options.push([current, `${current} (missing)`]);
     for (const [value, text] of options) select.append(h("option", { value, selected: value === (current || "") }, text));
     select.addEventListener("change", () => onValue(select.value));
@@ -1334,12 +1361,12 @@ class Editor {
     const unset = (key) => (!step.retry ? (key === "max_retries" ? "0: no retries" : null) : `${defaults[key]} (default)`);
     const retryInput = (key, attrs) => this.numberInput(retry[key], setRetry(key), { ...attrs, placeholder: unset(key) });
     parts.push(h("fieldset", {}, h("legend", { text: "Retry on transient errors" }),
-      this.field("Retries", retryInput("max_retries", { min: "0", step: "1" })),
-      this.field("First wait (s)", retryInput("base_delay", { min: "0" })),
-      this.field("Longest wait (s)", retryInput("max_delay", { min: "0" })),
+      this.field("Retries", retryInput("max_retries", { whole: true })),
+      this.field("First wait (s)", retryInput("base_delay", {})),
+      this.field("Longest wait (s)", retryInput("max_delay", {})),
     ));
-    parts.push(this.field("Timeout per attempt (s)", this.numberInput(step.timeout, setOption("timeout"), { min: "0" })));
-    parts.push(this.field("Visit bound (max visits in a loop)", this.numberInput(step.max_visits, setOption("max_visits"), { min: "1", step: "1" })));
+    parts.push(this.field("Timeout per attempt (s)", this.numberInput(step.timeout, setOption("timeout"))));
+    parts.push(this.field("Visit bound (max visits in a loop)", this.numberInput(step.max_visits, setOption("max_visits"), { whole: true })));
     parts.push(this.field("On failure go to", this.targetSelect(step.fallback, setOption("fallback"), { allowNone: true })));
     const irreversible = h("input", { type: "checkbox", checked: !!step.irreversible });
     irreversible.addEventListener("change", () => setOption("irreversible")(irreversible.checked || undefined));
@@ -1373,7 +1400,7 @@ class Editor {
         this.field("Reason", reason),
         reasonSaid,
         this.field("Payload fields (comma-separated)", this.textInput(Array.isArray(approval.payload) ? approval.payload.join(", ") : approval.payload || "", (v) => setApproval("payload")(v.includes(":") ? v.trim() : v.split(",").map((p) => p.trim()).filter(Boolean)))),
-        this.field("On reject go to", this.targetSelect(approval.on_reject, setApproval("on_reject"), { allowNone: true })),
+        this.field("On reject go to", this.targetSelect(approval.on_reject, setApproval("on_reject"), { allowNone: true, allowEnd: false })),
       ].filter(Boolean));
       const conditional = h("input", { type: "checkbox", checked: !!approval.when });
       conditional.addEventListener("change", () => setApproval("when")(conditional.checked ? { field: "", op: "gt", value: 0 } : undefined));

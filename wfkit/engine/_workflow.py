@@ -15,6 +15,7 @@ import time
 import warnings
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from types import ModuleType
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar, Unpack, cast, overload
 
 from wfkit.engine._attempts import plain_updates
@@ -700,14 +701,14 @@ class Workflow:
         cls,
         spec: Mapping[str, Any] | str | Path,
         *,
-        steps: Mapping[str, Any] | Iterable[Callable[..., Any]] | None = None,
+        steps: ModuleType | Mapping[str, Any] | Iterable[Callable[..., Any]] | None = None,
         tools: Any = None,
         processors: Iterable[Processor] | None = None,
     ) -> Workflow:
         """Build a workflow from a flow spec (a mapping, or a .yaml/.json file).
 
-        ``steps`` supplies the functions the spec names without a module: a mapping of names to
-        functions (``globals()`` in a notebook) or a list of functions. ``tools`` and
+        ``steps`` supplies the functions the spec names without a module: their module, a mapping
+        of names to functions (``globals()`` in a notebook) or a list of functions. ``tools`` and
         ``processors`` are runtime objects, as on :class:`Workflow`. Every problem (schema,
         missing functions, bad options, graph) is reported at once in a
         :class:`~wfkit.FlowSpecError` whose lines start with their JSON path.

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import operator
+import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeAlias
@@ -27,6 +28,30 @@ _ORDERING: dict[str, Callable[[Any, Any], bool]] = {
     "le": operator.le,
 }
 OPERATORS: tuple[str, ...] = ("eq", "ne", "gt", "ge", "lt", "le", "contains", "in", "exists")
+
+# A number as a person writes it, in text: a currency sign, thousands separators, a decimal comma,
+# a unit or a percent sign ("$100", "1,000", "1,5", "100 rows", "5%"). Not a plain "10", nor
+# "2024-01-01" or "12:30", which compare in order as text as they are meant to.
+_WRITTEN_NUMBER = re.compile(
+    r"(?P<sign>[+-]?)\s*(?:[$€£¥]\s*)?"
+    r"(?:(?P<thousands>\d{1,3}(?:,\d{3})+)(?:\.(?P<cents>\d+))?|(?P<whole>\d+)(?:(?P<mark>[.,])(?P<part>\d+))?)"
+    r"\s*(?P<unit>%|[A-Za-z]+)?"
+)
+
+
+def written_number(text: str) -> str | None:
+    """The number ``text`` writes as a person would, with what numbers do not hold (``"$1,000.50"``
+    -> ``"1000.50"``, ``"1,5"`` -> ``"1.5"``), or None for text that is no such number (a plain
+    ``"10"`` included: it is no different written as a number)."""
+    found = _WRITTEN_NUMBER.fullmatch(text.strip())
+    if found is None:
+        return None
+    if found["thousands"] is not None:
+        digits = found["thousands"].replace(",", "") + (f".{found['cents']}" if found["cents"] else "")
+    else:
+        digits = found["whole"] + (f".{found['part']}" if found["part"] else "")
+    plain = f"{found['sign']}{digits}"
+    return None if plain == text else plain
 
 
 def _lookup(state: Mapping[str, Any], path: tuple[str, ...]) -> Any:
@@ -169,6 +194,15 @@ class Compare(Condition):
             raise ConditionError(
                 f"operator {self.op!r} on {self.field!r} needs a value to compare with, got {got}; "
                 f"give one (when({self.field!r}, {self.op!r}, 3), or value: 3 in a spec)"
+            )
+        meant = written_number(self.value) if self.op in _ORDERING and isinstance(self.value, str) else None
+        if meant is not None:
+            # "1,000" orders as text ("900" is above it) and a number of the state fails the run
+            # against it: a bound typed as a person writes numbers (a builder's value box) meant one.
+            raise ConditionError(
+                f"operator {self.op!r} on {self.field!r} compares with the text {self.value!r}, which orders "
+                f"as text, not as the number it reads as: give the number, {meant} "
+                f"(when({self.field!r}, {self.op!r}, {meant}), or value: {meant} in a spec)"
             )
         object.__setattr__(self, "path", tuple(self.field.split(".")))
         object.__setattr__(self, "ordering", _ORDERING.get(self.op))

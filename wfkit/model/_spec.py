@@ -30,6 +30,7 @@ from dataclasses import dataclass, fields
 from functools import cache
 from importlib import resources
 from pathlib import Path
+from types import ModuleType
 from typing import Any, Literal
 
 from wfkit._version import __version__
@@ -94,16 +95,25 @@ def _import_ref(ref: str) -> Any:
     return target
 
 
-def as_namespace(functions: Mapping[str, Any] | Iterable[Callable[..., Any]] | None) -> dict[str, Any]:
-    """The caller's functions by name: a mapping as given, or a list of functions by ``__name__``."""
+def as_namespace(
+    functions: ModuleType | Mapping[str, Any] | Iterable[Callable[..., Any]] | None,
+) -> dict[str, Any]:
+    """The caller's functions by name: a module's public callables (as ``wfkit run --steps MODULE``
+    and ``wf.edit(steps=module)`` take them), a mapping as given, or a list of functions by
+    ``__name__``."""
     if functions is None:
         return {}
+    if isinstance(functions, ModuleType):
+        return {k: v for k, v in vars(functions).items() if callable(v) and not k.startswith("_")}
     if isinstance(functions, Mapping):
         return dict(functions)
     out: dict[str, Any] = {}
-    for fn in functions:
+    listed: Iterable[Any] = functions  # mypy keeps the module in the union past isinstance
+    for fn in listed:
         if not callable(fn) or not getattr(fn, "__name__", None):
-            raise TypeError(f"steps= takes a mapping of names to functions or a list of functions, got {fn!r}")
+            raise TypeError(
+                f"steps= takes a module, a mapping of names to functions or a list of functions, got {fn!r}"
+            )
         out[fn.__name__] = fn
     return out
 
@@ -386,10 +396,93 @@ def dumps(spec: Mapping[str, Any], format: Format = "yaml") -> str:
     return text
 
 
+_AFTER = re.compile(r"\s+#.*")
+
+
+@dataclass
+class _Comments:
+    """The comments of a YAML spec, each kept at the key or item it is written at: the comment lines
+    above it, the comment after it on its line, and those after the last key (at the file's end)."""
+
+    above: dict[Location, list[str]] = dataclasses.field(default_factory=dict)
+    after: dict[Location, str] = dataclasses.field(default_factory=dict)
+    end: list[str] = dataclasses.field(default_factory=list)
+
+
+def _comments(text: str) -> _Comments:
+    """Where each comment of ``text`` is: by the JSON path of the outermost key or item starting on
+    its line (a comment line: on the next line holding one). PyYAML drops comments, so they are
+    found as the text after the last token of a line."""
+    import yaml
+
+    lines: dict[Location, int] = {}
+    _read_yaml(text, "", lines)
+    at_line: dict[int, Location] = {}
+    for where, line in lines.items():
+        if line not in at_line or len(where) < len(at_line[line]):
+            at_line[line] = where
+    ends: dict[int, int] = {}  # the column where the last token of each line (0-based) ends
+    for token in yaml.scan(text, Loader=_yaml_loader()):
+        start, stop = token.start_mark, token.end_mark
+        if stop.index > start.index:  # BlockEnd and the like take no room and mark where the next token is
+            ends[stop.line] = max(ends.get(stop.line, 0), stop.column)
+    found, pending, last = _Comments(), list[str](), None
+    for number, written in enumerate(text.splitlines()):
+        key = at_line.get(number + 1, last)
+        if number not in ends:
+            if written.strip().startswith("#"):
+                pending.append(written.strip())
+            continue
+        if pending and key is not None:
+            found.above.setdefault(key, []).extend(pending)
+            pending = []
+        after = _AFTER.fullmatch(written[ends[number] :])
+        if after is not None and key is not None:
+            found.after[key] = after[0]
+        last = key
+    found.end = pending
+    return found
+
+
+def _keep_comments(text: str, old: str) -> str:
+    """``text`` (a spec written anew) with the comments of ``old`` (the file it replaces) at the
+    same keys; a comment of a key ``text`` no longer has goes with it."""
+    import yaml
+
+    try:
+        comments = _comments(old)
+    except (FlowSpecError, yaml.YAMLError):  # a file that is no spec has no keys to keep comments at
+        return text
+    lines: dict[Location, int] = {}
+    _read_yaml(text, "", lines)
+    above: dict[int, list[str]] = {}
+    after: dict[int, str] = {}
+    for where, said in comments.above.items():
+        if where in lines:
+            above[lines[where]] = said
+    for where, tail in comments.after.items():
+        if where in lines:
+            after[lines[where]] = tail
+    out: list[str] = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        indent = line[: len(line) - len(line.lstrip())]
+        out.extend(f"{indent}{said}" for said in above.get(number, ()))
+        out.append(line + after.get(number, ""))
+    out.extend(comments.end)
+    return "\n".join(out) + "\n"
+
+
 def write(spec: Mapping[str, Any], path: str | Path, format: Format | None = None) -> Path:
-    """Write a spec file (format from the suffix unless given); the write is atomic."""
+    """Write a spec file (format from the suffix unless given); the write is atomic. Written over a
+    YAML spec, the comments of the file it replaces are kept at their keys (a reviewer's note on a
+    route stays through the builder's Save)."""
     target = Path(path)
-    text = dumps(spec, _format_of(target, format))
+    format = _format_of(target, format)
+    text = dumps(spec, format)
+    if format == "yaml" and target.is_file():
+        old = target.read_text(encoding="utf-8")
+        if "#" in old:
+            text = _keep_comments(text, old)
     tmp = target.with_name(f".{target.name}.tmp")
     tmp.write_text(text, encoding="utf-8")
     tmp.replace(target)
@@ -820,7 +913,7 @@ def _subflow_at(data: Any, where: Location, namespace: Mapping[str, Any], proble
 
 def _approval(data: Mapping[str, Any], where: Location, namespace: Mapping[str, Any], problems: _Problems) -> Approval:
     payload: Any = data.get("payload")
-    if isinstance(payload, str):
+    if isinstance(payload, str) and not problems.inside((*where, "payload")):  # no function name: said once
         found, why = _resolve(payload, namespace, "the approval payload function")
         if why is not None:
             facts = {"kind": "function_not_found", "ref": payload, "step": where[1]}
@@ -888,7 +981,7 @@ def _other_format(number: Any) -> str | None:
 
 def load_parts(
     spec: Mapping[str, Any],
-    functions: Mapping[str, Any] | Iterable[Callable[..., Any]] | None = None,
+    functions: ModuleType | Mapping[str, Any] | Iterable[Callable[..., Any]] | None = None,
     source: SpecFile | None = None,
 ) -> FlowParts:
     """Check a spec and build a workflow's parts; raise FlowSpecError with every problem at once

@@ -10,15 +10,17 @@ naming the steps, connections, boxes and buttons of the builder. A problem with 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
 from wfkit.model._errors import Facts, Location
-from wfkit.model._routes import END
+from wfkit.model._routes import END, written_number
 
 _RETRY_BOXES = {"max_retries": "Retries", "base_delay": "First wait (s)", "max_delay": "Longest wait (s)"}
 _STEP_BOXES = {"timeout": "Timeout per attempt (s)", "max_visits": "Visit bound"}
 _ORDERING = ("gt", "ge", "lt", "le")
+_DECIMAL_COMMA = re.compile(r"(\d+),(\d+)")
 
 
 def _get(spec: Any, path: Location) -> Any:
@@ -62,6 +64,13 @@ def _schema(spec: Mapping[str, Any], path: Location, facts: Facts) -> str | None
             f"the routes out of {path[1]!r} have no default route, so a run where no condition holds would "
             f"have nowhere to go: click one of its connections and set its Kind to 'otherwise (default route)'"
         )
+    if path[-2:] == ("approval", "payload") and isinstance(value, str):
+        # Not a function's name ("customer: name"): fields, as the box takes them, are what was meant.
+        fields = ", ".join(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", value)) or "customer, amount"
+        return (
+            f"the approval's Payload fields of step {path[1]!r} are {value!r}: type the state fields the "
+            f"reviewer sees, separated by commas ({fields})"
+        )
     where = _where(spec, path[:-1] if path[-1:] == ("field",) else path)
     if not where:
         return None
@@ -71,6 +80,9 @@ def _schema(spec: Mapping[str, Any], path: Location, facts: Facts) -> str | None
         return f"{where} is empty: type why a human must say yes (the reviewer reads it)"
     if rule == "type":
         fix = {"integer": "type a whole number", "number": "type a number"}.get(str(limit), f"type a {limit}")
+        comma = _DECIMAL_COMMA.fullmatch(value.strip()) if isinstance(value, str) else None
+        if comma is not None and limit == "number":  # a decimal comma, as written in much of the world
+            fix += f", with a dot for decimals ({comma[1]}.{comma[2]})"
     elif rule == "minimum":
         fix = f"type {limit} or more"
     elif rule == "exclusiveMinimum":
@@ -89,6 +101,12 @@ def _condition_value(spec: Mapping[str, Any], path: Location) -> str | None:
         return None
     field, op, value = condition.get("field"), condition.get("op"), condition.get("value")
     where = f"{_where(spec, path)} tests {field!r} with {op!r}"
+    meant = written_number(value) if op in _ORDERING and isinstance(value, str) else None
+    if meant is not None:
+        return (
+            f"{where}, and its value box holds the text {value!r}, which orders as text, not as a number: "
+            f"type the number alone, {meant}"
+        )
     if op in _ORDERING:
         return f"{where}, and its value box is {_shown(value)}: type a value to compare with, such as 3"
     if op == "in":
