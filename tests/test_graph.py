@@ -154,6 +154,11 @@ def test_a_loop_with_no_way_out_is_refused_saying_how_to_let_it_end() -> None:
     falls_back = _flow("a", "b", "rescue", a={"max_visits": 3, "fallback": "rescue"})
     falls_back.chain("a", "b").edge("b", "a")
     falls_back.validate()
+    # A step with no edge or route of its own ends its branch when it succeeds: a loop it is in
+    # only through its fallback (retry by way of a repair step) has that way out.
+    repaired = _flow("a", "repair", a={"max_visits": 3, "fallback": "repair"})
+    repaired.edge("repair", "a")
+    repaired.validate()
 
 
 def test_a_step_renamed_in_a_notebook_cell_is_reported_with_the_cell_to_run_again() -> None:

@@ -457,6 +457,9 @@ def compile_graph(
         ends = any(
             END in (*edges.get(m, ()), steps[m].fallback)
             or (m in routers and END in {r.target for r in routers[m].routes} | {routers[m].default.target})
+            # No edge or route of its own: its success ends the branch (it is in the loop through a
+            # gate's on_reject or a fallback, taken only when it is rejected or fails).
+            or (m not in routers and not edges.get(m))
             for m in members
         )
         if ends or any(succ[m] - members for m in members):
