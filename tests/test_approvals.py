@@ -444,6 +444,27 @@ def test_conditional_gate_only_stops_large_amounts() -> None:
     assert (large.run_id, "Large refunds need a human") == (ticket.run_id, ticket.reason)
 
 
+def test_a_conditional_gate_on_a_field_the_state_lacks_asks_instead_of_letting_the_step_through() -> None:
+    """A gate whose condition compares a field the state lacks (misspelt in the inputs, or written by
+    a step that did not run) fails closed: its condition would compare false and let the risky step
+    run unasked. It asks, and the ticket says why; a headless run decides by its policy."""
+    flow = _refunds(wf.Approval("Large refunds need a human", when=wf.when("amount", "gt", 100)))
+    unasked = flow.run({"amonut": 500})  # the field misspelt
+    assert "waiting_approval" == unasked.status
+    (ticket,) = Workspace().pending()
+    assert unasked.run_id == ticket.run_id
+    assert (
+        "Large refunds need a human (asked because the gate's condition compares 'amount', which the run's "
+        "state lacks: it would have let the step through unasked)"
+    ) == ticket.reason
+    rejected = flow.run({"amonut": 500}, policy="reject", raise_on_error=False)
+    assert "failed" == rejected.status
+    assert "paid" not in rejected.state
+    small = flow.run({"amount": 50})  # present and below: no ticket, as before
+    assert "succeeded" == small.status
+    assert [] == _decisions(small.run_id)
+
+
 def test_ticket_payload_follows_the_approval() -> None:
     """The ticket shows the fields the Approval's payload names."""
     _refunds(wf.Approval("check", payload=["amount"])).run({"amount": 70})

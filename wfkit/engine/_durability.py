@@ -324,10 +324,10 @@ class Durability:
         """Before a gated step runs: its approval, then its intent (see :class:`Admission`)."""
         spec, store = act.spec, self.store
         approval = spec.approval
-        if approval is not None and (approval.when is None or approval.when.evaluate(state)):
+        if approval is not None and approval.asks(state):
             assert store is not None  # checked when the run was created
             found = store.tickets.of_visit(self.run_id, spec.name, act.visit)
-            ticket = found or await self._open_ticket(act, approval.reason, approval.payload_for(state))
+            ticket = found or await self._open_ticket(act, approval.reason_for(state), approval.payload_for(state))
             decided_before = not ticket.is_open  # its row is in the journal, so in the run's events already
             if ticket.is_open:
                 verdict = self.policy.decide(ticket)
@@ -506,7 +506,7 @@ class Durability:
                     continue
                 # Stopped in the backoff of a refused call: that backoff is waited out, as below.
             approval = spec.approval
-            if approval is not None and (approval.when is None or approval.when.evaluate(act.view)):
+            if approval is not None and approval.asks(act.view):
                 ticket = store.tickets.of_visit(self.run_id, spec.name, act.visit)
                 if ticket is None or ticket.status != "approved":
                     continue  # it was waiting for a decision, not running

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, Literal, NamedTuple, Protocol, TypeAlias
 
 from wfkit.model._errors import DecisionsFileError
-from wfkit.model._routes import Condition
+from wfkit.model._routes import Condition, compared_fields
 from wfkit.model._suggest import did_you_mean
 
 Decision: TypeAlias = Literal["approve", "reject"]
@@ -23,7 +23,8 @@ class Approval:
     - ``reason``: why a human must say yes, shown on the ticket.
     - ``payload``: what the reviewer should see: state field names, or a function of the state
       returning a dict (default: the whole state).
-    - ``when``: gate only when this condition holds (``when("amount", "gt", 100)``).
+    - ``when``: gate only when this condition holds (``when("amount", "gt", 100)``). A field it
+      compares that the state lacks makes the gate ask (it fails closed), and the ticket says so.
     - ``on_reject``: the step a rejection routes to (revise and resubmit); without it a rejection
       fails the run.
     """
@@ -32,6 +33,30 @@ class Approval:
     payload: Sequence[str] | Callable[[Mapping[str, Any]], Mapping[str, Any]] | None = None
     when: Condition | None = None
     on_reject: str | None = None
+
+    def asks(self, state: Mapping[str, Any]) -> bool:
+        """Whether the gate asks before its step runs in ``state``: no condition, a condition that
+        holds, or one comparing a field the state lacks (:meth:`lacking`)."""
+        return self.when is None or self.when.evaluate(state) or bool(self.lacking(state))
+
+    def lacking(self, state: Mapping[str, Any]) -> list[str]:
+        """The fields the gate's condition compares with a value that ``state`` lacks (missing or
+        None). A gate fails closed on them: such a field compares false, so a misspelt input or a
+        step that did not run would let the risky step through unasked."""
+        if self.when is None:
+            return []
+        return sorted(name for name in compared_fields(self.when) if state.get(name) is None)
+
+    def reason_for(self, state: Mapping[str, Any]) -> str:
+        """The ticket's reason: :attr:`reason`, and why the gate asks if its condition could not tell."""
+        lacking = self.lacking(state)
+        if not lacking:
+            return self.reason
+        fields = ", ".join(map(repr, lacking))
+        return (
+            f"{self.reason} (asked because the gate's condition compares {fields}, which the run's state "
+            f"lacks: it would have let the step through unasked)"
+        )
 
     def payload_for(self, state: Mapping[str, Any]) -> dict[str, Any]:
         if self.payload is None:
