@@ -559,13 +559,7 @@ class Writer:
             pending.result = None
             return False
         except BaseException as exc:
-            self._stale()
-            _roll_back(conn, "a failed commit on the loop")
-            pending.result = None
-            pending.error = self._error(exc) if isinstance(exc, Exception) else exc
-            if not isinstance(exc, Exception):
-                raise
-            return True
+            return self._failed_here(conn, pending, exc)
         self.commits += 1
         self.writes += 1
         return True
@@ -594,15 +588,20 @@ class Writer:
                     return False
             conn.execute("COMMIT")
         except BaseException as exc:
-            self._stale()
-            _roll_back(conn, "a failed commit on the loop")
-            pending.result = None
-            pending.error = self._error(exc) if isinstance(exc, Exception) else exc
-            if not isinstance(exc, Exception):
-                raise
-            return True
+            return self._failed_here(conn, pending, exc)
         self.commits += 1
         self.writes += 1
+        return True
+
+    def _failed_here(self, conn: sqlite3.Connection, pending: _Pending[Any], exc: BaseException) -> bool:
+        """A write that raised on the loop: rolled back whole, its error for its waiter (True: it
+        is settled); one that is no Exception (a KeyboardInterrupt) goes on up once rolled back."""
+        self._stale()
+        _roll_back(conn, "a failed commit on the loop")
+        pending.result = None
+        pending.error = self._error(exc) if isinstance(exc, Exception) else exc
+        if not isinstance(exc, Exception):
+            raise exc
         return True
 
     def _write_own_rows(self, conn: sqlite3.Connection, pending: _Pending[Any]) -> None:
