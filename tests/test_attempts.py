@@ -650,3 +650,30 @@ def test_a_map_item_changing_its_state_in_place_is_told_to_return_its_result() -
         "support item assignment): a step's state is read-only: return the item's result, which the map "
         "puts in its list"
     ) in str(run.error)
+
+
+def test_a_step_returning_a_call_it_forgot_to_await_is_told_to_await_it() -> None:
+    """``return fetch()`` in a ``def`` step returns a coroutine: the run fails saying which call was
+    not awaited and what to write, and the coroutine is closed (no "never awaited" warning later)."""
+    import gc
+    import warnings
+
+    async def fetch() -> dict[str, int]:
+        return {"x": 1}
+
+    flow = wf.Workflow("forgot-await")
+
+    @flow.step
+    def a(state: Any) -> Any:
+        return fetch()
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        run = flow.run({}, workspace=False, raise_on_error=False)
+        gc.collect()
+    assert "failed" == run.status
+    assert (
+        "step 'a' returned a coroutine of fetch(), a call it did not await: write the step as `async def` "
+        "and return `await fetch(...)`, or return its result"
+    ) in str(run.error)
+    assert [] == [str(w.message) for w in caught if "never awaited" in str(w.message)]

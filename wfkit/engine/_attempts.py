@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextvars
+import inspect
 import logging
 import random
 import time
@@ -397,10 +398,7 @@ class AttemptRunner:
                 if result is None:
                     result = {}
                 elif type(result) is not dict and not isinstance(result, Mapping):
-                    raise StateValueError(
-                        f"step {spec.name!r} returned {type(result).__name__}; a step returns a "
-                        f"dict of state updates (or None)"
-                    )
+                    raise StateValueError(_not_updates(spec.name, result))
                 if spec.writes is not None and not spec.writes.issuperset(result):
                     raise StateValueError(
                         f"step {spec.name!r} wrote {sorted(set(result) - spec.writes)}, which its "
@@ -653,3 +651,16 @@ class AttemptRunner:
         )
 
     # ---- events ----------------------------------------------------------------------------
+
+
+def _not_updates(step: str, result: object) -> str:
+    """Why a step's return value is refused. A coroutine is a call the step forgot to ``await``
+    (``return fetch(...)`` in a ``def`` step): it is closed, so Python's "never awaited" warning does
+    not come later from nowhere, and the message says what to write."""
+    if inspect.iscoroutine(result):
+        result.close()
+        return (
+            f"step {step!r} returned a coroutine of {result.__name__}(), a call it did not await: write the "
+            f"step as `async def` and return `await {result.__name__}(...)`, or return its result"
+        )
+    return f"step {step!r} returned {type(result).__name__}; a step returns a dict of state updates (or None)"
