@@ -82,19 +82,26 @@ def woken_by_signals(fn: Callable[P, Coroutine[Any, Any, T]]) -> Callable[P, Cor
     it; one serves every call under way on the loop (a cell gathering many runs, an eval's runs)."""
 
     @functools.wraps(fn)
-    async def woken(*args: P.args, **kwargs: P.kwargs) -> T:
+    def woken(*args: P.args, **kwargs: P.kwargs) -> Coroutine[Any, Any, T]:
         if threading.current_thread() is not threading.main_thread() or not in_kernel():
             # Signals reach the main thread only; and outside a kernel the handler wakes the loop
             # itself (asyncio.run's Ctrl-C handler does), where a wakeup fd's reader would only
             # make a quiet loop look busy (the store's writer commits on a quiet loop at FULL).
-            return await fn(*args, **kwargs)
-        _Waker.enter()
-        try:
-            return await fn(*args, **kwargs)
-        finally:
-            _Waker.leave()
+            # ``fn``'s own coroutine, with no second one around it: ten thousand runs awaited
+            # together would each keep one more object for the cyclic collector.
+            return fn(*args, **kwargs)
+        return _awaited_woken(fn(*args, **kwargs))
 
     return woken
+
+
+async def _awaited_woken(call: Coroutine[Any, Any, T]) -> T:
+    """``call`` awaited with the main thread's loop woken by signals (:func:`woken_by_signals`)."""
+    _Waker.enter()
+    try:
+        return await call
+    finally:
+        _Waker.leave()
 
 
 class _Waker:
