@@ -110,6 +110,12 @@ BUILDER_WORDS = {
         "the loop classify → code_search → generate_answer → classify has no visit bound, so a run could go "
         "round it forever: click one of its steps and set its 'Visit bound'",
     ),
+    "a bounded loop with no way out": (
+        lambda s: (s["edges"].update(generate_answer=["web_search"]), s["steps"]["web_search"].update(max_visits=3)),
+        "the loop generate_answer → web_search → generate_answer has no way out, so every run that enters it goes "
+        "round until its visit bound and fails: drag from the dot under one of its steps to a step outside it (or "
+        "set a route of it to end), or set one step's 'On failure go to' a step outside it",
+    ),
     "a route to a deleted step": (
         lambda s: (s["steps"].pop("data_query"), s["edges"].pop("data_query")),
         "the route classify → data_query leads to 'data_query', which is not a step: click it and choose "

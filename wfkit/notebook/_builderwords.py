@@ -180,6 +180,12 @@ def _words(spec: Mapping[str, Any], path: Location, facts: Facts) -> str | None:
                 f"the loop {' → '.join(f['loop'])} has no visit bound, so a run could go round it forever: click "
                 f"one of its steps and set its 'Visit bound'"
             )
+        case "loop_closed":
+            return (
+                f"the loop {' → '.join(f['loop'])} has no way out, so every run that enters it goes round until its "
+                f"visit bound and fails: drag from the dot under one of its steps to a step outside it (or set a "
+                f"route of it to end), or set one step's 'On failure go to' a step outside it"
+            )
         case "join_never_fires":
             return (
                 f"{f['join']!r} waits for {f['pred']!r}, but {f['pred']!r} only runs after {f['join']!r}, so "
