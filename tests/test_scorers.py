@@ -400,7 +400,11 @@ def crashing_flow() -> wf.Workflow:
     return flow
 
 
-FAILED = "run failed at step 'answer' (attempt 1): KeyError: 'query'"
+FAILED = (
+    "run failed at step 'answer' (attempt 1): StateKeyError: the state has no field 'query': it holds ['out', "
+    "'qeury'] (did you mean 'qeury'?); pass it in the run's inputs, return it from a step that runs before this "
+    "one, or, if it is optional, read it with state.get('query')"
+)
 EXPECTED = {"out": "refund", "route": "classify", "tools": []}
 
 
