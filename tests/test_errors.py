@@ -310,6 +310,7 @@ PICKLE_CASES: list[Callable[[Path], BaseException]] = [
     lambda _: wf.RouteFieldWarning(
         "the route after step 'grade' compares field 'scroe', which no step put in the state"
     ),
+    lambda _: wf.evals.UnpairedCasesWarning("2 cases of the baseline's result are not in this one: c7, c9"),
     lambda _: wf.TransientError("HTTP 429 from the search API", retry_after=2.5),
     lambda _: wf.PermanentError("invoice 88 does not exist"),
     lambda _: ChildHalted("01child", "waiting_approval"),

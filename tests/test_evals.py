@@ -780,7 +780,11 @@ def test_a_failed_run_fails_the_budgets_and_the_route_in_an_eval_saying_why():
     assert ["cost_budget", "latency_budget", "route_taken"] == cases["scorer"].tolist()
     assert {"failed"} == set(cases["run_status"])
     assert [False] * 3 == cases["passed"].tolist()
-    assert {"run failed at step 'classify' (attempt 1): KeyError: 'query'"} == set(cases["detail"])
+    assert {
+        "run failed at step 'classify' (attempt 1): StateKeyError: the state has no field 'query': it holds "
+        "['qeury'] (did you mean 'qeury'?); pass it in the run's inputs, return it from a step that runs before "
+        "this one, or, if it is optional, read it with state.get('query')"
+    } == set(cases["detail"])
     assert 0.0 == wf.evals.EvalResult(suite, cases).summary["pass_rate"].max()
 
 

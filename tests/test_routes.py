@@ -1004,7 +1004,14 @@ def test_predicate_and_choice_agree_with_evaluate(op, value, state):
         value = bool(value)  # exists takes a flag only (test_exists_refuses_a_value_that_is_no_flag)
     if op in ("gt", "ge", "lt", "le") and (value is None or (isinstance(value, str) and not value.strip())):
         value = 0  # refused when built (test_ordering_operator_with_a_blank_value_is_refused)
-    condition = when("score", op, value)
+    try:
+        condition = when("score", op, value)
+    except ConditionError:
+        # An ordering bound of text that reads as a number written by hand ("0A", "1,5") is refused
+        # when built (test_an_ordering_bound_written_as_a_number_in_text_is_refused): nothing to compare.
+        assert op in ("gt", "ge", "lt", "le")
+        assert isinstance(value, str)
+        return
 
     def answer(fn):
         try:
