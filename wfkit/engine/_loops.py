@@ -83,12 +83,12 @@ def woken_by_signals(fn: Callable[P, Coroutine[Any, Any, T]]) -> Callable[P, Cor
 
     @functools.wraps(fn)
     def woken(*args: P.args, **kwargs: P.kwargs) -> Coroutine[Any, Any, T]:
-        if threading.current_thread() is not threading.main_thread() or not in_kernel():
-            # Signals reach the main thread only; and outside a kernel the handler wakes the loop
-            # itself (asyncio.run's Ctrl-C handler does), where a wakeup fd's reader would only
-            # make a quiet loop look busy (the store's writer commits on a quiet loop at FULL).
-            # ``fn``'s own coroutine, with no second one around it: ten thousand runs awaited
-            # together would each keep one more object for the cyclic collector.
+        if not in_kernel():
+            # Outside a kernel the handler wakes the loop itself (asyncio.run's Ctrl-C handler
+            # does), where a wakeup fd's reader would only make a quiet loop look busy (the store's
+            # writer commits on a quiet loop at FULL). ``fn``'s own coroutine, with no second one
+            # around it: ten thousand runs awaited together would each keep one more object for
+            # the cyclic collector.
             return fn(*args, **kwargs)
         return _awaited_woken(fn(*args, **kwargs))
 
@@ -96,7 +96,11 @@ def woken_by_signals(fn: Callable[P, Coroutine[Any, Any, T]]) -> Callable[P, Cor
 
 
 async def _awaited_woken(call: Coroutine[Any, Any, T]) -> T:
-    """``call`` awaited with the main thread's loop woken by signals (:func:`woken_by_signals`)."""
+    """``call`` awaited with the main thread's loop woken by signals (:func:`woken_by_signals`).
+    Where it is awaited decides, not where it was made: a kernel's cell may make it on the main
+    thread and hand it to another thread's loop (``run_blocking``)."""
+    if threading.current_thread() is not threading.main_thread():
+        return await call  # signals reach the main thread only
     _Waker.enter()
     try:
         return await call
