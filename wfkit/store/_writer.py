@@ -282,10 +282,11 @@ class Writer:
         if budget is not None and budget[0] is not loop:
             budget = None  # another loop's: this one's iteration starts its own
         reset = None if budget is None else budget[2]
-        if not _idle(loop, reset):
-            return None  # other runs are ready to go on: the commit would hold them up
-        if self._waits_for_disk and not (_quiet(loop) and time.perf_counter() >= self._slow_until):
-            return None  # an fsync on the loop could hold up a reply or a timer, or the disk stalls
+        waits_for_disk = self._waits_for_disk
+        if not _idle(loop, reset, _QUIET_FOR if waits_for_disk else _IDLE_FOR):
+            return None  # other runs are ready to go on, or a timer is due: the commit would hold them up
+        if waits_for_disk and not (_quiet(loop) and time.perf_counter() >= self._slow_until):
+            return None  # an fsync on the loop could hold up a reply, or the disk stalls
         if self._pid not in (0, _process_id):
             return None  # a forked child: its first write goes through _put, which starts afresh
         if not self._gate.acquire(blocking=False):
@@ -639,28 +640,26 @@ class Writer:
                 loop.call_soon_threadsafe(_resolve_on_loop, waiters)
 
 
-def _idle(loop: asyncio.AbstractEventLoop, own: asyncio.Handle | None) -> bool:
+def _idle(loop: asyncio.AbstractEventLoop, own: asyncio.Handle | None, margin: float) -> bool:
     """Whether nothing else waits on the loop: no callback ready to run (but ``own``, the writer's
-    budget reset) and no timer due within ``_IDLE_FOR``. Only asyncio's own loops say (their ready
-    queue and timer heap); any other loop counts as busy, so its writes go to the writer."""
+    budget reset) and no timer due within ``margin`` seconds (``_IDLE_FOR``; ``_QUIET_FOR`` for a
+    commit that waits for an fsync). Only asyncio's own loops say (their ready queue and timer
+    heap); any other loop counts as busy, so its writes go to the writer."""
     ready: Any = getattr(loop, "_ready", None)
     timers: Any = getattr(loop, "_scheduled", None)
     if ready is None or timers is None:
         return False
     if ready and not (len(ready) == 1 and ready[0] is own):
         return False
-    return not timers or timers[0].when() - loop.time() > _IDLE_FOR
+    return not timers or timers[0].when() - loop.time() > margin
 
 
 def _quiet(loop: asyncio.AbstractEventLoop) -> bool:
-    """Whether an idle loop (``_idle``) may wait for the disk: it watches no file descriptor but its
-    own wake-up pipe (only asyncio's selector loops say; any other counts as watching some), and no
-    timer is due within ``_QUIET_FOR``."""
+    """Whether an idle loop (``_idle``, with ``_QUIET_FOR``) may wait for the disk: it watches no
+    file descriptor but its own wake-up pipe (only asyncio's selector loops say; any other counts as
+    watching some)."""
     selector: Any = getattr(loop, "_selector", None)
-    if selector is None or len(selector.get_map()) > 1:
-        return False
-    timers: Any = loop._scheduled  # type: ignore[attr-defined]  # _idle found it there
-    return not timers or timers[0].when() - loop.time() > _QUIET_FOR
+    return selector is not None and len(selector.get_map()) <= 1
 
 
 def _nothing() -> None:
