@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from kernels import running_kernel
 
 import wfkit as wf
 from wfkit.distributed import QUIET_DASK_SETTINGS, local_cluster
@@ -134,20 +135,7 @@ def test_the_stop_button_of_the_notebook_that_started_it_leaves_its_workers_alon
     computation of the user's own): the cell ends with the KeyboardInterrupt, and the cluster
     answers the next cell on the same worker processes. Before, the interrupt, sent to the kernel's
     whole process group, killed the worker processes, and nothing started them again."""
-    from jupyter_client.manager import start_new_kernel
-
-    root = Path(__file__).resolve().parents[1]
-    env = {**os.environ, "WFKIT_HOME": str(tmp_path / "ws"), "PYTHONPATH": os.pathsep.join([str(root), *sys.path])}
-    kernel, client = start_new_kernel(kernel_name="python3", env=env)
-    outputs: list[str] = []
-
-    def collect(message: dict) -> None:
-        if message["msg_type"] == "stream":
-            outputs.append(message["content"]["text"])
-        elif message["msg_type"] == "error":
-            outputs.append(f"{message['content']['ename']}: {message['content']['evalue']}")
-
-    try:
+    with running_kernel(tmp_path / "ws") as kernel:
         setup = (
             "import os, time\n"
             "from distributed import Client\n"
@@ -156,21 +144,16 @@ def test_the_stop_button_of_the_notebook_that_started_it_leaves_its_workers_alon
             "dask = Client(cluster, set_as_default=False)\n"
             "pids = dask.run(os.getpid)"
         )
-        assert "ok" == client.execute_interactive(setup, timeout=120)["content"]["status"]
-        sent = client.execute(f"open({str(tmp_path / 'started')!r}, 'w').close()\ntime.sleep(120)")
-        deadline = time.monotonic() + 60
-        while not (tmp_path / "started").exists() and time.monotonic() < deadline:
-            time.sleep(0.02)
-        kernel.interrupt_kernel()
-        reply = client.get_shell_msg(timeout=60)
-        while reply["parent_header"].get("msg_id") != sent:
-            reply = client.get_shell_msg(timeout=60)
+        assert "ok" == kernel.run(setup, timeout=120).status
+        sent = kernel.send(
+            f"open({str(tmp_path / 'started')!r}, 'w').close()\ntime.sleep(120)",
+            started=(tmp_path / "started").exists,
+            timeout=60,
+        )
+        reply = kernel.interrupt(sent, timeout=60)
         time.sleep(1)  # a worker the interrupt killed would be gone by now
         again = "print('same workers', dask.run(os.getpid) == pids)\nprint('sum', dask.submit(sum, [1, 2]).result())"
-        client.execute_interactive(again, timeout=120, output_hook=collect)
-        client.execute_interactive("dask.close(); cluster.close()", timeout=60)
-    finally:
-        client.stop_channels()
-        kernel.shutdown_kernel(now=True)
-    assert ("error", "KeyboardInterrupt") == (reply["content"]["status"], reply["content"]["ename"])
-    assert "same workers True\nsum 3\n" == "".join(outputs)
+        printed = kernel.run(again, timeout=120).printed
+        kernel.run("dask.close(); cluster.close()", timeout=60)
+    assert ("error", "KeyboardInterrupt") == (reply["status"], reply["ename"])
+    assert "same workers True\nsum 3\n" == printed

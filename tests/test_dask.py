@@ -22,6 +22,7 @@ from typing import Any
 import pandas as pd
 import pytest
 from dask_cluster import Cluster, dask_cluster, free_port
+from kernels import running_kernel
 from llm_server import LLMServer
 
 import wfkit as wf
@@ -889,45 +890,33 @@ def test_an_interrupted_dask_eval_in_a_notebook_gives_its_job_up_at_once(local_c
     """Interrupting a Jupyter kernel (the notebook's stop button) while its cell runs
     `wf.evals.evaluate(executor=...)`: the cell ends at once with the KeyboardInterrupt, noting that
     the job was given up, and the job is recorded as aborted, none of its rows counted."""
-    from jupyter_client.manager import start_new_kernel
-
     data, release = tmp_path / "data", tmp_path / "release"
     (tmp_path / "suite").mkdir()
     (tmp_path / "suite" / "suite.py").write_text(HELD_SUITE.format(release=str(release)))
-    env = {**os.environ, "WFKIT_HOME": str(tmp_path / "ws"), "PYTHONPATH": os.pathsep.join([str(ROOT), *sys.path])}
-    kernel, client = start_new_kernel(kernel_name="python3", env=env)
-    try:
-        cell = (
-            f"import wfkit as wf\nwf.evals.evaluate({str(tmp_path / 'suite')!r}, executor="
-            f"{local_cluster.scheduler_address!r}, dataset={str(data)!r}, progress=False, partition_size=2, "
-            f"concurrency=1)"
-        )
-        sent = client.execute(cell)
-        deadline = time.monotonic() + 60
-        while not list(data.glob("steps/_attempts/*/p00000-*.commit")) and time.monotonic() < deadline:
-            time.sleep(0.02)
-        assert list(data.glob("steps/_attempts/*/p00000-*.commit")), "the first partition did not commit"
-        kernel.interrupt_kernel()
-        # Before the fix: no reply at all, the job running on until released. (60 s, not "at once":
-        # a kernel on a machine loaded by a whole test run once took over 20 s to answer.)
-        reply = client.get_shell_msg(timeout=60)
-        while reply["parent_header"].get("msg_id") != sent:  # a reply to the kernel_info request of the start
-            reply = client.get_shell_msg(timeout=60)
-        errors = []
-        while True:
-            message = client.get_iopub_msg(timeout=10)
-            if message["parent_header"].get("msg_id") != sent:
-                continue
-            if message["msg_type"] == "error":
-                errors.append(message["content"])
-            if message["msg_type"] == "status" and message["content"]["execution_state"] == "idle":
-                break
-    finally:
-        release.touch()
-        client.stop_channels()
-        kernel.shutdown_kernel(now=True)
+    with running_kernel(tmp_path / "ws") as kernel:
+        try:
+            cell = (
+                f"import wfkit as wf\nwf.evals.evaluate({str(tmp_path / 'suite')!r}, executor="
+                f"{local_cluster.scheduler_address!r}, dataset={str(data)!r}, progress=False, partition_size=2, "
+                f"concurrency=1)"
+            )
+            sent = kernel.send(cell, started=lambda: list(data.glob("steps/_attempts/*/p00000-*.commit")), timeout=60)
+            # Before the fix: no reply at all, the job running on until released. (60 s, not "at once":
+            # a kernel on a machine loaded by a whole test run once took over 20 s to answer.)
+            reply = kernel.interrupt(sent, timeout=60)
+            errors = []
+            while True:
+                message = kernel.client.get_iopub_msg(timeout=10)
+                if message["parent_header"].get("msg_id") != sent:
+                    continue
+                if message["msg_type"] == "error":
+                    errors.append(message["content"])
+                if message["msg_type"] == "status" and message["content"]["execution_state"] == "idle":
+                    break
+        finally:
+            release.touch()
     job = next(data.glob("steps/_attempts/*/_driver.json")).parent.name
-    assert ("error", "KeyboardInterrupt") == (reply["content"]["status"], reply["content"]["ename"])
+    assert ("error", "KeyboardInterrupt") == (reply["status"], reply["ename"])
     assert 1 == len(errors)
     assert f"wfkit gave up job {job}" in "\n".join(errors[0]["traceback"])
     assert "aborted" in json.loads((data / "steps" / "_attempts" / job / "_job.json").read_text())
@@ -1340,20 +1329,9 @@ def test_the_stop_button_leaves_a_local_cluster_started_in_the_notebook_usable(t
     the cell ends with the KeyboardInterrupt, and the next cell's eval on that cluster runs on
     the same worker processes. Before, the interrupt (sent to the kernel's whole process group)
     killed the cluster's worker processes too, and the next eval on the cluster failed."""
-    from jupyter_client.manager import start_new_kernel
-
     release = tmp_path / "release"
     (tmp_path / "suite").mkdir()
     (tmp_path / "suite" / "suite.py").write_text(HELD_SUITE.format(release=str(release)))
-    env = {**os.environ, "WFKIT_HOME": str(tmp_path / "ws"), "PYTHONPATH": os.pathsep.join([str(ROOT), *sys.path])}
-    kernel, client = start_new_kernel(kernel_name="python3", env=env)
-    outputs: list[str] = []
-
-    def collect(message: dict) -> None:
-        if message["msg_type"] == "stream":
-            outputs.append(message["content"]["text"])
-        elif message["msg_type"] == "error":
-            outputs.append(f"{message['content']['ename']}: {message['content']['evalue']}")
 
     def evaluate(dataset: Path) -> str:
         return (
@@ -1361,40 +1339,33 @@ def test_the_stop_button_leaves_a_local_cluster_started_in_the_notebook_usable(t
             f"progress=False, partition_size=2, concurrency=1)"
         )
 
-    try:
-        setup = (
-            "import os, wfkit as wf\n"
-            "from distributed import Client, LocalCluster\n"
-            "cluster = LocalCluster(n_workers=1, threads_per_worker=1, processes=True, host='127.0.0.1',\n"
-            "                       dashboard_address=None)\n"
-            "dask = Client(cluster, set_as_default=False)\n"
-            "pids = dask.run(os.getpid)"
-        )
-        client.execute_interactive(setup, timeout=120)
-        first = tmp_path / "first"
-        sent = client.execute(evaluate(first))
-        deadline = time.monotonic() + 120
-        while not list(first.glob("steps/_attempts/*/p00000-*.commit")) and time.monotonic() < deadline:
-            time.sleep(0.02)
-        assert list(first.glob("steps/_attempts/*/p00000-*.commit")), "the first partition did not commit"
-        kernel.interrupt_kernel()
-        reply = client.get_shell_msg(timeout=60)
-        while reply["parent_header"].get("msg_id") != sent:
-            reply = client.get_shell_msg(timeout=60)
-        release.touch()  # the case held on the worker may end: its partition was given up
-        again = (
-            f"result = {evaluate(tmp_path / 'second')}\n"
-            "row = result.summary.iloc[0]\n"
-            "print('passed', int(row['pass_rate'] * row['cases']), 'of', int(row['cases']))\n"
-            "print('same workers', dask.run(os.getpid) == pids)"
-        )
-        client.execute_interactive(again, timeout=180, output_hook=collect)
-        client.execute_interactive("dask.close(); cluster.close()", timeout=60)
-    finally:
-        release.touch()
-        client.stop_channels()
-        kernel.shutdown_kernel(now=True)
-    assert ("error", "KeyboardInterrupt") == (reply["content"]["status"], reply["content"]["ename"])
-    printed = "".join(outputs)
+    with running_kernel(tmp_path / "ws") as kernel:
+        try:
+            setup = (
+                "import os, wfkit as wf\n"
+                "from distributed import Client, LocalCluster\n"
+                "cluster = LocalCluster(n_workers=1, threads_per_worker=1, processes=True, host='127.0.0.1',\n"
+                "                       dashboard_address=None)\n"
+                "dask = Client(cluster, set_as_default=False)\n"
+                "pids = dask.run(os.getpid)"
+            )
+            kernel.run(setup, timeout=120)
+            first = tmp_path / "first"
+            sent = kernel.send(
+                evaluate(first), started=lambda: list(first.glob("steps/_attempts/*/p00000-*.commit")), timeout=120
+            )
+            reply = kernel.interrupt(sent, timeout=60)
+            release.touch()  # the case held on the worker may end: its partition was given up
+            again = (
+                f"result = {evaluate(tmp_path / 'second')}\n"
+                "row = result.summary.iloc[0]\n"
+                "print('passed', int(row['pass_rate'] * row['cases']), 'of', int(row['cases']))\n"
+                "print('same workers', dask.run(os.getpid) == pids)"
+            )
+            printed = kernel.run(again, timeout=180).printed
+            kernel.run("dask.close(); cluster.close()", timeout=60)
+        finally:
+            release.touch()
+    assert ("error", "KeyboardInterrupt") == (reply["status"], reply["ename"])
     assert "passed 6 of 6\n" in printed, printed
     assert "same workers True\n" in printed, printed

@@ -6,10 +6,8 @@ import asyncio
 import io
 import json
 import math
-import os
 import re
 import statistics
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -20,6 +18,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from kernels import running_kernel
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
@@ -2084,36 +2083,24 @@ suite = wf.evals.Suite(name="held", dataset=[{{"inputs": {{"n": i}}}} for i in r
 def test_the_stop_button_stops_a_local_eval_awaited_in_a_notebook(tmp_path: Path) -> None:
     """Interrupting a Jupyter kernel whose cell awaits `wf.evals.evaluate_async(suite)` ends the cell
     while its step still runs, its runs cancelled; before, the cell ran on until the step ended."""
-    from jupyter_client.manager import start_new_kernel
-
     release, started = tmp_path / "release", tmp_path / "started"
     (tmp_path / "suite.py").write_text(HELD_SUITE.format(release=str(release)))
-    env = {**os.environ, "WFKIT_HOME": str(tmp_path / "ws"), "PYTHONPATH": os.pathsep.join([str(ROOT), *sys.path])}
-    kernel, client = start_new_kernel(kernel_name="python3", env=env)
-    try:
-        setup = f"import wfkit as wf\nsuite = wf.evals.load_suite({str(tmp_path / 'suite.py')!r})"
-        client.execute_interactive(setup, timeout=60)
-        cell = (
-            f"open({str(started)!r}, 'w').close()\n"
-            "result = await wf.evals.evaluate_async(suite, progress=False, concurrency=1)"
-        )
-        sent = client.execute(cell)
-        deadline = time.monotonic() + 60
-        while not started.exists() and time.monotonic() < deadline:
-            time.sleep(0.02)
-        time.sleep(3)  # the first case's step is held, and the loop has gone quiet (nothing else wakes it)
-        kernel.interrupt_kernel()
-        reply = client.get_shell_msg(timeout=20)  # before the fix: a timeout, the step running on
-        while reply["parent_header"].get("msg_id") != sent:
-            reply = client.get_shell_msg(timeout=20)
-        held = not release.exists()
-    finally:
-        release.touch()
-        client.stop_channels()
-        kernel.shutdown_kernel(now=True)
+    with running_kernel(tmp_path / "ws") as kernel:
+        try:
+            kernel.run(f"import wfkit as wf\nsuite = wf.evals.load_suite({str(tmp_path / 'suite.py')!r})", timeout=60)
+            cell = (
+                f"open({str(started)!r}, 'w').close()\n"
+                "result = await wf.evals.evaluate_async(suite, progress=False, concurrency=1)"
+            )
+            sent = kernel.send(cell, started=started.exists, timeout=60)
+            time.sleep(3)  # the first case's step is held, and the loop has gone quiet (nothing else wakes it)
+            reply = kernel.interrupt(sent, timeout=20)  # before the fix: a timeout, the step running on
+            held = not release.exists()
+        finally:
+            release.touch()
     assert held
-    assert "error" == reply["content"]["status"]
-    assert reply["content"]["ename"] in ("CancelledError", "KeyboardInterrupt")
+    assert "error" == reply["status"]
+    assert reply["ename"] in ("CancelledError", "KeyboardInterrupt")
 
 
 # --- a saved result, loaded back and compared with today's ----------------------------------

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import os
-import sys
 import threading
 import time
 from contextvars import ContextVar
 from pathlib import Path
 
 import pytest
+from kernels import running_kernel
 
 from wfkit.engine import _loops
 
@@ -203,31 +203,16 @@ def test_the_stop_button_cancels_a_blocking_run_in_a_notebook(tmp_path: Path) ->
     run is cancelled (resumable), as Ctrl-C does in a script. Before, the interrupt was held until
     the run had finished: the step's side effect happened and the run succeeded behind the
     KeyboardInterrupt the notebook showed."""
-    from jupyter_client.manager import start_new_kernel
-
     import wfkit as wf
 
     started, finished, workspace = tmp_path / "started", tmp_path / "finished", tmp_path / "ws"
-    root = Path(__file__).resolve().parents[1]
-    env = {**os.environ, "WFKIT_HOME": str(workspace), "PYTHONPATH": os.pathsep.join([str(root), *sys.path])}
-    kernel, client = start_new_kernel(kernel_name="python3", env=env)
-    try:
-        client.execute_interactive(_SLOW_CELL.format(started=str(started), finished=str(finished)), timeout=60)
-        sent = client.execute("run = flow.run({})")
-        deadline = time.monotonic() + 60
-        while not started.exists() and time.monotonic() < deadline:
-            time.sleep(0.02)
-        assert started.exists(), "the step did not start"
-        kernel.interrupt_kernel()
+    with running_kernel(workspace) as kernel:
+        kernel.run(_SLOW_CELL.format(started=str(started), finished=str(finished)), timeout=60)
+        sent = kernel.send("run = flow.run({})", started=started.exists, timeout=60)
         t0 = time.monotonic()
-        reply = client.get_shell_msg(timeout=20)
-        while reply["parent_header"].get("msg_id") != sent:
-            reply = client.get_shell_msg(timeout=20)
+        reply = kernel.interrupt(sent, timeout=20)
         waited = time.monotonic() - t0
-    finally:
-        client.stop_channels()
-        kernel.shutdown_kernel(now=True)
-    assert ("error", "KeyboardInterrupt") == (reply["content"]["status"], reply["content"]["ename"])
+    assert ("error", "KeyboardInterrupt") == (reply["status"], reply["ename"])
     assert waited < 15, f"the cell ended {waited:.1f} s after the interrupt: the run was waited for"
     assert not finished.exists()
     (stored,) = wf.Workspace(workspace).runs()
@@ -261,33 +246,12 @@ def test_the_stop_button_stops_a_run_awaited_in_a_notebook(tmp_path: Path) -> No
     button: the cell ends while the step still sleeps, the run is stored cancelled with the step
     cut off, and resuming it runs only that step. Before, the cell stayed busy until the step's
     sleep ended: the interrupt waited for the loop's next wake-up."""
-    from jupyter_client.manager import start_new_kernel
-
     started, release, prepared = tmp_path / "started", tmp_path / "release", tmp_path / "prepared"
-    root = Path(__file__).resolve().parents[1]
-    env = {**os.environ, "WFKIT_HOME": str(tmp_path / "ws"), "PYTHONPATH": os.pathsep.join([str(root), *sys.path])}
-    kernel, client = start_new_kernel(kernel_name="python3", env=env)
-    outputs: list[str] = []
-
-    def collect(message: dict) -> None:
-        if message["msg_type"] == "stream":
-            outputs.append(message["content"]["text"])
-        elif message["msg_type"] == "error":
-            outputs.append(f"{message['content']['ename']}: {message['content']['evalue']}")
-
-    try:
-        flow = _HELD_FLOW.format(release=str(release), started=str(started), prepared=str(prepared))
-        client.execute_interactive(flow, timeout=60)
-        sent = client.execute("run = await flow.arun({})")
-        deadline = time.monotonic() + 60
-        while not started.exists() and time.monotonic() < deadline:
-            time.sleep(0.02)
-        assert started.exists(), "the step did not start"
+    with running_kernel(tmp_path / "ws") as kernel:
+        kernel.run(_HELD_FLOW.format(release=str(release), started=str(started), prepared=str(prepared)), timeout=60)
+        sent = kernel.send("run = await flow.arun({})", started=started.exists, timeout=60)
         time.sleep(2)  # the step sleeps and the kernel's loop has gone quiet
-        kernel.interrupt_kernel()
-        reply = client.get_shell_msg(timeout=60)  # before the fix: a timeout, the step sleeping on
-        while reply["parent_header"].get("msg_id") != sent:
-            reply = client.get_shell_msg(timeout=60)
+        reply = kernel.interrupt(sent, timeout=60)  # before the fix: a timeout, the step sleeping on
         check = (
             "(stored,) = wf.Workspace().runs()\n"
             "print('run', stored['status'])\n"
@@ -296,13 +260,9 @@ def test_the_stop_button_stops_a_run_awaited_in_a_notebook(tmp_path: Path) -> No
             "release = RELEASE.touch()\n"
             "print('resumed', flow.resume(stored['run_id']).status)"
         )
-        client.execute_interactive(check, timeout=120, output_hook=collect)
-    finally:
-        client.stop_channels()
-        kernel.shutdown_kernel(now=True)
-    assert "error" == reply["content"]["status"]
-    assert reply["content"]["ename"] in ("CancelledError", "KeyboardInterrupt")
-    printed = "".join(outputs)
+        printed = kernel.run(check, timeout=120).printed
+    assert "error" == reply["status"]
+    assert reply["ename"] in ("CancelledError", "KeyboardInterrupt")
     assert "run cancelled\n" in printed, printed
     assert "rows [('prepare', ''), ('refund', 'CancelledError')]\n" in printed, printed
     assert "resumed succeeded\n" in printed, printed
@@ -362,38 +322,13 @@ def test_the_stop_button_frees_a_cell_awaiting_a_started_run_and_leaves_the_run_
     """`run = flow.start(...)` then `await run` in a notebook cell, interrupted by the stop button:
     the cell ends while the step still sleeps, and the run goes on (it is cancelled only by
     `run.cancel()`). Before, the cell stayed busy until the step's sleep ended."""
-    from jupyter_client.manager import start_new_kernel
-
     started, release, prepared = tmp_path / "started", tmp_path / "release", tmp_path / "prepared"
-    root = Path(__file__).resolve().parents[1]
-    env = {
-        **os.environ,
-        "WFKIT_HOME": str(tmp_path / "ws"),
-        "PYTHONPATH": os.pathsep.join([str(root), *sys.path]),
-    }
-    kernel, client = start_new_kernel(kernel_name="python3", env=env)
-    outputs: list[str] = []
-
-    def collect(message: dict) -> None:
-        if message["msg_type"] == "stream":
-            outputs.append(message["content"]["text"])
-
-    try:
-        flow = _HELD_FLOW.format(release=str(release), started=str(started), prepared=str(prepared))
-        client.execute_interactive(flow, timeout=60)
-        sent = client.execute("run = flow.start({})\nawait run")
-        deadline = time.monotonic() + 60
-        while not started.exists() and time.monotonic() < deadline:
-            time.sleep(0.02)
-        assert started.exists(), "the step did not start"
+    with running_kernel(tmp_path / "ws") as kernel:
+        kernel.run(_HELD_FLOW.format(release=str(release), started=str(started), prepared=str(prepared)), timeout=60)
+        sent = kernel.send("run = flow.start({})\nawait run", started=started.exists, timeout=60)
         time.sleep(2)  # the step sleeps and the kernel's loop has gone quiet
-        kernel.interrupt_kernel()
-        reply = client.get_shell_msg(timeout=60)  # before the fix: a timeout, the step sleeping on
-        while reply["parent_header"].get("msg_id") != sent:
-            reply = client.get_shell_msg(timeout=60)
-        client.execute_interactive("print('run', run.status)\nrun.cancel()", timeout=60, output_hook=collect)
-    finally:
-        client.stop_channels()
-        kernel.shutdown_kernel(now=True)
-    assert ("error", "CancelledError") == (reply["content"]["status"], reply["content"]["ename"])
-    assert "run running\n" == "".join(outputs)
+        reply = kernel.interrupt(sent, timeout=60)  # before the fix: a timeout, the step sleeping on
+        printed = kernel.run("print('run', run.status)", timeout=60).printed
+        kernel.run("run.cancel()", timeout=60)  # (its outcome is not this test's)
+    assert ("error", "CancelledError") == (reply["status"], reply["ename"])
+    assert "run running\n" == printed
