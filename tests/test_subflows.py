@@ -537,3 +537,32 @@ def test_a_child_run_is_created_without_blocking_the_parents_loop(workspace: Pat
     assert 20 == ticks  # the heartbeat let the lock go
     child_id = wf.Workspace(workspace).run_info(run.run_id)["children"][0]
     assert wf.Workspace(workspace).run_info(child_id)["created_at"] >= held["wall"]  # made while the lock was held
+
+
+def test_a_gate_two_sub_workflows_down_is_the_top_runs_and_its_runs_are_listed_parents_first(
+    workspace: Path,
+) -> None:
+    """A gate in a grandchild halts the top run, whose tickets() finds it; the store lists the runs
+    below a run in one query, parents before their children, each once."""
+    middle = wf.Workflow("middle")
+
+    @middle.step
+    def prep(state: Any) -> dict[str, Any]:
+        return {"amt": 7}
+
+    middle.subflow(_gated_child(), name="pay", inputs={"amount": "amt"}, outputs={"paid": "refunded"})
+    middle.chain("prep", "pay")
+    top = wf.Workflow("top")
+    top.subflow(middle, name="inner", outputs={"paid": "paid"})
+    run = top.run({}, workspace=workspace, policy="halt")
+    assert "waiting_approval" == run.status
+    (ticket,) = run.tickets()
+    assert ("gated-child", "refund") == (ticket.workflow, ticket.step)
+    ws = wf.Workspace(workspace)
+    (middle_id,) = ws.run_info(run.run_id)["children"]
+    assert [ticket.run_id] == ws.run_info(middle_id)["children"]
+    assert [run.run_id, middle_id, ticket.run_id] == ws.store.descendant_runs(run.run_id)
+    assert [ticket.run_id] == ws.store.descendant_runs(ticket.run_id)
+    run.approve(by="ann", comment="fine")
+    run.wait()
+    assert ("succeeded", {"paid": 7}) == (run.status, run.state)
