@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -113,6 +114,14 @@ class Ticket:
         """Reject this ticket in its workspace and resume its run if this process defines the
         workflow (as :meth:`wfkit.Workspace.reject`). Returns the ticket as decided."""
         return _decide(self, "reject", by, comment)
+
+
+def already_decided(ticket: Ticket) -> str:
+    """What a decision asked again of the decided ``ticket`` is told first: who decided it, how,
+    when and why (``run.approve`` warns it, ``wfkit approve`` prints it, a panel shows it)."""
+    when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(ticket.decided_at or 0))
+    why = f" ({ticket.comment})" if ticket.comment else ""
+    return f"ticket {ticket.ticket_id} was already {ticket.status} by {ticket.decided_by} at {when}{why}"
 
 
 TicketDecider: TypeAlias = Callable[[Ticket, Decision, str, str], Ticket]
