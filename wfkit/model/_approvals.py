@@ -48,11 +48,15 @@ class Approval:
             return []
         return sorted(name for name in compared_fields(self.when) if state.get(name) is None)
 
-    def reason_for(self, state: Mapping[str, Any]) -> str:
-        """The ticket's reason: :attr:`reason`, and why the gate asks if its condition could not tell."""
+    def ask(self, state: Mapping[str, Any]) -> str | None:
+        """What the gate asks before its step runs in ``state``: the ticket's reason when it asks
+        (:meth:`asks`), saying so when its condition compares fields the state lacks; None when it
+        lets the step through. The state's lacking fields are looked for once."""
+        if self.when is None:
+            return self.reason
         lacking = self.lacking(state)
         if not lacking:
-            return self.reason
+            return self.reason if self.when.evaluate(state) else None
         fields = ", ".join(map(repr, lacking))
         return (
             f"{self.reason} (asked because the gate's condition compares {fields}, which the run's state "
