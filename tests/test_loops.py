@@ -397,3 +397,40 @@ def test_the_stop_button_frees_a_cell_awaiting_a_started_run_and_leaves_the_run_
         kernel.shutdown_kernel(now=True)
     assert ("error", "CancelledError") == (reply["content"]["status"], reply["content"]["ename"])
     assert "run running\n" == "".join(outputs)
+
+
+def test_a_step_the_stop_button_stopped_is_no_failure_in_the_step_log(tmp_path: Path) -> None:
+    """The stop button on a notebook cell running `flow.run(...)` cancels the run; the attempt it
+    stopped is recorded as `cancelled` in the journal and the step log, and `failures()` counts no
+    failure of the step (it recorded the user's own stop as a failure of kind unknown)."""
+    from jupyter_client.manager import start_new_kernel
+
+    import wfkit as wf
+
+    started, finished, workspace = tmp_path / "started", tmp_path / "finished", tmp_path / "ws"
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "WFKIT_HOME": str(workspace), "PYTHONPATH": os.pathsep.join([str(root), *sys.path])}
+    kernel, client = start_new_kernel(kernel_name="python3", env=env)
+    try:
+        client.execute_interactive(_SLOW_CELL.format(started=str(started), finished=str(finished)), timeout=60)
+        sent = client.execute("run = flow.run({})")
+        deadline = time.monotonic() + 60
+        while not started.exists() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert started.exists(), "the step did not start"
+        kernel.interrupt_kernel()
+        reply = client.get_shell_msg(timeout=60)
+        while reply["parent_header"].get("msg_id") != sent:
+            reply = client.get_shell_msg(timeout=60)
+    finally:
+        client.stop_channels()
+        kernel.shutdown_kernel(now=True)
+    assert ("error", "KeyboardInterrupt") == (reply["content"]["status"], reply["content"]["ename"])
+    (stored,) = wf.Workspace(workspace).runs()
+    assert "cancelled" == stored["status"]
+    events = wf.Workspace(workspace).events(stored["run_id"])
+    assert [("refund", 1, "cancelled", None, "CancelledError")] == [
+        (e.step, e.attempt, e.status, e.error_kind, e.error_type) for e in events
+    ]
+    failures = wf.steps(workspace).wf.failures()
+    assert (1, 0) == tuple(failures.loc[("slow-refund", "refund"), ["attempts", "failed"]])
