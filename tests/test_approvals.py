@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import wfkit as wf
 from wfkit.model._approvals import (
@@ -725,3 +727,34 @@ def test_no_shipped_notebook_or_example_approves_by_default() -> None:
     assert [] == [name for name, policy in defaults.items() if policy in ("approve", "approve_all")]
     examples = (root / "wfkit" / "examples.py").read_text()
     assert not re.search(r"policy\s*=\s*[\"']approve", examples)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    amount=st.one_of(st.none(), st.integers(-500, 500)),
+    region=st.one_of(st.none(), st.sampled_from(["eu", "us"])),
+    keys=st.sets(st.sampled_from(["amount", "region"])),
+)
+def test_a_gate_asks_with_one_reason_or_not_at_all(amount: int | None, region: str | None, keys: set[str]) -> None:
+    """``Approval.ask(state)``, what a run asks of a gate before its step, is the ticket's reason
+    when the gate asks (the reason, and the fields its condition compares that the state lacks)
+    and None when it lets the step through: one answer, from one look at what the state lacks."""
+    when = wf.when("amount", "gt", 100) & wf.when("region", "eq", "eu")
+    gate = wf.Approval("Large EU refunds need a human", when=when)
+    values = {"amount": amount, "region": region}
+    state = {key: values[key] for key in keys}
+    lacking = sorted(name for name in ("amount", "region") if state.get(name) is None)
+    holds = not lacking and amount is not None and amount > 100 and region == "eu"
+    asked = gate.ask(state)
+    if lacking:
+        fields = ", ".join(map(repr, lacking))
+        assert (
+            f"Large EU refunds need a human (asked because the gate's condition compares {fields}, which the "
+            f"run's state lacks: it would have let the step through unasked)"
+        ) == asked
+    elif holds:
+        assert "Large EU refunds need a human" == asked
+    else:
+        assert asked is None
+    assert (asked is not None) == gate.asks(state)
+    assert "Always asks" == wf.Approval("Always asks").ask(state)

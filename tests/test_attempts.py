@@ -322,7 +322,8 @@ def test_a_run_ended_because_its_backoff_would_cross_the_deadline_says_so(where:
 
 
 def test_failed_run_cancels_parallel_siblings_and_records_them() -> None:
-    """When one branch fails the run, running siblings are cancelled and get an event."""
+    """When one branch fails the run, running siblings are cancelled and get an event saying so
+    (`cancelled`: the failure is the branch's that failed, not theirs)."""
     flow = wf.Workflow("cancel")
     flow.step(lambda s: None, name="start")
 
@@ -341,7 +342,7 @@ def test_failed_run_cancels_parallel_siblings_and_records_them() -> None:
     assert time.monotonic() - t0 < 1.0
     by_step = {e.step: e for e in run.events}
     assert by_step["broken"].status == "failed"
-    assert (by_step["slow"].status, by_step["slow"].error_type) == ("failed", "CancelledError")
+    assert (by_step["slow"].status, by_step["slow"].error_type) == ("cancelled", "CancelledError")
 
 
 # ---- the attempt runner alone (no Execution, no store) ------------------------------------------
@@ -677,3 +678,55 @@ def test_a_step_returning_a_call_it_forgot_to_await_is_told_to_await_it() -> Non
         "and return `await fetch(...)`, or return its result"
     ) in str(run.error)
     assert [] == [str(w.message) for w in caught if "never awaited" in str(w.message)]
+
+
+def test_an_attempt_the_user_stopped_is_recorded_as_cancelled_not_as_a_failure(workspace: Any) -> None:
+    """A step stopped by `run.cancel()` (the stop button, Ctrl-C) records its attempt as
+    `cancelled` (error type CancelledError, no error kind), so `failures()` over the step log, in
+    pandas and over the parquet files alike, counts no failure of the step (it counted one, of kind
+    unknown); resuming the run runs the step again with its whole retry budget (the stop spent one
+    of its retries)."""
+    calls: list[int] = []
+    running = asyncio.Event()
+    flow = wf.Workflow("stopped")
+    flow.step(lambda s: {"amount": 1}, name="quote")
+
+    @flow.step(retry=wf.RetryPolicy(max_retries=1, base_delay=0.01))
+    async def pay(state: Any) -> dict[str, Any]:
+        calls.append(len(calls) + 1)
+        if len(calls) == 1:
+            running.set()
+            await asyncio.sleep(60)  # stopped here by the user
+        if len(calls) == 2:
+            raise ConnectionError("flaky")  # the one retry the policy allows
+        return {"paid": True}
+
+    flow.chain("quote", "pay")
+
+    async def stopped() -> wf.Run:
+        run = flow.start({})
+        await running.wait()
+        run.cancel()
+        with pytest.raises(wf.RunError):
+            await run
+        return run
+
+    run = asyncio.run(stopped())
+    assert "cancelled" == run.status
+    [row] = [(e.attempt, e.status, e.error_kind, e.error_type) for e in run.events if e.step == "pay"]
+    assert (1, "cancelled", None, "CancelledError") == row
+    for failures in (wf.steps(workspace).wf.failures(), wf.StepLog(workspace).failures()):
+        assert (1, 0, 0.0) == tuple(failures.loc[("stopped", "pay"), ["attempts", "failed", "failure_rate"]])
+    for runs in (wf.steps(workspace).wf.runs(), wf.StepLog(workspace).runs()):
+        assert (0, False) == tuple(runs.loc[run.run_id, ["failed", "run_failed"]])
+
+    time.sleep(1.0)  # the run lies stopped before it is resumed: no time it ran
+    resumed = flow.resume(run.run_id)
+    assert ("succeeded", True) == (resumed.status, resumed.state["paid"])
+    assert [(1, "cancelled"), (2, "retry"), (3, "ok")] == [
+        (e.attempt, e.status) for e in resumed.events if e.step == "pay"
+    ]
+    for runs in (wf.steps(workspace).wf.runs(), wf.StepLog(workspace).runs()):
+        row = runs.loc[run.run_id]
+        assert (0, False) == (row["failed"], row["run_failed"])
+        assert row["duration_s"] <= row["span_s"] - 1.0  # the stop is not counted as running time

@@ -1210,7 +1210,7 @@ def test_an_inline_step_cancelled_mid_body_ends_the_run_as_cancelled(timeout: fl
         return run
 
     run = asyncio.run(cell())
-    assert ("cancelled", [("nap", "failed", "CancelledError")]) == (
+    assert ("cancelled", [("nap", "cancelled", "CancelledError")]) == (
         run.status,
         [(e.step, e.status, e.error_type) for e in run.events],
     )

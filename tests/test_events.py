@@ -175,6 +175,7 @@ def test_status_values():
         "REJECTED": "rejected",
         "SKIPPED": "skipped",
         "CACHED": "cached",
+        "CANCELLED": "cancelled",
     }
     actual = {k: v for k, v in vars(Status).items() if k.isupper()}
     assert expected == actual

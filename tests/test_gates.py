@@ -38,8 +38,9 @@ def test_approval_from_python_handle_resumes_the_run() -> None:
     assert [f"{run.run_id}:refund:1"] == calls
     decided = [e for e in Workspace().events(run.run_id) if e.status in ("waiting_approval", "approved")]
     assert [("waiting_approval", None), ("approved", "alice")] == [(e.status, e.approver) for e in decided]
-    # A second identical decision changes nothing; a conflicting one is refused.
-    run.approve(by="alice")
+    # A second identical decision changes nothing (and says so); a conflicting one is refused.
+    with pytest.warns(wf.AlreadyDecidedWarning, match="already approved by alice"):
+        run.approve(by="alice")
     with pytest.raises(wf.TicketError, match="already approved by alice"):
         run.reject(by="bob")
 
@@ -97,14 +98,16 @@ def test_approving_a_gate_another_process_approved_continues_the_run() -> None:
     flow = _gated(calls)
     run = flow.run({"amount": 120})
     approve_from_a_shell(run)
-    run.approve(by="alice").wait(10)
+    with pytest.warns(wf.AlreadyDecidedWarning, match=f"by carol at .*; run {run.run_id} continues from that"):
+        run.approve(by="alice").wait(10)
     assert ("succeeded", 120) == (run.status, run.state["refunded"])
 
     async def cell() -> wf.Run:
         run = flow.start({"amount": 500})
         await run
         approve_from_a_shell(run)
-        run.approve(by="alice")
+        with pytest.warns(wf.AlreadyDecidedWarning, match="already approved by carol at "):
+            run.approve(by="alice")
         return await run
 
     looped = asyncio.run(cell())
@@ -272,3 +275,46 @@ def test_the_other_decision_on_a_gate_the_run_went_past_says_so() -> None:
     with pytest.raises(wf.TicketError) as refused:
         Workspace().approve(first.ticket_id, by="bob")
     assert f"Run {run.run_id} went past this gate and is waiting_approval; to decide again" in str(refused.value)
+
+
+def test_deciding_a_gate_again_the_same_way_says_who_decided_it_and_when_and_changes_nothing() -> None:
+    """A reviewer's second Approve on a gate already approved (a re-run cell, a colleague's
+    decision) warns who approved it, when and why, as `wfkit approve` prints it, from plain code and
+    on a running loop alike; the ticket and the journal stay as they were (it returned silently).
+    The other decision is refused, naming who decided and how to start over."""
+    import asyncio
+    import subprocess
+    import sys
+    import time
+
+    flow = _gated([])
+    run = flow.run({"amount": 120})
+    run.approve(by="alice", comment="fine").wait(10)
+    [ticket] = run.tickets(status=None)
+    assert ticket.decided_at is not None
+    when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(ticket.decided_at))
+    said = f"ticket {ticket.ticket_id} was already approved by alice at {when} (fine): nothing changed"
+    before = (Workspace().events(run.run_id), run.tickets(status=None), run.status)
+
+    with pytest.warns(wf.AlreadyDecidedWarning) as warned:
+        assert run is run.approve(by="bob", comment="me too")
+
+    async def cell() -> list[str]:
+        with pytest.warns(wf.AlreadyDecidedWarning) as warned:
+            run.approve(by="bob")
+        return [str(w.message) for w in warned]
+
+    assert [said] == [str(w.message) for w in warned]
+    assert [said] == asyncio.run(cell())
+    shell = subprocess.run(
+        [sys.executable, "-m", "wfkit", "approve", ticket.ticket_id, "--by", "bob"],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    assert f"{said}\n" == shell.stdout
+    with pytest.raises(wf.TicketError) as refused:
+        run.reject(by="bob")
+    assert str(refused.value).startswith(f"ticket {ticket.ticket_id} was already approved by alice at {when} (fine)")
+    assert str(refused.value).endswith("to decide again, start a new run")
+    assert before == (Workspace().events(run.run_id), run.tickets(status=None), run.status)

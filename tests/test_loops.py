@@ -332,3 +332,25 @@ def test_the_stop_button_frees_a_cell_awaiting_a_started_run_and_leaves_the_run_
         kernel.run("run.cancel()", timeout=60)  # (its outcome is not this test's)
     assert ("error", "CancelledError") == (reply["status"], reply["ename"])
     assert "run running\n" == printed
+
+
+def test_a_step_the_stop_button_stopped_is_no_failure_in_the_step_log(tmp_path: Path) -> None:
+    """The stop button on a notebook cell running `flow.run(...)` cancels the run; the attempt it
+    stopped is recorded as `cancelled` in the journal and the step log, and `failures()` counts no
+    failure of the step (it recorded the user's own stop as a failure of kind unknown)."""
+    import wfkit as wf
+
+    started, finished, workspace = tmp_path / "started", tmp_path / "finished", tmp_path / "ws"
+    with running_kernel(workspace) as kernel:
+        kernel.run(_SLOW_CELL.format(started=str(started), finished=str(finished)), timeout=60)
+        sent = kernel.send("run = flow.run({})", started=started.exists, timeout=60)
+        reply = kernel.interrupt(sent, timeout=60)
+    assert ("error", "KeyboardInterrupt") == (reply["status"], reply["ename"])
+    (stored,) = wf.Workspace(workspace).runs()
+    assert "cancelled" == stored["status"]
+    events = wf.Workspace(workspace).events(stored["run_id"])
+    assert [("refund", 1, "cancelled", None, "CancelledError")] == [
+        (e.step, e.attempt, e.status, e.error_kind, e.error_type) for e in events
+    ]
+    failures = wf.steps(workspace).wf.failures()
+    assert (1, 0) == tuple(failures.loc[("slow-refund", "refund"), ["attempts", "failed"]])

@@ -906,7 +906,8 @@ def test_approve_on_a_running_loop_does_not_wait_for_the_store(tmp_path: Any) ->
 
 
 def test_deciding_a_decided_ticket_on_a_loop_answers_at_once(tmp_path: Any) -> None:
-    """On a running loop, the same decision again is a no-op and the other one is refused, with no write."""
+    """On a running loop, the same decision again is a no-op that says so and the other one is
+    refused, with no write."""
     flow = _gated_flow("decided-twice")
     ws = tmp_path / "ws"
 
@@ -914,7 +915,8 @@ def test_deciding_a_decided_ticket_on_a_loop_answers_at_once(tmp_path: Any) -> N
         run = await flow.arun({}, workspace=ws)
         run.approve(by="ann")
         await run
-        assert run is run.approve(by="ann")
+        with pytest.warns(wf.AlreadyDecidedWarning, match="was already approved by ann at .*: nothing changed"):
+            assert run is run.approve(by="ann")
         with pytest.raises(wf.TicketError, match="was already approved by ann"):
             run.reject(by="bob")
         return run

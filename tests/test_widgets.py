@@ -683,3 +683,45 @@ def test_every_open_panel_of_a_ticket_decided_elsewhere_says_the_run_continues_h
     for title, value in said:
         assert title.startswith("Approved by alice at ")
         assert f"Run {run.run_id} continues in this kernel." == value
+
+
+def test_a_stale_panels_click_on_a_gate_decided_elsewhere_shows_the_decision_taken() -> None:
+    """A click on a panel whose ticket was decided meanwhile (in a shell, before the panel re-read
+    it) shows in its header who decided it and when, and says under the buttons that this click
+    changed nothing (the same decision) or was refused (the other): the run's own panel and the
+    pending panel alike (the header still read "Approval needed" after a refusal, and a click the
+    same way said nothing of the earlier decision)."""
+    import functools
+
+    from wfkit.notebook._pending import resume_after_decision
+
+    flow = _gated_flow()
+    for shell, click in (("approve", "approve"), ("reject", "approve"), ("reject", "reject")):
+        for where in ("run view", "pending"):
+            run = flow.run({"amount": 70})
+            if where == "run view":
+                [panel] = RunView(run).approvals.children
+            else:
+                pending = wf.pending()
+                resume = functools.partial(resume_after_decision, pending.workspace)
+                listing = PendingView(pending.workspace, pending.tickets, resume)
+                panel = listing.children[1]
+            _shell(shell, panel.ticket.ticket_id, "alice")
+            decided = wf.Workspace().ticket(panel.ticket.ticket_id)
+            assert decided.decided_at is not None
+            when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(decided.decided_at))
+            panel.reviewer.value = "carol"
+            getattr(panel, f"{click}_button").click()
+            verb = f"{shell}d" if shell == "approve" else "rejected"
+            case = (shell, click, where)
+            assert _title(panel).startswith(f"{verb.capitalize()} by alice at {when} (gate refund"), case
+            already = f"ticket {decided.ticket_id} was already {verb} by alice at {when}"
+            if shell == click:
+                assert f"{already}: nothing changed" in panel.result.value, case
+            else:
+                assert f"{already}; a decision is applied once" in panel.result.value, case
+            assert panel.approve_button.disabled, case
+            assert panel.reject_button.disabled, case
+            assert decided == wf.Workspace().ticket(decided.ticket_id), case
+            if shell == "approve":
+                run.wait(10)

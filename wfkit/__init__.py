@@ -19,6 +19,7 @@ from wfkit.model._approvals import Approval, ApprovalPolicy, DecisionsFile, Tick
 from wfkit.model._approvals import set_ticket_decider as _set_ticket_decider
 from wfkit.model._context import ChatModel, Failure, StepContext, ToolProvider
 from wfkit.model._errors import (
+    AlreadyDecidedWarning,
     ApprovalRejectedError,
     ApprovalRequiredError,
     ConditionError,
@@ -76,6 +77,7 @@ from wfkit.store._workspace import set_decision_hook as _set_decision_hook
 
 __all__ = [
     "END",
+    "AlreadyDecidedWarning",
     "Approval",
     "ApprovalPolicy",
     "ApprovalRejectedError",

@@ -193,13 +193,15 @@ def _pending(args: argparse.Namespace) -> int:
 
 def _decide(decision: str) -> Callable[[argparse.Namespace], int]:
     def handler(args: argparse.Namespace) -> int:
+        from wfkit.model._approvals import already_decided
+
         ws = _workspace(args)
         ticket, changed = ws.decide(args.ticket, decision, by=args.by, comment=args.comment)
         verb = "approved" if decision == "approve" else "rejected"
         if changed:
             _print(f"ticket {ticket.ticket_id} {verb} by {ticket.decided_by}; {_resume_hint(ws, args, ticket.run_id)}")
         else:
-            _print(f"ticket {ticket.ticket_id} was already {verb} by {ticket.decided_by}: nothing changed")
+            _print(f"{already_decided(ticket)}: nothing changed")
         return 0
 
     return handler

@@ -188,6 +188,7 @@ class AttemptRunner:
         "_sleep",
         "_sleeps",
         "attempts_before",
+        "cancelled_before",
         "cut_off",
         "deadline",
         "late_results",
@@ -232,6 +233,9 @@ class AttemptRunner:
         self.attempts_before: dict[tuple[str, int] | tuple[str, int, int], int] = {}
         # Attempts a crash interrupted (resume): per (step, visit), and per (step, visit, map_index).
         self.cut_off: dict[tuple[str, int] | tuple[str, int, int], CutOff] = {}
+        # Of attempts_before, those stopped from outside (run.cancel(), the stop button): they
+        # spend none of the step's retry budget, as the step did not fail.
+        self.cancelled_before: dict[tuple[str, int] | tuple[str, int, int], int] = {}
 
     def _run_rng(self) -> random.Random:
         """``ctx.rng``: one per run, seeded like it. Built on first use: seeding a Random costs
@@ -269,18 +273,19 @@ class AttemptRunner:
         first_start: float | None = None  # perf_counter at the first attempt: max_elapsed counts from it
         attempt = 0
         # Attempts that spend none of this step's retry budget: crashes inside its child run,
-        # which the child's step counted (see _crashed).
+        # which the child's step counted (see _crashed), and attempts stopped from outside.
         spared = 0
         is_item = act.batch is not None
         if self.attempts_before or self.cut_off:  # a resumed run: what it did before counts
             key = (spec.name, act.visit)
             # A map item counts its own attempts (an item that never ran starts at 1).
             attempt = self.attempts_before.get(key if act.index is None else (*key, act.index), 0)
+            spared = self.cancelled_before.get(key if act.index is None else (*key, act.index), 0)
             cut = self.cut_off.pop(key if act.index is None else (*key, act.index), None)
             if cut is not None:
                 first_start = time.perf_counter()
                 attempt = cut.attempt - 1
-                spared = cut.child_crashes + (cut.child is not None)
+                spared += cut.child_crashes + (cut.child is not None)
                 if cut.started_at is None:
                     # The process died while this step waited out a backoff (maybe a Retry-After):
                     # the wait still applies, the attempt after it never ran.
@@ -423,11 +428,7 @@ class AttemptRunner:
                 return out
             except asyncio.CancelledError:
                 out = stamped(out, attempt, started_at, queue_s, latency, body_end)
-                out.error, out.kind, out.status = (
-                    asyncio.CancelledError("cancelled"),
-                    ErrorKind.UNKNOWN,
-                    Status.FAILED,
-                )
+                out.error, out.kind, out.status = asyncio.CancelledError("cancelled"), None, Status.CANCELLED
                 self._journal.record(self._make.outcome(act, out, None))
                 raise
             except Exception as exc:  # (its name is unbound at the end of the block: no cycle through this frame)

@@ -324,10 +324,11 @@ class Durability:
         """Before a gated step runs: its approval, then its intent (see :class:`Admission`)."""
         spec, store = act.spec, self.store
         approval = spec.approval
-        if approval is not None and approval.asks(state):
+        reason = None if approval is None else approval.ask(state)
+        if approval is not None and reason is not None:
             assert store is not None  # checked when the run was created
             found = store.tickets.of_visit(self.run_id, spec.name, act.visit)
-            ticket = found or await self._open_ticket(act, approval.reason_for(state), approval.payload_for(state))
+            ticket = found or await self._open_ticket(act, reason, approval.payload_for(state))
             decided_before = not ticket.is_open  # its row is in the journal, so in the run's events already
             if ticket.is_open:
                 verdict = self.policy.decide(ticket)

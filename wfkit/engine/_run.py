@@ -8,6 +8,7 @@ import concurrent.futures
 import contextlib
 import os
 import threading
+import warnings
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterable, Mapping
 from dataclasses import dataclass
@@ -15,9 +16,9 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeAlias, TypedDict
 
 from wfkit.engine._engine import Execution
 from wfkit.engine._loops import background_loop, running_loop, woken_by_signals
-from wfkit.model._approvals import ApprovalPolicy, Ticket
+from wfkit.model._approvals import ApprovalPolicy, Ticket, already_decided
 from wfkit.model._context import ChatModel, ToolProvider
-from wfkit.model._errors import TicketError
+from wfkit.model._errors import AlreadyDecidedWarning, TicketError
 from wfkit.model._events import Sink, StepEvent, TokenChunk
 from wfkit.model._seconds import Seconds, as_seconds
 from wfkit.model._status import RunStatus
@@ -550,9 +551,11 @@ class Run:
             # may keep the loop waiting). The same decision again is a no-op; the other is refused.
             done = open_[0]
             if done.status == ("approved" if decision == "approve" else "rejected"):
-                if continue_halted and self._resumable():
+                continued = continue_halted and self._resumable()
+                if continued:
                     self.resume()
                     resumed_by_decision(self)
+                self._already(done, continued)
                 return self
             raise store.tickets.refusal(done)
         if loop is not None:
@@ -575,11 +578,22 @@ class Run:
             self._cfuture = asyncio.run_coroutine_threadsafe(self._decided(op, resume, running), background_loop())
             resumed_by_decision(self)
             return self
-        _, changed = store.do(op)  # the other decision made before is refused here
+        ticket, changed = store.do(op)  # the other decision made before is refused here
+        continued = False
         if (changed or (continue_halted and self._resumable())) and resume and self.status in RunStatus.HALTED:
             self.resume()
             resumed_by_decision(self)
+            continued = not changed
+        if not changed:
+            self._already(ticket, continued)
         return self
+
+    def _already(self, ticket: Ticket, continued: bool) -> None:
+        """Say that this decision, asked again of the decided ``ticket``, records nothing (and
+        whether the run, which waited at that gate, continues from the decision it had)."""
+        then = f"; run {self.run_id} continues from that decision" if continued else ""
+        # stacklevel: the warning names the user's approve()/reject() line.
+        warnings.warn(AlreadyDecidedWarning(f"{already_decided(ticket)}: nothing changed{then}"), stacklevel=4)
 
     async def _decided(
         self,

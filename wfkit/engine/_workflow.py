@@ -38,7 +38,7 @@ from wfkit.engine._run import (
 from wfkit.model._approvals import HALT, Approval, ApprovalPolicy, Ticket, as_policy, policy_record, recorded_policy
 from wfkit.model._context import ToolProvider
 from wfkit.model._errors import WorkflowChangedError, WorkflowChangedWarning, WorkflowDefinitionError
-from wfkit.model._events import StepEvent, TokenChunk, as_callables
+from wfkit.model._events import Status, StepEvent, TokenChunk, as_callables
 from wfkit.model._graph import Graph, compile_graph, describe_changes
 from wfkit.model._merge import Merge, check_merges
 from wfkit.model._processors import DEFAULT_PROCESSORS, Processor
@@ -1049,7 +1049,16 @@ class Workflow:
         execution.replay(checkpoints, store.attempts_so_far(run_id), crashed=crashed)
         # The whole run's history, not only what this process will add: path() and events
         # cover the steps that ran before the halt or the crash too.
-        execution.events[:0] = store.events(run_id)
+        before = store.events(run_id)
+        execution.events[:0] = before
+        # What a cancellation stopped (a cancelled run, or a branch ended by a sibling's failure)
+        # runs again with its whole retry budget: the user's stop is no failure of the step.
+        cancelled: dict[tuple[str, int] | tuple[str, int, int], int] = {}
+        for e in before:
+            if e.status == Status.CANCELLED:
+                key = (e.step, e.visit) if e.map_index is None else (e.step, e.visit, e.map_index)
+                cancelled[key] = cancelled.get(key, 0) + 1
+        execution._runner.cancelled_before = cancelled
         return execution
 
     def _forked_execution(

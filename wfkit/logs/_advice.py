@@ -56,9 +56,10 @@ _CACHED = "cached"  # a visit served from the step cache: the step did not run, 
 
 
 def _uncensored(df: pd.DataFrame) -> pd.DataFrame:
-    """Attempts whose latency was observed in full (a timed-out attempt only says "at least", and
-    one a process crash cut off says nothing: its process died with the clock)."""
-    keep = (df["attempt"] > 0) & (df["status"] != "timeout")
+    """Attempts whose latency was observed in full (a timed-out attempt only says "at least", as
+    does one the user stopped, and one a process crash cut off says nothing: its process died with
+    the clock)."""
+    keep = (df["attempt"] > 0) & ~df["status"].isin(["timeout", "cancelled"])
     if "error_type" in df.columns:
         keep &= df["error_type"] != ProcessCrashedError.__name__
     return df[keep]

@@ -197,7 +197,7 @@ class StepsAccessor:
         """One row per run: start, end, attempts, steps done, step visits that gave up
         (``failed``; a map step's visit counts once, not per item), retries, workflow,
         ``span_s`` (end minus start, wall clock) and ``duration_s`` (the time the run ran: the span
-        less the time it lay stopped between a crash or a failure and a resume; approval waits
+        less the time it lay stopped between a crash, a failure or a cancellation and a resume; approval waits
         count); then ``fell_back`` (the visits that gave up whose fallback took over), ``run_failed`` (the
         run failed: a step gave up with no fallback, or a rejected approval ended it) and
         ``failed_on_timeout`` (the step that failed it ran out of time)."""

@@ -34,6 +34,7 @@ _COLORS = {
     "approved": "#2a6f97",
     "rejected": "#5e3c99",
     "skipped": "#bbbbbb",
+    "cancelled": "#9a9a9a",
 }
 _KIND_COLORS = {"transient": "#e0a100", "permanent": "#8b1e3f", "unknown": "#7a7a7a"}
 _SIDES = ("#2a6f97", "#e0a100")

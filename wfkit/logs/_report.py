@@ -146,7 +146,7 @@ def _workflow_section(
         + "; "
         + ", ".join(f"{k} {format_seconds(v)}" for k, v in quantiles.items())
         + f", slowest {format_seconds(float(durations.max()))} (the time whole runs ran: approval waits "
-        "included, the time a run lay stopped between a crash or a failure and its resume not).</p>"
+        "included, the time a run lay stopped between a crash, a failure or a cancellation and its resume not).</p>"
     )
 
     latency = mine.latency()

@@ -46,14 +46,15 @@ _LATER_TYPES = {
 # an item's row, or a row of a step none of whose rows is an item's.
 _NOT_MAP_OWN_ROW = "(map_index IS NOT NULL OR ({keys}) NOT IN (SELECT {keys} FROM s WHERE map_index IS NOT NULL))"
 
-# Per run, the seconds it lay stopped between a crash or a failure and a resume, as
+# Per run, the seconds it lay stopped between a crash, a failure or a cancellation and a resume, as
 # wfkit.logs._tables._stopped_seconds computes them, in the same numbers.
 _STOPPED = (
     "rel AS (SELECT run_id, seq, queue_s, retry_delay_s, "
     "epoch_us(started_at) - min(epoch_us(started_at)) OVER (PARTITION BY run_id) AS s0, "
     "epoch_us(coalesce(ended_at, started_at)) - min(epoch_us(started_at)) OVER (PARTITION BY run_id) AS e0, "
     "(ended_at IS NULL AND attempt > 0) AS cut, "
-    "(status IN ('failed', 'timeout') AND retry_delay_s IS NULL AND map_index IS NULL AND route_taken IS NULL) AS stop "
+    "(status IN ('failed', 'timeout', 'cancelled') AND retry_delay_s IS NULL AND map_index IS NULL "
+    "AND route_taken IS NULL) AS stop "
     "FROM s), "
     "marks AS (SELECT run_id, cut, lag(cut, 1, false) OVER (PARTITION BY run_id ORDER BY seq) AS prev_cut, "
     "coalesce(lag(stop, 1, false) OVER (PARTITION BY run_id ORDER BY seq), false) AS prev_stop, "

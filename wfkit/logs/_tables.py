@@ -347,7 +347,8 @@ OUTCOME_COLUMNS: tuple[str, ...] = ("retry_delay_s", "route_taken", "map_index",
 def runs_table(df: pd.DataFrame, *, outcomes: bool = True) -> pd.DataFrame:
     """One row per run: start, end, attempts, steps done, failures, retries, workflow, span (end
     minus start, wall clock), duration (the time it ran: the span less the time it lay stopped
-    between a crash or a failure and its resume, see :func:`_stopped_seconds`; approval waits count),
+    between a crash, a failure or a cancellation and its resume, see :func:`_stopped_seconds`; approval
+    waits count),
     then how it ended: steps that fell back, and whether the run failed.
 
     ``steps_ok`` counts step visits done, ``failed`` those that gave up (their last attempt failed
@@ -428,13 +429,13 @@ def runs_table(df: pd.DataFrame, *, outcomes: bool = True) -> pd.DataFrame:
 
 
 def _stopped_seconds(df: pd.DataFrame) -> pd.Series:
-    """Per run, the seconds it lay stopped between a crash or a failure and a resume: not time it
-    ran (its deadline does not count it either). A resume shows in the log (rows in ``seq``
-    order) as an attempt a crash cut off (no end; journaled by the resume) after a row that is
-    none, or as a row after a step that gave up with no fallback. The stop there is from the
-    last moment the rows before it cover (an end, or a start of an attempt cut off, and the
-    backoff after it) to the first moment the rows from it on cover (a start, less its
-    ``queue_s``): the time from that last moment to the crash is unknown, and not counted. A
+    """Per run, the seconds it lay stopped between a crash, a failure or a cancellation and a
+    resume: not time it ran (its deadline does not count it either). A resume shows in the log
+    (rows in ``seq`` order) as an attempt a crash cut off (no end; journaled by the resume) after a
+    row that is none, or as a row after a step that gave up with no fallback or was cancelled. The
+    stop there is from the last moment the rows before it cover (an end, or a start of an attempt
+    cut off, and the backoff after it) to the first moment the rows from it on cover (a start, less
+    its ``queue_s``): the time from that last moment to the crash is unknown, and not counted. A
     crash between two steps leaves no row to tell it by. Approval waits are no stop: they count."""
     import numpy as np
     import pandas as pd
@@ -458,7 +459,8 @@ def _stopped_seconds(df: pd.DataFrame) -> pd.Series:
     hi = (micros(rows["ended_at"].fillna(rows["started_at"])) - origin).astype("float64")
     hi = hi + seconds("retry_delay_s") * 1e6
     lo = ((start - origin).astype("float64") - seconds("queue_s") * 1e6).where(~cut, np.inf)
-    stop = rows["status"].isin(["failed", "timeout"]).to_numpy(dtype=bool, copy=True)
+    # A step that gave up, or the attempt a cancellation stopped: the run may be resumed after it.
+    stop = rows["status"].isin(["failed", "timeout", "cancelled"]).to_numpy(dtype=bool, copy=True)
     for name in ("retry_delay_s", "map_index", "route_taken"):
         if name in rows.columns:
             stop &= rows[name].isna().to_numpy(dtype=bool)

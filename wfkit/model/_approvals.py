@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,11 +48,15 @@ class Approval:
             return []
         return sorted(name for name in compared_fields(self.when) if state.get(name) is None)
 
-    def reason_for(self, state: Mapping[str, Any]) -> str:
-        """The ticket's reason: :attr:`reason`, and why the gate asks if its condition could not tell."""
+    def ask(self, state: Mapping[str, Any]) -> str | None:
+        """What the gate asks before its step runs in ``state``: the ticket's reason when it asks
+        (:meth:`asks`), saying so when its condition compares fields the state lacks; None when it
+        lets the step through. The state's lacking fields are looked for once."""
+        if self.when is None:
+            return self.reason
         lacking = self.lacking(state)
         if not lacking:
-            return self.reason
+            return self.reason if self.when.evaluate(state) else None
         fields = ", ".join(map(repr, lacking))
         return (
             f"{self.reason} (asked because the gate's condition compares {fields}, which the run's state "
@@ -113,6 +118,14 @@ class Ticket:
         """Reject this ticket in its workspace and resume its run if this process defines the
         workflow (as :meth:`wfkit.Workspace.reject`). Returns the ticket as decided."""
         return _decide(self, "reject", by, comment)
+
+
+def already_decided(ticket: Ticket) -> str:
+    """What a decision asked again of the decided ``ticket`` is told first: who decided it, how,
+    when and why (``run.approve`` warns it, ``wfkit approve`` prints it, a panel shows it)."""
+    when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(ticket.decided_at or 0))
+    why = f" ({ticket.comment})" if ticket.comment else ""
+    return f"ticket {ticket.ticket_id} was already {ticket.status} by {ticket.decided_by} at {when}{why}"
 
 
 TicketDecider: TypeAlias = Callable[[Ticket, Decision, str, str], Ticket]

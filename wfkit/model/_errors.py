@@ -360,5 +360,10 @@ class UnfinishedJobWarning(UserWarning):
     count), else aborted. Warned once per job."""
 
 
+class AlreadyDecidedWarning(UserWarning):
+    """A decision asked again, the same way, of a gate already decided (``run.approve`` once more,
+    a colleague's decision): it records nothing; the message says who decided it, when and why."""
+
+
 class WorkflowChangedWarning(UserWarning):
     """A run is resumed with a workflow whose definition differs from the one that started it."""

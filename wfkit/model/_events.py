@@ -23,6 +23,10 @@ class Status:
     REJECTED = "rejected"
     SKIPPED = "skipped"
     CACHED = "cached"  # the step's result came from the cache: its body did not run
+    # The attempt was stopped from outside (run.cancel(), the stop button, Ctrl-C, a sibling
+    # branch's failure ending the run): no failure of the step, and no retry spent (resume runs it
+    # again with its whole budget). Its row keeps error_type CancelledError and no error_kind.
+    CANCELLED = "cancelled"
 
 
 class StepEvent(NamedTuple):

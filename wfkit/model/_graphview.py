@@ -29,6 +29,7 @@ STATUS_COLORS = {
     "waiting_approval": ("#fef3c7", "#b45309"),
     "approved": ("#dbeafe", "#1d4ed8"),
     "rejected": ("#ede9fe", "#6d28d9"),
+    "cancelled": ("#f4f4f4", "#6b7280"),
 }
 
 _W, _H, _GAP_X, _GAP_Y = 170, 44, 40, 64

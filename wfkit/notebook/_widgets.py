@@ -15,6 +15,7 @@ import html
 import json
 import os
 import time
+import warnings
 import weakref
 from collections.abc import Callable
 from pathlib import Path
@@ -22,8 +23,8 @@ from typing import TYPE_CHECKING, Any
 
 import ipywidgets as w
 
-from wfkit.model._approvals import Ticket
-from wfkit.model._errors import TicketError
+from wfkit.model._approvals import Ticket, already_decided
+from wfkit.model._errors import AlreadyDecidedWarning, TicketError
 from wfkit.model._events import StepEvent, TokenChunk
 from wfkit.model._processors import redact_text
 from wfkit.model._status import RunStatus
@@ -213,12 +214,20 @@ class ApprovalPanel(w.VBox):  # type: ignore[misc]
         if self._stored is not None and not self._closed and self._loop is not None and self._loop.is_running():
             self._loop.call_later(self.RECHECK_S, self._recheck)
 
-    def _recheck(self) -> None:
-        if self._closed or self._stored is None:
-            return
+    def _read(self) -> Ticket | None:
+        """The ticket as the workspace holds it now; None when the panel cannot tell."""
+        if self._stored is None:
+            return None
         try:
-            stored = self._stored()
+            return self._stored()
         except Exception:  # the workspace went away: the panel stays as it is, its clicks say why
+            return None
+
+    def _recheck(self) -> None:
+        if self._closed:
+            return
+        stored = self._read()
+        if stored is None:
             return
         if stored.is_open:
             self._recheck_later()
@@ -255,9 +264,18 @@ class ApprovalPanel(w.VBox):  # type: ignore[misc]
             self._apply(decision, by, comment)
 
     def _apply(self, decision: str, by: str, comment: str) -> None:
+        asked_at = time.time()
         try:
-            outcome = self._decide(decision, by, comment)
+            with warnings.catch_warnings():
+                # Said below, on the panel: a warning from a widget's callback reaches no cell.
+                warnings.simplefilter("ignore", AlreadyDecidedWarning)
+                outcome = self._decide(decision, by, comment)
         except TicketError as exc:
+            # Decided the other way meanwhile (a stale panel): the header says how, by whom and
+            # when, no longer "Approval needed"; the refusal says what becomes of the run.
+            stored = self._read()
+            if stored is not None and not stored.is_open:
+                self._show(stored)
             self.result.value = f"<span style='color:#b91c1c'>{html.escape(str(exc))}</span>"
             return
         except Exception as exc:  # shown, not lost in a callback traceback
@@ -269,6 +287,8 @@ class ApprovalPanel(w.VBox):  # type: ignore[misc]
             return
         if isinstance(outcome, Ticket):
             self._show(outcome)
+            if outcome.decided_at is not None and outcome.decided_at < asked_at:  # decided before this click
+                self.result.value = html.escape(f"{already_decided(outcome)}: nothing changed")
         else:
             self.result.value = f"<b>{'approved' if decision == 'approve' else 'rejected'}</b> by {html.escape(by)}"
 
