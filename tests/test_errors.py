@@ -310,6 +310,9 @@ PICKLE_CASES: list[Callable[[Path], BaseException]] = [
     lambda _: wf.RouteFieldWarning(
         "the route after step 'grade' compares field 'scroe', which no step put in the state"
     ),
+    lambda _: wf.AlreadyDecidedWarning(
+        "ticket 01t was already approved by ann at 2026-12-03 17:40 UTC (fine): nothing changed"
+    ),
     lambda _: wf.evals.UnpairedCasesWarning("2 cases of the baseline's result are not in this one: c7, c9"),
     lambda _: wf.TransientError("HTTP 429 from the search API", retry_after=2.5),
     lambda _: wf.PermanentError("invoice 88 does not exist"),
