@@ -1250,6 +1250,7 @@ class Execution:
         attempts: dict[tuple[str, int] | tuple[str, int, int], int],
         *,
         crashed: bool = False,
+        cancelled: dict[tuple[str, int] | tuple[str, int, int], int] | None = None,
     ) -> None:
         """Rebuild state and schedule from a stopped run's checkpoints, without running anything.
 
@@ -1259,10 +1260,12 @@ class Execution:
         map step are kept for it, so only the unfinished ones run. A fork (a run forked from
         another) applies its update right after the step it forked at, and that step's route is
         chosen anew on the updated state. ``attempts``: attempts made so far per (step, visit);
-        ``crashed``: the run died, so the attempts in flight were cut off.
+        ``crashed``: the run died, so the attempts in flight were cut off; ``cancelled``: of those
+        attempts, the ones stopped from outside, which spend none of their step's retry budget.
         """
         self._resumed = True
         self._runner.attempts_before = attempts
+        self._runner.cancelled_before = cancelled or {}
         self._replaying = True
         log = self.log
         try:

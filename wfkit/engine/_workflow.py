@@ -1046,11 +1046,7 @@ class Workflow:
         # process: what was in flight was cut off. (Under our own lease it is a run this
         # process made to resume at once: a fork, a child.)
         crashed = row["status"] == RunStatus.RUNNING and row["lease_owner"] != store.owner
-        execution.replay(checkpoints, store.attempts_so_far(run_id), crashed=crashed)
-        # The whole run's history, not only what this process will add: path() and events
-        # cover the steps that ran before the halt or the crash too.
         before = store.events(run_id)
-        execution.events[:0] = before
         # What a cancellation stopped (a cancelled run, or a branch ended by a sibling's failure)
         # runs again with its whole retry budget: the user's stop is no failure of the step.
         cancelled: dict[tuple[str, int] | tuple[str, int, int], int] = {}
@@ -1058,7 +1054,10 @@ class Workflow:
             if e.status == Status.CANCELLED:
                 key = (e.step, e.visit) if e.map_index is None else (e.step, e.visit, e.map_index)
                 cancelled[key] = cancelled.get(key, 0) + 1
-        execution._runner.cancelled_before = cancelled
+        execution.replay(checkpoints, store.attempts_so_far(run_id), crashed=crashed, cancelled=cancelled)
+        # The whole run's history, not only what this process will add: path() and events
+        # cover the steps that ran before the halt or the crash too.
+        execution.events[:0] = before
         return execution
 
     def _forked_execution(
