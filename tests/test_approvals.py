@@ -758,3 +758,24 @@ def test_a_gate_asks_with_one_reason_or_not_at_all(amount: int | None, region: s
         assert asked is None
     assert (asked is not None) == gate.asks(state)
     assert "Always asks" == wf.Approval("Always asks").ask(state)
+
+
+@pytest.mark.parametrize("how", ["workspace", "ticket", "pending"])
+def test_a_gate_decided_again_through_the_workspace_says_who_decided_and_changes_nothing(how: str) -> None:
+    """``Workspace.approve``, ``ticket.approve()`` and ``wf.pending().approve`` asked again the same
+    way of a decided gate warn as ``run.approve`` does (they returned the ticket silently), the
+    warning pointing at the user's own line, and the ticket stays as it was."""
+    run = _refunds().run({"amount": 30}, policy="halt")
+    (ticket,) = run.tickets()
+    Workspace().approve(ticket.ticket_id, by="ann", comment="fine")
+    before = Workspace().ticket(ticket.ticket_id)
+    said = rf"ticket {ticket.ticket_id} was already approved by ann at .+ UTC \(fine\): nothing changed"
+    decide_again = {
+        "workspace": lambda: Workspace().approve(ticket.ticket_id, by="bob"),
+        "ticket": lambda: Workspace().ticket(ticket.ticket_id).approve(by="bob"),
+        "pending": lambda: wf.pending().approve(ticket.ticket_id, by="bob"),
+    }[how]
+    with pytest.warns(wf.AlreadyDecidedWarning, match=said) as caught:
+        again = decide_again()
+    assert [__file__] == [w.filename for w in caught]
+    assert before == again == Workspace().ticket(ticket.ticket_id)

@@ -116,7 +116,8 @@ def test_approving_a_gate_another_process_approved_continues_the_run() -> None:
     # The same from the workspace (wf.pending().approve, ticket.approve, the pending panel).
     held = flow.run({"amount": 300})
     approve_from_a_shell(held)
-    Workspace().approve(held.tickets(status=None)[0].ticket_id, by="alice")
+    with pytest.warns(wf.AlreadyDecidedWarning, match="already approved by carol at "):
+        Workspace().approve(held.tickets(status=None)[0].ticket_id, by="alice")
     held.wait(10)
     assert ("succeeded", 300) == (held.status, held.state["refunded"])
     for done in (run, looped, held):

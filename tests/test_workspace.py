@@ -344,10 +344,12 @@ def test_same_decision_twice_is_a_no_op() -> None:
 
 
 def test_approve_twice_returns_the_same_ticket() -> None:
-    """Workspace.approve on an approved ticket returns it unchanged."""
+    """Workspace.approve on an approved ticket returns it unchanged, and says it was decided."""
     _, _, ticket = _halted()
     ws = Workspace()
-    assert ws.approve(ticket.ticket_id, by="ana") == ws.approve(ticket.ticket_id, by="ana")
+    first = ws.approve(ticket.ticket_id, by="ana")
+    with pytest.warns(wf.AlreadyDecidedWarning, match="already approved by ana at "):
+        assert first == ws.approve(ticket.ticket_id, by="ana")
 
 
 def test_reject_after_approve_is_refused() -> None:
