@@ -687,22 +687,24 @@ def eval_runs_workspace(workspace: str | os.PathLike[str] | None = None) -> Path
     return workspace_path(workspace) / "evals" / "runs"
 
 
-def saved_eval_cases(workspace: str | os.PathLike[str] | None = None) -> dict[str, tuple[str, str, str]]:
-    """Each run of an eval saved in ``workspace`` (:meth:`EvalResult.save`), by its id: its suite,
-    variant and case id. A result that cannot be read is left out: its runs are then not named."""
+def saved_eval_results(workspace: str | os.PathLike[str] | None = None) -> dict[Path, dict[str, tuple[str, str, str]]]:
+    """Each eval result saved in ``workspace`` (:meth:`EvalResult.save`), by its folder: its runs by
+    id, each with its suite, variant and case id. A result that cannot be read is left out: its
+    runs are then not named."""
     import pyarrow.parquet as pq
 
     from wfkit.store._workspace import workspace_path
 
-    named: dict[str, tuple[str, str, str]] = {}
+    saved: dict[Path, dict[str, tuple[str, str, str]]] = {}
     for path in sorted((workspace_path(workspace) / "evals").glob("*/*/cases.parquet")):
         try:
             rows = pq.read_table(path, columns=["suite", "variant", "case_id", "run_id"]).to_pylist()
         except (OSError, ValueError, KeyError):
             continue
-        for row in rows:
-            named[str(row["run_id"])] = (str(row["suite"]), str(row["variant"]), str(row["case_id"]))
-    return named
+        saved[path.parent] = {
+            str(row["run_id"]): (str(row["suite"]), str(row["variant"]), str(row["case_id"])) for row in rows
+        }
+    return saved
 
 
 def evaluate(suite: Suite | str | os.PathLike[str], **kwargs: Any) -> EvalResult:
