@@ -1095,3 +1095,18 @@ def test_where_an_eval_saved_its_result_replays_ok_and_printing_another_is_a_reg
         ' -> "saved to <replay folder>/workspace/evals/dbl/<eval dbl result 2>"'
     ) in out
     assert "line 2" not in out
+
+
+def test_a_fourth_ticket_in_the_regression_notebook_is_a_regression_naming_the_runs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Notebook 07's `extra_run` change (a fourth ticket) replays to its end and is a regression
+    naming the runs: its eval cell, judging the three tickets, failed on the fourth (`zip(...,
+    strict=True)`), so the notebook failed and the replay benchmark counted the change missed."""
+    args = ["replay", str(REGRESSION), "--root", str(ROOT), "--report", str(tmp_path)]
+    code = main([*args, "-p", "change", "extra_run"])
+    out = capsys.readouterr().out
+    assert 1 == code, out
+    assert "      regression  notebooks/07_regression_replay.ipynb  (7 runs, " in out
+    assert "                  - runs 3 -> 4\n" in out
+    assert 'run 4 (ticket-triage): new run: succeeded, inputs {"text": "where is my invoice?"}' in out
