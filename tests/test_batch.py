@@ -77,3 +77,27 @@ def test_run_many_refuses_an_input_run_state_cannot_keep_before_any_run(workspac
     with pytest.raises(wf.StateValueError, match=r"run_many input 1: state field 'lock' = _thread.lock"):
         seeded().run_many(inputs, progress=False)
     assert not (workspace / "wfkit.db").exists()  # not even the first input's run was made
+
+
+def test_the_progress_bar_of_run_many_in_a_notebook_run_by_papermill_ends_at_the_runs_done(tmp_path: Path) -> None:
+    """In a notebook executed by papermill, the saved output of run_many's progress bar ends at the
+    runs done ("30/30 runs"), in a text without times (a replay compares it): it stayed at "0%", a
+    widget's first text, as a widget's updates never reach the saved notebook."""
+    from papermilled import saved_outputs
+
+    assert ["runs of dbl: 100%|" + "█" * 20 + "| 30/30 runs"] == saved_outputs(tmp_path, RUN_MANY_CELL)
+
+
+RUN_MANY_CELL = """\
+import wfkit as wf
+
+flow = wf.Workflow("dbl")
+
+
+@flow.step
+def double(state):
+    return {"y": state["x"] * 2}
+
+
+result = flow.run_many([{"x": i} for i in range(30)], concurrency=4)
+"""

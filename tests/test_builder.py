@@ -166,6 +166,13 @@ BUILDER_WORDS = {
         "the approval's Payload fields of step 'data_query' are 'customer: name': type the state fields the "
         "reviewer sees, separated by commas (customer, name)",
     ),
+    "a gate bound written with letters": (
+        lambda s: s["steps"]["data_query"].update(
+            approval={"reason": "costly", "when": {"field": "rows", "op": "gt", "value": "10k"}}
+        ),
+        "the gate condition of step 'data_query' tests 'rows' with 'gt', and its value box holds the text '10k', "
+        "which orders as text, not as a number: type the number it stands for in digits alone, without 'k'",
+    ),
     "routes without a default": (
         lambda s: s["routes"]["classify"].pop("default"),
         "the routes out of 'classify' have no default route, so a run where no condition holds would have "

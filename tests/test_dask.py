@@ -1369,3 +1369,44 @@ def test_the_stop_button_leaves_a_local_cluster_started_in_the_notebook_usable(t
     assert ("error", "KeyboardInterrupt") == (reply["status"], reply["ename"])
     assert "passed 6 of 6\n" in printed, printed
     assert "same workers True\n" in printed, printed
+
+
+def test_the_progress_bars_of_a_dask_job_in_a_notebook_run_by_papermill_end_at_the_work_done(
+    local_cluster: Any, tmp_path: Path
+) -> None:
+    """In a notebook executed by papermill, the saved outputs of a job's bars (run_many on Dask here;
+    an eval's are the same bars) end at the partitions and cases done, in texts without times (a
+    replay compares them): they stayed at "0%", widgets' first texts, as a widget's updates never
+    reach the saved notebook."""
+    from papermilled import saved_outputs
+
+    cell = (
+        "import wfkit as wf\n\n"
+        "flow = wf.Workflow('dbl')\n\n\n"
+        "@flow.step\n"
+        "def double(state):\n"
+        "    return {'y': state['x'] * 2}\n\n\n"
+        f"result = flow.run_many([{{'x': i}} for i in range(30)], executor={local_cluster.scheduler_address!r}, "
+        f"dataset={str(tmp_path / 'data')!r}, partition_size=10, concurrency=4)\n"
+    )
+    announced, *bars = saved_outputs(tmp_path, cell)
+    assert announced.startswith("Dask: 3 partitions of runs of dbl to ")
+    assert [
+        "runs of dbl: partitions: 100%|" + "█" * 20 + "| 3/3 partitions",
+        "runs of dbl: cases: 100%|" + "█" * 20 + "| 30/30 cases",
+    ] == bars
+
+
+def test_the_case_bar_is_full_once_every_partition_finished() -> None:
+    """A partition's last count reaches the driver as an event, which may come after its result: once
+    every partition finished, the bar of cases reads all of them, not the counts heard so far."""
+    from wfkit.distributed._dask import _Bars
+
+    bars = _Bars("eval", partitions=2, cases=10, enabled=True)
+    try:
+        bars.event((0.0, {"partition": 0, "stem": "p00000-a01-aa", "done": 5}))
+        bars.event((0.0, {"partition": 1, "stem": "p00001-a01-bb", "done": 3}))  # its last count is not here yet
+        bars.refresh(finished=2)
+        assert (2, 10) == (bars.parts.n, bars.cases.n)
+    finally:
+        bars.close()

@@ -2305,18 +2305,9 @@ def test_the_progress_bar_of_an_eval_run_by_papermill_ends_at_the_count_of_cases
     """In a notebook executed by papermill, the saved output of evaluate_async's progress bar ends at
     the cases run ("30/30"), in a text without times (a replay compares it): it stayed at "0%", a
     widget's first text, as a widget's updates never reach the saved notebook."""
-    import nbformat
-    import papermill
+    from papermilled import saved_outputs
 
-    notebook = nbformat.v4.new_notebook()
-    notebook.cells = [nbformat.v4.new_code_cell(PROGRESS_CELL)]
-    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    source, out = tmp_path / "progress.ipynb", tmp_path / "out.ipynb"
-    nbformat.write(notebook, source)
-    papermill.execute_notebook(str(source), str(out), kernel_name="python3", cwd=str(tmp_path))
-    (cell,) = nbformat.read(out, as_version=4).cells
-    shown = ["".join(output.get("data", {}).get("text/plain", "")) for output in cell.outputs]
-    assert ["eval dbl: 100%|" + "█" * 20 + "| 30/30 cases"] == shown
+    assert ["eval dbl: 100%|" + "█" * 20 + "| 30/30 cases"] == saved_outputs(tmp_path, PROGRESS_CELL)
 
 
 def test_cli_eval_against_a_saved_result_compares_each_variant_with_its_saved_self(

@@ -1061,3 +1061,52 @@ def test_an_evals_runs_replay_by_case_and_a_changed_route_is_a_regression_naming
     assert 'eval routing, variant x1, case c5 (router-x1), classify visit 1: route "deep" -> "quick"' in out
     assert "case c4" not in out
     assert "variant x2" not in out
+
+
+SAVED_RESULTS = (
+    "import wfkit as wf\n"
+    "flow = wf.Workflow('dbl')\n"
+    "flow.step(lambda s: {'y': s['x'] * 2}, name='double')\n"
+    "rows = [{'id': str(i), 'x': i, 'expected': {'y': 2 * i}} for i in range(3)]\n"
+    "suite = wf.evals.Suite(name='dbl', dataset=rows, workflow=flow, scorers=[wf.evals.exact_match('y')])\n"
+    "first = wf.evals.evaluate(suite, progress=False)\n"
+    "second = wf.evals.evaluate(suite, progress=False)\n"
+    "print('saved to', (first if shown == 'first' else second).saved_to)\n"
+    "print('named', second.saved_to.name)"
+)
+
+
+def test_where_an_eval_saved_its_result_replays_ok_and_printing_another_is_a_regression(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A cell printing an eval's `result.saved_to` (a folder named by the time and a random suffix)
+    replays ok, again and again: it was a regression at every replay. Printing the folder of another
+    of the notebook's saved results is still a regression, saying which."""
+    _notebook(project / "nbs" / "saved.ipynb", SAVED_RESULTS, params="shown = 'first'")
+    assert 0 == main(["replay", "nbs", "--update-baseline", "--report", "rep"])
+    capsys.readouterr()
+    for _ in range(2):
+        assert 0 == main(["replay", "nbs", "--report", "rep"]), capsys.readouterr().out
+        assert "              ok  nbs/saved.ipynb  (6 runs, " in capsys.readouterr().out
+    assert 1 == main(["replay", "nbs", "--report", "rep", "-p", "shown", "second"])
+    out = capsys.readouterr().out
+    assert (
+        'cell 1 (import wfkit as wf): stdout line 1 "saved to <replay folder>/workspace/evals/dbl/<eval dbl result 1>"'
+        ' -> "saved to <replay folder>/workspace/evals/dbl/<eval dbl result 2>"'
+    ) in out
+    assert "line 2" not in out
+
+
+def test_a_fourth_ticket_in_the_regression_notebook_is_a_regression_naming_the_runs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Notebook 07's `extra_run` change (a fourth ticket) replays to its end and is a regression
+    naming the runs: its eval cell, judging the three tickets, failed on the fourth (`zip(...,
+    strict=True)`), so the notebook failed and the replay benchmark counted the change missed."""
+    args = ["replay", str(REGRESSION), "--root", str(ROOT), "--report", str(tmp_path)]
+    code = main([*args, "-p", "change", "extra_run"])
+    out = capsys.readouterr().out
+    assert 1 == code, out
+    assert "      regression  notebooks/07_regression_replay.ipynb  (7 runs, " in out
+    assert "                  - runs 3 -> 4\n" in out
+    assert 'run 4 (ticket-triage): new run: succeeded, inputs {"text": "where is my invoice?"}' in out

@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeAlias, TypeVar
 
+from wfkit._jupyter import progress_bar
 from wfkit.logs._dataset import ATTEMPTS_DIR, STEPS_DIR, Location
 from wfkit.logs._driver import DRIVER_FILE, driver_record
 from wfkit.logs._segments import (
@@ -542,7 +543,7 @@ class JobOutcome:
 
 
 class _Bars:
-    """A bar of partitions and a bar of cases (tqdm: widgets in a notebook, text elsewhere)."""
+    """A bar of partitions and a bar of cases (see :func:`wfkit._jupyter.progress_bar`)."""
 
     def __init__(self, label: str, partitions: int, cases: int, enabled: bool) -> None:
         self.enabled = enabled
@@ -550,10 +551,8 @@ class _Bars:
         self._done: dict[int, tuple[str, int]] = {}  # partition -> (attempt stem, cases done)
         if not enabled:
             return
-        from tqdm.auto import tqdm
-
-        self.parts = tqdm(total=partitions, desc=f"{label}: partitions", unit="partition", leave=False)
-        self.cases = tqdm(total=cases, desc=f"{label}: cases", unit="case", leave=False)
+        self.parts = progress_bar(partitions, desc=f"{label}: partitions", unit="partition")
+        self.cases = progress_bar(cases, desc=f"{label}: cases", unit="case")
 
     def event(self, event: tuple[float, dict[str, Any]]) -> None:
         """From the client's thread: a worker's count. A re-run partition replaces its earlier
@@ -567,6 +566,8 @@ class _Bars:
             return
         with self._lock:
             cases = sum(n for _, n in self._done.values())
+        if finished == self.parts.total:  # a partition's last count may reach us after its result
+            cases = self.cases.total
         self.parts.n = finished
         self.cases.n = min(cases, self.cases.total)
         self.parts.refresh()

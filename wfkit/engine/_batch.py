@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, Unpack
 
+from wfkit._jupyter import progress_bar
 from wfkit.engine._run import _BATCH_KEYS, BatchRunOptions, _Options
 from wfkit.store._codec import decode_state, encode_state
 from wfkit.store._workspace import workspace_path
@@ -183,7 +184,7 @@ def run_many(
     if executor is None:
         if dataset is not None:
             raise ValueError("dataset= is where Dask workers write; without executor= runs stay in the workspace")
-        bar = _bar(len(items), flow.name) if progress else None
+        bar = progress_bar(len(items), desc=f"runs of {flow.name}", unit="run") if progress else None
         try:
             rows = run_blocking(
                 _run_inputs(
@@ -220,9 +221,3 @@ def run_many(
     )
     rows = [] if outcome.results is None else outcome.results.to_pylist()
     return BatchResult(flow.name, _frame(rows), outcome.location.url)
-
-
-def _bar(total: int, name: str) -> Any:
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc=f"runs of {name}", unit="run", leave=False)

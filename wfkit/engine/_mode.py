@@ -17,6 +17,9 @@ import sys
 from collections.abc import Mapping
 from typing import Any, Literal
 
+from wfkit._jupyter import in_kernel as in_kernel  # re-exported: the mode reads them
+from wfkit._jupyter import under_papermill as under_papermill
+
 Mode = Literal["interactive", "headless"]
 MODES: tuple[str, ...] = ("interactive", "headless")
 
@@ -29,18 +32,6 @@ def _user_ns() -> Mapping[str, Any]:
     shell = ipython.get_ipython()
     namespace: Mapping[str, Any] = getattr(shell, "user_ns", None) or {}
     return namespace
-
-
-def in_kernel() -> bool:
-    """True inside a Jupyter kernel (not a terminal IPython, not plain Python)."""
-    ipython = sys.modules.get("IPython")
-    shell = ipython.get_ipython() if ipython is not None else None
-    return shell is not None and type(shell).__name__ == "ZMQInteractiveShell"
-
-
-def under_papermill() -> bool:
-    """A kernel started by papermill/nbclient: it has no frontend."""
-    return in_kernel() and "JPY_SESSION_NAME" not in os.environ
 
 
 def _check(value: str, where: str) -> Mode:

@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from wfkit._jupyter import progress_bar
 from wfkit.engine._loops import woken_by_signals
 from wfkit.evals._scorers import Case, ScorerFn, apply, name_of, unsucceeded
 from wfkit.evals._spreadsheet import read_sheet, read_utf8
@@ -649,7 +650,7 @@ async def evaluate_async(
             raise ValueError("dataset= is where Dask workers write; without executor= runs stay in the workspace")
         runs_in = eval_runs_workspace(workspace)
         rows = []
-        bar = _progress(len(cases) * len(chosen), suite.name) if progress else None
+        bar = progress_bar(len(cases) * len(chosen), desc=f"eval {suite.name}", unit="case") if progress else None
         try:
             for variant, (flow, run_options) in built.items():
                 rows += await _score_cases(
@@ -686,22 +687,24 @@ def eval_runs_workspace(workspace: str | os.PathLike[str] | None = None) -> Path
     return workspace_path(workspace) / "evals" / "runs"
 
 
-def saved_eval_cases(workspace: str | os.PathLike[str] | None = None) -> dict[str, tuple[str, str, str]]:
-    """Each run of an eval saved in ``workspace`` (:meth:`EvalResult.save`), by its id: its suite,
-    variant and case id. A result that cannot be read is left out: its runs are then not named."""
+def saved_eval_results(workspace: str | os.PathLike[str] | None = None) -> dict[Path, dict[str, tuple[str, str, str]]]:
+    """Each eval result saved in ``workspace`` (:meth:`EvalResult.save`), by its folder: its runs by
+    id, each with its suite, variant and case id. A result that cannot be read is left out: its
+    runs are then not named."""
     import pyarrow.parquet as pq
 
     from wfkit.store._workspace import workspace_path
 
-    named: dict[str, tuple[str, str, str]] = {}
+    saved: dict[Path, dict[str, tuple[str, str, str]]] = {}
     for path in sorted((workspace_path(workspace) / "evals").glob("*/*/cases.parquet")):
         try:
             rows = pq.read_table(path, columns=["suite", "variant", "case_id", "run_id"]).to_pylist()
         except (OSError, ValueError, KeyError):
             continue
-        for row in rows:
-            named[str(row["run_id"])] = (str(row["suite"]), str(row["variant"]), str(row["case_id"]))
-    return named
+        saved[path.parent] = {
+            str(row["run_id"]): (str(row["suite"]), str(row["variant"]), str(row["case_id"])) for row in rows
+        }
+    return saved
 
 
 def evaluate(suite: Suite | str | os.PathLike[str], **kwargs: Any) -> EvalResult:
@@ -820,50 +823,6 @@ def _pickle_suite_modules_by_value() -> None:
     for name, module in list(sys.modules.items()):
         if name.startswith(_SUITE_MODULE_PREFIX) and module is not None:
             cloudpickle.register_pickle_by_value(module)
-
-
-def _progress(total: int, name: str) -> Any:
-    from tqdm.auto import tqdm
-
-    from wfkit.engine._mode import under_papermill
-
-    if under_papermill():
-        # A widget's updates are comm messages: no frontend renders them, and the saved notebook keeps
-        # the widget's first text, "0%". An update of a display is applied to the saved output (by
-        # nbclient), so the bar is text in one display, its last state kept (leave=True), without times:
-        # a replay compares it.
-        from tqdm.std import tqdm as text_bar
-
-        return text_bar(
-            total=total,
-            desc=f"eval {name}",
-            unit="case",
-            file=_OneDisplay(),
-            bar_format="{desc}: {percentage:3.0f}%|{bar:20}| {n_fmt}/{total_fmt} {unit}s",
-            ascii=False,  # a file of no encoding would get "#" for blocks
-        )
-    return tqdm(total=total, desc=f"eval {name}", unit="case", leave=False)
-
-
-class _OneDisplay:
-    """A file for tqdm showing the last line written to it as one notebook output, updated in place."""
-
-    def __init__(self) -> None:
-        self._id = f"wfkit-eval-{random.randrange(16**12):012x}"
-        self._shown = False
-
-    def write(self, text: str) -> None:
-        lines = text.replace("\r", "\n").split("\n")
-        line = next((line.rstrip() for line in reversed(lines) if line.strip()), None)
-        if line is None:  # the carriage returns and newlines between tqdm's lines
-            return
-        from IPython.display import display
-
-        display({"text/plain": line}, raw=True, display_id=self._id, update=self._shown)  # type: ignore[no-untyped-call]
-        self._shown = True
-
-    def flush(self) -> None:
-        pass
 
 
 class EvalResult:

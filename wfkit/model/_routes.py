@@ -12,7 +12,7 @@ import operator
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, TypeAlias
+from typing import Any, Literal, NamedTuple, TypeAlias
 
 from wfkit.model._errors import ConditionError
 
@@ -39,19 +39,30 @@ _WRITTEN_NUMBER = re.compile(
 )
 
 
-def written_number(text: str) -> str | None:
-    """The number ``text`` writes as a person would, with what numbers do not hold (``"$1,000.50"``
-    -> ``"1000.50"``, ``"1,5"`` -> ``"1.5"``), or None for text that is no such number (a plain
+class WrittenNumber(NamedTuple):
+    """A number written as a person writes it, in text: ``number`` is the plain number it reads as
+    (``"$1,000.50"`` -> ``"1000.50"``, ``"1,5"`` -> ``"1.5"``), or None where ``letters`` follow the
+    digits (``"10k"``, ``"100 rows"``): what they stand for is not ours to guess (10k is 10000, not 10)."""
+
+    number: str | None
+    letters: str
+
+
+def written_number(text: str) -> WrittenNumber | None:
+    """The number ``text`` writes as a person would, or None for text that is no such number (a plain
     ``"10"`` included: it is no different written as a number)."""
     found = _WRITTEN_NUMBER.fullmatch(text.strip())
     if found is None:
         return None
+    unit = found["unit"] or ""
+    if unit.isalpha():
+        return WrittenNumber(None, unit)
     if found["thousands"] is not None:
         digits = found["thousands"].replace(",", "") + (f".{found['cents']}" if found["cents"] else "")
     else:
         digits = found["whole"] + (f".{found['part']}" if found["part"] else "")
     plain = f"{found['sign']}{digits}"
-    return None if plain == text else plain
+    return None if plain == text else WrittenNumber(plain, "")
 
 
 def _lookup(state: Mapping[str, Any], path: tuple[str, ...]) -> Any:
@@ -195,13 +206,20 @@ class Compare(Condition):
                 f"operator {self.op!r} on {self.field!r} needs a value to compare with, got {got}; "
                 f"give one (when({self.field!r}, {self.op!r}, 3), or value: 3 in a spec)"
             )
-        meant = written_number(self.value) if self.op in _ORDERING and isinstance(self.value, str) else None
-        if meant is not None:
+        written = written_number(self.value) if self.op in _ORDERING and isinstance(self.value, str) else None
+        if written is not None:
             # "1,000" orders as text ("900" is above it) and a number of the state fails the run
             # against it: a bound typed as a person writes numbers (a builder's value box) meant one.
+            said = f"operator {self.op!r} on {self.field!r} compares with the text {self.value!r}, which orders as text"
+            meant = written.number
+            if meant is None:
+                raise ConditionError(
+                    f"{said}, not as a number: write the number it stands for in digits alone, without "
+                    f"{written.letters!r} (when({self.field!r}, {self.op!r}, <that number>), or value: <that number> "
+                    "in a spec)"
+                )
             raise ConditionError(
-                f"operator {self.op!r} on {self.field!r} compares with the text {self.value!r}, which orders "
-                f"as text, not as the number it reads as: give the number, {meant} "
+                f"{said}, not as the number it reads as: give the number, {meant} "
                 f"(when({self.field!r}, {self.op!r}, {meant}), or value: {meant} in a spec)"
             )
         object.__setattr__(self, "path", tuple(self.field.split(".")))

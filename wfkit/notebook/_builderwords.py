@@ -101,12 +101,12 @@ def _condition_value(spec: Mapping[str, Any], path: Location) -> str | None:
         return None
     field, op, value = condition.get("field"), condition.get("op"), condition.get("value")
     where = f"{_where(spec, path)} tests {field!r} with {op!r}"
-    meant = written_number(value) if op in _ORDERING and isinstance(value, str) else None
-    if meant is not None:
-        return (
-            f"{where}, and its value box holds the text {value!r}, which orders as text, not as a number: "
-            f"type the number alone, {meant}"
-        )
+    written = written_number(value) if op in _ORDERING and isinstance(value, str) else None
+    if written is not None:
+        said = f"{where}, and its value box holds the text {value!r}, which orders as text, not as a number"
+        if written.number is None:
+            return f"{said}: type the number it stands for in digits alone, without {written.letters!r}"
+        return f"{said}: type the number alone, {written.number}"
     if op in _ORDERING:
         return f"{where}, and its value box is {_shown(value)}: type a value to compare with, such as 3"
     if op == "in":

@@ -20,7 +20,8 @@ then what it holds, its limits and a digest of its data. A cell tagged ``wfkit-i
 Markdown) are not compared.
 
 What differs on every run by construction is masked where it is read: the run ids and ticket ids of
-the notebook's workspace (``<run N>``, ``<ticket>``, as in the runs' signals), timings (a number with
+the notebook's workspace (``<run N>``, ``<ticket>``, as in the runs' signals) and the folders its evals
+saved their results in (``result.saved_to``: ``<eval SUITE result N>``), timings (a number with
 a unit of time), timestamps, memory addresses, the kernel's file name for a cell (in a warning or a
 traceback) and the replay's own folders. A cell whose output varies for a reason its author knows
 is tagged ``wfkit-ignore-output``; ``"mask": ["outputs"]`` in the notebook's metadata leaves every

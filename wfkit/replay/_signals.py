@@ -296,7 +296,8 @@ def summarise_workspace(workspace: Path, settings: Settings | None = None) -> di
 
 def summarise_with_ids(workspace: Path, settings: Settings | None = None) -> tuple[dict[str, Any], dict[str, str]]:
     """:func:`summarise_workspace`, and the ids the replay drew afresh with their labels (runs
-    ``<run N>``, eval runs ``<eval SUITE/VARIANT/CASE>``, tickets ``<ticket>``), read in the same
+    ``<run N>``, eval runs ``<eval SUITE/VARIANT/CASE>``, the folders of saved eval results
+    ``<eval SUITE result N>``, tickets ``<ticket>``), read in the same
     pass: what the cells showed is masked by them."""
     settings = settings or Settings()
     summary: dict[str, Any] = {
@@ -342,20 +343,22 @@ def _eval_runs(
 ) -> dict[str, str]:
     """The runs of the evals the notebook ran, kept in a workspace of their own
     (``WORKSPACE/evals/runs``), put ``into`` a mapping of suite, variant and case id; their steps'
-    latencies pooled per workflow as ``eval WORKFLOW``. Returns their ids with the labels that mask them.
+    latencies pooled per workflow as ``eval WORKFLOW``. Returns their ids, and the folder names of the
+    results saved, with the labels that mask them.
 
     An eval runs its cases concurrently, so the order they start and finish in varies from one
     replay to the next: each run is keyed by the case it ran (named by the eval's saved result),
     never by its place. A run no saved result names (``store=False``) is keyed by its workflow and
     seed, the case's place in its dataset; a case evaluated again (the same suite twice) is
     ``CASE#2``, counted in the order its evaluations started."""
-    from wfkit.evals._evals import eval_runs_workspace, saved_eval_cases
+    from wfkit.evals._evals import eval_runs_workspace, saved_eval_results
     from wfkit.store._workspace import Workspace
 
     folder = eval_runs_workspace(workspace)
     if not (folder / "wfkit.db").exists():
         return {}
-    named = saved_eval_cases(workspace)
+    saved = saved_eval_results(workspace)
+    named = {run_id: key for runs in saved.values() for run_id, key in runs.items()}
     ws = Workspace(folder)
     try:
         keys: dict[str, tuple[str, str, str]] = {}
@@ -375,7 +378,28 @@ def _eval_runs(
                 pooled.setdefault(f"eval {run['workflow']}", {}).setdefault(step, []).extend(values)
     finally:
         ws.store.close()
-    return labels
+    return {**labels, **_saved_results(saved, list(keys))}
+
+
+def _saved_results(saved: Mapping[Path, Mapping[str, Any]], ran: Sequence[str]) -> dict[str, str]:
+    """The folder name of each saved eval result (``result.saved_to``: ``evals/SUITE/STAMP``, named by
+    the time and a random suffix) with its label, ``<eval SUITE result N>``: N counts a suite's
+    results in the order their runs started (``ran``, oldest first), not by name (two saved in one
+    second would swap at random), then by when the files were written (one result saved twice)."""
+    first = {run_id: n for n, run_id in enumerate(ran)}
+    by_suite: dict[str, list[tuple[int, int, str]]] = {}
+    for folder, runs in saved.items():
+        try:
+            written = (folder / "cases.parquet").stat().st_mtime_ns
+        except OSError:
+            written = 0
+        started = min((first.get(run_id, len(first)) for run_id in runs), default=len(first))
+        by_suite.setdefault(folder.parent.name, []).append((started, written, folder.name))
+    return {
+        name: f"<eval {suite} result {n}>"
+        for suite, found in by_suite.items()
+        for n, (_, _, name) in enumerate(sorted(found), 1)
+    }
 
 
 def quantile(values: Sequence[float], q: float) -> float:
