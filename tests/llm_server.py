@@ -186,7 +186,7 @@ class _Handler(BaseHTTPRequestHandler):
             "completion_tokens": len(thought.split()) + len(text.split()),  # as servers count: reasoning too
         }
         usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
-        model = owner.model
+        model = owner.model or body.get("model")  # None: it serves whatever model is asked for
         if not body.get("stream"):
             reply = {
                 "id": "chatcmpl-1",
@@ -331,9 +331,13 @@ class _Server(ThreadingHTTPServer):
 
 
 class LLMServer:
-    """Starts on a free port of 127.0.0.1 in a background thread; stop() (or ``with``) ends it."""
+    """Starts on a free port of 127.0.0.1 in a background thread; stop() (or ``with``) ends it.
+    Its replies name ``model``; with ``model=None``, the model each request asked for (as a
+    gateway or a server hosting several models answers)."""
 
-    def __init__(self, *, api_key: str | None = None, model: str = "test-model", stream_gap: float = 0.0) -> None:
+    def __init__(
+        self, *, api_key: str | None = None, model: str | None = "test-model", stream_gap: float = 0.0
+    ) -> None:
         self.api_key, self.model, self.stream_gap = api_key, model, stream_gap
         self.lock = threading.Lock()
         self.queue: collections.deque[Any] = collections.deque()
