@@ -34,7 +34,13 @@ also ends with the cookie, as a gateway that reports its session might), "echo_c
 text ends with the Cookie header the request carried, as a careless gateway might), ("stall_stream", n)
 (a stream that sends n content events, then nothing until the server stops, as an overloaded one
 stalls mid-reply), "always_stream" (the "ok" reply as server-sent events whatever the request
-says, as an endpoint or a gateway that only streams).
+says, as an endpoint or a gateway that only streams), ("reasoning", spec) (a reasoning model's reply, as
+vLLM's reasoning parsers and DeepSeek's API send it: ``spec["text"]``, its reasoning, in the field
+``spec["field"]`` (``"reasoning_content"`` unless given; ``"reasoning"`` as newer vLLM and gateways
+name it) beside the content; streamed, a first chunk with the role and an empty content, then the
+reasoning a word a chunk, then the content once ``spec["gate"]`` (a ``threading.Event``, if given)
+is set; with ``spec["answer"]`` False the reasoning used up ``max_tokens``: no content comes, and
+the finish_reason is ``"length"``). Its completion tokens count the reasoning's words too.
 It speaks HTTP/1.1 keep-alive, so connection pooling is visible in ``connections``.
 """
 
@@ -134,6 +140,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._tool_calls(body or {}, arg)
         elif name == "always_stream":
             self._complete({**(body or {}), "stream": True})
+        elif name == "reasoning":
+            self._complete(body or {}, reasoning=arg)
         else:
             if name == "slow":  # a reply held back past the test's end: stop() ends the wait
                 owner.stopping.wait(float(arg))
@@ -163,18 +171,22 @@ class _Handler(BaseHTTPRequestHandler):
         set_cookie: str | None = None,
         echo: str = "",
         stall: bool = False,
+        reasoning: dict[str, Any] | None = None,
     ) -> None:
         owner = self.server.owner
         messages = body.get("messages") or []
         last = messages[-1].get("content", "") if messages else ""
-        text = f"reply to: {last}{echo}"
+        thought = str((reasoning or {}).get("text", ""))
+        answered = (reasoning or {}).get("answer", True)
+        text = f"reply to: {last}{echo}" if answered else ""
+        field = (reasoning or {}).get("field", "reasoning_content")
         cookie = {"Set-Cookie": set_cookie} if set_cookie else {}
         usage = {
             "prompt_tokens": sum(len(str(m.get("content", "")).split()) for m in messages),
-            "completion_tokens": len(text.split()),
+            "completion_tokens": len(thought.split()) + len(text.split()),  # as servers count: reasoning too
         }
         usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
-        model = owner.model
+        model = owner.model or body.get("model")  # None: it serves whatever model is asked for
         if not body.get("stream"):
             reply = {
                 "id": "chatcmpl-1",
@@ -183,6 +195,9 @@ class _Handler(BaseHTTPRequestHandler):
                 "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
                 "usage": usage,
             }
+            if reasoning is not None:
+                reply["choices"][0]["message"][field] = thought
+                reply["choices"][0]["finish_reason"] = "stop" if answered else "length"
             self._send(200, json.dumps(reply).encode(), cookie)
             return
         chunked = cut is None or cut[1]
@@ -196,11 +211,22 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header(key, value)
         self.end_headers()
         base = {"id": "chatcmpl-1", "object": "chat.completion.chunk", "model": model}
-        events: list[Any] = [
+        events: list[Any] = []
+        gate_after = -1  # the index of the last reasoning event, after which the gate holds the content
+        if reasoning is not None:
+            # vLLM's first chunk: the role, and an empty content, which is no token yet
+            events.append({**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}}]})
+            events += [
+                {**base, "choices": [{"index": 0, "delta": {field: word + " "}, "finish_reason": None}]}
+                for word in thought.split()
+            ]
+            gate_after = len(events) - 1
+        events += [
             {**base, "choices": [{"index": 0, "delta": {"content": word + " "}, "finish_reason": None}]}
             for word in text.split()
         ]
-        events.append({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+        finish_reason = "stop" if answered else "length"
+        events.append({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": finish_reason}]})
         if (body.get("stream_options") or {}).get("include_usage"):
             events.append({**base, "choices": [], "usage": usage})
         events.append("[DONE]")
@@ -222,6 +248,8 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.flush()
             owner.sent_at.append(time.monotonic())
             time.sleep(owner.stream_gap)
+            if number == gate_after and (reasoning or {}).get("gate") is not None:
+                reasoning["gate"].wait(30)  # bounded: a client that never opens it still gets its reply
         if cut is not None:
             if stall:
                 owner.stopping.wait(60)
@@ -303,9 +331,13 @@ class _Server(ThreadingHTTPServer):
 
 
 class LLMServer:
-    """Starts on a free port of 127.0.0.1 in a background thread; stop() (or ``with``) ends it."""
+    """Starts on a free port of 127.0.0.1 in a background thread; stop() (or ``with``) ends it.
+    Its replies name ``model``; with ``model=None``, the model each request asked for (as a
+    gateway or a server hosting several models answers)."""
 
-    def __init__(self, *, api_key: str | None = None, model: str = "test-model", stream_gap: float = 0.0) -> None:
+    def __init__(
+        self, *, api_key: str | None = None, model: str | None = "test-model", stream_gap: float = 0.0
+    ) -> None:
         self.api_key, self.model, self.stream_gap = api_key, model, stream_gap
         self.lock = threading.Lock()
         self.queue: collections.deque[Any] = collections.deque()

@@ -332,6 +332,51 @@ def test_recording_a_stream_passes_each_chunk_on_as_it_arrives(tmp_path: Path) -
     assert live == asyncio.run(stream(url, Cassette(path, mode="replay")))
 
 
+def test_a_recorded_reasoning_stream_replays_its_first_token_and_reasoning(tmp_path: Path) -> None:
+    """A reasoning model's streams recorded from the server (one that answers, one whose reasoning
+    used up ``max_tokens``, so no text came) replay, with the server gone, inside a run as they
+    came: the same text, reasoning, tokens and cost, and a first token for both, in the stream and
+    the step log: the first reasoning. The stream that never reached its text had none (NaN), and
+    the reasoning of both was dropped."""
+    path = tmp_path / "c.jsonl"
+    prices = {"test-model": (0.001, 0.002)}
+    flow = wf.Workflow("reasoner")
+
+    @flow.step()
+    async def think(state: dict[str, Any], ctx: wf.StepContext) -> dict[str, Any]:
+        async with ctx.llm.stream(state["q"], max_tokens=8) as stream:
+            text = "".join([t async for t in stream])
+        reply = stream.reply
+        assert reply is not None
+        assert text == reply.text
+        return {"reply": [reply.text, reply.reasoning, reply.tokens_out, reply.cost_usd, reply.finish_reason]}
+
+    def run_all(url: str, cassette: Cassette, workspace: Path) -> list[Any]:
+        client = ChatClient(url, model="test-model", api_key=KEY, transport=cassette, prices=prices)
+        with test_mode():
+            return [flow.run({"q": q}, workspace=workspace, llm=client).state["reply"] for q in ("easy", "hard")]
+
+    with LLMServer(api_key=KEY) as srv:
+        url = srv.url
+        srv.script(("reasoning", {"text": "it is easy"}), ("reasoning", {"text": "this is hard", "answer": False}))
+        live = run_all(url, Cassette(path, mode="record"), tmp_path / "live")
+    replayed = run_all(url, Cassette(path), tmp_path / "replayed")
+
+    assert (
+        [
+            ["reply to: easy ", "it is easy ", 6, pytest.approx(6 * 0.002 / 1000 + 0.001 / 1000), "stop"],
+            ["", "this is hard ", 3, pytest.approx(3 * 0.002 / 1000 + 0.001 / 1000), "length"],
+        ]
+        == live
+        == replayed
+    )
+    for workspace in ("live", "replayed"):
+        rows = wf.steps(tmp_path / workspace).sort_values("started_at")
+        assert rows["ttft_s"].notna().all(), rows["ttft_s"]
+        assert (rows["ttft_s"] <= rows["model_latency_s"]).all()
+        assert [6, 3] == list(rows["tokens_out"])
+
+
 def test_bad_mode_and_damaged_files_are_clear_errors(tmp_path: Path) -> None:
     """An unknown mode is refused; a line that is not an interaction is reported by number."""
     with pytest.raises(ValueError, match="one of 'replay', 'record', 'auto'"):

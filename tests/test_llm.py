@@ -8,6 +8,7 @@ import gc
 import itertools
 import json
 import ssl
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -1291,6 +1292,77 @@ def test_the_step_log_has_each_attempts_time_to_first_token(server: LLMServer, t
     page = write_report(tmp_path, tmp_path / "report").read_text()
     cost_table = page[page.index("<h3>Cost</h3>") :]
     assert "first token (median)" in cost_table
+
+
+@pytest.mark.parametrize("field", ["reasoning_content", "reasoning"])
+def test_a_reasoning_models_first_token_is_its_first_reasoning(server: LLMServer, tmp_path: Path, field: str) -> None:
+    """A reasoning model streamed by vLLM's reasoning parser or DeepSeek's API (``delta.reasoning_content``;
+    newer vLLM and gateways: ``delta.reasoning``) begins to answer with its reasoning: that is its
+    first token, what a user comparing models waits for. The server here holds its text back
+    until the stream's ``ttft_s`` is set, so the time cannot be that of the text. The text the
+    stream yields and ``reply.text`` hold no reasoning; ``reply.reasoning`` holds it; tokens and
+    cost are the server's count, reasoning included; the step log's ``ttft_s`` is the stream's.
+    The first token was the text's, and the reasoning was dropped."""
+    gate = threading.Event()
+    thinking = "first compare the tenths then answer"
+    server.script(("reasoning", {"text": thinking, "field": field, "gate": gate}))
+    flow = wf.Workflow("reasoner")
+    seen: dict[str, Any] = {}
+
+    async def opens_on_first_token(stream: wf.llm.ChatStream) -> str:
+        """Open the server's gate once the stream has its first token (or after 10 s: failed)."""
+        for _ in range(1000):
+            if stream.ttft_s is not None:
+                gate.set()
+                return "first token before the text"
+            await asyncio.sleep(0.01)
+        gate.set()
+        return "no first token before the text"
+
+    @flow.step()
+    async def think(state: dict[str, Any], ctx: wf.StepContext) -> dict[str, Any]:
+        async with ctx.llm.stream("9.11 or 9.8?") as stream:
+            watcher = asyncio.create_task(opens_on_first_token(stream))
+            pieces = [t async for t in stream]
+            seen["watcher"] = await watcher
+        seen["pieces"], seen["stream"] = pieces, stream
+        return {"answer": "".join(pieces)}
+
+    with test_mode():
+        run = flow.run({}, workspace=tmp_path, llm=client_for(server))
+    assert "first token before the text" == seen["watcher"]
+    reply = seen["stream"].reply
+    assert reply is not None
+    assert ["reply ", "to: ", "9.11 ", "or ", "9.8? "] == seen["pieces"]
+    assert "reply to: 9.11 or 9.8? " == reply.text == run.state["answer"]
+    assert "first compare the tenths then answer " == reply.reasoning
+    assert (3, 6 + 5) == (reply.tokens_in, reply.tokens_out)  # the server's count: reasoning's 6 words too
+    assert reply.cost_usd == pytest.approx((3 * 0.001 + 11 * 0.002) / 1000)
+    assert 0 < reply.ttft_s == seen["stream"].ttft_s < reply.latency_s
+
+    row = wf.steps(tmp_path).iloc[0]
+    assert reply.ttft_s == row["ttft_s"]
+    assert (3, 11, reply.cost_usd) == (row["tokens_in"], row["tokens_out"], row["cost_usd"])
+
+
+@pytest.mark.parametrize("field", ["reasoning_content", "reasoning"])
+def test_a_whole_reply_keeps_its_reasoning_apart_from_its_text(server: LLMServer, field: str) -> None:
+    """``client.complete`` of a reasoning model: ``message.reasoning_content`` (or ``reasoning``) is
+    ``reply.reasoning``, never part of ``reply.text``; tokens and cost are unchanged by it, and a
+    reply with none has ``reasoning`` None. The reasoning was dropped."""
+    server.script(("reasoning", {"text": "two words", "field": field}), "ok")
+    client = client_for(server)
+
+    async def main() -> tuple[Reply, Reply]:
+        async with client:
+            return await client.complete("hello there"), await client.complete("hello there")
+
+    thought, plain = asyncio.run(main())
+    assert ("reply to: hello there", "two words") == (thought.text, thought.reasoning)
+    assert (2, 4 + 2) == (thought.tokens_in, thought.tokens_out)
+    assert thought.cost_usd == pytest.approx((2 * 0.001 + 6 * 0.002) / 1000)
+    assert ("reply to: hello there", None) == (plain.text, plain.reasoning)
+    assert thought.ttft_s is None  # a reply that came whole has no first token of its own
 
 
 def test_a_retry_after_beyond_max_elapsed_fails_at_once_saying_why(server: LLMServer, tmp_path: Path) -> None:

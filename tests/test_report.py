@@ -9,8 +9,10 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pytest
 from browsers import CHROMIUM, launch
+from llm_server import LLMServer
 from test_analysis import empty_map_runs, map_runs
 
 import wfkit as wf
@@ -221,6 +223,103 @@ def test_report_renders_in_chromium(workspace: Path, tmp_path: Path, capsys: Any
         finally:
             browser.close()
     assert PNG_MAGIC == (tmp_path / "report.png").read_bytes()[:8]
+
+
+PRICED = {"small-model": (0.0005, 0.0015), "other-small": (0.0002, 0.0006), "big-model": (0.005, 0.015)}
+
+
+def two_model_runs(server: LLMServer) -> None:
+    """Six runs of a flow comparing models: ``classify`` on the model its input names (a variant:
+    small-model or other-small), ``lookup`` calling none, ``answer`` on big-model (its first call
+    refused with a 500 and retried), ``polish`` on local-model, which no price table knows."""
+    flow = wf.Workflow("triage")
+
+    @flow.step()
+    async def classify(state: dict[str, Any], ctx: wf.StepContext) -> dict[str, Any]:
+        return {"label": (await ctx.llm.complete(f"classify {state['q']}", model=state["model"])).text}
+
+    @flow.step()
+    def lookup(state: dict[str, Any]) -> dict[str, Any]:
+        return {"hits": 3}
+
+    @flow.step(retry=RETRY)
+    async def answer(state: dict[str, Any], ctx: wf.StepContext) -> dict[str, Any]:
+        return {"answer": (await ctx.llm.complete(f"answer {state['q']} now", model="big-model")).text}
+
+    @flow.step()
+    async def polish(state: dict[str, Any], ctx: wf.StepContext) -> dict[str, Any]:
+        return {"final": (await ctx.llm.complete(state["answer"], model="local-model")).text}
+
+    flow.chain("classify", "lookup", "answer", "polish")
+    client = wf.llm.ChatClient(server.url, model="small-model", prices=PRICED)
+    server.script("ok", "500")  # the first run's answer: refused once
+    for i in range(6):
+        flow.run({"q": f"question {i}", "model": "small-model" if i % 2 else "other-small"}, llm=client)
+
+
+def test_report_shows_cost_per_model(workspace: Path, tmp_path: Path, capsys: Any) -> None:
+    """A flow that compares models (a step whose input switches its model, steps on different
+    models): the report's cost section has a table per model, with the steps that called it, its
+    calls (a failed one too), tokens in and out and cost, the figures of the step log's parquet
+    files read back with pandas; a model no price table knows costs "-" (unknown), not $0; a
+    step that called no model is in no row. Opened in headless Chromium, the table reads so and
+    fits the page. The report summed cost per step only."""
+    if not CHROMIUM.exists():
+        pytest.skip("needs /usr/bin/chromium (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with LLMServer(model=None) as server:
+        two_model_runs(server)
+    out = tmp_path / "report"
+    assert 0 == main(["report", "--out", str(out)])
+    capsys.readouterr()
+
+    rows = pd.read_parquet(steps_dir(workspace))
+    called = rows[rows["model"].notna()].astype({"model": str})
+    assert "lookup" not in set(called["step"])
+    expected = {}
+    for model, mine in called.groupby("model"):
+        cost = mine["cost_usd"].sum(min_count=1)
+        expected[model] = [
+            model,
+            ", ".join(dict.fromkeys(mine.sort_values("started_at")["step"].astype(str))),
+            f"{len(mine):,}",  # one call per attempt here
+            f"{int(mine['tokens_in'].sum()):,}",
+            f"{int(mine['tokens_out'].sum()):,}",
+            "-" if pd.isna(cost) else cost,
+        ]
+    assert "-" == expected["local-model"][-1]
+    assert ["big-model", "answer", "7"] == expected["big-model"][:3]  # 6 answers, 1 refused
+
+    with sync_playwright() as p:
+        browser = launch(p)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page.goto((out / "index.html").as_uri())
+            table = page.locator("h3:text-is('Cost per model') + p + .table-wrap table")
+            head = table.locator("thead th").all_inner_texts()
+            assert ["model", "steps", "model calls", "tokens in", "tokens out", "cost"] == head[:6]
+            shown = [r.locator("td").all_inner_texts()[:6] for r in table.locator("tbody tr").all()]
+            per_step = page.locator("h3:text-is('Cost') + .table-wrap table tbody tr").all()
+            steps_shown = [r.locator("td").all_inner_texts()[:5] for r in per_step]
+            table.scroll_into_view_if_needed()
+            page.screenshot(path=str(tmp_path / "cost.png"), full_page=True)
+            assert 1280 >= page.evaluate("document.documentElement.scrollWidth")
+        finally:
+            browser.close()
+    by_model = {row[0]: row for row in shown}
+    assert set(expected) == set(by_model)
+    for model, want in expected.items():
+        got = by_model[model]
+        assert want[:5] == got[:5], model
+        if want[5] == "-":
+            assert "-" == got[5]
+        else:  # two significant digits at least, never "$0.0000" for a cost that is not 0
+            assert float(got[5].lstrip("$").replace(",", "")) == pytest.approx(want[5], rel=0.05), (model, got)
+    assert PNG_MAGIC == (tmp_path / "cost.png").read_bytes()[:8]
+    # Per step, in the order a run meets them: lookup called nothing ($0); polish's cost is unknown.
+    assert ["classify", "lookup", "answer", "polish"] == [row[0] for row in steps_shown]
+    assert (["lookup", "0", "0", "0", "$0.0000"], ["polish", "6", "36", "48", "-"]) == (steps_shown[1], steps_shown[3])
 
 
 def test_report_since_the_future_says_there_are_no_attempts(workspace: Path, tmp_path: Path, capsys: Any) -> None:

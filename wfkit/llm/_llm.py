@@ -123,8 +123,11 @@ class Reply:
     """One chat completion. Token counts are the server's (None if it sent none); cost is
     None for a model no price table knows. ``tool_calls`` are the calls the model asked for
     (``finish_reason`` is then ``"tool_calls"``, and ``text`` often empty). ``ttft_s``, a streamed
-    reply's time to first token: seconds from the request to its first text or tool call (None
-    for a reply that came whole, or a stream that sent neither)."""
+    reply's time to first token: seconds from the request to its first reasoning, text or tool
+    call (None for a reply that came whole, or a stream that sent none of them). ``reasoning``, a
+    reasoning model's thinking, as vLLM's reasoning parsers, DeepSeek's API and gateways send it
+    beside the answer (``reasoning_content``, or ``reasoning``), never part of ``text``; None
+    when the server sent none. Its tokens are among ``tokens_out``, as the server counts them."""
 
     text: str
     model: str
@@ -136,6 +139,24 @@ class Reply:
     tool_calls: tuple[ToolCall, ...] = ()
     raw: Any = field(default=None, repr=False)  # the decoded body (a list of chunks for a stream)
     ttft_s: float | None = None
+    reasoning: str | None = None
+
+
+# Where OpenAI-compatible servers put a reasoning model's thinking, in a message or a streamed
+# delta: DeepSeek's API and vLLM before 0.11 say reasoning_content, vLLM since (which still sends
+# the old name too, the same text) and gateways such as OpenRouter say reasoning. The first that
+# holds text is taken, so a server sending both is not read twice.
+_REASONING_FIELDS = ("reasoning_content", "reasoning")
+
+
+def _reasoning_of(message: Mapping[str, Any]) -> str | None:
+    """The reasoning text of a message or a delta, None when it has none (a field of another
+    shape, such as a gateway's structured details, is not text a reply can carry)."""
+    for name in _REASONING_FIELDS:
+        text = message.get(name)
+        if isinstance(text, str) and text:
+            return text
+    return None
 
 
 def _tool_calls_of(calls: Any, where: str) -> tuple[ToolCall, ...]:
@@ -687,6 +708,7 @@ class ChatClient:
             choice = payload["choices"][0]
             content = choice["message"].get("content")
             tool_calls = choice["message"].get("tool_calls")
+            reasoning = _reasoning_of(choice["message"])
         except (KeyError, IndexError, TypeError, AttributeError):
             error = payload.get("error") if isinstance(payload, dict) else None
             if error:  # a gateway's error object in a 2xx: its message is what the user needs
@@ -701,7 +723,7 @@ class ChatClient:
             ) from None
         calls = _tool_calls_of(tool_calls, where)
         served = payload.get("model") or model
-        return self._make_reply(payload, content or "", served, model, latency, choice, payload, calls)
+        return self._make_reply(payload, content or "", served, model, latency, choice, payload, calls, reasoning)
 
     def _cut_short(self, response: httpx.Response) -> LLMConnectionError:
         """A 2xx whose JSON stops early: what arrived (its size and end, not the whole body), and
@@ -724,6 +746,7 @@ class ChatClient:
         choice: Any,
         raw: Any,
         tool_calls: tuple[ToolCall, ...] = (),
+        reasoning: str | None = None,
     ) -> Reply:
         """The reply of ``model``, the name the server gave, priced by it or else by ``asked``, the
         name the request gave: a server may answer an alias under what it serves (vLLM), a
@@ -742,6 +765,7 @@ class ChatClient:
             finish_reason=choice.get("finish_reason") if isinstance(choice, dict) else None,
             tool_calls=tool_calls,
             raw=raw,
+            reasoning=reasoning,
         )
 
     async def _read(self, response: httpx.Response, model: str) -> None:
@@ -856,9 +880,12 @@ def default_client(*, seed: int | None = None) -> ChatClient:
 class ChatStream:
     """A streamed completion; use as ``async with client.stream(...) as s: async for text in s``.
 
-    ``ttft_s`` is its time to first token once the first text (or tool call) has come: seconds
-    from sending the request, so connecting and the server's queue count, as a user waits them;
-    None until then. ``reply`` is the whole reply once the stream has ended."""
+    ``ttft_s`` is its time to first token once the first reasoning, text or tool call has come:
+    seconds from sending the request, so connecting and the server's queue count, as a user waits
+    them; None until then. A reasoning model's first token is its first piece of reasoning (when
+    it began to answer at all, what a user comparing models waits), though the stream yields its
+    text alone: the reasoning is ``reply.reasoning``. ``reply`` is the whole reply once the stream
+    has ended."""
 
     def __init__(self, client: ChatClient, body: dict[str, Any], timeout: httpx.Timeout, ctx: StepContext | None):
         self._client, self._body, self._timeout, self._ctx = client, body, timeout, ctx
@@ -906,6 +933,7 @@ class ChatStream:
         client, model = self._client, self._body["model"]
         where = _where(self._response.request.url)
         parts: list[str] = []
+        thoughts: list[str] = []  # a reasoning model's, kept out of the text
         chunks: list[Any] = []
         usage_from: Any = None
         finish: dict[str, Any] = {}
@@ -924,8 +952,10 @@ class ChatStream:
                         # OpenAI's error object; under `event: error`, the whole object is the error
                         error = chunk.get("error") or (chunk if event.event == "error" else None)
                         choices = chunk.get("choices") or [{}]
-                        delta = choices[0].get("delta", {}).get("content")
-                        for piece in choices[0].get("delta", {}).get("tool_calls") or ():
+                        delta_of = choices[0].get("delta") or {}
+                        delta = delta_of.get("content")
+                        thought = _reasoning_of(delta_of)
+                        for piece in delta_of.get("tool_calls") or ():
                             _add_piece(calls, piece)
                     except (ValueError, TypeError, AttributeError, LookupError):
                         excerpt = client._redact(event.data[:120])
@@ -934,8 +964,10 @@ class ChatStream:
                         ) from None
                     if error:
                         raise self._reported(where, error)
-                    if self.ttft_s is None and (delta or calls):
+                    if self.ttft_s is None and (delta or thought or calls):
                         self.ttft_s = time.perf_counter() - self._started
+                    if thought:
+                        thoughts.append(thought)
                     chunks.append(chunk)
                     if chunk.get("usage"):
                         usage_from = chunk
@@ -967,7 +999,8 @@ class ChatStream:
         latency = time.perf_counter() - self._started
         tool_calls = _tool_calls_of([calls[i] for i in sorted(calls)] if calls else None, where)
         text, served = "".join(parts), _model_of(chunks, model)
-        reply = client._make_reply(usage_from, text, served, model, latency, finish, chunks, tool_calls)
+        reasoning = "".join(thoughts) or None
+        reply = client._make_reply(usage_from, text, served, model, latency, finish, chunks, tool_calls, reasoning)
         self.reply = replace(reply, ttft_s=self.ttft_s)
 
     def _reported(self, where: str, error: Any) -> LLMResponseError:

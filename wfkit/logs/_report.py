@@ -69,7 +69,13 @@ def _rate(value: object) -> str:
 
 
 def _money(value: object) -> str:
-    return f"${float(value):,.4f}" if value is not None and value == value else "-"  # type: ignore[arg-type]
+    """Dollars to four places, and to two significant digits at least: a cheap model's cost
+    ($0.000013, $0.00066) must not read "$0.0000" (as if free) nor "$0.0007"."""
+    if value is None or value != value:
+        return "-"
+    amount = float(value)  # type: ignore[arg-type]
+    places = 4 if amount == 0 else max(4, 1 - math.floor(math.log10(abs(amount))))
+    return f"${amount:,.{places}f}"
 
 
 def _duration(value: object) -> str:
@@ -272,7 +278,8 @@ def _workflow_section(
         )
 
     usage = ["tokens_in", "tokens_out", "cost_usd", "model", "extra", "model_latency_s", "ttft_s"]
-    cost = mine.frame(["workflow", "step", "attempt", "status", *usage], sort=False)
+    # started_at: each table lists steps in the order a run meets them, as the latency table does.
+    cost = mine.frame(["workflow", "step", "attempt", "status", "started_at", "map_index", *usage], sort=False)
     if len(cost) and (cost["tokens_in"].fillna(0).sum() or cost["cost_usd"].fillna(0).sum()):
         from wfkit.logs._register import register_accessor
 
@@ -285,6 +292,9 @@ def _workflow_section(
         by_step = cost.groupby(["workflow", "step"], observed=True, sort=False)
         table["model_latency_s"] = by_step["model_latency_s"].sum(min_count=1)
         table["ttft_s"] = by_step["ttft_s"].median()
+        # A step whose calls no price table knows costs "-" (unknown), not $0 as if free; one that
+        # called no model costs $0.
+        table["cost_usd"] = by_step["cost_usd"].sum(min_count=1).where(table["calls"] > 0, 0.0)
         parts.append("<h3>Cost</h3>")
         parts.append(
             _table(
@@ -300,8 +310,65 @@ def _workflow_section(
                 index={"step": "step"},
             )
         )
+        parts.append(_cost_per_model(cost))
     parts.append("</section>")
     return "".join(parts)
+
+
+# The model of attempts that recorded tokens or a cost but named no model (``ctx.record`` without
+# ``model=``): a row of their own, so the models' rows add up to the steps'.
+_NO_MODEL = "(no model named)"
+
+
+def _cost_per_model(cost: pd.DataFrame) -> str:
+    """The cost section's table per model, for a team comparing models in one flow (a step whose
+    input or variant switches its model, or steps on different models): the steps that called
+    each, its calls, tokens, cost, model time and median first token, the costliest first.
+    Attempts that called no model (a step of plain code) are in no row. The model is the one the
+    server named, as the step log's ``model`` column holds it: of an attempt that called several,
+    the last."""
+    from wfkit.logs._tables import map_own_rows
+
+    rows = cost[(cost["attempt"] > 0).to_numpy() & ~map_own_rows(cost)]  # attempts, as cost() counts them
+    named = rows["model"].notna()
+    spent = rows[["tokens_in", "tokens_out", "cost_usd"]].notna().any(axis=1)
+    rows = rows[named | spent]
+    rows = rows.assign(model=rows["model"].astype(object).where(rows["model"].notna(), _NO_MODEL))
+    table = rows.wf.cost(by="model")
+    by_model = rows.groupby("model", sort=False)
+    # NaN, not $0, for a model no price table knows: its cost is unknown, and 0 would read as free.
+    table["cost_usd"] = by_model["cost_usd"].sum(min_count=1)
+    table["model_latency_s"] = by_model["model_latency_s"].sum(min_count=1)
+    table["ttft_s"] = by_model["ttft_s"].median()
+    in_order = rows.sort_values("started_at", kind="stable").groupby("model", sort=False)["step"]
+    table["steps"] = in_order.agg(lambda steps: ", ".join(dict.fromkeys(map(str, steps))))
+    table = table.sort_values("cost_usd", ascending=False, na_position="last", kind="stable")
+    unpriced = table["cost_usd"].isna().any()
+    return (
+        "<h3>Cost per model</h3>"
+        '<p class="note">Each model as the server named it, with the steps that called it (an attempt that '
+        "called several models counts under the last); steps that called no model are left out"
+        + (
+            '; a cost of "-" is unknown: no price is known for the model (give one: ChatClient(..., prices=...))'
+            if unpriced
+            else ""
+        )
+        + ".</p>"
+        + _table(
+            table,
+            {
+                "steps": ("steps", str),
+                "calls": ("model calls", _count),
+                "tokens_in": ("tokens in", _count),
+                "tokens_out": ("tokens out", _count),
+                "cost_usd": ("cost", _money),
+                "model_latency_s": ("model time", _duration),
+                "ttft_s": ("first token (median)", _duration),
+            },
+            index={"model": "model"},
+            classes={"steps": "text"},
+        )
+    )
 
 
 def write_report(

@@ -78,9 +78,9 @@ class StepEvent(NamedTuple):
     model_latency_s: float | None = None
     # Time to first token: of this attempt's streamed calls (``ctx.llm.stream``, or what a step
     # gave ``ctx.record(ttft_s=...)``), the first to stream anything: the seconds from its request
-    # to its first text or tool call, what a user comparing endpoints and models waits to see;
-    # None when the attempt streamed nothing (no stream, or each failed before its first token).
-    # Part of model_latency_s.
+    # to its first reasoning, text or tool call (when the model began to answer at all), what a
+    # user comparing endpoints and models waits to see; None when the attempt streamed nothing
+    # (no stream, or each failed before its first token). Part of model_latency_s.
     ttft_s: float | None = None
 
     @property
