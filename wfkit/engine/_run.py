@@ -8,7 +8,6 @@ import concurrent.futures
 import contextlib
 import os
 import threading
-import warnings
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterable, Mapping
 from dataclasses import dataclass
@@ -16,9 +15,9 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeAlias, TypedDict
 
 from wfkit.engine._engine import Execution
 from wfkit.engine._loops import background_loop, running_loop, woken_by_signals
-from wfkit.model._approvals import ApprovalPolicy, Ticket, already_decided
+from wfkit.model._approvals import ApprovalPolicy, Ticket, warn_already_decided
 from wfkit.model._context import ChatModel, ToolProvider
-from wfkit.model._errors import AlreadyDecidedWarning, TicketError
+from wfkit.model._errors import TicketError
 from wfkit.model._events import Sink, StepEvent, TokenChunk
 from wfkit.model._seconds import Seconds, as_seconds
 from wfkit.model._status import RunStatus
@@ -592,8 +591,7 @@ class Run:
         """Say that this decision, asked again of the decided ``ticket``, records nothing (and
         whether the run, which waited at that gate, continues from the decision it had)."""
         then = f"; run {self.run_id} continues from that decision" if continued else ""
-        # stacklevel: the warning names the user's approve()/reject() line.
-        warnings.warn(AlreadyDecidedWarning(f"{already_decided(ticket)}: nothing changed{then}"), stacklevel=4)
+        warn_already_decided(ticket, 4, then)  # (4: the user's approve()/reject() line)
 
     async def _decided(
         self,

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import time
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, NamedTuple, Protocol, TypeAlias
 
-from wfkit.model._errors import DecisionsFileError
+from wfkit.model._errors import AlreadyDecidedWarning, DecisionsFileError
 from wfkit.model._routes import Condition, compared_fields
 from wfkit.model._suggest import did_you_mean
 
@@ -126,6 +127,13 @@ def already_decided(ticket: Ticket) -> str:
     when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(ticket.decided_at or 0))
     why = f" ({ticket.comment})" if ticket.comment else ""
     return f"ticket {ticket.ticket_id} was already {ticket.status} by {ticket.decided_by} at {when}{why}"
+
+
+def warn_already_decided(ticket: Ticket, stacklevel: int, then: str = "") -> None:
+    """A decision asked again, the same way, of the decided ``ticket`` records nothing: warn so
+    (:func:`already_decided`, then ``then``). ``stacklevel``: the user's call, counted from the
+    caller (1: the caller's own line)."""
+    warnings.warn(AlreadyDecidedWarning(f"{already_decided(ticket)}: nothing changed{then}"), stacklevel=stacklevel + 1)
 
 
 TicketDecider: TypeAlias = Callable[[Ticket, Decision, str, str], Ticket]

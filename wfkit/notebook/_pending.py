@@ -20,7 +20,7 @@ from wfkit.model._errors import TicketError, WorkflowDefinitionError
 from wfkit.model._graph import Graph
 from wfkit.model._status import RunStatus
 from wfkit.notebook._display import ticket_text
-from wfkit.store._workspace import Workspace, warn_already_decided, workspace_option
+from wfkit.store._workspace import Workspace, decide_saying, workspace_option
 
 
 class Pending:
@@ -57,18 +57,12 @@ class Pending:
     def approve(self, ticket: str | int | Ticket | None = None, *, by: str, comment: str = "") -> Ticket:
         """Approve one of these tickets (its id, its index, or the only one) and resume its run
         when this process defines the workflow."""
-        decided, changed = self.workspace.decide(self._find(ticket), "approve", by=by, comment=comment)
-        if not changed:
-            warn_already_decided(decided, 2)
-        return decided
+        return decide_saying(self.workspace, self._find(ticket), "approve", by=by, comment=comment, stacklevel=2)
 
     def reject(self, ticket: str | int | Ticket | None = None, *, by: str, comment: str = "") -> Ticket:
         """Reject one of these tickets (its id, its index, or the only one) and resume its run
         when this process defines the workflow."""
-        decided, changed = self.workspace.decide(self._find(ticket), "reject", by=by, comment=comment)
-        if not changed:
-            warn_already_decided(decided, 2)
-        return decided
+        return decide_saying(self.workspace, self._find(ticket), "reject", by=by, comment=comment, stacklevel=2)
 
     def __repr__(self) -> str:
         if not self.tickets:

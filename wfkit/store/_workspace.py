@@ -10,14 +10,13 @@ import shlex
 import socket
 import threading
 import time
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal, TypeAlias
 
-from wfkit.model._approvals import Ticket, already_decided
+from wfkit.model._approvals import Ticket, warn_already_decided
 from wfkit.model._environ import setting
-from wfkit.model._errors import AlreadyDecidedWarning, TicketError
+from wfkit.model._errors import TicketError
 from wfkit.model._events import StepEvent
 from wfkit.model._processors import DEFAULT_PROCESSORS
 from wfkit.store._journal import encode_updates, load_json
@@ -157,17 +156,27 @@ def decision_event(ticket: Ticket, workflow_version: str, parameters_hash: str |
 
 def decide_ticket(ticket: Ticket, decision: Literal["approve", "reject"], by: str, comment: str) -> Ticket:
     """``ticket.approve()`` / ``reject()``: decide it in the workspace it was read from."""
-    decided, changed = Workspace(ticket.workspace).decide(ticket, decision, by=by, comment=comment)
+    # (4: the user's ticket.approve(), through Ticket._decide)
+    return decide_saying(Workspace(ticket.workspace), ticket, decision, by=by, comment=comment, stacklevel=4)
+
+
+def decide_saying(
+    workspace: Workspace,
+    ticket_id: str | Ticket,
+    decision: Literal["approve", "reject"],
+    *,
+    by: str,
+    comment: str,
+    resume: bool = True,
+    stacklevel: int,
+) -> Ticket:
+    """:meth:`Workspace.decide` for a user's approve/reject: the ticket as decided, and the same
+    decision asked again warns who made it, as ``run.approve`` does (``stacklevel``: the user's
+    call, counted from the caller)."""
+    ticket, changed = workspace.decide(ticket_id, decision, by=by, comment=comment, resume=resume)
     if not changed:
-        warn_already_decided(decided, 4)  # (the user's ticket.approve(), through Ticket._decide)
-    return decided
-
-
-def warn_already_decided(ticket: Ticket, stacklevel: int) -> None:
-    """A decision asked again, the same way, of the decided ``ticket`` records nothing: say so,
-    naming who decided it, when and why, as ``run.approve`` does. ``stacklevel``: the user's call,
-    counted from the caller (1: the caller's own line)."""
-    warnings.warn(AlreadyDecidedWarning(f"{already_decided(ticket)}: nothing changed"), stacklevel=stacklevel + 1)
+        warn_already_decided(ticket, stacklevel + 1)
+    return ticket
 
 
 class Workspace:
@@ -270,19 +279,13 @@ class Workspace:
         """Approve a ticket and resume its run if this process defines its workflow. The same
         decision twice records nothing new (but continues a run still waiting at the gate); a
         conflicting one raises (the same one warns :class:`AlreadyDecidedWarning`)."""
-        ticket, changed = self.decide(ticket_id, "approve", by=by, comment=comment, resume=resume)
-        if not changed:
-            warn_already_decided(ticket, 2)
-        return ticket
+        return decide_saying(self, ticket_id, "approve", by=by, comment=comment, resume=resume, stacklevel=2)
 
     def reject(self, ticket_id: str | Ticket, *, by: str, comment: str = "", resume: bool = True) -> Ticket:
         """Reject a ticket and resume its run (to its ``on_reject`` step, or to fail) if this process
         defines its workflow. The same decision twice records nothing (and warns
         :class:`AlreadyDecidedWarning`); a conflicting one raises."""
-        ticket, changed = self.decide(ticket_id, "reject", by=by, comment=comment, resume=resume)
-        if not changed:
-            warn_already_decided(ticket, 2)
-        return ticket
+        return decide_saying(self, ticket_id, "reject", by=by, comment=comment, resume=resume, stacklevel=2)
 
     def export_decisions(self, path: str | os.PathLike[str], *, run_ids: list[str] | None = None) -> int:
         """Write decided tickets as JSONL for headless replay (``policy=DecisionsFile(path)``): one
