@@ -8,9 +8,10 @@ import threading
 import time
 from contextvars import ContextVar
 from pathlib import Path
+from typing import Any
 
 import pytest
-from kernels import running_kernel
+from kernels import Kernel, running_kernel
 
 from wfkit.engine import _loops
 
@@ -241,17 +242,23 @@ flow.edge("prepare", "refund")
 """
 
 
+def _interrupted_while_held(kernel: Kernel, tmp_path: Path, cell: str) -> dict[str, Any]:
+    """Define ``_HELD_FLOW`` in ``kernel``, send ``cell``, and press the stop button once its step
+    sleeps and the kernel's loop has gone quiet: the content of that cell's reply."""
+    started, release, prepared = tmp_path / "started", tmp_path / "release", tmp_path / "prepared"
+    kernel.run(_HELD_FLOW.format(release=str(release), started=str(started), prepared=str(prepared)), timeout=60)
+    sent = kernel.send(cell, started=started.exists, timeout=60)
+    time.sleep(2)  # the step sleeps and the kernel's loop has gone quiet
+    return kernel.interrupt(sent, timeout=60)  # before the fix: a timeout, the step sleeping on
+
+
 def test_the_stop_button_stops_a_run_awaited_in_a_notebook(tmp_path: Path) -> None:
     """`await flow.arun(...)` in a notebook cell (top-level await) interrupted by the kernel's stop
     button: the cell ends while the step still sleeps, the run is stored cancelled with the step
     cut off, and resuming it runs only that step. Before, the cell stayed busy until the step's
     sleep ended: the interrupt waited for the loop's next wake-up."""
-    started, release, prepared = tmp_path / "started", tmp_path / "release", tmp_path / "prepared"
     with running_kernel(tmp_path / "ws") as kernel:
-        kernel.run(_HELD_FLOW.format(release=str(release), started=str(started), prepared=str(prepared)), timeout=60)
-        sent = kernel.send("run = await flow.arun({})", started=started.exists, timeout=60)
-        time.sleep(2)  # the step sleeps and the kernel's loop has gone quiet
-        reply = kernel.interrupt(sent, timeout=60)  # before the fix: a timeout, the step sleeping on
+        reply = _interrupted_while_held(kernel, tmp_path, "run = await flow.arun({})")
         check = (
             "(stored,) = wf.Workspace().runs()\n"
             "print('run', stored['status'])\n"
@@ -266,7 +273,7 @@ def test_the_stop_button_stops_a_run_awaited_in_a_notebook(tmp_path: Path) -> No
     assert "run cancelled\n" in printed, printed
     assert "rows [('prepare', ''), ('refund', 'CancelledError')]\n" in printed, printed
     assert "resumed succeeded\n" in printed, printed
-    assert "x" == prepared.read_text()  # the completed step did not run again
+    assert "x" == (tmp_path / "prepared").read_text()  # the completed step did not run again
 
 
 def test_a_signal_wakes_the_loop_for_a_call_still_under_way_when_another_has_ended(
@@ -322,12 +329,8 @@ def test_the_stop_button_frees_a_cell_awaiting_a_started_run_and_leaves_the_run_
     """`run = flow.start(...)` then `await run` in a notebook cell, interrupted by the stop button:
     the cell ends while the step still sleeps, and the run goes on (it is cancelled only by
     `run.cancel()`). Before, the cell stayed busy until the step's sleep ended."""
-    started, release, prepared = tmp_path / "started", tmp_path / "release", tmp_path / "prepared"
     with running_kernel(tmp_path / "ws") as kernel:
-        kernel.run(_HELD_FLOW.format(release=str(release), started=str(started), prepared=str(prepared)), timeout=60)
-        sent = kernel.send("run = flow.start({})\nawait run", started=started.exists, timeout=60)
-        time.sleep(2)  # the step sleeps and the kernel's loop has gone quiet
-        reply = kernel.interrupt(sent, timeout=60)  # before the fix: a timeout, the step sleeping on
+        reply = _interrupted_while_held(kernel, tmp_path, "run = flow.start({})\nawait run")
         printed = kernel.run("print('run', run.status)", timeout=60).printed
         kernel.run("run.cancel()", timeout=60)  # (its outcome is not this test's)
     assert ("error", "CancelledError") == (reply["status"], reply["ename"])
