@@ -411,6 +411,54 @@ def test_a_step_longer_than_the_lease_keeps_its_run(tmp_path: Path, kind: str) -
     assert [("call", 1, "ok")] == [(e.step, e.attempt, e.status) for e in Workspace(ws).events("long")]
 
 
+@pytest.mark.skipif(not hasattr(signal, "SIGSTOP"), reason="stops a process (POSIX)")
+def test_a_process_stopped_past_its_lease_writes_nothing_after_the_takeover(tmp_path: Path) -> None:
+    """A process stopped (SIGSTOP: a laptop's lid, a paused VM) for longer than its run's lease,
+    while another process takes the run over and finishes it, comes back to a run that is not its
+    own any more: its step ends, but its checkpoint is refused (the lease fence), so nothing of it
+    reaches the journal after the takeover, the irreversible step runs once (the new holder's),
+    and the stopped process's run ends with a LeaseError naming the process that took it over."""
+    ws, logs = tmp_path / "ws", tmp_path / "logs"
+    logs.mkdir()
+    env = {**os.environ, "WFKIT_LEASE_TTL": "1", "WFKIT_SYNCHRONOUS": "full", "PYTHONPATH": str(HERE.parent)}
+    args = [sys.executable, str(HERE / "frozenflow.py"), str(ws), str(logs)]
+    with subprocess.Popen([*args, "first"], env=env) as first:
+        try:
+            give_up = time.time() + 30
+            while not (logs / "in_wait").exists():
+                assert first.poll() is None, "the first process ended before its step"
+                assert time.time() < give_up, "the first process never reached its step"
+                time.sleep(0.02)
+            os.kill(first.pid, signal.SIGSTOP)
+            lease = Workspace(ws).run_info("frozen-run")["lease"]["until"]
+            time.sleep(max(0.0, lease - time.time()) + 0.2)  # its lease runs out while it is stopped
+            second = subprocess.run([*args, "second"], env=env, capture_output=True, text=True, timeout=60)
+            assert 0 == second.returncode, second.stderr
+        finally:
+            os.kill(first.pid, signal.SIGCONT)
+            (logs / "go").touch()
+        assert 0 == first.wait(timeout=60)
+    took_over = json.loads((logs / "second.json").read_text())
+    stopped = json.loads((logs / "first.json").read_text())
+    assert ("succeeded", None) == (took_over["status"], took_over["error_type"])
+    assert ("failed", "LeaseError") == (stopped["status"], stopped["error_type"])
+    # (It finished the run before the stopped one came back, so the lease is released by then.)
+    assert stopped["error"].startswith(
+        "run frozen-run: another process took this run over and has let it go since: its lease had run out here"
+    )
+    assert "stops executing the run and wrote nothing of it since" in stopped["error"]
+    assert ["second"] == (logs / "outbox.txt").read_text().splitlines()
+    info = Workspace(ws).run_info("frozen-run")
+    assert ("succeeded", {"waited_in": "second", "sent_by": "second", "done_by": "second"}) == (
+        info["status"],
+        {k: info["state"][k] for k in ("waited_in", "sent_by", "done_by")},
+    )
+    # Each step settled once, all by the process that took the run over: none of the stopped
+    # process's writes after the takeover is in the journal.
+    events = Workspace(ws).events("frozen-run")
+    assert [("wait", "ok"), ("send", "ok"), ("after", "ok")] == [(e.step, e.status) for e in events if e.status == "ok"]
+
+
 def test_changed_workflow_warns_or_refuses() -> None:
     """Resuming with a changed definition warns; if a completed step is gone, it refuses."""
     flow = _steps_flow()

@@ -625,20 +625,104 @@ def test_lease_on_another_host_is_respected(store: Store, other: Store) -> None:
         other.acquire("r1")
 
 
-def test_a_checkpoint_of_a_run_taken_over_leaves_its_new_holder_s_lease_and_clock(store: Store, other: Store) -> None:
+def _lease_runs_out(monkeypatch: pytest.MonkeyPatch, db: Path) -> tuple[Store, Store]:
+    """A holder whose run "r1" another store took over once its lease ran out (the holder wrote
+    nothing and renewed nothing meanwhile, as a stopped process would), and the one that took it."""
+    monkeypatch.setenv("WFKIT_LEASE_TTL", "0.3")
+    holder, taker = Store(db), Store(db)
+    holder.create_run(_row("r1"))
+    time.sleep(max(0.0, holder.run_row("r1")["lease_expires"] - time.time()) + 0.05)
+    taker.acquire("r1")
+    return holder, taker
+
+
+def _ok_event(step: str) -> wf.StepEvent:
+    return wf.StepEvent("r1", "w", "v1", step, 1, 1, "ok", started_at=1.0, ended_at=2.0, latency_s=1.0)
+
+
+def test_a_checkpoint_of_a_run_taken_over_is_refused(monkeypatch: pytest.MonkeyPatch, db: Path) -> None:
     """A process whose run another one took over (its lease had run out: the process was stopped)
-    and that then settles a step: its checkpoint neither extends the new holder's lease (only the
-    holder's lease keeper renews it, so it runs out when that holder dies) nor overwrites the time
-    the run has used that the new holder wrote."""
-    store.create_run(_row("r1"))
-    _set_lease(store, "r1", expires=time.time() - 1)
-    other.acquire("r1")
-    taken = other.run_row("r1")
-    event = wf.StepEvent("r1", "w", "v1", "s", 1, 1, "ok", started_at=1.0, ended_at=2.0, latency_s=1.0)
-    store.checkpoint(event, "ok", "{}", None, elapsed=99.0)
-    after = other.run_row("r1")
-    assert (taken["lease_owner"], taken["lease_expires"]) == (after["lease_owner"], after["lease_expires"])
-    assert taken["elapsed"] == after["elapsed"]
+    and that then settles a step: its checkpoint is refused (the lease fence) with a LeaseError
+    naming the process that holds the run, and writes nothing: no journal row, and neither the
+    new holder's lease nor the time the run has used that it wrote changes. A journal row and a
+    durable wait of that run are refused as well."""
+    holder, taker = _lease_runs_out(monkeypatch, db)
+    try:
+        taken = taker.run_row("r1")
+        expected = rf"^run r1: process {os.getpid()} on .* took this run over: its lease had run out here .*0\.3 s"
+        with pytest.raises(wf.LeaseError, match=expected):
+            holder.checkpoint(_ok_event("s"), "ok", "{}", None, elapsed=99.0)
+        with pytest.raises(wf.LeaseError, match="took this run over"):
+            holder.journal([_ok_event("t")])
+        with pytest.raises(wf.LeaseError, match="took this run over"):
+            holder.writer.run(None, [Store.durable_wait_row(0.5, "r1", 1)])
+        after = taker.run_row("r1")
+        assert [] == taker.journal_rows("r1")
+        assert (taken["lease_owner"], taken["lease_expires"], taken["elapsed"]) == (
+            after["lease_owner"],
+            after["lease_expires"],
+            after["elapsed"],
+        )
+        # The process that holds the run writes on.
+        taker.checkpoint(_ok_event("s"), "ok", "{}", None)
+        assert ["s"] == [c[1] for c in taker.checkpoints("r1")]
+    finally:
+        holder.close()
+        taker.close()
+
+
+def test_an_irreversible_step_of_a_run_taken_over_gets_no_intent(monkeypatch: pytest.MonkeyPatch, db: Path) -> None:
+    """The intent an irreversible step writes before its body runs is behind the fence too: a
+    stopped process that comes back to a run taken over cannot write it, so it never runs the
+    body a second time beside the new holder."""
+    holder, taker = _lease_runs_out(monkeypatch, db)
+    try:
+        intent = holder.fenced("r1", holder.intent_op("r1", "send", 1, "r1:send:1"))
+        with pytest.raises(wf.LeaseError, match="took this run over"):
+            holder.writer.run(intent)
+        assert [] == taker.intents("r1")
+    finally:
+        holder.close()
+        taker.close()
+
+
+def test_a_lease_that_ran_out_but_was_not_taken_over_writes_on(monkeypatch: pytest.MonkeyPatch, db: Path) -> None:
+    """A lease past its time that no other process took is still its holder's: the fence reads it
+    and lets the write through (the lease keeper renews it next)."""
+    monkeypatch.setenv("WFKIT_LEASE_TTL", "0.3")
+    holder = Store(db)
+    try:
+        holder.create_run(_row("r1"))
+        assert not holder.leases.due()  # a lease just written: no write looks at the file
+        time.sleep(max(0.0, holder.run_row("r1")["lease_expires"] - time.time()) + 0.05)
+        assert holder.leases.due()
+        holder.checkpoint(_ok_event("s"), "ok", "{}", None)
+        holder.writer.run(holder.fenced("r1", holder.intent_op("r1", "send", 1, "r1:send:1")))
+        assert ["s"] == [c[1] for c in holder.checkpoints("r1")]
+        assert ["pending"] == [i["status"] for i in holder.intents("r1")]
+    finally:
+        holder.close()
+
+
+def test_a_renewed_lease_needs_no_look_at_the_file(monkeypatch: pytest.MonkeyPatch, db: Path) -> None:
+    """While the keeper renews a live run's lease, its writes are never fenced (``due`` stays
+    false past the lease's first expiry). Once the run stops here and lets its lease go (a run
+    halting at a gate), a write of it (a decision made from this notebook) is not fenced either."""
+    monkeypatch.setenv("WFKIT_LEASE_TTL", "0.6")
+    holder = Store(db)
+    try:
+        holder.create_run(_row("r1"))
+        first = holder.run_row("r1")["lease_expires"]
+        holder.leases.keep("r1")
+        while time.time() < first + 0.3:
+            assert not holder.leases.due()
+            time.sleep(0.02)
+        holder.release("r1")
+        time.sleep(0.7)
+        holder.journal([_ok_event("decided")])
+        assert 1 == len(holder.journal_rows("r1"))
+    finally:
+        holder.close()
 
 
 def test_holder_may_acquire_its_own_lease_again(store: Store) -> None:

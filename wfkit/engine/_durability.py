@@ -265,9 +265,9 @@ class Durability:
     def intent_failed(self, step: str, visit: int) -> None:
         """An irreversible step failed for good: its intent is closed as failed (with the next sync)."""
         if self.store is not None:
-            self._writes.append(
-                self.store.writer.submit_async(self.store.intent_end_op(self.run_id, step, visit, "failed"))
-            )
+            store = self.store
+            op = store.intent_end_op(self.run_id, step, visit, "failed")
+            self._writes.append(store.writer.submit_async(store.fenced(self.run_id, op)))
 
     async def sync(self) -> None:
         """Wait until every write this run handed over is durable; then hand the checkpointed
@@ -304,7 +304,8 @@ class Durability:
         first attempt needs no record: resume finds it in flight from the checkpoints.)"""
         store = self.store
         if store is not None:
-            await store.writer.submit_async(store.attempt_op(self.run_id, step, visit, attempt, started_at=time.time()))
+            op = store.attempt_op(self.run_id, step, visit, attempt, started_at=time.time())
+            await store.writer.submit_async(store.fenced(self.run_id, op))
 
     async def retrying(self, event: StepEvent, *, durable: bool = True) -> None:
         """Journal a failed attempt that will be retried. In a durable run the row (with its
@@ -353,12 +354,15 @@ class Durability:
                     return Admission("fail", error)
                 make = self._make
                 ticket, _ = await store.writer.submit_async(
-                    store.tickets.decide_op(
-                        ticket.ticket_id,
-                        verdict.decision,
-                        verdict.by,
-                        verdict.comment,
-                        lambda t: decision_event(t, make.version, make.parameters_hash),
+                    store.fenced(
+                        self.run_id,
+                        store.tickets.decide_op(
+                            ticket.ticket_id,
+                            verdict.decision,
+                            verdict.by,
+                            verdict.comment,
+                            lambda t: decision_event(t, make.version, make.parameters_hash),
+                        ),
                     )
                 )
             self._emit(self._decision_event(ticket, act), record=not decided_before)
@@ -375,7 +379,10 @@ class Durability:
                         ),
                     )
                 await store.writer.submit_async(
-                    store.tickets.rejection_routed_op(self.run_id, spec.name, act.visit, approval.on_reject)
+                    store.fenced(
+                        self.run_id,
+                        store.tickets.rejection_routed_op(self.run_id, spec.name, act.visit, approval.on_reject),
+                    )
                 )
                 return Admission("reject", route=approval.on_reject)
         if spec.irreversible and store is not None:
@@ -394,10 +401,10 @@ class Durability:
                     self.record(self._crashed_attempt(act, cut))
                 return Admission("reconcile")
             # Durable before the body runs, so that a crash in the body leaves a pending intent:
-            # resume asks a person instead of sending twice.
-            await store.writer.submit_async(
-                store.intent_op(self.run_id, spec.name, act.visit, f"{self.run_id}:{spec.name}:{act.visit}")
-            )
+            # resume asks a person instead of sending twice. Behind the lease fence: a process
+            # that was stopped while another took the run over must not run the body a second time.
+            intent = store.intent_op(self.run_id, spec.name, act.visit, f"{self.run_id}:{spec.name}:{act.visit}")
+            await store.writer.submit_async(store.fenced(self.run_id, intent))
         return ADMITTED
 
     def _crashed_attempt(self, act: Activation, cut: IntentCut) -> StepEvent:
@@ -439,7 +446,8 @@ class Durability:
             decided_at=None,
         )
         event = self._make.gate(act, Status.WAITING_APPROVAL, now, extra={"ticket": ticket.ticket_id, "reason": reason})
-        ticket = await self.store.writer.submit_async(self.store.tickets.create_op(ticket, event))
+        store = self.store
+        ticket = await store.writer.submit_async(store.fenced(self.run_id, store.tickets.create_op(ticket, event)))
         self._emit(event)
         return ticket
 
@@ -551,7 +559,8 @@ class Durability:
         """A resumed run is running again (its row said where it had stopped)."""
         if self.store is not None:
             elapsed = self._used + time.monotonic() - self._since
-            await self.store.writer.submit_async(self.store.mark_running_op(self.run_id, elapsed))
+            store = self.store
+            await store.writer.submit_async(store.fenced(self.run_id, store.mark_running_op(self.run_id, elapsed)))
 
     async def finish(self, *, status: str, state: dict[str, Any], error: BaseException | None, elapsed: float) -> None:
         """The run's last write: what is still unsynced first (its events reach the sinks), then

@@ -21,6 +21,7 @@ Why these choices:
 
 from __future__ import annotations
 
+import concurrent.futures
 import logging
 import math
 import operator
@@ -35,7 +36,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 from wfkit.model._environ import setting
 from wfkit.model._errors import LeaseError, ProcessCrashedError, StoreCorruptError, WorkspaceNotFoundError
@@ -63,7 +64,7 @@ from wfkit.store._journal import (
 )
 from wfkit.store._keeper import LeaseKeeper
 from wfkit.store._tickets import Tickets
-from wfkit.store._writer import Rows, WriteOp, Writer
+from wfkit.store._writer import Rows, WriteOp, Writer, roll_back
 
 # 2: journal rows carry checksum format 2 (see ``_journal``). A store a version-1 wfkit made is
 # raised to 2 when this wfkit first opens it, so an older wfkit then says "upgrade wfkit" instead
@@ -76,6 +77,8 @@ _MAGIC = b"SQLite format 3\x00"
 LEASE_TTL = 60.0
 _HOST = socket.gethostname()
 logger = logging.getLogger("wfkit")
+
+T = TypeVar("T")
 
 # The journal is a rowid table: its rows are appended in the order they are written, and the key
 # (run_id, seq) is an index beside them. Why not a table clustered by that key (WITHOUT ROWID, as
@@ -332,7 +335,8 @@ class Store:
         self.tickets = Tickets(path, self.do, self.read, self.workspace_option)
         # The leases of the runs this store executes, renewed while they run (``leases.keep`` as a
         # run starts, ``leases.drop`` as it stops), however long a step goes without a write.
-        self.leases = LeaseKeeper(self._renew_leases, every=self.lease_ttl / 3, name=str(path))
+        # It also fences the writes of a run another process took over (see _keeper).
+        self.leases = LeaseKeeper(self._renew_leases, ttl=self.lease_ttl, name=str(path), holder=self._holder_now)
         # Used by the writer only (its thread, or a loop's commit under its gate).
         self._next_seqs = _NextSeqs()
 
@@ -577,12 +581,57 @@ class Store:
         return self._connect()
 
     def _bulk_write(self, conn: sqlite3.Connection, rows: Rows) -> Sequence[int | None]:
+        if self.leases.due():  # a lease of a run here may have run out: the fence looks first
+            return self._fenced_bulk_write(conn, rows)
         try:
             return _bulk_write(conn, rows, self._next_seqs)
         except ValueError as exc:  # name the store a refused run id was meant for
             raise ValueError(
                 str(exc).replace(" already exists;", f" already exists in {self.path};")
             ) from exc.__cause__
+
+    def _fenced_bulk_write(self, conn: sqlite3.Connection, rows: Rows) -> Sequence[int | None]:
+        """:meth:`_bulk_write` behind the lease fence (``LeaseKeeper.fence``), in a transaction of its
+        own when the writer gave it none (a lone row committed by itself): the lease's read and the
+        write must see the same file, with no takeover in between."""
+        began = not conn.in_transaction
+        if began:
+            conn.execute("BEGIN IMMEDIATE")
+        try:
+            self.leases.fence(conn, _runs_written(rows))
+            said = _bulk_write(conn, rows, self._next_seqs)
+            if began:
+                conn.execute("COMMIT")
+        except BaseException:
+            if began:
+                roll_back(conn, "a write behind the lease fence")
+            raise
+        return said
+
+    def fenced(self, run_id: str, op: WriteOp[T]) -> WriteOp[T]:
+        """``op``, a write of a run executing here, behind the lease fence: refused with a
+        :class:`~wfkit.LeaseError` once another process took the run over (see ``_keeper``)."""
+        leases = self.leases
+
+        def fenced_op(conn: sqlite3.Connection) -> T:
+            if leases.due():
+                leases.fence(conn, (run_id,))
+            return op(conn)
+
+        return fenced_op
+
+    def _holder_now(self, conn: sqlite3.Connection, run_id: str) -> str | None:
+        """Who took the run over (for the fence's error), read in the caller's transaction: None
+        while its lease is still this store's."""
+        row = conn.execute(f"SELECT {', '.join(_LEASE)} FROM runs WHERE run_id=?", (run_id,)).fetchone()
+        if row is None:
+            return "the run is no longer in the store"
+        owner, host, pid, _ = row
+        if owner == self.owner:
+            return None
+        if owner is None:
+            return "another process took this run over and has let it go since"
+        return f"process {pid} on {host} took this run over"
 
     def _forget_seqs(self) -> None:
         self._next_seqs.clear()
@@ -741,6 +790,7 @@ class Store:
             "lease_expires": now + self.lease_ttl,
         }
         values["checksum"] = run_checksum(values)
+        self.leases.granted(values["run_id"], values["lease_expires"])
         return [("run", _RUN_VALUES(values))]
 
     def acquire(self, run_id: str) -> dict[str, Any]:
@@ -750,7 +800,7 @@ class Store:
 
     def acquire_op(self, run_id: str) -> WriteOp[dict[str, Any]]:
         """The write that takes the run's lease (returns the run's row), for ``submit_async``."""
-        path, me, ttl = self.path, self.owner, self.lease_ttl
+        path, me, ttl, leases = self.path, self.owner, self.lease_ttl, self.leases
 
         def acquire(conn: sqlite3.Connection) -> dict[str, Any]:
             now = time.time()
@@ -771,6 +821,7 @@ class Store:
                 "UPDATE runs SET lease_owner=?, lease_host=?, lease_pid=?, lease_expires=? WHERE run_id=?",
                 (me, _HOST, os.getpid(), now + ttl, run_id),
             )
+            leases.granted(run_id, now + ttl)
             return run
 
         return acquire
@@ -778,15 +829,26 @@ class Store:
     def _renew_leases(self, run_ids: tuple[str, ...]) -> None:
         """Hand the renewal of these runs' leases to the writer (from the lease keeper's thread);
         only a lease this store still holds is renewed (one released or taken over is left alone)."""
-        me, ttl = self.owner, self.lease_ttl
+        me, ttl, leases = self.owner, self.lease_ttl, self.leases
 
-        def renew(conn: sqlite3.Connection) -> None:
+        def renew(conn: sqlite3.Connection) -> tuple[float, list[str]]:
             expires = time.time() + ttl
-            conn.executemany(
-                "UPDATE runs SET lease_expires=? WHERE run_id=? AND lease_owner=?", [(expires, r, me) for r in run_ids]
-            )
+            renewed = [
+                r
+                for r in run_ids
+                if conn.execute(
+                    "UPDATE runs SET lease_expires=? WHERE run_id=? AND lease_owner=?", (expires, r, me)
+                ).rowcount
+            ]
+            return expires, renewed
 
-        self.writer.submit(renew).add_done_callback(_log_failed_write)
+        def renewed(done: concurrent.futures.Future[tuple[float, list[str]]]) -> None:
+            # The fence counts on a renewal once it is durable (a failed commit renewed nothing).
+            if done.exception() is None:
+                leases.renewed(done.result()[1], done.result()[0])
+            _log_failed_write(done)
+
+        self.writer.submit(renew).add_done_callback(renewed)
 
     def mark_running_op(self, run_id: str, elapsed: float) -> WriteOp[None]:
         """A resumed run is running again, ``elapsed`` seconds of its deadline used. While a run
@@ -811,6 +873,7 @@ class Store:
 
     def release_op(self, run_id: str) -> WriteOp[None]:
         me = self.owner
+        self.leases.drop(run_id)  # no renewal and no fence for it from now on
 
         def release(conn: sqlite3.Connection) -> None:
             conn.execute(
@@ -1596,6 +1659,17 @@ def _journal_row(
     if event.extra is None:
         return ("event", (event, outcome, updates, failure))
     return ("journal", event_row(event, outcome, updates, failure))
+
+
+def _runs_written(rows: Rows) -> Iterator[str]:
+    """The runs whose rows these are, for the lease fence (a new run's own row needs none)."""
+    for kind, values in rows:
+        if kind == "event":  # (StepEvent, outcome, updates, failure)
+            yield values[0][0]
+        elif kind == "wait":  # (seconds, run id, seq)
+            yield values[1]
+        elif kind != "run":  # a journal row or a finish: the run id first
+            yield values[0]
 
 
 def _bulk_write(conn: sqlite3.Connection, rows: Rows, nexts: _NextSeqs | None = None) -> Sequence[int | None]:

@@ -536,7 +536,7 @@ class Writer:
         except BaseException as exc:
             # The commit itself failed (disk full, I/O error): nothing of this batch is durable.
             stale()
-            _roll_back(conn, "a failed group commit")
+            roll_back(conn, "a failed group commit")
             error = self._error(exc) if isinstance(exc, Exception) else exc
             for pending in batch:
                 pending.result, pending.error = None, error
@@ -556,7 +556,7 @@ class Writer:
             self._write_own_rows(conn, pending)
         except (sqlite3.OperationalError, sqlite3.IntegrityError):
             self._stale()  # what ``bulk`` remembered of the row's seq was not written
-            _roll_back(conn, "a failed commit on the loop")  # (no transaction is left open)
+            roll_back(conn, "a failed commit on the loop")  # (no transaction is left open)
             pending.result = None
             return False
         except BaseException as exc:
@@ -598,7 +598,7 @@ class Writer:
         """A write that raised on the loop: rolled back whole, its error for its waiter (True: it
         is settled); one that is no Exception (a KeyboardInterrupt) goes on up once rolled back."""
         self._stale()
-        _roll_back(conn, "a failed commit on the loop")
+        roll_back(conn, "a failed commit on the loop")
         pending.result = None
         pending.error = self._error(exc) if isinstance(exc, Exception) else exc
         if not isinstance(exc, Exception):
@@ -788,7 +788,7 @@ def _close_all() -> None:
         writer.close()
 
 
-def _roll_back(conn: sqlite3.Connection, what: str) -> None:
+def roll_back(conn: sqlite3.Connection, what: str) -> None:
     """Roll back the transaction ``conn`` may still be in; a rollback that fails is logged, and the
     error that made it necessary is the one its waiters get."""
     if conn.in_transaction:
