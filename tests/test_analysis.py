@@ -198,6 +198,133 @@ def test_cost_counts_each_llm_call_of_an_attempt(tmp_path: Path) -> None:
 COST_COLUMNS = ["tokens_in", "tokens_out", "cost_usd", "model", "run_id"]
 
 
+# USD per 1,000 tokens: "a b c" asks 4 tokens and "yes" answers 1, so a call costs $0.006.
+PRICED = {"priced-1": (1.0, 2.0)}
+CALL_USD = (4 * 1.0 + 1 * 2.0) / 1000
+
+
+class Costed(NamedTuple):
+    frame: pd.DataFrame  # the step log's parquet files, read back by pandas
+    run_ids: list[str]  # in input order: on priced-1, on local-llama (no price), on priced-1
+
+
+@pytest.fixture(scope="module")
+def costed(tmp_path_factory: pytest.TempPathFactory) -> Costed:
+    """Three runs: ``ask`` on the model the input names (priced-1, or local-llama, which no price
+    table knows), ``summarise`` on priced-1 (its first call answered 503 and retried), ``tidy``
+    calling no model. Real calls through ChatClient to the simulated model, as a notebook makes them."""
+    folder = tmp_path_factory.mktemp("costed") / "ws"
+    model = wf.llm.SimulatedModel(p50=0, p99=0, seed=0, reply="yes")
+    client = wf.llm.ChatClient(transport=model, model="priced-1", prices=PRICED)
+    down = wf.llm.ChatClient(
+        transport=wf.llm.SimulatedModel(p50=0, p99=0, seed=0, faults={"503": 1.0}), model="priced-1", prices=PRICED
+    )
+    flow = wf.Workflow("costed")
+
+    @flow.step
+    async def ask(state: Any, ctx: wf.StepContext) -> dict[str, Any]:
+        return {"asked": (await ctx.llm.complete("a b c", model=state["model"])).text}
+
+    @flow.step(retry=wf.RetryPolicy(max_retries=1, base_delay=0.001))
+    async def summarise(state: Any, ctx: wf.StepContext) -> dict[str, Any]:
+        if ctx.attempt == 1:  # a failed call: no tokens came back, so it is no unpriced call
+            await down.complete("a b c", ctx=ctx)
+        return {"summary": (await ctx.llm.complete("a b c")).text}
+
+    @flow.step
+    def tidy(state: Any) -> dict[str, Any]:
+        return {"tidy": True}
+
+    flow.chain("ask", "summarise", "tidy")
+    runs = [flow.run({"model": m}, workspace=folder, llm=client) for m in ("priced-1", "local-llama", "priced-1")]
+    wf.steps(folder)  # exports the runs' rows to the parquet files
+    return Costed(pd.read_parquet(steps_dir(folder)), [run.run_id for run in runs])
+
+
+def test_cost_of_priced_calls_is_their_exact_sum(costed: Costed) -> None:
+    """Runs whose calls are all priced: the exact sum of their calls' costs; a call that failed (a
+    503, no tokens back) leaves the cost known, and a step that called no model costs 0, not NaN."""
+    frame, (first, _, third) = costed
+    log = frame[frame["attempt"] > 0]
+    failed = log[(log["step"] == "summarise") & (log["status"] == "retry")]
+    assert 3 == len(failed)
+    assert failed["model"].eq("priced-1").all()
+    assert failed["tokens_in"].isna().all()
+    by_run = frame.wf.cost()
+    for run_id in (first, third):  # ask once, summarise twice (one failed), tidy none
+        assert (8, 2, 3) == tuple(by_run.loc[run_id, ["tokens_in", "tokens_out", "calls"]])
+        assert pytest.approx(2 * CALL_USD, rel=1e-12) == by_run.loc[run_id, "cost_usd"]
+    by_step = frame.wf.cost(by=None).loc["costed"]
+    assert pytest.approx(3 * CALL_USD, rel=1e-12) == by_step.loc["summarise", "cost_usd"]
+    assert (0, 0, 0.0) == tuple(by_step.loc["tidy", ["tokens_in", "calls", "cost_usd"]])
+    priced_only = frame[frame["run_id"].isin([first, third])].wf.cost(by=None).loc["costed"]
+    assert {"ask": 2 * CALL_USD, "summarise": 2 * CALL_USD, "tidy": 0.0} == pytest.approx(
+        priced_only["cost_usd"].to_dict(), rel=1e-12
+    )
+
+
+def test_cost_of_unpriced_calls_is_unknown_not_zero(costed: Costed) -> None:
+    """A model no price table knows: its calls' tokens and count, and a cost of NaN (unknown),
+    never the $0 that reads as free, whether the group is a run, a model or a step."""
+    frame, (_, second, _) = costed
+    by_model = frame.wf.cost(by="model")
+    by_model.index = by_model.index.astype(str)
+    assert (4, 1, 1) == tuple(by_model.loc["local-llama", ["tokens_in", "tokens_out", "calls"]])
+    assert np.isnan(by_model.loc["local-llama", "cost_usd"])
+    assert pytest.approx(5 * CALL_USD, rel=1e-12) == by_model.loc["priced-1", "cost_usd"]
+    assert 2 + 6 == by_model.loc["priced-1", "calls"]  # the three failed calls count as calls
+    ask_unpriced = frame[(frame["run_id"] == second) & (frame["step"] == "ask")]
+    only = ask_unpriced.wf.cost(by=None)
+    assert (4, 1, 1) == tuple(only.iloc[0][["tokens_in", "tokens_out", "calls"]])
+    assert only["cost_usd"].isna().all()
+
+
+def test_cost_of_a_group_mixing_priced_and_unpriced_calls_is_unknown(costed: Costed) -> None:
+    """``ask`` called priced-1 in two runs and local-llama in one: its cost is NaN, not the two
+    priced calls' $0.012, which would read as the whole. Its tokens and calls stay exact."""
+    by_step = costed.frame.wf.cost(by=None).loc["costed"]
+    assert (12, 3, 3) == tuple(by_step.loc["ask", ["tokens_in", "tokens_out", "calls"]])
+    assert np.isnan(by_step.loc["ask", "cost_usd"])
+    assert ["ask", "summarise", "tidy"] == list(by_step.index.astype(str))  # still in run order
+
+
+def test_cost_of_groups_mixed_across_is_unknown_only_where_unpriced(costed: Costed) -> None:
+    """Per run: the run that called local-llama costs NaN; the two on priced-1 keep their exact
+    sums. The same with a frame read without the extra column (calls then count attempts)."""
+    frame, (first, second, third) = costed
+    by_run = frame.wf.cost()
+    assert [first, second, third] == sorted(by_run.index.astype(str), key=costed.run_ids.index)
+    assert np.isnan(by_run.loc[second, "cost_usd"])
+    assert (8, 2, 3) == tuple(by_run.loc[second, ["tokens_in", "tokens_out", "calls"]])
+    assert pytest.approx([2 * CALL_USD, 2 * CALL_USD], rel=1e-12) == list(by_run.loc[[first, third], "cost_usd"])
+    lean = frame[["workflow", "step", "attempt", "status", "map_index", *COST_COLUMNS]].wf.cost()
+    assert lean["cost_usd"].isna().tolist() == [run_id == second for run_id in lean.index]
+    assert lean[["tokens_in", "tokens_out"]].equals(by_run[["tokens_in", "tokens_out"]])
+
+
+def test_cost_recorded_by_a_client_of_your_own_without_a_price_is_unknown(tmp_path: Path) -> None:
+    """``ctx.record(model=..., tokens_in=..., tokens_out=...)`` with no ``cost_usd`` is a call whose
+    price is unknown, as ChatClient records an unpriced one; with ``cost_usd=0.0`` it is free."""
+    flow = wf.Workflow("own-client")
+
+    @flow.step
+    def free(state: Any, ctx: wf.StepContext) -> None:
+        ctx.record(model="on-prem", tokens_in=10, tokens_out=2, cost_usd=0.0)
+
+    @flow.step
+    def unknown(state: Any, ctx: wf.StepContext) -> None:
+        ctx.record(model="on-prem", tokens_in=10, tokens_out=2)
+
+    flow.edge("free", "unknown")
+    flow.run({}, workspace=tmp_path / "ws")
+    wf.steps(tmp_path / "ws")  # exports the run's rows to the parquet files
+    table = pd.read_parquet(steps_dir(tmp_path / "ws")).wf.cost(by="step")
+    table.index = table.index.astype(str)
+    assert 0.0 == table.loc["free", "cost_usd"]
+    assert np.isnan(table.loc["unknown", "cost_usd"])
+    assert {"free": 10, "unknown": 10} == table["tokens_in"].to_dict()
+
+
 def test_runs_and_run_latency(known: Known) -> None:
     """runs() has one row per run with its attempts and outcomes; run_latency() its percentiles."""
     frame, run_ids = known.frame, known.run_ids

@@ -1015,22 +1015,23 @@ def test_evaluate_async_inside_a_running_loop():
 # --- compare, check, plot, mean_interval ----------------------------------------------------
 
 
+def _doubler(offset: int = 0) -> wf.Workflow:
+    """A workflow factory for variants: y = 2x + ``offset`` (an ``offset`` of 1 is wrong on every case)."""
+    flow = wf.Workflow(f"doubler-{offset}")
+
+    @flow.step
+    def double(state: Any) -> dict[str, Any]:
+        return {"y": state["x"] * 2 + offset}
+
+    return flow
+
+
 def two_variant_result() -> wf.evals.EvalResult:
     """Doubler variants: 'base' right on 16 cases, 'same' identical, 'worse' wrong on all."""
-
-    def build(offset: int = 0) -> wf.Workflow:
-        flow = wf.Workflow(f"doubler-{offset}")
-
-        @flow.step
-        def double(state: Any) -> dict[str, Any]:
-            return {"y": state["x"] * 2 + offset}
-
-        return flow
-
     suite = wf.evals.Suite(
         name="variants",
         dataset=[{"id": f"c{x:02d}", "x": x, "expected": {"y": 2 * x}} for x in range(16)],
-        workflow=build,
+        workflow=_doubler,
         scorers=[wf.evals.exact_match("y"), wf.evals.numeric("y", tolerance=1.0, name="close")],
         variants={"base": {}, "same": {}, "worse": {"offset": 1}},
         thresholds={"exact_match:y": 0.9},
@@ -2108,20 +2109,10 @@ def test_the_stop_button_stops_a_local_eval_awaited_in_a_notebook(tmp_path: Path
 
 def weekly_suite(rows: list[dict[str, Any]], **overrides: Any) -> wf.evals.Suite:
     """The doubler with variants 'base' and 'worse' (off by one on every case), both scored twice."""
-
-    def build(offset: int = 0) -> wf.Workflow:
-        flow = wf.Workflow(f"doubler-{offset}")
-
-        @flow.step
-        def double(state: Any) -> dict[str, Any]:
-            return {"y": state["x"] * 2 + offset}
-
-        return flow
-
     options: dict[str, Any] = {
         "name": "weekly",
         "dataset": rows,
-        "workflow": build,
+        "workflow": _doubler,
         "scorers": [wf.evals.exact_match("y"), wf.evals.numeric("y", tolerance=1.0, name="close")],
         "variants": {"base": {}, "worse": {"offset": 1}},
         "thresholds": {"exact_match:y": 0.9},

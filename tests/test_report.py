@@ -322,6 +322,52 @@ def test_report_shows_cost_per_model(workspace: Path, tmp_path: Path, capsys: An
     assert (["lookup", "0", "0", "0", "$0.0000"], ["polish", "6", "36", "48", "-"]) == (steps_shown[1], steps_shown[3])
 
 
+def test_report_cost_agrees_with_the_accessor_on_unpriced_calls(workspace: Path, tmp_path: Path, capsys: Any) -> None:
+    """A step that called a priced model in two runs and an unpriced one in the third costs "-"
+    in the report (unknown), as ``df.wf.cost()`` gives NaN, not the priced calls' $0.0200 as if
+    that were the whole; a step whose calls are all priced shows its exact sum, one that called no
+    model $0. The report summed a part-priced step's known part."""
+    flow = wf.Workflow("part-priced")
+
+    @flow.step
+    def ask(state: Any, ctx: wf.StepContext) -> None:
+        if state["i"] == 2:  # as ChatClient records a model no price table knows: tokens, no cost
+            ctx.record(model="local-llama", tokens_in=4, tokens_out=1)
+        else:
+            ctx.record(model="priced-1", tokens_in=4, tokens_out=1, cost_usd=0.01)
+
+    @flow.step
+    def answer(state: Any, ctx: wf.StepContext) -> None:
+        ctx.record(model="priced-1", tokens_in=2, tokens_out=2, cost_usd=0.005)
+
+    @flow.step
+    def tidy(state: Any) -> None:
+        pass
+
+    flow.chain("ask", "answer", "tidy")
+    for i in range(3):
+        flow.run({"i": i})
+    out = tmp_path / "report"
+    assert 0 == main(["report", "--out", str(out)])
+    capsys.readouterr()
+    html = (out / "index.html").read_text()
+    per_step = html.split("<h3>Cost</h3>", 1)[1].split("<h3>Cost per model</h3>", 1)[0]
+    rows = {
+        cells[0]: cells[1:5]
+        for cells in (re.findall(r"<td[^>]*>([^<]*)</td>", row) for row in re.findall(r"<tr>(.*?)</tr>", per_step))
+        if cells
+    }
+    assert {
+        "ask": ["3", "12", "3", "-"],
+        "answer": ["3", "6", "6", "$0.0150"],
+        "tidy": ["0", "0", "0", "$0.0000"],
+    } == rows
+    table = wf.steps(workspace).wf.cost(by=None).loc["part-priced"]
+    assert table.loc["ask", "cost_usd"] != table.loc["ask", "cost_usd"]  # NaN, as the page's "-"
+    per_model = html.split("<h3>Cost per model</h3>", 1)[1]
+    assert re.search(r"<td[^>]*>local-llama</td>(<td[^>]*>[^<]*</td>){4}<td[^>]*>-</td>", per_model)
+
+
 def test_report_since_the_future_says_there_are_no_attempts(workspace: Path, tmp_path: Path, capsys: Any) -> None:
     """`--since` after every run gives a page that says no attempts were made since then (not that
     none were recorded: the workspace has some, before that date), and no PNGs."""

@@ -169,7 +169,18 @@ class StepsAccessor:
 
         ``calls`` counts every call an attempt made, failed ones included (``extra.llm_calls``, which
         ``ctx.llm`` keeps); an attempt that recorded a model but no count, or every attempt of a frame
-        read without the ``extra`` column, counts as one."""
+        read without the ``extra`` column, counts as one.
+
+        ``cost_usd`` is NaN (unknown), never 0, for a group whose attempts include a call no price
+        table knew: an attempt that recorded tokens but no cost, as ``ctx.llm`` records a model
+        found in no table (give it one: ``ChatClient(..., prices=...)`` or
+        ``wf.llm.PRICES.register``). A sum of the priced calls alone would read as the whole cost,
+        so such a group has none (its tokens and calls are still counted); a group whose calls are
+        all priced keeps its exact sum, and one that called no model costs 0 (a failed call, which
+        brought back no tokens, adds nothing). The report's cost tables show NaN as "-". Mind that
+        ``table["cost_usd"].sum()`` skips NaN, so it totals the priced groups only. The attempts
+        whose price was unknown:
+        ``df[df["cost_usd"].isna() & (df["tokens_in"].notna() | df["tokens_out"].notna())]``."""
         self._need("cost", "tokens_in", "tokens_out", "cost_usd", "model")
         keys = keys_of(self._df, by)
         extra = ("extra",) if "extra" in self._df.columns else ()
@@ -180,17 +191,22 @@ class StepsAccessor:
             # extra is the JSON text of the log's files: read the one number, not every row's JSON.
             counted = rows.loc[called, "extra"].astype(object).str.extract(r'"llm_calls":\s*(\d+)', expand=False)
             calls.loc[called] = counted.astype("float64").fillna(1).astype("int64")
+        # Unpriced: tokens came back but no cost was recorded (the client found no price). A failed
+        # call records neither, so a retried 429 leaves its step's cost known.
+        unpriced = rows["cost_usd"].isna() & (rows["tokens_in"].notna() | rows["tokens_out"].notna())
         table = (
-            rows.assign(calls=calls)
+            rows.assign(calls=calls, unpriced=unpriced)
             .groupby(keys, observed=True)
             .agg(
                 tokens_in=("tokens_in", "sum"),
                 tokens_out=("tokens_out", "sum"),
                 cost_usd=("cost_usd", "sum"),
                 calls=("calls", "sum"),
+                unpriced=("unpriced", "any"),
             )
         )
         table[["tokens_in", "tokens_out"]] = table[["tokens_in", "tokens_out"]].fillna(0).astype("int64")
+        table["cost_usd"] = table["cost_usd"].astype("float64").mask(table.pop("unpriced").astype(bool))
         return in_run_order(table, self._df)
 
     def runs(self) -> pd.DataFrame:

@@ -292,9 +292,8 @@ def _workflow_section(
         by_step = cost.groupby(["workflow", "step"], observed=True, sort=False)
         table["model_latency_s"] = by_step["model_latency_s"].sum(min_count=1)
         table["ttft_s"] = by_step["ttft_s"].median()
-        # A step whose calls no price table knows costs "-" (unknown), not $0 as if free; one that
-        # called no model costs $0.
-        table["cost_usd"] = by_step["cost_usd"].sum(min_count=1).where(table["calls"] > 0, 0.0)
+        # cost() gives NaN, shown "-" (unknown, not $0 as if free), for a step with a call no price
+        # table knew; a step that called no model costs $0. Its figures, so a notebook agrees.
         parts.append("<h3>Cost</h3>")
         parts.append(
             _table(
@@ -336,8 +335,7 @@ def _cost_per_model(cost: pd.DataFrame) -> str:
     rows = rows.assign(model=rows["model"].astype(object).where(rows["model"].notna(), _NO_MODEL))
     table = rows.wf.cost(by="model")
     by_model = rows.groupby("model", sort=False)
-    # NaN, not $0, for a model no price table knows: its cost is unknown, and 0 would read as free.
-    table["cost_usd"] = by_model["cost_usd"].sum(min_count=1)
+    # cost() gives NaN, not $0, for a model no price table knows: 0 would read as free.
     table["model_latency_s"] = by_model["model_latency_s"].sum(min_count=1)
     table["ttft_s"] = by_model["ttft_s"].median()
     in_order = rows.sort_values("started_at", kind="stable").groupby("model", sort=False)["step"]
