@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -149,16 +148,6 @@ def test_the_dashboard_link_announced_answers_with_the_dashboard(client: Any, tm
     assert f'<a href="{link}" target="_blank">{link}</a>' in client.cluster._repr_html_()
 
 
-def held_port(port: int, stack: ExitStack) -> None:
-    """Port ``port`` of 127.0.0.1 is in use while ``stack`` is open: held here, unless it already is."""
-    sock = stack.enter_context(socket.socket())
-    try:
-        sock.bind(("127.0.0.1", port))
-        sock.listen()
-    except OSError:  # in use already (another cluster's dashboard)
-        pass
-
-
 def test_no_dashboard_announces_none_and_says_how_to_get_one(tmp_path: Path) -> None:
     """local_cluster(dashboard_address=None) offers no link anywhere (the announced line, the cluster's
     and the client's link and HTML), says how to get one, and leaves port 8787 alone. Before, all
@@ -168,7 +157,6 @@ def test_no_dashboard_announces_none_and_says_how_to_get_one(tmp_path: Path) -> 
 
     with ExitStack() as stack, warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        held_port(8787, stack)
         cluster = stack.enter_context(local_cluster(1, dashboard_address=None))
         one = stack.enter_context(Client(cluster, set_as_default=False))
         line = announced(one, tmp_path / "data")
@@ -176,6 +164,7 @@ def test_no_dashboard_announces_none_and_says_how_to_get_one(tmp_path: Path) -> 
         status, _ = fetch(f"http://127.0.0.1:{port}/status")
         links = (cluster.dashboard_link, one.dashboard_link)
         pages = cluster._repr_html_() + one._repr_html_()
+    # Before, it took 8787 when free (keeping it from a later cluster's dashboard), else warned.
     assert [] == [str(w.message) for w in caught if "already in use" in str(w.message)]
     assert 8787 != port
     assert 404 == status
