@@ -287,6 +287,13 @@ def test_zero_workers_is_refused() -> None:
         local_cluster(0)
 
 
+def test_workers_given_as_text_is_refused() -> None:
+    """workers="2" (a command line's argument passed on) is an error that says what to give; it was
+    "'<' not supported between instances of 'str' and 'int'"."""
+    with pytest.raises(TypeError, match=r"workers must be a whole number of worker processes, got '2'; or leave"):
+        local_cluster("2")  # type: ignore[arg-type]
+
+
 def test_without_the_extra_it_names_it(monkeypatch: pytest.MonkeyPatch) -> None:
     """Without Dask installed, local_cluster says which extra to install."""
     monkeypatch.setitem(sys.modules, "distributed", None)

@@ -101,6 +101,11 @@ def local_cluster(
         )
 
     count = (os.cpu_count() or 1) if workers is None else workers
+    if not isinstance(count, int) or isinstance(count, bool):
+        raise TypeError(
+            f"workers must be a whole number of worker processes, got {count!r}; or leave it out for one "
+            f"per core ({os.cpu_count()})"
+        )
     if count < 1:
         raise ValueError(f"workers must be >= 1, got {count}; or leave it out for one per core ({os.cpu_count()})")
     settings = dict(QUIET_DASK_SETTINGS)
