@@ -99,10 +99,18 @@ class LocalCluster(distributed.LocalCluster):
     # Set by start_local_cluster: what it was asked for, to say why there is no dashboard.
     _wfkit_dashboard_asked: bool = True
     _wfkit_worker_dashboards: bool = False
+    _wfkit_missing: tuple[str | None] | None = None  # the answer, once its scheduler exists
 
     def missing_dashboard(self) -> str | None:
         """Why this cluster has no dashboard, and how to get one; None when it has one."""
-        return missing_dashboard(self.scheduler, asked=self._wfkit_dashboard_asked)
+        if self._wfkit_missing is not None:
+            return self._wfkit_missing[0]
+        missing = missing_dashboard(self.scheduler, asked=self._wfkit_dashboard_asked)
+        # A scheduler connects the dashboard as it is made, or never. Asked once: without bokeh,
+        # each import of Dask's dashboard tries bokeh again (and warns, when it is too old).
+        if isinstance(self.scheduler, distributed.Scheduler):
+            self._wfkit_missing = (missing,)
+        return missing
 
     @property
     def dashboard_link(self) -> str:
