@@ -10,6 +10,8 @@ partition, counted once).
 ``_cluster`` starts a ``LocalCluster`` fitted to partitions (one single-thread process per core,
 Dask's profiler and monitors quieted): the public ``local_cluster`` and ``QUIET_DASK_SETTINGS``.
 ``_shield`` keeps the worker processes a notebook started from dying of its stop button (SIGINT).
+``_local`` tells whether a scheduler in this process serves the dashboard (Dask names one whatever
+it serves), and is the ``LocalCluster`` that ``local_cluster`` returns, whose link and HTML say so.
 
 Imports the model, store and logs layers; Dask itself only when used (the ``dask`` extra).
 """

@@ -21,7 +21,10 @@ when its cases are done, so that trip overlaps the writing of its files).
 from __future__ import annotations
 
 import copy
+import multiprocessing
 import os
+import re
+import sys
 from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any, Protocol, Self
@@ -51,7 +54,9 @@ class Cluster(Protocol):
     def scheduler_address(self) -> str: ...
 
     @property
-    def dashboard_link(self) -> str: ...
+    def dashboard_link(self) -> str:
+        """The dashboard's link, or "" when the cluster has none."""
+        ...
 
     def close(self) -> Any: ...
 
@@ -71,16 +76,36 @@ def local_cluster(
     thread each, listening on 127.0.0.1 only, with :data:`QUIET_DASK_SETTINGS`.
 
     Hand it (or a ``Client`` of it) to ``executor=``; close it when done (it is a context manager).
-    ``profile=True`` keeps Dask's profiler (the dashboard's profile page); ``dashboard_address=None``
-    starts no dashboard; other keywords go to ``LocalCluster`` as they are. Workers added later
+    In a script, start it under ``if __name__ == "__main__":``: each worker process imports the
+    script again to start. ``profile=True`` keeps Dask's profiler (the dashboard's profile page).
+    The dashboard is on a free port of 127.0.0.1 (``dashboard_address``: a port alone, ``":8787"``,
+    is one of 127.0.0.1 too); ``dashboard_address=None`` starts none: then ``dashboard_link`` is ""
+    and the cluster's HTML and the line a job on it prints say so and how to get one (so they do
+    too when bokeh, which the dashboard needs, is missing). Other keywords go to ``LocalCluster`` as
+    they are (``processes=False``: workers as threads of this process). Workers added later
     (``cluster.scale(n)``) start with Dask's own settings.
     """
     from wfkit.distributed._dask import import_distributed
 
-    distributed = import_distributed()
+    import_distributed()  # without Dask: an ImportError naming the extra to install
     import dask
 
+    if getattr(multiprocessing.current_process(), "_inheriting", False):
+        # A worker process being started imports the main module again ("spawn", Dask's way): a
+        # script calling this at its top level would start a cluster in each of its worker processes,
+        # which fails deep in multiprocessing, each printing screens of tracebacks.
+        raise RuntimeError(
+            "local_cluster() was called while a worker process of a cluster imported the script that "
+            "started it (Dask starts worker processes by importing the main module again): in that "
+            'script, start the cluster under `if __name__ == "__main__":`'
+        )
+
     count = (os.cpu_count() or 1) if workers is None else workers
+    if not isinstance(count, int) or isinstance(count, bool):
+        raise TypeError(
+            f"workers must be a whole number of worker processes, got {count!r}; or leave it out for one "
+            f"per core ({os.cpu_count()})"
+        )
     if count < 1:
         raise ValueError(f"workers must be >= 1, got {count}; or leave it out for one per core ({os.cpu_count()})")
     settings = dict(QUIET_DASK_SETTINGS)
@@ -94,6 +119,26 @@ def local_cluster(
         "dashboard_address": dashboard_address,
         **cluster_options,
     }
+    plain_host = isinstance(options["host"], str) and "://" not in options["host"]
+    if not options["processes"] and plain_host:
+        # Workers as threads of this process: Dask then picks its in-process protocol (inproc://),
+        # whose addresses take no host, and the scheduler failed to start ("not enough values to
+        # unpack"). TCP on the host instead, as with processes.
+        options.setdefault("protocol", "tcp://")
+    if plain_host and isinstance(dashboard_address, str) and re.fullmatch(r":\d+", dashboard_address):
+        # A port alone (":8787", as Dask's documentation writes it) is bound by Dask on every
+        # interface, not the host's as its documentation says: on the cluster's host instead.
+        options["dashboard_address"] = f"{options['host']}{dashboard_address}"
+    if dashboard_address is None and plain_host:
+        # The scheduler serves HTTP (health, metrics) even without a dashboard, on port 8787 when
+        # given no address: a second cluster then warned "Port 8787 is already in use. Perhaps you
+        # already have a cluster running?", and this one kept 8787 from a later cluster's dashboard.
+        # A free port of the cluster's host instead.
+        options["scheduler_kwargs"] = {
+            "dashboard_address": f"{options['host']}:0",
+            **(options.get("scheduler_kwargs") or {}),
+        }
+    from wfkit.distributed._local import start_local_cluster
     from wfkit.distributed._shield import InterruptShield
 
     # The notebook's stop button, sent to the kernel's process group, leaves the workers alone.
@@ -105,5 +150,19 @@ def local_cluster(
     with dask.config.set(settings):
         if options["processes"]:
             options.setdefault("config", copy.deepcopy(dask.config.config))
-        cluster: Cluster = distributed.LocalCluster(**options)
+        try:
+            cluster: Cluster = start_local_cluster(options, dashboard_asked=dashboard_address is not None)
+        except RuntimeError as exc:
+            script = getattr(sys.modules.get("__main__"), "__file__", None)  # none in a notebook
+            if (
+                options["processes"]
+                and script
+                and dask.config.get("distributed.worker.multiprocessing-method") != "fork"
+            ):
+                exc.add_note(
+                    f"If {os.path.basename(script)} starts the cluster at its top level: its worker processes import "
+                    f"it again to start, and start a cluster each, which fails (their errors are above); "
+                    f'start it under `if __name__ == "__main__":`'
+                )
+            raise
     return cluster

@@ -13,7 +13,8 @@ partition, a callable ``(scratch folder, progress) -> PartitionOutput``.
 
 Progress: a worker reports cases done (at most about five times a second per partition) as a Dask
 event; the driver shows one bar of partitions and one of cases. The dashboard link is announced
-before any work is sent.
+before any work is sent (for a cluster in this process whose scheduler serves no dashboard: that it
+has none, and how to get one).
 """
 
 from __future__ import annotations
@@ -651,8 +652,8 @@ def run_job(
     client = conn.client
     try:
         threads_of(conn)
-        link = client.dashboard_link
-        announce(f"Dask: {len(works)} partitions of {label} to {conn.address}; dashboard: {link}")
+        link, dashboard = _dashboard(client)
+        announce(f"Dask: {len(works)} partitions of {label} to {conn.address}; {dashboard}")
         location = Location(dataset)
         job = new_job_id()
         _check_dataset(client, location, job, label=label, partitions=len(works))
@@ -734,6 +735,24 @@ def run_job(
     finally:
         if connection is None:
             conn.close()
+
+
+def _dashboard(client: Any) -> tuple[str | None, str]:
+    """The dashboard's link (None when there is none) and what to announce of it: "dashboard: LINK",
+    or why there is none and how to get one. Dask names a dashboard among a scheduler's services
+    whether or not it serves one, so a scheduler in this process is asked what it serves."""
+    from wfkit.distributed._local import missing_for_client
+
+    missing = missing_for_client(client)
+    if missing is not None:
+        return None, missing
+    try:
+        link = client.dashboard_link
+    except KeyError:  # a scheduler naming no dashboard among its services
+        link = None
+    if not link:
+        return None, "no dashboard: the scheduler names none"
+    return str(link), f"dashboard: {link}"
 
 
 def _check_not_given_up(location: Location, job: str) -> None:
