@@ -933,6 +933,7 @@ class Store:
         self.writer.run(
             None, self.finish_rows(run_id, status=status, state=state, error=error, elapsed=elapsed, ended=ended)
         )
+        self.leases.drop(run_id)  # no renewal and no fence for it from now on
 
     # ---- checkpoints and journal ---------------------------------------------------------------
 
