@@ -671,6 +671,34 @@ def test_a_checkpoint_of_a_run_taken_over_is_refused(monkeypatch: pytest.MonkeyP
         taker.close()
 
 
+def test_a_group_commit_refuses_only_the_run_taken_over(monkeypatch: pytest.MonkeyPatch, db: Path) -> None:
+    """Writes of many runs share a commit: the fence refuses the write of the run another process
+    took over, and the writes of the runs still this process's beside it in the same batch commit."""
+    holder, taker = _lease_runs_out(monkeypatch, db)
+    try:
+        holder.create_run(_row("r2"))  # a lease just written: surely its own
+        held, go = threading.Event(), threading.Event()
+
+        def hold_the_writer(conn: sqlite3.Connection) -> None:
+            held.set()
+            go.wait(10)
+
+        first = holder.writer.submit(hold_the_writer)
+        assert held.wait(10)
+        # Queued while the writer is busy: the next batch takes both together.
+        lost = holder.writer.submit(None, Store.event_rows([_ok_event("s")]))
+        kept = holder.writer.submit(None, Store.event_rows([_ok_event("s")._replace(run_id="r2")]))
+        go.set()
+        first.result(10)
+        with pytest.raises(wf.LeaseError, match="took this run over"):
+            lost.result(10)
+        assert 1 == kept.result(10)
+        assert ([], 1) == (taker.journal_rows("r1"), len(taker.journal_rows("r2")))
+    finally:
+        holder.close()
+        taker.close()
+
+
 def test_an_irreversible_step_of_a_run_taken_over_gets_no_intent(monkeypatch: pytest.MonkeyPatch, db: Path) -> None:
     """The intent an irreversible step writes before its body runs is behind the fence too: a
     stopped process that comes back to a run taken over cannot write it, so it never runs the
