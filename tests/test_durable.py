@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 import wfkit as wf
-from wfkit.store._workspace import Workspace
+from wfkit.store._workspace import Workspace, open_store
 
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE))
@@ -457,6 +457,54 @@ def test_a_process_stopped_past_its_lease_writes_nothing_after_the_takeover(tmp_
     # process's writes after the takeover is in the journal.
     events = Workspace(ws).events("frozen-run")
     assert [("wait", "ok"), ("send", "ok"), ("after", "ok")] == [(e.step, e.status) for e in events if e.status == "ok"]
+
+
+@pytest.mark.parametrize("start", ["run", "arun", "resume", "fork", "child"])
+def test_every_way_a_stored_run_starts_puts_its_lease_behind_the_fence(tmp_path: Path, start: str) -> None:
+    """The lease fence guards only the leases it knows of: a run created (``run``, ``arun``), taken
+    up again (``resume``), forked or started as a sub-workflow's child is known to it from its
+    first step on. (White-box: ``leases._until`` is the fence's table of leases; a path that forgot
+    to tell it would leave its runs unfenced, which no takeover test of another path would show.)"""
+    ws = str(tmp_path / "ws")
+    known: list[bool] = []
+
+    def fenced(state: Any, ctx: wf.StepContext) -> dict[str, Any]:
+        known.append(ctx.run_id in open_store(ws).leases._until)
+        return {"n": state.get("n", 0) + 1}
+
+    child = wf.Workflow("child")
+    child.step(fenced, name="inner")
+    flow = wf.Workflow("fenced")
+    flow.step(fenced, name="a")
+    if start == "child":
+        flow.subflow(child, name="sub", outputs={"n": "n"})
+        flow.chain("a", "sub")
+    halts = wf.Workflow("fenced")  # the same run, halting at a gate before its second step
+    halts.step(fenced, name="a")
+    halts.step(fenced, name="b", approval=wf.Approval("check"))
+    halts.chain("a", "b")
+    if start == "run":
+        flow.run({}, workspace=ws)
+    elif start == "arun":
+        asyncio.run(flow.arun({}, workspace=ws))
+    elif start == "child":
+        flow.run({}, workspace=ws)
+        assert 2 == len(known)  # the parent's step, then the child's
+    elif start == "resume":
+        first = halts.run({}, workspace=ws, policy="halt", raise_on_error=False)
+        assert "waiting_approval" == first.status
+        known.clear()
+        halts.resume(first.run_id, workspace=ws, policy="approve")
+    else:
+        two = wf.Workflow("fenced")  # a fork at its first step runs its second
+        two.step(fenced, name="a")
+        two.step(fenced, name="c")
+        two.chain("a", "c")
+        first = two.run({}, workspace=ws)
+        known.clear()
+        two.fork(first.run_id, at="a", update={"n": 5}, workspace=ws)
+    assert known
+    assert all(known)
 
 
 def test_changed_workflow_warns_or_refuses() -> None:

@@ -73,11 +73,14 @@ def _with_wait(event: StepEvent, wait: float) -> StepEvent:
 async def record_run(store: Store, create: Rows, link: WriteOp[None] | None = None) -> None:
     """A new run's row, and with ``link`` its link to a parent or an origin, in one commit."""
     await store.writer.submit_async(link, create)
+    store.created(create)
 
 
 async def take_lease(store: Store, run_id: str) -> dict[str, Any]:
     """Take a stored run's lease for this process (refused if a live process holds it); its row."""
+    taken_at = time.time()
     row: dict[str, Any] = await store.writer.submit_async(store.acquire_op(run_id))
+    store.leases.granted(run_id, taken_at + store.lease_ttl)  # (it expires no sooner)
     return row
 
 

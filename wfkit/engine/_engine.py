@@ -544,8 +544,7 @@ class Execution:
                 # Another process took the run over while this one was stopped (the lease fence
                 # refused its last writes): the run's record is that process's now, and this
                 # execution ends with the error that says so, whatever it had reached.
-                self._failed = False
-                self._fail(exc, RunStatus.FAILED)
+                self._failed, self.error, self.status = True, exc, RunStatus.FAILED
             finally:
                 with _FINISH_LOCK:
                     _executing.discard(self.run_id)

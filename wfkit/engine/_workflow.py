@@ -796,6 +796,7 @@ class Workflow:
         execution, create = self._new_execution(inputs, o)
         if create is not None and execution.store is not None:
             execution.store.writer.run(None, create)
+            execution.store.created(create)
             claim(execution.run_id)
         return execution
 
@@ -1084,6 +1085,7 @@ class Workflow:
             return execution
         fork = self._stored_fork(graph, store, source_id, at, update, visit, new_id, o)
         store.writer.run(fork.link, fork.create)  # the fork's row and its origin: one commit
+        store.created(fork.create)
         return self._resumed_execution(new_id, fork.options)
 
     def _checked_fork(self, at: str, update: Mapping[str, Any]) -> tuple[Graph, dict[str, Any]]:

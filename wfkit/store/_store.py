@@ -583,6 +583,9 @@ class Store:
     def _bulk_write(self, conn: sqlite3.Connection, rows: Rows) -> Sequence[int | None]:
         if self.leases.due():  # a lease of a run here may have run out: the fence looks first
             return self._fenced_bulk_write(conn, rows)
+        return self._write_rows(conn, rows)
+
+    def _write_rows(self, conn: sqlite3.Connection, rows: Rows) -> Sequence[int | None]:
         try:
             return _bulk_write(conn, rows, self._next_seqs)
         except ValueError as exc:  # name the store a refused run id was meant for
@@ -599,7 +602,7 @@ class Store:
             conn.execute("BEGIN IMMEDIATE")
         try:
             self.leases.fence(conn, _runs_written(rows))
-            said = _bulk_write(conn, rows, self._next_seqs)
+            said = self._write_rows(conn, rows)
             if began:
                 conn.execute("COMMIT")
         except BaseException:
@@ -765,7 +768,16 @@ class Store:
 
     def create_run(self, row: Mapping[str, Any]) -> None:
         """Record a new run, leased to this process."""
-        self.writer.run(None, self.create_run_rows(row))
+        rows = self.create_run_rows(row)
+        self.writer.run(None, rows)
+        self.created(rows)
+
+    def created(self, create: Rows) -> None:
+        """The new runs of ``create`` (``create_run_rows``) are written: the fence knows their
+        leases from now on (not before: a refused run id is another run's, not this process's)."""
+        for kind, values in create:
+            if kind == "run":
+                self.leases.granted(values[0], values[_RUN_LEASE_EXPIRES])
 
     def create_run_rows(self, row: Mapping[str, Any]) -> Rows:
         """A new run, as a row for the writer's bulk insert (a run id that exists is refused)."""
@@ -790,17 +802,18 @@ class Store:
             "lease_expires": now + self.lease_ttl,
         }
         values["checksum"] = run_checksum(values)
-        self.leases.granted(values["run_id"], values["lease_expires"])
         return [("run", _RUN_VALUES(values))]
 
     def acquire(self, run_id: str) -> dict[str, Any]:
         """Take the run's lease for this process; refuse if a live process holds it."""
+        taken_at = time.time()
         run: dict[str, Any] = self.do(self.acquire_op(run_id))
+        self.leases.granted(run_id, taken_at + self.lease_ttl)  # (it expires no sooner)
         return run
 
     def acquire_op(self, run_id: str) -> WriteOp[dict[str, Any]]:
         """The write that takes the run's lease (returns the run's row), for ``submit_async``."""
-        path, me, ttl, leases = self.path, self.owner, self.lease_ttl, self.leases
+        path, me, ttl = self.path, self.owner, self.lease_ttl
 
         def acquire(conn: sqlite3.Connection) -> dict[str, Any]:
             now = time.time()
@@ -821,7 +834,6 @@ class Store:
                 "UPDATE runs SET lease_owner=?, lease_host=?, lease_pid=?, lease_expires=? WHERE run_id=?",
                 (me, _HOST, os.getpid(), now + ttl, run_id),
             )
-            leases.granted(run_id, now + ttl)
             return run
 
         return acquire
@@ -1603,7 +1615,8 @@ _RUN_COLUMNS = (
     "policy",
 )
 _RUN_COLUMN_SET = frozenset(_RUN_COLUMNS)
-_RUN_VALUES = operator.itemgetter(*_RUN_COLUMNS)  # a run's row, in C (every durable run builds one)
+_RUN_VALUES = operator.itemgetter(*_RUN_COLUMNS)
+_RUN_LEASE_EXPIRES = _RUN_COLUMNS.index("lease_expires")  # a run's row, in C (every durable run builds one)
 
 
 # The writer's bulk statements, one per kind of row, for ``execute_rows``: each is given its
