@@ -4,6 +4,7 @@ cost and tokens, runs and run latency, on a workflow whose latencies and failure
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -300,6 +301,93 @@ def test_cost_of_groups_mixed_across_is_unknown_only_where_unpriced(costed: Cost
     lean = frame[["workflow", "step", "attempt", "status", "map_index", *COST_COLUMNS]].wf.cost()
     assert lean["cost_usd"].isna().tolist() == [run_id == second for run_id in lean.index]
     assert lean[["tokens_in", "tokens_out"]].equals(by_run[["tokens_in", "tokens_out"]])
+
+
+TOOL_USD = 0.001  # the priced tool's cost_estimate in the mixed fixture
+
+
+@pytest.fixture(scope="module")
+def mixed(tmp_path_factory: pytest.TempPathFactory) -> pd.DataFrame:
+    """One run whose attempts each make two calls, through ChatClient to the simulated model and a
+    priced tool: ``priced_first`` (priced-1, then local-llama, which no price table knows),
+    ``unpriced_first`` (the other way round), ``tool_then_unpriced`` (the tool, then local-llama)
+    and ``all_priced`` (priced-1, then the tool). The step log's parquet files, read by pandas."""
+    folder = tmp_path_factory.mktemp("mixed") / "ws"
+    client = wf.llm.ChatClient(
+        transport=wf.llm.SimulatedModel(p50=0, p99=0, seed=0, reply="yes"), model="priced-1", prices=PRICED
+    )
+    tools = wf.llm.ToolRegistry()
+
+    @tools.tool(category="database", cost_estimate=TOOL_USD)
+    async def lookup(query: str) -> str:
+        return "row"
+
+    flow = wf.Workflow("mixed", tools=tools)
+
+    @flow.step
+    async def priced_first(state: Any, ctx: wf.StepContext) -> None:
+        await ctx.llm.complete("a b c")
+        await ctx.llm.complete("a b c", model="local-llama")
+
+    @flow.step
+    async def unpriced_first(state: Any, ctx: wf.StepContext) -> None:
+        await ctx.llm.complete("a b c", model="local-llama")
+        await ctx.llm.complete("a b c")
+
+    @flow.step(tools=["lookup"])
+    async def tool_then_unpriced(state: Any, ctx: wf.StepContext) -> None:
+        await ctx.tool("lookup", query="plan")
+        await ctx.llm.complete("a b c", model="local-llama")
+
+    @flow.step(tools=["lookup"])
+    async def all_priced(state: Any, ctx: wf.StepContext) -> None:
+        await ctx.llm.complete("a b c")
+        await ctx.tool("lookup", query="plan")
+
+    flow.chain("priced_first", "unpriced_first", "tool_then_unpriced", "all_priced")
+    flow.run({}, workspace=folder, llm=client)
+    wf.steps(folder)  # exports the run's rows to the parquet files
+    return pd.read_parquet(steps_dir(folder))
+
+
+def test_an_attempt_mixing_priced_and_unpriced_calls_records_no_cost(mixed: pd.DataFrame) -> None:
+    """An attempt that called priced-1 (or a priced tool) and local-llama, in either order, records
+    cost_usd null, not the priced part ($0.006, $0.001) that would read as its whole cost; its
+    tokens are both calls', and extra names local-llama, though the row's model is the last called."""
+    rows = mixed[mixed["attempt"] > 0].set_index("step")
+    rows.index = rows.index.astype(str)
+    extra = {step: json.loads(text) for step, text in rows["extra"].items()}
+    for step in ("priced_first", "unpriced_first", "tool_then_unpriced"):
+        assert np.isnan(rows.loc[step, "cost_usd"]), step
+        assert ["local-llama"] == extra[step]["unpriced_models"], step
+    assert {"priced_first": "local-llama", "unpriced_first": "priced-1", "tool_then_unpriced": "local-llama"} == {
+        step: rows.loc[step, "model"] for step in ("priced_first", "unpriced_first", "tool_then_unpriced")
+    }
+    assert [8, 8, 4, 4] == rows["tokens_in"].tolist()
+    assert [2, 2, 1, 1] == rows["tokens_out"].tolist()
+    assert [TOOL_USD] == [call["cost_usd"] for call in extra["tool_then_unpriced"]["tool_calls"]]
+    assert "unpriced_models" not in extra["all_priced"]
+    assert pytest.approx(CALL_USD + TOOL_USD, rel=1e-12) == rows.loc["all_priced", "cost_usd"]
+
+
+def test_cost_of_an_attempt_mixing_priced_and_unpriced_calls_is_unknown(mixed: pd.DataFrame) -> None:
+    """df.wf.cost() gives NaN for each mixed attempt's step, its run and the models of its rows
+    (priced-1 is the row model of unpriced_first, which called local-llama too); the step whose calls
+    were all priced keeps its exact cost, and every group its tokens and calls."""
+    by_step = mixed.wf.cost(by="step")
+    by_step.index = by_step.index.astype(str)
+    assert [True, True, True, False] == by_step["cost_usd"].isna().tolist()
+    assert pytest.approx(CALL_USD + TOOL_USD, rel=1e-12) == by_step.loc["all_priced", "cost_usd"]
+    assert [2, 2, 1, 1] == by_step["calls"].tolist()
+    by_run = mixed.wf.cost()
+    assert (24, 6, 6) == tuple(by_run.iloc[0][["tokens_in", "tokens_out", "calls"]])
+    assert np.isnan(by_run.iloc[0]["cost_usd"])
+    by_model = mixed.wf.cost(by="model")
+    by_model.index = by_model.index.astype(str)
+    assert {"local-llama": (12, 3), "priced-1": (12, 3)} == {
+        model: (row["tokens_in"], row["tokens_out"]) for model, row in by_model.iterrows()
+    }
+    assert by_model["cost_usd"].isna().all()
 
 
 def test_cost_recorded_by_a_client_of_your_own_without_a_price_is_unknown(tmp_path: Path) -> None:

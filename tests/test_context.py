@@ -182,9 +182,9 @@ def test_record_counts_start_from_zero_when_first_given_later():
     """A count first given on a later call starts from that value."""
     ctx = make_ctx()
     ctx.record(model="m")
-    ctx.record(tokens_out=7)
-    ctx.record(tokens_out=3)
-    assert {"model": "m", "tokens_out": 10} == usage_of(ctx)
+    ctx.record(tokens_out=7, cost_usd=0.001)
+    ctx.record(tokens_out=3, cost_usd=0.002)
+    assert {"model": "m", "tokens_out": 10, "cost_usd": pytest.approx(0.003)} == usage_of(ctx)
 
 
 def test_record_zero_counts_are_recorded():
@@ -205,6 +205,56 @@ def test_record_last_model_wins():
     assert "large" == usage["model"]
 
 
+def test_record_of_tokens_without_a_cost_makes_the_attempts_cost_unknown():
+    """Tokens with no cost are a call no price table knew: the attempt's cost is unknown (no
+    cost_usd, whatever was priced before or after) and extra names the model, once; a count of
+    tokens recorded in pieces without a cost is unpriced too, naming the model recorded before."""
+    ctx = make_ctx()
+    ctx.record(model="priced-1", tokens_in=4, tokens_out=1, cost_usd=0.006)
+    ctx.record(model="local-llama", tokens_in=4, tokens_out=1)
+    ctx.record(cost_usd=0.001)  # a priced tool's call
+    ctx.record(model="local-llama", tokens_out=2)
+    ctx.record(model="priced-1", tokens_in=4, tokens_out=1, cost_usd=0.006)
+    assert {
+        "model": "priced-1",
+        "tokens_in": 12,
+        "tokens_out": 5,
+        "extra": {"unpriced_models": ["local-llama"]},
+    } == usage_of(ctx)
+    pieces = make_ctx()
+    pieces.record(model="on-prem")
+    pieces.record(tokens_out=7)
+    pieces.record(cost_usd=0.5)
+    assert {"model": "on-prem", "tokens_out": 7, "extra": {"unpriced_models": ["on-prem"]}} == usage_of(pieces)
+
+
+def test_record_lists_each_unpriced_model_and_a_call_that_named_none():
+    """Two unpriced models are both listed, in the order called; a call that named no model is None."""
+    ctx = make_ctx()
+    ctx.record(tokens_in=3)
+    ctx.record(model="a", tokens_in=1, prompt="p1")
+    ctx.record(model="b", tokens_out=1)
+    ctx.record(model="a", tokens_in=1)
+    assert {"unpriced_models": [None, "a", "b"], "prompt": "p1"} == (usage_of(ctx) or {})["extra"]
+    assert "cost_usd" not in (usage_of(ctx) or {})
+
+
+def test_record_of_a_free_call_and_a_failed_one_keeps_the_cost_known():
+    """cost_usd=0.0 with tokens is a free call, and a call with no tokens (one that failed) is no
+    unpriced call: the attempt's cost stays the priced calls' sum."""
+    ctx = make_ctx()
+    ctx.record(model="on-prem", tokens_in=10, tokens_out=2, cost_usd=0.0)
+    ctx.record(model="priced-1", model_latency_s=0.5)
+    ctx.record(model="priced-1", tokens_in=4, tokens_out=1, cost_usd=0.006)
+    assert {
+        "model": "priced-1",
+        "tokens_in": 14,
+        "tokens_out": 3,
+        "cost_usd": 0.006,
+        "model_latency_s": 0.5,
+    } == usage_of(ctx)
+
+
 def test_record_collects_extra_keywords():
     """Extra keyword arguments are collected into 'extra', merged over calls with later keys winning."""
     ctx = make_ctx()
@@ -219,7 +269,7 @@ def test_record_collects_extra_keywords():
 def test_record_without_extras_has_no_extra_key():
     """Without extra keywords no 'extra' entry is created."""
     ctx = make_ctx()
-    ctx.record(tokens_in=1)
+    ctx.record(tokens_in=1, cost_usd=0.0)
     usage = usage_of(ctx)
     assert usage is not None
     assert "extra" not in usage

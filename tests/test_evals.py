@@ -760,6 +760,57 @@ def test_a_nan_score_is_a_scorer_error_and_compare_counts_the_case_left_out():
     assert [0, 0, 4, 1] == row[["wins", "losses", "ties", "unscored"]].tolist()
 
 
+def _asker(local: bool = False) -> wf.Workflow:
+    """A workflow factory: ``ask`` calls priced-1 through ctx.llm, or with ``local``, the model the
+    case names (local-llama is in no price table)."""
+    flow = wf.Workflow(f"asker-{local}")
+
+    @flow.step
+    async def ask(state: Any, ctx: wf.StepContext) -> dict[str, Any]:
+        return {"answer": (await ctx.llm.complete("a b c", model=state["model"] if local else "priced-1")).text}
+
+    return flow
+
+
+def test_an_unpriced_run_is_unscored_by_cost_budget_counted_and_named_by_check():
+    """A variant whose case c2 called local-llama, which no price table knows: cost_budget leaves
+    that case unscored (NaN, not passed; it passed, counting the call $0), the summary counts it and
+    rates the 3 cases priced ($0.006 each), compare() leaves it out of wins, losses and ties, and
+    check() fails naming the case, the model and how to price it, though the pass rate is 100%."""
+    client = wf.llm.ChatClient(
+        transport=wf.llm.SimulatedModel(p50=0, p99=0, seed=0, reply="yes"), prices={"priced-1": (1.0, 2.0)}
+    )
+    models = ["priced-1", "local-llama", "priced-1", "priced-1"]
+    suite = wf.evals.Suite(
+        name="asker",
+        dataset=[{"id": f"c{i}", "model": model} for i, model in enumerate(models, 1)],
+        workflow=_asker,
+        variants={"base": {}, "local": {"local": True}},
+        scorers=[wf.evals.cost_budget(0.01)],
+        run_options={"llm": client},
+        thresholds={"cost_budget": 0.9},
+    )
+    result = wf.evals.evaluate(suite, progress=False, store=False)
+    cases = result.cases.set_index(["variant", "case_id"])
+    detail = (
+        "cost unknown: step 'ask' called model 'local-llama', which no price table knows: give it a price "
+        "(ChatClient(..., prices=...) or wf.llm.PRICES.register), then evaluate again; $0.00000 of $0.01 in the "
+        "attempts whose every call was priced"
+    )
+    row = cases.loc[("local", "c2")]
+    assert math.isnan(row["value"])
+    assert [False, detail, "succeeded"] == row[["passed", "detail", "run_status"]].tolist()
+    assert {"$0.00600 of $0.01"} == set(cases.drop(("local", "c2"))["detail"])
+    summary = result.summary.xs("cost_budget", level="scorer")
+    assert [[4, 0, 1.0, 1.0, 0], [4, 1, 1.0, 1.0, 0]] == (
+        summary[["cases", "unscored", "mean", "pass_rate", "failed_runs"]].loc[["base", "local"]].values.tolist()
+    )
+    assert [0, 0, 3, 1] == result.compare("base", "local").loc[
+        "cost_budget", ["wins", "losses", "ties", "unscored"]
+    ].tolist()
+    assert [f"local: cost_budget could not score 1 of 4 cases (c2: {detail})"] == result.check()
+
+
 def test_a_failed_run_fails_the_budgets_and_the_route_in_an_eval_saying_why():
     """An eval case whose run crashed (the dataset misspells an input) fails latency_budget,
     cost_budget and route_taken, each row's detail naming the step and its error."""

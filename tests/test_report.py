@@ -368,6 +368,40 @@ def test_report_cost_agrees_with_the_accessor_on_unpriced_calls(workspace: Path,
     assert re.search(r"<td[^>]*>local-llama</td>(<td[^>]*>[^<]*</td>){4}<td[^>]*>-</td>", per_model)
 
 
+def test_report_cost_of_an_attempt_mixing_priced_and_unpriced_calls_is_unknown(
+    workspace: Path, tmp_path: Path, capsys: Any
+) -> None:
+    """One attempt that called priced-1 ($0.006) and then local-llama, which no price table knows,
+    through ChatClient: its step costs "-" in the report, not the $0.0060 of its priced call; a
+    step calling priced-1 alone shows its exact $0.0060."""
+    client = wf.llm.ChatClient(
+        transport=wf.llm.SimulatedModel(p50=0, p99=0, seed=0, reply="yes"), prices={"priced-1": (1.0, 2.0)}
+    )
+    flow = wf.Workflow("mixed-call")
+
+    @flow.step
+    async def both(state: Any, ctx: wf.StepContext) -> None:
+        await ctx.llm.complete("a b c", model="priced-1")
+        await ctx.llm.complete("a b c", model="local-llama")
+
+    @flow.step
+    async def priced(state: Any, ctx: wf.StepContext) -> None:
+        await ctx.llm.complete("a b c", model="priced-1")
+
+    flow.edge("both", "priced")
+    flow.run({}, llm=client)
+    out = tmp_path / "report"
+    assert 0 == main(["report", "--out", str(out)])
+    capsys.readouterr()
+    per_step = (out / "index.html").read_text().split("<h3>Cost</h3>", 1)[1].split("<h3>Cost per model</h3>", 1)[0]
+    rows = {
+        cells[0]: cells[1:5]
+        for cells in (re.findall(r"<td[^>]*>([^<]*)</td>", row) for row in re.findall(r"<tr>(.*?)</tr>", per_step))
+        if cells
+    }
+    assert {"both": ["2", "8", "2", "-"], "priced": ["1", "4", "1", "$0.0060"]} == rows
+
+
 def test_report_since_the_future_says_there_are_no_attempts(workspace: Path, tmp_path: Path, capsys: Any) -> None:
     """`--since` after every run gives a page that says no attempts were made since then (not that
     none were recorded: the workspace has some, before that date), and no PNGs."""

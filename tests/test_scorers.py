@@ -381,6 +381,128 @@ def test_cost_budget_of_a_run_without_cost_is_zero():
     assert Score(1.0, True, "$0.00000 of $0.0") == score(wf.evals.cost_budget(0.0), Case("c1", {}), echo(1))
 
 
+# USD per 1,000 tokens: "a b c" asks 4 tokens and "yes" answers 1, so a priced-1 call costs $0.006.
+PRICED = {"priced-1": (1.0, 2.0)}
+PRICE_IT = "which no price table knows: give it a price (ChatClient(..., prices=...) or wf.llm.PRICES.register)"
+
+
+def calling(*steps: tuple[str, list[str]], prices: dict[str, tuple[float, float]] = PRICED) -> wf.Run:
+    """A real run of a chain of steps, each ``(name, models)`` calling its models in turn through
+    ``ctx.llm``, a ChatClient on the simulated model priced by ``prices`` (local-llama is in no table)."""
+    flow = wf.Workflow("calling")
+
+    def caller(models: list[str]) -> Any:
+        async def call(state: Any, ctx: wf.StepContext) -> None:
+            for model in models:
+                await ctx.llm.complete("a b c", model=model)
+
+        return call
+
+    for name, models in steps:
+        flow.step(caller(models), name=name)
+    flow.chain(*(name for name, _ in steps))
+    model = wf.llm.SimulatedModel(p50=0, p99=0, seed=0, reply="yes")
+    return flow.run({}, llm=wf.llm.ChatClient(transport=model, model="priced-1", prices=prices))
+
+
+def unscored(result: Score) -> tuple[bool, bool, str]:
+    """(value is NaN, passed, detail): a NaN Score equals no other, so its fields are compared."""
+    return result.value != result.value, result.passed, result.detail
+
+
+def test_cost_budget_of_priced_calls_is_their_exact_sum():
+    """Two priced-1 calls through ChatClient: $0.012, within $0.02 and over $0.01."""
+    run = calling(("ask", ["priced-1"]), ("answer", ["priced-1"]))
+    assert Score(1.0, True, "$0.01200 of $0.02") == score(wf.evals.cost_budget(0.02), Case("c1", {}), run)
+    assert Score(0.0, False, "$0.01200 of $0.01") == score(wf.evals.cost_budget(0.01), Case("c1", {}), run)
+
+
+def test_cost_budget_of_a_run_that_called_an_unpriced_model_is_unscored_saying_which():
+    """A run that called local-llama, which no price table knows, is not within $1 (it always
+    passed, counting that call $0): unscored, neither passed nor 0, the detail naming the step and
+    the model and how to price it, and what the priced attempts spent."""
+    run = calling(("ask", ["priced-1"]), ("answer", ["local-llama"]))
+    assert (
+        True,
+        False,
+        f"cost unknown: step 'answer' called model 'local-llama', {PRICE_IT}, then evaluate again; "
+        "$0.00600 of $1.0 in the attempts whose every call was priced",
+    ) == unscored(score(wf.evals.cost_budget(1.0), Case("c1", {}), run))
+
+
+def test_cost_budget_names_the_unpriced_model_of_an_attempt_that_called_a_priced_one_last():
+    """One attempt called local-llama, then priced-1 (the row's model): the detail names
+    local-llama, and the attempt's priced call is not counted as its cost."""
+    run = calling(("ask", ["local-llama", "priced-1"]))
+    assert (
+        True,
+        False,
+        f"cost unknown: step 'ask' called model 'local-llama', {PRICE_IT}, then evaluate again; "
+        "$0.00000 of $1.0 in the attempts whose every call was priced",
+    ) == unscored(score(wf.evals.cost_budget(1.0), Case("c1", {}), run))
+
+
+def test_cost_budget_fails_a_run_whose_priced_calls_alone_are_over():
+    """$0.006 priced is over $0.005 whatever the unpriced call cost: the run fails, saying both."""
+    run = calling(("ask", ["priced-1"]), ("answer", ["local-llama"]))
+    assert Score(
+        0.0,
+        False,
+        "$0.00600 of $0.005 in the attempts whose every call was priced, the others' cost unknown: step 'answer' "
+        f"called model 'local-llama', {PRICE_IT}",
+    ) == score(wf.evals.cost_budget(0.005), Case("c1", {}), run)
+
+
+def test_cost_budget_names_every_unpriced_model_and_scores_once_they_are_priced():
+    """Two unpriced models are both named ("give them a price"); priced by the client, the same
+    calls cost their exact sum: 4 x 0.5 + 1 x 0.5 = $0.0025 each."""
+    steps = (("ask", ["local-llama"]), ("answer", ["mistral-local"]))
+    assert (
+        True,
+        False,
+        "cost unknown: step 'ask' called model 'local-llama' and step 'answer' called model 'mistral-local', "
+        "which no price table knows: give them a price (ChatClient(..., prices=...) or wf.llm.PRICES.register), "
+        "then evaluate again; $0.00000 of $1.0 in the attempts whose every call was priced",
+    ) == unscored(score(wf.evals.cost_budget(1.0), Case("c1", {}), calling(*steps)))
+    priced = calling(*steps, prices={"local-llama": (0.5, 0.5), "mistral-local": (0.5, 0.5)})
+    assert Score(1.0, True, "$0.00500 of $1.0") == score(wf.evals.cost_budget(1.0), Case("c1", {}), priced)
+
+
+def test_cost_budget_of_tokens_recorded_with_no_model_nor_cost_says_to_record_the_cost():
+    """A client of one's own recording tokens alone (no model, no cost): the cost is unknown, and
+    the detail says which step and to record its cost_usd=, beside the model no table knows."""
+    flow = wf.Workflow("own-client")
+
+    @flow.step
+    def count(state: Any, ctx: wf.StepContext) -> None:
+        ctx.record(tokens_in=3, tokens_out=1)
+
+    @flow.step
+    def local(state: Any, ctx: wf.StepContext) -> None:
+        ctx.record(model="local-llama", tokens_in=3)
+
+    flow.edge("count", "local")
+    assert (
+        True,
+        False,
+        f"cost unknown: step 'local' called model 'local-llama', {PRICE_IT}; step 'count' recorded tokens with "
+        "no model and no cost: record its cost_usd= with them, then evaluate again; $0.00000 of $1.0 in the "
+        "attempts whose every call was priced",
+    ) == unscored(score(wf.evals.cost_budget(1.0), Case("c1", {}), flow.run({})))
+
+
+def test_a_custom_scorer_may_say_it_cannot_judge_with_a_nan_score_and_why():
+    """Score(nan, False, why) leaves a case unscored; a NaN that passed, or says not why, is refused
+    saying how a scorer says it cannot judge."""
+    why = wf.evals.custom(lambda case, run: Score(float("nan"), False, "no reference"), name="why")
+    assert (True, False, "no reference") == unscored(score(why, Case("c1", {}), echo(1)))
+    refused = "a score's value is a number in \\[0, 1\\], got nan; a scorer that cannot judge a case returns "
+    for bad in (Score(float("nan"), True, "no reference"), Score(float("nan"), False, "")):
+        scorer = wf.evals.custom(lambda case, run, bad=bad: bad, name="bad")
+        with pytest.raises(ValueError, match=refused + "Score\\(float\\('nan'\\), False, 'why'\\), which leaves it"):
+            score(scorer, Case("c1", {}), echo(1))
+
+
 # --- runs that did not succeed --------------------------------------------------------------
 
 

@@ -60,7 +60,8 @@ def test_summary_holds_every_signal_per_step_and_visit(tmp_path: Path) -> None:
     assert "fetch" == ask["route"]
     assert {"answer": "yes"} == ask["writes"]
     (asked,) = ask["attempts"]
-    assert ("ok", "sim-a", 1, {"rule": "r1"}) == (
+    # sim-a is in no price table: its call's cost is unknown (no cost signal), and extra says which model.
+    assert ("ok", "sim-a", 1, {"rule": "r1", "unpriced_models": ["sim-a"]}) == (
         asked["attempt_status"],
         asked["model"],
         asked["llm_calls"],
@@ -68,6 +69,7 @@ def test_summary_holds_every_signal_per_step_and_visit(tmp_path: Path) -> None:
     )
     assert asked["tokens_in"] > 0
     assert 1 == asked["tokens_out"]
+    assert "cost" not in asked
     assert ["lookup_table"] == fetch["tools_bound"]
     first, second = fetch["attempts"]
     assert ("retry", "transient", "TransientError", "busy (run <run_id>)", 0.002) == (

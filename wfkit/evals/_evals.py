@@ -297,6 +297,7 @@ def _check_inputs(suite: str, dataset: _Dataset, flows: Iterable[Workflow]) -> N
 
 
 _SHOWN = 5  # cases named in an error about many; the rest are counted
+_SCORER_ERROR = "scorer error: "  # the detail of a case a scorer raised on, or answered no score for
 
 
 def _listed(names: Sequence[str], *, limit: int | None = None) -> str:
@@ -563,7 +564,7 @@ async def _score_cases(
                         value, passed, detail = 0.0, False, f"{failed.detail} (the scorer then raised {error})"
                     else:
                         # NaN, not 0: the scorer judged nothing, and a 0 would count as the workflow's failure.
-                        value, passed, detail = float("nan"), False, f"scorer error: {error}"
+                        value, passed, detail = float("nan"), False, f"{_SCORER_ERROR}{error}"
                 rows.append(
                     {
                         "suite": suite.name,
@@ -828,9 +829,11 @@ def _pickle_suite_modules_by_value() -> None:
 class EvalResult:
     """Scores of one evaluation: ``cases`` (one row per variant x case x scorer) and ``summary``.
 
-    A case a scorer could not score (it raised, or answered no number in [0, 1]) has the value
-    NaN and a detail saying why; ``summary`` counts it as ``unscored``, its mean and pass rate are
-    those of the cases scored, and :meth:`check` reports it. A case whose run did not succeed (the
+    A case a scorer could not score (it raised, answered no number in [0, 1], or said it cannot
+    judge it, ``Score(float("nan"), False, why)``, as ``cost_budget`` does for a run that called a
+    model no price table knows) has the value NaN and a detail saying why; ``summary`` counts it
+    as ``unscored``, its mean and pass rate are those of the cases scored, and :meth:`check`
+    reports it. A case whose run did not succeed (the
     workflow's failure, not the scorer's) is counted in ``summary``'s ``failed_runs``, and a
     threshold missed in :meth:`check` says how many."""
 
@@ -909,7 +912,8 @@ class EvalResult:
         difference is the net win rate, that rate's interval (:func:`mean_diff_interval`). Only
         ``significant`` tests: a few cases all a little better can be significant while this
         interval still holds 0, or the other way round. ``unscored`` counts the
-        cases left out of all of these: a scorer error on either side, or a case one variant lacks.
+        cases left out of all of these: a scorer error on either side, a case a scorer could not
+        judge (``cost_budget`` of a run on a model no price table knows), or a case one variant lacks.
 
         ``baseline_from``: the result the baseline variant is taken from, e.g. last week's,
         ``wf.evals.load_result(FOLDER)``; the candidate is this result's. Cases pair by id; one in a
@@ -1039,9 +1043,13 @@ class EvalResult:
             if row["unscored"]:
                 group = self.cases[(self.cases["variant"] == variant) & (self.cases["scorer"] == scorer)]
                 first = group[group["value"].isna()].iloc[0]
+                # A scorer that raised is to fix; one that could not judge (cost_budget on a model no
+                # price table knows) said in its detail what to do.
+                raised = first["detail"].startswith(_SCORER_ERROR)
+                fix = "; fix the scorer or the dataset, and evaluate again" if raised else ""
                 failures.append(
                     f"{variant}: {scorer} could not score {int(row['unscored'])} of {int(row['cases'])} cases "
-                    f"({first['case_id']}: {first['detail']}); fix the scorer or the dataset, and evaluate again"
+                    f"({first['case_id']}: {first['detail']}){fix}"
                 )
             limit = limits.get(scorer)
             if limit is not None and row["pass_rate"] < limit:

@@ -12,10 +12,13 @@ from __future__ import annotations
 import enum
 import inspect
 import json
+import math
 import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeAlias
+
+from wfkit.model._context import UNPRICED_MODELS
 
 if TYPE_CHECKING:
     from wfkit.engine._run import Run
@@ -41,6 +44,11 @@ class Case:
 
 @dataclass(frozen=True, slots=True)
 class Score:
+    """How a scorer judged one case: ``value`` in [0, 1], whether it ``passed``, and a short
+    ``detail``. ``Score(float("nan"), False, why)`` says it could not judge the case, and why (as
+    ``cost_budget`` says of a run whose cost is unknown): the case is left unscored, counted in the
+    summary's ``unscored`` and ``compare``'s, and named by ``check()``."""
+
     value: float
     passed: bool
     detail: str = ""
@@ -63,9 +71,15 @@ def as_score(value: Any) -> Score:
         score = Score(float(value), value >= 0.5)
     else:
         raise TypeError(f"a scorer returns a Score, a float in [0, 1] or a bool, got {value!r}")
-    # NaN fails this test too: a score that is not a number would drop out of means and comparisons.
+    if math.isnan(score.value) and not score.passed and score.detail:
+        return score  # the scorer could not judge this case, and says why: left unscored, and counted so
+    # NaN fails this test too: a score that is not a number, and says not why, would drop out of
+    # means and comparisons unexplained.
     if not 0.0 <= score.value <= 1.0:
-        raise ValueError(f"a score's value is a number in [0, 1], got {score.value}")
+        raise ValueError(
+            f"a score's value is a number in [0, 1], got {score.value}; a scorer that cannot judge a case "
+            "returns Score(float('nan'), False, 'why'), which leaves it unscored"
+        )
     return score
 
 
@@ -288,7 +302,11 @@ class latency_budget(_Scorer):
 
 
 class cost_budget(_Scorer):
-    """The run's model and tool cost stayed within ``usd``."""
+    """The run's model and tool cost stayed within ``usd``.
+
+    A run that called a model no price table knows has no known cost: its case is left unscored
+    (NaN, not passed: the summary's ``unscored``, ``check()`` names it and the model to price),
+    unless its priced calls alone exceed the budget, which fails it."""
 
     def __init__(self, usd: float, *, name: str | None = None) -> None:
         self.usd, self.name = usd, name or "cost_budget"
@@ -296,9 +314,35 @@ class cost_budget(_Scorer):
     def __call__(self, case: Case, run: Run) -> Score:
         if (failed := unsucceeded(run)) is not None:
             return failed
-        spent = sum(e.cost_usd or 0.0 for e in run.events)
-        ok = spent <= self.usd
-        return Score(1.0 if ok else 0.0, ok, f"${spent:.5f} of ${self.usd}")
+        spent, unpriced = 0.0, dict[str | None, str]()  # model (None: unnamed) -> the first step that called it
+        for event in run.events:
+            if event.cost_usd is not None:
+                spent += event.cost_usd
+            elif event.tokens_in is not None or event.tokens_out is not None:  # tokens came back, no price
+                for model in (event.extra or {}).get(UNPRICED_MODELS) or [event.model]:
+                    unpriced.setdefault(model, event.step)
+        if not unpriced:
+            ok = spent <= self.usd
+            return Score(1.0 if ok else 0.0, ok, f"${spent:.5f} of ${self.usd}")
+        named = [f"step {step!r} called model {model!r}" for model, step in unpriced.items() if model is not None]
+        reasons = []
+        if named:
+            them = "it" if len(named) == 1 else "them"
+            reasons.append(
+                f"{' and '.join(named)}, which no price table knows: give {them} a price "
+                "(ChatClient(..., prices=...) or wf.llm.PRICES.register)"
+            )
+        if None in unpriced:  # ctx.record(tokens_in=...) of a client of one's own, with no model nor cost
+            reasons.append(
+                f"step {unpriced[None]!r} recorded tokens with no model and no cost: record its cost_usd= with them"
+            )
+        why = "; ".join(reasons)
+        # The known part: attempts whose every call was priced (an attempt with an unpriced call has no cost).
+        known = f"${spent:.5f} of ${self.usd} in the attempts whose every call was priced"
+        if spent > self.usd:  # over already: the unknown rest only adds to it
+            return Score(0.0, False, f"{known}, the others' cost unknown: {why}")
+        # Neither a pass (the rest may be over) nor a 0 (it may be within): unscored, and check() says why.
+        return Score(float("nan"), False, f"cost unknown: {why}, then evaluate again; {known}")
 
 
 class custom(_Scorer):

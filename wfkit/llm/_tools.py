@@ -16,7 +16,8 @@ Each path loads only the tools it needs: a step may call only the tools its rout
 (``ctx.tools``; the step's own ``tools=`` when no route binds any). Any other call raises
 :class:`ToolNotBoundError` before the tool runs. Every call is recorded in the step's event:
 ``extra["tool_calls"]`` lists ``{"tool", "ok", "latency_ms", "cost_usd"}`` (and ``"error"``), and
-the tool's ``cost_estimate`` adds to the event's ``cost_usd``.
+the tool's ``cost_estimate`` adds to the event's ``cost_usd`` (which stays None, unknown, in an
+attempt that also called a model no price table knows).
 """
 
 from __future__ import annotations

@@ -178,8 +178,10 @@ class StepsAccessor:
         so such a group has none (its tokens and calls are still counted); a group whose calls are
         all priced keeps its exact sum, and one that called no model costs 0 (a failed call, which
         brought back no tokens, adds nothing). The report's cost tables show NaN as "-". Mind that
-        ``table["cost_usd"].sum()`` skips NaN, so it totals the priced groups only. The attempts
-        whose price was unknown:
+        ``table["cost_usd"].sum()`` skips NaN, so it totals the priced groups only. An attempt that
+        made such a call beside priced ones (or a priced tool) recorded no cost at all, its priced part
+        alone being no cost of it (``ctx.record``; its ``extra`` names the models, ``unpriced_models``).
+        The attempts whose price was unknown:
         ``df[df["cost_usd"].isna() & (df["tokens_in"].notna() | df["tokens_out"].notna())]``."""
         self._need("cost", "tokens_in", "tokens_out", "cost_usd", "model")
         keys = keys_of(self._df, by)

@@ -20,6 +20,11 @@ class Failure:
     error_message: str
 
 
+# The key of an attempt's ``extra`` listing the models it called that no price table knew; its
+# presence means the attempt's cost is unknown (``cost_usd`` None), whatever else it paid for.
+UNPRICED_MODELS = "unpriced_models"
+
+
 class ChatModel(Protocol):
     """What ``ctx.llm`` needs of a chat client. ``wfkit.llm.ChatClient`` is one; any object with an
     async ``complete(prompt, **options)`` serves (a client may also offer ``for_step(ctx)`` to record
@@ -171,15 +176,29 @@ class StepContext:
     ) -> None:
         """Add usage to this attempt's event; token counts, cost and the model's time (seconds one
         call took) add up over several calls; of the times to first token (a streamed call's), the
-        attempt keeps the first: what its user waited before text began to come."""
+        attempt keeps the first: what its user waited before text began to come.
+
+        A call recorded with tokens but no ``cost_usd`` is one whose price is unknown (``ctx.llm``
+        records so a model no price table knows): from then on the attempt's cost is unknown, None
+        however many priced calls or tools it adds before or after, and ``extra["unpriced_models"]``
+        lists the models of such calls (None for a call that named none). ``cost_usd=0.0`` is free."""
         usage = self._usage if self._usage is not None else {}
         self._usage = usage
         if model is not None:
             usage["model"] = model
-        added = (("tokens_in", tokens_in), ("tokens_out", tokens_out), ("cost_usd", cost_usd))
-        for key, value in (*added, ("model_latency_s", model_latency_s)):
+        for key, value in (("tokens_in", tokens_in), ("tokens_out", tokens_out), ("model_latency_s", model_latency_s)):
             if value is not None:
                 usage[key] = usage.get(key, 0) + value
+        if cost_usd is None and (tokens_in is not None or tokens_out is not None):
+            # The priced calls' sum would read as the attempt's whole cost, in the step log, df.wf.cost()
+            # and an eval's cost_budget: an unknown part makes the whole unknown.
+            usage.pop("cost_usd", None)
+            known = usage.setdefault("extra", {})
+            name = model if model is not None else usage.get("model")
+            unpriced = known.get(UNPRICED_MODELS) or []
+            known[UNPRICED_MODELS] = unpriced if name in unpriced else [*unpriced, name]
+        elif cost_usd is not None and UNPRICED_MODELS not in usage.get("extra", ()):
+            usage["cost_usd"] = usage.get("cost_usd", 0) + cost_usd
         if ttft_s is not None:
             usage.setdefault("ttft_s", ttft_s)
         if extra:
