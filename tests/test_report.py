@@ -400,6 +400,31 @@ def test_report_cost_of_an_attempt_mixing_priced_and_unpriced_calls_is_unknown(
         if cells
     }
     assert {"both": ["2", "8", "2", "-"], "priced": ["1", "4", "1", "$0.0060"]} == rows
+    # Under the table, what "-" means, since no step's cost there is $0 as if free.
+    assert 'A cost of "-" is unknown: a call of that step had no known price' in per_step
+
+
+def test_report_says_nothing_of_unknown_costs_when_every_call_is_priced(
+    workspace: Path, tmp_path: Path, capsys: Any
+) -> None:
+    """The note on "-" comes only with an unknown cost: a flow whose calls are all priced shows its
+    exact cost and no note."""
+    client = wf.llm.ChatClient(
+        transport=wf.llm.SimulatedModel(p50=0, p99=0, seed=0, reply="yes"), prices={"priced-1": (1.0, 2.0)}
+    )
+    flow = wf.Workflow("all-priced")
+
+    @flow.step
+    async def priced(state: Any, ctx: wf.StepContext) -> None:
+        await ctx.llm.complete("a b c", model="priced-1")
+
+    flow.run({}, llm=client)
+    out = tmp_path / "report"
+    assert 0 == main(["report", "--out", str(out)])
+    capsys.readouterr()
+    per_step = (out / "index.html").read_text().split("<h3>Cost</h3>", 1)[1].split("<h3>Cost per model</h3>", 1)[0]
+    assert "$0.0060" in per_step
+    assert "is unknown" not in per_step
 
 
 def test_report_since_the_future_says_there_are_no_attempts(workspace: Path, tmp_path: Path, capsys: Any) -> None:

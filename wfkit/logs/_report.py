@@ -309,6 +309,11 @@ def _workflow_section(
                 index={"step": "step"},
             )
         )
+        if table["cost_usd"].isna().any():  # (after the table: tests and readers find it under its heading)
+            parts.append(
+                '<p class="note">A cost of "-" is unknown: a call of that step had no known price (the table '
+                "per model below names the models).</p>"
+            )
         parts.append(_cost_per_model(cost))
     parts.append("</section>")
     return "".join(parts)
