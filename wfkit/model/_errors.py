@@ -36,7 +36,7 @@
         ├── RunTimeoutError (TimeoutError)     the run's deadline passed
         ├── ApprovalRejectedError              a reviewer rejected a step with no on_reject route
         ├── ApprovalRequiredError              a gate met the headless policy "fail"
-        ├── LeaseError                         another live process is executing the run
+        ├── LeaseError                         another live process is executing the run, or took it over
         └── WorkflowChangedError (ValueError)  resuming would skip or lose completed steps
 
 Errors raised by a step's own code keep their type: they reach the run through `raise ... from`.
@@ -284,7 +284,9 @@ class ProcessCrashedError(WfkitError):
 
 
 class LeaseError(RunError):
-    """Another live process holds the run's lease: only one process executes a run at a time."""
+    """Another live process holds the run's lease: only one process executes a run at a time. Also
+    what a process stopped past its lease meets when it comes back to a run another process took
+    over meanwhile: its run ends with it, and nothing of it is written after the takeover."""
 
 
 class WorkflowChangedError(RunError, ValueError):
