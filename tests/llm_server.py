@@ -41,6 +41,8 @@ name it) beside the content; streamed, a first chunk with the role and an empty 
 reasoning a word a chunk, then the content once ``spec["gate"]`` (a ``threading.Event``, if given)
 is set; with ``spec["answer"]`` False the reasoning used up ``max_tokens``: no content comes, and
 the finish_reason is ``"length"``). Its completion tokens count the reasoning's words too.
+"no_usage" (the "ok" reply, JSON or streamed, with no ``usage`` object, as some proxies and local
+servers answer; streamed, it ignores ``stream_options.include_usage``).
 It speaks HTTP/1.1 keep-alive, so connection pooling is visible in ``connections``.
 """
 
@@ -142,6 +144,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._complete({**(body or {}), "stream": True})
         elif name == "reasoning":
             self._complete(body or {}, reasoning=arg)
+        elif name == "no_usage":
+            self._complete(body or {}, usage=False)
         else:
             if name == "slow":  # a reply held back past the test's end: stop() ends the wait
                 owner.stopping.wait(float(arg))
@@ -172,6 +176,7 @@ class _Handler(BaseHTTPRequestHandler):
         echo: str = "",
         stall: bool = False,
         reasoning: dict[str, Any] | None = None,
+        usage: bool = True,
     ) -> None:
         owner = self.server.owner
         messages = body.get("messages") or []
@@ -181,11 +186,11 @@ class _Handler(BaseHTTPRequestHandler):
         text = f"reply to: {last}{echo}" if answered else ""
         field = (reasoning or {}).get("field", "reasoning_content")
         cookie = {"Set-Cookie": set_cookie} if set_cookie else {}
-        usage = {
+        counts = {
             "prompt_tokens": sum(len(str(m.get("content", "")).split()) for m in messages),
             "completion_tokens": len(thought.split()) + len(text.split()),  # as servers count: reasoning too
         }
-        usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
+        counts["total_tokens"] = counts["prompt_tokens"] + counts["completion_tokens"]
         model = owner.model or body.get("model")  # None: it serves whatever model is asked for
         if not body.get("stream"):
             reply = {
@@ -193,7 +198,7 @@ class _Handler(BaseHTTPRequestHandler):
                 "object": "chat.completion",
                 "model": model,
                 "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
-                "usage": usage,
+                **({"usage": counts} if usage else {}),
             }
             if reasoning is not None:
                 reply["choices"][0]["message"][field] = thought
@@ -227,8 +232,8 @@ class _Handler(BaseHTTPRequestHandler):
         ]
         finish_reason = "stop" if answered else "length"
         events.append({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": finish_reason}]})
-        if (body.get("stream_options") or {}).get("include_usage"):
-            events.append({**base, "choices": [], "usage": usage})
+        if usage and (body.get("stream_options") or {}).get("include_usage"):
+            events.append({**base, "choices": [], "usage": counts})
         events.append("[DONE]")
         if cut is not None:
             events = events[: cut[0]]

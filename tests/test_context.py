@@ -239,6 +239,28 @@ def test_record_lists_each_unpriced_model_and_a_call_that_named_none():
     assert "cost_usd" not in (usage_of(ctx) or {})
 
 
+def test_record_of_a_call_with_no_usage_makes_the_attempts_cost_unknown_naming_why():
+    """A call that succeeded but whose server sent no token usage (``no_usage=True``) was made, so
+    it is no free call: the attempt's cost is unknown, whatever was priced before or after, and
+    extra lists its model under no_usage_models (once), apart from the unpriced ones; with a cost
+    of its own (a gateway that sends the price and no tokens) it is priced as given."""
+    ctx = make_ctx()
+    ctx.record(model="priced-1", tokens_in=4, tokens_out=1, cost_usd=0.006)
+    ctx.record(model="proxied", no_usage=True)
+    ctx.record(model="proxied", no_usage=True)
+    ctx.record(model="local-llama", tokens_in=2, tokens_out=1)
+    ctx.record(model="priced-1", tokens_in=4, tokens_out=1, cost_usd=0.006)
+    assert {
+        "model": "priced-1",
+        "tokens_in": 10,
+        "tokens_out": 3,
+        "extra": {"no_usage_models": ["proxied"], "unpriced_models": ["local-llama"]},
+    } == usage_of(ctx)
+    given = make_ctx()
+    given.record(model="gateway", cost_usd=0.002, no_usage=True)
+    assert {"model": "gateway", "cost_usd": 0.002} == usage_of(given)
+
+
 def test_record_of_a_free_call_and_a_failed_one_keeps_the_cost_known():
     """cost_usd=0.0 with tokens is a free call, and a call with no tokens (one that failed) is no
     unpriced call: the attempt's cost stays the priced calls' sum."""

@@ -1150,6 +1150,108 @@ def test_run_retries_429_then_records_tokens_and_cost(server: LLMServer) -> None
     assert "reply to: refund please" == run.state["answer"]
 
 
+# "a b c" asks 3 tokens; "reply to: a b c" answers 5: a call at PRICES costs this.
+ABC_USD = (3 * 0.001 + 5 * 0.002) / 1000
+NO_USAGE_FIX = (
+    "whose server sent no token usage with its reply, so there was nothing to price: use an endpoint or proxy that "
+    "reports usage (a stream's server may ignore stream_options.include_usage: use one that honours it, or "
+    "client.complete(...))"
+)
+
+
+def usage_flow(streamed: bool) -> wf.Workflow:
+    """``counted`` (a reply with usage), ``refused`` (a 429, then a reply with usage), ``uncounted``
+    (whatever the server sends next) and ``tidy`` (no model), each call ``complete`` or a stream.
+    Each step keeps its reply's tokens and cost in the state."""
+    flow = wf.Workflow("usage")
+
+    async def ask(state: Any, ctx: wf.StepContext) -> dict[str, Any]:
+        if streamed:
+            async with ctx.llm.stream("a b c") as stream:
+                assert "reply to: a b c " == "".join([t async for t in stream])
+            reply = stream.reply
+        else:
+            reply = await ctx.llm.complete("a b c")
+        assert reply is not None
+        return {ctx.step: (reply.tokens_in, reply.tokens_out, reply.cost_usd)}
+
+    for name in ("counted", "refused", "uncounted"):
+        flow.step(ask, name=name, retry=wf.RetryPolicy(max_retries=1, base_delay=0.01))
+
+    @flow.step
+    def tidy(state: Any) -> dict[str, Any]:
+        return {"tidy": True}
+
+    flow.chain("counted", "refused", "uncounted", "tidy")
+    return flow
+
+
+def check_no_usage_is_unknown_cost(server: LLMServer, folder: Path, streamed: bool) -> None:
+    """Two runs of :func:`usage_flow`: in the first the server sends ``uncounted`` no usage, in the
+    second every reply carries it. Read back from the parquet files by pandas, the step that got no
+    usage costs NaN (unknown), not the $0 of ``tidy``, which called no model; the other steps keep
+    their exact cost (the 429 added nothing); ``cost_budget`` leaves the first run unscored, saying
+    why and what to do, and scores the second; the report shows "-" and says why."""
+    from wfkit.logs._report import write_report
+    from wfkit.logs._steplog import steps_dir
+
+    flow = usage_flow(streamed)
+    server.script("ok", ("429", 0), "ok", "no_usage")
+    with test_mode():
+        unknown = flow.run({}, workspace=folder, llm=client_for(server))
+        known = flow.run({}, workspace=folder, llm=client_for(server))
+    assert (None, None, None) == unknown.state["uncounted"]  # the Reply: not counted, not 0
+    assert (3, 5, pytest.approx(ABC_USD)) == unknown.state["counted"] == unknown.state["refused"]
+    assert (3, 5, pytest.approx(ABC_USD)) == known.state["uncounted"]
+    stream_options = [(r["body"] or {}).get("stream_options") for r in server.requests]
+    assert [{"include_usage": True} if streamed else None] * 7 == stream_options  # it asked, and was ignored
+
+    wf.steps(folder)  # exports the runs' rows to the parquet files
+    frame = pd.read_parquet(steps_dir(folder))
+    row = frame[(frame["run_id"] == unknown.run_id) & (frame["step"] == "uncounted")].iloc[0]
+    assert ("ok", "test-model") == (row["status"], row["model"])
+    assert pd.isna(row["tokens_in"])
+    assert pd.isna(row["cost_usd"])
+    assert {"llm_calls": 1, "no_usage_models": ["test-model"]} == json.loads(row["extra"])
+    failed = frame[(frame["step"] == "refused") & (frame["status"] == "retry")]
+    assert 1 == len(failed)
+    assert "no_usage_models" not in json.loads(failed["extra"].iloc[0])  # a failed call: nothing to pay
+
+    mine = frame[frame["run_id"] == unknown.run_id].wf.cost(by=None).loc["usage"]
+    assert (0, 0, 1) == tuple(mine.loc["uncounted", ["tokens_in", "tokens_out", "calls"]])
+    assert pd.isna(mine.loc["uncounted", "cost_usd"])
+    assert {"counted": ABC_USD, "refused": ABC_USD, "tidy": 0.0} == pytest.approx(
+        mine["cost_usd"].drop("uncounted").to_dict(), rel=1e-12
+    )
+    assert 2 == mine.loc["refused", "calls"]  # the 429 counts as a call, and costs nothing
+    by_run = frame.wf.cost()
+    assert pd.isna(by_run.loc[unknown.run_id, "cost_usd"])
+    assert pytest.approx(3 * ABC_USD, rel=1e-12) == by_run.loc[known.run_id, "cost_usd"]
+    assert pd.isna(frame.wf.cost(by=None).loc[("usage", "uncounted"), "cost_usd"])  # the step over both runs
+
+    case = wf.evals.Case("c1", {})
+    judged = wf.evals.cost_budget(1.0)(case, unknown)
+    assert (True, False) == (judged.value != judged.value, judged.passed)  # NaN: unscored
+    assert (
+        f"cost unknown: step 'uncounted' called model 'test-model', {NO_USAGE_FIX}, then evaluate again; "
+        "$0.00003 of $1.0 in the attempts whose every call was priced"
+    ) == judged.detail
+    assert wf.evals.Score(1.0, True, "$0.00004 of $1.0") == wf.evals.cost_budget(1.0)(case, known)
+
+    page = write_report(folder, folder / "report").read_text()
+    costs = page[page.index("<h3>Cost per model</h3>") :]
+    assert "the server sent no token usage with its replies" in costs
+    assert "stream_options.include_usage" in costs
+    assert "no price is known" not in costs  # test-model is priced: that is not why
+
+
+def test_a_reply_without_usage_makes_its_steps_cost_unknown_not_free(server: LLMServer, tmp_path: Path) -> None:
+    """A completion whose server sent no ``usage`` (some proxies and local servers): its Reply's
+    tokens and cost are None, and the step's cost is unknown in the step log, ``df.wf.cost()``,
+    ``cost_budget`` and the report, where it read as a free call ($0, within any budget)."""
+    check_no_usage_is_unknown_cost(server, tmp_path, streamed=False)
+
+
 def test_the_step_log_tells_a_slow_model_from_a_slow_step(server: LLMServer, tmp_path: Path) -> None:
     """Each attempt's row has the time its model calls took, apart from the step's: the sum of its
     calls (a failed one counts the time it took to fail; a streamed one, to its end), NaN for an

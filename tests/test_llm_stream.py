@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import pytest
+from llm_server import LLMServer
+from test_llm import KEY, check_no_usage_is_unknown_cost
 
 import wfkit as wf
 
@@ -40,3 +43,11 @@ def test_stream_errors_are_classified() -> None:
     with pytest.raises(wf.llm.LLMStatusError) as info:
         asyncio.run(go())
     assert wf.ErrorKind.TRANSIENT == wf.classify_error(info.value)
+
+
+def test_a_stream_without_usage_makes_its_steps_cost_unknown_not_free(tmp_path: Path) -> None:
+    """A stream whose server ignores ``stream_options.include_usage`` (it sends no usage chunk) over
+    real HTTP: the reply's tokens and cost are None, and the step's cost is unknown in the step
+    log, ``df.wf.cost()``, ``cost_budget`` and the report, where it read as a free call."""
+    with LLMServer(api_key=KEY) as server:
+        check_no_usage_is_unknown_cost(server, tmp_path, streamed=True)

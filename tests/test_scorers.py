@@ -491,6 +491,48 @@ def test_cost_budget_of_tokens_recorded_with_no_model_nor_cost_says_to_record_th
     ) == unscored(score(wf.evals.cost_budget(1.0), Case("c1", {}), flow.run({})))
 
 
+def test_cost_budget_names_calls_with_no_usage_apart_from_unpriced_ones_and_fails_a_run_over_already():
+    """Calls whose servers sent no token usage (a client of one's own says so with ``no_usage=True``;
+    ``ctx.llm`` does by itself) are named with what to do, apart from the model no table prices; a
+    run whose priced calls alone are over the budget fails it all the same."""
+    flow = wf.Workflow("proxied")
+
+    @flow.step
+    async def ask(state: Any, ctx: wf.StepContext) -> None:
+        await ctx.llm.complete("a b c", model="local-llama")
+        await ctx.llm.complete("a b c")  # priced-1: $0.006, in an attempt whose cost is unknown
+
+    @flow.step
+    def gateway(state: Any, ctx: wf.StepContext) -> None:
+        ctx.record(model="proxied", no_usage=True)
+
+    @flow.step
+    def relay(state: Any, ctx: wf.StepContext) -> None:
+        ctx.record(model="relayed", no_usage=True)
+
+    @flow.step
+    async def answer(state: Any, ctx: wf.StepContext) -> None:
+        await ctx.llm.complete("a b c")  # priced-1: $0.006
+
+    flow.chain("ask", "gateway", "relay", "answer")
+    model = wf.llm.SimulatedModel(p50=0, p99=0, seed=0, reply="yes")
+    run = flow.run({}, llm=wf.llm.ChatClient(transport=model, model="priced-1", prices=PRICED))
+    why = (
+        f"step 'ask' called model 'local-llama', {PRICE_IT}; step 'gateway' called model 'proxied' and step "
+        "'relay' called model 'relayed', whose servers sent no token usage with their replies, so there was "
+        "nothing to price: use an endpoint or proxy that reports usage (a stream's server may ignore "
+        "stream_options.include_usage: use one that honours it, or client.complete(...))"
+    )
+    assert (
+        True,
+        False,
+        f"cost unknown: {why}, then evaluate again; $0.00600 of $1.0 in the attempts whose every call was priced",
+    ) == unscored(score(wf.evals.cost_budget(1.0), Case("c1", {}), run))
+    assert Score(
+        0.0, False, f"$0.00600 of $0.005 in the attempts whose every call was priced, the others' cost unknown: {why}"
+    ) == score(wf.evals.cost_budget(0.005), Case("c1", {}), run)
+
+
 def test_a_custom_scorer_may_say_it_cannot_judge_with_a_nan_score_and_why():
     """Score(nan, False, why) leaves a case unscored; a NaN that passed, or says not why, is refused
     saying how a scorer says it cannot judge."""

@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeAlias
 
-from wfkit.model._context import UNPRICED_MODELS
+from wfkit.model._context import NO_USAGE_MODELS, UNPRICED_MODELS
 
 if TYPE_CHECKING:
     from wfkit.engine._run import Run
@@ -306,7 +306,10 @@ class cost_budget(_Scorer):
 
     A run that called a model no price table knows has no known cost: its case is left unscored
     (NaN, not passed: the summary's ``unscored``, ``check()`` names it and the model to price),
-    unless its priced calls alone exceed the budget, which fails it."""
+    unless its priced calls alone exceed the budget, which fails it. So is a run with a call that
+    succeeded but whose server sent no token usage (nothing to price, yet the call was made): the
+    detail names the step and the model, and says to use an endpoint that reports usage. A call
+    that failed (a 429, a 5xx, no connection) costs nothing and leaves the cost known."""
 
     def __init__(self, usd: float, *, name: str | None = None) -> None:
         self.usd, self.name = usd, name or "cost_budget"
@@ -315,13 +318,20 @@ class cost_budget(_Scorer):
         if (failed := unsucceeded(run)) is not None:
             return failed
         spent, unpriced = 0.0, dict[str | None, str]()  # model (None: unnamed) -> the first step that called it
+        uncounted = dict[str | None, str]()  # the same, of calls whose server sent no token usage
         for event in run.events:
+            extra = event.extra or {}
             if event.cost_usd is not None:
                 spent += event.cost_usd
-            elif event.tokens_in is not None or event.tokens_out is not None:  # tokens came back, no price
-                for model in (event.extra or {}).get(UNPRICED_MODELS) or [event.model]:
+                continue
+            for model in extra.get(NO_USAGE_MODELS) or ():
+                uncounted.setdefault(model, event.step)
+            if UNPRICED_MODELS in extra:
+                for model in extra[UNPRICED_MODELS] or ():
                     unpriced.setdefault(model, event.step)
-        if not unpriced:
+            elif (event.tokens_in is not None or event.tokens_out is not None) and NO_USAGE_MODELS not in extra:
+                unpriced.setdefault(event.model, event.step)  # tokens came back, no price (and no mark of why)
+        if not unpriced and not uncounted:
             ok = spent <= self.usd
             return Score(1.0 if ok else 0.0, ok, f"${spent:.5f} of ${self.usd}")
         named = [f"step {step!r} called model {model!r}" for model, step in unpriced.items() if model is not None]
@@ -331,6 +341,15 @@ class cost_budget(_Scorer):
             reasons.append(
                 f"{' and '.join(named)}, which no price table knows: give {them} a price "
                 "(ChatClient(..., prices=...) or wf.llm.PRICES.register)"
+            )
+        if uncounted:
+            calls = [f"step {step!r} called " + (f"model {m!r}" if m else "a model") for m, step in uncounted.items()]
+            whose = "whose server sent no token usage with its reply" if len(calls) == 1 else "whose servers sent no "
+            whose += "" if len(calls) == 1 else "token usage with their replies"
+            reasons.append(
+                f"{' and '.join(calls)}, {whose}, so there was nothing to price: use an endpoint or proxy that "
+                "reports usage (a stream's server may ignore stream_options.include_usage: use one that honours "
+                "it, or client.complete(...))"
             )
         if None in unpriced:  # ctx.record(tokens_in=...) of a client of one's own, with no model nor cost
             reasons.append(

@@ -120,8 +120,13 @@ class ToolCall:
 
 @dataclass(frozen=True, slots=True)
 class Reply:
-    """One chat completion. Token counts are the server's (None if it sent none); cost is
-    None for a model no price table knows. ``tool_calls`` are the calls the model asked for
+    """One chat completion. Token counts are the server's: None when its reply carried none (no
+    ``usage`` object, or one without ``prompt_tokens`` / ``completion_tokens``: some proxies and
+    local servers leave it out, and a stream's server may ignore ``stream_options.include_usage``).
+    None is "not counted", never 0: the call was made, and may have been billed. ``cost_usd`` is
+    None for a model no price table knows, and for a reply whose tokens are None; with ``ctx``
+    the step's cost is then unknown too (``extra["no_usage_models"]`` names the model when the
+    server sent no usage), never the $0 of a step that called no model. ``tool_calls`` are the calls the model asked for
     (``finish_reason`` is then ``"tool_calls"``, and ``text`` often empty). ``ttft_s``, a streamed
     reply's time to first token: seconds from the request to its first reasoning, text or tool
     call (None for a reply that came whole, or a stream that sent none of them). ``reasoning``, a
@@ -301,7 +306,9 @@ def _record(
 ) -> None:
     """Add one call to the step's event: model, tokens, cost and the call's time (from
     ``started``, a ``perf_counter``) add up; ``extra.llm_calls`` counts. ``ttft``: a stream's time
-    to first token, also of a stream that failed after it (the step's first one is kept)."""
+    to first token, also of a stream that failed after it (the step's first one is kept). A reply
+    whose server sent no token usage makes the step's cost unknown (``no_usage``); a failed call
+    (``reply`` None), which brought back nothing to pay for, leaves it as it was."""
     if ctx is None:
         return
     seconds = time.perf_counter() - started
@@ -317,6 +324,9 @@ def _record(
             cost_usd=reply.cost_usd,
             model_latency_s=seconds,
             ttft_s=reply.ttft_s,
+            # No counts, no cost: recorded as nothing at all, the call would read as the free step
+            # of one that called no model, in df.wf.cost(), the report and cost_budget.
+            no_usage=reply.cost_usd is None and (reply.tokens_in is None or reply.tokens_out is None),
             llm_calls=calls,
         )
 

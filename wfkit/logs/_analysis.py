@@ -26,6 +26,7 @@ from wfkit.logs._tables import (
     quantile_label,
     runs_table,
 )
+from wfkit.model._context import NO_USAGE_MODELS
 
 if TYPE_CHECKING:
     import numpy as np
@@ -38,6 +39,8 @@ if TYPE_CHECKING:
 
 # What every question needs; each method asks for the rest (a frame read with `columns=` may lack them).
 _REQUIRED = ("step", "attempt", "status")
+# An attempt's extra (JSON text in the log's files) naming a call whose server sent no token usage.
+_NO_USAGE = f'"{NO_USAGE_MODELS}"'
 
 
 class StepsAccessor:
@@ -182,7 +185,16 @@ class StepsAccessor:
         made such a call beside priced ones (or a priced tool) recorded no cost at all, its priced part
         alone being no cost of it (``ctx.record``; its ``extra`` names the models, ``unpriced_models``).
         The attempts whose price was unknown:
-        ``df[df["cost_usd"].isna() & (df["tokens_in"].notna() | df["tokens_out"].notna())]``."""
+        ``df[df["cost_usd"].isna() & (df["tokens_in"].notna() | df["tokens_out"].notna())]``.
+
+        A call that succeeded but whose server sent no token usage (a proxy or local server that
+        leaves ``usage`` out, a stream whose server ignores ``stream_options.include_usage``) has
+        no tokens to price either, yet it was made: its group's cost is NaN too, not the $0 of a
+        step that called no model (its tokens add 0: none were counted). Its attempt's ``extra``
+        names the model (``no_usage_models``), so this needs the ``extra`` column: a frame read
+        without it cannot tell such a call from one that failed. Use an endpoint that reports
+        usage (for a stream, one that honours ``stream_options.include_usage``, or
+        ``client.complete``)."""
         self._need("cost", "tokens_in", "tokens_out", "cost_usd", "model")
         keys = keys_of(self._df, by)
         extra = ("extra",) if "extra" in self._df.columns else ()
@@ -196,6 +208,11 @@ class StepsAccessor:
         # Unpriced: tokens came back but no cost was recorded (the client found no price). A failed
         # call records neither, so a retried 429 leaves its step's cost known.
         unpriced = rows["cost_usd"].isna() & (rows["tokens_in"].notna() | rows["tokens_out"].notna())
+        if extra:
+            # Uncounted: a call succeeded but its server sent no usage, so neither tokens nor cost came
+            # back; only the attempt's extra says so (a failed call, which is no cost, leaves no mark).
+            uncounted = rows["cost_usd"].isna() & rows["extra"].astype(object).str.contains(_NO_USAGE, regex=False)
+            unpriced |= uncounted.fillna(False).astype(bool)
         table = (
             rows.assign(calls=calls, unpriced=unpriced)
             .groupby(keys, observed=True)

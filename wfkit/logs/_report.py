@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from wfkit.logs._units import count_of, format_seconds
+from wfkit.model._context import NO_USAGE_MODELS, UNPRICED_MODELS
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -280,7 +281,9 @@ def _workflow_section(
     usage = ["tokens_in", "tokens_out", "cost_usd", "model", "extra", "model_latency_s", "ttft_s"]
     # started_at: each table lists steps in the order a run meets them, as the latency table does.
     cost = mine.frame(["workflow", "step", "attempt", "status", "started_at", "map_index", *usage], sort=False)
-    if len(cost) and (cost["tokens_in"].fillna(0).sum() or cost["cost_usd"].fillna(0).sum()):
+    # A step whose calls all came back without usage has no tokens and no cost, yet it called a
+    # model: its cost is unknown, which the table must show, not leave out as if nothing was spent.
+    if len(cost) and (cost["tokens_in"].fillna(0).sum() or cost["cost_usd"].fillna(0).sum() or _uncounted(cost).any()):
         from wfkit.logs._register import register_accessor
 
         register_accessor()
@@ -293,7 +296,8 @@ def _workflow_section(
         table["model_latency_s"] = by_step["model_latency_s"].sum(min_count=1)
         table["ttft_s"] = by_step["ttft_s"].median()
         # cost() gives NaN, shown "-" (unknown, not $0 as if free), for a step with a call no price
-        # table knew; a step that called no model costs $0. Its figures, so a notebook agrees.
+        # table knew or whose server sent no token usage; a step that called no model costs $0. Its
+        # figures, so a notebook agrees.
         parts.append("<h3>Cost</h3>")
         parts.append(
             _table(
@@ -346,16 +350,26 @@ def _cost_per_model(cost: pd.DataFrame) -> str:
     in_order = rows.sort_values("started_at", kind="stable").groupby("model", sort=False)["step"]
     table["steps"] = in_order.agg(lambda steps: ", ".join(dict.fromkeys(map(str, steps))))
     table = table.sort_values("cost_usd", ascending=False, na_position="last", kind="stable")
-    unpriced = table["cost_usd"].isna().any()
+    # Why a cost is "-", each reason with what to do: a model no price table knows, a server that
+    # sent no token usage (nothing to price), or both in one log.
+    reasons = []
+    if table["cost_usd"].isna().any():
+        uncounted = _uncounted(rows)
+        named = rows["extra"].astype(object).str.contains(f'"{UNPRICED_MODELS}"', regex=False).fillna(False)
+        tokens = rows["tokens_in"].notna() | rows["tokens_out"].notna()
+        if (rows["cost_usd"].isna() & (named.astype(bool) | (tokens & ~uncounted))).any():
+            reasons.append("no price is known for the model (give one: ChatClient(..., prices=...))")
+        if uncounted.any():
+            reasons.append(
+                "the server sent no token usage with its replies, so there was nothing to price (use an endpoint "
+                "or proxy that reports usage; a stream's server may ignore stream_options.include_usage: use "
+                "one that honours it, or client.complete(...))"
+            )
     return (
         "<h3>Cost per model</h3>"
         '<p class="note">Each model as the server named it, with the steps that called it (an attempt that '
         "called several models counts under the last); steps that called no model are left out"
-        + (
-            '; a cost of "-" is unknown: no price is known for the model (give one: ChatClient(..., prices=...))'
-            if unpriced
-            else ""
-        )
+        + ('; a cost of "-" is unknown: ' + "; or ".join(reasons) if reasons else "")
         + ".</p>"
         + _table(
             table,
@@ -372,6 +386,13 @@ def _cost_per_model(cost: pd.DataFrame) -> str:
             classes={"steps": "text"},
         )
     )
+
+
+def _uncounted(rows: pd.DataFrame) -> pd.Series:
+    """The attempts with a call that succeeded but whose server sent no token usage, which made
+    their cost unknown (their ``extra`` names its model under ``no_usage_models``)."""
+    marked = rows["cost_usd"].isna() & rows["extra"].astype(object).str.contains(f'"{NO_USAGE_MODELS}"', regex=False)
+    return marked.fillna(False).astype(bool)
 
 
 def write_report(

@@ -23,6 +23,13 @@ class Failure:
 # The key of an attempt's ``extra`` listing the models it called that no price table knew; its
 # presence means the attempt's cost is unknown (``cost_usd`` None), whatever else it paid for.
 UNPRICED_MODELS = "unpriced_models"
+# Its sibling: the models of calls that succeeded but whose server sent no token usage (a proxy or a
+# local server that leaves ``usage`` out, a stream whose server ignores ``stream_options.include_usage``).
+# No tokens came back to price, yet the call was made and billed: the attempt's cost is unknown too,
+# never the $0 of a step that called no model.
+NO_USAGE_MODELS = "no_usage_models"
+# Either key in an attempt's ``extra`` makes its cost unknown.
+UNKNOWN_COST_KEYS = (UNPRICED_MODELS, NO_USAGE_MODELS)
 
 
 class ChatModel(Protocol):
@@ -172,6 +179,7 @@ class StepContext:
         cost_usd: float | None = None,
         model_latency_s: float | None = None,
         ttft_s: float | None = None,
+        no_usage: bool = False,
         **extra: Any,
     ) -> None:
         """Add usage to this attempt's event; token counts, cost and the model's time (seconds one
@@ -181,7 +189,12 @@ class StepContext:
         A call recorded with tokens but no ``cost_usd`` is one whose price is unknown (``ctx.llm``
         records so a model no price table knows): from then on the attempt's cost is unknown, None
         however many priced calls or tools it adds before or after, and ``extra["unpriced_models"]``
-        lists the models of such calls (None for a call that named none). ``cost_usd=0.0`` is free."""
+        lists the models of such calls (None for a call that named none). ``cost_usd=0.0`` is free.
+
+        ``no_usage=True`` (with no ``cost_usd``) records a call that succeeded but whose server sent no
+        token usage (``ctx.llm`` records so a reply without ``usage``): it was made and billed, but
+        nothing says how much, so the attempt's cost is unknown as for an unpriced call, and
+        ``extra["no_usage_models"]`` lists the models of such calls instead."""
         usage = self._usage if self._usage is not None else {}
         self._usage = usage
         if model is not None:
@@ -189,15 +202,16 @@ class StepContext:
         for key, value in (("tokens_in", tokens_in), ("tokens_out", tokens_out), ("model_latency_s", model_latency_s)):
             if value is not None:
                 usage[key] = usage.get(key, 0) + value
-        if cost_usd is None and (tokens_in is not None or tokens_out is not None):
+        if cost_usd is None and (no_usage or tokens_in is not None or tokens_out is not None):
             # The priced calls' sum would read as the attempt's whole cost, in the step log, df.wf.cost()
             # and an eval's cost_budget: an unknown part makes the whole unknown.
             usage.pop("cost_usd", None)
             known = usage.setdefault("extra", {})
             name = model if model is not None else usage.get("model")
-            unpriced = known.get(UNPRICED_MODELS) or []
-            known[UNPRICED_MODELS] = unpriced if name in unpriced else [*unpriced, name]
-        elif cost_usd is not None and UNPRICED_MODELS not in usage.get("extra", ()):
+            key = NO_USAGE_MODELS if no_usage else UNPRICED_MODELS
+            listed = known.get(key) or []
+            known[key] = listed if name in listed else [*listed, name]
+        elif cost_usd is not None and not any(key in usage.get("extra", ()) for key in UNKNOWN_COST_KEYS):
             usage["cost_usd"] = usage.get("cost_usd", 0) + cost_usd
         if ttft_s is not None:
             usage.setdefault("ttft_s", ttft_s)
