@@ -126,10 +126,11 @@ class Reply:
     None is "not counted", never 0: the call was made, and may have been billed. ``cost_usd`` is
     None for a model no price table knows, and for a reply whose tokens are None; with ``ctx``
     the step's cost is then unknown too (``extra["no_usage_models"]`` names the model when the
-    server sent no usage), never the $0 of a step that called no model. ``tool_calls`` are the calls the model asked for
-    (``finish_reason`` is then ``"tool_calls"``, and ``text`` often empty). ``ttft_s``, a streamed
-    reply's time to first token: seconds from the request to its first reasoning, text or tool
-    call (None for a reply that came whole, or a stream that sent none of them). ``reasoning``, a
+    server sent no usage), never the $0 of a step that called no model. ``tool_calls`` are the
+    calls the model asked for (``finish_reason`` is then ``"tool_calls"``, and ``text`` often
+    empty). ``ttft_s``, a streamed reply's time to first token: seconds from the request to its
+    first reasoning, text or tool call (None for a reply that came whole, or a stream that sent
+    none of them). ``reasoning``, a
     reasoning model's thinking, as vLLM's reasoning parsers, DeepSeek's API and gateways send it
     beside the answer (``reasoning_content``, or ``reasoning``), never part of ``text``; None
     when the server sent none. Its tokens are among ``tokens_out``, as the server counts them."""
@@ -606,7 +607,12 @@ class ChatClient:
         **params: Any,
     ) -> ChatStream:
         """A streamed completion (server-sent events): ``async with client.stream(p) as s:``, then
-        ``async for text in s``; ``s.reply`` holds the whole reply once the stream ends."""
+        ``async for text in s``; ``s.reply`` holds the whole reply once the stream ends.
+
+        It asks for the token counts (``stream_options={"include_usage": True}``) unless given
+        ``stream_options`` of its own (``None`` sends none). A stream that ends without them (a
+        server that ignores the option, or a request that asked for none) has tokens and cost
+        None, and with ``ctx`` the step's cost is unknown (``extra["no_usage_models"]``)."""
         body = self._body(prompt, model, params)
         body["stream"] = True
         if body.get("stream_options", ...) is ...:
