@@ -1239,6 +1239,8 @@ def check_no_usage_is_unknown_cost(server: LLMServer, folder: Path, streamed: bo
     assert wf.evals.Score(1.0, True, "$0.00004 of $1.0") == wf.evals.cost_budget(1.0)(case, known)
 
     page = write_report(folder, folder / "report").read_text()
+    per_step = page[page.index("<h3>Cost</h3>") : page.index("<h3>Cost per model</h3>")]
+    assert "a call of that step had no known price, or its server sent no token usage to price" in per_step
     costs = page[page.index("<h3>Cost per model</h3>") :]
     assert "the server sent no token usage with its replies" in costs
     assert "stream_options.include_usage" in costs

@@ -314,9 +314,11 @@ def _workflow_section(
             )
         )
         if table["cost_usd"].isna().any():  # (after the table: tests and readers find it under its heading)
+            # A call whose server sent no usage had no price either, though its model may have one.
+            uncounted = ", or its server sent no token usage to price" if _uncounted(cost).any() else ""
             parts.append(
-                '<p class="note">A cost of "-" is unknown: a call of that step had no known price (the table '
-                "per model below names the models).</p>"
+                f'<p class="note">A cost of "-" is unknown: a call of that step had no known price{uncounted} (the '
+                "table per model below names the models and says why).</p>"
             )
         parts.append(_cost_per_model(cost))
     parts.append("</section>")
