@@ -23,6 +23,9 @@ from browsers import CHROMIUM, Lab, lab_page, run_notebook
 import wfkit as wf
 from wfkit.examples import ARTICLE_QUERIES, rag_router, reliable_tools
 
+# JupyterLab and chromium for every test: 10-30 s each (`pytest -m "not slow"` leaves them out).
+pytestmark = pytest.mark.slow
+
 if TYPE_CHECKING:
     from playwright.sync_api import Locator, Page
 
