@@ -1,16 +1,19 @@
 """What the browser tests share: Debian's chromium with the flags it needs here, a JupyterLab
-server handle (the ``lab`` fixture in conftest starts one per test), and a page that keeps a
-screenshot and the server log when a scenario fails."""
+server (``start_lab``: the ``lab`` fixture in conftest starts one per test, test_builder_browser.py
+one per module), and a page that keeps a screenshot and the server log when a scenario fails."""
 
 from __future__ import annotations
 
 import contextlib
 import json
+import os
 import re
 import secrets
 import socket
 import subprocess
+import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -43,6 +46,10 @@ class Lab:
     token: str
     proc: subprocess.Popen[bytes]
     log: Path
+    root: Path  # the folder it serves
+    # Where the test's notebooks are, from the server's root: "" when the server is the test's own,
+    # "FOLDER/" when one server serves a whole module (see test_builder_browser.py).
+    prefix: str = ""
 
     def api(self, method: str, path: str) -> Any:
         request = urllib.request.Request(
@@ -135,10 +142,65 @@ def lab_page(lab: Lab, viewport: dict[str, int], failure_shot: Path) -> Iterator
 def run_notebook(page: Page, lab: Lab, notebook: str, expect: Any) -> Locator:
     """Open ``notebook`` in a JupyterLab workspace of its own (``?reset``: nothing reopened from an
     earlier session), wait for its kernel, run all its cells with the Run menu; its panel."""
-    page.goto(f"{lab.url}/lab/workspaces/w{secrets.token_hex(4)}/tree/{notebook}?reset&token={lab.token}")
+    page.goto(f"{lab.url}/lab/workspaces/w{secrets.token_hex(4)}/tree/{lab.prefix}{notebook}?reset&token={lab.token}")
     panel = page.locator(VISIBLE)
     expect(panel).to_have_count(1, timeout=30_000)
     expect(page.get_by_role("contentinfo", name="Bottom Panel").get_by_text("| Idle")).to_be_visible(timeout=30_000)
     page.locator(".lm-MenuBar-itemLabel", has_text=re.compile(r"^Run$")).click()
     page.locator("li[data-command='runmenu:run-all']").click()
     return panel
+
+
+@contextlib.contextmanager
+def start_lab(root: Path, workspace: Path) -> Iterator[Lab]:
+    """``jupyter lab`` on 127.0.0.1 (a free port, a random token) serving ``root``, its kernels with
+    ``workspace`` as $WFKIT_HOME; stopped on exit."""
+    port, token = free_port(), secrets.token_hex(16)
+    private = root / ".jupyter"  # hidden, so not in the file browser
+    settings = private / "settings" / "@jupyterlab" / "apputils-extension"
+    settings.mkdir(parents=True)
+    # No "Would you like to get notified about official Jupyter news?" toast over the page.
+    (settings / "notification.jupyterlab-settings").write_text(
+        json.dumps({"fetchNews": "false", "checkForUpdates": False})
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("WFKIT_", "JUPYTER", "JPY_"))}
+    env.update(
+        WFKIT_HOME=str(workspace),  # no WFKIT_REVIEWER (the test types it) and no WFKIT_MODE/POLICY
+        WFKIT_SYNCHRONOUS="normal",
+        JUPYTER_CONFIG_DIR=str(private / "config"),
+        JUPYTER_RUNTIME_DIR=str(private / "runtime"),
+        JUPYTERLAB_SETTINGS_DIR=str(private / "settings"),
+        JUPYTERLAB_WORKSPACES_DIR=str(private / "workspaces"),
+    )
+    command = [
+        sys.executable,
+        "-m",
+        "jupyterlab",
+        "--allow-root",
+        "--no-browser",
+        "--ip=127.0.0.1",
+        f"--port={port}",
+        "--ServerApp.port_retries=0",
+        f"--IdentityProvider.token={token}",  # ServerApp.token is deprecated since jupyter_server 2
+        f"--ServerApp.root_dir={root}",
+        "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+    ]
+    log = root / ".jupyter" / "server.log"
+    with log.open("wb") as out:  # a file, not a pipe: nobody has to read it while the test runs
+        proc = subprocess.Popen(command, cwd=root, env=env, stdout=out, stderr=subprocess.STDOUT)
+    server = Lab(f"http://127.0.0.1:{port}", token, proc, log, root)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"jupyter lab exited with {proc.returncode}:\n{server.log_tail()}")
+            try:
+                server.api("GET", "/api/status")
+                break
+            except (urllib.error.URLError, ConnectionError):
+                if time.monotonic() > deadline:
+                    pytest.fail(f"jupyter lab did not answer /api/status within 30 s:\n{server.log_tail()}")
+                time.sleep(0.2)
+        yield server
+    finally:
+        stop(proc)

@@ -512,6 +512,7 @@ def observed_rates(frame: pd.DataFrame) -> tuple[dict[str, float], dict[str, flo
     return attempt_rate, step_rate, run_rate
 
 
+@pytest.mark.slow  # 1,100 runs whose steps sleep: about 13 s
 def test_predicted_timeout_rates_match_observed_runs(workspace: Path) -> None:
     """Timeouts at P80, one retry: the Monte Carlo predictions from calibration runs of the attempt
     timeout rate and step failure rate per step, and of the run failure rate, lie within 0.08

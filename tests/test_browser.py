@@ -19,6 +19,9 @@ from browsers import CHROMIUM, VISIBLE, Lab, lab_page, run_notebook, wait_for
 
 from wfkit.store._workspace import Workspace
 
+# JupyterLab and chromium for every test: 10-30 s each (`pytest -m "not slow"` leaves them out).
+pytestmark = pytest.mark.slow
+
 if TYPE_CHECKING:
     from playwright.sync_api import Locator, Page
 

@@ -9,22 +9,47 @@ stage are written to the test's tmp_path (``builder-*.png``).
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import json
 import re
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import nbformat
 import pytest
-from browsers import CHROMIUM, Lab, lab_page, run_notebook
+from browsers import CHROMIUM, Lab, lab_page, run_notebook, start_lab
 
 import wfkit as wf
 from wfkit.examples import ARTICLE_QUERIES, rag_router, reliable_tools
 
+# JupyterLab and chromium for every test: 10-30 s each (`pytest -m "not slow"` leaves them out).
+pytestmark = pytest.mark.slow
+
 if TYPE_CHECKING:
     from playwright.sync_api import Locator, Page
+
+
+@pytest.fixture(scope="module")
+def one_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+    """One JupyterLab for the module: starting one took 2-7 s of each test's 10-30. The builder's
+    kernels never use the workspace, and each test has a folder of its own (``lab``), so sharing
+    the server shares nothing a test reads; lab_page shuts each test's kernels down after it."""
+    root = tmp_path_factory.mktemp("lab")
+    with start_lab(root, root / "ws") as server:
+        yield server
+
+
+@pytest.fixture
+def lab(one_lab: Lab, tmp_path: Path) -> Lab:
+    """The module's JupyterLab with the test's tmp_path as a folder of its root (a link to it):
+    its notebooks open from there and their kernels run there, so what the builder saves lands in
+    tmp_path, as with a server of its own."""
+    (one_lab.root / tmp_path.name).symlink_to(tmp_path, target_is_directory=True)
+    return dataclasses.replace(one_lab, prefix=f"{tmp_path.name}/")
+
 
 NOTEBOOK = "builder.ipynb"
 SOURCE = (

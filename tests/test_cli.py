@@ -958,6 +958,7 @@ def test_a_spec_run_halted_at_a_gate_says_how_to_approve_it(payout_spec: Path, t
     ) == started.stdout.strip().splitlines()[-1]
 
 
+@pytest.mark.slow  # several `wfkit` processes: about 6 s
 def test_a_run_started_from_a_spec_resumes_and_forks_without_workflow(
     payout_spec: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -22,6 +22,9 @@ import wfkit as wf
 from wfkit.distributed import QUIET_DASK_SETTINGS, local_cluster
 from wfkit.distributed._local import NOT_SERVED, NOT_STARTED
 
+# Real Dask schedulers and worker processes (`pytest -m "not slow"` leaves them out).
+pytestmark = pytest.mark.slow
+
 
 def worker_settings() -> dict[str, object]:
     """The quiet settings' keys as this process's Dask config has them (run on a worker)."""

@@ -31,6 +31,10 @@ from wfkit.distributed._dask import partition_size
 from wfkit.engine._run import DetachedRun
 from wfkit.model._errors import DatasetUnreachableError, PartitionError, SchedulerLostError, SchedulerUnreachableError
 
+# Real Dask schedulers and worker processes, and waits for handshakes that never come
+# (`pytest -m "not slow"` leaves them out).
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parents[1]
 QUERY_ROUTER = ROOT / "evals" / "query_router"
 

@@ -34,6 +34,7 @@ def test_ruff_format_leaves_everything_as_it_is() -> None:
     assert out.returncode == 0, out.stdout + out.stderr
 
 
+@pytest.mark.slow  # mypy over the package: about 25 s
 def test_mypy_strict_is_clean() -> None:
     """mypy --strict passes on the package."""
     out = subprocess.run([_tool("mypy")], cwd=ROOT, capture_output=True, text=True)
@@ -80,6 +81,7 @@ client: wf.llm.ChatClient = wf.llm.ChatClient(transport=model)
 """
 
 
+@pytest.mark.slow  # a mypy run: about 6 s
 def test_the_public_api_type_checks_in_user_code_as_the_readme_uses_it(tmp_path: Path) -> None:
     """`flow.step(fn, name=...)`, `flow.map(fn, over=..., ...)`, `wf.evals.Suite` with a list of
     dicts and the lazily loaded `wf.llm` / `wf.evals` namespaces pass mypy --strict."""

@@ -1550,6 +1550,7 @@ def test_run_retries_a_slow_reply_after_its_timeout(server: LLMServer) -> None:
     assert [("retry", "LLMTimeoutError"), ("ok", None)] == [(e.status, e.error_type) for e in run.events]
 
 
+@pytest.mark.slow  # waits out a step's timeout: about 5 s per case
 @pytest.mark.parametrize("streamed", [False, True])
 def test_a_call_the_step_timeout_cut_short_is_in_the_attempts_event(server: LLMServer, streamed: bool) -> None:
     """The step's timeout cancels a call still waiting for its reply: the timed-out attempt's row

@@ -10,6 +10,7 @@ import tomllib
 from pathlib import Path
 
 import nbformat
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = (
@@ -42,6 +43,7 @@ def _pytest(project: Path, *args: str, extra_path: Path | None = None) -> subpro
     )
 
 
+@pytest.mark.slow  # runs notebooks in Jupyter kernels (papermill): about 20 s
 def test_notebooks_are_test_items_compared_with_their_baselines(tmp_path: Path) -> None:
     """Recorded with --wfkit-update-baseline, a notebook passes; one whose writes changed fails with the
     difference; one without a baseline fails with the hint; other files are not collected."""

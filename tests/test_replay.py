@@ -117,6 +117,7 @@ def test_the_quickstart_explains_the_controls_under_its_run_view() -> None:
     assert "**state** shows the run's current state" in under
 
 
+@pytest.mark.slow  # runs notebooks in Jupyter kernels (papermill)
 def test_all_notebooks_replay_against_their_baselines(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -145,6 +146,7 @@ def test_all_notebooks_replay_against_their_baselines(
     assert [] == [c for c in cases if c.find("failure") is not None or c.find("error") is not None]
 
 
+@pytest.mark.slow  # runs notebooks in Jupyter kernels (papermill)
 def test_a_seeded_change_is_a_regression_naming_the_signal(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """A changed backoff (same number of retries) makes replay exit 1 and name the retry delay that moved;
     the JUnit case fails with that line."""
@@ -163,6 +165,7 @@ def test_a_seeded_change_is_a_regression_naming_the_signal(tmp_path: Path, capsy
     assert line in (failure.text or "")
 
 
+@pytest.mark.slow  # runs notebooks in Jupyter kernels (papermill)
 def test_update_baseline_then_replay_is_clean_and_a_rename_is_no_baseline(
     project: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -194,6 +197,7 @@ TWO_FETCHES = (
 )
 
 
+@pytest.mark.slow  # runs notebooks in Jupyter kernels (papermill)
 def test_latency_is_compared_per_workflow_and_step(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """Two workflows with a step of the same name keep their own latency: `quick`'s fetch 15x slower
     is a regression of `quick`'s fetch, and `steady`'s (20x slower than `quick`'s, unchanged) neither
@@ -213,6 +217,7 @@ def test_latency_is_compared_per_workflow_and_step(project: Path, capsys: pytest
     assert "steady" not in out
 
 
+@pytest.mark.slow  # runs notebooks in Jupyter kernels (papermill)
 def test_papermills_options_reach_the_kernel(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """-f params.yaml, -y and -p set parameters (later ones win), --kernel picks the kernel and --cwd
     the folder the notebook runs in."""
@@ -254,6 +259,7 @@ def test_bad_input_exits_2_before_anything_runs(
     assert not (project / "rep" / "runs").exists()
 
 
+@pytest.mark.slow  # runs notebooks in Jupyter kernels (papermill)
 def test_broken_notebooks_are_failed_rows_with_their_traceback(
     project: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -279,6 +285,7 @@ def test_broken_notebooks_are_failed_rows_with_their_traceback(
     assert "3 notebooks: 0 ok, 0 regressions, 3 failed in " in out
 
 
+@pytest.mark.slow  # runs notebooks in Jupyter kernels (papermill)
 def test_a_failing_cell_is_named_by_its_place_in_the_notebook_whatever_the_parameters(
     project: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -298,6 +305,7 @@ def test_a_failing_cell_is_named_by_its_place_in_the_notebook_whatever_the_param
     assert {"nbs/error.ipynb": 2, "nbs/slow.ipynb": 1} == cells[False] == cells[True]
 
 
+@pytest.mark.slow  # runs notebooks in Jupyter kernels (papermill)
 def test_a_kernel_that_dies_before_its_first_cell_is_started_again(
     project: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -327,6 +335,7 @@ def test_a_kernel_that_dies_before_its_first_cell_is_started_again(
     assert "wfkit replay: the kernel did not start" in log
 
 
+@pytest.mark.slow  # runs notebooks in Jupyter kernels (papermill)
 def test_a_gate_under_papermill_without_a_policy_fails_the_notebook_clearly(project: Path) -> None:
     """Headless under papermill, a gate with no decision policy fails the notebook with a clear
     message instead of waiting forever for a click nobody can make."""
@@ -344,6 +353,7 @@ def test_a_gate_under_papermill_without_a_policy_fails_the_notebook_clearly(proj
     assert ["failed"] == [r["status"] for r in summary["runs"]]
 
 
+@pytest.mark.slow  # runs notebooks in Jupyter kernels (papermill)
 def test_the_report_in_a_browser(project: Path) -> None:
     """index.html in Chromium: totals at the top; per notebook links to the executed notebook and the
     kernel log, differences grouped by run and step, the failing cell's traceback, and the latency
@@ -418,6 +428,7 @@ SPACED = (
 )
 
 
+@pytest.mark.slow  # runs notebooks in Jupyter kernels (papermill)
 def test_the_report_shows_values_as_they_were_printed(project: Path) -> None:
     """In Chromium the report shows a difference's values with their whitespace: a DataFrame row
     keeps the spaces that align its columns, and a stderr value its line breaks, not `\\n`."""
@@ -461,6 +472,7 @@ PRICED = (
 )
 
 
+@pytest.mark.slow  # runs notebooks in Jupyter kernels (papermill)
 def test_a_float_that_changed_is_shown_with_the_digits_that_tell_it_apart(
     project: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -484,6 +496,7 @@ def test_a_float_that_changed_is_shown_with_the_digits_that_tell_it_apart(
     )
 
 
+@pytest.mark.slow  # runs notebooks in Jupyter kernels (papermill)
 def test_a_notebook_that_compares_nothing_passes_saying_so(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """A notebook with no runs and no cell output is ok, and its line says that nothing was compared,
     on the console, in the report and in the JUnit XML; one that printed something is plain ok."""
@@ -517,6 +530,7 @@ OUTPUTS = (
 )
 
 
+@pytest.mark.slow  # runs notebooks in Jupyter kernels (papermill)
 @pytest.mark.parametrize(
     ("old", "new", "said"),
     [
@@ -549,6 +563,7 @@ def test_a_change_only_in_what_a_cell_shows_is_a_regression_naming_the_cell_and_
     assert f"cell 2 (import warnings): {said}" in out
 
 
+@pytest.mark.slow  # runs notebooks in Jupyter kernels (papermill)
 def test_noise_in_what_cells_show_is_no_regression(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """Run ids, timings, timestamps, memory addresses and the kernel's file names in a warning differ
     on every replay and are masked; a cell tagged `wfkit-ignore-output` is not compared at all."""
@@ -571,6 +586,7 @@ def test_noise_in_what_cells_show_is_no_regression(project: Path, capsys: pytest
     assert 0 == main(["replay", "nbs", "--report", "rep"]), capsys.readouterr().out
 
 
+@pytest.mark.slow  # runs notebooks in Jupyter kernels (papermill)
 def test_an_unreadable_baseline_fails_its_notebook_and_every_other_is_still_judged(
     project: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -606,6 +622,7 @@ def test_an_unreadable_baseline_fails_its_notebook_and_every_other_is_still_judg
         assert said in failure.get("message", "")
 
 
+@pytest.mark.slow  # runs notebooks in Jupyter kernels (papermill)
 def test_a_change_past_the_shown_width_of_a_long_value_is_shown(
     project: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -641,6 +658,7 @@ LONG_TABLE = (
 )
 
 
+@pytest.mark.slow  # runs notebooks in Jupyter kernels (papermill)
 def test_a_change_in_the_rows_a_long_table_hides_is_a_regression(
     project: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -679,6 +697,7 @@ FIGURE = (
 )
 
 
+@pytest.mark.slow  # runs notebooks in Jupyter kernels (papermill)
 @pytest.mark.parametrize(
     ("option", "value", "said"),
     [
@@ -711,6 +730,7 @@ def test_a_figure_that_draws_something_else_is_a_regression(
     assert [] == [c.outputs for c in nbformat.read(nb, as_version=4).cells if c.cell_type == "code" and c.outputs]
 
 
+@pytest.mark.slow  # runs notebooks in Jupyter kernels (papermill)
 def test_a_figure_tagged_to_ignore_its_data_compares_its_titles_only(
     project: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -731,6 +751,7 @@ def test_a_figure_tagged_to_ignore_its_data_compares_its_titles_only(
 LONG_ARRAY = "import numpy as np\nvalues = np.arange(2000)\nvalues[1500] = late\nprint(values)\nvalues"
 
 
+@pytest.mark.slow  # runs notebooks in Jupyter kernels (papermill)
 def test_a_change_past_the_elements_numpy_shows_is_a_regression(
     project: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -751,6 +772,7 @@ def test_a_change_past_the_elements_numpy_shows_is_a_regression(
     assert re.search(r'result 1 line \d+ "[ \d,]*1499, 1500, 1501,[ \d,]*" -> "[ \d,]*1499,   -1, 1501,', result)
 
 
+@pytest.mark.slow  # runs notebooks in Jupyter kernels (papermill)
 def test_a_startup_file_that_fails_in_the_kernel_fails_the_notebook_naming_it(
     project: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -787,6 +809,7 @@ def test_a_startup_file_that_fails_in_the_kernel_fails_the_notebook_naming_it(
     assert "- cell" not in out
 
 
+@pytest.mark.slow  # runs notebooks in Jupyter kernels (papermill)
 def test_a_kernel_that_never_runs_the_replays_setup_fails_the_notebook_saying_so(
     project: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -820,6 +843,7 @@ BIG = (
 BIG_ARRAY = "values = np.arange(50_000) * 0.5\nvalues[40_000] = hidden\nvalues"
 
 
+@pytest.mark.slow  # runs notebooks in Jupyter kernels (papermill)
 def test_a_table_too_big_to_keep_whole_is_compared_by_a_digest_of_every_cell(
     project: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -875,6 +899,7 @@ def test_a_table_too_big_to_keep_whole_is_compared_by_a_digest_of_every_cell(
     assert len(html_table) < 10_000
 
 
+@pytest.mark.slow  # runs notebooks in Jupyter kernels (papermill)
 def test_what_cells_show_differently_is_listed_in_the_notebooks_order(
     project: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -912,6 +937,7 @@ SCORES = (
 SCORES_ARRAY = "np.array([0.25, mean / 100])"
 
 
+@pytest.mark.slow  # runs notebooks in Jupyter kernels (papermill)
 def test_a_change_below_what_a_table_or_array_shows_is_a_regression_naming_the_cell_and_how_much(
     project: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -1037,6 +1063,7 @@ def test_an_evals_runs_are_summarised_by_suite_variant_and_case(tmp_path: Path) 
     assert ["seed 0", "seed 1", "seed 2", "seed 3"] == sorted(unsaved["(not saved)"]["router-x1"])
 
 
+@pytest.mark.slow  # runs notebooks in Jupyter kernels (papermill)
 def test_an_evals_runs_replay_by_case_and_a_changed_route_is_a_regression_naming_it(
     project: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -1076,6 +1103,7 @@ SAVED_RESULTS = (
 )
 
 
+@pytest.mark.slow  # runs notebooks in Jupyter kernels (papermill)
 def test_where_an_eval_saved_its_result_replays_ok_and_printing_another_is_a_regression(
     project: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -1097,6 +1125,7 @@ def test_where_an_eval_saved_its_result_replays_ok_and_printing_another_is_a_reg
     assert "line 2" not in out
 
 
+@pytest.mark.slow  # runs notebooks in Jupyter kernels (papermill)
 def test_a_fourth_ticket_in_the_regression_notebook_is_a_regression_naming_the_runs(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

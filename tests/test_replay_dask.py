@@ -12,6 +12,9 @@ import pytest
 import wfkit as wf
 from wfkit.cli._cli import main
 
+# Notebooks run by papermill on Dask worker processes (`pytest -m "not slow"` leaves them out).
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parents[1]
 QUICKSTART = ROOT / "notebooks" / "01_quickstart.ipynb"
 

@@ -843,6 +843,7 @@ def test_two_compactions_at_once_show_every_row_once(workspace: Path) -> None:
     assert event_keys(events) == frame_keys(wf.steps())
 
 
+@pytest.mark.slow  # 150 runs, then 8 compacting processes: about 12 s
 def test_compactions_in_two_processes_at_once_both_succeed(workspace: Path, tmp_path: Path) -> None:
     """A compaction whose sources another process merged (and deleted) meanwhile leaves the folder
     to it instead of failing on a vanished file; every row still shows once."""
