@@ -43,6 +43,14 @@ _REQUIRED = ("step", "attempt", "status")
 _NO_USAGE = f'"{NO_USAGE_MODELS}"'
 
 
+def uncounted(rows: pd.DataFrame) -> pd.Series:
+    """The attempts with a call that succeeded but whose server sent no token usage, so neither
+    tokens nor cost came back: only the attempt's ``extra`` says so (it names the model under
+    ``no_usage_models``; a failed call, which is no cost, leaves no mark). Needs ``extra``."""
+    marked = rows["cost_usd"].isna() & rows["extra"].astype(object).str.contains(_NO_USAGE, regex=False)
+    return marked.fillna(False).astype(bool)
+
+
 class StepsAccessor:
     """``df.wf``: summaries, plots and timeout advice for a step-log DataFrame."""
 
@@ -209,10 +217,7 @@ class StepsAccessor:
         # call records neither, so a retried 429 leaves its step's cost known.
         unpriced = rows["cost_usd"].isna() & (rows["tokens_in"].notna() | rows["tokens_out"].notna())
         if extra:
-            # Uncounted: a call succeeded but its server sent no usage, so neither tokens nor cost came
-            # back; only the attempt's extra says so (a failed call, which is no cost, leaves no mark).
-            uncounted = rows["cost_usd"].isna() & rows["extra"].astype(object).str.contains(_NO_USAGE, regex=False)
-            unpriced |= uncounted.fillna(False).astype(bool)
+            unpriced |= uncounted(rows)
         table = (
             rows.assign(calls=calls, unpriced=unpriced)
             .groupby(keys, observed=True)

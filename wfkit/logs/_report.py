@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from wfkit.logs._units import count_of, format_seconds
-from wfkit.model._context import NO_USAGE_MODELS, UNPRICED_MODELS
+from wfkit.model._context import UNPRICED_MODELS
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -391,10 +391,11 @@ def _cost_per_model(cost: pd.DataFrame) -> str:
 
 
 def _uncounted(rows: pd.DataFrame) -> pd.Series:
-    """The attempts with a call that succeeded but whose server sent no token usage, which made
-    their cost unknown (their ``extra`` names its model under ``no_usage_models``)."""
-    marked = rows["cost_usd"].isna() & rows["extra"].astype(object).str.contains(f'"{NO_USAGE_MODELS}"', regex=False)
-    return marked.fillna(False).astype(bool)
+    """:func:`wfkit.logs._analysis.uncounted`: the attempts whose server sent no token usage (what
+    ``df.wf.cost()`` counts unknown for it, so the two agree)."""
+    from wfkit.logs._analysis import uncounted
+
+    return uncounted(rows)
 
 
 def write_report(
