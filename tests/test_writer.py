@@ -762,3 +762,40 @@ def test_a_forked_child_starts_a_writer_of_its_own(tmp_path: Path) -> None:
 
     runs = {r["run_id"]: r["status"] for r in Workspace(ws).runs()}
     assert {"before": "succeeded", "child": "succeeded", "parent": "succeeded"} == runs
+
+
+# ---- the write lock another process holds -------------------------------------------------------
+
+
+def test_the_writer_waits_for_a_lock_held_elsewhere_and_commits_once_it_is_free(writer: Writer, db: Path) -> None:
+    """A write handed over while another connection holds the write lock waits for it (the writer
+    tries again, its own busy timeout 0) and commits once the lock is let go; nothing is lost."""
+    with closing(sqlite3.connect(db, isolation_level=None)) as other:
+        other.execute("BEGIN IMMEDIATE")
+        other.execute("INSERT INTO t (k, v) VALUES ('other', 2)")
+        waiting = writer.submit(_insert("mine"))
+        with pytest.raises(TimeoutError):
+            waiting.result(0.3)  # the lock is still held: the write waits, it does not fail
+        assert writer.commits == 0
+        other.execute("COMMIT")
+        assert "mine" == waiting.result(10)
+    assert [("mine", 1), ("other", 2)] == _rows(db)
+
+
+def test_a_lock_held_past_the_wait_fails_the_write_with_sqlites_own_error(db: Path) -> None:
+    """``begin_immediate`` tries again while the lock is busy, then says what SQLite says (the
+    store's error names the file and the way out); an error that is not a busy lock is not retried."""
+    with (
+        closing(sqlite3.connect(db, isolation_level=None)) as other,
+        closing(sqlite3.connect(db, isolation_level=None, timeout=0.0)) as conn,
+    ):
+        other.execute("BEGIN IMMEDIATE")
+        with pytest.raises(sqlite3.OperationalError, match="database is locked") as caught:
+            writer_module.begin_immediate(conn, wait=0.05)
+        assert caught.value.sqlite_errorcode == sqlite3.SQLITE_BUSY
+        other.execute("ROLLBACK")
+        writer_module.begin_immediate(conn, wait=0.05)  # free now: at once
+        conn.execute("ROLLBACK")
+        conn.execute("BEGIN")
+        with pytest.raises(sqlite3.OperationalError, match="within a transaction"):
+            writer_module.begin_immediate(conn, wait=60.0)  # not a busy lock: raised at the first try

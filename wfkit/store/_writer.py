@@ -372,6 +372,7 @@ class Writer:
         try:
             conn = self._connect()
             conn.execute("PRAGMA wal_autocheckpoint = 0")  # the writer checkpoints itself: see _serve
+            conn.execute("PRAGMA busy_timeout = 0")  # it waits for the lock itself: see begin_immediate
         except BaseException as exc:  # the file went bad: every waiting write says why, none hangs
             self._abandon(jobs, exc)
             return
@@ -426,14 +427,10 @@ class Writer:
                     break
             if batch:
                 with self._gate:  # a commit on the loop is never interleaved with this one
-                    _shorten_switches()
-                    try:
-                        if not self._commit(conn, batch, isolate=False):
-                            # A write raised: run the batch again, each write in a savepoint of its own,
-                            # so the one that failed is rolled back alone and reported to its own waiter.
-                            self._commit(conn, batch, isolate=True)
-                    finally:
-                        _restore_switches()
+                    if not self._commit(conn, batch, isolate=False):
+                        # A write raised: run the batch again, each write in a savepoint of its own,
+                        # so the one that failed is rolled back alone and reported to its own waiter.
+                        self._commit(conn, batch, isolate=True)
                     self._pages += _pages(sum(len(pending.rows) for pending in batch))
                 with self._lock:
                     self._outstanding -= len(batch)
@@ -478,12 +475,18 @@ class Writer:
         """One transaction for the batch. Without ``isolate`` it stops (rolled back, False) at the
         first write that raises; with it, that write alone is undone. True once committed."""
         try:
-            conn.execute("BEGIN IMMEDIATE")
+            begin_immediate(conn)
         except sqlite3.DatabaseError as exc:
             for pending in batch:
                 pending.error = self._error(exc)
             return True
-        return self._apply(conn, batch, isolate=isolate)
+        # The GIL changes hands sooner while the transaction lasts (not while the lock is waited
+        # for: each try needs the GIL only for a moment).
+        _shorten_switches()
+        try:
+            return self._apply(conn, batch, isolate=isolate)
+        finally:
+            _restore_switches()
 
     def _apply(self, conn: sqlite3.Connection, batch: list[_Pending[Any]], *, isolate: bool) -> bool:
         """The batch's writes and rows, then COMMIT, in the transaction the caller began."""
@@ -638,6 +641,42 @@ class Writer:
         for loop, waiters in by_loop.items():
             with contextlib.suppress(RuntimeError):  # a closed loop: nobody is left to wake
                 loop.call_soon_threadsafe(_resolve_on_loop, waiters)
+
+
+# How long the writer waits for the write lock another process holds (as the store's busy timeout
+# did), and how often it tries again meanwhile: see begin_immediate.
+LOCK_WAIT = 60.0
+_LOCK_POLL_FIRST = 0.0002
+_LOCK_POLL_MOST = 0.002
+
+
+def begin_immediate(conn: sqlite3.Connection, wait: float = LOCK_WAIT) -> None:
+    """``BEGIN IMMEDIATE`` on a connection whose busy timeout is 0, tried again while another
+    process holds the write lock, for up to ``wait`` seconds (then SQLite's "database is locked").
+
+    Why not SQLite's busy timeout: its handler sleeps 1, 2, 5, 10, 15, 20, 25, 25, 25, 50, 50 and
+    then 100 ms between tries, so a writer that found the lock taken once sleeps on long after it
+    was freed, while other processes' commits take a millisecond or a few. With several processes
+    writing one workspace (issue 11's F3: 8 processes x 100 runs), the lock then stood free between
+    commits while each waiter slept, and a run's latency grew by those sleeps. Here the tries come
+    every 0.2 ms at first and every 2 ms at the most: a try is one statement, and the sleep between
+    lets go of the GIL."""
+    pause = _LOCK_POLL_FIRST
+    deadline = 0.0
+    while True:
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            return
+        except sqlite3.OperationalError as exc:
+            if getattr(exc, "sqlite_errorcode", sqlite3.SQLITE_BUSY) & 0xFF != sqlite3.SQLITE_BUSY:
+                raise
+            now = time.monotonic()
+            if not deadline:
+                deadline = now + wait
+            elif now >= deadline:
+                raise
+        time.sleep(pause)
+        pause = min(pause * 2, _LOCK_POLL_MOST)
 
 
 def _idle(loop: asyncio.AbstractEventLoop, own: asyncio.Handle | None, margin: float) -> bool:
