@@ -36,15 +36,17 @@ def _wait_for(address: str, workers: int, timeout: float = 60.0) -> None:
 
 
 @contextmanager
-def dask_cluster(folder: Path, *, workers: int = 2) -> Iterator[Cluster]:
+def dask_cluster(folder: Path, *, workers: int = 2, dashboard: bool = True) -> Iterator[Cluster]:
     """Scheduler + ``workers`` single-thread worker processes (each under a nanny, which starts a
-    new worker process when one is killed). Each is a process group of its own, stopped by PID."""
-    port, dashboard = free_port(), free_port()
+    new worker process when one is killed). Each is a process group of its own, stopped by PID.
+    ``dashboard=False``: the scheduler is started with ``--no-dashboard`` (its HTTP server, which
+    it keeps, listens on ``Cluster.dashboard`` all the same)."""
+    port = free_port()
     address = f"tcp://127.0.0.1:{port}"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in [str(Path(__file__).parents[1]), *sys.path] if p)}
     logs = folder / "logs"
     logs.mkdir(parents=True, exist_ok=True)
-    cluster = Cluster(address, dashboard)
+    cluster = Cluster(address, free_port())
 
     def start(name: str, *args: str) -> None:
         with (logs / f"{name}.log").open("wb") as log:  # the child keeps its own copy of the handle
@@ -66,7 +68,8 @@ def dask_cluster(folder: Path, *, workers: int = 2) -> Iterator[Cluster]:
             "--port",
             str(port),
             "--dashboard-address",
-            f"127.0.0.1:{dashboard}",
+            f"127.0.0.1:{cluster.dashboard}",
+            *(() if dashboard else ("--no-dashboard",)),
         )
         for i in range(workers):
             start(

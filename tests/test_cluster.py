@@ -20,7 +20,7 @@ from kernels import running_kernel
 
 import wfkit as wf
 from wfkit.distributed import QUIET_DASK_SETTINGS, local_cluster
-from wfkit.distributed._local import NOT_SERVED, NOT_STARTED
+from wfkit.distributed._local import NOT_SERVED, NOT_STARTED, missing_remote
 
 # Real Dask schedulers and worker processes (`pytest -m "not slow"` leaves them out).
 pytestmark = pytest.mark.slow
@@ -192,11 +192,20 @@ def test_without_bokeh_no_dashboard_is_announced_and_it_names_what_to_install(
         port = one.scheduler_info()["services"]["dashboard"]
         status, page = fetch(f"http://127.0.0.1:{port}/status")
         link = cluster.dashboard_link
+        # The same scheduler in another process (a `dask scheduler` on a machine without bokeh) can
+        # only be asked over HTTP: Dask's page there says what its machine lacks.
+        remote = missing_remote(f"http://127.0.0.1:{port}/status")
     assert (200, True) == (status, b"Dask needs bokeh" in page)  # Dask's page in the dashboard's place
     assert "; no dashboard: Dask's dashboard needs bokeh>=" in line
     assert 'pip install "wfkit[dask]" (its dask[diagnostics] brings bokeh)' in line
     assert "http" not in line
     assert "" == link
+    from distributed.versions import BOKEH_REQUIREMENT
+
+    assert remote == (
+        f"no dashboard: the scheduler at http://127.0.0.1:{port}/status cannot show one, its machine lacks "
+        f'{BOKEH_REQUIREMENT}: install it there (pip install "{BOKEH_REQUIREMENT}"), then start the scheduler again'
+    )
 
 
 def test_workers_as_threads_listen_on_loopback_too(tmp_path: Path) -> None:

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -28,6 +29,7 @@ from llm_server import LLMServer
 import wfkit as wf
 from wfkit.cli._cli import main
 from wfkit.distributed._dask import partition_size
+from wfkit.distributed._local import missing_remote
 from wfkit.engine._run import DetachedRun
 from wfkit.model._errors import DatasetUnreachableError, PartitionError, SchedulerLostError, SchedulerUnreachableError
 
@@ -304,6 +306,30 @@ def test_dashboard_link_is_announced_and_answers(local_cluster: Any, tmp_path: P
     assert link.startswith("http://127.0.0.1:")
     with urllib.request.urlopen(link, timeout=10) as reply:
         assert 200 == reply.status
+
+
+def test_a_remote_schedulers_dashboard_is_announced_only_where_it_serves_one(cluster: Cluster, tmp_path: Path) -> None:
+    """A `dask scheduler` names its HTTP server its dashboard even when started with --no-dashboard,
+    and that link answered 404: the job now announces that it has none and how to get one. The
+    shared cluster's scheduler, started with one, is still announced by its link."""
+    said: list[str] = []
+    flow = slow_flow(0.0)
+    flow.run_many([{"x": 1}], executor=cluster.address, dataset=tmp_path / "with", progress=False, announce=said.append)
+    assert said[-1].endswith(f"; dashboard: http://127.0.0.1:{cluster.dashboard}/status")
+    with dask_cluster(tmp_path / "own", workers=1, dashboard=False) as own:
+        dead = f"http://127.0.0.1:{own.dashboard}/status"
+        with pytest.raises(urllib.error.HTTPError, match="404"):
+            urllib.request.urlopen(dead, timeout=10)
+        flow.run_many(
+            [{"x": 1}], executor=own.address, dataset=tmp_path / "without", progress=False, announce=said.append
+        )
+    assert said[-1].endswith(
+        f"; no dashboard: the scheduler serves none at {dead} (`dask scheduler --no-dashboard` starts it so); "
+        "start it without --no-dashboard, with bokeh installed beside it, for one"
+    )
+    # A link that does not answer from here (that scheduler is gone now) says nothing against it: a
+    # browser elsewhere (through a proxy, past a firewall) may still reach it, so Dask's link is kept.
+    assert missing_remote(dead) is None
 
 
 def test_a_partition_failing_every_attempt_is_an_error_naming_it(local_cluster: Any, tmp_path: Path) -> None:

@@ -13,8 +13,8 @@ partition, a callable ``(scratch folder, progress) -> PartitionOutput``.
 
 Progress: a worker reports cases done (at most about five times a second per partition) as a Dask
 event; the driver shows one bar of partitions and one of cases. The dashboard link is announced
-before any work is sent (for a cluster in this process whose scheduler serves no dashboard: that it
-has none, and how to get one).
+before any work is sent (for a scheduler that serves no dashboard: that it has none, and how to get
+one).
 """
 
 from __future__ import annotations
@@ -740,7 +740,8 @@ def run_job(
 def _dashboard(client: Any) -> tuple[str | None, str]:
     """The dashboard's link (None when there is none) and what to announce of it: "dashboard: LINK",
     or why there is none and how to get one. Dask names a dashboard among a scheduler's services
-    whether or not it serves one, so a scheduler in this process is asked what it serves."""
+    whether or not it serves one, so a scheduler in this process is asked what it serves, and the
+    link of one in another process is tried (``missing_remote``)."""
     from wfkit.distributed._local import missing_for_client
 
     missing = missing_for_client(client)

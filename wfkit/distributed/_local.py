@@ -1,4 +1,4 @@
-"""Whether a Dask scheduler in this process serves the dashboard, and a ``LocalCluster`` that says so.
+"""Whether a Dask scheduler serves the dashboard, and a ``LocalCluster`` that says so.
 
 Dask's scheduler runs an HTTP server whether or not it has a dashboard (it serves health checks,
 metrics and a JSON API there), and names that server ``dashboard`` among its services: so
@@ -9,7 +9,8 @@ bokeh's application to that server (``distributed.dashboard.scheduler.connect``,
 asked for a dashboard and bokeh imports; without bokeh it serves a page asking to install it). So a
 dashboard is up when the scheduler's HTTP application holds a ``BokehTornado``: what serves
 ``/status``, read in this process, without a request that a proxied link (JupyterHub's) or a
-firewall could fail for other reasons.
+firewall could fail for other reasons. A scheduler in another process cannot be read so: its
+link is asked over HTTP (``missing_remote``).
 
 Imported only where Dask is (it subclasses Dask's ``LocalCluster``).
 """
@@ -72,15 +73,56 @@ def missing_dashboard(scheduler: Any, *, asked: bool | None) -> str | None:
 
 
 def missing_for_client(client: Any) -> str | None:
-    """Why the cluster behind ``client`` has no dashboard; None when it has one, or when its scheduler
-    runs in another process (a ``dask scheduler``: its link is Dask's, unchecked)."""
+    """Why the cluster behind ``client`` has no dashboard; None when it has one, or when it could not
+    be told (a scheduler in another process whose link did not answer from here)."""
     cluster = getattr(client, "cluster", None)
     if isinstance(cluster, LocalCluster):
         return cluster.missing_dashboard()
     scheduler = getattr(cluster, "scheduler", None)
-    if not isinstance(scheduler, distributed.Scheduler):
+    if isinstance(scheduler, distributed.Scheduler):
+        return missing_dashboard(scheduler, asked=None)
+    try:
+        link = client.dashboard_link
+    except KeyError:  # a scheduler naming no HTTP server among its services
         return None
-    return missing_dashboard(scheduler, asked=None)
+    return missing_remote(str(link)) if link else None
+
+
+#: Said for a scheduler in another process whose HTTP server answers 404 where the dashboard would be.
+NOT_SERVED_REMOTE = (
+    "no dashboard: the scheduler serves none at {link} (`dask scheduler --no-dashboard` starts it so); "
+    "start it without --no-dashboard, with bokeh installed beside it, for one"
+)
+
+
+def missing_remote(link: str) -> str | None:
+    """Why a ``dask scheduler`` in another process shows no dashboard at ``link``; None when it does,
+    or when the link did not answer from here.
+
+    Its HTTP server is there whether or not it has a dashboard, so Dask gives the link either way:
+    only asking it tells. Only an answer counts against the link: a 404 (started with
+    ``--no-dashboard``) or Dask's page asking for bokeh. A link that does not answer from this
+    machine (a firewall, a proxy's path) may still answer from the user's browser, so it is kept."""
+    import httpx
+
+    try:
+        reply = httpx.get(link, timeout=_PROBE_TIMEOUT)
+    except (httpx.HTTPError, ValueError):  # unreachable from here, or not a URL httpx can ask
+        return None
+    if reply.status_code == 404:
+        return NOT_SERVED_REMOTE.format(link=link)
+    needs = re.search(r"Dask needs (bokeh[^\s<]*)", reply.text) if reply.status_code == 200 else None
+    if needs:
+        bokeh = html.unescape(needs.group(1))
+        return (
+            f"no dashboard: the scheduler at {link} cannot show one, its machine lacks {bokeh}: "
+            f'install it there (pip install "{bokeh}"), then start the scheduler again'
+        )
+    return None
+
+
+# Seconds to wait for a remote scheduler's dashboard to answer, once per job, before any work is sent.
+_PROBE_TIMEOUT = 2.0
 
 
 def start_local_cluster(options: Mapping[str, Any], *, dashboard_asked: bool) -> Any:
