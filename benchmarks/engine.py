@@ -135,7 +135,8 @@ async def w3(repeats: int) -> dict[str, Any]:
     return _row("W3", "loop of 200 laps through a conditional route", a / laps, b / laps)
 
 
-def _sleepy_chain(timeout: float | None = None) -> wf.Workflow:
+def sleepy_chain(timeout: float | None = None) -> wf.Workflow:
+    """W5's chain: five steps of ``await asyncio.sleep(0.01)`` (``fidelity.py``'s F1 and F2 run it too)."""
     flow = wf.Workflow("sleepy")
     names = [f"s{i}" for i in range(5)]
 
@@ -191,7 +192,7 @@ async def w5t(repeats: int) -> dict[str, Any]:
 async def _w5_like(workload: str, what: str, timeout: float | None) -> dict[str, Any]:
     """W5 (with ``timeout`` on each step): wall time of the median of 3 bursts, and the event
     loop's CPU per step, against plain coroutines doing the same sleeps."""
-    flow = _sleepy_chain(timeout=timeout)
+    flow = sleepy_chain(timeout=timeout)
     results = [await _concurrent_cpu(1000, flow, timeout=timeout) for _ in range(3)]
     a = statistics.median(r[0] for r in results)
     b = statistics.median(r[1] for r in results)
@@ -213,7 +214,7 @@ async def _peak_bytes(make: Callable[[], Awaitable[Any]], runs: int) -> int:
 
 async def w6(repeats: int) -> dict[str, Any]:
     runs = 10_000
-    flow = _sleepy_chain()
+    flow = sleepy_chain()
     before = [s["collections"] for s in gc.get_stats()]
     # Three bursts, each beside its asyncio burst (a single pair swings by 50% on a shared machine).
     pairs = [await _concurrent(runs, flow) for _ in range(3)]

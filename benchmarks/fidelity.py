@@ -56,6 +56,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from engine import sleepy_chain  # this folder's engine.py: W5's chain, F2's in-memory side
+
 import wfkit as wf
 from wfkit.logs._steplog import exporter
 from wfkit.model._events import StepEvent
@@ -82,19 +84,6 @@ def _quantile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
 
 
-def _sleepy_chain(timeout: float | None = None) -> wf.Workflow:
-    flow = wf.Workflow("sleepy")
-    names = [f"s{i}" for i in range(5)]
-
-    async def nap(state: Any) -> None:
-        await asyncio.sleep(0.01)
-
-    for name in names:
-        flow.step(nap, name=name, timeout=timeout)
-    flow.chain(*names)
-    return flow
-
-
 async def _batch(flow: wf.Workflow, runs: int, workspace: Any, sink: MemorySink | None = None) -> float:
     return (await _timed_batch(flow, runs, workspace, sink))[0]
 
@@ -115,7 +104,7 @@ async def _timed_batch(
 
 
 async def f1(rounds: int) -> dict[str, Any]:
-    flow = _sleepy_chain(timeout=0.2)
+    flow = sleepy_chain(timeout=0.2)
     memory, durable = MemorySink(), MemorySink()
     with tempfile.TemporaryDirectory() as tmp:
         os.environ["WFKIT_SYNCHRONOUS"] = "full"
@@ -209,7 +198,7 @@ def _store_floor(kind: str) -> Iterator[None]:
 
 
 async def f2(rounds: int) -> dict[str, Any]:
-    flow = _sleepy_chain()
+    flow = sleepy_chain()
     walls: dict[str, list[float]] = {"memory": [], "durable": [], "no_sql": [], "no_hop": []}
     with tempfile.TemporaryDirectory() as tmp, tempfile.TemporaryDirectory() as floor:
         os.environ["WFKIT_SYNCHRONOUS"] = "full"
