@@ -184,28 +184,32 @@ def test_without_bokeh_no_dashboard_is_announced_and_it_names_what_to_install(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     """Without bokeh the dashboard cannot start: no link is offered, and the line says what to install."""
+    import dask
     from distributed import Client
 
     monkeypatch.setitem(sys.modules, "distributed.dashboard.scheduler", None)  # as if bokeh were missing
-    with local_cluster(1) as cluster, Client(cluster, set_as_default=False) as one:
+    # Dask's scheduler then appends its page asking for bokeh to the routes list of Dask's config
+    # itself, which every later scheduler of this process would serve at /status in the dashboard's
+    # place: this test's scheduler appends to a copy, dropped at its end.
+    routes = list(dask.config.get("distributed.scheduler.http.routes"))
+    with (
+        dask.config.set({"distributed.scheduler.http.routes": routes}),
+        local_cluster(1) as cluster,
+        Client(cluster, set_as_default=False) as one,
+    ):
         line = announced(one, tmp_path / "data")
         port = one.scheduler_info()["services"]["dashboard"]
         status, page = fetch(f"http://127.0.0.1:{port}/status")
         link = cluster.dashboard_link
-        # The same scheduler in another process (a `dask scheduler` on a machine without bokeh) can
-        # only be asked over HTTP: Dask's page there says what its machine lacks.
+        # The same scheduler in another process (a `dask scheduler` on a machine without bokeh) is
+        # asked over HTTP: its page says what to install, a link worth following, so it is kept.
         remote = missing_remote(f"http://127.0.0.1:{port}/status")
     assert (200, True) == (status, b"Dask needs bokeh" in page)  # Dask's page in the dashboard's place
     assert "; no dashboard: Dask's dashboard needs bokeh>=" in line
     assert 'pip install "wfkit[dask]" (its dask[diagnostics] brings bokeh)' in line
     assert "http" not in line
     assert "" == link
-    from distributed.versions import BOKEH_REQUIREMENT
-
-    assert remote == (
-        f"no dashboard: the scheduler at http://127.0.0.1:{port}/status cannot show one, its machine lacks "
-        f'{BOKEH_REQUIREMENT}: install it there (pip install "{BOKEH_REQUIREMENT}"), then start the scheduler again'
-    )
+    assert remote is None
 
 
 def test_workers_as_threads_listen_on_loopback_too(tmp_path: Path) -> None:

@@ -96,29 +96,23 @@ NOT_SERVED_REMOTE = (
 
 
 def missing_remote(link: str) -> str | None:
-    """Why a ``dask scheduler`` in another process shows no dashboard at ``link``; None when it does,
-    or when the link did not answer from here.
+    """Why a ``dask scheduler`` in another process shows no dashboard at ``link``; None when it
+    shows one, or when the link did not answer from here.
 
     Its HTTP server is there whether or not it has a dashboard, so Dask gives the link either way:
-    only asking it tells. Only an answer counts against the link: a 404 (started with
-    ``--no-dashboard``) or Dask's page asking for bokeh. A link that does not answer from this
-    machine (a firewall, a proxy's path) may still answer from the user's browser, so it is kept."""
+    only asking tells. A ``HEAD`` request answers 404 where no page is routed (``--no-dashboard``),
+    and 405 where the dashboard is (a ``GET`` would make the dashboard build its page, a second of
+    the scheduler's time, and keep the session on a while). Without bokeh the scheduler routes a
+    page there that says what to install: a link worth following, so it is kept. A link that does
+    not answer from this machine (a firewall, a proxy's path) may still answer from the user's
+    browser: kept too."""
     import httpx
 
     try:
-        reply = httpx.get(link, timeout=_PROBE_TIMEOUT)
+        reply = httpx.head(link, timeout=_PROBE_TIMEOUT)
     except (httpx.HTTPError, ValueError):  # unreachable from here, or not a URL httpx can ask
         return None
-    if reply.status_code == 404:
-        return NOT_SERVED_REMOTE.format(link=link)
-    needs = re.search(r"Dask needs (bokeh[^\s<]*)", reply.text) if reply.status_code == 200 else None
-    if needs:
-        bokeh = html.unescape(needs.group(1))
-        return (
-            f"no dashboard: the scheduler at {link} cannot show one, its machine lacks {bokeh}: "
-            f'install it there (pip install "{bokeh}"), then start the scheduler again'
-        )
-    return None
+    return NOT_SERVED_REMOTE.format(link=link) if reply.status_code == 404 else None
 
 
 # Seconds to wait for a remote scheduler's dashboard to answer, once per job, before any work is sent.
