@@ -101,3 +101,38 @@ def double(state):
 
 result = flow.run_many([{"x": i} for i in range(30)], concurrency=4)
 """
+
+
+class GivenUp(Exception):
+    """What a Dask partition's progress raises once its job was given up (``_GivenUp``)."""
+
+
+def test_a_batch_whose_progress_raises_starts_no_run_after_it() -> None:
+    """A Dask partition runs its inputs through ``_run_inputs`` with its progress (``Progress``), which
+    raises once the driver gave the job up. Told only as each run ended, the next run was already
+    through the gate: with one run at a time, all four ran here (on a worker, with their model calls;
+    runs kept in memory, as here, make it certain, and the partition's durable runs made it happen
+    under load). Asked as each run starts too, the batch stops before the next run."""
+    import asyncio
+
+    from wfkit.engine._batch import _run_inputs
+
+    started: list[int] = []
+    told: list[int] = []
+    flow = wf.Workflow("batch-given-up")
+
+    @flow.step
+    async def work(state: Any) -> dict[str, Any]:
+        started.append(state["n"])
+        return {}
+
+    def progress(cases: int = 1) -> None:
+        told.append(cases)
+        if started:  # the job was given up while the first run ran
+            raise GivenUp
+
+    inputs = [(i, {"n": i}) for i in range(4)]
+    with pytest.raises(GivenUp):
+        asyncio.run(_run_inputs(flow, inputs, concurrency=1, seed=0, options={"workspace": False}, on_run=progress))
+    assert [0] == started
+    assert [0, 1, 0, 0, 0] == told  # each run asked as it started; only the first one ran, and ended

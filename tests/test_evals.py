@@ -2457,3 +2457,37 @@ def test_compare_with_a_saved_result_names_a_scorer_only_one_of_them_has(workspa
     ]
     assert [0, 4] == table.loc["close", ["ties", "unscored"]].tolist()
     assert [4, 0] == table.loc["exact_match:y", ["ties", "unscored"]].tolist()
+
+
+class GivenUp(Exception):
+    """What a Dask partition's progress raises once its job was given up."""
+
+
+def test_an_eval_partition_whose_progress_raises_starts_no_case_after_it() -> None:
+    """An eval's Dask partition scores its cases through ``_score_cases`` with its progress, which
+    raises once the driver gave the job up: asked as each case starts, not only as each ends (by
+    then the next case was through the gate, and all four ran), the partition stops before the next."""
+    from wfkit.evals._evals import _score_cases
+
+    started: list[int] = []
+    told: list[int] = []
+    flow = wf.Workflow("eval-given-up")
+
+    @flow.step
+    async def answer(state: Any) -> dict[str, Any]:
+        started.append(state["n"])
+        return {"n2": state["n"] * 2}
+
+    dataset = [{"inputs": {"n": i}} for i in range(4)]
+    suite = wf.evals.Suite(name="given-up", dataset=dataset, workflow=flow, scorers=[wf.evals.contains("n2")])
+
+    def progress(cases: int = 1) -> None:
+        told.append(cases)
+        if started:  # the job was given up while the first case ran
+            raise GivenUp
+
+    cases = list(enumerate(suite.cases()))
+    with pytest.raises(GivenUp):
+        asyncio.run(_score_cases(suite, "default", flow, {}, cases, concurrency=1, workspace=False, on_case=progress))
+    assert [0] == started
+    assert [0, 1, 0, 0, 0] == told

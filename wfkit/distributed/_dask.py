@@ -294,6 +294,9 @@ class PartitionOutput:
 
 
 class Progress(Protocol):
+    """What a partition's work tells of its progress: ``cases`` more done. Raises (on a worker) once
+    the driver gave the job up, so a work calls it with 0 as each case starts, to stop before it."""
+
     def __call__(self, cases: int = 1) -> None: ...
 
 
@@ -313,12 +316,12 @@ def _topic(job: str) -> str:
 
 
 class _GivenUp(Exception):
-    """Raised on a worker, after a case, in a partition whose job the driver gave up."""
+    """Raised on a worker, as a case ends or starts, in a partition whose job the driver gave up."""
 
 
 class _Reporter:
-    """Cases done in this attempt, sent to the driver as a Dask event now and then; after each
-    case, a :class:`_GivenUp` when the driver has given the job up meanwhile."""
+    """Cases done in this attempt, sent to the driver as a Dask event now and then; at each call (a
+    case ended, or one starts), a :class:`_GivenUp` when the driver has given the job up meanwhile."""
 
     def __init__(self, job: str, partition: int, stem: str) -> None:
         self.job, self.partition, self.stem = job, partition, stem

@@ -71,15 +71,22 @@ async def _run_inputs(
     concurrency: int,
     seed: int,
     options: Mapping[str, Any],
-    on_run: Callable[[], None] | None = None,
+    on_run: Callable[[int], None] | None = None,
 ) -> list[dict[str, Any]]:
     """Run each input (with its position: the run's seed is ``seed + position``), at most
-    ``concurrency`` at once. The same code runs a local batch and a Dask partition."""
+    ``concurrency`` at once. The same code runs a local batch and a Dask partition.
+
+    ``on_run(1)`` as each run ends, and ``on_run(0)`` as each starts: a Dask partition whose job was
+    given up raises there (``Progress``), before the run makes a call. Only after each run would be
+    too late: the run ending lets the next one through the gate, and it starts before the raise
+    ends the partition."""
     gate = asyncio.Semaphore(concurrency)
     rows: list[dict[str, Any]] = []
 
     async def one(index: int, values: Mapping[str, Any]) -> None:
         async with gate:
+            if on_run is not None:
+                on_run(0)
             run = await flow.arun(values, **{"seed": seed + index, "raise_on_error": False, **options})
             error = run.error
             rows.append(
@@ -96,7 +103,7 @@ async def _run_inputs(
                 }
             )
         if on_run is not None:
-            on_run()
+            on_run(1)
 
     await asyncio.gather(*(one(i, v) for i, v in inputs))
     return rows
@@ -193,7 +200,7 @@ def run_many(
                     concurrency=concurrency,
                     seed=seed,
                     options={**options, "workspace": workspace},
-                    on_run=None if bar is None else lambda: bar.update(1),
+                    on_run=None if bar is None else bar.update,
                 )
             )
         finally:

@@ -540,15 +540,19 @@ async def _score_cases(
     *,
     concurrency: int,
     workspace: str | os.PathLike[str] | None,
-    on_case: Callable[[], None] | None = None,
+    on_case: Callable[[int], None] | None = None,
 ) -> list[dict[str, Any]]:
     """Run and score ``cases`` (each with its index in the dataset: the run's seed) with at most
-    ``concurrency`` runs at once. The same code scores a local eval and a Dask partition."""
+    ``concurrency`` runs at once. The same code scores a local eval and a Dask partition.
+    ``on_case(1)`` as each case ends, ``on_case(0)`` as each starts: see ``_run_inputs``, whose
+    partitions stop so when their job was given up."""
     gate = asyncio.Semaphore(concurrency)
     rows: list[dict[str, Any]] = []
 
     async def one(index: int, case: Case) -> None:
         async with gate:
+            if on_case is not None:
+                on_case(0)
             options = {"workspace": workspace, "seed": index, "raise_on_error": False, **run_options}
             run = await flow.arun(case.inputs, **options)
             for scorer in suite.scorers:
@@ -579,7 +583,7 @@ async def _score_cases(
                     }
                 )
         if on_case is not None:
-            on_case()
+            on_case(1)
 
     await asyncio.gather(*(one(i, c) for i, c in cases))
     return rows
@@ -662,7 +666,7 @@ async def evaluate_async(
                     list(enumerate(cases)),
                     concurrency=concurrency,
                     workspace=runs_in,
-                    on_case=None if bar is None else lambda: bar.update(1),
+                    on_case=None if bar is None else bar.update,
                 )
         finally:
             if bar is not None:
