@@ -261,6 +261,27 @@ def test_record_of_a_call_with_no_usage_makes_the_attempts_cost_unknown_naming_w
     assert {"model": "gateway", "cost_usd": 0.002} == usage_of(given)
 
 
+def test_record_of_a_call_with_one_count_adds_it_and_marks_only_the_other():
+    """A call whose server counted one kind of token (``no_usage=True`` with one count given) adds
+    that count and lists its model under the other's key, once: the cost is unknown, and nothing
+    says the count that came back is short; a call with neither is still ``no_usage_models``."""
+    ctx = make_ctx()
+    ctx.record(model="priced-1", tokens_in=4, tokens_out=1, cost_usd=0.006)
+    ctx.record(model="half", tokens_in=3, no_usage=True)
+    ctx.record(model="half", tokens_in=2, no_usage=True)
+    ctx.record(model="other-half", tokens_out=5, no_usage=True)
+    ctx.record(model="priced-1", tokens_in=4, tokens_out=1, cost_usd=0.006)
+    assert {
+        "model": "priced-1",
+        "tokens_in": 13,
+        "tokens_out": 7,
+        "extra": {"no_tokens_out_models": ["half"], "no_tokens_in_models": ["other-half"]},
+    } == usage_of(ctx)
+    neither = make_ctx()
+    neither.record(model="proxied", no_usage=True)
+    assert {"model": "proxied", "extra": {"no_usage_models": ["proxied"]}} == usage_of(neither)
+
+
 def test_record_of_a_free_call_and_a_failed_one_keeps_the_cost_known():
     """cost_usd=0.0 with tokens is a free call, and a call with no tokens (one that failed) is no
     unpriced call: the attempt's cost stays the priced calls' sum."""

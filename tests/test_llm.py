@@ -7,6 +7,7 @@ import email.utils
 import gc
 import itertools
 import json
+import re
 import ssl
 import threading
 import time
@@ -1218,15 +1219,22 @@ def check_no_usage_is_unknown_cost(server: LLMServer, folder: Path, streamed: bo
     assert "no_usage_models" not in json.loads(failed["extra"].iloc[0])  # a failed call: nothing to pay
 
     mine = frame[frame["run_id"] == unknown.run_id].wf.cost(by=None).loc["usage"]
-    assert (0, 0, 1) == tuple(mine.loc["uncounted", ["tokens_in", "tokens_out", "calls"]])
+    # Not counted, so unknown (<NA>), not the 0 of a step that called no model; tidy's 0 is exact.
+    assert pd.isna(mine.loc["uncounted", "tokens_in"])
+    assert pd.isna(mine.loc["uncounted", "tokens_out"])
+    assert 1 == mine.loc["uncounted", "calls"]
     assert pd.isna(mine.loc["uncounted", "cost_usd"])
+    assert {"counted": 3, "refused": 3, "tidy": 0} == mine["tokens_in"].drop("uncounted").to_dict()
+    assert ["Int64", "Int64"] == [str(mine[c].dtype) for c in ("tokens_in", "tokens_out")]
     assert {"counted": ABC_USD, "refused": ABC_USD, "tidy": 0.0} == pytest.approx(
         mine["cost_usd"].drop("uncounted").to_dict(), rel=1e-12
     )
     assert 2 == mine.loc["refused", "calls"]  # the 429 counts as a call, and costs nothing
     by_run = frame.wf.cost()
     assert pd.isna(by_run.loc[unknown.run_id, "cost_usd"])
+    assert pd.isna(by_run.loc[unknown.run_id, "tokens_in"])  # 6 of them counted: 6 would read as all
     assert pytest.approx(3 * ABC_USD, rel=1e-12) == by_run.loc[known.run_id, "cost_usd"]
+    assert (9, 15) == tuple(by_run.loc[known.run_id, ["tokens_in", "tokens_out"]])
     assert pd.isna(frame.wf.cost(by=None).loc[("usage", "uncounted"), "cost_usd"])  # the step over both runs
 
     case = wf.evals.Case("c1", {})
@@ -1245,6 +1253,81 @@ def check_no_usage_is_unknown_cost(server: LLMServer, folder: Path, streamed: bo
     assert "the server sent no token usage with its replies" in costs
     assert "stream_options.include_usage" in costs
     assert "no price is known" not in costs  # test-model is priced: that is not why
+    assert 'Tokens of "-" are unknown' in per_step
+    assert "only one of its two counts" not in costs  # the server sent none: that is not why either
+
+
+def check_part_usage_counts_what_came(server: LLMServer, folder: Path, streamed: bool) -> None:
+    """Two runs of :func:`usage_flow` whose ``uncounted`` step gets a usage with one count: no
+    ``completion_tokens`` in the first run, no ``prompt_tokens`` in the second. The count that came
+    back is in the Reply and the step log (read back from parquet by pandas), only the other is
+    marked not counted: ``df.wf.cost()`` shows that one <NA> in every group holding the call and
+    keeps exact sums elsewhere; the cost is unknown (half a count has no price), ``cost_budget``
+    says which count the server left out, and the report shows "-" and says why."""
+    from wfkit.logs._report import write_report
+    from wfkit.logs._steplog import steps_dir
+
+    flow = usage_flow(streamed)
+    server.script("ok", "ok", ("part_usage", "completion_tokens"), "ok", "ok", ("part_usage", "prompt_tokens"))
+    with test_mode():
+        no_out = flow.run({}, workspace=folder, llm=client_for(server))
+        no_in = flow.run({}, workspace=folder, llm=client_for(server))
+    assert (3, None, None) == no_out.state["uncounted"]
+    assert (None, 5, None) == no_in.state["uncounted"]
+    assert (3, 5, pytest.approx(ABC_USD)) == no_out.state["counted"] == no_in.state["refused"]
+
+    wf.steps(folder)  # exports the runs' rows to the parquet files
+    frame = pd.read_parquet(steps_dir(folder))
+    rows = frame[frame["step"] == "uncounted"].set_index("run_id")
+    assert (3, "test-model") == (rows.loc[no_out.run_id, "tokens_in"], rows.loc[no_out.run_id, "model"])
+    assert pd.isna(rows.loc[no_out.run_id, "tokens_out"])
+    assert {"llm_calls": 1, "no_tokens_out_models": ["test-model"]} == json.loads(rows.loc[no_out.run_id, "extra"])
+    assert 5 == rows.loc[no_in.run_id, "tokens_out"]
+    assert pd.isna(rows.loc[no_in.run_id, "tokens_in"])
+    assert {"llm_calls": 1, "no_tokens_in_models": ["test-model"]} == json.loads(rows.loc[no_in.run_id, "extra"])
+    assert rows["cost_usd"].isna().all()
+
+    by_run = frame.wf.cost()
+    assert (9, 3) == (by_run.loc[no_out.run_id, "tokens_in"], by_run.loc[no_out.run_id, "calls"])
+    assert pd.isna(by_run.loc[no_out.run_id, "tokens_out"])  # 10 counted, of more
+    assert (15, 3) == (by_run.loc[no_in.run_id, "tokens_out"], by_run.loc[no_in.run_id, "calls"])
+    assert pd.isna(by_run.loc[no_in.run_id, "tokens_in"])
+    assert by_run["cost_usd"].isna().all()
+    by_step = frame.wf.cost(by=None).loc["usage"]
+    assert {"counted": 6, "refused": 6, "tidy": 0} == by_step["tokens_in"].drop("uncounted").to_dict()
+    assert {"counted": 10, "refused": 10, "tidy": 0} == by_step["tokens_out"].drop("uncounted").to_dict()
+    assert by_step.loc["uncounted", ["tokens_in", "tokens_out", "cost_usd"]].isna().all()
+    assert {"counted": 2 * ABC_USD, "refused": 2 * ABC_USD, "tidy": 0.0} == pytest.approx(
+        by_step["cost_usd"].drop("uncounted").to_dict(), rel=1e-12
+    )
+
+    judged = wf.evals.cost_budget(1.0)(wf.evals.Case("c1", {}), no_out)
+    assert (True, False) == (judged.value != judged.value, judged.passed)  # NaN: unscored
+    assert (
+        "cost unknown: step 'uncounted' called model 'test-model', whose server's usage had no completion_tokens, "
+        "so the call could not be priced: use an endpoint or proxy that reports both prompt_tokens and "
+        "completion_tokens, then evaluate again; $0.00003 of $1.0 in the attempts whose every call was priced"
+    ) == judged.detail
+
+    page = write_report(folder, folder / "report").read_text()
+    per_step = page[page.index("<h3>Cost</h3>") : page.index("<h3>Cost per model</h3>")]
+    assert "or its server counted only one kind of its tokens" in per_step
+    assert "sent no token usage" not in per_step
+    assert 'Tokens of "-" are unknown' in per_step
+    costs = page[page.index("<h3>Cost per model</h3>") :]
+    assert "the server's token usage held only one of its two counts" in costs
+    assert "no price is known" not in costs
+    assert "sent no token usage" not in costs
+    model_row = costs[costs.index('<td class="text">test-model</td>') :]
+    cells = re.findall(r"<td[^>]*>([^<]*)</td>", model_row[: model_row.index("</tr>")])
+    # model, steps, then calls, tokens in, tokens out, cost: each run left one count out, so both are "-"
+    assert ["test-model", "counted, refused, uncounted", "6", "-", "-", "-"] == cells[:6]
+
+
+def test_a_reply_with_one_token_count_records_it_and_marks_the_other_unknown(server: LLMServer, tmp_path: Path) -> None:
+    """A completion whose ``usage`` has ``prompt_tokens`` but no ``completion_tokens`` (or the
+    reverse): the count that came back is recorded, only the other reads as unknown."""
+    check_part_usage_counts_what_came(server, tmp_path, streamed=False)
 
 
 def test_a_reply_without_usage_makes_its_steps_cost_unknown_not_free(server: LLMServer, tmp_path: Path) -> None:

@@ -26,7 +26,7 @@ from wfkit.logs._tables import (
     quantile_label,
     runs_table,
 )
-from wfkit.model._context import NO_USAGE_MODELS
+from wfkit.model._context import NO_TOKENS_IN_MODELS, NO_TOKENS_OUT_MODELS, NO_USAGE_MODELS, UNCOUNTED_KEYS
 
 if TYPE_CHECKING:
     import numpy as np
@@ -39,16 +39,32 @@ if TYPE_CHECKING:
 
 # What every question needs; each method asks for the rest (a frame read with `columns=` may lack them).
 _REQUIRED = ("step", "attempt", "status")
-# An attempt's extra (JSON text in the log's files) naming a call whose server sent no token usage.
-_NO_USAGE = f'"{NO_USAGE_MODELS}"'
+
+
+def _marked(rows: pd.DataFrame, keys: Sequence[str]) -> pd.Series:
+    """The attempts whose ``extra`` (JSON text in the log's files) has one of ``keys``: a test of the
+    text, not a parse of every row's JSON."""
+    text = rows["extra"].astype(object)
+    marked = text.str.contains(f'"{keys[0]}"', regex=False).fillna(False).astype(bool)
+    for key in keys[1:]:
+        marked |= text.str.contains(f'"{key}"', regex=False).fillna(False).astype(bool)
+    return marked
 
 
 def uncounted(rows: pd.DataFrame) -> pd.Series:
-    """The attempts with a call that succeeded but whose server sent no token usage, so neither
-    tokens nor cost came back: only the attempt's ``extra`` says so (it names the model under
-    ``no_usage_models``; a failed call, which is no cost, leaves no mark). Needs ``extra``."""
-    marked = rows["cost_usd"].isna() & rows["extra"].astype(object).str.contains(_NO_USAGE, regex=False)
-    return marked.fillna(False).astype(bool)
+    """The attempts with a call that succeeded but whose server sent no token usage, or only one of
+    its two counts, so no cost came back: only the attempt's ``extra`` says so (it names the model
+    under ``no_usage_models``, ``no_tokens_in_models`` or ``no_tokens_out_models``; a failed call,
+    which is no cost, leaves no mark). Needs ``extra``."""
+    keys = (NO_USAGE_MODELS, NO_TOKENS_IN_MODELS, NO_TOKENS_OUT_MODELS)
+    return (rows["cost_usd"].isna() & _marked(rows, keys)).astype(bool)
+
+
+def uncounted_tokens(rows: pd.DataFrame, column: str) -> pd.Series:
+    """The attempts whose ``column`` (``"tokens_in"`` or ``"tokens_out"``) holds less than their
+    calls used: a call's server sent no count of that kind, so the row has the counted calls' sum
+    (or nothing), and ``extra`` names the model. Needs ``extra``."""
+    return _marked(rows, UNCOUNTED_KEYS[column])
 
 
 class StepsAccessor:
@@ -195,14 +211,21 @@ class StepsAccessor:
         The attempts whose price was unknown:
         ``df[df["cost_usd"].isna() & (df["tokens_in"].notna() | df["tokens_out"].notna())]``.
 
-        A call that succeeded but whose server sent no token usage (a proxy or local server that
-        leaves ``usage`` out, a stream whose server ignores ``stream_options.include_usage``) has
-        no tokens to price either, yet it was made: its group's cost is NaN too, not the $0 of a
-        step that called no model (its tokens add 0: none were counted). Its attempt's ``extra``
-        names the model (``no_usage_models``), so this needs the ``extra`` column: a frame read
-        without it cannot tell such a call from one that failed. Use an endpoint that reports
-        usage (for a stream, one that honours ``stream_options.include_usage``, or
-        ``client.complete``)."""
+        ``tokens_in`` and ``tokens_out`` are pandas' nullable ``Int64``: a group's exact sum where
+        every call's count came back, and ``<NA>`` (unknown; the report shows "-") for a group with
+        a call that succeeded but whose server did not count that kind of token. A sum of the
+        counted calls alone would read as the whole, so such a group has none, as for the cost.
+        A server that sends no token usage (a proxy or local server that leaves ``usage`` out, a
+        stream whose server ignores ``stream_options.include_usage``) makes both unknown; one whose
+        ``usage`` holds ``prompt_tokens`` but no ``completion_tokens`` (or the reverse) makes only
+        the missing one unknown. Either call has no tokens to price, yet it was made: its group's
+        cost is NaN too, not the $0 of a step that called no model. Its attempt's ``extra`` names
+        the model (``no_usage_models``, ``no_tokens_out_models``, ``no_tokens_in_models``), so this
+        needs the ``extra`` column: a frame read without it cannot tell such a call from one that
+        failed, and sums the counted calls. A group that called no model has 0 tokens, as it costs
+        0. Use an endpoint that reports usage (for a stream, one that honours
+        ``stream_options.include_usage``, or ``client.complete``). The attempts whose counts are
+        short: ``df[df["extra"].str.contains("no_usage_models|no_tokens_", na=False)]``."""
         self._need("cost", "tokens_in", "tokens_out", "cost_usd", "model")
         keys = keys_of(self._df, by)
         extra = ("extra",) if "extra" in self._df.columns else ()
@@ -216,10 +239,13 @@ class StepsAccessor:
         # Unpriced: tokens came back but no cost was recorded (the client found no price). A failed
         # call records neither, so a retried 429 leaves its step's cost known.
         unpriced = rows["cost_usd"].isna() & (rows["tokens_in"].notna() | rows["tokens_out"].notna())
+        # Uncounted: a call whose server sent no count of that kind; the row holds the others' sum.
+        short_in = uncounted_tokens(rows, "tokens_in") if extra else False
+        short_out = uncounted_tokens(rows, "tokens_out") if extra else False
         if extra:
             unpriced |= uncounted(rows)
         table = (
-            rows.assign(calls=calls, unpriced=unpriced)
+            rows.assign(calls=calls, unpriced=unpriced, short_in=short_in, short_out=short_out)
             .groupby(keys, observed=True)
             .agg(
                 tokens_in=("tokens_in", "sum"),
@@ -227,9 +253,13 @@ class StepsAccessor:
                 cost_usd=("cost_usd", "sum"),
                 calls=("calls", "sum"),
                 unpriced=("unpriced", "any"),
+                short_in=("short_in", "any"),
+                short_out=("short_out", "any"),
             )
         )
-        table[["tokens_in", "tokens_out"]] = table[["tokens_in", "tokens_out"]].fillna(0).astype("int64")
+        for column, short in (("tokens_in", "short_in"), ("tokens_out", "short_out")):
+            # Int64 whatever the data, so a table's dtypes do not change with what a run met.
+            table[column] = table[column].fillna(0).astype("int64").astype("Int64").mask(table.pop(short).astype(bool))
         table["cost_usd"] = table["cost_usd"].astype("float64").mask(table.pop("unpriced").astype(bool))
         return in_run_order(table, self._df)
 

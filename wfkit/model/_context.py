@@ -28,8 +28,19 @@ UNPRICED_MODELS = "unpriced_models"
 # No tokens came back to price, yet the call was made and billed: the attempt's cost is unknown too,
 # never the $0 of a step that called no model.
 NO_USAGE_MODELS = "no_usage_models"
-# Either key in an attempt's ``extra`` makes its cost unknown.
-UNKNOWN_COST_KEYS = (UNPRICED_MODELS, NO_USAGE_MODELS)
+# Their kin for a server whose usage carried one count but not the other (``prompt_tokens`` without
+# ``completion_tokens``, or the reverse): the count that came back is recorded, the other is not
+# counted, and the call cannot be priced. Kept apart from ``no_usage_models``, which says neither came.
+NO_TOKENS_IN_MODELS = "no_tokens_in_models"
+NO_TOKENS_OUT_MODELS = "no_tokens_out_models"
+# Any of these keys in an attempt's ``extra`` makes its cost unknown.
+UNKNOWN_COST_KEYS = (UNPRICED_MODELS, NO_USAGE_MODELS, NO_TOKENS_IN_MODELS, NO_TOKENS_OUT_MODELS)
+# The keys that say a token column of the attempt's row holds less than its calls used: the counted
+# calls' sum, some call's count of that kind having not come back (``df.wf.cost()`` shows it unknown).
+UNCOUNTED_KEYS = {
+    "tokens_in": (NO_USAGE_MODELS, NO_TOKENS_IN_MODELS),
+    "tokens_out": (NO_USAGE_MODELS, NO_TOKENS_OUT_MODELS),
+}
 
 
 class ChatModel(Protocol):
@@ -194,7 +205,12 @@ class StepContext:
         ``no_usage=True`` (with no ``cost_usd``) records a call that succeeded but whose server sent no
         token usage (``ctx.llm`` records so a reply without ``usage``): it was made and billed, but
         nothing says how much, so the attempt's cost is unknown as for an unpriced call, and
-        ``extra["no_usage_models"]`` lists the models of such calls instead."""
+        ``extra["no_usage_models"]`` lists the models of such calls instead. With one count given
+        (a server whose usage held ``prompt_tokens`` but no ``completion_tokens``, or the reverse),
+        that count is added and only the other is marked not counted: ``extra["no_tokens_out_models"]``
+        (or ``no_tokens_in_models``) lists the model, and the cost is unknown as well. The row's
+        token columns keep the counted calls' sums; these keys say a sum is short, and
+        ``df.wf.cost()`` shows its group's count as unknown."""
         usage = self._usage if self._usage is not None else {}
         self._usage = usage
         if model is not None:
@@ -208,7 +224,13 @@ class StepContext:
             usage.pop("cost_usd", None)
             known = usage.setdefault("extra", {})
             name = model if model is not None else usage.get("model")
-            key = NO_USAGE_MODELS if no_usage else UNPRICED_MODELS
+            if no_usage and tokens_in is None and tokens_out is None:
+                key = NO_USAGE_MODELS
+            elif no_usage and (tokens_in is None or tokens_out is None):
+                # One count came back (added above): only the other is not counted.
+                key = NO_TOKENS_OUT_MODELS if tokens_out is None else NO_TOKENS_IN_MODELS
+            else:
+                key = UNPRICED_MODELS
             listed = known.get(key) or []
             known[key] = listed if name in listed else [*listed, name]
         elif cost_usd is not None and not any(key in usage.get("extra", ()) for key in UNKNOWN_COST_KEYS):
