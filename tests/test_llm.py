@@ -1337,6 +1337,128 @@ def test_a_reply_without_usage_makes_its_steps_cost_unknown_not_free(server: LLM
     check_no_usage_is_unknown_cost(server, tmp_path, streamed=False)
 
 
+# "a b c" asks 3 tokens, "reply to: a b c" answers 5: one call's cost at each model's price.
+CHEAP_USD = (3 * 0.001 + 5 * 0.002) / 1000
+COSTLY_USD = (3 * 0.01 + 5 * 0.03) / 1000
+
+
+def test_cost_by_model_splits_an_attempt_that_called_several_models(tmp_path: Path) -> None:
+    """An attempt that called a cheap model, then a costly one (streamed), over real HTTP: its row
+    is filed under the last model, and its ``extra["by_model"]`` keeps each one's calls, tokens,
+    cost, model time and first token; read back from parquet by pandas, ``cost(by="model")`` (and
+    any ``by`` with "model") puts each call under its own model, the sums agreeing with the run's;
+    other ``by`` keys are unchanged. A model no price table knows is unknown alone. ``cost_budget``
+    judges the run by its rows' whole cost, and the report's table per model agrees with cost()."""
+    from wfkit.logs._report import write_report
+    from wfkit.logs._steplog import steps_dir
+
+    async def ask(ctx: wf.StepContext, model: str, streamed: bool = False) -> None:
+        if streamed:
+            async with ctx.llm.stream("a b c", model=model) as stream:
+                assert "reply to: a b c " == "".join([t async for t in stream])
+        else:
+            assert "reply to: a b c" == (await ctx.llm.complete("a b c", model=model)).text
+
+    def flow_of(*, unpriced: bool) -> wf.Workflow:
+        flow = wf.Workflow("escalation")
+
+        @flow.step
+        async def triage(state: Any, ctx: wf.StepContext) -> None:
+            await ask(ctx, "cheap")
+
+        @flow.step
+        async def escalate(state: Any, ctx: wf.StepContext) -> None:
+            await ask(ctx, "cheap")
+            await ask(ctx, "costly", streamed=True)
+
+        steps = ["triage", "escalate"]
+        if unpriced:
+
+            @flow.step
+            async def consult(state: Any, ctx: wf.StepContext) -> None:
+                await ask(ctx, "cheap")
+                await ask(ctx, "mystery")
+
+            steps.append("consult")
+        flow.chain(*steps)
+        return flow
+
+    prices = {"cheap": (0.001, 0.002), "costly": (0.01, 0.03)}
+    with LLMServer(api_key=KEY, model=None) as server, test_mode():  # it answers as the model asked
+        client = ChatClient(server.url, model="cheap", api_key=KEY, prices=prices)
+        priced = flow_of(unpriced=False).run({}, workspace=tmp_path, llm=client)
+        mixed = flow_of(unpriced=True).run({}, workspace=tmp_path, llm=client)
+    assert ("succeeded", "succeeded") == (priced.status, mixed.status)
+
+    wf.steps(tmp_path)  # exports the runs' rows to the parquet files
+    frame = pd.read_parquet(steps_dir(tmp_path))
+    row = frame[(frame["run_id"] == priced.run_id) & (frame["step"] == "escalate")].iloc[0]
+    assert ("costly", 6, 10) == (row["model"], row["tokens_in"], row["tokens_out"])
+    assert pytest.approx(CHEAP_USD + COSTLY_USD, rel=1e-12) == row["cost_usd"]
+    extra = json.loads(row["extra"])
+    shares = extra["by_model"]
+    assert ["cheap", "costly"] == list(shares)
+    for model, usd in (("cheap", CHEAP_USD), ("costly", COSTLY_USD)):
+        assert (1, 3, 5, pytest.approx(usd, rel=1e-12)) == tuple(
+            shares[model][k] for k in ("calls", "tokens_in", "tokens_out", "cost_usd")
+        )
+    assert shares["cheap"]["model_latency_s"] + shares["costly"]["model_latency_s"] == pytest.approx(
+        row["model_latency_s"], rel=1e-9
+    )
+    assert (None, row["ttft_s"]) == (shares["cheap"]["ttft_s"], shares["costly"]["ttft_s"])  # the stream's
+    assert 2 == extra["llm_calls"]
+    one_model = frame[frame["step"] == "triage"]["extra"].map(json.loads)
+    assert [{"llm_calls": 1}] * 2 == one_model.tolist()  # an attempt of one model: no breakdown
+
+    by_model = frame.wf.cost(by="model")
+    by_model.index = by_model.index.astype(str)
+    assert {"cheap": (5, 15, 25), "costly": (2, 6, 10), "mystery": (1, 3, 5)} == {
+        model: tuple(int(v) for v in row[["calls", "tokens_in", "tokens_out"]]) for model, row in by_model.iterrows()
+    }
+    assert pytest.approx(5 * CHEAP_USD, rel=1e-12) == by_model.loc["cheap", "cost_usd"]
+    assert pytest.approx(2 * COSTLY_USD, rel=1e-12) == by_model.loc["costly", "cost_usd"]
+    assert pd.isna(by_model.loc["mystery", "cost_usd"])  # unknown alone: cheap and costly keep theirs
+    by_run = frame.wf.cost()
+    assert (
+        by_model[["calls", "tokens_in", "tokens_out"]].sum().tolist()
+        == by_run[["calls", "tokens_in", "tokens_out"]].sum().tolist()
+    )
+    assert pytest.approx(2 * CHEAP_USD + COSTLY_USD, rel=1e-12) == by_run.loc[priced.run_id, "cost_usd"]
+    assert pd.isna(by_run.loc[mixed.run_id, "cost_usd"])
+
+    by_step_model = frame[frame["run_id"] == priced.run_id].wf.cost(by=["step", "model"])
+    assert {("escalate", "cheap"): 1, ("escalate", "costly"): 1, ("triage", "cheap"): 1} == {
+        (str(step), str(model)): int(calls) for (step, model), calls in by_step_model["calls"].items()
+    }
+    assert pytest.approx(COSTLY_USD, rel=1e-12) == by_step_model.loc[("escalate", "costly"), "cost_usd"]
+    by_step = frame.wf.cost(by="step")  # no "model" in by: each attempt whole, as before
+    by_step.index = by_step.index.astype(str)
+    assert (4, 12, 20) == tuple(int(v) for v in by_step.loc["escalate", ["calls", "tokens_in", "tokens_out"]])
+    assert pytest.approx(2 * (CHEAP_USD + COSTLY_USD), rel=1e-12) == by_step.loc["escalate", "cost_usd"]
+    assert pd.isna(by_step.loc["consult", "cost_usd"])
+
+    case = wf.evals.Case("c1", {})
+    assert wf.evals.Score(1.0, True, "$0.00021 of $1.0") == wf.evals.cost_budget(1.0)(case, priced)
+    assert wf.evals.Score(0.0, False, "$0.00021 of $0.0002") == wf.evals.cost_budget(0.0002)(case, priced)
+    judged = wf.evals.cost_budget(1.0)(case, mixed)
+    assert (True, False) == (judged.value != judged.value, judged.passed)  # NaN: unscored
+    assert judged.detail.startswith("cost unknown: step 'consult' called model 'mystery', which no price table knows")
+    assert judged.detail.endswith("$0.00021 of $1.0 in the attempts whose every call was priced")
+
+    page = write_report(tmp_path, tmp_path / "report").read_text()
+    costs = page[page.index("<h3>Cost per model</h3>") :]
+    assert "an attempt that called several models counts each one's share under it" in costs
+    cells = {}
+    for model in ("cheap", "costly", "mystery"):
+        found = costs[costs.index(f'<td class="text">{model}</td>') :]
+        cells[model] = re.findall(r"<td[^>]*>([^<]*)</td>", found[: found.index("</tr>")])[1:6]
+    assert {
+        "cheap": ["triage, escalate, consult", "5", "15", "25", "$0.000065"],
+        "costly": ["escalate", "2", "6", "10", "$0.00036"],
+        "mystery": ["consult", "1", "3", "5", "-"],
+    } == cells
+
+
 def test_the_step_log_tells_a_slow_model_from_a_slow_step(server: LLMServer, tmp_path: Path) -> None:
     """Each attempt's row has the time its model calls took, apart from the step's: the sum of its
     calls (a failed one counts the time it took to fail; a streamed one, to its end), NaN for an

@@ -12,6 +12,8 @@ codes, then one selection per group). To summarise a dataset on disk without loa
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -26,7 +28,14 @@ from wfkit.logs._tables import (
     quantile_label,
     runs_table,
 )
-from wfkit.model._context import NO_TOKENS_IN_MODELS, NO_TOKENS_OUT_MODELS, NO_USAGE_MODELS, UNCOUNTED_KEYS
+from wfkit.model._context import (
+    BY_MODEL,
+    NO_TOKENS_IN_MODELS,
+    NO_TOKENS_OUT_MODELS,
+    NO_USAGE_MODELS,
+    UNCOUNTED_KEYS,
+    UNKNOWN_COST_KEYS,
+)
 
 if TYPE_CHECKING:
     import numpy as np
@@ -65,6 +74,61 @@ def uncounted_tokens(rows: pd.DataFrame, column: str) -> pd.Series:
     calls used: a call's server sent no count of that kind, so the row has the counted calls' sum
     (or nothing), and ``extra`` names the model. Needs ``extra``."""
     return _marked(rows, UNCOUNTED_KEYS[column])
+
+
+# An attempt's extra holding a per-model breakdown (it called several models).
+_SPLIT = re.compile(rf'"{BY_MODEL}":\s*\{{')
+# What each model's share gives its row; the rest of the row (its step, run, status) is the attempt's.
+_SHARED = ("tokens_in", "tokens_out", "cost_usd", "model_latency_s", "ttft_s")
+
+
+def split_by_model(rows: pd.DataFrame) -> pd.DataFrame:
+    """``rows`` with each attempt that called several models (``extra["by_model"]``) in one row per
+    model: its calls, tokens, cost, model time and first token, and an ``extra`` of its own saying
+    what of it is unknown (the attempt's marks that name that model, and ``llm_calls``). Every
+    other row is as it was; so are the columns, a categorical ``model`` gaining the models only
+    such a breakdown names. Needs ``extra`` and ``model``."""
+    import pandas as pd
+
+    text = rows["extra"].astype(object)
+    several = text.str.contains(_SPLIT).fillna(False).to_numpy(dtype=bool)
+    if not several.any():
+        return rows
+    positions: list[int] = []
+    values: list[dict[str, Any] | None] = []  # None: the row as it was
+    for position, raw in zip(several.nonzero()[0], text[several], strict=True):
+        try:
+            extra = json.loads(raw)
+        except ValueError:  # text a processor cut short: the attempt stays whole, under its last model
+            extra = {}
+        shares = extra.get(BY_MODEL) if isinstance(extra, dict) else None
+        if not isinstance(shares, dict) or not all(isinstance(v, dict) for v in shares.values()):
+            positions.append(position)  # a breakdown of another shape (a user's own key): kept whole
+            values.append(None)
+            continue
+        for model, part in shares.items():
+            marks = {k: [model] for k in UNKNOWN_COST_KEYS if model in (extra.get(k) or ())}
+            positions.append(position)
+            values.append(
+                {
+                    "model": model,
+                    **{k: part.get(k) for k in _SHARED},
+                    "extra": json.dumps({"llm_calls": part.get("calls", 0), **marks}),
+                }
+            )
+    split = rows.iloc[positions].reset_index(drop=True)
+    for column in ("model", *(c for c in _SHARED if c in rows.columns), "extra"):
+        kept = split[column].astype(object)
+        merged = [old if new is None else new[column] for old, new in zip(kept, values, strict=True)]
+        if isinstance(rows[column].dtype, pd.CategoricalDtype):
+            categories = sorted(set(rows[column].cat.categories) | {m for m in merged if m is not None})
+            split[column] = pd.Categorical(merged, categories=categories)
+        else:
+            split[column] = pd.Series(merged, dtype=object).astype(rows[column].dtype)
+    rest = rows[~several]
+    if isinstance(rows["model"].dtype, pd.CategoricalDtype):
+        rest = rest.assign(model=rest["model"].cat.set_categories(split["model"].cat.categories))
+    return pd.concat([rest, split], ignore_index=True)
 
 
 class StepsAccessor:
@@ -198,6 +262,13 @@ class StepsAccessor:
         ``ctx.llm`` keeps); an attempt that recorded a model but no count, or every attempt of a frame
         read without the ``extra`` column, counts as one.
 
+        A row's ``model`` is the last one its attempt called. Grouped by a ``by`` that includes
+        "model", an attempt that called several (a cheap model, then a costly one) is split: each
+        model gets its own calls, tokens and cost from the attempt's ``extra["by_model"]``, so a
+        priced model keeps its cost beside an unpriced one, and the models' sums add up to the
+        attempts'. Other ``by`` keys take each attempt whole. A record with no model (a priced
+        tool's cost) counts under the model called before it in its attempt.
+
         ``cost_usd`` is NaN (unknown), never 0, for a group whose attempts include a call no price
         table knew: an attempt that recorded tokens but no cost, as ``ctx.llm`` records a model
         found in no table (give it one: ``ChatClient(..., prices=...)`` or
@@ -230,6 +301,9 @@ class StepsAccessor:
         keys = keys_of(self._df, by)
         extra = ("extra",) if "extra" in self._df.columns else ()
         rows = self._attempt_rows(*keys, "tokens_in", "tokens_out", "cost_usd", "model", *extra)
+        if extra and "model" in keys:
+            # An attempt that called several models: each one's share under its own, not all under the last.
+            rows = split_by_model(rows)
         called = rows["model"].notna()
         calls = called.astype("int64")
         if extra and called.any():

@@ -345,14 +345,16 @@ def _cost_per_model(cost: pd.DataFrame) -> str:
     input or variant switches its model, or steps on different models): the steps that called
     each, its calls, tokens, cost, model time and median first token, the costliest first.
     Attempts that called no model (a step of plain code) are in no row. The model is the one the
-    server named, as the step log's ``model`` column holds it: of an attempt that called several,
-    the last."""
+    server named, as the step log's ``model`` column holds it; an attempt that called several
+    counts each one's calls, tokens, cost and time under it (``extra["by_model"]``)."""
+    from wfkit.logs._analysis import split_by_model
     from wfkit.logs._tables import map_own_rows
 
     rows = cost[(cost["attempt"] > 0).to_numpy() & ~map_own_rows(cost)]  # attempts, as cost() counts them
     named = rows["model"].notna()
     spent = rows[["tokens_in", "tokens_out", "cost_usd"]].notna().any(axis=1)
     rows = rows[named | spent]
+    rows = split_by_model(rows)  # before the times and steps are taken per model, as cost() does
     rows = rows.assign(model=rows["model"].astype(object).where(rows["model"].notna(), _NO_MODEL))
     table = rows.wf.cost(by="model")
     by_model = rows.groupby("model", sort=False)
@@ -386,7 +388,7 @@ def _cost_per_model(cost: pd.DataFrame) -> str:
     return (
         "<h3>Cost per model</h3>"
         '<p class="note">Each model as the server named it, with the steps that called it (an attempt that '
-        "called several models counts under the last); steps that called no model are left out"
+        "called several models counts each one's share under it); steps that called no model are left out"
         + ('; a cost of "-" is unknown: ' + "; or ".join(reasons) if reasons else "")
         + ".</p>"
         + _table(

@@ -37,6 +37,12 @@ NO_TOKENS_OUT_MODELS = "no_tokens_out_models"
 UNKNOWN_COST_KEYS = (UNPRICED_MODELS, NO_USAGE_MODELS, NO_TOKENS_IN_MODELS, NO_TOKENS_OUT_MODELS)
 # The keys that say a token column of the attempt's row holds less than its calls used: the counted
 # calls' sum, some call's count of that kind having not come back (``df.wf.cost()`` shows it unknown).
+# The key of an attempt's ``extra`` that splits its usage by model, when it called more than one
+# (a cheap model, then a costly one): ``{model: {"calls", "tokens_in", "tokens_out", "cost_usd",
+# "model_latency_s", "ttft_s"}}``, unknown parts null. The row's ``model`` is the last one called,
+# and ``df.wf.cost(by="model")`` reads this to put each call under its own. Left out of the common
+# row of one model, which says it all.
+BY_MODEL = "by_model"
 UNCOUNTED_KEYS = {
     "tokens_in": (NO_USAGE_MODELS, NO_TOKENS_IN_MODELS),
     "tokens_out": (NO_USAGE_MODELS, NO_TOKENS_OUT_MODELS),
@@ -89,6 +95,7 @@ class StepContext:
     """
 
     __slots__ = (
+        "_by_model",
         "_rng_source",
         "_services",
         "_usage",
@@ -133,6 +140,7 @@ class StepContext:
         self.map_index = map_index  # the item's position when this is an item of a map step
         self.state: Mapping[str, Any] = {} if state is None else state  # read-only, as the step saw it
         self._usage: dict[str, Any] | None = None
+        self._by_model: dict[str | None, dict[str, Any]] = {}  # what record() collected per model
 
     @property
     def rng(self) -> random.Random:
@@ -210,8 +218,15 @@ class StepContext:
         that count is added and only the other is marked not counted: ``extra["no_tokens_out_models"]``
         (or ``no_tokens_in_models``) lists the model, and the cost is unknown as well. The row's
         token columns keep the counted calls' sums; these keys say a sum is short, and
-        ``df.wf.cost()`` shows its group's count as unknown."""
+        ``df.wf.cost()`` shows its group's count as unknown.
+
+        An attempt that records calls of more than one model keeps each model's share in
+        ``extra["by_model"]`` (calls, tokens, cost, model time, first token; null where unknown, so a
+        priced model keeps its cost beside an unpriced one), as the row's ``model`` is only the last
+        one. A record that names no model counts under the model named before it (a priced tool's
+        cost under the model whose call asked for it), or under the first named after it."""
         usage = self._usage if self._usage is not None else {}
+        self._add_to_model(model, tokens_in, tokens_out, cost_usd, model_latency_s, ttft_s, no_usage)
         self._usage = usage
         if model is not None:
             usage["model"] = model
@@ -239,6 +254,46 @@ class StepContext:
             usage.setdefault("ttft_s", ttft_s)
         if extra:
             usage.setdefault("extra", {}).update(extra)
+        named = [name for name in self._by_model if name is not None]
+        if len(named) > 1:
+            usage.setdefault("extra", {})[BY_MODEL] = {name: dict(self._by_model[name]) for name in named}
+
+    def _add_to_model(
+        self,
+        model: str | None,
+        tokens_in: int | None,
+        tokens_out: int | None,
+        cost_usd: float | None,
+        model_latency_s: float | None,
+        ttft_s: float | None,
+        no_usage: bool,
+    ) -> None:
+        """Add one record to its model's share (see :meth:`record`): an unknown part stays null."""
+        given = (model, tokens_in, tokens_out, cost_usd, model_latency_s, ttft_s)
+        if all(value is None for value in given) and not no_usage:
+            return  # extra alone: no usage of any model
+        shares = self._by_model
+        if model is not None and None in shares:  # what was recorded before any model was named
+            shares[model] = shares.pop(None)
+        name = model if model is not None else (self._usage or {}).get("model")
+        share = shares.setdefault(
+            name,
+            {"calls": 0, "tokens_in": 0, "tokens_out": 0, "cost_usd": 0.0, "model_latency_s": None, "ttft_s": None},
+        )
+        share["calls"] += model is not None
+        for key, value in (("tokens_in", tokens_in), ("tokens_out", tokens_out)):
+            if value is None and no_usage and cost_usd is None:
+                share[key] = None  # this call's server did not count it: the model's sum is short
+            elif value is not None and share[key] is not None:
+                share[key] += value
+        if cost_usd is None and (no_usage or tokens_in is not None or tokens_out is not None):
+            share["cost_usd"] = None  # unpriced or uncounted, as for the attempt
+        elif cost_usd is not None and share["cost_usd"] is not None:
+            share["cost_usd"] += cost_usd
+        if model_latency_s is not None:
+            share["model_latency_s"] = (share["model_latency_s"] or 0) + model_latency_s
+        if ttft_s is not None and share["ttft_s"] is None:
+            share["ttft_s"] = ttft_s
 
     def __repr__(self) -> str:
         return (
