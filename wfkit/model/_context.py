@@ -37,16 +37,16 @@ NO_TOKENS_OUT_MODELS = "no_tokens_out_models"
 UNKNOWN_COST_KEYS = (UNPRICED_MODELS, NO_USAGE_MODELS, NO_TOKENS_IN_MODELS, NO_TOKENS_OUT_MODELS)
 # The keys that say a token column of the attempt's row holds less than its calls used: the counted
 # calls' sum, some call's count of that kind having not come back (``df.wf.cost()`` shows it unknown).
-# The key of an attempt's ``extra`` that splits its usage by model, when it called more than one
-# (a cheap model, then a costly one): ``{model: {"calls", "tokens_in", "tokens_out", "cost_usd",
-# "model_latency_s", "ttft_s"}}``, unknown parts null. The row's ``model`` is the last one called,
-# and ``df.wf.cost(by="model")`` reads this to put each call under its own. Left out of the common
-# row of one model, which says it all.
-BY_MODEL = "by_model"
 UNCOUNTED_KEYS = {
     "tokens_in": (NO_USAGE_MODELS, NO_TOKENS_IN_MODELS),
     "tokens_out": (NO_USAGE_MODELS, NO_TOKENS_OUT_MODELS),
 }
+# The key of an attempt's ``extra`` that splits its usage by model, when it called more than one
+# (a cheap model, then a costly one): ``{model: {"calls", "tokens_in", "tokens_out", "cost_usd",
+# "model_latency_s", "ttft_s"}}``, unknown parts null. The row's ``model`` is the last one called,
+# and ``df.wf.cost(by="model")`` reads this to put each call under its own. Left out of the common
+# row of one model, which says it all. (Not "models": a name a step's own ``ctx.record`` might use.)
+BY_MODEL = "by_model"
 
 
 class ChatModel(Protocol):
