@@ -13,7 +13,6 @@ codes, then one selection per group). To summarise a dataset on disk without loa
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -50,14 +49,34 @@ if TYPE_CHECKING:
 _REQUIRED = ("step", "attempt", "status")
 
 
-def _marked(rows: pd.DataFrame, keys: Sequence[str]) -> pd.Series:
-    """The attempts whose ``extra`` (JSON text in the log's files) has one of ``keys``: a test of the
-    text, not a parse of every row's JSON."""
+# What every key that marks a row's figures short or unknown (and by_model) holds: one pass over
+# all rows finds the few that may hold one, and only those are searched for each key.
+_MARKED = "_model"
+
+
+def _marks(rows: pd.DataFrame, keys: Sequence[str]) -> dict[str, np.ndarray[Any, np.dtype[np.bool_]]]:
+    """Per key, the attempts whose ``extra`` (JSON text in the log's files) has it: a test of the
+    text, not a parse of every row's JSON (one pass over the rows, then one over the few marked)."""
+    import numpy as np
+
     text = rows["extra"].astype(object)
-    marked = text.str.contains(f'"{keys[0]}"', regex=False).fillna(False).astype(bool)
-    for key in keys[1:]:
-        marked |= text.str.contains(f'"{key}"', regex=False).fillna(False).astype(bool)
-    return marked
+    few = text.str.contains(_MARKED, regex=False).fillna(False).to_numpy(dtype=bool)
+    subset = text[few] if few.any() else None
+    out = {}
+    for key in keys:
+        hit = np.zeros(len(rows), dtype=bool)
+        if subset is not None:
+            hit[few] = subset.str.contains(f'"{key}"', regex=False).fillna(False).to_numpy(dtype=bool)
+        out[key] = hit
+    return out
+
+
+def _marked(rows: pd.DataFrame, keys: Sequence[str]) -> pd.Series:
+    """The attempts whose ``extra`` has one of ``keys``."""
+    import numpy as np
+    import pandas as pd
+
+    return pd.Series(np.logical_or.reduce(list(_marks(rows, keys).values())), index=rows.index)
 
 
 def uncounted(rows: pd.DataFrame) -> pd.Series:
@@ -77,7 +96,7 @@ def uncounted_tokens(rows: pd.DataFrame, column: str) -> pd.Series:
 
 
 # An attempt's extra holding a per-model breakdown (it called several models).
-_SPLIT = re.compile(rf'"{BY_MODEL}":\s*\{{')
+_SPLIT = f'"{BY_MODEL}"'
 # What each model's share gives its row; the rest of the row (its step, run, status) is the attempt's.
 _SHARED = ("tokens_in", "tokens_out", "cost_usd", "model_latency_s", "ttft_s")
 
@@ -91,7 +110,7 @@ def split_by_model(rows: pd.DataFrame) -> pd.DataFrame:
     import pandas as pd
 
     text = rows["extra"].astype(object)
-    several = text.str.contains(_SPLIT).fillna(False).to_numpy(dtype=bool)
+    several = text.str.contains(_SPLIT, regex=False).fillna(False).to_numpy(dtype=bool)
     if not several.any():
         return rows
     positions: list[int] = []
@@ -314,12 +333,18 @@ class StepsAccessor:
         # call records neither, so a retried 429 leaves its step's cost known.
         unpriced = rows["cost_usd"].isna() & (rows["tokens_in"].notna() | rows["tokens_out"].notna())
         # Uncounted: a call whose server sent no count of that kind; the row holds the others' sum.
-        short_in = uncounted_tokens(rows, "tokens_in") if extra else False
-        short_out = uncounted_tokens(rows, "tokens_out") if extra else False
+        flags: dict[str, Any] = {}
         if extra:
-            unpriced |= uncounted(rows)
+            marks = _marks(rows, (NO_USAGE_MODELS, NO_TOKENS_IN_MODELS, NO_TOKENS_OUT_MODELS))
+            for column, (neither, this_one) in UNCOUNTED_KEYS.items():
+                short = marks[neither] | marks[this_one]
+                if short.any():  # most logs have none: no column to group then
+                    flags[f"short_{column}"] = short
+            unpriced |= (marks[NO_USAGE_MODELS] | marks[NO_TOKENS_IN_MODELS] | marks[NO_TOKENS_OUT_MODELS]) & rows[
+                "cost_usd"
+            ].isna().to_numpy(dtype=bool)
         table = (
-            rows.assign(calls=calls, unpriced=unpriced, short_in=short_in, short_out=short_out)
+            rows.assign(calls=calls, unpriced=unpriced, **flags)
             .groupby(keys, observed=True)
             .agg(
                 tokens_in=("tokens_in", "sum"),
@@ -327,13 +352,14 @@ class StepsAccessor:
                 cost_usd=("cost_usd", "sum"),
                 calls=("calls", "sum"),
                 unpriced=("unpriced", "any"),
-                short_in=("short_in", "any"),
-                short_out=("short_out", "any"),
+                **{flag: (flag, "any") for flag in flags},
             )
         )
-        for column, short in (("tokens_in", "short_in"), ("tokens_out", "short_out")):
+        for column in ("tokens_in", "tokens_out"):
             # Int64 whatever the data, so a table's dtypes do not change with what a run met.
-            table[column] = table[column].fillna(0).astype("int64").astype("Int64").mask(table.pop(short).astype(bool))
+            table[column] = table[column].fillna(0).astype("int64").astype("Int64")
+            if f"short_{column}" in flags:
+                table[column] = table[column].mask(table.pop(f"short_{column}").astype(bool))
         table["cost_usd"] = table["cost_usd"].astype("float64").mask(table.pop("unpriced").astype(bool))
         return in_run_order(table, self._df)
 
