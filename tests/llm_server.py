@@ -42,7 +42,9 @@ reasoning a word a chunk, then the content once ``spec["gate"]`` (a ``threading.
 is set; with ``spec["answer"]`` False the reasoning used up ``max_tokens``: no content comes, and
 the finish_reason is ``"length"``). Its completion tokens count the reasoning's words too.
 "no_usage" (the "ok" reply, JSON or streamed, with no ``usage`` object, as some proxies and local
-servers answer; streamed, it ignores ``stream_options.include_usage``).
+servers answer; streamed, it ignores ``stream_options.include_usage``), ("part_usage", name) (the
+"ok" reply, JSON or streamed, whose ``usage`` leaves out the count ``name``, ``"prompt_tokens"`` or
+``"completion_tokens"``, as a server that counts only one side).
 It speaks HTTP/1.1 keep-alive, so connection pooling is visible in ``connections``.
 """
 
@@ -146,6 +148,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._complete(body or {}, reasoning=arg)
         elif name == "no_usage":
             self._complete(body or {}, usage=False)
+        elif name == "part_usage":
+            self._complete(body or {}, usage=str(arg))
         else:
             if name == "slow":  # a reply held back past the test's end: stop() ends the wait
                 owner.stopping.wait(float(arg))
@@ -176,7 +180,7 @@ class _Handler(BaseHTTPRequestHandler):
         echo: str = "",
         stall: bool = False,
         reasoning: dict[str, Any] | None = None,
-        usage: bool = True,
+        usage: bool | str = True,  # a name: the usage leaves that count out
     ) -> None:
         owner = self.server.owner
         messages = body.get("messages") or []
@@ -191,6 +195,8 @@ class _Handler(BaseHTTPRequestHandler):
             "completion_tokens": len(thought.split()) + len(text.split()),  # as servers count: reasoning too
         }
         counts["total_tokens"] = counts["prompt_tokens"] + counts["completion_tokens"]
+        if isinstance(usage, str):
+            del counts[usage], counts["total_tokens"]
         model = owner.model or body.get("model")  # None: it serves whatever model is asked for
         if not body.get("stream"):
             reply = {

@@ -166,7 +166,9 @@ def test_cost_and_tokens_by_run_and_step(known: Known) -> None:
     assert {"answer": RUNS, "fetch": RUNS + 10, "parse": 0} == by_step["calls"].to_dict()
     assert pytest.approx(0.002 * RUNS) == by_step.loc["answer", "cost_usd"]
     assert pytest.approx(0.0001 * (RUNS + 10)) == by_step.loc["fetch", "cost_usd"]
-    assert "int64" == str(by_step["tokens_in"].dtype)
+    # Nullable integers, exact where every call was counted, <NA> where one was not (test_llm.py).
+    assert ["Int64", "Int64", "int64"] == [str(by_step[c].dtype) for c in ("tokens_in", "tokens_out", "calls")]
+    assert not by_step[["tokens_in", "tokens_out"]].isna().any(axis=None)
 
 
 def test_cost_counts_each_llm_call_of_an_attempt(tmp_path: Path) -> None:
@@ -371,9 +373,11 @@ def test_an_attempt_mixing_priced_and_unpriced_calls_records_no_cost(mixed: pd.D
 
 
 def test_cost_of_an_attempt_mixing_priced_and_unpriced_calls_is_unknown(mixed: pd.DataFrame) -> None:
-    """df.wf.cost() gives NaN for each mixed attempt's step, its run and the models of its rows
-    (priced-1 is the row model of unpriced_first, which called local-llama too); the step whose calls
-    were all priced keeps its exact cost, and every group its tokens and calls."""
+    """df.wf.cost() gives NaN for each mixed attempt's step and its run; the step whose calls were
+    all priced keeps its exact cost, and every group its tokens and calls. By model, each call is
+    under its own model (the row's model is only the last one called): local-llama's cost is
+    unknown, priced-1 keeps its exact $0.019 (three calls and the tool that all_priced called after
+    one), each with its own tokens and calls."""
     by_step = mixed.wf.cost(by="step")
     by_step.index = by_step.index.astype(str)
     assert [True, True, True, False] == by_step["cost_usd"].isna().tolist()
@@ -381,13 +385,14 @@ def test_cost_of_an_attempt_mixing_priced_and_unpriced_calls_is_unknown(mixed: p
     assert [2, 2, 1, 1] == by_step["calls"].tolist()
     by_run = mixed.wf.cost()
     assert (24, 6, 6) == tuple(by_run.iloc[0][["tokens_in", "tokens_out", "calls"]])
-    assert np.isnan(by_run.iloc[0]["cost_usd"])
+    assert pd.isna(by_run["cost_usd"].iloc[0])
     by_model = mixed.wf.cost(by="model")
     by_model.index = by_model.index.astype(str)
-    assert {"local-llama": (12, 3), "priced-1": (12, 3)} == {
-        model: (row["tokens_in"], row["tokens_out"]) for model, row in by_model.iterrows()
+    assert {"local-llama": (12, 3, 3), "priced-1": (12, 3, 3)} == {
+        model: (row["tokens_in"], row["tokens_out"], row["calls"]) for model, row in by_model.iterrows()
     }
-    assert by_model["cost_usd"].isna().all()
+    assert pd.isna(by_model.loc["local-llama", "cost_usd"])
+    assert pytest.approx(3 * CALL_USD + TOOL_USD, rel=1e-12) == by_model.loc["priced-1", "cost_usd"]
 
 
 def test_cost_recorded_by_a_client_of_your_own_without_a_price_is_unknown(tmp_path: Path) -> None:

@@ -154,6 +154,18 @@ def test_rng_source_is_called_lazily():
 # --- record -------------------------------------------------------------------------------------
 
 
+def share(calls: int, tokens_in: int | None, tokens_out: int | None, cost_usd: float | None, **times: float) -> dict:
+    """One model's share of an attempt's usage, as ``extra["by_model"]`` holds it."""
+    return {
+        "calls": calls,
+        "tokens_in": tokens_in,
+        "tokens_out": tokens_out,
+        "cost_usd": cost_usd,
+        "model_latency_s": times.get("model_latency_s"),
+        "ttft_s": times.get("ttft_s"),
+    }
+
+
 def test_no_usage_until_record_is_called():
     """Before record() the context has no usage to report."""
     assert usage_of(make_ctx()) is None
@@ -219,7 +231,11 @@ def test_record_of_tokens_without_a_cost_makes_the_attempts_cost_unknown():
         "model": "priced-1",
         "tokens_in": 12,
         "tokens_out": 5,
-        "extra": {"unpriced_models": ["local-llama"]},
+        "extra": {
+            "unpriced_models": ["local-llama"],
+            # the tool's $0.001 counts under local-llama, whose call came before it: unknown there too
+            "by_model": {"priced-1": share(2, 8, 2, pytest.approx(0.012)), "local-llama": share(2, 4, 3, None)},
+        },
     } == usage_of(ctx)
     pieces = make_ctx()
     pieces.record(model="on-prem")
@@ -235,7 +251,11 @@ def test_record_lists_each_unpriced_model_and_a_call_that_named_none():
     ctx.record(model="a", tokens_in=1, prompt="p1")
     ctx.record(model="b", tokens_out=1)
     ctx.record(model="a", tokens_in=1)
-    assert {"unpriced_models": [None, "a", "b"], "prompt": "p1"} == (usage_of(ctx) or {})["extra"]
+    assert {
+        "unpriced_models": [None, "a", "b"],
+        "prompt": "p1",
+        "by_model": {"a": share(2, 5, 0, None), "b": share(1, 0, 1, None)},  # the unnamed call: under the first named
+    } == (usage_of(ctx) or {})["extra"]
     assert "cost_usd" not in (usage_of(ctx) or {})
 
 
@@ -254,11 +274,48 @@ def test_record_of_a_call_with_no_usage_makes_the_attempts_cost_unknown_naming_w
         "model": "priced-1",
         "tokens_in": 10,
         "tokens_out": 3,
-        "extra": {"no_usage_models": ["proxied"], "unpriced_models": ["local-llama"]},
+        "extra": {
+            "no_usage_models": ["proxied"],
+            "unpriced_models": ["local-llama"],
+            "by_model": {
+                "priced-1": share(2, 8, 2, pytest.approx(0.012)),
+                "proxied": share(2, None, None, None),
+                "local-llama": share(1, 2, 1, None),
+            },
+        },
     } == usage_of(ctx)
     given = make_ctx()
     given.record(model="gateway", cost_usd=0.002, no_usage=True)
     assert {"model": "gateway", "cost_usd": 0.002} == usage_of(given)
+
+
+def test_record_of_a_call_with_one_count_adds_it_and_marks_only_the_other():
+    """A call whose server counted one kind of token (``no_usage=True`` with one count given) adds
+    that count and lists its model under the other's key, once: the cost is unknown, and nothing
+    says the count that came back is short; a call with neither is still ``no_usage_models``."""
+    ctx = make_ctx()
+    ctx.record(model="priced-1", tokens_in=4, tokens_out=1, cost_usd=0.006)
+    ctx.record(model="half", tokens_in=3, no_usage=True)
+    ctx.record(model="half", tokens_in=2, no_usage=True)
+    ctx.record(model="other-half", tokens_out=5, no_usage=True)
+    ctx.record(model="priced-1", tokens_in=4, tokens_out=1, cost_usd=0.006)
+    assert {
+        "model": "priced-1",
+        "tokens_in": 13,
+        "tokens_out": 7,
+        "extra": {
+            "no_tokens_out_models": ["half"],
+            "no_tokens_in_models": ["other-half"],
+            "by_model": {
+                "priced-1": share(2, 8, 2, pytest.approx(0.012)),
+                "half": share(2, 5, None, None),
+                "other-half": share(1, None, 5, None),
+            },
+        },
+    } == usage_of(ctx)
+    neither = make_ctx()
+    neither.record(model="proxied", no_usage=True)
+    assert {"model": "proxied", "extra": {"no_usage_models": ["proxied"]}} == usage_of(neither)
 
 
 def test_record_of_a_free_call_and_a_failed_one_keeps_the_cost_known():
@@ -274,7 +331,36 @@ def test_record_of_a_free_call_and_a_failed_one_keeps_the_cost_known():
         "tokens_out": 3,
         "cost_usd": 0.006,
         "model_latency_s": 0.5,
+        "extra": {
+            "by_model": {"on-prem": share(1, 10, 2, 0.0), "priced-1": share(2, 4, 1, 0.006, model_latency_s=0.5)}
+        },
     } == usage_of(ctx)
+
+
+def test_record_of_several_models_keeps_each_ones_share():
+    """An attempt calling a cheap model, then a costly one, keeps each one's calls, tokens, cost,
+    model time and first token in ``extra["by_model"]``, whose parts add up to the row's; a priced
+    tool's cost counts under the model called before it; an attempt of one model has no breakdown."""
+    ctx = make_ctx()
+    ctx.record(model="cheap", tokens_in=100, tokens_out=10, cost_usd=0.001, model_latency_s=0.2, ttft_s=0.05)
+    ctx.record(cost_usd=0.5)  # a priced tool the cheap model's reply asked for
+    ctx.record(model="costly", tokens_in=200, tokens_out=20, cost_usd=0.04, model_latency_s=1.5)
+    ctx.record(model="cheap", tokens_in=50, tokens_out=5, cost_usd=0.0005, model_latency_s=0.1, ttft_s=0.9)
+    usage = usage_of(ctx) or {}
+    assert ("cheap", 350, 35, pytest.approx(0.5415)) == (
+        usage["model"],
+        usage["tokens_in"],
+        usage["tokens_out"],
+        usage["cost_usd"],
+    )
+    assert {
+        "cheap": share(2, 150, 15, pytest.approx(0.5015), model_latency_s=pytest.approx(0.3), ttft_s=0.05),
+        "costly": share(1, 200, 20, 0.04, model_latency_s=1.5),
+    } == usage["extra"]["by_model"]
+    one = make_ctx()
+    one.record(model="cheap", tokens_in=1, tokens_out=1, cost_usd=0.001)
+    one.record(model="cheap", tokens_in=1, tokens_out=1, cost_usd=0.001)
+    assert "extra" not in (usage_of(one) or {})
 
 
 def test_record_collects_extra_keywords():

@@ -7,6 +7,7 @@ import email.utils
 import gc
 import itertools
 import json
+import re
 import ssl
 import threading
 import time
@@ -1218,15 +1219,22 @@ def check_no_usage_is_unknown_cost(server: LLMServer, folder: Path, streamed: bo
     assert "no_usage_models" not in json.loads(failed["extra"].iloc[0])  # a failed call: nothing to pay
 
     mine = frame[frame["run_id"] == unknown.run_id].wf.cost(by=None).loc["usage"]
-    assert (0, 0, 1) == tuple(mine.loc["uncounted", ["tokens_in", "tokens_out", "calls"]])
+    # Not counted, so unknown (<NA>), not the 0 of a step that called no model; tidy's 0 is exact.
+    assert pd.isna(mine.loc["uncounted", "tokens_in"])
+    assert pd.isna(mine.loc["uncounted", "tokens_out"])
+    assert 1 == mine.loc["uncounted", "calls"]
     assert pd.isna(mine.loc["uncounted", "cost_usd"])
+    assert {"counted": 3, "refused": 3, "tidy": 0} == mine["tokens_in"].drop("uncounted").to_dict()
+    assert ["Int64", "Int64"] == [str(mine[c].dtype) for c in ("tokens_in", "tokens_out")]
     assert {"counted": ABC_USD, "refused": ABC_USD, "tidy": 0.0} == pytest.approx(
         mine["cost_usd"].drop("uncounted").to_dict(), rel=1e-12
     )
     assert 2 == mine.loc["refused", "calls"]  # the 429 counts as a call, and costs nothing
     by_run = frame.wf.cost()
     assert pd.isna(by_run.loc[unknown.run_id, "cost_usd"])
+    assert pd.isna(by_run.loc[unknown.run_id, "tokens_in"])  # 6 of them counted: 6 would read as all
     assert pytest.approx(3 * ABC_USD, rel=1e-12) == by_run.loc[known.run_id, "cost_usd"]
+    assert (9, 15) == tuple(by_run.loc[known.run_id, ["tokens_in", "tokens_out"]])
     assert pd.isna(frame.wf.cost(by=None).loc[("usage", "uncounted"), "cost_usd"])  # the step over both runs
 
     case = wf.evals.Case("c1", {})
@@ -1245,6 +1253,81 @@ def check_no_usage_is_unknown_cost(server: LLMServer, folder: Path, streamed: bo
     assert "the server sent no token usage with its replies" in costs
     assert "stream_options.include_usage" in costs
     assert "no price is known" not in costs  # test-model is priced: that is not why
+    assert 'Tokens of "-" are unknown' in per_step
+    assert "only one of its two counts" not in costs  # the server sent none: that is not why either
+
+
+def check_part_usage_counts_what_came(server: LLMServer, folder: Path, streamed: bool) -> None:
+    """Two runs of :func:`usage_flow` whose ``uncounted`` step gets a usage with one count: no
+    ``completion_tokens`` in the first run, no ``prompt_tokens`` in the second. The count that came
+    back is in the Reply and the step log (read back from parquet by pandas), only the other is
+    marked not counted: ``df.wf.cost()`` shows that one <NA> in every group holding the call and
+    keeps exact sums elsewhere; the cost is unknown (half a count has no price), ``cost_budget``
+    says which count the server left out, and the report shows "-" and says why."""
+    from wfkit.logs._report import write_report
+    from wfkit.logs._steplog import steps_dir
+
+    flow = usage_flow(streamed)
+    server.script("ok", "ok", ("part_usage", "completion_tokens"), "ok", "ok", ("part_usage", "prompt_tokens"))
+    with test_mode():
+        no_out = flow.run({}, workspace=folder, llm=client_for(server))
+        no_in = flow.run({}, workspace=folder, llm=client_for(server))
+    assert (3, None, None) == no_out.state["uncounted"]
+    assert (None, 5, None) == no_in.state["uncounted"]
+    assert (3, 5, pytest.approx(ABC_USD)) == no_out.state["counted"] == no_in.state["refused"]
+
+    wf.steps(folder)  # exports the runs' rows to the parquet files
+    frame = pd.read_parquet(steps_dir(folder))
+    rows = frame[frame["step"] == "uncounted"].set_index("run_id")
+    assert (3, "test-model") == (rows.loc[no_out.run_id, "tokens_in"], rows.loc[no_out.run_id, "model"])
+    assert pd.isna(rows.loc[no_out.run_id, "tokens_out"])
+    assert {"llm_calls": 1, "no_tokens_out_models": ["test-model"]} == json.loads(rows.loc[no_out.run_id, "extra"])
+    assert 5 == rows.loc[no_in.run_id, "tokens_out"]
+    assert pd.isna(rows.loc[no_in.run_id, "tokens_in"])
+    assert {"llm_calls": 1, "no_tokens_in_models": ["test-model"]} == json.loads(rows.loc[no_in.run_id, "extra"])
+    assert rows["cost_usd"].isna().all()
+
+    by_run = frame.wf.cost()
+    assert (9, 3) == (by_run.loc[no_out.run_id, "tokens_in"], by_run.loc[no_out.run_id, "calls"])
+    assert pd.isna(by_run.loc[no_out.run_id, "tokens_out"])  # 10 counted, of more
+    assert (15, 3) == (by_run.loc[no_in.run_id, "tokens_out"], by_run.loc[no_in.run_id, "calls"])
+    assert pd.isna(by_run.loc[no_in.run_id, "tokens_in"])
+    assert by_run["cost_usd"].isna().all()
+    by_step = frame.wf.cost(by=None).loc["usage"]
+    assert {"counted": 6, "refused": 6, "tidy": 0} == by_step["tokens_in"].drop("uncounted").to_dict()
+    assert {"counted": 10, "refused": 10, "tidy": 0} == by_step["tokens_out"].drop("uncounted").to_dict()
+    assert by_step.loc["uncounted", ["tokens_in", "tokens_out", "cost_usd"]].isna().all()
+    assert {"counted": 2 * ABC_USD, "refused": 2 * ABC_USD, "tidy": 0.0} == pytest.approx(
+        by_step["cost_usd"].drop("uncounted").to_dict(), rel=1e-12
+    )
+
+    judged = wf.evals.cost_budget(1.0)(wf.evals.Case("c1", {}), no_out)
+    assert (True, False) == (judged.value != judged.value, judged.passed)  # NaN: unscored
+    assert (
+        "cost unknown: step 'uncounted' called model 'test-model', whose server's usage had no completion_tokens, "
+        "so the call could not be priced: use an endpoint or proxy that reports both prompt_tokens and "
+        "completion_tokens, then evaluate again; $0.00003 of $1.0 in the attempts whose every call was priced"
+    ) == judged.detail
+
+    page = write_report(folder, folder / "report").read_text()
+    per_step = page[page.index("<h3>Cost</h3>") : page.index("<h3>Cost per model</h3>")]
+    assert "or its server counted only one kind of its tokens" in per_step
+    assert "sent no token usage" not in per_step
+    assert 'Tokens of "-" are unknown' in per_step
+    costs = page[page.index("<h3>Cost per model</h3>") :]
+    assert "the server's token usage held only one of its two counts" in costs
+    assert "no price is known" not in costs
+    assert "sent no token usage" not in costs
+    model_row = costs[costs.index('<td class="text">test-model</td>') :]
+    cells = re.findall(r"<td[^>]*>([^<]*)</td>", model_row[: model_row.index("</tr>")])
+    # model, steps, then calls, tokens in, tokens out, cost: each run left one count out, so both are "-"
+    assert ["test-model", "counted, refused, uncounted", "6", "-", "-", "-"] == cells[:6]
+
+
+def test_a_reply_with_one_token_count_records_it_and_marks_the_other_unknown(server: LLMServer, tmp_path: Path) -> None:
+    """A completion whose ``usage`` has ``prompt_tokens`` but no ``completion_tokens`` (or the
+    reverse): the count that came back is recorded, only the other reads as unknown."""
+    check_part_usage_counts_what_came(server, tmp_path, streamed=False)
 
 
 def test_a_reply_without_usage_makes_its_steps_cost_unknown_not_free(server: LLMServer, tmp_path: Path) -> None:
@@ -1252,6 +1335,128 @@ def test_a_reply_without_usage_makes_its_steps_cost_unknown_not_free(server: LLM
     tokens and cost are None, and the step's cost is unknown in the step log, ``df.wf.cost()``,
     ``cost_budget`` and the report, where it read as a free call ($0, within any budget)."""
     check_no_usage_is_unknown_cost(server, tmp_path, streamed=False)
+
+
+# "a b c" asks 3 tokens, "reply to: a b c" answers 5: one call's cost at each model's price.
+CHEAP_USD = (3 * 0.001 + 5 * 0.002) / 1000
+COSTLY_USD = (3 * 0.01 + 5 * 0.03) / 1000
+
+
+def test_cost_by_model_splits_an_attempt_that_called_several_models(tmp_path: Path) -> None:
+    """An attempt that called a cheap model, then a costly one (streamed), over real HTTP: its row
+    is filed under the last model, and its ``extra["by_model"]`` keeps each one's calls, tokens,
+    cost, model time and first token; read back from parquet by pandas, ``cost(by="model")`` (and
+    any ``by`` with "model") puts each call under its own model, the sums agreeing with the run's;
+    other ``by`` keys are unchanged. A model no price table knows is unknown alone. ``cost_budget``
+    judges the run by its rows' whole cost, and the report's table per model agrees with cost()."""
+    from wfkit.logs._report import write_report
+    from wfkit.logs._steplog import steps_dir
+
+    async def ask(ctx: wf.StepContext, model: str, streamed: bool = False) -> None:
+        if streamed:
+            async with ctx.llm.stream("a b c", model=model) as stream:
+                assert "reply to: a b c " == "".join([t async for t in stream])
+        else:
+            assert "reply to: a b c" == (await ctx.llm.complete("a b c", model=model)).text
+
+    def flow_of(*, unpriced: bool) -> wf.Workflow:
+        flow = wf.Workflow("escalation")
+
+        @flow.step
+        async def triage(state: Any, ctx: wf.StepContext) -> None:
+            await ask(ctx, "cheap")
+
+        @flow.step
+        async def escalate(state: Any, ctx: wf.StepContext) -> None:
+            await ask(ctx, "cheap")
+            await ask(ctx, "costly", streamed=True)
+
+        steps = ["triage", "escalate"]
+        if unpriced:
+
+            @flow.step
+            async def consult(state: Any, ctx: wf.StepContext) -> None:
+                await ask(ctx, "cheap")
+                await ask(ctx, "mystery")
+
+            steps.append("consult")
+        flow.chain(*steps)
+        return flow
+
+    prices = {"cheap": (0.001, 0.002), "costly": (0.01, 0.03)}
+    with LLMServer(api_key=KEY, model=None) as server, test_mode():  # it answers as the model asked
+        client = ChatClient(server.url, model="cheap", api_key=KEY, prices=prices)
+        priced = flow_of(unpriced=False).run({}, workspace=tmp_path, llm=client)
+        mixed = flow_of(unpriced=True).run({}, workspace=tmp_path, llm=client)
+    assert ("succeeded", "succeeded") == (priced.status, mixed.status)
+
+    wf.steps(tmp_path)  # exports the runs' rows to the parquet files
+    frame = pd.read_parquet(steps_dir(tmp_path))
+    row = frame[(frame["run_id"] == priced.run_id) & (frame["step"] == "escalate")].iloc[0]
+    assert ("costly", 6, 10) == (row["model"], row["tokens_in"], row["tokens_out"])
+    assert pytest.approx(CHEAP_USD + COSTLY_USD, rel=1e-12) == row["cost_usd"]
+    extra = json.loads(row["extra"])
+    shares = extra["by_model"]
+    assert ["cheap", "costly"] == list(shares)
+    for model, usd in (("cheap", CHEAP_USD), ("costly", COSTLY_USD)):
+        assert (1, 3, 5, pytest.approx(usd, rel=1e-12)) == tuple(
+            shares[model][k] for k in ("calls", "tokens_in", "tokens_out", "cost_usd")
+        )
+    assert shares["cheap"]["model_latency_s"] + shares["costly"]["model_latency_s"] == pytest.approx(
+        row["model_latency_s"], rel=1e-9
+    )
+    assert (None, row["ttft_s"]) == (shares["cheap"]["ttft_s"], shares["costly"]["ttft_s"])  # the stream's
+    assert 2 == extra["llm_calls"]
+    one_model = frame[frame["step"] == "triage"]["extra"].map(json.loads)
+    assert [{"llm_calls": 1}] * 2 == one_model.tolist()  # an attempt of one model: no breakdown
+
+    by_model = frame.wf.cost(by="model")
+    by_model.index = by_model.index.astype(str)
+    assert {"cheap": (5, 15, 25), "costly": (2, 6, 10), "mystery": (1, 3, 5)} == {
+        model: tuple(int(v) for v in row[["calls", "tokens_in", "tokens_out"]]) for model, row in by_model.iterrows()
+    }
+    assert pytest.approx(5 * CHEAP_USD, rel=1e-12) == by_model.loc["cheap", "cost_usd"]
+    assert pytest.approx(2 * COSTLY_USD, rel=1e-12) == by_model.loc["costly", "cost_usd"]
+    assert pd.isna(by_model.loc["mystery", "cost_usd"])  # unknown alone: cheap and costly keep theirs
+    by_run = frame.wf.cost()
+    assert (
+        by_model[["calls", "tokens_in", "tokens_out"]].sum().tolist()
+        == by_run[["calls", "tokens_in", "tokens_out"]].sum().tolist()
+    )
+    assert pytest.approx(2 * CHEAP_USD + COSTLY_USD, rel=1e-12) == by_run.loc[priced.run_id, "cost_usd"]
+    assert pd.isna(by_run.loc[mixed.run_id, "cost_usd"])
+
+    by_step_model = frame[frame["run_id"] == priced.run_id].wf.cost(by=["step", "model"])
+    assert {("escalate", "cheap"): 1, ("escalate", "costly"): 1, ("triage", "cheap"): 1} == {
+        (str(step), str(model)): int(calls) for (step, model), calls in by_step_model["calls"].items()
+    }
+    assert pytest.approx(COSTLY_USD, rel=1e-12) == by_step_model.loc[("escalate", "costly"), "cost_usd"]
+    by_step = frame.wf.cost(by="step")  # no "model" in by: each attempt whole, as before
+    by_step.index = by_step.index.astype(str)
+    assert (4, 12, 20) == tuple(int(v) for v in by_step.loc["escalate", ["calls", "tokens_in", "tokens_out"]])
+    assert pytest.approx(2 * (CHEAP_USD + COSTLY_USD), rel=1e-12) == by_step.loc["escalate", "cost_usd"]
+    assert pd.isna(by_step.loc["consult", "cost_usd"])
+
+    case = wf.evals.Case("c1", {})
+    assert wf.evals.Score(1.0, True, "$0.00021 of $1.0") == wf.evals.cost_budget(1.0)(case, priced)
+    assert wf.evals.Score(0.0, False, "$0.00021 of $0.0002") == wf.evals.cost_budget(0.0002)(case, priced)
+    judged = wf.evals.cost_budget(1.0)(case, mixed)
+    assert (True, False) == (judged.value != judged.value, judged.passed)  # NaN: unscored
+    assert judged.detail.startswith("cost unknown: step 'consult' called model 'mystery', which no price table knows")
+    assert judged.detail.endswith("$0.00021 of $1.0 in the attempts whose every call was priced")
+
+    page = write_report(tmp_path, tmp_path / "report").read_text()
+    costs = page[page.index("<h3>Cost per model</h3>") :]
+    assert "an attempt that called several models counts each one's share under it" in costs
+    cells = {}
+    for model in ("cheap", "costly", "mystery"):
+        found = costs[costs.index(f'<td class="text">{model}</td>') :]
+        cells[model] = re.findall(r"<td[^>]*>([^<]*)</td>", found[: found.index("</tr>")])[1:6]
+    assert {
+        "cheap": ["triage, escalate, consult", "5", "15", "25", "$0.000065"],
+        "costly": ["escalate", "2", "6", "10", "$0.00036"],
+        "mystery": ["consult", "1", "3", "5", "-"],
+    } == cells
 
 
 def test_the_step_log_tells_a_slow_model_from_a_slow_step(server: LLMServer, tmp_path: Path) -> None:

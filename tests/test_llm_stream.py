@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from llm_server import LLMServer
-from test_llm import KEY, check_no_usage_is_unknown_cost
+from test_llm import KEY, check_no_usage_is_unknown_cost, check_part_usage_counts_what_came
 
 import wfkit as wf
 
@@ -51,3 +51,10 @@ def test_a_stream_without_usage_makes_its_steps_cost_unknown_not_free(tmp_path: 
     log, ``df.wf.cost()``, ``cost_budget`` and the report, where it read as a free call."""
     with LLMServer(api_key=KEY) as server:
         check_no_usage_is_unknown_cost(server, tmp_path, streamed=True)
+
+
+def test_a_stream_with_one_token_count_records_it_and_marks_the_other_unknown(tmp_path: Path) -> None:
+    """A stream whose usage chunk has one of the two counts, over real HTTP: that count is recorded,
+    only the other reads as unknown in ``df.wf.cost()``, and the cost is unknown."""
+    with LLMServer(api_key=KEY) as server:
+        check_part_usage_counts_what_came(server, tmp_path, streamed=True)

@@ -90,6 +90,39 @@ def test_summary_holds_every_signal_per_step_and_visit(tmp_path: Path) -> None:
     assert run.run_id not in json.dumps(summary)
 
 
+def test_an_attempt_calling_two_models_keeps_their_shares_but_not_their_times(tmp_path: Path) -> None:
+    """An attempt that called two models has each one's calls, tokens and cost in its extra signal,
+    which repeats under a seed, and not the shares' model time and first token (wall clock, which
+    would make every replay a regression); two seeded workspaces summarise alike."""
+    summaries = []
+    for name in ("a", "b"):
+        flow = wf.Workflow("two_models")
+        llm = wf.llm.ChatClient(
+            model="sim-a",
+            transport=wf.llm.SimulatedModel(p50=0.001, p99=0.002, seed=1, reply="yes"),
+            prices={"sim-a": (0.001, 0.002), "sim-b": (0.01, 0.02)},
+        )
+
+        @flow.step
+        async def ask(state: dict[str, Any], ctx: Any) -> dict[str, Any]:
+            await ctx.llm.complete("Is it ready?")
+            async with ctx.llm.stream("Is it ready?", model="sim-b") as stream:
+                text = "".join([t async for t in stream])
+            return {"answer": text.strip()}
+
+        flow.run({}, workspace=tmp_path / name, llm=llm, seed=0)
+        summaries.append(summarise_workspace(tmp_path / name))
+    (attempt,) = summaries[0]["runs"][0]["steps"]["ask#1"]["attempts"]
+    shares = attempt["extra"]["by_model"]
+    assert ["sim-a", "sim-b"] == list(shares)
+    assert {"calls": 1, "tokens_out": 1} == {k: shares["sim-b"][k] for k in ("calls", "tokens_out")}
+    assert {"calls", "tokens_in", "tokens_out", "cost_usd"} == set(shares["sim-a"]) == set(shares["sim-b"])
+    assert pytest.approx(attempt["cost"], rel=1e-12) == shares["sim-a"]["cost_usd"] + shares["sim-b"]["cost_usd"]
+    for summary in summaries:
+        summary.pop("latency")
+    assert summaries[0] == summaries[1]
+
+
 def test_a_test_mode_retry_keeps_its_planned_delay_as_the_retry_delay_signal(tmp_path: Path) -> None:
     """Under test_mode a retry waits 0 s (its retry_delay_s), and the retry_delay signal is still the
     delay the policy chose, with no extra: a baseline reads the same in and out of test mode."""

@@ -120,13 +120,17 @@ class ToolCall:
 
 @dataclass(frozen=True, slots=True)
 class Reply:
-    """One chat completion. Token counts are the server's: None when its reply carried none (no
-    ``usage`` object, or one without ``prompt_tokens`` / ``completion_tokens``: some proxies and
-    local servers leave it out, and a stream's server may ignore ``stream_options.include_usage``).
-    None is "not counted", never 0: the call was made, and may have been billed. ``cost_usd`` is
-    None for a model no price table knows, and for a reply whose tokens are None; with ``ctx``
-    the step's cost is then unknown too (``extra["no_usage_models"]`` names the model when the
-    server sent no usage), never the $0 of a step that called no model. ``tool_calls`` are the
+    """One chat completion. Token counts are the server's, each on its own: None when its reply
+    carried none (no ``usage`` object: some proxies and local servers leave it out, and a stream's
+    server may ignore ``stream_options.include_usage``), and just ``tokens_out`` None for a
+    ``usage`` with ``prompt_tokens`` but no ``completion_tokens`` (or just ``tokens_in`` for the
+    reverse). None is "not counted", never 0: the call was made, and may have been billed.
+    ``cost_usd`` is None for a model no price table knows, and for a reply with a count None (a
+    price needs both); with ``ctx`` the step's cost is then unknown too, never the $0 of a step that
+    called no model, and the step's extra names the model under ``no_usage_models`` when the
+    server sent no usage, under ``no_tokens_out_models`` (or ``no_tokens_in_models``) when it sent
+    one count: the count that came back is recorded, the other reads as unknown in
+    ``df.wf.cost()``. ``tool_calls`` are the
     calls the model asked for (``finish_reason`` is then ``"tool_calls"``, and ``text`` often
     empty). ``ttft_s``, a streamed reply's time to first token: seconds from the request to its
     first reasoning, text or tool call (None for a reply that came whole, or a stream that sent
@@ -308,7 +312,8 @@ def _record(
     """Add one call to the step's event: model, tokens, cost and the call's time (from
     ``started``, a ``perf_counter``) add up; ``extra.llm_calls`` counts. ``ttft``: a stream's time
     to first token, also of a stream that failed after it (the step's first one is kept). A reply
-    whose server sent no token usage makes the step's cost unknown (``no_usage``); a failed call
+    whose server sent no token usage, or only one of its two counts, makes the step's cost unknown
+    (``no_usage``); a failed call
     (``reply`` None), which brought back nothing to pay for, leaves it as it was."""
     if ctx is None:
         return
@@ -325,8 +330,9 @@ def _record(
             cost_usd=reply.cost_usd,
             model_latency_s=seconds,
             ttft_s=reply.ttft_s,
-            # No counts, no cost: recorded as nothing at all, the call would read as the free step
-            # of one that called no model, in df.wf.cost(), the report and cost_budget.
+            # A count missing, no cost: recorded as nothing at all, the call would read as the free
+            # step of one that called no model, in df.wf.cost(), the report and cost_budget. The
+            # count that came back (if one did) is recorded; only the missing one is marked.
             no_usage=reply.cost_usd is None and (reply.tokens_in is None or reply.tokens_out is None),
             llm_calls=calls,
         )
@@ -612,7 +618,8 @@ class ChatClient:
         It asks for the token counts (``stream_options={"include_usage": True}``) unless given
         ``stream_options`` of its own (``None`` sends none). A stream that ends without them (a
         server that ignores the option, or a request that asked for none) has tokens and cost
-        None, and with ``ctx`` the step's cost is unknown (``extra["no_usage_models"]``)."""
+        None, and with ``ctx`` the step's cost is unknown (``extra["no_usage_models"]``); one whose
+        usage chunk holds one count keeps it, the other None (see :class:`Reply`)."""
         body = self._body(prompt, model, params)
         body["stream"] = True
         if body.get("stream_options", ...) is ...:

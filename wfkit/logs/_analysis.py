@@ -12,6 +12,7 @@ codes, then one selection per group). To summarise a dataset on disk without loa
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -26,7 +27,14 @@ from wfkit.logs._tables import (
     quantile_label,
     runs_table,
 )
-from wfkit.model._context import NO_USAGE_MODELS
+from wfkit.model._context import (
+    BY_MODEL,
+    NO_TOKENS_IN_MODELS,
+    NO_TOKENS_OUT_MODELS,
+    NO_USAGE_MODELS,
+    UNCOUNTED_KEYS,
+    UNKNOWN_COST_KEYS,
+)
 
 if TYPE_CHECKING:
     import numpy as np
@@ -39,16 +47,107 @@ if TYPE_CHECKING:
 
 # What every question needs; each method asks for the rest (a frame read with `columns=` may lack them).
 _REQUIRED = ("step", "attempt", "status")
-# An attempt's extra (JSON text in the log's files) naming a call whose server sent no token usage.
-_NO_USAGE = f'"{NO_USAGE_MODELS}"'
+
+
+# What every key that marks a row's figures short or unknown (and by_model) holds: one pass over
+# all rows finds the few that may hold one, and only those are searched for each key.
+_MARKED = "_model"
+
+
+def _marks(rows: pd.DataFrame, keys: Sequence[str]) -> dict[str, np.ndarray[Any, np.dtype[np.bool_]]]:
+    """Per key, the attempts whose ``extra`` (JSON text in the log's files) has it: a test of the
+    text, not a parse of every row's JSON (one pass over the rows, then one over the few marked)."""
+    import numpy as np
+
+    text = rows["extra"].astype(object)
+    few = text.str.contains(_MARKED, regex=False).fillna(False).to_numpy(dtype=bool)
+    subset = text[few] if few.any() else None
+    out = {}
+    for key in keys:
+        hit = np.zeros(len(rows), dtype=bool)
+        if subset is not None:
+            hit[few] = subset.str.contains(f'"{key}"', regex=False).fillna(False).to_numpy(dtype=bool)
+        out[key] = hit
+    return out
+
+
+def _marked(rows: pd.DataFrame, keys: Sequence[str]) -> pd.Series:
+    """The attempts whose ``extra`` has one of ``keys``."""
+    import numpy as np
+    import pandas as pd
+
+    return pd.Series(np.logical_or.reduce(list(_marks(rows, keys).values())), index=rows.index)
 
 
 def uncounted(rows: pd.DataFrame) -> pd.Series:
-    """The attempts with a call that succeeded but whose server sent no token usage, so neither
-    tokens nor cost came back: only the attempt's ``extra`` says so (it names the model under
-    ``no_usage_models``; a failed call, which is no cost, leaves no mark). Needs ``extra``."""
-    marked = rows["cost_usd"].isna() & rows["extra"].astype(object).str.contains(_NO_USAGE, regex=False)
-    return marked.fillna(False).astype(bool)
+    """The attempts with a call that succeeded but whose server sent no token usage, or only one of
+    its two counts, so no cost came back: only the attempt's ``extra`` says so (it names the model
+    under ``no_usage_models``, ``no_tokens_in_models`` or ``no_tokens_out_models``; a failed call,
+    which is no cost, leaves no mark). Needs ``extra``."""
+    keys = (NO_USAGE_MODELS, NO_TOKENS_IN_MODELS, NO_TOKENS_OUT_MODELS)
+    return (rows["cost_usd"].isna() & _marked(rows, keys)).astype(bool)
+
+
+def uncounted_tokens(rows: pd.DataFrame, column: str) -> pd.Series:
+    """The attempts whose ``column`` (``"tokens_in"`` or ``"tokens_out"``) holds less than their
+    calls used: a call's server sent no count of that kind, so the row has the counted calls' sum
+    (or nothing), and ``extra`` names the model. Needs ``extra``."""
+    return _marked(rows, UNCOUNTED_KEYS[column])
+
+
+# An attempt's extra holding a per-model breakdown (it called several models).
+_SPLIT = f'"{BY_MODEL}"'
+# What each model's share gives its row; the rest of the row (its step, run, status) is the attempt's.
+_SHARED = ("tokens_in", "tokens_out", "cost_usd", "model_latency_s", "ttft_s")
+
+
+def split_by_model(rows: pd.DataFrame) -> pd.DataFrame:
+    """``rows`` with each attempt that called several models (``extra["by_model"]``) in one row per
+    model: its calls, tokens, cost, model time and first token, and an ``extra`` of its own saying
+    what of it is unknown (the attempt's marks that name that model, and ``llm_calls``). Every
+    other row is as it was; so are the columns, a categorical ``model`` gaining the models only
+    such a breakdown names. Needs ``extra`` and ``model``."""
+    import pandas as pd
+
+    text = rows["extra"].astype(object)
+    several = text.str.contains(_SPLIT, regex=False).fillna(False).to_numpy(dtype=bool)
+    if not several.any():
+        return rows
+    positions: list[int] = []
+    values: list[dict[str, Any] | None] = []  # None: the row as it was
+    for position, raw in zip(several.nonzero()[0], text[several], strict=True):
+        try:
+            extra = json.loads(raw)
+        except ValueError:  # text a processor cut short: the attempt stays whole, under its last model
+            extra = {}
+        shares = extra.get(BY_MODEL) if isinstance(extra, dict) else None
+        if not isinstance(shares, dict) or not all(isinstance(v, dict) for v in shares.values()):
+            positions.append(position)  # a breakdown of another shape (a user's own key): kept whole
+            values.append(None)
+            continue
+        for model, part in shares.items():
+            marks = {k: [model] for k in UNKNOWN_COST_KEYS if model in (extra.get(k) or ())}
+            positions.append(position)
+            values.append(
+                {
+                    "model": model,
+                    **{k: part.get(k) for k in _SHARED},
+                    "extra": json.dumps({"llm_calls": part.get("calls", 0), **marks}),
+                }
+            )
+    split = rows.iloc[positions].reset_index(drop=True)
+    for column in ("model", *(c for c in _SHARED if c in rows.columns), "extra"):
+        kept = split[column].astype(object)
+        merged = [old if new is None else new[column] for old, new in zip(kept, values, strict=True)]
+        if isinstance(rows[column].dtype, pd.CategoricalDtype):
+            categories = sorted(set(rows[column].cat.categories) | {m for m in merged if m is not None})
+            split[column] = pd.Categorical(merged, categories=categories)
+        else:
+            split[column] = pd.Series(merged, dtype=object).astype(rows[column].dtype)
+    rest = rows[~several]
+    if isinstance(rows["model"].dtype, pd.CategoricalDtype):
+        rest = rest.assign(model=rest["model"].cat.set_categories(split["model"].cat.categories))
+    return pd.concat([rest, split], ignore_index=True)
 
 
 class StepsAccessor:
@@ -182,6 +281,13 @@ class StepsAccessor:
         ``ctx.llm`` keeps); an attempt that recorded a model but no count, or every attempt of a frame
         read without the ``extra`` column, counts as one.
 
+        A row's ``model`` is the last one its attempt called. Grouped by a ``by`` that includes
+        "model", an attempt that called several (a cheap model, then a costly one) is split: each
+        model gets its own calls, tokens and cost from the attempt's ``extra["by_model"]``, so a
+        priced model keeps its cost beside an unpriced one, and the models' sums add up to the
+        attempts'. Other ``by`` keys take each attempt whole. A record with no model (a priced
+        tool's cost) counts under the model called before it in its attempt.
+
         ``cost_usd`` is NaN (unknown), never 0, for a group whose attempts include a call no price
         table knew: an attempt that recorded tokens but no cost, as ``ctx.llm`` records a model
         found in no table (give it one: ``ChatClient(..., prices=...)`` or
@@ -195,18 +301,28 @@ class StepsAccessor:
         The attempts whose price was unknown:
         ``df[df["cost_usd"].isna() & (df["tokens_in"].notna() | df["tokens_out"].notna())]``.
 
-        A call that succeeded but whose server sent no token usage (a proxy or local server that
-        leaves ``usage`` out, a stream whose server ignores ``stream_options.include_usage``) has
-        no tokens to price either, yet it was made: its group's cost is NaN too, not the $0 of a
-        step that called no model (its tokens add 0: none were counted). Its attempt's ``extra``
-        names the model (``no_usage_models``), so this needs the ``extra`` column: a frame read
-        without it cannot tell such a call from one that failed. Use an endpoint that reports
-        usage (for a stream, one that honours ``stream_options.include_usage``, or
-        ``client.complete``)."""
+        ``tokens_in`` and ``tokens_out`` are pandas' nullable ``Int64``: a group's exact sum where
+        every call's count came back, and ``<NA>`` (unknown; the report shows "-") for a group with
+        a call that succeeded but whose server did not count that kind of token. A sum of the
+        counted calls alone would read as the whole, so such a group has none, as for the cost.
+        A server that sends no token usage (a proxy or local server that leaves ``usage`` out, a
+        stream whose server ignores ``stream_options.include_usage``) makes both unknown; one whose
+        ``usage`` holds ``prompt_tokens`` but no ``completion_tokens`` (or the reverse) makes only
+        the missing one unknown. Either call has no tokens to price, yet it was made: its group's
+        cost is NaN too, not the $0 of a step that called no model. Its attempt's ``extra`` names
+        the model (``no_usage_models``, ``no_tokens_out_models``, ``no_tokens_in_models``), so this
+        needs the ``extra`` column: a frame read without it cannot tell such a call from one that
+        failed, and sums the counted calls. A group that called no model has 0 tokens, as it costs
+        0. Use an endpoint that reports usage (for a stream, one that honours
+        ``stream_options.include_usage``, or ``client.complete``). The attempts whose counts are
+        short: ``df[df["extra"].str.contains("no_usage_models|no_tokens_", na=False)]``."""
         self._need("cost", "tokens_in", "tokens_out", "cost_usd", "model")
         keys = keys_of(self._df, by)
         extra = ("extra",) if "extra" in self._df.columns else ()
         rows = self._attempt_rows(*keys, "tokens_in", "tokens_out", "cost_usd", "model", *extra)
+        if extra and "model" in keys:
+            # An attempt that called several models: each one's share under its own, not all under the last.
+            rows = split_by_model(rows)
         called = rows["model"].notna()
         calls = called.astype("int64")
         if extra and called.any():
@@ -216,10 +332,19 @@ class StepsAccessor:
         # Unpriced: tokens came back but no cost was recorded (the client found no price). A failed
         # call records neither, so a retried 429 leaves its step's cost known.
         unpriced = rows["cost_usd"].isna() & (rows["tokens_in"].notna() | rows["tokens_out"].notna())
+        # Uncounted: a call whose server sent no count of that kind; the row holds the others' sum.
+        flags: dict[str, Any] = {}
         if extra:
-            unpriced |= uncounted(rows)
+            marks = _marks(rows, (NO_USAGE_MODELS, NO_TOKENS_IN_MODELS, NO_TOKENS_OUT_MODELS))
+            for column, (neither, this_one) in UNCOUNTED_KEYS.items():
+                short = marks[neither] | marks[this_one]
+                if short.any():  # most logs have none: no column to group then
+                    flags[f"short_{column}"] = short
+            unpriced |= (marks[NO_USAGE_MODELS] | marks[NO_TOKENS_IN_MODELS] | marks[NO_TOKENS_OUT_MODELS]) & rows[
+                "cost_usd"
+            ].isna().to_numpy(dtype=bool)
         table = (
-            rows.assign(calls=calls, unpriced=unpriced)
+            rows.assign(calls=calls, unpriced=unpriced, **flags)
             .groupby(keys, observed=True)
             .agg(
                 tokens_in=("tokens_in", "sum"),
@@ -227,9 +352,14 @@ class StepsAccessor:
                 cost_usd=("cost_usd", "sum"),
                 calls=("calls", "sum"),
                 unpriced=("unpriced", "any"),
+                **{flag: (flag, "any") for flag in flags},
             )
         )
-        table[["tokens_in", "tokens_out"]] = table[["tokens_in", "tokens_out"]].fillna(0).astype("int64")
+        for column in ("tokens_in", "tokens_out"):
+            # Int64 whatever the data, so a table's dtypes do not change with what a run met.
+            table[column] = table[column].fillna(0).astype("int64").astype("Int64")
+            if f"short_{column}" in flags:
+                table[column] = table[column].mask(table.pop(f"short_{column}").astype(bool))
         table["cost_usd"] = table["cost_usd"].astype("float64").mask(table.pop("unpriced").astype(bool))
         return in_run_order(table, self._df)
 

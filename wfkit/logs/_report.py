@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from wfkit.logs._units import count_of, format_seconds
-from wfkit.model._context import UNPRICED_MODELS
+from wfkit.model._context import NO_USAGE_MODELS, UNPRICED_MODELS
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -62,7 +62,9 @@ def _slug(name: str) -> str:
 
 
 def _count(value: object) -> str:
-    return f"{int(value):,}" if value is not None and value == value else "-"  # type: ignore[call-overload]
+    # pd.NA (an unknown count of a nullable integer column) is no number either: it compares to NA.
+    unknown = value is None or type(value).__name__ == "NAType" or value != value
+    return "-" if unknown else f"{int(value):,}"  # type: ignore[call-overload]
 
 
 def _rate(value: object) -> str:
@@ -315,10 +317,18 @@ def _workflow_section(
         )
         if table["cost_usd"].isna().any():  # (after the table: tests and readers find it under its heading)
             # A call whose server sent no usage had no price either, though its model may have one.
-            uncounted = ", or its server sent no token usage to price" if _uncounted(cost).any() else ""
+            uncounted = _uncounted(cost)
+            nothing = uncounted & _named(cost, NO_USAGE_MODELS)
+            why = ", or its server sent no token usage to price" if nothing.any() else ""
+            why += ", or its server counted only one kind of its tokens" if (uncounted & ~nothing).any() else ""
             parts.append(
-                f'<p class="note">A cost of "-" is unknown: a call of that step had no known price{uncounted} (the '
+                f'<p class="note">A cost of "-" is unknown: a call of that step had no known price{why} (the '
                 "table per model below names the models and says why).</p>"
+            )
+        if table[["tokens_in", "tokens_out"]].isna().any(axis=None):
+            parts.append(
+                '<p class="note">Tokens of "-" are unknown: a call of that step succeeded, but its server did not '
+                "count that kind of token (a sum of the counted calls alone would read as the whole).</p>"
             )
         parts.append(_cost_per_model(cost))
     parts.append("</section>")
@@ -335,14 +345,16 @@ def _cost_per_model(cost: pd.DataFrame) -> str:
     input or variant switches its model, or steps on different models): the steps that called
     each, its calls, tokens, cost, model time and median first token, the costliest first.
     Attempts that called no model (a step of plain code) are in no row. The model is the one the
-    server named, as the step log's ``model`` column holds it: of an attempt that called several,
-    the last."""
+    server named, as the step log's ``model`` column holds it; an attempt that called several
+    counts each one's calls, tokens, cost and time under it (``extra["by_model"]``)."""
+    from wfkit.logs._analysis import split_by_model
     from wfkit.logs._tables import map_own_rows
 
     rows = cost[(cost["attempt"] > 0).to_numpy() & ~map_own_rows(cost)]  # attempts, as cost() counts them
     named = rows["model"].notna()
     spent = rows[["tokens_in", "tokens_out", "cost_usd"]].notna().any(axis=1)
     rows = rows[named | spent]
+    rows = split_by_model(rows)  # before the times and steps are taken per model, as cost() does
     rows = rows.assign(model=rows["model"].astype(object).where(rows["model"].notna(), _NO_MODEL))
     table = rows.wf.cost(by="model")
     by_model = rows.groupby("model", sort=False)
@@ -357,20 +369,26 @@ def _cost_per_model(cost: pd.DataFrame) -> str:
     reasons = []
     if table["cost_usd"].isna().any():
         uncounted = _uncounted(rows)
-        named = rows["extra"].astype(object).str.contains(f'"{UNPRICED_MODELS}"', regex=False).fillna(False)
+        nothing = uncounted & _named(rows, NO_USAGE_MODELS)
         tokens = rows["tokens_in"].notna() | rows["tokens_out"].notna()
-        if (rows["cost_usd"].isna() & (named.astype(bool) | (tokens & ~uncounted))).any():
+        if (rows["cost_usd"].isna() & (_named(rows, UNPRICED_MODELS) | (tokens & ~uncounted))).any():
             reasons.append("no price is known for the model (give one: ChatClient(..., prices=...))")
-        if uncounted.any():
+        if nothing.any():
             reasons.append(
                 "the server sent no token usage with its replies, so there was nothing to price (use an endpoint "
                 "or proxy that reports usage; a stream's server may ignore stream_options.include_usage: use "
                 "one that honours it, or client.complete(...))"
             )
+        if (uncounted & ~nothing).any():
+            reasons.append(
+                "the server's token usage held only one of its two counts (prompt_tokens, completion_tokens), so "
+                'the call could not be priced, and the count it left out reads "-" (use an endpoint or proxy '
+                "that reports both)"
+            )
     return (
         "<h3>Cost per model</h3>"
         '<p class="note">Each model as the server named it, with the steps that called it (an attempt that '
-        "called several models counts under the last); steps that called no model are left out"
+        "called several models counts each one's share under it); steps that called no model are left out"
         + ('; a cost of "-" is unknown: ' + "; or ".join(reasons) if reasons else "")
         + ".</p>"
         + _table(
@@ -390,9 +408,14 @@ def _cost_per_model(cost: pd.DataFrame) -> str:
     )
 
 
+def _named(rows: pd.DataFrame, key: str) -> pd.Series:
+    """The attempts whose ``extra`` lists models under ``key``."""
+    return rows["extra"].astype(object).str.contains(f'"{key}"', regex=False).fillna(False).astype(bool)
+
+
 def _uncounted(rows: pd.DataFrame) -> pd.Series:
-    """:func:`wfkit.logs._analysis.uncounted`: the attempts whose server sent no token usage (what
-    ``df.wf.cost()`` counts unknown for it, so the two agree)."""
+    """:func:`wfkit.logs._analysis.uncounted`: the attempts whose server sent no token usage or only
+    one of its counts (what ``df.wf.cost()`` counts unknown for it, so the two agree)."""
     from wfkit.logs._analysis import uncounted
 
     return uncounted(rows)

@@ -28,8 +28,25 @@ UNPRICED_MODELS = "unpriced_models"
 # No tokens came back to price, yet the call was made and billed: the attempt's cost is unknown too,
 # never the $0 of a step that called no model.
 NO_USAGE_MODELS = "no_usage_models"
-# Either key in an attempt's ``extra`` makes its cost unknown.
-UNKNOWN_COST_KEYS = (UNPRICED_MODELS, NO_USAGE_MODELS)
+# Their kin for a server whose usage carried one count but not the other (``prompt_tokens`` without
+# ``completion_tokens``, or the reverse): the count that came back is recorded, the other is not
+# counted, and the call cannot be priced. Kept apart from ``no_usage_models``, which says neither came.
+NO_TOKENS_IN_MODELS = "no_tokens_in_models"
+NO_TOKENS_OUT_MODELS = "no_tokens_out_models"
+# Any of these keys in an attempt's ``extra`` makes its cost unknown.
+UNKNOWN_COST_KEYS = (UNPRICED_MODELS, NO_USAGE_MODELS, NO_TOKENS_IN_MODELS, NO_TOKENS_OUT_MODELS)
+# The keys that say a token column of the attempt's row holds less than its calls used: the counted
+# calls' sum, some call's count of that kind having not come back (``df.wf.cost()`` shows it unknown).
+UNCOUNTED_KEYS = {
+    "tokens_in": (NO_USAGE_MODELS, NO_TOKENS_IN_MODELS),
+    "tokens_out": (NO_USAGE_MODELS, NO_TOKENS_OUT_MODELS),
+}
+# The key of an attempt's ``extra`` that splits its usage by model, when it called more than one
+# (a cheap model, then a costly one): ``{model: {"calls", "tokens_in", "tokens_out", "cost_usd",
+# "model_latency_s", "ttft_s"}}``, unknown parts null. The row's ``model`` is the last one called,
+# and ``df.wf.cost(by="model")`` reads this to put each call under its own. Left out of the common
+# row of one model, which says it all. (Not "models": a name a step's own ``ctx.record`` might use.)
+BY_MODEL = "by_model"
 
 
 class ChatModel(Protocol):
@@ -78,6 +95,7 @@ class StepContext:
     """
 
     __slots__ = (
+        "_by_model",
         "_rng_source",
         "_services",
         "_usage",
@@ -122,6 +140,7 @@ class StepContext:
         self.map_index = map_index  # the item's position when this is an item of a map step
         self.state: Mapping[str, Any] = {} if state is None else state  # read-only, as the step saw it
         self._usage: dict[str, Any] | None = None
+        self._by_model: dict[str | None, dict[str, Any]] = {}  # what record() collected per model
 
     @property
     def rng(self) -> random.Random:
@@ -194,8 +213,20 @@ class StepContext:
         ``no_usage=True`` (with no ``cost_usd``) records a call that succeeded but whose server sent no
         token usage (``ctx.llm`` records so a reply without ``usage``): it was made and billed, but
         nothing says how much, so the attempt's cost is unknown as for an unpriced call, and
-        ``extra["no_usage_models"]`` lists the models of such calls instead."""
+        ``extra["no_usage_models"]`` lists the models of such calls instead. With one count given
+        (a server whose usage held ``prompt_tokens`` but no ``completion_tokens``, or the reverse),
+        that count is added and only the other is marked not counted: ``extra["no_tokens_out_models"]``
+        (or ``no_tokens_in_models``) lists the model, and the cost is unknown as well. The row's
+        token columns keep the counted calls' sums; these keys say a sum is short, and
+        ``df.wf.cost()`` shows its group's count as unknown.
+
+        An attempt that records calls of more than one model keeps each model's share in
+        ``extra["by_model"]`` (calls, tokens, cost, model time, first token; null where unknown, so a
+        priced model keeps its cost beside an unpriced one), as the row's ``model`` is only the last
+        one. A record that names no model counts under the model named before it (a priced tool's
+        cost under the model whose call asked for it), or under the first named after it."""
         usage = self._usage if self._usage is not None else {}
+        self._add_to_model(model, tokens_in, tokens_out, cost_usd, model_latency_s, ttft_s, no_usage)
         self._usage = usage
         if model is not None:
             usage["model"] = model
@@ -208,7 +239,13 @@ class StepContext:
             usage.pop("cost_usd", None)
             known = usage.setdefault("extra", {})
             name = model if model is not None else usage.get("model")
-            key = NO_USAGE_MODELS if no_usage else UNPRICED_MODELS
+            if no_usage and tokens_in is None and tokens_out is None:
+                key = NO_USAGE_MODELS
+            elif no_usage and (tokens_in is None or tokens_out is None):
+                # One count came back (added above): only the other is not counted.
+                key = NO_TOKENS_OUT_MODELS if tokens_out is None else NO_TOKENS_IN_MODELS
+            else:
+                key = UNPRICED_MODELS
             listed = known.get(key) or []
             known[key] = listed if name in listed else [*listed, name]
         elif cost_usd is not None and not any(key in usage.get("extra", ()) for key in UNKNOWN_COST_KEYS):
@@ -217,6 +254,46 @@ class StepContext:
             usage.setdefault("ttft_s", ttft_s)
         if extra:
             usage.setdefault("extra", {}).update(extra)
+        named = [name for name in self._by_model if name is not None]
+        if len(named) > 1:
+            usage.setdefault("extra", {})[BY_MODEL] = {name: dict(self._by_model[name]) for name in named}
+
+    def _add_to_model(
+        self,
+        model: str | None,
+        tokens_in: int | None,
+        tokens_out: int | None,
+        cost_usd: float | None,
+        model_latency_s: float | None,
+        ttft_s: float | None,
+        no_usage: bool,
+    ) -> None:
+        """Add one record to its model's share (see :meth:`record`): an unknown part stays null."""
+        given = (model, tokens_in, tokens_out, cost_usd, model_latency_s, ttft_s)
+        if all(value is None for value in given) and not no_usage:
+            return  # extra alone: no usage of any model
+        shares = self._by_model
+        if model is not None and None in shares:  # what was recorded before any model was named
+            shares[model] = shares.pop(None)
+        name = model if model is not None else (self._usage or {}).get("model")
+        share = shares.setdefault(
+            name,
+            {"calls": 0, "tokens_in": 0, "tokens_out": 0, "cost_usd": 0.0, "model_latency_s": None, "ttft_s": None},
+        )
+        share["calls"] += model is not None
+        for key, value in (("tokens_in", tokens_in), ("tokens_out", tokens_out)):
+            if value is None and no_usage and cost_usd is None:
+                share[key] = None  # this call's server did not count it: the model's sum is short
+            elif value is not None and share[key] is not None:
+                share[key] += value
+        if cost_usd is None and (no_usage or tokens_in is not None or tokens_out is not None):
+            share["cost_usd"] = None  # unpriced or uncounted, as for the attempt
+        elif cost_usd is not None and share["cost_usd"] is not None:
+            share["cost_usd"] += cost_usd
+        if model_latency_s is not None:
+            share["model_latency_s"] = (share["model_latency_s"] or 0) + model_latency_s
+        if ttft_s is not None and share["ttft_s"] is None:
+            share["ttft_s"] = ttft_s
 
     def __repr__(self) -> str:
         return (

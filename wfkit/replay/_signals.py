@@ -42,6 +42,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from wfkit.model._context import BY_MODEL
 from wfkit.replay._errors import ReplayError
 
 SUMMARY_VERSION = 8
@@ -85,6 +86,8 @@ _FIELD_SIGNALS = ("state", "writes", "inputs")  # signals whose single fields ca
 _GATE_STATUSES = ("waiting_approval", "approved", "rejected")
 # Journal fields that are bookkeeping of the engine, not behaviour of the workflow.
 _EXTRA_READ_ELSEWHERE = ("tool_calls", "llm_calls", "ticket", "reason", "retry_delay_planned_s")
+# Of each model's share in an attempt that called several (extra["by_model"]), the wall-clock parts.
+_SHARE_TIMES = ("model_latency_s", "ttft_s")
 
 
 @dataclass(frozen=True)
@@ -212,6 +215,12 @@ def _mask_ids(value: Any, ids: Mapping[str, str]) -> Any:
 
 def _attempt(event: Any) -> dict[str, Any]:
     extra = dict(event.extra or {})
+    shares = extra.get(BY_MODEL)
+    if isinstance(shares, dict):  # its calls, tokens and cost repeat under a seed; its times do not
+        extra[BY_MODEL] = {
+            model: {k: v for k, v in share.items() if k not in _SHARE_TIMES} if isinstance(share, dict) else share
+            for model, share in shares.items()
+        }
     calls = [
         {k: v for k, v in call.items() if k != "latency_ms"}  # a tool's own time: wall clock
         for call in extra.get("tool_calls") or ()
