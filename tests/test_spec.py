@@ -376,6 +376,21 @@ def test_a_route_to_an_unknown_step_says_how_a_spec_ends_the_branch(tmp_path: Pa
     assert "`__end__` in a flow spec" in problem
 
 
+def test_an_unknown_key_is_reported_at_its_own_line(tmp_path: Path) -> None:
+    """A misspelt key names the line the key is written on, not the first line of its mapping (the
+    step's name, a few lines above it), so a reader goes straight to the typo."""
+    (tmp_path / "flow.yaml").write_text(
+        "wfkit_flow: 1\nname: gate\nentry: ledger\nsteps:\n"
+        "  ledger:\n    fn: summary\n    timeout: 5\n    timout: 5\n"
+        "  summary: {fn: summary}\nedges:\n  ledger: [summary]\n"
+    )
+    with pytest.raises(wf.FlowSpecError) as info:
+        wf.Workflow.from_spec(tmp_path / "flow.yaml", steps=[summary])
+    (problem,) = info.value.problems
+    assert problem.startswith("$.steps.ledger (flow.yaml line 8): unknown key 'timout' (did you mean 'timeout'?)")
+    assert [("steps", "ledger")] == info.value.locations  # the builder still marks the step
+
+
 def _order(problem: str) -> int:
     keys = ["routes[0].when.op", "timout", ".fn:", "routes[1].go"]
     return next(i for i, k in enumerate(keys) if k in problem)

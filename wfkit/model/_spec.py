@@ -513,12 +513,13 @@ class SpecFile:
                 return f"{self.name} line {line}"
         return self.name
 
-    def locate(self, message: str, location: Location) -> str:
-        """``message`` (which starts with its JSON path) with the place put after the path."""
+    def locate(self, message: str, location: Location, at: Location | None = None) -> str:
+        """``message`` (which starts with its JSON path) with the place put after the path: the
+        line of ``at`` when given (an unknown key: the key's own line, not its mapping's)."""
         path = json_path(location)
         if not message.startswith(f"{path}: "):
             return message
-        return f"{path} ({self.place(location)}){message[len(path) :]}"
+        return f"{path} ({self.place(location if at is None else at)}){message[len(path) :]}"
 
 
 def _read_json(text: str, name: str) -> Any:
@@ -660,12 +661,14 @@ class _Problems:
         self.messages: list[str] = []
         self.locations: list[Location] = []
         self.facts: list[Facts] = []
+        self.line_at: list[Location | None] = []  # where to take each problem's line from, if not its location
 
-    def add(self, where: Location, message: str, facts: Facts | None = None) -> None:
+    def add(self, where: Location, message: str, facts: Facts | None = None, *, line_at: Location | None = None) -> None:
         if (where, message) not in zip(self.locations, self.messages, strict=True):
             self.locations.append(where)
             self.messages.append(message)
             self.facts.append(facts or {})
+            self.line_at.append(line_at)
 
     def inside(self, where: Location) -> bool:
         """Whether a problem was already reported at ``where`` or inside it (its value is not usable)."""
@@ -723,6 +726,7 @@ def _schema_problems(spec: Mapping[str, Any], problems: _Problems) -> None:
         # A condition that fits none of its shapes: report the closest shape's complaint.
         error = _closest(top)
         where = tuple(error.absolute_path)
+        line_at: Location | None = None
         message = error.message
         if error.validator == "additionalProperties" and isinstance(error.instance, Mapping):
             allowed = list(error.schema.get("properties", {}))
@@ -731,6 +735,8 @@ def _schema_problems(spec: Mapping[str, Any], problems: _Problems) -> None:
                 continue
             hints = [f"{key!r}{did_you_mean(key, allowed)}" for key in extra]
             message = f"unknown key {', '.join(hints)}; allowed here: {', '.join(allowed)}"
+            # The line a reader must go to is the misspelt key's, not its mapping's first line.
+            line_at = (*where, extra[0])
         elif error.validator == "oneOf" and isinstance(error.instance, Mapping):
             message = _no_shape(error)
         elif error.validator == "required" and isinstance(error.instance, Mapping):
@@ -739,7 +745,7 @@ def _schema_problems(spec: Mapping[str, Any], problems: _Problems) -> None:
         if hint and error.validator not in ("additionalProperties", "required", "oneOf"):
             message += f" ({hint})"
         facts = {"kind": "schema", "rule": error.validator, "limit": error.validator_value, "value": error.instance}
-        problems.add(where, f"{json_path(where)}: {message}", facts)
+        problems.add(where, f"{json_path(where)}: {message}", facts, line_at=line_at)
 
 
 def _key_problems(value: Any, where: Location, problems: _Problems) -> None:
@@ -1057,7 +1063,10 @@ def load_parts(
     if problems.messages:
         messages = problems.messages
         if source is not None:
-            messages = [source.locate(m, where) for m, where in zip(messages, problems.locations, strict=True)]
+            messages = [
+                source.locate(m, where, at)
+                for m, where, at in zip(messages, problems.locations, problems.line_at, strict=True)
+            ]
         raise FlowSpecError(name, messages, problems.locations, problems.facts)
     version = spec.get("version")
     metadata = spec.get("metadata")
