@@ -1705,6 +1705,22 @@ def test_cli_eval_of_a_suite_whose_dataset_is_a_csv(tmp_path: Path, capsys: pyte
     assert "Traceback" not in err
 
 
+def test_cli_eval_of_a_file_defining_no_suite_says_so_without_a_traceback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+):
+    """`wfkit eval` on a suite.py that defines no `suite` exits 1 with the message saying what to
+    define, as for a missing file; it printed a TypeError's traceback."""
+    (tmp_path / "suite.py").write_text("x = 1\n")
+    assert 1 == main(["eval", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert (
+        f"wfkit eval: {tmp_path / 'suite.py'} must define `suite = wf.evals.Suite(...)` (import wfkit as wf); "
+        "it does not define `suite`\n"
+    ) == err
+    with pytest.raises(wf.SuiteFileError):  # a TypeError still, for code that caught one
+        wf.evals.load_suite(tmp_path)
+
+
 def test_cli_eval_refuses_cases_lacking_declared_inputs_before_any_runs(
     tmp_path: Path, workspace: Path, capsys: pytest.CaptureFixture[str]
 ):

@@ -46,6 +46,7 @@ from wfkit.evals._stats import (
     wilson_interval,
 )
 from wfkit.logs._dataset import is_url
+from wfkit.model._errors import SuiteFileError
 from wfkit.model._processors import redact_optional
 from wfkit.model._status import RunStatus
 from wfkit.model._suggest import did_you_mean
@@ -525,7 +526,7 @@ def load_suite(target: str | os.PathLike[str]) -> Suite:
     suite = getattr(module, "suite", None)
     if not isinstance(suite, Suite):
         defines = "does not define `suite`" if suite is None else f"defines `suite` as a {type(suite).__name__}"
-        raise TypeError(f"{path} must define `suite = wf.evals.Suite(...)` (import wfkit as wf); it {defines}")
+        raise SuiteFileError(f"{path} must define `suite = wf.evals.Suite(...)` (import wfkit as wf); it {defines}")
     if isinstance(suite.dataset, str | os.PathLike) and not Path(suite.dataset).is_absolute():
         suite.dataset = path.parent / suite.dataset
     return suite
