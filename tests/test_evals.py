@@ -1721,6 +1721,23 @@ def test_cli_eval_of_a_file_defining_no_suite_says_so_without_a_traceback(
         wf.evals.load_suite(tmp_path)
 
 
+def test_cli_eval_of_a_suite_whose_dataset_is_missing_names_the_suite_and_the_files_there(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+):
+    """`wfkit eval` on a suite naming a dataset file that is not there names the suite, the path and
+    the dataset files its folder holds, where it printed only "[Errno 2] No such file or directory"."""
+    folder = cli_suite(tmp_path / "renamed", {})
+    (folder / "cases.jsonl").rename(folder / "case.jsonl")
+    assert 1 == main(["eval", str(folder)])
+    assert (
+        f"wfkit eval: suite 'cli-doubler': no dataset at {folder / 'cases.jsonl'}; {folder} holds case.jsonl: "
+        "name a file that exists\n"
+    ) == capsys.readouterr().err
+    (folder / "case.jsonl").unlink()
+    with pytest.raises(FileNotFoundError, match=r"; .*renamed holds no dataset file \(JSONL: \.jsonl"):
+        wf.evals.load_suite(folder).cases()
+
+
 def test_cli_eval_refuses_cases_lacking_declared_inputs_before_any_runs(
     tmp_path: Path, workspace: Path, capsys: pytest.CaptureFixture[str]
 ):

@@ -94,6 +94,8 @@ def _load_cases(
         path = Path(source)
         name = f"the dataset {path}"
         suffix = path.suffix.lower()
+        if not path.exists():  # (a folder is read as before: pyarrow reads a folder of parquet files)
+            raise _missing_dataset(path, suite)
         if suffix == ".parquet":
             import pyarrow as pa
             import pyarrow.parquet as pq
@@ -476,6 +478,23 @@ class Suite:
         options = {**self.run_options, **params.pop("run_options", {})}
         flow = self.workflow if isinstance(self.workflow, Workflow) else self.workflow(**params)
         return flow, options
+
+
+def _missing_dataset(path: Path, suite: str | None) -> FileNotFoundError:
+    """A dataset file that is not there, naming its suite and, when its folder holds files of a
+    dataset's format, those (a file renamed, or a suite naming ``dataset.jsonl`` beside
+    ``cases.jsonl``); the errno's bare "No such file" named neither the suite nor what to do."""
+    owner = "" if suite is None else f"suite {suite!r}: "
+    known = (*_JSONL, ".parquet", *_SHEETS)
+    found = sorted(p.name for p in path.parent.glob("*") if p.is_file() and p.suffix.lower() in known)
+    there = (
+        f"; {path.parent} holds {', '.join(found)}{did_you_mean(path.name, found) if len(found) > 1 else ''}"
+        if found
+        else f"; {path.parent} holds no dataset file ({_FORMATS})"
+        if path.parent.is_dir()
+        else f"; there is no folder {path.parent}"
+    )
+    return FileNotFoundError(f"{owner}no dataset at {path}{there}: name a file that exists")
 
 
 def _check_thresholds(suite: str, thresholds: Mapping[str, float], scorers: Sequence[str]) -> None:
