@@ -130,7 +130,8 @@ def _resolve(ref: str, namespace: Mapping[str, Any], what: str) -> tuple[Any, st
             hint = did_you_mean(ref, namespace)
             return None, (
                 f"{ref!r}, {what}, is not among the functions passed in steps={hint}; pass it "
-                f"(Workflow.from_spec(spec, steps={{{ref!r}: {ref}}})) or write it as 'module:{ref}'"
+                f"(Workflow.from_spec(spec, steps={{{ref!r}: {ref}}}); to wfkit validate, run or graph: "
+                f"--steps MODULE, the module defining it) or write it as 'module:{ref}'"
             )
         target = namespace[ref]
     if not callable(target):
