@@ -727,7 +727,9 @@ def test_a_scorer_that_raises_scores_nothing_and_says_so():
         "default: broken could not score 1 of 4 cases (d2: scorer error: RuntimeError: boom on d2); "
         "fix the scorer or the dataset, and evaluate again"
     ) in failures
-    assert any(f.startswith("default: exact_match:missing_key could not score 4 of 4 cases (d1: ") for f in failures)
+    assert any(
+        f.startswith("default: exact_match:missing_key could not score 4 of 4 cases (the first, d1: ") for f in failures
+    )
 
 
 def test_a_nan_score_is_a_scorer_error_and_compare_counts_the_case_left_out():
@@ -2076,7 +2078,9 @@ def test_cases_keep_the_dataset_order_and_check_names_the_first_failure_in_it():
     assert ["default: exact_match:y pass rate 83.3% is below 90.0%"] == result.check()
     broken = [wf.evals.custom(lambda case, run: 1 / (case.id not in ("d2", "d10")), name="broken")]
     (unscored,) = wf.evals.evaluate(doubler_suite(dataset=rows, scorers=broken), progress=False).check()
-    assert unscored.startswith("default: broken could not score 2 of 12 cases (d2: scorer error: ZeroDivisionError")
+    assert unscored.startswith(
+        "default: broken could not score 2 of 12 cases (the first, d2: scorer error: ZeroDivisionError"
+    )
 
 
 THREE_VARIANTS = """

@@ -1067,9 +1067,11 @@ class EvalResult:
                 # price table knows) said in its detail what to do.
                 raised = first["detail"].startswith(_SCORER_ERROR)
                 fix = "; fix the scorer or the dataset, and evaluate again" if raised else ""
+                # Of several, only the first is named: say so, or "2 of 4 cases (q11: ...)" reads as one.
+                which = "the first, " if row["unscored"] > 1 else ""
                 failures.append(
                     f"{variant}: {scorer} could not score {int(row['unscored'])} of {int(row['cases'])} cases "
-                    f"({first['case_id']}: {first['detail']}){fix}"
+                    f"({which}{first['case_id']}: {first['detail']}){fix}"
                 )
             limit = limits.get(scorer)
             if limit is not None and row["pass_rate"] < limit:
