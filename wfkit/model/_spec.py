@@ -664,7 +664,9 @@ class _Problems:
         self.facts: list[Facts] = []
         self.line_at: list[Location | None] = []  # where to take each problem's line from, if not its location
 
-    def add(self, where: Location, message: str, facts: Facts | None = None, *, line_at: Location | None = None) -> None:
+    def add(
+        self, where: Location, message: str, facts: Facts | None = None, *, line_at: Location | None = None
+    ) -> None:
         if (where, message) not in zip(self.locations, self.messages, strict=True):
             self.locations.append(where)
             self.messages.append(message)
