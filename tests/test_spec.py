@@ -391,6 +391,22 @@ def test_an_unknown_key_is_reported_at_its_own_line(tmp_path: Path) -> None:
     assert [("steps", "ledger")] == info.value.locations  # the builder still marks the step
 
 
+def test_an_edge_to_one_step_not_in_a_list_says_how_to_write_it(tmp_path: Path) -> None:
+    """`ledger: summary` under `edges:` (a step, not a list) says an edge's targets are a list, with
+    the form to write; it said only "'summary' is not of type 'array'"."""
+    (tmp_path / "flow.yaml").write_text(
+        "wfkit_flow: 1\nname: gate\nentry: ledger\nsteps:\n"
+        "  ledger: {fn: summary}\n  summary: {fn: summary}\n"
+        "edges:\n  ledger: summary\n"
+    )
+    with pytest.raises(wf.FlowSpecError) as info:
+        wf.Workflow.from_spec(tmp_path / "flow.yaml", steps=[summary])
+    assert (
+        "$.edges.ledger (flow.yaml line 8): 'summary' is not of type 'array' (the steps that run after this one, a "
+        "list even of one: [answer], or [left, right] to run both at once)"
+    ) in info.value.problems
+
+
 def _order(problem: str) -> int:
     keys = ["routes[0].when.op", "timout", ".fn:", "routes[1].go"]
     return next(i for i, k in enumerate(keys) if k in problem)
@@ -745,8 +761,9 @@ def test_a_string_yaml_1_2_reads_as_a_number_is_quoted_when_written(tmp_path: Pa
 
 
 def test_keys_that_are_not_strings_are_reported_where_they_are(tmp_path: Path) -> None:
-    """A step named ``2`` (a YAML number) or a key ``null`` is reported at its mapping, saying to
-    quote it; the step is not dropped without a word, and nothing crashes."""
+    """A step named ``2`` (a YAML number) or a key ``null`` is reported at its mapping's path and
+    the key's own line, saying to quote it; the step is not dropped without a word, and nothing
+    crashes."""
     (tmp_path / "flow.yaml").write_text(
         "wfkit_flow: 1\nname: n\nentry: ledger\nsteps:\n  ledger: {fn: summary}\n  2: {fn: summary}\n"
         "metadata: {layout: {null: [1, 2]}}\n"
@@ -754,7 +771,7 @@ def test_keys_that_are_not_strings_are_reported_where_they_are(tmp_path: Path) -
     with pytest.raises(wf.FlowSpecError) as info:
         wf.Workflow.from_spec(tmp_path / "flow.yaml", steps=[summary])
     assert [
-        "$.steps (flow.yaml line 4): the key 2 is int, not a string; quote it ('2')",
+        "$.steps (flow.yaml line 6): the key 2 is int, not a string; quote it ('2')",  # the key's line, not steps:'s
         "$.metadata.layout (flow.yaml line 7): the key None is NoneType, not a string; quote it ('null')",
     ] == info.value.problems
     spec = {"wfkit_flow": 1, "name": "n", "entry": "a", "steps": {"a": {"fn": "summary"}, True: {"fn": "summary"}}}

@@ -763,6 +763,7 @@ def _key_problems(value: Any, where: Location, problems: _Problems) -> None:
                     where,
                     f"{json_path(where)}: the key {key!r} is {type(key).__name__}, not a string; "
                     f"quote it ({json.dumps(key)!r})",
+                    line_at=(*where, str(key)),  # the line of `2:` itself (YAML's text of the key), if found
                 )
     elif isinstance(value, list):
         for i, item in enumerate(value):
