@@ -466,6 +466,20 @@ def test_report_of_an_unknown_workflow_is_an_error_naming_those_there(
     assert not out.exists()
 
 
+def test_report_out_a_file_says_a_report_is_a_folder(workspace: Path, tmp_path: Path, capsys: Any) -> None:
+    """`--out` naming a file exits 1 saying a report is a folder, and leaves the file as it was; it
+    said only "[Errno 17] File exists"."""
+    outage_runs()
+    out = tmp_path / "report.html"
+    out.write_text("mine")
+    assert 1 == main(["report", "--out", str(out)])
+    assert (
+        f"wfkit report: --out {out} is a file: a report is a folder (index.html and its plots); give a folder's "
+        "path, new or one a report was written to\n"
+    ) == capsys.readouterr().err
+    assert "mine" == out.read_text()
+
+
 def test_report_since_text_that_is_no_date_says_what_would_be(workspace: Path, tmp_path: Path, capsys: Any) -> None:
     """`--since garbage` exits 1 with an example of an ISO date, not Python's bare message, and no folder."""
     outage_runs()

@@ -420,6 +420,11 @@ def write_report(
             + (f"runs of {', '.join(map(repr, names))}" if names else "no runs")
         )
     folder = Path(out)
+    if folder.exists() and not folder.is_dir():  # mkdir's "[Errno 17] File exists" said neither what nor how
+        raise FileExistsError(
+            f"--out {folder} is a file: a report is a folder (index.html and its plots); give a folder's path, "
+            "new or one a report was written to"
+        )
     folder.mkdir(parents=True, exist_ok=True)
     for stale in folder.glob("*.png"):  # a report written here before must not leave its plots
         stale.unlink()
