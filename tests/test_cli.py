@@ -848,8 +848,8 @@ def test_run_names_bare_functions_from_steps_modules(
     monkeypatch.chdir(tmp_path)
     assert 1 == main(["validate", "hello.json"])
     assert (
-        "$.steps.hello.fn (hello.json): 'hello', the function of step 'hello', is not among the functions passed "
-        "in steps=; pass it (Workflow.from_spec(spec, steps={'hello': hello}); to wfkit validate, run or graph: "
+        "$.steps.hello.fn (hello.json line 1): 'hello', the function of step 'hello', is not among the functions "
+        "passed in steps=; pass it (Workflow.from_spec(spec, steps={'hello': hello}); to wfkit validate, run or graph: "
         "--steps MODULE, the module defining it) or write it as 'module:hello'" in capsys.readouterr().err
     )
     assert 0 == main(["run", "hello.json", "--steps", "mysteps", "--input", '{"name": "ada"}', "--json"])

@@ -824,9 +824,10 @@ def test_a_bad_condition_inside_a_group_says_what_is_wrong_with_it() -> None:
 
 
 def test_problems_in_a_file_name_it_and_the_line(tmp_path: Path) -> None:
-    """Loaded from a file, each problem says, after its JSON path, the file and (YAML) the line of
-    the key it concerns (or of the nearest key above it that is written); a YAML syntax error names
-    the file, not "<unicode string>"."""
+    """Loaded from a file, YAML or JSON, each problem says, after its JSON path, the file and the
+    line of the key it concerns (or of the nearest key above it that is written); a YAML syntax
+    error names the file, not "<unicode string>". A JSON spec said only the file: json reports no
+    positions."""
     (tmp_path / "flow.yaml").write_text(
         "wfkit_flow: 1\nname: lines\nentry: ledger\nsteps:\n"
         "  ledger:\n    fn: summary\n    timeout: 5s\n"
@@ -846,9 +847,31 @@ def test_problems_in_a_file_name_it_and_the_line(tmp_path: Path) -> None:
         assert problem.startswith(start), problem
     spec = json.loads(json.dumps(yaml.safe_load((tmp_path / "flow.yaml").read_text())))
     spec["steps"]["ledger"]["timeout"] = 5
-    (tmp_path / "flow.json").write_text(json.dumps(spec, indent=2))
-    with pytest.raises(wf.FlowSpecError, match=r"\$\.edges\.ledger\[0\] \(flow\.json\): edge 'ledger' -> 'sumary'"):
+    spec["steps"]["summary"]["max_visits"] = 0
+    text = json.dumps(spec, indent=2)
+    (tmp_path / "flow.json").write_text(text)
+    with pytest.raises(wf.FlowSpecError) as info:
         wf.Workflow.from_spec(tmp_path / "flow.json", steps=[summary])
+    at = {line.strip(): number for number, line in enumerate(text.splitlines(), 1)}
+    visits, target, lonely = at['"max_visits": 0'], at['"sumary"'], at['"lonely": {']
+    expected = [
+        f"$.steps.summary.max_visits (flow.json line {visits}): 0 is less than the minimum of 1",
+        f"$.edges.ledger[0] (flow.json line {target}): edge 'ledger' -> 'sumary': no step named 'sumary'",
+        f"$.steps.lonely (flow.json line {lonely}): step 'lonely' is unreachable",
+    ]
+    assert len(expected) == len(info.value.problems), info.value.problems
+    for start, problem in zip(expected, info.value.problems, strict=True):
+        assert problem.startswith(start), problem
+    # As flow.save writes it: a route, a condition, a tool list on one line, their keys on that line.
+    broken = rag_router().to_spec()
+    broken["routes"]["classify"]["routes"][1]["go"] = "data_qery"
+    saved = wf.Workflow.from_spec(rag_router().to_spec()).save(tmp_path / "router.json").read_text()
+    (tmp_path / "router.json").write_text(saved.replace('"go": "data_query"', '"go": "data_qery"'))
+    with pytest.raises(wf.FlowSpecError) as info:
+        wf.Workflow.from_spec(tmp_path / "router.json")
+    (problem,) = info.value.problems
+    (number,) = [n for n, line in enumerate(saved.splitlines(), 1) if '"go": "data_query"' in line]
+    assert problem.startswith(f"$.routes.classify.routes[1].go (router.json line {number}): route from 'classify'")
     (tmp_path / "bad.yaml").write_text("wfkit_flow: 1\nsteps:\n  a: {fn: x\n")
     with pytest.raises(wf.FlowSpecError, match=r'in "bad\.yaml", line 3') as info:
         wf.Workflow.from_spec(tmp_path / "bad.yaml")

@@ -558,6 +558,52 @@ def _read_json(text: str, name: str) -> Any:
     return data
 
 
+def _json_lines(text: str) -> dict[Location, int]:
+    """The line of each key and list item of a JSON text that ``json`` has read (which reports no
+    positions), as :func:`_read_yaml` finds them in YAML, so a problem names its line in a JSON spec
+    too. Of a key written twice (refused before this runs), the first."""
+    import bisect
+
+    starts = [0] + [i + 1 for i, char in enumerate(text) if char == "\n"]  # offset of each line's start
+    decoder = json.JSONDecoder()
+    lines: dict[Location, int] = {}
+
+    def line(at: int) -> int:
+        return bisect.bisect_right(starts, at)
+
+    def skip(at: int) -> int:
+        while at < len(text) and text[at] in " \t\r\n":
+            at += 1
+        return at
+
+    def value(at: int, where: Location) -> int:
+        """Walk the value starting at ``at`` (no blank before it); the offset after it."""
+        if text[at] == "{":
+            at = skip(at + 1)
+            while text[at] != "}":
+                key, end = decoder.raw_decode(text, at)  # the key: a JSON string
+                lines.setdefault((*where, key), line(at))
+                at = value(skip(skip(end) + 1), (*where, key))  # past the ':'
+                at = skip(at)
+                at = skip(at + 1) if text[at] == "," else at
+            return at + 1
+        if text[at] == "[":
+            at, index = skip(at + 1), 0
+            while text[at] != "]":
+                lines[(*where, index)] = line(at)
+                at = skip(value(at, (*where, index)))
+                at = skip(at + 1) if text[at] == "," else at
+                index += 1
+            return at + 1
+        return int(decoder.raw_decode(text, at)[1])
+
+    try:
+        value(skip(0), ())
+    except (ValueError, IndexError):  # never: the text was read as JSON before; then lines unknown
+        return {}
+    return lines
+
+
 def _read_yaml(text: str, name: str, lines: dict[Location, int] | None = None) -> Any:
     """The YAML document as data; ``lines`` receives the line of each key and sequence item."""
     import yaml
@@ -617,9 +663,11 @@ def read_file(path: str | Path) -> tuple[dict[str, Any], SpecFile]:
     """:func:`read`, and where each part of the spec is in the file (for :func:`load_parts`)."""
     source = Path(path)
     text = source.read_text(encoding="utf-8")
-    lines: dict[Location, int] = {}  # JSON: json reports no positions, so the file's name alone
+    lines: dict[Location, int] = {}
     is_json = _format_of(source, None) == "json"
     data = _read_json(text, source.name) if is_json else _read_yaml(text, source.name, lines)
+    if is_json:
+        lines = _json_lines(text)
     if not isinstance(data, dict):
         if data is None:  # nothing in the YAML but comments, or a JSON null
             said = f"{source.name} holds null" if is_json else f"{source.name} is empty"
