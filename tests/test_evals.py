@@ -1740,6 +1740,22 @@ def test_cli_eval_of_a_suite_whose_dataset_is_missing_names_the_suite_and_the_fi
         wf.evals.load_suite(folder).cases()
 
 
+def test_cases_lacking_an_input_say_which_key_looks_meant_for_it(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    """A case lacking a declared input names a key of its own spelt close to it, and an `input`
+    object written for `inputs` (read as one input named "input"), so the typo is found at once."""
+    folder = cli_suite(tmp_path / "typos", {})
+    suite_file = folder / "suite.py"
+    suite_file.write_text(
+        suite_file.read_text().replace('wf.Workflow("cli-doubler")', 'wf.Workflow("cli-doubler", inputs=["x"])')
+    )
+    write_jsonl(folder / "cases.jsonl", [{"id": "c0", "input": {"x": 0}}, {"id": "c1", "xx": 1}, {"id": "c2", "y": 2}])
+    assert 1 == main(["eval", str(folder)])
+    assert (
+        "case 'c0' (line 1) lacks 'x' (it has 'input', read as one input of that name: a case's inputs go under "
+        "'inputs'); case 'c1' (line 2) lacks 'x' (it has 'xx'); case 'c2' (line 3) lacks 'x'. Give every case"
+    ) in capsys.readouterr().err
+
+
 def test_cli_eval_refuses_cases_lacking_declared_inputs_before_any_runs(
     tmp_path: Path, workspace: Path, capsys: pytest.CaptureFixture[str]
 ):

@@ -49,7 +49,7 @@ from wfkit.logs._dataset import is_url
 from wfkit.model._errors import SuiteFileError
 from wfkit.model._processors import redact_optional
 from wfkit.model._status import RunStatus
-from wfkit.model._suggest import did_you_mean
+from wfkit.model._suggest import closest, did_you_mean
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -287,7 +287,8 @@ def _check_inputs(suite: str, dataset: _Dataset, flows: Iterable[Workflow]) -> N
     owners = sorted({flow for _, _, missing in lacking for name in missing for flow in declared[name]})
     workflows = f"workflow {owners[0]!r} declares" if len(owners) == 1 else f"workflows {_listed(owners)} declare"
     shown = "; ".join(
-        f"case {case.id!r} ({place}) lacks {_listed(missing, limit=3)}" for case, place, missing in lacking[:_SHOWN]
+        f"case {case.id!r} ({place}) lacks {_listed(missing, limit=3)}{_has_instead(case, missing, declared)}"
+        for case, place, missing in lacking[:_SHOWN]
     )
     more = f"; and {len(lacking) - _SHOWN} more cases" if len(lacking) > _SHOWN else ""
     count = "1 case of" if len(lacking) == 1 else f"{len(lacking)} cases of"
@@ -297,6 +298,17 @@ def _check_inputs(suite: str, dataset: _Dataset, flows: Iterable[Workflow]) -> N
         f'beside "id" and "expected"), or leave out of Workflow(..., inputs=...) those it can do without; '
         f"no case was run"
     )
+
+
+def _has_instead(case: Case, missing: Sequence[str], declared: Iterable[str]) -> str:
+    """`` (it has 'qury')``: the keys of a case lacking an input that look meant for it: one spelt
+    close to it, or ``input`` holding an object (a flat row's keys are its inputs, so an ``input``
+    written for ``inputs`` is one input named "input")."""
+    extra = [key for key in case.inputs if key not in set(declared)]
+    near = [found for name in missing if (found := closest(name, extra)) is not None]
+    if "input" in extra and isinstance(case.inputs["input"], Mapping):
+        return " (it has 'input', read as one input of that name: a case's inputs go under 'inputs')"
+    return f" (it has {_listed(list(dict.fromkeys(near)))})" if near else ""
 
 
 _SHOWN = 5  # cases named in an error about many; the rest are counted
