@@ -510,6 +510,26 @@ def test_load_suite_from_a_file():
     assert ["approve", "reject"] == list(suite.variants)
 
 
+@pytest.mark.parametrize(
+    ("name", "said"),
+    [
+        ("../escape", "suite name '../escape' holds a path separator"),
+        ("team/router", "suite name 'team/router' holds a path separator"),
+        ("..", "suite name '..' is a path of its own"),
+        ("runs", "suite name 'runs' is the folder of the eval's runs (WORKSPACE/evals/runs)"),
+        (" ", "a suite's name is a non-blank string, got ' '"),
+    ],
+)
+def test_a_suite_name_that_cannot_be_one_folder_is_refused(workspace: Path, name: str, said: str) -> None:
+    """A suite's results are saved in WORKSPACE/evals/NAME: a name that is no single folder's is
+    refused when the suite is built, where "../escape" saved them outside the workspace and "runs"
+    among the eval's own runs."""
+    with pytest.raises(ValueError) as info:
+        doubler_suite(name=name)
+    assert str(info.value).startswith(said)
+    assert not (workspace.parent / "escape").exists()
+
+
 def test_load_suite_file_without_suite_is_a_type_error(tmp_path: Path):
     """A file that defines no `suite` is refused with how to fix it."""
     (tmp_path / "nosuite.py").write_text("x = 1\n")

@@ -25,6 +25,7 @@ import inspect
 import json
 import os
 import random
+import re
 import sys
 import threading
 import warnings
@@ -404,6 +405,7 @@ class Suite:
     def __post_init__(self) -> None:
         # Checked when the suite is built, not after every case ran: a threshold that names no
         # scorer would let CI pass at any pass rate, and finding out costs the whole evaluation.
+        _check_suite_name(self.name)
         if isinstance(self.dataset, Sized) and not isinstance(self.dataset, str) and len(self.dataset) == 0:
             raise ValueError(_empty_dataset(self.dataset, self.name))
         if not self.variants:
@@ -507,6 +509,29 @@ def _missing_dataset(path: Path, suite: str | None) -> FileNotFoundError:
         else f"; there is no folder {path.parent}"
     )
     return FileNotFoundError(f"{owner}no dataset at {path}{there}: name a file that exists")
+
+
+def _check_suite_name(name: object) -> None:
+    """Refuse a suite name that cannot be the folder its results are saved in, WORKSPACE/evals/NAME:
+    "../x" saved them outside the workspace, "a/b" in a folder of folders, "runs" among the eval's
+    own runs (WORKSPACE/evals/runs, a workspace of its own)."""
+    if not isinstance(name, str) or not name.strip():
+        raise ValueError(f"a suite's name is a non-blank string, got {name!r}: e.g. name='query-router'")
+    why = (
+        "holds a path separator"
+        if "/" in name or "\\" in name
+        else "is a path of its own"
+        if name in (".", "..")
+        else "is the folder of the eval's runs (WORKSPACE/evals/runs)"
+        if name == "runs"
+        else None
+    )
+    if why is not None:
+        safe = re.sub(r"[/\\]+", "-", name).strip(".-") or "my-suite"
+        raise ValueError(
+            f"suite name {name!r} {why}: results are saved in WORKSPACE/evals/NAME, so a name is one folder's; "
+            f"name it otherwise, e.g. {('eval-runs' if name == 'runs' else safe)!r}"
+        )
 
 
 def _check_thresholds(suite: str, thresholds: Mapping[str, float], scorers: Sequence[str]) -> None:
