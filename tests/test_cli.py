@@ -873,6 +873,28 @@ def test_graph_writes_each_format(
     assert f"{fmt} written to {out}" in capsys.readouterr().out
 
 
+def test_graph_takes_its_format_from_the_out_files_suffix(
+    router_yaml: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--out graph.dot` (or .gv, .mmd) without --format writes that format, where it wrote SVG into
+    the .dot file; a --format the suffix contradicts is refused, writing nothing."""
+    for name, start in (
+        ("g.dot", 'digraph "rag-router" {'),
+        ("g.gv", "digraph"),
+        ("g.mmd", "flowchart TD"),
+        ("g.txt", "<svg "),
+    ):
+        assert 0 == main(["graph", str(router_yaml), "--out", str(tmp_path / name)])
+        assert (tmp_path / name).read_text().startswith(start), name
+    capsys.readouterr()
+    assert 2 == main(["graph", str(router_yaml), "--format", "mermaid", "--out", str(tmp_path / "wrong.svg")])
+    assert (
+        f"wfkit graph: --format mermaid, but --out {tmp_path / 'wrong.svg'} names a svg file; drop --format (the "
+        "suffix chooses it), or name the file after its format (.svg, .mmd, .mermaid, .dot, .gv)\n"
+    ) == capsys.readouterr().err
+    assert not (tmp_path / "wrong.svg").exists()
+
+
 def _router() -> wfkit.Workflow:
     from pathlib import Path
 

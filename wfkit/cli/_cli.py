@@ -747,21 +747,37 @@ def _unknown_input_hint(args: argparse.Namespace, flow: Any, run: Any, inputs: d
     )
 
 
+# What a file's suffix says it holds: `--out graph.dot` with no --format wrote SVG into it.
+_GRAPH_SUFFIXES = {".svg": "svg", ".mmd": "mermaid", ".mermaid": "mermaid", ".dot": "dot", ".gv": "dot"}
+
+
 def _graph(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from wfkit.model._graphview import to_svg
 
+    fmt = args.format
+    if args.out:
+        named = _GRAPH_SUFFIXES.get(Path(args.out).suffix.lower())
+        if fmt is not None and named is not None and named != fmt:
+            _print(
+                f"wfkit graph: --format {fmt}, but --out {args.out} names a {named} file; drop --format (the suffix "
+                f"chooses it), or name the file after its format ({', '.join(_GRAPH_SUFFIXES)})",
+                file=sys.stderr,
+            )
+            return 2
+        fmt = fmt or named
+    fmt = fmt or "svg"
     flow = _load_flow(args)
-    if args.format == "svg":
+    if fmt == "svg":
         text = to_svg(flow.validate())
-    elif args.format == "mermaid":
+    elif fmt == "mermaid":
         text = flow.to_mermaid()
     else:
         text = flow.to_dot()
     if args.out:
         Path(args.out).write_text(text, encoding="utf-8")
-        _print(f"{args.format} written to {args.out}")
+        _print(f"{fmt} written to {args.out}")
     else:
         sys.stdout.write(text if text.endswith("\n") else text + "\n")
     return 0
@@ -1023,7 +1039,11 @@ def build_parser() -> argparse.ArgumentParser:
     rf.add_argument("--json", action="store_true", help="print the run's id, status, path, tools, state, error as JSON")
     rf.set_defaults(handler=_run_flow)
     gr = sub.add_parser("graph", parents=[spec_args], help="draw a flow spec as SVG, Mermaid or Graphviz DOT")
-    gr.add_argument("--format", choices=["svg", "mermaid", "dot"], default="svg", help="svg (default), mermaid or dot")
+    gr.add_argument(
+        "--format",
+        choices=["svg", "mermaid", "dot"],
+        help="svg, mermaid or dot (default: as --out's suffix says, .svg, .mmd or .dot; else svg)",
+    )
     gr.add_argument("--out", help="file to write (default: standard output)")
     gr.set_defaults(handler=_graph)
 
