@@ -612,6 +612,45 @@ def router_yaml(tmp_path: Path) -> Path:
     return rag_router().save(tmp_path / "router.yaml")
 
 
+def test_run_with_a_tools_reference_it_cannot_use_says_which_and_how(router_yaml: Path) -> None:
+    """A `--tools` that is no module:name, that does not import, or that names a function needing
+    arguments (a step function) is one line naming the command and a factory that exists; the
+    example given was `wfkit:example_registry`, which does not, and a step function printed the
+    TypeError's traceback of calling it."""
+    ran = {
+        ref: _wfkit(
+            "run",
+            router_yaml.name,
+            "--no-workspace",
+            "--input",
+            '{"query": "x"}',
+            "--tools",
+            ref,
+            cwd=router_yaml.parent,
+        )
+        for ref in ("wfkit.examples", "wfkit:no_such_registry", "wfkit.examples:classify")
+    }
+    assert [1, 1, 1] == [done.returncode for done in ran.values()]
+    assert [
+        "wfkit run: --tools takes module:name (e.g. wfkit.examples:reliable_tools), got 'wfkit.examples'\n",
+        "wfkit run: cannot load --tools 'wfkit:no_such_registry': module 'wfkit' has no attribute 'no_such_registry'\n",
+        "wfkit run: --tools 'wfkit.examples:classify' is a function that needs arguments (state): give a tool "
+        "registry, or a function called with none that returns one (e.g. wfkit.examples:reliable_tools)\n",
+    ] == [done.stderr for done in ran.values()]
+    example = _wfkit(
+        "run",
+        router_yaml.name,
+        "--no-workspace",
+        "--input",
+        '{"query": "x"}',
+        "--tools",
+        "wfkit.examples:reliable_tools",
+        "--json",
+        cwd=router_yaml.parent,
+    )
+    assert "succeeded" == json.loads(example.stdout)["status"], example.stderr
+
+
 def test_validate_reports_a_valid_spec_with_its_fingerprint(
     router_yaml: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -809,8 +848,9 @@ def test_run_names_bare_functions_from_steps_modules(
     monkeypatch.chdir(tmp_path)
     assert 1 == main(["validate", "hello.json"])
     assert (
-        "$.steps.hello.fn (hello.json): 'hello', the function of step 'hello', is not among the functions passed"
-        in capsys.readouterr().err
+        "$.steps.hello.fn (hello.json line 1): 'hello', the function of step 'hello', is not among the functions "
+        "passed in steps=; pass it (Workflow.from_spec(spec, steps={'hello': hello}); to wfkit validate, run or graph: "
+        "--steps MODULE, the module defining it) or write it as 'module:hello'" in capsys.readouterr().err
     )
     assert 0 == main(["run", "hello.json", "--steps", "mysteps", "--input", '{"name": "ada"}', "--json"])
     assert "hi ada" == json.loads(capsys.readouterr().out)["state"]["greeting"]
@@ -831,6 +871,28 @@ def test_graph_writes_each_format(
     assert 0 == main(["graph", str(router_yaml), "--format", fmt, "--out", str(out)])
     assert out.read_text().startswith(start)
     assert f"{fmt} written to {out}" in capsys.readouterr().out
+
+
+def test_graph_takes_its_format_from_the_out_files_suffix(
+    router_yaml: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--out graph.dot` (or .gv, .mmd) without --format writes that format, where it wrote SVG into
+    the .dot file; a --format the suffix contradicts is refused, writing nothing."""
+    for name, start in (
+        ("g.dot", 'digraph "rag-router" {'),
+        ("g.gv", "digraph"),
+        ("g.mmd", "flowchart TD"),
+        ("g.txt", "<svg "),
+    ):
+        assert 0 == main(["graph", str(router_yaml), "--out", str(tmp_path / name)])
+        assert (tmp_path / name).read_text().startswith(start), name
+    capsys.readouterr()
+    assert 2 == main(["graph", str(router_yaml), "--format", "mermaid", "--out", str(tmp_path / "wrong.svg")])
+    assert (
+        f"wfkit graph: --format mermaid, but --out {tmp_path / 'wrong.svg'} names a svg file; drop --format (the "
+        "suffix chooses it), or name the file after its format (.svg, .mmd, .mermaid, .dot, .gv)\n"
+    ) == capsys.readouterr().err
+    assert not (tmp_path / "wrong.svg").exists()
 
 
 def _router() -> wfkit.Workflow:

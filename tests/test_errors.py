@@ -292,6 +292,7 @@ PICKLE_CASES: list[Callable[[Path], BaseException]] = [
     lambda _: wf.WorkspaceNotFoundError("no workspace at 'runs/': pass create=True to make one"),
     lambda _: wf.TicketError("ticket 3 of run 01j8 was already approved by ana"),
     lambda _: wf.DecisionsFileError("decisions.jsonl line 4: 'aprove' is no decision; write approve or reject"),
+    lambda _: wf.SuiteFileError("evals/x/suite.py must define `suite = wf.evals.Suite(...)`; it defines no `suite`"),
     lambda _: wf.ApprovalRejectedError("rejected by ana: too expensive", run_id=RUN, step="refund", attempt=1),
     lambda _: wf.ProcessCrashedError("the process died while attempt 2 of step 'refund' ran"),
     lambda _: wf.LeaseError("pid 4242 on host-a executes it", run_id=RUN),

@@ -510,6 +510,26 @@ def test_load_suite_from_a_file():
     assert ["approve", "reject"] == list(suite.variants)
 
 
+@pytest.mark.parametrize(
+    ("name", "said"),
+    [
+        ("../escape", "suite name '../escape' holds a path separator"),
+        ("team/router", "suite name 'team/router' holds a path separator"),
+        ("..", "suite name '..' is a path of its own"),
+        ("runs", "suite name 'runs' is the folder of the eval's runs (WORKSPACE/evals/runs)"),
+        (" ", "a suite's name is a non-blank string, got ' '"),
+    ],
+)
+def test_a_suite_name_that_cannot_be_one_folder_is_refused(workspace: Path, name: str, said: str) -> None:
+    """A suite's results are saved in WORKSPACE/evals/NAME: a name that is no single folder's is
+    refused when the suite is built, where "../escape" saved them outside the workspace and "runs"
+    among the eval's own runs."""
+    with pytest.raises(ValueError) as info:
+        doubler_suite(name=name)
+    assert str(info.value).startswith(said)
+    assert not (workspace.parent / "escape").exists()
+
+
 def test_load_suite_file_without_suite_is_a_type_error(tmp_path: Path):
     """A file that defines no `suite` is refused with how to fix it."""
     (tmp_path / "nosuite.py").write_text("x = 1\n")
@@ -727,7 +747,9 @@ def test_a_scorer_that_raises_scores_nothing_and_says_so():
         "default: broken could not score 1 of 4 cases (d2: scorer error: RuntimeError: boom on d2); "
         "fix the scorer or the dataset, and evaluate again"
     ) in failures
-    assert any(f.startswith("default: exact_match:missing_key could not score 4 of 4 cases (d1: ") for f in failures)
+    assert any(
+        f.startswith("default: exact_match:missing_key could not score 4 of 4 cases (the first, d1: ") for f in failures
+    )
 
 
 def test_a_nan_score_is_a_scorer_error_and_compare_counts_the_case_left_out():
@@ -1705,6 +1727,55 @@ def test_cli_eval_of_a_suite_whose_dataset_is_a_csv(tmp_path: Path, capsys: pyte
     assert "Traceback" not in err
 
 
+def test_cli_eval_of_a_file_defining_no_suite_says_so_without_a_traceback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+):
+    """`wfkit eval` on a suite.py that defines no `suite` exits 1 with the message saying what to
+    define, as for a missing file; it printed a TypeError's traceback."""
+    (tmp_path / "suite.py").write_text("x = 1\n")
+    assert 1 == main(["eval", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert (
+        f"wfkit eval: {tmp_path / 'suite.py'} must define `suite = wf.evals.Suite(...)` (import wfkit as wf); "
+        "it does not define `suite`\n"
+    ) == err
+    with pytest.raises(wf.SuiteFileError):  # a TypeError still, for code that caught one
+        wf.evals.load_suite(tmp_path)
+
+
+def test_cli_eval_of_a_suite_whose_dataset_is_missing_names_the_suite_and_the_files_there(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+):
+    """`wfkit eval` on a suite naming a dataset file that is not there names the suite, the path and
+    the dataset files its folder holds, where it printed only "[Errno 2] No such file or directory"."""
+    folder = cli_suite(tmp_path / "renamed", {})
+    (folder / "cases.jsonl").rename(folder / "case.jsonl")
+    assert 1 == main(["eval", str(folder)])
+    assert (
+        f"wfkit eval: suite 'cli-doubler': no dataset at {folder / 'cases.jsonl'}; {folder} holds case.jsonl: "
+        "name a file that exists\n"
+    ) == capsys.readouterr().err
+    (folder / "case.jsonl").unlink()
+    with pytest.raises(FileNotFoundError, match=r"; .*renamed holds no dataset file \(JSONL: \.jsonl"):
+        wf.evals.load_suite(folder).cases()
+
+
+def test_cases_lacking_an_input_say_which_key_looks_meant_for_it(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    """A case lacking a declared input names a key of its own spelt close to it, and an `input`
+    object written for `inputs` (read as one input named "input"), so the typo is found at once."""
+    folder = cli_suite(tmp_path / "typos", {})
+    suite_file = folder / "suite.py"
+    suite_file.write_text(
+        suite_file.read_text().replace('wf.Workflow("cli-doubler")', 'wf.Workflow("cli-doubler", inputs=["x"])')
+    )
+    write_jsonl(folder / "cases.jsonl", [{"id": "c0", "input": {"x": 0}}, {"id": "c1", "xx": 1}, {"id": "c2", "y": 2}])
+    assert 1 == main(["eval", str(folder)])
+    assert (
+        "case 'c0' (line 1) lacks 'x' (it has 'input', read as one input of that name: a case's inputs go under "
+        "'inputs'); case 'c1' (line 2) lacks 'x' (it has 'xx'); case 'c2' (line 3) lacks 'x'. Give every case"
+    ) in capsys.readouterr().err
+
+
 def test_cli_eval_refuses_cases_lacking_declared_inputs_before_any_runs(
     tmp_path: Path, workspace: Path, capsys: pytest.CaptureFixture[str]
 ):
@@ -2043,7 +2114,9 @@ def test_cases_keep_the_dataset_order_and_check_names_the_first_failure_in_it():
     assert ["default: exact_match:y pass rate 83.3% is below 90.0%"] == result.check()
     broken = [wf.evals.custom(lambda case, run: 1 / (case.id not in ("d2", "d10")), name="broken")]
     (unscored,) = wf.evals.evaluate(doubler_suite(dataset=rows, scorers=broken), progress=False).check()
-    assert unscored.startswith("default: broken could not score 2 of 12 cases (d2: scorer error: ZeroDivisionError")
+    assert unscored.startswith(
+        "default: broken could not score 2 of 12 cases (the first, d2: scorer error: ZeroDivisionError"
+    )
 
 
 THREE_VARIANTS = """

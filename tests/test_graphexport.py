@@ -57,6 +57,19 @@ def test_dot_escapes_quotes_and_backslashes() -> None:
     assert """    "a" -> "b" [label="path == 'C:\\\\\\\\tmp'"];""" in text.splitlines()
 
 
+def test_dot_keeps_text_beyond_ascii() -> None:
+    """A step name or condition value beyond ASCII is written as itself: DOT has no \\u escape, so
+    Graphviz would draw "caf\\u00e9" for "café"."""
+    flow = wf.Workflow("tâches")
+    flow.step(noop, name="résumé")
+    flow.step(noop, name="b")
+    flow.route("résumé", wf.when("drink", "eq", "café") >> wf.go("b"), default=wf.go("b"))
+    text = flow.to_dot()
+    assert "\\u" not in text
+    assert text.startswith('digraph "tâches" {')
+    assert """    "résumé" -> "b" [label="drink == 'café'"];""" in text.splitlines()
+
+
 @pytest.mark.parametrize("export", ["to_mermaid", "to_dot"])
 def test_exports_refuse_an_invalid_workflow(export: str) -> None:
     """Drawing validates first: a broken workflow raises its definition error."""

@@ -466,6 +466,46 @@ def test_report_of_an_unknown_workflow_is_an_error_naming_those_there(
     assert not out.exists()
 
 
+def test_report_out_a_file_says_a_report_is_a_folder(workspace: Path, tmp_path: Path, capsys: Any) -> None:
+    """`--out` naming a file exits 1 saying a report is a folder, and leaves the file as it was; it
+    said only "[Errno 17] File exists"."""
+    outage_runs()
+    out = tmp_path / "report.html"
+    out.write_text("mine")
+    assert 1 == main(["report", "--out", str(out)])
+    assert (
+        f"wfkit report: --out {out} is a file: a report is a folder (index.html and its plots); give a folder's "
+        "path, new or one a report was written to\n"
+    ) == capsys.readouterr().err
+    assert "mine" == out.read_text()
+
+
+def test_report_of_workflows_whose_names_differ_only_in_punctuation_or_script_keeps_their_plots_apart(
+    workspace: Path, tmp_path: Path, capsys: Any
+) -> None:
+    """Each workflow's section shows its own plots: "support_triage" and "support-triage", or two
+    names in Cyrillic, were given one file name (wf-support-triage, wf-x), the second workflow's plots
+    overwriting the first's, so both sections showed the same figures."""
+    names = ["support-triage", "support_triage", "заказы", "возвраты"]
+    for name in names:
+        flow = wf.Workflow(name)
+        flow.step(lambda s: None, name="only")
+        flow.run({})
+    out = tmp_path / "report"
+    assert 0 == main(["report", "--out", str(out)])
+    html = (out / "index.html").read_text()
+    sources = re.findall(r'<img src="([^"]+-latency\.png)"', html)
+    assert len(names) == len(set(sources)), sources
+    assert set(sources) == {png.name for png in out.glob("*-latency.png")}
+    ids = re.findall(r'<section id="([^"]+)">', html)
+    assert len(names) == len(set(ids)), ids
+    assert 'id="wf-support-triage"' in html  # a name that is its own slug keeps it
+    for name in names:  # each section links one latency plot, a file of its own
+        section = html.split(f"<code>{name}</code>", 1)[1].split("<section", 1)[0]
+        (latency,) = re.findall(r'<img src="([^"]+-latency\.png)"', section)
+        assert (out / latency).is_file()
+
+
 def test_report_since_text_that_is_no_date_says_what_would_be(workspace: Path, tmp_path: Path, capsys: Any) -> None:
     """`--since garbage` exits 1 with an example of an ISO date, not Python's bare message, and no folder."""
     outage_runs()

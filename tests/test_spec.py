@@ -376,6 +376,37 @@ def test_a_route_to_an_unknown_step_says_how_a_spec_ends_the_branch(tmp_path: Pa
     assert "`__end__` in a flow spec" in problem
 
 
+def test_an_unknown_key_is_reported_at_its_own_line(tmp_path: Path) -> None:
+    """A misspelt key names the line the key is written on, not the first line of its mapping (the
+    step's name, a few lines above it), so a reader goes straight to the typo."""
+    (tmp_path / "flow.yaml").write_text(
+        "wfkit_flow: 1\nname: gate\nentry: ledger\nsteps:\n"
+        "  ledger:\n    fn: summary\n    timeout: 5\n    timout: 5\n"
+        "  summary: {fn: summary}\nedges:\n  ledger: [summary]\n"
+    )
+    with pytest.raises(wf.FlowSpecError) as info:
+        wf.Workflow.from_spec(tmp_path / "flow.yaml", steps=[summary])
+    (problem,) = info.value.problems
+    assert problem.startswith("$.steps.ledger (flow.yaml line 8): unknown key 'timout' (did you mean 'timeout'?)")
+    assert [("steps", "ledger")] == info.value.locations  # the builder still marks the step
+
+
+def test_an_edge_to_one_step_not_in_a_list_says_how_to_write_it(tmp_path: Path) -> None:
+    """`ledger: summary` under `edges:` (a step, not a list) says an edge's targets are a list, with
+    the form to write; it said only "'summary' is not of type 'array'"."""
+    (tmp_path / "flow.yaml").write_text(
+        "wfkit_flow: 1\nname: gate\nentry: ledger\nsteps:\n"
+        "  ledger: {fn: summary}\n  summary: {fn: summary}\n"
+        "edges:\n  ledger: summary\n"
+    )
+    with pytest.raises(wf.FlowSpecError) as info:
+        wf.Workflow.from_spec(tmp_path / "flow.yaml", steps=[summary])
+    assert (
+        "$.edges.ledger (flow.yaml line 8): 'summary' is not of type 'array' (the steps that run after this one, a "
+        "list even of one: [answer], or [left, right] to run both at once)"
+    ) in info.value.problems
+
+
 def _order(problem: str) -> int:
     keys = ["routes[0].when.op", "timout", ".fn:", "routes[1].go"]
     return next(i for i, k in enumerate(keys) if k in problem)
@@ -730,8 +761,9 @@ def test_a_string_yaml_1_2_reads_as_a_number_is_quoted_when_written(tmp_path: Pa
 
 
 def test_keys_that_are_not_strings_are_reported_where_they_are(tmp_path: Path) -> None:
-    """A step named ``2`` (a YAML number) or a key ``null`` is reported at its mapping, saying to
-    quote it; the step is not dropped without a word, and nothing crashes."""
+    """A step named ``2`` (a YAML number) or a key ``null`` is reported at its mapping's path and
+    the key's own line, saying to quote it; the step is not dropped without a word, and nothing
+    crashes."""
     (tmp_path / "flow.yaml").write_text(
         "wfkit_flow: 1\nname: n\nentry: ledger\nsteps:\n  ledger: {fn: summary}\n  2: {fn: summary}\n"
         "metadata: {layout: {null: [1, 2]}}\n"
@@ -739,7 +771,7 @@ def test_keys_that_are_not_strings_are_reported_where_they_are(tmp_path: Path) -
     with pytest.raises(wf.FlowSpecError) as info:
         wf.Workflow.from_spec(tmp_path / "flow.yaml", steps=[summary])
     assert [
-        "$.steps (flow.yaml line 4): the key 2 is int, not a string; quote it ('2')",
+        "$.steps (flow.yaml line 6): the key 2 is int, not a string; quote it ('2')",  # the key's line, not steps:'s
         "$.metadata.layout (flow.yaml line 7): the key None is NoneType, not a string; quote it ('null')",
     ] == info.value.problems
     spec = {"wfkit_flow": 1, "name": "n", "entry": "a", "steps": {"a": {"fn": "summary"}, True: {"fn": "summary"}}}
@@ -792,9 +824,10 @@ def test_a_bad_condition_inside_a_group_says_what_is_wrong_with_it() -> None:
 
 
 def test_problems_in_a_file_name_it_and_the_line(tmp_path: Path) -> None:
-    """Loaded from a file, each problem says, after its JSON path, the file and (YAML) the line of
-    the key it concerns (or of the nearest key above it that is written); a YAML syntax error names
-    the file, not "<unicode string>"."""
+    """Loaded from a file, YAML or JSON, each problem says, after its JSON path, the file and the
+    line of the key it concerns (or of the nearest key above it that is written); a YAML syntax
+    error names the file, not "<unicode string>". A JSON spec said only the file: json reports no
+    positions."""
     (tmp_path / "flow.yaml").write_text(
         "wfkit_flow: 1\nname: lines\nentry: ledger\nsteps:\n"
         "  ledger:\n    fn: summary\n    timeout: 5s\n"
@@ -814,9 +847,31 @@ def test_problems_in_a_file_name_it_and_the_line(tmp_path: Path) -> None:
         assert problem.startswith(start), problem
     spec = json.loads(json.dumps(yaml.safe_load((tmp_path / "flow.yaml").read_text())))
     spec["steps"]["ledger"]["timeout"] = 5
-    (tmp_path / "flow.json").write_text(json.dumps(spec, indent=2))
-    with pytest.raises(wf.FlowSpecError, match=r"\$\.edges\.ledger\[0\] \(flow\.json\): edge 'ledger' -> 'sumary'"):
+    spec["steps"]["summary"]["max_visits"] = 0
+    text = json.dumps(spec, indent=2)
+    (tmp_path / "flow.json").write_text(text)
+    with pytest.raises(wf.FlowSpecError) as info:
         wf.Workflow.from_spec(tmp_path / "flow.json", steps=[summary])
+    at = {line.strip(): number for number, line in enumerate(text.splitlines(), 1)}
+    visits, target, lonely = at['"max_visits": 0'], at['"sumary"'], at['"lonely": {']
+    expected = [
+        f"$.steps.summary.max_visits (flow.json line {visits}): 0 is less than the minimum of 1",
+        f"$.edges.ledger[0] (flow.json line {target}): edge 'ledger' -> 'sumary': no step named 'sumary'",
+        f"$.steps.lonely (flow.json line {lonely}): step 'lonely' is unreachable",
+    ]
+    assert len(expected) == len(info.value.problems), info.value.problems
+    for start, problem in zip(expected, info.value.problems, strict=True):
+        assert problem.startswith(start), problem
+    # As flow.save writes it: a route, a condition, a tool list on one line, their keys on that line.
+    broken = rag_router().to_spec()
+    broken["routes"]["classify"]["routes"][1]["go"] = "data_qery"
+    saved = wf.Workflow.from_spec(rag_router().to_spec()).save(tmp_path / "router.json").read_text()
+    (tmp_path / "router.json").write_text(saved.replace('"go": "data_query"', '"go": "data_qery"'))
+    with pytest.raises(wf.FlowSpecError) as info:
+        wf.Workflow.from_spec(tmp_path / "router.json")
+    (problem,) = info.value.problems
+    (number,) = [n for n, line in enumerate(saved.splitlines(), 1) if '"go": "data_query"' in line]
+    assert problem.startswith(f"$.routes.classify.routes[1].go (router.json line {number}): route from 'classify'")
     (tmp_path / "bad.yaml").write_text("wfkit_flow: 1\nsteps:\n  a: {fn: x\n")
     with pytest.raises(wf.FlowSpecError, match=r'in "bad\.yaml", line 3') as info:
         wf.Workflow.from_spec(tmp_path / "bad.yaml")

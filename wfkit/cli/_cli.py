@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import inspect
 import json
 import math
 import os
@@ -572,10 +573,7 @@ def _spec_flow(command: str, spec: str, steps: list[str], tools_ref: str | None,
         except ImportError as exc:
             raise SystemExit(f"wfkit {command}: cannot import --steps {module_name!r}: {exc}") from exc
         namespace.update({k: v for k, v in vars(module).items() if callable(v) and not k.startswith("_")})
-    tools = None
-    if tools_ref:
-        found = load_object(tools_ref, "--tools")
-        tools = found() if callable(found) else found  # a registry, or a factory like wfkit:example_registry
+    tools = _load_tools(command, tools_ref) if tools_ref else None
     flow = Workflow.from_spec(spec, steps=namespace, tools=tools)
     origin = {"spec": str(Path(spec).resolve()), "steps": steps, "tools": tools_ref, "folder": folder}
     flow._origin = json.dumps(origin)
@@ -597,16 +595,38 @@ def _rebuild_spec_flow(ref: str, run_id: str, command: str) -> Any:
     return _spec_flow(command, str(spec), list(origin["steps"]), origin["tools"], origin["folder"])
 
 
-def load_object(ref: str, option: str) -> Any:
-    """Import ``package.module:name``."""
+_TOOLS_EXAMPLE = "wfkit.examples:reliable_tools"  # one that exists: the example a message gives must work
+
+
+def load_object(ref: str, option: str, command: str) -> Any:
+    """Import ``package.module:name`` (for ``wfkit COMMAND OPTION ref``)."""
     module_name, _, attr = ref.partition(":")
     if not module_name or not attr:
-        raise SystemExit(f"{option} takes module:name (e.g. wfkit:example_registry), got {ref!r}")
+        raise SystemExit(f"wfkit {command}: {option} takes module:name (e.g. {_TOOLS_EXAMPLE}), got {ref!r}")
     sys.path.insert(0, ".")
     try:
         return getattr(importlib.import_module(module_name), attr)
     except (ImportError, AttributeError) as exc:
-        raise SystemExit(f"cannot load {option} {ref!r}: {exc}") from exc
+        raise SystemExit(f"wfkit {command}: cannot load {option} {ref!r}: {exc}") from exc
+
+
+def _load_tools(command: str, ref: str) -> Any:
+    """The registry ``--tools`` names: the object itself, or what a function called with no
+    arguments returns (a factory like ``wfkit.examples:reliable_tools``)."""
+    found = load_object(ref, "--tools", command)
+    if not callable(found):
+        return found
+    try:
+        inspect.signature(found).bind()
+    except TypeError:  # a step function, say: calling it would end in a traceback
+        raise SystemExit(
+            f"wfkit {command}: --tools {ref!r} is a function that needs arguments "
+            f"({', '.join(inspect.signature(found).parameters)}): give "
+            f"a tool registry, or a function called with none that returns one (e.g. {_TOOLS_EXAMPLE})"
+        ) from None
+    except ValueError:  # no signature to read (a builtin): call it and see
+        pass
+    return found()
 
 
 def _validate(args: argparse.Namespace) -> int:
@@ -727,21 +747,37 @@ def _unknown_input_hint(args: argparse.Namespace, flow: Any, run: Any, inputs: d
     )
 
 
+# What a file's suffix says it holds: `--out graph.dot` with no --format wrote SVG into it.
+_GRAPH_SUFFIXES = {".svg": "svg", ".mmd": "mermaid", ".mermaid": "mermaid", ".dot": "dot", ".gv": "dot"}
+
+
 def _graph(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from wfkit.model._graphview import to_svg
 
+    fmt = args.format
+    if args.out:
+        named = _GRAPH_SUFFIXES.get(Path(args.out).suffix.lower())
+        if fmt is not None and named is not None and named != fmt:
+            _print(
+                f"wfkit graph: --format {fmt}, but --out {args.out} names a {named} file; drop --format (the suffix "
+                f"chooses it), or name the file after its format ({', '.join(_GRAPH_SUFFIXES)})",
+                file=sys.stderr,
+            )
+            return 2
+        fmt = fmt or named
+    fmt = fmt or "svg"
     flow = _load_flow(args)
-    if args.format == "svg":
+    if fmt == "svg":
         text = to_svg(flow.validate())
-    elif args.format == "mermaid":
+    elif fmt == "mermaid":
         text = flow.to_mermaid()
     else:
         text = flow.to_dot()
     if args.out:
         Path(args.out).write_text(text, encoding="utf-8")
-        _print(f"{args.format} written to {args.out}")
+        _print(f"{fmt} written to {args.out}")
     else:
         sys.stdout.write(text if text.endswith("\n") else text + "\n")
     return 0
@@ -1003,7 +1039,11 @@ def build_parser() -> argparse.ArgumentParser:
     rf.add_argument("--json", action="store_true", help="print the run's id, status, path, tools, state, error as JSON")
     rf.set_defaults(handler=_run_flow)
     gr = sub.add_parser("graph", parents=[spec_args], help="draw a flow spec as SVG, Mermaid or Graphviz DOT")
-    gr.add_argument("--format", choices=["svg", "mermaid", "dot"], default="svg", help="svg (default), mermaid or dot")
+    gr.add_argument(
+        "--format",
+        choices=["svg", "mermaid", "dot"],
+        help="svg, mermaid or dot (default: as --out's suffix says, .svg, .mmd or .dot; else svg)",
+    )
     gr.add_argument("--out", help="file to write (default: standard output)")
     gr.set_defaults(handler=_graph)
 

@@ -25,6 +25,7 @@ import inspect
 import json
 import os
 import random
+import re
 import sys
 import threading
 import warnings
@@ -46,9 +47,10 @@ from wfkit.evals._stats import (
     wilson_interval,
 )
 from wfkit.logs._dataset import is_url
+from wfkit.model._errors import SuiteFileError
 from wfkit.model._processors import redact_optional
 from wfkit.model._status import RunStatus
-from wfkit.model._suggest import did_you_mean
+from wfkit.model._suggest import closest, did_you_mean
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -93,6 +95,8 @@ def _load_cases(
         path = Path(source)
         name = f"the dataset {path}"
         suffix = path.suffix.lower()
+        if not path.exists():  # (a folder is read as before: pyarrow reads a folder of parquet files)
+            raise _missing_dataset(path, suite)
         if suffix == ".parquet":
             import pyarrow as pa
             import pyarrow.parquet as pq
@@ -284,7 +288,8 @@ def _check_inputs(suite: str, dataset: _Dataset, flows: Iterable[Workflow]) -> N
     owners = sorted({flow for _, _, missing in lacking for name in missing for flow in declared[name]})
     workflows = f"workflow {owners[0]!r} declares" if len(owners) == 1 else f"workflows {_listed(owners)} declare"
     shown = "; ".join(
-        f"case {case.id!r} ({place}) lacks {_listed(missing, limit=3)}" for case, place, missing in lacking[:_SHOWN]
+        f"case {case.id!r} ({place}) lacks {_listed(missing, limit=3)}{_has_instead(case, missing, declared)}"
+        for case, place, missing in lacking[:_SHOWN]
     )
     more = f"; and {len(lacking) - _SHOWN} more cases" if len(lacking) > _SHOWN else ""
     count = "1 case of" if len(lacking) == 1 else f"{len(lacking)} cases of"
@@ -294,6 +299,17 @@ def _check_inputs(suite: str, dataset: _Dataset, flows: Iterable[Workflow]) -> N
         f'beside "id" and "expected"), or leave out of Workflow(..., inputs=...) those it can do without; '
         f"no case was run"
     )
+
+
+def _has_instead(case: Case, missing: Sequence[str], declared: Iterable[str]) -> str:
+    """`` (it has 'qury')``: the keys of a case lacking an input that look meant for it: one spelt
+    close to it, or ``input`` holding an object (a flat row's keys are its inputs, so an ``input``
+    written for ``inputs`` is one input named "input")."""
+    extra = [key for key in case.inputs if key not in set(declared)]
+    near = [found for name in missing if (found := closest(name, extra)) is not None]
+    if "input" in extra and isinstance(case.inputs["input"], Mapping):
+        return " (it has 'input', read as one input of that name: a case's inputs go under 'inputs')"
+    return f" (it has {_listed(list(dict.fromkeys(near)))})" if near else ""
 
 
 _SHOWN = 5  # cases named in an error about many; the rest are counted
@@ -389,6 +405,7 @@ class Suite:
     def __post_init__(self) -> None:
         # Checked when the suite is built, not after every case ran: a threshold that names no
         # scorer would let CI pass at any pass rate, and finding out costs the whole evaluation.
+        _check_suite_name(self.name)
         if isinstance(self.dataset, Sized) and not isinstance(self.dataset, str) and len(self.dataset) == 0:
             raise ValueError(_empty_dataset(self.dataset, self.name))
         if not self.variants:
@@ -477,6 +494,46 @@ class Suite:
         return flow, options
 
 
+def _missing_dataset(path: Path, suite: str | None) -> FileNotFoundError:
+    """A dataset file that is not there, naming its suite and, when its folder holds files of a
+    dataset's format, those (a file renamed, or a suite naming ``dataset.jsonl`` beside
+    ``cases.jsonl``); the errno's bare "No such file" named neither the suite nor what to do."""
+    owner = "" if suite is None else f"suite {suite!r}: "
+    known = (*_JSONL, ".parquet", *_SHEETS)
+    found = sorted(p.name for p in path.parent.glob("*") if p.is_file() and p.suffix.lower() in known)
+    there = (
+        f"; {path.parent} holds {', '.join(found)}{did_you_mean(path.name, found) if len(found) > 1 else ''}"
+        if found
+        else f"; {path.parent} holds no dataset file ({_FORMATS})"
+        if path.parent.is_dir()
+        else f"; there is no folder {path.parent}"
+    )
+    return FileNotFoundError(f"{owner}no dataset at {path}{there}: name a file that exists")
+
+
+def _check_suite_name(name: object) -> None:
+    """Refuse a suite name that cannot be the folder its results are saved in, WORKSPACE/evals/NAME:
+    "../x" saved them outside the workspace, "a/b" in a folder of folders, "runs" among the eval's
+    own runs (WORKSPACE/evals/runs, a workspace of its own)."""
+    if not isinstance(name, str) or not name.strip():
+        raise ValueError(f"a suite's name is a non-blank string, got {name!r}: e.g. name='query-router'")
+    why = (
+        "holds a path separator"
+        if "/" in name or "\\" in name
+        else "is a path of its own"
+        if name in (".", "..")
+        else "is the folder of the eval's runs (WORKSPACE/evals/runs)"
+        if name == "runs"
+        else None
+    )
+    if why is not None:
+        safe = re.sub(r"[/\\]+", "-", name).strip(".-") or "my-suite"
+        raise ValueError(
+            f"suite name {name!r} {why}: results are saved in WORKSPACE/evals/NAME, so a name is one folder's; "
+            f"name it otherwise, e.g. {('eval-runs' if name == 'runs' else safe)!r}"
+        )
+
+
 def _check_thresholds(suite: str, thresholds: Mapping[str, float], scorers: Sequence[str]) -> None:
     """Refuse a threshold of no scorer (a typo would let CI pass at any pass rate) or outside a
     pass rate's 0..1 (80, meant as 80%, fails every variant; a negative or NaN passes every one)."""
@@ -525,7 +582,7 @@ def load_suite(target: str | os.PathLike[str]) -> Suite:
     suite = getattr(module, "suite", None)
     if not isinstance(suite, Suite):
         defines = "does not define `suite`" if suite is None else f"defines `suite` as a {type(suite).__name__}"
-        raise TypeError(f"{path} must define `suite = wf.evals.Suite(...)` (import wfkit as wf); it {defines}")
+        raise SuiteFileError(f"{path} must define `suite = wf.evals.Suite(...)` (import wfkit as wf); it {defines}")
     if isinstance(suite.dataset, str | os.PathLike) and not Path(suite.dataset).is_absolute():
         suite.dataset = path.parent / suite.dataset
     return suite
@@ -1051,9 +1108,11 @@ class EvalResult:
                 # price table knows) said in its detail what to do.
                 raised = first["detail"].startswith(_SCORER_ERROR)
                 fix = "; fix the scorer or the dataset, and evaluate again" if raised else ""
+                # Of several, only the first is named: say so, or "2 of 4 cases (q11: ...)" reads as one.
+                which = "the first, " if row["unscored"] > 1 else ""
                 failures.append(
                     f"{variant}: {scorer} could not score {int(row['unscored'])} of {int(row['cases'])} cases "
-                    f"({first['case_id']}: {first['detail']}){fix}"
+                    f"({which}{first['case_id']}: {first['detail']}){fix}"
                 )
             limit = limits.get(scorer)
             if limit is not None and row["pass_rate"] < limit:

@@ -287,6 +287,7 @@ def plot_latency(
 def plot_timeline(df: pd.DataFrame, run_id: str | None = None, *, ax: Axes | None = None) -> Axes:
     """Gantt chart of one run (the latest by default): a lane per step, a bar per attempt, retry
     delays as thin bars, approval waits hatched."""
+    from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
 
     if df.empty:
@@ -300,6 +301,7 @@ def plot_timeline(df: pd.DataFrame, run_id: str | None = None, *, ax: Axes | Non
     ax = _axes(ax, 10, 0.45 * len(lanes) + 1.6)
     origin = rows["started_at"].min()
     ends = []
+    waited: dict[str, str] = {}  # colour of the backoff bars drawn -> the status they follow
     for row in rows.itertuples(index=False):
         lane = lanes.index(str(row.step))
         start = (row.started_at - origin).total_seconds()
@@ -310,6 +312,7 @@ def plot_timeline(df: pd.DataFrame, run_id: str | None = None, *, ax: Axes | Non
         delay = getattr(row, "retry_delay_s", None)
         if delay is not None and delay == delay and delay > 0:  # NaN-safe
             ax.barh(lane, delay, left=start + width, height=0.15, color=color, alpha=0.4)
+            waited.setdefault(color, str(row.status))
         end = (row.ended_at - origin).total_seconds()
         if end == end:
             ends.append(end)
@@ -344,7 +347,15 @@ def plot_timeline(df: pd.DataFrame, run_id: str | None = None, *, ax: Axes | Non
     # run with no end to show (a crash cut it off at once) gets an arbitrary millisecond.
     ax.set_xlim(0, (total if total > 0 else 1e-3) * 1.02)
     seen = {str(s) for s in rows["status"]}
-    handles = [Patch(color=c, label=s) for s, c in _COLORS.items() if s in seen]
+    handles: list[Any] = [Patch(color=c, label=s) for s, c in _COLORS.items() if s in seen]
+    # The thin bar after a retried attempt is the wait before the next one, not the attempt: in the
+    # attempt's colour alone, a 1 s Retry-After wait read as a retry that ran for 1 s.
+    handles += [
+        Line2D(
+            [], [], color=c, alpha=0.4, linewidth=3, label=f"wait after {status}" if len(waited) > 1 else "backoff wait"
+        )
+        for c, status in waited.items()
+    ]
     if handles:
         ax.legend(handles=handles, fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     return ax

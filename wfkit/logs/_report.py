@@ -58,7 +58,18 @@ def _esc(value: object) -> str:
 
 
 def _slug(name: str) -> str:
-    return "wf-" + (re.sub(r"[^a-zA-Z0-9]+", "-", name).strip("-").lower() or "x")
+    """The id of a workflow's section and the stem of its plots' files: the name itself when it is
+    written in lowercase letters, digits and single dashes, else that much of it and a digest of the
+    whole name. Two workflows never share one: "support_triage" and "support-triage", or any two
+    names written in another script ("заказы", "возвраты", both "wf-x" before), shared their plots'
+    files, one workflow's section showing the other's plots."""
+    import hashlib
+
+    readable = re.sub(r"[^a-zA-Z0-9]+", "-", name).strip("-").lower()
+    if readable == name:
+        return f"wf-{readable}"
+    digest = hashlib.sha256(name.encode("utf-8")).hexdigest()[:8]
+    return f"wf-{readable}-{digest}" if readable else f"wf-{digest}"
 
 
 def _count(value: object) -> str:
@@ -443,6 +454,11 @@ def write_report(
             + (f"runs of {', '.join(map(repr, names))}" if names else "no runs")
         )
     folder = Path(out)
+    if folder.exists() and not folder.is_dir():  # mkdir's "[Errno 17] File exists" said neither what nor how
+        raise FileExistsError(
+            f"--out {folder} is a file: a report is a folder (index.html and its plots); give a folder's path, "
+            "new or one a report was written to"
+        )
     folder.mkdir(parents=True, exist_ok=True)
     for stale in folder.glob("*.png"):  # a report written here before must not leave its plots
         stale.unlink()

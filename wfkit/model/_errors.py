@@ -17,6 +17,7 @@
     ├── TicketError (ValueError)               unknown, closed or conflicting approval decision
     ├── DecisionsFileError (ValueError)        a decisions file that is unreadable, malformed, ambiguous,
     │                                          or names a gate its workflow does not have
+    ├── SuiteFileError (TypeError)             a suite file (wfkit eval) that defines no `suite = wf.evals.Suite(...)`
     ├── LLMError                               a chat call failed (wfkit.llm)
     │   ├── LLMStatusError                     HTTP 4xx/5xx: status_code, retry_after
     │   ├── LLMTimeoutError (TimeoutError)     connect/read/write/pool timeout
@@ -268,6 +269,12 @@ class DecisionsFileError(WfkitError, ValueError):
     """A decisions file (:class:`wfkit.DecisionsFile`) that cannot be replayed: unreadable, a
     malformed line, two lines deciding one gate visit differently, or a line naming a step that
     is no approval gate of its workflow. The message names the file, the line(s) and the fix."""
+
+
+class SuiteFileError(WfkitError, TypeError):
+    """A suite file (``wf.evals.load_suite``, ``wfkit eval``) that defines no ``suite``, or defines
+    it as something other than a :class:`wfkit.evals.Suite`. The message names the file and what
+    it defines; ``wfkit eval`` prints it without a traceback."""
 
 
 class ApprovalRejectedError(RunError):

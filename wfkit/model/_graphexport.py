@@ -58,7 +58,9 @@ def to_mermaid(graph: Graph) -> str:
 
 
 def _dot_id(text: str) -> str:
-    return json.dumps(text)  # a double-quoted DOT id: quotes and backslashes escaped the same way
+    # A double-quoted DOT id: quotes and backslashes escaped as JSON does. Other text stays as it
+    # is (DOT files are UTF-8): DOT has no \u escape, so "café" written "caf\u00e9" is drawn so.
+    return json.dumps(text, ensure_ascii=False)
 
 
 def to_dot(graph: Graph) -> str:

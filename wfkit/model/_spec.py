@@ -130,7 +130,8 @@ def _resolve(ref: str, namespace: Mapping[str, Any], what: str) -> tuple[Any, st
             hint = did_you_mean(ref, namespace)
             return None, (
                 f"{ref!r}, {what}, is not among the functions passed in steps={hint}; pass it "
-                f"(Workflow.from_spec(spec, steps={{{ref!r}: {ref}}})) or write it as 'module:{ref}'"
+                f"(Workflow.from_spec(spec, steps={{{ref!r}: {ref}}}); to wfkit validate, run or graph: "
+                f"--steps MODULE, the module defining it) or write it as 'module:{ref}'"
             )
         target = namespace[ref]
     if not callable(target):
@@ -513,12 +514,13 @@ class SpecFile:
                 return f"{self.name} line {line}"
         return self.name
 
-    def locate(self, message: str, location: Location) -> str:
-        """``message`` (which starts with its JSON path) with the place put after the path."""
+    def locate(self, message: str, location: Location, at: Location | None = None) -> str:
+        """``message`` (which starts with its JSON path) with the place put after the path: the
+        line of ``at`` when given (an unknown key: the key's own line, not its mapping's)."""
         path = json_path(location)
         if not message.startswith(f"{path}: "):
             return message
-        return f"{path} ({self.place(location)}){message[len(path) :]}"
+        return f"{path} ({self.place(location if at is None else at)}){message[len(path) :]}"
 
 
 def _read_json(text: str, name: str) -> Any:
@@ -554,6 +556,52 @@ def _read_json(text: str, name: str) -> Any:
     if problems.messages:
         raise FlowSpecError(name, problems.messages, problems.locations)
     return data
+
+
+def _json_lines(text: str) -> dict[Location, int]:
+    """The line of each key and list item of a JSON text that ``json`` has read (which reports no
+    positions), as :func:`_read_yaml` finds them in YAML, so a problem names its line in a JSON spec
+    too. Of a key written twice (refused before this runs), the first."""
+    import bisect
+
+    starts = [0] + [i + 1 for i, char in enumerate(text) if char == "\n"]  # offset of each line's start
+    decoder = json.JSONDecoder()
+    lines: dict[Location, int] = {}
+
+    def line(at: int) -> int:
+        return bisect.bisect_right(starts, at)
+
+    def skip(at: int) -> int:
+        while at < len(text) and text[at] in " \t\r\n":
+            at += 1
+        return at
+
+    def value(at: int, where: Location) -> int:
+        """Walk the value starting at ``at`` (no blank before it); the offset after it."""
+        if text[at] == "{":
+            at = skip(at + 1)
+            while text[at] != "}":
+                key, end = decoder.raw_decode(text, at)  # the key: a JSON string
+                lines.setdefault((*where, key), line(at))
+                at = value(skip(skip(end) + 1), (*where, key))  # past the ':'
+                at = skip(at)
+                at = skip(at + 1) if text[at] == "," else at
+            return at + 1
+        if text[at] == "[":
+            at, index = skip(at + 1), 0
+            while text[at] != "]":
+                lines[(*where, index)] = line(at)
+                at = skip(value(at, (*where, index)))
+                at = skip(at + 1) if text[at] == "," else at
+                index += 1
+            return at + 1
+        return int(decoder.raw_decode(text, at)[1])
+
+    try:
+        value(skip(0), ())
+    except (ValueError, IndexError):  # never: the text was read as JSON before; then lines unknown
+        return {}
+    return lines
 
 
 def _read_yaml(text: str, name: str, lines: dict[Location, int] | None = None) -> Any:
@@ -615,9 +663,11 @@ def read_file(path: str | Path) -> tuple[dict[str, Any], SpecFile]:
     """:func:`read`, and where each part of the spec is in the file (for :func:`load_parts`)."""
     source = Path(path)
     text = source.read_text(encoding="utf-8")
-    lines: dict[Location, int] = {}  # JSON: json reports no positions, so the file's name alone
+    lines: dict[Location, int] = {}
     is_json = _format_of(source, None) == "json"
     data = _read_json(text, source.name) if is_json else _read_yaml(text, source.name, lines)
+    if is_json:
+        lines = _json_lines(text)
     if not isinstance(data, dict):
         if data is None:  # nothing in the YAML but comments, or a JSON null
             said = f"{source.name} holds null" if is_json else f"{source.name} is empty"
@@ -660,12 +710,16 @@ class _Problems:
         self.messages: list[str] = []
         self.locations: list[Location] = []
         self.facts: list[Facts] = []
+        self.line_at: list[Location | None] = []  # where to take each problem's line from, if not its location
 
-    def add(self, where: Location, message: str, facts: Facts | None = None) -> None:
+    def add(
+        self, where: Location, message: str, facts: Facts | None = None, *, line_at: Location | None = None
+    ) -> None:
         if (where, message) not in zip(self.locations, self.messages, strict=True):
             self.locations.append(where)
             self.messages.append(message)
             self.facts.append(facts or {})
+            self.line_at.append(line_at)
 
     def inside(self, where: Location) -> bool:
         """Whether a problem was already reported at ``where`` or inside it (its value is not usable)."""
@@ -723,6 +777,7 @@ def _schema_problems(spec: Mapping[str, Any], problems: _Problems) -> None:
         # A condition that fits none of its shapes: report the closest shape's complaint.
         error = _closest(top)
         where = tuple(error.absolute_path)
+        line_at: Location | None = None
         message = error.message
         if error.validator == "additionalProperties" and isinstance(error.instance, Mapping):
             allowed = list(error.schema.get("properties", {}))
@@ -731,6 +786,8 @@ def _schema_problems(spec: Mapping[str, Any], problems: _Problems) -> None:
                 continue
             hints = [f"{key!r}{did_you_mean(key, allowed)}" for key in extra]
             message = f"unknown key {', '.join(hints)}; allowed here: {', '.join(allowed)}"
+            # The line a reader must go to is the misspelt key's, not its mapping's first line.
+            line_at = (*where, extra[0])
         elif error.validator == "oneOf" and isinstance(error.instance, Mapping):
             message = _no_shape(error)
         elif error.validator == "required" and isinstance(error.instance, Mapping):
@@ -739,7 +796,7 @@ def _schema_problems(spec: Mapping[str, Any], problems: _Problems) -> None:
         if hint and error.validator not in ("additionalProperties", "required", "oneOf"):
             message += f" ({hint})"
         facts = {"kind": "schema", "rule": error.validator, "limit": error.validator_value, "value": error.instance}
-        problems.add(where, f"{json_path(where)}: {message}", facts)
+        problems.add(where, f"{json_path(where)}: {message}", facts, line_at=line_at)
 
 
 def _key_problems(value: Any, where: Location, problems: _Problems) -> None:
@@ -754,6 +811,7 @@ def _key_problems(value: Any, where: Location, problems: _Problems) -> None:
                     where,
                     f"{json_path(where)}: the key {key!r} is {type(key).__name__}, not a string; "
                     f"quote it ({json.dumps(key)!r})",
+                    line_at=(*where, str(key)),  # the line of `2:` itself (YAML's text of the key), if found
                 )
     elif isinstance(value, list):
         for i, item in enumerate(value):
@@ -1057,7 +1115,10 @@ def load_parts(
     if problems.messages:
         messages = problems.messages
         if source is not None:
-            messages = [source.locate(m, where) for m, where in zip(messages, problems.locations, strict=True)]
+            messages = [
+                source.locate(m, where, at)
+                for m, where, at in zip(messages, problems.locations, problems.line_at, strict=True)
+            ]
         raise FlowSpecError(name, messages, problems.locations, problems.facts)
     version = spec.get("version")
     metadata = spec.get("metadata")
