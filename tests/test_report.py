@@ -25,6 +25,13 @@ SECTIONS = ("Latency per step (successful attempts)", "Failures", "Proposed time
 RETRY = wf.RetryPolicy(max_retries=1, base_delay=0.001, jitter=0)
 
 
+def table_rows(html: str, columns: int) -> dict[str, list[str]]:
+    """The rows of the report's tables in ``html``: each row's first cell, and the text of the
+    ``columns`` cells after it."""
+    rows = (re.findall(r"<td[^>]*>([^<]*)</td>", row) for row in re.findall(r"<tr>(.*?)</tr>", html))
+    return {cells[0]: cells[1 : columns + 1] for cells in rows if cells}
+
+
 def mixed_runs() -> None:
     """Five runs: fetch retried once in two, answer failing for good in one."""
     flow = wf.Workflow("mixed")
@@ -352,11 +359,7 @@ def test_report_cost_agrees_with_the_accessor_on_unpriced_calls(workspace: Path,
     capsys.readouterr()
     html = (out / "index.html").read_text()
     per_step = html.split("<h3>Cost</h3>", 1)[1].split("<h3>Cost per model</h3>", 1)[0]
-    rows = {
-        cells[0]: cells[1:5]
-        for cells in (re.findall(r"<td[^>]*>([^<]*)</td>", row) for row in re.findall(r"<tr>(.*?)</tr>", per_step))
-        if cells
-    }
+    rows = table_rows(per_step, 4)
     assert {
         "ask": ["3", "12", "3", "-"],
         "answer": ["3", "6", "6", "$0.0150"],
@@ -394,11 +397,7 @@ def test_report_cost_of_an_attempt_mixing_priced_and_unpriced_calls_is_unknown(
     assert 0 == main(["report", "--out", str(out)])
     capsys.readouterr()
     per_step = (out / "index.html").read_text().split("<h3>Cost</h3>", 1)[1].split("<h3>Cost per model</h3>", 1)[0]
-    rows = {
-        cells[0]: cells[1:5]
-        for cells in (re.findall(r"<td[^>]*>([^<]*)</td>", row) for row in re.findall(r"<tr>(.*?)</tr>", per_step))
-        if cells
-    }
+    rows = table_rows(per_step, 4)
     assert {"both": ["2", "8", "2", "-"], "priced": ["1", "4", "1", "$0.0060"]} == rows
     # Under the table, what "-" means, since no step's cost there is $0 as if free.
     assert 'A cost of "-" is unknown: a call of that step had no known price' in per_step
@@ -425,6 +424,46 @@ def test_report_says_nothing_of_unknown_costs_when_every_call_is_priced(
     per_step = (out / "index.html").read_text().split("<h3>Cost</h3>", 1)[1].split("<h3>Cost per model</h3>", 1)[0]
     assert "$0.0060" in per_step
     assert "is unknown" not in per_step
+
+
+def test_report_counts_no_model_call_for_a_tools_cost(workspace: Path, tmp_path: Path, capsys: Any) -> None:
+    """A step whose only cost is a priced tool's (``ctx.tool``, no model called) shows 0 model calls
+    and the tool's cost in both cost tables; the table per model counted 1 call under "(no model
+    named)" where the table per step said 0."""
+    from wfkit.llm._tools import ToolRegistry
+
+    tools = ToolRegistry()
+
+    @tools.tool(category="search", cost_estimate=0.003)
+    def code_search(query: str) -> list[str]:
+        return [f"def {query}(): ..."]
+
+    client = wf.llm.ChatClient(
+        transport=wf.llm.SimulatedModel(p50=0, p99=0, seed=0, reply="yes"), prices={"priced-1": (1.0, 2.0)}
+    )
+    flow = wf.Workflow("tool-cost", tools=tools)
+
+    @flow.step(tools=["code_search"])
+    async def search(state: Any, ctx: wf.StepContext) -> dict[str, Any]:
+        return {"found": await ctx.tool("code_search", query="route")}
+
+    @flow.step
+    async def answer(state: Any, ctx: wf.StepContext) -> None:
+        await ctx.llm.complete("a b c", model="priced-1")
+
+    flow.edge("search", "answer")
+    flow.run({}, llm=client)
+    out = tmp_path / "report"
+    assert 0 == main(["report", "--out", str(out)])
+    capsys.readouterr()
+    html = (out / "index.html").read_text()
+    per_step, per_model = html.split("<h3>Cost</h3>", 1)[1].split("<h3>Cost per model</h3>", 1)
+    assert {"search": ["0", "0", "0", "$0.0030"], "answer": ["1", "4", "1", "$0.0060"]} == table_rows(per_step, 4)
+    # model: steps, model calls, tokens in, tokens out, cost
+    assert {
+        "priced-1": ["answer", "1", "4", "1", "$0.0060"],
+        "(no model named)": ["search", "0", "0", "0", "$0.0030"],
+    } == table_rows(per_model.split("</table>", 1)[0], 5)
 
 
 def test_report_since_the_future_says_there_are_no_attempts(workspace: Path, tmp_path: Path, capsys: Any) -> None:

@@ -366,8 +366,15 @@ def _cost_per_model(cost: pd.DataFrame) -> str:
     spent = rows[["tokens_in", "tokens_out", "cost_usd"]].notna().any(axis=1)
     rows = rows[named | spent]
     rows = split_by_model(rows)  # before the times and steps are taken per model, as cost() does
-    rows = rows.assign(model=rows["model"].astype(object).where(rows["model"].notna(), _NO_MODEL))
+    unnamed = rows["model"].isna()
+    rows = rows.assign(model=rows["model"].astype(object).where(~unnamed, _NO_MODEL))
     table = rows.wf.cost(by="model")
+    if unnamed.any():
+        # cost() counts a call per attempt that names a model, as this row's name now reads: only an
+        # attempt whose tokens came back called one here; a tool's cost alone (ctx.record(cost_usd=...))
+        # is no model call, and the per-step table above counts none for it.
+        tokens = rows["tokens_in"].notna() | rows["tokens_out"].notna()
+        table.loc[_NO_MODEL, "calls"] = int((unnamed & tokens).sum())
     by_model = rows.groupby("model", sort=False)
     # cost() gives NaN, not $0, for a model no price table knows: 0 would read as free.
     table["model_latency_s"] = by_model["model_latency_s"].sum(min_count=1)
