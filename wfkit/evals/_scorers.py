@@ -351,8 +351,11 @@ class cost_budget(_Scorer):
             )
         if uncounted:
             calls = [f"step {step!r} called " + (f"model {m!r}" if m else "a model") for m, step in uncounted.items()]
-            whose = "whose server sent no token usage with its reply" if len(calls) == 1 else "whose servers sent no "
-            whose += "" if len(calls) == 1 else "token usage with their replies"
+            whose = (
+                "whose server sent no token usage with its reply"
+                if len(calls) == 1
+                else "whose servers sent no token usage with their replies"
+            )
             reasons.append(
                 f"{' and '.join(calls)}, {whose}, so there was nothing to price: use an endpoint or proxy that "
                 "reports usage (a stream's server may ignore stream_options.include_usage: use one that honours "
