@@ -837,3 +837,21 @@ def test_scorer_names_and_reprs():
         "mine",
     ] == names
     assert "<scorer route_taken>" == repr(wf.evals.route_taken())
+
+
+def test_contains_leaves_a_case_whose_expected_text_is_empty_unscored(tmp_path: Any) -> None:
+    """A sheet's empty ``expected.out`` cell is the empty text, which every answer contains: that
+    case passed whatever the workflow said. It is now left unscored (NaN, not passed) saying why,
+    the others scored as before; and ``contains(field, expected="")`` is refused when it is built."""
+    path = tmp_path / "cases.csv"
+    path.write_text("id,value,expected.out\nq1,refund due,refund\nq2,anything at all,\nq3,no luck,refund\n")
+    suite = wf.evals.Suite(name="sheet", dataset=path, workflow=echo_flow(), scorers=[wf.evals.contains("out")])
+    cases = wf.evals.evaluate(suite, progress=False, store=False).cases.set_index("case_id")
+    assert [1.0, 0.0] == cases.loc[["q1", "q3"], "value"].tolist()
+    q2 = cases.loc["q2"]
+    assert (True, False) == (q2["value"] != q2["value"], q2["passed"])  # NaN: unscored, not a pass
+    assert q2["detail"].startswith(
+        "case 'q2' expects 'out' to contain '', which every text does, so nothing was checked"
+    )
+    with pytest.raises(ValueError, match=r"contains\('out', expected=''\) passes any text: give the text to look for"):
+        wf.evals.contains("out", "")

@@ -168,9 +168,18 @@ class exact_match(_Scorer):
 
 
 class contains(_Scorer):
-    """The state field (text) contains the expected substring (case-insensitive by default)."""
+    """The state field (text) contains the expected substring (case-insensitive by default).
+
+    An empty expected text is no check (every text contains it): given here, it is refused; a case
+    whose expected text is empty (a sheet's empty ``expected.FIELD`` cell reads as "") is left
+    unscored, saying so, rather than passed whatever the workflow answered."""
 
     def __init__(self, field: str, expected: Any = _MISSING, *, ignore_case: bool = True, name: str | None = None):
+        if expected is not _MISSING and str(expected) == "":
+            raise ValueError(
+                f"contains({field!r}, expected='') passes any text: give the text to look for, or leave "
+                f"expected out to take each case's expected {field!r}"
+            )
         self.field, self.expected, self.ignore_case = field, expected, ignore_case
         self.name = name or f"contains:{field}"
 
@@ -179,6 +188,14 @@ class contains(_Scorer):
         want = str(_expected(case, self.field, self.expected))
         if (failed := unsucceeded(run)) is not None:
             return failed
+        if not want:
+            return Score(
+                float("nan"),
+                False,
+                f"case {case.id!r} expects {self.field!r} to contain '', which every text does, so nothing "
+                f"was checked: write the text to look for in its expected {self.field!r} (an empty cell of a "
+                "sheet is empty text), or leave the case out of this suite",
+            )
         text = "" if actual is _MISSING else str(actual)
         ok = (want.lower() in text.lower()) if self.ignore_case else (want in text)
         return Score(1.0 if ok else 0.0, ok, "" if ok else f"{want!r} not in {_show(actual)}")
