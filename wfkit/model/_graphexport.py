@@ -1,7 +1,9 @@
 """A workflow graph as Mermaid or Graphviz DOT text, for docs, reviews and other tools.
 
-Both draw what the SVG view draws (:func:`wfkit.model._graphview.edges`): unconditional edges plain,
-routes labelled with their condition (and the tools they bind), fallbacks and rejections dashed.
+Both draw the edges the SVG view draws (:func:`wfkit.model._graphview.edges`): unconditional edges
+plain, routes labelled with their condition, fallbacks and rejections dashed. Their labels add the
+tools a route binds, which the SVG view leaves out: its labels are placed beside their lines and cut
+at 48 characters, and a condition with its tools often runs past that.
 """
 
 from __future__ import annotations
