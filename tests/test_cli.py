@@ -651,6 +651,28 @@ def test_run_with_a_tools_reference_it_cannot_use_says_which_and_how(router_yaml
     assert "succeeded" == json.loads(example.stdout)["status"], example.stderr
 
 
+def test_a_spec_that_is_not_there_names_the_specs_beside_it(router_yaml: Path) -> None:
+    """`wfkit validate` (run, graph) of a spec file that is not there said only errno's "[Errno 2] No
+    such file or directory"; it names the spec files of its folder and the one meant, that a folder
+    is no spec, and a folder that does not exist."""
+    said = {
+        ref: _wfkit("validate", ref, cwd=router_yaml.parent).stderr
+        for ref in ("routr.yaml", ".", "missing/router.yaml", "missing.json")
+    }
+    assert {
+        "routr.yaml": "wfkit validate: no flow spec at routr.yaml; the current folder holds router.yaml "
+        "(did you mean 'router.yaml'?)\n",
+        ".": "wfkit validate: . is a folder: give the flow spec file in it (.yaml, .yml or .json)\n",
+        "missing/router.yaml": "wfkit validate: no flow spec at missing/router.yaml; there is no folder missing\n",
+        "missing.json": "wfkit validate: no flow spec at missing.json; the current folder holds router.yaml\n",
+    } == said
+    ran = _wfkit("run", "routr.yaml", "--no-workspace", cwd=router_yaml.parent)
+    assert (1, "wfkit run: no flow spec at routr.yaml; the current folder holds router.yaml") == (
+        ran.returncode,
+        ran.stderr.split(" (did you mean")[0],
+    )
+
+
 def test_validate_reports_a_valid_spec_with_its_fingerprint(
     router_yaml: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

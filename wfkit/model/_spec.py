@@ -659,9 +659,31 @@ def read(path: str | Path) -> dict[str, Any]:
     return read_file(path)[0]
 
 
+def _no_spec_at(path: Path) -> FileNotFoundError:
+    """No file at ``path``: say so naming the spec files beside it (a typo, a file renamed), not
+    only errno's "No such file or directory"."""
+    from wfkit.model._suggest import did_you_mean
+
+    if path.is_dir():
+        return FileNotFoundError(f"{path} is a folder: give the flow spec file in it (.yaml, .yml or .json)")
+    folder = path.parent
+    named = "the current folder" if str(folder) == "." else str(folder)
+    specs = sorted(p.name for p in folder.glob("*") if p.suffix.lower() in (".yaml", ".yml", ".json") and p.is_file())
+    there = (
+        f"; {named} holds {', '.join(specs[:8])}{' ...' if len(specs) > 8 else ''}{did_you_mean(path.name, specs)}"
+        if specs
+        else f"; {named} holds no flow spec (.yaml, .yml or .json)"
+        if folder.is_dir()
+        else f"; there is no folder {folder}"
+    )
+    return FileNotFoundError(f"no flow spec at {path}{there}")
+
+
 def read_file(path: str | Path) -> tuple[dict[str, Any], SpecFile]:
     """:func:`read`, and where each part of the spec is in the file (for :func:`load_parts`)."""
     source = Path(path)
+    if not source.is_file():
+        raise _no_spec_at(source)
     text = source.read_text(encoding="utf-8")
     lines: dict[Location, int] = {}
     is_json = _format_of(source, None) == "json"
