@@ -966,6 +966,7 @@ def wait_until_cancelled_on_the_worker(client: Any) -> None:
         if not any(state == "executing" for each in states.values() for state in each):
             return
         time.sleep(0.05)
+    pytest.fail(f"the worker still executes the job's task 60 s after it was given up: {states}")
 
 
 def test_an_interrupted_eval_stops_its_partitions_on_the_workers(tmp_path: Path) -> None:
