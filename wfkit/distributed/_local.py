@@ -109,7 +109,9 @@ def missing_remote(link: str) -> str | None:
     import httpx
 
     try:
-        reply = httpx.head(link, timeout=_PROBE_TIMEOUT)
+        # Straight to the scheduler, as Dask's own connection goes: a proxy from the environment
+        # could answer 404 for a host it cannot reach.
+        reply = httpx.head(link, timeout=_PROBE_TIMEOUT, trust_env=False)
     except (httpx.HTTPError, ValueError):  # unreachable from here, or not a URL httpx can ask
         return None
     return NOT_SERVED_REMOTE.format(link=link) if reply.status_code == 404 else None
