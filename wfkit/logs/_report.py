@@ -73,9 +73,10 @@ def _slug(name: str) -> str:
 
 
 def _count(value: object) -> str:
-    # pd.NA (an unknown count of a nullable integer column) is no number either: it compares to NA.
-    unknown = value is None or type(value).__name__ == "NAType" or value != value
-    return "-" if unknown else f"{int(value):,}"  # type: ignore[call-overload]
+    import pandas as pd
+
+    # None, NaN and pd.NA (an unknown count of a nullable integer column) alike: pandas' own test.
+    return "-" if pd.isna(value) else f"{int(value):,}"  # type: ignore[call-overload]
 
 
 def _rate(value: object) -> str:
@@ -427,8 +428,10 @@ def _cost_per_model(cost: pd.DataFrame) -> str:
 
 
 def _named(rows: pd.DataFrame, key: str) -> pd.Series:
-    """The attempts whose ``extra`` lists models under ``key``."""
-    return rows["extra"].astype(object).str.contains(f'"{key}"', regex=False).fillna(False).astype(bool)
+    """The attempts whose ``extra`` lists models under ``key`` (``cost()``'s own search of it)."""
+    from wfkit.logs._analysis import _marked
+
+    return _marked(rows, (key,))
 
 
 def _uncounted(rows: pd.DataFrame) -> pd.Series:
