@@ -1754,12 +1754,30 @@ def test_cli_eval_of_a_suite_whose_dataset_is_missing_names_the_suite_and_the_fi
     (folder / "cases.jsonl").rename(folder / "case.jsonl")
     assert 1 == main(["eval", str(folder)])
     assert (
-        f"wfkit eval: suite 'cli-doubler': no dataset at {folder / 'cases.jsonl'}; {folder} holds case.jsonl: "
-        "name a file that exists\n"
+        f"wfkit eval: suite 'cli-doubler': no dataset at {folder / 'cases.jsonl'}; {folder} holds case.jsonl "
+        "(did you mean 'case.jsonl'?): name a file that exists\n"
     ) == capsys.readouterr().err
     (folder / "case.jsonl").unlink()
     with pytest.raises(FileNotFoundError, match=r"; .*renamed holds no dataset file \(JSONL: \.jsonl"):
         wf.evals.load_suite(folder).cases()
+
+
+def test_a_missing_dataset_in_the_current_folder_names_it_so_and_at_most_eight_files_there(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """A dataset named without a folder is looked for in the current one, which the message names
+    as such (not "."), listing eight of its dataset files and the one meant, as a flow spec's does."""
+    monkeypatch.chdir(tmp_path)
+    for number in range(10):
+        write_jsonl(tmp_path / f"cases-{number}.jsonl", [{"x": number}])
+    (tmp_path / "notes.txt").write_text("not a dataset")
+    with pytest.raises(FileNotFoundError) as raised:
+        wf.evals.load_dataset("cases-11.jsonl")
+    assert (
+        "no dataset at cases-11.jsonl; the current folder holds cases-0.jsonl, cases-1.jsonl, cases-2.jsonl, "
+        "cases-3.jsonl, cases-4.jsonl, cases-5.jsonl, cases-6.jsonl, cases-7.jsonl ... (did you mean "
+        "'cases-1.jsonl'?): name a file that exists"
+    ) == str(raised.value)
 
 
 def test_cases_lacking_an_input_say_which_key_looks_meant_for_it(tmp_path: Path, capsys: pytest.CaptureFixture[str]):

@@ -50,7 +50,7 @@ from wfkit.logs._dataset import is_url
 from wfkit.model._errors import SuiteFileError
 from wfkit.model._processors import redact_optional
 from wfkit.model._status import RunStatus
-from wfkit.model._suggest import closest, did_you_mean
+from wfkit.model._suggest import closest, did_you_mean, files_beside
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -550,15 +550,7 @@ def _missing_dataset(path: Path, suite: str | None) -> FileNotFoundError:
     dataset's format, those (a file renamed, or a suite naming ``dataset.jsonl`` beside
     ``cases.jsonl``); the errno's bare "No such file" named neither the suite nor what to do."""
     owner = "" if suite is None else f"suite {suite!r}: "
-    known = (*_JSONL, ".parquet", *_SHEETS)
-    found = sorted(p.name for p in path.parent.glob("*") if p.is_file() and p.suffix.lower() in known)
-    there = (
-        f"; {path.parent} holds {', '.join(found)}{did_you_mean(path.name, found) if len(found) > 1 else ''}"
-        if found
-        else f"; {path.parent} holds no dataset file ({_FORMATS})"
-        if path.parent.is_dir()
-        else f"; there is no folder {path.parent}"
-    )
+    there = files_beside(path, (*_JSONL, ".parquet", *_SHEETS), kind=f"dataset file ({_FORMATS})")
     return FileNotFoundError(f"{owner}no dataset at {path}{there}: name a file that exists")
 
 

@@ -662,20 +662,11 @@ def read(path: str | Path) -> dict[str, Any]:
 def _no_spec_at(path: Path) -> FileNotFoundError:
     """No file at ``path``: say so naming the spec files beside it (a typo, a file renamed), not
     only errno's "No such file or directory"."""
-    from wfkit.model._suggest import did_you_mean
+    from wfkit.model._suggest import files_beside
 
     if path.is_dir():
         return FileNotFoundError(f"{path} is a folder: give the flow spec file in it (.yaml, .yml or .json)")
-    folder = path.parent
-    named = "the current folder" if str(folder) == "." else str(folder)
-    specs = sorted(p.name for p in folder.glob("*") if p.suffix.lower() in (".yaml", ".yml", ".json") and p.is_file())
-    there = (
-        f"; {named} holds {', '.join(specs[:8])}{' ...' if len(specs) > 8 else ''}{did_you_mean(path.name, specs)}"
-        if specs
-        else f"; {named} holds no flow spec (.yaml, .yml or .json)"
-        if folder.is_dir()
-        else f"; there is no folder {folder}"
-    )
+    there = files_beside(path, (".yaml", ".yml", ".json"), kind="flow spec (.yaml, .yml or .json)")
     return FileNotFoundError(f"no flow spec at {path}{there}")
 
 
