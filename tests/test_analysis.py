@@ -418,6 +418,48 @@ def test_cost_recorded_by_a_client_of_your_own_without_a_price_is_unknown(tmp_pa
     assert {"free": 10, "unknown": 10} == table["tokens_in"].to_dict()
 
 
+def test_a_priced_call_without_token_counts_keeps_its_cost_and_reads_its_tokens_unknown(tmp_path: Path) -> None:
+    """``ctx.record(cost_usd=..., no_usage=True)`` (a gateway that sends a call's price but no token
+    counts) keeps the cost, and its tokens read as unknown (<NA>, as a reply without usage does),
+    not the 0 of a step that called no model: in ``df.wf.cost()`` by step, by run and by model,
+    a model's share of an attempt that called two included."""
+    flow = wf.Workflow("gateway")
+
+    @flow.step
+    def gateway(state: Any, ctx: wf.StepContext) -> None:
+        ctx.record(model="billed", cost_usd=0.002, no_usage=True)
+
+    @flow.step
+    def both(state: Any, ctx: wf.StepContext) -> None:
+        ctx.record(model="counted", tokens_in=7, tokens_out=3, cost_usd=0.001)
+        ctx.record(model="billed", tokens_in=5, cost_usd=0.004, no_usage=True)  # no completion count
+
+    @flow.step
+    def counted(state: Any, ctx: wf.StepContext) -> None:
+        ctx.record(model="counted", tokens_in=10, tokens_out=2, cost_usd=0.003)
+
+    flow.chain("gateway", "both", "counted")
+    flow.run({}, workspace=tmp_path / "ws")
+    wf.steps(tmp_path / "ws")  # exports the run's rows to the parquet files
+    df = pd.read_parquet(steps_dir(tmp_path / "ws"))
+    by_step = df.wf.cost(by="step")
+    by_step.index = by_step.index.astype(str)
+    assert {"gateway": 0.002, "both": 0.005, "counted": 0.003} == pytest.approx(by_step["cost_usd"].to_dict())
+    assert [True, False, False] == by_step["tokens_in"].isna().tolist()  # both's prompt tokens were counted
+    assert [True, True, False] == by_step["tokens_out"].isna().tolist()
+    assert (12, 10) == (by_step.loc["both", "tokens_in"], by_step.loc["counted", "tokens_in"])
+    by_run = df.wf.cost()
+    assert 0.010 == pytest.approx(by_run["cost_usd"].iloc[0])
+    assert pd.isna(by_run["tokens_in"].iloc[0])
+    assert pd.isna(by_run["tokens_out"].iloc[0])
+    by_model = df.wf.cost(by="model")
+    by_model.index = by_model.index.astype(str)
+    assert {"billed": 0.006, "counted": 0.004} == pytest.approx(by_model["cost_usd"].to_dict())
+    assert pd.isna(by_model.loc["billed", "tokens_in"])
+    assert pd.isna(by_model.loc["billed", "tokens_out"])
+    assert (17, 5) == (by_model.loc["counted", "tokens_in"], by_model.loc["counted", "tokens_out"])
+
+
 def test_runs_and_run_latency(known: Known) -> None:
     """runs() has one row per run with its attempts and outcomes; run_latency() its percentiles."""
     frame, run_ids = known.frame, known.run_ids

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import socket
 import sqlite3
 import subprocess
@@ -893,6 +894,19 @@ def test_graph_writes_each_format(
     assert 0 == main(["graph", str(router_yaml), "--format", fmt, "--out", str(out)])
     assert out.read_text().startswith(start)
     assert f"{fmt} written to {out}" in capsys.readouterr().out
+
+
+def test_graph_labels_a_route_with_its_tools_in_every_format(router_yaml: Path) -> None:
+    """`wfkit graph` names the tools a route binds in its SVG, as in its Mermaid and DOT: the SVG
+    left them out."""
+    drawn = {
+        fmt: _wfkit("graph", router_yaml.name, "--format", fmt, cwd=router_yaml.parent).stdout
+        for fmt in ("svg", "mermaid", "dot")
+    }
+    assert "query_type == 'data' [sql_query, file_read]" in drawn["mermaid"]
+    assert "query_type == 'data' [sql_query, file_read]" in drawn["dot"]
+    assert re.search(r">query_type == &#x27;data&#x27;</tspan><tspan [^>]*>\[sql_query, file_read\]<", drawn["svg"])
+    assert "default [web_search]" in drawn["svg"]
 
 
 def test_graph_takes_its_format_from_the_out_files_suffix(

@@ -263,7 +263,8 @@ def test_record_of_a_call_with_no_usage_makes_the_attempts_cost_unknown_naming_w
     """A call that succeeded but whose server sent no token usage (``no_usage=True``) was made, so
     it is no free call: the attempt's cost is unknown, whatever was priced before or after, and
     extra lists its model under no_usage_models (once), apart from the unpriced ones; with a cost
-    of its own (a gateway that sends the price and no tokens) it is priced as given."""
+    of its own (a gateway that sends the price and no tokens) it is priced as given, its tokens
+    marked as not counted (not 0)."""
     ctx = make_ctx()
     ctx.record(model="priced-1", tokens_in=4, tokens_out=1, cost_usd=0.006)
     ctx.record(model="proxied", no_usage=True)
@@ -286,7 +287,11 @@ def test_record_of_a_call_with_no_usage_makes_the_attempts_cost_unknown_naming_w
     } == usage_of(ctx)
     given = make_ctx()
     given.record(model="gateway", cost_usd=0.002, no_usage=True)
-    assert {"model": "gateway", "cost_usd": 0.002} == usage_of(given)
+    assert {
+        "model": "gateway",
+        "cost_usd": 0.002,
+        "extra": {"priced_no_tokens_in_models": ["gateway"], "priced_no_tokens_out_models": ["gateway"]},
+    } == usage_of(given)
 
 
 def test_record_of_a_call_with_one_count_adds_it_and_marks_only_the_other():

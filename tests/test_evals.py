@@ -8,6 +8,8 @@ import json
 import math
 import re
 import statistics
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -1752,12 +1754,30 @@ def test_cli_eval_of_a_suite_whose_dataset_is_missing_names_the_suite_and_the_fi
     (folder / "cases.jsonl").rename(folder / "case.jsonl")
     assert 1 == main(["eval", str(folder)])
     assert (
-        f"wfkit eval: suite 'cli-doubler': no dataset at {folder / 'cases.jsonl'}; {folder} holds case.jsonl: "
-        "name a file that exists\n"
+        f"wfkit eval: suite 'cli-doubler': no dataset at {folder / 'cases.jsonl'}; {folder} holds case.jsonl "
+        "(did you mean 'case.jsonl'?): name a file that exists\n"
     ) == capsys.readouterr().err
     (folder / "case.jsonl").unlink()
     with pytest.raises(FileNotFoundError, match=r"; .*renamed holds no dataset file \(JSONL: \.jsonl"):
         wf.evals.load_suite(folder).cases()
+
+
+def test_a_missing_dataset_in_the_current_folder_names_it_so_and_at_most_eight_files_there(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """A dataset named without a folder is looked for in the current one, which the message names
+    as such (not "."), listing eight of its dataset files and the one meant, as a flow spec's does."""
+    monkeypatch.chdir(tmp_path)
+    for number in range(10):
+        write_jsonl(tmp_path / f"cases-{number}.jsonl", [{"x": number}])
+    (tmp_path / "notes.txt").write_text("not a dataset")
+    with pytest.raises(FileNotFoundError) as raised:
+        wf.evals.load_dataset("cases-11.jsonl")
+    assert (
+        "no dataset at cases-11.jsonl; the current folder holds cases-0.jsonl, cases-1.jsonl, cases-2.jsonl, "
+        "cases-3.jsonl, cases-4.jsonl, cases-5.jsonl, cases-6.jsonl, cases-7.jsonl ... (did you mean "
+        "'cases-1.jsonl'?): name a file that exists"
+    ) == str(raised.value)
 
 
 def test_cases_lacking_an_input_say_which_key_looks_meant_for_it(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
@@ -1811,6 +1831,60 @@ def test_cli_eval_refuses_a_dataset_row_of_the_wrong_shape(tmp_path: Path, capsy
         "(fix it, and evaluate again): line 2, case 'c1': 'expected' is a list ([2]), not an object"
     )
     assert "Traceback" not in err
+
+
+def test_cli_eval_names_every_kind_of_dataset_problem_in_one_error(tmp_path: Path, workspace: Path):
+    """`wfkit eval` on a dataset with a row of the wrong shape, a duplicate id and a case lacking
+    an input exits 1 naming all three (each with its line and how to fix it), not one kind a run,
+    and runs nothing."""
+    folder = cli_suite(tmp_path / "three", {})
+    suite_file = folder / "suite.py"
+    suite_file.write_text(
+        suite_file.read_text().replace('wf.Workflow("cli-doubler")', 'wf.Workflow("cli-doubler", inputs=["x"])')
+    )
+    rows = [
+        {"id": "c0", "x": 0},
+        {"id": "c1", "x": 1, "expected": [2]},
+        {"id": "c0", "x": 2},
+        {"id": "c3", "xx": 3},
+    ]
+    write_jsonl(folder / "cases.jsonl", rows)
+    done = subprocess.run(
+        [sys.executable, "-m", "wfkit", "eval", str(folder)], capture_output=True, text=True, timeout=120
+    )
+    assert 1 == done.returncode
+    assert (
+        f"wfkit eval: suite 'cli-doubler': the dataset {folder / 'cases.jsonl'} has problems of 3 kinds (fix them "
+        "all, and evaluate again; no case was run):\n"
+        "- 1 case of the wrong shape: line 2, case 'c1': 'expected' is a list ([2]), not an object of the values "
+        'expected of the run, e.g. {"answer": "..."} (leave \'expected\' out when nothing is expected)\n'
+        "- case ids must be unique in a dataset, but 'c0' is the id of lines 1 and 3 (a case without an id takes "
+        "its position as its id): give each case an id of its own\n"
+        "- 1 case lacks inputs that workflow 'cli-doubler' declares: case 'c3' (line 4) lacks 'x' (it has 'xx'). "
+        'Give every case the inputs its workflow declares (in a flat row, as keys beside "id" and "expected"), '
+        "or leave out of Workflow(..., inputs=...) those it can do without\n"
+    ) == done.stderr
+    assert not (workspace / "evals").exists()
+
+
+def test_load_dataset_counts_a_misshapen_rows_id_among_the_duplicates_and_caps_each_kind(tmp_path: Path):
+    """A row of the wrong shape whose id another row holds is named in both kinds (its id clashes
+    once its shape is fixed); each kind names five and counts the rest."""
+    rows = [{"id": f"s{n}", "x": n, "expected": n} for n in range(7)]
+    rows += [{"id": f"s{n}", "x": n} for n in range(7)]
+    with pytest.raises(ValueError) as raised:
+        wf.evals.load_dataset(write_jsonl(tmp_path / "d.jsonl", rows))
+    shape, ids = str(raised.value).split("\n")[1:]
+    assert shape.startswith("- 7 cases of the wrong shape: line 1, case 's0': 'expected' is a number (0)")
+    assert shape.endswith(
+        "line 5, case 's4': 'expected' is a number (4), not an object of the values expected "
+        'of the run, e.g. {"answer": "..."} (leave \'expected\' out when nothing is expected); and 2 more'
+    )
+    assert (
+        "- case ids must be unique in a dataset, but 's0' is the id of lines 1 and 8, 's1' of lines 2 and 9, "
+        "'s2' of lines 3 and 10, 's3' of lines 4 and 11, 's4' of lines 5 and 12, and 2 more ids (a case without "
+        "an id takes its position as its id): give each case an id of its own"
+    ) == ids
 
 
 def test_cli_eval_counts_failed_runs_in_the_summary_and_the_check(tmp_path: Path, capsys: pytest.CaptureFixture[str]):

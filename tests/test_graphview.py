@@ -206,6 +206,53 @@ def test_a_fanned_out_route_label_sits_beside_its_own_edge_and_no_line_runs_thro
     assert billing[2] <= to_lookup[0]  # left of where its edge leaves classify: on its outer side
 
 
+def _label_lines(svg: str) -> list[tuple[str, ...]]:
+    """Each edge label of a drawing, as the lines it is drawn on."""
+    ns = "{http://www.w3.org/2000/svg}"
+    return [
+        tuple(span.text or "" for span in text.iter(f"{ns}tspan"))
+        for text in ET.fromstring(svg).iter(f"{ns}text")
+        if text.get("fill") == "#444"
+    ]
+
+
+def test_route_labels_name_their_tools_and_a_long_label_is_wrapped_whole() -> None:
+    """A route's label names the tools it binds, as the Mermaid and DOT exports' do, and a label
+    longer than 48 characters is drawn whole on lines of its own (it was cut, with the tools left
+    out), beside its edge: clear of every straight line and of every other label."""
+    router = to_svg(query_router().validate())
+    assert ("query_type == 'code'", "[web_search, code_interpreter]") in _label_lines(router)
+    assert ("query_type == 'data'", "[sql_query, file_read]") in _label_lines(router)
+    flow = wf.Workflow("long-labels")
+    for name in ("pick", "a", "b", "c"):
+        flow.step(_noop, name=name)
+    value = "a rather long category value that runs past forty-eight"
+    flow.route(
+        "pick",
+        wf.when("category", "eq", value) >> wf.go("a", tools=["web_search", "code_interpreter", "sql_query"]),
+        wf.when("kind", "eq", "b") >> wf.go("b", tools=["file_reader"]),
+        default=wf.go("c"),
+    )
+    svg = to_svg(flow.validate())
+    drawn = {" ".join(lines): lines for lines in _label_lines(svg)}
+    assert {
+        f"category == '{value}' [web_search, code_interpreter, sql_query]",
+        "kind == 'b' [file_reader]",
+        "default",
+    } == set(drawn)
+    assert all(len(line) <= 48 for lines in drawn.values() for line in lines)
+    assert "…" not in svg
+    boxes, straight = label_boxes(svg), _straight_edges(svg)
+    assert 3 == len(boxes)
+    for i, box in enumerate(boxes):
+        assert not any(_crosses(line, box) for line in straight), (box, straight)
+        assert not any(_overlaps(box, other) for other in boxes[i + 1 :])
+
+
+def _overlaps(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
 def test_a_step_routing_to_itself_is_a_loop_on_its_right_side() -> None:
     """A self-loop leaves the box's right side and comes back to it, bulging out to the right: it
     was drawn as a dip below the box and back, which read as an arrow from the next step."""

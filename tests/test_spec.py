@@ -7,6 +7,8 @@ import ast
 import asyncio
 import difflib
 import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -821,6 +823,49 @@ def test_a_bad_condition_inside_a_group_says_what_is_wrong_with_it() -> None:
     )
     assert "{field, op, value}, or {all: [...]}, {any: [...]}, {not: {...}}" in problems[0]
     assert problems[1].startswith("$.routes.review.routes[0].when.all[1].op: 'lte' is not one of ['eq', 'ne'")
+
+
+def test_infinity_and_nan_in_a_spec_are_refused_naming_field_line_and_what_to_write(tmp_path: Path) -> None:
+    """YAML's `.inf` and `.nan` (and JSON's `Infinity`, `NaN`, which Python's json reads) were read
+    as numbers: a timer that never fires, a NaN jitter that passed the schema's [0, 1]. `wfkit
+    validate` refuses each, naming its field and line and what to write for what it meant."""
+    spec = rag_router().save(tmp_path / "router.yaml").read_text()
+    spec = spec.replace(
+        "    fn: wfkit.examples:web_search\n",
+        "    fn: wfkit.examples:web_search\n    timeout: .inf\n"
+        "    retry: {max_retries: .inf, jitter: .nan, max_elapsed: .inf}\n    cache: {ttl: .inf}\n",
+    ).replace("value: data}", "value: .nan}")
+    (tmp_path / "bad.yaml").write_text(spec)
+    done = subprocess.run(
+        [sys.executable, "-m", "wfkit", "validate", "bad.yaml"], capture_output=True, text=True, cwd=tmp_path
+    )
+    none = "is no number a flow spec can hold (JSON has none);"
+    assert (
+        1,
+        (
+            "wfkit validate: workflow 'rag-router' has 6 problems:\n"
+            f"  - $.steps.web_search.timeout (bad.yaml line 15): infinity {none} leave 'timeout' out: a step without "
+            "one has no time limit\n"
+            f"  - $.steps.web_search.retry.max_retries (bad.yaml line 16): infinity {none} write a whole number of "
+            "retries, e.g. 3\n"
+            f"  - $.steps.web_search.retry.jitter (bad.yaml line 16): NaN {none} write the random spread of the wait, "
+            "a fraction in [0, 1], e.g. 0.1\n"
+            f"  - $.steps.web_search.retry.max_elapsed (bad.yaml line 16): infinity {none} write null for no bound\n"
+            f"  - $.steps.web_search.cache.ttl (bad.yaml line 17): infinity {none} leave 'ttl' out: an entry then "
+            "lives until `wfkit cache clear`\n"
+            f"  - $.routes.classify.routes[1].when.value (bad.yaml line 28): NaN {none} nothing equals NaN and no "
+            "comparison with it holds, so the condition never would: write the value\n"
+        ),
+    ) == (done.returncode, done.stderr)
+    text = json.dumps(yaml.safe_load(spec.replace(".inf", "1").replace(".nan", "1")), indent=2)
+    (tmp_path / "bad.json").write_text(text.replace('"timeout": 1', '"timeout": -Infinity'))
+    with pytest.raises(wf.FlowSpecError) as info:
+        wf.Workflow.from_spec(tmp_path / "bad.json")
+    line = next(n for n, written in enumerate(text.splitlines(), 1) if '"timeout"' in written)
+    assert [
+        f"$.steps.web_search.timeout (bad.json line {line}): minus infinity {none} write the seconds one attempt "
+        "may take, a number > 0"
+    ] == info.value.problems
 
 
 def test_problems_in_a_file_name_it_and_the_line(tmp_path: Path) -> None:

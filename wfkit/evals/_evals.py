@@ -50,7 +50,7 @@ from wfkit.logs._dataset import is_url
 from wfkit.model._errors import SuiteFileError
 from wfkit.model._processors import redact_optional
 from wfkit.model._status import RunStatus
-from wfkit.model._suggest import closest, did_you_mean
+from wfkit.model._suggest import closest, did_you_mean, files_beside
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -87,8 +87,13 @@ class _Dataset:
 
 
 def _load_cases(
-    source: str | os.PathLike[str] | Iterable[Mapping[str, Any]] | pd.DataFrame, suite: str | None = None
+    source: str | os.PathLike[str] | Iterable[Mapping[str, Any]] | pd.DataFrame,
+    suite: str | None = None,
+    flows: Sequence[Workflow] | None = None,
 ) -> _Dataset:
+    """The dataset's cases, refusing in one error every problem found in it: rows of the wrong
+    shape, ids shared by cases and (given the workflows it is evaluated with) cases lacking an
+    input a workflow declares."""
     rows: list[Mapping[str, Any]]
     places: list[str] = []
     if isinstance(source, str | os.PathLike):
@@ -138,8 +143,7 @@ def _load_cases(
     if not rows:
         raise ValueError(_empty_dataset(source, suite))
     places = places or [f"row {number}" for number in range(1, len(rows) + 1)]
-    owner = "" if suite is None else f"suite {suite!r}: "
-    cases, problems, misshapen = [], [], 0
+    cases, kept, problems, misshapen = [], [], [], 0
     for number, (row, place) in enumerate(zip(rows, places, strict=True), 1):
         found = _shape_problems(row, number)
         if found:
@@ -151,26 +155,17 @@ def _load_cases(
         one_by_one = {key.removeprefix(_EXPECTED): value for key, value in row.items() if _expected_key(key)}
         expected = {**row.get("expected", {}), **one_by_one}
         cases.append(Case(str(row.get("id", number)), dict(inputs), expected))
-    if problems:
-        count = "1 case" if misshapen == 1 else f"{misshapen} cases"
-        more = f"; and {len(problems) - _SHOWN} more" if len(problems) > _SHOWN else ""
-        raise ValueError(
-            f"{owner}{name} has {count} of the wrong shape (fix {'it' if misshapen == 1 else 'them'}, and evaluate "
-            f"again): {'; '.join(problems[:_SHOWN])}{more}"
-        )
-    holding: dict[str, list[str]] = {}  # case id -> the places of the cases with it
-    for case, place in zip(cases, places, strict=True):
-        holding.setdefault(case.id, []).append(place)
-    clashes = [(case_id, where) for case_id, where in holding.items() if len(where) > 1]
-    if clashes:
-        named = [f"{case_id!r} of {_places(where)}" for case_id, where in clashes[:_SHOWN]]
-        named[0] = named[0].replace(" of ", " is the id of ", 1)
-        more = f", and {len(clashes) - _SHOWN} more ids" if len(clashes) > _SHOWN else ""
-        raise ValueError(
-            f"{owner}{name}: case ids must be unique in a dataset, but {', '.join(named)}{more} (a case without an "
-            f"id takes its position as its id): give each case an id of its own"
-        )
-    return _Dataset(name, cases, places)
+        kept.append(place)
+    # Every check runs on what it can see, and their problems are refused together: a dataset
+    # with a row of the wrong shape, a duplicate id and a case lacking an input took three rounds
+    # of fixing when each check waited for the one before to pass.
+    found_problems = [
+        _misshapen(name, problems, misshapen) if problems else None,
+        _clashing_ids(name, rows, places),
+        _lacking_inputs(_Dataset(name, cases, kept), flows) if flows is not None else None,
+    ]
+    _refuse(suite, name, [problem for problem in found_problems if problem is not None], ran=flows is not None)
+    return _Dataset(name, cases, kept)
 
 
 _SHEETS = {".csv": ",", ".tsv": "\t"}  # a spreadsheet's export, and its separator
@@ -268,8 +263,64 @@ def _places(places: Sequence[str]) -> str:
     return f"{kind}s {', '.join(numbers[:-1])} and {numbers[-1]}"
 
 
-def _check_inputs(suite: str, dataset: _Dataset, flows: Iterable[Workflow]) -> None:
-    """Refuse, before any case runs, the cases lacking inputs their workflow declares: the run of
+@dataclass(frozen=True)
+class _Problem:
+    """One kind of problem a dataset has, said alone (when it is the only kind) or as one item of a
+    list of kinds: the same words either way, so a message reads the same in a long error."""
+
+    alone: str  # after "suite 'x': ", naming the dataset
+    listed: str  # an item under "the dataset ... has problems of N kinds"
+
+
+def _refuse(suite: str | None, name: str, problems: Sequence[_Problem], *, ran: bool) -> None:
+    """Raise the ValueError saying every one of ``problems`` (nothing if there is none); ``ran``:
+    whether it stops an eval (which then says that no case was run)."""
+    if not problems:
+        return
+    owner = "" if suite is None else f"suite {suite!r}: "
+    if len(problems) == 1:
+        raise ValueError(f"{owner}{problems[0].alone}")
+    items = "".join(f"\n- {problem.listed}" for problem in problems)
+    raise ValueError(
+        f"{owner}{name} has problems of {len(problems)} kinds (fix them all, and evaluate again"
+        f"{'; no case was run' if ran else ''}):{items}"
+    )
+
+
+def _misshapen(name: str, problems: Sequence[str], misshapen: int) -> _Problem:
+    count = "1 case" if misshapen == 1 else f"{misshapen} cases"
+    more = f"; and {len(problems) - _SHOWN} more" if len(problems) > _SHOWN else ""
+    shown = f"{'; '.join(problems[:_SHOWN])}{more}"
+    return _Problem(
+        f"{name} has {count} of the wrong shape (fix {'it' if misshapen == 1 else 'them'}, and evaluate "
+        f"again): {shown}",
+        f"{count} of the wrong shape: {shown}",
+    )
+
+
+def _clashing_ids(name: str, rows: Sequence[object], places: Sequence[str]) -> _Problem | None:
+    """The ids held by several rows, those of the wrong shape included (their ids clash as well
+    once they are fixed); a row's id that is no id is a problem of its shape alone."""
+    holding: dict[str, list[str]] = {}  # case id -> the places of the rows with it
+    for number, (row, place) in enumerate(zip(rows, places, strict=True), 1):
+        case_id = row.get("id", number) if isinstance(row, Mapping) else None
+        if isinstance(case_id, str | int) and not isinstance(case_id, bool):
+            holding.setdefault(str(case_id), []).append(place)
+    clashes = [(case_id, where) for case_id, where in holding.items() if len(where) > 1]
+    if not clashes:
+        return None
+    named = [f"{case_id!r} of {_places(where)}" for case_id, where in clashes[:_SHOWN]]
+    named[0] = named[0].replace(" of ", " is the id of ", 1)
+    more = f", and {len(clashes) - _SHOWN} more ids" if len(clashes) > _SHOWN else ""
+    said = (
+        f"case ids must be unique in a dataset, but {', '.join(named)}{more} (a case without an id takes its "
+        f"position as its id): give each case an id of its own"
+    )
+    return _Problem(f"{name}: {said}", said)
+
+
+def _lacking_inputs(dataset: _Dataset, flows: Iterable[Workflow]) -> _Problem | None:
+    """The cases lacking inputs their workflow declares, refused before any case runs: the run of
     such a case would raise, and stop the eval, only when its turn came (a variant or a partition
     later), naming neither the case nor the dataset."""
     declared: dict[str, list[str]] = {}  # input -> the workflows declaring it
@@ -284,7 +335,7 @@ def _check_inputs(suite: str, dataset: _Dataset, flows: Iterable[Workflow]) -> N
         if not set(declared) <= set(case.inputs)
     ]
     if not lacking:
-        return
+        return None
     owners = sorted({flow for _, _, missing in lacking for name in missing for flow in declared[name]})
     workflows = f"workflow {owners[0]!r} declares" if len(owners) == 1 else f"workflows {_listed(owners)} declare"
     shown = "; ".join(
@@ -292,13 +343,13 @@ def _check_inputs(suite: str, dataset: _Dataset, flows: Iterable[Workflow]) -> N
         for case, place, missing in lacking[:_SHOWN]
     )
     more = f"; and {len(lacking) - _SHOWN} more cases" if len(lacking) > _SHOWN else ""
-    count = "1 case of" if len(lacking) == 1 else f"{len(lacking)} cases of"
-    raise ValueError(
-        f"suite {suite!r}: {count} {dataset.name} {'lacks' if len(lacking) == 1 else 'lack'} inputs that "
-        f"{workflows}: {shown}{more}. Give every case the inputs its workflow declares (in a flat row, as keys "
-        f'beside "id" and "expected"), or leave out of Workflow(..., inputs=...) those it can do without; '
-        f"no case was run"
+    count, verb = ("1 case", "lacks") if len(lacking) == 1 else (f"{len(lacking)} cases", "lack")
+    said = (
+        f"inputs that {workflows}: {shown}{more}. Give every case the inputs its workflow declares (in a flat "
+        f'row, as keys beside "id" and "expected"), or leave out of Workflow(..., inputs=...) those it can do '
+        f"without"
     )
+    return _Problem(f"{count} of {dataset.name} {verb} {said}; no case was run", f"{count} {verb} {said}")
 
 
 def _has_instead(case: Case, missing: Sequence[str], declared: Iterable[str]) -> str:
@@ -499,15 +550,7 @@ def _missing_dataset(path: Path, suite: str | None) -> FileNotFoundError:
     dataset's format, those (a file renamed, or a suite naming ``dataset.jsonl`` beside
     ``cases.jsonl``); the errno's bare "No such file" named neither the suite nor what to do."""
     owner = "" if suite is None else f"suite {suite!r}: "
-    known = (*_JSONL, ".parquet", *_SHEETS)
-    found = sorted(p.name for p in path.parent.glob("*") if p.is_file() and p.suffix.lower() in known)
-    there = (
-        f"; {path.parent} holds {', '.join(found)}{did_you_mean(path.name, found) if len(found) > 1 else ''}"
-        if found
-        else f"; {path.parent} holds no dataset file ({_FORMATS})"
-        if path.parent.is_dir()
-        else f"; there is no folder {path.parent}"
-    )
+    there = files_beside(path, (*_JSONL, ".parquet", *_SHEETS), kind=f"dataset file ({_FORMATS})")
     return FileNotFoundError(f"{owner}no dataset at {path}{there}: name a file that exists")
 
 
@@ -669,9 +712,9 @@ async def evaluate_async(
             raise ValueError(f"suite {suite.name!r} has no variant {variant!r}; it has {', '.join(suite.variants)}")
     if concurrency < 1:
         raise ValueError(f"concurrency must be >= 1, got {concurrency}")
-    loaded = _load_cases(suite.dataset, suite.name)  # once: a generator can be read only once
     built = {variant: suite.build(variant) for variant in chosen}
-    _check_inputs(suite.name, loaded, (flow for flow, _ in built.values()))
+    # Read once (a generator can be read only once), and checked against every variant's workflow.
+    loaded = _load_cases(suite.dataset, suite.name, [flow for flow, _ in built.values()])
     cases = loaded.cases
     if executor is not None:
         # By default the workers' runs land where local eval runs do, never among interactive runs.

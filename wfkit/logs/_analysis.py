@@ -33,7 +33,7 @@ from wfkit.model._context import (
     NO_TOKENS_OUT_MODELS,
     NO_USAGE_MODELS,
     UNCOUNTED_KEYS,
-    UNKNOWN_COST_KEYS,
+    USAGE_MARK_KEYS,
 )
 
 if TYPE_CHECKING:
@@ -126,7 +126,7 @@ def split_by_model(rows: pd.DataFrame) -> pd.DataFrame:
             values.append(None)
             continue
         for model, part in shares.items():
-            marks = {k: [model] for k in UNKNOWN_COST_KEYS if model in (extra.get(k) or ())}
+            marks = {k: [model] for k in USAGE_MARK_KEYS if model in (extra.get(k) or ())}
             positions.append(position)
             values.append(
                 {
@@ -313,9 +313,13 @@ class StepsAccessor:
         the model (``no_usage_models``, ``no_tokens_out_models``, ``no_tokens_in_models``), so this
         needs the ``extra`` column: a frame read without it cannot tell such a call from one that
         failed, and sums the counted calls. A group that called no model has 0 tokens, as it costs
-        0. Use an endpoint that reports usage (for a stream, one that honours
+        0. A call whose server sent its price but no counts (``ctx.record(cost_usd=..., no_usage=True)``,
+        marked ``priced_no_tokens_in_models`` and ``priced_no_tokens_out_models``) keeps its cost, and
+        its tokens are unknown all the same. Use an endpoint that reports usage (for a stream, one that honours
         ``stream_options.include_usage``, or ``client.complete``). The attempts whose counts are
         short: ``df[df["extra"].str.contains("no_usage_models|no_tokens_", na=False)]``."""
+        import numpy as np
+
         self._need("cost", "tokens_in", "tokens_out", "cost_usd", "model")
         keys = keys_of(self._df, by)
         extra = ("extra",) if "extra" in self._df.columns else ()
@@ -335,9 +339,9 @@ class StepsAccessor:
         # Uncounted: a call whose server sent no count of that kind; the row holds the others' sum.
         flags: dict[str, Any] = {}
         if extra:
-            marks = _marks(rows, (NO_USAGE_MODELS, NO_TOKENS_IN_MODELS, NO_TOKENS_OUT_MODELS))
-            for column, (neither, this_one) in UNCOUNTED_KEYS.items():
-                short = marks[neither] | marks[this_one]
+            marks = _marks(rows, USAGE_MARK_KEYS)
+            for column, kinds in UNCOUNTED_KEYS.items():
+                short = np.logical_or.reduce([marks[kind] for kind in kinds])
                 if short.any():  # most logs have none: no column to group then
                     flags[f"short_{column}"] = short
             unpriced |= (marks[NO_USAGE_MODELS] | marks[NO_TOKENS_IN_MODELS] | marks[NO_TOKENS_OUT_MODELS]) & rows[

@@ -35,12 +35,19 @@ NO_TOKENS_IN_MODELS = "no_tokens_in_models"
 NO_TOKENS_OUT_MODELS = "no_tokens_out_models"
 # Any of these keys in an attempt's ``extra`` makes its cost unknown.
 UNKNOWN_COST_KEYS = (UNPRICED_MODELS, NO_USAGE_MODELS, NO_TOKENS_IN_MODELS, NO_TOKENS_OUT_MODELS)
+# A call whose server sent its price but no token count of that kind (a gateway that bills per call
+# and leaves ``usage`` out: ``ctx.record(cost_usd=..., no_usage=True)``): its cost is known, so it is
+# kept apart from the keys above, which make the cost unknown; its tokens are not.
+PRICED_NO_TOKENS_IN_MODELS = "priced_no_tokens_in_models"
+PRICED_NO_TOKENS_OUT_MODELS = "priced_no_tokens_out_models"
 # The keys that say a token column of the attempt's row holds less than its calls used: the counted
 # calls' sum, some call's count of that kind having not come back (``df.wf.cost()`` shows it unknown).
 UNCOUNTED_KEYS = {
-    "tokens_in": (NO_USAGE_MODELS, NO_TOKENS_IN_MODELS),
-    "tokens_out": (NO_USAGE_MODELS, NO_TOKENS_OUT_MODELS),
+    "tokens_in": (NO_USAGE_MODELS, NO_TOKENS_IN_MODELS, PRICED_NO_TOKENS_IN_MODELS),
+    "tokens_out": (NO_USAGE_MODELS, NO_TOKENS_OUT_MODELS, PRICED_NO_TOKENS_OUT_MODELS),
 }
+# Every key that says a part of an attempt's usage is unknown (what a model's share of it keeps).
+USAGE_MARK_KEYS = (*UNKNOWN_COST_KEYS, PRICED_NO_TOKENS_IN_MODELS, PRICED_NO_TOKENS_OUT_MODELS)
 # The key of an attempt's ``extra`` that splits its usage by model, when it called more than one
 # (a cheap model, then a costly one): ``{model: {"calls", "tokens_in", "tokens_out", "cost_usd",
 # "model_latency_s", "ttft_s"}}``, unknown parts null. The row's ``model`` is the last one called,
@@ -220,6 +227,11 @@ class StepContext:
         token columns keep the counted calls' sums; these keys say a sum is short, and
         ``df.wf.cost()`` shows its group's count as unknown.
 
+        ``no_usage=True`` with a ``cost_usd`` (a gateway that sends each call's price but no token
+        counts) adds the cost, and marks the counts not given as unknown, not 0:
+        ``extra["priced_no_tokens_in_models"]`` and ``extra["priced_no_tokens_out_models"]`` list the
+        model, and ``df.wf.cost()`` shows its group's tokens as unknown beside the cost.
+
         An attempt that records calls of more than one model keeps each model's share in
         ``extra["by_model"]`` (calls, tokens, cost, model time, first token; null where unknown, so a
         priced model keeps its cost beside an unpriced one), as the row's ``model`` is only the last
@@ -250,6 +262,14 @@ class StepContext:
             known[key] = listed if name in listed else [*listed, name]
         elif cost_usd is not None and not any(key in usage.get("extra", ()) for key in UNKNOWN_COST_KEYS):
             usage["cost_usd"] = usage.get("cost_usd", 0) + cost_usd
+        if no_usage and cost_usd is not None:
+            # Priced, but uncounted: a count not given is unknown, never the 0 the row's sum would show.
+            known = usage.setdefault("extra", {})
+            name = model if model is not None else usage.get("model")
+            for count, key in ((tokens_in, PRICED_NO_TOKENS_IN_MODELS), (tokens_out, PRICED_NO_TOKENS_OUT_MODELS)):
+                if count is None:
+                    listed = known.get(key) or []
+                    known[key] = listed if name in listed else [*listed, name]
         if ttft_s is not None:
             usage.setdefault("ttft_s", ttft_s)
         if extra:
@@ -282,8 +302,8 @@ class StepContext:
         )
         share["calls"] += model is not None
         for key, value in (("tokens_in", tokens_in), ("tokens_out", tokens_out)):
-            if value is None and no_usage and cost_usd is None:
-                share[key] = None  # this call's server did not count it: the model's sum is short
+            if value is None and no_usage:
+                share[key] = None  # this call's server did not count it (priced or not): the model's sum is short
             elif value is not None and share[key] is not None:
                 share[key] += value
         if cost_usd is None and (no_usage or tokens_in is not None or tokens_out is not None):

@@ -1,9 +1,8 @@
 """A workflow graph as Mermaid or Graphviz DOT text, for docs, reviews and other tools.
 
 Both draw the edges the SVG view draws (:func:`wfkit.model._graphview.edges`): unconditional edges
-plain, routes labelled with their condition, fallbacks and rejections dashed. Their labels add the
-tools a route binds, which the SVG view leaves out: its labels are placed beside their lines and cut
-at 48 characters, and a condition with its tools often runs past that.
+plain, routes labelled with their condition and the tools they bind (as the SVG view labels them,
+on lines of 48 characters at most there), fallbacks and rejections dashed.
 """
 
 from __future__ import annotations
@@ -15,18 +14,6 @@ from wfkit.model._graphview import edges
 from wfkit.model._routes import END
 
 _DASHED = ("on failure", "on reject")
-
-
-def _labels(graph: Graph) -> dict[tuple[str, str, str], str]:
-    """Edge label with the tools a route binds, keyed like :func:`edges` rows."""
-    out: dict[tuple[str, str, str], str] = {}
-    for src, router in graph.routers.items():
-        for route in router.routes:
-            if route.go.tools is not None:
-                out[(src, route.target, str(route.condition))] = f"{route.condition} [{', '.join(route.go.tools)}]"
-        if router.default.tools is not None:
-            out[(src, router.default.target, "default")] = f"default [{', '.join(router.default.tools)}]"
-    return out
 
 
 def _mermaid_text(text: str) -> str:
@@ -47,15 +34,12 @@ def to_mermaid(graph: Graph) -> str:
         label = name + (f" ({', '.join(marks)})" if marks else "")
         shape = f'(["{_mermaid_text(label)}"])' if name == graph.entry else f'["{_mermaid_text(label)}"]'
         lines.append(f"    {node}{shape}")
-    rows = edges(graph)
+    rows = edges(graph, tools=True)
     if any(dst == END for _, dst, _ in rows):
         lines.append('    end_(("end"))')
-    labels = _labels(graph)
-    for row in rows:
-        src, dst, label = row
-        text = labels.get(row, label)
+    for src, dst, label in rows:
         arrow = "-.->" if label in _DASHED else "-->"
-        lines.append(f"    {ids[src]} {arrow}" + (f'|"{_mermaid_text(text)}"|' if text else "") + f" {ids[dst]}")
+        lines.append(f"    {ids[src]} {arrow}" + (f'|"{_mermaid_text(label)}"|' if label else "") + f" {ids[dst]}")
     return "\n".join(lines) + "\n"
 
 
@@ -80,16 +64,13 @@ def to_dot(graph: Graph) -> str:
         if spec.approval is not None or spec.irreversible:
             attrs.append('style="rounded,bold"')
         lines.append(f"    {_dot_id(name)} [{', '.join(attrs)}];")
-    rows = edges(graph)
+    rows = edges(graph, tools=True)
     if any(dst == END for _, dst, _ in rows):
         lines.append(f'    {_dot_id(END)} [label="end", shape=oval];')
-    labels = _labels(graph)
-    for row in rows:
-        src, dst, label = row
+    for src, dst, label in rows:
         attrs = []
-        text = labels.get(row, label)
-        if text:
-            attrs.append(f"label={_dot_id(text)}")
+        if label:
+            attrs.append(f"label={_dot_id(label)}")
         if label in _DASHED:
             attrs.append("style=dashed")
         lines.append(f"    {_dot_id(src)} -> {_dot_id(dst)}" + (f" [{', '.join(attrs)}]" if attrs else "") + ";")

@@ -2,7 +2,8 @@
 
 Layout: steps are placed in layers by their distance from the entry; edges that go back to an
 earlier layer (loops) are drawn as arcs on the right, and a step's route to itself as a loop on its
-right side. Routes carry their condition as a label.
+right side. Routes carry their condition as a label, and the tools a route binds after it (as the
+Mermaid and DOT exports do); a long label is wrapped onto lines of its own, never cut.
 Colours show a run's step statuses when given. Boxes name their loop bound and approval condition;
 markers are drawn shapes, so no emoji font is needed.
 """
@@ -11,12 +12,14 @@ from __future__ import annotations
 
 import base64
 import html
+import re
+import textwrap
 from collections import deque
 from collections.abc import Callable, Mapping
 from functools import partial
 
 from wfkit.model._graph import Graph
-from wfkit.model._routes import END
+from wfkit.model._routes import END, Go
 from wfkit.model._steps import Subflow
 
 STATUS_COLORS = {
@@ -36,14 +39,20 @@ _W, _H, _GAP_X, _GAP_Y = 170, 44, 40, 64
 _CHAR = 5.6  # width of a character at font-size 10, for placing labels without measuring text
 
 
-def edges(graph: Graph) -> list[tuple[str, str, str]]:
-    """Every edge as (source, target, label): "" for an unconditional edge."""
+def edges(graph: Graph, *, tools: bool = False) -> list[tuple[str, str, str]]:
+    """Every edge as (source, target, label): "" for an unconditional edge. With ``tools`` a
+    route's label adds the tools it binds (``query_type == 'code' [web_search]``), as every
+    drawing of the graph shows them: which tools a step gets is part of the route taken to it."""
+
+    def routed(label: str, go: Go) -> str:
+        return f"{label} [{', '.join(go.tools)}]" if tools and go.tools is not None else label
+
     out: list[tuple[str, str, str]] = []
     for src, targets in graph.edges.items():
         out.extend((src, t, "") for t in targets)
     for src, router in graph.routers.items():
-        out.extend((src, r.target, str(r.condition)) for r in router.routes)
-        out.append((src, router.default.target, "default"))
+        out.extend((src, r.target, routed(str(r.condition), r.go)) for r in router.routes)
+        out.append((src, router.default.target, routed("default", router.default)))
     for spec in graph.steps.values():
         if spec.fallback:
             out.append((spec.name, spec.fallback, "on failure"))
@@ -109,15 +118,15 @@ class _Labels:
         self.boxes: list[tuple[float, float, float, float]] = []
 
     def place(
-        self, x: float, y: float, text: str, avoid: list[tuple[float, float, float, float]]
+        self, x: float, y: float, text: tuple[str, ...], avoid: list[tuple[float, float, float, float]]
     ) -> tuple[float, float]:
-        width, height = len(text) * _CHAR + 6, 13.0
+        width, height = _extent(text)
         for _ in range(40):
             box = (x - 3, y - 10, x - 3 + width, y - 10 + height)
             if not any(_overlap(box, other) for other in self.boxes + avoid):
                 self.boxes.append(box)
                 return x, y
-            y += height
+            y += _LINE
         self.boxes.append((x - 3, y - 10, x - 3 + width, y - 10 + height))
         return x, y
 
@@ -130,16 +139,43 @@ def _quadratic(
     return a * start[0] + b * control[0] + c * end[0], a * start[1] + b * control[1] + c * end[1]
 
 
-def _short(label: str) -> str:
-    return label if len(label) <= 48 else label[:47] + "…"
+_WIDEST = 48  # characters on one line of an edge's label; a longer label takes more lines
+_NARROW = 24  # ... and on one squeezed between two fanned-out edges
+_LINE = 13  # px from one line of a label to the next, and the height of a one-line label's box
 
 
-def _label(lx: float, ly: float, text: str) -> str:
-    """A label's text on a white box, its baseline's start at (lx, ly)."""
+def _lines(label: str, widest: int = _WIDEST) -> tuple[str, ...]:
+    """A label as the lines it is drawn on: whole when it is short, else broken where it reads
+    best (after the ``;`` between the labels of edges drawn as one, before a route's ``[tools]``),
+    then between words. Nothing is left out: a condition cut at 48 characters lost its value's end
+    and the tools the exports show."""
+    if len(label) <= widest:
+        return (label,)
+    lines: list[str] = []
+    for piece in re.split(r"(?<=;) | (?=\[)", label):
+        for part in textwrap.wrap(piece, widest, break_on_hyphens=False):
+            if lines and len(lines[-1]) + 1 + len(part) <= widest:
+                lines[-1] += " " + part
+            else:
+                lines.append(part)
+    return tuple(lines)
+
+
+def _extent(text: tuple[str, ...]) -> tuple[float, float]:
+    """A label's box: its width and height, from its lines (no text is measured)."""
+    return max(len(line) for line in text) * _CHAR + 6, _LINE * len(text)
+
+
+def _label(lx: float, ly: float, text: tuple[str, ...]) -> str:
+    """A label's lines on a white box, its first baseline's start at (lx, ly)."""
+    width, height = _extent(text)
+    lines = "".join(
+        f'<tspan x="{lx:.0f}" dy="{0 if i == 0 else _LINE}">{html.escape(line)}</tspan>' for i, line in enumerate(text)
+    )
     return (
-        f'<rect x="{lx - 3:.0f}" y="{ly - 10:.0f}" width="{len(text) * _CHAR + 6:.0f}" height="13" rx="3" '
+        f'<rect x="{lx - 3:.0f}" y="{ly - 10:.0f}" width="{width:.0f}" height="{height:.0f}" rx="3" '
         f'fill="white" fill-opacity="0.85"/>'
-        f'<text x="{lx:.0f}" y="{ly:.0f}" fill="#444" font-size="10">{html.escape(text)}</text>'
+        f'<text x="{lx:.0f}" y="{ly:.0f}" fill="#444" font-size="10">{lines}</text>'
     )
 
 
@@ -154,32 +190,50 @@ def _cuts(segment: tuple[float, float, float, float], box: tuple[float, float, f
 
 
 def _along(
-    point: Callable[[float], tuple[float, float]], ts: tuple[float, ...], slope: float, width: float, left: bool
+    point: Callable[[float], tuple[float, float]],
+    ts: tuple[float, ...],
+    slope: float,
+    extent: tuple[float, float],
+    left: bool,
 ) -> list[tuple[float, float]]:
-    """Where a label may go beside a line: at each fraction ``ts`` of it (``point(t)``), on its left
-    or right, clear of it across the label's height (6 px above the point to 7 below, where a line
-    of ``slope`` px per px down has moved on). As (x, y) of the text's baseline start."""
+    """Where a label of ``extent`` (width, height) may go beside a line: at each fraction ``ts`` of
+    it (``point(t)``), on its left or right, clear of it across the label's height (6 px above the
+    point to the box's foot, 7 below for one line, where a line of ``slope`` px per px down has
+    moved on). As (x, y) of the text's first baseline start."""
+    width, height = extent
+    below = height - 6
     out = []
     for t in ts:
         px, py = point(t)
-        lx = px + min(slope * 7, slope * -6) - 5 - width if left else px + max(slope * 7, slope * -6) + 8
+        lx = px + min(slope * below, slope * -6) - 5 - width if left else px + max(slope * below, slope * -6) + 8
         out.append((lx, py + 4))
     return out
 
 
+def _beside_line(
+    line: Callable[[float], tuple[float, float]],
+    ts: tuple[float, ...],
+    slope: float,
+    sides: tuple[bool, ...],
+    extent: tuple[float, float],
+) -> list[tuple[float, float]]:
+    """Where a label of ``extent`` may go beside a straight edge: :func:`_along` on each of ``sides``
+    (left: True) in turn."""
+    return [spot for left in sides for spot in _along(line, ts, slope, extent, left)]
+
+
 def _place(
     candidates: list[tuple[float, float]],
-    fallback: tuple[float, float],
-    text: str,
+    text: tuple[str, ...],
     placer: _Labels,
     steps: list[tuple[float, float, float, float]],
     segments: list[tuple[float, float, float, float]],
-) -> tuple[float, float]:
+) -> tuple[float, float] | None:
     """The first of ``candidates`` inside the drawing where no straight edge runs through the label
-    and it covers no step or label; else ``fallback``, moved down until it covers none."""
-    width = len(text) * _CHAR + 6
+    and it covers no step or label (taken: no later label covers it); None if there is none."""
+    width, height = _extent(text)
     for lx, ly in candidates:
-        box = (lx - 3, ly - 10, lx - 3 + width, ly + 3)
+        box = (lx - 3, ly - 10, lx - 3 + width, ly - 10 + height)
         if (
             box[0] >= 0
             and not any(_overlap(box, other) for other in placer.boxes + steps)
@@ -187,7 +241,7 @@ def _place(
         ):
             placer.boxes.append(box)
             return lx, ly
-    return placer.place(*fallback, text, steps)
+    return None
 
 
 def _ys(path: str) -> list[float]:
@@ -296,22 +350,47 @@ def _inner(svg: str) -> str:
     return svg[svg.index(">") + 1 : svg.rindex("</svg>")]
 
 
-def _draw(graph: Graph, statuses: Mapping[str, str]) -> tuple[list[str], int, float, dict[str, tuple[float, float]]]:
+_Drawing = tuple[list[str], int, float, dict[str, tuple[float, float]]]
+
+
+def _draw(graph: Graph, statuses: Mapping[str, str]) -> _Drawing:
     """The graph's own drawing: (SVG parts without the outer element, width, height, each step's
-    top-left corner)."""
-    all_edges = _merged(edges(graph))
+    top-left corner). Where a label finds no place beside its edge (a condition and its tools
+    between two fanned-out edges), the rows its edge joins are drawn further apart, a little at a
+    time, while that places more labels."""
+    drawing, squeezed = _layout(graph, statuses, {})
+    best = drawing, len(squeezed)
+    gaps: dict[int, float] = {}  # a layer -> the space below it, where wider than _GAP_Y
+    for _ in range(6):
+        if not squeezed:
+            break
+        for level in set(squeezed):
+            gaps[level] = gaps.get(level, _GAP_Y) + 16
+        drawing, squeezed = _layout(graph, statuses, gaps)
+        if len(squeezed) < best[1]:
+            best = drawing, len(squeezed)
+    return best[0]
+
+
+def _layout(graph: Graph, statuses: Mapping[str, str], gaps: Mapping[int, float]) -> tuple[_Drawing, list[int]]:
+    """The drawing with ``gaps`` below some layers (``_GAP_Y`` below the others), and for each label
+    that found no place beside its edge, its edge's source layer."""
+    all_edges = _merged(edges(graph, tools=True))
     layer = _layers(graph, all_edges)
     rows: dict[int, list[str]] = {}
     for name in graph.steps:
         rows.setdefault(layer[name], []).append(name)
     width = max(len(r) for r in rows.values()) * (_W + _GAP_X) + 260
+    tops = [20.0]  # the top of each layer's row, and of the row below the last (the end marker's)
+    for level in range(max(rows) + 1):
+        tops.append(tops[-1] + _H + gaps.get(level, _GAP_Y))
     pos: dict[str, tuple[float, float]] = {}
     for level, names in sorted(rows.items()):
         row_width = len(names) * (_W + _GAP_X) - _GAP_X
         x0 = (width - 260 - row_width) / 2 + 20
         for i, name in enumerate(names):
-            pos[name] = (x0 + i * (_W + _GAP_X), 20 + level * (_H + _GAP_Y))
-    end_y = 20 + (max(rows) + 1) * (_H + _GAP_Y)
+            pos[name] = (x0 + i * (_W + _GAP_X), tops[level])
+    end_y = tops[-1]
     has_end = any(t == END for _, t, _ in all_edges)
     if has_end:
         pos[END] = ((width - 260) / 2 + 20 - 30, end_y)
@@ -323,14 +402,15 @@ def _draw(graph: Graph, statuses: Mapping[str, str]) -> tuple[list[str], int, fl
     segments: list[tuple[float, float, float, float]] = []  # the straight edges, end to end
     # Each label with where it may go, placed once every line is known so that none runs through it
     # (between two fanned-out edges, or on the solid edge a fallback bows from, its edge was a guess).
-    pending: list[tuple[list[tuple[float, float]], tuple[float, float], str]] = []
+    pending: list[
+        tuple[Callable[[tuple[float, float]], list[tuple[float, float]]] | None, tuple[float, float], str, int]
+    ] = []
     # How far down the drawing goes, for its height: a row is kept for the end marker only when it
     # is drawn (it left a blank band under every graph without an edge to the end).
     lowest = max(y + (24 if n == END else _H) for n, (_, y) in pos.items())
     for src, dst, label in sorted(all_edges, key=lambda e: (_dashed(e[2]), layer[e[0]], e[1])):
-        text = _short(label)
-        width_of_text = len(text) * _CHAR + 6
-        candidates: list[tuple[float, float]] = []
+        extent = _extent(_lines(label))
+        beside: Callable[[tuple[float, float]], list[tuple[float, float]]] | None = None  # extent -> spots
         x1, y1 = pos[src]
         x2, y2 = pos[dst] if dst in pos else (x1, y1 + _H + _GAP_Y)
         dashed = _dashed(label)
@@ -352,7 +432,7 @@ def _draw(graph: Graph, statuses: Mapping[str, str]) -> tuple[list[str], int, fl
             ex, ey = x2 + _W / 2, y2 + _H
             dip = sy + 26
             path = f"M{sx},{sy} C{sx},{dip} {ex},{dip} {ex},{ey + 2}"
-            lx, ly = (sx + ex) / 2 - len(label) * _CHAR / 2, dip + 4
+            lx, ly = (sx + ex) / 2 - (extent[0] - 6) / 2, dip + 4
         else:
             sx, sy = x1 + _W / 2, y1 + _H
             ex, ey = (x2 + _W / 2, y2) if dst != END else (x2 + 30, y2)
@@ -366,7 +446,7 @@ def _draw(graph: Graph, statuses: Mapping[str, str]) -> tuple[list[str], int, fl
                 # Around the bow's outermost point, on its outer side, away from the solid edges.
                 outer_left = mx < (sx + ex) / 2
                 curve = partial(_quadratic, (sx, sy), (mx, my), (ex, ey - 2))
-                candidates = _along(curve, (0.5, 0.4, 0.6, 0.3, 0.7), 0.0, width_of_text, outer_left)
+                beside = partial(_along, curve, (0.5, 0.4, 0.6, 0.3, 0.7), 0.0, left=outer_left)
             else:
                 path = f"M{sx},{sy} L{ex},{ey - 2}"
                 segments.append((sx, sy, ex, ey - 2))
@@ -376,16 +456,25 @@ def _draw(graph: Graph, statuses: Mapping[str, str]) -> tuple[list[str], int, fl
                 slope = (ex - sx) / (ey - sy) if ey != sy else 0.0
                 line = partial(_quadratic, (sx, sy), ((sx + ex) / 2, (sy + ey) / 2), (ex, ey))
                 ts = (0.35, 0.45, 0.55, 0.25, 0.65, 0.75)
-                candidates = _along(line, ts, slope, width_of_text, slope < 0)
-                if slope == 0:  # straight down: either side will do
-                    candidates += _along(line, ts, slope, width_of_text, True)
+                # Straight down: either side will do.
+                beside = partial(_beside_line, line, ts, slope, (slope < 0, True) if slope == 0 else (slope < 0,))
         lines.append((dashed, f'<path d="{path}" fill="none"{style} marker-end="url(#wfk-arrow)"/>'))
         lowest = max(lowest, *_ys(path))  # a curve stays within its control points
         if label:
-            pending.append((candidates, (lx, ly), text))
-    for candidates, fallback, text in pending:
-        lx, ly = _place(candidates, fallback, text, placer, boxes, segments)
-        texts.append(_label(lx, ly, text))
+            pending.append((beside, (lx, ly), label, layer[src]))
+    squeezed: list[int] = []
+    for beside, fallback, label, level in pending:
+        # Whole lines first; lines of half the width (the tools under their condition) where those
+        # find no place; else its fallback, and the rows it joins are tried further apart.
+        for text in (_lines(label), _lines(label, _NARROW)) if beside is not None else (_lines(label),):
+            spot = None if beside is None else _place(beside(_extent(text)), text, placer, boxes, segments)
+            if spot is not None:
+                break
+        if spot is None:
+            if beside is not None:
+                squeezed.append(level)
+            spot = placer.place(*fallback, text, boxes)
+        texts.append(_label(*spot, text))
     used = max([b[2] for b in placer.boxes] + [width])
     width = int(used + 10)
     height = max([b[3] for b in placer.boxes] + [lowest]) + 20  # the margin above the first row
@@ -446,7 +535,7 @@ def _draw(graph: Graph, statuses: Mapping[str, str]) -> tuple[list[str], int, fl
             f'<text x="{x + _W / 2}" y="{name_y}" text-anchor="middle">{html.escape(name[:22])}</text>{note}</g>'
         )
     parts += texts  # labels last: on top of every line
-    return parts, width, height, pos
+    return (parts, width, height, pos), squeezed
 
 
 def to_text(graph: Graph, *, expand: bool = False) -> str:

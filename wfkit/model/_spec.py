@@ -23,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import json
+import math
 import re
 import sys
 from collections.abc import Callable, Iterable, Mapping
@@ -662,20 +663,11 @@ def read(path: str | Path) -> dict[str, Any]:
 def _no_spec_at(path: Path) -> FileNotFoundError:
     """No file at ``path``: say so naming the spec files beside it (a typo, a file renamed), not
     only errno's "No such file or directory"."""
-    from wfkit.model._suggest import did_you_mean
+    from wfkit.model._suggest import files_beside
 
     if path.is_dir():
         return FileNotFoundError(f"{path} is a folder: give the flow spec file in it (.yaml, .yml or .json)")
-    folder = path.parent
-    named = "the current folder" if str(folder) == "." else str(folder)
-    specs = sorted(p.name for p in folder.glob("*") if p.suffix.lower() in (".yaml", ".yml", ".json") and p.is_file())
-    there = (
-        f"; {named} holds {', '.join(specs[:8])}{' ...' if len(specs) > 8 else ''}{did_you_mean(path.name, specs)}"
-        if specs
-        else f"; {named} holds no flow spec (.yaml, .yml or .json)"
-        if folder.is_dir()
-        else f"; there is no folder {folder}"
-    )
+    there = files_beside(path, (".yaml", ".yml", ".json"), kind="flow spec (.yaml, .yml or .json)")
     return FileNotFoundError(f"no flow spec at {path}{there}")
 
 
@@ -799,6 +791,8 @@ def _schema_problems(spec: Mapping[str, Any], problems: _Problems) -> None:
         # A condition that fits none of its shapes: report the closest shape's complaint.
         error = _closest(top)
         where = tuple(error.absolute_path)
+        if isinstance(error.instance, float) and not math.isfinite(error.instance):
+            continue  # reported with what to write instead (a whole number field's "inf is no integer")
         line_at: Location | None = None
         message = error.message
         if error.validator == "additionalProperties" and isinstance(error.instance, Mapping):
@@ -838,6 +832,70 @@ def _key_problems(value: Any, where: Location, problems: _Problems) -> None:
     elif isinstance(value, list):
         for i, item in enumerate(value):
             _key_problems(item, (*where, i), problems)
+
+
+def _non_finite_problems(value: Any, where: Location, problems: _Problems) -> None:
+    """Report every infinity and NaN in the spec (YAML's ``.inf`` and ``.nan``; Python's ``json``
+    reads ``Infinity`` and ``NaN``). JSON has none, so ``flow.save`` would write such a spec as no
+    JSON reader reads it, and in a number field each does what no one means: a NaN passes every
+    bound the schema sets (no comparison with it fails), an infinite timeout is a timer that
+    never fires. Each is refused saying what to write for what it was likely meant to say."""
+    if isinstance(value, float) and not math.isfinite(value):
+        said = "NaN" if math.isnan(value) else "infinity" if value > 0 else "minus infinity"
+        problems.add(
+            where,
+            f"{json_path(where)}: {said} is no number a flow spec can hold (JSON has none); "
+            f"{_finite_fix(where, value)}",
+            {"kind": "non_finite", "value": value},
+        )
+    elif isinstance(value, Mapping):
+        for key, item in value.items():
+            if isinstance(key, str):
+                _non_finite_problems(item, (*where, key), problems)
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            _non_finite_problems(item, (*where, i), problems)
+
+
+_FINITE_FIXES: dict[str, tuple[str, str]] = {
+    # key: (what to write for infinity, and for anything else not finite)
+    "timeout": (
+        "leave 'timeout' out: a step without one has no time limit",
+        "write the seconds one attempt may take, a number > 0",
+    ),
+    "max_elapsed": ("write null for no bound", "write the seconds after which no retry starts, or null for no bound"),
+    "max_delay": ("write the longest wait you accept, in seconds (left out: 60)",) * 2,
+    "base_delay": ("write the seconds before the first retry, e.g. 0.5",) * 2,
+    "backoff_factor": ("write how much the wait grows per retry, a number >= 1, e.g. 2",) * 2,
+    "jitter": ("write the random spread of the wait, a fraction in [0, 1], e.g. 0.1",) * 2,
+    "max_retries": ("write a whole number of retries, e.g. 3",) * 2,
+    "max_unknown_retries": ("write a whole number of retries, e.g. 1",) * 2,
+    "max_visits": ("write how often a loop may come back here, a whole number >= 1, e.g. 5",) * 2,
+    "max_concurrency": (
+        "leave 'max_concurrency' out: all items run at once",
+        "write how many items run at once, a whole number >= 1, or leave it out for all at once",
+    ),
+    "ttl": (
+        "leave 'ttl' out: an entry then lives until `wfkit cache clear`",
+        "write the seconds an entry lives, a number > 0, or leave 'ttl' out to keep it until `wfkit cache clear`",
+    ),
+}
+"""What to write instead of a number field's infinity (what it was likely meant to say) or NaN."""
+
+
+def _finite_fix(where: Location, value: float) -> str:
+    """What to write instead of ``value`` (not finite) at ``where``."""
+    if "when" in where:  # a condition's value, or an item of an 'in' list
+        if math.isnan(value):
+            return "nothing equals NaN and no comparison with it holds, so the condition never would: write the value"
+        return "compare with a finite bound (e.g. 1e300), or leave out a condition that would always hold"
+    if where[:2] == ("metadata", "layout"):
+        return "a step's place in the builder is two finite numbers, [x, y]"
+    key = where[-1] if where and isinstance(where[-1], str) else None
+    if key in _FINITE_FIXES and where[0] == "steps":
+        meant, other = _FINITE_FIXES[key]
+        return meant if value == math.inf else other
+    return "write a finite number"
 
 
 def _string_keys(value: Mapping[Any, Any]) -> dict[str, Any]:
@@ -1077,6 +1135,7 @@ def load_parts(
         message = source.locate(other_format, ("wfkit_flow",)) if source is not None else other_format
         raise FlowSpecError(name, [message], [("wfkit_flow",)])
     _key_problems(spec, (), problems)
+    _non_finite_problems(spec, (), problems)
     _schema_problems(spec, problems)
 
     raw_steps = _mapping(spec, "steps")
