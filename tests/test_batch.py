@@ -40,6 +40,26 @@ def test_run_many_runs_are_in_the_workspace_and_step_log(workspace: Path) -> Non
     assert {r["run_id"] for r in wf.Workspace(workspace).runs()} == set(result.runs["run_id"])
 
 
+def test_run_many_in_memory_keeps_every_run_and_says_it_has_no_step_log(workspace: Path) -> None:
+    """workspace=False runs every input in memory, as it runs one: the rows come back (it used to
+    run them all, then fail on the result's folder), nothing reaches the workspace, and steps()
+    says why it has nothing to read."""
+    result = seeded().run_many([{"x": i} for i in range(4)], progress=False, workspace=False)
+    assert ["succeeded"] * 3 + ["failed"] == list(result.runs["status"])
+    assert [0, 10, 20, None] == [s.get("y") for s in result.runs["state"]]
+    assert result.dataset is None
+    assert not workspace.exists()
+    with pytest.raises(ValueError, match=r"kept in memory \(workspace=False\), so no step log.*workspace=FOLDER"):
+        result.steps()
+
+
+def test_run_many_in_memory_on_dask_without_a_dataset_is_refused_before_connecting() -> None:
+    """Dask workers write their step logs to a folder: workspace=False with executor= and no
+    dataset= is refused at once (the address is never dialled), saying what to pass."""
+    with pytest.raises(ValueError, match="pass dataset=FOLDER"):
+        seeded().run_many([{"x": 1}], progress=False, workspace=False, executor="tcp://127.0.0.1:9")
+
+
 def test_run_many_seeds_run_i_with_seed_plus_i(workspace: Path) -> None:
     """Run i gets seed + i, so a batch is reproducible (locally and on Dask)."""
     result = seeded().run_many([{"x": 0}, {"x": 1}], progress=False, seed=100)

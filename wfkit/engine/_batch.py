@@ -14,7 +14,7 @@ import os
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, Unpack
+from typing import TYPE_CHECKING, Any, Literal, Protocol, Unpack
 
 from wfkit._jupyter import progress_bar
 from wfkit.engine._run import _BATCH_KEYS, BatchRunOptions, _Options
@@ -40,9 +40,10 @@ class _Runnable(Protocol):
 
 class BatchResult:
     """The runs of one ``run_many``: ``runs`` has a row per input (``index`` is its position),
-    with the run's id, status, error and final ``state``; ``steps()`` reads their step log."""
+    with the run's id, status, error and final ``state``; ``steps()`` reads their step log.
+    ``dataset`` is where that log is (None: the runs were kept in memory, ``workspace=False``)."""
 
-    def __init__(self, workflow: str, runs: pd.DataFrame, dataset: str) -> None:
+    def __init__(self, workflow: str, runs: pd.DataFrame, dataset: str | None) -> None:
         self.workflow = workflow
         self.runs = runs
         self.dataset = dataset
@@ -51,6 +52,12 @@ class BatchResult:
         """The step-log rows of these runs (one per attempt), from the workspace or the dataset."""
         from wfkit.logs._steplog import steps
 
+        if self.dataset is None:
+            raise ValueError(
+                f"the runs of this batch of {self.workflow!r} were kept in memory (workspace=False), so no step "
+                f"log was written: run them with run_many(..., workspace=FOLDER) (or the default workspace) to "
+                f"read their steps; each run's status, error and final state are in .runs"
+            )
         return steps(self.dataset, run_id=list(self.runs["run_id"]))
 
     def __repr__(self) -> str:
@@ -159,7 +166,7 @@ def run_many(
     executor: Executor | None = None,
     concurrency: int = 16,
     seed: int = 0,
-    workspace: str | os.PathLike[str] | None = None,
+    workspace: str | os.PathLike[str] | Literal[False] | None = None,
     dataset: str | os.PathLike[str] | None = None,
     partition_size: int | None = None,
     retries: int = 2,
@@ -168,7 +175,8 @@ def run_many(
     **options: Unpack[BatchRunOptions],
 ) -> BatchResult:
     """Run ``flow`` once per input; see :class:`BatchResult`. ``options`` go to every run
-    (``timeout``, ``policy``, ``llm``, ``tools``...)."""
+    (``timeout``, ``policy``, ``llm``, ``tools``...). ``workspace=False`` keeps the runs in memory,
+    as it keeps one run (locally only: Dask workers write their step logs to ``dataset=``)."""
     from wfkit.engine._loops import run_blocking
 
     items = list(inputs)
@@ -206,7 +214,14 @@ def run_many(
         finally:
             if bar is not None:
                 bar.close()
-        return BatchResult(flow.name, _frame(rows), str(workspace_path(workspace)))
+        return BatchResult(flow.name, _frame(rows), None if workspace is False else str(workspace_path(workspace)))
+
+    if workspace is False and dataset is None:
+        raise ValueError(
+            "workspace=False keeps runs in memory, but runs on Dask workers write their step logs to a folder "
+            "every worker sees: pass dataset=FOLDER (or an fsspec URL), or a workspace, or drop executor= to "
+            "run in this process"
+        )
 
     from wfkit.distributed._dask import check_sendable, chunks, run_partitioned
 
@@ -214,7 +229,7 @@ def run_many(
     check_sendable({f"workflow {flow.name!r}": flow, **{f"{name}=": value for name, value in options.items()}})
     outcome = run_partitioned(
         executor,
-        dataset if dataset is not None else workspace_path(workspace),
+        dataset if dataset is not None else workspace_path(None if workspace is False else workspace),
         cases=len(items),
         split=lambda size: [
             _BatchPartition(flow, tuple(part), concurrency, seed, dict(options)) for part in chunks(indexed, size)

@@ -1306,7 +1306,7 @@ class Workflow:
         executor: Any = None,
         concurrency: int = 16,
         seed: int = 0,
-        workspace: str | os.PathLike[str] | None = None,
+        workspace: WorkspaceArg = None,
         dataset: str | os.PathLike[str] | None = None,
         partition_size: int | None = None,
         retries: int = 2,
@@ -1321,7 +1321,8 @@ class Workflow:
         ``partition_size``, each run there with the same bound; step logs land in ``dataset`` (a
         folder every worker sees, or an fsspec URL; default the workspace). ``options`` go to every
         run (``timeout``, ``policy``, ``llm``, ``tools``); ``announce`` receives the dashboard link
-        (default: printed). Returns a :class:`BatchResult` with a row per input, in input order.
+        (default: printed). ``workspace=False`` keeps the runs in memory (locally: their rows, no
+        step log). Returns a :class:`BatchResult` with a row per input, in input order.
         """
         from wfkit.engine._batch import run_many
 
