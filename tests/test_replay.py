@@ -565,14 +565,16 @@ def test_a_change_only_in_what_a_cell_shows_is_a_regression_naming_the_cell_and_
 
 @pytest.mark.slow  # runs notebooks in Jupyter kernels (papermill)
 def test_noise_in_what_cells_show_is_no_regression(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """Run ids, timings, timestamps, memory addresses and the kernel's file names in a warning differ
-    on every replay and are masked; a cell tagged `wfkit-ignore-output` is not compared at all."""
+    """Run ids, timings, timestamps, random UUIDs, memory addresses and the kernel's file names in a
+    warning differ on every replay and are masked; a cell tagged `wfkit-ignore-output` is not compared at all."""
     noisy = (
         "import datetime, time, warnings\n"
         "t0 = time.perf_counter()\n"
         "print(run.run_id, 'took', f'{(time.perf_counter() - t0) * 1e6:.3f} ms')\n"
         "print('at', datetime.datetime.now(datetime.UTC).isoformat(), 'and', datetime.datetime.now())\n"
         "print(object())\n"
+        "import uuid\n"
+        "print('ticket', uuid.uuid4(), 'trace', uuid.uuid1())\n"
         "warnings.warn('kept in the comparison')"
     )
     nb = _notebook(project / "nbs" / "noisy.ipynb", TINY, noisy, "import random\nprint(random.random())")
@@ -1139,3 +1141,28 @@ def test_a_fourth_ticket_in_the_regression_notebook_is_a_regression_naming_the_r
     assert "      regression  notebooks/07_regression_replay.ipynb  (7 runs, " in out
     assert "                  - runs 3 -> 4\n" in out
     assert 'run 4 (ticket-triage): new run: succeeded, inputs {"text": "where is my invoice?"}' in out
+
+
+def test_a_random_uuid_in_what_a_cell_shows_is_masked_and_a_name_based_one_is_compared(tmp_path: Path) -> None:
+    """A uuid4 (random) or uuid1 (time and host) a cell prints differs on every replay by construction,
+    as a timestamp does, and is masked; a uuid5 is a function of its name and stays compared."""
+    import uuid
+
+    from wfkit.replay._outputs import cell_outputs
+
+    source = _notebook(tmp_path / "src.ipynb", "print(ids)")
+    named = uuid.uuid5(uuid.NAMESPACE_URL, "https://example.org/ticket/17")
+
+    def shown(*printed: uuid.UUID) -> dict[str, object]:
+        executed = nbformat.read(source, as_version=4)
+        text = "".join(f"id {u}\n" for u in printed) + f"upper {str(printed[0]).upper()}\n"
+        executed.cells[1].outputs = [nbformat.v4.new_output("stream", name="stdout", text=text)]
+        path = tmp_path / "executed.ipynb"
+        nbformat.write(executed, path)
+        return cell_outputs(source, path, ids={}, folders={})
+
+    first = shown(uuid.uuid4(), uuid.uuid1(), named)
+    second = shown(uuid.uuid4(), uuid.uuid1(), named)
+    assert first == second
+    (cell,) = first.values()
+    assert f"id <uuid>\nid <uuid>\nid {named}\nupper <uuid>\n" == cell["stdout"]
