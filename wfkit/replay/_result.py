@@ -10,6 +10,7 @@ from typing import Any
 
 from wfkit.replay._compare import Difference
 from wfkit.replay._kernel import WHOLE_CELLS
+from wfkit.replay._outputs import IGNORE_FIGURE_DATA_TAG, IGNORE_TAG
 
 # Statuses, and which of them fail the replay (exit 1).
 OK, UPDATED, REGRESSION, FAILED, NO_BASELINE = "ok", "baseline updated", "regression", "failed", "no baseline"
@@ -62,6 +63,21 @@ class NotebookReport:
             + "; ".join(self.digested)
         )
 
+    @property
+    def accept_note(self) -> str:
+        """For a regression, what to do when its differences are no regression: a change meant is
+        recorded; a cell whose output differs on every run by nature is tagged out of the comparison
+        (the README says both; the user reading CI's log has only these lines). Empty otherwise."""
+        if self.status != REGRESSION:
+            return ""
+        note = f"a change you meant: record it, `wfkit replay {self.key} --update-baseline`"
+        if any(d.cell for d in self.diffs):
+            note += (
+                f"; a cell whose output differs on every run (a measured value, an unseeded draw): tag it "
+                f"`{IGNORE_TAG}` (a plot of measured values: `{IGNORE_FIGURE_DATA_TAG}`)"
+            )
+        return note
+
     def line(self) -> str:
         """The line printed when this notebook finishes, then its errors and differences."""
         lines = [f"{self.verdict:>16}  {self.key}  ({plural(self.runs, 'run')}, {self.seconds:.1f} s)"]
@@ -72,6 +88,8 @@ class NotebookReport:
         if self.digested:
             lines.append(f"{'':>18}{self.digest_note}")
         lines.extend(f"{'':>18}- {d}" for d in self.diffs)
+        if self.accept_note:
+            lines.append(f"{'':>18}{self.accept_note}")
         return "\n".join(lines)
 
     def to_json(self) -> dict[str, Any]:
