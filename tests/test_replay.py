@@ -1166,3 +1166,30 @@ def test_a_random_uuid_in_what_a_cell_shows_is_masked_and_a_name_based_one_is_co
     assert first == second
     (cell,) = first.values()
     assert f"id <uuid>\nid <uuid>\nid {named}\nupper <uuid>\n" == cell["stdout"]
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "said"),
+    [
+        ("--cell-timeout", "0", "must be a number of seconds above 0, got 0"),
+        ("--cell-timeout", "-1", "must be a number of seconds above 0, got -1"),
+        ("--timeout", "nan", "must be a number of seconds above 0, got nan"),
+        ("--cell-timeout", "inf", "must be a number of seconds above 0, got inf"),
+        ("--jobs", "0", "must be 1 or more, got 0"),
+        ("--jobs", "-2", "must be 1 or more, got -2"),
+    ],
+)
+def test_a_cell_timeout_or_jobs_that_would_be_read_otherwise_is_refused(
+    project: Path, capsys: pytest.CaptureFixture[str], option: str, value: str, said: str
+) -> None:
+    """papermill reads a cell timeout of 0 or less as no limit at all (a cell waiting for a click
+    would hang the replay), and `--jobs 0` ran one process: each is a usage error, before anything
+    runs, saying what the option takes."""
+    _notebook(project / "nbs" / "ok.ipynb", "x")
+    with pytest.raises(SystemExit) as info:
+        main(["replay", "nbs", "--report", "rep", option, value])
+    assert 2 == info.value.code
+    err = capsys.readouterr().err
+    assert said in err
+    assert option.removeprefix("--").split("-")[0] in err
+    assert not (project / "rep").exists()
