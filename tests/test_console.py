@@ -38,7 +38,7 @@ def test_each_line_is_printed_as_the_notebook_finishes_without_a_bar_off_a_termi
             progress(row)
     assert "" == err.getvalue()
     assert '- run 1 (w), s visit 1: route "x" -> "y"' in out.getvalue()
-    assert "cell 2: KeyError: 'k'" in out.getvalue()
+    assert "cell 2: KeyError: 'k'" in out.getvalue()  # a row from before the cell's code was kept
 
 
 def test_a_terminal_gets_a_progress_bar_below_the_lines() -> None:
@@ -91,3 +91,19 @@ def test_a_regression_says_how_to_accept_a_change_and_how_to_leave_out_a_cell_th
     page = write_html(tmp_path / "report", [shows, fine], seconds=5.0).read_text(encoding="utf-8")
     assert 1 == page.count("wfkit-ignore-output")
     assert html.escape(record) in page
+
+
+def test_a_failed_notebooks_line_names_its_cell_by_its_first_line_of_code(tmp_path: Path) -> None:
+    """A failed cell is named as a difference names one, by its place and first line of code, on the
+    console, in the JUnit error and in the report."""
+    error = {"cell": 8, "code": "time.sleep(60)", "exception": "CellTimeoutError", "message": "timed out"}
+    row = NotebookReport("nb/slow.ipynb", "failed", 5.0, 0, error=error)
+    assert "cell 8 (time.sleep(60)): CellTimeoutError: timed out" in row.line()
+    junit = write_junit(tmp_path / "replay.xml", [row], seconds=5.0)
+    (case,) = ET.parse(junit).getroot().iter("testcase")
+    failed = case.find("error")
+    assert failed is not None
+    assert "cell 8 (time.sleep(60)): CellTimeoutError: timed out" == failed.get("message")
+    (tmp_path / "report").mkdir()
+    page = write_html(tmp_path / "report", [row], seconds=5.0).read_text(encoding="utf-8")
+    assert "cell 8 (time.sleep(60)): <b>CellTimeoutError</b>" in page

@@ -279,7 +279,8 @@ def test_broken_notebooks_are_failed_rows_with_their_traceback(
     slow = rows["nbs/slow.ipynb"]
     assert ("failed", 1) == (slow["status"], slow["error"]["cell"]), slow
     # papermill's headline, not the last line of its preview of the cell (a row of dashes)
-    assert "cell 1: CellTimeoutError: A cell timed out while it was being executed, after 3 seconds." in out
+    line = "cell 1 (import time): CellTimeoutError: A cell timed out while it was being executed, after 3 seconds."
+    assert line in out
     assert "failed" == rows["nbs/dies.ipynb"]["status"]
     assert "          failed  nbs/dies.ipynb" in out
     assert "3 notebooks: 0 ok, 0 regressions, 3 failed in " in out
@@ -291,7 +292,7 @@ def test_a_failing_cell_is_named_by_its_place_in_the_notebook_whatever_the_param
 ) -> None:
     """The failing cell's number is its place in the notebook the user wrote: papermill's
     injected-parameters cell (there only when parameters are given) does not shift it, for an
-    error and for a cell timeout alike."""
+    error and for a cell timeout alike; its first line of code follows, as a difference names a cell."""
     _notebook(project / "nbs" / "error.ipynb", "y = x * factor", "raise ValueError(f'bad {y}')")
     _notebook(project / "nbs" / "slow.ipynb", "import time\ntime.sleep(30)")
     cells = {}
@@ -301,7 +302,8 @@ def test_a_failing_cell_is_named_by_its_place_in_the_notebook_whatever_the_param
         assert 1 == code, out
         rows = json.loads((project / "r" / "summary.json").read_text())["notebooks"]
         cells[bool(given)] = {r["notebook"]: r["error"]["cell"] for r in rows}
-        assert "cell 2: ValueError: bad " in out
+        assert "cell 2 (raise ValueError(f'bad {y}')): ValueError: bad " in out
+        assert "cell 1 (import time): CellTimeoutError: " in out
     assert {"nbs/error.ipynb": 2, "nbs/slow.ipynb": 1} == cells[False] == cells[True]
 
 

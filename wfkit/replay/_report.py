@@ -106,7 +106,7 @@ def _row(r: NotebookReport, report: Path) -> str:
     findings = ""
     if r.error:
         e = r.error
-        where = "" if e.get("cell") is None else f"cell {html.escape(str(e.get('cell')))}: "
+        where = f"{html.escape(r.error_cell)}: " if r.error_cell else ""
         findings += f"<p>{where}<b>{html.escape(str(e.get('exception')))}</b>: "
         findings += f"{html.escape(str(e.get('message')))}</p>"
         if e.get("traceback"):

@@ -47,10 +47,20 @@ class NotebookReport:
         return f"{self.status} (nothing compared: {self.nothing_compared})" if self.nothing_compared else self.status
 
     @property
-    def error_line(self) -> str:
-        """``cell 3: ValueError: bad``, or without the cell for an error of none (the kernel's setup)."""
+    def error_cell(self) -> str:
+        """``cell 8 (import time)``: the failing cell as a difference names one (its first line of
+        code, when the row has it); empty for an error of no cell."""
         e = self.error or {}
-        where = "" if e.get("cell") is None else f"cell {e.get('cell')}: "
+        if e.get("cell") is None:
+            return ""
+        return f"cell {e['cell']} ({e['code']})" if e.get("code") else f"cell {e['cell']}"
+
+    @property
+    def error_line(self) -> str:
+        """``cell 3 (raise ValueError("bad")): ValueError: bad``, or without the cell for an error of
+        none (the kernel's setup)."""
+        e = self.error or {}
+        where = f"{self.error_cell}: " if self.error_cell else ""
         return f"{where}{e.get('exception')}: {e.get('message')}"
 
     @property
