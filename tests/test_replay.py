@@ -1195,3 +1195,18 @@ def test_a_cell_timeout_or_jobs_that_would_be_read_otherwise_is_refused(
     assert said in err
     assert option.removeprefix("--").split("-")[0] in err
     assert not (project / "rep").exists()
+
+
+def test_notebooks_named_after_an_option_are_replayed_too(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`wfkit replay a.ipynb --list-parameters b.ipynb` takes both notebooks (argparse left the
+    second over as an unrecognized argument); an unknown option is still refused."""
+    _notebook(project / "nbs" / "a.ipynb", "x")
+    _notebook(project / "nbs" / "b.ipynb", "x", params="y = 2")
+    assert 0 == main(["replay", "nbs/a.ipynb", "--list-parameters", "nbs/b.ipynb"])
+    out = capsys.readouterr().out
+    assert "nbs/a.ipynb: 3 parameters" in out
+    assert "nbs/b.ipynb: 1 parameter" in out
+    with pytest.raises(SystemExit) as info:
+        main(["replay", "nbs/a.ipynb", "--list-parametres", "nbs/b.ipynb"])
+    assert 2 == info.value.code
+    assert "unrecognized arguments: --list-parametres" in capsys.readouterr().err

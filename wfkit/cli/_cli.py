@@ -1120,6 +1120,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     parser = build_parser()
     args, extras = parser.parse_known_args(argv)
+    if extras and isinstance(getattr(args, "paths", None), list):
+        # argparse fills a list of positionals once: `wfkit replay a.ipynb --report r b.ipynb` left
+        # b.ipynb over as an unknown argument. Paths after an option are paths too.
+        args.paths += [extra for extra in extras if not extra.startswith("-")]
+        extras = [extra for extra in extras if extra.startswith("-")]
     if extras:  # a command's unknown option is its error, under its usage (argparse shows the top level's)
         found = getattr(args, "command_parser", None)
         command_parser = found if isinstance(found, argparse.ArgumentParser) else parser
