@@ -102,3 +102,16 @@ def test_importing_wfkit_does_not_import_pytest() -> None:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert "False" == done.stdout.strip()
+
+
+def test_a_cell_timeout_papermill_would_take_for_no_limit_is_a_usage_error(tmp_path: Path) -> None:
+    """`--wfkit-cell-timeout 0` (papermill: no limit at all) is refused before anything is collected,
+    saying what the option takes."""
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "pyproject.toml").write_text("[tool.pytest.ini_options]\n")
+    _notebook(project / "a.ipynb", TINY)
+    refused = _pytest(project, "--wfkit-replay", "--wfkit-cell-timeout", "0", ".")  # the entry point loads it
+    assert 4 == refused.returncode, refused.stdout + refused.stderr  # pytest's usage error
+    assert "--wfkit-cell-timeout: must be a number of seconds above 0, got 0" in refused.stderr
+    assert not (project / "replay-report").exists()

@@ -279,7 +279,8 @@ def test_broken_notebooks_are_failed_rows_with_their_traceback(
     slow = rows["nbs/slow.ipynb"]
     assert ("failed", 1) == (slow["status"], slow["error"]["cell"]), slow
     # papermill's headline, not the last line of its preview of the cell (a row of dashes)
-    assert "cell 1: CellTimeoutError: A cell timed out while it was being executed, after 3 seconds." in out
+    line = "cell 1 (import time): CellTimeoutError: A cell timed out while it was being executed, after 3 seconds."
+    assert line in out
     assert "failed" == rows["nbs/dies.ipynb"]["status"]
     assert "          failed  nbs/dies.ipynb" in out
     assert "3 notebooks: 0 ok, 0 regressions, 3 failed in " in out
@@ -291,7 +292,7 @@ def test_a_failing_cell_is_named_by_its_place_in_the_notebook_whatever_the_param
 ) -> None:
     """The failing cell's number is its place in the notebook the user wrote: papermill's
     injected-parameters cell (there only when parameters are given) does not shift it, for an
-    error and for a cell timeout alike."""
+    error and for a cell timeout alike; its first line of code follows, as a difference names a cell."""
     _notebook(project / "nbs" / "error.ipynb", "y = x * factor", "raise ValueError(f'bad {y}')")
     _notebook(project / "nbs" / "slow.ipynb", "import time\ntime.sleep(30)")
     cells = {}
@@ -301,7 +302,8 @@ def test_a_failing_cell_is_named_by_its_place_in_the_notebook_whatever_the_param
         assert 1 == code, out
         rows = json.loads((project / "r" / "summary.json").read_text())["notebooks"]
         cells[bool(given)] = {r["notebook"]: r["error"]["cell"] for r in rows}
-        assert "cell 2: ValueError: bad " in out
+        assert "cell 2 (raise ValueError(f'bad {y}')): ValueError: bad " in out
+        assert "cell 1 (import time): CellTimeoutError: " in out
     assert {"nbs/error.ipynb": 2, "nbs/slow.ipynb": 1} == cells[False] == cells[True]
 
 
@@ -565,14 +567,16 @@ def test_a_change_only_in_what_a_cell_shows_is_a_regression_naming_the_cell_and_
 
 @pytest.mark.slow  # runs notebooks in Jupyter kernels (papermill)
 def test_noise_in_what_cells_show_is_no_regression(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """Run ids, timings, timestamps, memory addresses and the kernel's file names in a warning differ
-    on every replay and are masked; a cell tagged `wfkit-ignore-output` is not compared at all."""
+    """Run ids, timings, timestamps, random UUIDs, memory addresses and the kernel's file names in a
+    warning differ on every replay and are masked; a cell tagged `wfkit-ignore-output` is not compared at all."""
     noisy = (
         "import datetime, time, warnings\n"
         "t0 = time.perf_counter()\n"
         "print(run.run_id, 'took', f'{(time.perf_counter() - t0) * 1e6:.3f} ms')\n"
         "print('at', datetime.datetime.now(datetime.UTC).isoformat(), 'and', datetime.datetime.now())\n"
         "print(object())\n"
+        "import uuid\n"
+        "print('ticket', uuid.uuid4(), 'trace', uuid.uuid1())\n"
         "warnings.warn('kept in the comparison')"
     )
     nb = _notebook(project / "nbs" / "noisy.ipynb", TINY, noisy, "import random\nprint(random.random())")
@@ -1139,3 +1143,70 @@ def test_a_fourth_ticket_in_the_regression_notebook_is_a_regression_naming_the_r
     assert "      regression  notebooks/07_regression_replay.ipynb  (7 runs, " in out
     assert "                  - runs 3 -> 4\n" in out
     assert 'run 4 (ticket-triage): new run: succeeded, inputs {"text": "where is my invoice?"}' in out
+
+
+def test_a_random_uuid_in_what_a_cell_shows_is_masked_and_a_name_based_one_is_compared(tmp_path: Path) -> None:
+    """A uuid4 (random) or uuid1 (time and host) a cell prints differs on every replay by construction,
+    as a timestamp does, and is masked; a uuid5 is a function of its name and stays compared."""
+    import uuid
+
+    from wfkit.replay._outputs import cell_outputs
+
+    source = _notebook(tmp_path / "src.ipynb", "print(ids)")
+    named = uuid.uuid5(uuid.NAMESPACE_URL, "https://example.org/ticket/17")
+
+    def shown(*printed: uuid.UUID) -> dict[str, object]:
+        executed = nbformat.read(source, as_version=4)
+        text = "".join(f"id {u}\n" for u in printed) + f"upper {str(printed[0]).upper()}\n"
+        executed.cells[1].outputs = [nbformat.v4.new_output("stream", name="stdout", text=text)]
+        path = tmp_path / "executed.ipynb"
+        nbformat.write(executed, path)
+        return cell_outputs(source, path, ids={}, folders={})
+
+    first = shown(uuid.uuid4(), uuid.uuid1(), named)
+    second = shown(uuid.uuid4(), uuid.uuid1(), named)
+    assert first == second
+    (cell,) = first.values()
+    assert f"id <uuid>\nid <uuid>\nid {named}\nupper <uuid>\n" == cell["stdout"]
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "said"),
+    [
+        ("--cell-timeout", "0", "must be a number of seconds above 0, got 0"),
+        ("--cell-timeout", "-1", "must be a number of seconds above 0, got -1"),
+        ("--timeout", "nan", "must be a number of seconds above 0, got nan"),
+        ("--cell-timeout", "inf", "must be a number of seconds above 0, got inf"),
+        ("--jobs", "0", "must be 1 or more, got 0"),
+        ("--jobs", "-2", "must be 1 or more, got -2"),
+    ],
+)
+def test_a_cell_timeout_or_jobs_that_would_be_read_otherwise_is_refused(
+    project: Path, capsys: pytest.CaptureFixture[str], option: str, value: str, said: str
+) -> None:
+    """papermill reads a cell timeout of 0 or less as no limit at all (a cell waiting for a click
+    would hang the replay), and `--jobs 0` ran one process: each is a usage error, before anything
+    runs, saying what the option takes."""
+    _notebook(project / "nbs" / "ok.ipynb", "x")
+    with pytest.raises(SystemExit) as info:
+        main(["replay", "nbs", "--report", "rep", option, value])
+    assert 2 == info.value.code
+    err = capsys.readouterr().err
+    assert said in err
+    assert option.removeprefix("--").split("-")[0] in err
+    assert not (project / "rep").exists()
+
+
+def test_notebooks_named_after_an_option_are_replayed_too(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`wfkit replay a.ipynb --list-parameters b.ipynb` takes both notebooks (argparse left the
+    second over as an unrecognized argument); an unknown option is still refused."""
+    _notebook(project / "nbs" / "a.ipynb", "x")
+    _notebook(project / "nbs" / "b.ipynb", "x", params="y = 2")
+    assert 0 == main(["replay", "nbs/a.ipynb", "--list-parameters", "nbs/b.ipynb"])
+    out = capsys.readouterr().out
+    assert "nbs/a.ipynb: 3 parameters" in out
+    assert "nbs/b.ipynb: 1 parameter" in out
+    with pytest.raises(SystemExit) as info:
+        main(["replay", "nbs/a.ipynb", "--list-parametres", "nbs/b.ipynb"])
+    assert 2 == info.value.code
+    assert "unrecognized arguments: --list-parametres" in capsys.readouterr().err

@@ -19,6 +19,7 @@ from typing import Any, NoReturn, TextIO
 from wfkit._version import __version__
 from wfkit.model._status import RunStatus
 from wfkit.model._suggest import closest
+from wfkit.replay._options import cell_seconds, processes
 
 
 def _when(ts: float | None) -> str:
@@ -1060,7 +1061,7 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--baseline", help="folder of baseline summaries (default: ROOT/data/baselines)")
     rp.add_argument("--report", default="replay-report", help="folder for index.html, summary.json, executed notebooks")
     rp.add_argument("--junit-xml", metavar="PATH", help="also write JUnit XML: one test case per notebook")
-    rp.add_argument("--jobs", type=int, default=2, help="notebooks run in parallel processes (default 2)")
+    rp.add_argument("--jobs", type=processes, default=2, help="notebooks run in parallel processes (default 2)")
     rp.add_argument(
         "-p",
         "--parameter",
@@ -1074,7 +1075,12 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("-k", "--kernel", help="Jupyter kernel to run the notebooks in (default: each notebook's own)")
     rp.add_argument("--cwd", help="working folder of the kernels (default: each notebook's folder)")
     rp.add_argument(
-        "--cell-timeout", "--timeout", dest="cell_timeout", type=float, default=600.0, help="seconds per cell"
+        "--cell-timeout",
+        "--timeout",
+        dest="cell_timeout",
+        type=cell_seconds,
+        default=600.0,
+        help="seconds per cell (default 600)",
     )
     rp.add_argument("--update-baseline", action="store_true", help="record the runs as the new baselines")
     rp.add_argument(
@@ -1114,6 +1120,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     parser = build_parser()
     args, extras = parser.parse_known_args(argv)
+    if extras and isinstance(getattr(args, "paths", None), list):
+        # argparse fills a list of positionals once: `wfkit replay a.ipynb --report r b.ipynb` left
+        # b.ipynb over as an unknown argument. Paths after an option are paths too.
+        args.paths += [extra for extra in extras if not extra.startswith("-")]
+        extras = [extra for extra in extras if extra.startswith("-")]
     if extras:  # a command's unknown option is its error, under its usage (argparse shows the top level's)
         found = getattr(args, "command_parser", None)
         command_parser = found if isinstance(found, argparse.ArgumentParser) else parser

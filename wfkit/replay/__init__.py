@@ -5,5 +5,6 @@
 ``_parameters`` their parameters; ``_execute`` one notebook under papermill, in a kernel ``_kernel``
 sets up (``_startup``); ``_signals`` what its runs did; ``_outputs`` what its cells showed;
 ``_compare`` against the baseline; ``_result`` and ``_console`` what is printed; ``_report`` the
-HTML, JSON and JUnit files; ``_replay`` the whole command; ``_pytest_plugin`` the pytest items.
+HTML, JSON and JUnit files; ``_replay`` the whole command; ``_pytest_plugin`` the pytest items;
+``_options`` what their command-line options take.
 """

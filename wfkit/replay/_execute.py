@@ -124,6 +124,10 @@ def run_notebook(job: NotebookJob) -> Outcome:
         os.environ.clear()
         os.environ.update(env_before)
     seconds = time.perf_counter() - t0
+    if error is not None and error.get("cell") is not None:
+        # Its first line of code, as a difference names a cell: "cell 8" alone has the reader count
+        # cells from 0, markdown included, where JupyterLab's status bar counts from 1.
+        error["code"] = _first_line(job.notebook, error["cell"])
     if _failing_cell(output) is not None and _language(output) == "python":
         # A kernel set up wrong showed what cannot be compared: that is the notebook's error, whatever
         # a cell then raised (a name the user's startup file did not get to define).
@@ -186,6 +190,16 @@ def _source_cell(output: Path, index: int | None) -> int | None:
         "injected-parameters" in cell.get("metadata", {}).get("tags", []) for cell in _output_cells(output)[:index]
     )
     return index - injected
+
+
+def _first_line(notebook: Path, place: int) -> str:
+    """The first line of code of the cell at ``place`` in the notebook the user wrote ("" if none)."""
+    cells = _output_cells(notebook)
+    if not 0 <= place < len(cells):
+        return ""
+    source = cells[place].get("source", "")
+    code = ("".join(source) if isinstance(source, list) else str(source)).strip()
+    return code.splitlines()[0] if code else ""
 
 
 def _failing_cell(output: Path) -> int | None:

@@ -22,10 +22,10 @@ Markdown) are not compared.
 What differs on every run by construction is masked where it is read: the run ids and ticket ids of
 the notebook's workspace (``<run N>``, ``<ticket>``, as in the runs' signals) and the folders its evals
 saved their results in (``result.saved_to``: ``<eval SUITE result N>``), timings (a number with
-a unit of time), timestamps, memory addresses, the kernel's file name for a cell (in a warning or a
-traceback) and the replay's own folders. A cell whose output varies for a reason its author knows
-is tagged ``wfkit-ignore-output``; ``"mask": ["outputs"]`` in the notebook's metadata leaves every
-cell's output uncompared.
+a unit of time), timestamps, random and time-based UUIDs (``<uuid>``), memory addresses, the
+kernel's file name for a cell (in a warning or a traceback) and the replay's own folders. A cell
+whose output varies for a reason its author knows is tagged ``wfkit-ignore-output``; ``"mask":
+["outputs"]`` in the notebook's metadata leaves every cell's output uncompared.
 """
 
 from __future__ import annotations
@@ -42,6 +42,12 @@ IGNORE_TAG = "wfkit-ignore-output"
 IGNORE_FIGURE_DATA_TAG = "wfkit-ignore-figure-data"
 _INJECTED = "injected-parameters"
 _NOISE = (
+    # A UUID drawn at random or from the clock (versions 1, 4, 6, 7: uuid.uuid4(), uuid.uuid1()) differs
+    # on every replay by construction; a name-based one (3, 5) is a function of its name, and compared.
+    (
+        re.compile(r"\b[0-9a-f]{8}-[0-9a-f]{4}-[1467][0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}\b", re.IGNORECASE),
+        "<uuid>",
+    ),
     # 2026-12-02T14:55:42.123456+00:00, 2026-12-02 14:55, 14:55:42.123
     (re.compile(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?"), "<timestamp>"),
     (re.compile(r"\b\d{2}:\d{2}:\d{2}(\.\d+)?"), "<time of day>"),

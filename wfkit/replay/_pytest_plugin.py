@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from wfkit.replay._options import cell_seconds
+
 if TYPE_CHECKING:
     from wfkit.replay._result import NotebookReport
 
@@ -35,7 +37,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="where executed notebooks and kernel logs go (default: ROOTDIR/replay-report)",
     )
     group.addoption("--wfkit-update-baseline", action="store_true", help="record the notebooks' runs as baselines")
-    group.addoption("--wfkit-cell-timeout", type=float, default=600.0, metavar="SECONDS", help="seconds per cell")
+    group.addoption(
+        "--wfkit-cell-timeout",
+        type=cell_seconds,
+        default=600.0,
+        metavar="SECONDS",
+        help="seconds per cell (default 600)",
+    )
     group.addoption("--wfkit-kernel", metavar="NAME", help="Jupyter kernel (default: each notebook's own)")
 
 

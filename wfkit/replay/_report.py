@@ -106,7 +106,7 @@ def _row(r: NotebookReport, report: Path) -> str:
     findings = ""
     if r.error:
         e = r.error
-        where = "" if e.get("cell") is None else f"cell {html.escape(str(e.get('cell')))}: "
+        where = f"{html.escape(r.error_cell)}: " if r.error_cell else ""
         findings += f"<p>{where}<b>{html.escape(str(e.get('exception')))}</b>: "
         findings += f"{html.escape(str(e.get('message')))}</p>"
         if e.get("traceback"):
@@ -116,6 +116,8 @@ def _row(r: NotebookReport, report: Path) -> str:
     if r.digested:
         findings += f'<p class="digested">{html.escape(r.digest_note)}</p>'
     findings += _grouped(r.diffs)
+    if r.accept_note:
+        findings += f'<p class="accept">{html.escape(r.accept_note)}</p>'
     chart = ""
     if r.plot is not None and r.plot.exists():
         src = html.escape(Path(os.path.relpath(r.plot, report)).as_posix())
@@ -190,7 +192,7 @@ def write_junit(path: Path, rows: Sequence[NotebookReport], *, seconds: float) -
                 "failure",
                 {"type": r.status, "message": f"{plural(len(r.diffs), 'difference')} from the baseline"},
             )
-            failure.text = "\n".join(str(d) for d in r.diffs)
+            failure.text = "\n".join([*(str(d) for d in r.diffs), *([r.accept_note] if r.accept_note else [])])
         else:
             ET.SubElement(case, "system-out").text = f"{r.verdict}: {plural(r.runs, 'run')}"
     root = ET.Element("testsuites", {k: suite.get(k, "") for k in ("tests", "failures", "errors", "time")})

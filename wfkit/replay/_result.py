@@ -10,6 +10,7 @@ from typing import Any
 
 from wfkit.replay._compare import Difference
 from wfkit.replay._kernel import WHOLE_CELLS
+from wfkit.replay._outputs import IGNORE_FIGURE_DATA_TAG, IGNORE_TAG
 
 # Statuses, and which of them fail the replay (exit 1).
 OK, UPDATED, REGRESSION, FAILED, NO_BASELINE = "ok", "baseline updated", "regression", "failed", "no baseline"
@@ -46,10 +47,20 @@ class NotebookReport:
         return f"{self.status} (nothing compared: {self.nothing_compared})" if self.nothing_compared else self.status
 
     @property
-    def error_line(self) -> str:
-        """``cell 3: ValueError: bad``, or without the cell for an error of none (the kernel's setup)."""
+    def error_cell(self) -> str:
+        """``cell 8 (import time)``: the failing cell as a difference names one (its first line of
+        code, when the row has it); empty for an error of no cell."""
         e = self.error or {}
-        where = "" if e.get("cell") is None else f"cell {e.get('cell')}: "
+        if e.get("cell") is None:
+            return ""
+        return f"cell {e['cell']} ({e['code']})" if e.get("code") else f"cell {e['cell']}"
+
+    @property
+    def error_line(self) -> str:
+        """``cell 3 (raise ValueError("bad")): ValueError: bad``, or without the cell for an error of
+        none (the kernel's setup)."""
+        e = self.error or {}
+        where = f"{self.error_cell}: " if self.error_cell else ""
         return f"{where}{e.get('exception')}: {e.get('message')}"
 
     @property
@@ -62,6 +73,21 @@ class NotebookReport:
             + "; ".join(self.digested)
         )
 
+    @property
+    def accept_note(self) -> str:
+        """For a regression, what to do when its differences are no regression: a change meant is
+        recorded; a cell whose output differs on every run by nature is tagged out of the comparison
+        (the README says both; the user reading CI's log has only these lines). Empty otherwise."""
+        if self.status != REGRESSION:
+            return ""
+        note = f"a change you meant: record it, `wfkit replay {self.key} --update-baseline`"
+        if any(d.cell for d in self.diffs):
+            note += (
+                f"; a cell whose output differs on every run (a measured value, an unseeded draw): tag it "
+                f"`{IGNORE_TAG}` (a plot of measured values: `{IGNORE_FIGURE_DATA_TAG}`)"
+            )
+        return note
+
     def line(self) -> str:
         """The line printed when this notebook finishes, then its errors and differences."""
         lines = [f"{self.verdict:>16}  {self.key}  ({plural(self.runs, 'run')}, {self.seconds:.1f} s)"]
@@ -72,6 +98,8 @@ class NotebookReport:
         if self.digested:
             lines.append(f"{'':>18}{self.digest_note}")
         lines.extend(f"{'':>18}- {d}" for d in self.diffs)
+        if self.accept_note:
+            lines.append(f"{'':>18}{self.accept_note}")
         return "\n".join(lines)
 
     def to_json(self) -> dict[str, Any]:
