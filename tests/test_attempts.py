@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 import wfkit as wf
+from wfkit import Workspace
 from wfkit.testing import test_mode
 
 
@@ -260,6 +261,64 @@ def test_sync_step_timeout_discards_and_records_late_result() -> None:
         run.late_results[0]["attempt"],
         run.late_results[0]["outcome"],
     ) == ("blocking", 1, "result discarded")
+
+
+def _irreversible_sender(fail_first_late: bool) -> tuple[wf.Workflow, list[float], list[int]]:
+    """An irreversible plain ``def`` step (timeout 0.2 s, two retries) whose first body takes
+    0.5 s; it counts its calls and the most bodies that ever ran at once."""
+    calls: list[float] = []
+    running = [0, 0]  # now, most at once
+    lock = threading.Lock()
+    flow = wf.Workflow("irreversible-late")
+
+    @flow.step(irreversible=True, timeout=0.2, retry=wf.RetryPolicy(max_retries=2, base_delay=0.001, jitter=0))
+    def send(state: Any) -> dict[str, Any]:
+        with lock:
+            running[0] += 1
+            running[1] = max(running)
+        calls.append(time.monotonic())
+        try:
+            if len(calls) == 1:
+                time.sleep(0.5)
+                if fail_first_late:
+                    raise ConnectionError("connection reset")
+            return {"sent": len(calls)}
+        finally:
+            with lock:
+                running[0] -= 1
+
+    return flow, calls, running
+
+
+@pytest.mark.parametrize("durable", [False, True], ids=["memory", "durable"])
+def test_an_irreversible_sync_step_that_returns_after_its_timeout_is_not_run_again(durable: bool) -> None:
+    """Its thread cannot be stopped: retries used to start beside it (three sends at once). Now the
+    step waits for the body, records its whole time, and fails without a retry, saying why."""
+    flow, calls, running = _irreversible_sender(fail_first_late=False)
+    run = flow.run({}, raise_on_error=False, workspace=None if durable else False)
+    assert (1, 1) == (len(calls), running[1])
+    assert "failed" == run.status
+    assert re.search(r"not retried: the step is irreversible .* returned after 0\.5\d* s", str(run.error))
+    assert "`async def`" in str(run.error)
+    [event] = run.events
+    assert ("timeout", 1) == (event.status, event.attempt)
+    assert event.latency_s >= 0.5  # the body's whole time, not the timeout
+    assert [("send", 1, "result discarded")] == [(r["step"], r["attempt"], r["outcome"]) for r in run.late_results]
+    if durable:
+        assert ["failed"] == [i["status"] for i in Workspace().store.intents(run.run_id)]
+
+
+@pytest.mark.parametrize("durable", [False, True], ids=["memory", "durable"])
+def test_an_irreversible_sync_step_that_fails_after_its_timeout_is_retried_once_it_returned(durable: bool) -> None:
+    """A body that raised after its timeout did not finish its side effect: the retry comes, but
+    only after that body returned, never beside it."""
+    flow, calls, running = _irreversible_sender(fail_first_late=True)
+    run = flow.run({}, workspace=None if durable else False)
+    assert "succeeded" == run.status
+    assert (2, 1) == (len(calls), running[1])
+    assert calls[1] - calls[0] >= 0.5
+    assert [("timeout", 1), ("ok", 2)] == [(e.status, e.attempt) for e in run.events]
+    assert 2 == run.state["sent"]
 
 
 def test_run_timeout_bounds_the_whole_run() -> None:

@@ -118,6 +118,24 @@ def _timed(fn: Callable[..., Any], span: list[float]) -> Callable[..., Any]:
     return timed
 
 
+async def _returned(cfut: concurrent.futures.Future[Any]) -> None:
+    """Wait until ``cfut`` (a step body's thread, already running) has returned or raised; its
+    outcome stays in ``cfut``, read by the caller (so no wrapper holds an unretrieved error)."""
+    loop = asyncio.get_running_loop()
+    done = loop.create_future()
+
+    def wake() -> None:
+        if not done.done():  # not if the run was cancelled meanwhile
+            done.set_result(None)
+
+    def returned(_: concurrent.futures.Future[Any]) -> None:
+        if not loop.is_closed():
+            loop.call_soon_threadsafe(wake)
+
+    cfut.add_done_callback(returned)
+    await done
+
+
 def stamped(
     out: Outcome | None, attempt: int, started_at: float, queue_s: float, latency: float, body_end: float
 ) -> Outcome:
@@ -444,6 +462,13 @@ class AttemptRunner:
                     classify_error(exc) if classifier is None else checked_kind(spec.name, classifier(exc), exc)
                 )
                 out.status = Status.TIMEOUT if timed_out else Status.FAILED
+                if isinstance(exc, StepTimeoutError) and exc.returned_late:
+                    out.not_retried = (
+                        f"the step is irreversible and its body, which nothing can stop in its thread, "
+                        f"returned after {out.latency:.3g} s: its side effect may have happened. Raise "
+                        "its timeout, or write it as `async def` so that a timeout cancels it"
+                    )
+                    return out
                 if not policy.allows(kind, attempt - 1 - spared):
                     out.not_retried = policy.budget_spent(kind, attempt - 1 - spared)
                     return out
@@ -621,7 +646,21 @@ class AttemptRunner:
         except TimeoutError:
             if cfut.done() and not cfut.cancelled() and isinstance(cfut.exception(), TimeoutError):
                 raise  # the step's own TimeoutError, not ours
-            if not cfut.cancel():  # already running: let it finish, discard and record its result
+            if not cfut.cancel():  # already running: it cannot be stopped
+                if spec.irreversible:
+                    # Its side effect may be under way in that thread: never let a retry (or the
+                    # fallback, or the closing of its intent) overlap it. Wait for it to return.
+                    await _returned(cfut)
+                    if self.late_results is None:
+                        self.late_results = []
+                    self._late_result(spec.name, ctx, cfut)
+                    late = StepTimeoutError(spec.name, timeout)
+                    error = cfut.exception()
+                    if error is None:
+                        late.returned_late = True
+                        raise late from None
+                    raise late from error
+                # Let it finish, discard and record its result.
                 if self.late_results is None:
                     self.late_results = []  # here, on the loop's thread: the worker only appends
                 cfut.add_done_callback(lambda f: self._late_result(spec.name, ctx, f))

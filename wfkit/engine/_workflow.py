@@ -330,7 +330,9 @@ class Workflow:
           before the step runs (headless runs decide by policy).
         - ``irreversible``: the step has a side effect that must happen at most once (an email,
           a payment): an intent is committed before it runs, ``ctx.idempotency_key`` is stable
-          across retries and resumes, and a crash mid-step waits for reconciliation.
+          across retries and resumes, no attempt starts while an earlier one's body may still run
+          (a plain ``def`` body past its timeout is waited for, and not retried if it returned),
+          and a crash mid-step waits for reconciliation.
         - ``cache``: ``True`` or :class:`wfkit.Cache`: reuse the result of an earlier run whose
           step code and the state fields it read were the same (never on gated steps).
         - ``writes``: the state fields the step writes; a map over a field needs a declared producer,

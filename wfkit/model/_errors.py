@@ -195,6 +195,9 @@ class StepTimeoutError(WfkitError, TimeoutError):
         """``started=False``: the run's deadline had passed before the attempt could start (a
         decision that came late, a run resumed after its deadline), so the body never ran."""
         self.step, self.timeout, self.started = step, timeout, started
+        # Set by the engine when the body of an irreversible plain ``def`` step, which a thread
+        # runs and nothing can stop, returned normally after its timeout: it is not retried.
+        self.returned_late = False
         if started:
             super().__init__(f"step {step!r} did not finish within {timeout:.3g} s")
         else:
