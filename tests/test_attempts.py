@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import re
+import subprocess
+import sys
 import threading
 import time
 from typing import Any
@@ -321,6 +323,23 @@ def test_an_irreversible_sync_step_that_fails_after_its_timeout_is_retried_once_
     assert 2 == run.state["sent"]
 
 
+def test_a_sync_body_that_never_returns_does_not_keep_the_process_from_exiting(tmp_path: Any) -> None:
+    """The run gives up such a body at its timeout; the script then ends, where the pool's
+    threads, which the interpreter joined at exit, held it until the body returned (here never)."""
+    script = tmp_path / "hang.py"
+    script.write_text(
+        "import threading\n"
+        "import wfkit as wf\n"
+        "flow = wf.Workflow('hang')\n"
+        "@flow.step(timeout=0.2)\n"
+        "def stuck(state):\n"
+        "    threading.Event().wait()  # a read without a timeout\n"
+        "print(flow.run({}, raise_on_error=False, workspace=False).status, flush=True)\n"
+    )
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120, check=False)
+    assert (0, "failed") == (done.returncode, done.stdout.strip()), done.stderr
+
+
 def test_run_timeout_bounds_the_whole_run() -> None:
     """A run deadline stops a run of individually-fast steps and marks it timed out."""
     flow = wf.Workflow("deadline")
@@ -567,26 +586,27 @@ def test_a_sync_steps_row_is_when_its_body_ran_though_it_waited_for_a_thread(mon
     import concurrent.futures
 
     import wfkit.engine._attempts as attempts
+    from wfkit.engine._stepthreads import StepThreads
 
     handed_over = threading.Event()
 
-    class OneThread(concurrent.futures.ThreadPoolExecutor):
+    class OneThread(StepThreads):
         """A step pool whose only thread is held until a step is handed to it, and 0.2 s more."""
 
         def __init__(self) -> None:
-            super().__init__(1, thread_name_prefix="wfkit-step")
+            super().__init__(1, "wfkit-step")
             super().submit(self._hold)
 
         def _hold(self) -> None:
             handed_over.wait(30)
             time.sleep(0.2)
 
-        def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> concurrent.futures.Future[Any]:
+        def submit(self, fn: Any, /, *args: Any) -> concurrent.futures.Future[Any]:
             handed_over.set()
-            return super().submit(fn, *args, **kwargs)
+            return super().submit(fn, *args)
 
     pool = OneThread()
-    monkeypatch.setattr(attempts, "_executor", pool)
+    monkeypatch.setattr(attempts, "_threads", pool)
     body: list[float] = []
     flow = wf.Workflow("waits-for-a-thread")
 
@@ -595,10 +615,7 @@ def test_a_sync_steps_row_is_when_its_body_ran_though_it_waited_for_a_thread(mon
         body.append(time.time())
         return {}
 
-    try:
-        run = flow.run({}, workspace=False)
-    finally:
-        pool.shutdown()
+    run = flow.run({}, workspace=False)  # the pool's thread, a daemon, waits idle until the tests end
     (event,) = run.events
     clocks = 1e-3  # started_at is wall-clock time, the wait and the body's time are perf_counter's
     assert event.started_at <= body[0] + clocks

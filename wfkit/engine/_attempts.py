@@ -28,6 +28,7 @@ from wfkit.engine._activations import Activation, CutOff, Outcome
 from wfkit.engine._alarm import Alarm
 from wfkit.engine._cache import ITEM, ReadRecorder, StepCache
 from wfkit.engine._stepevents import EventMaker
+from wfkit.engine._stepthreads import StepThreads
 from wfkit.engine._subflows import ChildHalted
 from wfkit.model._context import RunServices, StepContext
 from wfkit.model._errors import ProcessCrashedError, StateValueError, StepTimeoutError
@@ -39,15 +40,16 @@ from wfkit.store._journal import CRASHED_IN_CHILD, UNTIMED, encode_state, encode
 
 logger = logging.getLogger("wfkit")
 
-_executor: concurrent.futures.ThreadPoolExecutor | None = None
+_threads: StepThreads | None = None
 
 
-def _thread_pool() -> concurrent.futures.ThreadPoolExecutor:
-    # Our own pool, so a sync step that overstays its timeout never starves asyncio's default one.
-    global _executor
-    if _executor is None:
-        _executor = concurrent.futures.ThreadPoolExecutor(32, thread_name_prefix="wfkit-step")
-    return _executor
+def _thread_pool() -> StepThreads:
+    # Our own threads, so a sync step that overstays its timeout never starves asyncio's default
+    # pool, nor keeps the process from exiting (see StepThreads).
+    global _threads
+    if _threads is None:
+        _threads = StepThreads(32, "wfkit-step")
+    return _threads
 
 
 T = TypeVar("T")
