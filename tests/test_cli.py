@@ -1100,6 +1100,26 @@ def test_a_spec_run_given_no_policy_leaves_its_resumes_to_their_own(payout_spec:
     assert (0, f"run {run_id}: succeeded") == (resumed.returncode, resumed.stdout.splitlines()[0]), resumed.stderr
 
 
+def test_a_misspelt_wfkit_policy_is_named_as_the_variable_it_came_from(payout_spec: Path, tmp_path: Path) -> None:
+    """`WFKIT_POLICY=aprove wfkit run SPEC` said "unknown approval policy 'aprove'", which no word of the
+    command holds: it now names `$WFKIT_POLICY` and its value, the closest valid one and every valid value,
+    and stores no run."""
+    workspace = tmp_path / "ws"
+    started = subprocess.run(
+        [sys.executable, "-m", "wfkit", "run", payout_spec.name, "--steps", "payout_steps", "--workspace", str(workspace)],
+        capture_output=True,
+        text=True,
+        cwd=payout_spec.parent,
+        env={**os.environ, "WFKIT_POLICY": "aprove"},
+        check=False,
+    )
+    assert 1 == started.returncode, started.stdout
+    assert started.stderr.startswith(
+        "wfkit run: $WFKIT_POLICY='aprove' is no approval policy (did you mean 'approve'?): set it to 'halt', "
+        "'approve', 'reject', 'fail', or the path of a decisions file (.jsonl)"
+    ), started.stderr
+
+
 def test_a_fork_of_a_run_given_a_policy_decides_by_it(payout_spec: Path, tmp_path: Path) -> None:
     """`wfkit fork` without --policy of a run started with `--policy approve` approves its gate as the
     run did (it halted there: the fork kept no policy of its run)."""
