@@ -409,6 +409,23 @@ def test_policy_fail_in_another_workspace_says_the_command_that_finds_its_ticket
     assert expected in str(run.error)
 
 
+@pytest.mark.parametrize("by", ["", "  "])
+def test_a_decision_by_nobody_is_refused_saying_what_was_given(by: str) -> None:
+    """`run.approve(by="")`, `Workspace().approve(..., by=" ")` and `ticket.approve(by="")` are refused
+    with a TicketError showing the `by` given and how to name the reviewer; the ticket stays open."""
+    run = _refunds().run({"amount": 300})
+    [ticket] = Workspace().pending()
+    message = rf"^a decision needs the reviewer's name \(by=...\), got by={by!r}, which names no one: pass who decides"
+    for decide in (
+        lambda: run.approve(by=by),
+        lambda: Workspace().approve(ticket.ticket_id, by=by),
+        lambda: ticket.reject(by=by),
+    ):
+        with pytest.raises(wf.TicketError, match=message):
+            decide()
+    assert [ticket.ticket_id] == [t.ticket_id for t in Workspace().pending()]
+
+
 _VALID = (
     "set it to 'halt', 'approve', 'reject', 'fail', or the path of a decisions file (.jsonl) recorded with "
     "Workspace.export_decisions, or unset it (a run given no policy then halts at a gate, or fails under papermill)"

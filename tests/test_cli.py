@@ -254,6 +254,27 @@ def test_runs_refuses_a_limit_that_would_list_nothing(limit: str, capsys: pytest
     assert "must be 1 or more" in err or "expected a whole number" in err
 
 
+@pytest.mark.parametrize("command", ["approve", "reject", "reconcile"])
+@pytest.mark.parametrize("by", ["", "   "])
+def test_a_blank_by_is_a_usage_error_saying_to_give_a_name(
+    workspace: Path, capsys: pytest.CaptureFixture[str], command: str, by: str
+) -> None:
+    """`wfkit approve TICKET --by ""` exited 1 with "a decision needs the reviewer's name (by=...)", the
+    Python keyword, as if the decision had failed; `wfkit reconcile ... --by " "` likewise. A blank
+    --by is now a usage error (exit 2, before the workspace is opened) saying to give a name, and the
+    ticket stays open."""
+    run = _gated_run(workspace)
+    [ticket] = wfkit.Workspace(workspace).pending()
+    target = [ticket.ticket_id] if command != "reconcile" else [run.run_id, "second", "--done"]
+    with pytest.raises(SystemExit) as info:
+        main([command, *target, "--by", by, "--workspace", str(workspace)])
+    assert 2 == info.value.code
+    err = capsys.readouterr().err
+    assert err.startswith(f"usage: wfkit {command}"), err
+    assert err.rstrip().endswith(f"error: argument --by: names no one ({by!r}): give your name, e.g. --by ana"), err
+    assert [ticket.ticket_id] == [t.ticket_id for t in wfkit.Workspace(workspace).pending()]
+
+
 def test_reconcile_of_an_unknown_run_says_there_is_no_such_run(
     workspace: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

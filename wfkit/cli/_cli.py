@@ -61,6 +61,14 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _person(text: str) -> str:
+    """An argparse type: a person's name (``--by``), not empty or blank: a decision or a
+    reconciliation by nobody says nothing of who made it."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError(f"names no one ({text!r}): give your name, e.g. --by ana")
+    return text
+
+
 def _workspace(args: argparse.Namespace) -> Any:
     from wfkit.store._workspace import Workspace
 
@@ -914,7 +922,7 @@ def build_parser() -> argparse.ArgumentParser:
     for name in ("approve", "reject"):
         p = sub.add_parser(name, parents=[common], help=f"{name} an approval ticket")
         p.add_argument("ticket", help="the ticket's id, as `wfkit pending` or `wfkit show RUN` prints it")
-        p.add_argument("--by", required=True, help="the reviewer's name")
+        p.add_argument("--by", required=True, type=_person, help="the reviewer's name")
         p.add_argument("--comment", default="", help="why, kept with the decision (shown by `wfkit show`)")
         p.set_defaults(handler=_decide(name))
 
@@ -960,7 +968,7 @@ def build_parser() -> argparse.ArgumentParser:
     what = rec.add_mutually_exclusive_group(required=True)
     what.add_argument("--done", action="store_true", help="the side effect happened: count the step as done")
     what.add_argument("--retry", action="store_true", help="it did not happen: run the step again on resume")
-    rec.add_argument("--by", required=True, help="who checked")
+    rec.add_argument("--by", required=True, type=_person, help="who checked")
     rec.add_argument("--updates", help="JSON object: the state updates the step would have returned")
     rec.set_defaults(handler=_reconcile)
     ev = sub.add_parser("eval", parents=[common], help="score a workflow suite over its dataset, compare variants")

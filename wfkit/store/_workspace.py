@@ -357,8 +357,11 @@ class Workspace:
         """
         if action not in ("done", "retry"):
             raise ValueError(f"action is 'done' or 'retry', got {action!r}")
-        if not by or not by.strip():
-            raise ValueError("reconciling needs the name of the person who checked (by=...)")
+        if not by or not str(by).strip():
+            raise ValueError(
+                f"reconciling needs the name of the person who checked (by=...), got by={by!r}, which names "
+                f"no one: pass who checked, e.g. by='ana'"
+            )
         self.store.run_row(run_id)  # an unknown run says so (KeyError), not "no irreversible step"
         pending = [i for i in self.store.intents(run_id) if i["step"] == step and i["status"] == "pending"]
         if not pending:
