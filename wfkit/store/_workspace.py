@@ -19,7 +19,9 @@ from wfkit.model._environ import setting
 from wfkit.model._errors import TicketError
 from wfkit.model._events import StepEvent
 from wfkit.model._processors import DEFAULT_PROCESSORS
+from wfkit.model._status import RunStatus
 from wfkit.store._journal import encode_updates, load_json
+from wfkit.store._stopped import how_stopped
 from wfkit.store._store import Store
 
 DecisionHook: TypeAlias = Callable[[Path, Ticket], object]
@@ -197,7 +199,9 @@ class Workspace:
         return self.store.run_rows(status=status, limit=limit)
 
     def run_info(self, run_id: str) -> dict[str, Any]:
-        """One run: its row, checkpoints, intents, tickets and events."""
+        """One run: its row, checkpoints, intents, tickets and events; of an interrupted run, the
+        step visits in flight when its process died (``in_flight``: step, visit, attempt...) and the
+        reconciliations made since a process last ran it (``reconciled_since_stop``)."""
         row = self.store.run_row(run_id)
         info = {k: v for k, v in row.items() if not k.startswith("lease_") and k != "definition"}
         for key in ("inputs", "state"):
@@ -216,6 +220,10 @@ class Workspace:
         info["parent_run_id"] = None if link is None or link["kind"] != "child" else link["parent_run_id"]
         info["children"] = [c["run_id"] for c in self.store.child_runs(run_id)]
         info["intents"] = self.store.intents(run_id)
+        # An interrupted run: the steps in flight when its process died, the reconciliations since.
+        stopped = how_stopped(self.store, run_id, info["status"]) if info["status"] == RunStatus.INTERRUPTED else None
+        info["in_flight"] = [] if stopped is None else [f._asdict() for f in stopped.in_flight]
+        info["reconciled_since_stop"] = [] if stopped is None else [r._asdict() for r in stopped.reconciled]
         info["tickets"] = [t.ticket_id for t in self.store.tickets.find(status=None, run_id=run_id)]
         info["lease"] = (
             None
