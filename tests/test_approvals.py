@@ -409,6 +409,57 @@ def test_policy_fail_in_another_workspace_says_the_command_that_finds_its_ticket
     assert expected in str(run.error)
 
 
+@pytest.mark.parametrize("by", ["", "  "])
+def test_a_decision_by_nobody_is_refused_saying_what_was_given(by: str) -> None:
+    """`run.approve(by="")`, `Workspace().approve(..., by=" ")` and `ticket.approve(by="")` are refused
+    with a TicketError showing the `by` given and how to name the reviewer; the ticket stays open."""
+    run = _refunds().run({"amount": 300})
+    [ticket] = Workspace().pending()
+    message = rf"^a decision needs the reviewer's name \(by=...\), got by={by!r}, which names no one: pass who decides"
+    for decide in (
+        lambda: run.approve(by=by),
+        lambda: Workspace().approve(ticket.ticket_id, by=by),
+        lambda: ticket.reject(by=by),
+    ):
+        with pytest.raises(wf.TicketError, match=message):
+            decide()
+    assert [ticket.ticket_id] == [t.ticket_id for t in Workspace().pending()]
+
+
+_VALID = (
+    "set it to 'halt', 'approve', 'reject', 'fail', or the path of a decisions file (.jsonl) recorded with "
+    "Workspace.export_decisions, or unset it (a run given no policy then halts at a gate, or fails under papermill)"
+)
+
+
+@pytest.mark.parametrize(("value", "meant"), [("aprove", " (did you mean 'approve'?)"), ("sometimes", "")])
+def test_a_misspelt_wfkit_policy_names_the_variable_and_the_valid_values(
+    monkeypatch: pytest.MonkeyPatch, value: str, meant: str
+) -> None:
+    """`$WFKIT_POLICY=aprove` failed a run given no policy with "unknown approval policy 'aprove'", which
+    no line of the user's code holds: the error now names the variable it came from, its value, the
+    closest valid one and every valid value, before the run starts."""
+    monkeypatch.delenv("WFKIT_MODE", raising=False)
+    monkeypatch.setenv("WFKIT_POLICY", value)
+    with pytest.raises(ValueError) as info:
+        _refunds().run({"amount": 30})
+    assert f"$WFKIT_POLICY={value!r} is no approval policy{meant}: {_VALID}" == str(info.value)
+    assert [] == Workspace().runs()  # refused before the run was stored
+    assert "succeeded" == _refunds().run({"amount": 30}, policy="approve").status  # a policy in code wins
+
+
+def test_a_wfkit_policy_naming_a_missing_decisions_file_names_the_variable(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A decisions file named by `$WFKIT_POLICY` that cannot be read says it was named there."""
+    monkeypatch.delenv("WFKIT_MODE", raising=False)
+    missing = tmp_path / "decisons.jsonl"
+    monkeypatch.setenv("WFKIT_POLICY", str(missing))
+    with pytest.raises(wf.DecisionsFileError, match=r"^\$WFKIT_POLICY='.*decisons\.jsonl' names a decisions file "
+                       r"wfkit cannot use: cannot read the decisions file "):  # fmt: skip
+        _refunds().run({"amount": 30})
+
+
 def test_policy_fail_is_in_the_step_log_as_the_runs_end() -> None:
     """A run that policy='fail' failed at a gate has the gate's failure in its events and the step
     log (attempt 0: the step never ran), so runs() and the report count it failed; approved and

@@ -6,10 +6,12 @@ import contextlib
 import json
 import os
 import re
+import signal
 import socket
 import sqlite3
 import subprocess
 import sys
+import textwrap
 import time
 from pathlib import Path
 
@@ -252,6 +254,27 @@ def test_runs_refuses_a_limit_that_would_list_nothing(limit: str, capsys: pytest
     err = capsys.readouterr().err
     assert "--limit" in err
     assert "must be 1 or more" in err or "expected a whole number" in err
+
+
+@pytest.mark.parametrize("command", ["approve", "reject", "reconcile"])
+@pytest.mark.parametrize("by", ["", "   "])
+def test_a_blank_by_is_a_usage_error_saying_to_give_a_name(
+    workspace: Path, capsys: pytest.CaptureFixture[str], command: str, by: str
+) -> None:
+    """`wfkit approve TICKET --by ""` exited 1 with "a decision needs the reviewer's name (by=...)", the
+    Python keyword, as if the decision had failed; `wfkit reconcile ... --by " "` likewise. A blank
+    --by is now a usage error (exit 2, before the workspace is opened) saying to give a name, and the
+    ticket stays open."""
+    run = _gated_run(workspace)
+    [ticket] = wfkit.Workspace(workspace).pending()
+    target = [ticket.ticket_id] if command != "reconcile" else [run.run_id, "second", "--done"]
+    with pytest.raises(SystemExit) as info:
+        main([command, *target, "--by", by, "--workspace", str(workspace)])
+    assert 2 == info.value.code
+    err = capsys.readouterr().err
+    assert err.startswith(f"usage: wfkit {command}"), err
+    assert err.rstrip().endswith(f"error: argument --by: names no one ({by!r}): give your name, e.g. --by ana"), err
+    assert [ticket.ticket_id] == [t.ticket_id for t in wfkit.Workspace(workspace).pending()]
 
 
 def test_reconcile_of_an_unknown_run_says_there_is_no_such_run(
@@ -1100,6 +1123,36 @@ def test_a_spec_run_given_no_policy_leaves_its_resumes_to_their_own(payout_spec:
     assert (0, f"run {run_id}: succeeded") == (resumed.returncode, resumed.stdout.splitlines()[0]), resumed.stderr
 
 
+def test_a_misspelt_wfkit_policy_is_named_as_the_variable_it_came_from(payout_spec: Path, tmp_path: Path) -> None:
+    """`WFKIT_POLICY=aprove wfkit run SPEC` said "unknown approval policy 'aprove'", which no word of the
+    command holds: it now names `$WFKIT_POLICY` and its value, the closest valid one and every valid value,
+    and stores no run."""
+    workspace = tmp_path / "ws"
+    started = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "wfkit",
+            "run",
+            payout_spec.name,
+            "--steps",
+            "payout_steps",
+            "--workspace",
+            str(workspace),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=payout_spec.parent,
+        env={**os.environ, "WFKIT_POLICY": "aprove"},
+        check=False,
+    )
+    assert 1 == started.returncode, started.stdout
+    assert started.stderr.startswith(
+        "wfkit run: $WFKIT_POLICY='aprove' is no approval policy (did you mean 'approve'?): set it to 'halt', "
+        "'approve', 'reject', 'fail', or the path of a decisions file (.jsonl)"
+    ), started.stderr
+
+
 def test_a_fork_of_a_run_given_a_policy_decides_by_it(payout_spec: Path, tmp_path: Path) -> None:
     """`wfkit fork` without --policy of a run started with `--policy approve` approves its gate as the
     run did (it halted there: the fork kept no policy of its run)."""
@@ -1458,3 +1511,125 @@ def test_resume_prints_the_path_and_state_as_run_does(workspace: Path, capsys: p
     out = capsys.readouterr().out
     expected = [f"run {run.run_id}: succeeded", "  quote", "  pay", "{", '  "amount": 30,', '  "paid": 30', "}"]
     assert expected == out.splitlines()
+
+
+# ---- wfkit show of a run whose process died ------------------------------------------------------
+
+_TESTS = Path(__file__).parent
+
+
+def _crashflow(workspace: Path, logs: Path, crash_at: str | None = None) -> subprocess.CompletedProcess[str]:
+    """tests/crashflow.py in a process of its own: killed with SIGKILL at ``crash_at``, or resuming."""
+    logs.mkdir(exist_ok=True)
+    env = {**os.environ, "PYTHONPATH": str(_TESTS.parent)}
+    args = [sys.executable, str(_TESTS / "crashflow.py"), str(workspace), str(logs), *([crash_at] if crash_at else [])]
+    return subprocess.run(args, env=env, capture_output=True, text=True, timeout=60, check=False)
+
+
+def _show(run_id: str, workspace: Path, capsys: pytest.CaptureFixture[str]) -> str:
+    assert 0 == main(["show", run_id, "--workspace", str(workspace)])
+    return capsys.readouterr().out
+
+
+@pytest.mark.slow  # a process killed with SIGKILL: about 2 s
+@pytest.mark.parametrize(
+    ("crash_at", "flying"),
+    [
+        ("right:middle", "step 'right' attempt 1"),
+        ("left:middle", "step 'left' attempt 1; step 'right' attempt 1"),
+        ("email:middle", "step 'email' attempt 1"),
+    ],
+)
+def test_show_of_an_interrupted_run_names_the_steps_in_flight(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], crash_at: str, flying: str
+) -> None:
+    """`wfkit show` of a run whose process died mid-step listed the steps that settled and said it was
+    interrupted, naming no step it was running then (nothing records a first attempt's start): it now
+    says which, read as a resume reads them, from its checkpoints over its stored graph; `--json`
+    has them as `in_flight`."""
+    ws = tmp_path / "ws"
+    assert -signal.SIGKILL == _crashflow(ws, tmp_path / "logs", crash_at).returncode
+    out = _show("crash-run", ws, capsys)
+    assert f"\nin flight when the process stopped: {flying}\n" in out, out
+    assert 0 == main(["show", "crash-run", "--workspace", str(ws), "--json"])
+    info = json.loads(capsys.readouterr().out)
+    assert [part.split("'")[1] for part in flying.split("; ")] == [f["step"] for f in info["in_flight"]]
+    assert [] == info["reconciled_since_stop"]
+    assert 0 == _crashflow(ws, tmp_path / "logs").returncode  # resumed to its end: nothing is in flight
+    assert "in flight" not in _show("crash-run", ws, capsys)
+
+
+@pytest.mark.slow  # a process killed with SIGKILL: about 2 s
+def test_show_names_a_retry_cut_off_by_its_attempt(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A process killed in a step's second attempt (its first timed out) is shown in flight at attempt 2."""
+    script = tmp_path / "retried.py"
+    script.write_text(
+        textwrap.dedent(
+            """
+            import os, signal, sys
+            import wfkit as wf
+
+            flow = wf.Workflow("retried")
+
+            @flow.step
+            def first(state):
+                return {"a": 1}
+
+            @flow.step(retry=wf.RetryPolicy(max_retries=3, base_delay=0.01, jitter=0))
+            def fetch(state, ctx):
+                if ctx.attempt == 1:
+                    raise TimeoutError("slow upstream")
+                os.kill(os.getpid(), signal.SIGKILL)
+
+            flow.chain("first", "fetch")
+            flow.run({}, run_id="r1", workspace=sys.argv[1])
+            """
+        )
+    )
+    ws = tmp_path / "ws"
+    env = {**os.environ, "PYTHONPATH": str(_TESTS.parent)}
+    done = subprocess.run([sys.executable, str(script), str(ws)], env=env, capture_output=True, text=True, check=False)
+    assert -signal.SIGKILL == done.returncode, done.stderr
+    assert "\nin flight when the process stopped: step 'fetch' attempt 2\n" in _show("r1", ws, capsys)
+
+
+@pytest.mark.slow  # processes killed and resumed: about 4 s
+@pytest.mark.parametrize("resumed", [True, False])
+def test_show_of_a_reconciled_run_says_the_reconciliation_not_to_reconcile(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], resumed: bool
+) -> None:
+    """Once `wfkit reconcile` settled an irreversible step a crash cut off, `wfkit show` still printed the
+    crashed attempt's "check, then `wfkit reconcile ...`", a reconciliation row with nothing to say, and
+    "interrupted: the process running it stopped" of a run that had halted for the reconciliation. It
+    now says the reconciliation made, by whom and what follows, there and in the run's status line."""
+    ws, logs = tmp_path / "ws", tmp_path / "logs"
+    assert -signal.SIGKILL == _crashflow(ws, logs, "email:middle").returncode
+    if resumed:  # the resume halts at the step: it needs reconciliation
+        assert 0 == _crashflow(ws, logs).returncode
+        assert "needs_reconciliation" == json.loads((logs / "result.json").read_text())["status"]
+        assert "\nneeds reconciliation: email (visit 1" in _show("crash-run", ws, capsys)
+    assert 0 == main(["reconcile", "crash-run", "email", "--done", "--by", "ana", "--workspace", str(ws)])
+    capsys.readouterr()
+    out = _show("crash-run", ws, capsys)
+    done = "reconciled by ana: done (its side effect happened: the step counts as completed)"
+    assert "wfkit reconcile" not in out, out
+    assert "needs reconciliation" not in out
+    [crashed] = [line for line in out.splitlines() if line.startswith("email") and " 1 retry " in line]
+    assert crashed.endswith(f"whether its side effect happened is unknown; since {done}"), crashed
+    [row] = [line for line in out.splitlines() if line.startswith("email") and " 0 ok " in line]
+    assert row.endswith(f"  {done}"), row
+    status = out.strip().splitlines()[-1]
+    if resumed:
+        assert status.startswith(f"interrupted: step 'email' was {done}, and nothing runs it now; continue it from its")
+        assert "in flight" not in out
+    else:
+        assert status.startswith(
+            "interrupted: the process running it stopped before the run ended, and nothing runs it now; since "
+            f"then, step 'email' was {done}; continue it from its last completed step: "
+        ), status
+        assert "\nin flight when the process stopped: step 'email' attempt 1\n" in out
+    assert 0 == _crashflow(ws, logs).returncode  # resumed: it goes on from the reconciliation
+    assert "succeeded" == json.loads((logs / "result.json").read_text())["status"]
+    out = _show("crash-run", ws, capsys)
+    assert "wfkit reconcile" not in out
+    assert "since then" not in out

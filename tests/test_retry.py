@@ -8,6 +8,7 @@ import datetime as dt
 import email.utils
 import random
 import time
+from typing import Any
 
 import httpx
 import pytest
@@ -588,6 +589,30 @@ def test_invalid_parameter_raises_value_error_naming_it(kwargs, message):
     """Each out-of-range parameter raises ValueError whose message names it and its bound."""
     with pytest.raises(ValueError, match=r"invalid RetryPolicy: .*" + message):
         RetryPolicy(**kwargs)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "base", "longest"),
+    [
+        ({"base_delay": 10, "max_delay": 1}, "10", "1"),
+        ({"max_delay": 0.5}, "1.0", "0.5"),  # base_delay left at its default, 1 s
+        ({"base_delay": dt.timedelta(minutes=2), "max_delay": dt.timedelta(minutes=1)}, "120.0", "60.0"),
+    ],
+)
+def test_a_first_wait_longer_than_the_longest_is_refused_saying_which_is_which(
+    kwargs: dict[str, Any], base: str, longest: str
+) -> None:
+    """`RetryPolicy(base_delay=10, max_delay=1)` was taken, and every wait was then 1 s whatever
+    backoff_factor said: it is now a ValueError naming both, which is the first wait and which the
+    longest, and the two ways out."""
+    with pytest.raises(ValueError) as info:
+        RetryPolicy(**kwargs)
+    assert (
+        f"invalid RetryPolicy: base_delay={base} (the first wait) is longer than max_delay={longest} (the "
+        f"longest wait), so every wait would be max_delay: lower base_delay to {longest} or less, or raise "
+        f"max_delay to {base} or more"
+    ) == str(info.value)
+    assert 1 == RetryPolicy(base_delay=1, max_delay=1).max_delay  # equal is fine: a constant wait
 
 
 def test_every_problem_is_reported_at_once():

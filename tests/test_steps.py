@@ -287,6 +287,34 @@ def test_non_numeric_timeout_rejected_with_clear_message():
         spec(sync_one, timeout="5")
 
 
+@pytest.mark.parametrize(
+    ("timeout", "hint"),
+    [
+        ("5", r"got '5' \(str\): pass timeout=5 \(a number, not a string\)"),
+        ("0.5", r"got '0.5' \(str\): pass timeout=0.5 "),
+        ("soon", r"got 'soon' \(str\)$"),
+        (True, r"got True \(bool\): a bool is no duration; pass seconds \(timeout=1 for one second\)"),
+        (False, r"got False \(bool\)"),
+    ],
+)
+def test_a_string_or_bool_timeout_is_a_type_error_saying_what_to_pass(timeout: Any, hint: str) -> None:
+    """A step's `timeout="5"` was refused as a ValueError "must be > 0" only by chance (the comparison
+    failed), and `timeout=True` likewise: both are now a TypeError naming the step and saying to pass
+    seconds as a number or a timedelta."""
+    with pytest.raises(TypeError, match=r"^step 'sync_one': timeout must be seconds, as a number or a "
+                       r"datetime.timedelta, " + hint):  # fmt: skip
+        spec(sync_one, timeout=timeout)
+
+
+def test_an_infinite_timeout_is_refused_saying_to_leave_it_unset() -> None:
+    """`timeout=float("inf")` was taken, and `flow.save` then wrote `.inf` to the spec, which the spec
+    loader refuses: it is now refused where it is given, saying how to ask for no limit."""
+    with pytest.raises(ValueError, match=r"^step 'sync_one': timeout must be a finite number of seconds, got inf: "
+                       r"leave the timeout unset \(None\) for no time limit$"):  # fmt: skip
+        spec(sync_one, timeout=float("inf"))
+    assert spec(sync_one, timeout=None).timeout is None
+
+
 @pytest.mark.parametrize("max_visits", [0, -1, 1.5, "3"])
 def test_bad_max_visits_rejected(max_visits):
     """max_visits that is not an int >= 1 raises ValueError naming the step and the rule."""

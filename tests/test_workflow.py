@@ -169,6 +169,31 @@ def test_bad_run_timeout_is_refused() -> None:
         _two_steps().run({}, timeout=0)
 
 
+@pytest.mark.parametrize(
+    ("timeout", "error", "message"),
+    [
+        ("5", TypeError, r"got '5' \(str\): pass timeout=5 \(a number, not a string\)"),
+        (True, TypeError, r"got True \(bool\): a bool is no duration"),
+        (float("inf"), ValueError, r"a finite number of seconds, got inf: leave the timeout unset \(None\)"),
+    ],
+)
+def test_a_run_timeout_of_a_string_a_bool_or_infinity_is_refused_before_anything_runs(
+    timeout: Any, error: type[Exception], message: str
+) -> None:
+    """`flow.run(..., timeout="5")` failed with Python's own "'>' not supported between instances of
+    'str' and 'int'", and `timeout=True` ran with a 1 s deadline. Both are now a TypeError naming the
+    call and saying to pass seconds as a number or a timedelta; infinity, a ValueError saying to leave
+    the timeout unset. run_many refuses them before any run starts."""
+    flow = _two_steps()
+    for call, go in (
+        ("run", lambda: flow.run({}, timeout=timeout, workspace=False)),
+        ("start", lambda: flow.start({}, timeout=timeout, workspace=False)),
+        ("run_many", lambda: flow.run_many([{}], timeout=timeout, workspace=False)),
+    ):
+        with pytest.raises(error, match=rf"^{call}\(timeout=...\): a run's timeout must be .*{message}"):
+            go()
+
+
 def test_run_from_plain_python() -> None:
     """run() works from synchronous code with no loop."""
     run = _two_steps().run({"x": 1})

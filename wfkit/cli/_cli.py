@@ -61,6 +61,14 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _person(text: str) -> str:
+    """An argparse type: a person's name (``--by``), not empty or blank: a decision or a
+    reconciliation by nobody says nothing of who made it."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError(f"names no one ({text!r}): give your name, e.g. --by ana")
+    return text
+
+
 def _workspace(args: argparse.Namespace) -> Any:
     from wfkit.store._workspace import Workspace
 
@@ -117,6 +125,9 @@ def _decision(by: str | None, comment: str | None) -> str:
 def _show(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from wfkit.model._errors import ProcessCrashedError
+    from wfkit.store._stopped import how_stopped, reconciliation_of, verdict
+
     if Path(args.run_id).is_file():  # a spec where a run id goes: no run of that name will be found
         name = args.run_id
         raise ValueError(
@@ -136,17 +147,40 @@ def _show(args: argparse.Namespace) -> int:
     if info["error"]:
         _print(f"error: {info['error_type']}: {info['error']}")
     _print(f"\n{'step':20} {'visit':>5} {'attempt':>7} {'status':17} {'latency s':>9}  route / error / decision")
+    # Reconciled irreversible step visits: their crashed attempt's row asked for what is done now.
+    reconciled = {
+        (e["step"], e["visit"]): made
+        for e in events
+        if e["attempt"] == 0 and (made := reconciliation_of(e["extra"])) is not None
+    }
     for e in events:
         detail = e["route_taken"] or e["error_message"] or _decision(e["approver"], e["decision_comment"])
+        made = reconciled.get((e["step"], e["visit"]))
+        if made is not None and e["attempt"] == 0 and reconciliation_of(e["extra"]) is not None:
+            detail = verdict(*made)
+        elif made is not None and e["error_type"] == ProcessCrashedError.__name__ and _ASK_RECONCILE in detail:
+            detail = f"{detail.split(_ASK_RECONCILE, 1)[0]}; since {verdict(*made)}"
         step = e["step"] if e["map_index"] is None else f"{e['step']}[{e['map_index']}]"  # a map's item
         _print(f"{step[:20]:20} {e['visit']:5d} {e['attempt']:7d} {e['status']:17} {e['latency_s']:9.3f}  {detail}")
     _print_reconciliations(ws, args, args.run_id)
     _print_tickets(ws, args, args.run_id)
+    stopped = how_stopped(ws.store, args.run_id, info["status"])
+    if stopped.in_flight:
+        _print(f"\nin flight when the process stopped: {'; '.join(f.describe() for f in stopped.in_flight)}")
     why = _STOPPED.get(info["status"])
     if why is not None:
+        since = "; ".join(r.describe() for r in stopped.reconciled)
+        if since and info["status"] == RunStatus.INTERRUPTED and not stopped.died:
+            why = f"{since}, and nothing runs it now; "  # it halted for that reconciliation: no process died
+        elif since:
+            why = f"{why}since then, {since}; "
         hint = _resume_hint(ws, args, args.run_id).removeprefix("resume with ")
         _print(f"\n{info['status']}: {why}continue it from its last completed step: {hint}")
     return 0
+
+
+# How a crashed irreversible attempt's error asks for a reconciliation (Store.crashed_intent_attempt).
+_ASK_RECONCILE = "; check, then `wfkit reconcile "
 
 
 # What `wfkit show` says before the command that resumes a run stopped so (a run timed out keeps its
@@ -914,7 +948,7 @@ def build_parser() -> argparse.ArgumentParser:
     for name in ("approve", "reject"):
         p = sub.add_parser(name, parents=[common], help=f"{name} an approval ticket")
         p.add_argument("ticket", help="the ticket's id, as `wfkit pending` or `wfkit show RUN` prints it")
-        p.add_argument("--by", required=True, help="the reviewer's name")
+        p.add_argument("--by", required=True, type=_person, help="the reviewer's name")
         p.add_argument("--comment", default="", help="why, kept with the decision (shown by `wfkit show`)")
         p.set_defaults(handler=_decide(name))
 
@@ -960,7 +994,7 @@ def build_parser() -> argparse.ArgumentParser:
     what = rec.add_mutually_exclusive_group(required=True)
     what.add_argument("--done", action="store_true", help="the side effect happened: count the step as done")
     what.add_argument("--retry", action="store_true", help="it did not happen: run the step again on resume")
-    rec.add_argument("--by", required=True, help="who checked")
+    rec.add_argument("--by", required=True, type=_person, help="who checked")
     rec.add_argument("--updates", help="JSON object: the state updates the step would have returned")
     rec.set_defaults(handler=_reconcile)
     ev = sub.add_parser("eval", parents=[common], help="score a workflow suite over its dataset, compare variants")

@@ -56,9 +56,18 @@ def current_mode(explicit: str | None = None) -> Mode:
 
 def default_policy(mode: Mode) -> str:
     """The approval policy when a run names none."""
+    return default_policy_from(mode)[0]
+
+
+def default_policy_from(mode: Mode) -> tuple[str, str | None]:
+    """The approval policy when a run names none, and where it was read (``$WFKIT_POLICY``, the
+    notebook parameter ``wfkit_policy``; None: wfkit's own default), for an error to name."""
     if mode == "interactive":
-        return "halt"  # the widget, wfkit.pending() or the CLI decides
-    param = _user_ns().get("wfkit_policy") or os.environ.get("WFKIT_POLICY")
+        return "halt", None  # the widget, wfkit.pending() or the CLI decides
+    param = _user_ns().get("wfkit_policy")
     if param:
-        return str(param)
-    return "fail" if under_papermill() else "halt"
+        return str(param), "the notebook parameter wfkit_policy"
+    env = os.environ.get("WFKIT_POLICY")
+    if env:
+        return env, "$WFKIT_POLICY"
+    return ("fail" if under_papermill() else "halt"), None

@@ -19,7 +19,7 @@ from wfkit.model._approvals import ApprovalPolicy, Ticket, warn_already_decided
 from wfkit.model._context import ChatModel, ToolProvider
 from wfkit.model._errors import TicketError
 from wfkit.model._events import Sink, StepEvent, TokenChunk
-from wfkit.model._seconds import Seconds, as_seconds
+from wfkit.model._seconds import Seconds, as_seconds, as_timeout
 from wfkit.model._status import RunStatus
 from wfkit.model._suggest import closest, unexpected_keywords
 from wfkit.store._workspace import decision_event
@@ -183,7 +183,7 @@ class _Options:
         values = dict(options)
         values["sinks"] = tuple(values.get("sinks") or ())
         if "timeout" in values:
-            values["timeout"] = as_seconds(values["timeout"])
+            values["timeout"] = as_timeout(values["timeout"], f"{call}(timeout=...): a run's timeout")
         return cls(**values)
 
 

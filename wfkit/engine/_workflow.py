@@ -80,9 +80,10 @@ def _resolve_policy(
         store, row = kept
         policy = recorded_policy(load_json(store.path, row["run_id"], "runs.policy", row["policy"]), row["run_id"])
     else:
-        from wfkit.engine._mode import current_mode, default_policy
+        from wfkit.engine._mode import current_mode, default_policy_from
 
-        policy = as_policy(default_policy(current_mode(o.mode)))
+        value, source = default_policy_from(current_mode(o.mode))
+        policy = as_policy(value, source=source)
     _check_policy(policy, graph)
     return policy
 

@@ -332,22 +332,39 @@ _NAMED = {
 }
 
 
-def as_policy(value: str | ApprovalPolicy | None) -> ApprovalPolicy:
-    """``"halt"`` (default), ``"approve"``, ``"reject"``, ``"fail"``, a decisions file path, or a policy."""
+def as_policy(value: str | ApprovalPolicy | None, *, source: str | None = None) -> ApprovalPolicy:
+    """``"halt"`` (default), ``"approve"``, ``"reject"``, ``"fail"``, a decisions file path, or a policy.
+    ``source``: where a policy the user did not pass in code was read (``$WFKIT_POLICY``, the
+    notebook parameter ``wfkit_policy``), which an error names with the value, as the user set it
+    there and not in the call the error comes from."""
     if value is None:
         return HALT
     if isinstance(value, ApprovalPolicy):
         return value
     if isinstance(value, str | Path):
-        named = _NAMED.get(str(value).lower())
+        named = _NAMED.get(str(value).strip().lower() if source else str(value).lower())
         if named is not None:
             return named
         if Path(value).suffix in (".jsonl", ".json") or Path(value).exists():
-            return DecisionsFile(value)
-    raise ValueError(
-        f"unknown approval policy {value!r}: use 'halt', 'approve', 'reject', 'fail', or the path "
-        f"of a decisions file (.jsonl) recorded with Workspace.export_decisions"
+            if source is None:
+                return DecisionsFile(value)
+            try:
+                return DecisionsFile(value)
+            except DecisionsFileError as exc:
+                raise DecisionsFileError(
+                    f"{source}={str(value)!r} names a decisions file wfkit cannot use: {exc}"
+                ) from exc
+    valid = (
+        "'halt', 'approve', 'reject', 'fail', or the path of a decisions file (.jsonl) recorded with "
+        "Workspace.export_decisions"
     )
+    if source is not None:
+        meant = did_you_mean(str(value).strip().lower(), _NAMED) if isinstance(value, str | Path) else ""
+        raise ValueError(
+            f"{source}={str(value)!r} is no approval policy{meant}: set it to {valid}, or unset it "
+            f"(a run given no policy then halts at a gate, or fails under papermill)"
+        )
+    raise ValueError(f"unknown approval policy {value!r}: use {valid}")
 
 
 def policy_record(policy: ApprovalPolicy) -> dict[str, str]:

@@ -270,6 +270,13 @@ class RetryPolicy:
             problems.append("max_unknown_retries must be >= 0")
         if self.base_delay < 0 or self.max_delay < 0:
             problems.append("base_delay and max_delay must be >= 0")
+        elif self.base_delay > self.max_delay:
+            # Every wait is capped at max_delay: the backoff would never grow, whatever backoff_factor says.
+            problems.append(
+                f"base_delay={self.base_delay!r} (the first wait) is longer than max_delay={self.max_delay!r} "
+                f"(the longest wait), so every wait would be max_delay: lower base_delay to "
+                f"{self.max_delay!r} or less, or raise max_delay to {self.base_delay!r} or more"
+            )
         if self.backoff_factor < 1:
             problems.append(f"backoff_factor must be >= 1, got {self.backoff_factor!r}")
         if not 0 <= self.jitter <= 1:

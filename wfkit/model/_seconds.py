@@ -4,6 +4,7 @@ one conversion for every place that takes one (step and run timeouts, retry dela
 from __future__ import annotations
 
 import datetime as dt
+import math
 from typing import Any, TypeAlias, overload
 
 Seconds: TypeAlias = float | dt.timedelta
@@ -20,3 +21,43 @@ def as_seconds(value: Any) -> Any:
     """A timedelta in seconds (a float); anything else as given, for the caller to check, so a bad
     value is refused in the caller's own words."""
     return value.total_seconds() if isinstance(value, dt.timedelta) else value
+
+
+def as_timeout(value: Seconds | None, what: str) -> float | None:
+    """``value`` as a time limit in seconds (None: no limit), or the error saying why it is none;
+    ``what`` names the limit in the message: "step 'fetch': timeout", "a run's timeout".
+
+    A bool is refused (``True`` would be one second), and so is a string (compared with a number
+    it fails late, far from where it was given): both a TypeError. Infinity is refused too, as no
+    limit is said by leaving the timeout unset, and a flow spec can hold no infinity (``flow.save``
+    would write one its loader refuses)."""
+    seconds = as_seconds(value)
+    if seconds is None:
+        return None
+    if isinstance(seconds, bool) or not isinstance(seconds, int | float):
+        raise TypeError(
+            f"{what} must be seconds, as a number or a datetime.timedelta, got {value!r} "
+            f"({type(value).__name__}){_meant(value)}"
+        )
+    if seconds == math.inf:
+        raise ValueError(
+            f"{what} must be a finite number of seconds, got {value!r}: leave the timeout unset (None) "
+            f"for no time limit"
+        )
+    if not seconds > 0:  # zero, negative, NaN
+        raise ValueError(f"{what} must be > 0 seconds, got {seconds!r}")
+    return seconds
+
+
+def _meant(value: object) -> str:
+    """What a timeout of the wrong type likely meant, as the end of its error."""
+    if isinstance(value, bool):
+        return ": a bool is no duration; pass seconds (timeout=1 for one second), or leave it unset for no limit"
+    if isinstance(value, str):
+        try:
+            number = float(value)
+        except ValueError:
+            return ""
+        if math.isfinite(number) and number > 0:
+            return f": pass timeout={int(number) if number.is_integer() else number} (a number, not a string)"
+    return ""

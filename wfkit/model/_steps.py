@@ -12,7 +12,7 @@ from typing import Any, Protocol, TypeAlias
 
 from wfkit.model._approvals import Approval, as_approval
 from wfkit.model._retry import NO_RETRY, Classifier, RetryPolicy
-from wfkit.model._seconds import Seconds, as_seconds
+from wfkit.model._seconds import Seconds, as_seconds, as_timeout
 
 StepFunction: TypeAlias = Callable[..., Any]
 CacheKey: TypeAlias = Callable[[Mapping[str, Any]], Any]
@@ -266,9 +266,7 @@ def make_spec(
     step_name = name or getattr(fn, "__name__", None)
     if not step_name or not isinstance(step_name, str) or step_name == "<lambda>":
         raise TypeError("a step needs a name: pass name='...' for lambdas and callables")
-    timeout = as_seconds(timeout)
-    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0):
-        raise ValueError(f"step {step_name!r}: timeout must be > 0 seconds, got {timeout!r}")
+    timeout = as_timeout(timeout, f"step {step_name!r}: timeout")
     if max_visits is not None and (not isinstance(max_visits, int) or max_visits < 1):
         raise ValueError(f"step {step_name!r}: max_visits must be an int >= 1, got {max_visits!r}")
     if retry is not None and not isinstance(retry, RetryPolicy):

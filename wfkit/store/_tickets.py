@@ -171,7 +171,10 @@ class Tickets:
         if decision not in ("approve", "reject"):
             raise TicketError(f"a decision is 'approve' or 'reject', got {decision!r}")
         if not by or not str(by).strip():
-            raise TicketError("a decision needs the reviewer's name (by=...)")
+            raise TicketError(
+                f"a decision needs the reviewer's name (by=...), got by={by!r}, which names no one: "
+                f"pass who decides, e.g. by='ana'"
+            )
         status = "approved" if decision == "approve" else "rejected"
         by, comment = redact_text(str(by)), redact_optional(comment) or ""
         path = self.path

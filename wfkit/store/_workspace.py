@@ -19,7 +19,9 @@ from wfkit.model._environ import setting
 from wfkit.model._errors import TicketError
 from wfkit.model._events import StepEvent
 from wfkit.model._processors import DEFAULT_PROCESSORS
+from wfkit.model._status import RunStatus
 from wfkit.store._journal import encode_updates, load_json
+from wfkit.store._stopped import how_stopped
 from wfkit.store._store import Store
 
 DecisionHook: TypeAlias = Callable[[Path, Ticket], object]
@@ -197,7 +199,9 @@ class Workspace:
         return self.store.run_rows(status=status, limit=limit)
 
     def run_info(self, run_id: str) -> dict[str, Any]:
-        """One run: its row, checkpoints, intents, tickets and events."""
+        """One run: its row, checkpoints, intents, tickets and events; of an interrupted run, the
+        step visits in flight when its process died (``in_flight``: step, visit, attempt...) and the
+        reconciliations made since a process last ran it (``reconciled_since_stop``)."""
         row = self.store.run_row(run_id)
         info = {k: v for k, v in row.items() if not k.startswith("lease_") and k != "definition"}
         for key in ("inputs", "state"):
@@ -216,6 +220,10 @@ class Workspace:
         info["parent_run_id"] = None if link is None or link["kind"] != "child" else link["parent_run_id"]
         info["children"] = [c["run_id"] for c in self.store.child_runs(run_id)]
         info["intents"] = self.store.intents(run_id)
+        # An interrupted run: the steps in flight when its process died, the reconciliations since.
+        stopped = how_stopped(self.store, run_id, info["status"]) if info["status"] == RunStatus.INTERRUPTED else None
+        info["in_flight"] = [] if stopped is None else [f._asdict() for f in stopped.in_flight]
+        info["reconciled_since_stop"] = [] if stopped is None else [r._asdict() for r in stopped.reconciled]
         info["tickets"] = [t.ticket_id for t in self.store.tickets.find(status=None, run_id=run_id)]
         info["lease"] = (
             None
@@ -357,8 +365,11 @@ class Workspace:
         """
         if action not in ("done", "retry"):
             raise ValueError(f"action is 'done' or 'retry', got {action!r}")
-        if not by or not by.strip():
-            raise ValueError("reconciling needs the name of the person who checked (by=...)")
+        if not by or not str(by).strip():
+            raise ValueError(
+                f"reconciling needs the name of the person who checked (by=...), got by={by!r}, which names "
+                f"no one: pass who checked, e.g. by='ana'"
+            )
         self.store.run_row(run_id)  # an unknown run says so (KeyError), not "no irreversible step"
         pending = [i for i in self.store.intents(run_id) if i["step"] == step and i["status"] == "pending"]
         if not pending:
