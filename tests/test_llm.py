@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import email.utils
 import gc
 import itertools
@@ -450,6 +451,89 @@ def test_client_timeout_applies_to_every_call(server: LLMServer) -> None:
     short_read = httpx.Timeout(30.0, read=0.05)
     assert isinstance(error_of(client_for(server, timeout=short_read)), LLMTimeoutError)
     assert call(client_for(server, timeout=short_read), timeout=30.0).text.startswith("reply to")
+
+
+@pytest.mark.parametrize(
+    ("timeout", "kind", "says"),
+    [
+        (
+            -1,
+            ValueError,
+            "ChatClient(timeout=-1): a timeout of -1 s would end every call before it is answered: "
+            "write the seconds a call may take, more than 0 (e.g. timeout=30), or timeout=None for no time limit",
+        ),
+        (0, ValueError, "ChatClient(timeout=0): a timeout of 0 s would end every call"),
+        (dt.timedelta(0), ValueError, "a timeout of 0.0 s would end every call"),
+        (
+            float("nan"),
+            ValueError,
+            "ChatClient(timeout=nan): NaN is no number of seconds: write the seconds a call may take, e.g. timeout=30",
+        ),
+        (float("inf"), ValueError, "ChatClient(timeout=inf): for no time limit write timeout=None, not inf"),
+        (
+            "30",
+            TypeError,
+            "ChatClient(timeout='30'): a timeout is a number of seconds, not the text '30': write timeout=30",
+        ),
+        ("soon", TypeError, "not the text 'soon': write timeout=30"),
+        (
+            True,
+            TypeError,
+            "ChatClient(timeout=True): a timeout is a number of seconds, not True: write e.g. timeout=30",
+        ),
+        (
+            [5],
+            TypeError,
+            "a timeout is seconds (an int or a float), a datetime.timedelta or an httpx.Timeout, not list [5]",
+        ),
+        (httpx.Timeout(30.0, read=-2), ValueError, "read=-2: a timeout of -2 s would end every call"),
+        (httpx.Timeout(30.0, connect=float("inf")), ValueError, "connect=inf: for no time limit write connect=None"),
+    ],
+    ids=repr,
+)
+def test_a_client_timeout_that_is_no_duration_is_refused(server: LLMServer, timeout, kind, says) -> None:
+    """ChatClient(timeout=) refuses, when it is made, what httpx took and then failed every call
+    with (0, a negative) or never timed out with (NaN, inf), text and bools, saying what to write."""
+    with pytest.raises(kind) as info:
+        client_for(server, timeout=timeout)
+    assert says in str(info.value)
+    assert [] == server.requests
+
+
+@pytest.mark.parametrize(
+    ("timeout", "kind", "says"),
+    [
+        (-5, ValueError, "complete(..., timeout=-5): a timeout of -5 s would end every call before it is answered"),
+        (float("inf"), ValueError, "complete(..., timeout=inf): for no time limit write timeout=httpx.Timeout(None)"),
+        (
+            "10",
+            TypeError,
+            "complete(..., timeout='10'): a timeout is a number of seconds, not the text '10': write timeout=10",
+        ),
+    ],
+    ids=repr,
+)
+def test_a_call_timeout_that_is_no_duration_is_refused_before_asking(server: LLMServer, timeout, kind, says) -> None:
+    """A call's own timeout= is checked as the client's is, before any request leaves; so is a stream's."""
+    with pytest.raises(kind) as info:
+        call(client_for(server), timeout=timeout)
+    assert says in str(info.value)
+    with pytest.raises(kind, match=r"^stream\(\.\.\., timeout="):
+        client_for(server).stream("hello", timeout=timeout)
+    assert [] == server.requests
+
+
+def test_a_timeout_may_be_a_timedelta_and_none_is_no_limit(server: LLMServer) -> None:
+    """timeout= takes a datetime.timedelta (its seconds), on the client and on a call, as step and
+    run timeouts do; ChatClient(timeout=None) has no limit, and a call's httpx.Timeout(None) none for it."""
+    server.script(("slow", 60.0), ("slow", 60.0), ("slow", 0.3), ("slow", 0.3))
+    exc = error_of(client_for(server, timeout=dt.timedelta(milliseconds=250)))
+    assert "no bytes came for 0.25 s" in str(exc)
+    exc = error_of(client_for(server), timeout=dt.timedelta(milliseconds=200))
+    assert "no bytes came for 0.2 s" in str(exc)
+    assert call(client_for(server, timeout=None)).text.startswith("reply to")
+    short = client_for(server, timeout=httpx.Timeout(30.0, read=0.05))
+    assert call(short, timeout=httpx.Timeout(None)).text.startswith("reply to")
 
 
 def test_a_body_that_is_not_json_is_a_clear_permanent_error(server: LLMServer) -> None:

@@ -23,7 +23,9 @@ The API key never appears in ``repr``, in an error message, in a step event or i
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import json
+import math
 import os
 import re
 import time
@@ -44,6 +46,7 @@ from wfkit.model._context import StepContext
 from wfkit.model._errors import WfkitError
 from wfkit.model._processors import REDACTED, header_secrets, mark_secret
 from wfkit.model._retry import ErrorKind, retry_after_in
+from wfkit.model._seconds import Seconds
 
 Messages: TypeAlias = str | Sequence[Mapping[str, Any]]
 
@@ -349,6 +352,54 @@ def _usage_of(payload: Any) -> tuple[int | None, int | None]:
     )
 
 
+# The phases of an httpx.Timeout, each a limit of its own (None: none).
+_TIMEOUT_PHASES = ("connect", "read", "write", "pool")
+
+
+def _seconds_of(value: object, given: str, unlimited: str) -> float | None:
+    """``value`` (one timeout: seconds or a timedelta, None for no limit) as seconds; a TypeError or
+    ValueError naming ``given`` (how the user wrote it, ``"ChatClient(timeout=...)"``) and saying
+    what to write instead. ``unlimited`` is how to ask for no limit there."""
+    seconds = value.total_seconds() if isinstance(value, dt.timedelta) else value
+    if seconds is None:
+        return None
+    if isinstance(seconds, bool):
+        raise TypeError(f"{given}: a timeout is a number of seconds, not {seconds!r}: write e.g. timeout=30")
+    if isinstance(seconds, str):
+        try:
+            number = float(seconds)
+        except ValueError:
+            number = None
+        write = f"timeout={number:g}" if number is not None and math.isfinite(number) and number > 0 else "timeout=30"
+        raise TypeError(f"{given}: a timeout is a number of seconds, not the text {seconds!r}: write {write}")
+    if not isinstance(seconds, int | float):
+        raise TypeError(
+            f"{given}: a timeout is seconds (an int or a float), a datetime.timedelta or an httpx.Timeout, "
+            f"not {type(seconds).__name__} {seconds!r}: write e.g. timeout=30"
+        )
+    if math.isnan(seconds):
+        raise ValueError(f"{given}: NaN is no number of seconds: write the seconds a call may take, e.g. timeout=30")
+    if math.isinf(seconds):
+        raise ValueError(f"{given}: for no time limit write {unlimited}, not {seconds!r}")
+    if seconds <= 0:
+        raise ValueError(
+            f"{given}: a timeout of {seconds!r} s would end every call before it is answered: write the seconds "
+            f"a call may take, more than 0 (e.g. timeout=30), or {unlimited} for no time limit"
+        )
+    return float(seconds)
+
+
+def _timeout_of(timeout: object, given: str, unlimited: str) -> httpx.Timeout:
+    """``timeout`` (seconds, a timedelta, an httpx.Timeout, or None for no limit) as an
+    httpx.Timeout, each phase checked: httpx took a negative, zero, NaN or infinite one, a string
+    or a bool, and failed every call, or none, later (see :func:`_seconds_of`)."""
+    if isinstance(timeout, httpx.Timeout):
+        for phase in _TIMEOUT_PHASES:
+            _seconds_of(getattr(timeout, phase), f"{given} {phase}={getattr(timeout, phase)!r}", f"{phase}=None")
+        return timeout
+    return httpx.Timeout(_seconds_of(timeout, given, unlimited))
+
+
 # What a pickled ChatClient carries: its configuration (the headers hold the key's Authorization).
 _PICKLED = ("base_url", "model", "transport", "prices", "_api_key", "_key_from", "_timeout", "_headers", "_query")
 
@@ -390,9 +441,11 @@ class ChatClient:
     - ``api_key``: sent as ``Authorization: Bearer``; when None it is read from the environment
       variable named by ``api_key_env`` (``WFKIT_API_KEY`` unless you name another, e.g.
       ``"OPENAI_API_KEY"``). No key, no header.
-    - ``timeout``: seconds (or an ``httpx.Timeout``) for each phase of a call: connecting,
-      waiting for the next bytes, sending, getting a pooled connection. A call may pass its own;
-      a step's ``timeout=`` bounds the whole step.
+    - ``timeout``: seconds (or a ``datetime.timedelta``, or an ``httpx.Timeout``) for each phase
+      of a call: connecting, waiting for the next bytes, sending, getting a pooled connection;
+      None for no limit. A call may pass its own (``httpx.Timeout(None)``: none for that call); a
+      step's ``timeout=`` bounds the whole step. Zero, a negative, NaN or infinite number, text
+      and a bool are refused, saying what to write.
     - ``transport``: an httpx transport, e.g. ``SimulatedModel(...)`` or ``Cassette(...)``.
     - ``prices``: a :class:`Prices` table or a mapping ``{model: (usd_in_per_1k, usd_out_per_1k)}``
       consulted before the global ``PRICES``.
@@ -438,12 +491,13 @@ class ChatClient:
         model: str | None = None,
         api_key: str | None = None,
         api_key_env: str = "WFKIT_API_KEY",
-        timeout: float | httpx.Timeout = 30.0,
+        timeout: Seconds | httpx.Timeout | None = 30.0,
         transport: httpx.AsyncBaseTransport | None = None,
         prices: Prices | Mapping[str, PriceLike] | None = None,
         headers: Mapping[str, str] | None = None,
     ) -> None:
         check_async_transport("ChatClient", transport)
+        self._timeout = _timeout_of(timeout, f"ChatClient(timeout={timeout!r})", "timeout=None")
         if base_url is None:
             transport = transport if transport is not None else SimulatedModel()
             base_url = _SIMULATED_URL
@@ -483,7 +537,6 @@ class ChatClient:
                 for secret in header_secrets({name: value}):
                     if " " not in secret.strip():  # a scheme of its own ("SharedKey a:b") may hold a space
                         _check_api_key(secret, f"headers[{name!r}]")
-        self._timeout = timeout if isinstance(timeout, httpx.Timeout) else httpx.Timeout(timeout)
         self._headers = dict(headers or {})
         if self._api_key:
             self._headers["Authorization"] = f"Bearer {self._api_key}"
@@ -552,10 +605,11 @@ class ChatClient:
         if changed:
             self._secrets = tuple(sorted({*self._given_secrets, *self._cookies.values()}, key=len, reverse=True))
 
-    def _timeout_for(self, timeout: float | httpx.Timeout | None) -> httpx.Timeout:
+    def _timeout_for(self, timeout: Seconds | httpx.Timeout | None, call: str) -> httpx.Timeout:
+        """A call's own timeout (None: the client's), checked as the client's is."""
         if timeout is None:
             return self._timeout
-        return timeout if isinstance(timeout, httpx.Timeout) else httpx.Timeout(timeout)
+        return _timeout_of(timeout, f"{call}(..., timeout={timeout!r})", "timeout=httpx.Timeout(None)")
 
     def _body(self, prompt: Messages, model: str | None, params: Mapping[str, Any]) -> dict[str, Any]:
         if isinstance(prompt, str):
@@ -576,7 +630,7 @@ class ChatClient:
         prompt: Messages,
         *,
         model: str | None = None,
-        timeout: float | httpx.Timeout | None = None,
+        timeout: Seconds | httpx.Timeout | None = None,
         ctx: StepContext | None = None,
         **params: Any,
     ) -> Reply:
@@ -588,7 +642,9 @@ class ChatClient:
         body = self._body(prompt, model, params)
         http = await self._http.get()
         started = time.perf_counter()
-        request = http.build_request("POST", "chat/completions", json=body, timeout=self._timeout_for(timeout))
+        request = http.build_request(
+            "POST", "chat/completions", json=body, timeout=self._timeout_for(timeout, "complete")
+        )
         try:
             response = await http.send(request, stream=True)
             await self._read(response, body["model"])
@@ -608,7 +664,7 @@ class ChatClient:
         prompt: Messages,
         *,
         model: str | None = None,
-        timeout: float | httpx.Timeout | None = None,
+        timeout: Seconds | httpx.Timeout | None = None,
         ctx: StepContext | None = None,
         **params: Any,
     ) -> ChatStream:
@@ -627,7 +683,7 @@ class ChatClient:
         elif body["stream_options"] is None:
             del body["stream_options"]
 
-        return ChatStream(self, body, self._timeout_for(timeout), ctx)
+        return ChatStream(self, body, self._timeout_for(timeout, "stream"), ctx)
 
     def for_step(self, ctx: StepContext) -> BoundChatClient:
         """This client, recording every call into ``ctx``'s step event without passing ``ctx=``."""
