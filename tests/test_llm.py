@@ -1959,6 +1959,92 @@ def test_ctx_llm_records_usage_by_itself(server: LLMServer) -> None:
     assert pytest.approx((1 * 0.001 + 3 * 0.002) / 1000) == event.cost_usd
 
 
+def asking_later() -> wf.Workflow:
+    """A step, then a gated one that asks the model: a run of it halts before asking anything."""
+    flow = wf.Workflow("ask-later")
+    flow.step(lambda state: {"q": state["q"]}, name="first")
+
+    @flow.step(approval=wf.Approval("check the question first"))
+    async def ask(state: dict[str, Any], ctx: wf.StepContext) -> dict[str, Any]:
+        return {"answer": (await ctx.llm.complete(state["q"])).text}
+
+    flow.edge("first", "ask")
+    return flow
+
+
+@pytest.mark.parametrize(
+    ("given", "says"),
+    [
+        (
+            SimulatedModel,
+            "it got the class SimulatedModel, the simulated model's transport: pass "
+            "llm=wf.llm.ChatClient(transport=wf.llm.SimulatedModel())",
+        ),
+        (
+            SimulatedModel(seed=3),
+            "it got SimulatedModel(p50=0.005, p99=0.05, seed=3), the transport a client sends through: pass "
+            "llm=wf.llm.ChatClient(transport=SimulatedModel(p50=0.005, p99=0.05, seed=3))",
+        ),
+        (
+            wf.llm.Cassette("calls.jsonl", mode="replay"),
+            "it got Cassette('calls.jsonl', mode='replay'), the transport a client sends through: pass "
+            "llm=wf.llm.ChatClient(model='MODEL', transport=Cassette('calls.jsonl', mode='replay')) to replay it",
+        ),
+        ("test-model", "it got the text 'test-model' (a model's name?): pass llm=wf.llm.ChatClient("),
+        (ChatClient, "it got the class ChatClient itself: pass an instance, llm=ChatClient(...)"),
+        (42, "it got builtins.int 42, which has no complete() method"),
+    ],
+    ids=["SimulatedModel-class", "SimulatedModel", "Cassette", "model-name", "ChatClient-class", "int"],
+)
+def test_llm_that_is_no_chat_client_is_refused_by_every_call_taking_it(
+    server: LLMServer, workspace: Path, given: Any, says: str
+) -> None:
+    """run, start, run_many, resume and fork refuse an llm= that is no client (a transport, a class,
+    a model's name) at once, saying what was given and what to pass; it failed only when a step
+    called ctx.llm.complete, with an AttributeError deep in the step."""
+    flow = asking_flow()
+    halted = asking_later()
+    stored = halted.run({"q": "x"}, llm=client_for(server))  # halts at the gate, nothing asked
+    for name, call in [
+        ("run", lambda: flow.run({"q": "x"}, llm=given)),
+        ("start", lambda: flow.start({"q": "x"}, llm=given)),
+        ("run_many", lambda: flow.run_many([{"q": "x"}], llm=given, progress=False)),
+        ("resume", lambda: halted.resume(stored.run_id, llm=given)),
+        ("fork", lambda: halted.fork(stored.run_id, at="first", llm=given)),
+    ]:
+        with pytest.raises(TypeError) as info:
+            call()
+        assert str(info.value).startswith(f"{name}(llm=...) needs a chat client, such as wf.llm.ChatClient(...); ")
+        assert says in str(info.value)
+    assert [] == server.requests  # nothing was asked of the model
+    assert [stored.run_id] == [row["run_id"] for row in wf.Workspace().runs()]  # and no run was made
+
+
+def test_a_url_given_as_llm_is_refused_with_the_client_to_pass(server: LLMServer) -> None:
+    """llm='http://127.0.0.1:PORT/v1' is refused naming the ChatClient call for it; that call then runs."""
+    flow = asking_flow()
+    with pytest.raises(TypeError) as info:
+        flow.run({"q": "x"}, workspace=False, llm=server.url)
+    assert f"it got the URL {server.url!r}: pass llm=wf.llm.ChatClient({server.url!r}, model='MODEL')" in str(
+        info.value
+    )
+    run = flow.run({"q": "x"}, workspace=False, llm=ChatClient(server.url, model="test-model", api_key=KEY))
+    assert "reply to: x" == run.state["answer"]
+
+
+def test_an_eval_suite_refuses_an_llm_that_is_no_chat_client_when_it_is_built() -> None:
+    """A suite's run_options (its own or a variant's) with llm= that is no client is refused when the
+    suite is built, before any case runs; each case's run failed in turn."""
+    flow = asking_flow()
+    cases = [{"id": "a", "inputs": {"q": "x"}, "expected": {"answer": "reply to: x"}}]
+    scorers = [wf.evals.exact_match("answer")]
+    with pytest.raises(TypeError, match=r"^suite 's': run_options llm= needs a chat client.*class SimulatedModel"):
+        wf.evals.Suite("s", cases, flow, scorers, run_options={"llm": SimulatedModel})
+    variants = {"local": {"run_options": {"llm": "http://127.0.0.1:8000/v1"}}}
+    with pytest.raises(TypeError, match=r"^suite 's': variant 'local''s run_options llm= .*it got the URL"):
+        wf.evals.Suite("s", cases, lambda: flow, scorers, variants=variants)
+
+
 # --- the default client -------------------------------------------------------------------------------
 
 

@@ -64,6 +64,74 @@ class ChatModel(Protocol):
     async def complete(self, prompt: Any, **options: Any) -> Any: ...
 
 
+_CLIENT = "wf.llm.ChatClient"
+_OFFLINE = f"llm={_CLIENT}(transport=wf.llm.SimulatedModel())"
+_ENDPOINT = f"llm={_CLIENT}('http://HOST:PORT/v1', model='MODEL')"
+
+
+def check_chat_model(llm: object, given: str) -> ChatModel | None:
+    """``llm`` if it can be a run's chat client (None, or an object with a ``complete`` method);
+    else a TypeError naming ``given`` (``"run(llm=...)"``), what ``llm`` is and what to pass.
+
+    Taken as it was, the class ``SimulatedModel``, a ``SimulatedModel()`` or ``Cassette`` (the
+    transports a client sends through) or a model's name or URL failed only when a step called
+    ``ctx.llm.complete``, with an AttributeError deep in the step."""
+    if llm is None:
+        return None
+    if not isinstance(llm, type) and callable(getattr(llm, "complete", None)):
+        return llm  # type: ignore[return-value]  # duck-typed: any object with complete() serves
+    raise TypeError(f"{given} needs a chat client, such as {_CLIENT}(...); it got {_what_was_given(llm)}")
+
+
+def _what_was_given(llm: object) -> str:
+    """What ``llm`` is, and the call to pass instead (see :func:`check_chat_model`)."""
+    kind = llm if isinstance(llm, type) else type(llm)
+    name = kind.__qualname__
+    transport = callable(getattr(kind, "handle_async_request", None))
+    if isinstance(llm, type):
+        if callable(getattr(llm, "complete", None)):
+            return f"the class {name} itself: pass an instance, llm={name}(...)"
+        if name == "SimulatedModel":
+            return f"the class SimulatedModel, the simulated model's transport: pass {_OFFLINE}"
+        if name == "Cassette":
+            return (
+                f"the class Cassette, a transport that replays recorded calls: pass llm={_CLIENT}(model='MODEL', "
+                f"transport=wf.llm.Cassette('PATH.jsonl'))"
+            )
+        return f"the class {kind.__module__}.{name}, not a client: pass an instance of a chat client, {_ENDPOINT}"
+    if transport:  # an httpx transport: what a client sends its requests through
+        shown = repr(llm)
+        if name == "SimulatedModel":
+            return f"{shown}, the transport a client sends through: pass llm={_CLIENT}(transport={shown})"
+        if name == "Cassette":
+            return (
+                f"{shown}, the transport a client sends through: pass llm={_CLIENT}(model='MODEL', "
+                f"transport={shown}) to replay it (with the endpoint's URL first, 'http://HOST:PORT/v1', to record)"
+            )
+        return (
+            f"the httpx transport {kind.__module__}.{name}: pass llm={_CLIENT}('http://HOST:PORT/v1', "
+            f"model='MODEL', transport=...)"
+        )
+    if isinstance(llm, str):
+        text = llm.strip()
+        if "://" in text or text.startswith(("localhost", "127.", "[")) or "/v1" in text:
+            url = text if "://" in text else "http://" + text
+            return f"the URL {llm!r}: pass llm={_CLIENT}({url!r}, model='MODEL')"
+        return (
+            f"the text {llm!r} (a model's name?): pass llm={_CLIENT}('http://HOST:PORT/v1', model={text!r}), "
+            f"or {_OFFLINE} to run offline"
+        )
+    return (
+        f"{kind.__module__}.{name} {_short(llm)}, which has no complete() method: pass {_ENDPOINT}, or "
+        f"{_OFFLINE} to run offline (any object with an async complete(prompt, **options) serves)"
+    )
+
+
+def _short(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
 class ToolProvider(Protocol):
     """What ``ctx.tool`` needs of a tool registry: names to look up. ``wfkit.llm.ToolRegistry`` is
     one, and so is a plain dict of functions."""
