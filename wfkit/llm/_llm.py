@@ -29,7 +29,7 @@ import math
 import os
 import re
 import time
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass, field, replace
 from functools import partial
@@ -310,20 +310,30 @@ _UNREACHABLE = (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocol
 
 
 def _record(
-    ctx: StepContext | None, model: str, reply: Reply | None, started: float, ttft: float | None = None
+    ctx: StepContext | None,
+    model: str,
+    reply: Reply | None,
+    started: float,
+    ttft: float | None = None,
+    *,
+    abandoned: bool = False,
 ) -> None:
     """Add one call to the step's event: model, tokens, cost and the call's time (from
     ``started``, a ``perf_counter``) add up; ``extra.llm_calls`` counts. ``ttft``: a stream's time
     to first token, also of a stream that failed after it (the step's first one is kept). A reply
     whose server sent no token usage, or only one of its two counts, makes the step's cost unknown
     (``no_usage``); a failed call
-    (``reply`` None), which brought back nothing to pay for, leaves it as it was."""
+    (``reply`` None), which brought back nothing to pay for, leaves it as it was. A stream its
+    caller left before its end (``abandoned``, no reply either) was made and billed, its usage never
+    read: the step's tokens and cost are unknown (``extra["abandoned_streams"]`` counts them)."""
     if ctx is None:
         return
     seconds = time.perf_counter() - started
     extra = (ctx.usage or {}).get("extra") or {}
     calls = int(extra.get("llm_calls", 0)) + 1
-    if reply is None:  # a failed call: the event still says which model failed, and how long it took
+    if reply is None and abandoned:
+        ctx.record(model=model, model_latency_s=seconds, ttft_s=ttft, abandoned=True, llm_calls=calls)
+    elif reply is None:  # a failed call: the event still says which model failed, and how long it took
         ctx.record(model=model, model_latency_s=seconds, ttft_s=ttft, llm_calls=calls)
     else:
         ctx.record(
@@ -675,7 +685,9 @@ class ChatClient:
         ``stream_options`` of its own (``None`` sends none). A stream that ends without them (a
         server that ignores the option, or a request that asked for none) has tokens and cost
         None, and with ``ctx`` the step's cost is unknown (``extra["no_usage_models"]``); one whose
-        usage chunk holds one count keeps it, the other None (see :class:`Reply`)."""
+        usage chunk holds one count keeps it, the other None (see :class:`Reply`). A stream left
+        before its end (a ``break`` out of ``async for``: the counts come in its last chunk) has no
+        reply, and with ``ctx`` the step's tokens and cost are unknown (``extra["abandoned_streams"]``)."""
         body = self._body(prompt, model, params)
         body["stream"] = True
         if body.get("stream_options", ...) is ...:
@@ -964,12 +976,19 @@ class ChatStream:
     them; None until then. A reasoning model's first token is its first piece of reasoning (when
     it began to answer at all, what a user comparing models waits), though the stream yields its
     text alone: the reasoning is ``reply.reasoning``. ``reply`` is the whole reply once the stream
-    has ended."""
+    has ended.
+
+    A stream left before its end (a ``break`` out of ``async for`` before the server's last chunk,
+    which carries the token counts) has ``reply`` None; with ``ctx`` the step's tokens and cost are
+    then unknown, never the $0 of no call or the sum of its other calls, and its extra counts it
+    (``abandoned_streams``; the model under ``abandoned_stream_models``)."""
 
     def __init__(self, client: ChatClient, body: dict[str, Any], timeout: httpx.Timeout, ctx: StepContext | None):
         self._client, self._body, self._timeout, self._ctx = client, body, timeout, ctx
         self._response: httpx.Response | None = None
         self._started = 0.0
+        self._iterator: AsyncGenerator[str, None] | None = None
+        self._raised = False  # the stream itself failed (a cut, an error event): no abandoned call
         self.ttft_s: float | None = None
         self.reply: Reply | None = None
 
@@ -996,17 +1015,34 @@ class ChatStream:
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
+        if self._iterator is not None:  # left early: the generator ends here, not when collected
+            await self._iterator.aclose()
         await self._close()
-        _record(self._ctx, self._body["model"], self.reply, self._started, self.ttft_s)
+        abandoned = self.reply is None and not self._raised
+        _record(self._ctx, self._body["model"], self.reply, self._started, self.ttft_s, abandoned=abandoned)
 
     async def _close(self) -> None:
         if self._response is not None:
             await self._response.aclose()
 
     def __aiter__(self) -> AsyncIterator[str]:
-        return self._chunks()
+        self._iterator = self._chunks()
+        return self._iterator
 
-    async def _chunks(self) -> AsyncIterator[str]:
+    async def _chunks(self) -> AsyncGenerator[str, None]:
+        """The text, as :meth:`_read` yields it, noting whether the stream failed: a stream that
+        neither failed nor ended was left by its caller (closed here by ``GeneratorExit``)."""
+        try:
+            async with aclosing(self._read()) as pieces:
+                async for text in pieces:
+                    yield text
+        except GeneratorExit:
+            raise
+        except BaseException:
+            self._raised = True
+            raise
+
+    async def _read(self) -> AsyncGenerator[str, None]:
         if self._response is None:
             raise RuntimeError("use the stream inside `async with client.stream(...) as stream:`")
         client, model = self._client, self._body["model"]
