@@ -50,6 +50,11 @@ def client_for(server: LLMServer, **kwargs: Any) -> ChatClient:
     return ChatClient(server.url, model="test-model", api_key=KEY, prices=PRICES, **kwargs)
 
 
+def at(server: LLMServer, *models: str) -> dict[str, Any]:
+    """What an attempt's extra says of where its calls went: ``{"llm_endpoints": {model: URL}}``."""
+    return {"llm_endpoints": dict.fromkeys(models or ("test-model",), server.url)}
+
+
 def call(client: ChatClient, prompt: str = "hello there", **kwargs: Any) -> Reply:
     """One completion in a fresh event loop, closing the client's connections after."""
 
@@ -1231,7 +1236,7 @@ def test_run_retries_429_then_records_tokens_and_cost(server: LLMServer) -> None
     assert "test-model" == retry.model
     assert ("ok", "test-model", 2, 4) == (ok.status, ok.model, ok.tokens_in, ok.tokens_out)
     assert pytest.approx((2 * 0.001 + 4 * 0.002) / 1000) == ok.cost_usd
-    assert {"llm_calls": 1} == ok.extra
+    assert {"llm_calls": 1, **at(server)} == ok.extra
     assert "reply to: refund please" == run.state["answer"]
 
 
@@ -1297,7 +1302,7 @@ def check_no_usage_is_unknown_cost(server: LLMServer, folder: Path, streamed: bo
     assert ("ok", "test-model") == (row["status"], row["model"])
     assert pd.isna(row["tokens_in"])
     assert pd.isna(row["cost_usd"])
-    assert {"llm_calls": 1, "no_usage_models": ["test-model"]} == json.loads(row["extra"])
+    assert {"llm_calls": 1, "no_usage_models": ["test-model"], **at(server)} == json.loads(row["extra"])
     failed = frame[(frame["step"] == "refused") & (frame["status"] == "retry")]
     assert 1 == len(failed)
     assert "no_usage_models" not in json.loads(failed["extra"].iloc[0])  # a failed call: nothing to pay
@@ -1365,10 +1370,12 @@ def check_part_usage_counts_what_came(server: LLMServer, folder: Path, streamed:
     rows = frame[frame["step"] == "uncounted"].set_index("run_id")
     assert (3, "test-model") == (rows.loc[no_out.run_id, "tokens_in"], rows.loc[no_out.run_id, "model"])
     assert pd.isna(rows.loc[no_out.run_id, "tokens_out"])
-    assert {"llm_calls": 1, "no_tokens_out_models": ["test-model"]} == json.loads(rows.loc[no_out.run_id, "extra"])
+    no_out_extra = {"llm_calls": 1, "no_tokens_out_models": ["test-model"], **at(server)}
+    assert no_out_extra == json.loads(rows.loc[no_out.run_id, "extra"])
     assert 5 == rows.loc[no_in.run_id, "tokens_out"]
     assert pd.isna(rows.loc[no_in.run_id, "tokens_in"])
-    assert {"llm_calls": 1, "no_tokens_in_models": ["test-model"]} == json.loads(rows.loc[no_in.run_id, "extra"])
+    no_in_extra = {"llm_calls": 1, "no_tokens_in_models": ["test-model"], **at(server)}
+    assert no_in_extra == json.loads(rows.loc[no_in.run_id, "extra"])
     assert rows["cost_usd"].isna().all()
 
     by_run = frame.wf.cost()
@@ -1492,7 +1499,7 @@ def test_cost_by_model_splits_an_attempt_that_called_several_models(tmp_path: Pa
     assert (None, row["ttft_s"]) == (shares["cheap"]["ttft_s"], shares["costly"]["ttft_s"])  # the stream's
     assert 2 == extra["llm_calls"]
     one_model = frame[frame["step"] == "triage"]["extra"].map(json.loads)
-    assert [{"llm_calls": 1}] * 2 == one_model.tolist()  # an attempt of one model: no breakdown
+    assert [{"llm_calls": 1, **at(server, "cheap")}] * 2 == one_model.tolist()  # one model: no breakdown
 
     by_model = frame.wf.cost(by="model")
     by_model.index = by_model.index.astype(str)
@@ -1882,7 +1889,7 @@ def test_calls_in_a_run_share_one_pooled_connection(server: LLMServer) -> None:
     flow.edge("first", "second")
     run = flow.run({}, workspace=False, llm=client_for(server))
     assert (4, 1) == (len(server.requests), server.connections)
-    assert {"llm_calls": 3} == run.events[0].extra
+    assert {"llm_calls": 3, **at(server)} == run.events[0].extra
     assert 3 * 1 == run.events[0].tokens_in
 
 
@@ -1942,7 +1949,8 @@ def test_for_step_records_without_passing_ctx(server: LLMServer) -> None:
         return {"answer": (await client.for_step(ctx).complete("hi")).text}
 
     run = flow.run({}, workspace=False, llm=client)
-    assert ("test-model", 1, {"llm_calls": 1}) == (run.events[0].model, run.events[0].tokens_in, run.events[0].extra)
+    first = run.events[0]
+    assert ("test-model", 1, {"llm_calls": 1, **at(server)}) == (first.model, first.tokens_in, first.extra)
 
 
 def test_ctx_llm_records_usage_by_itself(server: LLMServer) -> None:
@@ -2043,6 +2051,151 @@ def test_an_eval_suite_refuses_an_llm_that_is_no_chat_client_when_it_is_built() 
     variants = {"local": {"run_options": {"llm": "http://127.0.0.1:8000/v1"}}}
     with pytest.raises(TypeError, match=r"^suite 's': variant 'local''s run_options llm= .*it got the URL"):
         wf.evals.Suite("s", cases, lambda: flow, scorers, variants=variants)
+
+
+def two_model_flow(switch: dict[str, bool]) -> wf.Workflow:
+    """``ask`` (a call), ``check`` (fails while ``switch["fail"]``: the run stops there) and
+    ``answer`` (a call): a resume runs ``check`` and ``answer``. Each call keeps the model that answered."""
+    flow = wf.Workflow("two-models")
+
+    @flow.step
+    async def ask(state: dict[str, Any], ctx: wf.StepContext) -> dict[str, Any]:
+        return {"first": (await ctx.llm.complete("a b c")).model}
+
+    @flow.step
+    def check(state: dict[str, Any]) -> dict[str, Any]:
+        if switch["fail"]:
+            raise PermissionError("the checker is down")
+        return {}
+
+    @flow.step
+    async def answer(state: dict[str, Any], ctx: wf.StepContext) -> dict[str, Any]:
+        return {"second": (await ctx.llm.complete("d e f")).model}
+
+    flow.chain("ask", "check", "answer")
+    return flow
+
+
+@pytest.fixture
+def any_model_server() -> Iterator[LLMServer]:
+    """A server answering whatever model is asked for (a gateway's way), so a reply names the model asked."""
+    with LLMServer(api_key=KEY, model=None) as srv:
+        yield srv
+
+
+def gpt(server: LLMServer) -> ChatClient:
+    return ChatClient(server.url, model="gpt-4o-mini", api_key=KEY)
+
+
+def test_resuming_a_run_that_called_an_endpoint_without_llm_is_refused(any_model_server: LLMServer) -> None:
+    """A run whose steps called a model at an endpoint, resumed without llm=, is refused, naming the
+    model and the endpoint (from its journal) and the call to make; it went on with the built-in
+    simulated model, one run answering from two models. Given the client, it goes on with it."""
+    server, switch = any_model_server, {"fail": True}
+    flow = two_model_flow(switch)
+    run = flow.run({}, llm=gpt(server), raise_on_error=False)
+    assert ("failed", "gpt-4o-mini") == (run.status, run.state["first"])
+    switch["fail"] = False
+    refused = (
+        f"run {run.run_id} called model 'gpt-4o-mini' at {server.url}; without llm=, the steps left would call "
+        f"the built-in simulated model instead, mixing two models' answers in one run. Pass the client it used: "
+        f"flow.resume({run.run_id!r}, llm=wf.llm.ChatClient({server.url!r}, model='gpt-4o-mini')) (its API key "
+        f"from api_key= or $WFKIT_API_KEY). For wfkit resume, set WFKIT_LLM_BASE_URL={server.url} and "
+        f"WFKIT_LLM_MODEL=gpt-4o-mini. To go on with the simulated model on purpose, pass llm=wf.llm.ChatClient()"
+    )
+    with pytest.raises(ValueError) as info:
+        flow.resume(run.run_id)
+    assert refused == str(info.value)
+    with pytest.raises(ValueError, match="without llm=, the steps left would call the built-in simulated model"):
+        asyncio.run(flow.aresume(run.run_id))
+    assert "failed" == wf.Workspace().run_info(run.run_id)["status"]  # untouched: still to resume
+    assert 1 == len(server.requests)
+    done = flow.resume(run.run_id, llm=gpt(server))
+    assert ("succeeded", "gpt-4o-mini", "gpt-4o-mini") == (done.status, done.state["first"], done.state["second"])
+
+
+def test_forking_a_run_that_called_an_endpoint_without_llm_is_refused(any_model_server: LLMServer) -> None:
+    """A fork of such a run without llm= is refused before the fork is stored, saying the fork's
+    call; a fork of the fork too (its steps before the fork point called the endpoint)."""
+    server = any_model_server
+    flow = two_model_flow({"fail": False})
+    run = flow.run({}, llm=gpt(server))
+    with pytest.raises(ValueError) as info:
+        flow.fork(run.run_id, at="ask")
+    message = str(info.value)
+    assert f"Pass the client it used: flow.fork({run.run_id!r}, at='ask', llm=wf.llm.ChatClient(" in message
+    assert f"For wfkit fork, set WFKIT_LLM_BASE_URL={server.url} and WFKIT_LLM_MODEL=gpt-4o-mini." in message
+    assert [run.run_id] == [row["run_id"] for row in wf.Workspace().runs()]  # no fork was stored
+    fork = flow.fork(run.run_id, at="ask", llm=gpt(server))
+    assert ("gpt-4o-mini", "gpt-4o-mini") == (fork.state["first"], fork.state["second"])
+    with pytest.raises(ValueError, match=f"^run {fork.run_id} called model 'gpt-4o-mini' at "):
+        flow.fork(fork.run_id, at="check")
+
+
+def test_a_run_on_the_simulated_model_or_a_cassette_resumes_as_before(
+    any_model_server: LLMServer, tmp_path: Path
+) -> None:
+    """A run whose calls went to the simulated model, or through a cassette (recording from a real
+    endpoint, as replaying), resumes without llm= as it did: on the built-in simulated model."""
+    server = any_model_server
+    cassette = wf.llm.Cassette(tmp_path / "calls.jsonl", mode="record")
+    for client in (
+        ChatClient(transport=SimulatedModel(model="gpt-4o-mini")),
+        ChatClient(server.url, model="gpt-4o-mini", api_key=KEY, transport=cassette),
+    ):
+        switch = {"fail": True}
+        flow = two_model_flow(switch)
+        run = flow.run({}, llm=client, raise_on_error=False)
+        switch["fail"] = False
+        done = flow.resume(run.run_id)
+        assert ("succeeded", "gpt-4o-mini", "simulated") == (done.status, done.state["first"], done.state["second"])
+
+
+def test_with_an_endpoint_in_the_environment_a_resume_without_llm_calls_it(
+    any_model_server: LLMServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With $WFKIT_LLM_BASE_URL set (how `wfkit resume` is given an endpoint), a run given no client
+    calls that endpoint: a resume without llm= goes on there, as the refusal says to do."""
+    server, switch = any_model_server, {"fail": True}
+    flow = two_model_flow(switch)
+    run = flow.run({}, llm=gpt(server), raise_on_error=False)
+    switch["fail"] = False
+    for name, value in (("WFKIT_LLM_BASE_URL", server.url), ("WFKIT_LLM_MODEL", "gpt-4o-mini"), ("WFKIT_API_KEY", KEY)):
+        monkeypatch.setenv(name, value)
+    done = flow.resume(run.run_id)
+    assert ("succeeded", "gpt-4o-mini") == (done.status, done.state["second"])
+    assert 2 == len(server.requests)
+
+
+def test_a_decision_does_not_resume_a_run_that_called_an_endpoint_on_the_simulated_model(
+    any_model_server: LLMServer,
+) -> None:
+    """Deciding the ticket of such a run, whose handle nobody holds, leaves it for a resume that
+    names its client (as a run of a workflow defined elsewhere waits), instead of going on at once
+    with the simulated model; the resume refuses without llm= and goes on with it."""
+    server = any_model_server
+    flow = wf.Workflow("ask-then-check")
+
+    @flow.step
+    async def ask(state: dict[str, Any], ctx: wf.StepContext) -> dict[str, Any]:
+        return {"first": (await ctx.llm.complete("a b c")).model}
+
+    @flow.step(approval=wf.Approval("check the first answer"))
+    async def answer(state: dict[str, Any], ctx: wf.StepContext) -> dict[str, Any]:
+        return {"second": (await ctx.llm.complete("d e f")).model}
+
+    flow.chain("ask", "answer")
+    run_id = flow.run({}, llm=gpt(server)).run_id  # halts at the gate; its handle is let go
+    gc.collect()
+    [ticket] = wf.pending().tickets
+    wf.Workspace().approve(ticket.ticket_id, by="ana")
+    asyncio.run(wf.drain())
+    assert 1 == len(server.requests)  # nothing ran on: no call of the simulated model either
+    assert "succeeded" != wf.Workspace().run_info(run_id)["status"]
+    with pytest.raises(ValueError, match="without llm="):
+        flow.resume(run_id)
+    done = flow.resume(run_id, llm=gpt(server))
+    assert ("succeeded", "gpt-4o-mini", "gpt-4o-mini") == (done.status, done.state["first"], done.state["second"])
 
 
 # --- the default client -------------------------------------------------------------------------------

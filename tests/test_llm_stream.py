@@ -9,7 +9,7 @@ from typing import Any
 import pandas as pd
 import pytest
 from llm_server import LLMServer
-from test_llm import ABC_USD, KEY, check_no_usage_is_unknown_cost, check_part_usage_counts_what_came, client_for
+from test_llm import ABC_USD, KEY, at, check_no_usage_is_unknown_cost, check_part_usage_counts_what_came, client_for
 
 import wfkit as wf
 from wfkit.testing import test_mode
@@ -107,10 +107,11 @@ def test_a_stream_left_before_its_end_makes_its_steps_tokens_and_cost_unknown(tm
     assert {"counted": True, "left": False, "broken": True} == {k: run.state[k] for k in ("counted", "left", "broken")}
     counted, left, broken = run.events
     assert pytest.approx(ABC_USD + (6 * 0.001 + 8 * 0.002) / 1000) == counted.cost_usd
-    assert {"llm_calls": 2} == counted.extra
+    assert {"llm_calls": 2, **at(server)} == counted.extra
     assert ("ok", "test-model", None) == (left.status, left.model, left.cost_usd)
-    assert {"llm_calls": 2, "abandoned_streams": 1, "abandoned_stream_models": ["test-model"]} == left.extra
-    assert (None, {"llm_calls": 1}) == (broken.cost_usd, broken.extra)  # failed: nothing to pay, no mark
+    abandoned = {"abandoned_streams": 1, "abandoned_stream_models": ["test-model"]}
+    assert {"llm_calls": 2, **abandoned, **at(server)} == left.extra
+    assert (None, {"llm_calls": 1, **at(server)}) == (broken.cost_usd, broken.extra)  # failed: no cost, no mark
 
     frame = wf.steps(tmp_path)
     table = frame.wf.cost(by=None).loc["abandon"]

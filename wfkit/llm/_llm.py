@@ -42,7 +42,7 @@ from httpx_sse import EventSource, SSEError
 from wfkit.llm._perloop import PerLoop
 from wfkit.llm._pricing import PriceLike, Prices, as_prices
 from wfkit.llm._simulated import SimulatedModel
-from wfkit.model._context import StepContext
+from wfkit.model._context import LLM_ENDPOINTS, StepContext
 from wfkit.model._errors import WfkitError
 from wfkit.model._processors import REDACTED, header_secrets, mark_secret
 from wfkit.model._retry import ErrorKind, retry_after_in
@@ -317,6 +317,7 @@ def _record(
     ttft: float | None = None,
     *,
     abandoned: bool = False,
+    endpoint: str | None = None,
 ) -> None:
     """Add one call to the step's event: model, tokens, cost and the call's time (from
     ``started``, a ``perf_counter``) add up; ``extra.llm_calls`` counts. ``ttft``: a stream's time
@@ -325,16 +326,21 @@ def _record(
     (``no_usage``); a failed call
     (``reply`` None), which brought back nothing to pay for, leaves it as it was. A stream its
     caller left before its end (``abandoned``, no reply either) was made and billed, its usage never
-    read: the step's tokens and cost are unknown (``extra["abandoned_streams"]`` counts them)."""
+    read: the step's tokens and cost are unknown (``extra["abandoned_streams"]`` counts them).
+    ``endpoint``: the base URL of the network endpoint called, kept by model in the step's
+    ``extra["llm_endpoints"]`` (None for the simulated model or a cassette)."""
     if ctx is None:
         return
     seconds = time.perf_counter() - started
     extra = (ctx.usage or {}).get("extra") or {}
     calls = int(extra.get("llm_calls", 0)) + 1
+    where: dict[str, Any] = {}
+    if endpoint is not None:  # which endpoint served the model: a resume without llm= must not swap it
+        where[LLM_ENDPOINTS] = {**(extra.get(LLM_ENDPOINTS) or {}), model: endpoint}
     if reply is None and abandoned:
-        ctx.record(model=model, model_latency_s=seconds, ttft_s=ttft, abandoned=True, llm_calls=calls)
+        ctx.record(model=model, model_latency_s=seconds, ttft_s=ttft, abandoned=True, llm_calls=calls, **where)
     elif reply is None:  # a failed call: the event still says which model failed, and how long it took
-        ctx.record(model=model, model_latency_s=seconds, ttft_s=ttft, llm_calls=calls)
+        ctx.record(model=model, model_latency_s=seconds, ttft_s=ttft, llm_calls=calls, **where)
     else:
         ctx.record(
             model=reply.model,
@@ -348,6 +354,7 @@ def _record(
             # count that came back (if one did) is recorded; only the missing one is marked.
             no_usage=reply.cost_usd is None and (reply.tokens_in is None or reply.tokens_out is None),
             llm_calls=calls,
+            **where,
         )
 
 
@@ -480,6 +487,7 @@ class ChatClient:
         "__weakref__",
         "_api_key",
         "_cookies",
+        "_endpoint",
         "_given_secrets",
         "_headers",
         "_http",
@@ -569,6 +577,10 @@ class ChatClient:
         # the run's first step that called the model, as if the model had taken it.
         self._ssl_context = httpx.create_ssl_context() if self.transport is None else None
         self._http: PerLoop[httpx.AsyncClient] = PerLoop(self._new_http, lambda c: c.aclose())
+        # Where its calls go over the network, for the step log (None: the simulated model, a cassette
+        # or a transport of one's own, which a resume may well be given again by default).
+        network = self.transport is None or isinstance(self.transport, httpx.AsyncHTTPTransport)
+        self._endpoint = _where(httpx.URL(self.base_url)) if network else None
 
     def __getstate__(self) -> dict[str, Any]:
         """The configuration, API key included (see the class doc); never the connections."""
@@ -661,12 +673,12 @@ class ChatClient:
             self._raise_for_status(response, body["model"])
             reply = self._reply(response, body["model"], time.perf_counter() - started)
         except _UNREACHABLE as exc:
-            _record(ctx, body["model"], None, started)
+            _record(ctx, body["model"], None, started, endpoint=self._endpoint)
             raise self._transport_error(exc, body["model"]) from exc
         except (LLMError, asyncio.CancelledError):  # cancelled: the step's timeout cut the call short
-            _record(ctx, body["model"], None, started)
+            _record(ctx, body["model"], None, started, endpoint=self._endpoint)
             raise
-        _record(ctx, body["model"], reply, started)
+        _record(ctx, body["model"], reply, started, endpoint=self._endpoint)
         return reply
 
     def stream(
@@ -957,11 +969,16 @@ class BoundChatClient:
         return f"{self._client!r} for step {self._ctx.step!r}"
 
 
+def default_endpoint() -> str | None:
+    """The endpoint a run given no client calls (``$WFKIT_LLM_BASE_URL``), None for the simulated model."""
+    return os.environ.get("WFKIT_LLM_BASE_URL") or None
+
+
 def default_client(*, seed: int | None = None) -> ChatClient:
     """The client a run uses when given none: the endpoint in ``WFKIT_LLM_BASE_URL`` (model from
     ``WFKIT_LLM_MODEL``, key from ``WFKIT_API_KEY``) if set, else the offline simulated model,
     seeded with the run's seed."""
-    base_url = os.environ.get("WFKIT_LLM_BASE_URL")
+    base_url = default_endpoint()
     if base_url:
         base_url = check_base_url(base_url, "$WFKIT_LLM_BASE_URL")
         return ChatClient(base_url, model=os.environ.get("WFKIT_LLM_MODEL"))
@@ -1004,11 +1021,11 @@ class ChatStream:
                 client._raise_for_status(self._response, model)
         except _UNREACHABLE as exc:
             await self._close()
-            _record(self._ctx, model, None, self._started)
+            _record(self._ctx, model, None, self._started, endpoint=client._endpoint)
             raise client._transport_error(exc, model, "stream") from exc
         except (LLMError, asyncio.CancelledError):  # cancelled: the step's timeout cut the call short
             await self._close()
-            _record(self._ctx, model, None, self._started)
+            _record(self._ctx, model, None, self._started, endpoint=client._endpoint)
             raise
         return self
 
@@ -1019,7 +1036,8 @@ class ChatStream:
             await self._iterator.aclose()
         await self._close()
         abandoned = self.reply is None and not self._raised
-        _record(self._ctx, self._body["model"], self.reply, self._started, self.ttft_s, abandoned=abandoned)
+        model, endpoint = self._body["model"], self._client._endpoint
+        _record(self._ctx, model, self.reply, self._started, self.ttft_s, abandoned=abandoned, endpoint=endpoint)
 
     async def _close(self) -> None:
         if self._response is not None:

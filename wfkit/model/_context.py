@@ -39,6 +39,10 @@ NO_TOKENS_OUT_MODELS = "no_tokens_out_models"
 # and the attempt's ``abandoned_streams`` counts such calls.
 ABANDONED_STREAM_MODELS = "abandoned_stream_models"
 ABANDONED_STREAMS = "abandoned_streams"
+# The endpoints an attempt's calls went to over the network, ``{model asked: base URL}`` (a
+# ChatClient of a URL, not the simulated model nor a cassette): what resuming or forking the run
+# reads to refuse the built-in simulated model for the steps left (``Store.endpoints_called``).
+LLM_ENDPOINTS = "llm_endpoints"
 # Any of these keys in an attempt's ``extra`` makes its cost unknown.
 UNKNOWN_COST_KEYS = (
     UNPRICED_MODELS,
