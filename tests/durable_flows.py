@@ -40,3 +40,27 @@ def quote(state: Any) -> dict[str, Any]:
 
 flaky_refunds.step(lambda s: {"refunded": s["amount"]}, name="refund", approval="Refunds need a human")
 flaky_refunds.chain("quote", "refund")
+
+
+asking = wf.Workflow("asking-cli")
+
+
+@asking.step
+async def ask(state: Any, ctx: wf.StepContext) -> dict[str, Any]:
+    return {"first": (await ctx.llm.complete("a b c")).model}
+
+
+@asking.step
+def check(state: Any) -> dict[str, Any]:
+    """Fails while the file ``state["down"]`` names exists, so the run stops between its two calls."""
+    if os.path.exists(state["down"]):
+        raise PermissionError("the checker is down")
+    return {}
+
+
+@asking.step
+async def reply(state: Any, ctx: wf.StepContext) -> dict[str, Any]:
+    return {"second": (await ctx.llm.complete("d e f")).model}
+
+
+asking.chain("ask", "check", "reply")

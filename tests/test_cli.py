@@ -984,6 +984,35 @@ def test_fork_refuses_a_set_value_that_is_not_json(capsys: pytest.CaptureFixture
         main(["fork", run.run_id, "--at", "classify", "--set", "kind=other", "--workflow", "durable_flows:router"])
 
 
+def test_resume_of_a_run_that_called_an_endpoint_says_how_to_give_it_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`wfkit resume` of a run whose steps called a model at an endpoint, with none configured, is
+    refused (exit 1), naming the model and the variables to set: it went on with the simulated
+    model. With them set it goes on at that endpoint."""
+    from llm_server import LLMServer
+
+    _router()  # durable_flows on sys.path
+    import durable_flows
+
+    down = tmp_path / "down"
+    down.touch()
+    with LLMServer(api_key="sk-cli-0123456789", model=None) as server:
+        client = wf.llm.ChatClient(server.url, model="gpt-4o-mini", api_key="sk-cli-0123456789")
+        run = durable_flows.asking.run({"down": str(down)}, llm=client, raise_on_error=False)
+        down.unlink()
+        assert 1 == main(["resume", run.run_id, "--workflow", "durable_flows:asking"])
+        err = capsys.readouterr().err
+        assert err.startswith(f"wfkit resume: run {run.run_id} called model 'gpt-4o-mini' at {server.url}; ")
+        assert f"For wfkit resume, set WFKIT_LLM_BASE_URL={server.url} and WFKIT_LLM_MODEL=gpt-4o-mini." in err
+        monkeypatch.setenv("WFKIT_LLM_BASE_URL", server.url)
+        monkeypatch.setenv("WFKIT_LLM_MODEL", "gpt-4o-mini")
+        monkeypatch.setenv("WFKIT_API_KEY", "sk-cli-0123456789")
+        assert 0 == main(["resume", run.run_id, "--workflow", "durable_flows:asking"]), capsys.readouterr()
+        assert 2 == len(server.requests)
+    assert "gpt-4o-mini" == wf.Workspace().run_info(run.run_id)["state"]["second"]
+
+
 @pytest.mark.parametrize("command", [["fork", "--at", "a"], ["resume"]])
 def test_resume_or_fork_of_a_notebook_run_asks_for_the_workflow(command: list[str]) -> None:
     """A run whose workflow cannot be imported by name needs --workflow: the error shows what to pass."""

@@ -111,6 +111,9 @@ class LockedModel:
     def __init__(self) -> None:
         self.lock = threading.Lock()
 
+    async def complete(self, prompt: Any, **options: Any) -> Any:
+        raise AssertionError("never called: the client is refused before any run")
+
 
 def without_run_ids(frame: Any) -> list[dict[str, Any]]:
     return frame.drop(columns=["run_id"]).to_dict("records")

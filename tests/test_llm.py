@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import email.utils
 import gc
 import itertools
@@ -47,6 +48,11 @@ def server() -> Iterator[LLMServer]:
 
 def client_for(server: LLMServer, **kwargs: Any) -> ChatClient:
     return ChatClient(server.url, model="test-model", api_key=KEY, prices=PRICES, **kwargs)
+
+
+def at(server: LLMServer, *models: str) -> dict[str, Any]:
+    """What an attempt's extra says of where its calls went: ``{"llm_endpoints": {model: URL}}``."""
+    return {"llm_endpoints": dict.fromkeys(models or ("test-model",), server.url)}
 
 
 def call(client: ChatClient, prompt: str = "hello there", **kwargs: Any) -> Reply:
@@ -450,6 +456,89 @@ def test_client_timeout_applies_to_every_call(server: LLMServer) -> None:
     short_read = httpx.Timeout(30.0, read=0.05)
     assert isinstance(error_of(client_for(server, timeout=short_read)), LLMTimeoutError)
     assert call(client_for(server, timeout=short_read), timeout=30.0).text.startswith("reply to")
+
+
+@pytest.mark.parametrize(
+    ("timeout", "kind", "says"),
+    [
+        (
+            -1,
+            ValueError,
+            "ChatClient(timeout=-1): a timeout of -1 s would end every call before it is answered: "
+            "write the seconds a call may take, more than 0 (e.g. timeout=30), or timeout=None for no time limit",
+        ),
+        (0, ValueError, "ChatClient(timeout=0): a timeout of 0 s would end every call"),
+        (dt.timedelta(0), ValueError, "a timeout of 0.0 s would end every call"),
+        (
+            float("nan"),
+            ValueError,
+            "ChatClient(timeout=nan): NaN is no number of seconds: write the seconds a call may take, e.g. timeout=30",
+        ),
+        (float("inf"), ValueError, "ChatClient(timeout=inf): for no time limit write timeout=None, not inf"),
+        (
+            "30",
+            TypeError,
+            "ChatClient(timeout='30'): a timeout is a number of seconds, not the text '30': write timeout=30",
+        ),
+        ("soon", TypeError, "not the text 'soon': write timeout=30"),
+        (
+            True,
+            TypeError,
+            "ChatClient(timeout=True): a timeout is a number of seconds, not True: write e.g. timeout=30",
+        ),
+        (
+            [5],
+            TypeError,
+            "a timeout is seconds (an int or a float), a datetime.timedelta or an httpx.Timeout, not list [5]",
+        ),
+        (httpx.Timeout(30.0, read=-2), ValueError, "read=-2: a timeout of -2 s would end every call"),
+        (httpx.Timeout(30.0, connect=float("inf")), ValueError, "connect=inf: for no time limit write connect=None"),
+    ],
+    ids=repr,
+)
+def test_a_client_timeout_that_is_no_duration_is_refused(server: LLMServer, timeout, kind, says) -> None:
+    """ChatClient(timeout=) refuses, when it is made, what httpx took and then failed every call
+    with (0, a negative) or never timed out with (NaN, inf), text and bools, saying what to write."""
+    with pytest.raises(kind) as info:
+        client_for(server, timeout=timeout)
+    assert says in str(info.value)
+    assert [] == server.requests
+
+
+@pytest.mark.parametrize(
+    ("timeout", "kind", "says"),
+    [
+        (-5, ValueError, "complete(..., timeout=-5): a timeout of -5 s would end every call before it is answered"),
+        (float("inf"), ValueError, "complete(..., timeout=inf): for no time limit write timeout=httpx.Timeout(None)"),
+        (
+            "10",
+            TypeError,
+            "complete(..., timeout='10'): a timeout is a number of seconds, not the text '10': write timeout=10",
+        ),
+    ],
+    ids=repr,
+)
+def test_a_call_timeout_that_is_no_duration_is_refused_before_asking(server: LLMServer, timeout, kind, says) -> None:
+    """A call's own timeout= is checked as the client's is, before any request leaves; so is a stream's."""
+    with pytest.raises(kind) as info:
+        call(client_for(server), timeout=timeout)
+    assert says in str(info.value)
+    with pytest.raises(kind, match=r"^stream\(\.\.\., timeout="):
+        client_for(server).stream("hello", timeout=timeout)
+    assert [] == server.requests
+
+
+def test_a_timeout_may_be_a_timedelta_and_none_is_no_limit(server: LLMServer) -> None:
+    """timeout= takes a datetime.timedelta (its seconds), on the client and on a call, as step and
+    run timeouts do; ChatClient(timeout=None) has no limit, and a call's httpx.Timeout(None) none for it."""
+    server.script(("slow", 60.0), ("slow", 60.0), ("slow", 0.3), ("slow", 0.3))
+    exc = error_of(client_for(server, timeout=dt.timedelta(milliseconds=250)))
+    assert "no bytes came for 0.25 s" in str(exc)
+    exc = error_of(client_for(server), timeout=dt.timedelta(milliseconds=200))
+    assert "no bytes came for 0.2 s" in str(exc)
+    assert call(client_for(server, timeout=None)).text.startswith("reply to")
+    short = client_for(server, timeout=httpx.Timeout(30.0, read=0.05))
+    assert call(short, timeout=httpx.Timeout(None)).text.startswith("reply to")
 
 
 def test_a_body_that_is_not_json_is_a_clear_permanent_error(server: LLMServer) -> None:
@@ -1147,7 +1236,7 @@ def test_run_retries_429_then_records_tokens_and_cost(server: LLMServer) -> None
     assert "test-model" == retry.model
     assert ("ok", "test-model", 2, 4) == (ok.status, ok.model, ok.tokens_in, ok.tokens_out)
     assert pytest.approx((2 * 0.001 + 4 * 0.002) / 1000) == ok.cost_usd
-    assert {"llm_calls": 1} == ok.extra
+    assert {"llm_calls": 1, **at(server)} == ok.extra
     assert "reply to: refund please" == run.state["answer"]
 
 
@@ -1213,7 +1302,7 @@ def check_no_usage_is_unknown_cost(server: LLMServer, folder: Path, streamed: bo
     assert ("ok", "test-model") == (row["status"], row["model"])
     assert pd.isna(row["tokens_in"])
     assert pd.isna(row["cost_usd"])
-    assert {"llm_calls": 1, "no_usage_models": ["test-model"]} == json.loads(row["extra"])
+    assert {"llm_calls": 1, "no_usage_models": ["test-model"], **at(server)} == json.loads(row["extra"])
     failed = frame[(frame["step"] == "refused") & (frame["status"] == "retry")]
     assert 1 == len(failed)
     assert "no_usage_models" not in json.loads(failed["extra"].iloc[0])  # a failed call: nothing to pay
@@ -1281,10 +1370,12 @@ def check_part_usage_counts_what_came(server: LLMServer, folder: Path, streamed:
     rows = frame[frame["step"] == "uncounted"].set_index("run_id")
     assert (3, "test-model") == (rows.loc[no_out.run_id, "tokens_in"], rows.loc[no_out.run_id, "model"])
     assert pd.isna(rows.loc[no_out.run_id, "tokens_out"])
-    assert {"llm_calls": 1, "no_tokens_out_models": ["test-model"]} == json.loads(rows.loc[no_out.run_id, "extra"])
+    no_out_extra = {"llm_calls": 1, "no_tokens_out_models": ["test-model"], **at(server)}
+    assert no_out_extra == json.loads(rows.loc[no_out.run_id, "extra"])
     assert 5 == rows.loc[no_in.run_id, "tokens_out"]
     assert pd.isna(rows.loc[no_in.run_id, "tokens_in"])
-    assert {"llm_calls": 1, "no_tokens_in_models": ["test-model"]} == json.loads(rows.loc[no_in.run_id, "extra"])
+    no_in_extra = {"llm_calls": 1, "no_tokens_in_models": ["test-model"], **at(server)}
+    assert no_in_extra == json.loads(rows.loc[no_in.run_id, "extra"])
     assert rows["cost_usd"].isna().all()
 
     by_run = frame.wf.cost()
@@ -1408,7 +1499,7 @@ def test_cost_by_model_splits_an_attempt_that_called_several_models(tmp_path: Pa
     assert (None, row["ttft_s"]) == (shares["cheap"]["ttft_s"], shares["costly"]["ttft_s"])  # the stream's
     assert 2 == extra["llm_calls"]
     one_model = frame[frame["step"] == "triage"]["extra"].map(json.loads)
-    assert [{"llm_calls": 1}] * 2 == one_model.tolist()  # an attempt of one model: no breakdown
+    assert [{"llm_calls": 1, **at(server, "cheap")}] * 2 == one_model.tolist()  # one model: no breakdown
 
     by_model = frame.wf.cost(by="model")
     by_model.index = by_model.index.astype(str)
@@ -1798,7 +1889,7 @@ def test_calls_in_a_run_share_one_pooled_connection(server: LLMServer) -> None:
     flow.edge("first", "second")
     run = flow.run({}, workspace=False, llm=client_for(server))
     assert (4, 1) == (len(server.requests), server.connections)
-    assert {"llm_calls": 3} == run.events[0].extra
+    assert {"llm_calls": 3, **at(server)} == run.events[0].extra
     assert 3 * 1 == run.events[0].tokens_in
 
 
@@ -1858,7 +1949,8 @@ def test_for_step_records_without_passing_ctx(server: LLMServer) -> None:
         return {"answer": (await client.for_step(ctx).complete("hi")).text}
 
     run = flow.run({}, workspace=False, llm=client)
-    assert ("test-model", 1, {"llm_calls": 1}) == (run.events[0].model, run.events[0].tokens_in, run.events[0].extra)
+    first = run.events[0]
+    assert ("test-model", 1, {"llm_calls": 1, **at(server)}) == (first.model, first.tokens_in, first.extra)
 
 
 def test_ctx_llm_records_usage_by_itself(server: LLMServer) -> None:
@@ -1873,6 +1965,237 @@ def test_ctx_llm_records_usage_by_itself(server: LLMServer) -> None:
     event = flow.run({}, workspace=False, llm=client_for(server)).events[0]
     assert ("test-model", 1, 3) == (event.model, event.tokens_in, event.tokens_out)
     assert pytest.approx((1 * 0.001 + 3 * 0.002) / 1000) == event.cost_usd
+
+
+def asking_later() -> wf.Workflow:
+    """A step, then a gated one that asks the model: a run of it halts before asking anything."""
+    flow = wf.Workflow("ask-later")
+    flow.step(lambda state: {"q": state["q"]}, name="first")
+
+    @flow.step(approval=wf.Approval("check the question first"))
+    async def ask(state: dict[str, Any], ctx: wf.StepContext) -> dict[str, Any]:
+        return {"answer": (await ctx.llm.complete(state["q"])).text}
+
+    flow.edge("first", "ask")
+    return flow
+
+
+@pytest.mark.parametrize(
+    ("given", "says"),
+    [
+        (
+            SimulatedModel,
+            "it got the class SimulatedModel, the simulated model's transport: pass "
+            "llm=wf.llm.ChatClient(transport=wf.llm.SimulatedModel())",
+        ),
+        (
+            SimulatedModel(seed=3),
+            "it got SimulatedModel(p50=0.005, p99=0.05, seed=3), the transport a client sends through: pass "
+            "llm=wf.llm.ChatClient(transport=SimulatedModel(p50=0.005, p99=0.05, seed=3))",
+        ),
+        (
+            wf.llm.Cassette("calls.jsonl", mode="replay"),
+            "it got Cassette('calls.jsonl', mode='replay'), the transport a client sends through: pass "
+            "llm=wf.llm.ChatClient(model='MODEL', transport=Cassette('calls.jsonl', mode='replay')) to replay it",
+        ),
+        ("test-model", "it got the text 'test-model' (a model's name?): pass llm=wf.llm.ChatClient("),
+        (ChatClient, "it got the class ChatClient itself: pass an instance, llm=ChatClient(...)"),
+        (42, "it got builtins.int 42, which has no complete() method"),
+    ],
+    ids=["SimulatedModel-class", "SimulatedModel", "Cassette", "model-name", "ChatClient-class", "int"],
+)
+def test_llm_that_is_no_chat_client_is_refused_by_every_call_taking_it(
+    server: LLMServer, workspace: Path, given: Any, says: str
+) -> None:
+    """run, start, run_many, resume and fork refuse an llm= that is no client (a transport, a class,
+    a model's name) at once, saying what was given and what to pass; it failed only when a step
+    called ctx.llm.complete, with an AttributeError deep in the step."""
+    flow = asking_flow()
+    halted = asking_later()
+    stored = halted.run({"q": "x"}, llm=client_for(server))  # halts at the gate, nothing asked
+    for name, call in [
+        ("run", lambda: flow.run({"q": "x"}, llm=given)),
+        ("start", lambda: flow.start({"q": "x"}, llm=given)),
+        ("run_many", lambda: flow.run_many([{"q": "x"}], llm=given, progress=False)),
+        ("resume", lambda: halted.resume(stored.run_id, llm=given)),
+        ("fork", lambda: halted.fork(stored.run_id, at="first", llm=given)),
+    ]:
+        with pytest.raises(TypeError) as info:
+            call()
+        assert str(info.value).startswith(f"{name}(llm=...) needs a chat client, such as wf.llm.ChatClient(...); ")
+        assert says in str(info.value)
+    assert [] == server.requests  # nothing was asked of the model
+    assert [stored.run_id] == [row["run_id"] for row in wf.Workspace().runs()]  # and no run was made
+
+
+def test_a_url_given_as_llm_is_refused_with_the_client_to_pass(server: LLMServer) -> None:
+    """llm='http://127.0.0.1:PORT/v1' is refused naming the ChatClient call for it; that call then runs."""
+    flow = asking_flow()
+    with pytest.raises(TypeError) as info:
+        flow.run({"q": "x"}, workspace=False, llm=server.url)
+    assert f"it got the URL {server.url!r}: pass llm=wf.llm.ChatClient({server.url!r}, model='MODEL')" in str(
+        info.value
+    )
+    run = flow.run({"q": "x"}, workspace=False, llm=ChatClient(server.url, model="test-model", api_key=KEY))
+    assert "reply to: x" == run.state["answer"]
+
+
+def test_an_eval_suite_refuses_an_llm_that_is_no_chat_client_when_it_is_built() -> None:
+    """A suite's run_options (its own or a variant's) with llm= that is no client is refused when the
+    suite is built, before any case runs; each case's run failed in turn."""
+    flow = asking_flow()
+    cases = [{"id": "a", "inputs": {"q": "x"}, "expected": {"answer": "reply to: x"}}]
+    scorers = [wf.evals.exact_match("answer")]
+    with pytest.raises(TypeError, match=r"^suite 's': run_options llm= needs a chat client.*class SimulatedModel"):
+        wf.evals.Suite("s", cases, flow, scorers, run_options={"llm": SimulatedModel})
+    variants = {"local": {"run_options": {"llm": "http://127.0.0.1:8000/v1"}}}
+    with pytest.raises(TypeError, match=r"^suite 's': variant 'local''s run_options llm= .*it got the URL"):
+        wf.evals.Suite("s", cases, lambda: flow, scorers, variants=variants)
+
+
+def two_model_flow(switch: dict[str, bool]) -> wf.Workflow:
+    """``ask`` (a call), ``check`` (fails while ``switch["fail"]``: the run stops there) and
+    ``answer`` (a call): a resume runs ``check`` and ``answer``. Each call keeps the model that answered."""
+    flow = wf.Workflow("two-models")
+
+    @flow.step
+    async def ask(state: dict[str, Any], ctx: wf.StepContext) -> dict[str, Any]:
+        return {"first": (await ctx.llm.complete("a b c")).model}
+
+    @flow.step
+    def check(state: dict[str, Any]) -> dict[str, Any]:
+        if switch["fail"]:
+            raise PermissionError("the checker is down")
+        return {}
+
+    @flow.step
+    async def answer(state: dict[str, Any], ctx: wf.StepContext) -> dict[str, Any]:
+        return {"second": (await ctx.llm.complete("d e f")).model}
+
+    flow.chain("ask", "check", "answer")
+    return flow
+
+
+@pytest.fixture
+def any_model_server() -> Iterator[LLMServer]:
+    """A server answering whatever model is asked for (a gateway's way), so a reply names the model asked."""
+    with LLMServer(api_key=KEY, model=None) as srv:
+        yield srv
+
+
+def gpt(server: LLMServer) -> ChatClient:
+    return ChatClient(server.url, model="gpt-4o-mini", api_key=KEY)
+
+
+def test_resuming_a_run_that_called_an_endpoint_without_llm_is_refused(any_model_server: LLMServer) -> None:
+    """A run whose steps called a model at an endpoint, resumed without llm=, is refused, naming the
+    model and the endpoint (from its journal) and the call to make; it went on with the built-in
+    simulated model, one run answering from two models. Given the client, it goes on with it."""
+    server, switch = any_model_server, {"fail": True}
+    flow = two_model_flow(switch)
+    run = flow.run({}, llm=gpt(server), raise_on_error=False)
+    assert ("failed", "gpt-4o-mini") == (run.status, run.state["first"])
+    switch["fail"] = False
+    refused = (
+        f"run {run.run_id} called model 'gpt-4o-mini' at {server.url}; without llm=, the steps left would call "
+        f"the built-in simulated model instead, mixing two models' answers in one run. Pass the client it used: "
+        f"flow.resume({run.run_id!r}, llm=wf.llm.ChatClient({server.url!r}, model='gpt-4o-mini')) (its API key "
+        f"from api_key= or $WFKIT_API_KEY). For wfkit resume, set WFKIT_LLM_BASE_URL={server.url} and "
+        f"WFKIT_LLM_MODEL=gpt-4o-mini. To go on with the simulated model on purpose, pass llm=wf.llm.ChatClient()"
+    )
+    with pytest.raises(ValueError) as info:
+        flow.resume(run.run_id)
+    assert refused == str(info.value)
+    with pytest.raises(ValueError, match="without llm=, the steps left would call the built-in simulated model"):
+        asyncio.run(flow.aresume(run.run_id))
+    assert "failed" == wf.Workspace().run_info(run.run_id)["status"]  # untouched: still to resume
+    assert 1 == len(server.requests)
+    done = flow.resume(run.run_id, llm=gpt(server))
+    assert ("succeeded", "gpt-4o-mini", "gpt-4o-mini") == (done.status, done.state["first"], done.state["second"])
+
+
+def test_forking_a_run_that_called_an_endpoint_without_llm_is_refused(any_model_server: LLMServer) -> None:
+    """A fork of such a run without llm= is refused before the fork is stored, saying the fork's
+    call; a fork of the fork too (its steps before the fork point called the endpoint)."""
+    server = any_model_server
+    flow = two_model_flow({"fail": False})
+    run = flow.run({}, llm=gpt(server))
+    with pytest.raises(ValueError) as info:
+        flow.fork(run.run_id, at="ask")
+    message = str(info.value)
+    assert f"Pass the client it used: flow.fork({run.run_id!r}, at='ask', llm=wf.llm.ChatClient(" in message
+    assert f"For wfkit fork, set WFKIT_LLM_BASE_URL={server.url} and WFKIT_LLM_MODEL=gpt-4o-mini." in message
+    assert [run.run_id] == [row["run_id"] for row in wf.Workspace().runs()]  # no fork was stored
+    fork = flow.fork(run.run_id, at="ask", llm=gpt(server))
+    assert ("gpt-4o-mini", "gpt-4o-mini") == (fork.state["first"], fork.state["second"])
+    with pytest.raises(ValueError, match=f"^run {fork.run_id} called model 'gpt-4o-mini' at "):
+        flow.fork(fork.run_id, at="check")
+
+
+def test_a_run_on_the_simulated_model_or_a_cassette_resumes_as_before(
+    any_model_server: LLMServer, tmp_path: Path
+) -> None:
+    """A run whose calls went to the simulated model, or through a cassette (recording from a real
+    endpoint, as replaying), resumes without llm= as it did: on the built-in simulated model."""
+    server = any_model_server
+    cassette = wf.llm.Cassette(tmp_path / "calls.jsonl", mode="record")
+    for client in (
+        ChatClient(transport=SimulatedModel(model="gpt-4o-mini")),
+        ChatClient(server.url, model="gpt-4o-mini", api_key=KEY, transport=cassette),
+    ):
+        switch = {"fail": True}
+        flow = two_model_flow(switch)
+        run = flow.run({}, llm=client, raise_on_error=False)
+        switch["fail"] = False
+        done = flow.resume(run.run_id)
+        assert ("succeeded", "gpt-4o-mini", "simulated") == (done.status, done.state["first"], done.state["second"])
+
+
+def test_with_an_endpoint_in_the_environment_a_resume_without_llm_calls_it(
+    any_model_server: LLMServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With $WFKIT_LLM_BASE_URL set (how `wfkit resume` is given an endpoint), a run given no client
+    calls that endpoint: a resume without llm= goes on there, as the refusal says to do."""
+    server, switch = any_model_server, {"fail": True}
+    flow = two_model_flow(switch)
+    run = flow.run({}, llm=gpt(server), raise_on_error=False)
+    switch["fail"] = False
+    for name, value in (("WFKIT_LLM_BASE_URL", server.url), ("WFKIT_LLM_MODEL", "gpt-4o-mini"), ("WFKIT_API_KEY", KEY)):
+        monkeypatch.setenv(name, value)
+    done = flow.resume(run.run_id)
+    assert ("succeeded", "gpt-4o-mini") == (done.status, done.state["second"])
+    assert 2 == len(server.requests)
+
+
+def test_a_decision_does_not_resume_a_run_that_called_an_endpoint_on_the_simulated_model(
+    any_model_server: LLMServer,
+) -> None:
+    """Deciding the ticket of such a run, whose handle nobody holds, leaves it for a resume that
+    names its client (as a run of a workflow defined elsewhere waits), instead of going on at once
+    with the simulated model; the resume refuses without llm= and goes on with it."""
+    server = any_model_server
+    flow = wf.Workflow("ask-then-check")
+
+    @flow.step
+    async def ask(state: dict[str, Any], ctx: wf.StepContext) -> dict[str, Any]:
+        return {"first": (await ctx.llm.complete("a b c")).model}
+
+    @flow.step(approval=wf.Approval("check the first answer"))
+    async def answer(state: dict[str, Any], ctx: wf.StepContext) -> dict[str, Any]:
+        return {"second": (await ctx.llm.complete("d e f")).model}
+
+    flow.chain("ask", "answer")
+    run_id = flow.run({}, llm=gpt(server)).run_id  # halts at the gate; its handle is let go
+    gc.collect()
+    [ticket] = wf.pending().tickets
+    wf.Workspace().approve(ticket.ticket_id, by="ana")
+    asyncio.run(wf.drain())
+    assert 1 == len(server.requests)  # nothing ran on: no call of the simulated model either
+    assert "succeeded" != wf.Workspace().run_info(run_id)["status"]
+    with pytest.raises(ValueError, match="without llm="):
+        flow.resume(run_id)
+    done = flow.resume(run_id, llm=gpt(server))
+    assert ("succeeded", "gpt-4o-mini", "gpt-4o-mini") == (done.status, done.state["first"], done.state["second"])
 
 
 # --- the default client -------------------------------------------------------------------------------

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
+import pandas as pd
 import pytest
 from llm_server import LLMServer
-from test_llm import KEY, check_no_usage_is_unknown_cost, check_part_usage_counts_what_came
+from test_llm import ABC_USD, KEY, at, check_no_usage_is_unknown_cost, check_part_usage_counts_what_came, client_for
 
 import wfkit as wf
+from wfkit.testing import test_mode
 
 
 def test_stream_yields_chunks_and_a_final_reply() -> None:
@@ -58,3 +61,79 @@ def test_a_stream_with_one_token_count_records_it_and_marks_the_other_unknown(tm
     only the other reads as unknown in ``df.wf.cost()``, and the cost is unknown."""
     with LLMServer(api_key=KEY) as server:
         check_part_usage_counts_what_came(server, tmp_path, streamed=True)
+
+
+def abandoning_flow() -> wf.Workflow:
+    """``counted`` (a reply, then a stream read to its end), ``left`` (the same reply, then a
+    stream it breaks out of at its first piece of text) and ``broken`` (a stream the server cuts
+    off, which the step catches): each keeps what its stream's reply says."""
+    flow = wf.Workflow("abandon")
+
+    async def ask(state: dict[str, Any], ctx: wf.StepContext) -> dict[str, Any]:
+        await ctx.llm.complete("a b c")
+        async with ctx.llm.stream("a b c d e f") as stream:
+            async for _text in stream:
+                if ctx.step == "left":
+                    break  # the caller has what it wanted: the usage chunk is still to come
+        return {ctx.step: stream.reply is not None}
+
+    async def broken(state: dict[str, Any], ctx: wf.StepContext) -> dict[str, Any]:
+        try:
+            async with ctx.llm.stream("a b c") as stream:
+                async for _text in stream:
+                    pass
+        except wf.llm.LLMConnectionError:
+            return {"broken": True}
+        return {"broken": False}
+
+    flow.step(ask, name="counted")
+    flow.step(ask, name="left")
+    flow.step(broken, name="broken")
+    flow.chain("counted", "left", "broken")
+    return flow
+
+
+def test_a_stream_left_before_its_end_makes_its_steps_tokens_and_cost_unknown(tmp_path: Path) -> None:
+    """A step that breaks out of ``async for`` over a stream before the server's last chunk (the one
+    with the usage), over real HTTP: its tokens and cost are unknown (they read as the step's
+    other, priced call alone, as if the stream had cost nothing), its extra counts the stream as
+    ``abandoned_streams``, and ``df.wf.cost()``, ``cost_budget`` and the report say so; a stream
+    read to its end, or one that failed, is no abandoned one."""
+    from wfkit.logs._report import write_report
+
+    with LLMServer(api_key=KEY) as server, test_mode():
+        server.script("ok", "ok", "ok", "ok", ("broken_stream", 2))
+        run = abandoning_flow().run({}, workspace=tmp_path, llm=client_for(server))
+    assert {"counted": True, "left": False, "broken": True} == {k: run.state[k] for k in ("counted", "left", "broken")}
+    counted, left, broken = run.events
+    assert pytest.approx(ABC_USD + (6 * 0.001 + 8 * 0.002) / 1000) == counted.cost_usd
+    assert {"llm_calls": 2, **at(server)} == counted.extra
+    assert ("ok", "test-model", None) == (left.status, left.model, left.cost_usd)
+    abandoned = {"abandoned_streams": 1, "abandoned_stream_models": ["test-model"]}
+    assert {"llm_calls": 2, **abandoned, **at(server)} == left.extra
+    assert (None, {"llm_calls": 1, **at(server)}) == (broken.cost_usd, broken.extra)  # failed: no cost, no mark
+
+    frame = wf.steps(tmp_path)
+    table = frame.wf.cost(by=None).loc["abandon"]
+    assert pd.isna(table.loc["left", "tokens_in"])  # 3 of them counted: 3 would read as all
+    assert pd.isna(table.loc["left", "tokens_out"])
+    assert pd.isna(table.loc["left", "cost_usd"])
+    assert 2 == table.loc["left", "calls"]
+    assert (9, 13) == tuple(table.loc["counted", ["tokens_in", "tokens_out"]])
+    assert pd.isna(frame.wf.cost().loc[run.run_id, "cost_usd"])
+
+    judged = wf.evals.cost_budget(1.0)(wf.evals.Case("c1", {}), run)
+    assert (True, False) == (judged.value != judged.value, judged.passed)  # NaN: unscored
+    assert judged.detail.startswith(
+        "cost unknown: step 'left' left a stream of model 'test-model' before its end (a break out of "
+        "`async for`), before the server's last chunk brought its token usage, so there was nothing to price: "
+        "read a stream to its end (or call client.complete(...)) to know what it cost, then evaluate again"
+    )
+
+    page = write_report(tmp_path, tmp_path / "report").read_text()
+    per_step = page[page.index("<h3>Cost</h3>") : page.index("<h3>Cost per model</h3>")]
+    assert "or it left a stream before its end, when its usage had not come" in per_step
+    assert "only one kind of its tokens" not in per_step
+    costs = page[page.index("<h3>Cost per model</h3>") :]
+    assert "a step left a stream before its end (a break out of `async for`)" in costs
+    assert "no token usage with its replies" not in costs

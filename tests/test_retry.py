@@ -237,6 +237,131 @@ def test_httpx_configuration_errors_are_permanent(exc):
     assert PERMANENT == classify_error(exc)
 
 
+# --- classify_error: urllib, aiohttp and DNS ----------------------------------------------------
+
+
+class StatusAttributeError(Exception):
+    """A stand-in for aiohttp's ClientResponseError: the status as ``status`` (an int), headers beside it."""
+
+    def __init__(self, status: object, headers: dict[str, str] | None = None) -> None:
+        super().__init__(f"{status}, message='...', url='https://api.example.com/v1'")
+        self.status = status
+        self.headers = headers or {}
+
+
+@pytest.mark.parametrize(
+    ("status", "expected"),
+    [(408, TRANSIENT), (429, TRANSIENT), (500, TRANSIENT), (503, TRANSIENT), (400, PERMANENT), (404, PERMANENT)],
+)
+def test_an_int_status_attribute_is_an_http_status(status, expected):
+    """An int ``status`` on an exception (aiohttp's ClientResponseError) classifies it, as status_code does."""
+    assert expected == classify_error(StatusAttributeError(status))
+
+
+@pytest.mark.parametrize("status", ["503", "failed", True, 7, 1006, None])
+def test_a_status_attribute_that_is_no_http_status_says_nothing(status):
+    """A ``status`` that is no int from 100 to 599 (text, a bool, a websocket close code) is no HTTP status."""
+    assert UNKNOWN == classify_error(StatusAttributeError(status))
+
+
+def test_a_status_on_the_response_attribute():
+    """``exc.response.status`` (an aiohttp response) is read when the exception has no status of its own."""
+
+    class Response:
+        status = 502
+
+    assert TRANSIENT == classify_error(ResponseError(Response()))
+
+
+def test_a_status_attribute_s_retry_after_header_is_honoured():
+    """The stand-in's ``headers`` give its Retry-After, as aiohttp's error carries them."""
+    assert 7.0 == retry_after_of(StatusAttributeError(429, {"Retry-After": "7"}))
+
+
+@pytest.mark.parametrize(("status", "expected"), [(503, TRANSIENT), (429, TRANSIENT), (404, PERMANENT)])
+def test_a_real_urllib_http_error_from_a_local_server(status, expected):
+    """urlopen's HTTPError (its status in ``code``) from a real server on 127.0.0.1 is classified
+    by its status, and a 429's Retry-After is read from its headers."""
+    import urllib.error
+    import urllib.request
+
+    from llm_server import LLMServer
+
+    with LLMServer() as server:
+        behaviour = ("429", 3) if status == 429 else ("status", status)
+        server.script(behaviour)
+        request = urllib.request.Request(f"{server.url}/chat/completions", data=b"{}", method="POST")
+        with pytest.raises(urllib.error.HTTPError) as info:
+            urllib.request.urlopen(request, timeout=10)
+    info.value.close()
+    assert (status, expected) == (info.value.code, classify_error(info.value))
+    if status == 429:
+        assert 3.0 == retry_after_of(info.value)
+
+
+def test_a_urllib_error_is_classified_by_its_reason():
+    """urlopen wraps a refused connection (or a DNS failure) in a URLError: its reason decides."""
+    import socket
+    import urllib.error
+    import urllib.request
+
+    with socket.socket() as sock:  # a port nobody listens on: bound, then closed
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    with pytest.raises(urllib.error.URLError) as info:
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=10)
+    assert isinstance(info.value.reason, ConnectionRefusedError)
+    assert TRANSIENT == classify_error(info.value)
+    assert TRANSIENT == classify_error(urllib.error.URLError(socket.gaierror(-3, "Temporary failure")))
+    assert UNKNOWN == classify_error(urllib.error.URLError("no reason an exception gives"))
+
+
+def test_a_host_name_that_does_not_resolve_is_transient(monkeypatch):
+    """socket.gaierror (a DNS server down, a network not up yet) is transient, raw or as httpx's ConnectError."""
+    import socket
+
+    def no_dns(*args: object, **kwargs: object) -> object:
+        raise socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
+
+    assert TRANSIENT == classify_error(socket.gaierror(socket.EAI_NONAME, "Name or service not known"))
+    monkeypatch.setattr(socket, "getaddrinfo", no_dns)
+    with httpx.Client() as client, pytest.raises(httpx.ConnectError) as info:
+        client.get("http://api.example.invalid/v1/models")
+    assert "name resolution" in str(info.value)  # httpcore's ConnectError around the gaierror, then httpx's
+    assert TRANSIENT == classify_error(info.value)
+
+
+def test_steps_calling_urllib_retry_a_503_and_stop_at_a_404():
+    """A step whose urlopen met a 503 is retried as transient; a 404 fails it at once, as permanent."""
+    import urllib.error
+    import urllib.request
+
+    from llm_server import LLMServer
+
+    import wfkit as wf
+    from wfkit.testing import test_mode
+
+    flow = wf.Workflow("fetch")
+
+    @flow.step(retry=RetryPolicy(max_retries=2))
+    def fetch(state):
+        request = urllib.request.Request(state["url"], data=b"{}", method="POST")
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                return {"status": response.status}
+        except urllib.error.HTTPError as exc:
+            exc.close()  # its body: the connection (the error itself goes on, to be classified)
+            raise
+
+    with LLMServer() as server, test_mode():
+        server.script(("status", 503), "ok")
+        ok = flow.run({"url": f"{server.url}/chat/completions"}, workspace=False)
+        server.script(("status", 404))
+        failed = flow.run({"url": f"{server.url}/chat/completions"}, workspace=False, raise_on_error=False)
+    assert [("retry", "transient"), ("ok", None)] == [(e.status, e.error_kind) for e in ok.events]
+    assert [("failed", "permanent")] == [(e.status, e.error_kind) for e in failed.events]
+
+
 # --- classify_error: explicit error_kind ----------------------------------------------------
 
 

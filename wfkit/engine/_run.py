@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeAlias, TypedDict
 from wfkit.engine._engine import Execution
 from wfkit.engine._loops import background_loop, running_loop, woken_by_signals
 from wfkit.model._approvals import ApprovalPolicy, Ticket, warn_already_decided
-from wfkit.model._context import ChatModel, ToolProvider
+from wfkit.model._context import ChatModel, ToolProvider, check_chat_model
 from wfkit.model._errors import TicketError
 from wfkit.model._events import Sink, StepEvent, TokenChunk
 from wfkit.model._seconds import Seconds, as_seconds, as_timeout
@@ -184,6 +184,8 @@ class _Options:
         values["sinks"] = tuple(values.get("sinks") or ())
         if "timeout" in values:
             values["timeout"] = as_timeout(values["timeout"], f"{call}(timeout=...): a run's timeout")
+        if values.get("llm") is not None:
+            values["llm"] = check_chat_model(values["llm"], f"{call}(llm=...)")
         return cls(**values)
 
 

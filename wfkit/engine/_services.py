@@ -9,11 +9,14 @@ the attempt runner hold no reference back to the scheduler.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
 from wfkit.model._context import ChatModel, StepContext, ToolProvider
 from wfkit.model._events import TokenChunk
+
+if TYPE_CHECKING:
+    from wfkit.store._store import Store
 
 
 class Services:
@@ -50,3 +53,39 @@ class Services:
             chunk = TokenChunk(self.run_id, ctx.step, ctx.visit, ctx.attempt, text, time.time(), ctx.map_index)
             for observer in self.chunk_observers:
                 observer(chunk)
+
+
+def check_same_model(store: Store, run_id: str, llm: ChatModel | None, call: str) -> None:
+    """Refuse to go on with a stored run (``call``: how, ``"flow.resume('ID')"``) that called a
+    model at a network endpoint without a client (``llm`` None) when the default client is the
+    simulated model: its steps left would have answered from another model than its first ones,
+    in one run, without a word. A ValueError naming the models and endpoints the run called (its
+    journal's) and the ``llm=`` to pass. With ``$WFKIT_LLM_BASE_URL`` set (as ``wfkit resume``
+    takes an endpoint) the default is that endpoint, and the run goes on."""
+    if llm is not None:
+        return
+    called = store.endpoints_called(run_id)
+    if not called:  # the simulated model, a cassette, or no model at all: as before
+        return
+    from wfkit.llm._llm import default_endpoint
+
+    if default_endpoint() is not None:
+        return
+    raise ValueError(refused_default_model(run_id, called, call))
+
+
+def refused_default_model(run_id: str, called: Mapping[str, str], call: str) -> str:
+    """What :func:`check_same_model` says: the models called, and the calls that go on with them."""
+    models = [f"{model!r} at {url}" for model, url in called.items()]
+    named = "model " + models[0] if len(models) == 1 else "models " + ", ".join(models[:-1]) + " and " + models[-1]
+    model, url = next(iter(called.items()))
+    client = f"wf.llm.ChatClient({url!r}, model={model!r})"
+    command = "wfkit fork" if ".fork(" in call else "wfkit resume"
+    return (
+        f"run {run_id} called {named}; without llm=, the steps left would call the built-in simulated "
+        f"model instead, mixing two models' answers in one run. Pass the client it used: "
+        f"{call[:-1]}, llm={client}) (its API key from api_key= or $WFKIT_API_KEY)"
+        + ("; a step that names its model per call keeps doing so" if len(called) > 1 else "")
+        + f". For {command}, set WFKIT_LLM_BASE_URL={url} and WFKIT_LLM_MODEL={model}. To go on with the "
+        f"simulated model on purpose, pass llm=wf.llm.ChatClient()"
+    )

@@ -35,6 +35,7 @@ from wfkit.engine._run import (
     take_resumed_by_decision,
     under_way_here,
 )
+from wfkit.engine._services import check_same_model
 from wfkit.model._approvals import HALT, Approval, ApprovalPolicy, Ticket, as_policy, policy_record, recorded_policy
 from wfkit.model._context import ToolProvider
 from wfkit.model._errors import WorkflowChangedError, WorkflowChangedWarning, WorkflowDefinitionError
@@ -980,6 +981,7 @@ class Workflow:
             )
         if row["status"] == RunStatus.SUCCEEDED:
             raise ValueError(f"run {run_id} already succeeded; there is nothing to resume")
+        check_same_model(store, run_id, o.llm, f"flow.resume({run_id!r})")
         claim(run_id)  # not twice in this process (the lease cannot tell)
         return graph, store
 
@@ -1086,6 +1088,7 @@ class Workflow:
             execution.replay([*rows[:position], (position, at, at_visit, "fork", update, None, None, None)], {})
             execution.origin = {"run_id": source_id, "at": at, "visit": at_visit, "update": update}
             return execution
+        check_same_model(store, source_id, o.llm, f"flow.fork({source_id!r}, at={at!r})")
         fork = self._stored_fork(graph, store, source_id, at, update, visit, new_id, o)
         store.writer.run(fork.link, fork.create)  # the fork's row and its origin: one commit
         store.created(fork.create)
@@ -1175,6 +1178,7 @@ class Workflow:
         assert source.store is not None
         graph, checked = self._checked_fork(at, update)
         store, new_id = source.store, run_id or _new_run_id()
+        check_same_model(store, source.run_id, o.llm, f"flow.fork({source.run_id!r}, at={at!r})")
         fork = self._stored_fork(graph, store, source.run_id, at, checked, visit, new_id, o)
         until_recorded = self._fork_of(graph, source, new_id, store, o)
 
@@ -1420,6 +1424,10 @@ def resume_decided(workspace: str | os.PathLike[str], ticket: Ticket) -> Run | N
         run = held.resume()  # the handle its owner holds (and its live view) follows the run
     else:
         options = _Options(workspace=workspace)
+        try:
+            check_same_model(store, run_id, options.llm, f"flow.resume({run_id!r})")
+        except ValueError:  # it called a model no client here is given: its resume must name one
+            return None
         run = Run(flow._resumed_execution(run_id, options), flow, options)
         run._launch()
     resumed_by_decision(run)

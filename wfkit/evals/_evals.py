@@ -47,6 +47,7 @@ from wfkit.evals._stats import (
     wilson_interval,
 )
 from wfkit.logs._dataset import is_url
+from wfkit.model._context import check_chat_model
 from wfkit.model._errors import SuiteFileError
 from wfkit.model._processors import redact_optional
 from wfkit.model._status import RunStatus
@@ -465,6 +466,7 @@ class Suite:
                 f"workflow as it is, or name at least one, e.g. variants={{'default': {{}}}}"
             )
         self._check_variant_parameters()
+        self._check_run_options()
         if not self.scorers:  # every case would run, then the result have no row to summarise
             raise ValueError(
                 f"suite {self.name!r} has no scorers: give at least one, e.g. "
@@ -485,6 +487,18 @@ class Suite:
                     f"{at[-1]}); a result keeps one row per case and scorer name: give each its own, e.g. "
                     f"wf.evals.custom(fn, name='...') or wf.evals.exact_match(field, name='...')"
                 )
+
+    def _check_run_options(self) -> None:
+        """A chat client that is none (the class SimulatedModel, a model's name) failed each case's
+        run in turn, late and deep in its step: refused here, as run(llm=...) refuses it."""
+        given = [("run_options", self.run_options)] + [
+            (f"variant {variant!r}'s run_options", params["run_options"])
+            for variant, params in self.variants.items()
+            if isinstance(params.get("run_options"), Mapping)
+        ]
+        for where, options in given:
+            if "llm" in options:
+                check_chat_model(options["llm"], f"suite {self.name!r}: {where} llm=")
 
     def _check_variant_parameters(self) -> None:
         """Each variant's parameters against what the workflow takes: a typo would otherwise fail

@@ -18,7 +18,13 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeAlias
 
-from wfkit.model._context import NO_TOKENS_IN_MODELS, NO_TOKENS_OUT_MODELS, NO_USAGE_MODELS, UNPRICED_MODELS
+from wfkit.model._context import (
+    ABANDONED_STREAM_MODELS,
+    NO_TOKENS_IN_MODELS,
+    NO_TOKENS_OUT_MODELS,
+    NO_USAGE_MODELS,
+    UNPRICED_MODELS,
+)
 
 if TYPE_CHECKING:
     from wfkit.engine._run import Run
@@ -325,8 +331,9 @@ class cost_budget(_Scorer):
     (NaN, not passed: the summary's ``unscored``, ``check()`` names it and the model to price),
     unless its priced calls alone exceed the budget, which fails it. So is a run with a call that
     succeeded but whose server sent no token usage (nothing to price, yet the call was made), or
-    only one of its two counts (half a count has no price): the detail names the step and the
-    model, and says to use an endpoint that reports usage. A call
+    only one of its two counts (half a count has no price), or a stream the step left before its
+    end, when its usage had not come: the detail names the step and the model, and says what to
+    do. A call
     that failed (a 429, a 5xx, no connection) costs nothing and leaves the cost known."""
 
     def __init__(self, usd: float, *, name: str | None = None) -> None:
@@ -338,6 +345,7 @@ class cost_budget(_Scorer):
         spent, unpriced = 0.0, dict[str | None, str]()  # model (None: unnamed) -> the first step that called it
         uncounted = dict[str | None, str]()  # the same, of calls whose server sent no token usage
         halved = dict[str | None, tuple[str, str]]()  # of calls whose usage left one count out: (step, which)
+        left = dict[str | None, str]()  # of streams the step left before their usage came
         for event in run.events:
             extra = event.extra or {}
             if event.cost_usd is not None:
@@ -348,14 +356,17 @@ class cost_budget(_Scorer):
             for key, which in ((NO_TOKENS_IN_MODELS, "prompt_tokens"), (NO_TOKENS_OUT_MODELS, "completion_tokens")):
                 for model in extra.get(key) or ():
                     halved.setdefault(model, (event.step, which))
+            for model in extra.get(ABANDONED_STREAM_MODELS) or ():
+                left.setdefault(model, event.step)
             if UNPRICED_MODELS in extra:
                 for model in extra[UNPRICED_MODELS] or ():
                     unpriced.setdefault(model, event.step)
             elif (event.tokens_in is not None or event.tokens_out is not None) and not any(
-                key in extra for key in (NO_USAGE_MODELS, NO_TOKENS_IN_MODELS, NO_TOKENS_OUT_MODELS)
+                key in extra
+                for key in (NO_USAGE_MODELS, NO_TOKENS_IN_MODELS, NO_TOKENS_OUT_MODELS, ABANDONED_STREAM_MODELS)
             ):
                 unpriced.setdefault(event.model, event.step)  # tokens came back, no price (and no mark of why)
-        if not unpriced and not uncounted and not halved:
+        if not unpriced and not uncounted and not halved and not left:
             ok = spent <= self.usd
             return Score(1.0 if ok else 0.0, ok, f"${spent:.5f} of ${self.usd}")
         named = [f"step {step!r} called model {model!r}" for model, step in unpriced.items() if model is not None]
@@ -388,6 +399,15 @@ class cost_budget(_Scorer):
             reasons.append(
                 f"{' and '.join(calls)}, so the call could not be priced: use an endpoint or proxy that reports "
                 "both prompt_tokens and completion_tokens"
+            )
+        if left:
+            calls = [
+                f"step {step!r} left a stream of " + (f"model {m!r}" if m else "a model") for m, step in left.items()
+            ]
+            reasons.append(
+                f"{' and '.join(calls)} before its end (a break out of `async for`), before the server's last chunk "
+                "brought its token usage, so there was nothing to price: read a stream to its end (or call "
+                "client.complete(...)) to know what it cost"
             )
         if None in unpriced:  # ctx.record(tokens_in=...) of a client of one's own, with no model nor cost
             reasons.append(

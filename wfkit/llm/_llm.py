@@ -23,11 +23,13 @@ The API key never appears in ``repr``, in an error message, in a step event or i
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import json
+import math
 import os
 import re
 import time
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass, field, replace
 from functools import partial
@@ -40,10 +42,11 @@ from httpx_sse import EventSource, SSEError
 from wfkit.llm._perloop import PerLoop
 from wfkit.llm._pricing import PriceLike, Prices, as_prices
 from wfkit.llm._simulated import SimulatedModel
-from wfkit.model._context import StepContext
+from wfkit.model._context import LLM_ENDPOINTS, StepContext
 from wfkit.model._errors import WfkitError
 from wfkit.model._processors import REDACTED, header_secrets, mark_secret
 from wfkit.model._retry import ErrorKind, retry_after_in
+from wfkit.model._seconds import Seconds
 
 Messages: TypeAlias = str | Sequence[Mapping[str, Any]]
 
@@ -307,21 +310,37 @@ _UNREACHABLE = (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocol
 
 
 def _record(
-    ctx: StepContext | None, model: str, reply: Reply | None, started: float, ttft: float | None = None
+    ctx: StepContext | None,
+    model: str,
+    reply: Reply | None,
+    started: float,
+    ttft: float | None = None,
+    *,
+    abandoned: bool = False,
+    endpoint: str | None = None,
 ) -> None:
     """Add one call to the step's event: model, tokens, cost and the call's time (from
     ``started``, a ``perf_counter``) add up; ``extra.llm_calls`` counts. ``ttft``: a stream's time
     to first token, also of a stream that failed after it (the step's first one is kept). A reply
     whose server sent no token usage, or only one of its two counts, makes the step's cost unknown
     (``no_usage``); a failed call
-    (``reply`` None), which brought back nothing to pay for, leaves it as it was."""
+    (``reply`` None), which brought back nothing to pay for, leaves it as it was. A stream its
+    caller left before its end (``abandoned``, no reply either) was made and billed, its usage never
+    read: the step's tokens and cost are unknown (``extra["abandoned_streams"]`` counts them).
+    ``endpoint``: the base URL of the network endpoint called, kept by model in the step's
+    ``extra["llm_endpoints"]`` (None for the simulated model or a cassette)."""
     if ctx is None:
         return
     seconds = time.perf_counter() - started
     extra = (ctx.usage or {}).get("extra") or {}
     calls = int(extra.get("llm_calls", 0)) + 1
-    if reply is None:  # a failed call: the event still says which model failed, and how long it took
-        ctx.record(model=model, model_latency_s=seconds, ttft_s=ttft, llm_calls=calls)
+    where: dict[str, Any] = {}
+    if endpoint is not None:  # which endpoint served the model: a resume without llm= must not swap it
+        where[LLM_ENDPOINTS] = {**(extra.get(LLM_ENDPOINTS) or {}), model: endpoint}
+    if reply is None and abandoned:
+        ctx.record(model=model, model_latency_s=seconds, ttft_s=ttft, abandoned=True, llm_calls=calls, **where)
+    elif reply is None:  # a failed call: the event still says which model failed, and how long it took
+        ctx.record(model=model, model_latency_s=seconds, ttft_s=ttft, llm_calls=calls, **where)
     else:
         ctx.record(
             model=reply.model,
@@ -335,6 +354,7 @@ def _record(
             # count that came back (if one did) is recorded; only the missing one is marked.
             no_usage=reply.cost_usd is None and (reply.tokens_in is None or reply.tokens_out is None),
             llm_calls=calls,
+            **where,
         )
 
 
@@ -347,6 +367,54 @@ def _usage_of(payload: Any) -> tuple[int | None, int | None]:
         tokens_in if isinstance(tokens_in, int) else None,
         tokens_out if isinstance(tokens_out, int) else None,
     )
+
+
+# The phases of an httpx.Timeout, each a limit of its own (None: none).
+_TIMEOUT_PHASES = ("connect", "read", "write", "pool")
+
+
+def _seconds_of(value: object, given: str, unlimited: str) -> float | None:
+    """``value`` (one timeout: seconds or a timedelta, None for no limit) as seconds; a TypeError or
+    ValueError naming ``given`` (how the user wrote it, ``"ChatClient(timeout=...)"``) and saying
+    what to write instead. ``unlimited`` is how to ask for no limit there."""
+    seconds = value.total_seconds() if isinstance(value, dt.timedelta) else value
+    if seconds is None:
+        return None
+    if isinstance(seconds, bool):
+        raise TypeError(f"{given}: a timeout is a number of seconds, not {seconds!r}: write e.g. timeout=30")
+    if isinstance(seconds, str):
+        try:
+            number = float(seconds)
+        except ValueError:
+            number = None
+        write = f"timeout={number:g}" if number is not None and math.isfinite(number) and number > 0 else "timeout=30"
+        raise TypeError(f"{given}: a timeout is a number of seconds, not the text {seconds!r}: write {write}")
+    if not isinstance(seconds, int | float):
+        raise TypeError(
+            f"{given}: a timeout is seconds (an int or a float), a datetime.timedelta or an httpx.Timeout, "
+            f"not {type(seconds).__name__} {seconds!r}: write e.g. timeout=30"
+        )
+    if math.isnan(seconds):
+        raise ValueError(f"{given}: NaN is no number of seconds: write the seconds a call may take, e.g. timeout=30")
+    if math.isinf(seconds):
+        raise ValueError(f"{given}: for no time limit write {unlimited}, not {seconds!r}")
+    if seconds <= 0:
+        raise ValueError(
+            f"{given}: a timeout of {seconds!r} s would end every call before it is answered: write the seconds "
+            f"a call may take, more than 0 (e.g. timeout=30), or {unlimited} for no time limit"
+        )
+    return float(seconds)
+
+
+def _timeout_of(timeout: object, given: str, unlimited: str) -> httpx.Timeout:
+    """``timeout`` (seconds, a timedelta, an httpx.Timeout, or None for no limit) as an
+    httpx.Timeout, each phase checked: httpx took a negative, zero, NaN or infinite one, a string
+    or a bool, and failed every call, or none, later (see :func:`_seconds_of`)."""
+    if isinstance(timeout, httpx.Timeout):
+        for phase in _TIMEOUT_PHASES:
+            _seconds_of(getattr(timeout, phase), f"{given} {phase}={getattr(timeout, phase)!r}", f"{phase}=None")
+        return timeout
+    return httpx.Timeout(_seconds_of(timeout, given, unlimited))
 
 
 # What a pickled ChatClient carries: its configuration (the headers hold the key's Authorization).
@@ -390,9 +458,11 @@ class ChatClient:
     - ``api_key``: sent as ``Authorization: Bearer``; when None it is read from the environment
       variable named by ``api_key_env`` (``WFKIT_API_KEY`` unless you name another, e.g.
       ``"OPENAI_API_KEY"``). No key, no header.
-    - ``timeout``: seconds (or an ``httpx.Timeout``) for each phase of a call: connecting,
-      waiting for the next bytes, sending, getting a pooled connection. A call may pass its own;
-      a step's ``timeout=`` bounds the whole step.
+    - ``timeout``: seconds (or a ``datetime.timedelta``, or an ``httpx.Timeout``) for each phase
+      of a call: connecting, waiting for the next bytes, sending, getting a pooled connection;
+      None for no limit. A call may pass its own (``httpx.Timeout(None)``: none for that call); a
+      step's ``timeout=`` bounds the whole step. Zero, a negative, NaN or infinite number, text
+      and a bool are refused, saying what to write.
     - ``transport``: an httpx transport, e.g. ``SimulatedModel(...)`` or ``Cassette(...)``.
     - ``prices``: a :class:`Prices` table or a mapping ``{model: (usd_in_per_1k, usd_out_per_1k)}``
       consulted before the global ``PRICES``.
@@ -417,6 +487,7 @@ class ChatClient:
         "__weakref__",
         "_api_key",
         "_cookies",
+        "_endpoint",
         "_given_secrets",
         "_headers",
         "_http",
@@ -438,12 +509,13 @@ class ChatClient:
         model: str | None = None,
         api_key: str | None = None,
         api_key_env: str = "WFKIT_API_KEY",
-        timeout: float | httpx.Timeout = 30.0,
+        timeout: Seconds | httpx.Timeout | None = 30.0,
         transport: httpx.AsyncBaseTransport | None = None,
         prices: Prices | Mapping[str, PriceLike] | None = None,
         headers: Mapping[str, str] | None = None,
     ) -> None:
         check_async_transport("ChatClient", transport)
+        self._timeout = _timeout_of(timeout, f"ChatClient(timeout={timeout!r})", "timeout=None")
         if base_url is None:
             transport = transport if transport is not None else SimulatedModel()
             base_url = _SIMULATED_URL
@@ -483,7 +555,6 @@ class ChatClient:
                 for secret in header_secrets({name: value}):
                     if " " not in secret.strip():  # a scheme of its own ("SharedKey a:b") may hold a space
                         _check_api_key(secret, f"headers[{name!r}]")
-        self._timeout = timeout if isinstance(timeout, httpx.Timeout) else httpx.Timeout(timeout)
         self._headers = dict(headers or {})
         if self._api_key:
             self._headers["Authorization"] = f"Bearer {self._api_key}"
@@ -506,6 +577,10 @@ class ChatClient:
         # the run's first step that called the model, as if the model had taken it.
         self._ssl_context = httpx.create_ssl_context() if self.transport is None else None
         self._http: PerLoop[httpx.AsyncClient] = PerLoop(self._new_http, lambda c: c.aclose())
+        # Where its calls go over the network, for the step log (None: the simulated model, a cassette
+        # or a transport of one's own, which a resume may well be given again by default).
+        network = self.transport is None or isinstance(self.transport, httpx.AsyncHTTPTransport)
+        self._endpoint = _where(httpx.URL(self.base_url)) if network else None
 
     def __getstate__(self) -> dict[str, Any]:
         """The configuration, API key included (see the class doc); never the connections."""
@@ -552,10 +627,11 @@ class ChatClient:
         if changed:
             self._secrets = tuple(sorted({*self._given_secrets, *self._cookies.values()}, key=len, reverse=True))
 
-    def _timeout_for(self, timeout: float | httpx.Timeout | None) -> httpx.Timeout:
+    def _timeout_for(self, timeout: Seconds | httpx.Timeout | None, call: str) -> httpx.Timeout:
+        """A call's own timeout (None: the client's), checked as the client's is."""
         if timeout is None:
             return self._timeout
-        return timeout if isinstance(timeout, httpx.Timeout) else httpx.Timeout(timeout)
+        return _timeout_of(timeout, f"{call}(..., timeout={timeout!r})", "timeout=httpx.Timeout(None)")
 
     def _body(self, prompt: Messages, model: str | None, params: Mapping[str, Any]) -> dict[str, Any]:
         if isinstance(prompt, str):
@@ -576,7 +652,7 @@ class ChatClient:
         prompt: Messages,
         *,
         model: str | None = None,
-        timeout: float | httpx.Timeout | None = None,
+        timeout: Seconds | httpx.Timeout | None = None,
         ctx: StepContext | None = None,
         **params: Any,
     ) -> Reply:
@@ -588,19 +664,21 @@ class ChatClient:
         body = self._body(prompt, model, params)
         http = await self._http.get()
         started = time.perf_counter()
-        request = http.build_request("POST", "chat/completions", json=body, timeout=self._timeout_for(timeout))
+        request = http.build_request(
+            "POST", "chat/completions", json=body, timeout=self._timeout_for(timeout, "complete")
+        )
         try:
             response = await http.send(request, stream=True)
             await self._read(response, body["model"])
             self._raise_for_status(response, body["model"])
             reply = self._reply(response, body["model"], time.perf_counter() - started)
         except _UNREACHABLE as exc:
-            _record(ctx, body["model"], None, started)
+            _record(ctx, body["model"], None, started, endpoint=self._endpoint)
             raise self._transport_error(exc, body["model"]) from exc
         except (LLMError, asyncio.CancelledError):  # cancelled: the step's timeout cut the call short
-            _record(ctx, body["model"], None, started)
+            _record(ctx, body["model"], None, started, endpoint=self._endpoint)
             raise
-        _record(ctx, body["model"], reply, started)
+        _record(ctx, body["model"], reply, started, endpoint=self._endpoint)
         return reply
 
     def stream(
@@ -608,7 +686,7 @@ class ChatClient:
         prompt: Messages,
         *,
         model: str | None = None,
-        timeout: float | httpx.Timeout | None = None,
+        timeout: Seconds | httpx.Timeout | None = None,
         ctx: StepContext | None = None,
         **params: Any,
     ) -> ChatStream:
@@ -619,7 +697,9 @@ class ChatClient:
         ``stream_options`` of its own (``None`` sends none). A stream that ends without them (a
         server that ignores the option, or a request that asked for none) has tokens and cost
         None, and with ``ctx`` the step's cost is unknown (``extra["no_usage_models"]``); one whose
-        usage chunk holds one count keeps it, the other None (see :class:`Reply`)."""
+        usage chunk holds one count keeps it, the other None (see :class:`Reply`). A stream left
+        before its end (a ``break`` out of ``async for``: the counts come in its last chunk) has no
+        reply, and with ``ctx`` the step's tokens and cost are unknown (``extra["abandoned_streams"]``)."""
         body = self._body(prompt, model, params)
         body["stream"] = True
         if body.get("stream_options", ...) is ...:
@@ -627,7 +707,7 @@ class ChatClient:
         elif body["stream_options"] is None:
             del body["stream_options"]
 
-        return ChatStream(self, body, self._timeout_for(timeout), ctx)
+        return ChatStream(self, body, self._timeout_for(timeout, "stream"), ctx)
 
     def for_step(self, ctx: StepContext) -> BoundChatClient:
         """This client, recording every call into ``ctx``'s step event without passing ``ctx=``."""
@@ -889,11 +969,16 @@ class BoundChatClient:
         return f"{self._client!r} for step {self._ctx.step!r}"
 
 
+def default_endpoint() -> str | None:
+    """The endpoint a run given no client calls (``$WFKIT_LLM_BASE_URL``), None for the simulated model."""
+    return os.environ.get("WFKIT_LLM_BASE_URL") or None
+
+
 def default_client(*, seed: int | None = None) -> ChatClient:
     """The client a run uses when given none: the endpoint in ``WFKIT_LLM_BASE_URL`` (model from
     ``WFKIT_LLM_MODEL``, key from ``WFKIT_API_KEY``) if set, else the offline simulated model,
     seeded with the run's seed."""
-    base_url = os.environ.get("WFKIT_LLM_BASE_URL")
+    base_url = default_endpoint()
     if base_url:
         base_url = check_base_url(base_url, "$WFKIT_LLM_BASE_URL")
         return ChatClient(base_url, model=os.environ.get("WFKIT_LLM_MODEL"))
@@ -908,12 +993,19 @@ class ChatStream:
     them; None until then. A reasoning model's first token is its first piece of reasoning (when
     it began to answer at all, what a user comparing models waits), though the stream yields its
     text alone: the reasoning is ``reply.reasoning``. ``reply`` is the whole reply once the stream
-    has ended."""
+    has ended.
+
+    A stream left before its end (a ``break`` out of ``async for`` before the server's last chunk,
+    which carries the token counts) has ``reply`` None; with ``ctx`` the step's tokens and cost are
+    then unknown, never the $0 of no call or the sum of its other calls, and its extra counts it
+    (``abandoned_streams``; the model under ``abandoned_stream_models``)."""
 
     def __init__(self, client: ChatClient, body: dict[str, Any], timeout: httpx.Timeout, ctx: StepContext | None):
         self._client, self._body, self._timeout, self._ctx = client, body, timeout, ctx
         self._response: httpx.Response | None = None
         self._started = 0.0
+        self._iterator: AsyncGenerator[str, None] | None = None
+        self._raised = False  # the stream itself failed (a cut, an error event): no abandoned call
         self.ttft_s: float | None = None
         self.reply: Reply | None = None
 
@@ -929,28 +1021,46 @@ class ChatStream:
                 client._raise_for_status(self._response, model)
         except _UNREACHABLE as exc:
             await self._close()
-            _record(self._ctx, model, None, self._started)
+            _record(self._ctx, model, None, self._started, endpoint=client._endpoint)
             raise client._transport_error(exc, model, "stream") from exc
         except (LLMError, asyncio.CancelledError):  # cancelled: the step's timeout cut the call short
             await self._close()
-            _record(self._ctx, model, None, self._started)
+            _record(self._ctx, model, None, self._started, endpoint=client._endpoint)
             raise
         return self
 
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
+        if self._iterator is not None:  # left early: the generator ends here, not when collected
+            await self._iterator.aclose()
         await self._close()
-        _record(self._ctx, self._body["model"], self.reply, self._started, self.ttft_s)
+        abandoned = self.reply is None and not self._raised
+        model, endpoint = self._body["model"], self._client._endpoint
+        _record(self._ctx, model, self.reply, self._started, self.ttft_s, abandoned=abandoned, endpoint=endpoint)
 
     async def _close(self) -> None:
         if self._response is not None:
             await self._response.aclose()
 
     def __aiter__(self) -> AsyncIterator[str]:
-        return self._chunks()
+        self._iterator = self._chunks()
+        return self._iterator
 
-    async def _chunks(self) -> AsyncIterator[str]:
+    async def _chunks(self) -> AsyncGenerator[str, None]:
+        """The text, as :meth:`_read` yields it, noting whether the stream failed: a stream that
+        neither failed nor ended was left by its caller (closed here by ``GeneratorExit``)."""
+        try:
+            async with aclosing(self._read()) as pieces:
+                async for text in pieces:
+                    yield text
+        except GeneratorExit:
+            raise
+        except BaseException:
+            self._raised = True
+            raise
+
+    async def _read(self) -> AsyncGenerator[str, None]:
         if self._response is None:
             raise RuntimeError("use the stream inside `async with client.stream(...) as stream:`")
         client, model = self._client, self._body["model"]

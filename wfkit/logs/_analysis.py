@@ -28,6 +28,7 @@ from wfkit.logs._tables import (
     runs_table,
 )
 from wfkit.model._context import (
+    ABANDONED_STREAM_MODELS,
     BY_MODEL,
     NO_TOKENS_IN_MODELS,
     NO_TOKENS_OUT_MODELS,
@@ -81,10 +82,11 @@ def _marked(rows: pd.DataFrame, keys: Sequence[str]) -> pd.Series:
 
 def uncounted(rows: pd.DataFrame) -> pd.Series:
     """The attempts with a call that succeeded but whose server sent no token usage, or only one of
-    its two counts, so no cost came back: only the attempt's ``extra`` says so (it names the model
-    under ``no_usage_models``, ``no_tokens_in_models`` or ``no_tokens_out_models``; a failed call,
-    which is no cost, leaves no mark). Needs ``extra``."""
-    keys = (NO_USAGE_MODELS, NO_TOKENS_IN_MODELS, NO_TOKENS_OUT_MODELS)
+    its two counts, or a stream its caller left before the usage came, so no cost came back: only
+    the attempt's ``extra`` says so (it names the model under ``no_usage_models``,
+    ``no_tokens_in_models``, ``no_tokens_out_models`` or ``abandoned_stream_models``; a failed
+    call, which is no cost, leaves no mark). Needs ``extra``."""
+    keys = (NO_USAGE_MODELS, NO_TOKENS_IN_MODELS, NO_TOKENS_OUT_MODELS, ABANDONED_STREAM_MODELS)
     return (rows["cost_usd"].isna() & _marked(rows, keys)).astype(bool)
 
 
@@ -317,7 +319,10 @@ class StepsAccessor:
         marked ``priced_no_tokens_in_models`` and ``priced_no_tokens_out_models``) keeps its cost, and
         its tokens are unknown all the same. Use an endpoint that reports usage (for a stream, one that honours
         ``stream_options.include_usage``, or ``client.complete``). The attempts whose counts are
-        short: ``df[df["extra"].str.contains("no_usage_models|no_tokens_", na=False)]``."""
+        short: ``df[df["extra"].str.contains("no_usage_models|no_tokens_", na=False)]``. A stream its caller
+        left before its end (a ``break`` out of ``async for`` before the server's last chunk, which
+        carries the counts; ``abandoned_stream_models``) makes its group's tokens and cost unknown
+        too: read a stream to its end to know what it cost."""
         import numpy as np
 
         self._need("cost", "tokens_in", "tokens_out", "cost_usd", "model")
@@ -344,9 +349,13 @@ class StepsAccessor:
                 short = np.logical_or.reduce([marks[kind] for kind in kinds])
                 if short.any():  # most logs have none: no column to group then
                     flags[f"short_{column}"] = short
-            unpriced |= (marks[NO_USAGE_MODELS] | marks[NO_TOKENS_IN_MODELS] | marks[NO_TOKENS_OUT_MODELS]) & rows[
-                "cost_usd"
-            ].isna().to_numpy(dtype=bool)
+            uncounted_calls = (
+                marks[NO_USAGE_MODELS]
+                | marks[NO_TOKENS_IN_MODELS]
+                | marks[NO_TOKENS_OUT_MODELS]
+                | marks[ABANDONED_STREAM_MODELS]
+            )
+            unpriced |= uncounted_calls & rows["cost_usd"].isna().to_numpy(dtype=bool)
         table = (
             rows.assign(calls=calls, unpriced=unpriced, **flags)
             .groupby(keys, observed=True)

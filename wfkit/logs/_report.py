@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from wfkit.logs._units import count_of, format_seconds
-from wfkit.model._context import NO_USAGE_MODELS, UNPRICED_MODELS
+from wfkit.model._context import ABANDONED_STREAM_MODELS, NO_USAGE_MODELS, UNPRICED_MODELS
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -331,8 +331,10 @@ def _workflow_section(
             # A call whose server sent no usage had no price either, though its model may have one.
             uncounted = _uncounted(cost)
             nothing = uncounted & _named(cost, NO_USAGE_MODELS)
+            left = uncounted & _named(cost, ABANDONED_STREAM_MODELS)
             why = ", or its server sent no token usage to price" if nothing.any() else ""
-            why += ", or its server counted only one kind of its tokens" if (uncounted & ~nothing).any() else ""
+            why += ", or its server counted only one kind of its tokens" if (uncounted & ~nothing & ~left).any() else ""
+            why += ", or it left a stream before its end, when its usage had not come" if left.any() else ""
             parts.append(
                 f'<p class="note">A cost of "-" is unknown: a call of that step had no known price{why} (the '
                 "table per model below names the models and says why).</p>"
@@ -389,6 +391,7 @@ def _cost_per_model(cost: pd.DataFrame) -> str:
     if table["cost_usd"].isna().any():
         uncounted = _uncounted(rows)
         nothing = uncounted & _named(rows, NO_USAGE_MODELS)
+        left = uncounted & _named(rows, ABANDONED_STREAM_MODELS)
         tokens = rows["tokens_in"].notna() | rows["tokens_out"].notna()
         if (rows["cost_usd"].isna() & (_named(rows, UNPRICED_MODELS) | (tokens & ~uncounted))).any():
             reasons.append("no price is known for the model (give one: ChatClient(..., prices=...))")
@@ -398,11 +401,17 @@ def _cost_per_model(cost: pd.DataFrame) -> str:
                 "or proxy that reports usage; a stream's server may ignore stream_options.include_usage: use "
                 "one that honours it, or client.complete(...))"
             )
-        if (uncounted & ~nothing).any():
+        if (uncounted & ~nothing & ~left).any():
             reasons.append(
                 "the server's token usage held only one of its two counts (prompt_tokens, completion_tokens), so "
                 'the call could not be priced, and the count it left out reads "-" (use an endpoint or proxy '
                 "that reports both)"
+            )
+        if left.any():
+            reasons.append(
+                "a step left a stream before its end (a break out of `async for`), before the server's last "
+                "chunk brought its token usage, so there was nothing to price (read a stream to its end, or "
+                "call client.complete(...), to know what it cost)"
             )
     return (
         "<h3>Cost per model</h3>"

@@ -33,8 +33,24 @@ NO_USAGE_MODELS = "no_usage_models"
 # counted, and the call cannot be priced. Kept apart from ``no_usage_models``, which says neither came.
 NO_TOKENS_IN_MODELS = "no_tokens_in_models"
 NO_TOKENS_OUT_MODELS = "no_tokens_out_models"
+# A streamed call its caller left before its end (a ``break`` out of ``async for text in stream``
+# before the server's last chunk, which carries the usage): the server went on, or stopped when
+# the connection closed, and billed what it made; no count came back. Its model is listed here,
+# and the attempt's ``abandoned_streams`` counts such calls.
+ABANDONED_STREAM_MODELS = "abandoned_stream_models"
+ABANDONED_STREAMS = "abandoned_streams"
+# The endpoints an attempt's calls went to over the network, ``{model asked: base URL}`` (a
+# ChatClient of a URL, not the simulated model nor a cassette): what resuming or forking the run
+# reads to refuse the built-in simulated model for the steps left (``Store.endpoints_called``).
+LLM_ENDPOINTS = "llm_endpoints"
 # Any of these keys in an attempt's ``extra`` makes its cost unknown.
-UNKNOWN_COST_KEYS = (UNPRICED_MODELS, NO_USAGE_MODELS, NO_TOKENS_IN_MODELS, NO_TOKENS_OUT_MODELS)
+UNKNOWN_COST_KEYS = (
+    UNPRICED_MODELS,
+    NO_USAGE_MODELS,
+    NO_TOKENS_IN_MODELS,
+    NO_TOKENS_OUT_MODELS,
+    ABANDONED_STREAM_MODELS,
+)
 # A call whose server sent its price but no token count of that kind (a gateway that bills per call
 # and leaves ``usage`` out: ``ctx.record(cost_usd=..., no_usage=True)``): its cost is known, so it is
 # kept apart from the keys above, which make the cost unknown; its tokens are not.
@@ -43,8 +59,8 @@ PRICED_NO_TOKENS_OUT_MODELS = "priced_no_tokens_out_models"
 # The keys that say a token column of the attempt's row holds less than its calls used: the counted
 # calls' sum, some call's count of that kind having not come back (``df.wf.cost()`` shows it unknown).
 UNCOUNTED_KEYS = {
-    "tokens_in": (NO_USAGE_MODELS, NO_TOKENS_IN_MODELS, PRICED_NO_TOKENS_IN_MODELS),
-    "tokens_out": (NO_USAGE_MODELS, NO_TOKENS_OUT_MODELS, PRICED_NO_TOKENS_OUT_MODELS),
+    "tokens_in": (NO_USAGE_MODELS, NO_TOKENS_IN_MODELS, PRICED_NO_TOKENS_IN_MODELS, ABANDONED_STREAM_MODELS),
+    "tokens_out": (NO_USAGE_MODELS, NO_TOKENS_OUT_MODELS, PRICED_NO_TOKENS_OUT_MODELS, ABANDONED_STREAM_MODELS),
 }
 # Every key that says a part of an attempt's usage is unknown (what a model's share of it keeps).
 USAGE_MARK_KEYS = (*UNKNOWN_COST_KEYS, PRICED_NO_TOKENS_IN_MODELS, PRICED_NO_TOKENS_OUT_MODELS)
@@ -62,6 +78,74 @@ class ChatModel(Protocol):
     each call's model, tokens and cost in the step's event)."""
 
     async def complete(self, prompt: Any, **options: Any) -> Any: ...
+
+
+_CLIENT = "wf.llm.ChatClient"
+_OFFLINE = f"llm={_CLIENT}(transport=wf.llm.SimulatedModel())"
+_ENDPOINT = f"llm={_CLIENT}('http://HOST:PORT/v1', model='MODEL')"
+
+
+def check_chat_model(llm: object, given: str) -> ChatModel | None:
+    """``llm`` if it can be a run's chat client (None, or an object with a ``complete`` method);
+    else a TypeError naming ``given`` (``"run(llm=...)"``), what ``llm`` is and what to pass.
+
+    Taken as it was, the class ``SimulatedModel``, a ``SimulatedModel()`` or ``Cassette`` (the
+    transports a client sends through) or a model's name or URL failed only when a step called
+    ``ctx.llm.complete``, with an AttributeError deep in the step."""
+    if llm is None:
+        return None
+    if not isinstance(llm, type) and callable(getattr(llm, "complete", None)):
+        return llm  # type: ignore[return-value]  # duck-typed: any object with complete() serves
+    raise TypeError(f"{given} needs a chat client, such as {_CLIENT}(...); it got {_what_was_given(llm)}")
+
+
+def _what_was_given(llm: object) -> str:
+    """What ``llm`` is, and the call to pass instead (see :func:`check_chat_model`)."""
+    kind = llm if isinstance(llm, type) else type(llm)
+    name = kind.__qualname__
+    transport = callable(getattr(kind, "handle_async_request", None))
+    if isinstance(llm, type):
+        if callable(getattr(llm, "complete", None)):
+            return f"the class {name} itself: pass an instance, llm={name}(...)"
+        if name == "SimulatedModel":
+            return f"the class SimulatedModel, the simulated model's transport: pass {_OFFLINE}"
+        if name == "Cassette":
+            return (
+                f"the class Cassette, a transport that replays recorded calls: pass llm={_CLIENT}(model='MODEL', "
+                f"transport=wf.llm.Cassette('PATH.jsonl'))"
+            )
+        return f"the class {kind.__module__}.{name}, not a client: pass an instance of a chat client, {_ENDPOINT}"
+    if transport:  # an httpx transport: what a client sends its requests through
+        shown = repr(llm)
+        if name == "SimulatedModel":
+            return f"{shown}, the transport a client sends through: pass llm={_CLIENT}(transport={shown})"
+        if name == "Cassette":
+            return (
+                f"{shown}, the transport a client sends through: pass llm={_CLIENT}(model='MODEL', "
+                f"transport={shown}) to replay it (with the endpoint's URL first, 'http://HOST:PORT/v1', to record)"
+            )
+        return (
+            f"the httpx transport {kind.__module__}.{name}: pass llm={_CLIENT}('http://HOST:PORT/v1', "
+            f"model='MODEL', transport=...)"
+        )
+    if isinstance(llm, str):
+        text = llm.strip()
+        if "://" in text or text.startswith(("localhost", "127.", "[")) or "/v1" in text:
+            url = text if "://" in text else "http://" + text
+            return f"the URL {llm!r}: pass llm={_CLIENT}({url!r}, model='MODEL')"
+        return (
+            f"the text {llm!r} (a model's name?): pass llm={_CLIENT}('http://HOST:PORT/v1', model={text!r}), "
+            f"or {_OFFLINE} to run offline"
+        )
+    return (
+        f"{kind.__module__}.{name} {_short(llm)}, which has no complete() method: pass {_ENDPOINT}, or "
+        f"{_OFFLINE} to run offline (any object with an async complete(prompt, **options) serves)"
+    )
+
+
+def _short(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 class ToolProvider(Protocol):
@@ -206,6 +290,7 @@ class StepContext:
         model_latency_s: float | None = None,
         ttft_s: float | None = None,
         no_usage: bool = False,
+        abandoned: bool = False,
         **extra: Any,
     ) -> None:
         """Add usage to this attempt's event; token counts, cost and the model's time (seconds one
@@ -232,12 +317,22 @@ class StepContext:
         ``extra["priced_no_tokens_in_models"]`` and ``extra["priced_no_tokens_out_models"]`` list the
         model, and ``df.wf.cost()`` shows its group's tokens as unknown beside the cost.
 
+        ``abandoned=True`` records a streamed call its caller left before it ended (``ctx.llm.stream``
+        records so a ``break`` out of ``async for`` before the server's last chunk, the one with the
+        usage): made and billed, its tokens never counted, so the attempt's tokens and cost are
+        unknown as for ``no_usage``; ``extra["abandoned_stream_models"]`` lists the model and
+        ``extra["abandoned_streams"]`` counts such calls.
+
         An attempt that records calls of more than one model keeps each model's share in
         ``extra["by_model"]`` (calls, tokens, cost, model time, first token; null where unknown, so a
         priced model keeps its cost beside an unpriced one), as the row's ``model`` is only the last
         one. A record that names no model counts under the model named before it (a priced tool's
         cost under the model whose call asked for it), or under the first named after it."""
         usage = self._usage if self._usage is not None else {}
+        if abandoned:  # nothing came back of its usage: as a reply without one, under its own mark
+            no_usage, tokens_in, tokens_out, cost_usd = True, None, None, None
+            known = usage.setdefault("extra", {})
+            known[ABANDONED_STREAMS] = int(known.get(ABANDONED_STREAMS, 0)) + 1
         self._add_to_model(model, tokens_in, tokens_out, cost_usd, model_latency_s, ttft_s, no_usage)
         self._usage = usage
         if model is not None:
@@ -251,7 +346,9 @@ class StepContext:
             usage.pop("cost_usd", None)
             known = usage.setdefault("extra", {})
             name = model if model is not None else usage.get("model")
-            if no_usage and tokens_in is None and tokens_out is None:
+            if abandoned:
+                key = ABANDONED_STREAM_MODELS
+            elif no_usage and tokens_in is None and tokens_out is None:
                 key = NO_USAGE_MODELS
             elif no_usage and (tokens_in is None or tokens_out is None):
                 # One count came back (added above): only the other is not counted.

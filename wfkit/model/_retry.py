@@ -9,6 +9,7 @@ import email.utils
 import enum
 import math
 import random
+import socket
 import sys
 import time
 from collections.abc import Callable
@@ -42,20 +43,53 @@ class PermanentError(Exception):
     """Raise from a step to say "retrying cannot help"."""
 
 
-_TRANSIENT_TYPES: tuple[type[BaseException], ...] = (ConnectionError, TimeoutError, asyncio.TimeoutError)
+# socket.gaierror: a host name that did not resolve (a DNS server down or slow, a network not up
+# yet), which is an OSError but no ConnectionError; httpx's ConnectError around it was transient.
+_TRANSIENT_TYPES: tuple[type[BaseException], ...] = (
+    ConnectionError,
+    TimeoutError,
+    asyncio.TimeoutError,
+    socket.gaierror,
+)
 _PERMANENT_TYPES: tuple[type[BaseException], ...] = (ValueError, TypeError, PermissionError, KeyError)
 
 
+def _as_status(value: object) -> int | None:
+    """``value`` as an HTTP status when it is one: an int (not a bool) from 100 to 599. Read from
+    ``status`` (aiohttp's ClientResponseError, urllib's HTTPError), a name other libraries use for
+    other things (a string, an enum), so anything else is no status."""
+    if isinstance(value, int) and not isinstance(value, bool) and 100 <= value <= 599:
+        return int(value)
+    return None
+
+
 def _status_code(exc: BaseException) -> int | None:
-    """HTTP status carried by an exception: ``exc.status_code`` or ``exc.response.status_code``."""
-    for holder in (exc, getattr(exc, "response", None)):
+    """HTTP status carried by an exception: ``exc.status_code`` or ``exc.response.status_code``
+    (httpx, requests and most SDKs), else an int ``exc.status`` or ``exc.response.status``
+    (aiohttp's ClientResponseError, urllib's HTTPError), else urllib's ``exc.code``."""
+    holders = (exc, getattr(exc, "response", None))
+    for holder in holders:
         status = getattr(holder, "status_code", None)
         if status is not None:
             try:
                 return int(status)
             except (TypeError, ValueError):
                 return None
+    for holder in holders:
+        status = _as_status(getattr(holder, "status", None))
+        if status is not None:
+            return status
+    if isinstance(exc, _urllib_error("HTTPError")):  # its ``code``, which ``status`` only mirrors
+        return _as_status(getattr(exc, "code", None))
     return None
+
+
+def _urllib_error(name: str) -> type[BaseException] | tuple[()]:
+    """urllib's error class ``name``, when loaded (an exception of it exists only then), else a
+    class tuple nothing is an instance of: ``import wfkit`` does not load urllib's."""
+    module = sys.modules.get("urllib.error")
+    found = getattr(module, name, None)
+    return found if isinstance(found, type) and issubclass(found, BaseException) else ()
 
 
 def _httpx_kind(exc: BaseException) -> ErrorKind | None:
@@ -75,8 +109,12 @@ def classify_error(exc: BaseException) -> ErrorKind:
 
     In order: an explicit ``exc.error_kind`` (an ErrorKind or its value); wfkit's
     TransientError / PermanentError; an HTTP status (429 and 5xx transient, 408 transient,
-    other 4xx permanent); httpx transport errors; connection errors and timeouts (transient);
-    ValueError, TypeError, KeyError and PermissionError (permanent); else unknown.
+    other 4xx permanent), read from ``status_code`` (httpx, requests), an int ``status``
+    (aiohttp's ``ClientResponseError``, urllib's ``HTTPError``) or urllib's ``code``, on the
+    exception or its ``response``; httpx transport errors; urllib's ``URLError`` by its
+    ``reason`` (a refused connection, a timeout); connection errors, timeouts and a host name
+    that did not resolve (``socket.gaierror``) (transient); ValueError, TypeError, KeyError and
+    PermissionError (permanent); else unknown.
     """
     explicit = getattr(exc, "error_kind", None)
     if explicit is not None:
@@ -100,6 +138,11 @@ def classify_error(exc: BaseException) -> ErrorKind:
     kind = _httpx_kind(exc)
     if kind is not None:
         return kind
+    reason = getattr(exc, "reason", None) if isinstance(exc, _urllib_error("URLError")) else None
+    if isinstance(reason, BaseException) and reason is not exc:
+        # urlopen wraps what went wrong below HTTP (ConnectionRefusedError, socket.gaierror, a
+        # timeout, a certificate refused) in a URLError, an OSError that says nothing by itself.
+        return classify_error(reason)
     if isinstance(exc, _TRANSIENT_TYPES):
         return ErrorKind.TRANSIENT
     if isinstance(exc, _PERMANENT_TYPES):

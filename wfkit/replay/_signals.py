@@ -84,8 +84,9 @@ ATTEMPT_SIGNALS = (
 SIGNALS = (*RUN_SIGNALS, *STEP_SIGNALS, *ATTEMPT_SIGNALS, "latency", "outputs")
 _FIELD_SIGNALS = ("state", "writes", "inputs")  # signals whose single fields can be masked
 _GATE_STATUSES = ("waiting_approval", "approved", "rejected")
-# Journal fields that are bookkeeping of the engine, not behaviour of the workflow.
-_EXTRA_READ_ELSEWHERE = ("tool_calls", "llm_calls", "ticket", "reason", "retry_delay_planned_s")
+# Journal fields that are bookkeeping of the engine, not behaviour of the workflow (llm_endpoints:
+# the URL a client called, whose port a local server picks anew each time).
+_EXTRA_READ_ELSEWHERE = ("tool_calls", "llm_calls", "llm_endpoints", "ticket", "reason", "retry_delay_planned_s")
 # Of each model's share in an attempt that called several (extra["by_model"]), the wall-clock parts.
 _SHARE_TIMES = ("model_latency_s", "ttft_s")
 

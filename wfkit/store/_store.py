@@ -22,6 +22,7 @@ Why these choices:
 from __future__ import annotations
 
 import concurrent.futures
+import json
 import logging
 import math
 import operator
@@ -38,6 +39,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NamedTuple, TypeVar
 
+from wfkit.model._context import LLM_ENDPOINTS
 from wfkit.model._environ import setting
 from wfkit.model._errors import LeaseError, ProcessCrashedError, StoreCorruptError, WorkspaceNotFoundError
 from wfkit.model._events import FIELDS, Status, StepEvent
@@ -1155,6 +1157,33 @@ class Store:
             None,
         )
         return [*shared, fork_row, *own]
+
+    def endpoints_called(self, run_id: str) -> dict[str, str]:
+        """The models a run called at a network endpoint, ``{model asked: base URL}``, from its
+        journal's ``extra["llm_endpoints"]``: its own attempts', its sub-workflow runs' and those of
+        the runs it was forked from (whose steps it shares). Calls of the simulated model or a
+        cassette leave none; a later call of a model at another URL wins."""
+        runs = self.descendant_runs(run_id)
+        seen, link = set(runs), self.run_link(run_id)
+        while link is not None and link["kind"] == "fork" and link["parent_run_id"] not in seen:
+            runs.append(link["parent_run_id"])
+            seen.add(link["parent_run_id"])
+            link = self.run_link(link["parent_run_id"])
+        rows = self.read(
+            f"SELECT extra FROM journal WHERE run_id IN ({', '.join('?' * len(runs))}) AND instr(extra, ?) > 0 "
+            "ORDER BY ended_at",
+            (*runs, f'"{LLM_ENDPOINTS}"'),
+        )
+        found: dict[str, str] = {}
+        for (text,) in rows:
+            try:
+                extra = json.loads(text)
+            except ValueError:  # cut short by a processor: it names no endpoint we can read
+                continue
+            endpoints = extra.get(LLM_ENDPOINTS) if isinstance(extra, dict) else None
+            if isinstance(endpoints, dict):
+                found.update((str(model), str(url)) for model, url in endpoints.items())
+        return found
 
     # ---- the step cache ----------------------------------------------------------------------
 
