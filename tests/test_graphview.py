@@ -59,11 +59,14 @@ def test_loops_fallbacks_and_end_are_drawn() -> None:
 
 
 def test_text_form_lists_options_and_edges() -> None:
-    """The text form reads in a terminal: options per step and each edge with its condition."""
+    """The text form reads in a terminal: options per step and each edge with its condition and the
+    tools its route binds (the SVG, Mermaid and DOT show them: which tools a step gets is the route's)."""
     text = to_text(query_router().validate())
     assert "workflow 'query-router' (entry: classify)" in text
     assert "[code_search]  (retry 3x, timeout 2s)" in text
-    assert "classify -> code_search   if query_type == 'code'" in text
+    assert "classify -> code_search   if query_type == 'code' [web_search, code_interpreter]\n" in text
+    assert "classify -> web_search   if default [web_search]\n" in text
+    assert "code_search -> generate_answer\n" in text  # an unconditional edge binds no tools
     assert "review -> END   if default" in text
 
 

@@ -539,8 +539,9 @@ def _layout(graph: Graph, statuses: Mapping[str, str], gaps: Mapping[int, float]
 
 
 def to_text(graph: Graph, *, expand: bool = False) -> str:
-    """The graph as plain text: steps with their options, then every edge with its condition;
-    with ``expand``, each sub-workflow's own graph indented under its step."""
+    """The graph as plain text: steps with their options, then every edge with its condition and
+    the tools a route binds (as the drawings show them); with ``expand``, each sub-workflow's own
+    graph indented under its step."""
     lines = [f"workflow {graph.name!r} (entry: {graph.entry})"]
     for name, spec in graph.steps.items():
         notes = [
@@ -567,7 +568,7 @@ def to_text(graph: Graph, *, expand: bool = False) -> str:
         child = _child_graph(graph, name) if expand else None
         if child is not None:
             lines.extend("    | " + line for line in to_text(child, expand=True).splitlines())
-    for src, dst, label in edges(graph):
+    for src, dst, label in edges(graph, tools=True):
         lines.append(f"  {src} -> {'END' if dst == END else dst}" + (f"   if {label}" if label else ""))
     return "\n".join(lines)
 
