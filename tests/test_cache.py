@@ -149,6 +149,9 @@ def test_cache_rejects_a_bad_ttl_and_a_key_that_is_not_a_function() -> None:
     """ttl must be seconds > 0 or a timedelta; key must be callable."""
     with pytest.raises(ValueError, match="ttl"):
         wf.Cache(ttl=0)
+    # Infinity was taken: no expiry is None, and flow.save wrote `.inf`, which the spec loader refuses.
+    with pytest.raises(ValueError, match=r"\(None: no expiry\), got inf"):
+        wf.Cache(ttl=float("inf"))
     with pytest.raises(TypeError, match="key"):
         wf.Cache(key="day")  # type: ignore[arg-type]
     with pytest.raises(TypeError, match=r"cache= takes True or wfkit\.Cache"):

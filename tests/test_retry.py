@@ -6,6 +6,7 @@ import asyncio
 import dataclasses
 import datetime as dt
 import email.utils
+import math
 import random
 import time
 from typing import Any
@@ -708,6 +709,16 @@ def test_no_retry_allows_nothing(kind):
         ({"max_elapsed": 0}, r"max_elapsed must be > 0 or None, got 0"),
         ({"max_elapsed": -5.0}, r"max_elapsed must be > 0 or None, got -5.0"),
         ({"max_unknown_retries": -1}, r"max_unknown_retries must be >= 0"),
+        # NaN passed every comparison (each is False) and infinity meant a wait of no end, or a
+        # policy flow.save writes into a spec its loader refuses: each was taken silently.
+        ({"base_delay": math.nan}, r"base_delay must be a finite number, got nan"),
+        ({"base_delay": math.inf, "max_delay": math.inf}, r"base_delay must be a finite number, got inf"),
+        ({"max_delay": math.nan}, r"max_delay must be a finite number, got nan"),
+        ({"max_delay": math.inf}, r"max_delay must be a finite number of seconds, got inf: it is the longest wait"),
+        ({"backoff_factor": math.nan}, r"backoff_factor must be a finite number, got nan"),
+        ({"backoff_factor": math.inf}, r"backoff_factor must be a finite number, got inf"),
+        ({"max_elapsed": math.nan}, r"max_elapsed must be a finite number, got nan"),
+        ({"max_elapsed": math.inf}, r"max_elapsed must be a finite number of seconds, got inf: None is no limit"),
     ],
 )
 def test_invalid_parameter_raises_value_error_naming_it(kwargs, message):

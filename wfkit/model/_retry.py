@@ -307,6 +307,21 @@ class RetryPolicy:
             problems.append(f"jitter must be a fraction in [0, 1], got {self.jitter!r}")
         if problems:  # values of the wrong type cannot be compared below
             raise ValueError("invalid RetryPolicy: " + "; ".join(problems))
+        # NaN passes every comparison below (each is False), and infinity makes a wait of no end or
+        # a policy that flow.save writes as a spec its loader refuses: both are said here.
+        for name, value in numbers.items():
+            if value is not None and not math.isfinite(value):
+                if name == "max_elapsed" and value > 0:
+                    problems.append(f"max_elapsed must be a finite number of seconds, got {value!r}: None is no limit")
+                elif name == "max_delay" and value > 0:
+                    problems.append(
+                        f"max_delay must be a finite number of seconds, got {value!r}: it is the longest "
+                        f"wait between two attempts, so give a long one (3600 is an hour)"
+                    )
+                else:
+                    problems.append(f"{name} must be a finite number, got {value!r}")
+        if problems:
+            raise ValueError("invalid RetryPolicy: " + "; ".join(problems))
         if self.max_retries < 0:
             problems.append(f"max_retries must be an int >= 0, got {self.max_retries!r}")
         if self.max_unknown_retries < 0:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import inspect
+import math
 import types
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -93,7 +94,9 @@ class Cache:
     def __post_init__(self) -> None:
         ttl = as_seconds(self.ttl)
         object.__setattr__(self, "ttl", ttl)  # kept in seconds from here on
-        if ttl is not None and (isinstance(ttl, bool) or not isinstance(ttl, int | float) or not ttl > 0):
+        if ttl is not None and (isinstance(ttl, bool) or not isinstance(ttl, int | float) or not 0 < ttl < math.inf):
+            # Infinity too: no expiry is said by None, and a flow spec can hold no infinity
+            # (flow.save would write one its loader refuses).
             raise ValueError(f"Cache(ttl=...) is seconds > 0 or a timedelta (None: no expiry), got {ttl!r}")
         if self.key is not None and not callable(self.key):
             raise TypeError(f"Cache(key=...) is a function of the state, got {self.key!r}")
