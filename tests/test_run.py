@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import gc
+import math
 import threading
 import time
 from collections.abc import Iterator
@@ -363,6 +365,42 @@ def test_wait_with_timeout_on_a_background_run(gate: threading.Event) -> None:
     assert run is run.wait(timeout=2)
     assert run.done()
     assert {"released": True} == run.result()
+
+
+@pytest.mark.parametrize(
+    ("timeout", "error", "message"),
+    [
+        ("5", TypeError, r"run\.wait\(timeout=\.\.\.\) must be seconds, as a number or a datetime\.timedelta, got '5'"),
+        (True, TypeError, r"got True \(bool\): a bool is no duration"),
+        (math.nan, ValueError, r"must be > 0 seconds, got nan"),
+        (-1, ValueError, r"must be > 0 seconds, got -1"),
+        (math.inf, ValueError, r"got inf: leave the timeout unset \(None\) for no time limit"),
+    ],
+)
+def test_wait_refuses_a_timeout_that_is_no_duration(
+    gate: threading.Event, timeout: Any, error: type[Exception], message: str
+) -> None:
+    """`run.wait(timeout="5")` failed inside concurrent.futures comparing a str with an int; True,
+    NaN and -1 returned at once as if timed out; infinity overflowed a timestamp. Each is refused
+    in wait's own words, and the run goes on."""
+    run = _gated(gate).start({})
+    with pytest.raises(error, match=message):
+        run.wait(timeout=timeout)
+    gate.set()
+    assert wf.RunStatus.SUCCEEDED == run.wait(timeout=dt.timedelta(seconds=5)).status
+
+
+def test_a_wait_that_times_out_says_which_run_and_that_it_goes_on(gate: threading.Event) -> None:
+    """concurrent.futures' TimeoutError said nothing; 0 asks without blocking."""
+    run = _gated(gate).start({})
+    for timeout, shown in ((0, "0"), (dt.timedelta(milliseconds=20), "0.02")):
+        with pytest.raises(TimeoutError) as info:
+            run.wait(timeout=timeout)
+        assert (
+            f"run {run.run_id} did not end within {shown} s; it goes on: wait again, or run.cancel() to stop it"
+        ) == str(info.value)
+    gate.set()
+    run.wait(timeout=5)
 
 
 def test_wait_on_a_failed_background_run_raises_with_run_attached() -> None:

@@ -19,7 +19,7 @@ from wfkit.model._approvals import ApprovalPolicy, Ticket, warn_already_decided
 from wfkit.model._context import ChatModel, ToolProvider, check_chat_model
 from wfkit.model._errors import TicketError
 from wfkit.model._events import Sink, StepEvent, TokenChunk
-from wfkit.model._seconds import Seconds, as_seconds, as_timeout
+from wfkit.model._seconds import Seconds, as_timeout
 from wfkit.model._status import RunStatus
 from wfkit.model._suggest import closest, unexpected_keywords
 from wfkit.store._workspace import decision_event
@@ -697,17 +697,28 @@ class Run:
 
     def wait(self, timeout: Seconds | None = None) -> Run:
         """Block until a run started from synchronous code ends or halts (not from inside its loop);
-        ``timeout`` in seconds or a timedelta."""
+        ``timeout`` in seconds or a timedelta (0: do not block), past which a TimeoutError says the
+        run goes on."""
         if self._cfuture is None:
             if self.done():
                 return self.raise_for_status()
             raise RuntimeError("this run executes on the current event loop: use `await run`")
-        timeout = as_seconds(timeout)
-        with contextlib.suppress(concurrent.futures.CancelledError):
-            self._cfuture.result(timeout)
-        # A cancelled future is done at once; the run itself ends a moment later.
-        if not self._exec.finished.wait(timeout):
-            raise TimeoutError(f"run {self.run_id} did not end within {timeout} s")
+        # Refused here, in the caller's words: "5" failed inside concurrent.futures, True, NaN and -1
+        # waited not at all, and infinity overflowed a timestamp. 0 asks without blocking.
+        seconds = (
+            0.0 if type(timeout) in (int, float) and timeout == 0 else as_timeout(timeout, "run.wait(timeout=...)")
+        )
+        try:
+            with contextlib.suppress(concurrent.futures.CancelledError):
+                self._cfuture.result(seconds)
+            # A cancelled future is done at once; the run itself ends a moment later.
+            if not self._exec.finished.wait(seconds):
+                raise TimeoutError
+        except TimeoutError:  # concurrent.futures' own says nothing
+            raise TimeoutError(
+                f"run {self.run_id} did not end within {seconds:g} s; it goes on: wait again, or "
+                f"run.cancel() to stop it"
+            ) from None
         _started.discard(self)  # its outcome reached its owner: drain() need not report it again
         return self.raise_for_status()
 
