@@ -154,8 +154,21 @@ def test_as_policy_of_a_jsonl_path_is_a_decisions_file(tmp_path: Path, as_str: b
 
 def test_as_policy_of_a_missing_jsonl_file_says_it_cannot_read_it(tmp_path: Path) -> None:
     """A .jsonl path that does not exist raises ValueError naming the file."""
-    with pytest.raises(ValueError, match=r"cannot read the decisions file .*nope\.jsonl"):
+    with pytest.raises(ValueError, match=r"cannot read the decisions file .*nope\.jsonl: "):
         as_policy(str(tmp_path / "nope.jsonl"))
+
+
+def test_a_relative_decisions_file_that_cannot_be_read_says_which_folder_it_was_read_from(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Under papermill a notebook runs in its own folder, not the one the command was typed in:
+    a relative path that names nothing there says where it was looked for."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ValueError) as info:
+        as_policy("decisions.jsonl")
+    assert str(info.value).startswith(
+        f"cannot read the decisions file decisions.jsonl (a relative path is read from {tmp_path}): [Errno 2]"
+    )
 
 
 @pytest.mark.parametrize("bad", ["approved", "yes", 3])

@@ -70,6 +70,23 @@ def test_parameters_gather_in_papermills_order(tmp_path: Path) -> None:
     assert "text" == parse_value("text")
 
 
+def test_a_decisions_file_named_where_the_command_was_typed_reaches_the_notebook(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`wfkit replay nb/x.ipynb -p wfkit_policy decisions.jsonl` named a file of the folder the
+    command was typed in, and the notebook, run in its own folder, could not read it: such a path
+    is made absolute. A named policy, an absolute path, and a path that is no file here (it may
+    name one beside the notebook) are passed as given."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "decisions.jsonl").write_text("")
+    (tmp_path / "nb").mkdir()
+    assert {"wfkit_policy": str(tmp_path / "decisions.jsonl")} == gather_parameters(
+        pairs=[("wfkit_policy", "decisions.jsonl")]
+    )
+    for given in ("approve", str(tmp_path / "decisions.jsonl"), "beside-the-notebook.jsonl", "nb"):
+        assert {"wfkit_policy": given} == gather_parameters(yaml_text=f"wfkit_policy: {given}")
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [

@@ -246,7 +246,10 @@ class DecisionsFile(ApprovalPolicy):
         try:
             lines = self.path.read_text(encoding="utf-8").splitlines()
         except OSError as exc:
-            raise DecisionsFileError(f"cannot read the decisions file {self.path}: {exc}") from exc
+            # A relative path is read from the process's folder, which is the notebook's own under
+            # papermill, not the one the command was typed in: say which.
+            where = "" if self.path.is_absolute() else f" (a relative path is read from {Path.cwd()})"
+            raise DecisionsFileError(f"cannot read the decisions file {self.path}{where}: {exc}") from exc
         for number, line in enumerate(lines, 1):
             if not line.strip():
                 continue

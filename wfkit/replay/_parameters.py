@@ -113,7 +113,9 @@ def gather_parameters(
     yaml_text: str | None = None,
     pairs: list[tuple[str, str]] | None = None,
 ) -> dict[str, Any]:
-    """Parameters as papermill gathers them: ``-f`` file, then ``-y`` YAML, then ``-p`` pairs."""
+    """Parameters as papermill gathers them: ``-f`` file, then ``-y`` YAML, then ``-p`` pairs. A
+    ``wfkit_policy`` naming a decisions file in the current folder is made absolute, as the
+    notebook runs in its own folder."""
     values: dict[str, Any] = {}
     if file is not None:
         try:
@@ -125,6 +127,11 @@ def gather_parameters(
         values.update(_yaml_mapping(yaml_text, "-y/--parameters-yaml"))
     for name, value in pairs or []:
         values[name] = parse_value(value)
+    policy = values.get("wfkit_policy")
+    if isinstance(policy, str) and not Path(policy).is_absolute() and Path(policy).is_file():
+        # A decisions file named where the command was typed: the notebook runs in its own folder,
+        # where the relative path would name nothing (or another file).
+        values["wfkit_policy"] = str(Path(policy).resolve())
     return values
 
 
