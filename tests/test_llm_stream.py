@@ -126,7 +126,8 @@ def test_a_stream_left_before_its_end_makes_its_steps_tokens_and_cost_unknown(tm
     assert (True, False) == (judged.value != judged.value, judged.passed)  # NaN: unscored
     assert judged.detail.startswith(
         "cost unknown: step 'left' left a stream of model 'test-model' before its end (a break out of "
-        "`async for`), before the server's last chunk brought its token usage, so there was nothing to price: "
+        "`async for`, or the step's timeout), before the server's last chunk brought its token usage, so there "
+        "was nothing to price: "
         "read a stream to its end (or call client.complete(...)) to know what it cost, then evaluate again"
     )
 
@@ -135,5 +136,29 @@ def test_a_stream_left_before_its_end_makes_its_steps_tokens_and_cost_unknown(tm
     assert "or it left a stream before its end, when its usage had not come" in per_step
     assert "only one kind of its tokens" not in per_step
     costs = page[page.index("<h3>Cost per model</h3>") :]
-    assert "a step left a stream before its end (a break out of `async for`)" in costs
+    assert "a step left a stream before its end (a break out of `async for`, or the step's timeout)" in costs
     assert "no token usage with its replies" not in costs
+
+
+def test_a_stream_its_steps_timeout_cut_short_makes_the_attempts_cost_unknown(tmp_path: Path) -> None:
+    """A step whose timeout fell while it read a stream (over real HTTP, a server that stalls after
+    two chunks) had made a call the server went on generating and billing, its usage never read: the
+    attempt recorded it as a failed call, which brought back nothing to pay for, so its cost was the
+    step's other call's alone. It is an abandoned stream now, as a ``break`` out of ``async for`` is."""
+    flow = wf.Workflow("cut-by-timeout")
+
+    @flow.step(timeout=0.5)
+    async def ask(state: dict[str, Any], ctx: wf.StepContext) -> dict[str, Any]:
+        await ctx.llm.complete("a b c")
+        async with ctx.llm.stream("a b c d e f") as stream:
+            async for _text in stream:
+                pass
+        return {}
+
+    with LLMServer(api_key=KEY) as server, test_mode():
+        server.script("ok", ("stall_stream", 2))
+        run = flow.run({}, workspace=tmp_path, llm=client_for(server), raise_on_error=False)
+    (event,) = run.events
+    assert ("timeout", "test-model", None) == (event.status, event.model, event.cost_usd)
+    assert {"abandoned_streams": 1, "abandoned_stream_models": ["test-model"]}.items() <= event.extra.items()
+    assert pd.isna(wf.steps(tmp_path).wf.cost().loc[run.run_id, "cost_usd"])

@@ -405,7 +405,8 @@ class cost_budget(_Scorer):
                 f"step {step!r} left a stream of " + (f"model {m!r}" if m else "a model") for m, step in left.items()
             ]
             reasons.append(
-                f"{' and '.join(calls)} before its end (a break out of `async for`), before the server's last chunk "
+                f"{' and '.join(calls)} before its end (a break out of `async for`, or the step's timeout), "
+                "before the server's last chunk "
                 "brought its token usage, so there was nothing to price: read a stream to its end (or call "
                 "client.complete(...)) to know what it cost"
             )

@@ -995,7 +995,7 @@ class ChatStream:
     text alone: the reasoning is ``reply.reasoning``. ``reply`` is the whole reply once the stream
     has ended.
 
-    A stream left before its end (a ``break`` out of ``async for`` before the server's last chunk,
+    A stream left before its end (a ``break`` out of ``async for``, or the step's timeout, before the server's last chunk,
     which carries the token counts) has ``reply`` None; with ``ctx`` the step's tokens and cost are
     then unknown, never the $0 of no call or the sum of its other calls, and its extra counts it
     (``abandoned_streams``; the model under ``abandoned_stream_models``)."""
@@ -1049,12 +1049,15 @@ class ChatStream:
 
     async def _chunks(self) -> AsyncGenerator[str, None]:
         """The text, as :meth:`_read` yields it, noting whether the stream failed: a stream that
-        neither failed nor ended was left by its caller (closed here by ``GeneratorExit``)."""
+        neither failed nor ended was left by its caller (closed here by ``GeneratorExit``) or cut
+        short by a cancellation (a step's timeout)."""
         try:
             async with aclosing(self._read()) as pieces:
                 async for text in pieces:
                     yield text
-        except GeneratorExit:
+        except (GeneratorExit, asyncio.CancelledError):
+            # Cancelled (the step's timeout fell mid-stream): left as a break leaves it, the server
+            # generating and billing what its usage chunk would have said.
             raise
         except BaseException:
             self._raised = True

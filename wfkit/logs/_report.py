@@ -409,7 +409,8 @@ def _cost_per_model(cost: pd.DataFrame) -> str:
             )
         if left.any():
             reasons.append(
-                "a step left a stream before its end (a break out of `async for`), before the server's last "
+                "a step left a stream before its end (a break out of `async for`, or the step's timeout), "
+                "before the server's last "
                 "chunk brought its token usage, so there was nothing to price (read a stream to its end, or "
                 "call client.complete(...), to know what it cost)"
             )
