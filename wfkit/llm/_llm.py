@@ -995,8 +995,8 @@ class ChatStream:
     text alone: the reasoning is ``reply.reasoning``. ``reply`` is the whole reply once the stream
     has ended.
 
-    A stream left before its end (a ``break`` out of ``async for``, or the step's timeout, before the server's last chunk,
-    which carries the token counts) has ``reply`` None; with ``ctx`` the step's tokens and cost are
+    A stream left before its end (a ``break`` out of ``async for``, or the step's timeout, before the
+    server's last chunk, which carries the token counts) has ``reply`` None; with ``ctx`` the step's tokens and cost are
     then unknown, never the $0 of no call or the sum of its other calls, and its extra counts it
     (``abandoned_streams``; the model under ``abandoned_stream_models``)."""
 
