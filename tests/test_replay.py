@@ -404,6 +404,10 @@ def test_the_report_in_a_browser(project: Path) -> None:
             assert "writes 'y' 2 -> 3" in regressed.locator("td.findings").inner_text()
             loaded = regressed.locator("td.chart img").evaluate("img => img.complete && img.naturalWidth")
             assert loaded > 100
+            # Shrunk to its column, the chart is a link to itself at full size.
+            link = regressed.locator("td.chart a").get_attribute("href")
+            assert link == regressed.locator("td.chart a img").get_attribute("src")
+            assert (project / "r" / str(link)).is_file()
             for row in (rows.nth(0), rows.nth(1)):
                 hrefs = row.locator("td.files a").evaluate_all("links => links.map(a => a.getAttribute('href'))")
                 assert 2 == len(hrefs)
@@ -984,6 +988,34 @@ def test_the_latency_chart_lists_steps_in_the_order_a_run_meets_them(tmp_path: P
     assert fig is not None
     labels = [t.get_text() for t in fig.axes[0].get_yticklabels()]
     assert ["draft (essay)", "critique (essay)", "revise (essay)"] == labels
+
+
+def test_the_latency_charts_title_is_whole_on_the_image_whatever_the_names(tmp_path: Path) -> None:
+    """A long notebook path over long step names: the title, centred over the axes, ran off the
+    image's right edge ("notebooks/02_branching_and_tools.ipynb: latency pe"). Every text of the
+    saved figure lies inside it."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    stats = {"p50": 0.002, "p99": 0.004}
+    steps = {"a_step_with_a_rather_long_name": stats, "generate_answer": stats}
+    latency = {"a-workflow-with-a-long-name": steps}
+    fig = latency_chart("notebooks/02_branching_and_tools_and_then_some.ipynb", latency, latency)
+    assert fig is not None
+    canvas = FigureCanvasAgg(fig)
+    fig.savefig(tmp_path / "chart.png", dpi=90)  # lays it out as the report does
+    renderer = canvas.get_renderer()
+    width, height = fig.bbox.width, fig.bbox.height
+    ax = fig.axes[0]
+    titles = [t for t in (fig._suptitle, ax.title) if t is not None and t.get_text()]
+    assert ["notebooks/02_branching_and_tools_and_then_some.ipynb\nlatency per step"] == [
+        t.get_text().replace(": ", "\n") for t in titles
+    ]
+    for text in [*titles, *ax.get_yticklabels(), ax.xaxis.label]:
+        box = text.get_window_extent(renderer)
+        assert 0 <= box.x0, text.get_text()
+        assert box.x1 <= width, text.get_text()
+        assert 0 <= box.y0, text.get_text()
+        assert box.y1 <= height, text.get_text()
 
 
 EVAL_CASES = (

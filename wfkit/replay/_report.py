@@ -121,7 +121,11 @@ def _row(r: NotebookReport, report: Path) -> str:
     chart = ""
     if r.plot is not None and r.plot.exists():
         src = html.escape(Path(os.path.relpath(r.plot, report)).as_posix())
-        chart = f'<img src="{src}" alt="latency per step of {html.escape(r.key)}: baseline and this replay">'
+        # Shrunk to its column; a click shows it at full size.
+        chart = (
+            f'<a href="{src}"><img src="{src}" alt="latency per step of {html.escape(r.key)}: baseline and '
+            f'this replay"></a>'
+        )
     return (
         f'<tr><td>{_breakable(r.key)}</td><td class="status" style="color:{colour}">{status}</td>'
         f'<td class="num">{r.runs}</td><td class="num">{r.seconds:.1f}</td><td class="files">{files}</td>'
@@ -220,7 +224,7 @@ def latency_chart(title: str, base: Mapping[str, Any], current: Mapping[str, Any
         return None
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(6.5, 0.45 * len(steps) + 1.4), layout="constrained")
+    fig = Figure(figsize=(6.5, 0.45 * len(steps) + 1.8), layout="constrained")
     ax = fig.subplots()
     y = range(len(steps))
     for offset, (label, source, colour) in enumerate(
@@ -232,6 +236,10 @@ def latency_chart(title: str, base: Mapping[str, Any], current: Mapping[str, Any
         ax.scatter(p99, ys, color=colour, marker="|", s=120, label=f"{label} P99")
     ax.set_yticks(list(y), [f"{s} ({w})" for w, s in steps])
     ax.invert_yaxis()
-    ax.set(xlabel="latency (ms)", title=f"{title}: latency per step")
-    ax.legend(fontsize="x-small")
+    ax.set(xlabel="latency (ms)")
+    # Over the figure, not the axes: centred over axes pushed right by long step names, a long
+    # notebook path ran off the image's right edge ("...latency per st").
+    fig.suptitle(f"{title}\nlatency per step", fontsize="medium")
+    # Below the axes, never over a bar or a P99 tick (inside, "best" still covered some).
+    fig.legend(loc="outside lower center", ncols=4, fontsize="x-small")
     return fig
