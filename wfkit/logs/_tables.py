@@ -8,6 +8,8 @@ import itertools
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from wfkit.model._suggest import did_you_mean
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -17,10 +19,20 @@ KEYS: tuple[str, ...] = ("workflow", "step")
 
 
 def keys_of(frame: pd.DataFrame, by: str | Sequence[str] | None) -> list[str]:
-    """The grouping columns: ``by``, or (workflow, step) (just step on a frame without workflow)."""
+    """The grouping columns: ``by``, or (workflow, step) (just step on a frame without workflow).
+    A ``by`` naming no column of the frame is refused, the closest column suggested."""
     if by is None:
         return [k for k in KEYS if k in frame.columns]
-    return [by] if isinstance(by, str) else list(by)
+    keys = [by] if isinstance(by, str) else list(by)
+    columns = [str(c) for c in frame.columns]
+    unknown = [k for k in keys if k not in frame.columns]
+    if unknown:
+        named = ", ".join(f"{k!r}{did_you_mean(str(k), columns)}" for k in unknown)
+        raise ValueError(
+            f"by= names no column of this frame: {named}; group by its columns (e.g. by='run_id', "
+            f"by=['workflow', 'model']), which are {', '.join(columns)}"
+        )
+    return keys
 
 
 def map_own_rows(frame: pd.DataFrame) -> Any:
