@@ -603,6 +603,7 @@ def _spec_flow(command: str, spec: str, steps: list[str], tools_ref: str | None,
     importlib.invalidate_caches()
     namespace: dict[str, Any] = {}
     for module_name in steps:
+        _check_steps_module(command, module_name, spec, folder)
         try:
             module = importlib.import_module(module_name)
         except ImportError as exc:
@@ -613,6 +614,41 @@ def _spec_flow(command: str, spec: str, steps: list[str], tools_ref: str | None,
     origin = {"spec": str(Path(spec).resolve()), "steps": steps, "tools": tools_ref, "folder": folder}
     flow._origin = json.dumps(origin)
     return flow
+
+
+def _check_steps_module(command: str, name: str, spec: str, folder: str) -> None:
+    """Refuse a ``--steps`` that is a file's path (``steps/mysteps.py``) or no module name
+    (``.mysteps``), naming the module to pass and where wfkit looks for it: imported as it is, a path
+    ended in a TypeError's traceback or "No module named 'mysteps.py'"."""
+    from pathlib import Path
+
+    is_path = name.endswith(".py") or "/" in name or "\\" in name
+    if not is_path and not name.startswith("."):
+        return
+    path = Path(name)
+    if not is_path:  # a relative import: there is no package for it to be relative to
+        raise SystemExit(
+            f"wfkit {command}: --steps takes a module's full name, as `import` names it: pass --steps "
+            f"{name.lstrip('.')}, not {name!r}"
+        )
+    stem = path.stem if path.suffix == ".py" else path.name
+    if not stem.isidentifier():
+        raise SystemExit(
+            f"wfkit {command}: --steps takes a module's name (as Python imports it, e.g. --steps mysteps for "
+            f"mysteps.py), got {name!r}"
+        )
+    parts = path.with_suffix("").parts if path.suffix == ".py" else path.parts
+    found = (Path(folder) / path).resolve().parent
+    looked = {Path(folder).resolve(), Path(spec).resolve().parent}
+    where = ""
+    if not path.is_absolute() and all(part.isidentifier() for part in parts):
+        stem = ".".join(parts)  # steps/mysteps.py below the current folder: the module steps.mysteps
+    elif found not in looked:
+        where = f" (it is in {found}, where wfkit does not look: run from that folder, or set PYTHONPATH={found})"
+    raise SystemExit(
+        f"wfkit {command}: --steps takes a module's name, not a file: pass --steps {stem}{where}; wfkit finds "
+        "the module in the current folder, beside the spec and on PYTHONPATH"
+    )
 
 
 def _rebuild_spec_flow(ref: str, run_id: str, command: str) -> Any:
