@@ -984,6 +984,28 @@ def test_graph_takes_its_format_from_the_out_files_suffix(
     assert not (tmp_path / "wrong.svg").exists()
 
 
+def test_graph_refuses_an_image_file_it_cannot_write(
+    router_yaml: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`wfkit graph FLOW --out flow.png` wrote SVG text into flow.png, which no image viewer opens; an
+    image's suffix (.png, .pdf, ...) is now a usage error naming the .svg to write, and writes nothing."""
+    for name in ("flow.png", "flow.PDF", "flow.jpg"):
+        out = tmp_path / name
+        assert 2 == main(["graph", str(router_yaml), "--out", str(out)])
+        kind = out.suffix[1:].upper()
+        assert (
+            f"wfkit graph: --out {out} names a {kind} file, and wfkit graph writes SVG, Mermaid or DOT text "
+            f"(.svg, .mmd, .mermaid, .dot, .gv), which no image viewer opens as {kind}: write --out "
+            f"{out.with_suffix('.svg')} (a browser shows it"
+        ) in capsys.readouterr().err
+        assert not out.exists()
+    done = _wfkit("graph", router_yaml.name, "--format", "svg", "--out", "flow.png", cwd=router_yaml.parent)
+    assert (2, "") == (done.returncode, done.stdout)
+    assert not (router_yaml.parent / "flow.png").exists()
+    assert 0 == main(["graph", str(router_yaml), "--out", str(tmp_path / "flow.svg")])
+    assert (tmp_path / "flow.svg").read_text().startswith("<svg ")
+
+
 def _router() -> wfkit.Workflow:
     from pathlib import Path
 

@@ -820,6 +820,8 @@ def _unknown_input_hint(args: argparse.Namespace, flow: Any, run: Any, inputs: d
 
 # What a file's suffix says it holds: `--out graph.dot` with no --format wrote SVG into it.
 _GRAPH_SUFFIXES = {".svg": "svg", ".mmd": "mermaid", ".mermaid": "mermaid", ".dot": "dot", ".gv": "dot"}
+# Files of a format wfkit graph does not write: SVG text under such a name opens in no viewer.
+_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".gif", ".webp", ".bmp", ".tif", ".tiff", ".pdf", ".eps", ".ps")
 
 
 def _graph(args: argparse.Namespace) -> int:
@@ -829,7 +831,18 @@ def _graph(args: argparse.Namespace) -> int:
 
     fmt = args.format
     if args.out:
-        named = _GRAPH_SUFFIXES.get(Path(args.out).suffix.lower())
+        suffix = Path(args.out).suffix.lower()
+        if suffix in _IMAGE_SUFFIXES:
+            kind = suffix[1:].upper()
+            _print(
+                f"wfkit graph: --out {args.out} names a {kind} file, and wfkit graph writes SVG, Mermaid or DOT "
+                f"text ({', '.join(_GRAPH_SUFFIXES)}), which no image viewer opens as {kind}: write --out "
+                f"{Path(args.out).with_suffix('.svg')} (a browser shows it; a converter such as rsvg-convert or "
+                f"Inkscape makes a {kind} of it)",
+                file=sys.stderr,
+            )
+            return 2
+        named = _GRAPH_SUFFIXES.get(suffix)
         if fmt is not None and named is not None and named != fmt:
             _print(
                 f"wfkit graph: --format {fmt}, but --out {args.out} names a {named} file; drop --format (the suffix "
