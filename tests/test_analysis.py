@@ -147,6 +147,17 @@ def test_retries_per_step_and_run(known: Known) -> None:
     assert {run_ids[i]: (i % 3 == 0) + (i % 5 == 0) for i in range(RUNS)} == by_run.to_dict()
 
 
+@pytest.mark.parametrize("method", ["latency", "failures", "errors", "retries", "cost"])
+def test_a_misspelt_by_names_the_column_it_meant(known: Known, method: str) -> None:
+    """df.wf.cost(by="modle") (or latency, failures, errors, retries) raised a bare KeyError
+    "['modle'] not in index"; it names the column by= gave, the closest one and the frame's columns."""
+    with pytest.raises(ValueError, match=r"by= names no column of this frame: 'modle' \(did you mean 'model'\?\)"):
+        getattr(known.frame.wf, method)(by="modle")
+    with pytest.raises(ValueError, match=r"'stpe' \(did you mean 'step'\?\); group by its columns .*run_id"):
+        getattr(known.frame.wf, method)(by=["workflow", "stpe"])
+    assert len(getattr(known.frame.wf, method)(by="workflow")) >= 1
+
+
 def test_cost_and_tokens_by_run_and_step(known: Known) -> None:
     """cost() sums tokens, cost and model calls recorded with ctx.record, by run and by step."""
     frame, run_ids = known.frame, known.run_ids

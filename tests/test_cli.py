@@ -904,6 +904,36 @@ def test_run_names_bare_functions_from_steps_modules(
         main(["validate", "hello.json", "--steps", "nosuchmodule"])
 
 
+def test_steps_given_as_a_file_names_the_module_to_pass(tmp_path: Path) -> None:
+    """`wfkit validate flows/hello.json --steps flows/mysteps.py` (a file's path, as a shell completes
+    it) ended in a TypeError's traceback ("the 'package' argument is required to perform a relative
+    import"), and `--steps mysteps.py` in "No module named 'mysteps.py'". Each now says to pass the
+    module's name, which then works; one in a folder wfkit does not look in says so, with PYTHONPATH."""
+    flows = tmp_path / "flows"
+    flows.mkdir()
+    (flows / "mysteps.py").write_text("def hello(state):\n    return {'greeting': 'hi ' + state['name']}\n")
+    spec = {"wfkit_flow": 1, "name": "hello", "entry": "hello", "steps": {"hello": {"fn": "hello"}}}
+    (flows / "hello.json").write_text(json.dumps(spec))
+    elsewhere = tmp_path / "lib"
+    elsewhere.mkdir()
+    (elsewhere / "libsteps.py").write_text((flows / "mysteps.py").read_text())
+    said = "--steps takes a module's name, not a file: pass --steps"
+    for given, module in (("flows/mysteps.py", "flows.mysteps"), (str(flows / "mysteps.py"), "mysteps")):
+        done = _wfkit("validate", "flows/hello.json", "--steps", given, cwd=tmp_path)
+        assert 1 == done.returncode
+        assert "Traceback" not in done.stderr
+        assert f"{said} {module}; wfkit finds the module in the current folder, beside the spec" in done.stderr
+        assert 0 == _wfkit("validate", "flows/hello.json", "--steps", module, cwd=tmp_path).returncode
+    done = _wfkit("validate", "hello.json", "--steps", "mysteps.py", cwd=flows)
+    assert f"{said} mysteps;" in done.stderr
+    done = _wfkit("validate", "hello.json", "--steps", "../lib/libsteps.py", cwd=flows)
+    assert f"{said} libsteps (it is in {elsewhere.resolve()}, where wfkit does not look" in done.stderr
+    assert f"PYTHONPATH={elsewhere.resolve()})" in done.stderr
+    done = _wfkit("validate", "hello.json", "--steps", ".mysteps", cwd=flows)
+    assert (1, "") == (done.returncode, done.stdout)
+    assert "full name, as `import` names it: pass --steps mysteps, not '.mysteps'" in done.stderr
+
+
 @pytest.mark.parametrize(
     ("fmt", "start"), [("svg", "<svg "), ("mermaid", "flowchart TD\n"), ("dot", 'digraph "rag-router" {\n')]
 )
@@ -952,6 +982,28 @@ def test_graph_takes_its_format_from_the_out_files_suffix(
         "suffix chooses it), or name the file after its format (.svg, .mmd, .mermaid, .dot, .gv)\n"
     ) == capsys.readouterr().err
     assert not (tmp_path / "wrong.svg").exists()
+
+
+def test_graph_refuses_an_image_file_it_cannot_write(
+    router_yaml: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`wfkit graph FLOW --out flow.png` wrote SVG text into flow.png, which no image viewer opens; an
+    image's suffix (.png, .pdf, ...) is now a usage error naming the .svg to write, and writes nothing."""
+    for name in ("flow.png", "flow.PDF", "flow.jpg"):
+        out = tmp_path / name
+        assert 2 == main(["graph", str(router_yaml), "--out", str(out)])
+        kind = out.suffix[1:].upper()
+        assert (
+            f"wfkit graph: --out {out} names a {kind} file, and wfkit graph writes SVG, Mermaid or DOT text "
+            f"(.svg, .mmd, .mermaid, .dot, .gv), which no image viewer opens as {kind}: write --out "
+            f"{out.with_suffix('.svg')} (a browser shows it"
+        ) in capsys.readouterr().err
+        assert not out.exists()
+    done = _wfkit("graph", router_yaml.name, "--format", "svg", "--out", "flow.png", cwd=router_yaml.parent)
+    assert (2, "") == (done.returncode, done.stdout)
+    assert not (router_yaml.parent / "flow.png").exists()
+    assert 0 == main(["graph", str(router_yaml), "--out", str(tmp_path / "flow.svg")])
+    assert (tmp_path / "flow.svg").read_text().startswith("<svg ")
 
 
 def _router() -> wfkit.Workflow:

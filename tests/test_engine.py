@@ -800,10 +800,28 @@ def test_map_over_an_empty_list_writes_an_empty_list_and_continues() -> None:
 
 
 def test_map_over_a_field_that_is_not_a_list_fails_with_a_clear_error() -> None:
-    """A string where a list should be fails the step, naming the field and its type."""
+    """A string where a list should be fails the step, naming the field, its type and value. Given
+    as the run's input, it was told "the step before it must write a list there" (there is none):
+    it says to pass the input as a list; written by a step, that the step must write a list."""
     run = _mapflow(lambda doc: doc).run({"docs": "abc"}, workspace=False, raise_on_error=False)
     assert "failed" == run.status
-    assert "maps over state field 'docs', which is a str; the step before it must write a list there" in str(run.error)
+    assert (
+        "map step 'each' maps over state field 'docs', which holds str 'abc'; a map runs once per item of a list "
+        "(or tuple): pass the run's input 'docs' as a list ({'docs': [...]})"
+    ) in str(run.error)
+    flow = wf.Workflow("loaded")
+
+    @flow.step(writes=["docs"])
+    def load(state: Any) -> dict[str, Any]:
+        return {"docs": 5}
+
+    flow.map(lambda doc: doc, over="docs", into="results", name="each")
+    flow.edge("load", "each")
+    run = flow.run({}, workspace=False, raise_on_error=False)
+    assert (
+        "map step 'each' maps over state field 'docs', which holds int 5; a map runs once per item of a list "
+        "(or tuple): the step before it must write a list there"
+    ) in str(run.error)
 
 
 def test_durable_map_checkpoints_each_item_and_journals_its_index() -> None:

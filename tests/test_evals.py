@@ -1699,10 +1699,26 @@ def test_cli_eval_fails_when_the_dataset_lacks_an_expected_value(tmp_path: Path,
     captured = capsys.readouterr()
     assert (
         "check: default: exact_match:y could not score 1 of 2 cases (c1: scorer error: KeyError: "
-        "\"case 'c1' has no expected 'y'; add it to the dataset or pass expected=...\")"
+        "\"case 'c1' has no expected 'y'; add it to the dataset or pass expected=... (it has no expected values)\")"
     ) in captured.err
     summary = json.loads(captured.out)["summary"][0]
     assert [2, 1, 1.0] == [summary["cases"], summary["unscored"], summary["pass_rate"]]
+
+
+def test_a_misspelt_expected_column_names_the_one_the_case_has(tmp_path: Path, workspace: Path) -> None:
+    """A sheet whose column says expected.yy, scored by exact_match("y"), left every case unscored
+    saying only "case 'c0' has no expected 'y'", though the case had an expected value under the
+    misspelt name; the detail now names the closest key and the case's expected values."""
+    sheet = tmp_path / "cases.csv"
+    sheet.write_text("id,x:json,expected.yy:json\nc0,1,2\nc1,2,4\n", encoding="utf-8")
+    suite = wf.evals.Suite(name="sheet", dataset=sheet, workflow=doubler(), scorers=[wf.evals.exact_match("y")])
+    result = wf.evals.evaluate(suite, progress=False)
+    assert [
+        f"scorer error: KeyError: \"case '{case}' has no expected 'y' (did you mean 'yy'?); add it to the dataset or "
+        'pass expected=... (its expected values: yy)"'
+        for case in ("c0", "c1")
+    ] == list(result.cases["detail"])
+    assert 2 == int(result.summary["unscored"].iloc[0])
 
 
 def test_cli_eval_passes_a_reachable_threshold(tmp_path: Path, capsys: pytest.CaptureFixture[str]):

@@ -23,6 +23,7 @@ import wfkit as wf
 from wfkit.logs._plots import _COLORS, Facets
 from wfkit.logs._register import register_accessor
 from wfkit.logs._steplog import steps_dir
+from wfkit.logs._units import format_seconds
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 RETRY = wf.RetryPolicy(max_retries=2, base_delay=0.02, jitter=0)
@@ -420,6 +421,49 @@ def test_timeline_shows_the_approval_wait(workspace: Path, tmp_path: Path) -> No
     assert 0.3 <= waits[0].get_width() <= decided - began  # the wait, within the run and its resume
     assert {"waiting_approval", "approved"} <= {t.get_text() for t in ax.get_legend().get_texts()}
     assert_png(ax.figure, tmp_path / "approval.png")
+
+
+def test_timeline_of_a_resumed_run_says_the_time_it_ran(workspace: Path, tmp_path: Path) -> None:
+    """A run that failed, lay stopped 0.6 s and was resumed: the timeline's title gave its span
+    ("(0.6 s)") as its length, where runs() says it ran a few ms (duration_s; the report picks the
+    slowest run by it). The title now says the time it ran and the time stopped, and the stopped
+    stretch is shaded across the lanes."""
+    broken = {"yes": True}
+    flow = wf.Workflow("resumed")
+
+    @flow.step
+    def fetch(state: Any) -> dict[str, Any]:
+        time.sleep(0.005)
+        return {"doc": 1}
+
+    @flow.step
+    def parse(state: Any) -> dict[str, Any]:
+        if broken["yes"]:
+            raise RuntimeError("parser down")
+        time.sleep(0.005)
+        return {"parsed": True}
+
+    flow.chain("fetch", "parse")
+    run = flow.run({}, raise_on_error=False)
+    assert "failed" == run.status
+    time.sleep(0.6)
+    broken["yes"] = False
+    assert "succeeded" == flow.resume(run.run_id).status
+    frame = wf.steps()
+    ((ran, span),) = wf.StepLog().runs()[["duration_s", "span_s"]].itertuples(index=False)
+    away = span - ran
+    assert 0.55 <= away < span
+    ax = frame.wf.plot_timeline(run.run_id)
+    assert 0.6 < ax.get_xlim()[1]  # the axis is still wall-clock time since the run started
+    said = f"resumed · run {run.run_id} (ran {format_seconds(ran)}; {format_seconds(away)} stopped before 1 resume)"
+    assert said == ax.get_title()
+    (shade,) = [p for p in ax.patches if p.get_hatch() == ".."]
+    assert shade.get_x() >= 0.005  # after fetch and parse's failed attempt
+    assert shade.get_width() == pytest.approx(away, abs=1e-6)
+    assert "stopped (then resumed)" in {t.get_text() for t in ax.get_legend().get_texts()}
+    assert_png(ax.figure, tmp_path / "resumed.png")
+    plain = serial_flow("straight", {"a": 0.001}).run({})
+    assert "stopped" not in wf.steps(workflow="straight").wf.plot_timeline(plain.run_id).get_title()
 
 
 def test_timeline_of_an_empty_log_says_so(workspace: Path) -> None:

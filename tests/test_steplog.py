@@ -1189,6 +1189,22 @@ def test_rows_in_start_order_when_the_frame_has_the_start_time(tmp_path: Path) -
     )
 
 
+def test_a_misspelt_column_of_a_workspace_is_the_callers_mistake(workspace: Path) -> None:
+    """wf.steps(columns=[...]) with a name that is no column, on a workspace's log, said the step log
+    could not be read and to run `wfkit doctor`, as if a file were damaged: it names the column, the
+    closest one, and every column, and moves nothing aside."""
+    two_step_flow("colflow").run({"i": 1})
+    said = r"unknown step-log column\(s\) 'latncy_s' \(did you mean 'latency_s'\?\)"
+    with pytest.raises(ValueError, match=said) as caught:
+        wf.steps(columns=["step", "latncy_s"])
+    assert "doctor" not in str(caught.value)
+    assert "the columns are run_id, " in str(caught.value)
+    with pytest.raises(TypeError, match=r"pass \['latency_s'\]"):
+        wf.steps(columns="latency_s")
+    assert not (workspace / DAMAGED_DIR).exists()
+    assert ["step", "latency_s"] == list(wf.steps(columns=["step", "latency_s"]).columns)
+
+
 def test_filters_on_categorical_and_partition_columns(tmp_path: Path) -> None:
     """Filters on dictionary-read columns and on the partitions select the same rows as on strings."""
     write_dataset(tmp_path)

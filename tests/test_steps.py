@@ -144,6 +144,43 @@ def test_wrong_arity_rejected_with_clear_message(arity):
         spec(namespace["summarise"])
 
 
+def test_a_map_function_of_the_wrong_arity_is_told_it_takes_an_item() -> None:
+    """@flow.map over a (state, doc, ctx) function was told it "must take (state) or (state, ctx)",
+    which is a plain step's form: a map's function takes (item) or (item, ctx), and reads the state
+    as ctx.state. So it says, in code and in a flow spec."""
+    import wfkit as wf
+
+    flow = wf.Workflow("mapper", inputs=["docs"])
+    said = (
+        r"map step 'summarise' must take \(item\) or \(item, ctx\), but its function takes 3 required "
+        r"positional arguments \(state, doc, ctx\); it is called once per item of the list it maps over, "
+        r"and reads the state as ctx.state"
+    )
+
+    def summarise(state: Any, doc: Any, ctx: Any) -> Any:
+        return doc
+
+    with pytest.raises(TypeError, match=said):
+        flow.map(summarise, over="docs", into="summaries")
+    with pytest.raises(TypeError, match=r"step 'summarise' must take \(state\) or \(state, ctx\)"):
+        flow.step(summarise)
+    spec_data = {
+        "wfkit_flow": 1,
+        "name": "mapper",
+        "inputs": ["docs"],
+        "entry": "summarise",
+        "steps": {"summarise": {"fn": "summarise", "map": {"over": "docs", "into": "summaries"}}},
+    }
+    with pytest.raises(wf.WorkflowDefinitionError, match=r"\$\.steps\.summarise: " + said):
+        wf.Workflow.from_spec(spec_data, steps={"summarise": summarise})
+
+    def upper(doc: Any) -> Any:
+        return doc.upper()
+
+    flow.map(upper, over="docs", into="uppers")
+    assert ["A", "B"] == flow.run({"docs": ["a", "b"]}, workspace=False).state["uppers"]
+
+
 def test_three_argument_function_rejected():
     """A (state, ctx, extra) function raises TypeError naming the step and the expected forms."""
 

@@ -389,6 +389,46 @@ def test_a_missing_parent_field_for_the_child_inputs_fails_the_step_saying_which
     assert "maps the parent's field(s) ['nowhere']" in str(run.error)
 
 
+def test_a_misspelt_field_in_inputs_or_outputs_names_the_one_meant(workspace: Path) -> None:
+    """inputs={"draft": "txet"} of a parent whose state holds 'text' (or outputs= naming 'verdcit' of
+    a child that wrote 'verdict') failed saying the field was missing, "a step before it must write
+    them", as if no step wrote it; the error now shows the fields there are and the one meant."""
+    review = wf.Workflow("review", inputs=["draft"])
+
+    @review.step
+    def judge(state: Any) -> dict[str, Any]:
+        return {"verdict": "ok"}
+
+    for inputs, outputs, said in (
+        (
+            {"draft": "txet"},
+            {"verdict": "verdict"},
+            "maps the parent's field(s) ['txet'] into workflow 'review', but the state has no such field here "
+            "(it holds ['text', 'topic']) (did you mean 'text'?); a step before it must write them, or fix the name "
+            "in inputs=",
+        ),
+        (
+            {"draft": "text"},
+            {"verdict": "verdcit"},
+            "workflow 'review' ended without the field(s) ['verdcit'] that outputs= maps back (its final state "
+            "holds ['draft', 'verdict']) (did you mean 'verdict'?); map fields its steps write",
+        ),
+    ):
+        parent = wf.Workflow("writer", inputs=["topic"])
+
+        @parent.step
+        def write(state: Any) -> dict[str, Any]:
+            return {"text": state["topic"] + "!"}
+
+        parent.subflow(review, name="check", inputs=inputs, outputs=outputs)
+        parent.edge("write", "check")
+        run = parent.run({"topic": "hi"}, raise_on_error=False)
+        assert "failed" == run.status
+        assert said in str(run.error)
+        (shown,) = wf.steps(run_id=run.run_id, status="failed")["error_message"]
+        assert said in shown  # the step log says it too
+
+
 def test_a_sub_workflow_whose_own_validation_fails_is_reported_with_the_parents_problems() -> None:
     """The child's problems come prefixed with the step's name, beside the parent's own."""
     child = wf.Workflow("broken-child")

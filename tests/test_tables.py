@@ -65,7 +65,10 @@ def test_keys_and_labels() -> None:
     """Default keys are (workflow, step), or step alone without a workflow column; labels read p99.9."""
     assert ["workflow", "step"] == keys_of(frame(False), None)
     assert ["step"] == keys_of(frame(False).drop(columns="workflow"), None)
-    assert ["run_id"] == keys_of(frame(False), "run_id")
+    assert ["step"] == keys_of(frame(False), "step")
+    assert ["workflow", "step"] == keys_of(frame(False), ["workflow", "step"])
+    with pytest.raises(ValueError, match=r"'run_id'; group by its columns"):
+        keys_of(frame(False), "run_id")  # this frame has none
     assert ["p50", "p99", "p99.9", "p25"] == [quantile_label(q) for q in (0.5, 0.99, 0.999, 0.25)]
 
 

@@ -603,6 +603,7 @@ def _spec_flow(command: str, spec: str, steps: list[str], tools_ref: str | None,
     importlib.invalidate_caches()
     namespace: dict[str, Any] = {}
     for module_name in steps:
+        _check_steps_module(command, module_name, spec, folder)
         try:
             module = importlib.import_module(module_name)
         except ImportError as exc:
@@ -613,6 +614,41 @@ def _spec_flow(command: str, spec: str, steps: list[str], tools_ref: str | None,
     origin = {"spec": str(Path(spec).resolve()), "steps": steps, "tools": tools_ref, "folder": folder}
     flow._origin = json.dumps(origin)
     return flow
+
+
+def _check_steps_module(command: str, name: str, spec: str, folder: str) -> None:
+    """Refuse a ``--steps`` that is a file's path (``steps/mysteps.py``) or no module name
+    (``.mysteps``), naming the module to pass and where wfkit looks for it: imported as it is, a path
+    ended in a TypeError's traceback or "No module named 'mysteps.py'"."""
+    from pathlib import Path
+
+    is_path = name.endswith(".py") or "/" in name or "\\" in name
+    if not is_path and not name.startswith("."):
+        return
+    path = Path(name)
+    if not is_path:  # a relative import: there is no package for it to be relative to
+        raise SystemExit(
+            f"wfkit {command}: --steps takes a module's full name, as `import` names it: pass --steps "
+            f"{name.lstrip('.')}, not {name!r}"
+        )
+    stem = path.stem if path.suffix == ".py" else path.name
+    if not stem.isidentifier():
+        raise SystemExit(
+            f"wfkit {command}: --steps takes a module's name (as Python imports it, e.g. --steps mysteps for "
+            f"mysteps.py), got {name!r}"
+        )
+    parts = path.with_suffix("").parts if path.suffix == ".py" else path.parts
+    found = (Path(folder) / path).resolve().parent
+    looked = {Path(folder).resolve(), Path(spec).resolve().parent}
+    where = ""
+    if not path.is_absolute() and all(part.isidentifier() for part in parts):
+        stem = ".".join(parts)  # steps/mysteps.py below the current folder: the module steps.mysteps
+    elif found not in looked:
+        where = f" (it is in {found}, where wfkit does not look: run from that folder, or set PYTHONPATH={found})"
+    raise SystemExit(
+        f"wfkit {command}: --steps takes a module's name, not a file: pass --steps {stem}{where}; wfkit finds "
+        "the module in the current folder, beside the spec and on PYTHONPATH"
+    )
 
 
 def _rebuild_spec_flow(ref: str, run_id: str, command: str) -> Any:
@@ -784,6 +820,8 @@ def _unknown_input_hint(args: argparse.Namespace, flow: Any, run: Any, inputs: d
 
 # What a file's suffix says it holds: `--out graph.dot` with no --format wrote SVG into it.
 _GRAPH_SUFFIXES = {".svg": "svg", ".mmd": "mermaid", ".mermaid": "mermaid", ".dot": "dot", ".gv": "dot"}
+# Files of a format wfkit graph does not write: SVG text under such a name opens in no viewer.
+_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".gif", ".webp", ".bmp", ".tif", ".tiff", ".pdf", ".eps", ".ps")
 
 
 def _graph(args: argparse.Namespace) -> int:
@@ -793,7 +831,18 @@ def _graph(args: argparse.Namespace) -> int:
 
     fmt = args.format
     if args.out:
-        named = _GRAPH_SUFFIXES.get(Path(args.out).suffix.lower())
+        suffix = Path(args.out).suffix.lower()
+        if suffix in _IMAGE_SUFFIXES:
+            kind = suffix[1:].upper()
+            _print(
+                f"wfkit graph: --out {args.out} names a {kind} file, and wfkit graph writes SVG, Mermaid or DOT "
+                f"text ({', '.join(_GRAPH_SUFFIXES)}), which no image viewer opens as {kind}: write --out "
+                f"{Path(args.out).with_suffix('.svg')} (a browser shows it; a converter such as rsvg-convert or "
+                f"Inkscape makes a {kind} of it)",
+                file=sys.stderr,
+            )
+            return 2
+        named = _GRAPH_SUFFIXES.get(suffix)
         if fmt is not None and named is not None and named != fmt:
             _print(
                 f"wfkit graph: --format {fmt}, but --out {args.out} names a {named} file; drop --format (the suffix "

@@ -34,6 +34,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import reprlib
 import threading
 import time
 import warnings
@@ -1072,10 +1073,20 @@ class Execution:
         if not isinstance(items, list | tuple):
             out = Outcome()
             out.attempt, out.started_at = 1, time.time()
-            what = "is missing" if spec.map.over not in act.view else f"is a {type(items).__name__}"
+            over = spec.map.over
+            what = "is missing" if over not in act.view else f"holds {type(items).__name__} {reprlib.repr(items)}"
+            try:  # still the value the run was given (a step may have written it since)
+                given = over in self.inputs and bool(self.inputs[over] == items)
+            except Exception:  # a value that cannot be compared so (an array) is no answer
+                given = False
+            fix = (
+                f"pass the run's input {over!r} as a list ({{{over!r}: [...]}})"
+                if given
+                else "the step before it must write a list there"
+            )
             out.error = StateValueError(
-                f"map step {spec.name!r} maps over state field {spec.map.over!r}, which {what}; the step "
-                f"before it must write a list there"
+                f"map step {spec.name!r} maps over state field {over!r}, which {what}; a map runs once per "
+                f"item of a list (or tuple): {fix}"
             )
             out.kind, out.status = ErrorKind.PERMANENT, Status.FAILED
             self._settle(act, out)

@@ -19,7 +19,17 @@ from wfkit.model._events import StepEvent, TokenChunk
 from wfkit.model._retry import classify_error
 from wfkit.model._status import RunStatus
 from wfkit.model._steps import StepSpec
+from wfkit.model._suggest import did_you_mean
 from wfkit.store._store import Store
+
+
+def _closest(names: list[str], fields: Mapping[str, Any]) -> str:
+    """`` (did you mean 'text'?)`` for the first of ``names`` a field of ``fields`` is close to."""
+    for name in names:
+        hint = did_you_mean(name, [str(f) for f in fields])
+        if hint:
+            return hint if len(names) == 1 else hint.replace("(did you mean", f"({name!r}: did you mean", 1)
+    return ""
 
 
 class ParentServices(Protocol):
@@ -135,7 +145,8 @@ class ChildRuns:
         if missing:
             raise StateValueError(
                 f"sub-workflow step {spec.name!r} maps the parent's field(s) {missing} into workflow "
-                f"{sub.workflow.name!r}, but the state has no such field here; a step before it must write them"
+                f"{sub.workflow.name!r}, but the state has no such field here (it holds {sorted(state)})"
+                f"{_closest(missing, state)}; a step before it must write them, or fix the name in inputs="
             )
         inputs = {child: state[parent] for child, parent in sub.inputs}
         source: ChildSource = sub.workflow  # type: ignore[assignment]  # a Workflow; the model names it by a Protocol
@@ -166,7 +177,8 @@ class ChildRuns:
         if absent:
             raise StateValueError(
                 f"sub-workflow step {spec.name!r}: workflow {sub.workflow.name!r} ended without the "
-                f"field(s) {absent} that outputs= maps back; map fields its steps write"
+                f"field(s) {absent} that outputs= maps back (its final state holds {sorted(final)})"
+                f"{_closest(absent, final)}; map fields its steps write"
             )
         return {parent: final[name] for parent, name in sub.outputs}
 

@@ -528,6 +528,7 @@ class Workflow:
                 irreversible=irreversible,
                 cache=cache,
                 writes=writes,
+                item=mapping is not None,
             )
             if mapping is not None:
                 spec = dataclasses.replace(spec, map=mapping)

@@ -25,6 +25,7 @@ from wfkit.model._context import (
     NO_USAGE_MODELS,
     UNPRICED_MODELS,
 )
+from wfkit.model._suggest import did_you_mean
 
 if TYPE_CHECKING:
     from wfkit.engine._run import Run
@@ -113,7 +114,14 @@ def _expected(case: Case, key: str, given: Any) -> Any:
     if given is not _MISSING:
         return given
     if key not in case.expected:
-        raise KeyError(f"case {case.id!r} has no expected {key!r}; add it to the dataset or pass expected=...")
+        # A misspelling, in the scorer's field or the dataset's key (a sheet's expected.answr), reads
+        # as a missing value unless the case's own keys are named beside it.
+        keys = [str(k) for k in case.expected]
+        holds = f" (its expected values: {', '.join(keys)})" if keys else " (it has no expected values)"
+        raise KeyError(
+            f"case {case.id!r} has no expected {key!r}{did_you_mean(key, keys)}; add it to the dataset or pass "
+            f"expected=...{holds}"
+        )
     return case.expected[key]
 
 

@@ -36,6 +36,7 @@ _COLORS = {
     "skipped": "#bbbbbb",
     "cancelled": "#9a9a9a",
 }
+_STOPPED = "#d9d9d9"  # a run's stretch stopped between a crash, failure or cancellation and its resume
 _KIND_COLORS = {"transient": "#e0a100", "permanent": "#8b1e3f", "unknown": "#7a7a7a"}
 _SIDES = ("#2a6f97", "#e0a100")
 FAILED_STATUSES = ("retry", "failed", "timeout")
@@ -286,9 +287,13 @@ def plot_latency(
 
 def plot_timeline(df: pd.DataFrame, run_id: str | None = None, *, ax: Axes | None = None) -> Axes:
     """Gantt chart of one run (the latest by default): a lane per step, a bar per attempt, retry
-    delays as thin bars, approval waits hatched."""
+    delays as thin bars, approval waits hatched; the stretches a resumed run lay stopped (after a
+    crash, a failure or a cancellation) shaded across the lanes, and the title's time the time it
+    ran (``runs()``' ``duration_s``), the stopped time beside it."""
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
+
+    from wfkit.logs._tables import stops
 
     if df.empty:
         return _say(_axes(ax, 8, 2.5), "no runs to plot", "Run timeline")
@@ -335,11 +340,21 @@ def plot_timeline(df: pd.DataFrame, run_id: str | None = None, *, ax: Axes | Non
                 alpha=0.35,
                 hatch="//",
             )
+    # A run resumed after a crash, a failure or a cancellation lay stopped between: its span is not
+    # the time it ran (runs()' duration_s, which the report picks the slowest run by).
+    stopped = stops(rows)
+    for gap in stopped.itertuples(index=False):
+        ax.axvspan(gap.from_s, gap.to_s, facecolor=_STOPPED, edgecolor="#a8a8a8", alpha=0.35, hatch="..", linewidth=0)
     ax.set_yticks(range(len(lanes)), lanes)
     ax.set_ylim(len(lanes) - 0.5, -0.5)
     total = max(ends, default=0.0)
     workflow = f"{rows['workflow'].iloc[0]} · " if "workflow" in rows.columns else ""
-    ax.set_title(f"{workflow}run {run_id} ({format_seconds(total)})", fontsize="medium")
+    length = format_seconds(total)
+    if len(stopped):
+        away = float(stopped["seconds"].sum())
+        resumes = f"{len(stopped)} resume{'s' if len(stopped) > 1 else ''}"
+        length = f"ran {format_seconds(max(total - away, 0.0))}; {format_seconds(away)} stopped before {resumes}"
+    ax.set_title(f"{workflow}run {run_id} ({length})", fontsize="medium")
     ax.set_xlabel("time since the run started")
     ax.set_ylabel("step")
     _seconds_axis(ax)
@@ -348,6 +363,10 @@ def plot_timeline(df: pd.DataFrame, run_id: str | None = None, *, ax: Axes | Non
     ax.set_xlim(0, (total if total > 0 else 1e-3) * 1.02)
     seen = {str(s) for s in rows["status"]}
     handles: list[Any] = [Patch(color=c, label=s) for s, c in _COLORS.items() if s in seen]
+    if len(stopped):
+        handles.append(
+            Patch(facecolor=_STOPPED, edgecolor="#a8a8a8", alpha=0.35, hatch="..", label="stopped (then resumed)")
+        )
     # The thin bar after a retried attempt is the wait before the next one, not the attempt: in the
     # attempt's colour alone, a 1 s Retry-After wait read as a retry that ran for 1 s.
     handles += [

@@ -38,6 +38,7 @@ from wfkit.logs._dataset import STEPS_DIR, counted_files, fsync_dir, is_attempt_
 from wfkit.model._errors import StoreCorruptError, WorkspaceNotFoundError
 from wfkit.model._events import FIELDS
 from wfkit.model._process import pid_alive
+from wfkit.model._suggest import did_you_mean
 from wfkit.store._journal import untimed
 
 if TYPE_CHECKING:
@@ -724,6 +725,7 @@ def steps(
     # Checked before the read: a filter that is no date is the caller's mistake, not a damaged file.
     since = None if since is None else parse_time("since", since)
     until = None if until is None else parse_time("until", until)
+    check_columns(columns)  # a misspelt column is no damaged segment either
     root = resolve_root(path)
     options: dict[str, Any] = {
         "workflow": workflow,
@@ -741,6 +743,22 @@ def steps(
         if not rebuild_damaged(root, exc):
             raise
         return read_steps(root, **options)
+
+
+def check_columns(columns: Sequence[str] | None) -> None:
+    """Refuse a ``columns=`` the step log cannot answer: a single name given as a string (read as
+    its letters) or a name that is no column, closest ones suggested."""
+    if columns is None:
+        return
+    if isinstance(columns, str):
+        raise TypeError(f"columns= is a list of step-log column names, got the string {columns!r}: pass [{columns!r}]")
+    names = dataset_schema().names
+    unknown = [c for c in columns if c not in names]
+    if unknown:
+        raise ValueError(
+            f"unknown step-log column(s) {', '.join(f'{c!r}{did_you_mean(str(c), names)}' for c in unknown)}; "
+            f"the columns are {', '.join(names)}"
+        )
 
 
 def rebuild_damaged(root: Path, exc: BaseException) -> bool:
@@ -847,12 +865,7 @@ def read_steps(
     """
 
     full = dataset_schema()
-    if columns is not None:
-        unknown = [c for c in columns if c not in full.names]
-        if unknown:
-            raise ValueError(
-                f"unknown step-log column(s) {', '.join(unknown)}; the columns are {', '.join(full.names)}"
-            )
+    check_columns(columns)
     wanted = list(full.names) if columns is None else list(dict.fromkeys(columns))
     if sort is None:  # an order the frame can show; a summary of some columns needs none
         sort = "started_at" in wanted

@@ -8,6 +8,8 @@ import itertools
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from wfkit.model._suggest import did_you_mean
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -17,10 +19,20 @@ KEYS: tuple[str, ...] = ("workflow", "step")
 
 
 def keys_of(frame: pd.DataFrame, by: str | Sequence[str] | None) -> list[str]:
-    """The grouping columns: ``by``, or (workflow, step) (just step on a frame without workflow)."""
+    """The grouping columns: ``by``, or (workflow, step) (just step on a frame without workflow).
+    A ``by`` naming no column of the frame is refused, the closest column suggested."""
     if by is None:
         return [k for k in KEYS if k in frame.columns]
-    return [by] if isinstance(by, str) else list(by)
+    keys = [by] if isinstance(by, str) else list(by)
+    columns = [str(c) for c in frame.columns]
+    unknown = [k for k in keys if k not in frame.columns]
+    if unknown:
+        named = ", ".join(f"{k!r}{did_you_mean(str(k), columns)}" for k in unknown)
+        raise ValueError(
+            f"by= names no column of this frame: {named}; group by its columns (e.g. by='run_id', "
+            f"by=['workflow', 'model']), which are {', '.join(columns)}"
+        )
+    return keys
 
 
 def map_own_rows(frame: pd.DataFrame) -> Any:
@@ -430,18 +442,52 @@ def runs_table(df: pd.DataFrame, *, outcomes: bool = True) -> pd.DataFrame:
 
 def _stopped_seconds(df: pd.DataFrame) -> pd.Series:
     """Per run, the seconds it lay stopped between a crash, a failure or a cancellation and a
-    resume: not time it ran (its deadline does not count it either). A resume shows in the log
+    resume: the sum of its :func:`stops` (summed as StepLog's query sums them)."""
+    import pandas as pd
+
+    found = _gaps(df)
+    if found is None:
+        return pd.Series(dtype="float64")
+    run, _, _, gap = found
+    return (gap.clip(lower=0.0).fillna(0.0) / 1e6).groupby(run, observed=True).sum()
+
+
+def stops(df: pd.DataFrame) -> pd.DataFrame:
+    """The stretches runs lay stopped between a crash, a failure or a cancellation and a resume, a
+    row each: ``run_id``, ``from_s`` and ``to_s`` (seconds from the run's first start) and
+    ``seconds``; not time the run ran (its deadline does not count it either). A resume shows in the log
     (rows in ``seq`` order) as an attempt a crash cut off (no end; journaled by the resume) after a
     row that is none, or as a row after a step that gave up with no fallback or was cancelled. The
     stop there is from the last moment the rows before it cover (an end, or a start of an attempt
     cut off, and the backoff after it) to the first moment the rows from it on cover (a start, less
     its ``queue_s``): the time from that last moment to the crash is unknown, and not counted. A
     crash between two steps leaves no row to tell it by. Approval waits are no stop: they count."""
+    import pandas as pd
+
+    found = _gaps(df)
+    if found is None:
+        return pd.DataFrame({"run_id": [], "from_s": [], "to_s": [], "seconds": []})
+    run, before, after, gap = found
+    kept = (gap > 0).to_numpy(dtype=bool)
+    return pd.DataFrame(
+        {
+            "run_id": run[kept].astype(object).to_numpy(),
+            "from_s": (before[kept] / 1e6).to_numpy(dtype="float64"),
+            "to_s": (after[kept] / 1e6).to_numpy(dtype="float64"),
+            "seconds": (gap[kept] / 1e6).to_numpy(dtype="float64"),
+        }
+    )
+
+
+def _gaps(df: pd.DataFrame) -> tuple[pd.Series, pd.Series, pd.Series, pd.Series] | None:
+    """Per row of ``df`` in (run, seq) order: its run, and where a resume follows a stop, the last
+    moment covered before it, the first after it and the gap between (microseconds from the run's
+    first start; NaN elsewhere). None for a frame without ``seq``."""
     import numpy as np
     import pandas as pd
 
     if "seq" not in df.columns:
-        return pd.Series(dtype="float64")
+        return None
 
     def seconds(name: str) -> pd.Series:
         return rows[name].astype("float64").fillna(0.0) if name in rows.columns else pd.Series(0.0, index=rows.index)
@@ -470,7 +516,7 @@ def _stopped_seconds(df: pd.DataFrame) -> pd.Series:
     prev_stop = pd.Series(stop, index=rows.index).groupby(run, observed=True).shift(fill_value=False)
     resumed = (cut & ~prev_cut.to_numpy(dtype=bool)) | prev_stop.to_numpy(dtype=bool)
     gap = (after - before).where(resumed & np.isfinite(after.to_numpy()) & before.notna().to_numpy())
-    return (gap.clip(lower=0.0).fillna(0.0) / 1e6).groupby(run, observed=True).sum()
+    return run, before, after, gap
 
 
 def _failed_by_an_item_timeout(df: pd.DataFrame, gave_up: pd.Series, timed_out: pd.Series) -> Any:

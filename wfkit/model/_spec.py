@@ -996,6 +996,7 @@ def _step_from_spec(name: str, data: Mapping[str, Any], namespace: Mapping[str, 
             irreversible=options.get("irreversible", False),
             cache=options.get("cache"),
             writes=options.get("writes"),
+            item=mapping is not None,
         )
         if sub is not None:
             spec = dataclasses.replace(spec, subflow=sub, writes=frozenset(p for p, _ in sub.outputs))

@@ -231,8 +231,9 @@ def code_hash(fn: Any) -> str:
     return digest.hexdigest()[:12]
 
 
-def _arity(fn: StepFunction, name: str) -> bool:
-    """True if ``fn`` takes (state, ctx), False if it takes (state) only."""
+def _arity(fn: StepFunction, name: str, *, item: bool = False) -> bool:
+    """True if ``fn`` takes (state, ctx), False if it takes (state) only; a map step's function
+    (``item``) takes its item in place of the state."""
     try:
         params = [
             p
@@ -242,6 +243,12 @@ def _arity(fn: StepFunction, name: str) -> bool:
     except (TypeError, ValueError):  # builtins without a signature: assume the full form
         return True
     if len(params) not in (1, 2):
+        if item:
+            raise TypeError(
+                f"map step {name!r} must take (item) or (item, ctx), but its function takes {len(params)} "
+                f"required positional arguments ({', '.join(p.name for p in params)}); it is called once per item "
+                "of the list it maps over, and reads the state as ctx.state"
+            )
         raise TypeError(
             f"step {name!r} must take (state) or (state, ctx), but its function takes "
             f"{len(params)} required positional arguments"
@@ -263,7 +270,9 @@ def make_spec(
     irreversible: bool = False,
     cache: bool | Cache | None = None,
     writes: Iterable[str] | None = None,
+    item: bool = False,
 ) -> StepSpec:
+    """A step's spec; ``item`` for a map step's function, which takes (item) or (item, ctx)."""
     if not callable(fn):
         raise TypeError(f"a step must be a function, got {fn!r}")
     step_name = name or getattr(fn, "__name__", None)
@@ -278,7 +287,7 @@ def make_spec(
         name=step_name,
         fn=fn,
         is_async=inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(type(fn).__call__),
-        takes_context=_arity(fn, step_name),
+        takes_context=_arity(fn, step_name, item=item),
         retry=retry or NO_RETRY,
         timeout=timeout,
         max_visits=max_visits,
