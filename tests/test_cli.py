@@ -560,7 +560,7 @@ def test_doctor_deletes_temporaries_whose_writer_is_gone_on_repair(
         "print(_write_file(pa.table({'x': [1]}), Path(sys.argv[1]), place=False))"
     )
     target = segment.with_name("part-gone-000001-000001.parquet")
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    env = {**os.environ, "SLEEPY_STEP": "1", "PYTHONPATH": os.pathsep.join(sys.path)}
     args = [sys.executable, "-c", code, str(target)]
     left = Path(subprocess.run(args, capture_output=True, text=True, env=env, check=True).stdout.strip())
     assert left.exists()
@@ -1662,3 +1662,84 @@ def test_show_of_a_reconciled_run_says_the_reconciliation_not_to_reconcile(
     out = _show("crash-run", ws, capsys)
     assert "wfkit reconcile" not in out
     assert "since then" not in out
+
+
+SLEEPY_STEPS = """
+import os
+import time
+
+
+def first(state):
+    return {"a": 1}
+
+
+def second(state):
+    if os.environ.get("SLEEPY_STEP"):
+        print("second started", flush=True)
+        time.sleep(60)
+    return {"b": 2}
+"""
+
+
+def _sleepy_spec(folder: Path) -> Path:
+    (folder / "sleepysteps.py").write_text(SLEEPY_STEPS, encoding="utf-8")
+    spec = {
+        "wfkit_flow": 1,
+        "name": "sleepy",
+        "entry": "first",
+        "steps": {"first": {"fn": "sleepysteps:first"}, "second": {"fn": "sleepysteps:second"}},
+        "edges": {"first": ["second"]},
+    }
+    (folder / "sleepy.json").write_text(json.dumps(spec), encoding="utf-8")
+    return folder / "sleepy.json"
+
+
+def _interrupt(command: list[str], folder: Path) -> tuple[int, str, str]:
+    """`wfkit COMMAND` in a process of its own, stopped with SIGINT (Ctrl-C) once its step runs."""
+    env = {**os.environ, "SLEEPY_STEP": "1", "PYTHONPATH": os.pathsep.join(sys.path)}
+    with subprocess.Popen(
+        [sys.executable, "-m", "wfkit", *command],
+        cwd=folder,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as proc:
+        assert "second started" == proc.stdout.readline().strip()  # type: ignore[union-attr]
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    return proc.returncode, out, err
+
+
+def test_ctrl_c_on_run_or_fork_names_the_run_and_how_to_resume_it(
+    tmp_path: Path, workspace: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Ctrl-C on `wfkit run` (or `fork`, or `resume`) ended in a KeyboardInterrupt's traceback, exit 1,
+    and the run's id was never printed: the user had to find the cancelled run in `wfkit runs`. It
+    now says which run stopped, how it stands and the command that continues it, and exits 130;
+    the command works."""
+    _sleepy_spec(tmp_path)
+    code, _, err = _interrupt(["run", "sleepy.json"], tmp_path)
+    assert "Traceback" not in err
+    assert 130 == code, err
+    (row,) = wf.Workspace(workspace).runs()
+    run_id = row["run_id"]
+    assert "cancelled" == row["status"]
+    assert (
+        f"wfkit run: interrupted (Ctrl-C): run {run_id} stopped, cancelled; `wfkit show {run_id}` lists the "
+        f"steps it completed; resume with `wfkit resume {run_id}`\n"
+    ) == err
+
+    code, _, err = _interrupt(["fork", run_id, "--at", "first"], tmp_path)
+    assert 130 == code, err
+    fork_id = next(r["run_id"] for r in wf.Workspace(workspace).runs() if r["run_id"] != run_id)
+    assert f"wfkit fork: interrupted (Ctrl-C): run {fork_id} stopped, cancelled;" in err
+
+    code, _, err = _interrupt(["resume", fork_id], tmp_path)
+    assert 130 == code, err
+    assert f"wfkit resume: interrupted (Ctrl-C): run {fork_id} stopped, cancelled;" in err
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert 0 == main(["resume", run_id])  # what it said to do: the step no longer sleeps
+    assert f"run {run_id}: succeeded" in capsys.readouterr().out

@@ -577,7 +577,10 @@ def load_workflow(ref: str) -> Any:
 def _resume(args: argparse.Namespace) -> int:
     ws = _workspace(args)
     flow = _workflow_of(ws, _run_of(ws, args), args.workflow, "resume")
-    run = flow.resume(args.run_id, workspace=ws.path, policy=args.policy, raise_on_error=False)
+    try:
+        run = flow.resume(args.run_id, workspace=ws.path, policy=args.policy, raise_on_error=False)
+    except KeyboardInterrupt:
+        return _interrupted(args, ws.path, args.run_id)
     _print_run(args, run, ws)
     return 0 if run.status in ("succeeded", "waiting_approval") else 1
 
@@ -721,8 +724,14 @@ def _run_flow(args: argparse.Namespace) -> int:
             f"wfkit run: {args.flow} declares the inputs {list(flow.inputs)} (its `inputs:`), and the run's "
             f"inputs lack {missing}; nothing was started. Pass them: {_run_command(args, inputs, missing)}"
         )
+    from wfkit.engine._workflow import _new_run_id
+
     workspace = False if args.no_workspace else args.workspace
-    run = flow.run(inputs, workspace=workspace, policy=args.policy, raise_on_error=False)
+    run_id = _new_run_id()  # known before it starts: a Ctrl-C must be able to name it
+    try:
+        run = flow.run(inputs, workspace=workspace, policy=args.policy, run_id=run_id, raise_on_error=False)
+    except KeyboardInterrupt:
+        return _interrupted(args, workspace, run_id)
     tools = _tools_bound(run)
     result = {
         "run_id": run.run_id,
@@ -740,6 +749,34 @@ def _run_flow(args: argparse.Namespace) -> int:
     if hint:
         _print(hint, file=sys.stderr)
     return 0 if run.status in ("succeeded", "waiting_approval") else 1
+
+
+def _interrupted(args: argparse.Namespace, workspace: Any, run_id: str) -> int:
+    """What `wfkit run`, `resume` and `fork` say when Ctrl-C (SIGINT) stops the run they drive: the
+    engine has cancelled it (resumable, as in a script), so say which run it was, how it stands
+    and how to go on, rather than a KeyboardInterrupt's traceback. Exits 130, as a shell does."""
+    from wfkit.model._errors import WfkitError
+    from wfkit.store._workspace import Workspace
+
+    said = f"wfkit {args.command}: interrupted (Ctrl-C)"
+    if workspace is False:
+        _print(
+            f"{said}: run {run_id} was kept in memory only (--no-workspace): nothing is left to resume",
+            file=sys.stderr,
+        )
+        return 130
+    try:
+        ws = Workspace(workspace)
+        status = ws.store.run_row(run_id)["status"]
+    except (KeyError, WfkitError):  # stopped before the run was stored (or before the workspace was)
+        _print(f"{said} before run {run_id} started: nothing was stored, nothing to resume", file=sys.stderr)
+        return 130
+    _print(
+        f"{said}: run {run_id} stopped, {status}; `wfkit show {run_id}{_workspace_option(args)}` lists the steps "
+        f"it completed; {_resume_hint(ws, args, run_id)}",
+        file=sys.stderr,
+    )
+    return 130
 
 
 def _tools_bound(run: Any) -> dict[str, list[str]]:
@@ -872,16 +909,23 @@ def _parse_sets(pairs: Sequence[str]) -> dict[str, Any]:
 
 def _fork(args: argparse.Namespace) -> int:
     ws = _workspace(args)
+    from wfkit.engine._workflow import _new_run_id
+
     flow = _workflow_of(ws, _run_of(ws, args), args.workflow, "fork")
-    run = flow.fork(
-        args.run_id,
-        at=args.at,
-        update=_parse_sets(args.set),
-        visit=args.visit,
-        workspace=ws.path,
-        policy=args.policy,
-        raise_on_error=False,
-    )
+    fork_id = _new_run_id()  # known before it starts: a Ctrl-C must be able to name it
+    try:
+        run = flow.fork(
+            args.run_id,
+            at=args.at,
+            update=_parse_sets(args.set),
+            visit=args.visit,
+            new_run_id=fork_id,
+            workspace=ws.path,
+            policy=args.policy,
+            raise_on_error=False,
+        )
+    except KeyboardInterrupt:
+        return _interrupted(args, ws.path, fork_id)
     _print(f"run {run.run_id} (forked from {args.run_id} at {args.at!r}): {run.status}")
     if run.error is not None:
         _print(f"error: {run.error}", file=sys.stderr)
