@@ -1743,3 +1743,29 @@ def test_ctrl_c_on_run_or_fork_names_the_run_and_how_to_resume_it(
     monkeypatch.syspath_prepend(str(tmp_path))
     assert 0 == main(["resume", run_id])  # what it said to do: the step no longer sleeps
     assert f"run {run_id}: succeeded" in capsys.readouterr().out
+
+
+def test_fork_that_halts_at_a_gate_names_its_ticket_and_how_to_decide_it(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`wfkit fork` of a gated workflow at the step before the gate printed `waiting_approval` and
+    nothing more: neither the ticket nor the command that decides it (`wfkit run` and `resume` print
+    both). It now does, and the command it prints decides the fork's gate."""
+    _router()  # durable_flows on sys.path
+    import durable_flows
+
+    run = durable_flows.refunds.run({"amount": 50}, policy="approve")
+    assert "succeeded" == run.status
+    assert 0 == main(["fork", run.run_id, "--at", "quote", "--set", "amount=5000", "--policy", "halt"])
+    out = capsys.readouterr().out
+    first, *rest = out.strip().splitlines()
+    fork_id = first.split()[1]
+    assert f"run {fork_id} (forked from {run.run_id} at 'quote'): waiting_approval" == first
+    (ticket,) = wfkit.Workspace().pending()
+    assert (
+        f"waiting for approval: ticket {ticket.ticket_id} at 'pay': Refunds need a human: "
+        f"`wfkit approve {ticket.ticket_id} --by NAME`"
+    ) == rest[-1]
+    assert 0 == main(["approve", ticket.ticket_id, "--by", "ana"])
+    assert 0 == main(["resume", fork_id])
+    assert {"amount": 5000, "paid": 5000} == wfkit.Workspace().run_info(fork_id)["state"]

@@ -927,6 +927,11 @@ def _fork(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         return _interrupted(args, ws.path, fork_id)
     _print(f"run {run.run_id} (forked from {args.run_id} at {args.at!r}): {run.status}")
+    # What it waits for, with the command that decides or settles it, as `wfkit run` and `resume` say.
+    if run.status == RunStatus.NEEDS_RECONCILIATION:
+        _print_reconciliations(ws, args, run.run_id)
+    if run.status == RunStatus.WAITING_APPROVAL:
+        _print_tickets(ws, args, run.run_id)
     if run.error is not None:
         _print(f"error: {run.error}", file=sys.stderr)
     return 0 if run.status in ("succeeded", "waiting_approval") else 1
