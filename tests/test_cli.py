@@ -1769,3 +1769,35 @@ def test_fork_that_halts_at_a_gate_names_its_ticket_and_how_to_decide_it(
     assert 0 == main(["approve", ticket.ticket_id, "--by", "ana"])
     assert 0 == main(["resume", fork_id])
     assert {"amount": 5000, "paid": 5000} == wfkit.Workspace().run_info(fork_id)["state"]
+
+
+def test_show_of_a_fork_or_a_sub_workflow_run_says_where_it_comes_from(
+    workspace: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`wfkit show FORK` printed an empty step table (a fork's journal starts after the step it was
+    forked at) and nothing said it was a fork: `wfkit runs` listed it with 0 steps, as if it had
+    done nothing. A sub-workflow's child run did not name its parent either. Both now say which
+    run they come from, with the command that shows it (`--json` had it all along)."""
+    source = wfkit.Workflow("cli-source")
+    source.step(lambda s: {"a": 1}, name="first")
+    source.step(lambda s: {"b": s["a"] + 1}, name="second")
+    source.chain("first", "second")
+    run = source.run({})
+    fork = source.fork(run.run_id, at="second", update={"a": 10})
+    assert 0 == main(["show", fork.run_id, "--workspace", str(workspace)])
+    out = capsys.readouterr().out.splitlines()
+    assert (
+        f"forked from {run.run_id} at 'second' (visit 1): the steps up to there are that run's "
+        f"(`wfkit show {run.run_id} --workspace {workspace}`)"
+    ) == out[2]
+
+    child = wfkit.Workflow("cli-child-of", inputs=["x"])
+    child.step(lambda s: {"y": s["x"] + 1}, name="inc")
+    parent = wfkit.Workflow("cli-parent-of")
+    parent.step(lambda s: {"x": 1}, name="prepare")
+    parent.subflow(child, name="inner", inputs={"x": "x"}, outputs={"y": "y"})
+    parent.chain("prepare", "inner")
+    top = parent.run({})
+    (child_run,) = wfkit.Workspace().run_info(top.run_id)["children"]
+    assert 0 == main(["show", child_run])
+    assert f"sub-workflow run of {top.run_id} (`wfkit show {top.run_id}`)" == capsys.readouterr().out.splitlines()[2]

@@ -144,6 +144,15 @@ def _show(args: argparse.Namespace) -> int:
         return 0
     _print(f"run {info['run_id']} of {info['workflow']!r}: {info['status']}")
     _print(f"started {_when(info['created_at'])}, updated {_when(info['updated_at'])}, ended {_when(info['ended_at'])}")
+    where = _workspace_option(args)
+    forked = info["forked_from"]
+    if forked is not None:  # its table starts after the fork: the steps before are the source's
+        _print(
+            f"forked from {forked['run_id']} at {forked['at']!r} (visit {forked['visit']}): the steps up to "
+            f"there are that run's (`wfkit show {forked['run_id']}{where}`)"
+        )
+    if info["parent_run_id"] is not None:
+        _print(f"sub-workflow run of {info['parent_run_id']} (`wfkit show {info['parent_run_id']}{where}`)")
     if info["error"]:
         _print(f"error: {info['error_type']}: {info['error']}")
     _print(f"\n{'step':20} {'visit':>5} {'attempt':>7} {'status':17} {'latency s':>9}  route / error / decision")
