@@ -1801,3 +1801,31 @@ def test_show_of_a_fork_or_a_sub_workflow_run_says_where_it_comes_from(
     (child_run,) = wfkit.Workspace().run_info(top.run_id)["children"]
     assert 0 == main(["show", child_run])
     assert f"sub-workflow run of {top.run_id} (`wfkit show {top.run_id}`)" == capsys.readouterr().out.splitlines()[2]
+
+
+def test_show_of_a_run_a_rejection_ended_says_to_fork_it_not_to_resume_it(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`wfkit show` of a run that failed because a reviewer rejected its gate said "once its cause
+    is fixed, continue it from its last completed step: `wfkit resume RUN`", but a resume follows
+    the rejection again (a ticket is decided once) and fails the same. It now says so, and gives
+    the fork that asks the gate anew; that fork halts at the gate with a ticket of its own."""
+    _router()  # durable_flows on sys.path
+    import durable_flows
+
+    run = durable_flows.refunds.run({"amount": 900})
+    (ticket,) = run.tickets()
+    assert 0 == main(["reject", ticket.ticket_id, "--by", "ana", "--comment", "too much"])
+    assert 1 == main(["resume", run.run_id])
+    capsys.readouterr()
+    assert 0 == main(["show", run.run_id])
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    command = f"wfkit fork {run.run_id} --at quote"
+    assert (
+        f"failed: rejected at 'pay' (a decision is made once: resuming the run follows it again); to ask again, "
+        f"fork it from a step before the gate (`{command}`: the last step it completed), or start a new run"
+    ) == last
+    assert 1 == main(["resume", run.run_id])  # indeed: the same failure
+    assert "failed" == wfkit.Workspace().run_info(run.run_id)["status"]
+    assert 0 == main(command.split()[1:])
+    assert f"(forked from {run.run_id} at 'quote'): waiting_approval\n" in capsys.readouterr().out

@@ -177,6 +177,9 @@ def _show(args: argparse.Namespace) -> int:
     if stopped.in_flight:
         _print(f"\nin flight when the process stopped: {'; '.join(f.describe() for f in stopped.in_flight)}")
     why = _STOPPED.get(info["status"])
+    if info["status"] == RunStatus.FAILED and info["error_type"] == "ApprovalRejectedError":
+        _print(f"\nfailed: {_rejected_hint(ws, args, info)}")
+        return 0
     if why is not None:
         since = "; ".join(r.describe() for r in stopped.reconciled)
         if since and info["status"] == RunStatus.INTERRUPTED and not stopped.died:
@@ -186,6 +189,24 @@ def _show(args: argparse.Namespace) -> int:
         hint = _resume_hint(ws, args, args.run_id).removeprefix("resume with ")
         _print(f"\n{info['status']}: {why}continue it from its last completed step: {hint}")
     return 0
+
+
+def _rejected_hint(ws: Any, args: argparse.Namespace, info: dict[str, Any]) -> str:
+    """What to do about a run a reviewer's rejection ended (its gate had no ``on_reject``): a
+    resume follows the decision again (a ticket is decided once), so it is no way on; a fork from
+    the step before the gate asks the gate anew, with a ticket of its own."""
+    rejected = ws.store.tickets.find(status="rejected", run_id=info["run_id"])
+    gate = f"at {rejected[-1].step!r} " if rejected else ""
+    said = f"rejected {gate}(a decision is made once: resuming the run follows it again)"
+    steps = info["steps"]
+    if not steps:  # gated at its entry: nothing to fork from
+        return f"{said}; to ask again, start a new run"
+    workflow = "" if info["workflow_ref"] else " --workflow module:name"
+    command = f"wfkit fork {info['run_id']} --at {steps[-1]['step']}{_workspace_option(args)}{workflow}"
+    return (
+        f"{said}; to ask again, fork it from a step before the gate (`{command}`: the last step it "
+        f"completed), or start a new run"
+    )
 
 
 # How a crashed irreversible attempt's error asks for a reconciliation (Store.crashed_intent_attempt).
