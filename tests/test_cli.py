@@ -560,7 +560,7 @@ def test_doctor_deletes_temporaries_whose_writer_is_gone_on_repair(
         "print(_write_file(pa.table({'x': [1]}), Path(sys.argv[1]), place=False))"
     )
     target = segment.with_name("part-gone-000001-000001.parquet")
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    env = {**os.environ, "SLEEPY_STEP": "1", "PYTHONPATH": os.pathsep.join(sys.path)}
     args = [sys.executable, "-c", code, str(target)]
     left = Path(subprocess.run(args, capture_output=True, text=True, env=env, check=True).stdout.strip())
     assert left.exists()
@@ -1714,3 +1714,170 @@ def test_show_of_a_reconciled_run_says_the_reconciliation_not_to_reconcile(
     out = _show("crash-run", ws, capsys)
     assert "wfkit reconcile" not in out
     assert "since then" not in out
+
+
+SLEEPY_STEPS = """
+import os
+import time
+
+
+def first(state):
+    return {"a": 1}
+
+
+def second(state):
+    if os.environ.get("SLEEPY_STEP"):
+        print("second started", flush=True)
+        time.sleep(60)
+    return {"b": 2}
+"""
+
+
+def _sleepy_spec(folder: Path) -> Path:
+    (folder / "sleepysteps.py").write_text(SLEEPY_STEPS, encoding="utf-8")
+    spec = {
+        "wfkit_flow": 1,
+        "name": "sleepy",
+        "entry": "first",
+        "steps": {"first": {"fn": "sleepysteps:first"}, "second": {"fn": "sleepysteps:second"}},
+        "edges": {"first": ["second"]},
+    }
+    (folder / "sleepy.json").write_text(json.dumps(spec), encoding="utf-8")
+    return folder / "sleepy.json"
+
+
+def _interrupt(command: list[str], folder: Path) -> tuple[int, str, str]:
+    """`wfkit COMMAND` in a process of its own, stopped with SIGINT (Ctrl-C) once its step runs."""
+    env = {**os.environ, "SLEEPY_STEP": "1", "PYTHONPATH": os.pathsep.join(sys.path)}
+    with subprocess.Popen(
+        [sys.executable, "-m", "wfkit", *command],
+        cwd=folder,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as proc:
+        assert "second started" == proc.stdout.readline().strip()  # type: ignore[union-attr]
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    return proc.returncode, out, err
+
+
+def test_ctrl_c_on_run_or_fork_names_the_run_and_how_to_resume_it(
+    tmp_path: Path, workspace: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Ctrl-C on `wfkit run` (or `fork`, or `resume`) ended in a KeyboardInterrupt's traceback, exit 1,
+    and the run's id was never printed: the user had to find the cancelled run in `wfkit runs`. It
+    now says which run stopped, how it stands and the command that continues it, and exits 130;
+    the command works."""
+    _sleepy_spec(tmp_path)
+    code, _, err = _interrupt(["run", "sleepy.json"], tmp_path)
+    assert "Traceback" not in err
+    assert 130 == code, err
+    (row,) = wf.Workspace(workspace).runs()
+    run_id = row["run_id"]
+    assert "cancelled" == row["status"]
+    assert (
+        f"wfkit run: interrupted (Ctrl-C): run {run_id} stopped, cancelled; `wfkit show {run_id}` lists the "
+        f"steps it completed; resume with `wfkit resume {run_id}`\n"
+    ) == err
+
+    code, _, err = _interrupt(["fork", run_id, "--at", "first"], tmp_path)
+    assert 130 == code, err
+    fork_id = next(r["run_id"] for r in wf.Workspace(workspace).runs() if r["run_id"] != run_id)
+    assert f"wfkit fork: interrupted (Ctrl-C): run {fork_id} stopped, cancelled;" in err
+
+    code, _, err = _interrupt(["resume", fork_id], tmp_path)
+    assert 130 == code, err
+    assert f"wfkit resume: interrupted (Ctrl-C): run {fork_id} stopped, cancelled;" in err
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert 0 == main(["resume", run_id])  # what it said to do: the step no longer sleeps
+    assert f"run {run_id}: succeeded" in capsys.readouterr().out
+
+
+def test_fork_that_halts_at_a_gate_names_its_ticket_and_how_to_decide_it(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`wfkit fork` of a gated workflow at the step before the gate printed `waiting_approval` and
+    nothing more: neither the ticket nor the command that decides it (`wfkit run` and `resume` print
+    both). It now does, and the command it prints decides the fork's gate."""
+    _router()  # durable_flows on sys.path
+    import durable_flows
+
+    run = durable_flows.refunds.run({"amount": 50}, policy="approve")
+    assert "succeeded" == run.status
+    assert 0 == main(["fork", run.run_id, "--at", "quote", "--set", "amount=5000", "--policy", "halt"])
+    out = capsys.readouterr().out
+    first, *rest = out.strip().splitlines()
+    fork_id = first.split()[1]
+    assert f"run {fork_id} (forked from {run.run_id} at 'quote'): waiting_approval" == first
+    (ticket,) = wfkit.Workspace().pending()
+    assert (
+        f"waiting for approval: ticket {ticket.ticket_id} at 'pay': Refunds need a human: "
+        f"`wfkit approve {ticket.ticket_id} --by NAME`"
+    ) == rest[-1]
+    assert 0 == main(["approve", ticket.ticket_id, "--by", "ana"])
+    assert 0 == main(["resume", fork_id])
+    assert {"amount": 5000, "paid": 5000} == wfkit.Workspace().run_info(fork_id)["state"]
+
+
+def test_show_of_a_fork_or_a_sub_workflow_run_says_where_it_comes_from(
+    workspace: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`wfkit show FORK` printed an empty step table (a fork's journal starts after the step it was
+    forked at) and nothing said it was a fork: `wfkit runs` listed it with 0 steps, as if it had
+    done nothing. A sub-workflow's child run did not name its parent either. Both now say which
+    run they come from, with the command that shows it (`--json` had it all along)."""
+    source = wfkit.Workflow("cli-source")
+    source.step(lambda s: {"a": 1}, name="first")
+    source.step(lambda s: {"b": s["a"] + 1}, name="second")
+    source.chain("first", "second")
+    run = source.run({})
+    fork = source.fork(run.run_id, at="second", update={"a": 10})
+    assert 0 == main(["show", fork.run_id, "--workspace", str(workspace)])
+    out = capsys.readouterr().out.splitlines()
+    assert (
+        f"forked from {run.run_id} at 'second' (visit 1): the steps up to there are that run's "
+        f"(`wfkit show {run.run_id} --workspace {workspace}`)"
+    ) == out[2]
+
+    child = wfkit.Workflow("cli-child-of", inputs=["x"])
+    child.step(lambda s: {"y": s["x"] + 1}, name="inc")
+    parent = wfkit.Workflow("cli-parent-of")
+    parent.step(lambda s: {"x": 1}, name="prepare")
+    parent.subflow(child, name="inner", inputs={"x": "x"}, outputs={"y": "y"})
+    parent.chain("prepare", "inner")
+    top = parent.run({})
+    (child_run,) = wfkit.Workspace().run_info(top.run_id)["children"]
+    assert 0 == main(["show", child_run])
+    assert f"sub-workflow run of {top.run_id} (`wfkit show {top.run_id}`)" == capsys.readouterr().out.splitlines()[2]
+
+
+def test_show_of_a_run_a_rejection_ended_says_to_fork_it_not_to_resume_it(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`wfkit show` of a run that failed because a reviewer rejected its gate said "once its cause
+    is fixed, continue it from its last completed step: `wfkit resume RUN`", but a resume follows
+    the rejection again (a ticket is decided once) and fails the same. It now says so, and gives
+    the fork that asks the gate anew; that fork halts at the gate with a ticket of its own."""
+    _router()  # durable_flows on sys.path
+    import durable_flows
+
+    run = durable_flows.refunds.run({"amount": 900})
+    (ticket,) = run.tickets()
+    assert 0 == main(["reject", ticket.ticket_id, "--by", "ana", "--comment", "too much"])
+    assert 1 == main(["resume", run.run_id])
+    capsys.readouterr()
+    assert 0 == main(["show", run.run_id])
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    command = f"wfkit fork {run.run_id} --at quote"
+    assert (
+        f"failed: rejected at 'pay' (a decision is made once: resuming the run follows it again); to ask again, "
+        f"fork it from a step before the gate (`{command}`: the last step it completed), or start a new run"
+    ) == last
+    assert 1 == main(["resume", run.run_id])  # indeed: the same failure
+    assert "failed" == wfkit.Workspace().run_info(run.run_id)["status"]
+    assert 0 == main(command.split()[1:])
+    assert f"(forked from {run.run_id} at 'quote'): waiting_approval\n" in capsys.readouterr().out

@@ -144,6 +144,15 @@ def _show(args: argparse.Namespace) -> int:
         return 0
     _print(f"run {info['run_id']} of {info['workflow']!r}: {info['status']}")
     _print(f"started {_when(info['created_at'])}, updated {_when(info['updated_at'])}, ended {_when(info['ended_at'])}")
+    where = _workspace_option(args)
+    forked = info["forked_from"]
+    if forked is not None:  # its table starts after the fork: the steps before are the source's
+        _print(
+            f"forked from {forked['run_id']} at {forked['at']!r} (visit {forked['visit']}): the steps up to "
+            f"there are that run's (`wfkit show {forked['run_id']}{where}`)"
+        )
+    if info["parent_run_id"] is not None:
+        _print(f"sub-workflow run of {info['parent_run_id']} (`wfkit show {info['parent_run_id']}{where}`)")
     if info["error"]:
         _print(f"error: {info['error_type']}: {info['error']}")
     _print(f"\n{'step':20} {'visit':>5} {'attempt':>7} {'status':17} {'latency s':>9}  route / error / decision")
@@ -168,6 +177,9 @@ def _show(args: argparse.Namespace) -> int:
     if stopped.in_flight:
         _print(f"\nin flight when the process stopped: {'; '.join(f.describe() for f in stopped.in_flight)}")
     why = _STOPPED.get(info["status"])
+    if info["status"] == RunStatus.FAILED and info["error_type"] == "ApprovalRejectedError":
+        _print(f"\nfailed: {_rejected_hint(ws, args, info)}")
+        return 0
     if why is not None:
         since = "; ".join(r.describe() for r in stopped.reconciled)
         if since and info["status"] == RunStatus.INTERRUPTED and not stopped.died:
@@ -177,6 +189,24 @@ def _show(args: argparse.Namespace) -> int:
         hint = _resume_hint(ws, args, args.run_id).removeprefix("resume with ")
         _print(f"\n{info['status']}: {why}continue it from its last completed step: {hint}")
     return 0
+
+
+def _rejected_hint(ws: Any, args: argparse.Namespace, info: dict[str, Any]) -> str:
+    """What to do about a run a reviewer's rejection ended (its gate had no ``on_reject``): a
+    resume follows the decision again (a ticket is decided once), so it is no way on; a fork from
+    the step before the gate asks the gate anew, with a ticket of its own."""
+    rejected = ws.store.tickets.find(status="rejected", run_id=info["run_id"])
+    gate = f"at {rejected[-1].step!r} " if rejected else ""
+    said = f"rejected {gate}(a decision is made once: resuming the run follows it again)"
+    steps = info["steps"]
+    if not steps:  # gated at its entry: nothing to fork from
+        return f"{said}; to ask again, start a new run"
+    workflow = "" if info["workflow_ref"] else " --workflow module:name"
+    command = f"wfkit fork {info['run_id']} --at {steps[-1]['step']}{_workspace_option(args)}{workflow}"
+    return (
+        f"{said}; to ask again, fork it from a step before the gate (`{command}`: the last step it "
+        f"completed), or start a new run"
+    )
 
 
 # How a crashed irreversible attempt's error asks for a reconciliation (Store.crashed_intent_attempt).
@@ -577,7 +607,10 @@ def load_workflow(ref: str) -> Any:
 def _resume(args: argparse.Namespace) -> int:
     ws = _workspace(args)
     flow = _workflow_of(ws, _run_of(ws, args), args.workflow, "resume")
-    run = flow.resume(args.run_id, workspace=ws.path, policy=args.policy, raise_on_error=False)
+    try:
+        run = flow.resume(args.run_id, workspace=ws.path, policy=args.policy, raise_on_error=False)
+    except KeyboardInterrupt:
+        return _interrupted(args, ws.path, args.run_id)
     _print_run(args, run, ws)
     return 0 if run.status in ("succeeded", "waiting_approval") else 1
 
@@ -757,8 +790,14 @@ def _run_flow(args: argparse.Namespace) -> int:
             f"wfkit run: {args.flow} declares the inputs {list(flow.inputs)} (its `inputs:`), and the run's "
             f"inputs lack {missing}; nothing was started. Pass them: {_run_command(args, inputs, missing)}"
         )
+    from wfkit.engine._workflow import _new_run_id
+
     workspace = False if args.no_workspace else args.workspace
-    run = flow.run(inputs, workspace=workspace, policy=args.policy, raise_on_error=False)
+    run_id = _new_run_id()  # known before it starts: a Ctrl-C must be able to name it
+    try:
+        run = flow.run(inputs, workspace=workspace, policy=args.policy, run_id=run_id, raise_on_error=False)
+    except KeyboardInterrupt:
+        return _interrupted(args, workspace, run_id)
     tools = _tools_bound(run)
     result = {
         "run_id": run.run_id,
@@ -776,6 +815,34 @@ def _run_flow(args: argparse.Namespace) -> int:
     if hint:
         _print(hint, file=sys.stderr)
     return 0 if run.status in ("succeeded", "waiting_approval") else 1
+
+
+def _interrupted(args: argparse.Namespace, workspace: Any, run_id: str) -> int:
+    """What `wfkit run`, `resume` and `fork` say when Ctrl-C (SIGINT) stops the run they drive: the
+    engine has cancelled it (resumable, as in a script), so say which run it was, how it stands
+    and how to go on, rather than a KeyboardInterrupt's traceback. Exits 130, as a shell does."""
+    from wfkit.model._errors import WfkitError
+    from wfkit.store._workspace import Workspace
+
+    said = f"wfkit {args.command}: interrupted (Ctrl-C)"
+    if workspace is False:
+        _print(
+            f"{said}: run {run_id} was kept in memory only (--no-workspace): nothing is left to resume",
+            file=sys.stderr,
+        )
+        return 130
+    try:
+        ws = Workspace(workspace)
+        status = ws.store.run_row(run_id)["status"]
+    except (KeyError, WfkitError):  # stopped before the run was stored (or before the workspace was)
+        _print(f"{said} before run {run_id} started: nothing was stored, nothing to resume", file=sys.stderr)
+        return 130
+    _print(
+        f"{said}: run {run_id} stopped, {status}; `wfkit show {run_id}{_workspace_option(args)}` lists the steps "
+        f"it completed; {_resume_hint(ws, args, run_id)}",
+        file=sys.stderr,
+    )
+    return 130
 
 
 def _tools_bound(run: Any) -> dict[str, list[str]]:
@@ -921,17 +988,29 @@ def _parse_sets(pairs: Sequence[str]) -> dict[str, Any]:
 
 def _fork(args: argparse.Namespace) -> int:
     ws = _workspace(args)
+    from wfkit.engine._workflow import _new_run_id
+
     flow = _workflow_of(ws, _run_of(ws, args), args.workflow, "fork")
-    run = flow.fork(
-        args.run_id,
-        at=args.at,
-        update=_parse_sets(args.set),
-        visit=args.visit,
-        workspace=ws.path,
-        policy=args.policy,
-        raise_on_error=False,
-    )
+    fork_id = _new_run_id()  # known before it starts: a Ctrl-C must be able to name it
+    try:
+        run = flow.fork(
+            args.run_id,
+            at=args.at,
+            update=_parse_sets(args.set),
+            visit=args.visit,
+            new_run_id=fork_id,
+            workspace=ws.path,
+            policy=args.policy,
+            raise_on_error=False,
+        )
+    except KeyboardInterrupt:
+        return _interrupted(args, ws.path, fork_id)
     _print(f"run {run.run_id} (forked from {args.run_id} at {args.at!r}): {run.status}")
+    # What it waits for, with the command that decides or settles it, as `wfkit run` and `resume` say.
+    if run.status == RunStatus.NEEDS_RECONCILIATION:
+        _print_reconciliations(ws, args, run.run_id)
+    if run.status == RunStatus.WAITING_APPROVAL:
+        _print_tickets(ws, args, run.run_id)
     if run.error is not None:
         _print(f"error: {run.error}", file=sys.stderr)
     return 0 if run.status in ("succeeded", "waiting_approval") else 1
