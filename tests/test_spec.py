@@ -602,14 +602,6 @@ def test_missing_required_keys_are_reported() -> None:
     ] == sorted(problems)
 
 
-def test_a_spec_with_steps_but_no_entry_is_told_so_once_in_the_specs_words() -> None:
-    """The schema's "'entry' is missing" came with the graph check's "no entry step: call
-    flow.entry('step') or declare a step first", the Python API's advice, which a spec cannot take."""
-    spec = rag_router().to_spec()
-    del spec["entry"]
-    assert ["$: 'entry' is missing: the step the run starts with"] == _problems(spec)
-
-
 def test_routes_without_a_default_get_one_message_saying_how_to_add_one() -> None:
     """A step's routes with no default (the builder's first connection made a route) are reported
     once, with what to add; the steps those routes reach are not also called unreachable (they

@@ -1192,8 +1192,6 @@ def load_parts(
             compile_graph(name, steps, edges, routers, entry, merge, inputs)
         except WorkflowDefinitionError as exc:
             for message, where, facts in zip(exc.problems, exc.locations, exc.facts, strict=True):
-                if where == ("entry",) and "entry" not in spec:
-                    continue  # said as the key missing: the graph's own words are the Python API's (flow.entry)
                 if not problems.above(where):
                     problems.add(where, f"{json_path(where)}: {message}", facts)
     if problems.messages:
