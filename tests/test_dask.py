@@ -335,12 +335,24 @@ def test_a_remote_schedulers_dashboard_is_announced_only_where_it_serves_one(clu
     assert missing_remote(dead) is None
 
 
+class _BrokenRunner(wf.Workflow):
+    """A workflow whose runs cannot even start: its partitions' work raises on every attempt (a
+    run's own failure would be a row)."""
+
+    async def arun(self, inputs: Any = None, **options: Any) -> Any:
+        raise RuntimeError("the runner broke before its run started")
+
+
 def test_a_partition_failing_every_attempt_is_an_error_naming_it(local_cluster: Any, tmp_path: Path) -> None:
-    """A partition whose work raises on every attempt raises PartitionError with its number."""
-    with pytest.raises(PartitionError, match=r"partition 0 of job \w+ failed on every attempt .*timeout") as info:
-        slow_flow(0.0).run_many(
-            [{"x": 1}], executor=local_cluster, dataset=tmp_path, progress=False, retries=1, timeout=-1
-        )
+    """A partition whose work raises on every attempt raises PartitionError with its number and
+    what its work raised. (It was made to raise by a run timeout of -1 s, which is now refused
+    before anything is sent to Dask.)"""
+    flow = _BrokenRunner("broken")
+    flow.step(lambda state: {}, name="never")
+    with pytest.raises(
+        PartitionError, match=r"partition 0 of job \w+ failed on every attempt .*the runner broke"
+    ) as info:
+        flow.run_many([{"x": 1}], executor=local_cluster, dataset=tmp_path, progress=False, retries=1)
     assert 0 == info.value.partition
 
 
