@@ -628,6 +628,26 @@ def test_a_dashboard_link_is_refused_at_once_as_no_schedulers_address(tmp_path: 
     assert time.monotonic() - started < 2
 
 
+@pytest.mark.parametrize("address", ["localhost", "tcp://localhost", "tcp://127.0.0.1"])
+def test_an_address_without_a_port_is_refused_at_once_with_the_form_to_use(address: str, tmp_path: Path) -> None:
+    """`executor="tcp://localhost"` (no port) said `cannot reach a Dask scheduler at tcp://localhost
+    (tried for 5 s: missing port number ...)`, though nothing was tried, and told to start workers
+    with `dask worker tcp://localhost`, an address that cannot work either. It is now refused at
+    once as no scheduler's address, with the default port to add."""
+    started = time.monotonic()
+    with pytest.raises(SchedulerUnreachableError) as caught:
+        slow_flow(0).run_many([{"x": 1}], executor=address, dataset=tmp_path / "data", progress=False)
+    message = str(caught.value)
+    host = address.split("://")[-1]
+    assert message.startswith(f"{address} is not a Dask scheduler's address (missing port number"), message
+    default = f"(port 8786 by default: tcp://{host}:8786)"
+    assert f"give it as tcp://HOST:PORT, which `dask scheduler` prints {default}" in message
+    assert "tried for" not in message
+    assert "dask worker" not in message
+    assert time.monotonic() - started < 2
+    assert not (tmp_path / "data").exists()
+
+
 def test_executor_of_the_wrong_type_is_refused() -> None:
     """executor= takes a client, a cluster or an address."""
     with pytest.raises(TypeError, match=r"executor= takes a distributed\.Client"):

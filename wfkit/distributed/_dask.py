@@ -169,7 +169,8 @@ def _check_is_a_scheduler(address: str, timeout: float) -> None:
         raise SchedulerUnreachableError(
             address,
             f"{address} is not a Dask scheduler's address ({detail}): give it as tcp://HOST:PORT, which "
-            f"`dask scheduler` prints (port 8786 by default); an http:// link is its dashboard, a web page",
+            f"`dask scheduler` prints (port 8786 by default: tcp://{_host_of(address)}:8786); an http:// link is "
+            f"its dashboard, a web page",
         ) from (detail if isinstance(detail, BaseException) else None)
     if what == "unreachable":
         cause = detail if isinstance(detail, BaseException) else None
@@ -190,6 +191,13 @@ def _check_is_a_scheduler(address: str, timeout: float) -> None:
         f"its port: a scheduler listens on 8786 by default and its dashboard (a web page, http://) on 8787; "
         f"`dask scheduler` prints its address as tcp://HOST:PORT",
     )
+
+
+def _host_of(address: str) -> str:
+    """The host an address names (``HOST`` when it names none), for the example a message gives."""
+    rest = address.split("://", 1)[-1].split("/", 1)[0]
+    host, _, port = rest.rpartition(":")
+    return (host if port.isdigit() else rest) or "HOST"
 
 
 async def _identify(address: str, timeout: float) -> tuple[str, Any]:
@@ -223,8 +231,10 @@ async def _identify(address: str, timeout: float) -> tuple[str, Any]:
             return "unreachable", last or TimeoutError(f"no connection within {timeout:g} s")
         try:
             comm = await asyncio.wait_for(connector.connect(location, deserialize=True, **connection_args), left)
-        except (FatalCommClosedError, ValueError) as exc:  # TLS refused, a malformed host: no retry helps
+        except FatalCommClosedError as exc:  # TLS refused: no retry helps
             return "unreachable", exc
+        except ValueError as exc:  # a malformed host (`localhost`, no port): no address to try at all
+            return "not-an-address", exc
         except (OSError, TimeoutError) as exc:
             last = exc
             await asyncio.sleep(min(0.05, max(0.0, deadline - loop.time())))
