@@ -1464,3 +1464,35 @@ def test_the_case_bar_is_full_once_every_partition_finished() -> None:
         assert (2, 10) == (bars.parts.n, bars.cases.n)
     finally:
         bars.close()
+
+
+def test_a_partition_whose_workers_all_die_names_its_inputs_and_what_kills_a_worker(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    """A step that ends its worker's process (os._exit, a crash in native code) failed the batch
+    with Dask's KilledWorker alone: `partition 0 of job J failed ... KilledWorker: Attempted to run
+    task 'wfkit-runs of ...-p00000' on 4 different workers`, naming no input, nor what kills a
+    worker. The error now says what kills one and which inputs the partition held, to run without
+    Dask."""
+    flow = wf.Workflow("dies-on-dask")
+
+    @flow.step
+    def crash(state: Any) -> dict[str, Any]:
+        if state["x"] == 1:
+            os._exit(1)  # as a segfault in a native library would
+        return {"ok": True}
+
+    with pytest.raises(PartitionError) as failed:
+        flow.run_many(
+            [{"x": i} for i in range(4)],
+            executor=cluster.address, dataset=tmp_path / "data", progress=False, partition_size=2, retries=0,
+        )  # fmt: skip
+    message = str(failed.value)
+    first = 2 * failed.value.partition  # Dask may blame a partition that ran beside the culprit on its worker
+    assert "KilledWorker" in message
+    assert (
+        "Each worker that ran it died: something ends the worker's process (os._exit or a signal in a step, "
+        "a crash in native code, memory beyond the worker's limit; the worker's log says which), in this "
+        "partition or in one running beside it on the same worker. It held runs of workflow 'dies-on-dask' for "
+        f"inputs {first}, {first + 1}: run those without Dask (executor=None; a command without --dask) to see which."
+    ) in message

@@ -315,6 +315,11 @@ class Work(Protocol):
 
     def __call__(self, scratch: Path, progress: Progress) -> PartitionOutput: ...
 
+    def describe(self) -> str:
+        """What this work runs, said for a person ("runs of workflow 'w' for inputs 4, 5"): what an
+        error about its partition names."""
+        ...
+
     def at_most_once(self) -> str | None:
         """What of this work must not run twice (runs with irreversible steps), said for a person;
         None when running it again is harmless."""
@@ -715,8 +720,9 @@ def run_job(
                     markers[part] = future.result()
                 except Exception as exc:
                     raise _failure(
-                        conn, future, exc, job, part, retries, location, done=len(markers), total=len(futures)
-                    ) from exc
+                        conn, future, exc, job, part, retries, location, done=len(markers), total=len(futures),
+                        work=works[part],
+                    ) from exc  # fmt: skip
                 # Its result is here: let the scheduler forget it. A held result whose worker
                 # dies is computed again, and a finished partition would run a second time.
                 future.release()
@@ -839,6 +845,7 @@ def _failure(
     *,
     done: int,
     total: int,
+    work: Work | None = None,
 ) -> ExecutorError:
     """Why a partition's future gave no result (``cause``, what reading it raised): the scheduler
     went away, or the partition failed on every attempt. Either way the job is given up (see
@@ -868,9 +875,22 @@ def _failure(
             job,
             partition,
             f"partition {partition} of job {job} failed on every attempt ({retries} retries, plus re-runs "
-            f"for workers that died): {type(cause).__name__}: {cause}\n{aside}",
+            f"for workers that died): {type(cause).__name__}: {cause}\n{_died_hint(cause, work)}{aside}",
         )
     return error
+
+
+def _died_hint(cause: BaseException, work: Work | None) -> str:
+    """For a partition every worker died running (Dask's KilledWorker): what kills a worker, what
+    the partition held, and how to find the culprit; "" for any other failure (its error says)."""
+    if type(cause).__name__ != "KilledWorker" or work is None:
+        return ""
+    return (
+        f"Each worker that ran it died: something ends the worker's process (os._exit or a signal in a step, "
+        f"a crash in native code, memory beyond the worker's limit; the worker's log says which), in this "
+        f"partition or in one running beside it on the same worker. It held {work.describe()}: run those "
+        f"without Dask (executor=None; a command without --dask) to see which.\n"
+    )
 
 
 def _abort(location: Location, job: str, label: str, exc: BaseException, markers: Iterable[dict[str, Any]]) -> None:
