@@ -1829,3 +1829,28 @@ def test_show_of_a_run_a_rejection_ended_says_to_fork_it_not_to_resume_it(
     assert "failed" == wfkit.Workspace().run_info(run.run_id)["status"]
     assert 0 == main(command.split()[1:])
     assert f"(forked from {run.run_id} at 'quote'): waiting_approval\n" in capsys.readouterr().out
+
+
+def test_cache_clear_of_a_misspelt_step_or_workflow_names_what_the_cache_holds(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`wfkit cache clear --step inc_` (a typo) said `dropped 0 cache entries` and nothing else, as if
+    the step's entries were gone; the stale results stayed. It now says that no entry is of that
+    step, and which workflows and steps the cache holds; a right name with nothing left (or nothing
+    expired) says no more than before."""
+    flow = wfkit.Workflow("cli-cached-typo")
+    flow.step(lambda s: {"b": s["a"] + 1}, name="inc", cache=True)
+    flow.run({"a": 1})
+    assert 0 == main(["cache", "clear", "--step", "inc_"])
+    captured = capsys.readouterr()
+    assert captured.out.startswith("dropped 0 cache entries from")
+    assert (
+        "wfkit cache clear: no cache entry is of step 'inc_'; it holds entries of 'inc' of 'cli-cached-typo' (1): "
+        "check the names (--workflow is the workflow's name, --step a step's, as `wfkit show RUN` lists them)\n"
+    ) == captured.err
+    assert 0 == main(["cache", "clear", "--workflow", "cli-cached-typo", "--step", "inc", "--expired"])
+    assert "" == capsys.readouterr().err  # the names are right: nothing had expired
+    assert 0 == main(["cache", "clear", "--workflow", "cli-cached-typo", "--step", "inc"])
+    assert "dropped 1 cache entry from" in capsys.readouterr().out
+    assert 0 == main(["cache", "clear", "--step", "inc_"])
+    assert "" == capsys.readouterr().err  # an empty cache: nothing to compare with

@@ -972,6 +972,18 @@ def _cache(args: argparse.Namespace) -> int:
     dropped = ws.clear_cache(workflow=args.workflow, step=args.step, expired_only=args.expired)
     what = "expired " if args.expired else ""
     _print(f"dropped {dropped} {what}cache entr{'y' if dropped == 1 else 'ies'} from {ws.path}")
+    held = ws.store.cache_steps()
+    named_any = any(args.workflow in (None, workflow) and args.step in (None, step) for workflow, step in held)
+    if not dropped and held and not named_any:  # a misspelt --workflow or --step matches nothing
+        named = " and ".join(
+            f"{option} {value!r}" for option, value in (("workflow", args.workflow), ("step", args.step)) if value
+        )
+        listed = ", ".join(f"{step!r} of {workflow!r} ({count})" for (workflow, step), count in held.items())
+        _print(
+            f"wfkit cache clear: no cache entry is of {named}; it holds entries of {listed}: check the "
+            f"names (--workflow is the workflow's name, --step a step's, as `wfkit show RUN` lists them)",
+            file=sys.stderr,
+        )
     return 0
 
 
