@@ -1854,3 +1854,20 @@ def test_cache_clear_of_a_misspelt_step_or_workflow_names_what_the_cache_holds(
     assert "dropped 1 cache entry from" in capsys.readouterr().out
     assert 0 == main(["cache", "clear", "--step", "inc_"])
     assert "" == capsys.readouterr().err  # an empty cache: nothing to compare with
+
+
+def test_runs_filtered_to_nothing_does_not_say_the_workspace_is_empty(
+    workspace: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`wfkit runs --status interrupted` in a workspace of runs that all ended said `no runs in this
+    workspace`, as if it were empty (a wrong --workspace, say). It now names the status it found
+    none of, and how many runs there are in all; an empty workspace still says it is empty."""
+    _gated_run(workspace)
+    assert 0 == main(["runs", "--status", "interrupted", "--workspace", str(workspace)])
+    assert (
+        f"no interrupted runs in this workspace (1 run in all: `wfkit runs --workspace {workspace}` lists them)\n"
+    ) == capsys.readouterr().out
+    empty = workspace.parent / "empty"
+    wfkit.Workspace(empty, create=True)
+    assert 0 == main(["runs", "--status", "interrupted", "--workspace", str(empty)])
+    assert "no runs in this workspace\n" == capsys.readouterr().out

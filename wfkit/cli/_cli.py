@@ -100,12 +100,20 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _runs(args: argparse.Namespace) -> int:
-    rows = _workspace(args).runs(status=args.status, limit=args.limit)
+    ws = _workspace(args)
+    rows = ws.runs(status=args.status, limit=args.limit)
     if args.json:
         _print_json(rows)
         return 0
     if not rows:
-        _print("no runs in this workspace")
+        every = len(ws.runs()) if args.status else 0
+        if every:  # the filter left them out: not an empty workspace
+            _print(
+                f"no {args.status} runs in this workspace ({every} run{'s' if every != 1 else ''} in all: "
+                f"`wfkit runs{_workspace_option(args)}` lists them)"
+            )
+        else:
+            _print("no runs in this workspace")
         return 0
     width = max(len("run_id"), *(len(r["run_id"]) for r in rows))  # ids whole: 24 digits, 16 before, or yours
     _print(f"{'run_id':{width}} {'workflow':20} {'status':22} {'started':19} {'steps':>5}")
