@@ -1871,3 +1871,32 @@ def test_runs_filtered_to_nothing_does_not_say_the_workspace_is_empty(
     wfkit.Workspace(empty, create=True)
     assert 0 == main(["runs", "--status", "interrupted", "--workspace", str(empty)])
     assert "no runs in this workspace\n" == capsys.readouterr().out
+
+
+def test_reconcile_of_a_step_already_reconciled_says_who_did_and_how(
+    workspace: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A second `wfkit reconcile RUN STEP` (a colleague's, or the same command typed again) said only
+    `run R has no irreversible step 'send' waiting for reconciliation`, as if the name were wrong. It
+    now says who reconciled it and how; a step that completed says so."""
+    run = _payout().run({})
+    wfkit.Workspace().approve(run.tickets()[0].ticket_id, by="ana", resume=False)
+    wfkit.Workspace().store.intent(run.run_id, "send", 1, f"{run.run_id}:send:1")  # then the process died
+    assert 0 == main(["reconcile", run.run_id, "send", "--done", "--by", "ops"])
+    capsys.readouterr()
+    assert 1 == main(["reconcile", run.run_id, "send", "--retry", "--by", "bob"])
+    assert (
+        f"wfkit reconcile: run {run.run_id} has no irreversible step 'send' waiting for reconciliation: ops "
+        f"reconciled it as done (a step is reconciled once); `wfkit show {run.run_id}` lists its intents\n"
+    ) == capsys.readouterr().err
+    done = _payout().run({}, policy="approve")
+    assert 1 == main(["reconcile", done.run_id, "send", "--done", "--by", "bob"])
+    assert "waiting for reconciliation: it completed; `wfkit show" in capsys.readouterr().err
+    cut = _payout().run({})  # a misspelt step of a run that does wait: the command for the step it waits for
+    wfkit.Workspace().approve(cut.tickets()[0].ticket_id, by="ana", resume=False)
+    wfkit.Workspace().store.intent(cut.run_id, "send", 1, f"{cut.run_id}:send:1")
+    assert 1 == main(["reconcile", cut.run_id, "sned", "--done", "--by", "bob"])
+    assert (
+        f"has no irreversible step 'sned' waiting for reconciliation; it waits for "
+        f"`wfkit reconcile {cut.run_id} send --done|--retry --by NAME`\n"
+    ) in capsys.readouterr().err
