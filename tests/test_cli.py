@@ -1900,3 +1900,26 @@ def test_reconcile_of_a_step_already_reconciled_says_who_did_and_how(
         f"has no irreversible step 'sned' waiting for reconciliation; it waits for "
         f"`wfkit reconcile {cut.run_id} send --done|--retry --by NAME`\n"
     ) in capsys.readouterr().err
+
+
+@pytest.mark.slow  # a process killed with SIGKILL: about 2 s
+def test_show_of_a_run_killed_in_an_irreversible_step_says_to_reconcile_before_resuming(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`wfkit show` of a run killed inside its irreversible step asked for `wfkit reconcile`, then
+    ended with `continue it from its last completed step: wfkit resume RUN`, which only stops the
+    run again in needs_reconciliation. It now says to settle the step first, then resume; once
+    it is reconciled the line says to resume, and the resume finishes the run."""
+    ws, logs = tmp_path / "ws", tmp_path / "logs"
+    assert -signal.SIGKILL == _crashflow(ws, logs, "email:middle").returncode
+    status = _show("crash-run", ws, capsys).strip().splitlines()[-1]
+    assert status.startswith(
+        "interrupted: the process running it stopped before the run ended, and nothing runs it now; settle 'email' "
+        "first (needs `wfkit reconcile`, above: a resume would stop there), then continue it from its last "
+        f"completed step: `wfkit resume crash-run --workspace {ws} --workflow module:name`"
+    ), status
+    assert 0 == main(["reconcile", "crash-run", "email", "--retry", "--by", "ana", "--workspace", str(ws)])
+    capsys.readouterr()
+    assert "settle" not in _show("crash-run", ws, capsys)
+    assert 0 == _crashflow(ws, logs).returncode
+    assert "succeeded" == json.loads((logs / "result.json").read_text())["status"]

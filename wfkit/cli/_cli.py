@@ -195,6 +195,11 @@ def _show(args: argparse.Namespace) -> int:
         elif since:
             why = f"{why}since then, {since}; "
         hint = _resume_hint(ws, args, args.run_id).removeprefix("resume with ")
+        waiting = ws.store.pending_intents(args.run_id)
+        if waiting:  # a resume would only stop at them (needs_reconciliation): settle them first
+            steps = ", ".join(repr(i["step"]) for i in waiting)
+            need = "needs" if len(waiting) == 1 else "need"
+            why = f"{why}settle {steps} first ({need} `wfkit reconcile`, above: a resume would stop there), then "
         _print(f"\n{info['status']}: {why}continue it from its last completed step: {hint}")
     return 0
 
