@@ -1496,3 +1496,22 @@ def test_a_partition_whose_workers_all_die_names_its_inputs_and_what_kills_a_wor
         "partition or in one running beside it on the same worker. It held runs of workflow 'dies-on-dask' for "
         f"inputs {first}, {first + 1}: run those without Dask (executor=None; a command without --dask) to see which."
     ) in message
+
+
+def test_a_closed_client_or_cluster_as_executor_says_it_is_closed(tmp_path: Path) -> None:
+    """A client whose `with Client(cluster) as client:` block had ended (a notebook's next cell)
+    failed with `RuntimeError: IOLoop is closed`, naming neither the client nor what to do. A
+    closed client, and a closed cluster, are now refused at once saying so, with what to pass."""
+    from distributed import Client, LocalCluster
+
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None) as cluster:
+        with Client(cluster) as client:
+            pass
+        with pytest.raises(SchedulerUnreachableError) as closed_client:
+            slow_flow(0.0).run_many([{"x": 1}], executor=client, dataset=tmp_path / "data", progress=False)
+    assert str(closed_client.value).startswith("the Dask client given as executor= is closed (")
+    assert "make a new one (Client(cluster), Client('tcp://HOST:8786'))" in str(closed_client.value)
+    closed = r"the Dask cluster given as executor= is closed \(LocalCluster"
+    with pytest.raises(SchedulerUnreachableError, match=closed):
+        slow_flow(0.0).run_many([{"x": 1}], executor=cluster, dataset=tmp_path / "data", progress=False)
+    assert not (tmp_path / "data").exists()

@@ -110,8 +110,22 @@ def connect(executor: Executor, *, timeout: float = CONNECT_TIMEOUT) -> Connecti
     """A client for ``executor``; an address is tried for ``timeout`` seconds, then a clear error."""
     distributed = import_distributed()
     if isinstance(executor, distributed.Client):
+        if executor.status in ("closing", "closed"):  # it failed later as "RuntimeError: IOLoop is closed"
+            raise SchedulerUnreachableError(
+                _closed_address(executor),
+                f"the Dask client given as executor= is closed ({executor!r}: client.close() was called, or the "
+                f"`with Client(...)` block it was made by ended); make a new one (Client(cluster), "
+                f"Client('tcp://HOST:8786')), or pass the cluster or the scheduler's address",
+            )
         return Connection(executor, owned=False)
     if hasattr(executor, "scheduler_address"):  # a cluster object: LocalCluster, a deployment's cluster
+        if getattr(getattr(executor, "status", None), "name", None) in ("closing", "closed"):
+            raise SchedulerUnreachableError(
+                _closed_address(executor),
+                f"the Dask cluster given as executor= is closed ({executor!r}: cluster.close() was called, or "
+                f"the `with` block it was made by ended); start a new one (local_cluster(2)), or pass a running "
+                f"cluster's scheduler address",
+            )
         return Connection(distributed.Client(executor, set_as_default=False), owned=True)
     if not isinstance(executor, str) or not executor.strip():
         raise TypeError(
@@ -126,6 +140,15 @@ def connect(executor: Executor, *, timeout: float = CONNECT_TIMEOUT) -> Connecti
     except (OSError, TimeoutError, ValueError) as exc:
         raise SchedulerUnreachableError(address, _unreachable(address, timeout, exc)) from exc
     return Connection(client, owned=True)
+
+
+def _closed_address(executor: Any) -> str:
+    """The scheduler address a closed client or cluster had, or "?" when it no longer says."""
+    try:
+        address = executor.scheduler_address if hasattr(executor, "scheduler_address") else executor.scheduler.address
+    except Exception:  # a closed object may have let go of its scheduler
+        return "?"
+    return str(address) if address else "?"
 
 
 def _unreachable(address: str, timeout: float, exc: BaseException | None) -> str:
