@@ -1881,3 +1881,97 @@ def test_show_of_a_run_a_rejection_ended_says_to_fork_it_not_to_resume_it(
     assert "failed" == wfkit.Workspace().run_info(run.run_id)["status"]
     assert 0 == main(command.split()[1:])
     assert f"(forked from {run.run_id} at 'quote'): waiting_approval\n" in capsys.readouterr().out
+
+
+def test_cache_clear_of_a_misspelt_step_or_workflow_names_what_the_cache_holds(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`wfkit cache clear --step inc_` (a typo) said `dropped 0 cache entries` and nothing else, as if
+    the step's entries were gone; the stale results stayed. It now says that no entry is of that
+    step, and which workflows and steps the cache holds; a right name with nothing left (or nothing
+    expired) says no more than before."""
+    flow = wfkit.Workflow("cli-cached-typo")
+    flow.step(lambda s: {"b": s["a"] + 1}, name="inc", cache=True)
+    flow.run({"a": 1})
+    assert 0 == main(["cache", "clear", "--step", "inc_"])
+    captured = capsys.readouterr()
+    assert captured.out.startswith("dropped 0 cache entries from")
+    assert (
+        "wfkit cache clear: no cache entry is of step 'inc_'; it holds entries of 'inc' of 'cli-cached-typo' (1): "
+        "check the names (--workflow is the workflow's name, --step a step's, as `wfkit show RUN` lists them)\n"
+    ) == captured.err
+    assert 0 == main(["cache", "clear", "--workflow", "cli-cached-typo", "--step", "inc", "--expired"])
+    assert "" == capsys.readouterr().err  # the names are right: nothing had expired
+    assert 0 == main(["cache", "clear", "--workflow", "cli-cached-typo", "--step", "inc"])
+    assert "dropped 1 cache entry from" in capsys.readouterr().out
+    assert 0 == main(["cache", "clear", "--step", "inc_"])
+    assert "" == capsys.readouterr().err  # an empty cache: nothing to compare with
+
+
+def test_runs_filtered_to_nothing_does_not_say_the_workspace_is_empty(
+    workspace: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`wfkit runs --status interrupted` in a workspace of runs that all ended said `no runs in this
+    workspace`, as if it were empty (a wrong --workspace, say). It now names the status it found
+    none of, and how many runs there are in all; an empty workspace still says it is empty."""
+    _gated_run(workspace)
+    assert 0 == main(["runs", "--status", "interrupted", "--workspace", str(workspace)])
+    assert (
+        f"no interrupted runs in this workspace (1 run in all: `wfkit runs --workspace {workspace}` lists them)\n"
+    ) == capsys.readouterr().out
+    empty = workspace.parent / "empty"
+    wfkit.Workspace(empty, create=True)
+    assert 0 == main(["runs", "--status", "interrupted", "--workspace", str(empty)])
+    assert "no runs in this workspace\n" == capsys.readouterr().out
+
+
+def test_reconcile_of_a_step_already_reconciled_says_who_did_and_how(
+    workspace: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A second `wfkit reconcile RUN STEP` (a colleague's, or the same command typed again) said only
+    `run R has no irreversible step 'send' waiting for reconciliation`, as if the name were wrong. It
+    now says who reconciled it and how; a step that completed says so."""
+    run = _payout().run({})
+    wfkit.Workspace().approve(run.tickets()[0].ticket_id, by="ana", resume=False)
+    wfkit.Workspace().store.intent(run.run_id, "send", 1, f"{run.run_id}:send:1")  # then the process died
+    assert 0 == main(["reconcile", run.run_id, "send", "--done", "--by", "ops"])
+    capsys.readouterr()
+    assert 1 == main(["reconcile", run.run_id, "send", "--retry", "--by", "bob"])
+    assert (
+        f"wfkit reconcile: run {run.run_id} has no irreversible step 'send' waiting for reconciliation: ops "
+        f"reconciled it as done (a step is reconciled once); `wfkit show {run.run_id}` lists its intents\n"
+    ) == capsys.readouterr().err
+    done = _payout().run({}, policy="approve")
+    assert 1 == main(["reconcile", done.run_id, "send", "--done", "--by", "bob"])
+    assert "waiting for reconciliation: it completed; `wfkit show" in capsys.readouterr().err
+    cut = _payout().run({})  # a misspelt step of a run that does wait: the command for the step it waits for
+    wfkit.Workspace().approve(cut.tickets()[0].ticket_id, by="ana", resume=False)
+    wfkit.Workspace().store.intent(cut.run_id, "send", 1, f"{cut.run_id}:send:1")
+    assert 1 == main(["reconcile", cut.run_id, "sned", "--done", "--by", "bob"])
+    assert (
+        f"has no irreversible step 'sned' waiting for reconciliation; it waits for "
+        f"`wfkit reconcile {cut.run_id} send --done|--retry --by NAME`\n"
+    ) in capsys.readouterr().err
+
+
+@pytest.mark.slow  # a process killed with SIGKILL: about 2 s
+def test_show_of_a_run_killed_in_an_irreversible_step_says_to_reconcile_before_resuming(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`wfkit show` of a run killed inside its irreversible step asked for `wfkit reconcile`, then
+    ended with `continue it from its last completed step: wfkit resume RUN`, which only stops the
+    run again in needs_reconciliation. It now says to settle the step first, then resume; once
+    it is reconciled the line says to resume, and the resume finishes the run."""
+    ws, logs = tmp_path / "ws", tmp_path / "logs"
+    assert -signal.SIGKILL == _crashflow(ws, logs, "email:middle").returncode
+    status = _show("crash-run", ws, capsys).strip().splitlines()[-1]
+    assert status.startswith(
+        "interrupted: the process running it stopped before the run ended, and nothing runs it now; settle 'email' "
+        "first (needs `wfkit reconcile`, above: a resume would stop there), then continue it from its last "
+        f"completed step: `wfkit resume crash-run --workspace {ws} --workflow module:name`"
+    ), status
+    assert 0 == main(["reconcile", "crash-run", "email", "--retry", "--by", "ana", "--workspace", str(ws)])
+    capsys.readouterr()
+    assert "settle" not in _show("crash-run", ws, capsys)
+    assert 0 == _crashflow(ws, logs).returncode
+    assert "succeeded" == json.loads((logs / "result.json").read_text())["status"]

@@ -640,6 +640,26 @@ def test_a_dashboard_link_is_refused_at_once_as_no_schedulers_address(tmp_path: 
     assert time.monotonic() - started < 2
 
 
+@pytest.mark.parametrize("address", ["localhost", "tcp://localhost", "tcp://127.0.0.1"])
+def test_an_address_without_a_port_is_refused_at_once_with_the_form_to_use(address: str, tmp_path: Path) -> None:
+    """`executor="tcp://localhost"` (no port) said `cannot reach a Dask scheduler at tcp://localhost
+    (tried for 5 s: missing port number ...)`, though nothing was tried, and told to start workers
+    with `dask worker tcp://localhost`, an address that cannot work either. It is now refused at
+    once as no scheduler's address, with the default port to add."""
+    started = time.monotonic()
+    with pytest.raises(SchedulerUnreachableError) as caught:
+        slow_flow(0).run_many([{"x": 1}], executor=address, dataset=tmp_path / "data", progress=False)
+    message = str(caught.value)
+    host = address.split("://")[-1]
+    assert message.startswith(f"{address} is not a Dask scheduler's address (missing port number"), message
+    default = f"(port 8786 by default: tcp://{host}:8786)"
+    assert f"give it as tcp://HOST:PORT, which `dask scheduler` prints {default}" in message
+    assert "tried for" not in message
+    assert "dask worker" not in message
+    assert time.monotonic() - started < 2
+    assert not (tmp_path / "data").exists()
+
+
 def test_executor_of_the_wrong_type_is_refused() -> None:
     """executor= takes a client, a cluster or an address."""
     with pytest.raises(TypeError, match=r"executor= takes a distributed\.Client"):
@@ -1456,3 +1476,54 @@ def test_the_case_bar_is_full_once_every_partition_finished() -> None:
         assert (2, 10) == (bars.parts.n, bars.cases.n)
     finally:
         bars.close()
+
+
+def test_a_partition_whose_workers_all_die_names_its_inputs_and_what_kills_a_worker(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    """A step that ends its worker's process (os._exit, a crash in native code) failed the batch
+    with Dask's KilledWorker alone: `partition 0 of job J failed ... KilledWorker: Attempted to run
+    task 'wfkit-runs of ...-p00000' on 4 different workers`, naming no input, nor what kills a
+    worker. The error now says what kills one and which inputs the partition held, to run without
+    Dask."""
+    flow = wf.Workflow("dies-on-dask")
+
+    @flow.step
+    def crash(state: Any) -> dict[str, Any]:
+        if state["x"] == 1:
+            os._exit(1)  # as a segfault in a native library would
+        return {"ok": True}
+
+    with pytest.raises(PartitionError) as failed:
+        flow.run_many(
+            [{"x": i} for i in range(4)],
+            executor=cluster.address, dataset=tmp_path / "data", progress=False, partition_size=2, retries=0,
+        )  # fmt: skip
+    message = str(failed.value)
+    first = 2 * failed.value.partition  # Dask may blame a partition that ran beside the culprit on its worker
+    assert "KilledWorker" in message
+    assert (
+        "Each worker that ran it died: something ends the worker's process (os._exit or a signal in a step, "
+        "a crash in native code, memory beyond the worker's limit; the worker's log says which), in this "
+        "partition or in one running beside it on the same worker. It held runs of workflow 'dies-on-dask' for "
+        f"inputs {first}, {first + 1}: run those without Dask (executor=None; a command without --dask) to see which."
+    ) in message
+
+
+def test_a_closed_client_or_cluster_as_executor_says_it_is_closed(tmp_path: Path) -> None:
+    """A client whose `with Client(cluster) as client:` block had ended (a notebook's next cell)
+    failed with `RuntimeError: IOLoop is closed`, naming neither the client nor what to do. A
+    closed client, and a closed cluster, are now refused at once saying so, with what to pass."""
+    from distributed import Client, LocalCluster
+
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None) as cluster:
+        with Client(cluster) as client:
+            pass
+        with pytest.raises(SchedulerUnreachableError) as closed_client:
+            slow_flow(0.0).run_many([{"x": 1}], executor=client, dataset=tmp_path / "data", progress=False)
+    assert str(closed_client.value).startswith("the Dask client given as executor= is closed (")
+    assert "make a new one (Client(cluster), Client('tcp://HOST:8786'))" in str(closed_client.value)
+    closed = r"the Dask cluster given as executor= is closed \(LocalCluster"
+    with pytest.raises(SchedulerUnreachableError, match=closed):
+        slow_flow(0.0).run_many([{"x": 1}], executor=cluster, dataset=tmp_path / "data", progress=False)
+    assert not (tmp_path / "data").exists()

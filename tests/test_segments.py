@@ -43,6 +43,9 @@ class RunInputs:
             progress()
         return PartitionOutput(rows, (scratch,))
 
+    def describe(self) -> str:
+        return f"doubler runs for {self.xs}"
+
     def at_most_once(self) -> None:
         return None  # the doubler has no irreversible step: a partition may run again
 
@@ -70,6 +73,9 @@ class SynchronousLevel:
 
         level = open_store(scratch).conn.execute("PRAGMA synchronous").fetchone()[0]
         return PartitionOutput([{"synchronous": level}], (scratch,))
+
+    def describe(self) -> str:
+        return "a check of the scratch store's durability level"
 
     def at_most_once(self) -> None:
         return None

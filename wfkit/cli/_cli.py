@@ -100,12 +100,20 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _runs(args: argparse.Namespace) -> int:
-    rows = _workspace(args).runs(status=args.status, limit=args.limit)
+    ws = _workspace(args)
+    rows = ws.runs(status=args.status, limit=args.limit)
     if args.json:
         _print_json(rows)
         return 0
     if not rows:
-        _print("no runs in this workspace")
+        every = len(ws.runs()) if args.status else 0
+        if every:  # the filter left them out: not an empty workspace
+            _print(
+                f"no {args.status} runs in this workspace ({every} run{'s' if every != 1 else ''} in all: "
+                f"`wfkit runs{_workspace_option(args)}` lists them)"
+            )
+        else:
+            _print("no runs in this workspace")
         return 0
     width = max(len("run_id"), *(len(r["run_id"]) for r in rows))  # ids whole: 24 digits, 16 before, or yours
     _print(f"{'run_id':{width}} {'workflow':20} {'status':22} {'started':19} {'steps':>5}")
@@ -187,6 +195,11 @@ def _show(args: argparse.Namespace) -> int:
         elif since:
             why = f"{why}since then, {since}; "
         hint = _resume_hint(ws, args, args.run_id).removeprefix("resume with ")
+        waiting = ws.store.pending_intents(args.run_id)
+        if waiting:  # a resume would only stop at them (needs_reconciliation): settle them first
+            steps = ", ".join(repr(i["step"]) for i in waiting)
+            need = "needs" if len(waiting) == 1 else "need"
+            why = f"{why}settle {steps} first ({need} `wfkit reconcile`, above: a resume would stop there), then "
         _print(f"\n{info['status']}: {why}continue it from its last completed step: {hint}")
     return 0
 
@@ -1021,6 +1034,18 @@ def _cache(args: argparse.Namespace) -> int:
     dropped = ws.clear_cache(workflow=args.workflow, step=args.step, expired_only=args.expired)
     what = "expired " if args.expired else ""
     _print(f"dropped {dropped} {what}cache entr{'y' if dropped == 1 else 'ies'} from {ws.path}")
+    held = ws.store.cache_steps()
+    named_any = any(args.workflow in (None, workflow) and args.step in (None, step) for workflow, step in held)
+    if not dropped and held and not named_any:  # a misspelt --workflow or --step matches nothing
+        named = " and ".join(
+            f"{option} {value!r}" for option, value in (("workflow", args.workflow), ("step", args.step)) if value
+        )
+        listed = ", ".join(f"{step!r} of {workflow!r} ({count})" for (workflow, step), count in held.items())
+        _print(
+            f"wfkit cache clear: no cache entry is of {named}; it holds entries of {listed}: check the "
+            f"names (--workflow is the workflow's name, --step a step's, as `wfkit show RUN` lists them)",
+            file=sys.stderr,
+        )
     return 0
 
 

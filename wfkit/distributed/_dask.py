@@ -110,8 +110,22 @@ def connect(executor: Executor, *, timeout: float = CONNECT_TIMEOUT) -> Connecti
     """A client for ``executor``; an address is tried for ``timeout`` seconds, then a clear error."""
     distributed = import_distributed()
     if isinstance(executor, distributed.Client):
+        if executor.status in ("closing", "closed"):  # it failed later as "RuntimeError: IOLoop is closed"
+            raise SchedulerUnreachableError(
+                _closed_address(executor),
+                f"the Dask client given as executor= is closed ({executor!r}: client.close() was called, or the "
+                f"`with Client(...)` block it was made by ended); make a new one (Client(cluster), "
+                f"Client('tcp://HOST:8786')), or pass the cluster or the scheduler's address",
+            )
         return Connection(executor, owned=False)
     if hasattr(executor, "scheduler_address"):  # a cluster object: LocalCluster, a deployment's cluster
+        if getattr(getattr(executor, "status", None), "name", None) in ("closing", "closed"):
+            raise SchedulerUnreachableError(
+                _closed_address(executor),
+                f"the Dask cluster given as executor= is closed ({executor!r}: cluster.close() was called, or "
+                f"the `with` block it was made by ended); start a new one (local_cluster(2)), or pass a running "
+                f"cluster's scheduler address",
+            )
         return Connection(distributed.Client(executor, set_as_default=False), owned=True)
     if not isinstance(executor, str) or not executor.strip():
         raise TypeError(
@@ -126,6 +140,15 @@ def connect(executor: Executor, *, timeout: float = CONNECT_TIMEOUT) -> Connecti
     except (OSError, TimeoutError, ValueError) as exc:
         raise SchedulerUnreachableError(address, _unreachable(address, timeout, exc)) from exc
     return Connection(client, owned=True)
+
+
+def _closed_address(executor: Any) -> str:
+    """The scheduler address a closed client or cluster had, or "?" when it no longer says."""
+    try:
+        address = executor.scheduler_address if hasattr(executor, "scheduler_address") else executor.scheduler.address
+    except Exception:  # a closed object may have let go of its scheduler
+        return "?"
+    return str(address) if address else "?"
 
 
 def _unreachable(address: str, timeout: float, exc: BaseException | None) -> str:
@@ -169,7 +192,8 @@ def _check_is_a_scheduler(address: str, timeout: float) -> None:
         raise SchedulerUnreachableError(
             address,
             f"{address} is not a Dask scheduler's address ({detail}): give it as tcp://HOST:PORT, which "
-            f"`dask scheduler` prints (port 8786 by default); an http:// link is its dashboard, a web page",
+            f"`dask scheduler` prints (port 8786 by default: tcp://{_host_of(address)}:8786); an http:// link is "
+            f"its dashboard, a web page",
         ) from (detail if isinstance(detail, BaseException) else None)
     if what == "unreachable":
         cause = detail if isinstance(detail, BaseException) else None
@@ -190,6 +214,13 @@ def _check_is_a_scheduler(address: str, timeout: float) -> None:
         f"its port: a scheduler listens on 8786 by default and its dashboard (a web page, http://) on 8787; "
         f"`dask scheduler` prints its address as tcp://HOST:PORT",
     )
+
+
+def _host_of(address: str) -> str:
+    """The host an address names (``HOST`` when it names none), for the example a message gives."""
+    rest = address.split("://", 1)[-1].split("/", 1)[0]
+    host, _, port = rest.rpartition(":")
+    return (host if port.isdigit() else rest) or "HOST"
 
 
 async def _identify(address: str, timeout: float) -> tuple[str, Any]:
@@ -223,8 +254,10 @@ async def _identify(address: str, timeout: float) -> tuple[str, Any]:
             return "unreachable", last or TimeoutError(f"no connection within {timeout:g} s")
         try:
             comm = await asyncio.wait_for(connector.connect(location, deserialize=True, **connection_args), left)
-        except (FatalCommClosedError, ValueError) as exc:  # TLS refused, a malformed host: no retry helps
+        except FatalCommClosedError as exc:  # TLS refused: no retry helps
             return "unreachable", exc
+        except ValueError as exc:  # a malformed host (`localhost`, no port): no address to try at all
+            return "not-an-address", exc
         except (OSError, TimeoutError) as exc:
             last = exc
             await asyncio.sleep(min(0.05, max(0.0, deadline - loop.time())))
@@ -304,6 +337,11 @@ class Work(Protocol):
     """One partition's work, run on a worker: picklable, given a private scratch folder."""
 
     def __call__(self, scratch: Path, progress: Progress) -> PartitionOutput: ...
+
+    def describe(self) -> str:
+        """What this work runs, said for a person ("runs of workflow 'w' for inputs 4, 5"): what an
+        error about its partition names."""
+        ...
 
     def at_most_once(self) -> str | None:
         """What of this work must not run twice (runs with irreversible steps), said for a person;
@@ -705,8 +743,9 @@ def run_job(
                     markers[part] = future.result()
                 except Exception as exc:
                     raise _failure(
-                        conn, future, exc, job, part, retries, location, done=len(markers), total=len(futures)
-                    ) from exc
+                        conn, future, exc, job, part, retries, location, done=len(markers), total=len(futures),
+                        work=works[part],
+                    ) from exc  # fmt: skip
                 # Its result is here: let the scheduler forget it. A held result whose worker
                 # dies is computed again, and a finished partition would run a second time.
                 future.release()
@@ -829,6 +868,7 @@ def _failure(
     *,
     done: int,
     total: int,
+    work: Work | None = None,
 ) -> ExecutorError:
     """Why a partition's future gave no result (``cause``, what reading it raised): the scheduler
     went away, or the partition failed on every attempt. Either way the job is given up (see
@@ -858,9 +898,22 @@ def _failure(
             job,
             partition,
             f"partition {partition} of job {job} failed on every attempt ({retries} retries, plus re-runs "
-            f"for workers that died): {type(cause).__name__}: {cause}\n{aside}",
+            f"for workers that died): {type(cause).__name__}: {cause}\n{_died_hint(cause, work)}{aside}",
         )
     return error
+
+
+def _died_hint(cause: BaseException, work: Work | None) -> str:
+    """For a partition every worker died running (Dask's KilledWorker): what kills a worker, what
+    the partition held, and how to find the culprit; "" for any other failure (its error says)."""
+    if type(cause).__name__ != "KilledWorker" or work is None:
+        return ""
+    return (
+        f"Each worker that ran it died: something ends the worker's process (os._exit or a signal in a step, "
+        f"a crash in native code, memory beyond the worker's limit; the worker's log says which), in this "
+        f"partition or in one running beside it on the same worker. It held {work.describe()}: run those "
+        f"without Dask (executor=None; a command without --dask) to see which.\n"
+    )
 
 
 def _abort(location: Location, job: str, label: str, exc: BaseException, markers: Iterable[dict[str, Any]]) -> None:

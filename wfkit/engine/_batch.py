@@ -137,16 +137,16 @@ class _BatchPartition:
         )
         return PartitionOutput(rows, (scratch,))
 
+    def describe(self) -> str:
+        return f"runs of workflow {self.flow.name!r} for inputs {', '.join(str(i) for i, _ in self.inputs)}"
+
     def at_most_once(self) -> str | None:
         from wfkit.model._steps import irreversible_steps
 
         steps = irreversible_steps(getattr(self.flow, "steps", {}))
         if not steps:
             return None
-        return (
-            f"runs of workflow {self.flow.name!r} for inputs {', '.join(str(i) for i, _ in self.inputs)}, whose "
-            f"step(s) {', '.join(map(repr, steps))} are irreversible"
-        )
+        return f"{self.describe()}, whose step(s) {', '.join(map(repr, steps))} are irreversible"
 
 
 def _frame(rows: list[dict[str, Any]]) -> pd.DataFrame:

@@ -872,6 +872,10 @@ class _EvalPartition:
         )
         return PartitionOutput(rows, (scratch,))
 
+    def describe(self) -> str:
+        ids = ", ".join(str(case.id) for _, case in self.cases)
+        return f"cases {ids} of suite {self.suite.name!r} (variant {self.variant!r})"
+
     def at_most_once(self) -> str | None:
         from wfkit.model._steps import irreversible_steps
 
@@ -879,10 +883,7 @@ class _EvalPartition:
         steps = irreversible_steps(flow.steps)
         if not steps:
             return None
-        return (
-            f"cases {', '.join(str(case.id) for _, case in self.cases)} of suite {self.suite.name!r} (variant "
-            f"{self.variant!r}), whose workflow's step(s) {', '.join(map(repr, steps))} are irreversible"
-        )
+        return f"{self.describe()}, whose workflow's step(s) {', '.join(map(repr, steps))} are irreversible"
 
 
 def _evaluate_on_dask(

@@ -66,6 +66,9 @@ class _ReplayPartition:
             progress()
         return PartitionOutput(rows, tuple(workspaces))
 
+    def describe(self) -> str:
+        return f"notebooks {', '.join(str(job.notebook) for job in self.jobs)}"
+
     def at_most_once(self) -> str | None:
         return None  # a notebook's runs are its own: replaying it again is what a replay does
 

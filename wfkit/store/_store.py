@@ -1251,6 +1251,11 @@ class Store:
         cleared: int = self.do(clear)
         return cleared
 
+    def cache_steps(self) -> dict[tuple[str, str], int]:
+        """How many cache entries each (workflow, step) holds, expired ones included."""
+        rows = self.read("SELECT workflow, step, COUNT(*) FROM step_cache GROUP BY workflow, step ORDER BY 1, 2")
+        return {(r[0], r[1]): int(r[2]) for r in rows}
+
     def events(self, run_id: str | None = None) -> list[StepEvent]:
         if run_id is not None:
             return [event_from_row(self.path, r) for r in self.journal_rows(run_id)]

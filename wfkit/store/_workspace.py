@@ -373,10 +373,7 @@ class Workspace:
         self.store.run_row(run_id)  # an unknown run says so (KeyError), not "no irreversible step"
         pending = [i for i in self.store.intents(run_id) if i["step"] == step and i["status"] == "pending"]
         if not pending:
-            raise TicketError(
-                f"run {run_id} has no irreversible step {step!r} waiting for reconciliation; "
-                f"`wfkit show {run_id}` lists its intents"
-            )
+            raise TicketError(self._nothing_to_reconcile(run_id, step))
         intent = pending[-1]
         status = "reconciled_done" if action == "done" else "retry"
         row = self.store.run_row(run_id)
@@ -399,6 +396,33 @@ class Workspace:
         encoded = encode_updates(step, updates or {}) if action == "done" else None
         self.store.settle_intent(event, encoded, status=status, by=by)
         return {**intent, "status": "reconciled_done" if action == "done" else "retry", "resolved_by": by}
+
+    def _nothing_to_reconcile(self, run_id: str, step: str) -> str:
+        """Why ``step`` of ``run_id`` cannot be reconciled: how its last intent was settled (a second
+        `wfkit reconcile`), and what the run does wait for, if anything."""
+        said = f"run {run_id} has no irreversible step {step!r} waiting for reconciliation"
+        mine = [i for i in self.store.intents(run_id) if i["step"] == step]
+        if mine:
+            said += f": {_settled(mine[-1])}" + (" (a step is reconciled once)" if mine[-1]["resolved_by"] else "")
+        waiting = self.store.pending_intents(run_id)
+        if not waiting:
+            return f"{said}; `wfkit show {run_id}` lists its intents"
+        listed = ", ".join(
+            f"`wfkit reconcile {i['run_id']} {i['step']} --done|--retry --by NAME`"
+            + ("" if i["run_id"] == run_id else " (a sub-workflow's run)")
+            for i in waiting
+        )
+        return f"{said}; it waits for {listed}"
+
+
+def _settled(intent: dict[str, Any]) -> str:
+    """How an irreversible step's intent that waits for nobody was settled, said for a person."""
+    by = intent["resolved_by"]
+    if intent["status"] == "reconciled_done":
+        return f"{by} reconciled it as done"
+    if intent["status"] == "retry":
+        return f"{by} reconciled it for a retry, which the next resume runs"
+    return "it completed" + (f" after {by}'s reconciliation" if by else "")
 
 
 def _runs(run_ids: list[str]) -> str:
