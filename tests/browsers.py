@@ -1,6 +1,7 @@
 """What the browser tests share: Debian's chromium with the flags it needs here, a JupyterLab
 server (``start_lab``: the ``lab`` fixture in conftest starts one per test, test_builder_browser.py
-one per module), and a page that keeps a screenshot and the server log when a scenario fails."""
+one per module), and a page that keeps a screenshot and the server log when a scenario fails (in a
+browser of its own, or in a fresh context of the module's browser: ``Lab.browser``)."""
 
 from __future__ import annotations
 
@@ -50,6 +51,9 @@ class Lab:
     # Where the test's notebooks are, from the server's root: "" when the server is the test's own,
     # "FOLDER/" when one server serves a whole module (see test_builder_browser.py).
     prefix: str = ""
+    # A chromium the module keeps running (see test_builder_browser.py): each page gets a context of
+    # its own in it (no cookie, storage or cache of another test's). None: a chromium per page.
+    browser: Browser | None = None
 
     def api(self, method: str, path: str) -> Any:
         request = urllib.request.Request(
@@ -111,17 +115,30 @@ def launch(playwright: Playwright) -> Browser:
 
 
 @contextlib.contextmanager
-def lab_page(lab: Lab, viewport: dict[str, int], failure_shot: Path) -> Iterator[Page]:
-    """A chromium page for a scenario on ``lab``. If the scenario fails: a screenshot to
-    ``failure_shot`` and the server log's tail printed (the first error is kept: cleanup trouble
-    after it is secondary). Either way every session of the server is shut down."""
+def chromium() -> Iterator[Browser]:
+    """Headless chromium, closed when the block ends."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
         browser = launch(p)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@contextlib.contextmanager
+def lab_page(lab: Lab, viewport: dict[str, int], failure_shot: Path) -> Iterator[Page]:
+    """A chromium page for a scenario on ``lab``, in a browser context of its own (in ``lab.browser``
+    if the module shares one, else in a chromium started for it). If the scenario fails: a
+    screenshot to ``failure_shot`` and the server log's tail printed (the first error is kept:
+    cleanup trouble after it is secondary). Either way every session of the server is shut down."""
+    with contextlib.ExitStack() as stack:
+        browser = lab.browser or stack.enter_context(chromium())
+        context = browser.new_context(viewport=viewport)  # type: ignore[arg-type]
         failed = False
         try:
-            page = browser.new_page(viewport=viewport)  # type: ignore[arg-type]
+            page = context.new_page()
             page.set_default_timeout(15_000)
             yield page
         except BaseException:
@@ -131,7 +148,8 @@ def lab_page(lab: Lab, viewport: dict[str, int], failure_shot: Path) -> Iterator
             print(f"screenshot: {failure_shot}\nserver log:\n{lab.log_tail()}")
             raise
         finally:
-            browser.close()  # before the sessions go: an open notebook panel would start its kernel again
+            # Its pages closed before the sessions go: an open notebook panel would start its kernel again.
+            context.close()
             if failed:
                 with contextlib.suppress(Exception):
                     delete_sessions(lab)

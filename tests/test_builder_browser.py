@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import nbformat
 import pytest
-from browsers import CHROMIUM, Lab, lab_page, run_notebook, start_lab
+from browsers import CHROMIUM, Lab, chromium, lab_page, run_notebook, start_lab
 
 import wfkit as wf
 from wfkit.examples import ARTICLE_QUERIES, rag_router, reliable_tools
@@ -36,10 +36,16 @@ if TYPE_CHECKING:
 def one_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     """One JupyterLab for the module: starting one took 2-7 s of each test's 10-30. The builder's
     kernels never use the workspace, and each test has a folder of its own (``lab``), so sharing
-    the server shares nothing a test reads; lab_page shuts each test's kernels down after it."""
+    the server shares nothing a test reads; lab_page shuts each test's kernels down after it.
+    One chromium too (starting playwright's driver and chromium took 2-4 s of each test); each
+    test's page has a browser context of its own, so no cookie, storage or cache is shared."""
     root = tmp_path_factory.mktemp("lab")
     with start_lab(root, root / "ws") as server:
-        yield server
+        if not CHROMIUM.exists():  # the tests skip
+            yield server
+            return
+        with chromium() as browser:
+            yield dataclasses.replace(server, browser=browser)
 
 
 @pytest.fixture

@@ -6,12 +6,17 @@ and small notebooks in a throw-away project (a folder with a pyproject.toml) for
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import re
 import shutil
 import sys
 import xml.etree.ElementTree as ET
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import html5lib
 import nbformat
@@ -56,6 +61,99 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     (root / "pyproject.toml").write_text("")
     monkeypatch.chdir(root)
     return root
+
+
+# Each `wfkit replay` starts its worker processes (importing papermill and nbformat takes them 3-7 s
+# here) and a kernel per notebook. Most tests below begin from a notebook with its baseline recorded:
+# those notebooks are recorded once for the module, in one replay of them all (RECORDED, the
+# `recorded` fixture), and a test copies its notebook and baseline into its own project, where it
+# changes what it changes and replays as before. Several tests whose notebook must replay ok
+# unchanged read one shared replay of them (`replayed_again`).
+RECORDED: dict[str, Callable[[Path], object]] = {}
+
+
+def recorded_notebook(name: str) -> Callable[[Callable[[Path], object]], Callable[[Path], object]]:
+    """Registers a writer of notebook ``nbs/NAME.ipynb`` for the module's recording."""
+
+    def register(write: Callable[[Path], object]) -> Callable[[Path], object]:
+        RECORDED[name] = write
+        return write
+
+    return register
+
+
+@dataclass(frozen=True)
+class Replayed:
+    """One `wfkit replay` of several notebooks: its exit code, what it printed, and its summary's
+    row per notebook."""
+
+    root: Path
+    report: Path
+    code: int
+    out: str
+    rows: dict[str, dict[str, Any]]
+
+    def block(self, key: str) -> str:
+        """The line of notebook ``key`` and the lines under it (its errors, hints and differences),
+        as the replay printed them."""
+        lines = self.out.splitlines()
+        start = next((i for i, line in enumerate(lines) if f"  {key}  (" in line), None)
+        assert start is not None, f"no line for {key} in:\n{self.out}"
+        end = start + 1
+        while end < len(lines) and lines[end].startswith(" " * 18):
+            end += 1
+        return "\n".join(lines[start:end]) + "\n"
+
+
+def _replay_in(root: Path, *args: str) -> Replayed:
+    """`wfkit replay ARGS --report rep-N` run in project ``root`` (its workspace and SQLite sync as a
+    test's), what it printed captured."""
+    report = root / f"rep-{len(list(root.glob('rep-*')))}"
+    printed = io.StringIO()
+    with pytest.MonkeyPatch.context() as mp, contextlib.redirect_stdout(printed):
+        mp.chdir(root)
+        mp.setenv("WFKIT_HOME", str(root / "ws"))
+        mp.setenv("WFKIT_SYNCHRONOUS", "normal")
+        code = main(["replay", *args, "--report", str(report)])
+    rows = json.loads((report / "summary.json").read_text())["notebooks"]
+    return Replayed(root, report, code, printed.getvalue(), {row["notebook"]: row for row in rows})
+
+
+@pytest.fixture(scope="module")
+def recorded(tmp_path_factory: pytest.TempPathFactory) -> Replayed:
+    """The notebooks of RECORDED in a project of the module's, recorded with
+    `wfkit replay nbs --update-baseline --jobs 2`."""
+    root = tmp_path_factory.mktemp("recorded")
+    (root / "pyproject.toml").write_text("")
+    for name, write in RECORDED.items():
+        write(root / "nbs" / f"{name}.ipynb")
+    return _replay_in(root, "nbs", "--update-baseline", "--jobs", "2")
+
+
+def _copy_recorded(recorded: Replayed, project: Path, *names: str) -> list[Path]:
+    """Notebooks ``nbs/NAME.ipynb`` of the module's recording, each recorded ok, copied with their
+    baselines into the test's project under the same keys: what `--update-baseline` left there."""
+    copied = []
+    for name in names:
+        key = f"nbs/{name}.ipynb"
+        assert "baseline updated" == recorded.rows[key]["status"], recorded.block(key)
+        for path in (key, f"data/baselines/nbs/{name}.json"):
+            (project / path).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(recorded.root / path, project / path)
+        copied.append(project / key)
+    return copied
+
+
+# Recorded notebooks whose tests replay them unchanged first: one replay of them all.
+AGAIN = ("noisy", "plot", "array", "big", "scores", "saved")
+
+
+@pytest.fixture(scope="module")
+def replayed_again(recorded: Replayed) -> Replayed:
+    """The notebooks of AGAIN replayed unchanged against the baselines just recorded (2 processes)."""
+    for name in AGAIN:
+        assert "baseline updated" == recorded.rows[f"nbs/{name}.ipynb"]["status"], recorded.block(f"nbs/{name}.ipynb")
+    return _replay_in(recorded.root, *(f"nbs/{name}.ipynb" for name in AGAIN), "--jobs", "2")
 
 
 def test_every_notebook_is_committed_without_outputs() -> None:
@@ -197,22 +295,28 @@ TWO_FETCHES = (
 )
 
 
+@recorded_notebook("fetches")
+def _fetches(path: Path) -> None:
+    nb = nbformat.read(_notebook(path, TWO_FETCHES, params="workspace = None\nslower = 1"), 4)
+    nb.metadata["wfkit"] = {"compare_latency": True, "latency_floor_s": 0.05}
+    nbformat.write(nb, path)
+
+
 @pytest.mark.slow  # runs notebooks in Jupyter kernels (papermill)
-def test_latency_is_compared_per_workflow_and_step(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_latency_is_compared_per_workflow_and_step(
+    recorded: Replayed, project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """Two workflows with a step of the same name keep their own latency: `quick`'s fetch 15x slower
     is a regression of `quick`'s fetch, and `steady`'s (20x slower than `quick`'s, unchanged) neither
     hides it nor takes the blame. Pooled by name, P50 moved x1.7 only: within the factor."""
-    nb = nbformat.read(_notebook(project / "nbs" / "two.ipynb", TWO_FETCHES, params="workspace = None\nslower = 1"), 4)
-    nb.metadata["wfkit"] = {"compare_latency": True, "latency_floor_s": 0.05}
-    nbformat.write(nb, project / "nbs" / "two.ipynb")
-    assert 0 == main(["replay", "nbs", "--update-baseline", "--report", "rep"])
-    baseline = json.loads((project / "data" / "baselines" / "nbs" / "two.json").read_text())
+    _copy_recorded(recorded, project, "fetches")  # recorded with slower = 1
+    baseline = json.loads((project / "data" / "baselines" / "nbs" / "fetches.json").read_text())
     assert {"quick": ["fetch"], "steady": ["fetch"]} == {w: list(s) for w, s in baseline["latency"].items()}
     assert [5, 5] == [baseline["latency"][w]["fetch"]["n"] for w in ("quick", "steady")]
     capsys.readouterr()
     assert 1 == main(["replay", "nbs", "--report", "rep", "-p", "slower", "15"])
     out = capsys.readouterr().out
-    assert "      regression  nbs/two.ipynb  (10 runs, " in out
+    assert "      regression  nbs/fetches.ipynb  (10 runs, " in out
     assert "fetch (all runs of quick): latency p50 " in out
     assert "steady" not in out
 
@@ -478,15 +582,18 @@ PRICED = (
 )
 
 
+@recorded_notebook("priced")
+def _priced(path: Path) -> None:
+    _notebook(path, PRICED, params="workspace = None\ntokens = 25")
+
+
 @pytest.mark.slow  # runs notebooks in Jupyter kernels (papermill)
 def test_a_float_that_changed_is_shown_with_the_digits_that_tell_it_apart(
-    project: Path, capsys: pytest.CaptureFixture[str]
+    recorded: Replayed, project: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """A cost that moved from 25 to 26 tokens' worth reads `cost 2.5e-06 -> 2.6e-06`, not its full
     repr, on the console, in the report and in the JUnit failure."""
-    _notebook(project / "nbs" / "priced.ipynb", PRICED, params="workspace = None\ntokens = 25")
-    assert 0 == main(["replay", "nbs", "--update-baseline", "--report", "rep"])
-    capsys.readouterr()
+    _copy_recorded(recorded, project, "priced")  # recorded with tokens = 25
     junit = project / "rep" / "junit.xml"
     assert 1 == main(["replay", "nbs", "--report", "rep", "--junit-xml", str(junit), "-p", "tokens", "26"])
     said = "run 1 (priced), price visit 1: attempt 1: cost 2.5e-06 -> 2.6e-06"
@@ -502,14 +609,17 @@ def test_a_float_that_changed_is_shown_with_the_digits_that_tell_it_apart(
     )
 
 
+RECORDED["silent"] = lambda path: _notebook(path, "y = x * factor")
+RECORDED["printed"] = lambda path: _notebook(path, "print(x * factor)")
+
+
 @pytest.mark.slow  # runs notebooks in Jupyter kernels (papermill)
-def test_a_notebook_that_compares_nothing_passes_saying_so(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_notebook_that_compares_nothing_passes_saying_so(
+    recorded: Replayed, project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """A notebook with no runs and no cell output is ok, and its line says that nothing was compared,
     on the console, in the report and in the JUnit XML; one that printed something is plain ok."""
-    _notebook(project / "nbs" / "silent.ipynb", "y = x * factor")
-    _notebook(project / "nbs" / "printed.ipynb", "print(x * factor)")
-    assert 0 == main(["replay", "nbs", "--update-baseline", "--report", "rep"])
-    capsys.readouterr()
+    _copy_recorded(recorded, project, "silent", "printed")
     junit = project / "rep" / "junit.xml"
     assert 0 == main(["replay", "nbs", "--report", "rep", "--junit-xml", str(junit)])
     out = capsys.readouterr().out
@@ -536,43 +646,57 @@ OUTPUTS = (
 )
 
 
+RECORDED["shows"] = lambda path: _notebook(path, TINY, OUTPUTS)
+SHOWN_CHANGES = [
+    ("round(x / 7, 4)", "round(x / 7 + 0.0001, 4)", 'stdout line 1 "ratio 0.1429" -> "ratio 0.143"'),
+    (
+        "print('first')\nprint('second')",
+        "print('second')\nprint('first')",
+        'stdout line 3 "second" moved to line 2',
+    ),
+    ("'n': [1, 2, 3]", "'n': [1, 2, 4]", 'result 1 line 4 "2    c  3" -> "2    c  4"'),
+    ("['a', 'b', 'c'], 'n': [1, 2, 3]", "['a', 'b'], 'n': [1, 2]", 'result 1 line 4 is gone: "2    c  3"'),
+    ("import pandas as pd", "import pandas as pd\nwarnings.warn('mind the gap')", "stderr is new: "),
+]
+
+
+@pytest.fixture(scope="module")
+def shown_changes(recorded: Replayed, tmp_path_factory: pytest.TempPathFactory) -> Replayed:
+    """Notebook `shows` as recorded, once per change of SHOWN_CHANGES (`nbs/shows-N.ipynb`, each with
+    the recorded baseline), each changed in its cell 2, replayed in one `wfkit replay nbs`."""
+    root = tmp_path_factory.mktemp("shows")
+    (root / "pyproject.toml").write_text("")
+    (recorded_nb,) = _copy_recorded(recorded, root, "shows")
+    baselines = root / "data" / "baselines" / "nbs"
+    for i, (old, new, _said) in enumerate(SHOWN_CHANGES):
+        changed = nbformat.read(recorded_nb, as_version=4)
+        assert old in changed.cells[2].source
+        changed.cells[2].source = changed.cells[2].source.replace(old, new)
+        nbformat.write(changed, root / "nbs" / f"shows-{i}.ipynb")
+        shutil.copy(baselines / "shows.json", baselines / f"shows-{i}.json")
+    recorded_nb.unlink()
+    (baselines / "shows.json").unlink()
+    return _replay_in(root, "nbs", "--jobs", "2")
+
+
 @pytest.mark.slow  # runs notebooks in Jupyter kernels (papermill)
-@pytest.mark.parametrize(
-    ("old", "new", "said"),
-    [
-        ("round(x / 7, 4)", "round(x / 7 + 0.0001, 4)", 'stdout line 1 "ratio 0.1429" -> "ratio 0.143"'),
-        (
-            "print('first')\nprint('second')",
-            "print('second')\nprint('first')",
-            'stdout line 3 "second" moved to line 2',
-        ),
-        ("'n': [1, 2, 3]", "'n': [1, 2, 4]", 'result 1 line 4 "2    c  3" -> "2    c  4"'),
-        ("['a', 'b', 'c'], 'n': [1, 2, 3]", "['a', 'b'], 'n': [1, 2]", 'result 1 line 4 is gone: "2    c  3"'),
-        ("import pandas as pd", "import pandas as pd\nwarnings.warn('mind the gap')", "stderr is new: "),
-    ],
-)
+@pytest.mark.parametrize(("old", "new", "said"), SHOWN_CHANGES)
 def test_a_change_only_in_what_a_cell_shows_is_a_regression_naming_the_cell_and_line(
-    project: Path, capsys: pytest.CaptureFixture[str], old: str, new: str, said: str
+    shown_changes: Replayed, old: str, new: str, said: str
 ) -> None:
     """A cell's printed text, a table it displays and a warning it emits are compared with the
     baseline even where no run changed: one changed character, a swapped line, a table cell or a row
     fewer, a new warning is a regression naming the cell, the stream and the line."""
-    nb = _notebook(project / "nbs" / "shows.ipynb", TINY, OUTPUTS)
-    assert 0 == main(["replay", "nbs", "--update-baseline", "--report", "rep"])
-    changed = nbformat.read(nb, as_version=4)
-    changed.cells[2].source = changed.cells[2].source.replace(old, new)
-    nbformat.write(changed, nb)
-    capsys.readouterr()
-    assert 1 == main(["replay", "nbs", "--report", "rep"])
-    out = capsys.readouterr().out
-    assert "      regression  nbs/shows.ipynb  (3 runs, " in out
+    key = f"nbs/shows-{SHOWN_CHANGES.index((old, new, said))}.ipynb"
+    assert 1 == shown_changes.code
+    out = shown_changes.block(key)
+    assert f"      regression  {key}  (3 runs, " in out
     assert f"cell 2 (import warnings): {said}" in out
+    assert "regression" == shown_changes.rows[key]["status"]
 
 
-@pytest.mark.slow  # runs notebooks in Jupyter kernels (papermill)
-def test_noise_in_what_cells_show_is_no_regression(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """Run ids, timings, timestamps, random UUIDs, memory addresses and the kernel's file names in a
-    warning differ on every replay and are masked; a cell tagged `wfkit-ignore-output` is not compared at all."""
+@recorded_notebook("noisy")
+def _noisy(path: Path) -> None:
     noisy = (
         "import datetime, time, warnings\n"
         "t0 = time.perf_counter()\n"
@@ -583,70 +707,82 @@ def test_noise_in_what_cells_show_is_no_regression(project: Path, capsys: pytest
         "print('ticket', uuid.uuid4(), 'trace', uuid.uuid1())\n"
         "warnings.warn('kept in the comparison')"
     )
-    nb = _notebook(project / "nbs" / "noisy.ipynb", TINY, noisy, "import random\nprint(random.random())")
+    nb = _notebook(path, TINY, noisy, "import random\nprint(random.random())")
     tagged = nbformat.read(nb, as_version=4)
     tagged.cells[3].metadata["tags"] = ["wfkit-ignore-output"]
     nbformat.write(tagged, nb)
-    assert 0 == main(["replay", "nbs", "--update-baseline", "--report", "rep"])
-    baseline = json.loads((project / "data" / "baselines" / "nbs" / "noisy.json").read_text())
+
+
+@pytest.mark.slow  # runs notebooks in Jupyter kernels (papermill)
+def test_noise_in_what_cells_show_is_no_regression(recorded: Replayed, replayed_again: Replayed) -> None:
+    """Run ids, timings, timestamps, random UUIDs, memory addresses and the kernel's file names in a
+    warning differ on every replay and are masked; a cell tagged `wfkit-ignore-output` is not compared at all."""
+    assert "baseline updated" == recorded.rows["nbs/noisy.ipynb"]["status"], recorded.block("nbs/noisy.ipynb")
+    baseline = json.loads((recorded.root / "data" / "baselines" / "nbs" / "noisy.json").read_text())
     assert "kept in the comparison" in json.dumps(baseline["outputs"])
-    capsys.readouterr()
-    assert 0 == main(["replay", "nbs", "--report", "rep"]), capsys.readouterr().out
+    assert "ok" == replayed_again.rows["nbs/noisy.ipynb"]["status"], replayed_again.block("nbs/noisy.ipynb")
+
+
+RECORDED["b"] = lambda path: _notebook(path, TINY)
 
 
 @pytest.mark.slow  # runs notebooks in Jupyter kernels (papermill)
 def test_an_unreadable_baseline_fails_its_notebook_and_every_other_is_still_judged(
-    project: Path, capsys: pytest.CaptureFixture[str]
+    recorded: Replayed, project: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """A baseline that is not JSON, or JSON but not a baseline, is a failing row of its own notebook
     saying what is wrong with the file and how to restore or record it; the other notebooks are
-    judged, and the report and JUnit XML are written."""
-    _notebook(project / "nbs" / "a.ipynb", TINY)
-    _notebook(project / "nbs" / "b.ipynb", TINY)
-    assert 0 == main(["replay", "nbs", "--update-baseline", "--report", "rep"])
-    broken, key = project / "data" / "baselines" / "nbs" / "a.json", "nbs/a.ipynb"
-    for content, said in (
-        ('{"version": 4, "runs": [', "is not JSON (Expecting value: line 1 column 25"),
-        ("[]", "is not a baseline (a JSON object), it holds a list"),
-        ('{"version": 4, "runs": {"x": 1}}', "is not a baseline: its runs are not a list of objects"),
-    ):
-        broken.write_text(content)
-        capsys.readouterr()
-        assert 1 == main(["replay", "nbs", "--report", "rep", "--junit-xml", "rep/junit.xml"])
-        out = capsys.readouterr().out
-        assert "    bad baseline  nbs/a.ipynb  (3 runs, " in out
-        assert f"the baseline {broken} {said}" in out
-        fix = f"restore it (`git checkout -- {broken}`) or record it again (`wfkit replay {key} --update-baseline`)"
-        assert fix in out
-        assert "              ok  nbs/b.ipynb  (3 runs, " in out
-        assert "2 notebooks: 1 ok, 0 regressions, 0 failed, 1 with a bad baseline in " in out
-        rows = {
-            r["notebook"]: r["status"] for r in json.loads((project / "rep" / "summary.json").read_text())["notebooks"]
-        }
-        assert {"nbs/a.ipynb": "bad baseline", "nbs/b.ipynb": "ok"} == rows
-        (case, _b) = ET.parse(project / "rep" / "junit.xml").getroot().findall("./testsuite/testcase")
-        failure = case.find("failure")
+    judged, and the report and JUnit XML are written. (Three notebooks with a baseline broken in a
+    way of its own each, and one recorded ok, in one replay.)"""
+    _copy_recorded(recorded, project, "b")
+    broken = {
+        "a1": ('{"version": 4, "runs": [', "is not JSON (Expecting value: line 1 column 25"),
+        "a2": ("[]", "is not a baseline (a JSON object), it holds a list"),
+        "a3": ('{"version": 4, "runs": {"x": 1}}', "is not a baseline: its runs are not a list of objects"),
+    }
+    for name, (content, _said) in broken.items():
+        _notebook(project / "nbs" / f"{name}.ipynb", TINY)
+        (project / "data" / "baselines" / "nbs" / f"{name}.json").write_text(content)
+    assert 1 == main(["replay", "nbs", "--report", "rep", "--junit-xml", "rep/junit.xml"])
+    out = capsys.readouterr().out
+    assert "              ok  nbs/b.ipynb  (3 runs, " in out
+    assert "4 notebooks: 1 ok, 0 regressions, 0 failed, 3 with a bad baseline in " in out
+    rows = {r["notebook"]: r["status"] for r in json.loads((project / "rep" / "summary.json").read_text())["notebooks"]}
+    assert {**{f"nbs/{name}.ipynb": "bad baseline" for name in broken}, "nbs/b.ipynb": "ok"} == rows
+    junit = ET.parse(project / "rep" / "junit.xml").getroot()
+    cases = {c.get("name"): c for c in junit.findall("./testsuite/testcase")}
+    assert cases["b.ipynb"].find("failure") is None
+    printed = Replayed(project, project / "rep", 1, out, {})
+    for name, (_content, said) in broken.items():
+        file, key = project / "data" / "baselines" / "nbs" / f"{name}.json", f"nbs/{name}.ipynb"
+        shown = printed.block(key)
+        assert f"    bad baseline  {key}  (3 runs, " in shown
+        assert f"the baseline {file} {said}" in shown
+        fix = f"restore it (`git checkout -- {file}`) or record it again (`wfkit replay {key} --update-baseline`)"
+        assert fix in shown
+        failure = cases[f"{name}.ipynb"].find("failure")
         assert failure is not None
         assert said in failure.get("message", "")
 
 
+LONG_TEXT = (
+    "text = 'Answer to the question about orchestration, with citations from the three sources the search "
+    "found, checked against the style guide: ' + ending\n"
+    "flow = __import__('wfkit').Workflow('long')\n"
+    "flow.step(lambda s: {'text': text}, name='write')\n"
+    "flow.run({}, workspace=workspace, seed=1)\n"
+    "print(text)"
+)
+RECORDED["long"] = lambda path: _notebook(path, LONG_TEXT, params="workspace = None\nending = 'fine.'")
+
+
 @pytest.mark.slow  # runs notebooks in Jupyter kernels (papermill)
 def test_a_change_past_the_shown_width_of_a_long_value_is_shown(
-    project: Path, capsys: pytest.CaptureFixture[str]
+    recorded: Replayed, project: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """A long text that changed near its end (what a step wrote, a printed line) is shown from a
     little before its first difference, so the two sides of `before -> after` never read the same."""
-    long_text = (
-        "text = 'Answer to the question about orchestration, with citations from the three sources the search "
-        "found, checked against the style guide: ' + ending\n"
-        "flow = __import__('wfkit').Workflow('long')\n"
-        "flow.step(lambda s: {'text': text}, name='write')\n"
-        "flow.run({}, workspace=workspace, seed=1)\n"
-        "print(text)"
-    )
-    _notebook(project / "nbs" / "long.ipynb", long_text, params="workspace = None\nending = 'fine.'")
-    assert 0 == main(["replay", "nbs", "--update-baseline", "--report", "rep"])
-    capsys.readouterr()
+    _copy_recorded(recorded, project, "long")  # recorded with ending = 'fine.'
     assert 1 == main(["replay", "nbs", "--report", "rep", "-p", "ending", "fine!"])
     out = capsys.readouterr().out
     changed = [line for line in out.splitlines() if "'text'" in line or "stdout line 1" in line]
@@ -703,6 +839,7 @@ FIGURE = (
     "ax.legend()\n"
     "plt.show()"
 )
+RECORDED["plot"] = lambda path: _notebook(path, FIGURE, params="middle = 30\ntitle = 'seats'")
 
 
 @pytest.mark.slow  # runs notebooks in Jupyter kernels (papermill)
@@ -718,15 +855,19 @@ FIGURE = (
     ],
 )
 def test_a_figure_that_draws_something_else_is_a_regression(
-    project: Path, capsys: pytest.CaptureFixture[str], option: str, value: str, said: str
+    recorded: Replayed,
+    replayed_again: Replayed,
+    project: Path,
+    capsys: pytest.CaptureFixture[str],
+    option: str,
+    value: str,
+    said: str,
 ) -> None:
     """A figure of the same size and axes that draws one point elsewhere, or has another title, is a
     regression naming the cell, the figure and the axes; its pixels are never compared, so the
     same figure replays ok."""
-    nb = _notebook(project / "nbs" / "plot.ipynb", FIGURE, params="middle = 30\ntitle = 'seats'")
-    assert 0 == main(["replay", "nbs", "--update-baseline", "--report", "rep"])
-    capsys.readouterr()
-    assert 0 == main(["replay", "nbs", "--report", "rep"]), capsys.readouterr().out
+    assert "ok" == replayed_again.rows["nbs/plot.ipynb"]["status"], replayed_again.block("nbs/plot.ipynb")
+    (nb,) = _copy_recorded(recorded, project, "plot")
     assert 1 == main(["replay", "nbs", "--report", "rep", "-p", option, value])
     out = capsys.readouterr().out
     assert "      regression  nbs/plot.ipynb  (0 runs, " in out
@@ -738,38 +879,40 @@ def test_a_figure_that_draws_something_else_is_a_regression(
     assert [] == [c.outputs for c in nbformat.read(nb, as_version=4).cells if c.cell_type == "code" and c.outputs]
 
 
-@pytest.mark.slow  # runs notebooks in Jupyter kernels (papermill)
-def test_a_figure_tagged_to_ignore_its_data_compares_its_titles_only(
-    project: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    """A figure of measured (random) values in a cell tagged `wfkit-ignore-figure-data` replays ok
-    whatever it draws; its title is still compared."""
+@recorded_notebook("measured")
+def _measured(path: Path) -> None:
     random_plot = FIGURE.replace("[10, 20, middle, 40, 50]", "__import__('numpy').random.rand(5) * middle")
-    nb = _notebook(project / "nbs" / "plot.ipynb", random_plot, params="middle = 30\ntitle = 'seats'")
+    nb = _notebook(path, random_plot, params="middle = 30\ntitle = 'seats'")
     tagged = nbformat.read(nb, as_version=4)
     tagged.cells[1].metadata["tags"] = ["wfkit-ignore-figure-data"]
     nbformat.write(tagged, nb)
-    assert 0 == main(["replay", "nbs", "--update-baseline", "--report", "rep"])
-    capsys.readouterr()
+
+
+@pytest.mark.slow  # runs notebooks in Jupyter kernels (papermill)
+def test_a_figure_tagged_to_ignore_its_data_compares_its_titles_only(
+    recorded: Replayed, project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A figure of measured (random) values in a cell tagged `wfkit-ignore-figure-data` replays ok
+    whatever it draws; its title is still compared."""
+    _copy_recorded(recorded, project, "measured")  # recorded with middle = 30, title = 'seats'
     assert 0 == main(["replay", "nbs", "--report", "rep", "-p", "middle", "40"]), capsys.readouterr().out
     assert 1 == main(["replay", "nbs", "--report", "rep", "-p", "title", "seats per account"])
     assert "result 1 line 2 \"axes 1: title 'seats'" in capsys.readouterr().out
 
 
 LONG_ARRAY = "import numpy as np\nvalues = np.arange(2000)\nvalues[1500] = late\nprint(values)\nvalues"
+RECORDED["array"] = lambda path: _notebook(path, LONG_ARRAY, params="late = 1500")
 
 
 @pytest.mark.slow  # runs notebooks in Jupyter kernels (papermill)
 def test_a_change_past_the_elements_numpy_shows_is_a_regression(
-    project: Path, capsys: pytest.CaptureFixture[str]
+    recorded: Replayed, replayed_again: Replayed, project: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """A numpy array of more than 1000 elements, printed or displayed, is compared whole: a changed
     element that numpy would cut from what it shows (`0 1 2 ... 1997 1998 1999`) is a regression
     naming the line it is on."""
-    _notebook(project / "nbs" / "array.ipynb", LONG_ARRAY, params="late = 1500")
-    assert 0 == main(["replay", "nbs", "--update-baseline", "--report", "rep"])
-    capsys.readouterr()
-    assert 0 == main(["replay", "nbs", "--report", "rep"]), capsys.readouterr().out
+    assert "ok" == replayed_again.rows["nbs/array.ipynb"]["status"], replayed_again.block("nbs/array.ipynb")
+    _copy_recorded(recorded, project, "array")  # recorded with late = 1500
     assert 1 == main(["replay", "nbs", "--report", "rep", "-p", "late", "-1"])
     out = capsys.readouterr().out
     assert "      regression  nbs/array.ipynb  (0 runs, " in out
@@ -780,17 +923,18 @@ def test_a_change_past_the_elements_numpy_shows_is_a_regression(
     assert re.search(r'result 1 line \d+ "[ \d,]*1499, 1500, 1501,[ \d,]*" -> "[ \d,]*1499,   -1, 1501,', result)
 
 
+RECORDED["table"] = lambda path: _notebook(path, LONG_TABLE, params="middle = 500")
+
+
 @pytest.mark.slow  # runs notebooks in Jupyter kernels (papermill)
 def test_a_startup_file_that_fails_in_the_kernel_fails_the_notebook_naming_it(
-    project: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    recorded: Replayed, project: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """The user's $PYTHONSTARTUP raising in the replay's kernel, or a file beside the notebook that
     hides a module the replay's kernel setup imports, fails the notebook with a line naming the
     error, the file and how to fix it: not differences in what the cells showed, nor the traceback
     in the kernel's log alone."""
-    nb = _notebook(project / "nbs" / "table.ipynb", LONG_TABLE, params="middle = 500")
-    assert 0 == main(["replay", "nbs", "--update-baseline", "--report", "rep"])
-    capsys.readouterr()
+    (nb,) = _copy_recorded(recorded, project, "table")
     startup = project / "startup.py"
     startup.write_text("import os\ncolour = os.environ['NO_SUCH_VARIABLE']\n")
     monkeypatch.setenv("PYTHONSTARTUP", str(startup))
@@ -849,24 +993,24 @@ BIG = (
     "table"
 )
 BIG_ARRAY = "values = np.arange(50_000) * 0.5\nvalues[40_000] = hidden\nvalues"
+RECORDED["big"] = lambda path: _notebook(path, BIG, BIG_ARRAY, params="hidden = 0.25")
 
 
 @pytest.mark.slow  # runs notebooks in Jupyter kernels (papermill)
 def test_a_table_too_big_to_keep_whole_is_compared_by_a_digest_of_every_cell(
-    project: Path, capsys: pytest.CaptureFixture[str]
+    recorded: Replayed, replayed_again: Replayed, project: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """A DataFrame of 400,000 cells, printed and displayed, and a displayed array of 50,000 elements
     are kept in the baseline as pandas and numpy show them in a notebook (their first and last rows
     or elements) with a digest of every cell: the baseline stays small, a change where nothing is
     shown is still a regression, and the replay says what it compared by digest."""
-    _notebook(project / "nbs" / "big.ipynb", BIG, BIG_ARRAY, params="hidden = 0.25")
-    assert 0 == main(["replay", "nbs", "--update-baseline", "--report", "rep"])
-    capsys.readouterr()
+    _copy_recorded(recorded, project, "big")  # recorded with hidden = 0.25
     baseline = project / "data" / "baselines" / "nbs" / "big.json"
     assert baseline.stat().st_size < 20_000
     assert 8 == json.loads(baseline.read_text())["version"]
-    assert 0 == main(["replay", "nbs", "--report", "rep"])
-    out = capsys.readouterr().out
+    # Replayed unchanged (with other notebooks):
+    assert "ok" == replayed_again.rows["nbs/big.ipynb"]["status"], replayed_again.block("nbs/big.ipynb")
+    out = replayed_again.block("nbs/big.ipynb")
     table = "a table of 200,000 rows x 2 columns"
     assert (
         "too big to compare line by line (over 10,000 cells), so compared by a digest of every cell: "
@@ -874,9 +1018,8 @@ def test_a_table_too_big_to_keep_whole_is_compared_by_a_digest_of_every_cell(
         f"cell 1 (import numpy as np) result 1: {table}; cell 2 (values = np.arange(50_000) * 0.5) result 1: "
         "an array of 50,000 elements\n"
     ) in out, out
-    (row,) = json.loads((project / "rep" / "summary.json").read_text())["notebooks"]
-    assert 3 == len(row["digested"])
-    page = (project / "rep" / "index.html").read_text()
+    assert 3 == len(replayed_again.rows["nbs/big.ipynb"]["digested"])
+    page = (replayed_again.report / "index.html").read_text()
     assert f"compared by a digest of every cell: cell 1 (import numpy as np) stdout: {table}; " in page
 
     assert 1 == main(["replay", "nbs", "--report", "rep", "-p", "hidden", "0.75"])
@@ -907,20 +1050,24 @@ def test_a_table_too_big_to_keep_whole_is_compared_by_a_digest_of_every_cell(
     assert len(html_table) < 10_000
 
 
-@pytest.mark.slow  # runs notebooks in Jupyter kernels (papermill)
-def test_what_cells_show_differently_is_listed_in_the_notebooks_order(
-    project: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    """Baselines are saved with sorted keys, and a cell's key is its random id: two cells that now
-    show something else are still listed as the notebook has them, in the console, in the HTML
-    report and in the report's summary.json, so a reader goes down the notebook once."""
-    nb = _notebook(project / "nbs" / "two.ipynb", "print('upper', factor)", "print('calm')", "print('lower', factor)")
+@recorded_notebook("two")
+def _two(path: Path) -> None:
+    nb = _notebook(path, "print('upper', factor)", "print('calm')", "print('lower', factor)")
     ids = nbformat.read(nb, as_version=4)
     # Ids that sort against the cells' order: the first cell's comes last alphabetically.
     for cell, cell_id in zip(ids.cells, ("params", "zz-upper", "mm-calm", "aa-lower"), strict=True):
         cell.id = cell_id
     nbformat.write(ids, nb)
-    assert 0 == main(["replay", "nbs", "--update-baseline", "--report", "rep"])
+
+
+@pytest.mark.slow  # runs notebooks in Jupyter kernels (papermill)
+def test_what_cells_show_differently_is_listed_in_the_notebooks_order(
+    recorded: Replayed, project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Baselines are saved with sorted keys, and a cell's key is its random id: two cells that now
+    show something else are still listed as the notebook has them, in the console, in the HTML
+    report and in the report's summary.json, so a reader goes down the notebook once."""
+    (nb,) = _copy_recorded(recorded, project, "two")  # recorded with factor = 2
     changed = nbformat.read(nb, as_version=4)
     changed.cells[0].source = changed.cells[0].source.replace("factor = 2", "factor = 3")
     nbformat.write(changed, nb)
@@ -943,20 +1090,19 @@ SCORES = (
     "scores"
 )
 SCORES_ARRAY = "np.array([0.25, mean / 100])"
+RECORDED["scores"] = lambda path: _notebook(path, SCORES, SCORES_ARRAY, params="mean = 0.8123451")
 
 
 @pytest.mark.slow  # runs notebooks in Jupyter kernels (papermill)
 def test_a_change_below_what_a_table_or_array_shows_is_a_regression_naming_the_cell_and_how_much(
-    project: Path, capsys: pytest.CaptureFixture[str]
+    recorded: Replayed, replayed_again: Replayed, project: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """An eval's mean that moves at its 7th decimal (0.8123451 -> 0.8123454) reads the same in the
     table pandas shows (6 decimals), and in an array numpy shows (8 decimals) a hundredth of it
     does too: each is still a regression, naming the row and column or the element and by how
     much it moved, shown as the user sees it. Unchanged, the notebook replays ok."""
-    _notebook(project / "nbs" / "scores.ipynb", SCORES, SCORES_ARRAY, params="mean = 0.8123451")
-    assert 0 == main(["replay", "nbs", "--update-baseline", "--report", "rep"])
-    capsys.readouterr()
-    assert 0 == main(["replay", "nbs", "--report", "rep"]), capsys.readouterr().out
+    assert "ok" == replayed_again.rows["nbs/scores.ipynb"]["status"], replayed_again.block("nbs/scores.ipynb")
+    _copy_recorded(recorded, project, "scores")  # recorded with mean = 0.8123451
     assert 1 == main(["replay", "nbs", "--report", "rep", "-p", "mean", "0.8123454"])
     out = capsys.readouterr().out
     assert "      regression  nbs/scores.ipynb  (0 runs, " in out
@@ -1044,12 +1190,9 @@ EVAL_CASES = (
 )
 
 
-def _eval_notebook(project: Path) -> Path:
-    return _notebook(
-        project / "nbs" / "evals.ipynb",
-        EVAL_CASES,
-        params="workspace = None\ncut = 4\nreverse = False\nconcurrency = 3",
-    )
+RECORDED["evals"] = lambda path: _notebook(
+    path, EVAL_CASES, params="workspace = None\ncut = 4\nreverse = False\nconcurrency = 3"
+)
 
 
 def test_an_evals_runs_are_summarised_by_suite_variant_and_case(tmp_path: Path) -> None:
@@ -1101,13 +1244,12 @@ def test_an_evals_runs_are_summarised_by_suite_variant_and_case(tmp_path: Path) 
 
 @pytest.mark.slow  # runs notebooks in Jupyter kernels (papermill)
 def test_an_evals_runs_replay_by_case_and_a_changed_route_is_a_regression_naming_it(
-    project: Path, capsys: pytest.CaptureFixture[str]
+    recorded: Replayed, project: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """A notebook that runs an eval replays its runs case by case: run in another order (the
     dataset reversed, fewer at once) they replay ok; a routing rule that sends one case elsewhere,
     which no cell's output shows, is a regression naming the suite, variant, case and step."""
-    _eval_notebook(project)
-    assert 0 == main(["replay", "nbs", "--update-baseline", "--report", "rep"])
+    _copy_recorded(recorded, project, "evals")  # recorded with cut = 4, in dataset order, 3 at once
     baseline = json.loads((project / "data" / "baselines" / "nbs" / "evals.json").read_text())
     assert {"x1", "x2"} == set(baseline["evals"]["routing"])
     capsys.readouterr()
@@ -1137,21 +1279,20 @@ SAVED_RESULTS = (
     "print('saved to', (first if shown == 'first' else second).saved_to)\n"
     "print('named', second.saved_to.name)"
 )
+RECORDED["saved"] = lambda path: _notebook(path, SAVED_RESULTS, params="shown = 'first'")
 
 
 @pytest.mark.slow  # runs notebooks in Jupyter kernels (papermill)
 def test_where_an_eval_saved_its_result_replays_ok_and_printing_another_is_a_regression(
-    project: Path, capsys: pytest.CaptureFixture[str]
+    recorded: Replayed, replayed_again: Replayed, project: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """A cell printing an eval's `result.saved_to` (a folder named by the time and a random suffix)
     replays ok, again and again: it was a regression at every replay. Printing the folder of another
     of the notebook's saved results is still a regression, saying which."""
-    _notebook(project / "nbs" / "saved.ipynb", SAVED_RESULTS, params="shown = 'first'")
-    assert 0 == main(["replay", "nbs", "--update-baseline", "--report", "rep"])
-    capsys.readouterr()
-    for _ in range(2):
-        assert 0 == main(["replay", "nbs", "--report", "rep"]), capsys.readouterr().out
-        assert "              ok  nbs/saved.ipynb  (6 runs, " in capsys.readouterr().out
+    assert "              ok  nbs/saved.ipynb  (6 runs, " in replayed_again.block("nbs/saved.ipynb")
+    _copy_recorded(recorded, project, "saved")  # recorded with shown = 'first'
+    assert 0 == main(["replay", "nbs", "--report", "rep"]), capsys.readouterr().out  # and once more
+    assert "              ok  nbs/saved.ipynb  (6 runs, " in capsys.readouterr().out
     assert 1 == main(["replay", "nbs", "--report", "rep", "-p", "shown", "second"])
     out = capsys.readouterr().out
     assert (
