@@ -18,7 +18,7 @@ from typing import Any, NoReturn, TextIO
 
 from wfkit._version import __version__
 from wfkit.model._status import RunStatus
-from wfkit.model._suggest import closest
+from wfkit.model._suggest import closest, misnamed
 from wfkit.replay._options import cell_seconds, processes
 
 
@@ -755,7 +755,8 @@ def _run_flow(args: argparse.Namespace) -> int:
     if missing:  # refused here in the command's terms (the run would refuse it in Workflow(...)'s)
         raise SystemExit(
             f"wfkit run: {args.flow} declares the inputs {list(flow.inputs)} (its `inputs:`), and the run's "
-            f"inputs lack {missing}; nothing was started. Pass them: {_run_command(args, inputs, missing)}"
+            f"inputs lack {missing}{misnamed(inputs, missing)}; nothing was started. Pass them: "
+            f"{_run_command(args, inputs, missing)}"
         )
     workspace = False if args.no_workspace else args.workspace
     run = flow.run(inputs, workspace=workspace, policy=args.policy, raise_on_error=False)
