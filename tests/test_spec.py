@@ -602,6 +602,25 @@ def test_missing_required_keys_are_reported() -> None:
     ] == sorted(problems)
 
 
+def test_a_spec_without_entry_says_so_once_in_a_specs_words(tmp_path: Path) -> None:
+    """A hand-written spec without `entry:` got two problems, the schema's "'entry' is missing" and
+    the graph's "no entry step: call flow.entry('step') or declare a step first", advice for code;
+    it gets the first, with the line to add."""
+    (tmp_path / "noentry.yaml").write_text(
+        "wfkit_flow: 1\nname: noentry\nsteps:\n  first: {fn: 'wfkit.examples:classify'}\n"
+        "  second: {fn: 'wfkit.examples:classify'}\nedges:\n  first: [second]\n"
+    )
+    with pytest.raises(wf.FlowSpecError) as caught:
+        wf.Workflow.from_spec(tmp_path / "noentry.yaml")
+    assert [
+        "$ (noentry.yaml): 'entry' is missing: the step the run starts with; add `entry: first` (the first step) "
+        "or the step it starts with"
+    ] == caught.value.problems
+    fixed = (tmp_path / "noentry.yaml").read_text().replace("steps:", "entry: first\nsteps:")
+    (tmp_path / "noentry.yaml").write_text(fixed)
+    assert "first" == wf.Workflow.from_spec(tmp_path / "noentry.yaml").validate().entry
+
+
 def test_routes_without_a_default_get_one_message_saying_how_to_add_one() -> None:
     """A step's routes with no default (the builder's first connection made a route) are reported
     once, with what to add; the steps those routes reach are not also called unreachable (they

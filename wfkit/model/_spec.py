@@ -808,6 +808,10 @@ def _schema_problems(spec: Mapping[str, Any], problems: _Problems) -> None:
             message = _no_shape(error)
         elif error.validator == "required" and isinstance(error.instance, Mapping):
             message = _missing_key(error)
+            steps = spec.get("steps")
+            if not where and message.startswith("'entry' ") and isinstance(steps, Mapping) and steps:
+                # In code the first step declared is the entry; a spec says which, and its first is the likely one.
+                message += f"; add `entry: {next(iter(steps))}` (the first step) or the step it starts with"
         hint = error.schema.get("description") if isinstance(error.schema, Mapping) else None
         if hint and error.validator not in ("additionalProperties", "required", "oneOf"):
             message += f" ({hint})"
@@ -1192,6 +1196,8 @@ def load_parts(
             compile_graph(name, steps, edges, routers, entry, merge, inputs)
         except WorkflowDefinitionError as exc:
             for message, where, facts in zip(exc.problems, exc.locations, exc.facts, strict=True):
+                if facts.get("kind") == "no_entry" and "entry" not in spec:
+                    continue  # the schema said 'entry' is missing, in a spec's words (not flow.entry's)
                 if not problems.above(where):
                     problems.add(where, f"{json_path(where)}: {message}", facts)
     if problems.messages:
