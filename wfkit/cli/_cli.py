@@ -596,6 +596,7 @@ def _spec_flow(command: str, spec: str, steps: list[str], tools_ref: str | None,
     from pathlib import Path
 
     from wfkit.engine._workflow import Workflow
+    from wfkit.model._spec import as_namespace
 
     sys.path.insert(0, folder)  # step modules in the (then) current folder, as `python -m` would find them
     # and, after those, beside the spec, where the builder writes its stubs (<spec>_steps.py)
@@ -608,7 +609,7 @@ def _spec_flow(command: str, spec: str, steps: list[str], tools_ref: str | None,
             module = importlib.import_module(module_name)
         except ImportError as exc:
             raise SystemExit(f"wfkit {command}: cannot import --steps {module_name!r}: {exc}") from exc
-        namespace.update({k: v for k, v in vars(module).items() if callable(v) and not k.startswith("_")})
+        namespace.update(as_namespace(module))  # its functions, and workflows a sub-workflow step names
     tools = _load_tools(command, tools_ref) if tools_ref else None
     flow = Workflow.from_spec(spec, steps=namespace, tools=tools)
     origin = {"spec": str(Path(spec).resolve()), "steps": steps, "tools": tools_ref, "folder": folder}

@@ -99,13 +99,13 @@ def _import_ref(ref: str) -> Any:
 def as_namespace(
     functions: ModuleType | Mapping[str, Any] | Iterable[Callable[..., Any]] | None,
 ) -> dict[str, Any]:
-    """The caller's functions by name: a module's public callables (as ``wfkit run --steps MODULE``
-    and ``wf.edit(steps=module)`` take them), a mapping as given, or a list of functions by
-    ``__name__``."""
+    """The caller's functions by name: a module's public callables and workflows (as ``wfkit run
+    --steps MODULE`` and ``wf.edit(steps=module)`` take them; a sub-workflow step's ``ref`` names a
+    workflow), a mapping as given, or a list of functions by ``__name__``."""
     if functions is None:
         return {}
     if isinstance(functions, ModuleType):
-        return {k: v for k, v in vars(functions).items() if callable(v) and not k.startswith("_")}
+        return {k: v for k, v in vars(functions).items() if (callable(v) or _is_workflow(v)) and not k.startswith("_")}
     if isinstance(functions, Mapping):
         return dict(functions)
     out: dict[str, Any] = {}
@@ -117,6 +117,11 @@ def as_namespace(
             )
         out[fn.__name__] = fn
     return out
+
+
+def _is_workflow(value: Any) -> bool:
+    """Whether ``value`` is a workflow (what a sub-workflow step runs), told by what it can do."""
+    return not isinstance(value, type) and all(callable(getattr(value, attr, None)) for attr in ("validate", "_ref"))
 
 
 def _resolve(ref: str, namespace: Mapping[str, Any], what: str) -> tuple[Any, str | None]:
@@ -1036,12 +1041,14 @@ def _subflow_at(data: Any, where: Location, namespace: Mapping[str, Any], proble
     else:
         problems.add(
             (*where, "ref"),
-            f"{json_path((*where, 'ref'))}: workflow {ref!r} is not among steps=; pass it "
-            f"(Workflow.from_spec(spec, steps={{{ref!r}: {ref}}})) or write it as 'module:{ref}'",
+            f"{json_path((*where, 'ref'))}: workflow {ref!r} is not among steps="
+            f"{did_you_mean(ref, [k for k, v in namespace.items() if _is_workflow(v)])}; pass it "
+            f"(Workflow.from_spec(spec, steps={{{ref!r}: {ref}}}); to wfkit validate, run or graph: --steps MODULE, "
+            f"the module defining it) or write it as 'module:{ref}'",
             {"kind": "subflow_not_found", "ref": ref, "step": where[1]},
         )
         return None
-    if not all(callable(getattr(child, attr, None)) for attr in ("validate", "_ref")):
+    if not _is_workflow(child):
         problems.add(
             (*where, "ref"), f"{json_path((*where, 'ref'))}: {ref!r} is {type(child).__name__}, not a Workflow"
         )
