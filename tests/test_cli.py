@@ -842,6 +842,21 @@ def test_run_without_the_declared_inputs_says_how_to_pass_them(tmp_path: Path, g
     assert '"answer": "on ..."' in ran.stdout
 
 
+def test_run_with_a_misspelt_input_names_the_declared_one(tmp_path: Path) -> None:
+    """`wfkit run ask.yaml --input '{"qeury": "hi"}'` said the inputs lacked ['query'], as if none
+    had been given: it now names the given one that is close to it."""
+    (tmp_path / "asksteps.py").write_text("def answer(state):\n    return {'answer': 'on ' + state['query']}\n")
+    (tmp_path / "ask.yaml").write_text(
+        "wfkit_flow: 1\nname: ask\ninputs: [query]\nentry: answer\nsteps:\n  answer:\n    fn: answer\n"
+    )
+    run = _wfkit("run", "ask.yaml", "--steps", "asksteps", "--no-workspace", "--input", '{"qeury": "hi"}', cwd=tmp_path)
+    assert (1, "") == (run.returncode, run.stdout)
+    assert (
+        "wfkit run: ask.yaml declares the inputs ['query'] (its `inputs:`), and the run's inputs lack ['query'] "
+        "('qeury' given: did you mean 'query'?); nothing was started. Pass them: "
+    ) in run.stderr
+
+
 def test_run_of_the_router_spec_without_a_query_starts_nothing(router_yaml: Path, tmp_path: Path) -> None:
     """The README's `wfkit run router.yaml`, without `--input`: the router's spec declares the query it
     reads, so the command says so before any step runs (not a KeyError inside `classify`), and the

@@ -285,3 +285,40 @@ def test_a_setting_reads_the_environment_as_it_is_now(monkeypatch: pytest.Monkey
     assert "13" == setting("WFKIT_TEST_SETTING")
     monkeypatch.delenv("WFKIT_TEST_SETTING")
     assert setting("WFKIT_TEST_SETTING") is None
+
+
+@pytest.mark.parametrize("durable", [False, True])
+def test_a_call_not_awaited_is_named_as_such(durable: bool, workspace: Path) -> None:
+    """`reply = ctx.llm.complete(...)` without await (in an async step, or in a plain def step, which
+    cannot await) put a coroutine in the state, refused as "builtins.coroutine, which run state cannot
+    keep ...; return plain data", and Python warned "coroutine ... was never awaited" besides. The
+    refusal now says it is a call not awaited and how to write it; the coroutine is closed."""
+    flow = wf.Workflow("forgetful")
+
+    @flow.step
+    async def ask(state: Any, ctx: wf.StepContext) -> dict[str, Any]:
+        reply = ctx.llm.complete("Classify: refund")
+        return {"reply": reply}
+
+    plain = wf.Workflow("plain-forgetful")
+
+    @plain.step(tools=["web_search"])
+    def look(state: Any, ctx: wf.StepContext) -> dict[str, Any]:
+        return {"hits": [ctx.tool("web_search", query="x")]}
+
+    said = (
+        "step '{step}' wrote state field '{field}'{at} = a coroutine of {call}(), a call it did not await: write "
+        "`await` before the call, in a step written as `async def` (a plain `def` step cannot await), and store "
+        "what it returns"
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "coroutine ... was never awaited" either
+        run = flow.run({}, workspace=None if durable else False, raise_on_error=False)
+        found = plain.run(
+            {}, workspace=None if durable else False, raise_on_error=False, tools=wf.llm.example_registry()
+        )
+        import gc
+
+        gc.collect()
+    assert said.format(step="ask", field="reply", at="", call="BoundChatClient.complete") in str(run.error)
+    assert said.format(step="look", field="hits", at=" at hits[0]", call="StepContext.tool") in str(found.error)

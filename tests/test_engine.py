@@ -1766,6 +1766,41 @@ def test_route_warns_of_an_absent_field_once_per_run_in_a_loop() -> None:
     assert 1 == len(again)
 
 
+@pytest.mark.parametrize("durable", [False, True])
+def test_a_loop_held_by_a_misspelt_field_warns_naming_it(durable: bool, tmp_path: Path) -> None:
+    """A state machine `when("status", "ne", "done") >> go("work")` whose step writes "stauts" went
+    round to its visit bound with no warning: the route held (a missing field equals nothing), and
+    the warning came only when no route held. It warns once, when the route first holds so, naming
+    the field, the closest the state holds and the route taken; `~when(..., "eq", ...)` alike."""
+    for condition in (wf.when("status", "ne", "done"), ~wf.when("status", "eq", "done")):
+        flow = wf.Workflow("machine")
+
+        @flow.step(max_visits=4)
+        def work(state: Any) -> dict[str, Any]:
+            laps = state.get("laps", 0) + 1
+            return {"laps": laps, "stauts": "done" if laps >= 2 else "working"}
+
+        flow.step(lambda state: {"out": "finished"}, name="finish")
+        flow.route("work", condition >> wf.go("work"), default=wf.go("finish"))
+        with pytest.warns(wf.RouteFieldWarning) as caught:
+            run = flow.run({}, workspace=tmp_path if durable else False, raise_on_error=False)
+        assert ("failed", 4) == (run.status, run.state["laps"])
+        assert 1 == len(caught)
+        assert (
+            f"run {run.run_id}: the route after step 'work' to 'work' compares field 'status', which neither the "
+            "run's inputs nor any step so far put in the state (it holds ['laps', 'stauts']) (did you mean "
+            "'stauts'?); a missing field equals nothing, so the route held because it is missing"
+        ) in str(caught[0].message)
+    guarded = wf.Workflow("guarded")
+    guarded.step(lambda state: {"laps": state.get("laps", 0) + 1}, name="work", max_visits=4)
+    guarded.route(
+        "work",
+        (wf.when("status", "exists") & wf.when("status", "ne", "done")) >> wf.go("work"),
+        default=wf.go(wf.END),
+    )
+    assert "succeeded" == guarded.run({}, workspace=False).status  # tested with exists: no warning
+
+
 def test_a_run_whose_route_fields_are_there_allocates_nothing_for_their_warnings() -> None:
     """The fields warned of once per run are kept only by a run that warns: one whose routes
     compare fields the state holds (nearly every run) holds no set for them (ten thousand

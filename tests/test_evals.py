@@ -1127,6 +1127,23 @@ def test_compare_tells_noise_from_a_real_difference():
     assert [16, 0, 0, True] == better.loc["exact_match:y", ["wins", "losses", "ties", "significant"]].tolist()
 
 
+def test_compare_of_a_variant_with_itself_is_refused() -> None:
+    """result.compare("base", "base") gave a table of ties, "not significant", that reads as two
+    variants performing alike; it is refused, naming the variants there are, and a misspelt variant
+    names the closest. Against an earlier result (baseline_from=) the same name is what is meant."""
+    result = two_variant_result()
+    with pytest.raises(ValueError) as caught:
+        result.compare("base", "base")
+    assert (
+        "compare('base', 'base') compares a variant with itself, every case a tie; name two variants (it has "
+        "base, same, worse), or compare with an earlier result: compare(baseline, candidate, "
+        "baseline_from=wf.evals.load_result(FOLDER))"
+    ) == str(caught.value)
+    with pytest.raises(ValueError, match=r"no variant 'Base' in this result \(did you mean 'base'\?\); it has base"):
+        result.compare("Base", "worse")
+    assert 16 == result.compare("base", "base", baseline_from=result).loc["exact_match:y", "ties"]
+
+
 def test_compare_counts_scores_equal_up_to_float_noise_as_ties():
     """0.1 + 0.2 against 0.3 is a tie, not a win: scores within compare's tolerance (1e-9) tie; a
     difference of 0.1 either way is still a win or a loss."""

@@ -1081,3 +1081,16 @@ def test_router_decide_raises_condition_error_for_incomparable_values() -> None:
     router = Router((when("i", "lt", 3) >> go("work"),), go(END))
     with pytest.raises(ConditionError, match="cannot evaluate i < 3"):
         router.decide({"i": "three"})
+
+
+def test_holds_when_missing_names_the_fields_whose_absence_makes_a_route_hold() -> None:
+    """`ne` holds on a missing field, and so does any other comparison under `~`; `ne` under `~`,
+    `exists` and plain comparisons do not."""
+    from wfkit.model._routes import holds_when_missing
+
+    assert {"status"} == holds_when_missing(when("status", "ne", "done"))
+    assert {"status"} == holds_when_missing(~when("status", "eq", "done"))
+    assert set() == holds_when_missing(~when("status", "ne", "done") & when("n", "gt", 1))
+    assert {"a", "c"} == holds_when_missing(
+        (when("a", "ne", 1) | when("b", "in", [1])) & ~(when("c", "lt", 2) | when("d", "exists"))
+    )

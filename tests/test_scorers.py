@@ -94,6 +94,36 @@ def test_exact_match_of_a_number_against_a_sheets_text_says_how_to_type_the_colu
     assert Score(0.0, False, detail) == score(wf.evals.exact_match("y"), case, flow.run(case.inputs))
 
 
+def test_exact_match_of_a_whole_float_against_a_sheets_text_says_how_to_type_the_column(tmp_path: Any):
+    """A run answering 40.0 (a float, as a division or float() gives) where the sheet's cell says "40"
+    failed with only 'total=40.0, expected "40"': the hint compared JSON texts ("40.0" against "40").
+    It compares the values, as the :json column the hint names would (which then passes)."""
+    flow = wf.Workflow("halves")
+
+    @flow.step
+    def calc(state: Any) -> dict[str, Any]:
+        return {"total": float(state["a"]) * 2}
+
+    (tmp_path / "cases.csv").write_text("id,a,expected.total\nc1,20,40\nc2,1.5,3\n", encoding="utf-8")
+    details = [
+        score(wf.evals.exact_match("total"), case, flow.run(case.inputs)).detail
+        for case in wf.evals.load_dataset(tmp_path / "cases.csv")
+    ]
+    assert [
+        f'total={value}, expected "{text}" (a number, expected as text: a CSV cell is text; name the column '
+        "expected.total:json to expect a number)"
+        for value, text in (("40.0", "40"), ("3.0", "3"))
+    ] == details
+    (tmp_path / "typed.csv").write_text("id,a,expected.total:json\nc1,20,40\n", encoding="utf-8")
+    (case,) = wf.evals.load_dataset(tmp_path / "typed.csv")
+    assert score(wf.evals.exact_match("total"), case, flow.run(case.inputs)).passed
+    (tmp_path / "other.csv").write_text("id,a,expected.total\nc1,20,41\nc2,1,true\n", encoding="utf-8")
+    assert ['total=40.0, expected "41"', 'total=2.0, expected "true"'] == [
+        score(wf.evals.exact_match("total"), case, flow.run(case.inputs)).detail
+        for case in wf.evals.load_dataset(tmp_path / "other.csv")
+    ]
+
+
 def test_exact_match_with_expected_given_to_the_scorer():
     """An expected value given to the scorer wins over the case (which then needs none)."""
     run = echo([1, 2])

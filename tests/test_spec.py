@@ -518,13 +518,68 @@ def test_a_sub_workflow_step_round_trips_with_its_child_by_name_or_import_path()
     assert ["$.steps.nested.workflow.ref: 'wfkit.examples:query_router' is function, not a Workflow"] == problems
 
 
+def test_a_sub_workflow_named_bare_is_found_in_the_module_given_as_steps(tmp_path: Path) -> None:
+    """`workflow: {ref: review_flow}` with steps=the module defining review_flow (and `wfkit run SPEC
+    --steps MODULE`) was refused, "not among steps=": a module gave its functions alone, never the
+    workflows a sub-workflow step names. It gives both; a misspelt ref names the module's workflow."""
+    (tmp_path / "reviewsteps.py").write_text(
+        "import wfkit as wf\n"
+        "review_flow = wf.Workflow('review', inputs=['draft'])\n"
+        "@review_flow.step\n"
+        "def judge(state):\n"
+        "    return {'verdict': 'ok' if len(state['draft']) > 3 else 'short'}\n"
+    )
+    (tmp_path / "subs.yaml").write_text(
+        "wfkit_flow: 1\nname: subs\ninputs: [query]\nentry: rev\nsteps:\n  rev:\n"
+        "    workflow: {ref: review_flow, inputs: {draft: query}, outputs: {verdict: verdict}}\n"
+    )
+    sys.path.insert(0, str(tmp_path))
+    try:
+        import reviewsteps  # type: ignore[import-not-found]
+
+        flow = wf.Workflow.from_spec(tmp_path / "subs.yaml", steps=reviewsteps)
+        assert "ok" == flow.run({"query": "long enough"}, workspace=False).state["verdict"]
+        misspelt = (tmp_path / "subs.yaml").read_text().replace("ref: review_flow", "ref: reviewflow")
+        (tmp_path / "subs.yaml").write_text(misspelt)
+        with pytest.raises(
+            wf.FlowSpecError, match=r"workflow 'reviewflow' is not among steps= \(did you mean 'review_flow'\?\)"
+        ):
+            wf.Workflow.from_spec(tmp_path / "subs.yaml", steps=reviewsteps)
+    finally:
+        sys.path.remove(str(tmp_path))
+        sys.modules.pop("reviewsteps", None)
+    (tmp_path / "subs.yaml").write_text(misspelt.replace("ref: reviewflow", "ref: review_flow"))
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "wfkit",
+            "run",
+            "subs.yaml",
+            "--steps",
+            "reviewsteps",
+            "--no-workspace",
+            "--json",
+            "--input",
+            '{"query": "long enough"}',
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        check=False,
+    )
+    assert 0 == done.returncode, done.stderr
+    assert "ok" == json.loads(done.stdout)["state"]["verdict"]
+
+
 def test_a_sub_workflow_reference_that_cannot_be_found_or_mapped_is_reported() -> None:
     """A child missing from steps=, an unimportable path, a step with both fn and workflow, no outputs."""
     parent, _ = _subflow_parent()
     spec = parent.to_spec()
     assert [
         "$.steps.nested.workflow.ref: workflow 'spec-child' is not among steps=; pass it "
-        "(Workflow.from_spec(spec, steps={'spec-child': spec-child})) or write it as 'module:spec-child'"
+        "(Workflow.from_spec(spec, steps={'spec-child': spec-child}); to wfkit validate, run or graph: --steps "
+        "MODULE, the module defining it) or write it as 'module:spec-child'"
     ] == _problems(spec, steps={"split": split})
     spec["steps"]["nested"]["workflow"]["ref"] = "no_such_module_here:flow"
     spec["steps"]["nested"]["fn"] = "split"
@@ -600,6 +655,25 @@ def test_missing_required_keys_are_reported() -> None:
         "$: 'entry' is missing: the step the run starts with",
         "$: 'steps' is missing: steps by name; at least one",
     ] == sorted(problems)
+
+
+def test_a_spec_without_entry_says_so_once_in_a_specs_words(tmp_path: Path) -> None:
+    """A hand-written spec without `entry:` got two problems, the schema's "'entry' is missing" and
+    the graph's "no entry step: call flow.entry('step') or declare a step first", advice for code;
+    it gets the first, with the line to add."""
+    (tmp_path / "noentry.yaml").write_text(
+        "wfkit_flow: 1\nname: noentry\nsteps:\n  first: {fn: 'wfkit.examples:classify'}\n"
+        "  second: {fn: 'wfkit.examples:classify'}\nedges:\n  first: [second]\n"
+    )
+    with pytest.raises(wf.FlowSpecError) as caught:
+        wf.Workflow.from_spec(tmp_path / "noentry.yaml")
+    assert [
+        "$ (noentry.yaml): 'entry' is missing: the step the run starts with; add `entry: first` (the first step) "
+        "or the step it starts with"
+    ] == caught.value.problems
+    fixed = (tmp_path / "noentry.yaml").read_text().replace("steps:", "entry: first\nsteps:")
+    (tmp_path / "noentry.yaml").write_text(fixed)
+    assert "first" == wf.Workflow.from_spec(tmp_path / "noentry.yaml").validate().entry
 
 
 def test_routes_without_a_default_get_one_message_saying_how_to_add_one() -> None:

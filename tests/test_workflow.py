@@ -89,6 +89,27 @@ def test_a_misspelt_keyword_of_step_or_map_names_the_closest() -> None:
     assert inspect.Parameter.VAR_KEYWORD not in {p.kind for p in params.values()}
 
 
+def test_a_misspelt_run_input_names_the_declared_one_it_meant(workspace: Path) -> None:
+    """flow.run({"qeury": ...}) of a workflow declaring inputs=["query"] said the inputs lacked
+    ['query'], naming nothing of what was given; it now says which given name is close to which."""
+    flow = wf.Workflow("asker", inputs=["query", "lang"])
+
+    @flow.step
+    def answer(state: Any) -> dict[str, Any]:
+        return {"answer": state["query"]}
+
+    with pytest.raises(ValueError) as caught:
+        flow.run({"qeury": "hi", "lnag": "en", "other": 1})
+    assert (
+        "workflow 'asker' declares the inputs ['lang', 'query'], and this run's inputs lack ['lang', 'query'] "
+        "('qeury' given: did you mean 'query'?; 'lnag' given: did you mean 'lang'?): pass them (or drop them "
+        "from Workflow(..., inputs=...))"
+    ) == str(caught.value)
+    with pytest.raises(ValueError, match=r"lack \['query'\]: pass them"):
+        flow.run({"lang": "en", "other": 1})
+    assert not (workspace / "wfkit.db").exists() or [] == wf.Workspace().runs()
+
+
 def test_redefining_in_a_notebook_cell_replaces_the_step() -> None:
     """Re-running a cell that defines the same function replaces the step."""
     flow = wf.Workflow("nb")

@@ -18,7 +18,7 @@ from typing import Any, NoReturn, TextIO
 
 from wfkit._version import __version__
 from wfkit.model._status import RunStatus
-from wfkit.model._suggest import closest
+from wfkit.model._suggest import closest, misnamed
 from wfkit.replay._options import cell_seconds, processes
 
 
@@ -642,6 +642,7 @@ def _spec_flow(command: str, spec: str, steps: list[str], tools_ref: str | None,
     from pathlib import Path
 
     from wfkit.engine._workflow import Workflow
+    from wfkit.model._spec import as_namespace
 
     sys.path.insert(0, folder)  # step modules in the (then) current folder, as `python -m` would find them
     # and, after those, beside the spec, where the builder writes its stubs (<spec>_steps.py)
@@ -654,7 +655,7 @@ def _spec_flow(command: str, spec: str, steps: list[str], tools_ref: str | None,
             module = importlib.import_module(module_name)
         except ImportError as exc:
             raise SystemExit(f"wfkit {command}: cannot import --steps {module_name!r}: {exc}") from exc
-        namespace.update({k: v for k, v in vars(module).items() if callable(v) and not k.startswith("_")})
+        namespace.update(as_namespace(module))  # its functions, and workflows a sub-workflow step names
     tools = _load_tools(command, tools_ref) if tools_ref else None
     flow = Workflow.from_spec(spec, steps=namespace, tools=tools)
     origin = {"spec": str(Path(spec).resolve()), "steps": steps, "tools": tools_ref, "folder": folder}
@@ -801,7 +802,8 @@ def _run_flow(args: argparse.Namespace) -> int:
     if missing:  # refused here in the command's terms (the run would refuse it in Workflow(...)'s)
         raise SystemExit(
             f"wfkit run: {args.flow} declares the inputs {list(flow.inputs)} (its `inputs:`), and the run's "
-            f"inputs lack {missing}; nothing was started. Pass them: {_run_command(args, inputs, missing)}"
+            f"inputs lack {missing}{misnamed(inputs, missing)}; nothing was started. Pass them: "
+            f"{_run_command(args, inputs, missing)}"
         )
     from wfkit.engine._workflow import _new_run_id
 

@@ -644,6 +644,34 @@ class Execution:
                 stacklevel=2,
             )
 
+    def _warn_held(self, step: str, held: tuple[tuple[Go, tuple[str, ...]], ...], chosen: Go | None) -> None:
+        """Warn (once per run and field) of a field the route taken after ``step`` compared with
+        ``ne`` (or under ``~``), absent from the state as no step declares it writes: a missing
+        field equals nothing, so a misspelt name made the route hold (a state machine's
+        `when("status", "ne", "done") >> go("work")` loops to its visit bound)."""
+        fields = next((names for go, names in held if go is chosen), ())
+        state = self.state
+        warned = self._unsure_warned
+        absent = [f for f in fields if f not in state and (warned is None or f not in warned)]
+        if not absent or chosen is None:
+            return
+        if warned is None:
+            warned = self._unsure_warned = set()
+        warned.update(absent)
+        present = sorted(state)
+        for name in absent:
+            warnings.warn(
+                RouteFieldWarning(
+                    f"run {self.run_id}: the route after step {step!r} to {chosen.target!r} compares field "
+                    f"{name!r}, which neither the run's inputs nor any step so far put in the state (it holds "
+                    f"{present}){did_you_mean(name, present)}; a missing field equals nothing, so the route held "
+                    f"because it is missing (a loop back goes round to its visit bound). Fix the field's name in "
+                    f"the condition or in the step that writes it; if it is optional, declare the step that "
+                    f"writes it (@flow.step(writes=[{name!r}])) or test it with wfkit.when({name!r}, 'exists')"
+                ),
+                stacklevel=2,
+            )
+
     # ---- scheduling ------------------------------------------------------------------------
 
     def _activate(
@@ -831,6 +859,8 @@ class Execution:
             chosen = None if router is None else router.decide(self.state)
             if onward.unsure and router is not None and chosen is router.default:
                 self._warn_absent(name, onward.unsure, chosen)
+            elif onward.held_unsure:
+                self._warn_held(name, onward.held_unsure, chosen)
         except Exception as exc:  # a merge conflict or a condition that cannot be evaluated
             self._inline_failed(act, updates, exc, t0, body_end)
             return
@@ -977,6 +1007,8 @@ class Execution:
                     chosen = router.choose(self.state)
                     if onward.unsure and chosen is router.default:
                         self._warn_absent(name, onward.unsure, chosen)
+                    elif onward.held_unsure:
+                        self._warn_held(name, onward.held_unsure, chosen)
             except Exception as exc:  # a merge conflict or a condition that cannot be evaluated
                 out.error, out.kind, out.status = exc, ErrorKind.PERMANENT, Status.FAILED
                 self._record(self._make.outcome(act, out, None))

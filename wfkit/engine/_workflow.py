@@ -48,7 +48,7 @@ from wfkit.model._routes import Go, Route, Router, check_step_names
 from wfkit.model._seconds import Seconds
 from wfkit.model._status import RunStatus
 from wfkit.model._steps import Cache, MapSpec, StepFunction, StepSpec, make_map, make_spec, make_subflow, subflow_body
-from wfkit.model._suggest import did_you_mean, unexpected_keywords
+from wfkit.model._suggest import did_you_mean, misnamed, unexpected_keywords
 from wfkit.store._codec import check_state, json_encoder
 from wfkit.store._journal import encode_state, load_json, warn_if_redacted, warn_if_restored_redacted
 from wfkit.store._store import Store
@@ -842,7 +842,7 @@ class Workflow:
         if missing:
             raise ValueError(
                 f"workflow {self.name!r} declares the inputs {list(self.inputs or ())}, and this run's inputs "
-                f"lack {missing}: pass them (or drop them from Workflow(..., inputs=...))"
+                f"lack {missing}{misnamed(inputs, missing)}: pass them (or drop them from Workflow(..., inputs=...))"
             )
         if o.timeout is not None and not o.timeout > 0:
             raise ValueError(f"a run's timeout must be > 0 seconds, got {o.timeout!r}")

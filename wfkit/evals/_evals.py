@@ -1048,7 +1048,19 @@ class EvalResult:
             table = self.cases.pivot(index=["scorer", "case_id"], columns="variant", values="value")
             for name in (baseline, candidate):
                 if name not in table.columns:
-                    raise ValueError(f"no variant {name!r} in this result; it has {', '.join(map(str, table.columns))}")
+                    raise ValueError(
+                        f"no variant {name!r} in this result{did_you_mean(str(name), map(str, table.columns))}; "
+                        f"it has {', '.join(map(str, table.columns))}"
+                    )
+            if baseline == candidate:
+                # Every case ties with itself: a table of ties reads as two variants that perform alike.
+                others = [str(v) for v in table.columns if v != baseline]
+                raise ValueError(
+                    f"compare({baseline!r}, {candidate!r}) compares a variant with itself, every case a tie; name "
+                    + (f"two variants (it has {', '.join(map(str, table.columns))})" if others else "two variants")
+                    + ", or compare with an earlier result: compare(baseline, candidate, baseline_from=wf.evals."
+                    "load_result(FOLDER))"
+                )
             pairs = pd.DataFrame({"baseline": table[baseline], "candidate": table[candidate]})
         else:
             pairs = self._paired_with(baseline_from, baseline, candidate)

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from wfkit.model._errors import Facts, Location, WorkflowDefinitionError
-from wfkit.model._routes import END, Router, compared_fields
+from wfkit.model._routes import END, Go, Router, compared_fields, holds_when_missing
 from wfkit.model._steps import StepSpec
 from wfkit.model._suggest import closest, did_you_mean
 
@@ -37,6 +37,8 @@ class Onward:
     ``unsure``: the fields the router's conditions compare (never asking whether they exist) that
     no step declares it writes: one absent when no route held is likely misspelt, and the scheduler
     warns of it (a declared field may be absent only because its step has not run yet).
+    ``held_unsure``: per route, the ``unsure`` fields whose absence makes it hold (``ne``, or under
+    ``~``): a route taken while one is absent may have been taken because its name is misspelt.
     """
 
     router: Router | None
@@ -44,6 +46,7 @@ class Onward:
     joins: tuple[str, ...]
     lone: StepSpec | None
     unsure: tuple[str, ...] = ()
+    held_unsure: tuple[tuple[Go, tuple[str, ...]], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,9 +82,13 @@ class Graph:
             lone = starts[0] if len(starts) == 1 and not joins else None
             router = self.routers.get(name)
             unsure: set[str] = set()
+            held: list[tuple[Go, tuple[str, ...]]] = []
             for route in router.routes if router is not None else ():
                 unsure |= compared_fields(route.condition) - declared
-            onward[name] = Onward(router, starts, joins, lone, tuple(sorted(unsure)))
+                missing_holds = (holds_when_missing(route.condition) & compared_fields(route.condition)) - declared
+                if missing_holds:
+                    held.append((route.go, tuple(sorted(missing_holds))))
+            onward[name] = Onward(router, starts, joins, lone, tuple(sorted(unsure)), tuple(held))
         object.__setattr__(self, "onward", onward)
         object.__setattr__(self, "caches", any(spec.cache is not None for spec in self.steps.values()))
         object.__setattr__(self, "subflows", any(spec.subflow is not None for spec in self.steps.values()))

@@ -403,6 +403,26 @@ def compared_fields(condition: Condition) -> frozenset[str]:
     return frozenset(compared - tested)
 
 
+def holds_when_missing(condition: Condition) -> frozenset[str]:
+    """The top-level fields whose absence makes a comparison of ``condition`` hold: compared with
+    ``ne`` (a missing field equals nothing), or with another operator under a ``~`` (a missing field
+    compares false, its negation true). A route that held through one of them may have held only
+    because its name is misspelt: `when("status", "ne", "done") >> go("work")` loops while no step
+    writes "status"."""
+    found: set[str] = set()
+    todo: list[tuple[Condition, bool]] = [(condition, False)]
+    while todo:
+        part, negated = todo.pop()
+        if isinstance(part, Compare):
+            if part.op != "exists" and (part.op == "ne") != negated:
+                found.add(part.path[0])
+        elif isinstance(part, All | Any_):
+            todo.extend((p, negated) for p in part.parts)
+        elif isinstance(part, Not):
+            todo.append((part.part, not negated))
+    return frozenset(found)
+
+
 def condition_from_dict(data: Mapping[str, Any]) -> Condition:
     """Rebuild a condition from :meth:`Condition.to_dict` output (e.g. a stored workflow)."""
     if "all" in data:

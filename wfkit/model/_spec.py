@@ -99,13 +99,13 @@ def _import_ref(ref: str) -> Any:
 def as_namespace(
     functions: ModuleType | Mapping[str, Any] | Iterable[Callable[..., Any]] | None,
 ) -> dict[str, Any]:
-    """The caller's functions by name: a module's public callables (as ``wfkit run --steps MODULE``
-    and ``wf.edit(steps=module)`` take them), a mapping as given, or a list of functions by
-    ``__name__``."""
+    """The caller's functions by name: a module's public callables and workflows (as ``wfkit run
+    --steps MODULE`` and ``wf.edit(steps=module)`` take them; a sub-workflow step's ``ref`` names a
+    workflow), a mapping as given, or a list of functions by ``__name__``."""
     if functions is None:
         return {}
     if isinstance(functions, ModuleType):
-        return {k: v for k, v in vars(functions).items() if callable(v) and not k.startswith("_")}
+        return {k: v for k, v in vars(functions).items() if (callable(v) or _is_workflow(v)) and not k.startswith("_")}
     if isinstance(functions, Mapping):
         return dict(functions)
     out: dict[str, Any] = {}
@@ -117,6 +117,11 @@ def as_namespace(
             )
         out[fn.__name__] = fn
     return out
+
+
+def _is_workflow(value: Any) -> bool:
+    """Whether ``value`` is a workflow (what a sub-workflow step runs), told by what it can do."""
+    return not isinstance(value, type) and all(callable(getattr(value, attr, None)) for attr in ("validate", "_ref"))
 
 
 def _resolve(ref: str, namespace: Mapping[str, Any], what: str) -> tuple[Any, str | None]:
@@ -808,6 +813,10 @@ def _schema_problems(spec: Mapping[str, Any], problems: _Problems) -> None:
             message = _no_shape(error)
         elif error.validator == "required" and isinstance(error.instance, Mapping):
             message = _missing_key(error)
+            steps = spec.get("steps")
+            if not where and message.startswith("'entry' ") and isinstance(steps, Mapping) and steps:
+                # In code the first step declared is the entry; a spec says which, and its first is the likely one.
+                message += f"; add `entry: {next(iter(steps))}` (the first step) or the step it starts with"
         hint = error.schema.get("description") if isinstance(error.schema, Mapping) else None
         if hint and error.validator not in ("additionalProperties", "required", "oneOf"):
             message += f" ({hint})"
@@ -1032,12 +1041,14 @@ def _subflow_at(data: Any, where: Location, namespace: Mapping[str, Any], proble
     else:
         problems.add(
             (*where, "ref"),
-            f"{json_path((*where, 'ref'))}: workflow {ref!r} is not among steps=; pass it "
-            f"(Workflow.from_spec(spec, steps={{{ref!r}: {ref}}})) or write it as 'module:{ref}'",
+            f"{json_path((*where, 'ref'))}: workflow {ref!r} is not among steps="
+            f"{did_you_mean(ref, [k for k, v in namespace.items() if _is_workflow(v)])}; pass it "
+            f"(Workflow.from_spec(spec, steps={{{ref!r}: {ref}}}); to wfkit validate, run or graph: --steps MODULE, "
+            f"the module defining it) or write it as 'module:{ref}'",
             {"kind": "subflow_not_found", "ref": ref, "step": where[1]},
         )
         return None
-    if not all(callable(getattr(child, attr, None)) for attr in ("validate", "_ref")):
+    if not _is_workflow(child):
         problems.add(
             (*where, "ref"), f"{json_path((*where, 'ref'))}: {ref!r} is {type(child).__name__}, not a Workflow"
         )
@@ -1192,6 +1203,8 @@ def load_parts(
             compile_graph(name, steps, edges, routers, entry, merge, inputs)
         except WorkflowDefinitionError as exc:
             for message, where, facts in zip(exc.problems, exc.locations, exc.facts, strict=True):
+                if facts.get("kind") == "no_entry" and "entry" not in spec:
+                    continue  # the schema said 'entry' is missing, in a spec's words (not flow.entry's)
                 if not problems.above(where):
                     problems.add(where, f"{json_path(where)}: {message}", facts)
     if problems.messages:

@@ -20,6 +20,16 @@ def did_you_mean(name: str, known: Iterable[str]) -> str:
     return f" (did you mean {match!r}?)" if match is not None else ""
 
 
+def misnamed(given: Iterable[str], wanted: Iterable[str]) -> str:
+    """`` ('qeury' given: did you mean 'query'?)`` for the names given beside ``wanted`` ones that
+    are missing (a run's inputs against those its workflow declares), each close to one of them; or
+    ``""`` when none is."""
+    wanted = list(wanted)
+    pairs = [(name, closest(name, wanted)) for name in given if name not in wanted]
+    said = [f"{name!r} given: did you mean {match!r}?" for name, match in pairs if match is not None]
+    return f" ({'; '.join(said)})" if said else ""
+
+
 def files_beside(path: Path, suffixes: Iterable[str], *, kind: str) -> str:
     """What is beside a file that is not at ``path``, for the error saying so (errno's bare "No such
     file or directory" names nothing to do): ``; FOLDER holds a.yaml, b.yaml (did you mean

@@ -23,6 +23,7 @@ import base64
 import dataclasses
 import datetime as dt
 import decimal
+import inspect
 import json
 import json.encoder
 import threading
@@ -121,6 +122,15 @@ def _refusal(who: str, key: str, refused: _Refused) -> StateValueError:
     value = refused.value
     where = f"state field {key!r}" + (f" at {key}{refused.path}" if refused.path else "")
     kind = type(value)
+    if inspect.iscoroutine(value):
+        # `reply = ctx.llm.complete(...)` without await (or in a plain def step, which cannot await):
+        # the state holds the call, never made. Closed, so no "never awaited" warning comes later.
+        value.close()
+        return StateValueError(
+            f"{who} {where} = a coroutine of {value.__qualname__}(), a call it did not await: write `await` "
+            f"before the call, in a step written as `async def` (a plain `def` step cannot await), and store what "
+            f"it returns"
+        )
     if dataclasses.is_dataclass(value) or hasattr(value, "model_dump"):
         fix = (
             f"allow the class with @wfkit.state_type (it is rebuilt from its fields on resume), "
