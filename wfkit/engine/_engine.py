@@ -615,21 +615,25 @@ class Execution:
             self.error = error
             self.status = status
 
+    def _newly_absent(self, fields: tuple[str, ...]) -> list[str]:
+        """Of ``fields``, those absent from the state that no warning of this run named yet (now
+        counted as named: a run warns of a field once)."""
+        state, warned = self.state, self._unsure_warned
+        absent = [f for f in fields if f not in state and (warned is None or f not in warned)]
+        if absent:
+            if warned is None:
+                warned = self._unsure_warned = set()
+            warned.update(absent)
+        return absent
+
     def _warn_absent(self, step: str, fields: tuple[str, ...], chosen: Go) -> None:
         """Warn (once per run and field) of a field the routes after ``step`` compared, and none
         held, that neither the inputs nor any step so far put in the state, and no step declares it
         writes: such a field compares false, so a misspelt name silently sends every run to the
         default. (Only then: a route that held, `amount >= 10 | user.tier in [...]` without a user,
         was decided by what is there.)"""
-        state = self.state
-        warned = self._unsure_warned
-        absent = [f for f in fields if f not in state and (warned is None or f not in warned)]
-        if not absent:
-            return
-        if warned is None:
-            warned = self._unsure_warned = set()
-        warned.update(absent)
-        present = sorted(state)
+        absent = self._newly_absent(fields)
+        present = sorted(self.state)
         for name in absent:
             hint = did_you_mean(name, present)
             warnings.warn(
@@ -649,16 +653,10 @@ class Execution:
         ``ne`` (or under ``~``), absent from the state as no step declares it writes: a missing
         field equals nothing, so a misspelt name made the route hold (a state machine's
         `when("status", "ne", "done") >> go("work")` loops to its visit bound)."""
-        fields = next((names for go, names in held if go is chosen), ())
-        state = self.state
-        warned = self._unsure_warned
-        absent = [f for f in fields if f not in state and (warned is None or f not in warned)]
-        if not absent or chosen is None:
+        if chosen is None:
             return
-        if warned is None:
-            warned = self._unsure_warned = set()
-        warned.update(absent)
-        present = sorted(state)
+        absent = self._newly_absent(next((names for go, names in held if go is chosen), ()))
+        present = sorted(self.state)
         for name in absent:
             warnings.warn(
                 RouteFieldWarning(
