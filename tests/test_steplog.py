@@ -14,6 +14,7 @@ import sys
 import textwrap
 import threading
 import time
+import warnings
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -238,7 +239,8 @@ def test_filters(workspace: Path) -> None:
     assert {r.run_id for r in late} == set(wf.steps(since=middle.isoformat())["run_id"])
     assert {r.run_id for r in early} == set(wf.steps(until=middle)["run_id"])
     assert 0 == len(wf.steps(workflow="alpha", since=middle))
-    assert 0 == len(wf.steps(workflow="nobody"))
+    with pytest.warns(UserWarning, match="has workflow 'nobody'; its workflows are 'alpha', 'beta'"):
+        assert 0 == len(wf.steps(workflow="nobody"))
 
 
 # ---- recovery -----------------------------------------------------------------------------------
@@ -1211,8 +1213,34 @@ def test_filters_on_categorical_and_partition_columns(tmp_path: Path) -> None:
     assert ["r2", "r2", "r3", "r3", "r3"] == sorted(wf.steps(tmp_path, workflow="alpha")["run_id"])
     assert 3 == len(wf.steps(tmp_path, step=["answer"]))
     assert ["r1", "r3", "r3"] == sorted(wf.steps(tmp_path, status="retry")["run_id"])
-    assert 0 == len(wf.steps(tmp_path, workflow="nobody", columns=["step"]))
-    assert isinstance(wf.steps(tmp_path, workflow="nobody")["step"].dtype, pd.CategoricalDtype)
+    with pytest.warns(UserWarning, match="no row of the step log"):
+        assert 0 == len(wf.steps(tmp_path, workflow="nobody", columns=["step"]))
+    with pytest.warns(UserWarning, match="no row of the step log"):
+        assert isinstance(wf.steps(tmp_path, workflow="nobody")["step"].dtype, pd.CategoricalDtype)
+
+
+def test_a_filter_no_row_can_match_says_so(tmp_path: Path) -> None:
+    """wf.steps(step="anwser") or status="error" came back as an empty frame, which reads as "it
+    never happened": a status no attempt can have is refused naming the statuses, and a workflow,
+    or step that no row holds warns naming the closest value and those there are. An empty
+    answer to a real question says nothing."""
+    write_dataset(tmp_path)
+    with pytest.raises(ValueError, match=r"status= 'error' .*is no attempt status; .*one of ok, retry, failed"):
+        wf.steps(tmp_path, status="error")
+    with pytest.raises(ValueError, match=r"'fail' \(did you mean 'failed'\?\)"):
+        wf.steps(tmp_path, status=["ok", "fail"])
+    with pytest.warns(
+        UserWarning,
+        match=r"has step 'anwser' \(did you mean 'answer'\?\); its steps are 'answer', 'check', 'plan', 'search'",
+    ):
+        assert wf.steps(tmp_path, step="anwser").empty
+    with pytest.warns(UserWarning, match=r"has workflow 'alpah' \(did you mean 'alpha'\?\)"):
+        assert wf.steps(tmp_path, workflow=["alpah"], step="answer").empty
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert wf.steps(tmp_path, status="failed").empty  # a real question with an empty answer
+        assert wf.steps(tmp_path, workflow="alpha", run_id="r1").empty  # both held, never together
+        assert wf.steps(tmp_path, run_id="r9").empty  # a run may have no row yet
 
 
 def test_one_parquet_file_reads_without_partitions(tmp_path: Path) -> None:

@@ -29,6 +29,7 @@ import threading
 import traceback
 import urllib.parse
 import uuid
+import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 from wfkit.logs._dataset import STEPS_DIR, counted_files, fsync_dir, is_attempt_segment, is_url, mirror
 from wfkit.model._errors import StoreCorruptError, WorkspaceNotFoundError
-from wfkit.model._events import FIELDS
+from wfkit.model._events import FIELDS, Status
 from wfkit.model._process import pid_alive
 from wfkit.model._suggest import did_you_mean
 from wfkit.store._journal import untimed
@@ -726,6 +727,7 @@ def steps(
     since = None if since is None else parse_time("since", since)
     until = None if until is None else parse_time("until", until)
     check_columns(columns)  # a misspelt column is no damaged segment either
+    check_statuses(status)
     root = resolve_root(path)
     options: dict[str, Any] = {
         "workflow": workflow,
@@ -738,11 +740,14 @@ def steps(
         "sort": sort,
     }
     try:
-        return read_steps(root, **options)
+        frame = read_steps(root, **options)
     except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid is a ValueError
         if not rebuild_damaged(root, exc):
             raise
-        return read_steps(root, **options)
+        frame = read_steps(root, **options)
+    if frame.empty:
+        warn_of_absent(root, {"workflow": workflow, "step": step})
+    return frame
 
 
 def check_columns(columns: Sequence[str] | None) -> None:
@@ -759,6 +764,43 @@ def check_columns(columns: Sequence[str] | None) -> None:
             f"unknown step-log column(s) {', '.join(f'{c!r}{did_you_mean(str(c), names)}' for c in unknown)}; "
             f"the columns are {', '.join(names)}"
         )
+
+
+# The values an attempt's status takes (``Status``): a filter on another is a mistake, not a question.
+STATUSES: tuple[str, ...] = tuple(v for k, v in vars(Status).items() if k.isupper())
+
+
+def check_statuses(status: str | Sequence[str] | None) -> None:
+    """Refuse a ``status=`` no attempt can have (``"error"``, ``"success"``...): its empty frame
+    would read as "nothing of the kind happened"."""
+    if status is None:
+        return
+    unknown = [s for s in ([status] if isinstance(status, str) else status) if s not in STATUSES]
+    if unknown:
+        named = ", ".join(f"{s!r}{did_you_mean(str(s), STATUSES)}" for s in unknown)
+        raise ValueError(f"status= {named} is no attempt status; an attempt's status is one of {', '.join(STATUSES)}")
+
+
+def warn_of_absent(root: Path, filters: Mapping[str, str | Sequence[str] | None]) -> None:
+    """After a filtered read came back empty: warn of each filter value that no row of the step log
+    holds at all (a misspelt workflow or step), naming the closest value and those there are. An
+    empty answer stays an answer (a step that never failed has no failed rows), so this warns,
+    and says nothing when some row holds every value given, or when the log holds no rows yet.
+    (Not for run ids: a run that exists may have no row yet, and its id is copied, not typed.)"""
+    asked = {name: [v] if isinstance(v, str) else list(v) for name, v in filters.items() if v is not None}
+    if not asked:
+        return
+    held = read_steps(root, columns=list(asked), sort=False)
+    if held.empty:
+        return
+    for name, values in asked.items():
+        present = {str(v) for v in held[name].dropna().unique()}
+        absent = [v for v in values if v not in present]
+        if not absent:
+            continue
+        named = ", ".join(f"{v!r}{did_you_mean(str(v), present)}" for v in absent)
+        listed = ", ".join(repr(v) for v in sorted(present)[:12]) + (", ..." if len(present) > 12 else "")
+        warnings.warn(f"no row of the step log at {root} has {name} {named}; its {name}s are {listed}", stacklevel=3)
 
 
 def rebuild_damaged(root: Path, exc: BaseException) -> bool:
