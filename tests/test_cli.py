@@ -1273,6 +1273,29 @@ def test_a_fork_of_a_run_given_a_policy_decides_by_it(payout_spec: Path, tmp_pat
     assert f"run {fork_id} (forked from {run_id} at 'prepare'): succeeded" == forked.stdout.strip()
 
 
+def test_run_json_of_a_run_halted_at_a_gate_holds_its_tickets(payout_spec: Path, tmp_path: Path) -> None:
+    """`wfkit run SPEC --json` of a run that halts at a gate printed its status and state but not the
+    ticket to decide, which the text form names: a script had to call `wfkit pending` and pick the
+    run's out. The JSON holds each open ticket with its command, and the steps to reconcile."""
+    workspace = tmp_path / "ws"
+    args = ["run", payout_spec.name, "--steps", "payout_steps", "--workspace", str(workspace), "--json"]
+    started = _wfkit(*args, cwd=payout_spec.parent)
+    assert 0 == started.returncode, started.stderr
+    result = json.loads(started.stdout)
+    [ticket] = wfkit.Workspace(workspace).pending()
+    assert [
+        {
+            "ticket_id": ticket.ticket_id,
+            "run_id": result["run_id"],
+            "step": "send",
+            "visit": 1,
+            "reason": "Send money?",
+            "command": f"wfkit approve {ticket.ticket_id} --workspace {workspace} --by NAME",
+        }
+    ] == result["tickets"]
+    assert [] == result["reconciliations"]
+
+
 def test_approve_after_a_reject_is_refused_saying_who_when_and_that_resume_follows_it(
     payout_spec: Path, tmp_path: Path
 ) -> None:

@@ -235,25 +235,58 @@ _STOPPED = {
 }
 
 
+def _open_tickets(ws: Any, args: argparse.Namespace, run_id: str) -> list[dict[str, Any]]:
+    """The open approval tickets a run waits on (its sub-workflows' too: they halt it), each with
+    the command that decides it."""
+    store = ws.store
+    return [
+        {
+            "ticket_id": ticket.ticket_id,
+            "run_id": owner,
+            "step": ticket.step,
+            "visit": ticket.visit,
+            "reason": ticket.reason,
+            "command": f"wfkit approve {ticket.ticket_id}{_workspace_option(args)} --by NAME",
+        }
+        for owner in store.descendant_runs(run_id)
+        for ticket in store.tickets.find(status="open", run_id=owner)
+    ]
+
+
 def _print_tickets(ws: Any, args: argparse.Namespace, run_id: str) -> None:
     """The open approval tickets a run waits on, with the command that decides each."""
-    store = ws.store
-    for owner in store.descendant_runs(run_id):  # its sub-workflows' too: they halt it
-        where = "" if owner == run_id else f" of sub-workflow run {owner}"
-        for ticket in store.tickets.find(status="open", run_id=owner):
-            _print(
-                f"\nwaiting for approval: ticket {ticket.ticket_id} at {ticket.step!r}{where}: {ticket.reason}:"
-                f" `wfkit approve {ticket.ticket_id}{_workspace_option(args)} --by NAME`"
-            )
+    for ticket in _open_tickets(ws, args, run_id):
+        where = "" if ticket["run_id"] == run_id else f" of sub-workflow run {ticket['run_id']}"
+        _print(
+            f"\nwaiting for approval: ticket {ticket['ticket_id']} at {ticket['step']!r}{where}: {ticket['reason']}:"
+            f" `{ticket['command']}`"
+        )
+
+
+def _pending_reconciliations(ws: Any, args: argparse.Namespace, run_id: str) -> list[dict[str, Any]]:
+    """The irreversible steps a run waits to have reconciled (its sub-workflows' too: they halt
+    it), each with the command that settles it."""
+    return [
+        {
+            "run_id": intent["run_id"],
+            "step": intent["step"],
+            "visit": intent["visit"],
+            "key": intent["key"],
+            "command": (
+                f"wfkit reconcile {intent['run_id']} {intent['step']}{_workspace_option(args)} --done|--retry --by NAME"
+            ),
+        }
+        for intent in ws.store.pending_intents(run_id)
+    ]
 
 
 def _print_reconciliations(ws: Any, args: argparse.Namespace, run_id: str) -> None:
     """The irreversible steps a run waits to have reconciled, with the command that settles each."""
-    for intent in ws.store.pending_intents(run_id):  # its sub-workflows' too: they halt it
+    for intent in _pending_reconciliations(ws, args, run_id):
         where = "" if intent["run_id"] == run_id else f" of sub-workflow run {intent['run_id']}"
         _print(
             f"\nneeds reconciliation: {intent['step']}{where} (visit {intent['visit']}, key {intent['key']}):"
-            f" `wfkit reconcile {intent['run_id']} {intent['step']}{_workspace_option(args)} --done|--retry --by NAME`"
+            f" `{intent['command']}`"
         )
 
 
@@ -823,6 +856,12 @@ def _run_flow(args: argparse.Namespace) -> int:
         "error": None if run.error is None else str(run.error),
     }
     if args.json:
+        # What a script needs to go on with a run that stopped for someone: the tickets to decide
+        # and the steps to reconcile, with the command for each (empty lists: nothing waits).
+        if workspace is not False:
+            ws = _workspace(args)
+            result["tickets"] = _open_tickets(ws, args, run.run_id)
+            result["reconciliations"] = _pending_reconciliations(ws, args, run.run_id)
         _print_json(result)
     else:
         _print_run(args, run, None if workspace is False else _workspace(args))
@@ -1226,7 +1265,11 @@ def build_parser() -> argparse.ArgumentParser:
         "halt); a policy given here is kept for the run's resumes",
     )
     rf.add_argument("--no-workspace", action="store_true", help="keep the run in memory only")
-    rf.add_argument("--json", action="store_true", help="print the run's id, status, path, tools, state, error as JSON")
+    rf.add_argument(
+        "--json",
+        action="store_true",
+        help="print the run's id, status, path, tools, state, error, and the tickets and reconciliations it waits on, as JSON",
+    )
     rf.set_defaults(handler=_run_flow)
     gr = sub.add_parser("graph", parents=[spec_args], help="draw a flow spec as SVG, Mermaid or Graphviz DOT")
     gr.add_argument(
