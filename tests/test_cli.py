@@ -2013,3 +2013,60 @@ def test_show_of_a_run_killed_in_an_irreversible_step_says_to_reconcile_before_r
     assert "settle" not in _show("crash-run", ws, capsys)
     assert 0 == _crashflow(ws, logs).returncode
     assert "succeeded" == json.loads((logs / "result.json").read_text())["status"]
+
+
+PATIENT = textwrap.dedent(
+    """
+    import asyncio, os, signal, sys, wfkit as wf
+
+    flow = wf.Workflow("patient-cli")
+
+    class Busy(ConnectionError):
+        retry_after = 3.0  # the server asked for 3 s
+
+    @flow.step(retry=wf.RetryPolicy(max_retries=2, base_delay=0.01, jitter=0))
+    def call(state, ctx):
+        if ctx.attempt == 1:
+            raise Busy("429 Too Many Requests")
+        return {"ok": True}
+
+    def die_in_the_backoff(event):
+        if event.status == "retry":  # durable by now; die 0.2 s into the 3 s backoff
+            asyncio.get_running_loop().call_later(0.2, os.kill, os.getpid(), signal.SIGKILL)
+
+    if __name__ == "__main__":
+        flow.run({}, run_id="patient", workspace=sys.argv[1], sinks=[die_in_the_backoff])
+    """
+)
+
+
+@pytest.mark.slow  # a process killed with SIGKILL, then a resume that waits out ~3 s
+def test_resume_says_it_waits_out_a_backoff_the_crash_left(tmp_path: Path) -> None:
+    """`wfkit resume` of a run whose process died in a retry's backoff (a Retry-After of 3 s) sat
+    silent while it waited the rest out, like a hung command: it says which step waits, before which
+    attempt, and for how long; `wfkit show --json` has the backoff's end (`not_before`)."""
+    (tmp_path / "patient.py").write_text(PATIENT)
+    ws = tmp_path / "ws"
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    died = subprocess.run(
+        [sys.executable, "patient.py", str(ws)], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
+    assert -signal.SIGKILL == died.returncode, died.stderr
+    [flying] = wfkit.Workspace(ws).run_info("patient")["in_flight"]
+    assert (flying["step"], flying["attempt"], flying["waiting"]) == ("call", 2, True)
+    assert 1.0 < flying["not_before"] - time.time() <= 3.0
+    where = ["--workspace", str(ws), "--workflow", "patient:flow"]
+    resumed = subprocess.run(
+        [sys.executable, "-m", "wfkit", "resume", "patient", *where],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert 0 == resumed.returncode, resumed.stderr
+    said = re.search(
+        r"step 'call' waits out the rest of its retry's backoff before attempt 2: (\d+) s \(until ", resumed.stderr
+    )
+    assert said is not None, resumed.stderr
+    assert 1 <= int(said.group(1)) <= 3
+    assert resumed.stdout.startswith("run patient: succeeded")

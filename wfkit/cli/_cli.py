@@ -653,12 +653,34 @@ def load_workflow(ref: str) -> Any:
 def _resume(args: argparse.Namespace) -> int:
     ws = _workspace(args)
     flow = _workflow_of(ws, _run_of(ws, args), args.workflow, "resume")
+    _say_backoffs_left(ws, args.run_id)
     try:
         run = flow.resume(args.run_id, workspace=ws.path, policy=args.policy, raise_on_error=False)
     except KeyboardInterrupt:
         return _interrupted(args, ws.path, args.run_id)
     _print_run(args, run, ws)
     return 0 if run.status in ("succeeded", "waiting_approval") else 1
+
+
+def _say_backoffs_left(ws: Any, run_id: str) -> None:
+    """Before a resume that first waits out a retry's backoff its process died in (a Retry-After of
+    a minute...): say which step waits, and how long, rather than sit silent meanwhile."""
+    import datetime as dt
+
+    now = time.time()
+    try:
+        in_flight = ws.run_info(run_id)["in_flight"]
+    except (KeyError, ValueError):  # the resume itself says what is wrong with the run
+        return
+    for step in in_flight:
+        not_before = step.get("not_before")
+        if step.get("waiting") and not_before is not None and not_before - now >= 1.0:
+            until = dt.datetime.fromtimestamp(not_before, dt.UTC).strftime("%H:%M:%S UTC")
+            _print(
+                f"wfkit resume: step {step['step']!r} waits out the rest of its retry's backoff before attempt "
+                f"{step['attempt']}: {not_before - now:.0f} s (until {until})",
+                file=sys.stderr,
+            )
 
 
 def _load_flow(args: argparse.Namespace) -> Any:
@@ -1268,7 +1290,8 @@ def build_parser() -> argparse.ArgumentParser:
     rf.add_argument(
         "--json",
         action="store_true",
-        help="print the run's id, status, path, tools, state, error, and the tickets and reconciliations it waits on, as JSON",
+        help="print the run's id, status, path, tools, state and error as JSON, with the tickets and "
+        "reconciliations it waits on",
     )
     rf.set_defaults(handler=_run_flow)
     gr = sub.add_parser("graph", parents=[spec_args], help="draw a flow spec as SVG, Mermaid or Graphviz DOT")

@@ -34,7 +34,8 @@ class InFlight(NamedTuple):
     """A step visit the process was running when it died: its ``attempt`` (the one cut off, or,
     ``waiting``, the one that was to start after a retry's backoff); ``items_done``: of a map step,
     the items it had finished (None for any other step); ``child``: of a sub-workflow step, its
-    child run, if that was running too."""
+    child run, if that was running too; ``not_before``: of a ``waiting`` one, when its backoff ends
+    (seconds since the epoch; a resume waits it out), if known."""
 
     step: str
     visit: int
@@ -42,6 +43,7 @@ class InFlight(NamedTuple):
     waiting: bool = False
     items_done: int | None = None
     child: str | None = None
+    not_before: float | None = None
 
     def describe(self) -> str:
         """``step 'x' attempt 2`` (with its visit when it is not the first, and what more is known)."""
@@ -219,7 +221,10 @@ def in_flight(
         else:
             continue  # its last attempt failed for good: the run was ending, as after any failure
         child = store.running_child(run_id, step, visit) if spec.get("subflow") is not None else None
-        found.append(InFlight(step, visit, attempt, waiting, child=child))
+        not_before = None
+        if waiting and fact is not None and fact.retry_delay_s is not None and fact.ended_at is not None:
+            not_before = fact.ended_at + fact.retry_delay_s  # as the resume computes it (``cut_offs``)
+        found.append(InFlight(step, visit, attempt, waiting, child=child, not_before=not_before))
     return found
 
 
