@@ -1617,6 +1617,33 @@ def test_a_run_id_prefix_names_its_run_and_an_ambiguous_one_lists_the_runs(
         assert "(forked from cab05678 at 'classify'): succeeded" in capsys.readouterr().out
 
 
+def test_a_ticket_id_prefix_names_its_ticket_and_an_ambiguous_one_lists_the_tickets(
+    workspace: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`wfkit approve` and `reject` took a whole ticket id only, where `show`, `resume` and `fork`
+    take a run id's prefix: they take a ticket id's unique prefix too, and refuse an ambiguous one,
+    listing the tickets it matches, deciding nothing."""
+    import uuid
+
+    _router()
+    import durable_flows
+
+    ids = iter(["cafe01234567", "cab012345678"])
+    made = uuid.uuid4
+    monkeypatch.setattr(uuid, "uuid4", lambda: uuid.UUID(next(ids) + made().hex[12:]))
+    for amount in (10, 20):
+        assert "waiting_approval" == durable_flows.refunds.run({"amount": amount}, policy="halt").status
+    monkeypatch.setattr(uuid, "uuid4", made)
+    assert 1 == main(["approve", "ca", "--by", "ana"])
+    err = capsys.readouterr().err
+    assert "ticket id 'ca' is the start of 2 tickets' ids: give more of it" in err
+    assert "cafe01234567 (refunds-cli/pay, open); cab012345678 (refunds-cli/pay, open)" in err
+    assert 2 == len(wfkit.Workspace().pending())
+    assert 0 == main(["reject", "cab", "--by", "ana"])
+    assert capsys.readouterr().out.startswith("ticket cab012345678 rejected by ana")
+    assert ["cafe01234567"] == [t.ticket_id for t in wfkit.Workspace().pending()]
+
+
 def test_resume_prints_the_path_and_state_as_run_does(workspace: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """`wfkit resume` of a run that then finishes prints what `wfkit run` prints for one: its status,
     the steps it took and its state (it printed only "run X: succeeded")."""

@@ -303,12 +303,26 @@ def _pending(args: argparse.Namespace) -> int:
     return 0
 
 
+def _ticket_of(ws: Any, given: str) -> str:
+    """The ticket ``given`` names: that id, else the one ticket whose id begins with it (as a run
+    id's prefix is taken); a prefix of several tickets' ids is refused, listing them. An id that
+    begins none is left for the decision to say there is no such ticket."""
+    matches = ws.store.tickets.ids_from(given) if given else []
+    if len(matches) > 1 and all(t.ticket_id != given for t in matches):
+        count = f"{len(matches)}" if len(matches) <= 10 else "more than 10"
+        listed = "; ".join(f"{t.ticket_id} ({t.workflow}/{t.step}, {t.status})" for t in matches[:10])
+        raise ValueError(
+            f"ticket id {given!r} is the start of {count} tickets' ids: give more of it. They are: {listed}"
+        )
+    return matches[0].ticket_id if len(matches) == 1 else given
+
+
 def _decide(decision: str) -> Callable[[argparse.Namespace], int]:
     def handler(args: argparse.Namespace) -> int:
         from wfkit.model._approvals import already_decided
 
         ws = _workspace(args)
-        ticket, changed = ws.decide(args.ticket, decision, by=args.by, comment=args.comment)
+        ticket, changed = ws.decide(_ticket_of(ws, args.ticket), decision, by=args.by, comment=args.comment)
         verb = "approved" if decision == "approve" else "rejected"
         if changed:
             _print(f"ticket {ticket.ticket_id} {verb} by {ticket.decided_by}; {_resume_hint(ws, args, ticket.run_id)}")

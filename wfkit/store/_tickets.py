@@ -134,6 +134,18 @@ class Tickets:
             raise TicketError(f"no approval ticket {ticket_id!r} in {self.path}; `wfkit pending` lists the open ones")
         return self._ticket(rows[0])
 
+    def ids_from(self, prefix: str, *, limit: int = 11) -> list[Ticket]:
+        """The tickets whose id starts with ``prefix``, oldest first, at most ``limit``: what a
+        command given part of a ticket's id may mean (as a run id's prefix is taken)."""
+        return [
+            self._ticket(r)
+            for r in self.read(
+                f"SELECT {self._TICKET_COLS} FROM tickets WHERE substr(ticket_id, 1, ?) = ? "
+                "ORDER BY created_at LIMIT ?",
+                (len(prefix), prefix, limit),
+            )
+        ]
+
     def of_visit(self, run_id: str, step: str, visit: int) -> Ticket | None:
         """The ticket of a step visit's gate, if it was opened."""
         rows = self.read(
