@@ -660,6 +660,21 @@ def test_an_address_without_a_port_is_refused_at_once_with_the_form_to_use(addre
     assert not (tmp_path / "data").exists()
 
 
+def test_a_tls_address_without_tls_settings_says_how_to_give_them(tmp_path: Path) -> None:
+    """`executor="tls://host:8786"` with no TLS settings in Dask's configuration failed with Dask's own
+    `TypeError: TLS expects a ssl_context argument ... Instead got None`: it is refused at once
+    naming the two ways to give them (a client made with a Security, or Dask's configuration)."""
+    started = time.monotonic()
+    with pytest.raises(SchedulerUnreachableError) as caught:
+        slow_flow(0).run_many([{"x": 1}], executor="tls://127.0.0.1:8786", dataset=tmp_path / "data", progress=False)
+    message = str(caught.value)
+    assert message.startswith("tls://127.0.0.1:8786 is a TLS address, and no TLS settings were found"), message
+    assert "Client('tls://127.0.0.1:8786', security=Security(tls_ca_file=" in message
+    assert "distributed.comm.tls.ca-file" in message
+    assert time.monotonic() - started < 2
+    assert not (tmp_path / "data").exists()
+
+
 def test_executor_of_the_wrong_type_is_refused() -> None:
     """executor= takes a client, a cluster or an address."""
     with pytest.raises(TypeError, match=r"executor= takes a distributed\.Client"):

@@ -198,6 +198,14 @@ def _check_is_a_scheduler(address: str, timeout: float) -> None:
     if what == "unreachable":
         cause = detail if isinstance(detail, BaseException) else None
         raise SchedulerUnreachableError(address, _unreachable(address, timeout, detail)) from cause
+    if what == "no-tls":
+        raise SchedulerUnreachableError(
+            address,
+            f"{address} is a TLS address, and no TLS settings were found to connect with: make the client "
+            f"yourself with them and pass it as executor= (from distributed import Client, Security; "
+            f"Client({address!r}, security=Security(tls_ca_file=..., tls_client_cert=..., tls_client_key=...))), "
+            f"or set them in Dask's configuration (distributed.comm.tls.ca-file, .client.cert, .client.key)",
+        )
     if what == "dask":
         raise SchedulerUnreachableError(
             address,
@@ -226,7 +234,8 @@ def _host_of(address: str) -> str:
 async def _identify(address: str, timeout: float) -> tuple[str, Any]:
     """What answers at ``address``, within ``timeout`` s: ``("scheduler", None)``, ``("dask", its
     type)`` for another Dask server (a worker, a nanny), ``("not-an-address", why)`` for an address
-    Dask cannot parse (an http:// link), ``("unreachable", the last error)`` when
+    Dask cannot parse (an http:// link), ``("no-tls", None)`` for a tls:// address without TLS
+    settings in Dask's configuration, ``("unreachable", the last error)`` when
     no connection could be made, ``("silent", None)`` when the peer accepted it but did not answer
     the handshake in time, ``("closed", None)`` when it hung up, ``("garbage", what failed)`` when
     it answered something else. Never raises.
@@ -246,6 +255,8 @@ async def _identify(address: str, timeout: float) -> tuple[str, Any]:
         connection_args = distributed.Security().get_connection_args("client")
     except (ValueError, TypeError) as exc:
         return "not-an-address", exc
+    if scheme == "tls" and connection_args.get("ssl_context") is None:
+        return "no-tls", None  # Dask's TLS connector would fail with a TypeError about ssl_context
     comm: Any = None
     last: BaseException | None = None
     while comm is None:  # a scheduler that is starting: try again until the deadline, as connect does
