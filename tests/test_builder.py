@@ -193,10 +193,11 @@ def test_problems_are_worded_for_the_builder(case: str) -> None:
     assert expected not in str(raised.value)
 
 
-def test_the_python_api_keeps_its_fixes_in_code() -> None:
-    """A step connected to nothing, loaded in code, still gets the fix in code."""
+def test_the_python_api_gives_a_specs_fixes_in_its_keys() -> None:
+    """A step connected to nothing, in a spec loaded in code, gets the fix in the spec's keys (the
+    spec is what is fixed), not the builder's words nor `flow.edge(...)`."""
     spec = _broken(BUILDER_WORDS["a step connected to nothing"][0])
-    with pytest.raises(wf.WorkflowDefinitionError, match=r"connect it with flow\.edge\(\.\.\.\) or a route"):
+    with pytest.raises(wf.WorkflowDefinitionError, match=r"connect it under edges: \(e\.g\. classify: \[extra\]\)"):
         wf.Workflow.from_spec(spec)
 
 

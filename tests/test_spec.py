@@ -356,7 +356,7 @@ def test_every_problem_is_reported_at_once_with_its_json_path() -> None:
         "$.steps.generate_answer.fn: 'generate_answer', the function of step 'generate_answer', is not among the "
         "functions passed in steps=",
         "$.routes.classify.routes[1].go: route from 'classify' -> 'data_qery': no step named 'data_qery' "
-        "(did you mean 'data_query'?); declare it, or use wfkit.END (`__end__` in a flow spec) to finish",
+        "(did you mean 'data_query'?); add it under steps: (with its fn:), or write go: __end__ to finish",
     ]
     assert len(expected) == len(problems), problems
     for start, problem in zip(expected, problems, strict=True):
@@ -364,7 +364,7 @@ def test_every_problem_is_reported_at_once_with_its_json_path() -> None:
 
 
 def test_a_route_to_an_unknown_step_says_how_a_spec_ends_the_branch(tmp_path: Path) -> None:
-    """`go: END` in a file: the message names `__end__`, the spelling a spec can hold, not only
+    """`go: END` in a file: the message names `__end__`, the spelling a spec can hold, not
     `wfkit.END`, which a YAML file cannot write."""
     spec = rag_router().to_spec()
     spec["routes"]["classify"]["default"]["go"] = "END"
@@ -375,7 +375,7 @@ def test_a_route_to_an_unknown_step_says_how_a_spec_ends_the_branch(tmp_path: Pa
     (problem,) = info.value.problems
     assert problem.startswith("$.routes.classify.default.go (router.yaml line ")
     assert "no step named 'END'" in problem
-    assert "`__end__` in a flow spec" in problem
+    assert problem.endswith("add it under steps: (with its fn:), or write go: __end__ to finish")
 
 
 def test_an_unknown_key_is_reported_at_its_own_line(tmp_path: Path) -> None:
@@ -706,8 +706,9 @@ def test_a_spec_of_another_format_gets_one_message_saying_what_to_do(tmp_path: P
     )
 
 
-def test_graph_problems_keep_the_code_validation_hints() -> None:
-    """A loop without a visit bound gets the same message as in code, with its path."""
+def test_graph_problems_of_a_spec_say_the_fix_in_its_keys() -> None:
+    """A loop without a visit bound is said as in code, at its path, but its fix is written in the
+    spec's keys: `@flow.step(max_visits=5)` told a spec's author, who may write no Python, nothing."""
     spec = _router_spec()
     del spec["steps"]["generate_answer"]["max_visits"]
     (problem,) = _problems(spec, steps=_functions(query_router()))
@@ -715,7 +716,11 @@ def test_graph_problems_keep_the_code_validation_hints() -> None:
     flow.step(flow.steps["generate_answer"].fn, name="generate_answer")  # redeclared without max_visits
     with pytest.raises(wf.WorkflowDefinitionError) as code_error:
         flow.validate()
-    assert f"$.steps.generate_answer.max_visits: {code_error.value.problems[0]}" == problem
+    (in_code,) = code_error.value.problems
+    assert in_code.endswith("e.g. @flow.step(max_visits=5), so it cannot spin forever")
+    said = in_code.replace("@flow.step(max_visits=5)", "max_visits: 5 in step 'generate_answer'")
+    assert f"$.steps.generate_answer.max_visits: {said}" == problem
+    assert "flow." not in problem and "wfkit." not in problem
 
 
 def test_unreadable_files_are_reported(tmp_path: Path) -> None:

@@ -20,6 +20,7 @@ from wfkit.model._errors import Facts, Location, WorkflowDefinitionError
 from wfkit.model._routes import END, Go, Router, compared_fields, holds_when_missing
 from wfkit.model._steps import StepSpec
 from wfkit.model._suggest import closest, did_you_mean
+from wfkit.model._wording import CODE, CodeWording
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,7 +152,9 @@ def _route_location(src: str, router: Router, target: str) -> Location:
     return ("routes", src, "default", "go")
 
 
-def _check_options(steps: Mapping[str, StepSpec], inputs: list[str] | None) -> list[tuple[Location, str, Facts]]:
+def _check_options(
+    steps: Mapping[str, StepSpec], inputs: list[str] | None, words: CodeWording = CODE
+) -> list[tuple[Location, str, Facts]]:
     """Maps, caches and declared writes: what cannot work, each with its location, its fix and its facts."""
     problems: list[tuple[Location, str, Facts]] = []
     written = set(inputs or ())
@@ -190,8 +193,8 @@ def _check_options(steps: Mapping[str, StepSpec], inputs: list[str] | None) -> l
                 (
                     ("steps", spec.name, "map", "over"),
                     f"map step {spec.name!r} maps over {spec.map.over!r}, but {producers}: declare the step "
-                    f"that produces the list with @flow.step(writes=[{spec.map.over!r}]), or the run input "
-                    f"with Workflow(..., inputs=[{spec.map.over!r}])",
+                    f"that produces the list with {words.writes(spec.map.over)}, or the run input "
+                    f"with {words.run_input(spec.map.over)}",
                     {"kind": "map_over_unwritten", "step": spec.name, "field": spec.map.over},
                 )
             )
@@ -318,9 +321,11 @@ def compile_graph(
     entry: str | None,
     merge_fields: Iterable[str] = (),
     inputs: Iterable[str] | None = None,
+    words: CodeWording = CODE,
 ) -> Graph:
     """Check a workflow's definition and compile it; every problem is reported at once, each with
-    its location in the definition (the flow spec's keys, so a spec or the builder can point at it)."""
+    its location in the definition (the flow spec's keys, so a spec or the builder can point at it),
+    and its fix in ``words`` (a flow spec's keys, or Python: see ``_wording``)."""
     problems: list[str] = []
     inputs = None if inputs is None else sorted(inputs)
     locations: list[Location] = []
@@ -353,7 +358,7 @@ def compile_graph(
         if src not in known:
             problem(
                 ("edges", src),
-                f"edge from unknown step {src!r}{did_you_mean(src, known)}: declare it with @flow.step",
+                f"edge from unknown step {src!r}{did_you_mean(src, known)}: {words.declare()}",
                 kind="edge_source_unknown",
                 src=src,
             )
@@ -362,7 +367,7 @@ def compile_graph(
                 problem(
                     ("edges", src, i),
                     f"edge {src!r} -> {dst!r}: no step named {dst!r}{did_you_mean(dst, known)}; "
-                    f"declare it with @flow.step or fix the name",
+                    f"{words.declare()} or fix the name",
                     kind="edge_target_unknown",
                     src=src,
                     dst=dst,
@@ -371,7 +376,7 @@ def compile_graph(
         if src not in known:
             problem(
                 ("routes", src),
-                f"routes from unknown step {src!r}{did_you_mean(src, known)}: declare it with @flow.step",
+                f"routes from unknown step {src!r}{did_you_mean(src, known)}: {words.declare()}",
                 kind="route_source_unknown",
                 src=src,
             )
@@ -379,7 +384,7 @@ def compile_graph(
             problem(
                 _route_location(src, router, dst),
                 f"route from {src!r} -> {dst!r}: no step named {dst!r}{did_you_mean(dst, known)}; "
-                f"declare it, or use wfkit.END (`__end__` in a flow spec) to finish",
+                f"{words.declare()}, or {words.finish()}",
                 kind="route_target_unknown",
                 src=src,
                 dst=dst,
@@ -413,7 +418,7 @@ def compile_graph(
                 dst=on_reject,
             )
 
-    for where, message, what in _check_options(steps, inputs):
+    for where, message, what in _check_options(steps, inputs, words):
         problem(where, message, **what)
 
     links = [(src, dst) for src, targets in edges.items() for dst in targets]
@@ -446,8 +451,7 @@ def compile_graph(
         for step in sorted(known - _reach(entry, meant)):
             problem(
                 ("steps", step),
-                f"step {step!r} is unreachable from the entry {entry!r}: connect it with "
-                f"flow.edge(...) or a route, or remove it{again}",
+                f"step {step!r} is unreachable from the entry {entry!r}: {words.connect(step, entry)}, or remove it{again}",
                 kind="unreachable",
                 step=step,
                 entry=entry,
@@ -478,8 +482,7 @@ def compile_graph(
             ("steps", comp[0]),
             f"loop {' -> '.join(steps_around)} has no way out: each of its steps leads only back into it, so "
             f"every run that enters it fails at a visit bound; let a step leave it, e.g. {how}"
-            f"flow.route({last!r}, wfkit.when('done', 'eq', False) >> wfkit.go({back!r}), "
-            f"default=wfkit.go(wfkit.END)), or give one of its steps a fallback= outside it",
+            f"{words.exit_route(last, back)}, or give one of its steps a {words.fallback()} outside it",
             kind="loop_closed",
             loop=steps_around,
         )
@@ -489,7 +492,7 @@ def compile_graph(
         problem(
             ("steps", comp[0], "max_visits"),
             f"loop {loop} has no visit bound: set max_visits on one of its steps, "
-            f"e.g. @flow.step(max_visits=5), so it cannot spin forever",
+            f"e.g. {words.bound(comp[0])}, so it cannot spin forever",
             kind="loop_unbounded",
             loop=steps_around,
         )
@@ -518,7 +521,7 @@ def compile_graph(
                     ("edges", pred, list(edges[pred]).index(join)),
                     f"join {join!r} waits for {pred!r}, but {pred!r} only runs after {join!r}, "
                     f"so the join can never see it: remove the edge {pred!r} -> {join!r}, or make "
-                    f"it a route (flow.route({pred!r}, default=wfkit.go({join!r}))) if it loops back",
+                    f"it a route ({words.route_instead(pred, join)}) if it loops back",
                     kind="join_never_fires",
                     join=join,
                     pred=pred,

@@ -52,6 +52,7 @@ from wfkit.model._steps import (
     subflow_body,
 )
 from wfkit.model._suggest import did_you_mean
+from wfkit.model._wording import SPEC
 
 FORMAT = 1
 """The spec format this version writes and reads (the ``wfkit_flow`` key)."""
@@ -1200,7 +1201,7 @@ def load_parts(
     inputs = tuple(i for i in raw_inputs if isinstance(i, str)) if isinstance(raw_inputs, list) else None
     if steps:
         try:
-            compile_graph(name, steps, edges, routers, entry, merge, inputs)
+            compile_graph(name, steps, edges, routers, entry, merge, inputs, SPEC)
         except WorkflowDefinitionError as exc:
             for message, where, facts in zip(exc.problems, exc.locations, exc.facts, strict=True):
                 if facts.get("kind") == "no_entry" and "entry" not in spec:

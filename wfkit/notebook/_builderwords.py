@@ -1,7 +1,7 @@
 """The visual builder's words for the kernel's problems with a flow: what its user sees and clicks.
 
-The builder's checks are the ones code gets (:func:`wfkit.model._spec.load_parts`), and their
-messages tell a programmer the fix in code (``flow.edge(...)``, ``@flow.step(max_visits=5)``,
+The builder's checks are the ones a spec gets (:func:`wfkit.model._spec.load_parts`), and their
+messages tell its author the fix in the spec's keys (``edges: (e.g. plan: [lookup])``,
 ``$.steps.lookup.retry.max_retries``). The builder's user draws the flow instead, so each problem
 is worded here again from its facts (:data:`wfkit.model._errors.Facts`) and the spec being drawn,
 naming the steps, connections, boxes and buttons of the builder. A problem with no words here
