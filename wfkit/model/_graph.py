@@ -451,7 +451,8 @@ def compile_graph(
         for step in sorted(known - _reach(entry, meant)):
             problem(
                 ("steps", step),
-                f"step {step!r} is unreachable from the entry {entry!r}: {words.connect(step, entry)}, or remove it{again}",
+                f"step {step!r} is unreachable from the entry {entry!r}: {words.connect(step, entry)}, "
+                f"or remove it{again}",
                 kind="unreachable",
                 step=step,
                 entry=entry,
