@@ -426,14 +426,15 @@ def test_predict_meets_the_errors_a_visit_met_before_its_call(workspace: Path) -
 
 def test_predict_draws_a_map_steps_calls_from_its_items(workspace: Path) -> None:
     """A map step's calls are its items' attempts, each timed alone: the map's own row (the whole
-    map) is no call. Eight items of 10 ms, one at a time: the map takes some 80 ms, so a timeout
+    map) is no call. Sixteen items of 10 ms, one at a time: the map takes some 160 ms, so a timeout
     between its slowest item and its fastest whole map cuts none of its calls (drawn as one, the
-    map's own row was cut in a ninth of the draws)."""
+    map's own row was cut in a seventeenth of the draws). Sixteen, not eight: on a loaded machine one
+    item of eight was once held up past the 80 ms of another run's whole map."""
     flow = wf.Workflow("mapped")
 
     @flow.step(writes=["items"])
     def plan(state: Any) -> dict[str, Any]:
-        return {"items": list(range(8))}
+        return {"items": list(range(16))}
 
     @flow.map(over="items", into="results", max_concurrency=1)
     async def work(item: int) -> int:
@@ -447,7 +448,7 @@ def test_predict_draws_a_map_steps_calls_from_its_items(workspace: Path) -> None
     mapped = frame[frame["step"] == "work"]
     slowest_item = mapped.loc[mapped["map_index"].notna(), "latency_s"].max()
     fastest_map = mapped.loc[mapped["map_index"].isna(), "latency_s"].min()
-    assert slowest_item < fastest_map  # eight sleeps in a row outlast any one of them
+    assert slowest_item < fastest_map  # sixteen sleeps in a row outlast any one of them
 
     predicted = frame.wf.predict_timeouts({"work": (slowest_item + fastest_map) / 2}, runs=5_000).loc["work"]
     assert (0.0, 0.0) == (predicted["attempt_timeout_rate"], predicted["step_failure_rate"])
