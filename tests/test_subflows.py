@@ -606,3 +606,35 @@ def test_a_gate_two_sub_workflows_down_is_the_top_runs_and_its_runs_are_listed_p
     run.approve(by="ann", comment="fine")
     run.wait()
     assert ("succeeded", {"paid": 7}) == (run.status, run.state)
+
+
+def test_a_workflow_given_to_step_or_map_says_what_runs_it() -> None:
+    """`flow.step(child)` and `flow.map(child, over=..., into=...)` said "a step must be a function,
+    got <Workflow 'child'...>": the first names the flow.subflow call to make (with the child's
+    inputs); the second says a map step runs no sub-workflow per item and shows the item function
+    that runs one (whose runs are not stored or resumed with the parent), which works as shown."""
+    child = wf.Workflow("child", inputs=["q"])
+    child.step(lambda s: {"a": s["q"].upper()}, name="answer")
+    parent = wf.Workflow("parent")
+    with pytest.raises(TypeError) as as_step:
+        parent.step(child)
+    assert str(as_step.value) == (
+        "flow.step takes a function, got the workflow 'child': to run it as a step, "
+        "flow.subflow(child, name='child', inputs={'q': ...}, outputs={...: ...})"
+    )
+    with pytest.raises(TypeError) as as_map:
+        parent.map(child, over="qs", into="answers", name="each")
+    said = str(as_map.value)
+    assert said.startswith("flow.map runs a function per item, got the workflow 'child': a map step cannot run")
+    assert "async def each(item): run = await child.arun({...}, workspace=False); return run.state[...]" in said
+    assert not parent.steps  # nothing was added
+
+    parent.step(lambda s: {"qs": ["x", "y"]}, name="plan", writes=["qs"])
+
+    @parent.map(over="qs", into="answers")
+    async def each(item: str) -> str:
+        run = await child.arun({"q": item}, workspace=False)
+        return str(run.state["a"])
+
+    parent.chain("plan", "each")
+    assert ["X", "Y"] == parent.run({}, workspace=False).state["answers"]

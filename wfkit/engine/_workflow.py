@@ -152,6 +152,23 @@ def _gated(graph: Graph) -> bool:
 _EMPTY_HASH = hashlib.sha256(b"{}").hexdigest()[:16]
 
 
+def _workflow_as_step(child: Workflow, name: str | None, mapping: MapSpec | None) -> str:
+    """Why a workflow handed to ``flow.step`` or ``flow.map`` (which take functions) is refused, and
+    what runs it: ``flow.subflow`` for one child run; for one per item, which no map step does, its
+    run inside the item's function."""
+    step = name or child.name
+    fields = ", ".join(f"{f!r}: ..." for f in (child.inputs or ())) or "...: ..."
+    subflow = f"flow.subflow({child.name}, name={step!r}, inputs={{{fields}}}, outputs={{...: ...}})"
+    if mapping is None:
+        return f"flow.step takes a function, got the workflow {child.name!r}: to run it as a step, {subflow}"
+    return (
+        f"flow.map runs a function per item, got the workflow {child.name!r}: a map step cannot run a "
+        f"sub-workflow per item. Run it in the item's function (async def {step}(item): run = await "
+        f"{child.name}.arun({{...}}, workspace=False); return run.state[...]: those runs are not stored "
+        f"with this one, nor resumed with it), or run it once, as a step, with {subflow}"
+    )
+
+
 def _new_run_id() -> str:
     """24 hex digits: the wall clock in milliseconds (12), then 12 random ones.
 
@@ -515,6 +532,8 @@ class Workflow:
         mapping: MapSpec | None,
     ) -> F | Callable[[F], F]:
         def register(func: F) -> F:
+            if isinstance(func, Workflow):
+                raise TypeError(_workflow_as_step(func, name, mapping))
             spec = make_spec(
                 func,
                 name=name,
