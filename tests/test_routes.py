@@ -63,6 +63,19 @@ def test_unknown_operator_raises_condition_error_listing_valid_operators():
         when("x", "equals", 1)  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize(
+    ("symbol", "op"), [(">", "gt"), (">=", "ge"), ("<", "lt"), ("<=", "le"), ("==", "eq"), ("!=", "ne")]
+)
+def test_a_comparison_symbol_is_told_its_operator(symbol: str, op: str) -> None:
+    """`when("score", ">", 5)`, the first thing a person types, was told only the list of operators:
+    it names the one that means the symbol."""
+    with pytest.raises(
+        ConditionError,
+        match=rf"unknown operator '{symbol}' in condition on 'score' \(for '{symbol}' write '{op}'\); use one of",
+    ):
+        when("score", symbol, 5)  # type: ignore[arg-type]
+
+
 @pytest.mark.parametrize("field", ["", None, 3])
 def test_field_must_be_a_non_empty_string(field):
     """A missing, empty or non-string field raises ConditionError saying what is needed."""

@@ -28,6 +28,9 @@ _ORDERING: dict[str, Callable[[Any, Any], bool]] = {
     "le": operator.le,
 }
 OPERATORS: tuple[str, ...] = ("eq", "ne", "gt", "ge", "lt", "le", "contains", "in", "exists")
+# The symbols a person types first for the comparisons (the other way round from _SYMBOLS, and
+# with the SQL spellings), and the operator that means each.
+_OPERATOR_OF_SYMBOL = {**{symbol: op for op, symbol in _SYMBOLS.items()}, "=": "eq", "<>": "ne"}
 
 # A number as a person writes it, in text: a currency sign, thousands separators, a decimal comma,
 # a unit or a percent sign ("$100", "1,000", "1,5", "100 rows", "5%"). Not a plain "10", nor
@@ -186,8 +189,10 @@ class Compare(Condition):
         if not isinstance(self.field, str) or not self.field:
             raise ConditionError(f"a condition's field must be a non-empty string, got {self.field!r}")
         if self.op not in OPERATORS:
+            meant = _OPERATOR_OF_SYMBOL.get(self.op) if isinstance(self.op, str) else None
+            hint = f" (for {self.op!r} write {meant!r})" if meant is not None else ""
             raise ConditionError(
-                f"unknown operator {self.op!r} in condition on {self.field!r}; use one of {', '.join(OPERATORS)}"
+                f"unknown operator {self.op!r} in condition on {self.field!r}{hint}; use one of {', '.join(OPERATORS)}"
             )
         if self.op == "in" and not hasattr(self.value, "__contains__"):
             raise ConditionError(f"operator 'in' on {self.field!r} needs a collection value, got {self.value!r}")
