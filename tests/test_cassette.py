@@ -533,3 +533,27 @@ def test_a_cassette_pickled_under_wfkit_replay_stays_forced_to_replay(
     assert 1 == len(server.requests)  # neither copy reached the endpoint
     assert f"which replays every cassette and records nothing, though this one's mode is {given!r}" in message
     assert "first" == json.loads(path.read_text())["request"]["body"]["messages"][0]["content"]  # not started afresh
+
+
+@pytest.mark.parametrize("folder", [True, False])
+def test_a_cassette_naming_a_folder_is_refused_naming_a_file_to_write(tmp_path: Path, folder: bool) -> None:
+    """Cassette("data/cassettes") (an existing folder) failed at the first call with a bare
+    IsADirectoryError, and Cassette("cass/") recorded into a file named "cass"; both are refused
+    when made, with a file name in the folder to write instead."""
+    given = str(tmp_path) if folder else str(tmp_path / "cass") + "/"
+    with pytest.raises(ValueError, match="names a folder, not a file") as caught:
+        Cassette(given)
+    assert f"e.g. Cassette('{Path(given) / 'triage.jsonl'}')" in str(caught.value)
+    assert not (tmp_path / "cass").exists()
+
+
+@pytest.mark.parametrize("mode", ["record", "auto"])
+def test_a_recording_cassette_without_a_base_url_is_refused(tmp_path: Path, mode: Any) -> None:
+    """ChatClient(model=..., transport=Cassette(path, mode="record")) with no base_url recorded
+    nothing: every call failed "could not reach http://simulated.wfkit/v1/...". It is refused when
+    made, saying to name the endpoint; a replaying cassette needs none, and still replays."""
+    with pytest.raises(ValueError, match=f"has no base_url, and a cassette in mode='{mode}'") as caught:
+        ChatClient(model="test-model", transport=Cassette(tmp_path / "c.jsonl", mode=mode))
+    assert "ChatClient('http://HOST:PORT/v1', model=..., transport=...)" in str(caught.value)
+    assert not (tmp_path / "c.jsonl").exists()
+    ChatClient(model="test-model", transport=Cassette(tmp_path / "c.jsonl"))  # replay: fine

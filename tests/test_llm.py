@@ -2470,3 +2470,55 @@ def test_jitter_on_a_servers_wait_never_costs_a_run_its_deadline(server: LLMServ
     assert 8 == len(delays)
     assert all(3.0 <= delay < 4.3 for delay in delays), delays
     assert len(set(delays)) > 1, delays
+
+
+@pytest.mark.parametrize("tail", ["/chat/completions", "/chat/completions/", "/completions"])
+def test_a_base_url_naming_the_endpoint_itself_is_refused_with_the_base_to_write(server: LLMServer, tail: str) -> None:
+    """base_url copied whole from a server's docs (.../v1/chat/completions) sent every call to
+    .../chat/completions/chat/completions, a 404 with no hint; it is refused where it is given,
+    naming the base URL to write instead, which then reaches the server."""
+    with pytest.raises(ValueError, match="is the URL of an endpoint, not the base it is under") as caught:
+        ChatClient(server.url + tail, model="test-model", api_key=KEY)
+    assert f"so write '{server.url}'" in str(caught.value)
+    assert [] == server.requests
+    assert "reply to: hello there" == call(ChatClient(server.url, model="test-model", api_key=KEY)).text
+
+
+def test_a_base_url_naming_the_endpoint_keeps_its_query_out_of_the_message() -> None:
+    """An Azure-style URL with ?api-version=...&key=... named whole: the message says to keep the
+    query, and shows none of it (it may hold a key)."""
+    with pytest.raises(ValueError) as caught:
+        ChatClient(
+            "https://h.example/openai/deployments/d/chat/completions?api-version=1&key=sk-abcdefgh1234", model="m"
+        )
+    message = str(caught.value)
+    assert "write 'https://h.example/openai/deployments/d' and the same query after it" in message
+    assert "sk-abcdefgh1234" not in message
+    assert "api-version" not in message
+
+
+@pytest.mark.parametrize(
+    ("prompt", "expected"),
+    [
+        (
+            {"role": "user", "content": "hi"},
+            "the prompt is one message ({'role': 'user', 'content': 'hi'}), not a list",
+        ),
+        (["hi"], 'messages[0] is the text \'hi\', not a message: write {"role": "user", "content": "hi"}'),
+        ([{"content": "hi"}], "messages[0] has no \"role\" (it has 'content')"),
+        ([("user", "hi")], "messages[0] is tuple ('user', 'hi'), not a message"),
+        (42, "the prompt is int 42"),
+    ],
+)
+def test_a_prompt_of_the_wrong_shape_is_refused_saying_what_to_write(
+    server: LLMServer, prompt: Any, expected: str
+) -> None:
+    """complete({"role": ..., "content": ...}) (one message, not in a list) or a list of texts failed
+    with "dictionary update sequence element #0 has length 1; 2 is required"; each wrong shape is now
+    refused before any request, saying what it is and what to write, as a permanent error."""
+    client = ChatClient(server.url, model="test-model", api_key=KEY)
+    with pytest.raises((TypeError, ValueError)) as caught:
+        call(client, prompt)
+    assert expected in str(caught.value)
+    assert wf.ErrorKind.PERMANENT == wf.classify_error(caught.value)
+    assert [] == server.requests

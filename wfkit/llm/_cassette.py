@@ -165,6 +165,12 @@ class Cassette(httpx.AsyncBaseTransport):
         if self._under_replay:
             mode = "replay"
         self.path, self.mode = Path(path), mode
+        if self.path.is_dir() or str(path).endswith(("/", os.sep)) or not str(path).strip():
+            # Found here, not at the first call (IsADirectoryError, or a file named as the folder).
+            raise ValueError(
+                f"Cassette({str(path)!r}) names a folder, not a file: name the cassette's file in it, "
+                f"e.g. Cassette({str(self.path / 'triage.jsonl')!r})"
+            )
         self._inner = transport
         self._network: PerLoop[httpx.AsyncHTTPTransport] = PerLoop(httpx.AsyncHTTPTransport, lambda t: t.aclose())
         self._secrets = {s for s in secrets if s}
@@ -172,6 +178,12 @@ class Cassette(httpx.AsyncBaseTransport):
         self._tapes: dict[tuple[str, str, str], list[dict[str, Any]]] | None = None
         self._played: dict[tuple[str, str, str], int] = {}
         self._fresh = mode == "record"  # the first recording truncates the file
+
+    @property
+    def forwards_to_network(self) -> bool:
+        """Whether a request it has no recording of goes to the network (``record`` and ``auto``
+        modes with no ``transport`` of one's own): to the client's base URL, which must then be one."""
+        return self.mode != "replay" and self._inner is None
 
     def __getstate__(self) -> dict[str, Any]:
         """The configuration; a copy loads the file afresh and never truncates it (class doc)."""

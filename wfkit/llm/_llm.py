@@ -225,6 +225,51 @@ def _cut_short(content: bytes) -> bool:
     return False  # it parses once decoded: bytes that are not UTF-8, not a cut
 
 
+def _messages_of(prompt: object) -> list[dict[str, Any]]:
+    """The request's messages: a text as one user message, else a list of message objects, each
+    with its role. Anything else is a TypeError saying what to write: one message not in a list
+    failed with "dictionary update sequence element #0 has length 1; 2 is required" (its keys
+    read as messages), a list of texts the same way."""
+    if isinstance(prompt, str):
+        return [{"role": "user", "content": prompt}]
+    if isinstance(prompt, Mapping):
+        raise TypeError(
+            f"the prompt is one message ({_short(prompt)}), not a list of them: pass [message], "
+            f"or the text alone for one user message"
+        )
+    if isinstance(prompt, bytes) or not isinstance(prompt, Iterable):
+        raise TypeError(
+            f"the prompt is {type(prompt).__name__} {_short(prompt)}: pass the text of a user message, or a "
+            f'list of messages such as [{{"role": "user", "content": "..."}}]'
+        )
+    messages = []
+    for i, message in enumerate(prompt):
+        if isinstance(message, str):
+            raise TypeError(
+                f"messages[{i}] is the text {_short(message)}, not a message: write "
+                f'{{"role": "user", "content": {json.dumps(message)[:60]}}} (or "system", "assistant")'
+            )
+        if not isinstance(message, Mapping):
+            raise TypeError(
+                f'messages[{i}] is {type(message).__name__} {_short(message)}, not a message: write {{"role": ..., '
+                f'"content": ...}}'
+            )
+        if "role" not in message:
+            raise ValueError(
+                f'messages[{i}] has no "role" (it has {", ".join(map(repr, message)) or "no key"}): every '
+                f'message says who speaks, {{"role": "user", "content": "..."}} (or "system", "assistant", "tool")'
+            )
+        messages.append(dict(message))
+    if not messages:
+        raise ValueError("a chat completion needs at least one message")
+    return messages
+
+
+def _short(value: object, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def _redact(text: str, secrets: Iterable[str]) -> str:
     for secret in secrets:
         text = text.replace(secret, REDACTED)
@@ -246,6 +291,19 @@ def check_base_url(base_url: str, source: str = "ChatClient base_url") -> str:
         raise ValueError(f"{source} {base_url!r} is not a URL ({exc}): write it as 'http://HOST:PORT/v1'") from None
     if not host:
         raise ValueError(f"{source} {base_url!r} names no host: write it as 'http://HOST:PORT/v1'")
+    # The endpoint's whole URL, as a server's docs or a curl line show it: every call would go to
+    # .../chat/completions/chat/completions and come back 404, with nothing saying why.
+    parsed = httpx.URL(url)
+    path = parsed.path.rstrip("/")
+    for tail in ("/chat/completions", "/completions"):
+        if path.endswith(tail):
+            # Named without its query or user info (either may hold a key), which the fix keeps.
+            given, base = _where(parsed.copy_with(path=path)), _where(parsed.copy_with(path=path.removesuffix(tail)))
+            keep = " and the same query after it" if parsed.query else ""
+            raise ValueError(
+                f"{source} {given!r} is the URL of an endpoint, not the base it is under: the client adds "
+                f"/chat/completions to base_url itself, so write {base.rstrip('/')!r}{keep}"
+            )
     return url
 
 
@@ -517,6 +575,13 @@ class ChatClient:
         check_async_transport("ChatClient", transport)
         self._timeout = _timeout_of(timeout, f"ChatClient(timeout={timeout!r})", "timeout=None")
         if base_url is None:
+            if getattr(transport, "forwards_to_network", False):  # a Cassette that records
+                mode = getattr(transport, "mode", "record")
+                raise ValueError(
+                    f"ChatClient(transport={transport!r}) has no base_url, and a cassette in mode={mode!r} "
+                    f"sends what it has not recorded to the endpoint: name it, "
+                    f"ChatClient('http://HOST:PORT/v1', model=..., transport=...) (mode='replay' needs none)"
+                )
             transport = transport if transport is not None else SimulatedModel()
             base_url = _SIMULATED_URL
             model = model or getattr(transport, "model", None)
@@ -634,13 +699,7 @@ class ChatClient:
         return _timeout_of(timeout, f"{call}(..., timeout={timeout!r})", "timeout=httpx.Timeout(None)")
 
     def _body(self, prompt: Messages, model: str | None, params: Mapping[str, Any]) -> dict[str, Any]:
-        if isinstance(prompt, str):
-            messages: list[Any] = [{"role": "user", "content": prompt}]
-        else:
-            messages = [dict(m) for m in prompt]
-            if not messages:
-                raise ValueError("a chat completion needs at least one message")
-        return {"model": model or self.model, "messages": messages, **params}
+        return {"model": model or self.model, "messages": _messages_of(prompt), **params}
 
     def _redact(self, text: str) -> str:
         return _redact(text, self._secrets)
