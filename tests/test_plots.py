@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from matplotlib.axes import Axes
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import to_rgba
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
@@ -300,6 +301,43 @@ def test_latency_plot_of_one_attempt_lays_out_around_it(latency: float) -> None:
     low, high = ax.get_xlim()
     assert low < latency < high
     assert high / low == pytest.approx(9)
+
+
+def test_latency_plot_of_long_names_keeps_its_titles_inside_and_apart() -> None:
+    """A workflow and steps with long names (as the report draws them, a figure of the object API):
+    the suptitle ran past the figure's edges (the report's image showed "p latency, ... with-very-long-name")
+    and each panel's "workflow · step" title ran into its neighbour's. They are broken into lines that
+    stay inside the figure and apart; short titles are kept whole, on one line."""
+    workflow = "customer-support-escalation-triage-with-very-long-name-v2"
+    steps = [
+        "classify_incoming_customer_message_with_large_language_model",
+        "summarise",
+        "route_to_a_human_agent_queue",
+    ]
+    frame = pd.DataFrame(
+        {
+            "workflow": workflow,
+            "step": [s for s in steps for _ in range(3)],
+            "attempt": 1,
+            "status": "ok",
+            "latency_s": [0.01, 0.02, 0.03] * len(steps),
+        }
+    ).assign(map_index=pd.array([None] * 3 * len(steps), dtype="Int64"))
+    fig = Figure(figsize=(4.2 * 3, 2.6 + 0.8), layout="constrained")
+    FigureCanvasAgg(fig)  # as savefig gives the report's figure one
+    facets = frame.wf.plot_latency(workflow=workflow, fig=fig)
+    assert_nothing_clipped(fig)
+    renderer = fig.canvas.get_renderer()
+    titles = [facets.axes[(workflow, step)].title for step in steps]
+    boxes = sorted((title.get_window_extent(renderer) for title in titles), key=lambda box: box.x0)
+    for left, right in itertools.pairwise(boxes):
+        assert left.x1 <= right.x0, (left, right)
+    assert all(steps[i] in title.get_text().replace("\n", "") for i, title in enumerate(titles))
+    short = pd.DataFrame(
+        {"workflow": "qs", "step": ["plan"], "attempt": [1], "status": ["ok"], "latency_s": [0.01]}
+    ).assign(map_index=pd.array([None], dtype="Int64"))
+    small = Figure(figsize=(6.4, 3.4), layout="constrained")
+    assert "qs · plan" == short.wf.plot_latency(fig=small).axes[("qs", "plan")].get_title()
 
 
 def test_latency_plot_draws_into_a_given_figure(workspace: Path) -> None:

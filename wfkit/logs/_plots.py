@@ -174,6 +174,39 @@ def _group_label(key: tuple[str, ...]) -> str:
     return " · ".join(str(k) for k in key)
 
 
+# A character's width in DejaVu Sans (matplotlib's default), as a fraction of the font size: wide
+# enough for lowercase names with underscores, which is what a workflow or step is called.
+_CHAR_EM = 0.62
+
+
+def _fit(text: str, inches: float, points: float) -> str:
+    """``text`` broken into lines no wider than ``inches`` at ``points``: after a space, ``_``,
+    ``-``, ``·`` or ``/`` where it can (a name's own words), else inside a word too long for a line.
+    A long workflow or step name, as one title, ran into the next panel's title or past the
+    figure's edge, where the report cut it off ("p latency, ... : customer-support-escalation-tr")."""
+    import re
+
+    width = max(8, int(inches * 72 / (points * _CHAR_EM)))
+    if len(text) <= width:
+        return text
+    lines: list[str] = []
+    line = ""
+    for piece in re.findall(r"[^ _\-·/]+[ _\-·/]*|[ _\-·/]+", text):
+        while len(piece) > width:  # a word longer than a line: cut it
+            if line:
+                lines.append(line.rstrip())
+                line = ""
+            lines.append(piece[:width])
+            piece = piece[width:]
+        if len(line) + len(piece.rstrip()) > width and line:
+            lines.append(line.rstrip())
+            line = ""
+        line += piece
+    if line.strip():
+        lines.append(line.rstrip())
+    return "\n".join(lines)
+
+
 # ---- latency --------------------------------------------------------------------------------------
 
 
@@ -224,7 +257,14 @@ def plot_latency(
         fig = plt.figure(figsize=size, layout="constrained")
     grid = fig.subplots(nrows, ncols, squeeze=False, sharex=True, sharey=kind == "ecdf")
     flat = list(grid.flat)
-    fig.suptitle(title)
+    from matplotlib import rcParams
+    from matplotlib.font_manager import FontProperties
+
+    def points(size: str) -> float:
+        return float(FontProperties(size=size).get_size_in_points())
+
+    inches = float(fig.get_figwidth()) if hasattr(fig, "get_figwidth") else size[0]
+    fig.suptitle(_fit(title, inches * 0.95, points(rcParams["figure.titlesize"])))
     if not groups:
         _say(flat[0], f"no {what} to plot", "")
         return Facets(fig, {})
@@ -254,7 +294,8 @@ def plot_latency(
                 mark = float(np.quantile(ok, q))
                 label = f"P{round(q * 100)} {format_seconds(mark, digits=2)}"
                 ax.axvline(mark, color="#333333", linestyle=style, linewidth=1, label=label)
-        ax.set_title(_group_label(key), fontsize="medium")
+        # A panel's share of the width, less its y axis' ticks and label (on the first column).
+        ax.set_title(_fit(_group_label(key), inches / ncols - 0.7, points("medium")), fontsize="medium")
         ax.legend(fontsize="x-small", loc="lower right" if kind == "ecdf" else "upper right")
         panels[(str(key[0]), str(key[-1]))] = ax
     for ax in flat[len(groups) :]:
