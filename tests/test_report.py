@@ -232,6 +232,42 @@ def test_report_renders_in_chromium(workspace: Path, tmp_path: Path, capsys: Any
     assert PNG_MAGIC == (tmp_path / "report.png").read_bytes()[:8]
 
 
+def test_report_error_messages_stay_readable_beside_long_step_names(
+    workspace: Path, tmp_path: Path, capsys: Any
+) -> None:
+    """The commonest errors of a step with a long name: the message column, which may break anywhere,
+    was squeezed to a few characters a line (a 429's message took 20 lines of 9 characters at 1280 px).
+    It keeps a readable width now, the table scrolling sideways in its own box if it must."""
+    if not CHROMIUM.exists():
+        pytest.skip("needs /usr/bin/chromium (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    flow = wf.Workflow("customer-support-escalation-triage-with-very-long-name-v2")
+
+    @flow.step(retry=RETRY)
+    def classify_incoming_customer_message_with_large_language_model(state: Any) -> None:
+        raise ConnectionError(
+            "http://127.0.0.1:46383/v1/chat/completions answered HTTP 429 Too Many Requests for model "
+            "'llama-3.1-8b-instruct-q4'; retry after 0.01 s: rate limited"
+        )
+
+    flow.run({}, raise_on_error=False)
+    out = tmp_path / "report"
+    assert 0 == main(["report", "--out", str(out)])
+    capsys.readouterr()
+    with sync_playwright() as p:
+        browser = launch(p)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page.goto((out / "index.html").as_uri())
+            widths = page.eval_on_selector_all("td.message", "els => els.map(e => e.getBoundingClientRect().width)")
+            assert widths
+            assert min(widths) >= 300, widths
+            assert 1280 >= page.evaluate("document.documentElement.scrollWidth")
+        finally:
+            browser.close()
+
+
 PRICED = {"small-model": (0.0005, 0.0015), "other-small": (0.0002, 0.0006), "big-model": (0.005, 0.015)}
 
 

@@ -28,6 +28,8 @@ if TYPE_CHECKING:
 
     from wfkit.logs._summaries import StepLog
 
+# td.message has a min-width: it may break anywhere, so beside long step names a table squeezed it
+# to a few characters a line (the table scrolls sideways in its .table-wrap instead).
 _STYLE = """
 :root { color-scheme: light; }
 body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 0; color: #1f2328; background: #fff; }
@@ -46,7 +48,8 @@ table { border-collapse: collapse; margin: 0.3em 0 1em; font-size: 0.88em; }
 th, td { border: 1px solid #d0d7de; padding: 0.3em 0.7em; text-align: right; vertical-align: top; }
 th { background: #f6f8fa; }
 td.text, th.text { text-align: left; }
-td.message { text-align: left; max-width: 38em; overflow-wrap: anywhere; font-family: ui-monospace, monospace; }
+td.message { text-align: left; min-width: 24em; max-width: 38em; overflow-wrap: anywhere;
+  font-family: ui-monospace, monospace; }
 .bad { color: #cf222e; font-weight: 600; }
 .ok { color: #1a7f37; }
 img { max-width: 100%; height: auto; border: 1px solid #eaeef2; margin: 0.3em 0 1em; }
