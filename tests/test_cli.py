@@ -444,6 +444,32 @@ def test_show_tells_a_maps_items_apart(workspace: Path, capsys: pytest.CaptureFi
     assert ["work[0]", "work[1]", "work[2]"] == sorted(n for n in names if "[" in n)
 
 
+def test_show_and_runs_print_long_step_and_workflow_names_whole(
+    workspace: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`wfkit show` cut step names at 20 characters, so two steps that begin alike
+    (classify_incoming_customer_message, classify_incoming_customer_reply) read as one step, and
+    `wfkit runs` cut workflow names so; both print names whole, the columns after them lined up."""
+    flow = wfkit.Workflow("customer-support-escalation-triage-eu")
+    flow.step(lambda s: {"a": 1}, name="classify_incoming_customer_message")
+    flow.step(lambda s: {"b": 1}, name="classify_incoming_customer_reply")
+    flow.edge("classify_incoming_customer_message", "classify_incoming_customer_reply")
+    run = flow.run({})
+    short = wfkit.Workflow("cli-short")
+    short.step(lambda s: {"a": 1}, name="only")
+    short.run({})
+    assert 0 == main(["show", run.run_id])
+    lines = capsys.readouterr().out.splitlines()
+    header = next(i for i, line in enumerate(lines) if line.startswith("step "))
+    rows = lines[header + 1 : header + 3]
+    assert ["classify_incoming_customer_message", "classify_incoming_customer_reply"] == [r.split()[0] for r in rows]
+    assert {lines[header].index("visit") + len("visit")} == {r.index(" 1 ") + 2 for r in rows}
+    assert 0 == main(["runs"])
+    lines = capsys.readouterr().out.splitlines()
+    assert {"customer-support-escalation-triage-eu", "cli-short"} == {line.split()[1] for line in lines[1:]}
+    assert {lines[0].index("status")} == {line.index("succeeded") for line in lines[1:]}
+
+
 KILLED_FLOW = """
 import os, signal
 import wfkit as wf

@@ -116,10 +116,12 @@ def _runs(args: argparse.Namespace) -> int:
             _print("no runs in this workspace")
         return 0
     width = max(len("run_id"), *(len(r["run_id"]) for r in rows))  # ids whole: 24 digits, 16 before, or yours
-    _print(f"{'run_id':{width}} {'workflow':20} {'status':22} {'started':19} {'steps':>5}")
+    # Names whole too: cut at 20 characters, "support-triage-v2-eu" and "...-us" read as one workflow.
+    named = max(20, *(len(r["workflow"]) for r in rows))
+    _print(f"{'run_id':{width}} {'workflow':{named}} {'status':22} {'started':19} {'steps':>5}")
     for r in rows:
         started = _when(r["started"])
-        _print(f"{r['run_id']:{width}} {r['workflow'][:20]:20} {r['status']:22} {started:19} {r['steps_done']:5d}")
+        _print(f"{r['run_id']:{width}} {r['workflow']:{named}} {r['status']:22} {started:19} {r['steps_done']:5d}")
     return 0
 
 
@@ -163,7 +165,13 @@ def _show(args: argparse.Namespace) -> int:
         _print(f"sub-workflow run of {info['parent_run_id']} (`wfkit show {info['parent_run_id']}{where}`)")
     if info["error"]:
         _print(f"error: {info['error_type']}: {info['error']}")
-    _print(f"\n{'step':20} {'visit':>5} {'attempt':>7} {'status':17} {'latency s':>9}  route / error / decision")
+
+    def label(e: dict[str, Any]) -> str:
+        return e["step"] if e["map_index"] is None else f"{e['step']}[{e['map_index']}]"  # a map's item
+
+    # Step names whole: cut at 20 characters, two steps that begin alike read as one.
+    named = max([20, *(len(label(e)) for e in events)])
+    _print(f"\n{'step':{named}} {'visit':>5} {'attempt':>7} {'status':17} {'latency s':>9}  route / error / decision")
     # Reconciled irreversible step visits: their crashed attempt's row asked for what is done now.
     reconciled = {
         (e["step"], e["visit"]): made
@@ -177,8 +185,7 @@ def _show(args: argparse.Namespace) -> int:
             detail = verdict(*made)
         elif made is not None and e["error_type"] == ProcessCrashedError.__name__ and _ASK_RECONCILE in detail:
             detail = f"{detail.split(_ASK_RECONCILE, 1)[0]}; since {verdict(*made)}"
-        step = e["step"] if e["map_index"] is None else f"{e['step']}[{e['map_index']}]"  # a map's item
-        _print(f"{step[:20]:20} {e['visit']:5d} {e['attempt']:7d} {e['status']:17} {e['latency_s']:9.3f}  {detail}")
+        _print(f"{label(e):{named}} {e['visit']:5d} {e['attempt']:7d} {e['status']:17} {e['latency_s']:9.3f}  {detail}")
     _print_reconciliations(ws, args, args.run_id)
     _print_tickets(ws, args, args.run_id)
     stopped = how_stopped(ws.store, args.run_id, info["status"])
