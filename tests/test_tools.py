@@ -80,6 +80,42 @@ def test_calling_an_unbound_tool_is_a_clear_permanent_error() -> None:
     assert event.extra is None  # nothing ran, nothing recorded
 
 
+def test_a_tool_called_with_arguments_it_does_not_take_says_what_it_takes() -> None:
+    """ctx.tool("faq_search", q=...) failed with Python's "registry.<locals>.faq_search() got an
+    unexpected keyword argument 'q'"; the step now fails (permanent, before the tool runs) naming the
+    tool, its parameters and the call to write. A TypeError the tool raises itself is left as it is."""
+    flow = triage(registry(), q="hours")
+    with test_mode():
+        run = flow.run({"query": "hours"}, workspace=False, raise_on_error=False)
+    event = run.events[-1]
+    assert ("answer", "failed", "permanent", "TypeError") == (
+        event.step,
+        event.status,
+        event.error_kind,
+        event.error_type,
+    )
+    assert (
+        "tool 'faq_search' takes (query: str), and was called with q=... "
+        "(it has no parameter 'q'; 'query' is missing): call ctx.tool('faq_search', query=...)"
+    ) == event.error_message
+
+    tools = ToolRegistry()
+
+    @tools.tool()
+    def strict(query: str) -> None:
+        raise TypeError("the tool's own complaint")
+
+    own = wf.Workflow("own", tools=tools)
+
+    @own.step(tools=["strict"])
+    async def answer(state: dict[str, Any], ctx: wf.StepContext) -> dict[str, Any]:
+        return {"answer": await ctx.tool("strict", query=state["query"])}
+
+    with test_mode():
+        mine = own.run({"query": "hours"}, workspace=False, raise_on_error=False)
+    assert "the tool's own complaint" == mine.events[-1].error_message
+
+
 def test_tool_calls_land_in_the_step_event() -> None:
     """Each call is listed in extra["tool_calls"], and its cost estimate adds to cost_usd."""
     flow = wf.Workflow("twice", tools=registry())

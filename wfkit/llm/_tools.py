@@ -74,6 +74,19 @@ class ToolInfo:
             raise ValueError(f"invalid ToolInfo {self.name!r}: " + "; ".join(problems))
 
 
+def _parameter(p: inspect.Parameter) -> str:
+    """A parameter as its function was written (``query: str``, ``max_results: int = 3``), its type
+    unquoted when the module postpones annotations."""
+    stars = {p.VAR_POSITIONAL: "*", p.VAR_KEYWORD: "**"}.get(p.kind, "")
+    text = stars + p.name
+    if p.annotation is not p.empty:
+        kind = p.annotation if isinstance(p.annotation, str) else getattr(p.annotation, "__name__", repr(p.annotation))
+        text += f": {kind}"
+    if p.default is not p.empty:
+        text += f" = {p.default!r}"
+    return text
+
+
 @dataclass(frozen=True, slots=True)
 class Tool:
     """A registered tool: its :class:`ToolInfo` and the function that does the work. A function
@@ -94,6 +107,34 @@ class Tool:
     def name(self) -> str:
         return self.info.name
 
+    def _check_arguments(self, kwargs: Mapping[str, Any]) -> None:
+        """A TypeError naming the tool, what it takes and the call to write, when ``kwargs`` do not
+        fit its parameters (checked before it runs: Python's own said
+        ``example_registry.<locals>.web_search() got an unexpected keyword argument 'q'``, naming
+        neither the tool as the step called it nor what it takes)."""
+        try:
+            signature = inspect.signature(self.fn)
+        except (TypeError, ValueError):  # no signature to check against: the call says
+            return
+        try:
+            signature.bind(**kwargs)
+        except TypeError as exc:
+            own = [p for p in signature.parameters.values() if p.name != "ctx" or not self.takes_ctx]
+            takes = ", ".join(_parameter(p) for p in own) or "no arguments"
+            named = [p for p in own if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+            needed = [p.name for p in named if p.default is inspect.Parameter.empty] or [p.name for p in named]
+            write = "".join(f", {name}=..." for name in needed)
+            given = [k for k in kwargs if k != "ctx" or not self.takes_ctx]
+            problems = []
+            if not any(p.kind == p.VAR_KEYWORD for p in own):
+                problems += [f"it has no parameter {k!r}" for k in given if k not in signature.parameters]
+            problems += [f"{p.name!r} is missing" for p in named if p.default is p.empty and p.name not in kwargs]
+            raise TypeError(
+                f"tool {self.name!r} takes ({takes}), and was called with "
+                f"{', '.join(f'{k}=...' for k in given) or 'no arguments'} ({'; '.join(problems) or exc}): "
+                f"call ctx.tool({self.name!r}{write})"
+            ) from None
+
     async def call(self, arguments: Mapping[str, Any], ctx: StepContext | None = None) -> Any:
         """Run the tool: async functions are awaited, plain ones run in a worker thread."""
         kwargs = dict(arguments)
@@ -101,6 +142,7 @@ class Tool:
             if "ctx" in kwargs:
                 raise TypeError(f"tool {self.name!r} receives the step context as ctx; do not pass ctx yourself")
             kwargs["ctx"] = ctx
+        self._check_arguments(kwargs)
         if inspect.iscoroutinefunction(self.fn):
             return await self.fn(**kwargs)
         result = await asyncio.to_thread(self.fn, **kwargs)
