@@ -77,7 +77,7 @@ class ToolInfo:
 def _parameter(p: inspect.Parameter) -> str:
     """A parameter as its function was written (``query: str``, ``max_results: int = 3``), its type
     unquoted when the module postpones annotations."""
-    stars = {p.VAR_POSITIONAL: "*", p.VAR_KEYWORD: "**"}.get(p.kind, "")
+    stars = "*" if p.kind == p.VAR_POSITIONAL else "**" if p.kind == p.VAR_KEYWORD else ""
     text = stars + p.name
     if p.annotation is not p.empty:
         kind = p.annotation if isinstance(p.annotation, str) else getattr(p.annotation, "__name__", repr(p.annotation))
