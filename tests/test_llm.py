@@ -2522,3 +2522,32 @@ def test_a_prompt_of_the_wrong_shape_is_refused_saying_what_to_write(
     assert expected in str(caught.value)
     assert wf.ErrorKind.PERMANENT == wf.classify_error(caught.value)
     assert [] == server.requests
+
+
+QUOTA = {"message": "You exceeded your current quota", "type": "insufficient_quota", "code": "insufficient_quota"}
+
+
+@pytest.mark.parametrize("streamed", [False, True])
+def test_a_429_for_a_spent_quota_is_permanent_and_says_so(server: LLMServer, streamed: bool) -> None:
+    """OpenAI's 429 "insufficient_quota" (an account out of credit) was retried as a rate limit, so a
+    step with max_retries=3 sat out its whole backoff before failing as "transient". It is permanent
+    (one attempt), and the message says why a retry cannot help and what to check; a plain 429 is
+    still retried."""
+    flow = wf.Workflow("quota")
+
+    @flow.step(retry=wf.RetryPolicy(max_retries=3, base_delay=0.01))
+    async def ask(state: dict[str, Any], ctx: wf.StepContext) -> dict[str, Any]:
+        if streamed:
+            async with ctx.llm.stream("hi") as stream:
+                return {"a": "".join([t async for t in stream])}
+        return {"a": (await ctx.llm.complete("hi")).text}
+
+    server.script(("openai_error", (429, QUOTA)))
+    run = flow.run({}, llm=client_for(server), workspace=False, raise_on_error=False)
+    [event] = run.events
+    assert ("failed", "permanent", "LLMStatusError") == (event.status, event.error_kind, event.error_type)
+    assert "the account's quota is used up (insufficient_quota), which no retry mends" in str(event.error_message)
+    assert 1 == len(server.requests)
+    server.script(("openai_error", (429, {"message": "Rate limit reached", "code": "rate_limit_exceeded"})))
+    again = flow.run({}, llm=client_for(server), workspace=False)
+    assert ["retry", "ok"] == [e.status for e in again.events]

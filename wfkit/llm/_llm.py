@@ -796,6 +796,7 @@ class ChatClient:
             raise self._redirected(response)
         retry_after = retry_after_in(response.headers)
         detail = response.text
+        error: Any = None
         try:
             error = json.loads(detail).get("error")
             detail = error.get("message", detail) if isinstance(error, dict) else str(error or detail)
@@ -803,16 +804,28 @@ class ChatClient:
             pass
         detail = self._redact(" ".join(detail.split())[:300])
         wait = f"; retry after {retry_after:g} s" if retry_after is not None else ""
-        raise LLMStatusError(
+        # OpenAI's 429 for an account out of credit (code and type "insufficient_quota"): no wait
+        # mends it, so retrying it, as a rate limit, only delayed the failure by the whole backoff.
+        spent = isinstance(error, dict) and "insufficient_quota" in (error.get("code"), error.get("type"))
+        exc = LLMStatusError(
             f"{_where(response.request.url)} answered HTTP {response.status_code} {response.reason_phrase} "
             f"for model {model!r}{wait}"
             + (f": {detail}" if detail else "")
             + self._key_advice(response, model)
-            + _version_advice(response, model, detail),
+            + _version_advice(response, model, detail)
+            + (
+                "; the account's quota is used up (insufficient_quota), which no retry mends: check the plan "
+                "and billing of the key, or use another"
+                if spent
+                else ""
+            ),
             status_code=response.status_code,
             retry_after=retry_after,
             response=response,
         )
+        if spent and exc.should_retry is None:  # the server's own x-should-retry still has the last word
+            exc.should_retry = False
+        raise exc
 
     def _key_advice(self, response: httpx.Response, model: str) -> str:
         """What to do about a 401 or 403: the key is what to check, named by where it came from
