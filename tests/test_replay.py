@@ -1164,6 +1164,28 @@ def test_the_latency_charts_title_is_whole_on_the_image_whatever_the_names(tmp_p
         assert box.y1 <= height, text.get_text()
 
 
+def test_the_latency_charts_title_breaks_a_path_longer_than_the_image(tmp_path: Path) -> None:
+    """A notebook path longer than the chart is wide (a folder per team, a descriptive name): the
+    title, one line, was cut at both ends ("ooks/customer_support/...notebook_name."). It is broken
+    into lines (after a slash or an underscore), every one inside the image, the whole path kept."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    path = "notebooks/customer_support/escalation_triage_with_a_very_long_descriptive_notebook_name.ipynb"
+    stats = {"p50": 0.002, "p99": 0.004}
+    latency = {"quickstart": {"plan": stats, "write": stats}}
+    fig = latency_chart(path, latency, latency)
+    assert fig is not None
+    canvas = FigureCanvasAgg(fig)
+    fig.savefig(tmp_path / "chart.png", dpi=90)
+    title = fig._suptitle
+    assert title is not None
+    assert path == "".join(title.get_text().split("\n")[:-1])
+    assert title.get_text().endswith("\nlatency per step")
+    box = title.get_window_extent(canvas.get_renderer())
+    assert 0 <= box.x0
+    assert box.x1 <= fig.bbox.width
+
+
 EVAL_CASES = (
     "import asyncio\n"
     "import wfkit as wf\n"

@@ -179,7 +179,7 @@ def _group_label(key: tuple[str, ...]) -> str:
 _CHAR_EM = 0.62
 
 
-def _fit(text: str, inches: float, points: float) -> str:
+def fit_text(text: str, inches: float, points: float) -> str:
     """``text`` broken into lines no wider than ``inches`` at ``points``: after a space, ``_``,
     ``-``, ``·`` or ``/`` where it can (a name's own words), else inside a word too long for a line.
     A long workflow or step name, as one title, ran into the next panel's title or past the
@@ -264,7 +264,7 @@ def plot_latency(
         return float(FontProperties(size=size).get_size_in_points())
 
     inches = float(fig.get_figwidth()) if hasattr(fig, "get_figwidth") else size[0]
-    fig.suptitle(_fit(title, inches * 0.95, points(rcParams["figure.titlesize"])))
+    fig.suptitle(fit_text(title, inches * 0.95, points(rcParams["figure.titlesize"])))
     if not groups:
         _say(flat[0], f"no {what} to plot", "")
         return Facets(fig, {})
@@ -295,7 +295,7 @@ def plot_latency(
                 label = f"P{round(q * 100)} {format_seconds(mark, digits=2)}"
                 ax.axvline(mark, color="#333333", linestyle=style, linewidth=1, label=label)
         # A panel's share of the width, less its y axis' ticks and label (on the first column).
-        ax.set_title(_fit(_group_label(key), inches / ncols - 0.7, points("medium")), fontsize="medium")
+        ax.set_title(fit_text(_group_label(key), inches / ncols - 0.7, points("medium")), fontsize="medium")
         ax.legend(fontsize="x-small", loc="lower right" if kind == "ecdf" else "upper right")
         panels[(str(key[0]), str(key[-1]))] = ax
     for ax in flat[len(groups) :]:

@@ -239,7 +239,13 @@ def latency_chart(title: str, base: Mapping[str, Any], current: Mapping[str, Any
     ax.set(xlabel="latency (ms)")
     # Over the figure, not the axes: centred over axes pushed right by long step names, a long
     # notebook path ran off the image's right edge ("...latency per st").
-    fig.suptitle(f"{title}\nlatency per step", fontsize="medium")
+    # Broken into lines where a path is longer than the image is wide (its ends were cut off).
+    from matplotlib.font_manager import FontProperties
+
+    from wfkit.logs._plots import fit_text
+
+    points = float(FontProperties(size="medium").get_size_in_points())
+    fig.suptitle(f"{fit_text(title, 6.5 - 0.2, points)}\nlatency per step", fontsize="medium")
     # Below the axes, never over a bar or a P99 tick (inside, "best" still covered some).
     fig.legend(loc="outside lower center", ncols=4, fontsize="x-small")
     return fig
