@@ -13,6 +13,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
@@ -468,6 +469,25 @@ def test_show_and_runs_print_long_step_and_workflow_names_whole(
     lines = capsys.readouterr().out.splitlines()
     assert {"customer-support-escalation-triage-eu", "cli-short"} == {line.split()[1] for line in lines[1:]}
     assert {lines[0].index("status")} == {line.index("succeeded") for line in lines[1:]}
+
+
+def test_show_names_the_end_a_route_chose_as_describe_draws_it(
+    workspace: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A route that ended the run showed the sentinel "__end__" in `wfkit show`'s route column (the
+    demo's every run ends so); it reads END, as flow.describe() draws it."""
+    flow = wfkit.Workflow("cli-end")
+
+    @flow.step(max_visits=2)
+    def check(state: Mapping[str, object]) -> dict[str, bool]:
+        return {"done": True}
+
+    flow.route("check", wfkit.when("done", "eq", False) >> wfkit.go("check"), default=wfkit.go(wfkit.END))
+    run = flow.run({})
+    assert 0 == main(["show", run.run_id])
+    [row] = [line for line in capsys.readouterr().out.splitlines() if line.startswith("check ")]
+    assert row.endswith("  END")
+    assert "__end__" not in row
 
 
 KILLED_FLOW = """

@@ -136,6 +136,7 @@ def _show(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from wfkit.model._errors import ProcessCrashedError
+    from wfkit.model._routes import END
     from wfkit.store._stopped import how_stopped, reconciliation_of, verdict
 
     if Path(args.run_id).is_file():  # a spec where a run id goes: no run of that name will be found
@@ -179,7 +180,9 @@ def _show(args: argparse.Namespace) -> int:
         if e["attempt"] == 0 and (made := reconciliation_of(e["extra"])) is not None
     }
     for e in events:
-        detail = e["route_taken"] or e["error_message"] or _decision(e["approver"], e["decision_comment"])
+        # The end a route chose reads as flow.describe() draws it, END, not as the sentinel "__end__".
+        route = "END" if e["route_taken"] == END else e["route_taken"]
+        detail = route or e["error_message"] or _decision(e["approver"], e["decision_comment"])
         made = reconciled.get((e["step"], e["visit"]))
         if made is not None and e["attempt"] == 0 and reconciliation_of(e["extra"]) is not None:
             detail = verdict(*made)
