@@ -1631,6 +1631,26 @@ def test_doctor_of_a_workspace_only_dask_jobs_wrote_to_checks_their_jobs(
     assert not (workspace / "wfkit.db").exists()
 
 
+def test_a_run_id_given_by_its_last_characters_names_its_run(capsys: pytest.CaptureFixture[str]) -> None:
+    """Run ids begin with the time they were made: runs of one session share their first dozen
+    characters, so the first 7 (git's habit, which the README invites) named every run and were
+    refused. The refusal suggests the id's last characters, which `show` (and resume, fork,
+    reconcile) take when they end one run's id; an end shared by several is refused, listing them."""
+    flow = _router()
+    ids = [flow.run({"query": "money back"}).run_id for _ in range(3)]
+    assert 1 == main(["show", ids[0][:7]])
+    err = capsys.readouterr().err
+    assert f"run id {ids[0][:7]!r} is the start of 3 runs' ids: give more of it (or its last characters, e.g. " in err
+    assert 0 == main(["show", ids[1][-6:]])
+    assert capsys.readouterr().out.startswith(f"run {ids[1]} of 'router-cli': succeeded")
+    for run_id in ("aa-0001", "bb-0001"):
+        flow.run({"query": "money back"}, run_id=run_id)
+    assert 1 == main(["show", "0001"])
+    assert "run id '0001' is the end of 2 runs' ids: give more of it. They are: " in capsys.readouterr().err
+    assert 1 == main(["show", "001"])  # under 4 characters: no end is taken
+    assert "no run '001'" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize(
     "command",
     [

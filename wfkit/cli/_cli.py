@@ -75,19 +75,37 @@ def _workspace(args: argparse.Namespace) -> Any:
     return Workspace(args.workspace)
 
 
+# The fewest characters taken as the end of a run id: fewer would match by chance.
+_SUFFIX_MIN = 4
+
+
 def _run_of(ws: Any, args: argparse.Namespace) -> str:
     """The run ``args.run_id`` names, set there: the run of that id, else the one run whose id it
-    begins, as git takes a commit's prefix; a prefix of several runs' ids is refused, listing them.
-    An id that begins none is left for the command to say there is no such run."""
+    begins, as git takes a commit's prefix, else (4 characters or more) the one whose id it ends: a
+    run id begins with the time it was made, so the runs of one session share their first dozen
+    characters, and the first 7, git's habit, name them all. Several runs' ids are refused, listing
+    them. An id that begins and ends none is left for the command to say there is no such run."""
     given = args.run_id
     matches = ws.store.run_ids_from(given, limit=11)
+    where = "start"
+    if not matches and len(given) >= _SUFFIX_MIN:
+        matches, where = ws.store.run_ids_ending(given, limit=11), "end"
     if len(matches) > 1 and all(run_id != given for run_id, *_ in matches):
         count = f"{len(matches)}" if len(matches) <= 10 else "more than 10"
         runs = "; ".join(
             f"{run_id} ({workflow}, {status}, started {_when(created)})"
             for run_id, workflow, status, created in matches[:10]
         )
-        raise ValueError(f"run id {given!r} is the start of {count} runs' ids: give more of it. They are: {runs}")
+        # Their last characters tell them apart, where their first (the time they were made) do not.
+        tails = [run_id[-6:] for run_id, *_ in matches]
+        hint = (
+            f" (or its last characters, e.g. {tails[0]!r})"
+            if where == "start" and len(set(tails)) == len(tails)
+            else ""
+        )
+        raise ValueError(
+            f"run id {given!r} is the {where} of {count} runs' ids: give more of it{hint}. They are: {runs}"
+        )
     if len(matches) == 1:
         args.run_id = matches[0][0]
     return str(args.run_id)

@@ -1484,6 +1484,19 @@ class Store:
         except sqlite3.DatabaseError as exc:
             raise StoreCorruptError(f"the run store {self.path} is damaged: {exc}; {_FIX}") from exc
 
+    def run_ids_ending(self, suffix: str, *, limit: int = 10) -> list[tuple[str, str, str, float]]:
+        """The runs whose id ends with ``suffix``, as :meth:`run_ids_from` gives those it starts: a
+        run id begins with the time it was made, so runs of one session share their first characters
+        and differ in their last."""
+        sql = (
+            "SELECT run_id, workflow, status, created_at FROM runs WHERE substr(run_id, -?) = ? "
+            "ORDER BY created_at DESC LIMIT ?"
+        )
+        try:
+            return [tuple(row) for row in self.conn.execute(sql, (len(suffix), suffix, limit))]
+        except sqlite3.DatabaseError as exc:
+            raise StoreCorruptError(f"the run store {self.path} is damaged: {exc}; {_FIX}") from exc
+
     def run_rows(self, *, limit: int | None = None, status: str | None = None) -> list[dict[str, Any]]:
         """Runs, newest first, with the status they truly have (``interrupted`` when the process
         running them is gone). ``status`` filters; an unknown one is a ValueError listing the valid."""
