@@ -2551,3 +2551,19 @@ def test_a_429_for_a_spent_quota_is_permanent_and_says_so(server: LLMServer, str
     server.script(("openai_error", (429, {"message": "Rate limit reached", "code": "rate_limit_exceeded"})))
     again = flow.run({}, llm=client_for(server), workspace=False)
     assert ["retry", "ok"] == [e.status for e in again.events]
+
+
+def test_a_message_object_that_reads_as_a_mapping_is_still_sent(server: LLMServer) -> None:
+    """A message object that yields its fields (as a pydantic model from another client does) was sent
+    as dict(message); the shape check keeps it so."""
+
+    class Message:
+        def __init__(self, **fields: str) -> None:
+            self.fields = fields
+
+        def __iter__(self) -> Iterator[tuple[str, str]]:
+            return iter(self.fields.items())
+
+    client = ChatClient(server.url, model="test-model", api_key=KEY)
+    assert "reply to: hi" == call(client, [Message(role="user", content="hi")]).text  # type: ignore[list-item]
+    assert [{"role": "user", "content": "hi"}] == server.requests[-1]["body"]["messages"]

@@ -249,17 +249,21 @@ def _messages_of(prompt: object) -> list[dict[str, Any]]:
                 f"messages[{i}] is the text {_short(message)}, not a message: write "
                 f'{{"role": "user", "content": {json.dumps(message)[:60]}}} (or "system", "assistant")'
             )
-        if not isinstance(message, Mapping):
+        try:  # a mapping, or an object that reads as one (a pydantic message yields its fields)
+            fields = None if isinstance(message, Sequence | bytes) else dict(message)
+        except (TypeError, ValueError):
+            fields = None
+        if fields is None or (not isinstance(message, Mapping) and not all(isinstance(k, str) for k in fields)):
             raise TypeError(
                 f'messages[{i}] is {type(message).__name__} {_short(message)}, not a message: write {{"role": ..., '
                 f'"content": ...}}'
             )
-        if "role" not in message:
+        if "role" not in fields:
             raise ValueError(
-                f'messages[{i}] has no "role" (it has {", ".join(map(repr, message)) or "no key"}): every '
+                f'messages[{i}] has no "role" (it has {", ".join(map(repr, fields)) or "no key"}): every '
                 f'message says who speaks, {{"role": "user", "content": "..."}} (or "system", "assistant", "tool")'
             )
-        messages.append(dict(message))
+        messages.append(fields)
     if not messages:
         raise ValueError("a chat completion needs at least one message")
     return messages
