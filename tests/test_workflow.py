@@ -53,6 +53,43 @@ def test_decorator_returns_the_function() -> None:
     assert flow.steps["double"].timeout == 1
 
 
+def test_a_retry_policys_keyword_given_to_a_step_names_the_retry_to_write() -> None:
+    """``flow.step(max_retries=3)`` (how LangGraph, tenacity and Prefect put it) is refused with the
+    ``retry=wf.RetryPolicy(...)`` to write, carrying the values given; a misspelt keyword beside
+    them is still named; nothing is registered, and the call it names works."""
+    flow = wf.Workflow("retries")
+    with pytest.raises(TypeError) as one:
+        flow.step(lambda s: None, name="a", max_retries=3)  # type: ignore[call-overload]
+    assert str(one.value) == (
+        "Workflow.step() takes no 'max_retries': a retry policy does, so write retry=wf.RetryPolicy(max_retries=3)"
+    )
+    with pytest.raises(TypeError) as several:
+        flow.step(retries=2, base_delay=0.5, timout=3)  # type: ignore[call-overload]
+    assert str(several.value).startswith(
+        "Workflow.step() takes no 'base_delay', 'retries': a retry policy does, so write "
+        "retry=wf.RetryPolicy(base_delay=0.5, max_retries=2) (Workflow.step() got unexpected keyword "
+        "argument(s) 'timout' (did you mean 'timeout'?); it takes "
+    )
+    with pytest.raises(TypeError, match=r"so write retry=wf.RetryPolicy\(max_retries=1\)"):
+        flow.map(over="docs", into="out", max_retries=1)  # type: ignore[call-overload]
+    assert {} == flow.steps
+    flow.step(lambda s: None, name="a", retry=wf.RetryPolicy(base_delay=0.5, max_retries=2))
+    assert flow.steps["a"].retry == wf.RetryPolicy(base_delay=0.5, max_retries=2)
+
+
+def test_a_misspelt_public_name_of_the_package_names_the_closest() -> None:
+    """``wf.Retry`` says which public name it is close to; private and dunder names stay plain."""
+    with pytest.raises(
+        AttributeError, match=r"^module 'wfkit' has no attribute 'Retry' \(did you mean 'RetryPolicy'\?\)$"
+    ):
+        wf.Retry  # type: ignore[attr-defined]  # noqa: B018
+    with pytest.raises(AttributeError, match=r"^module 'wfkit' has no attribute 'StateGraph'$"):
+        wf.StateGraph  # type: ignore[attr-defined]  # noqa: B018
+    assert not hasattr(wf, "__wrapped__")
+    with pytest.raises(AttributeError, match=r"^module 'wfkit' has no attribute '_Workflow'$"):
+        wf._Workflow  # type: ignore[attr-defined]  # noqa: B018
+
+
 def test_a_misspelt_keyword_of_step_or_map_names_the_closest() -> None:
     """A keyword step() or map() does not take, called directly or as a decorator factory, is a
     TypeError naming the keyword it is closest to and the ones it takes; nothing is registered."""

@@ -197,7 +197,13 @@ def __getattr__(name: str) -> object:
         import importlib
 
         return getattr(importlib.import_module("wfkit.notebook._builderwidget"), name)
-    raise AttributeError(f"module 'wfkit' has no attribute {name!r}")
+    hint = ""
+    if not name.startswith("_"):  # (tools probe dunders: they get the plain error, at once)
+        from wfkit.model._suggest import did_you_mean
+
+        # ``wf.Retry`` for ``wf.RetryPolicy``: Python 3.11 suggests no name past a module's __getattr__.
+        hint = did_you_mean(name, [known for known in __dir__() if not known.startswith("_")])
+    raise AttributeError(f"module 'wfkit' has no attribute {name!r}{hint}")
 
 
 def __dir__() -> list[str]:

@@ -205,9 +205,30 @@ def _suggest_keywords(method: M) -> M:
             unknown = sorted(kwargs.keys() - set(takes))
             if not unknown:  # raised by the call itself, not by binding its keywords
                 raise
+        retrying = _retry_keywords(unknown) if "retry" in takes else {}
+        if retrying:  # a retry policy's keywords, given to the step itself: one call to write
+            said = ", ".join(map(repr, retrying))
+            policy = ", ".join(f"{field}={kwargs[name]!r}" for name, field in retrying.items())
+            others = [name for name in unknown if name not in retrying]
+            also = f" ({unexpected_keywords(method.__qualname__, others, takes)})" if others else ""
+            raise TypeError(
+                f"{method.__qualname__}() takes no {said}: a retry policy does, so write "
+                f"retry=wf.RetryPolicy({policy}){also}"
+            )
         raise unexpected_keywords(method.__qualname__, unknown, takes)
 
     return cast("M", checked)
+
+
+# RetryPolicy's own keywords, and plain words for its first that other libraries use, as a person
+# writes them on a step (``flow.step(max_retries=3)``): each is said as the ``retry=`` to write.
+_RETRY_FIELDS = {field.name: field.name for field in dataclasses.fields(RetryPolicy)}
+_RETRY_WORDS = {**_RETRY_FIELDS, "retries": "max_retries", "num_retries": "max_retries", "max_retry": "max_retries"}
+
+
+def _retry_keywords(unknown: Iterable[str]) -> dict[str, str]:
+    """The keywords among ``unknown`` that a RetryPolicy takes (or means), each with its field."""
+    return {name: _RETRY_WORDS[name] for name in unknown if name in _RETRY_WORDS}
 
 
 def _parameters_hash(inputs: Mapping[str, Any]) -> str:
