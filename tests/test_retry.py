@@ -849,3 +849,50 @@ def test_a_misspelt_retry_policy_keyword_is_refused_naming_the_closest(keyword: 
         f"RetryPolicy() got unexpected keyword argument(s) {hint}; it takes backoff_factor, base_delay, "
         f"jitter, max_delay, max_elapsed, max_retries, max_unknown_retries"
     ) == str(info.value)
+
+
+def test_a_step_given_retries_says_why_its_value_error_ran_once(workspace):
+    """A step given ``max_retries=3`` whose ValueError ran once (wfkit calls it permanent for its
+    type) says why no retry ran and how to ask for one, in the run's error and its step-log row;
+    the classify= it names retries it. An error that says its kind itself (a PermanentError), one
+    of wfkit's own, one the step's classifier calls permanent, and a step given no retries add
+    nothing."""
+    import wfkit as wf
+
+    policy = wf.RetryPolicy(max_retries=3, base_delay=0.001, jitter=0)
+    advice = (
+        "not retried: the error is permanent, and max_retries=3 retries transient errors (and those of "
+        "unknown kind) only; if a retry can mend it, say so with the step's classify= (e.g. "
+        "classify=lambda exc: 'transient') or raise wf.TransientError"
+    )
+
+    def flow_of(error: BaseException, **options: Any) -> wf.Workflow:
+        flow = wf.Workflow("parse")
+
+        @flow.step(**options)
+        def parse(state: dict[str, Any]) -> dict[str, Any]:
+            raise error
+
+        return flow
+
+    run = flow_of(ValueError("bad json from the model"), retry=policy).run({}, raise_on_error=False)
+    assert str(run.error).endswith(f"failed with ValueError (permanent): bad json from the model; {advice}")
+    rows = wf.Workspace().events(run.run_id)
+    assert [(1, "failed", "permanent")] == [(e.attempt, e.status, e.error_kind) for e in rows]
+    assert rows[0].error_message == f"bad json from the model; {advice}"
+
+    retried = flow_of(ValueError("bad json"), retry=policy, classify=lambda exc: "transient").run(
+        {}, raise_on_error=False
+    )
+    assert [1, 2, 3, 4] == [e.attempt for e in wf.Workspace().events(retried.run_id)]
+    assert "the retry budget ran out after 4 attempts: max_retries=3 spent" in str(retried.error)
+
+    for error, options in (
+        (wf.PermanentError("the model refused"), {"retry": policy}),
+        (ValueError("bad json"), {"retry": policy, "classify": lambda exc: "permanent"}),
+        (ValueError("bad json"), {}),
+        (wf.StateValueError("one of wfkit's own: permanent by what it is"), {"retry": policy}),
+    ):
+        quiet = flow_of(error, **options).run({}, raise_on_error=False)
+        assert "not retried" not in str(quiet.error), (error, options)
+        assert str(quiet.error).endswith("(permanent): " + str(error)), quiet.error

@@ -71,8 +71,9 @@ def test_child_events_carry_their_own_run_id_and_the_parents(workspace: Path) ->
     """Every event of the child has run_id = the child and parent_run_id = the parent, live and stored."""
     seen: list[wf.StepEvent] = []
     parent = _parent(_child())
-    run = parent.start({}, workspace=workspace)
-    run.subscribe(lambda e: seen.append(e) if e is not None else None)
+    # (A sink, not run.subscribe after start: under load the child's steps ran before it, and
+    # subscribe sees events from then on.)
+    run = parent.start({}, workspace=workspace, sinks=[seen.append])
     run.wait()
     info = wf.Workspace(workspace).run_info(run.run_id)
     assert 1 == len(info["children"])

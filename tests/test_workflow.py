@@ -72,6 +72,12 @@ def test_a_retry_policys_keyword_given_to_a_step_names_the_retry_to_write() -> N
     )
     with pytest.raises(TypeError, match=r"so write retry=wf.RetryPolicy\(max_retries=1\)"):
         flow.map(over="docs", into="out", max_retries=1)  # type: ignore[call-overload]
+    with pytest.raises(TypeError) as attempts:
+        flow.step(max_attempts=3)  # type: ignore[call-overload]
+    assert str(attempts.value) == (
+        "Workflow.step() takes no 'max_attempts': a retry policy does, so write "
+        "retry=wf.RetryPolicy(max_retries=2) (max_attempts=3 counts the first attempt)"
+    )
     assert {} == flow.steps
     flow.step(lambda s: None, name="a", retry=wf.RetryPolicy(base_delay=0.5, max_retries=2))
     assert flow.steps["a"].retry == wf.RetryPolicy(base_delay=0.5, max_retries=2)

@@ -31,9 +31,9 @@ from wfkit.engine._stepevents import EventMaker
 from wfkit.engine._stepthreads import StepThreads
 from wfkit.engine._subflows import ChildHalted
 from wfkit.model._context import RunServices, StepContext
-from wfkit.model._errors import ProcessCrashedError, StateValueError, StepTimeoutError
+from wfkit.model._errors import ProcessCrashedError, StateValueError, StepTimeoutError, WfkitError
 from wfkit.model._events import Status, StepEvent
-from wfkit.model._retry import ErrorKind, RetryPolicy, checked_kind, classify_error, retry_after_of
+from wfkit.model._retry import ErrorKind, RetryPolicy, checked_kind, classify_error, permanent_by_type, retry_after_of
 from wfkit.model._steps import StepSpec
 from wfkit.store._codec import TAG, check_state, decode_state
 from wfkit.store._journal import CRASHED_IN_CHILD, UNTIMED, encode_state, encode_updates
@@ -472,7 +472,14 @@ class AttemptRunner:
                     )
                     return out
                 if not policy.allows(kind, attempt - 1 - spared):
-                    out.not_retried = policy.budget_spent(kind, attempt - 1 - spared)
+                    # (wfkit's own errors, a tool the step may not call, are permanent by what they are.)
+                    guessed = (
+                        kind is ErrorKind.PERMANENT
+                        and classifier is None
+                        and not isinstance(exc, WfkitError)
+                        and permanent_by_type(exc)
+                    )
+                    out.not_retried = policy.budget_spent(kind, attempt - 1 - spared, guessed=guessed)
                     return out
                 if backoff_rng is None:
                     backoff_rng = self._backoff_rng(act)

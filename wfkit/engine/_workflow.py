@@ -208,9 +208,12 @@ def _suggest_keywords(method: M) -> M:
         retrying = _retry_keywords(unknown) if "retry" in takes else {}
         if retrying:  # a retry policy's keywords, given to the step itself: one call to write
             said = ", ".join(map(repr, retrying))
-            policy = ", ".join(f"{field}={kwargs[name]!r}" for name, field in retrying.items())
+            policy = ", ".join(f"{field}={_retry_value(name, kwargs[name])!r}" for name, field in retrying.items())
             others = [name for name in unknown if name not in retrying]
-            also = f" ({unexpected_keywords(method.__qualname__, others, takes)})" if others else ""
+            also = "".join(
+                f" ({name}={kwargs[name]!r} counts the first attempt)" for name in retrying if name in _ATTEMPT_WORDS
+            )
+            also += f" ({unexpected_keywords(method.__qualname__, others, takes)})" if others else ""
             raise TypeError(
                 f"{method.__qualname__}() takes no {said}: a retry policy does, so write "
                 f"retry=wf.RetryPolicy({policy}){also}"
@@ -224,6 +227,13 @@ def _suggest_keywords(method: M) -> M:
 # writes them on a step (``flow.step(max_retries=3)``): each is said as the ``retry=`` to write.
 _RETRY_FIELDS = {field.name: field.name for field in dataclasses.fields(RetryPolicy)}
 _RETRY_WORDS = {**_RETRY_FIELDS, "retries": "max_retries", "num_retries": "max_retries", "max_retry": "max_retries"}
+_ATTEMPT_WORDS = ("attempts", "max_attempts", "stop_after_attempt")  # count the first: max_retries is one fewer
+_RETRY_WORDS.update(dict.fromkeys(_ATTEMPT_WORDS, "max_retries"))
+
+
+def _retry_value(name: str, value: object) -> object:
+    """A retry keyword's value as the RetryPolicy field takes it (``attempts=3`` is ``max_retries=2``)."""
+    return value - 1 if name in _ATTEMPT_WORDS and type(value) is int and value >= 1 else value
 
 
 def _retry_keywords(unknown: Iterable[str]) -> dict[str, str]:

@@ -150,6 +150,19 @@ def classify_error(exc: BaseException) -> ErrorKind:
     return ErrorKind.UNKNOWN
 
 
+def permanent_by_type(exc: BaseException) -> bool:
+    """Whether :func:`classify_error` calls ``exc`` permanent for its Python type alone (a
+    ValueError...), wfkit's guess, not for anything the error says of itself (an ``error_kind``,
+    a PermanentError, an HTTP status, an httpx error): a step given retries then says why none ran."""
+    return (
+        isinstance(exc, _PERMANENT_TYPES)
+        and not isinstance(exc, PermanentError)
+        and getattr(exc, "error_kind", None) is None
+        and _status_code(exc) is None
+        and _httpx_kind(exc) is None
+    )
+
+
 def checked_kind(step: str, verdict: object, exc: BaseException) -> ErrorKind:
     """What a step's own ``classify=`` returned for ``exc``, as an ErrorKind: an ErrorKind, or its
     value (``"transient"``, ``"permanent"``, ``"unknown"``, as the step log spells kinds). Anything
@@ -391,12 +404,21 @@ class RetryPolicy:
             )
         return None
 
-    def budget_spent(self, kind: ErrorKind, retries_done: int) -> str | None:
+    def budget_spent(self, kind: ErrorKind, retries_done: int, *, guessed: bool = False) -> str | None:
         """Why :meth:`allows` refuses a retry of an error of ``kind`` after ``retries_done``
-        retries. None when it does not, and when there is nothing to add: a permanent error's kind
-        says why, and an error of unknown kind in a step that asked for no retries is no surprise."""
+        retries. None when it does not, and when there is nothing to add: an error of unknown kind
+        in a step that asked for no retries is no surprise, nor a permanent error whose kind the
+        error or the step's classifier says (a 400). ``guessed``: wfkit called the error permanent
+        for its type alone (:func:`permanent_by_type`), which a step given retries explains."""
         if kind is ErrorKind.PERMANENT:
-            return None
+            if self.max_retries == 0 or not guessed:
+                return None
+            # A step given max_retries=3 whose ValueError ran once reads like a bug in the policy.
+            return (
+                f"the error is permanent, and max_retries={self.max_retries} retries transient errors "
+                "(and those of unknown kind) only; if a retry can mend it, say so with the step's "
+                "classify= (e.g. classify=lambda exc: 'transient') or raise wf.TransientError"
+            )
         if retries_done >= self.max_retries:
             if self.max_retries == 0:
                 if kind is ErrorKind.UNKNOWN:
