@@ -471,6 +471,68 @@ def test_bad_option_values_say_what_is_expected() -> None:
     assert problems[2].startswith("$.steps.web_search.retry: unknown key 'retries' (did you mean 'max_retries'?)")
 
 
+def test_retry_keys_on_a_step_and_durations_as_text_say_what_to_write() -> None:
+    """A retry policy's keys written on the step (``max_retries: 3``, ``max_attempts: 4``), a retry
+    policy given as its count (``retry: 3``) and a duration written as text (``timeout: 5s``,
+    ``base_delay: 500ms``) each say the YAML to write, which loads; a number field that is no
+    duration (``max_visits: '3'``) gets no seconds."""
+    spec = _router_spec()
+    steps = spec["steps"]
+    steps["classify"].update(max_retries=3, base_delay=0.5)
+    steps["code_search"]["max_attempts"] = 4
+    steps["data_query"]["retry"] = 3
+    steps["generate_answer"]["timeout"] = "5s"
+    steps["web_search"]["retry"] = {"base_delay": "500ms"}
+    steps["review"]["max_visits"] = "3"
+    problems = sorted(_problems(spec, steps=_functions(query_router())))
+    assert 6 == len(problems), problems
+    assert problems[0].startswith(
+        "$.steps.classify: unknown key 'base_delay', 'max_retries'; allowed here: fn, retry, "
+    )
+    assert problems[0].endswith(
+        "; 'base_delay', 'max_retries' belong in its retry policy: write retry: {base_delay: 0.5, max_retries: 3}"
+    )
+    assert problems[1].endswith(
+        "; 'max_attempts' belongs in its retry policy: write retry: {max_retries: 3} (max_attempts: 4 counts the "
+        "first attempt)"
+    )
+    assert problems[2] == (
+        "$.steps.data_query.retry: 3 is not of type 'object' (a retry policy; absent keys take RetryPolicy's "
+        "defaults); write retry: {max_retries: 3}"
+    )
+    assert problems[3] == (
+        "$.steps.generate_answer.timeout: '5s' is not of type 'number' (seconds per attempt, a number > 0); "
+        "write timeout: 5 (seconds, a number)"
+    )
+    assert problems[4].startswith("$.steps.review.max_visits: '3' is not of type 'integer'")
+    assert "second" not in problems[4]
+    assert problems[5] == (
+        "$.steps.web_search.retry.base_delay: '500ms' is not of type 'number' (seconds before the first "
+        "retry); write base_delay: 0.5 (seconds, a number)"
+    )
+    # What they say to write loads.
+    del steps["classify"]["max_retries"], steps["classify"]["base_delay"], steps["code_search"]["max_attempts"]
+    steps["classify"]["retry"] = {"base_delay": 0.5, "max_retries": 3}
+    steps["code_search"]["retry"] = {"max_retries": 3}
+    steps["data_query"]["retry"] = {"max_retries": 3}
+    steps["generate_answer"]["timeout"] = 5
+    steps["web_search"]["retry"] = {"base_delay": 0.5}
+    steps["review"]["max_visits"] = 3
+    flow = wf.Workflow.from_spec(spec, steps=_functions(query_router()))
+    assert (flow.steps["classify"].retry.max_retries, flow.steps["generate_answer"].timeout) == (3, 5)
+
+
+def test_a_timeout_written_as_text_says_the_number_to_pass() -> None:
+    """``timeout="5s"`` in code (a config's value, another library's habit) says the number."""
+    flow = wf.Workflow("t")
+    for text, seconds in (("5s", "5"), ("500ms", "0.5"), ("2 min", "120"), ("1.5", "1.5")):
+        with pytest.raises(TypeError, match=rf"got '{text}' \(str\): pass timeout={seconds} \(a number of seconds"):
+            flow.step(lambda s: None, name="a", timeout=text)
+    with pytest.raises(TypeError, match=r"got 'soon' \(str\)$"):
+        flow.step(lambda s: None, name="a", timeout="soon")
+    assert {} == flow.steps
+
+
 def test_import_path_that_does_not_import_is_reported() -> None:
     """A step function whose module or name is wrong says which and how to fix it."""
     spec = _router_spec()

@@ -327,7 +327,7 @@ def test_non_numeric_timeout_rejected_with_clear_message():
 @pytest.mark.parametrize(
     ("timeout", "hint"),
     [
-        ("5", r"got '5' \(str\): pass timeout=5 \(a number, not a string\)"),
+        ("5", r"got '5' \(str\): pass timeout=5 \(a number of seconds, not a string\)"),
         ("0.5", r"got '0.5' \(str\): pass timeout=0.5 "),
         ("soon", r"got 'soon' \(str\)$"),
         (True, r"got True \(bool\): a bool is no duration; pass seconds \(timeout=1 for one second\)"),

@@ -236,7 +236,7 @@ def test_bad_run_timeout_is_refused() -> None:
 @pytest.mark.parametrize(
     ("timeout", "error", "message"),
     [
-        ("5", TypeError, r"got '5' \(str\): pass timeout=5 \(a number, not a string\)"),
+        ("5", TypeError, r"got '5' \(str\): pass timeout=5 \(a number of seconds, not a string\)"),
         (True, TypeError, r"got True \(bool\): a bool is no duration"),
         (float("inf"), ValueError, r"a finite number of seconds, got inf: leave the timeout unset \(None\)"),
     ],

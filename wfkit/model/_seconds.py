@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import re
 from typing import Any, TypeAlias, overload
 
 Seconds: TypeAlias = float | dt.timedelta
@@ -53,11 +54,33 @@ def _meant(value: object) -> str:
     """What a timeout of the wrong type likely meant, as the end of its error."""
     if isinstance(value, bool):
         return ": a bool is no duration; pass seconds (timeout=1 for one second), or leave it unset for no limit"
-    if isinstance(value, str):
-        try:
-            number = float(value)
-        except ValueError:
-            return ""
-        if math.isfinite(number) and number > 0:
-            return f": pass timeout={int(number) if number.is_integer() else number} (a number, not a string)"
+    seconds = seconds_in_text(value)
+    if seconds is not None:
+        return f": pass timeout={seconds!r} (a number of seconds, not a string)"
     return ""
+
+
+# "5", "5s", "1.5 sec", "500ms", "2m", "1h": how a duration is written as text (in a config, a
+# spec, another tool's API); its unit, in seconds. Years and days are no step's time limit.
+_DURATION = re.compile(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*([a-z]*)\s*", re.IGNORECASE)
+_UNITS = {
+    **dict.fromkeys(("", "s", "sec", "secs", "second", "seconds"), 1.0),
+    **dict.fromkeys(("ms", "msec", "millisecond", "milliseconds"), 0.001),
+    **dict.fromkeys(("m", "min", "mins", "minute", "minutes"), 60.0),
+    **dict.fromkeys(("h", "hr", "hrs", "hour", "hours"), 3600.0),
+}
+
+
+def seconds_in_text(value: object) -> int | float | None:
+    """The seconds a duration written as text says (``"5s"`` 5, ``"500ms"`` 0.5, ``"2m"`` 120),
+    a whole number as an int; None when ``value`` is no such text (or says no time at all)."""
+    if not isinstance(value, str):
+        return None
+    match = _DURATION.fullmatch(value)
+    unit = None if match is None else _UNITS.get(match[2].lower())
+    if match is None or unit is None:
+        return None
+    seconds = round(float(match[1]) * unit, 6)  # (0.1 s in ms is 0.1, not 0.10000000000000002)
+    if not (math.isfinite(seconds) and seconds > 0):
+        return None
+    return int(seconds) if seconds.is_integer() else seconds

@@ -41,6 +41,7 @@ from wfkit.model._graph import compile_graph
 from wfkit.model._merge import Merge, check_merges
 from wfkit.model._retry import NO_RETRY, RetryPolicy
 from wfkit.model._routes import END, All, Any_, Compare, Condition, Go, Not, Route, Router
+from wfkit.model._seconds import seconds_in_text
 from wfkit.model._steps import (
     Cache,
     StepFunction,
@@ -781,6 +782,33 @@ def _no_shape(error: Any) -> str:
     return f"{said}it must be {error.schema.get('description') or 'one of the shapes in the schema'}"
 
 
+# A retry policy's keys (and other libraries' words for its first), as a person writes them on a
+# step; each with the key it is in ``retry:``. ``attempts`` count the first: one more than retries.
+_RETRY_KEYS = {
+    **{field.name: field.name for field in fields(RetryPolicy)},
+    **dict.fromkeys(("retries", "num_retries", "attempts", "max_attempts"), "max_retries"),
+}
+
+
+def _retry_value(key: str, value: object) -> object:
+    """A retry key's value as ``retry:`` takes it, in YAML (``max_attempts: 3`` is ``max_retries: 2``)."""
+    if key in ("attempts", "max_attempts") and type(value) is int and value >= 1:
+        value -= 1
+    return json.dumps(value)
+
+
+def _type_fix(key: object, value: object, wanted: object, described: str) -> str:
+    """What to write for a value of the wrong type whose meaning is plain: a duration as text
+    (``timeout: 5s``, in a key the schema describes in seconds), a retry policy given as its
+    count (``retry: 3``)."""
+    seconds = seconds_in_text(value) if "second" in described else None
+    if seconds is not None:
+        return f"; write {key}: {seconds} (seconds, a number)"
+    if key == "retry" and wanted == "object" and type(value) is int and value >= 0:
+        return f"; write retry: {{max_retries: {value}}}"
+    return ""
+
+
 def _missing_key(error: Any) -> str:
     """A required key left out: what it is for (its description in the schema), which says what to add."""
     # jsonschema reports each missing key apart, named only in its message.
@@ -808,6 +836,17 @@ def _schema_problems(spec: Mapping[str, Any], problems: _Problems) -> None:
                 continue
             hints = [f"{key!r}{did_you_mean(key, allowed)}" for key in extra]
             message = f"unknown key {', '.join(hints)}; allowed here: {', '.join(allowed)}"
+            retrying = {key: error.instance[key] for key in extra if key in _RETRY_KEYS} if "retry" in allowed else {}
+            if retrying:  # a retry policy's keys written on the step itself
+                policy = ", ".join(f"{_RETRY_KEYS[key]}: {_retry_value(key, value)}" for key, value in retrying.items())
+                counted = "".join(
+                    f" ({key}: {value} counts the first attempt)"
+                    for key, value in retrying.items()
+                    if key in ("attempts", "max_attempts")
+                )
+                belong = "belongs" if len(retrying) == 1 else "belong"
+                said = ", ".join(map(repr, retrying))
+                message += f"; {said} {belong} in its retry policy: write retry: {{{policy}}}{counted}"
             # The line a reader must go to is the misspelt key's, not its mapping's first line.
             line_at = (*where, extra[0])
         elif error.validator == "oneOf" and isinstance(error.instance, Mapping):
@@ -821,6 +860,8 @@ def _schema_problems(spec: Mapping[str, Any], problems: _Problems) -> None:
         hint = error.schema.get("description") if isinstance(error.schema, Mapping) else None
         if hint and error.validator not in ("additionalProperties", "required", "oneOf"):
             message += f" ({hint})"
+        if error.validator == "type" and where:
+            message += _type_fix(where[-1], error.instance, error.validator_value, hint or "")
         facts = {"kind": "schema", "rule": error.validator, "limit": error.validator_value, "value": error.instance}
         problems.add(where, f"{json_path(where)}: {message}", facts, line_at=line_at)
 
