@@ -89,6 +89,17 @@ def test_run_many_refuses_an_input_that_is_not_a_dict() -> None:
         seeded().run_many([{"x": 1}, [2]], progress=False)  # type: ignore[list-item]
 
 
+def test_run_many_refuses_one_dict_or_a_dataframe_saying_what_to_pass() -> None:
+    """One run's dict, or a DataFrame, given for the list of inputs: said so, with what to pass
+    (iterated, they gave their keys or column names, refused as "input 0 is a str")."""
+    import pandas as pd
+
+    with pytest.raises(TypeError, match=r"was given one dict \(\{'x': 1\}\): pass \[inputs\] for one run"):
+        seeded().run_many({"x": 1}, progress=False)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"was given a DataFrame: pass frame.to_dict\('records'\)"):
+        seeded().run_many(pd.DataFrame({"x": [1, 2]}), progress=False)  # type: ignore[arg-type]
+
+
 def test_run_many_refuses_inputs_lacking_declared_fields_before_any_run(workspace: Path) -> None:
     """Inputs lacking what the workflow declares are named together, by position, before any run
     starts; the batch used to run the others until the first such input's turn, then raise,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sys
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -161,6 +162,25 @@ def _frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
     return frame
 
 
+def _check_is_a_list_of_inputs(inputs: object) -> None:
+    """``inputs`` is a collection of runs' inputs, not one run's: iterated, a dict gives its keys and
+    a DataFrame its column names, each then refused as "input 0 is a str", which says nothing of
+    what was given."""
+    pandas = sys.modules.get("pandas")  # not imported: no frame was made
+    if pandas is not None and isinstance(inputs, pandas.DataFrame):
+        raise TypeError(
+            "run_many takes a list of inputs, a dict per run, and was given a DataFrame: pass "
+            "frame.to_dict('records'), a dict per row"
+        )
+    if isinstance(inputs, Mapping):
+        raise TypeError(
+            f"run_many takes a list of inputs, a dict per run, and was given one dict ({_shown(inputs)}): pass "
+            f"[inputs] for one run, or a list of such dicts"
+        )
+    if isinstance(inputs, str | bytes):
+        raise TypeError(f"run_many takes a list of inputs, a dict per run, and was given a {type(inputs).__name__}")
+
+
 def _check_declared_inputs(flow: _Runnable, items: Sequence[Mapping[str, Any]]) -> None:
     """Every input holds what the workflow declares, checked for all before any run starts: else
     the run of the first input lacking one raises when its turn comes, ending the batch with the
@@ -180,6 +200,11 @@ def _check_declared_inputs(flow: _Runnable, items: Sequence[Mapping[str, Any]]) 
         f"Give every input the fields its workflow declares (or drop them from Workflow(..., inputs=...)); no run "
         f"was started"
     )
+
+
+def _shown(value: object, width: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= width else text[: width - 3] + "..."
 
 
 def run_many(
@@ -202,6 +227,7 @@ def run_many(
     as it keeps one run (locally only: Dask workers write their step logs to ``dataset=``)."""
     from wfkit.engine._loops import run_blocking
 
+    _check_is_a_list_of_inputs(inputs)
     items = list(inputs)
     for position, values in enumerate(items):
         if not isinstance(values, Mapping):
