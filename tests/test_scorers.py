@@ -751,6 +751,32 @@ def test_custom_sync_function_returning_a_bool():
     assert Score(0.0, False) == score(scorer, Case("c1", {}), echo(5))
 
 
+def test_a_custom_scorer_taking_run_then_case_is_told_the_order_it_is_called_in():
+    """fn(run, case), the other order, fails on each case reading run.state of the Case: the
+    detail, and so check(), now say how scorers are called, where they said only "'Case' object
+    has no attribute 'state'" and to fix the scorer or the dataset."""
+    suite = wf.evals.Suite(
+        name="swapped",
+        dataset=[{"id": "c1", "inputs": {"value": 1}, "expected": {"out": 1}}],
+        workflow=echo_flow,
+        scorers=[wf.evals.custom(lambda run, case: run.state["out"] == case.expected["out"], name="same")],
+    )
+    result = wf.evals.evaluate(suite, progress=False, store=False)
+    order = "(a scorer is called as fn(case, run): the first argument is the Case, the second the Run)"
+    detail = f"scorer error: AttributeError: 'Case' object has no attribute 'state' {order}"
+    assert [detail] == list(result.cases["detail"])
+    assert [f"default: same could not score 1 of 1 cases (c1: {detail}); fix the scorer or the dataset, and evaluate "
+            "again"] == result.check()  # fmt: skip
+
+
+def test_a_custom_scorer_misspelling_a_case_attribute_gets_no_word_on_the_order():
+    """An attribute neither a Case nor a Run has (a typo) is the scorer's own error, left as it is."""
+    scorer = wf.evals.custom(lambda case, run: case.expectd["out"], name="typo")
+    with pytest.raises(AttributeError) as caught:
+        score(scorer, Case("c1", {}), echo(1))
+    assert "fn(case, run)" not in str(caught.value)
+
+
 def test_custom_float_passes_at_one_half():
     """A float is the value; it passes from 0.5 up."""
     scorer = wf.evals.custom(lambda case, run: run.state["out"], name="share")

@@ -92,10 +92,24 @@ def as_score(value: Any) -> Score:
 
 
 async def apply(scorer: ScorerFn, case: Case, run: Run) -> Score:
-    result = scorer(case, run)
-    if inspect.isawaitable(result):
-        result = await result
+    try:
+        result = scorer(case, run)
+        if inspect.isawaitable(result):
+            result = await result
+    except AttributeError as exc:
+        # fn(run, case), the other order, reads run.state of the case: every case of the eval then
+        # failed with "'Case' object has no attribute 'state'", and check() said to fix the dataset.
+        name = exc.name
+        swapped = name is not None and (
+            (exc.obj is case and hasattr(run, name)) or (exc.obj is run and hasattr(case, name))
+        )
+        if swapped and _ORDER not in str(exc):  # said once, by the innermost apply (custom applies its fn)
+            raise AttributeError(f"{exc} ({_ORDER})", name=name, obj=exc.obj) from exc
+        raise
     return as_score(result)
+
+
+_ORDER = "a scorer is called as fn(case, run): the first argument is the Case, the second the Run"
 
 
 def name_of(scorer: Any) -> str:
