@@ -89,6 +89,36 @@ def test_run_many_refuses_an_input_that_is_not_a_dict() -> None:
         seeded().run_many([{"x": 1}, [2]], progress=False)  # type: ignore[list-item]
 
 
+def test_run_many_refuses_one_dict_or_a_dataframe_saying_what_to_pass() -> None:
+    """One run's dict, or a DataFrame, given for the list of inputs: said so, with what to pass
+    (iterated, they gave their keys or column names, refused as "input 0 is a str")."""
+    import pandas as pd
+
+    with pytest.raises(TypeError, match=r"was given one dict \(\{'x': 1\}\): pass \[inputs\] for one run"):
+        seeded().run_many({"x": 1}, progress=False)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"was given a DataFrame: pass frame.to_dict\('records'\)"):
+        seeded().run_many(pd.DataFrame({"x": [1, 2]}), progress=False)  # type: ignore[arg-type]
+
+
+def test_run_many_refuses_inputs_lacking_declared_fields_before_any_run(workspace: Path) -> None:
+    """Inputs lacking what the workflow declares are named together, by position, before any run
+    starts; the batch used to run the others until the first such input's turn, then raise,
+    its rows lost and the input unnamed."""
+    flow = wf.Workflow("batch-declared", inputs=["x"])
+
+    @flow.step
+    def step(state: Any) -> dict[str, Any]:
+        return {"y": state["x"]}
+
+    inputs: list[dict[str, Any]] = [{"x": i} for i in range(10)]
+    inputs[3], inputs[7] = {"xx": 3}, {}
+    with pytest.raises(ValueError, match="run_many: 2 of 10 inputs lack") as caught:
+        flow.run_many(inputs, progress=False, concurrency=2)
+    assert "input 3 lacks 'x' ('xx' given: did you mean 'x'?); input 7 lacks 'x'" in str(caught.value)
+    assert "no run was started" in str(caught.value)
+    assert not (workspace / "wfkit.db").exists()
+
+
 def test_run_many_refuses_an_input_run_state_cannot_keep_before_any_run(workspace: Path) -> None:
     """An input holding what run state refuses (a lock) is named by position and field, and no run starts."""
     import threading

@@ -896,6 +896,16 @@ def test_unknown_variant_is_a_clear_error():
         wf.evals.evaluate(QUERY_ROUTER, variants=["nope"], progress=False)
 
 
+def test_one_variant_named_as_a_string_runs_that_variant(workspace: Path):
+    """variants="llm" runs the variant llm; it was read as the variants 'l', 'l' and 'm' and
+    refused as "no variant 'l'". A misspelt one is named with the closest there is."""
+    result = wf.evals.evaluate(QUERY_ROUTER, variants="llm", progress=False, store=False)
+    assert ["llm"] == sorted(set(result.cases["variant"]))
+    assert 20 == result.cases["case_id"].nunique()
+    with pytest.raises(ValueError, match=r"no variant 'lm' \(did you mean 'llm'\?\); it has keywords, llm"):
+        wf.evals.evaluate(QUERY_ROUTER, variants="lm", progress=False)
+
+
 @pytest.mark.parametrize("text", ["", "\n  \n"])
 def test_an_empty_jsonl_dataset_is_refused_naming_suite_and_file(tmp_path: Path, text: str):
     """An empty JSONL file (or blank lines only) is refused before any run, naming the suite, the

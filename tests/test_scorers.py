@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from typing import Any
 
 import jsonschema
@@ -373,6 +374,67 @@ def test_latency_budget_fails_a_slow_run():
     assert result.detail.endswith(" s of 0.05 s")
 
 
+def test_latency_budget_takes_a_timedelta():
+    """A budget given as a datetime.timedelta is its seconds, as a step's timeout is: it failed every
+    case's comparison, each case unscored ("scorer error: TypeError: '<=' not supported ...")."""
+    import datetime as dt
+
+    result = score(wf.evals.latency_budget(dt.timedelta(seconds=5)), Case("c1", {}), sleepy_flow(0.01).run({}))
+    assert result.passed
+    assert result.detail.endswith(" s of 5.0 s")
+
+
+@pytest.mark.parametrize(
+    ("build", "error", "message"),
+    [
+        (
+            lambda: wf.evals.latency_budget("2"),
+            TypeError,
+            "latency_budget('2'): the budget is the longest a run may "
+            "take, in seconds (or a datetime.timedelta), a number, got '2' (str): e.g. latency_budget(2.0)",
+        ),
+        (
+            lambda: wf.evals.latency_budget(float("nan")),
+            ValueError,
+            "latency_budget(nan): the budget is the longest a "
+            "run may take, in seconds (or a datetime.timedelta), a finite number above 0, got nan, which would score "
+            "every case alike: e.g. latency_budget(2.0)",
+        ),
+        (lambda: wf.evals.latency_budget(0), ValueError, "a finite number above 0, got 0"),
+        (lambda: wf.evals.latency_budget(float("inf")), ValueError, "a finite number above 0, got inf"),
+        (
+            lambda: wf.evals.cost_budget(-0.01),
+            ValueError,
+            "cost_budget(-0.01): the budget is the most a run may cost, "
+            "in US dollars, a finite number 0 or more, got -0.01, which would score every case alike",
+        ),
+        (lambda: wf.evals.cost_budget(float("nan")), ValueError, "cost_budget(nan): "),
+        (
+            lambda: wf.evals.numeric("y", tolerance=-1),
+            ValueError,
+            "numeric('y', tolerance=-1): the tolerance is how "
+            "far a number may be from the expected one, a finite number 0 or more",
+        ),
+        (
+            lambda: wf.evals.llm_judge("r", pass_at=6),
+            ValueError,
+            "llm_judge(pass_at=6): pass_at is the lowest grade "
+            "that passes, in [0, 1] (the judge's N of 10, divided by 10), so no case would pass: for 6 of 10 write "
+            "pass_at=0.6",
+        ),
+        (lambda: wf.evals.llm_judge("r", pass_at=float("nan")), ValueError, "llm_judge(pass_at=nan): "),
+    ],
+)
+def test_a_scorer_bound_that_would_score_every_case_alike_is_refused_when_built(
+    build: Any, error: type[Exception], message: str
+) -> None:
+    """A NaN, negative or infinite budget, tolerance or pass mark, or one of the wrong type, is refused
+    when the scorer is built, saying what it is and what to write: it used to fail (or pass) every
+    case, read as the workflow's result, or leave every case unscored with a TypeError."""
+    with pytest.raises(error, match=re.escape(message)):
+        build()
+
+
 def costly_flow() -> wf.Workflow:
     """Two steps recording model cost: 0.003 + 0.002 in the first, 0.004 in the second."""
     flow = wf.Workflow("costly")
@@ -687,6 +749,32 @@ def test_custom_sync_function_returning_a_bool():
     assert "is_even" == scorer.name
     assert Score(1.0, True) == score(scorer, Case("c1", {}), echo(4))
     assert Score(0.0, False) == score(scorer, Case("c1", {}), echo(5))
+
+
+def test_a_custom_scorer_taking_run_then_case_is_told_the_order_it_is_called_in():
+    """fn(run, case), the other order, fails on each case reading run.state of the Case: the
+    detail, and so check(), now say how scorers are called, where they said only "'Case' object
+    has no attribute 'state'" and to fix the scorer or the dataset."""
+    suite = wf.evals.Suite(
+        name="swapped",
+        dataset=[{"id": "c1", "inputs": {"value": 1}, "expected": {"out": 1}}],
+        workflow=echo_flow,
+        scorers=[wf.evals.custom(lambda run, case: run.state["out"] == case.expected["out"], name="same")],
+    )
+    result = wf.evals.evaluate(suite, progress=False, store=False)
+    order = "(a scorer is called as fn(case, run): the first argument is the Case, the second the Run)"
+    detail = f"scorer error: AttributeError: 'Case' object has no attribute 'state' {order}"
+    assert [detail] == list(result.cases["detail"])
+    assert [f"default: same could not score 1 of 1 cases (c1: {detail}); fix the scorer or the dataset, and evaluate "
+            "again"] == result.check()  # fmt: skip
+
+
+def test_a_custom_scorer_misspelling_a_case_attribute_gets_no_word_on_the_order():
+    """An attribute neither a Case nor a Run has (a typo) is the scorer's own error, left as it is."""
+    scorer = wf.evals.custom(lambda case, run: case.expectd["out"], name="typo")
+    with pytest.raises(AttributeError) as caught:
+        score(scorer, Case("c1", {}), echo(1))
+    assert "fn(case, run)" not in str(caught.value)
 
 
 def test_custom_float_passes_at_one_half():

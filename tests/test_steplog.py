@@ -7,6 +7,7 @@ import contextlib
 import datetime as dt
 import json
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -241,6 +242,33 @@ def test_filters(workspace: Path) -> None:
     assert 0 == len(wf.steps(workflow="alpha", since=middle))
     with pytest.warns(UserWarning, match="has workflow 'nobody'; its workflows are 'alpha', 'beta'"):
         assert 0 == len(wf.steps(workflow="nobody"))
+
+
+@pytest.mark.parametrize(
+    ("since", "until", "hint"),
+    [
+        (
+            "2026-12-05",
+            "2026-12-05",
+            "; until excludes its own time, so for the whole day of 2026-12-05 write until='2026-12-06'",
+        ),
+        ("2026-12-06", "2026-12-01", "; swap them: since='2026-12-01', until='2026-12-06'"),
+        ("2026-12-05T10:00", "2026-12-05T10:00", "; until excludes its own time: give a later one"),
+    ],
+)
+def test_a_time_window_no_row_can_fall_in_is_refused(workspace: Path, since: str, until: str, hint: str) -> None:
+    """since/until that no attempt can meet (until at or before since: one day given to both, or
+    the two swapped) are refused, by wf.steps and wf.StepLog alike, saying what to write; the read
+    came back empty, which reads as "nothing ran then"."""
+    two_step_flow("window").run({"i": 1})
+    message = (
+        f"until={until!r} is not after since={since!r}: no attempt starts at or after since and before until{hint}"
+    )
+    with pytest.raises(ValueError, match=re.escape(message)):
+        wf.steps(since=since, until=until)
+    with pytest.raises(ValueError, match=re.escape(message)):
+        wf.StepLog(since=since, until=until)
+    assert 2 == len(wf.steps(since="2026-01-01", until="2100-01-01"))
 
 
 # ---- recovery -----------------------------------------------------------------------------------

@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+import sys
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol, Unpack
 
 from wfkit._jupyter import progress_bar
 from wfkit.engine._run import _BATCH_KEYS, BatchRunOptions, _Options
+from wfkit.model._suggest import misnamed
 from wfkit.store._codec import decode_state, encode_state
 from wfkit.store._workspace import workspace_path
 
@@ -33,6 +35,7 @@ class _Runnable(Protocol):
     """What run_many needs of a workflow (the Workflow class; named here to keep layers apart)."""
 
     name: str
+    inputs: tuple[str, ...] | None
 
     @property
     def arun(self) -> Callable[..., Awaitable[Any]]: ...
@@ -159,9 +162,54 @@ def _frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
     return frame
 
 
+def _check_is_a_list_of_inputs(inputs: object) -> None:
+    """``inputs`` is a collection of runs' inputs, not one run's: iterated, a dict gives its keys and
+    a DataFrame its column names, each then refused as "input 0 is a str", which says nothing of
+    what was given."""
+    pandas = sys.modules.get("pandas")  # not imported: no frame was made
+    if pandas is not None and isinstance(inputs, pandas.DataFrame):
+        raise TypeError(
+            "run_many takes a list of inputs, a dict per run, and was given a DataFrame: pass "
+            "frame.to_dict('records'), a dict per row"
+        )
+    if isinstance(inputs, Mapping):
+        raise TypeError(
+            f"run_many takes a list of inputs, a dict per run, and was given one dict ({_shown(inputs)}): pass "
+            f"[inputs] for one run, or a list of such dicts"
+        )
+    if isinstance(inputs, str | bytes):
+        raise TypeError(f"run_many takes a list of inputs, a dict per run, and was given a {type(inputs).__name__}")
+
+
+def _check_declared_inputs(flow: _Runnable, items: Sequence[Mapping[str, Any]]) -> None:
+    """Every input holds what the workflow declares, checked for all before any run starts: else
+    the run of the first input lacking one raises when its turn comes, ending the batch with the
+    rows of the runs already made lost, and naming no input."""
+    declared = flow.inputs or ()
+    lacking = [(i, [k for k in declared if k not in values]) for i, values in enumerate(items)]
+    lacking = [(i, missing) for i, missing in lacking if missing]
+    if not lacking:
+        return
+    shown = "; ".join(
+        f"input {i} lacks {', '.join(map(repr, missing))}{misnamed(items[i], missing)}" for i, missing in lacking[:5]
+    )
+    more = f"; and {len(lacking) - 5} more" if len(lacking) > 5 else ""
+    count = f"{len(lacking)} of {len(items)} inputs lack" if len(lacking) > 1 else f"1 of {len(items)} inputs lacks"
+    raise ValueError(
+        f"run_many: {count} what workflow {flow.name!r} declares ({', '.join(map(repr, declared))}): {shown}{more}. "
+        f"Give every input the fields its workflow declares (or drop them from Workflow(..., inputs=...)); no run "
+        f"was started"
+    )
+
+
+def _shown(value: object, width: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
 def run_many(
     flow: _Runnable,
-    inputs: Sequence[Mapping[str, Any]],
+    inputs: Iterable[Mapping[str, Any]],
     *,
     executor: Executor | None = None,
     concurrency: int = 16,
@@ -179,6 +227,7 @@ def run_many(
     as it keeps one run (locally only: Dask workers write their step logs to ``dataset=``)."""
     from wfkit.engine._loops import run_blocking
 
+    _check_is_a_list_of_inputs(inputs)
     items = list(inputs)
     for position, values in enumerate(items):
         if not isinstance(values, Mapping):
@@ -187,6 +236,7 @@ def run_many(
         # not as the error of the batch's hundredth run, nor, sent to Dask, as a pickling error
         # of a partition, nor on a worker, retried.
         encode_state(f"run_many input {position}:", values)
+    _check_declared_inputs(flow, items)
     if concurrency < 1:
         raise ValueError(f"concurrency must be >= 1, got {concurrency}")
     if "raise_on_error" in options or "run_id" in options:

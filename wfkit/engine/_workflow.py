@@ -1386,7 +1386,7 @@ class Workflow:
 
         return run_many(
             self,
-            list(inputs),
+            inputs,
             executor=executor,
             concurrency=concurrency,
             seed=seed,

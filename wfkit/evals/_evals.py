@@ -707,7 +707,7 @@ async def _score_cases(
 async def evaluate_async(
     suite: Suite,
     *,
-    variants: Sequence[str] | None = None,
+    variants: str | Sequence[str] | None = None,
     concurrency: int = 16,
     workspace: str | os.PathLike[str] | None = None,
     progress: bool = True,
@@ -720,10 +720,14 @@ async def evaluate_async(
 ) -> EvalResult:
     import pandas as pd
 
-    chosen = list(variants or suite.variants)
+    # One name is one variant: iterated, variants="llm" named the variants 'l', 'l' and 'm'.
+    chosen = [variants] if isinstance(variants, str) else list(variants or suite.variants)
     for variant in chosen:
         if variant not in suite.variants:
-            raise ValueError(f"suite {suite.name!r} has no variant {variant!r}; it has {', '.join(suite.variants)}")
+            raise ValueError(
+                f"suite {suite.name!r} has no variant {variant!r}{did_you_mean(str(variant), suite.variants)}; it has "
+                f"{', '.join(suite.variants)}"
+            )
     if concurrency < 1:
         raise ValueError(f"concurrency must be >= 1, got {concurrency}")
     built = {variant: suite.build(variant) for variant in chosen}

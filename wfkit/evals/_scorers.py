@@ -25,6 +25,7 @@ from wfkit.model._context import (
     NO_USAGE_MODELS,
     UNPRICED_MODELS,
 )
+from wfkit.model._seconds import Seconds, as_seconds
 from wfkit.model._suggest import did_you_mean
 
 if TYPE_CHECKING:
@@ -91,10 +92,24 @@ def as_score(value: Any) -> Score:
 
 
 async def apply(scorer: ScorerFn, case: Case, run: Run) -> Score:
-    result = scorer(case, run)
-    if inspect.isawaitable(result):
-        result = await result
+    try:
+        result = scorer(case, run)
+        if inspect.isawaitable(result):
+            result = await result
+    except AttributeError as exc:
+        # fn(run, case), the other order, reads run.state of the case: every case of the eval then
+        # failed with "'Case' object has no attribute 'state'", and check() said to fix the dataset.
+        name = exc.name
+        swapped = name is not None and (
+            (exc.obj is case and hasattr(run, name)) or (exc.obj is run and hasattr(case, name))
+        )
+        if swapped and _ORDER not in str(exc):  # said once, by the innermost apply (custom applies its fn)
+            raise AttributeError(f"{exc} ({_ORDER})", name=name, obj=exc.obj) from exc
+        raise
     return as_score(result)
+
+
+_ORDER = "a scorer is called as fn(case, run): the first argument is the Case, the second the Run"
 
 
 def name_of(scorer: Any) -> str:
@@ -162,6 +177,22 @@ class _Scorer:
 
     def __repr__(self) -> str:
         return f"<scorer {self.name}>"
+
+
+def _limit(call: str, value: object, *, low: float, above: bool, means: str, example: str) -> float:
+    """A scorer's bound, checked when the scorer is built: a number (``above``: greater than
+    ``low``, else at least ``low``), finite. Taken as given, a timedelta or a string failed every
+    case's comparison (each case unscored, "scorer error: TypeError"), and NaN, a negative or an
+    infinite bound scored every case the same, read as the workflow's result."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"{call}: {means}, a number, got {value!r} ({type(value).__name__}): e.g. {example}")
+    if math.isnan(value) or math.isinf(value) or not (value > low if above else value >= low):
+        bound = f"above {low:g}" if above else f"{low:g} or more"
+        raise ValueError(
+            f"{call}: {means}, a finite number {bound}, got {value!r}, which would score every case alike: e.g. "
+            f"{example}"
+        )
+    return value  # as given: an int budget reads "2 s" in a detail, as before
 
 
 class exact_match(_Scorer):
@@ -269,7 +300,15 @@ class numeric(_Scorer):
         relative: bool = False,
         name: str | None = None,
     ) -> None:
-        self.field, self.expected, self.tolerance, self.relative = field, expected, tolerance, relative
+        self.tolerance = _limit(
+            f"numeric({field!r}, tolerance={tolerance!r})",
+            tolerance,
+            low=0.0,
+            above=False,
+            means="the tolerance is how far a number may be from the expected one",
+            example=f"numeric({field!r}, tolerance=0.01)",
+        )
+        self.field, self.expected, self.relative = field, expected, relative
         self.name = name or f"numeric:{field}"
 
     def __call__(self, case: Case, run: Run) -> Score:
@@ -320,8 +359,16 @@ class tools_used(_Scorer):
 class latency_budget(_Scorer):
     """The run finished within ``seconds`` (wall time from its first to its last attempt)."""
 
-    def __init__(self, seconds: float, *, name: str | None = None) -> None:
-        self.seconds, self.name = seconds, name or "latency_budget"
+    def __init__(self, seconds: Seconds, *, name: str | None = None) -> None:
+        self.seconds = _limit(
+            f"latency_budget({seconds!r})",
+            as_seconds(seconds),
+            low=0.0,
+            above=True,
+            means="the budget is the longest a run may take, in seconds (or a datetime.timedelta)",
+            example="latency_budget(2.0)",
+        )
+        self.name = name or "latency_budget"
 
     def __call__(self, case: Case, run: Run) -> Score:
         if (failed := unsucceeded(run)) is not None:
@@ -345,7 +392,15 @@ class cost_budget(_Scorer):
     that failed (a 429, a 5xx, no connection) costs nothing and leaves the cost known."""
 
     def __init__(self, usd: float, *, name: str | None = None) -> None:
-        self.usd, self.name = usd, name or "cost_budget"
+        self.usd = _limit(
+            f"cost_budget({usd!r})",
+            usd,
+            low=0.0,
+            above=False,
+            means="the budget is the most a run may cost, in US dollars",
+            example="cost_budget(0.05)",
+        )
+        self.name = name or "cost_budget"
 
     def __call__(self, case: Case, run: Run) -> Score:
         if (failed := unsucceeded(run)) is not None:
@@ -482,7 +537,23 @@ class llm_judge(_Scorer):
         pass_at: float = 0.6,
         name: str | None = None,
     ) -> None:
-        self.rubric, self.field, self.reference_key, self.pass_at = rubric, field, reference_key, pass_at
+        self.pass_at = _limit(
+            f"llm_judge(pass_at={pass_at!r})",
+            pass_at,
+            low=0.0,
+            above=False,
+            means="pass_at is the lowest grade that passes, in [0, 1] (the judge's N of 10, divided by 10)",
+            example="pass_at=0.6 for 6 of 10",
+        )
+        if self.pass_at > 1:
+            raise ValueError(
+                f"llm_judge(pass_at={pass_at!r}): pass_at is the lowest grade that passes, in [0, 1] (the judge's "
+                f"N of 10, divided by 10), so no case would pass: for {pass_at:g} of 10 write pass_at={pass_at / 10:g}"
+                if pass_at <= 10
+                else f"llm_judge(pass_at={pass_at!r}): pass_at is the lowest grade that passes, in [0, 1], so no "
+                f"case would pass: e.g. pass_at=0.6 for 6 of 10"
+            )
+        self.rubric, self.field, self.reference_key = rubric, field, reference_key
         self.name = name or "llm_judge"
         self._client = client
 

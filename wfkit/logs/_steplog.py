@@ -720,10 +720,11 @@ def steps(
     Summaries need no order: ``wf.steps(columns=[...]).wf.latency()`` pays for no sort.
     """
     from wfkit.logs._register import register_accessor
-    from wfkit.logs._tables import parse_time
+    from wfkit.logs._tables import check_window, parse_time
 
     register_accessor()
     # Checked before the read: a filter that is no date is the caller's mistake, not a damaged file.
+    check_window(since, until)
     since = None if since is None else parse_time("since", since)
     until = None if until is None else parse_time("until", until)
     check_columns(columns)  # a misspelt column is no damaged segment either

@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from wfkit.logs._tables import ERROR_KINDS, KEYS, QUANTILES, in_run_order, parse_time, quantile_label
+from wfkit.logs._tables import ERROR_KINDS, KEYS, QUANTILES, check_window, in_run_order, parse_time, quantile_label
 
 if TYPE_CHECKING:
     import duckdb
@@ -96,6 +96,7 @@ class StepLog:
             raise ValueError(
                 f"memory_limit={memory_limit!r} is not a size: give a number and a unit, such as '2GB' or '512MB'"
             )
+        check_window(since, until)  # here, not at the first question: a window no row can meet answers nothing
         self.path = path
         self.memory_limit = memory_limit
         self._filters: dict[str, Any] = {

@@ -552,6 +552,29 @@ def parse_time(name: str, value: dt.datetime | str) -> dt.datetime:
     return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
 
 
+def check_window(since: dt.datetime | str | None, until: dt.datetime | str | None) -> None:
+    """Refuse ``since``/``until`` filters no row can meet (``until`` at or before ``since``): the
+    read came back empty, which reads as "nothing happened then". ``until`` excludes its own
+    moment, so ``since="2026-12-01", until="2026-12-01"`` (one day meant) is such a window."""
+    if since is None or until is None:
+        return
+    start, end = parse_time("since", since), parse_time("until", until)
+    if end > start:
+        return
+    if end < start:
+        hint = f"; swap them: since={until!r}, until={since!r}"
+    elif start.time() == dt.time(0):  # one day meant
+        hint = (
+            f"; until excludes its own time, so for the whole day of {start:%Y-%m-%d} write "
+            f"until='{start + dt.timedelta(days=1):%Y-%m-%d}'"
+        )
+    else:
+        hint = "; until excludes its own time: give a later one"
+    raise ValueError(
+        f"until={until!r} is not after since={since!r}: no attempt starts at or after since and before until{hint}"
+    )
+
+
 def in_run_order(table: pd.DataFrame, frame: pd.DataFrame) -> pd.DataFrame:
     """``table`` (indexed by workflow and step, or by ``by=`` keys holding ``step``) with each
     workflow's steps in the order a run meets them: by when each first started in ``frame`` (the
