@@ -416,7 +416,7 @@ def test_report_cost_of_an_attempt_mixing_priced_and_unpriced_calls_is_unknown(
     through ChatClient: its step costs "-" in the report, not the $0.0060 of its priced call; a
     step calling priced-1 alone shows its exact $0.0060."""
     client = wf.llm.ChatClient(
-        transport=wf.llm.SimulatedModel(p50=0, p99=0, seed=0, reply="yes"), prices={"priced-1": (1.0, 2.0)}
+        transport=wf.llm.SimulatedModel(p50=0, p99=0, seed=0, reply="yes"), prices={"priced-1": wf.llm.Price(1.0, 2.0)}
     )
     flow = wf.Workflow("mixed-call")
 
@@ -447,7 +447,7 @@ def test_report_says_nothing_of_unknown_costs_when_every_call_is_priced(
     """The note on "-" comes only with an unknown cost: a flow whose calls are all priced shows its
     exact cost and no note."""
     client = wf.llm.ChatClient(
-        transport=wf.llm.SimulatedModel(p50=0, p99=0, seed=0, reply="yes"), prices={"priced-1": (1.0, 2.0)}
+        transport=wf.llm.SimulatedModel(p50=0, p99=0, seed=0, reply="yes"), prices={"priced-1": wf.llm.Price(1.0, 2.0)}
     )
     flow = wf.Workflow("all-priced")
 
@@ -477,7 +477,7 @@ def test_report_counts_no_model_call_for_a_tools_cost(workspace: Path, tmp_path:
         return [f"def {query}(): ..."]
 
     client = wf.llm.ChatClient(
-        transport=wf.llm.SimulatedModel(p50=0, p99=0, seed=0, reply="yes"), prices={"priced-1": (1.0, 2.0)}
+        transport=wf.llm.SimulatedModel(p50=0, p99=0, seed=0, reply="yes"), prices={"priced-1": wf.llm.Price(1.0, 2.0)}
     )
     flow = wf.Workflow("tool-cost", tools=tools)
 
