@@ -213,7 +213,7 @@ COST_COLUMNS = ["tokens_in", "tokens_out", "cost_usd", "model", "run_id"]
 
 
 # USD per 1,000 tokens: "a b c" asks 4 tokens and "yes" answers 1, so a call costs $0.006.
-PRICED = {"priced-1": (1.0, 2.0)}
+PRICED = {"priced-1": wf.llm.Price(1.0, 2.0)}  # taken as written, though dearer than any model
 CALL_USD = (4 * 1.0 + 1 * 2.0) / 1000
 
 

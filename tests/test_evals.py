@@ -802,7 +802,7 @@ def test_an_unpriced_run_is_unscored_by_cost_budget_counted_and_named_by_check()
     rates the 3 cases priced ($0.006 each), compare() leaves it out of wins, losses and ties, and
     check() fails naming the case, the model and how to price it, though the pass rate is 100%."""
     client = wf.llm.ChatClient(
-        transport=wf.llm.SimulatedModel(p50=0, p99=0, seed=0, reply="yes"), prices={"priced-1": (1.0, 2.0)}
+        transport=wf.llm.SimulatedModel(p50=0, p99=0, seed=0, reply="yes"), prices={"priced-1": wf.llm.Price(1.0, 2.0)}
     )
     models = ["priced-1", "local-llama", "priced-1", "priced-1"]
     suite = wf.evals.Suite(

@@ -135,7 +135,12 @@ def test_floats_compare_within_the_tolerance() -> None:
             {"cost": 26 * 1e-07, "n": 1},
             '{"cost": 2.5e-06, "n": 1} -> {"cost": 2.6e-06, "n": 1}',
         ),
-        ([25 * 1e-07], [], "[2.4999999999999998e-06] -> []"),  # alone, a float keeps every digit
+        ([25 * 1e-07], [], "[2.5e-06] -> []"),  # alone, without the binary remainder (2.4999999999999998e-06)
+        (None, 0.1 + 0.2, "null -> 0.3"),
+        ([0.1, 0.7], [0.1, 0.7, 0.1 + 0.7], "[0.1, 0.7] -> [0.1, 0.7, 0.8]"),
+        (2 / 3, None, "0.666666666666667 -> null"),
+        (1e20, None, "1e+20 -> null"),
+        (3.0, None, "3.0 -> null"),
     ],
 )
 def test_a_float_that_changed_shows_the_digits_that_tell_it_apart(before: Any, after: Any, shown: str) -> None:
@@ -146,6 +151,21 @@ def test_a_float_that_changed_shows_the_digits_that_tell_it_apart(before: Any, a
     new["runs"][0]["steps"]["a#1"]["attempts"][1]["cost"] = after
     (diff,) = compare(base, new, Settings(float_tolerance=0))
     assert f"run 1 (w), a visit 1: attempt 2: cost {shown}" == str(diff)
+
+
+def test_a_float_new_or_gone_reads_as_a_person_would_write_it() -> None:
+    """A field that is new or gone shows its floats without the remainder of binary arithmetic, on
+    the console and in the report (it showed `0.30000000000000004` and `0.7999999999999999`)."""
+    base, new = _summary(), _summary()
+    new["runs"][0]["state"]["total"] = 0.1 + 0.2
+    base["runs"][0]["state"]["scores"] = [0.1 + 0.7, 1 / 3]
+    said = {str(d): d for d in compare(base, new) if d.signal == "state"}
+    assert [
+        "run 1 (w): state 'scores' is gone (was [0.8, 0.333333333333333])",
+        "run 1 (w): state 'total' is new: 0.3",
+    ] == (sorted(said))
+    printed = [part.printed for d in said.values() for part in d.said if not isinstance(part, str)]
+    assert ["0.3", "[0.8, 0.333333333333333]"] == sorted(printed)
 
 
 def test_masks_silence_exactly_what_they_name() -> None:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import re
 import sqlite3
+import time
 from pathlib import Path
 from typing import Any
 
@@ -414,7 +416,7 @@ def test_report_cost_of_an_attempt_mixing_priced_and_unpriced_calls_is_unknown(
     through ChatClient: its step costs "-" in the report, not the $0.0060 of its priced call; a
     step calling priced-1 alone shows its exact $0.0060."""
     client = wf.llm.ChatClient(
-        transport=wf.llm.SimulatedModel(p50=0, p99=0, seed=0, reply="yes"), prices={"priced-1": (1.0, 2.0)}
+        transport=wf.llm.SimulatedModel(p50=0, p99=0, seed=0, reply="yes"), prices={"priced-1": wf.llm.Price(1.0, 2.0)}
     )
     flow = wf.Workflow("mixed-call")
 
@@ -445,7 +447,7 @@ def test_report_says_nothing_of_unknown_costs_when_every_call_is_priced(
     """The note on "-" comes only with an unknown cost: a flow whose calls are all priced shows its
     exact cost and no note."""
     client = wf.llm.ChatClient(
-        transport=wf.llm.SimulatedModel(p50=0, p99=0, seed=0, reply="yes"), prices={"priced-1": (1.0, 2.0)}
+        transport=wf.llm.SimulatedModel(p50=0, p99=0, seed=0, reply="yes"), prices={"priced-1": wf.llm.Price(1.0, 2.0)}
     )
     flow = wf.Workflow("all-priced")
 
@@ -475,7 +477,7 @@ def test_report_counts_no_model_call_for_a_tools_cost(workspace: Path, tmp_path:
         return [f"def {query}(): ..."]
 
     client = wf.llm.ChatClient(
-        transport=wf.llm.SimulatedModel(p50=0, p99=0, seed=0, reply="yes"), prices={"priced-1": (1.0, 2.0)}
+        transport=wf.llm.SimulatedModel(p50=0, p99=0, seed=0, reply="yes"), prices={"priced-1": wf.llm.Price(1.0, 2.0)}
     )
     flow = wf.Workflow("tool-cost", tools=tools)
 
@@ -502,19 +504,39 @@ def test_report_counts_no_model_call_for_a_tools_cost(workspace: Path, tmp_path:
     } == table_rows(per_model.split("</table>", 1)[0], 5)
 
 
-def test_report_since_the_future_says_there_are_no_attempts(workspace: Path, tmp_path: Path, capsys: Any) -> None:
-    """`--since` after every run gives a page that says no attempts were made since then (not that
-    none were recorded: the workspace has some, before that date), and no PNGs."""
+def test_report_since_the_future_says_so_and_names_the_dates_held(workspace: Path, tmp_path: Path, capsys: Any) -> None:
+    """`--since` a date in the future exits 1 saying it is in the future and which dates the step log
+    holds, and writes nothing (it wrote a report of 0 attempts, "No step attempts since 2999-01-01.",
+    and exited 0, as if nothing had run)."""
     mixed_runs()
+    held = wf.steps()["started_at"]
     out = tmp_path / "empty"
-    assert 0 == main(["report", "--out", str(out), "--since", "2999-01-01"])
+    assert 1 == main(["report", "--out", str(out), "--since", "2999-01-01"])
+    err = capsys.readouterr().err
+    first, last = (f"{t.astimezone(dt.UTC):%Y-%m-%d %H:%M} UTC" for t in (held.min(), held.max()))
+    assert err.startswith("wfkit report: since 2999-01-01 is in the future (2999-01-01 00:00 UTC; it is now ")
+    assert err.endswith(
+        f"), so no attempt has started since; the step log at {workspace / 'steps'} holds attempts from {first} "
+        f"to {last}: give a time in that range\n"
+    )
+    assert not out.exists()
+
+
+def test_report_since_a_past_time_after_every_run_says_there_are_no_attempts(
+    workspace: Path, tmp_path: Path, capsys: Any
+) -> None:
+    """`--since` a time that has passed, after every run, is a question answered (nothing ran since):
+    the page says no attempts were made since then, not that none were recorded, with no PNGs."""
+    mixed_runs()
+    since = (dt.datetime.now(dt.UTC) + dt.timedelta(seconds=2)).strftime("%Y-%m-%dT%H:%M:%S")
+    time.sleep(2.1)
+    out = tmp_path / "empty"
+    assert 0 == main(["report", "--out", str(out), "--since", since])
     html = (out / "index.html").read_text()
-    assert "0 attempts, 0 runs, since 2999-01-01" in html
-    assert "No step attempts since 2999-01-01." in html
+    assert f"No step attempts since {since}." in html
     assert "recorded yet" not in html
-    assert "<img" not in html
     assert [] == sorted(p.name for p in out.glob("*.png"))
-    assert f"report written to {out / 'index.html'}" == capsys.readouterr().out.strip()
+    capsys.readouterr()
 
 
 def test_report_of_one_workflow(workspace: Path, tmp_path: Path, capsys: Any) -> None:

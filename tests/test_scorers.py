@@ -474,11 +474,11 @@ def test_cost_budget_of_a_run_without_cost_is_zero():
 
 
 # USD per 1,000 tokens: "a b c" asks 4 tokens and "yes" answers 1, so a priced-1 call costs $0.006.
-PRICED = {"priced-1": (1.0, 2.0)}
+PRICED = {"priced-1": wf.llm.Price(1.0, 2.0)}  # taken as written, though dearer than any model
 PRICE_IT = "which no price table knows: give it a price (ChatClient(..., prices=...) or wf.llm.PRICES.register)"
 
 
-def calling(*steps: tuple[str, list[str]], prices: dict[str, tuple[float, float]] = PRICED) -> wf.Run:
+def calling(*steps: tuple[str, list[str]], prices: dict[str, Any] = PRICED) -> wf.Run:
     """A real run of a chain of steps, each ``(name, models)`` calling its models in turn through
     ``ctx.llm``, a ChatClient on the simulated model priced by ``prices`` (local-llama is in no table)."""
     flow = wf.Workflow("calling")

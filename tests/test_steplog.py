@@ -218,6 +218,25 @@ def test_integer_columns_that_may_be_missing_read_as_nullable_integers(workspace
 # ---- filters ------------------------------------------------------------------------------------
 
 
+def test_a_since_in_the_future_warns_naming_the_dates_held(workspace: Path) -> None:
+    """wf.steps(since=) a date to come comes back empty warning that it is in the future and which
+    dates the log holds (it came back empty without a word); a since that has passed says nothing."""
+    two_step_flow("alpha").run({"i": 1})
+    held = wf.steps()["started_at"]
+    first, last = (f"{t.astimezone(dt.UTC):%Y-%m-%d %H:%M} UTC" for t in (held.min(), held.max()))
+    with pytest.warns(UserWarning, match="is in the future") as caught:
+        assert wf.steps(since="2999-01-01").empty
+    (message,) = [str(w.message) for w in caught]
+    assert message.startswith("since='2999-01-01' is in the future (2999-01-01 00:00 UTC; it is now ")
+    assert message.endswith(
+        f"), so no attempt has started since; the step log at {workspace / 'steps'} holds attempts from "
+        f"{first} to {last}: give a time in that range"
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert wf.steps(since=dt.datetime.now(dt.UTC)).empty
+
+
 def test_filters(workspace: Path) -> None:
     """workflow, run_id, step, status, since and until select the matching rows only."""
     alpha, beta = two_step_flow("alpha", fail_on=2), two_step_flow("beta")

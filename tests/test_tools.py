@@ -80,6 +80,43 @@ def test_calling_an_unbound_tool_is_a_clear_permanent_error() -> None:
     assert event.extra is None  # nothing ran, nothing recorded
 
 
+def test_an_unbound_tool_in_the_entry_step_names_the_steps_own_tools() -> None:
+    """The entry step, which no route leads to, is told to bind a tool with @flow.step(tools=...),
+    not with a wf.go(...) that would bind nothing to it; so is a step reached by an edge."""
+    flow = wf.Workflow("entry-tools", tools=registry())
+
+    @flow.step(tools=["faq_search"])
+    async def classify(state: dict[str, Any], ctx: wf.StepContext) -> dict[str, Any]:
+        return {"order": await ctx.tool("orders_db", order_id=1)}
+
+    @flow.step
+    async def after(state: dict[str, Any], ctx: wf.StepContext) -> dict[str, Any]:
+        return {"hits": await ctx.tool("faq_search", query="x")}
+
+    flow.edge("classify", "after")
+    with test_mode():
+        run = flow.run({}, workspace=False, raise_on_error=False)
+    event = run.events[-1]
+    assert ("classify", "ToolNotBoundError") == (event.step, event.error_type)
+    assert (
+        "step 'classify' called tool 'orders_db', but it may call 'faq_search': it is the workflow's entry step, "
+        "which no route leads to, so its own tools are all it may call (a route's wf.go(..., tools=...) binds "
+        "tools only to the step it leads to); declare them on the step: "
+        "@flow.step(tools=['faq_search', 'orders_db']) (in a flow spec, tools: [faq_search, orders_db] under the "
+        "step)"
+    ) == event.error_message
+
+    flow2 = wf.Workflow("edge-tools", tools=registry())
+    flow2.step(tools=["orders_db"])(classify)
+    flow2.step(after)
+    flow2.edge("classify", "after")
+    with test_mode():
+        run = flow2.run({}, workspace=False, raise_on_error=False)
+    message = run.events[-1].error_message or ""
+    assert "step 'after' called tool 'faq_search', but it may call no tools: it is reached by an edge" in message
+    assert "@flow.step(tools=['faq_search'])" in message
+
+
 def test_a_tool_called_with_arguments_it_does_not_take_says_what_it_takes() -> None:
     """ctx.tool("faq_search", q=...) failed with Python's "registry.<locals>.faq_search() got an
     unexpected keyword argument 'q'"; the step now fails (permanent, before the tool runs) naming the

@@ -282,7 +282,7 @@ class Execution:
         # The parts. Events pass through the processors before the journal and any sink.
         self._make = EventMaker(run_id, graph.name, version, parameters_hash, processors, parent_run_id)
         self._outlet = Outlet((*sinks, *settings.extra_sinks), self._make.ok)
-        self._services = Services(run_id, llm, tool_registry, self.seed)
+        self._services = Services(run_id, llm, tool_registry, self.seed, graph)
         self._durability = Durability(store, run_id, make=self._make, emit=self._outlet, policy=policy)
         # The step cache and the sub-workflow runner only for graphs that have such steps: ten
         # thousand concurrent runs pay for every object a run keeps (memory, and the collector's

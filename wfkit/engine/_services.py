@@ -16,18 +16,25 @@ from wfkit.model._context import ChatModel, StepContext, ToolProvider
 from wfkit.model._events import TokenChunk
 
 if TYPE_CHECKING:
+    from wfkit.model._graph import Graph
     from wfkit.store._store import Store
 
 
 class Services:
     """One run's chat client (made on first use), tool registry and streamed-text observers."""
 
-    __slots__ = ("chunk_observers", "llm", "run_id", "seed", "tool_registry")
+    __slots__ = ("chunk_observers", "graph", "llm", "run_id", "seed", "tool_registry")
 
     def __init__(
-        self, run_id: str, llm: ChatModel | None, tool_registry: ToolProvider | None, seed: int | None
+        self,
+        run_id: str,
+        llm: ChatModel | None,
+        tool_registry: ToolProvider | None,
+        seed: int | None,
+        graph: Graph | None = None,
     ) -> None:
         self.run_id = run_id
+        self.graph = graph  # what a refused tool call's message reads: how the step was reached
         self.llm = llm
         self.tool_registry = tool_registry
         self.seed = seed  # the default simulated client's seed
@@ -45,7 +52,22 @@ class Services:
         """``ctx.tool(...)``: the call is handed down to the tool layer (contexts never import it)."""
         from wfkit.llm._tools import invoke
 
-        return await invoke(ctx, name, arguments)
+        if name in ctx.tools:
+            return await invoke(ctx, name, arguments)
+        return await invoke(ctx, name, arguments, reached=self._reached(ctx))
+
+    def _reached(self, ctx: StepContext) -> str | None:
+        """How ``ctx``'s step came to run when no route can have led to it: on its first visit the
+        entry step, or a step no route goes to (after an edge, or as a fallback). None when a route
+        may have (its wording names the route's ``tools=``), or the graph is unknown."""
+        graph = self.graph
+        if graph is None:
+            return None
+        if ctx.step == graph.entry and ctx.visit == 1:
+            return "the workflow's entry step, which no route leads to"
+        if any(ctx.step in router.targets for router in graph.routers.values()):
+            return None
+        return "reached by an edge or a fallback, not by a route"
 
     def on_chunk(self, ctx: StepContext, text: str) -> None:
         """``ctx.chunk``: streamed LLM text goes to whoever asked for it (nothing is stored)."""

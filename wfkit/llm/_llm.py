@@ -526,8 +526,9 @@ class ChatClient:
       step's ``timeout=`` bounds the whole step. Zero, a negative, NaN or infinite number, text
       and a bool are refused, saying what to write.
     - ``transport``: an httpx transport, e.g. ``SimulatedModel(...)`` or ``Cassette(...)``.
-    - ``prices``: a :class:`Prices` table or a mapping ``{model: (usd_in_per_1k, usd_out_per_1k)}``
-      consulted before the global ``PRICES``.
+    - ``prices``: a :class:`Prices` table or a mapping ``{model: Price.per_1m(usd_in, usd_out)}``
+      (per million tokens, as providers quote them; a pair ``(usd_in_per_1k, usd_out_per_1k)`` is per
+      1,000, and refused above $1) consulted before the global ``PRICES``.
 
     The client is async: call it from ``async def`` steps. Connections are pooled per event
     loop: across every call of a run, and across runs in a notebook kernel. They close when the

@@ -278,15 +278,12 @@ def _calls_so_far(ctx: StepContext) -> list[dict[str, Any]]:
     return list(extra.get("tool_calls") or ())
 
 
-async def invoke(ctx: StepContext, name: str, arguments: dict[str, Any]) -> Any:
-    """``await ctx.tool(name, **arguments)``: check the binding, run the tool, record the call."""
+async def invoke(ctx: StepContext, name: str, arguments: dict[str, Any], *, reached: str | None = None) -> Any:
+    """``await ctx.tool(name, **arguments)``: check the binding, run the tool, record the call.
+    ``reached``: how this activation came to run when no route led to it (``"the workflow's entry
+    step"``, ``"reached by an edge, not a route"``), so the refusal names what binds its tools."""
     if name not in ctx.tools:
-        bound = ", ".join(repr(t) for t in ctx.tools) or "no tools"
-        raise ToolNotBoundError(
-            f"step {ctx.step!r} called tool {name!r}, but the route that led to it bound {bound}; bind it "
-            f"where the route is declared, e.g. wf.go({ctx.step!r}, tools=[..., {name!r}]), or on the step "
-            f"itself with @flow.step(tools=[{name!r}]) when no route binds tools"
-        )
+        raise ToolNotBoundError(_not_bound(ctx, name, reached))
     registry = ctx.tool_registry
     if registry is None:
         raise UnknownToolError(
@@ -312,6 +309,26 @@ async def invoke(ctx: StepContext, name: str, arguments: dict[str, Any]) -> Any:
         call["cost_usd"] = tool.info.cost_estimate
         cost = tool.info.cost_estimate or None  # a free tool leaves an unknown LLM cost unknown
         ctx.record(cost_usd=cost, tool_calls=[*_calls_so_far(ctx), call])
+
+
+def _not_bound(ctx: StepContext, name: str, reached: str | None) -> str:
+    """Why ``ctx.step`` may not call ``name``, and what binds a tool to it: the route that led to
+    it, or, when no route leads to it (the entry step, a step after a plain edge), its own
+    ``tools=``; ``wf.go(..., tools=...)`` would bind nothing to such a step."""
+    bound = ", ".join(repr(t) for t in ctx.tools) or "no tools"
+    if reached is None:
+        return (
+            f"step {ctx.step!r} called tool {name!r}, but the route that led to it bound {bound}; bind it "
+            f"where the route is declared, e.g. wf.go({ctx.step!r}, tools=[..., {name!r}]), or on the step "
+            f"itself with @flow.step(tools=[{name!r}]) when no route binds tools"
+        )
+    tools = [*ctx.tools, name]
+    return (
+        f"step {ctx.step!r} called tool {name!r}, but it may call {bound}: it is {reached}, so its own tools "
+        f"are all it may call (a route's wf.go(..., tools=...) binds tools only to the step it leads to); "
+        f"declare them on the step: @flow.step(tools={tools!r}) (in a flow spec, tools: [{', '.join(tools)}] "
+        f"under the step)"
+    )
 
 
 # ---- the article's four tools, simulated -----------------------------------------------------------

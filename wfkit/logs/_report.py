@@ -467,6 +467,15 @@ def write_report(
 
     log = StepLog(workspace, since=since, workflow=workflow)
     runs = log.runs()  # read (and the filters checked) before anything is written
+    if runs.empty and since is not None:
+        # An empty report for a window that has not begun answers no question: say which dates there are.
+        from wfkit.logs._steplog import resolve_root, since_in_future
+        from wfkit.logs._tables import parse_time
+
+        future = since_in_future(resolve_root(workspace), parse_time("since", since), f"since {since}")
+        if future:
+            log.close()
+            raise ValueError(future)
     if runs.empty and workflow is not None:
         held = StepLog(workspace).runs()
         names = sorted({str(w) for w in held["workflow"]}) if len(held) else []

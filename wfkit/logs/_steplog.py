@@ -725,6 +725,7 @@ def steps(
     register_accessor()
     # Checked before the read: a filter that is no date is the caller's mistake, not a damaged file.
     check_window(since, until)
+    given = f"since={since!r}" if isinstance(since, str) else f"since={since}"
     since = None if since is None else parse_time("since", since)
     until = None if until is None else parse_time("until", until)
     check_columns(columns)  # a misspelt column is no damaged segment either
@@ -748,6 +749,9 @@ def steps(
         frame = read_steps(root, **options)
     if frame.empty:
         warn_of_absent(root, {"workflow": workflow, "step": step})
+        future = since_in_future(root, since, given)
+        if future:
+            warnings.warn(future, stacklevel=2)
     return frame
 
 
@@ -802,6 +806,27 @@ def warn_of_absent(root: Path, filters: Mapping[str, str | Sequence[str] | None]
         named = ", ".join(f"{v!r}{did_you_mean(str(v), present)}" for v in absent)
         listed = ", ".join(repr(v) for v in sorted(present)[:12]) + (", ..." if len(present) > 12 else "")
         warnings.warn(f"no row of the step log at {root} has {name} {named}; its {name}s are {listed}", stacklevel=3)
+
+
+def since_in_future(root: Path, since: dt.datetime | None, given: str) -> str | None:
+    """What to say of a ``since`` (``given``, as the caller wrote it) that lies in the future: no
+    attempt can have started since then, so its empty answer answers no question. The message names
+    the dates the step log at ``root`` holds, to pick one from. None for a ``since`` that has passed:
+    an empty answer after it is one (nothing ran since)."""
+    now = dt.datetime.now(dt.UTC)
+    if since is None or since <= now:
+        return None
+    held = read_steps(root, columns=["started_at"], sort=False)["started_at"].dropna() if root.exists() else None
+
+    def at(moment: Any) -> str:
+        return f"{moment.astimezone(dt.UTC):%Y-%m-%d %H:%M} UTC"
+
+    span = (
+        f"the step log at {root} holds attempts from {at(held.min())} to {at(held.max())}: give a time in that range"
+        if held is not None and len(held)
+        else f"the step log at {root} holds no attempts yet"
+    )
+    return f"{given} is in the future ({at(since)}; it is now {at(now)}), so no attempt has started since; {span}"
 
 
 def rebuild_damaged(root: Path, exc: BaseException) -> bool:

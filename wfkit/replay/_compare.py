@@ -152,6 +152,8 @@ def _json(value: Any) -> str:
     digits: list[str] = []
 
     def marked(v: Any) -> Any:  # json.dumps writes floats by their repr only: mark the places, then fill them
+        if isinstance(v, float) and math.isfinite(v):
+            v = _alone(v)
         if isinstance(v, _Digits):
             digits.append(v.text)
             return f"\0{len(digits) - 1}\0"
@@ -167,6 +169,15 @@ def _json(value: Any) -> str:
 
 def _finite_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _alone(value: float) -> _Digits:
+    """A float with no counterpart to tell it from (a field that is new or gone, a list's extra
+    item, a number beside a null) at 15 significant digits, the most a decimal keeps through a
+    float: every digit a person wrote or a table shows, without the binary remainder of arithmetic
+    (``0.1 + 0.2`` reads ``0.3``, not ``0.30000000000000004``)."""
+    text = f"{value:.15g}"
+    return _Digits(text if any(c in text for c in ".en") else text + ".0")
 
 
 def _fewest_digits(a: float, b: float) -> tuple[_Digits, _Digits]:
@@ -188,7 +199,8 @@ def _fewest_digits(a: float, b: float) -> tuple[_Digits, _Digits]:
 
 def _readable(before: Any, after: Any) -> tuple[Any, Any]:
     """``before`` and ``after`` with each float that has a counterpart (the other side's number at
-    the same place of a list or mapping) shown by :func:`_fewest_digits`; a float alone keeps every digit."""
+    the same place of a list or mapping) shown by :func:`_fewest_digits`; a float alone is shown by
+    :func:`_alone` when the value is written out."""
     if _finite_number(before) and _finite_number(after) and float in (type(before), type(after)):
         return _fewest_digits(before, after)
     if isinstance(before, dict) and isinstance(after, dict):

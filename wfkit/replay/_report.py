@@ -44,8 +44,8 @@ background:#f3f4f6;padding:0 .2em;border-radius:3px}
 pre.traceback{background:#fef2f2;border:1px solid #fecaca;padding:.6em;overflow-x:auto;max-width:70em;font-size:.85em}
 td.findings{min-width:20em;overflow-wrap:anywhere}
 td.findings pre{width:0;min-width:100%;box-sizing:border-box}
-td.chart{width:460px}
-td.chart img{width:100%;min-width:240px;max-width:460px;display:block}
+td.chart{width:420px}
+td.chart img{width:100%;max-width:420px;min-width:320px;display:block}
 """
 
 
@@ -212,8 +212,15 @@ def latency_plot(path: Path, title: str, base: Mapping[str, Any], current: Mappi
     fig = latency_chart(title, base, current)
     if fig is None:
         return None
-    fig.savefig(path, dpi=90)
+    fig.savefig(path, dpi=_DPI)
     return path
+
+
+# The chart is drawn about the size the report shows it (4.2 in at 100 dpi: its column's 420 px, or
+# the 390 px a 1280 px window leaves it beside the differences), so its text is read near the size it
+# was set in: drawn at 585 px and shrunk to 392, its step names were 7 px high and its legend 5 px.
+_DPI = 100
+_WIDTH_IN = 4.2
 
 
 def latency_chart(title: str, base: Mapping[str, Any], current: Mapping[str, Any]) -> Figure | None:
@@ -224,7 +231,7 @@ def latency_chart(title: str, base: Mapping[str, Any], current: Mapping[str, Any
         return None
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(6.5, 0.45 * len(steps) + 1.8), layout="constrained")
+    fig = Figure(figsize=(_WIDTH_IN, 0.5 * len(steps) + 2.0), layout="constrained")
     ax = fig.subplots()
     y = range(len(steps))
     for offset, (label, source, colour) in enumerate(
@@ -234,18 +241,19 @@ def latency_chart(title: str, base: Mapping[str, Any], current: Mapping[str, Any
         p50, p99 = ([source[w][s][q] * 1000 for w, s in steps] for q in ("p50", "p99"))
         ax.barh(ys, p50, height=0.4, color=colour, label=f"{label} P50")
         ax.scatter(p99, ys, color=colour, marker="|", s=120, label=f"{label} P99")
-    ax.set_yticks(list(y), [f"{s} ({w})" for w, s in steps])
-    ax.invert_yaxis()
-    ax.set(xlabel="latency (ms)")
-    # Over the figure, not the axes: centred over axes pushed right by long step names, a long
-    # notebook path ran off the image's right edge ("...latency per st").
-    # Broken into lines where a path is longer than the image is wide (its ends were cut off).
     from matplotlib.font_manager import FontProperties
 
     from wfkit.logs._plots import fit_text
 
     points = float(FontProperties(size="medium").get_size_in_points())
-    fig.suptitle(f"{fit_text(title, 6.5 - 0.2, points)}\nlatency per step", fontsize="medium")
+    # A long step or workflow name on one line left the bars no room in a chart the report's width.
+    ax.set_yticks(list(y), [fit_text(f"{s} ({w})", _WIDTH_IN * 0.45, points) for w, s in steps])
+    ax.invert_yaxis()
+    ax.set(xlabel="latency (ms)")
+    # Over the figure, not the axes: centred over axes pushed right by long step names, a long
+    # notebook path ran off the image's right edge ("...latency per st").
+    # Broken into lines where a path is longer than the image is wide (its ends were cut off).
+    fig.suptitle(f"{fit_text(title, _WIDTH_IN - 0.2, points)}\nlatency per step", fontsize="medium")
     # Below the axes, never over a bar or a P99 tick (inside, "best" still covered some).
-    fig.legend(loc="outside lower center", ncols=4, fontsize="x-small")
+    fig.legend(loc="outside lower center", ncols=2, fontsize="small")
     return fig
