@@ -45,7 +45,7 @@ pre.traceback{background:#fef2f2;border:1px solid #fecaca;padding:.6em;overflow-
 td.findings{min-width:20em;overflow-wrap:anywhere}
 td.findings pre{width:0;min-width:100%;box-sizing:border-box}
 td.chart{width:420px}
-td.chart img{width:100%;max-width:420px;min-width:320px;display:block}
+td.chart img{width:100%;max-width:420px;min-width:240px;display:block}
 """
 
 
