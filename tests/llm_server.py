@@ -386,3 +386,37 @@ class LLMServer:
 
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
+
+
+class FullBacklog:
+    """A port on 127.0.0.1 that is listened on but never accepts, its queue of pending connections
+    full: the kernel drops each new connection's SYN, so a client connecting waits (as for a host
+    that drops its packets) until its connect timeout, never reaching any server. ``url`` is a base
+    URL there."""
+
+    def __init__(self) -> None:
+        self._listener = socket.socket()
+        self._listener.bind(("127.0.0.1", 0))
+        self._listener.listen(0)  # Linux queues backlog + 1 connections: the fillers take them all
+        self._fillers = []
+        for _ in range(3):
+            filler = socket.socket()
+            filler.setblocking(False)
+            filler.connect_ex(self._listener.getsockname())
+            self._fillers.append(filler)
+        time.sleep(0.1)  # the handshakes the queue holds complete
+
+    @property
+    def url(self) -> str:
+        host, port = self._listener.getsockname()[:2]
+        return f"http://{host}:{port}/v1"
+
+    def close(self) -> None:
+        for sock in [*self._fillers, self._listener]:
+            sock.close()
+
+    def __enter__(self) -> FullBacklog:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()

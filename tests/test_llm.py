@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 import pandas as pd
 import pytest
-from llm_server import LLMServer
+from llm_server import FullBacklog, LLMServer
 
 import wfkit as wf
 from wfkit.llm._llm import (
@@ -1426,6 +1426,192 @@ def test_a_reply_without_usage_makes_its_steps_cost_unknown_not_free(server: LLM
     tokens and cost are None, and the step's cost is unknown in the step log, ``df.wf.cost()``,
     ``cost_budget`` and the report, where it read as a free call ($0, within any budget)."""
     check_no_usage_is_unknown_cost(server, tmp_path, streamed=False)
+
+
+def closed_port_url() -> str:
+    """The base URL of a port of 127.0.0.1 nobody listens on: a connection there is refused."""
+    srv = LLMServer()
+    url = srv.url
+    srv.stop()
+    return url
+
+
+def test_a_model_all_of_whose_calls_were_refused_costs_a_known_0_with_its_calls_counted(tmp_path: Path) -> None:
+    """Calls that generated nothing, over real sockets: a 429 and a 503 from the server, a refused
+    connection, a cassette with no recording, and a connection the step's timeout cut short before
+    the request went out. Read
+    back from parquet, ``cost(by="model")`` shows each model at a known $0 with its calls counted,
+    the report's table per model too (it left the cost section out, as if no model had been
+    called), and ``cost_budget`` scores the run."""
+    from wfkit.logs._report import write_report
+    from wfkit.logs._steplog import steps_dir
+
+    flow = wf.Workflow("refused")
+
+    @flow.step
+    async def limited(state: Any, ctx: wf.StepContext) -> dict[str, Any]:
+        statuses = []
+        for _ in range(2):
+            try:
+                await ctx.llm.complete("a b c")
+            except LLMStatusError as exc:
+                statuses.append(exc.status_code)
+        return {"statuses": statuses}
+
+    @flow.step
+    async def unreachable(state: Any, ctx: wf.StepContext) -> dict[str, Any]:
+        with pytest.raises(LLMConnectionError):
+            await ChatClient(state["closed"], model="down-model").complete("a b c", ctx=ctx)
+        return {}
+
+    @flow.step
+    async def unrecorded(state: Any, ctx: wf.StepContext) -> dict[str, Any]:
+        tape = wf.llm.Cassette(state["tape"], mode="replay")
+        with pytest.raises(wf.llm.CassetteMissError):  # no server was asked
+            await ChatClient(model="taped-model", transport=tape).complete("a b c", ctx=ctx)
+        return {}
+
+    @flow.step(timeout=0.5, fallback="spared")
+    async def connecting(state: Any, ctx: wf.StepContext) -> dict[str, Any]:
+        await ChatClient(state["stuck"], model="stuck-model").complete("a b c", ctx=ctx)
+        return {}
+
+    @flow.step
+    def spared(state: Any) -> dict[str, Any]:
+        return {"spared": True}
+
+    flow.chain("limited", "unreachable", "unrecorded", "connecting")
+    with LLMServer(api_key=KEY) as server, FullBacklog() as stuck, test_mode():
+        server.script(("429", 0), ("status", 503))
+        inputs = {"closed": closed_port_url(), "tape": str(tmp_path / "none.jsonl"), "stuck": stuck.url}
+        run = flow.run(inputs, workspace=tmp_path, llm=client_for(server))
+    assert ([429, 503], True) == (run.state["statuses"], run.state["spared"])
+    assert "timeout" == next(e.status for e in run.events if e.step == "connecting")
+    for event in run.events:
+        assert not {"unknown_outcome_calls", "unknown_outcome_models"} & set(event.extra or {}), event
+
+    wf.steps(tmp_path)  # exports the run's rows to the parquet files
+    table = pd.read_parquet(steps_dir(tmp_path)).wf.cost(by="model")
+    models = ("test-model", "down-model", "taped-model", "stuck-model")
+    assert dict(zip(models, (2, 1, 1, 1), strict=True)) == table["calls"].to_dict()
+    assert dict.fromkeys(models, 0.0) == table["cost_usd"].to_dict()
+    assert dict.fromkeys(models, 0) == table["tokens_in"].to_dict()
+
+    assert wf.evals.Score(1.0, True, "$0.00000 of $1.0") == wf.evals.cost_budget(1.0)(wf.evals.Case("c1", {}), run)
+
+    page = write_report(tmp_path, tmp_path / "report").read_text()
+    costs = page[page.index("<h3>Cost per model</h3>") :]
+    assert "is unknown" not in costs
+    model_row = costs[costs.index('<td class="text">test-model</td>') :]
+    cells = re.findall(r"<td[^>]*>([^<]*)</td>", model_row[: model_row.index("</tr>")])
+    # model, steps, then calls, tokens in, tokens out, cost
+    assert ["test-model", "limited", "2", "0", "0", "$0.0000"] == cells[:6]
+
+
+UNKNOWN = {"unknown_outcome_calls": 1, "unknown_outcome_models": ["test-model"]}
+FAILED_AFTER = (
+    "and the call failed after the server got it (a read timeout, the step's timeout while it waited, a reply cut "
+    "short or unreadable), so the server may have generated and billed a reply whose token usage never came: give "
+    "calls time to answer (ChatClient(..., timeout=...), the step's timeout=) to know what they cost (a call the "
+    "server refused, a 429 or a 5xx, costs nothing)"
+)
+
+
+def test_a_call_that_failed_after_the_server_got_it_makes_its_steps_cost_unknown(tmp_path: Path) -> None:
+    """Calls that failed once the server had the request, over real HTTP: a reply stalled past the
+    read timeout, a body the connection dropped midway, and a 200 that is no chat completion. The
+    server may have generated and billed each; they read as failed calls, so $0 (or the step's
+    other calls' sum). Each attempt's extra now marks it (``unknown_outcome_calls``), and read back
+    from parquet, ``cost()`` shows its step, run and model <NA>, the report "-" saying why, and
+    ``cost_budget`` leaves the case unscored, saying why; a retried 429 keeps its step's cost."""
+    from wfkit.logs._report import write_report
+    from wfkit.logs._steplog import steps_dir
+
+    flow = wf.Workflow("lost")
+
+    async def ask(state: Any, ctx: wf.StepContext) -> dict[str, Any]:
+        try:
+            await ctx.llm.complete("a b c", timeout=httpx.Timeout(30.0, read=0.3))
+        except (LLMTimeoutError, LLMConnectionError, LLMResponseError) as exc:
+            return {ctx.step: type(exc).__name__}
+        return {ctx.step: "ok"}
+
+    for name in ("counted", "refused", "stalled", "cut", "unreadable"):
+        flow.step(ask, name=name, retry=wf.RetryPolicy(max_retries=1, base_delay=0.01))
+    flow.chain("counted", "refused", "stalled", "cut", "unreadable")
+    with LLMServer(api_key=KEY) as server, test_mode():
+        server.script("ok", ("429", 0), "ok", ("slow", 60.0), ("cut_body", 30), "not_completion")
+        run = flow.run({}, workspace=tmp_path, llm=client_for(server))
+    assert {"counted": "ok", "refused": "ok", "stalled": "LLMTimeoutError"} == {
+        k: run.state[k] for k in ("counted", "refused", "stalled")
+    }
+    assert ("LLMConnectionError", "LLMResponseError") == (run.state["cut"], run.state["unreadable"])
+    extras = {e.step: e.extra for e in run.events if e.status == "ok"}
+    for step in ("stalled", "cut", "unreadable"):
+        assert {"llm_calls": 1, **UNKNOWN, **at(server)} == extras[step], step
+    assert {"llm_calls": 1, **at(server)} == extras["refused"]  # the 429's row is apart, and unmarked
+
+    wf.steps(tmp_path)  # exports the run's rows to the parquet files
+    frame = pd.read_parquet(steps_dir(tmp_path))
+    by_step = frame.wf.cost(by=None).loc["lost"]
+    for step in ("stalled", "cut", "unreadable"):
+        assert by_step.loc[step, ["tokens_in", "tokens_out", "cost_usd"]].isna().all(), step
+        assert 1 == by_step.loc[step, "calls"]
+    assert {"counted": ABC_USD, "refused": ABC_USD} == pytest.approx(
+        by_step["cost_usd"].loc[["counted", "refused"]].to_dict(), rel=1e-12
+    )
+    assert 2 == by_step.loc["refused", "calls"]
+    assert pd.isna(frame.wf.cost().loc[run.run_id, "cost_usd"])
+    by_model = frame.wf.cost(by="model")
+    assert (6, True) == (by_model.loc["test-model", "calls"], pd.isna(by_model.loc["test-model", "cost_usd"]))
+
+    judged = wf.evals.cost_budget(1.0)(wf.evals.Case("c1", {}), run)
+    assert (True, False) == (judged.value != judged.value, judged.passed)  # NaN: unscored
+    assert (
+        f"cost unknown: step 'stalled' called model 'test-model', {FAILED_AFTER}, then evaluate again; "
+        "$0.00003 of $1.0 in the attempts whose every call was priced"
+    ) == judged.detail
+
+    page = write_report(tmp_path, tmp_path / "report").read_text()
+    per_step = page[page.index("<h3>Cost</h3>") : page.index("<h3>Cost per model</h3>")]
+    assert "or a call failed after the server got it, which may have been billed" in per_step
+    assert "only one kind of its tokens" not in per_step
+    costs = page[page.index("<h3>Cost per model</h3>") :]
+    assert "a call failed after the server got it (a read timeout, the step's timeout while it waited" in costs
+    assert "no price is known" not in costs
+    model_row = costs[costs.index('<td class="text">test-model</td>') :]
+    cells = re.findall(r"<td[^>]*>([^<]*)</td>", model_row[: model_row.index("</tr>")])
+    assert ["test-model", "counted, refused, stalled, cut, unreadable", "6", "-", "-", "-"] == cells[:6]
+
+
+@pytest.mark.parametrize("streamed", [False, True])
+def test_a_call_the_step_timeout_cut_short_while_the_server_worked_has_an_unknown_cost(
+    server: LLMServer, tmp_path: Path, streamed: bool
+) -> None:
+    """The step's timeout cancels a call whose request the server has, still working on its reply
+    (over real HTTP, a reply held back): the attempt recorded it as a failed call, costing nothing,
+    though the server may have finished and billed it. Its tokens and cost are unknown now."""
+    server.script(("slow", 30.0))
+    flow = wf.Workflow("cut-short")
+
+    @flow.step(timeout=0.5)
+    async def ask(state: dict[str, Any], ctx: wf.StepContext) -> dict[str, Any]:
+        if not streamed:
+            return {"answer": (await ctx.llm.complete("x")).text}
+        async with ctx.llm.stream("x") as stream:
+            return {"answer": "".join([text async for text in stream])}
+
+    with test_mode():
+        run = flow.run({}, workspace=tmp_path, llm=client_for(server), raise_on_error=False)
+    (event,) = run.events
+    assert ("timeout", "test-model", None) == (event.status, event.model, event.cost_usd)
+    assert {"llm_calls": 1, **UNKNOWN, **at(server)} == event.extra
+    table = wf.steps(tmp_path).wf.cost(by="model")
+    assert (1, True, True) == (
+        table.loc["test-model", "calls"],
+        pd.isna(table.loc["test-model", "cost_usd"]),
+        pd.isna(table.loc["test-model", "tokens_in"]),
+    )
 
 
 # "a b c" asks 3 tokens, "reply to: a b c" answers 5: one call's cost at each model's price.

@@ -6,6 +6,7 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pandas as pd
 import pytest
 from llm_server import LLMServer
@@ -98,7 +99,8 @@ def test_a_stream_left_before_its_end_makes_its_steps_tokens_and_cost_unknown(tm
     with the usage), over real HTTP: its tokens and cost are unknown (they read as the step's
     other, priced call alone, as if the stream had cost nothing), its extra counts the stream as
     ``abandoned_streams``, and ``df.wf.cost()``, ``cost_budget`` and the report say so; a stream
-    read to its end, or one that failed, is no abandoned one."""
+    read to its end is no abandoned one, nor is one the server cut off (a call whose outcome is
+    unknown, marked as such)."""
     from wfkit.logs._report import write_report
 
     with LLMServer(api_key=KEY) as server, test_mode():
@@ -111,7 +113,8 @@ def test_a_stream_left_before_its_end_makes_its_steps_tokens_and_cost_unknown(tm
     assert ("ok", "test-model", None) == (left.status, left.model, left.cost_usd)
     abandoned = {"abandoned_streams": 1, "abandoned_stream_models": ["test-model"]}
     assert {"llm_calls": 2, **abandoned, **at(server)} == left.extra
-    assert (None, {"llm_calls": 1, **at(server)}) == (broken.cost_usd, broken.extra)  # failed: no cost, no mark
+    unknown = {"unknown_outcome_calls": 1, "unknown_outcome_models": ["test-model"]}
+    assert (None, {"llm_calls": 1, **unknown, **at(server)}) == (broken.cost_usd, broken.extra)
 
     frame = wf.steps(tmp_path)
     table = frame.wf.cost(by=None).loc["abandon"]
@@ -128,7 +131,8 @@ def test_a_stream_left_before_its_end_makes_its_steps_tokens_and_cost_unknown(tm
         "cost unknown: step 'left' left a stream of model 'test-model' before its end (a break out of "
         "`async for`, or the step's timeout), before the server's last chunk brought its token usage, so there "
         "was nothing to price: "
-        "read a stream to its end (or call client.complete(...)) to know what it cost, then evaluate again"
+        "read a stream to its end (or call client.complete(...)) to know what it cost; step 'broken' called "
+        "model 'test-model', and the call failed after the server got it"
     )
 
     page = write_report(tmp_path, tmp_path / "report").read_text()
@@ -162,3 +166,44 @@ def test_a_stream_its_steps_timeout_cut_short_makes_the_attempts_cost_unknown(tm
     assert ("timeout", "test-model", None) == (event.status, event.model, event.cost_usd)
     assert {"abandoned_streams": 1, "abandoned_stream_models": ["test-model"]}.items() <= event.extra.items()
     assert pd.isna(wf.steps(tmp_path).wf.cost().loc[run.run_id, "cost_usd"])
+
+
+def test_a_stream_that_failed_once_the_server_answered_has_an_unknown_cost_and_a_refused_one_costs_0(
+    tmp_path: Path,
+) -> None:
+    """Over real HTTP: a stream that stalls past the read timeout after two chunks, and one the
+    server refuses with a 503. The stalled one (generated, perhaps billed, its usage never read)
+    was recorded as a failed call, costing nothing; it is marked ``unknown_outcome_calls`` now, its
+    step's tokens and cost <NA> in ``cost()`` read back from parquet. The refused one still costs a
+    known 0, its call counted."""
+    from wfkit.logs._steplog import steps_dir
+
+    flow = wf.Workflow("stream-failures")
+
+    async def ask(state: dict[str, Any], ctx: wf.StepContext) -> dict[str, Any]:
+        try:
+            async with ctx.llm.stream("a b c d e f", timeout=httpx.Timeout(30.0, read=0.3)) as stream:
+                async for _text in stream:
+                    pass
+        except (wf.llm.LLMTimeoutError, wf.llm.LLMStatusError) as exc:
+            return {ctx.step: type(exc).__name__}
+        return {ctx.step: "ok"}
+
+    flow.step(ask, name="stalled")
+    flow.step(ask, name="refused")
+    flow.chain("stalled", "refused")
+    with LLMServer(api_key=KEY) as server, test_mode():
+        server.script(("stall_stream", 2), ("status", 503))
+        run = flow.run({}, workspace=tmp_path, llm=client_for(server))
+    assert {"stalled": "LLMTimeoutError", "refused": "LLMStatusError"} == {
+        k: run.state[k] for k in ("stalled", "refused")
+    }
+    stalled, refused = run.events
+    unknown = {"unknown_outcome_calls": 1, "unknown_outcome_models": ["test-model"]}
+    assert {"llm_calls": 1, **unknown, **at(server)} == stalled.extra
+    assert {"llm_calls": 1, **at(server)} == refused.extra
+
+    wf.steps(tmp_path)  # exports the run's rows to the parquet files
+    table = pd.read_parquet(steps_dir(tmp_path)).wf.cost(by=None).loc["stream-failures"]
+    assert table.loc["stalled", ["tokens_in", "tokens_out", "cost_usd"]].isna().all()
+    assert (1, 0, 0.0) == tuple(table.loc["refused", ["calls", "tokens_in", "cost_usd"]])

@@ -23,6 +23,8 @@ from wfkit.model._context import (
     NO_TOKENS_IN_MODELS,
     NO_TOKENS_OUT_MODELS,
     NO_USAGE_MODELS,
+    UNCOUNTED_CALL_KEYS,
+    UNKNOWN_OUTCOME_MODELS,
     UNPRICED_MODELS,
 )
 from wfkit.model._seconds import Seconds, as_seconds
@@ -387,9 +389,11 @@ class cost_budget(_Scorer):
     unless its priced calls alone exceed the budget, which fails it. So is a run with a call that
     succeeded but whose server sent no token usage (nothing to price, yet the call was made), or
     only one of its two counts (half a count has no price), or a stream the step left before its
-    end, when its usage had not come: the detail names the step and the model, and says what to
-    do. A call
-    that failed (a 429, a 5xx, no connection) costs nothing and leaves the cost known."""
+    end, when its usage had not come, or a call that failed after the server got it (a read
+    timeout, the step's timeout while it waited, a reply cut short or unreadable), which the
+    server may have generated and billed: the detail names the step and the model, and says what
+    to do. A call the server refused (a 429, a 5xx, any error status) or never got (no
+    connection) costs nothing and leaves the cost known."""
 
     def __init__(self, usd: float, *, name: str | None = None) -> None:
         self.usd = _limit(
@@ -409,6 +413,7 @@ class cost_budget(_Scorer):
         uncounted = dict[str | None, str]()  # the same, of calls whose server sent no token usage
         halved = dict[str | None, tuple[str, str]]()  # of calls whose usage left one count out: (step, which)
         left = dict[str | None, str]()  # of streams the step left before their usage came
+        lost = dict[str | None, str]()  # of calls that failed after the server got them
         for event in run.events:
             extra = event.extra or {}
             if event.cost_usd is not None:
@@ -421,15 +426,16 @@ class cost_budget(_Scorer):
                     halved.setdefault(model, (event.step, which))
             for model in extra.get(ABANDONED_STREAM_MODELS) or ():
                 left.setdefault(model, event.step)
+            for model in extra.get(UNKNOWN_OUTCOME_MODELS) or ():
+                lost.setdefault(model, event.step)
             if UNPRICED_MODELS in extra:
                 for model in extra[UNPRICED_MODELS] or ():
                     unpriced.setdefault(model, event.step)
             elif (event.tokens_in is not None or event.tokens_out is not None) and not any(
-                key in extra
-                for key in (NO_USAGE_MODELS, NO_TOKENS_IN_MODELS, NO_TOKENS_OUT_MODELS, ABANDONED_STREAM_MODELS)
+                key in extra for key in UNCOUNTED_CALL_KEYS
             ):
                 unpriced.setdefault(event.model, event.step)  # tokens came back, no price (and no mark of why)
-        if not unpriced and not uncounted and not halved and not left:
+        if not unpriced and not uncounted and not halved and not left and not lost:
             ok = spent <= self.usd
             return Score(1.0 if ok else 0.0, ok, f"${spent:.5f} of ${self.usd}")
         named = [f"step {step!r} called model {model!r}" for model, step in unpriced.items() if model is not None]
@@ -472,6 +478,15 @@ class cost_budget(_Scorer):
                 "before the server's last chunk "
                 "brought its token usage, so there was nothing to price: read a stream to its end (or call "
                 "client.complete(...)) to know what it cost"
+            )
+        if lost:
+            calls = [f"step {step!r} called " + (f"model {m!r}" if m else "a model") for m, step in lost.items()]
+            reasons.append(
+                f"{' and '.join(calls)}, and the call failed after the server got it (a read timeout, the step's "
+                "timeout while it waited, a reply cut short or unreadable), so the server may have generated and "
+                "billed a reply whose token usage never came: give calls time to answer (ChatClient(..., "
+                "timeout=...), the step's timeout=) to know what they cost (a call the server refused, a 429 or a "
+                "5xx, costs nothing)"
             )
         if None in unpriced:  # ctx.record(tokens_in=...) of a client of one's own, with no model nor cost
             reasons.append(

@@ -369,6 +369,50 @@ def _where(url: httpx.URL) -> str:
 
 # Transport failures worth retrying; others (an unsupported scheme, a bad request) keep their httpx type.
 _UNREACHABLE = (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError, httpx.ProxyError)
+# Those of them that leave the request unsent, or not whole: no server has it to answer.
+_NOT_SENT = (
+    httpx.ConnectError,
+    httpx.ConnectTimeout,
+    httpx.PoolTimeout,
+    httpx.WriteError,
+    httpx.WriteTimeout,
+    httpx.ProxyError,
+)
+
+
+class _Sent:
+    """Whether a call's request has gone out, as httpx's own transport tells it through httpcore's
+    ``trace`` extension (``traced``): a call the step's timeout cancelled before then (waiting for
+    a pooled connection, or connecting) never reached the server. Another transport (the simulated
+    model, a cassette, one of your own) tells nothing, so its request is taken as out from the start."""
+
+    __slots__ = ("out",)
+
+    def __init__(self, traced: bool) -> None:
+        self.out = not traced
+
+    async def __call__(self, event: str, info: Mapping[str, Any]) -> None:
+        # Its headers begin to go: sooner than the server can have the whole request, never later.
+        if event.endswith(".send_request_headers.started"):
+            self.out = True
+
+
+def _outcome_unknown(failure: BaseException, response: httpx.Response | None, sent: _Sent) -> bool:
+    """Whether a failed call may have been generated, and billed, though no usage came back: its
+    request reached the server and no error status refused it. A 429, a 5xx, any status of 300 or
+    more, and a request never sent whole (no connection, a connect, pool or write timeout, or the
+    step's timeout before it went out) generated nothing: known to cost 0, so a retried 429 leaves
+    its step's cost known. A read timeout, a connection dropped while the server worked, the
+    step's timeout once the request was out, and a 2xx whose body was cut short or could not be
+    read (a stream's too) may have cost anything."""
+    if response is not None:
+        return response.status_code < 300
+    if isinstance(failure, asyncio.CancelledError):  # the step's timeout, before an answer came
+        return sent.out
+    # An httpx error, or a cassette's own error around one (its cause): a read timeout, a connection
+    # dropped before the answer. A cassette's miss has none: it reached no server.
+    cause = failure if isinstance(failure, httpx.HTTPError) else failure.__cause__
+    return isinstance(cause, httpx.HTTPError) and not isinstance(cause, _NOT_SENT)
 
 
 def _record(
@@ -379,16 +423,19 @@ def _record(
     ttft: float | None = None,
     *,
     abandoned: bool = False,
+    unknown: bool = False,
     endpoint: str | None = None,
 ) -> None:
     """Add one call to the step's event: model, tokens, cost and the call's time (from
     ``started``, a ``perf_counter``) add up; ``extra.llm_calls`` counts. ``ttft``: a stream's time
     to first token, also of a stream that failed after it (the step's first one is kept). A reply
     whose server sent no token usage, or only one of its two counts, makes the step's cost unknown
-    (``no_usage``); a failed call
-    (``reply`` None), which brought back nothing to pay for, leaves it as it was. A stream its
-    caller left before its end (``abandoned``, no reply either) was made and billed, its usage never
-    read: the step's tokens and cost are unknown (``extra["abandoned_streams"]`` counts them).
+    (``no_usage``); a failed call (``reply`` None) the server refused, or never got, brought back
+    nothing to pay for and leaves it as it was. One that failed after the server got it
+    (``unknown``, see :func:`_outcome_unknown`) may have been generated and billed: the step's
+    tokens and cost are unknown (``extra["unknown_outcome_calls"]`` counts them). So is a stream its
+    caller left before its end (``abandoned``, no reply either), made and billed, its usage never
+    read (``extra["abandoned_streams"]``).
     ``endpoint``: the base URL of the network endpoint called, kept by model in the step's
     ``extra["llm_endpoints"]`` (None for the simulated model or a cassette)."""
     if ctx is None:
@@ -399,10 +446,16 @@ def _record(
     where: dict[str, Any] = {}
     if endpoint is not None:  # which endpoint served the model: a resume without llm= must not swap it
         where[LLM_ENDPOINTS] = {**(extra.get(LLM_ENDPOINTS) or {}), model: endpoint}
-    if reply is None and abandoned:
-        ctx.record(model=model, model_latency_s=seconds, ttft_s=ttft, abandoned=True, llm_calls=calls, **where)
-    elif reply is None:  # a failed call: the event still says which model failed, and how long it took
-        ctx.record(model=model, model_latency_s=seconds, ttft_s=ttft, llm_calls=calls, **where)
+    if reply is None:  # no reply: the event still says which model it called, and how long it took
+        ctx.record(
+            model=model,
+            model_latency_s=seconds,
+            ttft_s=ttft,
+            abandoned=abandoned,
+            outcome_unknown=unknown,
+            llm_calls=calls,
+            **where,
+        )
     else:
         ctx.record(
             model=reply.model,
@@ -722,25 +775,33 @@ class ChatClient:
     ) -> Reply:
         """One chat completion. ``prompt`` is a user message or a list of ``{"role", "content"}``
         messages; ``params`` (``temperature``, ``max_tokens``, ...) go into the request body.
-        With ``ctx`` the model, tokens and cost are added to that step's event."""
+        With ``ctx`` the model, tokens and cost are added to that step's event. A call that fails
+        adds nothing to the cost when the server refused it (an error status) or never got it (no
+        connection); one that fails after the server got it (a read timeout, the step's timeout
+        while it waited, a 2xx whose body was cut short or could not be read) may have been
+        generated and billed, so the step's tokens and cost are then unknown
+        (``extra["unknown_outcome_calls"]``)."""
         if params.get("stream"):
             raise ValueError("complete() returns one reply; for a streamed reply use client.stream(...)")
         body = self._body(prompt, model, params)
         http = await self._http.get()
         started = time.perf_counter()
-        request = http.build_request(
-            "POST", "chat/completions", json=body, timeout=self._timeout_for(timeout, "complete")
-        )
+        sent = _Sent(traced=self._endpoint is not None)
+        limits = self._timeout_for(timeout, "complete")
+        request = http.build_request("POST", "chat/completions", json=body, timeout=limits, extensions={"trace": sent})
+        response: httpx.Response | None = None
         try:
             response = await http.send(request, stream=True)
             await self._read(response, body["model"])
             self._raise_for_status(response, body["model"])
             reply = self._reply(response, body["model"], time.perf_counter() - started)
         except _UNREACHABLE as exc:
-            _record(ctx, body["model"], None, started, endpoint=self._endpoint)
+            unknown = _outcome_unknown(exc, response, sent)
+            _record(ctx, body["model"], None, started, unknown=unknown, endpoint=self._endpoint)
             raise self._transport_error(exc, body["model"]) from exc
-        except (LLMError, asyncio.CancelledError):  # cancelled: the step's timeout cut the call short
-            _record(ctx, body["model"], None, started, endpoint=self._endpoint)
+        except (LLMError, asyncio.CancelledError) as exc:  # cancelled: the step's timeout cut the call short
+            unknown = _outcome_unknown(exc, response, sent)
+            _record(ctx, body["model"], None, started, unknown=unknown, endpoint=self._endpoint)
             raise
         _record(ctx, body["model"], reply, started, endpoint=self._endpoint)
         return reply
@@ -763,7 +824,9 @@ class ChatClient:
         None, and with ``ctx`` the step's cost is unknown (``extra["no_usage_models"]``); one whose
         usage chunk holds one count keeps it, the other None (see :class:`Reply`). A stream left
         before its end (a ``break`` out of ``async for``: the counts come in its last chunk) has no
-        reply, and with ``ctx`` the step's tokens and cost are unknown (``extra["abandoned_streams"]``)."""
+        reply, and with ``ctx`` the step's tokens and cost are unknown (``extra["abandoned_streams"]``);
+        so are they after a stream that failed once the server had begun to answer (a cut, a stall,
+        an error event: ``extra["unknown_outcome_calls"]``)."""
         body = self._body(prompt, model, params)
         body["stream"] = True
         if body.get("stream_options", ...) is ...:
@@ -1075,14 +1138,16 @@ class ChatStream:
     A stream left before its end (a ``break`` out of ``async for``, or the step's timeout, before the
     server's last chunk, which carries the token counts) has ``reply`` None; with ``ctx`` the step's tokens and cost are
     then unknown, never the $0 of no call or the sum of its other calls, and its extra counts it
-    (``abandoned_streams``; the model under ``abandoned_stream_models``)."""
+    (``abandoned_streams``; the model under ``abandoned_stream_models``). A stream that failed once
+    the server had begun to answer (cut off, stalled, an error event) may have been billed too: the
+    step's tokens and cost are unknown as well (``unknown_outcome_calls``; ``unknown_outcome_models``)."""
 
     def __init__(self, client: ChatClient, body: dict[str, Any], timeout: httpx.Timeout, ctx: StepContext | None):
         self._client, self._body, self._timeout, self._ctx = client, body, timeout, ctx
         self._response: httpx.Response | None = None
         self._started = 0.0
         self._iterator: AsyncGenerator[str, None] | None = None
-        self._raised = False  # the stream itself failed (a cut, an error event): no abandoned call
+        self._raised = False  # the stream itself failed (a cut, an error event): its outcome unknown, not left
         self.ttft_s: float | None = None
         self.reply: Reply | None = None
 
@@ -1090,7 +1155,10 @@ class ChatStream:
         client, model = self._client, self._body["model"]
         http = await client._http.get()
         self._started = time.perf_counter()
-        request = http.build_request("POST", "chat/completions", json=self._body, timeout=self._timeout)
+        sent = _Sent(traced=client._endpoint is not None)
+        request = http.build_request(
+            "POST", "chat/completions", json=self._body, timeout=self._timeout, extensions={"trace": sent}
+        )
         try:
             self._response = await http.send(request, stream=True)
             if self._response.status_code >= 300:
@@ -1098,11 +1166,13 @@ class ChatStream:
                 client._raise_for_status(self._response, model)
         except _UNREACHABLE as exc:
             await self._close()
-            _record(self._ctx, model, None, self._started, endpoint=client._endpoint)
+            unknown = _outcome_unknown(exc, self._response, sent)
+            _record(self._ctx, model, None, self._started, unknown=unknown, endpoint=client._endpoint)
             raise client._transport_error(exc, model, "stream") from exc
-        except (LLMError, asyncio.CancelledError):  # cancelled: the step's timeout cut the call short
+        except (LLMError, asyncio.CancelledError) as exc:  # cancelled: the step's timeout cut the call short
             await self._close()
-            _record(self._ctx, model, None, self._started, endpoint=client._endpoint)
+            unknown = _outcome_unknown(exc, self._response, sent)
+            _record(self._ctx, model, None, self._started, unknown=unknown, endpoint=client._endpoint)
             raise
         return self
 
@@ -1112,9 +1182,20 @@ class ChatStream:
         if self._iterator is not None:  # left early: the generator ends here, not when collected
             await self._iterator.aclose()
         await self._close()
+        # No reply: left before its end (abandoned), or failed once the server had begun to answer
+        # (a cut, a stall, an error event, a body that is no stream), which may have been billed too.
         abandoned = self.reply is None and not self._raised
         model, endpoint = self._body["model"], self._client._endpoint
-        _record(self._ctx, model, self.reply, self._started, self.ttft_s, abandoned=abandoned, endpoint=endpoint)
+        _record(
+            self._ctx,
+            model,
+            self.reply,
+            self._started,
+            self.ttft_s,
+            abandoned=abandoned,
+            unknown=self._raised,
+            endpoint=endpoint,
+        )
 
     async def _close(self) -> None:
         if self._response is not None:

@@ -27,15 +27,7 @@ from wfkit.logs._tables import (
     quantile_label,
     runs_table,
 )
-from wfkit.model._context import (
-    ABANDONED_STREAM_MODELS,
-    BY_MODEL,
-    NO_TOKENS_IN_MODELS,
-    NO_TOKENS_OUT_MODELS,
-    NO_USAGE_MODELS,
-    UNCOUNTED_KEYS,
-    USAGE_MARK_KEYS,
-)
+from wfkit.model._context import BY_MODEL, UNCOUNTED_CALL_KEYS, UNCOUNTED_KEYS, USAGE_MARK_KEYS
 
 if TYPE_CHECKING:
     import numpy as np
@@ -82,12 +74,12 @@ def _marked(rows: pd.DataFrame, keys: Sequence[str]) -> pd.Series:
 
 def uncounted(rows: pd.DataFrame) -> pd.Series:
     """The attempts with a call that succeeded but whose server sent no token usage, or only one of
-    its two counts, or a stream its caller left before the usage came, so no cost came back: only
-    the attempt's ``extra`` says so (it names the model under ``no_usage_models``,
-    ``no_tokens_in_models``, ``no_tokens_out_models`` or ``abandoned_stream_models``; a failed
-    call, which is no cost, leaves no mark). Needs ``extra``."""
-    keys = (NO_USAGE_MODELS, NO_TOKENS_IN_MODELS, NO_TOKENS_OUT_MODELS, ABANDONED_STREAM_MODELS)
-    return (rows["cost_usd"].isna() & _marked(rows, keys)).astype(bool)
+    its two counts, or a stream its caller left before the usage came, or a call that failed after
+    the server got it, so no cost came back: only the attempt's ``extra`` says so (it names the
+    model under ``no_usage_models``, ``no_tokens_in_models``, ``no_tokens_out_models``,
+    ``abandoned_stream_models`` or ``unknown_outcome_models``; a call the server refused, which is
+    no cost, leaves no mark). Needs ``extra``."""
+    return (rows["cost_usd"].isna() & _marked(rows, UNCOUNTED_CALL_KEYS)).astype(bool)
 
 
 def uncounted_tokens(rows: pd.DataFrame, column: str) -> pd.Series:
@@ -295,8 +287,10 @@ class StepsAccessor:
         found in no table (give it one: ``ChatClient(..., prices=...)`` or
         ``wf.llm.PRICES.register``). A sum of the priced calls alone would read as the whole cost,
         so such a group has none (its tokens and calls are still counted); a group whose calls are
-        all priced keeps its exact sum, and one that called no model costs 0 (a failed call, which
-        brought back no tokens, adds nothing). The report's cost tables show NaN as "-". Mind that
+        all priced keeps its exact sum, and one that called no model costs 0 (a call the server
+        refused, a 429, a 5xx, any error status, or never got, no connection, adds nothing: so a
+        model all of whose calls were refused costs a known 0, its calls counted). The report's
+        cost tables show NaN as "-". Mind that
         ``table["cost_usd"].sum()`` skips NaN, so it totals the priced groups only. An attempt that
         made such a call beside priced ones (or a priced tool) recorded no cost at all, its priced part
         alone being no cost of it (``ctx.record``; its ``extra`` names the models, ``unpriced_models``).
@@ -322,7 +316,12 @@ class StepsAccessor:
         short: ``df[df["extra"].str.contains("no_usage_models|no_tokens_", na=False)]``. A stream its caller
         left before its end (a ``break`` out of ``async for`` before the server's last chunk, which
         carries the counts; ``abandoned_stream_models``) makes its group's tokens and cost unknown
-        too: read a stream to its end to know what it cost."""
+        too: read a stream to its end to know what it cost. So does a call that failed after the
+        server got it, whose reply the server may have generated and billed though none came back
+        (``unknown_outcome_models``, counted in ``unknown_outcome_calls``): a read timeout, the
+        step's timeout while the call waited, a 2xx whose body (or stream) was cut short or could not
+        be read; give the call time to answer (``ChatClient(..., timeout=...)``, the step's
+        ``timeout=``) to know what it cost."""
         import numpy as np
 
         self._need("cost", "tokens_in", "tokens_out", "cost_usd", "model")
@@ -338,8 +337,8 @@ class StepsAccessor:
             # extra is the JSON text of the log's files: read the one number, not every row's JSON.
             counted = rows.loc[called, "extra"].astype(object).str.extract(r'"llm_calls":\s*(\d+)', expand=False)
             calls.loc[called] = counted.astype("float64").fillna(1).astype("int64")
-        # Unpriced: tokens came back but no cost was recorded (the client found no price). A failed
-        # call records neither, so a retried 429 leaves its step's cost known.
+        # Unpriced: tokens came back but no cost was recorded (the client found no price). A call the
+        # server refused records neither, so a retried 429 leaves its step's cost known.
         unpriced = rows["cost_usd"].isna() & (rows["tokens_in"].notna() | rows["tokens_out"].notna())
         # Uncounted: a call whose server sent no count of that kind; the row holds the others' sum.
         flags: dict[str, Any] = {}
@@ -349,12 +348,7 @@ class StepsAccessor:
                 short = np.logical_or.reduce([marks[kind] for kind in kinds])
                 if short.any():  # most logs have none: no column to group then
                     flags[f"short_{column}"] = short
-            uncounted_calls = (
-                marks[NO_USAGE_MODELS]
-                | marks[NO_TOKENS_IN_MODELS]
-                | marks[NO_TOKENS_OUT_MODELS]
-                | marks[ABANDONED_STREAM_MODELS]
-            )
+            uncounted_calls = np.logical_or.reduce([marks[key] for key in UNCOUNTED_CALL_KEYS])
             unpriced |= uncounted_calls & rows["cost_usd"].isna().to_numpy(dtype=bool)
         table = (
             rows.assign(calls=calls, unpriced=unpriced, **flags)

@@ -20,7 +20,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from wfkit.logs._units import count_of, format_seconds
-from wfkit.model._context import ABANDONED_STREAM_MODELS, NO_USAGE_MODELS, UNPRICED_MODELS
+from wfkit.model._context import (
+    ABANDONED_STREAM_MODELS,
+    NO_TOKENS_IN_MODELS,
+    NO_TOKENS_OUT_MODELS,
+    NO_USAGE_MODELS,
+    UNKNOWN_OUTCOME_MODELS,
+    UNPRICED_MODELS,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -298,9 +305,11 @@ def _workflow_section(
     usage = ["tokens_in", "tokens_out", "cost_usd", "model", "extra", "model_latency_s", "ttft_s"]
     # started_at: each table lists steps in the order a run meets them, as the latency table does.
     cost = mine.frame(["workflow", "step", "attempt", "status", "started_at", "map_index", *usage], sort=False)
-    # A step whose calls all came back without usage has no tokens and no cost, yet it called a
-    # model: its cost is unknown, which the table must show, not leave out as if nothing was spent.
-    if len(cost) and (cost["tokens_in"].fillna(0).sum() or cost["cost_usd"].fillna(0).sum() or _uncounted(cost).any()):
+    # A step whose calls all came back without usage, or failed, has no tokens and no cost, yet it
+    # called a model: its cost is unknown, or a known $0 if the server refused them all, which the
+    # table must show (with its calls), not leave out as if no model had been called.
+    spent = cost[["tokens_in", "tokens_out", "cost_usd"]].notna().any(axis=1)
+    if (cost["model"].notna() | spent | _uncounted(cost)).any():
         from wfkit.logs._register import register_accessor
 
         register_accessor()
@@ -333,19 +342,25 @@ def _workflow_section(
         if table["cost_usd"].isna().any():  # (after the table: tests and readers find it under its heading)
             # A call whose server sent no usage had no price either, though its model may have one.
             uncounted = _uncounted(cost)
-            nothing = uncounted & _named(cost, NO_USAGE_MODELS)
-            left = uncounted & _named(cost, ABANDONED_STREAM_MODELS)
-            why = ", or its server sent no token usage to price" if nothing.any() else ""
-            why += ", or its server counted only one kind of its tokens" if (uncounted & ~nothing & ~left).any() else ""
-            why += ", or it left a stream before its end, when its usage had not come" if left.any() else ""
+            why = (
+                ", or its server sent no token usage to price"
+                if (uncounted & _named(cost, NO_USAGE_MODELS)).any()
+                else ""
+            )
+            if (uncounted & _named(cost, NO_TOKENS_IN_MODELS, NO_TOKENS_OUT_MODELS)).any():
+                why += ", or its server counted only one kind of its tokens"
+            if (uncounted & _named(cost, ABANDONED_STREAM_MODELS)).any():
+                why += ", or it left a stream before its end, when its usage had not come"
+            if (uncounted & _named(cost, UNKNOWN_OUTCOME_MODELS)).any():
+                why += ", or a call failed after the server got it, which may have been billed"
             parts.append(
                 f'<p class="note">A cost of "-" is unknown: a call of that step had no known price{why} (the '
                 "table per model below names the models and says why).</p>"
             )
         if table[["tokens_in", "tokens_out"]].isna().any(axis=None):
             parts.append(
-                '<p class="note">Tokens of "-" are unknown: a call of that step succeeded, but its server did not '
-                "count that kind of token (a sum of the counted calls alone would read as the whole).</p>"
+                '<p class="note">Tokens of "-" are unknown: a call of that step was made, but no count of that '
+                "kind came back (a sum of the counted calls alone would read as the whole).</p>"
             )
         parts.append(_cost_per_model(cost))
     parts.append("</section>")
@@ -393,29 +408,34 @@ def _cost_per_model(cost: pd.DataFrame) -> str:
     reasons = []
     if table["cost_usd"].isna().any():
         uncounted = _uncounted(rows)
-        nothing = uncounted & _named(rows, NO_USAGE_MODELS)
-        left = uncounted & _named(rows, ABANDONED_STREAM_MODELS)
         tokens = rows["tokens_in"].notna() | rows["tokens_out"].notna()
         if (rows["cost_usd"].isna() & (_named(rows, UNPRICED_MODELS) | (tokens & ~uncounted))).any():
             reasons.append("no price is known for the model (give one: ChatClient(..., prices=...))")
-        if nothing.any():
+        if (uncounted & _named(rows, NO_USAGE_MODELS)).any():
             reasons.append(
                 "the server sent no token usage with its replies, so there was nothing to price (use an endpoint "
                 "or proxy that reports usage; a stream's server may ignore stream_options.include_usage: use "
                 "one that honours it, or client.complete(...))"
             )
-        if (uncounted & ~nothing & ~left).any():
+        if (uncounted & _named(rows, NO_TOKENS_IN_MODELS, NO_TOKENS_OUT_MODELS)).any():
             reasons.append(
                 "the server's token usage held only one of its two counts (prompt_tokens, completion_tokens), so "
                 'the call could not be priced, and the count it left out reads "-" (use an endpoint or proxy '
                 "that reports both)"
             )
-        if left.any():
+        if (uncounted & _named(rows, ABANDONED_STREAM_MODELS)).any():
             reasons.append(
                 "a step left a stream before its end (a break out of `async for`, or the step's timeout), "
                 "before the server's last "
                 "chunk brought its token usage, so there was nothing to price (read a stream to its end, or "
                 "call client.complete(...), to know what it cost)"
+            )
+        if (uncounted & _named(rows, UNKNOWN_OUTCOME_MODELS)).any():
+            reasons.append(
+                "a call failed after the server got it (a read timeout, the step's timeout while it waited, a "
+                "reply cut short or unreadable), so the server may have generated and billed a reply whose token "
+                "usage never came (give calls time to answer: ChatClient(..., timeout=...), the step's timeout=); "
+                "a call the server refused (a 429, a 5xx) costs nothing"
             )
     return (
         "<h3>Cost per model</h3>"
@@ -440,16 +460,16 @@ def _cost_per_model(cost: pd.DataFrame) -> str:
     )
 
 
-def _named(rows: pd.DataFrame, key: str) -> pd.Series:
-    """The attempts whose ``extra`` lists models under ``key`` (``cost()``'s own search of it)."""
+def _named(rows: pd.DataFrame, *keys: str) -> pd.Series:
+    """The attempts whose ``extra`` lists models under one of ``keys`` (``cost()``'s own search of it)."""
     from wfkit.logs._analysis import _marked
 
-    return _marked(rows, (key,))
+    return _marked(rows, keys)
 
 
 def _uncounted(rows: pd.DataFrame) -> pd.Series:
-    """:func:`wfkit.logs._analysis.uncounted`: the attempts whose server sent no token usage or only
-    one of its counts (what ``df.wf.cost()`` counts unknown for it, so the two agree)."""
+    """:func:`wfkit.logs._analysis.uncounted`: the attempts with a call whose token usage, or one of
+    its counts, never came (what ``df.wf.cost()`` counts unknown for it, so the two agree)."""
     from wfkit.logs._analysis import uncounted
 
     return uncounted(rows)

@@ -39,18 +39,28 @@ NO_TOKENS_OUT_MODELS = "no_tokens_out_models"
 # and the attempt's ``abandoned_streams`` counts such calls.
 ABANDONED_STREAM_MODELS = "abandoned_stream_models"
 ABANDONED_STREAMS = "abandoned_streams"
+# A call that failed after its request reached the server, so that the server may have generated,
+# and billed, a reply nobody read: a read timeout, a step's timeout while it waited, a 2xx whose body
+# was cut short or could not be read. No count came back. (A refused call, a 429, a 5xx, any error
+# status, a connection never made, generated nothing: it costs a known 0 and is not marked.) Its
+# model is listed here, and the attempt's ``unknown_outcome_calls`` counts such calls.
+UNKNOWN_OUTCOME_MODELS = "unknown_outcome_models"
+UNKNOWN_OUTCOME_CALLS = "unknown_outcome_calls"
 # The endpoints an attempt's calls went to over the network, ``{model asked: base URL}`` (a
 # ChatClient of a URL, not the simulated model nor a cassette): what resuming or forking the run
 # reads to refuse the built-in simulated model for the steps left (``Store.endpoints_called``).
 LLM_ENDPOINTS = "llm_endpoints"
-# Any of these keys in an attempt's ``extra`` makes its cost unknown.
-UNKNOWN_COST_KEYS = (
-    UNPRICED_MODELS,
+# The keys of calls some or all of whose token counts never came back: whatever their model's
+# price, their cost is unknown.
+UNCOUNTED_CALL_KEYS = (
     NO_USAGE_MODELS,
     NO_TOKENS_IN_MODELS,
     NO_TOKENS_OUT_MODELS,
     ABANDONED_STREAM_MODELS,
+    UNKNOWN_OUTCOME_MODELS,
 )
+# Any of these keys in an attempt's ``extra`` makes its cost unknown.
+UNKNOWN_COST_KEYS = (UNPRICED_MODELS, *UNCOUNTED_CALL_KEYS)
 # A call whose server sent its price but no token count of that kind (a gateway that bills per call
 # and leaves ``usage`` out: ``ctx.record(cost_usd=..., no_usage=True)``): its cost is known, so it is
 # kept apart from the keys above, which make the cost unknown; its tokens are not.
@@ -59,8 +69,20 @@ PRICED_NO_TOKENS_OUT_MODELS = "priced_no_tokens_out_models"
 # The keys that say a token column of the attempt's row holds less than its calls used: the counted
 # calls' sum, some call's count of that kind having not come back (``df.wf.cost()`` shows it unknown).
 UNCOUNTED_KEYS = {
-    "tokens_in": (NO_USAGE_MODELS, NO_TOKENS_IN_MODELS, PRICED_NO_TOKENS_IN_MODELS, ABANDONED_STREAM_MODELS),
-    "tokens_out": (NO_USAGE_MODELS, NO_TOKENS_OUT_MODELS, PRICED_NO_TOKENS_OUT_MODELS, ABANDONED_STREAM_MODELS),
+    "tokens_in": (
+        NO_USAGE_MODELS,
+        NO_TOKENS_IN_MODELS,
+        PRICED_NO_TOKENS_IN_MODELS,
+        ABANDONED_STREAM_MODELS,
+        UNKNOWN_OUTCOME_MODELS,
+    ),
+    "tokens_out": (
+        NO_USAGE_MODELS,
+        NO_TOKENS_OUT_MODELS,
+        PRICED_NO_TOKENS_OUT_MODELS,
+        ABANDONED_STREAM_MODELS,
+        UNKNOWN_OUTCOME_MODELS,
+    ),
 }
 # Every key that says a part of an attempt's usage is unknown (what a model's share of it keeps).
 USAGE_MARK_KEYS = (*UNKNOWN_COST_KEYS, PRICED_NO_TOKENS_IN_MODELS, PRICED_NO_TOKENS_OUT_MODELS)
@@ -291,6 +313,7 @@ class StepContext:
         ttft_s: float | None = None,
         no_usage: bool = False,
         abandoned: bool = False,
+        outcome_unknown: bool = False,
         **extra: Any,
     ) -> None:
         """Add usage to this attempt's event; token counts, cost and the model's time (seconds one
@@ -323,16 +346,32 @@ class StepContext:
         unknown as for ``no_usage``; ``extra["abandoned_stream_models"]`` lists the model and
         ``extra["abandoned_streams"]`` counts such calls.
 
+        ``outcome_unknown=True`` records a call that failed after its request reached the server, so
+        that the server may have generated and billed a reply nobody read (``ctx.llm`` records so a
+        read timeout, a step's timeout while the call waited, a 2xx whose body was cut short or could
+        not be read): its tokens and cost are unknown as for ``abandoned``;
+        ``extra["unknown_outcome_models"]`` lists the model and ``extra["unknown_outcome_calls"]``
+        counts such calls. A call the server refused (an error status) or never got (no connection)
+        is recorded with neither: it generated nothing, and costs nothing.
+
         An attempt that records calls of more than one model keeps each model's share in
         ``extra["by_model"]`` (calls, tokens, cost, model time, first token; null where unknown, so a
         priced model keeps its cost beside an unpriced one), as the row's ``model`` is only the last
         one. A record that names no model counts under the model named before it (a priced tool's
         cost under the model whose call asked for it), or under the first named after it."""
         usage = self._usage if self._usage is not None else {}
-        if abandoned:  # nothing came back of its usage: as a reply without one, under its own mark
+        # A call made, perhaps billed, whose usage never came: as a reply without one, under its own mark.
+        lost = (
+            (ABANDONED_STREAMS, ABANDONED_STREAM_MODELS)
+            if abandoned
+            else (UNKNOWN_OUTCOME_CALLS, UNKNOWN_OUTCOME_MODELS)
+            if outcome_unknown
+            else None
+        )
+        if lost is not None:
             no_usage, tokens_in, tokens_out, cost_usd = True, None, None, None
             known = usage.setdefault("extra", {})
-            known[ABANDONED_STREAMS] = int(known.get(ABANDONED_STREAMS, 0)) + 1
+            known[lost[0]] = int(known.get(lost[0], 0)) + 1
         self._add_to_model(model, tokens_in, tokens_out, cost_usd, model_latency_s, ttft_s, no_usage)
         self._usage = usage
         if model is not None:
@@ -346,8 +385,8 @@ class StepContext:
             usage.pop("cost_usd", None)
             known = usage.setdefault("extra", {})
             name = model if model is not None else usage.get("model")
-            if abandoned:
-                key = ABANDONED_STREAM_MODELS
+            if lost is not None:
+                key = lost[1]
             elif no_usage and tokens_in is None and tokens_out is None:
                 key = NO_USAGE_MODELS
             elif no_usage and (tokens_in is None or tokens_out is None):
