@@ -1510,11 +1510,35 @@ def test_a_model_all_of_whose_calls_were_refused_costs_a_known_0_with_its_calls_
 
 UNKNOWN = {"unknown_outcome_calls": 1, "unknown_outcome_models": ["test-model"]}
 FAILED_AFTER = (
-    "and the call failed after the server got it (a read timeout, the step's timeout while it waited, a reply cut "
-    "short or unreadable), so the server may have generated and billed a reply whose token usage never came: give "
-    "calls time to answer (ChatClient(..., timeout=...), the step's timeout=) to know what they cost (a call the "
-    "server refused, a 429 or a 5xx, costs nothing)"
+    "and the call failed after the server got it (a read timeout, the step's timeout while it waited, a gateway's "
+    "504, a reply cut short or unreadable), so the server may have generated and billed a reply whose token usage "
+    "never came: give calls time to answer (ChatClient(..., timeout=...), the step's timeout=) to know what they "
+    "cost (a call the server refused, a 429 or a 503, costs nothing)"
 )
+
+
+def test_a_gateways_504_leaves_the_cost_unknown_where_a_503_costs_a_known_0(tmp_path: Path) -> None:
+    """A 504 is a gateway that stopped waiting for the model behind it, which may have gone on and
+    billed: unlike a 503 (nothing generated), its attempt is marked and its cost reads <NA>."""
+    flow = wf.Workflow("gateway")
+
+    async def ask(state: Any, ctx: wf.StepContext) -> dict[str, Any]:
+        with pytest.raises(LLMStatusError):
+            await ctx.llm.complete("a b c")
+        return {}
+
+    flow.step(ask, name="unavailable")
+    flow.step(ask, name="gateway_timeout")
+    flow.chain("unavailable", "gateway_timeout")
+    with LLMServer(api_key=KEY) as server, test_mode():
+        server.script(("status", 503), ("status", 504))
+        run = flow.run({}, workspace=tmp_path, llm=client_for(server))
+    extras = {e.step: e.extra for e in run.events}
+    assert {"llm_calls": 1, **at(server)} == extras["unavailable"]
+    assert {"llm_calls": 1, **UNKNOWN, **at(server)} == extras["gateway_timeout"]
+    by_step = wf.steps(tmp_path).wf.cost(by=None).loc["gateway"]
+    assert 0.0 == by_step.loc["unavailable", "cost_usd"]
+    assert pd.isna(by_step.loc["gateway_timeout", "cost_usd"])
 
 
 def test_a_call_that_failed_after_the_server_got_it_makes_its_steps_cost_unknown(tmp_path: Path) -> None:

@@ -390,9 +390,9 @@ class cost_budget(_Scorer):
     succeeded but whose server sent no token usage (nothing to price, yet the call was made), or
     only one of its two counts (half a count has no price), or a stream the step left before its
     end, when its usage had not come, or a call that failed after the server got it (a read
-    timeout, the step's timeout while it waited, a reply cut short or unreadable), which the
+    timeout, the step's timeout while it waited, a gateway's 504, a reply cut short or unreadable), which the
     server may have generated and billed: the detail names the step and the model, and says what
-    to do. A call the server refused (a 429, a 5xx, any error status) or never got (no
+    to do. A call the server refused (a 429, a 503, any error status but a 504) or never got (no
     connection) costs nothing and leaves the cost known."""
 
     def __init__(self, usd: float, *, name: str | None = None) -> None:
@@ -483,10 +483,10 @@ class cost_budget(_Scorer):
             calls = [f"step {step!r} called " + (f"model {m!r}" if m else "a model") for m, step in lost.items()]
             reasons.append(
                 f"{' and '.join(calls)}, and the call failed after the server got it (a read timeout, the step's "
-                "timeout while it waited, a reply cut short or unreadable), so the server may have generated and "
-                "billed a reply whose token usage never came: give calls time to answer (ChatClient(..., "
+                "timeout while it waited, a gateway's 504, a reply cut short or unreadable), so the server may have "
+                "generated and billed a reply whose token usage never came: give calls time to answer (ChatClient(..., "
                 "timeout=...), the step's timeout=) to know what they cost (a call the server refused, a 429 or a "
-                "5xx, costs nothing)"
+                "503, costs nothing)"
             )
         if None in unpriced:  # ctx.record(tokens_in=...) of a client of one's own, with no model nor cost
             reasons.append(

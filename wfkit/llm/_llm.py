@@ -402,11 +402,13 @@ def _outcome_unknown(failure: BaseException, response: httpx.Response | None, se
     request reached the server and no error status refused it. A 429, a 5xx, any status of 300 or
     more, and a request never sent whole (no connection, a connect, pool or write timeout, or the
     step's timeout before it went out) generated nothing: known to cost 0, so a retried 429 leaves
-    its step's cost known. A read timeout, a connection dropped while the server worked, the
+    its step's cost known; a 504 does not (its gateway gave up on the model, not the model on the
+    request). A read timeout, a connection dropped while the server worked, the
     step's timeout once the request was out, and a 2xx whose body was cut short or could not be
     read (a stream's too) may have cost anything."""
     if response is not None:
-        return response.status_code < 300
+        # A 504 is a gateway that stopped waiting for the model behind it, which may have gone on.
+        return response.status_code < 300 or response.status_code == 504
     if isinstance(failure, asyncio.CancelledError):  # the step's timeout, before an answer came
         return sent.out
     # An httpx error, or a cassette's own error around one (its cause): a read timeout, a connection

@@ -288,7 +288,7 @@ class StepsAccessor:
         ``wf.llm.PRICES.register``). A sum of the priced calls alone would read as the whole cost,
         so such a group has none (its tokens and calls are still counted); a group whose calls are
         all priced keeps its exact sum, and one that called no model costs 0 (a call the server
-        refused, a 429, a 5xx, any error status, or never got, no connection, adds nothing: so a
+        refused, a 429, a 503, any error status but a 504, or never got, no connection, adds nothing: so a
         model all of whose calls were refused costs a known 0, its calls counted). The report's
         cost tables show NaN as "-". Mind that
         ``table["cost_usd"].sum()`` skips NaN, so it totals the priced groups only. An attempt that

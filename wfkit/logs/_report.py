@@ -433,9 +433,9 @@ def _cost_per_model(cost: pd.DataFrame) -> str:
         if (uncounted & _named(rows, UNKNOWN_OUTCOME_MODELS)).any():
             reasons.append(
                 "a call failed after the server got it (a read timeout, the step's timeout while it waited, a "
-                "reply cut short or unreadable), so the server may have generated and billed a reply whose token "
-                "usage never came (give calls time to answer: ChatClient(..., timeout=...), the step's timeout=); "
-                "a call the server refused (a 429, a 5xx) costs nothing"
+                "gateway's 504, a reply cut short or unreadable), so the server may have generated and billed a "
+                "reply whose token usage never came (give calls time to answer: ChatClient(..., timeout=...), the "
+                "step's timeout=); a call the server refused (a 429, a 503) costs nothing"
             )
     return (
         "<h3>Cost per model</h3>"

@@ -41,7 +41,7 @@ ABANDONED_STREAM_MODELS = "abandoned_stream_models"
 ABANDONED_STREAMS = "abandoned_streams"
 # A call that failed after its request reached the server, so that the server may have generated,
 # and billed, a reply nobody read: a read timeout, a step's timeout while it waited, a 2xx whose body
-# was cut short or could not be read. No count came back. (A refused call, a 429, a 5xx, any error
+# was cut short or could not be read. No count came back. (A refused call, a 429, a 503, any error
 # status, a connection never made, generated nothing: it costs a known 0 and is not marked.) Its
 # model is listed here, and the attempt's ``unknown_outcome_calls`` counts such calls.
 UNKNOWN_OUTCOME_MODELS = "unknown_outcome_models"
