@@ -522,6 +522,26 @@ def test_retry_keys_on_a_step_and_durations_as_text_say_what_to_write() -> None:
     assert (flow.steps["classify"].retry.max_retries, flow.steps["generate_answer"].timeout) == (3, 5)
 
 
+def test_every_retry_word_on_a_step_gets_the_same_policy_in_a_spec_as_in_code() -> None:
+    """The words a retry policy goes by (its own keywords, ``retries``, ``max_retry``,
+    ``stop_after_attempt``...) written on a step name the same policy in a spec as in code, where
+    the two once kept lists of their own that drifted apart."""
+    from wfkit.model._retry import RETRY_WORDS
+
+    for word in ("retries", "num_retries", "max_retry", "attempts", "max_attempts", "stop_after_attempt"):
+        assert RETRY_WORDS[word] == "max_retries", word
+        spec = _router_spec()
+        spec["steps"]["classify"][word] = 3
+        (problem,) = _problems(spec, steps=_functions(query_router()))
+        with pytest.raises(TypeError) as in_code:
+            wf.Workflow("retries").step(**{word: 3})
+        retries = 2 if "attempt" in word else 3
+        assert f"belongs in its retry policy: write retry: {{max_retries: {retries}}}" in problem, problem
+        assert f"so write retry=wf.RetryPolicy(max_retries={retries})" in str(in_code.value)
+        counted = f"({word}: 3 counts the first attempt)" in problem
+        assert counted == (f"({word}=3 counts the first attempt)" in str(in_code.value)) == ("attempt" in word)
+
+
 def test_a_timeout_written_as_text_says_the_number_to_pass() -> None:
     """``timeout="5s"`` in code (a config's value, another library's habit) says the number."""
     flow = wf.Workflow("t")

@@ -43,7 +43,7 @@ from wfkit.model._events import Status, StepEvent, TokenChunk, as_callables
 from wfkit.model._graph import Graph, compile_graph, describe_changes
 from wfkit.model._merge import Merge, check_merges
 from wfkit.model._processors import DEFAULT_PROCESSORS, Processor
-from wfkit.model._retry import Classifier, RetryPolicy
+from wfkit.model._retry import ATTEMPT_WORDS, RETRY_WORDS, Classifier, RetryPolicy, retry_field_value
 from wfkit.model._routes import Go, Route, Router, check_step_names
 from wfkit.model._seconds import Seconds
 from wfkit.model._status import RunStatus
@@ -205,13 +205,13 @@ def _suggest_keywords(method: M) -> M:
             unknown = sorted(kwargs.keys() - set(takes))
             if not unknown:  # raised by the call itself, not by binding its keywords
                 raise
-        retrying = _retry_keywords(unknown) if "retry" in takes else {}
+        retrying = {name: RETRY_WORDS[name] for name in unknown if name in RETRY_WORDS} if "retry" in takes else {}
         if retrying:  # a retry policy's keywords, given to the step itself: one call to write
             said = ", ".join(map(repr, retrying))
-            policy = ", ".join(f"{field}={_retry_value(name, kwargs[name])!r}" for name, field in retrying.items())
+            policy = ", ".join(f"{field}={retry_field_value(name, kwargs[name])!r}" for name, field in retrying.items())
             others = [name for name in unknown if name not in retrying]
             also = "".join(
-                f" ({name}={kwargs[name]!r} counts the first attempt)" for name in retrying if name in _ATTEMPT_WORDS
+                f" ({name}={kwargs[name]!r} counts the first attempt)" for name in retrying if name in ATTEMPT_WORDS
             )
             also += f" ({unexpected_keywords(method.__qualname__, others, takes)})" if others else ""
             raise TypeError(
@@ -221,24 +221,6 @@ def _suggest_keywords(method: M) -> M:
         raise unexpected_keywords(method.__qualname__, unknown, takes)
 
     return cast("M", checked)
-
-
-# RetryPolicy's own keywords, and plain words for its first that other libraries use, as a person
-# writes them on a step (``flow.step(max_retries=3)``): each is said as the ``retry=`` to write.
-_RETRY_FIELDS = {field.name: field.name for field in dataclasses.fields(RetryPolicy)}
-_RETRY_WORDS = {**_RETRY_FIELDS, "retries": "max_retries", "num_retries": "max_retries", "max_retry": "max_retries"}
-_ATTEMPT_WORDS = ("attempts", "max_attempts", "stop_after_attempt")  # count the first: max_retries is one fewer
-_RETRY_WORDS.update(dict.fromkeys(_ATTEMPT_WORDS, "max_retries"))
-
-
-def _retry_value(name: str, value: object) -> object:
-    """A retry keyword's value as the RetryPolicy field takes it (``attempts=3`` is ``max_retries=2``)."""
-    return value - 1 if name in _ATTEMPT_WORDS and type(value) is int and value >= 1 else value
-
-
-def _retry_keywords(unknown: Iterable[str]) -> dict[str, str]:
-    """The keywords among ``unknown`` that a RetryPolicy takes (or means), each with its field."""
-    return {name: _RETRY_WORDS[name] for name in unknown if name in _RETRY_WORDS}
 
 
 def _parameters_hash(inputs: Mapping[str, Any]) -> str:

@@ -12,7 +12,7 @@ import random
 import socket
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeAlias
 
@@ -443,6 +443,23 @@ class RetryPolicy:
 
 
 _POLICY_KEYWORDS = frozenset(f.name for f in dataclasses.fields(RetryPolicy))
+
+# A retry policy's keywords as a person writes them on the step itself, in code
+# (``flow.step(max_retries=3)``) or in a spec: RetryPolicy's own, and other libraries' words for its
+# first, each with the field it means. Attempts count the first: one more than retries.
+ATTEMPT_WORDS = frozenset({"attempts", "max_attempts", "stop_after_attempt"})
+RETRY_WORDS: Mapping[str, str] = {
+    **{name: name for name in sorted(_POLICY_KEYWORDS)},
+    **dict.fromkeys(("retries", "num_retries", "max_retry"), "max_retries"),
+    **dict.fromkeys(sorted(ATTEMPT_WORDS), "max_retries"),
+}
+
+
+def retry_field_value(word: str, value: object) -> object:
+    """A retry word's value as its RetryPolicy field takes it (``attempts=3`` is ``max_retries=2``)."""
+    return value - 1 if word in ATTEMPT_WORDS and type(value) is int and value >= 1 else value
+
+
 # Keywords of stamina's and tenacity's retry, which a newcomer brings along, and what they mean here.
 _MEANT = {
     "attempts": "'max_retries'? attempts=3 is max_retries=2: the retries after the first",

@@ -39,7 +39,7 @@ from wfkit.model._approvals import Approval
 from wfkit.model._errors import Facts, FlowSpecError, Location, WorkflowDefinitionError
 from wfkit.model._graph import compile_graph
 from wfkit.model._merge import Merge, check_merges
-from wfkit.model._retry import NO_RETRY, RetryPolicy
+from wfkit.model._retry import ATTEMPT_WORDS, NO_RETRY, RETRY_WORDS, RetryPolicy, retry_field_value
 from wfkit.model._routes import END, All, Any_, Compare, Condition, Go, Not, Route, Router
 from wfkit.model._seconds import seconds_in_text
 from wfkit.model._steps import (
@@ -782,19 +782,9 @@ def _no_shape(error: Any) -> str:
     return f"{said}it must be {error.schema.get('description') or 'one of the shapes in the schema'}"
 
 
-# A retry policy's keys (and other libraries' words for its first), as a person writes them on a
-# step; each with the key it is in ``retry:``. ``attempts`` count the first: one more than retries.
-_RETRY_KEYS = {
-    **{field.name: field.name for field in fields(RetryPolicy)},
-    **dict.fromkeys(("retries", "num_retries", "attempts", "max_attempts"), "max_retries"),
-}
-
-
 def _retry_value(key: str, value: object) -> object:
     """A retry key's value as ``retry:`` takes it, in YAML (``max_attempts: 3`` is ``max_retries: 2``)."""
-    if key in ("attempts", "max_attempts") and type(value) is int and value >= 1:
-        value -= 1
-    return json.dumps(value)
+    return json.dumps(retry_field_value(key, value))
 
 
 def _type_fix(key: object, value: object, wanted: object, described: str) -> str:
@@ -836,13 +826,13 @@ def _schema_problems(spec: Mapping[str, Any], problems: _Problems) -> None:
                 continue
             hints = [f"{key!r}{did_you_mean(key, allowed)}" for key in extra]
             message = f"unknown key {', '.join(hints)}; allowed here: {', '.join(allowed)}"
-            retrying = {key: error.instance[key] for key in extra if key in _RETRY_KEYS} if "retry" in allowed else {}
+            retrying = {key: error.instance[key] for key in extra if key in RETRY_WORDS} if "retry" in allowed else {}
             if retrying:  # a retry policy's keys written on the step itself
-                policy = ", ".join(f"{_RETRY_KEYS[key]}: {_retry_value(key, value)}" for key, value in retrying.items())
+                policy = ", ".join(f"{RETRY_WORDS[key]}: {_retry_value(key, value)}" for key, value in retrying.items())
                 counted = "".join(
                     f" ({key}: {value} counts the first attempt)"
                     for key, value in retrying.items()
-                    if key in ("attempts", "max_attempts")
+                    if key in ATTEMPT_WORDS
                 )
                 belong = "belongs" if len(retrying) == 1 else "belong"
                 said = ", ".join(map(repr, retrying))
