@@ -552,15 +552,23 @@ def test_report_of_one_workflow(workspace: Path, tmp_path: Path, capsys: Any) ->
 
 
 def test_report_of_an_unknown_workflow_is_an_error_naming_those_there(
-    workspace: Path, tmp_path: Path, capsys: Any
+    workspace: Path, tmp_path: Path, capsys: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """`--workflow nosuch` exits 1 naming the workflows the log holds, and writes nothing (it wrote
-    an empty report and exited 0)."""
+    an empty report and exited 0); the step logs it read to say so are closed (their DuckDB
+    connections were left open in a notebook's kernel)."""
+    from wfkit.logs._summaries import StepLog
+
+    opened: list[StepLog] = []
+    runs = StepLog.runs
+    monkeypatch.setattr(StepLog, "runs", lambda self, *a, **k: opened.append(self) or runs(self, *a, **k))
     outage_runs()
     out = tmp_path / "none"
     assert 1 == main(["report", "--out", str(out), "--workflow", "nosuch"])
     assert "no runs of workflow 'nosuch' in the step log; it holds runs of 'outage'" in capsys.readouterr().err
     assert not out.exists()
+    assert len(opened) == 2
+    assert [None, None] == [log._conn for log in opened]
 
 
 def test_report_out_a_file_says_a_report_is_a_folder(workspace: Path, tmp_path: Path, capsys: Any) -> None:

@@ -486,6 +486,22 @@ def write_report(
     from wfkit.logs._summaries import StepLog
 
     log = StepLog(workspace, since=since, workflow=workflow)
+    try:
+        return _write_report(log, workspace, out, since=since, workflow=workflow)
+    finally:
+        log.close()  # its DuckDB connection, on every way out: a refused window or workflow too
+
+
+def _write_report(
+    log: StepLog,
+    workspace: str | os.PathLike[str] | None,
+    out: str | os.PathLike[str],
+    *,
+    since: dt.datetime | str | None,
+    workflow: str | None,
+) -> Path:
+    from wfkit.logs._summaries import StepLog
+
     runs = log.runs()  # read (and the filters checked) before anything is written
     if runs.empty and since is not None:
         # An empty report for a window that has not begun answers no question: say which dates there are.
@@ -494,10 +510,13 @@ def write_report(
 
         future = since_in_future(resolve_root(workspace), parse_time("since", since), f"since {since}")
         if future:
-            log.close()
             raise ValueError(future)
     if runs.empty and workflow is not None:
-        held = StepLog(workspace).runs()
+        everything = StepLog(workspace)
+        try:
+            held = everything.runs()
+        finally:
+            everything.close()
         names = sorted({str(w) for w in held["workflow"]}) if len(held) else []
         raise ValueError(
             f"no runs of workflow {workflow!r} in the step log"
@@ -570,5 +589,4 @@ def write_report(
         f"<title>wfkit report</title><style>{_STYLE}</style></head><body>{header}{''.join(parts)}</body></html>",
         encoding="utf-8",
     )
-    log.close()
     return page
