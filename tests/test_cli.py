@@ -1651,6 +1651,22 @@ def test_a_run_id_given_by_its_last_characters_names_its_run(capsys: pytest.Capt
     assert "no run '001'" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("command", ["show", "resume", "fork", "reconcile"])
+def test_the_run_id_help_says_its_last_characters_are_enough(command: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """`wfkit show --help` (and resume, fork, reconcile) said a run id could be given by "enough of
+    its start", which names every run of a session (their ids begin with the time they were made):
+    the help now says what the commands take, the id's last characters (4 or more) first."""
+    with pytest.raises(SystemExit) as info:
+        main([command, "--help"])
+    assert 0 == info.value.code
+    out = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
+    assert (
+        "lists it (or run.run_id in Python), or its last characters (4 or more, e.g. 6dd461: a run id begins "
+        "with the time it was made, so the runs of one session share their start), or enough of its start, when "
+        "no other run's id ends or starts with them"
+    ) in out
+
+
 @pytest.mark.parametrize(
     "command",
     [

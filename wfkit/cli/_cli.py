@@ -1154,9 +1154,13 @@ def _cache(args: argparse.Namespace) -> int:
     return 0
 
 
-_RUN_ID_HELP = (
-    "the run's id, as `wfkit runs` lists it (or run.run_id in Python), or enough of its start to tell it apart"
+# What _run_of takes: the whole id, its start, or (_SUFFIX_MIN characters or more) its end.
+_RUN_ID_TAKES = (
+    f"or its last characters ({_SUFFIX_MIN} or more, e.g. 6dd461: a run id begins with the time it was made, "
+    "so the runs of one session share their start), or enough of its start, when no other run's id ends "
+    "or starts with them"
 )
+_RUN_ID_HELP = f"the run's id, as `wfkit runs` lists it (or run.run_id in Python), {_RUN_ID_TAKES}"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -1225,7 +1229,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     fork.add_argument(
         "run_id",
-        help="the stored run to fork (it stays as it is), its id or enough of its start; `wfkit runs` lists them",
+        help=f"the stored run to fork (it stays as it is): its id, as `wfkit runs` lists it (or run.run_id in "
+        f"Python), {_RUN_ID_TAKES}",
     )
     fork.add_argument("--at", required=True, help="the step whose checkpoint the fork starts from")
     fork.add_argument("--visit", type=int, help="which visit of a looping step (default: its last)")
