@@ -483,6 +483,19 @@ def write_report(
     workflow: str | None = None,
 ) -> Path:
     """Write ``out/index.html`` and its PNG plots for the runs in a workspace; returns the page."""
+    from wfkit.logs._summaries import quietly
+
+    with quietly():  # the report says why its runs table is empty itself, as an error naming what there is
+        return _write_report(workspace, out, since=since, workflow=workflow)
+
+
+def _write_report(
+    workspace: str | os.PathLike[str] | None,
+    out: str | os.PathLike[str],
+    *,
+    since: dt.datetime | str | None,
+    workflow: str | None,
+) -> Path:
     from wfkit.logs._summaries import StepLog
 
     log = StepLog(workspace, since=since, workflow=workflow)
