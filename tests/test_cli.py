@@ -364,7 +364,7 @@ def test_show_says_who_decided_a_gate_and_why(workspace: Path, capsys: pytest.Ca
     run = _gated_run(workspace)
     wfkit.Workspace().reject(run.tickets()[0].ticket_id, by="ana", comment="too large,\nask finance", resume=False)
     assert 0 == main(["show", run.run_id])
-    [row] = [line for line in capsys.readouterr().out.splitlines() if " rejected " in line]
+    [row] = [line for line in capsys.readouterr().out.splitlines() if " rejected " in line and " by ana " not in line]
     assert row.endswith(" rejected              0.000  by ana: too large, ask finance")
 
 
@@ -406,6 +406,88 @@ def gated_parent() -> wfkit.Workflow:
     parent.edge("prepare", "inner")
     parent.edge("prepare", "sign")
     return parent
+
+
+def _wfkit_elsewhere(*args: str) -> subprocess.CompletedProcess[str]:
+    """The `wfkit` command in a process of its own, which defines no workflow (tests/ importable, as
+    a run's recorded workflow must be for `wfkit resume`)."""
+    here = Path(__file__).parent
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(here.parent), str(here)])}
+    return subprocess.run(
+        [sys.executable, "-m", "wfkit", *args], env=env, capture_output=True, text=True, timeout=120, check=False
+    )
+
+
+def test_show_of_a_run_whose_gate_was_decided_says_it_waits_to_be_resumed(workspace: Path) -> None:
+    """`wfkit approve` in a shell decides a ticket but cannot go on with the run; `wfkit show` then
+    listed the decision's row and nothing else: the run read as waiting for approval still, with no
+    word that a resume was all it waited for. It now says who decided the gate, how, when and why,
+    that the run waits to be resumed, and the command that resumes it; after the resume, nothing."""
+    import durable_flows
+
+    run = durable_flows.refunds.run({"amount": 30}, workspace=workspace, policy="halt")
+    [ticket] = run.tickets()
+    where = ("--workspace", str(workspace))
+    approved = _wfkit_elsewhere("approve", ticket.ticket_id, *where, "--by", "ana", "--comment", "within\nbudget")
+    assert 0 == approved.returncode, approved.stderr
+    decided = wfkit.Workspace().ticket(ticket.ticket_id)
+    when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(decided.decided_at or 0))
+    shown = _wfkit_elsewhere("show", run.run_id[-6:], *where)
+    assert 0 == shown.returncode, shown.stderr
+    assert shown.stdout.startswith(f"run {run.run_id} of 'refunds-cli': waiting_approval\n")
+    assert shown.stdout.endswith(
+        f"\n\ndecided: ticket {ticket.ticket_id} at 'pay' was approved by ana at {when} (within budget); the run "
+        f"waits to be resumed, and a resume follows the approval: `wfkit resume {run.run_id} --workspace {workspace}`\n"
+    ), shown.stdout
+    assert "waiting for approval:" not in shown.stdout  # no ticket is open
+    resumed = _wfkit_elsewhere("resume", run.run_id, *where)
+    assert 0 == resumed.returncode, resumed.stderr
+    assert resumed.stdout.startswith(f"run {run.run_id}: succeeded\n")
+    shown = _wfkit_elsewhere("show", run.run_id, *where)
+    assert "decided:" not in shown.stdout
+    assert shown.stdout.rstrip().endswith(" ok                    0.000")
+
+
+def test_show_of_a_decided_gate_in_a_sub_workflow_names_the_run_and_the_ticket_still_open(
+    workspace: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A sub-workflow's gate decided from the shell, its parent's own gate still open: `wfkit show`
+    of the parent says the child's gate was decided, that the run waits for the open ticket too,
+    then for a resume, and, the run having recorded no workflow (made in this test), what
+    `--workflow` takes; a rejection is said as such."""
+    import wfkit.engine._workflow as workflows
+
+    run = gated_parent().run({}, workspace=workspace, policy="halt")
+    child_run = wfkit.Workspace().run_info(run.run_id)["children"][0]
+    tickets = {t.step: t for t in wfkit.Workspace().pending()}
+    for name in ("cli-gated-parent", "cli-gated-child"):
+        workflows._by_name.pop(name, None)  # the CLI is another process: it defines no workflow
+    where = ["--workspace", str(workspace)]
+    assert 0 == main(["reject", tickets["check"].ticket_id, *where, "--by", "bo"])
+    capsys.readouterr()
+    assert 0 == main(["show", run.run_id, *where])
+    out = capsys.readouterr().out
+    resume = (
+        f"`wfkit resume {run.run_id} --workspace {workspace} --workflow module:name` (started from a notebook "
+        "or script, the run recorded no workflow: module:name is the module attribute, or a function returning "
+        "it, that defines 'cli-gated-parent'), or with run.resume() in Python"
+    )
+    assert (
+        f"\n\ndecided: ticket {tickets['check'].ticket_id} at 'check' of sub-workflow run {child_run} was rejected "
+        "by bo at "
+    ) in out
+    assert (
+        " UTC; the run waits for the open ticket above to be decided too, then to be resumed, and a resume follows "
+        f"the rejection: {resume}\n"
+    ) in out
+    assert f"waiting for approval: ticket {tickets['sign'].ticket_id} at 'sign': sign it" in out
+    assert 0 == main(["approve", tickets["sign"].ticket_id, *where, "--by", "ana"])
+    capsys.readouterr()
+    assert 0 == main(["show", run.run_id, *where])
+    out = capsys.readouterr().out
+    assert "waiting for approval:" not in out
+    assert 2 == out.count("the run waits to be resumed, and a resume follows the ")
+    assert "at 'sign' was approved by ana at " in out
 
 
 def test_resume_of_a_run_that_halts_for_approval_lists_its_open_tickets(
@@ -1649,6 +1731,22 @@ def test_a_run_id_given_by_its_last_characters_names_its_run(capsys: pytest.Capt
     assert "run id '0001' is the end of 2 runs' ids: give more of it. They are: " in capsys.readouterr().err
     assert 1 == main(["show", "001"])  # under 4 characters: no end is taken
     assert "no run '001'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["show", "resume", "fork", "reconcile"])
+def test_the_run_id_help_says_its_last_characters_are_enough(command: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """`wfkit show --help` (and resume, fork, reconcile) said a run id could be given by "enough of
+    its start", which names every run of a session (their ids begin with the time they were made):
+    the help now says what the commands take, the id's last characters (4 or more) first."""
+    with pytest.raises(SystemExit) as info:
+        main([command, "--help"])
+    assert 0 == info.value.code
+    out = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
+    assert (
+        "lists it (or run.run_id in Python), or its last characters (4 or more, e.g. 6dd461: a run id begins "
+        "with the time it was made, so the runs of one session share their start), or enough of its start, when "
+        "no other run's id ends or starts with them"
+    ) in out
 
 
 @pytest.mark.parametrize(

@@ -203,6 +203,39 @@ def test_the_regression_notebook_quotes_the_mean_seats_its_table_shows() -> None
     assert values == re.findall(r"\d+\.\d+", repr(moved))
 
 
+@pytest.mark.slow  # runs a notebook in a Jupyter kernel (papermill)
+def test_the_latency_notebook_with_few_runs_says_which_figures_it_cannot_give(tmp_path: Path) -> None:
+    """Notebook 06 run with `-p runs 10` stopped at its run deadline with `TypeError: unsupported
+    format string passed to NoneType.__format__`: ten runs are too few for a deadline, which is None.
+    It now says, in words, why each figure too few runs cannot give is absent (the deadline, the
+    timeouts at P99 x 1.5, the P50 check) and how much it needs, and runs to its end."""
+    import papermill
+
+    notebook = ROOT / "notebooks" / "06_latency_analysis.ipynb"
+    saved = tmp_path / "out.ipynb"
+    papermill.execute_notebook(
+        str(notebook),
+        str(saved),
+        parameters={"runs": 10, "workspace": str(tmp_path / "ws")},
+        kernel_name="python3",
+        cwd=str(notebook.parent),
+        progress_bar=False,
+    )
+    cells = nbformat.read(saved, as_version=4).cells
+    text = "".join(o.get("text", "") for c in cells if c.cell_type == "code" for o in c.outputs)
+    assert "no run deadline for three-calls: only 10 runs that no timeout failed; need 20\n" in text
+    for step in ("draft", "critique", "revise"):
+        assert (
+            f"  {step} gets none, so nothing cuts it below: only 10 successful attempts; need 20 for advice\n" in text
+        )
+    assert re.search(
+        r"P50 not checked: 30 successful calls are too few to hold their median within 15% of the model's "
+        r"\(by chance alone it may land up to \d+% off\); the check needs 368 calls \(runs=123 or more\)\n",
+        text,
+    ), text
+    assert not [o for c in cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
+
+
 def test_the_quickstart_explains_the_controls_under_its_run_view() -> None:
     """Notebook 01's run view ends with an "inspect step" picker (empty until a step is picked) and a
     "state" toggle, which its "What to look at" never mentioned: a newcomer saw a blank dropdown and

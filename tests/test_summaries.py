@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import warnings
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -130,11 +131,53 @@ def test_steplog_filters_narrow_every_question(logged: Logged) -> None:
 
 
 def test_steplog_since_in_the_future_is_empty(logged: Logged) -> None:
-    """A filter that keeps nothing gives empty tables with the usual columns."""
+    """A filter that keeps nothing gives empty tables with the usual columns (and says why)."""
     later = dt.datetime.now(dt.UTC) + dt.timedelta(days=1)
     log = wf.StepLog(logged.folder, since=later)
-    assert 0 == len(log.latency())
-    assert list(logged.frame.wf.latency().columns) == list(log.latency().columns)
+    with pytest.warns(UserWarning, match="is in the future"):
+        assert 0 == len(log.latency())
+    with pytest.warns(UserWarning, match="is in the future"):
+        assert list(logged.frame.wf.latency().columns) == list(log.latency().columns)
+
+
+def test_steplog_says_why_an_empty_answer_is_empty(logged: Logged) -> None:
+    """wf.StepLog(workflow="alpah").runs(), step="fetchh" or since="2999-01-01" answered every
+    question with an empty table, without a word, where wf.steps warns; and status="error" (no
+    attempt's status) answered nothing as well. StepLog now warns as wf.steps does, once per
+    question (advise_timeouts asks others), at the caller's line, and refuses a status there is not;
+    an empty answer to a real question says nothing."""
+    statuses = "ok, retry, failed, timeout, waiting_approval, approved, rejected, skipped, cached, cancelled"
+    with pytest.raises(
+        ValueError, match=rf"^status= 'error' is no attempt status; an attempt's status is one of {statuses}$"
+    ):
+        wf.StepLog(logged.folder, status="error")
+    with pytest.raises(ValueError, match=r"^status= 'fail' \(did you mean 'failed'\?\) is no attempt status"):
+        wf.StepLog(logged.folder).latency(status=["ok", "fail"])
+    with pytest.raises(ValueError, match=r"'sucess' is no attempt status"):
+        wf.StepLog(logged.folder, workflow="alpha").narrow(status="sucess")
+    root = logged.folder / "steps"
+    with pytest.warns(UserWarning, match="has workflow 'alpah'") as caught:
+        assert wf.StepLog(logged.folder, workflow="alpah").runs().empty
+    assert [
+        f"no row of the step log at {root} has workflow 'alpah' (did you mean 'alpha'?); "
+        "its workflows are 'alpha', 'beta/β two'"
+    ] == [str(w.message) for w in caught]
+    assert __file__ == caught[0].filename
+    with pytest.warns(UserWarning, match="has step 'fetchh'") as caught:
+        assert wf.StepLog(logged.folder, workflow="alpha", step="fetchh").advise_timeouts().empty
+    assert [
+        f"no row of the step log at {root} has step 'fetchh' (did you mean 'fetch'?); its steps are 'answer', 'fetch'"
+    ] == [str(w.message) for w in caught]
+    with pytest.warns(UserWarning, match="is in the future") as caught:
+        assert wf.StepLog(logged.folder, since="2999-01-01").errors().empty
+    (said,) = [str(w.message) for w in caught]
+    assert said.startswith("since='2999-01-01' is in the future (2999-01-01 00:00 UTC; it is now ")
+    assert f"so no attempt has started since; the step log at {root} holds attempts from " in said
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert wf.StepLog(logged.folder, step="fetch", status="failed").failures().empty  # fetch never gave up
+        assert wf.StepLog(logged.folder, run_id="r9").runs().empty  # a run may have no row yet
+        assert wf.StepLog(logged.folder, since="2000-01-01", until="2000-01-02").latency().empty  # a past window
 
 
 def test_steplog_of_an_empty_workspace_has_the_accessors_columns(workspace: Path) -> None:

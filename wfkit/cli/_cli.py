@@ -209,6 +209,7 @@ def _show(args: argparse.Namespace) -> int:
         _print(f"{label(e):{named}} {e['visit']:5d} {e['attempt']:7d} {e['status']:17} {e['latency_s']:9.3f}  {detail}")
     _print_reconciliations(ws, args, args.run_id)
     _print_tickets(ws, args, args.run_id)
+    _print_decided_tickets(ws, args, args.run_id)
     stopped = how_stopped(ws.store, args.run_id, info["status"])
     if stopped.in_flight:
         _print(f"\nin flight when the process stopped: {'; '.join(f.describe() for f in stopped.in_flight)}")
@@ -288,6 +289,29 @@ def _print_tickets(ws: Any, args: argparse.Namespace, run_id: str) -> None:
         _print(
             f"\nwaiting for approval: ticket {ticket['ticket_id']} at {ticket['step']!r}{where}: {ticket['reason']}:"
             f" `{ticket['command']}`"
+        )
+
+
+def _print_decided_tickets(ws: Any, args: argparse.Namespace, run_id: str) -> None:
+    """The gates of a run (its sub-workflows' too) decided where the run could not go on (`wfkit
+    approve`, another process): it waits at them until it is resumed, which applies the decision.
+    Who decided, how, when and why, and the command that resumes it."""
+    decided = ws.store.tickets.awaiting_resume(ws.store.descendant_runs(run_id))
+    if not decided:
+        return
+    hint = _resume_hint(ws, args, run_id).removeprefix("resume with ")
+    still_open = _open_tickets(ws, args, run_id)
+    for ticket in decided:
+        where = "" if ticket.run_id == run_id else f" of sub-workflow run {ticket.run_id}"
+        when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(ticket.decided_at or 0))
+        why = f" ({' '.join(ticket.comment.split())})" if ticket.comment else ""
+        decision = "approval" if ticket.status == "approved" else "rejection"
+        others = "ticket above" if len(still_open) == 1 else "tickets above"
+        then = f"for the open {others} to be decided too, then " if still_open else ""
+        _print(
+            f"\ndecided: ticket {ticket.ticket_id} at {ticket.step!r}{where} was {ticket.status} by "
+            f"{ticket.decided_by} at {when}{why}; the run waits {then}to be resumed, and a resume follows the "
+            f"{decision}: {hint}"
         )
 
 
@@ -1154,9 +1178,13 @@ def _cache(args: argparse.Namespace) -> int:
     return 0
 
 
-_RUN_ID_HELP = (
-    "the run's id, as `wfkit runs` lists it (or run.run_id in Python), or enough of its start to tell it apart"
+# What _run_of takes: the whole id, its start, or (_SUFFIX_MIN characters or more) its end.
+_RUN_ID_TAKES = (
+    f"or its last characters ({_SUFFIX_MIN} or more, e.g. 6dd461: a run id begins with the time it was made, "
+    "so the runs of one session share their start), or enough of its start, when no other run's id ends "
+    "or starts with them"
 )
+_RUN_ID_HELP = f"the run's id, as `wfkit runs` lists it (or run.run_id in Python), {_RUN_ID_TAKES}"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -1225,7 +1253,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     fork.add_argument(
         "run_id",
-        help="the stored run to fork (it stays as it is), its id or enough of its start; `wfkit runs` lists them",
+        help=f"the stored run to fork (it stays as it is): its id, as `wfkit runs` lists it (or run.run_id in "
+        f"Python), {_RUN_ID_TAKES}",
     )
     fork.add_argument("--at", required=True, help="the step whose checkpoint the fork starts from")
     fork.add_argument("--visit", type=int, help="which visit of a looping step (default: its last)")

@@ -483,11 +483,12 @@ def write_report(
     workflow: str | None = None,
 ) -> Path:
     """Write ``out/index.html`` and its PNG plots for the runs in a workspace; returns the page."""
-    from wfkit.logs._summaries import StepLog
+    from wfkit.logs._summaries import StepLog, quietly
 
     log = StepLog(workspace, since=since, workflow=workflow)
     try:
-        return _write_report(log, workspace, out, since=since, workflow=workflow)
+        with quietly():  # the report says why its runs table is empty itself, as an error naming what there is
+            return _write_report(log, workspace, out, since=since, workflow=workflow)
     finally:
         log.close()  # its DuckDB connection, on every way out: a refused window or workflow too
 

@@ -786,7 +786,7 @@ def check_statuses(status: str | Sequence[str] | None) -> None:
         raise ValueError(f"status= {named} is no attempt status; an attempt's status is one of {', '.join(STATUSES)}")
 
 
-def warn_of_absent(root: Path, filters: Mapping[str, str | Sequence[str] | None]) -> None:
+def warn_of_absent(root: Path, filters: Mapping[str, str | Sequence[str] | None], *, stacklevel: int = 3) -> None:
     """After a filtered read came back empty: warn of each filter value that no row of the step log
     holds at all (a misspelt workflow or step), naming the closest value and those there are. An
     empty answer stays an answer (a step that never failed has no failed rows), so this warns,
@@ -805,7 +805,9 @@ def warn_of_absent(root: Path, filters: Mapping[str, str | Sequence[str] | None]
             continue
         named = ", ".join(f"{v!r}{did_you_mean(str(v), present)}" for v in absent)
         listed = ", ".join(repr(v) for v in sorted(present)[:12]) + (", ..." if len(present) > 12 else "")
-        warnings.warn(f"no row of the step log at {root} has {name} {named}; its {name}s are {listed}", stacklevel=3)
+        warnings.warn(
+            f"no row of the step log at {root} has {name} {named}; its {name}s are {listed}", stacklevel=stacklevel
+        )
 
 
 def since_in_future(root: Path, since: dt.datetime | None, given: str) -> str | None:

@@ -15,14 +15,17 @@ summary, 10-30x slower, that users would meet without knowing why their report c
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import datetime as dt
+import functools
 import os
 import re
 import tempfile
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from wfkit.logs._tables import ERROR_KINDS, KEYS, QUANTILES, check_window, in_run_order, parse_time, quantile_label
 
@@ -67,6 +70,40 @@ _STOPPED = (
 )
 
 
+# True while a StepLog question is being answered (one question asks others: advise_timeouts asks
+# latency and runs), or while wfkit asks one that says why an empty answer is empty itself (the report).
+_ANSWERING: contextvars.ContextVar[bool] = contextvars.ContextVar("wfkit_steplog_answering", default=False)
+
+_Question = TypeVar("_Question", bound=Callable[..., "pd.DataFrame"])
+
+
+@contextlib.contextmanager
+def quietly() -> Iterator[None]:
+    """StepLog questions asked inside say nothing of an empty answer: for a caller that says why."""
+    token = _ANSWERING.set(True)
+    try:
+        yield
+    finally:
+        _ANSWERING.reset(token)
+
+
+def _warns_when_empty(question: _Question) -> _Question:
+    """A StepLog question whose empty answer warns, as ``wf.steps`` does, when a filter is why: a
+    workflow or step no row holds (the closest one named), or a ``since`` in the future."""
+
+    @functools.wraps(question)
+    def asked(self: StepLog, *args: Any, **kwargs: Any) -> pd.DataFrame:
+        if _ANSWERING.get():
+            return question(self, *args, **kwargs)
+        with quietly():
+            answer = question(self, *args, **kwargs)
+            if answer.empty:
+                self._warn_of_empty_answer()
+        return answer
+
+    return asked  # type: ignore[return-value]
+
+
 class StepLog:
     """The step-log dataset on disk, summarised without loading it.
 
@@ -78,6 +115,10 @@ class StepLog:
     DuckDB spills to the system's temporary folder. By default DuckDB takes up to 80% of RAM: the
     retries table of 100M rows peaked at 11 GB by default and ran as fast within 2 GB. A question
     that cannot spill (exact quantiles of more latencies than fit) fails saying so.
+
+    A ``status`` no attempt can have is refused (``ValueError`` naming the statuses there are). An
+    empty answer warns, as ``wf.steps`` does, when a filter explains it: a workflow or step no row
+    of the log holds (naming the closest and those there are), or a ``since`` in the future.
     """
 
     def __init__(
@@ -96,7 +137,10 @@ class StepLog:
             raise ValueError(
                 f"memory_limit={memory_limit!r} is not a size: give a number and a unit, such as '2GB' or '512MB'"
             )
+        from wfkit.logs._steplog import check_statuses
+
         check_window(since, until)  # here, not at the first question: a window no row can meet answers nothing
+        check_statuses(status)  # "error" or "success" would answer every question with nothing
         self.path = path
         self.memory_limit = memory_limit
         self._filters: dict[str, Any] = {
@@ -115,6 +159,25 @@ class StepLog:
         return f"StepLog({self.path!r}" + "".join(f", {k}={v!r}" for k, v in active.items()) + ")"
 
     # ---- plumbing ------------------------------------------------------------------------------
+
+    def _warn_of_empty_answer(self) -> None:
+        """After an empty answer: warn of each workflow or step filter value no row holds, and of a
+        ``since`` in the future, in ``wf.steps``'s words (warnings point at the caller's line)."""
+        import warnings
+
+        from wfkit.logs._steplog import since_in_future, warn_of_absent
+        from wfkit.logs._tables import parse_time
+
+        root, files = self._files()
+        if not files:
+            return
+        warn_of_absent(root, {"workflow": self._filters["workflow"], "step": self._filters["step"]}, stacklevel=4)
+        since = self._filters["since"]
+        if since is not None:
+            given = f"since={since!r}" if isinstance(since, str) else f"since={since}"
+            future = since_in_future(root, parse_time("since", since), given)
+            if future:
+                warnings.warn(future, stacklevel=3)
 
     def _files(self) -> tuple[Path, list[Path]]:
         from wfkit.logs._steplog import resolve_root, segment_files
@@ -215,11 +278,15 @@ class StepLog:
 
     # ---- summaries -----------------------------------------------------------------------------
 
+    @_warns_when_empty
     def latency(
         self, quantiles: Sequence[float] = QUANTILES, *, status: str | Sequence[str] | None = "ok"
     ) -> pd.DataFrame:
         """Latency percentiles per (workflow, step), as ``df.wf.latency()``: successful attempts by
         default, ``status=None`` for all."""
+        from wfkit.logs._steplog import check_statuses
+
+        check_statuses(status)
         labels = [quantile_label(q) for q in quantiles]
         extra = "latency_s IS NOT NULL AND NOT isnan(latency_s)"
         wanted: list[Any] = []
@@ -249,6 +316,7 @@ class StepLog:
         )
         return table if first is None else in_run_order(table, first)
 
+    @_warns_when_empty
     def failures(self) -> pd.DataFrame:
         """Attempts, failed attempts by error kind, failure rate and timeouts, as ``df.wf.failures()``."""
         kinds = ", ".join(f"count(*) FILTER (WHERE error_kind = '{k}') AS {k}" for k in ERROR_KINDS)
@@ -268,6 +336,7 @@ class StepLog:
         frame["timeouts"] = timeouts.astype("int64")
         return self._in_run_order(frame)
 
+    @_warns_when_empty
     def retries(self) -> pd.DataFrame:
         """Retries per step visit (a map item's own), as ``df.wf.retries()``."""
         source, params = self._attempts()
@@ -282,6 +351,7 @@ class StepLog:
             return _empty("retries")
         return self._in_run_order(frame.set_index(keys))
 
+    @_warns_when_empty
     def errors(self, *, top: int | None = None) -> pd.DataFrame:
         """Failed attempts by (workflow, step), kind, type and message, commonest first, as
         ``df.wf.errors()``."""
@@ -304,6 +374,7 @@ class StepLog:
         frame["last"] = frame["last"].dt.tz_convert("UTC")
         return frame.set_index([*keys, "error_kind", "error_type", "error_message"])
 
+    @_warns_when_empty
     def runs(self) -> pd.DataFrame:
         """One row per run, as ``df.wf.runs()`` (start, end, attempts, steps_ok, failed, retries,
         workflow, span_s, duration_s, fell_back, run_failed, failed_on_timeout), in start order."""
@@ -351,6 +422,7 @@ class StepLog:
         outcome = ["fell_back", "run_failed", "failed_on_timeout"]
         return frame[[c for c in frame.columns if c not in outcome] + outcome].set_index("run_id")
 
+    @_warns_when_empty
     def advise_timeouts(
         self, quantile: float = 0.99, margin: float = 1.5, *, min_samples: int = 20, min_timeout: float = 0.1
     ) -> pd.DataFrame:

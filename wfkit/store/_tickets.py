@@ -166,6 +166,22 @@ class Tickets:
             params.append(run_id)
         return [self._ticket(r) for r in self.read(sql + " ORDER BY created_at", params)]
 
+    def awaiting_resume(self, run_ids: Sequence[str]) -> list[Ticket]:
+        """The decided tickets of these runs that no resume has applied yet, in the order they were
+        decided: each one's run still waits at a gate and its gate's step visit has no outcome in the
+        journal (decided where the run could not be resumed: a shell, another process)."""
+        found: list[Ticket] = []
+        for run_id in run_ids:
+            rows = self.read(
+                f"SELECT {', '.join('t.' + c.strip() for c in self._TICKET_COLS.split(','))} FROM tickets t "
+                "JOIN runs r ON r.run_id = t.run_id WHERE t.run_id=? AND t.status IN ('approved', 'rejected') "
+                "AND r.status=? AND NOT EXISTS (SELECT 1 FROM journal j WHERE j.run_id = t.run_id "
+                "AND j.step = t.step AND j.visit = t.visit AND j.outcome IS NOT NULL) ORDER BY t.decided_at",
+                (run_id, RunStatus.WAITING_APPROVAL),
+            )
+            found.extend(self._ticket(r) for r in rows)
+        return found
+
     def decide(
         self, ticket_id: str, decision: str, by: str, comment: str, event: Callable[[Ticket], StepEvent]
     ) -> tuple[Ticket, bool]:
