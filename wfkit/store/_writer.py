@@ -233,7 +233,9 @@ class Writer:
             loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = _Future(loop=loop)  # what loop.create_future makes, without its frame
         pending = _Pending(fn, rows, future, loop)
-        if self.inline_budget > 0 and self._inline is not None:
+        # Writes still on their way to the writer rule a commit here out (``_commit_here`` asks
+        # again under the lock): in a burst of checkpoints, the idle loop's checks are skipped.
+        if self.inline_budget > 0 and not self._outstanding and self._inline is not None:
             committed = self._commit_here(pending, loop)
             if committed is _NOW:  # durable already: the waiter need not wait for anyone
                 # (None of this loop's earlier waiters is still to be woken: the loop was idle.)
