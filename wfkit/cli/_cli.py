@@ -208,8 +208,8 @@ def _show(args: argparse.Namespace) -> int:
             detail = f"{detail.split(_ASK_RECONCILE, 1)[0]}; since {verdict(*made)}"
         _print(f"{label(e):{named}} {e['visit']:5d} {e['attempt']:7d} {e['status']:17} {e['latency_s']:9.3f}  {detail}")
     _print_reconciliations(ws, args, args.run_id)
-    _print_tickets(ws, args, args.run_id)
-    _print_decided_tickets(ws, args, args.run_id)
+    still_open = _print_tickets(ws, args, args.run_id)
+    _print_decided_tickets(ws, args, args.run_id, still_open)
     stopped = how_stopped(ws.store, args.run_id, info["status"])
     if stopped.in_flight:
         _print(f"\nin flight when the process stopped: {'; '.join(f.describe() for f in stopped.in_flight)}")
@@ -282,25 +282,29 @@ def _open_tickets(ws: Any, args: argparse.Namespace, run_id: str) -> list[dict[s
     ]
 
 
-def _print_tickets(ws: Any, args: argparse.Namespace, run_id: str) -> None:
-    """The open approval tickets a run waits on, with the command that decides each."""
-    for ticket in _open_tickets(ws, args, run_id):
+def _print_tickets(ws: Any, args: argparse.Namespace, run_id: str) -> list[dict[str, Any]]:
+    """The open approval tickets a run waits on, with the command that decides each; returns them."""
+    tickets = _open_tickets(ws, args, run_id)
+    for ticket in tickets:
         where = "" if ticket["run_id"] == run_id else f" of sub-workflow run {ticket['run_id']}"
         _print(
             f"\nwaiting for approval: ticket {ticket['ticket_id']} at {ticket['step']!r}{where}: {ticket['reason']}:"
             f" `{ticket['command']}`"
         )
+    return tickets
 
 
-def _print_decided_tickets(ws: Any, args: argparse.Namespace, run_id: str) -> None:
+def _print_decided_tickets(
+    ws: Any, args: argparse.Namespace, run_id: str, still_open: Sequence[dict[str, Any]]
+) -> None:
     """The gates of a run (its sub-workflows' too) decided where the run could not go on (`wfkit
     approve`, another process): it waits at them until it is resumed, which applies the decision.
-    Who decided, how, when and why, and the command that resumes it."""
+    Who decided, how, when and why, and the command that resumes it (after ``still_open``, the
+    tickets ``_print_tickets`` printed above, are decided too)."""
     decided = ws.store.tickets.awaiting_resume(ws.store.descendant_runs(run_id))
     if not decided:
         return
     hint = _resume_hint(ws, args, run_id).removeprefix("resume with ")
-    still_open = _open_tickets(ws, args, run_id)
     for ticket in decided:
         where = "" if ticket.run_id == run_id else f" of sub-workflow run {ticket.run_id}"
         when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(ticket.decided_at or 0))
