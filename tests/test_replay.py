@@ -1475,3 +1475,41 @@ def test_notebooks_named_after_an_option_are_replayed_too(project: Path, capsys:
         main(["replay", "nbs/a.ipynb", "--list-parametres", "nbs/b.ipynb"])
     assert 2 == info.value.code
     assert "unrecognized arguments: --list-parametres" in capsys.readouterr().err
+
+
+@pytest.mark.slow  # starts a Jupyter kernel per case (papermill)
+@pytest.mark.parametrize(
+    ("notebook", "parameters", "said"),
+    [
+        (
+            "06_latency_analysis",
+            {"concurrency": 0},
+            "runs and concurrency must be at least 1, got runs=150, concurrency=0",
+        ),
+        ("06_latency_analysis", {"runs": 0}, "runs and concurrency must be at least 1, got runs=0, concurrency=16"),
+        ("03_retries_and_timeouts", {"runs": 0}, "runs must be at least 1, got 0: pass e.g. papermill -p runs 30"),
+    ],
+)
+def test_a_notebook_run_with_nothing_to_run_says_so(
+    tmp_path: Path, notebook: str, parameters: dict[str, int], said: str
+) -> None:
+    """Notebook 06 run with `-p concurrency 0` waited for ever (no run ever got a slot), with
+    `-p runs 0` it failed with a WorkspaceNotFoundError that blamed the workspace; notebook 03 with
+    `-p runs 0` printed empty tables and "gave up: 0 of 0" as if that were a result. Each now stops
+    at once, in its first cell after the parameters, saying which value to give."""
+    import papermill
+
+    path = ROOT / "notebooks" / f"{notebook}.ipynb"
+    with pytest.raises(papermill.PapermillExecutionError) as raised:
+        papermill.execute_notebook(
+            str(path),
+            str(tmp_path / "out.ipynb"),
+            parameters={**parameters, "workspace": str(tmp_path / "ws")},
+            kernel_name="python3",
+            cwd=str(path.parent),
+            progress_bar=False,
+            execution_timeout=60,
+        )
+    assert raised.value.ename == "ValueError"
+    assert said in raised.value.evalue
+    assert not (tmp_path / "ws").exists()  # nothing ran
