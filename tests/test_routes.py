@@ -670,10 +670,12 @@ def test_parenthesised_composition_builds_a_route():
     assert Go("next") == route.go
 
 
-def test_rshift_to_a_non_go_raises_type_error():
-    """`condition >> "step"` raises TypeError saying to use wfkit.go('step')."""
-    with pytest.raises(TypeError, match=r"needs x = wfkit.go\('step'\)"):
-        A >> "next"  # type: ignore[operator]
+def test_rshift_to_a_step_name_is_a_go_and_anything_else_is_refused():
+    """`condition >> "step"` goes to that step with its own tools (it raised a TypeError before);
+    anything but a name or wfkit.go(...) raises one saying what to write."""
+    assert (A >> "next") == (A >> go("next"))
+    with pytest.raises(TypeError, match=r"needs x = wfkit.go\('step'\) or a step's name, got 3"):
+        A >> 3  # type: ignore[operator]
 
 
 @pytest.mark.parametrize(

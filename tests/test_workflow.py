@@ -180,14 +180,28 @@ def test_two_functions_with_one_name_are_refused() -> None:
         flow.step(two, name="same")
 
 
-def test_route_requires_route_objects_and_go_default() -> None:
-    """route() rejects a bare condition or a string default with a hint."""
+def test_route_requires_route_objects_and_takes_a_step_name_for_a_destination() -> None:
+    """route() rejects a bare condition with a hint. A destination may be a step's name, as in
+    LangGraph: `default="a"` (refused before, with `default must be wfkit.go('step')`) is
+    `default=wf.go("a")`, and `when(...) >> "a"` is `>> wf.go("a")`; a step's function or
+    anything else is refused saying what to write."""
     flow = wf.Workflow("r")
     flow.step(lambda s: None, name="a")
     with pytest.raises(TypeError, match=r"wfkit.when\(...\) >> wfkit.go\(...\)"):
         flow.route("a", wf.when("x", "eq", 1), default=wf.go("a"))  # type: ignore[arg-type]
-    with pytest.raises(TypeError, match=r"default must be wfkit\.go"):
-        flow.route("a", default="a")  # type: ignore[arg-type]
+    flow.route("a", wf.when("x", "eq", 1) >> "a", default="a")
+    router = flow._routers["a"]
+    assert (wf.go("a"), (wf.go("a"),)) == (router.default, tuple(r.go for r in router.routes))
+
+    def answer(state: Any) -> None:
+        return None
+
+    with pytest.raises(
+        TypeError, match=r"default must be wfkit.go\('step'\) or a step's name, got the function answer: write 'answer'"
+    ):
+        flow.route("a", default=answer)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"default must be wfkit.go\('step'\) or a step's name, got 3"):
+        flow.route("a", default=3)  # type: ignore[arg-type]
 
 
 def test_edge_needs_a_target_and_workflow_needs_a_name() -> None:

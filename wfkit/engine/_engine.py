@@ -73,7 +73,7 @@ from wfkit.model._graph import Graph
 from wfkit.model._merge import Merge
 from wfkit.model._processors import DEFAULT_PROCESSORS, Processor
 from wfkit.model._retry import ErrorKind
-from wfkit.model._routes import END, Go
+from wfkit.model._routes import END, Go, Router
 from wfkit.model._status import RunStatus
 from wfkit.model._steps import StepSpec
 from wfkit.model._suggest import did_you_mean
@@ -124,6 +124,24 @@ def apply_updates(state: dict[str, Any], updates: Mapping[str, Any], merges: Map
         merge = merges.get(key)
         out[key] = merge(out.get(key), value) if merge is not None else value
     return out
+
+
+# The warnings registry of RouteFieldWarning at its routes' declarations (see _warn_at_route).
+_route_warnings: dict[Any, Any] = {}
+
+
+def _warn_at_route(router: Router | None, warning: RouteFieldWarning) -> None:
+    """Warn of a route's field at the line that declared the routes (``flow.route(...)``), the
+    user's code, not at the engine's: Python shows that line under the warning, and its default
+    filter shows the same words there once, not once per run (a batch of a thousand runs misled
+    by one misspelt field says so once). Routes of a flow spec, which no line of Python declared,
+    warn at the engine's line."""
+    site = None if router is None else router.declared_at
+    if site is None:
+        warnings.warn(warning, stacklevel=3)
+        return
+    filename, lineno, module = site
+    warnings.warn_explicit(warning, RouteFieldWarning, filename, lineno, module=module, registry=_route_warnings)
 
 
 class Execution:
@@ -636,16 +654,16 @@ class Execution:
         present = sorted(self.state)
         for name in absent:
             hint = did_you_mean(name, present)
-            warnings.warn(
+            _warn_at_route(
+                self._onward[step].router,
                 RouteFieldWarning(
-                    f"run {self.run_id}: the route after step {step!r} compares field {name!r}, which "
+                    f"workflow {self.workflow!r}: the route after step {step!r} compares field {name!r}, which "
                     f"neither the run's inputs nor any step so far put in the state (it holds {present})"
                     f"{hint}; a missing field compares false, and no route held: the run went to the "
                     f"default, {chosen.target!r}. Fix the field's name in the "
                     f"condition; if it is optional, declare the step that writes it "
                     f"(@flow.step(writes=[{name!r}])) or test it with wfkit.when({name!r}, 'exists')"
                 ),
-                stacklevel=2,
             )
 
     def _warn_held(self, step: str, held: tuple[tuple[Go, tuple[str, ...]], ...], chosen: Go | None) -> None:
@@ -658,16 +676,16 @@ class Execution:
         absent = self._newly_absent(next((names for go, names in held if go is chosen), ()))
         present = sorted(self.state)
         for name in absent:
-            warnings.warn(
+            _warn_at_route(
+                self._onward[step].router,
                 RouteFieldWarning(
-                    f"run {self.run_id}: the route after step {step!r} to {chosen.target!r} compares field "
+                    f"workflow {self.workflow!r}: the route after step {step!r} to {chosen.target!r} compares field "
                     f"{name!r}, which neither the run's inputs nor any step so far put in the state (it holds "
                     f"{present}){did_you_mean(name, present)}; a missing field equals nothing, so the route held "
                     f"because it is missing (a loop back goes round to its visit bound). Fix the field's name in "
                     f"the condition or in the step that writes it; if it is optional, declare the step that "
                     f"writes it (@flow.step(writes=[{name!r}])) or test it with wfkit.when({name!r}, 'exists')"
                 ),
-                stacklevel=2,
             )
 
     # ---- scheduling ------------------------------------------------------------------------

@@ -44,7 +44,7 @@ from wfkit.model._graph import Graph, compile_graph, describe_changes
 from wfkit.model._merge import Merge, check_merges
 from wfkit.model._processors import DEFAULT_PROCESSORS, Processor
 from wfkit.model._retry import ATTEMPT_WORDS, RETRY_WORDS, Classifier, RetryPolicy, retry_field_value
-from wfkit.model._routes import Go, Route, Router, check_step_names
+from wfkit.model._routes import Go, Route, Router, as_go, check_step_names
 from wfkit.model._seconds import Seconds
 from wfkit.model._status import RunStatus
 from wfkit.model._steps import Cache, MapSpec, StepFunction, StepSpec, make_map, make_spec, make_subflow, subflow_body
@@ -599,21 +599,26 @@ class Workflow:
             self.edge(source, target)
         return self
 
-    def route(self, source: str, *routes: Route, default: Go) -> Workflow:
+    def route(self, source: str, *routes: Route, default: Go | str) -> Workflow:
         """Conditional routes out of ``source``, tried in order after it completes.
 
         ``flow.route("classify", wfkit.when("kind", "eq", "code") >> wfkit.go("code_search",
-        tools=["web_search"]), default=wfkit.go("answer"))``. The default is required, so no state
-        leads to a dead end; ``default=wfkit.go(wfkit.END)`` ends the branch. Calling route again
-        for the same source replaces its routes.
+        tools=["web_search"]), default="answer")``. A destination is ``wfkit.go(step, tools=...)``,
+        or the step's name alone (``default="answer"`` is ``default=wfkit.go("answer")``: the step
+        keeps its own tools). The default is required, so no state leads to a dead end;
+        ``default=wfkit.END`` ends the branch. Calling route again for the same source replaces its
+        routes.
         """
         check_step_names("flow.route", source, more=", ...")
         for r in routes:
             if not isinstance(r, Route):
                 raise TypeError(f"routes out of {source!r} must be `wfkit.when(...) >> wfkit.go(...)`, got {r!r}")
-        if not isinstance(default, Go):
-            raise TypeError(f"default must be wfkit.go('step'), got {default!r}")
-        self._routers[source] = Router(tuple(routes), default)
+        caller = sys._getframe(1)  # where the routes are declared: their warnings point there
+        self._routers[source] = Router(
+            tuple(routes),
+            as_go(default, "default must be wfkit.go('step') or a step's name"),
+            (caller.f_code.co_filename, caller.f_lineno, caller.f_globals.get("__name__", "__main__")),
+        )
         self._graph = None
         return self
 

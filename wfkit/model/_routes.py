@@ -163,11 +163,8 @@ class Condition:
         )
 
     def __rshift__(self, target: Any) -> Any:
-        # `when(...) >> go("step")` builds a Route; imported late to keep modules acyclic.
-
-        if not isinstance(target, Go):
-            raise TypeError(f"`condition >> x` needs x = wfkit.go('step'), got {target!r}")
-        return Route(self, target)
+        # `when(...) >> go("step")` (or `>> "step"`, the step with its own tools) builds a Route.
+        return Route(self, as_go(target, "`condition >> x` needs x = wfkit.go('step') or a step's name"))
 
 
 @dataclass(frozen=True, slots=True, eq=True)
@@ -443,7 +440,7 @@ def condition_from_dict(data: Mapping[str, Any]) -> Condition:
 
 
 END = "__end__"
-"""Route target that ends the branch: ``default=wfkit.go(wfkit.END)``."""
+"""Route target that ends the branch: ``default=wfkit.END`` (or ``wfkit.go(wfkit.END)``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -465,6 +462,20 @@ def check_step_names(call: str, *names: object, more: str = "") -> None:
         raise TypeError(f"{call}() takes step names, not functions: write {call}({fixed}{more})")
     wrong = next(name for name in names if not isinstance(name, str))
     raise TypeError(f"{call}() needs a step name, got {wrong!r}")
+
+
+def as_go(target: object, needs: str) -> Go:
+    """A route's destination given as ``wfkit.go(...)`` or as a step's name (``"answer"`` is
+    ``go("answer")``: the step keeps its own tools); anything else is refused with ``needs``, a
+    step's function with its name to write."""
+    if isinstance(target, Go):
+        return target
+    if isinstance(target, str):
+        return go(target)
+    name = getattr(target, "__name__", None)
+    if callable(target) and isinstance(name, str):
+        raise TypeError(f"{needs}, got the function {name}: write {name!r} (its step's name)")
+    raise TypeError(f"{needs}, got {target!r}")
 
 
 def go(target: str, *, tools: Iterable[str] | None = None) -> Go:
@@ -499,6 +510,9 @@ class Router:
 
     routes: tuple[Route, ...]
     default: Go
+    # Where ``flow.route`` was called (file, line, module): a warning about the routes points
+    # there, at the user's code. Not part of what the routes are (no repr, no equality).
+    declared_at: tuple[str, int, str] | None = field(default=None, repr=False, compare=False)
     targets: frozenset[str] = field(init=False)
     # Each route's condition as a predicate (Condition.predicate), with where it goes: what choose
     # tries. Derived, so outside the constructor, the repr and equality.
