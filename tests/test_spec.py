@@ -378,6 +378,33 @@ def test_a_route_to_an_unknown_step_says_how_a_spec_ends_the_branch(tmp_path: Pa
     assert problem.endswith("add it under steps: (with its fn:), or write go: __end__ to finish")
 
 
+def _label(state: Any) -> dict[str, Any]:
+    return {"label": "spam"}
+
+
+def _done(state: Any) -> dict[str, Any]:
+    return {"done": True}
+
+
+def test_a_misspelt_route_field_in_a_spec_warns_at_the_routes_line(tmp_path: Path) -> None:
+    """A route of a spec file comparing a field nobody writes warns, as a route in code does, but
+    at the routes' line in the file (Python shows that line when the file is where it was read),
+    not at a line of wfkit's engine."""
+    (tmp_path / "triage.yaml").write_text(
+        "wfkit_flow: 1\nname: triage\nentry: classify\nsteps:\n"
+        "  classify: {fn: _label}\n  junk: {fn: _done}\n  inbox: {fn: _done}\n"
+        "routes:\n  classify:\n    routes:\n"
+        "    - {when: {field: lable, op: eq, value: spam}, go: junk}\n    default: {go: inbox}\n"
+    )
+    flow = wf.Workflow.from_spec(tmp_path / "triage.yaml", steps=[_label, _done])
+    with pytest.warns(wf.RouteFieldWarning) as caught:
+        run = flow.run({}, workspace=False)
+    assert run.state["done"]
+    assert [("triage.yaml", 9)] == [(w.filename, w.lineno) for w in caught]
+    assert "compares field 'lable'" in str(caught[0].message)
+    assert "(did you mean 'label'?)" in str(caught[0].message)
+
+
 def test_an_unknown_key_is_reported_at_its_own_line(tmp_path: Path) -> None:
     """A misspelt key names the line the key is written on, not the first line of its mapping (the
     step's name, a few lines above it), so a reader goes straight to the typo."""

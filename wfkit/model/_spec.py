@@ -513,14 +513,19 @@ class SpecFile:
     name: str
     lines: Mapping[Location, int] = dataclasses.field(default_factory=dict)
 
-    def place(self, location: Location) -> str:
-        """``flow.yaml line 13`` (the line of ``location``, or of the nearest part above it that is
-        written in the file), or just the name."""
+    def line(self, location: Location) -> int | None:
+        """The line of ``location``, or of the nearest part above it that is written in the file
+        (None: no line is known, as in a JSON spec)."""
         for end in range(len(location), 0, -1):
             line = self.lines.get(tuple(location[:end]))
             if line is not None:
-                return f"{self.name} line {line}"
-        return self.name
+                return line
+        return None
+
+    def place(self, location: Location) -> str:
+        """``flow.yaml line 13`` (see :meth:`line`), or just the name."""
+        line = self.line(location)
+        return self.name if line is None else f"{self.name} line {line}"
 
     def locate(self, message: str, location: Location, at: Location | None = None) -> str:
         """``message`` (which starts with its JSON path) with the place put after the path: the
@@ -1210,7 +1215,10 @@ def load_parts(
         if default is not None or routes:
             # Without its default (reported by the schema) the routes still lead where they lead,
             # so the steps they reach are not reported as unreachable as well.
-            routers[src] = Router(tuple(routes), default or Go(END))
+            # A warning about these routes points at their line in the file (see Router.declared_at).
+            line = None if source is None else source.line(("routes", src))
+            declared = None if source is None or line is None else (source.name, line, "wfkit.flowspec")
+            routers[src] = Router(tuple(routes), default or Go(END), declared)
 
     merge: dict[str, Merge] = {}
     raw_merge = _mapping(spec, "merge")
