@@ -322,3 +322,31 @@ def test_a_call_not_awaited_is_named_as_such(durable: bool, workspace: Path) -> 
         gc.collect()
     assert said.format(step="ask", field="reply", at="", call="BoundChatClient.complete") in str(run.error)
     assert said.format(step="look", field="hits", at=" at hits[0]", call="StepContext.tool") in str(found.error)
+
+
+def test_a_large_value_a_step_wrote_warns_at_the_step(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Given the step's function, the size warning points at its def (decorators, partials and
+    objects with __call__ seen through), and at the caller's line for what has no Python code."""
+    import functools
+    import inspect
+
+    from wfkit.model._warn import site_of
+
+    monkeypatch.setenv("WFKIT_STATE_WARN_BYTES", "1000")
+
+    def fetch(state: Any, page: int = 1) -> dict[str, Any]:
+        return {}
+
+    with pytest.warns(wf.StateSizeWarning) as caught:
+        encode_state("step 'fetch' wrote", {"pages": "x" * 5000}, fetch)
+    (warned,) = caught
+    assert (__file__, inspect.getsourcelines(fetch)[1]) == (warned.filename, warned.lineno)
+
+    class Caller:
+        def __call__(self, state: Any) -> dict[str, Any]:
+            return {}
+
+    assert site_of(functools.partial(fetch, page=2)) == site_of(fetch)
+    assert site_of(Caller())[:2] == (__file__, inspect.getsourcelines(Caller.__call__)[1])  # type: ignore[index]
+    assert site_of(len) is None
+    assert site_of(lambda state: {})[1] == inspect.currentframe().f_lineno  # type: ignore[index,union-attr]

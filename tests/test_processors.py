@@ -553,3 +553,27 @@ def test_secret_inputs_of_a_durable_run_are_warned_about() -> None:
     flow.step(lambda s: {"n": 1}, name="one")
     with pytest.warns(wf.SecretInStateWarning, match=r"the run's inputs: state field 'auth'"):
         flow.run({"auth": "Bearer abcdefghijklmnop", "q": "x"})
+
+
+def test_a_secret_in_the_state_warns_once_at_the_steps_def(workspace: Path) -> None:
+    """The warning pointed at a line of wfkit's attempt runner and printed
+    `out.encoded = encode_updates(spec.name, result)` under it. It now points at the step's `def`
+    line (not its decorator's), which Python prints instead, and its default filter says it once
+    for a batch of runs, not once per run."""
+    import inspect
+    import warnings
+
+    flow = wf.Workflow("keys")
+
+    @flow.step
+    def login(state: Any) -> dict[str, Any]:
+        return {"token": "sk-" + "a1b2c3d4e5" * 4}  # shaped like an API key
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("default")
+        flow.run_many([{}, {}, {}], progress=False)
+    secrets = [w for w in caught if issubclass(w.category, wf.SecretInStateWarning)]
+    assert 1 == len(secrets)
+    lines, first = inspect.getsourcelines(login)
+    assert (__file__, first + 1) == (secrets[0].filename, secrets[0].lineno)  # the def, below @flow.step
+    assert lines[1].lstrip().startswith("def login(")

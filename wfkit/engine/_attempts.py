@@ -413,7 +413,7 @@ class AttemptRunner:
                         who = f"item {act.index} of step {spec.name!r} returned"
                         out.encoded = encode_state(who, {"result": result})
                     elif type(result) not in _ATOMS:
-                        check_state(f"item {act.index} of step {spec.name!r} returned", {"result": result})
+                        check_state(f"item {act.index} of step {spec.name!r} returned", {"result": result}, spec.fn)
                     out.usage = usage
                     out.error = out.kind = None
                     out.status = Status.OK
@@ -432,9 +432,9 @@ class AttemptRunner:
                 # The same rule in memory and durable: a value state cannot keep is refused here,
                 # before the result is accepted (the store redacts the JSON as it writes it).
                 if self._encode or cache is not None:
-                    out.encoded = encode_updates(spec.name, result)
+                    out.encoded = encode_updates(spec.name, result, spec.fn)
                 elif result and not plain_updates(result):
-                    check_state(f"step {spec.name!r} wrote", result)
+                    check_state(f"step {spec.name!r} wrote", result, spec.fn)
                 out.updates, out.usage = result, usage
                 out.error = out.kind = None
                 out.status = Status.OK

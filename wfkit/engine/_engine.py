@@ -37,7 +37,6 @@ import json
 import reprlib
 import threading
 import time
-import warnings
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from types import MappingProxyType
@@ -77,6 +76,7 @@ from wfkit.model._routes import END, Go, Router
 from wfkit.model._status import RunStatus
 from wfkit.model._steps import StepSpec
 from wfkit.model._suggest import did_you_mean
+from wfkit.model._warn import warn_at
 from wfkit.store._journal import encode_updates
 from wfkit.store._store import Store
 
@@ -126,22 +126,10 @@ def apply_updates(state: dict[str, Any], updates: Mapping[str, Any], merges: Map
     return out
 
 
-# The warnings registry of RouteFieldWarning at its routes' declarations (see _warn_at_route).
-_route_warnings: dict[Any, Any] = {}
-
-
 def _warn_at_route(router: Router | None, warning: RouteFieldWarning) -> None:
-    """Warn of a route's field at the line that declared the routes (``flow.route(...)``), the
-    user's code, not at the engine's: Python shows that line under the warning, and its default
-    filter shows the same words there once, not once per run (a batch of a thousand runs misled
-    by one misspelt field says so once). Routes of a flow spec, which no line of Python declared,
-    warn at the engine's line."""
-    site = None if router is None else router.declared_at
-    if site is None:
-        warnings.warn(warning, stacklevel=3)
-        return
-    filename, lineno, module = site
-    warnings.warn_explicit(warning, RouteFieldWarning, filename, lineno, module=module, registry=_route_warnings)
+    """Warn of a route's field at the line that declared the routes (``flow.route(...)``, a flow
+    spec's line), the user's, not the engine's (see :mod:`wfkit.model._warn`)."""
+    warn_at(warning, None if router is None else router.declared_at, stacklevel=3)
 
 
 class Execution:
@@ -464,7 +452,7 @@ class Execution:
                             # (A run in memory settles a plain success and goes on at once: the
                             # path of every step of an in-memory chain, kept to the fewest checks.)
                             if durable:  # the checkpoint's JSON, or None: not a dict the codec keeps
-                                encoded = self._encoded(spec.name, result)
+                                encoded = self._encoded(spec.name, result, spec.fn)
                                 plain = encoded is not None
                                 if encoded is not None:
                                     self._settle_inline(act, result or {}, t0, body_end, encoded)
@@ -991,7 +979,7 @@ class Execution:
         self._fail(exc, RunStatus.FAILED)
 
     @staticmethod
-    def _encoded(step: str, result: Any) -> str | None:
+    def _encoded(step: str, result: Any, fn: object) -> str | None:
         """A durable inline step's result as its checkpoint's JSON; None when it is not a plain
         dict the codec keeps (the attempt runner then judges it, and says what is wrong)."""
         if result is None:
@@ -999,7 +987,7 @@ class Execution:
         if type(result) is not dict:
             return None
         try:
-            return encode_updates(step, result)
+            return encode_updates(step, result, fn)
         except Exception:  # a value state cannot keep: the runner raises it again, classified
             return None
 
@@ -1222,7 +1210,7 @@ class Execution:
         out.queue_s = batch.started - act.queued
         out.updates = {spec.map.into: batch.results}
         if self.store is not None:  # a durable run checkpoints the results as JSON
-            out.encoded = encode_updates(spec.name, out.updates)
+            out.encoded = encode_updates(spec.name, out.updates, spec.fn)
         out.usage = {"extra": {"items": len(batch.items)}}
         self._settle(act, out)
 

@@ -356,13 +356,15 @@ class StateSizeWarning(UserWarning):
 class RouteFieldWarning(UserWarning):
     """A route's condition compared a field the run's state does not hold (not an input, written by
     no step so far, declared by none): it compared false, as a misspelt name would. Warned once per
-    run and field."""
+    run and field, at the line that declared the routes (``flow.route(...)``, a spec file's line),
+    where Python's default filter shows it once."""
 
 
 class SecretInStateWarning(UserWarning):
     """A durable run's state holds a value the redaction boundary takes out of what is stored (a
     secret, or text shaped like one): its checkpoint keeps ``[REDACTED]`` in its place, which is
-    what a resumed run reads. Warned once per field as it is written, and again on resume."""
+    what a resumed run reads. Warned once per field as it is written (at the ``def`` of the step
+    that wrote it), and again on resume."""
 
 
 class UnfinishedJobWarning(UserWarning):

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, NamedTuple, TypeAlias
 
 from wfkit.model._errors import ConditionError
+from wfkit.model._warn import Site
 
 Op: TypeAlias = Literal["eq", "ne", "gt", "ge", "lt", "le", "contains", "in", "exists"]
 
@@ -512,7 +513,7 @@ class Router:
     default: Go
     # Where ``flow.route`` was called (file, line, module): a warning about the routes points
     # there, at the user's code. Not part of what the routes are (no repr, no equality).
-    declared_at: tuple[str, int, str] | None = field(default=None, repr=False, compare=False)
+    declared_at: Site | None = field(default=None, repr=False, compare=False)
     targets: frozenset[str] = field(init=False)
     # Each route's condition as a predicate (Condition.predicate), with where it goes: what choose
     # tries. Derived, so outside the constructor, the repr and equality.

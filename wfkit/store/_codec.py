@@ -28,13 +28,13 @@ import json
 import json.encoder
 import threading
 import uuid
-import warnings
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
 from wfkit.model._environ import setting
 from wfkit.model._errors import StateSizeWarning, StateValueError
+from wfkit.model._warn import site_of, warn_at
 
 TAG = "__wf__"
 DEFAULT_WARN_BYTES = 10 * 2**20
@@ -192,22 +192,23 @@ def json_encoder(
 _dumps = json_encoder(ensure_ascii=False)
 
 
-def encode_state(who: str, values: Mapping[str, Any]) -> str:
+def encode_state(who: str, values: Mapping[str, Any], fn: object = None) -> str:
     """JSON for state fields (a step's updates, a run's inputs or state). ``who`` starts the
-    message of a refused value, e.g. "step 'fetch' wrote"."""
+    message of a refused value, e.g. "step 'fetch' wrote"; ``fn``: the function that wrote them,
+    where a warning of a large value points (None: the caller)."""
     encoded = _fields(who, values)
     text = _dumps(encoded)
-    _warn_if_large(who, values, encoded, len(text))
+    _warn_if_large(who, values, encoded, len(text), fn)
     return text
 
 
-def check_state(who: str, values: Mapping[str, Any]) -> None:
+def check_state(who: str, values: Mapping[str, Any], fn: object = None) -> None:
     """Refuse what :func:`encode_state` would refuse, without writing the JSON (in-memory runs
-    follow the same rule as durable ones). Large values warn here too."""
+    follow the same rule as durable ones). Large values warn here too (at ``fn``, as there)."""
     encoded = _fields(who, values)
     size = sum(_rough_size(v) for v in values.values())
     if size > _warn_bytes():
-        _warn_if_large(who, values, encoded, size)
+        _warn_if_large(who, values, encoded, size, fn)
 
 
 def _fields(who: str, values: Mapping[str, Any]) -> dict[str, Any]:
@@ -256,7 +257,9 @@ def _size(size: int) -> str:
     return f"{size} bytes"
 
 
-def _warn_if_large(who: str, values: Mapping[str, Any], encoded: Mapping[str, Any], total: int) -> None:
+def _warn_if_large(
+    who: str, values: Mapping[str, Any], encoded: Mapping[str, Any], total: int, fn: object = None
+) -> None:
     limit = _warn_bytes()
     if total <= limit:
         return
@@ -268,13 +271,14 @@ def _warn_if_large(who: str, values: Mapping[str, Any], encoded: Mapping[str, An
             if (who, key) in _warned:
                 continue
             _warned.add((who, key))
-        warnings.warn(
+        warn_at(
             StateSizeWarning(
                 f"{who} state field {key!r} of {_size(size)}; it is copied into every checkpoint "
                 f"and resume: keep large data in a file and put its path in the state (this warns once "
                 f"per field; $WFKIT_STATE_WARN_BYTES sets the size, now {limit} bytes)"
             ),
-            stacklevel=2,
+            site_of(fn),
+            stacklevel=3,
         )
 
 

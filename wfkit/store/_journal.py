@@ -23,6 +23,7 @@ from typing import Any
 from wfkit.model._errors import SecretInStateWarning, StoreCorruptError
 from wfkit.model._events import FIELDS, StepEvent
 from wfkit.model._processors import REDACTED, redact_text
+from wfkit.model._warn import site_of, warn_at
 from wfkit.store import _codec
 
 # Every stored column of a journal row but seq, in insert order.
@@ -254,15 +255,16 @@ dumps: Callable[[Any], str] = _codec.json_encoder()
 _dumps_extra: Callable[[Any], str] = json.JSONEncoder(default=repr).encode
 
 
-def encode_updates(step: str, updates: Mapping[str, Any]) -> str:
+def encode_updates(step: str, updates: Mapping[str, Any], fn: object = None) -> str:
     """JSON for a step's updates as its checkpoint keeps them (types kept); a value that cannot be
     kept is named with its step and field, and one the redaction boundary will take out of the
-    stored copy is warned about (:func:`warn_if_redacted`)."""
+    stored copy is warned about (:func:`warn_if_redacted`). ``fn``: the step's function, where
+    such warnings point (see :mod:`wfkit.model._warn`)."""
     if not updates:
         return "{}"  # a step that wrote nothing (the JSON encode_state makes of it, with nothing to check)
     who = f"step {step!r} wrote"
-    text = _codec.encode_state(who, updates)
-    warn_if_redacted(who, updates, text)
+    text = _codec.encode_state(who, updates, fn)
+    warn_if_redacted(who, updates, text, fn)
     return text
 
 
@@ -288,11 +290,12 @@ def warn_if_restored_redacted(run_id: str, who: str, text: str, values: Any) -> 
     )
 
 
-def warn_if_redacted(who: str, values: Mapping[str, Any], encoded: str) -> None:
+def warn_if_redacted(who: str, values: Mapping[str, Any], encoded: str, fn: object = None) -> None:
     """Warn when the store will keep ``[REDACTED]`` in place of (part of) a state
     value: a secret never reaches the disk, so a run resumed from this checkpoint reads the
     placeholder. Said as it is written, not first noticed after a crash. ``encoded``: the values'
-    JSON (the fields are looked at one by one only when it changes)."""
+    JSON (the fields are looked at one by one only when it changes); ``fn``: the function that
+    wrote them, where the warning points (None: the caller's caller)."""
     if len(encoded) < 4 or redact_text(encoded) == encoded:
         return
     for key, value in values.items():
@@ -300,13 +303,14 @@ def warn_if_redacted(who: str, values: Mapping[str, Any], encoded: str) -> None:
         if redact_text(text) == text:
             continue
         # Said once per step and field: the warnings module shows a message once per place.
-        warnings.warn(
+        warn_at(
             SecretInStateWarning(
                 f"{who} state field {key!r} holding a secret, or text shaped like one (a key, a password "
                 f"in a URL, key=value); secrets never reach the workspace, so its checkpoint keeps "
                 f"[REDACTED] in its place, and a run resumed after this step reads that. Keep secrets "
                 f"out of the state: read them in the step that needs them (os.environ, a secret store)"
             ),
+            site_of(fn),
             stacklevel=3,
         )
 
