@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import pickle
 import re
 import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -359,6 +361,33 @@ def test_run_timeout_bounds_the_whole_run() -> None:
     assert isinstance(run.error, wf.RunTimeoutError)
     assert isinstance(run.error, TimeoutError)
     assert 2 <= run.state["n"] <= 50
+
+
+@pytest.mark.parametrize("where", ["memory", "durable"])
+@pytest.mark.parametrize("own", [None, 30.0])
+def test_a_step_the_run_deadline_cut_off_says_so_in_its_row(where: str, own: float | None, tmp_path: Path) -> None:
+    """The row of an attempt the run's deadline cut off said "step 'b' did not finish within
+    0.196 s", a timeout the step never had (none, or 30 s): it says the deadline cut it, after how
+    long, in the event, the step log and the pickled error; a step's own timeout still reads as before."""
+    flow = wf.Workflow("deadline-row")
+
+    @flow.step(timeout=own)
+    async def b(state: Any) -> dict[str, Any]:
+        await asyncio.sleep(5)
+        return {}
+
+    workspace = tmp_path if where == "durable" else False
+    run = flow.run({}, timeout=0.3, workspace=workspace, raise_on_error=False)
+    assert ("timed_out", wf.RunTimeoutError) == (run.status, type(run.error))
+    (row,) = run.events
+    assert ("timeout", "StepTimeoutError") == (row.status, row.error_type)
+    said = re.fullmatch(r"step 'b' was cut off after (\S+) s: the run's deadline passed", row.error_message or "")
+    assert said is not None, row.error_message
+    assert 0.1 < float(said[1]) <= 0.3
+    if where == "durable":
+        assert [row.error_message] == list(wf.steps(tmp_path)["error_message"])
+    error = pickle.loads(pickle.dumps(wf.StepTimeoutError("b", 0.25, by_deadline=True)))
+    assert (True, "step 'b' was cut off after 0.25 s: the run's deadline passed") == (error.by_deadline, str(error))
 
 
 def test_run_timeout_cuts_backoff_short() -> None:

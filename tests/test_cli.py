@@ -1025,6 +1025,26 @@ def test_run_of_a_spec_without_inputs_names_the_field_a_step_missed(tmp_path: Pa
     ) == hint
 
 
+def test_run_prints_a_wfkit_warning_as_one_line_of_its_own(tmp_path: Path) -> None:
+    """A warning wfkit raised while `wfkit run` ran (a route comparing a misspelt field) was printed in
+    Python's format: the file and line inside wfkit that raised it, then that line's source
+    (`  self._warn_absent(name, onward.unsure, chosen)`). It is one line of the command's own."""
+    (tmp_path / "kindsteps.py").write_text(
+        "def classify(state):\n    return {'kind': 'refund'}\n\ndef done(state):\n    return {}\n"
+    )
+    (tmp_path / "kind.yaml").write_text(
+        "wfkit_flow: 1\nname: kind\nentry: classify\nsteps:\n  classify: {fn: classify}\n  refund: {fn: done}\n"
+        "  other: {fn: done}\nroutes:\n  classify:\n    routes:\n      - when: {field: knd, op: eq, value: refund}\n"
+        "        go: refund\n    default: {go: other}\n"
+    )
+    run = _wfkit("run", "kind.yaml", "--steps", "kindsteps", "--workspace", "ws", cwd=tmp_path)
+    assert 0 == run.returncode, run.stderr
+    (line,) = run.stderr.splitlines()
+    assert line.startswith("wfkit run: RouteFieldWarning: run "), line
+    assert "compares field 'knd', which neither the run's inputs nor any step so far put in the state" in line
+    assert "_engine.py" not in run.stderr
+
+
 def test_run_names_bare_functions_from_steps_modules(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -1509,6 +1509,16 @@ def test_pass_rates_carry_a_wilson_interval():
     )
 
 
+@pytest.mark.parametrize("total", [10, 13, 34, 40, 199])
+def test_a_wilson_interval_at_none_or_all_passed_ends_at_0_or_1_exactly(total: int) -> None:
+    """0 of 10 passed had a low end of 2.8e-17 (13 of 13 a high end of 0.9999999999999999): a summary
+    printed 2.775558e-17, turning its whole column to scientific notation. The ends are exact."""
+    assert 0.0 == wilson_interval(0, total)[0]
+    assert 1.0 == wilson_interval(total, total)[1]
+    assert 0.0 == mean_interval([0.0] * total)[0]
+    assert 1.0 == mean_interval([1.0] * total)[1]
+
+
 def test_result_reprs_show_the_summary():
     """The text and HTML reprs name the suite and show the summary."""
     result = wf.evals.evaluate(doubler_suite(), progress=False, store=False)

@@ -353,12 +353,39 @@ def test_no_key_sent_and_a_forbidden_model_say_what_to_do(server: LLMServer, mon
     the model, naming it."""
     monkeypatch.delenv("WFKIT_API_KEY", raising=False)
     exc = error_of(ChatClient(server.url, model="test-model"))
-    assert "no API key was sent: pass api_key= or set $WFKIT_API_KEY" in str(exc), exc
+    assert "no API key was sent: give ChatClient an api_key, or set $WFKIT_API_KEY" in str(exc), exc
     server.script(("openai_error", (403, {"message": "You are not allowed to sample from this model"})))
     exc = error_of(client_for(server))
     assert wf.ErrorKind.PERMANENT == wf.classify_error(exc)
-    assert "check that the API key (api_key=) may use model 'test-model'" in str(exc), exc
+    assert "check that the API key (api_key) may use model 'test-model'" in str(exc), exc
     assert KEY not in str(exc)
+
+
+@pytest.mark.parametrize(
+    ("given", "script", "advice"),
+    [
+        ("wrong", ("status", 401), "check the API key (api_key): the endpoint did not accept it"),
+        ("right", ("openai_error", (403, {"message": "no"})), "check that the API key (api_key) may use model"),
+        (None, ("status", 401), "no API key was sent: give ChatClient an api_key, or set $WFKIT_API_KEY"),
+    ],
+)
+def test_key_advice_reads_the_same_in_the_step_log(
+    server: LLMServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, given: str | None, script: Any, advice: str
+) -> None:
+    """The advice of a 401 or 403 is stored as it was raised: it said "(api_key=)" and "pass
+    api_key= or set", and the redaction every stored row passes through took what followed
+    ``api_key=`` for a key, so the step log and ``wfkit show`` read "check the API key
+    (api_key=[REDACTED] the endpoint did not accept it" and "pass api_key= [REDACTED] set"."""
+    monkeypatch.delenv("WFKIT_API_KEY", raising=False)
+    key = {"wrong": "sk-wrong-key-9876543210", "right": KEY, None: None}[given]
+    server.script(script)
+    flow = asking_flow()
+    client = ChatClient(server.url, model="test-model", api_key=key)
+    run = flow.run({"q": "x"}, workspace=tmp_path, llm=client, raise_on_error=False)
+    assert advice in str(run.error), run.error
+    stored = wf.steps(tmp_path)["error_message"].iloc[0]
+    assert advice in stored, stored
+    assert "[REDACTED]" not in stored, stored
 
 
 @pytest.mark.parametrize("header", ["Cookie", "api-key", "Authorization"])
@@ -381,7 +408,7 @@ def test_a_credential_in_headers_refused_is_named_not_called_missing(
     assert secret not in message
     server.script(("openai_error", (403, {"message": "You are not allowed to sample from this model"})))
     message = str(error_of(ChatClient(server.url, model="test-model", api_key=KEY, headers={header: value})))
-    assert "check that the API key (api_key=) may use model 'test-model'" in message, message
+    assert "check that the API key (api_key) may use model 'test-model'" in message, message
     with LLMServer() as open_server:  # a server that checks no key: its 403 is the header's
         open_server.script(("openai_error", (403, {"message": "You are not allowed to sample from this model"})))
         message = str(error_of(ChatClient(open_server.url, model="test-model", headers={header: value})))
@@ -768,7 +795,9 @@ def test_a_key_with_whitespace_or_a_look_alike_is_refused_without_showing_it(
     assert f"the API key in $WFKIT_API_KEY has {what}" in message, message
     assert [] == server.requests
     monkeypatch.setenv("WFKIT_API_KEY", KEY + "\n")
-    with pytest.raises(ValueError, match=r"api_key=key\.strip\(\)"):
+    with pytest.raises(
+        ValueError, match=r"passed as api_key has a newline at its end.*strip it before passing it \(key\.strip\(\)\)"
+    ):
         ChatClient(server.url, model="test-model", api_key=KEY + "\n")
 
 
@@ -2310,7 +2339,7 @@ def test_resuming_a_run_that_called_an_endpoint_without_llm_is_refused(any_model
         f"run {run.run_id} called model 'gpt-4o-mini' at {server.url}; without llm=, the steps left would call "
         f"the built-in simulated model instead, mixing two models' answers in one run. Pass the client it used: "
         f"flow.resume({run.run_id!r}, llm=wf.llm.ChatClient({server.url!r}, model='gpt-4o-mini')) (its API key "
-        f"from api_key= or $WFKIT_API_KEY). For wfkit resume, set WFKIT_LLM_BASE_URL={server.url} and "
+        f"given as api_key, or in $WFKIT_API_KEY). For wfkit resume, set WFKIT_LLM_BASE_URL={server.url} and "
         f"WFKIT_LLM_MODEL=gpt-4o-mini. To go on with the simulated model on purpose, pass llm=wf.llm.ChatClient()"
     )
     with pytest.raises(ValueError) as info:

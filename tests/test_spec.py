@@ -766,6 +766,16 @@ def test_missing_required_keys_are_reported() -> None:
     ] == sorted(problems)
 
 
+def test_a_spec_without_its_format_says_the_line_to_add() -> None:
+    """A hand-written spec without `wfkit_flow:` was told "'wfkit_flow' is missing: the spec format: 1",
+    which reads as a description, not as the line to write."""
+    (problem,) = _problems({"name": "x", "entry": "a", "steps": {"a": {"fn": "wfkit.examples:classify"}}})
+    assert (
+        "$: 'wfkit_flow' is missing: the spec format: 1; add `wfkit_flow: 1` at the top of the spec "
+        "(1 is the only format there is)"
+    ) == problem
+
+
 def test_a_spec_without_entry_says_so_once_in_a_specs_words(tmp_path: Path) -> None:
     """A hand-written spec without `entry:` got two problems, the schema's "'entry' is missing" and
     the graph's "no entry step: call flow.entry('step') or declare a step first", advice for code;

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import inspect
 import json
@@ -1445,6 +1446,37 @@ def _unrecognized(parser: argparse.ArgumentParser, extras: Sequence[str]) -> str
     return "; ".join([message, *(f"did you mean {close} for {given}?" for given, close in hints.items())])
 
 
+@contextlib.contextmanager
+def _wfkit_warnings_as_lines(command: str) -> Iterator[None]:
+    """wfkit's own warnings as one line of the command's, on stderr: Python's format printed the
+    file and line inside wfkit that raised it and that line's source (``.../wfkit/engine/_engine.py:1007:
+    RouteFieldWarning: ...`` then ``  self._warn_absent(name, onward.unsure, chosen)``), which say
+    nothing to someone who typed ``wfkit run``. Other warnings, and their filters, are left alone."""
+    import warnings
+
+    shown = warnings.showwarning
+
+    def show(
+        message: Warning | str,
+        category: type[Warning],
+        filename: str,
+        lineno: int,
+        file: TextIO | None = None,
+        line: str | None = None,
+    ) -> None:
+        if category.__module__.partition(".")[0] == "wfkit":
+            _print(f"wfkit {command}: {category.__name__}: {message}", file=sys.stderr)
+        else:
+            shown(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = show
+    try:
+        yield
+    finally:
+        if warnings.showwarning is show:  # (a handler that set its own keeps it)
+            warnings.showwarning = shown
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     from wfkit.model._errors import WfkitError
 
@@ -1464,7 +1496,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        code: int = handler(args)
+        with _wfkit_warnings_as_lines(args.command):
+            code: int = handler(args)
     except BrokenPipeError:
         # `wfkit runs | head`: the reader has what it wanted. End silently, as `ls` or `git log`
         # do, with a SIGPIPE death's code; stdout to devnull, so that the flush at exit cannot

@@ -456,7 +456,11 @@ class AttemptRunner:
                 out = stamped(out, attempt, started_at, queue_s, latency, body_end)
                 out.error, out.usage = exc, None if ctx is None else ctx.usage
                 timed_out = isinstance(exc, StepTimeoutError)
-                if timed_out and by_deadline:
+                if isinstance(exc, StepTimeoutError) and by_deadline:
+                    # Its row says the deadline cut it, not that it overran a timeout of its own.
+                    by_run = StepTimeoutError(spec.name, exc.timeout, by_deadline=True)
+                    by_run.returned_late, by_run.__cause__ = exc.returned_late, exc.__cause__
+                    out.error = by_run
                     out.run_timeout, out.kind, out.status = True, ErrorKind.TRANSIENT, Status.TIMEOUT
                     return out
                 classifier = spec.classifier

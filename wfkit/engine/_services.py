@@ -106,7 +106,7 @@ def refused_default_model(run_id: str, called: Mapping[str, str], call: str) -> 
     return (
         f"run {run_id} called {named}; without llm=, the steps left would call the built-in simulated "
         f"model instead, mixing two models' answers in one run. Pass the client it used: "
-        f"{call[:-1]}, llm={client}) (its API key from api_key= or $WFKIT_API_KEY)"
+        f"{call[:-1]}, llm={client}) (its API key given as api_key, or in $WFKIT_API_KEY)"
         + ("; a step that names its model per call keeps doing so" if len(called) > 1 else "")
         + f". For {command}, set WFKIT_LLM_BASE_URL={url} and WFKIT_LLM_MODEL={model}. To go on with the "
         f"simulated model on purpose, pass llm=wf.llm.ChatClient()"

@@ -184,4 +184,9 @@ def _wilson(rate: float, total: int, level: float) -> tuple[float, float]:
     z = NormalDist().inv_cdf(1 - (1 - level) / 2)
     centre = (rate + z * z / (2 * total)) / (1 + z * z / total)
     half = z / (1 + z * z / total) * ((rate * (1 - rate) / total + z * z / (4 * total * total)) ** 0.5)
-    return (max(0.0, centre - half), min(1.0, centre + half))
+    # At 0 of n the low end is 0 exactly, at n of n the high end 1; in floating point centre - half
+    # came out 2.8e-17 (0 of 10) and centre + half 0.9999999999999999 (13 of 13), which a summary
+    # printed as 2.775558e-17 and turned its whole column to scientific notation.
+    low = 0.0 if rate <= 0.0 else max(0.0, centre - half)
+    high = 1.0 if rate >= 1.0 else min(1.0, centre + half)
+    return (low, high)

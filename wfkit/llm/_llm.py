@@ -316,7 +316,7 @@ _SPACES = {"\n": "a newline", "\r": "a carriage return", "\t": "a tab", " ": "a 
 
 def _check_api_key(key: str, source: str, cookie: str | None = None) -> None:
     """Refuse a key holding a character outside printable ASCII, saying which, where and from
-    ``source`` (``"api_key="``, ``"$VAR"`` or ``"headers['api-key']"``), never the key: HTTP
+    ``source`` (``"api_key"``, ``"$VAR"`` or ``"headers['api-key']"``), never the key: HTTP
     cannot send it (httpx's error prints the whole header), and no provider's key holds one, so it
     is a file's last newline, a pasted space, or a look-alike from a web page. With ``cookie`` (its
     name) the value is that cookie's in a Cookie header, and the message says so."""
@@ -337,10 +337,10 @@ def _check_api_key(key: str, source: str, cookie: str | None = None) -> None:
         raise ValueError(
             f"the cookie {cookie!r} in {source} has {what} {where}, which no cookie holds and HTTP cannot send: {fix}"
         )
-    in_key = "the API key passed as api_key=" if source == "api_key=" else f"the API key in {source}"
+    in_key = "the API key passed as api_key" if source == "api_key" else f"the API key in {source}"
     if ch.isspace():
-        if source == "api_key=":
-            fix = "pass api_key=key.strip()"
+        if source == "api_key":
+            fix = "strip it before passing it (key.strip())"
         elif source.startswith("$"):
             fix = f"set {source} without it (a key read from a file keeps its last newline: strip it)"
         else:
@@ -669,7 +669,9 @@ class ChatClient:
         self.prices = as_prices(prices)
         self._api_key = api_key if api_key is not None else os.environ.get(api_key_env) or None
         # Where a refused key came from, for the message (never the key): "api_key=" or "$VAR".
-        self._key_from = "api_key=" if api_key else f"${api_key_env}"
+        # Never "api_key=": stored text redacts what follows a key=, so the message would read
+        # "check the API key (api_key=[REDACTED] ..." in the step log and `wfkit show`.
+        self._key_from = "api_key" if api_key else f"${api_key_env}"
         if base_url != _SIMULATED_URL:  # offline, no key is sent
             if self._api_key:
                 _check_api_key(self._api_key, self._key_from)
@@ -907,7 +909,7 @@ class ChatClient:
             # A credential of the user's own in headers= (a session cookie, Azure's api-key) was sent.
             given = [f"headers[{name!r}]" for name, value in self._headers.items() if header_secrets({name: value})]
             if not given:
-                return f"; no API key was sent: pass api_key= or set {self._key_from}"
+                return f"; no API key was sent: give ChatClient an api_key, or set {self._key_from}"
             if response.status_code == 401:
                 return f"; check the credential in {' and '.join(given)}: the endpoint did not accept it"
             return f"; check that the credential in {' and '.join(given)} may use model {model!r}"

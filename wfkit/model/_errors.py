@@ -191,20 +191,26 @@ class RunTimeoutError(RunError, TimeoutError):
 class StepTimeoutError(WfkitError, TimeoutError):
     """One attempt of a step ran past its timeout (classified transient, so it may be retried)."""
 
-    def __init__(self, step: str, timeout: float, *, started: bool = True) -> None:
+    def __init__(self, step: str, timeout: float, *, started: bool = True, by_deadline: bool = False) -> None:
         """``started=False``: the run's deadline had passed before the attempt could start (a
-        decision that came late, a run resumed after its deadline), so the body never ran."""
-        self.step, self.timeout, self.started = step, timeout, started
+        decision that came late, a run resumed after its deadline), so the body never ran.
+        ``by_deadline``: the attempt was cut off by the run's deadline, which came before the
+        step's own timeout (if it has one): ``timeout`` is what the deadline left it."""
+        self.step, self.timeout, self.started, self.by_deadline = step, timeout, started, by_deadline
         # Set by the engine when the body of an irreversible plain ``def`` step, which a thread
         # runs and nothing can stop, returned normally after its timeout: it is not retried.
         self.returned_late = False
-        if started:
-            super().__init__(f"step {step!r} did not finish within {timeout:.3g} s")
-        else:
+        if not started:
             super().__init__(f"step {step!r} was not started: the run's deadline had passed")
+        elif by_deadline:
+            # "did not finish within 0.196 s" read as a timeout of the step's, which it may not have.
+            super().__init__(f"step {step!r} was cut off after {timeout:.3g} s: the run's deadline passed")
+        else:
+            super().__init__(f"step {step!r} did not finish within {timeout:.3g} s")
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return partial(type(self), started=self.started), (self.step, self.timeout), self.__getstate__()
+        keywords = partial(type(self), started=self.started, by_deadline=self.by_deadline)
+        return keywords, (self.step, self.timeout), self.__getstate__()
 
 
 class MapItemError(WfkitError):

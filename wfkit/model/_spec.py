@@ -852,6 +852,9 @@ def _schema_problems(spec: Mapping[str, Any], problems: _Problems) -> None:
             if not where and message.startswith("'entry' ") and isinstance(steps, Mapping) and steps:
                 # In code the first step declared is the entry; a spec says which, and its first is the likely one.
                 message += f"; add `entry: {next(iter(steps))}` (the first step) or the step it starts with"
+            elif not where and message.startswith("'wfkit_flow' "):
+                # "the spec format: 1" alone did not say it is a line to write, nor that 1 is its only value.
+                message += "; add `wfkit_flow: 1` at the top of the spec (1 is the only format there is)"
         hint = error.schema.get("description") if isinstance(error.schema, Mapping) else None
         if hint and error.validator not in ("additionalProperties", "required", "oneOf"):
             message += f" ({hint})"
