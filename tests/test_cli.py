@@ -1040,8 +1040,13 @@ def test_run_prints_a_wfkit_warning_as_one_line_of_its_own(tmp_path: Path) -> No
     run = _wfkit("run", "kind.yaml", "--steps", "kindsteps", "--workspace", "ws", cwd=tmp_path)
     assert 0 == run.returncode, run.stderr
     (line,) = run.stderr.splitlines()
-    assert line.startswith("wfkit run: RouteFieldWarning: run "), line
+    assert line.startswith("wfkit run: RouteFieldWarning: workflow 'kind': the route after step 'classify'"), line
     assert "compares field 'knd', which neither the run's inputs nor any step so far put in the state" in line
+    # In the spec's words, and at the spec's line (the routes of `classify`):
+    assert line.endswith(
+        "declare the step that writes it (writes: [knd] on it, in the spec) or test it with "
+        "{field: knd, op: exists} (kind.yaml line 9)"
+    ), line
     assert "_engine.py" not in run.stderr
 
 

@@ -1465,7 +1465,11 @@ def _wfkit_warnings_as_lines(command: str) -> Iterator[None]:
         line: str | None = None,
     ) -> None:
         if category.__module__.partition(".")[0] == "wfkit":
-            _print(f"wfkit {command}: {category.__name__}: {message}", file=sys.stderr)
+            # Said at the user's definition (a spec's routes, a step's def: wfkit.model._warn), it
+            # names that place; at a line of wfkit's own, nothing.
+            mine = os.path.abspath(filename).startswith(os.path.dirname(os.path.dirname(__file__)) + os.sep)
+            where = "" if mine else f" ({filename} line {lineno})"
+            _print(f"wfkit {command}: {category.__name__}: {message}{where}", file=sys.stderr)
         else:
             shown(message, category, filename, lineno, file, line)
 

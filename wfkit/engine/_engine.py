@@ -72,7 +72,7 @@ from wfkit.model._graph import Graph
 from wfkit.model._merge import Merge
 from wfkit.model._processors import DEFAULT_PROCESSORS, Processor
 from wfkit.model._retry import ErrorKind
-from wfkit.model._routes import END, Go, Router
+from wfkit.model._routes import END, FLOW_SPEC_MODULE, Go, Router
 from wfkit.model._status import RunStatus
 from wfkit.model._steps import StepSpec
 from wfkit.model._suggest import did_you_mean
@@ -124,6 +124,15 @@ def apply_updates(state: dict[str, Any], updates: Mapping[str, Any], merges: Map
         merge = merges.get(key)
         out[key] = merge(out.get(key), value) if merge is not None else value
     return out
+
+
+def _optional_field(router: Router | None, name: str) -> str:
+    """How to declare an optional field a route compares, in the words of where the routes are
+    written: a flow spec's YAML, or Python."""
+    site = None if router is None else router.declared_at
+    if site is not None and site[2] == FLOW_SPEC_MODULE:
+        return f"(writes: [{name}] on it, in the spec) or test it with {{field: {name}, op: exists}}"
+    return f"(@flow.step(writes=[{name!r}])) or test it with wfkit.when({name!r}, 'exists')"
 
 
 def _warn_at_route(router: Router | None, warning: RouteFieldWarning) -> None:
@@ -650,7 +659,7 @@ class Execution:
                     f"{hint}; a missing field compares false, and no route held: the run went to the "
                     f"default, {chosen.target!r}. Fix the field's name in the "
                     f"condition; if it is optional, declare the step that writes it "
-                    f"(@flow.step(writes=[{name!r}])) or test it with wfkit.when({name!r}, 'exists')"
+                    f"{_optional_field(self._onward[step].router, name)}"
                 ),
             )
 
@@ -672,7 +681,7 @@ class Execution:
                     f"{present}){did_you_mean(name, present)}; a missing field equals nothing, so the route held "
                     f"because it is missing (a loop back goes round to its visit bound). Fix the field's name in "
                     f"the condition or in the step that writes it; if it is optional, declare the step that "
-                    f"writes it (@flow.step(writes=[{name!r}])) or test it with wfkit.when({name!r}, 'exists')"
+                    f"writes it {_optional_field(self._onward[step].router, name)}"
                 ),
             )
 

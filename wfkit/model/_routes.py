@@ -440,6 +440,10 @@ def condition_from_dict(data: Mapping[str, Any]) -> Condition:
         raise ConditionError(f"a condition needs 'field' and 'op' (or 'all'/'any'/'not'), got {dict(data)!r}") from exc
 
 
+# The module a route declared in a flow spec file is said to be in (Router.declared_at): its
+# warnings speak YAML, not Python.
+FLOW_SPEC_MODULE = "wfkit.flowspec"
+
 END = "__end__"
 """Route target that ends the branch: ``default=wfkit.END`` (or ``wfkit.go(wfkit.END)``)."""
 

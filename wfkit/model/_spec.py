@@ -40,7 +40,7 @@ from wfkit.model._errors import Facts, FlowSpecError, Location, WorkflowDefiniti
 from wfkit.model._graph import compile_graph
 from wfkit.model._merge import Merge, check_merges
 from wfkit.model._retry import ATTEMPT_WORDS, NO_RETRY, RETRY_WORDS, RetryPolicy, retry_field_value
-from wfkit.model._routes import END, All, Any_, Compare, Condition, Go, Not, Route, Router
+from wfkit.model._routes import END, FLOW_SPEC_MODULE, All, Any_, Compare, Condition, Go, Not, Route, Router
 from wfkit.model._seconds import seconds_in_text
 from wfkit.model._steps import (
     Cache,
@@ -1220,7 +1220,7 @@ def load_parts(
             # so the steps they reach are not reported as unreachable as well.
             # A warning about these routes points at their line in the file (see Router.declared_at).
             line = None if source is None else source.line(("routes", src))
-            declared = None if source is None or line is None else (source.name, line, "wfkit.flowspec")
+            declared = None if source is None or line is None else (source.name, line, FLOW_SPEC_MODULE)
             routers[src] = Router(tuple(routes), default or Go(END), declared)
 
     merge: dict[str, Merge] = {}
