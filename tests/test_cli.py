@@ -840,6 +840,24 @@ def test_run_with_a_tools_reference_it_cannot_use_says_which_and_how(router_yaml
     assert "succeeded" == json.loads(example.stdout)["status"], example.stderr
 
 
+def test_run_of_a_spec_whose_steps_call_tools_without_tools_says_to_pass_them(
+    router_yaml: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`wfkit run router.yaml --input ...` without --tools failed at the first tool call saying only
+    to pass a registry "with Workflow(..., tools=registry) or run(..., tools=registry)", Python a
+    shell user cannot write. The command now ends with the option to give, in its own command line."""
+    monkeypatch.chdir(router_yaml.parent)
+    query = json.dumps({"query": "How to implement binary search in Python?"})
+    assert 1 == main(["run", router_yaml.name, "--no-workspace", "--input", query])
+    err = capsys.readouterr().err.splitlines()
+    assert "the run has no tool registry" in err[0]
+    assert (
+        "wfkit run: the flow's steps call tools, and no registry was given: pass one with --tools module:name "
+        "(a registry, or a function returning one), e.g. wfkit run router.yaml --tools wfkit.examples:reliable_tools "
+        f"--no-workspace --input '{query}'"
+    ) == err[-1]
+
+
 def test_a_spec_that_is_not_there_names_the_specs_beside_it(router_yaml: Path) -> None:
     """`wfkit validate` (run, graph) of a spec file that is not there said only errno's "[Errno 2] No
     such file or directory"; it names the spec files of its folder and the one meant, that a folder

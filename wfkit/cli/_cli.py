@@ -972,9 +972,9 @@ def _run_flow(args: argparse.Namespace) -> int:
         _print_json(result)
     else:
         _print_run(args, run, None if workspace is False else _workspace(args))
-    hint = _unknown_input_hint(args, flow, run, inputs)
-    if hint:
-        _print(hint, file=sys.stderr)
+    for hint in (_unknown_input_hint(args, flow, run, inputs), _no_tools_hint(args, run, inputs)):
+        if hint:
+            _print(hint, file=sys.stderr)
     return 0 if run.status in ("succeeded", "waiting_approval") else 1
 
 
@@ -1027,6 +1027,22 @@ def _print_run(args: argparse.Namespace, run: Any, ws: Any) -> None:
         _print_tickets(ws, args, run.run_id)
     if run.error is not None:
         _print(f"error: {run.error}", file=sys.stderr)
+
+
+def _no_tools_hint(args: argparse.Namespace, run: Any, inputs: dict[str, Any]) -> str | None:
+    """For a run of a spec whose steps call tools, given no ``--tools``: its error says to pass a
+    registry with ``Workflow(..., tools=...)`` or ``run(..., tools=...)``, Python a shell user cannot
+    write; the command's own way is ``--tools module:name``."""
+    from wfkit.llm._tools import UnknownToolError
+
+    cause = None if run.error is None else run.error.__cause__
+    if args.tools or not isinstance(cause, UnknownToolError) or "has no tool registry" not in str(cause):
+        return None
+    again = _run_command(argparse.Namespace(**{**vars(args), "tools": _TOOLS_EXAMPLE}), inputs, [])
+    return (
+        "wfkit run: the flow's steps call tools, and no registry was given: pass one with --tools module:name "
+        f"(a registry, or a function returning one), e.g. {again}"
+    )
 
 
 def _unknown_input_hint(args: argparse.Namespace, flow: Any, run: Any, inputs: dict[str, Any]) -> str | None:
