@@ -257,6 +257,43 @@ def test_runs_refuses_a_limit_that_would_list_nothing(limit: str, capsys: pytest
     assert "must be 1 or more" in err or "expected a whole number" in err
 
 
+@pytest.mark.parametrize(
+    ("argv", "option", "what"),
+    [
+        (["demo", "--runs", "0"], "--runs", "it is how many queries the demo routes (default 40)"),
+        (["demo", "--runs", "-5"], "--runs", "it is how many queries the demo routes (default 40)"),
+        (["fork", "abc123", "--at", "s", "--visit", "0"], "--visit", "a step's visits count from 1"),
+        (["eval", "evals/query_router", "--partition-size", "0"], "--partition-size", "each Dask partition runs"),
+    ],
+)
+def test_a_count_below_one_is_a_usage_error_saying_what_it_counts(
+    workspace: Path, capsys: pytest.CaptureFixture[str], argv: list[str], option: str, what: str
+) -> None:
+    """`wfkit demo --runs 0` printed "0 runs" and empty tables and exited 0 (`--runs -5` the same,
+    exiting 1 without a word); `wfkit fork RUN --at s --visit 0` said the run "never completed step
+    's' (visit 0)" while listing s among the steps it completed; `--partition-size 0` was taken.
+    Each is now a usage error naming the option and what it counts, before anything runs."""
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    assert 2 == info.value.code
+    err = capsys.readouterr().err
+    assert f"error: argument {option}: must be 1 or more, got {argv[-1]}; " in err, err
+    assert what in err, err
+    assert not workspace.exists()
+
+
+def test_eval_refuses_a_partition_size_without_dask(workspace: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`wfkit eval SUITE --partition-size 5` without --dask ran every case in this process and ignored
+    the option without a word (as --dataset without --dask is refused); it is refused, saying so."""
+    suite = Path(__file__).resolve().parents[1] / "evals" / "query_router"
+    assert 2 == main(["eval", str(suite), "--partition-size", "5"])
+    assert (
+        "wfkit eval: --partition-size is how many cases each Dask partition runs; give --dask ADDRESS too "
+        "(without it the cases run in this process, --concurrency at a time)\n"
+    ) == capsys.readouterr().err
+    assert not (workspace / "evals").exists()
+
+
 @pytest.mark.parametrize("command", ["approve", "reject", "reconcile"])
 @pytest.mark.parametrize("by", ["", "   "])
 def test_a_blank_by_is_a_usage_error_saying_to_give_a_name(
@@ -801,6 +838,24 @@ def test_run_with_a_tools_reference_it_cannot_use_says_which_and_how(router_yaml
         cwd=router_yaml.parent,
     )
     assert "succeeded" == json.loads(example.stdout)["status"], example.stderr
+
+
+def test_run_of_a_spec_whose_steps_call_tools_without_tools_says_to_pass_them(
+    router_yaml: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`wfkit run router.yaml --input ...` without --tools failed at the first tool call saying only
+    to pass a registry "with Workflow(..., tools=registry) or run(..., tools=registry)", Python a
+    shell user cannot write. The command now ends with the option to give, in its own command line."""
+    monkeypatch.chdir(router_yaml.parent)
+    query = json.dumps({"query": "How to implement binary search in Python?"})
+    assert 1 == main(["run", router_yaml.name, "--no-workspace", "--input", query])
+    err = capsys.readouterr().err.splitlines()
+    assert "the run has no tool registry" in err[0]
+    assert (
+        "wfkit run: the flow's steps call tools, and no registry was given: pass one with --tools module:name "
+        "(a registry, or a function returning one), e.g. wfkit run router.yaml --tools wfkit.examples:reliable_tools "
+        f"--no-workspace --input '{query}'"
+    ) == err[-1]
 
 
 def test_a_spec_that_is_not_there_names_the_specs_beside_it(router_yaml: Path) -> None:

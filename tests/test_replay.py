@@ -236,6 +236,37 @@ def test_the_latency_notebook_with_few_runs_says_which_figures_it_cannot_give(tm
     assert not [o for c in cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
 
 
+@pytest.mark.slow  # runs notebooks in Jupyter kernels (papermill)
+def test_notebooks_run_again_in_the_same_workspace_show_this_sessions_runs(tmp_path: Path) -> None:
+    """A user runs a notebook again (Restart and Run All) in the workspace it used before, as
+    ./.wfkit is by default. Notebook 06 then read every session's runs from the step log (its table
+    counted 300 attempts per step for runs=150, its deadline "from 300 runs"), and notebook 08's
+    cache, kept in the workspace for an hour, served its first run too (`['cached'] ['cached'] body
+    ran 0 time`, where the markdown explains a miss, then a hit). Each shows its own session now."""
+    import papermill
+
+    def run(name: str, **parameters: object) -> str:
+        notebook = ROOT / "notebooks" / name
+        saved = tmp_path / f"out-{len(list(tmp_path.glob('out-*')))}.ipynb"
+        papermill.execute_notebook(
+            str(notebook),
+            str(saved),
+            parameters={"workspace": str(tmp_path / "ws"), **parameters},
+            kernel_name="python3",
+            cwd=str(notebook.parent),
+            progress_bar=False,
+        )
+        cells = nbformat.read(saved, as_version=4).cells
+        assert not [o for c in cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
+        return "".join(o.get("text", "") for c in cells if c.cell_type == "code" for o in c.outputs)
+
+    for _ in range(2):
+        assert "no run deadline for three-calls: only 10 runs that no timeout failed; need 20\n" in run(
+            "06_latency_analysis.ipynb", runs=10
+        )
+        assert "['ok'] ['cached'] body ran 1 time\n" in run("08_maps_forks_cache_streaming.ipynb")
+
+
 def test_the_quickstart_explains_the_controls_under_its_run_view() -> None:
     """Notebook 01's run view ends with an "inspect step" picker (empty until a step is picked) and a
     "state" toggle, which its "What to look at" never mentioned: a newcomer saw a blank dropdown and

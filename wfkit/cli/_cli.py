@@ -50,16 +50,24 @@ def _finite(value: Any) -> Any:
     return value
 
 
-def _positive_int(text: str) -> int:
-    """An argparse type: a whole number of 1 or more (``--limit 0`` would list nothing and say the
-    workspace holds no runs)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be 1 or more, got {value}; leave it out to list every run")
-    return value
+def _at_least_one(what: str) -> Callable[[str], int]:
+    """An argparse type: a whole number of 1 or more; ``what`` (after a semicolon) says what the
+    number counts, or how to leave it out. A smaller one is refused rather than taken: ``runs --limit
+    0`` would list nothing and say the workspace holds no runs, ``demo --runs 0`` print empty tables."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if value < 1:
+            raise argparse.ArgumentTypeError(f"must be 1 or more, got {value}; {what}")
+        return value
+
+    return parse
+
+
+_positive_int = _at_least_one("leave it out to list every run")
 
 
 def _person(text: str) -> str:
@@ -593,6 +601,13 @@ def _eval(args: argparse.Namespace) -> int:
     if args.dataset and not args.dask:
         _print("wfkit eval: --dataset is where Dask workers write; give --dask ADDRESS too", file=sys.stderr)
         return 2
+    if args.partition_size is not None and not args.dask:  # else ignored: the cases run in this process
+        _print(
+            "wfkit eval: --partition-size is how many cases each Dask partition runs; give --dask ADDRESS too "
+            "(without it the cases run in this process, --concurrency at a time)",
+            file=sys.stderr,
+        )
+        return 2
     saved = None
     if args.against:  # read before any case runs: a wrong folder found after the eval would cost all of it
         try:
@@ -958,9 +973,9 @@ def _run_flow(args: argparse.Namespace) -> int:
         _print_json(result)
     else:
         _print_run(args, run, None if workspace is False else _workspace(args))
-    hint = _unknown_input_hint(args, flow, run, inputs)
-    if hint:
-        _print(hint, file=sys.stderr)
+    for hint in (_unknown_input_hint(args, flow, run, inputs), _no_tools_hint(args, run, inputs)):
+        if hint:
+            _print(hint, file=sys.stderr)
     return 0 if run.status in ("succeeded", "waiting_approval") else 1
 
 
@@ -1013,6 +1028,22 @@ def _print_run(args: argparse.Namespace, run: Any, ws: Any) -> None:
         _print_tickets(ws, args, run.run_id)
     if run.error is not None:
         _print(f"error: {run.error}", file=sys.stderr)
+
+
+def _no_tools_hint(args: argparse.Namespace, run: Any, inputs: dict[str, Any]) -> str | None:
+    """For a run of a spec whose steps call tools, given no ``--tools``: its error says to pass a
+    registry with ``Workflow(..., tools=...)`` or ``run(..., tools=...)``, Python a shell user cannot
+    write; the command's own way is ``--tools module:name``."""
+    from wfkit.llm._tools import UnknownToolError
+
+    cause = None if run.error is None else run.error.__cause__
+    if args.tools or not isinstance(cause, UnknownToolError) or "has no tool registry" not in str(cause):
+        return None
+    again = _run_command(argparse.Namespace(**{**vars(args), "tools": _TOOLS_EXAMPLE}), inputs, [])
+    return (
+        "wfkit run: the flow's steps call tools, and no registry was given: pass one with --tools module:name "
+        f"(a registry, or a function returning one), e.g. {again}"
+    )
 
 
 def _unknown_input_hint(args: argparse.Namespace, flow: Any, run: Any, inputs: dict[str, Any]) -> str | None:
@@ -1212,7 +1243,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     demo = sub.add_parser("demo", help="run the built-in query-router workflow offline and summarise the runs")
-    demo.add_argument("--runs", type=int, default=40, help="how many queries to route (default 40)")
+    demo.add_argument(
+        "--runs",
+        type=_at_least_one("it is how many queries the demo routes (default 40)"),
+        default=40,
+        help="how many queries to route (default 40)",
+    )
     demo.add_argument("--seed", type=int, default=7, help="seed for the simulated failures (default 7)")
     demo.set_defaults(handler=_demo)
 
@@ -1262,7 +1298,11 @@ def build_parser() -> argparse.ArgumentParser:
         f"Python), {_RUN_ID_TAKES}",
     )
     fork.add_argument("--at", required=True, help="the step whose checkpoint the fork starts from")
-    fork.add_argument("--visit", type=int, help="which visit of a looping step (default: its last)")
+    fork.add_argument(
+        "--visit",
+        type=_at_least_one("a step's visits count from 1 (leave it out for its last)"),
+        help="which visit of a looping step (default: its last)",
+    )
     fork.add_argument("--set", action="append", default=[], metavar="KEY=JSON", help="a state field to change")
     fork.add_argument("--workflow", help="module:name of the workflow (default: where the run recorded it)")
     fork.add_argument(
@@ -1308,7 +1348,11 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument(
         "--dataset", help="with --dask: folder or URL every worker writes to (default: WORKSPACE/evals/runs)"
     )
-    ev.add_argument("--partition-size", type=int, help="with --dask: cases per partition (default: a few per thread)")
+    ev.add_argument(
+        "--partition-size",
+        type=_at_least_one("it is how many cases each Dask partition runs"),
+        help="with --dask: cases per partition (default: a few per thread)",
+    )
     ev.set_defaults(handler=_eval)
 
     logs = sub.add_parser("logs", parents=[common], help="step-log files: export missing rows, compact small files")
