@@ -54,3 +54,19 @@ def test_demo_says_where_its_runs_are_and_how_to_look_at_them(workspace: Path) -
         "wf.steps() reads their step log"
     ) == last
     assert 3 == len(wf.Workspace(workspace).runs())
+
+
+def test_a_demo_run_can_be_forked_and_resumed_from_the_cli(workspace: Path) -> None:
+    """`wfkit fork <a demo run> --at classify` said the run "was started from a notebook or script"
+    (it was started by `wfkit demo`, which recorded no workflow), and `--workflow
+    wfkit.examples:query_router` built a router without the demo's flaky searches. The demo's runs
+    now record the function that builds their router, which the CLI calls again."""
+    from wfkit.cli._cli import main
+
+    assert run_demo(runs=2, seed=7, out=io.StringIO()) == 0
+    store = wf.Workspace().store
+    made = dict(store.read("SELECT run_id, workflow_ref FROM runs"))
+    assert {"wfkit.cli._demo:demo_router"} == set(made.values())
+    assert 0 == main(["fork", next(iter(made)), "--at", "classify", "--workspace", str(workspace)])
+    after = dict(store.read("SELECT run_id, status FROM runs"))
+    assert ["succeeded"] == [status for run_id, status in after.items() if run_id not in made]

@@ -8,6 +8,7 @@ from collections import Counter
 from typing import TextIO
 
 from wfkit.engine._run import Run
+from wfkit.engine._workflow import Workflow
 from wfkit.examples import QUERIES, query_router
 from wfkit.testing import MemorySink
 
@@ -18,8 +19,16 @@ def _quantile(values: list[float], q: float) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[round(q * 100) - 1]
 
 
+def demo_router() -> Workflow:
+    """The demo's query router, whose searches fail now and then: what `wfkit resume` and
+    `wfkit fork` build again for a run the demo made (its runs record this function as their
+    workflow; without it they read as started from a script, which the CLI cannot rebuild)."""
+    return query_router(flaky=0.25, slow=0.1)
+
+
 async def _run_all(runs: int, seed: int, sink: MemorySink) -> list[Run]:
-    flow = query_router(flaky=0.25, slow=0.1)
+    flow = demo_router()
+    flow._origin = f"{__name__}:{demo_router.__name__}"
     return list(
         await asyncio.gather(
             *(

@@ -804,9 +804,11 @@ class Workflow:
     def _ref(self) -> str | None:
         """``module:attribute`` where this workflow can be imported again (for `wfkit resume`), or
         the origin the CLI recorded for a workflow it built from a spec file."""
+        if self._origin is not None:  # said by whoever built it (the CLI, from a spec or for the demo)
+            return self._origin
         module = sys.modules.get(self._module or "")
         if module is None or self._module == "__main__":
-            return self._origin
+            return None
         names = vars(module)
         # Every durable run asks: the name found last time is tried first, not the whole module,
         # and a workflow the module does not hold (one a factory function built) is ruled out by
