@@ -1829,6 +1829,19 @@ def test_the_run_id_help_says_its_last_characters_are_enough(command: str, capsy
     ) in out
 
 
+@pytest.mark.parametrize("given", ["", "  "])
+def test_an_empty_run_id_is_refused_not_read_as_the_start_of_every_run(
+    given: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`wfkit show ''` (an unset shell variable) listed ten runs as the ones its id "starts"; an empty
+    run id is refused, saying what to give."""
+    flow = _router()
+    flow.run({"query": "money back"})
+    assert 1 == main(["show", given])
+    err = capsys.readouterr().err
+    assert f"wfkit show: run id {given!r} is empty: give a run's id, or its last characters (4 or more)" in err
+
+
 @pytest.mark.parametrize(
     "command",
     [

@@ -95,6 +95,10 @@ def _run_of(ws: Any, args: argparse.Namespace) -> str:
     characters, and the first 7, git's habit, name them all. Several runs' ids are refused, listing
     them. An id that begins and ends none is left for the command to say there is no such run."""
     given = args.run_id
+    if not given.strip():  # the start of every run id: it would name them all
+        raise ValueError(
+            f"run id {given!r} is empty: give a run's id, or its last characters (4 or more); `wfkit runs` lists them"
+        )
     matches = ws.store.run_ids_from(given, limit=11)
     where = "start"
     if not matches and len(given) >= _SUFFIX_MIN:

@@ -1400,7 +1400,7 @@ def load_result(path: str | os.PathLike[str]) -> EvalResult:
 
     where = Path(path)
     if not where.exists():
-        raise FileNotFoundError(f"no saved eval result at {where}: give the folder evaluate() wrote; {_WHAT_IS_SAVED}")
+        raise FileNotFoundError(f"no saved eval result at {where}: {_WHAT_IS_SAVED}")
     file = where / "cases.parquet" if where.is_dir() else where
     if file.name == "summary.parquet" and (file.parent / "cases.parquet").is_file():  # the folder's other file
         file = file.parent / "cases.parquet"
