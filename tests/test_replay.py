@@ -1544,3 +1544,34 @@ def test_a_notebook_run_with_nothing_to_run_says_so(
     assert raised.value.ename == "ValueError"
     assert said in raised.value.evalue
     assert not (tmp_path / "ws").exists()  # nothing ran
+
+
+@pytest.mark.slow  # runs notebooks in Jupyter kernels (papermill)
+def test_a_replay_with_other_parameters_than_its_baseline_says_so(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`wfkit replay nb -p seed 8` against a baseline recorded with the defaults reported every
+    difference as a regression, and its advice (`--update-baseline`, without `-p`) would have
+    recorded the defaults again. A baseline now keeps the parameters it was recorded with, and a
+    replay with others says so first, with the commands for either; the same parameters compare
+    as before."""
+    _notebook(project / "nbs" / "p.ipynb", "print(x * factor)")
+    assert 0 == main(["replay", "nbs", "--report", "r", "--update-baseline"])
+    assert "parameters" not in json.loads((project / "data" / "baselines" / "nbs" / "p.json").read_text())
+    capsys.readouterr()
+    assert 1 == main(["replay", "nbs", "--report", "r", "-p", "x", "3"])
+    out = capsys.readouterr().out
+    assert (
+        "its baseline was recorded with the parameters none (the notebook's defaults), and this replay ran with "
+        "x=3: the differences below may follow from that alone. Replay it with the baseline's (`wfkit replay "
+        "nbs/p.ipynb`), or record a baseline of these (`wfkit replay nbs/p.ipynb -p x 3 --update-baseline`)"
+    ) in out
+    assert "a change you meant: record it, `wfkit replay nbs/p.ipynb -p x 3 --update-baseline`" in out
+    assert 0 == main(["replay", "nbs", "--report", "r", "-p", "x", "3", "--update-baseline"])
+    assert {"x": 3} == json.loads((project / "data" / "baselines" / "nbs" / "p.json").read_text())["parameters"]
+    assert 0 == main(["replay", "nbs", "--report", "r", "-p", "x", "3"])
+    capsys.readouterr()
+    assert 1 == main(["replay", "nbs", "--report", "r"])
+    assert "recorded with the parameters x=3, and this replay ran with none (the notebook's defaults)" in (
+        capsys.readouterr().out
+    )

@@ -31,7 +31,16 @@ from wfkit.replay._notebooks import (
 from wfkit.replay._outputs import digested
 from wfkit.replay._parameters import check_parameters
 from wfkit.replay._report import latency_plot, write_html, write_junit, write_summary
-from wfkit.replay._result import BAD_BASELINE, FAILED, NO_BASELINE, OK, REGRESSION, UPDATED, NotebookReport
+from wfkit.replay._result import (
+    BAD_BASELINE,
+    FAILED,
+    NO_BASELINE,
+    OK,
+    REGRESSION,
+    UPDATED,
+    NotebookReport,
+    replay_command,
+)
 from wfkit.replay._signals import Settings, settings_of, source_digest
 
 
@@ -57,6 +66,24 @@ def nothing_compared(summary: Mapping[str, Any], settings: Settings) -> str | No
     return "no runs, cell output ignored" if outputs else "no runs, no cell output"
 
 
+def other_parameters(key: str, recorded: Mapping[str, Any], given: Mapping[str, Any]) -> str | None:
+    """Why a replay may differ from its baseline with nothing changed: it ran with parameters other
+    than those its baseline was recorded with (a seed of its own draws other runs). None when the
+    two ran alike."""
+    if dict(recorded) == dict(given):
+        return None
+
+    def said(values: Mapping[str, Any]) -> str:
+        return ", ".join(f"{name}={value!r}" for name, value in values.items()) or "none (the notebook's defaults)"
+
+    return (
+        f"its baseline was recorded with the parameters {said(recorded)}, and this replay ran with {said(given)}: "
+        f"the differences below may follow from that alone. Replay it with the baseline's (`"
+        f"{replay_command(key, recorded)}`), or record a baseline of these (`{replay_command(key, given)} "
+        f"--update-baseline`)"
+    )
+
+
 def run_count(summary: Mapping[str, Any]) -> int:
     """The runs a notebook made: its own, and its evals' (one per variant and case)."""
     evals = summary.get("evals") or {}
@@ -67,6 +94,8 @@ def run_count(summary: Mapping[str, Any]) -> int:
 def judge(job: NotebookJob, outcome: Outcome, *, baseline: Path, root: Path, update_baseline: bool) -> NotebookReport:
     """One notebook's outcome against its baseline (or recorded as the new baseline)."""
     summary = {**outcome["summary"], "notebook": job.key, "source_digest": source_digest(job.notebook)}
+    if job.parameters:  # (none given: the notebook's defaults, which every baseline so far holds)
+        summary["parameters"] = job.parameters
     row = NotebookReport(
         key=job.key,
         status=OK,
@@ -76,6 +105,7 @@ def judge(job: NotebookJob, outcome: Outcome, *, baseline: Path, root: Path, upd
         output=Path(outcome["output"]) if outcome.get("output") else None,
         kernel_log=Path(outcome["kernel_log"]) if outcome.get("kernel_log") else None,
         digested=digested(summary.get("outputs") or {}),
+        parameters=dict(job.parameters),
     )
     base_file = baseline_file(baseline, job.key)
     job.out_dir.mkdir(parents=True, exist_ok=True)
@@ -102,7 +132,11 @@ def judge(job: NotebookJob, outcome: Outcome, *, baseline: Path, root: Path, upd
         settings = settings_of(job.notebook)
         row.diffs = compare(base, summary, settings)
         row.status = REGRESSION if row.diffs else OK
-        row.hint = None if settings.masks("evals") else evals_not_compared(base, summary)
+        hints = [
+            None if not row.diffs else other_parameters(job.key, base.get("parameters") or {}, job.parameters),
+            None if settings.masks("evals") else evals_not_compared(base, summary),
+        ]
+        row.hint = "; ".join(hint for hint in hints if hint) or None
         row.nothing_compared = None if row.diffs else nothing_compared(summary, settings)
         row.plot = latency_plot(
             job.out_dir / "latency.png", job.key, baseline_latency(base)[0], summary.get("latency", {})

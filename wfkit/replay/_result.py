@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import shlex
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,6 +37,7 @@ class NotebookReport:
     plot: Path | None = None  # the latency chart
     nothing_compared: str | None = None  # why an ok notebook tested nothing: "no runs, no cell output"
     digested: list[str] = field(default_factory=list)  # what was too big to compare but by its digest
+    parameters: dict[str, Any] = field(default_factory=dict)  # what the replay handed the notebook (-p, -f, -y)
 
     @property
     def failing(self) -> bool:
@@ -80,7 +83,7 @@ class NotebookReport:
         (the README says both; the user reading CI's log has only these lines). Empty otherwise."""
         if self.status != REGRESSION:
             return ""
-        note = f"a change you meant: record it, `wfkit replay {self.key} --update-baseline`"
+        note = f"a change you meant: record it, `{replay_command(self.key, self.parameters)} --update-baseline`"
         if any(d.cell for d in self.diffs):
             note += (
                 f"; a cell whose output differs on every run (a measured value, an unseeded draw): tag it "
@@ -117,6 +120,23 @@ class NotebookReport:
             "kernel_log": None if self.kernel_log is None else str(self.kernel_log),
             "plot": None if self.plot is None else str(self.plot),
         }
+
+
+def replay_command(key: str, parameters: Mapping[str, Any]) -> str:
+    """``wfkit replay KEY -p seed 8``: the command that replays a notebook with these parameters."""
+    given = "".join(f" -p {name} {shlex.quote(_yaml_text(value))}" for name, value in parameters.items())
+    return f"wfkit replay {key}{given}"
+
+
+def _yaml_text(value: Any) -> str:
+    """A parameter's value as ``-p`` reads it back (YAML): 8, 0.5, true, a string as it is."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float) or value is None:
+        return "null" if value is None else repr(value)
+    if isinstance(value, str):
+        return value
+    return json.dumps(value)
 
 
 def plural(count: int, noun: str, many: str | None = None) -> str:
