@@ -722,21 +722,22 @@ def _to_stderr(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def load_workflow(ref: str) -> Any:
-    """Import ``package.module:name``; a callable is called (a workflow factory)."""
+def load_workflow(ref: str, command: str) -> Any:
+    """Import ``package.module:name``; a callable is called (a workflow factory). What fails is said
+    as ``wfkit COMMAND: ...``, as the command's other errors are."""
     from wfkit.engine._workflow import Workflow
 
     module_name, _, attr = ref.partition(":")
     if not module_name or not attr:
-        raise SystemExit(f"--workflow takes module:name (e.g. myflows:triage), got {ref!r}")
+        raise SystemExit(f"wfkit {command}: --workflow takes module:name (e.g. myflows:triage), got {ref!r}")
     sys.path.insert(0, ".")
     try:
         target = getattr(importlib.import_module(module_name), attr)
     except (ImportError, AttributeError) as exc:
-        raise SystemExit(f"cannot load workflow {ref!r}: {exc}") from exc
+        raise SystemExit(f"wfkit {command}: cannot load workflow {ref!r}: {exc}") from exc
     flow = target() if callable(target) and not isinstance(target, Workflow) else target
     if not isinstance(flow, Workflow):
-        raise SystemExit(f"{ref} is not a wfkit.Workflow (got {type(flow).__name__})")
+        raise SystemExit(f"wfkit {command}: {ref} is not a wfkit.Workflow (got {type(flow).__name__})")
     return flow
 
 
@@ -1121,19 +1122,19 @@ def _workflow_of(ws: Any, run_id: str, ref: str | None, verb: str) -> Any:
     it (a module attribute, or the spec file `wfkit run` started it from)."""
     row = ws.store.run_row(run_id)
     if ref:
-        return load_workflow(ref)
+        return load_workflow(ref, verb)
     ref = row["workflow_ref"]
     if not ref:
         name = row["workflow"]
         raise SystemExit(
-            f"run {run_id} was started from a notebook or script, so the CLI cannot build its workflow "
+            f"wfkit {verb}: run {run_id} was started from a notebook or script, so the CLI cannot build its workflow "
             f"{name!r} again: pass --workflow module:name, the module attribute (or a function returning it) "
             f"that defines it (`--workflow myflows:flow` for `flow = wf.Workflow({name!r})` in myflows.py), "
             f"or {verb} it from Python (run.{verb}(...))"
         )
     if ref.startswith("{"):
         return _rebuild_spec_flow(ref, run_id, verb)
-    return load_workflow(ref)
+    return load_workflow(ref, verb)
 
 
 def _workspace_option(args: argparse.Namespace) -> str:
@@ -1158,12 +1159,14 @@ def _parse_sets(pairs: Sequence[str]) -> dict[str, Any]:
     for pair in pairs:
         key, sep, text = pair.partition("=")
         if not sep or not key:
-            raise SystemExit(f"--set takes key=json (e.g. --set kind='\"refund\"' or --set n=3), got {pair!r}")
+            raise SystemExit(
+                f"wfkit fork: --set takes key=json (e.g. --set kind='\"refund\"' or --set n=3), got {pair!r}"
+            )
         try:
             update[key] = json.loads(text)
         except ValueError:
             raise SystemExit(
-                f"--set {key}: {text!r} is not JSON; quote strings as JSON, e.g. --set {key}='\"{text}\"'"
+                f"wfkit fork: --set {key}: {text!r} is not JSON; quote strings as JSON, e.g. --set {key}='\"{text}\"'"
             ) from None
     return update
 
