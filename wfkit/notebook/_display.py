@@ -9,6 +9,7 @@ import shlex
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from wfkit.logs._units import format_seconds
 from wfkit.model._events import StepEvent
 from wfkit.model._processors import redact_text
 
@@ -57,7 +58,7 @@ def run_text(run: Run) -> str:
             f"  {'step':<20} {'visit':>5} {'status':<16} {'attempts':>8} {'latency':>11}  route / [error or decision]"
         )
     for r in rows:
-        latency = f"{r['latency_s'] * 1000:8.1f} ms" if "latency_s" in r else " " * 11
+        latency = f"{format_seconds(r['latency_s']):>11}" if "latency_s" in r else " " * 11
         route = f"-> {r['route']}" if r.get("route") else ""
         shown = _error_or_decision(r)
         extra = f"  [{shown}]" if shown else ""
@@ -80,7 +81,7 @@ def run_html(run: Run, *, graph_html: str | None = None) -> str:
     }.get(run.status, "#555")
     cells = []
     for r in step_rows(run.events):
-        latency = f"{r['latency_s'] * 1000:.1f} ms" if "latency_s" in r else ""
+        latency = format_seconds(r["latency_s"]) if "latency_s" in r else ""
         cells.append(
             "<tr>"
             + "".join(
