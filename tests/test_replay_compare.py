@@ -241,6 +241,19 @@ def test_what_a_cell_showed_is_compared_line_by_line() -> None:
     ] == [str(d) for d in compare(old, new)]
 
 
+def test_the_padding_of_a_masked_duration_is_no_change() -> None:
+    """A right-aligned column of latencies (a run's text view) pads a figure by its width: masked,
+    `0.0 ms` read `      <duration ms>` and `0.004 ms` `    <duration ms>`, a regression of nothing
+    but alignment. The padding around a masked duration is not compared; other spacing still is."""
+    old, new = _summary(), _summary()
+    row = "  plan        1 ok        1{}<duration ms>{}-> write\n"
+    old["outputs"] = {"c1": {"cell": 1, "code": "run", "stdout": row.format("      ", "  ") + "a b\n"}}
+    new["outputs"] = {"c1": {"cell": 1, "code": "run", "stdout": row.format("    ", "    ") + "a b\n"}}
+    assert [] == compare(old, new)
+    new["outputs"]["c1"]["stdout"] = row.format("    ", "    ") + "a  b\n"
+    assert ['cell 1 (run): stdout line 2 "a b" -> "a  b"'] == [str(d) for d in compare(old, new)]
+
+
 def test_a_format_2_baseline_pooled_latency_by_step_name_and_is_read_as_it_was_meant() -> None:
     """A format-2 baseline (latency pooled by step name over workflows) compares as before where one
     workflow ran the step; a name two workflows shared says it cannot be split and how to refresh it."""

@@ -9,7 +9,6 @@ import shlex
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from wfkit.logs._units import format_seconds
 from wfkit.model._events import StepEvent
 from wfkit.model._processors import redact_text
 
@@ -50,6 +49,15 @@ def statuses(events: Sequence[StepEvent]) -> dict[str, str]:
     return out
 
 
+def _ms(seconds: float) -> str:
+    """A step's latency in milliseconds, the unit of every run view: ``12.3 ms``, and a step of a
+    few microseconds ``0.004 ms``, not ``0.0 ms`` (which reads as unmeasured). Always in ms: a unit
+    that changed with the value would change a replayed notebook's output from one run to the next
+    (its durations are compared by unit, their figures masked)."""
+    ms = seconds * 1000
+    return f"{ms:.1f} ms" if ms >= 0.1 or ms == 0 else f"{ms:.3f} ms"
+
+
 def run_text(run: Run) -> str:
     lines = [f"run {run.run_id} of {run.workflow!r}: {run.status}"]
     rows = step_rows(run.events)
@@ -58,7 +66,7 @@ def run_text(run: Run) -> str:
             f"  {'step':<20} {'visit':>5} {'status':<16} {'attempts':>8} {'latency':>11}  route / [error or decision]"
         )
     for r in rows:
-        latency = f"{format_seconds(r['latency_s']):>11}" if "latency_s" in r else " " * 11
+        latency = f"{_ms(r['latency_s']):>11}" if "latency_s" in r else " " * 11
         route = f"-> {r['route']}" if r.get("route") else ""
         shown = _error_or_decision(r)
         extra = f"  [{shown}]" if shown else ""
@@ -81,7 +89,7 @@ def run_html(run: Run, *, graph_html: str | None = None) -> str:
     }.get(run.status, "#555")
     cells = []
     for r in step_rows(run.events):
-        latency = format_seconds(r["latency_s"]) if "latency_s" in r else ""
+        latency = _ms(r["latency_s"]) if "latency_s" in r else ""
         cells.append(
             "<tr>"
             + "".join(

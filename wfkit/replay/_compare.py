@@ -398,7 +398,7 @@ class _Comparer:
                 if isinstance(was, dict) and isinstance(now, dict) and _at(old_results, n) == _at(new_results, n):
                     self.hidden(cell, f"result {n + 1}", was, now)
             for name, before, after in parts:
-                if before == after:
+                if before == after or _unpadded(before) == _unpadded(after):
                     continue
                 said: Said
                 if before is None:
@@ -406,7 +406,7 @@ class _Comparer:
                 elif after is None:
                     said = (f"{name} is gone (was ", short(before), ")")
                 else:
-                    said = (f"{name} ", *_lines_changed(before, after))
+                    said = (f"{name} ", *_lines_changed(_unpadded(before), _unpadded(after)))
                 self.diffs.append(Difference("outputs", before, after, message=said, cell=cell))
 
     def hidden(self, cell: str, name: str, old: Mapping[str, Any], new: Mapping[str, Any], limit: int = 3) -> None:
@@ -429,6 +429,17 @@ class _Comparer:
                 cell=cell,
             )
         )
+
+
+# The padding around a masked duration: a column of figures aligned on their right reads
+# "     <duration ms>" for 0.0 and "    <duration ms>" for 12.3, while the figure itself is masked.
+_DURATION_PADDING = re.compile(r" {2,}(<duration [^>]*>)(?: {2,}(?=\S))?")
+
+
+def _unpadded(text: Any) -> Any:
+    """``text`` with the padding around its masked durations cut to one space (a column's alignment
+    follows the masked figure's width, so it changes with it: no change of its own)."""
+    return _DURATION_PADDING.sub(r" \1 ", text) if isinstance(text, str) and "<duration " in text else text
 
 
 def _cells(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[tuple[str, Any, Any, tuple[list[Any], list[Any]]]]:
