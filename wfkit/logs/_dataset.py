@@ -264,13 +264,13 @@ def warn_of_jobs_without_end(dataset: Location) -> None:
                 f"{gone}: no reader counts its {len(committed)} committed partition(s). {repair} aborted (its rows "
                 f"are set aside, not deleted); run its cases again"
             )
-        warnings.warn(said, UnfinishedJobWarning, stacklevel=_user_stacklevel())
+        warnings.warn(said, UnfinishedJobWarning, stacklevel=user_stacklevel())
 
 
 _PACKAGE = str(Path(__file__).resolve().parent.parent) + os.sep
 
 
-def _user_stacklevel() -> int:
+def user_stacklevel() -> int:
     """The ``stacklevel`` of the first frame outside wfkit, for a warning its caller says: a dataset
     is read from ``wf.steps``, ``wf.StepLog``, an eval or a report, each some frames deep, and a
     fixed level pointed at wfkit's own line (``_steplog.py:697``) and printed it under the message."""

@@ -35,7 +35,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from wfkit.logs._dataset import STEPS_DIR, counted_files, fsync_dir, is_attempt_segment, is_url, mirror
+from wfkit.logs._dataset import (
+    STEPS_DIR,
+    counted_files,
+    fsync_dir,
+    is_attempt_segment,
+    is_url,
+    mirror,
+    user_stacklevel,
+)
 from wfkit.model._errors import StoreCorruptError, WorkspaceNotFoundError
 from wfkit.model._events import FIELDS, Status
 from wfkit.model._process import pid_alive
@@ -753,13 +761,17 @@ def steps(
         if future:
             warnings.warn(future, stacklevel=2)
     executing = executing_note(root, workflow=workflow, run_id=run_id)
-    if executing:
-        warnings.warn(executing, stacklevel=2)
+    if executing:  # at the user's line, also when a StepLog question or a report reads through here
+        warnings.warn(executing, stacklevel=user_stacklevel())
     return frame
 
 
 def executing_note(
-    root: Path, *, workflow: str | Sequence[str] | None = None, run_id: str | Sequence[str] | None = None
+    root: Path,
+    *,
+    workflow: str | Sequence[str] | None = None,
+    run_id: str | Sequence[str] | None = None,
+    where: str = "the step log",
 ) -> str | None:
     """What a read of a workspace's step log leaves out: the attempts of runs a live process
     executes now (of the ``workflow`` and ``run_id`` asked for), exported when each ends. Without a
@@ -790,7 +802,7 @@ def executing_note(
     )
     runs = f"{len(left)} run{'s' if len(left) > 1 else ''} still executing ({named})"
     return (
-        f"{runs} {'are' if len(left) > 1 else 'is'} not in the step log: a run's attempts are exported "
+        f"{runs} {'are' if len(left) > 1 else 'is'} not in {where}: a run's attempts are exported "
         f"when it ends (await it, then read again)"
     )
 
