@@ -594,3 +594,39 @@ def test_every_plot_shows_as_an_image_in_an_executed_notebook(workspace: Path, t
     NotebookClient(nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
     images = [sum("image/png" in out.get("data", {}) for out in cell.outputs) for cell in nb.cells[1:]]
     assert [1] * len(plots) == images
+
+
+def test_timeline_gives_map_items_lanes_of_their_own(workspace: Path) -> None:
+    """A map of 4 items, the third failing once: in the step's one lane the items hid one another
+    (the longest on top) and the retried attempt was not to be seen. Each item gets a lane under the
+    map's own (packed: items that never overlap would share one), the retry in the retry colour."""
+    flow = wf.Workflow("mapped")
+    tried: dict[int, int] = {}
+
+    @flow.step(writes=["items"])
+    def load(state: Any) -> dict[str, Any]:
+        return {"items": [10, 20, 30, 40]}
+
+    @flow.map(over="items", into="out", retry=wf.RetryPolicy(max_retries=2, base_delay=0.01, jitter=0))
+    async def work(item: int, ctx: Any) -> int:
+        tried[item] = tried.get(item, 0) + 1
+        await asyncio.sleep(item / 1000)
+        if item == 30 and tried[item] == 1:
+            raise TimeoutError("once")
+        return item
+
+    flow.edge("load", "work")
+    run = flow.run({})
+    ax = wf.steps().wf.plot_timeline(run.run_id)
+
+    labels = [t.get_text() for t in ax.get_yticklabels()]
+    assert ["load", "work", "work [0]", "work [1]", "work [2]", "work [3]"] == labels
+    attempts = [r for r in rectangles(ax) if r.get_height() == pytest.approx(0.6)]
+    retry = to_rgba(_COLORS["retry"])
+    retried = [r for r in attempts if r.get_facecolor()[:3] == retry[:3]]
+    assert ["work [2]"] == [lane_of(r, labels) for r in retried]
+    # No two bars of an item lane overlap: each is seen whole.
+    for lane in labels[2:]:
+        bars = sorted((r.get_x(), r.get_x() + r.get_width()) for r in attempts if lane_of(r, labels) == lane)
+        assert all(a[1] <= b[0] + 1e-9 for a, b in itertools.pairwise(bars)), (lane, bars)
+    assert 2 == sum(lane_of(r, labels) == "work [2]" for r in attempts)

@@ -202,6 +202,45 @@ def test_report_of_one_run_says_one_run_and_one_attempt(workspace: Path, tmp_pat
     assert '<p>1 run, <span class="ok">0 failed</span>; ' in html
 
 
+def test_report_says_which_runs_it_lacks_still_executing(workspace: Path, tmp_path: Path, capsys: Any) -> None:
+    """A report written while a run executes (its rows are exported when it ends) left it out without
+    a word: its header now names it, and the command prints no warning besides."""
+    single = wf.Workflow("single")
+    single.step(lambda s: None, name="only")
+    single.run({})
+    flow = wf.Workflow("long")
+
+    @flow.step
+    async def first(state: Any) -> dict[str, Any]:
+        return {}
+
+    @flow.step
+    async def second(state: Any) -> dict[str, Any]:
+        await asyncio.sleep(1.0)
+        return {}
+
+    flow.edge("first", "second")
+    out = tmp_path / "report"
+
+    async def main_() -> None:
+        run = flow.start({})
+        for _ in range(200):
+            await asyncio.sleep(0.02)
+            if run.events:
+                break
+        await asyncio.sleep(0.1)
+        assert 0 == await asyncio.to_thread(main, ["report", "--out", str(out)])
+        html = (out / "index.html").read_text()
+        assert "<p>1 attempt, 1 run;" in html  # the finished run alone
+        assert f"<p>1 run still executing (long {run.run_id}) is not in this report: " in html
+        assert "still executing" not in capsys.readouterr().err
+        await run
+
+    asyncio.run(main_())
+    assert 0 == main(["report", "--out", str(out)])
+    assert "still executing" not in (out / "index.html").read_text()
+
+
 def test_report_renders_in_chromium(workspace: Path, tmp_path: Path, capsys: Any) -> None:
     """Opened in headless Chromium: every image loads, nothing spills sideways at 1280 px, each
     workflow has a section with its heading, and a screenshot can be taken."""

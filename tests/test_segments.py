@@ -301,6 +301,8 @@ def test_reading_a_job_whose_driver_died_before_its_end_warns_once_and_counts_no
     with pytest.warns(wf.UnfinishedJobWarning, match=said) as caught:
         assert _run_ids(tmp_path, taken) == list(wf.steps(tmp_path)["run_id"])  # the ended job's run only
     assert 1 == len(caught)
+    # Said at the reader's line, not at wfkit's (it pointed at _steplog.py and printed its line).
+    assert (__file__, "test_segments.py") == (caught[0].filename, Path(caught[0].filename).name)
     assert "is gone: no reader counts its 1 committed partition(s)" in str(caught[0].message)
     assert f"wfkit doctor --dataset {tmp_path} --repair` records the job as aborted" in str(caught[0].message)
     with warnings.catch_warnings():

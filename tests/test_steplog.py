@@ -1399,3 +1399,44 @@ def test_a_large_reordered_read_with_unfilled_columns_equals_the_plain_conversio
     assert list(expected.columns) == list(actual.columns)
     assert list(expected.dtypes) == list(actual.dtypes)
     assert expected.equals(actual)
+
+
+def test_a_read_while_a_run_executes_says_it_is_left_out(workspace: Path) -> None:
+    """A run still executing is exported when it ends: read meanwhile, its steps done were left
+    out without a word (an empty frame read as no runs at all). The read says which run it lacks,
+    for the workflow and run ids asked about only; once the run ended, its rows are there and
+    nothing is said."""
+    import asyncio
+
+    flow = wf.Workflow("long")
+
+    @flow.step
+    async def first(state: Any) -> dict[str, Any]:
+        await asyncio.sleep(0.01)
+        return {}
+
+    @flow.step
+    async def second(state: Any) -> dict[str, Any]:
+        await asyncio.sleep(1.0)
+        return {}
+
+    flow.edge("first", "second")
+
+    async def main() -> None:
+        run = flow.start({})
+        for _ in range(200):  # until first's row is in the journal
+            await asyncio.sleep(0.02)
+            if run.events:
+                break
+        await asyncio.sleep(0.1)
+        with pytest.warns(UserWarning, match=rf"1 run still executing \(long {run.run_id}\) is not in the step log"):
+            assert wf.steps().empty
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            wf.steps(workflow="other")  # another workflow's read: nothing to say
+        await run
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            assert ["first", "second"] == list(wf.steps()["step"])
+
+    asyncio.run(main())

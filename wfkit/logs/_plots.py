@@ -326,8 +326,64 @@ def plot_latency(
 # ---- one run ----------------------------------------------------------------------------------
 
 
+def _timeline_lanes(rows: pd.DataFrame, origin: pd.Timestamp) -> tuple[list[str], list[int]]:
+    """The lanes of a run's timeline and each row's lane: one per step, and under a map step lanes
+    of its items, packed so that no two items share a lane while they overlap (an item's attempts
+    and backoffs stay in one lane), each labelled with the items it holds. In the step's own lane
+    the items hid one another, the longest on top: a retried item was not to be seen."""
+    import pandas as pd
+
+    steps = [str(s) for s in rows["step"]]
+    column: Sequence[Any] = rows["map_index"] if "map_index" in rows.columns else [None] * len(rows)
+    items: list[int | None] = [None if pd.isna(v) else int(v) for v in column]
+    visits = list(rows["visit"]) if "visit" in rows.columns else [1] * len(rows)
+    starts = [(t - origin).total_seconds() for t in rows["started_at"]]
+    ends = []
+    for row, start in zip(rows.itertuples(index=False), starts, strict=True):
+        width = float(row.latency_s) if row.latency_s == row.latency_s else 0.0
+        delay = getattr(row, "retry_delay_s", None)
+        delay = float(delay) if delay is not None and delay == delay and delay > 0 else 0.0
+        ends.append(start + max(width, 0.0) + delay)
+    # Each item of a map step: from its first attempt's start to its last attempt's end (backoff included).
+    spans: dict[str, dict[tuple[Any, Any], list[float]]] = {}
+    for i, (step, item) in enumerate(zip(steps, items, strict=True)):
+        if item is None:
+            continue
+        span = spans.setdefault(step, {}).setdefault((visits[i], item), [starts[i], ends[i]])
+        span[0], span[1] = min(span[0], starts[i]), max(span[1], ends[i])
+    packed: dict[str, dict[tuple[Any, Any], int]] = {}  # step -> item -> its sub-lane
+    held: dict[str, list[list[int]]] = {}  # step -> sub-lane -> the item indices it holds
+    for step, of_step in spans.items():
+        free_at: list[float] = []
+        for key, (start, end) in sorted(of_step.items(), key=lambda kv: (kv[1][0], kv[0][1])):
+            sub = next((k for k, t in enumerate(free_at) if t <= start), len(free_at))
+            if sub == len(free_at):
+                free_at.append(end)
+                held.setdefault(step, []).append([])
+            free_at[sub] = end
+            packed.setdefault(step, {})[key] = sub
+            held[step][sub].append(key[1])
+    lanes: list[str] = []
+    first: dict[str, int] = {}
+    for step in dict.fromkeys(steps):
+        first[step] = len(lanes)
+        lanes.append(step)
+        for indices in held.get(step, []):
+            shown = sorted(dict.fromkeys(indices))
+            text = ", ".join(str(n) for n in shown[:4]) + (f", … {len(shown)} items" if len(shown) > 4 else "")
+            lanes.append(f"{step} [{text}]")
+    lane_of_row = []
+    for i, (step, item) in enumerate(zip(steps, items, strict=True)):
+        if item is None:
+            lane_of_row.append(first[step])
+        else:
+            lane_of_row.append(first[step] + 1 + packed[step][(visits[i], item)])
+    return lanes, lane_of_row
+
+
 def plot_timeline(df: pd.DataFrame, run_id: str | None = None, *, ax: Axes | None = None) -> Axes:
-    """Gantt chart of one run (the latest by default): a lane per step, a bar per attempt, retry
+    """Gantt chart of one run (the latest by default): a lane per step (under a map step, lanes of
+    its items, no two overlapping in one, each named with the items it holds), a bar per attempt, retry
     delays as thin bars, approval waits hatched; the stretches a resumed run lay stopped (after a
     crash, a failure or a cancellation) shaded across the lanes, and the title's time the time it
     ran (``runs()``' ``duration_s``), the stopped time beside it."""
@@ -343,13 +399,13 @@ def plot_timeline(df: pd.DataFrame, run_id: str | None = None, *, ax: Axes | Non
     rows = df[df["run_id"] == run_id].sort_values("started_at", kind="stable")
     if rows.empty:
         return _say(_axes(ax, 8, 2.5), f"no events for run {run_id}", "Run timeline")
-    lanes = list(dict.fromkeys(str(s) for s in rows["step"]))
-    ax = _axes(ax, 10, 0.45 * len(lanes) + 1.6)
     origin = rows["started_at"].min()
+    lanes, lane_of_row = _timeline_lanes(rows, origin)
+    ax = _axes(ax, 10, 0.45 * len(lanes) + 1.6)
     ends = []
     waited: dict[str, str] = {}  # colour of the backoff bars drawn -> the status they follow
-    for row in rows.itertuples(index=False):
-        lane = lanes.index(str(row.step))
+    for i, row in enumerate(rows.itertuples(index=False)):
+        lane = lane_of_row[i]
         start = (row.started_at - origin).total_seconds()
         width = max(float(row.latency_s) if row.latency_s == row.latency_s else 0.0, 0.0)
         color = _COLORS.get(str(row.status), "#333333")

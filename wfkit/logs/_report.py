@@ -15,6 +15,7 @@ import html
 import math
 import os
 import re
+import warnings
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -487,7 +488,10 @@ def write_report(
 
     log = StepLog(workspace, since=since, workflow=workflow)
     try:
-        with quietly():  # the report says why its runs table is empty itself, as an error naming what there is
+        # The report says why its runs table is empty itself, as an error naming what there is, and
+        # which runs it lacks, still executing, in its header.
+        with quietly(), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=r"\d+ runs? still executing")
             return _write_report(log, workspace, out, since=since, workflow=workflow)
     finally:
         log.close()  # its DuckDB connection, on every way out: a refused window or workflow too
@@ -536,11 +540,17 @@ def _write_report(
         stale.unlink()
     attempts = int(runs["attempts"].sum()) if len(runs) else 0
     window = f", since {_esc(since)}" if since else ""
+    from wfkit.logs._steplog import executing_note, resolve_root
+
+    # A run still executing has no rows yet: the page would leave it out without a word.
+    executing = executing_note(resolve_root(workspace), workflow=workflow, where="this report")
     header = (
         "<header><h1>wfkit report</h1>"
         f"<p>{count_of(attempts, 'attempt')}, {count_of(len(runs), 'run')}{window}"
         + (f", workflow {_esc(workflow)}" if workflow else "")
-        + f"; written {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC.</p></header>"
+        + f"; written {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC.</p>"
+        + (f"<p>{_esc(executing)}.</p>" if executing else "")
+        + "</header>"
     )
     parts: list[str] = []
     if runs.empty:

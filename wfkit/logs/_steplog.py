@@ -35,7 +35,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from wfkit.logs._dataset import STEPS_DIR, counted_files, fsync_dir, is_attempt_segment, is_url, mirror
+from wfkit.logs._dataset import (
+    STEPS_DIR,
+    counted_files,
+    fsync_dir,
+    is_attempt_segment,
+    is_url,
+    mirror,
+    user_stacklevel,
+)
 from wfkit.model._errors import StoreCorruptError, WorkspaceNotFoundError
 from wfkit.model._events import FIELDS, Status
 from wfkit.model._process import pid_alive
@@ -752,7 +760,51 @@ def steps(
         future = since_in_future(root, since, given)
         if future:
             warnings.warn(future, stacklevel=2)
+    executing = executing_note(root, workflow=workflow, run_id=run_id)
+    if executing:  # at the user's line, also when a StepLog question or a report reads through here
+        warnings.warn(executing, stacklevel=user_stacklevel())
     return frame
+
+
+def executing_note(
+    root: Path,
+    *,
+    workflow: str | Sequence[str] | None = None,
+    run_id: str | Sequence[str] | None = None,
+    where: str = "the step log",
+) -> str | None:
+    """What a read of a workspace's step log leaves out: the attempts of runs a live process
+    executes now (of the ``workflow`` and ``run_id`` asked for), exported when each ends. Without a
+    word they read as runs that never started: a frame empty, or short by their steps done."""
+    from wfkit.store._workspace import DB_NAME, open_store
+
+    if root.name != STEPS_DIR or not (root.parent / DB_NAME).exists():
+        return None
+    store = open_store(root.parent, create=False)
+    executing = [rid for rid, live in store.runs_with_unexported_rows() if live]
+    if not executing:
+        return None
+    rows = store.read(
+        f"SELECT run_id, workflow FROM runs WHERE run_id IN ({', '.join('?' for _ in executing)}) ORDER BY created_at",
+        executing,
+    )
+    workflows = None if workflow is None else {workflow} if isinstance(workflow, str) else set(workflow)
+    ids = None if run_id is None else {run_id} if isinstance(run_id, str) else set(run_id)
+    left = [
+        (str(r[0]), str(r[1]))
+        for r in rows
+        if (workflows is None or r[1] in workflows) and (ids is None or r[0] in ids)
+    ]
+    if not left:
+        return None
+    named = ", ".join(f"{name} {rid}" for rid, name in left[:3]) + (
+        f" and {len(left) - 3} more" if len(left) > 3 else ""
+    )
+    runs = f"{len(left)} run{'s' if len(left) > 1 else ''} still executing ({named})"
+    return (
+        f"{runs} {'are' if len(left) > 1 else 'is'} not in {where}: a run's attempts are exported "
+        f"when it ends (await it, then read again)"
+    )
 
 
 def check_columns(columns: Sequence[str] | None) -> None:
