@@ -545,6 +545,28 @@ def test_the_status_line_says_when_edits_are_not_saved_yet(tmp_path: Path, lab: 
 @pytest.mark.skipif(
     not CHROMIUM.exists(), reason=f"{CHROMIUM} is missing (apt-get install chromium); this browser test drives it"
 )
+def test_ctrl_s_in_a_box_being_typed_in_saves_what_it_shows(tmp_path: Path, lab: Lab) -> None:
+    """Ctrl+S pressed while typing a timeout (no Enter, no Tab) saves that timeout too: it was left
+    out of the file while the status line said "saved" and the box still showed it."""
+    from playwright.sync_api import expect
+
+    with lab_page(lab, {"width": 1800, "height": 1100}, tmp_path / "ctrl-s-failure.png") as page:
+        builder = _router_builder(page, lab, tmp_path / "ctrl-s.ipynb")
+        builder.locator("g[data-step='classify'] rect.wfk-node-box").click()
+        timeout = builder.locator(".wfk-panel").get_by_label("Timeout per attempt (s)")
+        timeout.click()
+        page.keyboard.type("15")
+        page.keyboard.press("Control+s")
+        expect(builder.locator(".wfk-status")).to_contain_text("saved rag-router.yaml")
+        expect(timeout).to_have_value("15")
+        expect(builder.locator("g[data-step='classify']")).to_contain_text("15s")
+    saved = __import__("yaml").safe_load((tmp_path / "rag-router.yaml").read_text())
+    assert 15 == saved["steps"]["classify"]["timeout"]
+
+
+@pytest.mark.skipif(
+    not CHROMIUM.exists(), reason=f"{CHROMIUM} is missing (apt-get install chromium); this browser test drives it"
+)
 def test_write_stub_says_which_file_to_fill_in(tmp_path: Path, lab: Lab) -> None:
     """ "Write stub" adds the step and says in the status line which file holds the function to
     fill in (the message was wiped at once by the redraw of the added step)."""

@@ -1078,6 +1078,9 @@ class Editor {
     } else if (mod && event.key === "s") {
       event.preventDefault();
       event.stopPropagation();
+      // Ctrl+S pressed in a box still being typed in: what it shows is saved too (it was left out,
+      // the status line said "saved", and the box kept the number the file did not have).
+      if (typing && event.target.tagName !== "SELECT") event.target.dispatchEvent(new Event("change"));
       this.save();
     } else if (!typing) {
       event.stopPropagation(); // keys pressed inside the editor are the editor's, not the notebook's
