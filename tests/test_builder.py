@@ -288,13 +288,32 @@ def test_new_step_writes_an_importable_stub(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("name", "message"),
-    [("2fast", "cannot be a function name"), ("class", "cannot be a function name"), ("classify", "exists already")],
+    [
+        ("2fast", "cannot be a function name"),
+        ("class", "'class' is a word Python keeps for itself and cannot name a function: choose another name"),
+        ("classify", "exists already"),
+    ],
 )
 def test_new_step_refuses_names_that_cannot_be_functions(tmp_path: Path, name: str, message: str) -> None:
     """A name that is not an identifier, a keyword, or one already taken is refused with why."""
     session = Session(path=tmp_path / "f.yaml", namespace={"classify": ex.classify})
     with pytest.raises(ValueError, match=message):
         session.new_step(name)
+
+
+def test_new_step_never_writes_a_second_function_over_one_the_stub_file_has(tmp_path: Path) -> None:
+    """ "Write stub" for a name the stub file defines already (written in an earlier session, then
+    filled in) writes nothing: a second stub after it replaced the filled-in function on import, and
+    the run got ``{}``. The function written before is offered in the palette instead."""
+    stub = tmp_path / "triage_again_steps.py"
+    filled = "def escalate(state, ctx):\n    return {'escalated': True}\n"
+    stub.write_text(filled)
+    session = Session(path=tmp_path / "triage-again.yaml", namespace={})
+    with pytest.raises(ValueError, match=r"escalate\(\) is in triage_again_steps.py already, nothing was written"):
+        session.new_step("escalate")
+    assert filled == stub.read_text()
+    assert {"escalated": True} == session.namespace["escalate"]({}, None)
+    assert ["triage_again_steps:escalate"] == [item["ref"] for item in palette(session.namespace)]
 
 
 def test_initial_spec_from_a_file_keeps_it_as_written(tmp_path: Path) -> None:

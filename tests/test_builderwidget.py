@@ -97,6 +97,17 @@ def test_new_step_message_writes_a_stub_and_answers(tmp_path: Path, monkeypatch:
     assert "exists already" in sent[-1]["message"]
 
 
+def test_stubs_written_in_an_earlier_session_are_in_the_palette_again(tmp_path: Path) -> None:
+    """Opened again, the builder offers the functions "Write stub" wrote to the stub file before
+    (they were missing, and their steps read "not in the palette"), beside those of steps=."""
+    (tmp_path / "reopened_steps.py").write_text("def escalate(state, ctx):\n    return {}\n")
+    editor = wf.edit(tmp_path / "reopened.yaml", steps=ex, tools=ex.reliable_tools())
+    names = [p["name"] for p in editor.palette]
+    assert "escalate" in names
+    assert "classify" in names
+    assert "reopened_steps:escalate" == next(p["ref"] for p in editor.palette if p["name"] == "escalate")
+
+
 def test_edit_refuses_what_it_cannot_open() -> None:
     """Anything but a Workflow or a path is refused with what to pass."""
     with pytest.raises(TypeError, match=r"wf\.edit takes a Workflow or a spec file path, got int"):

@@ -9,6 +9,7 @@ moves these values between the two sides.
 
 from __future__ import annotations
 
+import ast
 import importlib
 import inspect
 import keyword
@@ -176,9 +177,33 @@ class Session:
                     )
         return notes
 
+    def stub_path(self) -> Path:
+        """Where "Write stub" writes: ``stub_file``, else ``<spec name>_steps.py`` beside the spec."""
+        return self.stub_file or self.path.with_name(f"{self.path.stem.replace('-', '_')}_steps.py")
+
+    def offer_written_stubs(self) -> None:
+        """Offer the step functions of a stub file written before (an earlier session, or a
+        programmer filling them in) in the palette, beside those of ``steps=``."""
+        stub = self.stub_path()
+        if not stub.is_file() or not _defined_in(stub):
+            return
+        try:
+            module = _import_file(stub)
+        except Exception:  # its steps in the spec say why, as problems on their boxes
+            return
+        for name in _defined_in(stub):
+            fn = getattr(module, name, None)
+            if _looks_like_step(fn):
+                self.namespace.setdefault(name, fn)
+
     def new_step(self, name: str, *, takes_context: bool = True, is_async: bool = False) -> dict[str, Any]:
         """Write a stub function into the stub file, import it, and offer it in the palette."""
-        if not _STEP_NAME.match(name) or keyword.iskeyword(name):
+        if keyword.iskeyword(name):
+            raise ValueError(
+                f"{name!r} is a word Python keeps for itself and cannot name a function: choose another "
+                f"name (e.g. {name}_step)"
+            )
+        if not _STEP_NAME.match(name):
             raise ValueError(
                 f"{name!r} cannot be a function name: use letters, digits and _, not starting with a digit"
             )
@@ -186,13 +211,30 @@ class Session:
             raise ValueError(
                 f"a function named {name!r} exists already: pick it from the palette or choose another name"
             )
-        stub = self.stub_file or self.path.with_name(f"{self.path.stem.replace('-', '_')}_steps.py")
+        stub = self.stub_path()
+        if stub.is_file() and name in _defined_in(stub):
+            # Written before (maybe filled in since): a second stub after it would replace it when
+            # imported, so a programmer's code would silently give way to `return {}`.
+            self.offer_written_stubs()
+            raise ValueError(
+                f"{name}() is in {stub.name} already, nothing was written: pick + {name} from the palette, "
+                "or choose another name"
+            )
         with stub.open("a", encoding="utf-8") as out:
             out.write(stub_source(name, takes_context=takes_context, is_async=is_async))
         module = _import_file(stub)
         fn = getattr(module, name)
         self.namespace[name] = fn
         return {"name": name, "ref": function_ref(fn), "file": stub.name}
+
+
+def _defined_in(path: Path) -> list[str]:
+    """The names of the functions a Python file defines at its top level (none if it does not parse)."""
+    try:
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+    except (OSError, SyntaxError, ValueError):
+        return []
+    return [node.name for node in tree.body if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)]
 
 
 def _import_file(path: Path) -> types.ModuleType:

@@ -78,6 +78,7 @@ class FlowEditor(anywidget.AnyWidget):
             try:
                 made = self.session.new_step(str(content.get("name", "")), is_async=bool(content.get("is_async")))
             except (ValueError, OSError, ImportError, SyntaxError) as exc:
+                self.palette = palette(self.session.namespace)  # a stub found written already is offered
                 self.send({"type": "error", "message": str(exc)})
                 return
             self.palette = palette(self.session.namespace)
@@ -140,6 +141,7 @@ def edit(
         stub_file=Path(stub_file) if stub_file is not None else None,
         on_save=list(on_save),
     )
+    session.offer_written_stubs()  # "Write stub" functions of an earlier session, in the palette again
     notes = session.notes_for_the_call()
     if notes:  # printed: shown once under the cell, where the call can be changed
         print("wf.edit: what the builder cannot change, only this call can:\n" + "\n".join(f"- {n}" for n in notes))
