@@ -942,6 +942,56 @@ def test_an_approval_reason_cleared_stays_cleared_and_is_asked_for(tmp_path: Pat
     assert {"reason": "Queries touching sales data need an analyst"} == saved["steps"]["data_query"]["approval"]
 
 
+@pytest.mark.skipif(
+    not CHROMIUM.exists(), reason=f"{CHROMIUM} is missing (apt-get install chromium); this browser test drives it"
+)
+def test_a_switch_turned_off_and_on_again_gives_back_what_was_set(tmp_path: Path, lab: Lab) -> None:
+    """A gate unticked and ticked again comes back with its reason and payload (they were replaced by
+    "needs a human's yes", which saved cleanly); a route made a plain connection and a route again
+    tests its condition and binds its tools again (it came back blank, with no tools)."""
+    from playwright.sync_api import expect
+
+    with lab_page(lab, {"width": 1800, "height": 1100}, tmp_path / "switch-failure.png") as page:
+        builder = _router_builder(page, lab, tmp_path / "switch.ipynb")
+        problems = builder.locator(".wfk-problems")
+        expect(problems).to_contain_text("The kernel finds no problems.")
+        panel = builder.locator(".wfk-panel")
+        builder.locator("g[data-step='data_query'] rect.wfk-node-box").click()
+        gate = panel.get_by_label("a human approves before it runs")
+        gate.check()
+        panel.get_by_label("Reason").fill("sales data needs an analyst")
+        panel.get_by_label("Reason").press("Enter")
+        panel.get_by_label("Payload fields (comma-separated)").fill("query")
+        panel.get_by_label("Payload fields (comma-separated)").press("Enter")
+        gate.uncheck()
+        expect(panel.get_by_label("Reason")).to_have_count(0)
+        gate.check()
+        expect(panel.get_by_label("Reason")).to_have_value("sales data needs an analyst")
+        expect(panel.get_by_label("Payload fields (comma-separated)")).to_have_value("query")
+
+        builder.locator("g[data-label-for='route:classify:0'] rect.wfk-edge-label-bg").click()
+        panel.get_by_label("Kind").select_option("edge")
+        expect(panel).to_contain_text("Connection: classify → code_search")
+        panel.get_by_label("Kind").select_option("route")
+        expect(panel).to_contain_text("Route: classify → code_search")
+        expect(panel.get_by_label("Condition field")).to_have_value("query_type")
+        expect(panel.get_by_label("Condition value")).to_have_value("code")
+        expect(panel.get_by_label("Tool code_interpreter")).to_be_checked()
+        expect(problems).to_contain_text("The kernel finds no problems.")
+        builder.get_by_role("button", name="Save flow spec").click()
+        expect(builder.locator(".wfk-status")).to_contain_text("saved rag-router.yaml")
+    saved = __import__("yaml").safe_load((tmp_path / "rag-router.yaml").read_text())
+    assert {"reason": "sales data needs an analyst", "payload": ["query"]} == saved["steps"]["data_query"]["approval"]
+    code = [r for r in saved["routes"]["classify"]["routes"] if r["go"] == "code_search"]
+    assert [
+        {
+            "when": {"field": "query_type", "op": "eq", "value": "code"},
+            "go": "code_search",
+            "tools": ["web_search", "code_interpreter"],
+        }
+    ] == code
+
+
 LONG_LIST = [
     *("alpha", "bravo", "charlie", "delta", "echo", "foxtrot"),
     *("golf", "hotel", "india", "juliett", "kilo", "lima"),

@@ -300,6 +300,7 @@ class Editor {
     this.redoStack = [];
     this.drag = null;
     this.hidden = { palette: false, panel: false }; // side columns the user folded away
+    this.kept = {}; // settings a switch took out of the spec (a gate unticked, a route made plain), to give back
     this.build();
     if (this.placeMissing(true)) this.sync();
     // The spec the kernel's status line speaks of: as opened, then as sent with the last Save the
@@ -454,8 +455,13 @@ class Editor {
   setEdgeKind(edge, kind) {
     if (kind === edge.kind) return;
     let newId;
+    // What a route tested, and the tools it bound, are kept aside while it is a plain connection:
+    // made a route again, it tests that again (it came back blank, the condition retyped from memory).
+    const keep = `route:${edge.src}:${edge.dst}`;
+    if (edge.route) this.kept[keep] = { ...(this.kept[keep] || {}), ...clone(edge.route) }; // a default has no when: an earlier one stays
+    const kept = this.kept[keep] || {};
     this.change((spec) => {
-      const tools = edge.route && edge.route.tools;
+      const tools = edge.route ? edge.route.tools : kept.tools;
       this.detach(spec, edge);
       if (kind === "edge") {
         spec.edges = spec.edges || {};
@@ -471,7 +477,7 @@ class Editor {
           newId = `default:${edge.src}`;
         } else {
           router.routes = router.routes || [];
-          const when = edge.kind === "route" ? edge.route.when : { field: "", op: "eq", value: "" };
+          const when = edge.kind === "route" ? edge.route.when : kept.when || { field: "", op: "eq", value: "" };
           router.routes.push({ when, ...go });
           newId = `route:${edge.src}:${router.routes.length - 1}`;
         }
@@ -1378,9 +1384,14 @@ class Editor {
 
     const approval = step.approval;
     const gate = h("input", { type: "checkbox", checked: !!approval });
+    // Unticked, the gate's settings are kept aside: ticked again, they come back (a reason, payload,
+    // condition and on-reject typed were replaced by "needs a human's yes", which saved cleanly).
     gate.addEventListener("change", () => this.updateStep(name, (st) => {
-      if (gate.checked) st.approval = { reason: "needs a human's yes" };
-      else delete st.approval;
+      if (gate.checked) st.approval = this.kept[`approval:${name}`] || { reason: "needs a human's yes" };
+      else {
+        this.kept[`approval:${name}`] = clone(st.approval);
+        delete st.approval;
+      }
     }));
     const gateBox = h("fieldset", {}, h("legend", { text: "Approval" }), h("label", { class: "wfk-inline" }, gate, " a human approves before it runs"));
     if (approval) {
