@@ -420,6 +420,27 @@ def test_bundled_front_end_lists_a_blank_value_once_under_its_box() -> None:
 
 
 @pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed")
+def test_bundled_front_end_keeps_a_steps_marks_inside_its_box() -> None:
+    """A step box's line of marks that would run past its sides (approval, irreversible, retry and a
+    timeout: 36 characters in a box that holds about 28) shows the marks that fit and "+N" for the
+    rest; a short line is shown whole."""
+    cases = [
+        ["approval", "irreversible", "retry", "30s"],
+        ["≤4 visits", "15s"],
+        ["retry", 'timeout "thirty seconds"?'],
+        ['timeout "thirty seconds, or forty"?'],
+    ]
+    script = f"""
+        import {{markLine}} from {json.dumps(BUNDLE.as_uri())};
+        console.log(JSON.stringify({json.dumps(cases)}.map(markLine)));
+    """
+    out = subprocess.run(["node", "--input-type=module", "-e", script], capture_output=True, text=True, check=True)
+    lines = json.loads(out.stdout)
+    assert ["approval · irreversible +2", "≤4 visits · 15s", "retry +1", 'timeout "thirty seconds, or…'] == lines
+    assert all(len(line) <= 28 for line in lines)
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed")
 def test_bundled_front_end_reads_specs_like_the_kernel() -> None:
     """The shipped bundle (run by node) lists a spec's edges and points problems at them."""
     script = f"""

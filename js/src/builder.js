@@ -177,6 +177,22 @@ function labelSize(lines) {
 }
 
 // Where a kernel problem points: a step, an edge, or the flow as a whole.
+// A step box's line of marks (approval, irreversible, visits, retry, timeout), as many as fit in
+// the box, then "+N" for the rest (the line ran past both sides of the box; the box's title and
+// its label for screen readers name them all). MARK_CHARS: characters of 10 px text the box holds.
+const MARK_CHARS = 28;
+export function markLine(marks) {
+  const all = marks.join(" · ");
+  if (all.length <= MARK_CHARS) return all;
+  for (let shown = marks.length - 1; shown > 0; shown--) {
+    const line = `${marks.slice(0, shown).join(" · ")} +${marks.length - shown}`;
+    if (line.length <= MARK_CHARS) return line;
+  }
+  const first = marks[0];
+  const rest = marks.length > 1 ? ` +${marks.length - 1}` : "";
+  return `${first.slice(0, MARK_CHARS - rest.length - 1)}…${rest}`;
+}
+
 export function problemTarget(path) {
   const [part, name, key, index] = path;
   if (part === "steps" && name !== undefined) {
@@ -982,7 +998,7 @@ class Editor {
       }),
       s("text", { x: NODE_W / 2, y: marks.length ? 18 : 27, "text-anchor": "middle", class: "wfk-node-name", "pointer-events": "none", text: node.missing ? `${name} (missing)` : name }),
     );
-    if (marks.length) group.append(s("text", { x: NODE_W / 2, y: 34, "text-anchor": "middle", class: "wfk-node-marks", "pointer-events": "none", text: marks.join(" · ") }));
+    if (marks.length) group.append(s("text", { x: NODE_W / 2, y: 34, "text-anchor": "middle", class: "wfk-node-marks", "pointer-events": "none", text: markLine(marks) }));
     if (problems) group.append(s("circle", { cx: NODE_W - 4, cy: 4, r: 8, class: "wfk-badge" }), s("text", { x: NODE_W - 4, y: 8, "text-anchor": "middle", class: "wfk-badge-text", "pointer-events": "none", text: "!" }));
     if (!node.missing) {
       group.append(
