@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +60,32 @@ def test_save_message_writes_the_file_and_the_workflow(tmp_path: Path) -> None:
     assert ex.rag_router().version == editor.flow.version
     assert "succeeded" == editor.flow.run({"query": "Random question"}, workspace=False).status
     assert (tmp_path / "router.yaml").exists()
+
+
+def test_editor_flow_warns_while_the_builder_shows_changes_not_saved(tmp_path: Path) -> None:
+    """A route's value changed in the builder and not saved: ``editor.flow`` (what the run cell
+    runs) is the flow as last saved, and says so; the run took the old route without a word. A box
+    moved is no change to warn of; after Save the warning is gone."""
+    editor = wf.edit(tmp_path / "router.yaml", steps=ex, tools=ex.reliable_tools())
+    saved = ex.rag_router().to_spec()
+    editor._on_message(editor, {"type": "save", "spec": saved}, None)
+    editor.spec = {**saved, "metadata": {"layout": {"classify": [10, 10]}}}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert editor.flow is not None
+    changed = ex.rag_router().to_spec()
+    changed["routes"]["classify"]["routes"][0]["when"]["value"] = "python"
+    editor.spec = changed
+    with pytest.warns(
+        UserWarning, match=r"router.yaml has changes that are not saved: editor.flow is the flow as last"
+    ):
+        flow = editor.flow
+    assert flow is not None
+    assert "code" == flow.to_spec()["routes"]["classify"]["routes"][0]["when"]["value"]
+    editor._on_message(editor, {"type": "save", "spec": changed}, None)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert "python" == editor.flow.to_spec()["routes"]["classify"]["routes"][0]["when"]["value"]
 
 
 def test_editing_a_workflow_saves_it_in_place(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
