@@ -992,6 +992,31 @@ def test_a_switch_turned_off_and_on_again_gives_back_what_was_set(tmp_path: Path
     ] == code
 
 
+@pytest.mark.skipif(
+    not CHROMIUM.exists(), reason=f"{CHROMIUM} is missing (apt-get install chromium); this browser test drives it"
+)
+def test_a_deleted_step_still_pointed_to_is_drawn_where_it_was(tmp_path: Path, lab: Lab) -> None:
+    """A step deleted while a route still leads to it is drawn as a ghost where it stood: it was put
+    under the step the route comes from, on the arrow of that step's default route, which then read
+    as the ghost's. Undo brings the step back there."""
+    from playwright.sync_api import expect
+
+    with lab_page(lab, {"width": 1800, "height": 1100}, tmp_path / "ghost-failure.png") as page:
+        builder = _router_builder(page, lab, tmp_path / "ghost.ipynb")
+        expect(builder.locator(".wfk-problems")).to_contain_text("The kernel finds no problems.")
+        step = builder.locator("g[data-step='data_query']")
+        place = step.get_attribute("transform")
+        step.locator("rect.wfk-node-box").click()
+        builder.locator(".wfk-panel").get_by_role("button", name="Delete step data_query").click()
+        expect(step).to_have_class(re.compile(r"wfk-missing"))
+        expect(builder.locator(".wfk-problems")).to_contain_text("which is not a step")
+        expect(step).to_have_attribute("transform", place or "")
+        builder.screenshot(path=str(tmp_path / "builder-ghost.png"))
+        builder.get_by_role("button", name="Undo (Ctrl+Z)").click()
+        expect(step).not_to_have_class(re.compile(r"wfk-missing"))
+        expect(step).to_have_attribute("transform", place or "")
+
+
 LONG_LIST = [
     *("alpha", "bravo", "charlie", "delta", "echo", "foxtrot"),
     *("golf", "hotel", "india", "juliett", "kilo", "lima"),

@@ -540,6 +540,9 @@ class Editor {
   deleteStep(name) {
     this.change((spec) => {
       delete spec.steps[name];
+      // Its place is kept aside: what still points to it is drawn to a ghost there (the ghost was put
+      // under the step the first route came from, where it sat on other arrows and took them over).
+      this.kept[`place:${name}`] = this.layout[name];
       delete this.layout[name];
       if (spec.edges) delete spec.edges[name];
       if (spec.routes) delete spec.routes[name];
@@ -835,7 +838,8 @@ class Editor {
     for (const edge of edges) {
       if (edge.dst !== END && !(edge.dst in nodes)) {
         const from = nodes[edge.src] ? nodes[edge.src].pos : [30, 30];
-        nodes[edge.dst] = { name: edge.dst, pos: this.layout[edge.dst] || [from[0] + 60 * ghostIndex++, from[1] + NODE_H + 90], missing: true };
+        const place = this.layout[edge.dst] || this.kept[`place:${edge.dst}`] || [from[0] + 60 * ghostIndex++, from[1] + NODE_H + 90];
+        nodes[edge.dst] = { name: edge.dst, pos: place, missing: true };
       }
     }
     if (edges.some((e) => e.dst === END)) {
