@@ -135,6 +135,27 @@ def test_stubs_written_in_an_earlier_session_are_in_the_palette_again(tmp_path: 
     assert "reopened_steps:escalate" == next(p["ref"] for p in editor.palette if p["name"] == "escalate")
 
 
+def test_a_spec_using_a_written_stub_keeps_naming_it_by_module_when_opened_again(tmp_path: Path) -> None:
+    """Opened again on a spec whose step runs a function "Write stub" wrote, the step still names it
+    ``module:function`` (offering the stub file's functions reloaded the module, and the step read
+    ``escalate``, a bare name Save would have written and `wfkit validate` cannot import)."""
+    (tmp_path / "again_steps.py").write_text("def escalate(state, ctx):\n    return {}\n")
+    sys.path.insert(0, str(tmp_path))
+    try:
+        spec = {
+            "wfkit_flow": 1,
+            "name": "again",
+            "entry": "escalate",
+            "steps": {"escalate": {"fn": "again_steps:escalate"}},
+        }
+        wf.Workflow.from_spec(spec).save(tmp_path / "again.yaml")
+        editor = wf.edit(tmp_path / "again.yaml", steps=ex)
+    finally:
+        sys.path.remove(str(tmp_path))
+    assert "again_steps:escalate" == editor.spec["steps"]["escalate"]["fn"]
+    assert "again_steps:escalate" == next(p["ref"] for p in editor.palette if p["name"] == "escalate")
+
+
 def test_edit_refuses_what_it_cannot_open() -> None:
     """Anything but a Workflow or a path is refused with what to pass."""
     with pytest.raises(TypeError, match=r"wf\.edit takes a Workflow or a spec file path, got int"):

@@ -188,7 +188,7 @@ class Session:
         if not stub.is_file() or not _defined_in(stub):
             return
         try:
-            module = _import_file(stub)
+            module = _import_file(stub, reload=False)
         except Exception:  # its steps in the spec say why, as problems on their boxes
             return
         for name in _defined_in(stub):
@@ -237,8 +237,10 @@ def _defined_in(path: Path) -> list[str]:
     return [node.name for node in tree.body if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)]
 
 
-def _import_file(path: Path) -> types.ModuleType:
-    """Import (or reload) the module in ``path``, reachable by its name from then on."""
+def _import_file(path: Path, *, reload: bool = True) -> types.ModuleType:
+    """Import (or reload) the module in ``path``, reachable by its name from then on. ``reload=False``
+    keeps a module already imported from there as it is: the Workflow loaded from the spec holds its
+    functions, and a reload would make new ones, which its spec would then name by bare name."""
     folder = str(path.resolve().parent)
     if folder not in sys.path:
         sys.path.insert(0, folder)
@@ -246,7 +248,7 @@ def _import_file(path: Path) -> types.ModuleType:
     name = path.stem
     module = sys.modules.get(name)
     if module is not None and Path(getattr(module, "__file__", "") or "").resolve() == path.resolve():
-        return importlib.reload(module)
+        return importlib.reload(module) if reload else module
     return importlib.import_module(name)
 
 
