@@ -12,6 +12,7 @@ import pytest
 
 import wfkit as wf
 import wfkit.examples as ex
+from wfkit.model._spec import read
 from wfkit.notebook import _builder
 from wfkit.notebook._builder import Session, empty_spec, namespace_of, palette, problems_of, stub_source, tool_list
 
@@ -260,6 +261,37 @@ def test_save_refuses_a_comparison_whose_value_box_was_left_empty(tmp_path: Path
         }
     ] == found
     assert not (tmp_path / "router.yaml").exists()
+
+
+def test_save_never_silently_writes_over_a_change_made_to_the_file_outside_the_builder(tmp_path: Path) -> None:
+    """The programmer edits the spec file while the builder is open (a timeout, with a comment):
+    the builder's Save wrote over it without a word. The first Save now writes nothing and says so,
+    a second Save writes what the builder shows; after that, Saves go through again."""
+    path = tmp_path / "router.yaml"
+    ex.rag_router().save(path)
+    session = Session(path=path, namespace=namespace_of(ex, {}), source=path)
+    spec = session.initial_spec()
+    spec["steps"]["classify"]["timeout"] = 5
+    assert session.save(spec)[0].startswith("saved router.yaml")
+    theirs = path.read_text().replace(
+        "    fn: wfkit.examples:generate_answer\n",
+        "    fn: wfkit.examples:generate_answer\n    timeout: 99  # the programmer's\n",
+    )
+    path.write_text(theirs)
+    spec["steps"]["classify"]["timeout"] = 6
+    status, problems = session.save(spec)
+    assert [] == problems
+    assert status.startswith(
+        "not saved: router.yaml was changed outside the builder after it was opened here (someone edited the file). "
+        "Save again to replace their changes with what you see here"
+    )
+    assert theirs == path.read_text()
+    assert session.save(spec)[0].startswith("saved router.yaml")
+    saved = read(path)
+    assert 6 == saved["steps"]["classify"]["timeout"]
+    assert "timeout" not in saved["steps"]["generate_answer"]
+    spec["steps"]["classify"]["timeout"] = 7
+    assert session.save(spec)[0].startswith("saved router.yaml")
 
 
 def test_save_updates_the_edited_workflow_in_place(tmp_path: Path) -> None:

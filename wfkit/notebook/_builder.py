@@ -107,6 +107,13 @@ class Session:
     source: Path | None = None
     stub_file: Path | None = None
     on_save: list[Callable[[Workflow], None]] = field(default_factory=list)
+    # The file Save writes, as this session opened it or last wrote it (None: there was none), and
+    # a version of it changed by someone else that the user chose to write over (a second Save).
+    seen: bytes | None = field(default=None, init=False, repr=False)
+    overwrite: bytes | None = field(default=None, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.seen = _contents(self.path)
 
     def initial_spec(self) -> dict[str, Any]:
         """What the canvas starts from: the Workflow, else the spec file as it is (problems and
@@ -125,6 +132,16 @@ class Session:
         if found:
             count = len(found)
             return f"not saved: {count} problem{'s' * (count != 1)} to fix first", found
+        on_disk = _contents(self.path)
+        if on_disk != self.seen and on_disk != self.overwrite:
+            # Changed outside the builder since it was opened (a programmer's edit, another builder):
+            # writing would silently take their change back. A second Save writes over it.
+            self.overwrite = on_disk
+            return (
+                f"not saved: {self.path.name} was changed outside the builder after it was opened here "
+                "(someone edited the file). Save again to replace their changes with what you see here; or, "
+                "to start from their version, run this builder's cell again (edits not saved here are lost)"
+            ), []
         fresh = Workflow.from_spec(spec, steps=self.namespace, tools=self.registry)
         try:  # before the Workflow changes: a flow the file does not hold would be a half-done Save
             write(fresh.to_spec(), self.path)
@@ -138,6 +155,7 @@ class Session:
                 else "this builder saves only to that file: make it writable, then Save again"
             )
             return f"not saved: cannot write {self.path} ({exc.strerror or exc}): {fix}", []
+        self.seen, self.overwrite = _contents(self.path), None
         if self.flow is None:
             self.flow = fresh
         else:
@@ -226,6 +244,14 @@ class Session:
         fn = getattr(module, name)
         self.namespace[name] = fn
         return {"name": name, "ref": function_ref(fn), "file": stub.name}
+
+
+def _contents(path: Path) -> bytes | None:
+    """The file's bytes, or None when there is none (or it cannot be read: Save says why)."""
+    try:
+        return path.read_bytes()
+    except OSError:
+        return None
 
 
 def _defined_in(path: Path) -> list[str]:
