@@ -576,7 +576,7 @@ def test_write_stub_says_which_file_to_fill_in(tmp_path: Path, lab: Lab) -> None
         builder = _router_builder(page, lab, tmp_path / "stub.ipynb")
         palette = builder.locator(".wfk-palette")
         palette.get_by_label("Function name").fill("notify_team")
-        palette.get_by_role("button", name="Write a stub function for a new step").click()
+        palette.get_by_role("button", name="Write stub", exact=False).click()
         expect(builder.locator("g[data-step='notify_team']")).to_be_visible()
         expect(builder.locator(".wfk-status")).to_have_text("wrote notify_team() into rag_router_steps.py")
         builder.screenshot(path=str(tmp_path / "builder-stub.png"))
@@ -1015,6 +1015,33 @@ def test_a_deleted_step_still_pointed_to_is_drawn_where_it_was(tmp_path: Path, l
         builder.get_by_role("button", name="Undo (Ctrl+Z)").click()
         expect(step).not_to_have_class(re.compile(r"wfk-missing"))
         expect(step).to_have_attribute("transform", place or "")
+
+
+BUTTON_NAMES = """(root) => [...root.querySelectorAll("button")].map((b) => [
+    b.textContent.trim().replace(/^[+↑↓]\\s*/, ""), b.getAttribute("aria-label") || b.textContent.trim()])"""
+
+
+@pytest.mark.skipif(
+    not CHROMIUM.exists(), reason=f"{CHROMIUM} is missing (apt-get install chromium); this browser test drives it"
+)
+def test_every_buttons_name_holds_the_words_it_shows(tmp_path: Path, lab: Lab) -> None:
+    """Each button's accessible name contains the text on it, so "click Write stub" (voice control)
+    or a screen reader's list of buttons finds it: "Write stub" was named "Write a stub function for
+    a new step", "Tidy layout" "Lay out the graph again", "Steps" "Show or hide the step functions",
+    "Delete connection" on a route "Delete this route"."""
+    from playwright.sync_api import expect
+
+    with lab_page(lab, {"width": 1800, "height": 1100}, tmp_path / "names-failure.png") as page:
+        builder = _router_builder(page, lab, tmp_path / "names.ipynb")
+        builder.locator("g[data-step='classify'] rect.wfk-node-box").click()
+        expect(builder.locator(".wfk-panel")).to_contain_text("Step: classify")
+        names = builder.evaluate(BUTTON_NAMES)
+        builder.locator("g[data-label-for='route:classify:0'] rect.wfk-edge-label-bg").click()
+        expect(builder.locator(".wfk-panel")).to_contain_text("Route: classify → code_search")
+        names += builder.evaluate(BUTTON_NAMES)
+        shown = {text for text, _ in names}
+        assert {"Write stub", "Tidy layout", "Steps", "Details", "Add connection", "Delete this route"} <= shown
+        assert [] == [(text, name) for text, name in names if text.lower() not in name.lower()]
 
 
 LONG_LIST = [

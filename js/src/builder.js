@@ -689,6 +689,8 @@ class Editor {
   }
 
   renderToolbar() {
+    // A button's accessible name holds the words it shows ("label in name"): "click Tidy layout",
+    // said to voice control, or a screen reader's list of buttons, finds it.
     const button = (label, text, onclick, extra = {}) => h("button", { type: "button", "aria-label": label, title: label, onclick, ...extra }, text);
     this.statusLine = h("span", { class: "wfk-status", role: "status", "aria-live": "polite" });
     this.toolbar.append(
@@ -696,9 +698,9 @@ class Editor {
       button("Save flow spec", "Save", () => this.save(), { class: "wfk-primary" }),
       button("Undo (Ctrl+Z)", "Undo", () => this.undo()),
       button("Redo (Ctrl+Shift+Z)", "Redo", () => this.redo()),
-      button("Lay out the graph again", "Tidy layout", () => this.change(() => this.autoLayout(true))),
-      this.paneToggle("palette", "Show or hide the step functions", "Steps"),
-      this.paneToggle("panel", "Show or hide the details of the selected step or route", "Details"),
+      button("Tidy layout: lay out the graph again", "Tidy layout", () => this.change(() => this.autoLayout(true))),
+      this.paneToggle("palette", "Steps: show or hide the step functions", "Steps"),
+      this.paneToggle("panel", "Details: show or hide the details of the selected step or route", "Details"),
       this.statusLine,
     );
   }
@@ -774,7 +776,7 @@ class Editor {
       h("label", { for: inputId, text: "Function name" }),
       newName,
       h("label", { class: "wfk-inline" }, isAsync, " async"),
-      h("button", { type: "button", "aria-label": "Write a stub function for a new step", onclick: create }, "Write stub"),
+      h("button", { type: "button", "aria-label": "Write stub: a new step function to fill in", onclick: create }, "Write stub"),
       ].filter(Boolean),
     );
   }
@@ -1347,7 +1349,7 @@ class Editor {
       parts.push(h("label", { class: "wfk-inline" }, bind, " bind tools on this route (else the step's own tools)"));
       parts.push(this.toolChecks(edge.route.tools, (tools) => this.updateRoute(edge, (route) => (route.tools = tools)), "Tools the next step may use"));
     }
-    parts.push(h("button", { type: "button", class: "wfk-danger", "aria-label": `Delete this ${what.toLowerCase()}`, onclick: () => this.deleteEdge(edge) }, "Delete connection"));
+    parts.push(h("button", { type: "button", class: "wfk-danger", onclick: () => this.deleteEdge(edge) }, `Delete this ${what.toLowerCase()}`));
     return h("div", { class: "wfk-form" }, parts);
   }
 
@@ -1447,7 +1449,7 @@ class Editor {
     const connectTo = h("select", {}, [...others, name].map((n) => h("option", { value: n }, n)));
     parts.push(h("fieldset", {}, h("legend", { text: "Connect (keyboard)" }),
       this.field("Connect to", connectTo),
-      h("button", { type: "button", "aria-label": `Connect ${name} to the chosen step`, onclick: () => this.connect(name, connectTo.value) }, "Add connection"),
+      h("button", { type: "button", "aria-label": `Add connection: connect ${name} to the chosen step`, onclick: () => this.connect(name, connectTo.value) }, "Add connection"),
     ));
     parts.push(h("button", { type: "button", class: "wfk-danger", "aria-label": `Delete step ${name}`, onclick: () => this.deleteStep(name) }, "Delete step"));
     return h("div", { class: "wfk-form" }, parts);
