@@ -1044,6 +1044,35 @@ def test_every_buttons_name_holds_the_words_it_shows(tmp_path: Path, lab: Lab) -
         assert [] == [(text, name) for text, name in names if text.lower() not in name.lower()]
 
 
+@pytest.mark.skipif(
+    not CHROMIUM.exists(), reason=f"{CHROMIUM} is missing (apt-get install chromium); this browser test drives it"
+)
+def test_save_says_so_when_the_kernel_does_not_answer(tmp_path: Path, lab: Lab) -> None:
+    """The notebook's kernel shut down (Kernel menu), an edit, Save: nothing came back, and the status
+    line kept "unsaved changes" as if Save had not been clicked. It now says the kernel does not
+    answer, and what to do."""
+    from playwright.sync_api import expect
+
+    with lab_page(lab, {"width": 1800, "height": 1100}, tmp_path / "no-kernel-failure.png") as page:
+        builder = _router_builder(page, lab, tmp_path / "no-kernel.ipynb")
+        expect(builder.locator(".wfk-problems")).to_contain_text("The kernel finds no problems.")
+        page.locator(".lm-MenuBar-itemLabel", has_text=re.compile(r"^Kernel$")).click()
+        page.locator("li[data-command='kernelmenu:shutdown']").click()
+        expect(page.get_by_role("contentinfo", name="Bottom Panel").get_by_text("No Kernel")).to_be_visible()
+        builder.locator("g[data-step='classify'] rect.wfk-node-box").click()
+        timeout = builder.locator(".wfk-panel").get_by_label("Timeout per attempt (s)")
+        timeout.fill("30")
+        timeout.press("Enter")
+        builder.get_by_role("button", name="Save flow spec").click()
+        expect(builder.locator(".wfk-status")).to_have_text(
+            "not saved: the kernel does not answer (it may have stopped: the notebook's top right says). Start it "
+            "(Kernel menu), then run this builder's cell again: edits not saved here are lost, so note them first",
+            timeout=10_000,
+        )
+        builder.screenshot(path=str(tmp_path / "builder-no-kernel.png"))
+    assert not (tmp_path / "rag-router.yaml").exists()
+
+
 LONG_LIST = [
     *("alpha", "bravo", "charlie", "delta", "echo", "foxtrot"),
     *("golf", "hotel", "india", "juliett", "kilo", "lima"),

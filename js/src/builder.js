@@ -145,6 +145,11 @@ function edgeLabel(edge) {
 // word longer than that split where it must), never cut, so the whole condition is read on the
 // graph; the label's title holds it on one line for hovering.
 const LABEL_CHARS = 34;
+// How long Save waits for the kernel's answer (a save takes well under a second) before saying none came.
+const SAVE_WAIT_MS = 5000;
+const NO_ANSWER =
+  "not saved: the kernel does not answer (it may have stopped: the notebook's top right says). " +
+  "Start it (Kernel menu), then run this builder's cell again: edits not saved here are lost, so note them first";
 
 function wrapLine(line) {
   const out = [];
@@ -334,6 +339,7 @@ class Editor {
   }
 
   destroy() {
+    clearTimeout(this.saveTimer);
     for (const [name, fn] of this.listeners) this.model.off(name, fn);
     if (this.resizer) this.resizer.disconnect();
   }
@@ -404,6 +410,7 @@ class Editor {
 
   onMessage(msg) {
     if (msg && msg.type === "save_answered") {
+      clearTimeout(this.saveTimer);
       this.statusFor = this.saving;
       this.renderStatus();
     } else if (msg && msg.type === "step_created") {
@@ -729,8 +736,17 @@ class Editor {
 
   save() {
     this.saving = JSON.stringify(this.spec);
-    this.sync();
-    this.model.send({ type: "save", spec: clone(this.spec) });
+    // A kernel that stopped (shut down, restarted, died) never answers, or its connection refuses
+    // the message: Save did nothing, and the status line still read "unsaved changes".
+    clearTimeout(this.saveTimer);
+    this.saveTimer = setTimeout(() => this.setStatus(NO_ANSWER), SAVE_WAIT_MS);
+    try {
+      this.sync();
+      this.model.send({ type: "save", spec: clone(this.spec) });
+    } catch (error) {
+      clearTimeout(this.saveTimer);
+      this.setStatus(NO_ANSWER);
+    }
   }
 
   renderPalette() {
