@@ -1048,9 +1048,9 @@ def test_every_buttons_name_holds_the_words_it_shows(tmp_path: Path, lab: Lab) -
     not CHROMIUM.exists(), reason=f"{CHROMIUM} is missing (apt-get install chromium); this browser test drives it"
 )
 def test_save_says_so_when_the_kernel_does_not_answer(tmp_path: Path, lab: Lab) -> None:
-    """The notebook's kernel shut down (Kernel menu), an edit, Save: nothing came back, and the status
-    line kept "unsaved changes" as if Save had not been clicked. It now says the kernel does not
-    answer, and what to do."""
+    """The notebook's kernel shut down (Kernel menu), an edit, Save: nothing came back, the status
+    line kept "unsaved changes" as if Save had not been clicked, and the problems list its "no
+    problems". It now says the kernel does not answer, and what to do; the list, that nothing is checked."""
     from playwright.sync_api import expect
 
     with lab_page(lab, {"width": 1800, "height": 1100}, tmp_path / "no-kernel-failure.png") as page:
@@ -1069,6 +1069,12 @@ def test_save_says_so_when_the_kernel_does_not_answer(tmp_path: Path, lab: Lab) 
             "(Kernel menu), then run this builder's cell again: edits not saved here are lost, so note them first",
             timeout=10_000,
         )
+        unchecked = "Not checked: the kernel does not answer, so the edits since it last did are not checked."
+        expect(builder.locator(".wfk-problems")).to_have_text(unchecked)
+        timeout.fill("thirty")
+        timeout.press("Enter")  # an edit after: still nobody checks it, and the list keeps saying so
+        expect(builder.locator("g[data-step='classify']")).to_contain_text('timeout "thirty"')
+        expect(builder.locator(".wfk-problems")).to_have_text(unchecked)
         builder.screenshot(path=str(tmp_path / "builder-no-kernel.png"))
     assert not (tmp_path / "rag-router.yaml").exists()
 

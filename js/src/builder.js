@@ -329,7 +329,7 @@ class Editor {
     this.statusFor = JSON.stringify(this.spec);
     this.renderAll();
     this.listeners = [
-      ["change:problems", () => { this.renderGraph(); this.renderProblems(); this.renderPanel(); }],
+      ["change:problems", () => { this.unanswered = false; this.renderGraph(); this.renderProblems(); this.renderPanel(); }],
       ["change:status", () => this.renderStatus()],
       ["change:palette", () => this.renderPalette()],
       ["change:tools", () => this.renderPanel()],
@@ -411,6 +411,8 @@ class Editor {
   onMessage(msg) {
     if (msg && msg.type === "save_answered") {
       clearTimeout(this.saveTimer);
+      this.unanswered = false;
+      this.renderProblems(); // an answer after all (a busy kernel): its list again
       this.statusFor = this.saving;
       this.renderStatus();
     } else if (msg && msg.type === "step_created") {
@@ -739,14 +741,22 @@ class Editor {
     // A kernel that stopped (shut down, restarted, died) never answers, or its connection refuses
     // the message: Save did nothing, and the status line still read "unsaved changes".
     clearTimeout(this.saveTimer);
-    this.saveTimer = setTimeout(() => this.setStatus(NO_ANSWER), SAVE_WAIT_MS);
+    this.saveTimer = setTimeout(() => this.noAnswer(), SAVE_WAIT_MS);
     try {
       this.sync();
       this.model.send({ type: "save", spec: clone(this.spec) });
     } catch (error) {
       clearTimeout(this.saveTimer);
-      this.setStatus(NO_ANSWER);
+      this.noAnswer();
     }
+  }
+
+  // No answer to Save: the status line says so, and the problems list no longer reads "no problems"
+  // (that was the kernel's word on the flow as it was, before the edits it never saw).
+  noAnswer() {
+    this.unanswered = true; // until the kernel speaks again (an answer to Save, problems it sends)
+    this.setStatus(NO_ANSWER);
+    this.renderProblems();
   }
 
   renderPalette() {
@@ -809,6 +819,10 @@ class Editor {
   }
 
   renderProblems() {
+    if (this.unanswered) {
+      this.problemsBox.replaceChildren(h("span", { class: "wfk-unchecked", text: "Not checked: the kernel does not answer, so the edits since it last did are not checked." }));
+      return;
+    }
     const problems = this.model.get("problems") || [];
     if (!problems.length) {
       this.problemsBox.replaceChildren(h("span", { class: "wfk-ok", text: "✓ The kernel finds no problems." }));
