@@ -12,6 +12,7 @@ import pytest
 
 import wfkit as wf
 import wfkit.examples as ex
+from wfkit.model._spec import read
 from wfkit.notebook import _builder
 from wfkit.notebook._builder import Session, empty_spec, namespace_of, palette, problems_of, stub_source, tool_list
 
@@ -262,6 +263,37 @@ def test_save_refuses_a_comparison_whose_value_box_was_left_empty(tmp_path: Path
     assert not (tmp_path / "router.yaml").exists()
 
 
+def test_save_never_silently_writes_over_a_change_made_to_the_file_outside_the_builder(tmp_path: Path) -> None:
+    """The programmer edits the spec file while the builder is open (a timeout, with a comment):
+    the builder's Save wrote over it without a word. The first Save now writes nothing and says so,
+    a second Save writes what the builder shows; after that, Saves go through again."""
+    path = tmp_path / "router.yaml"
+    ex.rag_router().save(path)
+    session = Session(path=path, namespace=namespace_of(ex, {}), source=path)
+    spec = session.initial_spec()
+    spec["steps"]["classify"]["timeout"] = 5
+    assert session.save(spec)[0].startswith("saved router.yaml")
+    theirs = path.read_text().replace(
+        "    fn: wfkit.examples:generate_answer\n",
+        "    fn: wfkit.examples:generate_answer\n    timeout: 99  # the programmer's\n",
+    )
+    path.write_text(theirs)
+    spec["steps"]["classify"]["timeout"] = 6
+    status, problems = session.save(spec)
+    assert [] == problems
+    assert status.startswith(
+        "not saved: router.yaml was changed outside the builder after it was opened here (someone edited the file). "
+        "Save again to replace their changes with what you see here"
+    )
+    assert theirs == path.read_text()
+    assert session.save(spec)[0].startswith("saved router.yaml")
+    saved = read(path)
+    assert 6 == saved["steps"]["classify"]["timeout"]
+    assert "timeout" not in saved["steps"]["generate_answer"]
+    spec["steps"]["classify"]["timeout"] = 7
+    assert session.save(spec)[0].startswith("saved router.yaml")
+
+
 def test_save_updates_the_edited_workflow_in_place(tmp_path: Path) -> None:
     """Editing a Workflow object: Save changes that very object, so every name bound to it sees it."""
     flow = ex.rag_router()
@@ -288,13 +320,32 @@ def test_new_step_writes_an_importable_stub(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("name", "message"),
-    [("2fast", "cannot be a function name"), ("class", "cannot be a function name"), ("classify", "exists already")],
+    [
+        ("2fast", "cannot be a function name"),
+        ("class", "'class' is a word Python keeps for itself and cannot name a function: choose another name"),
+        ("classify", "exists already"),
+    ],
 )
 def test_new_step_refuses_names_that_cannot_be_functions(tmp_path: Path, name: str, message: str) -> None:
     """A name that is not an identifier, a keyword, or one already taken is refused with why."""
     session = Session(path=tmp_path / "f.yaml", namespace={"classify": ex.classify})
     with pytest.raises(ValueError, match=message):
         session.new_step(name)
+
+
+def test_new_step_never_writes_a_second_function_over_one_the_stub_file_has(tmp_path: Path) -> None:
+    """ "Write stub" for a name the stub file defines already (written in an earlier session, then
+    filled in) writes nothing: a second stub after it replaced the filled-in function on import, and
+    the run got ``{}``. The function written before is offered in the palette instead."""
+    stub = tmp_path / "triage_again_steps.py"
+    filled = "def escalate(state, ctx):\n    return {'escalated': True}\n"
+    stub.write_text(filled)
+    session = Session(path=tmp_path / "triage-again.yaml", namespace={})
+    with pytest.raises(ValueError, match=r"escalate\(\) is in triage_again_steps.py already, nothing was written"):
+        session.new_step("escalate")
+    assert filled == stub.read_text()
+    assert {"escalated": True} == session.namespace["escalate"]({}, None)
+    assert ["triage_again_steps:escalate"] == [item["ref"] for item in palette(session.namespace)]
 
 
 def test_initial_spec_from_a_file_keeps_it_as_written(tmp_path: Path) -> None:
@@ -398,6 +449,27 @@ def test_bundled_front_end_lists_a_blank_value_once_under_its_box() -> None:
     assert [[target], []] == json.loads(out.stdout)
     blanks = sorted(p["path"][0] for p in problems if "value box is empty" in p["message"])
     assert ["routes", "steps"] == blanks  # the route's value and the gate's: both left out above
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed")
+def test_bundled_front_end_keeps_a_steps_marks_inside_its_box() -> None:
+    """A step box's line of marks that would run past its sides (approval, irreversible, retry and a
+    timeout: 36 characters in a box that holds about 28) shows the marks that fit and "+N" for the
+    rest; a short line is shown whole."""
+    cases = [
+        ["approval", "irreversible", "retry", "30s"],
+        ["≤4 visits", "15s"],
+        ["retry", 'timeout "thirty seconds"?'],
+        ['timeout "thirty seconds, or forty"?'],
+    ]
+    script = f"""
+        import {{markLine}} from {json.dumps(BUNDLE.as_uri())};
+        console.log(JSON.stringify({json.dumps(cases)}.map(markLine)));
+    """
+    out = subprocess.run(["node", "--input-type=module", "-e", script], capture_output=True, text=True, check=True)
+    lines = json.loads(out.stdout)
+    assert ["approval · irreversible +2", "≤4 visits · 15s", "retry +1", 'timeout "thirty seconds, or…'] == lines
+    assert all(len(line) <= 28 for line in lines)
 
 
 @pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed")

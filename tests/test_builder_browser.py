@@ -545,6 +545,28 @@ def test_the_status_line_says_when_edits_are_not_saved_yet(tmp_path: Path, lab: 
 @pytest.mark.skipif(
     not CHROMIUM.exists(), reason=f"{CHROMIUM} is missing (apt-get install chromium); this browser test drives it"
 )
+def test_ctrl_s_in_a_box_being_typed_in_saves_what_it_shows(tmp_path: Path, lab: Lab) -> None:
+    """Ctrl+S pressed while typing a timeout (no Enter, no Tab) saves that timeout too: it was left
+    out of the file while the status line said "saved" and the box still showed it."""
+    from playwright.sync_api import expect
+
+    with lab_page(lab, {"width": 1800, "height": 1100}, tmp_path / "ctrl-s-failure.png") as page:
+        builder = _router_builder(page, lab, tmp_path / "ctrl-s.ipynb")
+        builder.locator("g[data-step='classify'] rect.wfk-node-box").click()
+        timeout = builder.locator(".wfk-panel").get_by_label("Timeout per attempt (s)")
+        timeout.click()
+        page.keyboard.type("15")
+        page.keyboard.press("Control+s")
+        expect(builder.locator(".wfk-status")).to_contain_text("saved rag-router.yaml")
+        expect(timeout).to_have_value("15")
+        expect(builder.locator("g[data-step='classify']")).to_contain_text("15s")
+    saved = __import__("yaml").safe_load((tmp_path / "rag-router.yaml").read_text())
+    assert 15 == saved["steps"]["classify"]["timeout"]
+
+
+@pytest.mark.skipif(
+    not CHROMIUM.exists(), reason=f"{CHROMIUM} is missing (apt-get install chromium); this browser test drives it"
+)
 def test_write_stub_says_which_file_to_fill_in(tmp_path: Path, lab: Lab) -> None:
     """ "Write stub" adds the step and says in the status line which file holds the function to
     fill in (the message was wiped at once by the redraw of the added step)."""
@@ -554,7 +576,7 @@ def test_write_stub_says_which_file_to_fill_in(tmp_path: Path, lab: Lab) -> None
         builder = _router_builder(page, lab, tmp_path / "stub.ipynb")
         palette = builder.locator(".wfk-palette")
         palette.get_by_label("Function name").fill("notify_team")
-        palette.get_by_role("button", name="Write a stub function for a new step").click()
+        palette.get_by_role("button", name="Write stub", exact=False).click()
         expect(builder.locator("g[data-step='notify_team']")).to_be_visible()
         expect(builder.locator(".wfk-status")).to_have_text("wrote notify_team() into rag_router_steps.py")
         builder.screenshot(path=str(tmp_path / "builder-stub.png"))
@@ -918,6 +940,143 @@ def test_an_approval_reason_cleared_stays_cleared_and_is_asked_for(tmp_path: Pat
         expect(builder.locator(".wfk-status")).to_contain_text("saved rag-router.yaml")
     saved = __import__("yaml").safe_load((tmp_path / "rag-router.yaml").read_text())
     assert {"reason": "Queries touching sales data need an analyst"} == saved["steps"]["data_query"]["approval"]
+
+
+@pytest.mark.skipif(
+    not CHROMIUM.exists(), reason=f"{CHROMIUM} is missing (apt-get install chromium); this browser test drives it"
+)
+def test_a_switch_turned_off_and_on_again_gives_back_what_was_set(tmp_path: Path, lab: Lab) -> None:
+    """A gate unticked and ticked again comes back with its reason and payload (they were replaced by
+    "needs a human's yes", which saved cleanly); a route made a plain connection and a route again
+    tests its condition and binds its tools again (it came back blank, with no tools)."""
+    from playwright.sync_api import expect
+
+    with lab_page(lab, {"width": 1800, "height": 1100}, tmp_path / "switch-failure.png") as page:
+        builder = _router_builder(page, lab, tmp_path / "switch.ipynb")
+        problems = builder.locator(".wfk-problems")
+        expect(problems).to_contain_text("The kernel finds no problems.")
+        panel = builder.locator(".wfk-panel")
+        builder.locator("g[data-step='data_query'] rect.wfk-node-box").click()
+        gate = panel.get_by_label("a human approves before it runs")
+        gate.check()
+        panel.get_by_label("Reason").fill("sales data needs an analyst")
+        panel.get_by_label("Reason").press("Enter")
+        panel.get_by_label("Payload fields (comma-separated)").fill("query")
+        panel.get_by_label("Payload fields (comma-separated)").press("Enter")
+        gate.uncheck()
+        expect(panel.get_by_label("Reason")).to_have_count(0)
+        gate.check()
+        expect(panel.get_by_label("Reason")).to_have_value("sales data needs an analyst")
+        expect(panel.get_by_label("Payload fields (comma-separated)")).to_have_value("query")
+
+        builder.locator("g[data-label-for='route:classify:0'] rect.wfk-edge-label-bg").click()
+        panel.get_by_label("Kind").select_option("edge")
+        expect(panel).to_contain_text("Connection: classify → code_search")
+        panel.get_by_label("Kind").select_option("route")
+        expect(panel).to_contain_text("Route: classify → code_search")
+        expect(panel.get_by_label("Condition field")).to_have_value("query_type")
+        expect(panel.get_by_label("Condition value")).to_have_value("code")
+        expect(panel.get_by_label("Tool code_interpreter")).to_be_checked()
+        expect(problems).to_contain_text("The kernel finds no problems.")
+        builder.get_by_role("button", name="Save flow spec").click()
+        expect(builder.locator(".wfk-status")).to_contain_text("saved rag-router.yaml")
+    saved = __import__("yaml").safe_load((tmp_path / "rag-router.yaml").read_text())
+    assert {"reason": "sales data needs an analyst", "payload": ["query"]} == saved["steps"]["data_query"]["approval"]
+    code = [r for r in saved["routes"]["classify"]["routes"] if r["go"] == "code_search"]
+    assert [
+        {
+            "when": {"field": "query_type", "op": "eq", "value": "code"},
+            "go": "code_search",
+            "tools": ["web_search", "code_interpreter"],
+        }
+    ] == code
+
+
+@pytest.mark.skipif(
+    not CHROMIUM.exists(), reason=f"{CHROMIUM} is missing (apt-get install chromium); this browser test drives it"
+)
+def test_a_deleted_step_still_pointed_to_is_drawn_where_it_was(tmp_path: Path, lab: Lab) -> None:
+    """A step deleted while a route still leads to it is drawn as a ghost where it stood: it was put
+    under the step the route comes from, on the arrow of that step's default route, which then read
+    as the ghost's. Undo brings the step back there."""
+    from playwright.sync_api import expect
+
+    with lab_page(lab, {"width": 1800, "height": 1100}, tmp_path / "ghost-failure.png") as page:
+        builder = _router_builder(page, lab, tmp_path / "ghost.ipynb")
+        expect(builder.locator(".wfk-problems")).to_contain_text("The kernel finds no problems.")
+        step = builder.locator("g[data-step='data_query']")
+        place = step.get_attribute("transform")
+        step.locator("rect.wfk-node-box").click()
+        builder.locator(".wfk-panel").get_by_role("button", name="Delete step data_query").click()
+        expect(step).to_have_class(re.compile(r"wfk-missing"))
+        expect(builder.locator(".wfk-problems")).to_contain_text("which is not a step")
+        expect(step).to_have_attribute("transform", place or "")
+        builder.screenshot(path=str(tmp_path / "builder-ghost.png"))
+        builder.get_by_role("button", name="Undo (Ctrl+Z)").click()
+        expect(step).not_to_have_class(re.compile(r"wfk-missing"))
+        expect(step).to_have_attribute("transform", place or "")
+
+
+BUTTON_NAMES = """(root) => [...root.querySelectorAll("button")].map((b) => [
+    b.textContent.trim().replace(/^[+↑↓]\\s*/, ""), b.getAttribute("aria-label") || b.textContent.trim()])"""
+
+
+@pytest.mark.skipif(
+    not CHROMIUM.exists(), reason=f"{CHROMIUM} is missing (apt-get install chromium); this browser test drives it"
+)
+def test_every_buttons_name_holds_the_words_it_shows(tmp_path: Path, lab: Lab) -> None:
+    """Each button's accessible name contains the text on it, so "click Write stub" (voice control)
+    or a screen reader's list of buttons finds it: "Write stub" was named "Write a stub function for
+    a new step", "Tidy layout" "Lay out the graph again", "Steps" "Show or hide the step functions",
+    "Delete connection" on a route "Delete this route"."""
+    from playwright.sync_api import expect
+
+    with lab_page(lab, {"width": 1800, "height": 1100}, tmp_path / "names-failure.png") as page:
+        builder = _router_builder(page, lab, tmp_path / "names.ipynb")
+        builder.locator("g[data-step='classify'] rect.wfk-node-box").click()
+        expect(builder.locator(".wfk-panel")).to_contain_text("Step: classify")
+        names = builder.evaluate(BUTTON_NAMES)
+        builder.locator("g[data-label-for='route:classify:0'] rect.wfk-edge-label-bg").click()
+        expect(builder.locator(".wfk-panel")).to_contain_text("Route: classify → code_search")
+        names += builder.evaluate(BUTTON_NAMES)
+        shown = {text for text, _ in names}
+        assert {"Write stub", "Tidy layout", "Steps", "Details", "Add connection", "Delete this route"} <= shown
+        assert [] == [(text, name) for text, name in names if text.lower() not in name.lower()]
+
+
+@pytest.mark.skipif(
+    not CHROMIUM.exists(), reason=f"{CHROMIUM} is missing (apt-get install chromium); this browser test drives it"
+)
+def test_save_says_so_when_the_kernel_does_not_answer(tmp_path: Path, lab: Lab) -> None:
+    """The notebook's kernel shut down (Kernel menu), an edit, Save: nothing came back, the status
+    line kept "unsaved changes" as if Save had not been clicked, and the problems list its "no
+    problems". It now says the kernel does not answer, and what to do; the list, that nothing is checked."""
+    from playwright.sync_api import expect
+
+    with lab_page(lab, {"width": 1800, "height": 1100}, tmp_path / "no-kernel-failure.png") as page:
+        builder = _router_builder(page, lab, tmp_path / "no-kernel.ipynb")
+        expect(builder.locator(".wfk-problems")).to_contain_text("The kernel finds no problems.")
+        page.locator(".lm-MenuBar-itemLabel", has_text=re.compile(r"^Kernel$")).click()
+        page.locator("li[data-command='kernelmenu:shutdown']").click()
+        expect(page.get_by_role("contentinfo", name="Bottom Panel").get_by_text("No Kernel")).to_be_visible()
+        builder.locator("g[data-step='classify'] rect.wfk-node-box").click()
+        timeout = builder.locator(".wfk-panel").get_by_label("Timeout per attempt (s)")
+        timeout.fill("30")
+        timeout.press("Enter")
+        builder.get_by_role("button", name="Save flow spec").click()
+        expect(builder.locator(".wfk-status")).to_have_text(
+            "not saved: the kernel does not answer (it may have stopped: the notebook's top right says). Start it "
+            "(Kernel menu), then run this builder's cell again: edits not saved here are lost, so note them first",
+            timeout=10_000,
+        )
+        unchecked = "Not checked: the kernel does not answer, so the edits since it last did are not checked."
+        expect(builder.locator(".wfk-problems")).to_have_text(unchecked)
+        timeout.fill("thirty")
+        timeout.press("Enter")  # an edit after: still nobody checks it, and the list keeps saying so
+        expect(builder.locator("g[data-step='classify']")).to_contain_text('timeout "thirty"')
+        expect(builder.locator(".wfk-problems")).to_have_text(unchecked)
+        builder.screenshot(path=str(tmp_path / "builder-no-kernel.png"))
+    assert not (tmp_path / "rag-router.yaml").exists()
 
 
 LONG_LIST = [

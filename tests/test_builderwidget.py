@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +62,32 @@ def test_save_message_writes_the_file_and_the_workflow(tmp_path: Path) -> None:
     assert (tmp_path / "router.yaml").exists()
 
 
+def test_editor_flow_warns_while_the_builder_shows_changes_not_saved(tmp_path: Path) -> None:
+    """A route's value changed in the builder and not saved: ``editor.flow`` (what the run cell
+    runs) is the flow as last saved, and says so; the run took the old route without a word. A box
+    moved is no change to warn of; after Save the warning is gone."""
+    editor = wf.edit(tmp_path / "router.yaml", steps=ex, tools=ex.reliable_tools())
+    saved = ex.rag_router().to_spec()
+    editor._on_message(editor, {"type": "save", "spec": saved}, None)
+    editor.spec = {**saved, "metadata": {"layout": {"classify": [10, 10]}}}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert editor.flow is not None
+    changed = ex.rag_router().to_spec()
+    changed["routes"]["classify"]["routes"][0]["when"]["value"] = "python"
+    editor.spec = changed
+    with pytest.warns(
+        UserWarning, match=r"router.yaml has changes that are not saved: editor.flow is the flow as last"
+    ):
+        flow = editor.flow
+    assert flow is not None
+    assert "code" == flow.to_spec()["routes"]["classify"]["routes"][0]["when"]["value"]
+    editor._on_message(editor, {"type": "save", "spec": changed}, None)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert "python" == editor.flow.to_spec()["routes"]["classify"]["routes"][0]["when"]["value"]
+
+
 def test_editing_a_workflow_saves_it_in_place(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """wf.edit(flow): the palette holds its functions, Save goes to <name>.yaml and changes flow itself."""
     monkeypatch.chdir(tmp_path)
@@ -95,6 +122,38 @@ def test_new_step_message_writes_a_stub_and_answers(tmp_path: Path, monkeypatch:
     editor._on_message(editor, {"type": "new_step", "name": "rerank"}, None)
     assert "error" == sent[-1]["type"]
     assert "exists already" in sent[-1]["message"]
+
+
+def test_stubs_written_in_an_earlier_session_are_in_the_palette_again(tmp_path: Path) -> None:
+    """Opened again, the builder offers the functions "Write stub" wrote to the stub file before
+    (they were missing, and their steps read "not in the palette"), beside those of steps=."""
+    (tmp_path / "reopened_steps.py").write_text("def escalate(state, ctx):\n    return {}\n")
+    editor = wf.edit(tmp_path / "reopened.yaml", steps=ex, tools=ex.reliable_tools())
+    names = [p["name"] for p in editor.palette]
+    assert "escalate" in names
+    assert "classify" in names
+    assert "reopened_steps:escalate" == next(p["ref"] for p in editor.palette if p["name"] == "escalate")
+
+
+def test_a_spec_using_a_written_stub_keeps_naming_it_by_module_when_opened_again(tmp_path: Path) -> None:
+    """Opened again on a spec whose step runs a function "Write stub" wrote, the step still names it
+    ``module:function`` (offering the stub file's functions reloaded the module, and the step read
+    ``escalate``, a bare name Save would have written and `wfkit validate` cannot import)."""
+    (tmp_path / "again_steps.py").write_text("def escalate(state, ctx):\n    return {}\n")
+    sys.path.insert(0, str(tmp_path))
+    try:
+        spec = {
+            "wfkit_flow": 1,
+            "name": "again",
+            "entry": "escalate",
+            "steps": {"escalate": {"fn": "again_steps:escalate"}},
+        }
+        wf.Workflow.from_spec(spec).save(tmp_path / "again.yaml")
+        editor = wf.edit(tmp_path / "again.yaml", steps=ex)
+    finally:
+        sys.path.remove(str(tmp_path))
+    assert "again_steps:escalate" == editor.spec["steps"]["escalate"]["fn"]
+    assert "again_steps:escalate" == next(p["ref"] for p in editor.palette if p["name"] == "escalate")
 
 
 def test_edit_refuses_what_it_cannot_open() -> None:

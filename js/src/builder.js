@@ -145,6 +145,11 @@ function edgeLabel(edge) {
 // word longer than that split where it must), never cut, so the whole condition is read on the
 // graph; the label's title holds it on one line for hovering.
 const LABEL_CHARS = 34;
+// How long Save waits for the kernel's answer (a save takes well under a second) before saying none came.
+const SAVE_WAIT_MS = 5000;
+const NO_ANSWER =
+  "not saved: the kernel does not answer (it may have stopped: the notebook's top right says). " +
+  "Start it (Kernel menu), then run this builder's cell again: edits not saved here are lost, so note them first";
 
 function wrapLine(line) {
   const out = [];
@@ -177,6 +182,22 @@ function labelSize(lines) {
 }
 
 // Where a kernel problem points: a step, an edge, or the flow as a whole.
+// A step box's line of marks (approval, irreversible, visits, retry, timeout), as many as fit in
+// the box, then "+N" for the rest (the line ran past both sides of the box; the box's title and
+// its label for screen readers name them all). MARK_CHARS: characters of 10 px text the box holds.
+const MARK_CHARS = 28;
+export function markLine(marks) {
+  const all = marks.join(" · ");
+  if (all.length <= MARK_CHARS) return all;
+  for (let shown = marks.length - 1; shown > 0; shown--) {
+    const line = `${marks.slice(0, shown).join(" · ")} +${marks.length - shown}`;
+    if (line.length <= MARK_CHARS) return line;
+  }
+  const first = marks[0];
+  const rest = marks.length > 1 ? ` +${marks.length - 1}` : "";
+  return `${first.slice(0, MARK_CHARS - rest.length - 1)}…${rest}`;
+}
+
 export function problemTarget(path) {
   const [part, name, key, index] = path;
   if (part === "steps" && name !== undefined) {
@@ -300,6 +321,7 @@ class Editor {
     this.redoStack = [];
     this.drag = null;
     this.hidden = { palette: false, panel: false }; // side columns the user folded away
+    this.kept = {}; // settings a switch took out of the spec (a gate unticked, a route made plain), to give back
     this.build();
     if (this.placeMissing(true)) this.sync();
     // The spec the kernel's status line speaks of: as opened, then as sent with the last Save the
@@ -307,7 +329,7 @@ class Editor {
     this.statusFor = JSON.stringify(this.spec);
     this.renderAll();
     this.listeners = [
-      ["change:problems", () => { this.renderGraph(); this.renderProblems(); this.renderPanel(); }],
+      ["change:problems", () => { this.unanswered = false; this.renderGraph(); this.renderProblems(); this.renderPanel(); }],
       ["change:status", () => this.renderStatus()],
       ["change:palette", () => this.renderPalette()],
       ["change:tools", () => this.renderPanel()],
@@ -317,6 +339,7 @@ class Editor {
   }
 
   destroy() {
+    clearTimeout(this.saveTimer);
     for (const [name, fn] of this.listeners) this.model.off(name, fn);
     if (this.resizer) this.resizer.disconnect();
   }
@@ -387,6 +410,9 @@ class Editor {
 
   onMessage(msg) {
     if (msg && msg.type === "save_answered") {
+      clearTimeout(this.saveTimer);
+      this.unanswered = false;
+      this.renderProblems(); // an answer after all (a busy kernel): its list again
       this.statusFor = this.saving;
       this.renderStatus();
     } else if (msg && msg.type === "step_created") {
@@ -454,8 +480,13 @@ class Editor {
   setEdgeKind(edge, kind) {
     if (kind === edge.kind) return;
     let newId;
+    // What a route tested, and the tools it bound, are kept aside while it is a plain connection:
+    // made a route again, it tests that again (it came back blank, the condition retyped from memory).
+    const keep = `route:${edge.src}:${edge.dst}`;
+    if (edge.route) this.kept[keep] = { ...(this.kept[keep] || {}), ...clone(edge.route) }; // a default has no when: an earlier one stays
+    const kept = this.kept[keep] || {};
     this.change((spec) => {
-      const tools = edge.route && edge.route.tools;
+      const tools = edge.route ? edge.route.tools : kept.tools;
       this.detach(spec, edge);
       if (kind === "edge") {
         spec.edges = spec.edges || {};
@@ -471,7 +502,7 @@ class Editor {
           newId = `default:${edge.src}`;
         } else {
           router.routes = router.routes || [];
-          const when = edge.kind === "route" ? edge.route.when : { field: "", op: "eq", value: "" };
+          const when = edge.kind === "route" ? edge.route.when : kept.when || { field: "", op: "eq", value: "" };
           router.routes.push({ when, ...go });
           newId = `route:${edge.src}:${router.routes.length - 1}`;
         }
@@ -518,6 +549,9 @@ class Editor {
   deleteStep(name) {
     this.change((spec) => {
       delete spec.steps[name];
+      // Its place is kept aside: what still points to it is drawn to a ghost there (the ghost was put
+      // under the step the first route came from, where it sat on other arrows and took them over).
+      this.kept[`place:${name}`] = this.layout[name];
       delete this.layout[name];
       if (spec.edges) delete spec.edges[name];
       if (spec.routes) delete spec.routes[name];
@@ -664,6 +698,8 @@ class Editor {
   }
 
   renderToolbar() {
+    // A button's accessible name holds the words it shows ("label in name"): "click Tidy layout",
+    // said to voice control, or a screen reader's list of buttons, finds it.
     const button = (label, text, onclick, extra = {}) => h("button", { type: "button", "aria-label": label, title: label, onclick, ...extra }, text);
     this.statusLine = h("span", { class: "wfk-status", role: "status", "aria-live": "polite" });
     this.toolbar.append(
@@ -671,9 +707,9 @@ class Editor {
       button("Save flow spec", "Save", () => this.save(), { class: "wfk-primary" }),
       button("Undo (Ctrl+Z)", "Undo", () => this.undo()),
       button("Redo (Ctrl+Shift+Z)", "Redo", () => this.redo()),
-      button("Lay out the graph again", "Tidy layout", () => this.change(() => this.autoLayout(true))),
-      this.paneToggle("palette", "Show or hide the step functions", "Steps"),
-      this.paneToggle("panel", "Show or hide the details of the selected step or route", "Details"),
+      button("Tidy layout: lay out the graph again", "Tidy layout", () => this.change(() => this.autoLayout(true))),
+      this.paneToggle("palette", "Steps: show or hide the step functions", "Steps"),
+      this.paneToggle("panel", "Details: show or hide the details of the selected step or route", "Details"),
       this.statusLine,
     );
   }
@@ -702,8 +738,25 @@ class Editor {
 
   save() {
     this.saving = JSON.stringify(this.spec);
-    this.sync();
-    this.model.send({ type: "save", spec: clone(this.spec) });
+    // A kernel that stopped (shut down, restarted, died) never answers, or its connection refuses
+    // the message: Save did nothing, and the status line still read "unsaved changes".
+    clearTimeout(this.saveTimer);
+    this.saveTimer = setTimeout(() => this.noAnswer(), SAVE_WAIT_MS);
+    try {
+      this.sync();
+      this.model.send({ type: "save", spec: clone(this.spec) });
+    } catch (error) {
+      clearTimeout(this.saveTimer);
+      this.noAnswer();
+    }
+  }
+
+  // No answer to Save: the status line says so, and the problems list no longer reads "no problems"
+  // (that was the kernel's word on the flow as it was, before the edits it never saw).
+  noAnswer() {
+    this.unanswered = true; // until the kernel speaks again (an answer to Save, problems it sends)
+    this.setStatus(NO_ANSWER);
+    this.renderProblems();
   }
 
   renderPalette() {
@@ -749,7 +802,7 @@ class Editor {
       h("label", { for: inputId, text: "Function name" }),
       newName,
       h("label", { class: "wfk-inline" }, isAsync, " async"),
-      h("button", { type: "button", "aria-label": "Write a stub function for a new step", onclick: create }, "Write stub"),
+      h("button", { type: "button", "aria-label": "Write stub: a new step function to fill in", onclick: create }, "Write stub"),
       ].filter(Boolean),
     );
   }
@@ -766,6 +819,10 @@ class Editor {
   }
 
   renderProblems() {
+    if (this.unanswered) {
+      this.problemsBox.replaceChildren(h("span", { class: "wfk-unchecked", text: "Not checked: the kernel does not answer, so the edits since it last did are not checked." }));
+      return;
+    }
     const problems = this.model.get("problems") || [];
     if (!problems.length) {
       this.problemsBox.replaceChildren(h("span", { class: "wfk-ok", text: "✓ The kernel finds no problems." }));
@@ -813,7 +870,8 @@ class Editor {
     for (const edge of edges) {
       if (edge.dst !== END && !(edge.dst in nodes)) {
         const from = nodes[edge.src] ? nodes[edge.src].pos : [30, 30];
-        nodes[edge.dst] = { name: edge.dst, pos: this.layout[edge.dst] || [from[0] + 60 * ghostIndex++, from[1] + NODE_H + 90], missing: true };
+        const place = this.layout[edge.dst] || this.kept[`place:${edge.dst}`] || [from[0] + 60 * ghostIndex++, from[1] + NODE_H + 90];
+        nodes[edge.dst] = { name: edge.dst, pos: place, missing: true };
       }
     }
     if (edges.some((e) => e.dst === END)) {
@@ -976,7 +1034,7 @@ class Editor {
       }),
       s("text", { x: NODE_W / 2, y: marks.length ? 18 : 27, "text-anchor": "middle", class: "wfk-node-name", "pointer-events": "none", text: node.missing ? `${name} (missing)` : name }),
     );
-    if (marks.length) group.append(s("text", { x: NODE_W / 2, y: 34, "text-anchor": "middle", class: "wfk-node-marks", "pointer-events": "none", text: marks.join(" · ") }));
+    if (marks.length) group.append(s("text", { x: NODE_W / 2, y: 34, "text-anchor": "middle", class: "wfk-node-marks", "pointer-events": "none", text: markLine(marks) }));
     if (problems) group.append(s("circle", { cx: NODE_W - 4, cy: 4, r: 8, class: "wfk-badge" }), s("text", { x: NODE_W - 4, y: 8, "text-anchor": "middle", class: "wfk-badge-text", "pointer-events": "none", text: "!" }));
     if (!node.missing) {
       group.append(
@@ -1078,6 +1136,9 @@ class Editor {
     } else if (mod && event.key === "s") {
       event.preventDefault();
       event.stopPropagation();
+      // Ctrl+S pressed in a box still being typed in: what it shows is saved too (it was left out,
+      // the status line said "saved", and the box kept the number the file did not have).
+      if (typing && event.target.tagName !== "SELECT") event.target.dispatchEvent(new Event("change"));
       this.save();
     } else if (!typing) {
       event.stopPropagation(); // keys pressed inside the editor are the editor's, not the notebook's
@@ -1318,7 +1379,7 @@ class Editor {
       parts.push(h("label", { class: "wfk-inline" }, bind, " bind tools on this route (else the step's own tools)"));
       parts.push(this.toolChecks(edge.route.tools, (tools) => this.updateRoute(edge, (route) => (route.tools = tools)), "Tools the next step may use"));
     }
-    parts.push(h("button", { type: "button", class: "wfk-danger", "aria-label": `Delete this ${what.toLowerCase()}`, onclick: () => this.deleteEdge(edge) }, "Delete connection"));
+    parts.push(h("button", { type: "button", class: "wfk-danger", onclick: () => this.deleteEdge(edge) }, `Delete this ${what.toLowerCase()}`));
     return h("div", { class: "wfk-form" }, parts);
   }
 
@@ -1375,9 +1436,14 @@ class Editor {
 
     const approval = step.approval;
     const gate = h("input", { type: "checkbox", checked: !!approval });
+    // Unticked, the gate's settings are kept aside: ticked again, they come back (a reason, payload,
+    // condition and on-reject typed were replaced by "needs a human's yes", which saved cleanly).
     gate.addEventListener("change", () => this.updateStep(name, (st) => {
-      if (gate.checked) st.approval = { reason: "needs a human's yes" };
-      else delete st.approval;
+      if (gate.checked) st.approval = this.kept[`approval:${name}`] || { reason: "needs a human's yes" };
+      else {
+        this.kept[`approval:${name}`] = clone(st.approval);
+        delete st.approval;
+      }
     }));
     const gateBox = h("fieldset", {}, h("legend", { text: "Approval" }), h("label", { class: "wfk-inline" }, gate, " a human approves before it runs"));
     if (approval) {
@@ -1413,7 +1479,7 @@ class Editor {
     const connectTo = h("select", {}, [...others, name].map((n) => h("option", { value: n }, n)));
     parts.push(h("fieldset", {}, h("legend", { text: "Connect (keyboard)" }),
       this.field("Connect to", connectTo),
-      h("button", { type: "button", "aria-label": `Connect ${name} to the chosen step`, onclick: () => this.connect(name, connectTo.value) }, "Add connection"),
+      h("button", { type: "button", "aria-label": `Add connection: connect ${name} to the chosen step`, onclick: () => this.connect(name, connectTo.value) }, "Add connection"),
     ));
     parts.push(h("button", { type: "button", class: "wfk-danger", "aria-label": `Delete step ${name}`, onclick: () => this.deleteStep(name) }, "Delete step"));
     return h("div", { class: "wfk-form" }, parts);

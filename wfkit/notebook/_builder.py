@@ -9,6 +9,7 @@ moves these values between the two sides.
 
 from __future__ import annotations
 
+import ast
 import importlib
 import inspect
 import keyword
@@ -106,6 +107,13 @@ class Session:
     source: Path | None = None
     stub_file: Path | None = None
     on_save: list[Callable[[Workflow], None]] = field(default_factory=list)
+    # The file Save writes, as this session opened it or last wrote it (None: there was none), and
+    # a version of it changed by someone else that the user chose to write over (a second Save).
+    seen: bytes | None = field(default=None, init=False, repr=False)
+    overwrite: bytes | None = field(default=None, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.seen = _contents(self.path)
 
     def initial_spec(self) -> dict[str, Any]:
         """What the canvas starts from: the Workflow, else the spec file as it is (problems and
@@ -124,6 +132,16 @@ class Session:
         if found:
             count = len(found)
             return f"not saved: {count} problem{'s' * (count != 1)} to fix first", found
+        on_disk = _contents(self.path)
+        if on_disk != self.seen and on_disk != self.overwrite:
+            # Changed outside the builder since it was opened (a programmer's edit, another builder):
+            # writing would silently take their change back. A second Save writes over it.
+            self.overwrite = on_disk
+            return (
+                f"not saved: {self.path.name} was changed outside the builder after it was opened here "
+                "(someone edited the file). Save again to replace their changes with what you see here; or, "
+                "to start from their version, run this builder's cell again (edits not saved here are lost)"
+            ), []
         fresh = Workflow.from_spec(spec, steps=self.namespace, tools=self.registry)
         try:  # before the Workflow changes: a flow the file does not hold would be a half-done Save
             write(fresh.to_spec(), self.path)
@@ -137,6 +155,7 @@ class Session:
                 else "this builder saves only to that file: make it writable, then Save again"
             )
             return f"not saved: cannot write {self.path} ({exc.strerror or exc}): {fix}", []
+        self.seen, self.overwrite = _contents(self.path), None
         if self.flow is None:
             self.flow = fresh
         else:
@@ -176,9 +195,33 @@ class Session:
                     )
         return notes
 
+    def stub_path(self) -> Path:
+        """Where "Write stub" writes: ``stub_file``, else ``<spec name>_steps.py`` beside the spec."""
+        return self.stub_file or self.path.with_name(f"{self.path.stem.replace('-', '_')}_steps.py")
+
+    def offer_written_stubs(self) -> None:
+        """Offer the step functions of a stub file written before (an earlier session, or a
+        programmer filling them in) in the palette, beside those of ``steps=``."""
+        stub = self.stub_path()
+        if not stub.is_file() or not _defined_in(stub):
+            return
+        try:
+            module = _import_file(stub, reload=False)
+        except Exception:  # its steps in the spec say why, as problems on their boxes
+            return
+        for name in _defined_in(stub):
+            fn = getattr(module, name, None)
+            if _looks_like_step(fn):
+                self.namespace.setdefault(name, fn)
+
     def new_step(self, name: str, *, takes_context: bool = True, is_async: bool = False) -> dict[str, Any]:
         """Write a stub function into the stub file, import it, and offer it in the palette."""
-        if not _STEP_NAME.match(name) or keyword.iskeyword(name):
+        if keyword.iskeyword(name):
+            raise ValueError(
+                f"{name!r} is a word Python keeps for itself and cannot name a function: choose another "
+                f"name (e.g. {name}_step)"
+            )
+        if not _STEP_NAME.match(name):
             raise ValueError(
                 f"{name!r} cannot be a function name: use letters, digits and _, not starting with a digit"
             )
@@ -186,7 +229,15 @@ class Session:
             raise ValueError(
                 f"a function named {name!r} exists already: pick it from the palette or choose another name"
             )
-        stub = self.stub_file or self.path.with_name(f"{self.path.stem.replace('-', '_')}_steps.py")
+        stub = self.stub_path()
+        if stub.is_file() and name in _defined_in(stub):
+            # Written before (maybe filled in since): a second stub after it would replace it when
+            # imported, so a programmer's code would silently give way to `return {}`.
+            self.offer_written_stubs()
+            raise ValueError(
+                f"{name}() is in {stub.name} already, nothing was written: pick + {name} from the palette, "
+                "or choose another name"
+            )
         with stub.open("a", encoding="utf-8") as out:
             out.write(stub_source(name, takes_context=takes_context, is_async=is_async))
         module = _import_file(stub)
@@ -195,8 +246,27 @@ class Session:
         return {"name": name, "ref": function_ref(fn), "file": stub.name}
 
 
-def _import_file(path: Path) -> types.ModuleType:
-    """Import (or reload) the module in ``path``, reachable by its name from then on."""
+def _contents(path: Path) -> bytes | None:
+    """The file's bytes, or None when there is none (or it cannot be read: Save says why)."""
+    try:
+        return path.read_bytes()
+    except OSError:
+        return None
+
+
+def _defined_in(path: Path) -> list[str]:
+    """The names of the functions a Python file defines at its top level (none if it does not parse)."""
+    try:
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+    except (OSError, SyntaxError, ValueError):
+        return []
+    return [node.name for node in tree.body if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)]
+
+
+def _import_file(path: Path, *, reload: bool = True) -> types.ModuleType:
+    """Import (or reload) the module in ``path``, reachable by its name from then on. ``reload=False``
+    keeps a module already imported from there as it is: the Workflow loaded from the spec holds its
+    functions, and a reload would make new ones, which its spec would then name by bare name."""
     folder = str(path.resolve().parent)
     if folder not in sys.path:
         sys.path.insert(0, folder)
@@ -204,7 +274,7 @@ def _import_file(path: Path) -> types.ModuleType:
     name = path.stem
     module = sys.modules.get(name)
     if module is not None and Path(getattr(module, "__file__", "") or "").resolve() == path.resolve():
-        return importlib.reload(module)
+        return importlib.reload(module) if reload else module
     return importlib.import_module(name)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import sys
+import warnings
 from collections.abc import Callable, Iterable, Mapping
 from importlib import resources
 from pathlib import Path
@@ -57,14 +58,27 @@ class FlowEditor(anywidget.AnyWidget):
             path=str(session.path),
             status="",
         )
+        # The flow as the browser last showed it (each edit, each Save sends it), and as opened or
+        # last saved; their layouts aside.
+        self._shown_logic = self._saved_logic = _logic(spec)
         self.observe(self._on_spec, names="spec")
         self.on_msg(self._on_message)
 
     @property
     def flow(self) -> Workflow | None:
+        """The Workflow as last saved. While the builder shows changes Save has not written, this
+        warns: a run of it would not take what the screen shows."""
+        if self.session.flow is not None and self._shown_logic != self._saved_logic:
+            warnings.warn(
+                f"the flow builder of {self.session.path.name} has changes that are not saved: editor.flow is the "
+                "flow as last saved, without them. Click Save in the builder, then run this cell again.",
+                UserWarning,
+                stacklevel=2,
+            )
         return self.session.flow
 
     def _on_spec(self, change: Mapping[str, Any]) -> None:
+        self._shown_logic = _logic(change["new"])
         self.problems = problems_of(change["new"], self.session.namespace)
 
     def _on_message(self, _widget: Any, content: Mapping[str, Any], _buffers: Any) -> None:
@@ -72,12 +86,16 @@ class FlowEditor(anywidget.AnyWidget):
         if kind == "save":
             spec = content.get("spec") or self.spec
             self.status, found = self.session.save(spec)
+            self._shown_logic = _logic(spec)
+            if self.status.startswith("saved "):
+                self._saved_logic = self._shown_logic
             self.problems = found or problems_of(spec, self.session.namespace)
             self.send({"type": "save_answered"})  # the status line now speaks of the spec sent
         elif kind == "new_step":
             try:
                 made = self.session.new_step(str(content.get("name", "")), is_async=bool(content.get("is_async")))
             except (ValueError, OSError, ImportError, SyntaxError) as exc:
+                self.palette = palette(self.session.namespace)  # a stub found written already is offered
                 self.send({"type": "error", "message": str(exc)})
                 return
             self.palette = palette(self.session.namespace)
@@ -87,6 +105,11 @@ class FlowEditor(anywidget.AnyWidget):
         count = len(self.problems)
         state = f"{count} problem{'s' * (count != 1)}" if count else "no problems"
         return f"<FlowEditor {self.session.path.name}: {len(self.spec.get('steps') or {})} steps, {state}>"
+
+
+def _logic(spec: Mapping[str, Any]) -> dict[str, Any]:
+    """A spec without its layout (``metadata``): moving a box changes no run."""
+    return {key: value for key, value in spec.items() if key != "metadata"}
 
 
 def edit(
@@ -140,6 +163,7 @@ def edit(
         stub_file=Path(stub_file) if stub_file is not None else None,
         on_save=list(on_save),
     )
+    session.offer_written_stubs()  # "Write stub" functions of an earlier session, in the palette again
     notes = session.notes_for_the_call()
     if notes:  # printed: shown once under the cell, where the call can be changed
         print("wf.edit: what the builder cannot change, only this call can:\n" + "\n".join(f"- {n}" for n in notes))
