@@ -2459,7 +2459,9 @@ def test_load_result_refuses_what_is_not_a_saved_eval_result_saying_what_is(work
     second = wf.evals.evaluate(weekly_suite(doubled(range(2))), progress=False)
     assert first.saved_to is not None
     assert second.saved_to is not None
-    with pytest.raises(FileNotFoundError, match=r"no saved eval result at .*nowhere: a saved eval result is the folder evaluate()"):
+    with pytest.raises(
+        FileNotFoundError, match=r"no saved eval result at .*nowhere: a saved eval result is the folder evaluate()"
+    ):
         wf.evals.load_result(tmp_path / "nowhere")
     suite_folder = first.saved_to.parent
     with pytest.raises(ValueError, match=r"holds 2 saved results of suite 'weekly', not one: give one of them") as info:

@@ -20,7 +20,7 @@ from typing import Any, NoReturn, TextIO
 from wfkit._version import __version__
 from wfkit.model._status import RunStatus
 from wfkit.model._suggest import closest, misnamed
-from wfkit.replay._options import cell_seconds, processes
+from wfkit.replay._options import at_least_one, cell_seconds, processes
 
 
 def _when(ts: float | None) -> str:
@@ -50,24 +50,7 @@ def _finite(value: Any) -> Any:
     return value
 
 
-def _at_least_one(what: str) -> Callable[[str], int]:
-    """An argparse type: a whole number of 1 or more; ``what`` (after a semicolon) says what the
-    number counts, or how to leave it out. A smaller one is refused rather than taken: ``runs --limit
-    0`` would list nothing and say the workspace holds no runs, ``demo --runs 0`` print empty tables."""
-
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-        if value < 1:
-            raise argparse.ArgumentTypeError(f"must be 1 or more, got {value}; {what}")
-        return value
-
-    return parse
-
-
-_positive_int = _at_least_one("leave it out to list every run")
+_positive_int = at_least_one("leave it out to list every run")
 
 
 def _person(text: str) -> str:
@@ -1252,7 +1235,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="run the built-in query-router workflow offline and summarise the runs")
     demo.add_argument(
         "--runs",
-        type=_at_least_one("it is how many queries the demo routes (default 40)"),
+        type=at_least_one("it is how many queries the demo routes (default 40)"),
         default=40,
         help="how many queries to route (default 40)",
     )
@@ -1307,7 +1290,7 @@ def build_parser() -> argparse.ArgumentParser:
     fork.add_argument("--at", required=True, help="the step whose checkpoint the fork starts from")
     fork.add_argument(
         "--visit",
-        type=_at_least_one("a step's visits count from 1 (leave it out for its last)"),
+        type=at_least_one("a step's visits count from 1 (leave it out for its last)"),
         help="which visit of a looping step (default: its last)",
     )
     fork.add_argument("--set", action="append", default=[], metavar="KEY=JSON", help="a state field to change")
@@ -1357,7 +1340,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ev.add_argument(
         "--partition-size",
-        type=_at_least_one("it is how many cases each Dask partition runs"),
+        type=at_least_one("it is how many cases each Dask partition runs"),
         help="with --dask: cases per partition (default: a few per thread)",
     )
     ev.set_defaults(handler=_eval)

@@ -5,17 +5,28 @@ from __future__ import annotations
 
 import argparse
 import math
+from collections.abc import Callable
 
 
-def processes(text: str) -> int:
-    """How many notebooks run at once: 1 or more (``--jobs 0`` quietly ran one)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be 1 or more, got {value}")
-    return value
+def at_least_one(what: str) -> Callable[[str], int]:
+    """An argparse type: a whole number of 1 or more; ``what`` (after a semicolon) says what the
+    number counts, or how to leave it out. A smaller one is refused rather than taken: ``runs --limit
+    0`` would list nothing and say the workspace holds no runs, ``demo --runs 0`` print empty tables,
+    ``replay --jobs 0`` quietly ran one notebook at a time."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if value < 1:
+            raise argparse.ArgumentTypeError(f"must be 1 or more, got {value}; {what}")
+        return value
+
+    return parse
+
+
+processes = at_least_one("it is how many notebooks run at once")
 
 
 def cell_seconds(text: str) -> float:
