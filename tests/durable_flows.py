@@ -64,3 +64,30 @@ async def reply(state: Any, ctx: wf.StepContext) -> dict[str, Any]:
 
 
 asking.chain("ask", "check", "reply")
+
+
+async def run_still_executing() -> wf.Run:
+    """A run of workflow "long" started in a workspace and still executing: its first step is done
+    and recorded, its second sleeps for a second (a read of the step log meanwhile lacks the run)."""
+    import asyncio
+
+    flow = wf.Workflow("long")
+
+    @flow.step
+    async def first(state: Any) -> dict[str, Any]:
+        await asyncio.sleep(0.01)
+        return {}
+
+    @flow.step
+    async def second(state: Any) -> dict[str, Any]:
+        await asyncio.sleep(1.0)
+        return {}
+
+    flow.edge("first", "second")
+    run = flow.start({})
+    for _ in range(200):  # until first's row is in the journal
+        await asyncio.sleep(0.02)
+        if run.events:
+            break
+    await asyncio.sleep(0.1)
+    return run

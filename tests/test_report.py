@@ -14,6 +14,7 @@ from typing import Any
 import pandas as pd
 import pytest
 from browsers import CHROMIUM, launch
+from durable_flows import run_still_executing
 from llm_server import LLMServer
 from test_analysis import empty_map_runs, map_runs
 
@@ -208,27 +209,10 @@ def test_report_says_which_runs_it_lacks_still_executing(workspace: Path, tmp_pa
     single = wf.Workflow("single")
     single.step(lambda s: None, name="only")
     single.run({})
-    flow = wf.Workflow("long")
-
-    @flow.step
-    async def first(state: Any) -> dict[str, Any]:
-        return {}
-
-    @flow.step
-    async def second(state: Any) -> dict[str, Any]:
-        await asyncio.sleep(1.0)
-        return {}
-
-    flow.edge("first", "second")
     out = tmp_path / "report"
 
     async def main_() -> None:
-        run = flow.start({})
-        for _ in range(200):
-            await asyncio.sleep(0.02)
-            if run.events:
-                break
-        await asyncio.sleep(0.1)
+        run = await run_still_executing()
         assert 0 == await asyncio.to_thread(main, ["report", "--out", str(out)])
         html = (out / "index.html").read_text()
         assert "<p>1 attempt, 1 run;" in html  # the finished run alone

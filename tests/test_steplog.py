@@ -25,6 +25,7 @@ import pyarrow as pa
 import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 import pytest
+from durable_flows import run_still_executing
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -1408,27 +1409,8 @@ def test_a_read_while_a_run_executes_says_it_is_left_out(workspace: Path) -> Non
     nothing is said."""
     import asyncio
 
-    flow = wf.Workflow("long")
-
-    @flow.step
-    async def first(state: Any) -> dict[str, Any]:
-        await asyncio.sleep(0.01)
-        return {}
-
-    @flow.step
-    async def second(state: Any) -> dict[str, Any]:
-        await asyncio.sleep(1.0)
-        return {}
-
-    flow.edge("first", "second")
-
     async def main() -> None:
-        run = flow.start({})
-        for _ in range(200):  # until first's row is in the journal
-            await asyncio.sleep(0.02)
-            if run.events:
-                break
-        await asyncio.sleep(0.1)
+        run = await run_still_executing()
         with pytest.warns(UserWarning, match=rf"1 run still executing \(long {run.run_id}\) is not in the step log"):
             assert wf.steps().empty
         with warnings.catch_warnings():
