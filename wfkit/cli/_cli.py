@@ -1488,6 +1488,8 @@ def _wfkit_warnings_as_lines(command: str) -> Iterator[None]:
     nothing to someone who typed ``wfkit run``. Other warnings, and their filters, are left alone."""
     import warnings
 
+    from wfkit.model._warn import in_wfkit
+
     shown = warnings.showwarning
 
     def show(
@@ -1501,8 +1503,7 @@ def _wfkit_warnings_as_lines(command: str) -> Iterator[None]:
         if category.__module__.partition(".")[0] == "wfkit":
             # Said at the user's definition (a spec's routes, a step's def: wfkit.model._warn), it
             # names that place; at a line of wfkit's own, nothing.
-            mine = os.path.abspath(filename).startswith(os.path.dirname(os.path.dirname(__file__)) + os.sep)
-            where = "" if mine else f" ({filename} line {lineno})"
+            where = "" if in_wfkit(filename) else f" ({filename} line {lineno})"
             _print(f"wfkit {command}: {category.__name__}: {message}{where}", file=sys.stderr)
         else:
             shown(message, category, filename, lineno, file, line)

@@ -14,7 +14,6 @@ import hashlib
 import json
 import os
 import re
-import sys
 import uuid
 import warnings
 from collections.abc import Iterable, Sequence
@@ -24,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from wfkit.logs._driver import DRIVER_FILE, driver_alive
 from wfkit.model._errors import UnfinishedJobWarning
+from wfkit.model._warn import user_stacklevel
 
 STEPS_DIR = "steps"
 """The step log's folder inside a workspace or a dataset."""
@@ -265,21 +265,6 @@ def warn_of_jobs_without_end(dataset: Location) -> None:
                 f"are set aside, not deleted); run its cases again"
             )
         warnings.warn(said, UnfinishedJobWarning, stacklevel=user_stacklevel())
-
-
-_PACKAGE = str(Path(__file__).resolve().parent.parent) + os.sep
-
-
-def user_stacklevel() -> int:
-    """The ``stacklevel`` of the first frame outside wfkit, for a warning its caller says: a dataset
-    is read from ``wf.steps``, ``wf.StepLog``, an eval or a report, each some frames deep, and a
-    fixed level pointed at wfkit's own line (``_steplog.py:697``) and printed it under the message."""
-    frame = sys._getframe(1)  # the caller, whose own line is stacklevel 1
-    level = 1
-    while frame.f_back is not None and os.path.abspath(frame.f_code.co_filename).startswith(_PACKAGE):
-        frame = frame.f_back
-        level += 1
-    return level
 
 
 def all_committed(partitions: int) -> str:

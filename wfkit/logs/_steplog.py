@@ -42,12 +42,12 @@ from wfkit.logs._dataset import (
     is_attempt_segment,
     is_url,
     mirror,
-    user_stacklevel,
 )
 from wfkit.model._errors import StoreCorruptError, WorkspaceNotFoundError
 from wfkit.model._events import FIELDS, Status
 from wfkit.model._process import pid_alive
 from wfkit.model._suggest import did_you_mean
+from wfkit.model._warn import user_stacklevel
 from wfkit.store._journal import untimed
 
 if TYPE_CHECKING:

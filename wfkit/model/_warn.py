@@ -12,6 +12,8 @@ from __future__ import annotations
 import functools
 import inspect
 import linecache
+import os
+import sys
 import warnings
 from types import CodeType
 from typing import Any, TypeAlias
@@ -70,3 +72,24 @@ def warn_at(warning: Warning, site: Site | None, *, stacklevel: int = 1) -> None
         return
     filename, lineno, module = site
     warnings.warn_explicit(warning, type(warning), filename, lineno, module=module, registry=_registry)
+
+
+# This package's folder: a frame or a warning's file inside it is wfkit's own, not the user's.
+_PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
+
+
+def in_wfkit(filename: str) -> bool:
+    """Whether ``filename`` (a code object's, a warning's) is one of wfkit's own files."""
+    return os.path.abspath(filename).startswith(_PACKAGE)
+
+
+def user_stacklevel() -> int:
+    """The ``stacklevel`` of the first frame outside wfkit, for a warning its caller says: a dataset
+    is read from ``wf.steps``, ``wf.StepLog``, an eval or a report, each some frames deep, and a
+    fixed level pointed at wfkit's own line (``_steplog.py:697``) and printed it under the message."""
+    frame = sys._getframe(1)  # the caller, whose own line is stacklevel 1
+    level = 1
+    while frame.f_back is not None and in_wfkit(frame.f_code.co_filename):
+        frame = frame.f_back
+        level += 1
+    return level
