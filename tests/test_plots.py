@@ -427,6 +427,21 @@ def test_timeline_of_a_run_of_microseconds_spans_the_axis(workspace: Path) -> No
     assert all(t.get_text().endswith(("µs", "0 s")) for t in ax.get_xticklabels() if t.get_text())
 
 
+def test_timeline_spans_a_bar_whose_timestamps_read_no_time(workspace: Path) -> None:
+    """Timestamps are kept to the microsecond, so a step of 1 us can read as ending where it started:
+    the axis then fell back to an arbitrary millisecond and the bar was a sliver at its left edge (a
+    flaky failure of the test above). The axis spans the bars drawn as well as the ends recorded."""
+    flow = wf.Workflow("instant")
+    flow.step(lambda state: {"y": 1}, name="only")
+    run = flow.run({})
+    frame = wf.steps()
+    frame["ended_at"] = frame["started_at"]
+    frame["latency_s"] = 1e-6
+    ax = frame.wf.plot_timeline(run.run_id)
+    (bar,) = [r for r in rectangles(ax) if r.get_height() == pytest.approx(0.6)]
+    assert bar.get_width() / ax.get_xlim()[1] > 0.5
+
+
 def test_timeline_draws_into_a_given_axes(workspace: Path) -> None:
     """ax= is drawn into and returned; pyplot makes no figure."""
     run = serial_flow("given", {"a": 0.001}).run({})

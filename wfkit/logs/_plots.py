@@ -411,13 +411,18 @@ def plot_timeline(df: pd.DataFrame, run_id: str | None = None, *, ax: Axes | Non
         color = _COLORS.get(str(row.status), "#333333")
         if int(row.attempt) > 0:
             ax.barh(lane, width, left=start, height=0.6, color=color, edgecolor="black", linewidth=0.3)
+        drawn = start + width  # where its bars end: the axis spans them
         delay = getattr(row, "retry_delay_s", None)
         if delay is not None and delay == delay and delay > 0:  # NaN-safe
             ax.barh(lane, delay, left=start + width, height=0.15, color=color, alpha=0.4)
             waited.setdefault(color, str(row.status))
+            drawn += delay
         end = (row.ended_at - origin).total_seconds()
         if end == end:
-            ends.append(end)
+            # Its end, or its bars' if they reach further: the wall clock's timestamps are kept to
+            # the microsecond, so a step of 1 us could read as ending where it started (and the
+            # axis fell back to an arbitrary millisecond, its bar a sliver at the left edge).
+            ends.append(max(end, drawn))
         elif int(row.attempt) > 0:  # a crash cut it off: how long it ran is unknown, so no bar
             ax.plot([start], [lane], marker="x", markersize=8, color=color, linestyle="none")
     # Approval waits: from the ticket's creation to its decision.
